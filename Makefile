@@ -1,0 +1,50 @@
+# The two commands a new user needs: `make up` and `make test`. Both install what is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+PACKAGES := libs/contracts libs/kit libs/devstack \
+	services/inventory services/promotion services/customer services/payment services/order \
+	gateway
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: install up test lint fmt gen unit clean-state
+
+$(STAMP): requirements-dev.txt $(PYPROJECTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing Omnitill and its tools into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		$(addprefix -e ,$(PACKAGES))
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Start the whole platform on this machine. FRESH=1 starts from empty data.
+up: install
+	@$(PY) -m pos_devstack up $(if $(FRESH),--fresh,)
+
+# Every check and every test, exactly what CI runs.
+test: install lint
+	@$(PY) -m pytest -q
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy libs/kit/src libs/devstack/src services/*/src gateway/src
+	@cd proto && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code
+
+fmt: install
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+	@cd proto && ../$(VENV)/bin/buf format -w
+
+# Regenerate the protobuf/gRPC Python code from proto/ (a test fails when it drifts).
+gen: install
+	@$(PY) tools/gen_protos.py
+
+unit: install
+	@$(PY) -m pytest -q -m "not e2e"
+
+clean-state:
+	rm -rf .omnitill

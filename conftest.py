@@ -1,0 +1,2 @@
+# Shared fixtures (real PostgreSQL and NATS) for every test folder in the repository.
+pytest_plugins = ["pos_devstack.testing"]

@@ -1,0 +1,1 @@
+"""Omnitill REST edge gateway."""

@@ -1,0 +1,91 @@
+"""pytest fixtures: real PostgreSQL and NATS JetStream for every test that needs them.
+
+By default they are started from the wheels in a temporary folder, once per test session. Set
+OMNITILL_TEST_DATABASE_URL (an admin URL) and OMNITILL_TEST_NATS_URL to use servers of your own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pos_devstack.natsd import LocalNats, free_port
+from pos_devstack.postgres import LocalPostgres
+from pos_kit import migrate as kit_migrate
+
+_counter = itertools.count(1)
+
+
+class Infra:
+    def __init__(self, admin_url: str, nats_url: str, root: Path) -> None:
+        self.admin_url = admin_url
+        self.nats_url = nats_url
+        self.root = root
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database with its own role; returns its postgresql:// URL."""
+        unique = f"{name}_{os.getpid()}_{next(_counter)}".lower()
+        password = "test-" + unique
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(unique), sql.Literal(password)
+                )
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(unique), sql.Identifier(unique)
+                )
+            )
+        host = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        return (
+            f"postgresql://{unique}:{password}@{host.get('host', '127.0.0.1')}:"
+            f"{host.get('port', 5432)}/{unique}"
+        )
+
+    def service_database(self, service: str) -> str:
+        """A fresh database with the service's migrations applied."""
+        url = self.create_database(service)
+        package = importlib.import_module(f"pos_{service}")
+        migrations = Path(package.__file__ or "").parent / "migrations"
+        kit_migrate.upgrade(migrations, url)
+        return url
+
+    def new_nats(self) -> LocalNats:
+        """A NATS server of the test's own, for tests that stop and restart it."""
+        server = LocalNats(Path(tempfile.mkdtemp(dir=self.root)) / "nats", free_port())
+        server.start()
+        return server
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    root = Path(tempfile.mkdtemp(prefix="omnitill-test-"))
+    admin = os.environ.get("OMNITILL_TEST_DATABASE_URL")
+    nats_url = os.environ.get("OMNITILL_TEST_NATS_URL")
+    pg = nats = None
+    try:
+        if not admin:
+            pg = LocalPostgres(root / "pg", free_port())
+            pg.start()
+            admin = pg.admin_url
+        if not nats_url:
+            nats = LocalNats(root / "nats", free_port())
+            nats.start()
+            nats_url = nats.url
+        yield Infra(admin, nats_url, root)
+    finally:
+        if nats is not None:
+            nats.stop()
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Omnitill's shared service runtime. No domain code lives here."""

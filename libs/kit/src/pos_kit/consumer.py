@@ -1,0 +1,190 @@
+"""Durable JetStream consumers with an inbox: each event's effect is applied exactly once.
+
+The event id goes into the `inbox` table in the same transaction as the handler's effect; a
+redelivered event finds its id there and is only acknowledged. A handler that fails is nak'ed
+with a growing delay; after `max_deliver` attempts, or at once when the payload cannot be
+decoded, the message is copied to the dead-letter stream and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
+from pos_kit.streams import DLQ_PREFIX, stream_config, stream_name, ensure_stream
+from pos_kit.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("pos_kit.consumer")
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed (undecodable, missing headers): dead-letter it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    event_id: str
+    subject: str
+    event_type: str
+    merchant_id: str
+    data: bytes
+    delivery: int
+
+
+Handler = Callable[[UnitOfWork, IncomingEvent], Awaitable[None]]
+
+
+class Consumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        uow_factory: Callable[[], UnitOfWork],
+        *,
+        name: str,
+        source_service: str,
+        subjects: list[str],
+        handler: Handler,
+        max_deliver: int = 5,
+        batch_size: int = 64,
+        base_delay: float = 0.5,
+        ack_wait: float = 30.0,
+    ) -> None:
+        self._js = js
+        self._uow_factory = uow_factory
+        self.name = name
+        self._source = source_service
+        self._subjects = subjects
+        self._handler = handler
+        self.max_deliver = max_deliver
+        self._batch = batch_size
+        self._base_delay = base_delay
+        self._ack_wait = ack_wait
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await ensure_stream(self._js, stream_config(self._source))
+        stream = stream_name(self._source)
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self._ack_wait,
+            # We dead-letter ourselves after max_deliver; the server must not drop first.
+            max_deliver=-1,
+            filter_subjects=self._subjects,
+        )
+        await self._js.add_consumer(stream, config)
+        return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sub: JetStreamContext.PullSubscription | None = None
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s: %s; retrying", self.name, exc.__class__.__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def handle(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        delivery = msg.metadata.num_delivered if msg.metadata else 1
+        ctx = extract(headers)
+        with tracer.start_as_current_span(
+            f"consume {msg.subject}", context=ctx, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            try:
+                event = IncomingEvent(
+                    event_id=_header(headers, EVENT_ID_HEADER),
+                    subject=msg.subject,
+                    event_type=_header(headers, EVENT_TYPE_HEADER),
+                    merchant_id=_header(headers, MERCHANT_HEADER),
+                    data=msg.data,
+                    delivery=delivery,
+                )
+                span.set_attribute("messaging.message.id", event.event_id)
+                applied = await self._apply(event)
+            except PoisonMessage as exc:
+                await self._dead_letter(msg, delivery, f"poison: {exc}")
+                return
+            except Exception as exc:
+                if delivery >= self.max_deliver:
+                    await self._dead_letter(msg, delivery, exc.__class__.__name__)
+                else:
+                    log.warning(
+                        "consumer %s: delivery %d failed (%s); will retry",
+                        self.name,
+                        delivery,
+                        exc.__class__.__name__,
+                    )
+                    await msg.nak(delay=self._base_delay * 2 ** (delivery - 1))
+                return
+        if applied:
+            self.applied += 1
+        else:
+            self.duplicates += 1
+        await msg.ack()
+
+    async def _apply(self, event: IncomingEvent) -> bool:
+        async with self._uow_factory() as uow:
+            inbox = uow.tables.inbox
+            first = await uow.conn.execute(
+                pg_insert(inbox)
+                .values(consumer=self.name, event_id=event.event_id)
+                .on_conflict_do_nothing()
+                .returning(inbox.c.event_id)
+            )
+            if first.first() is None:
+                return False  # already applied: a redelivery
+            await self._handler(uow, event)
+            await uow.commit()
+            return True
+
+    async def _dead_letter(self, msg: Msg, delivery: int, reason: str) -> None:
+        headers = dict(msg.headers or {})
+        original_id = headers.get(EVENT_ID_HEADER, f"seq-{msg.metadata.sequence.stream}")
+        headers.update(
+            {
+                "Nats-Msg-Id": f"{self.name}:{original_id}",
+                "Omnitill-Original-Subject": msg.subject,
+                "Omnitill-Consumer": self.name,
+                "Omnitill-Deliveries": str(delivery),
+                "Omnitill-Error": reason[:200],
+            }
+        )
+        await self._js.publish(f"{DLQ_PREFIX}.{self.name}", msg.data, headers=headers)
+        self.dead_lettered += 1
+        log.error("consumer %s: dead-lettered %s (%s)", self.name, original_id, reason)
+        await msg.ack()
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    value = headers.get(name)
+    if not value:
+        raise PoisonMessage(f"missing header {name}")
+    return value

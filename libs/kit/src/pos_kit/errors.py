@@ -1,0 +1,93 @@
+"""Domain errors with a stable machine code, and how they map to gRPC status codes.
+
+Domain code raises these; the gRPC layer turns them into a status with a google.rpc.ErrorInfo
+(reason = code) and, for field problems, a google.rpc.BadRequest; the gateway turns those into
+RFC 9457 problems. Nothing else about an exception ever leaves a process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+@dataclass
+class DomainError(Exception):
+    message: str
+    code: str = "invalid_request"
+    violations: list[FieldViolation] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    status: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(DomainError):
+    def __init__(
+        self,
+        message: str,
+        violations: list[FieldViolation] | None = None,
+        code: str = "invalid_argument",
+    ) -> None:
+        super().__init__(
+            message, code, violations or [], {}, grpc.StatusCode.INVALID_ARGUMENT
+        )
+
+
+class NotFound(DomainError):
+    def __init__(self, resource: str, resource_id: str) -> None:
+        super().__init__(
+            f"{resource} {resource_id!r} was not found",
+            "resource_missing",
+            [],
+            {"resource": resource},
+            grpc.StatusCode.NOT_FOUND,
+        )
+
+
+class AlreadyExists(DomainError):
+    def __init__(self, message: str, code: str = "already_exists") -> None:
+        super().__init__(message, code, [], {}, grpc.StatusCode.ALREADY_EXISTS)
+
+
+class Conflict(DomainError):
+    """A precondition on current state failed (stale version, insufficient stock, ...)."""
+
+    def __init__(
+        self, message: str, code: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, code, [], metadata or {}, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+class Unavailable(DomainError):
+    def __init__(self, message: str, code: str = "service_unavailable") -> None:
+        super().__init__(message, code, [], {}, grpc.StatusCode.UNAVAILABLE)
+
+
+class RequestIdReused(DomainError):
+    def __init__(self) -> None:
+        super().__init__(
+            "this request_id was already used for a different request",
+            "idempotency_key_reused",
+            [],
+            {},
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+
+
+def require(condition: bool, field_name: str, description: str) -> list[FieldViolation]:
+    """One field check; collect the results and raise InvalidArgument once with all of them."""
+    return [] if condition else [FieldViolation(field_name, description)]
+
+
+def raise_if(violations: list[FieldViolation], message: str = "the request is not valid") -> None:
+    if violations:
+        raise InvalidArgument(message, violations)

@@ -1,0 +1,103 @@
+"""gRPC channels to other services: call context forwarded, deadlines always set and shrinking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from pos_kit.context import (
+    MERCHANT_HEADER,
+    REQUEST_ID_HEADER,
+    merchant_var,
+    remaining_seconds,
+    request_id_var,
+)
+from pos_kit.errors import DomainError, FieldViolation
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._default = default_timeout
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        metadata = list(details.metadata or ())
+        present = {k for k, _ in metadata}
+        merchant = merchant_var.get()
+        if merchant and MERCHANT_HEADER not in present:
+            metadata.append((MERCHANT_HEADER, merchant))
+        request_id = request_id_var.get()
+        if request_id and REQUEST_ID_HEADER not in present:
+            metadata.append((REQUEST_ID_HEADER, request_id))
+        timeout = details.timeout if details.timeout is not None else self._default
+        remaining = remaining_seconds()
+        if remaining is not None:
+            # Never let a downstream call outlive the call it serves.
+            timeout = min(timeout, remaining)
+        new_details = grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=timeout,
+            metadata=grpc.aio.Metadata(*metadata),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+        return await continuation(new_details, request)
+
+
+def channel(target: str, default_timeout: float = DEFAULT_TIMEOUT) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=[ContextClientInterceptor(default_timeout)],
+        options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
+    )
+
+
+@dataclass
+class RemoteError:
+    """A downstream failure, read from its gRPC status and google.rpc details."""
+
+    status: grpc.StatusCode
+    message: str
+    reason: str = ""
+    violations: list[FieldViolation] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_domain(self) -> DomainError:
+        return DomainError(
+            self.message, self.reason or self.status.name.lower(), self.violations,
+            self.metadata, self.status,
+        )  # fmt: skip
+
+
+def read_error(exc: grpc.aio.AioRpcError) -> RemoteError:
+    error = RemoteError(exc.code(), exc.details() or "")
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except ValueError:
+        status = None
+    if status is None:
+        return error
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            error.reason = info.reason
+            error.metadata = dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            error.violations = [
+                FieldViolation(v.field, v.description) for v in bad.field_violations
+            ]
+    return error

@@ -1,0 +1,182 @@
+"""The grpc.aio server every service runs: health, reflection, call context, error mapping.
+
+Every RPC of ours must carry a deadline and the merchant in metadata; calls without them are
+refused before any handler runs. Domain errors become a gRPC status with google.rpc details
+(ErrorInfo.reason = the stable code, BadRequest for field problems). Any other exception is
+logged here and answered as INTERNAL with no detail, so internals never leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from pos_kit.context import (
+    MERCHANT_HEADER,
+    REQUEST_ID_HEADER,
+    deadline_var,
+    merchant_var,
+    request_id_var,
+)
+from pos_kit.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "omnitill.dev"
+# Infrastructure services that answer without our call context (probes, tooling).
+_OPEN_SERVICES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def status_for(error: DomainError) -> status_pb2.Status:
+    details = []
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    if error.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        packed_bad = any_pb2.Any()
+        packed_bad.Pack(bad)
+        details.append(packed_bad)
+    return status_pb2.Status(
+        code=getattr(code_pb2, error.status.name), message=error.message, details=details
+    )
+
+
+class CallContextInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method  # type: ignore[attr-defined]
+        if handler is None or handler.unary_unary is None or method.startswith(_OPEN_SERVICES):
+            return handler
+        inner = handler.unary_unary
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            remaining = context.time_remaining()
+            if remaining is None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "every call must carry a deadline"
+                )
+            merchant = metadata.get(MERCHANT_HEADER, "")
+            if not merchant:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, f"missing {MERCHANT_HEADER} metadata"
+                )
+            tokens = (
+                merchant_var.set(merchant),
+                request_id_var.set(metadata.get(REQUEST_ID_HEADER)),
+                deadline_var.set(time.monotonic() + float(remaining or 0)),
+            )
+            try:
+                return await inner(request, context)
+            except DomainError as error:
+                await context.abort_with_status(rpc_status.to_status(status_for(error)))
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                merchant_var.reset(tokens[0])
+                request_id_var.reset(tokens[1])
+                deadline_var.reset(tokens[2])
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+Registrar = Callable[[grpc.aio.Server], None]
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class GrpcService:
+    """A gRPC server plus the background tasks (relay, consumers) that live in the same process."""
+
+    def __init__(
+        self,
+        name: str,
+        registrars: Sequence[Registrar],
+        service_names: Sequence[str],
+        host: str,
+        port: int,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.server = grpc.aio.server(
+            interceptors=[CallContextInterceptor()],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ],
+        )
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for register in registrars:
+            register(self.server)
+        self._service_names = list(service_names)
+        reflection.enable_server_reflection(
+            [*self._service_names, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+            self.server,
+        )
+        self.address = f"{host}:{port}"
+        self.port = self.server.add_insecure_port(self.address)
+        self._grace = grace_seconds
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, background: Sequence[BackgroundTask] = ()) -> None:
+        await self.server.start()
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks = [asyncio.create_task(task(self.stop_event)) for task in background]
+        log.info("%s serving gRPC on port %d", self.name, self.port)
+
+    async def stop(self) -> None:
+        """Graceful: report NOT_SERVING, drain in-flight calls, then stop background work."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self._grace)
+        self.stop_event.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self._grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def run_until_signalled(self, background: Sequence[BackgroundTask] = ()) -> None:
+        await self.start(background)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("%s shutting down", self.name)
+        await self.stop()

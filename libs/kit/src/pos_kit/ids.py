@@ -1,0 +1,31 @@
+"""Opaque, prefixed, time-ordered ids (`prod_...`, `ord_...`, `evt_...`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """A 26-character ULID-style body: 48 bits of milliseconds then 80 random bits.
+
+    Time first keeps ids roughly insertion-ordered, which keeps B-tree inserts cheap and makes
+    cursor pagination by id stable.
+    """
+    millis = time.time_ns() // 1_000_000
+    body = _encode(millis, 10) + _encode(int.from_bytes(os.urandom(10), "big"), 16)
+    return f"{prefix}_{body}"
+
+
+def has_prefix(value: str, prefix: str) -> bool:
+    return value.startswith(prefix + "_") and len(value) == len(prefix) + 27

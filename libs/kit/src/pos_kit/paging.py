@@ -1,0 +1,35 @@
+"""Cursor paging shared by every list RPC: opaque tokens, bounded page sizes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from pos_kit.errors import FieldViolation, InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            "page_size is out of range",
+            [FieldViolation("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")],
+        )
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def encode_token(last_key: str) -> str:
+    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument(
+            "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
+        ) from None

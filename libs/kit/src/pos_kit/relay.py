@@ -1,0 +1,133 @@
+"""The outbox relay: publishes committed events to JetStream, marking them sent only once acked.
+
+It claims a batch of unpublished rows with FOR UPDATE SKIP LOCKED (so several replicas share the
+work without publishing a row twice at the same time), publishes them pipelined, and marks them
+published in the same transaction once every acknowledgement is in. JetStream deduplicates on
+Nats-Msg-Id = event id, so a row re-published after a crash between ack and commit is dropped by
+the stream. While NATS is down it keeps the rows and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.js import JetStreamContext
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pos_kit.events import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MERCHANT_HEADER,
+    TRACEPARENT_HEADER,
+)
+from pos_kit.tables import KitTables
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: KitTables,
+        js: JetStreamContext,
+        batch_size: int = 500,
+        idle_poll_seconds: float = 1.0,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._outbox = tables.outbox
+        self._js = js
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll_seconds
+        self._publish_timeout = publish_timeout
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        """Called after a commit that wrote events, so they go out without waiting for a poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                sent = await self.publish_batch()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS or the database is away: keep the rows, retry later
+                log.warning("outbox relay could not publish: %s", exc.__class__.__name__)
+                sent = 0
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if sent < self._batch_size:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=self._idle_poll, return_when="FIRST_COMPLETED"
+                )
+                waiter.cancel()
+                stopper.cancel()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        ob = self._outbox
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        ob.c.seq,
+                        ob.c.event_id,
+                        ob.c.subject,
+                        ob.c.event_type,
+                        ob.c.merchant_id,
+                        ob.c.payload,
+                        ob.c.traceparent,
+                    )
+                    .where(ob.c.published_at.is_(None))
+                    .order_by(ob.c.seq)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = {
+                    "Nats-Msg-Id": row.event_id,
+                    EVENT_ID_HEADER: row.event_id,
+                    EVENT_TYPE_HEADER: row.event_type,
+                    MERCHANT_HEADER: row.merchant_id,
+                }
+                if row.traceparent:
+                    headers[TRACEPARENT_HEADER] = row.traceparent
+                futures.append(
+                    self._js.publish(
+                        row.subject,
+                        bytes(row.payload),
+                        timeout=self._publish_timeout,
+                        headers=headers,
+                    )
+                )
+            # Pipelined: every publish is on the wire before the first ack is awaited.
+            await asyncio.gather(*futures)
+            await conn.execute(
+                update(ob)
+                .where(ob.c.seq.in_([r.seq for r in rows]))
+                .values(published_at=func.now())
+            )
+        self.published += len(rows)
+        return len(rows)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

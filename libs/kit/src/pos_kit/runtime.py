@@ -1,0 +1,102 @@
+"""What every service process shares: engine, unit of work, NATS, relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from pos_kit.consumer import Consumer, Handler
+from pos_kit.db import make_engine
+from pos_kit.relay import OutboxRelay
+from pos_kit.settings import BaseServiceSettings
+from pos_kit.streams import connect, ensure_service_streams
+from pos_kit.tables import KitTables
+from pos_kit.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+U = TypeVar("U", bound=UnitOfWork)
+
+
+class ConsumerSpec:
+    def __init__(
+        self, name: str, source_service: str, subjects: list[str], handler: Handler
+    ) -> None:
+        self.name = name
+        self.source_service = source_service
+        self.subjects = subjects
+        self.handler = handler
+
+
+class ServiceRuntime(Generic[U]):
+    def __init__(
+        self,
+        service: str,
+        settings: BaseServiceSettings,
+        tables: KitTables,
+        uow_class: type[U],
+        consumers: list[ConsumerSpec] | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.tables = tables
+        self._uow_class = uow_class
+        self.engine = make_engine(settings.database_url, pool_size=pool_size)
+        self.consumer_specs = consumers or []
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[Consumer] = []
+        self.nats: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.ready = asyncio.Event()
+
+    def uow(self) -> U:
+        return self._uow_class(self.engine, self.tables, on_commit=self.wake_relay)
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def messaging(self, stop: asyncio.Event) -> None:
+        """Background task: connect to NATS (waiting for it if need be), then relay and consume."""
+        try:
+            self.nats = await connect(self.settings.nats_servers, f"pos-{self.service}", stop)
+        except Exception:
+            return
+        self.js = self.nats.jetstream()
+        while not stop.is_set():
+            try:
+                await ensure_service_streams(self.js, self.service)
+                break
+            except Exception as exc:
+                log.warning("could not set up streams (%s); retrying", exc.__class__.__name__)
+                await asyncio.sleep(0.5)
+        self.relay = OutboxRelay(self.engine, self.tables, self.js)
+        self.consumers = [
+            Consumer(
+                self.js,
+                self.uow,
+                name=spec.name,
+                source_service=spec.source_service,
+                subjects=spec.subjects,
+                handler=spec.handler,
+            )
+            for spec in self.consumer_specs
+        ]
+        tasks = [asyncio.create_task(self.relay.run(stop))]
+        tasks += [asyncio.create_task(c.run(stop)) for c in self.consumers]
+        self.ready.set()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.nats.drain() if self.nats.is_connected else await self.nats.close()
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Omnitill customer service: customer profiles and loyalty points."""

@@ -1,0 +1,105 @@
+"""PostgreSQL repository and unit of work for customers."""
+
+from __future__ import annotations
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_customer.adapters import events
+from pos_customer.adapters.tables import customers, loyalty_ledger
+from pos_customer.domain.model import Customer, LoyaltyPointsEarned
+from pos_kit.uow import UnitOfWork
+
+
+def _customer(row: Row[tuple[object, ...]]) -> Customer:
+    m = row._mapping
+    return Customer(
+        id=m["id"],
+        email=m["email"],
+        given_name=m["given_name"],
+        family_name=m["family_name"],
+        loyalty_points=m["loyalty_points"],
+        version=m["version"],
+        created_at=m["created_at"],
+    )
+
+
+class SqlCustomerRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, customer: Customer) -> None:
+        row = (
+            await self._conn.execute(
+                insert(customers)
+                .values(
+                    merchant_id=self._merchant,
+                    id=customer.id,
+                    email=customer.email,
+                    given_name=customer.given_name,
+                    family_name=customer.family_name,
+                )
+                .returning(customers.c.created_at)
+            )
+        ).one()
+        customer.created_at = row.created_at
+
+    async def get(self, merchant_id: str, customer_id: str) -> Customer | None:
+        row = (
+            await self._conn.execute(
+                select(customers).where(
+                    customers.c.merchant_id == merchant_id, customers.c.id == customer_id
+                )
+            )
+        ).first()
+        return _customer(row) if row else None
+
+    async def get_by_email(self, merchant_id: str, email: str) -> Customer | None:
+        row = (
+            await self._conn.execute(
+                select(customers).where(
+                    customers.c.merchant_id == merchant_id, customers.c.email == email
+                )
+            )
+        ).first()
+        return _customer(row) if row else None
+
+    async def save_points(self, merchant_id: str, customer: Customer) -> None:
+        for event in customer.events:
+            if isinstance(event, LoyaltyPointsEarned):
+                await self._conn.execute(
+                    insert(loyalty_ledger).values(
+                        merchant_id=merchant_id,
+                        customer_id=customer.id,
+                        order_id=event.order_id,
+                        points=event.points,
+                    )
+                )
+        await self._conn.execute(
+            update(customers)
+            .where(customers.c.merchant_id == merchant_id, customers.c.id == customer.id)
+            .values(
+                loyalty_points=customer.loyalty_points,
+                version=customer.version,
+                updated_at=func.now(),
+            )
+        )
+
+    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
+        query = select(customers).where(customers.c.merchant_id == merchant_id)
+        if after_id:
+            query = query.where(customers.c.id > after_id)
+        rows = (await self._conn.execute(query.order_by(customers.c.id).limit(limit))).all()
+        return [_customer(r) for r in rows]
+
+
+class CustomerUow(UnitOfWork):
+    """The kit's unit of work plus this service's repository and event mapping."""
+
+    @property
+    def customers(self) -> SqlCustomerRepository:
+        return SqlCustomerRepository(self.conn, self.merchant_id)
+
+    def publish(self, event: object) -> None:
+        self.emit(events.to_outgoing(event, self.merchant_id))

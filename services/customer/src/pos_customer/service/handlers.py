@@ -1,0 +1,51 @@
+"""Use cases of the customer service; every entrypoint (gRPC, consumers) calls these."""
+
+from __future__ import annotations
+
+from pos_kit.errors import AlreadyExists, NotFound
+from pos_kit.ids import new_id
+
+from pos_customer.domain.model import Customer, CustomerCreated, validate_new_customer
+from pos_customer.service.ports import CustomerUnitOfWork
+
+
+async def create_customer(
+    uow: CustomerUnitOfWork, email: str, given_name: str, family_name: str
+) -> Customer:
+    email = email.strip().lower()
+    validate_new_customer(email, given_name, family_name)
+    if await uow.customers.get_by_email(uow.merchant_id, email) is not None:
+        raise AlreadyExists("a customer with this email already exists", "email_taken")
+    customer = Customer(new_id("cus"), email, given_name.strip(), family_name.strip())
+    await uow.customers.add(customer)
+    uow.publish(CustomerCreated(customer))
+    return customer
+
+
+async def get_customer(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
+    customer = await uow.customers.get(uow.merchant_id, customer_id)
+    if customer is None:
+        raise NotFound("customer", customer_id)
+    return customer
+
+
+async def list_customers(
+    uow: CustomerUnitOfWork, limit: int, after_id: str | None
+) -> list[Customer]:
+    return await uow.customers.list(uow.merchant_id, limit, after_id)
+
+
+async def credit_order(
+    uow: CustomerUnitOfWork, customer_id: str, order_id: str, total_minor: int
+) -> int:
+    """Loyalty for a confirmed order. A sale to an unknown customer earns nothing."""
+    customer = await uow.customers.get(uow.merchant_id, customer_id)
+    if customer is None:
+        return 0
+    points = customer.earn_points(order_id, total_minor)
+    if points:
+        await uow.customers.save_points(uow.merchant_id, customer)
+        for event in customer.events:
+            uow.publish(event)
+        customer.events.clear()
+    return points

@@ -1,0 +1,1 @@
+"""Omnitill order service."""

@@ -1,0 +1,1 @@
+"""Omnitill payment service."""
