@@ -22,7 +22,7 @@ from opentelemetry.propagate import extract
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
-from pos_kit.streams import DLQ_PREFIX, stream_config, stream_name, ensure_stream
+from pos_kit.streams import DLQ_PREFIX, ensure_stream, stream_config, stream_name
 from pos_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)

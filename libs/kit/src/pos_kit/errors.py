@@ -37,9 +37,7 @@ class InvalidArgument(DomainError):
         violations: list[FieldViolation] | None = None,
         code: str = "invalid_argument",
     ) -> None:
-        super().__init__(
-            message, code, violations or [], {}, grpc.StatusCode.INVALID_ARGUMENT
-        )
+        super().__init__(message, code, violations or [], {}, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class NotFound(DomainError):
@@ -61,9 +59,7 @@ class AlreadyExists(DomainError):
 class Conflict(DomainError):
     """A precondition on current state failed (stale version, insufficient stock, ...)."""
 
-    def __init__(
-        self, message: str, code: str, metadata: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, code: str, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message, code, [], metadata or {}, grpc.StatusCode.FAILED_PRECONDITION)
 
 

@@ -40,7 +40,9 @@ def stream_for_service(service: str) -> str:
     return f"POS_{service.upper()}"
 
 
-def make_event(message: Message, merchant_id: str, occurred_at: datetime | None = None) -> OutgoingEvent:
+def make_event(
+    message: Message, merchant_id: str, occurred_at: datetime | None = None
+) -> OutgoingEvent:
     """Fill the message's `meta` (event id, merchant, time) and wrap it for the outbox."""
     event_id = new_id("evt")
     meta = getattr(message, "meta", None)

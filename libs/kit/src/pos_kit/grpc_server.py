@@ -144,7 +144,11 @@ class GrpcService:
             register(self.server)
         self._service_names = list(service_names)
         reflection.enable_server_reflection(
-            [*self._service_names, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+            [
+                *self._service_names,
+                reflection.SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            ],
             self.server,
         )
         self.address = f"{host}:{port}"

@@ -15,7 +15,7 @@ R = TypeVar("R", bound=Message)
 class HasRequestId(Protocol):
     request_id: str
 
-    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...  # noqa: N802
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
 
 
 async def once(

@@ -10,6 +10,7 @@ the stream. While NATS is down it keeps the rows and retries with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from nats.js import JetStreamContext
@@ -127,7 +128,5 @@ class OutboxRelay:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

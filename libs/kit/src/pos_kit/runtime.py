@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from nats.aio.client import Client as NATS

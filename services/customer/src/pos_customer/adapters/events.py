@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pos.customer.v1 import events_pb2
-
 from pos_customer.adapters import messages
 from pos_customer.domain.model import CustomerCreated, LoyaltyPointsEarned
 from pos_kit.events import OutgoingEvent, make_event

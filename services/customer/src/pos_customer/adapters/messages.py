@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pos.customer.v1 import customer_pb2
-
 from pos_customer.domain.model import Customer
 
 

@@ -29,9 +29,7 @@ class Customer:
         if points > 0:
             self.loyalty_points += points
             self.version += 1
-            self.events.append(
-                LoyaltyPointsEarned(self.id, order_id, points, self.loyalty_points)
-            )
+            self.events.append(LoyaltyPointsEarned(self.id, order_id, points, self.loyalty_points))
         return points
 
 
@@ -57,7 +55,5 @@ def validate_new_customer(email: str, given_name: str, family_name: str) -> None
     violations += require(bool(_EMAIL.match(email)), "email", "must be an email address")
     violations += require(len(email) <= 254, "email", "must be at most 254 characters")
     violations += require(len(given_name) <= 100, "given_name", "must be at most 100 characters")
-    violations += require(
-        len(family_name) <= 100, "family_name", "must be at most 100 characters"
-    )
+    violations += require(len(family_name) <= 100, "family_name", "must be at most 100 characters")
     raise_if(violations)

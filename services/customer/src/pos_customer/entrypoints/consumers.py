@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
-from pos.order.v1 import events_pb2 as order_events
 
+from pos.order.v1 import events_pb2 as order_events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.service import handlers
 from pos_kit.consumer import IncomingEvent, PoisonMessage

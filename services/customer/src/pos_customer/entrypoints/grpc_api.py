@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos_customer.adapters.messages import customer_to_proto
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.service import handlers
@@ -19,7 +19,7 @@ class CustomerApi(customer_pb2_grpc.CustomerServiceServicer):
     def __init__(self, uow: Callable[[], CustomerUow]) -> None:
         self._uow = uow
 
-    async def CreateCustomer(  # noqa: N802
+    async def CreateCustomer(
         self, request: customer_pb2.CreateCustomerRequest, context: grpc.aio.ServicerContext
     ) -> customer_pb2.CreateCustomerResponse:
         async with self._uow().bind(current_merchant()) as uow:
@@ -34,14 +34,14 @@ class CustomerApi(customer_pb2_grpc.CustomerServiceServicer):
                 uow, "CreateCustomer", request, customer_pb2.CreateCustomerResponse, work
             )
 
-    async def GetCustomer(  # noqa: N802
+    async def GetCustomer(
         self, request: customer_pb2.GetCustomerRequest, context: grpc.aio.ServicerContext
     ) -> customer_pb2.GetCustomerResponse:
         async with self._uow().bind(current_merchant()) as uow:
             customer = await handlers.get_customer(uow, request.id)
             return customer_pb2.GetCustomerResponse(customer=customer_to_proto(customer))
 
-    async def ListCustomers(  # noqa: N802
+    async def ListCustomers(
         self, request: customer_pb2.ListCustomersRequest, context: grpc.aio.ServicerContext
     ) -> customer_pb2.ListCustomersResponse:
         limit = page_size(request.page_size)

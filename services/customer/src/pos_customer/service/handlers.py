@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pos_kit.errors import AlreadyExists, NotFound
-from pos_kit.ids import new_id
-
 from pos_customer.domain.model import Customer, CustomerCreated, validate_new_customer
 from pos_customer.service.ports import CustomerUnitOfWork
+from pos_kit.errors import AlreadyExists, NotFound
+from pos_kit.ids import new_id
 
 
 async def create_customer(
