@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import MetaData, create_engine, pool
 
 from pos_kit.db import async_url
@@ -41,3 +42,15 @@ def run_env(metadata: MetaData) -> None:
         context.configure(connection=connection, target_metadata=metadata, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
+
+
+class MigrationSettings(BaseSettings):
+    """A migration needs the database and nothing else."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+    database_url: str
+
+
+def upgrade_from_env(migrations_dir: Path) -> None:
+    """`python -m pos_<service> migrate`: upgrade the database named by DATABASE_URL."""
+    upgrade(migrations_dir, MigrationSettings().database_url)  # type: ignore[call-arg]

@@ -60,8 +60,7 @@ async def serve() -> None:
 
 
 def migrate() -> None:
-    settings = Settings()  # type: ignore[call-arg]
-    kit_migrate.upgrade(MIGRATIONS, settings.database_url)
+    kit_migrate.upgrade_from_env(MIGRATIONS)
 
 
 __all__ = ["metadata", "migrate", "serve"]

@@ -382,16 +382,22 @@ class GetPricesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SKUS_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    location_id: _builtins.str
+    """When set, the response also carries this location (currency, tax rate) so a checkout
+    gets its whole price snapshot in one hop; an unknown location is NOT_FOUND.
+    """
     @_builtins.property
     def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         skus: _abc.Iterable[_builtins.str] | None = ...,
+        location_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["skus", b"skus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "skus", b"skus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -402,16 +408,20 @@ class GetPricesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PRODUCTS_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]: ...
+    @_builtins.property
+    def location(self) -> Global___Location: ...
     def __init__(
         self,
         *,
         products: _abc.Iterable[Global___Product] | None = ...,
+        location: Global___Location | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["products", b"products"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "products", b"products"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,7 +112,8 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPrices(self, request, context):
-        """Prices of SKUs in one call, so a checkout needs a single hop for its price snapshot.
+        """Prices of SKUs (and the selling location, when given) in one call, so a checkout needs a
+        single hop for its price snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,9 @@ class InventoryServiceStub:
     GetProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetProductRequest, _inventory_pb2.GetProductResponse]
     ListProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]
     GetPrices: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetPricesRequest, _inventory_pb2.GetPricesResponse]
-    """Prices of SKUs in one call, so a checkout needs a single hop for its price snapshot."""
+    """Prices of SKUs (and the selling location, when given) in one call, so a checkout needs a
+    single hop for its price snapshot.
+    """
     AdjustStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.AdjustStockResponse]
     GetStockLevels: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetStockLevelsRequest, _inventory_pb2.GetStockLevelsResponse]
 
@@ -54,7 +56,9 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     GetProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetProductRequest, _inventory_pb2.GetProductResponse]  # type: ignore[assignment]
     ListProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]  # type: ignore[assignment]
     GetPrices: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetPricesRequest, _inventory_pb2.GetPricesResponse]  # type: ignore[assignment]
-    """Prices of SKUs in one call, so a checkout needs a single hop for its price snapshot."""
+    """Prices of SKUs (and the selling location, when given) in one call, so a checkout needs a
+    single hop for its price snapshot.
+    """
     AdjustStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.AdjustStockResponse]  # type: ignore[assignment]
     GetStockLevels: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetStockLevelsRequest, _inventory_pb2.GetStockLevelsResponse]  # type: ignore[assignment]
 
@@ -102,7 +106,9 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.GetPricesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.GetPricesResponse, _abc.Awaitable[_inventory_pb2.GetPricesResponse]]:
-        """Prices of SKUs in one call, so a checkout needs a single hop for its price snapshot."""
+        """Prices of SKUs (and the selling location, when given) in one call, so a checkout needs a
+        single hop for its price snapshot.
+        """
 
     @_abc_1.abstractmethod
     def AdjustStock(

@@ -1,0 +1,75 @@
+"""`python -m pos_gateway serve|migrate|create-merchant NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from pos_kit import migrate as kit_migrate
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="pos_gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the REST API")
+    sub.add_parser("migrate", help="apply the gateway's database migrations")
+    create = sub.add_parser("create-merchant", help="create a merchant and a test API key")
+    create.add_argument("name")
+    args = parser.parse_args()
+
+    if args.command == "migrate":
+        kit_migrate.upgrade_from_env(MIGRATIONS)
+        return
+
+    from pos_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()  # type: ignore[call-arg]
+    if args.command == "create-merchant":
+        print(json.dumps(asyncio.run(_create(settings, args.name))))
+        return
+
+    import uvicorn
+
+    from pos_gateway.app import create_app
+    from pos_kit.telemetry import setup_logging, setup_tracing
+
+    setup_logging("gateway", settings.log_level)
+    setup_tracing("pos-gateway", settings.otel_exporter_otlp_endpoint)
+    app = create_app(settings)
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app)
+    except ImportError:  # pragma: no cover - instrumentation is optional
+        pass
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def _create(settings: object, name: str) -> dict[str, str]:
+    from pos_gateway.admin import create_merchant, issue_key
+    from pos_gateway.settings import GatewaySettings
+    from pos_kit.db import make_engine
+
+    assert isinstance(settings, GatewaySettings)
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        merchant_id = await create_merchant(engine, name)
+        issued = await issue_key(engine, settings.gateway_secret_key, merchant_id, "default")
+    finally:
+        await engine.dispose()
+    return {"merchant_id": merchant_id, "api_key": issued.key}
+
+
+if __name__ == "__main__":
+    main()

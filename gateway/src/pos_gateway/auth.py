@@ -1,0 +1,102 @@
+"""Bearer API keys -> the merchant and scopes of the request.
+
+The merchant is set in the call context here, and only here: every gRPC call the request makes
+carries it in metadata, and nothing in a request body can choose it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pos_gateway import keys
+from pos_gateway.problems import Problem
+from pos_gateway.tables import api_keys
+from pos_kit.context import merchant_var, request_id_var
+
+# A looked-up key is trusted this long before it is read again (so a revocation takes effect
+# within this time); it spares the database one query per request.
+CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    merchant_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+
+class KeyStore:
+    def __init__(self, engine: AsyncEngine, secret: str) -> None:
+        self._engine = engine
+        self._secret = secret
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def lookup(self, key: str) -> Principal | None:
+        digest = keys.keyed_hash(self._secret, key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(api_keys.c.id, api_keys.c.merchant_id, api_keys.c.scopes).where(
+                        api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+            principal = Principal(row.merchant_id, row.id, frozenset(row.scopes)) if row else None
+            if row is not None:
+                from sqlalchemy import func
+
+                await conn.execute(
+                    update(api_keys).where(api_keys.c.id == row.id).values(last_used_at=func.now())
+                )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + CACHE_SECONDS, principal)
+        return principal
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="omnitill"'}
+    )
+
+
+async def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("an API key is required: Authorization: Bearer <key>")
+    token = token.strip()
+    if not keys.well_formed(token):
+        raise _unauthorized("the API key is not valid")
+    store: KeyStore = request.app.state.keys
+    principal = await store.lookup(token)
+    if principal is None:
+        raise _unauthorized("the API key is not valid")
+    merchant_var.set(principal.merchant_id)
+    request_id_var.set(request.headers.get("idempotency-key") or str(uuid.uuid4()))
+    return principal
+
+
+def require(scope: str) -> object:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(
+                403,
+                "insufficient_scope",
+                f"this API key lacks the {scope} scope",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            )
+        return principal
+
+    return Depends(check)

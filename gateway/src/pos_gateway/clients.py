@@ -1,0 +1,48 @@
+"""gRPC stubs for the five services, one channel each, shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from pos.customer.v1 import customer_pb2_grpc
+from pos.inventory.v1 import inventory_pb2_grpc
+from pos.order.v1 import order_pb2_grpc
+from pos.payment.v1 import payment_pb2_grpc
+from pos.promotion.v1 import promotion_pb2_grpc
+from pos_gateway.settings import GatewaySettings
+from pos_kit.grpc_client import channel
+
+
+@dataclass
+class Services:
+    channels: dict[str, grpc.aio.Channel]
+    inventory: inventory_pb2_grpc.InventoryServiceStub
+    promotion: promotion_pb2_grpc.PromotionServiceStub
+    customer: customer_pb2_grpc.CustomerServiceStub
+    payment: payment_pb2_grpc.PaymentServiceStub
+    order: order_pb2_grpc.OrderServiceStub
+
+    async def close(self) -> None:
+        for ch in self.channels.values():
+            await ch.close()
+
+
+def connect(settings: GatewaySettings) -> Services:
+    timeout = settings.request_timeout_seconds
+    chans = {
+        "inventory": channel(settings.inventory_addr, timeout),
+        "promotion": channel(settings.promotion_addr, timeout),
+        "customer": channel(settings.customer_addr, timeout),
+        "payment": channel(settings.payment_addr, timeout),
+        "order": channel(settings.order_addr, timeout),
+    }
+    return Services(
+        chans,
+        inventory_pb2_grpc.InventoryServiceStub(chans["inventory"]),
+        promotion_pb2_grpc.PromotionServiceStub(chans["promotion"]),
+        customer_pb2_grpc.CustomerServiceStub(chans["customer"]),
+        payment_pb2_grpc.PaymentServiceStub(chans["payment"]),
+        order_pb2_grpc.OrderServiceStub(chans["order"]),
+    )

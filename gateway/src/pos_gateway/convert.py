@@ -1,0 +1,48 @@
+"""Protobuf messages -> the public JSON shape.
+
+One generic walk so every resource looks alike: integers stay integers (protobuf's JSON mapping
+would quote int64 amounts), enums become lower-case words without their prefix, timestamps are
+RFC 3339 in UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+def _enum_word(field: FieldDescriptor, number: int) -> str | None:
+    enum = field.enum_type
+    value = enum.values_by_number.get(number)
+    if value is None or number == 0:
+        return None
+    prefix = (
+        "".join("_" + c if c.isupper() and i else c for i, c in enumerate(enum.name)).upper() + "_"
+    )
+    return value.name.removeprefix(prefix).lower()
+
+
+def _value(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if isinstance(value, Timestamp):
+            return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return to_json(value)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return _enum_word(field, value)
+    return value
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.label == FieldDescriptor.LABEL_REPEATED:
+            out[field.name] = [_value(field, v) for v in value]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            out[field.name] = _value(field, value) if message.HasField(field.name) else None
+        else:
+            out[field.name] = _value(field, value)
+    return out

@@ -1,0 +1,147 @@
+"""RFC 9457 problem answers for everything that goes wrong, and gRPC status -> HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pos_kit.grpc_client import read_error
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://docs.omnitill.dev/problems/"
+
+# google.rpc's documented HTTP mapping.
+HTTP_FOR_GRPC: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    402: "Payment required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    499: "Client closed request",
+    500: "Internal server error",
+    501: "Not implemented",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + problem.code,
+        "title": TITLES.get(problem.status, "Error"),
+        "status": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    body.update(problem.extra)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
+    remote = read_error(exc)
+    status = HTTP_FOR_GRPC.get(remote.status, 500)
+    if status >= 500 and status not in (503, 504):
+        # Internal failures say nothing about internals.
+        return Problem(status, "internal_error", "an internal error occurred")
+    code = remote.reason or remote.status.name.lower()
+    detail = remote.message if status < 500 else "a service the request needs is unavailable"
+    errors = [{"field": v.field, "reason": v.description} for v in remote.violations]
+    return Problem(status, code, detail, errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _rpc(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        return problem_response(from_rpc_error(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            field = ".".join(loc) or "body"
+            errors.append({"field": field, "reason": str(err.get("msg", "is not valid"))})
+        bad_json = any(e.get("type") == "json_invalid" for e in exc.errors())
+        return problem_response(
+            Problem(
+                400,
+                "malformed_json" if bad_json else "invalid_request",
+                "the request body is not valid JSON" if bad_json else "the request is not valid",
+                errors,
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        detail = str(exc.detail) if exc.status_code != 404 else "no such route"
+        return problem_response(
+            Problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(Problem(500, "internal_error", "an internal error occurred"))

@@ -1,0 +1,116 @@
+"""Locations, products and stock: /v1/locations, /v1/products, /v1/inventory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from pos.inventory.v1 import inventory_pb2
+from pos_gateway.auth import require
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+
+router = APIRouter(prefix="/v1", tags=["catalog and inventory"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class LocationIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    tax_rate_bps: int = Field(0, ge=0, le=10_000, description="825 = 8.25 %")
+
+
+class ProductIn(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    price: MoneyIn
+
+
+REASONS = {
+    "received": inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+    "sold": inventory_pb2.ADJUSTMENT_REASON_SOLD,
+    "returned": inventory_pb2.ADJUSTMENT_REASON_RETURNED,
+    "damaged": inventory_pb2.ADJUSTMENT_REASON_DAMAGED,
+    "correction": inventory_pb2.ADJUSTMENT_REASON_CORRECTION,
+}
+
+
+class AdjustmentIn(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    location_id: str = Field(min_length=1, max_length=64)
+    delta: int = Field(description="Signed change of on-hand units; never zero")
+    reason: Literal["received", "sold", "returned", "damaged", "correction"]
+
+
+@router.post("/locations", status_code=201, summary="Create a location",
+             dependencies=[require("inventory:write")])  # fmt: skip
+async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
+    answer = await svc.inventory.CreateLocation(
+        inventory_pb2.CreateLocationRequest(request_id=request_id(), **body.model_dump())
+    )
+    return to_json(answer.location)
+
+
+@router.get("/locations", summary="List locations", dependencies=[require("inventory:read")])
+async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    answer = await svc.inventory.ListLocations(
+        inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
+    )
+    return page([to_json(x) for x in answer.locations], answer.next_page_token)
+
+
+@router.post("/products", status_code=201, summary="Create a product",
+             dependencies=[require("catalog:write")])  # fmt: skip
+async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
+    answer = await svc.inventory.CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            request_id=request_id(), sku=body.sku, name=body.name, price=body.price.pb()
+        )
+    )
+    return to_json(answer.product)
+
+
+@router.get("/products", summary="List products", dependencies=[require("catalog:read")])
+async def list_products(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    answer = await svc.inventory.ListProducts(
+        inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
+    )
+    return page([to_json(x) for x in answer.products], answer.next_page_token)
+
+
+@router.get("/products/{product_id}", summary="Get a product",
+            dependencies=[require("catalog:read")])  # fmt: skip
+async def get_product(product_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
+    return to_json(answer.product)
+
+
+@router.get("/inventory", summary="Stock levels of SKUs",
+            dependencies=[require("inventory:read")])  # fmt: skip
+async def stock_levels(
+    svc: Svc,
+    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    location_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    answer = await svc.inventory.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")
+    )
+    return page([to_json(x) for x in answer.levels], "")
+
+
+@router.post("/inventory/adjustments", status_code=201, summary="Adjust stock with a reason",
+             dependencies=[require("inventory:write")])  # fmt: skip
+async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
+    answer = await svc.inventory.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=request_id(),
+            sku=body.sku,
+            location_id=body.location_id,
+            delta=body.delta,
+            reason=REASONS[body.reason],
+        )
+    )
+    return to_json(answer.level)

@@ -1,0 +1,83 @@
+"""Checkout, orders and payments: /v1/checkouts, /v1/orders, /v1/payments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import Field
+
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_gateway.auth import require
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+
+router = APIRouter(prefix="/v1", tags=["orders and payments"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class CheckoutLineIn(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class CheckoutIn(Body):
+    location_id: str = Field(min_length=1, max_length=64)
+    customer_id: str = Field("", max_length=64)
+    lines: list[CheckoutLineIn] = Field(min_length=1, max_length=200)
+    tender_type: Literal["cash", "card"]
+    cash_tendered: MoneyIn | None = None
+    card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
+
+
+@router.post("/checkouts", status_code=201, summary="One-call register checkout",
+             dependencies=[require("orders:write")])  # fmt: skip
+async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
+    request = order_pb2.CheckoutRequest(
+        request_id=request_id(),
+        location_id=body.location_id,
+        customer_id=body.customer_id,
+        lines=[order_pb2.CheckoutLine(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        tender_type=(
+            payment_pb2.TENDER_TYPE_CASH
+            if body.tender_type == "cash"
+            else payment_pb2.TENDER_TYPE_CARD
+        ),
+        card_token=body.card_token,
+    )
+    if body.cash_tendered is not None:
+        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    answer = await svc.order.Checkout(request)
+    result = {"order": to_json(answer.order), "payment": to_json(answer.payment)}
+    if answer.payment.status == payment_pb2.PAYMENT_STATUS_DECLINED:
+        raise Problem(
+            402,
+            "payment_declined",
+            f"the payment was declined: {answer.payment.decline_reason}",
+            extra=result,
+        )
+    return result
+
+
+@router.get("/orders", summary="List orders", dependencies=[require("orders:read")])
+async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    answer = await svc.order.ListOrders(
+        order_pb2.ListOrdersRequest(page_size=limit, page_token=cursor or "")
+    )
+    return page([to_json(x) for x in answer.orders], answer.next_page_token)
+
+
+@router.get("/orders/{order_id}", summary="Get an order", dependencies=[require("orders:read")])
+async def get_order(order_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    return to_json(answer.order)
+
+
+@router.get("/payments/{payment_id}", summary="Get a payment",
+            dependencies=[require("payments:read")])  # fmt: skip
+async def get_payment(payment_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    return to_json(answer.payment)

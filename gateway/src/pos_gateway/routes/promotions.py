@@ -1,0 +1,43 @@
+"""Promotions: /v1/promotions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import Field
+
+from pos.promotion.v1 import promotion_pb2
+from pos_gateway.auth import require
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+
+router = APIRouter(prefix="/v1", tags=["promotions"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class PromotionIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    percent_off_bps: int = Field(ge=1, le=10_000, description="1000 = 10 % off")
+    minimum_subtotal: MoneyIn | None = None
+
+
+@router.post("/promotions", status_code=201, summary="Create a promotion",
+             dependencies=[require("promotions:write")])  # fmt: skip
+async def create_promotion(body: PromotionIn, svc: Svc) -> dict[str, Any]:
+    request = promotion_pb2.CreatePromotionRequest(
+        request_id=request_id(), name=body.name, percent_off_bps=body.percent_off_bps
+    )
+    if body.minimum_subtotal is not None:
+        request.minimum_subtotal.CopyFrom(body.minimum_subtotal.pb())
+    answer = await svc.promotion.CreatePromotion(request)
+    return to_json(answer.promotion)
+
+
+@router.get("/promotions", summary="List promotions", dependencies=[require("promotions:read")])
+async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    answer = await svc.promotion.ListPromotions(
+        promotion_pb2.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
+    )
+    return page([to_json(x) for x in answer.promotions], answer.next_page_token)

@@ -1,0 +1,26 @@
+"""Gateway settings, from the environment only."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from pos_kit.settings import BaseServiceSettings, refuse_placeholder
+
+
+class GatewaySettings(BaseServiceSettings):
+    # The gateway publishes nothing itself yet; NATS is optional here.
+    nats_url: str = "nats://127.0.0.1:4222"
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    # Keys the HMAC under which API keys are stored: a leaked table reveals no usable key.
+    gateway_secret_key: str = Field(min_length=16)
+    inventory_addr: str
+    promotion_addr: str
+    customer_addr: str
+    payment_addr: str
+    order_addr: str
+    request_timeout_seconds: float = 10.0
+    max_body_bytes: int = 1_000_000
+
+    def _check_secrets(self) -> None:
+        refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)

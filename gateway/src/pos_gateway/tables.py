@@ -1,0 +1,44 @@
+"""The gateway's own database: merchants and their API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+metadata = MetaData()
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    # Only the keyed hash is stored; the key itself is shown once, at creation.
+    Column("key_hash", LargeBinary, nullable=False),
+    # The first characters, so a merchant can tell keys apart in a list.
+    Column("key_hint", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("api_keys_hash", "key_hash", unique=True),
+)

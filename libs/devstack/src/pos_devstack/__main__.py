@@ -1,0 +1,65 @@
+"""`python -m pos_devstack up [--fresh]`: what `make up` runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pos_devstack.platform import Platform, fresh
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="pos_devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the whole platform and wait for Ctrl-C")
+    up.add_argument("--fresh", action="store_true", help="delete all local data first")
+    args = parser.parse_args()
+
+    home = Path(os.environ.get("OMNITILL_HOME", ".omnitill"))
+    if args.fresh:
+        print(f"==> removing {home} (fresh start)")
+        fresh(home)
+    platform = Platform(home, say=lambda line: print(line, flush=True))
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("==> starting Omnitill", flush=True)
+    try:
+        platform.start_infrastructure()
+        platform.start_services()
+        key = platform.sandbox_key()
+        print(
+            f"""
+==> Omnitill is up
+    API          {platform.gateway_url}/v1
+    API docs     {platform.gateway_url}/docs
+    sandbox key  {key}   (also in {home}/sandbox-key)
+    logs         {home}/logs/
+    try:  curl -H "Authorization: Bearer $(cat {home}/sandbox-key)" {platform.gateway_url}/v1/products
+
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        while not stopping:
+            platform._check_alive()
+            time.sleep(0.5)
+    except Exception as exc:
+        print(f"!! {exc}", file=sys.stderr, flush=True)
+        platform.stop()
+        raise SystemExit(1) from None
+    print("\n==> stopping …", flush=True)
+    platform.stop()
+    print("==> stopped; data kept in", home, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The whole platform on one machine: PostgreSQL, NATS, five services and the gateway.
+
+Each service and the gateway run as separate processes configured only through environment
+variables, exactly as containers and Kubernetes run them; this module only plays operator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pos_devstack.natsd import LocalNats
+from pos_devstack.postgres import LocalPostgres
+from pos_kit import migrate as kit_migrate
+
+SERVICES = ("inventory", "promotion", "customer", "payment", "order")
+# Who calls whom over gRPC (the order service orchestrates checkout).
+CALLS = {"order": ("inventory", "promotion", "payment")}
+
+
+@dataclass
+class Ports:
+    postgres: int = 54329
+    nats: int = 54222
+    gateway: int = 8080
+    services: dict[str, int] = field(
+        default_factory=lambda: {s: 50061 + i for i, s in enumerate(SERVICES)}
+    )
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+class Platform:
+    def __init__(
+        self,
+        home: Path,
+        ports: Ports | None = None,
+        say: Callable[[str], None] = print,
+        env_extra: dict[str, str] | None = None,
+    ) -> None:
+        self.home = home.resolve()
+        self.ports = ports or Ports()
+        self.say = say
+        self.env_extra = env_extra or {}
+        self.pg = LocalPostgres(
+            self.home / "postgres", self.ports.postgres, self.home / "logs" / "postgres.log"
+        )
+        self.nats = LocalNats(self.home / "nats", self.ports.nats, self.home / "logs" / "nats.log")
+        self.procs: list[Proc] = []
+        self.database_urls: dict[str, str] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    def _secrets(self) -> dict[str, str]:
+        path = self.home / "secrets.json"
+        if path.exists():
+            data: dict[str, str] = json.loads(path.read_text())
+            return data
+        data = {name: secrets.token_urlsafe(18) for name in (*SERVICES, "gateway")}
+        data["gateway_secret_key"] = secrets.token_urlsafe(32)
+        path.write_text(json.dumps(data))
+        path.chmod(0o600)
+        return data
+
+    def start_infrastructure(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        self.say(f"  starting PostgreSQL on 127.0.0.1:{self.ports.postgres} …")
+        self.pg.start()
+        self.say("  ✓ PostgreSQL ready")
+        self.say(f"  starting NATS JetStream on 127.0.0.1:{self.ports.nats} …")
+        self.nats.start()
+        self.say("  ✓ NATS ready")
+        creds = self._secrets()
+        for name in (*SERVICES, "gateway"):
+            self.database_urls[name] = self.pg.create_database(name, name, creds[name])
+        self.say("  migrating databases …")
+        for name in (*SERVICES, "gateway"):
+            package = __import__(f"pos_{name}")
+            kit_migrate.upgrade(
+                Path(package.__file__).parent / "migrations", self.database_urls[name]
+            )
+        self.say("  ✓ a database and role per service, migrated")
+
+    def env_for(self, name: str) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(self.home)),
+            "OMNITILL_ENV": "development",
+            "DATABASE_URL": self.database_urls[name],
+            "NATS_URL": self.nats.url,
+            "LOG_LEVEL": "INFO",
+            **{f"{s.upper()}_ADDR": f"127.0.0.1:{self.ports.services[s]}" for s in SERVICES},
+        }
+        if name == "gateway":
+            env.update(
+                HTTP_HOST="127.0.0.1",
+                HTTP_PORT=str(self.ports.gateway),
+                GATEWAY_SECRET_KEY=self._secrets()["gateway_secret_key"],
+            )
+        else:
+            env.update(GRPC_HOST="127.0.0.1", GRPC_PORT=str(self.ports.services[name]))
+        env.update(self.env_extra)
+        return env
+
+    def spawn(self, name: str) -> Proc:
+        log = self.home / "logs" / f"{name}.log"
+        handle = log.open("ab")
+        popen = subprocess.Popen(
+            [sys.executable, "-m", f"pos_{name}", "serve"],
+            env=self.env_for(name),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_services(self, timeout: float = 60.0) -> None:
+        for name in SERVICES:
+            self.say(f"  starting {name} service on 127.0.0.1:{self.ports.services[name]} …")
+            self.spawn(name)
+        for name in SERVICES:
+            self._wait_grpc(name, timeout)
+            self.say(f"  ✓ {name} serving")
+        self.say(f"  starting gateway on {self.gateway_url} …")
+        self.spawn("gateway")
+        self._wait_http(timeout)
+        self.say("  ✓ gateway ready")
+
+    def _check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.popen.poll() is not None:
+                tail = proc.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{proc.name} exited (code {proc.popen.returncode}):\n{tail}")
+
+    def _wait_grpc(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        target = f"127.0.0.1:{self.ports.services[name]}"
+        with grpc.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                self._check_alive()
+                try:
+                    answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} did not become healthy")
+                time.sleep(0.1)
+
+    def _wait_http(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            try:
+                if httpx.get(self.gateway_url + "/readyz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway did not become ready")
+            time.sleep(0.1)
+
+    def stop_process(self, name: str, timeout: float = 20.0) -> None:
+        for proc in [p for p in self.procs if p.name == name]:
+            _terminate(proc.popen, timeout)
+            self.procs.remove(proc)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            _terminate(proc.popen, 20.0)
+        self.procs.clear()
+        self.nats.stop()
+        self.pg.stop()
+
+    # --- the sandbox merchant -----------------------------------------------------------------
+
+    def sandbox_key(self) -> str:
+        """The demo merchant's key: created (with demo data) on first start, then reused."""
+        key_file = self.home / "sandbox-key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        out = subprocess.run(
+            [sys.executable, "-m", "pos_gateway", "create-merchant", "Demo Store"],
+            env=self.env_for("gateway"),
+            check=True,
+            capture_output=True,
+        )
+        key = str(json.loads(out.stdout)["api_key"])
+        seed_demo_data(self.gateway_url, key)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        return key
+
+
+def _terminate(popen: subprocess.Popen[bytes], timeout: float) -> None:
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
+def seed_demo_data(base_url: str, key: str) -> dict[str, str]:
+    """A few locations, products, stock, a promotion and a customer, made through the API."""
+    headers = {"Authorization": f"Bearer {key}"}
+    ids: dict[str, str] = {}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10.0) as http:
+
+        def post(path: str, body: dict[str, object], idem: str) -> dict[str, object]:
+            answer = http.post(path, json=body, headers={"Idempotency-Key": f"seed-{idem}"})
+            answer.raise_for_status()
+            result: dict[str, object] = answer.json()
+            return result
+
+        for slug, name, tax in (
+            ("downtown", "Downtown Store", 825),
+            ("harbor", "Harbor Store", 700),
+        ):
+            loc = post(
+                "/v1/locations", {"name": name, "currency": "USD", "tax_rate_bps": tax}, slug
+            )
+            ids[slug] = str(loc["id"])
+        products = (
+            ("TEE-BLK-M", "Black T-shirt (M)", 2500),
+            ("MUG-LOGO", "Logo mug", 1200),
+            ("CAP-NAVY", "Navy cap", 1800),
+            ("SOCKS-3PK", "Socks, 3 pack", 999),
+        )
+        for sku, name, price in products:
+            post(
+                "/v1/products",
+                {"sku": sku, "name": name, "price": {"amount": price, "currency": "USD"}},
+                sku,
+            )
+            for slug in ("downtown", "harbor"):
+                post(
+                    "/v1/inventory/adjustments",
+                    {"sku": sku, "location_id": ids[slug], "delta": 50, "reason": "received"},
+                    f"{sku}-{slug}",
+                )
+        post(
+            "/v1/promotions",
+            {
+                "name": "10% off orders over $50",
+                "percent_off_bps": 1000,
+                "minimum_subtotal": {"amount": 5000, "currency": "USD"},
+            },
+            "promo",
+        )
+        cus = post(
+            "/v1/customers",
+            {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"},
+            "ada",
+        )
+        ids["customer"] = str(cus["id"])
+    return ids
+
+
+def fresh(home: Path) -> None:
+    shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""PostgreSQL repository and unit of work for orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_kit.money import Money
+from pos_kit.uow import UnitOfWork
+from pos_order.adapters import events
+from pos_order.adapters.tables import orders
+from pos_order.domain.model import Order, OrderLine, OrderStatus, Totals
+
+
+def _order(row: Row[Any]) -> Order:
+    m = row._mapping
+    cur = m["currency"]
+    return Order(
+        id=m["id"],
+        location_id=m["location_id"],
+        customer_id=m["customer_id"],
+        lines=[
+            OrderLine(ln["sku"], ln["name"], ln["quantity"], Money(ln["unit_price"], cur))
+            for ln in m["lines"]
+        ],
+        totals=Totals(
+            Money(m["subtotal"], cur),
+            Money(m["discount_total"], cur),
+            Money(m["tax_total"], cur),
+            Money(m["total"], cur),
+        ),
+        discounts_applied=m["discounts_applied"],
+        status=OrderStatus(m["status"]),
+        payment_id=m["payment_id"],
+        created_at=m["created_at"],
+    )
+
+
+class SqlOrderRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add_for(self, merchant_id: str, order: Order) -> None:
+        t = order.totals
+        row = (
+            await self._conn.execute(
+                insert(orders)
+                .values(
+                    merchant_id=merchant_id,
+                    id=order.id,
+                    location_id=order.location_id,
+                    customer_id=order.customer_id,
+                    status=order.status.value,
+                    currency=t.total.currency,
+                    lines=[
+                        {
+                            "sku": ln.sku,
+                            "name": ln.name,
+                            "quantity": ln.quantity,
+                            "unit_price": ln.unit_price.amount,
+                        }
+                        for ln in order.lines
+                    ],
+                    subtotal=t.subtotal.amount,
+                    discount_total=t.discount.amount,
+                    tax_total=t.tax.amount,
+                    total=t.total.amount,
+                    discounts_applied=order.discounts_applied,
+                    payment_id=order.payment_id,
+                )
+                .returning(orders.c.created_at)
+            )
+        ).one()
+        order.created_at = row.created_at
+
+    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+        row = (
+            await self._conn.execute(
+                select(orders).where(orders.c.merchant_id == merchant_id, orders.c.id == order_id)
+            )
+        ).first()
+        return _order(row) if row else None
+
+    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]:
+        query = select(orders).where(orders.c.merchant_id == merchant_id)
+        if after_id:
+            query = query.where(orders.c.id > after_id)
+        rows = (await self._conn.execute(query.order_by(orders.c.id).limit(limit))).all()
+        return [_order(r) for r in rows]
+
+
+class _MerchantOrders:
+    """The repository as the handlers see it: scoped to the unit of work's merchant."""
+
+    def __init__(self, repo: SqlOrderRepository, merchant_id: str) -> None:
+        self._repo = repo
+        self._merchant = merchant_id
+
+    async def add(self, order: Order) -> None:
+        await self._repo.add_for(self._merchant, order)
+
+    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+        return await self._repo.get(merchant_id, order_id)
+
+    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]:
+        return await self._repo.list(merchant_id, limit, after_id)
+
+
+class OrderUow(UnitOfWork):
+    @property
+    def orders(self) -> _MerchantOrders:
+        return _MerchantOrders(SqlOrderRepository(self.conn), self.merchant_id)
+
+    def publish(self, event: object) -> None:
+        self.emit(events.to_outgoing(event, self.merchant_id))

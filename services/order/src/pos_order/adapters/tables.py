@@ -1,0 +1,42 @@
+"""The order database schema (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from pos_kit.tables import add_kit_tables
+
+metadata = MetaData()
+kit = add_kit_tables(metadata)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    # The price snapshot: immutable once sold, so one JSON document rather than a join.
+    Column("lines", JSONB, nullable=False),
+    Column("subtotal", BigInteger, nullable=False),
+    Column("discount_total", BigInteger, nullable=False),
+    Column("tax_total", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("discounts_applied", Boolean, nullable=False),
+    Column("payment_id", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="orders_pkey"),
+)

@@ -1,0 +1,69 @@
+"""Builds the order service process. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from pos.order.v1 import order_pb2_grpc
+from pos_kit import migrate as kit_migrate
+from pos_kit.grpc_client import channel
+from pos_kit.grpc_server import GrpcService
+from pos_kit.runtime import ServiceRuntime
+from pos_kit.settings import GrpcServiceSettings
+from pos_kit.telemetry import instrument_grpc_and_db, setup_logging, setup_tracing
+from pos_order.adapters.remote import InventoryCatalog, PaymentService, PromotionDiscounts
+from pos_order.adapters.repository import OrderUow
+from pos_order.adapters.tables import kit
+from pos_order.entrypoints.grpc_api import SERVICE_NAME, OrderApi
+
+NAME = "order"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Settings(GrpcServiceSettings):
+    inventory_addr: str
+    promotion_addr: str
+    payment_addr: str
+    # Promotion is optional on the hot path: past this, the sale goes on at list price.
+    promotion_timeout_seconds: float = 0.3
+
+
+def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
+    runtime = ServiceRuntime(NAME, settings, kit, OrderUow)
+    api = OrderApi(
+        runtime.uow,
+        InventoryCatalog(channel(settings.inventory_addr)),
+        PromotionDiscounts(channel(settings.promotion_addr), settings.promotion_timeout_seconds),
+        PaymentService(channel(settings.payment_addr)),
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        order_pb2_grpc.add_OrderServiceServicer_to_server(api, server)
+
+    service = GrpcService(
+        NAME,
+        [register],
+        [SERVICE_NAME],
+        settings.grpc_host,
+        settings.grpc_port,
+        settings.shutdown_grace_seconds,
+    )
+    return runtime, service
+
+
+async def serve() -> None:
+    settings = Settings()  # type: ignore[call-arg]
+    setup_logging(NAME, settings.log_level)
+    setup_tracing(f"pos-{NAME}", settings.otel_exporter_otlp_endpoint)
+    instrument_grpc_and_db()
+    runtime, service = build(settings)
+    try:
+        await service.run_until_signalled([runtime.messaging])
+    finally:
+        await runtime.close()
+
+
+def migrate() -> None:
+    kit_migrate.upgrade_from_env(MIGRATIONS)

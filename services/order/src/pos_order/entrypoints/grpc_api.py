@@ -1,0 +1,96 @@
+"""pos.order.v1.OrderService: translates protobuf <-> handlers, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2
+from pos_kit.context import current_merchant
+from pos_kit.errors import FieldViolation, InvalidArgument
+from pos_kit.idempotency import once
+from pos_kit.money import Money, MoneyError
+from pos_kit.paging import decode_token, encode_token, page_size
+from pos_order.adapters.messages import order_to_proto
+from pos_order.adapters.repository import OrderUow
+from pos_order.domain.model import LineRequest, Tender
+from pos_order.service import handlers
+from pos_order.service.ports import Catalog, CheckoutCommand, Discounts, Payments
+
+_TENDERS = {payment_pb2.TENDER_TYPE_CASH: Tender.CASH, payment_pb2.TENDER_TYPE_CARD: Tender.CARD}
+
+
+def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
+    cash: Money | None = None
+    if request.HasField("cash_tendered"):
+        try:
+            cash = Money(request.cash_tendered.amount, request.cash_tendered.currency)
+        except MoneyError as exc:
+            raise InvalidArgument(
+                "cash_tendered is not valid money",
+                [FieldViolation("cash_tendered.currency", str(exc))],
+            ) from None
+    return CheckoutCommand(
+        request_id=request.request_id,
+        location_id=request.location_id,
+        customer_id=request.customer_id,
+        lines=[LineRequest(ln.sku, ln.quantity) for ln in request.lines],
+        tender=_TENDERS.get(request.tender_type),
+        cash_tendered=cash,
+        card_token=request.card_token,
+    )
+
+
+class OrderApi(order_pb2_grpc.OrderServiceServicer):
+    def __init__(
+        self,
+        uow: Callable[[], OrderUow],
+        catalog: Catalog,
+        discounts: Discounts,
+        payments: Payments,
+    ) -> None:
+        self._uow = uow
+        self._catalog = catalog
+        self._discounts = discounts
+        self._payments = payments
+
+    async def Checkout(
+        self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CheckoutResponse:
+        cmd = _command(request)
+        async with self._uow().bind(current_merchant()) as uow:
+
+            async def work() -> order_pb2.CheckoutResponse:
+                order, payment = await handlers.checkout(
+                    uow, self._catalog, self._discounts, self._payments, cmd
+                )
+                response = order_pb2.CheckoutResponse(order=order_to_proto(order))
+                if isinstance(payment.raw, payment_pb2.Payment):
+                    response.payment.CopyFrom(payment.raw)
+                return response
+
+            return await once(uow, "Checkout", request, order_pb2.CheckoutResponse, work)
+
+    async def GetOrder(
+        self, request: order_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.GetOrderResponse:
+        async with self._uow().bind(current_merchant()) as uow:
+            order = await handlers.get_order(uow, request.id)
+        return order_pb2.GetOrderResponse(order=order_to_proto(order))
+
+    async def ListOrders(
+        self, request: order_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ListOrdersResponse:
+        limit = page_size(request.page_size)
+        async with self._uow().bind(current_merchant()) as uow:
+            found = await handlers.list_orders(uow, limit + 1, decode_token(request.page_token))
+        page = found[:limit]
+        token = encode_token(page[-1].id) if len(found) > limit else ""
+        return order_pb2.ListOrdersResponse(
+            orders=[order_to_proto(o) for o in page], next_page_token=token
+        )
+
+
+SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name

@@ -1,0 +1,73 @@
+"""Use cases of the order service."""
+
+from __future__ import annotations
+
+from pos_kit.errors import NotFound
+from pos_kit.ids import new_id
+from pos_order.domain.model import (
+    Order,
+    compute_totals,
+    price_lines,
+    validate_checkout,
+)
+from pos_order.service.ports import (
+    Catalog,
+    CheckoutCommand,
+    Discounts,
+    OrderUnitOfWork,
+    PaymentResult,
+    Payments,
+)
+
+
+async def checkout(
+    uow: OrderUnitOfWork,
+    catalog: Catalog,
+    discounts: Discounts,
+    payments: Payments,
+    cmd: CheckoutCommand,
+) -> tuple[Order, PaymentResult]:
+    """The register's one-call sale: three hops (price, discount, pay), one transaction.
+
+    The payment's request id derives from the checkout's, so a retried checkout replays the
+    same payment instead of charging twice.
+    """
+    validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
+    assert cmd.tender is not None
+    location, items = await catalog.price_snapshot(cmd.location_id, [ln.sku for ln in cmd.lines])
+    lines = price_lines(cmd.lines, items, location)
+    quote = await discounts.quote(lines, location.currency)
+    totals = compute_totals(lines, quote.total, location.tax_rate_bps)
+    order = Order(
+        id=new_id("ord"),
+        location_id=location.id,
+        customer_id=cmd.customer_id,
+        lines=lines,
+        totals=totals,
+        discounts_applied=quote.applied,
+    )
+    payment = await payments.charge(
+        f"{cmd.request_id}/payment",
+        order.id,
+        cmd.tender,
+        totals.total,
+        cmd.cash_tendered,
+        cmd.card_token,
+    )
+    order.settle(payment.payment_id, payment.captured)
+    await uow.orders.add(order)
+    for event in order.events:
+        uow.publish(event)
+    order.events.clear()
+    return order, payment
+
+
+async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
+    order = await uow.orders.get(uow.merchant_id, order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    return order
+
+
+async def list_orders(uow: OrderUnitOfWork, limit: int, after_id: str | None) -> list[Order]:
+    return await uow.orders.list(uow.merchant_id, limit, after_id)

@@ -1,0 +1,75 @@
+"""What checkout needs from storage and from other services, as protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    LineRequest,
+    Order,
+    OrderLine,
+    PricedItem,
+    SellingLocation,
+    Tender,
+)
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> None: ...
+    async def get(self, merchant_id: str, order_id: str) -> Order | None: ...
+    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]: ...
+
+
+class OrderUnitOfWork(Protocol):
+    merchant_id: str
+    orders: OrderRepository
+
+    def publish(self, event: object) -> None: ...
+
+
+class Catalog(Protocol):
+    async def price_snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation, dict[str, PricedItem]]: ...
+
+
+@dataclass(frozen=True)
+class DiscountQuote:
+    total: Money
+    applied: bool  # False when promotion could not be asked: sold at list price
+
+
+class Discounts(Protocol):
+    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote: ...
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    payment_id: str
+    captured: bool
+    raw: object  # the payment as the payment service answered it, returned to the caller
+
+
+class Payments(Protocol):
+    async def charge(
+        self,
+        request_id: str,
+        order_id: str,
+        tender: Tender,
+        amount: Money,
+        cash_tendered: Money | None,
+        card_token: str,
+    ) -> PaymentResult: ...
+
+
+@dataclass(frozen=True)
+class CheckoutCommand:
+    request_id: str
+    location_id: str
+    customer_id: str
+    lines: list[LineRequest]
+    tender: Tender | None
+    cash_tendered: Money | None
+    card_token: str

@@ -1,0 +1,155 @@
+"""Durable consumers with an inbox: duplicates applied once, poison dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats
+import pytest
+from sqlalchemy import func, select
+
+from pos_customer.adapters.tables import kit
+from pos_devstack.testing import Infra
+from pos_kit.consumer import Consumer, IncomingEvent
+from pos_kit.db import make_engine
+from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
+from pos_kit.streams import DLQ_STREAM, ensure_service_streams
+from pos_kit.uow import UnitOfWork
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SUBJECT = "pos.order.v1.order_confirmed"
+
+
+def _headers(event_id: str, msg_id: str) -> dict[str, str]:
+    return {
+        "Nats-Msg-Id": msg_id,
+        EVENT_ID_HEADER: event_id,
+        EVENT_TYPE_HEADER: "pos.order.v1.OrderConfirmed",
+        MERCHANT_HEADER: "mer_a",
+    }
+
+
+async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_duplicate_delivery_is_applied_once(infra: Infra) -> None:
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    applied: list[str] = []
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        applied.append(event.event_id)
+
+    consumer = Consumer(
+        js,
+        lambda: UnitOfWork(engine, kit),
+        name="test-dedupe",
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+    )
+    stop = asyncio.Event()
+    try:
+        await ensure_service_streams(js, "order")
+        # The same event twice, under two transport ids, as a re-publish would produce.
+        await js.publish(SUBJECT, b"", headers=_headers("evt_same", "one"))
+        await js.publish(SUBJECT, b"", headers=_headers("evt_same", "two"))
+        await js.publish(SUBJECT, b"", headers=_headers("evt_other", "three"))
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: consumer.applied + consumer.duplicates == 3)
+        stop.set()
+        await task
+        assert applied == ["evt_same", "evt_other"]
+        assert consumer.duplicates == 1
+        async with engine.connect() as conn:
+            rows = await conn.scalar(select(func.count()).select_from(kit.inbox))
+        assert rows == 2
+    finally:
+        await nc.close()
+        await engine.dispose()
+        server.stop()
+
+
+async def test_a_failing_message_is_retried_then_dead_lettered(infra: Infra) -> None:
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    attempts: list[int] = []
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        attempts.append(event.delivery)
+        raise RuntimeError("downstream is broken")
+
+    consumer = Consumer(
+        js,
+        lambda: UnitOfWork(engine, kit),
+        name="test-dlq",
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+        max_deliver=3,
+        base_delay=0.05,
+    )
+    stop = asyncio.Event()
+    try:
+        await ensure_service_streams(js, "order")
+        await js.publish(SUBJECT, b"payload", headers=_headers("evt_bad", "bad"))
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: consumer.dead_lettered == 1)
+        stop.set()
+        await task
+        assert attempts == [1, 2, 3]
+        dead = await js.get_last_msg(DLQ_STREAM, "pos.dlq.test-dlq")
+        assert dead.data == b"payload"
+        assert dead.headers is not None
+        assert dead.headers["Omnitill-Original-Subject"] == SUBJECT
+        assert dead.headers["Omnitill-Deliveries"] == "3"
+        # Nothing was recorded as processed: the failed attempts rolled back.
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(kit.inbox)) == 0
+    finally:
+        await nc.close()
+        await engine.dispose()
+        server.stop()
+
+
+async def test_a_message_without_event_headers_is_dead_lettered_at_once(infra: Infra) -> None:
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    calls: list[str] = []
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        calls.append(event.event_id)
+
+    consumer = Consumer(
+        js,
+        lambda: UnitOfWork(engine, kit),
+        name="test-poison",
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+    )
+    stop = asyncio.Event()
+    try:
+        await ensure_service_streams(js, "order")
+        await js.publish(SUBJECT, b"junk")
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: consumer.dead_lettered == 1)
+        stop.set()
+        await task
+        assert calls == []
+    finally:
+        await nc.close()
+        await engine.dispose()
+        server.stop()
