@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from pos_kit.errors import FieldViolation, InvalidArgument
 
@@ -29,7 +28,7 @@ def decode_token(token: str) -> str | None:
         return None
     try:
         return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError and non-ASCII input alike
         raise InvalidArgument(
             "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
         ) from None

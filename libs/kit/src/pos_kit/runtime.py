@@ -95,7 +95,9 @@ class ServiceRuntime(Generic[U]):
         finally:
             for task in tasks:
                 task.cancel()
-            await self.nats.drain() if self.nats.is_connected else await self.nats.close()
+            # Close, not drain: every message is acked explicitly after its commit, so anything
+            # in flight is simply redelivered, and a drain can wait on pull subscriptions.
+            await self.nats.close()
 
     async def close(self) -> None:
         await self.engine.dispose()

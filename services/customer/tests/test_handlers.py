@@ -1,0 +1,88 @@
+"""Customer use cases on in-memory fakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from pos_customer.domain.model import Customer, CustomerCreated, LoyaltyPointsEarned, points_for
+from pos_customer.service import handlers
+from pos_kit.errors import AlreadyExists, InvalidArgument, NotFound
+
+
+class FakeCustomers:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Customer] = {}
+        self.merchant = "mer_a"
+
+    async def add(self, customer: Customer) -> None:
+        self.rows[(self.merchant, customer.id)] = customer
+
+    async def get(self, merchant_id: str, customer_id: str) -> Customer | None:
+        return self.rows.get((merchant_id, customer_id))
+
+    async def get_by_email(self, merchant_id: str, email: str) -> Customer | None:
+        return next(
+            (c for (m, _), c in self.rows.items() if m == merchant_id and c.email == email), None
+        )
+
+    async def save_points(self, merchant_id: str, customer: Customer) -> None:
+        self.rows[(merchant_id, customer.id)] = customer
+
+    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
+        return sorted(
+            (c for (m, _), c in self.rows.items() if m == merchant_id), key=lambda c: c.id
+        )
+
+
+class FakeUow:
+    def __init__(self, merchant_id: str = "mer_a") -> None:
+        self.merchant_id = merchant_id
+        self.customers = FakeCustomers()
+        self.published: list[object] = []
+
+    def publish(self, event: object) -> None:
+        self.published.append(event)
+
+
+async def test_create_normalises_email_and_announces_the_customer() -> None:
+    uow = FakeUow()
+    customer = await handlers.create_customer(uow, " Ada@Example.COM ", "Ada", "Lovelace")
+    assert customer.email == "ada@example.com"
+    assert customer.id.startswith("cus_")
+    assert [type(e) for e in uow.published] == [CustomerCreated]
+
+
+async def test_an_email_is_unique_per_merchant() -> None:
+    uow = FakeUow()
+    await handlers.create_customer(uow, "ada@example.com", "Ada", "")
+    with pytest.raises(AlreadyExists):
+        await handlers.create_customer(uow, "ADA@example.com", "Ada", "")
+
+
+async def test_bad_email_is_a_field_error() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.create_customer(FakeUow(), "not-an-email", "Ada", "")
+    assert [v.field for v in err.value.violations] == ["email"]
+
+
+async def test_another_merchants_customer_is_not_found() -> None:
+    uow = FakeUow()
+    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
+    uow.merchant_id = "mer_b"
+    with pytest.raises(NotFound):
+        await handlers.get_customer(uow, customer.id)
+
+
+async def test_a_confirmed_order_earns_a_point_per_whole_unit() -> None:
+    uow = FakeUow()
+    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
+    assert await handlers.credit_order(uow, customer.id, "ord_1", 6040) == 60
+    assert customer.loyalty_points == 60
+    earned = [e for e in uow.published if isinstance(e, LoyaltyPointsEarned)]
+    assert earned == [LoyaltyPointsEarned(customer.id, "ord_1", 60, 60)]
+
+
+def test_points_round_down_and_never_go_negative() -> None:
+    assert points_for(199) == 1
+    assert points_for(99) == 0
+    assert points_for(-500) == 0
