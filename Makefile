@@ -31,7 +31,8 @@ test: install lint
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy libs/kit/src libs/devstack/src services/*/src gateway/src
+	@$(VENV)/bin/mypy -p pos_kit -p pos_devstack -p pos_inventory -p pos_promotion -p pos_customer \
+		-p pos_payment -p pos_order -p pos_gateway
 	@cd proto && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code
 
 fmt: install

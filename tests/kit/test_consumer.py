@@ -30,8 +30,8 @@ def _headers(event_id: str, msg_id: str) -> dict[str, str]:
     }
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _until(predicate, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")

@@ -11,9 +11,9 @@ import time
 import nats
 import pytest
 from nats.js.api import StreamConfig
-from pos.customer.v1 import events_pb2
 from sqlalchemy import select, update
 
+from pos.customer.v1 import events_pb2
 from pos_customer.adapters.tables import kit
 from pos_devstack.testing import Infra
 from pos_kit.db import make_engine
@@ -39,8 +39,8 @@ async def _stream_messages(js, service: str) -> list:  # type: ignore[no-untyped
     return found
 
 
-async def _wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _wait_for(predicate, limit: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
     while not await predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")
@@ -142,7 +142,9 @@ async def test_process_killed_between_commit_and_publish_loses_nothing(infra: In
         asyncio.run(main())
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    proc = subprocess.run(  # noqa: ASYNC221 - the test waits on purpose for the crash
+        [sys.executable, "-c", script], capture_output=True, timeout=60
+    )
     assert proc.returncode == -9, proc.stderr.decode()
 
     engine = make_engine(url)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_gateway import keys
@@ -54,8 +54,6 @@ class KeyStore:
             ).first()
             principal = Principal(row.merchant_id, row.id, frozenset(row.scopes)) if row else None
             if row is not None:
-                from sqlalchemy import func
-
                 await conn.execute(
                     update(api_keys).where(api_keys.c.id == row.id).values(last_used_at=func.now())
                 )
@@ -88,7 +86,7 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
-def require(scope: str) -> object:
+def require(scope: str) -> Any:
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if scope not in principal.scopes:
             raise Problem(

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 
-def _enum_word(field: FieldDescriptor, number: int) -> str | None:
+def _enum_word(field: Any, number: int) -> str | None:
     enum = field.enum_type
     value = enum.values_by_number.get(number)
     if value is None or number == 0:
@@ -22,10 +22,10 @@ def _enum_word(field: FieldDescriptor, number: int) -> str | None:
     prefix = (
         "".join("_" + c if c.isupper() and i else c for i, c in enumerate(enum.name)).upper() + "_"
     )
-    return value.name.removeprefix(prefix).lower()
+    return str(value.name).removeprefix(prefix).lower()
 
 
-def _value(field: FieldDescriptor, value: Any) -> Any:
+def _value(field: Any, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if isinstance(value, Timestamp):
             return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -37,6 +37,7 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
 
 def to_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    field: Any
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if field.label == FieldDescriptor.LABEL_REPEATED:

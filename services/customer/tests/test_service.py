@@ -11,12 +11,12 @@ import grpc
 import nats
 import pytest
 import pytest_asyncio
+
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2
-
 from pos_customer.bootstrap import Settings, build
 from pos_devstack.natsd import LocalNats
 from pos_devstack.testing import Infra

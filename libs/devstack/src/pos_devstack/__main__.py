@@ -44,7 +44,8 @@ def main() -> None:
     API docs     {platform.gateway_url}/docs
     sandbox key  {key}   (also in {home}/sandbox-key)
     logs         {home}/logs/
-    try:  curl -H "Authorization: Bearer $(cat {home}/sandbox-key)" {platform.gateway_url}/v1/products
+    try:  curl -H "Authorization: Bearer $(cat {home}/sandbox-key)" \\
+            {platform.gateway_url}/v1/products
 
 Press Ctrl-C to stop.""",
             flush=True,

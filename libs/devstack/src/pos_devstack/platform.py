@@ -99,7 +99,7 @@ class Platform:
         for name in (*SERVICES, "gateway"):
             package = __import__(f"pos_{name}")
             kit_migrate.upgrade(
-                Path(package.__file__).parent / "migrations", self.database_urls[name]
+                Path(package.__file__ or "").parent / "migrations", self.database_urls[name]
             )
         self.say("  ✓ a database and role per service, migrated")
 

@@ -8,21 +8,48 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
 from pos_devstack.natsd import LocalNats, free_port
+from pos_devstack.platform import Platform
 from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 
 _counter = itertools.count(1)
+
+
+@dataclass
+class Running:
+    platform: Platform
+    http: httpx.Client  # authenticated as the sandbox merchant
+    key: str
+
+    def new_merchant(self, name: str) -> httpx.Client:
+        out = subprocess.run(
+            [sys.executable, "-m", "pos_gateway", "create-merchant", name],
+            env=self.platform.env_for("gateway"),
+            check=True,
+            capture_output=True,
+        )
+        key = json.loads(out.stdout)["api_key"]
+        return httpx.Client(
+            base_url=self.platform.gateway_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=15.0,
+        )
 
 
 class Infra:

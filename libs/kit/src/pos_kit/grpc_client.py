@@ -83,7 +83,7 @@ class RemoteError:
 def read_error(exc: grpc.aio.AioRpcError) -> RemoteError:
     error = RemoteError(exc.code(), exc.details() or "")
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except ValueError:
         status = None
     if status is None:

@@ -64,14 +64,14 @@ def status_for(error: DomainError) -> status_pb2.Status:
     )
 
 
-class CallContextInterceptor(grpc.aio.ServerInterceptor):
+class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        method = details.method  # type: ignore[attr-defined]
+        method = details.method
         if handler is None or handler.unary_unary is None or method.startswith(_OPEN_SERVICES):
             return handler
         inner = handler.unary_unary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from pos.customer.v1 import events_pb2
 from pos_customer.adapters import messages
 from pos_customer.domain.model import CustomerCreated, LoyaltyPointsEarned
@@ -9,6 +11,7 @@ from pos_kit.events import OutgoingEvent, make_event
 
 
 def to_outgoing(event: object, merchant_id: str) -> OutgoingEvent:
+    msg: Message
     if isinstance(event, CustomerCreated):
         msg = events_pb2.CustomerCreated(customer=messages.customer_to_proto(event.customer))
     elif isinstance(event, LoyaltyPointsEarned):

@@ -17,6 +17,8 @@ class CustomerRepository(Protocol):
 
 class CustomerUnitOfWork(Protocol):
     merchant_id: str
-    customers: CustomerRepository
+
+    @property
+    def customers(self) -> CustomerRepository: ...
 
     def publish(self, event: object) -> None: ...

@@ -24,7 +24,9 @@ class OrderRepository(Protocol):
 
 class OrderUnitOfWork(Protocol):
     merchant_id: str
-    orders: OrderRepository
+
+    @property
+    def orders(self) -> OrderRepository: ...
 
     def publish(self, event: object) -> None: ...
 

@@ -1,0 +1,162 @@
+"""End to end through the gateway over HTTP: every service a separate process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll until `check` returns something truthy (events cross the bus asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+
+
+def _location(http: httpx.Client, name: str) -> str:
+    found = [x for x in http.get("/v1/locations").json()["data"] if x["name"] == name]
+    return str(found[0]["id"])
+
+
+def _on_hand(http: httpx.Client, sku: str, location_id: str) -> int:
+    levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location_id}).json()
+    return int(levels["data"][0]["on_hand"])
+
+
+def _checkout(
+    http: httpx.Client, key: str, location_id: str, customer_id: str, **over: Any
+) -> httpx.Response:
+    body: dict[str, Any] = {
+        "location_id": location_id,
+        "customer_id": customer_id,
+        "lines": [{"sku": "TEE-BLK-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}],
+        "tender_type": "card",
+        "card_token": "tok_visa",
+    }
+    body.update(over)
+    return http.post("/v1/checkouts", json=body, headers={"Idempotency-Key": key})
+
+
+def test_requests_without_a_valid_key_are_401_problems(platform: Running) -> None:
+    anonymous = httpx.get(platform.platform.gateway_url + "/v1/products")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.json()["code"] == "unauthorized"
+    forged = httpx.get(
+        platform.platform.gateway_url + "/v1/products",
+        headers={"Authorization": "Bearer pos_test_" + "a" * 38},
+    )
+    assert forged.status_code == 401
+
+
+def test_the_sandbox_merchant_has_demo_data(platform: Running) -> None:
+    products = platform.http.get("/v1/products").json()["data"]
+    assert {p["sku"] for p in products} >= {"TEE-BLK-M", "MUG-LOGO", "CAP-NAVY", "SOCKS-3PK"}
+    tee = next(p for p in products if p["sku"] == "TEE-BLK-M")
+    assert tee["price"] == {"amount": 2500, "currency": "USD"}
+    assert len(platform.http.get("/v1/locations").json()["data"]) == 2
+
+
+def test_checkout_confirms_then_stock_and_loyalty_follow_from_the_event(platform: Running) -> None:
+    http = platform.http
+    downtown = _location(http, "Downtown Store")
+    customer = http.post(
+        "/v1/customers",
+        json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "given_name": "Grace"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    ).json()
+    before = _on_hand(http, "TEE-BLK-M", downtown)
+    key = str(uuid.uuid4())
+    answer = _checkout(http, key, downtown, customer["id"])
+    assert answer.status_code == 201, answer.text
+    order = answer.json()["order"]
+    # 2 x 25.00 + 12.00 = 62.00; 10 % off over 50.00 = 6.20; tax 8.25 % of 55.80 = 4.60
+    assert order["subtotal"]["amount"] == 6200
+    assert order["discount_total"]["amount"] == 620
+    assert order["tax_total"]["amount"] == 460
+    assert order["total"]["amount"] == 6040
+    assert order["status"] == "confirmed"
+    assert answer.json()["payment"]["status"] == "captured"
+
+    _eventually(lambda: _on_hand(http, "TEE-BLK-M", downtown) == before - 2)
+    points = _eventually(
+        lambda: http.get(f"/v1/customers/{customer['id']}").json()["loyalty_points"]
+    )
+    assert points == 60
+
+    # The same Idempotency-Key replays the sale instead of selling again.
+    replay = _checkout(http, key, downtown, customer["id"])
+    assert replay.status_code == 201
+    assert replay.json()["order"]["id"] == order["id"]
+    fetched = http.get(f"/v1/orders/{order['id']}").json()
+    assert fetched["total"]["amount"] == 6040
+    assert _on_hand(http, "TEE-BLK-M", downtown) == before - 2
+    assert http.get(f"/v1/customers/{customer['id']}").json()["loyalty_points"] == 60
+
+
+def test_a_declined_card_is_a_402_problem(platform: Running) -> None:
+    downtown = _location(platform.http, "Downtown Store")
+    answer = _checkout(platform.http, str(uuid.uuid4()), downtown, "", card_token="tok_declined")
+    assert answer.status_code == 402
+    problem = answer.json()
+    assert problem["code"] == "payment_declined"
+    assert problem["order"]["status"] == "payment_declined"
+
+
+def test_bad_input_is_a_400_problem_with_field_errors(platform: Running) -> None:
+    answer = platform.http.post(
+        "/v1/products",
+        json={"sku": "", "name": "x", "price": {"amount": -1, "currency": "usd"}},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert answer.status_code == 400
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    fields = {e["field"] for e in problem["errors"]}
+    assert {"sku", "price.amount", "price.currency"} <= fields
+    unknown = platform.http.get("/v1/nothing-here")
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "route_not_found"
+
+
+def test_another_merchants_resources_are_404(platform: Running) -> None:
+    http = platform.http
+    downtown = _location(http, "Downtown Store")
+    order = _checkout(http, str(uuid.uuid4()), downtown, "").json()["order"]
+    product = http.get("/v1/products").json()["data"][0]
+    with platform.new_merchant("Other Shop") as other:
+        assert other.get(f"/v1/orders/{order['id']}").status_code == 404
+        assert other.get(f"/v1/products/{product['id']}").status_code == 404
+        assert other.get("/v1/products").json()["data"] == []
+        missing = other.get("/v1/orders/ord_doesnotexist")
+        assert missing.status_code == 404
+        assert missing.json()["code"] == other.get(f"/v1/orders/{order['id']}").json()["code"]
+
+
+def test_checkout_goes_on_at_list_price_when_promotion_is_down(platform: Running) -> None:
+    http = platform.http
+    downtown = _location(http, "Downtown Store")
+    platform.platform.stop_process("promotion")
+    try:
+        answer = _checkout(http, str(uuid.uuid4()), downtown, "")
+        assert answer.status_code == 201, answer.text
+        order = answer.json()["order"]
+        assert order["discounts_applied"] is False
+        assert order["discount_total"]["amount"] == 0
+        assert order["total"]["amount"] == 6200 + 512  # 8.25 % of 62.00 = 5.115 -> 5.12
+    finally:
+        platform.platform.spawn("promotion")
+        platform.platform._wait_grpc("promotion", 60)
