@@ -40,7 +40,7 @@ def to_json(message: Message) -> dict[str, Any]:
     field: Any
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             out[field.name] = [_value(field, v) for v in value]
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             out[field.name] = _value(field, value) if message.HasField(field.name) else None

@@ -1,0 +1,76 @@
+"""Gateway pieces that need no sockets: keys, the JSON shape, the gRPC -> HTTP table."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from pos.common.v1 import money_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+
+from pos_gateway import keys
+from pos_gateway.convert import to_json
+from pos_gateway.problems import HTTP_FOR_GRPC
+
+
+def test_generated_keys_are_well_formed_and_a_typo_is_not() -> None:
+    key = keys.generate("test")
+    assert key.startswith("pos_test_")
+    assert keys.well_formed(key)
+    flipped = key[:-7] + ("A" if key[-7] != "A" else "B") + key[-6:]
+    assert not keys.well_formed(flipped)
+    assert keys.well_formed(keys.generate("live"))
+    assert not keys.well_formed("pos_test_short")
+
+
+def test_keys_are_stored_only_as_a_keyed_hash() -> None:
+    key = keys.generate()
+    digest = keys.keyed_hash("server-secret-one", key)
+    assert key.encode() not in digest
+    assert digest != keys.keyed_hash("server-secret-two", key)
+    assert keys.hint(key).endswith("…") and len(keys.hint(key)) < len(key) // 2
+
+
+def test_public_json_keeps_integers_words_and_nulls() -> None:
+    order = order_pb2.Order(
+        id="ord_1",
+        total=money_pb2.Money(amount=6040, currency="USD"),
+        status=order_pb2.ORDER_STATUS_PAYMENT_DECLINED,
+    )
+    body = to_json(order)
+    assert body["total"] == {"amount": 6040, "currency": "USD"}
+    assert body["status"] == "payment_declined"
+    assert body["subtotal"] is None
+    assert body["created_at"] is None
+    payment = to_json(payment_pb2.Payment(tender_type=payment_pb2.TENDER_TYPE_CARD))
+    assert payment["tender_type"] == "card"
+    assert payment["status"] is None  # UNSPECIFIED is absent, not a word
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, 400),
+        (grpc.StatusCode.NOT_FOUND, 404),
+        (grpc.StatusCode.ALREADY_EXISTS, 409),
+        (grpc.StatusCode.ABORTED, 409),
+        (grpc.StatusCode.FAILED_PRECONDITION, 409),
+        (grpc.StatusCode.OUT_OF_RANGE, 400),
+        (grpc.StatusCode.UNAUTHENTICATED, 401),
+        (grpc.StatusCode.PERMISSION_DENIED, 403),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        (grpc.StatusCode.CANCELLED, 499),
+        (grpc.StatusCode.UNIMPLEMENTED, 501),
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (grpc.StatusCode.INTERNAL, 500),
+        (grpc.StatusCode.UNKNOWN, 500),
+        (grpc.StatusCode.DATA_LOSS, 500),
+    ],
+)
+def test_every_grpc_code_has_its_http_status(code: grpc.StatusCode, status: int) -> None:
+    assert HTTP_FOR_GRPC[code] == status
+
+
+def test_the_table_covers_every_grpc_code() -> None:
+    assert set(HTTP_FOR_GRPC) == set(grpc.StatusCode)
