@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
-
 from pos_gateway import keys
 from pos_gateway.convert import to_json
 from pos_gateway.problems import HTTP_FOR_GRPC
@@ -74,3 +74,16 @@ def test_every_grpc_code_has_its_http_status(code: grpc.StatusCode, status: int)
 
 def test_the_table_covers_every_grpc_code() -> None:
     assert set(HTTP_FOR_GRPC) == set(grpc.StatusCode)
+
+
+def test_a_bucket_allows_its_burst_then_refuses_until_refilled() -> None:
+    from pos_gateway.ratelimit import TokenBuckets
+
+    buckets = TokenBuckets(rate_per_second=2.0, burst=3)
+    decisions = [buckets.take("key_a", now=100.0) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[2].remaining == 0
+    assert decisions[3].retry_after == 1
+    assert buckets.take("key_b", now=100.0).allowed  # another credential is not slowed
+    assert buckets.take("key_a", now=100.5).allowed  # half a second refills one token
+    assert buckets.policy == '"default";q=3;w=2'

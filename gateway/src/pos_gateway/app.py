@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,9 +14,10 @@ from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from pos_gateway import clients, problems
+from pos_gateway import clients, edge, problems
 from pos_gateway.auth import KeyStore
-from pos_gateway.problems import Problem, problem_response
+from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.routes import catalog, customers, orders, promotions
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
@@ -23,9 +25,21 @@ from pos_kit.db import make_engine
 DESCRIPTION = """
 Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>`.
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
-`application/problem+json` with a stable `code`. Every POST takes an `Idempotency-Key` header;
-the services apply a key's effect once.
+`application/problem+json` with a stable `code`.
+
+Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
+The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
+true`; the same key with a different request is a 422, a retry while the first is still running
+a 409. Rate limits are per credential and advertised on every answer in `RateLimit-Policy` and
+`RateLimit`; past them, a 429 with `Retry-After`.
 """
+
+
+async def _purge_hourly(store: IdempotencyStore) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            await store.purge_expired()
+        await asyncio.sleep(3600)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -34,10 +48,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         engine = make_engine(settings.database_url, pool_size=5)
         app.state.engine = engine
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
+        app.state.idempotency = IdempotencyStore(engine)
         app.state.services = clients.connect(settings)
+        purger = asyncio.create_task(_purge_hourly(app.state.idempotency))
         try:
             yield
         finally:
+            purger.cancel()
             await app.state.services.close()
             await engine.dispose()
 
@@ -50,19 +67,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     problems.install(app)
 
+    limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+
     @app.middleware("http")
-    async def request_id_and_limits(
+    async def edge_middleware(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return problem_response(
-                Problem(
-                    413, "body_too_large", f"bodies are limited to {settings.max_body_bytes} bytes"
-                )
-            )
         rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-        response = await call_next(request)
+        response = await edge.handle(request, call_next, limits, settings.max_body_bytes)
         response.headers["X-Request-Id"] = rid
         return response
 

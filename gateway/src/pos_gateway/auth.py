@@ -7,9 +7,8 @@ carries it in metadata, and nothing in a request body can choose it.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, Request
 from sqlalchemy import func, select, update
@@ -18,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pos_gateway import keys
 from pos_gateway.problems import Problem
 from pos_gateway.tables import api_keys
-from pos_kit.context import merchant_var, request_id_var
 
 # A looked-up key is trusted this long before it is read again (so a revocation takes effect
 # within this time); it spares the database one query per request.
@@ -70,6 +68,7 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def authenticate(request: Request) -> Principal:
+    """Resolve the bearer key of a /v1 request; the edge middleware calls this once."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -81,13 +80,16 @@ async def authenticate(request: Request) -> Principal:
     principal = await store.lookup(token)
     if principal is None:
         raise _unauthorized("the API key is not valid")
-    merchant_var.set(principal.merchant_id)
-    request_id_var.set(request.headers.get("idempotency-key") or str(uuid.uuid4()))
     return principal
 
 
 def require(scope: str) -> Any:
-    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    """Route dependency: the request's credential must carry `scope`."""
+
+    async def check(request: Request) -> Principal:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:
+            raise _unauthorized("an API key is required: Authorization: Bearer <key>")
         if scope not in principal.scopes:
             raise Problem(
                 403,

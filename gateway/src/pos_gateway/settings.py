@@ -21,6 +21,9 @@ class GatewaySettings(BaseServiceSettings):
     order_addr: str
     request_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
+    # Per credential: a sustained rate and the burst a bucket holds.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)

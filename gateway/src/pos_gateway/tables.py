@@ -7,8 +7,10 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     func,
@@ -41,4 +43,21 @@ api_keys = Table(
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Index("api_keys_hash", "key_hash", unique=True),
+)
+
+# Stored answers to POSTs with an Idempotency-Key, replayed byte for byte for 24 hours.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),
+    Column("state", Text, nullable=False),  # in_progress | done
+    Column("locked_until", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),
+    Column("content_type", Text),
+    Column("body", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "key", name="idempotency_keys_pkey"),
+    Index("idempotency_keys_created", "created_at"),
 )
