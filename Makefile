@@ -8,7 +8,7 @@ PACKAGES := libs/contracts libs/kit libs/devstack \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install up test lint fmt gen unit clean-state
+.PHONY: install up test lint fmt gen openapi unit clean-state
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ fmt: install
 # Regenerate the protobuf/gRPC Python code from proto/ (a test fails when it drifts).
 gen: install
 	@$(PY) tools/gen_protos.py
+
+# Accept an intended change of the public API into the committed OpenAPI snapshot.
+openapi: install
+	@$(PY) tools/openapi_snapshot.py
 
 unit: install
 	@$(PY) -m pytest -q -m "not e2e"

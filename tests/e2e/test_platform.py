@@ -160,3 +160,33 @@ def test_checkout_goes_on_at_list_price_when_promotion_is_down(platform: Running
     finally:
         platform.platform.spawn("promotion")
         platform.platform._wait_grpc("promotion", 60)
+
+
+def test_an_idempotency_key_replays_the_first_answer_byte_for_byte(platform: Running) -> None:
+    http = platform.http
+    key = str(uuid.uuid4())
+    body = {"email": f"{key[:8]}@example.com", "given_name": "Linus"}
+    first = http.post("/v1/customers", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
+    again = http.post("/v1/customers", json=body, headers={"Idempotency-Key": key})
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    other = http.post(
+        "/v1/customers", json={**body, "given_name": "Other"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    # The key is the merchant's own: another merchant may use the same one freely.
+    with platform.new_merchant("Key Reuser") as stranger:
+        theirs = stranger.post("/v1/customers", json=body, headers={"Idempotency-Key": key})
+        assert theirs.status_code == 201
+        assert theirs.json()["id"] != first.json()["id"]
+
+
+def test_every_v1_answer_carries_rate_limit_and_request_id_headers(platform: Running) -> None:
+    answer = platform.http.get("/v1/products", headers={"X-Request-Id": "trace-me-123"})
+    assert answer.headers["X-Request-Id"] == "trace-me-123"
+    assert answer.headers["RateLimit-Policy"].startswith('"default";q=')
+    assert answer.headers["RateLimit"].startswith('"default";r=')
