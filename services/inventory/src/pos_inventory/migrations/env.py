@@ -1,0 +1,4 @@
+from pos_inventory.adapters.tables import metadata
+from pos_kit.migrate import run_env
+
+run_env(metadata)

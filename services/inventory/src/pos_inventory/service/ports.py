@@ -1,0 +1,43 @@
+"""What the inventory handlers need from storage."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pos_inventory.domain.model import Adjustment, Location, Product, StockLevel
+
+
+class LocationRepository(Protocol):
+    async def add(self, location: Location) -> None: ...
+    async def get(self, location_id: str) -> Location | None: ...
+    async def list(self, limit: int, after_id: str | None) -> list[Location]: ...
+
+
+class ProductRepository(Protocol):
+    async def add(self, product: Product) -> bool: ...  # False when the sku is taken
+    async def get(self, product_id: str) -> Product | None: ...
+    async def by_skus(self, skus: list[str]) -> list[Product]: ...
+    async def list(self, limit: int, after_id: str | None) -> list[Product]: ...
+
+
+class StockRepository(Protocol):
+    async def apply(self, adjustment: Adjustment) -> StockLevel | None:
+        """Apply atomically; None when a decrease is not covered by what is on hand."""
+        ...
+
+    async def levels(self, skus: list[str], location_id: str | None) -> list[StockLevel]: ...
+
+
+class InventoryUnitOfWork(Protocol):
+    merchant_id: str
+
+    @property
+    def locations(self) -> LocationRepository: ...
+
+    @property
+    def products(self) -> ProductRepository: ...
+
+    @property
+    def stock(self) -> StockRepository: ...
+
+    def publish(self, event: object) -> None: ...
