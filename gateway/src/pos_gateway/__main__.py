@@ -35,6 +35,7 @@ def main() -> None:
     import uvicorn
 
     from pos_gateway.app import create_app
+    from pos_gateway.server import GracefulServer
     from pos_kit.telemetry import setup_logging, setup_tracing
 
     setup_logging("gateway", settings.log_level)
@@ -46,7 +47,7 @@ def main() -> None:
         FastAPIInstrumentor.instrument_app(app)
     except ImportError:  # pragma: no cover - instrumentation is optional
         pass
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -54,6 +55,7 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    GracefulServer(config).run()
 
 
 async def _create(settings: object, name: str) -> dict[str, str]:
