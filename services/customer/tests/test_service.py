@@ -17,9 +17,8 @@ from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2
-from pos_customer.bootstrap import Settings, build
 from pos_devstack.natsd import LocalNats
-from pos_devstack.testing import Infra
+from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.grpc_client import read_error
 from pos_kit.streams import ensure_service_streams
@@ -37,21 +36,10 @@ class Running:
 @pytest_asyncio.fixture(loop_scope="session")
 async def running(infra: Infra) -> AsyncIterator[Running]:
     server = infra.new_nats()
-    settings = Settings(
-        database_url=infra.service_database("customer"),
-        nats_url=server.url,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-    )
-    runtime, service = build(settings)
-    await service.start([runtime.messaging])
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
     try:
-        yield Running(customer_pb2_grpc.CustomerServiceStub(channel), server, runtime)
+        async with serve_in_process("customer", infra, server.url) as svc:
+            yield Running(customer_pb2_grpc.CustomerServiceStub(svc.channel), server, svc.runtime)
     finally:
-        await channel.close()
-        await service.stop()
-        await runtime.close()
         server.stop()
 
 

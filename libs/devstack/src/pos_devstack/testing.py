@@ -14,10 +14,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import psycopg
 import pytest
@@ -116,3 +119,36 @@ def infra() -> Iterator[Infra]:
         if pg is not None:
             pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class InProcessService:
+    """A service built by its own bootstrap and serving on a free port in the test's loop."""
+
+    channel: grpc.aio.Channel
+    runtime: Any
+    database_url: str
+
+
+@asynccontextmanager
+async def serve_in_process(
+    service: str, infra: Infra, nats_url: str | None = None, **settings: Any
+) -> AsyncIterator[InProcessService]:
+    bootstrap = importlib.import_module(f"pos_{service}.bootstrap")
+    url = infra.service_database(service)
+    config = bootstrap.Settings(
+        database_url=url,
+        nats_url=nats_url or infra.nats_url,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        **settings,
+    )
+    runtime, server = bootstrap.build(config)
+    await server.start([runtime.messaging])
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield InProcessService(channel, runtime, url)
+    finally:
+        await channel.close()
+        await server.stop()
+        await runtime.close()

@@ -1,0 +1,155 @@
+"""Payments: rules on fakes, and the running service against real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+import grpc
+import psycopg
+import pytest
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.errors import InvalidArgument
+from pos_kit.grpc_client import read_error
+from pos_kit.money import Money
+from pos_payment.adapters.sandbox import SandboxProcessor
+from pos_payment.domain.model import (
+    Payment,
+    PaymentCaptured,
+    PaymentStatus,
+    TenderType,
+    looks_like_card_number,
+)
+from pos_payment.service import handlers
+
+USD = "USD"
+
+
+class FakePayments:
+    def __init__(self) -> None:
+        self.rows: list[Payment] = []
+
+    async def add(self, payment: Payment) -> None:
+        self.rows.append(payment)
+
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
+        return next((p for p in self.rows if p.id == payment_id), None)
+
+
+class FakeUow:
+    merchant_id = "mer_a"
+
+    def __init__(self) -> None:
+        self.payments = FakePayments()
+        self.published: list[object] = []
+
+    def publish(self, event: object) -> None:
+        self.published.append(event)
+
+
+async def test_cash_gives_change_and_is_captured() -> None:
+    uow = FakeUow()
+    payment = await handlers.authorize_and_capture(
+        uow, SandboxProcessor(), "ord_1", TenderType.CASH, Money(1840, USD), Money(2000, USD), ""
+    )
+    assert payment.status is PaymentStatus.CAPTURED
+    assert payment.change_due == Money(160, USD)
+    assert [type(e) for e in uow.published] == [PaymentCaptured]
+
+
+async def test_a_declined_card_is_stored_but_announces_nothing() -> None:
+    uow = FakeUow()
+    payment = await handlers.authorize_and_capture(
+        uow, SandboxProcessor(), "ord_1", TenderType.CARD, Money(500, USD), None, "tok_declined"
+    )
+    assert payment.status is PaymentStatus.DECLINED
+    assert payment.decline_reason == "card_declined"
+    assert uow.payments.rows == [payment]
+    assert uow.published == []
+
+
+@pytest.mark.parametrize(
+    ("tender", "amount", "cash", "token", "field"),
+    [
+        (TenderType.CASH, 1000, 500, "", "cash_tendered.amount"),
+        (TenderType.CASH, 1000, None, "", "cash_tendered"),
+        (TenderType.CARD, 0, None, "tok_visa", "amount.amount"),
+        (TenderType.CARD, 100, None, "4242 4242 4242 4242", "card_token"),
+        (TenderType.CARD, 100, None, "not-a-token", "card_token"),
+        (None, 100, None, "tok_visa", "tender_type"),
+    ],
+)
+async def test_bad_charges_are_field_errors_and_store_nothing(
+    tender: TenderType | None, amount: int, cash: int | None, token: str, field: str
+) -> None:
+    uow = FakeUow()
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.authorize_and_capture(
+            uow,
+            SandboxProcessor(),
+            "ord_1",
+            tender,
+            Money(amount, USD),
+            None if cash is None else Money(cash, USD),
+            token,
+        )
+    assert field in [v.field for v in err.value.violations]
+    assert uow.payments.rows == []
+
+
+def test_card_numbers_are_recognised_in_any_spacing() -> None:
+    assert looks_like_card_number("4242424242424242")
+    assert looks_like_card_number("4242-4242-4242-4242")
+    assert not looks_like_card_number("tok_visa")
+    assert not looks_like_card_number("12345")
+
+
+async def test_capture_is_idempotent_and_keeps_no_card_data(infra: Infra) -> None:
+    async with serve_in_process("payment", infra) as svc:
+        stub = payment_pb2_grpc.PaymentServiceStub(svc.channel)
+        request = payment_pb2.AuthorizeAndCaptureRequest(
+            request_id="ord_1/payment",
+            order_id="ord_1",
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            amount=money_pb2.Money(amount=6040, currency=USD),
+            card_token="tok_mastercard",
+        )
+        md = (("x-merchant-id", "mer_a"),)
+        first = await stub.AuthorizeAndCapture(request, metadata=md, timeout=5)
+        again = await stub.AuthorizeAndCapture(request, metadata=md, timeout=5)
+        assert again == first
+        assert first.payment.card_summary == "mastercard •••• 4444"
+        assert first.payment.status == payment_pb2.PAYMENT_STATUS_CAPTURED
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetPayment(
+                payment_pb2.GetPaymentRequest(id=first.payment.id),
+                metadata=(("x-merchant-id", "mer_b"),),
+                timeout=5,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.AuthorizeAndCapture(
+                payment_pb2.AuthorizeAndCaptureRequest(
+                    request_id="r-card-number",
+                    order_id="ord_2",
+                    tender_type=payment_pb2.TENDER_TYPE_CARD,
+                    amount=money_pb2.Money(amount=100, currency=USD),
+                    card_token="4111111111111111",
+                ),
+                metadata=md,
+                timeout=5,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in read_error(err.value).violations] == ["card_token"]
+
+        with psycopg.connect(svc.database_url) as conn:
+            dump = " ".join(
+                str(row)
+                for table in ("payments", "outbox", "processed_requests")
+                for row in conn.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+            )
+        assert "tok_mastercard" not in dump
+        assert "4111111111111111" not in dump
+        assert dump.count(first.payment.id) >= 1
