@@ -8,11 +8,11 @@ import grpc
 
 from pos.order.v1 import order_pb2_grpc
 from pos_kit import migrate as kit_migrate
+from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
-from pos_kit.telemetry import instrument_grpc_and_db, setup_logging, setup_tracing
 from pos_order.adapters.remote import InventoryCatalog, PaymentService, PromotionDiscounts
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit
@@ -42,27 +42,12 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
     def register(server: grpc.aio.Server) -> None:
         order_pb2_grpc.add_OrderServiceServicer_to_server(api, server)
 
-    service = GrpcService(
-        NAME,
-        [register],
-        [SERVICE_NAME],
-        settings.grpc_host,
-        settings.grpc_port,
-        settings.shutdown_grace_seconds,
-    )
+    service = kit_service.grpc_service(NAME, settings, register, SERVICE_NAME)
     return runtime, service
 
 
 async def serve() -> None:
-    settings = Settings()  # type: ignore[call-arg]
-    setup_logging(NAME, settings.log_level)
-    setup_tracing(f"pos-{NAME}", settings.otel_exporter_otlp_endpoint)
-    instrument_grpc_and_db()
-    runtime, service = build(settings)
-    try:
-        await service.run_until_signalled([runtime.messaging])
-    finally:
-        await runtime.close()
+    await kit_service.serve(NAME, Settings(), build)  # type: ignore[call-arg]
 
 
 def migrate() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2
 from pos_inventory.domain.model import Location, Product, Reason, StockLevel
+from pos_kit.proto_money import to_proto
 
 REASONS = {
     inventory_pb2.ADJUSTMENT_REASON_RECEIVED: Reason.RECEIVED,
@@ -30,7 +30,7 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         id=p.id,
         sku=p.sku,
         name=p.name,
-        price=money_pb2.Money(amount=p.price.amount, currency=p.price.currency),
+        price=to_proto(p.price),
         version=p.version,
     )
     if p.created_at is not None:

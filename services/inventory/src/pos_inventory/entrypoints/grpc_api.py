@@ -19,8 +19,9 @@ from pos_inventory.service import handlers
 from pos_kit.context import current_merchant
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.money import Money, MoneyError, check_currency
+from pos_kit.money import MoneyError, check_currency
 from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.proto_money import from_proto
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
 
@@ -68,10 +69,7 @@ class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
     async def CreateProduct(
         self, request: I.CreateProductRequest, context: grpc.aio.ServicerContext
     ) -> I.CreateProductResponse:
-        try:
-            price = Money(request.price.amount, request.price.currency)
-        except MoneyError as exc:
-            raise _invalid("price.currency", exc) from None
+        price = from_proto("price", request.price)
         async with self._scoped() as uow:
 
             async def work() -> I.CreateProductResponse:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
-from pos_kit.money import Money
+from pos_kit.proto_money import to_proto
 from pos_order.domain.model import Order, OrderStatus
 
 _STATUS = {
     OrderStatus.CONFIRMED: order_pb2.ORDER_STATUS_CONFIRMED,
     OrderStatus.PAYMENT_DECLINED: order_pb2.ORDER_STATUS_PAYMENT_DECLINED,
 }
-
-
-def money(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(amount=m.amount, currency=m.currency)
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
@@ -27,15 +22,15 @@ def order_to_proto(o: Order) -> order_pb2.Order:
                 sku=ln.sku,
                 name=ln.name,
                 quantity=ln.quantity,
-                unit_price=money(ln.unit_price),
-                line_total=money(ln.line_total),
+                unit_price=to_proto(ln.unit_price),
+                line_total=to_proto(ln.line_total),
             )
             for ln in o.lines
         ],
-        subtotal=money(o.totals.subtotal),
-        discount_total=money(o.totals.discount),
-        tax_total=money(o.totals.tax),
-        total=money(o.totals.total),
+        subtotal=to_proto(o.totals.subtotal),
+        discount_total=to_proto(o.totals.discount),
+        tax_total=to_proto(o.totals.tax),
+        total=to_proto(o.totals.total),
         status=_STATUS[o.status],
         discounts_applied=o.discounts_applied,
         payment_id=o.payment_id,

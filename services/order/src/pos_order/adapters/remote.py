@@ -6,23 +6,19 @@ import logging
 
 import grpc
 
-from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
 from pos_kit.errors import DomainError, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
+from pos_kit.proto_money import to_proto
 from pos_order.domain.model import OrderLine, PricedItem, SellingLocation, Tender
 from pos_order.service.ports import DiscountQuote, PaymentResult
 
 log = logging.getLogger(__name__)
 
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-
-
-def _pb(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(amount=m.amount, currency=m.currency)
 
 
 def _downstream(service: str, exc: grpc.aio.AioRpcError) -> DomainError:
@@ -65,7 +61,7 @@ class PromotionDiscounts:
             currency=currency,
             lines=[
                 promotion_pb2.CartLine(
-                    sku=ln.sku, quantity=ln.quantity, unit_price=_pb(ln.unit_price)
+                    sku=ln.sku, quantity=ln.quantity, unit_price=to_proto(ln.unit_price)
                 )
                 for ln in lines
             ],
@@ -101,11 +97,11 @@ class PaymentService:
             request_id=request_id,
             order_id=order_id,
             tender_type=_TENDERS[tender],
-            amount=_pb(amount),
+            amount=to_proto(amount),
             card_token=card_token,
         )
         if cash_tendered is not None:
-            request.cash_tendered.CopyFrom(_pb(cash_tendered))
+            request.cash_tendered.CopyFrom(to_proto(cash_tendered))
         try:
             answer = await self._stub.AuthorizeAndCapture(request)
         except grpc.aio.AioRpcError as exc:

@@ -9,10 +9,10 @@ import grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.context import current_merchant
-from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.money import Money, MoneyError
+from pos_kit.money import Money
 from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.proto_money import from_proto
 from pos_order.adapters.messages import order_to_proto
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import LineRequest, Tender
@@ -25,13 +25,7 @@ _TENDERS = {payment_pb2.TENDER_TYPE_CASH: Tender.CASH, payment_pb2.TENDER_TYPE_C
 def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     cash: Money | None = None
     if request.HasField("cash_tendered"):
-        try:
-            cash = Money(request.cash_tendered.amount, request.cash_tendered.currency)
-        except MoneyError as exc:
-            raise InvalidArgument(
-                "cash_tendered is not valid money",
-                [FieldViolation("cash_tendered.currency", str(exc))],
-            ) from None
+        cash = from_proto("cash_tendered", request.cash_tendered)
     return CheckoutCommand(
         request_id=request.request_id,
         location_id=request.location_id,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2
-from pos_kit.money import Money
+from pos_kit.proto_money import to_proto
 from pos_payment.domain.model import Payment, PaymentStatus, TenderType
 
 TENDERS = {
@@ -17,22 +16,18 @@ STATUSES = {
 }
 
 
-def money(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(amount=m.amount, currency=m.currency)
-
-
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:
     msg = payment_pb2.Payment(
         id=p.id,
         order_id=p.order_id,
         tender_type=TENDERS[p.tender_type],
-        amount=money(p.amount),
+        amount=to_proto(p.amount),
         status=STATUSES[p.status],
         card_summary=p.card_summary,
         decline_reason=p.decline_reason,
     )
     if p.change_due is not None:
-        msg.change_due.CopyFrom(money(p.change_due))
+        msg.change_due.CopyFrom(to_proto(p.change_due))
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)
     return msg

@@ -6,12 +6,10 @@ from collections.abc import Callable
 
 import grpc
 
-from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_kit.context import current_merchant
-from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.money import Money, MoneyError
+from pos_kit.proto_money import from_proto
 from pos_payment.adapters.messages import payment_to_proto
 from pos_payment.adapters.repository import PaymentUow
 from pos_payment.domain.model import TenderType
@@ -24,15 +22,6 @@ _TENDERS = {
 }
 
 
-def to_money(field: str, value: money_pb2.Money) -> Money:
-    try:
-        return Money(value.amount, value.currency)
-    except MoneyError as exc:
-        raise InvalidArgument(
-            f"{field} is not valid money", [FieldViolation(f"{field}.currency", str(exc))]
-        ) from None
-
-
 class PaymentApi(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, uow: Callable[[], PaymentUow], processor: CardProcessor) -> None:
         self._uow = uow
@@ -43,9 +32,9 @@ class PaymentApi(payment_pb2_grpc.PaymentServiceServicer):
         request: payment_pb2.AuthorizeAndCaptureRequest,
         context: grpc.aio.ServicerContext,
     ) -> payment_pb2.AuthorizeAndCaptureResponse:
-        amount = to_money("amount", request.amount)
+        amount = from_proto("amount", request.amount)
         cash = (
-            to_money("cash_tendered", request.cash_tendered)
+            from_proto("cash_tendered", request.cash_tendered)
             if request.HasField("cash_tendered")
             else None
         )

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pos.common.v1 import money_pb2
 from pos.promotion.v1 import promotion_pb2
-from pos_kit.money import Money
+from pos_kit.proto_money import to_proto
 from pos_promotion.domain.model import Promotion
-
-
-def money(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(amount=m.amount, currency=m.currency)
 
 
 def promotion_to_proto(p: Promotion) -> promotion_pb2.Promotion:
@@ -17,7 +12,7 @@ def promotion_to_proto(p: Promotion) -> promotion_pb2.Promotion:
         id=p.id, name=p.name, percent_off_bps=p.percent_off_bps, active=p.active
     )
     if p.minimum_subtotal is not None:
-        msg.minimum_subtotal.CopyFrom(money(p.minimum_subtotal))
+        msg.minimum_subtotal.CopyFrom(to_proto(p.minimum_subtotal))
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)
     return msg

@@ -6,26 +6,17 @@ from collections.abc import Callable
 
 import grpc
 
-from pos.common.v1 import money_pb2
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
 from pos_kit.context import current_merchant
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
 from pos_kit.money import Money, MoneyError, check_currency
 from pos_kit.paging import decode_token, encode_token, page_size
-from pos_promotion.adapters.messages import money, promotion_to_proto
+from pos_kit.proto_money import from_proto, to_proto
+from pos_promotion.adapters.messages import promotion_to_proto
 from pos_promotion.adapters.repository import PromotionUow
 from pos_promotion.domain.model import CartLine
 from pos_promotion.service import handlers
-
-
-def _money(field: str, value: money_pb2.Money) -> Money:
-    try:
-        return Money(value.amount, value.currency)
-    except MoneyError as exc:
-        raise InvalidArgument(
-            f"{field} is not valid money", [FieldViolation(f"{field}.currency", str(exc))]
-        ) from None
 
 
 class PromotionApi(promotion_pb2_grpc.PromotionServiceServicer):
@@ -36,7 +27,7 @@ class PromotionApi(promotion_pb2_grpc.PromotionServiceServicer):
         self, request: promotion_pb2.CreatePromotionRequest, context: grpc.aio.ServicerContext
     ) -> promotion_pb2.CreatePromotionResponse:
         minimum = (
-            _money("minimum_subtotal", request.minimum_subtotal)
+            from_proto("minimum_subtotal", request.minimum_subtotal)
             if request.HasField("minimum_subtotal")
             else None
         )
@@ -78,7 +69,7 @@ class PromotionApi(promotion_pb2_grpc.PromotionServiceServicer):
                 "currency is not valid", [FieldViolation("currency", str(exc))]
             ) from None
         lines = [
-            CartLine(ln.sku, ln.quantity, _money(f"lines[{i}].unit_price", ln.unit_price))
+            CartLine(ln.sku, ln.quantity, from_proto(f"lines[{i}].unit_price", ln.unit_price))
             for i, ln in enumerate(request.lines)
         ]
         async with self._uow().bind(current_merchant()) as uow:
@@ -89,11 +80,11 @@ class PromotionApi(promotion_pb2_grpc.PromotionServiceServicer):
         return promotion_pb2.CalculateDiscountsResponse(
             discounts=[
                 promotion_pb2.AppliedDiscount(
-                    promotion_id=d.promotion_id, amount=money(d.amount), reason=d.reason
+                    promotion_id=d.promotion_id, amount=to_proto(d.amount), reason=d.reason
                 )
                 for d in applied
             ],
-            total_discount=money(total),
+            total_discount=to_proto(total),
         )
 
 
