@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 
 from pos_devstack.natsd import LocalNats, free_port
-from pos_devstack.platform import Platform
+from pos_devstack.platform import SERVICES, Platform, Ports
 from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 
@@ -152,3 +152,29 @@ async def serve_in_process(
         await channel.close()
         await server.stop()
         await runtime.close()
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Running]:
+    """The whole platform as separate processes, as `make up` runs it, on free ports."""
+    home = Path(tempfile.mkdtemp(prefix="omnitill-e2e-"))
+    ports = Ports(
+        postgres=free_port(),
+        nats=free_port(),
+        gateway=free_port(),
+        services={s: free_port() for s in SERVICES},
+    )
+    lines: list[str] = []
+    running = Platform(home, ports, say=lines.append)
+    try:
+        running.start_infrastructure()
+        running.start_services()
+        key = running.sandbox_key()
+        with httpx.Client(
+            base_url=running.gateway_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=15.0,
+        ) as http:
+            yield Running(running, http, key)
+    finally:
+        running.stop()
