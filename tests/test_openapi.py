@@ -31,4 +31,8 @@ def test_every_operation_has_a_summary_and_v1_paths_need_a_key() -> None:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary"), f"{method.upper()} {path} has no summary"
-    assert all(p.startswith(("/v1/", "/healthz", "/readyz")) for p in document["paths"])
+    assert all(p.startswith(("/v1/", "/healthz", "/readyz", "/metrics")) for p in document["paths"])
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    create = document["paths"]["/v1/checkouts"]["post"]
+    assert create["x-required-scopes"] == ["orders:write"]
+    assert {"400", "401", "403", "429"} <= set(create["responses"])

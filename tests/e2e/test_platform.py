@@ -190,3 +190,41 @@ def test_every_v1_answer_carries_rate_limit_and_request_id_headers(platform: Run
     assert answer.headers["X-Request-Id"] == "trace-me-123"
     assert answer.headers["RateLimit-Policy"].startswith('"default";q=')
     assert answer.headers["RateLimit"].startswith('"default";r=')
+
+
+def test_metrics_count_requests_per_route_template(platform: Running) -> None:
+    platform.http.get("/v1/orders/ord_doesnotexist")
+    text = httpx.get(platform.platform.gateway_url + "/metrics").text
+    assert 'route="/v1/orders/{order_id}"' in text
+    assert "ord_doesnotexist" not in text  # ids never become label values
+    assert "omnitill_http_request_duration_seconds_bucket" in text
+
+
+def test_the_docs_page_needs_no_network(platform: Running) -> None:
+    base = platform.platform.gateway_url
+    page = httpx.get(base + "/docs").text
+    assert "https://" not in page.replace("https://docs.omnitill.dev", "")
+    script = httpx.get(base + "/swagger/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+
+
+def test_large_answers_are_gzipped_on_request(platform: Running) -> None:
+    answer = httpx.get(platform.platform.gateway_url + "/openapi.json",
+                       headers={"Accept-Encoding": "gzip"})  # fmt: skip
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.json()["info"]["title"] == "Omnitill API"
+
+
+def test_readiness_survives_a_service_being_down(platform: Running) -> None:
+    running = platform.platform
+    running.stop_process("customer")
+    try:
+        ready = httpx.get(running.gateway_url + "/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["customer"] == "unavailable"
+        answer = platform.http.get("/v1/customers")
+        assert answer.status_code == 503
+        assert answer.json()["code"] == "service_unavailable"
+    finally:
+        running.spawn("customer")
+        running._wait_grpc("customer", 60)

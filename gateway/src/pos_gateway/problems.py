@@ -100,7 +100,8 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     if status >= 500 and status not in (503, 504):
         # Internal failures say nothing about internals.
         return Problem(status, "internal_error", "an internal error occurred")
-    code = remote.reason or remote.status.name.lower()
+    fallback = {503: "service_unavailable", 504: "service_timeout"}.get(status)
+    code = remote.reason or fallback or remote.status.name.lower()
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
     errors = [{"field": v.field, "reason": v.description} for v in remote.violations]
     return Problem(status, code, detail, errors)

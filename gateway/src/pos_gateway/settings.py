@@ -24,6 +24,8 @@ class GatewaySettings(BaseServiceSettings):
     # Per credential: a sustained rate and the burst a bucket holds.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    # Browser origins allowed to call the API (a JSON list); none by default.
+    cors_origins: list[str] = []
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)

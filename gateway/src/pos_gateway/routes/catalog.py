@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from pos.inventory.v1 import inventory_pb2
-from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
 
 router = APIRouter(prefix="/v1", tags=["catalog and inventory"])
 Svc = Annotated[Services, Depends(services)]
@@ -45,8 +44,7 @@ class AdjustmentIn(Body):
     reason: Literal["received", "sold", "returned", "damaged", "correction"]
 
 
-@router.post("/locations", status_code=201, summary="Create a location",
-             dependencies=[require("inventory:write")])  # fmt: skip
+@router.post("/locations", status_code=201, **op("inventory:write", "Create a location"))
 async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.CreateLocation(
         inventory_pb2.CreateLocationRequest(request_id=request_id(), **body.model_dump())
@@ -54,7 +52,7 @@ async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
     return to_json(answer.location)
 
 
-@router.get("/locations", summary="List locations", dependencies=[require("inventory:read")])
+@router.get("/locations", **op("inventory:read", "List locations"))
 async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.inventory.ListLocations(
         inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
@@ -62,8 +60,7 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
     return page([to_json(x) for x in answer.locations], answer.next_page_token)
 
 
-@router.post("/products", status_code=201, summary="Create a product",
-             dependencies=[require("catalog:write")])  # fmt: skip
+@router.post("/products", status_code=201, **op("catalog:write", "Create a product"))
 async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.CreateProduct(
         inventory_pb2.CreateProductRequest(
@@ -73,7 +70,7 @@ async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
     return to_json(answer.product)
 
 
-@router.get("/products", summary="List products", dependencies=[require("catalog:read")])
+@router.get("/products", **op("catalog:read", "List products"))
 async def list_products(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.inventory.ListProducts(
         inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
@@ -81,15 +78,13 @@ async def list_products(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> d
     return page([to_json(x) for x in answer.products], answer.next_page_token)
 
 
-@router.get("/products/{product_id}", summary="Get a product",
-            dependencies=[require("catalog:read")])  # fmt: skip
+@router.get("/products/{product_id}", **op("catalog:read", "Get a product"))
 async def get_product(product_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
     return to_json(answer.product)
 
 
-@router.get("/inventory", summary="Stock levels of SKUs",
-            dependencies=[require("inventory:read")])  # fmt: skip
+@router.get("/inventory", **op("inventory:read", "Stock levels of SKUs"))
 async def stock_levels(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
@@ -101,8 +96,9 @@ async def stock_levels(
     return page([to_json(x) for x in answer.levels], "")
 
 
-@router.post("/inventory/adjustments", status_code=201, summary="Adjust stock with a reason",
-             dependencies=[require("inventory:write")])  # fmt: skip
+@router.post(
+    "/inventory/adjustments", status_code=201, **op("inventory:write", "Adjust stock with a reason")
+)
 async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.AdjustStock(
         inventory_pb2.AdjustStockRequest(

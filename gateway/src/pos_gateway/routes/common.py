@@ -8,6 +8,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from pos.common.v1 import money_pb2
+from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_kit.context import request_id_var
 
@@ -41,3 +42,55 @@ def request_id() -> str:
 
 def page(items: list[dict[str, Any]], next_token: str) -> dict[str, Any]:
     return {"data": items, "next_cursor": next_token or None}
+
+
+PROBLEM = {
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "code": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {"type": "string"},
+                                "reason": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "required": ["type", "title", "status", "code"],
+            }
+        }
+    }
+}
+_ERRORS = {
+    400: "Invalid request: `errors[]` names each field",
+    401: "Missing or invalid API key",
+    403: "The key lacks the required scope (`insufficient_scope`)",
+    404: "No such resource for this merchant",
+    409: "Conflict with the current state, or the same Idempotency-Key still running",
+    413: "Request body too large",
+    422: "Idempotency-Key reused with a different request",
+    429: "Rate limit exceeded; see Retry-After",
+    503: "A service the request needs is unavailable",
+    504: "A service the request needs did not answer in time",
+}
+
+
+def op(scope: str, summary: str) -> dict[str, Any]:
+    """Everything a /v1 route declares besides its path: scope check, docs, error answers."""
+    return {
+        "summary": summary,
+        "description": f"Requires the `{scope}` scope.",
+        "dependencies": [require(scope)],
+        "responses": {code: {"description": text, **PROBLEM} for code, text in _ERRORS.items()},
+        "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
+    }

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
-from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.routes.common import Body, Cursor, Limit, page, request_id, services
+from pos_gateway.routes.common import Body, Cursor, Limit, op, page, request_id, services
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -23,8 +22,7 @@ class CustomerIn(Body):
     family_name: str = Field("", max_length=100)
 
 
-@router.post("/customers", status_code=201, summary="Create a customer",
-             dependencies=[require("customers:write")])  # fmt: skip
+@router.post("/customers", status_code=201, **op("customers:write", "Create a customer"))
 async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.customer.CreateCustomer(
         customer_pb2.CreateCustomerRequest(request_id=request_id(), **body.model_dump())
@@ -32,7 +30,7 @@ async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
     return to_json(answer.customer)
 
 
-@router.get("/customers", summary="List customers", dependencies=[require("customers:read")])
+@router.get("/customers", **op("customers:read", "List customers"))
 async def list_customers(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.customer.ListCustomers(
         customer_pb2.ListCustomersRequest(page_size=limit, page_token=cursor or "")
@@ -40,8 +38,9 @@ async def list_customers(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
     return page([to_json(x) for x in answer.customers], answer.next_page_token)
 
 
-@router.get("/customers/{customer_id}", summary="Get a customer with its loyalty balance",
-            dependencies=[require("customers:read")])  # fmt: skip
+@router.get(
+    "/customers/{customer_id}", **op("customers:read", "Get a customer with its loyalty balance")
+)
 async def get_customer(customer_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     return to_json(answer.customer)

@@ -9,11 +9,10 @@ from pydantic import Field
 
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
-from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -33,8 +32,7 @@ class CheckoutIn(Body):
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
 
 
-@router.post("/checkouts", status_code=201, summary="One-call register checkout",
-             dependencies=[require("orders:write")])  # fmt: skip
+@router.post("/checkouts", status_code=201, **op("orders:write", "One-call register checkout"))
 async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
     request = order_pb2.CheckoutRequest(
         request_id=request_id(),
@@ -62,7 +60,7 @@ async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
     return result
 
 
-@router.get("/orders", summary="List orders", dependencies=[require("orders:read")])
+@router.get("/orders", **op("orders:read", "List orders"))
 async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.order.ListOrders(
         order_pb2.ListOrdersRequest(page_size=limit, page_token=cursor or "")
@@ -70,14 +68,13 @@ async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dic
     return page([to_json(x) for x in answer.orders], answer.next_page_token)
 
 
-@router.get("/orders/{order_id}", summary="Get an order", dependencies=[require("orders:read")])
+@router.get("/orders/{order_id}", **op("orders:read", "Get an order"))
 async def get_order(order_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     return to_json(answer.order)
 
 
-@router.get("/payments/{payment_id}", summary="Get a payment",
-            dependencies=[require("payments:read")])  # fmt: skip
+@router.get("/payments/{payment_id}", **op("payments:read", "Get a payment"))
 async def get_payment(payment_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
     return to_json(answer.payment)

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from pos.promotion.v1 import promotion_pb2
-from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, page, request_id, services
+from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
 
 router = APIRouter(prefix="/v1", tags=["promotions"])
 Svc = Annotated[Services, Depends(services)]
@@ -23,8 +22,7 @@ class PromotionIn(Body):
     minimum_subtotal: MoneyIn | None = None
 
 
-@router.post("/promotions", status_code=201, summary="Create a promotion",
-             dependencies=[require("promotions:write")])  # fmt: skip
+@router.post("/promotions", status_code=201, **op("promotions:write", "Create a promotion"))
 async def create_promotion(body: PromotionIn, svc: Svc) -> dict[str, Any]:
     request = promotion_pb2.CreatePromotionRequest(
         request_id=request_id(), name=body.name, percent_off_bps=body.percent_off_bps
@@ -35,7 +33,7 @@ async def create_promotion(body: PromotionIn, svc: Svc) -> dict[str, Any]:
     return to_json(answer.promotion)
 
 
-@router.get("/promotions", summary="List promotions", dependencies=[require("promotions:read")])
+@router.get("/promotions", **op("promotions:read", "List promotions"))
 async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.promotion.ListPromotions(
         promotion_pb2.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
