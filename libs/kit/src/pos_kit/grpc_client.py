@@ -56,10 +56,18 @@ class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
 
 
 def channel(target: str, default_timeout: float = DEFAULT_TIMEOUT) -> grpc.aio.Channel:
+    """A channel that spreads calls over every address the name resolves to (every pod behind
+    a headless Service), instead of pinning one connection to one replica."""
+    if "://" not in target and not target.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+        target = f"dns:///{target}"
     return grpc.aio.insecure_channel(
         target,
         interceptors=[ContextClientInterceptor(default_timeout)],
-        options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
+        options=[
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.enable_retries", 1),
+            ("grpc.lb_policy_name", "round_robin"),
+        ],
     )
 
 

@@ -136,6 +136,10 @@ class GrpcService:
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                # Clients reconnect (and re-resolve) every few minutes, so replicas added by an
+                # autoscaler start taking calls without anyone restarting.
+                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+                ("grpc.max_connection_age_grace_ms", 30 * 1000),
             ],
         )
         self.health = HealthServicer()

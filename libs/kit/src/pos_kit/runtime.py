@@ -72,7 +72,9 @@ class ServiceRuntime(Generic[U]):
         self.js = self.nats.jetstream()
         while not stop.is_set():
             try:
-                await ensure_service_streams(self.js, self.service)
+                await ensure_service_streams(
+                    self.js, self.service, replicas=self.settings.stream_replicas
+                )
                 break
             except Exception as exc:
                 log.warning("could not set up streams (%s); retrying", exc.__class__.__name__)

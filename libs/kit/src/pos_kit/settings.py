@@ -20,6 +20,8 @@ class BaseServiceSettings(BaseSettings):
     nats_url: str = Field(min_length=1)
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
+    # Replicas of the stream this service owns when it has to create it (3 on a NATS cluster).
+    stream_replicas: int = Field(1, ge=1, le=5)
 
     @field_validator("database_url")
     @classmethod

@@ -24,8 +24,9 @@ def stream_name(service: str) -> str:
     return f"POS_{service.upper()}"
 
 
-def stream_config(service: str) -> StreamConfig:
+def stream_config(service: str, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
+        num_replicas=replicas,
         name=stream_name(service),
         subjects=[f"pos.{service}.v1.>"],
         retention=RetentionPolicy.LIMITS,
@@ -49,9 +50,9 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             await js.stream_info(config.name)
 
 
-async def ensure_service_streams(js: JetStreamContext, *services: str) -> None:
+async def ensure_service_streams(js: JetStreamContext, *services: str, replicas: int = 1) -> None:
     for service in services:
-        await ensure_stream(js, stream_config(service))
+        await ensure_stream(js, stream_config(service, replicas))
     await ensure_stream(
         js,
         StreamConfig(
@@ -60,6 +61,7 @@ async def ensure_service_streams(js: JetStreamContext, *services: str) -> None:
             storage=StorageType.FILE,
             max_age=30 * 24 * 3600.0,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            num_replicas=replicas,
         ),
     )
 
