@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_gateway import keys
-from pos_gateway.tables import api_keys, merchants
+from pos_gateway.tables import api_keys, merchants, oauth_clients
 from pos_kit.ids import new_id
 
 
@@ -58,3 +61,118 @@ async def issue_key(
             )
         )
     return IssuedKey(merchant_id, key_id, key)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    name: str
+    key_hint: str
+    mode: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def list_keys(engine: AsyncEngine, merchant_id: str) -> list[KeyInfo]:
+    t = api_keys
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
+                   t.c.last_used_at, t.c.revoked_at)
+            .where(t.c.merchant_id == merchant_id)
+            .order_by(t.c.id)
+        )  # fmt: skip
+        return [KeyInfo(*row) for row in rows]
+
+
+async def revoke_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo | None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(api_keys)
+            .where(
+                api_keys.c.merchant_id == merchant_id,
+                api_keys.c.id == key_id,
+                api_keys.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=func.now())
+        )
+    return next((k for k in await list_keys(engine, merchant_id) if k.id == key_id), None)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def create_client(
+    engine: AsyncEngine, secret: str, merchant_id: str, name: str, scopes: tuple[str, ...]
+) -> tuple[ClientInfo, str]:
+    """A client id and secret; the secret is shown once and stored only as a keyed hash."""
+    client_id = new_id("cli")
+    client_secret = "pos_cs_" + secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                insert(oauth_clients)
+                .values(
+                    id=client_id,
+                    merchant_id=merchant_id,
+                    name=name,
+                    secret_hash=keys.keyed_hash(secret, client_secret),
+                    scopes=list(scopes),
+                )
+                .returning(oauth_clients.c.created_at)
+            )
+        ).one()
+    return ClientInfo(client_id, name, list(scopes), row.created_at, None), client_secret
+
+
+async def list_clients(engine: AsyncEngine, merchant_id: str) -> list[ClientInfo]:
+    t = oauth_clients
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at)
+            .where(t.c.merchant_id == merchant_id)
+            .order_by(t.c.id)
+        )
+        return [ClientInfo(*row) for row in rows]
+
+
+async def revoke_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> ClientInfo | None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(oauth_clients)
+            .where(
+                oauth_clients.c.merchant_id == merchant_id,
+                oauth_clients.c.id == client_id,
+                oauth_clients.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=func.now())
+        )
+    return next((c for c in await list_clients(engine, merchant_id) if c.id == client_id), None)
+
+
+async def client_for_secret(
+    engine: AsyncEngine, secret: str, client_id: str, client_secret: str
+) -> tuple[str, list[str]] | None:
+    """(merchant, scopes) of a live client whose secret matches, else None."""
+    t = oauth_clients
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(t.c.merchant_id, t.c.scopes, t.c.secret_hash).where(
+                    t.c.id == client_id, t.c.revoked_at.is_(None)
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    if not hmac.compare_digest(bytes(row.secret_hash), keys.keyed_hash(secret, client_secret)):
+        return None
+    return row.merchant_id, list(row.scopes)

@@ -22,7 +22,14 @@ from pos_gateway import clients, edge, metrics, problems
 from pos_gateway.auth import KeyStore
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.ratelimit import TokenBuckets
-from pos_gateway.routes import catalog, customers, orders, promotions
+from pos_gateway.routes import (
+    catalog,
+    credentials,
+    customers,
+    orders,
+    platform_admin,
+    promotions,
+)
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
@@ -51,6 +58,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=5)
         app.state.engine = engine
+        app.state.secret = settings.gateway_secret_key
+        app.state.admin_token = settings.platform_admin_token
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
         app.state.idempotency = IdempotencyStore(engine)
         app.state.services = clients.connect(settings)
@@ -105,7 +114,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
-    for module in (catalog, customers, promotions, orders):
+    for module in (catalog, customers, promotions, orders, credentials, platform_admin):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["platform"], summary="Liveness")

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pos_gateway import keys
+from pos_gateway import keys, tokens
 from pos_gateway.problems import Problem
 from pos_gateway.tables import api_keys
 
@@ -35,6 +35,12 @@ class KeyStore:
         self._engine = engine
         self._secret = secret
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    def forget(self, key_id: str) -> None:
+        """Drop a revoked key from this replica's cache at once (others within CACHE_SECONDS)."""
+        for digest, (_, principal) in list(self._cache.items()):
+            if principal is not None and principal.key_id == key_id:
+                del self._cache[digest]
 
     async def lookup(self, key: str) -> Principal | None:
         digest = keys.keyed_hash(self._secret, key)
@@ -68,12 +74,21 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def authenticate(request: Request) -> Principal:
-    """Resolve the bearer key of a /v1 request; the edge middleware calls this once."""
+    """Resolve the bearer credential of a /v1 request; the edge middleware calls this once.
+
+    An access token from /v1/oauth/token is checked by its signature alone; an API key by its
+    checksum, then by a look-up of its keyed hash.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("an API key is required: Authorization: Bearer <key>")
     token = token.strip()
+    if token.startswith(tokens.PREFIX):
+        claims = tokens.verify(request.app.state.secret, token)
+        if claims is None:
+            raise _unauthorized("the access token is not valid or has expired")
+        return Principal(claims.merchant_id, claims.client_id, frozenset(claims.scopes))
     if not keys.well_formed(token):
         raise _unauthorized("the API key is not valid")
     store: KeyStore = request.app.state.keys

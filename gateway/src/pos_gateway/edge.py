@@ -15,6 +15,9 @@ from pos_gateway.ratelimit import TokenBuckets
 from pos_kit.context import merchant_var, request_id_var
 
 Next = Callable[[Request], Awaitable[Response]]
+# /v1 paths that authenticate themselves: the token exchange takes client credentials, and
+# /v1/admin/ takes the platform credential.
+OPEN_PATHS = frozenset({"/v1/oauth/token"})
 
 
 async def handle(
@@ -25,7 +28,8 @@ async def handle(
         return problem_response(
             Problem(413, "body_too_large", f"request bodies are limited to {max_body} bytes")
         )
-    if not request.url.path.startswith("/v1/"):
+    path = request.url.path
+    if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
         return await call_next(request)
     try:
         principal = await authenticate(request)

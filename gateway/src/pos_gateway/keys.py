@@ -29,6 +29,7 @@ ALL_SCOPES = (
     "orders:write",
     "payments:read",
     "payments:write",
+    "credentials:manage",
 )
 
 

@@ -26,6 +26,10 @@ class GatewaySettings(BaseServiceSettings):
     rate_limit_burst: int = 200
     # Browser origins allowed to call the API (a JSON list); none by default.
     cors_origins: list[str] = []
+    # The platform operator's credential for /v1/admin; the admin API is off without it.
+    platform_admin_token: str | None = None
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)
+        if self.platform_admin_token is not None:
+            refuse_placeholder("PLATFORM_ADMIN_TOKEN", self.platform_admin_token)

@@ -61,3 +61,15 @@ idempotency_keys = Table(
     PrimaryKeyConstraint("merchant_id", "key", name="idempotency_keys_pkey"),
     Index("idempotency_keys_created", "created_at"),
 )
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("id", Text, primary_key=True),  # the client_id
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)

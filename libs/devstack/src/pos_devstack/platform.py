@@ -74,11 +74,13 @@ class Platform:
 
     def _secrets(self) -> dict[str, str]:
         path = self.home / "secrets.json"
-        if path.exists():
-            data: dict[str, str] = json.loads(path.read_text())
+        data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {name: 18 for name in (*SERVICES, "gateway")}
+        wanted.update(gateway_secret_key=32, platform_admin_token=32)
+        missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
+        if not missing:
             return data
-        data = {name: secrets.token_urlsafe(18) for name in (*SERVICES, "gateway")}
-        data["gateway_secret_key"] = secrets.token_urlsafe(32)
+        data.update(missing)
         path.write_text(json.dumps(data))
         path.chmod(0o600)
         return data
@@ -118,6 +120,7 @@ class Platform:
                 HTTP_HOST="127.0.0.1",
                 HTTP_PORT=str(self.ports.gateway),
                 GATEWAY_SECRET_KEY=self._secrets()["gateway_secret_key"],
+                PLATFORM_ADMIN_TOKEN=self._secrets()["platform_admin_token"],
             )
         else:
             env.update(GRPC_HOST="127.0.0.1", GRPC_PORT=str(self.ports.services[name]))

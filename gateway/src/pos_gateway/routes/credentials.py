@@ -1,0 +1,158 @@
+"""A merchant's own credentials: API keys and OAuth clients (/v1/api-keys, /v1/oauth-clients),
+and the client-credentials token exchange (/v1/oauth/token)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, Request
+from pydantic import Field
+
+from pos_gateway import admin, keys, tokens
+from pos_gateway.auth import Principal
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import Body, op
+
+router = APIRouter(prefix="/v1", tags=["credentials"])
+Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
+
+
+class KeyIn(Body):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
+    mode: Literal["test", "live"] = "test"
+
+
+class ClientIn(Body):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
+
+
+def _principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def _ts(value: Any) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _key_json(k: admin.KeyInfo) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "name": k.name,
+        "key_hint": k.key_hint,
+        "mode": k.mode,
+        "scopes": k.scopes,
+        "created_at": _ts(k.created_at),
+        "last_used_at": _ts(k.last_used_at),
+        "revoked_at": _ts(k.revoked_at),
+    }
+
+
+def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "client_id": c.id,
+        "name": c.name,
+        "scopes": c.scopes,
+        "created_at": _ts(c.created_at),
+        "revoked_at": _ts(c.revoked_at),
+    }
+
+
+@router.post("/api-keys", status_code=201, **op("credentials:manage", "Create an API key"))
+async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
+    """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
+    merchant = _principal(request).merchant_id
+    state = request.app.state
+    issued = await admin.issue_key(
+        state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
+        body.mode,
+    )  # fmt: skip
+    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == issued.key_id)
+    return {**_key_json(info), "key": issued.key}
+
+
+@router.get("/api-keys", **op("credentials:manage", "List API keys (never the keys themselves)"))
+async def list_keys(request: Request) -> dict[str, Any]:
+    found = await admin.list_keys(request.app.state.engine, _principal(request).merchant_id)
+    return {"data": [_key_json(k) for k in found], "next_cursor": None}
+
+
+@router.delete("/api-keys/{key_id}", **op("credentials:manage", "Revoke an API key"))
+async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+    revoked = await admin.revoke_key(
+        request.app.state.engine, _principal(request).merchant_id, key_id
+    )
+    if revoked is None:
+        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+    request.app.state.keys.forget(key_id)
+    return _key_json(revoked)
+
+
+@router.post(
+    "/oauth-clients", status_code=201, **op("credentials:manage", "Create an OAuth client")
+)
+async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
+    """The client secret is in this answer only."""
+    state = request.app.state
+    info, client_secret = await admin.create_client(
+        state.engine, state.secret, _principal(request).merchant_id, body.name,
+        tuple(dict.fromkeys(body.scopes)),
+    )  # fmt: skip
+    return {**_client_json(info), "client_secret": client_secret}
+
+
+@router.get("/oauth-clients", **op("credentials:manage", "List OAuth clients"))
+async def list_clients(request: Request) -> dict[str, Any]:
+    found = await admin.list_clients(request.app.state.engine, _principal(request).merchant_id)
+    return {"data": [_client_json(c) for c in found], "next_cursor": None}
+
+
+@router.delete("/oauth-clients/{client_id}", **op("credentials:manage", "Revoke an OAuth client"))
+async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
+    revoked = await admin.revoke_client(
+        request.app.state.engine, _principal(request).merchant_id, client_id
+    )
+    if revoked is None:
+        raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+    return _client_json(revoked)
+
+
+def _oauth_error(status: int, error: str, detail: str) -> Problem:
+    # RFC 6749 clients read `error`; everyone else reads the problem's `code`.
+    return Problem(status, error, detail, extra={"error": error, "error_description": detail})
+
+
+@router.post(
+    "/oauth/token",
+    summary="Exchange client credentials for a short-lived access token",
+    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes.",
+)
+async def token(
+    request: Request,
+    grant_type: Annotated[str, Form(max_length=64)],
+    client_id: Annotated[str, Form(max_length=64)],
+    client_secret: Annotated[str, Form(max_length=128)],
+    scope: Annotated[str, Form(max_length=1000)] = "",
+) -> dict[str, Any]:
+    if grant_type != "client_credentials":
+        raise _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
+    state = request.app.state
+    found = await admin.client_for_secret(state.engine, state.secret, client_id, client_secret)
+    if found is None:
+        raise _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+    merchant, allowed = found
+    asked = scope.split() if scope else allowed
+    if not set(asked) <= set(allowed):
+        raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
+    expires = int(time.time()) + tokens.TOKEN_SECONDS
+    access = tokens.issue(state.secret, tokens.Claims(merchant, client_id, tuple(asked), expires))
+    return {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": tokens.TOKEN_SECONDS,
+        "scope": " ".join(asked),
+    }
