@@ -228,3 +228,26 @@ def test_readiness_survives_a_service_being_down(platform: Running) -> None:
     finally:
         running.spawn("customer")
         running._wait_grpc("customer", 60)
+
+
+def test_if_match_guards_updates_with_the_version(platform: Running) -> None:
+    http = platform.http
+    made = http.post(
+        "/v1/customers",
+        json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "given_name": "Ann"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    ).json()
+    path = f"/v1/customers/{made['id']}"
+    etag = http.get(path).headers["ETag"]
+    assert etag == '"1"'
+    first = http.patch(path, json={"given_name": "Anne"}, headers={"If-Match": etag})
+    assert first.status_code == 200
+    assert first.json()["given_name"] == "Anne" and first.json()["version"] == 2
+    stale = http.patch(path, json={"given_name": "Annie"}, headers={"If-Match": etag})
+    assert stale.status_code == 412
+    assert stale.json()["current_version"] == 2
+    assert http.get(path).json()["given_name"] == "Anne"
+    bad = http.patch(path, json={"given_name": "X"}, headers={"If-Match": "yesterday"})
+    assert bad.status_code == 400
+    with platform.new_merchant("Patcher") as other:
+        assert other.patch(path, json={"given_name": "Mallory"}).status_code == 404

@@ -77,6 +77,7 @@ _ERRORS = {
     403: "The key lacks the required scope (`insufficient_scope`)",
     404: "No such resource for this merchant",
     409: "Conflict with the current state, or the same Idempotency-Key still running",
+    412: "If-Match names a version that is no longer current",
     413: "Request body too large",
     422: "Idempotency-Key reused with a different request",
     429: "Rate limit exceeded; see Retry-After",

@@ -86,6 +86,24 @@ class SqlCustomerRepository:
             )
         )
 
+    async def save_profile(self, customer: Customer, seen_version: int) -> bool:
+        result = await self._conn.execute(
+            update(customers)
+            .where(
+                customers.c.merchant_id == self._merchant,
+                customers.c.id == customer.id,
+                customers.c.version == seen_version,
+            )
+            .values(
+                email=customer.email,
+                given_name=customer.given_name,
+                family_name=customer.family_name,
+                version=customer.version,
+                updated_at=func.now(),
+            )
+        )
+        return bool(result.rowcount)
+
     async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
         query = select(customers).where(customers.c.merchant_id == merchant_id)
         if after_id:

@@ -34,6 +34,11 @@ class Customer:
 
 
 @dataclass(frozen=True)
+class CustomerUpdated:
+    customer: Customer
+
+
+@dataclass(frozen=True)
 class CustomerCreated:
     customer: Customer
 
@@ -51,9 +56,20 @@ def points_for(order_total_minor: int) -> int:
 
 
 def validate_new_customer(email: str, given_name: str, family_name: str) -> None:
+    validate_profile(email, given_name, family_name)
+
+
+def validate_profile(email: str | None, given_name: str | None, family_name: str | None) -> None:
     violations: list[FieldViolation] = []
-    violations += require(bool(_EMAIL.match(email)), "email", "must be an email address")
-    violations += require(len(email) <= 254, "email", "must be at most 254 characters")
-    violations += require(len(given_name) <= 100, "given_name", "must be at most 100 characters")
-    violations += require(len(family_name) <= 100, "family_name", "must be at most 100 characters")
+    if email is not None:
+        violations += require(bool(_EMAIL.match(email)), "email", "must be an email address")
+        violations += require(len(email) <= 254, "email", "must be at most 254 characters")
+    if given_name is not None:
+        violations += require(
+            len(given_name) <= 100, "given_name", "must be at most 100 characters"
+        )
+    if family_name is not None:
+        violations += require(
+            len(family_name) <= 100, "family_name", "must be at most 100 characters"
+        )
     raise_if(violations)

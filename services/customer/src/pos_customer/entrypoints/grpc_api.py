@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import grpc
 
@@ -32,6 +33,29 @@ class CustomerApi(customer_pb2_grpc.CustomerServiceServicer):
 
             return await once(
                 uow, "CreateCustomer", request, customer_pb2.CreateCustomerResponse, work
+            )
+
+    async def UpdateCustomer(
+        self, request: customer_pb2.UpdateCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> customer_pb2.UpdateCustomerResponse:
+        def field(name: Literal["email", "given_name", "family_name"]) -> str | None:
+            return getattr(request, name) if request.HasField(name) else None
+
+        async with self._uow().bind(current_merchant()) as uow:
+
+            async def work() -> customer_pb2.UpdateCustomerResponse:
+                customer = await handlers.update_customer(
+                    uow,
+                    request.id,
+                    field("email"),
+                    field("given_name"),
+                    field("family_name"),
+                    request.expected_version,
+                )
+                return customer_pb2.UpdateCustomerResponse(customer=customer_to_proto(customer))
+
+            return await once(
+                uow, "UpdateCustomer", request, customer_pb2.UpdateCustomerResponse, work
             )
 
     async def GetCustomer(

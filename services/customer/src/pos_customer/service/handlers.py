@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pos_customer.domain.model import Customer, CustomerCreated, validate_new_customer
+from pos_customer.domain.model import (
+    Customer,
+    CustomerCreated,
+    CustomerUpdated,
+    validate_new_customer,
+    validate_profile,
+)
 from pos_customer.service.ports import CustomerUnitOfWork
-from pos_kit.errors import AlreadyExists, NotFound
+from pos_kit.errors import AlreadyExists, Conflict, NotFound
 from pos_kit.ids import new_id
 
 
@@ -48,3 +54,43 @@ async def credit_order(
             uow.publish(event)
         customer.events.clear()
     return points
+
+
+def _stale(current: int) -> Conflict:
+    return Conflict(
+        "the customer changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current)},
+    )
+
+
+async def update_customer(
+    uow: CustomerUnitOfWork,
+    customer_id: str,
+    email: str | None,
+    given_name: str | None,
+    family_name: str | None,
+    expected_version: int,
+) -> Customer:
+    if email is not None:
+        email = email.strip().lower()
+    validate_profile(email, given_name, family_name)
+    customer = await get_customer(uow, customer_id)
+    if expected_version and expected_version != customer.version:
+        raise _stale(customer.version)
+    if email is not None and email != customer.email:
+        if await uow.customers.get_by_email(uow.merchant_id, email) is not None:
+            raise AlreadyExists("a customer with this email already exists", "email_taken")
+        customer.email = email
+    if given_name is not None:
+        customer.given_name = given_name.strip()
+    if family_name is not None:
+        customer.family_name = family_name.strip()
+    seen = customer.version
+    customer.version += 1
+    # The write itself re-checks the version, so two concurrent updates cannot both win.
+    if not await uow.customers.save_profile(customer, seen):
+        current = await get_customer(uow, customer_id)
+        raise _stale(current.version)
+    uow.publish(CustomerUpdated(customer))
+    return customer

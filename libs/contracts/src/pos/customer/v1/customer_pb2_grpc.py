@@ -50,6 +50,11 @@ class CustomerServiceStub:
                 request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersRequest.SerializeToString,
                 response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersResponse.FromString,
                 _registered_method=True)
+        self.UpdateCustomer = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/UpdateCustomer',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.FromString,
+                _registered_method=True)
 
 
 class CustomerServiceServicer:
@@ -74,6 +79,13 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCustomer(self, request, context):
+        """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CustomerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +103,11 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.ListCustomers,
                     request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersRequest.FromString,
                     response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersResponse.SerializeToString,
+            ),
+            'UpdateCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomer,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class CustomerService:
             '/pos.customer.v1.CustomerService/ListCustomers',
             pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersRequest.SerializeToString,
             pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/UpdateCustomer',
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,

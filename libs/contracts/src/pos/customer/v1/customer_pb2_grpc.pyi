@@ -36,6 +36,8 @@ class CustomerServiceStub:
     CreateCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.CreateCustomerRequest, _customer_pb2.CreateCustomerResponse]
     GetCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.GetCustomerRequest, _customer_pb2.GetCustomerResponse]
     ListCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListCustomersRequest, _customer_pb2.ListCustomersResponse]
+    UpdateCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]
+    """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
 
 @_typing.type_check_only
 class CustomerServiceAsyncStub(CustomerServiceStub):
@@ -45,6 +47,8 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     CreateCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.CreateCustomerRequest, _customer_pb2.CreateCustomerResponse]  # type: ignore[assignment]
     GetCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.GetCustomerRequest, _customer_pb2.GetCustomerResponse]  # type: ignore[assignment]
     ListCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListCustomersRequest, _customer_pb2.ListCustomersResponse]  # type: ignore[assignment]
+    UpdateCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]  # type: ignore[assignment]
+    """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
 
 class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Customer profiles and loyalty."""
@@ -69,5 +73,13 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _customer_pb2.ListCustomersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.ListCustomersResponse, _abc.Awaitable[_customer_pb2.ListCustomersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateCustomer(
+        self,
+        request: _customer_pb2.UpdateCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.UpdateCustomerResponse, _abc.Awaitable[_customer_pb2.UpdateCustomerResponse]]:
+        """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
 
 def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

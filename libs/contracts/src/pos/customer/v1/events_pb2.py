@@ -26,7 +26,7 @@ from pos.common.v1 import event_pb2 as pos_dot_common_dot_v1_dot_event__pb2
 from pos.customer.v1 import customer_pb2 as pos_dot_customer_dot_v1_dot_customer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/customer/v1/events.proto\x12\x0fpos.customer.v1\x1a\x19pos/common/v1/event.proto\x1a\x1epos/customer/v1/customer.proto\"f\n\x0f\x43ustomerCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"\x85\x01\n\x13LoyaltyPointsEarned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/customer/v1/events.proto\x12\x0fpos.customer.v1\x1a\x19pos/common/v1/event.proto\x1a\x1epos/customer/v1/customer.proto\"f\n\x0f\x43ustomerCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"\x85\x01\n\x13LoyaltyPointsEarned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\"f\n\x0f\x43ustomerUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMERCREATED']._serialized_end=210
   _globals['_LOYALTYPOINTSEARNED']._serialized_start=213
   _globals['_LOYALTYPOINTSEARNED']._serialized_end=346
+  _globals['_CUSTOMERUPDATED']._serialized_start=348
+  _globals['_CUSTOMERUPDATED']._serialized_end=450
 # @@protoc_insertion_point(module_scope)

@@ -77,3 +77,29 @@ class LoyaltyPointsEarned(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoyaltyPointsEarned: _TypeAlias = LoyaltyPointsEarned  # noqa: Y015
+
+@_typing.final
+class CustomerUpdated(_message.Message):
+    """Subject pos.customer.v1.customer_updated"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def customer(self) -> _customer_pb2.Customer: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        customer: _customer_pb2.Customer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerUpdated: _TypeAlias = CustomerUpdated  # noqa: Y015
