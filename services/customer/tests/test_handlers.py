@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from pos_customer.domain.model import Customer, CustomerCreated, LoyaltyPointsEarned, points_for
+from pos_customer.domain.model import (
+    Customer,
+    CustomerCreated,
+    CustomerUpdated,
+    LoyaltyPointsEarned,
+    points_for,
+)
 from pos_customer.service import handlers
-from pos_kit.errors import AlreadyExists, InvalidArgument, NotFound
+from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 
 
 class FakeCustomers:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Customer] = {}
         self.merchant = "mer_a"
+        self.saved_versions: list[int] = []
+        self.lose_race = False
 
     async def add(self, customer: Customer) -> None:
         self.rows[(self.merchant, customer.id)] = customer
@@ -27,6 +35,10 @@ class FakeCustomers:
 
     async def save_points(self, merchant_id: str, customer: Customer) -> None:
         self.rows[(merchant_id, customer.id)] = customer
+
+    async def save_profile(self, customer: Customer, seen_version: int) -> bool:
+        self.saved_versions.append(seen_version)
+        return not self.lose_race
 
     async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
         return sorted(
@@ -86,3 +98,24 @@ def test_points_round_down_and_never_go_negative() -> None:
     assert points_for(199) == 1
     assert points_for(99) == 0
     assert points_for(-500) == 0
+
+
+async def test_an_update_with_a_stale_version_is_refused_with_the_current_one() -> None:
+    uow = FakeUow()
+    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
+    updated = await handlers.update_customer(uow, customer.id, None, "Augusta", None, 1)
+    assert (updated.given_name, updated.version) == ("Augusta", 2)
+    assert uow.customers.saved_versions == [1]
+    with pytest.raises(Conflict) as err:
+        await handlers.update_customer(uow, customer.id, None, "Ada", None, 1)
+    assert err.value.code == "version_mismatch"
+    assert err.value.metadata == {"current_version": "2"}
+
+
+async def test_losing_a_concurrent_update_race_is_a_conflict_not_a_lost_write() -> None:
+    uow = FakeUow()
+    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
+    uow.customers.lose_race = True
+    with pytest.raises(Conflict):
+        await handlers.update_customer(uow, customer.id, None, "Augusta", None, 0)
+    assert not any(isinstance(e, CustomerUpdated) for e in uow.published)
