@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,8 +17,9 @@ from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from pos_gateway import clients, edge, metrics, problems
+from pos_gateway import clients, metrics, problems
 from pos_gateway.auth import KeyStore
+from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.routes import (
@@ -87,21 +87,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
 
-    @app.middleware("http")
-    async def edge_middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-        response = await edge.handle(request, call_next, limits, settings.max_body_bytes)
-        response.headers["X-Request-Id"] = rid
-        return response
-
-    @app.middleware("http")
-    async def metrics_middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        return await metrics.measure(request, call_next)
-
+    app.add_middleware(EdgeMiddleware, limits=limits, max_body=settings.max_body_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(

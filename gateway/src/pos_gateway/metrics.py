@@ -3,12 +3,10 @@ whose ids would explode the series)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate
+from starlette.types import Scope
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -26,16 +24,11 @@ LATENCY = Histogram(
 )
 
 
-async def measure(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    start = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
+def observe(scope: Scope, status: int, seconds: float) -> None:
+    route = scope.get("route")
     template = getattr(route, "path", "unmatched")
-    LATENCY.labels(request.method, template).observe(time.perf_counter() - start)
-    REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-    return response
+    LATENCY.labels(scope["method"], template).observe(seconds)
+    REQUESTS.labels(scope["method"], template, str(status)).inc()
 
 
 def exposition() -> Response:

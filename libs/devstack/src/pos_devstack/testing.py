@@ -165,7 +165,9 @@ def platform() -> Iterator[Running]:
         services={s: free_port() for s in SERVICES},
     )
     lines: list[str] = []
-    running = Platform(home, ports, say=lines.append)
+    # Tests share one sandbox key; a limit sized for one partner would make them race it.
+    limits = {"RATE_LIMIT_PER_SECOND": "5000", "RATE_LIMIT_BURST": "10000"}
+    running = Platform(home, ports, say=lines.append, env_extra=limits)
     try:
         running.start_infrastructure()
         running.start_services()

@@ -1,0 +1,101 @@
+"""The edge middleware on a stand-in route, against the gateway's real database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pos_devstack.testing import Infra
+from pos_gateway.admin import create_merchant, issue_key
+from pos_gateway.auth import KeyStore
+from pos_gateway.edge import EdgeMiddleware
+from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.ratelimit import TokenBuckets
+from pos_kit.db import make_engine
+
+SECRET = "edge-test-secret-0123456789abcdefghij"
+
+
+class Harness:
+    def __init__(self, client: httpx.AsyncClient, key: str, gate: asyncio.Event) -> None:
+        self.client = client
+        self.key = key
+        self.gate = gate  # the stand-in route waits on it, to hold a request "in flight"
+        self.calls = 0
+        self.entered = asyncio.Event()  # set when a request reaches the stand-in route
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def harness(infra: Infra) -> AsyncIterator[Harness]:
+    engine = make_engine(infra.service_database("gateway"), pool_size=4)
+    merchant = await create_merchant(engine, "Edge")
+    key = (await issue_key(engine, SECRET, merchant, "edge")).key
+    gate = asyncio.Event()
+    gate.set()
+    state: dict[str, Harness] = {}
+
+    async def thing(request: Request) -> JSONResponse:
+        state["h"].calls += 1
+        state["h"].entered.set()
+        await gate.wait()
+        return JSONResponse({"n": state["h"].calls}, status_code=201)
+
+    app = Starlette(routes=[Route("/v1/thing", thing, methods=["GET", "POST"])])
+    app.state.keys = KeyStore(engine, SECRET)
+    app.state.idempotency = IdempotencyStore(engine)
+    app.add_middleware(EdgeMiddleware, limits=TokenBuckets(1.0, 3), max_body=1000)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        state["h"] = Harness(client, key, gate)
+        yield state["h"]
+    await engine.dispose()
+
+
+def _auth(h: Harness, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {h.key}", **extra}
+
+
+async def test_a_concurrent_retry_is_409_and_a_later_one_replays(harness: Harness) -> None:
+    h = harness
+    h.gate.clear()
+    first = asyncio.create_task(
+        h.client.post("/v1/thing", json={"a": 1}, headers=_auth(h, **{"Idempotency-Key": "k1"}))
+    )
+    await asyncio.wait_for(h.entered.wait(), 10)  # the first request now holds the key
+    racing = await h.client.post(
+        "/v1/thing", json={"a": 1}, headers=_auth(h, **{"Idempotency-Key": "k1"})
+    )
+    assert racing.status_code == 409
+    assert racing.json()["code"] == "idempotency_request_in_progress"
+    h.gate.set()
+    done = await first
+    assert done.status_code == 201
+    replay = await h.client.post(
+        "/v1/thing", json={"a": 1}, headers=_auth(h, **{"Idempotency-Key": "k1"})
+    )
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == done.content
+    assert h.calls == 1
+
+
+async def test_past_the_burst_a_credential_gets_429_with_retry_after(harness: Harness) -> None:
+    h = harness
+    answers = [await h.client.get("/v1/thing", headers=_auth(h)) for _ in range(6)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, "the bucket of 3 should have run out"
+    assert limited[0].json()["code"] == "rate_limited"
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert all("ratelimit" in a.headers for a in answers)
+
+
+async def test_oversized_bodies_are_413_before_anything_else(harness: Harness) -> None:
+    answer = await harness.client.post("/v1/thing", content=b"x" * 2000)
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/problem+json"
