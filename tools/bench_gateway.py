@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -21,12 +23,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from fastapi import Request, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from pos_devstack.natsd import free_port
 from pos_devstack.platform import SERVICES, Platform, Ports
-from pos_gateway import edge
 from pos_gateway.auth import KeyStore
+from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.ratelimit import TokenBuckets
 from pos_kit.db import make_engine
@@ -41,61 +46,55 @@ def _line(name: str, latencies: list[float], elapsed: float) -> None:
 
 
 async def edge_overhead(platform: Platform, key: str, n: int) -> None:
-    class State:
-        pass
-
-    class App:
-        state = State()
-
     engine = make_engine(platform.database_urls["gateway"], pool_size=4)
-    App.state.keys = KeyStore(engine, platform._secrets()["gateway_secret_key"])  # type: ignore[attr-defined]
-    App.state.idempotency = IdempotencyStore(engine)  # type: ignore[attr-defined]
-    limits = TokenBuckets(1e9, 10**9)
 
-    async def route(request: Request) -> Response:
-        return Response(b'{"ok":true}', media_type="application/json")
+    async def thing(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
 
-    def request(method: str, extra: list[tuple[bytes, bytes]]) -> Request:
-        headers = [(b"authorization", f"Bearer {key}".encode()), *extra]
-        body_sent = False
+    def app(with_edge: bool) -> Starlette:
+        built = Starlette(routes=[Route("/v1/bench", thing, methods=["GET", "POST"])])
+        built.state.keys = KeyStore(engine, platform._secrets()["gateway_secret_key"])
+        built.state.idempotency = IdempotencyStore(engine)
+        if with_edge:
+            built.add_middleware(EdgeMiddleware, limits=TokenBuckets(1e9, 10**9), max_body=10**6)
+        return built
+
+    async def call(target: Starlette, method: str, idempotency_key: str | None) -> None:
+        headers = [(b"authorization", f"Bearer {key}".encode())]
+        if idempotency_key:
+            headers.append((b"idempotency-key", idempotency_key.encode()))
+        scope = {"type": "http", "method": method, "path": "/v1/bench", "headers": headers,
+                 "query_string": b"", "http_version": "1.1", "scheme": "http",
+                 "server": ("bench", 80), "client": ("bench", 1), "root_path": ""}  # fmt: skip
+        sent = False
 
         async def receive() -> dict[str, object]:
-            nonlocal body_sent
-            if body_sent:
+            nonlocal sent
+            if sent:
                 return {"type": "http.disconnect"}
-            body_sent = True
+            sent = True
             return {"type": "http.request", "body": b'{"a":1}', "more_body": False}
 
-        scope = {"type": "http", "method": method, "path": "/v1/bench", "headers": headers,
-                 "query_string": b"", "app": App}  # fmt: skip
-        return Request(scope, receive)
+        async def send(message: dict[str, object]) -> None:
+            return None
 
-    async def timed(label: str, make: Callable[[], Awaitable[Response]]) -> float:
-        await make()  # warm the key cache and the pool
+        await target(scope, receive, send)  # type: ignore[arg-type]
+
+    async def timed(label: str, target: Starlette, method: str, idem: bool) -> float:
+        await call(target, method, str(uuid.uuid4()) if idem else None)  # warm caches
         start = time.perf_counter()
         for _ in range(n):
-            await make()
+            await call(target, method, str(uuid.uuid4()) if idem else None)
         per = (time.perf_counter() - start) / n * 1e6
         print(f"  {label:<52} {per:8.1f} µs/request")
         return per
 
-    print("edge overhead (in process, trivial route):")
-    bare = await timed("route alone", lambda: route(request("GET", [])))
-    with_edge = await timed(
-        "through the edge (auth + rate limit)",
-        lambda: edge.handle(request("GET", []), route, limits, 1_000_000),
-    )
-    with_key = await timed(
-        "through the edge, POST with Idempotency-Key",
-        lambda: edge.handle(
-            request("POST", [(b"idempotency-key", str(uuid.uuid4()).encode())]),
-            route,
-            limits,
-            1_000_000,
-        ),
-    )
-    print(f"  => edge adds {with_edge - bare:.1f} µs; with an Idempotency-Key "
-          f"{with_key - bare:.1f} µs (two PostgreSQL transactions)")  # fmt: skip
+    print("edge overhead (in process, a trivial route, no HTTP parsing):")
+    bare = await timed("route alone", app(False), "GET", False)
+    edged = await timed("through the edge (auth + rate limit + headers)", app(True), "GET", False)
+    keyed = await timed("through the edge, POST with Idempotency-Key", app(True), "POST", True)
+    print(f"  => the edge adds {edged - bare:.1f} µs; with an Idempotency-Key {keyed - bare:.1f} µs"
+          " (claim and completion: two PostgreSQL transactions)")  # fmt: skip
     await engine.dispose()
 
 
@@ -124,6 +123,10 @@ async def throughput(platform: Platform, key: str, n: int, concurrency: int) -> 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             _line(name, latencies, time.perf_counter() - start)
 
+        if shutil.which("wrk"):
+            wrk(platform, key, concurrency)
+            return
+        print("(wrk not found: measuring with httpx, which itself limits the figures)")
         print(f"throughput at {concurrency} concurrent connections ({n} requests each):")
         await run("GET /healthz (no edge, no hop)", lambda: http.get("/healthz"))
         await run("GET /v1/locations (edge + 1 gRPC)", lambda: http.get("/v1/locations"))
@@ -135,6 +138,24 @@ async def throughput(platform: Platform, key: str, n: int, concurrency: int) -> 
                 headers={"Idempotency-Key": str(uuid.uuid4())},
             ),
         )
+
+
+def wrk(platform: Platform, key: str, concurrency: int) -> None:
+    print(f"throughput with wrk, {concurrency} connections, 10 s each:")
+    auth = ["-H", f"Authorization: Bearer {key}"]
+    for label, path, extra in (
+        ("GET /healthz (no edge, no hop)", "/healthz", []),
+        ("GET /v1/locations (edge + 1 gRPC)", "/v1/locations", auth),
+    ):
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{concurrency}", "-d10s", "--latency", *extra,
+             platform.gateway_url + path],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        rate = next(ln.split()[-1] for ln in out.splitlines() if ln.startswith("Requests/sec"))
+        p50 = next(ln.split()[-1] for ln in out.splitlines() if ln.strip().startswith("50%"))
+        p99 = next(ln.split()[-1] for ln in out.splitlines() if ln.strip().startswith("99%"))
+        print(f"  {label:<34} {float(rate):9.0f} req/s   p50 {p50:>9}   p99 {p99:>9}")
 
 
 def main() -> None:

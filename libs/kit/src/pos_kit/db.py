@@ -18,7 +18,9 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout from the pool; a connection
+        # that died is replaced on its first failure, and recycling bounds their age.
+        pool_recycle=1800,
         # Every unit of work is short; a long wait for a connection means overload, not patience.
         pool_timeout=10,
     )

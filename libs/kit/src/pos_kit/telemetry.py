@@ -70,8 +70,10 @@ def setup_tracing(service: str, endpoint: str | None = None) -> TracerProvider:
 
 
 def instrument_grpc_and_db(engine_sync: object | None = None) -> None:
-    """gRPC spans always (they carry the trace across hops); SQL spans only when exported,
-    because a span per statement costs real time on the hot path."""
+    """gRPC and SQL spans when traces are exported (OTEL_EXPORTER_OTLP_ENDPOINT); without an
+    exporter they would cost a large share of every call and show nowhere."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
         GrpcAioInstrumentorServer,

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import Enum
 
 from pos_kit.errors import FieldViolation, raise_if, require
-from pos_kit.money import BPS, Money
+from pos_kit.money import BPS, MINOR_UNITS, Money
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
 MAX_SKUS_PER_CALL = 500
@@ -84,9 +84,12 @@ class StockChanged:
     reason: Reason
 
 
-def validate_location(name: str, tax_rate_bps: int) -> None:
+def validate_location(name: str, currency: str, tax_rate_bps: int) -> None:
     violations: list[FieldViolation] = []
     violations += require(0 < len(name.strip()) <= 200, "name", "must be 1 to 200 characters")
+    violations += require(
+        currency in MINOR_UNITS, "currency", "must be a supported ISO 4217 code, e.g. USD"
+    )
     violations += require(0 <= tax_rate_bps <= BPS, "tax_rate_bps", f"must be between 0 and {BPS}")
     raise_if(violations)
 

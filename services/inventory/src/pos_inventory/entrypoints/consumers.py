@@ -8,6 +8,7 @@ from pos.order.v1 import events_pb2 as order_events
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.service import handlers
 from pos_kit.consumer import IncomingEvent, PoisonMessage
+from pos_kit.errors import InvalidArgument
 from pos_kit.uow import UnitOfWork
 
 
@@ -19,6 +20,10 @@ async def on_order_confirmed(uow: UnitOfWork, event: IncomingEvent) -> None:
     order = message.order
     assert isinstance(uow, InventoryUow)
     uow.bind(event.merchant_id)
-    await handlers.record_sale(
-        uow, order.id, order.location_id, [(ln.sku, ln.quantity) for ln in order.lines]
-    )
+    try:
+        await handlers.record_sale(
+            uow, order.id, order.location_id, [(ln.sku, ln.quantity) for ln in order.lines]
+        )
+    except InvalidArgument as exc:
+        # Redelivering a malformed order can never succeed: park it in the DLQ instead.
+        raise PoisonMessage(str(exc)) from exc

@@ -19,15 +19,10 @@ from pos_inventory.service import handlers
 from pos_kit.context import current_merchant
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.money import MoneyError, check_currency
 from pos_kit.paging import decode_token, encode_token, page_size
 from pos_kit.proto_money import from_proto
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
-
-
-def _invalid(field: str, exc: Exception) -> InvalidArgument:
-    return InvalidArgument(f"{field} is not valid", [FieldViolation(field, str(exc))])
 
 
 class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
@@ -40,15 +35,11 @@ class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
     async def CreateLocation(
         self, request: I.CreateLocationRequest, context: grpc.aio.ServicerContext
     ) -> I.CreateLocationResponse:
-        try:
-            currency = check_currency(request.currency)
-        except MoneyError as exc:
-            raise _invalid("currency", exc) from None
         async with self._scoped() as uow:
 
             async def work() -> I.CreateLocationResponse:
                 location = await handlers.create_location(
-                    uow, request.name, currency, request.tax_rate_bps
+                    uow, request.name, request.currency, request.tax_rate_bps
                 )
                 return I.CreateLocationResponse(location=location_to_proto(location))
 

@@ -16,7 +16,7 @@ from pos_inventory.domain.model import (
     validate_sku_list,
 )
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_kit.errors import AlreadyExists, Conflict, NotFound
+from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, require
 from pos_kit.ids import new_id
 from pos_kit.money import Money
 
@@ -24,7 +24,7 @@ from pos_kit.money import Money
 async def create_location(
     uow: InventoryUnitOfWork, name: str, currency: str, tax_rate_bps: int
 ) -> Location:
-    validate_location(name, tax_rate_bps)
+    validate_location(name, currency, tax_rate_bps)
     location = Location(new_id("loc"), name.strip(), currency, tax_rate_bps)
     await uow.locations.add(location)
     return location
@@ -62,7 +62,9 @@ async def price_snapshot(
         location = await uow.locations.get(location_id)
         if location is None:
             raise NotFound("location", location_id)
-    return products, location
+    # In the order asked for (each once), so a caller can zip them with its lines.
+    by_sku = {p.sku: p for p in products}
+    return [by_sku[s] for s in dict.fromkeys(skus)], location
 
 
 async def adjust_stock(uow: InventoryUnitOfWork, adjustment: Adjustment) -> StockLevel:
@@ -85,8 +87,22 @@ async def adjust_stock(uow: InventoryUnitOfWork, adjustment: Adjustment) -> Stoc
 async def record_sale(
     uow: InventoryUnitOfWork, order_id: str, location_id: str, lines: list[tuple[str, int]]
 ) -> None:
-    """Stock follows a confirmed sale; it may go negative (flagged in the level, not hidden)."""
+    """Stock follows a confirmed sale; it may go negative (flagged in the level, not hidden).
+
+    The sale already happened at the till, so it is recorded even for a SKU or location this
+    service does not know: refusing it would only make the ledger disagree with the shelf.
+    """
+    if not order_id or not location_id:
+        raise InvalidArgument(
+            "a confirmed order needs an id and a location",
+            [
+                *require(bool(order_id), "order.id", "is required"),
+                *require(bool(location_id), "order.location_id", "is required"),
+            ],
+        )
     for sku, quantity in lines:
+        if not sku or quantity <= 0:
+            continue  # nothing left the shelf
         adjustment = Adjustment(sku, location_id, -quantity, Reason.SOLD, order_id)
         level = await uow.stock.apply(adjustment)
         if level is not None:

@@ -1,0 +1,74 @@
+"""Inventory rules in plain Python."""
+
+from __future__ import annotations
+
+import pytest
+
+from pos_inventory.domain.model import (
+    MAX_SKUS_PER_CALL,
+    Adjustment,
+    Reason,
+    StockLevel,
+    validate_adjustment,
+    validate_location,
+    validate_product,
+    validate_sku_list,
+)
+from pos_kit.errors import InvalidArgument
+from pos_kit.money import Money
+
+
+def _fields(err: pytest.ExceptionInfo[InvalidArgument]) -> set[str]:
+    return {v.field for v in err.value.violations}
+
+
+def test_a_location_needs_a_name_a_known_currency_and_a_rate_within_100_percent() -> None:
+    validate_location("Main St", "USD", 0)
+    validate_location("Main St", "JPY", 10_000)
+    with pytest.raises(InvalidArgument) as err:
+        validate_location("  ", "XXQ", 10_001)
+    assert _fields(err) == {"name", "currency", "tax_rate_bps"}
+    with pytest.raises(InvalidArgument) as err:
+        validate_location("Main St", "usd", -1)
+    assert _fields(err) == {"currency", "tax_rate_bps"}
+
+
+def test_a_product_needs_a_sku_a_name_and_a_price_that_is_not_negative() -> None:
+    validate_product("MUG-01", "Mug", Money(0, "USD"))
+    with pytest.raises(InvalidArgument) as err:
+        validate_product("has space", "", Money(-1, "USD"))
+    assert _fields(err) == {"sku", "name", "price.amount"}
+    with pytest.raises(InvalidArgument) as err:
+        validate_product("", "Mug", Money(100, "USD"))
+    assert _fields(err) == {"sku"}
+
+
+def test_an_adjustment_changes_something_at_a_named_place() -> None:
+    validate_adjustment(Adjustment("SKU", "loc_1", -3, Reason.DAMAGED))
+    with pytest.raises(InvalidArgument) as err:
+        validate_adjustment(Adjustment("", "", 0, Reason.RECEIVED))
+    assert _fields(err) == {"sku", "location_id", "delta"}
+    with pytest.raises(InvalidArgument) as err:
+        validate_adjustment(Adjustment("SKU", "loc_1", 2_000_000_000, Reason.RECEIVED))
+    assert _fields(err) == {"delta"}
+
+
+def test_only_a_recorded_sale_may_drive_stock_negative() -> None:
+    assert Adjustment("SKU", "loc_1", -1, Reason.SOLD, "ord_1").may_go_negative
+    # A sale keyed in by hand has no order behind it: it must be covered by what is on hand.
+    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD).may_go_negative
+    assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, "ord_1").may_go_negative
+
+
+def test_available_is_on_hand_less_reserved() -> None:
+    assert StockLevel("SKU", "loc_1", 10, 3).available == 7
+    assert StockLevel("SKU", "loc_1", -2, 0).available == -2
+
+
+def test_a_sku_list_is_neither_empty_nor_unbounded() -> None:
+    validate_sku_list(["A"])
+    with pytest.raises(InvalidArgument) as err:
+        validate_sku_list([])
+    assert _fields(err) == {"skus"}
+    with pytest.raises(InvalidArgument):
+        validate_sku_list([f"S{i}" for i in range(MAX_SKUS_PER_CALL + 1)])
