@@ -157,7 +157,7 @@ class SqlStock:
             # condition is re-checked on the latest row, so on_hand can never go below zero.
             statement = (
                 update(stock)
-                .where(key)
+                .where(key, stock.c.on_hand + adjustment.delta >= 0)
                 .values(on_hand=stock.c.on_hand + adjustment.delta, updated_at=func.now())
             )
         row = (
