@@ -128,6 +128,7 @@ class InProcessService:
     channel: grpc.aio.Channel
     runtime: Any
     database_url: str
+    port: int
 
 
 @asynccontextmanager
@@ -147,7 +148,7 @@ async def serve_in_process(
     await server.start([runtime.messaging])
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield InProcessService(channel, runtime, url)
+        yield InProcessService(channel, runtime, url, server.port)
     finally:
         await channel.close()
         await server.stop()

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from pos_kit.errors import InvalidArgument, RequestIdReused
+from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused
 from pos_kit.events import OutgoingEvent
 from pos_kit.tables import KitTables
 
@@ -110,7 +110,10 @@ class UnitOfWork:
         is applied exactly once.
         """
         if not request_id:
-            raise InvalidArgument("request_id is required on every mutation")
+            raise InvalidArgument(
+                "request_id is required on every mutation",
+                [FieldViolation("request_id", "is required")],
+            )
         fingerprint = hashlib.sha256(operation.encode() + b"\0" + request_bytes).digest()
         table = self.tables.requests
         claimed = await self.conn.execute(
