@@ -251,3 +251,36 @@ def test_if_match_guards_updates_with_the_version(platform: Running) -> None:
     assert bad.status_code == 400
     with platform.new_merchant("Patcher") as other:
         assert other.patch(path, json={"given_name": "Mallory"}).status_code == 404
+
+
+def test_a_partner_polls_changes_with_updated_since_and_misses_nothing(
+    platform: Running,
+) -> None:
+    with platform.new_merchant("Poller") as http:
+        made = [
+            http.post(
+                "/v1/customers",
+                json={"email": f"p{i}-{uuid.uuid4().hex[:6]}@example.com"},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            ).json()
+            for i in range(3)
+        ]
+        since = made[0]["updated_at"]
+        seen: list[str] = []
+        cursor = None
+        while True:  # two pages of at most two
+            params = {"updated_since": since, "limit": 2, **({"cursor": cursor} if cursor else {})}
+            body = http.get("/v1/customers", params=params).json()
+            seen += [c["id"] for c in body["data"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [c["id"] for c in made]
+        # A change moves a customer to the end of the feed, after the last time seen.
+        last_seen = http.get(f"/v1/customers/{made[-1]['id']}").json()["updated_at"]
+        changed = http.patch(f"/v1/customers/{made[0]['id']}", json={"given_name": "Changed"})
+        assert changed.status_code == 200
+        fresh = http.get("/v1/customers", params={"updated_since": last_seen}).json()["data"]
+        assert [c["id"] for c in fresh][-1] == made[0]["id"]
+        naive = http.get("/v1/customers", params={"updated_since": "2026-01-01T00:00:00"})
+        assert naive.status_code == 400

@@ -10,7 +10,18 @@ from pydantic import Field
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
+from pos_gateway.routes.common import (
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    UpdatedSince,
+    op,
+    page,
+    request_id,
+    services,
+    timestamp,
+)
 
 router = APIRouter(prefix="/v1", tags=["catalog and inventory"])
 Svc = Annotated[Services, Depends(services)]
@@ -71,10 +82,13 @@ async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/products", **op("catalog:read", "List products"))
-async def list_products(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    answer = await svc.inventory.ListProducts(
-        inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
-    )
+async def list_products(
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> dict[str, Any]:
+    request = inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.inventory.ListProducts(request)
     return page([to_json(x) for x in answer.products], answer.next_page_token)
 
 

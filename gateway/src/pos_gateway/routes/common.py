@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Request
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
 
 from pos.common.v1 import money_pb2
 from pos_gateway.auth import require
 from pos_gateway.clients import Services
+from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
 
 
@@ -28,6 +31,26 @@ class MoneyIn(Body):
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
+UpdatedSince = Annotated[
+    datetime | None,
+    Query(
+        description="Only what changed at or after this RFC 3339 time, oldest change first; "
+        "poll again from the last `updated_at` you saw",
+    ),
+]
+
+
+def timestamp(value: datetime) -> Timestamp:
+    if value.tzinfo is None:
+        raise Problem(
+            400,
+            "invalid_request",
+            "updated_since must carry a time zone",
+            [{"field": "updated_since", "reason": "must be an RFC 3339 time with an offset"}],
+        )
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
 
 
 def services(request: Request) -> Services:

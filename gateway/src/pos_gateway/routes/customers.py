@@ -12,7 +12,17 @@ from pos.customer.v1 import customer_pb2
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, Cursor, Limit, op, page, request_id, services
+from pos_gateway.routes.common import (
+    Body,
+    Cursor,
+    Limit,
+    UpdatedSince,
+    op,
+    page,
+    request_id,
+    services,
+    timestamp,
+)
 from pos_kit.grpc_client import read_error
 
 router = APIRouter(prefix="/v1", tags=["customers"])
@@ -40,10 +50,13 @@ async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/customers", **op("customers:read", "List customers"))
-async def list_customers(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    answer = await svc.customer.ListCustomers(
-        customer_pb2.ListCustomersRequest(page_size=limit, page_token=cursor or "")
-    )
+async def list_customers(
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> dict[str, Any]:
+    request = customer_pb2.ListCustomersRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.customer.ListCustomers(request)
     return page([to_json(x) for x in answer.customers], answer.next_page_token)
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, tuple_
 
 from pos_kit.errors import FieldViolation, InvalidArgument
 
@@ -32,3 +37,39 @@ def decode_token(token: str) -> str | None:
         raise InvalidArgument(
             "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
         ) from None
+
+
+@dataclass(frozen=True)
+class ChangeCursor:
+    """Position in a list ordered by (updated_at, id): where a change feed resumes."""
+
+    updated_at: datetime
+    id: str
+
+
+def encode_change(updated_at: datetime, item_id: str) -> str:
+    return encode_token(f"{updated_at.isoformat()}|{item_id}")
+
+
+def decode_change(token: str) -> ChangeCursor | None:
+    raw = decode_token(token)
+    if raw is None:
+        return None
+    stamp, _, item_id = raw.partition("|")
+    try:
+        return ChangeCursor(datetime.fromisoformat(stamp), item_id)
+    except ValueError:
+        raise InvalidArgument(
+            "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
+        ) from None
+
+
+def changed_since(
+    query: Select[Any], updated_at: ColumnElement[Any], item_id: ColumnElement[Any],
+    since: datetime, cursor: ChangeCursor | None,
+) -> Select[Any]:  # fmt: skip
+    """Rows changed at or after `since`, oldest change first, resuming after `cursor`."""
+    query = query.where(updated_at >= since)
+    if cursor is not None:
+        query = query.where(tuple_(updated_at, item_id) > tuple_(cursor.updated_at, cursor.id))
+    return query.order_by(updated_at, item_id)

@@ -17,4 +17,6 @@ def customer_to_proto(c: Customer) -> customer_pb2.Customer:
     )
     if c.created_at is not None:
         msg.created_at.FromDatetime(c.created_at)
+    if c.updated_at is not None:
+        msg.updated_at.FromDatetime(c.updated_at)
     return msg

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_customer.adapters import events
 from pos_customer.adapters.tables import customers, loyalty_ledger
 from pos_customer.domain.model import Customer, LoyaltyPointsEarned
+from pos_kit.paging import ChangeCursor, changed_since
 from pos_kit.uow import UnitOfWork
 
 
@@ -21,6 +24,7 @@ def _customer(row: Row[tuple[object, ...]]) -> Customer:
         loyalty_points=m["loyalty_points"],
         version=m["version"],
         created_at=m["created_at"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -40,10 +44,10 @@ class SqlCustomerRepository:
                     given_name=customer.given_name,
                     family_name=customer.family_name,
                 )
-                .returning(customers.c.created_at)
+                .returning(customers.c.created_at, customers.c.updated_at)
             )
         ).one()
-        customer.created_at = row.created_at
+        customer.created_at, customer.updated_at = row.created_at, row.updated_at
 
     async def get(self, merchant_id: str, customer_id: str) -> Customer | None:
         row = (
@@ -85,6 +89,14 @@ class SqlCustomerRepository:
                 updated_at=func.now(),
             )
         )
+
+    async def list_changed(
+        self, merchant_id: str, limit: int, since: datetime, cursor: ChangeCursor | None
+    ) -> list[Customer]:
+        query = select(customers).where(customers.c.merchant_id == merchant_id)
+        query = changed_since(query, customers.c.updated_at, customers.c.id, since, cursor)
+        rows = (await self._conn.execute(query.limit(limit))).all()
+        return [_customer(r) for r in rows]
 
     async def save_profile(self, customer: Customer, seen_version: int) -> bool:
         result = await self._conn.execute(

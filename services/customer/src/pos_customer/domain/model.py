@@ -22,6 +22,7 @@ class Customer:
     loyalty_points: int = 0
     version: int = 1
     created_at: datetime | None = None
+    updated_at: datetime | None = None
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
     def earn_points(self, order_id: str, order_total_minor: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import Literal
 
 import grpc
@@ -13,7 +14,7 @@ from pos_customer.adapters.repository import CustomerUow
 from pos_customer.service import handlers
 from pos_kit.context import current_merchant
 from pos_kit.idempotency import once
-from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.paging import decode_change, decode_token, encode_change, encode_token, page_size
 
 
 class CustomerApi(customer_pb2_grpc.CustomerServiceServicer):
@@ -70,9 +71,23 @@ class CustomerApi(customer_pb2_grpc.CustomerServiceServicer):
     ) -> customer_pb2.ListCustomersResponse:
         limit = page_size(request.page_size)
         async with self._uow().bind(current_merchant()) as uow:
-            found = await handlers.list_customers(uow, limit + 1, decode_token(request.page_token))
+            if request.HasField("updated_since"):
+                since = request.updated_since.ToDatetime(tzinfo=UTC)
+                cursor = decode_change(request.page_token)
+                found = await handlers.list_changed_customers(uow, limit + 1, since, cursor)
+            else:
+                found = await handlers.list_customers(
+                    uow, limit + 1, decode_token(request.page_token)
+                )
         page = found[:limit]
-        token = encode_token(page[-1].id) if len(found) > limit else ""
+        token = ""
+        if len(found) > limit:
+            last = page[-1]
+            token = (
+                encode_change(last.updated_at, last.id)
+                if request.HasField("updated_since") and last.updated_at is not None
+                else encode_token(last.id)
+            )
         return customer_pb2.ListCustomersResponse(
             customers=[customer_to_proto(c) for c in page], next_page_token=token
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pos_customer.domain.model import (
     Customer,
     CustomerCreated,
@@ -12,6 +14,7 @@ from pos_customer.domain.model import (
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_kit.errors import AlreadyExists, Conflict, NotFound
 from pos_kit.ids import new_id
+from pos_kit.paging import ChangeCursor
 
 
 async def create_customer(
@@ -38,6 +41,13 @@ async def list_customers(
     uow: CustomerUnitOfWork, limit: int, after_id: str | None
 ) -> list[Customer]:
     return await uow.customers.list(uow.merchant_id, limit, after_id)
+
+
+async def list_changed_customers(
+    uow: CustomerUnitOfWork, limit: int, since: datetime, cursor: ChangeCursor | None
+) -> list[Customer]:
+    """The change feed partners poll: oldest change first, resumable by cursor."""
+    return await uow.customers.list_changed(uow.merchant_id, limit, since, cursor)
 
 
 async def credit_order(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from pos_customer.domain.model import Customer
+from pos_kit.paging import ChangeCursor
 
 
 class CustomerRepository(Protocol):
@@ -16,6 +18,9 @@ class CustomerRepository(Protocol):
         """Write the profile if the stored version is still seen_version; False if not."""
         ...
 
+    async def list_changed(
+        self, merchant_id: str, limit: int, since: datetime, cursor: ChangeCursor | None
+    ) -> list[Customer]: ...
     async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]: ...
 
 

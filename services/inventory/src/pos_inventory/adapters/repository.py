@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Insert, Row, Update, func, insert, select, update
@@ -12,6 +13,7 @@ from pos_inventory.adapters import events
 from pos_inventory.adapters.tables import locations, products, stock, stock_ledger
 from pos_inventory.domain.model import Adjustment, Location, Product, StockLevel
 from pos_kit.money import Money
+from pos_kit.paging import ChangeCursor, changed_since
 from pos_kit.uow import UnitOfWork
 
 
@@ -117,6 +119,13 @@ class SqlProducts:
             )
         )
         return [_product(r) for r in rows]
+
+    async def list_changed(
+        self, limit: int, since: datetime, cursor: ChangeCursor | None
+    ) -> list[Product]:
+        query = select(products).where(products.c.merchant_id == self._merchant)
+        query = changed_since(query, products.c.updated_at, products.c.id, since, cursor)
+        return [_product(r) for r in await self._conn.execute(query.limit(limit))]
 
     async def list(self, limit: int, after_id: str | None) -> list[Product]:
         query = select(products).where(products.c.merchant_id == self._merchant)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 import grpc
 
@@ -19,7 +20,7 @@ from pos_inventory.service import handlers
 from pos_kit.context import current_merchant
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.paging import decode_change, decode_token, encode_change, encode_token, page_size
 from pos_kit.proto_money import from_proto
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
@@ -80,12 +81,26 @@ class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
         self, request: I.ListProductsRequest, context: grpc.aio.ServicerContext
     ) -> I.ListProductsResponse:
         limit = page_size(request.page_size)
+        changes = request.HasField("updated_since")
         async with self._scoped() as uow:
-            found = await uow.products.list(limit + 1, decode_token(request.page_token))
+            if changes:
+                since = request.updated_since.ToDatetime(tzinfo=UTC)
+                found = await handlers.list_changed_products(
+                    uow, limit + 1, since, decode_change(request.page_token)
+                )
+            else:
+                found = await uow.products.list(limit + 1, decode_token(request.page_token))
         page = found[:limit]
+        token = ""
+        if len(found) > limit:
+            last = page[-1]
+            token = (
+                encode_change(last.updated_at, last.id)
+                if changes and last.updated_at is not None
+                else encode_token(last.id)
+            )
         return I.ListProductsResponse(
-            products=[product_to_proto(p) for p in page],
-            next_page_token=encode_token(page[-1].id) if len(found) > limit else "",
+            products=[product_to_proto(p) for p in page], next_page_token=token
         )
 
     async def GetPrices(

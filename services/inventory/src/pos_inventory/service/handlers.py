@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
@@ -19,6 +21,7 @@ from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, require
 from pos_kit.ids import new_id
 from pos_kit.money import Money
+from pos_kit.paging import ChangeCursor
 
 
 async def create_location(
@@ -114,3 +117,10 @@ async def stock_levels(
 ) -> list[StockLevel]:
     validate_sku_list(skus)
     return await uow.stock.levels(skus, location_id)
+
+
+async def list_changed_products(
+    uow: InventoryUnitOfWork, limit: int, since: datetime, cursor: ChangeCursor | None
+) -> list[Product]:
+    """The change feed partners poll: oldest change first, resumable by cursor."""
+    return await uow.products.list_changed(limit, since, cursor)

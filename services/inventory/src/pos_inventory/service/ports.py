@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from pos_inventory.domain.model import Adjustment, Location, Product, StockLevel
+from pos_kit.paging import ChangeCursor
 
 
 class LocationRepository(Protocol):
@@ -17,6 +19,9 @@ class ProductRepository(Protocol):
     async def add(self, product: Product) -> bool: ...  # False when the sku is taken
     async def get(self, product_id: str) -> Product | None: ...
     async def by_skus(self, skus: list[str]) -> list[Product]: ...
+    async def list_changed(
+        self, limit: int, since: datetime, cursor: ChangeCursor | None
+    ) -> list[Product]: ...
     async def list(self, limit: int, after_id: str | None) -> list[Product]: ...
 
 

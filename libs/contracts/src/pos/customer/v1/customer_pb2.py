@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epos/customer/v1/customer.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x16\n\x0eloyalty_points\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x15\x43reateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\"E\n\x16\x43reateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\" \n\x12GetCustomerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x13GetCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"=\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x15ListCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc1\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\ngiven_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x66\x61mily_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x03\x42\x08\n\x06_emailB\r\n\x0b_given_nameB\x0e\n\x0c_family_name\"E\n\x16UpdateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer2\x91\x03\n\x0f\x43ustomerService\x12\x61\n\x0e\x43reateCustomer\x12&.pos.customer.v1.CreateCustomerRequest\x1a\'.pos.customer.v1.CreateCustomerResponse\x12X\n\x0bGetCustomer\x12#.pos.customer.v1.GetCustomerRequest\x1a$.pos.customer.v1.GetCustomerResponse\x12^\n\rListCustomers\x12%.pos.customer.v1.ListCustomersRequest\x1a&.pos.customer.v1.ListCustomersResponse\x12\x61\n\x0eUpdateCustomer\x12&.pos.customer.v1.UpdateCustomerRequest\x1a\'.pos.customer.v1.UpdateCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epos/customer/v1/customer.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x16\n\x0eloyalty_points\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x15\x43reateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\"E\n\x16\x43reateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\" \n\x12GetCustomerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x13GetCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"p\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x15ListCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc1\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\ngiven_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x66\x61mily_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x03\x42\x08\n\x06_emailB\r\n\x0b_given_nameB\x0e\n\x0c_family_name\"E\n\x16UpdateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer2\x91\x03\n\x0f\x43ustomerService\x12\x61\n\x0e\x43reateCustomer\x12&.pos.customer.v1.CreateCustomerRequest\x1a\'.pos.customer.v1.CreateCustomerResponse\x12X\n\x0bGetCustomer\x12#.pos.customer.v1.GetCustomerRequest\x1a$.pos.customer.v1.GetCustomerResponse\x12^\n\rListCustomers\x12%.pos.customer.v1.ListCustomersRequest\x1a&.pos.customer.v1.ListCustomersResponse\x12\x61\n\x0eUpdateCustomer\x12&.pos.customer.v1.UpdateCustomerRequest\x1a\'.pos.customer.v1.UpdateCustomerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.customer.v1.customer_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CUSTOMER']._serialized_start=85
-  _globals['_CUSTOMER']._serialized_end=252
-  _globals['_CREATECUSTOMERREQUEST']._serialized_start=254
-  _globals['_CREATECUSTOMERREQUEST']._serialized_end=353
-  _globals['_CREATECUSTOMERRESPONSE']._serialized_start=355
-  _globals['_CREATECUSTOMERRESPONSE']._serialized_end=424
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=426
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=458
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=460
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=526
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=528
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=589
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=591
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=685
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=688
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=881
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=883
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=952
-  _globals['_CUSTOMERSERVICE']._serialized_start=955
-  _globals['_CUSTOMERSERVICE']._serialized_end=1356
+  _globals['_CUSTOMER']._serialized_end=300
+  _globals['_CREATECUSTOMERREQUEST']._serialized_start=302
+  _globals['_CREATECUSTOMERREQUEST']._serialized_end=401
+  _globals['_CREATECUSTOMERRESPONSE']._serialized_start=403
+  _globals['_CREATECUSTOMERRESPONSE']._serialized_end=472
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=474
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=506
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=508
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=574
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=576
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=688
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=690
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=784
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=787
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=980
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=982
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=1051
+  _globals['_CUSTOMERSERVICE']._serialized_start=1054
+  _globals['_CUSTOMERSERVICE']._serialized_end=1455
 # @@protoc_insertion_point(module_scope)
