@@ -158,8 +158,7 @@ def test_checkout_goes_on_at_list_price_when_promotion_is_down(platform: Running
         assert order["discount_total"]["amount"] == 0
         assert order["total"]["amount"] == 6200 + 512  # 8.25 % of 62.00 = 5.115 -> 5.12
     finally:
-        platform.platform.spawn("promotion")
-        platform.platform._wait_grpc("promotion", 60)
+        platform.platform.restart_process("promotion")
 
 
 def test_an_idempotency_key_replays_the_first_answer_byte_for_byte(platform: Running) -> None:
@@ -226,8 +225,7 @@ def test_readiness_survives_a_service_being_down(platform: Running) -> None:
         assert answer.status_code == 503
         assert answer.json()["code"] == "service_unavailable"
     finally:
-        running.spawn("customer")
-        running._wait_grpc("customer", 60)
+        running.restart_process("customer")
 
 
 def test_if_match_guards_updates_with_the_version(platform: Running) -> None:

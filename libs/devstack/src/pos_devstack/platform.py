@@ -194,6 +194,23 @@ class Platform:
             _terminate(proc.popen, timeout)
             self.procs.remove(proc)
 
+    def restart_process(self, name: str, timeout: float = 60.0) -> None:
+        """Start a stopped service again and wait until the gateway reaches it too (its channel
+        reconnects with backoff, so the service answering is not yet enough)."""
+        self.spawn(name)
+        self._wait_grpc(name, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                checks = httpx.get(self.gateway_url + "/readyz", timeout=2.0).json()["checks"]
+                if checks.get(name) == "ok":
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gateway does not reach {name} again")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             _terminate(proc.popen, 20.0)

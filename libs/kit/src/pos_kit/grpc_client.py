@@ -67,6 +67,9 @@ def channel(target: str, default_timeout: float = DEFAULT_TIMEOUT) -> grpc.aio.C
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.enable_retries", 1),
             ("grpc.lb_policy_name", "round_robin"),
+            # A restarted or rescheduled replica is reconnected within a second, not minutes.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ],
     )
 
