@@ -1,1 +1,1 @@
-"""Omnitill promotion service."""
+"""Omnitill promotion service: promotions and the discounts they give a cart."""

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
-from pos.promotion.v1 import promotion_pb2_grpc
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
-from pos_promotion.adapters.repository import PromotionUow
-from pos_promotion.adapters.tables import kit
-from pos_promotion.entrypoints.grpc_api import SERVICE_NAME, PromotionApi
+from pos_promotion.adapters.repository import PromotionUow, SqlActivePromotions
+from pos_promotion.adapters.tables import kit, metadata
+from pos_promotion.entrypoints import grpc_api
 
 NAME = "promotion"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,13 +22,14 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[PromotionUow], GrpcService]:
+    # No consumers yet: nothing this service owns changes in response to other services.
     runtime = ServiceRuntime(NAME, settings, kit, PromotionUow)
-    api = PromotionApi(runtime.uow)
-
-    def register(server: grpc.aio.Server) -> None:
-        promotion_pb2_grpc.add_PromotionServiceServicer_to_server(api, server)
-
-    service = kit_service.grpc_service(NAME, settings, register, SERVICE_NAME)
+    service = kit_service.grpc_service(
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow, SqlActivePromotions(runtime.engine)),
+        grpc_api.SERVICE_NAME,
+    )
     return runtime, service
 
 
@@ -41,3 +39,6 @@ async def serve() -> None:
 
 def migrate() -> None:
     kit_migrate.upgrade_from_env(MIGRATIONS)
+
+
+__all__ = ["metadata", "migrate", "serve"]

@@ -1,28 +1,43 @@
-"""PostgreSQL repository and unit of work for promotions."""
+"""PostgreSQL repositories and unit of work for promotions."""
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import Row, Select, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sqlalchemy import Row, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from pos.promotion.v1 import events_pb2
-from pos_kit.events import make_event
 from pos_kit.money import Money
 from pos_kit.uow import UnitOfWork
-from pos_promotion.adapters.messages import promotion_to_proto
+from pos_promotion.adapters import events
 from pos_promotion.adapters.tables import promotions
-from pos_promotion.domain.model import Promotion, PromotionCreated
+from pos_promotion.domain.model import Promotion
+
+_COLUMNS = (
+    promotions.c.id,
+    promotions.c.name,
+    promotions.c.percent_off_bps,
+    promotions.c.minimum_amount,
+    promotions.c.minimum_currency,
+    promotions.c.active,
+    promotions.c.created_at,
+)
 
 
-def _promotion(row: Row[Any]) -> Promotion:
+def _select(merchant_id: str) -> Select[tuple[object, ...]]:
+    return select(*_COLUMNS).where(promotions.c.merchant_id == merchant_id)
+
+
+def _promotion(row: Row[tuple[object, ...]]) -> Promotion:
     m = row._mapping
     minimum = (
         None if m["minimum_currency"] is None else Money(m["minimum_amount"], m["minimum_currency"])
     )
     return Promotion(
-        m["id"], m["name"], m["percent_off_bps"], minimum, m["active"], m["created_at"]
+        id=m["id"],
+        name=m["name"],
+        percent_off_bps=m["percent_off_bps"],
+        minimum_subtotal=minimum,
+        active=m["active"],
+        created_at=m["created_at"],
     )
 
 
@@ -50,29 +65,43 @@ class SqlPromotionRepository:
         ).one()
         promotion.created_at = row.created_at
 
-    async def active(self, merchant_id: str) -> list[Promotion]:
-        rows = await self._conn.execute(
-            select(promotions).where(
-                promotions.c.merchant_id == merchant_id, promotions.c.active.is_(True)
-            )
-        )
-        return [_promotion(r) for r in rows]
+    async def get(self, merchant_id: str, promotion_id: str) -> Promotion | None:
+        query = _select(merchant_id).where(promotions.c.id == promotion_id)
+        row = (await self._conn.execute(query)).first()
+        return _promotion(row) if row else None
 
     async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Promotion]:
-        query = select(promotions).where(promotions.c.merchant_id == merchant_id)
+        query = _select(merchant_id)
         if after_id:
             query = query.where(promotions.c.id > after_id)
-        rows = await self._conn.execute(query.order_by(promotions.c.id).limit(limit))
+        rows = (await self._conn.execute(query.order_by(promotions.c.id).limit(limit))).all()
+        return [_promotion(r) for r in rows]
+
+
+class SqlActivePromotions:
+    """The checkout hot path's read, on an autocommit connection.
+
+    A unit of work would wrap the one SELECT in BEGIN ... ROLLBACK: two more round trips to
+    PostgreSQL for a read that needs no transaction (one statement sees one snapshot anyway).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def active(self, merchant_id: str) -> list[Promotion]:
+        query = _select(merchant_id).where(promotions.c.active.is_(True))
+        async with self._engine.connect() as conn:
+            reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await reader.execute(query)).all()
         return [_promotion(r) for r in rows]
 
 
 class PromotionUow(UnitOfWork):
+    """The kit's unit of work plus this service's repository and event mapping."""
+
     @property
     def promotions(self) -> SqlPromotionRepository:
         return SqlPromotionRepository(self.conn, self.merchant_id)
 
     def publish(self, event: object) -> None:
-        if not isinstance(event, PromotionCreated):
-            raise TypeError(f"no integration event for {type(event).__name__}")
-        message = events_pb2.PromotionCreated(promotion=promotion_to_proto(event.promotion))
-        self.emit(make_event(message, self.merchant_id))
+        self.emit(events.to_outgoing(event, self.merchant_id))

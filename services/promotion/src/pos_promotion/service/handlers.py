@@ -1,27 +1,35 @@
-"""Use cases of the promotion service."""
+"""Use cases of the promotion service, one function each."""
 
 from __future__ import annotations
 
+from pos_kit.errors import NotFound
 from pos_kit.ids import new_id
-from pos_kit.money import Money
 from pos_promotion.domain.model import (
-    AppliedDiscount,
-    CartLine,
+    CartLineInput,
+    Discounts,
+    MoneyInput,
     Promotion,
     PromotionCreated,
-    calculate,
-    validate_new,
+    discounts_for,
+    new_cart,
+    new_promotion,
 )
-from pos_promotion.service.ports import PromotionUnitOfWork
+from pos_promotion.service.ports import ActivePromotions, PromotionUnitOfWork
 
 
 async def create_promotion(
-    uow: PromotionUnitOfWork, name: str, percent_off_bps: int, minimum: Money | None
+    uow: PromotionUnitOfWork, name: str, percent_off_bps: int, minimum: MoneyInput | None
 ) -> Promotion:
-    validate_new(name, percent_off_bps, minimum)
-    promotion = Promotion(new_id("promo"), name.strip(), percent_off_bps, minimum)
+    promotion = new_promotion(new_id("promo"), name, percent_off_bps, minimum)
     await uow.promotions.add(promotion)
     uow.publish(PromotionCreated(promotion))
+    return promotion
+
+
+async def get_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> Promotion:
+    promotion = await uow.promotions.get(uow.merchant_id, promotion_id)
+    if promotion is None:
+        raise NotFound("promotion", promotion_id)
     return promotion
 
 
@@ -32,7 +40,9 @@ async def list_promotions(
 
 
 async def calculate_discounts(
-    uow: PromotionUnitOfWork, lines: list[CartLine], currency: str
-) -> list[AppliedDiscount]:
-    """On the checkout hot path: one read, no writes."""
-    return calculate(await uow.promotions.active(uow.merchant_id), lines, currency)
+    promotions: ActivePromotions, merchant_id: str, lines: list[CartLineInput], currency: str
+) -> Discounts:
+    """On the checkout hot path: the cart is validated first, so a bad one costs no query;
+    then one read and no writes."""
+    cart = new_cart(lines, currency)
+    return discounts_for(await promotions.active(merchant_id), cart)

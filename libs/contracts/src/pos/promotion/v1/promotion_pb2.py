@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/promotion/v1/promotion.proto\x12\x10pos.promotion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\xae\x01\n\tPromotion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fpercent_off_bps\x18\x03 \x01(\x05\x12.\n\x10minimum_subtotal\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x16\x43reatePromotionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fpercent_off_bps\x18\x03 \x01(\x05\x12.\n\x10minimum_subtotal\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\"I\n\x17\x43reatePromotionResponse\x12.\n\tpromotion\x18\x01 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\">\n\x15ListPromotionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x16ListPromotionsResponse\x12/\n\npromotions\x18\x01 \x03(\x0b\x32\x1b.pos.promotion.v1.Promotion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"S\n\x08\x43\x61rtLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12(\n\nunit_price\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"]\n\x0f\x41ppliedDiscount\x12\x14\n\x0cpromotion_id\x18\x01 \x01(\t\x12$\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x03 \x01(\t\"X\n\x19\x43\x61lculateDiscountsRequest\x12)\n\x05lines\x18\x01 \x03(\x0b\x32\x1a.pos.promotion.v1.CartLine\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"\x80\x01\n\x1a\x43\x61lculateDiscountsResponse\x12\x34\n\tdiscounts\x18\x01 \x03(\x0b\x32!.pos.promotion.v1.AppliedDiscount\x12,\n\x0etotal_discount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money2\xd0\x02\n\x10PromotionService\x12\x66\n\x0f\x43reatePromotion\x12(.pos.promotion.v1.CreatePromotionRequest\x1a).pos.promotion.v1.CreatePromotionResponse\x12\x63\n\x0eListPromotions\x12\'.pos.promotion.v1.ListPromotionsRequest\x1a(.pos.promotion.v1.ListPromotionsResponse\x12o\n\x12\x43\x61lculateDiscounts\x12+.pos.promotion.v1.CalculateDiscountsRequest\x1a,.pos.promotion.v1.CalculateDiscountsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/promotion/v1/promotion.proto\x12\x10pos.promotion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\xae\x01\n\tPromotion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fpercent_off_bps\x18\x03 \x01(\x05\x12.\n\x10minimum_subtotal\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x16\x43reatePromotionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fpercent_off_bps\x18\x03 \x01(\x05\x12.\n\x10minimum_subtotal\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\"I\n\x17\x43reatePromotionResponse\x12.\n\tpromotion\x18\x01 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\">\n\x15ListPromotionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x16ListPromotionsResponse\x12/\n\npromotions\x18\x01 \x03(\x0b\x32\x1b.pos.promotion.v1.Promotion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13GetPromotionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x14GetPromotionResponse\x12.\n\tpromotion\x18\x01 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"S\n\x08\x43\x61rtLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12(\n\nunit_price\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"]\n\x0f\x41ppliedDiscount\x12\x14\n\x0cpromotion_id\x18\x01 \x01(\t\x12$\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x03 \x01(\t\"X\n\x19\x43\x61lculateDiscountsRequest\x12)\n\x05lines\x18\x01 \x03(\x0b\x32\x1a.pos.promotion.v1.CartLine\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"\x80\x01\n\x1a\x43\x61lculateDiscountsResponse\x12\x34\n\tdiscounts\x18\x01 \x03(\x0b\x32!.pos.promotion.v1.AppliedDiscount\x12,\n\x0etotal_discount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money2\xaf\x03\n\x10PromotionService\x12\x66\n\x0f\x43reatePromotion\x12(.pos.promotion.v1.CreatePromotionRequest\x1a).pos.promotion.v1.CreatePromotionResponse\x12\x63\n\x0eListPromotions\x12\'.pos.promotion.v1.ListPromotionsRequest\x1a(.pos.promotion.v1.ListPromotionsResponse\x12]\n\x0cGetPromotion\x12%.pos.promotion.v1.GetPromotionRequest\x1a&.pos.promotion.v1.GetPromotionResponse\x12o\n\x12\x43\x61lculateDiscounts\x12+.pos.promotion.v1.CalculateDiscountsRequest\x1a,.pos.promotion.v1.CalculateDiscountsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,14 +43,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPROMOTIONSREQUEST']._serialized_end=562
   _globals['_LISTPROMOTIONSRESPONSE']._serialized_start=564
   _globals['_LISTPROMOTIONSRESPONSE']._serialized_end=662
-  _globals['_CARTLINE']._serialized_start=664
-  _globals['_CARTLINE']._serialized_end=747
-  _globals['_APPLIEDDISCOUNT']._serialized_start=749
-  _globals['_APPLIEDDISCOUNT']._serialized_end=842
-  _globals['_CALCULATEDISCOUNTSREQUEST']._serialized_start=844
-  _globals['_CALCULATEDISCOUNTSREQUEST']._serialized_end=932
-  _globals['_CALCULATEDISCOUNTSRESPONSE']._serialized_start=935
-  _globals['_CALCULATEDISCOUNTSRESPONSE']._serialized_end=1063
-  _globals['_PROMOTIONSERVICE']._serialized_start=1066
-  _globals['_PROMOTIONSERVICE']._serialized_end=1402
+  _globals['_GETPROMOTIONREQUEST']._serialized_start=664
+  _globals['_GETPROMOTIONREQUEST']._serialized_end=697
+  _globals['_GETPROMOTIONRESPONSE']._serialized_start=699
+  _globals['_GETPROMOTIONRESPONSE']._serialized_end=769
+  _globals['_CARTLINE']._serialized_start=771
+  _globals['_CARTLINE']._serialized_end=854
+  _globals['_APPLIEDDISCOUNT']._serialized_start=856
+  _globals['_APPLIEDDISCOUNT']._serialized_end=949
+  _globals['_CALCULATEDISCOUNTSREQUEST']._serialized_start=951
+  _globals['_CALCULATEDISCOUNTSREQUEST']._serialized_end=1039
+  _globals['_CALCULATEDISCOUNTSRESPONSE']._serialized_start=1042
+  _globals['_CALCULATEDISCOUNTSRESPONSE']._serialized_end=1170
+  _globals['_PROMOTIONSERVICE']._serialized_start=1173
+  _globals['_PROMOTIONSERVICE']._serialized_end=1604
 # @@protoc_insertion_point(module_scope)

@@ -154,6 +154,45 @@ class ListPromotionsResponse(_message.Message):
 Global___ListPromotionsResponse: _TypeAlias = ListPromotionsResponse  # noqa: Y015
 
 @_typing.final
+class GetPromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPromotionRequest: _TypeAlias = GetPromotionRequest  # noqa: Y015
+
+@_typing.final
+class GetPromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion(self) -> Global___Promotion: ...
+    def __init__(
+        self,
+        *,
+        promotion: Global___Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPromotionResponse: _TypeAlias = GetPromotionResponse  # noqa: Y015
+
+@_typing.final
 class CartLine(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

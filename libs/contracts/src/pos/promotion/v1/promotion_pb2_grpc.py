@@ -45,6 +45,11 @@ class PromotionServiceStub:
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsRequest.SerializeToString,
                 response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsResponse.FromString,
                 _registered_method=True)
+        self.GetPromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/GetPromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionResponse.FromString,
+                _registered_method=True)
         self.CalculateDiscounts = channel.unary_unary(
                 '/pos.promotion.v1.PromotionService/CalculateDiscounts',
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsRequest.SerializeToString,
@@ -68,6 +73,13 @@ class PromotionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPromotion(self, request, context):
+        """One promotion; another merchant's id is NOT_FOUND, like a missing one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CalculateDiscounts(self, request, context):
         """Discounts for a cart, with the reason for each one.
         """
@@ -87,6 +99,11 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.ListPromotions,
                     request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsRequest.FromString,
                     response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsResponse.SerializeToString,
+            ),
+            'GetPromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionResponse.SerializeToString,
             ),
             'CalculateDiscounts': grpc.unary_unary_rpc_method_handler(
                     servicer.CalculateDiscounts,
@@ -149,6 +166,33 @@ class PromotionService:
             '/pos.promotion.v1.PromotionService/ListPromotions',
             pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsRequest.SerializeToString,
             pos_dot_promotion_dot_v1_dot_promotion__pb2.ListPromotionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/GetPromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.GetPromotionResponse.FromString,
             options,
             channel_credentials,
             insecure,

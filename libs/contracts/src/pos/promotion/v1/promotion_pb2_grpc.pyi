@@ -35,6 +35,8 @@ class PromotionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PromotionServiceAsyncStub: ...
     CreatePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CreatePromotionRequest, _promotion_pb2.CreatePromotionResponse]
     ListPromotions: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ListPromotionsRequest, _promotion_pb2.ListPromotionsResponse]
+    GetPromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.GetPromotionRequest, _promotion_pb2.GetPromotionResponse]
+    """One promotion; another merchant's id is NOT_FOUND, like a missing one."""
     CalculateDiscounts: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CalculateDiscountsRequest, _promotion_pb2.CalculateDiscountsResponse]
     """Discounts for a cart, with the reason for each one."""
 
@@ -45,6 +47,8 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreatePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CreatePromotionRequest, _promotion_pb2.CreatePromotionResponse]  # type: ignore[assignment]
     ListPromotions: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ListPromotionsRequest, _promotion_pb2.ListPromotionsResponse]  # type: ignore[assignment]
+    GetPromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.GetPromotionRequest, _promotion_pb2.GetPromotionResponse]  # type: ignore[assignment]
+    """One promotion; another merchant's id is NOT_FOUND, like a missing one."""
     CalculateDiscounts: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CalculateDiscountsRequest, _promotion_pb2.CalculateDiscountsResponse]  # type: ignore[assignment]
     """Discounts for a cart, with the reason for each one."""
 
@@ -64,6 +68,14 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promotion_pb2.ListPromotionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promotion_pb2.ListPromotionsResponse, _abc.Awaitable[_promotion_pb2.ListPromotionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPromotion(
+        self,
+        request: _promotion_pb2.GetPromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.GetPromotionResponse, _abc.Awaitable[_promotion_pb2.GetPromotionResponse]]:
+        """One promotion; another merchant's id is NOT_FOUND, like a missing one."""
 
     @_abc_1.abstractmethod
     def CalculateDiscounts(
