@@ -282,3 +282,16 @@ def test_a_partner_polls_changes_with_updated_since_and_misses_nothing(
         assert [c["id"] for c in fresh][-1] == made[0]["id"]
         naive = http.get("/v1/customers", params={"updated_since": "2026-01-01T00:00:00"})
         assert naive.status_code == 400
+
+
+def test_a_promotion_can_be_read_by_its_merchant_only(platform: Running) -> None:
+    # A merchant of its own: a promotion on the sandbox merchant would change other tests' sales.
+    with platform.new_merchant("Promo Owner") as owner, platform.new_merchant("Peeker") as other:
+        made = owner.post(
+            "/v1/promotions",
+            json={"name": "Five off", "percent_off_bps": 500},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        ).json()
+        got = owner.get(f"/v1/promotions/{made['id']}")
+        assert got.status_code == 200 and got.json()["percent_off_bps"] == 500
+        assert other.get(f"/v1/promotions/{made['id']}").status_code == 404

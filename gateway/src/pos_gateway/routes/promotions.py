@@ -39,3 +39,9 @@ async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) ->
         promotion_pb2.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
     )
     return page([to_json(x) for x in answer.promotions], answer.next_page_token)
+
+
+@router.get("/promotions/{promotion_id}", **op("promotions:read", "Get a promotion"))
+async def get_promotion(promotion_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.promotion.GetPromotion(promotion_pb2.GetPromotionRequest(id=promotion_id))
+    return to_json(answer.promotion)
