@@ -14,11 +14,13 @@ from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_payment.adapters.sandbox import SandboxProcessor
 from pos_payment.domain.model import (
+    ChargeRequest,
     Payment,
     PaymentCaptured,
     PaymentStatus,
     TenderType,
     looks_like_card_number,
+    validate_charge,
 )
 from pos_payment.service import handlers
 
@@ -49,9 +51,10 @@ class FakeUow:
 
 async def test_cash_gives_change_and_is_captured() -> None:
     uow = FakeUow()
-    payment = await handlers.authorize_and_capture(
-        uow, SandboxProcessor(), "ord_1", TenderType.CASH, Money(1840, USD), Money(2000, USD), ""
+    charge = validate_charge(
+        ChargeRequest("ord_1", TenderType.CASH, 1840, USD, (2000, USD), card_token="")
     )
+    payment = await handlers.authorize_and_capture(uow, SandboxProcessor(), charge, "k1")
     assert payment.status is PaymentStatus.CAPTURED
     assert payment.change_due == Money(160, USD)
     assert [type(e) for e in uow.published] == [PaymentCaptured]
@@ -59,9 +62,10 @@ async def test_cash_gives_change_and_is_captured() -> None:
 
 async def test_a_declined_card_is_stored_but_announces_nothing() -> None:
     uow = FakeUow()
-    payment = await handlers.authorize_and_capture(
-        uow, SandboxProcessor(), "ord_1", TenderType.CARD, Money(500, USD), None, "tok_declined"
+    charge = validate_charge(
+        ChargeRequest("ord_1", TenderType.CARD, 500, USD, None, "tok_declined")
     )
+    payment = await handlers.authorize_and_capture(uow, SandboxProcessor(), charge, "k1")
     assert payment.status is PaymentStatus.DECLINED
     assert payment.decline_reason == "card_declined"
     assert uow.payments.rows == [payment]
@@ -77,24 +81,36 @@ async def test_a_declined_card_is_stored_but_announces_nothing() -> None:
         (TenderType.CARD, 100, None, "4242 4242 4242 4242", "card_token"),
         (TenderType.CARD, 100, None, "not-a-token", "card_token"),
         (None, 100, None, "tok_visa", "tender_type"),
+        (TenderType.CASH, 100, 100, "tok_4111111111111111", "card_token"),
+        (TenderType.CARD, 100, 100, "tok_visa", "cash_tendered"),
     ],
 )
-async def test_bad_charges_are_field_errors_and_store_nothing(
+def test_bad_charges_are_field_errors(
     tender: TenderType | None, amount: int, cash: int | None, token: str, field: str
 ) -> None:
-    uow = FakeUow()
+    request = ChargeRequest(
+        "ord_1", tender, amount, USD, None if cash is None else (cash, USD), token
+    )
     with pytest.raises(InvalidArgument) as err:
-        await handlers.authorize_and_capture(
-            uow,
-            SandboxProcessor(),
-            "ord_1",
-            tender,
-            Money(amount, USD),
-            None if cash is None else Money(cash, USD),
-            token,
-        )
+        validate_charge(request)
     assert field in [v.field for v in err.value.violations]
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_charge(ChargeRequest("", None, -5, "usd", None, ""))
+    fields = {v.field for v in err.value.violations}
+    assert {"order_id", "tender_type", "amount.amount", "amount.currency"} <= fields
+
+
+async def test_an_unknown_token_is_a_field_error_and_stores_nothing() -> None:
+    uow = FakeUow()
+    charge = validate_charge(ChargeRequest("ord_1", TenderType.CARD, 100, USD, None, "tok_nope"))
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.authorize_and_capture(uow, SandboxProcessor(), charge, "k1")
+    assert [v.field for v in err.value.violations] == ["card_token"]
     assert uow.payments.rows == []
+    assert uow.published == []
 
 
 def test_card_numbers_are_recognised_in_any_spacing() -> None:
@@ -102,6 +118,8 @@ def test_card_numbers_are_recognised_in_any_spacing() -> None:
     assert looks_like_card_number("4242-4242-4242-4242")
     assert not looks_like_card_number("tok_visa")
     assert not looks_like_card_number("12345")
+    assert looks_like_card_number("tok_4242424242424242")
+    assert not looks_like_card_number("tok_visa_12345")
 
 
 async def test_capture_is_idempotent_and_keeps_no_card_data(infra: Infra) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
-from pos.payment.v1 import payment_pb2_grpc
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
@@ -14,8 +11,8 @@ from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
 from pos_payment.adapters.repository import PaymentUow
 from pos_payment.adapters.sandbox import SandboxProcessor
-from pos_payment.adapters.tables import kit
-from pos_payment.entrypoints.grpc_api import SERVICE_NAME, PaymentApi
+from pos_payment.adapters.tables import kit, metadata
+from pos_payment.entrypoints import grpc_api
 
 NAME = "payment"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,13 +23,13 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
+    # No consumers: payment reacts to no one's events, it only announces its own.
     runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
-    api = PaymentApi(runtime.uow, SandboxProcessor())
-
-    def register(server: grpc.aio.Server) -> None:
-        payment_pb2_grpc.add_PaymentServiceServicer_to_server(api, server)
-
-    service = kit_service.grpc_service(NAME, settings, register, SERVICE_NAME)
+    # The sandbox is the only processor so far; a real acquirer is another CardProcessor.
+    processor = SandboxProcessor()
+    service = kit_service.grpc_service(
+        NAME, settings, grpc_api.registrar(runtime.uow, processor), grpc_api.SERVICE_NAME
+    )
     return runtime, service
 
 
@@ -42,3 +39,6 @@ async def serve() -> None:
 
 def migrate() -> None:
     kit_migrate.upgrade_from_env(MIGRATIONS)
+
+
+__all__ = ["metadata", "migrate", "serve"]

@@ -1,27 +1,29 @@
-"""The deterministic sandbox card processor: the token decides the outcome."""
+"""The deterministic sandbox card processor: the token alone decides the outcome.
+
+Tests and demos need every path (approve, each decline) on demand and the same answer every
+time, so there is no randomness, no clock and no network here.
+"""
 
 from __future__ import annotations
 
 from pos_kit.money import Money
-from pos_payment.domain.model import CardResult
+from pos_payment.domain.processor import CardOutcome, UnknownCardToken
 
-_APPROVE = {
-    "tok_visa": ("visa", "4242"),
-    "tok_mastercard": ("mastercard", "4444"),
-    "tok_amex": ("amex", "8431"),
-}
-_DECLINE = {
-    "tok_declined": ("visa", "0002", "card_declined"),
-    "tok_insufficient_funds": ("visa", "9995", "insufficient_funds"),
+# The brands and last four digits match the test cards the tokens stand for.
+OUTCOMES: dict[str, CardOutcome] = {
+    "tok_visa": CardOutcome(True, "visa", "4242"),
+    "tok_mastercard": CardOutcome(True, "mastercard", "4444"),
+    "tok_amex": CardOutcome(True, "amex", "8431"),
+    "tok_declined": CardOutcome(False, "visa", "0002", "card_declined"),
+    "tok_insufficient_funds": CardOutcome(False, "visa", "9995", "insufficient_funds"),
 }
 
 
 class SandboxProcessor:
-    async def authorize_and_capture(self, token: str, amount: Money) -> CardResult:
-        if token in _APPROVE:
-            brand, last4 = _APPROVE[token]
-            return CardResult(True, brand, last4)
-        if token in _DECLINE:
-            brand, last4, reason = _DECLINE[token]
-            return CardResult(False, brand, last4, reason)
-        return CardResult(False, decline_reason="invalid_token")
+    async def authorize_and_capture(
+        self, token: str, amount: Money, idempotency_key: str
+    ) -> CardOutcome:
+        outcome = OUTCOMES.get(token)
+        if outcome is None:
+            raise UnknownCardToken()
+        return outcome

@@ -1,11 +1,16 @@
-"""What the payment handlers need from storage and from a card processor."""
+"""What the payment handlers need from storage and from a card processor, as protocols.
+
+Adapters and unit-test fakes provide them. The processor port belongs to the domain
+(pos_payment.domain.processor) and is re-exported here so handlers import their needs from one
+place.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from pos_kit.money import Money
-from pos_payment.domain.model import CardResult, Payment
+from pos_payment.domain.model import Payment
+from pos_payment.domain.processor import CardProcessor
 
 
 class PaymentRepository(Protocol):
@@ -22,5 +27,4 @@ class PaymentUnitOfWork(Protocol):
     def publish(self, event: object) -> None: ...
 
 
-class CardProcessor(Protocol):
-    async def authorize_and_capture(self, token: str, amount: Money) -> CardResult: ...
+__all__ = ["CardProcessor", "PaymentRepository", "PaymentUnitOfWork"]
