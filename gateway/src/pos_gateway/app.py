@@ -23,11 +23,12 @@ from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.routes import (
-    catalog,
     credentials,
     customers,
+    inventory,
     orders,
     platform_admin,
+    products,
     promotions,
 )
 from pos_gateway.settings import GatewaySettings
@@ -100,7 +101,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
-    for module in (catalog, customers, promotions, orders, credentials, platform_admin):
+    for module in (products, inventory, customers, promotions, orders, credentials, platform_admin):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["platform"], summary="Liveness")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pos_inventory.domain.catalog import validate_product
 from pos_inventory.domain.model import (
     MAX_SKUS_PER_CALL,
     Adjustment,
@@ -11,7 +12,6 @@ from pos_inventory.domain.model import (
     StockLevel,
     validate_adjustment,
     validate_location,
-    validate_product,
     validate_sku_list,
 )
 from pos_kit.errors import InvalidArgument

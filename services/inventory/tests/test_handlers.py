@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from pos_inventory.domain.catalog import Product, ProductCreated
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
-    Product,
-    ProductCreated,
     Reason,
     StockChanged,
     StockLevel,
 )
-from pos_inventory.service import handlers
+from pos_inventory.service import catalog, handlers
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pos_kit.money import Money
 
@@ -118,7 +117,7 @@ class FakeUow:
 async def _shop(uow: FakeUow, *skus: str) -> Location:
     location = await handlers.create_location(uow, " Main St ", "USD", 825)
     for sku in skus:
-        await handlers.create_product(uow, sku, sku.title(), Money(1250, "USD"))
+        await catalog.create_product(uow, sku, sku.title(), Money(1250, "USD"))
     return location
 
 
@@ -140,39 +139,39 @@ async def test_a_bad_location_is_refused_field_by_field_and_not_stored() -> None
 
 async def test_a_product_is_announced_and_its_sku_is_unique_per_merchant() -> None:
     uow = FakeUow()
-    product = await handlers.create_product(uow, "MUG", "Mug", Money(1250, "USD"))
+    product = await catalog.create_product(uow, "MUG", "Mug", Money(1250, "USD"))
     assert product.id.startswith("prod_")
     assert uow.published == [ProductCreated(product)]
     with pytest.raises(AlreadyExists) as err:
-        await handlers.create_product(uow, "MUG", "Another mug", Money(1, "USD"))
+        await catalog.create_product(uow, "MUG", "Another mug", Money(1, "USD"))
     assert err.value.code == "sku_taken"
     assert len(uow.published) == 1
     # The same sku is free for another merchant.
     other = FakeUow("mer_b", uow.store)
-    await handlers.create_product(other, "MUG", "Their mug", Money(900, "USD"))
+    await catalog.create_product(other, "MUG", "Their mug", Money(900, "USD"))
 
 
 async def test_another_merchants_product_is_not_found() -> None:
     uow = FakeUow()
-    product = await handlers.create_product(uow, "MUG", "Mug", Money(1250, "USD"))
-    assert await handlers.get_product(uow, product.id) is product
+    product = await catalog.create_product(uow, "MUG", "Mug", Money(1250, "USD"))
+    assert await catalog.get_product(uow, product.id) is product
     with pytest.raises(NotFound):
-        await handlers.get_product(FakeUow("mer_b", uow.store), product.id)
+        await catalog.get_product(FakeUow("mer_b", uow.store), product.id)
 
 
 async def test_prices_come_all_in_the_order_asked_or_not_at_all() -> None:
     uow = FakeUow()
     location = await _shop(uow, "MUG", "CAP", "TEE")
-    found, at = await handlers.price_snapshot(uow, ["TEE", "MUG", "TEE"], location.id)
+    found, at = await catalog.price_snapshot(uow, ["TEE", "MUG", "TEE"], location.id)
     assert [p.sku for p in found] == ["TEE", "MUG"]
     assert at == location
     with pytest.raises(NotFound) as err:
-        await handlers.price_snapshot(uow, ["MUG", "ZZZ", "AAA"], "")
+        await catalog.price_snapshot(uow, ["MUG", "ZZZ", "AAA"], "")
     assert err.value.metadata["skus"] == "AAA,ZZZ"
     with pytest.raises(NotFound):
-        await handlers.price_snapshot(uow, ["MUG"], "loc_unknown")
+        await catalog.price_snapshot(uow, ["MUG"], "loc_unknown")
     with pytest.raises(NotFound):  # another merchant's catalog is not ours
-        await handlers.price_snapshot(FakeUow("mer_b", uow.store), ["MUG"], "")
+        await catalog.price_snapshot(FakeUow("mer_b", uow.store), ["MUG"], "")
 
 
 async def test_received_stock_is_ledgered_and_announced() -> None:

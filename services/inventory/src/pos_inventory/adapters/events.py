@@ -6,7 +6,8 @@ from google.protobuf.message import Message
 
 from pos.inventory.v1 import events_pb2
 from pos_inventory.adapters.messages import REASON_CODES, level_to_proto, product_to_proto
-from pos_inventory.domain.model import ProductCreated, StockChanged
+from pos_inventory.domain.catalog import ProductCreated
+from pos_inventory.domain.model import StockChanged
 from pos_kit.events import OutgoingEvent, make_event
 
 

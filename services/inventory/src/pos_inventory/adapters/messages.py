@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pos.inventory.v1 import inventory_pb2
-from pos_inventory.domain.model import Location, Product, Reason, StockLevel
+from pos_inventory.domain.catalog import Product
+from pos_inventory.domain.model import Location, Reason, StockLevel
 from pos_kit.proto_money import to_proto
 
 REASONS = {

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import Enum
 
 from pos_kit.errors import FieldViolation, raise_if, require
-from pos_kit.money import BPS, MINOR_UNITS, Money
+from pos_kit.money import BPS, MINOR_UNITS
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
 MAX_SKUS_PER_CALL = 500
@@ -30,17 +30,6 @@ class Location:
     tax_rate_bps: int
     version: int = 1
     created_at: datetime | None = None
-
-
-@dataclass
-class Product:
-    id: str
-    sku: str
-    name: str
-    price: Money
-    version: int = 1
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -73,11 +62,6 @@ class Adjustment:
 
 
 @dataclass(frozen=True)
-class ProductCreated:
-    product: Product
-
-
-@dataclass(frozen=True)
 class StockChanged:
     level: StockLevel
     delta: int
@@ -91,16 +75,6 @@ def validate_location(name: str, currency: str, tax_rate_bps: int) -> None:
         currency in MINOR_UNITS, "currency", "must be a supported ISO 4217 code, e.g. USD"
     )
     violations += require(0 <= tax_rate_bps <= BPS, "tax_rate_bps", f"must be between 0 and {BPS}")
-    raise_if(violations)
-
-
-def validate_product(sku: str, name: str, price: Money) -> None:
-    violations: list[FieldViolation] = []
-    violations += require(
-        bool(SKU.match(sku)), "sku", "must be 1 to 64 letters, digits, '.', '_', '-' or '/'"
-    )
-    violations += require(0 < len(name.strip()) <= 200, "name", "must be 1 to 200 characters")
-    violations += require(price.amount >= 0, "price.amount", "must not be negative")
     raise_if(violations)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
 
 import grpc
 
@@ -12,21 +11,20 @@ from pos_inventory.adapters.messages import (
     REASONS,
     level_to_proto,
     location_to_proto,
-    product_to_proto,
 )
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import Adjustment
+from pos_inventory.entrypoints.catalog_api import CatalogRpcs
 from pos_inventory.service import handlers
 from pos_kit.context import current_merchant
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.idempotency import once
-from pos_kit.paging import decode_change, decode_token, encode_change, encode_token, page_size
-from pos_kit.proto_money import from_proto
+from pos_kit.paging import decode_token, encode_token, page_size
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
 
 
-class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
+class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
     def __init__(self, uow: Callable[[], InventoryUow]) -> None:
         self._uow = uow
 
@@ -57,63 +55,6 @@ class InventoryApi(inventory_pb2_grpc.InventoryServiceServicer):
             locations=[location_to_proto(x) for x in page],
             next_page_token=encode_token(page[-1].id) if len(found) > limit else "",
         )
-
-    async def CreateProduct(
-        self, request: I.CreateProductRequest, context: grpc.aio.ServicerContext
-    ) -> I.CreateProductResponse:
-        price = from_proto("price", request.price)
-        async with self._scoped() as uow:
-
-            async def work() -> I.CreateProductResponse:
-                product = await handlers.create_product(uow, request.sku, request.name, price)
-                return I.CreateProductResponse(product=product_to_proto(product))
-
-            return await once(uow, "CreateProduct", request, I.CreateProductResponse, work)
-
-    async def GetProduct(
-        self, request: I.GetProductRequest, context: grpc.aio.ServicerContext
-    ) -> I.GetProductResponse:
-        async with self._scoped() as uow:
-            product = await handlers.get_product(uow, request.id)
-        return I.GetProductResponse(product=product_to_proto(product))
-
-    async def ListProducts(
-        self, request: I.ListProductsRequest, context: grpc.aio.ServicerContext
-    ) -> I.ListProductsResponse:
-        limit = page_size(request.page_size)
-        changes = request.HasField("updated_since")
-        async with self._scoped() as uow:
-            if changes:
-                since = request.updated_since.ToDatetime(tzinfo=UTC)
-                found = await handlers.list_changed_products(
-                    uow, limit + 1, since, decode_change(request.page_token)
-                )
-            else:
-                found = await uow.products.list(limit + 1, decode_token(request.page_token))
-        page = found[:limit]
-        token = ""
-        if len(found) > limit:
-            last = page[-1]
-            token = (
-                encode_change(last.updated_at, last.id)
-                if changes and last.updated_at is not None
-                else encode_token(last.id)
-            )
-        return I.ListProductsResponse(
-            products=[product_to_proto(p) for p in page], next_page_token=token
-        )
-
-    async def GetPrices(
-        self, request: I.GetPricesRequest, context: grpc.aio.ServicerContext
-    ) -> I.GetPricesResponse:
-        async with self._scoped() as uow:
-            found, location = await handlers.price_snapshot(
-                uow, list(request.skus), request.location_id
-            )
-        response = I.GetPricesResponse(products=[product_to_proto(p) for p in found])
-        if location is not None:
-            response.location.CopyFrom(location_to_proto(location))
-        return response
 
     async def AdjustStock(
         self, request: I.AdjustStockRequest, context: grpc.aio.ServicerContext

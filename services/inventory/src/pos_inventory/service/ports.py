@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from pos_inventory.domain.model import Adjustment, Location, Product, StockLevel
+from pos_inventory.domain.catalog import Product
+from pos_inventory.domain.model import Adjustment, Location, StockLevel
 from pos_kit.paging import ChangeCursor
 
 
