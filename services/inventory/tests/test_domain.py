@@ -7,7 +7,10 @@ import pytest
 from pos_inventory.domain.catalog import validate_product
 from pos_inventory.domain.model import (
     MAX_SKUS_PER_CALL,
+    Address,
     Adjustment,
+    GeoPoint,
+    Location,
     Reason,
     StockLevel,
     validate_adjustment,
@@ -23,14 +26,39 @@ def _fields(err: pytest.ExceptionInfo[InvalidArgument]) -> set[str]:
 
 
 def test_a_location_needs_a_name_a_known_currency_and_a_rate_within_100_percent() -> None:
-    validate_location("Main St", "USD", 0)
-    validate_location("Main St", "JPY", 10_000)
+    validate_location(Location("", "Main St", "USD", 0))
+    validate_location(Location("", "Main St", "JPY", 10_000, time_zone="Asia/Tokyo"))
     with pytest.raises(InvalidArgument) as err:
-        validate_location("  ", "XXQ", 10_001)
+        validate_location(Location("", "  ", "XXQ", 10_001))
     assert _fields(err) == {"name", "currency", "tax_rate_bps"}
     with pytest.raises(InvalidArgument) as err:
-        validate_location("Main St", "usd", -1)
+        validate_location(Location("", "Main St", "usd", -1))
     assert _fields(err) == {"currency", "tax_rate_bps"}
+
+
+def test_a_location_in_detail_is_checked_field_by_field() -> None:
+    bad = Location(
+        "",
+        "Depot",
+        "USD",
+        0,
+        time_zone="Mars/Olympus",
+        geo=GeoPoint(91.0, -181.0),
+        tax_rates_bps={"food": 200, "Bad Name": 10, "luxury": 20_000},
+        address=Address(country="usa"),
+    )
+    with pytest.raises(InvalidArgument) as err:
+        validate_location(bad)
+    assert _fields(err) == {
+        "time_zone",
+        "geo.latitude",
+        "geo.longitude",
+        "tax_rates_bps.Bad Name",
+        "tax_rates_bps.luxury",
+        "address.country",
+    }
+    good = Location("", "Depot", "USD", 825, tax_rates_bps={"food": 200})
+    assert (good.tax_rate_for("food"), good.tax_rate_for("clothing")) == (200, 825)
 
 
 def test_a_product_needs_a_sku_a_name_and_a_price_that_is_not_negative() -> None:
@@ -60,9 +88,10 @@ def test_only_a_recorded_sale_may_drive_stock_negative() -> None:
     assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, "ord_1").may_go_negative
 
 
-def test_available_is_on_hand_less_reserved() -> None:
+def test_available_is_on_hand_less_reserved_and_never_below_zero() -> None:
     assert StockLevel("SKU", "loc_1", 10, 3).available == 7
-    assert StockLevel("SKU", "loc_1", -2, 0).available == -2
+    assert StockLevel("SKU", "loc_1", -2, 0).available == 0
+    assert StockLevel("SKU", "loc_1", 2, 5).available == 0
 
 
 def test_a_sku_list_is_neither_empty_nor_unbounded() -> None:

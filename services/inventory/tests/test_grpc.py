@@ -51,7 +51,7 @@ async def running(infra: Infra) -> AsyncIterator[Running]:
             database_url=url, nats_url=server.url, grpc_host="127.0.0.1", grpc_port=0
         )
     )
-    await service.start([runtime.messaging])
+    await service.start(runtime.tasks())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
     try:
         yield Running(Stub(channel), service.port, server, runtime, url)

@@ -1,4 +1,7 @@
-"""Inventory use cases on in-memory fakes of our own repositories."""
+"""Location and catalog use cases on in-memory fakes of our own repositories.
+
+Stock use cases run against PostgreSQL in test_stock.py: their contract is row locking.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,9 @@ from pos_inventory.domain.catalog import Product, ProductCreated
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
-    Reason,
-    StockChanged,
-    StockLevel,
 )
 from pos_inventory.service import catalog, handlers
-from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from pos_kit.errors import AlreadyExists, InvalidArgument, NotFound
 from pos_kit.money import Money
 
 
@@ -36,6 +36,12 @@ class FakeLocations:
 
     async def get(self, location_id: str) -> Location | None:
         return self._s.locations.get((self._m, location_id))
+
+    async def many(self, location_ids: list[str]) -> list[Location]:
+        return [x for (m, i), x in self._s.locations.items() if m == self._m and i in location_ids]
+
+    async def all(self) -> list[Location]:
+        return [x for (m, _), x in self._s.locations.items() if m == self._m]
 
     async def list(self, limit: int, after_id: str | None) -> list[Location]:
         mine = sorted(
@@ -67,31 +73,6 @@ class FakeProducts:
         return [p for p in mine if after_id is None or p.id > after_id][:limit]
 
 
-class FakeStock:
-    """The same contract as the SQL one: a decrease not covered is refused, not clipped."""
-
-    def __init__(self, store: Store, merchant: str) -> None:
-        self._s, self._m = store, merchant
-
-    async def apply(self, adjustment: Adjustment) -> StockLevel | None:
-        key = (self._m, adjustment.sku, adjustment.location_id)
-        row = self._s.stock.get(key)
-        covered = row is not None and row[0] + adjustment.delta >= 0
-        if adjustment.delta < 0 and not adjustment.may_go_negative and not covered:
-            return None
-        row = self._s.stock.setdefault(key, [0, 0])
-        row[0] += adjustment.delta
-        self._s.ledger.append((self._m, adjustment))
-        return StockLevel(adjustment.sku, adjustment.location_id, row[0], row[1])
-
-    async def levels(self, skus: list[str], location_id: str | None) -> list[StockLevel]:
-        return [
-            StockLevel(s, loc, row[0], row[1])
-            for (m, s, loc), row in sorted(self._s.stock.items())
-            if m == self._m and s in skus and (location_id is None or loc == location_id)
-        ]
-
-
 class FakeUow:
     def __init__(self, merchant_id: str = "mer_a", store: Store | None = None) -> None:
         self.merchant_id = merchant_id
@@ -106,16 +87,12 @@ class FakeUow:
     def products(self) -> FakeProducts:
         return FakeProducts(self.store, self.merchant_id)
 
-    @property
-    def stock(self) -> FakeStock:
-        return FakeStock(self.store, self.merchant_id)
-
     def publish(self, event: object) -> None:
         self.published.append(event)
 
 
 async def _shop(uow: FakeUow, *skus: str) -> Location:
-    location = await handlers.create_location(uow, " Main St ", "USD", 825)
+    location = await handlers.create_location(uow, Location("", " Main St ", "USD", 825))
     for sku in skus:
         await catalog.create_product(uow, sku, sku.title(), Money(1250, "USD"))
     return location
@@ -123,7 +100,7 @@ async def _shop(uow: FakeUow, *skus: str) -> Location:
 
 async def test_a_location_is_created_trimmed_and_with_an_id() -> None:
     uow = FakeUow()
-    location = await handlers.create_location(uow, " Main St ", "EUR", 2000)
+    location = await handlers.create_location(uow, Location("", " Main St ", "EUR", 2000))
     assert (location.name, location.currency, location.tax_rate_bps) == ("Main St", "EUR", 2000)
     assert location.id.startswith("loc_")
     assert await uow.locations.get(location.id) is location
@@ -132,7 +109,7 @@ async def test_a_location_is_created_trimmed_and_with_an_id() -> None:
 async def test_a_bad_location_is_refused_field_by_field_and_not_stored() -> None:
     uow = FakeUow()
     with pytest.raises(InvalidArgument) as err:
-        await handlers.create_location(uow, "", "DOLLARS", 10_001)
+        await handlers.create_location(uow, Location("", "", "DOLLARS", 10_001))
     assert {v.field for v in err.value.violations} == {"name", "currency", "tax_rate_bps"}
     assert uow.store.locations == {}
 
@@ -172,75 +149,3 @@ async def test_prices_come_all_in_the_order_asked_or_not_at_all() -> None:
         await catalog.price_snapshot(uow, ["MUG"], "loc_unknown")
     with pytest.raises(NotFound):  # another merchant's catalog is not ours
         await catalog.price_snapshot(FakeUow("mer_b", uow.store), ["MUG"], "")
-
-
-async def test_received_stock_is_ledgered_and_announced() -> None:
-    uow = FakeUow()
-    location = await _shop(uow, "MUG")
-    level = await handlers.adjust_stock(
-        uow, Adjustment("MUG", location.id, 5, Reason.RECEIVED, "po_1")
-    )
-    assert (level.on_hand, level.available) == (5, 5)
-    assert uow.published[-1] == StockChanged(level, 5, Reason.RECEIVED)
-    assert [a.delta for _, a in uow.store.ledger] == [5]
-
-
-async def test_a_decrease_beyond_what_is_on_hand_is_refused_and_changes_nothing() -> None:
-    uow = FakeUow()
-    location = await _shop(uow, "MUG")
-    await handlers.adjust_stock(uow, Adjustment("MUG", location.id, 2, Reason.RECEIVED))
-    published = len(uow.published)
-    with pytest.raises(Conflict) as err:
-        await handlers.adjust_stock(uow, Adjustment("MUG", location.id, -3, Reason.DAMAGED))
-    assert err.value.code == "insufficient_stock"
-    # A manual SOLD adjustment has no order behind it: it may not go negative either.
-    with pytest.raises(Conflict):
-        await handlers.adjust_stock(uow, Adjustment("MUG", location.id, -3, Reason.SOLD))
-    assert len(uow.published) == published
-    levels = await handlers.stock_levels(uow, ["MUG"], location.id)
-    assert [x.on_hand for x in levels] == [2]
-
-
-async def test_stock_of_an_unknown_or_foreign_sku_or_location_is_not_found() -> None:
-    uow = FakeUow()
-    location = await _shop(uow, "MUG")
-    with pytest.raises(NotFound):
-        await handlers.adjust_stock(uow, Adjustment("NOPE", location.id, 1, Reason.RECEIVED))
-    with pytest.raises(NotFound):
-        await handlers.adjust_stock(uow, Adjustment("MUG", "loc_nope", 1, Reason.RECEIVED))
-    with pytest.raises(NotFound):
-        await handlers.adjust_stock(
-            FakeUow("mer_b", uow.store), Adjustment("MUG", location.id, 1, Reason.RECEIVED)
-        )
-    assert uow.store.ledger == []
-
-
-async def test_a_zero_adjustment_is_a_field_error() -> None:
-    uow = FakeUow()
-    location = await _shop(uow, "MUG")
-    with pytest.raises(InvalidArgument) as err:
-        await handlers.adjust_stock(uow, Adjustment("MUG", location.id, 0, Reason.CORRECTION))
-    assert [v.field for v in err.value.violations] == ["delta"]
-
-
-async def test_a_confirmed_sale_decrements_each_line_and_may_go_negative() -> None:
-    uow = FakeUow()
-    location = await _shop(uow, "MUG", "CAP")
-    await handlers.adjust_stock(uow, Adjustment("MUG", location.id, 1, Reason.RECEIVED))
-    await handlers.record_sale(uow, "ord_1", location.id, [("MUG", 3), ("CAP", 1), ("MUG", 0)])
-    levels = {x.sku: x.on_hand for x in await handlers.stock_levels(uow, ["MUG", "CAP"], None)}
-    assert levels == {"MUG": -2, "CAP": -1}
-    sales = [a for _, a in uow.store.ledger if a.reason is Reason.SOLD]
-    assert [(a.sku, a.delta, a.reference) for a in sales] == [
-        ("MUG", -3, "ord_1"),
-        ("CAP", -1, "ord_1"),
-    ]
-    assert sum(isinstance(e, StockChanged) for e in uow.published) == 3
-
-
-async def test_a_sale_without_order_id_or_location_is_refused() -> None:
-    uow = FakeUow()
-    with pytest.raises(InvalidArgument) as err:
-        await handlers.record_sale(uow, "", "", [("MUG", 1)])
-    assert {v.field for v in err.value.violations} == {"order.id", "order.location_id"}
-    assert uow.store.ledger == []

@@ -145,7 +145,7 @@ async def serve_in_process(
         **settings,
     )
     runtime, server = bootstrap.build(config)
-    await server.start([runtime.messaging])
+    await server.start(runtime.tasks())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield InProcessService(channel, runtime, url, server.port)

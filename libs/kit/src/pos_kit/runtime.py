@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 
 from pos_kit.consumer import Consumer, Handler
 from pos_kit.db import make_engine
+from pos_kit.grpc_server import BackgroundTask
 from pos_kit.relay import OutboxRelay
 from pos_kit.settings import BaseServiceSettings
 from pos_kit.streams import connect, ensure_service_streams
@@ -42,6 +43,7 @@ class ServiceRuntime(Generic[U]):
         uow_class: type[U],
         consumers: list[ConsumerSpec] | None = None,
         pool_size: int = 10,
+        background: list[BackgroundTask] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -50,6 +52,8 @@ class ServiceRuntime(Generic[U]):
         self.engine = make_engine(settings.database_url, pool_size=pool_size)
         instrument_engine(self.engine.sync_engine)
         self.consumer_specs = consumers or []
+        # Service-specific loops (e.g. an expiry sweep), run beside messaging until stop.
+        self.background = background or []
         self.relay: OutboxRelay | None = None
         self.consumers: list[Consumer] = []
         self.nats: NATS | None = None
@@ -58,6 +62,10 @@ class ServiceRuntime(Generic[U]):
 
     def uow(self) -> U:
         return self._uow_class(self.engine, self.tables, on_commit=self.wake_relay)
+
+    def tasks(self) -> list[BackgroundTask]:
+        """Everything the process runs in the background: messaging, then the service's own."""
+        return [self.messaging, *self.background]
 
     def wake_relay(self) -> None:
         if self.relay is not None:

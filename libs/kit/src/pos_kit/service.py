@@ -18,11 +18,14 @@ def grpc_service(
     settings: GrpcServiceSettings,
     register: Callable[[grpc.aio.Server], None],
     service_name: str,
+    more: list[tuple[Callable[[grpc.aio.Server], None], str]] | None = None,
 ) -> GrpcService:
+    """`more`: further (register, full service name) pairs served by the same process."""
+    extra = more or []
     return GrpcService(
         name,
-        [register],
-        [service_name],
+        [register, *(r for r, _ in extra)],
+        [service_name, *(n for _, n in extra)],
         settings.grpc_host,
         settings.grpc_port,
         settings.shutdown_grace_seconds,
@@ -41,6 +44,6 @@ async def serve(name: str, settings: GrpcServiceSettings, build: Builder) -> Non
     instrument_grpc_and_db()
     runtime, service = build(settings)
     try:
-        await service.run_until_signalled([runtime.messaging])
+        await service.run_until_signalled(runtime.tasks())
     finally:
         await runtime.close()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pos.inventory.v1 import inventory_pb2
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos_inventory.domain.catalog import Product
-from pos_inventory.domain.model import Location, Reason, StockLevel
+from pos_inventory.domain.ledger import EntryKind, LedgerEntry
+from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, Reason, StockLevel
+from pos_inventory.domain.reservations import Line, Reservation, ReservationStatus
 from pos_kit.proto_money import to_proto
 
 REASONS = {
@@ -13,17 +20,86 @@ REASONS = {
     inventory_pb2.ADJUSTMENT_REASON_RETURNED: Reason.RETURNED,
     inventory_pb2.ADJUSTMENT_REASON_DAMAGED: Reason.DAMAGED,
     inventory_pb2.ADJUSTMENT_REASON_CORRECTION: Reason.CORRECTION,
+    inventory_pb2.ADJUSTMENT_REASON_LOST: Reason.LOST,
 }
 REASON_CODES = {reason: code for code, reason in REASONS.items()}
+
+KINDS = {
+    inventory_pb2.LOCATION_KIND_STORE: LocationKind.STORE,
+    inventory_pb2.LOCATION_KIND_WAREHOUSE: LocationKind.WAREHOUSE,
+}
+KIND_CODES = {kind: code for code, kind in KINDS.items()}
+
+ENTRY_KINDS = {
+    EntryKind.ADJUSTMENT: inventory_pb2.LEDGER_ENTRY_KIND_ADJUSTMENT,
+    EntryKind.COUNT: inventory_pb2.LEDGER_ENTRY_KIND_COUNT,
+    EntryKind.TRANSFER_OUT: inventory_pb2.LEDGER_ENTRY_KIND_TRANSFER_OUT,
+    EntryKind.TRANSFER_IN: inventory_pb2.LEDGER_ENTRY_KIND_TRANSFER_IN,
+    EntryKind.SALE: inventory_pb2.LEDGER_ENTRY_KIND_SALE,
+}
+
+STATUSES = {
+    ReservationStatus.ACTIVE: stock_pb2.RESERVATION_STATUS_ACTIVE,
+    ReservationStatus.COMMITTED: stock_pb2.RESERVATION_STATUS_COMMITTED,
+    ReservationStatus.RELEASED: stock_pb2.RESERVATION_STATUS_RELEASED,
+    ReservationStatus.EXPIRED: stock_pb2.RESERVATION_STATUS_EXPIRED,
+}
+
+
+def _stamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def when(stamp: Timestamp, is_set: bool) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=UTC) if is_set else None
 
 
 def location_to_proto(x: Location) -> inventory_pb2.Location:
     msg = inventory_pb2.Location(
-        id=x.id, name=x.name, currency=x.currency, tax_rate_bps=x.tax_rate_bps, version=x.version
+        id=x.id,
+        name=x.name,
+        currency=x.currency,
+        tax_rate_bps=x.tax_rate_bps,
+        version=x.version,
+        kind=KIND_CODES[x.kind],
+        address=inventory_pb2.Address(**asdict(x.address)),
+        time_zone=x.time_zone,
+        tax_rates_bps=x.tax_rates_bps,
+        pickup_enabled=x.pickup_enabled,
+        ship_enabled=x.ship_enabled,
     )
+    if x.geo is not None:
+        msg.geo.CopyFrom(geo_to_proto(x.geo))
     if x.created_at is not None:
         msg.created_at.FromDatetime(x.created_at)
     return msg
+
+
+def location_from_proto(request: inventory_pb2.CreateLocationRequest) -> Location:
+    a = request.address
+    return Location(
+        id="",
+        name=request.name,
+        currency=request.currency,
+        tax_rate_bps=request.tax_rate_bps,
+        kind=KINDS.get(request.kind, LocationKind.STORE),
+        address=Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country),
+        geo=geo_from_proto(request.geo) if request.HasField("geo") else None,
+        time_zone=request.time_zone or "UTC",
+        tax_rates_bps=dict(request.tax_rates_bps),
+        pickup_enabled=request.pickup_enabled,
+        ship_enabled=request.ship_enabled,
+    )
+
+
+def geo_to_proto(g: GeoPoint) -> inventory_pb2.GeoPoint:
+    return inventory_pb2.GeoPoint(latitude=g.latitude, longitude=g.longitude)
+
+
+def geo_from_proto(g: inventory_pb2.GeoPoint) -> GeoPoint:
+    return GeoPoint(g.latitude, g.longitude)
 
 
 def product_to_proto(p: Product) -> inventory_pb2.Product:
@@ -42,10 +118,57 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
 
 
 def level_to_proto(s: StockLevel) -> inventory_pb2.StockLevel:
-    return inventory_pb2.StockLevel(
+    msg = inventory_pb2.StockLevel(
         sku=s.sku,
         location_id=s.location_id,
         on_hand=s.on_hand,
         reserved=s.reserved,
         available=s.available,
     )
+    if s.updated_at is not None:
+        msg.updated_at.FromDatetime(s.updated_at)
+    return msg
+
+
+def entry_to_proto(e: LedgerEntry) -> inventory_pb2.LedgerEntry:
+    return inventory_pb2.LedgerEntry(
+        id=e.id,
+        sku=e.sku,
+        location_id=e.location_id,
+        kind=ENTRY_KINDS[e.kind],
+        reason=REASON_CODES[e.reason] if e.reason else inventory_pb2.ADJUSTMENT_REASON_UNSPECIFIED,
+        quantity=e.quantity,
+        delta=e.delta,
+        on_hand_after=e.on_hand_after,
+        superseded=e.superseded,
+        occurred_at=_stamp(e.occurred_at),
+        recorded_at=_stamp(e.recorded_at),
+        reference=e.reference,
+        note=e.note,
+    )
+
+
+def lines_from_proto(lines: list[stock_pb2.StockLine]) -> list[Line]:
+    return [(line.sku, line.quantity) for line in lines]
+
+
+def lines_to_proto(lines: list[Line]) -> list[stock_pb2.StockLine]:
+    return [stock_pb2.StockLine(sku=sku, quantity=quantity) for sku, quantity in lines]
+
+
+def reservation_to_proto(r: Reservation) -> stock_pb2.Reservation:
+    msg = stock_pb2.Reservation(
+        id=r.id,
+        location_id=r.location_id,
+        status=STATUSES[r.status],
+        lines=lines_to_proto(r.lines),
+        reference=r.reference,
+    )
+    for field, moment in (
+        ("expires_at", r.expires_at),
+        ("created_at", r.created_at),
+        ("updated_at", r.updated_at),
+    ):
+        if moment is not None:
+            getattr(msg, field).FromDatetime(moment)
+    return msg

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Insert, Row, Update, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters import events
 from pos_inventory.adapters.products import SqlProducts
-from pos_inventory.adapters.tables import locations, stock, stock_ledger
-from pos_inventory.domain.model import Adjustment, Location, StockLevel
+from pos_inventory.adapters.reservations import SqlExpiry, SqlReservations
+from pos_inventory.adapters.stock import SqlStock
+from pos_inventory.adapters.tables import locations
+from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind
 from pos_kit.uow import UnitOfWork
 
 
 def _location(row: Row[Any]) -> Location:
     m = row._mapping
+    has_geo = m["latitude"] is not None and m["longitude"] is not None
     return Location(
-        m["id"], m["name"], m["currency"], m["tax_rate_bps"], m["version"], m["created_at"]
+        id=m["id"],
+        name=m["name"],
+        currency=m["currency"],
+        tax_rate_bps=m["tax_rate_bps"],
+        version=m["version"],
+        created_at=m["created_at"],
+        kind=LocationKind(m["kind"]),
+        address=Address(**m["address"]),
+        geo=GeoPoint(m["latitude"], m["longitude"]) if has_geo else None,
+        time_zone=m["time_zone"],
+        tax_rates_bps={k: int(v) for k, v in m["tax_rates"].items()},
+        pickup_enabled=m["pickup_enabled"],
+        ship_enabled=m["ship_enabled"],
     )
 
 
@@ -37,6 +52,14 @@ class SqlLocations:
                     name=location.name,
                     currency=location.currency,
                     tax_rate_bps=location.tax_rate_bps,
+                    kind=location.kind.value,
+                    address=asdict(location.address),
+                    latitude=location.geo.latitude if location.geo else None,
+                    longitude=location.geo.longitude if location.geo else None,
+                    time_zone=location.time_zone,
+                    tax_rates=location.tax_rates_bps,
+                    pickup_enabled=location.pickup_enabled,
+                    ship_enabled=location.ship_enabled,
                 )
                 .returning(locations.c.created_at)
             )
@@ -53,77 +76,27 @@ class SqlLocations:
         ).first()
         return _location(row) if row else None
 
+    async def many(self, location_ids: list[str]) -> list[Location]:
+        rows = await self._conn.execute(
+            select(locations).where(
+                locations.c.merchant_id == self._merchant, locations.c.id.in_(location_ids)
+            )
+        )
+        return [_location(r) for r in rows]
+
+    async def all(self) -> list[Location]:
+        """Every location of the merchant: a few hundred at most, read for sourcing."""
+        rows = await self._conn.execute(
+            select(locations).where(locations.c.merchant_id == self._merchant)
+        )
+        return [_location(r) for r in rows]
+
     async def list(self, limit: int, after_id: str | None) -> list[Location]:
         query = select(locations).where(locations.c.merchant_id == self._merchant)
         if after_id:
             query = query.where(locations.c.id > after_id)
         rows = await self._conn.execute(query.order_by(locations.c.id).limit(limit))
         return [_location(r) for r in rows]
-
-
-class SqlStock:
-    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
-        self._conn = conn
-        self._merchant = merchant_id
-
-    async def apply(self, adjustment: Adjustment) -> StockLevel | None:
-        key = (
-            (stock.c.merchant_id == self._merchant)
-            & (stock.c.sku == adjustment.sku)
-            & (stock.c.location_id == adjustment.location_id)
-        )
-        statement: Insert | Update
-        if adjustment.delta > 0 or adjustment.may_go_negative:
-            statement = (
-                pg_insert(stock)
-                .values(
-                    merchant_id=self._merchant,
-                    sku=adjustment.sku,
-                    location_id=adjustment.location_id,
-                    on_hand=adjustment.delta,
-                )
-                .on_conflict_do_update(
-                    constraint="stock_pkey",
-                    set_={"on_hand": stock.c.on_hand + adjustment.delta, "updated_at": func.now()},
-                )
-            )
-        else:
-            # One conditional UPDATE: the row lock makes concurrent decreases queue, and the
-            # condition is re-checked on the latest row, so on_hand can never go below zero.
-            statement = (
-                update(stock)
-                .where(key, stock.c.on_hand + adjustment.delta >= 0)
-                .values(on_hand=stock.c.on_hand + adjustment.delta, updated_at=func.now())
-            )
-        row = (
-            await self._conn.execute(statement.returning(stock.c.on_hand, stock.c.reserved))
-        ).first()
-        if row is None:
-            return None
-        await self._conn.execute(
-            insert(stock_ledger).values(
-                merchant_id=self._merchant,
-                sku=adjustment.sku,
-                location_id=adjustment.location_id,
-                delta=adjustment.delta,
-                reason=adjustment.reason.value,
-                reference=adjustment.reference,
-                on_hand_after=row.on_hand,
-            )
-        )
-        return StockLevel(adjustment.sku, adjustment.location_id, row.on_hand, row.reserved)
-
-    async def levels(self, skus: list[str], location_id: str | None) -> list[StockLevel]:
-        query = select(stock).where(stock.c.merchant_id == self._merchant, stock.c.sku.in_(skus))
-        if location_id:
-            query = query.where(stock.c.location_id == location_id)
-        rows = await self._conn.execute(query.order_by(stock.c.sku, stock.c.location_id))
-        found = [StockLevel(r.sku, r.location_id, r.on_hand, r.reserved) for r in rows]
-        if location_id:
-            # Nothing ever received is a level of zero, not an absence.
-            have = {level.sku for level in found}
-            found += [StockLevel(s, location_id, 0, 0) for s in skus if s not in have]
-        return found
 
 
 class InventoryUow(UnitOfWork):
@@ -139,5 +112,17 @@ class InventoryUow(UnitOfWork):
     def stock(self) -> SqlStock:
         return SqlStock(self.conn, self.merchant_id)
 
+    @property
+    def reservations(self) -> SqlReservations:
+        return SqlReservations(self.conn, self.merchant_id)
+
+    @property
+    def expiry(self) -> SqlExpiry:
+        return SqlExpiry(self.conn)
+
     def publish(self, event: object) -> None:
         self.emit(events.to_outgoing(event, self.merchant_id))
+
+    def publish_for(self, merchant_id: str, event: object) -> None:
+        """For the sweep, which works for every merchant in one transaction."""
+        self.emit(events.to_outgoing(event, merchant_id))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     Identity,
     Index,
     Integer,
@@ -14,7 +16,9 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from pos_kit.tables import add_kit_tables
 
@@ -31,6 +35,16 @@ locations = Table(
     Column("tax_rate_bps", Integer, nullable=False),
     Column("version", BigInteger, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("kind", Text, nullable=False, server_default="store"),
+    # {"line1": ..., "city": ..., "country": ...}: read and written whole, never queried.
+    Column("address", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column("time_zone", Text, nullable=False, server_default="UTC"),
+    # {"food": 200, ...}: basis points per tax category.
+    Column("tax_rates", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("pickup_enabled", Boolean, nullable=False, server_default=text("false")),
+    Column("ship_enabled", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "id", name="locations_pkey"),
 )
 
@@ -57,9 +71,13 @@ stock = Table(
     Column("sku", Text, nullable=False),
     Column("location_id", Text, nullable=False),
     Column("on_hand", BigInteger, nullable=False),
-    # Units held by reservations (the reservations work fills it); available = on_hand - reserved.
+    # Units held by active reservations; available = on_hand - reserved.
     Column("reserved", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The latest physical count (by when it was taken, then its key): changes that happened
+    # before it are already part of what was counted. See domain/ledger.py.
+    Column("counted_at", DateTime(timezone=True), nullable=True),
+    Column("count_key", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "sku", "location_id", name="stock_pkey"),
 )
 
@@ -70,10 +88,53 @@ stock_ledger = Table(
     Column("merchant_id", Text, nullable=False),
     Column("sku", Text, nullable=False),
     Column("location_id", Text, nullable=False),
+    # What it did to on_hand; the deltas of an item sum to its on_hand.
     Column("delta", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("reference", Text, nullable=False, server_default=""),
     Column("on_hand_after", BigInteger, nullable=False),
+    # When it was recorded here.
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("kind", Text, nullable=False, server_default="adjustment"),
+    # What was asked: the signed change, or the quantity counted.
+    Column("quantity", BigInteger, nullable=False, server_default="0"),
+    Column("superseded", Boolean, nullable=False, server_default=text("false")),
+    # When it happened, as the client says; the sequencing key.
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("note", Text, nullable=False, server_default=""),
     Index("stock_ledger_item", "merchant_id", "sku", "location_id", "seq"),
+    Index("stock_ledger_occurred", "merchant_id", "sku", "location_id", "occurred_at"),
+    Index("stock_ledger_merchant", "merchant_id", "seq"),
+)
+
+low_stock_thresholds = Table(
+    "low_stock_thresholds",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("sku", Text, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "sku", name="low_stock_thresholds_pkey"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    # [[sku, quantity], ...] sorted by sku: always read and written with the reservation, so one
+    # row instead of a line table keeps a hold to a single insert.
+    Column("lines", JSONB, nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="reservations_pkey"),
+    # The expiry sweep reads only active holds that are due.
+    Index(
+        "reservations_due",
+        "expires_at",
+        postgresql_where=text("status = 'active'"),
+    ),
 )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pos_kit.errors import FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
+TAX_CATEGORY = re.compile(r"^[a-z0-9_]{1,40}$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_SKUS_PER_CALL = 500
 
 
@@ -20,6 +23,28 @@ class Reason(Enum):
     RETURNED = "returned"
     DAMAGED = "damaged"
     CORRECTION = "correction"
+    LOST = "lost"
+
+
+class LocationKind(Enum):
+    STORE = "store"
+    WAREHOUSE = "warehouse"
+
+
+@dataclass(frozen=True)
+class Address:
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    latitude: float
+    longitude: float
 
 
 @dataclass
@@ -30,6 +55,16 @@ class Location:
     tax_rate_bps: int
     version: int = 1
     created_at: datetime | None = None
+    kind: LocationKind = LocationKind.STORE
+    address: Address = field(default_factory=Address)
+    geo: GeoPoint | None = None
+    time_zone: str = "UTC"
+    tax_rates_bps: dict[str, int] = field(default_factory=dict)
+    pickup_enabled: bool = False
+    ship_enabled: bool = False
+
+    def tax_rate_for(self, tax_category: str) -> int:
+        return self.tax_rates_bps.get(tax_category, self.tax_rate_bps)
 
 
 @dataclass(frozen=True)
@@ -38,10 +73,13 @@ class StockLevel:
     location_id: str
     on_hand: int
     reserved: int
+    updated_at: datetime | None = None
 
     @property
     def available(self) -> int:
-        return self.on_hand - self.reserved
+        # A loss recorded after units were held can leave fewer on the shelf than are held;
+        # nothing more can be promised then, but "minus two available" promises nothing either.
+        return max(0, self.on_hand - self.reserved)
 
 
 @dataclass(frozen=True)
@@ -51,6 +89,9 @@ class Adjustment:
     delta: int
     reason: Reason
     reference: str = ""
+    # When it happened; None means now (see domain/ledger.py for how it is sequenced).
+    occurred_at: datetime | None = None
+    note: str = ""
 
     @property
     def may_go_negative(self) -> bool:
@@ -61,21 +102,62 @@ class Adjustment:
         return self.reason is Reason.SOLD and bool(self.reference)
 
 
-@dataclass(frozen=True)
-class StockChanged:
-    level: StockLevel
-    delta: int
-    reason: Reason
-
-
-def validate_location(name: str, currency: str, tax_rate_bps: int) -> None:
+def validate_location(location: Location) -> None:
+    """Every rule at once, so a client fixes all its field errors in one round trip."""
     violations: list[FieldViolation] = []
-    violations += require(0 < len(name.strip()) <= 200, "name", "must be 1 to 200 characters")
     violations += require(
-        currency in MINOR_UNITS, "currency", "must be a supported ISO 4217 code, e.g. USD"
+        0 < len(location.name.strip()) <= 200, "name", "must be 1 to 200 characters"
     )
-    violations += require(0 <= tax_rate_bps <= BPS, "tax_rate_bps", f"must be between 0 and {BPS}")
+    violations += require(
+        location.currency in MINOR_UNITS, "currency", "must be a supported ISO 4217 code, e.g. USD"
+    )
+    violations += require(
+        0 <= location.tax_rate_bps <= BPS, "tax_rate_bps", f"must be between 0 and {BPS}"
+    )
+    for category, bps in sorted(location.tax_rates_bps.items()):
+        violations += require(
+            bool(TAX_CATEGORY.match(category)),
+            f"tax_rates_bps.{category}",
+            "the category must be 1 to 40 lowercase letters, digits or '_'",
+        )
+        violations += require(
+            0 <= bps <= BPS, f"tax_rates_bps.{category}", f"must be between 0 and {BPS}"
+        )
+    violations += require(
+        len(location.tax_rates_bps) <= 50, "tax_rates_bps", "must list at most 50 categories"
+    )
+    violations += require(
+        is_time_zone(location.time_zone),
+        "time_zone",
+        "must be an IANA time zone, e.g. Europe/Paris",
+    )
+    if location.geo is not None:
+        violations += require(
+            -90 <= location.geo.latitude <= 90, "geo.latitude", "must be between -90 and 90"
+        )
+        violations += require(
+            -180 <= location.geo.longitude <= 180, "geo.longitude", "must be between -180 and 180"
+        )
+    for name, value in vars(location.address).items():
+        violations += require(
+            len(value) <= 200, f"address.{name}", "must be at most 200 characters"
+        )
+    violations += require(
+        not location.address.country or bool(COUNTRY.match(location.address.country)),
+        "address.country",
+        "must be an ISO 3166-1 alpha-2 code, e.g. US",
+    )
     raise_if(violations)
+
+
+def is_time_zone(name: str) -> bool:
+    if not name or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def validate_adjustment(adj: Adjustment) -> None:
@@ -86,6 +168,7 @@ def validate_adjustment(adj: Adjustment) -> None:
     violations += require(
         abs(adj.delta) <= 1_000_000_000, "delta", "must be at most 1,000,000,000 units"
     )
+    violations += require(len(adj.note) <= 500, "note", "must be at most 500 characters")
     raise_if(violations)
 
 

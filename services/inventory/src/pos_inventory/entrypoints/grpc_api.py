@@ -9,8 +9,11 @@ import grpc
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_inventory.adapters.messages import (
     REASONS,
+    entry_to_proto,
     level_to_proto,
+    location_from_proto,
     location_to_proto,
+    when,
 )
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import Adjustment
@@ -37,9 +40,7 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
         async with self._scoped() as uow:
 
             async def work() -> I.CreateLocationResponse:
-                location = await handlers.create_location(
-                    uow, request.name, request.currency, request.tax_rate_bps
-                )
+                location = await handlers.create_location(uow, location_from_proto(request))
                 return I.CreateLocationResponse(location=location_to_proto(location))
 
             return await once(uow, "CreateLocation", request, I.CreateLocationResponse, work)
@@ -65,12 +66,21 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
                 "reason is required", [FieldViolation("reason", "must be a known reason")]
             )
         # A client's SOLD adjustment is a manual decrease: only sales from orders may go negative.
-        adjustment = Adjustment(request.sku, request.location_id, request.delta, reason)
+        adjustment = Adjustment(
+            request.sku,
+            request.location_id,
+            request.delta,
+            reason,
+            occurred_at=when(request.occurred_at, request.HasField("occurred_at")),
+            note=request.note,
+        )
         async with self._scoped() as uow:
 
             async def work() -> I.AdjustStockResponse:
-                level = await handlers.adjust_stock(uow, adjustment)
-                return I.AdjustStockResponse(level=level_to_proto(level))
+                level, entry = await handlers.adjust_stock(uow, adjustment)
+                return I.AdjustStockResponse(
+                    level=level_to_proto(level), entry=entry_to_proto(entry)
+                )
 
             return await once(uow, "AdjustStock", request, I.AdjustStockResponse, work)
 

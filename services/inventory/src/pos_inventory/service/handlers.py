@@ -1,46 +1,105 @@
-"""Use cases of the inventory service."""
+"""Use cases of locations and of single stock changes (adjustments, recorded sales)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from pos_inventory.domain.ledger import (
+    EntryKind,
+    LedgerEntry,
+    LowStock,
+    NewEntry,
+    StockChanged,
+    crossed_low,
+    sequence_change,
+    validate_occurred_at,
+)
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
     Reason,
-    StockChanged,
     StockLevel,
     validate_adjustment,
     validate_location,
     validate_sku_list,
 )
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_kit.errors import Conflict, InvalidArgument, NotFound, require
+from pos_kit.errors import Conflict, InvalidArgument, NotFound, raise_if, require
 from pos_kit.ids import new_id
 
 
-async def create_location(
-    uow: InventoryUnitOfWork, name: str, currency: str, tax_rate_bps: int
-) -> Location:
-    validate_location(name, currency, tax_rate_bps)
-    location = Location(new_id("loc"), name.strip(), currency, tax_rate_bps)
-    await uow.locations.add(location)
-    return location
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
-async def adjust_stock(uow: InventoryUnitOfWork, adjustment: Adjustment) -> StockLevel:
+async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location:
+    validate_location(draft)
+    draft.id = new_id("loc")
+    draft.name = draft.name.strip()
+    await uow.locations.add(draft)
+    return draft
+
+
+async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]) -> None:
+    """NotFound for an unknown location or SKU, exactly as for another merchant's."""
+    wanted = list(dict.fromkeys(location_ids))
+    found = {loc.id for loc in await uow.locations.many(wanted)}
+    for location_id in wanted:
+        if location_id not in found:
+            raise NotFound("location", location_id)
+    known = {p.sku for p in await uow.products.by_skus(list(dict.fromkeys(skus)))}
+    missing = sorted(set(skus) - known)
+    if missing:
+        error = NotFound("product", ", ".join(missing))
+        error.metadata["skus"] = ",".join(missing)
+        raise error
+
+
+def announce(
+    uow: InventoryUnitOfWork,
+    level: StockLevel,
+    entry: LedgerEntry | None,
+    available_before: int,
+    threshold: int | None,
+) -> None:
+    """The events of one changed level: the change itself and, when it crossed, low stock."""
+    if entry is not None:
+        uow.publish(StockChanged(level, entry))
+    if threshold is not None and crossed_low(available_before, level, threshold):
+        uow.publish(LowStock(level, threshold))
+
+
+async def adjust_stock(
+    uow: InventoryUnitOfWork, adjustment: Adjustment
+) -> tuple[StockLevel, LedgerEntry]:
+    occurred_at = adjustment.occurred_at or now()
     validate_adjustment(adjustment)
-    if await uow.locations.get(adjustment.location_id) is None:
-        raise NotFound("location", adjustment.location_id)
-    if not await uow.products.by_skus([adjustment.sku]):
-        raise NotFound("product", adjustment.sku)
-    level = await uow.stock.apply(adjustment)
-    if level is None:
+    raise_if(validate_occurred_at(occurred_at, now()))
+    await require_items(uow, [adjustment.sku], [adjustment.location_id])
+    state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
+    applied = sequence_change(state, adjustment.delta, occurred_at)
+    if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:
         raise Conflict(
-            f"not enough {adjustment.sku!r} on hand to remove {-adjustment.delta}",
+            f"not enough {adjustment.sku!r} on hand to remove {-adjustment.delta} "
+            f"(on hand: {state.on_hand})",
             "insufficient_stock",
-            {"sku": adjustment.sku},
+            {"sku": adjustment.sku, "on_hand": str(state.on_hand)},
         )
-    uow.publish(StockChanged(level, adjustment.delta, adjustment.reason))
-    return level
+    level, entry, threshold = await uow.stock.record(
+        adjustment.sku,
+        adjustment.location_id,
+        NewEntry(
+            EntryKind.ADJUSTMENT,
+            adjustment.reason,
+            adjustment.delta,
+            applied,
+            occurred_at,
+            adjustment.reference,
+            adjustment.note,
+        ),
+    )
+    announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+    return level, entry
 
 
 async def record_sale(
@@ -59,17 +118,29 @@ async def record_sale(
                 *require(bool(location_id), "order.location_id", "is required"),
             ],
         )
+    occurred_at = now()
+    totals: dict[str, int] = {}
     for sku, quantity in lines:
-        if not sku or quantity <= 0:
-            continue  # nothing left the shelf
-        adjustment = Adjustment(sku, location_id, -quantity, Reason.SOLD, order_id)
-        level = await uow.stock.apply(adjustment)
-        if level is not None:
-            uow.publish(StockChanged(level, adjustment.delta, adjustment.reason))
+        if sku and quantity > 0:  # otherwise nothing left the shelf
+            totals[sku] = totals.get(sku, 0) + quantity
+    for sku, quantity in sorted(totals.items()):
+        state = await uow.stock.lock(sku, location_id)
+        applied = sequence_change(state, -quantity, occurred_at)
+        level, entry, threshold = await uow.stock.record(
+            sku,
+            location_id,
+            NewEntry(EntryKind.SALE, Reason.SOLD, -quantity, applied, occurred_at, order_id),
+        )
+        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
 
 
 async def stock_levels(
     uow: InventoryUnitOfWork, skus: list[str], location_id: str | None
 ) -> list[StockLevel]:
     validate_sku_list(skus)
-    return await uow.stock.levels(skus, location_id)
+    found = await uow.stock.levels(skus, [location_id] if location_id else None)
+    if location_id:
+        # Nothing ever received is a level of zero, not an absence.
+        have = {level.sku for level in found}
+        found += [StockLevel(s, location_id, 0, 0) for s in dict.fromkeys(skus) if s not in have]
+    return found

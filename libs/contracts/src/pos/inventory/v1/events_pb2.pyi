@@ -54,12 +54,17 @@ class StockChanged(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
     delta: _builtins.int
     reason: _inventory_pb2.AdjustmentReason.ValueType
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def level(self) -> _inventory_pb2.StockLevel: ...
+    @_builtins.property
+    def entry(self) -> _inventory_pb2.LedgerEntry:
+        """The ledger entry behind the change."""
+
     def __init__(
         self,
         *,
@@ -67,10 +72,11 @@ class StockChanged(_message.Message):
         level: _inventory_pb2.StockLevel | None = ...,
         delta: _builtins.int = ...,
         reason: _inventory_pb2.AdjustmentReason.ValueType = ...,
+        entry: _inventory_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "level", b"level", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "level", b"level", "meta", b"meta", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "entry", b"entry", "level", b"level", "meta", b"meta", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

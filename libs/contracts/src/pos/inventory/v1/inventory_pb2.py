@@ -26,53 +26,71 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/inventory/v1/inventory.proto\x12\x10pos.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\x8d\x01\n\x08Location\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\"a\n\x15\x43reateLocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\"F\n\x16\x43reateLocationResponse\x12,\n\x08location\x18\x01 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"=\n\x14ListLocationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListLocationsResponse\x12-\n\tlocations\x18\x01 \x03(\x0b\x32\x1a.pos.inventory.v1.Location\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14\x43reateProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"o\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x10GetPricesRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"n\n\x11GetPricesResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"\x8d\x01\n\x12\x41\x64justStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x03\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\"B\n\x13\x41\x64justStockResponse\x12+\n\x05level\x18\x01 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\":\n\x15GetStockLevelsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"F\n\x16GetStockLevelsResponse\x12,\n\x06levels\x18\x01 \x03(\x0b\x32\x1c.pos.inventory.v1.StockLevel*\xd2\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RECEIVED\x10\x01\x12\x1a\n\x16\x41\x44JUSTMENT_REASON_SOLD\x10\x02\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RETURNED\x10\x03\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_DAMAGED\x10\x04\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x05\x32\x8a\x06\n\x10InventoryService\x12\x63\n\x0e\x43reateLocation\x12\'.pos.inventory.v1.CreateLocationRequest\x1a(.pos.inventory.v1.CreateLocationResponse\x12`\n\rListLocations\x12&.pos.inventory.v1.ListLocationsRequest\x1a\'.pos.inventory.v1.ListLocationsResponse\x12`\n\rCreateProduct\x12&.pos.inventory.v1.CreateProductRequest\x1a\'.pos.inventory.v1.CreateProductResponse\x12W\n\nGetProduct\x12#.pos.inventory.v1.GetProductRequest\x1a$.pos.inventory.v1.GetProductResponse\x12]\n\x0cListProducts\x12%.pos.inventory.v1.ListProductsRequest\x1a&.pos.inventory.v1.ListProductsResponse\x12T\n\tGetPrices\x12\".pos.inventory.v1.GetPricesRequest\x1a#.pos.inventory.v1.GetPricesResponse\x12Z\n\x0b\x41\x64justStock\x12$.pos.inventory.v1.AdjustStockRequest\x1a%.pos.inventory.v1.AdjustStockResponse\x12\x63\n\x0eGetStockLevels\x12\'.pos.inventory.v1.GetStockLevelsRequest\x1a(.pos.inventory.v1.GetStockLevelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/inventory/v1/inventory.proto\x12\x10pos.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\xc9\x03\n\x08Location\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x04kind\x18\x07 \x01(\x0e\x32\x1e.pos.inventory.v1.LocationKind\x12*\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x19.pos.inventory.v1.Address\x12\'\n\x03geo\x18\t \x01(\x0b\x32\x1a.pos.inventory.v1.GeoPoint\x12\x11\n\ttime_zone\x18\n \x01(\t\x12\x42\n\rtax_rates_bps\x18\x0b \x03(\x0b\x32+.pos.inventory.v1.Location.TaxRatesBpsEntry\x12\x16\n\x0epickup_enabled\x18\x0c \x01(\x08\x12\x14\n\x0cship_enabled\x18\r \x01(\x08\x1a\x32\n\x10TaxRatesBpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"k\n\x07\x41\x64\x64ress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"\xc6\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x03\n\x15\x43reateLocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\x12,\n\x04kind\x18\x05 \x01(\x0e\x32\x1e.pos.inventory.v1.LocationKind\x12*\n\x07\x61\x64\x64ress\x18\x06 \x01(\x0b\x32\x19.pos.inventory.v1.Address\x12\'\n\x03geo\x18\x07 \x01(\x0b\x32\x1a.pos.inventory.v1.GeoPoint\x12\x11\n\ttime_zone\x18\x08 \x01(\t\x12O\n\rtax_rates_bps\x18\t \x03(\x0b\x32\x38.pos.inventory.v1.CreateLocationRequest.TaxRatesBpsEntry\x12\x16\n\x0epickup_enabled\x18\n \x01(\x08\x12\x14\n\x0cship_enabled\x18\x0b \x01(\x08\x1a\x32\n\x10TaxRatesBpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"F\n\x16\x43reateLocationResponse\x12,\n\x08location\x18\x01 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"=\n\x14ListLocationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListLocationsResponse\x12-\n\tlocations\x18\x01 \x03(\x0b\x32\x1a.pos.inventory.v1.Location\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14\x43reateProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"o\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x10GetPricesRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"n\n\x11GetPricesResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"\xcc\x01\n\x12\x41\x64justStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x03\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x07 \x01(\t\"p\n\x13\x41\x64justStockResponse\x12+\n\x05level\x18\x01 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\x12,\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1d.pos.inventory.v1.LedgerEntry\"\xef\x02\n\x0bLedgerEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12/\n\x04kind\x18\x04 \x01(\x0e\x32!.pos.inventory.v1.LedgerEntryKind\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x03\x12\x15\n\ron_hand_after\x18\x08 \x01(\x03\x12\x12\n\nsuperseded\x18\t \x01(\x08\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treference\x18\x0c \x01(\t\x12\x0c\n\x04note\x18\r \x01(\t\":\n\x15GetStockLevelsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"F\n\x16GetStockLevelsResponse\x12,\n\x06levels\x18\x01 \x03(\x0b\x32\x1c.pos.inventory.v1.StockLevel*c\n\x0cLocationKind\x12\x1d\n\x19LOCATION_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13LOCATION_KIND_STORE\x10\x01\x12\x1b\n\x17LOCATION_KIND_WAREHOUSE\x10\x02*\xee\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RECEIVED\x10\x01\x12\x1a\n\x16\x41\x44JUSTMENT_REASON_SOLD\x10\x02\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RETURNED\x10\x03\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_DAMAGED\x10\x04\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x05\x12\x1a\n\x16\x41\x44JUSTMENT_REASON_LOST\x10\x06*\xd6\x01\n\x0fLedgerEntryKind\x12!\n\x1dLEDGER_ENTRY_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cLEDGER_ENTRY_KIND_ADJUSTMENT\x10\x01\x12\x1b\n\x17LEDGER_ENTRY_KIND_COUNT\x10\x02\x12\"\n\x1eLEDGER_ENTRY_KIND_TRANSFER_OUT\x10\x03\x12!\n\x1dLEDGER_ENTRY_KIND_TRANSFER_IN\x10\x04\x12\x1a\n\x16LEDGER_ENTRY_KIND_SALE\x10\x05\x32\x8a\x06\n\x10InventoryService\x12\x63\n\x0e\x43reateLocation\x12\'.pos.inventory.v1.CreateLocationRequest\x1a(.pos.inventory.v1.CreateLocationResponse\x12`\n\rListLocations\x12&.pos.inventory.v1.ListLocationsRequest\x1a\'.pos.inventory.v1.ListLocationsResponse\x12`\n\rCreateProduct\x12&.pos.inventory.v1.CreateProductRequest\x1a\'.pos.inventory.v1.CreateProductResponse\x12W\n\nGetProduct\x12#.pos.inventory.v1.GetProductRequest\x1a$.pos.inventory.v1.GetProductResponse\x12]\n\x0cListProducts\x12%.pos.inventory.v1.ListProductsRequest\x1a&.pos.inventory.v1.ListProductsResponse\x12T\n\tGetPrices\x12\".pos.inventory.v1.GetPricesRequest\x1a#.pos.inventory.v1.GetPricesResponse\x12Z\n\x0b\x41\x64justStock\x12$.pos.inventory.v1.AdjustStockRequest\x1a%.pos.inventory.v1.AdjustStockResponse\x12\x63\n\x0eGetStockLevels\x12\'.pos.inventory.v1.GetStockLevelsRequest\x1a(.pos.inventory.v1.GetStockLevelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.inventory.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADJUSTMENTREASON']._serialized_start=1887
-  _globals['_ADJUSTMENTREASON']._serialized_end=2097
+  _globals['_LOCATION_TAXRATESBPSENTRY']._loaded_options = None
+  _globals['_LOCATION_TAXRATESBPSENTRY']._serialized_options = b'8\001'
+  _globals['_CREATELOCATIONREQUEST_TAXRATESBPSENTRY']._loaded_options = None
+  _globals['_CREATELOCATIONREQUEST_TAXRATESBPSENTRY']._serialized_options = b'8\001'
+  _globals['_LOCATIONKIND']._serialized_start=3218
+  _globals['_LOCATIONKIND']._serialized_end=3317
+  _globals['_ADJUSTMENTREASON']._serialized_start=3320
+  _globals['_ADJUSTMENTREASON']._serialized_end=3558
+  _globals['_LEDGERENTRYKIND']._serialized_start=3561
+  _globals['_LEDGERENTRYKIND']._serialized_end=3775
   _globals['_LOCATION']._serialized_start=115
-  _globals['_LOCATION']._serialized_end=256
-  _globals['_PRODUCT']._serialized_start=259
-  _globals['_PRODUCT']._serialized_end=457
-  _globals['_STOCKLEVEL']._serialized_start=459
-  _globals['_STOCKLEVEL']._serialized_end=559
-  _globals['_CREATELOCATIONREQUEST']._serialized_start=561
-  _globals['_CREATELOCATIONREQUEST']._serialized_end=658
-  _globals['_CREATELOCATIONRESPONSE']._serialized_start=660
-  _globals['_CREATELOCATIONRESPONSE']._serialized_end=730
-  _globals['_LISTLOCATIONSREQUEST']._serialized_start=732
-  _globals['_LISTLOCATIONSREQUEST']._serialized_end=793
-  _globals['_LISTLOCATIONSRESPONSE']._serialized_start=795
-  _globals['_LISTLOCATIONSRESPONSE']._serialized_end=890
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=892
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=998
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1000
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1067
-  _globals['_GETPRODUCTREQUEST']._serialized_start=1069
-  _globals['_GETPRODUCTREQUEST']._serialized_end=1100
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=1102
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=1166
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1168
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1279
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1281
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1373
-  _globals['_GETPRICESREQUEST']._serialized_start=1375
-  _globals['_GETPRICESREQUEST']._serialized_end=1428
-  _globals['_GETPRICESRESPONSE']._serialized_start=1430
-  _globals['_GETPRICESRESPONSE']._serialized_end=1540
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1543
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1684
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1686
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1752
-  _globals['_GETSTOCKLEVELSREQUEST']._serialized_start=1754
-  _globals['_GETSTOCKLEVELSREQUEST']._serialized_end=1812
-  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_start=1814
-  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_end=1884
-  _globals['_INVENTORYSERVICE']._serialized_start=2100
-  _globals['_INVENTORYSERVICE']._serialized_end=2878
+  _globals['_LOCATION']._serialized_end=572
+  _globals['_LOCATION_TAXRATESBPSENTRY']._serialized_start=522
+  _globals['_LOCATION_TAXRATESBPSENTRY']._serialized_end=572
+  _globals['_ADDRESS']._serialized_start=574
+  _globals['_ADDRESS']._serialized_end=681
+  _globals['_GEOPOINT']._serialized_start=683
+  _globals['_GEOPOINT']._serialized_end=730
+  _globals['_PRODUCT']._serialized_start=733
+  _globals['_PRODUCT']._serialized_end=931
+  _globals['_STOCKLEVEL']._serialized_start=934
+  _globals['_STOCKLEVEL']._serialized_end=1082
+  _globals['_CREATELOCATIONREQUEST']._serialized_start=1085
+  _globals['_CREATELOCATIONREQUEST']._serialized_end=1511
+  _globals['_CREATELOCATIONREQUEST_TAXRATESBPSENTRY']._serialized_start=522
+  _globals['_CREATELOCATIONREQUEST_TAXRATESBPSENTRY']._serialized_end=572
+  _globals['_CREATELOCATIONRESPONSE']._serialized_start=1513
+  _globals['_CREATELOCATIONRESPONSE']._serialized_end=1583
+  _globals['_LISTLOCATIONSREQUEST']._serialized_start=1585
+  _globals['_LISTLOCATIONSREQUEST']._serialized_end=1646
+  _globals['_LISTLOCATIONSRESPONSE']._serialized_start=1648
+  _globals['_LISTLOCATIONSRESPONSE']._serialized_end=1743
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=1745
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1851
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1853
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1920
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1922
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1953
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=1955
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=2019
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=2021
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=2132
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=2134
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=2226
+  _globals['_GETPRICESREQUEST']._serialized_start=2228
+  _globals['_GETPRICESREQUEST']._serialized_end=2281
+  _globals['_GETPRICESRESPONSE']._serialized_start=2283
+  _globals['_GETPRICESRESPONSE']._serialized_end=2393
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=2396
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=2600
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=2602
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=2714
+  _globals['_LEDGERENTRY']._serialized_start=2717
+  _globals['_LEDGERENTRY']._serialized_end=3084
+  _globals['_GETSTOCKLEVELSREQUEST']._serialized_start=3086
+  _globals['_GETSTOCKLEVELSREQUEST']._serialized_end=3144
+  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_start=3146
+  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_end=3216
+  _globals['_INVENTORYSERVICE']._serialized_start=3778
+  _globals['_INVENTORYSERVICE']._serialized_end=4556
 # @@protoc_insertion_point(module_scope)

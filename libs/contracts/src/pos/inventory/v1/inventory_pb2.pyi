@@ -21,6 +21,23 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _LocationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LocationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LocationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOCATION_KIND_UNSPECIFIED: _LocationKind.ValueType  # 0
+    LOCATION_KIND_STORE: _LocationKind.ValueType  # 1
+    LOCATION_KIND_WAREHOUSE: _LocationKind.ValueType  # 2
+
+class LocationKind(_LocationKind, metaclass=_LocationKindEnumTypeWrapper): ...
+
+LOCATION_KIND_UNSPECIFIED: LocationKind.ValueType  # 0
+LOCATION_KIND_STORE: LocationKind.ValueType  # 1
+LOCATION_KIND_WAREHOUSE: LocationKind.ValueType  # 2
+Global___LocationKind: _TypeAlias = LocationKind  # noqa: Y015
+
 class _AdjustmentReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -33,6 +50,7 @@ class _AdjustmentReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Adju
     ADJUSTMENT_REASON_RETURNED: _AdjustmentReason.ValueType  # 3
     ADJUSTMENT_REASON_DAMAGED: _AdjustmentReason.ValueType  # 4
     ADJUSTMENT_REASON_CORRECTION: _AdjustmentReason.ValueType  # 5
+    ADJUSTMENT_REASON_LOST: _AdjustmentReason.ValueType  # 6
 
 class AdjustmentReason(_AdjustmentReason, metaclass=_AdjustmentReasonEnumTypeWrapper): ...
 
@@ -42,11 +60,57 @@ ADJUSTMENT_REASON_SOLD: AdjustmentReason.ValueType  # 2
 ADJUSTMENT_REASON_RETURNED: AdjustmentReason.ValueType  # 3
 ADJUSTMENT_REASON_DAMAGED: AdjustmentReason.ValueType  # 4
 ADJUSTMENT_REASON_CORRECTION: AdjustmentReason.ValueType  # 5
+ADJUSTMENT_REASON_LOST: AdjustmentReason.ValueType  # 6
 Global___AdjustmentReason: _TypeAlias = AdjustmentReason  # noqa: Y015
+
+class _LedgerEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_ENTRY_KIND_UNSPECIFIED: _LedgerEntryKind.ValueType  # 0
+    LEDGER_ENTRY_KIND_ADJUSTMENT: _LedgerEntryKind.ValueType  # 1
+    LEDGER_ENTRY_KIND_COUNT: _LedgerEntryKind.ValueType  # 2
+    LEDGER_ENTRY_KIND_TRANSFER_OUT: _LedgerEntryKind.ValueType  # 3
+    LEDGER_ENTRY_KIND_TRANSFER_IN: _LedgerEntryKind.ValueType  # 4
+    LEDGER_ENTRY_KIND_SALE: _LedgerEntryKind.ValueType  # 5
+    """A reservation committed: the held units left the shelf."""
+
+class LedgerEntryKind(_LedgerEntryKind, metaclass=_LedgerEntryKindEnumTypeWrapper): ...
+
+LEDGER_ENTRY_KIND_UNSPECIFIED: LedgerEntryKind.ValueType  # 0
+LEDGER_ENTRY_KIND_ADJUSTMENT: LedgerEntryKind.ValueType  # 1
+LEDGER_ENTRY_KIND_COUNT: LedgerEntryKind.ValueType  # 2
+LEDGER_ENTRY_KIND_TRANSFER_OUT: LedgerEntryKind.ValueType  # 3
+LEDGER_ENTRY_KIND_TRANSFER_IN: LedgerEntryKind.ValueType  # 4
+LEDGER_ENTRY_KIND_SALE: LedgerEntryKind.ValueType  # 5
+"""A reservation committed: the held units left the shelf."""
+Global___LedgerEntryKind: _TypeAlias = LedgerEntryKind  # noqa: Y015
 
 @_typing.final
 class Location(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TaxRatesBpsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
@@ -54,14 +118,40 @@ class Location(_message.Message):
     TAX_RATE_BPS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    GEO_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
+    PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
+    SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
     tax_rate_bps: _builtins.int
     """Tax rate in basis points (825 = 8.25 %) applied to sales at this location."""
     version: _builtins.int
+    kind: Global___LocationKind.ValueType
+    time_zone: _builtins.str
+    """IANA time zone, e.g. "America/New_York"."""
+    pickup_enabled: _builtins.bool
+    """Customers may collect online orders here."""
+    ship_enabled: _builtins.bool
+    """Online orders may be shipped from here."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def address(self) -> Global___Address: ...
+    @_builtins.property
+    def geo(self) -> Global___GeoPoint:
+        """Where the location is, for "near me" lookups and sourcing; unset when unknown."""
+
+    @_builtins.property
+    def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Tax rate in basis points per tax category (e.g. "food": 200); a category that is not
+        listed is taxed at tax_rate_bps.
+        """
+
     def __init__(
         self,
         *,
@@ -71,14 +161,78 @@ class Location(_message.Message):
         tax_rate_bps: _builtins.int = ...,
         version: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___LocationKind.ValueType = ...,
+        address: Global___Address | None = ...,
+        geo: Global___GeoPoint | None = ...,
+        time_zone: _builtins.str = ...,
+        tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        pickup_enabled: _builtins.bool = ...,
+        ship_enabled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "id", b"id", "name", b"name", "tax_rate_bps", b"tax_rate_bps", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class Address(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE1_FIELD_NUMBER: _builtins.int
+    LINE2_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    line1: _builtins.str
+    line2: _builtins.str
+    city: _builtins.str
+    region: _builtins.str
+    postal_code: _builtins.str
+    country: _builtins.str
+    """ISO 3166-1 alpha-2, e.g. "US"."""
+    def __init__(
+        self,
+        *,
+        line1: _builtins.str = ...,
+        line2: _builtins.str = ...,
+        city: _builtins.str = ...,
+        region: _builtins.str = ...,
+        postal_code: _builtins.str = ...,
+        country: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["city", b"city", "country", b"country", "line1", b"line1", "line2", b"line2", "postal_code", b"postal_code", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Address: _TypeAlias = Address  # noqa: Y015
+
+@_typing.final
+class GeoPoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LATITUDE_FIELD_NUMBER: _builtins.int
+    LONGITUDE_FIELD_NUMBER: _builtins.int
+    latitude: _builtins.float
+    longitude: _builtins.float
+    def __init__(
+        self,
+        *,
+        latitude: _builtins.float = ...,
+        longitude: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latitude", b"latitude", "longitude", b"longitude"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoPoint: _TypeAlias = GeoPoint  # noqa: Y015
 
 @_typing.final
 class Product(_message.Message):
@@ -129,11 +283,21 @@ class StockLevel(_message.Message):
     ON_HAND_FIELD_NUMBER: _builtins.int
     RESERVED_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     location_id: _builtins.str
     on_hand: _builtins.int
+    """Units on the shelf as recorded; may be negative when recorded sales or losses exceed
+    what was received (the shelf is the truth, and the gap is shown, not hidden).
+    """
     reserved: _builtins.int
+    """Units held by active reservations."""
     available: _builtins.int
+    """Units that can still be promised: on_hand - reserved, never below zero."""
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When on_hand last changed."""
+
     def __init__(
         self,
         *,
@@ -142,10 +306,11 @@ class StockLevel(_message.Message):
         on_hand: _builtins.int = ...,
         reserved: _builtins.int = ...,
         available: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "location_id", b"location_id", "on_hand", b"on_hand", "reserved", b"reserved", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "location_id", b"location_id", "on_hand", b"on_hand", "reserved", b"reserved", "sku", b"sku", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,14 +320,53 @@ Global___StockLevel: _TypeAlias = StockLevel  # noqa: Y015
 class CreateLocationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TaxRatesBpsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     TAX_RATE_BPS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    GEO_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
+    PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
+    SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
     tax_rate_bps: _builtins.int
+    kind: Global___LocationKind.ValueType
+    """Unspecified means a store."""
+    time_zone: _builtins.str
+    """Unset means "UTC"."""
+    pickup_enabled: _builtins.bool
+    ship_enabled: _builtins.bool
+    @_builtins.property
+    def address(self) -> Global___Address: ...
+    @_builtins.property
+    def geo(self) -> Global___GeoPoint: ...
+    @_builtins.property
+    def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     def __init__(
         self,
         *,
@@ -170,10 +374,17 @@ class CreateLocationRequest(_message.Message):
         name: _builtins.str = ...,
         currency: _builtins.str = ...,
         tax_rate_bps: _builtins.int = ...,
+        kind: Global___LocationKind.ValueType = ...,
+        address: Global___Address | None = ...,
+        geo: Global___GeoPoint | None = ...,
+        time_zone: _builtins.str = ...,
+        tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        pickup_enabled: _builtins.bool = ...,
+        ship_enabled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "name", b"name", "request_id", b"request_id", "tax_rate_bps", b"tax_rate_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "currency", b"currency", "geo", b"geo", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -444,12 +655,25 @@ class AdjustStockRequest(_message.Message):
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sku: _builtins.str
     location_id: _builtins.str
     delta: _builtins.int
-    """Signed change of on-hand units; never zero."""
+    """Signed change of on-hand units; never zero. A decrease is a fact of the shelf and is
+    recorded even when it takes on_hand below zero.
+    """
     reason: Global___AdjustmentReason.ValueType
+    note: _builtins.str
+    """Free text for people, e.g. a delivery note number."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When it happened (an offline till sends it late). Changes are sequenced by this time: one
+        that happened before the latest physical count is recorded but changes nothing, because
+        the count already saw its effect. Unset means now; at most 5 minutes in the future.
+        """
+
     def __init__(
         self,
         *,
@@ -458,10 +682,12 @@ class AdjustStockRequest(_message.Message):
         location_id: _builtins.str = ...,
         delta: _builtins.int = ...,
         reason: Global___AdjustmentReason.ValueType = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "location_id", b"location_id", "reason", b"reason", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "location_id", b"location_id", "note", b"note", "occurred_at", b"occurred_at", "reason", b"reason", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -472,20 +698,91 @@ class AdjustStockResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEVEL_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def level(self) -> Global___StockLevel: ...
+    @_builtins.property
+    def entry(self) -> Global___LedgerEntry: ...
     def __init__(
         self,
         *,
         level: Global___StockLevel | None = ...,
+        entry: Global___LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["level", b"level"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "level", b"level"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "level", b"level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdjustStockResponse: _TypeAlias = AdjustStockResponse  # noqa: Y015
+
+@_typing.final
+class LedgerEntry(_message.Message):
+    """One change of on_hand at one (sku, location), in the order it was recorded. The deltas of
+    an item's entries sum to its on_hand.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    ON_HAND_AFTER_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    sku: _builtins.str
+    location_id: _builtins.str
+    kind: Global___LedgerEntryKind.ValueType
+    reason: Global___AdjustmentReason.ValueType
+    """Set for adjustments and sales."""
+    quantity: _builtins.int
+    """What was asked: the signed change, or for a count the quantity counted."""
+    delta: _builtins.int
+    """What it did to on_hand. Zero when the change happened before a later physical count
+    (superseded = true): the count had already seen it.
+    """
+    on_hand_after: _builtins.int
+    superseded: _builtins.bool
+    reference: _builtins.str
+    """The order, reservation or transfer behind the change, when there is one."""
+    note: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        kind: Global___LedgerEntryKind.ValueType = ...,
+        reason: Global___AdjustmentReason.ValueType = ...,
+        quantity: _builtins.int = ...,
+        delta: _builtins.int = ...,
+        on_hand_after: _builtins.int = ...,
+        superseded: _builtins.bool = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        reference: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "id", b"id", "kind", b"kind", "location_id", b"location_id", "note", b"note", "occurred_at", b"occurred_at", "on_hand_after", b"on_hand_after", "quantity", b"quantity", "reason", b"reason", "recorded_at", b"recorded_at", "reference", b"reference", "sku", b"sku", "superseded", b"superseded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
 
 @_typing.final
 class GetStockLevelsRequest(_message.Message):

@@ -1,0 +1,147 @@
+"""PostgreSQL storage of reservations, and the sweep that expires them across merchants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_inventory.adapters.stock import level_of
+from pos_inventory.adapters.tables import reservations, stock
+from pos_inventory.domain.model import StockLevel
+from pos_inventory.domain.reservations import Reservation, ReservationStatus
+
+
+def reservation_of(row: Row[Any]) -> Reservation:
+    m = row._mapping
+    return Reservation(
+        id=m["id"],
+        location_id=m["location_id"],
+        lines=[(sku, int(quantity)) for sku, quantity in m["lines"]],
+        reference=m["reference"],
+        status=ReservationStatus(m["status"]),
+        expires_at=m["expires_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlReservations:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _key(self, reservation_id: str) -> Any:
+        return and_(
+            reservations.c.merchant_id == self._merchant, reservations.c.id == reservation_id
+        )
+
+    async def add(self, reservation: Reservation, ttl_seconds: int) -> None:
+        # The database clock sets the expiry, so the sweep (which reads the same clock) and the
+        # hold agree on it whatever the drift between service replicas.
+        row = (
+            await self._conn.execute(
+                insert(reservations)
+                .values(
+                    merchant_id=self._merchant,
+                    id=reservation.id,
+                    location_id=reservation.location_id,
+                    status=reservation.status.value,
+                    lines=[list(line) for line in reservation.lines],
+                    reference=reservation.reference,
+                    expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds),
+                )
+                .returning(
+                    reservations.c.expires_at, reservations.c.created_at, reservations.c.updated_at
+                )
+            )
+        ).one()
+        reservation.expires_at = row.expires_at
+        reservation.created_at = row.created_at
+        reservation.updated_at = row.updated_at
+
+    async def get(self, reservation_id: str, lock: bool = False) -> Reservation | None:
+        query = select(reservations).where(self._key(reservation_id))
+        if lock:
+            # Commit, release and the sweep all lock the reservation first: one of them wins.
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return reservation_of(row) if row else None
+
+    async def finish(
+        self, reservation_id: str, status: ReservationStatus, unless_due: bool
+    ) -> Reservation | None:
+        """Move an active reservation to `status`; None when it is no longer active (or is
+        already due, with unless_due)."""
+        query = update(reservations).where(
+            self._key(reservation_id), reservations.c.status == ReservationStatus.ACTIVE.value
+        )
+        if unless_due:
+            query = query.where(reservations.c.expires_at > func.now())
+        row = (
+            await self._conn.execute(
+                query.values(status=status.value, updated_at=func.now()).returning(*reservations.c)
+            )
+        ).first()
+        return reservation_of(row) if row else None
+
+
+class SqlExpiry:
+    """The expiry sweep: not bound to a merchant, it serves them all."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def expire_due(self, limit: int, as_of: datetime | None) -> list[tuple[str, Reservation]]:
+        """Mark up to `limit` due reservations expired; SKIP LOCKED lets several replicas sweep
+        at once without waiting on each other or on a commit in progress."""
+        now = func.now() if as_of is None else as_of
+        due = (
+            select(reservations.c.merchant_id, reservations.c.id)
+            .where(
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+                reservations.c.expires_at <= now,
+            )
+            .order_by(reservations.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        rows = await self._conn.execute(
+            update(reservations)
+            .where(reservations.c.merchant_id == due.c.merchant_id, reservations.c.id == due.c.id)
+            .values(status=ReservationStatus.EXPIRED.value, updated_at=func.now())
+            .returning(*reservations.c)
+        )
+        return [(r.merchant_id, reservation_of(r)) for r in rows]
+
+    async def unhold(
+        self, held: dict[tuple[str, str, str], int]
+    ) -> dict[tuple[str, str, str], StockLevel]:
+        """Give back held units of many merchants: (merchant, sku, location) -> units, in key
+        order like every other writer."""
+        levels: dict[tuple[str, str, str], StockLevel] = {}
+        for key in sorted(held):
+            merchant, sku, location_id = key
+            row = (
+                await self._conn.execute(
+                    update(stock)
+                    .where(
+                        stock.c.merchant_id == merchant,
+                        stock.c.sku == sku,
+                        stock.c.location_id == location_id,
+                    )
+                    .values(reserved=stock.c.reserved - held[key])
+                    .returning(
+                        stock.c.sku,
+                        stock.c.location_id,
+                        stock.c.on_hand,
+                        stock.c.reserved,
+                        stock.c.updated_at,
+                    )
+                )
+            ).one()
+            levels[key] = level_of(row._mapping)
+        return levels

@@ -1,0 +1,246 @@
+"""PostgreSQL storage of stock levels, the ledger and low-stock thresholds.
+
+Row locks do the concurrency work: a hold is one conditional UPDATE, so the check that enough
+is available and the hold itself happen on the latest row under its lock; concurrent holds on a
+hot SKU queue on that lock and none can take more than is there. Every writer locks stock rows
+in (merchant, sku, location) order, so transactions touching several rows cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_inventory.adapters.tables import low_stock_thresholds, stock, stock_ledger
+from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
+from pos_inventory.domain.model import Reason, StockLevel
+
+ENTRY_PREFIX = "led_"
+
+
+def level_of(m: Any) -> StockLevel:
+    return StockLevel(m["sku"], m["location_id"], m["on_hand"], m["reserved"], m["updated_at"])
+
+
+def entry_of(row: Row[Any]) -> LedgerEntry:
+    m = row._mapping
+    return LedgerEntry(
+        id=f"{ENTRY_PREFIX}{m['seq']}",
+        sku=m["sku"],
+        location_id=m["location_id"],
+        kind=EntryKind(m["kind"]),
+        reason=Reason(m["reason"]) if m["reason"] else None,
+        quantity=m["quantity"],
+        delta=m["delta"],
+        on_hand_after=m["on_hand_after"],
+        superseded=m["superseded"],
+        occurred_at=m["occurred_at"],
+        recorded_at=m["created_at"],
+        reference=m["reference"],
+        note=m["note"],
+    )
+
+
+def entry_seq(entry_id: str) -> int | None:
+    digits = entry_id.removeprefix(ENTRY_PREFIX)
+    return int(digits) if entry_id.startswith(ENTRY_PREFIX) and digits.isdigit() else None
+
+
+class SqlStock:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _key(self, sku: str, location_id: str) -> Any:
+        return (
+            (stock.c.merchant_id == self._merchant)
+            & (stock.c.sku == sku)
+            & (stock.c.location_id == location_id)
+        )
+
+    def _threshold(self, sku: str) -> Any:
+        return (
+            select(low_stock_thresholds.c.threshold)
+            .where(
+                low_stock_thresholds.c.merchant_id == self._merchant,
+                low_stock_thresholds.c.sku == sku,
+            )
+            .scalar_subquery()
+        )
+
+    async def lock(self, sku: str, location_id: str) -> ItemState:
+        """The item's row, created at zero if it never existed, locked until commit."""
+        row = (
+            await self._conn.execute(
+                pg_insert(stock)
+                .values(merchant_id=self._merchant, sku=sku, location_id=location_id, on_hand=0)
+                .on_conflict_do_update(constraint="stock_pkey", set_={"on_hand": stock.c.on_hand})
+                .returning(stock.c.on_hand, stock.c.reserved, stock.c.counted_at, stock.c.count_key)
+            )
+        ).one()
+        return ItemState(row.on_hand, row.reserved, row.counted_at, row.count_key)
+
+    async def changed_after(self, sku: str, location_id: str, occurred_at: datetime) -> int:
+        total = await self._conn.scalar(
+            select(func.coalesce(func.sum(stock_ledger.c.quantity), 0)).where(
+                stock_ledger.c.merchant_id == self._merchant,
+                stock_ledger.c.sku == sku,
+                stock_ledger.c.location_id == location_id,
+                stock_ledger.c.kind != EntryKind.COUNT.value,
+                stock_ledger.c.occurred_at > occurred_at,
+            )
+        )
+        return int(total or 0)
+
+    async def record(
+        self,
+        sku: str,
+        location_id: str,
+        entry: NewEntry,
+        reserved_delta: int = 0,
+        count_key: str | None = None,
+    ) -> tuple[StockLevel, LedgerEntry, int | None]:
+        """Apply a sequenced change to a locked row and write its ledger entry.
+
+        Returns the new level, the entry, and the SKU's low-stock threshold (None if unset).
+        """
+        values: dict[str, Any] = {
+            "on_hand": stock.c.on_hand + entry.applied.delta,
+            "reserved": stock.c.reserved + reserved_delta,
+        }
+        if entry.applied.delta:
+            values["updated_at"] = func.now()
+        if count_key is not None and not entry.applied.superseded:
+            values["counted_at"] = entry.occurred_at
+            values["count_key"] = count_key
+        row = (
+            await self._conn.execute(
+                update(stock)
+                .where(self._key(sku, location_id))
+                .values(**values)
+                .returning(
+                    stock.c.sku,
+                    stock.c.location_id,
+                    stock.c.on_hand,
+                    stock.c.reserved,
+                    stock.c.updated_at,
+                    self._threshold(sku).label("threshold"),
+                )
+            )
+        ).one()
+        written = (
+            await self._conn.execute(
+                insert(stock_ledger)
+                .values(
+                    merchant_id=self._merchant,
+                    sku=sku,
+                    location_id=location_id,
+                    kind=entry.kind.value,
+                    reason=entry.reason.value if entry.reason else "",
+                    quantity=entry.quantity,
+                    delta=entry.applied.delta,
+                    superseded=entry.applied.superseded,
+                    on_hand_after=row.on_hand,
+                    occurred_at=entry.occurred_at,
+                    reference=entry.reference,
+                    note=entry.note,
+                )
+                .returning(*stock_ledger.c)
+            )
+        ).one()
+        return level_of(row._mapping), entry_of(written), row.threshold
+
+    async def hold(
+        self, location_id: str, lines: list[tuple[str, int]]
+    ) -> tuple[list[tuple[StockLevel, int | None]], str | None]:
+        """Reserve every line, in the (sorted) order given; stop at the first that is short.
+
+        Returns the new levels with each SKU's threshold, and the SKU that could not be held
+        (None when all were). The caller rolls back on a short line: all or nothing.
+        """
+        held: list[tuple[StockLevel, int | None]] = []
+        for sku, quantity in lines:
+            row = (
+                await self._conn.execute(
+                    update(stock)
+                    .where(
+                        self._key(sku, location_id),
+                        stock.c.on_hand - stock.c.reserved >= quantity,
+                    )
+                    .values(reserved=stock.c.reserved + quantity)
+                    .returning(
+                        stock.c.sku,
+                        stock.c.location_id,
+                        stock.c.on_hand,
+                        stock.c.reserved,
+                        stock.c.updated_at,
+                        self._threshold(sku).label("threshold"),
+                    )
+                )
+            ).first()
+            if row is None:
+                return held, sku
+            held.append((level_of(row._mapping), row.threshold))
+        return held, None
+
+    async def unhold(self, location_id: str, lines: list[tuple[str, int]]) -> list[StockLevel]:
+        """Give held units back (a release): reserved goes down, on_hand is untouched."""
+        levels = []
+        for sku, quantity in sorted(lines):
+            row = (
+                await self._conn.execute(
+                    update(stock)
+                    .where(self._key(sku, location_id))
+                    .values(reserved=stock.c.reserved - quantity)
+                    .returning(
+                        stock.c.sku,
+                        stock.c.location_id,
+                        stock.c.on_hand,
+                        stock.c.reserved,
+                        stock.c.updated_at,
+                    )
+                )
+            ).one()
+            levels.append(level_of(row._mapping))
+        return levels
+
+    async def levels(self, skus: list[str], location_ids: list[str] | None) -> list[StockLevel]:
+        query = select(stock).where(stock.c.merchant_id == self._merchant, stock.c.sku.in_(skus))
+        if location_ids:
+            query = query.where(stock.c.location_id.in_(location_ids))
+        rows = await self._conn.execute(query.order_by(stock.c.sku, stock.c.location_id))
+        return [level_of(r._mapping) for r in rows]
+
+    async def history(
+        self, sku: str, location_id: str, limit: int, before_seq: int | None
+    ) -> list[LedgerEntry]:
+        query = select(stock_ledger).where(stock_ledger.c.merchant_id == self._merchant)
+        if sku:
+            query = query.where(stock_ledger.c.sku == sku)
+        if location_id:
+            query = query.where(stock_ledger.c.location_id == location_id)
+        if before_seq is not None:
+            query = query.where(stock_ledger.c.seq < before_seq)
+        rows = await self._conn.execute(query.order_by(stock_ledger.c.seq.desc()).limit(limit))
+        return [entry_of(r) for r in rows]
+
+    async def set_threshold(self, sku: str, threshold: int | None) -> None:
+        if threshold is None:
+            await self._conn.execute(
+                low_stock_thresholds.delete().where(
+                    low_stock_thresholds.c.merchant_id == self._merchant,
+                    low_stock_thresholds.c.sku == sku,
+                )
+            )
+            return
+        await self._conn.execute(
+            pg_insert(low_stock_thresholds)
+            .values(merchant_id=self._merchant, sku=sku, threshold=threshold)
+            .on_conflict_do_update(
+                constraint="low_stock_thresholds_pkey", set_={"threshold": threshold}
+            )
+        )

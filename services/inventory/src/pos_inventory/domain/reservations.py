@@ -1,0 +1,142 @@
+"""Reservations: units held at a location for a while, then sold, released or expired.
+
+A hold is what keeps a web shop, a till and a partner app from selling the same last unit:
+units are promised only while `available` (on_hand - reserved) covers them, and the check and
+the hold are one step in storage. Plain Python here: no storage or transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from pos_inventory.domain.ledger import MAX_UNITS, LedgerEntry
+from pos_inventory.domain.model import SKU, StockLevel
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
+
+DEFAULT_TTL_SECONDS = 900
+MAX_TTL_SECONDS = 7 * 24 * 3600
+MAX_LINES = 100
+MAX_REFERENCE = 200
+
+Line = tuple[str, int]  # (sku, quantity)
+
+
+class ReservationStatus(Enum):
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+@dataclass
+class Reservation:
+    id: str
+    location_id: str
+    lines: list[Line]
+    reference: str = ""
+    status: ReservationStatus = ReservationStatus.ACTIVE
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A validated request to hold lines: SKUs unique and sorted, so that every transaction
+    locks stock rows in the same order and two multi-line holds can never deadlock."""
+
+    location_id: str
+    lines: list[Line]
+    ttl_seconds: int
+    reference: str
+
+
+@dataclass(frozen=True)
+class Short:
+    """A line that could not be held, and what was available for it."""
+
+    sku: str
+    wanted: int
+    available: int
+
+
+class OutOfStock(Conflict):
+    def __init__(self, short: list[Short]) -> None:
+        names = ", ".join(f"{s.sku} (wanted {s.wanted}, available {s.available})" for s in short)
+        super().__init__(
+            f"not enough stock to hold: {names}",
+            "insufficient_stock",
+            {
+                "skus": ",".join(s.sku for s in short),
+                "available": ",".join(str(s.available) for s in short),
+            },
+        )
+        self.short = short
+
+
+def line_violations(lines: list[Line], name: str = "lines") -> list[FieldViolation]:
+    """Every problem of a list of lines; a SKU named twice is an error, not a silent sum."""
+    violations: list[FieldViolation] = []
+    violations += require(bool(lines), name, "must hold at least one line")
+    violations += require(len(lines) <= MAX_LINES, name, f"must hold at most {MAX_LINES} lines")
+    seen: set[str] = set()
+    for i, (sku, quantity) in enumerate(lines[: MAX_LINES + 1]):
+        violations += require(bool(SKU.match(sku)), f"{name}[{i}].sku", "must be a valid SKU")
+        violations += require(sku not in seen, f"{name}[{i}].sku", "appears in an earlier line")
+        violations += require(
+            0 < quantity <= MAX_UNITS,
+            f"{name}[{i}].quantity",
+            "must be a whole number of units from 1 to 1,000,000,000",
+        )
+        seen.add(sku)
+    return violations
+
+
+def validate_hold(location_id: str, lines: list[Line], ttl_seconds: int, reference: str) -> Hold:
+    violations: list[FieldViolation] = []
+    violations += require(bool(location_id), "location_id", "is required")
+    violations += line_violations(lines)
+    violations += require(
+        0 <= ttl_seconds <= MAX_TTL_SECONDS,
+        "ttl_seconds",
+        f"must be from 1 to {MAX_TTL_SECONDS} seconds (or unset for {DEFAULT_TTL_SECONDS})",
+    )
+    violations += require(
+        len(reference) <= MAX_REFERENCE, "reference", f"must be at most {MAX_REFERENCE} characters"
+    )
+    raise_if(violations)
+    return Hold(location_id, sorted(lines), ttl_seconds or DEFAULT_TTL_SECONDS, reference)
+
+
+def check_can_commit(reservation: Reservation) -> bool:
+    """True when the commit must do the work; False when it was already committed (a no-op)."""
+    if reservation.status is ReservationStatus.COMMITTED:
+        return False
+    if reservation.status is ReservationStatus.RELEASED:
+        raise Conflict("the reservation was released", "reservation_released")
+    if reservation.status is ReservationStatus.EXPIRED:
+        raise Conflict("the reservation expired before it was committed", "reservation_expired")
+    return True
+
+
+def check_can_release(reservation: Reservation) -> bool:
+    """True when the release must do the work; False when nothing is held any more."""
+    if reservation.status is ReservationStatus.COMMITTED:
+        raise Conflict("the reservation was committed: its units are sold", "reservation_committed")
+    return reservation.status is ReservationStatus.ACTIVE
+
+
+def is_due(reservation: Reservation, now: datetime) -> bool:
+    return reservation.expires_at is not None and reservation.expires_at <= now
+
+
+@dataclass(frozen=True)
+class ReservationEvent:
+    """Created, committed, released or expired: which one is `status`/`kind`."""
+
+    kind: str  # "created" | "committed" | "released" | "expired"
+    reservation: Reservation
+    levels: list[StockLevel] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)

@@ -1,0 +1,197 @@
+"""Use cases of availability: per SKU across locations, stock near a point, and sourcing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pos_inventory.domain.model import GeoPoint, Location, StockLevel, validate_sku_list
+from pos_inventory.domain.reservations import (
+    DEFAULT_TTL_SECONDS,
+    MAX_REFERENCE,
+    MAX_TTL_SECONDS,
+    Hold,
+    Line,
+    line_violations,
+)
+from pos_inventory.domain.sourcing import (
+    Candidate,
+    Proposal,
+    by_distance,
+    distance_km,
+    propose_pickup,
+    propose_shipping,
+)
+from pos_inventory.service.handlers import require_items
+from pos_inventory.service.ports import InventoryUnitOfWork
+from pos_inventory.service.reservations import create_reservation
+from pos_kit.errors import FieldViolation, NotFound, raise_if, require
+
+MAX_LOCATIONS_PER_CALL = 500
+MAX_NEARBY = 100
+
+
+@dataclass(frozen=True)
+class SkuAvailability:
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    locations: list[StockLevel] = field(default_factory=list)
+
+
+async def availability(
+    uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]
+) -> list[SkuAvailability]:
+    """The endless aisle: what can be promised of each SKU anywhere, and where."""
+    validate_sku_list(skus)
+    raise_if(
+        require(
+            len(location_ids) <= MAX_LOCATIONS_PER_CALL,
+            "location_ids",
+            f"must name at most {MAX_LOCATIONS_PER_CALL}",
+        )
+    )
+    levels = await uow.stock.levels(list(dict.fromkeys(skus)), location_ids or None)
+    by_sku: dict[str, list[StockLevel]] = {}
+    for level in levels:
+        by_sku.setdefault(level.sku, []).append(level)
+    return [
+        SkuAvailability(
+            sku,
+            sum(lv.on_hand for lv in by_sku.get(sku, [])),
+            sum(lv.reserved for lv in by_sku.get(sku, [])),
+            # Summed per location: a shortfall at one store does not cancel stock at another.
+            sum(lv.available for lv in by_sku.get(sku, [])),
+            by_sku.get(sku, []),
+        )
+        for sku in dict.fromkeys(skus)
+    ]
+
+
+def _geo_violations(point: GeoPoint | None, name: str) -> list[FieldViolation]:
+    if point is None:
+        return [FieldViolation(name, "is required")]
+    return [
+        *require(-90 <= point.latitude <= 90, f"{name}.latitude", "must be between -90 and 90"),
+        *require(
+            -180 <= point.longitude <= 180, f"{name}.longitude", "must be between -180 and 180"
+        ),
+    ]
+
+
+async def _candidates(
+    uow: InventoryUnitOfWork, lines: list[Line], places: list[Location], origin: GeoPoint | None
+) -> tuple[list[Candidate], dict[str, list[StockLevel]]]:
+    """Each place with what it can promise of the lines; also its levels, by location id."""
+    skus = [sku for sku, _ in lines]
+    levels = await uow.stock.levels(skus, [loc.id for loc in places]) if places else []
+    at: dict[str, list[StockLevel]] = {}
+    for level in levels:
+        at.setdefault(level.location_id, []).append(level)
+    candidates = [
+        Candidate(
+            loc,
+            {lv.sku: lv.available for lv in at.get(loc.id, [])},
+            distance_km(origin, loc.geo) if origin is not None and loc.geo is not None else None,
+        )
+        for loc in places
+    ]
+    return candidates, at
+
+
+@dataclass(frozen=True)
+class Nearby:
+    location: Location
+    distance_km: float
+    levels: list[StockLevel]
+
+
+async def nearby_stock(
+    uow: InventoryUnitOfWork,
+    lines: list[Line],
+    near: GeoPoint | None,
+    radius_km: float,
+    pickup_only: bool,
+    limit: int,
+) -> list[Nearby]:
+    """Locations with a known position that have every line available, nearest first."""
+    violations = line_violations(lines)
+    violations += _geo_violations(near, "near")
+    violations += require(radius_km >= 0, "radius_km", "must be zero (no limit) or more")
+    raise_if(violations)
+    assert near is not None
+    places = [
+        loc
+        for loc in await uow.locations.all()
+        if loc.geo is not None and (loc.pickup_enabled or not pickup_only)
+    ]
+    candidates, levels = await _candidates(uow, lines, places, near)
+    found = []
+    for candidate in by_distance(candidates):
+        assert candidate.distance_km is not None  # every place has a position
+        if radius_km and candidate.distance_km > radius_km:
+            break
+        if candidate.covers(lines):
+            found.append(
+                Nearby(candidate.location, candidate.distance_km, levels[candidate.location.id])
+            )
+            if len(found) >= min(limit, MAX_NEARBY):
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class Sourced:
+    proposal: Proposal
+    reservation_ids: dict[str, str]  # location id -> the hold placed there
+
+
+async def propose_sourcing(
+    uow: InventoryUnitOfWork,
+    lines: list[Line],
+    destination: GeoPoint | None,
+    pickup_location_id: str,
+    dry_run: bool,
+    ttl_seconds: int,
+    reference: str,
+) -> Sourced:
+    violations = line_violations(lines)
+    if destination is not None and pickup_location_id:
+        violations.append(
+            FieldViolation(
+                "pickup_location_id", "give a destination or a pickup location, not both"
+            )
+        )
+    elif destination is None and not pickup_location_id:
+        violations.append(
+            FieldViolation("destination", "a destination or a pickup_location_id is required")
+        )
+    elif destination is not None:
+        violations += _geo_violations(destination, "destination")
+    violations += require(
+        0 <= ttl_seconds <= MAX_TTL_SECONDS, "ttl_seconds", f"must be 1 to {MAX_TTL_SECONDS}"
+    )
+    violations += require(
+        len(reference) <= MAX_REFERENCE, "reference", f"must be at most {MAX_REFERENCE} characters"
+    )
+    raise_if(violations)
+    lines = sorted(lines)
+    await require_items(uow, [sku for sku, _ in lines], [])
+    if pickup_location_id:
+        at = await uow.locations.get(pickup_location_id)
+        if at is None:
+            raise NotFound("location", pickup_location_id)
+        (candidate,), _ = await _candidates(uow, lines, [at], None)
+        proposal = propose_pickup(lines, candidate)
+    else:
+        places = [loc for loc in await uow.locations.all() if loc.ship_enabled]
+        candidates, _ = await _candidates(uow, lines, places, destination)
+        proposal = propose_shipping(lines, candidates)
+    held: dict[str, str] = {}
+    ttl = ttl_seconds or DEFAULT_TTL_SECONDS
+    if not dry_run:
+        for allocation in proposal.allocations:
+            hold = Hold(allocation.location_id, allocation.lines, ttl, reference)
+            reservation, _ = await create_reservation(uow, hold)
+            held[allocation.location_id] = reservation.id
+    return Sourced(proposal, held)

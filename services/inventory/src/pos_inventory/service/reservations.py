@@ -1,0 +1,132 @@
+"""Use cases of reservations: hold, commit, release, and the expiry sweep."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from pos_inventory.domain.ledger import EntryKind, LedgerEntry, NewEntry, sequence_change
+from pos_inventory.domain.model import Reason, StockLevel
+from pos_inventory.domain.reservations import (
+    Hold,
+    OutOfStock,
+    Reservation,
+    ReservationEvent,
+    ReservationStatus,
+    Short,
+    check_can_commit,
+    check_can_release,
+)
+from pos_inventory.service.handlers import announce, now, require_items
+from pos_inventory.service.ports import InventoryUnitOfWork
+from pos_kit.errors import Conflict, NotFound
+from pos_kit.ids import new_id
+
+
+async def create_reservation(
+    uow: InventoryUnitOfWork, hold: Hold
+) -> tuple[Reservation, list[StockLevel]]:
+    """Hold every line or none. The hot path is one insert and one conditional update a line;
+    the reasons for a refusal are looked up only when there is one."""
+    reservation = Reservation(new_id("res"), hold.location_id, hold.lines, hold.reference)
+    await uow.reservations.add(reservation, hold.ttl_seconds)
+    held, short_sku = await uow.stock.hold(hold.location_id, hold.lines)
+    if short_sku is not None:
+        await _refuse(uow, hold, short_sku)
+    wanted = dict(hold.lines)
+    levels = [level for level, _ in held]
+    uow.publish(ReservationEvent("created", reservation, levels))
+    for level, threshold in held:
+        announce(uow, level, None, level.available + wanted[level.sku], threshold)
+    return reservation, levels
+
+
+async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
+    """Why a hold failed: an unknown location or SKU (404), else the lines that are short."""
+    await require_items(uow, [sku for sku, _ in hold.lines], [hold.location_id])
+    # Lines before the short one are held by this (doomed) transaction; the short one and the
+    # rest are untouched, so their levels are the truth.
+    rest = [(sku, q) for sku, q in hold.lines if sku >= short_sku]
+    levels = {lv.sku: lv for lv in await uow.stock.levels([s for s, _ in rest], [hold.location_id])}
+    short = [
+        Short(sku, quantity, levels[sku].available if sku in levels else 0)
+        for sku, quantity in rest
+        if sku == short_sku or (levels[sku].available if sku in levels else 0) < quantity
+    ]
+    raise OutOfStock(short)
+
+
+async def get_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
+    reservation = await uow.reservations.get(reservation_id)
+    if reservation is None:
+        raise NotFound("reservation", reservation_id)
+    return reservation
+
+
+async def commit_reservation(
+    uow: InventoryUnitOfWork, reservation_id: str
+) -> tuple[Reservation, list[StockLevel]]:
+    """The held units are sold: on_hand and reserved go down together, with a ledger entry."""
+    reservation = await uow.reservations.get(reservation_id, lock=True)
+    if reservation is None:
+        raise NotFound("reservation", reservation_id)
+    if not check_can_commit(reservation):
+        return reservation, await _levels(uow, reservation)
+    finished = await uow.reservations.finish(
+        reservation_id, ReservationStatus.COMMITTED, unless_due=True
+    )
+    if finished is None:
+        raise Conflict("the reservation expired before it was committed", "reservation_expired")
+    occurred_at = now()
+    levels: list[StockLevel] = []
+    entries: list[LedgerEntry] = []
+    for sku, quantity in finished.lines:
+        state = await uow.stock.lock(sku, finished.location_id)
+        applied = sequence_change(state, -quantity, occurred_at)
+        level, entry, threshold = await uow.stock.record(
+            sku,
+            finished.location_id,
+            NewEntry(EntryKind.SALE, Reason.SOLD, -quantity, applied, occurred_at, finished.id),
+            reserved_delta=-quantity,
+        )
+        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+        levels.append(level)
+        entries.append(entry)
+    uow.publish(ReservationEvent("committed", finished, levels, entries))
+    return finished, levels
+
+
+async def release_reservation(
+    uow: InventoryUnitOfWork, reservation_id: str
+) -> tuple[Reservation, list[StockLevel]]:
+    reservation = await uow.reservations.get(reservation_id, lock=True)
+    if reservation is None:
+        raise NotFound("reservation", reservation_id)
+    if not check_can_release(reservation):
+        return reservation, await _levels(uow, reservation)
+    finished = await uow.reservations.finish(
+        reservation_id, ReservationStatus.RELEASED, unless_due=False
+    )
+    assert finished is not None  # it was active under our lock
+    levels = await uow.stock.unhold(finished.location_id, finished.lines)
+    uow.publish(ReservationEvent("released", finished, levels))
+    return finished, levels
+
+
+async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | None = None) -> int:
+    """Expire up to `limit` due holds of every merchant and give their units back."""
+    expired = await uow.expiry.expire_due(limit, as_of)
+    held: dict[tuple[str, str, str], int] = defaultdict(int)
+    for merchant, reservation in expired:
+        for sku, quantity in reservation.lines:
+            held[(merchant, sku, reservation.location_id)] += quantity
+    levels = await uow.expiry.unhold(dict(held))
+    for merchant, reservation in expired:
+        after = [levels[(merchant, sku, reservation.location_id)] for sku, _ in reservation.lines]
+        uow.publish_for(merchant, ReservationEvent("expired", reservation, after))
+    return len(expired)
+
+
+async def _levels(uow: InventoryUnitOfWork, reservation: Reservation) -> list[StockLevel]:
+    skus = [sku for sku, _ in reservation.lines]
+    return await uow.stock.levels(skus, [reservation.location_id])

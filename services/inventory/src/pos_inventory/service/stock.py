@@ -1,0 +1,135 @@
+"""Use cases of counts, transfers, the ledger history and low-stock thresholds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pos_inventory.domain.ledger import (
+    MAX_UNITS,
+    EntryKind,
+    LedgerEntry,
+    NewEntry,
+    sequence_change,
+    sequence_count,
+    validate_count,
+    validate_note,
+    validate_occurred_at,
+)
+from pos_inventory.domain.model import SKU, StockLevel
+from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
+from pos_inventory.service.handlers import announce, now, require_items
+from pos_inventory.service.ports import InventoryUnitOfWork
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
+from pos_kit.ids import new_id
+
+
+async def count_stock(
+    uow: InventoryUnitOfWork,
+    count_key: str,
+    sku: str,
+    location_id: str,
+    counted: int,
+    expected_on_hand: int | None,
+    occurred_at: datetime | None,
+    note: str = "",
+) -> tuple[StockLevel, LedgerEntry]:
+    """A physical count. `count_key` (the request id) orders counts taken at the same instant."""
+    when = occurred_at or now()
+    validate_count(sku, location_id, counted, when, now())
+    raise_if(validate_note(note))
+    await require_items(uow, [sku], [location_id])
+    state = await uow.stock.lock(sku, location_id)
+    if expected_on_hand is not None and expected_on_hand != state.on_hand:
+        # The counter saw a figure that has changed since: their count may be stale, so they
+        # are told the current figure and decide, rather than silently overwriting a sale.
+        raise Conflict(
+            f"on_hand is {state.on_hand}, not the expected {expected_on_hand}",
+            "count_conflict",
+            {"on_hand": str(state.on_hand), "expected_on_hand": str(expected_on_hand)},
+        )
+    later = (
+        0
+        if state.counted_after(when, count_key)
+        else await uow.stock.changed_after(sku, location_id, when)
+    )
+    applied = sequence_count(state, counted, when, count_key, later)
+    level, entry, threshold = await uow.stock.record(
+        sku,
+        location_id,
+        NewEntry(EntryKind.COUNT, None, counted, applied, when, note=note),
+        count_key=count_key,
+    )
+    announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+    return level, entry
+
+
+async def transfer_stock(
+    uow: InventoryUnitOfWork,
+    from_location_id: str,
+    to_location_id: str,
+    lines: list[Line],
+    occurred_at: datetime | None,
+    note: str = "",
+) -> tuple[str, list[StockLevel], list[LedgerEntry]]:
+    """Move units out of one location and into another, every line or none.
+
+    Only units available at the source can move: held units are promised to someone.
+    """
+    when = occurred_at or now()
+    violations: list[FieldViolation] = []
+    violations += require(bool(from_location_id), "from_location_id", "is required")
+    violations += require(bool(to_location_id), "to_location_id", "is required")
+    violations += require(
+        from_location_id != to_location_id, "to_location_id", "must differ from from_location_id"
+    )
+    violations += line_violations(lines)
+    violations += validate_occurred_at(when, now())
+    violations += validate_note(note)
+    raise_if(violations)
+    await require_items(uow, [sku for sku, _ in lines], [from_location_id, to_location_id])
+    transfer_id = new_id("trf")
+    wanted = dict(lines)
+    # Lock every row first, in (sku, location) order like every other writer, then check.
+    keys = sorted((sku, loc) for sku in wanted for loc in (from_location_id, to_location_id))
+    states = {key: await uow.stock.lock(*key) for key in keys}
+    short = [
+        Short(sku, quantity, state.on_hand - state.reserved)
+        for sku, quantity in sorted(wanted.items())
+        if (state := states[(sku, from_location_id)]).on_hand - state.reserved < quantity
+    ]
+    if short:
+        raise OutOfStock([Short(s.sku, s.wanted, max(0, s.available)) for s in short])
+    levels: list[StockLevel] = []
+    entries: list[LedgerEntry] = []
+    for sku, location_id in keys:
+        outgoing = location_id == from_location_id
+        quantity = -wanted[sku] if outgoing else wanted[sku]
+        state = states[(sku, location_id)]
+        applied = sequence_change(state, quantity, when)
+        kind = EntryKind.TRANSFER_OUT if outgoing else EntryKind.TRANSFER_IN
+        level, entry, threshold = await uow.stock.record(
+            sku, location_id, NewEntry(kind, None, quantity, applied, when, transfer_id, note)
+        )
+        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+        levels.append(level)
+        entries.append(entry)
+    return transfer_id, levels, entries
+
+
+async def stock_history(
+    uow: InventoryUnitOfWork, sku: str, location_id: str, limit: int, before_seq: int | None
+) -> list[LedgerEntry]:
+    return await uow.stock.history(sku, location_id, limit, before_seq)
+
+
+async def set_low_stock_threshold(
+    uow: InventoryUnitOfWork, sku: str, threshold: int | None
+) -> None:
+    violations = require(bool(SKU.match(sku)), "sku", "must be a valid SKU")
+    if threshold is not None:
+        violations += require(
+            0 <= threshold <= MAX_UNITS, "threshold", "must be from 0 to 1,000,000,000"
+        )
+    raise_if(violations)
+    await require_items(uow, [sku], [])
+    await uow.stock.set_threshold(sku, threshold)
