@@ -1,0 +1,286 @@
+"""Stock use cases against PostgreSQL: adjustments, counts, sequencing, transfers, low stock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from inventory_db import Db, unique
+from sqlalchemy import func, select
+
+from pos_inventory.adapters.tables import stock_ledger
+from pos_inventory.domain.ledger import EntryKind, LowStock, StockChanged
+from pos_inventory.domain.model import Adjustment, Reason
+from pos_inventory.domain.reservations import OutOfStock, validate_hold
+from pos_inventory.service import handlers, reservations, stock
+from pos_kit.errors import Conflict, InvalidArgument, NotFound
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+async def adjust(db: Db, sku: str, loc: str, delta: int, when: datetime | None = None) -> int:
+    async with db.tx() as uow:
+        level, _ = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, delta, Reason.CORRECTION, occurred_at=when)
+        )
+    return level.on_hand
+
+
+async def count(db: Db, sku: str, loc: str, quantity: int, when: datetime, key: str) -> int:
+    async with db.tx() as uow:
+        level, _ = await stock.count_stock(uow, key, sku, loc, quantity, None, when)
+    return level.on_hand
+
+
+async def ledger_sum(db: Db, sku: str, loc: str) -> tuple[int, int]:
+    """(sum of the ledger's deltas, number of entries) for one item."""
+    async with db.uow() as uow:
+        row = (
+            await uow.conn.execute(
+                select(func.coalesce(func.sum(stock_ledger.c.delta), 0), func.count()).where(
+                    stock_ledger.c.merchant_id == "mer_a",
+                    stock_ledger.c.sku == sku,
+                    stock_ledger.c.location_id == loc,
+                )
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def on_hand(db: Db, sku: str, loc: str) -> int:
+    async with db.uow() as uow:
+        (level,) = await handlers.stock_levels(uow, [sku], loc)
+    return level.on_hand
+
+
+async def test_received_stock_is_ledgered_and_announced_with_its_entry(db: Db) -> None:
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    async with db.tx() as uow:
+        level, entry = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, 5, Reason.RECEIVED, "po_1", note="delivery 7")
+        )
+    assert (level.on_hand, level.available) == (5, 5)
+    assert (entry.kind, entry.reason, entry.delta, entry.on_hand_after) == (
+        EntryKind.ADJUSTMENT,
+        Reason.RECEIVED,
+        5,
+        5,
+    )
+    assert (entry.reference, entry.note, entry.superseded) == ("po_1", "delivery 7", False)
+    assert db.published[-1] == StockChanged(level, entry)
+    assert await ledger_sum(db, sku, loc) == (5, 1)
+
+
+async def test_a_decrease_beyond_what_is_on_hand_is_refused_and_writes_nothing(db: Db) -> None:
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 2)
+    published = len(db.published)
+    for reason in (Reason.DAMAGED, Reason.SOLD):  # a SOLD keyed in by hand has no order behind it
+        with pytest.raises(Conflict) as err:
+            async with db.tx() as uow:
+                await handlers.adjust_stock(uow, Adjustment(sku, loc, -3, reason))
+        assert err.value.code == "insufficient_stock"
+        assert err.value.metadata["on_hand"] == "2"
+    assert len(db.published) == published
+    assert await ledger_sum(db, sku, loc) == (2, 1)
+
+
+async def test_unknown_or_foreign_skus_and_locations_are_not_found(db: Db) -> None:
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    for merchant, item, place in (
+        ("mer_a", "NOPE", loc),
+        ("mer_a", sku, "loc_nope"),
+        ("mer_b", sku, loc),
+    ):
+        with pytest.raises(NotFound):
+            async with db.tx(merchant) as uow:
+                await handlers.adjust_stock(uow, Adjustment(item, place, 1, Reason.RECEIVED))
+    assert await ledger_sum(db, sku, loc) == (0, 0)
+
+
+async def test_bad_adjustments_are_field_errors(db: Db) -> None:
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    with pytest.raises(InvalidArgument) as err:
+        await adjust(db, sku, loc, 0)
+    assert [v.field for v in err.value.violations] == ["delta"]
+    with pytest.raises(InvalidArgument) as err:
+        await adjust(db, sku, loc, 1, datetime.now(UTC) + timedelta(hours=1))
+    assert [v.field for v in err.value.violations] == ["occurred_at"]
+    assert await ledger_sum(db, sku, loc) == (0, 0)
+
+
+async def test_a_confirmed_sale_decrements_each_line_and_may_go_negative(db: Db) -> None:
+    mug, cap = unique("mug"), unique("cap")
+    loc = (await db.shop(mug, cap)).id
+    await adjust(db, mug, loc, 1)
+    async with db.tx() as uow:
+        await handlers.record_sale(uow, "ord_1", loc, [(mug, 3), (cap, 1), (mug, 0), (mug, 1)])
+    assert (await on_hand(db, mug, loc), await on_hand(db, cap, loc)) == (-3, -1)
+    assert await ledger_sum(db, mug, loc) == (-3, 2)
+    with pytest.raises(InvalidArgument) as err:
+        async with db.tx() as uow:
+            await handlers.record_sale(uow, "", "", [(mug, 1)])
+    assert {v.field for v in err.value.violations} == {"order.id", "order.location_id"}
+
+
+async def test_a_stale_compare_and_set_count_is_refused_with_the_current_value(db: Db) -> None:
+    sku = unique("tee")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 10)
+    with pytest.raises(Conflict) as err:
+        async with db.tx() as uow:
+            await stock.count_stock(uow, "c1", sku, loc, 7, expected_on_hand=12, occurred_at=None)
+    assert err.value.code == "count_conflict"
+    assert err.value.metadata["on_hand"] == "10"
+    assert await on_hand(db, sku, loc) == 10
+    async with db.tx() as uow:
+        level, entry = await stock.count_stock(uow, "c2", sku, loc, 7, 10, None)
+    assert (level.on_hand, entry.kind, entry.quantity, entry.delta) == (7, EntryKind.COUNT, 7, -3)
+    assert await ledger_sum(db, sku, loc) == (7, 2)
+
+
+async def test_a_change_from_before_the_latest_count_is_recorded_but_changes_nothing(
+    db: Db,
+) -> None:
+    sku = unique("tee")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 10, at(0))
+    assert await count(db, sku, loc, 8, at(60), "count-1") == 8
+    # An offline till reports a loss from before the count: the count already saw it.
+    async with db.tx() as uow:
+        level, entry = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, -2, Reason.LOST, occurred_at=at(30))
+        )
+    assert (level.on_hand, entry.delta, entry.superseded, entry.quantity) == (8, 0, True, -2)
+    # One from after the count applies on top of it.
+    assert await adjust(db, sku, loc, 5, at(90)) == 13
+    # A count that arrives late but was taken before the latest one changes nothing either.
+    assert await count(db, sku, loc, 100, at(45), "count-0") == 13
+    # A count taken between the last one and a change applies beneath that change.
+    assert await count(db, sku, loc, 1, at(75), "count-2") == 6
+    total, _ = await ledger_sum(db, sku, loc)
+    assert total == await on_hand(db, sku, loc)
+
+
+CHANGES = st.lists(
+    st.one_of(
+        st.tuples(st.just("adjust"), st.integers(1, 600), st.integers(-5, 20).filter(bool)),
+        st.tuples(st.just("count"), st.integers(1, 600), st.integers(0, 50)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(changes=CHANGES, data=st.data())
+async def test_late_changes_end_in_the_same_levels_whatever_order_they_arrive_in(
+    db: Db, changes: list[tuple[str, int, int]], data: st.DataObject
+) -> None:
+    # Decreases never exceed what a big first receipt covers, so no order is refused and the
+    # only thing that varies is the order of arrival.
+    arrivals = data.draw(st.permutations(changes))
+    results = []
+    for order in (changes, arrivals):
+        sku = unique("late")
+        loc = (await db.shop(sku)).id
+        await adjust(db, sku, loc, 1000, at(0))
+        for kind, minute, quantity in order:
+            key = f"count-{changes.index((kind, minute, quantity))}-{minute}-{quantity}"
+            if kind == "count":
+                await count(db, sku, loc, quantity, at(minute), key)
+            else:
+                await adjust(db, sku, loc, quantity, at(minute))
+        total, _ = await ledger_sum(db, sku, loc)
+        assert total == await on_hand(db, sku, loc)
+        results.append(await on_hand(db, sku, loc))
+    assert results[0] == results[1]
+
+
+async def test_a_transfer_moves_every_line_or_none_and_never_held_units(db: Db) -> None:
+    mug, cap = unique("mug"), unique("cap")
+    here = (await db.shop(mug, cap)).id
+    there = (await db.shop(mug, cap)).id
+    await adjust(db, mug, here, 5)
+    await adjust(db, cap, here, 1)
+    async with db.tx() as uow:
+        await reservations.create_reservation(uow, validate_hold(here, [(mug, 2)], 60, ""))
+    # Three mugs are available (two are held); four cannot move, and the cap does not either.
+    with pytest.raises(OutOfStock) as err:
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, here, there, [(mug, 4), (cap, 1)], None)
+    assert [(s.sku, s.wanted, s.available) for s in err.value.short] == [(mug, 4, 3)]
+    assert (await on_hand(db, cap, here), await on_hand(db, cap, there)) == (1, 0)
+    async with db.tx() as uow:
+        transfer_id, levels, entries = await stock.transfer_stock(
+            uow, here, there, [(mug, 3), (cap, 1)], None, "to the mall"
+        )
+    after = {(lv.sku, lv.location_id): (lv.on_hand, lv.reserved) for lv in levels}
+    assert after == {
+        (mug, here): (2, 2),
+        (mug, there): (3, 0),
+        (cap, here): (0, 0),
+        (cap, there): (1, 0),
+    }
+    assert {e.reference for e in entries} == {transfer_id}
+    assert sorted((e.kind.value, e.delta) for e in entries if e.sku == mug) == [
+        ("transfer_in", 3),
+        ("transfer_out", -3),
+    ]
+    with pytest.raises(InvalidArgument) as bad:
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, here, here, [(mug, 0)], None)
+    assert {v.field for v in bad.value.violations} == {"to_location_id", "lines[0].quantity"}
+
+
+async def test_low_stock_is_announced_once_when_available_crosses_the_threshold(db: Db) -> None:
+    sku = unique("cup")
+    loc = (await db.shop(sku)).id
+    async with db.tx() as uow:
+        await stock.set_low_stock_threshold(uow, sku, 3)
+    await adjust(db, sku, loc, 5)
+    start = len(db.published)
+    await adjust(db, sku, loc, -1)  # 4: above
+    async with db.tx() as uow:  # a hold takes it to 2: crossed
+        await reservations.create_reservation(uow, validate_hold(loc, [(sku, 2)], 60, ""))
+    await adjust(db, sku, loc, -1)  # 1: already low, no second alert
+    lows = [e for e in db.published[start:] if isinstance(e, LowStock)]
+    assert [(e.level.available, e.threshold) for e in lows] == [(2, 3)]
+    with pytest.raises(NotFound):
+        async with db.tx() as uow:
+            await stock.set_low_stock_threshold(uow, "NOPE", 3)
+    with pytest.raises(InvalidArgument):
+        async with db.tx() as uow:
+            await stock.set_low_stock_threshold(uow, sku, -1)
+
+
+async def test_history_is_newest_first_filtered_and_paged(db: Db) -> None:
+    sku = unique("pen")
+    loc = (await db.shop(sku)).id
+    for delta in (1, 2, 3, 4):
+        await adjust(db, sku, loc, delta)
+    async with db.uow() as uow:
+        first = await stock.stock_history(uow, sku, loc, 3, None)
+        seq = int(first[-1].id.removeprefix("led_"))
+        rest = await stock.stock_history(uow, sku, "", 3, seq)
+    async with db.uow("mer_b") as other:
+        foreign = await stock.stock_history(other, sku, "", 3, None)
+    assert [e.quantity for e in first] == [4, 3, 2]
+    assert [e.quantity for e in rest] == [1]
+    assert foreign == []
