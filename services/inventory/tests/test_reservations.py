@@ -1,0 +1,283 @@
+"""Reservations on the running service: holds race for the last units and never oversell."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+
+from pos.inventory.v1 import inventory_pb2 as inv
+from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
+from pos.inventory.v1 import stock_pb2 as st
+from pos_devstack.testing import Infra, InProcessService, serve_in_process
+from pos_inventory.entrypoints.sweeper import sweep_once
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MD = (("x-merchant-id", "mer_a"),)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def svc(infra: Infra) -> AsyncIterator[InProcessService]:
+    # A quick sweep, so the test of expiry on its own waits a fraction of a second.
+    async with serve_in_process("inventory", infra, reservation_sweep_seconds=0.2) as running:
+        yield running
+
+
+def stock_stub(channel: grpc.aio.Channel) -> stock_pb2_grpc.StockServiceStub:
+    return stock_pb2_grpc.StockServiceStub(channel)
+
+
+async def _setup(svc: InProcessService, units: dict[str, int], tag: str) -> str:
+    stub = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    loc = await stub.CreateLocation(
+        inv.CreateLocationRequest(request_id=f"loc-{tag}", name="Store", currency="USD"),
+        metadata=MD,
+        timeout=5,
+    )
+    for sku, quantity in units.items():
+        await stub.CreateProduct(
+            inv.CreateProductRequest(
+                request_id=f"p-{sku}", sku=sku, name=sku, price={"amount": 100, "currency": "USD"}
+            ),
+            metadata=MD,
+            timeout=5,
+        )
+        await stub.AdjustStock(
+            inv.AdjustStockRequest(
+                request_id=f"r-{sku}-{tag}",
+                sku=sku,
+                location_id=loc.location.id,
+                delta=quantity,
+                reason=inv.ADJUSTMENT_REASON_RECEIVED,
+            ),
+            metadata=MD,
+            timeout=5,
+        )
+    return str(loc.location.id)
+
+
+def _hold(
+    rid: str, loc: str, lines: list[tuple[str, int]], ttl: int = 600
+) -> st.CreateReservationRequest:
+    return st.CreateReservationRequest(
+        request_id=rid,
+        location_id=loc,
+        lines=[st.StockLine(sku=s, quantity=q) for s, q in lines],
+        ttl_seconds=ttl,
+    )
+
+
+def _db(svc: InProcessService, query: str, *args: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(svc.database_url) as conn:
+        return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+
+def _invariants(svc: InProcessService, sku: str, loc: str) -> tuple[int, int]:
+    """(on_hand, reserved), after checking them against the ledger and the active holds."""
+    ((on_hand, reserved),) = _db(
+        svc,
+        "SELECT on_hand, reserved FROM stock WHERE merchant_id='mer_a' AND sku=%s"
+        " AND location_id=%s",
+        sku,
+        loc,
+    )
+    ((ledger,),) = _db(
+        svc,
+        "SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE merchant_id='mer_a'"
+        " AND sku=%s AND location_id=%s",
+        sku,
+        loc,
+    )
+    ((held,),) = _db(
+        svc,
+        "SELECT coalesce(sum((l->>1)::bigint), 0) FROM reservations r,"
+        " jsonb_array_elements(r.lines) l WHERE r.merchant_id='mer_a' AND r.status='active'"
+        " AND r.location_id=%s AND l->>0 = %s",
+        loc,
+        sku,
+    )
+    assert ledger == on_hand
+    assert held == reserved
+    assert 0 <= int(reserved) <= int(on_hand)  # type: ignore[call-overload]
+    return int(on_hand), int(reserved)  # type: ignore[call-overload]
+
+
+async def test_a_thousand_concurrent_holds_on_a_hundred_units_sell_exactly_a_hundred(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"HOT": 100}, "hot")
+    # Many client connections, as many tills and web sessions would open.
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") for _ in range(20)]
+    try:
+
+        async def one(i: int) -> str:
+            stub = stock_stub(channels[i % len(channels)])
+            try:
+                await stub.CreateReservation(
+                    _hold(f"h-{i}", loc, [("HOT", 1)]), metadata=MD, timeout=60
+                )
+                return "held"
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+                assert read_error(err).reason == "insufficient_stock"
+                return "out"
+
+        outcomes = await asyncio.gather(*(one(i) for i in range(1000)))
+    finally:
+        for channel in channels:
+            await channel.close()
+    assert outcomes.count("held") == 100
+    assert outcomes.count("out") == 900
+    assert _invariants(svc, "HOT", loc) == (100, 100)
+
+
+async def test_multi_line_holds_are_all_or_nothing_under_the_same_race(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"PAIR-A": 50, "PAIR-B": 30}, "pair")
+    stub = stock_stub(svc.channel)
+
+    async def one(i: int) -> bool:
+        # Half name the lines in the other order: the service sorts them, so none deadlock.
+        lines = [("PAIR-A", 1), ("PAIR-B", 1)] if i % 2 else [("PAIR-B", 1), ("PAIR-A", 1)]
+        try:
+            await stub.CreateReservation(_hold(f"pair-{i}", loc, lines), metadata=MD, timeout=60)
+            return True
+        except grpc.aio.AioRpcError as err:
+            assert read_error(err).reason == "insufficient_stock"
+            return False
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(200)))
+    assert sum(outcomes) == 30
+    assert _invariants(svc, "PAIR-A", loc) == (50, 30)
+    assert _invariants(svc, "PAIR-B", loc) == (30, 30)
+
+
+async def test_commit_sells_release_gives_back_and_each_applies_once(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"CYCLE": 10}, "cycle")
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(_hold("c-1", loc, [("CYCLE", 4)]), metadata=MD, timeout=5)
+    again = await stub.CreateReservation(_hold("c-1", loc, [("CYCLE", 4)]), metadata=MD, timeout=5)
+    assert again == made  # the same request id: the same hold, held once
+    assert _invariants(svc, "CYCLE", loc) == (10, 4)
+    rid = made.reservation.id
+    committed = await stub.CommitReservation(
+        st.CommitReservationRequest(request_id="c-2", id=rid), metadata=MD, timeout=5
+    )
+    assert committed.reservation.status == st.RESERVATION_STATUS_COMMITTED
+    await stub.CommitReservation(
+        st.CommitReservationRequest(request_id="c-2", id=rid), metadata=MD, timeout=5
+    )
+    assert _invariants(svc, "CYCLE", loc) == (6, 0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ReleaseReservation(
+            st.ReleaseReservationRequest(request_id="c-3", id=rid), metadata=MD, timeout=5
+        )
+    assert read_error(err.value).reason == "reservation_committed"
+
+    other = await stub.CreateReservation(_hold("c-4", loc, [("CYCLE", 6)]), metadata=MD, timeout=5)
+    released = await stub.ReleaseReservation(
+        st.ReleaseReservationRequest(request_id="c-5", id=other.reservation.id),
+        metadata=MD,
+        timeout=5,
+    )
+    assert released.reservation.status == st.RESERVATION_STATUS_RELEASED
+    assert [lv.available for lv in released.levels] == [6]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CommitReservation(
+            st.CommitReservationRequest(request_id="c-6", id=other.reservation.id),
+            metadata=MD,
+            timeout=5,
+        )
+    assert read_error(err.value).reason == "reservation_released"
+    assert _invariants(svc, "CYCLE", loc) == (6, 0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetReservation(
+            st.GetReservationRequest(id=rid), metadata=(("x-merchant-id", "mer_b"),), timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_bad_holds_are_refused_field_by_field_and_hold_nothing(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"BAD": 5}, "bad")
+    stub = stock_stub(svc.channel)
+    cases = [
+        (_hold("b-1", loc, []), {"lines"}),
+        (_hold("b-2", loc, [("BAD", 0), ("BAD", 1)]), {"lines[0].quantity", "lines[1].sku"}),
+        (_hold("b-3", "", [("BAD", 1)], ttl=-5), {"location_id", "ttl_seconds"}),
+    ]
+    for request, fields in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateReservation(request, metadata=MD, timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {v.field for v in read_error(err.value).violations} == fields
+    for request in (_hold("b-4", loc, [("NOPE", 1)]), _hold("b-5", "loc_nope", [("BAD", 1)])):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateReservation(request, metadata=MD, timeout=5)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateReservation(_hold("b-6", loc, [("BAD", 6)]), metadata=MD, timeout=5)
+    error = read_error(err.value)
+    assert (error.reason, error.metadata["skus"], error.metadata["available"]) == (
+        "insufficient_stock",
+        "BAD",
+        "5",
+    )
+    assert _invariants(svc, "BAD", loc) == (5, 0)
+
+
+async def test_an_expired_hold_gives_its_units_back_and_cannot_be_committed(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"TTL": 3}, "ttl")
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(_hold("t-1", loc, [("TTL", 2)]), metadata=MD, timeout=5)
+    # Its time is up (moved into the past rather than waited for).
+    _db(
+        svc,
+        "UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = %s"
+        " RETURNING id",
+        made.reservation.id,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CommitReservation(
+            st.CommitReservationRequest(request_id="t-2", id=made.reservation.id),
+            metadata=MD,
+            timeout=5,
+        )
+    assert read_error(err.value).reason == "reservation_expired"
+    await sweep_once(svc.runtime.uow)
+    got = await stub.GetReservation(
+        st.GetReservationRequest(id=made.reservation.id), metadata=MD, timeout=5
+    )
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert _invariants(svc, "TTL", loc) == (3, 0)
+
+
+async def test_the_service_expires_holds_on_its_own(svc: InProcessService) -> None:
+    loc = await _setup(svc, {"SWEEP": 1}, "sweep")
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(
+        _hold("s-1", loc, [("SWEEP", 1)], ttl=1), metadata=MD, timeout=5
+    )
+    deadline = time.monotonic() + 30
+    status = made.reservation.status
+    while status != st.RESERVATION_STATUS_EXPIRED:
+        assert time.monotonic() < deadline, "the hold never expired"
+        await asyncio.sleep(0.1)  # polling the outcome, bounded by the deadline
+        got = await stub.GetReservation(
+            st.GetReservationRequest(id=made.reservation.id), metadata=MD, timeout=5
+        )
+        status = got.reservation.status
+    assert _invariants(svc, "SWEEP", loc) == (1, 0)
