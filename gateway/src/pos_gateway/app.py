@@ -30,6 +30,7 @@ from pos_gateway.routes import (
     platform_admin,
     products,
     promotions,
+    stock,
 )
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
@@ -101,7 +102,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
-    for module in (products, inventory, customers, promotions, orders, credentials, platform_admin):
+    for module in (
+        products,
+        inventory,
+        stock,
+        customers,
+        promotions,
+        orders,
+        credentials,
+        platform_admin,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["platform"], summary="Liveness")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from pos.customer.v1 import customer_pb2_grpc
-from pos.inventory.v1 import inventory_pb2_grpc
+from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
 from pos.order.v1 import order_pb2_grpc
 from pos.payment.v1 import payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2_grpc
@@ -23,6 +23,8 @@ class Services:
     customer: customer_pb2_grpc.CustomerServiceStub
     payment: payment_pb2_grpc.PaymentServiceStub
     order: order_pb2_grpc.OrderServiceStub
+    # Served by the inventory process, on its channel.
+    stock: stock_pb2_grpc.StockServiceStub
 
     async def close(self) -> None:
         for ch in self.channels.values():
@@ -45,4 +47,5 @@ def connect(settings: GatewaySettings) -> Services:
         customer_pb2_grpc.CustomerServiceStub(chans["customer"]),
         payment_pb2_grpc.PaymentServiceStub(chans["payment"]),
         order_pb2_grpc.OrderServiceStub(chans["order"]),
+        stock_pb2_grpc.StockServiceStub(chans["inventory"]),
     )

@@ -40,7 +40,12 @@ def to_json(message: Message) -> dict[str, Any]:
     field: Any
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[field.name] = dict(sorted(value.items()))
+        elif field.has_presence and field.type != FieldDescriptor.TYPE_MESSAGE:
+            # proto3 `optional`: unset is null, not zero.
+            out[field.name] = _value(field, value) if message.HasField(field.name) else None
+        elif field.is_repeated:
             out[field.name] = [_value(field, v) for v in value]
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             out[field.name] = _value(field, value) if message.HasField(field.name) else None

@@ -60,6 +60,9 @@ TITLES = {
 }
 
 
+_RESERVED_MEMBERS = {"type", "title", "status", "detail", "code", "errors", "instance"}
+
+
 class Problem(Exception):
     def __init__(
         self,
@@ -105,7 +108,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     code = remote.reason or fallback or remote.status.name.lower()
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
     errors = [{"field": v.field, "reason": v.description} for v in remote.violations]
-    return Problem(status, code, detail, errors)
+    # A refusal's figures (the current on_hand of a stale count, what was available of a
+    # SKU that ran out) travel as problem extension members, so a client can act on them.
+    extra = {k: v for k, v in remote.metadata.items() if k not in _RESERVED_MEMBERS}
+    return Problem(status, code, detail, errors, extra=extra)
 
 
 def install(app: FastAPI) -> None:

@@ -40,13 +40,13 @@ UpdatedSince = Annotated[
 ]
 
 
-def timestamp(value: datetime) -> Timestamp:
+def timestamp(value: datetime, name: str = "updated_since") -> Timestamp:
     if value.tzinfo is None:
         raise Problem(
             400,
             "invalid_request",
-            "updated_since must carry a time zone",
-            [{"field": "updated_since", "reason": "must be an RFC 3339 time with an offset"}],
+            f"{name} must carry a time zone",
+            [{"field": name, "reason": "must be an RFC 3339 time with an offset"}],
         )
     stamp = Timestamp()
     stamp.FromDatetime(value.astimezone(UTC))

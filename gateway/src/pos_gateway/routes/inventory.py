@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -18,16 +19,69 @@ from pos_gateway.routes.common import (
     page,
     request_id,
     services,
+    timestamp,
 )
 
 router = APIRouter(prefix="/v1", tags=["locations and inventory"])
 Svc = Annotated[Services, Depends(services)]
 
 
+class AddressIn(Body):
+    line1: str = Field("", max_length=200, examples=["1 Main St"])
+    line2: str = Field("", max_length=200)
+    city: str = Field("", max_length=200, examples=["Springfield"])
+    region: str = Field("", max_length=200, examples=["IL"])
+    postal_code: str = Field("", max_length=20, examples=["62701"])
+    country: str = Field("", pattern=r"^([A-Z]{2})?$", examples=["US"])
+
+
+class GeoIn(Body):
+    latitude: float = Field(ge=-90, le=90, examples=[39.7817])
+    longitude: float = Field(ge=-180, le=180, examples=[-89.6501])
+
+    def pb(self) -> inventory_pb2.GeoPoint:
+        return inventory_pb2.GeoPoint(latitude=self.latitude, longitude=self.longitude)
+
+
 class LocationIn(Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, examples=["Main St store"])
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
     tax_rate_bps: int = Field(0, ge=0, le=10_000, description="825 = 8.25 %")
+    kind: Literal["store", "warehouse"] = "store"
+    address: AddressIn | None = None
+    geo: GeoIn | None = None
+    time_zone: str = Field("UTC", max_length=64, examples=["America/Chicago"])
+    tax_rates_bps: dict[str, Annotated[int, Field(ge=0, le=10_000)]] = Field(
+        default_factory=dict,
+        max_length=50,
+        description='Basis points per tax category, e.g. {"food": 200}; others pay tax_rate_bps',
+    )
+    pickup_enabled: bool = False
+    ship_enabled: bool = False
+
+    def pb(self) -> inventory_pb2.CreateLocationRequest:
+        request = inventory_pb2.CreateLocationRequest(
+            request_id=request_id(),
+            name=self.name,
+            currency=self.currency,
+            tax_rate_bps=self.tax_rate_bps,
+            kind=LOCATION_KINDS[self.kind],
+            time_zone=self.time_zone,
+            tax_rates_bps=self.tax_rates_bps,
+            pickup_enabled=self.pickup_enabled,
+            ship_enabled=self.ship_enabled,
+        )
+        if self.address is not None:
+            request.address.CopyFrom(inventory_pb2.Address(**self.address.model_dump()))
+        if self.geo is not None:
+            request.geo.CopyFrom(self.geo.pb())
+        return request
+
+
+LOCATION_KINDS = {
+    "store": inventory_pb2.LOCATION_KIND_STORE,
+    "warehouse": inventory_pb2.LOCATION_KIND_WAREHOUSE,
+}
 
 
 REASONS = {
@@ -36,21 +90,30 @@ REASONS = {
     "returned": inventory_pb2.ADJUSTMENT_REASON_RETURNED,
     "damaged": inventory_pb2.ADJUSTMENT_REASON_DAMAGED,
     "correction": inventory_pb2.ADJUSTMENT_REASON_CORRECTION,
+    "lost": inventory_pb2.ADJUSTMENT_REASON_LOST,
 }
+Reason = Literal["received", "sold", "returned", "damaged", "correction", "lost"]
+OccurredAt = Field(
+    None,
+    description="When it happened (RFC 3339 with an offset); unset means now. A change from "
+    "before the latest physical count is recorded but changes nothing: the count saw it.",
+)
 
 
 class AdjustmentIn(Body):
     sku: str = Field(min_length=1, max_length=64)
     location_id: str = Field(min_length=1, max_length=64)
-    delta: int = Field(description="Signed change of on-hand units; never zero")
-    reason: Literal["received", "sold", "returned", "damaged", "correction"]
+    delta: int = Field(
+        ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on-hand units; not 0"
+    )
+    reason: Reason
+    occurred_at: datetime | None = OccurredAt
+    note: str = Field("", max_length=500)
 
 
 @router.post("/locations", status_code=201, **op("inventory:write", "Create a location"))
 async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
-    answer = await svc.inventory.CreateLocation(
-        inventory_pb2.CreateLocationRequest(request_id=request_id(), **body.model_dump())
-    )
+    answer = await svc.inventory.CreateLocation(body.pb())
     return to_json(answer.location)
 
 
@@ -78,13 +141,16 @@ async def stock_levels(
     "/inventory/adjustments", status_code=201, **op("inventory:write", "Adjust stock with a reason")
 )
 async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
-    answer = await svc.inventory.AdjustStock(
-        inventory_pb2.AdjustStockRequest(
-            request_id=request_id(),
-            sku=body.sku,
-            location_id=body.location_id,
-            delta=body.delta,
-            reason=REASONS[body.reason],
-        )
+    """Answers the new level, with the ledger `entry` the change wrote."""
+    request = inventory_pb2.AdjustStockRequest(
+        request_id=request_id(),
+        sku=body.sku,
+        location_id=body.location_id,
+        delta=body.delta,
+        reason=REASONS[body.reason],
+        note=body.note,
     )
-    return to_json(answer.level)
+    if body.occurred_at is not None:
+        request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
+    answer = await svc.inventory.AdjustStock(request)
+    return {**to_json(answer.level), "entry": to_json(answer.entry)}

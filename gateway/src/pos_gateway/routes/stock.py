@@ -1,0 +1,254 @@
+"""Counts, transfers, history, low stock, reservations, availability and sourcing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import (
+    Body,
+    Cursor,
+    Limit,
+    op,
+    page,
+    request_id,
+    services,
+    timestamp,
+)
+from pos_gateway.routes.inventory import GeoIn, OccurredAt
+
+router = APIRouter(prefix="/v1", tags=["stock and reservations"])
+Svc = Annotated[Services, Depends(services)]
+Sku = Field(min_length=1, max_length=64, examples=["TEE-M-RED"])
+LocationId = Field(min_length=1, max_length=64, examples=["loc_01JD8X3M1Y0B9QK8V2T4N6P7RS"])
+
+
+class LineIn(Body):
+    sku: str = Sku
+    quantity: int = Field(ge=1, le=1_000_000_000, examples=[1])
+
+    def pb(self) -> stock_pb2.StockLine:
+        return stock_pb2.StockLine(sku=self.sku, quantity=self.quantity)
+
+
+Lines = Field(min_length=1, max_length=100)
+
+
+class CountIn(Body):
+    sku: str = Sku
+    location_id: str = LocationId
+    quantity: int = Field(ge=0, le=1_000_000_000, description="Units counted on the shelf")
+    expected_on_hand: int | None = Field(
+        None,
+        description="Apply only if on_hand is still this; otherwise 409 `count_conflict` with "
+        "the current `on_hand`",
+    )
+    occurred_at: datetime | None = OccurredAt
+    note: str = Field("", max_length=500)
+
+
+class TransferIn(Body):
+    from_location_id: str = LocationId
+    to_location_id: str = LocationId
+    lines: list[LineIn] = Lines
+    occurred_at: datetime | None = OccurredAt
+    note: str = Field("", max_length=500)
+
+
+class ThresholdIn(Body):
+    sku: str = Sku
+    threshold: int | None = Field(
+        ge=0, le=1_000_000_000, description="Alert when available falls to this; null removes it"
+    )
+
+
+class ReservationIn(Body):
+    location_id: str = LocationId
+    lines: list[LineIn] = Lines
+    ttl_seconds: int = Field(900, ge=1, le=604_800, description="How long the hold lasts")
+    reference: str = Field("", max_length=200, description="Yours, e.g. a cart or order id")
+
+
+class SourcingIn(Body):
+    lines: list[LineIn] = Lines
+    destination: GeoIn | None = Field(None, description="Ship here; or give pickup_location_id")
+    pickup_location_id: str | None = Field(None, max_length=64)
+    dry_run: bool = Field(False, description="Propose only; hold nothing")
+    ttl_seconds: int = Field(900, ge=1, le=604_800)
+    reference: str = Field("", max_length=200)
+
+
+@router.post(
+    "/inventory/counts", status_code=201, **op("inventory:write", "Record a physical count")
+)
+async def count_stock(body: CountIn, svc: Svc) -> dict[str, Any]:
+    request = stock_pb2.CountStockRequest(
+        request_id=request_id(),
+        sku=body.sku,
+        location_id=body.location_id,
+        quantity=body.quantity,
+        note=body.note,
+    )
+    if body.expected_on_hand is not None:
+        request.expected_on_hand = body.expected_on_hand
+    if body.occurred_at is not None:
+        request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
+    return to_json(await svc.stock.CountStock(request))
+
+
+@router.post(
+    "/inventory/transfers", status_code=201, **op("inventory:write", "Move stock between locations")
+)
+async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
+    request = stock_pb2.TransferStockRequest(
+        request_id=request_id(),
+        from_location_id=body.from_location_id,
+        to_location_id=body.to_location_id,
+        lines=[line.pb() for line in body.lines],
+        note=body.note,
+    )
+    if body.occurred_at is not None:
+        request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
+    return to_json(await svc.stock.TransferStock(request))
+
+
+@router.get("/inventory/history", **op("inventory:read", "The stock ledger, newest first"))
+async def stock_history(
+    svc: Svc,
+    sku: Annotated[str | None, Query(max_length=64)] = None,
+    location_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    answer = await svc.stock.ListStockHistory(
+        stock_pb2.ListStockHistoryRequest(
+            sku=sku or "", location_id=location_id or "", page_size=limit, page_token=cursor or ""
+        )
+    )
+    return page([to_json(x) for x in answer.entries], answer.next_page_token)
+
+
+@router.post(
+    "/inventory/low-stock-thresholds", **op("inventory:write", "Set or remove a low-stock alert")
+)
+async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
+    request = stock_pb2.SetLowStockThresholdRequest(request_id=request_id(), sku=body.sku)
+    if body.threshold is not None:
+        request.threshold = body.threshold
+    return to_json(await svc.stock.SetLowStockThreshold(request))
+
+
+@router.get("/inventory/availability", **op("inventory:read", "Availability across locations"))
+async def availability(
+    svc: Svc,
+    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    location_id: Annotated[list[str] | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    answer = await svc.stock.GetAvailability(
+        stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])
+    )
+    return page([to_json(x) for x in answer.skus], "")
+
+
+def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
+    """`SKU` or `SKU:quantity` (a colon never appears in a SKU)."""
+    lines = []
+    for value in values:
+        sku, _, quantity = value.partition(":")
+        if quantity and not quantity.isdigit():
+            raise Problem(
+                400,
+                "invalid_request",
+                "the request is not valid",
+                [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity"}],
+            )
+        lines.append(stock_pb2.StockLine(sku=sku, quantity=int(quantity or 1)))
+    return lines
+
+
+@router.get("/inventory/nearby", **op("inventory:read", "Locations with stock near a point"))
+async def nearby(
+    svc: Svc,
+    sku: Annotated[
+        list[str], Query(min_length=1, max_length=100, description="SKU or SKU:quantity")
+    ],
+    latitude: Annotated[float, Query(ge=-90, le=90)],
+    longitude: Annotated[float, Query(ge=-180, le=180)],
+    radius_km: Annotated[float, Query(ge=0, le=20_000)] = 0,
+    pickup_only: bool = False,
+    limit: Limit = 10,
+) -> dict[str, Any]:
+    answer = await svc.stock.FindNearbyStock(
+        stock_pb2.FindNearbyStockRequest(
+            lines=_lines_from_query(sku),
+            near=inventory_pb2.GeoPoint(latitude=latitude, longitude=longitude),
+            radius_km=radius_km,
+            pickup_only=pickup_only,
+            page_size=limit,
+        )
+    )
+    return page([to_json(x) for x in answer.locations], "")
+
+
+@router.post("/reservations", status_code=201, **op("inventory:write", "Hold stock"))
+async def create_reservation(body: ReservationIn, svc: Svc) -> dict[str, Any]:
+    """Every line or none; 409 `insufficient_stock` names the SKUs short and what is available."""
+    answer = await svc.stock.CreateReservation(
+        stock_pb2.CreateReservationRequest(
+            request_id=request_id(),
+            location_id=body.location_id,
+            lines=[line.pb() for line in body.lines],
+            ttl_seconds=body.ttl_seconds,
+            reference=body.reference,
+        )
+    )
+    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+
+
+@router.get("/reservations/{reservation_id}", **op("inventory:read", "Get a reservation"))
+async def get_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
+    return to_json(answer.reservation)
+
+
+@router.post(
+    "/reservations/{reservation_id}/commit", **op("inventory:write", "Sell the held units")
+)
+async def commit_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.stock.CommitReservation(
+        stock_pb2.CommitReservationRequest(request_id=request_id(), id=reservation_id)
+    )
+    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+
+
+@router.post(
+    "/reservations/{reservation_id}/release", **op("inventory:write", "Give the held units back")
+)
+async def release_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+    answer = await svc.stock.ReleaseReservation(
+        stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)
+    )
+    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+
+
+@router.post("/sourcing", **op("inventory:write", "Propose where to fulfil lines from"))
+async def propose_sourcing(body: SourcingIn, svc: Svc) -> dict[str, Any]:
+    """Pickup, one location, or a split, with the reason; holds the stock unless dry_run."""
+    request = stock_pb2.ProposeSourcingRequest(
+        request_id=request_id(),
+        lines=[line.pb() for line in body.lines],
+        pickup_location_id=body.pickup_location_id or "",
+        dry_run=body.dry_run,
+        ttl_seconds=body.ttl_seconds,
+        reference=body.reference,
+    )
+    if body.destination is not None:
+        request.destination.CopyFrom(body.destination.pb())
+    return to_json(await svc.stock.ProposeSourcing(request))

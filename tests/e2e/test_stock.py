@@ -1,0 +1,140 @@
+"""Stock through the gateway: locations in detail, holds, counts, transfers, sourcing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def _shop(http: httpx.Client, tag: str, lat: float, lng: float, stock: dict[str, int]) -> str:
+    made = _post(
+        http,
+        "/v1/locations",
+        {
+            "name": f"{tag} store",
+            "currency": "USD",
+            "tax_rate_bps": 825,
+            "address": {"line1": "1 Main St", "city": "Springfield", "country": "US"},
+            "geo": {"latitude": lat, "longitude": lng},
+            "time_zone": "America/Chicago",
+            "tax_rates_bps": {"food": 200},
+            "pickup_enabled": True,
+            "ship_enabled": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    loc = made.json()
+    assert loc["tax_rates_bps"] == {"food": 200} and loc["geo"]["latitude"] == lat
+    for sku, units in stock.items():
+        got = _post(
+            http,
+            "/v1/inventory/adjustments",
+            {"sku": sku, "location_id": loc["id"], "delta": units, "reason": "received"},
+        )
+        assert got.status_code == 201, got.text
+        assert got.json()["entry"]["kind"] == "adjustment"
+    return str(loc["id"])
+
+
+def _product(http: httpx.Client, sku: str) -> None:
+    made = _post(
+        http, "/v1/products", {"sku": sku, "name": sku, "price": {"amount": 500, "currency": "USD"}}
+    )
+    assert made.status_code == 201, made.text
+
+
+def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> None:
+    http = platform.http
+    tag = uuid.uuid4().hex[:6].upper()
+    lamp, desk = f"LAMP-{tag}", f"DESK-{tag}"
+    _product(http, lamp)
+    _product(http, desk)
+    near = _shop(http, f"near-{tag}", 41.88, -87.63, {lamp: 2})
+    far = _shop(http, f"far-{tag}", 40.71, -74.00, {lamp: 5, desk: 1})
+
+    held = _post(
+        http,
+        "/v1/reservations",
+        {"location_id": near, "lines": [{"sku": lamp, "quantity": 2}], "ttl_seconds": 600},
+    )
+    assert held.status_code == 201, held.text
+    assert held.json()["status"] == "active" and held.json()["levels"][0]["available"] == 0
+    short = _post(
+        http, "/v1/reservations", {"location_id": near, "lines": [{"sku": lamp, "quantity": 1}]}
+    )
+    assert short.status_code == 409
+    assert short.headers["content-type"] == "application/problem+json"
+    assert (short.json()["code"], short.json()["skus"], short.json()["available"]) == (
+        "insufficient_stock",
+        lamp,
+        "0",
+    )
+    rid = held.json()["id"]
+    assert platform.new_merchant(f"other-{tag}").get(f"/v1/reservations/{rid}").status_code == 404
+    committed = _post(http, f"/v1/reservations/{rid}/commit", {})
+    assert committed.status_code == 200 and committed.json()["status"] == "committed"
+    assert committed.json()["levels"][0]["on_hand"] == 0
+
+    stale = _post(
+        http,
+        "/v1/inventory/counts",
+        {"sku": lamp, "location_id": far, "quantity": 4, "expected_on_hand": 9},
+    )
+    assert stale.status_code == 409 and stale.json()["on_hand"] == "5"
+    counted = _post(
+        http,
+        "/v1/inventory/counts",
+        {"sku": lamp, "location_id": far, "quantity": 4, "expected_on_hand": 5},
+    )
+    assert counted.status_code == 201 and counted.json()["level"]["on_hand"] == 4
+
+    moved = _post(
+        http,
+        "/v1/inventory/transfers",
+        {"from_location_id": far, "to_location_id": near, "lines": [{"sku": lamp, "quantity": 1}]},
+    )
+    assert moved.status_code == 201, moved.text
+    history = http.get("/v1/inventory/history", params={"sku": lamp, "location_id": near}).json()
+    assert [e["kind"] for e in history["data"]][:2] == ["transfer_in", "sale"]
+
+    everywhere = http.get("/v1/inventory/availability", params={"sku": [lamp, desk]}).json()
+    totals = {x["sku"]: x["available"] for x in everywhere["data"]}
+    assert totals == {lamp: 4, desk: 1}
+    found = http.get(
+        "/v1/inventory/nearby",
+        params={"sku": [f"{lamp}:1"], "latitude": 41.9, "longitude": -87.6},
+    ).json()["data"]
+    assert [x["location"]["id"] for x in found][:2] == [near, far]
+
+    proposal = _post(
+        http,
+        "/v1/sourcing",
+        {
+            "lines": [{"sku": lamp, "quantity": 1}, {"sku": desk, "quantity": 1}],
+            "destination": {"latitude": 41.9, "longitude": -87.6},
+            "dry_run": True,
+        },
+    )
+    assert proposal.status_code == 200, proposal.text
+    body = proposal.json()
+    # The near store has no desk, so the far one, which has both, ships everything.
+    assert (body["strategy"], body["reason_code"]) == ("single", "nearest_with_all_lines")
+    assert [a["location_id"] for a in body["allocations"]] == [far]
+    assert body["allocations"][0]["reservation_id"] == ""
+
+    bad = _post(
+        http, "/v1/reservations", {"location_id": near, "lines": [{"sku": lamp, "quantity": 0}]}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "lines.0.quantity"
