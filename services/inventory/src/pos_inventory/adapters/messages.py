@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pos.inventory.v1 import inventory_pb2
+from pos_inventory.adapters.product_messages import STATUSES, variant_to_proto
 from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.model import Location, Reason, StockLevel
 from pos_kit.proto_money import to_proto
@@ -33,6 +34,13 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         name=p.name,
         price=to_proto(p.price),
         version=p.version,
+        description=p.description,
+        category=p.category,
+        tax_category=p.tax_category,
+        status=STATUSES[p.status],
+        external_id=p.external_id,
+        barcodes=p.barcodes,
+        variants=[variant_to_proto(v) for v in p.variants],
     )
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)

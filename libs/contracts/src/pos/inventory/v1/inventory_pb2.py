@@ -22,57 +22,92 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/inventory/v1/inventory.proto\x12\x10pos.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\x8d\x01\n\x08Location\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\"a\n\x15\x43reateLocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\"F\n\x16\x43reateLocationResponse\x12,\n\x08location\x18\x01 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"=\n\x14ListLocationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListLocationsResponse\x12-\n\tlocations\x18\x01 \x03(\x0b\x32\x1a.pos.inventory.v1.Location\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14\x43reateProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"o\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x10GetPricesRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"n\n\x11GetPricesResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"\x8d\x01\n\x12\x41\x64justStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x03\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\"B\n\x13\x41\x64justStockResponse\x12+\n\x05level\x18\x01 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\":\n\x15GetStockLevelsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"F\n\x16GetStockLevelsResponse\x12,\n\x06levels\x18\x01 \x03(\x0b\x32\x1c.pos.inventory.v1.StockLevel*\xd2\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RECEIVED\x10\x01\x12\x1a\n\x16\x41\x44JUSTMENT_REASON_SOLD\x10\x02\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RETURNED\x10\x03\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_DAMAGED\x10\x04\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x05\x32\x8a\x06\n\x10InventoryService\x12\x63\n\x0e\x43reateLocation\x12\'.pos.inventory.v1.CreateLocationRequest\x1a(.pos.inventory.v1.CreateLocationResponse\x12`\n\rListLocations\x12&.pos.inventory.v1.ListLocationsRequest\x1a\'.pos.inventory.v1.ListLocationsResponse\x12`\n\rCreateProduct\x12&.pos.inventory.v1.CreateProductRequest\x1a\'.pos.inventory.v1.CreateProductResponse\x12W\n\nGetProduct\x12#.pos.inventory.v1.GetProductRequest\x1a$.pos.inventory.v1.GetProductResponse\x12]\n\x0cListProducts\x12%.pos.inventory.v1.ListProductsRequest\x1a&.pos.inventory.v1.ListProductsResponse\x12T\n\tGetPrices\x12\".pos.inventory.v1.GetPricesRequest\x1a#.pos.inventory.v1.GetPricesResponse\x12Z\n\x0b\x41\x64justStock\x12$.pos.inventory.v1.AdjustStockRequest\x1a%.pos.inventory.v1.AdjustStockResponse\x12\x63\n\x0eGetStockLevels\x12\'.pos.inventory.v1.GetStockLevelsRequest\x1a(.pos.inventory.v1.GetStockLevelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pos/inventory/v1/inventory.proto\x12\x10pos.inventory.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\x8d\x01\n\x08Location\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x03\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\t \x01(\t\x12\x14\n\x0ctax_category\x18\n \x01(\t\x12/\n\x06status\x18\x0b \x01(\x0e\x32\x1f.pos.inventory.v1.ProductStatus\x12\x13\n\x0b\x65xternal_id\x18\x0c \x01(\t\x12\x10\n\x08\x62\x61rcodes\x18\r \x03(\t\x12\x32\n\x08variants\x18\x0e \x03(\x0b\x32 .pos.inventory.v1.ProductVariant\"d\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\"a\n\x15\x43reateLocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x14\n\x0ctax_rate_bps\x18\x04 \x01(\x05\"F\n\x16\x43reateLocationResponse\x12,\n\x08location\x18\x01 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"=\n\x14ListLocationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListLocationsResponse\x12-\n\tlocations\x18\x01 \x03(\x0b\x32\x1a.pos.inventory.v1.Location\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x02\n\x14\x43reateProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05price\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x14\n\x0ctax_category\x18\x07 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x08 \x01(\t\x12\x10\n\x08\x62\x61rcodes\x18\t \x03(\t\x12\x32\n\x08variants\x18\n \x03(\x0b\x32 .pos.inventory.v1.ProductVariant\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"o\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x10GetPricesRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"n\n\x11GetPricesResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"\x8d\x01\n\x12\x41\x64justStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x03\x12\x32\n\x06reason\x18\x05 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\"B\n\x13\x41\x64justStockResponse\x12+\n\x05level\x18\x01 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\":\n\x15GetStockLevelsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\"F\n\x16GetStockLevelsResponse\x12,\n\x06levels\x18\x01 \x03(\x0b\x32\x1c.pos.inventory.v1.StockLevel\"\xde\x01\n\x0eProductVariant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12>\n\x07options\x18\x04 \x03(\x0b\x32-.pos.inventory.v1.ProductVariant.OptionsEntry\x12#\n\x05price\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x10\n\x08\x62\x61rcodes\x18\x06 \x03(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe6\x01\n\x0cProductInput\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12#\n\x05price\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x14\n\x0ctax_category\x18\x06 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x07 \x01(\t\x12\x10\n\x08\x62\x61rcodes\x18\x08 \x03(\t\x12\x32\n\x08variants\x18\t \x03(\x0b\x32 .pos.inventory.v1.ProductVariant\"\xb2\x01\n\x14UpdateProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\x12/\n\x07product\x18\x04 \x01(\x0b\x32\x1e.pos.inventory.v1.ProductInput\x12/\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x15UpdateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"Q\n\x15\x41rchiveProductRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"D\n\x16\x41rchiveProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"]\n\x15UpsertProductsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08products\x18\x02 \x03(\x0b\x32\x1e.pos.inventory.v1.ProductInput\"0\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"^\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x32\n\x0c\x66ield_errors\x18\x03 \x03(\x0b\x32\x1c.pos.inventory.v1.FieldError\"\xc3\x01\n\x13UpsertProductResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\x30\n\x07outcome\x18\x03 \x01(\x0e\x32\x1f.pos.inventory.v1.UpsertOutcome\x12*\n\x07product\x18\x04 \x01(\x0b\x32\x19.pos.inventory.v1.Product\x12*\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1b.pos.inventory.v1.ItemError\"P\n\x16UpsertProductsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.pos.inventory.v1.UpsertProductResult\"\x9c\x01\n\x15SearchProductsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61rcode\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.pos.inventory.v1.ProductStatus\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"^\n\x16SearchProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.pos.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd2\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RECEIVED\x10\x01\x12\x1a\n\x16\x41\x44JUSTMENT_REASON_SOLD\x10\x02\x12\x1e\n\x1a\x41\x44JUSTMENT_REASON_RETURNED\x10\x03\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_DAMAGED\x10\x04\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x05*g\n\rProductStatus\x12\x1e\n\x1aPRODUCT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PRODUCT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17PRODUCT_STATUS_ARCHIVED\x10\x02*\xa0\x01\n\rUpsertOutcome\x12\x1e\n\x1aUPSERT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPSERT_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16UPSERT_OUTCOME_UPDATED\x10\x02\x12\x1c\n\x18UPSERT_OUTCOME_UNCHANGED\x10\x03\x12\x19\n\x15UPSERT_OUTCOME_FAILED\x10\x04\x32\x9b\t\n\x10InventoryService\x12\x63\n\x0e\x43reateLocation\x12\'.pos.inventory.v1.CreateLocationRequest\x1a(.pos.inventory.v1.CreateLocationResponse\x12`\n\rListLocations\x12&.pos.inventory.v1.ListLocationsRequest\x1a\'.pos.inventory.v1.ListLocationsResponse\x12`\n\rCreateProduct\x12&.pos.inventory.v1.CreateProductRequest\x1a\'.pos.inventory.v1.CreateProductResponse\x12W\n\nGetProduct\x12#.pos.inventory.v1.GetProductRequest\x1a$.pos.inventory.v1.GetProductResponse\x12]\n\x0cListProducts\x12%.pos.inventory.v1.ListProductsRequest\x1a&.pos.inventory.v1.ListProductsResponse\x12T\n\tGetPrices\x12\".pos.inventory.v1.GetPricesRequest\x1a#.pos.inventory.v1.GetPricesResponse\x12Z\n\x0b\x41\x64justStock\x12$.pos.inventory.v1.AdjustStockRequest\x1a%.pos.inventory.v1.AdjustStockResponse\x12\x63\n\x0eGetStockLevels\x12\'.pos.inventory.v1.GetStockLevelsRequest\x1a(.pos.inventory.v1.GetStockLevelsResponse\x12`\n\rUpdateProduct\x12&.pos.inventory.v1.UpdateProductRequest\x1a\'.pos.inventory.v1.UpdateProductResponse\x12\x63\n\x0e\x41rchiveProduct\x12\'.pos.inventory.v1.ArchiveProductRequest\x1a(.pos.inventory.v1.ArchiveProductResponse\x12\x63\n\x0eUpsertProducts\x12\'.pos.inventory.v1.UpsertProductsRequest\x1a(.pos.inventory.v1.UpsertProductsResponse\x12\x63\n\x0eSearchProducts\x12\'.pos.inventory.v1.SearchProductsRequest\x1a(.pos.inventory.v1.SearchProductsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.inventory.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADJUSTMENTREASON']._serialized_start=1887
-  _globals['_ADJUSTMENTREASON']._serialized_end=2097
-  _globals['_LOCATION']._serialized_start=115
-  _globals['_LOCATION']._serialized_end=256
-  _globals['_PRODUCT']._serialized_start=259
-  _globals['_PRODUCT']._serialized_end=457
-  _globals['_STOCKLEVEL']._serialized_start=459
-  _globals['_STOCKLEVEL']._serialized_end=559
-  _globals['_CREATELOCATIONREQUEST']._serialized_start=561
-  _globals['_CREATELOCATIONREQUEST']._serialized_end=658
-  _globals['_CREATELOCATIONRESPONSE']._serialized_start=660
-  _globals['_CREATELOCATIONRESPONSE']._serialized_end=730
-  _globals['_LISTLOCATIONSREQUEST']._serialized_start=732
-  _globals['_LISTLOCATIONSREQUEST']._serialized_end=793
-  _globals['_LISTLOCATIONSRESPONSE']._serialized_start=795
-  _globals['_LISTLOCATIONSRESPONSE']._serialized_end=890
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=892
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=998
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1000
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1067
-  _globals['_GETPRODUCTREQUEST']._serialized_start=1069
-  _globals['_GETPRODUCTREQUEST']._serialized_end=1100
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=1102
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=1166
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1168
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1279
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1281
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1373
-  _globals['_GETPRICESREQUEST']._serialized_start=1375
-  _globals['_GETPRICESREQUEST']._serialized_end=1428
-  _globals['_GETPRICESRESPONSE']._serialized_start=1430
-  _globals['_GETPRICESRESPONSE']._serialized_end=1540
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1543
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1684
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1686
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1752
-  _globals['_GETSTOCKLEVELSREQUEST']._serialized_start=1754
-  _globals['_GETSTOCKLEVELSREQUEST']._serialized_end=1812
-  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_start=1814
-  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_end=1884
-  _globals['_INVENTORYSERVICE']._serialized_start=2100
-  _globals['_INVENTORYSERVICE']._serialized_end=2878
+  _globals['_PRODUCTVARIANT_OPTIONSENTRY']._loaded_options = None
+  _globals['_PRODUCTVARIANT_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ADJUSTMENTREASON']._serialized_start=3912
+  _globals['_ADJUSTMENTREASON']._serialized_end=4122
+  _globals['_PRODUCTSTATUS']._serialized_start=4124
+  _globals['_PRODUCTSTATUS']._serialized_end=4227
+  _globals['_UPSERTOUTCOME']._serialized_start=4230
+  _globals['_UPSERTOUTCOME']._serialized_end=4390
+  _globals['_LOCATION']._serialized_start=149
+  _globals['_LOCATION']._serialized_end=290
+  _globals['_PRODUCT']._serialized_start=293
+  _globals['_PRODUCT']._serialized_end=692
+  _globals['_STOCKLEVEL']._serialized_start=694
+  _globals['_STOCKLEVEL']._serialized_end=794
+  _globals['_CREATELOCATIONREQUEST']._serialized_start=796
+  _globals['_CREATELOCATIONREQUEST']._serialized_end=893
+  _globals['_CREATELOCATIONRESPONSE']._serialized_start=895
+  _globals['_CREATELOCATIONRESPONSE']._serialized_end=965
+  _globals['_LISTLOCATIONSREQUEST']._serialized_start=967
+  _globals['_LISTLOCATIONSREQUEST']._serialized_end=1028
+  _globals['_LISTLOCATIONSRESPONSE']._serialized_start=1030
+  _globals['_LISTLOCATIONSRESPONSE']._serialized_end=1125
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=1128
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1386
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1388
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1455
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1457
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1488
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=1490
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=1554
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1556
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1667
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1669
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1761
+  _globals['_GETPRICESREQUEST']._serialized_start=1763
+  _globals['_GETPRICESREQUEST']._serialized_end=1816
+  _globals['_GETPRICESRESPONSE']._serialized_start=1818
+  _globals['_GETPRICESRESPONSE']._serialized_end=1928
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1931
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=2072
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=2074
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=2140
+  _globals['_GETSTOCKLEVELSREQUEST']._serialized_start=2142
+  _globals['_GETSTOCKLEVELSREQUEST']._serialized_end=2200
+  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_start=2202
+  _globals['_GETSTOCKLEVELSRESPONSE']._serialized_end=2272
+  _globals['_PRODUCTVARIANT']._serialized_start=2275
+  _globals['_PRODUCTVARIANT']._serialized_end=2497
+  _globals['_PRODUCTVARIANT_OPTIONSENTRY']._serialized_start=2451
+  _globals['_PRODUCTVARIANT_OPTIONSENTRY']._serialized_end=2497
+  _globals['_PRODUCTINPUT']._serialized_start=2500
+  _globals['_PRODUCTINPUT']._serialized_end=2730
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=2733
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=2911
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=2913
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=2980
+  _globals['_ARCHIVEPRODUCTREQUEST']._serialized_start=2982
+  _globals['_ARCHIVEPRODUCTREQUEST']._serialized_end=3063
+  _globals['_ARCHIVEPRODUCTRESPONSE']._serialized_start=3065
+  _globals['_ARCHIVEPRODUCTRESPONSE']._serialized_end=3133
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=3135
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=3228
+  _globals['_FIELDERROR']._serialized_start=3230
+  _globals['_FIELDERROR']._serialized_end=3278
+  _globals['_ITEMERROR']._serialized_start=3280
+  _globals['_ITEMERROR']._serialized_end=3374
+  _globals['_UPSERTPRODUCTRESULT']._serialized_start=3377
+  _globals['_UPSERTPRODUCTRESULT']._serialized_end=3572
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=3574
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=3654
+  _globals['_SEARCHPRODUCTSREQUEST']._serialized_start=3657
+  _globals['_SEARCHPRODUCTSREQUEST']._serialized_end=3813
+  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_start=3815
+  _globals['_SEARCHPRODUCTSRESPONSE']._serialized_end=3909
+  _globals['_INVENTORYSERVICE']._serialized_start=4393
+  _globals['_INVENTORYSERVICE']._serialized_end=5572
 # @@protoc_insertion_point(module_scope)
