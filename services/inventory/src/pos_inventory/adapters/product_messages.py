@@ -33,12 +33,17 @@ def _money(path: str, value: money_pb2.Money, problems: list[FieldViolation]) ->
         return Money(value.amount, "USD")  # a stand-in: the problem above refuses the input
 
 
-def fields_from_proto(msg: inventory_pb2.ProductInput) -> ProductFields:
+def fields_from_proto(
+    msg: inventory_pb2.ProductInput, mask: set[str] | None = None
+) -> ProductFields:
     """Client input as domain fields; a bad currency anywhere is a field error, all at once.
 
+    With a `mask`, only the fields it names are read (the others are left to their defaults).
     Variant ids sent by a client are ignored: a variant is known by its SKU.
     """
     problems: list[FieldViolation] = []
+    wanted = mask if mask is not None else {"price", "variants"}
+    price = _money("price", msg.price, problems) if "price" in wanted else Money(0, "USD")
     variants = [
         Variant(
             "",
@@ -48,12 +53,12 @@ def fields_from_proto(msg: inventory_pb2.ProductInput) -> ProductFields:
             _money(f"variants[{i}].price", v.price, problems) if v.HasField("price") else None,
             list(v.barcodes),
         )
-        for i, v in enumerate(msg.variants)
+        for i, v in enumerate(msg.variants if "variants" in wanted else [])
     ]
     fields = ProductFields(
         msg.sku,
         msg.name,
-        _money("price", msg.price, problems),
+        price,
         msg.description,
         msg.category,
         msg.tax_category,

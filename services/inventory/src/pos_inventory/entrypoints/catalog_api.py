@@ -89,7 +89,7 @@ class CatalogRpcs:
         self, request: I.UpdateProductRequest, context: grpc.aio.ServicerContext
     ) -> I.UpdateProductResponse:
         mask = set(request.update_mask.paths)
-        fields = fields_from_proto(request.product)
+        fields = fields_from_proto(request.product, mask)
         async with self._scoped() as uow:
 
             async def work() -> I.UpdateProductResponse:
