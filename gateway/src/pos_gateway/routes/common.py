@@ -118,3 +118,18 @@ def op(scope: str, summary: str) -> dict[str, Any]:
         "responses": {code: {"description": text, **PROBLEM} for code, text in _ERRORS.items()},
         "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
     }
+
+
+def expected_version(if_match: str | None) -> int:
+    """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3; none is 0."""
+    if if_match is None:
+        return 0
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or int(tag) < 1:
+        raise Problem(
+            400,
+            "invalid_if_match",
+            "If-Match must be the resource's version",
+            [{"field": "If-Match", "reason": "must be a positive version number"}],
+        )
+    return int(tag)
