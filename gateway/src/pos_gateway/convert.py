@@ -40,7 +40,10 @@ def to_json(message: Message) -> dict[str, Any]:
     field: Any
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            # A map<string, string> (variant options) is a JSON object, not a list of entries.
+            out[field.name] = dict(value)
+        elif field.is_repeated:
             out[field.name] = [_value(field, v) for v in value]
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             out[field.name] = _value(field, value) if message.HasField(field.name) else None

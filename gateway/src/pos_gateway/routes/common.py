@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import grpc
 from fastapi import Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +16,9 @@ from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
+from pos_kit.grpc_client import read_error
+
+T = TypeVar("T")
 
 
 class Body(BaseModel):
@@ -133,3 +138,19 @@ def expected_version(if_match: str | None) -> int:
             [{"field": "If-Match", "reason": "must be a positive version number"}],
         )
     return int(tag)
+
+
+async def version_checked(call: Awaitable[T]) -> T:
+    """A stale If-Match (reason `version_mismatch`) is a 412 carrying the current version."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        remote = read_error(exc)
+        if remote.reason == "version_mismatch":
+            raise Problem(
+                412,
+                "version_mismatch",
+                remote.message,
+                extra={"current_version": int(remote.metadata.get("current_version", "0"))},
+            ) from None
+        raise

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import grpc
 from fastapi import APIRouter, Depends, Header, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import ConfigDict, Field
@@ -26,8 +24,8 @@ from pos_gateway.routes.common import (
     request_id,
     services,
     timestamp,
+    version_checked,
 )
-from pos_kit.grpc_client import read_error
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Svc = Annotated[Services, Depends(services)]
@@ -35,7 +33,6 @@ IfMatch = Annotated[
     str | None, Header(description='The `version` you last saw, e.g. `"3"`; stale is a 412')
 ]
 MAX_BATCH = 1000
-T = TypeVar("T")
 
 TEE: dict[str, Any] = {
     "sku": "TEE-BLK",
@@ -139,22 +136,6 @@ def _bad(field: str, reason: str) -> Problem:
 def _product(response: Response, product: inventory_pb2.Product) -> dict[str, Any]:
     response.headers["ETag"] = f'"{product.version}"'
     return to_json(product)
-
-
-async def _versioned(call: Awaitable[T]) -> T:
-    """A stale If-Match is a 412 carrying the current version, as the API guide promises."""
-    try:
-        return await call
-    except grpc.aio.AioRpcError as exc:
-        remote = read_error(exc)
-        if remote.reason == "version_mismatch":
-            raise Problem(
-                412,
-                "version_mismatch",
-                remote.message,
-                extra={"current_version": int(remote.metadata.get("current_version", "0"))},
-            ) from None
-        raise
 
 
 @router.post("/products", status_code=201, **op("catalog:write", "Create a product"))
@@ -264,7 +245,7 @@ async def update_product(
         product=fields,
         update_mask=FieldMask(paths=sorted(sent)),
     )
-    answer = await _versioned(svc.inventory.UpdateProduct(request))
+    answer = await version_checked(svc.inventory.UpdateProduct(request))
     return _product(response, answer.product)
 
 
@@ -277,7 +258,7 @@ async def archive_product(
     request = inventory_pb2.ArchiveProductRequest(
         request_id=request_id(), id=product_id, expected_version=expected_version(if_match)
     )
-    answer = await _versioned(svc.inventory.ArchiveProduct(request))
+    answer = await version_checked(svc.inventory.ArchiveProduct(request))
     return _product(response, answer.product)
 
 
