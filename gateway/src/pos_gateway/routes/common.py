@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import grpc
 from fastapi import Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +16,9 @@ from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
+from pos_kit.grpc_client import read_error
+
+T = TypeVar("T")
 
 
 class Body(BaseModel):
@@ -118,3 +123,34 @@ def op(scope: str, summary: str) -> dict[str, Any]:
         "responses": {code: {"description": text, **PROBLEM} for code, text in _ERRORS.items()},
         "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
     }
+
+
+def expected_version(if_match: str | None) -> int:
+    """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3; none is 0."""
+    if if_match is None:
+        return 0
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or int(tag) < 1:
+        raise Problem(
+            400,
+            "invalid_if_match",
+            "If-Match must be the resource's version",
+            [{"field": "If-Match", "reason": "must be a positive version number"}],
+        )
+    return int(tag)
+
+
+async def version_checked(call: Awaitable[T]) -> T:
+    """A stale If-Match (reason `version_mismatch`) is a 412 carrying the current version."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        remote = read_error(exc)
+        if remote.reason == "version_mismatch":
+            raise Problem(
+                412,
+                "version_mismatch",
+                remote.message,
+                extra={"current_version": int(remote.metadata.get("current_version", "0"))},
+            ) from None
+        raise

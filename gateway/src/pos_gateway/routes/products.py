@@ -1,60 +1,302 @@
-"""The catalog: /v1/products."""
+"""The catalog: /v1/products (variants, barcodes, versions, archive, batch upsert, search)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
-from pydantic import Field
+from fastapi import APIRouter, Depends, Header, Query, Response
+from google.protobuf.field_mask_pb2 import FieldMask
+from pydantic import ConfigDict, Field
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
     MoneyIn,
     UpdatedSince,
+    expected_version,
     op,
     page,
     request_id,
     services,
     timestamp,
+    version_checked,
 )
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Svc = Annotated[Services, Depends(services)]
+IfMatch = Annotated[
+    str | None, Header(description='The `version` you last saw, e.g. `"3"`; stale is a 412')
+]
+MAX_BATCH = 1000
+
+TEE: dict[str, Any] = {
+    "sku": "TEE-BLK",
+    "name": "Tee, black",
+    "price": {"amount": 2599, "currency": "USD"},
+    "description": "Organic cotton",
+    "category": "Apparel",
+    "tax_category": "standard",
+    "external_id": "shopify-8123",
+    "barcodes": ["4006381333931"],
+    "variants": [
+        {"sku": "TEE-BLK-M", "name": "M", "options": {"size": "M"}, "barcodes": ["036000291452"]},
+        {"sku": "TEE-BLK-XL", "name": "XL", "options": {"size": "XL"},
+         "price": {"amount": 2899, "currency": "USD"}},
+    ],
+}  # fmt: skip
+
+
+class VariantIn(Body):
+    sku: str = Field(min_length=1, max_length=64, description="Unique per merchant")
+    name: str = Field("", max_length=200)
+    options: dict[str, str] = Field(default_factory=dict, max_length=10, examples=[{"size": "M"}])
+    price: MoneyIn | None = Field(None, description="Unset: the product's price")
+    barcodes: list[str] = Field(default_factory=list, max_length=20)
+
+    def pb(self) -> inventory_pb2.ProductVariant:
+        msg = inventory_pb2.ProductVariant(
+            sku=self.sku, name=self.name, options=self.options, barcodes=self.barcodes
+        )
+        if self.price is not None:
+            msg.price.CopyFrom(self.price.pb())
+        return msg
 
 
 class ProductIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TEE]})
+
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     price: MoneyIn
+    description: str = Field("", max_length=5000)
+    category: str = Field("", max_length=100)
+    tax_category: str = Field(
+        "", max_length=32, description='Empty means "standard"', examples=["food"]
+    )
+    external_id: str = Field("", max_length=255, description="Your id; unique per merchant")
+    barcodes: list[str] = Field(
+        default_factory=list, max_length=20, description="GTIN-8/12/13/14 (check digit checked)"
+    )
+    variants: list[VariantIn] = Field(default_factory=list, max_length=100)
+
+    def pb(self) -> inventory_pb2.ProductInput:
+        return inventory_pb2.ProductInput(
+            sku=self.sku,
+            name=self.name,
+            price=self.price.pb(),
+            description=self.description,
+            category=self.category,
+            tax_category=self.tax_category,
+            external_id=self.external_id,
+            barcodes=self.barcodes,
+            variants=[v.pb() for v in self.variants],
+        )
+
+
+class ProductPatch(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Tee, jet black", "price": TEE["price"]}]},
+    )
+
+    sku: str | None = Field(None, min_length=1, max_length=64)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    price: MoneyIn | None = None
+    description: str | None = Field(None, max_length=5000)
+    category: str | None = Field(None, max_length=100)
+    tax_category: str | None = Field(None, max_length=32)
+    external_id: str | None = Field(None, max_length=255)
+    barcodes: list[str] | None = Field(None, max_length=20, description="Replaces the list")
+    variants: list[VariantIn] | None = Field(
+        None, max_length=100, description="Replaces the list; a variant keeps its id by SKU"
+    )
+
+
+class UpsertItem(ProductIn):
+    external_id: str = Field(min_length=1, max_length=255, description="The upsert key")
+
+
+class BatchUpsertIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"products": [TEE]}]})
+
+    products: list[UpsertItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _bad(field: str, reason: str) -> Problem:
+    return Problem(
+        400, "invalid_request", f"{field} {reason}", [{"field": field, "reason": reason}]
+    )
+
+
+def _product(response: Response, product: inventory_pb2.Product) -> dict[str, Any]:
+    response.headers["ETag"] = f'"{product.version}"'
+    return to_json(product)
 
 
 @router.post("/products", status_code=201, **op("catalog:write", "Create a product"))
-async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
-    answer = await svc.inventory.CreateProduct(
-        inventory_pb2.CreateProductRequest(
-            request_id=request_id(), sku=body.sku, name=body.name, price=body.price.pb()
-        )
+async def create_product(body: ProductIn, svc: Svc, response: Response) -> dict[str, Any]:
+    """A product with its own SKU and optional variants, each sold under its own SKU. SKUs and
+    barcodes are unique per merchant across products and variants (409 `sku_taken`,
+    `barcode_taken`, `external_id_taken`); numeric barcodes must carry a valid GTIN check digit.
+    """
+    fields = body.pb()
+    request = inventory_pb2.CreateProductRequest(
+        request_id=request_id(),
+        sku=fields.sku,
+        name=fields.name,
+        price=fields.price,
+        description=fields.description,
+        category=fields.category,
+        tax_category=fields.tax_category,
+        external_id=fields.external_id,
+        barcodes=fields.barcodes,
+        variants=fields.variants,
     )
-    return to_json(answer.product)
+    answer = await svc.inventory.CreateProduct(request)
+    return _product(response, answer.product)
 
 
-@router.get("/products", **op("catalog:read", "List products"))
+@router.get("/products", **op("catalog:read", "List or search products"))
 async def list_products(
-    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    query: Annotated[
+        str | None,
+        Query(max_length=200, description="Words of name, description or SKU; each a prefix"),
+    ] = None,
+    sku: Annotated[
+        str | None, Query(max_length=64, description="Exact SKU of a product or a variant")
+    ] = None,
+    barcode: Annotated[
+        str | None, Query(max_length=48, description="Exact barcode; a UPC-A finds its EAN-13")
+    ] = None,
+    status: Annotated[
+        Literal["active", "archived"] | None, Query(description="Only this status (search)")
+    ] = None,
 ) -> dict[str, Any]:
-    request = inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
+    """Without a search parameter: every product by id, or with `updated_since` the change feed
+    (oldest change first). With `query`, `sku` or `barcode` (combinable, not with
+    `updated_since`): the matching products by id."""
+    if query is None and sku is None and barcode is None:
+        if status is not None:
+            raise _bad("status", "filters a search: needs query, sku or barcode")
+        request = inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
+        if updated_since is not None:
+            request.updated_since.CopyFrom(timestamp(updated_since))
+        answer = await svc.inventory.ListProducts(request)
+        return page([to_json(x) for x in answer.products], answer.next_page_token)
     if updated_since is not None:
-        request.updated_since.CopyFrom(timestamp(updated_since))
-    answer = await svc.inventory.ListProducts(request)
-    return page([to_json(x) for x in answer.products], answer.next_page_token)
+        raise _bad("updated_since", "cannot be combined with query, sku or barcode")
+    search = inventory_pb2.SearchProductsRequest(
+        query=query or "",
+        sku=sku or "",
+        barcode=barcode or "",
+        page_size=limit,
+        page_token=cursor or "",
+        status=inventory_pb2.ProductStatus.Value(f"PRODUCT_STATUS_{status.upper()}")
+        if status
+        else inventory_pb2.PRODUCT_STATUS_UNSPECIFIED,
+    )
+    found = await svc.inventory.SearchProducts(search)
+    return page([to_json(x) for x in found.products], found.next_page_token)
 
 
 @router.get("/products/{product_id}", **op("catalog:read", "Get a product"))
-async def get_product(product_id: str, svc: Svc) -> dict[str, Any]:
+async def get_product(product_id: str, svc: Svc, response: Response) -> dict[str, Any]:
+    """Archived products are still returned (`status: archived`). The ETag is the version."""
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
-    return to_json(answer.product)
+    return _product(response, answer.product)
+
+
+@router.patch("/products/{product_id}", **op("catalog:write", "Update a product"))
+async def update_product(
+    product_id: str, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    """Only the fields sent change; `barcodes` and `variants` are replaced whole. Send
+    `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
+    `current_version`. A change bumps `version` and `updated_at`; sending what is already
+    there changes nothing."""
+    sent = body.model_dump(exclude_unset=True)
+    nulls = sorted(k for k, v in sent.items() if v is None)
+    if nulls:
+        raise Problem(400, "invalid_request", "a field cannot be set to null",
+                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
+    if not sent:
+        raise Problem(400, "invalid_request", "send at least one field to change")
+    fields = inventory_pb2.ProductInput(
+        sku=body.sku or "", name=body.name or "", description=body.description or "",
+        category=body.category or "", tax_category=body.tax_category or "",
+        external_id=body.external_id or "", barcodes=body.barcodes or [],
+        variants=[v.pb() for v in body.variants or []],
+    )  # fmt: skip
+    if body.price is not None:
+        fields.price.CopyFrom(body.price.pb())
+    request = inventory_pb2.UpdateProductRequest(
+        request_id=request_id(),
+        id=product_id,
+        expected_version=expected_version(if_match),
+        product=fields,
+        update_mask=FieldMask(paths=sorted(sent)),
+    )
+    answer = await version_checked(svc.inventory.UpdateProduct(request))
+    return _product(response, answer.product)
+
+
+@router.post("/products/{product_id}/archive", **op("catalog:write", "Archive a product"))
+async def archive_product(
+    product_id: str, svc: Svc, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    """The product stays readable and searchable but can no longer be sold: checkouts of its
+    SKUs answer 409 `product_archived`. Archiving an archived product changes nothing."""
+    request = inventory_pb2.ArchiveProductRequest(
+        request_id=request_id(), id=product_id, expected_version=expected_version(if_match)
+    )
+    answer = await version_checked(svc.inventory.ArchiveProduct(request))
+    return _product(response, answer.product)
+
+
+@router.post(
+    "/products/batch-upsert", **op("catalog:write", "Create or replace up to 1000 products")
+)
+async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> dict[str, Any]:
+    """Each item is keyed by its `external_id` and replaces the whole product it names (status
+    is kept). Items are independent: the answer is a 200 with one result per item, in order,
+    each `created`, `updated`, `unchanged` or `failed` with its own `error` (`code`, `detail`,
+    `errors[]` with fields relative to the item). A body that does not match the schema (more
+    than 1000 items, a wrong type) is a 400 for the whole batch and writes nothing. The same
+    `Idempotency-Key` replays the first answer without applying anything again."""
+    answer = await svc.inventory.UpsertProducts(
+        inventory_pb2.UpsertProductsRequest(
+            request_id=request_id(), products=[item.pb() for item in body.products]
+        )
+    )
+    results = [_result(r) for r in answer.results]
+    summary = {s: 0 for s in ("created", "updated", "unchanged", "failed")}
+    for r in results:
+        summary[r["status"]] += 1
+    return {"data": results, "summary": summary}
+
+
+def _result(r: inventory_pb2.UpsertProductResult) -> dict[str, Any]:
+    status = inventory_pb2.UpsertOutcome.Name(r.outcome).removeprefix("UPSERT_OUTCOME_").lower()
+    out: dict[str, Any] = {
+        "index": r.index,
+        "external_id": r.external_id,
+        "status": status,
+        "product": to_json(r.product) if r.HasField("product") else None,
+        "error": None,
+    }
+    if r.HasField("error"):
+        out["error"] = {
+            "code": r.error.code,
+            "detail": r.error.message,
+            "errors": [{"field": f.field, "reason": f.description} for f in r.error.field_errors],
+        }
+    return out

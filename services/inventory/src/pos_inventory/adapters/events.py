@@ -12,7 +12,7 @@ from pos_inventory.adapters.messages import (
     product_to_proto,
     reservation_to_proto,
 )
-from pos_inventory.domain.catalog import ProductCreated
+from pos_inventory.domain.catalog import ProductArchived, ProductCreated, ProductUpdated
 from pos_inventory.domain.ledger import LowStock, StockChanged
 from pos_inventory.domain.reservations import ReservationEvent
 from pos_kit.events import OutgoingEvent, make_event
@@ -29,6 +29,10 @@ def to_outgoing(event: object, merchant_id: str) -> OutgoingEvent:
     message: Message
     if isinstance(event, ProductCreated):
         message = events_pb2.ProductCreated(product=product_to_proto(event.product))
+    elif isinstance(event, ProductUpdated):
+        message = events_pb2.ProductUpdated(product=product_to_proto(event.product))
+    elif isinstance(event, ProductArchived):
+        message = events_pb2.ProductArchived(product=product_to_proto(event.product))
     elif isinstance(event, StockChanged):
         entry = event.entry
         message = events_pb2.StockChanged(

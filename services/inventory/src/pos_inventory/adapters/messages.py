@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos_inventory.adapters.product_messages import STATUSES, variant_to_proto
 from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.ledger import EntryKind, LedgerEntry
 from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, Reason, StockLevel
@@ -38,7 +39,7 @@ ENTRY_KINDS = {
     EntryKind.SALE: inventory_pb2.LEDGER_ENTRY_KIND_SALE,
 }
 
-STATUSES = {
+RESERVATION_STATUSES = {
     ReservationStatus.ACTIVE: stock_pb2.RESERVATION_STATUS_ACTIVE,
     ReservationStatus.COMMITTED: stock_pb2.RESERVATION_STATUS_COMMITTED,
     ReservationStatus.RELEASED: stock_pb2.RESERVATION_STATUS_RELEASED,
@@ -109,6 +110,13 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         name=p.name,
         price=to_proto(p.price),
         version=p.version,
+        description=p.description,
+        category=p.category,
+        tax_category=p.tax_category,
+        status=STATUSES[p.status],
+        external_id=p.external_id,
+        barcodes=p.barcodes,
+        variants=[variant_to_proto(v) for v in p.variants],
     )
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)
@@ -160,7 +168,7 @@ def reservation_to_proto(r: Reservation) -> stock_pb2.Reservation:
     msg = stock_pb2.Reservation(
         id=r.id,
         location_id=r.location_id,
-        status=STATUSES[r.status],
+        status=RESERVATION_STATUSES[r.status],
         lines=lines_to_proto(r.lines),
         reference=r.reference,
     )

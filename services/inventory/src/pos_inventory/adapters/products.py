@@ -1,18 +1,49 @@
-"""PostgreSQL repository of the catalog's products."""
+"""PostgreSQL repository of the catalog's products.
+
+A product is one row (variants and barcodes as JSONB, read and written whole); product_skus and
+product_barcodes index every SKU and barcode it sells under, so uniqueness across products and
+variants is a primary key and not a check that races.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_inventory.adapters.tables import products
-from pos_inventory.domain.catalog import Product
+from pos_inventory.adapters.tables import product_barcodes, product_skus, products
+from pos_inventory.domain.catalog import Product, ProductStatus, Variant, concurrent_change
+from pos_inventory.domain.search import ProductQuery
 from pos_kit.money import Money
 from pos_kit.paging import ChangeCursor, changed_since
+
+
+def _money(raw: dict[str, Any] | None) -> Money | None:
+    return Money(raw["amount"], raw["currency"]) if raw else None
+
+
+def _variant(raw: dict[str, Any]) -> Variant:
+    return Variant(
+        raw["id"], raw["sku"], raw["name"], raw["options"], _money(raw["price"]), raw["barcodes"]
+    )
 
 
 def _product(row: Row[Any]) -> Product:
@@ -25,7 +56,60 @@ def _product(row: Row[Any]) -> Product:
         m["version"],
         m["created_at"],
         m["updated_at"],
+        m["description"],
+        m["category"],
+        m["tax_category"],
+        ProductStatus(m["status"]),
+        m["external_id"] or "",
+        list(m["barcodes"]),
+        [_variant(v) for v in m["variants"]],
     )
+
+
+def _row(merchant: str, p: Product) -> dict[str, Any]:
+    return {
+        "merchant_id": merchant,
+        "id": p.id,
+        "sku": p.sku,
+        "name": p.name,
+        "price_amount": p.price.amount,
+        "price_currency": p.price.currency,
+        "version": p.version,
+        "description": p.description,
+        "category": p.category,
+        "tax_category": p.tax_category,
+        "status": p.status.value,
+        "external_id": p.external_id or None,
+        "barcodes": p.barcodes,
+        "variants": [
+            {
+                "id": v.id,
+                "sku": v.sku,
+                "name": v.name,
+                "options": v.options,
+                "price": {"amount": v.price.amount, "currency": v.price.currency}
+                if v.price
+                else None,
+                "barcodes": v.barcodes,
+            }
+            for v in p.variants
+        ],
+        "search_text": p.search_text(),
+    }
+
+
+def _any(values: Sequence[str]) -> Any:
+    # One array parameter, not one per value: a 1000-item batch can name 100,000 SKUs.
+    return any_(bindparam(None, list(values), type_=ARRAY(Text)))
+
+
+WORD = re.compile(r"\w+")
+
+
+def text_query(text: str) -> str:
+    """Words as a tsquery where each word is a prefix and all must match: `tee bl` finds
+    "Tee, black". Only word characters get through, so no input can break the tsquery syntax."""
+    return " & ".join(f"{w}:*" for w in WORD.findall(text.lower())[:16])
 
 
 class SqlProducts:
@@ -33,54 +117,170 @@ class SqlProducts:
         self._conn = conn
         self._merchant = merchant_id
 
+    def _mine(self) -> ColumnElement[bool]:
+        return products.c.merchant_id == self._merchant
+
     async def add(self, product: Product) -> bool:
+        """Insert with its SKUs and barcodes. False when a unique key is taken: the caller must
+        then abandon the unit of work, which may hold part of the product."""
+        return await self.add_many([product])
+
+    async def add_many(self, new: list[Product]) -> bool:
+        if not new:
+            return True
+        rows = [_row(self._merchant, p) for p in new]
+        inserted = await self._conn.execute(
+            pg_insert(products)
+            .on_conflict_do_nothing()
+            .returning(products.c.id, products.c.created_at, products.c.updated_at),
+            rows,
+        )
+        stamps = {r.id: (r.created_at, r.updated_at) for r in inserted}
+        if len(stamps) != len(new):
+            return False
+        for p in new:
+            p.created_at, p.updated_at = stamps[p.id]
+        return await self._index(new)
+
+    async def save(self, product: Product, seen_version: int) -> bool:
+        """Write a changed product if its version is still `seen_version`.
+
+        The caller has raised `product.version`; the condition makes concurrent writers lose
+        rather than overwrite each other.
+        """
+        values = _row(self._merchant, product)
+        del values["merchant_id"], values["id"]
         row = (
             await self._conn.execute(
-                pg_insert(products)
-                .values(
-                    merchant_id=self._merchant,
-                    id=product.id,
-                    sku=product.sku,
-                    name=product.name,
-                    price_amount=product.price.amount,
-                    price_currency=product.price.currency,
+                update(products)
+                .where(
+                    self._mine(), products.c.id == product.id, products.c.version == seen_version
                 )
-                .on_conflict_do_nothing(index_elements=["merchant_id", "sku"])
-                .returning(products.c.created_at, products.c.updated_at)
+                .values(**values, updated_at=func.now())
+                .returning(products.c.updated_at)
             )
         ).first()
         if row is None:
             return False
-        product.created_at, product.updated_at = row.created_at, row.updated_at
+        product.updated_at = row.updated_at
+        await self._unindex([product.id])
+        if not await self._index([product]):
+            raise concurrent_change()
+        return True
+
+    async def replace_many(self, changed: list[Product]) -> None:
+        """Write products this transaction holds locked (see by_external_ids(lock=True))."""
+        if not changed:
+            return
+        rows = [_row(self._merchant, p) for p in changed]
+        stmt = pg_insert(products)
+        names = [c for c in rows[0] if c not in ("merchant_id", "id")]
+        stmt = stmt.on_conflict_do_update(
+            constraint="products_pkey",
+            set_={**{c: stmt.excluded[c] for c in names}, "updated_at": func.now()},
+        )
+        try:
+            await self._conn.execute(stmt, rows)
+        except IntegrityError:
+            # Another request took an external id, SKU or barcode after we looked.
+            raise concurrent_change() from None
+        now = (await self._conn.execute(select(func.now()))).scalar_one()
+        for p in changed:
+            p.updated_at = now
+        await self._unindex([p.id for p in changed])
+        if not await self._index(changed):
+            raise concurrent_change()
+
+    async def _unindex(self, ids: list[str]) -> None:
+        for table in (product_skus, product_barcodes):
+            await self._conn.execute(
+                delete(table).where(
+                    table.c.merchant_id == self._merchant, table.c.product_id == _any(ids)
+                )
+            )
+
+    async def _index(self, items: list[Product]) -> bool:
+        """Claim every SKU and barcode of `items`; False when one is another product's."""
+        skus = [
+            {"merchant_id": self._merchant, "sku": sku, "product_id": p.id}
+            for p in items
+            for sku in p.skus()
+        ]
+        codes = [
+            {"merchant_id": self._merchant, "barcode": key, "product_id": p.id, "sku": sku}
+            for p in items
+            for key, sku in p.barcode_skus().items()
+        ]
+        for table, rows in ((product_skus, skus), (product_barcodes, codes)):
+            if not rows:
+                continue
+            key = table.primary_key.columns.values()[1]
+            got = await self._conn.execute(
+                pg_insert(table).on_conflict_do_nothing().returning(key), rows
+            )
+            if len(got.all()) != len(rows):
+                return False
         return True
 
     async def get(self, product_id: str) -> Product | None:
         row = (
             await self._conn.execute(
-                select(products).where(
-                    products.c.merchant_id == self._merchant, products.c.id == product_id
-                )
+                select(products).where(self._mine(), products.c.id == product_id)
             )
         ).first()
         return _product(row) if row else None
 
-    async def by_skus(self, skus: list[str]) -> list[Product]:
-        rows = await self._conn.execute(
-            select(products).where(
-                products.c.merchant_id == self._merchant, products.c.sku.in_(skus)
-            )
+    def _owned(self, table: Table, match: ColumnElement[bool]) -> ColumnElement[bool]:
+        """Products with a matching row in an index table: product_skus or product_barcodes."""
+        return products.c.id.in_(
+            select(table.c.product_id).where(table.c.merchant_id == self._merchant, match)
         )
+
+    async def _where(self, condition: ColumnElement[bool]) -> list[Product]:
+        rows = await self._conn.execute(select(products).where(self._mine(), condition))
+        return [_product(r) for r in rows]
+
+    async def by_skus(self, skus: list[str]) -> list[Product]:
+        """The products selling under any of `skus` (their own or a variant's), each once."""
+        return await self._where(self._owned(product_skus, product_skus.c.sku == _any(skus)))
+
+    async def by_barcodes(self, keys: list[str]) -> list[Product]:
+        code = product_barcodes.c.barcode
+        return await self._where(self._owned(product_barcodes, code == _any(keys)))
+
+    async def by_external_ids(self, ids: list[str], lock: bool = False) -> list[Product]:
+        query = select(products).where(self._mine(), products.c.external_id == _any(ids))
+        if lock:
+            # Held until commit, so an upsert's "unchanged/updated" verdict stays true.
+            query = query.order_by(products.c.id).with_for_update()
+        return [_product(r) for r in await self._conn.execute(query)]
+
+    async def search(self, query: ProductQuery, limit: int, after_id: str | None) -> list[Product]:
+        stmt = select(products).where(self._mine())
+        if query.sku:
+            stmt = stmt.where(self._owned(product_skus, product_skus.c.sku == query.sku))
+        if query.barcode_key:
+            code = product_barcodes.c.barcode
+            stmt = stmt.where(self._owned(product_barcodes, code == query.barcode_key))
+        words = text_query(query.text)
+        if words:
+            stmt = stmt.where(products.c.search.op("@@")(func.to_tsquery("simple", words)))
+        if query.status is not None:
+            stmt = stmt.where(products.c.status == query.status.value)
+        if after_id:
+            stmt = stmt.where(products.c.id > after_id)
+        rows = await self._conn.execute(stmt.order_by(products.c.id).limit(limit))
         return [_product(r) for r in rows]
 
     async def list_changed(
         self, limit: int, since: datetime, cursor: ChangeCursor | None
     ) -> list[Product]:
-        query = select(products).where(products.c.merchant_id == self._merchant)
+        query = select(products).where(self._mine())
         query = changed_since(query, products.c.updated_at, products.c.id, since, cursor)
         return [_product(r) for r in await self._conn.execute(query.limit(limit))]
 
     async def list(self, limit: int, after_id: str | None) -> list[Product]:
-        query = select(products).where(products.c.merchant_id == self._merchant)
+        query = select(products).where(self._mine())
         if after_id:
             query = query.where(products.c.id > after_id)
         rows = await self._conn.execute(query.order_by(products.c.id).limit(limit))

@@ -1,25 +1,80 @@
-"""Use cases of the catalog: products and the price snapshot a checkout takes."""
+"""Use cases of the catalog: products, their versions, search and the checkout's price snapshot."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pos_inventory.domain.catalog import Product, ProductCreated, validate_product
+from pos_inventory.domain.catalog import (
+    UPDATABLE,
+    Product,
+    ProductArchived,
+    ProductCreated,
+    ProductFields,
+    ProductStatus,
+    ProductUpdated,
+    concurrent_change,
+    normalized,
+    product_violations,
+)
 from pos_inventory.domain.model import Location, validate_sku_list
+from pos_inventory.domain.search import ProductQuery, validate_query
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_kit.errors import AlreadyExists, NotFound
+from pos_kit.errors import AlreadyExists, Conflict, FieldViolation, NotFound, raise_if
 from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_kit.paging import ChangeCursor
 
 
-async def create_product(uow: InventoryUnitOfWork, sku: str, name: str, price: Money) -> Product:
-    validate_product(sku, name, price)
-    product = Product(new_id("prod"), sku, name.strip(), price)
+def taken(code: str, what: str, fields: list[str]) -> AlreadyExists:
+    error = AlreadyExists(f"{what} already belongs to another product", code)
+    error.violations = [FieldViolation(f, "already belongs to another product") for f in fields]
+    return error
+
+
+def sku_fields(product: Product, skus: set[str]) -> list[str]:
+    """The request fields holding `skus`, so an error names what to fix."""
+    named = [] if product.sku not in skus else ["sku"]
+    return named + [f"variants[{i}].sku" for i, v in enumerate(product.variants) if v.sku in skus]
+
+
+def with_variant_ids(product: Product) -> Product:
+    for v in product.variants:
+        v.id = v.id or new_id("var")
+    return product
+
+
+async def refuse_taken(uow: InventoryUnitOfWork, product: Product) -> None:
+    """Name the SKUs, barcodes or external id another product of the merchant already has."""
+    others = [p for p in await uow.products.by_skus(product.skus()) if p.id != product.id]
+    clash = set(product.skus()) & {s for p in others for s in p.skus()}
+    if clash:
+        raise taken("sku_taken", f"sku {', '.join(sorted(clash))}", sku_fields(product, clash))
+    keys = product.barcode_skus()
+    if keys:
+        owned = [p for p in await uow.products.by_barcodes(list(keys)) if p.id != product.id]
+        clash = set(keys) & {k for p in owned for k in p.barcode_skus()}
+        if clash:
+            raise taken("barcode_taken", f"barcode {', '.join(sorted(clash))}", ["barcodes"])
+    if product.external_id:
+        same = await uow.products.by_external_ids([product.external_id])
+        if any(p.id != product.id for p in same):
+            raise taken("external_id_taken", "external_id", ["external_id"])
+
+
+async def add_product(uow: InventoryUnitOfWork, fields: ProductFields) -> Product:
+    fields = normalized(fields)
+    raise_if(product_violations(fields))
+    product = with_variant_ids(Product.new(new_id("prod"), fields))
+    await refuse_taken(uow, product)
     if not await uow.products.add(product):
-        raise AlreadyExists(f"a product with sku {sku!r} already exists", "sku_taken")
+        await refuse_taken(uow, product)  # who won the race, if it has committed
+        raise concurrent_change()
     uow.publish(ProductCreated(product))
     return product
+
+
+async def create_product(uow: InventoryUnitOfWork, sku: str, name: str, price: Money) -> Product:
+    return await add_product(uow, ProductFields(sku, name, price))
 
 
 async def get_product(uow: InventoryUnitOfWork, product_id: str) -> Product:
@@ -29,25 +84,103 @@ async def get_product(uow: InventoryUnitOfWork, product_id: str) -> Product:
     return product
 
 
+def stale(current: int) -> Conflict:
+    return Conflict(
+        "the product changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current)},
+    )
+
+
+async def current(uow: InventoryUnitOfWork, product_id: str, expected_version: int) -> Product:
+    product = await get_product(uow, product_id)
+    if expected_version and expected_version != product.version:
+        raise stale(product.version)
+    return product
+
+
+async def store(uow: InventoryUnitOfWork, product: Product, event: object) -> Product:
+    seen = product.version
+    product.version += 1
+    # The write re-checks the version, so of two concurrent updates only one wins.
+    if not await uow.products.save(product, seen):
+        raise stale((await get_product(uow, product.id)).version)
+    uow.publish(event)
+    return product
+
+
+async def update_product(
+    uow: InventoryUnitOfWork,
+    product_id: str,
+    changes: ProductFields,
+    mask: set[str],
+    expected_version: int,
+) -> Product:
+    unknown = sorted(mask - UPDATABLE)
+    raise_if(
+        [FieldViolation("update_mask", f"cannot change {', '.join(unknown)}")] if unknown else []
+    )
+    raise_if([] if mask else [FieldViolation("update_mask", "must name at least one field")])
+    product = await current(uow, product_id, expected_version)
+    before = normalized(product.fields())
+    fields = product.fields()
+    for name in mask:
+        setattr(fields, name, getattr(changes, name))
+    fields = normalized(fields)
+    raise_if(product_violations(fields))
+    if fields == before:
+        return product  # nothing changed: no new version, no event
+    product.describe(fields)
+    with_variant_ids(product)
+    await refuse_taken(uow, product)
+    return await store(uow, product, ProductUpdated(product))
+
+
+async def archive_product(
+    uow: InventoryUnitOfWork, product_id: str, expected_version: int
+) -> Product:
+    product = await current(uow, product_id, expected_version)
+    if product.archived:
+        return product
+    product.status = ProductStatus.ARCHIVED
+    return await store(uow, product, ProductArchived(product))
+
+
 async def price_snapshot(
     uow: InventoryUnitOfWork, skus: list[str], location_id: str
 ) -> tuple[list[Product], Location | None]:
-    """Prices of every SKU asked for (all or an error) and the selling location."""
+    """Prices of every SKU asked for (all or an error) and the selling location.
+
+    Each product comes as sold under the SKU asked for: a variant's SKU, name and price.
+    """
     validate_sku_list(skus)
-    products = await uow.products.by_skus(skus)
-    missing = sorted(set(skus) - {p.sku for p in products})
+    owner = {s: p for p in await uow.products.by_skus(skus) for s in p.skus()}
+    missing = sorted(set(skus) - owner.keys())
     if missing:
         error = NotFound("product", ", ".join(missing))
         error.metadata["skus"] = ",".join(missing)
         raise error
+    archived = sorted({s for s in skus if owner[s].archived})
+    if archived:
+        raise Conflict(
+            f"archived products cannot be sold: {', '.join(archived)}",
+            "product_archived",
+            {"skus": ",".join(archived)},
+        )
     location = None
     if location_id:
         location = await uow.locations.get(location_id)
         if location is None:
             raise NotFound("location", location_id)
     # In the order asked for (each once), so a caller can zip them with its lines.
-    by_sku = {p.sku: p for p in products}
-    return [by_sku[s] for s in dict.fromkeys(skus)], location
+    return [owner[s].sold_as(s) for s in dict.fromkeys(skus)], location
+
+
+async def search_products(
+    uow: InventoryUnitOfWork, query: ProductQuery, limit: int, after_id: str | None
+) -> list[Product]:
+    validate_query(query)
+    return await uow.products.search(query, limit, after_id)
 
 
 async def list_changed_products(

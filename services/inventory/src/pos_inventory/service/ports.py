@@ -9,6 +9,7 @@ from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.ledger import ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Location, StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
+from pos_inventory.domain.search import ProductQuery
 from pos_kit.paging import ChangeCursor
 
 
@@ -26,6 +27,15 @@ class ProductRepository(Protocol):
     async def by_skus(self, skus: list[str]) -> list[Product]: ...
     async def list_changed(
         self, limit: int, since: datetime, cursor: ChangeCursor | None
+    ) -> list[Product]: ...
+    # The catalog's own (service/catalog.py, service/upsert.py):
+    async def add_many(self, new: list[Product]) -> bool: ...  # False when a key is taken
+    async def save(self, product: Product, seen_version: int) -> bool: ...  # False: stale
+    async def replace_many(self, changed: list[Product]) -> None: ...
+    async def by_barcodes(self, keys: list[str]) -> list[Product]: ...
+    async def by_external_ids(self, ids: list[str], lock: bool = False) -> list[Product]: ...
+    async def search(
+        self, query: ProductQuery, limit: int, after_id: str | None
     ) -> list[Product]: ...
     async def list(self, limit: int, after_id: str | None) -> list[Product]: ...
 

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -87,6 +88,45 @@ LEDGER_ENTRY_KIND_TRANSFER_IN: LedgerEntryKind.ValueType  # 4
 LEDGER_ENTRY_KIND_SALE: LedgerEntryKind.ValueType  # 5
 """A reservation committed: the held units left the shelf."""
 Global___LedgerEntryKind: _TypeAlias = LedgerEntryKind  # noqa: Y015
+
+class _ProductStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProductStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProductStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRODUCT_STATUS_UNSPECIFIED: _ProductStatus.ValueType  # 0
+    PRODUCT_STATUS_ACTIVE: _ProductStatus.ValueType  # 1
+    PRODUCT_STATUS_ARCHIVED: _ProductStatus.ValueType  # 2
+
+class ProductStatus(_ProductStatus, metaclass=_ProductStatusEnumTypeWrapper):
+    """--- Catalog: variants, barcodes, versions, batch upsert, search ------------------------------"""
+
+PRODUCT_STATUS_UNSPECIFIED: ProductStatus.ValueType  # 0
+PRODUCT_STATUS_ACTIVE: ProductStatus.ValueType  # 1
+PRODUCT_STATUS_ARCHIVED: ProductStatus.ValueType  # 2
+Global___ProductStatus: _TypeAlias = ProductStatus  # noqa: Y015
+
+class _UpsertOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpsertOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpsertOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPSERT_OUTCOME_UNSPECIFIED: _UpsertOutcome.ValueType  # 0
+    UPSERT_OUTCOME_CREATED: _UpsertOutcome.ValueType  # 1
+    UPSERT_OUTCOME_UPDATED: _UpsertOutcome.ValueType  # 2
+    UPSERT_OUTCOME_UNCHANGED: _UpsertOutcome.ValueType  # 3
+    UPSERT_OUTCOME_FAILED: _UpsertOutcome.ValueType  # 4
+
+class UpsertOutcome(_UpsertOutcome, metaclass=_UpsertOutcomeEnumTypeWrapper): ...
+
+UPSERT_OUTCOME_UNSPECIFIED: UpsertOutcome.ValueType  # 0
+UPSERT_OUTCOME_CREATED: UpsertOutcome.ValueType  # 1
+UPSERT_OUTCOME_UPDATED: UpsertOutcome.ValueType  # 2
+UPSERT_OUTCOME_UNCHANGED: UpsertOutcome.ValueType  # 3
+UPSERT_OUTCOME_FAILED: UpsertOutcome.ValueType  # 4
+Global___UpsertOutcome: _TypeAlias = UpsertOutcome  # noqa: Y015
 
 @_typing.final
 class Location(_message.Message):
@@ -245,16 +285,38 @@ class Product(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    TAX_CATEGORY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    BARCODES_FIELD_NUMBER: _builtins.int
+    VARIANTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
     version: _builtins.int
+    description: _builtins.str
+    category: _builtins.str
+    tax_category: _builtins.str
+    """A short code the tax rules key on, e.g. "standard", "food", "exempt"."""
+    status: Global___ProductStatus.ValueType
+    external_id: _builtins.str
+    """The id of this product in the merchant's own system; unique per merchant when set."""
     @_builtins.property
     def price(self) -> _money_pb2.Money: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """GTIN/UPC/EAN codes (or shop codes) of the product's own SKU; unique per merchant."""
+
+    @_builtins.property
+    def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]:
+        """Each variant is sold under its own SKU; the product's own `sku` stays sellable too."""
+
     def __init__(
         self,
         *,
@@ -265,10 +327,17 @@ class Product(_message.Message):
         version: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
+        category: _builtins.str = ...,
+        tax_category: _builtins.str = ...,
+        status: Global___ProductStatus.ValueType = ...,
+        external_id: _builtins.str = ...,
+        barcodes: _abc.Iterable[_builtins.str] | None = ...,
+        variants: _abc.Iterable[Global___ProductVariant] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "price", b"price", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "name", b"name", "price", b"price", "sku", b"sku", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "created_at", b"created_at", "description", b"description", "external_id", b"external_id", "id", b"id", "name", b"name", "price", b"price", "sku", b"sku", "status", b"status", "tax_category", b"tax_category", "updated_at", b"updated_at", "variants", b"variants", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -463,11 +532,28 @@ class CreateProductRequest(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    TAX_CATEGORY_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    BARCODES_FIELD_NUMBER: _builtins.int
+    VARIANTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
+    description: _builtins.str
+    category: _builtins.str
+    tax_category: _builtins.str
+    """Empty means "standard"."""
+    external_id: _builtins.str
     @_builtins.property
     def price(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]:
+        """Variant ids are assigned by the service; ids sent here are ignored."""
+
     def __init__(
         self,
         *,
@@ -475,10 +561,16 @@ class CreateProductRequest(_message.Message):
         sku: _builtins.str = ...,
         name: _builtins.str = ...,
         price: _money_pb2.Money | None = ...,
+        description: _builtins.str = ...,
+        category: _builtins.str = ...,
+        tax_category: _builtins.str = ...,
+        external_id: _builtins.str = ...,
+        barcodes: _abc.Iterable[_builtins.str] | None = ...,
+        variants: _abc.Iterable[Global___ProductVariant] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "price", b"price", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "price", b"price", "request_id", b"request_id", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -629,7 +721,13 @@ class GetPricesResponse(_message.Message):
     PRODUCTS_FIELD_NUMBER: _builtins.int
     LOCATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]: ...
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]:
+        """One per distinct SKU asked for, in that order, as it is sold: for a variant SKU the
+        product's `sku`, `name` ("Tee / M") and `price` (override or the product's) are the
+        variant's. An archived product's SKU is FAILED_PRECONDITION reason `product_archived`
+        with the SKUs in error metadata `skus`.
+        """
+
     @_builtins.property
     def location(self) -> Global___Location: ...
     def __init__(
@@ -827,3 +925,413 @@ class GetStockLevelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStockLevelsResponse: _TypeAlias = GetStockLevelsResponse  # noqa: Y015
+
+@_typing.final
+class ProductVariant(_message.Message):
+    """A sellable variation of a product (size, colour, ...) with its own SKU. SKUs are unique per
+    merchant across products and variants, because stock, prices and orders refer to SKUs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    BARCODES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    sku: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """e.g. {"size": "M", "color": "red"}"""
+
+    @_builtins.property
+    def price(self) -> _money_pb2.Money:
+        """Unset: the product's price. Set: this variant's price, in the product's currency."""
+
+    @_builtins.property
+    def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        name: _builtins.str = ...,
+        options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        price: _money_pb2.Money | None = ...,
+        barcodes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "id", b"id", "name", b"name", "options", b"options", "price", b"price", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductVariant: _TypeAlias = ProductVariant  # noqa: Y015
+
+@_typing.final
+class ProductInput(_message.Message):
+    """A product as a client describes it: what Create, Update and Upsert take."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    TAX_CATEGORY_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    BARCODES_FIELD_NUMBER: _builtins.int
+    VARIANTS_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    name: _builtins.str
+    description: _builtins.str
+    category: _builtins.str
+    tax_category: _builtins.str
+    external_id: _builtins.str
+    @_builtins.property
+    def price(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        name: _builtins.str = ...,
+        price: _money_pb2.Money | None = ...,
+        description: _builtins.str = ...,
+        category: _builtins.str = ...,
+        tax_category: _builtins.str = ...,
+        external_id: _builtins.str = ...,
+        barcodes: _abc.Iterable[_builtins.str] | None = ...,
+        variants: _abc.Iterable[Global___ProductVariant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "price", b"price", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductInput: _TypeAlias = ProductInput  # noqa: Y015
+
+@_typing.final
+class UpdateProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    """The version the caller last saw; zero means "whatever the current version is"."""
+    @_builtins.property
+    def product(self) -> Global___ProductInput: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which fields of `product` to change (sku, name, price, description, category,
+        tax_category, external_id, barcodes, variants); lists are replaced whole. Variants keep
+        their ids when their SKU stays.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        product: Global___ProductInput | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "product", b"product", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProductRequest: _TypeAlias = UpdateProductRequest  # noqa: Y015
+
+@_typing.final
+class UpdateProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProductResponse: _TypeAlias = UpdateProductResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProductRequest: _TypeAlias = ArchiveProductRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProductResponse: _TypeAlias = ArchiveProductResponse  # noqa: Y015
+
+@_typing.final
+class UpsertProductsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductInput]:
+        """1..1000 items, each with an external_id; an item replaces the whole product it names."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        products: _abc.Iterable[Global___ProductInput] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["products", b"products", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertProductsRequest: _TypeAlias = UpsertProductsRequest  # noqa: Y015
+
+@_typing.final
+class FieldError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldError: _TypeAlias = FieldError  # noqa: Y015
+
+@_typing.final
+class ItemError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_ERRORS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """A stable machine code: invalid_argument, sku_taken, barcode_taken, duplicate_in_batch."""
+    message: _builtins.str
+    @_builtins.property
+    def field_errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        field_errors: _abc.Iterable[Global___FieldError] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field_errors", b"field_errors", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemError: _TypeAlias = ItemError  # noqa: Y015
+
+@_typing.final
+class UpsertProductResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the item in the request."""
+    external_id: _builtins.str
+    outcome: Global___UpsertOutcome.ValueType
+    @_builtins.property
+    def product(self) -> Global___Product:
+        """Set unless the item failed."""
+
+    @_builtins.property
+    def error(self) -> Global___ItemError:
+        """Set when the item failed; nothing of that item was written."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        external_id: _builtins.str = ...,
+        outcome: Global___UpsertOutcome.ValueType = ...,
+        product: Global___Product | None = ...,
+        error: Global___ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "external_id", b"external_id", "index", b"index", "outcome", b"outcome", "product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertProductResult: _TypeAlias = UpsertProductResult  # noqa: Y015
+
+@_typing.final
+class UpsertProductsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpsertProductResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___UpsertProductResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertProductsResponse: _TypeAlias = UpsertProductsResponse  # noqa: Y015
+
+@_typing.final
+class SearchProductsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    BARCODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Words of the name, description or SKUs; each word matches as a prefix, all must match."""
+    sku: _builtins.str
+    """Exact SKU of a product or one of its variants."""
+    barcode: _builtins.str
+    """Exact barcode of a product or one of its variants."""
+    status: Global___ProductStatus.ValueType
+    """Unspecified: any status."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        barcode: _builtins.str = ...,
+        status: Global___ProductStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcode", b"barcode", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "sku", b"sku", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchProductsRequest: _TypeAlias = SearchProductsRequest  # noqa: Y015
+
+@_typing.final
+class SearchProductsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]: ...
+    def __init__(
+        self,
+        *,
+        products: _abc.Iterable[Global___Product] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "products", b"products"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchProductsResponse: _TypeAlias = SearchProductsResponse  # noqa: Y015

@@ -75,6 +75,26 @@ class InventoryServiceStub:
                 request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsRequest.SerializeToString,
                 response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsResponse.FromString,
                 _registered_method=True)
+        self.UpdateProduct = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/UpdateProduct',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductResponse.FromString,
+                _registered_method=True)
+        self.ArchiveProduct = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/ArchiveProduct',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.FromString,
+                _registered_method=True)
+        self.UpsertProducts = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/UpsertProducts',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsResponse.FromString,
+                _registered_method=True)
+        self.SearchProducts = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/SearchProducts',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -131,6 +151,39 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProduct(self, request, context):
+        """--- Catalog: versions, archive, batch upsert by external_id, search ---------------------
+        Change the fields named in update_mask; a stale expected_version is FAILED_PRECONDITION
+        reason `version_mismatch` with the current version in error metadata `current_version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveProduct(self, request, context):
+        """Archived products stay readable and searchable but GetPrices refuses them
+        (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertProducts(self, request, context):
+        """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
+        item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
+        and writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchProducts(self, request, context):
+        """Exact SKU (products and variants), exact barcode, or words of name/description/SKU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +226,26 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.GetStockLevels,
                     request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsRequest.FromString,
                     response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsResponse.SerializeToString,
+            ),
+            'UpdateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProduct,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductResponse.SerializeToString,
+            ),
+            'ArchiveProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveProduct,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.SerializeToString,
+            ),
+            'UpsertProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertProducts,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsResponse.SerializeToString,
+            ),
+            'SearchProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchProducts,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +465,114 @@ class InventoryService:
             '/pos.inventory.v1.InventoryService/GetStockLevels',
             pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsRequest.SerializeToString,
             pos_dot_inventory_dot_v1_dot_inventory__pb2.GetStockLevelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/UpdateProduct',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/ArchiveProduct',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/UpsertProducts',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/SearchProducts',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.SearchProductsResponse.FromString,
             options,
             channel_credentials,
             insecure,

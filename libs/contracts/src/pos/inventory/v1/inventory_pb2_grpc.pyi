@@ -44,6 +44,22 @@ class InventoryServiceStub:
     """
     AdjustStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.AdjustStockResponse]
     GetStockLevels: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetStockLevelsRequest, _inventory_pb2.GetStockLevelsResponse]
+    UpdateProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpdateProductRequest, _inventory_pb2.UpdateProductResponse]
+    """--- Catalog: versions, archive, batch upsert by external_id, search ---------------------
+    Change the fields named in update_mask; a stale expected_version is FAILED_PRECONDITION
+    reason `version_mismatch` with the current version in error metadata `current_version`.
+    """
+    ArchiveProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ArchiveProductRequest, _inventory_pb2.ArchiveProductResponse]
+    """Archived products stay readable and searchable but GetPrices refuses them
+    (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+    """
+    UpsertProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpsertProductsRequest, _inventory_pb2.UpsertProductsResponse]
+    """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
+    item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
+    and writes nothing.
+    """
+    SearchProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.SearchProductsRequest, _inventory_pb2.SearchProductsResponse]
+    """Exact SKU (products and variants), exact barcode, or words of name/description/SKU."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -61,6 +77,22 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """
     AdjustStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.AdjustStockResponse]  # type: ignore[assignment]
     GetStockLevels: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetStockLevelsRequest, _inventory_pb2.GetStockLevelsResponse]  # type: ignore[assignment]
+    UpdateProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpdateProductRequest, _inventory_pb2.UpdateProductResponse]  # type: ignore[assignment]
+    """--- Catalog: versions, archive, batch upsert by external_id, search ---------------------
+    Change the fields named in update_mask; a stale expected_version is FAILED_PRECONDITION
+    reason `version_mismatch` with the current version in error metadata `current_version`.
+    """
+    ArchiveProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ArchiveProductRequest, _inventory_pb2.ArchiveProductResponse]  # type: ignore[assignment]
+    """Archived products stay readable and searchable but GetPrices refuses them
+    (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+    """
+    UpsertProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpsertProductsRequest, _inventory_pb2.UpsertProductsResponse]  # type: ignore[assignment]
+    """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
+    item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
+    and writes nothing.
+    """
+    SearchProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.SearchProductsRequest, _inventory_pb2.SearchProductsResponse]  # type: ignore[assignment]
+    """Exact SKU (products and variants), exact barcode, or words of name/description/SKU."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Catalog, locations and stock of every merchant. The merchant comes from call metadata."""
@@ -123,5 +155,45 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.GetStockLevelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.GetStockLevelsResponse, _abc.Awaitable[_inventory_pb2.GetStockLevelsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateProduct(
+        self,
+        request: _inventory_pb2.UpdateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.UpdateProductResponse, _abc.Awaitable[_inventory_pb2.UpdateProductResponse]]:
+        """--- Catalog: versions, archive, batch upsert by external_id, search ---------------------
+        Change the fields named in update_mask; a stale expected_version is FAILED_PRECONDITION
+        reason `version_mismatch` with the current version in error metadata `current_version`.
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveProduct(
+        self,
+        request: _inventory_pb2.ArchiveProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ArchiveProductResponse, _abc.Awaitable[_inventory_pb2.ArchiveProductResponse]]:
+        """Archived products stay readable and searchable but GetPrices refuses them
+        (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+        """
+
+    @_abc_1.abstractmethod
+    def UpsertProducts(
+        self,
+        request: _inventory_pb2.UpsertProductsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.UpsertProductsResponse, _abc.Awaitable[_inventory_pb2.UpsertProductsResponse]]:
+        """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
+        item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
+        and writes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchProducts(
+        self,
+        request: _inventory_pb2.SearchProductsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.SearchProductsResponse, _abc.Awaitable[_inventory_pb2.SearchProductsResponse]]:
+        """Exact SKU (products and variants), exact barcode, or words of name/description/SKU."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

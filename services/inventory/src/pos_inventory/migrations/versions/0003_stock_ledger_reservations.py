@@ -1,15 +1,15 @@
 """locations in detail, sequenced ledger, counts, thresholds, reservations
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002_catalog
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002_catalog"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,36 @@
+"""What a catalog search asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pos_inventory.domain.barcodes import barcode_key
+from pos_inventory.domain.catalog import ProductStatus
+from pos_kit.errors import raise_if, require
+
+MAX_QUERY = 200
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    text: str = ""
+    sku: str = ""
+    barcode: str = ""
+    status: ProductStatus | None = None
+
+    @property
+    def barcode_key(self) -> str:
+        return barcode_key(self.barcode) if self.barcode else ""
+
+
+def validate_query(query: ProductQuery) -> None:
+    raise_if(
+        require(len(query.text) <= MAX_QUERY, "query", f"must be at most {MAX_QUERY} characters")
+        + require(len(query.sku) <= 64, "sku", "must be at most 64 characters")
+        + require(len(query.barcode) <= 48, "barcode", "must be at most 48 characters")
+        + require(
+            bool(query.text.strip() or query.sku or query.barcode),
+            "query",
+            "name a query, a sku or a barcode",
+        )
+    )

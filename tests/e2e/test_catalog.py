@@ -1,0 +1,141 @@
+"""The catalog end to end through the gateway over HTTP: every service a separate process."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+UPC = "036000291452"
+
+
+def _key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def _tee(sku: str, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sku": sku,
+        "name": "Tee",
+        "price": {"amount": 2000, "currency": "USD"},
+        "description": "Organic cotton",
+        "variants": [
+            {"sku": f"{sku}-M", "name": "M", "options": {"size": "M"}, "barcodes": [UPC]},
+            {"sku": f"{sku}-XL", "name": "XL", "price": {"amount": 2400, "currency": "USD"}},
+        ],
+    }
+    body.update(over)
+    return body
+
+
+def _problem(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = answer.json()
+    assert problem["code"] == code
+    return problem
+
+
+def test_a_product_with_variants_is_created_updated_by_version_and_archived(
+    platform: Running,
+) -> None:
+    http = platform.new_merchant("Catalog e2e")
+    made = http.post("/v1/products", json=_tee("E2E-TEE"), headers=_key())
+    assert made.status_code == 201, made.text
+    product = made.json()
+    assert made.headers["ETag"] == '"1"'
+    assert [v["sku"] for v in product["variants"]] == ["E2E-TEE-M", "E2E-TEE-XL"]
+    assert product["status"] == "active" and product["tax_category"] == "standard"
+    pid = product["id"]
+
+    renamed = http.patch(
+        f"/v1/products/{pid}", json={"name": "Tee II"}, headers={"If-Match": '"1"'}
+    )
+    assert (renamed.status_code, renamed.json()["version"]) == (200, 2), renamed.text
+    stale = http.patch(f"/v1/products/{pid}", json={"name": "Tee III"}, headers={"If-Match": '"1"'})
+    assert _problem(stale, 412, "version_mismatch")["current_version"] == 2
+
+    found = http.get("/v1/products", params={"barcode": "0" + UPC}).json()["data"]
+    assert [p["id"] for p in found] == [pid]
+    assert [
+        p["id"] for p in http.get("/v1/products", params={"query": "organ"}).json()["data"]
+    ] == [pid]
+
+    archived = http.post(f"/v1/products/{pid}/archive", headers={**_key(), "If-Match": '"2"'})
+    assert (archived.status_code, archived.json()["status"]) == (200, "archived"), archived.text
+    assert http.get(f"/v1/products/{pid}").json()["status"] == "archived"
+    active = http.get("/v1/products", params={"sku": "E2E-TEE-M", "status": "active"})
+    assert active.json()["data"] == []
+
+
+def test_bad_products_are_field_problems_and_write_nothing(platform: Running) -> None:
+    http = platform.new_merchant("Catalog e2e bad")
+    http.post("/v1/products", json=_tee("TAKEN"), headers=_key()).raise_for_status()
+    bad_check_digit = http.post(
+        "/v1/products", json=_tee("NEW-1", barcodes=["4006381333932"]), headers=_key()
+    )
+    errors = _problem(bad_check_digit, 400, "invalid_argument")["errors"]
+    assert [e["field"] for e in errors] == ["barcodes[0]"]
+    wrong_currency = _tee(
+        "NEW-2", variants=[{"sku": "NEW-2-A", "price": {"amount": 1, "currency": "EUR"}}]
+    )
+    errors = _problem(
+        http.post("/v1/products", json=wrong_currency, headers=_key()), 400, "invalid_argument"
+    )["errors"]
+    assert [e["field"] for e in errors] == ["variants[0].price.currency"]
+    duplicate = http.post(
+        "/v1/products", json=_tee("NEW-3", variants=[{"sku": "TAKEN-XL"}]), headers=_key()
+    )
+    assert _problem(duplicate, 409, "sku_taken")["errors"][0]["field"] == "variants[0].sku"
+    assert [p["sku"] for p in http.get("/v1/products").json()["data"]] == ["TAKEN"]
+    other = platform.new_merchant("Catalog e2e other")
+    taken = http.get("/v1/products", params={"sku": "TAKEN"}).json()["data"][0]["id"]
+    _problem(other.get(f"/v1/products/{taken}"), 404, "resource_missing")
+    _problem(other.patch(f"/v1/products/{taken}", json={"name": "x"}), 404, "resource_missing")
+
+
+def test_batch_upsert_answers_per_item_and_replays_once(platform: Running) -> None:
+    http = platform.new_merchant("Catalog e2e batch")
+
+    def item(ext: str, sku: str, **over: Any) -> dict[str, Any]:
+        return {
+            "external_id": ext,
+            "sku": sku,
+            "name": sku,
+            "price": {"amount": 100, "currency": "USD"},
+            **over,
+        }
+
+    body = {"products": [item("a", "A"), item("b", "B", barcodes=["12345678"]), item("c", "A")]}
+    key = _key()
+    first = http.post("/v1/products/batch-upsert", json=body, headers=key)
+    assert first.status_code == 200, first.text
+    results = first.json()
+    assert [r["status"] for r in results["data"]] == ["failed", "failed", "failed"]
+    assert [r["error"]["code"] for r in results["data"]] == [
+        "duplicate_in_batch", "invalid_argument", "duplicate_in_batch"]  # fmt: skip
+    body = {"products": [item("a", "A"), item("b", "B")]}
+    key = _key()
+    made = http.post("/v1/products/batch-upsert", json=body, headers=key)
+    assert made.json()["summary"] == {"created": 2, "updated": 0, "unchanged": 0, "failed": 0}
+    again = http.post("/v1/products/batch-upsert", json=body, headers=key)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.content == made.content
+    changed = {"products": [item("a", "A", name="Renamed"), item("b", "B")]}
+    summary = http.post("/v1/products/batch-upsert", json=changed, headers=_key()).json()["summary"]
+    assert summary == {"created": 0, "updated": 1, "unchanged": 1, "failed": 0}
+    assert len(http.get("/v1/products").json()["data"]) == 2
+    too_many = {"products": [item(f"x{i}", f"X{i}") for i in range(1001)]}
+    errors = _problem(
+        http.post("/v1/products/batch-upsert", json=too_many, headers=_key()),
+        400,
+        "invalid_request",
+    )
+    assert len(http.get("/v1/products").json()["data"]) == 2
+    assert errors
