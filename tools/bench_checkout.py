@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -130,11 +131,8 @@ async def _merchant_of(platform: Platform, key: str) -> str:
     return str(merchant)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+def on_platform(title: str, work: Callable[[Platform, str], Awaitable[None]]) -> None:
+    """Start the platform on free ports with temporary data, run `work`, stop everything."""
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
     ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
     platform = Platform(home, ports, say=lambda line: None)
@@ -142,10 +140,21 @@ def main() -> None:
         platform.start_infrastructure()
         platform.start_services()
         key = platform.sandbox_key()
-        print(f"checkout benchmark: {args.requests} requests, 2 lines each, card tender")
-        asyncio.run(bench(platform, key, args.requests, args.concurrency))
+        print(title)
+        asyncio.run(work(platform, key))
     finally:
         platform.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    on_platform(
+        f"checkout benchmark: {args.requests} requests, 2 lines each, card tender",
+        lambda platform, key: bench(platform, key, args.requests, args.concurrency),
+    )
 
 
 if __name__ == "__main__":
