@@ -11,13 +11,13 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from pos_gateway import clients, metrics, problems
+from pos_gateway import openapi as openapi_document
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
@@ -81,6 +81,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # operationId = the route function's name (`list_products`, `create_customer`): what
+        # a generated SDK names its methods, so it must read well and stay put.
+        generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
@@ -107,7 +110,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["platform"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["platform"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus text exposition format"}},
+    )
     async def prometheus_metrics() -> Response:
         return metrics.exposition()
 
@@ -144,20 +153,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            document.setdefault("components", {})["securitySchemes"] = {
-                "apiKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key (pos_test_... / pos_live_...)",
-                }
-            }
-            app.openapi_schema = document
+            app.openapi_schema = openapi_document.build(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -11,10 +11,13 @@ from pos.inventory.v1 import inventory_pb2
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.routes.common import (
+    CREATE,
     Body,
+    Currency,
     Cursor,
     Limit,
     MoneyIn,
+    Sku,
     UpdatedSince,
     op,
     page,
@@ -29,12 +32,12 @@ Svc = Annotated[Services, Depends(services)]
 
 class LocationIn(Body):
     name: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    currency: Currency
     tax_rate_bps: int = Field(0, ge=0, le=10_000, description="825 = 8.25 %")
 
 
 class ProductIn(Body):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Sku
     name: str = Field(min_length=1, max_length=200)
     price: MoneyIn
 
@@ -49,13 +52,18 @@ REASONS = {
 
 
 class AdjustmentIn(Body):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Sku
     location_id: str = Field(min_length=1, max_length=64)
-    delta: int = Field(description="Signed change of on-hand units; never zero")
+    delta: int = Field(
+        ge=-1_000_000_000,
+        le=1_000_000_000,
+        description="Signed change of on-hand units; never zero",
+        json_schema_extra={"not": {"const": 0}},
+    )
     reason: Literal["received", "sold", "returned", "damaged", "correction"]
 
 
-@router.post("/locations", status_code=201, **op("inventory:write", "Create a location"))
+@router.post("/locations", status_code=201, **op("inventory:write", "Create a location", CREATE))
 async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.CreateLocation(
         inventory_pb2.CreateLocationRequest(request_id=request_id(), **body.model_dump())
@@ -71,7 +79,7 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
     return page([to_json(x) for x in answer.locations], answer.next_page_token)
 
 
-@router.post("/products", status_code=201, **op("catalog:write", "Create a product"))
+@router.post("/products", status_code=201, **op("catalog:write", "Create a product", CREATE))
 async def create_product(body: ProductIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.CreateProduct(
         inventory_pb2.CreateProductRequest(
@@ -92,13 +100,13 @@ async def list_products(
     return page([to_json(x) for x in answer.products], answer.next_page_token)
 
 
-@router.get("/products/{product_id}", **op("catalog:read", "Get a product"))
+@router.get("/products/{product_id}", **op("catalog:read", "Get a product", (404,)))
 async def get_product(product_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
     return to_json(answer.product)
 
 
-@router.get("/inventory", **op("inventory:read", "Stock levels of SKUs"))
+@router.get("/inventory", **op("inventory:read", "Stock levels of SKUs", (404,)))
 async def stock_levels(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
@@ -111,7 +119,9 @@ async def stock_levels(
 
 
 @router.post(
-    "/inventory/adjustments", status_code=201, **op("inventory:write", "Adjust stock with a reason")
+    "/inventory/adjustments",
+    status_code=201,
+    **op("inventory:write", "Adjust stock with a reason", (404, *CREATE)),
 )
 async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.AdjustStock(

@@ -12,7 +12,7 @@ from pydantic import Field
 from pos_gateway import admin, keys, tokens
 from pos_gateway.auth import Principal
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, op
+from pos_gateway.routes.common import CREATE, NUL, Body, op, problems
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
 Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
@@ -62,7 +62,7 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
     }
 
 
-@router.post("/api-keys", status_code=201, **op("credentials:manage", "Create an API key"))
+@router.post("/api-keys", status_code=201, **op("credentials:manage", "Create an API key", CREATE))
 async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
@@ -81,7 +81,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
     return {"data": [_key_json(k) for k in found], "next_cursor": None}
 
 
-@router.delete("/api-keys/{key_id}", **op("credentials:manage", "Revoke an API key"))
+@router.delete("/api-keys/{key_id}", **op("credentials:manage", "Revoke an API key", (404,)))
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     revoked = await admin.revoke_key(
         request.app.state.engine, _principal(request).merchant_id, key_id
@@ -93,7 +93,7 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post(
-    "/oauth-clients", status_code=201, **op("credentials:manage", "Create an OAuth client")
+    "/oauth-clients", status_code=201, **op("credentials:manage", "Create an OAuth client", CREATE)
 )
 async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
     """The client secret is in this answer only."""
@@ -111,7 +111,9 @@ async def list_clients(request: Request) -> dict[str, Any]:
     return {"data": [_client_json(c) for c in found], "next_cursor": None}
 
 
-@router.delete("/oauth-clients/{client_id}", **op("credentials:manage", "Revoke an OAuth client"))
+@router.delete(
+    "/oauth-clients/{client_id}", **op("credentials:manage", "Revoke an OAuth client", (404,))
+)
 async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
     revoked = await admin.revoke_client(
         request.app.state.engine, _principal(request).merchant_id, client_id
@@ -129,15 +131,24 @@ def _oauth_error(status: int, error: str, detail: str) -> Problem:
 @router.post(
     "/oauth/token",
     summary="Exchange client credentials for a short-lived access token",
-    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes.",
+    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes. "
+    "Errors carry RFC 6749's `error` beside the problem's `code`.",
+    responses=problems(400, 401, 413),
 )
 async def token(
     request: Request,
-    grant_type: Annotated[str, Form(max_length=64)],
-    client_id: Annotated[str, Form(max_length=64)],
-    client_secret: Annotated[str, Form(max_length=128)],
+    # An empty form field counts as absent (FastAPI), so the document says at least one.
+    # Documented as the one value it may have; checked below so a wrong one gets RFC 6749's
+    # `unsupported_grant_type` rather than a generic validation answer.
+    grant_type: Annotated[
+        str, Form(min_length=1, max_length=64, json_schema_extra={"enum": ["client_credentials"]})
+    ],
+    client_id: Annotated[str, Form(min_length=1, max_length=64)],
+    client_secret: Annotated[str, Form(min_length=1, max_length=128)],
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> dict[str, Any]:
+    if NUL in grant_type + client_id + client_secret + scope:
+        raise _oauth_error(400, "invalid_request", "form fields must not contain NUL")
     if grant_type != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     state = request.app.state

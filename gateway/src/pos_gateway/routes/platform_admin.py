@@ -14,7 +14,7 @@ from pydantic import Field
 
 from pos_gateway import admin
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body
+from pos_gateway.routes.common import Body, problems
 
 router = APIRouter(prefix="/v1/admin", tags=["platform administration"])
 
@@ -41,7 +41,9 @@ def _check(request: Request) -> None:
     "/merchants",
     status_code=201,
     summary="Create a merchant with its first (test) API key",
-    description="Requires the platform credential. The key is shown in this answer only.",
+    description="Requires the platform credential. The key is shown in this answer only. "
+    "Answers 404 like an unknown route when the deployment has no platform credential.",
+    responses=problems(400, 401, 404, 413),
 )
 async def create_merchant(body: MerchantIn, request: Request) -> dict[str, Any]:
     _check(request)

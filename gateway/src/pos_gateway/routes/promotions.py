@@ -10,7 +10,17 @@ from pydantic import Field
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
+from pos_gateway.routes.common import (
+    CREATE,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    op,
+    page,
+    request_id,
+    services,
+)
 
 router = APIRouter(prefix="/v1", tags=["promotions"])
 Svc = Annotated[Services, Depends(services)]
@@ -22,7 +32,7 @@ class PromotionIn(Body):
     minimum_subtotal: MoneyIn | None = None
 
 
-@router.post("/promotions", status_code=201, **op("promotions:write", "Create a promotion"))
+@router.post("/promotions", status_code=201, **op("promotions:write", "Create a promotion", CREATE))
 async def create_promotion(body: PromotionIn, svc: Svc) -> dict[str, Any]:
     request = promotion_pb2.CreatePromotionRequest(
         request_id=request_id(), name=body.name, percent_off_bps=body.percent_off_bps
@@ -41,7 +51,7 @@ async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) ->
     return page([to_json(x) for x in answer.promotions], answer.next_page_token)
 
 
-@router.get("/promotions/{promotion_id}", **op("promotions:read", "Get a promotion"))
+@router.get("/promotions/{promotion_id}", **op("promotions:read", "Get a promotion", (404,)))
 async def get_promotion(promotion_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.promotion.GetPromotion(promotion_pb2.GetPromotionRequest(id=promotion_id))
     return to_json(answer.promotion)
