@@ -30,6 +30,7 @@ from pos_gateway.routes import (
     platform_admin,
     promotions,
 )
+from pos_gateway.routes.common import success
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
@@ -51,6 +52,18 @@ async def _purge_hourly(store: IdempotencyStore) -> None:
         with contextlib.suppress(Exception):
             await store.purge_expired()
         await asyncio.sleep(3600)
+
+
+_CHECKS = ("inventory", "promotion", "customer", "payment", "order")
+READY_EXAMPLE = {"ready": True, "checks": {"database": "ok", **dict.fromkeys(_CHECKS, "ok")}}
+NOT_READY_EXAMPLE = {
+    "ready": False,
+    "checks": {"database": "unavailable", **dict.fromkeys(_CHECKS, "ok")},
+}
+METRICS_EXAMPLE = (
+    "# TYPE omnitill_http_requests_total counter\n"
+    'omnitill_http_requests_total{method="GET",route="/v1/products",status="200"} 42.0\n'
+)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -106,7 +119,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for module in (catalog, customers, promotions, orders, credentials, platform_admin):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["platform"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        tags=["platform"],
+        summary="Liveness",
+        responses={200: success({"status": "ok"})},
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -115,7 +133,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         tags=["platform"],
         summary="Prometheus metrics",
         response_class=PlainTextResponse,
-        responses={200: {"description": "Prometheus text exposition format"}},
+        responses={200: success(METRICS_EXAMPLE, "text/plain")},
     )
     async def prometheus_metrics() -> Response:
         return metrics.exposition()
@@ -124,6 +142,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/readyz",
         tags=["platform"],
         summary="Readiness: the gateway's database; each service's health is reported",
+        responses={
+            200: success(READY_EXAMPLE),
+            503: {
+                "description": "The gateway's own database is unreachable",
+                "content": {"application/json": {"example": NOT_READY_EXAMPLE}},
+            },
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Any] = {}

@@ -48,6 +48,11 @@ class Body(BaseModel):
         return value
 
 
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A request model's config with the example shown in the document."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
+
+
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
 Sku = Annotated[
     str,
@@ -187,13 +192,27 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": _ERRORS[code], **PROBLEM} for code in sorted(set(statuses))}
 
 
-def op(scope: str, summary: str, errors: tuple[int, ...] = ()) -> dict[str, Any]:
-    """Everything a /v1 route declares besides its path: scope check, docs, error answers
-    (`errors`: the statuses it may answer besides the EDGE ones)."""
+def success(example: Any, media_type: str = "application/json") -> dict[str, Any]:
+    """The OpenAPI success answer, with its example."""
+    return {"description": "Success", "content": {media_type: {"example": example}}}
+
+
+def op(
+    scope: str,
+    summary: str,
+    errors: tuple[int, ...] = (),
+    *,
+    example: dict[str, Any],
+    status: int = 200,
+) -> dict[str, Any]:
+    """Everything a /v1 route declares besides its path: scope check, docs, its success answer
+    (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
+    besides the EDGE ones)."""
     return {
         "summary": summary,
         "description": f"Requires the `{scope}` scope.",
+        "status_code": status,
         "dependencies": [require(scope)],
-        "responses": problems(*EDGE, *errors),
+        "responses": {status: success(example), **problems(*EDGE, *errors)},
         "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
     }

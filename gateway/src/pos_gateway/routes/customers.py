@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Response
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
+from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
@@ -19,6 +20,7 @@ from pos_gateway.routes.common import (
     Cursor,
     Limit,
     UpdatedSince,
+    example,
     op,
     page,
     request_id,
@@ -39,18 +41,27 @@ EMAIL = rf"^{_PART}@{_PART}\.{_PART}$"
 
 
 class CustomerPatch(Body):
+    model_config = example({"given_name": "Augusta Ada"})
+
     email: str | None = Field(None, min_length=3, max_length=254, pattern=EMAIL)
     given_name: str | None = Field(None, max_length=100)
     family_name: str | None = Field(None, max_length=100)
 
 
 class CustomerIn(Body):
+    model_config = example(
+        {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"}
+    )
+
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL)
     given_name: str = Field("", max_length=100)
     family_name: str = Field("", max_length=100)
 
 
-@router.post("/customers", status_code=201, **op("customers:write", "Create a customer", CREATE))
+@router.post(
+    "/customers",
+    **op("customers:write", "Create a customer", CREATE, example=ex.CUSTOMER, status=201),
+)
 async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.customer.CreateCustomer(
         customer_pb2.CreateCustomerRequest(request_id=request_id(), **body.model_dump())
@@ -58,7 +69,7 @@ async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
     return to_json(answer.customer)
 
 
-@router.get("/customers", **op("customers:read", "List customers"))
+@router.get("/customers", **op("customers:read", "List customers", example=ex.page(ex.CUSTOMER)))
 async def list_customers(
     svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
 ) -> dict[str, Any]:
@@ -71,7 +82,7 @@ async def list_customers(
 
 @router.get(
     "/customers/{customer_id}",
-    **op("customers:read", "Get a customer with its loyalty balance", (404,)),
+    **op("customers:read", "Get a customer with its loyalty balance", (404,), example=ex.CUSTOMER),
 )
 async def get_customer(customer_id: str, svc: Svc, response: Response) -> dict[str, Any]:
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
@@ -100,7 +111,8 @@ def _version(if_match: str | None) -> int:
 
 
 @router.patch(
-    "/customers/{customer_id}", **op("customers:write", "Update a customer", (404, 409, 412))
+    "/customers/{customer_id}",
+    **op("customers:write", "Update a customer", (404, 409, 412), example=ex.CUSTOMER),
 )
 async def update_customer(
     customer_id: str,
