@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +37,56 @@ def test_every_operation_has_a_summary_and_v1_paths_need_a_key() -> None:
     create = document["paths"]["/v1/checkouts"]["post"]
     assert create["x-required-scopes"] == ["orders:write"]
     assert {"400", "401", "403", "429"} <= set(create["responses"])
+
+
+def _has_example(media: dict[str, Any], document: dict[str, Any]) -> bool:
+    if "example" in media or "examples" in media:
+        return True
+    schema = media.get("schema", {})
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return bool(schema.get("examples") or "example" in schema)
+
+
+def test_every_operation_documents_a_summary_examples_and_its_error_answers() -> None:
+    """What a partner reads before the first call: each operation says what it does, shows a
+    request (when it takes one) and a success answer, and names the problems it answers."""
+    document = _tool().current()
+    missing = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            if not operation.get("summary"):
+                missing.append(f"{name}: summary")
+            body = operation.get("requestBody", {}).get("content", {})
+            if any(not _has_example(media, document) for media in body.values()):
+                missing.append(f"{name}: request example")
+            answers = operation["responses"]
+            successes = [a for status, a in answers.items() if status.startswith("2")]
+            if not successes or not all(
+                a.get("content") and all(_has_example(m, document) for m in a["content"].values())
+                for a in successes
+            ):
+                missing.append(f"{name}: success example")
+            if not path.startswith("/v1/"):
+                continue
+            errors = {s: a for s, a in answers.items() if s[0] in "45"}
+            if not {"400", "401"} <= set(errors):
+                missing.append(f"{name}: 400 and 401 answers")
+            if "{" in path and "404" not in errors:
+                missing.append(f"{name}: 404 answer")
+            for status, answer in errors.items():
+                if "application/problem+json" not in answer.get("content", {}):
+                    missing.append(f"{name}: {status} is not a documented problem")
+    assert not missing, "\n".join(missing)
+
+
+def test_authenticated_operations_name_their_scope_and_rate_limit() -> None:
+    document = _tool().current()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not path.startswith("/v1/") or path in ("/v1/oauth/token", "/v1/admin/merchants"):
+                continue
+            name = f"{method.upper()} {path}"
+            assert operation.get("x-required-scopes"), f"{name} names no scope"
+            assert {"403", "429"} <= set(operation["responses"]), f"{name}: no 403 or 429"

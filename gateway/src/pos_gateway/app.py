@@ -11,13 +11,13 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from pos_gateway import clients, metrics, problems
+from pos_gateway import openapi as openapi_document
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
@@ -32,6 +32,7 @@ from pos_gateway.routes import (
     promotions,
     stock,
 )
+from pos_gateway.routes.common import success
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
@@ -53,6 +54,18 @@ async def _purge_hourly(store: IdempotencyStore) -> None:
         with contextlib.suppress(Exception):
             await store.purge_expired()
         await asyncio.sleep(3600)
+
+
+_CHECKS = ("inventory", "promotion", "customer", "payment", "order")
+READY_EXAMPLE = {"ready": True, "checks": {"database": "ok", **dict.fromkeys(_CHECKS, "ok")}}
+NOT_READY_EXAMPLE = {
+    "ready": False,
+    "checks": {"database": "unavailable", **dict.fromkeys(_CHECKS, "ok")},
+}
+METRICS_EXAMPLE = (
+    "# TYPE omnitill_http_requests_total counter\n"
+    'omnitill_http_requests_total{method="GET",route="/v1/products",status="200"} 42.0\n'
+)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -83,6 +96,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # operationId = the route function's name (`list_products`, `create_customer`): what
+        # a generated SDK names its methods, so it must read well and stay put.
+        generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
@@ -114,11 +130,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     ):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["platform"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        tags=["platform"],
+        summary="Liveness",
+        responses={200: success({"status": "ok"})},
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["platform"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["platform"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: success(METRICS_EXAMPLE, "text/plain")},
+    )
     async def prometheus_metrics() -> Response:
         return metrics.exposition()
 
@@ -126,6 +153,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/readyz",
         tags=["platform"],
         summary="Readiness: the gateway's database; each service's health is reported",
+        responses={
+            200: success(READY_EXAMPLE),
+            503: {
+                "description": "The gateway's own database is unreachable",
+                "content": {"application/json": {"example": NOT_READY_EXAMPLE}},
+            },
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Any] = {}
@@ -155,20 +189,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            document.setdefault("components", {})["securitySchemes"] = {
-                "apiKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key (pos_test_... / pos_live_...)",
-                }
-            }
-            app.openapi_schema = document
+            app.openapi_schema = openapi_document.build(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -71,6 +71,10 @@ class EdgeMiddleware:
             )
             await problem_response(problem)(scope, receive, send)
             return
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            problem = Problem(400, "invalid_request", "URLs must not contain the NUL character")
+            await problem_response(problem)(scope, receive, send)
+            return
         path: str = scope["path"]
         if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
             await self.app(scope, receive, send)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pos_kit.grpc_client import read_error
 
@@ -114,6 +115,18 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     return Problem(status, code, detail, errors, extra=extra)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the path answers. Starlette names only the first route that matched the
+    path, but GET and POST of one path are separate routes here, and RFC 9110 wants them all."""
+    scope = {**request.scope, "method": "\0"}  # a method no route has: path matches are PARTIAL
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -145,9 +158,10 @@ def install(app: FastAPI) -> None:
         codes = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
         code = codes.get(exc.status_code, "http_error")
         detail = str(exc.detail) if exc.status_code != 404 else "no such route"
-        return problem_response(
-            Problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(Problem(exc.status_code, code, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

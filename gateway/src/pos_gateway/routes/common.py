@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -9,7 +10,15 @@ from typing import Annotated, Any, TypeVar
 import grpc
 from fastapi import Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from pos.common.v1 import money_pb2
 from pos_gateway.auth import require
@@ -17,18 +26,71 @@ from pos_gateway.clients import Services
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
 from pos_kit.grpc_client import read_error
+from pos_kit.money import MINOR_UNITS
 
 T = TypeVar("T")
+
+# No text in the API may hold NUL: PostgreSQL can't store it, and no name or id needs it.
+# The edge refuses it in URLs, Body models in JSON; the document says so on every string.
+NUL = "\x00"
+NO_NUL = "^[^\\u0000]*$"
 
 
 class Body(BaseModel):
     # Unknown fields are refused so a typo never silently does nothing.
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_int(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `false` as 0 for an integer field; JSON says a boolean is
+        # not a number, and a tax rate of `true` is a client bug worth a 400, not a 1.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, int | None):
+            raise ValueError("must be an integer, not a boolean")
+        if isinstance(value, str) and NUL in value:
+            raise ValueError("must not contain the NUL character")
+        return value
+
+
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A request model's config with the example shown in the document."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
+
+
+SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+Sku = Annotated[
+    str,
+    Field(
+        pattern=SKU,
+        description="1 to 64 letters, digits, '.', '_', '-' or '/'; the first a letter or digit",
+        examples=["TEE-BLK-M"],
+    ),
+]
+
+
+def _supported(code: str) -> str:
+    if code not in MINOR_UNITS:
+        raise ValueError("must be the ISO 4217 code of a supported currency")
+    return code
+
+
+# The currencies the platform supports, named in the document: a partner learns them there,
+# not from a 400 (the same table the services check money against).
+Currency = Annotated[
+    str,
+    AfterValidator(_supported),
+    Field(
+        description="ISO 4217 code of a supported currency",
+        examples=["USD"],
+        json_schema_extra={"enum": sorted(MINOR_UNITS)},
+    ),
+]
+
 
 class MoneyIn(Body):
     amount: int = Field(ge=0, le=10**12, description="Integer minor units, e.g. 2599 = 25.99")
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    currency: Currency
 
     def pb(self) -> money_pb2.Money:
         return money_pb2.Money(amount=self.amount, currency=self.currency)
@@ -36,8 +98,20 @@ class MoneyIn(Body):
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
+_RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
+
+
+def _rfc3339_only(value: object) -> object:
+    # pydantic would also take a number of seconds since 1970 ("0.5") as a time; the API
+    # promises RFC 3339, so anything else is refused rather than guessed at.
+    if isinstance(value, str) and not re.fullmatch(_RFC3339, value, flags=re.IGNORECASE):
+        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-01-31T09:00:00Z")
+    return value
+
+
 UpdatedSince = Annotated[
     datetime | None,
+    BeforeValidator(_rfc3339_only),
     Query(
         description="Only what changed at or after this RFC 3339 time, oldest change first; "
         "poll again from the last `updated_at` you saw",
@@ -72,36 +146,36 @@ def page(items: list[dict[str, Any]], next_token: str) -> dict[str, Any]:
     return {"data": items, "next_cursor": next_token or None}
 
 
-PROBLEM = {
-    "content": {
-        "application/problem+json": {
-            "schema": {
+# RFC 9457 problem details, one schema named in every error answer (a generated SDK gets one
+# Problem class, not one per status and operation).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details with a stable machine `code`",
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "Stable machine code, e.g. `resource_missing`"},
+        "errors": {
+            "type": "array",
+            "description": "One entry per field problem",
+            "items": {
                 "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "code": {"type": "string"},
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "field": {"type": "string"},
-                                "reason": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-                "required": ["type", "title", "status", "code"],
-            }
-        }
-    }
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+                "required": ["field", "reason"],
+            },
+        },
+    },
+    "required": ["type", "title", "status", "code"],
+}
+PROBLEM = {
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 }
 _ERRORS = {
     400: "Invalid request: `errors[]` names each field",
     401: "Missing or invalid API key",
+    402: "The payment was declined; the order and payment are in the problem",
     403: "The key lacks the required scope (`insufficient_scope`)",
     404: "No such resource for this merchant",
     409: "Conflict with the current state, or the same Idempotency-Key still running",
@@ -112,15 +186,39 @@ _ERRORS = {
     503: "A service the request needs is unavailable",
     504: "A service the request needs did not answer in time",
 }
+# What any authenticated /v1 operation may answer, whatever it does.
+EDGE = (400, 401, 403, 413, 429, 503, 504)
+# What a POST adds: a conflict (or its Idempotency-Key still running), a reused key.
+CREATE = (409, 422)
 
 
-def op(scope: str, summary: str) -> dict[str, Any]:
-    """Everything a /v1 route declares besides its path: scope check, docs, error answers."""
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these problem statuses."""
+    return {code: {"description": _ERRORS[code], **PROBLEM} for code in sorted(set(statuses))}
+
+
+def success(example: Any, media_type: str = "application/json") -> dict[str, Any]:
+    """The OpenAPI success answer, with its example."""
+    return {"description": "Success", "content": {media_type: {"example": example}}}
+
+
+def op(
+    scope: str,
+    summary: str,
+    errors: tuple[int, ...] = (),
+    *,
+    example: dict[str, Any],
+    status: int = 200,
+) -> dict[str, Any]:
+    """Everything a /v1 route declares besides its path: scope check, docs, its success answer
+    (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
+    besides the EDGE ones)."""
     return {
         "summary": summary,
         "description": f"Requires the `{scope}` scope.",
+        "status_code": status,
         "dependencies": [require(scope)],
-        "responses": {code: {"description": text, **PROBLEM} for code, text in _ERRORS.items()},
+        "responses": {status: success(example), **problems(*EDGE, *errors)},
         "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
     }
 

@@ -10,21 +10,28 @@ from fastapi import APIRouter, Form, Request
 from pydantic import Field
 
 from pos_gateway import admin, keys, tokens
+from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, op
+from pos_gateway.routes.common import CREATE, NUL, Body, example, op, problems, success
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
 Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
 
 
 class KeyIn(Body):
+    model_config = example(
+        {"name": "till 3", "scopes": ["catalog:read", "orders:write"], "mode": "test"}
+    )
+
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
     mode: Literal["test", "live"] = "test"
 
 
 class ClientIn(Body):
+    model_config = example({"name": "accounting sync", "scopes": ["orders:read"]})
+
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
 
@@ -62,7 +69,10 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
     }
 
 
-@router.post("/api-keys", status_code=201, **op("credentials:manage", "Create an API key"))
+@router.post(
+    "/api-keys",
+    **op("credentials:manage", "Create an API key", CREATE, example=ex.NEW_API_KEY, status=201),
+)
 async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
@@ -75,13 +85,23 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     return {**_key_json(info), "key": issued.key}
 
 
-@router.get("/api-keys", **op("credentials:manage", "List API keys (never the keys themselves)"))
+@router.get(
+    "/api-keys",
+    **op(
+        "credentials:manage",
+        "List API keys (never the keys themselves)",
+        example={"data": [ex.API_KEY], "next_cursor": None},
+    ),
+)
 async def list_keys(request: Request) -> dict[str, Any]:
     found = await admin.list_keys(request.app.state.engine, _principal(request).merchant_id)
     return {"data": [_key_json(k) for k in found], "next_cursor": None}
 
 
-@router.delete("/api-keys/{key_id}", **op("credentials:manage", "Revoke an API key"))
+@router.delete(
+    "/api-keys/{key_id}",
+    **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
+)
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     revoked = await admin.revoke_key(
         request.app.state.engine, _principal(request).merchant_id, key_id
@@ -93,7 +113,14 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post(
-    "/oauth-clients", status_code=201, **op("credentials:manage", "Create an OAuth client")
+    "/oauth-clients",
+    **op(
+        "credentials:manage",
+        "Create an OAuth client",
+        CREATE,
+        example=ex.NEW_OAUTH_CLIENT,
+        status=201,
+    ),
 )
 async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
     """The client secret is in this answer only."""
@@ -105,13 +132,23 @@ async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
     return {**_client_json(info), "client_secret": client_secret}
 
 
-@router.get("/oauth-clients", **op("credentials:manage", "List OAuth clients"))
+@router.get(
+    "/oauth-clients",
+    **op(
+        "credentials:manage",
+        "List OAuth clients",
+        example={"data": [ex.OAUTH_CLIENT], "next_cursor": None},
+    ),
+)
 async def list_clients(request: Request) -> dict[str, Any]:
     found = await admin.list_clients(request.app.state.engine, _principal(request).merchant_id)
     return {"data": [_client_json(c) for c in found], "next_cursor": None}
 
 
-@router.delete("/oauth-clients/{client_id}", **op("credentials:manage", "Revoke an OAuth client"))
+@router.delete(
+    "/oauth-clients/{client_id}",
+    **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
+)
 async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
     revoked = await admin.revoke_client(
         request.app.state.engine, _principal(request).merchant_id, client_id
@@ -119,6 +156,15 @@ async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
     if revoked is None:
         raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
     return _client_json(revoked)
+
+
+FORM = "application/x-www-form-urlencoded"
+TOKEN_FORM_EXAMPLE = {
+    "grant_type": "client_credentials",
+    "client_id": ex.OAUTH_CLIENT["client_id"],
+    "client_secret": ex.NEW_OAUTH_CLIENT["client_secret"],
+    "scope": "orders:read",
+}
 
 
 def _oauth_error(status: int, error: str, detail: str) -> Problem:
@@ -129,15 +175,25 @@ def _oauth_error(status: int, error: str, detail: str) -> Problem:
 @router.post(
     "/oauth/token",
     summary="Exchange client credentials for a short-lived access token",
-    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes.",
+    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes. "
+    "Errors carry RFC 6749's `error` beside the problem's `code`.",
+    responses={200: success(ex.TOKEN), **problems(400, 401, 413)},
+    openapi_extra={"requestBody": {"content": {FORM: {"example": TOKEN_FORM_EXAMPLE}}}},
 )
 async def token(
     request: Request,
-    grant_type: Annotated[str, Form(max_length=64)],
-    client_id: Annotated[str, Form(max_length=64)],
-    client_secret: Annotated[str, Form(max_length=128)],
+    # An empty form field counts as absent (FastAPI), so the document says at least one.
+    # Documented as the one value it may have; checked below so a wrong one gets RFC 6749's
+    # `unsupported_grant_type` rather than a generic validation answer.
+    grant_type: Annotated[
+        str, Form(min_length=1, max_length=64, json_schema_extra={"enum": ["client_credentials"]})
+    ],
+    client_id: Annotated[str, Form(min_length=1, max_length=64)],
+    client_secret: Annotated[str, Form(min_length=1, max_length=128)],
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> dict[str, Any]:
+    if NUL in grant_type + client_id + client_secret + scope:
+        raise _oauth_error(400, "invalid_request", "form fields must not contain NUL")
     if grant_type != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     state = request.app.state

@@ -9,12 +9,17 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from pos.inventory.v1 import inventory_pb2
+from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.routes.common import (
+    CREATE,
     Body,
+    Currency,
     Cursor,
     Limit,
+    Sku,
+    example,
     op,
     page,
     request_id,
@@ -44,8 +49,22 @@ class GeoIn(Body):
 
 
 class LocationIn(Body):
+    model_config = example(
+        {
+            "name": "Harbor Store",
+            "currency": "USD",
+            "tax_rate_bps": 700,
+            "address": {"line1": "9 Pier Rd", "city": "Portland", "country": "US"},
+            "geo": {"latitude": 45.52, "longitude": -122.68},
+            "time_zone": "America/Los_Angeles",
+            "tax_rates_bps": {"food": 0},
+            "pickup_enabled": True,
+            "ship_enabled": True,
+        }
+    )
+
     name: str = Field(min_length=1, max_length=200, examples=["Main St store"])
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    currency: Currency
     tax_rate_bps: int = Field(0, ge=0, le=10_000, description="825 = 8.25 %")
     kind: Literal["store", "warehouse"] = "store"
     address: AddressIn | None = None
@@ -101,23 +120,33 @@ OccurredAt = Field(
 
 
 class AdjustmentIn(Body):
-    sku: str = Field(min_length=1, max_length=64)
+    model_config = example(
+        {"sku": "TEE-BLK-M", "location_id": ex.LOCATION_ID, "delta": 24, "reason": "received"}
+    )
+
+    sku: Sku
     location_id: str = Field(min_length=1, max_length=64)
     delta: int = Field(
-        ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on-hand units; not 0"
+        ge=-1_000_000_000,
+        le=1_000_000_000,
+        description="Signed change of on-hand units; never zero",
+        json_schema_extra={"not": {"const": 0}},
     )
     reason: Reason
     occurred_at: datetime | None = OccurredAt
     note: str = Field("", max_length=500)
 
 
-@router.post("/locations", status_code=201, **op("inventory:write", "Create a location"))
+@router.post(
+    "/locations",
+    **op("inventory:write", "Create a location", CREATE, example=ex.LOCATION, status=201),
+)
 async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
     answer = await svc.inventory.CreateLocation(body.pb())
     return to_json(answer.location)
 
 
-@router.get("/locations", **op("inventory:read", "List locations"))
+@router.get("/locations", **op("inventory:read", "List locations", example=ex.page(ex.LOCATION)))
 async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.inventory.ListLocations(
         inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
@@ -125,7 +154,10 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
     return page([to_json(x) for x in answer.locations], answer.next_page_token)
 
 
-@router.get("/inventory", **op("inventory:read", "Stock levels of SKUs"))
+@router.get(
+    "/inventory",
+    **op("inventory:read", "Stock levels of SKUs", (404,), example=ex.listed(ex.STOCK_LEVEL)),
+)
 async def stock_levels(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
@@ -138,7 +170,14 @@ async def stock_levels(
 
 
 @router.post(
-    "/inventory/adjustments", status_code=201, **op("inventory:write", "Adjust stock with a reason")
+    "/inventory/adjustments",
+    **op(
+        "inventory:write",
+        "Adjust stock with a reason",
+        (404, *CREATE),
+        example=ex.ADJUSTED,
+        status=201,
+    ),
 )
 async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
     """Answers the new level, with the ledger `entry` the change wrote."""

@@ -9,21 +9,44 @@ from pydantic import Field
 
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
+from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, Cursor, Limit, MoneyIn, op, page, request_id, services
+from pos_gateway.routes.common import (
+    CREATE,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    Sku,
+    example,
+    op,
+    page,
+    request_id,
+    services,
+)
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
 
 
 class CheckoutLineIn(Body):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Sku
     quantity: int = Field(ge=1, le=10_000)
 
 
 class CheckoutIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "card",
+            "card_token": "tok_visa",
+        }
+    )
+
     location_id: str = Field(min_length=1, max_length=64)
     customer_id: str = Field("", max_length=64)
     lines: list[CheckoutLineIn] = Field(min_length=1, max_length=200)
@@ -32,7 +55,16 @@ class CheckoutIn(Body):
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
 
 
-@router.post("/checkouts", status_code=201, **op("orders:write", "One-call register checkout"))
+@router.post(
+    "/checkouts",
+    **op(
+        "orders:write",
+        "One-call register checkout",
+        (402, 404, *CREATE),
+        example=ex.CHECKOUT,
+        status=201,
+    ),
+)
 async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
     request = order_pb2.CheckoutRequest(
         request_id=request_id(),
@@ -60,7 +92,7 @@ async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
     return result
 
 
-@router.get("/orders", **op("orders:read", "List orders"))
+@router.get("/orders", **op("orders:read", "List orders", example=ex.page(ex.ORDER)))
 async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     answer = await svc.order.ListOrders(
         order_pb2.ListOrdersRequest(page_size=limit, page_token=cursor or "")
@@ -68,13 +100,15 @@ async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dic
     return page([to_json(x) for x in answer.orders], answer.next_page_token)
 
 
-@router.get("/orders/{order_id}", **op("orders:read", "Get an order"))
+@router.get("/orders/{order_id}", **op("orders:read", "Get an order", (404,), example=ex.ORDER))
 async def get_order(order_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     return to_json(answer.order)
 
 
-@router.get("/payments/{payment_id}", **op("payments:read", "Get a payment"))
+@router.get(
+    "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
+)
 async def get_payment(payment_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
     return to_json(answer.payment)

@@ -13,13 +13,16 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from pos_gateway import admin
+from pos_gateway import examples as ex
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body
+from pos_gateway.routes.common import Body, example, problems, success
 
 router = APIRouter(prefix="/v1/admin", tags=["platform administration"])
 
 
 class MerchantIn(Body):
+    model_config = example({"name": "Corner Coffee"})
+
     name: str = Field(min_length=1, max_length=200)
 
 
@@ -41,7 +44,9 @@ def _check(request: Request) -> None:
     "/merchants",
     status_code=201,
     summary="Create a merchant with its first (test) API key",
-    description="Requires the platform credential. The key is shown in this answer only.",
+    description="Requires the platform credential. The key is shown in this answer only. "
+    "Answers 404 like an unknown route when the deployment has no platform credential.",
+    responses={201: success(ex.MERCHANT), **problems(400, 401, 404, 413)},
 )
 async def create_merchant(body: MerchantIn, request: Request) -> dict[str, Any]:
     _check(request)

@@ -9,14 +9,17 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import ConfigDict, Field
 
 from pos.inventory.v1 import inventory_pb2
+from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
+    CREATE,
     Body,
     Cursor,
     Limit,
     MoneyIn,
+    Sku,
     UpdatedSince,
     expected_version,
     op,
@@ -30,7 +33,12 @@ from pos_gateway.routes.common import (
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Svc = Annotated[Services, Depends(services)]
 IfMatch = Annotated[
-    str | None, Header(description='The `version` you last saw, e.g. `"3"`; stale is a 412')
+    str | None,
+    Header(
+        description='The `version` you last saw, e.g. `"3"`; stale is a 412',
+        pattern=r'^(W/)?"?[1-9][0-9]{0,17}"?$',
+        max_length=24,
+    ),
 ]
 MAX_BATCH = 1000
 
@@ -52,7 +60,7 @@ TEE: dict[str, Any] = {
 
 
 class VariantIn(Body):
-    sku: str = Field(min_length=1, max_length=64, description="Unique per merchant")
+    sku: Sku = Field(description="Unique per merchant")
     name: str = Field("", max_length=200)
     options: dict[str, str] = Field(default_factory=dict, max_length=10, examples=[{"size": "M"}])
     price: MoneyIn | None = Field(None, description="Unset: the product's price")
@@ -70,7 +78,7 @@ class VariantIn(Body):
 class ProductIn(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TEE]})
 
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Sku
     name: str = Field(min_length=1, max_length=200)
     price: MoneyIn
     description: str = Field("", max_length=5000)
@@ -104,7 +112,7 @@ class ProductPatch(Body):
         json_schema_extra={"examples": [{"name": "Tee, jet black", "price": TEE["price"]}]},
     )
 
-    sku: str | None = Field(None, min_length=1, max_length=64)
+    sku: Sku | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
     price: MoneyIn | None = None
     description: str | None = Field(None, max_length=5000)
@@ -138,7 +146,9 @@ def _product(response: Response, product: inventory_pb2.Product) -> dict[str, An
     return to_json(product)
 
 
-@router.post("/products", status_code=201, **op("catalog:write", "Create a product"))
+@router.post(
+    "/products", **op("catalog:write", "Create a product", CREATE, example=ex.PRODUCT, status=201)
+)
 async def create_product(body: ProductIn, svc: Svc, response: Response) -> dict[str, Any]:
     """A product with its own SKU and optional variants, each sold under its own SKU. SKUs and
     barcodes are unique per merchant across products and variants (409 `sku_taken`,
@@ -161,7 +171,9 @@ async def create_product(body: ProductIn, svc: Svc, response: Response) -> dict[
     return _product(response, answer.product)
 
 
-@router.get("/products", **op("catalog:read", "List or search products"))
+@router.get(
+    "/products", **op("catalog:read", "List or search products", example=ex.page(ex.PRODUCT))
+)
 async def list_products(
     svc: Svc,
     limit: Limit = 50,
@@ -208,14 +220,19 @@ async def list_products(
     return page([to_json(x) for x in found.products], found.next_page_token)
 
 
-@router.get("/products/{product_id}", **op("catalog:read", "Get a product"))
+@router.get(
+    "/products/{product_id}", **op("catalog:read", "Get a product", (404,), example=ex.PRODUCT)
+)
 async def get_product(product_id: str, svc: Svc, response: Response) -> dict[str, Any]:
     """Archived products are still returned (`status: archived`). The ETag is the version."""
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
     return _product(response, answer.product)
 
 
-@router.patch("/products/{product_id}", **op("catalog:write", "Update a product"))
+@router.patch(
+    "/products/{product_id}",
+    **op("catalog:write", "Update a product", (404, 409, 412), example=ex.PRODUCT),
+)
 async def update_product(
     product_id: str, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
@@ -249,7 +266,10 @@ async def update_product(
     return _product(response, answer.product)
 
 
-@router.post("/products/{product_id}/archive", **op("catalog:write", "Archive a product"))
+@router.post(
+    "/products/{product_id}/archive",
+    **op("catalog:write", "Archive a product", (404, 412, *CREATE), example=ex.PRODUCT),
+)
 async def archive_product(
     product_id: str, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
@@ -263,7 +283,8 @@ async def archive_product(
 
 
 @router.post(
-    "/products/batch-upsert", **op("catalog:write", "Create or replace up to 1000 products")
+    "/products/batch-upsert",
+    **op("catalog:write", "Create or replace up to 1000 products", CREATE, example=ex.UPSERTED),
 )
 async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> dict[str, Any]:
     """Each item is keyed by its `external_id` and replaces the whole product it names (status

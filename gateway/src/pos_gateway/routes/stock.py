@@ -9,13 +9,17 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
+    CREATE,
     Body,
     Cursor,
     Limit,
+    Sku,
+    example,
     op,
     page,
     request_id,
@@ -25,13 +29,14 @@ from pos_gateway.routes.common import (
 from pos_gateway.routes.inventory import GeoIn, OccurredAt
 
 router = APIRouter(prefix="/v1", tags=["stock and reservations"])
+# What a write here may answer besides the edge's problems: unknown ids, conflicts, a reused key.
+W = (404, *CREATE)
 Svc = Annotated[Services, Depends(services)]
-Sku = Field(min_length=1, max_length=64, examples=["TEE-M-RED"])
 LocationId = Field(min_length=1, max_length=64, examples=["loc_01JD8X3M1Y0B9QK8V2T4N6P7RS"])
 
 
 class LineIn(Body):
-    sku: str = Sku
+    sku: Sku
     quantity: int = Field(ge=1, le=1_000_000_000, examples=[1])
 
     def pb(self) -> stock_pb2.StockLine:
@@ -42,7 +47,11 @@ Lines = Field(min_length=1, max_length=100)
 
 
 class CountIn(Body):
-    sku: str = Sku
+    model_config = example(
+        {"sku": "TEE-BLK-M", "location_id": ex.LOCATION_ID, "quantity": 46, "expected_on_hand": 48}
+    )
+
+    sku: Sku
     location_id: str = LocationId
     quantity: int = Field(ge=0, le=1_000_000_000, description="Units counted on the shelf")
     expected_on_hand: int | None = Field(
@@ -55,6 +64,14 @@ class CountIn(Body):
 
 
 class TransferIn(Body):
+    model_config = example(
+        {
+            "from_location_id": ex.LOCATION_ID,
+            "to_location_id": "loc_01j9x6q2b3c4d5e6f7g8h9k0mp",
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}],
+        }
+    )
+
     from_location_id: str = LocationId
     to_location_id: str = LocationId
     lines: list[LineIn] = Lines
@@ -63,13 +80,24 @@ class TransferIn(Body):
 
 
 class ThresholdIn(Body):
-    sku: str = Sku
+    model_config = example({"sku": "TEE-BLK-M", "threshold": 5})
+
+    sku: Sku
     threshold: int | None = Field(
         ge=0, le=1_000_000_000, description="Alert when available falls to this; null removes it"
     )
 
 
 class ReservationIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}],
+            "ttl_seconds": 900,
+            "reference": "cart-8812",
+        }
+    )
+
     location_id: str = LocationId
     lines: list[LineIn] = Lines
     ttl_seconds: int = Field(900, ge=1, le=604_800, description="How long the hold lasts")
@@ -77,6 +105,14 @@ class ReservationIn(Body):
 
 
 class SourcingIn(Body):
+    model_config = example(
+        {
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}],
+            "destination": {"latitude": 39.78, "longitude": -89.65},
+            "dry_run": True,
+        }
+    )
+
     lines: list[LineIn] = Lines
     destination: GeoIn | None = Field(None, description="Ship here; or give pickup_location_id")
     pickup_location_id: str | None = Field(None, max_length=64)
@@ -86,7 +122,8 @@ class SourcingIn(Body):
 
 
 @router.post(
-    "/inventory/counts", status_code=201, **op("inventory:write", "Record a physical count")
+    "/inventory/counts",
+    **op("inventory:write", "Record a physical count", W, example=ex.COUNTED, status=201),
 )
 async def count_stock(body: CountIn, svc: Svc) -> dict[str, Any]:
     request = stock_pb2.CountStockRequest(
@@ -104,7 +141,8 @@ async def count_stock(body: CountIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.post(
-    "/inventory/transfers", status_code=201, **op("inventory:write", "Move stock between locations")
+    "/inventory/transfers",
+    **op("inventory:write", "Move stock between locations", W, example=ex.TRANSFER, status=201),
 )
 async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
     request = stock_pb2.TransferStockRequest(
@@ -119,7 +157,10 @@ async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
     return to_json(await svc.stock.TransferStock(request))
 
 
-@router.get("/inventory/history", **op("inventory:read", "The stock ledger, newest first"))
+@router.get(
+    "/inventory/history",
+    **op("inventory:read", "The stock ledger, newest first", example=ex.page(ex.LEDGER_ENTRY)),
+)
 async def stock_history(
     svc: Svc,
     sku: Annotated[str | None, Query(max_length=64)] = None,
@@ -136,7 +177,8 @@ async def stock_history(
 
 
 @router.post(
-    "/inventory/low-stock-thresholds", **op("inventory:write", "Set or remove a low-stock alert")
+    "/inventory/low-stock-thresholds",
+    **op("inventory:write", "Set or remove a low-stock alert", W, example=ex.THRESHOLD),
 )
 async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
     request = stock_pb2.SetLowStockThresholdRequest(request_id=request_id(), sku=body.sku)
@@ -145,7 +187,10 @@ async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
     return to_json(await svc.stock.SetLowStockThreshold(request))
 
 
-@router.get("/inventory/availability", **op("inventory:read", "Availability across locations"))
+@router.get(
+    "/inventory/availability",
+    **op("inventory:read", "Availability across locations", example=ex.listed(ex.AVAILABILITY)),
+)
 async def availability(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
@@ -173,7 +218,10 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     return lines
 
 
-@router.get("/inventory/nearby", **op("inventory:read", "Locations with stock near a point"))
+@router.get(
+    "/inventory/nearby",
+    **op("inventory:read", "Locations with stock near a point", example=ex.listed(ex.NEARBY)),
+)
 async def nearby(
     svc: Svc,
     sku: Annotated[
@@ -197,7 +245,7 @@ async def nearby(
     return page([to_json(x) for x in answer.locations], "")
 
 
-@router.post("/reservations", status_code=201, **op("inventory:write", "Hold stock"))
+@router.post("/reservations", **op("inventory:write", "Hold stock", W, example=ex.HELD, status=201))
 async def create_reservation(body: ReservationIn, svc: Svc) -> dict[str, Any]:
     """Every line or none; 409 `insufficient_stock` names the SKUs short and what is available."""
     answer = await svc.stock.CreateReservation(
@@ -212,14 +260,18 @@ async def create_reservation(body: ReservationIn, svc: Svc) -> dict[str, Any]:
     return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
 
 
-@router.get("/reservations/{reservation_id}", **op("inventory:read", "Get a reservation"))
+@router.get(
+    "/reservations/{reservation_id}",
+    **op("inventory:read", "Get a reservation", (404,), example=ex.RESERVATION),
+)
 async def get_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
     return to_json(answer.reservation)
 
 
 @router.post(
-    "/reservations/{reservation_id}/commit", **op("inventory:write", "Sell the held units")
+    "/reservations/{reservation_id}/commit",
+    **op("inventory:write", "Sell the held units", W, example=ex.HELD),
 )
 async def commit_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.stock.CommitReservation(
@@ -229,7 +281,8 @@ async def commit_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.post(
-    "/reservations/{reservation_id}/release", **op("inventory:write", "Give the held units back")
+    "/reservations/{reservation_id}/release",
+    **op("inventory:write", "Give the held units back", W, example=ex.HELD),
 )
 async def release_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
     answer = await svc.stock.ReleaseReservation(
@@ -238,7 +291,10 @@ async def release_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
     return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
 
 
-@router.post("/sourcing", **op("inventory:write", "Propose where to fulfil lines from"))
+@router.post(
+    "/sourcing",
+    **op("inventory:write", "Propose where to fulfil lines from", W, example=ex.SOURCING),
+)
 async def propose_sourcing(body: SourcingIn, svc: Svc) -> dict[str, Any]:
     """Pickup, one location, or a split, with the reason; holds the stock unless dry_run."""
     request = stock_pb2.ProposeSourcingRequest(

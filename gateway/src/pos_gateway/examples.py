@@ -1,0 +1,250 @@
+"""Example answers shown in the OpenAPI document, one per resource, in the shape the routes
+return (tests/contract/test_examples.py compares their fields with live answers).
+
+Ids, keys and secrets here are made up: none of them works anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LOCATION_ID = "loc_01j9x6q2b3c4d5e6f7g8h9k0mn"
+CUSTOMER_ID = "cus_01j9x6q7r8s9t0v1w2x3y4z5ab"
+ORDER_ID = "ord_01j9x6r4c5d6e7f8g9h0j1k2mp"
+PAYMENT_ID = "pay_01j9x6r4c7d8e9f0g1h2j3k4mq"
+CREATED = "2026-01-15T09:30:00.000Z"
+UPDATED = "2026-01-20T14:05:12.250Z"
+
+
+def usd(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "USD"}
+
+
+def page(item: dict[str, Any]) -> dict[str, Any]:
+    return {"data": [item], "next_cursor": "cHJvZF8wMWo5eDZxMmIzYzRkNWU2ZjdnOGg5azBtbg"}
+
+
+def listed(item: dict[str, Any]) -> dict[str, Any]:
+    """A list answer that is never paged."""
+    return {"data": [item], "next_cursor": None}
+
+
+LOCATION = {
+    "id": LOCATION_ID,
+    "name": "Downtown Store",
+    "currency": "USD",
+    "tax_rate_bps": 825,
+    "version": 1,
+    "created_at": CREATED,
+    "kind": "store",
+    "address": {
+        "line1": "1 Main St",
+        "line2": "",
+        "city": "Springfield",
+        "region": "IL",
+        "postal_code": "62701",
+        "country": "US",
+    },
+    "geo": {"latitude": 39.7817, "longitude": -89.6501},
+    "time_zone": "America/Chicago",
+    "tax_rates_bps": {"food": 200},
+    "pickup_enabled": True,
+    "ship_enabled": True,
+}
+PRODUCT = {
+    "id": "prod_01j9x6q5k6m7n8p9q0r1s2t3uv",
+    "sku": "TEE-BLK",
+    "name": "Black T-shirt",
+    "price": usd(2500),
+    "version": 1,
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+    "description": "Organic cotton, regular fit",
+    "category": "apparel",
+    "tax_category": "standard",
+    "status": "active",
+    "external_id": "erp-10442",
+    "barcodes": ["00012345678905"],
+    "variants": [
+        {
+            "id": "var_01j9x6q5k6m7n8p9q0r1s2t3uw",
+            "sku": "TEE-BLK-M",
+            "name": "M",
+            "options": {"size": "M"},
+            "price": usd(2500),
+            "barcodes": [],
+        }
+    ],
+}
+STOCK_LEVEL = {
+    "sku": "TEE-BLK-M",
+    "location_id": LOCATION_ID,
+    "on_hand": 48,
+    "reserved": 2,
+    "available": 46,
+    "updated_at": UPDATED,
+}
+LEDGER_ENTRY = {
+    "id": "led_1042",
+    "sku": "TEE-BLK-M",
+    "location_id": LOCATION_ID,
+    "kind": "adjustment",
+    "reason": "received",
+    "quantity": 24,
+    "delta": 24,
+    "on_hand_after": 48,
+    "superseded": False,
+    "occurred_at": UPDATED,
+    "recorded_at": UPDATED,
+    "reference": "po-2291",
+    "note": "",
+}
+ADJUSTED = {**STOCK_LEVEL, "entry": LEDGER_ENTRY}
+COUNTED = {"level": STOCK_LEVEL, "entry": {**LEDGER_ENTRY, "kind": "count", "reason": None}}
+TRANSFER = {
+    "transfer_id": "trf_01j9x6t1a2b3c4d5e6f7g8h9jk",
+    "levels": [STOCK_LEVEL],
+    "entries": [{**LEDGER_ENTRY, "kind": "transfer_out", "reason": None, "delta": -2}],
+}
+THRESHOLD = {"sku": "TEE-BLK-M", "threshold": 5}
+RESERVATION = {
+    "id": "res_01j9x6t5a2b3c4d5e6f7g8h9jk",
+    "location_id": LOCATION_ID,
+    "status": "active",
+    "lines": [{"sku": "TEE-BLK-M", "quantity": 2}],
+    "reference": "cart-8812",
+    "expires_at": "2026-01-20T14:20:12.250Z",
+    "created_at": UPDATED,
+    "updated_at": UPDATED,
+}
+HELD = {**RESERVATION, "levels": [STOCK_LEVEL]}
+AVAILABILITY = {
+    "sku": "TEE-BLK-M",
+    "on_hand": 48,
+    "reserved": 2,
+    "available": 46,
+    "locations": [STOCK_LEVEL],
+}
+NEARBY = {"location": LOCATION, "distance_km": 2.4, "levels": [STOCK_LEVEL]}
+UPSERTED = {
+    "data": [
+        {
+            "index": 0,
+            "external_id": "erp-10442",
+            "status": "created",
+            "product": PRODUCT,
+            "error": None,
+        }
+    ],
+    "summary": {"created": 1, "updated": 0, "unchanged": 0, "failed": 0},
+}
+SOURCING = {
+    "strategy": "single",
+    "allocations": [
+        {
+            "location_id": LOCATION_ID,
+            "distance_km": 2.4,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}],
+            "reservation_id": "res_01j9x6t5a2b3c4d5e6f7g8h9jk",
+        }
+    ],
+    "reason": "Downtown Store is the nearest that ships and has every line",
+    "reason_code": "nearest_with_all_lines",
+    "short": [],
+}
+CUSTOMER = {
+    "id": CUSTOMER_ID,
+    "email": "ada@example.com",
+    "given_name": "Ada",
+    "family_name": "Lovelace",
+    "loyalty_points": 60,
+    "version": 2,
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+}
+PROMOTION = {
+    "id": "promo_01j9x6q9w0x1y2z3a4b5c6d7ef",
+    "name": "10% off orders over $50",
+    "percent_off_bps": 1000,
+    "minimum_subtotal": usd(5000),
+    "active": True,
+    "created_at": CREATED,
+}
+ORDER = {
+    "id": ORDER_ID,
+    "location_id": LOCATION_ID,
+    "customer_id": CUSTOMER_ID,
+    "lines": [
+        {
+            "sku": "TEE-BLK-M",
+            "name": "Black T-shirt (M)",
+            "quantity": 2,
+            "unit_price": usd(2500),
+            "line_total": usd(5000),
+        },
+        {
+            "sku": "MUG-LOGO",
+            "name": "Logo mug",
+            "quantity": 1,
+            "unit_price": usd(1200),
+            "line_total": usd(1200),
+        },
+    ],
+    "subtotal": usd(6200),
+    "discount_total": usd(620),
+    "tax_total": usd(460),
+    "total": usd(6040),
+    "status": "confirmed",
+    "discounts_applied": True,
+    "payment_id": PAYMENT_ID,
+    "created_at": UPDATED,
+}
+PAYMENT = {
+    "id": PAYMENT_ID,
+    "order_id": ORDER_ID,
+    "tender_type": "card",
+    "amount": usd(6040),
+    "status": "captured",
+    "change_due": None,
+    "card_summary": "visa •••• 4242",
+    "decline_reason": "",
+    "created_at": UPDATED,
+}
+CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+API_KEY = {
+    "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",
+    "name": "till 3",
+    "key_hint": "pos_test_Xmp1…",
+    "mode": "test",
+    "scopes": ["catalog:read", "orders:write"],
+    "created_at": CREATED,
+    "last_used_at": UPDATED,
+    "revoked_at": None,
+}
+NEW_API_KEY = {
+    **API_KEY,
+    "last_used_at": None,
+    "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+}
+REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
+OAUTH_CLIENT = {
+    "id": "cli_01j9x6s5m6n7p8q9r0s1t2u3vw",
+    "client_id": "cli_01j9x6s5m6n7p8q9r0s1t2u3vw",
+    "name": "accounting sync",
+    "scopes": ["orders:read"],
+    "created_at": CREATED,
+    "revoked_at": None,
+}
+NEW_OAUTH_CLIENT = {**OAUTH_CLIENT, "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXX"}
+REVOKED_OAUTH_CLIENT = {**OAUTH_CLIENT, "revoked_at": UPDATED}
+TOKEN = {
+    "access_token": "pos_at_ExampleTokenNotReal.XXXXXXXX",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "scope": "orders:read",
+}
+MERCHANT = {
+    "id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "name": "Corner Coffee",
+    "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+}

@@ -1,0 +1,112 @@
+"""The served OpenAPI document: FastAPI's, made true to what the gateway answers.
+
+FastAPI documents a few things the gateway never does (a 422 validation shape, `null` query
+values); these passes correct them once for every route, present and future.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from pos_gateway.edge import OPEN_PATHS
+from pos_gateway.idempotency import MAX_KEY_LENGTH
+from pos_gateway.routes.common import NO_NUL, PROBLEM_SCHEMA
+
+# Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
+IDEMPOTENCY_KEY = rf"^[\x21-\x7e]([\x20-\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7e])?$"
+
+
+def build(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    without_default_validation_answer(document)
+    without_null_parameters(document)
+    strings_without_nul(document)
+    with_idempotency_key(document)
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
+    components["securitySchemes"] = {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (pos_test_... / pos_live_...)",
+        }
+    }
+    return document
+
+
+def without_default_validation_answer(document: dict[str, Any]) -> None:
+    """FastAPI documents a 422 `HTTPValidationError` on every operation with input, but
+    problems.install answers invalid input with a 400 problem: that 422 is never sent."""
+    default = "#/components/schemas/HTTPValidationError"
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if (
+                answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+                == default
+            ):
+                del operation["responses"]["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+
+
+def without_null_parameters(document: dict[str, Any]) -> None:
+    """An optional parameter is documented as optional (`required: false`), not as `null`: a
+    query string or header has no null, and clients would send the word "null"."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                kept = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+                if len(kept) == 1 and len(schema["anyOf"]) == 2:
+                    outer = {k: v for k, v in schema.items() if k != "anyOf"}
+                    parameter["schema"] = {**kept[0], **outer}
+
+
+def _strings_without_nul(schema: Any) -> None:
+    if isinstance(schema, dict):
+        free = schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema)
+        if free:
+            schema["pattern"] = NO_NUL
+        for value in schema.values():
+            _strings_without_nul(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _strings_without_nul(value)
+
+
+def strings_without_nul(document: dict[str, Any]) -> None:
+    """Every input string says it takes no NUL (the edge and the Body models refuse it)."""
+    _strings_without_nul(document.get("components", {}).get("schemas", {}))
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            _strings_without_nul(operation.get("parameters", []))
+
+
+def with_idempotency_key(document: dict[str, Any]) -> None:
+    """The edge takes `Idempotency-Key` on every authenticated POST; the routes never see it,
+    so it is documented here, where no route can forget it."""
+    for path, operations in document["paths"].items():
+        if "post" not in operations or path in OPEN_PATHS or not path.startswith("/v1/"):
+            continue
+        if path.startswith("/v1/admin/"):
+            continue
+        operations["post"].setdefault("parameters", []).append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Makes a retry safe: the first answer is kept 24 hours and "
+                "replayed with `Idempotent-Replayed: true`; the same key with another request "
+                "is a 422, one still running a 409. Scoped to your merchant.",
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY},
+                "example": "order-7f3c9a2e",
+            }
+        )
