@@ -2,11 +2,13 @@
 
 1. Edge overhead: the same trivial route answered through the edge (credential look-up, rate
    limit, headers; and with an Idempotency-Key, the stored-answer claim and completion in
-   PostgreSQL) and without it, in process, so only the edge's own cost differs.
+   PostgreSQL; and with the shared rate-limit store) and without it, in process, so only the
+   edge's own cost differs. Then the shared store alone under concurrent callers.
 2. Throughput: requests/s with p50/p99 at 64 concurrent connections against the running
    platform (separate processes), for /healthz, GET /v1/locations and POST /v1/customers.
 
-Run on demand: `.venv/bin/python tools/bench_gateway.py [--requests N]`. Prints figures only.
+Run on demand: `.venv/bin/python tools/bench_gateway.py [--requests N] [--rate-limit-store
+postgres]`. Prints figures only.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,7 +35,8 @@ from pos_devstack.platform import SERVICES, Platform, Ports
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
-from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.ratelimit import Limiter, TokenBuckets
+from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
 
 
@@ -51,12 +54,13 @@ async def edge_overhead(platform: Platform, key: str, n: int) -> None:
     async def thing(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
-    def app(with_edge: bool) -> Starlette:
+    def app(with_edge: bool, limits: Limiter | None = None) -> Starlette:
         built = Starlette(routes=[Route("/v1/bench", thing, methods=["GET", "POST"])])
         built.state.keys = KeyStore(engine, platform._secrets()["gateway_secret_key"])
         built.state.idempotency = IdempotencyStore(engine)
         if with_edge:
-            built.add_middleware(EdgeMiddleware, limits=TokenBuckets(1e9, 10**9), max_body=10**6)
+            limits = limits or TokenBuckets(1e9, 10**9)
+            built.add_middleware(EdgeMiddleware, limits=limits, max_body=10**6)
         return built
 
     async def call(target: Starlette, method: str, idempotency_key: str | None) -> None:
@@ -93,9 +97,44 @@ async def edge_overhead(platform: Platform, key: str, n: int) -> None:
     bare = await timed("route alone", app(False), "GET", False)
     edged = await timed("through the edge (auth + rate limit + headers)", app(True), "GET", False)
     keyed = await timed("through the edge, POST with Idempotency-Key", app(True), "POST", True)
+    shared = SharedBuckets(platform.database_urls["gateway"], 1e9, 10**9)
+    await shared.start()
+    pooled = await timed("through the edge, RATE_LIMIT_STORE=postgres", app(True, shared), "GET",
+                         False)  # fmt: skip
     print(f"  => the edge adds {edged - bare:.1f} µs; with an Idempotency-Key {keyed - bare:.1f} µs"
           " (claim and completion: two PostgreSQL transactions)")  # fmt: skip
+    print(f"  => the shared rate-limit store adds {pooled - edged:.1f} µs (one UPSERT round trip)")
+    await shared.close()
     await engine.dispose()
+
+
+async def shared_store(platform: Platform, n: int, concurrency: int) -> None:
+    """Decisions/s of the shared store alone: one hot credential (every decision waits for the
+    same row lock) against as many credentials as callers."""
+    shared = SharedBuckets(platform.database_urls["gateway"], 1e9, 10**9)
+    await shared.start()
+    print(f"shared rate-limit store, {concurrency} concurrent callers, {n} decisions:")
+    for label, keys in (
+        ("one credential", ["key_hot"]),
+        ("a credential per caller", [f"key_{i}" for i in range(concurrency)]),
+    ):
+        latencies: list[float] = []
+        todo = iter(range(n))
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(_decide(shared, keys[i % len(keys)], todo, latencies) for i in range(concurrency))
+        )
+        _line(label, latencies, time.perf_counter() - start)
+    await shared.close()
+
+
+async def _decide(
+    shared: SharedBuckets, key: str, todo: Iterator[int], latencies: list[float]
+) -> None:
+    for _ in todo:
+        begun = time.perf_counter()
+        await shared.decide(key)
+        latencies.append(time.perf_counter() - begun)
 
 
 async def throughput(platform: Platform, key: str, n: int, concurrency: int) -> None:
@@ -162,6 +201,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rate-limit-store",
+        choices=("memory", "postgres"),
+        default="memory",
+        help="the gateway's RATE_LIMIT_STORE for the throughput figures",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
     ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
@@ -169,13 +214,18 @@ def main() -> None:
         home,
         ports,
         say=lambda line: None,
-        env_extra={"RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000"},
+        env_extra={
+            "RATE_LIMIT_PER_SECOND": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "RATE_LIMIT_STORE": args.rate_limit_store,
+        },
     )
     try:
         platform.start_infrastructure()
         platform.start_services()
         key = platform.sandbox_key()
         asyncio.run(edge_overhead(platform, key, args.requests))
+        asyncio.run(shared_store(platform, args.requests, 16))
         asyncio.run(throughput(platform, key, args.requests, args.concurrency))
     finally:
         platform.stop()

@@ -98,6 +98,11 @@ COMPONENTS: tuple[Component, ...] = (
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 
+# Settings production adds to one component's environment (an overlay patch, generated).
+# Production runs several gateway replicas: their rate limits share one store, or each
+# credential would get one budget per replica.
+PROD_ENV: dict[str, dict[str, str]] = {"gateway": {"RATE_LIMIT_STORE": "postgres"}}
+
 
 # --- building blocks ------------------------------------------------------------------------------
 
@@ -569,6 +574,18 @@ def app_documents(c: Component) -> list[dict[str, Any]]:
     return docs
 
 
+def env_patch(c: Component, env: dict[str, str]) -> dict[str, Any]:
+    """A strategic-merge patch adding `env` to the component's container."""
+    variables = [{"name": k, "value": v} for k, v in env.items()]
+    container = {"name": c.name, "env": variables}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": c.name},
+        "spec": {"template": {"spec": {"containers": [container]}}},
+    }
+
+
 def stream_files() -> dict[Path, str]:
     """One JetStream stream definition per file, in the JSON the nats CLI and the API take."""
     from nats.js.api import StorageType, StreamConfig
@@ -601,6 +618,9 @@ def render() -> dict[Path, str]:
     files[K8S / "overlays" / "prod" / "autoscaling.yaml"] = dump(
         [autoscaler(c) for c in COMPONENTS if not c.autoscale_in_base]
     )
+    for name, env in PROD_ENV.items():
+        patch = env_patch(BY_NAME[name], env)
+        files[K8S / "overlays" / "prod" / f"{name}-env.yaml"] = dump([patch])
     files.update(stream_files())
     return files
 

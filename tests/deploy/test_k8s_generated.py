@@ -36,6 +36,9 @@ def test_kustomizations_use_every_generated_file() -> None:
         data = yaml.safe_load(kustomization.read_text())
         for entry in data.get("resources", []):
             listed.add((kustomization.parent / entry).resolve())
+        for patch in data.get("patches", []):
+            if "path" in patch:
+                listed.add((kustomization.parent / patch["path"]).resolve())
         for generated in data.get("configMapGenerator", []):
             for entry in generated.get("files", []):
                 listed.add((kustomization.parent / entry.split("=")[-1]).resolve())

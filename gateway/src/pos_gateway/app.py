@@ -21,7 +21,7 @@ from pos_gateway import openapi as openapi_document
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
-from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
     customers,
@@ -34,6 +34,7 @@ from pos_gateway.routes import (
 )
 from pos_gateway.routes.common import success
 from pos_gateway.settings import GatewaySettings
+from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
 
 DESCRIPTION = """
@@ -68,6 +69,13 @@ METRICS_EXAMPLE = (
 )
 
 
+def rate_limiter(settings: GatewaySettings) -> Limiter:
+    rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
+    if settings.rate_limit_store == "postgres":
+        return SharedBuckets(settings.database_url, rate, burst)
+    return TokenBuckets(rate, burst)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,12 +86,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
         app.state.idempotency = IdempotencyStore(engine)
         app.state.services = clients.connect(settings)
+        await limits.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency))
         try:
             yield
         finally:
             purger.cancel()
             await app.state.services.close()
+            await limits.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -103,7 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     problems.install(app)
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
 
-    limits = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+    limits = rate_limiter(settings)
 
     app.add_middleware(EdgeMiddleware, limits=limits, max_body=settings.max_body_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=1024)

@@ -21,7 +21,7 @@ from pos_gateway import metrics
 from pos_gateway.auth import authenticate
 from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fingerprint
 from pos_gateway.problems import Problem, problem_response
-from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
@@ -30,7 +30,7 @@ OPEN_PATHS = frozenset({"/v1/oauth/token"})
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, limits: TokenBuckets, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, limits: Limiter, max_body: int) -> None:
         self.app = app
         self.limits = limits
         self.max_body = max_body
@@ -88,7 +88,7 @@ class EdgeMiddleware:
         request.state.principal = principal
         merchant_var.set(principal.merchant_id)
 
-        decision = self.limits.take(principal.key_id)
+        decision = await self.limits.decide(principal.key_id)
         extra += [
             (b"ratelimit-policy", self.limits.policy.encode()),
             (b"ratelimit", self.limits.header(decision).encode()),

@@ -1,7 +1,8 @@
 """Per-credential token buckets, advertised on every answer.
 
-In-process: right for the local platform and one gateway replica. Several replicas need a
-shared store; the interface (take -> Decision) is what such a store must provide.
+Two stores with one interface (`decide(key) -> Decision`), chosen by RATE_LIMIT_STORE:
+`memory` (this module: in-process, right for the local platform and one replica) and
+`postgres` (shared_ratelimit: one budget per credential across every gateway replica).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -19,17 +21,54 @@ class Decision:
     retry_after: int  # when not allowed: until one token is back
 
 
+class Limiter(Protocol):
+    @property
+    def policy(self) -> str: ...
+
+    def header(self, decision: Decision) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def decide(self, key: str) -> Decision: ...
+
+
+def decision(allowed: bool, tokens: float, rate: float, burst: int) -> Decision:
+    """What a bucket holding `tokens` after the request tells the client."""
+    reset = math.ceil((burst - tokens) / rate)
+    retry = 0 if allowed else max(1, math.ceil((1.0 - tokens) / rate))
+    return Decision(allowed, int(tokens), reset, retry)
+
+
+def policy(rate: float, burst: int) -> str:
+    # IETF RateLimit header fields: quota `burst` per window of burst/rate seconds.
+    window = max(1, math.ceil(burst / rate))
+    return f'"default";q={burst};w={window}'
+
+
+def header(decision: Decision) -> str:
+    return f'"default";r={decision.remaining};t={decision.reset_seconds}'
+
+
 class TokenBuckets:
     def __init__(self, rate_per_second: float, burst: int) -> None:
         self.rate = rate_per_second
         self.burst = burst
+        self.policy = policy(rate_per_second, burst)
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    @property
-    def policy(self) -> str:
-        # IETF RateLimit header fields: quota `burst` per window of burst/rate seconds.
-        window = max(1, math.ceil(self.burst / self.rate))
-        return f'"default";q={self.burst};w={window}'
+    def header(self, decision: Decision) -> str:
+        return header(decision)
+
+    async def start(self) -> None:
+        """Nothing to connect: the buckets live in this process."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def decide(self, key: str) -> Decision:
+        return self.take(key)
 
     def take(self, key: str, now: float | None = None) -> Decision:
         now = time.monotonic() if now is None else now
@@ -39,9 +78,4 @@ class TokenBuckets:
         if allowed:
             tokens -= 1.0
         self._buckets[key] = (tokens, now)
-        reset = math.ceil((self.burst - tokens) / self.rate)
-        retry = 0 if allowed else max(1, math.ceil((1.0 - tokens) / self.rate))
-        return Decision(allowed, int(tokens), reset, retry)
-
-    def header(self, decision: Decision) -> str:
-        return f'"default";r={decision.remaining};t={decision.reset_seconds}'
+        return decision(allowed, tokens, self.rate, self.burst)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from pos_kit.settings import BaseServiceSettings, refuse_placeholder
@@ -24,6 +26,9 @@ class GatewaySettings(BaseServiceSettings):
     # Per credential: a sustained rate and the burst a bucket holds.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    # Where the buckets live: `memory` (this process; one replica, the local platform) or
+    # `postgres` (the gateway's database, one budget per credential across all replicas).
+    rate_limit_store: Literal["memory", "postgres"] = "memory"
     # Browser origins allowed to call the API (a JSON list); none by default.
     cors_origins: list[str] = []
     # The platform operator's credential for /v1/admin; the admin API is off without it.

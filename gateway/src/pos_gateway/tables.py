@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,4 +74,15 @@ oauth_clients = Table(
     Column("scopes", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Token buckets shared by the gateway replicas (shared_ratelimit). UNLOGGED: see there why.
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("credential_id", Text, primary_key=True),  # an API key's or OAuth client's id
+    Column("tokens", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),  # the last decision, returned with it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    prefixes=["UNLOGGED"],
 )

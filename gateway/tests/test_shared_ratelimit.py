@@ -1,0 +1,117 @@
+"""The shared rate-limit store: two gateway app instances on one real database spend one
+credential's budget together, keep merchants apart, and fall back to their own buckets when
+the store is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pos_devstack.natsd import free_port
+from pos_devstack.testing import Infra
+from pos_gateway.admin import create_merchant, issue_key
+from pos_gateway.auth import KeyStore
+from pos_gateway.edge import EdgeMiddleware
+from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.shared_ratelimit import SharedBuckets
+from pos_kit.db import make_engine
+
+SECRET = "shared-limit-test-secret-0123456789ab"
+# A bucket of 3 that refills one token every ~3 hours: within a test nothing refills, so every
+# count below is exact without depending on how fast the test runs.
+RATE, BURST = 0.0001, 3
+# The store's answer is awaited this long before a replica decides alone: far longer than any
+# decision takes, so a slow machine never turns a shared decision into a local one here.
+PATIENT = 30.0
+
+
+async def _ok(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+@asynccontextmanager
+async def _replica(url: str, limits: SharedBuckets) -> AsyncIterator[httpx.AsyncClient]:
+    """One gateway replica: the real edge and its own pools, on the database at `url`."""
+    engine = make_engine(url, pool_size=2)
+    app = Starlette(routes=[Route("/v1/thing", _ok)])
+    app.state.keys = KeyStore(engine, SECRET)
+    app.state.idempotency = IdempotencyStore(engine)
+    app.add_middleware(EdgeMiddleware, limits=limits, max_body=1000)
+    await limits.start()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield client
+    finally:
+        await limits.close()
+        await engine.dispose()
+
+
+async def _key(url: str, name: str) -> str:
+    engine = make_engine(url, pool_size=1)
+    try:
+        return (await issue_key(engine, SECRET, await create_merchant(engine, name), name)).key
+    finally:
+        await engine.dispose()
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def database(infra: Infra) -> str:
+    return infra.service_database("gateway")
+
+
+async def test_two_replicas_spend_one_budget_and_merchants_stay_apart(database: str) -> None:
+    shop, other = await _key(database, "Shop"), await _key(database, "Other")
+    async with (
+        _replica(database, SharedBuckets(database, RATE, BURST, PATIENT)) as one,
+        _replica(database, SharedBuckets(database, RATE, BURST, PATIENT)) as two,
+    ):
+        first = await one.get("/v1/thing", headers=_bearer(shop))
+        second = await one.get("/v1/thing", headers=_bearer(shop))
+        assert [first.status_code, second.status_code] == [200, 200]
+        assert second.headers["ratelimit"].startswith('"default";r=1;')
+        # The other replica sees what the first one spent: one token left, then none.
+        third = await two.get("/v1/thing", headers=_bearer(shop))
+        assert third.status_code == 200
+        assert third.headers["ratelimit"].startswith('"default";r=0;')
+        refused = await two.get("/v1/thing", headers=_bearer(shop))
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert (await one.get("/v1/thing", headers=_bearer(shop))).status_code == 429
+        # Another merchant's credential has its own full bucket, on either replica.
+        theirs = [await r.get("/v1/thing", headers=_bearer(other)) for r in (one, two, one)]
+        assert [a.status_code for a in theirs] == [200, 200, 200]
+
+
+async def test_concurrent_requests_on_two_replicas_never_overspend(database: str) -> None:
+    key = await _key(database, "Busy")
+    async with (
+        _replica(database, SharedBuckets(database, RATE, BURST, PATIENT)) as one,
+        _replica(database, SharedBuckets(database, RATE, BURST, PATIENT)) as two,
+    ):
+        answers = await asyncio.gather(
+            *(r.get("/v1/thing", headers=_bearer(key)) for r in (one, two) * 5)
+        )
+    assert sorted(a.status_code for a in answers) == [200] * BURST + [429] * (10 - BURST)
+
+
+async def test_an_unreachable_store_falls_back_to_this_replicas_buckets(database: str) -> None:
+    key = await _key(database, "Offline")
+    nowhere = f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none"
+    async with _replica(database, SharedBuckets(nowhere, RATE, BURST)) as alone:
+        answers = [await alone.get("/v1/thing", headers=_bearer(key)) for _ in range(BURST + 1)]
+    # Open, but still bounded: the local bucket of the same size decides.
+    assert [a.status_code for a in answers] == [200] * BURST + [429]
