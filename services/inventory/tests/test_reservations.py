@@ -281,3 +281,56 @@ async def test_the_service_expires_holds_on_its_own(svc: InProcessService) -> No
         )
         status = got.reservation.status
     assert _invariants(svc, "SWEEP", loc) == (1, 0)
+
+
+async def test_every_stock_mutation_replayed_with_its_request_id_applies_once(
+    svc: InProcessService,
+) -> None:
+    here = await _setup(svc, {"ONCE": 10}, "once")
+    there = await _setup(svc, {}, "once-there")
+    stub = stock_stub(svc.channel)
+    calls = [
+        (
+            stub.CountStock,
+            st.CountStockRequest(request_id="o-count", sku="ONCE", location_id=here, quantity=9),
+        ),
+        (
+            stub.TransferStock,
+            st.TransferStockRequest(
+                request_id="o-move",
+                from_location_id=here,
+                to_location_id=there,
+                lines=[st.StockLine(sku="ONCE", quantity=2)],
+            ),
+        ),
+        (
+            stub.SetLowStockThreshold,
+            st.SetLowStockThresholdRequest(request_id="o-low", sku="ONCE", threshold=1),
+        ),
+        (
+            stub.ProposeSourcing,
+            st.ProposeSourcingRequest(
+                request_id="o-source",
+                lines=[st.StockLine(sku="ONCE", quantity=3)],
+                pickup_location_id=here,
+            ),
+        ),
+    ]
+    _db(svc, "UPDATE locations SET pickup_enabled = true WHERE id = %s RETURNING id", here)
+    for call, request in calls:
+        first = await call(request, metadata=MD, timeout=5)
+        again = await call(request, metadata=MD, timeout=5)
+        assert again == first
+    sourced = first
+    (rid,) = [a.reservation_id for a in sourced.allocations]
+    release = st.ReleaseReservationRequest(request_id="o-release", id=rid)
+    assert await stub.ReleaseReservation(release, metadata=MD, timeout=5) == (
+        await stub.ReleaseReservation(release, metadata=MD, timeout=5)
+    )
+    # Counted 9, moved 2 away once, held 3 once and released: 7 here, 2 there, nothing held.
+    assert _invariants(svc, "ONCE", here) == (7, 0)
+    assert _invariants(svc, "ONCE", there) == (2, 0)
+    ((entries,),) = _db(
+        svc, "SELECT count(*) FROM stock_ledger WHERE merchant_id='mer_a' AND sku='ONCE'"
+    )
+    assert entries == 4  # the receipt, the count, and the transfer's two legs
