@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import grpc
-from fastapi import Query, Request
+from fastapi import Header, Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -223,12 +223,25 @@ def op(
     }
 
 
+# An entity tag holding a version: `"3"`, `W/"3"` or a bare 3.
+IF_MATCH = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a 412',
+        json_schema_extra={"pattern": IF_MATCH},
+    ),
+]
+
+
 def expected_version(if_match: str | None) -> int:
     """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3; none is 0."""
     if if_match is None:
         return 0
     tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or int(tag) < 1:
+    # ASCII digits only and at most 18 of them: int() takes other scripts' digits, and a
+    # number past int64 would fail in protobuf as a 500 instead of this 400.
+    if not re.fullmatch(r"[1-9][0-9]{0,17}", tag):
         raise Problem(
             400,
             "invalid_if_match",

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-import grpc
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
-from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     UpdatedSince,
     example,
+    expected_version,
     op,
     page,
     request_id,
     services,
     timestamp,
+    version_checked,
 )
-from pos_kit.grpc_client import read_error
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -90,26 +89,6 @@ async def get_customer(customer_id: str, svc: Svc, response: Response) -> dict[s
     return to_json(answer.customer)
 
 
-IF_MATCH = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
-
-
-def _version(if_match: str | None) -> int:
-    """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3."""
-    if if_match is None:
-        return 0
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    # ASCII digits only and at most 18 of them: int() takes other scripts' digits, and a
-    # number past int64 would fail in protobuf as a 500 instead of this 400.
-    if not re.fullmatch(r"[1-9][0-9]{0,17}", tag):
-        raise Problem(
-            400,
-            "invalid_if_match",
-            "If-Match must be the resource's version",
-            [{"field": "If-Match", "reason": "must be a positive version number"}],
-        )
-    return int(tag)
-
-
 @router.patch(
     "/customers/{customer_id}",
     **op("customers:write", "Update a customer", (404, 409, 412), example=ex.CUSTOMER),
@@ -119,32 +98,15 @@ async def update_customer(
     body: CustomerPatch,
     svc: Svc,
     response: Response,
-    if_match: Annotated[
-        str | None,
-        Header(
-            description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3)',
-            json_schema_extra={"pattern": IF_MATCH},
-        ),
-    ] = None,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Send `If-Match: "<version>"` to update only the version you saw; a stale one is a 412."""
     request = customer_pb2.UpdateCustomerRequest(
-        request_id=request_id(), id=customer_id, expected_version=_version(if_match)
+        request_id=request_id(), id=customer_id, expected_version=expected_version(if_match)
     )
     for name, value in body.model_dump(exclude_unset=True).items():
         if value is not None:
             setattr(request, name, value)
-    try:
-        answer = await svc.customer.UpdateCustomer(request)
-    except grpc.aio.AioRpcError as exc:
-        remote = read_error(exc)
-        if remote.reason == "version_mismatch":
-            raise Problem(
-                412,
-                "version_mismatch",
-                remote.message,
-                extra={"current_version": int(remote.metadata.get("current_version", "0"))},
-            ) from None
-        raise
+    answer = await version_checked(svc.customer.UpdateCustomer(request))
     response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_json(answer.customer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import ConfigDict, Field
 
@@ -17,6 +17,7 @@ from pos_gateway.routes.common import (
     CREATE,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     MoneyIn,
     Sku,
@@ -32,14 +33,6 @@ from pos_gateway.routes.common import (
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Svc = Annotated[Services, Depends(services)]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description='The `version` you last saw, e.g. `"3"`; stale is a 412',
-        pattern=r'^(W/)?"?[1-9][0-9]{0,17}"?$',
-        max_length=24,
-    ),
-]
 MAX_BATCH = 1000
 
 TEE: dict[str, Any] = {

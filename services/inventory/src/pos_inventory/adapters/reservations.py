@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_inventory.adapters.stock import level_of
+from pos_inventory.adapters.stock import LEVEL, level_of
 from pos_inventory.adapters.tables import reservations, stock
 from pos_inventory.domain.model import StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
@@ -134,13 +134,7 @@ class SqlExpiry:
                         stock.c.location_id == location_id,
                     )
                     .values(reserved=stock.c.reserved - held[key])
-                    .returning(
-                        stock.c.sku,
-                        stock.c.location_id,
-                        stock.c.on_hand,
-                        stock.c.reserved,
-                        stock.c.updated_at,
-                    )
+                    .returning(*LEVEL)
                 )
             ).one()
             levels[key] = level_of(row._mapping)

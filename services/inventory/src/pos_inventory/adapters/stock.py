@@ -20,6 +20,8 @@ from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEn
 from pos_inventory.domain.model import Reason, StockLevel
 
 ENTRY_PREFIX = "led_"
+# What a changed stock row answers with, to become a StockLevel.
+LEVEL = (stock.c.sku, stock.c.location_id, stock.c.on_hand, stock.c.reserved, stock.c.updated_at)
 
 
 def level_of(m: Any) -> StockLevel:
@@ -122,14 +124,7 @@ class SqlStock:
                 update(stock)
                 .where(self._key(sku, location_id))
                 .values(**values)
-                .returning(
-                    stock.c.sku,
-                    stock.c.location_id,
-                    stock.c.on_hand,
-                    stock.c.reserved,
-                    stock.c.updated_at,
-                    self._threshold(sku).label("threshold"),
-                )
+                .returning(*LEVEL, self._threshold(sku).label("threshold"))
             )
         ).one()
         written = (
@@ -172,14 +167,7 @@ class SqlStock:
                         stock.c.on_hand - stock.c.reserved >= quantity,
                     )
                     .values(reserved=stock.c.reserved + quantity)
-                    .returning(
-                        stock.c.sku,
-                        stock.c.location_id,
-                        stock.c.on_hand,
-                        stock.c.reserved,
-                        stock.c.updated_at,
-                        self._threshold(sku).label("threshold"),
-                    )
+                    .returning(*LEVEL, self._threshold(sku).label("threshold"))
                 )
             ).first()
             if row is None:
@@ -196,13 +184,7 @@ class SqlStock:
                     update(stock)
                     .where(self._key(sku, location_id))
                     .values(reserved=stock.c.reserved - quantity)
-                    .returning(
-                        stock.c.sku,
-                        stock.c.location_id,
-                        stock.c.on_hand,
-                        stock.c.reserved,
-                        stock.c.updated_at,
-                    )
+                    .returning(*LEVEL)
                 )
             ).one()
             levels.append(level_of(row._mapping))

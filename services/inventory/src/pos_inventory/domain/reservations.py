@@ -128,10 +128,6 @@ def check_can_release(reservation: Reservation) -> bool:
     return reservation.status is ReservationStatus.ACTIVE
 
 
-def is_due(reservation: Reservation, now: datetime) -> bool:
-    return reservation.expires_at is not None and reservation.expires_at <= now
-
-
 @dataclass(frozen=True)
 class ReservationEvent:
     """Created, committed, released or expired: which one is `status`/`kind`."""

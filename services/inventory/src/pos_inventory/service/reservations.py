@@ -67,9 +67,7 @@ async def commit_reservation(
     uow: InventoryUnitOfWork, reservation_id: str
 ) -> tuple[Reservation, list[StockLevel]]:
     """The held units are sold: on_hand and reserved go down together, with a ledger entry."""
-    reservation = await uow.reservations.get(reservation_id, lock=True)
-    if reservation is None:
-        raise NotFound("reservation", reservation_id)
+    reservation = await _locked(uow, reservation_id)
     if not check_can_commit(reservation):
         return reservation, await _levels(uow, reservation)
     finished = await uow.reservations.finish(
@@ -99,9 +97,7 @@ async def commit_reservation(
 async def release_reservation(
     uow: InventoryUnitOfWork, reservation_id: str
 ) -> tuple[Reservation, list[StockLevel]]:
-    reservation = await uow.reservations.get(reservation_id, lock=True)
-    if reservation is None:
-        raise NotFound("reservation", reservation_id)
+    reservation = await _locked(uow, reservation_id)
     if not check_can_release(reservation):
         return reservation, await _levels(uow, reservation)
     finished = await uow.reservations.finish(
@@ -125,6 +121,14 @@ async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | Non
         after = [levels[(merchant, sku, reservation.location_id)] for sku, _ in reservation.lines]
         uow.publish_for(merchant, ReservationEvent("expired", reservation, after))
     return len(expired)
+
+
+async def _locked(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
+    """The reservation, locked until commit: a commit, a release and the sweep take turns."""
+    reservation = await uow.reservations.get(reservation_id, lock=True)
+    if reservation is None:
+        raise NotFound("reservation", reservation_id)
+    return reservation
 
 
 async def _levels(uow: InventoryUnitOfWork, reservation: Reservation) -> list[StockLevel]:
