@@ -8,6 +8,7 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -23,6 +24,18 @@ from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fi
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
+
+REQUEST_ID_MAX = 128
+_REQUEST_ID = re.compile(rf"[!-~]{{1,{REQUEST_ID_MAX}}}")
+
+
+def request_id(given: str | None) -> str:
+    """The caller's X-Request-Id when it is a short visible-ASCII token, else a new one: a
+    value echoed on every answer and written to logs is bounded, whatever a client sends."""
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return str(uuid.uuid4())
+
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
@@ -41,7 +54,7 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         headers = Headers(scope=scope)
-        extra = [(b"x-request-id", (headers.get("x-request-id") or str(uuid.uuid4())).encode())]
+        extra = [(b"x-request-id", request_id(headers.get("x-request-id")).encode())]
         status = 500
 
         async def send_with_headers(message: Message) -> None:
