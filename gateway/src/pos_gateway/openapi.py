@@ -22,7 +22,7 @@ from pos_gateway.tokens import TOKEN_SECONDS
 
 # Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
 IDEMPOTENCY_KEY = rf"^[\x21-\x7e]([\x20-\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7e])?$"
-TOKEN_URL = "/v1/oauth/token"
+TOKEN_URL = "/v1/oauth/token"  # noqa: S105 (a path, not a secret)
 
 # Relative: the document is served by the gateway it describes, wherever that runs.
 SERVERS = [
@@ -183,19 +183,12 @@ def _headers(*names: str) -> dict[str, Any]:
 
 COUNTED = ("X-Request-Id", "RateLimit", "RateLimit-Policy")
 STORED = (*COUNTED, "Idempotent-Replayed")
+IF_COUNTED = ("RateLimit-If-Counted", "RateLimit-Policy-If-Counted")
 # The problems an authenticated /v1 operation may answer, each once, with the headers the edge
 # really sends on it: nothing counted before the credential is known (413, 401), and a
 # replayed answer carries its status and body but not the headers it was first sent with.
 RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "400": (
-        "BadRequest",
-        (
-            "X-Request-Id",
-            "RateLimit-If-Counted",
-            "RateLimit-Policy-If-Counted",
-            "Idempotent-Replayed",
-        ),
-    ),  # fmt: skip
+    "400": ("BadRequest", ("X-Request-Id", *IF_COUNTED, "Idempotent-Replayed")),
     "401": ("Unauthorized", ("X-Request-Id", "WWW-Authenticate")),
     "402": ("PaymentRequired", STORED),
     "403": ("Forbidden", (*STORED, "WWW-Authenticate-Scope")),
@@ -253,7 +246,13 @@ def security_schemes() -> dict[str, Any]:
             "type": "oauth2",
             "description": "An access token (`pos_at_...`) from the client-credentials grant; "
             f"it lasts {TOKEN_SECONDS // 60} minutes and carries the scopes it was issued for",
-            "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": dict(SCOPES)}},
+            # Every scope a credential may carry; one without a description fails here.
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": TOKEN_URL,
+                    "scopes": {scope: SCOPES[scope] for scope in ALL_SCOPES},
+                }
+            },
         },
         "platformAdmin": {
             "type": "http",
