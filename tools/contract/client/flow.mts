@@ -33,6 +33,7 @@ const sku = `TS-${run}`.toUpperCase();
 const places = await api.GET("/v1/locations", { params: { query: { limit: 1 } } });
 if (places.error) fail("list locations", places.error, places.response.status);
 const location = answer(places.data, "list locations").data[0];
+if (!location) throw new Error("the merchant has no location");
 const locationId: string = location.id;
 
 // A product, and stock of it at that location.
