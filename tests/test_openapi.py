@@ -161,3 +161,27 @@ def test_answers_document_the_headers_the_edge_sends() -> None:
                 assert "Idempotency-Key" in {
                     _resolved(p, document)["name"] for p in operation["parameters"]
                 }, name
+
+
+def test_a_route_that_forgets_a_possible_problem_still_documents_it() -> None:
+    from pos_gateway import openapi
+
+    names = {s: openapi.RESPONSES[s][0] for s in ("400", "401", "403", "404", "409", "412")}
+    names |= {s: openapi.RESPONSES[s][0] for s in ("413", "422", "429")}
+    document: dict[str, Any] = {
+        "paths": {
+            "/v1/things/{thing_id}": {
+                "post": {
+                    "parameters": [{"$ref": "#/components/parameters/If-Match"}],
+                    "responses": {"200": {"description": "Success"}},
+                }
+            }
+        },
+        "components": {"responses": {name: {} for name in names.values()}},
+    }
+    openapi.with_every_possible_problem(document)
+    answers = document["paths"]["/v1/things/{thing_id}"]["post"]["responses"]
+    assert answers == {
+        "200": {"description": "Success"},
+        **{s: {"$ref": f"#/components/responses/{n}"} for s, n in names.items()},
+    }

@@ -427,3 +427,32 @@ def with_edge_answers(document: dict[str, Any]) -> None:
                 answers[status] = complete
     shared.pop("", None)
     document["components"]["responses"] = dict(sorted(shared.items()))
+    with_every_possible_problem(document)
+
+
+def _possible(path: str, method: str, operation: dict[str, Any]) -> set[str]:
+    """The problems a merchant operation can answer whatever its route says: the edge's (bad
+    request, no or a bad credential, body too large, rate limit), the route's scope check, a
+    POST's Idempotency-Key (in progress, reused), If-Match's stale version, an unknown id."""
+    possible = {"400", "401", "403", "413", "429"}
+    if method == "post":
+        possible |= {"409", "422"}
+    if _ref("parameters", "If-Match") in operation.get("parameters", []):
+        possible.add("412")
+    if "{" in path:
+        possible.add("404")
+    return possible
+
+
+def with_every_possible_problem(document: dict[str, Any]) -> None:
+    """A route that forgets one of the problems it can answer still documents it."""
+    shared = document["components"]["responses"]
+    for path, method, operation in _operations(document):
+        if _kind(path) != "merchant":
+            continue
+        answers = operation["responses"]
+        for status in sorted(_possible(path, method, operation) - set(answers)):
+            name = RESPONSES[status][0]
+            if name not in shared:  # no route describes this problem: nothing to point at
+                raise ValueError(f"{method.upper()} {path} can answer {status}; describe it")
+            answers[status] = _ref("responses", name)
