@@ -128,7 +128,8 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 # The same two headers where the edge may answer before it knows the credential (a 400 for a
-# NUL in the URL): there they are absent.
+# NUL in the URL), or the request was shed before the edge (admission.py's 503): there they
+# are absent.
 for _name in ("RateLimit", "RateLimit-Policy"):
     HEADERS[f"{_name}-If-Counted"] = {
         **HEADERS[_name],
@@ -136,6 +137,18 @@ for _name in ("RateLimit", "RateLimit-Policy"):
         "description": HEADERS[_name]["description"] + "; absent when the request was refused "
         "before its credential was read",
     }
+HEADERS["X-Request-Id-If-Admitted"] = {
+    **HEADERS["X-Request-Id"],
+    "required": False,
+    "description": HEADERS["X-Request-Id"]["description"] + "; absent from the 503 of a "
+    "gateway at its limit of requests in progress",
+}
+HEADERS["Retry-After-If-Overloaded"] = {
+    **HEADERS["Retry-After"],
+    "required": False,
+    "description": "Seconds to wait before retrying, when the gateway is at its limit of "
+    "requests in progress (`overloaded`)",
+}
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": {
@@ -170,11 +183,14 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 
 
 def _headers(*names: str) -> dict[str, Any]:
-    # A `-If-Counted`/`-In-Progress`/`-Unless-Replayed`/`-Scope` variant names the same header.
+    # A variant (`RateLimit-If-Counted`, `ETag-Unless-Replayed`...) is the same header, sent
+    # only in some cases.
     wire = {
         "RateLimit-If-Counted": "RateLimit",
         "RateLimit-Policy-If-Counted": "RateLimit-Policy",
+        "X-Request-Id-If-Admitted": "X-Request-Id",
         "Retry-After-In-Progress": "Retry-After",
+        "Retry-After-If-Overloaded": "Retry-After",
         "ETag-Unless-Replayed": "ETag",
         "WWW-Authenticate-Scope": "WWW-Authenticate",
     }
@@ -198,7 +214,11 @@ RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
     "413": ("PayloadTooLarge", ("X-Request-Id",)),
     "422": ("UnprocessableContent", STORED),
     "429": ("TooManyRequests", (*COUNTED, "Retry-After")),
-    "503": ("ServiceUnavailable", COUNTED),
+    # A service down, or the whole gateway at its limit (admission.py sheds before the edge).
+    "503": (
+        "ServiceUnavailable",
+        ("X-Request-Id-If-Admitted", *IF_COUNTED, "Retry-After-If-Overloaded"),
+    ),
     "504": ("GatewayTimeout", COUNTED),
 }
 
