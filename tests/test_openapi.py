@@ -156,7 +156,7 @@ def test_answers_document_the_headers_the_edge_sends() -> None:
                 counted = status not in ("400", "401", "413", "503")
                 assert headers.get("RateLimit", False) is counted, f"{name} {status}"
                 assert headers.get("RateLimit-Policy", False) is counted, f"{name} {status}"
-            assert _header_names(answers["429"], document)["Retry-After"], name
+            assert "Retry-After" in _header_names(answers["429"], document), name
             assert _header_names(answers["401"], document)["WWW-Authenticate"], name
             if method == "post":
                 assert "Idempotency-Key" in {

@@ -167,7 +167,7 @@ class EdgeMiddleware:
             return
 
         request_id_var.set(key)
-        captured: dict[str, Any] = {"status": 500, "type": "", "body": []}
+        captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "stored": False}
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -175,21 +175,25 @@ class EdgeMiddleware:
                 captured["type"] = Headers(raw=message.get("headers", [])).get("content-type", "")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
+                last = not message.get("more_body", False)
+                if last and captured["status"] < 500:
+                    # Stored before the answer's last byte leaves: a client that retries the
+                    # moment it has the answer gets the replay, never "still running" (409).
+                    content = b"".join(captured["body"])
+                    stored = Stored(captured["status"], captured["type"], content)
+                    await store.complete(merchant_id, key, stored)
+                    captured["stored"] = True
             await send(message)
 
         try:
             await self.app(scope, _replay(body), capture)
         except BaseException:
-            await store.release(merchant_id, key)
+            if not captured["stored"]:
+                await store.release(merchant_id, key)
             raise
-        if captured["status"] >= 500:
-            # Our failure, not an answer: the client may retry with the same key.
+        if not captured["stored"]:
+            # Our failure (a 5xx), not an answer: the client may retry with the same key.
             await store.release(merchant_id, key)
-        else:
-            content = b"".join(captured["body"])
-            await store.complete(
-                merchant_id, key, Stored(captured["status"], captured["type"], content)
-            )
 
 
 async def _read_body(receive: Receive) -> bytes:

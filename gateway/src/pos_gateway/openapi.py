@@ -87,8 +87,9 @@ HEADERS: dict[str, dict[str, Any]] = {
         "example": '"default";q=200;w=2',
     },
     "Retry-After": {
-        "description": "Seconds until this credential may send a request again",
-        "required": True,
+        "description": "Seconds until this credential may send a request again: on every "
+        "429 `rate_limited` (a service's own 429 `resource_exhausted` carries none)",
+        "required": False,
         "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
     },
     "Retry-After-In-Progress": {
