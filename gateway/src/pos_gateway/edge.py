@@ -1,6 +1,6 @@
-"""What every request goes through before its route: request id, metrics, size limit, and for
-/v1 the credential, the rate limit and the Idempotency-Key. Done once here, so every route,
-present and future, gets it for free.
+"""What every request goes through before its route: request id, metrics, size limit, the text
+rules on the URL, and for /v1 the credential, the rate limit and the Idempotency-Key. Done once
+here, so every route, present and future, gets it for free.
 
 A plain ASGI middleware, not Starlette's BaseHTTPMiddleware: each of those costs a task group
 and memory streams per request, which measured at several times the cost of a whole route.
@@ -8,11 +8,12 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,12 @@ from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fi
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
+from pos_kit.text import (
+    CARD_NUMBER_NOT_ALLOWED,
+    CARD_NUMBER_REASON,
+    holds_card_number,
+    text_problem,
+)
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
@@ -75,6 +82,13 @@ class EdgeMiddleware:
             problem = Problem(400, "invalid_request", "URLs must not contain the NUL character")
             await problem_response(problem)(scope, receive, send)
             return
+        carded = _card_numbers_in_query(scope.get("query_string", b""))
+        if carded:
+            problem = Problem(
+                400, CARD_NUMBER_NOT_ALLOWED, "card numbers are never accepted", carded
+            )
+            await problem_response(problem)(scope, receive, send)
+            return
         path: str = scope["path"]
         if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
             await self.app(scope, receive, send)
@@ -118,6 +132,16 @@ class EdgeMiddleware:
                 400,
                 "invalid_idempotency_key",
                 f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            )
+            await problem_response(problem)(scope, receive, send)
+            return
+        if holds_card_number(key):
+            # Refused before it is stored as a key, or forwarded as the services' request_id.
+            problem = Problem(
+                400,
+                CARD_NUMBER_NOT_ALLOWED,
+                "card numbers are never accepted",
+                [{"field": "Idempotency-Key", "reason": CARD_NUMBER_REASON}],
             )
             await problem_response(problem)(scope, receive, send)
             return
@@ -169,14 +193,38 @@ class EdgeMiddleware:
         except BaseException:
             await store.release(merchant_id, key)
             raise
-        if captured["status"] >= 500:
-            # Our failure, not an answer: the client may retry with the same key.
+        content = b"".join(captured["body"])
+        if captured["status"] >= 500 or _refused_card_number(captured["status"], content):
+            # Our failure, not an answer: the client may retry with the same key. A refused
+            # card number keeps nothing either, not even the fingerprint of the body that held
+            # it; the retry is refused the same way.
             await store.release(merchant_id, key)
         else:
-            content = b"".join(captured["body"])
             await store.complete(
                 merchant_id, key, Stored(captured["status"], captured["type"], content)
             )
+
+
+def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
+    """A field error per query parameter holding a card number (the kit's rule; parameters
+    that take GTINs, like `barcode` and `sku`, accept a valid one)."""
+    if not query_string:
+        return []
+    names = dict.fromkeys(
+        name
+        for name, value in QueryParams(query_string).multi_items()
+        if text_problem(name, value) == CARD_NUMBER_REASON
+    )
+    return [{"field": name, "reason": CARD_NUMBER_REASON} for name in names]
+
+
+def _refused_card_number(status: int, body: bytes) -> bool:
+    if status != 400:
+        return False
+    try:
+        return bool(json.loads(body).get("code") == CARD_NUMBER_NOT_ALLOWED)
+    except (ValueError, AttributeError):
+        return False
 
 
 async def _read_body(receive: Receive) -> bytes:

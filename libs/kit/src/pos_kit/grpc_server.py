@@ -1,7 +1,8 @@
 """The grpc.aio server every service runs: health, reflection, call context, error mapping.
 
 Every RPC of ours must carry a deadline and the merchant in metadata; calls without them are
-refused before any handler runs. Domain errors become a gRPC status with google.rpc details
+refused before any handler runs, and so are requests with NUL or a card number in any string
+(`message_text`). Domain errors become a gRPC status with google.rpc details
 (ErrorInfo.reason = the stable code, BadRequest for field problems). Any other exception is
 logged here and answered as INTERNAL with no detail, so internals never leak.
 """
@@ -31,6 +32,7 @@ from pos_kit.context import (
     request_id_var,
 )
 from pos_kit.errors import DomainError
+from pos_kit.message_text import check_request
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 deadline_var.set(time.monotonic() + float(remaining or 0)),
             )
             try:
+                check_request(request)
                 return await inner(request, context)
             except DomainError as error:
                 await context.abort_with_status(rpc_status.to_status(status_for(error)))
