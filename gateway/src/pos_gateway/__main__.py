@@ -44,9 +44,9 @@ def main() -> None:
     if settings.otel_exporter_otlp_endpoint:
         # HTTP spans only when they are exported: unexported, they halve the gateway's
         # throughput for nothing (the trace context still reaches the services through gRPC).
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from pos_gateway.tracing import instrument
 
-        FastAPIInstrumentor.instrument_app(app)
+        instrument(app)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
