@@ -20,6 +20,12 @@ def main() -> None:
     create = sub.add_parser("create-merchant", help="create a merchant and a test API key")
     create.add_argument("name")
     args = parser.parse_args()
+    if args.command == "create-merchant":
+        from pos_kit.text import text_problem
+
+        refused = text_problem("name", args.name)
+        if refused:
+            parser.error(f"NAME {refused}")  # the same rules as POST /v1/admin/merchants
 
     if args.command == "migrate":
         kit_migrate.upgrade_from_env(MIGRATIONS)
