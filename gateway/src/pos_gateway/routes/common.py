@@ -33,9 +33,9 @@ from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_probl
 T = TypeVar("T")
 
 # No text in the API may hold NUL (PostgreSQL can't store it, and no name or id needs it) or a
-# card number (PCI DSS: card data never lands here): the kit's text rules. The edge applies
-# them to URLs, Body models to every string of a JSON body; the document says NUL on every
-# string.
+# card number (PCI DSS: card data never lands here): the kit's text rules (`pos_kit.text`). The
+# edge applies them to URLs and query strings, Body models to every string of a JSON body; the
+# document says NUL on every string.
 NO_NUL = "^[^\\u0000]*$"
 
 
