@@ -107,7 +107,7 @@ GATEWAY_CLASS = "eg"
 ACME_EMAIL = "ops@example.com"
 ACME_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 PUBLIC_ISSUER = "letsencrypt"
-PUBLIC_CERT_SECRET = "omnitill-api-tls"
+PUBLIC_CERT_SECRET = "omnitill-api-tls"  # noqa: S105 - the name of a Secret, not a secret
 EDGE_GATEWAY = "omnitill"
 # The internal CA: a Secret (kubernetes.io/tls) that signs, for the Issuer below, and a ConfigMap
 # with its certificate (ca.crt) that every client trusts. The operator creates both once (and
@@ -914,7 +914,6 @@ def tls_migration_patch(c: Component) -> dict[str, Any]:
     }
 
 
-
 # --- files ----------------------------------------------------------------------------------------
 
 HEADER = (
@@ -1003,9 +1002,7 @@ def render() -> dict[Path, str]:
     files[prod_tls / "certificates.yaml"] = dump(certificate_documents())
     files[prod_tls / "edge.yaml"] = dump(edge_documents())
     for c in COMPONENTS:
-        files[prod_tls / f"{c.name}.yaml"] = dump(
-            [tls_deployment_patch(c), tls_migration_patch(c)]
-        )
+        files[prod_tls / f"{c.name}.yaml"] = dump([tls_deployment_patch(c), tls_migration_patch(c)])
     files.update(stream_files())
     return files
 
