@@ -1,6 +1,7 @@
 """TLS on every hop that leaves a pod, as the prod overlay renders it (k8s/README.md, "TLS on
 every hop"): the public route, the edge proxy to the gateway, gateway and order to the services,
-every component to PostgreSQL and to NATS, and the NATS servers to each other.
+every component to PostgreSQL, to NATS and to the trace collector, and the NATS servers to each
+other.
 
 Nothing here runs a cluster: the rendered objects are read, and every path a setting names must
 be a file of a mounted volume whose source is the right Secret or ConfigMap. cert-manager and
@@ -215,7 +216,9 @@ def test_every_component_uses_tls_to_its_database_nats_and_callees(prod: list[Do
         servers = [s.strip() for s in env.get("NATS_URL", "").split(",")]
         if not all(s.startswith("tls://") for s in servers):
             problems.append(f"{where}: NATS_URL {env.get('NATS_URL')} is not tls://")
-        for variable in ("NATS_TLS_CA", "GRPC_TLS_CA"):
+        if not env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").startswith("https://"):
+            problems.append(f"{where}: traces leave the pod in plaintext")
+        for variable in ("NATS_TLS_CA", "GRPC_TLS_CA", "OTEL_EXPORTER_OTLP_CERTIFICATE"):
             source = _volume_source(spec, container, env.get(variable, ""))
             if source != ("ConfigMap", internal_ca, "ca.crt"):
                 problems.append(f"{where}: {variable} is not the internal CA")
