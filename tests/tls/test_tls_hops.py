@@ -64,8 +64,6 @@ def _write_certificates(folder: Path) -> tuple[Path, Path, Path]:
     with paths[1].open("wb") as chain:
         for blob in server.cert_chain_pems:
             chain.write(blob.bytes())
-    for path in paths:
-        path.chmod(0o644)  # the PostgreSQL server user copies them (it makes its own 0600 key)
     return paths
 
 
