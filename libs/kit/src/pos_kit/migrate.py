@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import MetaData, create_engine, pool
 
 from pos_kit.db import async_url
+from pos_kit.settings import SslMode
 from pos_kit.tls import database_url_with_tls
 
 
@@ -51,7 +52,7 @@ class MigrationSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
     database_url: str
     # The same TLS settings as a service's (pos_kit.settings), for the same database.
-    database_sslmode: str | None = None
+    database_sslmode: SslMode | None = None
     database_sslrootcert: str | None = None
 
     @property
