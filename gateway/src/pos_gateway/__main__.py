@@ -55,6 +55,10 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        # The kernel's queue of connections not yet accepted; a burst waits there, then is
+        # answered (or shed with a 503 by admission.py), instead of being refused.
+        backlog=4096,
     )
     tls = None
     if settings.http_tls_cert is not None and settings.http_tls_key is not None:
