@@ -116,7 +116,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     limits = rate_limiter(settings)
 
-    app.add_middleware(EdgeMiddleware, limits=limits, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        limits=limits,
+        max_body=settings.max_body_bytes,
+        hsts_max_age_seconds=settings.hsts_max_age_seconds,
+    )
     app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
