@@ -32,11 +32,14 @@ class Settings(GrpcServiceSettings):
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
     runtime = ServiceRuntime(NAME, settings, kit, OrderUow)
+    tls = settings.grpc_tls
     api = OrderApi(
         runtime.uow,
-        InventoryCatalog(channel(settings.inventory_addr)),
-        PromotionDiscounts(channel(settings.promotion_addr), settings.promotion_timeout_seconds),
-        PaymentService(channel(settings.payment_addr)),
+        InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
+        PromotionDiscounts(
+            channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
+        ),
+        PaymentService(channel(settings.payment_addr, tls=tls)),
     )
 
     def register(server: grpc.aio.Server) -> None:
