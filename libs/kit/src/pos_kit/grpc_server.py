@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pos_kit.context import (
     MERCHANT_HEADER,
@@ -31,7 +32,7 @@ from pos_kit.context import (
     merchant_var,
     request_id_var,
 )
-from pos_kit.errors import DomainError
+from pos_kit.errors import DomainError, Unavailable
 from pos_kit.message_text import check_request
 from pos_kit.tls import GrpcTls
 
@@ -103,6 +104,15 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status_for(error)))
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
+            except PoolTimeout:
+                # Every database connection stayed busy for the pool's whole wait: overload,
+                # which a caller may retry (with the same request_id), not an internal fault.
+                log.warning("%s: no database connection free in time", method)
+                await context.abort_with_status(
+                    rpc_status.to_status(
+                        status_for(Unavailable("the service is overloaded; retry", "overloaded"))
+                    )
+                )
             except Exception:
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
