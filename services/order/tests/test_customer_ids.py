@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from psycopg import sql
+from sqlalchemy import select
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
@@ -28,7 +29,11 @@ from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.natsd import LocalNats, free_port
 from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.db import make_engine
 from pos_kit.grpc_client import read_error
+from pos_order.adapters.repository import OrderUow
+from pos_order.adapters.tables import kit, known_customers
+from pos_order.service import handlers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -230,3 +235,24 @@ async def test_a_real_customer_not_seen_yet_is_looked_up_once_then_known(stack: 
 
     assert first.order.customer_id == second.order.customer_id == customer.id
     assert second.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+
+
+async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra) -> None:
+    """Events arrive out of order and race a checkout's look-up: an older version never wins,
+    and a merchant sees only its own customers."""
+    engine = make_engine(infra.service_database("order"))
+    try:
+        for version in (3, 2, 1):
+            async with OrderUow(engine, kit).bind(A) as uow:
+                await handlers.remember_customer(uow, "cus_1", version)
+                await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            assert await uow.customers.contains("cus_1")
+            row = await uow.conn.execute(
+                select(known_customers.c.version).where(known_customers.c.customer_id == "cus_1")
+            )
+            assert row.scalar_one() == 3
+        async with OrderUow(engine, kit).bind(B) as uow:
+            assert not await uow.customers.contains("cus_1")
+    finally:
+        await engine.dispose()
