@@ -39,8 +39,9 @@ CALL_GRAPH = {
     "customer": set(),
     "payment": set(),
 }
+# The Gateway API implementation's proxies (Envoy Gateway's namespace).
 EDGE = Endpoint(
-    name="ingress controller", labels={"app": "ingress"}, namespace="ingress-nginx", ports={}
+    name="edge proxy", labels={"app": "envoy"}, namespace="envoy-gateway-system", ports={}
 )
 
 

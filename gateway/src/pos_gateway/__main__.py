@@ -37,6 +37,7 @@ def main() -> None:
     from pos_gateway.app import create_app
     from pos_gateway.server import GracefulServer
     from pos_kit.telemetry import setup_logging, setup_tracing
+    from pos_kit.tls import ReloadingServerContext
 
     setup_logging("gateway", settings.log_level)
     setup_tracing("pos-gateway", settings.otel_exporter_otlp_endpoint)
@@ -54,8 +55,15 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        # The kernel's queue of connections not yet accepted; a burst waits there, then is
+        # answered (or shed with a 503 by admission.py), instead of being refused.
+        backlog=4096,
     )
-    GracefulServer(config).run()
+    tls = None
+    if settings.http_tls_cert is not None and settings.http_tls_key is not None:
+        tls = ReloadingServerContext(settings.http_tls_cert, settings.http_tls_key)
+    GracefulServer(config, tls).run()
 
 
 async def _create(settings: object, name: str) -> dict[str, str]:

@@ -29,11 +29,21 @@ from pos_kit.context import merchant_var, request_id_var
 OPEN_PATHS = frozenset({"/v1/oauth/token"})
 
 
+def hsts_value(max_age_seconds: int) -> bytes | None:
+    """The Strict-Transport-Security header for answers sent over TLS (None: not sent)."""
+    if max_age_seconds <= 0:
+        return None
+    return f"max-age={max_age_seconds}; includeSubDomains".encode()
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, limits: Limiter, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limits: Limiter, max_body: int, hsts_max_age_seconds: int = 0
+    ) -> None:
         self.app = app
         self.limits = limits
         self.max_body = max_body
+        self.hsts = hsts_value(hsts_max_age_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +52,11 @@ class EdgeMiddleware:
         start = time.perf_counter()
         headers = Headers(scope=scope)
         extra = [(b"x-request-id", (headers.get("x-request-id") or str(uuid.uuid4())).encode())]
+        # HSTS only on an answer that came over TLS: over plain HTTP a browser ignores it, and
+        # a header that says "HTTPS only" on a plaintext answer would be a false promise. The
+        # scheme is https when uvicorn serves TLS itself (or trusts a proxy's forwarded proto).
+        if self.hsts is not None and scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", self.hsts))
         status = 500
 
         async def send_with_headers(message: Message) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pos_kit.settings import BaseServiceSettings, refuse_placeholder
 
@@ -14,6 +14,12 @@ class GatewaySettings(BaseServiceSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # HTTPS served by the gateway itself (both or neither); the certificate is reloaded when
+    # its files change. Unset: plain HTTP, as on the local platform.
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    # Strict-Transport-Security max-age on answers served over HTTPS (0: no header).
+    hsts_max_age_seconds: int = Field(31_536_000, ge=0)
     # Keys the HMAC under which API keys are stored: a leaked table reveals no usable key.
     gateway_secret_key: str = Field(min_length=16)
     inventory_addr: str
@@ -23,6 +29,15 @@ class GatewaySettings(BaseServiceSettings):
     order_addr: str
     request_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
+    # Requests worked on at once; past it a request is answered 503 with Retry-After at once
+    # (admission.py). Sized above what one replica serves at its best (a few hundred in flight
+    # at most), so it sheds only true overload.
+    max_concurrent_requests: int = Field(default=512, ge=1)
+    # How long an idle keep-alive connection stays open. Longer than the clients' own idle
+    # expiry (httpx and others drop theirs at 5 s) and load balancers' (60 s), so the client
+    # always closes first: when the server closes first, a request sent at that instant is lost
+    # with no answer (uvicorn's 5 s default equals httpx's).
+    http_keep_alive_seconds: int = Field(default=75, ge=1)
     # Per credential: a sustained rate and the burst a bucket holds.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
@@ -33,6 +48,12 @@ class GatewaySettings(BaseServiceSettings):
     cors_origins: list[str] = []
     # The platform operator's credential for /v1/admin; the admin API is off without it.
     platform_admin_token: str | None = None
+
+    @model_validator(mode="after")
+    def _https_files_together(self) -> GatewaySettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("HTTP_TLS_CERT and HTTP_TLS_KEY go together")
+        return self
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)

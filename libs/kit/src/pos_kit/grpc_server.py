@@ -31,6 +31,7 @@ from pos_kit.context import (
     request_id_var,
 )
 from pos_kit.errors import DomainError
+from pos_kit.tls import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class GrpcService:
         host: str,
         port: int,
         grace_seconds: float = 10.0,
+        tls: GrpcTls | None = None,
+        health_port: int = 0,
     ) -> None:
         self.name = name
         self.server = grpc.aio.server(
@@ -156,22 +159,40 @@ class GrpcService:
             self.server,
         )
         self.address = f"{host}:{port}"
-        self.port = self.server.add_insecure_port(self.address)
+        self.tls = tls is not None and tls.serves
+        if tls is not None and tls.serves:
+            self.port = self.server.add_secure_port(self.address, tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(self.address)
+        # The kubelet's gRPC probe speaks no TLS: with TLS on, health alone (no call of ours)
+        # is answered in plaintext on a port of its own.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if health_port:
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(f"{host}:{health_port}")
         self._grace = grace_seconds
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, background: Sequence[BackgroundTask] = ()) -> None:
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(task(self.stop_event)) for task in background]
-        log.info("%s serving gRPC on port %d", self.name, self.port)
+        log.info(
+            "%s serving gRPC%s on port %d", self.name, " over TLS" if self.tls else "", self.port
+        )
 
     async def stop(self) -> None:
         """Graceful: report NOT_SERVING, drain in-flight calls, then stop background work."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self._grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         self.stop_event.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self._grace)

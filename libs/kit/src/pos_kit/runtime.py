@@ -18,6 +18,7 @@ from pos_kit.settings import BaseServiceSettings
 from pos_kit.streams import connect, ensure_service_streams
 from pos_kit.tables import KitTables
 from pos_kit.telemetry import instrument_engine
+from pos_kit.tls import client_context
 from pos_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class ServiceRuntime(Generic[U]):
     async def messaging(self, stop: asyncio.Event) -> None:
         """Background task: connect to NATS (waiting for it if need be), then relay and consume."""
         try:
-            self.nats = await connect(self.settings.nats_servers, f"pos-{self.service}", stop)
+            tls = client_context(self.settings.nats_tls_ca) if self.settings.nats_tls else None
+            self.nats = await connect(
+                self.settings.nats_servers, f"pos-{self.service}", stop, tls=tls
+            )
         except Exception:
             return
         self.js = self.nats.jetstream()

@@ -54,12 +54,17 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
             )
         ],
     )
+    tls = settings.grpc_tls
     api = OrderApi(
         runtime.uow,
-        InventoryCatalog(channel(settings.inventory_addr)),
-        PromotionDiscounts(channel(settings.promotion_addr), settings.promotion_timeout_seconds),
-        PaymentService(channel(settings.payment_addr)),
-        CustomerDirectory(channel(settings.customer_addr), settings.customer_timeout_seconds),
+        InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
+        PromotionDiscounts(
+            channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
+        ),
+        PaymentService(channel(settings.payment_addr, tls=tls)),
+        CustomerDirectory(
+            channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
+        ),
     )
 
     def register(server: grpc.aio.Server) -> None:
