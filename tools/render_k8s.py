@@ -94,7 +94,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("promotion", "grpc"),
     Component("customer", "grpc"),
     Component("payment", "grpc", autoscale_in_base=True),
-    Component("order", "grpc", calls=("inventory", "promotion", "payment")),
+    Component("order", "grpc", calls=("inventory", "promotion", "customer", "payment")),
     Component("gateway", "http", calls=SERVICES),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}

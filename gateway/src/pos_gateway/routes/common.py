@@ -96,6 +96,11 @@ def example(body: dict[str, Any]) -> ConfigDict:
 
 
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+# Said of every filter that names a location: another merchant's id is one you do not have.
+UNKNOWN_LOCATION = (
+    "A location of yours to limit the answer to; one you do not have is a 404 "
+    "`resource_missing` problem"
+)
 Sku = Annotated[
     str,
     Field(

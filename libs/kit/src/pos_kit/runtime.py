@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Generic, TypeVar
 
@@ -113,7 +114,9 @@ class ServiceRuntime(Generic[U]):
                 task.cancel()
             # Close, not drain: every message is acked explicitly after its commit, so anything
             # in flight is simply redelivered, and a drain can wait on pull subscriptions.
-            await self.nats.close()
+            # If the server went first there is nothing left to close cleanly.
+            with contextlib.suppress(ConnectionError):
+                await self.nats.close()
 
     async def close(self) -> None:
         await self.engine.dispose()
