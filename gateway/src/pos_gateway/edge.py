@@ -208,22 +208,21 @@ class EdgeMiddleware:
         request_id_var.set(key)
         captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "stored": False}
 
+        async def keep(status: int, content: bytes) -> None:
+            # Stored before the answer's last byte leaves: a client that retries the moment it
+            # has the answer gets the replay, never "still running" (409).
+            if status < 500 and not _refused_card_number(status, content):
+                await store.complete(merchant_id, key, Stored(status, captured["type"], content))
+                captured["stored"] = True
+
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
                 captured["type"] = Headers(raw=message.get("headers", [])).get("content-type", "")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
-                content = b"".join(captured["body"])
-                status = captured["status"]
-                last = not message.get("more_body", False)
-                if last and status < 500 and not _refused_card_number(status, content):
-                    # Stored before the answer's last byte leaves: a client that retries the
-                    # moment it has the answer gets the replay, never "still running" (409).
-                    await store.complete(
-                        merchant_id, key, Stored(status, captured["type"], content)
-                    )
-                    captured["stored"] = True
+                if not message.get("more_body", False):
+                    await keep(captured["status"], b"".join(captured["body"]))
             await send(message)
 
         try:
