@@ -243,6 +243,8 @@ def _id_fields(document: dict[str, Any]) -> Iterator[Probe]:
             if method not in METHODS:
                 continue
             for parameter in operation.get("parameters", []):
+                if "$ref" in parameter:  # the shared headers (Idempotency-Key, If-Match)
+                    continue
                 if parameter["in"] == "query" and parameter["name"].endswith(("_id", "_ids")):
                     yield Probe(method, path, "query", parameter["name"])
             content = operation.get("requestBody", {}).get("content", {})

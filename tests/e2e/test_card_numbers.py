@@ -143,6 +143,8 @@ def plants(document: dict[str, Any]) -> Iterator[tuple[str, str, str, str, Any]]
         url = re.sub(r"\{[^}]+\}", DUMMY_ID, route)
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
+                if "$ref" in parameter:  # the shared headers (Idempotency-Key, If-Match)
+                    continue
                 if parameter["in"] == "query":
                     for path in free_text(parameter["schema"], document):
                         yield method, url, "query", parameter["name"], path
