@@ -43,28 +43,54 @@ ERROR_DOMAIN = "omnitill.dev"
 _OPEN_SERVICES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+# The status travels in a trailer, and gRPC clients refuse metadata over 8 KiB by default
+# (answering RESOURCE_EXHAUSTED instead of the error): a status is kept well inside that, base64
+# and all, by shortening long values and dropping the tail of long violation lists.
+STATUS_BUDGET = 5_000
+_LONGEST_VALUE = 500
+
+
 def status_for(error: DomainError) -> status_pb2.Status:
+    status = _status(error, error.violations, error.metadata)
+    violations, metadata = error.violations, error.metadata
+    while status.ByteSize() > STATUS_BUDGET:
+        metadata = {k: v[:_LONGEST_VALUE] for k, v in metadata.items()}
+        if len(violations) > 1:
+            violations = violations[: len(violations) // 2]
+        elif violations:
+            violations = []
+        elif any(len(v) > 100 for v in metadata.values()):
+            metadata = {k: v[:100] for k, v in metadata.items()}
+        else:
+            break
+        status = _status(error, violations, metadata)
+    return status
+
+
+def _status(
+    error: DomainError, violations: list[Any], metadata: dict[str, str]
+) -> status_pb2.Status:
     details = []
-    info = error_details_pb2.ErrorInfo(
-        reason=error.code, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
+    info = error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN, metadata=metadata)
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
-    if error.violations:
+    if violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=v.field[:_LONGEST_VALUE], description=v.description[:_LONGEST_VALUE]
                 )
-                for v in error.violations
+                for v in violations
             ]
         )
         packed_bad = any_pb2.Any()
         packed_bad.Pack(bad)
         details.append(packed_bad)
     return status_pb2.Status(
-        code=getattr(code_pb2, error.status.name), message=error.message, details=details
+        code=getattr(code_pb2, error.status.name),
+        message=error.message[:_LONGEST_VALUE],
+        details=details,
     )
 
 
