@@ -16,7 +16,7 @@ from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from pos_gateway import clients, metrics, problems
+from pos_gateway import clients, metrics, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
@@ -84,6 +84,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.secret = settings.gateway_secret_key
         app.state.admin_token = settings.platform_admin_token
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
+        app.state.tokens = tokens.KeySet(settings.token_signing_keys)
         app.state.idempotency = IdempotencyStore(engine)
         app.state.services = clients.connect(settings)
         await limits.start()

@@ -19,7 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway import metrics
 from pos_gateway.auth import authenticate
-from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fingerprint
+from pos_gateway.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencyStore,
+    Stored,
+    fingerprint,
+    shown_once,
+)
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
@@ -174,9 +180,9 @@ class EdgeMiddleware:
             await store.release(merchant_id, key)
         else:
             content = b"".join(captured["body"])
-            await store.complete(
-                merchant_id, key, Stored(captured["status"], captured["type"], content)
-            )
+            stored = Stored(captured["status"], captured["type"], content)
+            # The route (through its request state) names the secrets not to keep.
+            await store.complete(merchant_id, key, stored, shown_once(scope))
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -12,6 +12,7 @@ from pydantic import Field
 from pos_gateway import admin, keys, tokens
 from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
+from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import CREATE, NUL, Body, example, op, problems, success
 
@@ -71,7 +72,14 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
 
 @router.post(
     "/api-keys",
-    **op("credentials:manage", "Create an API key", CREATE, example=ex.NEW_API_KEY, status=201),
+    **op(
+        "credentials:manage",
+        "Create an API key",
+        CREATE,
+        example=ex.NEW_API_KEY,
+        status=201,
+        shown_once=("key",),
+    ),
 )
 async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
@@ -82,7 +90,7 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
         body.mode,
     )  # fmt: skip
     info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == issued.key_id)
-    return {**_key_json(info), "key": issued.key}
+    return {**_key_json(info), "key": issued.key, REDACTED: False}
 
 
 @router.get(
@@ -120,6 +128,7 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
         CREATE,
         example=ex.NEW_OAUTH_CLIENT,
         status=201,
+        shown_once=("client_secret",),
     ),
 )
 async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
@@ -129,7 +138,7 @@ async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
         state.engine, state.secret, _principal(request).merchant_id, body.name,
         tuple(dict.fromkeys(body.scopes)),
     )  # fmt: skip
-    return {**_client_json(info), "client_secret": client_secret}
+    return {**_client_json(info), "client_secret": client_secret, REDACTED: False}
 
 
 @router.get(
@@ -155,6 +164,7 @@ async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+    request.app.state.keys.forget(client_id)
     return _client_json(revoked)
 
 
@@ -204,8 +214,11 @@ async def token(
     asked = scope.split() if scope else allowed
     if not set(asked) <= set(allowed):
         raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
-    expires = int(time.time()) + tokens.TOKEN_SECONDS
-    access = tokens.issue(state.secret, tokens.Claims(merchant, client_id, tuple(asked), expires))
+    now = int(time.time())
+    signing: tokens.KeySet = state.tokens
+    access = signing.issue(
+        tokens.Claims(merchant, client_id, tuple(asked), now + tokens.TOKEN_SECONDS), now
+    )
     return {
         "access_token": access,
         "token_type": "Bearer",

@@ -1,0 +1,75 @@
+"""redact stored secrets
+
+Answers kept for Idempotency-Key replays used to hold the API key of `POST /v1/api-keys` and
+the client secret of `POST /v1/oauth-clients` in plaintext. Those fields are now null in what is
+stored, with `secret_redacted: true` (pos_gateway.idempotency.redact); this does the same to the
+rows already there, so a replay still answers the resource and creates nothing twice.
+
+The table does not record the path, so a row is recognised by its answer: a JSON object whose
+`key` is an API key, or which has a `client_secret`. Self-contained on purpose: a migration
+must keep doing what it did when the code around it changes.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import json
+import re
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+API_KEY = re.compile(r"pos_(test|live)_[A-Za-z0-9]+")
+SECRET_FIELDS = ("key", "client_secret")
+
+
+def _redacted(body: bytes) -> bytes | None:
+    """The body without its secrets, or None when it holds none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    key, secret = data.get("key"), data.get("client_secret")
+    has_key = isinstance(key, str) and API_KEY.fullmatch(key) is not None
+    has_secret = isinstance(secret, str)
+    if not (has_key or has_secret):
+        return None
+    if has_key:
+        data["key"] = None
+    if has_secret:
+        data["client_secret"] = None
+    data["secret_redacted"] = True
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    # Only rows that could hold one of the fields are read at all.
+    found = conn.execute(
+        sa.text(
+            "SELECT merchant_id, key, body FROM idempotency_keys "
+            "WHERE body IS NOT NULL AND (position(:key IN body) > 0 OR position(:cs IN body) > 0)"
+        ).bindparams(
+            sa.bindparam("key", b'"key"', type_=sa.LargeBinary),
+            sa.bindparam("cs", b'"client_secret"', type_=sa.LargeBinary),
+        )
+    )
+    update = sa.text(
+        "UPDATE idempotency_keys SET body = :body WHERE merchant_id = :merchant_id AND key = :key"
+    ).bindparams(sa.bindparam("body", type_=sa.LargeBinary))
+    for row in found.fetchall():
+        cleaned = _redacted(bytes(row.body))
+        if cleaned is not None:
+            conn.execute(update, {"body": cleaned, "merchant_id": row.merchant_id, "key": row.key})
+
+
+def downgrade() -> None:
+    # Nothing to undo: the secrets are gone, as they should be.
+    pass
