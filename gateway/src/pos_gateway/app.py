@@ -44,8 +44,9 @@ Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors a
 
 Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
-true`; the same key with a different request is a 422, a retry while the first is still running
-a 409. Rate limits are per credential and advertised on every answer in `RateLimit-Policy` and
+true`, except a secret shown once (an API key, a client secret): it is never stored, so a replay
+has it null and says `secret_redacted: true`. The same key with a different request is a 422,
+a retry while the first is still running a 409. Rate limits are per credential and advertised on every answer in `RateLimit-Policy` and
 `RateLimit`; past them, a 429 with `Retry-After`.
 """
 

@@ -34,7 +34,8 @@ def build(app: FastAPI) -> dict[str, Any]:
         "apiKey": {
             "type": "http",
             "scheme": "bearer",
-            "description": "An API key (pos_test_... / pos_live_...)",
+            "description": "An API key (pos_test_... / pos_live_...) or an OAuth access token "
+            "(a JWT from /v1/oauth/token)",
         }
     }
     return document

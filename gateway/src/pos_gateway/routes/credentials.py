@@ -185,8 +185,9 @@ def _oauth_error(status: int, error: str, detail: str) -> Problem:
 @router.post(
     "/oauth/token",
     summary="Exchange client credentials for a short-lived access token",
-    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes. "
-    "Errors carry RFC 6749's `error` beside the problem's `code`.",
+    description="OAuth 2.0 client credentials grant (form encoded). The access token is a JWT "
+    "(RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC 6749's `error` "
+    "beside the problem's `code`.",
     responses={200: success(ex.TOKEN), **problems(400, 401, 413)},
     openapi_extra={"requestBody": {"content": {FORM: {"example": TOKEN_FORM_EXAMPLE}}}},
 )
