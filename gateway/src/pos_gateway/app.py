@@ -38,7 +38,8 @@ from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
 
 DESCRIPTION = """
-Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>`.
+Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>` (or an OAuth
+access token from `/v1/oauth/token`).
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
 `application/problem+json` with a stable `code`.
 
@@ -46,8 +47,8 @@ Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to yo
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
 true`, except a secret shown once (an API key, a client secret): it is never stored, so a replay
 has it null and says `secret_redacted: true`. The same key with a different request is a 422,
-a retry while the first is still running a 409. Rate limits are per credential and advertised on every answer in `RateLimit-Policy` and
-`RateLimit`; past them, a 429 with `Retry-After`.
+a retry while the first is still running a 409. Rate limits are per credential and advertised
+on every answer in `RateLimit-Policy` and `RateLimit`; past them, a 429 with `Retry-After`.
 """
 
 
