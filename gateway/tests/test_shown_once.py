@@ -36,6 +36,12 @@ class Gateway:
     http: httpx.AsyncClient
     database_url: str
 
+    def forget_answer(self, idempotency_key: str) -> None:
+        """As if the gateway had stopped between making the credential and storing the answer
+        (or had failed after making it): the retry finds no stored answer."""
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute("DELETE FROM idempotency_keys WHERE key = %s", (idempotency_key,))
+
     def stored_bodies(self) -> list[bytes]:
         """Every stored answer, read with plain SQL as anyone with the table would."""
         with psycopg.connect(self.database_url) as conn:
@@ -128,6 +134,35 @@ async def test_a_replayed_oauth_client_creation_is_the_same_client_without_its_s
     }
     granted = await gateway.http.post("/v1/oauth/token", data=form)
     assert granted.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "secret", "body"),
+    [
+        ("/v1/api-keys", "key", {"scopes": ["catalog:read"], "mode": "live"}),
+        ("/v1/oauth-clients", "client_secret", {"scopes": ["orders:read"]}),
+    ],
+)
+async def test_a_retry_whose_answer_was_never_stored_makes_no_second_credential(
+    gateway: Gateway, path: str, secret: str, body: dict[str, object]
+) -> None:
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    retry = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await gateway.http.post(path, json={**body, "name": name}, headers=retry)
+    assert first.status_code == 201 and first.json()[secret]
+    gateway.forget_answer(retry["Idempotency-Key"])
+
+    again = await gateway.http.post(path, json={**body, "name": name}, headers=retry)
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers  # the route answered, not the store
+    assert again.json() == {**first.json(), secret: None, "secret_redacted": True}
+    assert (await _names(gateway, path)).count(name) == 1
+
+    gateway.forget_answer(retry["Idempotency-Key"])
+    changed = f"{name}-changed"
+    other = await gateway.http.post(path, json={**body, "name": changed}, headers=retry)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert changed not in await _names(gateway, path)
 
 
 async def test_the_stored_answers_and_logs_hold_no_key_or_client_secret(

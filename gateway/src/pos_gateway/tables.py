@@ -44,7 +44,11 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # The Idempotency-Key of the request that made it: a retry that finds it gets the same key
+    # back (without its secret, which is gone) instead of a second one. None for the CLI's.
+    Column("request_id", Text),
     Index("api_keys_hash", "key_hash", unique=True),
+    Index("api_keys_request", "merchant_id", "request_id", unique=True),
 )
 
 # Stored answers to POSTs with an Idempotency-Key, replayed byte for byte for 24 hours.
@@ -74,6 +78,8 @@ oauth_clients = Table(
     Column("scopes", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("request_id", Text),  # as api_keys.request_id
+    Index("oauth_clients_request", "merchant_id", "request_id", unique=True),
 )
 
 # Token buckets shared by the gateway replicas (shared_ratelimit). UNLOGGED: see there why.

@@ -14,7 +14,16 @@ from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import CREATE, NUL, Body, example, op, problems, success
+from pos_gateway.routes.common import (
+    CREATE,
+    NUL,
+    Body,
+    example,
+    op,
+    problems,
+    request_id,
+    success,
+)
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
 Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
@@ -35,6 +44,13 @@ class ClientIn(Body):
 
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
+
+
+def _reused() -> Problem:
+    # The Idempotency-Key made another credential once (its stored answer has since expired).
+    return Problem(
+        422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+    )
 
 
 def _principal(request: Request) -> Principal:
@@ -85,12 +101,15 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
     state = request.app.state
-    issued = await admin.issue_key(
-        state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
-        body.mode,
-    )  # fmt: skip
-    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == issued.key_id)
-    return {**_key_json(info), "key": issued.key, REDACTED: False}
+    try:
+        key_id, key = await admin.issue_key_once(
+            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
+            body.mode, request_id(),
+        )  # fmt: skip
+    except admin.RequestReused:
+        raise _reused() from None
+    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == key_id)
+    return {**_key_json(info), "key": key, REDACTED: key is None}
 
 
 @router.get(
@@ -133,12 +152,17 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
 )
 async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
     """The client secret is in this answer only."""
+    merchant = _principal(request).merchant_id
     state = request.app.state
-    info, client_secret = await admin.create_client(
-        state.engine, state.secret, _principal(request).merchant_id, body.name,
-        tuple(dict.fromkeys(body.scopes)),
-    )  # fmt: skip
-    return {**_client_json(info), "client_secret": client_secret, REDACTED: False}
+    try:
+        client_id, client_secret = await admin.create_client(
+            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
+            request_id(),
+        )  # fmt: skip
+    except admin.RequestReused:
+        raise _reused() from None
+    info = next(c for c in await admin.list_clients(state.engine, merchant) if c.id == client_id)
+    return {**_client_json(info), "client_secret": client_secret, REDACTED: client_secret is None}
 
 
 @router.get(

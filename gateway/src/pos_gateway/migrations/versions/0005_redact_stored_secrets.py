@@ -1,9 +1,13 @@
-"""redact stored secrets
+"""redact stored secrets; credentials remember the request that made them
 
 Answers kept for Idempotency-Key replays used to hold the API key of `POST /v1/api-keys` and
 the client secret of `POST /v1/oauth-clients` in plaintext. Those fields are now null in what is
 stored, with `secret_redacted: true` (pos_gateway.idempotency.redact); this does the same to the
 rows already there, so a replay still answers the resource and creates nothing twice.
+
+API keys and OAuth clients also keep the Idempotency-Key of the request that created them, so a
+retry whose stored answer is missing (the gateway stopped before storing it, or failed after
+the key was made) finds the credential instead of making a second one.
 
 The table does not record the path, so a row is recognised by its answer: a JSON object whose
 `key` is an API key, or which has a `client_secret`. Self-contained on purpose: a migration
@@ -50,6 +54,12 @@ def _redacted(body: bytes) -> bytes | None:
 
 
 def upgrade() -> None:
+    op.add_column("api_keys", sa.Column("request_id", sa.Text(), nullable=True))
+    op.create_index("api_keys_request", "api_keys", ["merchant_id", "request_id"], unique=True)
+    op.add_column("oauth_clients", sa.Column("request_id", sa.Text(), nullable=True))
+    op.create_index(
+        "oauth_clients_request", "oauth_clients", ["merchant_id", "request_id"], unique=True
+    )
     conn = op.get_bind()
     # Only rows that could hold one of the fields are read at all.
     found = conn.execute(
@@ -71,5 +81,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Nothing to undo: the secrets are gone, as they should be.
-    pass
+    # The redacted secrets stay redacted: they are gone, as they should be.
+    op.drop_index("oauth_clients_request", table_name="oauth_clients")
+    op.drop_column("oauth_clients", "request_id")
+    op.drop_index("api_keys_request", table_name="api_keys")
+    op.drop_column("api_keys", "request_id")
