@@ -24,6 +24,7 @@ from pos_devstack.testing import Infra
 from pos_gateway import tokens
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.app import create_app
+from pos_gateway.idempotency import redact
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
@@ -241,3 +242,15 @@ async def test_a_token_signed_with_an_unknown_key_or_none_is_a_401(gateway: Gate
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_redact_blanks_declared_fields_and_keeps_everything_else() -> None:
+    body = json.dumps({"id": "wh_1", "secret": "whsec_abc", "url": "https://x"}).encode()
+    kept = json.loads(redact(body, ("secret",)))
+    assert kept == {"id": "wh_1", "secret": None, "url": "https://x", "secret_redacted": True}
+    problem = b'{"code":"invalid_request","detail":"bad"}'
+    assert redact(problem, ("secret",)) == problem  # holds no such field: kept as it is
+    assert redact(body, ()) == body  # a route without secrets is stored byte for byte
+    # Not a JSON object from a route with secrets: nothing of it is kept.
+    assert json.loads(redact(b"whsec_abc", ("secret",))) == {"secret_redacted": True}
+    assert json.loads(redact(b'["whsec_abc"]', ("secret",))) == {"secret_redacted": True}
