@@ -43,6 +43,12 @@ class Gateway:
         with psycopg.connect(self.database_url) as conn:
             conn.execute("DELETE FROM idempotency_keys WHERE key = %s", (idempotency_key,))
 
+    def store_answer(self, idempotency_key: str, body: bytes) -> None:
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET body = %s WHERE key = %s", (body, idempotency_key)
+            )
+
     def stored_bodies(self) -> list[bytes]:
         """Every stored answer, read with plain SQL as anyone with the table would."""
         with psycopg.connect(self.database_url) as conn:
@@ -135,6 +141,20 @@ async def test_a_replayed_oauth_client_creation_is_the_same_client_without_its_s
     }
     granted = await gateway.http.post("/v1/oauth/token", data=form)
     assert granted.status_code == 200
+
+
+async def test_an_answer_stored_with_its_secret_by_an_older_gateway_replays_without_it(
+    gateway: Gateway,
+) -> None:
+    body = {"name": "upgrade", "scopes": ["catalog:read"]}
+    retry = {"Idempotency-Key": str(uuid.uuid4())}
+    made = (await gateway.http.post("/v1/api-keys", json=body, headers=retry)).json()
+    gateway.store_answer(retry["Idempotency-Key"], json.dumps(made).encode())
+
+    replay = await gateway.http.post("/v1/api-keys", json=body, headers=retry)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert made["key"] not in replay.text
+    assert replay.json() == {**made, "key": None, "secret_redacted": True}
 
 
 @pytest.mark.parametrize(

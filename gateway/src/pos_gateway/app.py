@@ -20,7 +20,7 @@ from pos_gateway import clients, metrics, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.idempotency import IdempotencyStore, declared
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
@@ -88,6 +88,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
         app.state.tokens = tokens.KeySet(settings.token_signing_keys)
         app.state.idempotency = IdempotencyStore(engine)
+        # Built now (about half a second) rather than on the first POST that needs it.
+        app.state.shown_once_operations = declared(app.openapi())
         app.state.services = clients.connect(settings)
         await limits.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency))

@@ -24,6 +24,7 @@ from pos_gateway.idempotency import (
     IdempotencyStore,
     Stored,
     fingerprint,
+    redact,
     shown_once,
 )
 from pos_gateway.problems import Problem, problem_response
@@ -150,7 +151,9 @@ class EdgeMiddleware:
             )
         elif claim.replay is not None:
             answer = Response(
-                content=claim.replay.body,
+                # Redacted again: an answer stored by an older gateway (a replica still running
+                # during an upgrade) may hold its secret until it expires, but never shows it.
+                content=redact(claim.replay.body, shown_once(scope)),
                 status_code=claim.replay.status_code,
                 media_type=claim.replay.content_type or None,
                 headers={"Idempotent-Replayed": "true"},
@@ -181,7 +184,7 @@ class EdgeMiddleware:
         else:
             content = b"".join(captured["body"])
             stored = Stored(captured["status"], captured["type"], content)
-            # The route (through its request state) names the secrets not to keep.
+            # The route names the secrets not to keep (op's shown_once).
             await store.complete(merchant_id, key, stored, shown_once(scope))
 
 

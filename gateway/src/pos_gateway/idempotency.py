@@ -6,14 +6,16 @@ even if the gateway dies between the service's commit and storing the answer her
 does not apply the effect twice: the service replays it.
 
 A secret shown once (an API key, a client secret) is never stored with the answer: the route
-names those fields (`shown_once`), `complete` stores the answer with them null and
-`secret_redacted: true`, and a replay returns that: the same resource, no secret, and says so.
+names those fields (routes.common.op's `shown_once`, kept as the operation's `x-shown-once`),
+`complete` stores the answer with them null and `secret_redacted: true`, and a replay returns
+that: the same resource, no secret, and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,14 +52,44 @@ class Claim:
     mismatch: bool = False
 
 
-# Where a route names its shown-once fields: the request state, which the edge shares by scope.
-SHOWN_ONCE = "shown_once"
+# Where a route names its shown-once fields: an extension of its operation in the OpenAPI
+# document, so what partners read is exactly what the store leaves out.
+SHOWN_ONCE = "x-shown-once"
+
+
+def declared(document: Mapping[str, Any]) -> list[tuple[re.Pattern[str], str, tuple[str, ...]]]:
+    """(path pattern, method, fields) of every operation the document says has shown-once
+    secrets; a `{parameter}` in a path matches one segment."""
+    found = []
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            fields = operation.get(SHOWN_ONCE) if isinstance(operation, dict) else None
+            if fields:
+                parts = re.split(r"\{[^/}]+\}", path)
+                pattern = re.compile("[^/]+".join(re.escape(part) for part in parts))
+                found.append((pattern, method.upper(), tuple(fields)))
+    return found
 
 
 def shown_once(scope: Mapping[str, Any]) -> tuple[str, ...]:
-    """The shown-once fields the route that answered this request declared (none by default)."""
-    state = scope.get("state")
-    return tuple(state.get(SHOWN_ONCE, ())) if isinstance(state, dict) else ()
+    """The shown-once fields the operation of this request declares (none by default).
+
+    Taken from the declaration, not from running the route, so a replay (which runs no route)
+    is redacted too: even an answer stored by an older gateway never shows its secret again.
+    """
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    if state is None:
+        return ()
+    table = getattr(state, "shown_once_operations", None)
+    if table is None:
+        build = getattr(app, "openapi", None)
+        table = declared(build()) if callable(build) else []
+        state.shown_once_operations = table  # the document does not change while serving
+    for pattern, method, fields in table:
+        if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
+            return fields
+    return ()
 
 
 def redact(body: bytes, fields: Collection[str]) -> bytes:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import grpc
-from fastapi import Depends, Header, Query, Request
+from fastapi import Header, Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -203,16 +203,6 @@ def success(example: Any, media_type: str = "application/json") -> dict[str, Any
     return {"description": "Success", "content": {media_type: {"example": example}}}
 
 
-def declare_shown_once(fields: tuple[str, ...]) -> Any:
-    """Route dependency: tell the edge which answer fields are secrets shown once, so the
-    Idempotency-Key store keeps the answer without them (idempotency.redact)."""
-
-    async def declare(request: Request) -> None:
-        setattr(request.state, SHOWN_ONCE, fields)
-
-    return Depends(declare)
-
-
 def _shown_once_text(fields: tuple[str, ...]) -> str:
     names = " and ".join(f"`{f}`" for f in fields)
     return (
@@ -234,17 +224,17 @@ def op(
 ) -> dict[str, Any]:
     """Everything a /v1 route declares besides its path: scope check, docs, its success answer
     (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
-    besides the EDGE ones). `shown_once` names the answer's secret fields: never stored, null
-    in a replay."""
+    besides the EDGE ones). `shown_once` names the answer's secret fields: the edge reads them
+    here (idempotency.shown_once), never stores them, and a replay has them null."""
     extra: dict[str, Any] = {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]}
     if shown_once:
-        extra["x-shown-once"] = list(shown_once)
+        extra[SHOWN_ONCE] = list(shown_once)
     return {
         "summary": summary,
         "description": f"Requires the `{scope}` scope."
         + (_shown_once_text(shown_once) if shown_once else ""),
         "status_code": status,
-        "dependencies": [require(scope)] + ([declare_shown_once(shown_once)] if shown_once else []),
+        "dependencies": [require(scope)],
         "responses": {status: success(example), **problems(*EDGE, *errors)},
         "openapi_extra": extra,
     }
