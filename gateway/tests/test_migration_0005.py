@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 
 import pos_gateway
 from pos_devstack.testing import Infra
@@ -77,3 +78,15 @@ def test_old_answers_lose_their_secrets_and_nothing_else(infra: Infra) -> None:
     assert client_answer == {**CLIENT_ANSWER, "client_secret": None, "secret_redacted": True}
     for untouched in ("product", "problem", "binary"):
         assert after[untouched] == planted[untouched]
+
+
+def test_the_database_then_refuses_an_answer_holding_a_secret(infra: Infra) -> None:
+    url = infra.service_database("gateway")
+    # As the gateway (any version) writes JSON: without spaces.
+    compact = json.dumps(KEY_ANSWER, separators=(",", ":")).encode()
+    for body in (compact, json.dumps(CLIENT_ANSWER, separators=(",", ":")).encode()):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            _plant(url, {"refused": body})
+    redacted = {**KEY_ANSWER, "key": None, "secret_redacted": True}
+    _plant(url, {"kept": json.dumps(redacted, separators=(",", ":")).encode()})
+    assert set(_bodies(url)) == {"kept"}

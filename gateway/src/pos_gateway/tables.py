@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Float,
@@ -51,6 +52,12 @@ api_keys = Table(
     Index("api_keys_request", "merchant_id", "request_id", unique=True),
 )
 
+NO_STORED_SECRETS = (
+    'position(\'"key":"pos_test_\'::bytea in body) = 0'
+    ' AND position(\'"key":"pos_live_\'::bytea in body) = 0'
+    ' AND position(\'"client_secret":"\'::bytea in body) = 0'
+)
+
 # Stored answers to POSTs with an Idempotency-Key, replayed byte for byte for 24 hours.
 idempotency_keys = Table(
     "idempotency_keys",
@@ -66,6 +73,10 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "key", name="idempotency_keys_pkey"),
     Index("idempotency_keys_created", "created_at"),
+    # The database's own guard behind idempotency.redact: it refuses an answer that still
+    # holds an API key or a client secret (as JSON writes them), whatever wrote it: a bug, or
+    # a replica of an older gateway during an upgrade.
+    CheckConstraint(NO_STORED_SECRETS, name="idempotency_keys_no_secrets"),
 )
 
 oauth_clients = Table(

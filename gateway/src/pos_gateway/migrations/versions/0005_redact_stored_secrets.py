@@ -18,7 +18,6 @@ Revises: 0004
 """
 
 import json
-import re
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,8 +27,13 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-API_KEY = re.compile(r"pos_(test|live)_[A-Za-z0-9]+")
-SECRET_FIELDS = ("key", "client_secret")
+# What the check constraint added below refuses, so every row left must pass it.
+API_KEY_PREFIXES = ("pos_test_", "pos_live_")
+NO_STORED_SECRETS = (
+    'position(\'"key":"pos_test_\'::bytea in body) = 0'
+    ' AND position(\'"key":"pos_live_\'::bytea in body) = 0'
+    ' AND position(\'"client_secret":"\'::bytea in body) = 0'
+)
 
 
 def _redacted(body: bytes) -> bytes | None:
@@ -41,7 +45,7 @@ def _redacted(body: bytes) -> bytes | None:
     if not isinstance(data, dict):
         return None
     key, secret = data.get("key"), data.get("client_secret")
-    has_key = isinstance(key, str) and API_KEY.fullmatch(key) is not None
+    has_key = isinstance(key, str) and key.startswith(API_KEY_PREFIXES)
     has_secret = isinstance(secret, str)
     if not (has_key or has_secret):
         return None
@@ -78,10 +82,14 @@ def upgrade() -> None:
         cleaned = _redacted(bytes(row.body))
         if cleaned is not None:
             conn.execute(update, {"body": cleaned, "merchant_id": row.merchant_id, "key": row.key})
+    # From now on the database itself refuses an answer holding one (behind the gateway's own
+    # redaction, and against replicas of the older gateway still running during the upgrade).
+    op.create_check_constraint("idempotency_keys_no_secrets", "idempotency_keys", NO_STORED_SECRETS)
 
 
 def downgrade() -> None:
     # The redacted secrets stay redacted: they are gone, as they should be.
+    op.drop_constraint("idempotency_keys_no_secrets", "idempotency_keys", type_="check")
     op.drop_index("oauth_clients_request", table_name="oauth_clients")
     op.drop_column("oauth_clients", "request_id")
     op.drop_index("api_keys_request", table_name="api_keys")
