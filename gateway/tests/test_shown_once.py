@@ -19,12 +19,19 @@ import httpx
 import psycopg
 import pytest
 import pytest_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from pos_devstack.testing import Infra
 from pos_gateway import tokens
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.app import create_app
-from pos_gateway.idempotency import redact
+from pos_gateway.auth import KeyStore
+from pos_gateway.edge import EdgeMiddleware
+from pos_gateway.idempotency import IdempotencyStore, redact
+from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
@@ -274,3 +281,41 @@ def test_redact_blanks_declared_fields_and_keeps_everything_else() -> None:
     # Not a JSON object from a route with secrets: nothing of it is kept.
     assert json.loads(redact(b"whsec_abc", ("secret",))) == {"secret_redacted": True}
     assert json.loads(redact(b'["whsec_abc"]', ("secret",))) == {"secret_redacted": True}
+
+
+async def test_an_undeclared_secret_is_refused_by_the_table_and_never_logged(
+    infra: Infra, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A route that forgot to declare its secret: the client still gets its answer, the table
+    refuses the copy (check constraint), the log does not quote it, and the key is free again."""
+    url = infra.service_database("gateway")
+    engine = make_engine(url, pool_size=2)
+    merchant = await create_merchant(engine, "Forgetful")
+    key = (await issue_key(engine, SECRET, merchant, "edge")).key
+    leaked = "pos_cs_" + uuid.uuid4().hex
+    calls = []
+
+    async def forgetful(request: Request) -> JSONResponse:
+        calls.append(1)
+        return JSONResponse({"id": "cli_1", "client_secret": leaked}, status_code=201)
+
+    app = Starlette(routes=[Route("/v1/forgetful", forgetful, methods=["POST"])])
+    app.state.keys = KeyStore(engine, SECRET)
+    app.state.idempotency = IdempotencyStore(engine)
+    app.add_middleware(EdgeMiddleware, limits=TokenBuckets(100.0, 100), max_body=1000)
+    caplog.set_level(logging.DEBUG)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "forgot-1"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://edge"
+    ) as http:
+        first = await http.post("/v1/forgetful", json={}, headers=headers)
+        assert first.status_code == 201 and first.json()["client_secret"] == leaked
+        again = await http.post("/v1/forgetful", json={}, headers=headers)
+        assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+    await engine.dispose()
+    assert len(calls) == 2  # nothing was kept to replay
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (0,)
+    assert any("could not store the answer" in r.getMessage() for r in caplog.records)
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert leaked not in logged

@@ -8,6 +8,8 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from typing import Any
@@ -30,6 +32,8 @@ from pos_gateway.idempotency import (
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
+
+log = logging.getLogger(__name__)
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
@@ -184,8 +188,18 @@ class EdgeMiddleware:
         else:
             content = b"".join(captured["body"])
             stored = Stored(captured["status"], captured["type"], content)
-            # The route names the secrets not to keep (op's shown_once).
-            await store.complete(merchant_id, key, stored, shown_once(scope))
+            try:
+                # The route names the secrets not to keep (op's shown_once).
+                await store.complete(merchant_id, key, stored, shown_once(scope))
+            except Exception as exc:
+                # The client has its answer; only the stored copy failed (the database is gone,
+                # or refused an answer holding a secret). Forget the key so a retry runs again:
+                # the services and the credential routes replay by request_id. The error's text
+                # stays out of the log: it quotes the SQL parameters, the answer among them.
+                log.error("could not store the answer of an Idempotency-Key request: %s",
+                          type(exc).__name__)  # fmt: skip
+                with contextlib.suppress(Exception):
+                    await store.release(merchant_id, key)
 
 
 async def _read_body(receive: Receive) -> bytes:
