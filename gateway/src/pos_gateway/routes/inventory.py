@@ -14,6 +14,7 @@ from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.routes.common import (
     CREATE,
+    UNKNOWN_LOCATION,
     Body,
     Currency,
     Cursor,
@@ -161,7 +162,7 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
 async def stock_levels(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
-    location_id: Annotated[str | None, Query(max_length=64)] = None,
+    location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
 ) -> dict[str, Any]:
     answer = await svc.inventory.GetStockLevels(
         inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")

@@ -15,6 +15,7 @@ from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    UNKNOWN_LOCATION,
     Body,
     Cursor,
     Limit,
@@ -159,12 +160,17 @@ async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
 
 @router.get(
     "/inventory/history",
-    **op("inventory:read", "The stock ledger, newest first", example=ex.page(ex.LEDGER_ENTRY)),
+    **op(
+        "inventory:read",
+        "The stock ledger, newest first",
+        (404,),
+        example=ex.page(ex.LEDGER_ENTRY),
+    ),
 )
 async def stock_history(
     svc: Svc,
     sku: Annotated[str | None, Query(max_length=64)] = None,
-    location_id: Annotated[str | None, Query(max_length=64)] = None,
+    location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
@@ -189,12 +195,19 @@ async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
 
 @router.get(
     "/inventory/availability",
-    **op("inventory:read", "Availability across locations", example=ex.listed(ex.AVAILABILITY)),
+    **op(
+        "inventory:read",
+        "Availability across locations",
+        (404,),
+        example=ex.listed(ex.AVAILABILITY),
+    ),
 )
 async def availability(
     svc: Svc,
     sku: Annotated[list[str], Query(min_length=1, max_length=200)],
-    location_id: Annotated[list[str] | None, Query(max_length=200)] = None,
+    location_id: Annotated[
+        list[str] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
+    ] = None,
 ) -> dict[str, Any]:
     answer = await svc.stock.GetAvailability(
         stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])
