@@ -1,6 +1,7 @@
 """Short-lived OAuth 2.0 access tokens: JWTs (RFC 9068's profile) signed and checked by PyJWT.
 
-Checked by signature alone, without a database. Signed with HS256 (the gateway both signs and
+A token proves itself by its signature and claims (auth.py then asks whether its client is
+still unrevoked, answered from a 10 s cache). Signed with HS256 (the gateway both signs and
 checks, so a shared key is enough) under the first of TOKEN_SIGNING_KEYS; every key in the set
 verifies. Each token names its key in the `kid` header, so a new key can sign while tokens of
 the previous one stay valid until they expire (the gateway README says how to rotate).
