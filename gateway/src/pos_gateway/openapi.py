@@ -265,8 +265,9 @@ def security_schemes() -> dict[str, Any]:
         },
         "oauth2": {
             "type": "oauth2",
-            "description": "An access token (`pos_at_...`) from the client-credentials grant; "
-            f"it lasts {TOKEN_SECONDS // 60} minutes and carries the scopes it was issued for",
+            "description": "An access token (a JWT, RFC 9068; treat it as opaque) from the "
+            f"client-credentials grant; it lasts {TOKEN_SECONDS // 60} minutes and carries the "
+            "scopes it was issued for",
             # Every scope a credential may carry; one without a description fails here.
             "flows": {
                 "clientCredentials": {
