@@ -148,6 +148,7 @@ def hops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hops]:
             **tls_env,
             "DATABASE_URL": urls["gateway"],
             "GATEWAY_SECRET_KEY": SECRET,
+            "TOKEN_SIGNING_KEYS": SECRET + "-token-signing",
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(https_port),
             "HTTP_TLS_CERT": str(cert),
