@@ -224,7 +224,7 @@ API_KEY = {
 NEW_API_KEY = {
     **API_KEY,
     "last_used_at": None,
-    "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+    "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }
 REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
 OAUTH_CLIENT = {
@@ -235,7 +235,10 @@ OAUTH_CLIENT = {
     "created_at": CREATED,
     "revoked_at": None,
 }
-NEW_OAUTH_CLIENT = {**OAUTH_CLIENT, "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXX"}
+NEW_OAUTH_CLIENT = {
+    **OAUTH_CLIENT,
+    "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXXXXXXXX",
+}
 REVOKED_OAUTH_CLIENT = {**OAUTH_CLIENT, "revoked_at": UPDATED}
 TOKEN = {
     "access_token": "pos_at_ExampleTokenNotReal.XXXXXXXX",
@@ -246,5 +249,5 @@ TOKEN = {
 MERCHANT = {
     "id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
     "name": "Corner Coffee",
-    "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+    "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }

@@ -14,16 +14,19 @@ from fastapi.openapi.utils import get_openapi
 
 from pos_gateway.edge import OPEN_PATHS
 from pos_gateway.idempotency import MAX_KEY_LENGTH
-from pos_gateway.routes.common import NO_NUL, PROBLEM_SCHEMA
+from pos_gateway.routes.common import INT64_MAX, INT64_MIN, NO_NUL, NULL, PROBLEM_SCHEMA
 
 # Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
 IDEMPOTENCY_KEY = rf"^[\x21-\x7e]([\x20-\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7e])?$"
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    document = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
+    document: dict[str, Any] = with_nulls(
+        get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
     )
+    with_integer_bounds(document)
     without_default_validation_answer(document)
     without_null_parameters(document)
     strings_without_nul(document)
@@ -38,6 +41,34 @@ def build(app: FastAPI) -> dict[str, Any]:
         }
     }
     return document
+
+
+def with_nulls(value: Any) -> Any:
+    """`value` with the NULL stand-ins (routes.common.success) back to null."""
+    if value == NULL:
+        return None
+    if isinstance(value, dict):
+        return {k: with_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_nulls(v) for v in value]
+    return value
+
+
+def with_integer_bounds(value: Any) -> None:
+    """FastAPI's document model holds every bound as a float: `"minimum": 0.0`, and int64's
+    maximum rounded up to 2**63, past the range it bounds. An integer's bounds are written back
+    as integers, the rounded ones clamped into int64."""
+    if isinstance(value, list):
+        for item in value:
+            with_integer_bounds(item)
+    if not isinstance(value, dict):
+        return
+    if value.get("type") == "integer":
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if isinstance(value.get(key), float):
+                value[key] = min(max(int(value[key]), INT64_MIN), INT64_MAX)
+    for item in value.values():
+        with_integer_bounds(item)
 
 
 def without_default_validation_answer(document: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -58,11 +58,27 @@ def example(body: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
 
 
+def _integer_format(name: str) -> Callable[[dict[str, Any]], None]:
+    def add(schema: dict[str, Any]) -> None:
+        # On the integer itself, or on the integer branch of a nullable one.
+        for branch in (schema, *schema.get("anyOf", [])):
+            if branch.get("type") == "integer":
+                branch["format"] = name
+
+    return add
+
+
+# `json_schema_extra` of integer fields: the document says which integer type holds them.
+INT64 = _integer_format("int64")
+INT32 = _integer_format("int32")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
 Sku = Annotated[
     str,
     Field(
         pattern=SKU,
+        max_length=64,
         description="1 to 64 letters, digits, '.', '_', '-' or '/'; the first a letter or digit",
         examples=["TEE-BLK-M"],
     ),
@@ -89,7 +105,9 @@ Currency = Annotated[
 
 
 class MoneyIn(Body):
-    amount: int = Field(ge=0, le=10**12, description="Integer minor units, e.g. 2599 = 25.99")
+    amount: int = Field(
+        ge=0, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
+    )
     currency: Currency
 
     def pb(self) -> money_pb2.Money:
@@ -197,9 +215,29 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": _ERRORS[code], **PROBLEM} for code in sorted(set(statuses))}
 
 
+# FastAPI drops every null from the document, examples' too (`"next_cursor": null`): an
+# example's nulls travel as this stand-in (no text in the API holds NUL), which
+# openapi.with_nulls turns back into null.
+NULL = "\x00null"
+
+
+def _nulls_kept(value: Any) -> Any:
+    if value is None:
+        return NULL
+    if isinstance(value, dict):
+        return {k: _nulls_kept(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls_kept(v) for v in value]
+    return value
+
+
 def success(example: Any, media_type: str = "application/json") -> dict[str, Any]:
-    """The OpenAPI success answer, with its example."""
-    return {"description": "Success", "content": {media_type: {"example": example}}}
+    """The OpenAPI success answer's example (its schema is the route's return type; plain
+    text is a string)."""
+    media: dict[str, Any] = {"example": _nulls_kept(example)}
+    if media_type.startswith("text/"):
+        media["schema"] = {"type": "string"}
+    return {"description": "Success", "content": {media_type: media}}
 
 
 def op(

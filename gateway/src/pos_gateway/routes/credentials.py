@@ -14,9 +14,18 @@ from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import CREATE, NUL, Body, example, op, problems, success
+from pos_gateway.schemas.credentials import (
+    AccessToken,
+    ApiKey,
+    ApiKeyList,
+    NewApiKey,
+    NewOAuthClient,
+    OAuthClient,
+    OAuthClientList,
+    Scope,
+)
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
-Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
 
 
 class KeyIn(Body):
@@ -73,7 +82,7 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
     "/api-keys",
     **op("credentials:manage", "Create an API key", CREATE, example=ex.NEW_API_KEY, status=201),
 )
-async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
+async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
     state = request.app.state
@@ -82,7 +91,7 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
         body.mode,
     )  # fmt: skip
     info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == issued.key_id)
-    return {**_key_json(info), "key": issued.key}
+    return NewApiKey.model_validate({**_key_json(info), "key": issued.key})
 
 
 @router.get(
@@ -93,23 +102,23 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
         example={"data": [ex.API_KEY], "next_cursor": None},
     ),
 )
-async def list_keys(request: Request) -> dict[str, Any]:
+async def list_keys(request: Request) -> ApiKeyList:
     found = await admin.list_keys(request.app.state.engine, _principal(request).merchant_id)
-    return {"data": [_key_json(k) for k in found], "next_cursor": None}
+    return ApiKeyList.model_validate({"data": [_key_json(k) for k in found], "next_cursor": None})
 
 
 @router.delete(
     "/api-keys/{key_id}",
     **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
 )
-async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+async def revoke_key(key_id: str, request: Request) -> ApiKey:
     revoked = await admin.revoke_key(
         request.app.state.engine, _principal(request).merchant_id, key_id
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
     request.app.state.keys.forget(key_id)
-    return _key_json(revoked)
+    return ApiKey.model_validate(_key_json(revoked))
 
 
 @router.post(
@@ -122,14 +131,14 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
         status=201,
     ),
 )
-async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
+async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
     """The client secret is in this answer only."""
     state = request.app.state
     info, client_secret = await admin.create_client(
         state.engine, state.secret, _principal(request).merchant_id, body.name,
         tuple(dict.fromkeys(body.scopes)),
     )  # fmt: skip
-    return {**_client_json(info), "client_secret": client_secret}
+    return NewOAuthClient.model_validate({**_client_json(info), "client_secret": client_secret})
 
 
 @router.get(
@@ -140,22 +149,24 @@ async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
         example={"data": [ex.OAUTH_CLIENT], "next_cursor": None},
     ),
 )
-async def list_clients(request: Request) -> dict[str, Any]:
+async def list_clients(request: Request) -> OAuthClientList:
     found = await admin.list_clients(request.app.state.engine, _principal(request).merchant_id)
-    return {"data": [_client_json(c) for c in found], "next_cursor": None}
+    return OAuthClientList.model_validate(
+        {"data": [_client_json(c) for c in found], "next_cursor": None}
+    )
 
 
 @router.delete(
     "/oauth-clients/{client_id}",
     **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
 )
-async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
+async def revoke_client(client_id: str, request: Request) -> OAuthClient:
     revoked = await admin.revoke_client(
         request.app.state.engine, _principal(request).merchant_id, client_id
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
-    return _client_json(revoked)
+    return OAuthClient.model_validate(_client_json(revoked))
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -191,7 +202,7 @@ async def token(
     client_id: Annotated[str, Form(min_length=1, max_length=64)],
     client_secret: Annotated[str, Form(min_length=1, max_length=128)],
     scope: Annotated[str, Form(max_length=1000)] = "",
-) -> dict[str, Any]:
+) -> AccessToken:
     if NUL in grant_type + client_id + client_secret + scope:
         raise _oauth_error(400, "invalid_request", "form fields must not contain NUL")
     if grant_type != "client_credentials":
@@ -206,9 +217,9 @@ async def token(
         raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
     expires = int(time.time()) + tokens.TOKEN_SECONDS
     access = tokens.issue(state.secret, tokens.Claims(merchant, client_id, tuple(asked), expires))
-    return {
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": tokens.TOKEN_SECONDS,
-        "scope": " ".join(asked),
-    }
+    return AccessToken(
+        access_token=access,
+        token_type="Bearer",  # noqa: S106 (the scheme's name, not a secret)
+        expires_in=tokens.TOKEN_SECONDS,
+        scope=" ".join(asked),
+    )

@@ -1,0 +1,70 @@
+"""API keys, OAuth clients, access tokens and merchants."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pos_gateway import keys, tokens
+from pos_gateway.routes.common import INT32
+from pos_gateway.schemas.base import Answer, Id, Page, Timestamp
+
+Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
+SCOPES = len(keys.ALL_SCOPES)
+API_KEY = r"^pos_(test|live)_[A-Za-z0-9]{38}$"
+
+
+class ApiKey(Answer):
+    id: Id
+    name: str = Field(min_length=1, max_length=100)
+    key_hint: str = Field(max_length=16, description="The key's first characters")
+    mode: Literal["test", "live"]
+    scopes: list[Scope] = Field(min_length=1, max_length=SCOPES)
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
+
+
+class NewApiKey(ApiKey):
+    key: str = Field(pattern=API_KEY, max_length=47, description="Shown in this answer only")
+
+
+class OAuthClient(Answer):
+    id: Id
+    client_id: Id = Field(description="The same as id: what the token exchange takes")
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=SCOPES)
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class NewOAuthClient(OAuthClient):
+    client_secret: str = Field(
+        pattern=r"^pos_cs_[A-Za-z0-9_-]{43}$", max_length=50, description="Shown here only"
+    )
+
+
+class AccessToken(Answer):
+    access_token: str = Field(pattern=r"^pos_at_", max_length=4096)
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(
+        ge=1, le=tokens.TOKEN_SECONDS, json_schema_extra=INT32, description="Seconds"
+    )
+    scope: str = Field(max_length=1000, description="The granted scopes, space separated")
+
+
+class Merchant(Answer):
+    id: Id
+    name: str = Field(min_length=1, max_length=200)
+    api_key: str = Field(pattern=API_KEY, max_length=47, description="Shown here only")
+
+
+class ApiKeyList(Page[ApiKey]):
+    # Every key of the merchant, never paged: no fixed maximum.
+    data: list[ApiKey]
+
+
+class OAuthClientList(Page[OAuthClient]):
+    # Every client of the merchant, never paged: no fixed maximum.
+    data: list[OAuthClient]
