@@ -6,7 +6,6 @@ values); these passes correct them once for every route, present and future.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,7 +13,8 @@ from fastapi.openapi.utils import get_openapi
 
 from pos_gateway.edge import OPEN_PATHS
 from pos_gateway.idempotency import MAX_KEY_LENGTH
-from pos_gateway.routes.common import INT64_MAX, INT64_MIN, NO_NUL, NULL, PROBLEM_SCHEMA
+from pos_gateway.routes.common import INT64_MAX, INT64_MIN, NO_NUL, NULL
+from pos_gateway.schemas.problems import PaymentDeclined, Problem, VersionMismatch
 
 # Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
 IDEMPOTENCY_KEY = rf"^[\x21-\x7e]([\x20-\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7e])?$"
@@ -31,8 +31,9 @@ def build(app: FastAPI) -> dict[str, Any]:
     without_null_parameters(document)
     strings_without_nul(document)
     with_idempotency_key(document)
+    with_scope_described(document)
+    with_problems(document)
     components = document.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
     components["securitySchemes"] = {
         "apiKey": {
             "type": "http",
@@ -52,6 +53,32 @@ def with_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [with_nulls(v) for v in value]
     return value
+
+
+def with_scope_described(document: dict[str, Any]) -> None:
+    """Each operation's description: the scope it requires, then the route's docstring (the
+    rules across fields that a schema cannot state)."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            scopes = operation.get("x-required-scopes")
+            if scopes:
+                needs = f"Requires the `{scopes[0]}` scope."
+                rules = operation.get("description", "")
+                operation["description"] = f"{needs}\n\n{rules}" if rules else needs
+
+
+def with_problems(document: dict[str, Any]) -> None:
+    """The problem schemas the error answers name (routes.common.problems): no route returns
+    them, so FastAPI does not add them itself. What they share with the answers (Order,
+    Payment, ...) is FastAPI's own schema of the same model."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, PaymentDeclined, VersionMismatch):
+        schema = model.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        for name, shared in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, shared)
+        schemas[model.__name__] = schema
 
 
 def with_integer_bounds(value: Any) -> None:

@@ -165,31 +165,16 @@ def page(items: list[dict[str, Any]], next_token: str) -> dict[str, Any]:
 
 
 # RFC 9457 problem details, one schema named in every error answer (a generated SDK gets one
-# Problem class, not one per status and operation).
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "RFC 9457 problem details with a stable machine `code`",
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string", "description": "Stable machine code, e.g. `resource_missing`"},
-        "errors": {
-            "type": "array",
-            "description": "One entry per field problem",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-                "required": ["field", "reason"],
-            },
-        },
-    },
-    "required": ["type", "title", "status", "code"],
-}
-PROBLEM = {
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-}
+# Problem class, not one per status and operation), but for the two that carry more: the
+# models are in schemas.problems, added to the document by openapi.build.
+_PROBLEM_SCHEMAS = {402: "PaymentDeclined", 412: "VersionMismatch"}
+
+
+def _problem(status: int) -> dict[str, Any]:
+    name = _PROBLEM_SCHEMAS.get(status, "Problem")
+    return {"application/problem+json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
 _ERRORS = {
     400: "Invalid request: `errors[]` names each field",
     401: "Missing or invalid API key",
@@ -212,7 +197,10 @@ CREATE = (409, 422)
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for these problem statuses."""
-    return {code: {"description": _ERRORS[code], **PROBLEM} for code in sorted(set(statuses))}
+    return {
+        code: {"description": _ERRORS[code], "content": _problem(code)}
+        for code in sorted(set(statuses))
+    }
 
 
 # FastAPI drops every null from the document, examples' too (`"next_cursor": null`): an
@@ -253,7 +241,8 @@ def op(
     besides the EDGE ones)."""
     return {
         "summary": summary,
-        "description": f"Requires the `{scope}` scope.",
+        # No description here: FastAPI then takes the route's docstring (its rules), and
+        # openapi.build puts the scope in front of it.
         "status_code": status,
         "dependencies": [require(scope)],
         "responses": {status: success(example), **problems(*EDGE, *errors)},

@@ -159,6 +159,9 @@ class AdjustmentIn(Body):
     **op("inventory:write", "Create a location", CREATE, example=ex.LOCATION, status=201),
 )
 async def create_location(body: LocationIn, svc: Svc) -> Location:
+    """`time_zone` must be an IANA time zone name (`America/Chicago`), else a 400. A sale of a
+    product whose tax category is a key of `tax_rates_bps` is taxed at that rate, any other
+    at `tax_rate_bps`."""
     answer = await svc.inventory.CreateLocation(body.pb())
     return to_model(Location, answer.location)
 
@@ -177,7 +180,7 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
 )
 async def stock_levels(
     svc: Svc,
-    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StockLevelList:
     answer = await svc.inventory.GetStockLevels(

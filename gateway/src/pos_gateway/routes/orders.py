@@ -67,6 +67,12 @@ class CheckoutIn(Body):
     ),
 )
 async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
+    """Prices the lines as the catalog stands, applies promotions, charges, and records the
+    sale. Rules across fields (each a 400 naming the field): each SKU appears once, priced in
+    the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
+    `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
+    total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
+    A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
     request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,

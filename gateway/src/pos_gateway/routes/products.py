@@ -163,7 +163,10 @@ def _product(response: Response, product: inventory_pb2.Product) -> Product:
 async def create_product(body: ProductIn, svc: Svc, response: Response) -> Product:
     """A product with its own SKU and optional variants, each sold under its own SKU. SKUs and
     barcodes are unique per merchant across products and variants (409 `sku_taken`,
-    `barcode_taken`, `external_id_taken`); numeric barcodes must carry a valid GTIN check digit.
+    `barcode_taken`, `external_id_taken`). Rules across fields (each a 400 naming the field):
+    an all-digit barcode is a GTIN-8, -12, -13 or -14 with a valid check digit; the product's
+    and its variants' SKUs all differ, and so do all their barcodes; a variant's price is in
+    the product's currency.
     """
     fields = body.pb()
     request = inventory_pb2.CreateProductRequest(
@@ -250,7 +253,8 @@ async def update_product(
     """Only the fields sent change; `barcodes` and `variants` are replaced whole. Send
     `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
     `current_version`. A change bumps `version` and `updated_at`; sending what is already
-    there changes nothing."""
+    there changes nothing. The product as changed keeps the rules of creating one (barcodes'
+    check digits, SKUs and barcodes that differ, variants priced in the product's currency)."""
     sent = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in sent.items() if v is None)
     if nulls:
@@ -301,9 +305,11 @@ async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> BatchUpsertResult:
     """Each item is keyed by its `external_id` and replaces the whole product it names (status
     is kept). Items are independent: the answer is a 200 with one result per item, in order,
     each `created`, `updated`, `unchanged` or `failed` with its own `error` (`code`, `detail`,
-    `errors[]` with fields relative to the item). A body that does not match the schema (more
-    than 1000 items, a wrong type) is a 400 for the whole batch and writes nothing. The same
-    `Idempotency-Key` replays the first answer without applying anything again."""
+    `errors[]` with fields relative to the item): an item keeps the rules of creating a
+    product, and an `external_id`, SKU or barcode is in one item only (`duplicate_in_batch`).
+    A body that does not match the schema (more than 1000 items, a wrong type) is a 400 for the
+    whole batch and writes nothing. The same `Idempotency-Key` replays the first answer without
+    applying anything again."""
     answer = await svc.inventory.UpsertProducts(
         inventory_pb2.UpsertProductsRequest(
             request_id=request_id(), products=[item.pb() for item in body.products]

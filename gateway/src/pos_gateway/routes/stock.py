@@ -169,6 +169,9 @@ async def count_stock(body: CountIn, svc: Svc) -> Counted:
     **op("inventory:write", "Move stock between locations", W, example=ex.TRANSFER, status=201),
 )
 async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
+    """Every line or none. The two locations must differ and each SKU appears once (400);
+    the source must have the units available, on hand and not held (409 `insufficient_stock`).
+    """
     request = stock_pb2.TransferStockRequest(
         request_id=request_id(),
         from_location_id=body.from_location_id,
@@ -217,7 +220,7 @@ async def set_threshold(body: ThresholdIn, svc: Svc) -> Threshold:
 )
 async def availability(
     svc: Svc,
-    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[list[str] | None, Query(max_length=200)] = None,
 ) -> SkuAvailabilityList:
     answer = await svc.stock.GetAvailability(
@@ -257,6 +260,7 @@ async def nearby(
     pickup_only: bool = False,
     limit: Limit = 10,
 ) -> NearbyLocationList:
+    """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400."""
     answer = await svc.stock.FindNearbyStock(
         stock_pb2.FindNearbyStockRequest(
             lines=_lines_from_query(sku),
@@ -281,7 +285,8 @@ def _held(
 
 @router.post("/reservations", **op("inventory:write", "Hold stock", W, example=ex.HELD, status=201))
 async def create_reservation(body: ReservationIn, svc: Svc) -> HeldReservation:
-    """Every line or none; 409 `insufficient_stock` names the SKUs short and what is available."""
+    """Every line or none; each SKU appears once (400); 409 `insufficient_stock` names the SKUs
+    short and what is available."""
     answer = await svc.stock.CreateReservation(
         stock_pb2.CreateReservationRequest(
             request_id=request_id(),
@@ -330,7 +335,9 @@ async def release_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
     **op("inventory:write", "Propose where to fulfil lines from", W, example=ex.SOURCING),
 )
 async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
-    """Pickup, one location, or a split, with the reason; holds the stock unless dry_run."""
+    """Pickup, one location, or a split, with the reason; holds the stock unless dry_run. Give
+    exactly one of `destination` (ship there) and `pickup_location_id` (collect there), else a
+    400; each SKU appears once."""
     request = stock_pb2.ProposeSourcingRequest(
         request_id=request_id(),
         lines=[line.pb() for line in body.lines],

@@ -65,6 +65,13 @@ class Money(Answer):
     currency: Currency
 
 
+class FieldError(Answer):
+    """What is wrong with one field."""
+
+    field: str = Field(max_length=500, description="The field, e.g. `lines[0].sku`")
+    reason: str = Field(max_length=1000)
+
+
 class StockLine(Answer):
     sku: Sku
     quantity: Quantity

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pos_gateway.routes.common import INT32
-from pos_gateway.schemas.base import Answer, Id, Money, Page, Sku, Timestamp, Version
+from pos_gateway.schemas.base import Answer, FieldError, Id, Money, Page, Sku, Timestamp, Version
 
 # What the inventory service accepts (pos_inventory.domain.barcodes, .catalog): a GTIN, or a
 # code the shop prints itself; tax categories are short lower-case codes.
@@ -44,16 +44,11 @@ class Product(Answer):
     variants: list[ProductVariant] = Field(max_length=100)
 
 
-class FieldProblem(Answer):
-    field: str = Field(max_length=200, description="The field, relative to the item")
-    reason: str = Field(max_length=1000)
-
-
 class ItemError(Answer):
     code: str = Field(max_length=64, examples=["sku_taken"])
     detail: str = Field(max_length=2000)
     # Far above what one item (at most 100 variants of a few dozen fields) can be wrong in.
-    errors: list[FieldProblem] = Field(max_length=10_000)
+    errors: list[FieldError] = Field(max_length=10_000, description="Fields relative to the item")
 
 
 class UpsertResult(Answer):
