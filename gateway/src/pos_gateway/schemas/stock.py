@@ -66,7 +66,7 @@ class StockLevel(Answer):
     on_hand: Units = Field(description="May be negative: recorded sales beyond what was received")
     reserved: Count = Field(description="Held by active reservations")
     available: Count = Field(description="on_hand - reserved, never below zero")
-    updated_at: Timestamp
+    updated_at: Timestamp | None = Field(description="When on_hand last changed; null: never")
 
 
 class LedgerEntry(Answer):
