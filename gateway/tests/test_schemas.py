@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 import typing
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -50,11 +51,13 @@ PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
 
 
 def _words(annotation: Any) -> set[str]:
-    """The strings a Literal field (or a nullable one) allows."""
+    """The strings a Literal or enum field (or a nullable one) allows."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return set().union(*(_words(a) for a in typing.get_args(annotation)))
     if typing.get_origin(annotation) is typing.Literal:
         return set(typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return {member.value for member in annotation}
     return set()
 
 

@@ -22,10 +22,10 @@ from pos_gateway.schemas.credentials import (
     NewOAuthClient,
     OAuthClient,
     OAuthClientList,
-    Scope,
 )
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
+Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
 
 
 class KeyIn(Body):

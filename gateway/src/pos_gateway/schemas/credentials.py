@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
@@ -10,7 +11,19 @@ from pos_gateway import keys, tokens
 from pos_gateway.routes.common import INT32
 from pos_gateway.schemas.base import Answer, Id, Page, Timestamp
 
-Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
+# Enums, not Literals, where several models share one: the document names them once (`Scope`,
+# `KeyMode`), and a generated SDK has one type for each, not one per model.
+Scope = StrEnum("Scope", {s.replace(":", "_").upper(): s for s in keys.ALL_SCOPES})  # type: ignore[misc]
+Scope.__doc__ = "What a credential may do: an area and `read`, `write` or `manage`"
+
+
+class KeyMode(StrEnum):
+    """The mode a key was made for, as its prefix says: `pos_test_...` or `pos_live_...`"""
+
+    TEST = "test"
+    LIVE = "live"
+
+
 SCOPES = len(keys.ALL_SCOPES)
 API_KEY = r"^pos_(test|live)_[A-Za-z0-9]{38}$"
 
@@ -19,7 +32,7 @@ class ApiKey(Answer):
     id: Id
     name: str = Field(min_length=1, max_length=100)
     key_hint: str = Field(max_length=16, description="The key's first characters")
-    mode: Literal["test", "live"]
+    mode: KeyMode
     scopes: list[Scope] = Field(min_length=1, max_length=SCOPES)
     created_at: Timestamp
     last_used_at: Timestamp | None

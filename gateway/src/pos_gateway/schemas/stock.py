@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -111,10 +112,19 @@ class Threshold(Answer):
     )
 
 
+class ReservationStatus(StrEnum):
+    """`active` holds the units until `expires_at`; the others hold nothing any more"""
+
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
 class Reservation(Answer):
     id: Id
     location_id: Id
-    status: Literal["active", "committed", "released", "expired"]
+    status: ReservationStatus
     lines: list[StockLine] = Field(max_length=100)
     reference: str = Field(max_length=200)
     expires_at: Timestamp
