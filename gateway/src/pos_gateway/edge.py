@@ -154,7 +154,7 @@ class EdgeMiddleware:
             return
 
         request_id_var.set(key)
-        captured: dict[str, Any] = {"status": 500, "type": "", "body": []}
+        captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "last": None}
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -162,6 +162,11 @@ class EdgeMiddleware:
                 captured["type"] = Headers(raw=message.get("headers", [])).get("content-type", "")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Held back until the key is settled: once the client has the whole
+                    # answer, the same key replays it (never a 409 "still running").
+                    captured["last"] = message
+                    return
             await send(message)
 
         try:
@@ -177,6 +182,8 @@ class EdgeMiddleware:
             await store.complete(
                 merchant_id, key, Stored(captured["status"], captured["type"], content)
             )
+        if captured["last"] is not None:
+            await send(captured["last"])
 
 
 async def _read_body(receive: Receive) -> bytes:
