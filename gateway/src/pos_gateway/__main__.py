@@ -54,6 +54,10 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        # The kernel's queue of connections not yet accepted; a burst waits there, then is
+        # answered (or shed with a 503 by admission.py), instead of being refused.
+        backlog=4096,
     )
     GracefulServer(config).run()
 

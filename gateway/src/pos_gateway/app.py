@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from pos_gateway import clients, metrics, problems
 from pos_gateway import openapi as openapi_document
+from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
@@ -117,6 +118,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     limits = rate_limiter(settings)
 
     app.add_middleware(EdgeMiddleware, limits=limits, max_body=settings.max_body_bytes)
+    app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(

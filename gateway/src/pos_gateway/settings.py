@@ -23,6 +23,15 @@ class GatewaySettings(BaseServiceSettings):
     order_addr: str
     request_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
+    # Requests worked on at once; past it a request is answered 503 with Retry-After at once
+    # (admission.py). Sized above what one replica serves at its best (a few hundred in flight
+    # at most), so it sheds only true overload.
+    max_concurrent_requests: int = Field(default=512, ge=1)
+    # How long an idle keep-alive connection stays open. Longer than the clients' own idle
+    # expiry (httpx and others drop theirs at 5 s) and load balancers' (60 s), so the client
+    # always closes first: when the server closes first, a request sent at that instant is lost
+    # with no answer (uvicorn's 5 s default equals httpx's).
+    http_keep_alive_seconds: int = Field(default=75, ge=1)
     # Per credential: a sustained rate and the burst a bucket holds.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200

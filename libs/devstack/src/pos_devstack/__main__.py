@@ -51,7 +51,8 @@ Press Ctrl-C to stop.""",
             flush=True,
         )
         while not stopping:
-            platform._check_alive()
+            for line in platform.supervise():
+                print(line, flush=True)
             time.sleep(0.5)
     except Exception as exc:
         print(f"!! {exc}", file=sys.stderr, flush=True)

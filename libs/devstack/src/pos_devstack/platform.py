@@ -26,8 +26,11 @@ from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 
 SERVICES = ("inventory", "promotion", "customer", "payment", "order")
-# Who calls whom over gRPC (the order service orchestrates checkout).
-CALLS = {"order": ("inventory", "promotion", "payment")}
+# A crashed process is restarted after 1, 2, 4 … seconds, at most MAX_BACKOFF apart; one that
+# then stays up for STABLE_AFTER seconds starts again from the shortest wait.
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 60.0
 
 
 @dataclass
@@ -45,6 +48,9 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    started: float = field(default_factory=time.monotonic)
+    backoff: float = FIRST_BACKOFF
+    restart_at: float | None = None  # set while the process is down and waiting to restart
 
 
 class Platform:
@@ -127,6 +133,34 @@ class Platform:
         env.update(self.env_extra)
         return env
 
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart crashed processes with backoff, instead of stopping the whole platform.
+
+        Called over and over by `make up`; returns what it did, one line per event, so the
+        operator sees every crash and restart.
+        """
+        now = time.monotonic() if now is None else now
+        said: list[str] = []
+        for proc in list(self.procs):
+            code = proc.popen.poll()
+            if code is None:
+                continue
+            if proc.restart_at is None:
+                up_for = now - proc.started
+                wait = FIRST_BACKOFF if up_for >= STABLE_AFTER else proc.backoff
+                proc.restart_at = now + wait
+                said.append(
+                    f"  !! {proc.name} exited (code {code}) after {up_for:.0f} s; "
+                    f"restarting in {wait:.0f} s (log: {proc.log})"
+                )
+                proc.backoff = min(wait * 2, MAX_BACKOFF)
+            elif now >= proc.restart_at:
+                self.procs.remove(proc)
+                again = self.spawn(proc.name)
+                again.backoff = proc.backoff
+                said.append(f"  ↻ {proc.name} restarted (pid {again.popen.pid})")
+        return said
+
     def spawn(self, name: str) -> Proc:
         log = self.home / "logs" / f"{name}.log"
         handle = log.open("ab")
@@ -198,6 +232,10 @@ class Platform:
         """Start a stopped service again and wait until the gateway reaches it too (its channel
         reconnects with backoff, so the service answering is not yet enough)."""
         self.spawn(name)
+        self.wait_reachable(name, timeout)
+
+    def wait_reachable(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until a service answers its health check and the gateway reaches it again."""
         self._wait_grpc(name, timeout)
         deadline = time.monotonic() + timeout
         while True:

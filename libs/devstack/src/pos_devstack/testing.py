@@ -60,6 +60,8 @@ class Infra:
         self.admin_url = admin_url
         self.nats_url = nats_url
         self.root = root
+        # Servers started for single tests; each is stopped when its test ends, pass or fail.
+        self.servers: list[LocalNats] = []
 
     def create_database(self, name: str) -> str:
         """A fresh, empty database with its own role; returns its postgresql:// URL."""
@@ -93,8 +95,13 @@ class Infra:
     def new_nats(self) -> LocalNats:
         """A NATS server of the test's own, for tests that stop and restart it."""
         server = LocalNats(Path(tempfile.mkdtemp(dir=self.root)) / "nats", free_port())
+        self.servers.append(server)
         server.start()
         return server
+
+    def stop_servers(self) -> None:
+        while self.servers:
+            self.servers.pop().stop()
 
 
 @pytest.fixture(scope="session")
@@ -112,13 +119,26 @@ def infra() -> Iterator[Infra]:
             nats = LocalNats(root / "nats", free_port())
             nats.start()
             nats_url = nats.url
-        yield Infra(admin, nats_url, root)
+        made = Infra(admin, nats_url, root)
+        try:
+            yield made
+        finally:
+            made.stop_servers()
     finally:
         if nats is not None:
             nats.stop()
         if pg is not None:
             pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_the_test_started(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A server a test started with `infra.new_nats()` ends with the test, also when it fails."""
+    yield
+    if "infra" in request.fixturenames:
+        infra: Infra = request.getfixturevalue("infra")
+        infra.stop_servers()
 
 
 @dataclass

@@ -95,11 +95,17 @@ class Adjustment:
 
     @property
     def may_go_negative(self) -> bool:
-        """A sale already made at a till is a fact: it may drive stock negative, visibly.
+        """A reported fact may drive stock negative, visibly; a request to take units may not.
 
-        Every other decrease must be covered by what is on hand.
+        Facts are a sale already made at a till (it has an order behind it) and any change
+        stamped with when it happened (`occurred_at`): it arrives late, and refusing it would
+        make the outcome depend on what had arrived before it, against the promise that the
+        same changes end in the same levels in any order. Only a decrease meant as "now" (no
+        `occurred_at`) must be covered by what is on hand: most likely a typo otherwise.
         """
-        return self.reason is Reason.SOLD and bool(self.reference)
+        return (self.reason is Reason.SOLD and bool(self.reference)) or (
+            self.occurred_at is not None
+        )
 
 
 def validate_location(location: Location) -> None:
