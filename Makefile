@@ -8,7 +8,7 @@ PACKAGES := libs/contracts libs/kit libs/devstack \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install up test lint fmt gen openapi unit clean-state
+.PHONY: install up test lint fmt gen openapi client unit clean-state
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 		$(addprefix -e ,$(PACKAGES))
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The OpenAPI contract tools (Redocly, Spectral, optic, openapi-typescript), pinned in
+# tools/contract/package-lock.json; only where Node.js is installed (their tests skip without).
+NODE_TOOLS := tools/contract/node_modules/.install-stamp
+$(NODE_TOOLS): tools/contract/package.json tools/contract/package-lock.json
+	@if command -v node >/dev/null 2>&1; then \
+		echo "==> installing the OpenAPI contract tools into tools/contract/node_modules"; \
+		cd tools/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+			&& touch node_modules/.install-stamp; \
+	else \
+		echo "==> no Node.js: the OpenAPI contract tools are not installed, their tests skip"; \
+	fi
+
+install: $(STAMP) $(NODE_TOOLS)
 
 # Start the whole platform on this machine. FRESH=1 starts from empty data.
 up: install
@@ -47,6 +59,10 @@ gen: install
 # Accept an intended change of the public API into the committed OpenAPI snapshot.
 openapi: install
 	@$(PY) tools/openapi_snapshot.py
+
+# The TypeScript types of the API (tools/contract/client/schema.d.ts) from the snapshot.
+client: install
+	@cd tools/contract && npm run --silent generate
 
 unit: install
 	@$(PY) -m pytest -q -m "not e2e"

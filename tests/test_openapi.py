@@ -9,6 +9,8 @@ from typing import Any
 
 import jsonschema
 
+from pos_gateway.keys import ALL_SCOPES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +53,15 @@ def _has_example(media: dict[str, Any], document: dict[str, Any]) -> bool:
     return bool(schema.get("examples") or "example" in schema)
 
 
+def _resolved(item: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """A `$ref` to #/components/<kind>/<name>, followed; anything else as it is."""
+    if "$ref" not in item:
+        return item
+    _, _, kind, name = item["$ref"].split("/")
+    found: dict[str, Any] = document["components"][kind][name]
+    return found
+
+
 def test_every_operation_documents_a_summary_examples_and_its_error_answers() -> None:
     """What a partner reads before the first call: each operation says what it does, shows a
     request (when it takes one) and a success answer, and names the problems it answers."""
@@ -64,7 +75,7 @@ def test_every_operation_documents_a_summary_examples_and_its_error_answers() ->
             body = operation.get("requestBody", {}).get("content", {})
             if any(not _has_example(media, document) for media in body.values()):
                 missing.append(f"{name}: request example")
-            answers = operation["responses"]
+            answers = {s: _resolved(a, document) for s, a in operation["responses"].items()}
             successes = [a for status, a in answers.items() if status.startswith("2")]
             if not successes or not all(
                 a.get("content") and all(_has_example(m, document) for m in a["content"].values())
@@ -108,7 +119,7 @@ def test_every_json_answer_has_a_schema() -> None:
     untyped = []
     for name, operation in _operations(document):
         for status, answer in operation["responses"].items():
-            for media_type, media in answer.get("content", {}).items():
+            for media_type, media in _resolved(answer, document).get("content", {}).items():
                 schema = media.get("schema", {})
                 if not media_type.endswith("json"):
                     continue
@@ -130,9 +141,15 @@ def _refs(value: Any) -> Iterator[str]:
 
 def test_every_reference_names_a_component() -> None:
     document = _tool().current()
-    names = {f"#/components/schemas/{name}" for name in document["components"]["schemas"]}
+    names = {
+        f"#/components/{kind}/{name}"
+        for kind, members in document["components"].items()
+        for name in members
+    }
     assert set(_refs(document)) <= names, set(_refs(document)) - names
-    answers = [a for _, o in _operations(document) for a in o["responses"].values()]
+    answers = [
+        _resolved(a, document) for _, o in _operations(document) for a in o["responses"].values()
+    ]
     problems = {m["schema"]["$ref"] for a in answers for t, m in a.get("content", {}).items()
                 if t == "application/problem+json"}  # fmt: skip
     assert {n.rsplit("/", 1)[1] for n in problems} == {
@@ -150,16 +167,19 @@ def _validator(schema: dict[str, Any], document: dict[str, Any]) -> jsonschema.V
 def _examples(document: dict[str, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, example, schema) for every example the document shows."""
     for name, operation in _operations(document):
-        for parameter in operation.get("parameters", []):
+        for parameter in map(lambda p: _resolved(p, document), operation.get("parameters", [])):
             if "example" in parameter:
                 yield f"{name} {parameter['name']}", parameter["example"], parameter["schema"]
         for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
             if "example" in media and "schema" in media:
                 yield f"{name} request {media_type}", media["example"], media["schema"]
         for status, answer in operation["responses"].items():
-            for media_type, media in answer.get("content", {}).items():
+            for media_type, media in _resolved(answer, document).get("content", {}).items():
                 if "example" in media:
                     yield f"{name} {status} {media_type}", media["example"], media["schema"]
+    for header, described in document["components"].get("headers", {}).items():
+        if "example" in described:
+            yield f"header {header}", described["example"], described["schema"]
     for component, schema in document["components"]["schemas"].items():
         for i, example in enumerate(schema.get("examples", [])):
             yield f"{component} example {i}", example, {"$ref": f"#/components/schemas/{component}"}
@@ -231,3 +251,88 @@ def test_every_string_array_and_integer_of_the_models_is_bounded() -> None:
             continue  # RFC 9457's `detail` and `errors`: a service's own words, each field wrong
         _unbounded(schema, component, found)
     assert not found, "\n".join(sorted(set(found)))
+
+
+def test_every_operation_declares_its_security_and_every_scope_is_declared() -> None:
+    document = _tool().current()
+    schemes = document["components"]["securitySchemes"]
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/v1/oauth/token"
+    assert set(flow["scopes"]) == set(ALL_SCOPES)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            assert "security" in operation, f"{name} declares no security"
+            if path in ("/healthz", "/readyz", "/metrics", "/v1/oauth/token"):
+                assert operation["security"] == [], name
+            elif path.startswith("/v1/admin/"):
+                assert operation["security"] == [{"platformAdmin": []}], name
+            else:
+                scopes = operation["x-required-scopes"]
+                assert operation["security"] == [{"apiKey": []}, {"oauth2": scopes}], name
+                assert set(scopes) <= set(flow["scopes"]), name
+
+
+def test_tags_are_declared_with_a_description_and_servers_are_relative() -> None:
+    document = _tool().current()
+    declared = {t["name"]: t.get("description") for t in document["tags"]}
+    used = {t for ops in document["paths"].values() for op in ops.values() for t in op["tags"]}
+    assert used == set(declared)
+    assert all(declared.values())
+    assert [s["url"] for s in document["servers"]] == ["/"]
+
+
+def _header_names(answer: dict[str, Any], document: dict[str, Any]) -> dict[str, bool]:
+    """The headers an answer documents, each with whether it is always sent."""
+    headers = answer.get("headers", {})
+    return {n: _resolved(h, document).get("required", False) for n, h in headers.items()}
+
+
+def test_answers_document_the_headers_the_edge_sends() -> None:
+    """What gateway/tests/test_edge.py and the schemathesis run (which checks every documented
+    always-sent header on every answer) hold the edge to."""
+    document = _tool().current()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            answers = {s: _resolved(a, document) for s, a in operation["responses"].items()}
+            for status, answer in answers.items():
+                always = status != "503" or not path.startswith("/v1/")  # an overload's 503
+                assert _header_names(answer, document).get("X-Request-Id") is always, name
+            if not path.startswith("/v1/") or path in ("/v1/oauth/token", "/v1/admin/merchants"):
+                continue
+            for status, answer in answers.items():
+                headers = _header_names(answer, document)
+                counted = status not in ("400", "401", "413", "503")
+                assert headers.get("RateLimit", False) is counted, f"{name} {status}"
+                assert headers.get("RateLimit-Policy", False) is counted, f"{name} {status}"
+            assert "Retry-After" in _header_names(answers["429"], document), name
+            assert _header_names(answers["401"], document)["WWW-Authenticate"], name
+            if method == "post":
+                assert "Idempotency-Key" in {
+                    _resolved(p, document)["name"] for p in operation["parameters"]
+                }, name
+
+
+def test_a_route_that_forgets_a_possible_problem_still_documents_it() -> None:
+    from pos_gateway import openapi
+
+    names = {s: openapi.RESPONSES[s][0] for s in ("400", "401", "403", "404", "409", "412")}
+    names |= {s: openapi.RESPONSES[s][0] for s in ("413", "422", "429")}
+    document: dict[str, Any] = {
+        "paths": {
+            "/v1/things/{thing_id}": {
+                "post": {
+                    "parameters": [{"$ref": "#/components/parameters/If-Match"}],
+                    "responses": {"200": {"description": "Success"}},
+                }
+            }
+        },
+        "components": {"responses": {name: {} for name in names.values()}},
+    }
+    openapi.with_every_possible_problem(document)
+    answers = document["paths"]["/v1/things/{thing_id}"]["post"]["responses"]
+    assert answers == {
+        "200": {"description": "Success"},
+        **{s: {"$ref": f"#/components/responses/{n}"} for s, n in names.items()},
+    }

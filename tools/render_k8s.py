@@ -36,8 +36,9 @@ POSTGRES_PORT = 5432
 OTLP_PORT = 4317
 # Where traces go in the base: an OpenTelemetry Collector in this namespace (see k8s/README.md).
 OBSERVABILITY_NAMESPACE = "observability"
-# The namespace of the ingress controller that forwards public traffic to the gateway.
-EDGE_NAMESPACE = "ingress-nginx"
+# The namespace of the Gateway API implementation's proxies, which forward public traffic to the
+# gateway (Envoy Gateway's; change it with GATEWAY_CLASS for another implementation).
+EDGE_NAMESPACE = "envoy-gateway-system"
 PART_OF = "omnitill"
 NATS_CLIENT_LABEL = "omnitill.io/nats-client"
 STREAM_REPLICAS = 3
@@ -93,10 +94,37 @@ COMPONENTS: tuple[Component, ...] = (
     Component("promotion", "grpc"),
     Component("customer", "grpc"),
     Component("payment", "grpc", autoscale_in_base=True),
-    Component("order", "grpc", calls=("inventory", "promotion", "payment")),
+    Component("order", "grpc", calls=("inventory", "promotion", "customer", "payment")),
     Component("gateway", "http", calls=SERVICES),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
+
+# --- TLS in production (the prod overlay; k8s/README.md, "TLS on every hop") ---------------------
+NAMESPACE = "omnitill"
+# The public name of the API, its GatewayClass, and who Let's Encrypt writes to: set yours.
+API_HOSTNAME = "api.example.com"
+GATEWAY_CLASS = "eg"
+ACME_EMAIL = "ops@example.com"
+ACME_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
+PUBLIC_ISSUER = "letsencrypt"
+PUBLIC_CERT_SECRET = "omnitill-api-tls"  # noqa: S105 - the name of a Secret, not a secret
+EDGE_GATEWAY = "omnitill"
+# The internal CA: a Secret (kubernetes.io/tls) that signs, for the Issuer below, and a ConfigMap
+# with its certificate (ca.crt) that every client trusts. The operator creates both once (and
+# both CAs sit in the ConfigMap while the CA is rotated); k8s/README.md says how.
+INTERNAL_CA = "omnitill-internal-ca"
+INTERNAL_ISSUER = "omnitill-internal"
+# Leaf certificates: 90 days, renewed 30 days before they expire, with a new key each time.
+CERT_DURATION = "2160h"
+CERT_RENEW_BEFORE = "720h"
+# Where a pod finds the files (the same paths in every component).
+TLS_MOUNT = "/etc/omnitill/tls"  # its own certificate: tls.crt, tls.key
+CA_MOUNT = "/etc/omnitill/ca"  # the internal CA: ca.crt
+POSTGRES_CA_MOUNT = "/etc/omnitill/postgres-ca"  # its database's CloudNativePG CA: ca.crt
+# With TLS on, the kubelet's native gRPC probe (which speaks no TLS) asks this port, where the
+# process answers grpc.health.v1 alone (pos_kit.grpc_server).
+GRPC_HEALTH_PORT = 50052
+NATS_CERT = "nats-tls"
 
 # Settings production adds to one component's environment (an overlay patch, generated).
 # Production runs several gateway replicas: their rate limits share one store, or each
@@ -537,6 +565,355 @@ def database_network_policy(c: Component) -> dict[str, Any]:
     }
 
 
+# --- TLS (prod overlay) ---------------------------------------------------------------------------
+
+
+def cert_labels(name: str) -> dict[str, str]:
+    return labels(name, "certificates")
+
+
+def service_dns_names(service: str) -> list[str]:
+    return [
+        service,
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}.svc",
+        f"{service}.{NAMESPACE}.svc.cluster.local",
+    ]
+
+
+def certificate_secret(c: Component) -> str:
+    return f"{c.name}-tls"
+
+
+def postgres_ca_secret(c: Component) -> str:
+    # CloudNativePG's own CA for the cluster; only ca.crt is mounted, never ca.key.
+    return f"{c.database_cluster}-ca"
+
+
+def certificate(name: str, secret: str, dns_names: list[str], issuer: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": name, "labels": cert_labels(name), "annotations": sync_wave(-3)},
+        "spec": {
+            "secretName": secret,
+            "secretTemplate": {"labels": cert_labels(name)},
+            "duration": CERT_DURATION,
+            "renewBefore": CERT_RENEW_BEFORE,
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            # Server and client: NATS routes verify each other with the same certificate.
+            "usages": ["server auth", "client auth", "digital signature"],
+            "dnsNames": dns_names,
+            "issuerRef": {"group": "cert-manager.io", "kind": "Issuer", "name": issuer},
+        },
+    }
+
+
+def internal_issuer() -> dict[str, Any]:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": {
+            "name": INTERNAL_ISSUER,
+            "labels": cert_labels(INTERNAL_ISSUER),
+            "annotations": sync_wave(-3),
+        },
+        "spec": {"ca": {"secretName": INTERNAL_CA}},
+    }
+
+
+def component_certificate(c: Component) -> dict[str, Any]:
+    return certificate(
+        certificate_secret(c), certificate_secret(c), service_dns_names(c.name), INTERNAL_ISSUER
+    )
+
+
+def nats_certificate() -> dict[str, Any]:
+    # Clients connect to the `nats` Service; the servers route to each other by pod name.
+    names = service_dns_names("nats") + [f"*.{n}" for n in service_dns_names("nats-headless")]
+    return certificate(NATS_CERT, NATS_CERT, names, INTERNAL_ISSUER)
+
+
+def certificate_documents() -> list[dict[str, Any]]:
+    return [
+        internal_issuer(),
+        *(component_certificate(c) for c in COMPONENTS),
+        nats_certificate(),
+    ]
+
+
+def edge_labels(name: str) -> dict[str, str]:
+    return labels(name, "edge")
+
+
+def public_issuer() -> dict[str, Any]:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": {"name": PUBLIC_ISSUER, "labels": edge_labels(PUBLIC_ISSUER)},
+        "spec": {
+            "acme": {
+                "server": ACME_SERVER,
+                "email": ACME_EMAIL,
+                "privateKeySecretRef": {"name": f"{PUBLIC_ISSUER}-account-key"},
+                # The challenge is answered through the Gateway's plain-HTTP listener.
+                "solvers": [
+                    {
+                        "http01": {
+                            "gatewayHTTPRoute": {
+                                "parentRefs": [
+                                    {"name": EDGE_GATEWAY, "kind": "Gateway", "sectionName": "http"}
+                                ]
+                            }
+                        }
+                    }
+                ],
+            }
+        },
+    }
+
+
+def public_certificate() -> dict[str, Any]:
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "omnitill-api", "labels": edge_labels("omnitill-api")},
+        "spec": {
+            "secretName": PUBLIC_CERT_SECRET,
+            "dnsNames": [API_HOSTNAME],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "issuerRef": {"group": "cert-manager.io", "kind": "Issuer", "name": PUBLIC_ISSUER},
+        },
+    }
+
+
+def edge_gateway() -> dict[str, Any]:
+    same = {"namespaces": {"from": "Same"}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": EDGE_GATEWAY, "labels": edge_labels(EDGE_GATEWAY)},
+        "spec": {
+            "gatewayClassName": GATEWAY_CLASS,
+            "listeners": [
+                {
+                    # Plain HTTP only redirects to HTTPS (and answers ACME challenges).
+                    "name": "http",
+                    "protocol": "HTTP",
+                    "port": 80,
+                    "hostname": API_HOSTNAME,
+                    "allowedRoutes": same,
+                },
+                {
+                    "name": "https",
+                    "protocol": "HTTPS",
+                    "port": 443,
+                    "hostname": API_HOSTNAME,
+                    "tls": {
+                        "mode": "Terminate",
+                        "certificateRefs": [
+                            {"group": "", "kind": "Secret", "name": PUBLIC_CERT_SECRET}
+                        ],
+                    },
+                    "allowedRoutes": same,
+                },
+            ],
+        },
+    }
+
+
+def api_route() -> dict[str, Any]:
+    gateway = BY_NAME["gateway"]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "omnitill-api", "labels": edge_labels("omnitill-api")},
+        "spec": {
+            "parentRefs": [{"name": EDGE_GATEWAY, "sectionName": "https"}],
+            "hostnames": [API_HOSTNAME],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": gateway.name, "port": gateway.port}],
+                }
+            ],
+        },
+    }
+
+
+def redirect_route() -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "omnitill-api-redirect", "labels": edge_labels("omnitill-api")},
+        "spec": {
+            "parentRefs": [{"name": EDGE_GATEWAY, "sectionName": "http"}],
+            "hostnames": [API_HOSTNAME],
+            "rules": [
+                {
+                    "filters": [
+                        {
+                            "type": "RequestRedirect",
+                            "requestRedirect": {"scheme": "https", "statusCode": 301},
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def backend_tls_policy() -> dict[str, Any]:
+    """The proxy -> gateway hop is TLS too: the proxy verifies the gateway pod's certificate
+    against the internal CA and the Service's name."""
+    gateway = BY_NAME["gateway"]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "BackendTLSPolicy",
+        "metadata": {"name": gateway.name, "labels": edge_labels(gateway.name)},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": gateway.name}],
+            "validation": {
+                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": INTERNAL_CA}],
+                "hostname": f"{gateway.name}.{NAMESPACE}.svc",
+            },
+        },
+    }
+
+
+def acme_solver_network_policy() -> dict[str, Any]:
+    """cert-manager's HTTP-01 solver pods answer the challenge behind the Gateway; default-deny
+    would turn the proxy away."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "acme-http01-solver", "labels": edge_labels("acme-http01-solver")},
+        "spec": {
+            "podSelector": {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": EDGE_NAMESPACE}
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 8089}],
+                }
+            ],
+        },
+    }
+
+
+def edge_documents() -> list[dict[str, Any]]:
+    return [
+        public_issuer(),
+        public_certificate(),
+        edge_gateway(),
+        api_route(),
+        redirect_route(),
+        backend_tls_policy(),
+        acme_solver_network_policy(),
+    ]
+
+
+def _file(key: str, mount: str) -> str:
+    return f"{mount}/{key}"
+
+
+def tls_env(c: Component) -> dict[str, str]:
+    """Every component: PostgreSQL with verify-full against its cluster's CA, NATS and callees
+    verified against the internal CA. Then its own certificate: gRPC or HTTPS."""
+    env = {
+        "DATABASE_SSLMODE": "verify-full",
+        "DATABASE_SSLROOTCERT": _file("ca.crt", POSTGRES_CA_MOUNT),
+        "NATS_TLS_CA": _file("ca.crt", CA_MOUNT),
+        "GRPC_TLS_CA": _file("ca.crt", CA_MOUNT),
+    }
+    if c.protocol == "grpc":
+        env["GRPC_TLS_CERT"] = _file("tls.crt", TLS_MOUNT)
+        env["GRPC_TLS_KEY"] = _file("tls.key", TLS_MOUNT)
+        env["GRPC_HEALTH_PORT"] = str(GRPC_HEALTH_PORT)
+    else:
+        env["HTTP_TLS_CERT"] = _file("tls.crt", TLS_MOUNT)
+        env["HTTP_TLS_KEY"] = _file("tls.key", TLS_MOUNT)
+    return env
+
+
+def postgres_ca_volume(c: Component) -> dict[str, Any]:
+    return {
+        "name": "postgres-ca",
+        "secret": {
+            "secretName": postgres_ca_secret(c),
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            "defaultMode": 0o444,
+        },
+    }
+
+
+def postgres_ca_mount() -> dict[str, Any]:
+    return {"name": "postgres-ca", "mountPath": POSTGRES_CA_MOUNT, "readOnly": True}
+
+
+def tls_deployment_patch(c: Component) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": c.name,
+        "env": [{"name": k, "value": v} for k, v in tls_env(c).items()],
+        "volumeMounts": [
+            {"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True},
+            {"name": "internal-ca", "mountPath": CA_MOUNT, "readOnly": True},
+            postgres_ca_mount(),
+        ],
+    }
+    if c.protocol == "grpc":
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            container[probe] = {"grpc": {"port": GRPC_HEALTH_PORT}}
+    else:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            container[probe] = {"httpGet": {"scheme": "HTTPS"}}
+    volumes = [
+        {
+            "name": "tls",
+            "secret": {
+                "secretName": certificate_secret(c),
+                "items": [
+                    {"key": "tls.crt", "path": "tls.crt"},
+                    {"key": "tls.key", "path": "tls.key"},
+                ],
+                # Readable by the pod's group (fsGroup) only.
+                "defaultMode": 0o440,
+            },
+        },
+        {"name": "internal-ca", "configMap": {"name": INTERNAL_CA, "defaultMode": 0o444}},
+        postgres_ca_volume(c),
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": c.name},
+        "spec": {"template": {"spec": {"containers": [container], "volumes": volumes}}},
+    }
+
+
+def tls_migration_patch(c: Component) -> dict[str, Any]:
+    env = {k: v for k, v in tls_env(c).items() if k.startswith("DATABASE_")}
+    container = {
+        "name": "migrate",
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "volumeMounts": [postgres_ca_mount()],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{c.name}-migrate"},
+        "spec": {
+            "template": {"spec": {"containers": [container], "volumes": [postgres_ca_volume(c)]}}
+        },
+    }
+
+
 # --- files ----------------------------------------------------------------------------------------
 
 HEADER = (
@@ -621,6 +998,11 @@ def render() -> dict[Path, str]:
     for name, env in PROD_ENV.items():
         patch = env_patch(BY_NAME[name], env)
         files[K8S / "overlays" / "prod" / f"{name}-env.yaml"] = dump([patch])
+    prod_tls = K8S / "overlays" / "prod" / "tls"
+    files[prod_tls / "certificates.yaml"] = dump(certificate_documents())
+    files[prod_tls / "edge.yaml"] = dump(edge_documents())
+    for c in COMPONENTS:
+        files[prod_tls / f"{c.name}.yaml"] = dump([tls_deployment_patch(c), tls_migration_patch(c)])
     files.update(stream_files())
     return files
 

@@ -99,3 +99,13 @@ async def test_oversized_bodies_are_413_before_anything_else(harness: Harness) -
     answer = await harness.client.post("/v1/thing", content=b"x" * 2000)
     assert answer.status_code == 413
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_request_id_is_echoed_only_when_short_and_visible(harness: Harness) -> None:
+    """The id goes back on the answer and into logs: a client's own is kept when it is 1 to
+    128 visible ASCII characters (as the document says), anything else is replaced."""
+    sent = {"trace-me-123": True, "x" * 128: True, "x" * 129: False, "a b": False}
+    for given, kept in sent.items():
+        answer = await harness.client.get("/healthz", headers={"X-Request-Id": given})
+        assert (answer.headers["x-request-id"] == given) is kept, given
+        assert 1 <= len(answer.headers["x-request-id"]) <= 128

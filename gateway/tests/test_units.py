@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import grpc
 import pytest
 
@@ -87,3 +91,14 @@ def test_a_bucket_allows_its_burst_then_refuses_until_refilled() -> None:
     assert buckets.take("key_b", now=100.0).allowed  # another credential is not slowed
     assert buckets.take("key_a", now=100.5).allowed  # half a second refills one token
     assert buckets.policy == '"default";q=3;w=2'
+
+
+def test_the_cli_refuses_a_merchant_name_holding_a_card_number() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pos_gateway", "create-merchant", "Shop 4242-4242-4242-4242"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},  # refused before any setting is read
+    )
+    assert out.returncode == 2
+    assert "card number" in out.stderr and "4242" not in out.stderr

@@ -1,5 +1,6 @@
 """Another merchant's resource is a 404, the same as one that does not exist, on every
-operation of the served OpenAPI document that takes an id in its path.
+operation of the served OpenAPI document that takes an id in its path; and another merchant's
+id in a request body or a query filter answers exactly as a made-up id does, writing nothing.
 
 The operations come from the live document, not from a list kept here: a route added later
 with an id in its path fails this test until it has a factory below, so tenancy is checked on
@@ -11,11 +12,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -182,3 +185,184 @@ def test_another_merchants_write_changes_nothing(platform: Running, demo_merchan
     )
     with reader:
         assert reader.get("/v1/products").status_code == 200
+
+
+# --- ids in request bodies and query filters ------------------------------------------------
+#
+# A field or filter naming another resource's id must treat another merchant's real id exactly
+# like a made-up one: the same 404 problem, word for word, and nothing written. The fields come
+# from the live document too: one ending in `_id` that is neither in REFERENCES nor in
+# NOT_REFERENCES fails the test until it is.
+
+# Field or filter name -> the kind of resource it names.
+REFERENCES = {
+    "location_id": "location",
+    "from_location_id": "location",
+    "to_location_id": "location",
+    "pickup_location_id": "location",
+    "customer_id": "customer",
+}
+# Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
+# the token exchange (a credential that authenticates itself; no merchant is acting yet).
+NOT_REFERENCES = {("*", "external_id"), ("/v1/oauth/token", "client_id")}
+DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
+# Where a write that slipped through would show: orders (a paid one names its payment), the
+# stock ledger, and the levels (a hold shows as reserved units).
+WRITES_SHOW_IN = (
+    "/v1/orders?limit=200",
+    "/v1/inventory/history?limit=200",
+    f"/v1/inventory?sku={DEMO_SKU}",
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    method: str
+    path: str
+    where: str  # "body" or "query"
+    field: str
+
+
+def _id_fields(document: dict[str, Any]) -> Iterator[Probe]:
+    schemas = document["components"]["schemas"]
+
+    def properties(schema: dict[str, Any]) -> Iterator[str]:
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+        for choice in schema.get("anyOf", []) + schema.get("allOf", []):
+            yield from properties(choice)
+        for name, sub in schema.get("properties", {}).items():
+            yield name
+            # A nested id (lines[].something_id) would need a probe of its own: name it.
+            yield from (f"{name}.{inner}" for inner in properties(sub.get("items", sub)))
+
+    for path, operations in document["paths"].items():
+        if path.startswith(NOT_TENANT):
+            continue
+        for method, operation in operations.items():
+            if method not in METHODS:
+                continue
+            for parameter in operation.get("parameters", []):
+                if "$ref" in parameter:  # the shared headers (Idempotency-Key, If-Match)
+                    continue
+                if parameter["in"] == "query" and parameter["name"].endswith(("_id", "_ids")):
+                    yield Probe(method, path, "query", parameter["name"])
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                for name in properties(media["schema"]):
+                    if name.endswith(("_id", "_ids")):
+                        yield Probe(method, path, "body", name)
+
+
+def _is_reference(probe: Probe) -> bool:
+    leaf = probe.field.rsplit(".", 1)[-1]
+    return ("*", leaf) not in NOT_REFERENCES and (probe.path, leaf) not in NOT_REFERENCES
+
+
+@dataclass
+class Tenant:
+    """A merchant with the demo data, and the ids a valid request of its own needs."""
+
+    http: httpx.Client
+    locations: list[str]
+    customer: str
+    sku: str
+
+
+def _tenant(http: httpx.Client) -> Tenant:
+    return Tenant(
+        http,
+        [loc["id"] for loc in http.get("/v1/locations").json()["data"]],
+        http.get("/v1/customers").json()["data"][0]["id"],
+        DEMO_SKU,
+    )
+
+
+def _checkout_body(t: Tenant) -> dict[str, Any]:
+    return {
+        "location_id": t.locations[0],
+        "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}],
+        "tender_type": "cash",
+        "cash_tendered": {"amount": 100_000, "currency": "USD"},
+    }
+
+
+# (method, path) -> the caller's own valid request: its body, or its query for a GET. The probe
+# then puts a foreign or a made-up id in one field, so the answer is about that id alone.
+REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
+    ("post", "/v1/checkouts"): _checkout_body,
+    ("post", "/v1/inventory/adjustments"): lambda t: {
+        "sku": t.sku, "location_id": t.locations[0], "delta": 1, "reason": "received"},
+    ("post", "/v1/inventory/counts"): lambda t: {
+        "sku": t.sku, "location_id": t.locations[0], "quantity": 7},
+    ("post", "/v1/inventory/transfers"): lambda t: {
+        "from_location_id": t.locations[0], "to_location_id": t.locations[1],
+        "lines": [{"sku": t.sku, "quantity": 1}]},
+    ("post", "/v1/reservations"): lambda t: {
+        "location_id": t.locations[0], "lines": [{"sku": t.sku, "quantity": 1}]},
+    ("post", "/v1/sourcing"): lambda t: {
+        "lines": [{"sku": t.sku, "quantity": 1}], "pickup_location_id": t.locations[0],
+        "dry_run": True},
+    ("get", "/v1/inventory"): lambda t: {"sku": t.sku, "location_id": t.locations[0]},
+    ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
+    ("get", "/v1/inventory/availability"): lambda t: {
+        "sku": t.sku, "location_id": [t.locations[0]]},
+}  # fmt: skip
+
+
+def _with(request: dict[str, Any], field: str, value: str) -> dict[str, Any]:
+    changed = dict(request)
+    changed[field] = [value] if isinstance(changed.get(field), list) else value
+    return changed
+
+
+def _send(http: httpx.Client, probe: Probe, request: dict[str, Any]) -> httpx.Response:
+    if probe.where == "query":
+        return http.request(probe.method.upper(), probe.path, params=request)
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    return http.request(probe.method.upper(), probe.path, json=request, headers=headers)
+
+
+def _writes(*merchants: Tenant) -> list[Any]:
+    return [m.http.get(path).json() for m in merchants for path in WRITES_SHOW_IN]
+
+
+def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_made_up_one(
+    platform: Running, demo_merchant: Any
+) -> None:
+    document = demo_merchant.http.get("/openapi.json").json()
+    probes = [p for p in _id_fields(document) if _is_reference(p)]
+    assert probes, "the document has no id in a request body or filter"
+    unnamed = sorted({p.field for p in probes if p.field not in REFERENCES})
+    assert not unnamed, f"say in REFERENCES which resource {unnamed} name: tenancy is unchecked"
+    unmapped = sorted({(p.method, p.path) for p in probes if (p.method, p.path) not in REQUESTS})
+    assert not unmapped, f"add a valid request to REQUESTS for {unmapped}"
+
+    owner = _tenant(demo_merchant.http)
+    owned = {"location": owner.locations[0], "customer": owner.customer}
+    with platform.new_merchant("Tenancy Bodies") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        other = _tenant(http)
+        checked = []
+        for probe in probes:
+            label = f"{probe.method.upper()} {probe.path} {probe.where} {probe.field}"
+            own = REQUESTS[(probe.method, probe.path)](other)
+            if probe.method == "get":
+                # Its own id answers: a refusal below is about the foreign id, nothing else.
+                assert _send(other.http, probe, own).status_code == 200, label
+            foreign_id = owned[REFERENCES[probe.field]]
+            made_up = "zz_" + uuid.uuid4().hex
+            before = _writes(owner, other)
+            missing = _send(other.http, probe, _with(own, probe.field, made_up))
+            foreign = _send(other.http, probe, _with(own, probe.field, foreign_id))
+            assert _writes(owner, other) == before, f"{label}: something was written"
+            # One rule for every id a request names, read or write: the 404 problem.
+            assert missing.status_code == 404, f"{label} with a made-up id: {missing.text}"
+            assert foreign.status_code == 404, f"{label} with A's id as B: {foreign.text}"
+            assert foreign.headers["content-type"] == "application/problem+json", label
+            # Word for word the same answer, but for the id the caller sent itself.
+            said = foreign.text.replace(foreign_id, "ID")
+            assert said == missing.text.replace(made_up, "ID"), label
+            checked.append(label)
+    assert len(checked) == len(probes)

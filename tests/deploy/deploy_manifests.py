@@ -27,8 +27,10 @@ Doc = dict[str, Any]
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 LONG_RUNNING_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
-# Custom resources: kubernetes-validate has no schema for them (see test_k8s_validate.py).
-CUSTOM_RESOURCE_GROUPS = {"postgresql.cnpg.io"}
+# Custom resources: kubernetes-validate has no schema for them (see test_k8s_validate.py):
+# CloudNativePG's clusters, cert-manager's issuers and certificates, and the Gateway API's
+# route (checked in test_k8s_tls.py).
+CUSTOM_RESOURCE_GROUPS = {"postgresql.cnpg.io", "cert-manager.io", "gateway.networking.k8s.io"}
 # `python -m pos_<component> serve|migrate`, as args to the image's ENTRYPOINT ["python", "-m"].
 APP_ARGS = re.compile(r"^pos_[a-z][a-z0-9_]*$")
 

@@ -145,8 +145,9 @@ def test_long_running_workloads_shut_down_gracefully(docs: list[Doc], overlay: s
 
 
 def test_probes_ask_the_process_itself(docs: list[Doc], overlay: str) -> None:
-    """gRPC services: native gRPC probes on grpc.health.v1 at their gRPC port. The gateway:
-    HTTP /readyz for readiness and /healthz for liveness. Everything long-running: both."""
+    """gRPC services: native gRPC probes on grpc.health.v1 at their gRPC port (at the
+    plaintext health port when they serve TLS). The gateway: /readyz for readiness and /healthz
+    for liveness, over HTTPS when it serves TLS. Everything long-running: both."""
     problems = []
     for doc in workloads(docs):
         if doc["kind"] not in LONG_RUNNING_KINDS:
@@ -161,15 +162,20 @@ def test_probes_ask_the_process_itself(docs: list[Doc], overlay: str) -> None:
             if app_args(container) is None:
                 continue
             ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            env = env_sources(container)
             if "grpc" in ports:
+                # With TLS on (prod), the kubelet's probe, which speaks no TLS, asks the
+                # process's plaintext health-only port instead.
+                health = env.get("GRPC_HEALTH_PORT", {}).get("value")
+                probed = int(health) if health else ports["grpc"]
                 for kind, probe in (("readiness", readiness), ("liveness", liveness)):
                     grpc = probe.get("grpc") or {}
-                    if grpc.get("port") != ports["grpc"] or grpc.get("service", ""):
-                        problems.append(f"{where}: {kind} is not gRPC health on the gRPC port")
-                env = env_sources(container)
+                    if grpc.get("port") != probed or grpc.get("service", ""):
+                        problems.append(f"{where}: {kind} is not gRPC health on {probed}")
                 if env.get("GRPC_PORT", {}).get("value") != str(ports["grpc"]):
-                    problems.append(f"{where}: GRPC_PORT is not the probed port")
+                    problems.append(f"{where}: GRPC_PORT is not the gRPC port")
             elif "http" in ports:
+                scheme = "HTTPS" if "HTTP_TLS_CERT" in env else "HTTP"
                 for kind, probe, path in (
                     ("readiness", readiness, "/readyz"),
                     ("liveness", liveness, "/healthz"),
@@ -177,6 +183,8 @@ def test_probes_ask_the_process_itself(docs: list[Doc], overlay: str) -> None:
                     http = probe.get("httpGet") or {}
                     if http.get("path") != path or http.get("port") not in ("http", ports["http"]):
                         problems.append(f"{where}: {kind} is not GET {path} on the HTTP port")
+                    if http.get("scheme", "HTTP") != scheme:
+                        problems.append(f"{where}: {kind} does not use {scheme}")
             else:
                 problems.append(f"{where}: serves neither a grpc nor an http port")
     assert not problems, f"{overlay} overlay:\n" + "\n".join(problems)

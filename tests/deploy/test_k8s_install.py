@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from deploy_manifests import Doc, app_args, of_kind, pod_spec, ref
 
-# In the order k8s/README.md applies them; "tracing" is the dev overlay's Jaeger.
+# In the order k8s/README.md applies them; "tracing" is the dev overlay's Jaeger,
+# "certificates" and "edge" the prod overlay's TLS.
 INSTALL_STEPS = (
     "platform",
+    "certificates",
     "messaging",
     "messaging-setup",
     "database",
     "migration",
     "server",
+    "edge",
     "tracing",
 )
 

@@ -33,14 +33,15 @@ from deploy_manifests import (
 # from its manifests alone; a listed one must match this exactly.
 CALL_GRAPH = {
     "gateway": {"inventory", "promotion", "customer", "payment", "order"},
-    "order": {"inventory", "promotion", "payment"},
+    "order": {"inventory", "promotion", "customer", "payment"},
     "inventory": set(),
     "promotion": set(),
     "customer": set(),
     "payment": set(),
 }
+# The Gateway API implementation's proxies (Envoy Gateway's namespace).
 EDGE = Endpoint(
-    name="ingress controller", labels={"app": "ingress"}, namespace="ingress-nginx", ports={}
+    name="edge proxy", labels={"app": "envoy"}, namespace="envoy-gateway-system", ports={}
 )
 
 

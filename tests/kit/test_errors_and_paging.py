@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -22,6 +24,25 @@ def test_field_violations_travel_as_bad_request_details() -> None:
     assert [(v.field, v.description) for v in bad.field_violations] == [
         ("email", "must be an email")
     ]
+
+
+def test_a_huge_error_still_fits_the_trailer_a_client_accepts() -> None:
+    # 300 unknown SKUs, each a violation, and a metadata value naming them all: as it was, the
+    # trailer passed gRPC's 8 KiB default and the caller got RESOURCE_EXHAUSTED instead.
+    skus = [f"SKU-{i:05d}-" + "x" * 40 for i in range(300)]
+    error = InvalidArgument("unknown SKUs", [FieldViolation(f"skus[{s}]", "unknown") for s in skus])
+    error.metadata["skus"] = ",".join(skus)
+    status = status_for(error)
+    assert len(base64.b64encode(status.SerializeToString())) < 8 * 1024 - 512
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert info.reason == "invalid_argument"
+    assert info.metadata["skus"].startswith("SKU-00000-")
+    bad = error_details_pb2.BadRequest()
+    status.details[1].Unpack(bad)
+    # The first violations survive, in order; the tail is dropped.
+    assert 0 < len(bad.field_violations) < 300
+    assert bad.field_violations[0].field == f"skus[{skus[0]}]"
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,12 @@ def main() -> None:
     create = sub.add_parser("create-merchant", help="create a merchant and a test API key")
     create.add_argument("name")
     args = parser.parse_args()
+    if args.command == "create-merchant":
+        from pos_kit.text import text_problem
+
+        refused = text_problem("name", args.name)
+        if refused:
+            parser.error(f"NAME {refused}")  # the same rules as POST /v1/admin/merchants
 
     if args.command == "migrate":
         kit_migrate.upgrade_from_env(MIGRATIONS)
@@ -37,6 +43,7 @@ def main() -> None:
     from pos_gateway.app import create_app
     from pos_gateway.server import GracefulServer
     from pos_kit.telemetry import setup_logging, setup_tracing
+    from pos_kit.tls import ReloadingServerContext
 
     setup_logging("gateway", settings.log_level)
     setup_tracing("pos-gateway", settings.otel_exporter_otlp_endpoint)
@@ -44,9 +51,9 @@ def main() -> None:
     if settings.otel_exporter_otlp_endpoint:
         # HTTP spans only when they are exported: unexported, they halve the gateway's
         # throughput for nothing (the trace context still reaches the services through gRPC).
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from pos_gateway.tracing import instrument
 
-        FastAPIInstrumentor.instrument_app(app)
+        instrument(app)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -59,7 +66,10 @@ def main() -> None:
         # answered (or shed with a 503 by admission.py), instead of being refused.
         backlog=4096,
     )
-    GracefulServer(config).run()
+    tls = None
+    if settings.http_tls_cert is not None and settings.http_tls_key is not None:
+        tls = ReloadingServerContext(settings.http_tls_cert, settings.http_tls_key)
+    GracefulServer(config, tls).run()
 
 
 async def _create(settings: object, name: str) -> dict[str, str]:

@@ -42,7 +42,9 @@ from pos_kit.db import make_engine
 DESCRIPTION = """
 Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>`.
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
-`application/problem+json` with a stable `code`.
+`application/problem+json` with a stable `code`. Card data is never accepted: a text value
+holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check) is a 400
+`card_number_not_allowed` naming the field; card payments take the processor's token.
 
 Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
@@ -117,7 +119,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     limits = rate_limiter(settings)
 
-    app.add_middleware(EdgeMiddleware, limits=limits, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        limits=limits,
+        max_body=settings.max_body_bytes,
+        hsts_max_age_seconds=settings.hsts_max_age_seconds,
+    )
     app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.cors_origins:

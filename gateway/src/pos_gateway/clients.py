@@ -32,13 +32,13 @@ class Services:
 
 
 def connect(settings: GatewaySettings) -> Services:
-    timeout = settings.request_timeout_seconds
+    timeout, tls = settings.request_timeout_seconds, settings.grpc_tls
     chans = {
-        "inventory": channel(settings.inventory_addr, timeout),
-        "promotion": channel(settings.promotion_addr, timeout),
-        "customer": channel(settings.customer_addr, timeout),
-        "payment": channel(settings.payment_addr, timeout),
-        "order": channel(settings.order_addr, timeout),
+        "inventory": channel(settings.inventory_addr, timeout, tls),
+        "promotion": channel(settings.promotion_addr, timeout, tls),
+        "customer": channel(settings.customer_addr, timeout, tls),
+        "payment": channel(settings.payment_addr, timeout, tls),
+        "order": channel(settings.order_addr, timeout, tls),
     }
     return Services(
         chans,

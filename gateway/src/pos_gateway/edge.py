@@ -1,6 +1,6 @@
-"""What every request goes through before its route: request id, metrics, size limit, and for
-/v1 the credential, the rate limit and the Idempotency-Key. Done once here, so every route,
-present and future, gets it for free.
+"""What every request goes through before its route: request id, metrics, size limit, the text
+rules on the URL, and for /v1 the credential, the rate limit and the Idempotency-Key. Done once
+here, so every route, present and future, gets it for free.
 
 A plain ASGI middleware, not Starlette's BaseHTTPMiddleware: each of those costs a task group
 and memory streams per request, which measured at several times the cost of a whole route.
@@ -8,11 +8,13 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,17 +25,45 @@ from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fi
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
+from pos_kit.text import (
+    CARD_NUMBER_NOT_ALLOWED,
+    CARD_NUMBER_REASON,
+    holds_card_number,
+    text_problem,
+)
+
+REQUEST_ID_MAX = 128
+_REQUEST_ID = re.compile(rf"[!-~]{{1,{REQUEST_ID_MAX}}}")
+
+
+def request_id(given: str | None) -> str:
+    """The caller's X-Request-Id when it is a short visible-ASCII token, else a new one: a
+    value echoed on every answer and written to logs is bounded, whatever a client sends."""
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return str(uuid.uuid4())
+
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
 OPEN_PATHS = frozenset({"/v1/oauth/token"})
 
 
+def hsts_value(max_age_seconds: int) -> bytes | None:
+    """The Strict-Transport-Security header for answers sent over TLS (None: not sent)."""
+    if max_age_seconds <= 0:
+        return None
+    return f"max-age={max_age_seconds}; includeSubDomains".encode()
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, limits: Limiter, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limits: Limiter, max_body: int, hsts_max_age_seconds: int = 0
+    ) -> None:
         self.app = app
         self.limits = limits
         self.max_body = max_body
+        self.hsts = hsts_value(hsts_max_age_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,7 +71,12 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         headers = Headers(scope=scope)
-        extra = [(b"x-request-id", (headers.get("x-request-id") or str(uuid.uuid4())).encode())]
+        extra = [(b"x-request-id", request_id(headers.get("x-request-id")).encode())]
+        # HSTS only on an answer that came over TLS: over plain HTTP a browser ignores it, and
+        # a header that says "HTTPS only" on a plaintext answer would be a false promise. The
+        # scheme is https when uvicorn serves TLS itself (or trusts a proxy's forwarded proto).
+        if self.hsts is not None and scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", self.hsts))
         status = 500
 
         async def send_with_headers(message: Message) -> None:
@@ -73,6 +108,13 @@ class EdgeMiddleware:
             return
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
             problem = Problem(400, "invalid_request", "URLs must not contain the NUL character")
+            await problem_response(problem)(scope, receive, send)
+            return
+        carded = _card_numbers_in_query(scope.get("query_string", b""))
+        if carded:
+            problem = Problem(
+                400, CARD_NUMBER_NOT_ALLOWED, "card numbers are never accepted", carded
+            )
             await problem_response(problem)(scope, receive, send)
             return
         path: str = scope["path"]
@@ -121,6 +163,16 @@ class EdgeMiddleware:
             )
             await problem_response(problem)(scope, receive, send)
             return
+        if holds_card_number(key):
+            # Refused before it is stored as a key, or forwarded as the services' request_id.
+            problem = Problem(
+                400,
+                CARD_NUMBER_NOT_ALLOWED,
+                "card numbers are never accepted",
+                [{"field": "Idempotency-Key", "reason": CARD_NUMBER_REASON}],
+            )
+            await problem_response(problem)(scope, receive, send)
+            return
         body = await _read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
         claim = await store.claim(merchant_id, key, fingerprint("POST", scope["path"], body))
@@ -154,7 +206,14 @@ class EdgeMiddleware:
             return
 
         request_id_var.set(key)
-        captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "last": None}
+        captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "stored": False}
+
+        async def keep(status: int, content: bytes) -> None:
+            # Stored before the answer's last byte leaves: a client that retries the moment it
+            # has the answer gets the replay, never "still running" (409).
+            if status < 500 and not _refused_card_number(status, content):
+                await store.complete(merchant_id, key, Stored(status, captured["type"], content))
+                captured["stored"] = True
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -163,27 +222,42 @@ class EdgeMiddleware:
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
                 if not message.get("more_body", False):
-                    # Held back until the key is settled: once the client has the whole
-                    # answer, the same key replays it (never a 409 "still running").
-                    captured["last"] = message
-                    return
+                    await keep(captured["status"], b"".join(captured["body"]))
             await send(message)
 
         try:
             await self.app(scope, _replay(body), capture)
         except BaseException:
-            await store.release(merchant_id, key)
+            if not captured["stored"]:
+                await store.release(merchant_id, key)
             raise
-        if captured["status"] >= 500:
-            # Our failure, not an answer: the client may retry with the same key.
+        if not captured["stored"]:
+            # Our failure (a 5xx), not an answer: the client may retry with the same key. A
+            # refused card number keeps nothing either, not even the fingerprint of the body
+            # that held it; the retry is refused the same way.
             await store.release(merchant_id, key)
-        else:
-            content = b"".join(captured["body"])
-            await store.complete(
-                merchant_id, key, Stored(captured["status"], captured["type"], content)
-            )
-        if captured["last"] is not None:
-            await send(captured["last"])
+
+
+def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
+    """A field error per query parameter holding a card number (the kit's rule; parameters
+    that take GTINs, like `barcode` and `sku`, accept a valid one)."""
+    if not query_string:
+        return []
+    names = dict.fromkeys(
+        name
+        for name, value in QueryParams(query_string).multi_items()
+        if text_problem(name, value) == CARD_NUMBER_REASON
+    )
+    return [{"field": name, "reason": CARD_NUMBER_REASON} for name in names]
+
+
+def _refused_card_number(status: int, body: bytes) -> bool:
+    if status != 400:
+        return False
+    try:
+        return bool(json.loads(body).get("code") == CARD_NUMBER_NOT_ALLOWED)
+    except (ValueError, AttributeError):
+        return False
 
 
 async def _read_body(receive: Receive) -> bytes:

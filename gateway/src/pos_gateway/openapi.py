@@ -1,47 +1,308 @@
 """The served OpenAPI document: FastAPI's, made true to what the gateway answers.
 
 FastAPI documents a few things the gateway never does (a 422 validation shape, `null` query
-values); these passes correct them once for every route, present and future.
+values) and knows nothing of what the edge does for every route (credentials, rate limits,
+Idempotency-Key, request ids); these passes correct and complete the document once for every
+route, present and future.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pos_gateway.edge import OPEN_PATHS
+from pos_gateway.edge import OPEN_PATHS, REQUEST_ID_MAX
 from pos_gateway.idempotency import MAX_KEY_LENGTH
-from pos_gateway.routes.common import INT64_MAX, INT64_MIN, NO_NUL, NULL
+from pos_gateway.keys import ALL_SCOPES
+from pos_gateway.routes.common import IF_MATCH, INT64_MAX, INT64_MIN, NO_NUL, NULL
 from pos_gateway.schemas.problems import PaymentDeclined, Problem, VersionMismatch
+from pos_gateway.tokens import TOKEN_SECONDS
 
 # Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
 IDEMPOTENCY_KEY = rf"^[\x21-\x7e]([\x20-\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7e])?$"
+TOKEN_URL = "/v1/oauth/token"  # noqa: S105 (a path, not a secret)
+
+# Relative: the document is served by the gateway it describes, wherever that runs.
+SERVERS = [
+    {
+        "url": "/",
+        "description": "The gateway serving this document: local (`make up`), test or production",
+        "x-internal": False,
+    }
+]
+
+TAGS = {
+    "catalog": "Products, variants, barcodes and prices; versions, archive, batch upsert, search",
+    "locations and inventory": "Stores and warehouses, stock levels and adjustments",
+    "stock and reservations": "Availability, counts, transfers, history, thresholds, holds "
+    "on stock (reservations) and sourcing",
+    "customers": "Customer profiles and loyalty points",
+    "promotions": "Discounts applied at checkout",
+    "orders and payments": "The checkout (price, promotion, tax, payment, confirmation), "
+    "orders and payments",
+    "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
+    "platform administration": "Merchants, with the platform credential (off unless configured)",
+    "platform": "Health, readiness and metrics for the platform's own probes; no credential",
+}
+
+SCOPES = {
+    "catalog:read": "Read products",
+    "catalog:write": "Create, change and archive products",
+    "inventory:read": "Read locations, stock, availability and reservations",
+    "inventory:write": "Create locations; adjust, count and move stock; hold and source it",
+    "customers:read": "Read customers and their loyalty",
+    "customers:write": "Create and change customers",
+    "promotions:read": "Read promotions",
+    "promotions:write": "Create promotions",
+    "orders:read": "Read orders",
+    "orders:write": "Check out (create orders)",
+    "payments:read": "Read payments",
+    "payments:write": "Take payments",
+    "credentials:manage": "Create, list and revoke your API keys and OAuth clients",
+}
+
+RATE_LIMIT = {"type": "string", "maxLength": 64}
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {
+        "description": "The request's own `X-Request-Id` when it sent one of 1 to "
+        f"{REQUEST_ID_MAX} visible ASCII characters, else a new UUID: quote it when you ask "
+        "about a request",
+        "required": True,
+        "schema": {"type": "string", "maxLength": REQUEST_ID_MAX, "pattern": r"^[!-~]+$"},
+    },
+    "RateLimit": {
+        "description": "What is left of this credential's budget (IETF RateLimit header "
+        "fields): requests left `r`, seconds until the budget is full again `t`",
+        "required": True,
+        "schema": {**RATE_LIMIT, "pattern": r'^"default";r=[0-9]{1,10};t=[0-9]{1,10}$'},
+        "example": '"default";r=199;t=1',
+    },
+    "RateLimit-Policy": {
+        "description": "This credential's budget: `q` requests per window of `w` seconds, "
+        "refilled continuously (a token bucket)",
+        "required": True,
+        "schema": {**RATE_LIMIT, "pattern": r'^"default";q=[0-9]{1,10};w=[0-9]{1,10}$'},
+        "example": '"default";q=200;w=2',
+    },
+    "Retry-After": {
+        "description": "Seconds until this credential may send a request again: on every "
+        "429 `rate_limited` (a service's own 429 `resource_exhausted` carries none)",
+        "required": False,
+        "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
+    },
+    "Retry-After-In-Progress": {
+        "description": "Sent when the same Idempotency-Key is still running: retry after it",
+        "required": False,
+        "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` on the stored answer to a POST replayed for its Idempotency-Key "
+        "(status and body as first sent; headers such as ETag are not stored)",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "ETag": {
+        "description": "The resource's version, for `If-Match` on your next change",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 21, "pattern": r'^"[0-9]{1,19}"$'},
+        "example": '"3"',
+    },
+    "ETag-Unless-Replayed": {
+        "description": "The resource's version, for `If-Match` on your next change; absent "
+        "from an answer replayed for its Idempotency-Key (read the resource for it)",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 21, "pattern": r'^"[0-9]{1,19}"$'},
+        "example": '"3"',
+    },
+    "WWW-Authenticate": {
+        "description": 'The credential the request needs: `Bearer realm="omnitill"`',
+        "required": True,
+        "schema": {"type": "string", "maxLength": 200, "pattern": r"^Bearer [ -~]+$"},
+    },
+    "WWW-Authenticate-Scope": {
+        "description": "The scope the credential lacks: "
+        '`Bearer error="insufficient_scope", scope="<scope>"` (not on a replayed answer)',
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200, "pattern": r"^Bearer [ -~]+$"},
+    },
+}
+# The same two headers where the edge may answer before it knows the credential (a 400 for a
+# NUL in the URL), or the request was shed before the edge (admission.py's 503): there they
+# are absent.
+for _name in ("RateLimit", "RateLimit-Policy"):
+    HEADERS[f"{_name}-If-Counted"] = {
+        **HEADERS[_name],
+        "required": False,
+        "description": HEADERS[_name]["description"] + "; absent when the request was refused "
+        "before its credential was read",
+    }
+HEADERS["X-Request-Id-If-Admitted"] = {
+    **HEADERS["X-Request-Id"],
+    "required": False,
+    "description": HEADERS["X-Request-Id"]["description"] + "; absent from the 503 of a "
+    "gateway at its limit of requests in progress",
+}
+HEADERS["Retry-After-If-Overloaded"] = {
+    **HEADERS["Retry-After"],
+    "required": False,
+    "description": "Seconds to wait before retrying, when the gateway is at its limit of "
+    "requests in progress (`overloaded`)",
+}
+
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Makes a retry safe: the first answer is kept 24 hours and replayed with "
+        "`Idempotent-Replayed: true`; the same key with another request is a 422, one still "
+        "running a 409. Scoped to your merchant.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_KEY_LENGTH,
+            "pattern": IDEMPOTENCY_KEY,
+        },
+        "example": "order-7f3c9a2e",
+    },
+    "If-Match": {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": 'The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a '
+        "412 carrying `current_version`",
+        "schema": {"type": "string", "maxLength": 22, "pattern": IF_MATCH},
+        "example": '"3"',
+    },
+}
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _headers(*names: str) -> dict[str, Any]:
+    # A variant (`RateLimit-If-Counted`, `ETag-Unless-Replayed`...) is the same header, sent
+    # only in some cases.
+    wire = {
+        "RateLimit-If-Counted": "RateLimit",
+        "RateLimit-Policy-If-Counted": "RateLimit-Policy",
+        "X-Request-Id-If-Admitted": "X-Request-Id",
+        "Retry-After-In-Progress": "Retry-After",
+        "Retry-After-If-Overloaded": "Retry-After",
+        "ETag-Unless-Replayed": "ETag",
+        "WWW-Authenticate-Scope": "WWW-Authenticate",
+    }
+    return {wire.get(n, n): _ref("headers", n) for n in names}
+
+
+COUNTED = ("X-Request-Id", "RateLimit", "RateLimit-Policy")
+STORED = (*COUNTED, "Idempotent-Replayed")
+IF_COUNTED = ("RateLimit-If-Counted", "RateLimit-Policy-If-Counted")
+# The problems an authenticated /v1 operation may answer, each once, with the headers the edge
+# really sends on it: nothing counted before the credential is known (413, 401), and a
+# replayed answer carries its status and body but not the headers it was first sent with.
+RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "400": ("BadRequest", ("X-Request-Id", *IF_COUNTED, "Idempotent-Replayed")),
+    "401": ("Unauthorized", ("X-Request-Id", "WWW-Authenticate")),
+    "402": ("PaymentRequired", STORED),
+    "403": ("Forbidden", (*STORED, "WWW-Authenticate-Scope")),
+    "404": ("NotFound", STORED),
+    "409": ("Conflict", (*STORED, "Retry-After-In-Progress")),
+    "412": ("PreconditionFailed", STORED),
+    "413": ("PayloadTooLarge", ("X-Request-Id",)),
+    "422": ("UnprocessableContent", STORED),
+    "429": ("TooManyRequests", (*COUNTED, "Retry-After")),
+    # A service down, or the whole gateway at its limit (admission.py sheds before the edge).
+    "503": (
+        "ServiceUnavailable",
+        ("X-Request-Id-If-Admitted", *IF_COUNTED, "Retry-After-If-Overloaded"),
+    ),
+    "504": ("GatewayTimeout", COUNTED),
+}
+
+# The operations whose success answer carries the resource's version as an ETag.
+ETAG_OPERATIONS = frozenset(
+    {"get_product", "update_product", "create_product", "archive_product", "get_customer",
+     "update_customer"}
+)  # fmt: skip
 
 
 def build(app: FastAPI) -> dict[str, Any]:
     document: dict[str, Any] = with_nulls(
         get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            servers=SERVERS,
         )
     )
     with_integer_bounds(document)
     without_default_validation_answer(document)
     without_null_parameters(document)
     strings_without_nul(document)
-    with_idempotency_key(document)
-    with_scope_described(document)
-    with_problems(document)
     components = document.setdefault("components", {})
-    components["securitySchemes"] = {
+    with_problems(document)
+    integers_with_format(document)
+    components["headers"] = copy.deepcopy(HEADERS)
+    components["parameters"] = copy.deepcopy(PARAMETERS)
+    components["securitySchemes"] = security_schemes()
+    with_tags(document)
+    with_idempotency_key(document)
+    with_shared_if_match(document)
+    with_security(document)
+    with_scope_described(document)
+    with_edge_answers(document)
+    return document
+
+
+def security_schemes() -> dict[str, Any]:
+    return {
         "apiKey": {
             "type": "http",
             "scheme": "bearer",
-            "description": "An API key (pos_test_... / pos_live_...)",
-        }
+            "description": "An API key (`pos_test_...` / `pos_live_...`) carrying the scopes "
+            "the operation names in `x-required-scopes` (the same as its `oauth2` scopes)",
+        },
+        "oauth2": {
+            "type": "oauth2",
+            "description": "An access token (`pos_at_...`) from the client-credentials grant; "
+            f"it lasts {TOKEN_SECONDS // 60} minutes and carries the scopes it was issued for",
+            # Every scope a credential may carry; one without a description fails here.
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": TOKEN_URL,
+                    "scopes": {scope: SCOPES[scope] for scope in ALL_SCOPES},
+                }
+            },
+        },
+        "platformAdmin": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The platform credential (`PLATFORM_ADMIN_TOKEN`), not a merchant's",
+        },
     }
-    return document
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+def _kind(path: str) -> str:
+    """Who may call `path`: anyone (`open`), the platform (`admin`) or a merchant (`merchant`)."""
+    if path.startswith("/v1/admin/"):
+        return "admin"
+    if not path.startswith("/v1/") or path in OPEN_PATHS:
+        return "open"
+    return "merchant"
 
 
 def with_nulls(value: Any) -> Any:
@@ -55,16 +316,18 @@ def with_nulls(value: Any) -> Any:
     return value
 
 
-def with_scope_described(document: dict[str, Any]) -> None:
-    """Each operation's description: the scope it requires, then the route's docstring (the
-    rules across fields that a schema cannot state)."""
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            scopes = operation.get("x-required-scopes")
-            if scopes:
-                needs = f"Requires the `{scopes[0]}` scope."
-                rules = operation.get("description", "")
-                operation["description"] = f"{needs}\n\n{rules}" if rules else needs
+def with_integer_bounds(document: dict[str, Any]) -> None:
+    """FastAPI's document model holds every bound as a float: `"minimum": 0.0`, and int64's
+    maximum rounded up to 2**63, past the range it bounds. An integer's bounds are written back
+    as integers, the rounded ones clamped into int64."""
+    _walk(document, _integer_bounds)
+
+
+def _integer_bounds(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "integer":
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if isinstance(schema.get(key), float):
+                schema[key] = min(max(int(schema[key]), INT64_MIN), INT64_MAX)
 
 
 def with_problems(document: dict[str, Any]) -> None:
@@ -81,35 +344,28 @@ def with_problems(document: dict[str, Any]) -> None:
         schemas[model.__name__] = schema
 
 
-def with_integer_bounds(value: Any) -> None:
-    """FastAPI's document model holds every bound as a float: `"minimum": 0.0`, and int64's
-    maximum rounded up to 2**63, past the range it bounds. An integer's bounds are written back
-    as integers, the rounded ones clamped into int64."""
-    if isinstance(value, list):
-        for item in value:
-            with_integer_bounds(item)
-    if not isinstance(value, dict):
-        return
-    if value.get("type") == "integer":
-        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            if isinstance(value.get(key), float):
-                value[key] = min(max(int(value[key]), INT64_MIN), INT64_MAX)
-    for item in value.values():
-        with_integer_bounds(item)
+def with_scope_described(document: dict[str, Any]) -> None:
+    """Each operation's description: the scope it requires, then the route's docstring (the
+    rules across fields that a schema cannot state)."""
+    for _, _, operation in _operations(document):
+        scopes = operation.get("x-required-scopes")
+        if scopes:
+            needs = f"Requires the `{scopes[0]}` scope."
+            rules = operation.get("description", "")
+            operation["description"] = f"{needs}\n\n{rules}" if rules else needs
 
 
 def without_default_validation_answer(document: dict[str, Any]) -> None:
     """FastAPI documents a 422 `HTTPValidationError` on every operation with input, but
     problems.install answers invalid input with a 400 problem: that 422 is never sent."""
     default = "#/components/schemas/HTTPValidationError"
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            answer = operation.get("responses", {}).get("422", {})
-            if (
-                answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
-                == default
-            ):
-                del operation["responses"]["422"]
+    for _, _, operation in _operations(document):
+        answer = operation.get("responses", {}).get("422", {})
+        if (
+            answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+            == default
+        ):
+            del operation["responses"]["422"]
     schemas = document.get("components", {}).get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -118,53 +374,161 @@ def without_default_validation_answer(document: dict[str, Any]) -> None:
 def without_null_parameters(document: dict[str, Any]) -> None:
     """An optional parameter is documented as optional (`required: false`), not as `null`: a
     query string or header has no null, and clients would send the word "null"."""
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []):
-                schema = parameter.get("schema", {})
-                kept = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
-                if len(kept) == 1 and len(schema["anyOf"]) == 2:
-                    outer = {k: v for k, v in schema.items() if k != "anyOf"}
-                    parameter["schema"] = {**kept[0], **outer}
+    for _, _, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            schema = parameter.get("schema", {})
+            kept = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+            if len(kept) == 1 and len(schema["anyOf"]) == 2:
+                outer = {k: v for k, v in schema.items() if k != "anyOf"}
+                parameter["schema"] = {**kept[0], **outer}
 
 
-def _strings_without_nul(schema: Any) -> None:
+def _walk(schema: Any, visit: Any) -> None:
     if isinstance(schema, dict):
-        free = schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema)
-        if free:
-            schema["pattern"] = NO_NUL
+        visit(schema)
         for value in schema.values():
-            _strings_without_nul(value)
+            _walk(value, visit)
     elif isinstance(schema, list):
         for value in schema:
-            _strings_without_nul(value)
+            _walk(value, visit)
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+        schema["pattern"] = NO_NUL
 
 
 def strings_without_nul(document: dict[str, Any]) -> None:
     """Every input string says it takes no NUL (the edge and the Body models refuse it)."""
-    _strings_without_nul(document.get("components", {}).get("schemas", {}))
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            _strings_without_nul(operation.get("parameters", []))
+    _walk(document.get("components", {}).get("schemas", {}), _no_nul)
+    for _, _, operation in _operations(document):
+        _walk(operation.get("parameters", []), _no_nul)
+
+
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _int_format(schema: dict[str, Any]) -> None:
+    # Every integer crosses to a service as a protobuf int32 or int64; one bounded within
+    # int32 says so, any other is an int64 (what a generated client must be able to hold).
+    if schema.get("type") != "integer" or "format" in schema:
+        return
+    low, high = schema.get("minimum"), schema.get("maximum")
+    fits = low is not None and high is not None and INT32[0] <= low and high <= INT32[1]
+    schema["format"] = "int32" if fits else "int64"
+
+
+def integers_with_format(document: dict[str, Any]) -> None:
+    _walk(document.get("components", {}).get("schemas", {}), _int_format)
+    for _, _, operation in _operations(document):
+        _walk(operation.get("parameters", []), _int_format)
+        _walk(operation.get("requestBody", {}), _int_format)
+        _walk(operation.get("responses", {}), _int_format)
+
+
+def with_tags(document: dict[str, Any]) -> None:
+    """Every tag an operation uses, declared once with what it groups (in first-use order)."""
+    used = dict.fromkeys(t for _, _, op in _operations(document) for t in op.get("tags", []))
+    undeclared = [t for t in used if t not in TAGS]
+    if undeclared:
+        raise ValueError(f"describe these tags in pos_gateway.openapi.TAGS: {undeclared}")
+    document["tags"] = [{"name": t, "description": TAGS[t]} for t in used]
 
 
 def with_idempotency_key(document: dict[str, Any]) -> None:
     """The edge takes `Idempotency-Key` on every authenticated POST; the routes never see it,
     so it is documented here, where no route can forget it."""
-    for path, operations in document["paths"].items():
-        if "post" not in operations or path in OPEN_PATHS or not path.startswith("/v1/"):
+    for path, method, operation in _operations(document):
+        if method == "post" and _kind(path) == "merchant":
+            operation.setdefault("parameters", []).append(_ref("parameters", "Idempotency-Key"))
+
+
+def with_shared_if_match(document: dict[str, Any]) -> None:
+    """The routes' `If-Match` header parameters become the one shared definition."""
+    for _, _, operation in _operations(document):
+        operation["parameters"] = [
+            _ref("parameters", "If-Match")
+            if p.get("in") == "header" and p.get("name", "").lower() == "if-match"
+            else p
+            for p in operation.get("parameters", [])
+        ]
+        if not operation["parameters"]:
+            del operation["parameters"]
+
+
+def with_security(document: dict[str, Any]) -> None:
+    """Each operation names what it takes: an API key or an OAuth access token with its
+    scopes, the platform credential, or nothing (`security: []`, said explicitly)."""
+    for path, _, operation in _operations(document):
+        kind = _kind(path)
+        if kind == "open":
+            operation["security"] = []
+        elif kind == "admin":
+            operation["security"] = [{"platformAdmin": []}]
+        else:
+            scopes = operation.get("x-required-scopes")
+            if not scopes:
+                raise ValueError(f"{path} names no scope (routes.common.op)")
+            # Only OAuth 2 schemes list scopes in a requirement; an API key needs the same ones
+            # (its scheme's description and `x-required-scopes` say so).
+            operation["security"] = [{"apiKey": []}, {"oauth2": list(scopes)}]
+
+
+def with_edge_answers(document: dict[str, Any]) -> None:
+    """The headers the edge puts on each answer, and the shared problem answers."""
+    shared: dict[str, Any] = {}
+    for path, method, operation in _operations(document):
+        answers = operation["responses"]
+        kind = _kind(path)
+        for status, answer in list(answers.items()):
+            if "$ref" in answer:
+                continue
+            if kind != "merchant" or status.startswith("2"):
+                names: list[str] = ["X-Request-Id"]
+                if kind == "merchant":
+                    names += ["RateLimit", "RateLimit-Policy"]
+                    if method == "post":
+                        names.append("Idempotent-Replayed")
+                    if operation.get("operationId") in ETAG_OPERATIONS:
+                        names.append("ETag-Unless-Replayed" if method == "post" else "ETag")
+                if kind == "admin" and status == "401":
+                    names.append("WWW-Authenticate")
+                answer.setdefault("headers", {}).update(_headers(*names))
+                continue
+            name, headers = RESPONSES.get(status, ("", COUNTED))
+            complete = {**answer, "headers": _headers(*headers)}
+            if shared.setdefault(name, complete) == complete and name:
+                answers[status] = _ref("responses", name)
+            else:  # a status of its own, or an answer a route described its own way
+                answers[status] = complete
+    shared.pop("", None)
+    document["components"]["responses"] = dict(sorted(shared.items()))
+    with_every_possible_problem(document)
+
+
+def _possible(path: str, method: str, operation: dict[str, Any]) -> set[str]:
+    """The problems a merchant operation can answer whatever its route says: the edge's (bad
+    request, no or a bad credential, body too large, rate limit), the route's scope check, a
+    POST's Idempotency-Key (in progress, reused), If-Match's stale version, an unknown id."""
+    possible = {"400", "401", "403", "413", "429"}
+    if method == "post":
+        possible |= {"409", "422"}
+    if _ref("parameters", "If-Match") in operation.get("parameters", []):
+        possible.add("412")
+    if "{" in path:
+        possible.add("404")
+    return possible
+
+
+def with_every_possible_problem(document: dict[str, Any]) -> None:
+    """A route that forgets one of the problems it can answer still documents it."""
+    shared = document["components"]["responses"]
+    for path, method, operation in _operations(document):
+        if _kind(path) != "merchant":
             continue
-        if path.startswith("/v1/admin/"):
-            continue
-        operations["post"].setdefault("parameters", []).append(
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": "Makes a retry safe: the first answer is kept 24 hours and "
-                "replayed with `Idempotent-Replayed: true`; the same key with another request "
-                "is a 422, one still running a 409. Scoped to your merchant.",
-                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY},
-                "example": "order-7f3c9a2e",
-            }
-        )
+        answers = operation["responses"]
+        for status in sorted(_possible(path, method, operation) - set(answers)):
+            name = RESPONSES[status][0]
+            if name not in shared:  # no route describes this problem: nothing to point at
+                raise ValueError(f"{method.upper()} {path} can answer {status}; describe it")
+            answers[status] = _ref("responses", name)

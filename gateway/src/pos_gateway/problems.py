@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from pos_kit.grpc_client import read_error
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED
 
 log = logging.getLogger(__name__)
 
@@ -143,15 +144,14 @@ def install(app: FastAPI) -> None:
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
             field = ".".join(loc) or "body"
             errors.append({"field": field, "reason": str(err.get("msg", "is not valid"))})
-        bad_json = any(e.get("type") == "json_invalid" for e in exc.errors())
-        return problem_response(
-            Problem(
-                400,
-                "malformed_json" if bad_json else "invalid_request",
-                "the request body is not valid JSON" if bad_json else "the request is not valid",
-                errors,
-            )
-        )
+        kinds = {e.get("type") for e in exc.errors()}
+        if "json_invalid" in kinds:
+            code, detail = "malformed_json", "the request body is not valid JSON"
+        elif CARD_NUMBER_NOT_ALLOWED in kinds:
+            code, detail = CARD_NUMBER_NOT_ALLOWED, "card numbers are never accepted"
+        else:
+            code, detail = "invalid_request", "the request is not valid"
+        return problem_response(Problem(400, code, detail, errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pos_kit.settings import BaseServiceSettings, refuse_placeholder
 
@@ -14,6 +14,12 @@ class GatewaySettings(BaseServiceSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # HTTPS served by the gateway itself (both or neither); the certificate is reloaded when
+    # its files change. Unset: plain HTTP, as on the local platform.
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    # Strict-Transport-Security max-age on answers served over HTTPS (0: no header).
+    hsts_max_age_seconds: int = Field(31_536_000, ge=0)
     # Keys the HMAC under which API keys are stored: a leaked table reveals no usable key.
     gateway_secret_key: str = Field(min_length=16)
     inventory_addr: str
@@ -42,6 +48,12 @@ class GatewaySettings(BaseServiceSettings):
     cors_origins: list[str] = []
     # The platform operator's credential for /v1/admin; the admin API is off without it.
     platform_admin_token: str | None = None
+
+    @model_validator(mode="after")
+    def _https_files_together(self) -> GatewaySettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("HTTP_TLS_CERT and HTTP_TLS_KEY go together")
+        return self
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)

@@ -14,7 +14,7 @@ from pos_inventory.adapters.tables import stock_ledger
 from pos_inventory.domain.ledger import EntryKind, LowStock, StockChanged
 from pos_inventory.domain.model import Adjustment, Reason
 from pos_inventory.domain.reservations import OutOfStock, validate_hold
-from pos_inventory.service import handlers, reservations, stock
+from pos_inventory.service import availability, handlers, reservations, stock
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -117,6 +117,28 @@ async def test_unknown_or_foreign_skus_and_locations_are_not_found(db: Db) -> No
             async with db.tx(merchant) as uow:
                 await handlers.adjust_stock(uow, Adjustment(item, place, 1, Reason.RECEIVED))
     assert await ledger_sum(db, sku, loc) == (0, 0)
+
+
+async def test_a_location_filter_of_another_merchant_is_not_found_like_a_made_up_one(
+    db: Db,
+) -> None:
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    async with db.uow() as uow:
+        # The owner's own filter answers.
+        assert [lv.location_id for lv in await handlers.stock_levels(uow, [sku], loc)] == [loc]
+        assert await stock.stock_history(uow, sku, loc, 10, None) == []
+        assert len(await availability.availability(uow, [sku], [loc])) == 1
+    for merchant, place in (("mer_a", "loc_nope"), ("mer_b", loc)):
+        async with db.uow(merchant) as uow:
+            for read in (
+                handlers.stock_levels(uow, [sku], place),
+                stock.stock_history(uow, sku, place, 10, None),
+                availability.availability(uow, [sku], [place]),
+            ):
+                with pytest.raises(NotFound) as err:
+                    await read
+                assert str(err.value) == f"location {place!r} was not found"
 
 
 async def test_bad_adjustments_are_field_errors(db: Db) -> None:

@@ -1,10 +1,11 @@
-"""Checkout use case on in-memory fakes: totals, tax, discounts, declines, degraded promotion."""
+"""Checkout use case on in-memory fakes: totals, tax, discounts, declines, degraded promotion,
+the customer id checked against the read model."""
 
 from __future__ import annotations
 
 import pytest
 
-from pos_kit.errors import InvalidArgument
+from pos_kit.errors import InvalidArgument, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_order.domain.model import (
     LineRequest,
@@ -37,11 +38,23 @@ class FakeOrders:
         return [o for (m, _), o in self.saved.items() if m == merchant_id][:limit]
 
 
+class FakeKnownCustomers:
+    def __init__(self, *known: str) -> None:
+        self.versions = dict.fromkeys(known, 1)
+
+    async def contains(self, customer_id: str) -> bool:
+        return customer_id in self.versions
+
+    async def remember(self, customer_id: str, version: int) -> None:
+        self.versions[customer_id] = max(version, self.versions.get(customer_id, 0))
+
+
 class FakeUow:
     merchant_id = "mer_a"
 
-    def __init__(self) -> None:
+    def __init__(self, *known_customers: str) -> None:
         self.orders = FakeOrders()
+        self.customers = FakeKnownCustomers("cus_1", *known_customers)
         self.published: list[object] = []
 
     def publish(self, event: object) -> None:
@@ -89,6 +102,21 @@ class FakePayments:
         return PaymentResult(f"pay_{len(self.charges)}", self.approve, None)
 
 
+class FakeCustomerService:
+    """The customer service's answer for ids the read model has not seen; counts the asks."""
+
+    def __init__(self, *existing: str, down: bool = False) -> None:
+        self.existing = set(existing)
+        self.down = down
+        self.asked: list[str] = []
+
+    async def version_of(self, customer_id: str) -> int | None:
+        self.asked.append(customer_id)
+        if self.down:
+            raise Unavailable("the customer service is unavailable", "customer_unavailable")
+        return 3 if customer_id in self.existing else None
+
+
 def _cmd(**over: object) -> CheckoutCommand:
     base: dict[str, object] = {
         "request_id": "req-1",
@@ -105,7 +133,9 @@ def _cmd(**over: object) -> CheckoutCommand:
 
 async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
     uow, payments = FakeUow(), FakePayments()
-    order, _ = await handlers.checkout(uow, FakeCatalog(), FixedDiscount(620), payments, _cmd())
+    order, _ = await handlers.checkout(
+        uow, FakeCatalog(), FixedDiscount(620), payments, FakeCustomerService(), _cmd()
+    )
     # 2 x 25.00 + 12.00 = 62.00; minus 6.20; tax 8.25 % of 55.80 = 4.6035 -> 4.60
     assert order.totals.subtotal == Money(6200, USD)
     assert order.totals.discount == Money(620, USD)
@@ -120,7 +150,12 @@ async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
 async def test_a_declined_payment_saves_the_order_but_confirms_nothing() -> None:
     uow = FakeUow()
     order, payment = await handlers.checkout(
-        uow, FakeCatalog(), FixedDiscount(0), FakePayments(approve=False), _cmd()
+        uow,
+        FakeCatalog(),
+        FixedDiscount(0),
+        FakePayments(approve=False),
+        FakeCustomerService(),
+        _cmd(),
     )
     assert order.status is OrderStatus.PAYMENT_DECLINED
     assert not payment.captured
@@ -129,7 +164,12 @@ async def test_a_declined_payment_saves_the_order_but_confirms_nothing() -> None
 
 async def test_promotion_unavailable_sells_at_list_price_and_says_so() -> None:
     order, _ = await handlers.checkout(
-        FakeUow(), FakeCatalog(), FixedDiscount(0, applied=False), FakePayments(), _cmd()
+        FakeUow(),
+        FakeCatalog(),
+        FixedDiscount(0, applied=False),
+        FakePayments(),
+        FakeCustomerService(),
+        _cmd(),
     )
     assert order.discounts_applied is False
     assert order.totals.discount == Money(0, USD)
@@ -152,8 +192,73 @@ async def test_bad_checkouts_are_refused_before_any_call(
     payments = FakePayments()
     uow = FakeUow()
     with pytest.raises(InvalidArgument) as err:
-        await handlers.checkout(uow, FakeCatalog(), FixedDiscount(0), payments, _cmd(**override))
+        await handlers.checkout(
+            uow, FakeCatalog(), FixedDiscount(0), payments, FakeCustomerService(), _cmd(**override)
+        )
     assert field in [v.field for v in err.value.violations]
+    assert payments.charges == [] and uow.orders.saved == {}
+
+
+async def test_a_known_customer_needs_no_customer_call() -> None:
+    customers = FakeCustomerService(down=True)
+    order, _ = await handlers.checkout(
+        FakeUow(), FakeCatalog(), FixedDiscount(0), FakePayments(), customers, _cmd()
+    )
+    assert order.customer_id == "cus_1" and customers.asked == []
+
+
+async def test_a_sale_without_a_customer_asks_nobody() -> None:
+    customers = FakeCustomerService(down=True)
+    order, _ = await handlers.checkout(
+        FakeUow(), FakeCatalog(), FixedDiscount(0), FakePayments(), customers, _cmd(customer_id="")
+    )
+    assert order.customer_id == "" and customers.asked == []
+
+
+async def test_an_unseen_customer_is_asked_about_once_then_known() -> None:
+    uow, customers = FakeUow(), FakeCustomerService("cus_new")
+    for request_id in ("req-1", "req-2"):
+        await handlers.checkout(
+            uow,
+            FakeCatalog(),
+            FixedDiscount(0),
+            FakePayments(),
+            customers,
+            _cmd(request_id=request_id, customer_id="cus_new"),
+        )
+    assert customers.asked == ["cus_new"]
+    assert uow.customers.versions["cus_new"] == 3
+
+
+async def test_a_customer_the_merchant_does_not_have_is_not_found_and_nothing_is_charged() -> None:
+    uow, payments = FakeUow(), FakePayments()
+    with pytest.raises(NotFound) as err:
+        await handlers.checkout(
+            uow,
+            FakeCatalog(),
+            FixedDiscount(0),
+            payments,
+            FakeCustomerService(),
+            _cmd(customer_id="cus_elsewhere"),
+        )
+    assert err.value.code == "resource_missing"
+    assert str(err.value) == "customer 'cus_elsewhere' was not found"
+    assert payments.charges == [] and uow.orders.saved == {} and uow.published == []
+    assert "cus_elsewhere" not in uow.customers.versions
+
+
+async def test_an_unseen_customer_while_the_customer_service_is_down_is_refused() -> None:
+    uow, payments = FakeUow(), FakePayments()
+    with pytest.raises(Unavailable) as err:
+        await handlers.checkout(
+            uow,
+            FakeCatalog(),
+            FixedDiscount(0),
+            payments,
+            FakeCustomerService(down=True),
+            _cmd(customer_id="cus_unseen"),
+        )
+    assert err.value.code == "customer_unavailable"
     assert payments.charges == [] and uow.orders.saved == {}
 
 

@@ -19,7 +19,6 @@ from pos_payment.domain.model import (
     PaymentCaptured,
     PaymentStatus,
     TenderType,
-    looks_like_card_number,
     validate_charge,
 )
 from pos_payment.service import handlers
@@ -113,13 +112,23 @@ async def test_an_unknown_token_is_a_field_error_and_stores_nothing() -> None:
     assert uow.published == []
 
 
-def test_card_numbers_are_recognised_in_any_spacing() -> None:
-    assert looks_like_card_number("4242424242424242")
-    assert looks_like_card_number("4242-4242-4242-4242")
-    assert not looks_like_card_number("tok_visa")
-    assert not looks_like_card_number("12345")
-    assert looks_like_card_number("tok_4242424242424242")
-    assert not looks_like_card_number("tok_visa_12345")
+@pytest.mark.parametrize(
+    "token",
+    ["4242424242424242", "4242-4242-4242-4242", "4242 4242 4242 4242", "tok_4242424242424242"],
+)
+def test_a_card_number_as_token_is_refused_by_the_kit_rule(token: str) -> None:
+    for tender, cash in ((TenderType.CARD, None), (TenderType.CASH, (100, USD))):
+        with pytest.raises(InvalidArgument) as err:
+            validate_charge(ChargeRequest("ord_1", tender, 100, USD, cash, token))
+        assert err.value.code == "card_number_not_allowed"
+        assert "card_token" in [v.field for v in err.value.violations]
+        assert token not in str(err.value) + repr(err.value.violations)
+
+
+def test_tokens_that_only_look_numeric_are_not_card_numbers() -> None:
+    for token in ("tok_visa", "tok_visa_12345", "tok_4242424242424241"):  # last: fails Luhn
+        charge = validate_charge(ChargeRequest("ord_1", TenderType.CARD, 100, USD, None, token))
+        assert charge.card_token == token
 
 
 async def test_capture_is_idempotent_and_keeps_no_card_data(infra: Infra) -> None:
@@ -160,6 +169,7 @@ async def test_capture_is_idempotent_and_keeps_no_card_data(infra: Infra) -> Non
                 timeout=5,
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert read_error(err.value).reason == "card_number_not_allowed"
         assert [v.field for v in read_error(err.value).violations] == ["card_token"]
 
         with psycopg.connect(svc.database_url) as conn:

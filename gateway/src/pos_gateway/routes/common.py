@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import grpc
 from fastapi import Header, Query, Request
@@ -19,6 +19,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from pos.common.v1 import money_pb2
 from pos_gateway.auth import require
@@ -27,13 +28,38 @@ from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
 from pos_kit.grpc_client import read_error
 from pos_kit.money import MINOR_UNITS
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 T = TypeVar("T")
 
-# No text in the API may hold NUL: PostgreSQL can't store it, and no name or id needs it.
-# The edge refuses it in URLs, Body models in JSON; the document says so on every string.
-NUL = "\x00"
+# No text in the API may hold NUL (PostgreSQL can't store it, and no name or id needs it) or a
+# card number (PCI DSS: card data never lands here): the kit's text rules (`pos_kit.text`). The
+# edge applies them to URLs and query strings, Body models to every string of a JSON body; the
+# document says NUL on every string.
 NO_NUL = "^[^\\u0000]*$"
+
+
+def _holds_models(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(arg) for arg in get_args(annotation))
+
+
+def _text_refusal(name: str, value: Any, maps_are_models: bool) -> str | None:
+    """The text rule `value` breaks: the string itself, each string of a list, each key and
+    string value of a map. A dict that is a nested model is left to that model, which names
+    its own fields."""
+    if isinstance(value, str):
+        return text_problem(name, value)
+    strings: list[Any] = []
+    if isinstance(value, list):
+        strings = value
+    elif isinstance(value, dict) and not maps_are_models:
+        strings = [*value.keys(), *value.values()]
+    reasons = [text_problem(name, s) for s in strings if isinstance(s, str)]
+    if CARD_NUMBER_REASON in reasons:
+        return CARD_NUMBER_REASON
+    return next((r for r in reasons if r is not None), None)
 
 
 class Body(BaseModel):
@@ -48,8 +74,19 @@ class Body(BaseModel):
         field = cls.model_fields.get(info.field_name or "")
         if isinstance(value, bool) and field is not None and field.annotation in (int, int | None):
             raise ValueError("must be an integer, not a boolean")
-        if isinstance(value, str) and NUL in value:
-            raise ValueError("must not contain the NUL character")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_rules(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        field = cls.model_fields.get(name)
+        refusal = _text_refusal(name, value, field is not None and _holds_models(field.annotation))
+        if refusal == CARD_NUMBER_REASON:
+            # Its own error type: the problem's code becomes `card_number_not_allowed`.
+            raise PydanticCustomError(CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON)
+        if refusal is not None:
+            raise ValueError(refusal)
         return value
 
 
@@ -74,6 +111,11 @@ INT32 = _integer_format("int32")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+# Said of every filter that names a location: another merchant's id is one you do not have.
+UNKNOWN_LOCATION = (
+    "A location of yours to limit the answer to; one you do not have is a 404 "
+    "`resource_missing` problem"
+)
 Sku = Annotated[
     str,
     Field(

@@ -13,7 +13,7 @@ from pos_gateway import admin, keys, tokens
 from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import CREATE, NUL, Body, example, op, problems, success
+from pos_gateway.routes.common import CREATE, Body, example, op, problems, success
 from pos_gateway.schemas.credentials import (
     AccessToken,
     ApiKey,
@@ -23,6 +23,7 @@ from pos_gateway.schemas.credentials import (
     OAuthClient,
     OAuthClientList,
 )
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
 Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
@@ -178,9 +179,17 @@ TOKEN_FORM_EXAMPLE = {
 }
 
 
-def _oauth_error(status: int, error: str, detail: str) -> Problem:
-    # RFC 6749 clients read `error`; everyone else reads the problem's `code`.
-    return Problem(status, error, detail, extra={"error": error, "error_description": detail})
+def _oauth_error(
+    status: int,
+    error: str,
+    detail: str,
+    code: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> Problem:
+    # RFC 6749 clients read `error`; everyone else reads the problem's `code` (the same, unless
+    # a finer one says more, like `card_number_not_allowed`).
+    extra = {"error": error, "error_description": detail}
+    return Problem(status, code or error, detail, errors, extra=extra)
 
 
 @router.post(
@@ -203,8 +212,18 @@ async def token(
     client_secret: Annotated[str, Form(min_length=1, max_length=128)],
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> AccessToken:
-    if NUL in grant_type + client_id + client_secret + scope:
-        raise _oauth_error(400, "invalid_request", "form fields must not contain NUL")
+    form = {"grant_type": grant_type, "client_id": client_id, "client_secret": client_secret,
+            "scope": scope}  # fmt: skip
+    refused = {k: r for k, v in form.items() if (r := text_problem(k, v)) is not None}
+    if refused:
+        card = CARD_NUMBER_REASON in refused.values()
+        raise _oauth_error(
+            400,
+            "invalid_request",
+            "card numbers are never accepted" if card else "form fields must not contain NUL",
+            code=CARD_NUMBER_NOT_ALLOWED if card else None,
+            errors=[{"field": k, "reason": r} for k, r in refused.items()],
+        )
     if grant_type != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     state = request.app.state

@@ -16,6 +16,7 @@ from pos_gateway.routes.common import (
     CREATE,
     INT32,
     INT64,
+    UNKNOWN_LOCATION,
     Body,
     Currency,
     Cursor,
@@ -181,7 +182,7 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
 async def stock_levels(
     svc: Svc,
     sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
-    location_id: Annotated[str | None, Query(max_length=64)] = None,
+    location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
 ) -> StockLevelList:
     answer = await svc.inventory.GetStockLevels(
         inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")

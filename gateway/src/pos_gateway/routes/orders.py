@@ -49,7 +49,12 @@ class CheckoutIn(Body):
     )
 
     location_id: str = Field(min_length=1, max_length=64)
-    customer_id: str = Field("", max_length=64)
+    customer_id: str = Field(
+        "",
+        max_length=64,
+        description="One of your customers, or empty; an id you do not have (another merchant's "
+        "included) is a 404 `resource_missing` problem and nothing is sold",
+    )
     lines: list[CheckoutLineIn] = Field(min_length=1, max_length=200)
     tender_type: Literal["cash", "card"]
     cash_tendered: MoneyIn | None = None

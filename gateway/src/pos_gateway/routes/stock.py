@@ -19,6 +19,7 @@ from pos_gateway.routes.common import (
     INT64,
     INT64_MAX,
     INT64_MIN,
+    UNKNOWN_LOCATION,
     Body,
     Cursor,
     Limit,
@@ -186,12 +187,17 @@ async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
 
 @router.get(
     "/inventory/history",
-    **op("inventory:read", "The stock ledger, newest first", example=ex.page(ex.LEDGER_ENTRY)),
+    **op(
+        "inventory:read",
+        "The stock ledger, newest first",
+        (404,),
+        example=ex.page(ex.LEDGER_ENTRY),
+    ),
 )
 async def stock_history(
     svc: Svc,
     sku: Annotated[str | None, Query(max_length=64)] = None,
-    location_id: Annotated[str | None, Query(max_length=64)] = None,
+    location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> LedgerEntryList:
@@ -216,12 +222,19 @@ async def set_threshold(body: ThresholdIn, svc: Svc) -> Threshold:
 
 @router.get(
     "/inventory/availability",
-    **op("inventory:read", "Availability across locations", example=ex.listed(ex.AVAILABILITY)),
+    **op(
+        "inventory:read",
+        "Availability across locations",
+        (404,),
+        example=ex.listed(ex.AVAILABILITY),
+    ),
 )
 async def availability(
     svc: Svc,
     sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
-    location_id: Annotated[list[str] | None, Query(max_length=200)] = None,
+    location_id: Annotated[
+        list[str] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
+    ] = None,
 ) -> SkuAvailabilityList:
     answer = await svc.stock.GetAvailability(
         stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -23,15 +24,33 @@ def nats_server_binary() -> str:
 
 
 class LocalNats:
-    def __init__(self, data_dir: Path, port: int, log_file: Path | None = None) -> None:
+    """`tls`: (certificate, key) files; the server then requires TLS of every client."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        log_file: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.log_file = (log_file or self.data_dir.parent / "nats.log").resolve()
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
+
+    def _tls_options(self) -> list[str]:
+        """A config file with a tls block, as the Kubernetes servers have (k8s/README.md)."""
+        if self.tls is None:
+            return []
+        config = self.data_dir / "tls.conf"
+        cert, key = (json.dumps(str(path.resolve())) for path in self.tls)
+        config.write_text(f"tls {{\n  cert_file: {cert}\n  key_file: {key}\n  timeout: 2\n}}\n")
+        return ["-c", str(config)]
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +68,7 @@ class LocalNats:
                 "-p", str(self.port),
                 "-js",
                 "-sd", str(self.data_dir),
+                *self._tls_options(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

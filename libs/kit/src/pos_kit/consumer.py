@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from pos_kit.dead_letters import CONSUMER, DELIVERIES, ERROR, ORIGINAL_SUBJECT, REDRIVE_FOR
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import DLQ_PREFIX, ensure_stream, stream_config, stream_name
 from pos_kit.uow import UnitOfWork
@@ -74,6 +75,7 @@ class Consumer:
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.skipped = 0
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         await ensure_stream(self._js, stream_config(self._source))
@@ -113,6 +115,12 @@ class Consumer:
 
     async def handle(self, msg: Msg) -> None:
         headers = msg.headers or {}
+        target = headers.get(REDRIVE_FOR)
+        if target is not None and target != self.name:
+            # Sent again for another consumer that had dead-lettered it (dead_letters.py).
+            self.skipped += 1
+            await msg.ack()
+            return
         delivery = msg.metadata.num_delivered if msg.metadata else 1
         ctx = extract(headers)
         with tracer.start_as_current_span(
@@ -168,13 +176,16 @@ class Consumer:
     async def _dead_letter(self, msg: Msg, delivery: int, reason: str) -> None:
         headers = dict(msg.headers or {})
         original_id = headers.get(EVENT_ID_HEADER, f"seq-{msg.metadata.sequence.stream}")
+        headers.pop(REDRIVE_FOR, None)
+        # Deduplicated per dead-lettering: a letter redriven and failed again is a new letter.
+        attempt = msg.metadata.sequence.stream if msg.metadata else 0
         headers.update(
             {
-                "Nats-Msg-Id": f"{self.name}:{original_id}",
-                "Omnitill-Original-Subject": msg.subject,
-                "Omnitill-Consumer": self.name,
-                "Omnitill-Deliveries": str(delivery),
-                "Omnitill-Error": reason[:200],
+                "Nats-Msg-Id": f"{self.name}:{original_id}:{attempt}",
+                ORIGINAL_SUBJECT: msg.subject,
+                CONSUMER: self.name,
+                DELIVERIES: str(delivery),
+                ERROR: reason[:200],
             }
         )
         await self._js.publish(f"{DLQ_PREFIX}.{self.name}", msg.data, headers=headers)

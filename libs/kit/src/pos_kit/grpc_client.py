@@ -18,6 +18,7 @@ from pos_kit.context import (
     request_id_var,
 )
 from pos_kit.errors import DomainError, FieldViolation
+from pos_kit.tls import GrpcTls
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -55,22 +56,27 @@ class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
         return await continuation(new_details, request)
 
 
-def channel(target: str, default_timeout: float = DEFAULT_TIMEOUT) -> grpc.aio.Channel:
+def channel(
+    target: str, default_timeout: float = DEFAULT_TIMEOUT, tls: GrpcTls | None = None
+) -> grpc.aio.Channel:
     """A channel that spreads calls over every address the name resolves to (every pod behind
-    a headless Service), instead of pinning one connection to one replica."""
+    a headless Service), instead of pinning one connection to one replica. With `tls`, the
+    server's certificate must be signed by its CA and name the host of `target`."""
     if "://" not in target and not target.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
         target = f"dns:///{target}"
-    return grpc.aio.insecure_channel(
-        target,
-        interceptors=[ContextClientInterceptor(default_timeout)],
-        options=[
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.enable_retries", 1),
-            ("grpc.lb_policy_name", "round_robin"),
-            # A restarted or rescheduled replica is reconnected within a second, not minutes.
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-        ],
+    interceptors = [ContextClientInterceptor(default_timeout)]
+    options = [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1),
+        ("grpc.lb_policy_name", "round_robin"),
+        # A restarted or rescheduled replica is reconnected within a second, not minutes.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+    if tls is None:
+        return grpc.aio.insecure_channel(target, interceptors=interceptors, options=options)
+    return grpc.aio.secure_channel(
+        target, tls.channel_credentials(), interceptors=interceptors, options=options
     )
 
 

@@ -1,7 +1,8 @@
 """The grpc.aio server every service runs: health, reflection, call context, error mapping.
 
 Every RPC of ours must carry a deadline and the merchant in metadata; calls without them are
-refused before any handler runs. Domain errors become a gRPC status with google.rpc details
+refused before any handler runs, and so are requests with NUL or a card number in any string
+(`message_text`). Domain errors become a gRPC status with google.rpc details
 (ErrorInfo.reason = the stable code, BadRequest for field problems). Any other exception is
 logged here and answered as INTERNAL with no detail, so internals never leak.
 """
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pos_kit.context import (
     MERCHANT_HEADER,
@@ -30,7 +32,9 @@ from pos_kit.context import (
     merchant_var,
     request_id_var,
 )
-from pos_kit.errors import DomainError
+from pos_kit.errors import DomainError, Unavailable
+from pos_kit.message_text import check_request
+from pos_kit.tls import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +43,54 @@ ERROR_DOMAIN = "omnitill.dev"
 _OPEN_SERVICES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+# The status travels in a trailer, and gRPC clients refuse metadata over 8 KiB by default
+# (answering RESOURCE_EXHAUSTED instead of the error): a status is kept well inside that, base64
+# and all, by shortening long values and dropping the tail of long violation lists.
+STATUS_BUDGET = 5_000
+_LONGEST_VALUE = 500
+
+
 def status_for(error: DomainError) -> status_pb2.Status:
+    status = _status(error, error.violations, error.metadata)
+    violations, metadata = error.violations, error.metadata
+    while status.ByteSize() > STATUS_BUDGET:
+        metadata = {k: v[:_LONGEST_VALUE] for k, v in metadata.items()}
+        if len(violations) > 1:
+            violations = violations[: len(violations) // 2]
+        elif violations:
+            violations = []
+        elif any(len(v) > 100 for v in metadata.values()):
+            metadata = {k: v[:100] for k, v in metadata.items()}
+        else:
+            break
+        status = _status(error, violations, metadata)
+    return status
+
+
+def _status(
+    error: DomainError, violations: list[Any], metadata: dict[str, str]
+) -> status_pb2.Status:
     details = []
-    info = error_details_pb2.ErrorInfo(
-        reason=error.code, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
+    info = error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN, metadata=metadata)
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
-    if error.violations:
+    if violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=v.field[:_LONGEST_VALUE], description=v.description[:_LONGEST_VALUE]
                 )
-                for v in error.violations
+                for v in violations
             ]
         )
         packed_bad = any_pb2.Any()
         packed_bad.Pack(bad)
         details.append(packed_bad)
     return status_pb2.Status(
-        code=getattr(code_pb2, error.status.name), message=error.message, details=details
+        code=getattr(code_pb2, error.status.name),
+        message=error.message[:_LONGEST_VALUE],
+        details=details,
     )
 
 
@@ -94,11 +124,21 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 deadline_var.set(time.monotonic() + float(remaining or 0)),
             )
             try:
+                check_request(request)
                 return await inner(request, context)
             except DomainError as error:
                 await context.abort_with_status(rpc_status.to_status(status_for(error)))
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
+            except PoolTimeout:
+                # Every database connection stayed busy for the pool's whole wait: overload,
+                # which a caller may retry (with the same request_id), not an internal fault.
+                log.warning("%s: no database connection free in time", method)
+                await context.abort_with_status(
+                    rpc_status.to_status(
+                        status_for(Unavailable("the service is overloaded; retry", "overloaded"))
+                    )
+                )
             except Exception:
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
@@ -129,6 +169,8 @@ class GrpcService:
         host: str,
         port: int,
         grace_seconds: float = 10.0,
+        tls: GrpcTls | None = None,
+        health_port: int = 0,
     ) -> None:
         self.name = name
         self.server = grpc.aio.server(
@@ -156,22 +198,40 @@ class GrpcService:
             self.server,
         )
         self.address = f"{host}:{port}"
-        self.port = self.server.add_insecure_port(self.address)
+        self.tls = tls is not None and tls.serves
+        if tls is not None and tls.serves:
+            self.port = self.server.add_secure_port(self.address, tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(self.address)
+        # The kubelet's gRPC probe speaks no TLS: with TLS on, health alone (no call of ours)
+        # is answered in plaintext on a port of its own.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if health_port:
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(f"{host}:{health_port}")
         self._grace = grace_seconds
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, background: Sequence[BackgroundTask] = ()) -> None:
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(task(self.stop_event)) for task in background]
-        log.info("%s serving gRPC on port %d", self.name, self.port)
+        log.info(
+            "%s serving gRPC%s on port %d", self.name, " over TLS" if self.tls else "", self.port
+        )
 
     async def stop(self) -> None:
         """Graceful: report NOT_SERVING, drain in-flight calls, then stop background work."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self._grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         self.stop_event.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self._grace)

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import MetaData, create_engine, pool
 
 from pos_kit.db import async_url
+from pos_kit.settings import SslMode
+from pos_kit.tls import database_url_with_tls
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
@@ -49,8 +51,17 @@ class MigrationSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
     database_url: str
+    # The same TLS settings as a service's (pos_kit.settings), for the same database.
+    database_sslmode: SslMode | None = None
+    database_sslrootcert: str | None = None
+
+    @property
+    def url(self) -> str:
+        return database_url_with_tls(
+            self.database_url, self.database_sslmode, self.database_sslrootcert
+        )
 
 
 def upgrade_from_env(migrations_dir: Path) -> None:
     """`python -m pos_<service> migrate`: upgrade the database named by DATABASE_URL."""
-    upgrade(migrations_dir, MigrationSettings().database_url)  # type: ignore[call-arg]
+    upgrade(migrations_dir, MigrationSettings().url)  # type: ignore[call-arg]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import ColumnElement, Select, tuple_
 
 from pos_kit.errors import FieldViolation, InvalidArgument
 
@@ -62,14 +59,3 @@ def decode_change(token: str) -> ChangeCursor | None:
         raise InvalidArgument(
             "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
         ) from None
-
-
-def changed_since(
-    query: Select[Any], updated_at: ColumnElement[Any], item_id: ColumnElement[Any],
-    since: datetime, cursor: ChangeCursor | None,
-) -> Select[Any]:  # fmt: skip
-    """Rows changed at or after `since`, oldest change first, resuming after `cursor`."""
-    query = query.where(updated_at >= since)
-    if cursor is not None:
-        query = query.where(tuple_(updated_at, item_id) > tuple_(cursor.updated_at, cursor.id))
-    return query.order_by(updated_at, item_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Generic, TypeVar
 
@@ -17,6 +18,7 @@ from pos_kit.settings import BaseServiceSettings
 from pos_kit.streams import connect, ensure_service_streams
 from pos_kit.tables import KitTables
 from pos_kit.telemetry import instrument_engine
+from pos_kit.tls import client_context
 from pos_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,10 @@ class ServiceRuntime(Generic[U]):
     async def messaging(self, stop: asyncio.Event) -> None:
         """Background task: connect to NATS (waiting for it if need be), then relay and consume."""
         try:
-            self.nats = await connect(self.settings.nats_servers, f"pos-{self.service}", stop)
+            tls = client_context(self.settings.nats_tls_ca) if self.settings.nats_tls else None
+            self.nats = await connect(
+                self.settings.nats_servers, f"pos-{self.service}", stop, tls=tls
+            )
         except Exception:
             return
         self.js = self.nats.jetstream()
@@ -109,7 +114,9 @@ class ServiceRuntime(Generic[U]):
                 task.cancel()
             # Close, not drain: every message is acked explicitly after its commit, so anything
             # in flight is simply redelivered, and a drain can wait on pull subscriptions.
-            await self.nats.close()
+            # If the server went first there is nothing left to close cleanly.
+            with contextlib.suppress(ConnectionError):
+                await self.nats.close()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -29,6 +29,8 @@ def grpc_service(
         settings.grpc_host,
         settings.grpc_port,
         settings.shutdown_grace_seconds,
+        tls=settings.grpc_tls,
+        health_port=settings.grpc_health_port,
     )
 
 

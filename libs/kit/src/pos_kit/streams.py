@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import nats
 from nats.aio.client import Client as NATS
@@ -66,14 +67,21 @@ async def ensure_service_streams(js: JetStreamContext, *services: str, replicas:
     )
 
 
-async def connect(servers: list[str], name: str, stop: asyncio.Event | None = None) -> NATS:
-    """Connect, retrying until NATS answers: a service starts and takes writes without it."""
+async def connect(
+    servers: list[str],
+    name: str,
+    stop: asyncio.Event | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> NATS:
+    """Connect, retrying until NATS answers: a service starts and takes writes without it.
+    With `tls` (tls:// servers), the server's certificate is verified with that context."""
     delay = 0.2
     while True:
         try:
             return await nats.connect(
                 servers=servers,
                 name=name,
+                tls=tls,
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

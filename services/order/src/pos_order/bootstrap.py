@@ -11,11 +11,17 @@ from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
 from pos_kit.grpc_server import GrpcService
-from pos_kit.runtime import ServiceRuntime
+from pos_kit.runtime import ConsumerSpec, ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
-from pos_order.adapters.remote import InventoryCatalog, PaymentService, PromotionDiscounts
+from pos_order.adapters.remote import (
+    CustomerDirectory,
+    InventoryCatalog,
+    PaymentService,
+    PromotionDiscounts,
+)
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit
+from pos_order.entrypoints import consumers
 from pos_order.entrypoints.grpc_api import SERVICE_NAME, OrderApi
 
 NAME = "order"
@@ -26,17 +32,39 @@ class Settings(GrpcServiceSettings):
     inventory_addr: str
     promotion_addr: str
     payment_addr: str
+    # Asked only about a customer id the customer events have not brought yet.
+    customer_addr: str
+    customer_timeout_seconds: float = 1.0
     # Promotion is optional on the hot path: past this, the sale goes on at list price.
     promotion_timeout_seconds: float = 0.3
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
-    runtime = ServiceRuntime(NAME, settings, kit, OrderUow)
+    runtime = ServiceRuntime(
+        NAME,
+        settings,
+        kit,
+        OrderUow,
+        consumers=[
+            ConsumerSpec(
+                "order-customers",
+                "customer",
+                list(consumers.CUSTOMER_SUBJECTS),
+                consumers.on_customer_changed,
+            )
+        ],
+    )
+    tls = settings.grpc_tls
     api = OrderApi(
         runtime.uow,
-        InventoryCatalog(channel(settings.inventory_addr)),
-        PromotionDiscounts(channel(settings.promotion_addr), settings.promotion_timeout_seconds),
-        PaymentService(channel(settings.payment_addr)),
+        InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
+        PromotionDiscounts(
+            channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
+        ),
+        PaymentService(channel(settings.payment_addr, tls=tls)),
+        CustomerDirectory(
+            channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
+        ),
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_customer.adapters import events
 from pos_customer.adapters.tables import customers, loyalty_ledger
 from pos_customer.domain.model import Customer, LoyaltyPointsEarned
-from pos_kit.paging import ChangeCursor, changed_since
+from pos_kit.changes import list_changed
+from pos_kit.paging import ChangeCursor
 from pos_kit.uow import UnitOfWork
 
 
@@ -86,7 +87,6 @@ class SqlCustomerRepository:
             .values(
                 loyalty_points=customer.loyalty_points,
                 version=customer.version,
-                updated_at=func.now(),
             )
         )
 
@@ -94,8 +94,9 @@ class SqlCustomerRepository:
         self, merchant_id: str, limit: int, since: datetime, cursor: ChangeCursor | None
     ) -> list[Customer]:
         query = select(customers).where(customers.c.merchant_id == merchant_id)
-        query = changed_since(query, customers.c.updated_at, customers.c.id, since, cursor)
-        rows = (await self._conn.execute(query.limit(limit))).all()
+        rows = await list_changed(
+            self._conn, query, customers.c.updated_at, customers.c.id, since, cursor, limit
+        )
         return [_customer(r) for r in rows]
 
     async def save_profile(self, customer: Customer, seen_version: int) -> bool:
@@ -111,7 +112,6 @@ class SqlCustomerRepository:
                 given_name=customer.given_name,
                 family_name=customer.family_name,
                 version=customer.version,
-                updated_at=func.now(),
             )
         )
         return bool(result.rowcount)

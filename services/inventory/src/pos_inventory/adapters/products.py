@@ -32,8 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_inventory.adapters.tables import product_barcodes, product_skus, products
 from pos_inventory.domain.catalog import Product, ProductStatus, Variant, concurrent_change
 from pos_inventory.domain.search import ProductQuery
+from pos_kit.changes import list_changed
 from pos_kit.money import Money
-from pos_kit.paging import ChangeCursor, changed_since
+from pos_kit.paging import ChangeCursor
 
 
 def _money(raw: dict[str, Any] | None) -> Money | None:
@@ -156,7 +157,7 @@ class SqlProducts:
                 .where(
                     self._mine(), products.c.id == product.id, products.c.version == seen_version
                 )
-                .values(**values, updated_at=func.now())
+                .values(**values)
                 .returning(products.c.updated_at)
             )
         ).first()
@@ -173,20 +174,21 @@ class SqlProducts:
         if not changed:
             return
         rows = [_row(self._merchant, p) for p in changed]
-        stmt = pg_insert(products)
+        insert = pg_insert(products)
         names = [c for c in rows[0] if c not in ("merchant_id", "id")]
-        stmt = stmt.on_conflict_do_update(
+        upsert = insert.on_conflict_do_update(
             constraint="products_pkey",
-            set_={**{c: stmt.excluded[c] for c in names}, "updated_at": func.now()},
-        )
+            set_={c: insert.excluded[c] for c in names},
+        ).returning(products.c.id, products.c.updated_at)
         try:
-            await self._conn.execute(stmt, rows)
+            stamped = await self._conn.execute(upsert, rows)
         except IntegrityError:
             # Another request took an external id, SKU or barcode after we looked.
             raise concurrent_change() from None
-        now = (await self._conn.execute(select(func.now()))).scalar_one()
+        # Each row's own stamp (the trigger sets it at the moment of its write).
+        stamps = {r.id: r.updated_at for r in stamped}
         for p in changed:
-            p.updated_at = now
+            p.updated_at = stamps[p.id]
         await self._unindex([p.id for p in changed])
         if not await self._index(changed):
             raise concurrent_change()
@@ -276,8 +278,10 @@ class SqlProducts:
         self, limit: int, since: datetime, cursor: ChangeCursor | None
     ) -> list[Product]:
         query = select(products).where(self._mine())
-        query = changed_since(query, products.c.updated_at, products.c.id, since, cursor)
-        return [_product(r) for r in await self._conn.execute(query.limit(limit))]
+        rows = await list_changed(
+            self._conn, query, products.c.updated_at, products.c.id, since, cursor, limit
+        )
+        return [_product(r) for r in rows]
 
     async def list(self, limit: int, after_id: str | None) -> list[Product]:
         query = select(products).where(self._mine())

@@ -51,6 +51,8 @@ async def availability(
             f"must name at most {MAX_LOCATIONS_PER_CALL}",
         )
     )
+    # Another merchant's location is refused like a made-up one, not quietly left out.
+    await require_items(uow, [], location_ids)
     levels = await uow.stock.levels(list(dict.fromkeys(skus)), location_ids or None)
     by_sku: dict[str, list[StockLevel]] = {}
     for level in levels:

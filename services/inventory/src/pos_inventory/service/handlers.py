@@ -43,10 +43,12 @@ async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location
 async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]) -> None:
     """NotFound for an unknown location or SKU, exactly as for another merchant's."""
     wanted = list(dict.fromkeys(location_ids))
-    found = {loc.id for loc in await uow.locations.many(wanted)}
+    found = {loc.id for loc in await uow.locations.many(wanted)} if wanted else set()
     for location_id in wanted:
         if location_id not in found:
             raise NotFound("location", location_id)
+    if not skus:
+        return
     known = {p.sku for p in await uow.products.by_skus(list(dict.fromkeys(skus)))}
     missing = sorted(set(skus) - known)
     if missing:
@@ -138,6 +140,9 @@ async def stock_levels(
     uow: InventoryUnitOfWork, skus: list[str], location_id: str | None
 ) -> list[StockLevel]:
     validate_sku_list(skus)
+    if location_id:
+        # A level of zero is an answer about a location we have; an id we do not is no location.
+        await require_items(uow, [], [location_id])
     found = await uow.stock.levels(skus, [location_id] if location_id else None)
     if location_id:
         # Nothing ever received is a level of zero, not an absence.

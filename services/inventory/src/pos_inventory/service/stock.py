@@ -119,6 +119,9 @@ async def transfer_stock(
 async def stock_history(
     uow: InventoryUnitOfWork, sku: str, location_id: str, limit: int, before_seq: int | None
 ) -> list[LedgerEntry]:
+    if location_id:
+        # Filtering by a location the merchant does not have is a 404, as everywhere else.
+        await require_items(uow, [], [location_id])
     return await uow.stock.history(sku, location_id, limit, before_seq)
 
 

@@ -6,6 +6,7 @@ import logging
 
 import grpc
 
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
@@ -47,6 +48,25 @@ class InventoryCatalog:
             for p in answer.products
         }
         return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps), items
+
+
+class CustomerDirectory:
+    """Asks the customer service about a customer id the read model has not seen yet."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 1.0) -> None:
+        self._stub = customer_pb2_grpc.CustomerServiceStub(channel)
+        self._timeout = timeout
+
+    async def version_of(self, customer_id: str) -> int | None:
+        try:
+            answer = await self._stub.GetCustomer(
+                customer_pb2.GetCustomerRequest(id=customer_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _downstream("customer", exc) from None
+        return int(answer.customer.version)
 
 
 class PromotionDiscounts:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, exists, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.money import Money
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
-from pos_order.adapters.tables import orders
+from pos_order.adapters.tables import known_customers, orders
 from pos_order.domain.model import Order, OrderLine, OrderStatus, Totals
 
 
@@ -108,10 +109,43 @@ class _MerchantOrders:
         return await self._repo.list(merchant_id, limit, after_id)
 
 
+class SqlKnownCustomers:
+    """The read model of the merchant's customer ids (see tables.known_customers)."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def contains(self, customer_id: str) -> bool:
+        t = known_customers
+        query = select(
+            exists().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+        )
+        return bool((await self._conn.execute(query)).scalar())
+
+    async def remember(self, customer_id: str, version: int) -> None:
+        # Events may arrive out of order and race a checkout's own look-up: keep the newest.
+        t = known_customers
+        statement = pg_insert(t).values(
+            merchant_id=self._merchant, customer_id=customer_id, version=version
+        )
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="known_customers_pkey",
+                set_={"version": statement.excluded.version, "seen_at": statement.excluded.seen_at},
+                where=t.c.version < statement.excluded.version,
+            )
+        )
+
+
 class OrderUow(UnitOfWork):
     @property
     def orders(self) -> _MerchantOrders:
         return _MerchantOrders(SqlOrderRepository(self.conn), self.merchant_id)
+
+    @property
+    def customers(self) -> SqlKnownCustomers:
+        return SqlKnownCustomers(self.conn, self.merchant_id)
 
     def publish(self, event: object) -> None:
         self.emit(events.to_outgoing(event, self.merchant_id))

@@ -40,3 +40,16 @@ orders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="orders_pkey"),
 )
+
+# The customer ids each merchant has, learnt from the customer service's events (or from one
+# look-up of an id the events have not brought yet), so a checkout checks its customer_id
+# without a call. Only the id and its version: no profile data leaves the customer service.
+known_customers = Table(
+    "known_customers",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
+)

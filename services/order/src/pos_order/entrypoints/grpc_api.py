@@ -17,7 +17,13 @@ from pos_order.adapters.messages import order_to_proto
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import LineRequest, Tender
 from pos_order.service import handlers
-from pos_order.service.ports import Catalog, CheckoutCommand, Discounts, Payments
+from pos_order.service.ports import (
+    Catalog,
+    CheckoutCommand,
+    CustomerLookup,
+    Discounts,
+    Payments,
+)
 
 _TENDERS = {payment_pb2.TENDER_TYPE_CASH: Tender.CASH, payment_pb2.TENDER_TYPE_CARD: Tender.CARD}
 
@@ -44,11 +50,13 @@ class OrderApi(order_pb2_grpc.OrderServiceServicer):
         catalog: Catalog,
         discounts: Discounts,
         payments: Payments,
+        customers: CustomerLookup,
     ) -> None:
         self._uow = uow
         self._catalog = catalog
         self._discounts = discounts
         self._payments = payments
+        self._customers = customers
 
     async def Checkout(
         self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
@@ -58,7 +66,7 @@ class OrderApi(order_pb2_grpc.OrderServiceServicer):
 
             async def work() -> order_pb2.CheckoutResponse:
                 order, payment = await handlers.checkout(
-                    uow, self._catalog, self._discounts, self._payments, cmd
+                    uow, self._catalog, self._discounts, self._payments, self._customers, cmd
                 )
                 response = order_pb2.CheckoutResponse(order=order_to_proto(order))
                 if isinstance(payment.raw, payment_pb2.Payment):

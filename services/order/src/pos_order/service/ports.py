@@ -22,11 +22,21 @@ class OrderRepository(Protocol):
     async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]: ...
 
 
+class KnownCustomers(Protocol):
+    """The merchant's customer ids as the order service has learnt them."""
+
+    async def contains(self, customer_id: str) -> bool: ...
+    async def remember(self, customer_id: str, version: int) -> None: ...
+
+
 class OrderUnitOfWork(Protocol):
     merchant_id: str
 
     @property
     def orders(self) -> OrderRepository: ...
+
+    @property
+    def customers(self) -> KnownCustomers: ...
 
     def publish(self, event: object) -> None: ...
 
@@ -35,6 +45,12 @@ class Catalog(Protocol):
     async def price_snapshot(
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]: ...
+
+
+class CustomerLookup(Protocol):
+    async def version_of(self, customer_id: str) -> int | None:
+        """The customer's current version, or None when the merchant has no such customer."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Payments and tenders. Plain Python: no storage or transport here.
 
 A card arrives only as a token from the tokenizer; what we keep of it is its brand and last
-four digits. Anything that looks like a card number is refused before it goes anywhere, and
-no error message ever repeats what was sent.
+four digits. A card number (the kit's one rule, `pos_kit.text`) is refused before it goes
+anywhere, and no error message ever repeats what was sent.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.errors import FieldViolation, InvalidArgument, raise_if, require
 from pos_kit.money import Money, MoneyError
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, holds_card_number
 
-# 12 to 19 digits, optionally grouped by single spaces or dashes as they are printed on cards.
-# Searched for anywhere in the value: "tok_4111111111111111" carries a card number too.
-_CARD_NUMBER = re.compile(r"(?<![\d])\d(?:[ -]?\d){11,18}(?![ -]?\d)")
 # Tokens are short opaque ASCII words; refusing anything else keeps stray personal data (names,
 # track data, CVCs typed into the wrong box) out of the processor call.
 _TOKEN = re.compile(r"tok_[A-Za-z0-9_]{1,60}")
@@ -81,10 +79,6 @@ class Charge:
     card_token: str
 
 
-def looks_like_card_number(value: str) -> bool:
-    return _CARD_NUMBER.search(value) is not None
-
-
 def card_summary(brand: str, last4: str) -> str:
     return f"{brand} •••• {last4}" if brand and last4 else ""
 
@@ -98,7 +92,8 @@ def _money(field: str, amount: int, currency: str) -> tuple[Money | None, list[F
 
 def _card_token_violations(tender: TenderType | None, token: str) -> list[FieldViolation]:
     # Checked first and whatever the tender: a card number is refused even on a cash sale.
-    if looks_like_card_number(token):
+    # "tok_4111111111111111" carries one too: the kit's rule finds it anywhere in the value.
+    if holds_card_number(token):
         return [FieldViolation("card_token", CARD_NUMBER_REFUSED)]
     if tender is TenderType.CARD:
         return require(
@@ -145,6 +140,10 @@ def validate_charge(req: ChargeRequest) -> Charge:
             req.cash_tendered is None, "cash_tendered", "is only for a cash tender"
         )
     violations += _card_token_violations(req.tender, req.card_token)
+    if any(v.description == CARD_NUMBER_REFUSED for v in violations):
+        raise InvalidArgument(
+            "card numbers are never accepted", violations, code=CARD_NUMBER_NOT_ALLOWED
+        )
     raise_if(violations)
     assert req.tender is not None and amount is not None  # guaranteed by the checks above
     return Charge(req.order_id, req.tender, amount, cash, req.card_token)

@@ -1,0 +1,95 @@
+"""The rules every text value obeys on its way in, at the gateway and in every service.
+
+- No NUL character: PostgreSQL cannot store it, and no name or id needs it.
+- No card number: PCI DSS wants the platform never to become a place where card data lands,
+  so a value holding one is refused before it reaches a table, a log, an outbox or a stream.
+
+A card number here is a whole run of 13 to 19 ASCII digits, written contiguously or in groups
+split by single spaces or by single dashes (one kind per run, as cards are printed), whose
+first digit is 2 to 6 (the networks' ranges: Mastercard 2/5, Amex/Diners/JCB 3, Visa 4,
+Discover/UnionPay 6) and which passes the Luhn check. "Whole" means the run is not part of a
+longer one: a 20-digit number is not a card number, and neither is a run whose groups mix
+spaces and dashes. Refusals never repeat the value.
+
+Some values have a type of their own and follow its rules rather than this one:
+- UUIDs and our own ids (`ord_01j…`) anywhere in a value are set aside before runs are looked
+  for: their digits are random, and a generated id must never be refused as a card.
+- In fields that hold GTINs (barcodes, and SKUs, which shops often set to the product's GTIN)
+  a contiguous run that is a valid GTIN-8/12/13/14 is a barcode, not a card number.
+"""
+
+from __future__ import annotations
+
+import re
+
+NUL = "\x00"
+NUL_REASON = "must not contain the NUL character"
+
+CARD_NUMBER_NOT_ALLOWED = "card_number_not_allowed"
+CARD_NUMBER_REASON = (
+    "must not hold a card number: card data is never accepted (send the processor's token)"
+)
+
+# Field names whose values may be GTINs, the same in the REST API and the protos.
+GTIN_FIELDS = frozenset({"sku", "skus", "barcode", "barcodes"})
+
+# Digits joined by single spaces or dashes; greedy, so each match is a whole (maximal) run.
+_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+_IDS = re.compile(
+    r"(?<![0-9A-Za-z])(?:"
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|[a-z]+_[0-9a-hjkmnp-tv-z]{26}"
+    r")(?![0-9A-Za-z])"
+)
+_GTIN_LENGTHS = (8, 12, 13, 14)
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        d = ord(char) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def is_gtin(value: str) -> bool:
+    """A GTIN-8, -12, -13 or -14 with its GS1 check digit (weights 3,1,3,… from the right)."""
+    if len(value) not in _GTIN_LENGTHS or not value.isascii() or not value.isdigit():
+        return False
+    body = value[:-1]
+    total = sum((ord(c) - 48) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == ord(value[-1]) - 48
+
+
+def _is_card_run(run: str, gtins_allowed: bool) -> bool:
+    digits = run.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
+        return False
+    if " " in run and "-" in run:
+        return False  # mixed groupings are not how a card is written
+    if gtins_allowed and digits == run and is_gtin(digits):
+        return False
+    return luhn_ok(digits)
+
+
+def holds_card_number(value: str, *, gtins_allowed: bool = False) -> bool:
+    """True when `value` holds a card number (see the module's docstring for the rule)."""
+    if len(value) < 13:
+        return False
+    if "_" in value or "-" in value:
+        value = _IDS.sub("#", value)
+    return any(_is_card_run(m.group(), gtins_allowed) for m in _RUN.finditer(value))
+
+
+def text_problem(field: str, value: str) -> str | None:
+    """Why `value`, sent as the field `field`, is refused (NUL_REASON or CARD_NUMBER_REASON), or
+    None. `field` may be a path (`variants[0].barcodes[1]`); its last name says whether GTINs
+    are at home in it."""
+    if NUL in value:
+        return NUL_REASON
+    name = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    if holds_card_number(value, gtins_allowed=name in GTIN_FIELDS):
+        return CARD_NUMBER_REASON
+    return None

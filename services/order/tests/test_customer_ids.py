@@ -1,0 +1,258 @@
+"""Checkout's customer_id against real services: PostgreSQL, NATS JetStream, and the customer,
+inventory and payment services running in this process.
+
+Another merchant's customer is refused like a made-up one and leaves nothing behind; a customer
+the order service learnt from events sells with the customer service stopped; a real customer
+whose event has not arrived is looked up once and then known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg import sql
+from sqlalchemy import select
+
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2
+from pos_devstack.natsd import LocalNats, free_port
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.db import make_engine
+from pos_kit.grpc_client import read_error
+from pos_order.adapters.repository import OrderUow
+from pos_order.adapters.tables import kit, known_customers
+from pos_order.service import handlers
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+A, B = "mer_a", "mer_b"
+
+
+def md(merchant: str) -> tuple[tuple[str, str], ...]:
+    return (("x-merchant-id", merchant),)
+
+
+@dataclass
+class Stack:
+    nats: LocalNats
+    order: order_pb2_grpc.OrderServiceStub
+    customers: customer_pb2_grpc.CustomerServiceStub
+    order_db: str
+    payment_db: str
+    location_id: str
+    stop_customer_service: AsyncExitStack
+
+    async def customer(self, merchant: str) -> customer_pb2.Customer:
+        answer = await self.customers.CreateCustomer(
+            customer_pb2.CreateCustomerRequest(
+                request_id=uuid.uuid4().hex, email=f"{uuid.uuid4().hex[:12]}@example.com"
+            ),
+            metadata=md(merchant),
+            timeout=5,
+        )
+        return answer.customer
+
+    async def checkout(self, customer_id: str) -> order_pb2.CheckoutResponse:
+        request = order_pb2.CheckoutRequest(
+            request_id=uuid.uuid4().hex,
+            location_id=self.location_id,
+            customer_id=customer_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            cash_tendered=money_pb2.Money(amount=10_000, currency="USD"),
+        )
+        answer: order_pb2.CheckoutResponse = await self.order.Checkout(
+            request, metadata=md(A), timeout=10
+        )
+        return answer
+
+    async def refused(self, customer_id: str) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await self.checkout(customer_id)
+        return err.value
+
+    def known(self, merchant: str, customer_id: str) -> bool:
+        with psycopg.connect(self.order_db) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM known_customers WHERE merchant_id = %s AND customer_id = %s",
+                (merchant, customer_id),
+            ).fetchone()
+        return row is not None
+
+    async def wait_known(self, merchant: str, customer_id: str) -> None:
+        deadline = time.monotonic() + 20
+        while not self.known(merchant, customer_id):
+            assert time.monotonic() < deadline, "the customer event never reached the read model"
+            await asyncio.sleep(0.05)
+
+    def written(self) -> dict[str, int]:
+        """Every row a checkout could leave: the order, its event, its stored answer, a payment."""
+        counts = {}
+        with psycopg.connect(self.order_db) as conn:
+            for table in ("orders", "outbox", "processed_requests"):
+                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                counts[table] = conn.execute(query).fetchone()[0]  # type: ignore[index]
+        with psycopg.connect(self.payment_db) as conn:
+            counts["payments"] = conn.execute("SELECT count(*) FROM payments").fetchone()[0]  # type: ignore[index]
+        return counts
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(infra: Infra) -> AsyncIterator[Stack]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            customer_stack = AsyncExitStack()
+            stack.push_async_callback(customer_stack.aclose)
+            customer = await customer_stack.enter_async_context(
+                serve_in_process("customer", infra, server.url)
+            )
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            order = await stack.enter_async_context(
+                serve_in_process(
+                    "order",
+                    infra,
+                    server.url,
+                    inventory_addr=f"127.0.0.1:{inventory.port}",
+                    customer_addr=f"127.0.0.1:{customer.port}",
+                    payment_addr=f"127.0.0.1:{payment.port}",
+                    # Nothing listens here: the sale goes on at list price, as documented.
+                    promotion_addr=f"127.0.0.1:{free_port()}",
+                )
+            )
+            catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
+            location = await catalog.CreateLocation(
+                inventory_pb2.CreateLocationRequest(
+                    request_id="loc-1", name="Main St", currency="USD", tax_rate_bps=0
+                ),
+                metadata=md(A),
+                timeout=5,
+            )
+            await catalog.CreateProduct(
+                inventory_pb2.CreateProductRequest(
+                    request_id="tee-1",
+                    sku="TEE",
+                    name="T-shirt",
+                    price=money_pb2.Money(amount=2500, currency="USD"),
+                ),
+                metadata=md(A),
+                timeout=5,
+            )
+            yield Stack(
+                nats=server,
+                order=order_pb2_grpc.OrderServiceStub(order.channel),
+                customers=customer_pb2_grpc.CustomerServiceStub(customer.channel),
+                order_db=order.database_url,
+                payment_db=payment.database_url,
+                location_id=location.location.id,
+                stop_customer_service=customer_stack,
+            )
+    finally:
+        server.stop()
+
+
+async def test_another_merchants_customer_is_refused_like_a_made_up_one_and_writes_nothing(
+    stack: Stack,
+) -> None:
+    # B's customer, and the order service has even learnt it (as B's) from the events.
+    foreign = (await stack.customer(B)).id
+    await stack.wait_known(B, foreign)
+    # B's customer the order service has not seen yet: refused after the look-up.
+    stack.nats.stop()
+    unseen_foreign = (await stack.customer(B)).id
+    made_up = "cus_" + uuid.uuid4().hex
+    before = stack.written()
+
+    answers = {
+        customer_id: await stack.refused(customer_id)
+        for customer_id in (made_up, foreign, unseen_foreign)
+    }
+
+    for customer_id, err in answers.items():
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+        error = read_error(err)
+        assert error.reason == "resource_missing"
+        assert error.message == f"customer {customer_id!r} was not found"
+    assert stack.written() == before
+    assert not stack.known(A, foreign) and not stack.known(A, unseen_foreign)
+
+
+async def test_a_customer_known_from_events_sells_with_the_customer_service_stopped(
+    stack: Stack,
+) -> None:
+    known = (await stack.customer(A)).id
+    await stack.wait_known(A, known)
+    await stack.stop_customer_service.aclose()
+
+    sold = await stack.checkout(known)
+
+    assert sold.order.customer_id == known
+    assert sold.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+
+
+async def test_an_unseen_customer_while_the_customer_service_is_down_is_503_and_writes_nothing(
+    stack: Stack,
+) -> None:
+    stack.nats.stop()  # its event stays in the customer service's outbox
+    unseen = (await stack.customer(A)).id
+    await stack.stop_customer_service.aclose()
+    before = stack.written()
+
+    err = await stack.refused(unseen)
+
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert read_error(err).reason == "customer_unavailable"
+    assert stack.written() == before
+
+
+async def test_a_real_customer_not_seen_yet_is_looked_up_once_then_known(stack: Stack) -> None:
+    stack.nats.stop()  # its event stays in the customer service's outbox
+    customer = await stack.customer(A)
+    assert not stack.known(A, customer.id)
+
+    first = await stack.checkout(customer.id)
+    assert stack.known(A, customer.id)
+    # The look-up's answer is kept: with the customer service gone, the next sale needs none.
+    await stack.stop_customer_service.aclose()
+    second = await stack.checkout(customer.id)
+
+    assert first.order.customer_id == second.order.customer_id == customer.id
+    assert second.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+
+
+async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra) -> None:
+    """Events arrive out of order and race a checkout's look-up: an older version never wins,
+    and a merchant sees only its own customers."""
+    engine = make_engine(infra.service_database("order"))
+    try:
+        for version in (3, 2, 1):
+            async with OrderUow(engine, kit).bind(A) as uow:
+                await handlers.remember_customer(uow, "cus_1", version)
+                await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            assert await uow.customers.contains("cus_1")
+            row = await uow.conn.execute(
+                select(known_customers.c.version).where(known_customers.c.customer_id == "cus_1")
+            )
+            assert row.scalar_one() == 3
+        async with OrderUow(engine, kit).bind(B) as uow:
+            assert not await uow.customers.contains("cus_1")
+    finally:
+        await engine.dispose()

@@ -1,0 +1,112 @@
+"""Dead letters can be seen and sent again, to the consumer that failed them only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+
+from pos_customer.adapters.tables import kit
+from pos_devstack.testing import Infra
+from pos_kit.consumer import Consumer, IncomingEvent
+from pos_kit.db import make_engine
+from pos_kit.dead_letters import list_dead_letters, redrive, redrive_all
+from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
+from pos_kit.streams import ensure_service_streams
+from pos_kit.uow import UnitOfWork
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SUBJECT = "pos.order.v1.order_confirmed"
+
+
+async def _until(predicate, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra: Infra) -> None:
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    fixed = False
+    applied: dict[str, list[str]] = {"fails": [], "other": []}
+
+    async def fails_until_fixed(uow: UnitOfWork, event: IncomingEvent) -> None:
+        if not fixed:
+            raise RuntimeError("a bug, fixed later")
+        applied["fails"].append(event.event_id)
+
+    async def other(uow: UnitOfWork, event: IncomingEvent) -> None:
+        applied["other"].append(event.event_id)
+
+    def consumer(name: str, handler) -> Consumer:  # type: ignore[no-untyped-def]
+        return Consumer(
+            js,
+            lambda: UnitOfWork(engine, kit),
+            name=name,
+            source_service="order",
+            subjects=[SUBJECT],
+            handler=handler,
+            max_deliver=2,
+            base_delay=0.01,
+        )
+
+    failing, bystander = consumer("test-fails", fails_until_fixed), consumer("test-other", other)
+    stop = asyncio.Event()
+    tasks = []
+    try:
+        await ensure_service_streams(js, "order")
+        headers = {
+            EVENT_ID_HEADER: "evt_1",
+            EVENT_TYPE_HEADER: "pos.order.v1.OrderConfirmed",
+            MERCHANT_HEADER: "mer_a",
+        }
+        await js.publish(SUBJECT, b"payload", headers=headers)
+        tasks = [asyncio.create_task(c.run(stop)) for c in (failing, bystander)]
+        await _until(lambda: failing.dead_lettered == 1 and bystander.applied == 1)
+
+        # Seen from the command line an operator uses.
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "pos_kit.dead_letters", "list"],
+            env={**os.environ, "NATS_URL": server.url},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        (line,) = shown.stdout.splitlines()
+        letter = json.loads(line)
+        assert (letter["consumer"], letter["subject"], letter["event_id"]) == (
+            "test-fails",
+            SUBJECT,
+            "evt_1",
+        )
+        assert (letter["deliveries"], letter["error"]) == (2, "RuntimeError")
+        assert letter["merchant_id"] == "mer_a"
+
+        fixed = True
+        (sent,) = await redrive_all(js)
+        assert sent.sequence == letter["sequence"]
+        await _until(lambda: failing.applied == 1 and bystander.skipped == 1)
+        # Only the consumer that failed applied it again; the other saw and skipped it.
+        assert applied == {"fails": ["evt_1"], "other": ["evt_1"]}
+        assert await list_dead_letters(js) == []
+        with pytest.raises(NotFoundError):
+            await redrive(js, letter["sequence"])  # sent once: the letter is gone
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await nc.close()
+        await engine.dispose()
