@@ -17,6 +17,8 @@ pytestmark = pytest.mark.e2e
 def _check(document: dict[str, Any], path: str, method: str, answer: httpx.Response) -> str:
     """The name of the documented problem schema `answer` was checked against."""
     documented = document["paths"][path][method]["responses"][str(answer.status_code)]
+    if "$ref" in documented:  # a shared answer, in #/components/responses
+        documented = document["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
     schema = documented["content"][answer.headers["content-type"]]["schema"]
     rooted = {**schema, "components": document["components"]}
     jsonschema.validate(answer.json(), rooted, cls=jsonschema.Draft202012Validator)

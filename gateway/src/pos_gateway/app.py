@@ -150,10 +150,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     ):
         app.include_router(module.router)
 
+    # The probes answer the platform's orchestrator and scrapers, not partners' clients: the
+    # breaking-change check leaves them out (tools/contract/optic.dev.yml).
+    probe = {"x-platform-probe": True}
+
     @app.get(
         "/healthz",
         tags=["platform"],
         summary="Liveness",
+        openapi_extra=probe,
         responses={200: success({"status": "ok"})},
     )
     async def healthz() -> Health:
@@ -163,6 +168,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/metrics",
         tags=["platform"],
         summary="Prometheus metrics",
+        openapi_extra=probe,
         response_class=PlainTextResponse,
         responses={200: success(METRICS_EXAMPLE, "text/plain")},
     )
@@ -173,6 +179,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/readyz",
         tags=["platform"],
         summary="Readiness: the gateway's database; each service's health is reported",
+        openapi_extra=probe,
         response_model=Readiness,
         responses={
             200: success(READY_EXAMPLE),

@@ -202,10 +202,6 @@ def request_id() -> str:
     return request_id_var.get() or ""
 
 
-def page(items: list[dict[str, Any]], next_token: str) -> dict[str, Any]:
-    return {"data": items, "next_cursor": next_token or None}
-
-
 # RFC 9457 problem details, one schema named in every error answer (a generated SDK gets one
 # Problem class, not one per status and operation), but for the two that carry more: the
 # models are in schemas.problems, added to the document by openapi.build.
