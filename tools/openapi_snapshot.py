@@ -20,6 +20,7 @@ def current() -> dict[str, Any]:
     settings = GatewaySettings(
         database_url="postgresql://snapshot@127.0.0.1/snapshot",
         gateway_secret_key="snapshot-only-not-a-real-secret-value",  # noqa: S106
+        token_signing_keys=["snapshot-only-not-a-real-token-signing-key"],
         inventory_addr="inventory:50051",
         promotion_addr="promotion:50051",
         customer_addr="customer:50051",

@@ -223,14 +223,14 @@ def deployment(c: Component) -> dict[str, Any]:
     for callee in c.calls:
         env.append({"name": f"{callee.upper()}_ADDR", "value": f"{callee}:{GRPC_PORT}"})
     if c.name == "gateway":
-        env.append(
-            {
-                "name": "GATEWAY_SECRET_KEY",
-                "valueFrom": {
-                    "secretKeyRef": {"name": "gateway-secrets", "key": "GATEWAY_SECRET_KEY"}
-                },
-            }
-        )
+        # TOKEN_SIGNING_KEYS: the OAuth access-token keys, rotated as the gateway README says.
+        for secret in ("GATEWAY_SECRET_KEY", "TOKEN_SIGNING_KEYS"):
+            env.append(
+                {
+                    "name": secret,
+                    "valueFrom": {"secretKeyRef": {"name": "gateway-secrets", "key": secret}},
+                }
+            )
 
     if c.protocol == "grpc":
         # Native gRPC probes ask grpc.health.v1 for the server as a whole (service "").

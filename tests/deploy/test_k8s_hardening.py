@@ -130,7 +130,9 @@ def test_long_running_workloads_shut_down_gracefully(docs: list[Doc], overlay: s
             # Ours: the preStop pause, then the drain the process does after SIGTERM, must end
             # before the kubelet's SIGKILL.
             env = resolve_env(
-                container, docs, provided={"DATABASE_URL": "", "GATEWAY_SECRET_KEY": ""}
+                container,
+                docs,
+                provided={"DATABASE_URL": "", "GATEWAY_SECRET_KEY": "", "TOKEN_SIGNING_KEYS": ""},
             )
             if "GRPC_PORT" in env:
                 drain = 2 * float(env.get("SHUTDOWN_GRACE_SECONDS", "10"))

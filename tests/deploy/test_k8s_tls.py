@@ -102,7 +102,8 @@ def _internal_ca(docs: list[Doc]) -> str:
 
 
 def _env(docs: list[Doc], container: Doc) -> dict[str, str]:
-    return resolve_env(container, docs, provided={"DATABASE_URL": "", "GATEWAY_SECRET_KEY": ""})
+    provided = {"DATABASE_URL": "", "GATEWAY_SECRET_KEY": "", "TOKEN_SIGNING_KEYS": ""}
+    return resolve_env(container, docs, provided=provided)
 
 
 def test_tls_kinds_are_well_formed(prod: list[Doc]) -> None:

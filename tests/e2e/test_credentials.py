@@ -18,10 +18,19 @@ def _post(http: httpx.Client, path: str, body: dict[str, object]) -> httpx.Respo
 
 def test_an_api_key_is_shown_once_scoped_and_revocable(platform: Running) -> None:
     http = platform.http
-    made = _post(http, "/v1/api-keys", {"name": "reader", "scopes": ["catalog:read"]})
+    body = {"name": "reader", "scopes": ["catalog:read"]}
+    retry = {"Idempotency-Key": str(uuid.uuid4())}
+    made = http.post("/v1/api-keys", json=body, headers=retry)
     assert made.status_code == 201
     key = made.json()["key"]
     assert key.startswith("pos_test_")
+    # A retry gets the same key back without its secret, and says so; nothing new is made.
+    replay = http.post("/v1/api-keys", json=body, headers=retry)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == made.json()["id"]
+    assert replay.json()["key"] is None and replay.json()["secret_redacted"] is True
+    log = platform.platform.home / "logs" / "gateway.log"
+    assert key not in log.read_text(errors="replace")
     listed = http.get("/v1/api-keys").json()["data"]
     mine = next(k for k in listed if k["id"] == made.json()["id"])
     assert "key" not in mine and key not in str(listed)
@@ -52,6 +61,8 @@ def test_client_credentials_give_a_scoped_short_lived_token(platform: Running) -
     client = _post(
         http, "/v1/oauth-clients", {"name": "accounting", "scopes": ["orders:read", "catalog:read"]}
     ).json()
+    log = platform.platform.home / "logs" / "gateway.log"
+    assert client["client_secret"] not in log.read_text(errors="replace")
     base = platform.platform.gateway_url
     form = {
         "grant_type": "client_credentials",

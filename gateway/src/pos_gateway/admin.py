@@ -6,13 +6,19 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pos_gateway import keys
 from pos_gateway.tables import api_keys, merchants, oauth_clients
 from pos_kit.ids import new_id
+
+
+class RequestReused(Exception):
+    """The request id already made a credential with other settings."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,62 @@ async def issue_key(
     return IssuedKey(merchant_id, key_id, key)
 
 
+async def _insert_once(
+    conn: AsyncConnection, table: Table, values: dict[str, Any], same: tuple[str, ...]
+) -> str | None:
+    """Insert a credential row made by values["request_id"]; None when it is new, else the id
+    of the row an earlier attempt of that request made (RequestReused if its `same` columns
+    differ: the key was used for another request)."""
+    made = await conn.execute(
+        pg_insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["merchant_id", "request_id"])
+        .returning(table.c.id)
+    )
+    if made.first() is not None:
+        return None
+    row = (
+        await conn.execute(
+            select(table).where(
+                table.c.merchant_id == values["merchant_id"],
+                table.c.request_id == values["request_id"],
+            )
+        )
+    ).one()
+    if any(getattr(row, column) != values[column] for column in same):
+        raise RequestReused()
+    return str(row.id)
+
+
+async def issue_key_once(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    name: str,
+    scopes: tuple[str, ...],
+    mode: str,
+    request_id: str,
+) -> tuple[str, str | None]:
+    """(id, key) of the key this request made. The key is None when an earlier attempt of the
+    same request made it: only its hash was kept, so a retry never makes a second key and
+    never sees the first one's secret again."""
+    key = keys.generate(mode)
+    key_id = new_id("key")
+    values: dict[str, Any] = {
+        "id": key_id,
+        "merchant_id": merchant_id,
+        "name": name,
+        "key_hash": keys.keyed_hash(secret, key),
+        "key_hint": keys.hint(key),
+        "mode": mode,
+        "scopes": list(scopes),
+        "request_id": request_id,
+    }
+    async with engine.begin() as conn:
+        earlier = await _insert_once(conn, api_keys, values, ("name", "scopes", "mode"))
+    return (key_id, key) if earlier is None else (earlier, None)
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     id: str
@@ -111,26 +173,29 @@ class ClientInfo:
 
 
 async def create_client(
-    engine: AsyncEngine, secret: str, merchant_id: str, name: str, scopes: tuple[str, ...]
-) -> tuple[ClientInfo, str]:
-    """A client id and secret; the secret is shown once and stored only as a keyed hash."""
-    client_id = new_id("cli")
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    name: str,
+    scopes: tuple[str, ...],
+    request_id: str,
+) -> tuple[str, str | None]:
+    """(client id, secret) of the client this request made; the secret is shown once and
+    stored only as a keyed hash, so it is None when an earlier attempt of the same request
+    made the client (as issue_key_once)."""
     client_secret = "pos_cs_" + secrets.token_urlsafe(32)
+    client_id = new_id("cli")
+    values: dict[str, Any] = {
+        "id": client_id,
+        "merchant_id": merchant_id,
+        "name": name,
+        "secret_hash": keys.keyed_hash(secret, client_secret),
+        "scopes": list(scopes),
+        "request_id": request_id,
+    }
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                insert(oauth_clients)
-                .values(
-                    id=client_id,
-                    merchant_id=merchant_id,
-                    name=name,
-                    secret_hash=keys.keyed_hash(secret, client_secret),
-                    scopes=list(scopes),
-                )
-                .returning(oauth_clients.c.created_at)
-            )
-        ).one()
-    return ClientInfo(client_id, name, list(scopes), row.created_at, None), client_secret
+        earlier = await _insert_once(conn, oauth_clients, values, ("name", "scopes"))
+    return (client_id, client_secret) if earlier is None else (earlier, None)
 
 
 async def list_clients(engine: AsyncEngine, merchant_id: str) -> list[ClientInfo]:

@@ -16,12 +16,12 @@ from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from pos_gateway import clients, metrics, problems
+from pos_gateway import clients, metrics, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.idempotency import IdempotencyStore, declared
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
@@ -40,7 +40,8 @@ from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
 
 DESCRIPTION = """
-Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>`.
+Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>` (or an OAuth
+access token from `/v1/oauth/token`).
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
 `application/problem+json` with a stable `code`. Card data is never accepted: a text value
 holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check) is a 400
@@ -48,9 +49,10 @@ holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check
 
 Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
-true`; the same key with a different request is a 422, a retry while the first is still running
-a 409. Rate limits are per credential and advertised on every answer in `RateLimit-Policy` and
-`RateLimit`; past them, a 429 with `Retry-After`.
+true`, except a secret shown once (an API key, a client secret): it is never stored, so a replay
+has it null and says `secret_redacted: true`. The same key with a different request is a 422,
+a retry while the first is still running a 409. Rate limits are per credential and advertised
+on every answer in `RateLimit-Policy` and `RateLimit`; past them, a 429 with `Retry-After`.
 """
 
 
@@ -88,7 +90,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.secret = settings.gateway_secret_key
         app.state.admin_token = settings.platform_admin_token
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
+        app.state.tokens = tokens.KeySet(settings.token_signing_keys)
         app.state.idempotency = IdempotencyStore(engine)
+        # Built now (about half a second) rather than on the first POST that needs it.
+        app.state.shown_once_operations = declared(app.openapi())
         app.state.services = clients.connect(settings)
         await limits.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency))

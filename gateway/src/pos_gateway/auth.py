@@ -1,4 +1,4 @@
-"""Bearer API keys -> the merchant and scopes of the request.
+"""Bearer credentials (API keys, OAuth access tokens) -> the merchant and scopes of the request.
 
 The merchant is set in the call context here, and only here: every gRPC call the request makes
 carries it in metadata, and nothing in a request body can choose it.
@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_gateway import keys, tokens
 from pos_gateway.problems import Problem
-from pos_gateway.tables import api_keys
+from pos_gateway.tables import api_keys, oauth_clients
 
-# A looked-up key is trusted this long before it is read again (so a revocation takes effect
-# within this time); it spares the database one query per request.
+# A looked-up key (or OAuth client) is trusted this long before it is read again, so a
+# revocation takes effect within this time; it spares the database one query per request.
 CACHE_SECONDS = 10.0
+API_KEY_PREFIX = "pos_"
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,33 @@ class KeyStore:
         self._engine = engine
         self._secret = secret
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._clients: dict[str, tuple[float, bool]] = {}
 
     def forget(self, key_id: str) -> None:
-        """Drop a revoked key from this replica's cache at once (others within CACHE_SECONDS)."""
+        """Drop a revoked key or client from this replica's cache at once (others within
+        CACHE_SECONDS)."""
         for digest, (_, principal) in list(self._cache.items()):
             if principal is not None and principal.key_id == key_id:
                 del self._cache[digest]
+        self._clients.pop(key_id, None)
+
+    async def client_active(self, client_id: str) -> bool:
+        """Whether an OAuth client is unrevoked: its access tokens stop within CACHE_SECONDS of
+        a revocation instead of living to their expiry."""
+        now = time.monotonic()
+        hit = self._clients.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(
+                select(oauth_clients.c.id).where(
+                    oauth_clients.c.id == client_id, oauth_clients.c.revoked_at.is_(None)
+                )
+            )
+        if len(self._clients) > 10_000:
+            self._clients.clear()
+        self._clients[client_id] = (now + CACHE_SECONDS, found is not None)
+        return found is not None
 
     async def lookup(self, key: str) -> Principal | None:
         digest = keys.keyed_hash(self._secret, key)
@@ -76,22 +98,24 @@ def _unauthorized(detail: str) -> Problem:
 async def authenticate(request: Request) -> Principal:
     """Resolve the bearer credential of a /v1 request; the edge middleware calls this once.
 
-    An access token from /v1/oauth/token is checked by its signature alone; an API key by its
-    checksum, then by a look-up of its keyed hash.
+    An access token from /v1/oauth/token (a JWT) is checked by its signature and claims, then
+    its client must still be unrevoked; an API key by its checksum, then by a look-up of its
+    keyed hash.
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("an API key is required: Authorization: Bearer <key>")
     token = token.strip()
-    if token.startswith(tokens.PREFIX):
-        claims = tokens.verify(request.app.state.secret, token)
-        if claims is None:
+    store: KeyStore = request.app.state.keys
+    if not token.startswith(API_KEY_PREFIX):
+        signing: tokens.KeySet = request.app.state.tokens
+        claims = signing.verify(token)
+        if claims is None or not await store.client_active(claims.client_id):
             raise _unauthorized("the access token is not valid or has expired")
         return Principal(claims.merchant_id, claims.client_id, frozenset(claims.scopes))
     if not keys.well_formed(token):
         raise _unauthorized("the API key is not valid")
-    store: KeyStore = request.app.state.keys
     principal = await store.lookup(token)
     if principal is None:
         raise _unauthorized("the API key is not valid")

@@ -9,6 +9,7 @@ and memory streams per request, which measured at several times the cost of a wh
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -21,7 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway import metrics
 from pos_gateway.auth import authenticate
-from pos_gateway.idempotency import MAX_KEY_LENGTH, IdempotencyStore, Stored, fingerprint
+from pos_gateway.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencyStore,
+    Stored,
+    fingerprint,
+    redact,
+    shown_once,
+)
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, request_id_var
@@ -43,6 +51,8 @@ def request_id(given: str | None) -> str:
         return given
     return str(uuid.uuid4())
 
+
+log = logging.getLogger(__name__)
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
@@ -196,7 +206,9 @@ class EdgeMiddleware:
             )
         elif claim.replay is not None:
             answer = Response(
-                content=claim.replay.body,
+                # Redacted again: an answer stored by an older gateway (a replica still running
+                # during an upgrade) may hold its secret until it expires, but never shows it.
+                content=redact(claim.replay.body, shown_once(scope)),
                 status_code=claim.replay.status_code,
                 media_type=claim.replay.content_type or None,
                 headers={"Idempotent-Replayed": "true"},
@@ -212,7 +224,19 @@ class EdgeMiddleware:
             # Stored before the answer's last byte leaves: a client that retries the moment it
             # has the answer gets the replay, never "still running" (409).
             if status < 500 and not _refused_card_number(status, content):
-                await store.complete(merchant_id, key, Stored(status, captured["type"], content))
+                answer = Stored(status, captured["type"], content)
+                try:
+                    # The route names the secrets not to keep (op's shown_once).
+                    await store.complete(merchant_id, key, answer, shown_once(scope))
+                except Exception as exc:
+                    # The client still gets its answer; only the stored copy failed (the
+                    # database is gone, or refused an answer holding a secret) and the key is
+                    # released below, so a retry runs again: the services and the credential
+                    # routes replay by request_id. The error's text stays out of the log: it
+                    # quotes the SQL parameters, the answer among them.
+                    log.error("could not store the answer of an Idempotency-Key request: %s",
+                              type(exc).__name__)  # fmt: skip
+                    return
                 captured["stored"] = True
 
         async def capture(message: Message) -> None:

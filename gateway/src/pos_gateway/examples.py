@@ -225,6 +225,7 @@ NEW_API_KEY = {
     **API_KEY,
     "last_used_at": None,
     "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
+    "secret_redacted": False,
 }
 REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
 OAUTH_CLIENT = {
@@ -238,10 +239,12 @@ OAUTH_CLIENT = {
 NEW_OAUTH_CLIENT = {
     **OAUTH_CLIENT,
     "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXXXXXXXX",
+    "secret_redacted": False,
 }
 REVOKED_OAUTH_CLIENT = {**OAUTH_CLIENT, "revoked_at": UPDATED}
 TOKEN = {
-    "access_token": "pos_at_ExampleTokenNotReal.XXXXXXXX",
+    "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6IkV4YW1wbGUiLCJ0eXAiOiJhdCtqd3QifQ"
+    ".ExampleClaimsNotReal.ExampleSignatureNotReal",
     "token_type": "Bearer",
     "expires_in": 900,
     "scope": "orders:read",

@@ -4,13 +4,22 @@ The key is scoped to the merchant. The same key with a different request is a 42
 while the first is still running is a 409. The key also becomes the services' request_id, so
 even if the gateway dies between the service's commit and storing the answer here, the retry
 does not apply the effect twice: the service replays it.
+
+A secret shown once (an API key, a client secret) is never stored with the answer: the route
+names those fields (routes.common.op's `shown_once`, kept as the operation's `x-shown-once`),
+`complete` stores the answer with them null and `secret_redacted: true`, and a replay returns
+that: the same resource, no secret, and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,6 +31,8 @@ RETENTION = timedelta(hours=24)
 # A first attempt that has not finished by then is taken to have died; a retry may take over.
 LOCK = timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
+# The answer field that tells a replay's shown-once secrets were removed.
+REDACTED = "secret_redacted"
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,69 @@ class Claim:
     replay: Stored | None = None
     in_progress: bool = False
     mismatch: bool = False
+
+
+# Where a route names its shown-once fields: an extension of its operation in the OpenAPI
+# document, so what partners read is exactly what the store leaves out.
+SHOWN_ONCE = "x-shown-once"
+
+
+def declared(document: Mapping[str, Any]) -> list[tuple[re.Pattern[str], str, tuple[str, ...]]]:
+    """(path pattern, method, fields) of every operation the document says has shown-once
+    secrets; a `{parameter}` in a path matches one segment."""
+    found = []
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            fields = operation.get(SHOWN_ONCE) if isinstance(operation, dict) else None
+            if fields:
+                parts = re.split(r"\{[^/}]+\}", path)
+                pattern = re.compile("[^/]+".join(re.escape(part) for part in parts))
+                found.append((pattern, method.upper(), tuple(fields)))
+    return found
+
+
+def shown_once(scope: Mapping[str, Any]) -> tuple[str, ...]:
+    """The shown-once fields the operation of this request declares (none by default).
+
+    Taken from the declaration, not from running the route, so a replay (which runs no route)
+    is redacted too: even an answer stored by an older gateway never shows its secret again.
+    """
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    if state is None:
+        return ()
+    table = getattr(state, "shown_once_operations", None)
+    if table is None:
+        build = getattr(app, "openapi", None)
+        table = declared(build()) if callable(build) else []
+        state.shown_once_operations = table  # the document does not change while serving
+    for pattern, method, fields in table:
+        if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
+            return fields
+    return ()
+
+
+def redact(body: bytes, fields: Collection[str]) -> bytes:
+    """The answer as it may be kept: each of `fields` null and `secret_redacted` true.
+
+    An answer holding none of them (a problem, say) is kept as it is. One that is not a JSON
+    object, from a route that declared secrets, is not kept at all: no guessing where a secret
+    might be in it.
+    """
+    if not fields:
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return json.dumps({REDACTED: True}).encode()
+    if not any(field in data for field in fields):
+        return body
+    data.update(dict.fromkeys((f for f in fields if f in data), None))
+    data[REDACTED] = True
+    # As Starlette's JSONResponse writes it, so a replay reads like the first answer.
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
@@ -92,7 +166,11 @@ class IdempotencyStore:
                 return Claim(proceed=True)
             return Claim(in_progress=True)
 
-    async def complete(self, merchant_id: str, key: str, answer: Stored) -> None:
+    async def complete(
+        self, merchant_id: str, key: str, answer: Stored, shown_once: Collection[str] = ()
+    ) -> None:
+        """Keep the answer for replays, without the fields `shown_once` names."""
+        body = redact(answer.body, shown_once)
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(keys_table)
@@ -101,7 +179,7 @@ class IdempotencyStore:
                     state="done",
                     status_code=answer.status_code,
                     content_type=answer.content_type,
-                    body=answer.body,
+                    body=body,
                 )
             )
 

@@ -15,9 +15,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from pos_gateway.edge import OPEN_PATHS, REQUEST_ID_MAX
-from pos_gateway.idempotency import MAX_KEY_LENGTH
+from pos_gateway.idempotency import MAX_KEY_LENGTH, SHOWN_ONCE
 from pos_gateway.keys import ALL_SCOPES
-from pos_gateway.routes.common import IF_MATCH, INT64_MAX, INT64_MIN, NO_NUL, NULL
+from pos_gateway.routes.common import (
+    IF_MATCH,
+    INT64_MAX,
+    INT64_MIN,
+    NO_NUL,
+    NULL,
+    shown_once_text,
+)
 from pos_gateway.schemas.problems import PaymentDeclined, Problem, VersionMismatch
 from pos_gateway.tokens import TOKEN_SECONDS
 
@@ -270,8 +277,9 @@ def security_schemes() -> dict[str, Any]:
         },
         "oauth2": {
             "type": "oauth2",
-            "description": "An access token (`pos_at_...`) from the client-credentials grant; "
-            f"it lasts {TOKEN_SECONDS // 60} minutes and carries the scopes it was issued for",
+            "description": "An access token (a JWT, RFC 9068; treat it as opaque) from the "
+            f"client-credentials grant; it lasts {TOKEN_SECONDS // 60} minutes and carries the "
+            "scopes it was issued for",
             # Every scope a credential may carry; one without a description fails here.
             "flows": {
                 "clientCredentials": {
@@ -345,12 +353,15 @@ def with_problems(document: dict[str, Any]) -> None:
 
 
 def with_scope_described(document: dict[str, Any]) -> None:
-    """Each operation's description: the scope it requires, then the route's docstring (the
-    rules across fields that a schema cannot state)."""
+    """Each operation's description: the scope it requires (and the secrets it shows once),
+    then the route's docstring (the rules across fields that a schema cannot state)."""
     for _, _, operation in _operations(document):
         scopes = operation.get("x-required-scopes")
         if scopes:
-            needs = f"Requires the `{scopes[0]}` scope."
+            secrets = tuple(operation.get(SHOWN_ONCE, ()))
+            needs = f"Requires the `{scopes[0]}` scope." + (
+                shown_once_text(secrets) if secrets else ""
+            )
             rules = operation.get("description", "")
             operation["description"] = f"{needs}\n\n{rules}" if rules else needs
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from pos_gateway import tokens
 from pos_kit.settings import BaseServiceSettings, refuse_placeholder
 
 
 class GatewaySettings(BaseServiceSettings):
+    # A settings error must not print a secret it was given (pydantic shows inputs by default).
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
+
     # The gateway publishes nothing itself yet; NATS is optional here.
     nats_url: str = "nats://127.0.0.1:4222"
     http_host: str = "0.0.0.0"
@@ -22,6 +29,10 @@ class GatewaySettings(BaseServiceSettings):
     hsts_max_age_seconds: int = Field(31_536_000, ge=0)
     # Keys the HMAC under which API keys are stored: a leaked table reveals no usable key.
     gateway_secret_key: str = Field(min_length=16)
+    # Sign and check OAuth access tokens (JWT, HS256), comma-separated, newest first: the first
+    # signs, every one verifies, so a key can be rotated without logging partners out (see the
+    # README). Separate from GATEWAY_SECRET_KEY, which cannot change without voiding API keys.
+    token_signing_keys: Annotated[list[str], NoDecode] = Field(min_length=1)
     inventory_addr: str
     promotion_addr: str
     customer_addr: str
@@ -49,6 +60,19 @@ class GatewaySettings(BaseServiceSettings):
     # The platform operator's credential for /v1/admin; the admin API is off without it.
     platform_admin_token: str | None = None
 
+    @field_validator("token_signing_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("token_signing_keys")
+    @classmethod
+    def _usable_keys(cls, value: list[str]) -> list[str]:
+        tokens.KeySet(value)  # raises ValueError (a settings error) naming what is wrong
+        return value
+
     @model_validator(mode="after")
     def _https_files_together(self) -> GatewaySettings:
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
@@ -57,5 +81,7 @@ class GatewaySettings(BaseServiceSettings):
 
     def _check_secrets(self) -> None:
         refuse_placeholder("GATEWAY_SECRET_KEY", self.gateway_secret_key)
+        for key in self.token_signing_keys:
+            refuse_placeholder("TOKEN_SIGNING_KEYS", key)
         if self.platform_admin_token is not None:
             refuse_placeholder("PLATFORM_ADMIN_TOKEN", self.platform_admin_token)

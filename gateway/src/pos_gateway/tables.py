@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Float,
@@ -44,7 +45,17 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # The Idempotency-Key of the request that made it: a retry that finds it gets the same key
+    # back (without its secret, which is gone) instead of a second one. None for the CLI's.
+    Column("request_id", Text),
     Index("api_keys_hash", "key_hash", unique=True),
+    Index("api_keys_request", "merchant_id", "request_id", unique=True),
+)
+
+NO_STORED_SECRETS = (
+    'position(\'"key":"pos_test_\'::bytea in body) = 0'
+    ' AND position(\'"key":"pos_live_\'::bytea in body) = 0'
+    ' AND position(\'"client_secret":"\'::bytea in body) = 0'
 )
 
 # Stored answers to POSTs with an Idempotency-Key, replayed byte for byte for 24 hours.
@@ -62,6 +73,10 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "key", name="idempotency_keys_pkey"),
     Index("idempotency_keys_created", "created_at"),
+    # The database's own guard behind idempotency.redact: it refuses an answer that still
+    # holds an API key or a client secret (as JSON writes them), whatever wrote it: a bug, or
+    # a replica of an older gateway during an upgrade.
+    CheckConstraint(NO_STORED_SECRETS, name="idempotency_keys_no_secrets"),
 )
 
 oauth_clients = Table(
@@ -74,6 +89,8 @@ oauth_clients = Table(
     Column("scopes", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("request_id", Text),  # as api_keys.request_id
+    Index("oauth_clients_request", "merchant_id", "request_id", unique=True),
 )
 
 # Token buckets shared by the gateway replicas (shared_ratelimit). UNLOGGED: see there why.

@@ -13,6 +13,22 @@ INNER = """
 import os
 from pathlib import Path
 
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared(infra):
+    return infra.new_nats()
+
+
+def test_uses_a_module_server(shared):
+    assert shared.process.poll() is None
+
+
+def test_uses_it_again(shared):
+    # A wider-scoped fixture's server lives as long as its fixture, not one test.
+    assert shared.process.poll() is None
+
 
 def test_starts_a_nats_server_then_fails(infra):
     server = infra.new_nats()
@@ -53,6 +69,6 @@ def test_a_server_started_by_a_failing_test_is_stopped(
     monkeypatch.setenv("OMNITILL_TEST_NATS_URL", infra.nats_url)
     monkeypatch.setenv("PID_FILE", str(pid_file))
     result = pytester.runpytest_subprocess("-p", "pos_devstack.testing", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     assert (pytester.path / "nats.pid.next").read_text() == "False"
     assert not alive(int(pid_file.read_text()))

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from pos.common.v1 import money_pb2
 from pos_gateway.auth import require
 from pos_gateway.clients import Services
+from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
 from pos_kit.grpc_client import read_error
@@ -266,6 +267,16 @@ def success(example: Any, media_type: str = "application/json") -> dict[str, Any
     return {"description": "Success", "content": {media_type: media}}
 
 
+def shown_once_text(fields: tuple[str, ...]) -> str:
+    names = " and ".join(f"`{f}`" for f in fields)
+    return (
+        f" {names} {'is' if len(fields) == 1 else 'are'} shown in this answer only, with "
+        f"`{REDACTED}: false`. A replay (the same `Idempotency-Key`) creates nothing and answers "
+        f"the same resource with {names} null and `{REDACTED}: true`: a secret is never stored "
+        "with the answer."
+    )
+
+
 def op(
     scope: str,
     summary: str,
@@ -273,10 +284,15 @@ def op(
     *,
     example: dict[str, Any],
     status: int = 200,
+    shown_once: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Everything a /v1 route declares besides its path: scope check, docs, its success answer
     (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
-    besides the EDGE ones)."""
+    besides the EDGE ones). `shown_once` names the answer's secret fields: the edge reads them
+    here (idempotency.shown_once), never stores them, and a replay has them null."""
+    extra: dict[str, Any] = {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]}
+    if shown_once:
+        extra[SHOWN_ONCE] = list(shown_once)
     return {
         "summary": summary,
         # No description here: FastAPI then takes the route's docstring (its rules), and
@@ -284,7 +300,7 @@ def op(
         "status_code": status,
         "dependencies": [require(scope)],
         "responses": {status: success(example), **problems(*EDGE, *errors)},
-        "openapi_extra": {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]},
+        "openapi_extra": extra,
     }
 
 

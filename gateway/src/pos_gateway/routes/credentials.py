@@ -12,8 +12,9 @@ from pydantic import Field
 from pos_gateway import admin, keys, tokens
 from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
+from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import CREATE, Body, example, op, problems, success
+from pos_gateway.routes.common import CREATE, Body, example, op, problems, request_id, success
 from pos_gateway.schemas.credentials import (
     AccessToken,
     ApiKey,
@@ -44,6 +45,13 @@ class ClientIn(Body):
 
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
+
+
+def _reused() -> Problem:
+    # The Idempotency-Key made another credential once (its stored answer has since expired).
+    return Problem(
+        422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+    )
 
 
 def _principal(request: Request) -> Principal:
@@ -81,18 +89,28 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
 
 @router.post(
     "/api-keys",
-    **op("credentials:manage", "Create an API key", CREATE, example=ex.NEW_API_KEY, status=201),
+    **op(
+        "credentials:manage",
+        "Create an API key",
+        CREATE,
+        example=ex.NEW_API_KEY,
+        status=201,
+        shown_once=("key",),
+    ),
 )
 async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
     state = request.app.state
-    issued = await admin.issue_key(
-        state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
-        body.mode,
-    )  # fmt: skip
-    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == issued.key_id)
-    return NewApiKey.model_validate({**_key_json(info), "key": issued.key})
+    try:
+        key_id, key = await admin.issue_key_once(
+            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
+            body.mode, request_id(),
+        )  # fmt: skip
+    except admin.RequestReused:
+        raise _reused() from None
+    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == key_id)
+    return NewApiKey.model_validate({**_key_json(info), "key": key, REDACTED: key is None})
 
 
 @router.get(
@@ -130,16 +148,23 @@ async def revoke_key(key_id: str, request: Request) -> ApiKey:
         CREATE,
         example=ex.NEW_OAUTH_CLIENT,
         status=201,
+        shown_once=("client_secret",),
     ),
 )
 async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
     """The client secret is in this answer only."""
+    merchant = _principal(request).merchant_id
     state = request.app.state
-    info, client_secret = await admin.create_client(
-        state.engine, state.secret, _principal(request).merchant_id, body.name,
-        tuple(dict.fromkeys(body.scopes)),
-    )  # fmt: skip
-    return NewOAuthClient.model_validate({**_client_json(info), "client_secret": client_secret})
+    try:
+        client_id, client_secret = await admin.create_client(
+            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
+            request_id(),
+        )  # fmt: skip
+    except admin.RequestReused:
+        raise _reused() from None
+    info = next(c for c in await admin.list_clients(state.engine, merchant) if c.id == client_id)
+    secret = {"client_secret": client_secret, REDACTED: client_secret is None}
+    return NewOAuthClient.model_validate({**_client_json(info), **secret})
 
 
 @router.get(
@@ -167,6 +192,7 @@ async def revoke_client(client_id: str, request: Request) -> OAuthClient:
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+    request.app.state.keys.forget(client_id)
     return OAuthClient.model_validate(_client_json(revoked))
 
 
@@ -195,8 +221,9 @@ def _oauth_error(
 @router.post(
     "/oauth/token",
     summary="Exchange client credentials for a short-lived access token",
-    description="OAuth 2.0 client credentials grant (form encoded). Tokens last 15 minutes. "
-    "Errors carry RFC 6749's `error` beside the problem's `code`.",
+    description="OAuth 2.0 client credentials grant (form encoded). The access token is a JWT "
+    "(RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC 6749's `error` "
+    "beside the problem's `code`.",
     responses={200: success(ex.TOKEN), **problems(400, 401, 413)},
     openapi_extra={"requestBody": {"content": {FORM: {"example": TOKEN_FORM_EXAMPLE}}}},
 )
@@ -234,8 +261,11 @@ async def token(
     asked = scope.split() if scope else allowed
     if not set(asked) <= set(allowed):
         raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
-    expires = int(time.time()) + tokens.TOKEN_SECONDS
-    access = tokens.issue(state.secret, tokens.Claims(merchant, client_id, tuple(asked), expires))
+    now = int(time.time())
+    signing: tokens.KeySet = state.tokens
+    access = signing.issue(
+        tokens.Claims(merchant, client_id, tuple(asked), now + tokens.TOKEN_SECONDS), now
+    )
     return AccessToken(
         access_token=access,
         token_type="Bearer",  # noqa: S106 (the scheme's name, not a secret)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -40,7 +40,10 @@ class ApiKey(Answer):
 
 
 class NewApiKey(ApiKey):
-    key: str = Field(pattern=API_KEY, max_length=47, description="Shown in this answer only")
+    key: Annotated[str, Field(pattern=API_KEY, max_length=47)] | None = Field(
+        description="Shown in this answer only; null in a replay"
+    )
+    secret_redacted: bool = Field(description="true in a replay: the key is not kept")
 
 
 class OAuthClient(Answer):
@@ -53,13 +56,18 @@ class OAuthClient(Answer):
 
 
 class NewOAuthClient(OAuthClient):
-    client_secret: str = Field(
-        pattern=r"^pos_cs_[A-Za-z0-9_-]{43}$", max_length=50, description="Shown here only"
-    )
+    client_secret: (
+        Annotated[str, Field(pattern=r"^pos_cs_[A-Za-z0-9_-]{43}$", max_length=50)] | None
+    ) = Field(description="Shown in this answer only; null in a replay")
+    secret_redacted: bool = Field(description="true in a replay: the secret is not kept")
 
 
 class AccessToken(Answer):
-    access_token: str = Field(pattern=r"^pos_at_", max_length=4096)
+    access_token: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+        max_length=4096,
+        description="A signed JWT (header.claims.signature)",
+    )
     token_type: Literal["Bearer"]
     expires_in: int = Field(
         ge=1, le=tokens.TOKEN_SECONDS, json_schema_extra=INT32, description="Seconds"

@@ -82,7 +82,7 @@ class Platform:
         path = self.home / "secrets.json"
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted = {name: 18 for name in (*SERVICES, "gateway")}
-        wanted.update(gateway_secret_key=32, platform_admin_token=32)
+        wanted.update(gateway_secret_key=32, platform_admin_token=32, token_signing_key=32)
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
             return data
@@ -127,6 +127,7 @@ class Platform:
                 HTTP_PORT=str(self.ports.gateway),
                 GATEWAY_SECRET_KEY=self._secrets()["gateway_secret_key"],
                 PLATFORM_ADMIN_TOKEN=self._secrets()["platform_admin_token"],
+                TOKEN_SIGNING_KEYS=self._secrets()["token_signing_key"],
             )
         else:
             env.update(GRPC_HOST="127.0.0.1", GRPC_PORT=str(self.ports.services[name]))

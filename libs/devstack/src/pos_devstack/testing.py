@@ -134,11 +134,18 @@ def infra() -> Iterator[Infra]:
 
 @pytest.fixture(autouse=True)
 def _stop_servers_the_test_started(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A server a test started with `infra.new_nats()` ends with the test, also when it fails."""
+    """A server started during a test (by it or its function-scoped fixtures) with
+    `infra.new_nats()` ends with the test, also when it fails. Servers of wider-scoped fixtures,
+    already running when the test starts, live as long as their fixture."""
+    if "infra" not in request.fixturenames:
+        yield
+        return
+    infra: Infra = request.getfixturevalue("infra")
+    running = list(infra.servers)
     yield
-    if "infra" in request.fixturenames:
-        infra: Infra = request.getfixturevalue("infra")
-        infra.stop_servers()
+    for server in [s for s in infra.servers if not any(s is r for r in running)]:
+        infra.servers.remove(server)
+        server.stop()
 
 
 @dataclass
