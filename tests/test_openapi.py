@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 from pos_gateway.keys import ALL_SCOPES
 
@@ -101,6 +104,153 @@ def test_authenticated_operations_name_their_scope_and_rate_limit() -> None:
             name = f"{method.upper()} {path}"
             assert operation.get("x-required-scopes"), f"{name} names no scope"
             assert {"403", "429"} <= set(operation["responses"]), f"{name}: no 403 or 429"
+
+
+def _operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_every_json_answer_has_a_schema() -> None:
+    """A success answer typed as a bare object types every SDK's answer as `unknown` and lets a
+    conformance check pass without checking anything: each names its fields or a component."""
+    document = _tool().current()
+    untyped = []
+    for name, operation in _operations(document):
+        for status, answer in operation["responses"].items():
+            for media_type, media in _resolved(answer, document).get("content", {}).items():
+                schema = media.get("schema", {})
+                if not media_type.endswith("json"):
+                    continue
+                if "$ref" not in schema and "properties" not in schema and "items" not in schema:
+                    untyped.append(f"{name} {status} {media_type}: {schema}")
+    assert not untyped, "\n".join(untyped)
+
+
+def _refs(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if isinstance(value.get("$ref"), str):
+            yield value["$ref"]
+        for item in value.values():
+            yield from _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item)
+
+
+def test_every_reference_names_a_component() -> None:
+    document = _tool().current()
+    names = {
+        f"#/components/{kind}/{name}"
+        for kind, members in document["components"].items()
+        for name in members
+    }
+    assert set(_refs(document)) <= names, set(_refs(document)) - names
+    answers = [
+        _resolved(a, document) for _, o in _operations(document) for a in o["responses"].values()
+    ]
+    problems = {m["schema"]["$ref"] for a in answers for t, m in a.get("content", {}).items()
+                if t == "application/problem+json"}  # fmt: skip
+    assert {n.rsplit("/", 1)[1] for n in problems} == {
+        "Problem", "PaymentDeclined", "VersionMismatch"
+    }  # fmt: skip
+
+
+def _validator(schema: dict[str, Any], document: dict[str, Any]) -> jsonschema.Validator:
+    # `#/components/...` references resolve against the schema's own root: give it the
+    # document's components.
+    rooted = {**schema, "components": document["components"]}
+    return jsonschema.Draft202012Validator(rooted, format_checker=jsonschema.FormatChecker())
+
+
+def _examples(document: dict[str, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(where, example, schema) for every example the document shows."""
+    for name, operation in _operations(document):
+        for parameter in map(lambda p: _resolved(p, document), operation.get("parameters", [])):
+            if "example" in parameter:
+                yield f"{name} {parameter['name']}", parameter["example"], parameter["schema"]
+        for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
+            if "example" in media and "schema" in media:
+                yield f"{name} request {media_type}", media["example"], media["schema"]
+        for status, answer in operation["responses"].items():
+            for media_type, media in _resolved(answer, document).get("content", {}).items():
+                if "example" in media:
+                    yield f"{name} {status} {media_type}", media["example"], media["schema"]
+    for header, described in document["components"].get("headers", {}).items():
+        if "example" in described:
+            yield f"header {header}", described["example"], described["schema"]
+    for component, schema in document["components"]["schemas"].items():
+        for i, example in enumerate(schema.get("examples", [])):
+            yield f"{component} example {i}", example, {"$ref": f"#/components/schemas/{component}"}
+
+
+def test_every_example_validates_against_its_schema() -> None:
+    """The examples (pos_gateway.examples, the request models') are what a partner copies: each
+    must be a valid value of the schema it illustrates."""
+    document = _tool().current()
+    wrong = []
+    shown = 0
+    for where, example, schema in _examples(document):
+        shown += 1
+        for error in _validator(schema, document).iter_errors(example):
+            wrong.append(f"{where}: {'/'.join(map(str, error.absolute_path))}: {error.message}")
+    assert shown > 40
+    assert not wrong, "\n".join(wrong)
+
+
+# Lists with no fixed maximum, and why: the merchant decides how many there are.
+UNBOUNDED_ARRAYS = {
+    "ApiKeyList.data": "every key of the merchant, never paged",
+    "OAuthClientList.data": "every client of the merchant, never paged",
+    "StockLevelList.data": "up to 200 SKUs times the merchant's locations",
+    "SkuAvailability.locations": "one per location that has the SKU",
+    "SourcingProposal.allocations": "one per location shipping a part",
+}
+
+
+def _unbounded(schema: Any, where: str, found: list[str]) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _unbounded(item, where, found)
+        return
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    # A date-time's format bounds it.
+    if (
+        kind == "string"
+        and not {"maxLength", "enum", "const"} & set(schema)
+        and (schema.get("format") != "date-time")
+    ):
+        found.append(f"{where}: a string without maxLength")
+    if kind == "array" and "maxItems" not in schema and where not in UNBOUNDED_ARRAYS:
+        found.append(f"{where}: an array without maxItems")
+    if kind == "integer" and not (
+        {"minimum", "maximum"} <= set(schema) and schema.get("format") in ("int32", "int64")
+    ):
+        found.append(f"{where}: an integer without minimum, maximum and format")
+    if isinstance(schema.get("additionalProperties"), dict) and "maxProperties" not in schema:
+        found.append(f"{where}: a map without maxProperties")
+    for key, value in schema.items():
+        if key == "properties":
+            for name, prop in value.items():
+                _unbounded(prop, f"{where.split('.')[0]}.{name}", found)
+        elif key in ("items", "anyOf", "allOf", "oneOf", "additionalProperties"):
+            _unbounded(value, where, found)
+
+
+def test_every_string_array_and_integer_of_the_models_is_bounded() -> None:
+    """A client can size its storage, and a fuzzer knows the edges, from the document alone:
+    every model's strings, lists, maps and integers (with their int32/int64 format) have a
+    maximum."""
+    document = _tool().current()
+    found: list[str] = []
+    for component, schema in document["components"]["schemas"].items():
+        if component in ("Problem", "PaymentDeclined", "VersionMismatch"):
+            continue  # RFC 9457's `detail` and `errors`: a service's own words, each field wrong
+        _unbounded(schema, component, found)
+    assert not found, "\n".join(sorted(set(found)))
 
 
 def test_every_operation_declares_its_security_and_every_scope_is_declared() -> None:

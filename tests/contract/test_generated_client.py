@@ -3,7 +3,7 @@
 openapi-python-client writes a client package from /openapi.json (read from the running
 gateway, then generated offline from the file); the test imports it and runs a small partner
 flow through it, as a merchant with the demo data: list products, create a customer, read it
-back, check out.
+back, check out. Every answer comes back as a typed model of the document's schemas.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -60,8 +61,9 @@ def _load(name: str) -> Any:
 def test_a_generated_client_runs_a_partner_flow(
     platform: Running, demo_merchant: Any, sdk: ModuleType
 ) -> None:
+    """Every answer arrives as the generated class of its schema, read by attribute: a field the
+    document does not name would land in `additional_properties`, a missing one fail to parse."""
     models = _load("models")
-    problem = models.Problem
     client = sdk.AuthenticatedClient(
         base_url=platform.platform.gateway_url,
         token=demo_merchant.key,
@@ -69,9 +71,13 @@ def test_a_generated_client_runs_a_partner_flow(
     )
     with client:
         products = _load("api.catalog.list_products").sync(client=client)
-        assert not isinstance(products, problem)
-        skus = {p["sku"] for p in products.to_dict()["data"]}
-        assert "MUG-LOGO" in skus
+        assert isinstance(products, models.ProductList), products
+        mug = next(p for p in products.data if p.sku == "MUG-LOGO")
+        assert isinstance(mug.price, models.Money) and mug.price.amount > 0
+        assert mug.status == models.ProductStatus.ACTIVE
+        one = _load("api.catalog.get_product").sync(mug.id, client=client)
+        # The answer of GET /v1/products/{id} and an item of GET /v1/products: one type.
+        assert isinstance(one, models.Product) and one.to_dict() == mug.to_dict()
 
         email = f"partner-{uuid.uuid4().hex[:8]}@example.com"
         made = _load("api.customers.create_customer").sync(
@@ -79,28 +85,36 @@ def test_a_generated_client_runs_a_partner_flow(
             body=models.CustomerIn(email=email, given_name="Grace"),
             idempotency_key=f"sdk-{uuid.uuid4()}",
         )
-        assert not isinstance(made, problem), made
-        customer_id = made.to_dict()["id"]
-        again = _load("api.customers.get_customer").sync(customer_id, client=client)
-        assert again.to_dict()["email"] == email
+        assert isinstance(made, models.Customer), made
+        again = _load("api.customers.get_customer").sync(made.id, client=client)
+        assert isinstance(again, models.Customer), again
+        assert (again.email, again.given_name, again.version) == (email, "Grace", made.version)
+        assert isinstance(again.created_at, datetime) and again.created_at.tzinfo is not None
 
         missing = _load("api.customers.get_customer").sync("cus_nope", client=client)
-        assert isinstance(missing, problem) and missing.code == "resource_missing"
+        assert isinstance(missing, models.Problem) and missing.code == "resource_missing"
 
         locations = _load("api.locations_and_inventory.list_locations").sync(client=client)
-        location = locations.to_dict()["data"][0]
+        assert isinstance(locations, models.LocationList), locations
+        location = locations.data[0]
         sale = _load("api.orders_and_payments.checkout").sync(
             client=client,
             body=models.CheckoutIn(
-                location_id=location["id"],
-                customer_id=customer_id,
+                location_id=location.id,
+                customer_id=made.id,
                 lines=[models.CheckoutLineIn(sku="MUG-LOGO", quantity=1)],
                 tender_type=models.CheckoutInTenderType.CARD,
                 card_token="tok_visa",
             ),
             idempotency_key=f"sdk-{uuid.uuid4()}",
         )
-        assert not isinstance(sale, problem), sale
-        order = sale.to_dict()["order"]
-        assert order["customer_id"] == customer_id
-        assert sale.to_dict()["payment"]["status"] == "captured"
+        assert isinstance(sale, models.Checkout), sale
+        assert sale.order.customer_id == made.id
+        assert [(line.sku, line.quantity) for line in sale.order.lines] == [("MUG-LOGO", 1)]
+        assert sale.order.total.currency == location.currency
+        assert sale.payment.status == models.PaymentStatus.CAPTURED
+        assert sale.payment.amount.to_dict() == sale.order.total.to_dict()
+        order = _load("api.orders_and_payments.get_order").sync(sale.order.id, client=client)
+        assert isinstance(order, models.Order) and order.to_dict() == sale.order.to_dict()
+        for answer in (mug, made, location, sale, sale.order, sale.payment, order):
+            assert not answer.additional_properties, answer

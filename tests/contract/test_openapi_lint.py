@@ -17,9 +17,10 @@ from typing import Any
 # route by route. This list must shrink to nothing as they land (a rule listed here that no
 # longer fires fails the test, so it cannot linger); never switch these rules off.
 KNOWN = {
-    "owasp:api4:2023-string-limit",  # strings with no maxLength (path ids, SKUs, Problem)
-    "owasp:api4:2023-integer-limit",  # integers with no bounds (Problem.status, a count)
-    "owasp:api4:2023-array-limit",  # arrays with no maxItems (Problem.errors)
+    "owasp:api4:2023-string-limit",  # strings with no maxLength (path ids, Problem.detail)
+    # arrays with no maxItems: Problem.errors, and lists as long as the merchant makes them
+    # (tests/test_openapi.py UNBOUNDED_ARRAYS)
+    "owasp:api4:2023-array-limit",
 }
 
 

@@ -63,6 +63,16 @@ responses = false
 
 # The first table that matches an operation applies: these come before the Idempotency-Key
 # table below, so they restate its 422.
+
+# If-Match is a precondition on the version the resource has now, which no schema can know:
+# on a live product or customer, a well-formed but stale one is a 412 `version_mismatch`.
+[[operations]]
+include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/archive)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+[[operations]]
+include-name = "PATCH /v1/customers/{{customer_id}}"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "412"]}
+
 [[operations]]
 include-name-regex = "^({CROSS_FIELD})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}

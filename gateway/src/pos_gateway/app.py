@@ -34,6 +34,7 @@ from pos_gateway.routes import (
     stock,
 )
 from pos_gateway.routes.common import success
+from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
 from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
@@ -154,19 +155,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     ):
         app.include_router(module.router)
 
+    # The probes answer the platform's orchestrator and scrapers, not partners' clients: the
+    # breaking-change check leaves them out (tools/contract/optic.dev.yml).
+    probe = {"x-platform-probe": True}
+
     @app.get(
         "/healthz",
         tags=["platform"],
         summary="Liveness",
+        openapi_extra=probe,
         responses={200: success({"status": "ok"})},
     )
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     @app.get(
         "/metrics",
         tags=["platform"],
         summary="Prometheus metrics",
+        openapi_extra=probe,
         response_class=PlainTextResponse,
         responses={200: success(METRICS_EXAMPLE, "text/plain")},
     )
@@ -177,9 +184,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/readyz",
         tags=["platform"],
         summary="Readiness: the gateway's database; each service's health is reported",
+        openapi_extra=probe,
+        response_model=Readiness,
         responses={
             200: success(READY_EXAMPLE),
             503: {
+                "model": Readiness,
                 "description": "The gateway's own database is unreachable",
                 "content": {"application/json": {"example": NOT_READY_EXAMPLE}},
             },
@@ -209,7 +219,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # Only our own database decides readiness: with one service down the gateway still
         # serves everything else (and checkout degrades as designed), so it must stay in.
         ready = checks["database"] == "ok"
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        # A JSONResponse (FastAPI skips response_model then): the status depends on the answer.
+        answer = Readiness.model_validate({"ready": ready, "checks": checks})
+        return JSONResponse(answer.model_dump(mode="json"), status_code=200 if ready else 503)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -7,11 +7,15 @@ RFC 3339 in UTC.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _enum_word(field: Any, number: int) -> str | None:
@@ -52,3 +56,15 @@ def to_json(message: Message) -> dict[str, Any]:
         else:
             out[field.name] = _value(field, value)
     return out
+
+
+def to_model(model: type[M], message: Message) -> M:
+    """The answer model `model` of a protobuf message (validated: the answer is the schema)."""
+    return model.model_validate(to_json(message))
+
+
+def to_page(model: type[M], items: Iterable[Message], next_token: str = "") -> M:
+    """A list answer (`Page[...]`) of protobuf messages; an empty token is the last page."""
+    return model.model_validate(
+        {"data": [to_json(x) for x in items], "next_cursor": next_token or None}
+    )

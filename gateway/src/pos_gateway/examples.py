@@ -224,7 +224,7 @@ API_KEY = {
 NEW_API_KEY = {
     **API_KEY,
     "last_used_at": None,
-    "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+    "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
     "secret_redacted": False,
 }
 REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
@@ -238,7 +238,7 @@ OAUTH_CLIENT = {
 }
 NEW_OAUTH_CLIENT = {
     **OAUTH_CLIENT,
-    "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXX",
+    "client_secret": "pos_cs_ExampleSecretNotRealXXXXXXXXXXXXXXXXXXXXXXX",
     "secret_redacted": False,
 }
 REVOKED_OAUTH_CLIENT = {**OAUTH_CLIENT, "revoked_at": UPDATED}
@@ -252,5 +252,5 @@ TOKEN = {
 MERCHANT = {
     "id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
     "name": "Corner Coffee",
-    "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXX",
+    "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }

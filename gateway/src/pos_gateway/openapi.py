@@ -15,9 +15,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from pos_gateway.edge import OPEN_PATHS, REQUEST_ID_MAX
-from pos_gateway.idempotency import MAX_KEY_LENGTH
+from pos_gateway.idempotency import MAX_KEY_LENGTH, SHOWN_ONCE
 from pos_gateway.keys import ALL_SCOPES
-from pos_gateway.routes.common import IF_MATCH, NO_NUL, PROBLEM_SCHEMA
+from pos_gateway.routes.common import (
+    IF_MATCH,
+    INT64_MAX,
+    INT64_MIN,
+    NO_NUL,
+    NULL,
+    shown_once_text,
+)
+from pos_gateway.schemas.problems import PaymentDeclined, Problem, VersionMismatch
 from pos_gateway.tokens import TOKEN_SECONDS
 
 # Printable ASCII without leading or trailing blanks (HTTP trims those off header values).
@@ -231,18 +239,21 @@ ETAG_OPERATIONS = frozenset(
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    document = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-        servers=SERVERS,
+    document: dict[str, Any] = with_nulls(
+        get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            servers=SERVERS,
+        )
     )
+    with_integer_bounds(document)
     without_default_validation_answer(document)
     without_null_parameters(document)
     strings_without_nul(document)
     components = document.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
+    with_problems(document)
     integers_with_format(document)
     components["headers"] = copy.deepcopy(HEADERS)
     components["parameters"] = copy.deepcopy(PARAMETERS)
@@ -251,6 +262,7 @@ def build(app: FastAPI) -> dict[str, Any]:
     with_idempotency_key(document)
     with_shared_if_match(document)
     with_security(document)
+    with_scope_described(document)
     with_edge_answers(document)
     return document
 
@@ -299,6 +311,59 @@ def _kind(path: str) -> str:
     if not path.startswith("/v1/") or path in OPEN_PATHS:
         return "open"
     return "merchant"
+
+
+def with_nulls(value: Any) -> Any:
+    """`value` with the NULL stand-ins (routes.common.success) back to null."""
+    if value == NULL:
+        return None
+    if isinstance(value, dict):
+        return {k: with_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_nulls(v) for v in value]
+    return value
+
+
+def with_integer_bounds(document: dict[str, Any]) -> None:
+    """FastAPI's document model holds every bound as a float: `"minimum": 0.0`, and int64's
+    maximum rounded up to 2**63, past the range it bounds. An integer's bounds are written back
+    as integers, the rounded ones clamped into int64."""
+    _walk(document, _integer_bounds)
+
+
+def _integer_bounds(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "integer":
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if isinstance(schema.get(key), float):
+                schema[key] = min(max(int(schema[key]), INT64_MIN), INT64_MAX)
+
+
+def with_problems(document: dict[str, Any]) -> None:
+    """The problem schemas the error answers name (routes.common.problems): no route returns
+    them, so FastAPI does not add them itself. What they share with the answers (Order,
+    Payment, ...) is FastAPI's own schema of the same model."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, PaymentDeclined, VersionMismatch):
+        schema = model.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        for name, shared in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, shared)
+        schemas[model.__name__] = schema
+
+
+def with_scope_described(document: dict[str, Any]) -> None:
+    """Each operation's description: the scope it requires (and the secrets it shows once),
+    then the route's docstring (the rules across fields that a schema cannot state)."""
+    for _, _, operation in _operations(document):
+        scopes = operation.get("x-required-scopes")
+        if scopes:
+            secrets = tuple(operation.get(SHOWN_ONCE, ()))
+            needs = f"Requires the `{scopes[0]}` scope." + (
+                shown_once_text(secrets) if secrets else ""
+            )
+            rules = operation.get("description", "")
+            operation["description"] = f"{needs}\n\n{rules}" if rules else needs
 
 
 def without_default_validation_answer(document: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -96,6 +96,21 @@ def example(body: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
 
 
+def _integer_format(name: str) -> Callable[[dict[str, Any]], None]:
+    def add(schema: dict[str, Any]) -> None:
+        # On the integer itself, or on the integer branch of a nullable one.
+        for branch in (schema, *schema.get("anyOf", [])):
+            if branch.get("type") == "integer":
+                branch["format"] = name
+
+    return add
+
+
+# `json_schema_extra` of integer fields: the document says which integer type holds them.
+INT64 = _integer_format("int64")
+INT32 = _integer_format("int32")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
 # Said of every filter that names a location: another merchant's id is one you do not have.
 UNKNOWN_LOCATION = (
@@ -106,6 +121,7 @@ Sku = Annotated[
     str,
     Field(
         pattern=SKU,
+        max_length=64,
         description="1 to 64 letters, digits, '.', '_', '-' or '/'; the first a letter or digit",
         examples=["TEE-BLK-M"],
     ),
@@ -132,7 +148,9 @@ Currency = Annotated[
 
 
 class MoneyIn(Body):
-    amount: int = Field(ge=0, le=10**12, description="Integer minor units, e.g. 2599 = 25.99")
+    amount: int = Field(
+        ge=0, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
+    )
     currency: Currency
 
     def pb(self) -> money_pb2.Money:
@@ -185,36 +203,17 @@ def request_id() -> str:
     return request_id_var.get() or ""
 
 
-def page(items: list[dict[str, Any]], next_token: str) -> dict[str, Any]:
-    return {"data": items, "next_cursor": next_token or None}
-
-
 # RFC 9457 problem details, one schema named in every error answer (a generated SDK gets one
-# Problem class, not one per status and operation).
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "RFC 9457 problem details with a stable machine `code`",
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string", "description": "Stable machine code, e.g. `resource_missing`"},
-        "errors": {
-            "type": "array",
-            "description": "One entry per field problem",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-                "required": ["field", "reason"],
-            },
-        },
-    },
-    "required": ["type", "title", "status", "code"],
-}
-PROBLEM = {
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-}
+# Problem class, not one per status and operation), but for the two that carry more: the
+# models are in schemas.problems, added to the document by openapi.build.
+_PROBLEM_SCHEMAS = {402: "PaymentDeclined", 412: "VersionMismatch"}
+
+
+def _problem(status: int) -> dict[str, Any]:
+    name = _PROBLEM_SCHEMAS.get(status, "Problem")
+    return {"application/problem+json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
 _ERRORS = {
     400: "Invalid request: `errors[]` names each field",
     401: "Missing or invalid API key",
@@ -237,15 +236,38 @@ CREATE = (409, 422)
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for these problem statuses."""
-    return {code: {"description": _ERRORS[code], **PROBLEM} for code in sorted(set(statuses))}
+    return {
+        code: {"description": _ERRORS[code], "content": _problem(code)}
+        for code in sorted(set(statuses))
+    }
+
+
+# FastAPI drops every null from the document, examples' too (`"next_cursor": null`): an
+# example's nulls travel as this stand-in (no text in the API holds NUL), which
+# openapi.with_nulls turns back into null.
+NULL = "\x00null"
+
+
+def _nulls_kept(value: Any) -> Any:
+    if value is None:
+        return NULL
+    if isinstance(value, dict):
+        return {k: _nulls_kept(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls_kept(v) for v in value]
+    return value
 
 
 def success(example: Any, media_type: str = "application/json") -> dict[str, Any]:
-    """The OpenAPI success answer, with its example."""
-    return {"description": "Success", "content": {media_type: {"example": example}}}
+    """The OpenAPI success answer's example (its schema is the route's return type; plain
+    text is a string)."""
+    media: dict[str, Any] = {"example": _nulls_kept(example)}
+    if media_type.startswith("text/"):
+        media["schema"] = {"type": "string"}
+    return {"description": "Success", "content": {media_type: media}}
 
 
-def _shown_once_text(fields: tuple[str, ...]) -> str:
+def shown_once_text(fields: tuple[str, ...]) -> str:
     names = " and ".join(f"`{f}`" for f in fields)
     return (
         f" {names} {'is' if len(fields) == 1 else 'are'} shown in this answer only, with "
@@ -273,8 +295,8 @@ def op(
         extra[SHOWN_ONCE] = list(shown_once)
     return {
         "summary": summary,
-        "description": f"Requires the `{scope}` scope."
-        + (_shown_once_text(shown_once) if shown_once else ""),
+        # No description here: FastAPI then takes the route's docstring (its rules), and
+        # openapi.build puts the scope in front of it.
         "status_code": status,
         "dependencies": [require(scope)],
         "responses": {status: success(example), **problems(*EDGE, *errors)},

@@ -15,6 +15,15 @@ from pos_gateway.auth import Principal
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import CREATE, Body, example, op, problems, request_id, success
+from pos_gateway.schemas.credentials import (
+    AccessToken,
+    ApiKey,
+    ApiKeyList,
+    NewApiKey,
+    NewOAuthClient,
+    OAuthClient,
+    OAuthClientList,
+)
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
@@ -89,7 +98,7 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
         shown_once=("key",),
     ),
 )
-async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
+async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
     merchant = _principal(request).merchant_id
     state = request.app.state
@@ -101,7 +110,7 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
     except admin.RequestReused:
         raise _reused() from None
     info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == key_id)
-    return {**_key_json(info), "key": key, REDACTED: key is None}
+    return NewApiKey.model_validate({**_key_json(info), "key": key, REDACTED: key is None})
 
 
 @router.get(
@@ -112,23 +121,23 @@ async def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
         example={"data": [ex.API_KEY], "next_cursor": None},
     ),
 )
-async def list_keys(request: Request) -> dict[str, Any]:
+async def list_keys(request: Request) -> ApiKeyList:
     found = await admin.list_keys(request.app.state.engine, _principal(request).merchant_id)
-    return {"data": [_key_json(k) for k in found], "next_cursor": None}
+    return ApiKeyList.model_validate({"data": [_key_json(k) for k in found], "next_cursor": None})
 
 
 @router.delete(
     "/api-keys/{key_id}",
     **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
 )
-async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+async def revoke_key(key_id: str, request: Request) -> ApiKey:
     revoked = await admin.revoke_key(
         request.app.state.engine, _principal(request).merchant_id, key_id
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
     request.app.state.keys.forget(key_id)
-    return _key_json(revoked)
+    return ApiKey.model_validate(_key_json(revoked))
 
 
 @router.post(
@@ -142,7 +151,7 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
         shown_once=("client_secret",),
     ),
 )
-async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
+async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
     """The client secret is in this answer only."""
     merchant = _principal(request).merchant_id
     state = request.app.state
@@ -154,7 +163,8 @@ async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
     except admin.RequestReused:
         raise _reused() from None
     info = next(c for c in await admin.list_clients(state.engine, merchant) if c.id == client_id)
-    return {**_client_json(info), "client_secret": client_secret, REDACTED: client_secret is None}
+    secret = {"client_secret": client_secret, REDACTED: client_secret is None}
+    return NewOAuthClient.model_validate({**_client_json(info), **secret})
 
 
 @router.get(
@@ -165,23 +175,25 @@ async def create_client(body: ClientIn, request: Request) -> dict[str, Any]:
         example={"data": [ex.OAUTH_CLIENT], "next_cursor": None},
     ),
 )
-async def list_clients(request: Request) -> dict[str, Any]:
+async def list_clients(request: Request) -> OAuthClientList:
     found = await admin.list_clients(request.app.state.engine, _principal(request).merchant_id)
-    return {"data": [_client_json(c) for c in found], "next_cursor": None}
+    return OAuthClientList.model_validate(
+        {"data": [_client_json(c) for c in found], "next_cursor": None}
+    )
 
 
 @router.delete(
     "/oauth-clients/{client_id}",
     **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
 )
-async def revoke_client(client_id: str, request: Request) -> dict[str, Any]:
+async def revoke_client(client_id: str, request: Request) -> OAuthClient:
     revoked = await admin.revoke_client(
         request.app.state.engine, _principal(request).merchant_id, client_id
     )
     if revoked is None:
         raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
     request.app.state.keys.forget(client_id)
-    return _client_json(revoked)
+    return OAuthClient.model_validate(_client_json(revoked))
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -226,7 +238,7 @@ async def token(
     client_id: Annotated[str, Form(min_length=1, max_length=64)],
     client_secret: Annotated[str, Form(min_length=1, max_length=128)],
     scope: Annotated[str, Form(max_length=1000)] = "",
-) -> dict[str, Any]:
+) -> AccessToken:
     form = {"grant_type": grant_type, "client_id": client_id, "client_secret": client_secret,
             "scope": scope}  # fmt: skip
     refused = {k: r for k, v in form.items() if (r := text_problem(k, v)) is not None}
@@ -254,9 +266,9 @@ async def token(
     access = signing.issue(
         tokens.Claims(merchant, client_id, tuple(asked), now + tokens.TOKEN_SECONDS), now
     )
-    return {
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": tokens.TOKEN_SECONDS,
-        "scope": " ".join(asked),
-    }
+    return AccessToken(
+        access_token=access,
+        token_type="Bearer",  # noqa: S106 (the scheme's name, not a secret)
+        expires_in=tokens.TOKEN_SECONDS,
+        scope=" ".join(asked),
+    )

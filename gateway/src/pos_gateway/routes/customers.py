@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import Field
@@ -10,7 +10,7 @@ from pydantic import Field
 from pos.customer.v1 import customer_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_json
+from pos_gateway.convert import to_model, to_page
 from pos_gateway.routes.common import (
     CREATE,
     Body,
@@ -21,12 +21,12 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     op,
-    page,
     request_id,
     services,
     timestamp,
     version_checked,
 )
+from pos_gateway.schemas.people import Customer, CustomerList
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -61,32 +61,32 @@ class CustomerIn(Body):
     "/customers",
     **op("customers:write", "Create a customer", CREATE, example=ex.CUSTOMER, status=201),
 )
-async def create_customer(body: CustomerIn, svc: Svc) -> dict[str, Any]:
+async def create_customer(body: CustomerIn, svc: Svc) -> Customer:
     answer = await svc.customer.CreateCustomer(
         customer_pb2.CreateCustomerRequest(request_id=request_id(), **body.model_dump())
     )
-    return to_json(answer.customer)
+    return to_model(Customer, answer.customer)
 
 
 @router.get("/customers", **op("customers:read", "List customers", example=ex.page(ex.CUSTOMER)))
 async def list_customers(
     svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
-) -> dict[str, Any]:
+) -> CustomerList:
     request = customer_pb2.ListCustomersRequest(page_size=limit, page_token=cursor or "")
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
     answer = await svc.customer.ListCustomers(request)
-    return page([to_json(x) for x in answer.customers], answer.next_page_token)
+    return to_page(CustomerList, answer.customers, answer.next_page_token)
 
 
 @router.get(
     "/customers/{customer_id}",
     **op("customers:read", "Get a customer with its loyalty balance", (404,), example=ex.CUSTOMER),
 )
-async def get_customer(customer_id: str, svc: Svc, response: Response) -> dict[str, Any]:
+async def get_customer(customer_id: str, svc: Svc, response: Response) -> Customer:
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     response.headers["ETag"] = f'"{answer.customer.version}"'
-    return to_json(answer.customer)
+    return to_model(Customer, answer.customer)
 
 
 @router.patch(
@@ -99,7 +99,7 @@ async def update_customer(
     svc: Svc,
     response: Response,
     if_match: IfMatch = None,
-) -> dict[str, Any]:
+) -> Customer:
     """Send `If-Match: "<version>"` to update only the version you saw; a stale one is a 412."""
     request = customer_pb2.UpdateCustomerRequest(
         request_id=request_id(), id=customer_id, expected_version=expected_version(if_match)
@@ -109,4 +109,4 @@ async def update_customer(
             setattr(request, name, value)
     answer = await version_checked(svc.customer.UpdateCustomer(request))
     response.headers["ETag"] = f'"{answer.customer.version}"'
-    return to_json(answer.customer)
+    return to_model(Customer, answer.customer)

@@ -11,9 +11,11 @@ from pydantic import Field
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_json
+from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.routes.common import (
     CREATE,
+    INT32,
+    INT64,
     UNKNOWN_LOCATION,
     Body,
     Currency,
@@ -22,10 +24,16 @@ from pos_gateway.routes.common import (
     Sku,
     example,
     op,
-    page,
     request_id,
     services,
     timestamp,
+)
+from pos_gateway.schemas.stock import (
+    Adjusted,
+    Location,
+    LocationList,
+    StockLevelList,
+    TaxRateKey,
 )
 
 router = APIRouter(prefix="/v1", tags=["locations and inventory"])
@@ -38,7 +46,7 @@ class AddressIn(Body):
     city: str = Field("", max_length=200, examples=["Springfield"])
     region: str = Field("", max_length=200, examples=["IL"])
     postal_code: str = Field("", max_length=20, examples=["62701"])
-    country: str = Field("", pattern=r"^([A-Z]{2})?$", examples=["US"])
+    country: str = Field("", pattern=r"^([A-Z]{2})?$", max_length=2, examples=["US"])
 
 
 class GeoIn(Body):
@@ -66,12 +74,16 @@ class LocationIn(Body):
 
     name: str = Field(min_length=1, max_length=200, examples=["Main St store"])
     currency: Currency
-    tax_rate_bps: int = Field(0, ge=0, le=10_000, description="825 = 8.25 %")
+    tax_rate_bps: int = Field(
+        0, ge=0, le=10_000, json_schema_extra=INT32, description="825 = 8.25 %"
+    )
     kind: Literal["store", "warehouse"] = "store"
     address: AddressIn | None = None
     geo: GeoIn | None = None
     time_zone: str = Field("UTC", max_length=64, examples=["America/Chicago"])
-    tax_rates_bps: dict[str, Annotated[int, Field(ge=0, le=10_000)]] = Field(
+    tax_rates_bps: dict[
+        TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]
+    ] = Field(
         default_factory=dict,
         max_length=50,
         description='Basis points per tax category, e.g. {"food": 200}; others pay tax_rate_bps',
@@ -120,6 +132,11 @@ OccurredAt = Field(
 )
 
 
+def _never_zero(schema: dict[str, Any]) -> None:
+    INT64(schema)
+    schema["not"] = {"const": 0}
+
+
 class AdjustmentIn(Body):
     model_config = example(
         {"sku": "TEE-BLK-M", "location_id": ex.LOCATION_ID, "delta": 24, "reason": "received"}
@@ -131,7 +148,7 @@ class AdjustmentIn(Body):
         ge=-1_000_000_000,
         le=1_000_000_000,
         description="Signed change of on-hand units; never zero",
-        json_schema_extra={"not": {"const": 0}},
+        json_schema_extra=_never_zero,
     )
     reason: Reason
     occurred_at: datetime | None = OccurredAt
@@ -142,17 +159,20 @@ class AdjustmentIn(Body):
     "/locations",
     **op("inventory:write", "Create a location", CREATE, example=ex.LOCATION, status=201),
 )
-async def create_location(body: LocationIn, svc: Svc) -> dict[str, Any]:
+async def create_location(body: LocationIn, svc: Svc) -> Location:
+    """`time_zone` must be an IANA time zone name (`America/Chicago`), else a 400. A sale of a
+    product whose tax category is a key of `tax_rates_bps` is taxed at that rate, any other
+    at `tax_rate_bps`."""
     answer = await svc.inventory.CreateLocation(body.pb())
-    return to_json(answer.location)
+    return to_model(Location, answer.location)
 
 
 @router.get("/locations", **op("inventory:read", "List locations", example=ex.page(ex.LOCATION)))
-async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> LocationList:
     answer = await svc.inventory.ListLocations(
         inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
     )
-    return page([to_json(x) for x in answer.locations], answer.next_page_token)
+    return to_page(LocationList, answer.locations, answer.next_page_token)
 
 
 @router.get(
@@ -161,13 +181,13 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
 )
 async def stock_levels(
     svc: Svc,
-    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
-) -> dict[str, Any]:
+) -> StockLevelList:
     answer = await svc.inventory.GetStockLevels(
         inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")
     )
-    return page([to_json(x) for x in answer.levels], "")
+    return to_page(StockLevelList, answer.levels)
 
 
 @router.post(
@@ -180,7 +200,7 @@ async def stock_levels(
         status=201,
     ),
 )
-async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
+async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
     """Answers the new level, with the ledger `entry` the change wrote."""
     request = inventory_pb2.AdjustStockRequest(
         request_id=request_id(),
@@ -193,4 +213,4 @@ async def adjust_stock(body: AdjustmentIn, svc: Svc) -> dict[str, Any]:
     if body.occurred_at is not None:
         request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
     answer = await svc.inventory.AdjustStock(request)
-    return {**to_json(answer.level), "entry": to_json(answer.entry)}
+    return Adjusted.model_validate({**to_json(answer.level), "entry": to_json(answer.entry)})

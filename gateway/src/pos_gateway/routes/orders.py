@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import Field
@@ -11,10 +11,11 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_json
+from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    INT64,
     Body,
     Cursor,
     Limit,
@@ -22,10 +23,10 @@ from pos_gateway.routes.common import (
     Sku,
     example,
     op,
-    page,
     request_id,
     services,
 )
+from pos_gateway.schemas.orders import Checkout, Order, OrderList, Payment
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -33,7 +34,7 @@ Svc = Annotated[Services, Depends(services)]
 
 class CheckoutLineIn(Body):
     sku: Sku
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
 
 
 class CheckoutIn(Body):
@@ -70,7 +71,13 @@ class CheckoutIn(Body):
         status=201,
     ),
 )
-async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
+async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
+    """Prices the lines as the catalog stands, applies promotions, charges, and records the
+    sale. Rules across fields (each a 400 naming the field): each SKU appears once, priced in
+    the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
+    `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
+    total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
+    A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
     request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,
@@ -87,33 +94,34 @@ async def checkout(body: CheckoutIn, svc: Svc) -> dict[str, Any]:
         request.cash_tendered.CopyFrom(body.cash_tendered.pb())
     answer = await svc.order.Checkout(request)
     result = {"order": to_json(answer.order), "payment": to_json(answer.payment)}
+    sale = Checkout.model_validate(result)
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_DECLINED:
         raise Problem(
             402,
             "payment_declined",
             f"the payment was declined: {answer.payment.decline_reason}",
-            extra=result,
+            extra=sale.model_dump(mode="json"),
         )
-    return result
+    return sale
 
 
 @router.get("/orders", **op("orders:read", "List orders", example=ex.page(ex.ORDER)))
-async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> OrderList:
     answer = await svc.order.ListOrders(
         order_pb2.ListOrdersRequest(page_size=limit, page_token=cursor or "")
     )
-    return page([to_json(x) for x in answer.orders], answer.next_page_token)
+    return to_page(OrderList, answer.orders, answer.next_page_token)
 
 
 @router.get("/orders/{order_id}", **op("orders:read", "Get an order", (404,), example=ex.ORDER))
-async def get_order(order_id: str, svc: Svc) -> dict[str, Any]:
+async def get_order(order_id: str, svc: Svc) -> Order:
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
-    return to_json(answer.order)
+    return to_model(Order, answer.order)
 
 
 @router.get(
     "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
 )
-async def get_payment(payment_id: str, svc: Svc) -> dict[str, Any]:
+async def get_payment(payment_id: str, svc: Svc) -> Payment:
     answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
-    return to_json(answer.payment)
+    return to_model(Payment, answer.payment)

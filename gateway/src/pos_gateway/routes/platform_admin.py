@@ -7,7 +7,6 @@ operation is `python -m pos_gateway create-merchant NAME` on the command line.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import Field
@@ -16,6 +15,7 @@ from pos_gateway import admin
 from pos_gateway import examples as ex
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import Body, example, problems, success
+from pos_gateway.schemas.credentials import Merchant
 
 router = APIRouter(prefix="/v1/admin", tags=["platform administration"])
 
@@ -48,9 +48,9 @@ def _check(request: Request) -> None:
     "Answers 404 like an unknown route when the deployment has no platform credential.",
     responses={201: success(ex.MERCHANT), **problems(400, 401, 404, 413)},
 )
-async def create_merchant(body: MerchantIn, request: Request) -> dict[str, Any]:
+async def create_merchant(body: MerchantIn, request: Request) -> Merchant:
     _check(request)
     state = request.app.state
     merchant_id = await admin.create_merchant(state.engine, body.name)
     issued = await admin.issue_key(state.engine, state.secret, merchant_id, "default")
-    return {"id": merchant_id, "name": body.name, "api_key": issued.key}
+    return Merchant(id=merchant_id, name=body.name, api_key=issued.key)

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_json
+from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
@@ -24,16 +24,26 @@ from pos_gateway.routes.common import (
     UpdatedSince,
     expected_version,
     op,
-    page,
     request_id,
     services,
     timestamp,
     version_checked,
 )
+from pos_gateway.schemas.catalog import (
+    TAX_CATEGORY,
+    Barcode,
+    BatchUpsertResult,
+    OptionName,
+    OptionValue,
+    Product,
+    ProductList,
+)
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 Svc = Annotated[Services, Depends(services)]
 MAX_BATCH = 1000
+# Unset or empty: the service's default, "standard".
+TAX_CATEGORY_OR_EMPTY = f"^({TAX_CATEGORY.strip('^$')})?$"
 
 TEE: dict[str, Any] = {
     "sku": "TEE-BLK",
@@ -55,9 +65,11 @@ TEE: dict[str, Any] = {
 class VariantIn(Body):
     sku: Sku = Field(description="Unique per merchant")
     name: str = Field("", max_length=200)
-    options: dict[str, str] = Field(default_factory=dict, max_length=10, examples=[{"size": "M"}])
+    options: dict[OptionName, OptionValue] = Field(
+        default_factory=dict, max_length=10, examples=[{"size": "M"}]
+    )
     price: MoneyIn | None = Field(None, description="Unset: the product's price")
-    barcodes: list[str] = Field(default_factory=list, max_length=20)
+    barcodes: list[Barcode] = Field(default_factory=list, max_length=20)
 
     def pb(self) -> inventory_pb2.ProductVariant:
         msg = inventory_pb2.ProductVariant(
@@ -77,11 +89,17 @@ class ProductIn(Body):
     description: str = Field("", max_length=5000)
     category: str = Field("", max_length=100)
     tax_category: str = Field(
-        "", max_length=32, description='Empty means "standard"', examples=["food"]
+        "",
+        pattern=TAX_CATEGORY_OR_EMPTY,
+        max_length=32,
+        description='A lower-case code; empty means "standard"',
+        examples=["food"],
     )
     external_id: str = Field("", max_length=255, description="Your id; unique per merchant")
-    barcodes: list[str] = Field(
-        default_factory=list, max_length=20, description="GTIN-8/12/13/14 (check digit checked)"
+    barcodes: list[Barcode] = Field(
+        default_factory=list,
+        max_length=20,
+        description="GTIN-8/12/13/14 (check digit checked) or a shop code of letters and digits",
     )
     variants: list[VariantIn] = Field(default_factory=list, max_length=100)
 
@@ -110,9 +128,9 @@ class ProductPatch(Body):
     price: MoneyIn | None = None
     description: str | None = Field(None, max_length=5000)
     category: str | None = Field(None, max_length=100)
-    tax_category: str | None = Field(None, max_length=32)
+    tax_category: str | None = Field(None, pattern=TAX_CATEGORY_OR_EMPTY, max_length=32)
     external_id: str | None = Field(None, max_length=255)
-    barcodes: list[str] | None = Field(None, max_length=20, description="Replaces the list")
+    barcodes: list[Barcode] | None = Field(None, max_length=20, description="Replaces the list")
     variants: list[VariantIn] | None = Field(
         None, max_length=100, description="Replaces the list; a variant keeps its id by SKU"
     )
@@ -134,18 +152,21 @@ def _bad(field: str, reason: str) -> Problem:
     )
 
 
-def _product(response: Response, product: inventory_pb2.Product) -> dict[str, Any]:
+def _product(response: Response, product: inventory_pb2.Product) -> Product:
     response.headers["ETag"] = f'"{product.version}"'
-    return to_json(product)
+    return to_model(Product, product)
 
 
 @router.post(
     "/products", **op("catalog:write", "Create a product", CREATE, example=ex.PRODUCT, status=201)
 )
-async def create_product(body: ProductIn, svc: Svc, response: Response) -> dict[str, Any]:
+async def create_product(body: ProductIn, svc: Svc, response: Response) -> Product:
     """A product with its own SKU and optional variants, each sold under its own SKU. SKUs and
     barcodes are unique per merchant across products and variants (409 `sku_taken`,
-    `barcode_taken`, `external_id_taken`); numeric barcodes must carry a valid GTIN check digit.
+    `barcode_taken`, `external_id_taken`). Rules across fields (each a 400 naming the field):
+    an all-digit barcode is a GTIN-8, -12, -13 or -14 with a valid check digit; the product's
+    and its variants' SKUs all differ, and so do all their barcodes; a variant's price is in
+    the product's currency.
     """
     fields = body.pb()
     request = inventory_pb2.CreateProductRequest(
@@ -185,7 +206,7 @@ async def list_products(
     status: Annotated[
         Literal["active", "archived"] | None, Query(description="Only this status (search)")
     ] = None,
-) -> dict[str, Any]:
+) -> ProductList:
     """Without a search parameter: every product by id, or with `updated_since` the change feed
     (oldest change first). With `query`, `sku` or `barcode` (combinable, not with
     `updated_since`): the matching products by id."""
@@ -196,7 +217,7 @@ async def list_products(
         if updated_since is not None:
             request.updated_since.CopyFrom(timestamp(updated_since))
         answer = await svc.inventory.ListProducts(request)
-        return page([to_json(x) for x in answer.products], answer.next_page_token)
+        return to_page(ProductList, answer.products, answer.next_page_token)
     if updated_since is not None:
         raise _bad("updated_since", "cannot be combined with query, sku or barcode")
     search = inventory_pb2.SearchProductsRequest(
@@ -210,13 +231,13 @@ async def list_products(
         else inventory_pb2.PRODUCT_STATUS_UNSPECIFIED,
     )
     found = await svc.inventory.SearchProducts(search)
-    return page([to_json(x) for x in found.products], found.next_page_token)
+    return to_page(ProductList, found.products, found.next_page_token)
 
 
 @router.get(
     "/products/{product_id}", **op("catalog:read", "Get a product", (404,), example=ex.PRODUCT)
 )
-async def get_product(product_id: str, svc: Svc, response: Response) -> dict[str, Any]:
+async def get_product(product_id: str, svc: Svc, response: Response) -> Product:
     """Archived products are still returned (`status: archived`). The ETag is the version."""
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
     return _product(response, answer.product)
@@ -228,11 +249,12 @@ async def get_product(product_id: str, svc: Svc, response: Response) -> dict[str
 )
 async def update_product(
     product_id: str, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
-) -> dict[str, Any]:
+) -> Product:
     """Only the fields sent change; `barcodes` and `variants` are replaced whole. Send
     `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
     `current_version`. A change bumps `version` and `updated_at`; sending what is already
-    there changes nothing."""
+    there changes nothing. The product as changed keeps the rules of creating one (barcodes'
+    check digits, SKUs and barcodes that differ, variants priced in the product's currency)."""
     sent = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in sent.items() if v is None)
     if nulls:
@@ -265,7 +287,7 @@ async def update_product(
 )
 async def archive_product(
     product_id: str, svc: Svc, response: Response, if_match: IfMatch = None
-) -> dict[str, Any]:
+) -> Product:
     """The product stays readable and searchable but can no longer be sold: checkouts of its
     SKUs answer 409 `product_archived`. Archiving an archived product changes nothing."""
     request = inventory_pb2.ArchiveProductRequest(
@@ -279,13 +301,15 @@ async def archive_product(
     "/products/batch-upsert",
     **op("catalog:write", "Create or replace up to 1000 products", CREATE, example=ex.UPSERTED),
 )
-async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> dict[str, Any]:
+async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> BatchUpsertResult:
     """Each item is keyed by its `external_id` and replaces the whole product it names (status
     is kept). Items are independent: the answer is a 200 with one result per item, in order,
     each `created`, `updated`, `unchanged` or `failed` with its own `error` (`code`, `detail`,
-    `errors[]` with fields relative to the item). A body that does not match the schema (more
-    than 1000 items, a wrong type) is a 400 for the whole batch and writes nothing. The same
-    `Idempotency-Key` replays the first answer without applying anything again."""
+    `errors[]` with fields relative to the item): an item keeps the rules of creating a
+    product, and an `external_id`, SKU or barcode is in one item only (`duplicate_in_batch`).
+    A body that does not match the schema (more than 1000 items, a wrong type) is a 400 for the
+    whole batch and writes nothing. The same `Idempotency-Key` replays the first answer without
+    applying anything again."""
     answer = await svc.inventory.UpsertProducts(
         inventory_pb2.UpsertProductsRequest(
             request_id=request_id(), products=[item.pb() for item in body.products]
@@ -295,7 +319,7 @@ async def batch_upsert(body: BatchUpsertIn, svc: Svc) -> dict[str, Any]:
     summary = {s: 0 for s in ("created", "updated", "unchanged", "failed")}
     for r in results:
         summary[r["status"]] += 1
-    return {"data": results, "summary": summary}
+    return BatchUpsertResult.model_validate({"data": results, "summary": summary})
 
 
 def _result(r: inventory_pb2.UpsertProductResult) -> dict[str, Any]:

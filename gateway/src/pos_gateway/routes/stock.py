@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
@@ -11,10 +11,14 @@ from pydantic import Field
 from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_json
+from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    INT32,
+    INT64,
+    INT64_MAX,
+    INT64_MIN,
     UNKNOWN_LOCATION,
     Body,
     Cursor,
@@ -22,12 +26,22 @@ from pos_gateway.routes.common import (
     Sku,
     example,
     op,
-    page,
     request_id,
     services,
     timestamp,
 )
 from pos_gateway.routes.inventory import GeoIn, OccurredAt
+from pos_gateway.schemas.stock import (
+    Counted,
+    HeldReservation,
+    LedgerEntryList,
+    NearbyLocationList,
+    Reservation,
+    SkuAvailabilityList,
+    SourcingProposal,
+    Threshold,
+    Transfer,
+)
 
 router = APIRouter(prefix="/v1", tags=["stock and reservations"])
 # What a write here may answer besides the edge's problems: unknown ids, conflicts, a reused key.
@@ -38,7 +52,7 @@ LocationId = Field(min_length=1, max_length=64, examples=["loc_01JD8X3M1Y0B9QK8V
 
 class LineIn(Body):
     sku: Sku
-    quantity: int = Field(ge=1, le=1_000_000_000, examples=[1])
+    quantity: int = Field(ge=1, le=1_000_000_000, json_schema_extra=INT64, examples=[1])
 
     def pb(self) -> stock_pb2.StockLine:
         return stock_pb2.StockLine(sku=self.sku, quantity=self.quantity)
@@ -54,9 +68,14 @@ class CountIn(Body):
 
     sku: Sku
     location_id: str = LocationId
-    quantity: int = Field(ge=0, le=1_000_000_000, description="Units counted on the shelf")
+    quantity: int = Field(
+        ge=0, le=1_000_000_000, json_schema_extra=INT64, description="Units counted on the shelf"
+    )
     expected_on_hand: int | None = Field(
         None,
+        ge=INT64_MIN,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
         description="Apply only if on_hand is still this; otherwise 409 `count_conflict` with "
         "the current `on_hand`",
     )
@@ -85,7 +104,10 @@ class ThresholdIn(Body):
 
     sku: Sku
     threshold: int | None = Field(
-        ge=0, le=1_000_000_000, description="Alert when available falls to this; null removes it"
+        ge=0,
+        le=1_000_000_000,
+        json_schema_extra=INT64,
+        description="Alert when available falls to this; null removes it",
     )
 
 
@@ -101,7 +123,9 @@ class ReservationIn(Body):
 
     location_id: str = LocationId
     lines: list[LineIn] = Lines
-    ttl_seconds: int = Field(900, ge=1, le=604_800, description="How long the hold lasts")
+    ttl_seconds: int = Field(
+        900, ge=1, le=604_800, json_schema_extra=INT32, description="How long the hold lasts"
+    )
     reference: str = Field("", max_length=200, description="Yours, e.g. a cart or order id")
 
 
@@ -118,7 +142,7 @@ class SourcingIn(Body):
     destination: GeoIn | None = Field(None, description="Ship here; or give pickup_location_id")
     pickup_location_id: str | None = Field(None, max_length=64)
     dry_run: bool = Field(False, description="Propose only; hold nothing")
-    ttl_seconds: int = Field(900, ge=1, le=604_800)
+    ttl_seconds: int = Field(900, ge=1, le=604_800, json_schema_extra=INT32)
     reference: str = Field("", max_length=200)
 
 
@@ -126,7 +150,7 @@ class SourcingIn(Body):
     "/inventory/counts",
     **op("inventory:write", "Record a physical count", W, example=ex.COUNTED, status=201),
 )
-async def count_stock(body: CountIn, svc: Svc) -> dict[str, Any]:
+async def count_stock(body: CountIn, svc: Svc) -> Counted:
     request = stock_pb2.CountStockRequest(
         request_id=request_id(),
         sku=body.sku,
@@ -138,14 +162,17 @@ async def count_stock(body: CountIn, svc: Svc) -> dict[str, Any]:
         request.expected_on_hand = body.expected_on_hand
     if body.occurred_at is not None:
         request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
-    return to_json(await svc.stock.CountStock(request))
+    return to_model(Counted, await svc.stock.CountStock(request))
 
 
 @router.post(
     "/inventory/transfers",
     **op("inventory:write", "Move stock between locations", W, example=ex.TRANSFER, status=201),
 )
-async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
+async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
+    """Every line or none. The two locations must differ and each SKU appears once (400);
+    the source must have the units available, on hand and not held (409 `insufficient_stock`).
+    """
     request = stock_pb2.TransferStockRequest(
         request_id=request_id(),
         from_location_id=body.from_location_id,
@@ -155,7 +182,7 @@ async def transfer_stock(body: TransferIn, svc: Svc) -> dict[str, Any]:
     )
     if body.occurred_at is not None:
         request.occurred_at.CopyFrom(timestamp(body.occurred_at, "occurred_at"))
-    return to_json(await svc.stock.TransferStock(request))
+    return to_model(Transfer, await svc.stock.TransferStock(request))
 
 
 @router.get(
@@ -173,24 +200,24 @@ async def stock_history(
     location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> LedgerEntryList:
     answer = await svc.stock.ListStockHistory(
         stock_pb2.ListStockHistoryRequest(
             sku=sku or "", location_id=location_id or "", page_size=limit, page_token=cursor or ""
         )
     )
-    return page([to_json(x) for x in answer.entries], answer.next_page_token)
+    return to_page(LedgerEntryList, answer.entries, answer.next_page_token)
 
 
 @router.post(
     "/inventory/low-stock-thresholds",
     **op("inventory:write", "Set or remove a low-stock alert", W, example=ex.THRESHOLD),
 )
-async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
+async def set_threshold(body: ThresholdIn, svc: Svc) -> Threshold:
     request = stock_pb2.SetLowStockThresholdRequest(request_id=request_id(), sku=body.sku)
     if body.threshold is not None:
         request.threshold = body.threshold
-    return to_json(await svc.stock.SetLowStockThreshold(request))
+    return to_model(Threshold, await svc.stock.SetLowStockThreshold(request))
 
 
 @router.get(
@@ -204,15 +231,15 @@ async def set_threshold(body: ThresholdIn, svc: Svc) -> dict[str, Any]:
 )
 async def availability(
     svc: Svc,
-    sku: Annotated[list[str], Query(min_length=1, max_length=200)],
+    sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[
         list[str] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
     ] = None,
-) -> dict[str, Any]:
+) -> SkuAvailabilityList:
     answer = await svc.stock.GetAvailability(
         stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])
     )
-    return page([to_json(x) for x in answer.skus], "")
+    return to_page(SkuAvailabilityList, answer.skus)
 
 
 def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
@@ -245,7 +272,8 @@ async def nearby(
     radius_km: Annotated[float, Query(ge=0, le=20_000)] = 0,
     pickup_only: bool = False,
     limit: Limit = 10,
-) -> dict[str, Any]:
+) -> NearbyLocationList:
+    """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400."""
     answer = await svc.stock.FindNearbyStock(
         stock_pb2.FindNearbyStockRequest(
             lines=_lines_from_query(sku),
@@ -255,12 +283,23 @@ async def nearby(
             page_size=limit,
         )
     )
-    return page([to_json(x) for x in answer.locations], "")
+    return to_page(NearbyLocationList, answer.locations)
+
+
+def _held(
+    answer: stock_pb2.CreateReservationResponse
+    | stock_pb2.CommitReservationResponse
+    | stock_pb2.ReleaseReservationResponse,
+) -> HeldReservation:
+    """A reservation write's answer: the reservation with the levels it changed."""
+    levels = [to_json(x) for x in answer.levels]
+    return HeldReservation.model_validate({**to_json(answer.reservation), "levels": levels})
 
 
 @router.post("/reservations", **op("inventory:write", "Hold stock", W, example=ex.HELD, status=201))
-async def create_reservation(body: ReservationIn, svc: Svc) -> dict[str, Any]:
-    """Every line or none; 409 `insufficient_stock` names the SKUs short and what is available."""
+async def create_reservation(body: ReservationIn, svc: Svc) -> HeldReservation:
+    """Every line or none; each SKU appears once (400); 409 `insufficient_stock` names the SKUs
+    short and what is available."""
     answer = await svc.stock.CreateReservation(
         stock_pb2.CreateReservationRequest(
             request_id=request_id(),
@@ -270,46 +309,48 @@ async def create_reservation(body: ReservationIn, svc: Svc) -> dict[str, Any]:
             reference=body.reference,
         )
     )
-    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+    return _held(answer)
 
 
 @router.get(
     "/reservations/{reservation_id}",
     **op("inventory:read", "Get a reservation", (404,), example=ex.RESERVATION),
 )
-async def get_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+async def get_reservation(reservation_id: str, svc: Svc) -> Reservation:
     answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
-    return to_json(answer.reservation)
+    return to_model(Reservation, answer.reservation)
 
 
 @router.post(
     "/reservations/{reservation_id}/commit",
     **op("inventory:write", "Sell the held units", W, example=ex.HELD),
 )
-async def commit_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+async def commit_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
     answer = await svc.stock.CommitReservation(
         stock_pb2.CommitReservationRequest(request_id=request_id(), id=reservation_id)
     )
-    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+    return _held(answer)
 
 
 @router.post(
     "/reservations/{reservation_id}/release",
     **op("inventory:write", "Give the held units back", W, example=ex.HELD),
 )
-async def release_reservation(reservation_id: str, svc: Svc) -> dict[str, Any]:
+async def release_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
     answer = await svc.stock.ReleaseReservation(
         stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)
     )
-    return {**to_json(answer.reservation), "levels": [to_json(x) for x in answer.levels]}
+    return _held(answer)
 
 
 @router.post(
     "/sourcing",
     **op("inventory:write", "Propose where to fulfil lines from", W, example=ex.SOURCING),
 )
-async def propose_sourcing(body: SourcingIn, svc: Svc) -> dict[str, Any]:
-    """Pickup, one location, or a split, with the reason; holds the stock unless dry_run."""
+async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
+    """Pickup, one location, or a split, with the reason; holds the stock unless dry_run. Give
+    exactly one of `destination` (ship there) and `pickup_location_id` (collect there), else a
+    400; each SKU appears once."""
     request = stock_pb2.ProposeSourcingRequest(
         request_id=request_id(),
         lines=[line.pb() for line in body.lines],
@@ -320,4 +361,4 @@ async def propose_sourcing(body: SourcingIn, svc: Svc) -> dict[str, Any]:
     )
     if body.destination is not None:
         request.destination.CopyFrom(body.destination.pb())
-    return to_json(await svc.stock.ProposeSourcing(request))
+    return to_model(SourcingProposal, await svc.stock.ProposeSourcing(request))

@@ -1,0 +1,190 @@
+"""Locations and stock answers: levels, the ledger, reservations, availability, sourcing."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from pos_gateway.routes.common import INT64
+from pos_gateway.schemas.base import (
+    Answer,
+    Bps,
+    Count,
+    Currency,
+    Id,
+    Kilometres,
+    OptionalId,
+    Page,
+    Sku,
+    StockLine,
+    Timestamp,
+    Units,
+    Version,
+)
+
+# The inventory service's rule for a location's tax category keys (pos_inventory.domain.model).
+TAX_RATE_KEY = r"^[a-z0-9_]{1,40}$"
+TaxRateKey = Annotated[str, Field(pattern=TAX_RATE_KEY, max_length=40)]
+
+
+class Address(Answer):
+    line1: str = Field(max_length=200)
+    line2: str = Field(max_length=200)
+    city: str = Field(max_length=200)
+    region: str = Field(max_length=200)
+    postal_code: str = Field(max_length=20)
+    country: str = Field(pattern=r"^([A-Z]{2})?$", max_length=2, description="ISO 3166-1 alpha-2")
+
+
+class GeoPoint(Answer):
+    latitude: float = Field(ge=-90, le=90, json_schema_extra={"format": "double"})
+    longitude: float = Field(ge=-180, le=180, json_schema_extra={"format": "double"})
+
+
+class Location(Answer):
+    id: Id
+    name: str = Field(min_length=1, max_length=200)
+    currency: Currency
+    tax_rate_bps: Bps
+    version: Version
+    created_at: Timestamp
+    kind: Literal["store", "warehouse"]
+    address: Address | None
+    geo: GeoPoint | None = Field(description="null when unknown")
+    time_zone: str = Field(max_length=64, description="IANA time zone", examples=["UTC"])
+    tax_rates_bps: dict[TaxRateKey, Bps] = Field(
+        max_length=50, description="Per tax category; others pay tax_rate_bps"
+    )
+    pickup_enabled: bool
+    ship_enabled: bool
+
+
+class StockLevel(Answer):
+    sku: Sku
+    location_id: Id
+    on_hand: Units = Field(description="May be negative: recorded sales beyond what was received")
+    reserved: Count = Field(description="Held by active reservations")
+    available: Count = Field(description="on_hand - reserved, never below zero")
+    updated_at: Timestamp | None = Field(description="When on_hand last changed; null: never")
+
+
+class LedgerEntry(Answer):
+    id: Id
+    sku: Sku
+    location_id: Id
+    kind: Literal["adjustment", "count", "transfer_out", "transfer_in", "sale"]
+    reason: Literal["received", "sold", "returned", "damaged", "correction", "lost"] | None = Field(
+        description="Set for adjustments and sales"
+    )
+    quantity: Units = Field(description="What was asked: the signed change, or the count")
+    delta: Units = Field(description="What it did to on_hand; 0 when superseded by a count")
+    on_hand_after: Units
+    superseded: bool
+    occurred_at: Timestamp
+    recorded_at: Timestamp
+    reference: str = Field(max_length=200, description="The order, reservation or transfer")
+    note: str = Field(max_length=500)
+
+
+class Adjusted(StockLevel):
+    """The new level, with the ledger entry the adjustment wrote."""
+
+    entry: LedgerEntry
+
+
+class Counted(Answer):
+    level: StockLevel
+    entry: LedgerEntry
+
+
+class Transfer(Answer):
+    transfer_id: Id
+    levels: list[StockLevel] = Field(max_length=200, description="Both locations' new levels")
+    entries: list[LedgerEntry] = Field(max_length=200)
+
+
+class Threshold(Answer):
+    sku: Sku
+    threshold: Annotated[int, Field(ge=0, le=1_000_000_000, json_schema_extra=INT64)] | None = (
+        Field(description="null: no alert")
+    )
+
+
+class ReservationStatus(StrEnum):
+    """`active` holds the units until `expires_at`; the others hold nothing any more"""
+
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class Reservation(Answer):
+    id: Id
+    location_id: Id
+    status: ReservationStatus
+    lines: list[StockLine] = Field(max_length=100)
+    reference: str = Field(max_length=200)
+    expires_at: Timestamp
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class HeldReservation(Reservation):
+    """The reservation, with the levels it changed."""
+
+    levels: list[StockLevel] = Field(max_length=100)
+
+
+class SkuAvailability(Answer):
+    sku: Sku
+    on_hand: Units
+    reserved: Count
+    available: Count
+    # One per location that has a level: as many as the merchant has locations.
+    locations: list[StockLevel]
+
+
+class NearbyLocation(Answer):
+    location: Location
+    distance_km: Kilometres
+    levels: list[StockLevel] = Field(max_length=100)
+
+
+class SourcingAllocation(Answer):
+    location_id: Id
+    distance_km: Kilometres
+    lines: list[StockLine] = Field(max_length=100)
+    reservation_id: OptionalId
+
+
+class SourcingProposal(Answer):
+    strategy: Literal["pickup", "single", "split", "unfulfillable"]
+    # One per location shipping a part: as many as the merchant has locations.
+    allocations: list[SourcingAllocation]
+    reason: str = Field(max_length=2000, description="Why, in words for people")
+    reason_code: str = Field(max_length=64, examples=["nearest_with_all_lines"])
+    short: list[StockLine] = Field(max_length=100, description="What no location can supply")
+
+
+class StockLevelList(Page[StockLevel]):
+    # One level per SKU and location: up to 200 SKUs times the merchant's locations.
+    data: list[StockLevel]
+
+
+class LocationList(Page[Location]):
+    pass
+
+
+class LedgerEntryList(Page[LedgerEntry]):
+    pass
+
+
+class SkuAvailabilityList(Page[SkuAvailability]):
+    pass
+
+
+class NearbyLocationList(Page[NearbyLocation]):
+    pass

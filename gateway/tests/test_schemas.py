@@ -1,0 +1,92 @@
+"""The answer models and the services' messages they are built from name the same fields, and
+each enum word a service can send is one the model (and so the document) allows: a field a
+service adds is not silently dropped from the answers, and a new enum value is not a 500."""
+
+from __future__ import annotations
+
+import types
+import typing
+from enum import Enum
+from typing import Any
+
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from pydantic import BaseModel
+
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2
+from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos.promotion.v1 import promotion_pb2
+from pos_gateway.convert import _enum_word, to_model
+from pos_gateway.schemas import catalog, orders, people, stock
+from pos_gateway.schemas.base import Money, StockLine
+
+PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
+    (Money, money_pb2.Money),
+    (StockLine, stock_pb2.StockLine),
+    (catalog.Product, inventory_pb2.Product),
+    (catalog.ProductVariant, inventory_pb2.ProductVariant),
+    (stock.Location, inventory_pb2.Location),
+    (stock.Address, inventory_pb2.Address),
+    (stock.GeoPoint, inventory_pb2.GeoPoint),
+    (stock.StockLevel, inventory_pb2.StockLevel),
+    (stock.LedgerEntry, inventory_pb2.LedgerEntry),
+    (stock.Counted, stock_pb2.CountStockResponse),
+    (stock.Transfer, stock_pb2.TransferStockResponse),
+    (stock.Threshold, stock_pb2.SetLowStockThresholdResponse),
+    (stock.Reservation, stock_pb2.Reservation),
+    (stock.SkuAvailability, stock_pb2.SkuAvailability),
+    (stock.NearbyLocation, stock_pb2.NearbyLocation),
+    (stock.SourcingAllocation, stock_pb2.SourcingAllocation),
+    (stock.SourcingProposal, stock_pb2.ProposeSourcingResponse),
+    (people.Customer, customer_pb2.Customer),
+    (people.Promotion, promotion_pb2.Promotion),
+    (orders.OrderLine, order_pb2.OrderLine),
+    (orders.Order, order_pb2.Order),
+    (orders.Payment, payment_pb2.Payment),
+]
+
+
+def _words(annotation: Any) -> set[str]:
+    """The strings a Literal or enum field (or a nullable one) allows."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_words(a) for a in typing.get_args(annotation)))
+    if typing.get_origin(annotation) is typing.Literal:
+        return set(typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return {member.value for member in annotation}
+    return set()
+
+
+@pytest.mark.parametrize(("model", "message"), PAIRS, ids=lambda x: x.__name__)
+def test_an_answer_model_names_every_field_of_its_message(
+    model: type[BaseModel], message: type[Message]
+) -> None:
+    fields: Any = message.DESCRIPTOR.fields
+    assert set(model.model_fields) == {f.name for f in fields}
+    for field in fields:
+        if field.type != FieldDescriptor.TYPE_ENUM:
+            continue
+        sent = {_enum_word(field, v.number) for v in field.enum_type.values if v.number}
+        allowed = _words(model.model_fields[field.name].annotation)
+        assert sent == allowed, f"{model.__name__}.{field.name}: {sent} != {allowed}"
+
+
+def test_an_answer_is_built_from_a_message_with_its_nulls_and_integers() -> None:
+    payment = payment_pb2.Payment(
+        id="pay_1",
+        order_id="ord_1",
+        tender_type=payment_pb2.TENDER_TYPE_CASH,
+        amount=money_pb2.Money(amount=2**40, currency="USD"),
+        status=payment_pb2.PAYMENT_STATUS_CAPTURED,
+        change_due=money_pb2.Money(amount=0, currency="USD"),
+    )
+    payment.created_at.FromSeconds(1_768_469_400)
+    answer = to_model(orders.Payment, payment)
+    assert answer.amount.amount == 2**40 and answer.change_due is not None
+    assert answer.created_at == "2026-01-15T09:30:00.000Z"
+    payment.ClearField("change_due")
+    assert to_model(orders.Payment, payment).change_due is None
