@@ -44,14 +44,16 @@ def _previous_document(root: Path) -> str:
 def _optic(node_tools: Any, before: Path, after: Path) -> subprocess.Popen[str]:
     command = [
         str(node_tools.folder / "node_modules" / ".bin" / "optic"), "diff", str(before),
-        str(after), "--check", "--standard", "optic.dev.yml",
+        str(after), "--check", "--standard", str(node_tools.folder / "optic.dev.yml"),
     ]  # fmt: skip
+    # Run beside the compared files: under CI optic writes its report (ci-run-details.json)
+    # into the working folder, which must not be the checkout.
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=node_tools.folder,
+        cwd=before.parent,
         env=node_tools.env(),
     )
 
