@@ -137,16 +137,30 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
-async def list_keys(engine: AsyncEngine, merchant_id: str) -> list[KeyInfo]:
+async def list_keys(
+    engine: AsyncEngine, merchant_id: str, after: str = "", limit: int | None = None
+) -> list[KeyInfo]:
+    """The merchant's keys, revoked ones too, by id: the `limit` first after id `after`."""
     t = api_keys
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
                    t.c.last_used_at, t.c.revoked_at)
-            .where(t.c.merchant_id == merchant_id)
+            .where(t.c.merchant_id == merchant_id, t.c.id > after)
             .order_by(t.c.id)
+            .limit(limit)
         )  # fmt: skip
         return [KeyInfo(*row) for row in rows]
+
+
+async def get_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo | None:
+    t = api_keys
+    columns = (t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
+               t.c.last_used_at, t.c.revoked_at)  # fmt: skip
+    query = select(*columns).where(t.c.merchant_id == merchant_id, t.c.id == key_id)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+        return None if row is None else KeyInfo(*row)
 
 
 async def revoke_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo | None:
@@ -160,7 +174,7 @@ async def revoke_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyI
             )
             .values(revoked_at=func.now())
         )
-    return next((k for k in await list_keys(engine, merchant_id) if k.id == key_id), None)
+    return await get_key(engine, merchant_id, key_id)
 
 
 @dataclass(frozen=True)
@@ -198,15 +212,32 @@ async def create_client(
     return (client_id, client_secret) if earlier is None else (earlier, None)
 
 
-async def list_clients(engine: AsyncEngine, merchant_id: str) -> list[ClientInfo]:
+async def list_clients(
+    engine: AsyncEngine, merchant_id: str, after: str = "", limit: int | None = None
+) -> list[ClientInfo]:
+    """The merchant's clients, revoked ones too, by id: the `limit` first after id `after`."""
     t = oauth_clients
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at)
-            .where(t.c.merchant_id == merchant_id)
+            .where(t.c.merchant_id == merchant_id, t.c.id > after)
             .order_by(t.c.id)
+            .limit(limit)
         )
         return [ClientInfo(*row) for row in rows]
+
+
+async def get_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> ClientInfo | None:
+    t = oauth_clients
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at).where(
+                    t.c.merchant_id == merchant_id, t.c.id == client_id
+                )
+            )
+        ).first()
+        return None if row is None else ClientInfo(*row)
 
 
 async def revoke_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> ClientInfo | None:
@@ -220,7 +251,7 @@ async def revoke_client(engine: AsyncEngine, merchant_id: str, client_id: str) -
             )
             .values(revoked_at=func.now())
         )
-    return next((c for c in await list_clients(engine, merchant_id) if c.id == client_id), None)
+    return await get_client(engine, merchant_id, client_id)
 
 
 async def client_for_secret(

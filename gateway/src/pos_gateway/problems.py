@@ -64,6 +64,26 @@ TITLES = {
 
 _RESERVED_MEMBERS = {"type", "title", "status", "detail", "code", "errors", "instance"}
 
+# A problem's size is bounded whatever went wrong, so a client can size what it keeps: `detail`
+# (a service's words, which may quote what was sent) is cut to DETAIL_MAX characters, and
+# `errors` keeps the first ERRORS_MAX field problems (a 1,000-line batch can break more; the
+# services already keep only what fits in a gRPC status, pos_kit.grpc_server.STATUS_BUDGET).
+DETAIL_MAX = 1000
+ERRORS_MAX = 100
+
+
+# An entry's `field` (a path that may hold a key that was sent) and `reason`, likewise.
+FIELD_MAX, REASON_MAX = 500, 1000
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
+
+
+def _entry(error: dict[str, str]) -> dict[str, str]:
+    most = {"field": FIELD_MAX, "reason": REASON_MAX}
+    return {k: _cut(v, most[k]) if k in most else v for k, v in error.items()}
+
 
 class Problem(Exception):
     def __init__(
@@ -78,8 +98,8 @@ class Problem(Exception):
         super().__init__(detail)
         self.status = status
         self.code = code
-        self.detail = detail
-        self.errors = errors or []
+        self.detail = _cut(detail, DETAIL_MAX)
+        self.errors = [_entry(e) for e in (errors or [])[:ERRORS_MAX]]
         self.headers = headers or {}
         self.extra = extra or {}
 

@@ -34,6 +34,9 @@ class FakeLocations:
     async def add(self, location: Location) -> None:
         self._s.locations[(self._m, location.id)] = location
 
+    async def count_for_add(self) -> int:
+        return len(await self.all())
+
     async def get(self, location_id: str) -> Location | None:
         return self._s.locations.get((self._m, location_id))
 

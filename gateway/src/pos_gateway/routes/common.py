@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, get_args
 
 import grpc
-from fastapi import Header, Query, Request
+from fastapi import Header, Path, Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
 )
@@ -157,25 +158,58 @@ class MoneyIn(Body):
         return money_pb2.Money(amount=self.amount, currency=self.currency)
 
 
+# Every id the services mint is a prefix and 26 characters (pos_kit.ids, 35 at most today); 64
+# is the bound ids have in bodies too. A longer one is a 400 naming the parameter: no resource
+# can have it. A shorter made-up one is looked up, and is a 404 like another merchant's.
+ID_MAX = 64
+PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX, description="The resource's id")]
+QueryId = Annotated[str, StringConstraints(max_length=ID_MAX)]
+
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
 _RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 
 
+# "2026-01-31T09:00:00.123456789+05:30" is 35 characters; more is digits past any clock's.
+TIME_MAX = 64
+
+
+def _time_max(value: object) -> object:
+    if isinstance(value, str) and len(value) > TIME_MAX:
+        raise ValueError(f"must be an RFC 3339 time of at most {TIME_MAX} characters")
+    return value
+
+
 def _rfc3339_only(value: object) -> object:
     # pydantic would also take a number of seconds since 1970 ("0.5") as a time; the API
     # promises RFC 3339, so anything else is refused rather than guessed at.
+    _time_max(value)
     if isinstance(value, str) and not re.fullmatch(_RFC3339, value, flags=re.IGNORECASE):
         raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-01-31T09:00:00Z")
     return value
 
 
+def _time_bounded(schema: dict[str, Any]) -> None:
+    # On the time itself, or on the string branch of a nullable one.
+    for branch in (schema, *schema.get("anyOf", [])):
+        if branch.get("format") == "date-time":
+            branch["maxLength"] = TIME_MAX
+
+
+# An RFC 3339 time in a query: the shape and length _rfc3339_only holds it to.
+Rfc3339 = BeforeValidator(_rfc3339_only)
+TIME_SCHEMA = _time_bounded
+# A time in a body: its length is held to the document's maxLength.
+BodyTime = Annotated[datetime, BeforeValidator(_time_max)]
+
+
 UpdatedSince = Annotated[
     datetime | None,
-    BeforeValidator(_rfc3339_only),
+    Rfc3339,
     Query(
         description="Only what changed at or after this RFC 3339 time, oldest change first; "
         "poll again from the last `updated_at` you saw",
+        json_schema_extra=TIME_SCHEMA,
     ),
 ]
 

@@ -14,7 +14,18 @@ from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import CREATE, Body, example, op, problems, request_id, success
+from pos_gateway.routes.common import (
+    CREATE,
+    Body,
+    Cursor,
+    Limit,
+    PathId,
+    example,
+    op,
+    problems,
+    request_id,
+    success,
+)
 from pos_gateway.schemas.credentials import (
     AccessToken,
     ApiKey,
@@ -87,6 +98,14 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
     }
 
 
+def _page(found: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A page of `limit` of what was read (`limit` + 1, to know whether more follow); the
+    cursor is the last id shown, as ids order the list."""
+    data = found[:limit]
+    more = len(found) > limit
+    return {"data": data, "next_cursor": data[-1]["id"] if more else None}
+
+
 @router.post(
     "/api-keys",
     **op(
@@ -109,7 +128,8 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
         )  # fmt: skip
     except admin.RequestReused:
         raise _reused() from None
-    info = next(k for k in await admin.list_keys(state.engine, merchant) if k.id == key_id)
+    info = await admin.get_key(state.engine, merchant, key_id)
+    assert info is not None  # this request made it, or an earlier attempt of it
     return NewApiKey.model_validate({**_key_json(info), "key": key, REDACTED: key is None})
 
 
@@ -121,16 +141,19 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
         example={"data": [ex.API_KEY], "next_cursor": None},
     ),
 )
-async def list_keys(request: Request) -> ApiKeyList:
-    found = await admin.list_keys(request.app.state.engine, _principal(request).merchant_id)
-    return ApiKeyList.model_validate({"data": [_key_json(k) for k in found], "next_cursor": None})
+async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyList:
+    """Every key, revoked ones too, oldest first, in pages of `limit`."""
+    found = await admin.list_keys(
+        request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
+    )
+    return ApiKeyList.model_validate(_page([_key_json(k) for k in found], limit))
 
 
 @router.delete(
     "/api-keys/{key_id}",
     **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
 )
-async def revoke_key(key_id: str, request: Request) -> ApiKey:
+async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
     revoked = await admin.revoke_key(
         request.app.state.engine, _principal(request).merchant_id, key_id
     )
@@ -162,7 +185,8 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
         )  # fmt: skip
     except admin.RequestReused:
         raise _reused() from None
-    info = next(c for c in await admin.list_clients(state.engine, merchant) if c.id == client_id)
+    info = await admin.get_client(state.engine, merchant, client_id)
+    assert info is not None  # this request made it, or an earlier attempt of it
     secret = {"client_secret": client_secret, REDACTED: client_secret is None}
     return NewOAuthClient.model_validate({**_client_json(info), **secret})
 
@@ -175,18 +199,21 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
         example={"data": [ex.OAUTH_CLIENT], "next_cursor": None},
     ),
 )
-async def list_clients(request: Request) -> OAuthClientList:
-    found = await admin.list_clients(request.app.state.engine, _principal(request).merchant_id)
-    return OAuthClientList.model_validate(
-        {"data": [_client_json(c) for c in found], "next_cursor": None}
+async def list_clients(
+    request: Request, limit: Limit = 50, cursor: Cursor = None
+) -> OAuthClientList:
+    """Every client, revoked ones too, oldest first, in pages of `limit`."""
+    found = await admin.list_clients(
+        request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
     )
+    return OAuthClientList.model_validate(_page([_client_json(c) for c in found], limit))
 
 
 @router.delete(
     "/oauth-clients/{client_id}",
     **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
 )
-async def revoke_client(client_id: str, request: Request) -> OAuthClient:
+async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
     revoked = await admin.revoke_client(
         request.app.state.engine, _principal(request).merchant_id, client_id
     )

@@ -17,6 +17,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    PathId,
     UpdatedSince,
     example,
     expected_version,
@@ -83,7 +84,7 @@ async def list_customers(
     "/customers/{customer_id}",
     **op("customers:read", "Get a customer with its loyalty balance", (404,), example=ex.CUSTOMER),
 )
-async def get_customer(customer_id: str, svc: Svc, response: Response) -> Customer:
+async def get_customer(customer_id: PathId, svc: Svc, response: Response) -> Customer:
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_model(Customer, answer.customer)
@@ -94,7 +95,7 @@ async def get_customer(customer_id: str, svc: Svc, response: Response) -> Custom
     **op("customers:write", "Update a customer", (404, 409, 412), example=ex.CUSTOMER),
 )
 async def update_customer(
-    customer_id: str,
+    customer_id: PathId,
     body: CustomerPatch,
     svc: Svc,
     response: Response,

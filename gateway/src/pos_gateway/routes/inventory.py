@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -16,8 +15,10 @@ from pos_gateway.routes.common import (
     CREATE,
     INT32,
     INT64,
+    TIME_SCHEMA,
     UNKNOWN_LOCATION,
     Body,
+    BodyTime,
     Currency,
     Cursor,
     Limit,
@@ -29,6 +30,7 @@ from pos_gateway.routes.common import (
     timestamp,
 )
 from pos_gateway.schemas.stock import (
+    SKUS_ASKED_MAX,
     Adjusted,
     Location,
     LocationList,
@@ -127,6 +129,7 @@ REASONS = {
 Reason = Literal["received", "sold", "returned", "damaged", "correction", "lost"]
 OccurredAt = Field(
     None,
+    json_schema_extra=TIME_SCHEMA,
     description="When it happened (RFC 3339 with an offset); unset means now. A change from "
     "before the latest physical count is recorded but changes nothing: the count saw it.",
 )
@@ -151,7 +154,7 @@ class AdjustmentIn(Body):
         json_schema_extra=_never_zero,
     )
     reason: Reason
-    occurred_at: datetime | None = OccurredAt
+    occurred_at: BodyTime | None = OccurredAt
     note: str = Field("", max_length=500)
 
 
@@ -162,7 +165,8 @@ class AdjustmentIn(Body):
 async def create_location(body: LocationIn, svc: Svc) -> Location:
     """`time_zone` must be an IANA time zone name (`America/Chicago`), else a 400. A sale of a
     product whose tax category is a key of `tax_rates_bps` is taxed at that rate, any other
-    at `tax_rate_bps`."""
+    at `tax_rate_bps`. A merchant has at most 1,000 locations: one more is a 409
+    `location_limit_reached`."""
     answer = await svc.inventory.CreateLocation(body.pb())
     return to_model(Location, answer.location)
 
@@ -181,9 +185,11 @@ async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> 
 )
 async def stock_levels(
     svc: Svc,
-    sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
+    sku: Annotated[list[Sku], Query(min_length=1, max_length=SKUS_ASKED_MAX)],
     location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
 ) -> StockLevelList:
+    """One level per SKU and location that has it: at most 200 SKUs at each of a merchant's
+    1,000 locations at most."""
     answer = await svc.inventory.GetStockLevels(
         inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")
     )

@@ -20,6 +20,7 @@ from pos_gateway.routes.common import (
     Cursor,
     Limit,
     MoneyIn,
+    PathId,
     Sku,
     example,
     op,
@@ -114,7 +115,7 @@ async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> Ord
 
 
 @router.get("/orders/{order_id}", **op("orders:read", "Get an order", (404,), example=ex.ORDER))
-async def get_order(order_id: str, svc: Svc) -> Order:
+async def get_order(order_id: PathId, svc: Svc) -> Order:
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     return to_model(Order, answer.order)
 
@@ -122,6 +123,6 @@ async def get_order(order_id: str, svc: Svc) -> Order:
 @router.get(
     "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
 )
-async def get_payment(payment_id: str, svc: Svc) -> Payment:
+async def get_payment(payment_id: PathId, svc: Svc) -> Payment:
     answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
     return to_model(Payment, answer.payment)

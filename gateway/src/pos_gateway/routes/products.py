@@ -20,6 +20,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     MoneyIn,
+    PathId,
     Sku,
     UpdatedSince,
     expected_version,
@@ -237,7 +238,7 @@ async def list_products(
 @router.get(
     "/products/{product_id}", **op("catalog:read", "Get a product", (404,), example=ex.PRODUCT)
 )
-async def get_product(product_id: str, svc: Svc, response: Response) -> Product:
+async def get_product(product_id: PathId, svc: Svc, response: Response) -> Product:
     """Archived products are still returned (`status: archived`). The ETag is the version."""
     answer = await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
     return _product(response, answer.product)
@@ -248,7 +249,7 @@ async def get_product(product_id: str, svc: Svc, response: Response) -> Product:
     **op("catalog:write", "Update a product", (404, 409, 412), example=ex.PRODUCT),
 )
 async def update_product(
-    product_id: str, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
+    product_id: PathId, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Product:
     """Only the fields sent change; `barcodes` and `variants` are replaced whole. Send
     `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
@@ -286,7 +287,7 @@ async def update_product(
     **op("catalog:write", "Archive a product", (404, 412, *CREATE), example=ex.PRODUCT),
 )
 async def archive_product(
-    product_id: str, svc: Svc, response: Response, if_match: IfMatch = None
+    product_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Product:
     """The product stays readable and searchable but can no longer be sold: checkouts of its
     SKUs answer 409 `product_archived`. Archiving an archived product changes nothing."""

@@ -18,6 +18,7 @@ from pos_gateway.routes.common import (
     Cursor,
     Limit,
     MoneyIn,
+    PathId,
     example,
     op,
     request_id,
@@ -73,6 +74,6 @@ async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) ->
     "/promotions/{promotion_id}",
     **op("promotions:read", "Get a promotion", (404,), example=ex.PROMOTION),
 )
-async def get_promotion(promotion_id: str, svc: Svc) -> Promotion:
+async def get_promotion(promotion_id: PathId, svc: Svc) -> Promotion:
     answer = await svc.promotion.GetPromotion(promotion_pb2.GetPromotionRequest(id=promotion_id))
     return to_model(Promotion, answer.promotion)

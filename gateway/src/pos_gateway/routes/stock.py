@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos_gateway import examples as ex
@@ -21,8 +20,11 @@ from pos_gateway.routes.common import (
     INT64_MIN,
     UNKNOWN_LOCATION,
     Body,
+    BodyTime,
     Cursor,
     Limit,
+    PathId,
+    QueryId,
     Sku,
     example,
     op,
@@ -79,7 +81,7 @@ class CountIn(Body):
         description="Apply only if on_hand is still this; otherwise 409 `count_conflict` with "
         "the current `on_hand`",
     )
-    occurred_at: datetime | None = OccurredAt
+    occurred_at: BodyTime | None = OccurredAt
     note: str = Field("", max_length=500)
 
 
@@ -95,7 +97,7 @@ class TransferIn(Body):
     from_location_id: str = LocationId
     to_location_id: str = LocationId
     lines: list[LineIn] = Lines
-    occurred_at: datetime | None = OccurredAt
+    occurred_at: BodyTime | None = OccurredAt
     note: str = Field("", max_length=500)
 
 
@@ -233,13 +235,19 @@ async def availability(
     svc: Svc,
     sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[
-        list[str] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
+        list[QueryId] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
     ] = None,
 ) -> SkuAvailabilityList:
+    """Per SKU, its level at each location that has it: at most one entry for each of a
+    merchant's 1,000 locations at most."""
     answer = await svc.stock.GetAvailability(
         stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])
     )
     return to_page(SkuAvailabilityList, answer.skus)
+
+
+# A SKU (64 at most), a colon and a quantity: more than 80 characters is no line.
+SkuLine = Annotated[str, StringConstraints(max_length=80)]
 
 
 def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
@@ -265,7 +273,7 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
 async def nearby(
     svc: Svc,
     sku: Annotated[
-        list[str], Query(min_length=1, max_length=100, description="SKU or SKU:quantity")
+        list[SkuLine], Query(min_length=1, max_length=100, description="SKU or SKU:quantity")
     ],
     latitude: Annotated[float, Query(ge=-90, le=90)],
     longitude: Annotated[float, Query(ge=-180, le=180)],
@@ -316,7 +324,7 @@ async def create_reservation(body: ReservationIn, svc: Svc) -> HeldReservation:
     "/reservations/{reservation_id}",
     **op("inventory:read", "Get a reservation", (404,), example=ex.RESERVATION),
 )
-async def get_reservation(reservation_id: str, svc: Svc) -> Reservation:
+async def get_reservation(reservation_id: PathId, svc: Svc) -> Reservation:
     answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
     return to_model(Reservation, answer.reservation)
 
@@ -325,7 +333,7 @@ async def get_reservation(reservation_id: str, svc: Svc) -> Reservation:
     "/reservations/{reservation_id}/commit",
     **op("inventory:write", "Sell the held units", W, example=ex.HELD),
 )
-async def commit_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
+async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
     answer = await svc.stock.CommitReservation(
         stock_pb2.CommitReservationRequest(request_id=request_id(), id=reservation_id)
     )
@@ -336,7 +344,7 @@ async def commit_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
     "/reservations/{reservation_id}/release",
     **op("inventory:write", "Give the held units back", W, example=ex.HELD),
 )
-async def release_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
+async def release_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
     answer = await svc.stock.ReleaseReservation(
         stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)
     )
@@ -350,7 +358,8 @@ async def release_reservation(reservation_id: str, svc: Svc) -> HeldReservation:
 async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
     """Pickup, one location, or a split, with the reason; holds the stock unless dry_run. Give
     exactly one of `destination` (ship there) and `pickup_location_id` (collect there), else a
-    400; each SKU appears once."""
+    400; each SKU appears once. A split has an allocation per location shipping a part, of a
+    merchant's 1,000 locations at most."""
     request = stock_pb2.ProposeSourcingRequest(
         request_id=request_id(),
         lines=[line.pb() for line in body.lines],

@@ -82,10 +82,8 @@ class Merchant(Answer):
 
 
 class ApiKeyList(Page[ApiKey]):
-    # Every key of the merchant, never paged: no fixed maximum.
-    data: list[ApiKey]
+    pass
 
 
 class OAuthClientList(Page[OAuthClient]):
-    # Every client of the merchant, never paged: no fixed maximum.
-    data: list[OAuthClient]
+    pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pos_gateway.problems import DETAIL_MAX, ERRORS_MAX
 from pos_gateway.routes.common import INT32
 from pos_gateway.schemas.base import FieldError, Version
 from pos_gateway.schemas.orders import Order, Payment
@@ -18,12 +19,16 @@ class Problem(BaseModel):
     type: str = Field(max_length=200, json_schema_extra={"format": "uri"})
     title: str = Field(max_length=100)
     status: int = Field(ge=400, le=599, json_schema_extra=INT32)
-    # A service's own words, which may quote what was sent: no fixed maximum.
-    detail: str
+    detail: str = Field(
+        max_length=DETAIL_MAX,
+        description="In words for people; it may quote what was sent, cut to its maximum",
+    )
     code: str = Field(max_length=64, description="Stable machine code, e.g. `resource_missing`")
-    # One per field problem: no fixed maximum (a batch of 1000 items can have many).
     errors: list[FieldError] = Field(
-        default_factory=list, description="One entry per field problem; absent when none"
+        default_factory=list,
+        max_length=ERRORS_MAX,
+        description=f"One entry per field problem, the first {ERRORS_MAX} when there are more; "
+        "absent when none",
     )
 
 

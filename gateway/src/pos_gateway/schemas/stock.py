@@ -24,6 +24,12 @@ from pos_gateway.schemas.base import (
     Version,
 )
 
+# A merchant has at most this many locations (the inventory service's MAX_LOCATIONS, a 409
+# `location_limit_reached` past it): an answer with an entry per location is bounded by it.
+LOCATIONS_MAX = 1000
+# SKUs one stock-levels or availability request may name.
+SKUS_ASKED_MAX = 200
+
 # The inventory service's rule for a location's tax category keys (pos_inventory.domain.model).
 TAX_RATE_KEY = r"^[a-z0-9_]{1,40}$"
 TaxRateKey = Annotated[str, Field(pattern=TAX_RATE_KEY, max_length=40)]
@@ -143,8 +149,9 @@ class SkuAvailability(Answer):
     on_hand: Units
     reserved: Count
     available: Count
-    # One per location that has a level: as many as the merchant has locations.
-    locations: list[StockLevel]
+    locations: list[StockLevel] = Field(
+        max_length=LOCATIONS_MAX, description="One per location that has a level"
+    )
 
 
 class NearbyLocation(Answer):
@@ -162,16 +169,17 @@ class SourcingAllocation(Answer):
 
 class SourcingProposal(Answer):
     strategy: Literal["pickup", "single", "split", "unfulfillable"]
-    # One per location shipping a part: as many as the merchant has locations.
-    allocations: list[SourcingAllocation]
+    allocations: list[SourcingAllocation] = Field(
+        max_length=LOCATIONS_MAX, description="One per location shipping a part"
+    )
     reason: str = Field(max_length=2000, description="Why, in words for people")
     reason_code: str = Field(max_length=64, examples=["nearest_with_all_lines"])
     short: list[StockLine] = Field(max_length=100, description="What no location can supply")
 
 
 class StockLevelList(Page[StockLevel]):
-    # One level per SKU and location: up to 200 SKUs times the merchant's locations.
-    data: list[StockLevel]
+    # One level per SKU and location: up to 200 SKUs at each of the merchant's locations.
+    data: list[StockLevel] = Field(max_length=SKUS_ASKED_MAX * LOCATIONS_MAX)
 
 
 class LocationList(Page[Location]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters import events
@@ -65,6 +65,19 @@ class SqlLocations:
             )
         ).one()
         location.created_at = row.created_at
+
+    async def count_for_add(self) -> int:
+        """How many locations the merchant has, holding a lock (to the end of the transaction)
+        that makes two concurrent additions count one after the other."""
+        await self._conn.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext("locations:" + self._merchant)))
+        )
+        count = await self._conn.execute(
+            select(func.count())
+            .select_from(locations)
+            .where(locations.c.merchant_id == self._merchant)
+        )
+        return int(count.scalar_one())
 
     async def get(self, location_id: str) -> Location | None:
         row = (

@@ -32,8 +32,17 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# A merchant's locations are bounded, so every answer with one entry per location (stock
+# levels, availability, a split sourcing) is bounded too: the gateway's document says so.
+MAX_LOCATIONS = 1000
+
+
 async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location:
     validate_location(draft)
+    if await uow.locations.count_for_add() >= MAX_LOCATIONS:
+        raise Conflict(
+            f"a merchant has at most {MAX_LOCATIONS} locations", "location_limit_reached"
+        )
     draft.id = new_id("loc")
     draft.name = draft.name.strip()
     await uow.locations.add(draft)

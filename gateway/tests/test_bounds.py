@@ -1,0 +1,132 @@
+"""What the document bounds, the gateway holds to: a request past a bound is a 400 naming the
+field, and an answer never passes one (a problem's `detail` and `errors`, a list of credentials).
+
+The real gateway application against its real database; the services are never dialled, as
+every request here is answered before one would be.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from pos_devstack.testing import Infra
+from pos_gateway.admin import create_merchant, issue_key
+from pos_gateway.app import create_app
+from pos_gateway.problems import DETAIL_MAX, ERRORS_MAX, Problem, problem_response
+from pos_gateway.settings import GatewaySettings
+from pos_kit.db import make_engine
+
+SECRET = "bounds-test-secret-0123456789abcdef"
+NOWHERE = "127.0.0.1:9"  # never dialled
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    url = infra.service_database("gateway")
+    engine = make_engine(url, pool_size=1)
+    key = (await issue_key(engine, SECRET, await create_merchant(engine, "Bounds"), "admin")).key
+    await engine.dispose()
+    settings = GatewaySettings(
+        database_url=url, gateway_secret_key=SECRET, token_signing_keys=["bounds-" + SECRET],
+        inventory_addr=NOWHERE, promotion_addr=NOWHERE, customer_addr=NOWHERE,
+        payment_addr=NOWHERE, order_addr=NOWHERE,
+    )  # fmt: skip
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client,
+    ):
+        yield client
+
+
+def _fields(answer: httpx.Response) -> list[str]:
+    assert answer.status_code == 400, answer.text
+    return [e["field"] for e in answer.json()["errors"]]
+
+
+async def test_an_id_longer_than_any_id_is_a_400_and_a_made_up_one_a_404(
+    http: httpx.AsyncClient,
+) -> None:
+    assert _fields(await http.delete("/v1/api-keys/" + "k" * 65)) == ["key_id"]
+    assert _fields(await http.delete("/v1/oauth-clients/" + "c" * 65)) == ["client_id"]
+    made_up = "zz_" + uuid.uuid4().hex
+    missing = await http.delete(f"/v1/api-keys/{made_up}")
+    assert missing.status_code == 404 and missing.json()["code"] == "resource_missing"
+
+
+async def test_a_time_longer_than_any_time_is_a_400(http: httpx.AsyncClient) -> None:
+    long_time = "2026-01-31T09:00:00." + "0" * 44 + "Z"  # 65 characters
+    listed = await http.get("/v1/products", params={"updated_since": long_time})
+    assert _fields(listed) == ["updated_since"]
+    body = {"sku": "TEE", "location_id": "loc_1", "delta": 1, "reason": "received",
+            "occurred_at": long_time}  # fmt: skip
+    adjusted = await http.post("/v1/inventory/adjustments", json=body)
+    assert _fields(adjusted) == ["occurred_at"]
+
+
+async def test_list_items_past_their_length_are_a_400(http: httpx.AsyncClient) -> None:
+    far = await http.get(
+        "/v1/inventory/availability", params={"sku": "TEE", "location_id": "l" * 65}
+    )
+    assert _fields(far) == ["location_id.0"]
+    line = "TEE:" + "1" * 77  # 81 characters
+    near = await http.get(
+        "/v1/inventory/nearby", params={"sku": line, "latitude": 0, "longitude": 0}
+    )
+    assert _fields(near) == ["sku.0"]
+
+
+async def test_a_problem_keeps_the_first_errors_and_says_so(http: httpx.AsyncClient) -> None:
+    lines = [{"sku": "", "quantity": 0} for _ in range(100)]  # two wrong fields each
+    answer = await http.post("/v1/reservations", json={"location_id": "loc_1", "lines": lines})
+    fields = _fields(answer)
+    assert len(fields) == ERRORS_MAX
+    assert fields[:2] == ["lines.0.sku", "lines.0.quantity"]
+
+
+def test_a_problem_detail_and_field_reasons_are_cut_to_their_maximum() -> None:
+    wordy: list[dict[str, Any]] = [{"field": "f" * 600, "reason": "r" * 2000}]
+    body = problem_response(Problem(400, "invalid_request", "d" * 5000, wordy)).body
+    problem = httpx.Response(400, content=body).json()
+    assert len(problem["detail"]) == DETAIL_MAX and problem["detail"].endswith("\u2026")
+    assert [len(problem["errors"][0][k]) for k in ("field", "reason")] == [500, 1000]
+    short = httpx.Response(400, content=problem_response(Problem(400, "x", "as said")).body)
+    assert short.json()["detail"] == "as said"
+
+
+@pytest.mark.parametrize("path", ["/v1/api-keys", "/v1/oauth-clients"])
+async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient, path: str) -> None:
+    for n in range(5):
+        made = await http.post(
+            path,
+            json={"name": f"c{n}", "scopes": ["orders:read"]},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert made.status_code == 201, made.text
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get(path, params=params)).json()
+        assert len(page["data"]) <= 2
+        seen += [item["id"] for item in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    everything = (await http.get(path, params={"limit": 200})).json()
+    assert everything["next_cursor"] is None
+    assert seen == [item["id"] for item in everything["data"]] == sorted(seen)
+    assert len(seen) >= 5 and pages == (len(seen) + 1) // 2
+    assert _fields(await http.get(path, params={"limit": 201})) == ["limit"]
