@@ -23,6 +23,7 @@ from pos_gateway.schemas.base import (
     Units,
     Version,
 )
+from pos_gateway.schemas.catalog import TAX_CATEGORY
 
 # A merchant has at most this many locations (the inventory service's MAX_LOCATIONS, a 409
 # `location_limit_reached` past it): an answer with an entry per location is bounded by it.
@@ -30,9 +31,8 @@ LOCATIONS_MAX = 1000
 # SKUs one stock-levels or availability request may name.
 SKUS_ASKED_MAX = 200
 
-# The inventory service's rule for a location's tax category keys (pos_inventory.domain.model).
-TAX_RATE_KEY = r"^[a-z0-9_]{1,40}$"
-TaxRateKey = Annotated[str, Field(pattern=TAX_RATE_KEY, max_length=40)]
+# A location's rates are keyed by the tax categories products carry: the same rule.
+TaxRateKey = Annotated[str, Field(pattern=TAX_CATEGORY, max_length=32)]
 
 
 class Address(Answer):
