@@ -106,6 +106,7 @@ def test_a_problem_detail_and_field_reasons_are_cut_to_their_maximum() -> None:
 
 @pytest.mark.parametrize("path", ["/v1/api-keys", "/v1/oauth-clients"])
 async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient, path: str) -> None:
+    created = []
     for n in range(5):
         made = await http.post(
             path,
@@ -113,6 +114,7 @@ async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient,
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
         assert made.status_code == 201, made.text
+        created.append(made.json()["id"])
     seen: list[str] = []
     cursor: str | None = None
     pages = 0
@@ -127,6 +129,7 @@ async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient,
             break
     everything = (await http.get(path, params={"limit": 200})).json()
     assert everything["next_cursor"] is None
-    assert seen == [item["id"] for item in everything["data"]] == sorted(seen)
+    assert seen == [item["id"] for item in everything["data"]] == sorted(seen, reverse=True)
+    assert seen[:5] == created[::-1]  # newest first
     assert len(seen) >= 5 and pages == (len(seen) + 1) // 2
     assert _fields(await http.get(path, params={"limit": 201})) == ["limit"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -132,16 +132,17 @@ class KeyInfo:
 
 
 async def list_keys(
-    engine: AsyncEngine, merchant_id: str, after: str = "", limit: int | None = None
+    engine: AsyncEngine, merchant_id: str, before: str = "", limit: int | None = None
 ) -> list[KeyInfo]:
-    """The merchant's keys, revoked ones too, by id: the `limit` first after id `after`."""
+    """The merchant's keys, revoked ones too, newest first (ids are time-ordered): the
+    `limit` next after id `before`, or the newest."""
     t = api_keys
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
                    t.c.last_used_at, t.c.revoked_at)
-            .where(t.c.merchant_id == merchant_id, t.c.id > after)
-            .order_by(t.c.id)
+            .where(t.c.merchant_id == merchant_id, t.c.id < before if before else true())
+            .order_by(t.c.id.desc())
             .limit(limit)
         )  # fmt: skip
         return [KeyInfo(*row) for row in rows]
@@ -207,15 +208,16 @@ async def create_client(
 
 
 async def list_clients(
-    engine: AsyncEngine, merchant_id: str, after: str = "", limit: int | None = None
+    engine: AsyncEngine, merchant_id: str, before: str = "", limit: int | None = None
 ) -> list[ClientInfo]:
-    """The merchant's clients, revoked ones too, by id: the `limit` first after id `after`."""
+    """The merchant's clients, revoked ones too, newest first (ids are time-ordered): the
+    `limit` next after id `before`, or the newest."""
     t = oauth_clients
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at)
-            .where(t.c.merchant_id == merchant_id, t.c.id > after)
-            .order_by(t.c.id)
+            .where(t.c.merchant_id == merchant_id, t.c.id < before if before else true())
+            .order_by(t.c.id.desc())
             .limit(limit)
         )
         return [ClientInfo(*row) for row in rows]

@@ -142,7 +142,7 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     ),
 )
 async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyList:
-    """Every key, revoked ones too, oldest first, in pages of `limit`."""
+    """Every key, revoked ones too, newest first, in pages of `limit`."""
     found = await admin.list_keys(
         request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
     )
@@ -202,7 +202,7 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
 async def list_clients(
     request: Request, limit: Limit = 50, cursor: Cursor = None
 ) -> OAuthClientList:
-    """Every client, revoked ones too, oldest first, in pages of `limit`."""
+    """Every client, revoked ones too, newest first, in pages of `limit`."""
     found = await admin.list_clients(
         request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
     )
