@@ -44,14 +44,19 @@ class ServiceRuntime(Generic[U]):
         tables: KitTables,
         uow_class: type[U],
         consumers: list[ConsumerSpec] | None = None,
-        pool_size: int = 10,
+        pool_size: int | None = None,
         background: list[BackgroundTask] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self.tables = tables
         self._uow_class = uow_class
-        self.engine = make_engine(settings.database_url, pool_size=pool_size)
+        self.engine = make_engine(
+            settings.database_url,
+            pool_size=pool_size or settings.database_pool_size,
+            max_overflow=settings.database_pool_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
         instrument_engine(self.engine.sync_engine)
         self.consumer_specs = consumers or []
         # Service-specific loops (e.g. an expiry sweep), run beside messaging until stop.
