@@ -102,7 +102,8 @@ async def once_across_calls(
 
     `new_uow` gives a fresh unit of work bound to the merchant, one per transaction. The same
     request while the first is in flight gets `RequestInProgress` (ABORTED, 409 at the gateway),
-    never a second effect. A failed attempt drops its claim, so it may be retried at once. A
+    never a second effect. A call that fails drops its claim, so it may be retried at once
+    (a failure is taken to have had no effect elsewhere; a decline is an answer, not one). A
     claim left behind by a crash (or a cancelled call) expires after `lease_seconds`; a retry
     after that runs again, with the same `claimed_at`, and whichever run records first wins: the
     other finds the answer stored and replays it.
@@ -167,6 +168,8 @@ async def once_across_calls(
             await _drop_claim(new_uow, where, claimed_at)
         raise
 
+    # A failure from here on keeps the claim: the calls have taken effect, so a retry waits for
+    # the lease and runs again with the same derived ids, which the other services replay.
     async with new_uow() as uow:
         # The row lock orders this run against any other run of the same request.
         current = (
@@ -177,16 +180,22 @@ async def once_across_calls(
         response = await record(uow, outcome)
         answer = response.SerializeToString()
         if current is None:
-            # Dropped meanwhile by a failed run beside this one (after the lease): claim again.
-            await uow.conn.execute(
-                pg_insert(table).values(
+            # Dropped meanwhile by a failed run beside this one (after the lease): claim again,
+            # unless yet another run has claimed it since; that one will record.
+            again = await uow.conn.execute(
+                pg_insert(table)
+                .values(
                     merchant_id=merchant,
                     request_id=request.request_id,
                     operation=operation,
                     fingerprint=fingerprint,
                     response=answer,
                 )
+                .on_conflict_do_nothing()
+                .returning(table.c.request_id)
             )
+            if again.first() is None:
+                raise RequestInProgress()
         else:
             await uow.conn.execute(update(table).where(where).values(response=answer))
         await uow.commit()
