@@ -158,15 +158,31 @@ def reset_statements(platform: Platform) -> None:
         conn.execute("SELECT pg_stat_statements_reset()")
 
 
-def statements(platform: Platform) -> list[tuple[str, str, int]]:
-    """(database, normalised query, calls) since the last reset."""
+def statements(platform: Platform) -> list[tuple[str, str, int, float]]:
+    """(database, normalised query, calls, ms executing in the server) since the last reset."""
     with psycopg.connect(platform.pg.admin_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT d.datname, s.query, s.calls FROM pg_stat_statements s"
+            "SELECT d.datname, s.query, s.calls, s.total_exec_time FROM pg_stat_statements s"
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = ANY(%s)",
             (list(DATABASES),),
         ).fetchall()
-    return [(str(db), str(query), int(calls)) for db, query, calls in rows]
+    return [(str(db), str(query), int(calls), float(ms)) for db, query, calls, ms in rows]
+
+
+def connection_cost(platform: Platform, roots: dict[str, int], count: int = 100) -> float:
+    """PostgreSQL's CPU seconds for one new connection (as the gateway's role, one query, then
+    closed): what a pool's overflow connection costs the server each time it is opened."""
+    pg_only = {"postgres": roots["postgres"]}
+    url = platform.database_urls["gateway"]
+    before = cpu_snapshot(pg_only)
+    for _ in range(count):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    time.sleep(0.2)  # the last backend exits and is reaped
+    after = cpu_snapshot(pg_only)
+    spent = cpu_delta(before, after)
+    spent.pop("load generator (this tool)", None)
+    return sum(spent.values()) / count
 
 
 # --- spans: gRPC calls and statements as the processes see them --------------------------------
@@ -300,23 +316,27 @@ def _print_db(
         print(f"  {db:<10} " + " ".join(cells))
 
 
-def _print_statements(rows: list[tuple[str, str, int]], checkouts: int) -> None:
-    print("\nStatements per checkout (pg_stat_statements; BEGIN/COMMIT/ROLLBACK apart)")
-    per_db: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for db, query, calls in rows:
-        per_db[db].append((query, calls))
+def _print_statements(rows: list[tuple[str, str, int, float]], checkouts: int) -> None:
+    print(
+        "\nStatements per checkout (pg_stat_statements; BEGIN/COMMIT/ROLLBACK apart),"
+        " with the server's execution time per checkout (ms; commits' WAL flush not included)"
+    )
+    per_db: dict[str, list[tuple[str, int, float]]] = defaultdict(list)
+    for db, query, calls, ms in rows:
+        per_db[db].append((query, calls, ms))
     for db in DATABASES:
         queries = per_db.get(db, [])
-        control = sum(c for q, c in queries if _is_control(q))
-        work = sorted(((q, c) for q, c in queries if not _is_control(q)), key=lambda qc: -qc[1])
+        control = sum(c for q, c, _ in queries if _is_control(q))
+        work = sorted((r for r in queries if not _is_control(r[0])), key=lambda r: -r[1])
         print(
-            f"  {db:<10} {sum(c for _, c in work) / checkouts:6.2f} statements, "
-            f"{control / checkouts:6.2f} transaction control"
+            f"  {db:<10} {sum(r[1] for r in work) / checkouts:6.2f} statements, "
+            f"{control / checkouts:6.2f} transaction control, "
+            f"{sum(r[2] for r in queries) / checkouts:6.3f} ms executing"
         )
-        for query, calls in work:
+        for query, calls, ms in work:
             if calls / checkouts >= 0.05:
-                text = " ".join(query.split())[:110]
-                print(f"      {calls / checkouts:6.2f}  {text}")
+                text = " ".join(query.split())[:100]
+                print(f"      {calls / checkouts:6.2f} {ms / checkouts:6.3f} ms  {text}")
 
 
 def _is_control(query: str) -> bool:
@@ -378,6 +398,12 @@ async def profile(
         if spans is not None:
             await asyncio.sleep(1)  # the last span batches (OTEL_BSP_SCHEDULE_DELAY is short)
             _print_spans(spans.counts, total)
+        per_connection = connection_cost(platform, roots)
+        print(
+            f"\nOne new PostgreSQL connection (connect, SELECT 1, close):"
+            f" {per_connection * 1000:.2f}"
+            " ms of the server's CPU"
+        )
         if py_spy:
             await _sampled(platform, one, total, concurrency)
     if server is not None:
