@@ -51,8 +51,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 # --- CPU per process from /proc ------------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of the process and of its exited, waited-for children)."""
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, CPU seconds of the process and of its exited, waited-for children, and the
+    part of them spent in the kernel: sockets on loopback cost system time)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -60,7 +61,7 @@ def _proc_stat(pid: int) -> tuple[int, float] | None:
     fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and brackets
     ppid = int(fields[1])
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return ppid, (utime + stime + cutime + cstime) / TICK
+    return ppid, (utime + stime + cutime + cstime) / TICK, (stime + cstime) / TICK
 
 
 def _postgres_label(pid: int) -> str:
@@ -77,36 +78,40 @@ def _postgres_label(pid: int) -> str:
     return "postgres: postmaster (+ exited backends)"
 
 
-def cpu_snapshot(roots: dict[str, int]) -> dict[int, tuple[str, float]]:
+def cpu_snapshot(roots: dict[str, int]) -> dict[int, tuple[str, float, float]]:
     """CPU seconds of every process under each root, labelled; a new process starts from 0."""
     children: dict[int, list[int]] = defaultdict(list)
-    stats: dict[int, float] = {}
+    stats: dict[int, tuple[float, float]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
             children[stat[0]].append(int(entry.name))
-            stats[int(entry.name)] = stat[1]
-    found: dict[int, tuple[str, float]] = {}
+            stats[int(entry.name)] = stat[1:]
+    found: dict[int, tuple[str, float, float]] = {}
     for name, root in roots.items():
         todo = [root]
         while todo:
             pid = todo.pop()
             if pid in stats:
                 label = _postgres_label(pid) if name == "postgres" else name
-                found[pid] = (label, stats[pid])
+                found[pid] = (label, *stats[pid])
             todo.extend(children.get(pid, []))
     self_stat = _proc_stat(os.getpid())
     if self_stat is not None:
-        found[os.getpid()] = ("load generator (this tool)", self_stat[1])
+        found[os.getpid()] = ("load generator (this tool)", *self_stat[1:])
     return found
 
 
-def cpu_delta(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
-) -> dict[str, float]:
-    """Seconds per label; a process gone by `after` left its time in its parent's children."""
+Snapshot = dict[int, tuple[str, float, float]]
+
+
+def cpu_delta(before: Snapshot, after: Snapshot, system: bool = False) -> dict[str, float]:
+    """Seconds per label (in all, or in the kernel only); a process gone by `after` left its
+    time in its parent's children."""
     spent: dict[str, float] = defaultdict(float)
-    for pid, (label, seconds) in after.items():
-        spent[label] += seconds - (before[pid][1] if pid in before else 0.0)
+    for pid, (label, cpu, kernel) in after.items():
+        now = kernel if system else cpu
+        then = (before[pid][2] if system else before[pid][1]) if pid in before else 0.0
+        spent[label] += now - then
     return spent
 
 
@@ -295,14 +300,20 @@ def _ms(seconds: float, checkouts: int) -> str:
     return f"{seconds * 1000 / checkouts:7.2f}"
 
 
-def _print_cpu(spent: dict[str, float], checkouts: int, elapsed: float) -> None:
-    print(f"\nCPU per checkout, ms ({checkouts} checkouts in {elapsed:.1f} s)")
-    total = 0.0
+def _print_cpu(
+    spent: dict[str, float], kernel: dict[str, float], checkouts: int, elapsed: float
+) -> None:
+    print(f"\nCPU per checkout, ms ({checkouts} checkouts in {elapsed:.1f} s): all, in the kernel")
+    total = total_kernel = 0.0
     for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
         if label != "load generator (this tool)":
             total += seconds
-        print(f"  {label:<42} {_ms(seconds, checkouts)}")
-    print(f"  {'total, platform (without the tool)':<42} {_ms(total, checkouts)}")
+            total_kernel += kernel[label]
+        print(f"  {label:<42} {_ms(seconds, checkouts)} {_ms(kernel[label], checkouts)}")
+    print(
+        f"  {'total, platform (without the tool)':<42} {_ms(total, checkouts)}"
+        f" {_ms(total_kernel, checkouts)}"
+    )
     print(f"  platform CPU used: {total / elapsed:.2f} cores of {os.cpu_count()}")
 
 
@@ -392,7 +403,12 @@ async def profile(
             f" p99 {ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000:.0f} ms"
             f" ({concurrency} concurrent)"
         )
-        _print_cpu(cpu_delta(cpu_before, cpu_after), total, elapsed)
+        _print_cpu(
+            cpu_delta(cpu_before, cpu_after),
+            cpu_delta(cpu_before, cpu_after, system=True),
+            total,
+            elapsed,
+        )
         _print_db(db_before, db_counters(platform), total)
         _print_statements(statements(platform), total)
         if spans is not None:
