@@ -7,7 +7,8 @@ concurrency and prints, per checkout:
 - ms of CPU of every process (utime + stime from /proc/<pid>/stat, before and after): the
   gateway, each service, PostgreSQL's backends per database (its whole process tree, exited
   backends included through the postmaster's children times), nats-server, and this load
-  generator itself, which shares the same cores;
+  generator itself, which shares the same cores; and the kernel's part of each;
+- the server's CPU for one new PostgreSQL connection (what a pool's overflow costs);
 - commits and rows per service database (pg_stat_database) and statements per service
   (pg_stat_statements, preloaded into the temporary PostgreSQL by this tool only);
 - with `--spans`: gRPC calls and SQL statements as the processes' own OpenTelemetry spans
