@@ -17,6 +17,17 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
 )
 
+# Fixtures that start or reach a real server; a test using one (directly or through another
+# fixture) is marked `server`, so `make unit` can run only the tests that need none.
+SERVER_FIXTURES = frozenset({"infra", "platform"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
 ROOT = Path(__file__).parent
 _BEFORE = pytest.StashKey[set[str] | None]()
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import nats
 import pytest
 from sqlalchemy import func, select
 
 from pos_customer.adapters.tables import kit
-from pos_devstack.testing import Infra
+from pos_devstack.testing import Infra, until
 from pos_kit.consumer import Consumer, IncomingEvent
 from pos_kit.db import make_engine
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
@@ -28,14 +27,6 @@ def _headers(event_id: str, msg_id: str) -> dict[str, str]:
         EVENT_TYPE_HEADER: "pos.order.v1.OrderConfirmed",
         MERCHANT_HEADER: "mer_a",
     }
-
-
-async def _until(predicate, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_duplicate_delivery_is_applied_once(infra: Infra) -> None:
@@ -64,7 +55,7 @@ async def test_a_duplicate_delivery_is_applied_once(infra: Infra) -> None:
         await js.publish(SUBJECT, b"", headers=_headers("evt_same", "two"))
         await js.publish(SUBJECT, b"", headers=_headers("evt_other", "three"))
         task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: consumer.applied + consumer.duplicates == 3)
+        await until(lambda: consumer.applied + consumer.duplicates == 3)
         stop.set()
         await task
         assert applied == ["evt_same", "evt_other"]
@@ -104,7 +95,7 @@ async def test_a_failing_message_is_retried_then_dead_lettered(infra: Infra) -> 
         await ensure_service_streams(js, "order")
         await js.publish(SUBJECT, b"payload", headers=_headers("evt_bad", "bad"))
         task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: consumer.dead_lettered == 1)
+        await until(lambda: consumer.dead_lettered == 1)
         stop.set()
         await task
         assert attempts == [1, 2, 3]
@@ -145,7 +136,7 @@ async def test_a_message_without_event_headers_is_dead_lettered_at_once(infra: I
         await ensure_service_streams(js, "order")
         await js.publish(SUBJECT, b"junk")
         task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: consumer.dead_lettered == 1)
+        await until(lambda: consumer.dead_lettered == 1)
         stop.set()
         await task
         assert calls == []

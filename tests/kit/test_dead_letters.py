@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import nats
 import pytest
 from nats.js.errors import NotFoundError
 
 from pos_customer.adapters.tables import kit
-from pos_devstack.testing import Infra
+from pos_devstack.testing import Infra, until
 from pos_kit.consumer import Consumer, IncomingEvent
 from pos_kit.db import make_engine
 from pos_kit.dead_letters import list_dead_letters, redrive, redrive_all
@@ -24,14 +23,6 @@ from pos_kit.uow import UnitOfWork
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SUBJECT = "pos.order.v1.order_confirmed"
-
-
-async def _until(predicate, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra: Infra) -> None:
@@ -74,7 +65,7 @@ async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra
         }
         await js.publish(SUBJECT, b"payload", headers=headers)
         tasks = [asyncio.create_task(c.run(stop)) for c in (failing, bystander)]
-        await _until(lambda: failing.dead_lettered == 1 and bystander.applied == 1)
+        await until(lambda: failing.dead_lettered == 1 and bystander.applied == 1)
 
         # Seen from the command line an operator uses.
         shown = await asyncio.to_thread(
@@ -99,7 +90,7 @@ async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra
         fixed = True
         (sent,) = await redrive_all(js)
         assert sent.sequence == letter["sequence"]
-        await _until(lambda: failing.applied == 1 and bystander.skipped == 1)
+        await until(lambda: failing.applied == 1 and bystander.skipped == 1)
         # Only the consumer that failed applied it again; the other saw and skipped it.
         assert applied == {"fails": ["evt_1"], "other": ["evt_1"]}
         assert await list_dead_letters(js) == []

@@ -13,6 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pos.inventory.v1 import inventory_pb2
+from pos_devstack.testing import TEST_CARD_NUMBERS
 from pos_kit.errors import InvalidArgument
 from pos_kit.message_text import check_request, text_violations
 from pos_kit.text import (
@@ -27,20 +28,7 @@ from pos_kit.text import (
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=200)
 
-# Test numbers the networks publish: Visa (16 and 13 digits), Mastercard (5- and 2-series),
-# Amex, Discover, Diners (14), JCB, UnionPay (19).
-TEST_CARDS = [
-    "4242424242424242",
-    "4222222222222",
-    "5555555555554444",
-    "2223003122003222",
-    "378282246310005",
-    "6011111111111117",
-    "30569309025904",
-    "3566002020360505",
-    "6250941006528599",
-    "6205500000000000004",
-]
+TEST_CARDS = list(TEST_CARD_NUMBERS)
 # A GTIN-13 (GS1's own example) that also passes Luhn and starts with 5.
 GTIN_AND_LUHN = "5901234123457"
 

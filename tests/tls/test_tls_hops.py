@@ -36,6 +36,8 @@ from pos_devstack.postgres import LocalPostgres, tls_capable_bin_dir
 trustme = pytest.importorskip("trustme", reason="trustme is not installed")
 
 STARTUP_SECONDS = 45.0
+# Starts its own PostgreSQL, NATS, a service and the gateway.
+pytestmark = pytest.mark.server
 SECRET = "tls-test-gateway-secret-0123456789abcdef"
 
 

@@ -35,12 +35,6 @@ async def create_merchant(engine: AsyncEngine, name: str) -> str:
     return merchant_id
 
 
-async def merchant_exists(engine: AsyncEngine, merchant_id: str) -> bool:
-    async with engine.connect() as conn:
-        row = await conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id))
-        return row.first() is not None
-
-
 async def issue_key(
     engine: AsyncEngine,
     secret: str,

@@ -7,15 +7,11 @@ import type { components, paths } from "./schema.js";
 
 type Problem = components["schemas"]["Problem"];
 
-// An answer the document gives a model is used as that type, strictly. While an operation's
-// answer is still any JSON object (`{[key: string]: unknown}`, or no schema at all), it is read
-// as loose JSON; once every answer has its model, this helper and its one cast can go, and the
-// code below stays as it is.
-type Loose<T> = unknown extends T ? true : string extends keyof T ? true : false;
-type Answer<T> = Loose<T> extends true ? Record<string, any> : T;
-function answer<T>(data: T | undefined, what: string): Answer<T> {
+// Every answer has its model in the document, so what comes back is typed strictly: a typo
+// in a field name, or a field the document does not promise, fails to compile.
+function answer<T>(data: T | undefined, what: string): T {
   if (data === undefined) throw new Error(`${what}: no answer`);
-  return data as Answer<T>;
+  return data;
 }
 
 function fail(what: string, problem: Problem | undefined, status: number): never {

@@ -23,10 +23,10 @@ from pos_gateway.schemas.base import (
     Units,
     Version,
 )
+from pos_gateway.schemas.catalog import TAX_CATEGORY
 
-# The inventory service's rule for a location's tax category keys (pos_inventory.domain.model).
-TAX_RATE_KEY = r"^[a-z0-9_]{1,40}$"
-TaxRateKey = Annotated[str, Field(pattern=TAX_RATE_KEY, max_length=40)]
+# A location's rates are keyed by the tax categories products carry: the same rule.
+TaxRateKey = Annotated[str, Field(pattern=TAX_CATEGORY, max_length=32)]
 
 
 class Address(Answer):

@@ -6,6 +6,7 @@ OMNITILL_TEST_DATABASE_URL (an admin URL) and OMNITILL_TEST_NATS_URL to use serv
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import itertools
 import json
@@ -14,7 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,32 @@ from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 
 _counter = itertools.count(1)
+
+
+# Card numbers the networks publish for testing: Visa (16 and 13 digits), Mastercard (5- and
+# 2-series), Amex, Discover, Diners (14), JCB, UnionPay (16 and 19). Tests plant them where card
+# data must never be accepted.
+TEST_CARD_NUMBERS = (
+    "4242424242424242",
+    "4222222222222",
+    "5555555555554444",
+    "2223003122003222",
+    "378282246310005",
+    "6011111111111117",
+    "30569309025904",
+    "3566002020360505",
+    "6250941006528599",
+    "6205500000000000004",
+)
+
+
+async def until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
+    """Wait for something a background task will make true; fail past `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
 
 
 @dataclass

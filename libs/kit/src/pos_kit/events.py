@@ -36,10 +36,6 @@ def subject_for(message: Message) -> str:
     return f"{package}.{_snake(name)}"
 
 
-def stream_for_service(service: str) -> str:
-    return f"POS_{service.upper()}"
-
-
 def make_event(
     message: Message, merchant_id: str, occurred_at: datetime | None = None
 ) -> OutgoingEvent:

@@ -8,7 +8,6 @@ variants, because stock, prices and orders refer to SKUs only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -16,14 +15,13 @@ from enum import Enum
 import grpc
 
 from pos_inventory.domain.barcodes import barcode_key, barcode_problem
-from pos_inventory.domain.model import SKU
+from pos_inventory.domain.model import SKU, TAX_CATEGORY
 from pos_kit.errors import DomainError, FieldViolation, raise_if, require
 from pos_kit.money import MINOR_UNITS, Money
 
 MAX_VARIANTS = 100
 MAX_BARCODES = 20
 MAX_OPTIONS = 10
-TAX_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_TAX_CATEGORY = "standard"
 # Fields a partial update may name.
 UPDATABLE = frozenset(

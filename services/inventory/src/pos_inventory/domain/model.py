@@ -12,7 +12,9 @@ from pos_kit.errors import FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
-TAX_CATEGORY = re.compile(r"^[a-z0-9_]{1,40}$")
+# One rule for a tax category, on products and in a location's rates alike: a rate under a
+# key no product could carry would never apply.
+TAX_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_SKUS_PER_CALL = 500
 
@@ -124,7 +126,7 @@ def validate_location(location: Location) -> None:
         violations += require(
             bool(TAX_CATEGORY.match(category)),
             f"tax_rates_bps.{category}",
-            "the category must be 1 to 40 lowercase letters, digits or '_'",
+            "must be a lowercase letter, then up to 31 lowercase letters, digits or '_'",
         )
         violations += require(
             0 <= bps <= BPS, f"tax_rates_bps.{category}", f"must be between 0 and {BPS}"
