@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from pos_kit.consumer import Consumer, Handler
+from pos_kit.consumer import Consumer, Handler, Relevance
 from pos_kit.db import make_engine
 from pos_kit.grpc_server import BackgroundTask
 from pos_kit.relay import OutboxRelay
@@ -28,12 +28,18 @@ U = TypeVar("U", bound=UnitOfWork)
 
 class ConsumerSpec:
     def __init__(
-        self, name: str, source_service: str, subjects: list[str], handler: Handler
+        self,
+        name: str,
+        source_service: str,
+        subjects: list[str],
+        handler: Handler,
+        relevant: Relevance | None = None,
     ) -> None:
         self.name = name
         self.source_service = source_service
         self.subjects = subjects
         self.handler = handler
+        self.relevant = relevant
 
 
 class ServiceRuntime(Generic[U]):
@@ -106,6 +112,7 @@ class ServiceRuntime(Generic[U]):
                 source_service=spec.source_service,
                 subjects=spec.subjects,
                 handler=spec.handler,
+                relevant=spec.relevant,
             )
             for spec in self.consumer_specs
         ]
