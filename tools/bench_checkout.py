@@ -14,8 +14,9 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -51,40 +52,42 @@ async def _run(total: int, concurrency: int, one: object) -> tuple[list[float], 
     return latencies, time.perf_counter() - start
 
 
+async def register_checkout(http: httpx.AsyncClient) -> tuple[Callable[[], Awaitable[None]], str]:
+    """Stock the demo merchant's first location for a long run; return one register checkout
+    through the gateway (2 lines, card tender) as a callable, and that location's id."""
+    locations = (await http.get("/v1/locations")).json()["data"]
+    location = str(locations[0]["id"])
+    for sku in ("TEE-BLK-M", "MUG-LOGO"):
+        await http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": sku, "location_id": location, "delta": 1_000_000, "reason": "received"},
+            headers={"Idempotency-Key": f"bench-stock-{sku}"},
+        )
+    body = {
+        "location_id": location,
+        "lines": [{"sku": "TEE-BLK-M", "quantity": 1}, {"sku": "MUG-LOGO", "quantity": 1}],
+        "tender_type": "card",
+        "card_token": "tok_visa",
+    }
+
+    async def via_gateway() -> None:
+        answer = await http.post(
+            "/v1/checkouts", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(answer.text)
+
+    return via_gateway, location
+
+
 async def bench(platform: Platform, key: str, total: int, concurrency: int) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=platform.gateway_url, headers=headers, limits=limits, timeout=30
     ) as http:
-        locations = (await http.get("/v1/locations")).json()["data"]
-        location = locations[0]["id"]
         merchant_key = key
-        for sku in ("TEE-BLK-M", "MUG-LOGO"):
-            await http.post(
-                "/v1/inventory/adjustments",
-                json={
-                    "sku": sku,
-                    "location_id": location,
-                    "delta": 1_000_000,
-                    "reason": "received",
-                },
-                headers={"Idempotency-Key": f"bench-stock-{sku}"},
-            )
-        body = {
-            "location_id": location,
-            "lines": [{"sku": "TEE-BLK-M", "quantity": 1}, {"sku": "MUG-LOGO", "quantity": 1}],
-            "tender_type": "card",
-            "card_token": "tok_visa",
-        }
-
-        async def via_gateway() -> None:
-            answer = await http.post(
-                "/v1/checkouts", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
-            )
-            if answer.status_code != 201:
-                raise RuntimeError(answer.text)
-
+        via_gateway, location = await register_checkout(http)
         await _run(20, 4, via_gateway)  # warm-up
         latencies, elapsed = await _run(total, concurrency, via_gateway)
         _report(f"gateway, {concurrency} concurrent", latencies, elapsed)
@@ -131,12 +134,22 @@ async def _merchant_of(platform: Platform, key: str) -> str:
     return str(merchant)
 
 
-def on_platform(title: str, work: Callable[[Platform, str], Awaitable[None]]) -> None:
-    """Start the platform on free ports with temporary data, run `work`, stop everything."""
+def on_platform(
+    title: str,
+    work: Callable[[Platform, str], Coroutine[Any, Any, None]],
+    prepare: Callable[[Platform], None] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> None:
+    """Start the platform on free ports with temporary data, run `work`, stop everything.
+
+    `prepare` runs before anything starts (e.g. to configure PostgreSQL's data folder);
+    `env_extra` is added to every process's environment."""
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
     ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
-    platform = Platform(home, ports, say=lambda line: None)
+    platform = Platform(home, ports, say=lambda line: None, env_extra=env_extra)
     try:
+        if prepare is not None:
+            prepare(platform)
         platform.start_infrastructure()
         platform.start_services()
         key = platform.sandbox_key()

@@ -30,6 +30,8 @@ class Harness:
         self.gate = gate  # the stand-in route waits on it, to hold a request "in flight"
         self.calls = 0
         self.entered = asyncio.Event()  # set when a request reaches the stand-in route
+        self.busy_key = ""  # a credential of its own (its own rate limit) for /v1/busy
+        self.busy_calls = 0
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -47,13 +49,26 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         await gate.wait()
         return JSONResponse({"n": state["h"].calls}, status_code=201)
 
-    app = Starlette(routes=[Route("/v1/thing", thing, methods=["GET", "POST"])])
+    async def busy(request: Request) -> JSONResponse:
+        # A service still working on the same request_id, the first time only.
+        state["h"].busy_calls += 1
+        if state["h"].busy_calls == 1:
+            return JSONResponse({"code": "request_in_progress"}, status_code=409)
+        return JSONResponse({"n": state["h"].busy_calls}, status_code=201)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/thing", thing, methods=["GET", "POST"]),
+            Route("/v1/busy", busy, methods=["POST"]),
+        ]
+    )
     app.state.keys = KeyStore(engine, SECRET)
     app.state.idempotency = IdempotencyStore(engine)
     app.add_middleware(EdgeMiddleware, limits=TokenBuckets(1.0, 3), max_body=1000)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
         state["h"] = Harness(client, key, gate)
+        state["h"].busy_key = (await issue_key(engine, SECRET, merchant, "edge-busy")).key
         yield state["h"]
     await engine.dispose()
 
@@ -109,3 +124,15 @@ async def test_a_request_id_is_echoed_only_when_short_and_visible(harness: Harne
         answer = await harness.client.get("/healthz", headers={"X-Request-Id": given})
         assert (answer.headers["x-request-id"] == given) is kept, given
         assert 1 <= len(answer.headers["x-request-id"]) <= 128
+
+
+async def test_a_services_request_in_progress_is_not_kept_for_the_key(harness: Harness) -> None:
+    headers = {"Authorization": f"Bearer {harness.busy_key}", "Idempotency-Key": "busy-1"}
+    busy = await harness.client.post("/v1/busy", json={"a": 1}, headers=headers)
+    assert busy.status_code == 409
+
+    retried = await harness.client.post("/v1/busy", json={"a": 1}, headers=headers)
+
+    # Run again, not a replay of "still in progress" after the work is done.
+    assert retried.status_code == 201 and retried.json() == {"n": 2}
+    assert "Idempotent-Replayed" not in retried.headers

@@ -144,3 +144,45 @@ async def test_a_message_without_event_headers_is_dead_lettered_at_once(infra: I
         await nc.close()
         await engine.dispose()
         server.stop()
+
+
+async def test_an_event_the_consumer_does_not_need_is_acked_without_a_transaction(
+    infra: Infra,
+) -> None:
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    applied: list[str] = []
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        applied.append(event.event_id)
+
+    consumer = Consumer(
+        js,
+        lambda: UnitOfWork(engine, kit),
+        name="test-relevant",
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+        relevant=lambda event: event.data == b"wanted",
+    )
+    stop = asyncio.Event()
+    try:
+        await ensure_service_streams(js, "order")
+        await js.publish(SUBJECT, b"other", headers=_headers("evt_skip", "s1"))
+        await js.publish(SUBJECT, b"wanted", headers=_headers("evt_keep", "s2"))
+        task = asyncio.create_task(consumer.run(stop))
+        await until(lambda: consumer.applied + consumer.skipped == 2)
+        stop.set()
+        await task
+        assert applied == ["evt_keep"] and consumer.skipped == 1
+        async with engine.connect() as conn:
+            ids = (await conn.execute(select(kit.inbox.c.event_id))).scalars().all()
+        assert ids == ["evt_keep"]  # no inbox row, so no commit, for the skipped event
+        # Acknowledged, not left to be redelivered.
+        info = await js.consumer_info("POS_ORDER", "test-relevant")
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        await nc.close()
+        await engine.dispose()

@@ -223,7 +223,7 @@ class EdgeMiddleware:
         async def keep(status: int, content: bytes) -> None:
             # Stored before the answer's last byte leaves: a client that retries the moment it
             # has the answer gets the replay, never "still running" (409).
-            if status < 500 and not _refused_card_number(status, content):
+            if status < 500 and not _kept_nothing(status, content):
                 answer = Stored(status, captured["type"], content)
                 try:
                     # The route names the secrets not to keep (op's shown_once).
@@ -258,7 +258,8 @@ class EdgeMiddleware:
         if not captured["stored"]:
             # Our failure (a 5xx), not an answer: the client may retry with the same key. A
             # refused card number keeps nothing either, not even the fingerprint of the body
-            # that held it; the retry is refused the same way.
+            # that held it; the retry is refused the same way. Nor does a service's "still in
+            # progress" (409): kept, it would be replayed after the work had finished.
             await store.release(merchant_id, key)
 
 
@@ -275,11 +276,15 @@ def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
     return [{"field": name, "reason": CARD_NUMBER_REASON} for name in names]
 
 
-def _refused_card_number(status: int, body: bytes) -> bool:
-    if status != 400:
+_NOT_KEPT = {400: CARD_NUMBER_NOT_ALLOWED, 409: "request_in_progress"}
+
+
+def _kept_nothing(status: int, body: bytes) -> bool:
+    """A refused card number, or a service's request still in progress: nothing to replay."""
+    if status not in _NOT_KEPT:
         return False
     try:
-        return bool(json.loads(body).get("code") == CARD_NUMBER_NOT_ALLOWED)
+        return bool(json.loads(body).get("code") == _NOT_KEPT[status])
     except (ValueError, AttributeError):
         return False
 

@@ -131,9 +131,25 @@ def _cmd(**over: object) -> CheckoutCommand:
     return CheckoutCommand(**base)  # type: ignore[arg-type]
 
 
+async def checkout(
+    uow: FakeUow,
+    catalog: FakeCatalog,
+    discounts: FixedDiscount,
+    payments: FakePayments,
+    customers: FakeCustomerService,
+    cmd: CheckoutCommand,
+) -> tuple[Order, PaymentResult]:
+    """The checkout's three steps as the kit runs them: read, calls, record."""
+    known = await handlers.is_known_customer(uow, cmd.customer_id)
+    sale = await handlers.sell(
+        f"ord_{cmd.request_id}", known, catalog, discounts, payments, customers, cmd
+    )
+    return await handlers.record_sale(uow, sale), sale.payment
+
+
 async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
     uow, payments = FakeUow(), FakePayments()
-    order, _ = await handlers.checkout(
+    order, _ = await checkout(
         uow, FakeCatalog(), FixedDiscount(620), payments, FakeCustomerService(), _cmd()
     )
     # 2 x 25.00 + 12.00 = 62.00; minus 6.20; tax 8.25 % of 55.80 = 4.6035 -> 4.60
@@ -149,7 +165,7 @@ async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
 
 async def test_a_declined_payment_saves_the_order_but_confirms_nothing() -> None:
     uow = FakeUow()
-    order, payment = await handlers.checkout(
+    order, payment = await checkout(
         uow,
         FakeCatalog(),
         FixedDiscount(0),
@@ -163,7 +179,7 @@ async def test_a_declined_payment_saves_the_order_but_confirms_nothing() -> None
 
 
 async def test_promotion_unavailable_sells_at_list_price_and_says_so() -> None:
-    order, _ = await handlers.checkout(
+    order, _ = await checkout(
         FakeUow(),
         FakeCatalog(),
         FixedDiscount(0, applied=False),
@@ -192,7 +208,7 @@ async def test_bad_checkouts_are_refused_before_any_call(
     payments = FakePayments()
     uow = FakeUow()
     with pytest.raises(InvalidArgument) as err:
-        await handlers.checkout(
+        await checkout(
             uow, FakeCatalog(), FixedDiscount(0), payments, FakeCustomerService(), _cmd(**override)
         )
     assert field in [v.field for v in err.value.violations]
@@ -201,7 +217,7 @@ async def test_bad_checkouts_are_refused_before_any_call(
 
 async def test_a_known_customer_needs_no_customer_call() -> None:
     customers = FakeCustomerService(down=True)
-    order, _ = await handlers.checkout(
+    order, _ = await checkout(
         FakeUow(), FakeCatalog(), FixedDiscount(0), FakePayments(), customers, _cmd()
     )
     assert order.customer_id == "cus_1" and customers.asked == []
@@ -209,7 +225,7 @@ async def test_a_known_customer_needs_no_customer_call() -> None:
 
 async def test_a_sale_without_a_customer_asks_nobody() -> None:
     customers = FakeCustomerService(down=True)
-    order, _ = await handlers.checkout(
+    order, _ = await checkout(
         FakeUow(), FakeCatalog(), FixedDiscount(0), FakePayments(), customers, _cmd(customer_id="")
     )
     assert order.customer_id == "" and customers.asked == []
@@ -218,7 +234,7 @@ async def test_a_sale_without_a_customer_asks_nobody() -> None:
 async def test_an_unseen_customer_is_asked_about_once_then_known() -> None:
     uow, customers = FakeUow(), FakeCustomerService("cus_new")
     for request_id in ("req-1", "req-2"):
-        await handlers.checkout(
+        await checkout(
             uow,
             FakeCatalog(),
             FixedDiscount(0),
@@ -233,7 +249,7 @@ async def test_an_unseen_customer_is_asked_about_once_then_known() -> None:
 async def test_a_customer_the_merchant_does_not_have_is_not_found_and_nothing_is_charged() -> None:
     uow, payments = FakeUow(), FakePayments()
     with pytest.raises(NotFound) as err:
-        await handlers.checkout(
+        await checkout(
             uow,
             FakeCatalog(),
             FixedDiscount(0),
@@ -250,7 +266,7 @@ async def test_a_customer_the_merchant_does_not_have_is_not_found_and_nothing_is
 async def test_an_unseen_customer_while_the_customer_service_is_down_is_refused() -> None:
     uow, payments = FakeUow(), FakePayments()
     with pytest.raises(Unavailable) as err:
-        await handlers.checkout(
+        await checkout(
             uow,
             FakeCatalog(),
             FixedDiscount(0),

@@ -45,6 +45,10 @@ class IncomingEvent:
 
 
 Handler = Callable[[UnitOfWork, IncomingEvent], Awaitable[None]]
+# Whether an event needs this consumer at all; one that does not is acknowledged with no
+# transaction (no inbox row, no commit): most events of a busy subject may need nothing (a
+# sale with no customer earns no points), and each would otherwise cost a commit.
+Relevance = Callable[[IncomingEvent], bool]
 
 
 class Consumer:
@@ -61,6 +65,7 @@ class Consumer:
         batch_size: int = 64,
         base_delay: float = 0.5,
         ack_wait: float = 30.0,
+        relevant: Relevance | None = None,
     ) -> None:
         self._js = js
         self._uow_factory = uow_factory
@@ -72,6 +77,7 @@ class Consumer:
         self._batch = batch_size
         self._base_delay = base_delay
         self._ack_wait = ack_wait
+        self._relevant = relevant
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -136,6 +142,10 @@ class Consumer:
                     delivery=delivery,
                 )
                 span.set_attribute("messaging.message.id", event.event_id)
+                if self._relevant is not None and not self._relevant(event):
+                    self.skipped += 1
+                    await msg.ack()
+                    return
                 applied = await self._apply(event)
             except PoisonMessage as exc:
                 await self._dead_letter(msg, delivery, f"poison: {exc}")

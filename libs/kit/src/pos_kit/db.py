@@ -13,14 +13,17 @@ def async_url(url: str) -> str:
     raise ValueError("not a PostgreSQL URL")
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str, pool_size: int = 10, max_overflow: int | None = None, pool_timeout: float = 10
+) -> AsyncEngine:
+    """`max_overflow`: connections beyond `pool_size` at a peak, closed after (default: as many)."""
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         # No pre-ping: it costs a round trip on every checkout from the pool; a connection
         # that died is replaced on its first failure, and recycling bounds their age.
         pool_recycle=1800,
         # Every unit of work is short; a long wait for a connection means overload, not patience.
-        pool_timeout=10,
+        pool_timeout=pool_timeout,
     )

@@ -79,6 +79,19 @@ class RequestIdReused(DomainError):
         )
 
 
+class RequestInProgress(DomainError):
+    """The same request is still being worked on elsewhere: retry shortly (the gateway: 409)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request with this request_id is still in progress; retry shortly",
+            "request_in_progress",
+            [],
+            {},
+            grpc.StatusCode.ABORTED,
+        )
+
+
 def require(condition: bool, field_name: str, description: str) -> list[FieldViolation]:
     """One field check; collect the results and raise InvalidArgument once with all of them."""
     return [] if condition else [FieldViolation(field_name, description)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -24,6 +25,14 @@ def new_id(prefix: str) -> str:
     """
     millis = time.time_ns() // 1_000_000
     body = _encode(millis, 10) + _encode(int.from_bytes(os.urandom(10), "big"), 16)
+    return f"{prefix}_{body}"
+
+
+def derived_id(prefix: str, millis: int, *seed: str) -> str:
+    """The same id every time for the same time and seed: an id an operation picks before it
+    calls other services, so that a re-run after a crash passes them the same id again."""
+    digest = hashlib.sha256("\0".join(seed).encode()).digest()[:10]
+    body = _encode(millis, 10) + _encode(int.from_bytes(digest, "big"), 16)
     return f"{prefix}_{body}"
 
 

@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from pos_kit.consumer import Consumer, Handler
+from pos_kit.consumer import Consumer, Handler, Relevance
 from pos_kit.db import make_engine
 from pos_kit.grpc_server import BackgroundTask
 from pos_kit.relay import OutboxRelay
@@ -28,12 +28,18 @@ U = TypeVar("U", bound=UnitOfWork)
 
 class ConsumerSpec:
     def __init__(
-        self, name: str, source_service: str, subjects: list[str], handler: Handler
+        self,
+        name: str,
+        source_service: str,
+        subjects: list[str],
+        handler: Handler,
+        relevant: Relevance | None = None,
     ) -> None:
         self.name = name
         self.source_service = source_service
         self.subjects = subjects
         self.handler = handler
+        self.relevant = relevant
 
 
 class ServiceRuntime(Generic[U]):
@@ -44,14 +50,19 @@ class ServiceRuntime(Generic[U]):
         tables: KitTables,
         uow_class: type[U],
         consumers: list[ConsumerSpec] | None = None,
-        pool_size: int = 10,
+        pool_size: int | None = None,
         background: list[BackgroundTask] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self.tables = tables
         self._uow_class = uow_class
-        self.engine = make_engine(settings.database_url, pool_size=pool_size)
+        self.engine = make_engine(
+            settings.database_url,
+            pool_size=pool_size or settings.database_pool_size,
+            max_overflow=settings.database_pool_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
         instrument_engine(self.engine.sync_engine)
         self.consumer_specs = consumers or []
         # Service-specific loops (e.g. an expiry sweep), run beside messaging until stop.
@@ -101,6 +112,7 @@ class ServiceRuntime(Generic[U]):
                 source_service=spec.source_service,
                 subjects=spec.subjects,
                 handler=spec.handler,
+                relevant=spec.relevant,
             )
             for spec in self.consumer_specs
         ]

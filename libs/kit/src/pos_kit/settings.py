@@ -29,6 +29,11 @@ class BaseServiceSettings(BaseSettings):
     # PostgreSQL over TLS (libpq's sslmode; verify-full with the server's CA on Kubernetes).
     # Folded into database_url, so every connection the process makes uses them.
     database_sslmode: SslMode | None = None
+    # The process's connection pool: this many kept, as many again at a peak, and how long a
+    # unit of work waits for one before failing (a long wait means overload, not patience).
+    database_pool_size: int = Field(10, ge=1)
+    database_pool_overflow: int = Field(10, ge=0)
+    database_pool_timeout_seconds: float = Field(10.0, gt=0)
     database_sslrootcert: str | None = None
     # NATS over TLS: tls:// URLs, verified against this CA (the system's roots without one).
     nats_tls_ca: str | None = None

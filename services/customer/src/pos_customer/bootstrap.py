@@ -33,6 +33,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
                 "order",
                 ["pos.order.v1.order_confirmed"],
                 consumers.on_order_confirmed,
+                relevant=consumers.names_a_customer,
             )
         ],
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
@@ -19,14 +21,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Settings(GrpcServiceSettings):
-    pass
+    # Tests only: how long the sandbox processor takes to answer a card (default: no wait).
+    sandbox_delay_seconds: float = Field(0.0, ge=0)
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     # No consumers: payment reacts to no one's events, it only announces its own.
     runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
     # The sandbox is the only processor so far; a real acquirer is another CardProcessor.
-    processor = SandboxProcessor()
+    processor = SandboxProcessor(settings.sandbox_delay_seconds)
     service = kit_service.grpc_service(
         NAME, settings, grpc_api.registrar(runtime.uow, processor), grpc_api.SERVICE_NAME
     )

@@ -11,6 +11,14 @@ from pos_kit.consumer import IncomingEvent, PoisonMessage
 from pos_kit.uow import UnitOfWork
 
 
+def names_a_customer(event: IncomingEvent) -> bool:
+    """Only a sale to a known customer earns points; the rest need no transaction here."""
+    try:
+        return bool(order_events.OrderConfirmed.FromString(event.data).order.customer_id)
+    except DecodeError:
+        return True  # the handler dead-letters it as poison
+
+
 async def on_order_confirmed(uow: UnitOfWork, event: IncomingEvent) -> None:
     try:
         message = order_events.OrderConfirmed.FromString(event.data)

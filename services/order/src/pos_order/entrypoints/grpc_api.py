@@ -9,13 +9,13 @@ import grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.context import current_merchant
-from pos_kit.idempotency import once
+from pos_kit.idempotency import Claim, once_across_calls
 from pos_kit.money import Money
 from pos_kit.paging import decode_token, encode_token, page_size
 from pos_kit.proto_money import from_proto
 from pos_order.adapters.messages import order_to_proto
 from pos_order.adapters.repository import OrderUow
-from pos_order.domain.model import LineRequest, Tender
+from pos_order.domain.model import LineRequest, Tender, validate_checkout
 from pos_order.service import handlers
 from pos_order.service.ports import (
     Catalog,
@@ -62,18 +62,38 @@ class OrderApi(order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CheckoutResponse:
         cmd = _command(request)
-        async with self._uow().bind(current_merchant()) as uow:
+        # Bad input is refused before a request id is claimed: nothing to undo.
+        validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
+        merchant = current_merchant()
 
-            async def work() -> order_pb2.CheckoutResponse:
-                order, payment = await handlers.checkout(
-                    uow, self._catalog, self._discounts, self._payments, self._customers, cmd
-                )
-                response = order_pb2.CheckoutResponse(order=order_to_proto(order))
-                if isinstance(payment.raw, payment_pb2.Payment):
-                    response.payment.CopyFrom(payment.raw)
-                return response
+        def new_uow() -> OrderUow:
+            return self._uow().bind(merchant)
 
-            return await once(uow, "Checkout", request, order_pb2.CheckoutResponse, work)
+        async def read(uow: OrderUow) -> bool:
+            return await handlers.is_known_customer(uow, cmd.customer_id)
+
+        async def call(claim: Claim, known_customer: bool) -> handlers.Sale:
+            return await handlers.sell(
+                claim.derived_id("ord"),
+                known_customer,
+                self._catalog,
+                self._discounts,
+                self._payments,
+                self._customers,
+                cmd,
+            )
+
+        async def record(uow: OrderUow, sale: handlers.Sale) -> order_pb2.CheckoutResponse:
+            order = await handlers.record_sale(uow, sale)
+            response = order_pb2.CheckoutResponse(order=order_to_proto(order))
+            if isinstance(sale.payment.raw, payment_pb2.Payment):
+                response.payment.CopyFrom(sale.payment.raw)
+            return response
+
+        # No transaction is held while inventory, promotion and payment answer.
+        return await once_across_calls(
+            new_uow, "Checkout", request, order_pb2.CheckoutResponse, read, call, record
+        )
 
     async def GetOrder(
         self, request: order_pb2.GetOrderRequest, context: grpc.aio.ServicerContext

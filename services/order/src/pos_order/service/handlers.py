@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pos_kit.errors import NotFound
-from pos_kit.ids import new_id
 from pos_order.domain.model import (
     Order,
     compute_totals,
@@ -21,29 +22,45 @@ from pos_order.service.ports import (
 )
 
 
-async def checkout(
-    uow: OrderUnitOfWork,
+@dataclass(frozen=True)
+class Sale:
+    """What a checkout's calls settled, to be recorded in one short transaction."""
+
+    order: Order
+    payment: PaymentResult
+    learnt: int | None  # the version of a customer id asked about, kept with the order
+
+
+async def is_known_customer(uow: OrderUnitOfWork, customer_id: str) -> bool:
+    """Read in the checkout's claim transaction: does the sale need to ask about its customer?"""
+    return not customer_id or await uow.customers.contains(customer_id)
+
+
+async def sell(
+    order_id: str,
+    known_customer: bool,
     catalog: Catalog,
     discounts: Discounts,
     payments: Payments,
     customers: CustomerLookup,
     cmd: CheckoutCommand,
-) -> tuple[Order, PaymentResult]:
-    """The register's one-call sale: three hops (price, discount, pay), one transaction.
+) -> Sale:
+    """The register's one-call sale, its calls: price, discount, pay (and, once, the customer).
 
-    The payment's request id derives from the checkout's, so a retried checkout replays the
-    same payment instead of charging twice.
+    Runs holding no database connection. The order id is fixed by the caller for this request
+    and the payment's request id derives from the checkout's, so a re-run of the same checkout
+    replays the same payment instead of charging twice.
     """
     validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
     assert cmd.tender is not None
     # Before anything is priced or charged: another merchant's customer is no customer.
-    learnt = await require_customer(uow, customers, cmd.customer_id)
+    learnt = None if known_customer else await customer_version(customers, cmd.customer_id)
     location, items = await catalog.price_snapshot(cmd.location_id, [ln.sku for ln in cmd.lines])
     lines = price_lines(cmd.lines, items, location)
     quote = await discounts.quote(lines, location.currency)
     totals = compute_totals(lines, quote.total, location.tax_rate_bps)
     order = Order(
-        id=new_id("ord"),
+        id=order_id,
         location_id=location.id,
         customer_id=cmd.customer_id,
         lines=lines,
@@ -59,29 +76,30 @@ async def checkout(
         cmd.card_token,
     )
     order.settle(payment.payment_id, payment.captured)
-    if learnt is not None:
-        # Written last, with the order: no row lock held while the other services answer.
-        await uow.customers.remember(cmd.customer_id, learnt)
+    return Sale(order, payment, learnt)
+
+
+async def record_sale(uow: OrderUnitOfWork, sale: Sale) -> Order:
+    """The sale's writes, in the checkout's one short closing transaction."""
+    order = sale.order
+    if sale.learnt is not None:
+        await uow.customers.remember(order.customer_id, sale.learnt)
     await uow.orders.add(order)
     for event in order.events:
         uow.publish(event)
     order.events.clear()
-    return order, payment
+    return order
 
 
-async def require_customer(
-    uow: OrderUnitOfWork, customers: CustomerLookup, customer_id: str
-) -> int | None:
+async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
     """Refuse a customer id the merchant does not have, exactly as one that exists nowhere.
 
-    Ids learnt from the customer service's events need no call, so a sale for a known customer
-    goes on while that service is down. Only an id not seen yet is asked about; its version is
-    returned for the caller to remember with its own writes, so the next sale needs no call.
-    If the customer service cannot answer for such an id, the look-up's Unavailable (503)
-    stands: letting it through would let any id through.
+    Ids learnt from the customer service's events need no call (see `is_known_customer`), so a
+    sale for a known customer goes on while that service is down. Only an id not seen yet is
+    asked about; its version is returned for the caller to remember with its own writes, so the
+    next sale needs no call. If the customer service cannot answer for such an id, the look-up's
+    Unavailable (503) stands: letting it through would let any id through.
     """
-    if not customer_id or await uow.customers.contains(customer_id):
-        return None
     version = await customers.version_of(customer_id)
     if version is None:
         raise NotFound("customer", customer_id)

@@ -6,6 +6,8 @@ time, so there is no randomness, no clock and no network here.
 
 from __future__ import annotations
 
+import asyncio
+
 from pos_kit.money import Money
 from pos_payment.domain.processor import CardOutcome, UnknownCardToken
 
@@ -20,9 +22,15 @@ OUTCOMES: dict[str, CardOutcome] = {
 
 
 class SandboxProcessor:
+    def __init__(self, delay_seconds: float = 0.0) -> None:
+        # Tests only: a processor as slow as a real acquirer on a bad day (0: answers at once).
+        self._delay = delay_seconds
+
     async def authorize_and_capture(
         self, token: str, amount: Money, idempotency_key: str
     ) -> CardOutcome:
+        if self._delay:
+            await asyncio.sleep(self._delay)
         outcome = OUTCOMES.get(token)
         if outcome is None:
             raise UnknownCardToken()
