@@ -279,7 +279,9 @@ def security_schemes() -> dict[str, Any]:
             "type": "oauth2",
             "description": "An access token (a JWT, RFC 9068; treat it as opaque) from the "
             f"client-credentials grant; it lasts {TOKEN_SECONDS // 60} minutes and carries the "
-            "scopes it was issued for",
+            "scopes it was issued for. Issued and checked as RFC8725 (JWT best current "
+            "practices) asks: one fixed algorithm (HS256, never `none`), `typ` at+jwt, and "
+            "`iss`, `aud`, `exp` and `iat` always checked",
             # Every scope a credential may carry; one without a description fails here.
             "flows": {
                 "clientCredentials": {
