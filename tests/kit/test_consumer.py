@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import nats
 import pytest
 from sqlalchemy import func, select
 
 from pos_customer.adapters.tables import kit
-from pos_devstack.testing import Infra, until
+from pos_devstack.testing import Bus, until
 from pos_kit.consumer import Consumer, IncomingEvent
-from pos_kit.db import make_engine
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import DLQ_STREAM, ensure_service_streams
 from pos_kit.uow import UnitOfWork
@@ -29,11 +27,8 @@ def _headers(event_id: str, msg_id: str) -> dict[str, str]:
     }
 
 
-async def test_a_duplicate_delivery_is_applied_once(infra: Infra) -> None:
-    server = infra.new_nats()
-    engine = make_engine(infra.service_database("customer"))
-    nc = await nats.connect(server.url)
-    js = nc.jetstream()
+async def test_a_duplicate_delivery_is_applied_once(bus: Bus) -> None:
+    js, engine = bus.js, bus.engine
     applied: list[str] = []
 
     async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
@@ -48,32 +43,24 @@ async def test_a_duplicate_delivery_is_applied_once(infra: Infra) -> None:
         handler=handler,
     )
     stop = asyncio.Event()
-    try:
-        await ensure_service_streams(js, "order")
-        # The same event twice, under two transport ids, as a re-publish would produce.
-        await js.publish(SUBJECT, b"", headers=_headers("evt_same", "one"))
-        await js.publish(SUBJECT, b"", headers=_headers("evt_same", "two"))
-        await js.publish(SUBJECT, b"", headers=_headers("evt_other", "three"))
-        task = asyncio.create_task(consumer.run(stop))
-        await until(lambda: consumer.applied + consumer.duplicates == 3)
-        stop.set()
-        await task
-        assert applied == ["evt_same", "evt_other"]
-        assert consumer.duplicates == 1
-        async with engine.connect() as conn:
-            rows = await conn.scalar(select(func.count()).select_from(kit.inbox))
-        assert rows == 2
-    finally:
-        await nc.close()
-        await engine.dispose()
-        server.stop()
+    await ensure_service_streams(js, "order")
+    # The same event twice, under two transport ids, as a re-publish would produce.
+    await js.publish(SUBJECT, b"", headers=_headers("evt_same", "one"))
+    await js.publish(SUBJECT, b"", headers=_headers("evt_same", "two"))
+    await js.publish(SUBJECT, b"", headers=_headers("evt_other", "three"))
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.applied + consumer.duplicates == 3)
+    stop.set()
+    await task
+    assert applied == ["evt_same", "evt_other"]
+    assert consumer.duplicates == 1
+    async with engine.connect() as conn:
+        rows = await conn.scalar(select(func.count()).select_from(kit.inbox))
+    assert rows == 2
 
 
-async def test_a_failing_message_is_retried_then_dead_lettered(infra: Infra) -> None:
-    server = infra.new_nats()
-    engine = make_engine(infra.service_database("customer"))
-    nc = await nats.connect(server.url)
-    js = nc.jetstream()
+async def test_a_failing_message_is_retried_then_dead_lettered(bus: Bus) -> None:
+    js, engine = bus.js, bus.engine
     attempts: list[int] = []
 
     async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
@@ -91,33 +78,25 @@ async def test_a_failing_message_is_retried_then_dead_lettered(infra: Infra) -> 
         base_delay=0.05,
     )
     stop = asyncio.Event()
-    try:
-        await ensure_service_streams(js, "order")
-        await js.publish(SUBJECT, b"payload", headers=_headers("evt_bad", "bad"))
-        task = asyncio.create_task(consumer.run(stop))
-        await until(lambda: consumer.dead_lettered == 1)
-        stop.set()
-        await task
-        assert attempts == [1, 2, 3]
-        dead = await js.get_last_msg(DLQ_STREAM, "pos.dlq.test-dlq")
-        assert dead.data == b"payload"
-        assert dead.headers is not None
-        assert dead.headers["Omnitill-Original-Subject"] == SUBJECT
-        assert dead.headers["Omnitill-Deliveries"] == "3"
-        # Nothing was recorded as processed: the failed attempts rolled back.
-        async with engine.connect() as conn:
-            assert await conn.scalar(select(func.count()).select_from(kit.inbox)) == 0
-    finally:
-        await nc.close()
-        await engine.dispose()
-        server.stop()
+    await ensure_service_streams(js, "order")
+    await js.publish(SUBJECT, b"payload", headers=_headers("evt_bad", "bad"))
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.dead_lettered == 1)
+    stop.set()
+    await task
+    assert attempts == [1, 2, 3]
+    dead = await js.get_last_msg(DLQ_STREAM, "pos.dlq.test-dlq")
+    assert dead.data == b"payload"
+    assert dead.headers is not None
+    assert dead.headers["Omnitill-Original-Subject"] == SUBJECT
+    assert dead.headers["Omnitill-Deliveries"] == "3"
+    # Nothing was recorded as processed: the failed attempts rolled back.
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(kit.inbox)) == 0
 
 
-async def test_a_message_without_event_headers_is_dead_lettered_at_once(infra: Infra) -> None:
-    server = infra.new_nats()
-    engine = make_engine(infra.service_database("customer"))
-    nc = await nats.connect(server.url)
-    js = nc.jetstream()
+async def test_a_message_without_event_headers_is_dead_lettered_at_once(bus: Bus) -> None:
+    js, engine = bus.js, bus.engine
     calls: list[str] = []
 
     async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
@@ -132,27 +111,17 @@ async def test_a_message_without_event_headers_is_dead_lettered_at_once(infra: I
         handler=handler,
     )
     stop = asyncio.Event()
-    try:
-        await ensure_service_streams(js, "order")
-        await js.publish(SUBJECT, b"junk")
-        task = asyncio.create_task(consumer.run(stop))
-        await until(lambda: consumer.dead_lettered == 1)
-        stop.set()
-        await task
-        assert calls == []
-    finally:
-        await nc.close()
-        await engine.dispose()
-        server.stop()
+    await ensure_service_streams(js, "order")
+    await js.publish(SUBJECT, b"junk")
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.dead_lettered == 1)
+    stop.set()
+    await task
+    assert calls == []
 
 
-async def test_an_event_the_consumer_does_not_need_is_acked_without_a_transaction(
-    infra: Infra,
-) -> None:
-    server = infra.new_nats()
-    engine = make_engine(infra.service_database("customer"))
-    nc = await nats.connect(server.url)
-    js = nc.jetstream()
+async def test_an_event_the_consumer_does_not_need_is_acked_without_a_transaction(bus: Bus) -> None:
+    js, engine = bus.js, bus.engine
     applied: list[str] = []
 
     async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
@@ -168,21 +137,17 @@ async def test_an_event_the_consumer_does_not_need_is_acked_without_a_transactio
         relevant=lambda event: event.data == b"wanted",
     )
     stop = asyncio.Event()
-    try:
-        await ensure_service_streams(js, "order")
-        await js.publish(SUBJECT, b"other", headers=_headers("evt_skip", "s1"))
-        await js.publish(SUBJECT, b"wanted", headers=_headers("evt_keep", "s2"))
-        task = asyncio.create_task(consumer.run(stop))
-        await until(lambda: consumer.applied + consumer.skipped == 2)
-        stop.set()
-        await task
-        assert applied == ["evt_keep"] and consumer.skipped == 1
-        async with engine.connect() as conn:
-            ids = (await conn.execute(select(kit.inbox.c.event_id))).scalars().all()
-        assert ids == ["evt_keep"]  # no inbox row, so no commit, for the skipped event
-        # Acknowledged, not left to be redelivered.
-        info = await js.consumer_info("POS_ORDER", "test-relevant")
-        assert info.num_ack_pending == 0 and info.num_pending == 0
-    finally:
-        await nc.close()
-        await engine.dispose()
+    await ensure_service_streams(js, "order")
+    await js.publish(SUBJECT, b"other", headers=_headers("evt_skip", "s1"))
+    await js.publish(SUBJECT, b"wanted", headers=_headers("evt_keep", "s2"))
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.applied + consumer.skipped == 2)
+    stop.set()
+    await task
+    assert applied == ["evt_keep"] and consumer.skipped == 1
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(kit.inbox.c.event_id))).scalars().all()
+    assert ids == ["evt_keep"]  # no inbox row, so no commit, for the skipped event
+    # Acknowledged, not left to be redelivered.
+    info = await js.consumer_info("POS_ORDER", "test-relevant")
+    assert info.num_ack_pending == 0 and info.num_pending == 0

@@ -8,14 +8,12 @@ import os
 import subprocess
 import sys
 
-import nats
 import pytest
 from nats.js.errors import NotFoundError
 
 from pos_customer.adapters.tables import kit
-from pos_devstack.testing import Infra, until
+from pos_devstack.testing import Bus, until
 from pos_kit.consumer import Consumer, IncomingEvent
-from pos_kit.db import make_engine
 from pos_kit.dead_letters import list_dead_letters, redrive, redrive_all
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import ensure_service_streams
@@ -25,11 +23,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 SUBJECT = "pos.order.v1.order_confirmed"
 
 
-async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra: Infra) -> None:
-    server = infra.new_nats()
-    engine = make_engine(infra.service_database("customer"))
-    nc = await nats.connect(server.url)
-    js = nc.jetstream()
+async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(bus: Bus) -> None:
+    js, engine = bus.js, bus.engine
     fixed = False
     applied: dict[str, list[str]] = {"fails": [], "other": []}
 
@@ -71,7 +66,7 @@ async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra
         shown = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "pos_kit.dead_letters", "list"],
-            env={**os.environ, "NATS_URL": server.url},
+            env={**os.environ, "NATS_URL": bus.nats_url},
             capture_output=True,
             text=True,
             check=True,
@@ -99,5 +94,3 @@ async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(infra
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-        await nc.close()
-        await engine.dispose()

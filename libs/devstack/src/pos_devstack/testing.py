@@ -26,6 +26,7 @@ import grpc
 import httpx
 import psycopg
 import pytest
+import pytest_asyncio
 from psycopg import sql
 
 from pos_devstack.natsd import LocalNats, free_port
@@ -173,6 +174,33 @@ def _stop_servers_the_test_started(request: pytest.FixtureRequest) -> Iterator[N
     yield
     for server in [s for s in infra.servers if not any(s is r for r in running)]:
         infra.servers.remove(server)
+        server.stop()
+
+
+@dataclass
+class Bus:
+    """A NATS of the test's own, and a database holding the kit's tables (the customer
+    service's schema: any service's would do), for tests of consumers and the relay."""
+
+    js: Any
+    engine: Any
+    nats_url: str
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bus(infra: Infra) -> AsyncIterator[Bus]:
+    import nats
+
+    from pos_kit.db import make_engine
+
+    server = infra.new_nats()
+    engine = make_engine(infra.service_database("customer"))
+    nc = await nats.connect(server.url)
+    try:
+        yield Bus(nc.jetstream(), engine, server.url)
+    finally:
+        await nc.close()
+        await engine.dispose()
         server.stop()
 
 
