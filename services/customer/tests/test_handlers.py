@@ -13,43 +13,47 @@ from pos_customer.domain.model import (
 )
 from pos_customer.service import handlers
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from pos_kit.paging import PageRequest
 
 
 class FakeCustomers:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], Customer] = {}
-        self.merchant = "mer_a"
+    """Bound to one merchant, like the real repository; `rows` may be shared by several."""
+
+    def __init__(self, merchant: str, rows: dict[tuple[str, str], Customer]) -> None:
+        self.rows = rows
+        self.merchant = merchant
         self.saved_versions: list[int] = []
         self.lose_race = False
 
     async def add(self, customer: Customer) -> None:
         self.rows[(self.merchant, customer.id)] = customer
 
-    async def get(self, merchant_id: str, customer_id: str) -> Customer | None:
-        return self.rows.get((merchant_id, customer_id))
+    async def get(self, customer_id: str) -> Customer | None:
+        return self.rows.get((self.merchant, customer_id))
 
-    async def get_by_email(self, merchant_id: str, email: str) -> Customer | None:
+    async def get_by_email(self, email: str) -> Customer | None:
         return next(
-            (c for (m, _), c in self.rows.items() if m == merchant_id and c.email == email), None
+            (c for (m, _), c in self.rows.items() if m == self.merchant and c.email == email),
+            None,
         )
 
-    async def save_points(self, merchant_id: str, customer: Customer) -> None:
-        self.rows[(merchant_id, customer.id)] = customer
+    async def save_points(self, customer: Customer) -> None:
+        self.rows[(self.merchant, customer.id)] = customer
 
     async def save_profile(self, customer: Customer, seen_version: int) -> bool:
         self.saved_versions.append(seen_version)
         return not self.lose_race
 
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
-        return sorted(
-            (c for (m, _), c in self.rows.items() if m == merchant_id), key=lambda c: c.id
-        )
+    async def list(self, page: PageRequest) -> list[Customer]:
+        mine = (c for (m, _), c in self.rows.items() if m == self.merchant)
+        return sorted(mine, key=lambda c: c.id)[: page.fetch]
 
 
 class FakeUow:
-    def __init__(self, merchant_id: str = "mer_a") -> None:
-        self.merchant_id = merchant_id
-        self.customers = FakeCustomers()
+    def __init__(
+        self, merchant_id: str = "mer_a", rows: dict[tuple[str, str], Customer] | None = None
+    ) -> None:
+        self.customers = FakeCustomers(merchant_id, {} if rows is None else rows)
         self.published: list[object] = []
 
     def publish(self, event: object) -> None:
@@ -80,9 +84,10 @@ async def test_bad_email_is_a_field_error() -> None:
 async def test_another_merchants_customer_is_not_found() -> None:
     uow = FakeUow()
     customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    uow.merchant_id = "mer_b"
+    other = FakeUow("mer_b", uow.customers.rows)
     with pytest.raises(NotFound):
-        await handlers.get_customer(uow, customer.id)
+        await handlers.get_customer(other, customer.id)
+    assert await handlers.get_customer(uow, customer.id) is customer
 
 
 async def test_a_confirmed_order_earns_a_point_per_whole_unit() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import ChangeCursor, PageRequest
 
 _HORIZON = text(
     "SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity "
@@ -58,6 +58,24 @@ async def list_changed(
     rows: Sequence[Row[Any]] = (
         await conn.execute(query.order_by(updated_at, item_id).limit(limit))
     ).all()
+    return rows
+
+
+async def list_page(
+    conn: AsyncConnection,
+    query: Select[Any],
+    updated_at: ColumnElement[Any],
+    item_id: ColumnElement[Any],
+    page: PageRequest,
+) -> Sequence[Row[Any]]:
+    """A page of a list that is also a change feed: by id, or with `page.since` by change."""
+    if page.since is not None:
+        return await list_changed(
+            conn, query, updated_at, item_id, page.since, page.cursor, page.fetch
+        )
+    if page.after:
+        query = query.where(item_id > page.after)
+    rows: Sequence[Row[Any]] = (await conn.execute(query.order_by(item_id).limit(page.fetch))).all()
     return rows
 
 

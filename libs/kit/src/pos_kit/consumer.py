@@ -4,15 +4,21 @@ The event id goes into the `inbox` table in the same transaction as the handler'
 redelivered event finds its id there and is only acknowledged. A handler that fails is nak'ed
 with a growing delay; after `max_deliver` attempts, or at once when the payload cannot be
 decoded, the message is copied to the dead-letter stream and acknowledged.
+
+A typed consumer (`handlers_by_type`) is what services write: the kit decodes the payload into
+the protobuf type its subject carries (a payload that does not decode is poison), binds the unit
+of work to the event's merchant, and calls `handler(uow, message)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
+from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -22,7 +28,7 @@ from opentelemetry.propagate import extract
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pos_kit.dead_letters import CONSUMER, DELIVERIES, ERROR, ORIGINAL_SUBJECT, REDRIVE_FOR
-from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
+from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, subject_for
 from pos_kit.streams import DLQ_PREFIX, ensure_stream, stream_config, stream_name
 from pos_kit.uow import UnitOfWork
 
@@ -42,9 +48,12 @@ class IncomingEvent:
     merchant_id: str
     data: bytes
     delivery: int
+    # The decoded payload, for a consumer that declared its message types.
+    message: Any = None
 
 
 Handler = Callable[[UnitOfWork, IncomingEvent], Awaitable[None]]
+TypedHandler = Callable[[Any, Any], Awaitable[None]]
 # Whether an event needs this consumer at all; one that does not is acknowledged with no
 # transaction (no inbox row, no commit): most events of a busy subject may need nothing (a
 # sale with no customer earns no points), and each would otherwise cost a commit.
@@ -66,8 +75,10 @@ class Consumer:
         base_delay: float = 0.5,
         ack_wait: float = 30.0,
         relevant: Relevance | None = None,
+        message_types: Mapping[str, type[Message]] | None = None,
     ) -> None:
         self._js = js
+        self._types = message_types or {}
         self._uow_factory = uow_factory
         self.name = name
         self._source = source_service
@@ -142,6 +153,8 @@ class Consumer:
                     delivery=delivery,
                 )
                 span.set_attribute("messaging.message.id", event.event_id)
+                if self._types:
+                    event = replace(event, message=self._decode(event))
                 if self._relevant is not None and not self._relevant(event):
                     self.skipped += 1
                     await msg.ack()
@@ -168,8 +181,17 @@ class Consumer:
             self.duplicates += 1
         await msg.ack()
 
+    def _decode(self, event: IncomingEvent) -> Message:
+        kind = self._types.get(event.subject)
+        if kind is None:
+            raise PoisonMessage(f"{event.subject} is not a subject this consumer reads")
+        try:
+            return kind.FromString(event.data)
+        except DecodeError as exc:
+            raise PoisonMessage(f"not a {kind.DESCRIPTOR.name} payload") from exc
+
     async def _apply(self, event: IncomingEvent) -> bool:
-        async with self._uow_factory() as uow:
+        async with self._uow_factory().bind(event.merchant_id) as uow:
             inbox = uow.tables.inbox
             first = await uow.conn.execute(
                 pg_insert(inbox)
@@ -209,3 +231,16 @@ def _header(headers: dict[str, str], name: str) -> str:
     if not value:
         raise PoisonMessage(f"missing header {name}")
     return value
+
+
+def handlers_by_type(
+    handlers: Mapping[type[Message], TypedHandler],
+) -> tuple[list[str], dict[str, type[Message]], Handler]:
+    """Subjects, their message types, and one handler that dispatches on the decoded type."""
+    by_type = dict(handlers)
+    subjects = {subject_for(kind()): kind for kind in by_type}
+
+    async def dispatch(uow: UnitOfWork, event: IncomingEvent) -> None:
+        await by_type[type(event.message)](uow, event.message)
+
+    return list(subjects), subjects, dispatch

@@ -1,6 +1,7 @@
-"""Domain errors with a stable machine code, and how they map to gRPC status codes.
+"""Domain errors: a kind, a stable machine code, and field-level detail.
 
-Domain code raises these; the gRPC layer turns them into a status with a google.rpc.ErrorInfo
+Domain code raises these and knows nothing of transports. The kit's gRPC layer
+(`pos_kit.grpc_server`) maps the kind to a status code and adds a google.rpc.ErrorInfo
 (reason = code) and, for field problems, a google.rpc.BadRequest; the gateway turns those into
 RFC 9457 problems. Nothing else about an exception ever leaves a process.
 """
@@ -8,8 +9,23 @@ RFC 9457 problems. Nothing else about an exception ever leaves a process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-import grpc
+
+class ErrorKind(StrEnum):
+    """What went wrong, as a caller must react to it."""
+
+    INVALID = "invalid"  # the request itself is wrong: fix it, do not retry
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    CONFLICT = "conflict"  # current state refuses it (stale version, no stock, ...)
+    RETRY = "retry"  # lost a race or still in progress: the same request may be retried
+    UNAVAILABLE = "unavailable"  # transient: retry later with the same request_id
+    TIMEOUT = "timeout"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    EXHAUSTED = "exhausted"  # a quota or limit
+    INTERNAL = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +40,7 @@ class DomainError(Exception):
     code: str = "invalid_request"
     violations: list[FieldViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
-    status: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+    kind: ErrorKind = ErrorKind.CONFLICT
 
     def __str__(self) -> str:
         return self.message
@@ -37,7 +53,7 @@ class InvalidArgument(DomainError):
         violations: list[FieldViolation] | None = None,
         code: str = "invalid_argument",
     ) -> None:
-        super().__init__(message, code, violations or [], {}, grpc.StatusCode.INVALID_ARGUMENT)
+        super().__init__(message, code, violations or [], {}, ErrorKind.INVALID)
 
 
 class NotFound(DomainError):
@@ -47,25 +63,25 @@ class NotFound(DomainError):
             "resource_missing",
             [],
             {"resource": resource},
-            grpc.StatusCode.NOT_FOUND,
+            ErrorKind.NOT_FOUND,
         )
 
 
 class AlreadyExists(DomainError):
     def __init__(self, message: str, code: str = "already_exists") -> None:
-        super().__init__(message, code, [], {}, grpc.StatusCode.ALREADY_EXISTS)
+        super().__init__(message, code, [], {}, ErrorKind.ALREADY_EXISTS)
 
 
 class Conflict(DomainError):
     """A precondition on current state failed (stale version, insufficient stock, ...)."""
 
     def __init__(self, message: str, code: str, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message, code, [], metadata or {}, grpc.StatusCode.FAILED_PRECONDITION)
+        super().__init__(message, code, [], metadata or {}, ErrorKind.CONFLICT)
 
 
 class Unavailable(DomainError):
     def __init__(self, message: str, code: str = "service_unavailable") -> None:
-        super().__init__(message, code, [], {}, grpc.StatusCode.UNAVAILABLE)
+        super().__init__(message, code, [], {}, ErrorKind.UNAVAILABLE)
 
 
 class RequestIdReused(DomainError):
@@ -75,7 +91,7 @@ class RequestIdReused(DomainError):
             "idempotency_key_reused",
             [],
             {},
-            grpc.StatusCode.INVALID_ARGUMENT,
+            ErrorKind.INVALID,
         )
 
 
@@ -88,7 +104,7 @@ class RequestInProgress(DomainError):
             "request_in_progress",
             [],
             {},
-            grpc.StatusCode.ABORTED,
+            ErrorKind.RETRY,
         )
 
 

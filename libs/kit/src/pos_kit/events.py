@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -53,3 +55,38 @@ def make_event(
         merchant_id=merchant_id,
         payload=message.SerializeToString(),
     )
+
+
+D = TypeVar("D")
+Mapper = Callable[[Any], Message]
+
+
+class EventRegistry:
+    """A service's domain events -> its integration events: one mapper per domain event type,
+    all in one module (`adapters/events.py`), checked against the domain's list at start-up."""
+
+    def __init__(self) -> None:
+        self._mappers: dict[type, Mapper] = {}
+
+    def maps(
+        self, domain_type: type[D]
+    ) -> Callable[[Callable[[D], Message]], Callable[[D], Message]]:
+        def register(mapper: Callable[[D], Message]) -> Callable[[D], Message]:
+            if domain_type in self._mappers:
+                raise ValueError(f"{domain_type.__name__} is mapped twice")
+            self._mappers[domain_type] = mapper
+            return mapper
+
+        return register
+
+    def to_outgoing(self, event: object, merchant_id: str) -> OutgoingEvent:
+        mapper = self._mappers.get(type(event))
+        if mapper is None:
+            raise TypeError(f"no integration event for {type(event).__name__}")
+        return make_event(mapper(event), merchant_id)
+
+    def check(self, domain_types: Iterable[type]) -> None:
+        """Fail fast (at start-up) when a domain event has no integration event."""
+        missing = sorted(t.__name__ for t in domain_types if t not in self._mappers)
+        if missing:
+            raise LookupError(f"domain events with no integration event: {', '.join(missing)}")

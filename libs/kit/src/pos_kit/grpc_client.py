@@ -17,7 +17,8 @@ from pos_kit.context import (
     remaining_seconds,
     request_id_var,
 )
-from pos_kit.errors import DomainError, FieldViolation
+from pos_kit.errors import DomainError, ErrorKind, FieldViolation
+from pos_kit.grpc_errors import KIND_OF_STATUS
 from pos_kit.tls import GrpcTls
 
 DEFAULT_TIMEOUT = 5.0
@@ -93,7 +94,7 @@ class RemoteError:
     def to_domain(self) -> DomainError:
         return DomainError(
             self.message, self.reason or self.status.name.lower(), self.violations,
-            self.metadata, self.status,
+            self.metadata, KIND_OF_STATUS.get(self.status, ErrorKind.INTERNAL),
         )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from pos_kit.context import (
     request_id_var,
 )
 from pos_kit.errors import DomainError, Unavailable
+from pos_kit.grpc_errors import STATUS_OF_KIND
 from pos_kit.message_text import check_request
 from pos_kit.tls import GrpcTls
 
@@ -88,7 +89,7 @@ def _status(
         packed_bad.Pack(bad)
         details.append(packed_bad)
     return status_pb2.Status(
-        code=getattr(code_pb2, error.status.name),
+        code=getattr(code_pb2, STATUS_OF_KIND[error.kind].name),
         message=error.message[:_LONGEST_VALUE],
         details=details,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from pos_kit.errors import FieldViolation, InvalidArgument
 
@@ -59,3 +61,42 @@ def decode_change(token: str) -> ChangeCursor | None:
         raise InvalidArgument(
             "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
         ) from None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page of a list: by id after a cursor, or (with `since`) a change feed."""
+
+    limit: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+    since: datetime | None = None
+    cursor: ChangeCursor | None = None
+
+    @property
+    def fetch(self) -> int:
+        """Rows to read: one more than the page, to learn whether another page follows."""
+        return self.limit + 1
+
+
+def page_request(request: Any) -> PageRequest:
+    """From a list request's `page_size`, `page_token` and, if it has one, `updated_since`."""
+    limit = page_size(request.page_size)
+    if "updated_since" in request.DESCRIPTOR.fields_by_name and request.HasField("updated_since"):
+        since = request.updated_since.ToDatetime(tzinfo=UTC)
+        return PageRequest(limit, since=since, cursor=decode_change(request.page_token))
+    return PageRequest(limit, after=decode_token(request.page_token))
+
+
+def page_of(found: Sequence[T], page: PageRequest) -> tuple[list[T], str]:
+    """The page's items and the token of the next page ("" at the end). Items have an `id`,
+    and for a change feed an `updated_at`."""
+    items = list(found[: page.limit])
+    if len(found) <= page.limit:
+        return items, ""
+    last: Any = items[-1]
+    if page.since is not None:
+        return items, encode_change(last.updated_at, last.id)
+    return items, encode_token(last.id)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
+from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from pos_kit.consumer import Consumer, Handler, Relevance
+from pos_kit.consumer import (
+    Consumer,
+    Handler,
+    IncomingEvent,
+    Relevance,
+    TypedHandler,
+    handlers_by_type,
+)
 from pos_kit.db import make_engine
 from pos_kit.grpc_server import BackgroundTask
 from pos_kit.relay import OutboxRelay
@@ -34,12 +43,34 @@ class ConsumerSpec:
         subjects: list[str],
         handler: Handler,
         relevant: Relevance | None = None,
+        message_types: dict[str, type[Message]] | None = None,
     ) -> None:
         self.name = name
         self.source_service = source_service
         self.subjects = subjects
         self.handler = handler
         self.relevant = relevant
+        self.message_types = message_types
+
+    @classmethod
+    def typed(
+        cls,
+        name: str,
+        source_service: str,
+        handlers: dict[type[Message], TypedHandler],
+        relevant: Callable[[Any], bool] | None = None,
+    ) -> ConsumerSpec:
+        """The way services declare a consumer: `{EventType: handler(uow, message)}`, and
+        optionally which decoded messages need the consumer at all."""
+        subjects, types, dispatch = handlers_by_type(handlers)
+        relevance: Relevance | None = None
+        if relevant is not None:
+            check = relevant
+
+            def relevance(event: IncomingEvent) -> bool:
+                return check(event.message)
+
+        return cls(name, source_service, subjects, dispatch, relevance, types)
 
 
 class ServiceRuntime(Generic[U]):
@@ -113,6 +144,7 @@ class ServiceRuntime(Generic[U]):
                 subjects=spec.subjects,
                 handler=spec.handler,
                 relevant=spec.relevant,
+                message_types=spec.message_types,
             )
             for spec in self.consumer_specs
         ]

@@ -17,11 +17,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused
-from pos_kit.events import OutgoingEvent
+from pos_kit.events import EventRegistry, OutgoingEvent
 from pos_kit.tables import KitTables
 
 
 class UnitOfWork:
+    # The service's domain -> integration event mapping (`publish`); set by each service's UoW.
+    events: EventRegistry | None = None
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -70,6 +73,12 @@ class UnitOfWork:
 
     def emit(self, event: OutgoingEvent) -> None:
         self._events.append(event)
+
+    def publish(self, event: object) -> None:
+        """Record a domain event; its integration event commits with this transaction."""
+        if self.events is None:
+            raise RuntimeError(f"{type(self).__name__} has no event registry")
+        self.emit(self.events.to_outgoing(event, self.merchant_id))
 
     async def commit(self) -> None:
         if self._events:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pos.order.v1 import events_pb2 as order_events
+from pos_customer.adapters import events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import kit, metadata
+from pos_customer.domain import model
 from pos_customer.entrypoints import consumers, grpc_api
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
@@ -22,17 +25,17 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]:
+    events.REGISTRY.check(model.EVENTS)
     runtime = ServiceRuntime(
         NAME,
         settings,
         kit,
         CustomerUow,
         consumers=[
-            ConsumerSpec(
+            ConsumerSpec.typed(
                 "customer-loyalty",
                 "order",
-                ["pos.order.v1.order_confirmed"],
-                consumers.on_order_confirmed,
+                {order_events.OrderConfirmed: consumers.on_order_confirmed},
                 relevant=consumers.names_a_customer,
             )
         ],

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_customer.adapters import events
 from pos_customer.adapters.tables import customers, loyalty_ledger
 from pos_customer.domain.model import Customer, LoyaltyPointsEarned
-from pos_kit.changes import list_changed
-from pos_kit.paging import ChangeCursor
+from pos_kit.changes import list_page
+from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
 
@@ -50,32 +48,32 @@ class SqlCustomerRepository:
         ).one()
         customer.created_at, customer.updated_at = row.created_at, row.updated_at
 
-    async def get(self, merchant_id: str, customer_id: str) -> Customer | None:
+    async def get(self, customer_id: str) -> Customer | None:
         row = (
             await self._conn.execute(
                 select(customers).where(
-                    customers.c.merchant_id == merchant_id, customers.c.id == customer_id
+                    customers.c.merchant_id == self._merchant, customers.c.id == customer_id
                 )
             )
         ).first()
         return _customer(row) if row else None
 
-    async def get_by_email(self, merchant_id: str, email: str) -> Customer | None:
+    async def get_by_email(self, email: str) -> Customer | None:
         row = (
             await self._conn.execute(
                 select(customers).where(
-                    customers.c.merchant_id == merchant_id, customers.c.email == email
+                    customers.c.merchant_id == self._merchant, customers.c.email == email
                 )
             )
         ).first()
         return _customer(row) if row else None
 
-    async def save_points(self, merchant_id: str, customer: Customer) -> None:
+    async def save_points(self, customer: Customer) -> None:
         for event in customer.events:
             if isinstance(event, LoyaltyPointsEarned):
                 await self._conn.execute(
                     insert(loyalty_ledger).values(
-                        merchant_id=merchant_id,
+                        merchant_id=self._merchant,
                         customer_id=customer.id,
                         order_id=event.order_id,
                         points=event.points,
@@ -83,21 +81,12 @@ class SqlCustomerRepository:
                 )
         await self._conn.execute(
             update(customers)
-            .where(customers.c.merchant_id == merchant_id, customers.c.id == customer.id)
+            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer.id)
             .values(
                 loyalty_points=customer.loyalty_points,
                 version=customer.version,
             )
         )
-
-    async def list_changed(
-        self, merchant_id: str, limit: int, since: datetime, cursor: ChangeCursor | None
-    ) -> list[Customer]:
-        query = select(customers).where(customers.c.merchant_id == merchant_id)
-        rows = await list_changed(
-            self._conn, query, customers.c.updated_at, customers.c.id, since, cursor, limit
-        )
-        return [_customer(r) for r in rows]
 
     async def save_profile(self, customer: Customer, seen_version: int) -> bool:
         result = await self._conn.execute(
@@ -116,20 +105,17 @@ class SqlCustomerRepository:
         )
         return bool(result.rowcount)
 
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]:
-        query = select(customers).where(customers.c.merchant_id == merchant_id)
-        if after_id:
-            query = query.where(customers.c.id > after_id)
-        rows = (await self._conn.execute(query.order_by(customers.c.id).limit(limit))).all()
+    async def list(self, page: PageRequest) -> list[Customer]:
+        query = select(customers).where(customers.c.merchant_id == self._merchant)
+        rows = await list_page(self._conn, query, customers.c.updated_at, customers.c.id, page)
         return [_customer(r) for r in rows]
 
 
 class CustomerUow(UnitOfWork):
     """The kit's unit of work plus this service's repository and event mapping."""
 
+    events = events.REGISTRY
+
     @property
     def customers(self) -> SqlCustomerRepository:
         return SqlCustomerRepository(self.conn, self.merchant_id)
-
-    def publish(self, event: object) -> None:
-        self.emit(events.to_outgoing(event, self.merchant_id))

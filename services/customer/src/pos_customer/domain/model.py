@@ -74,3 +74,7 @@ def validate_profile(email: str | None, given_name: str | None, family_name: str
             len(family_name) <= 100, "family_name", "must be at most 100 characters"
         )
     raise_if(violations)
+
+
+# Every domain event this service raises; each has an integration event (adapters/events.py).
+EVENTS = (CustomerCreated, CustomerUpdated, LoyaltyPointsEarned)

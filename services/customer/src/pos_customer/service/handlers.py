@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pos_customer.domain.model import (
     Customer,
     CustomerCreated,
@@ -14,7 +12,7 @@ from pos_customer.domain.model import (
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_kit.errors import AlreadyExists, Conflict, NotFound
 from pos_kit.ids import new_id
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import PageRequest
 
 
 async def create_customer(
@@ -22,7 +20,7 @@ async def create_customer(
 ) -> Customer:
     email = email.strip().lower()
     validate_new_customer(email, given_name, family_name)
-    if await uow.customers.get_by_email(uow.merchant_id, email) is not None:
+    if await uow.customers.get_by_email(email) is not None:
         raise AlreadyExists("a customer with this email already exists", "email_taken")
     customer = Customer(new_id("cus"), email, given_name.strip(), family_name.strip())
     await uow.customers.add(customer)
@@ -31,35 +29,27 @@ async def create_customer(
 
 
 async def get_customer(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
-    customer = await uow.customers.get(uow.merchant_id, customer_id)
+    customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFound("customer", customer_id)
     return customer
 
 
-async def list_customers(
-    uow: CustomerUnitOfWork, limit: int, after_id: str | None
-) -> list[Customer]:
-    return await uow.customers.list(uow.merchant_id, limit, after_id)
-
-
-async def list_changed_customers(
-    uow: CustomerUnitOfWork, limit: int, since: datetime, cursor: ChangeCursor | None
-) -> list[Customer]:
-    """The change feed partners poll: oldest change first, resumable by cursor."""
-    return await uow.customers.list_changed(uow.merchant_id, limit, since, cursor)
+async def list_customers(uow: CustomerUnitOfWork, page: PageRequest) -> list[Customer]:
+    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
+    return await uow.customers.list(page)
 
 
 async def credit_order(
     uow: CustomerUnitOfWork, customer_id: str, order_id: str, total_minor: int
 ) -> int:
     """Loyalty for a confirmed order. A sale to an unknown customer earns nothing."""
-    customer = await uow.customers.get(uow.merchant_id, customer_id)
+    customer = await uow.customers.get(customer_id)
     if customer is None:
         return 0
     points = customer.earn_points(order_id, total_minor)
     if points:
-        await uow.customers.save_points(uow.merchant_id, customer)
+        await uow.customers.save_points(customer)
         for event in customer.events:
             uow.publish(event)
         customer.events.clear()
@@ -89,7 +79,7 @@ async def update_customer(
     if expected_version and expected_version != customer.version:
         raise _stale(customer.version)
     if email is not None and email != customer.email:
-        if await uow.customers.get_by_email(uow.merchant_id, email) is not None:
+        if await uow.customers.get_by_email(email) is not None:
             raise AlreadyExists("a customer with this email already exists", "email_taken")
         customer.email = email
     if given_name is not None:

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol
 
 from pos_customer.domain.model import Customer
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import PageRequest
 
 
 class CustomerRepository(Protocol):
+    """Bound to one merchant when the unit of work builds it: it sees no other's customers."""
+
     async def add(self, customer: Customer) -> None: ...
-    async def get(self, merchant_id: str, customer_id: str) -> Customer | None: ...
-    async def get_by_email(self, merchant_id: str, email: str) -> Customer | None: ...
-    async def save_points(self, merchant_id: str, customer: Customer) -> None: ...
+    async def get(self, customer_id: str) -> Customer | None: ...
+    async def get_by_email(self, email: str) -> Customer | None: ...
+    async def save_points(self, customer: Customer) -> None: ...
     async def save_profile(self, customer: Customer, seen_version: int) -> bool:
         """Write the profile if the stored version is still seen_version; False if not."""
         ...
 
-    async def list_changed(
-        self, merchant_id: str, limit: int, since: datetime, cursor: ChangeCursor | None
-    ) -> list[Customer]: ...
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Customer]: ...
+    async def list(self, page: PageRequest) -> list[Customer]:
+        """By id, or with `page.since` the change feed (oldest change first)."""
+        ...
 
 
 class CustomerUnitOfWork(Protocol):
-    merchant_id: str
-
     @property
     def customers(self) -> CustomerRepository: ...
 

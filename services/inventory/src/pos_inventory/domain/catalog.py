@@ -12,11 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
-import grpc
-
 from pos_inventory.domain.barcodes import barcode_key, barcode_problem
 from pos_inventory.domain.model import SKU, TAX_CATEGORY
-from pos_kit.errors import DomainError, FieldViolation, raise_if, require
+from pos_kit.errors import DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import MINOR_UNITS, Money
 
 MAX_VARIANTS = 100
@@ -139,7 +137,7 @@ def concurrent_change() -> DomainError:
     return DomainError(
         "the catalog changed while this request ran; retry it",
         "concurrent_change",
-        status=grpc.StatusCode.ABORTED,
+        kind=ErrorKind.RETRY,
     )
 
 
