@@ -254,3 +254,16 @@ MERCHANT = {
     "name": "Corner Coffee",
     "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }
+DEAD_LETTER = {
+    "sequence": 42,
+    "consumer": "customer-loyalty",
+    "subject": "pos.order.v1.order_confirmed",
+    "event_id": "evt_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "event_type": "pos.order.v1.OrderConfirmed",
+    "merchant_id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "error": "OperationalError",
+    "deliveries": 5,
+    "dead_lettered_at": "2026-01-20T14:05:12.250Z",
+}
+DEAD_LETTERS = {"data": [DEAD_LETTER], "next_cursor": None}
+REDRIVEN = {"redriven": [DEAD_LETTER]}
