@@ -342,3 +342,39 @@ async def test_every_stock_mutation_replayed_with_its_request_id_applies_once(
         svc, "SELECT count(*) FROM stock_ledger WHERE merchant_id='mer_a' AND sku='ONCE'"
     )
     assert entries == 4  # the receipt, the count, and the transfer's two legs
+
+
+async def test_a_dry_run_sourcing_holds_nothing_and_is_answered_fresh_every_time(
+    svc: InProcessService,
+) -> None:
+    here = await _setup(svc, {"DRY": 2}, "dry")
+    _db(svc, "UPDATE locations SET pickup_enabled = true WHERE id = %s RETURNING id", here)
+    stub = stock_stub(svc.channel)
+    ask = st.ProposeSourcingRequest(
+        request_id="dry-1", lines=[st.StockLine(sku="DRY", quantity=3)], pickup_location_id=here
+    )
+    short = await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+    assert short.strategy == st.SOURCING_STRATEGY_UNFULFILLABLE
+    # The same request_id on a dry run: not a reuse, since a dry run is never stored.
+    ask.dry_run = True
+    assert (await stub.ProposeSourcing(ask, metadata=MD, timeout=5)).strategy == short.strategy
+    inv_stub = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    await inv_stub.AdjustStock(
+        inv.AdjustStockRequest(
+            request_id="dry-more",
+            sku="DRY",
+            location_id=here,
+            delta=1,
+            reason=inv.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    # The same dry run again sees the new stock (nothing was stored under its request_id),
+    # and a dry run needs no request_id at all.
+    for request_id in ("dry-1", ""):
+        ask.request_id = request_id
+        fresh = await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+        assert fresh.strategy == st.SOURCING_STRATEGY_PICKUP
+        assert [a.reservation_id for a in fresh.allocations] == [""]
+    assert _invariants(svc, "DRY", here) == (3, 0)
