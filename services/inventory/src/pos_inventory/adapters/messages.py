@@ -9,19 +9,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos_inventory.adapters.product_messages import STATUSES, variant_to_proto
-from pos_inventory.adapters.proto_enums import ProtoValues
 from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.ledger import EntryKind, LedgerEntry
 from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, Reason, StockLevel
 from pos_inventory.domain.reservations import Line, Reservation, ReservationStatus
 from pos_inventory.domain.sourcing import Strategy
+from pos_kit.enums import ProtoEnum
 from pos_kit.proto_money import to_proto
 
-REASONS = ProtoValues(Reason, inventory_pb2.AdjustmentReason)
-KINDS = ProtoValues(LocationKind, inventory_pb2.LocationKind)
-ENTRY_KINDS = ProtoValues(EntryKind, inventory_pb2.LedgerEntryKind)
-RESERVATION_STATUSES = ProtoValues(ReservationStatus, stock_pb2.ReservationStatus)
-STRATEGIES = ProtoValues(Strategy, stock_pb2.SourcingStrategy)
+REASONS = ProtoEnum(Reason, inventory_pb2.AdjustmentReason)
+KINDS = ProtoEnum(LocationKind, inventory_pb2.LocationKind)
+ENTRY_KINDS = ProtoEnum(EntryKind, inventory_pb2.LedgerEntryKind)
+RESERVATION_STATUSES = ProtoEnum(ReservationStatus, stock_pb2.ReservationStatus)
+STRATEGIES = ProtoEnum(Strategy, stock_pb2.SourcingStrategy)
 
 
 def reason_to_proto(reason: Reason | None) -> inventory_pb2.AdjustmentReason.ValueType:

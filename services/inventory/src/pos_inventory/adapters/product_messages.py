@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2
-from pos_inventory.adapters.proto_enums import ProtoValues
 from pos_inventory.domain.catalog import ProductFields, ProductStatus, Variant
+from pos_kit.enums import ProtoEnum
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.money import Money, MoneyError
 from pos_kit.proto_money import to_proto
 
-STATUSES = ProtoValues(ProductStatus, inventory_pb2.ProductStatus)
+STATUSES = ProtoEnum(ProductStatus, inventory_pb2.ProductStatus)
 
 
 def variant_to_proto(v: Variant) -> inventory_pb2.ProductVariant:

@@ -5,18 +5,18 @@ from __future__ import annotations
 from pos.inventory.v1 import inventory_pb2
 from pos_inventory.adapters.messages import location_to_proto, product_to_proto
 from pos_inventory.adapters.product_messages import STATUSES, create_input, fields_from_proto
-from pos_inventory.adapters.proto_enums import ProtoValues
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.catalog import ProductFields
 from pos_inventory.domain.search import ProductQuery
 from pos_inventory.service import catalog, upsert
+from pos_kit.enums import ProtoEnum
 from pos_kit.errors import DomainError
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
 
-OUTCOMES = ProtoValues(upsert.Outcome, I.UpsertOutcome)
+OUTCOMES = ProtoEnum(upsert.Outcome, I.UpsertOutcome)
 
 
 class CatalogRpcs(Servicer[InventoryUow]):

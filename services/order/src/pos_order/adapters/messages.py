@@ -31,8 +31,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         discount_total=to_proto(o.totals.discount),
         tax_total=to_proto(o.totals.tax),
         total=to_proto(o.totals.total),
-        # The generated stubs type an enum field by its own ValueType, not a plain int.
-        status=order_pb2.OrderStatus.ValueType(STATUSES.to_proto(o.status)),
+        status=STATUSES.to_proto(o.status),
         discounts_applied=o.discounts_applied,
         payment_id=o.payment_id,
     )
