@@ -2,32 +2,96 @@
 
 from __future__ import annotations
 
+from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2
-from pos_kit.proto_money import to_proto
-from pos_payment.domain.model import Payment, PaymentStatus, TenderType
+from pos_kit.enums import ProtoEnum
+from pos_payment.domain.model import (
+    OperationStatus,
+    OrderPayments,
+    Payment,
+    PaymentStatus,
+    Refund,
+    TenderType,
+    card_summary,
+)
 
-TENDERS = {
-    TenderType.CASH: payment_pb2.TENDER_TYPE_CASH,
-    TenderType.CARD: payment_pb2.TENDER_TYPE_CARD,
-}
-STATUSES = {
-    PaymentStatus.CAPTURED: payment_pb2.PAYMENT_STATUS_CAPTURED,
-    PaymentStatus.DECLINED: payment_pb2.PAYMENT_STATUS_DECLINED,
-}
+TENDERS = ProtoEnum(TenderType, payment_pb2.TenderType)
+STATUSES = ProtoEnum(PaymentStatus, payment_pb2.PaymentStatus)
+OPERATION_STATUSES = ProtoEnum(OperationStatus, payment_pb2.OperationStatus)
+REFUND_STATUSES = ProtoEnum(OperationStatus, payment_pb2.RefundStatus)
+
+
+def money(amount: int, currency: str) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency=currency)
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:
+    cur = p.currency
     msg = payment_pb2.Payment(
         id=p.id,
         order_id=p.order_id,
-        tender_type=TENDERS[p.tender_type],
-        amount=to_proto(p.amount),
-        status=STATUSES[p.status],
-        card_summary=p.card_summary,
+        reference=p.reference,
+        location_id=p.location_id,
+        tender_type=payment_pb2.TenderType.ValueType(TENDERS.to_proto(p.tender_type)),
+        amount=money(p.amount, cur),
+        tip=money(p.tip, cur),
+        total=money(p.total, cur),
+        status=payment_pb2.PaymentStatus.ValueType(STATUSES.to_proto(p.status)),
+        authorized=money(p.authorized, cur),
+        captured=money(p.captured, cur),
+        voided=money(p.voided, cur),
+        refunded=money(p.refunded, cur),
+        card_summary=card_summary(p.card_brand, p.card_last4),
+        card_brand=p.card_brand,
+        card_last4=p.card_last4,
+        external_reference=p.external_reference,
+        decline_code=p.decline_code,
         decline_reason=p.decline_reason,
+        version=p.version,
     )
     if p.change_due is not None:
-        msg.change_due.CopyFrom(to_proto(p.change_due))
+        msg.change_due.CopyFrom(money(p.change_due, cur))
+    if p.cash_tendered is not None:
+        msg.cash_tendered.CopyFrom(money(p.cash_tendered, cur))
+    if p.expires_at is not None:
+        msg.expires_at.FromDatetime(p.expires_at)
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)
+    if p.updated_at is not None:
+        msg.updated_at.FromDatetime(p.updated_at)
+    return msg
+
+
+def refund_to_proto(r: Refund) -> payment_pb2.Refund:
+    msg = payment_pb2.Refund(
+        id=r.id,
+        payment_id=r.payment_id,
+        order_id=r.order_id,
+        tender_type=payment_pb2.TenderType.ValueType(TENDERS.to_proto(r.tender_type)),
+        amount=money(r.amount, r.currency),
+        status=payment_pb2.RefundStatus.ValueType(REFUND_STATUSES.to_proto(r.status)),
+        reason=r.reason,
+        lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in r.lines],
+        failure_code=r.failure_code,
+    )
+    if r.created_at is not None:
+        msg.created_at.FromDatetime(r.created_at)
+    if r.updated_at is not None:
+        msg.updated_at.FromDatetime(r.updated_at)
+    return msg
+
+
+def order_payments_to_proto(
+    o: OrderPayments, total: int | None
+) -> payment_pb2.GetOrderPaymentsResponse:
+    cur = o.currency
+    msg = payment_pb2.GetOrderPaymentsResponse(
+        order_id=o.order_id,
+        authorized=money(o.authorized, cur),
+        captured=money(o.captured, cur),
+        refunded=money(o.refunded, cur),
+        payments=[payment_to_proto(p) for p in o.payments],
+    )
+    if total is not None:
+        msg.balance_due.CopyFrom(money(o.balance_due(total), cur))
     return msg

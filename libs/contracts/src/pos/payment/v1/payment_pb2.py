@@ -26,27 +26,71 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/payment/v1/payment.proto\x12\x0epos.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\xb5\x02\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x0btender_type\x18\x03 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12-\n\x06status\x18\x05 \x01(\x0e\x32\x1d.pos.payment.v1.PaymentStatus\x12(\n\nchange_due\x18\x06 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x14\n\x0c\x63\x61rd_summary\x18\x07 \x01(\t\x12\x16\n\x0e\x64\x65\x63line_reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x01\n\x1a\x41uthorizeAndCaptureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x0btender_type\x18\x03 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12+\n\rcash_tendered\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x12\n\ncard_token\x18\x06 \x01(\t\"G\n\x1b\x41uthorizeAndCaptureResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\">\n\x12GetPaymentResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment*U\n\nTenderType\x12\x1b\n\x17TENDER_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENDER_TYPE_CASH\x10\x01\x12\x14\n\x10TENDER_TYPE_CARD\x10\x02*i\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_CAPTURED\x10\x01\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x02\x32\xd5\x01\n\x0ePaymentService\x12n\n\x13\x41uthorizeAndCapture\x12*.pos.payment.v1.AuthorizeAndCaptureRequest\x1a+.pos.payment.v1.AuthorizeAndCaptureResponse\x12S\n\nGetPayment\x12!.pos.payment.v1.GetPaymentRequest\x1a\".pos.payment.v1.GetPaymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/payment/v1/payment.proto\x12\x0epos.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"\xbd\x06\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x0btender_type\x18\x03 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12-\n\x06status\x18\x05 \x01(\x0e\x32\x1d.pos.payment.v1.PaymentStatus\x12(\n\nchange_due\x18\x06 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x14\n\x0c\x63\x61rd_summary\x18\x07 \x01(\t\x12\x16\n\x0e\x64\x65\x63line_reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treference\x18\n \x01(\t\x12\x13\n\x0blocation_id\x18\x0b \x01(\t\x12!\n\x03tip\x18\x0c \x01(\x0b\x32\x14.pos.common.v1.Money\x12#\n\x05total\x18\r \x01(\x0b\x32\x14.pos.common.v1.Money\x12(\n\nauthorized\x18\x0e \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08\x63\x61ptured\x18\x0f \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08refunded\x18\x10 \x01(\x0b\x32\x14.pos.common.v1.Money\x12$\n\x06voided\x18\x11 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x14\n\x0c\x64\x65\x63line_code\x18\x12 \x01(\t\x12\x12\n\ncard_brand\x18\x13 \x01(\t\x12\x12\n\ncard_last4\x18\x14 \x01(\t\x12+\n\rcash_tendered\x18\x15 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x1a\n\x12\x65xternal_reference\x18\x16 \x01(\t\x12.\n\nexpires_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x19 \x01(\x03\"\xda\x01\n\x1a\x41uthorizeAndCaptureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x0btender_type\x18\x03 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12+\n\rcash_tendered\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x12\n\ncard_token\x18\x06 \x01(\t\"G\n\x1b\x41uthorizeAndCaptureResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"\xe4\x02\n\x14\x43reatePaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12/\n\x0btender_type\x18\x05 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x14.pos.common.v1.Money\x12!\n\x03tip\x18\x07 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0f\n\x07\x63\x61pture\x18\x08 \x01(\x08\x12\x12\n\ncard_token\x18\t \x01(\t\x12\x16\n\x0egift_card_code\x18\n \x01(\t\x12+\n\rcash_tendered\x18\x0b \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x1a\n\x12\x65xternal_reference\x18\x0c \x01(\t\"A\n\x15\x43reatePaymentResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"e\n\x15\x43\x61pturePaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"\x99\x01\n\x16\x43\x61pturePaymentResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12$\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.pos.payment.v1.OperationStatus\"<\n\x12VoidPaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\"p\n\x13VoidPaymentResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.pos.payment.v1.OperationStatus\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\">\n\x12GetPaymentResponse\x12(\n\x07payment\x18\x01 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"\xc5\x01\n\x13ListPaymentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x13\n\x0blocation_id\x18\x05 \x01(\t\x12-\n\x06status\x18\x06 \x01(\x0e\x32\x1d.pos.payment.v1.PaymentStatus\"Z\n\x14ListPaymentsResponse\x12)\n\x08payments\x18\x01 \x03(\x0b\x32\x17.pos.payment.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x17GetOrderPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12)\n\x0border_total\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xfc\x01\n\x18GetOrderPaymentsResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12(\n\nauthorized\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08\x63\x61ptured\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08refunded\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12)\n\x0b\x62\x61lance_due\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12)\n\x08payments\x18\x06 \x03(\x0b\x32\x17.pos.payment.v1.Payment\"+\n\nRefundLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xf0\x02\n\x06Refund\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12/\n\x0btender_type\x18\x04 \x01(\x0e\x32\x1a.pos.payment.v1.TenderType\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.pos.payment.v1.RefundStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12)\n\x05lines\x18\x08 \x03(\x0b\x32\x1a.pos.payment.v1.RefundLine\x12\x14\n\x0c\x66\x61ilure_code\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0cTenderAmount\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12$\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xdf\x01\n\x13\x43reateRefundRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12-\n\x07\x61mounts\x18\x05 \x03(\x0b\x32\x1c.pos.payment.v1.TenderAmount\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12)\n\x05lines\x18\x07 \x03(\x0b\x32\x1a.pos.payment.v1.RefundLine\"?\n\x14\x43reateRefundResponse\x12\'\n\x07refunds\x18\x01 \x03(\x0b\x32\x16.pos.payment.v1.Refund\"\x1e\n\x10GetRefundRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x11GetRefundResponse\x12&\n\x06refund\x18\x01 \x01(\x0b\x32\x16.pos.payment.v1.Refund\"\x94\x01\n\x12ListRefundsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npayment_id\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\"W\n\x13ListRefundsResponse\x12\'\n\x07refunds\x18\x01 \x03(\x0b\x32\x16.pos.payment.v1.Refund\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8a\x01\n\nTenderType\x12\x1b\n\x17TENDER_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENDER_TYPE_CASH\x10\x01\x12\x14\n\x10TENDER_TYPE_CARD\x10\x02\x12\x19\n\x15TENDER_TYPE_GIFT_CARD\x10\x03\x12\x18\n\x14TENDER_TYPE_EXTERNAL\x10\x04*\xde\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_CAPTURED\x10\x01\x12\x1f\n\x17PAYMENT_STATUS_DECLINED\x10\x02\x1a\x02\x08\x01\x12\x1d\n\x19PAYMENT_STATUS_AUTHORIZED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x04\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x05\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x06*\x8e\x01\n\x0fOperationStatus\x12 \n\x1cOPERATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_STATUS_PENDING\x10\x01\x12\x1e\n\x1aOPERATION_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17OPERATION_STATUS_FAILED\x10\x03*\x7f\n\x0cRefundStatus\x12\x1d\n\x19REFUND_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15REFUND_STATUS_PENDING\x10\x01\x12\x1b\n\x17REFUND_STATUS_SUCCEEDED\x10\x02\x12\x18\n\x14REFUND_STATUS_FAILED\x10\x03\x32\xb3\x07\n\x0ePaymentService\x12n\n\x13\x41uthorizeAndCapture\x12*.pos.payment.v1.AuthorizeAndCaptureRequest\x1a+.pos.payment.v1.AuthorizeAndCaptureResponse\x12\\\n\rCreatePayment\x12$.pos.payment.v1.CreatePaymentRequest\x1a%.pos.payment.v1.CreatePaymentResponse\x12_\n\x0e\x43\x61pturePayment\x12%.pos.payment.v1.CapturePaymentRequest\x1a&.pos.payment.v1.CapturePaymentResponse\x12V\n\x0bVoidPayment\x12\".pos.payment.v1.VoidPaymentRequest\x1a#.pos.payment.v1.VoidPaymentResponse\x12S\n\nGetPayment\x12!.pos.payment.v1.GetPaymentRequest\x1a\".pos.payment.v1.GetPaymentResponse\x12Y\n\x0cListPayments\x12#.pos.payment.v1.ListPaymentsRequest\x1a$.pos.payment.v1.ListPaymentsResponse\x12\x65\n\x10GetOrderPayments\x12\'.pos.payment.v1.GetOrderPaymentsRequest\x1a(.pos.payment.v1.GetOrderPaymentsResponse\x12Y\n\x0c\x43reateRefund\x12#.pos.payment.v1.CreateRefundRequest\x1a$.pos.payment.v1.CreateRefundResponse\x12P\n\tGetRefund\x12 .pos.payment.v1.GetRefundRequest\x1a!.pos.payment.v1.GetRefundResponse\x12V\n\x0bListRefunds\x12\".pos.payment.v1.ListRefundsRequest\x1a#.pos.payment.v1.ListRefundsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.payment.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENDERTYPE']._serialized_start=811
-  _globals['_TENDERTYPE']._serialized_end=896
-  _globals['_PAYMENTSTATUS']._serialized_start=898
-  _globals['_PAYMENTSTATUS']._serialized_end=1003
+  _globals['_PAYMENTSTATUS'].values_by_name["PAYMENT_STATUS_DECLINED"]._loaded_options = None
+  _globals['_PAYMENTSTATUS'].values_by_name["PAYMENT_STATUS_DECLINED"]._serialized_options = b'\010\001'
+  _globals['_TENDERTYPE']._serialized_start=3942
+  _globals['_TENDERTYPE']._serialized_end=4080
+  _globals['_PAYMENTSTATUS']._serialized_start=4083
+  _globals['_PAYMENTSTATUS']._serialized_end=4305
+  _globals['_OPERATIONSTATUS']._serialized_start=4308
+  _globals['_OPERATIONSTATUS']._serialized_end=4450
+  _globals['_REFUNDSTATUS']._serialized_start=4452
+  _globals['_REFUNDSTATUS']._serialized_end=4579
   _globals['_PAYMENT']._serialized_start=109
-  _globals['_PAYMENT']._serialized_end=418
-  _globals['_AUTHORIZEANDCAPTUREREQUEST']._serialized_start=421
-  _globals['_AUTHORIZEANDCAPTUREREQUEST']._serialized_end=639
-  _globals['_AUTHORIZEANDCAPTURERESPONSE']._serialized_start=641
-  _globals['_AUTHORIZEANDCAPTURERESPONSE']._serialized_end=712
-  _globals['_GETPAYMENTREQUEST']._serialized_start=714
-  _globals['_GETPAYMENTREQUEST']._serialized_end=745
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=747
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=809
-  _globals['_PAYMENTSERVICE']._serialized_start=1006
-  _globals['_PAYMENTSERVICE']._serialized_end=1219
+  _globals['_PAYMENT']._serialized_end=938
+  _globals['_AUTHORIZEANDCAPTUREREQUEST']._serialized_start=941
+  _globals['_AUTHORIZEANDCAPTUREREQUEST']._serialized_end=1159
+  _globals['_AUTHORIZEANDCAPTURERESPONSE']._serialized_start=1161
+  _globals['_AUTHORIZEANDCAPTURERESPONSE']._serialized_end=1232
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1235
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1591
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=1593
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=1658
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=1660
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=1761
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=1764
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=1917
+  _globals['_VOIDPAYMENTREQUEST']._serialized_start=1919
+  _globals['_VOIDPAYMENTREQUEST']._serialized_end=1979
+  _globals['_VOIDPAYMENTRESPONSE']._serialized_start=1981
+  _globals['_VOIDPAYMENTRESPONSE']._serialized_end=2093
+  _globals['_GETPAYMENTREQUEST']._serialized_start=2095
+  _globals['_GETPAYMENTREQUEST']._serialized_end=2126
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=2128
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=2190
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=2193
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=2390
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=2392
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=2482
+  _globals['_GETORDERPAYMENTSREQUEST']._serialized_start=2484
+  _globals['_GETORDERPAYMENTSREQUEST']._serialized_end=2570
+  _globals['_GETORDERPAYMENTSRESPONSE']._serialized_start=2573
+  _globals['_GETORDERPAYMENTSRESPONSE']._serialized_end=2825
+  _globals['_REFUNDLINE']._serialized_start=2827
+  _globals['_REFUNDLINE']._serialized_end=2870
+  _globals['_REFUND']._serialized_start=2873
+  _globals['_REFUND']._serialized_end=3241
+  _globals['_TENDERAMOUNT']._serialized_start=3243
+  _globals['_TENDERAMOUNT']._serialized_end=3315
+  _globals['_CREATEREFUNDREQUEST']._serialized_start=3318
+  _globals['_CREATEREFUNDREQUEST']._serialized_end=3541
+  _globals['_CREATEREFUNDRESPONSE']._serialized_start=3543
+  _globals['_CREATEREFUNDRESPONSE']._serialized_end=3606
+  _globals['_GETREFUNDREQUEST']._serialized_start=3608
+  _globals['_GETREFUNDREQUEST']._serialized_end=3638
+  _globals['_GETREFUNDRESPONSE']._serialized_start=3640
+  _globals['_GETREFUNDRESPONSE']._serialized_end=3699
+  _globals['_LISTREFUNDSREQUEST']._serialized_start=3702
+  _globals['_LISTREFUNDSREQUEST']._serialized_end=3850
+  _globals['_LISTREFUNDSRESPONSE']._serialized_start=3852
+  _globals['_LISTREFUNDSRESPONSE']._serialized_end=3939
+  _globals['_PAYMENTSERVICE']._serialized_start=4582
+  _globals['_PAYMENTSERVICE']._serialized_end=5529
 # @@protoc_insertion_point(module_scope)
