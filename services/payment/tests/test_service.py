@@ -1,0 +1,501 @@
+"""The payment service running for real, against PostgreSQL and NATS: authorise, capture in
+parts, void, refunds, split tender, pending payments and the reconciler, and never a duplicate
+charge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import TEST_CARD_NUMBERS, Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
+from pos_payment import bootstrap
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+USD = "USD"
+P = payment_pb2
+
+
+@dataclass
+class Running:
+    stub: payment_pb2_grpc.PaymentServiceStub
+    database_url: str
+    runtime: Any
+    settings: bootstrap.Settings
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+
+    def calls(self, key: str) -> int:
+        """How many times the sandbox processor was asked under this idempotency key."""
+        rows = self.sql(f"SELECT calls FROM sandbox_processor_calls WHERE key = '{key}'")  # noqa: S608
+        return int(rows[0][0]) if rows else 0
+
+    async def sweep(self) -> None:
+        await bootstrap.sweeper_for(self.runtime, self.settings).sweep()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    # The reconciler may look at pending work at once, and the background sweep stays out of
+    # the way (the tests run the sweep themselves, when they need it).
+    overrides = {"reconcile_after_seconds": 0.0, "sweep_interval_seconds": 3600.0}
+    async with serve_in_process("payment", infra, **overrides) as svc:
+        settings = bootstrap.Settings(
+            database_url=svc.database_url,
+            nats_url=infra.nats_url,
+            **overrides,  # type: ignore[arg-type]
+        )
+        yield Running(
+            payment_pb2_grpc.PaymentServiceStub(svc.channel),
+            svc.database_url,
+            svc.runtime,
+            settings,
+        )
+
+
+def md(merchant: str = "mer_a") -> tuple[tuple[str, str], ...]:
+    return (("x-merchant-id", merchant),)
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency=USD)
+
+
+def card(rid: str, order: str, amount: int, token: str = "tok_visa", capture: bool = True) -> Any:
+    return P.CreatePaymentRequest(
+        request_id=rid,
+        order_id=order,
+        tender_type=P.TENDER_TYPE_CARD,
+        amount=usd(amount),
+        card_token=token,
+        capture=capture,
+    )
+
+
+async def pay(running: Running, request: Any, merchant: str = "mer_a") -> Any:
+    answer = await running.stub.CreatePayment(request, metadata=md(merchant), timeout=10)
+    return answer.payment
+
+
+async def code_of(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code(), read_error(err.value).reason
+
+
+def rid() -> str:
+    return new_id("req")
+
+
+# --- authorise, capture, void ------------------------------------------------------------------
+
+
+async def test_an_in_store_card_sale_is_captured_at_once(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_store", 6040, "tok_mastercard"))
+    assert payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert (payment.authorized.amount, payment.captured.amount) == (6040, 6040)
+    assert payment.card_summary == "mastercard •••• 4444"
+    assert (payment.card_brand, payment.card_last4) == ("mastercard", "4444")
+
+
+async def test_authorise_then_capture_in_parts_then_void_the_rest(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_remote", 10_000, capture=False))
+    assert payment.status == P.PAYMENT_STATUS_AUTHORIZED
+    assert payment.HasField("expires_at")
+    first = await running.stub.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(3000)),
+        metadata=md(),
+        timeout=10,
+    )
+    assert first.status == P.OPERATION_STATUS_SUCCEEDED
+    assert first.payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert first.payment.captured.amount == 3000
+    second = await running.stub.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(2500)),
+        metadata=md(),
+        timeout=10,
+    )
+    assert second.payment.captured.amount == 5500
+    # More than is left of the authorisation: a clear refusal, nothing captured.
+    code, reason = await code_of(
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(4501)),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "amount_exceeds_authorization")
+    voided = await running.stub.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+    )
+    assert voided.payment.voided.amount == 4500
+    assert voided.payment.status == P.PAYMENT_STATUS_CAPTURED  # what was captured stays so
+    code, reason = await code_of(
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_voided_authorisation_is_final(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_void", 2000, capture=False))
+    voided = await running.stub.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+    )
+    assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
+    for call in (
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.VoidPayment(
+            P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        ),
+    ):
+        code, _ = await code_of(call)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_decline_is_a_failed_payment_with_its_code(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_decl", 500, "tok_insufficient_funds"))
+    assert payment.status == P.PAYMENT_STATUS_FAILED
+    assert payment.decline_code == "insufficient_funds"
+    assert payment.decline_reason
+
+
+async def test_the_in_store_rpc_the_order_service_calls_still_answers(running: Running) -> None:
+    request = P.AuthorizeAndCaptureRequest(
+        request_id=rid(),
+        order_id="ord_legacy",
+        tender_type=P.TENDER_TYPE_CASH,
+        amount=usd(1840),
+        cash_tendered=usd(2000),
+    )
+    first = await running.stub.AuthorizeAndCapture(request, metadata=md(), timeout=10)
+    again = await running.stub.AuthorizeAndCapture(request, metadata=md(), timeout=10)
+    assert again == first
+    assert first.payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert first.payment.change_due.amount == 160
+
+
+# --- never a duplicate charge --------------------------------------------------------------
+
+
+async def test_a_thousand_replays_and_two_hundred_concurrent_duplicates_charge_once(
+    running: Running,
+) -> None:
+    replayed = card("r-replay", "ord_replay", 1234)
+    first = await pay(running, replayed)
+    for _ in range(1000):
+        assert await pay(running, replayed) == first
+    assert running.calls("mer_a/r-replay") == 1
+
+    concurrent = card("r-concurrent", "ord_concurrent", 4321)
+    answers = await asyncio.gather(
+        *(running.stub.CreatePayment(concurrent, metadata=md(), timeout=30) for _ in range(200)),
+        return_exceptions=True,
+    )
+    ok = [a.payment for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    # Duplicates that meet the first still in flight are told to retry; none charges again.
+    assert all(isinstance(e, grpc.aio.AioRpcError) for e in refused)
+    assert all(read_error(e).reason == "request_in_progress" for e in refused)  # type: ignore[arg-type]
+    assert ok and all(p == ok[0] for p in ok)
+    assert running.calls("mer_a/r-concurrent") == 1
+    assert await pay(running, concurrent) == ok[0]
+    count = running.sql("SELECT count(*) FROM payments WHERE order_id = 'ord_concurrent'")
+    assert count == [(1,)]
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+async def test_refunds_never_exceed_what_was_captured_even_when_concurrent(
+    running: Running,
+) -> None:
+    payment = await pay(running, card(rid(), "ord_refunds", 1000))
+    answers = await asyncio.gather(
+        *(
+            running.stub.CreateRefund(
+                P.CreateRefundRequest(request_id=rid(), payment_id=payment.id, amount=usd(30)),
+                metadata=md(),
+                timeout=30,
+            )
+            for _ in range(100)
+        ),
+        return_exceptions=True,
+    )
+    refunded = [a.refunds[0] for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in refunded)
+    assert sum(r.amount.amount for r in refunded) <= 1000
+    assert len(refunded) == 33  # 33 x 30 = 990; the 34th would pass 1000
+    assert {read_error(e).reason for e in refused} == {"amount_exceeds_refundable"}  # type: ignore[arg-type]
+    got = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+    )
+    assert got.payment.refunded.amount == 990
+
+
+async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Running) -> None:
+    order = "ord_split"
+    gift = await pay(
+        running,
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=order,
+            tender_type=P.TENDER_TYPE_GIFT_CARD,
+            amount=usd(2000),
+            gift_card_code="gc_birthday_7731",
+            capture=True,
+        ),
+    )
+    cash = await pay(
+        running,
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=order,
+            tender_type=P.TENDER_TYPE_CASH,
+            amount=usd(1500),
+            cash_tendered=usd(2000),
+            capture=True,
+        ),
+    )
+    visa = await pay(running, card(rid(), order, 3000, "tok_visa"))
+    assert (gift.card_last4, cash.change_due.amount) == ("7731", 500)
+
+    summary = await running.stub.GetOrderPayments(
+        P.GetOrderPaymentsRequest(order_id=order, order_total=usd(7000)), metadata=md(), timeout=10
+    )
+    assert (summary.captured.amount, summary.balance_due.amount) == (6500, 500)
+    assert [p.id for p in summary.payments] == [gift.id, cash.id, visa.id]
+
+    answer = await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            amount=usd(4000),
+            reason="returned",
+            lines=[P.RefundLine(sku="TEE-BLK-M", quantity=1)],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    # The card taken last gives back all it can, then cash; the gift card is not touched.
+    assert [(r.payment_id, r.amount.amount) for r in answer.refunds] == [
+        (visa.id, 3000),
+        (cash.id, 1000),
+    ]
+    assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in answer.refunds)
+    assert answer.refunds[0].lines[0].sku == "TEE-BLK-M"
+    named = await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            amounts=[P.TenderAmount(payment_id=gift.id, amount=usd(500))],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [(r.payment_id, r.amount.amount) for r in named.refunds] == [(gift.id, 500)]
+    code, reason = await code_of(
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), order_id=order, amount=usd(2001)),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "amount_exceeds_refundable")
+    listed = await running.stub.ListRefunds(
+        P.ListRefundsRequest(order_id=order), metadata=md(), timeout=10
+    )
+    assert len(listed.refunds) == 3
+
+
+# --- pending and the reconciler ------------------------------------------------------------
+
+
+async def test_a_lost_answer_leaves_the_payment_pending_until_the_reconciler_looks_it_up(
+    running: Running,
+) -> None:
+    request = card("r-timeout", "ord_timeout", 2500, "tok_timeout")
+    payment = await pay(running, request)
+    assert payment.status == P.PAYMENT_STATUS_PENDING
+    assert await pay(running, request) == payment  # a retry replays; nothing is asked again
+    await running.sweep()
+    got = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+    )
+    assert got.payment.status == P.PAYMENT_STATUS_CAPTURED  # the processor's truth
+    assert got.payment.captured.amount == 2500
+    assert running.calls("mer_a/r-timeout") == 1  # looked up, never charged again
+
+
+async def test_an_unreachable_processor_is_retryable_and_keeps_nothing(running: Running) -> None:
+    request = card("r-unreachable", "ord_unreachable", 700, "tok_processing_error")
+    code, reason = await code_of(running.stub.CreatePayment(request, metadata=md(), timeout=10))
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "processor_unavailable")
+    rows = running.sql("SELECT count(*) FROM payments WHERE order_id = 'ord_unreachable'")
+    assert rows == [(0,)]
+
+
+async def test_an_expired_authorisation_is_voided_and_cannot_be_captured(infra: Infra) -> None:
+    overrides: dict[str, Any] = {
+        "authorization_window_seconds": 0.2,
+        "sweep_interval_seconds": 3600.0,
+    }
+    async with serve_in_process("payment", infra, **overrides) as svc:
+        stub = payment_pb2_grpc.PaymentServiceStub(svc.channel)
+        answer = await stub.CreatePayment(
+            card(rid(), "ord_expiry", 900, capture=False), metadata=md(), timeout=10
+        )
+        payment = answer.payment
+        await asyncio.sleep(0.3)  # the window itself is what is under test
+        code, reason = await code_of(
+            stub.CapturePayment(
+                P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+                metadata=md(),
+                timeout=10,
+            )
+        )
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "authorization_expired")
+        settings = bootstrap.Settings(
+            database_url=svc.database_url, nats_url=infra.nats_url, **overrides
+        )
+        await bootstrap.sweeper_for(svc.runtime, settings).sweep()
+        got = await stub.GetPayment(P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10)
+        assert got.payment.status == P.PAYMENT_STATUS_VOIDED
+        assert got.payment.voided.amount == 900
+        with psycopg.connect(svc.database_url) as conn:
+            subjects = [r[0] for r in conn.execute("SELECT subject FROM outbox ORDER BY seq")]
+            payload = conn.execute(
+                "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.payment_voided'"
+            ).fetchone()
+        assert subjects == ["pos.payment.v1.payment_authorized", "pos.payment.v1.payment_voided"]
+        assert payload is not None
+        assert events_pb2.PaymentVoided.FromString(payload[0]).reason == "expired"
+
+
+# --- bad input, tenancy, card data ----------------------------------------------------------
+
+
+async def test_bad_input_is_refused_and_writes_nothing(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_bad", 1000))
+    before = running.sql("SELECT count(*) FROM payments")[0][0]
+    cases = [
+        running.stub.GetPayment(
+            P.GetPaymentRequest(id=payment.id), metadata=md("mer_b"), timeout=10
+        ),
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id="pay_nope"),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(
+                request_id=rid(),
+                payment_id=payment.id,
+                amount=money_pb2.Money(amount=10, currency="EUR"),
+            ),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md("mer_b"),
+            timeout=10,
+        ),
+        running.stub.CreatePayment(
+            card(rid(), "ord_bad", 100, TEST_CARD_NUMBERS[0]), metadata=md(), timeout=10
+        ),
+        running.stub.CreatePayment(
+            card(rid(), "ord_bad", 100, "tok_nope"), metadata=md(), timeout=10
+        ),
+    ]
+    codes = [await code_of(c) for c in cases]
+    assert codes == [
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "card_number_not_allowed"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
+    ]
+    assert running.sql("SELECT count(*) FROM payments")[0][0] == before
+    assert running.sql("SELECT count(*) FROM refunds WHERE order_id = 'ord_bad'") == [(0,)]
+
+
+async def test_no_token_or_card_number_is_kept_anywhere(running: Running) -> None:
+    tokens = ["tok_visa", "tok_amex", "tok_declined", "tok_timeout", "gc_secret_code_9911"]
+    for n, token in enumerate(tokens):
+        gift = token.startswith("gc_")
+        await pay(
+            running,
+            P.CreatePaymentRequest(
+                request_id=f"r-dump-{n}",
+                order_id="ord_dump",
+                tender_type=P.TENDER_TYPE_GIFT_CARD if gift else P.TENDER_TYPE_CARD,
+                amount=usd(100),
+                card_token="" if gift else token,
+                gift_card_code=token if gift else "",
+                capture=True,
+            ),
+        )
+    await code_of(
+        running.stub.CreatePayment(
+            card(rid(), "ord_dump", 100, TEST_CARD_NUMBERS[2]), metadata=md()
+        )
+    )
+    tables = [
+        "payments",
+        "payment_operations",
+        "refunds",
+        "outbox",
+        "processed_requests",
+        "sandbox_processor_calls",
+    ]
+    dump = " ".join(
+        str(row)
+        for table in tables
+        for row in running.sql(f"SELECT * FROM {table}")  # noqa: S608
+    )
+    for secret in [*tokens, *TEST_CARD_NUMBERS]:
+        assert secret not in dump
+    assert "9911" in dump  # the gift card's last four are kept, as a card's are
+
+
+async def test_lists_filter_by_order_and_status(running: Running) -> None:
+    kept = await pay(running, card(rid(), "ord_list", 100, capture=False))
+    await pay(running, card(rid(), "ord_list", 100, "tok_declined"))
+    listed = await running.stub.ListPayments(
+        P.ListPaymentsRequest(order_id="ord_list", status=P.PAYMENT_STATUS_AUTHORIZED),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [p.id for p in listed.payments] == [kept.id]
+    other = await running.stub.ListPayments(
+        P.ListPaymentsRequest(order_id="ord_list"), metadata=md("mer_b"), timeout=10
+    )
+    assert list(other.payments) == []
