@@ -74,13 +74,13 @@ def usd(amount: int) -> money_pb2.Money:
     return money_pb2.Money(amount=amount, currency=USD)
 
 
-def card(rid: str, order: str, amount: int, token: str = "tok_visa", capture: bool = True) -> Any:
+def card(rid: str, order: str, amount: int, source: str = "tok_visa", capture: bool = True) -> Any:
     return P.CreatePaymentRequest(
         request_id=rid,
         order_id=order,
         tender_type=P.TENDER_TYPE_CARD,
         amount=usd(amount),
-        card_token=token,
+        card_token=source,
         capture=capture,
     )
 

@@ -84,10 +84,13 @@ def _in_store(request: payment_pb2.AuthorizeAndCaptureRequest) -> payment_pb2.Cr
         tender_type=request.tender_type,
         amount=request.amount,
         card_token=request.card_token,
+        location_id=request.location_id,
         capture=True,
     )
     if request.HasField("cash_tendered"):
         created.cash_tendered.CopyFrom(request.cash_tendered)
+    if request.HasField("tip"):
+        created.tip.CopyFrom(request.tip)
     return created
 
 

@@ -413,7 +413,7 @@ class RefundPayments:
         if self.ask.payment_id:
             return [await _payment(uow, self.ask.payment_id, lock=True)]
         found = await uow.payments.for_order(self.ask.order_id, lock=True)
-        if not found:
+        if not found:  # another merchant's order too: the same answer as a made-up id
             raise NotFound("order", self.ask.order_id)
         return found
 
@@ -475,16 +475,25 @@ async def list_payments(
     location_id: str,
     status: PaymentStatus | None,
 ) -> list[Payment]:
+    if order_id:
+        await _known_order(uow, order_id)
     return await uow.payments.list(page, order_id, location_id, status)
+
+
+async def _known_order(uow: PaymentUnitOfWork, order_id: str) -> list[Payment]:
+    """An order this merchant has paid something for; any other (another merchant's too) is
+    not found, exactly like one that never existed."""
+    found = await uow.payments.for_order(order_id)
+    if not found:
+        raise NotFound("order", order_id)
+    return found
 
 
 async def order_payments(
     uow: PaymentUnitOfWork, order_id: str, total: Amount | None
 ) -> tuple[OrderPayments, int | None]:
     raise_if(require(bool(order_id), "order_id", "is required"))
-    found = await uow.payments.for_order(order_id)
-    if not found:
-        raise NotFound("order", order_id)
+    found = await _known_order(uow, order_id)
     summary = OrderPayments(order_id, found[0].currency, found)
     if total is None:
         return summary, None
@@ -507,6 +516,10 @@ async def get_refund(uow: PaymentUnitOfWork, refund_id: str) -> Refund:
 async def list_refunds(
     uow: PaymentUnitOfWork, page: PageRequest, payment_id: str, order_id: str
 ) -> list[Refund]:
+    if payment_id:
+        await _payment(uow, payment_id)
+    if order_id:
+        await _known_order(uow, order_id)
     return await uow.refunds.list(page, payment_id, order_id)
 
 

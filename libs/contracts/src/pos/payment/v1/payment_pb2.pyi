@@ -254,16 +254,24 @@ class AuthorizeAndCaptureRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     tender_type: Global___TenderType.ValueType
     card_token: _builtins.str
     """Card only: a token from the sandbox tokenizer (tok_visa, tok_mastercard, tok_declined, ...)."""
+    location_id: _builtins.str
+    """Where the sale happens (payments are listed by location)."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
     def cash_tendered(self) -> _money_pb2.Money:
         """Cash only: amount tendered, at least `amount`."""
+
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money:
+        """On top of the amount."""
 
     def __init__(
         self,
@@ -274,10 +282,12 @@ class AuthorizeAndCaptureRequest(_message.Message):
         amount: _money_pb2.Money | None = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        tip: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "tip", b"tip"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "location_id", b"location_id", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

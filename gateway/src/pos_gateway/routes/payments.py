@@ -1,0 +1,252 @@
+"""Payments and refunds: /v1/payments, /v1/refunds, and refunds of an order's tenders."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from pos.inventory.v1 import inventory_pb2
+from pos.payment.v1 import payment_pb2
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import (
+    CREATE,
+    INT64,
+    UNKNOWN_LOCATION,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    PathId,
+    QueryId,
+    Sku,
+    UpdatedSince,
+    example,
+    op,
+    request_id,
+    services,
+    timestamp,
+)
+from pos_gateway.schemas.payments import Payment, PaymentList, Refund, RefundList, RefundsCreated
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+Svc = Annotated[Services, Depends(services)]
+
+_STATUSES = {
+    "pending": payment_pb2.PAYMENT_STATUS_PENDING,
+    "authorized": payment_pb2.PAYMENT_STATUS_AUTHORIZED,
+    "captured": payment_pb2.PAYMENT_STATUS_CAPTURED,
+    "voided": payment_pb2.PAYMENT_STATUS_VOIDED,
+    "failed": payment_pb2.PAYMENT_STATUS_FAILED,
+}
+UNKNOWN_ORDER = (
+    "Only this order's payments; an order of yours with no payment, or one you do not have, "
+    "is a 404 `resource_missing` problem"
+)
+
+
+async def _known_location(svc: Services, location_id: str) -> None:
+    """The payment service does not own locations: the inventory service says which are yours,
+    and any other (another merchant's included) is a 404 like a made-up one."""
+    token = ""
+    while True:
+        page = await svc.inventory.ListLocations(
+            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+        )
+        if any(loc.id == location_id for loc in page.locations):
+            return
+        token = page.next_page_token
+        if not token:
+            raise Problem(
+                404,
+                "resource_missing",
+                f"location {location_id!r} was not found",
+                extra={"resource": "location"},
+            )
+
+
+@router.get(
+    "/payments",
+    **op("payments:read", "List payments", (404,), example=ex.page(ex.PAYMENT)),
+)
+async def list_payments(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    order_id: Annotated[QueryId | None, Query(description=UNKNOWN_ORDER)] = None,
+    location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
+    status: Annotated[
+        Literal["pending", "authorized", "captured", "voided", "failed"] | None,
+        Query(description="Only payments in this status"),
+    ] = None,
+) -> PaymentList:
+    """By id, or with `updated_since` the change feed (oldest change first), so a partner
+    polling it sees every capture, void and refund."""
+    if location_id:
+        await _known_location(svc, location_id)
+    request = payment_pb2.ListPaymentsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        order_id=order_id or "",
+        location_id=location_id or "",
+        status=_STATUSES[status] if status else payment_pb2.PAYMENT_STATUS_UNSPECIFIED,
+    )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.payment.ListPayments(request)
+    return to_page(PaymentList, answer.payments, answer.next_page_token)
+
+
+@router.get(
+    "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
+)
+async def get_payment(payment_id: PathId, svc: Svc) -> Payment:
+    answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    return to_model(Payment, answer.payment)
+
+
+class CaptureIn(Body):
+    model_config = example({"amount": {"amount": 2500, "currency": "USD"}})
+
+    amount: MoneyIn | None = Field(
+        None, description="What to capture now; absent: all that is left of the authorisation"
+    )
+
+
+# No body (or `{}`) captures all that is left.
+_CAPTURE_ALL = CaptureIn()
+
+
+@router.post(
+    "/payments/{payment_id}/capture",
+    **op("payments:write", "Capture an authorised payment", (404, *CREATE), example=ex.PAYMENT),
+)
+async def capture_payment(payment_id: PathId, svc: Svc, body: CaptureIn = _CAPTURE_ALL) -> Payment:
+    """Captures part or all of what is left of the authorisation; several captures may
+    follow one another (each fulfilment capturing its share) up to the authorised total. More
+    than is left is a 409 `amount_exceeds_authorization` (with `capturable`), an authorisation
+    past its window a 409 `authorization_expired`, a voided or failed payment a 409."""
+    request = payment_pb2.CapturePaymentRequest(request_id=request_id(), payment_id=payment_id)
+    if body.amount is not None:
+        request.amount.CopyFrom(body.amount.pb())
+    answer = await svc.payment.CapturePayment(request)
+    return to_model(Payment, answer.payment)
+
+
+@router.post(
+    "/payments/{payment_id}/void",
+    **op("payments:write", "Void what is left of an authorisation", (404, *CREATE),
+         example={**ex.PAYMENT, "status": "voided", "captured": ex.usd(0),
+                  "voided": ex.usd(6040)}),
+)  # fmt: skip
+async def void_payment(payment_id: PathId, svc: Svc) -> Payment:
+    """Releases everything not captured: the whole authorisation (the payment is then
+    `voided`), or the rest after partial captures (it stays `captured`). A payment captured in
+    full is a 409 `payment_captured`: refund it instead."""
+    answer = await svc.payment.VoidPayment(
+        payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
+    )
+    return to_model(Payment, answer.payment)
+
+
+class RefundLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+
+
+class RefundIn(Body):
+    model_config = example(
+        {
+            "amount": {"amount": 2500, "currency": "USD"},
+            "reason": "returned: wrong size",
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 1}],
+        }
+    )
+
+    amount: MoneyIn | None = Field(
+        None, description="How much to give back; absent: all that is left to refund"
+    )
+    reason: str = Field("", max_length=500)
+    lines: list[RefundLineIn] = Field(
+        default_factory=list, max_length=200, description="The order lines it is for (returns)"
+    )
+
+    def pb(self, payment_id: str = "", order_id: str = "") -> payment_pb2.CreateRefundRequest:
+        request = payment_pb2.CreateRefundRequest(
+            request_id=request_id(),
+            payment_id=payment_id,
+            order_id=order_id,
+            reason=self.reason,
+            lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in self.lines],
+        )
+        if self.amount is not None:
+            request.amount.CopyFrom(self.amount.pb())
+        return request
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    **op("payments:write", "Refund a payment", (404, *CREATE), example=ex.listed(ex.REFUND),
+         status=201),
+)  # fmt: skip
+async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+    """Gives money back to the tender it was taken on: a card back to the card, a gift card
+    back to the gift card, cash out of the drawer. Never more than was captured net of earlier
+    refunds, also when refunds race: beyond it is a 409 `amount_exceeds_refundable` (with
+    `refundable`); nothing captured (voided, failed, only authorised) is a 409 `not_captured`.
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
+    answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
+    return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    **op("payments:write", "Refund an order's tenders", (404, *CREATE),
+         example=ex.listed(ex.REFUND), status=201),
+)  # fmt: skip
+async def refund_order(order_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+    """Spreads the amount over the order's captured tenders from the last one taken
+    backwards, each up to what it has left: one refund per tender, each to that tender. To
+    name the amount of each tender, refund each payment instead. Never more than the tenders
+    captured net of earlier refunds, also when refunds race: beyond it is a 409
+    `amount_exceeds_refundable` (with `refundable`); nothing captured is a 409 `not_captured`.
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
+    answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+    return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
+
+
+@router.get("/refunds", **op("payments:read", "List refunds", (404,), example=ex.page(ex.REFUND)))
+async def list_refunds(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    payment_id: Annotated[
+        QueryId | None,
+        Query(description="Only this payment's; one you do not have is a 404 problem"),
+    ] = None,
+    order_id: Annotated[QueryId | None, Query(description=UNKNOWN_ORDER)] = None,
+) -> RefundList:
+    request = payment_pb2.ListRefundsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        payment_id=payment_id or "",
+        order_id=order_id or "",
+    )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.payment.ListRefunds(request)
+    return to_page(RefundList, answer.refunds, answer.next_page_token)
+
+
+@router.get(
+    "/refunds/{refund_id}", **op("payments:read", "Get a refund", (404,), example=ex.REFUND)
+)
+async def get_refund(refund_id: PathId, svc: Svc) -> Refund:
+    answer = await svc.payment.GetRefund(payment_pb2.GetRefundRequest(id=refund_id))
+    return to_model(Refund, answer.refund)
