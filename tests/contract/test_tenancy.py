@@ -83,6 +83,11 @@ def _reservation(http: httpx.Client) -> str:
     return str(_post(http, "/v1/reservations", hold)["id"])
 
 
+def _refund(http: httpx.Client) -> str:
+    payment = _sale(http)["payment"]["id"]
+    return str(_post(http, f"/v1/payments/{payment}/refunds", {"reason": "probe"})["data"][0]["id"])
+
+
 def _api_key(http: httpx.Client) -> str:
     return str(_post(http, "/v1/api-keys", {"name": "tenancy", "scopes": ["catalog:read"]})["id"])
 
@@ -103,6 +108,11 @@ FACTORIES: dict[str, Factory] = {
     "/v1/promotions/{promotion_id}": _promotion,
     "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/payments/{payment_id}": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/capture": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/refunds": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/refunds/{refund_id}": _refund,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
 }
@@ -110,6 +120,9 @@ FACTORIES: dict[str, Factory] = {
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
+    ("post", "/v1/payments/{payment_id}/capture"): {},
+    ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
 }
 # Paths outside the merchant's tenancy (the platform operator's own credential).
 NOT_TENANT = ("/v1/admin/",)
@@ -201,6 +214,8 @@ REFERENCES = {
     "to_location_id": "location",
     "pickup_location_id": "location",
     "customer_id": "customer",
+    "order_id": "order",
+    "payment_id": "payment",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet).
@@ -267,14 +282,19 @@ class Tenant:
     locations: list[str]
     customer: str
     sku: str
+    order: str
+    payment: str
 
 
 def _tenant(http: httpx.Client) -> Tenant:
+    sale = _sale(http)
     return Tenant(
         http,
         [loc["id"] for loc in http.get("/v1/locations").json()["data"]],
         http.get("/v1/customers").json()["data"][0]["id"],
         DEMO_SKU,
+        sale["order"]["id"],
+        sale["payment"]["id"],
     )
 
 
@@ -308,6 +328,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
+    ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
+    ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
 }  # fmt: skip
 
 
@@ -340,7 +362,12 @@ def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_
     assert not unmapped, f"add a valid request to REQUESTS for {unmapped}"
 
     owner = _tenant(demo_merchant.http)
-    owned = {"location": owner.locations[0], "customer": owner.customer}
+    owned = {
+        "location": owner.locations[0],
+        "customer": owner.customer,
+        "order": owner.order,
+        "payment": owner.payment,
+    }
     with platform.new_merchant("Tenancy Bodies") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         other = _tenant(http)

@@ -10,17 +10,21 @@ from pos_gateway.routes.common import INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
 
 TenderType = Literal["cash", "card", "gift_card", "external"]
+# Words a list of the document once fixed to fewer values: open strings now, their values said
+# in words, so a client generated from the first document keeps working as the list grows.
+TENDER_WORDS = "`cash`, `card`, `gift_card` or `external`"
 
 
 class Payment(Answer):
     id: Id
     order_id: Id = Field(description="The order it pays for; empty for a standalone payment")
-    tender_type: TenderType
+    tender_type: str = Field(max_length=32, description=TENDER_WORDS)
     amount: Money = Field(description="What was asked for, tip excluded")
-    status: Literal["pending", "authorized", "captured", "voided", "failed", "declined"] = Field(
+    status: str = Field(
+        max_length=32,
         description="`pending` while the processor's answer is unknown (the reconciler settles "
-        "it), `authorized`, `captured` (in full or in part), `voided`, `failed` (see "
-        "`decline_code`). `declined` is never sent any more: a decline is `failed`"
+        "it), `authorized`, `captured` (in full or in part), `voided`, or `failed` (see "
+        "`decline_code`); `declined` is no longer sent: a decline is `failed`",
     )
     change_due: Money | None = Field(description="Cash only: tendered minus the total")
     card_summary: str = Field(
