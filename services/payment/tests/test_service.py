@@ -36,7 +36,7 @@ class Running:
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
-            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+            return conn.execute(query).fetchall()
 
     def calls(self, key: str) -> int:
         """How many times the sandbox processor was asked under this idempotency key."""
@@ -51,12 +51,12 @@ class Running:
 async def running(infra: Infra) -> AsyncIterator[Running]:
     # The reconciler may look at pending work at once, and the background sweep stays out of
     # the way (the tests run the sweep themselves, when they need it).
-    overrides = {"reconcile_after_seconds": 0.0, "sweep_interval_seconds": 3600.0}
+    overrides: dict[str, Any] = {"reconcile_after_seconds": 0.0, "sweep_interval_seconds": 3600.0}
     async with serve_in_process("payment", infra, **overrides) as svc:
         settings = bootstrap.Settings(
             database_url=svc.database_url,
             nats_url=infra.nats_url,
-            **overrides,  # type: ignore[arg-type]
+            **overrides,
         )
         yield Running(
             payment_pb2_grpc.PaymentServiceStub(svc.channel),
@@ -221,7 +221,7 @@ async def test_a_thousand_replays_and_two_hundred_concurrent_duplicates_charge_o
     refused = [a for a in answers if isinstance(a, BaseException)]
     # Duplicates that meet the first still in flight are told to retry; none charges again.
     assert all(isinstance(e, grpc.aio.AioRpcError) for e in refused)
-    assert all(read_error(e).reason == "request_in_progress" for e in refused)  # type: ignore[arg-type]
+    assert all(read_error(e).reason == "request_in_progress" for e in refused)
     assert ok and all(p == ok[0] for p in ok)
     assert running.calls("mer_a/r-concurrent") == 1
     assert await pay(running, concurrent) == ok[0]
@@ -252,7 +252,7 @@ async def test_refunds_never_exceed_what_was_captured_even_when_concurrent(
     assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in refunded)
     assert sum(r.amount.amount for r in refunded) <= 1000
     assert len(refunded) == 33  # 33 x 30 = 990; the 34th would pass 1000
-    assert {read_error(e).reason for e in refused} == {"amount_exceeds_refundable"}  # type: ignore[arg-type]
+    assert {read_error(e).reason for e in refused} == {"amount_exceeds_refundable"}
     got = await running.stub.GetPayment(
         P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
     )
