@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import TEST_CARD_NUMBERS, Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
+from pos_kit.money import Money
 from pos_payment import bootstrap
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -52,7 +54,11 @@ class Running:
 async def running(infra: Infra) -> AsyncIterator[Running]:
     # The reconciler may look at pending work at once, and the background sweep stays out of
     # the way (the tests run the sweep themselves, when they need it).
-    overrides: dict[str, Any] = {"reconcile_after_seconds": 0.0, "sweep_interval_seconds": 3600.0}
+    overrides: dict[str, Any] = {
+        "reconcile_after_seconds": 0.0,
+        "sweep_interval_seconds": 3600.0,
+        "sandbox_reader_delay_seconds": 0.0,
+    }
     async with serve_in_process("payment", infra, **overrides) as svc:
         settings = bootstrap.Settings(
             database_url=svc.database_url,
@@ -503,10 +509,131 @@ async def test_lists_filter_by_order_and_status(running: Running) -> None:
         timeout=10,
     )
     assert [p.id for p in listed.payments] == [kept.id]
-    other = await running.stub.ListPayments(
-        P.ListPaymentsRequest(order_id="ord_list"), metadata=md("mer_b"), timeout=10
+    # Another merchant's order is unknown, word for word like one that never existed.
+    code, reason = await code_of(
+        running.stub.ListPayments(
+            P.ListPaymentsRequest(order_id="ord_list"), metadata=md("mer_b"), timeout=10
+        )
     )
-    assert list(other.payments) == []
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "resource_missing")
+
+
+# --- card-present terminal checkouts ---------------------------------------------------------
+
+
+async def send_to_reader(running: Running, device: str, amount: int = 1500) -> Any:
+    answer = await running.stub.CreateTerminalCheckout(
+        P.CreateTerminalCheckoutRequest(
+            request_id=rid(),
+            order_id=new_id("ord"),
+            location_id="loc_front",
+            device_id=device,
+            amount=usd(amount),
+            tip=usd(200),
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_PENDING
+    return answer.checkout
+
+
+async def terminal(running: Running, checkout_id: str) -> Any:
+    answer = await running.stub.GetTerminalCheckout(
+        P.GetTerminalCheckoutRequest(id=checkout_id), metadata=md(), timeout=10
+    )
+    return answer.checkout
+
+
+@pytest.mark.parametrize(
+    ("device", "status", "payment_status"),
+    [
+        ("sandbox_reader_approve", P.TERMINAL_CHECKOUT_STATUS_COMPLETED, P.PAYMENT_STATUS_CAPTURED),
+        ("sandbox_reader_decline", P.TERMINAL_CHECKOUT_STATUS_DECLINED, P.PAYMENT_STATUS_FAILED),
+        ("sandbox_reader_cancel", P.TERMINAL_CHECKOUT_STATUS_CANCELLED, None),
+    ],
+)
+async def test_a_terminal_checkout_stays_pending_until_the_reader_answers(
+    running: Running, device: str, status: int, payment_status: int | None
+) -> None:
+    checkout = await send_to_reader(running, device)
+    await running.sweep()
+    settled = await terminal(running, checkout.id)
+    assert settled.status == status
+    events = running.sql(
+        "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.terminal_checkout_updated'"
+    )
+    seen = [events_pb2.TerminalCheckoutUpdated.FromString(e[0]).checkout for e in events]
+    assert [c.status for c in seen if c.id == checkout.id] == [
+        P.TERMINAL_CHECKOUT_STATUS_PENDING,
+        status,
+    ]
+    if payment_status is None:
+        assert settled.payment_id == ""
+        return
+    payment = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=settled.payment_id), metadata=md(), timeout=10
+    )
+    assert payment.payment.status == payment_status
+    assert payment.payment.total.amount == 1700  # the tip rides on top
+    assert payment.payment.location_id == "loc_front"
+
+
+async def test_a_silent_reader_times_out_at_the_deadline(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_timeout")
+    await running.sweep()
+    assert (await terminal(running, checkout.id)).status == P.TERMINAL_CHECKOUT_STATUS_PENDING
+    running.sql(
+        "UPDATE terminal_checkouts SET deadline = now() - interval '1 second' "  # noqa: S608
+        f"WHERE id = '{checkout.id}' RETURNING id"
+    )
+    await running.sweep()
+    assert (await terminal(running, checkout.id)).status == P.TERMINAL_CHECKOUT_STATUS_TIMED_OUT
+
+
+async def test_the_register_cancels_a_pending_checkout_once(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_timeout")
+    cancel = P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id)
+    answer = await running.stub.CancelTerminalCheckout(cancel, metadata=md(), timeout=10)
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_CANCELLED
+    again = await running.stub.CancelTerminalCheckout(cancel, metadata=md(), timeout=10)
+    assert again == answer  # a retry replays
+    code, reason = await code_of(
+        running.stub.CancelTerminalCheckout(
+            P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "terminal_checkout_final")
+
+
+async def test_a_customer_quicker_than_the_register_has_paid(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_approve")
+    reader = bootstrap.reader_for(running.runtime.engine, running.settings)
+    assert checkout.created_at  # the card is presented before the register cancels
+    await reader.answer(
+        checkout.device_id,
+        f"mer_a/{checkout_request_id(running, checkout.id)}",
+        Money(1700, USD),
+        checkout.created_at.ToDatetime(tzinfo=UTC),
+    )
+    answer = await running.stub.CancelTerminalCheckout(
+        P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id), metadata=md(), timeout=10
+    )
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_COMPLETED
+    assert answer.checkout.payment_id
+
+
+def checkout_request_id(running: Running, checkout_id: str) -> str:
+    key = running.sql(f"SELECT request_key FROM terminal_checkouts WHERE id = '{checkout_id}'")  # noqa: S608
+    return str(key[0][0]).removeprefix("mer_a/")
+
+
+async def test_an_unknown_reader_is_a_field_error(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send_to_reader(running, "reader_in_the_back")
+    assert [v.field for v in read_error(err.value).violations] == ["device_id"]
 
 
 # --- two replicas, one database --------------------------------------------------------------

@@ -15,14 +15,19 @@ from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
 from pos_payment.adapters import events
 from pos_payment.adapters.repository import PaymentUow
-from pos_payment.adapters.sandbox import RecordedTender, SandboxProcessor, gift_card_script
+from pos_payment.adapters.sandbox import (
+    RecordedTender,
+    SandboxProcessor,
+    SandboxReader,
+    gift_card_script,
+)
 from pos_payment.adapters.tables import kit, metadata
 from pos_payment.domain import model
 from pos_payment.domain.model import TenderType
 from pos_payment.entrypoints import grpc_api
 from pos_payment.entrypoints.sweeper import Sweeper
 from pos_payment.service.handlers import Policy
-from pos_payment.service.ports import Processors
+from pos_payment.service.ports import Processors, TerminalReader
 
 NAME = "payment"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,9 +40,13 @@ class Settings(GrpcServiceSettings):
     processor_timeout_seconds: float = Field(10.0, gt=0)
     # Authorisations not captured within this are voided (7 days, as card networks allow).
     authorization_window_seconds: float = Field(7 * 24 * 3600, gt=0)
-    # How often the reconciler and the expiry sweep run, and how long a pending call is left
-    # to its own request before the reconciler looks it up.
-    sweep_interval_seconds: float = Field(5.0, gt=0)
+    # A card reader that has not answered within this is cancelled: the checkout times out.
+    terminal_timeout_seconds: float = Field(300.0, gt=0)
+    # How long a sandbox reader's "customer" takes to present a card (or decline, or cancel).
+    sandbox_reader_delay_seconds: float = Field(2.0, ge=0)
+    # How often the reconciler, the expiry sweep and the readers' poll run, and how long a
+    # pending call is left to its own request before the reconciler looks it up.
+    sweep_interval_seconds: float = Field(2.0, gt=0)
     reconcile_after_seconds: float = Field(60.0, ge=0)
 
 
@@ -58,7 +67,13 @@ def policy_for(settings: Settings) -> Policy:
     return Policy(
         processor_timeout=settings.processor_timeout_seconds,
         authorization_window=timedelta(seconds=settings.authorization_window_seconds),
+        terminal_timeout=timedelta(seconds=settings.terminal_timeout_seconds),
     )
+
+
+def reader_for(engine: AsyncEngine, settings: Settings) -> TerminalReader:
+    # Sandbox readers only, until registers and their devices arrive (registers issue).
+    return SandboxReader(engine, settings.sandbox_reader_delay_seconds)
 
 
 def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Sweeper:
@@ -66,6 +81,7 @@ def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Swee
         runtime.engine,
         runtime.uow,
         processors_for(runtime.engine, settings),
+        reader_for(runtime.engine, settings),
         policy_for(settings),
         settings.sweep_interval_seconds,
         timedelta(seconds=settings.reconcile_after_seconds),
@@ -79,7 +95,10 @@ def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     processors = processors_for(runtime.engine, settings)
     policy = policy_for(settings)
     service = kit_service.grpc_service(
-        NAME, settings, grpc_api.registrar(runtime.uow, processors, policy), grpc_api.SERVICE_NAME
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow, processors, reader_for(runtime.engine, settings), policy),
+        grpc_api.SERVICE_NAME,
     )
     return runtime, service
 

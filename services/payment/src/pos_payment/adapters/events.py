@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pos.payment.v1 import events_pb2
 from pos_kit.events import EventRegistry
-from pos_payment.adapters.messages import money, payment_to_proto, refund_to_proto
+from pos_payment.adapters.messages import (
+    money,
+    payment_to_proto,
+    refund_to_proto,
+    terminal_to_proto,
+)
 from pos_payment.domain.model import (
     PaymentAuthorized,
     PaymentCaptured,
@@ -14,6 +19,7 @@ from pos_payment.domain.model import (
     RefundCreated,
     RefundFailed,
     RefundSucceeded,
+    TerminalCheckoutUpdated,
 )
 
 REGISTRY = EventRegistry()
@@ -55,3 +61,8 @@ def _refund_succeeded(event: RefundSucceeded) -> events_pb2.RefundSucceeded:
 @REGISTRY.maps(RefundFailed)
 def _refund_failed(event: RefundFailed) -> events_pb2.RefundFailed:
     return events_pb2.RefundFailed(refund=refund_to_proto(event.refund))
+
+
+@REGISTRY.maps(TerminalCheckoutUpdated)
+def _terminal_updated(event: TerminalCheckoutUpdated) -> events_pb2.TerminalCheckoutUpdated:
+    return events_pb2.TerminalCheckoutUpdated(checkout=terminal_to_proto(event.checkout))

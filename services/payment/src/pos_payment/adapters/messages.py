@@ -12,6 +12,8 @@ from pos_payment.domain.model import (
     PaymentStatus,
     Refund,
     TenderType,
+    TerminalCheckout,
+    TerminalStatus,
     card_summary,
 )
 
@@ -19,6 +21,7 @@ TENDERS = ProtoEnum(TenderType, payment_pb2.TenderType)
 STATUSES = ProtoEnum(PaymentStatus, payment_pb2.PaymentStatus)
 OPERATION_STATUSES = ProtoEnum(OperationStatus, payment_pb2.OperationStatus)
 REFUND_STATUSES = ProtoEnum(OperationStatus, payment_pb2.RefundStatus)
+TERMINAL_STATUSES = ProtoEnum(TerminalStatus, payment_pb2.TerminalCheckoutStatus)
 
 
 def money(amount: int, currency: str) -> money_pb2.Money:
@@ -94,4 +97,25 @@ def order_payments_to_proto(
     )
     if total is not None:
         msg.balance_due.CopyFrom(money(o.balance_due(total), cur))
+    return msg
+
+
+def terminal_to_proto(c: TerminalCheckout) -> payment_pb2.TerminalCheckout:
+    msg = payment_pb2.TerminalCheckout(
+        id=c.id,
+        order_id=c.order_id,
+        reference=c.reference,
+        location_id=c.location_id,
+        device_id=c.device_id,
+        amount=money(c.amount, c.currency),
+        tip=money(c.tip, c.currency),
+        status=payment_pb2.TerminalCheckoutStatus.ValueType(TERMINAL_STATUSES.to_proto(c.status)),
+        payment_id=c.payment_id,
+        decline_code=c.decline_code,
+    )
+    msg.deadline.FromDatetime(c.deadline)
+    if c.created_at is not None:
+        msg.created_at.FromDatetime(c.created_at)
+    if c.updated_at is not None:
+        msg.updated_at.FromDatetime(c.updated_at)
     return msg

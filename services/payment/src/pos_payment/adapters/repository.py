@@ -14,7 +14,7 @@ from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import events
-from pos_payment.adapters.tables import operations, payments, refunds
+from pos_payment.adapters.tables import operations, payments, refunds, terminal_checkouts
 from pos_payment.domain.model import (
     Operation,
     OperationKind,
@@ -24,6 +24,8 @@ from pos_payment.domain.model import (
     Refund,
     RefundLine,
     TenderType,
+    TerminalCheckout,
+    TerminalStatus,
     card_summary,
 )
 
@@ -315,6 +317,83 @@ class SqlRefundRepository:
         return [_refund(r) for r in rows]
 
 
+def _terminal(row: Row[Any]) -> TerminalCheckout:
+    m = row._mapping
+    return TerminalCheckout(
+        id=m["id"],
+        order_id=m["order_id"],
+        reference=m["reference"],
+        location_id=m["location_id"],
+        device_id=m["device_id"],
+        currency=m["currency"],
+        amount=m["amount"],
+        tip=m["tip"],
+        deadline=m["deadline"],
+        request_key=m["request_key"],
+        status=TerminalStatus(m["status"]),
+        payment_id=m["payment_id"],
+        decline_code=m["decline_code"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlTerminalRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, checkout: TerminalCheckout) -> None:
+        row = (
+            await self._conn.execute(
+                insert(terminal_checkouts)
+                .values(
+                    merchant_id=self._merchant,
+                    id=checkout.id,
+                    order_id=checkout.order_id,
+                    reference=checkout.reference,
+                    location_id=checkout.location_id,
+                    device_id=checkout.device_id,
+                    amount=checkout.amount,
+                    tip=checkout.tip,
+                    currency=checkout.currency,
+                    status=checkout.status.value,
+                    request_key=checkout.request_key,
+                    deadline=checkout.deadline,
+                )
+                .returning(terminal_checkouts.c.created_at, terminal_checkouts.c.updated_at)
+            )
+        ).one()
+        checkout.created_at, checkout.updated_at = row.created_at, row.updated_at
+
+    async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None:
+        query = select(terminal_checkouts).where(
+            terminal_checkouts.c.merchant_id == self._merchant,
+            terminal_checkouts.c.id == checkout_id,
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _terminal(row) if row else None
+
+    async def save(self, checkout: TerminalCheckout) -> None:
+        row = (
+            await self._conn.execute(
+                update(terminal_checkouts)
+                .where(
+                    terminal_checkouts.c.merchant_id == self._merchant,
+                    terminal_checkouts.c.id == checkout.id,
+                )
+                .values(
+                    status=checkout.status.value,
+                    payment_id=checkout.payment_id,
+                    decline_code=checkout.decline_code,
+                    updated_at=func.now(),
+                )
+                .returning(terminal_checkouts.c.updated_at)
+            )
+        ).one()
+        checkout.updated_at = row.updated_at
+
+
 class PaymentUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
@@ -332,6 +411,10 @@ class PaymentUow(UnitOfWork):
     def refunds(self) -> SqlRefundRepository:
         return SqlRefundRepository(self.conn, self.merchant_id)
 
+    @property
+    def terminals(self) -> SqlTerminalRepository:
+        return SqlTerminalRepository(self.conn, self.merchant_id)
+
 
 # --- the background sweeps' work lists, across merchants -------------------------------------
 
@@ -341,7 +424,7 @@ class OpenWork:
     """Something the reconciler or the expiry sweep must settle, and whose merchant it is."""
 
     merchant_id: str
-    kind: str  # "payment", "operation", "refund" or "expired"
+    kind: str  # "payment", "operation", "refund", "terminal" or "expired"
     id: str
 
 
@@ -365,6 +448,8 @@ async def open_work(conn: AsyncConnection, grace: timedelta, limit: int = 500) -
         _pending(payments, "payment", grace),
         _pending(operations, "operation", grace),
         _pending(refunds, "refund", grace),
+        # A reader's answer is asked for as soon as the checkout is pending.
+        _pending(terminal_checkouts, "terminal", timedelta(0)),
         expired,
     ).limit(limit)
     rows: Sequence[Row[Any]] = (await conn.execute(query)).all()

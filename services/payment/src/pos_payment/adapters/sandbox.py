@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -91,22 +92,22 @@ class SandboxProcessor:
         answer = ProcessorAnswer(
             script.approved, _reference(key), script.brand, script.last4, script.decline_code
         )
-        answer = await self._remember(key, "charge" if capture else "authorize", amount, answer)
+        answer = await self.remember(key, "charge" if capture else "authorize", amount, answer)
         if script.answer_lost:
             raise ProcessorTimeout()
         return answer
 
     async def capture(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
         await self._wait()
-        return await self._remember(key, "capture", amount, ProcessorAnswer(True, _reference(key)))
+        return await self.remember(key, "capture", amount, ProcessorAnswer(True, _reference(key)))
 
     async def void(self, reference: str, key: str) -> ProcessorAnswer:
         await self._wait()
-        return await self._remember(key, "void", None, ProcessorAnswer(True, _reference(key)))
+        return await self.remember(key, "void", None, ProcessorAnswer(True, _reference(key)))
 
     async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
         await self._wait()
-        return await self._remember(key, "refund", amount, ProcessorAnswer(True, _reference(key)))
+        return await self.remember(key, "refund", amount, ProcessorAnswer(True, _reference(key)))
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
         async with self._engine.connect() as conn:
@@ -119,7 +120,7 @@ class SandboxProcessor:
         if self._delay:
             await asyncio.sleep(self._delay)
 
-    async def _remember(
+    async def remember(
         self, key: str, kind: str, amount: Money | None, answer: ProcessorAnswer
     ) -> ProcessorAnswer:
         """The first answer given to `key`; later calls with it replay that answer."""
@@ -149,6 +150,48 @@ def _reference(key: str) -> str:
 def _answer(row: object) -> ProcessorAnswer:
     m = row._mapping  # type: ignore[attr-defined]
     return ProcessorAnswer(m["approved"], m["reference"], m["brand"], m["last4"], m["decline_code"])
+
+
+CANCELLED = "cancelled"
+
+# Sandbox card readers, by device id: what the customer "does" at each.
+READERS: dict[str, Script | None] = {
+    "sandbox_reader_approve": Script(True, "visa", "4242"),
+    "sandbox_reader_decline": Script(False, "visa", "0002", "card_declined"),
+    "sandbox_reader_cancel": Script(False, "", "", CANCELLED),
+    "sandbox_reader_timeout": None,  # nobody comes: the checkout times out
+}
+
+
+class SandboxReader:
+    """Sandbox card readers answer `delay_seconds` after a checkout is sent to them. The first
+    word on a checkout (the customer's or a cancellation) is remembered like a processor's
+    answer, so a cancellation racing the customer has exactly one outcome."""
+
+    def __init__(self, engine: AsyncEngine, delay_seconds: float = 2.0) -> None:
+        self._calls = SandboxProcessor(engine)
+        self._delay = timedelta(seconds=delay_seconds)
+
+    def knows(self, device_id: str) -> bool:
+        return device_id in READERS
+
+    async def answer(
+        self, device_id: str, key: str, amount: Money, sent_at: datetime
+    ) -> ProcessorAnswer | None:
+        known = await self._calls.lookup(key)
+        if known is not None:
+            return known
+        script = READERS.get(device_id)
+        if script is None or datetime.now(UTC) < sent_at + self._delay:
+            return None
+        answer = ProcessorAnswer(
+            script.approved, _reference(key), script.brand, script.last4, script.decline_code
+        )
+        return await self._calls.remember(key, "reader", amount, answer)
+
+    async def cancel(self, key: str) -> ProcessorAnswer:
+        cancelled = ProcessorAnswer(False, _reference(key), decline_code=CANCELLED)
+        return await self._calls.remember(key, "reader", None, cancelled)
 
 
 class RecordedTender:

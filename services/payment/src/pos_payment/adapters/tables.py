@@ -139,3 +139,27 @@ sandbox_calls = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("key", name="sandbox_processor_calls_pkey"),
 )
+
+terminal_checkouts = Table(
+    "terminal_checkouts",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("location_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("tip", BigInteger, nullable=False, server_default="0"),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("payment_id", Text, nullable=False, server_default=""),
+    Column("decline_code", Text, nullable=False, server_default=""),
+    # The reader's idempotency key (and the payment's, once the reader answers).
+    Column("request_key", Text, nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="terminal_checkouts_pkey"),
+    Index("terminal_checkouts_pending", "created_at", postgresql_where=text("status = 'pending'")),
+)

@@ -281,6 +281,67 @@ class Refund:
         return [RefundFailed(self)]
 
 
+class TerminalStatus(Enum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass
+class TerminalCheckout:
+    """A card-present payment sent to a reader: pending until the reader answers."""
+
+    id: str
+    order_id: str
+    reference: str
+    location_id: str
+    device_id: str
+    currency: str
+    amount: int
+    tip: int
+    deadline: datetime
+    request_key: str
+    status: TerminalStatus = TerminalStatus.PENDING
+    payment_id: str = ""
+    decline_code: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def payment(self, payment_id: str) -> Payment:
+        """The payment the reader took (or was declined), pending its answer."""
+        return Payment(
+            id=payment_id,
+            order_id=self.order_id,
+            reference=self.reference,
+            location_id=self.location_id,
+            tender_type=TenderType.CARD,
+            currency=self.currency,
+            amount=self.amount,
+            tip=self.tip,
+            request_key=self.request_key,
+        )
+
+    def settle(
+        self, answer: Outcome, payment: Payment | None, ended: TerminalStatus
+    ) -> list[object]:
+        """The reader's final word. With no `payment` it never took a card: the checkout
+        `ended` so (cancelled at the reader or the register, or timed out)."""
+        if self.status is not TerminalStatus.PENDING:
+            return []
+        events: list[object] = []
+        if payment is None:
+            self.status = ended
+        else:
+            events = payment.settle_authorization(answer)
+            self.payment_id = payment.id
+            self.decline_code = payment.decline_code
+            approved = payment.status is PaymentStatus.CAPTURED
+            self.status = TerminalStatus.COMPLETED if approved else TerminalStatus.DECLINED
+        return [*events, TerminalCheckoutUpdated(self)]
+
+
 # --- events --------------------------------------------------------------------------------
 
 
@@ -321,8 +382,14 @@ class RefundFailed:
     refund: Refund
 
 
+@dataclass(frozen=True)
+class TerminalCheckoutUpdated:
+    checkout: TerminalCheckout
+
+
 # Every domain event this service raises; each has an integration event (adapters/events.py).
 EVENTS = (
+    TerminalCheckoutUpdated,
     PaymentAuthorized,
     PaymentCaptured,
     PaymentVoided,
@@ -526,6 +593,30 @@ def validate_charge(req: ChargeRequest) -> Charge:
         req.gift_card_code,
         req.external_reference,
     )
+
+
+def validate_terminal_checkout(
+    order_id: str, reference: str, location_id: str, device_id: str, amount: Money | None, tip: int
+) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(
+        bool(order_id or reference), "order_id", "is required (or a reference without it)"
+    )
+    violations += require(len(order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        len(reference) <= MAX_REFERENCE, "reference", f"is at most {MAX_REFERENCE} characters"
+    )
+    violations += require(bool(location_id), "location_id", "is required")
+    violations += require(
+        len(location_id) <= MAX_ID, "location_id", f"is at most {MAX_ID} characters"
+    )
+    violations += require(bool(device_id), "device_id", "is required")
+    violations += require(len(device_id) <= MAX_ID, "device_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        amount is not None and amount.amount > 0, "amount.amount", "must be greater than zero"
+    )
+    violations += require(tip >= 0, "tip.amount", "must not be negative")
+    raise_if(violations)
 
 
 def validate_amount(field: str, amount: int, currency: str, expected: str) -> int:

@@ -9,6 +9,7 @@ whose answer was lost is asked again (or looked up) and never charges twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from pos_kit.money import Money
@@ -49,4 +50,23 @@ class TenderProcessor(Protocol):
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
         """The answer the call made with `key` got, or None if no such call reached it."""
+        ...
+
+
+class TerminalReader(Protocol):
+    """A card reader at a location (the card-present flow): it answers when the customer has
+    presented a card, or declined, or cancelled at the reader; until then, None."""
+
+    def knows(self, device_id: str) -> bool: ...
+
+    async def answer(
+        self, device_id: str, key: str, amount: Money, sent_at: datetime
+    ) -> ProcessorAnswer | None:
+        """The reader's answer for the checkout sent under `key`: approved or declined (with a
+        decline code, `cancelled` when cancelled at the reader); None while it waits."""
+        ...
+
+    async def cancel(self, key: str) -> ProcessorAnswer:
+        """Cancel the checkout at the reader. Answers the reader's final word: the
+        cancellation, or the answer it gave first if the customer was quicker."""
         ...

@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_kit.paging import page_of, page_request
-from pos_kit.servicer import Servicer, across_calls, query
+from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_payment.adapters import messages
 from pos_payment.adapters.messages import (
     OPERATION_STATUSES,
@@ -21,12 +21,13 @@ from pos_payment.adapters.messages import (
     order_payments_to_proto,
     payment_to_proto,
     refund_to_proto,
+    terminal_to_proto,
 )
 from pos_payment.adapters.repository import PaymentUow
 from pos_payment.domain.model import ChargeRequest, Payment, RefundLine, validate_charge
 from pos_payment.service import handlers
 from pos_payment.service.handlers import Amount, Policy
-from pos_payment.service.ports import Processors
+from pos_payment.service.ports import Processors, TerminalReader
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -125,10 +126,15 @@ def _refunded(refunds: list[Any]) -> payment_pb2.CreateRefundResponse:
 
 class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     def __init__(
-        self, uow: Callable[[], PaymentUow], processors: Processors, policy: Policy
+        self,
+        uow: Callable[[], PaymentUow],
+        processors: Processors,
+        reader: TerminalReader,
+        policy: Policy,
     ) -> None:
         super().__init__(uow)
         self.processors = processors
+        self.reader = reader
         self.policy = policy
 
     def _take(self, request: payment_pb2.CreatePaymentRequest) -> handlers.TakePayment:
@@ -231,13 +237,46 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
             refunds=[refund_to_proto(r) for r in items], next_page_token=token
         )
 
+    @mutation(payment_pb2.CreateTerminalCheckoutResponse)
+    async def CreateTerminalCheckout(
+        self, request: payment_pb2.CreateTerminalCheckoutRequest, uow: PaymentUow
+    ) -> payment_pb2.CreateTerminalCheckoutResponse:
+        checkout = await handlers.create_terminal_checkout(
+            uow,
+            self.reader,
+            self.policy,
+            request.request_id,
+            (request.order_id, request.reference, request.location_id, request.device_id),
+            (request.amount.amount, request.amount.currency),
+            _amount(request, "tip"),
+        )
+        return payment_pb2.CreateTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
+    @query
+    async def GetTerminalCheckout(
+        self, request: payment_pb2.GetTerminalCheckoutRequest, uow: PaymentUow
+    ) -> payment_pb2.GetTerminalCheckoutResponse:
+        checkout = await handlers.get_terminal_checkout(uow, request.id)
+        return payment_pb2.GetTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
+    @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
+    def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:
+        return Answering(handlers.CancelTerminalCheckout(request.id, self.reader), _cancelled)
+
+
+def _cancelled(checkout: Any) -> payment_pb2.CancelTerminalCheckoutResponse:
+    return payment_pb2.CancelTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
 
 def registrar(
-    uow: Callable[[], PaymentUow], processors: Processors, policy: Policy
+    uow: Callable[[], PaymentUow],
+    processors: Processors,
+    reader: TerminalReader,
+    policy: Policy,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
         payment_pb2_grpc.add_PaymentServiceServicer_to_server(
-            PaymentApi(uow, processors, policy), server
+            PaymentApi(uow, processors, reader, policy), server
         )
 
     return register

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pos_payment.adapters.repository import OpenWork, PaymentUow, open_work
 from pos_payment.service import handlers
 from pos_payment.service.handlers import Policy
-from pos_payment.service.ports import Processors
+from pos_payment.service.ports import Processors, TerminalReader
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class Sweeper:
         engine: AsyncEngine,
         uow: Callable[[], PaymentUow],
         processors: Processors,
+        reader: TerminalReader,
         policy: Policy,
         interval: float,
         grace: timedelta,
@@ -40,6 +41,7 @@ class Sweeper:
         self._engine = engine
         self._uow = uow
         self._processors = processors
+        self._reader = reader
         self._policy = policy
         self._interval = interval
         self._grace = grace
@@ -60,7 +62,10 @@ class Sweeper:
         def bound() -> PaymentUow:
             return self._uow().bind(item.merchant_id)
 
-        await _SETTLE[item.kind](bound, self._processors, item.id, self._policy)
+        if item.kind == "terminal":
+            await handlers.settle_terminal(bound, self._reader, item.id, self._policy)
+        else:
+            await _SETTLE[item.kind](bound, self._processors, item.id, self._policy)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pos_kit.errors import (
+    Conflict,
     DomainError,
     FieldViolation,
     InvalidArgument,
@@ -32,6 +33,7 @@ from pos_kit.errors import (
     require,
 )
 from pos_kit.ids import new_id
+from pos_kit.money import Money, MoneyError
 from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
     UNKNOWN,
@@ -47,9 +49,13 @@ from pos_payment.domain.model import (
     RefundCreated,
     RefundLine,
     TenderType,
+    TerminalCheckout,
+    TerminalCheckoutUpdated,
+    TerminalStatus,
     plan_refund,
     validate_amount,
     validate_refund_request,
+    validate_terminal_checkout,
 )
 from pos_payment.domain.processor import (
     ProcessorAnswer,
@@ -57,7 +63,10 @@ from pos_payment.domain.processor import (
     ProcessorUnavailable,
     UnknownSource,
 )
-from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors
+from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors, TerminalReader
+
+# What a reader answers when the checkout was cancelled (at the reader or from the register).
+CANCELLED_AT_READER = "cancelled"
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,8 @@ class Policy:
     processor_timeout: float = 10.0
     # An authorisation not captured within this is voided by the expiry sweep.
     authorization_window: timedelta = timedelta(days=7)
+    # A reader that has not answered within this is cancelled: the checkout times out.
+    terminal_timeout: timedelta = timedelta(minutes=5)
 
 
 def request_key(merchant_id: str, request_id: str) -> str:
@@ -521,6 +532,134 @@ async def list_refunds(
     if order_id:
         await _known_order(uow, order_id)
     return await uow.refunds.list(page, payment_id, order_id)
+
+
+# --- card-present terminal checkouts ------------------------------------------------------
+
+
+async def create_terminal_checkout(
+    uow: PaymentUnitOfWork,
+    reader: TerminalReader,
+    policy: Policy,
+    request_id: str,
+    target: tuple[str, str, str, str],
+    amount: Amount,
+    tip: Amount | None,
+) -> TerminalCheckout:
+    """Send a card-present payment to a reader; it stays pending until the reader answers.
+    `target` is (order_id, reference, location_id, device_id)."""
+    order_id, reference, location_id, device_id = target
+    money, violations = None, []
+    try:
+        money = Money(*amount)
+    except MoneyError as exc:
+        violations.append(FieldViolation("amount.currency", str(exc)))
+    if tip is not None and money is not None:
+        violations += require(tip[1] == money.currency, "tip.currency", "must be the amount's")
+    raise_if(violations)
+    assert money is not None
+    tip_amount = 0 if tip is None else tip[0]
+    validate_terminal_checkout(order_id, reference, location_id, device_id, money, tip_amount)
+    if not reader.knows(device_id):
+        raise InvalidArgument(
+            "no such reader", [FieldViolation("device_id", "is not a reader of this merchant")]
+        )
+    checkout = TerminalCheckout(
+        id=new_id("tmc"),
+        order_id=order_id,
+        reference=reference,
+        location_id=location_id,
+        device_id=device_id,
+        currency=money.currency,
+        amount=money.amount,
+        tip=tip_amount,
+        deadline=now() + policy.terminal_timeout,
+        request_key=request_key(uow.merchant_id, request_id),
+    )
+    await uow.terminals.add(checkout)
+    uow.publish(TerminalCheckoutUpdated(checkout))
+    return checkout
+
+
+async def get_terminal_checkout(uow: PaymentUnitOfWork, checkout_id: str) -> TerminalCheckout:
+    raise_if(require(bool(checkout_id), "id", "is required"))
+    checkout = await uow.terminals.get(checkout_id)
+    if checkout is None:
+        raise NotFound("terminal checkout", checkout_id)
+    return checkout
+
+
+async def record_reader_answer(
+    uow: PaymentUnitOfWork, checkout_id: str, answer: ProcessorAnswer, ended: TerminalStatus
+) -> TerminalCheckout:
+    """The reader's final word on a checkout, once: a payment if it read a card (captured or
+    failed), or the checkout `ended` (cancelled or timed out) if it never did."""
+    checkout = await uow.terminals.get(checkout_id, lock=True)
+    assert checkout is not None  # written by its creation, committed
+    if checkout.status is not TerminalStatus.PENDING:
+        return checkout
+    payment = None
+    if answer.approved or answer.decline_code != CANCELLED_AT_READER:
+        payment = checkout.payment(new_id("pay"))
+    events = checkout.settle(_outcome(answer), payment, ended)
+    if payment is not None:
+        await uow.payments.add(payment)
+    await uow.terminals.save(checkout)
+    for event in events:
+        uow.publish(event)
+    return checkout
+
+
+class CancelTerminalCheckout:
+    """Cancel from the register while the checkout is pending; the reader has the last word
+    (a customer who paid a moment earlier has paid)."""
+
+    def __init__(self, checkout_id: str, reader: TerminalReader) -> None:
+        self.checkout_id = checkout_id
+        self.reader = reader
+
+    async def read(self, uow: PaymentUnitOfWork) -> TerminalCheckout:
+        checkout = (
+            await uow.terminals.get(self.checkout_id, lock=True) if self.checkout_id else None
+        )
+        if checkout is None:
+            raise NotFound("terminal checkout", self.checkout_id)
+        if checkout.status is not TerminalStatus.PENDING:
+            raise Conflict(
+                f"the terminal checkout is already {checkout.status.value}",
+                "terminal_checkout_final",
+            )
+        return checkout
+
+    async def call(self, claim: object, checkout: TerminalCheckout) -> ProcessorAnswer:
+        return await self.reader.cancel(checkout.request_key)
+
+    async def record(self, uow: PaymentUnitOfWork, answer: ProcessorAnswer) -> TerminalCheckout:
+        return await record_reader_answer(uow, self.checkout_id, answer, TerminalStatus.CANCELLED)
+
+
+async def settle_terminal(
+    new_uow: NewUow, reader: TerminalReader, checkout_id: str, policy: Policy
+) -> None:
+    """Ask the reader; past the deadline with no answer, cancel it there: timed out."""
+    async with new_uow() as uow:
+        checkout = await uow.terminals.get(checkout_id)
+    if checkout is None or checkout.status is not TerminalStatus.PENDING:
+        return
+    assert checkout.created_at is not None
+    money = Money(checkout.amount + checkout.tip, checkout.currency)
+    answer = await reader.answer(
+        checkout.device_id, checkout.request_key, money, checkout.created_at
+    )
+    ended = TerminalStatus.CANCELLED  # at the reader
+    if answer is None:
+        if now() < checkout.deadline:
+            return
+        answer = await reader.cancel(checkout.request_key)
+        ended = TerminalStatus.TIMED_OUT
+    async with new_uow() as uow:
+        await record_reader_answer(uow, checkout_id, answer, ended)
+        await uow.commit()
 
 
 # --- the reconciler and the expiry sweep ---------------------------------------------------

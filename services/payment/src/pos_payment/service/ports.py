@@ -12,8 +12,15 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from pos_kit.paging import PageRequest
-from pos_payment.domain.model import Operation, Payment, PaymentStatus, Refund, TenderType
-from pos_payment.domain.processor import TenderProcessor
+from pos_payment.domain.model import (
+    Operation,
+    Payment,
+    PaymentStatus,
+    Refund,
+    TenderType,
+    TerminalCheckout,
+)
+from pos_payment.domain.processor import TenderProcessor, TerminalReader
 
 # The processor for each tender type; cash and external tenders have a recording one.
 Processors = Mapping[TenderType, TenderProcessor]
@@ -47,6 +54,12 @@ class RefundRepository(Protocol):
     async def list(self, page: PageRequest, payment_id: str, order_id: str) -> list[Refund]: ...
 
 
+class TerminalRepository(Protocol):
+    async def add(self, checkout: TerminalCheckout) -> None: ...
+    async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None: ...
+    async def save(self, checkout: TerminalCheckout) -> None: ...
+
+
 class PaymentUnitOfWork(Protocol):
     merchant_id: str
 
@@ -58,6 +71,9 @@ class PaymentUnitOfWork(Protocol):
 
     @property
     def refunds(self) -> RefundRepository: ...
+
+    @property
+    def terminals(self) -> TerminalRepository: ...
 
     def publish(self, event: object) -> None: ...
 
@@ -71,4 +87,4 @@ class UowContext(PaymentUnitOfWork, AbstractAsyncContextManager["UowContext"], P
 # A fresh unit of work bound to the caller's merchant, one per transaction.
 NewUow = Callable[[], UowContext]
 
-__all__ = ["NewUow", "PaymentUnitOfWork", "Processors", "TenderProcessor"]
+__all__ = ["NewUow", "PaymentUnitOfWork", "Processors", "TenderProcessor", "TerminalReader"]

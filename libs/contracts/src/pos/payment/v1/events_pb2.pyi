@@ -210,3 +210,29 @@ class RefundFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundFailed: _TypeAlias = RefundFailed  # noqa: Y015
+
+@_typing.final
+class TerminalCheckoutUpdated(_message.Message):
+    """Subject pos.payment.v1.terminal_checkout_updated: created, then its outcome."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def checkout(self) -> _payment_pb2.TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        checkout: _payment_pb2.TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalCheckoutUpdated: _TypeAlias = TerminalCheckoutUpdated  # noqa: Y015

@@ -124,6 +124,33 @@ REFUND_STATUS_SUCCEEDED: RefundStatus.ValueType  # 2
 REFUND_STATUS_FAILED: RefundStatus.ValueType  # 3
 Global___RefundStatus: _TypeAlias = RefundStatus  # noqa: Y015
 
+class _TerminalCheckoutStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TerminalCheckoutStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TerminalCheckoutStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TERMINAL_CHECKOUT_STATUS_UNSPECIFIED: _TerminalCheckoutStatus.ValueType  # 0
+    TERMINAL_CHECKOUT_STATUS_PENDING: _TerminalCheckoutStatus.ValueType  # 1
+    TERMINAL_CHECKOUT_STATUS_COMPLETED: _TerminalCheckoutStatus.ValueType  # 2
+    """Approved at the reader: payment_id names the captured payment."""
+    TERMINAL_CHECKOUT_STATUS_DECLINED: _TerminalCheckoutStatus.ValueType  # 3
+    """Declined at the reader: payment_id names the failed payment."""
+    TERMINAL_CHECKOUT_STATUS_CANCELLED: _TerminalCheckoutStatus.ValueType  # 4
+    TERMINAL_CHECKOUT_STATUS_TIMED_OUT: _TerminalCheckoutStatus.ValueType  # 5
+
+class TerminalCheckoutStatus(_TerminalCheckoutStatus, metaclass=_TerminalCheckoutStatusEnumTypeWrapper): ...
+
+TERMINAL_CHECKOUT_STATUS_UNSPECIFIED: TerminalCheckoutStatus.ValueType  # 0
+TERMINAL_CHECKOUT_STATUS_PENDING: TerminalCheckoutStatus.ValueType  # 1
+TERMINAL_CHECKOUT_STATUS_COMPLETED: TerminalCheckoutStatus.ValueType  # 2
+"""Approved at the reader: payment_id names the captured payment."""
+TERMINAL_CHECKOUT_STATUS_DECLINED: TerminalCheckoutStatus.ValueType  # 3
+"""Declined at the reader: payment_id names the failed payment."""
+TERMINAL_CHECKOUT_STATUS_CANCELLED: TerminalCheckoutStatus.ValueType  # 4
+TERMINAL_CHECKOUT_STATUS_TIMED_OUT: TerminalCheckoutStatus.ValueType  # 5
+Global___TerminalCheckoutStatus: _TypeAlias = TerminalCheckoutStatus  # noqa: Y015
+
 @_typing.final
 class Payment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -927,3 +954,206 @@ class ListRefundsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRefundsResponse: _TypeAlias = ListRefundsResponse  # noqa: Y015
+
+@_typing.final
+class TerminalCheckout(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    DECLINE_CODE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    reference: _builtins.str
+    location_id: _builtins.str
+    device_id: _builtins.str
+    """The reader it was sent to."""
+    status: Global___TerminalCheckoutStatus.ValueType
+    payment_id: _builtins.str
+    decline_code: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """Not answered by then: TIMED_OUT."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        tip: _money_pb2.Money | None = ...,
+        status: Global___TerminalCheckoutStatus.ValueType = ...,
+        payment_id: _builtins.str = ...,
+        decline_code: _builtins.str = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "deadline", b"deadline", "tip", b"tip", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "deadline", b"deadline", "decline_code", b"decline_code", "device_id", b"device_id", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "payment_id", b"payment_id", "reference", b"reference", "status", b"status", "tip", b"tip", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalCheckout: _TypeAlias = TerminalCheckout  # noqa: Y015
+
+@_typing.final
+class CreateTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    reference: _builtins.str
+    location_id: _builtins.str
+    device_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        tip: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "tip", b"tip"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "device_id", b"device_id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "tip", b"tip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTerminalCheckoutRequest: _TypeAlias = CreateTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class CreateTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTerminalCheckoutResponse: _TypeAlias = CreateTerminalCheckoutResponse  # noqa: Y015
+
+@_typing.final
+class GetTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTerminalCheckoutRequest: _TypeAlias = GetTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class GetTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTerminalCheckoutResponse: _TypeAlias = GetTerminalCheckoutResponse  # noqa: Y015
+
+@_typing.final
+class CancelTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTerminalCheckoutRequest: _TypeAlias = CancelTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class CancelTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTerminalCheckoutResponse: _TypeAlias = CancelTerminalCheckoutResponse  # noqa: Y015

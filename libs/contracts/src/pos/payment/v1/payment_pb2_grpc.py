@@ -88,6 +88,21 @@ class PaymentServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.FromString,
                 _registered_method=True)
+        self.CreateTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CreateTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.FromString,
+                _registered_method=True)
+        self.GetTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.FromString,
+                _registered_method=True)
+        self.CancelTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CancelTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -166,6 +181,28 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTerminalCheckout(self, request, context):
+        """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+        answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+        the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTerminalCheckout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTerminalCheckout(self, request, context):
+        """Cancel from the register while it is pending; a reader that answered first wins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +255,21 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListRefunds,
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.SerializeToString,
+            ),
+            'CreateTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.SerializeToString,
+            ),
+            'GetTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.SerializeToString,
+            ),
+            'CancelTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +546,87 @@ class PaymentService:
             '/pos.payment.v1.PaymentService/ListRefunds',
             pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CreateTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CancelTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
             options,
             channel_credentials,
             insecure,

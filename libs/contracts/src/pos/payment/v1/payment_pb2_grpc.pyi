@@ -58,6 +58,14 @@ class PaymentServiceStub:
     """Refund captured money to the tenders it was taken on: one refund per tender."""
     GetRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]
     ListRefunds: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]
+    CreateTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]
+    """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+    answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+    the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+    """
+    GetTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]
+    CancelTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]
+    """Cancel from the register while it is pending; a reader that answered first wins."""
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -89,6 +97,14 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Refund captured money to the tenders it was taken on: one refund per tender."""
     GetRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]  # type: ignore[assignment]
     ListRefunds: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]  # type: ignore[assignment]
+    CreateTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]  # type: ignore[assignment]
+    """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+    answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+    the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+    """
+    GetTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]  # type: ignore[assignment]
+    CancelTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]  # type: ignore[assignment]
+    """Cancel from the register while it is pending; a reader that answered first wins."""
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
@@ -177,5 +193,31 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.ListRefundsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.ListRefundsResponse, _abc.Awaitable[_payment_pb2.ListRefundsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTerminalCheckout(
+        self,
+        request: _payment_pb2.CreateTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CreateTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.CreateTerminalCheckoutResponse]]:
+        """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+        answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+        the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTerminalCheckout(
+        self,
+        request: _payment_pb2.GetTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.GetTerminalCheckoutResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelTerminalCheckout(
+        self,
+        request: _payment_pb2.CancelTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CancelTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.CancelTerminalCheckoutResponse]]:
+        """Cancel from the register while it is pending; a reader that answered first wins."""
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
