@@ -88,6 +88,16 @@ def _refund(http: httpx.Client) -> str:
     return str(_post(http, f"/v1/payments/{payment}/refunds", {"reason": "probe"})["data"][0]["id"])
 
 
+def _terminal_checkout(http: httpx.Client) -> str:
+    body = {
+        "location_id": http.get("/v1/locations").json()["data"][0]["id"],
+        "device_id": "sandbox_reader_timeout",  # stays pending: cancellable
+        "amount": {"amount": 500, "currency": "USD"},
+        "reference": "tenancy",
+    }
+    return str(_post(http, "/v1/terminal-checkouts", body)["id"])
+
+
 def _api_key(http: httpx.Client) -> str:
     return str(_post(http, "/v1/api-keys", {"name": "tenancy", "scopes": ["catalog:read"]})["id"])
 
@@ -113,6 +123,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/payments/{payment_id}/refunds": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
+    "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
+    "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
 }
@@ -219,7 +231,13 @@ REFERENCES = {
 }
 # Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet).
-NOT_REFERENCES = {("*", "external_id"), ("/v1/oauth/token", "client_id")}
+# A card reader's device id names a sandbox reader until registers and their devices are
+# resources of their own (the registers issue).
+NOT_REFERENCES = {
+    ("*", "external_id"),
+    ("/v1/oauth/token", "client_id"),
+    ("/v1/terminal-checkouts", "device_id"),
+}
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
 # stock ledger, and the levels (a hold shows as reserved units).
@@ -330,6 +348,9 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "sku": t.sku, "location_id": [t.locations[0]]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
+    ("post", "/v1/terminal-checkouts"): lambda t: {
+        "location_id": t.locations[0], "device_id": "sandbox_reader_timeout",
+        "amount": {"amount": 500, "currency": "USD"}, "reference": "probe"},
 }  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,6 +14,14 @@ import pytest
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
 
 
 def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
@@ -98,3 +108,34 @@ def test_an_order_refund_goes_back_to_its_tenders_and_lists_filter(platform: Run
     )  # fmt: skip
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["field"] == "amount.currency"
+
+
+def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Running) -> None:
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {
+        "location_id": location,
+        "device_id": "sandbox_reader_approve",
+        "amount": {"amount": 900, "currency": "USD"},
+        "tip": {"amount": 100, "currency": "USD"},
+        "reference": "register 1 sale 7",
+    }
+    created = _post(http, "/v1/terminal-checkouts", body)
+    assert created.status_code == 201, created.text
+    checkout = created.json()
+    assert checkout["status"] == "pending"
+
+    def answered() -> dict[str, Any] | None:
+        got: dict[str, Any] = http.get(f"/v1/terminal-checkouts/{checkout['id']}").json()
+        return None if got["status"] == "pending" else got
+
+    done = _eventually(answered)  # the reader answers in its own time (the background sweep)
+    assert done["status"] == "completed"
+    payment = http.get(f"/v1/payments/{done['payment_id']}").json()
+    assert (payment["status"], payment["total"]["amount"]) == ("captured", 1000)
+    late = _post(http, f"/v1/terminal-checkouts/{checkout['id']}/cancel", {})
+    assert (late.status_code, late.json()["code"]) == (409, "terminal_checkout_final")
+
+    waiting = _post(http, "/v1/terminal-checkouts", {**body, "device_id": "sandbox_reader_timeout"})
+    cancelled = _post(http, f"/v1/terminal-checkouts/{waiting.json()['id']}/cancel", {})
+    assert cancelled.json()["status"] == "cancelled"

@@ -226,6 +226,20 @@ PAYMENT = {
     "updated_at": UPDATED,
     "version": 2,
 }
+TERMINAL_CHECKOUT = {
+    "id": "tmc_01j9x6t9c3d4e5f6g7h8j9k0mn",
+    "reference": "register 2 sale 1187",
+    "location_id": LOCATION_ID,
+    "device_id": "sandbox_reader_approve",
+    "amount": usd(6040),
+    "tip": usd(500),
+    "status": "completed",
+    "payment_id": PAYMENT_ID,
+    "decline_code": "",
+    "deadline": "2026-01-20T14:10:12.250Z",
+    "created_at": UPDATED,
+    "updated_at": UPDATED,
+}
 REFUND = {
     "id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
     "payment_id": PAYMENT_ID,

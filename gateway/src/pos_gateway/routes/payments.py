@@ -1,4 +1,5 @@
-"""Payments and refunds: /v1/payments, /v1/refunds, and refunds of an order's tenders."""
+"""Payments, refunds and card readers: /v1/payments, /v1/refunds, refunds of an order's
+tenders, /v1/terminal-checkouts."""
 
 from __future__ import annotations
 
@@ -31,7 +32,14 @@ from pos_gateway.routes.common import (
     services,
     timestamp,
 )
-from pos_gateway.schemas.payments import Payment, PaymentList, Refund, RefundList, RefundsCreated
+from pos_gateway.schemas.payments import (
+    Payment,
+    PaymentList,
+    Refund,
+    RefundList,
+    RefundsCreated,
+    TerminalCheckout,
+)
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -119,7 +127,7 @@ class CaptureIn(Body):
 
 
 # No body (or `{}`) captures all that is left.
-_CAPTURE_ALL = CaptureIn()
+_CAPTURE_ALL = CaptureIn(amount=None)
 
 
 @router.post(
@@ -250,3 +258,77 @@ async def list_refunds(
 async def get_refund(refund_id: PathId, svc: Svc) -> Refund:
     answer = await svc.payment.GetRefund(payment_pb2.GetRefundRequest(id=refund_id))
     return to_model(Refund, answer.refund)
+
+
+class TerminalCheckoutIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "device_id": "sandbox_reader_approve",
+            "amount": {"amount": 6040, "currency": "USD"},
+            "tip": {"amount": 500, "currency": "USD"},
+            "reference": "register 2 sale 1187",
+        }
+    )
+
+    location_id: str = Field(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
+    device_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The reader: in the sandbox `sandbox_reader_approve`, "
+        "`sandbox_reader_decline`, `sandbox_reader_cancel` (cancelled at the reader) or "
+        "`sandbox_reader_timeout` (never answers)",
+    )
+    amount: MoneyIn
+    tip: MoneyIn | None = None
+    reference: str = Field(min_length=1, max_length=128)
+
+
+@router.post(
+    "/terminal-checkouts",
+    **op("payments:write", "Send a payment to a card reader", (404, *CREATE),
+         example=ex.TERMINAL_CHECKOUT, status=201),
+)  # fmt: skip
+async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> TerminalCheckout:
+    """The card-present flow: the checkout is `pending` until the reader answers, which takes
+    as long as the customer takes. Poll it, or listen for its outcome: the
+    `terminal_checkout.updated` event, and the payment's own `payment.captured` or
+    `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`)."""
+    await _known_location(svc, body.location_id)
+    request = payment_pb2.CreateTerminalCheckoutRequest(
+        request_id=request_id(),
+        reference=body.reference,
+        location_id=body.location_id,
+        device_id=body.device_id,
+        amount=body.amount.pb(),
+    )
+    if body.tip is not None:
+        request.tip.CopyFrom(body.tip.pb())
+    answer = await svc.payment.CreateTerminalCheckout(request)
+    return to_model(TerminalCheckout, answer.checkout)
+
+
+@router.get(
+    "/terminal-checkouts/{checkout_id}",
+    **op("payments:read", "Get a terminal checkout", (404,), example=ex.TERMINAL_CHECKOUT),
+)
+async def get_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
+    answer = await svc.payment.GetTerminalCheckout(
+        payment_pb2.GetTerminalCheckoutRequest(id=checkout_id)
+    )
+    return to_model(TerminalCheckout, answer.checkout)
+
+
+@router.post(
+    "/terminal-checkouts/{checkout_id}/cancel",
+    **op("payments:write", "Cancel a pending terminal checkout", (404, *CREATE),
+         example={**ex.TERMINAL_CHECKOUT, "status": "cancelled", "payment_id": ""}),
+)  # fmt: skip
+async def cancel_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
+    """From the register, while the checkout is `pending`. The reader has the last word: a
+    customer who paid a moment before is `completed`, and that is the answer. One that is no
+    longer pending is a 409 `terminal_checkout_final`."""
+    answer = await svc.payment.CancelTerminalCheckout(
+        payment_pb2.CancelTerminalCheckoutRequest(request_id=request_id(), id=checkout_id)
+    )
+    return to_model(TerminalCheckout, answer.checkout)

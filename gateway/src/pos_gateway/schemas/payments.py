@@ -17,7 +17,7 @@ TENDER_WORDS = "`cash`, `card`, `gift_card` or `external`"
 
 class Payment(Answer):
     id: Id
-    order_id: Id = Field(description="The order it pays for; empty for a standalone payment")
+    order_id: OptionalId = Field(description="The order it pays for; empty for a standalone one")
     tender_type: str = Field(max_length=32, description=TENDER_WORDS)
     amount: Money = Field(description="What was asked for, tip excluded")
     status: str = Field(
@@ -89,3 +89,22 @@ class RefundsCreated(Answer):
     """One refund per tender the money goes back to."""
 
     data: list[Refund] = Field(max_length=200)
+
+
+class TerminalCheckout(Answer):
+    id: Id
+    reference: str = Field(max_length=128, description="Your reference (a register's sale)")
+    location_id: Id
+    device_id: Id = Field(description="The reader it was sent to")
+    amount: Money
+    tip: Money
+    status: Literal["pending", "completed", "declined", "cancelled", "timed_out"] = Field(
+        description="`pending` until the reader answers: `completed` (the payment is "
+        "captured), `declined` (the payment failed), `cancelled` (at the reader or from the "
+        "register), `timed_out` (no answer before `deadline`)"
+    )
+    payment_id: OptionalId = Field(description="The payment the reader took, once it answered")
+    decline_code: str = Field(max_length=64)
+    deadline: Timestamp
+    created_at: Timestamp
+    updated_at: Timestamp
