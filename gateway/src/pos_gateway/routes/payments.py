@@ -118,10 +118,18 @@ async def get_payment(payment_id: PathId, svc: Svc) -> Payment:
     return to_model(Payment, answer.payment)
 
 
+class AmountIn(MoneyIn):
+    """An amount to move: at least one minor unit, in the payment's currency."""
+
+    amount: int = Field(
+        ge=1, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
+    )
+
+
 class CaptureIn(Body):
     model_config = example({"amount": {"amount": 2500, "currency": "USD"}})
 
-    amount: MoneyIn | None = Field(
+    amount: AmountIn | None = Field(
         None, description="What to capture now; absent: all that is left of the authorisation"
     )
 
@@ -176,7 +184,7 @@ class RefundIn(Body):
         }
     )
 
-    amount: MoneyIn | None = Field(
+    amount: AmountIn | None = Field(
         None, description="How much to give back; absent: all that is left to refund"
     )
     reason: str = Field("", max_length=500)
@@ -279,8 +287,8 @@ class TerminalCheckoutIn(Body):
         "`sandbox_reader_decline`, `sandbox_reader_cancel` (cancelled at the reader) or "
         "`sandbox_reader_timeout` (never answers)",
     )
-    amount: MoneyIn
-    tip: MoneyIn | None = None
+    amount: AmountIn
+    tip: MoneyIn | None = Field(None, description="In the amount's currency")
     reference: str = Field(min_length=1, max_length=128)
 
 
