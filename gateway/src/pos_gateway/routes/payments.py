@@ -207,7 +207,7 @@ class RefundIn(Body):
 
 @router.post(
     "/payments/{payment_id}/refunds",
-    **op("payments:write", "Refund a payment", (404, *CREATE), example=ex.listed(ex.REFUND),
+    **op("payments:write", "Refund a payment", (404, *CREATE), example={"data": [ex.REFUND]},
          status=201),
 )  # fmt: skip
 async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
@@ -223,7 +223,7 @@ async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> Refund
 @router.post(
     "/orders/{order_id}/refunds",
     **op("payments:write", "Refund an order's tenders", (404, *CREATE),
-         example=ex.listed(ex.REFUND), status=201),
+         example={"data": [ex.REFUND]}, status=201),
 )  # fmt: skip
 async def refund_order(order_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
     """Spreads the amount over the order's captured tenders from the last one taken
