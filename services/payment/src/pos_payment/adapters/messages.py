@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2
 from pos_kit.enums import ProtoEnum
@@ -26,6 +29,13 @@ TERMINAL_STATUSES = ProtoEnum(TerminalStatus, payment_pb2.TerminalCheckoutStatus
 
 def money(amount: int, currency: str) -> money_pb2.Money:
     return money_pb2.Money(amount=amount, currency=currency)
+
+
+def _stamped(msg: Any, created: datetime | None, updated: datetime | None) -> None:
+    if created is not None:
+        msg.created_at.FromDatetime(created)
+    if updated is not None:
+        msg.updated_at.FromDatetime(updated)
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:
@@ -58,10 +68,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         msg.cash_tendered.CopyFrom(money(p.cash_tendered, cur))
     if p.expires_at is not None:
         msg.expires_at.FromDatetime(p.expires_at)
-    if p.created_at is not None:
-        msg.created_at.FromDatetime(p.created_at)
-    if p.updated_at is not None:
-        msg.updated_at.FromDatetime(p.updated_at)
+    _stamped(msg, p.created_at, p.updated_at)
     return msg
 
 
@@ -77,10 +84,7 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
         lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in r.lines],
         failure_code=r.failure_code,
     )
-    if r.created_at is not None:
-        msg.created_at.FromDatetime(r.created_at)
-    if r.updated_at is not None:
-        msg.updated_at.FromDatetime(r.updated_at)
+    _stamped(msg, r.created_at, r.updated_at)
     return msg
 
 
@@ -114,8 +118,5 @@ def terminal_to_proto(c: TerminalCheckout) -> payment_pb2.TerminalCheckout:
         decline_code=c.decline_code,
     )
     msg.deadline.FromDatetime(c.deadline)
-    if c.created_at is not None:
-        msg.created_at.FromDatetime(c.created_at)
-    if c.updated_at is not None:
-        msg.updated_at.FromDatetime(c.updated_at)
+    _stamped(msg, c.created_at, c.updated_at)
     return msg

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pos_kit.errors import (
     Conflict,
@@ -69,6 +69,7 @@ from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors, Ter
 CANCELLED_AT_READER = "cancelled"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A tender amount as it arrived: minor units and currency, checked against the payment's.
 Amount = tuple[int, str]
@@ -108,12 +109,16 @@ async def ask(call: Awaitable[ProcessorAnswer], limit: float) -> Outcome:
         return UNKNOWN
 
 
+def _found(found: T | None, resource: str, given: str) -> T:
+    """What a get found; nothing (another merchant's id included) is a NotFound."""
+    if found is None:
+        raise NotFound(resource, given)
+    return found
+
+
 async def _payment(uow: PaymentUnitOfWork, payment_id: str, *, lock: bool = False) -> Payment:
     raise_if(require(bool(payment_id), "payment_id", "is required"))
-    payment = await uow.payments.get(payment_id, lock=lock)
-    if payment is None:
-        raise NotFound("payment", payment_id)
-    return payment
+    return _found(await uow.payments.get(payment_id, lock=lock), "payment", payment_id)
 
 
 # --- taking a payment ----------------------------------------------------------------------
@@ -473,10 +478,7 @@ async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> l
 
 async def get_payment(uow: PaymentUnitOfWork, payment_id: str) -> Payment:
     raise_if(require(bool(payment_id), "id", "is required"))
-    payment = await uow.payments.get(payment_id)
-    if payment is None:
-        raise NotFound("payment", payment_id)
-    return payment
+    return _found(await uow.payments.get(payment_id), "payment", payment_id)
 
 
 async def list_payments(
@@ -518,10 +520,7 @@ async def order_payments(
 
 async def get_refund(uow: PaymentUnitOfWork, refund_id: str) -> Refund:
     raise_if(require(bool(refund_id), "id", "is required"))
-    refund = await uow.refunds.get(refund_id)
-    if refund is None:
-        raise NotFound("refund", refund_id)
-    return refund
+    return _found(await uow.refunds.get(refund_id), "refund", refund_id)
 
 
 async def list_refunds(
@@ -583,10 +582,7 @@ async def create_terminal_checkout(
 
 async def get_terminal_checkout(uow: PaymentUnitOfWork, checkout_id: str) -> TerminalCheckout:
     raise_if(require(bool(checkout_id), "id", "is required"))
-    checkout = await uow.terminals.get(checkout_id)
-    if checkout is None:
-        raise NotFound("terminal checkout", checkout_id)
-    return checkout
+    return _found(await uow.terminals.get(checkout_id), "terminal checkout", checkout_id)
 
 
 async def record_reader_answer(
