@@ -139,3 +139,16 @@ def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Runni
     waiting = _post(http, "/v1/terminal-checkouts", {**body, "device_id": "sandbox_reader_timeout"})
     cancelled = _post(http, f"/v1/terminal-checkouts/{waiting.json()['id']}/cancel", {})
     assert cancelled.json()["status"] == "cancelled"
+
+
+def test_the_authorisation_window_is_the_merchants_setting(platform: Running) -> None:
+    with platform.new_merchant("Window settings") as http:
+        assert http.get("/v1/payment-settings").json() == {
+            "authorization_window_seconds": 3600,  # the sandbox's default
+            "updated_at": None,
+        }
+        put = http.put("/v1/payment-settings", json={"authorization_window_seconds": 86400})
+        assert put.status_code == 200, put.text
+        assert http.get("/v1/payment-settings").json()["authorization_window_seconds"] == 86400
+        bad = http.put("/v1/payment-settings", json={"authorization_window_seconds": 1})
+        assert bad.status_code == 400

@@ -240,6 +240,7 @@ TERMINAL_CHECKOUT = {
     "created_at": UPDATED,
     "updated_at": UPDATED,
 }
+PAYMENT_SETTINGS = {"authorization_window_seconds": 259200, "updated_at": UPDATED}
 REFUND = {
     "id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
     "payment_id": PAYMENT_ID,

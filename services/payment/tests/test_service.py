@@ -405,6 +405,33 @@ async def test_an_expired_authorisation_is_voided_and_cannot_be_captured(infra: 
         assert events_pb2.PaymentVoided.FromString(payload[0]).reason == "expired"
 
 
+async def test_a_merchants_own_window_dates_its_new_authorisations(running: Running) -> None:
+    settings = await running.stub.GetPaymentSettings(
+        P.GetPaymentSettingsRequest(), metadata=md("mer_window"), timeout=10
+    )
+    assert settings.settings.authorization_window_seconds == 7 * 24 * 3600  # the default
+    assert not settings.settings.HasField("updated_at")
+    changed = await running.stub.UpdatePaymentSettings(
+        P.UpdatePaymentSettingsRequest(request_id=rid(), authorization_window_seconds=120),
+        metadata=md("mer_window"),
+        timeout=10,
+    )
+    assert changed.settings.authorization_window_seconds == 120
+    payment = await pay(running, card(rid(), "ord_window", 100, capture=False), "mer_window")
+    window = payment.expires_at.ToDatetime() - payment.updated_at.ToDatetime()
+    assert 110 <= window.total_seconds() <= 120
+    other = await pay(running, card(rid(), "ord_window", 100, capture=False))
+    assert (other.expires_at.ToDatetime() - other.updated_at.ToDatetime()).days == 6
+    code, _ = await code_of(
+        running.stub.UpdatePaymentSettings(
+            P.UpdatePaymentSettingsRequest(request_id=rid(), authorization_window_seconds=59),
+            metadata=md("mer_window"),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 # --- bad input, tenancy, card data ----------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from pos_gateway.routes.common import (
 from pos_gateway.schemas.payments import (
     Payment,
     PaymentList,
+    PaymentSettings,
     Refund,
     RefundList,
     RefundsCreated,
@@ -340,3 +341,38 @@ async def cancel_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalChe
         payment_pb2.CancelTerminalCheckoutRequest(request_id=request_id(), id=checkout_id)
     )
     return to_model(TerminalCheckout, answer.checkout)
+
+
+class PaymentSettingsIn(Body):
+    model_config = example({"authorization_window_seconds": 259200})
+
+    authorization_window_seconds: int = Field(
+        ge=60,
+        le=31 * 24 * 3600,
+        json_schema_extra=INT64,
+        description="60 seconds to 31 days; applies to authorisations taken from now on",
+    )
+
+
+@router.get(
+    "/payment-settings",
+    **op("payments:read", "Get your payment settings", example=ex.PAYMENT_SETTINGS),
+)
+async def get_payment_settings(svc: Svc) -> PaymentSettings:
+    """Your settings, or the defaults (7 days; 1 hour in the sandbox) where you set none."""
+    answer = await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+    return to_model(PaymentSettings, answer.settings)
+
+
+@router.put(
+    "/payment-settings",
+    **op("payments:write", "Change your payment settings", example=ex.PAYMENT_SETTINGS),
+)
+async def put_payment_settings(body: PaymentSettingsIn, svc: Svc) -> PaymentSettings:
+    answer = await svc.payment.UpdatePaymentSettings(
+        payment_pb2.UpdatePaymentSettingsRequest(
+            request_id=request_id(),
+            authorization_window_seconds=body.authorization_window_seconds,
+        )
+    )
+    return to_model(PaymentSettings, answer.settings)

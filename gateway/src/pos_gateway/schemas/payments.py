@@ -108,3 +108,14 @@ class TerminalCheckout(Answer):
     deadline: Timestamp
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class PaymentSettings(Answer):
+    authorization_window_seconds: int = Field(
+        ge=60,
+        le=31 * 24 * 3600,
+        json_schema_extra=INT64,
+        description="An authorisation not captured within this is voided (`payment.voided`, "
+        "reason `expired`) and a capture after it is a 409 `authorization_expired`",
+    )
+    updated_at: Timestamp | None = Field(description="Null while the defaults apply")

@@ -12,6 +12,7 @@ from pos_payment.domain.model import (
     OperationStatus,
     OrderPayments,
     Payment,
+    PaymentSettings,
     PaymentStatus,
     Refund,
     TenderType,
@@ -119,4 +120,11 @@ def terminal_to_proto(c: TerminalCheckout) -> payment_pb2.TerminalCheckout:
     )
     msg.deadline.FromDatetime(c.deadline)
     _stamped(msg, c.created_at, c.updated_at)
+    return msg
+
+
+def settings_to_proto(s: PaymentSettings) -> payment_pb2.PaymentSettings:
+    msg = payment_pb2.PaymentSettings(authorization_window_seconds=s.authorization_window_seconds)
+    if s.updated_at is not None:
+        msg.updated_at.FromDatetime(s.updated_at)
     return msg

@@ -8,18 +8,26 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, Table, delete, func, insert, literal, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import events
-from pos_payment.adapters.tables import operations, payments, refunds, terminal_checkouts
+from pos_payment.adapters.tables import (
+    merchant_settings,
+    operations,
+    payments,
+    refunds,
+    terminal_checkouts,
+)
 from pos_payment.domain.model import (
     Operation,
     OperationKind,
     OperationStatus,
     Payment,
+    PaymentSettings,
     PaymentStatus,
     Refund,
     RefundLine,
@@ -394,6 +402,37 @@ class SqlTerminalRepository:
         checkout.updated_at = row.updated_at
 
 
+class SqlSettingsRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def get(self) -> PaymentSettings | None:
+        row = (
+            await self._conn.execute(
+                select(merchant_settings).where(merchant_settings.c.merchant_id == self._merchant)
+            )
+        ).first()
+        if row is None:
+            return None
+        return PaymentSettings(row.authorization_window_seconds, row.updated_at)
+
+    async def save(self, settings: PaymentSettings) -> None:
+        values = {"authorization_window_seconds": settings.authorization_window_seconds}
+        row = (
+            await self._conn.execute(
+                pg_insert(merchant_settings)
+                .values(merchant_id=self._merchant, **values)
+                .on_conflict_do_update(
+                    index_elements=[merchant_settings.c.merchant_id],
+                    set_={**values, "updated_at": func.now()},
+                )
+                .returning(merchant_settings.c.updated_at)
+            )
+        ).one()
+        settings.updated_at = row.updated_at
+
+
 class PaymentUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
@@ -414,6 +453,10 @@ class PaymentUow(UnitOfWork):
     @property
     def terminals(self) -> SqlTerminalRepository:
         return SqlTerminalRepository(self.conn, self.merchant_id)
+
+    @property
+    def settings(self) -> SqlSettingsRepository:
+        return SqlSettingsRepository(self.conn, self.merchant_id)
 
 
 # --- the background sweeps' work lists, across merchants -------------------------------------

@@ -163,3 +163,13 @@ terminal_checkouts = Table(
     PrimaryKeyConstraint("merchant_id", "id", name="terminal_checkouts_pkey"),
     Index("terminal_checkouts_pending", "created_at", postgresql_where=text("status = 'pending'")),
 )
+
+# A merchant's own payment settings; a merchant with no row has the service's defaults.
+merchant_settings = Table(
+    "merchant_settings",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("authorization_window_seconds", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", name="merchant_settings_pkey"),
+)

@@ -342,6 +342,29 @@ class TerminalCheckout:
         return [*events, TerminalCheckoutUpdated(self)]
 
 
+# An authorisation window a merchant may choose: card networks hold an authorisation for days,
+# not months, and less than a minute would void it before anyone could capture.
+MIN_WINDOW_SECONDS = 60
+MAX_WINDOW_SECONDS = 31 * 24 * 3600
+
+
+@dataclass
+class PaymentSettings:
+    authorization_window_seconds: int
+    updated_at: datetime | None = None
+
+
+def validate_window(seconds: int) -> int:
+    raise_if(
+        require(
+            MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS,
+            "authorization_window_seconds",
+            f"must be between {MIN_WINDOW_SECONDS} and {MAX_WINDOW_SECONDS} (31 days)",
+        )
+    )
+    return seconds
+
+
 # --- events --------------------------------------------------------------------------------
 
 

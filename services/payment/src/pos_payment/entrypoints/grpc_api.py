@@ -21,6 +21,7 @@ from pos_payment.adapters.messages import (
     order_payments_to_proto,
     payment_to_proto,
     refund_to_proto,
+    settings_to_proto,
     terminal_to_proto,
 )
 from pos_payment.adapters.repository import PaymentUow
@@ -258,6 +259,20 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.GetTerminalCheckoutResponse:
         checkout = await handlers.get_terminal_checkout(uow, request.id)
         return payment_pb2.GetTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
+    @query
+    async def GetPaymentSettings(
+        self, request: payment_pb2.GetPaymentSettingsRequest, uow: PaymentUow
+    ) -> payment_pb2.GetPaymentSettingsResponse:
+        chosen = await handlers.get_settings(uow, self.policy)
+        return payment_pb2.GetPaymentSettingsResponse(settings=settings_to_proto(chosen))
+
+    @mutation(payment_pb2.UpdatePaymentSettingsResponse)
+    async def UpdatePaymentSettings(
+        self, request: payment_pb2.UpdatePaymentSettingsRequest, uow: PaymentUow
+    ) -> payment_pb2.UpdatePaymentSettingsResponse:
+        chosen = await handlers.update_settings(uow, request.authorization_window_seconds)
+        return payment_pb2.UpdatePaymentSettingsResponse(settings=settings_to_proto(chosen))
 
     @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
     def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:

@@ -44,6 +44,7 @@ from pos_payment.domain.model import (
     OrderPayments,
     Outcome,
     Payment,
+    PaymentSettings,
     PaymentStatus,
     Refund,
     RefundCreated,
@@ -56,6 +57,7 @@ from pos_payment.domain.model import (
     validate_amount,
     validate_refund_request,
     validate_terminal_checkout,
+    validate_window,
 )
 from pos_payment.domain.processor import (
     ProcessorAnswer,
@@ -202,11 +204,33 @@ async def settle_payment(
     events = payment.settle_authorization(answer)
     if events:
         if payment.status is PaymentStatus.AUTHORIZED:
-            payment.expires_at = now() + policy.authorization_window
+            payment.expires_at = now() + await authorization_window(uow, policy)
         await uow.payments.save(payment)
         for event in events:
             uow.publish(event)
     return payment
+
+
+async def authorization_window(uow: PaymentUnitOfWork, policy: Policy) -> timedelta:
+    """The merchant's own window, or the service's."""
+    chosen = await uow.settings.get()
+    if chosen is None:
+        return policy.authorization_window
+    return timedelta(seconds=chosen.authorization_window_seconds)
+
+
+async def get_settings(uow: PaymentUnitOfWork, policy: Policy) -> PaymentSettings:
+    chosen = await uow.settings.get()
+    default = int(policy.authorization_window.total_seconds())
+    return chosen or PaymentSettings(default)
+
+
+async def update_settings(
+    uow: PaymentUnitOfWork, authorization_window_seconds: int
+) -> PaymentSettings:
+    settings = PaymentSettings(validate_window(authorization_window_seconds))
+    await uow.settings.save(settings)
+    return settings
 
 
 # --- captures and voids --------------------------------------------------------------------

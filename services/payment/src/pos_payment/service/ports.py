@@ -15,6 +15,7 @@ from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
     Operation,
     Payment,
+    PaymentSettings,
     PaymentStatus,
     Refund,
     TenderType,
@@ -60,6 +61,11 @@ class TerminalRepository(Protocol):
     async def save(self, checkout: TerminalCheckout) -> None: ...
 
 
+class SettingsRepository(Protocol):
+    async def get(self) -> PaymentSettings | None: ...
+    async def save(self, settings: PaymentSettings) -> None: ...
+
+
 class PaymentUnitOfWork(Protocol):
     merchant_id: str
 
@@ -74,6 +80,9 @@ class PaymentUnitOfWork(Protocol):
 
     @property
     def terminals(self) -> TerminalRepository: ...
+
+    @property
+    def settings(self) -> SettingsRepository: ...
 
     def publish(self, event: object) -> None: ...
 

@@ -103,6 +103,16 @@ class PaymentServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
                 _registered_method=True)
+        self.GetPaymentSettings = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetPaymentSettings',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdatePaymentSettings = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/UpdatePaymentSettings',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -203,6 +213,19 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPaymentSettings(self, request, context):
+        """The merchant's payment settings (the service's defaults where the merchant set none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePaymentSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -270,6 +293,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CancelTerminalCheckout,
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.SerializeToString,
+            ),
+            'GetPaymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentSettings,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.SerializeToString,
+            ),
+            'UpdatePaymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePaymentSettings,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -627,6 +660,60 @@ class PaymentService:
             '/pos.payment.v1.PaymentService/CancelTerminalCheckout',
             pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetPaymentSettings',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePaymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/UpdatePaymentSettings',
+            pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,9 @@ class PaymentServiceStub:
     GetTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]
     CancelTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]
     """Cancel from the register while it is pending; a reader that answered first wins."""
+    GetPaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]
+    """The merchant's payment settings (the service's defaults where the merchant set none)."""
+    UpdatePaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -105,6 +108,9 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]  # type: ignore[assignment]
     CancelTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]  # type: ignore[assignment]
     """Cancel from the register while it is pending; a reader that answered first wins."""
+    GetPaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]  # type: ignore[assignment]
+    """The merchant's payment settings (the service's defaults where the merchant set none)."""
+    UpdatePaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]  # type: ignore[assignment]
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
@@ -219,5 +225,20 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.CancelTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.CancelTerminalCheckoutResponse]]:
         """Cancel from the register while it is pending; a reader that answered first wins."""
+
+    @_abc_1.abstractmethod
+    def GetPaymentSettings(
+        self,
+        request: _payment_pb2.GetPaymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetPaymentSettingsResponse, _abc.Awaitable[_payment_pb2.GetPaymentSettingsResponse]]:
+        """The merchant's payment settings (the service's defaults where the merchant set none)."""
+
+    @_abc_1.abstractmethod
+    def UpdatePaymentSettings(
+        self,
+        request: _payment_pb2.UpdatePaymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.UpdatePaymentSettingsResponse, _abc.Awaitable[_payment_pb2.UpdatePaymentSettingsResponse]]: ...
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
