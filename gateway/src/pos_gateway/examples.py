@@ -228,6 +228,7 @@ PAYMENT = {
 }
 TERMINAL_CHECKOUT = {
     "id": "tmc_01j9x6t9c3d4e5f6g7h8j9k0mn",
+    "order_id": "",
     "reference": "register 2 sale 1187",
     "location_id": LOCATION_ID,
     "device_id": "sandbox_reader_approve",

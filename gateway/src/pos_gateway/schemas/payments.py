@@ -93,6 +93,7 @@ class RefundsCreated(Answer):
 
 class TerminalCheckout(Answer):
     id: Id
+    order_id: OptionalId = Field(description="The order, when the checkout was sent for one")
     reference: str = Field(max_length=128, description="Your reference (a register's sale)")
     location_id: Id
     device_id: Id = Field(description="The reader it was sent to")

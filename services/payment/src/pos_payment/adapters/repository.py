@@ -297,9 +297,14 @@ class SqlRefundRepository:
 
     async def of_request(self, key: str) -> list[Refund]:
         """The refunds one request made (their keys are `<key>/<n>`), in that order."""
+        # Every key that starts `<key>/`: "/" is followed by "0" in byte order.
         query = (
             select(refunds)
-            .where(self._mine(), refunds.c.request_key.startswith(key + "/", autoescape=True))
+            .where(
+                self._mine(),
+                refunds.c.request_key >= key + "/",
+                refunds.c.request_key < key + "0",
+            )
             .order_by(refunds.c.request_key)
         )
         return [_refund(r) for r in (await self._conn.execute(query)).all()]

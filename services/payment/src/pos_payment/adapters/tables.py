@@ -63,6 +63,8 @@ payments = Table(
     PrimaryKeyConstraint("merchant_id", "id", name="payments_pkey"),
     Index("payments_order", "merchant_id", "order_id"),
     Index("payments_changes", "merchant_id", "updated_at", "id"),
+    # A retried request finds the payment its first run started.
+    Index("payments_request_key", "merchant_id", "request_key"),
     # The reconciler's and the expiry sweep's work lists stay small: only open payments.
     Index(
         "payments_pending",
@@ -109,7 +111,9 @@ refunds = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("lines", JSONB, nullable=False, server_default="[]"),
     Column("failure_code", Text, nullable=False, server_default=""),
-    Column("request_key", Text, nullable=False),
+    # `<request key>/<n>`, one per tender refunded; byte order ("C") so that the refunds of one
+    # request are a range of the unique index below.
+    Column("request_key", Text(collation="C"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="refunds_pkey"),

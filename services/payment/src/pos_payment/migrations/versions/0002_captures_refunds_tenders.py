@@ -65,7 +65,7 @@ def upgrade() -> None:
             "lines", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False
         ),
         sa.Column("failure_code", sa.Text(), server_default="", nullable=False),
-        sa.Column("request_key", sa.Text(), nullable=False),
+        sa.Column("request_key", sa.Text(collation="C"), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
