@@ -1,9 +1,11 @@
 """A hypothesis state machine: authorise, capture (in parts), void, refund, expiry, lost
-processor answers and the reconciler, in any order, against a simple model, on PostgreSQL.
+processor answers and the reconciler, card readers answering or cancelled from the register,
+in any order, against a simple model, on PostgreSQL.
 
-After every step each payment in the database equals the model, and: captured + capturing +
-voided <= authorized, refunded + refunding <= captured, a voided or failed payment never moves
-again, and the processor was asked at most once under any idempotency key.
+After every step each payment and terminal checkout in the database equals the model, and:
+captured + capturing + voided <= authorized, refunded + refunding <= captured, a voided or
+failed payment and a settled checkout never move again, and the processor was asked at most
+once under any idempotency key.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 from sqlalchemy import func, select, update
 
 from pos_devstack.testing import Infra
@@ -24,8 +26,8 @@ from pos_kit.db import make_engine
 from pos_kit.errors import Conflict
 from pos_kit.money import Money
 from pos_payment.adapters.repository import PaymentUow, open_work
-from pos_payment.adapters.sandbox import RecordedTender, SandboxProcessor
-from pos_payment.adapters.tables import kit, payments, sandbox_calls
+from pos_payment.adapters.sandbox import READERS, RecordedTender, SandboxProcessor, SandboxReader
+from pos_payment.adapters.tables import kit, payments, sandbox_calls, terminal_checkouts
 from pos_payment.domain.model import ChargeRequest, TenderType, validate_charge
 from pos_payment.domain.processor import ProcessorAnswer, ProcessorTimeout
 from pos_payment.service import handlers
@@ -121,9 +123,19 @@ class Model:
             self.refunded += amount
 
 
+# What each sandbox reader's customer does; the timeout reader never answers.
+READER_ENDS = {
+    "sandbox_reader_approve": "completed",
+    "sandbox_reader_decline": "declined",
+    "sandbox_reader_cancel": "cancelled",
+    "sandbox_reader_timeout": "pending",
+}
+
+
 class PaymentMachine(RuleBasedStateMachine):
     url = ""
     paid = Bundle("paid")
+    sent = Bundle("sent")
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,7 +149,10 @@ class PaymentMachine(RuleBasedStateMachine):
             TenderType.EXTERNAL: RecordedTender(),
         }
         self.policy = Policy(processor_timeout=5.0, authorization_window=timedelta(days=7))
+        self.reader = SandboxReader(self.engine, delay_seconds=0)
         self.models: dict[str, Model] = {}
+        self.terminals: dict[str, str] = {}  # checkout id -> its status in the model
+        self.devices: dict[str, str] = {}
         self.counter = 0
 
     def run(self, work: Awaitable[T]) -> T:
@@ -265,8 +280,8 @@ class PaymentMachine(RuleBasedStateMachine):
             async with self.engine.connect() as conn:
                 work = await open_work(conn, timedelta(0))
             for item in work:
-                if item.kind == "expired":
-                    continue  # the expire rule runs that sweep itself
+                if item.kind in ("expired", "terminal"):
+                    continue  # the expire and reader rules run those sweeps themselves
                 settle = {
                     "payment": handlers.reconcile_payment,
                     "operation": handlers.reconcile_operation,
@@ -287,6 +302,60 @@ class PaymentMachine(RuleBasedStateMachine):
                     model.voiding = False
                 model.apply(kind, amount)
             model.lost = ()
+
+    @rule(target=sent, device=st.sampled_from(sorted(READERS)), amount=st.integers(1, 1000))
+    def send_to_reader(self, device: str, amount: int) -> str:
+        async def create() -> str:
+            async with self.new_uow() as uow:
+                checkout = await handlers.create_terminal_checkout(
+                    uow, self.reader, self.policy, self.rid(),
+                    (f"ord_{self.counter}", "", "loc_1", device), (amount, "USD"), None,
+                )  # fmt: skip
+                await uow.commit()
+                return checkout.id
+
+        checkout_id = self.run(create())
+        self.terminals[checkout_id], self.devices[checkout_id] = "pending", device
+        return checkout_id
+
+    def _took(self, checkout_id: str) -> Any:
+        """The payment the reader took, as the model's, if it took one."""
+
+        async def find() -> Any:
+            async with self.new_uow() as uow:
+                checkout = await uow.terminals.get(checkout_id)
+                assert checkout is not None
+                found = await uow.payments.get(checkout.payment_id)
+                return checkout, found
+
+        checkout, payment = self.run(find())
+        if payment is None or payment.id in self.models:
+            return multiple()
+        model = Model(payment.id, True, "pending", checkout.amount + checkout.tip)
+        if self.terminals[checkout_id] == "completed":
+            model.settle_authorization()
+        else:
+            model.status = "failed"
+        self.models[payment.id] = model
+        return payment.id
+
+    @rule(target=paid, checkout=sent)
+    def reader_answers(self, checkout: str) -> Any:
+        """The reader's customer acts (or not); the poll records it."""
+        self.run(handlers.settle_terminal(self.new_uow, self.reader, checkout, self.policy))
+        if self.terminals[checkout] == "pending":
+            self.terminals[checkout] = READER_ENDS[self.devices[checkout]]
+        return self._took(checkout)
+
+    @rule(target=paid, checkout=sent)
+    def register_cancels(self, checkout: str) -> Any:
+        steps = handlers.CancelTerminalCheckout(checkout, self.reader)
+        if self.terminals[checkout] != "pending":
+            assert self.refused(steps) == "terminal_checkout_final"
+            return multiple()
+        self.steps(steps)
+        self.terminals[checkout] = "cancelled"
+        return self._took(checkout)
 
     # --- invariants ----------------------------------------------------------------------
 
@@ -312,6 +381,18 @@ class PaymentMachine(RuleBasedStateMachine):
             assert p["refunded"] + p["refunding"] <= p["captured"]
             if m.status in FINAL:
                 assert (p["captured"], p["refunded"]) == (0, 0)
+
+    @invariant()
+    def every_checkout_is_the_model(self) -> None:
+        async def rows() -> list[Any]:
+            async with self.engine.connect() as conn:
+                return list((await conn.execute(select(terminal_checkouts))).all())
+
+        mine = {r.id: r for r in self.run(rows()) if r.id in self.terminals}
+        assert {i: r.status for i, r in mine.items()} == self.terminals
+        for row in mine.values():
+            # A card was read exactly when the reader approved or declined it.
+            assert bool(row.payment_id) == (row.status in ("completed", "declined"))
 
     def teardown(self) -> None:
         self.run(self.engine.dispose())
