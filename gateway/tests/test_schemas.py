@@ -51,6 +51,7 @@ PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
     (payments.RefundLine, payment_pb2.RefundLine),
     (payments.TerminalCheckout, payment_pb2.TerminalCheckout),
     (payments.PaymentSettings, payment_pb2.PaymentSettings),
+    (payments.OrderPayments, payment_pb2.GetOrderPaymentsResponse),
 ]
 
 

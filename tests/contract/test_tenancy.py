@@ -122,6 +122,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/refunds": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,

@@ -100,6 +100,11 @@ def test_an_order_refund_goes_back_to_its_tenders_and_lists_filter(platform: Run
     assert [p["id"] for p in listed.json()["data"]] == [sale["payment"]["id"]]
     again = _post(http, f"/v1/orders/{order}/refunds", {})
     assert (again.status_code, again.json()["code"]) == (409, "amount_exceeds_refundable")
+    summary = http.get(f"/v1/orders/{order}/payments").json()
+    total = sale["order"]["total"]["amount"]
+    assert (summary["captured"]["amount"], summary["refunded"]["amount"]) == (total, total)
+    assert summary["balance_due"]["amount"] == 0
+    assert [p["id"] for p in summary["payments"]] == [sale["payment"]["id"]]
     unknown = http.get("/v1/payments", params={"order_id": "ord_unknown"})
     assert unknown.status_code == 404
     bad = _post(

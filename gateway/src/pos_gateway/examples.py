@@ -241,6 +241,14 @@ TERMINAL_CHECKOUT = {
     "created_at": UPDATED,
     "updated_at": UPDATED,
 }
+ORDER_PAYMENTS = {
+    "order_id": ORDER_ID,
+    "authorized": usd(6040),
+    "captured": usd(6040),
+    "refunded": usd(0),
+    "balance_due": usd(0),
+    "payments": [PAYMENT],
+}
 PAYMENT_SETTINGS = {"authorization_window_seconds": 259200, "updated_at": UPDATED}
 REFUND = {
     "id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from pos.inventory.v1 import inventory_pb2
+from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
@@ -33,6 +34,7 @@ from pos_gateway.routes.common import (
     timestamp,
 )
 from pos_gateway.schemas.payments import (
+    OrderPayments,
     Payment,
     PaymentList,
     PaymentSettings,
@@ -235,6 +237,21 @@ async def refund_order(order_id: PathId, body: RefundIn, svc: Svc) -> RefundsCre
     A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
     answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
+
+
+@router.get(
+    "/orders/{order_id}/payments",
+    **op("payments:read", "An order's tenders and its balance due", (404,),
+         example=ex.ORDER_PAYMENTS),
+)  # fmt: skip
+async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
+    """Every tender taken for the order, with what they authorised, captured and refunded,
+    and what is still due of the order's total."""
+    order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    answer = await svc.payment.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=order.order.total)
+    )
+    return to_model(OrderPayments, answer)
 
 
 @router.get("/refunds", **op("payments:read", "List refunds", (404,), example=ex.page(ex.REFUND)))

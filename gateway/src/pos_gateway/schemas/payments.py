@@ -120,3 +120,16 @@ class PaymentSettings(Answer):
         "reason `expired`) and a capture after it is a 409 `authorization_expired`",
     )
     updated_at: Timestamp | None = Field(description="Null while the defaults apply")
+
+
+class OrderPayments(Answer):
+    """What an order's tenders came to (split tender: card + cash + gift card ...)."""
+
+    order_id: Id
+    authorized: Money = Field(description="Authorised over every tender, net of voids")
+    captured: Money
+    refunded: Money
+    balance_due: Money | None = Field(
+        description="The order's total minus what its tenders authorised"
+    )
+    payments: list[Payment] = Field(max_length=200, description="In the order they were taken")
