@@ -29,6 +29,7 @@ from pos_gateway.routes import (
     customers,
     inventory,
     orders,
+    payments,
     platform_admin,
     products,
     promotions,
@@ -161,6 +162,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         customers,
         promotions,
         orders,
+        payments,
         credentials,
         platform_admin,
     ):

@@ -50,6 +50,8 @@ TAGS = {
     "promotions": "Discounts applied at checkout",
     "orders and payments": "The checkout (price, promotion, tax, payment, confirmation), "
     "orders and payments",
+    "payments": "Payments (authorised, captured in parts, voided), refunds to the tenders they "
+    "were taken on, and the change feed of both",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
     "platform administration": "Merchants and dead letters, with the platform credential "
     "(off unless configured)",
