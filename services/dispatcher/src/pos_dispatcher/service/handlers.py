@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from google.protobuf.message import Message
+from pydantic import ValidationError
 
 from pos_dispatcher.adapters.network import AddressRefused
 from pos_dispatcher.adapters.repository import (
@@ -26,6 +27,7 @@ from pos_dispatcher.domain.model import (
     check_url,
     validate_subscription,
 )
+from pos_kit.consumer import PoisonMessage
 from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, raise_if
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -42,7 +44,13 @@ MAX_REPLAY = 1000
 async def record(uow: DispatcherUow, message: Message) -> list[StoredEvent]:
     """An integration event becomes public events in the merchant's feed, and a pending
     delivery for each subscription that wants one, all in the consumer's transaction."""
-    return await append(uow, public_events(message))
+    try:
+        made = public_events(message)
+    except ValidationError as exc:
+        # The service sent a resource its public representation refuses: no retry will fix
+        # it, so it goes to the dead-letter stream at once (and can be sent again once fixed).
+        raise PoisonMessage(f"the snapshot does not fit the public model: {exc.title}") from None
+    return await append(uow, made)
 
 
 async def append(uow: DispatcherUow, new: list[PublicEvent]) -> list[StoredEvent]:
