@@ -5,9 +5,10 @@ as a service's relay does."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from pos_dispatcher.entrypoints import grpc_api
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos_devstack.natsd import LocalNats
-from pos_devstack.testing import Infra
+from pos_devstack.testing import Infra, until
 from pos_kit import service as kit_service
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, make_event
 from pos_kit.grpc_server import GrpcService
@@ -56,6 +57,10 @@ class Received:
     headers: dict[str, str]
     body: str
     at: float
+    path: str = "/hooks"
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -68,7 +73,10 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
+        return self.at("/hooks")
+
+    def at(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -83,6 +91,7 @@ class Receiver:
             {k.decode().lower(): v.decode() for k, v in scope["headers"]},
             body.decode(),
             time.monotonic(),
+            scope["path"],
         )
         self.got.append(heard)
         status, headers, wait = self.answer(heard)
@@ -95,7 +104,7 @@ class Receiver:
                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
             }
         )
-        await send({"type": "http.response.body", "body": b"thanks"})
+        await send({"type": "http.response.body", "body": b"" if status == 204 else b"thanks"})
 
     def ids(self) -> set[str]:
         return {r.headers["webhook-id"] for r in self.got}
@@ -120,8 +129,7 @@ class Running:
             grpc_host="127.0.0.1",
             grpc_port=0,
             dispatcher_secret_keys="a-test-key-for-sealing-webhook-secrets",
-            webhook_allow_private_networks=True,
-            **self.settings,
+            **{"webhook_allow_private_networks": True, **self.settings},
         )
         self.parts = Dispatcher(config, self.clock)
         self.server = kit_service.grpc_service(
@@ -175,6 +183,40 @@ class Running:
             request, metadata=(("x-merchant-id", merchant),), timeout=10
         )
 
+    async def subscribe(
+        self, url: str, types: list[str], merchant: str = "mer_a", request_id: str = ""
+    ) -> pb.CreateSubscriptionResponse:
+        request = pb.CreateSubscriptionRequest(
+            request_id=request_id or f"sub-{time.monotonic_ns()}", url=url, event_types=types
+        )
+        answer: pb.CreateSubscriptionResponse = await self.call(
+            "CreateSubscription", request, merchant
+        )
+        return answer
+
+    async def deliveries(self, subscription_id: str, merchant: str = "mer_a") -> list[pb.Delivery]:
+        page = await self.call(
+            "ListDeliveries",
+            pb.ListDeliveriesRequest(subscription_id=subscription_id, page_size=200),
+            merchant,
+        )
+        return list(page.deliveries)
+
+    async def subscription(self, subscription_id: str, merchant: str = "mer_a") -> pb.Subscription:
+        got = await self.call(
+            "GetSubscription", pb.GetSubscriptionRequest(id=subscription_id), merchant
+        )
+        return got.subscription  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 20.0) -> None:
+        """Wait for a background task to make `check` true; fail past `limit` seconds."""
+        deadline = time.monotonic() + limit
+        while not await check():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met before the deadline")
+            await asyncio.sleep(0.05)
+
     async def feed(self, merchant: str = "mer_a", after: int = 0) -> list[pb.Event]:
         out: list[pb.Event] = []
         while True:
@@ -192,10 +234,11 @@ async def receiver() -> AsyncIterator[Receiver]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     made = Receiver(port=sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(made.app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(made.app, log_level="warning", lifespan="off", interface="asgi3")
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await until(lambda: server.started)
     try:
         yield made
     finally:
@@ -207,6 +250,24 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def dispatcher(infra: Infra) -> AsyncIterator[Running]:
     server = infra.new_nats()
     running = Running(infra, server, infra.service_database("dispatcher"), Clock(), {})
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def strict_dispatcher(infra: Infra) -> AsyncIterator[Running]:
+    """As deployed for real: no private or loopback addresses."""
+    server = infra.new_nats()
+    running = Running(
+        infra,
+        server,
+        infra.service_database("dispatcher"),
+        Clock(),
+        {"webhook_allow_private_networks": False},
+    )
     await running.start()
     try:
         yield running
