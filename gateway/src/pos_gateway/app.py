@@ -26,6 +26,7 @@ from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
     customers,
+    events,
     inventory,
     orders,
     platform_admin,
@@ -63,7 +64,7 @@ async def _purge_hourly(store: IdempotencyStore) -> None:
         await asyncio.sleep(3600)
 
 
-_CHECKS = ("inventory", "promotion", "customer", "payment", "order")
+_CHECKS = ("inventory", "promotion", "customer", "payment", "order", "dispatcher")
 READY_EXAMPLE = {"ready": True, "checks": {"database": "ok", **dict.fromkeys(_CHECKS, "ok")}}
 NOT_READY_EXAMPLE = {
     "ready": False,
@@ -158,6 +159,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         customers,
         promotions,
         orders,
+        events,
         credentials,
         platform_admin,
     ):

@@ -50,6 +50,8 @@ TAGS = {
     "promotions": "Discounts applied at checkout",
     "orders and payments": "The checkout (price, promotion, tax, payment, confirmation), "
     "orders and payments",
+    "events": "The ordered event feed (every sale, stock and customer change) and signed "
+    "webhook subscriptions (Standard Webhooks), their deliveries and replays",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
     "platform administration": "Merchants, with the platform credential (off unless configured)",
     "platform": "Health, readiness and metrics for the platform's own probes; no credential",
@@ -69,6 +71,8 @@ SCOPES = {
     "payments:read": "Read payments",
     "payments:write": "Take payments",
     "credentials:manage": "Create, list and revoke your API keys and OAuth clients",
+    "events:read": "Read the event feed",
+    "webhooks:manage": "Create and change webhook subscriptions; read and replay deliveries",
 }
 
 RATE_LIMIT = {"type": "string", "maxLength": 64}

@@ -5,6 +5,7 @@ secrets never stored in clear, one merchant's subscriptions never see another's 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from datetime import UTC, timedelta
@@ -13,6 +14,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from pos_dispatcher.domain import model
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pos.common.v1 import money_pb2
@@ -22,7 +24,6 @@ from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import inventory_pb2
 from pos_devstack.natsd import free_port
-from pos_dispatcher.domain import model
 from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -194,7 +195,7 @@ async def test_a_410_disables_the_subscription_at_once_and_says_so(dispatcher, r
     assert [e.type for e in feed] == ["product.created", "webhook_subscription.disabled"]
     assert json.loads(feed[1].data_json)["object"]["id"] == gone.subscription.id
     await dispatcher.eventually(lambda: _heard_at(receiver, "/watch", 1))
-    told = [r for r in receiver.got if r.path == "/watch"][0]
+    told = next(r for r in receiver.got if r.path == "/watch")
     assert Webhook(watcher.secret).verify(told.body, told.headers)["type"] == (
         "webhook_subscription.disabled"
     )
@@ -234,7 +235,7 @@ async def test_a_receiver_down_for_days_is_retried_on_schedule_then_disabled(dis
     assert delivery.status == pb.DELIVERY_STATUS_FAILED
     assert delivery.attempt_count == model.MAX_ATTEMPTS
     times = [a.attempted_at.ToDatetime(UTC) for a in delivery.attempts]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap >= want for gap, want in zip(gaps, model.RETRY_DELAYS, strict=True))
     assert times[-1] - start >= timedelta(days=3)
     assert all(a.status_code == 0 and "connect" in a.error for a in delivery.attempts)
@@ -266,7 +267,7 @@ async def test_subscriptions_and_events_stay_with_their_merchant(dispatcher, rec
         (
             "DeleteSubscription",
             pb.DeleteSubscriptionRequest(request_id="d-1", id=mine.subscription.id),
-        ),  # noqa: E501
+        ),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await dispatcher.call(method, request, "mer_b")

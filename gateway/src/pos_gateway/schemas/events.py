@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -46,7 +46,9 @@ class EventList(Answer):
 class WebhookSubscription(Answer):
     id: Id
     url: str = Field(max_length=2048)
-    event_types: list[str] = Field(min_length=1, max_length=64)
+    event_types: list[Annotated[str, Field(pattern=TYPE_PATTERN, max_length=64)]] = Field(
+        min_length=1, max_length=64
+    )
     description: str = Field(max_length=500)
     status: Literal["enabled", "disabled"]
     disabled_reason: Literal["", "by_request", "endpoint_gone", "failing"] = Field(
