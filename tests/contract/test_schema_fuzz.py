@@ -30,7 +30,9 @@ IDEMPOTENT_POSTS = "|".join(
     ("locations", "products", "inventory/adjustments", "customers", "promotions", "api-keys",
      "oauth-clients", "products/batch-upsert", "products/[^/]+/archive", "inventory/counts",
      "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
-     "reservations/[^/]+/(commit|release)", "sourcing")
+     "reservations/[^/]+/(commit|release)", "sourcing",
+     "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
+     "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay")
 )  # fmt: skip
 # Catalog and stock operations with rules JSON Schema can't state: a barcode's GTIN check
 # digit, the tax category code and variant SKUs unique within a product, an IANA time zone, two
@@ -40,6 +42,10 @@ CROSS_FIELD = "|".join(
     ("POST /v1/products", "POST /v1/products/batch-upsert", "PATCH /v1/products/[^/]+",
      "POST /v1/locations", "POST /v1/inventory/transfers", "POST /v1/reservations",
      "POST /v1/sourcing", "GET /v1/inventory/nearby")
+)  # fmt: skip
+PAGED_LISTS = "|".join(
+    ("locations", "products", "customers", "orders", "promotions", "inventory/history",
+     "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123
@@ -77,10 +83,17 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "412"
 include-name-regex = "^({CROSS_FIELD})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
+# Where a webhook URL points is known only by resolving it: a name that does not resolve, or
+# resolves to a private or metadata address, is a 400 naming `url`. And see If-Match above and
+# the Idempotency-Key below.
+[[operations]]
+include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscriptions/[^/]+)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+
 # A cursor is opaque: any string fits the schema, only one the API gave out is valid, and an
 # invalid one is a 400 (`page_token` in errors[]).
 [[operations]]
-include-name-regex = "^GET /v1/(locations|products|customers|orders|promotions|inventory/history)$"
+include-name-regex = "^GET /v1/({PAGED_LISTS})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
 # A checkout's lines must name distinct SKUs and a cash tender takes no card token: rules

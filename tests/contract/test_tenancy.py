@@ -235,9 +235,16 @@ REFERENCES = {
     "pickup_location_id": "location",
     "customer_id": "customer",
 }
-# Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
-# the token exchange (a credential that authenticates itself; no merchant is acting yet).
-NOT_REFERENCES = {("*", "external_id"), ("/v1/oauth/token", "client_id")}
+# Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
+# the token exchange (a credential that authenticates itself; no merchant is acting yet), and
+# the event filter of a delivery log: it only narrows the caller's own subscription's
+# deliveries (any other id matches none), and reaches the log through the subscription's id,
+# whose tenancy the path probes check.
+NOT_REFERENCES = {
+    ("*", "external_id"),
+    ("/v1/oauth/token", "client_id"),
+    ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
+}
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
 # stock ledger, and the levels (a hold shows as reserved units).

@@ -36,7 +36,7 @@ from pos_gateway.routes.common import (
     version_checked,
 )
 from pos_gateway.schemas.events import (
-    TYPE_PATTERN,
+    TYPE_FILTERS,
     Delivery,
     DeliveryList,
     Event,
@@ -51,7 +51,7 @@ from pos_kit.grpc_client import read_error
 router = APIRouter(prefix="/v1", tags=["events"])
 Svc = Annotated[Services, Depends(services)]
 
-TypePattern = Annotated[str, Field(pattern=TYPE_PATTERN, max_length=64)]
+TypePattern = Annotated[str, Field(max_length=64, json_schema_extra={"enum": list(TYPE_FILTERS)})]
 MAX_TYPES = 64
 URL = r"^https?://[\x21-\x7e]+$"
 
@@ -82,7 +82,7 @@ async def list_events(
             max_length=MAX_TYPES,
             description="Only these types (`order.confirmed`, `order.*`); all when absent",
             json_schema_extra={
-                "items": {"type": "string", "pattern": TYPE_PATTERN, "maxLength": 64}
+                "items": {"type": "string", "enum": list(TYPE_FILTERS), "maxLength": 64}
             },
         ),
     ] = None,

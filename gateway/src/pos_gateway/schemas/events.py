@@ -9,7 +9,27 @@ from pydantic import Field
 from pos_gateway.routes.common import INT32, INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Page, Timestamp, Version
 
-# `<resource>.<past-tense verb>`, `<resource>.*` or `*` (a subscription's filter).
+# The public event types, `<resource>.<past-tense verb>` (../shared/docs/commerce-states.md),
+# named in the document so a partner knows them before the first event, and the one list the
+# dispatcher checks subscriptions against.
+_NAMES = """
+    product.created product.updated product.archived inventory.changed inventory.low_stock
+    reservation.created reservation.committed reservation.released reservation.expired
+    order.created order.confirmed order.cancelled order.completed order.fulfillment_updated
+    order.returned payment.authorized payment.captured payment.voided payment.failed
+    refund.created refund.succeeded refund.failed gift_card.activity_created
+    shift.opened shift.closed promotion.created promotion.updated promotion.ended
+    coupon.redeemed customer.created customer.updated customer.merged customer.erased
+    loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
+    loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled
+    """
+EVENT_TYPES = tuple(_NAMES.split())
+# What a filter may name: a type, every type of a resource (`order.*`), or everything (`*`).
+TYPE_FILTERS = (
+    *EVENT_TYPES,
+    *sorted({f"{t.split('.')[0]}.*" for t in EVENT_TYPES}),
+    "*",
+)
 EVENT_TYPE = r"^[a-z_]+\.[a-z_]+$"
 TYPE_PATTERN = r"^(\*|[a-z_]+\.(\*|[a-z_]+))$"
 SECRET = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - the pattern of one, not one

@@ -10,23 +10,13 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from pos_gateway.schemas.events import EVENT_TYPES as PUBLIC_TYPES
 from pos_kit.errors import FieldViolation, raise_if, require
 
-# The public event types (../shared/docs/commerce-states.md). A subscription may name only
+# The public event types: the gateway's document names them, and a subscription may name only
 # these, a `<resource>.*` wildcard over them, or `*`: a typo must fail at creation, not
 # silently receive nothing for ever.
-_NAMES = """
-    product.created product.updated product.archived inventory.changed inventory.low_stock
-    reservation.created reservation.committed reservation.released reservation.expired
-    order.created order.confirmed order.cancelled order.completed order.fulfillment_updated
-    order.returned payment.authorized payment.captured payment.voided payment.failed
-    refund.created refund.succeeded refund.failed gift_card.activity_created
-    shift.opened shift.closed promotion.created promotion.updated promotion.ended
-    coupon.redeemed customer.created customer.updated customer.merged customer.erased
-    loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
-    loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled
-    """
-EVENT_TYPES = frozenset(_NAMES.split())
+EVENT_TYPES = frozenset(PUBLIC_TYPES)
 RESOURCES = frozenset(t.split(".")[0] for t in EVENT_TYPES)
 # Sent by "send a test event" to one subscription only; never in the feed.
 TEST_EVENT_TYPE = "webhook_subscription.tested"
