@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -187,7 +188,7 @@ class Running:
         self, url: str, types: list[str], merchant: str = "mer_a", request_id: str = ""
     ) -> pb.CreateSubscriptionResponse:
         request = pb.CreateSubscriptionRequest(
-            request_id=request_id or f"sub-{time.monotonic_ns()}", url=url, event_types=types
+            request_id=request_id or f"sub-{uuid.uuid4().hex}", url=url, event_types=types
         )
         answer: pb.CreateSubscriptionResponse = await self.call(
             "CreateSubscription", request, merchant

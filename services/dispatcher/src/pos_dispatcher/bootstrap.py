@@ -50,7 +50,7 @@ class Settings(GrpcServiceSettings):
     # A 2xx within this many seconds is a success; anything else is retried.
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=30)
     webhook_concurrency: int = Field(64, ge=1)
-    webhook_per_endpoint: int = Field(4, ge=1)
+    webhook_per_endpoint: int = Field(8, ge=1)
 
     @field_validator("dispatcher_secret_keys", mode="before")
     @classmethod

@@ -55,6 +55,15 @@ class NetworkRules:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            pass  # a name: resolve it
+        else:
+            # An address in the URL needs no lookup (and none happens per delivery).
+            if self.refused(str(literal)):
+                raise AddressRefused(f"{host} is an address webhooks may not reach")
+            return str(literal)
+        try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )

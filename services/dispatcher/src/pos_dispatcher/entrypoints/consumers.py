@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pos_dispatcher.adapters.repository import DispatcherUow
 from pos_dispatcher.adapters.snapshots import SOURCES
 from pos_dispatcher.service import handlers
-from pos_kit.consumer import Consumer
+from pos_kit.consumer import Consumer, IncomingEvent
 from pos_kit.runtime import ConsumerSpec, ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,12 @@ MAX_DELIVER = 500
 
 
 async def on_event(uow: DispatcherUow, message: Any) -> None:
-    await handlers.record(uow, message)
+    await handlers.record(uow, [message])
+
+
+async def on_events(uow: Any, events: list[IncomingEvent]) -> None:
+    """A fetched batch of one merchant's events in one transaction (the usual path)."""
+    await handlers.record(uow, [e.message for e in events])
 
 
 def specs() -> list[ConsumerSpec]:
@@ -94,6 +99,7 @@ class Ingest:
                     message_types=spec.message_types,
                     max_deliver=MAX_DELIVER,
                     ordered=True,
+                    batch_handler=on_events,
                 )
                 for spec in specs()
             ]

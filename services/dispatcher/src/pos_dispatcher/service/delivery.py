@@ -52,6 +52,7 @@ from pos_kit.ids import new_id
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 1024
+COALESCE_SECONDS = 0.01
 USER_AGENT = "Omnitill-Webhooks/1"
 
 
@@ -87,7 +88,7 @@ class DeliveryWorker:
         *,
         timeout: float = 5.0,
         concurrency: int = 64,
-        per_endpoint: int = 4,
+        per_endpoint: int = 8,
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
     ) -> None:
@@ -105,6 +106,9 @@ class DeliveryWorker:
         self._busy: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # Answers waiting to be recorded: one transaction records many (`_recorder`).
+        self._answers: list[tuple[Job, Answer]] = []
+        self._answered = asyncio.Event()
         self.sent = 0
 
     def wake(self) -> None:
@@ -112,6 +116,7 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        recorder = asyncio.create_task(self._recorder(stop))
         try:
             while not stop.is_set():
                 started = 0
@@ -122,11 +127,16 @@ class DeliveryWorker:
                 if started == 0 or len(self._tasks) >= self._concurrency:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll)
+                    # Let wake-ups gather for a moment: one claim for many new deliveries
+                    # instead of one each, at a busy time.
+                    await asyncio.sleep(COALESCE_SECONDS)
                     self._wake.clear()
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._answered.set()
+            await recorder
             await self._client.aclose()
 
     async def dispatch_due(self) -> int:
@@ -151,11 +161,6 @@ class DeliveryWorker:
             self._wake.set()  # a slot is free: there may be more of that endpoint's work
 
         return done
-
-    async def drain(self) -> None:
-        """Wait for every attempt in flight (tests: run the schedule step by step)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _claim(self, free: int) -> list[Job]:
         now = self._clock()
@@ -206,10 +211,30 @@ class DeliveryWorker:
     async def _attempt(self, job: Job) -> None:
         try:
             answer = await self._send(job)
-            await self._record(job, answer)
         except Exception as exc:
             # Left leased: due again when the lease ends.
             log.warning("delivery %s: %s", job.id, exc.__class__.__name__)
+            return
+        self._answers.append((job, answer))
+        self._answered.set()
+
+    async def _recorder(self, stop: asyncio.Event) -> None:
+        """Record answers as they come, many per transaction. An answer not recorded (a crash
+        first) leaves its delivery leased, so it is sent again: at least once, never lost."""
+        while True:
+            await self._answered.wait()
+            self._answered.clear()
+            taken, self._answers = self._answers, []
+            by_merchant: dict[str, list[tuple[Job, Answer]]] = {}
+            for job, answer in taken:
+                by_merchant.setdefault(job.merchant_id, []).append((job, answer))
+            for merchant, answers in by_merchant.items():
+                try:
+                    await self._record(merchant, answers)
+                except Exception as exc:
+                    log.warning("recording deliveries: %s", exc.__class__.__name__)
+            if stop.is_set() and not self._answers:
+                return
 
     async def _send(self, job: Job) -> Answer:
         assert self._client is not None
@@ -263,63 +288,78 @@ class DeliveryWorker:
             error = f"could not connect ({exc.__class__.__name__})"
         return Answer(0, int((time.monotonic() - started) * 1000), "", error)
 
-    async def _record(self, job: Job, answer: Answer) -> None:
+    async def _record(self, merchant: str, answers: list[tuple[Job, Answer]]) -> None:
         now = self._clock()
-        made = job.attempt_count + 1
-        outcome = verdict(answer.status_code)
         d, s = deliveries.c, subscriptions.c
-        async with self._uow().bind(job.merchant_id) as uow:
+        async with self._uow().bind(merchant) as uow:
             conn = uow.conn
             await conn.execute(
-                attempts.insert().values(
-                    merchant_id=job.merchant_id,
-                    delivery_id=job.id,
-                    number=made,
-                    attempted_at=now,
-                    status_code=answer.status_code,
-                    latency_ms=answer.latency_ms,
-                    response_excerpt=answer.excerpt,
-                    error=answer.error,
-                )
+                attempts.insert(),
+                [
+                    {
+                        "merchant_id": merchant,
+                        "delivery_id": job.id,
+                        "number": job.attempt_count + 1,
+                        "attempted_at": now,
+                        "status_code": answer.status_code,
+                        "latency_ms": answer.latency_ms,
+                        "response_excerpt": answer.excerpt,
+                        "error": answer.error,
+                    }
+                    for job, answer in answers
+                ],
             )
-            this = (d.merchant_id == job.merchant_id) & (d.id == job.id)
-            sub_where = (s.merchant_id == job.merchant_id) & (s.id == job.subscription_id)
-            if outcome is Verdict.SUCCEEDED:
+            ok = [j for j, a in answers if verdict(a.status_code) is Verdict.SUCCEEDED]
+            if ok:
                 await conn.execute(
-                    update(deliveries).where(this).values(status="succeeded", attempt_count=made)
+                    update(deliveries)
+                    .where(d.merchant_id == merchant, d.id.in_([j.id for j in ok]))
+                    .values(status="succeeded", attempt_count=d.attempt_count + 1)
                 )
                 await conn.execute(
                     update(subscriptions)
-                    .where(sub_where, s.failing_since.is_not(None))
+                    .where(
+                        s.merchant_id == merchant,
+                        s.id.in_({j.subscription_id for j in ok}),
+                        s.failing_since.is_not(None),
+                    )
                     .values(failing_since=None)
                 )
-                await uow.commit()
-                self.sent += 1
-                return
-            await conn.execute(
-                update(subscriptions)
-                .where(sub_where, s.failing_since.is_(None))
-                .values(failing_since=now)
-            )
-            retry_after = parse_retry_after(answer.retry_after, now)
-            due = None if outcome is Verdict.GONE else next_attempt(made, now, retry_after)
-            if due is not None:
-                await conn.execute(
-                    update(deliveries).where(this).values(attempt_count=made, next_attempt_at=due)
-                )
-            else:
-                await conn.execute(
-                    update(deliveries).where(this).values(status="failed", attempt_count=made)
-                )
-                if outcome is Verdict.GONE:
-                    await self._disable(uow, job.subscription_id, DisabledReason.ENDPOINT_GONE)
-                else:
-                    failing_since = (
-                        await conn.execute(select(s.failing_since).where(sub_where))
-                    ).scalar()
-                    if failing_since is not None and now - failing_since >= FAILING_DISABLES_AFTER:
-                        await self._disable(uow, job.subscription_id, DisabledReason.FAILING)
+            for job, answer in answers:
+                if verdict(answer.status_code) is not Verdict.SUCCEEDED:
+                    await self._failed(uow, job, answer, now)
             await uow.commit()
+        self.sent += len(ok)
+
+    async def _failed(self, uow: DispatcherUow, job: Job, answer: Answer, now: datetime) -> None:
+        """Schedule the next attempt, or give up; a 410, or days of failures, disable."""
+        d, s = deliveries.c, subscriptions.c
+        conn = uow.conn
+        made = job.attempt_count + 1
+        this = (d.merchant_id == job.merchant_id) & (d.id == job.id)
+        sub_where = (s.merchant_id == job.merchant_id) & (s.id == job.subscription_id)
+        await conn.execute(
+            update(subscriptions)
+            .where(sub_where, s.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        outcome = verdict(answer.status_code)
+        retry_after = parse_retry_after(answer.retry_after, now)
+        due = None if outcome is Verdict.GONE else next_attempt(made, now, retry_after)
+        if due is not None:
+            await conn.execute(
+                update(deliveries).where(this).values(attempt_count=made, next_attempt_at=due)
+            )
+            return
+        await conn.execute(
+            update(deliveries).where(this).values(status="failed", attempt_count=made)
+        )
+        if outcome is Verdict.GONE:
+            await self._disable(uow, job.subscription_id, DisabledReason.ENDPOINT_GONE)
+            return
+        failing_since = (await conn.execute(select(s.failing_since).where(sub_where))).scalar()
+        if failing_since is not None and now - failing_since >= FAILING_DISABLES_AFTER:
+            await self._disable(uow, job.subscription_id, DisabledReason.FAILING)
 
     async def _disable(self, uow: DispatcherUow, subscription_id: str, why: DisabledReason) -> None:
         sub = await uow.subscriptions.get(subscription_id, lock=True)

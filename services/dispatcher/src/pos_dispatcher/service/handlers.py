@@ -41,11 +41,12 @@ MAX_REPLAY = 1000
 # --- the feed ---------------------------------------------------------------------------------
 
 
-async def record(uow: DispatcherUow, message: Message) -> list[StoredEvent]:
-    """An integration event becomes public events in the merchant's feed, and a pending
-    delivery for each subscription that wants one, all in the consumer's transaction."""
+async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEvent]:
+    """Integration events (one merchant's, in stream order) become public events in the
+    merchant's feed, and a pending delivery for each subscription that wants one, all in the
+    consumer's transaction."""
     try:
-        made = public_events(message)
+        made = [e for message in messages for e in public_events(message)]
     except ValidationError as exc:
         # The service sent a resource its public representation refuses: no retry will fix
         # it, so it goes to the dead-letter stream at once (and can be sent again once fixed).
