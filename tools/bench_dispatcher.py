@@ -13,6 +13,9 @@ runs it), then measures:
    `sync_interval: always` (the issue's durability question).
 """
 
+# A measuring script: it starts servers and polls for figures on purpose.
+# ruff: noqa: ASYNC110, ASYNC220
+
 from __future__ import annotations
 
 import argparse

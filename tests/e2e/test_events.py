@@ -23,13 +23,13 @@ pytestmark = pytest.mark.e2e
 class _Receiver(BaseHTTPRequestHandler):
     got: list[tuple[dict[str, str], str, float]]
 
-    def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"])).decode()
         self.got.append(({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
         self.send_response(204)
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
