@@ -154,3 +154,51 @@ def test_bad_subscriptions_are_400s_naming_the_field(platform: Running) -> None:
         assert answer.status_code == 400, answer.text
         assert answer.json()["errors"][0]["field"].startswith(field), answer.text
     assert httpx.get(platform.platform.gateway_url + "/v1/events").status_code == 401
+
+
+def _frames(lines: Iterator[str], count: int) -> list[dict[str, str]]:
+    """The first `count` events of a server-sent event stream (comments skipped)."""
+    found: list[dict[str, str]] = []
+    frame: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in frame:
+                found.append(frame)
+                if len(found) == count:
+                    return found
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+    return found
+
+
+def test_the_live_stream_follows_the_feed_and_resumes_after_the_last_event_id(
+    platform: Running,
+) -> None:
+    with platform.new_merchant(f"Stream {uuid.uuid4().hex[:6]}") as http:
+        for n in range(3):
+            http.post(
+                "/v1/customers",
+                json={"email": f"s{n}-{uuid.uuid4().hex[:6]}@stream.example"},
+                headers={"Idempotency-Key": f"cus-{n}"},
+            ).raise_for_status()
+        _eventually(lambda: len(http.get("/v1/events").json()["data"]) == 3)
+        with http.stream("GET", "/v1/events/stream", params={"after": 0}, timeout=20) as live:
+            assert live.headers["content-type"].startswith("text/event-stream")
+            first = _frames(live.iter_lines(), 2)
+        assert [f["id"] for f in first] == ["1", "2"]
+        assert {f["event"] for f in first} == {"customer.created"}
+        # Reconnecting with the last id it saw, a client gets the rest, then what comes next.
+        with http.stream(
+            "GET", "/v1/events/stream", headers={"Last-Event-ID": "2"}, timeout=20
+        ) as live:
+            lines = live.iter_lines()
+            (third,) = _frames(lines, 1)
+            http.post(
+                "/v1/customers",
+                json={"email": f"late-{uuid.uuid4().hex[:6]}@stream.example"},
+                headers={"Idempotency-Key": "cus-late"},
+            ).raise_for_status()
+            (fourth,) = _frames(lines, 1)
+        assert (third["id"], fourth["id"]) == ("3", "4")

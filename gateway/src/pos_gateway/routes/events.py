@@ -3,12 +3,17 @@ the dispatcher over gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
@@ -32,6 +37,7 @@ from pos_gateway.routes.common import (
     op,
     request_id,
     services,
+    success,
     timestamp,
     version_checked,
 )
@@ -104,6 +110,123 @@ async def list_events(
         data=[_event(e) for e in answer.events],
         next_after=answer.next_after,
         has_more=answer.has_more,
+    )
+
+
+# The live stream: a few connections per credential (each holds a request slot of the
+# replica), a comment line every HEARTBEAT_SECONDS so proxies keep it open, and an end after
+# STREAM_SECONDS: the client reconnects with Last-Event-ID and misses nothing.
+STREAMS_PER_CREDENTIAL = 5
+HEARTBEAT_SECONDS = 15.0
+POLL_SECONDS = 0.25
+STREAM_SECONDS = 300.0
+_streams: Counter[str] = Counter()
+SSE_EXAMPLE = (
+    'id: 1042\nevent: order.confirmed\ndata: {"id":"evt_01j9x6t1a2b3c4d5e6f7g8h9jk",'
+    '"type":"order.confirmed","sequence":1042,...}\n\n: heartbeat\n\n'
+)
+_stream_op = op(
+    "events:read", "Follow the event feed live (server-sent events)", (410,), example={}
+)
+_stream_op["responses"][200] = success(SSE_EXAMPLE, "text/event-stream")
+
+
+def _frame(event: pb.Event) -> str:
+    body = _event(event).model_dump_json()
+    return f"id: {event.sequence}\nevent: {event.type}\ndata: {body}\n\n"
+
+
+@router.get("/events/stream", response_class=StreamingResponse, **_stream_op)
+async def stream_events(
+    request: Request,
+    svc: Svc,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**63 - 1, description="Start after this sequence (default: from now)"),
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_TYPES,
+            description="Only these types (`order.confirmed`, `order.*`); all when absent",
+            json_schema_extra={
+                "items": {"type": "string", "enum": list(TYPE_FILTERS), "maxLength": 64}
+            },
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="Sent by an EventSource that reconnects: resume after this sequence",
+            json_schema_extra={"pattern": "^[0-9]{1,18}$", "maxLength": 18},
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """The feed as server-sent events: each event's `id` is its sequence, `event` its type,
+    `data` the event. A reconnecting client sends `Last-Event-ID` and gets what it missed;
+    without it (or `after`) the stream starts at the head. A comment line comes every 15 s;
+    the server ends a stream after 5 minutes (reconnect). At most 5 streams per credential."""
+    start = after
+    if last_event_id is not None:
+        if not last_event_id.isascii() or not last_event_id.isdigit() or len(last_event_id) > 18:
+            reason = {"field": "Last-Event-ID", "reason": "must be a sequence number"}
+            raise Problem(400, "invalid_request", "Last-Event-ID must be a sequence", [reason])
+        start = int(last_event_id)
+    wanted = types or []
+    try:
+        if start is None:  # from now: the head of the feed
+            start = 0
+            while True:
+                page = await svc.dispatcher.ListEvents(
+                    pb.ListEventsRequest(after=start, page_size=200)
+                )
+                start = page.next_after
+                if not page.has_more:
+                    break
+        first = await svc.dispatcher.ListEvents(
+            pb.ListEventsRequest(after=start, types=wanted, page_size=200)
+        )
+    except grpc.aio.AioRpcError as exc:
+        if read_error(exc).reason == "cursor_expired":
+            raise Problem(410, "cursor_expired", "this cursor is older than the feed keeps; "
+                          "read again from after=0") from None  # fmt: skip
+        raise
+    credential = request.state.principal.key_id
+    if _streams[credential] >= STREAMS_PER_CREDENTIAL:
+        raise Problem(
+            429,
+            "too_many_streams",
+            f"at most {STREAMS_PER_CREDENTIAL} event streams per credential at once",
+            headers={"Retry-After": "5"},
+        )
+    _streams[credential] += 1
+
+    async def frames() -> AsyncIterator[str]:
+        page, cursor = first, start
+        beat = ends = time.monotonic()
+        ends += STREAM_SECONDS
+        try:
+            yield ": connected\n\n"
+            while time.monotonic() < ends and not await request.is_disconnected():
+                for event in page.events:
+                    yield _frame(event)
+                cursor = page.next_after
+                if not page.has_more:
+                    if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                        beat = time.monotonic()
+                        yield ": heartbeat\n\n"
+                    await asyncio.sleep(POLL_SECONDS)
+                page = await svc.dispatcher.ListEvents(
+                    pb.ListEventsRequest(after=cursor, types=wanted, page_size=200)
+                )
+        finally:
+            _streams[credential] -= 1
+
+    return StreamingResponse(
+        frames(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
