@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -202,3 +203,21 @@ def test_the_live_stream_follows_the_feed_and_resumes_after_the_last_event_id(
             ).raise_for_status()
             (fourth,) = _frames(lines, 1)
         assert (third["id"], fourth["id"]) == ("3", "4")
+
+
+def test_a_credential_holds_a_few_streams_at_once(platform: Running) -> None:
+    with platform.new_merchant(f"Streams {uuid.uuid4().hex[:6]}") as http, ExitStack() as held:
+        opened = [held.enter_context(http.stream("GET", "/v1/events/stream")) for _ in range(5)]
+        assert [s.status_code for s in opened] == [200] * 5
+        with http.stream("GET", "/v1/events/stream") as refused:
+            assert refused.status_code == 429
+            refused.read()
+            assert refused.json()["code"] == "too_many_streams"
+        opened[0].close()
+
+        # One closed, one may open again (the server notices the close within a poll).
+        def reopened() -> bool:
+            with http.stream("GET", "/v1/events/stream") as again:
+                return again.status_code == 200
+
+        _eventually(reopened)
