@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 PACKAGES := libs/contracts libs/kit libs/devstack \
-	services/inventory services/promotion services/customer services/payment services/order \
+	services/inventory services/promotion services/customer services/payment services/order services/dispatcher \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
@@ -44,7 +44,7 @@ lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy -p pos_kit -p pos_devstack -p pos_inventory -p pos_promotion -p pos_customer \
-		-p pos_payment -p pos_order -p pos_gateway
+		-p pos_payment -p pos_order -p pos_dispatcher -p pos_gateway
 	@cd proto && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code
 
 fmt: install

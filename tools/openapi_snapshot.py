@@ -26,6 +26,7 @@ def current() -> dict[str, Any]:
         customer_addr="customer:50051",
         payment_addr="payment:50051",
         order_addr="order:50051",
+        dispatcher_addr="dispatcher:50051",
     )
     document: dict[str, Any] = create_app(settings).openapi()
     return document

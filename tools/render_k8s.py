@@ -95,7 +95,9 @@ COMPONENTS: tuple[Component, ...] = (
     Component("customer", "grpc"),
     Component("payment", "grpc", autoscale_in_base=True),
     Component("order", "grpc", calls=("inventory", "promotion", "customer", "payment")),
-    Component("gateway", "http", calls=SERVICES),
+    # The event feed and webhooks: reads every stream, serves the gateway, calls partners.
+    Component("dispatcher", "grpc"),
+    Component("gateway", "http", calls=(*SERVICES, "dispatcher")),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 
@@ -125,6 +127,23 @@ POSTGRES_CA_MOUNT = "/etc/omnitill/postgres-ca"  # its database's CloudNativePG 
 # process answers grpc.health.v1 alone (pos_kit.grpc_server).
 GRPC_HEALTH_PORT = 50052
 NATS_CERT = "nats-tls"
+
+# Secrets a component reads from a Secret of its own (created by the operator in production,
+# by the dev overlay's generator in development).
+SECRETS: dict[str, tuple[str, ...]] = {
+    # TOKEN_SIGNING_KEYS: the OAuth access-token keys, rotated as the gateway README says.
+    "gateway": ("GATEWAY_SECRET_KEY", "TOKEN_SIGNING_KEYS"),
+    # Seals webhook signing secrets at rest (services/dispatcher/README.md).
+    "dispatcher": ("DISPATCHER_SECRET_KEYS",),
+}
+# Where webhooks may go: public addresses only, on any port (a partner's endpoint may listen
+# on 8443). The dispatcher refuses private ones itself; this says so again at the network.
+PUBLIC_INTERNET = [
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": [
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+        "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]}},
+    {"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10", "::1/128", "ff00::/8"]}},
+]  # fmt: skip
 
 # Settings production adds to one component's environment (an overlay patch, generated).
 # Production runs several gateway replicas: their rate limits share one store, or each
@@ -222,15 +241,13 @@ def deployment(c: Component) -> dict[str, Any]:
     env.append(database_url_env(c))
     for callee in c.calls:
         env.append({"name": f"{callee.upper()}_ADDR", "value": f"{callee}:{GRPC_PORT}"})
-    if c.name == "gateway":
-        # TOKEN_SIGNING_KEYS: the OAuth access-token keys, rotated as the gateway README says.
-        for secret in ("GATEWAY_SECRET_KEY", "TOKEN_SIGNING_KEYS"):
-            env.append(
-                {
-                    "name": secret,
-                    "valueFrom": {"secretKeyRef": {"name": "gateway-secrets", "key": secret}},
-                }
-            )
+    for secret in SECRETS.get(c.name, ()):
+        env.append(
+            {
+                "name": secret,
+                "valueFrom": {"secretKeyRef": {"name": f"{c.name}-secrets", "key": secret}},
+            }
+        )
 
     if c.protocol == "grpc":
         # Native gRPC probes ask grpc.health.v1 for the server as a whole (service "").
@@ -421,6 +438,8 @@ def network_policy(c: Component) -> dict[str, Any]:
                 "ports": [{"protocol": "TCP", "port": GRPC_PORT}],
             }
         )
+    if c.name == "dispatcher":
+        egress.append({"to": PUBLIC_INTERNET})
     egress.append(
         {
             "to": [

@@ -4,7 +4,7 @@
 # <COMPONENT>_DB_PASSWORD (see compose.yaml).
 set -eu
 
-for component in inventory promotion customer payment order gateway; do
+for component in inventory promotion customer payment order dispatcher gateway; do
   variable="$(echo "$component" | tr '[:lower:]' '[:upper:]')_DB_PASSWORD"
   password="$(printenv "$variable" || true)"
   if [ -z "$password" ]; then

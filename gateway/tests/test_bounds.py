@@ -35,7 +35,7 @@ async def http(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings(
         database_url=url, gateway_secret_key=SECRET, token_signing_keys=["bounds-" + SECRET],
         inventory_addr=NOWHERE, promotion_addr=NOWHERE, customer_addr=NOWHERE,
-        payment_addr=NOWHERE, order_addr=NOWHERE,
+        payment_addr=NOWHERE, order_addr=NOWHERE, dispatcher_addr=NOWHERE,
     )  # fmt: skip
     app = create_app(settings)
     async with (

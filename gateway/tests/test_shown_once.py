@@ -80,6 +80,7 @@ async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
         customer_addr="127.0.0.1:9",
         payment_addr="127.0.0.1:9",
         order_addr="127.0.0.1:9",
+        dispatcher_addr="127.0.0.1:9",
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -161,6 +161,7 @@ def _settings(**env: str) -> GatewaySettings:
         customer_addr="c:1",
         payment_addr="pa:1",
         order_addr="o:1",
+        dispatcher_addr="d:1",
         **env,  # type: ignore[arg-type]
     )
 

@@ -31,7 +31,9 @@ IDEMPOTENT_POSTS = "|".join(
      "oauth-clients", "products/batch-upsert", "products/[^/]+/archive", "inventory/counts",
      "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
      "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
-     "orders/[^/]+/refunds", "terminal-checkouts", "terminal-checkouts/[^/]+/cancel")
+     "orders/[^/]+/refunds", "terminal-checkouts", "terminal-checkouts/[^/]+/cancel",
+     "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
+     "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay")
 )  # fmt: skip
 # Payment operations with rules on the payment the request names: an amount in its currency,
 # a tip in the amount's, a reader the sandbox has. Each is a 400 naming the field.
@@ -50,7 +52,7 @@ CROSS_FIELD = "|".join(
 )  # fmt: skip
 PAGED_LISTS = "|".join(
     ("locations", "products", "customers", "orders", "promotions", "inventory/history",
-     "payments", "refunds")
+     "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123
@@ -72,6 +74,12 @@ responses = false
 # One [[operations]] table per case; a table's filters are one `include-name` ("METHOD path"),
 # since separate include- keys would match either, not both.
 
+# The live event stream answers for minutes (server-sent events): not a request a fuzzer can
+# wait out. tests/e2e/test_events.py drives it.
+[[operations]]
+include-name = "GET /v1/events/stream"
+enabled = false
+
 # The first table that matches an operation applies: these come before the Idempotency-Key
 # table below, so they restate its 422.
 
@@ -91,6 +99,13 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 [[operations]]
 include-name-regex = "^({CROSS_FIELD})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
+
+# Where a webhook URL points is known only by resolving it: a name that does not resolve, or
+# resolves to a private or metadata address, is a 400 naming `url`. And see If-Match above and
+# the Idempotency-Key below.
+[[operations]]
+include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscriptions/[^/]+)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 
 # A cursor is opaque: any string fits the schema, only one the API gave out is valid, and an
 # invalid one is a 400 (`page_token` in errors[]).

@@ -10,6 +10,7 @@ it from its first day.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -107,6 +108,27 @@ def _oauth_client(http: httpx.Client) -> str:
     return str(_post(http, "/v1/oauth-clients", body)["id"])
 
 
+def _event(http: httpx.Client) -> str:
+    """A real event of merchant A: the product.created of a product it just made."""
+    product = _product(http)
+    deadline = time.monotonic() + 20
+    after = 0
+    while time.monotonic() < deadline:
+        page = http.get("/v1/events", params={"after": after, "limit": 200}).json()
+        for event in page["data"]:
+            if event["data"]["object"].get("id") == product:
+                return str(event["id"])
+        after = page["next_after"]
+        if not page["has_more"]:
+            time.sleep(0.1)
+    raise AssertionError("the product's event never reached the feed")
+
+
+def _subscription(http: httpx.Client) -> str:
+    body = {"url": "http://127.0.0.1:9/tenancy", "event_types": ["order.*"]}
+    return str(_post(http, "/v1/webhook-subscriptions", body)["subscription"]["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -128,6 +150,14 @@ FACTORIES: dict[str, Factory] = {
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
+    "/v1/events/{event_id}": _event,
+    "/v1/webhook-subscriptions/{subscription_id}": _subscription,
+    "/v1/webhook-subscriptions/{subscription_id}/rotate-secret": _subscription,
+    "/v1/webhook-subscriptions/{subscription_id}/test": _subscription,
+    "/v1/webhook-subscriptions/{subscription_id}/deliveries": _subscription,
+    "/v1/webhook-subscriptions/{subscription_id}/replay-failed": _subscription,
+    # Both ids are A's subscription's: B is refused on the subscription before the delivery.
+    "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/replay": _subscription,
 }
 # A valid body for operations that need one: the answer must be the 404, not a 400 about it.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -136,6 +166,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
+    ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
+    ("post", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): {"overlap_seconds": 60},
+    ("post", "/v1/webhook-subscriptions/{subscription_id}/replay-failed"): {},
 }
 # Paths outside the merchant's tenancy (the platform operator's own credential).
 NOT_TENANT = ("/v1/admin/",)
@@ -230,14 +263,17 @@ REFERENCES = {
     "order_id": "order",
     "payment_id": "payment",
 }
-# Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
-# the token exchange (a credential that authenticates itself; no merchant is acting yet).
-# A card reader's device id names a sandbox reader until registers and their devices are
-# resources of their own (the registers issue).
+# Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
+# the token exchange (a credential that authenticates itself; no merchant is acting yet), and
+# the event filter of a delivery log: it only narrows the caller's own subscription's
+# deliveries (any other id matches none), and reaches the log through the subscription's id,
+# whose tenancy the path probes check. A card reader's device id names a sandbox reader until
+# registers and their devices are resources of their own (the registers issue).
 NOT_REFERENCES = {
     ("*", "external_id"),
     ("/v1/oauth/token", "client_id"),
     ("/v1/terminal-checkouts", "device_id"),
+    ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the

@@ -32,12 +32,13 @@ from deploy_manifests import (
 # Who calls whom over gRPC (docs/architecture.md). A component not listed here gets its callers
 # from its manifests alone; a listed one must match this exactly.
 CALL_GRAPH = {
-    "gateway": {"inventory", "promotion", "customer", "payment", "order"},
+    "gateway": {"inventory", "promotion", "customer", "payment", "order", "dispatcher"},
     "order": {"inventory", "promotion", "customer", "payment"},
     "inventory": set(),
     "promotion": set(),
     "customer": set(),
     "payment": set(),
+    "dispatcher": set(),
 }
 # The Gateway API implementation's proxies (Envoy Gateway's namespace).
 EDGE = Endpoint(

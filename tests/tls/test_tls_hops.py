@@ -157,7 +157,7 @@ def hops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hops]:
             "HTTP_TLS_KEY": str(key),
             **{
                 f"{s}_ADDR": address
-                for s in ("INVENTORY", "PROMOTION", "CUSTOMER", "PAYMENT", "ORDER")
+                for s in ("INVENTORY", "PROMOTION", "CUSTOMER", "PAYMENT", "ORDER", "DISPATCHER")
             },
         }
         for name, env in (("customer", service_env), ("gateway", gateway_env)):

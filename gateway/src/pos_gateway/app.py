@@ -27,6 +27,7 @@ from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
     customers,
+    events,
     inventory,
     orders,
     payments,
@@ -65,7 +66,7 @@ async def _purge_hourly(store: IdempotencyStore) -> None:
         await asyncio.sleep(3600)
 
 
-_CHECKS = ("inventory", "promotion", "customer", "payment", "order")
+_CHECKS = ("inventory", "promotion", "customer", "payment", "order", "dispatcher")
 READY_EXAMPLE = {"ready": True, "checks": {"database": "ok", **dict.fromkeys(_CHECKS, "ok")}}
 NOT_READY_EXAMPLE = {
     "ready": False,
@@ -163,6 +164,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         promotions,
         orders,
         payments,
+        events,
         credentials,
         platform_admin,
     ):

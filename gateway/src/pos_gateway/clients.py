@@ -1,4 +1,4 @@
-"""gRPC stubs for the five services, one channel each, shared by every request."""
+"""gRPC stubs for the five services and the dispatcher, one channel each, shared by all."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from pos.customer.v1 import customer_pb2_grpc
+from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
 from pos.order.v1 import order_pb2_grpc
 from pos.payment.v1 import payment_pb2_grpc
@@ -23,6 +24,7 @@ class Services:
     customer: customer_pb2_grpc.CustomerServiceStub
     payment: payment_pb2_grpc.PaymentServiceStub
     order: order_pb2_grpc.OrderServiceStub
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
     # Served by the inventory process, on its channel.
     stock: stock_pb2_grpc.StockServiceStub
 
@@ -39,6 +41,7 @@ def connect(settings: GatewaySettings) -> Services:
         "customer": channel(settings.customer_addr, timeout, tls),
         "payment": channel(settings.payment_addr, timeout, tls),
         "order": channel(settings.order_addr, timeout, tls),
+        "dispatcher": channel(settings.dispatcher_addr, timeout, tls),
     }
     return Services(
         chans,
@@ -47,5 +50,6 @@ def connect(settings: GatewaySettings) -> Services:
         customer_pb2_grpc.CustomerServiceStub(chans["customer"]),
         payment_pb2_grpc.PaymentServiceStub(chans["payment"]),
         order_pb2_grpc.OrderServiceStub(chans["order"]),
+        dispatcher_pb2_grpc.DispatcherServiceStub(chans["dispatcher"]),
         stock_pb2_grpc.StockServiceStub(chans["inventory"]),
     )

@@ -320,3 +320,51 @@ DEAD_LETTER = {
 }
 DEAD_LETTERS = {"data": [DEAD_LETTER], "next_cursor": None}
 REDRIVEN = {"redriven": [DEAD_LETTER]}
+EVENT_ID = "evt_01j9x6t1a2b3c4d5e6f7g8h9jk"
+SUBSCRIPTION_ID = "whsub_01j9x6t5m6n7p8q9r0s1t2u3vw"
+EVENT = {
+    "id": EVENT_ID,
+    "type": "order.confirmed",
+    "sequence": 1042,
+    "merchant_id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "occurred_at": UPDATED,
+    "data": {"object": ORDER},
+}
+EVENT_PAGE = {"data": [EVENT], "next_after": 1042, "has_more": False}
+SUBSCRIPTION = {
+    "id": SUBSCRIPTION_ID,
+    "url": "https://hooks.example.com/omnitill",
+    "event_types": ["order.*", "inventory.changed"],
+    "description": "shipping sync",
+    "status": "enabled",
+    "disabled_reason": "",
+    "version": 1,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+}
+NEW_SUBSCRIPTION = {
+    "subscription": SUBSCRIPTION,
+    "secret": "whsec_RXhhbXBsZVNlY3JldE5vdFJlYWxYWFhYWFhYWFhYWFg=",
+    "secret_redacted": False,
+}
+DELIVERY = {
+    "id": "msg_01j9x6t9x0y1z2a3b4c5d6e7fg",
+    "subscription_id": SUBSCRIPTION_ID,
+    "event_id": EVENT_ID,
+    "event_type": "order.confirmed",
+    "sequence": 1042,
+    "status": "pending",
+    "attempt_count": 1,
+    "next_attempt_at": UPDATED,
+    "created_at": CREATED,
+    "attempts": [
+        {
+            "number": 1,
+            "attempted_at": CREATED,
+            "status_code": 503,
+            "latency_ms": 212,
+            "response_excerpt": "Service Unavailable",
+            "error": "",
+        }
+    ],
+}

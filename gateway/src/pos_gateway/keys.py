@@ -29,6 +29,8 @@ ALL_SCOPES = (
     "orders:write",
     "payments:read",
     "payments:write",
+    "events:read",
+    "webhooks:manage",
     "credentials:manage",
 )
 

@@ -52,6 +52,8 @@ TAGS = {
     "orders and payments",
     "payments": "Payments (authorised, captured in parts, voided), refunds to the tenders they "
     "were taken on, and the change feed of both",
+    "events": "The ordered event feed (every sale, stock and customer change) and signed "
+    "webhook subscriptions (Standard Webhooks), their deliveries and replays",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
     "platform administration": "Merchants and dead letters, with the platform credential "
     "(off unless configured)",
@@ -72,6 +74,8 @@ SCOPES = {
     "payments:read": "Read payments",
     "payments:write": "Take payments",
     "credentials:manage": "Create, list and revoke your API keys and OAuth clients",
+    "events:read": "Read the event feed",
+    "webhooks:manage": "Create and change webhook subscriptions; read and replay deliveries",
 }
 
 RATE_LIMIT = {"type": "string", "maxLength": 64}

@@ -38,6 +38,8 @@ class GatewaySettings(BaseServiceSettings):
     customer_addr: str
     payment_addr: str
     order_addr: str
+    # The dispatcher: the event feed and webhook subscriptions.
+    dispatcher_addr: str
     request_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     # Requests worked on at once; past it a request is answered 503 with Retry-After at once

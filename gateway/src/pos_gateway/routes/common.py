@@ -255,6 +255,7 @@ _ERRORS = {
     403: "The key lacks the required scope (`insufficient_scope`)",
     404: "No such resource for this merchant",
     409: "Conflict with the current state, or the same Idempotency-Key still running",
+    410: "The cursor is older than what the event feed keeps (`cursor_expired`)",
     412: "If-Match names a version that is no longer current",
     413: "Request body too large",
     422: "Idempotency-Key reused with a different request",

@@ -24,6 +24,7 @@ class ReadinessChecks(Answer):
     customer: Check
     payment: Check
     order: Check
+    dispatcher: Check
 
 
 class Readiness(Answer):

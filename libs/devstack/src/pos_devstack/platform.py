@@ -1,4 +1,5 @@
-"""The whole platform on one machine: PostgreSQL, NATS, five services and the gateway.
+"""The whole platform on one machine: PostgreSQL, NATS, five services, the dispatcher and the
+gateway.
 
 Each service and the gateway run as separate processes configured only through environment
 variables, exactly as containers and Kubernetes run them; this module only plays operator.
@@ -25,7 +26,9 @@ from pos_devstack.natsd import LocalNats
 from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 
-SERVICES = ("inventory", "promotion", "customer", "payment", "order")
+# The gRPC processes, each with its own database; the dispatcher (event feed and webhooks)
+# serves the gateway like the five domain services do.
+SERVICES = ("inventory", "promotion", "customer", "payment", "order", "dispatcher")
 # A crashed process is restarted after 1, 2, 4 … seconds, at most MAX_BACKOFF apart; one that
 # then stays up for STABLE_AFTER seconds starts again from the shortest wait.
 FIRST_BACKOFF = 1.0
@@ -82,7 +85,12 @@ class Platform:
         path = self.home / "secrets.json"
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted = {name: 18 for name in (*SERVICES, "gateway")}
-        wanted.update(gateway_secret_key=32, platform_admin_token=32, token_signing_key=32)
+        wanted.update(
+            gateway_secret_key=32,
+            platform_admin_token=32,
+            token_signing_key=32,
+            dispatcher_secret_key=32,
+        )
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
             return data
@@ -135,6 +143,12 @@ class Platform:
             # The sandbox voids uncaptured authorisations after an hour, not 7 days, so an
             # integrator sees the expiry path the same day (a merchant may set its own).
             env.update(AUTHORIZATION_WINDOW_SECONDS="3600")
+        if name == "dispatcher":
+            env.update(
+                DISPATCHER_SECRET_KEYS=self._secrets()["dispatcher_secret_key"],
+                # The sandbox: a developer receives webhooks on their own laptop.
+                WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+            )
         env.update(self.env_extra)
         return env
 

@@ -33,6 +33,7 @@ from pos_kit.streams import DLQ_PREFIX, ensure_stream, stream_config, stream_nam
 from pos_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+MAX_RETRY_DELAY = 60.0
 tracer = trace.get_tracer("pos_kit.consumer")
 
 
@@ -53,6 +54,8 @@ class IncomingEvent:
 
 
 Handler = Callable[[UnitOfWork, IncomingEvent], Awaitable[None]]
+# Applies several events of one merchant, in order, in the caller's transaction.
+BatchHandler = Callable[[UnitOfWork, list[IncomingEvent]], Awaitable[None]]
 TypedHandler = Callable[[Any, Any], Awaitable[None]]
 # Whether an event needs this consumer at all; one that does not is acknowledged with no
 # transaction (no inbox row, no commit): most events of a busy subject may need nothing (a
@@ -76,8 +79,15 @@ class Consumer:
         ack_wait: float = 30.0,
         relevant: Relevance | None = None,
         message_types: Mapping[str, type[Message]] | None = None,
+        ordered: bool = False,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._js = js
+        # Ordered: never apply a message before one that came earlier (see `_run_batch`).
+        self.ordered = ordered
+        # Ordered only: a fetched batch applied in one transaction per merchant when it can
+        # be (`_apply_together`), message by message when it cannot.
+        self._batch_handler = batch_handler if ordered else None
         self._types = message_types or {}
         self._uow_factory = uow_factory
         self.name = name
@@ -105,6 +115,8 @@ class Consumer:
             # We dead-letter ourselves after max_deliver; the server must not drop first.
             max_deliver=-1,
             filter_subjects=self._subjects,
+            # Ordered: nothing new is handed out while a batch waits to be redelivered.
+            max_ack_pending=self._batch if self.ordered else None,
         )
         await self._js.add_consumer(stream, config)
         return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
@@ -120,8 +132,11 @@ class Consumer:
                     msgs = await sub.fetch(self._batch, timeout=1.0)
                 except (NatsTimeout, TimeoutError):
                     continue
-                for msg in msgs:
-                    await self.handle(msg)
+                if self.ordered:
+                    await self._run_batch(msgs)
+                else:
+                    for msg in msgs:
+                        await self.handle(msg)
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
@@ -130,15 +145,96 @@ class Consumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def handle(self, msg: Msg) -> None:
+    async def _run_batch(self, msgs: list[Msg]) -> None:
+        """In order, stopping at the first failure: it and everything after it are nak'ed
+        together, and redelivered in their stream order (the consumer holds no more than one
+        batch unacknowledged), so no message is applied before an earlier one."""
+        if self._batch_handler is not None and len(msgs) > 1 and await self._apply_together(msgs):
+            return
+        for i, msg in enumerate(msgs):
+            if not await self.handle(msg):
+                delay = self._retry_delay(self._delivery(msg))
+                for later in msgs[i + 1 :]:
+                    await later.nak(delay=delay)
+                return
+
+    async def _apply_together(self, msgs: list[Msg]) -> bool:
+        """The fast path of an ordered batch: each merchant's events in one transaction (one
+        commit for many events; merchants are independent, so grouping them keeps every
+        merchant's order). Anything unusual (a redrive, a message that does not decode, a
+        failing handler) rolls back and returns False: the batch then goes message by
+        message, which knows how to skip, dead-letter and retry each one."""
+        assert self._batch_handler is not None
+        by_merchant: dict[str, list[IncomingEvent]] = {}
+        try:
+            for msg in msgs:
+                headers = msg.headers or {}
+                if headers.get(REDRIVE_FOR) is not None:
+                    return False
+                event = IncomingEvent(
+                    event_id=_header(headers, EVENT_ID_HEADER),
+                    subject=msg.subject,
+                    event_type=_header(headers, EVENT_TYPE_HEADER),
+                    merchant_id=_header(headers, MERCHANT_HEADER),
+                    data=msg.data,
+                    delivery=self._delivery(msg),
+                )
+                if self._types:
+                    event = replace(event, message=self._decode(event))
+                if self._relevant is None or self._relevant(event):
+                    by_merchant.setdefault(event.merchant_id, []).append(event)
+            for merchant, events in by_merchant.items():
+                async with self._uow_factory().bind(merchant) as uow:
+                    inbox = uow.tables.inbox
+                    first = await uow.conn.execute(
+                        pg_insert(inbox)
+                        .values([{"consumer": self.name, "event_id": e.event_id} for e in events])
+                        .on_conflict_do_nothing()
+                        .returning(inbox.c.event_id)
+                    )
+                    new = {row.event_id for row in first}
+                    # Once each, even if the batch holds the same event twice.
+                    fresh = []
+                    for e in events:
+                        if e.event_id in new:
+                            new.discard(e.event_id)
+                            fresh.append(e)
+                    if fresh:
+                        await self._batch_handler(uow, fresh)
+                    await uow.commit()
+                self.applied += len(fresh)
+                self.duplicates += len(events) - len(fresh)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Merchants committed before the failure are in the inbox: the slow path finds
+            # them there and only acknowledges them.
+            log.info("consumer %s: batch fell back (%s)", self.name, exc.__class__.__name__)
+            return False
+        self.skipped += len(msgs) - sum(len(v) for v in by_merchant.values())
+        for msg in msgs:
+            await msg.ack()
+        return True
+
+    def _retry_delay(self, delivery: int) -> float:
+        # Capped: a consumer allowed many deliveries (to outlast an outage) still retries
+        # every minute, not once a day.
+        return float(min(self._base_delay * 2 ** (delivery - 1), MAX_RETRY_DELAY))
+
+    @staticmethod
+    def _delivery(msg: Msg) -> int:
+        return msg.metadata.num_delivered if msg.metadata else 1
+
+    async def handle(self, msg: Msg) -> bool:
+        """Apply, skip or dead-letter the message; False when it was nak'ed for a retry."""
         headers = msg.headers or {}
         target = headers.get(REDRIVE_FOR)
         if target is not None and target != self.name:
             # Sent again for another consumer that had dead-lettered it (dead_letters.py).
             self.skipped += 1
             await msg.ack()
-            return
-        delivery = msg.metadata.num_delivered if msg.metadata else 1
+            return True
+        delivery = self._delivery(msg)
         ctx = extract(headers)
         with tracer.start_as_current_span(
             f"consume {msg.subject}", context=ctx, kind=trace.SpanKind.CONSUMER
@@ -158,14 +254,15 @@ class Consumer:
                 if self._relevant is not None and not self._relevant(event):
                     self.skipped += 1
                     await msg.ack()
-                    return
+                    return True
                 applied = await self._apply(event)
             except PoisonMessage as exc:
                 await self._dead_letter(msg, delivery, f"poison: {exc}")
-                return
+                return True
             except Exception as exc:
                 if delivery >= self.max_deliver:
                     await self._dead_letter(msg, delivery, exc.__class__.__name__)
+                    return True
                 else:
                     log.warning(
                         "consumer %s: delivery %d failed (%s); will retry",
@@ -173,13 +270,14 @@ class Consumer:
                         delivery,
                         exc.__class__.__name__,
                     )
-                    await msg.nak(delay=self._base_delay * 2 ** (delivery - 1))
-                return
+                    await msg.nak(delay=self._retry_delay(delivery))
+                return False
         if applied:
             self.applied += 1
         else:
             self.duplicates += 1
         await msg.ack()
+        return True
 
     def _decode(self, event: IncomingEvent) -> Message:
         kind = self._types.get(event.subject)

@@ -1,0 +1,128 @@
+"""The event feed, webhook subscriptions and their deliveries."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from pos_gateway.routes.common import INT32, INT64, INT64_MAX
+from pos_gateway.schemas.base import Answer, Id, Page, Timestamp, Version
+
+# The public event types, `<resource>.<past-tense verb>` (../shared/docs/commerce-states.md),
+# named in the document so a partner knows them before the first event, and the one list the
+# dispatcher checks subscriptions against.
+_NAMES = """
+    product.created product.updated product.archived inventory.changed inventory.low_stock
+    reservation.created reservation.committed reservation.released reservation.expired
+    order.created order.confirmed order.cancelled order.completed order.fulfillment_updated
+    order.returned payment.authorized payment.captured payment.voided payment.failed
+    refund.created refund.succeeded refund.failed terminal_checkout.updated
+    gift_card.activity_created
+    shift.opened shift.closed promotion.created promotion.updated promotion.ended
+    coupon.redeemed customer.created customer.updated customer.merged customer.erased
+    loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
+    loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled
+    """
+EVENT_TYPES = tuple(_NAMES.split())
+# What a filter may name: a type, every type of a resource (`order.*`), or everything (`*`).
+TYPE_FILTERS = (
+    *EVENT_TYPES,
+    *sorted({f"{t.split('.')[0]}.*" for t in EVENT_TYPES}),
+    "*",
+)
+EVENT_TYPE = r"^[a-z_]+\.[a-z_]+$"
+TYPE_PATTERN = r"^(\*|[a-z_]+\.(\*|[a-z_]+))$"
+SECRET = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - the pattern of one, not one
+Sequence = Field(ge=1, le=INT64_MAX, json_schema_extra=INT64)
+
+
+class EventData(Answer):
+    object: dict[str, Any] = Field(
+        description="The resource as `GET` returns it at this version (for a deleted or erased "
+        "resource, what is left of it)"
+    )
+
+
+class Event(Answer):
+    id: Id
+    type: str = Field(pattern=EVENT_TYPE, max_length=64, examples=["order.confirmed"])
+    sequence: int = Sequence
+    merchant_id: Id
+    occurred_at: Timestamp
+    data: EventData
+
+
+class EventList(Answer):
+    data: list[Event] = Field(max_length=200)
+    next_after: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="Pass as `after` to read on: the last sequence this page covered",
+    )
+    has_more: bool = Field(description="false: you are at the head of the feed for now")
+
+
+class WebhookSubscription(Answer):
+    id: Id
+    url: str = Field(max_length=2048)
+    event_types: list[Annotated[str, Field(pattern=TYPE_PATTERN, max_length=64)]] = Field(
+        min_length=1, max_length=64
+    )
+    description: str = Field(max_length=500)
+    status: Literal["enabled", "disabled"]
+    disabled_reason: Literal["", "by_request", "endpoint_gone", "failing"] = Field(
+        description="Why it is disabled: by you, a 410 Gone from the endpoint, or days of "
+        "failures; empty while enabled"
+    )
+    version: Version
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class NewWebhookSubscription(Answer):
+    subscription: WebhookSubscription
+    secret: str | None = Field(
+        pattern=SECRET,
+        max_length=50,
+        description="The signing secret (Standard Webhooks `whsec_`): shown in this answer "
+        "only; null in a replay",
+    )
+    secret_redacted: bool = Field(description="true in a replay: the secret is not kept there")
+
+
+class WebhookSubscriptionList(Page[WebhookSubscription]):
+    pass
+
+
+class DeliveryAttempt(Answer):
+    number: int = Field(ge=1, le=100, json_schema_extra=INT32)
+    attempted_at: Timestamp
+    status_code: int = Field(
+        ge=0, le=599, json_schema_extra=INT32, description="0: no answer (see `error`)"
+    )
+    latency_ms: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    response_excerpt: str = Field(max_length=1024, description="The answer's first bytes")
+    error: str = Field(max_length=200, description="A timeout or a refused connection")
+
+
+class Delivery(Answer):
+    id: Id
+    subscription_id: Id
+    event_id: Id
+    event_type: str = Field(max_length=64)
+    sequence: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    status: Literal["pending", "succeeded", "failed"]
+    attempt_count: int = Field(ge=0, le=100, json_schema_extra=INT32)
+    next_attempt_at: Timestamp | None = Field(description="While pending: when it is tried next")
+    created_at: Timestamp
+    attempts: list[DeliveryAttempt] = Field(max_length=100)
+
+
+class DeliveryList(Page[Delivery]):
+    pass
+
+
+class Replayed(Answer):
+    replayed: int = Field(ge=0, le=10_000, json_schema_extra=INT32)

@@ -1,0 +1,474 @@
+"""The dispatcher's unit of work and its repositories, each bound to the unit's merchant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_dispatcher.adapters.network import NetworkRules
+from pos_dispatcher.adapters.secrets import SecretBox
+from pos_dispatcher.adapters.snapshots import PublicEvent
+from pos_dispatcher.adapters.tables import (
+    attempts,
+    deliveries,
+    events,
+    merchant_sequences,
+    subscriptions,
+)
+from pos_dispatcher.domain.model import Status, Subscription, matches
+from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
+from pos_kit.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str
+    type: str
+    sequence: int
+    merchant_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    def body(self) -> str:
+        """The webhook body: the public event, exactly as the feed answers it."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "type": self.type,
+                "sequence": self.sequence,
+                "merchant_id": self.merchant_id,
+                "occurred_at": self.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "data": self.data,
+            },
+            separators=(",", ":"),
+        )
+
+
+def _event(row: Row[Any]) -> StoredEvent:
+    m = row._mapping
+    return StoredEvent(
+        m["id"], m["type"], m["sequence"], m["merchant_id"], m["occurred_at"], m["data"]
+    )
+
+
+def _subscription(row: Row[Any]) -> Subscription:
+    m = row._mapping
+    return Subscription(
+        id=m["id"],
+        url=m["url"],
+        event_types=list(m["event_types"]),
+        description=m["description"],
+        status=Status(m["status"]),
+        disabled_reason=m["disabled_reason"],
+        version=m["version"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        failing_since=m["failing_since"],
+    )
+
+
+class CursorExpired(Exception):
+    pass
+
+
+class Feed:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def append(self, new: Sequence[PublicEvent]) -> list[StoredEvent]:
+        """Give the events the merchant's next sequences and store them. The sequence row stays
+        locked until this transaction ends: the next append of this merchant waits, so
+        sequences commit in order and a rolled-back append leaves no gap."""
+        if not new:
+            return []
+        last = (
+            await self._conn.execute(
+                pg_insert(merchant_sequences)
+                .values(merchant_id=self._merchant, last_sequence=len(new))
+                .on_conflict_do_update(
+                    index_elements=["merchant_id"],
+                    set_={"last_sequence": merchant_sequences.c.last_sequence + len(new)},
+                )
+                .returning(merchant_sequences.c.last_sequence)
+            )
+        ).scalar_one()
+        stored = [
+            StoredEvent(
+                e.id, e.type, last - len(new) + 1 + i, self._merchant, e.occurred_at, e.data
+            )
+            for i, e in enumerate(new)
+        ]
+        await self._conn.execute(
+            insert(events),
+            [
+                {
+                    "merchant_id": self._merchant,
+                    "sequence": s.sequence,
+                    "id": s.id,
+                    "type": s.type,
+                    "resource_id": e.resource_id,
+                    "occurred_at": s.occurred_at,
+                    "data": s.data,
+                }
+                for s, e in zip(stored, new, strict=True)
+            ],
+        )
+        return stored
+
+    async def after(self, sequence: int, types: list[str], limit: int) -> list[StoredEvent]:
+        """Up to `limit` events past `sequence`, oldest first; filtered by type patterns after
+        reading, so a page's scan is bounded whatever the filter."""
+        purged = (
+            await self._conn.execute(
+                select(merchant_sequences.c.purged_through).where(
+                    merchant_sequences.c.merchant_id == self._merchant
+                )
+            )
+        ).scalar()
+        if purged and sequence < purged:
+            raise CursorExpired()
+        rows = (
+            await self._conn.execute(
+                select(events)
+                .where(events.c.merchant_id == self._merchant, events.c.sequence > sequence)
+                .order_by(events.c.sequence)
+                .limit(limit)
+            )
+        ).all()
+        return [_event(r) for r in rows]
+
+    async def get(self, event_id: str) -> StoredEvent | None:
+        row = (
+            await self._conn.execute(
+                select(events).where(
+                    events.c.merchant_id == self._merchant, events.c.id == event_id
+                )
+            )
+        ).first()
+        return _event(row) if row else None
+
+    @staticmethod
+    def filtered(found: list[StoredEvent], types: list[str]) -> list[StoredEvent]:
+        return [e for e in found if not types or matches(types, e.type)]
+
+
+class Subscriptions:
+    def __init__(self, conn: AsyncConnection, merchant_id: str, box: SecretBox) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+        self._box = box
+
+    def _where(self, subscription_id: str) -> Any:
+        return (subscriptions.c.merchant_id == self._merchant) & (
+            subscriptions.c.id == subscription_id
+        )
+
+    async def add(self, sub: Subscription, secret: str) -> Subscription:
+        row = (
+            await self._conn.execute(
+                insert(subscriptions)
+                .values(
+                    merchant_id=self._merchant,
+                    id=sub.id,
+                    url=sub.url,
+                    event_types=sub.event_types,
+                    description=sub.description,
+                    secret=self._box.seal(secret, self._merchant, sub.id),
+                )
+                .returning(subscriptions)
+            )
+        ).one()
+        return _subscription(row)
+
+    async def get(self, subscription_id: str, lock: bool = False) -> Subscription | None:
+        query = select(subscriptions).where(self._where(subscription_id))
+        if lock:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return _subscription(row) if row else None
+
+    async def page(self, page: PageRequest) -> list[Subscription]:
+        query = select(subscriptions).where(subscriptions.c.merchant_id == self._merchant)
+        if page.after:
+            query = query.where(subscriptions.c.id > page.after)
+        rows = (
+            await self._conn.execute(query.order_by(subscriptions.c.id).limit(page.fetch))
+        ).all()
+        return [_subscription(r) for r in rows]
+
+    async def save(self, sub: Subscription) -> Subscription:
+        row = (
+            await self._conn.execute(
+                update(subscriptions)
+                .where(self._where(sub.id))
+                .values(
+                    url=sub.url,
+                    event_types=sub.event_types,
+                    description=sub.description,
+                    status=sub.status.value,
+                    disabled_reason=sub.disabled_reason,
+                    # Enabling again starts the failure clock afresh.
+                    failing_since=sub.failing_since,
+                    version=subscriptions.c.version + 1,
+                    updated_at=func.now(),
+                )
+                .returning(subscriptions)
+            )
+        ).one()
+        return _subscription(row)
+
+    async def rotate(self, subscription_id: str, secret: str, overlap_until: datetime) -> None:
+        current = (
+            await self._conn.execute(
+                select(subscriptions.c.secret).where(self._where(subscription_id))
+            )
+        ).scalar_one()
+        await self._conn.execute(
+            update(subscriptions)
+            .where(self._where(subscription_id))
+            .values(
+                secret=self._box.seal(secret, self._merchant, subscription_id),
+                previous_secret=current,
+                previous_secret_until=overlap_until,
+                version=subscriptions.c.version + 1,
+                updated_at=func.now(),
+            )
+        )
+
+    async def remove(self, subscription_id: str) -> bool:
+        done = await self._conn.execute(delete(subscriptions).where(self._where(subscription_id)))
+        return bool(done.rowcount)
+
+    async def enabled(self) -> list[Subscription]:
+        rows = (
+            await self._conn.execute(
+                select(subscriptions).where(
+                    subscriptions.c.merchant_id == self._merchant,
+                    subscriptions.c.status == Status.ENABLED.value,
+                )
+            )
+        ).all()
+        return [_subscription(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    sequence: int
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime
+    created_at: datetime
+    attempts: list[dict[str, Any]]
+
+
+class Deliveries:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def enqueue(self, targets: Sequence[tuple[str, StoredEvent]], now: datetime) -> list[str]:
+        """One pending delivery per (subscription id, event), due at once."""
+        ids = [new_id("msg") for _ in targets]
+        if targets:
+            await self._conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "merchant_id": self._merchant,
+                        "id": delivery_id,
+                        "subscription_id": sub_id,
+                        "event_id": e.id,
+                        "event_type": e.type,
+                        "sequence": e.sequence,
+                        "body": e.body(),
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for delivery_id, (sub_id, e) in zip(ids, targets, strict=True)
+                ],
+            )
+        return ids
+
+    async def fan_out(
+        self, stored: Sequence[StoredEvent], subs: Sequence[Subscription], now: datetime
+    ) -> list[str]:
+        return await self.enqueue(
+            [(s.id, e) for e in stored for s in subs if matches(s.event_types, e.type)], now
+        )
+
+    async def copy(self, delivery_ids: Sequence[str], now: datetime) -> list[str]:
+        """New pending deliveries of the same bodies (a replay), due at once."""
+        if not delivery_ids:
+            return []
+        d = deliveries.c
+        rows = (
+            await self._conn.execute(
+                select(d.id, d.subscription_id, d.event_id, d.event_type, d.sequence, d.body)
+                .where(d.merchant_id == self._merchant, d.id.in_(delivery_ids))
+                .order_by(d.id)
+            )
+        ).all()
+        ids = [new_id("msg") for _ in rows]
+        await self._conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "merchant_id": self._merchant,
+                    "id": new,
+                    "subscription_id": r.subscription_id,
+                    "event_id": r.event_id,
+                    "event_type": r.event_type,
+                    "sequence": r.sequence,
+                    "body": r.body,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for new, r in zip(ids, rows, strict=True)
+            ],
+        )
+        return ids
+
+    async def get(self, subscription_id: str, delivery_id: str) -> DeliveryRow | None:
+        found = await self.list(subscription_id, ids=[delivery_id], limit=1)
+        return found[0] if found else None
+
+    async def body(self, delivery_id: str) -> Row[Any] | None:
+        return (
+            await self._conn.execute(
+                select(deliveries).where(
+                    deliveries.c.merchant_id == self._merchant, deliveries.c.id == delivery_id
+                )
+            )
+        ).first()
+
+    async def list(
+        self,
+        subscription_id: str,
+        *,
+        ids: list[str] | None = None,
+        status: str | None = None,
+        event_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after_id: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRow]:
+        d = deliveries.c
+        query = select(deliveries).where(
+            d.merchant_id == self._merchant, d.subscription_id == subscription_id
+        )
+        if ids is not None:
+            query = query.where(d.id.in_(ids))
+        if status:
+            query = query.where(d.status == status)
+        if event_id:
+            query = query.where(d.event_id == event_id)
+        if created_after is not None:
+            query = query.where(d.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(d.created_at < created_before)
+        if after_id:
+            query = query.where(d.id > after_id)
+        rows = (await self._conn.execute(query.order_by(d.id).limit(limit))).all()
+        found_ids = [r.id for r in rows]
+        tried: dict[str, list[dict[str, Any]]] = {i: [] for i in found_ids}
+        if found_ids:
+            for a in (
+                await self._conn.execute(
+                    select(attempts)
+                    .where(
+                        attempts.c.merchant_id == self._merchant,
+                        attempts.c.delivery_id.in_(found_ids),
+                    )
+                    .order_by(attempts.c.delivery_id, attempts.c.number)
+                )
+            ).all():
+                tried[a.delivery_id].append(dict(a._mapping))
+        return [
+            DeliveryRow(
+                r.id,
+                r.subscription_id,
+                r.event_id,
+                r.event_type,
+                r.sequence,
+                r.status,
+                r.attempt_count,
+                r.next_attempt_at,
+                r.created_at,
+                tried[r.id],
+            )
+            for r in rows
+        ]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DispatcherUow(UnitOfWork):
+    """Bootstrap subclasses it with the process's ports set (`bound_uow_class`)."""
+
+    # The key ring that seals and opens webhook secrets.
+    box: SecretBox | None = None
+    network: NetworkRules = NetworkRules()
+    # The time as the dispatcher sees it: tests run three days of retries on a fake clock.
+    clock: Callable[[], datetime] = staticmethod(utc_now)
+    # Called after a commit that enqueued deliveries: the delivery worker starts at once.
+    on_deliveries: Callable[[], None] | None = None
+    deliveries_enqueued = False
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    async def commit(self) -> None:
+        await super().commit()
+        if self.deliveries_enqueued:
+            self.deliveries_enqueued = False
+            if self.on_deliveries is not None:
+                self.on_deliveries()
+
+    @property
+    def feed(self) -> Feed:
+        return Feed(self.conn, self.merchant_id)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        if self.box is None:
+            raise RuntimeError("the dispatcher's secret box is not configured")
+        return Subscriptions(self.conn, self.merchant_id, self.box)
+
+    @property
+    def deliveries(self) -> Deliveries:
+        return Deliveries(self.conn, self.merchant_id)
+
+
+def bound_uow_class(
+    box: SecretBox,
+    network: NetworkRules,
+    clock: Callable[[], datetime] = utc_now,
+    on_deliveries: Callable[[], None] | None = None,
+) -> type[DispatcherUow]:
+    """The unit of work class of one dispatcher process, its ports fixed."""
+    return type(
+        "BoundDispatcherUow",
+        (DispatcherUow,),
+        {
+            "box": box,
+            "network": network,
+            "clock": staticmethod(clock),
+            "on_deliveries": staticmethod(on_deliveries) if on_deliveries else None,
+        },
+    )

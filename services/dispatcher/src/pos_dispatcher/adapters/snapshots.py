@@ -1,0 +1,140 @@
+"""Integration events (protobuf, per service) -> public events (a type and a JSON snapshot).
+
+The snapshot is built by the gateway's own conversion into the gateway's own answer model,
+the same two steps its `GET` route takes for the resource, so the `data.object` of an event
+is what `GET` returned at that version, field for field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import Message
+from pydantic import BaseModel
+
+from pos.customer.v1 import events_pb2 as customer_events
+from pos.inventory.v1 import events_pb2 as inventory_events
+from pos.inventory.v1 import stock_events_pb2 as stock_events
+from pos.order.v1 import events_pb2 as order_events
+from pos.payment.v1 import events_pb2 as payment_events
+from pos.promotion.v1 import events_pb2 as promotion_events
+from pos_gateway.convert import to_json, to_model
+from pos_gateway.schemas.catalog import Product
+from pos_gateway.schemas.orders import Order
+from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
+from pos_gateway.schemas.people import Customer, Promotion
+from pos_gateway.schemas.stock import Reservation, StockLevel
+from pos_kit.ids import derived_id
+
+
+@dataclass(frozen=True, slots=True)
+class PublicEvent:
+    id: str
+    type: str
+    resource_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def _object(model: type[BaseModel], message: Message) -> dict[str, Any]:
+    return {"object": to_model(model, message).model_dump(mode="json")}
+
+
+def _level_id(level: Any) -> str:
+    return f"{level.location_id}:{level.sku}"
+
+
+# One entry per integration event type the dispatcher reads: (public type, resource id, data).
+Part = tuple[str, str, dict[str, Any]]
+
+
+def _product(kind: str) -> Callable[[Any], list[Part]]:
+    return lambda m: [(f"product.{kind}", m.product.id, _object(Product, m.product))]
+
+
+def _reservation(kind: str) -> Callable[[Any], list[Part]]:
+    # A hold moves `reserved` (and `available`) of each level it touches: partners following
+    # stock see those changes as inventory.changed, after the reservation's own event.
+    def parts(m: Any) -> list[Part]:
+        own = (f"reservation.{kind}", m.reservation.id, _object(Reservation, m.reservation))
+        levels = [("inventory.changed", _level_id(v), _object(StockLevel, v)) for v in m.levels]
+        return [own, *levels]
+
+    return parts
+
+
+def _payment(kind: str) -> Callable[[Any], list[Part]]:
+    return lambda m: [(f"payment.{kind}", m.payment.id, _object(Payment, m.payment))]
+
+
+def _refund(kind: str) -> Callable[[Any], list[Part]]:
+    return lambda m: [(f"refund.{kind}", m.refund.id, _object(Refund, m.refund))]
+
+
+def _loyalty(m: customer_events.LoyaltyPointsEarned) -> list[Part]:
+    # No REST resource holds a single accrual yet: the object is the accrual itself.
+    accrual = to_json(m)
+    accrual.pop("meta", None)
+    return [("loyalty.points_earned", m.customer_id, {"object": accrual})]
+
+
+MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
+    inventory_events.ProductCreated: _product("created"),
+    inventory_events.ProductUpdated: _product("updated"),
+    inventory_events.ProductArchived: _product("archived"),
+    inventory_events.StockChanged: lambda m: [
+        ("inventory.changed", _level_id(m.level), _object(StockLevel, m.level))
+    ],
+    stock_events.LowStock: lambda m: [
+        ("inventory.low_stock", _level_id(m.level), _object(StockLevel, m.level))
+    ],
+    stock_events.ReservationCreated: _reservation("created"),
+    stock_events.ReservationCommitted: _reservation("committed"),
+    stock_events.ReservationReleased: _reservation("released"),
+    stock_events.ReservationExpired: _reservation("expired"),
+    order_events.OrderConfirmed: lambda m: [
+        ("order.confirmed", m.order.id, _object(Order, m.order))
+    ],
+    payment_events.PaymentAuthorized: _payment("authorized"),
+    payment_events.PaymentCaptured: _payment("captured"),
+    payment_events.PaymentVoided: _payment("voided"),
+    payment_events.PaymentFailed: _payment("failed"),
+    payment_events.RefundCreated: _refund("created"),
+    payment_events.RefundSucceeded: _refund("succeeded"),
+    payment_events.RefundFailed: _refund("failed"),
+    payment_events.TerminalCheckoutUpdated: lambda m: [
+        ("terminal_checkout.updated", m.checkout.id, _object(TerminalCheckout, m.checkout))
+    ],
+    promotion_events.PromotionCreated: lambda m: [
+        ("promotion.created", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    customer_events.CustomerCreated: lambda m: [
+        ("customer.created", m.customer.id, _object(Customer, m.customer))
+    ],
+    customer_events.CustomerUpdated: lambda m: [
+        ("customer.updated", m.customer.id, _object(Customer, m.customer))
+    ],
+    customer_events.LoyaltyPointsEarned: _loyalty,
+}
+
+# The streams the dispatcher reads, and the message types of each.
+SOURCES: dict[str, list[type[Message]]] = {}
+for _kind in MAPPERS:
+    SOURCES.setdefault(_kind.DESCRIPTOR.full_name.split(".")[1], []).append(_kind)
+
+
+def public_events(message: Message) -> list[PublicEvent]:
+    """The public events of one integration event, in the order a partner should see them. The
+    first keeps the integration event's id; the others get ids derived from it, so the same
+    integration event always yields the same public ids (a redelivery is recognised)."""
+    meta = getattr(message, "meta")  # noqa: B009 - every integration event has one
+    occurred = meta.occurred_at.ToDatetime(tzinfo=UTC)
+    millis = int(occurred.timestamp() * 1000)
+    out = []
+    for i, (kind, resource, data) in enumerate(MAPPERS[type(message)](message)):
+        event_id = meta.event_id if i == 0 else derived_id("evt", millis, meta.event_id, str(i))
+        out.append(PublicEvent(event_id, kind, resource, occurred, data))
+    return out

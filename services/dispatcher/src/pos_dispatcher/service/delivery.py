@@ -1,0 +1,373 @@
+"""The delivery worker: sends due webhook deliveries, signed, and records how each went.
+
+Invariants:
+- A delivery is claimed by leasing it: its `next_attempt_at` moves a lease ahead, committed
+  before the request goes out. Another replica skips it (SKIP LOCKED, then the lease); a worker
+  that dies mid-attempt leaves it due again when the lease ends. So every delivery is tried
+  until it succeeds or its schedule ends: at least once, surviving restarts of any process,
+  since the schedule lives only in the database.
+- Deliveries are independent: each has its own schedule, and none waits for another. At most
+  `per_endpoint` requests go to one subscription at a time (per replica) and at most
+  `concurrency` in all, so a slow or dead receiver holds only its own slots.
+- The request goes to the address the network rules just checked (adapters/network.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pos_dispatcher.adapters.messages import subscription_snapshot
+from pos_dispatcher.adapters.network import AddressRefused, NetworkRules
+from pos_dispatcher.adapters.repository import DispatcherUow
+from pos_dispatcher.adapters.secrets import SecretBox
+from pos_dispatcher.adapters.snapshots import PublicEvent
+from pos_dispatcher.adapters.tables import attempts, deliveries, subscriptions
+from pos_dispatcher.domain import signing
+from pos_dispatcher.domain.model import (
+    DISABLED_EVENT_TYPE,
+    FAILING_DISABLES_AFTER,
+    DisabledReason,
+    Status,
+    Verdict,
+    next_attempt,
+    parse_retry_after,
+    verdict,
+)
+from pos_dispatcher.service import handlers
+from pos_kit.ids import new_id
+
+log = logging.getLogger(__name__)
+
+EXCERPT_BYTES = 1024
+COALESCE_SECONDS = 0.01
+USER_AGENT = "Omnitill-Webhooks/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    merchant_id: str
+    id: str
+    subscription_id: str
+    event_id: str
+    body: str
+    attempt_count: int
+    url: str
+    secrets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status_code: int  # 0: no answer
+    latency_ms: int
+    excerpt: str
+    error: str
+    retry_after: str | None = None
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        uow: Callable[[], DispatcherUow],
+        box: SecretBox,
+        network: NetworkRules,
+        clock: Callable[[], datetime],
+        *,
+        timeout: float = 5.0,
+        concurrency: int = 64,
+        per_endpoint: int = 8,
+        lease: timedelta = timedelta(seconds=60),
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._uow = uow
+        self._box = box
+        self._network = network
+        self._clock = clock
+        self._timeout = timeout
+        self._concurrency = concurrency
+        self._per_endpoint = per_endpoint
+        self._lease = lease
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._busy: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        # Answers waiting to be recorded: one transaction records many (`_recorder`).
+        self._answers: list[tuple[Job, Answer]] = []
+        self._answered = asyncio.Event()
+        self.sent = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        recorder = asyncio.create_task(self._recorder(stop))
+        try:
+            while not stop.is_set():
+                started = 0
+                try:
+                    started = await self.dispatch_due()
+                except Exception as exc:
+                    log.warning("delivery worker: %s; retrying", exc.__class__.__name__)
+                if started == 0 or len(self._tasks) >= self._concurrency:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    # Let wake-ups gather for a moment: one claim for many new deliveries
+                    # instead of one each, at a busy time.
+                    await asyncio.sleep(COALESCE_SECONDS)
+                    self._wake.clear()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._answered.set()
+            await recorder
+            await self._client.aclose()
+
+    async def dispatch_due(self) -> int:
+        """Claim what is due and start sending it; returns how many were started."""
+        free = self._concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        jobs = await self._claim(free)
+        for job in jobs:
+            self._busy[job.subscription_id] += 1
+            task = asyncio.create_task(self._attempt(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished(job.subscription_id))
+        return len(jobs)
+
+    def _finished(self, subscription_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._busy[subscription_id] -= 1
+            if self._busy[subscription_id] <= 0:
+                del self._busy[subscription_id]
+            self._wake.set()  # a slot is free: there may be more of that endpoint's work
+
+        return done
+
+    async def _claim(self, free: int) -> list[Job]:
+        now = self._clock()
+        full = [s for s, n in self._busy.items() if n >= self._per_endpoint]
+        d, s = deliveries.c, subscriptions.c
+        query = (
+            select(
+                d.merchant_id, d.id, d.subscription_id, d.event_id, d.body, d.attempt_count,
+                s.url, s.secret, s.previous_secret, s.previous_secret_until,
+            )
+            .join(subscriptions, (s.merchant_id == d.merchant_id) & (s.id == d.subscription_id))
+            .where(d.status == "pending", d.next_attempt_at <= now, s.status == "enabled")
+            .order_by(d.next_attempt_at, d.sequence)
+            .limit(free * 4)
+            .with_for_update(of=deliveries, skip_locked=True)
+        )  # fmt: skip
+        if full:
+            query = query.where(d.subscription_id.not_in(full))
+        jobs: list[Job] = []
+        taken: Counter[str] = Counter()
+        async with self._engine.begin() as conn:
+            for row in (await conn.execute(query)).all():
+                sub = row.subscription_id
+                if len(jobs) >= free or self._busy[sub] + taken[sub] >= self._per_endpoint:
+                    continue  # left due, unleased: claimed when a slot frees
+                taken[sub] += 1
+                jobs.append(self._job(row, now))
+            if jobs:
+                await conn.execute(
+                    update(deliveries)
+                    .where(
+                        d.merchant_id.in_({j.merchant_id for j in jobs}),
+                        d.id.in_([j.id for j in jobs]),
+                    )
+                    .values(next_attempt_at=now + self._lease)
+                )
+        return jobs
+
+    def _job(self, row: Any, now: datetime) -> Job:
+        keys = [self._box.open(row.secret, row.merchant_id, row.subscription_id)]
+        if row.previous_secret is not None and row.previous_secret_until > now:
+            keys.append(self._box.open(row.previous_secret, row.merchant_id, row.subscription_id))
+        return Job(
+            row.merchant_id, row.id, row.subscription_id, row.event_id, row.body,
+            row.attempt_count, row.url, keys,
+        )  # fmt: skip
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            answer = await self._send(job)
+        except Exception as exc:
+            # Left leased: due again when the lease ends.
+            log.warning("delivery %s: %s", job.id, exc.__class__.__name__)
+            return
+        self._answers.append((job, answer))
+        self._answered.set()
+
+    async def _recorder(self, stop: asyncio.Event) -> None:
+        """Record answers as they come, many per transaction. An answer not recorded (a crash
+        first) leaves its delivery leased, so it is sent again: at least once, never lost."""
+        while True:
+            await self._answered.wait()
+            self._answered.clear()
+            taken, self._answers = self._answers, []
+            by_merchant: dict[str, list[tuple[Job, Answer]]] = {}
+            for job, answer in taken:
+                by_merchant.setdefault(job.merchant_id, []).append((job, answer))
+            for merchant, answers in by_merchant.items():
+                try:
+                    await self._record(merchant, answers)
+                except Exception as exc:
+                    log.warning("recording deliveries: %s", exc.__class__.__name__)
+            if stop.is_set() and not self._answers:
+                return
+
+    async def _send(self, job: Job) -> Answer:
+        assert self._client is not None
+        parts = urlsplit(job.url)
+        host = parts.hostname or ""
+        started = time.monotonic()
+        try:
+            address = await self._network.resolve(job.url)
+        except AddressRefused as exc:
+            return Answer(0, 0, "", str(exc)[:200])
+        literal = f"[{address}]" if ":" in address else address
+        netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+        target = urlunsplit(parts._replace(netloc=netloc))
+        # The signature's timestamp is the real time: the receiver checks it against its own
+        # clock (Standard Webhooks allows five minutes), whatever clock schedules the retries.
+        headers = signing.headers(job.secrets, job.event_id, int(time.time()), job.body)
+        headers.update(
+            {
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                "host": parts.netloc.rpartition("@")[2],
+            }
+        )
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.stream(
+                    "POST",
+                    target,
+                    content=job.body.encode(),
+                    headers=headers,
+                    extensions=extensions,
+                    timeout=self._timeout,
+                ) as response:
+                    excerpt = b""
+                    async for chunk in response.aiter_bytes():
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES:
+                            break
+                    latency = int((time.monotonic() - started) * 1000)
+                    return Answer(
+                        response.status_code,
+                        latency,
+                        excerpt[:EXCERPT_BYTES].decode("utf-8", "replace"),
+                        "",
+                        response.headers.get("retry-after"),
+                    )
+        except (TimeoutError, httpx.TimeoutException):
+            error = f"no answer within {self._timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"could not connect ({exc.__class__.__name__})"
+        return Answer(0, int((time.monotonic() - started) * 1000), "", error)
+
+    async def _record(self, merchant: str, answers: list[tuple[Job, Answer]]) -> None:
+        now = self._clock()
+        d, s = deliveries.c, subscriptions.c
+        async with self._uow().bind(merchant) as uow:
+            conn = uow.conn
+            await conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "merchant_id": merchant,
+                        "delivery_id": job.id,
+                        "number": job.attempt_count + 1,
+                        "attempted_at": now,
+                        "status_code": answer.status_code,
+                        "latency_ms": answer.latency_ms,
+                        "response_excerpt": answer.excerpt,
+                        "error": answer.error,
+                    }
+                    for job, answer in answers
+                ],
+            )
+            ok = [j for j, a in answers if verdict(a.status_code) is Verdict.SUCCEEDED]
+            if ok:
+                await conn.execute(
+                    update(deliveries)
+                    .where(d.merchant_id == merchant, d.id.in_([j.id for j in ok]))
+                    .values(status="succeeded", attempt_count=d.attempt_count + 1)
+                )
+                await conn.execute(
+                    update(subscriptions)
+                    .where(
+                        s.merchant_id == merchant,
+                        s.id.in_({j.subscription_id for j in ok}),
+                        s.failing_since.is_not(None),
+                    )
+                    .values(failing_since=None)
+                )
+            for job, answer in answers:
+                if verdict(answer.status_code) is not Verdict.SUCCEEDED:
+                    await self._failed(uow, job, answer, now)
+            await uow.commit()
+        self.sent += len(ok)
+
+    async def _failed(self, uow: DispatcherUow, job: Job, answer: Answer, now: datetime) -> None:
+        """Schedule the next attempt, or give up; a 410, or days of failures, disable."""
+        d, s = deliveries.c, subscriptions.c
+        conn = uow.conn
+        made = job.attempt_count + 1
+        this = (d.merchant_id == job.merchant_id) & (d.id == job.id)
+        sub_where = (s.merchant_id == job.merchant_id) & (s.id == job.subscription_id)
+        await conn.execute(
+            update(subscriptions)
+            .where(sub_where, s.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        outcome = verdict(answer.status_code)
+        retry_after = parse_retry_after(answer.retry_after, now)
+        due = None if outcome is Verdict.GONE else next_attempt(made, now, retry_after)
+        if due is not None:
+            await conn.execute(
+                update(deliveries).where(this).values(attempt_count=made, next_attempt_at=due)
+            )
+            return
+        await conn.execute(
+            update(deliveries).where(this).values(status="failed", attempt_count=made)
+        )
+        if outcome is Verdict.GONE:
+            await self._disable(uow, job.subscription_id, DisabledReason.ENDPOINT_GONE)
+            return
+        failing_since = (await conn.execute(select(s.failing_since).where(sub_where))).scalar()
+        if failing_since is not None and now - failing_since >= FAILING_DISABLES_AFTER:
+            await self._disable(uow, job.subscription_id, DisabledReason.FAILING)
+
+    async def _disable(self, uow: DispatcherUow, subscription_id: str, why: DisabledReason) -> None:
+        sub = await uow.subscriptions.get(subscription_id, lock=True)
+        if sub is None or sub.status is Status.DISABLED:
+            return
+        sub = await uow.subscriptions.save(handlers.disabled(sub, why))
+        log.warning("webhook subscription %s disabled (%s)", sub.id, why.value)
+        event = PublicEvent(
+            new_id("evt"), DISABLED_EVENT_TYPE, sub.id, uow.now(), subscription_snapshot(sub)
+        )
+        await handlers.append(uow, [event])

@@ -1,0 +1,257 @@
+"""The dispatcher's use cases: record integration events in the feed, manage subscriptions and
+their deliveries. Each is called inside a unit of work bound to one merchant."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from google.protobuf.message import Message
+from pydantic import ValidationError
+
+from pos_dispatcher.adapters.network import AddressRefused
+from pos_dispatcher.adapters.repository import (
+    CursorExpired,
+    DeliveryRow,
+    DispatcherUow,
+    StoredEvent,
+)
+from pos_dispatcher.adapters.snapshots import PublicEvent, public_events
+from pos_dispatcher.domain import signing
+from pos_dispatcher.domain.model import (
+    TEST_EVENT_TYPE,
+    DisabledReason,
+    Status,
+    Subscription,
+    check_description,
+    check_types,
+    check_url,
+    validate_subscription,
+)
+from pos_kit.consumer import PoisonMessage
+from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, raise_if
+from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
+
+DEFAULT_OVERLAP = timedelta(days=1)
+MAX_OVERLAP = timedelta(days=7)
+# A replay of every failed delivery in a window touches at most this many at once.
+MAX_REPLAY = 1000
+
+
+# --- the feed ---------------------------------------------------------------------------------
+
+
+async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEvent]:
+    """Integration events (one merchant's, in stream order) become public events in the
+    merchant's feed, and a pending delivery for each subscription that wants one, all in the
+    consumer's transaction."""
+    try:
+        made = [e for message in messages for e in public_events(message)]
+    except ValidationError as exc:
+        # The service sent a resource its public representation refuses: no retry will fix
+        # it, so it goes to the dead-letter stream at once (and can be sent again once fixed).
+        raise PoisonMessage(f"the snapshot does not fit the public model: {exc.title}") from None
+    return await append(uow, made)
+
+
+async def append(uow: DispatcherUow, new: list[PublicEvent]) -> list[StoredEvent]:
+    stored = await uow.feed.append(new)
+    subs = await uow.subscriptions.enabled()
+    if await uow.deliveries.fan_out(stored, subs, uow.now()):
+        uow.deliveries_enqueued = True
+    return stored
+
+
+async def list_events(
+    uow: DispatcherUow, after: int, types: list[str], limit: int
+) -> tuple[list[StoredEvent], int, bool]:
+    """A page of the feed past `after`: (events, the next cursor, whether more follow)."""
+    raise_if(
+        (check_types(types, "types") if types else [])
+        + ([FieldViolation("after", "must not be negative")] if after < 0 else [])
+    )
+    try:
+        scanned = await uow.feed.after(after, types, limit + 1)
+    except CursorExpired:
+        raise Conflict(
+            "this cursor is older than the feed's retention; read from the start again",
+            "cursor_expired",
+        ) from None
+    more = len(scanned) > limit
+    scanned = scanned[:limit]
+    cursor = scanned[-1].sequence if scanned else after
+    return uow.feed.filtered(scanned, types), cursor, more
+
+
+async def get_event(uow: DispatcherUow, event_id: str) -> StoredEvent:
+    found = await uow.feed.get(event_id)
+    if found is None:
+        raise NotFound("event", event_id)
+    return found
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+
+async def _reachable(uow: DispatcherUow, url: str) -> None:
+    try:
+        await uow.network.resolve(url)
+    except AddressRefused as exc:
+        violation = FieldViolation("url", str(exc))
+        raise InvalidArgument("the URL cannot receive webhooks", [violation]) from None
+
+
+async def create_subscription(
+    uow: DispatcherUow, url: str, event_types: list[str], description: str
+) -> tuple[Subscription, str]:
+    validate_subscription(url, event_types, description)
+    await _reachable(uow, url)
+    secret = signing.new_secret()
+    sub = Subscription(new_id("whsub"), url, list(dict.fromkeys(event_types)), description)
+    return await uow.subscriptions.add(sub, secret), secret
+
+
+async def get_subscription(
+    uow: DispatcherUow, subscription_id: str, lock: bool = False
+) -> Subscription:
+    found = await uow.subscriptions.get(subscription_id, lock=lock)
+    if found is None:
+        raise NotFound("webhook subscription", subscription_id)
+    return found
+
+
+async def list_subscriptions(uow: DispatcherUow, page: PageRequest) -> list[Subscription]:
+    return await uow.subscriptions.page(page)
+
+
+async def update_subscription(
+    uow: DispatcherUow,
+    subscription_id: str,
+    *,
+    url: str | None,
+    event_types: list[str] | None,
+    description: str | None,
+    status: Status | None,
+    expected_version: int,
+) -> Subscription:
+    raise_if(
+        (check_url(url) if url is not None else [])
+        + (check_types(event_types) if event_types is not None else [])
+        + (check_description(description) if description is not None else [])
+    )
+    sub = await get_subscription(uow, subscription_id, lock=True)
+    if expected_version and expected_version != sub.version:
+        raise Conflict(
+            "the subscription changed since you read it",
+            "version_mismatch",
+            {"current_version": str(sub.version)},
+        )
+    if url is not None:
+        await _reachable(uow, url)
+        sub.url = url
+    if event_types is not None:
+        sub.event_types = list(dict.fromkeys(event_types))
+    if description is not None:
+        sub.description = description
+    if status is Status.ENABLED and sub.status is Status.DISABLED:
+        sub.status, sub.disabled_reason, sub.failing_since = Status.ENABLED, "", None
+    elif status is Status.DISABLED and sub.status is Status.ENABLED:
+        sub.status, sub.disabled_reason = Status.DISABLED, DisabledReason.BY_REQUEST.value
+    return await uow.subscriptions.save(sub)
+
+
+async def delete_subscription(uow: DispatcherUow, subscription_id: str) -> None:
+    if not await uow.subscriptions.remove(subscription_id):
+        raise NotFound("webhook subscription", subscription_id)
+
+
+async def rotate_secret(
+    uow: DispatcherUow, subscription_id: str, overlap_seconds: int
+) -> tuple[Subscription, str]:
+    overlap = timedelta(seconds=overlap_seconds) if overlap_seconds else DEFAULT_OVERLAP
+    raise_if(
+        []
+        if timedelta(0) < overlap <= MAX_OVERLAP
+        else [FieldViolation("overlap_seconds", "must be between 1 second and 7 days")]
+    )
+    await get_subscription(uow, subscription_id, lock=True)
+    secret = signing.new_secret()
+    await uow.subscriptions.rotate(subscription_id, secret, uow.now() + overlap)
+    return await get_subscription(uow, subscription_id), secret
+
+
+async def send_test(uow: DispatcherUow, subscription_id: str) -> DeliveryRow:
+    sub = await get_subscription(uow, subscription_id)
+    now = uow.now()
+    event = StoredEvent(
+        new_id("evt"),
+        TEST_EVENT_TYPE,
+        0,  # not in the feed: no sequence of its own
+        uow.merchant_id,
+        now,
+        {"object": {"subscription_id": sub.id, "message": "a test event from Omnitill"}},
+    )
+    (delivery_id,) = await uow.deliveries.enqueue([(sub.id, event)], now)
+    uow.deliveries_enqueued = True
+    return await _delivery(uow, sub.id, delivery_id)
+
+
+async def _delivery(uow: DispatcherUow, subscription_id: str, delivery_id: str) -> DeliveryRow:
+    found = await uow.deliveries.get(subscription_id, delivery_id)
+    if found is None:
+        raise NotFound("delivery", delivery_id)
+    return found
+
+
+async def list_deliveries(
+    uow: DispatcherUow,
+    subscription_id: str,
+    *,
+    status: str | None,
+    event_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    page: PageRequest,
+) -> list[DeliveryRow]:
+    await get_subscription(uow, subscription_id)
+    return await uow.deliveries.list(
+        subscription_id,
+        status=status,
+        event_id=event_id,
+        created_after=created_after,
+        created_before=created_before,
+        after_id=page.after,
+        limit=page.fetch,
+    )
+
+
+async def replay_delivery(
+    uow: DispatcherUow, subscription_id: str, delivery_id: str
+) -> DeliveryRow:
+    """A new delivery of the same signed body (same webhook-id: receivers may dedupe it)."""
+    await get_subscription(uow, subscription_id)
+    await _delivery(uow, subscription_id, delivery_id)
+    (new,) = await uow.deliveries.copy([delivery_id], uow.now())
+    uow.deliveries_enqueued = True
+    return await _delivery(uow, subscription_id, new)
+
+
+async def replay_failed(
+    uow: DispatcherUow, subscription_id: str, after: datetime | None, before: datetime | None
+) -> int:
+    await get_subscription(uow, subscription_id)
+    failed = await uow.deliveries.list(
+        subscription_id,
+        status="failed",
+        created_after=after,
+        created_before=before,
+        limit=MAX_REPLAY,
+    )
+    copies = await uow.deliveries.copy([d.id for d in failed], uow.now())
+    uow.deliveries_enqueued = bool(copies)
+    return len(copies)
+
+
+def disabled(sub: Subscription, reason: DisabledReason) -> Subscription:
+    sub.status, sub.disabled_reason = Status.DISABLED, reason.value
+    return sub

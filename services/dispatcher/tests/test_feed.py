@@ -1,0 +1,192 @@
+"""The event feed: every integration event of every stream becomes public events with a
+gap-free sequence per merchant, the resource's snapshot exactly as `GET` answers it, and
+nothing of another merchant."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import events_pb2 as customer_events
+from pos.dispatcher.v1 import dispatcher_pb2 as pb
+from pos.inventory.v1 import events_pb2 as inventory_events
+from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos.inventory.v1 import stock_events_pb2 as stock_events
+from pos_devstack.testing import until
+from pos_gateway.convert import to_model
+from pos_gateway.schemas.catalog import Product
+from pos_gateway.schemas.people import Customer
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def stamp() -> Timestamp:
+    now = Timestamp()
+    now.GetCurrentTime()
+    return now
+
+
+def product(n: int, version: int = 1) -> inventory_pb2.Product:
+    return inventory_pb2.Product(
+        id=f"prod_{n}",
+        sku=f"SKU-{n}",
+        name=f"Product {n}",
+        price=money_pb2.Money(amount=100 * n, currency="USD"),
+        version=version,
+        created_at=stamp(),
+        updated_at=stamp(),
+        tax_category="standard",
+        status=inventory_pb2.PRODUCT_STATUS_ACTIVE,
+    )
+
+
+def customer(n: int | str) -> customer_pb2.Customer:
+    return customer_pb2.Customer(
+        id=f"cus_{n}", email=f"c{n}@example.com", version=1, created_at=stamp(), updated_at=stamp()
+    )
+
+
+async def test_events_of_every_stream_get_gap_free_sequences_per_merchant(dispatcher) -> None:
+    published = []
+    made = {n: product(n) for n in range(1, 6)}
+    for n in range(1, 6):
+        published.append(("mer_a", await dispatcher.publish(
+            inventory_events.ProductCreated(product=made[n]), "mer_a")))  # fmt: skip
+        published.append(("mer_b", await dispatcher.publish(
+            customer_events.CustomerCreated(customer=customer(n)), "mer_b")))  # fmt: skip
+    for n in range(1, 6):
+        await dispatcher.publish(
+            inventory_events.ProductUpdated(product=product(n, version=2)), "mer_a"
+        )
+    feeds: dict[str, list[pb.Event]] = {}
+
+    async def settled() -> bool:
+        feeds["a"] = await dispatcher.feed("mer_a")
+        feeds["b"] = await dispatcher.feed("mer_b")
+        return len(feeds["a"]) == 10 and len(feeds["b"]) == 5
+
+    await until_async(settled)
+    a, b = feeds["a"], feeds["b"]
+    assert [e.sequence for e in a] == list(range(1, 11))
+    assert [e.sequence for e in b] == list(range(1, 6))
+    assert {e.merchant_id for e in a} == {"mer_a"} and {e.merchant_id for e in b} == {"mer_b"}
+    # The public event keeps the integration event's id; each product's events in order.
+    assert {e.id for e in a} >= {i for m, i in published if m == "mer_a"}
+    for n in range(1, 6):
+        mine = [e for e in a if json.loads(e.data_json)["object"]["id"] == f"prod_{n}"]
+        assert [e.type for e in mine] == ["product.created", "product.updated"]
+        assert [json.loads(e.data_json)["object"]["version"] for e in mine] == [1, 2]
+    # The snapshot is what GET answers: the gateway's own model of the same message.
+    first = json.loads(a[0].data_json)["object"]
+    assert first == to_model(Product, made[1]).model_dump(mode="json")
+    first_customer = json.loads(b[0].data_json)["object"]
+    assert first_customer["id"] == "cus_1"
+    assert set(first_customer) == set(Customer.model_fields)
+
+
+async def until_async(check, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    done = {"ok": False}
+
+    async def poll() -> None:
+        import asyncio
+
+        while not done["ok"]:
+            done["ok"] = await check()
+            if not done["ok"]:
+                await asyncio.sleep(0.05)
+
+    import asyncio
+
+    await asyncio.wait_for(poll(), limit)
+
+
+async def test_a_reservation_is_announced_with_the_stock_levels_it_moved(dispatcher) -> None:
+    held = stock_events.ReservationCreated(
+        reservation=stock_pb2.Reservation(id="res_1", location_id="loc_1", status=1,
+                                          lines=[stock_pb2.StockLine(sku="MUG", quantity=2)],
+                                          expires_at=stamp(), created_at=stamp(),
+                                          updated_at=stamp()),
+        levels=[inventory_pb2.StockLevel(sku="MUG", location_id="loc_1", on_hand=5, reserved=2,
+                                         available=3)],
+    )  # fmt: skip
+    await dispatcher.publish(held, "mer_r")
+    found: list[pb.Event] = []
+
+    async def arrived() -> bool:
+        found[:] = await dispatcher.feed("mer_r")
+        return len(found) == 2
+
+    await until_async(arrived)
+    assert [e.type for e in found] == ["reservation.created", "inventory.changed"]
+    level = json.loads(found[1].data_json)["object"]
+    assert (level["sku"], level["reserved"], level["available"]) == ("MUG", 2, 3)
+
+
+async def test_another_merchants_event_is_not_found(dispatcher) -> None:
+    event_id = await dispatcher.publish(
+        inventory_events.ProductCreated(product=product(9)), "mer_owner"
+    )
+    got: dict[str, pb.Event] = {}
+
+    async def arrived() -> bool:
+        try:
+            got["e"] = (await dispatcher.call("GetEvent", pb.GetEventRequest(id=event_id),
+                                              "mer_owner")).event  # fmt: skip
+            return True
+        except grpc.aio.AioRpcError:
+            return False
+
+    await until_async(arrived)
+    assert got["e"].type == "product.created"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call("GetEvent", pb.GetEventRequest(id=event_id), "mer_other")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert await dispatcher.feed("mer_other") == []
+
+
+async def test_the_feed_filters_by_type_and_refuses_unknown_types(dispatcher) -> None:
+    await dispatcher.publish(inventory_events.ProductCreated(product=product(20)), "mer_f")
+    await dispatcher.publish(
+        customer_events.CustomerCreated(customer=customer("f")),
+        "mer_f",
+    )
+    await until_async(lambda: _count(dispatcher, "mer_f", 2))
+    page = await dispatcher.call("ListEvents", pb.ListEventsRequest(types=["customer.*"]), "mer_f")
+    assert [e.type for e in page.events] == ["customer.created"]
+    assert page.next_after == 2  # the scan covered both, so a poll resumes past both
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call("ListEvents", pb.ListEventsRequest(types=["custmer.*"]), "mer_f")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert read_error(err.value).violations[0].field == "types[0]"
+
+
+async def _count(dispatcher, merchant: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(await dispatcher.feed(merchant)) == n
+
+
+async def test_a_cursor_older_than_retention_is_refused(dispatcher) -> None:
+    from datetime import timedelta
+
+    await dispatcher.publish(inventory_events.ProductCreated(product=product(30)), "mer_old")
+    await until_async(lambda: _count(dispatcher, "mer_old", 1))
+    dispatcher.clock.travel(timedelta(days=31))
+    try:
+        await dispatcher.parts.purge()
+    finally:
+        dispatcher.clock.travel(-timedelta(days=31))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call("ListEvents", pb.ListEventsRequest(after=0), "mer_old")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err.value).reason == "cursor_expired"
+    # Reading on from where the feed is now works.
+    page = await dispatcher.call("ListEvents", pb.ListEventsRequest(after=1), "mer_old")
+    assert list(page.events) == []
+
+
+__all__ = ["until"]

@@ -1,0 +1,336 @@
+"""Webhooks delivered to a real HTTP receiver: signed (checked by the reference Standard
+Webhooks library), retried on schedule, 410 and 429 obeyed, disabled after days of failure,
+secrets never stored in clear, one merchant's subscriptions never see another's events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from datetime import UTC, timedelta
+
+import grpc
+import psycopg
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from pos_dispatcher.domain import model
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import events_pb2 as customer_events
+from pos.dispatcher.v1 import dispatcher_pb2 as pb
+from pos.inventory.v1 import events_pb2 as inventory_events
+from pos.inventory.v1 import inventory_pb2
+from pos_devstack.natsd import free_port
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def stamp() -> Timestamp:
+    now = Timestamp()
+    now.GetCurrentTime()
+    return now
+
+
+def product_created(n: int) -> inventory_events.ProductCreated:
+    return inventory_events.ProductCreated(
+        product=inventory_pb2.Product(
+            id=f"prod_{n}",
+            sku=f"SKU-{n}",
+            name=f"Product {n}",
+            price=money_pb2.Money(amount=100, currency="USD"),
+            version=1,
+            created_at=stamp(),
+            updated_at=stamp(),
+            tax_category="standard",
+            status=inventory_pb2.PRODUCT_STATUS_ACTIVE,
+        )
+    )
+
+
+def customer_created(n: int) -> customer_events.CustomerCreated:
+    return customer_events.CustomerCreated(
+        customer=customer_pb2.Customer(
+            id=f"cus_{n}", email="a@example.com", version=1, created_at=stamp(), updated_at=stamp()
+        )
+    )
+
+
+async def test_each_event_arrives_signed_within_a_second(dispatcher, receiver) -> None:
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    assert made.secret.startswith("whsec_")
+    started = time.monotonic()
+    for n in range(3):
+        await dispatcher.publish(product_created(n))
+    await dispatcher.publish(customer_created(1))  # not subscribed to
+    await dispatcher.eventually(lambda: _have(receiver, 3))
+    assert time.monotonic() - started < 1.5
+    hook = Webhook(made.secret)
+    bodies = [hook.verify(r.body, r.headers) for r in receiver.got]
+    assert {b["type"] for b in bodies} == {"product.created"}
+    assert {r.headers["webhook-id"] for r in receiver.got} == {b["id"] for b in bodies}
+    # The body is the public event exactly as the feed has it, sequence and all.
+    feed = {e.id: e for e in await dispatcher.feed()}
+    for body in bodies:
+        assert body["data"] == json.loads(feed[body["id"]].data_json)
+        assert body["sequence"] == feed[body["id"]].sequence
+    # A tampered body fails the reference library.
+    first = receiver.got[0]
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(first.body.replace("product.created", "product.archived"), first.headers)
+    # Every delivery is logged with its attempt.
+    logged = await dispatcher.deliveries(made.subscription.id)
+    assert [d.status for d in logged] == [pb.DELIVERY_STATUS_SUCCEEDED] * 3
+    assert all(d.attempts[0].status_code == 204 for d in logged)
+    assert all(d.attempts[0].latency_ms >= 0 for d in logged)
+
+
+async def _have(receiver, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(receiver.got) >= n
+
+
+async def test_the_secret_is_shown_once_and_never_stored_in_clear(dispatcher, receiver) -> None:
+    made = await dispatcher.subscribe(receiver.url, ["*"], request_id="sub-once")
+    again = await dispatcher.subscribe(receiver.url, ["*"], request_id="sub-once")
+    assert again.subscription == made.subscription
+    assert again.secret == ""  # a replay of the same request does not show it again
+    with psycopg.connect(dispatcher.database_url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
+        for table in tables:
+            dump = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()  # noqa: S608
+            key = made.secret.removeprefix("whsec_")
+            assert not any(key in row[0] for row in dump), table
+            assert not any(key.encode().hex() in row[0] for row in dump), table
+
+
+async def test_during_a_rotation_both_secrets_sign(dispatcher, receiver) -> None:
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    rotated = await dispatcher.call(
+        "RotateSubscriptionSecret",
+        pb.RotateSubscriptionSecretRequest(request_id="rot-1", id=made.subscription.id),
+    )
+    assert rotated.secret.startswith("whsec_") and rotated.secret != made.secret
+    await dispatcher.publish(product_created(7))
+    await dispatcher.eventually(lambda: _have(receiver, 1))
+    heard = receiver.got[0]
+    assert len(heard.headers["webhook-signature"].split(" ")) == 2
+    Webhook(made.secret).verify(heard.body, heard.headers)
+    Webhook(rotated.secret).verify(heard.body, heard.headers)
+    # Past the overlap only the new secret signs.
+    dispatcher.clock.travel(timedelta(days=2))
+    try:
+        await dispatcher.publish(product_created(8))
+        await dispatcher.eventually(lambda: _have(receiver, 2))
+    finally:
+        dispatcher.clock.travel(-timedelta(days=2))
+    later = receiver.got[1]
+    Webhook(rotated.secret).verify(later.body, later.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(made.secret).verify(later.body, later.headers)
+
+
+async def test_failed_attempts_are_retried_until_the_receiver_answers(dispatcher, receiver) -> None:
+    receiver.answer = lambda r: (500, {}, 0.0) if len(receiver.got) <= 2 else (200, {}, 0.0)
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    await dispatcher.publish(product_created(1))
+    for n in (1, 2):
+        await dispatcher.eventually(lambda n=n: _have(receiver, n))
+        await dispatcher.eventually(lambda n=n: _attempts(dispatcher, made, n))
+        # Move time to the next retry; the worker picks it up on its next look.
+        dispatcher.clock.travel(timedelta(minutes=2))
+    await dispatcher.eventually(lambda: _have(receiver, 3))
+    await dispatcher.eventually(lambda: _attempts(dispatcher, made, 3))
+    (delivery,) = await dispatcher.deliveries(made.subscription.id)
+    assert [a.status_code for a in delivery.attempts] == [500, 500, 200]
+    assert delivery.status == pb.DELIVERY_STATUS_SUCCEEDED
+    assert len({r.headers["webhook-id"] for r in receiver.got}) == 1  # one message, retried
+
+
+async def _attempts(dispatcher, made, n: int) -> bool:  # type: ignore[no-untyped-def]
+    found = await dispatcher.deliveries(made.subscription.id)
+    return bool(found) and found[0].attempt_count >= n
+
+
+async def test_a_429_is_retried_no_sooner_than_its_retry_after(dispatcher, receiver) -> None:
+    receiver.answer = lambda r: (
+        (429, {"retry-after": "600"}, 0.0) if len(receiver.got) == 1 else (200, {}, 0.0)
+    )
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(lambda: _attempts(dispatcher, made, 1))
+    (delivery,) = await dispatcher.deliveries(made.subscription.id)
+    wait = delivery.next_attempt_at.ToDatetime(UTC) - delivery.attempts[0].attempted_at.ToDatetime(
+        UTC
+    )
+    assert wait >= timedelta(seconds=600)
+    # Past the schedule's first wait but before Retry-After: nothing is sent.
+    dispatcher.clock.travel(timedelta(seconds=300))
+    await asyncio.sleep(1.5)  # two looks of the worker
+    assert len(receiver.got) == 1
+    dispatcher.clock.travel(timedelta(seconds=310))
+    await dispatcher.eventually(lambda: _have(receiver, 2))
+
+
+async def test_a_410_disables_the_subscription_at_once_and_says_so(dispatcher, receiver) -> None:
+    receiver.answer = lambda r: (410, {}, 0.0) if r.path == "/gone" else (204, {}, 0.0)
+    gone = await dispatcher.subscribe(receiver.at("/gone"), ["product.*"])
+    watcher = await dispatcher.subscribe(receiver.at("/watch"), ["webhook_subscription.*"])
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(
+        lambda: _status(dispatcher, gone.subscription.id, pb.SUBSCRIPTION_STATUS_DISABLED)
+    )
+    sub = await dispatcher.subscription(gone.subscription.id)
+    assert sub.disabled_reason == "endpoint_gone"
+    (delivery,) = await dispatcher.deliveries(gone.subscription.id)
+    assert delivery.status == pb.DELIVERY_STATUS_FAILED and delivery.attempt_count == 1
+    feed = await dispatcher.feed()
+    assert [e.type for e in feed] == ["product.created", "webhook_subscription.disabled"]
+    assert json.loads(feed[1].data_json)["object"]["id"] == gone.subscription.id
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/watch", 1))
+    told = next(r for r in receiver.got if r.path == "/watch")
+    assert Webhook(watcher.secret).verify(told.body, told.headers)["type"] == (
+        "webhook_subscription.disabled"
+    )
+    # Enabled again, it receives again.
+    receiver.answer = lambda r: (204, {}, 0.0)
+    await dispatcher.call(
+        "UpdateSubscription",
+        pb.UpdateSubscriptionRequest(
+            request_id="re-enable", id=sub.id, status=pb.SUBSCRIPTION_STATUS_ENABLED
+        ),
+    )
+    await dispatcher.publish(product_created(2))
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/gone", 2))
+
+
+async def _status(dispatcher, sub_id: str, status: int) -> bool:  # type: ignore[no-untyped-def]
+    return (await dispatcher.subscription(sub_id)).status == status
+
+
+async def _heard_at(receiver, path: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len([r for r in receiver.got if r.path == path]) >= n
+
+
+async def test_a_receiver_down_for_days_is_retried_on_schedule_then_disabled(dispatcher) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
+    made = await dispatcher.subscribe(dead, ["product.*"])
+    dispatcher.clock.freeze()
+    start = dispatcher.clock()
+    await dispatcher.publish(product_created(1))
+    for n in range(1, model.MAX_ATTEMPTS + 1):
+        await dispatcher.eventually(lambda n=n: _attempts(dispatcher, made, n))
+        (delivery,) = await dispatcher.deliveries(made.subscription.id)
+        if delivery.status == pb.DELIVERY_STATUS_PENDING:
+            dispatcher.clock.fixed = delivery.next_attempt_at.ToDatetime(UTC)
+            dispatcher.worker.wake()
+    (delivery,) = await dispatcher.deliveries(made.subscription.id)
+    assert delivery.status == pb.DELIVERY_STATUS_FAILED
+    assert delivery.attempt_count == model.MAX_ATTEMPTS
+    times = [a.attempted_at.ToDatetime(UTC) for a in delivery.attempts]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= want for gap, want in zip(gaps, model.RETRY_DELAYS, strict=True))
+    assert times[-1] - start >= timedelta(days=3)
+    assert all(a.status_code == 0 and "connect" in a.error for a in delivery.attempts)
+    sub = await dispatcher.subscription(made.subscription.id)
+    assert (sub.status, sub.disabled_reason) == (pb.SUBSCRIPTION_STATUS_DISABLED, "failing")
+    assert [e.type for e in await dispatcher.feed()][-1] == "webhook_subscription.disabled"
+
+
+async def test_a_slow_receiver_does_not_hold_up_another(dispatcher, receiver) -> None:
+    receiver.answer = lambda r: (200, {}, 3.0) if r.path == "/slow" else (204, {}, 0.0)
+    await dispatcher.subscribe(receiver.at("/slow"), ["product.*"])
+    await dispatcher.subscribe(receiver.at("/fast"), ["product.*"])
+    started = time.monotonic()
+    for n in range(20):
+        await dispatcher.publish(product_created(n))
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/fast", 20))
+    assert time.monotonic() - started < 2.5  # the slow one has answered at most once by now
+    # The slow endpoint gets no more than its share of requests at once (8 by default).
+    await asyncio.sleep(0.5)
+    assert len([r for r in receiver.got if r.path == "/slow"]) <= 8
+
+
+async def test_subscriptions_and_events_stay_with_their_merchant(dispatcher, receiver) -> None:
+    mine = await dispatcher.subscribe(receiver.url, ["*"], merchant="mer_a")
+    for method, request in [
+        ("GetSubscription", pb.GetSubscriptionRequest(id=mine.subscription.id)),
+        ("ListDeliveries", pb.ListDeliveriesRequest(subscription_id=mine.subscription.id)),
+        ("SendTestEvent", pb.SendTestEventRequest(request_id="t-1", id=mine.subscription.id)),
+        (
+            "DeleteSubscription",
+            pb.DeleteSubscriptionRequest(request_id="d-1", id=mine.subscription.id),
+        ),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await dispatcher.call(method, request, "mer_b")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, method
+    listed = await dispatcher.call("ListSubscriptions", pb.ListSubscriptionsRequest(), "mer_b")
+    assert list(listed.subscriptions) == []
+    await dispatcher.publish(product_created(1), "mer_b")
+    await dispatcher.publish(product_created(2), "mer_a")
+    await dispatcher.eventually(lambda: _have(receiver, 1))
+    await asyncio.sleep(1.0)  # time enough for a wrong delivery to arrive too
+    assert [r.json()["merchant_id"] for r in receiver.got] == ["mer_a"]
+
+
+async def test_a_test_event_reaches_only_that_subscription(dispatcher, receiver) -> None:
+    made = await dispatcher.subscribe(receiver.url, ["order.*"])
+    sent = await dispatcher.call(
+        "SendTestEvent", pb.SendTestEventRequest(request_id="test-1", id=made.subscription.id)
+    )
+    assert sent.delivery.event_type == "webhook_subscription.tested"
+    await dispatcher.eventually(lambda: _have(receiver, 1))
+    assert Webhook(made.secret).verify(receiver.got[0].body, receiver.got[0].headers)["type"] == (
+        "webhook_subscription.tested"
+    )
+    assert await dispatcher.feed() == []  # never in the feed
+
+
+async def test_a_failed_delivery_can_be_replayed(dispatcher, receiver) -> None:
+    receiver.answer = lambda r: (410, {}, 0.0) if len(receiver.got) == 1 else (204, {}, 0.0)
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(lambda: _attempts(dispatcher, made, 1))
+    await dispatcher.call(
+        "UpdateSubscription",
+        pb.UpdateSubscriptionRequest(
+            request_id="on", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_ENABLED
+        ),
+    )
+    replayed = await dispatcher.call(
+        "ReplayFailedDeliveries",
+        pb.ReplayFailedDeliveriesRequest(request_id="again", subscription_id=made.subscription.id),
+    )
+    assert replayed.replayed == 1
+    await dispatcher.eventually(lambda: _have(receiver, 2))
+    assert receiver.got[0].body == receiver.got[1].body
+
+
+async def test_a_url_pointing_inside_is_refused_at_creation(strict_dispatcher) -> None:
+    for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.0.0.1/x"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await strict_dispatcher.subscribe(url, ["*"])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert read_error(err.value).violations[0].field == "url"
+
+
+async def test_an_address_is_checked_again_at_every_connection(dispatcher, receiver) -> None:
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    # The deployment stops allowing private addresses (as if the name now resolved inside).
+    await dispatcher.stop()
+    dispatcher.settings["webhook_allow_private_networks"] = False
+    await dispatcher.start()
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(lambda: _attempts(dispatcher, made, 1))
+    (delivery,) = await dispatcher.deliveries(made.subscription.id)
+    assert delivery.attempts[0].status_code == 0
+    assert "may not reach" in delivery.attempts[0].error
+    assert receiver.got == []

@@ -1,0 +1,223 @@
+"""Partner events end to end, every part a separate process: a register sale reaches a webhook
+receiver signed (checked by the reference Standard Webhooks library) within a second, and the
+feed has it, its snapshot exactly what `GET` answers for the order."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    got: list[tuple[dict[str, str], str, float]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"])).decode()
+        self.got.append(({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], str, float]]]]:
+    got: list[tuple[dict[str, str], str, float]] = []
+    handler = type("Handler", (_Receiver,), {"got": got})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_sale_reaches_a_webhook_and_the_feed_as_get_answers_it(
+    platform: Running, receiver: tuple[str, list[tuple[dict[str, str], str, float]]]
+) -> None:
+    url, got = receiver
+    with platform.new_merchant(f"Events {uuid.uuid4().hex[:6]}") as http:
+        made = http.post(
+            "/v1/webhook-subscriptions",
+            json={"url": url, "event_types": ["order.*", "loyalty.*"], "description": "e2e"},
+            headers={"Idempotency-Key": "sub-1"},
+        )
+        assert made.status_code == 201, made.text
+        secret = made.json()["secret"]
+        assert secret.startswith("whsec_") and made.json()["secret_redacted"] is False
+        replay = http.post(
+            "/v1/webhook-subscriptions",
+            json={"url": url, "event_types": ["order.*", "loyalty.*"], "description": "e2e"},
+            headers={"Idempotency-Key": "sub-1"},
+        )
+        assert replay.json()["secret"] is None and replay.json()["secret_redacted"] is True
+
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Events store", "currency": "USD", "tax_rate_bps": 0},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        http.post(
+            "/v1/products",
+            json={"sku": "EVT-1", "name": "Evented", "price": {"amount": 1500, "currency": "USD"}},
+            headers={"Idempotency-Key": "prod-1"},
+        ).raise_for_status()
+        http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": "EVT-1", "location_id": location, "delta": 5, "reason": "received"},
+            headers={"Idempotency-Key": "adj-1"},
+        ).raise_for_status()
+        customer = http.post(
+            "/v1/customers",
+            json={"email": f"{uuid.uuid4().hex[:8]}@events.example"},
+            headers={"Idempotency-Key": "cus-1"},
+        ).json()["id"]
+        sold_at = time.monotonic()
+        sale = http.post(
+            "/v1/checkouts",
+            json={"location_id": location, "customer_id": customer, "tender_type": "cash",
+                  "cash_tendered": {"amount": 5000, "currency": "USD"},
+                  "lines": [{"sku": "EVT-1", "quantity": 1}]},
+            headers={"Idempotency-Key": "sale-1"},
+        )  # fmt: skip
+        assert sale.status_code == 201, sale.text
+        order_id = sale.json()["order"]["id"]
+
+        def confirmed() -> Any:
+            for headers, body, at in list(got):
+                event = Webhook(secret).verify(body, headers)
+                if event["type"] == "order.confirmed":
+                    return event, at
+            return None
+
+        event, arrived = _eventually(confirmed)
+        assert arrived - sold_at < 1.0, "the sale took over a second to reach the partner"
+        order = http.get(f"/v1/orders/{order_id}").json()
+        assert event["data"]["object"] == order
+        _eventually(lambda: any("loyalty.points_earned" in body for _, body, _ in list(got)))
+
+        # The feed: the same event, stock and customer changes too, sequences without a gap.
+        def feed() -> Any:
+            page = http.get("/v1/events", params={"limit": 200}).json()
+            types = [e["type"] for e in page["data"]]
+            return page if "loyalty.points_earned" in types else None
+
+        page = feed() or _eventually(feed)
+        events = page["data"]
+        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+        types = {e["type"] for e in events}
+        assert {"product.created", "inventory.changed", "customer.created", "order.confirmed",
+                "payment.captured", "loyalty.points_earned"} <= types  # fmt: skip
+        mine = next(e for e in events if e["id"] == event["id"])
+        assert mine == event
+        assert http.get(f"/v1/events/{event['id']}").json() == event
+        only_orders = http.get("/v1/events", params={"types": "order.*"}).json()["data"]
+        assert {e["type"] for e in only_orders} == {"order.confirmed"}
+        sub_id = made.json()["subscription"]["id"]
+        deliveries = http.get(f"/v1/webhook-subscriptions/{sub_id}/deliveries").json()["data"]
+        assert {d["status"] for d in deliveries} == {"succeeded"}
+
+
+def test_bad_subscriptions_are_400s_naming_the_field(platform: Running) -> None:
+    http = platform.http
+    for body, field in (
+        ({"url": "ftp://x.example/h", "event_types": ["order.*"]}, "url"),
+        ({"url": "https://x.example/h", "event_types": ["order.confirmd"]}, "event_types"),
+        ({"url": "https://x.example/h", "event_types": []}, "event_types"),
+    ):
+        answer = http.post(
+            "/v1/webhook-subscriptions", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"][0]["field"].startswith(field), answer.text
+    assert httpx.get(platform.platform.gateway_url + "/v1/events").status_code == 401
+
+
+def _frames(lines: Iterator[str], count: int) -> list[dict[str, str]]:
+    """The first `count` events of a server-sent event stream (comments skipped)."""
+    found: list[dict[str, str]] = []
+    frame: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in frame:
+                found.append(frame)
+                if len(found) == count:
+                    return found
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+    return found
+
+
+def test_the_live_stream_follows_the_feed_and_resumes_after_the_last_event_id(
+    platform: Running,
+) -> None:
+    with platform.new_merchant(f"Stream {uuid.uuid4().hex[:6]}") as http:
+        for n in range(3):
+            http.post(
+                "/v1/customers",
+                json={"email": f"s{n}-{uuid.uuid4().hex[:6]}@stream.example"},
+                headers={"Idempotency-Key": f"cus-{n}"},
+            ).raise_for_status()
+        _eventually(lambda: len(http.get("/v1/events").json()["data"]) == 3)
+        with http.stream("GET", "/v1/events/stream", params={"after": 0}, timeout=20) as live:
+            assert live.headers["content-type"].startswith("text/event-stream")
+            first = _frames(live.iter_lines(), 2)
+        assert [f["id"] for f in first] == ["1", "2"]
+        assert {f["event"] for f in first} == {"customer.created"}
+        # Reconnecting with the last id it saw, a client gets the rest, then what comes next.
+        with http.stream(
+            "GET", "/v1/events/stream", headers={"Last-Event-ID": "2"}, timeout=20
+        ) as live:
+            lines = live.iter_lines()
+            (third,) = _frames(lines, 1)
+            http.post(
+                "/v1/customers",
+                json={"email": f"late-{uuid.uuid4().hex[:6]}@stream.example"},
+                headers={"Idempotency-Key": "cus-late"},
+            ).raise_for_status()
+            (fourth,) = _frames(lines, 1)
+        assert (third["id"], fourth["id"]) == ("3", "4")
+
+
+def test_a_credential_holds_a_few_streams_at_once(platform: Running) -> None:
+    with platform.new_merchant(f"Streams {uuid.uuid4().hex[:6]}") as http, ExitStack() as held:
+        opened = [held.enter_context(http.stream("GET", "/v1/events/stream")) for _ in range(5)]
+        assert [s.status_code for s in opened] == [200] * 5
+        with http.stream("GET", "/v1/events/stream") as refused:
+            assert refused.status_code == 429
+            refused.read()
+            assert refused.json()["code"] == "too_many_streams"
+        opened[0].close()
+
+        # One closed, one may open again (the server notices the close within a poll).
+        def reopened() -> bool:
+            with http.stream("GET", "/v1/events/stream") as again:
+                return again.status_code == 200
+
+        _eventually(reopened)
