@@ -120,26 +120,36 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
 
 
 class IdempotencyStore:
+    """Every request with a key costs this store a claim and a completion; each is one
+    statement on its own (autocommit: one round trip, where a transaction would take three).
+    Only a key seen before takes a transaction, to decide between replay, conflict and
+    take-over."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def claim(self, merchant_id: str, key: str, print_: bytes) -> Claim:
         now = datetime.now(UTC)
         t = keys_table
-        async with self._engine.begin() as conn:
-            inserted = await conn.execute(
-                pg_insert(t)
-                .values(
-                    merchant_id=merchant_id,
-                    key=key,
-                    fingerprint=print_,
-                    state="in_progress",
-                    locked_until=now + LOCK,
-                )
-                .on_conflict_do_nothing()
-                .returning(t.c.key)
+        new_key = (
+            pg_insert(t)
+            .values(
+                merchant_id=merchant_id,
+                key=key,
+                fingerprint=print_,
+                state="in_progress",
+                locked_until=now + LOCK,
             )
-            if inserted.first() is not None:
+            .on_conflict_do_nothing()
+            .returning(t.c.key)
+        )
+        async with self._autocommit.connect() as conn:
+            if (await conn.execute(new_key)).first() is not None:
+                return Claim(proceed=True)
+        async with self._engine.begin() as conn:
+            # Claimed again in this transaction: the row may have been released meanwhile.
+            if (await conn.execute(new_key)).first() is not None:
                 return Claim(proceed=True)
             row = (
                 await conn.execute(select(t).where(t.c.merchant_id == merchant_id, t.c.key == key))
@@ -171,7 +181,7 @@ class IdempotencyStore:
     ) -> None:
         """Keep the answer for replays, without the fields `shown_once` names."""
         body = redact(answer.body, shown_once)
-        async with self._engine.begin() as conn:
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 update(keys_table)
                 .where(keys_table.c.merchant_id == merchant_id, keys_table.c.key == key)
@@ -185,7 +195,7 @@ class IdempotencyStore:
 
     async def release(self, merchant_id: str, key: str) -> None:
         """Forget a key whose attempt failed on our side (5xx), so the client may retry it."""
-        async with self._engine.begin() as conn:
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 delete(keys_table).where(
                     keys_table.c.merchant_id == merchant_id, keys_table.c.key == key

@@ -14,8 +14,10 @@ import contextlib
 import logging
 
 from nats.js import JetStreamContext
-from sqlalchemy import func, select, update
+from psycopg import AsyncConnection as DriverConnection
+from sqlalchemy import ARRAY, BigInteger, Table, any_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_kit.events import (
     EVENT_ID_HEADER,
@@ -24,6 +26,7 @@ from pos_kit.events import (
     TRACEPARENT_HEADER,
 )
 from pos_kit.tables import KitTables
+from pos_kit.uow import compiled_sql
 
 log = logging.getLogger(__name__)
 
@@ -76,55 +79,72 @@ class OutboxRelay:
                 stopper.cancel()
 
     async def publish_batch(self) -> int:
-        """Publish one batch; returns how many rows were published."""
-        ob = self._outbox
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        ob.c.seq,
-                        ob.c.event_id,
-                        ob.c.subject,
-                        ob.c.event_type,
-                        ob.c.merchant_id,
-                        ob.c.payload,
-                        ob.c.traceparent,
-                    )
-                    .where(ob.c.published_at.is_(None))
-                    .order_by(ob.c.seq)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+        """Publish one batch; returns how many rows were published.
+
+        Two round trips to PostgreSQL a batch: the claim travels with its BEGIN, the marking
+        with its COMMIT (one psycopg pipeline each)."""
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, DriverConnection)
+            async with driver.pipeline():
+                cursor = await driver.execute(
+                    compiled_sql(self._outbox, "relay-claim", _claim_unpublished),
+                    {"limit": self._batch_size},
                 )
-            ).all()
+                rows = await cursor.fetchall()
             if not rows:
+                await driver.commit()  # nothing claimed; a COMMIT keeps prepared statements
                 return 0
             futures = []
-            for row in rows:
+            for _, event_id, subject, event_type, merchant_id, payload, traceparent in rows:
                 headers = {
-                    "Nats-Msg-Id": row.event_id,
-                    EVENT_ID_HEADER: row.event_id,
-                    EVENT_TYPE_HEADER: row.event_type,
-                    MERCHANT_HEADER: row.merchant_id,
+                    "Nats-Msg-Id": event_id,
+                    EVENT_ID_HEADER: event_id,
+                    EVENT_TYPE_HEADER: event_type,
+                    MERCHANT_HEADER: merchant_id,
                 }
-                if row.traceparent:
-                    headers[TRACEPARENT_HEADER] = row.traceparent
+                if traceparent:
+                    headers[TRACEPARENT_HEADER] = traceparent
                 futures.append(
                     self._js.publish(
-                        row.subject,
-                        bytes(row.payload),
-                        timeout=self._publish_timeout,
-                        headers=headers,
+                        subject, bytes(payload), timeout=self._publish_timeout, headers=headers
                     )
                 )
-            # Pipelined: every publish is on the wire before the first ack is awaited.
+            # Pipelined: every publish is on the wire before the first ack is awaited. A failed
+            # publish leaves the transaction open: closing the connection rolls it back.
             await asyncio.gather(*futures)
-            await conn.execute(
-                update(ob)
-                .where(ob.c.seq.in_([r.seq for r in rows]))
-                .values(published_at=func.now())
-            )
+            async with driver.pipeline():
+                await driver.execute(
+                    compiled_sql(self._outbox, "relay-mark", _mark_published),
+                    {"seqs": [row[0] for row in rows]},
+                )
+                await driver.commit()
         self.published += len(rows)
         return len(rows)
+
+
+def _claim_unpublished(outbox: Table) -> ClauseElement:
+    return (
+        select(
+            outbox.c.seq,
+            outbox.c.event_id,
+            outbox.c.subject,
+            outbox.c.event_type,
+            outbox.c.merchant_id,
+            outbox.c.payload,
+            outbox.c.traceparent,
+        )
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _mark_published(outbox: Table) -> ClauseElement:
+    seqs = bindparam("seqs", type_=ARRAY(BigInteger))
+    return update(outbox).where(outbox.c.seq == any_(seqs)).values(published_at=func.now())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

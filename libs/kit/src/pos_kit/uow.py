@@ -2,19 +2,27 @@
 
 Events go into the outbox in the same transaction as the change, so a crash after commit loses
 nothing: the relay publishes whatever is committed and unpublished.
+
+Round trips are what a unit of work costs most (docs/performance.md): each statement is a
+wait on PostgreSQL and a turn of the client's protocol code. So the kit's own statements ride
+along with others in one psycopg pipeline: a claim goes out with the transaction's BEGIN, and the
+stored answer and the outbox rows go out with the COMMIT. The services' statements are untouched.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from opentelemetry.propagate import inject
-from sqlalchemy import select, update
+from psycopg import AsyncConnection as DriverConnection
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused
 from pos_kit.events import EventRegistry, OutgoingEvent
@@ -37,6 +45,9 @@ class UnitOfWork:
         self._events: list[OutgoingEvent] = []
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
+        self._driver: DriverConnection[Any] | None = None
+        # The kit's statements that need no answer: sent with the COMMIT.
+        self._with_commit: list[tuple[str, Mapping[str, Any]]] = []
         self.merchant_id = ""
 
     def bind(self, merchant_id: str) -> Self:
@@ -54,6 +65,8 @@ class UnitOfWork:
         self._conn = await self._engine.connect()
         self._tx = await self._conn.begin()
         self._events = []
+        self._with_commit = []
+        self._driver = None
         return self
 
     async def __aexit__(
@@ -70,6 +83,7 @@ class UnitOfWork:
                 await self._conn.close()
             self._conn = None
             self._tx = None
+            self._driver = None
 
     def emit(self, event: OutgoingEvent) -> None:
         self._events.append(event)
@@ -81,13 +95,17 @@ class UnitOfWork:
         self.emit(self.events.to_outgoing(event, self.merchant_id))
 
     async def commit(self) -> None:
+        """Write the outbox rows (and the kit's pending statements) and commit, in one round
+        trip: an error in any of them fails the commit and the transaction rolls back."""
+        statements = self._with_commit
         if self._events:
             carrier: dict[str, str] = {}
             inject(carrier)
             traceparent = carrier.get("traceparent")
-            await self.conn.execute(
-                self.tables.outbox.insert(),
-                [
+            sql = compiled_sql(self.tables.outbox, "outbox", _insert_outbox)
+            statements += [
+                (
+                    sql,
                     {
                         "event_id": e.event_id,
                         "subject": e.subject,
@@ -95,16 +113,49 @@ class UnitOfWork:
                         "merchant_id": e.merchant_id,
                         "payload": e.payload,
                         "traceparent": traceparent,
-                    }
-                    for e in self._events
-                ],
-            )
+                    },
+                )
+                for e in self._events
+            ]
         assert self._tx is not None
+        if statements:
+            driver = await self.driver()
+            async with driver.pipeline():
+                for sql, params in statements:
+                    await driver.execute(sql, params)
+                await driver.commit()
+        # The transaction has ended (or, with nothing pending, ends here): SQLAlchemy's own
+        # bookkeeping, and the COMMIT when there was nothing to send with it.
         await self._tx.commit()
+        self._with_commit = []
         had_events = bool(self._events)
         self._events = []
         if had_events and self._on_commit is not None:
             self._on_commit()
+
+    # --- the kit's statements, pipelined -----------------------------------------------------
+
+    async def driver(self) -> DriverConnection[Any]:
+        """The psycopg connection under this unit of work's, in the same transaction."""
+        if self._driver is None:
+            raw = await self.conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, DriverConnection)
+            self._driver = driver
+        return self._driver
+
+    async def first_row(self, sql: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """Run one statement and return its first row; the first statement of the transaction
+        travels with its BEGIN (one round trip instead of two)."""
+        driver = await self.driver()
+        async with driver.pipeline():
+            cursor = await driver.execute(sql, params)
+            row = await cursor.fetchone()
+        return row
+
+    def execute_with_commit(self, sql: str, params: Mapping[str, Any]) -> None:
+        """Run a statement whose outcome nobody reads before the commit, with the COMMIT."""
+        self._with_commit.append((sql, params))
 
     # --- request_id idempotency -------------------------------------------------------------
 
@@ -125,18 +176,16 @@ class UnitOfWork:
             )
         fingerprint = hashlib.sha256(operation.encode() + b"\0" + request_bytes).digest()
         table = self.tables.requests
-        claimed = await self.conn.execute(
-            pg_insert(table)
-            .values(
-                merchant_id=merchant_id,
-                request_id=request_id,
-                operation=operation,
-                fingerprint=fingerprint,
-            )
-            .on_conflict_do_nothing()
-            .returning(table.c.request_id)
+        claimed = await self.first_row(
+            compiled_sql(table, "claim", claim_statement),
+            {
+                "merchant_id": merchant_id,
+                "request_id": request_id,
+                "operation": operation,
+                "fingerprint": fingerprint,
+            },
         )
-        if claimed.first() is not None:
+        if claimed is not None:
             return None
         row = (
             await self.conn.execute(
@@ -150,9 +199,58 @@ class UnitOfWork:
         return bytes(row.response)
 
     async def store_response(self, merchant_id: str, request_id: str, response: bytes) -> None:
-        table = self.tables.requests
-        await self.conn.execute(
-            update(table)
-            .where(table.c.merchant_id == merchant_id, table.c.request_id == request_id)
-            .values(response=response)
+        """Keep the answer beside the effect: written with the COMMIT, so it is there exactly
+        when the effect is."""
+        self.execute_with_commit(
+            compiled_sql(self.tables.requests, "store", _store_response),
+            {"merchant_id": merchant_id, "request_id": request_id, "response": response},
         )
+
+
+# --- the kit's statements, compiled once per table ----------------------------------------------
+
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+_COMPILED: dict[tuple[str, str], str] = {}
+
+
+def compiled_sql(table: Table, name: str, build: Callable[[Table], ClauseElement]) -> str:
+    """The statement `build(table)` as psycopg SQL with named parameters, compiled once. The
+    kit's tables have the same columns in every service (`add_kit_tables`): the table's name
+    is enough of a key."""
+    key = (table.fullname, name)
+    found = _COMPILED.get(key)
+    if found is None:
+        found = _COMPILED[key] = str(build(table).compile(dialect=_DIALECT))
+    return found
+
+
+def _insert_outbox(outbox: Table) -> ClauseElement:
+    names = ("event_id", "subject", "event_type", "merchant_id", "payload", "traceparent")
+    # inline: no RETURNING of the new key, which nobody reads.
+    return outbox.insert().inline().values({name: bindparam(name) for name in names})
+
+
+def claim_statement(requests: Table) -> ClauseElement:
+    """Claim a request id (no answer yet); returns its claim time, or no row if it was taken."""
+    return (
+        pg_insert(requests)
+        .values(
+            merchant_id=bindparam("merchant_id"),
+            request_id=bindparam("request_id"),
+            operation=bindparam("operation"),
+            fingerprint=bindparam("fingerprint"),
+        )
+        .on_conflict_do_nothing()
+        .returning(requests.c.created_at)
+    )
+
+
+def _store_response(requests: Table) -> ClauseElement:
+    return (
+        update(requests)
+        .where(
+            requests.c.merchant_id == bindparam("merchant_id"),
+            requests.c.request_id == bindparam("request_id"),
+        )
+        .values(response=bindparam("response"))
+    )
