@@ -11,16 +11,19 @@ stored answer and the outbox rows go out with the COMMIT. The services' statemen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+import psycopg
 from opentelemetry.propagate import inject
 from psycopg import AsyncConnection as DriverConnection
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -48,11 +51,20 @@ class UnitOfWork:
         self._driver: DriverConnection[Any] | None = None
         # The kit's statements that need no answer: sent with the COMMIT.
         self._with_commit: list[tuple[str, Mapping[str, Any]]] = []
+        self._read_only = False
         self.merchant_id = ""
 
     def bind(self, merchant_id: str) -> Self:
         """Scope this unit of work to one merchant; every repository query filters by it."""
         self.merchant_id = merchant_id
+        return self
+
+    def reading(self) -> Self:
+        """Only reads: the transaction begins READ ONLY (PostgreSQL refuses a write in it) and,
+        when nothing failed, ends with COMMIT rather than ROLLBACK. psycopg answers every
+        ROLLBACK by dropping all of the connection's prepared statements (DEALLOCATE ALL), so
+        the next units of work on it would parse and plan each statement again."""
+        self._read_only = True
         return self
 
     @property
@@ -67,6 +79,9 @@ class UnitOfWork:
         self._events = []
         self._with_commit = []
         self._driver = None
+        if self._read_only:
+            # No round trip: it changes the BEGIN psycopg sends with the first statement.
+            await (await self.driver()).set_read_only(True)
         return self
 
     async def __aexit__(
@@ -77,13 +92,26 @@ class UnitOfWork:
     ) -> None:
         try:
             if self._tx is not None and self._tx.is_active:
-                await self._tx.rollback()
+                if self._read_only and exc_type is None:
+                    await self._tx.commit()
+                else:
+                    await self._tx.rollback()
         finally:
             if self._conn is not None:
+                if self._read_only:
+                    await self._writable_again(self._conn)
                 await self._conn.close()
             self._conn = None
             self._tx = None
             self._driver = None
+
+    async def _writable_again(self, conn: AsyncConnection) -> None:
+        """The pooled connection goes back as it came; one that cannot be reset is discarded
+        rather than handed, read-only, to a unit of work that writes."""
+        try:
+            await (await self.driver()).set_read_only(None)
+        except Exception:
+            await conn.invalidate()
 
     def emit(self, event: OutgoingEvent) -> None:
         self._events.append(event)
@@ -120,10 +148,11 @@ class UnitOfWork:
         assert self._tx is not None
         if statements:
             driver = await self.driver()
-            async with driver.pipeline():
-                for sql, params in statements:
-                    await driver.execute(sql, params)
-                await driver.commit()
+            with _as_sqlalchemy_error(statements[0][0]):
+                async with driver.pipeline():
+                    for sql, params in statements:
+                        await driver.execute(sql, params)
+                    await driver.commit()
         # The transaction has ended (or, with nothing pending, ends here): SQLAlchemy's own
         # bookkeeping, and the COMMIT when there was nothing to send with it.
         await self._tx.commit()
@@ -148,9 +177,10 @@ class UnitOfWork:
         """Run one statement and return its first row; the first statement of the transaction
         travels with its BEGIN (one round trip instead of two)."""
         driver = await self.driver()
-        async with driver.pipeline():
-            cursor = await driver.execute(sql, params)
-            row = await cursor.fetchone()
+        with _as_sqlalchemy_error(sql):
+            async with driver.pipeline():
+                cursor = await driver.execute(sql, params)
+                row = await cursor.fetchone()
         return row
 
     def execute_with_commit(self, sql: str, params: Mapping[str, Any]) -> None:
@@ -205,6 +235,17 @@ class UnitOfWork:
             compiled_sql(self.tables.requests, "store", _store_response),
             {"merchant_id": merchant_id, "request_id": request_id, "response": response},
         )
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_error(sql: str) -> Iterator[None]:
+    """A failure of a statement sent on the driver's connection raises what it would have
+    through SQLAlchemy (IntegrityError, OperationalError, ...), so callers see one kind of
+    error. Parameters are left out of it: they may hold a stored answer."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error, hide_parameters=True) from exc
 
 
 # --- the kit's statements, compiled once per table ----------------------------------------------
