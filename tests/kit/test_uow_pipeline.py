@@ -66,6 +66,16 @@ async def test_the_claim_the_effect_the_answer_and_the_events_commit_together(
     async with uow(engine) as other:
         with pytest.raises(RequestIdReused):
             await other.claim_request(MERCHANT, request_id, "Op", b"another body")
+    await pooled_connection_is_as_psycopg_makes_it(engine)
+
+
+async def pooled_connection_is_as_psycopg_makes_it(engine: AsyncEngine) -> None:
+    """The kit sends BEGIN itself (autocommit on) and may begin READ ONLY: neither may stay on
+    the connection handed to the next unit of work."""
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        assert (driver.autocommit, driver.read_only) == (False, None)
 
 
 async def test_a_statement_sent_with_the_commit_that_fails_leaves_nothing_behind(
@@ -95,6 +105,7 @@ async def test_a_statement_sent_with_the_commit_that_fails_leaves_nothing_behind
         await retry.store_response(MERCHANT, request_id, b"answer")
         await retry.commit()
     assert await count(engine, kit.requests, kit.requests.c.request_id == request_id) == 1
+    await pooled_connection_is_as_psycopg_makes_it(engine)
 
 
 async def test_a_reading_unit_of_work_refuses_writes_and_keeps_prepared_statements(
@@ -120,3 +131,4 @@ async def test_a_reading_unit_of_work_refuses_writes_and_keeps_prepared_statemen
             kit.inbox.insert().values(consumer="w", event_id=str(uuid.uuid4()))
         )
         await writer.commit()
+    await pooled_connection_is_as_psycopg_makes_it(engine)

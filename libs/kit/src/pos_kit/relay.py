@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from nats.js import JetStreamContext
 from psycopg import AsyncConnection as DriverConnection
@@ -26,7 +27,7 @@ from pos_kit.events import (
     TRACEPARENT_HEADER,
 )
 from pos_kit.tables import KitTables
-from pos_kit.uow import compiled_sql
+from pos_kit.uow import begin_statement, compiled_sql, restore
 
 log = logging.getLogger(__name__)
 
@@ -82,45 +83,59 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were published.
 
         Two round trips to PostgreSQL a batch: the claim travels with its BEGIN, the marking
-        with its COMMIT (one psycopg pipeline each)."""
+        with its COMMIT (a psycopg pipeline each); the statements run on the driver's
+        connection, compiled once."""
         async with self._engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
             assert isinstance(driver, DriverConnection)
-            async with driver.pipeline():
-                cursor = await driver.execute(
-                    compiled_sql(self._outbox, "relay-claim", _claim_unpublished),
-                    {"limit": self._batch_size},
+            await driver.set_autocommit(True)  # BEGIN travels with the claim (pos_kit.uow)
+            try:
+                rows = await self._publish_claimed(driver)
+            finally:
+                try:
+                    await driver.rollback()  # only after a failure is a transaction still open
+                    await restore(driver)
+                except Exception:
+                    await conn.invalidate()
+        self.published += rows
+        return rows
+
+    async def _publish_claimed(self, driver: DriverConnection[Any]) -> int:
+        async with driver.pipeline():
+            await driver.execute(begin_statement(read_only=False))
+            cursor = await driver.execute(
+                compiled_sql(self._outbox, "relay-claim", _claim_unpublished),
+                {"limit": self._batch_size},
+            )
+        rows = await cursor.fetchall()
+        if not rows:
+            await driver.execute("COMMIT")  # nothing claimed; a ROLLBACK would cost psycopg
+            return 0  # its prepared statements
+        futures = []
+        for _, event_id, subject, event_type, merchant_id, payload, traceparent in rows:
+            headers = {
+                "Nats-Msg-Id": event_id,
+                EVENT_ID_HEADER: event_id,
+                EVENT_TYPE_HEADER: event_type,
+                MERCHANT_HEADER: merchant_id,
+            }
+            if traceparent:
+                headers[TRACEPARENT_HEADER] = traceparent
+            futures.append(
+                self._js.publish(
+                    subject, bytes(payload), timeout=self._publish_timeout, headers=headers
                 )
-                rows = await cursor.fetchall()
-            if not rows:
-                await driver.commit()  # nothing claimed; a COMMIT keeps prepared statements
-                return 0
-            futures = []
-            for _, event_id, subject, event_type, merchant_id, payload, traceparent in rows:
-                headers = {
-                    "Nats-Msg-Id": event_id,
-                    EVENT_ID_HEADER: event_id,
-                    EVENT_TYPE_HEADER: event_type,
-                    MERCHANT_HEADER: merchant_id,
-                }
-                if traceparent:
-                    headers[TRACEPARENT_HEADER] = traceparent
-                futures.append(
-                    self._js.publish(
-                        subject, bytes(payload), timeout=self._publish_timeout, headers=headers
-                    )
-                )
-            # Pipelined: every publish is on the wire before the first ack is awaited. A failed
-            # publish leaves the transaction open: closing the connection rolls it back.
-            await asyncio.gather(*futures)
-            async with driver.pipeline():
-                await driver.execute(
-                    compiled_sql(self._outbox, "relay-mark", _mark_published),
-                    {"seqs": [row[0] for row in rows]},
-                )
-                await driver.commit()
-        self.published += len(rows)
+            )
+        # Pipelined: every publish is on the wire before the first ack is awaited. A failed
+        # publish leaves the transaction open: the caller rolls it back.
+        await asyncio.gather(*futures)
+        async with driver.pipeline():
+            await driver.execute(
+                compiled_sql(self._outbox, "relay-mark", _mark_published),
+                {"seqs": [row[0] for row in rows]},
+            )
+            await driver.execute("COMMIT")  # with the UPDATE: one round trip for both
         return len(rows)
 
 

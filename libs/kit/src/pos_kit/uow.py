@@ -4,9 +4,10 @@ Events go into the outbox in the same transaction as the change, so a crash afte
 nothing: the relay publishes whatever is committed and unpublished.
 
 Round trips are what a unit of work costs most (docs/performance.md): each statement is a
-wait on PostgreSQL and a turn of the client's protocol code. So the kit's own statements ride
-along with others in one psycopg pipeline: a claim goes out with the transaction's BEGIN, and the
-stored answer and the outbox rows go out with the COMMIT. The services' statements are untouched.
+wait on PostgreSQL and a turn of the client's protocol code. So the kit's own statements that
+need no answer (the stored answer of a request, the outbox rows) go out with the COMMIT, in one
+psycopg pipeline: one round trip where there were three. The kit's statements run on the driver's
+connection, compiled once, without SQLAlchemy's per-statement work; the services' are untouched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Self
 import psycopg
 from opentelemetry.propagate import inject
 from psycopg import AsyncConnection as DriverConnection
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -52,6 +54,8 @@ class UnitOfWork:
         # The kit's statements that need no answer: sent with the COMMIT.
         self._with_commit: list[tuple[str, Mapping[str, Any]]] = []
         self._read_only = False
+        # This transaction's BEGIN was sent by the kit, not by psycopg (see `first_row`).
+        self._explicit_begin = False
         self.merchant_id = ""
 
     def bind(self, merchant_id: str) -> Self:
@@ -79,6 +83,7 @@ class UnitOfWork:
         self._events = []
         self._with_commit = []
         self._driver = None
+        self._explicit_begin = False
         if self._read_only:
             # No round trip: it changes the BEGIN psycopg sends with the first statement.
             await (await self.driver()).set_read_only(True)
@@ -98,18 +103,18 @@ class UnitOfWork:
                     await self._tx.rollback()
         finally:
             if self._conn is not None:
-                if self._read_only:
-                    await self._writable_again(self._conn)
+                if self._read_only or self._explicit_begin:
+                    await self._as_it_came(self._conn)
                 await self._conn.close()
             self._conn = None
             self._tx = None
             self._driver = None
 
-    async def _writable_again(self, conn: AsyncConnection) -> None:
+    async def _as_it_came(self, conn: AsyncConnection) -> None:
         """The pooled connection goes back as it came; one that cannot be reset is discarded
-        rather than handed, read-only, to a unit of work that writes."""
+        rather than handed, read-only or without its own BEGIN, to the next unit of work."""
         try:
-            await (await self.driver()).set_read_only(None)
+            await restore(await self.driver())
         except Exception:
             await conn.invalidate()
 
@@ -149,10 +154,12 @@ class UnitOfWork:
         if statements:
             driver = await self.driver()
             with _as_sqlalchemy_error(statements[0][0]):
+                # COMMIT as one more statement of the pipeline, not `driver.commit()`, which
+                # would wait for everything before it and then again for the pipeline's end.
                 async with driver.pipeline():
                     for sql, params in statements:
                         await driver.execute(sql, params)
-                    await driver.commit()
+                    await driver.execute("COMMIT")
         # The transaction has ended (or, with nothing pending, ends here): SQLAlchemy's own
         # bookkeeping, and the COMMIT when there was nothing to send with it.
         await self._tx.commit()
@@ -174,14 +181,20 @@ class UnitOfWork:
         return self._driver
 
     async def first_row(self, sql: str, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        """Run one statement and return its first row; the first statement of the transaction
-        travels with its BEGIN (one round trip instead of two)."""
+        """Run one of the kit's statements on the driver's connection (none of SQLAlchemy's
+        per-statement work) and return its first row. As the transaction's first statement
+        (a claim, an inbox entry) it travels with the BEGIN: one round trip, not two."""
         driver = await self.driver()
         with _as_sqlalchemy_error(sql):
-            async with driver.pipeline():
+            if driver.info.transaction_status == TransactionStatus.IDLE:
+                self._explicit_begin = True
+                await driver.set_autocommit(True)  # idle: no round trip; see `restore`
+                async with driver.pipeline():
+                    await driver.execute(begin_statement(self._read_only))
+                    cursor = await driver.execute(sql, params)
+            else:
                 cursor = await driver.execute(sql, params)
-                row = await cursor.fetchone()
-        return row
+            return await cursor.fetchone()
 
     def execute_with_commit(self, sql: str, params: Mapping[str, Any]) -> None:
         """Run a statement whose outcome nobody reads before the commit, with the COMMIT."""
@@ -235,6 +248,27 @@ class UnitOfWork:
             compiled_sql(self.tables.requests, "store", _store_response),
             {"merchant_id": merchant_id, "request_id": request_id, "response": response},
         )
+
+
+# --- BEGIN with the first statement ----------------------------------------------------------
+#
+# psycopg sends a transaction's BEGIN itself, before the first statement, and waits for its
+# answer even in a pipeline. A connection switched to autocommit leaves BEGIN to us, so it can
+# travel with the first statement; from then on psycopg sees the transaction the server reports
+# and COMMIT, ROLLBACK and the services' statements work as before. Switched back (`restore`)
+# before the connection returns to the pool.
+
+
+def begin_statement(read_only: bool) -> str:
+    return "BEGIN READ ONLY" if read_only else "BEGIN"
+
+
+async def restore(driver: DriverConnection[Any]) -> None:
+    """psycopg's own BEGIN again, read-write; the connection must be idle (else this raises)."""
+    if driver.autocommit:
+        await driver.set_autocommit(False)
+    if driver.read_only is not None:
+        await driver.set_read_only(None)
 
 
 @contextlib.contextmanager
