@@ -223,8 +223,10 @@ async def bench_platform(
     ) as http:
         body = await stock_for_checkouts(http)
     script = checkout_script(scratch, key, body)
-    # Warm-up: pools, prepared statements, caches; its figures are not kept.
-    await asyncio.to_thread(run_wrk, platform.gateway_url, script, max(connections), 3)
+    # Warm-up, as long as a measured run: pools fill, every pooled connection has prepared its
+    # statements (psycopg does on a statement's fifth run), caches fill. Its figures are not
+    # kept: after a 3 s warm-up the next runs were still 1.5-2x faster each.
+    await asyncio.to_thread(run_wrk, platform.gateway_url, script, max(connections), duration)
     results = []
     for c in connections:
         await asyncio.sleep(2)  # what is still in flight (events, relays) settles

@@ -290,8 +290,9 @@ _COMPILED: dict[tuple[str, str], str] = {}
 
 def compiled_sql(table: Table, name: str, build: Callable[[Table], ClauseElement]) -> str:
     """The statement `build(table)` as psycopg SQL with named parameters, compiled once. The
-    kit's tables have the same columns in every service (`add_kit_tables`): the table's name
-    is enough of a key."""
+    kit's tables have the same columns in every service (`add_kit_tables`) and other tables one
+    definition each: the table's name is enough of a key. Every value is a named parameter
+    (`bindparam`), literals included: the caller passes them all."""
     key = (table.fullname, name)
     found = _COMPILED.get(key)
     if found is None:
