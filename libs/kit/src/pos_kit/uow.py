@@ -103,9 +103,11 @@ class UnitOfWork:
                     await self._tx.rollback()
         finally:
             if self._conn is not None:
-                if self._read_only or self._explicit_begin:
-                    await self._as_it_came(self._conn)
-                await self._conn.close()
+                try:
+                    if self._read_only or self._explicit_begin:
+                        await self._as_it_came(self._conn)
+                finally:
+                    await self._conn.close()
             self._conn = None
             self._tx = None
             self._driver = None
@@ -116,7 +118,10 @@ class UnitOfWork:
         try:
             await restore(await self.driver())
         except Exception:
-            await conn.invalidate()
+            await conn.invalidate()  # the error that ended the unit of work is the one to see
+        except BaseException:
+            await conn.invalidate()  # cancelled half-way: not a connection to hand out again
+            raise
 
     def emit(self, event: OutgoingEvent) -> None:
         self._events.append(event)
