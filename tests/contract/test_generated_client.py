@@ -112,7 +112,8 @@ def test_a_generated_client_runs_a_partner_flow(
         assert sale.order.customer_id == made.id
         assert [(line.sku, line.quantity) for line in sale.order.lines] == [("MUG-LOGO", 1)]
         assert sale.order.total.currency == location.currency
-        assert sale.payment.status == models.PaymentStatus.CAPTURED
+        # An open string: the payment vocabulary grows (commerce-states) without a new client.
+        assert sale.payment.status == "captured"
         assert sale.payment.amount.to_dict() == sale.order.total.to_dict()
         order = _load("api.orders_and_payments.get_order").sync(sale.order.id, client=client)
         assert isinstance(order, models.Order) and order.to_dict() == sale.order.to_dict()

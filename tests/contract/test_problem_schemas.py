@@ -43,7 +43,8 @@ def test_problem_answers_match_their_documented_schemas(demo_merchant: Any) -> N
     assert declined.status_code == 402, declined.text
     assert _check(document, "/v1/checkouts", "post", declined) == "PaymentDeclined"
     assert declined.json()["order"]["status"] == "payment_declined"
-    assert declined.json()["payment"]["status"] == "declined"
+    assert declined.json()["payment"]["status"] == "failed"
+    assert declined.json()["payment"]["decline_code"] == "card_declined"
 
     made = http.post(
         "/v1/customers",

@@ -30,7 +30,14 @@ IDEMPOTENT_POSTS = "|".join(
     ("locations", "products", "inventory/adjustments", "customers", "promotions", "api-keys",
      "oauth-clients", "products/batch-upsert", "products/[^/]+/archive", "inventory/counts",
      "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
-     "reservations/[^/]+/(commit|release)", "sourcing")
+     "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
+     "orders/[^/]+/refunds", "terminal-checkouts", "terminal-checkouts/[^/]+/cancel")
+)  # fmt: skip
+# Payment operations with rules on the payment the request names: an amount in its currency,
+# a tip in the amount's, a reader the sandbox has. Each is a 400 naming the field.
+PAYMENT_RULES = "|".join(
+    ("POST /v1/payments/[^/]+/(capture|refunds)", "POST /v1/orders/[^/]+/refunds",
+     "POST /v1/terminal-checkouts")
 )  # fmt: skip
 # Catalog and stock operations with rules JSON Schema can't state: a barcode's GTIN check
 # digit, the tax category code and variant SKUs unique within a product, an IANA time zone, two
@@ -40,6 +47,10 @@ CROSS_FIELD = "|".join(
     ("POST /v1/products", "POST /v1/products/batch-upsert", "PATCH /v1/products/[^/]+",
      "POST /v1/locations", "POST /v1/inventory/transfers", "POST /v1/reservations",
      "POST /v1/sourcing", "GET /v1/inventory/nearby")
+)  # fmt: skip
+PAGED_LISTS = "|".join(
+    ("locations", "products", "customers", "orders", "promotions", "inventory/history",
+     "payments", "refunds")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123
@@ -74,13 +85,17 @@ include-name = "PATCH /v1/customers/{{customer_id}}"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "412"]}
 
 [[operations]]
+include-name-regex = "^({PAYMENT_RULES})$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
+
+[[operations]]
 include-name-regex = "^({CROSS_FIELD})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
 # A cursor is opaque: any string fits the schema, only one the API gave out is valid, and an
 # invalid one is a 400 (`page_token` in errors[]).
 [[operations]]
-include-name-regex = "^GET /v1/(locations|products|customers|orders|promotions|inventory/history)$"
+include-name-regex = "^GET /v1/({PAGED_LISTS})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
 # A checkout's lines must name distinct SKUs and a cash tender takes no card token: rules

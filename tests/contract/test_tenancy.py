@@ -83,6 +83,21 @@ def _reservation(http: httpx.Client) -> str:
     return str(_post(http, "/v1/reservations", hold)["id"])
 
 
+def _refund(http: httpx.Client) -> str:
+    payment = _sale(http)["payment"]["id"]
+    return str(_post(http, f"/v1/payments/{payment}/refunds", {"reason": "probe"})["data"][0]["id"])
+
+
+def _terminal_checkout(http: httpx.Client) -> str:
+    body = {
+        "location_id": http.get("/v1/locations").json()["data"][0]["id"],
+        "device_id": "sandbox_reader_timeout",  # stays pending: cancellable
+        "amount": {"amount": 500, "currency": "USD"},
+        "reference": "tenancy",
+    }
+    return str(_post(http, "/v1/terminal-checkouts", body)["id"])
+
+
 def _api_key(http: httpx.Client) -> str:
     return str(_post(http, "/v1/api-keys", {"name": "tenancy", "scopes": ["catalog:read"]})["id"])
 
@@ -103,6 +118,14 @@ FACTORIES: dict[str, Factory] = {
     "/v1/promotions/{promotion_id}": _promotion,
     "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/payments/{payment_id}": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/capture": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/payments/{payment_id}/refunds": lambda http: str(_sale(http)["payment"]["id"]),
+    "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/refunds/{refund_id}": _refund,
+    "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
+    "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
 }
@@ -110,6 +133,9 @@ FACTORIES: dict[str, Factory] = {
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
+    ("post", "/v1/payments/{payment_id}/capture"): {},
+    ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
 }
 # Paths outside the merchant's tenancy (the platform operator's own credential).
 NOT_TENANT = ("/v1/admin/",)
@@ -201,10 +227,18 @@ REFERENCES = {
     "to_location_id": "location",
     "pickup_location_id": "location",
     "customer_id": "customer",
+    "order_id": "order",
+    "payment_id": "payment",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, and the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet).
-NOT_REFERENCES = {("*", "external_id"), ("/v1/oauth/token", "client_id")}
+# A card reader's device id names a sandbox reader until registers and their devices are
+# resources of their own (the registers issue).
+NOT_REFERENCES = {
+    ("*", "external_id"),
+    ("/v1/oauth/token", "client_id"),
+    ("/v1/terminal-checkouts", "device_id"),
+}
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
 # stock ledger, and the levels (a hold shows as reserved units).
@@ -267,14 +301,19 @@ class Tenant:
     locations: list[str]
     customer: str
     sku: str
+    order: str
+    payment: str
 
 
 def _tenant(http: httpx.Client) -> Tenant:
+    sale = _sale(http)
     return Tenant(
         http,
         [loc["id"] for loc in http.get("/v1/locations").json()["data"]],
         http.get("/v1/customers").json()["data"][0]["id"],
         DEMO_SKU,
+        sale["order"]["id"],
+        sale["payment"]["id"],
     )
 
 
@@ -308,6 +347,11 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
+    ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
+    ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
+    ("post", "/v1/terminal-checkouts"): lambda t: {
+        "location_id": t.locations[0], "device_id": "sandbox_reader_timeout",
+        "amount": {"amount": 500, "currency": "USD"}, "reference": "probe"},
 }  # fmt: skip
 
 
@@ -340,7 +384,12 @@ def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_
     assert not unmapped, f"add a valid request to REQUESTS for {unmapped}"
 
     owner = _tenant(demo_merchant.http)
-    owned = {"location": owner.locations[0], "customer": owner.customer}
+    owned = {
+        "location": owner.locations[0],
+        "customer": owner.customer,
+        "order": owner.order,
+        "payment": owner.payment,
+    }
     with platform.new_merchant("Tenancy Bodies") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         other = _tenant(http)

@@ -22,12 +22,14 @@ from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore, declared
+from pos_gateway.messaging import JetStreamLink
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
     customers,
     inventory,
     orders,
+    payments,
     platform_admin,
     products,
     promotions,
@@ -103,6 +105,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # Built now (about half a second) rather than on the first POST that needs it.
         app.state.shown_once_operations = declared(app.openapi())
         app.state.services = clients.connect(settings)
+        app.state.jetstream = JetStreamLink(settings)
         await limits.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency))
         try:
@@ -110,6 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             purger.cancel()
             await app.state.services.close()
+            await app.state.jetstream.close()
             await limits.close()
             await engine.dispose()
 
@@ -158,6 +162,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         customers,
         promotions,
         orders,
+        payments,
         credentials,
         platform_admin,
     ):

@@ -209,6 +209,59 @@ PAYMENT = {
     "card_summary": "visa •••• 4242",
     "decline_reason": "",
     "created_at": UPDATED,
+    "reference": "",
+    "location_id": LOCATION_ID,
+    "tip": usd(0),
+    "total": usd(6040),
+    "authorized": usd(6040),
+    "captured": usd(6040),
+    "refunded": usd(0),
+    "voided": usd(0),
+    "decline_code": "",
+    "card_brand": "visa",
+    "card_last4": "4242",
+    "cash_tendered": None,
+    "external_reference": "",
+    "expires_at": None,
+    "updated_at": UPDATED,
+    "version": 2,
+}
+TERMINAL_CHECKOUT = {
+    "id": "tmc_01j9x6t9c3d4e5f6g7h8j9k0mn",
+    "order_id": "",
+    "reference": "register 2 sale 1187",
+    "location_id": LOCATION_ID,
+    "device_id": "sandbox_reader_approve",
+    "amount": usd(6040),
+    "tip": usd(500),
+    "status": "completed",
+    "payment_id": PAYMENT_ID,
+    "decline_code": "",
+    "deadline": "2026-01-20T14:10:12.250Z",
+    "created_at": UPDATED,
+    "updated_at": UPDATED,
+}
+ORDER_PAYMENTS = {
+    "order_id": ORDER_ID,
+    "authorized": usd(6040),
+    "captured": usd(6040),
+    "refunded": usd(0),
+    "balance_due": usd(0),
+    "payments": [PAYMENT],
+}
+PAYMENT_SETTINGS = {"authorization_window_seconds": 259200, "updated_at": UPDATED}
+REFUND = {
+    "id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
+    "payment_id": PAYMENT_ID,
+    "order_id": ORDER_ID,
+    "tender_type": "card",
+    "amount": usd(2500),
+    "status": "succeeded",
+    "reason": "returned: wrong size",
+    "lines": [{"sku": "TEE-BLK-M", "quantity": 1}],
+    "failure_code": "",
+    "created_at": UPDATED,
+    "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
 API_KEY = {
@@ -254,3 +307,16 @@ MERCHANT = {
     "name": "Corner Coffee",
     "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }
+DEAD_LETTER = {
+    "sequence": 42,
+    "consumer": "customer-loyalty",
+    "subject": "pos.order.v1.order_confirmed",
+    "event_id": "evt_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "event_type": "pos.order.v1.OrderConfirmed",
+    "merchant_id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
+    "error": "OperationalError",
+    "deliveries": 5,
+    "dead_lettered_at": "2026-01-20T14:05:12.250Z",
+}
+DEAD_LETTERS = {"data": [DEAD_LETTER], "next_cursor": None}
+REDRIVEN = {"redriven": [DEAD_LETTER]}

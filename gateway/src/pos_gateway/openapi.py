@@ -50,8 +50,11 @@ TAGS = {
     "promotions": "Discounts applied at checkout",
     "orders and payments": "The checkout (price, promotion, tax, payment, confirmation), "
     "orders and payments",
+    "payments": "Payments (authorised, captured in parts, voided), refunds to the tenders they "
+    "were taken on, and the change feed of both",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
-    "platform administration": "Merchants, with the platform credential (off unless configured)",
+    "platform administration": "Merchants and dead letters, with the platform credential "
+    "(off unless configured)",
     "platform": "Health, readiness and metrics for the platform's own probes; no credential",
 }
 
@@ -498,6 +501,9 @@ def with_edge_answers(document: dict[str, Any]) -> None:
                 continue
             if kind != "merchant" or status.startswith("2"):
                 names: list[str] = ["X-Request-Id"]
+                if kind == "admin" and status == "503":
+                    # Shed by admission before any id is given, or the broker unreachable.
+                    names = ["X-Request-Id-If-Admitted", "Retry-After-If-Overloaded"]
                 if kind == "merchant":
                     names += ["RateLimit", "RateLimit-Policy"]
                     if method == "post":

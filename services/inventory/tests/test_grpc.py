@@ -178,6 +178,13 @@ async def test_bad_input_is_refused_field_by_field(running: Running) -> None:
         ),
         (running.stub.GetPrices, inv.GetPricesRequest(), {"skus"}),
         (running.stub.GetStockLevels, inv.GetStockLevelsRequest(), {"skus"}),
+        # An enum value this version does not know is refused, not read as some default.
+        (
+            running.stub.CreateLocation,
+            inv.CreateLocationRequest(request_id="bad-7", name="S", currency="USD", kind=99),
+            {"kind"},
+        ),
+        (running.stub.SearchProducts, inv.SearchProductsRequest(query="x", status=99), {"status"}),
     ]
     for call, request, fields in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:

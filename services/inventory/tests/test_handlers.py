@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from pos_inventory.domain.catalog import Product, ProductCreated
-from pos_inventory.domain.model import (
-    Adjustment,
-    Location,
-)
+from pos_inventory.domain.catalog import Product
+from pos_inventory.domain.model import Adjustment, Location, ProductCreated
 from pos_inventory.service import catalog, handlers
 from pos_kit.errors import AlreadyExists, InvalidArgument, NotFound
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 
 
 class Store:
@@ -46,11 +44,9 @@ class FakeLocations:
     async def all(self) -> list[Location]:
         return [x for (m, _), x in self._s.locations.items() if m == self._m]
 
-    async def list(self, limit: int, after_id: str | None) -> list[Location]:
-        mine = sorted(
-            (x for (m, _), x in self._s.locations.items() if m == self._m), key=lambda x: x.id
-        )
-        return [x for x in mine if after_id is None or x.id > after_id][:limit]
+    async def list(self, page: PageRequest) -> list[Location]:
+        mine = sorted(await self.all(), key=lambda x: x.id)
+        return [x for x in mine if page.after is None or x.id > page.after][: page.fetch]
 
 
 class FakeProducts:
@@ -69,11 +65,11 @@ class FakeProducts:
     async def by_skus(self, skus: list[str]) -> list[Product]:
         return [p for (m, _), p in self._s.products.items() if m == self._m and p.sku in skus]
 
-    async def list(self, limit: int, after_id: str | None) -> list[Product]:
+    async def list(self, page: PageRequest) -> list[Product]:
         mine = sorted(
             (p for (m, _), p in self._s.products.items() if m == self._m), key=lambda p: p.id
         )
-        return [p for p in mine if after_id is None or p.id > after_id][:limit]
+        return [p for p in mine if page.after is None or p.id > page.after][: page.fetch]
 
 
 class FakeUow:

@@ -109,6 +109,26 @@ def _invariants(svc: InProcessService, sku: str, loc: str) -> tuple[int, int]:
     return int(on_hand), int(reserved)  # type: ignore[call-overload]
 
 
+async def _hold_as_a_till_would(
+    stub: stock_pb2_grpc.StockServiceStub, request: st.CreateReservationRequest
+) -> str:
+    """ "held" or "out" (insufficient stock); a hold shed while every database connection was
+    busy (a loaded machine) is retried with the same request_id, which applies at most once."""
+    for attempt in range(50):
+        try:
+            await stub.CreateReservation(request, metadata=MD, timeout=60)
+            return "held"
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                assert read_error(err).reason == "overloaded", err.details()
+                await asyncio.sleep(0.05 * (attempt + 1))
+                continue
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+            assert read_error(err).reason == "insufficient_stock"
+            return "out"
+    raise AssertionError(f"hold {request.request_id} was shed 50 times")
+
+
 async def test_a_thousand_concurrent_holds_on_a_hundred_units_sell_exactly_a_hundred(
     svc: InProcessService,
 ) -> None:
@@ -119,23 +139,7 @@ async def test_a_thousand_concurrent_holds_on_a_hundred_units_sell_exactly_a_hun
 
         async def one(i: int) -> str:
             stub = stock_stub(channels[i % len(channels)])
-            for attempt in range(50):
-                try:
-                    await stub.CreateReservation(
-                        _hold(f"h-{i}", loc, [("HOT", 1)]), metadata=MD, timeout=60
-                    )
-                    return "held"
-                except grpc.aio.AioRpcError as err:
-                    if err.code() == grpc.StatusCode.UNAVAILABLE:
-                        # Shed while every database connection was busy (a loaded machine):
-                        # a till retries with the same request_id, which applies at most once.
-                        assert read_error(err).reason == "overloaded", err.details()
-                        await asyncio.sleep(0.05 * (attempt + 1))
-                        continue
-                    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
-                    assert read_error(err).reason == "insufficient_stock"
-                    return "out"
-            raise AssertionError(f"hold {i} was shed 50 times")
+            return await _hold_as_a_till_would(stub, _hold(f"h-{i}", loc, [("HOT", 1)]))
 
         outcomes = await asyncio.gather(*(one(i) for i in range(1000)))
     finally:
@@ -152,18 +156,13 @@ async def test_multi_line_holds_are_all_or_nothing_under_the_same_race(
     loc = await _setup(svc, {"PAIR-A": 50, "PAIR-B": 30}, "pair")
     stub = stock_stub(svc.channel)
 
-    async def one(i: int) -> bool:
+    async def one(i: int) -> str:
         # Half name the lines in the other order: the service sorts them, so none deadlock.
         lines = [("PAIR-A", 1), ("PAIR-B", 1)] if i % 2 else [("PAIR-B", 1), ("PAIR-A", 1)]
-        try:
-            await stub.CreateReservation(_hold(f"pair-{i}", loc, lines), metadata=MD, timeout=60)
-            return True
-        except grpc.aio.AioRpcError as err:
-            assert read_error(err).reason == "insufficient_stock"
-            return False
+        return await _hold_as_a_till_would(stub, _hold(f"pair-{i}", loc, lines))
 
     outcomes = await asyncio.gather(*(one(i) for i in range(200)))
-    assert sum(outcomes) == 30
+    assert outcomes.count("held") == 30
     assert _invariants(svc, "PAIR-A", loc) == (50, 30)
     assert _invariants(svc, "PAIR-B", loc) == (30, 30)
 
@@ -342,3 +341,39 @@ async def test_every_stock_mutation_replayed_with_its_request_id_applies_once(
         svc, "SELECT count(*) FROM stock_ledger WHERE merchant_id='mer_a' AND sku='ONCE'"
     )
     assert entries == 4  # the receipt, the count, and the transfer's two legs
+
+
+async def test_a_dry_run_sourcing_holds_nothing_and_is_answered_fresh_every_time(
+    svc: InProcessService,
+) -> None:
+    here = await _setup(svc, {"DRY": 2}, "dry")
+    _db(svc, "UPDATE locations SET pickup_enabled = true WHERE id = %s RETURNING id", here)
+    stub = stock_stub(svc.channel)
+    ask = st.ProposeSourcingRequest(
+        request_id="dry-1", lines=[st.StockLine(sku="DRY", quantity=3)], pickup_location_id=here
+    )
+    short = await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+    assert short.strategy == st.SOURCING_STRATEGY_UNFULFILLABLE
+    # The same request_id on a dry run: not a reuse, since a dry run is never stored.
+    ask.dry_run = True
+    assert (await stub.ProposeSourcing(ask, metadata=MD, timeout=5)).strategy == short.strategy
+    inv_stub = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    await inv_stub.AdjustStock(
+        inv.AdjustStockRequest(
+            request_id="dry-more",
+            sku="DRY",
+            location_id=here,
+            delta=1,
+            reason=inv.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    # The same dry run again sees the new stock (nothing was stored under its request_id),
+    # and a dry run needs no request_id at all.
+    for request_id in ("dry-1", ""):
+        ask.request_id = request_id
+        fresh = await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+        assert fresh.strategy == st.SOURCING_STRATEGY_PICKUP
+        assert [a.reservation_id for a in fresh.allocations] == [""]
+    assert _invariants(svc, "DRY", here) == (3, 0)

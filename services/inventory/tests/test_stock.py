@@ -11,11 +11,12 @@ from inventory_db import Db, unique
 from sqlalchemy import func, select
 
 from pos_inventory.adapters.tables import stock_ledger
-from pos_inventory.domain.ledger import EntryKind, LowStock, StockChanged
-from pos_inventory.domain.model import Adjustment, Reason
+from pos_inventory.domain.ledger import EntryKind
+from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChanged
 from pos_inventory.domain.reservations import OutOfStock, validate_hold
 from pos_inventory.service import availability, handlers, reservations, stock
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
+from pos_kit.paging import PageRequest, page_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -127,13 +128,13 @@ async def test_a_location_filter_of_another_merchant_is_not_found_like_a_made_up
     async with db.uow() as uow:
         # The owner's own filter answers.
         assert [lv.location_id for lv in await handlers.stock_levels(uow, [sku], loc)] == [loc]
-        assert await stock.stock_history(uow, sku, loc, 10, None) == []
+        assert await stock.stock_history(uow, sku, loc, PageRequest()) == []
         assert len(await availability.availability(uow, [sku], [loc])) == 1
     for merchant, place in (("mer_a", "loc_nope"), ("mer_b", loc)):
         async with db.uow(merchant) as uow:
             for read in (
                 handlers.stock_levels(uow, [sku], place),
-                stock.stock_history(uow, sku, place, 10, None),
+                stock.stock_history(uow, sku, place, PageRequest()),
                 availability.availability(uow, [sku], [place]),
             ):
                 with pytest.raises(NotFound) as err:
@@ -316,11 +317,12 @@ async def test_history_is_newest_first_filtered_and_paged(db: Db) -> None:
     for delta in (1, 2, 3, 4):
         await adjust(db, sku, loc, delta)
     async with db.uow() as uow:
-        first = await stock.stock_history(uow, sku, loc, 3, None)
-        seq = int(first[-1].id.removeprefix("led_"))
-        rest = await stock.stock_history(uow, sku, "", 3, seq)
+        page = PageRequest(limit=3)
+        first, _ = page_of(await stock.stock_history(uow, sku, loc, page), page)
+        after = PageRequest(limit=3, after=first[-1].id)
+        rest = await stock.stock_history(uow, sku, "", after)
     async with db.uow("mer_b") as other:
-        foreign = await stock.stock_history(other, sku, "", 3, None)
+        foreign = await stock.stock_history(other, sku, "", page)
     assert [e.quantity for e in first] == [4, 3, 2]
     assert [e.quantity for e in rest] == [1]
     assert foreign == []

@@ -1,12 +1,17 @@
 """Checkout use case on in-memory fakes: totals, tax, discounts, declines, degraded promotion,
-the customer id checked against the read model."""
+the customer id checked against the read model, the same order id on every retry."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pos_kit.errors import InvalidArgument, NotFound, Unavailable
+from pos_kit.idempotency import Claim
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
     LineRequest,
     Order,
@@ -19,23 +24,31 @@ from pos_order.domain.model import (
     compute_totals,
 )
 from pos_order.service import handlers
-from pos_order.service.ports import CheckoutCommand, DiscountQuote, PaymentResult
+from pos_order.service.ports import CheckoutCommand, CheckoutPorts, DiscountQuote, PaymentResult
 
 USD = "USD"
 
 
 class FakeOrders:
-    def __init__(self) -> None:
-        self.saved: dict[tuple[str, str], Order] = {}
+    """Bound to one merchant, like the real repository; `saved` may be shared by several."""
+
+    def __init__(self, merchant: str, saved: dict[tuple[str, str], Order]) -> None:
+        self.merchant = merchant
+        self.saved = saved
 
     async def add(self, order: Order) -> None:
-        self.saved[("mer_a", order.id)] = order
+        self.saved[(self.merchant, order.id)] = order
 
-    async def get(self, merchant_id: str, order_id: str) -> Order | None:
-        return self.saved.get((merchant_id, order_id))
+    async def get(self, order_id: str) -> Order | None:
+        return self.saved.get((self.merchant, order_id))
 
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]:
-        return [o for (m, _), o in self.saved.items() if m == merchant_id][:limit]
+    async def list(self, page: PageRequest) -> list[Order]:
+        mine = sorted((o for (m, _), o in self.saved.items() if m == self.merchant), key=by_id)
+        return [o for o in mine if page.after is None or o.id > page.after][: page.fetch]
+
+
+def by_id(order: Order) -> str:
+    return order.id
 
 
 class FakeKnownCustomers:
@@ -49,12 +62,23 @@ class FakeKnownCustomers:
         self.versions[customer_id] = max(version, self.versions.get(customer_id, 0))
 
 
-class FakeUow:
-    merchant_id = "mer_a"
+class FakeCheckoutStarts:
+    """Keeps the first claim's time per request, as the table does."""
 
-    def __init__(self, *known_customers: str) -> None:
-        self.orders = FakeOrders()
+    def __init__(self) -> None:
+        self.first: dict[str, datetime] = {}
+
+    async def started_at(self, request_id: str) -> datetime:
+        return self.first.setdefault(request_id, datetime.now(UTC))
+
+
+class FakeUow:
+    def __init__(
+        self, *known_customers: str, merchant: str = "mer_a", saved: dict | None = None
+    ) -> None:
+        self.orders = FakeOrders(merchant, {} if saved is None else saved)
         self.customers = FakeKnownCustomers("cus_1", *known_customers)
+        self.checkouts = FakeCheckoutStarts()
         self.published: list[object] = []
 
     def publish(self, event: object) -> None:
@@ -85,9 +109,15 @@ class FixedDiscount:
 
 
 class FakePayments:
+    """Idempotent by request id like the payment service: the same request replays its charge,
+    the same request id for another order is refused. `lose_next` charges and then fails, as
+    when the answer is lost on its way back."""
+
     def __init__(self, approve: bool = True) -> None:
         self.approve = approve
         self.charges: list[tuple[str, Money]] = []
+        self.by_request: dict[str, tuple[str, PaymentResult]] = {}
+        self.lose_next = False
 
     async def charge(
         self,
@@ -98,8 +128,18 @@ class FakePayments:
         cash_tendered: Money | None,
         card_token: str,
     ) -> PaymentResult:
+        earlier = self.by_request.get(request_id)
+        if earlier is not None:
+            if earlier[0] != order_id:
+                raise InvalidArgument("this request_id was already used for a different request")
+            return earlier[1]
         self.charges.append((request_id, amount))
-        return PaymentResult(f"pay_{len(self.charges)}", self.approve, None)
+        result = PaymentResult(f"pay_{len(self.charges)}", self.approve, None)
+        self.by_request[request_id] = (order_id, result)
+        if self.lose_next:
+            self.lose_next = False
+            raise Unavailable("the payment service is unavailable", "payment_unavailable")
+        return result
 
 
 class FakeCustomerService:
@@ -131,6 +171,12 @@ def _cmd(**over: object) -> CheckoutCommand:
     return CheckoutCommand(**base)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Answer:
+    order: Order
+    payment: PaymentResult
+
+
 async def checkout(
     uow: FakeUow,
     catalog: FakeCatalog,
@@ -138,13 +184,15 @@ async def checkout(
     payments: FakePayments,
     customers: FakeCustomerService,
     cmd: CheckoutCommand,
+    claimed_at: datetime | None = None,
 ) -> tuple[Order, PaymentResult]:
-    """The checkout's three steps as the kit runs them: read, calls, record."""
-    known = await handlers.is_known_customer(uow, cmd.customer_id)
-    sale = await handlers.sell(
-        f"ord_{cmd.request_id}", known, catalog, discounts, payments, customers, cmd
-    )
-    return await handlers.record_sale(uow, sale), sale.payment
+    """The checkout's three steps as the kit runs them: read, calls, record. Each run is a new
+    claim, as after a failed run's claim was dropped: its time is not the first run's."""
+    steps = handlers.Checkout(cmd, CheckoutPorts(catalog, discounts, payments, customers), Answer)
+    started = await steps.read(uow)
+    claim = Claim("mer_a", cmd.request_id, claimed_at or datetime.now(UTC))
+    answer = await steps.record(uow, await steps.call(claim, started))
+    return answer.order, answer.payment
 
 
 async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
@@ -212,7 +260,7 @@ async def test_bad_checkouts_are_refused_before_any_call(
             uow, FakeCatalog(), FixedDiscount(0), payments, FakeCustomerService(), _cmd(**override)
         )
     assert field in [v.field for v in err.value.violations]
-    assert payments.charges == [] and uow.orders.saved == {}
+    assert payments.charges == [] and uow.orders.saved == {} and uow.checkouts.first == {}
 
 
 async def test_a_known_customer_needs_no_customer_call() -> None:
@@ -283,3 +331,70 @@ def test_a_discount_never_exceeds_the_subtotal() -> None:
     totals = compute_totals(lines, Money(5000, USD), 1000)
     assert totals.discount == Money(1200, USD)
     assert totals.total == Money(0, USD)
+
+
+async def test_a_retry_after_a_failed_call_sells_under_the_first_runs_order_id() -> None:
+    """The payment charged but its answer was lost: the run fails and its claim is dropped, so
+    the retry is a new claim at a later time. It must still name the same order, or the payment
+    service refuses the reused payment request id and the charge has no order."""
+    uow, payments = FakeUow(), FakePayments()
+    payments.lose_next = True
+    first_claim = datetime.now(UTC)
+    with pytest.raises(Unavailable):
+        await checkout(
+            uow,
+            FakeCatalog(),
+            FixedDiscount(0),
+            payments,
+            FakeCustomerService(),
+            _cmd(),
+            claimed_at=first_claim,
+        )
+    (charged_for, first_payment) = payments.by_request["req-1/payment"]
+
+    order, payment = await checkout(
+        uow,
+        FakeCatalog(),
+        FixedDiscount(0),
+        payments,
+        FakeCustomerService(),
+        _cmd(),
+        claimed_at=first_claim + timedelta(seconds=3),
+    )
+
+    assert order.id == charged_for
+    assert payment == first_payment and len(payments.charges) == 1
+    assert order.status is OrderStatus.CONFIRMED
+    assert list(uow.orders.saved) == [("mer_a", charged_for)]
+
+
+async def test_different_requests_get_different_order_ids() -> None:
+    uow = FakeUow()
+    at = datetime.now(UTC)
+    ids = set()
+    for request_id in ("req-1", "req-2"):
+        order, _ = await checkout(
+            uow,
+            FakeCatalog(),
+            FixedDiscount(0),
+            FakePayments(),
+            FakeCustomerService(),
+            _cmd(request_id=request_id),
+            claimed_at=at,
+        )
+        ids.add(order.id)
+    assert len(ids) == 2
+
+
+async def test_orders_are_read_and_listed_for_their_merchant_only() -> None:
+    saved: dict[tuple[str, str], Order] = {}
+    uow = FakeUow(saved=saved)
+    order, _ = await checkout(
+        uow, FakeCatalog(), FixedDiscount(0), FakePayments(), FakeCustomerService(), _cmd()
+    )
+    other = FakeUow(merchant="mer_b", saved=saved)
+    assert await handlers.get_order(uow, order.id) is order
+    with pytest.raises(NotFound):
+        await handlers.get_order(other, order.id)
+    assert await handlers.list_orders(uow, PageRequest(limit=10)) == [order]
+    assert await handlers.list_orders(other, PageRequest(limit=10)) == []

@@ -19,15 +19,15 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
+from order_shop import serve_order, tee_shop
 from psycopg import sql
 from sqlalchemy import select
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
-from pos_devstack.natsd import LocalNats, free_port
+from pos_devstack.natsd import LocalNats
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.db import make_engine
 from pos_kit.grpc_client import read_error
@@ -126,42 +126,16 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 serve_in_process("payment", infra, server.url)
             )
             order = await stack.enter_async_context(
-                serve_in_process(
-                    "order",
-                    infra,
-                    server.url,
-                    inventory_addr=f"127.0.0.1:{inventory.port}",
-                    customer_addr=f"127.0.0.1:{customer.port}",
-                    payment_addr=f"127.0.0.1:{payment.port}",
-                    # Nothing listens here: the sale goes on at list price, as documented.
-                    promotion_addr=f"127.0.0.1:{free_port()}",
-                )
+                serve_order(infra, server.url, inventory.port, payment.port, customer.port)
             )
-            catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
-            location = await catalog.CreateLocation(
-                inventory_pb2.CreateLocationRequest(
-                    request_id="loc-1", name="Main St", currency="USD", tax_rate_bps=0
-                ),
-                metadata=md(A),
-                timeout=5,
-            )
-            await catalog.CreateProduct(
-                inventory_pb2.CreateProductRequest(
-                    request_id="tee-1",
-                    sku="TEE",
-                    name="T-shirt",
-                    price=money_pb2.Money(amount=2500, currency="USD"),
-                ),
-                metadata=md(A),
-                timeout=5,
-            )
+            location_id = await tee_shop(inventory.channel, A)
             yield Stack(
                 nats=server,
                 order=order_pb2_grpc.OrderServiceStub(order.channel),
                 customers=customer_pb2_grpc.CustomerServiceStub(customer.channel),
                 order_db=order.database_url,
                 payment_db=payment.database_url,
-                location_id=location.location.id,
+                location_id=location_id,
                 stop_customer_service=customer_stack,
             )
     finally:

@@ -18,18 +18,17 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
+from order_shop import payments_for, serve_order, tee_shop
 
-from pos.common.v1 import money_pb2
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
-from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra, serve_in_process, until
 from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-MERCHANT = (("x-merchant-id", "mer_slow"),)
+MERCHANT_ID = "mer_slow"
+MERCHANT = (("x-merchant-id", MERCHANT_ID),)
 PAYMENT_SECONDS = 4.0
 
 
@@ -56,12 +55,7 @@ class Stack:
         return answer
 
     def payments_for(self, order_id: str) -> int:
-        with psycopg.connect(self.payment_db) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM payments WHERE order_id = %s", (order_id,)
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return payments_for(self.payment_db, order_id)
 
     def claimed(self, request_id: str) -> bool:
         """The checkout's claim is committed and it has no answer yet: it is in its calls."""
@@ -87,44 +81,22 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 )
             )
             order = await stack.enter_async_context(
-                serve_in_process(
-                    "order",
+                serve_order(
                     infra,
                     server.url,
-                    inventory_addr=f"127.0.0.1:{inventory.port}",
-                    payment_addr=f"127.0.0.1:{payment.port}",
-                    # Not asked: every checkout here is without a customer.
-                    customer_addr=f"127.0.0.1:{free_port()}",
-                    # Nothing listens here: the sale goes on at list price, as documented.
-                    promotion_addr=f"127.0.0.1:{free_port()}",
+                    inventory.port,
+                    payment.port,
                     database_pool_size=1,
                     database_pool_overflow=0,
                     database_pool_timeout_seconds=1.5,
                 )
             )
-            catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
-            location = await catalog.CreateLocation(
-                inventory_pb2.CreateLocationRequest(
-                    request_id="slow-loc-1", name="Main St", currency="USD", tax_rate_bps=0
-                ),
-                metadata=MERCHANT,
-                timeout=5,
-            )
-            await catalog.CreateProduct(
-                inventory_pb2.CreateProductRequest(
-                    request_id="slow-tee-1",
-                    sku="TEE",
-                    name="T-shirt",
-                    price=money_pb2.Money(amount=2500, currency="USD"),
-                ),
-                metadata=MERCHANT,
-                timeout=5,
-            )
+            location_id = await tee_shop(inventory.channel, MERCHANT_ID)
             yield Stack(
                 order=order_pb2_grpc.OrderServiceStub(order.channel),
                 order_db=order.database_url,
                 payment_db=payment.database_url,
-                location_id=location.location.id,
+                location_id=location_id,
             )
     finally:
         server.stop()

@@ -27,7 +27,7 @@ from pos_gateway.routes.common import (
     request_id,
     services,
 )
-from pos_gateway.schemas.orders import Checkout, Order, OrderList, Payment
+from pos_gateway.schemas.orders import Checkout, Order, OrderList
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -96,7 +96,7 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
     answer = await svc.order.Checkout(request)
     result = {"order": to_json(answer.order), "payment": to_json(answer.payment)}
     sale = Checkout.model_validate(result)
-    if answer.payment.status == payment_pb2.PAYMENT_STATUS_DECLINED:
+    if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
         raise Problem(
             402,
             "payment_declined",
@@ -118,11 +118,3 @@ async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> Ord
 async def get_order(order_id: PathId, svc: Svc) -> Order:
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     return to_model(Order, answer.order)
-
-
-@router.get(
-    "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
-)
-async def get_payment(payment_id: PathId, svc: Svc) -> Payment:
-    answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
-    return to_model(Payment, answer.payment)

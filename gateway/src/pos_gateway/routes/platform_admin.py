@@ -1,4 +1,5 @@
-"""Platform administration over HTTP: merchants, guarded by the platform credential.
+"""Platform administration over HTTP: merchants and dead letters, guarded by the platform
+credential.
 
 Disabled (404, like any unknown route) unless PLATFORM_ADMIN_TOKEN is configured. The same
 operation is `python -m pos_gateway create-merchant NAME` on the command line.
@@ -7,15 +8,30 @@ operation is `python -m pos_gateway create-merchant NAME` on the command line.
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
+from nats.js.errors import NotFoundError
 from pydantic import Field
 
 from pos_gateway import admin
 from pos_gateway import examples as ex
 from pos_gateway.problems import Problem
-from pos_gateway.routes.common import Body, example, problems, success
+from pos_gateway.routes.common import (
+    INT64,
+    INT64_MAX,
+    Body,
+    Cursor,
+    Limit,
+    example,
+    problems,
+    success,
+)
 from pos_gateway.schemas.credentials import Merchant
+from pos_gateway.schemas.platform import DeadLetter, DeadLetterList, Redriven
+from pos_kit import dead_letters
 
 router = APIRouter(prefix="/v1/admin", tags=["platform administration"])
 
@@ -54,3 +70,98 @@ async def create_merchant(body: MerchantIn, request: Request) -> Merchant:
     merchant_id = await admin.create_merchant(state.engine, body.name)
     issued = await admin.issue_key(state.engine, state.secret, merchant_id, "default")
     return Merchant(id=merchant_id, name=body.name, api_key=issued.key)
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+# A consumer's durable name: what the services declare (`customer-loyalty`).
+ConsumerName = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Only the dead letters of this consumer",
+    ),
+]
+Sequence = Annotated[
+    int,
+    Path(ge=1, le=INT64_MAX, json_schema_extra=INT64, description="The dead letter's sequence"),
+]
+
+
+def _stamp(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _letter(letter: dead_letters.DeadLetter) -> DeadLetter:
+    fields = asdict(letter)
+    fields["dead_lettered_at"] = _stamp(letter.dead_lettered_at)
+    fields["error"] = letter.error[:200]
+    return DeadLetter.model_validate(fields)
+
+
+def _after(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
+        raise Problem(
+            400,
+            "invalid_request",
+            "the cursor is not one this list gave",
+            [{"field": "cursor", "reason": "is not a cursor of this list"}],
+        )
+    return int(cursor)
+
+
+@router.get(
+    "/dead-letters",
+    summary="List dead letters",
+    description="Requires the platform credential. Messages a consumer gave up on, oldest "
+    "first, with the error and the deliveries it took; the payload is not shown.",
+    responses={200: success(ex.DEAD_LETTERS), **problems(400, 401, 404, 503)},
+)
+async def list_dead_letters(
+    request: Request, consumer: ConsumerName = None, limit: Limit = 50, cursor: Cursor = None
+) -> DeadLetterList:
+    _check(request)
+    js = await request.app.state.jetstream.jetstream()
+    found = await dead_letters.list_dead_letters(js, consumer, _after(cursor), limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return DeadLetterList(
+        data=[_letter(x) for x in page], next_cursor=str(page[-1].sequence) if more else None
+    )
+
+
+@router.post(
+    "/dead-letters/{sequence}/redrive",
+    summary="Send one dead letter again",
+    description="Requires the platform credential. Publishes the message again on its "
+    "subject for the consumer that failed it alone (the others skip it); its inbox still "
+    "applies it once. Run again after an interruption, it is sent once.",
+    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 503)},
+)
+async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
+    _check(request)
+    js = await request.app.state.jetstream.jetstream()
+    try:
+        letter = await dead_letters.redrive(js, sequence)
+    except NotFoundError:
+        raise Problem(404, "resource_missing", f"dead letter {sequence} was not found") from None
+    return Redriven(redriven=[_letter(letter)])
+
+
+@router.post(
+    "/dead-letters/redrive",
+    summary="Send every dead letter again",
+    description="Requires the platform credential. Every dead letter (or a consumer's) is sent "
+    "again to the consumer that failed it, oldest first.",
+    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 503)},
+)
+async def redrive_dead_letters(request: Request, consumer: ConsumerName = None) -> Redriven:
+    _check(request)
+    js = await request.app.state.jetstream.jetstream()
+    return Redriven(redriven=[_letter(x) for x in await dead_letters.redrive_all(js, consumer)])

@@ -1,4 +1,4 @@
-"""Checkout, orders and payments."""
+"""Checkout and orders (a checkout answers its payment too: schemas.payments)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import Field
 
 from pos_gateway.routes.common import INT64
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
+from pos_gateway.schemas.payments import Payment
 
 
 class OrderLine(Answer):
@@ -30,18 +31,6 @@ class Order(Answer):
     status: Literal["confirmed", "payment_declined"]
     discounts_applied: bool = Field(description="false when promotions could not be applied")
     payment_id: OptionalId
-    created_at: Timestamp
-
-
-class Payment(Answer):
-    id: Id
-    order_id: Id
-    tender_type: Literal["cash", "card"]
-    amount: Money
-    status: Literal["captured", "declined"]
-    change_due: Money | None = Field(description="Cash only: tendered minus the amount")
-    card_summary: str = Field(max_length=64, description="Card only: brand and last four digits")
-    decline_reason: str = Field(max_length=200, description="Set when declined")
     created_at: Timestamp
 
 

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pos_gateway.problems import DETAIL_MAX, ERRORS_MAX
 from pos_gateway.routes.common import INT32
 from pos_gateway.schemas.base import FieldError, Version
-from pos_gateway.schemas.orders import Order, Payment
+from pos_gateway.schemas.orders import Order
+from pos_gateway.schemas.payments import Payment
 
 
 class Problem(BaseModel):

@@ -131,6 +131,10 @@ class Platform:
             )
         else:
             env.update(GRPC_HOST="127.0.0.1", GRPC_PORT=str(self.ports.services[name]))
+        if name == "payment":
+            # The sandbox voids uncaptured authorisations after an hour, not 7 days, so an
+            # integrator sees the expiry path the same day (a merchant may set its own).
+            env.update(AUTHORIZATION_WINDOW_SECONDS="3600")
         env.update(self.env_extra)
         return env
 

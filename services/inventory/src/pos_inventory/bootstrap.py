@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
-from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
+from pos.order.v1 import events_pb2 as order_events
+from pos_inventory.adapters import events
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.adapters.tables import kit
-from pos_inventory.entrypoints import consumers
-from pos_inventory.entrypoints.grpc_api import SERVICE_NAME, InventoryApi
-from pos_inventory.entrypoints.stock_api import SERVICE_NAME as STOCK_SERVICE_NAME
-from pos_inventory.entrypoints.stock_api import StockApi
+from pos_inventory.domain import model
+from pos_inventory.entrypoints import consumers, grpc_api, stock_api
 from pos_inventory.entrypoints.sweeper import expiry_sweep
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
@@ -30,32 +27,27 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[InventoryUow], GrpcService]:
+    events.REGISTRY.check(model.EVENTS)
     runtime = ServiceRuntime(
         NAME,
         settings,
         kit,
         InventoryUow,
         consumers=[
-            ConsumerSpec(
+            ConsumerSpec.typed(
                 "inventory-sales",
                 "order",
-                ["pos.order.v1.order_confirmed"],
-                consumers.on_order_confirmed,
+                {order_events.OrderConfirmed: consumers.on_order_confirmed},
             )
         ],
     )
     runtime.background.append(expiry_sweep(runtime.uow, settings.reservation_sweep_seconds))
-    api = InventoryApi(runtime.uow)
-    stock_api = StockApi(runtime.uow)
-
-    def register(server: grpc.aio.Server) -> None:
-        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(api, server)
-
-    def register_stock(server: grpc.aio.Server) -> None:
-        stock_pb2_grpc.add_StockServiceServicer_to_server(stock_api, server)
-
     service = kit_service.grpc_service(
-        NAME, settings, register, SERVICE_NAME, [(register_stock, STOCK_SERVICE_NAME)]
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow),
+        grpc_api.SERVICE_NAME,
+        [(stock_api.registrar(runtime.uow), stock_api.SERVICE_NAME)],
     )
     return runtime, service
 

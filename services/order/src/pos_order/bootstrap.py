@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
-from pos.order.v1 import order_pb2_grpc
+from pos.customer.v1 import events_pb2 as customer_events
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ConsumerSpec, ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
+from pos_order.adapters import events
 from pos_order.adapters.remote import (
     CustomerDirectory,
     InventoryCatalog,
@@ -20,9 +19,10 @@ from pos_order.adapters.remote import (
     PromotionDiscounts,
 )
 from pos_order.adapters.repository import OrderUow
-from pos_order.adapters.tables import kit
-from pos_order.entrypoints import consumers
-from pos_order.entrypoints.grpc_api import SERVICE_NAME, OrderApi
+from pos_order.adapters.tables import kit, metadata
+from pos_order.domain import model
+from pos_order.entrypoints import consumers, grpc_api
+from pos_order.service.ports import CheckoutPorts
 
 NAME = "order"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,37 +40,37 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
+    events.REGISTRY.check(model.EVENTS)
     runtime = ServiceRuntime(
         NAME,
         settings,
         kit,
         OrderUow,
         consumers=[
-            ConsumerSpec(
+            ConsumerSpec.typed(
                 "order-customers",
                 "customer",
-                list(consumers.CUSTOMER_SUBJECTS),
-                consumers.on_customer_changed,
+                {
+                    customer_events.CustomerCreated: consumers.on_customer_changed,
+                    customer_events.CustomerUpdated: consumers.on_customer_changed,
+                },
             )
         ],
     )
     tls = settings.grpc_tls
-    api = OrderApi(
-        runtime.uow,
-        InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
-        PromotionDiscounts(
+    ports = CheckoutPorts(
+        catalog=InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
+        discounts=PromotionDiscounts(
             channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
         ),
-        PaymentService(channel(settings.payment_addr, tls=tls)),
-        CustomerDirectory(
+        payments=PaymentService(channel(settings.payment_addr, tls=tls)),
+        customers=CustomerDirectory(
             channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
         ),
     )
-
-    def register(server: grpc.aio.Server) -> None:
-        order_pb2_grpc.add_OrderServiceServicer_to_server(api, server)
-
-    service = kit_service.grpc_service(NAME, settings, register, SERVICE_NAME)
+    service = kit_service.grpc_service(
+        NAME, settings, grpc_api.registrar(runtime.uow, ports), grpc_api.SERVICE_NAME
+    )
     return runtime, service
 
 
@@ -80,3 +80,6 @@ async def serve() -> None:
 
 def migrate() -> None:
     kit_migrate.upgrade_from_env(MIGRATIONS)
+
+
+__all__ = ["metadata", "migrate", "serve"]

@@ -2,36 +2,103 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
+from pos_payment.adapters import events
 from pos_payment.adapters.repository import PaymentUow
-from pos_payment.adapters.sandbox import SandboxProcessor
+from pos_payment.adapters.sandbox import (
+    RecordedTender,
+    SandboxProcessor,
+    SandboxReader,
+    gift_card_script,
+)
 from pos_payment.adapters.tables import kit, metadata
+from pos_payment.domain import model
+from pos_payment.domain.model import TenderType
 from pos_payment.entrypoints import grpc_api
+from pos_payment.entrypoints.sweeper import Sweeper
+from pos_payment.service.handlers import Policy
+from pos_payment.service.ports import Processors, TerminalReader
 
 NAME = "payment"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Settings(GrpcServiceSettings):
-    # Tests only: how long the sandbox processor takes to answer a card (default: no wait).
+    # Tests only: how long the sandbox processor takes to answer (default: no wait).
     sandbox_delay_seconds: float = Field(0.0, ge=0)
+    # A processor answer slower than this counts as lost: the payment stays pending.
+    processor_timeout_seconds: float = Field(10.0, gt=0)
+    # Authorisations not captured within this are voided (7 days, as card networks allow).
+    authorization_window_seconds: float = Field(7 * 24 * 3600, gt=0)
+    # A card reader that has not answered within this is cancelled: the checkout times out.
+    terminal_timeout_seconds: float = Field(300.0, gt=0)
+    # How long a sandbox reader's "customer" takes to present a card (or decline, or cancel).
+    sandbox_reader_delay_seconds: float = Field(2.0, ge=0)
+    # How often the reconciler, the expiry sweep and the readers' poll run, and how long a
+    # pending call is left to its own request before the reconciler looks it up.
+    sweep_interval_seconds: float = Field(2.0, gt=0)
+    reconcile_after_seconds: float = Field(60.0, ge=0)
+
+
+def processors_for(engine: AsyncEngine, settings: Settings) -> Processors:
+    # The sandboxes are the only processors so far; a real acquirer is another TenderProcessor,
+    # and the gift card service will take the sandbox gift cards' place.
+    delay = settings.sandbox_delay_seconds
+    recorded = RecordedTender()
+    return {
+        TenderType.CARD: SandboxProcessor(engine, delay_seconds=delay),
+        TenderType.GIFT_CARD: SandboxProcessor(engine, gift_card_script, delay),
+        TenderType.CASH: recorded,
+        TenderType.EXTERNAL: recorded,
+    }
+
+
+def policy_for(settings: Settings) -> Policy:
+    return Policy(
+        processor_timeout=settings.processor_timeout_seconds,
+        authorization_window=timedelta(seconds=settings.authorization_window_seconds),
+        terminal_timeout=timedelta(seconds=settings.terminal_timeout_seconds),
+    )
+
+
+def reader_for(engine: AsyncEngine, settings: Settings) -> TerminalReader:
+    # Sandbox readers only, until registers and their devices arrive (registers issue).
+    return SandboxReader(engine, settings.sandbox_reader_delay_seconds)
+
+
+def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Sweeper:
+    return Sweeper(
+        runtime.engine,
+        runtime.uow,
+        processors_for(runtime.engine, settings),
+        reader_for(runtime.engine, settings),
+        policy_for(settings),
+        settings.sweep_interval_seconds,
+        timedelta(seconds=settings.reconcile_after_seconds),
+    )
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
-    # No consumers: payment reacts to no one's events, it only announces its own.
+    events.REGISTRY.check(model.EVENTS)
     runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
-    # The sandbox is the only processor so far; a real acquirer is another CardProcessor.
-    processor = SandboxProcessor(settings.sandbox_delay_seconds)
+    runtime.background.append(sweeper_for(runtime, settings).run)
+    processors = processors_for(runtime.engine, settings)
+    policy = policy_for(settings)
     service = kit_service.grpc_service(
-        NAME, settings, grpc_api.registrar(runtime.uow, processor), grpc_api.SERVICE_NAME
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow, processors, reader_for(runtime.engine, settings), policy),
+        grpc_api.SERVICE_NAME,
     )
     return runtime, service
 

@@ -1,57 +1,82 @@
-"""Domain events -> the integration events of pos.inventory.v1."""
+"""Domain events -> the integration events of pos.inventory.v1: one mapper per event."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from google.protobuf.message import Message
 
-from pos.inventory.v1 import events_pb2, inventory_pb2, stock_events_pb2
+from pos.inventory.v1 import events_pb2, stock_events_pb2
 from pos_inventory.adapters.messages import (
-    REASON_CODES,
     entry_to_proto,
     level_to_proto,
     product_to_proto,
+    reason_to_proto,
     reservation_to_proto,
 )
-from pos_inventory.domain.catalog import ProductArchived, ProductCreated, ProductUpdated
-from pos_inventory.domain.ledger import LowStock, StockChanged
-from pos_inventory.domain.reservations import ReservationEvent
-from pos_kit.events import OutgoingEvent, make_event
+from pos_inventory.domain.model import (
+    LowStock,
+    ProductArchived,
+    ProductCreated,
+    ProductUpdated,
+    ReservationChanged,
+    ReservationCommitted,
+    ReservationCreated,
+    ReservationExpired,
+    ReservationReleased,
+    StockChanged,
+)
+from pos_kit.events import EventRegistry
 
-_RESERVATION_EVENTS: dict[str, type[Message]] = {
-    "created": stock_events_pb2.ReservationCreated,
-    "committed": stock_events_pb2.ReservationCommitted,
-    "released": stock_events_pb2.ReservationReleased,
-    "expired": stock_events_pb2.ReservationExpired,
-}
+REGISTRY = EventRegistry()
 
 
-def to_outgoing(event: object, merchant_id: str) -> OutgoingEvent:
-    message: Message
-    if isinstance(event, ProductCreated):
-        message = events_pb2.ProductCreated(product=product_to_proto(event.product))
-    elif isinstance(event, ProductUpdated):
-        message = events_pb2.ProductUpdated(product=product_to_proto(event.product))
-    elif isinstance(event, ProductArchived):
-        message = events_pb2.ProductArchived(product=product_to_proto(event.product))
-    elif isinstance(event, StockChanged):
-        entry = event.entry
-        message = events_pb2.StockChanged(
-            level=level_to_proto(event.level),
-            delta=entry.delta,
-            reason=REASON_CODES[entry.reason]
-            if entry.reason
-            else inventory_pb2.ADJUSTMENT_REASON_UNSPECIFIED,
-            entry=entry_to_proto(entry),
-        )
-    elif isinstance(event, ReservationEvent):
-        message = _RESERVATION_EVENTS[event.kind](
+@REGISTRY.maps(ProductCreated)
+def _product_created(event: ProductCreated) -> events_pb2.ProductCreated:
+    return events_pb2.ProductCreated(product=product_to_proto(event.product))
+
+
+@REGISTRY.maps(ProductUpdated)
+def _product_updated(event: ProductUpdated) -> events_pb2.ProductUpdated:
+    return events_pb2.ProductUpdated(product=product_to_proto(event.product))
+
+
+@REGISTRY.maps(ProductArchived)
+def _product_archived(event: ProductArchived) -> events_pb2.ProductArchived:
+    return events_pb2.ProductArchived(product=product_to_proto(event.product))
+
+
+@REGISTRY.maps(StockChanged)
+def _stock_changed(event: StockChanged) -> events_pb2.StockChanged:
+    entry = event.entry
+    return events_pb2.StockChanged(
+        level=level_to_proto(event.level),
+        delta=entry.delta,
+        reason=reason_to_proto(entry.reason),
+        entry=entry_to_proto(entry),
+    )
+
+
+@REGISTRY.maps(LowStock)
+def _low_stock(event: LowStock) -> stock_events_pb2.LowStock:
+    return stock_events_pb2.LowStock(level=level_to_proto(event.level), threshold=event.threshold)
+
+
+def _reservation_event(message: type[Message]) -> Callable[[ReservationChanged], Message]:
+    def mapper(event: ReservationChanged) -> Message:
+        return message(
             reservation=reservation_to_proto(event.reservation),
             levels=[level_to_proto(level) for level in event.levels],
         )
-    elif isinstance(event, LowStock):
-        message = stock_events_pb2.LowStock(
-            level=level_to_proto(event.level), threshold=event.threshold
-        )
-    else:
-        raise TypeError(f"no integration event for {type(event).__name__}")
-    return make_event(message, merchant_id)
+
+    return mapper
+
+
+# The four reservation events carry the same fields: the reservation and its lines' levels.
+for _domain, _message in (
+    (ReservationCreated, stock_events_pb2.ReservationCreated),
+    (ReservationCommitted, stock_events_pb2.ReservationCommitted),
+    (ReservationReleased, stock_events_pb2.ReservationReleased),
+    (ReservationExpired, stock_events_pb2.ReservationExpired),
+):
+    REGISTRY.maps(_domain)(_reservation_event(_message))

@@ -13,38 +13,22 @@ from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.ledger import EntryKind, LedgerEntry
 from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, Reason, StockLevel
 from pos_inventory.domain.reservations import Line, Reservation, ReservationStatus
+from pos_inventory.domain.sourcing import Strategy
+from pos_kit.enums import ProtoEnum
 from pos_kit.proto_money import to_proto
 
-REASONS = {
-    inventory_pb2.ADJUSTMENT_REASON_RECEIVED: Reason.RECEIVED,
-    inventory_pb2.ADJUSTMENT_REASON_SOLD: Reason.SOLD,
-    inventory_pb2.ADJUSTMENT_REASON_RETURNED: Reason.RETURNED,
-    inventory_pb2.ADJUSTMENT_REASON_DAMAGED: Reason.DAMAGED,
-    inventory_pb2.ADJUSTMENT_REASON_CORRECTION: Reason.CORRECTION,
-    inventory_pb2.ADJUSTMENT_REASON_LOST: Reason.LOST,
-}
-REASON_CODES = {reason: code for code, reason in REASONS.items()}
+REASONS = ProtoEnum(Reason, inventory_pb2.AdjustmentReason)
+KINDS = ProtoEnum(LocationKind, inventory_pb2.LocationKind)
+ENTRY_KINDS = ProtoEnum(EntryKind, inventory_pb2.LedgerEntryKind)
+RESERVATION_STATUSES = ProtoEnum(ReservationStatus, stock_pb2.ReservationStatus)
+STRATEGIES = ProtoEnum(Strategy, stock_pb2.SourcingStrategy)
 
-KINDS = {
-    inventory_pb2.LOCATION_KIND_STORE: LocationKind.STORE,
-    inventory_pb2.LOCATION_KIND_WAREHOUSE: LocationKind.WAREHOUSE,
-}
-KIND_CODES = {kind: code for code, kind in KINDS.items()}
 
-ENTRY_KINDS = {
-    EntryKind.ADJUSTMENT: inventory_pb2.LEDGER_ENTRY_KIND_ADJUSTMENT,
-    EntryKind.COUNT: inventory_pb2.LEDGER_ENTRY_KIND_COUNT,
-    EntryKind.TRANSFER_OUT: inventory_pb2.LEDGER_ENTRY_KIND_TRANSFER_OUT,
-    EntryKind.TRANSFER_IN: inventory_pb2.LEDGER_ENTRY_KIND_TRANSFER_IN,
-    EntryKind.SALE: inventory_pb2.LEDGER_ENTRY_KIND_SALE,
-}
-
-RESERVATION_STATUSES = {
-    ReservationStatus.ACTIVE: stock_pb2.RESERVATION_STATUS_ACTIVE,
-    ReservationStatus.COMMITTED: stock_pb2.RESERVATION_STATUS_COMMITTED,
-    ReservationStatus.RELEASED: stock_pb2.RESERVATION_STATUS_RELEASED,
-    ReservationStatus.EXPIRED: stock_pb2.RESERVATION_STATUS_EXPIRED,
-}
+def reason_to_proto(reason: Reason | None) -> inventory_pb2.AdjustmentReason.ValueType:
+    """A count or a transfer has no reason: unspecified."""
+    return (
+        inventory_pb2.ADJUSTMENT_REASON_UNSPECIFIED if reason is None else REASONS.to_proto(reason)
+    )
 
 
 def _stamp(moment: datetime) -> Timestamp:
@@ -64,7 +48,7 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
         currency=x.currency,
         tax_rate_bps=x.tax_rate_bps,
         version=x.version,
-        kind=KIND_CODES[x.kind],
+        kind=KINDS.to_proto(x.kind),
         address=inventory_pb2.Address(**asdict(x.address)),
         time_zone=x.time_zone,
         tax_rates_bps=x.tax_rates_bps,
@@ -85,7 +69,7 @@ def location_from_proto(request: inventory_pb2.CreateLocationRequest) -> Locatio
         name=request.name,
         currency=request.currency,
         tax_rate_bps=request.tax_rate_bps,
-        kind=KINDS.get(request.kind, LocationKind.STORE),
+        kind=KINDS.optional(request.kind, "kind") or LocationKind.STORE,
         address=Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country),
         geo=geo_from_proto(request.geo) if request.HasField("geo") else None,
         time_zone=request.time_zone or "UTC",
@@ -113,7 +97,7 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         description=p.description,
         category=p.category,
         tax_category=p.tax_category,
-        status=STATUSES[p.status],
+        status=STATUSES.to_proto(p.status),
         external_id=p.external_id,
         barcodes=p.barcodes,
         variants=[variant_to_proto(v) for v in p.variants],
@@ -143,8 +127,8 @@ def entry_to_proto(e: LedgerEntry) -> inventory_pb2.LedgerEntry:
         id=e.id,
         sku=e.sku,
         location_id=e.location_id,
-        kind=ENTRY_KINDS[e.kind],
-        reason=REASON_CODES[e.reason] if e.reason else inventory_pb2.ADJUSTMENT_REASON_UNSPECIFIED,
+        kind=ENTRY_KINDS.to_proto(e.kind),
+        reason=reason_to_proto(e.reason),
         quantity=e.quantity,
         delta=e.delta,
         on_hand_after=e.on_hand_after,
@@ -168,7 +152,7 @@ def reservation_to_proto(r: Reservation) -> stock_pb2.Reservation:
     msg = stock_pb2.Reservation(
         id=r.id,
         location_id=r.location_id,
-        status=RESERVATION_STATUSES[r.status],
+        status=RESERVATION_STATUSES.to_proto(r.status),
         lines=lines_to_proto(r.lines),
         reference=r.reference,
     )

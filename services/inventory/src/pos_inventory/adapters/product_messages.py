@@ -5,15 +5,12 @@ from __future__ import annotations
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2
 from pos_inventory.domain.catalog import ProductFields, ProductStatus, Variant
+from pos_kit.enums import ProtoEnum
 from pos_kit.errors import FieldViolation, InvalidArgument
 from pos_kit.money import Money, MoneyError
 from pos_kit.proto_money import to_proto
 
-STATUSES = {
-    ProductStatus.ACTIVE: inventory_pb2.PRODUCT_STATUS_ACTIVE,
-    ProductStatus.ARCHIVED: inventory_pb2.PRODUCT_STATUS_ARCHIVED,
-}
-STATUS_OF = {code: status for status, code in STATUSES.items()}
+STATUSES = ProtoEnum(ProductStatus, inventory_pb2.ProductStatus)
 
 
 def variant_to_proto(v: Variant) -> inventory_pb2.ProductVariant:

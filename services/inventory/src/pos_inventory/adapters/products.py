@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_inventory.adapters.tables import product_barcodes, product_skus, products
 from pos_inventory.domain.catalog import Product, ProductStatus, Variant, concurrent_change
 from pos_inventory.domain.search import ProductQuery
-from pos_kit.changes import list_changed
+from pos_kit.changes import list_page
 from pos_kit.money import Money
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import PageRequest
 
 
 def _money(raw: dict[str, Any] | None) -> Money | None:
@@ -257,7 +256,7 @@ class SqlProducts:
             query = query.order_by(products.c.id).with_for_update()
         return [_product(r) for r in await self._conn.execute(query)]
 
-    async def search(self, query: ProductQuery, limit: int, after_id: str | None) -> list[Product]:
+    async def search(self, query: ProductQuery, page: PageRequest) -> list[Product]:
         stmt = select(products).where(self._mine())
         if query.sku:
             stmt = stmt.where(self._owned(product_skus, product_skus.c.sku == query.sku))
@@ -269,23 +268,12 @@ class SqlProducts:
             stmt = stmt.where(products.c.search.op("@@")(func.to_tsquery("simple", words)))
         if query.status is not None:
             stmt = stmt.where(products.c.status == query.status.value)
-        if after_id:
-            stmt = stmt.where(products.c.id > after_id)
-        rows = await self._conn.execute(stmt.order_by(products.c.id).limit(limit))
+        if page.after:
+            stmt = stmt.where(products.c.id > page.after)
+        rows = await self._conn.execute(stmt.order_by(products.c.id).limit(page.fetch))
         return [_product(r) for r in rows]
 
-    async def list_changed(
-        self, limit: int, since: datetime, cursor: ChangeCursor | None
-    ) -> list[Product]:
+    async def list(self, page: PageRequest) -> list[Product]:
         query = select(products).where(self._mine())
-        rows = await list_changed(
-            self._conn, query, products.c.updated_at, products.c.id, since, cursor, limit
-        )
-        return [_product(r) for r in rows]
-
-    async def list(self, limit: int, after_id: str | None) -> list[Product]:
-        query = select(products).where(self._mine())
-        if after_id:
-            query = query.where(products.c.id > after_id)
-        rows = await self._conn.execute(query.order_by(products.c.id).limit(limit))
+        rows = await list_page(self._conn, query, products.c.updated_at, products.c.id, page)
         return [_product(r) for r in rows]

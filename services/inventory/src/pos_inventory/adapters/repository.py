@@ -14,6 +14,7 @@ from pos_inventory.adapters.reservations import SqlExpiry, SqlReservations
 from pos_inventory.adapters.stock import SqlStock
 from pos_inventory.adapters.tables import locations
 from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind
+from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
 
@@ -104,15 +105,19 @@ class SqlLocations:
         )
         return [_location(r) for r in rows]
 
-    async def list(self, limit: int, after_id: str | None) -> list[Location]:
+    async def list(self, page: PageRequest) -> list[Location]:
         query = select(locations).where(locations.c.merchant_id == self._merchant)
-        if after_id:
-            query = query.where(locations.c.id > after_id)
-        rows = await self._conn.execute(query.order_by(locations.c.id).limit(limit))
+        if page.after:
+            query = query.where(locations.c.id > page.after)
+        rows = await self._conn.execute(query.order_by(locations.c.id).limit(page.fetch))
         return [_location(r) for r in rows]
 
 
 class InventoryUow(UnitOfWork):
+    """The kit's unit of work plus this service's repositories and event mapping."""
+
+    events = events.REGISTRY
+
     @property
     def locations(self) -> SqlLocations:
         return SqlLocations(self.conn, self.merchant_id)
@@ -129,13 +134,14 @@ class InventoryUow(UnitOfWork):
     def reservations(self) -> SqlReservations:
         return SqlReservations(self.conn, self.merchant_id)
 
+    # --- The one exception to binding: the expiry sweep serves every merchant at once ------
+
     @property
     def expiry(self) -> SqlExpiry:
+        """Due reservations of every merchant; used only by the sweep, on an unbound unit of
+        work, so that one transaction can expire a batch whoever holds them."""
         return SqlExpiry(self.conn)
 
-    def publish(self, event: object) -> None:
-        self.emit(events.to_outgoing(event, self.merchant_id))
-
     def publish_for(self, merchant_id: str, event: object) -> None:
-        """For the sweep, which works for every merchant in one transaction."""
-        self.emit(events.to_outgoing(event, merchant_id))
+        """`publish`, for the merchant an expired reservation belongs to (the sweep's only)."""
+        self.emit(self.events.to_outgoing(event, merchant_id))

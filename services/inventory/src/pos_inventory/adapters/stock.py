@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_inventory.adapters.tables import low_stock_thresholds, stock, stock_ledger
 from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Reason, StockLevel
+from pos_kit.paging import PageRequest
 
 ENTRY_PREFIX = "led_"
 # What a changed stock row answers with, to become a StockLevel.
@@ -47,7 +48,7 @@ def entry_of(row: Row[Any]) -> LedgerEntry:
     )
 
 
-def entry_seq(entry_id: str) -> int | None:
+def _entry_seq(entry_id: str) -> int | None:
     digits = entry_id.removeprefix(ENTRY_PREFIX)
     return int(digits) if entry_id.startswith(ENTRY_PREFIX) and digits.isdigit() else None
 
@@ -197,17 +198,17 @@ class SqlStock:
         rows = await self._conn.execute(query.order_by(stock.c.sku, stock.c.location_id))
         return [level_of(r._mapping) for r in rows]
 
-    async def history(
-        self, sku: str, location_id: str, limit: int, before_seq: int | None
-    ) -> list[LedgerEntry]:
+    async def history(self, sku: str, location_id: str, page: PageRequest) -> list[LedgerEntry]:
         query = select(stock_ledger).where(stock_ledger.c.merchant_id == self._merchant)
         if sku:
             query = query.where(stock_ledger.c.sku == sku)
         if location_id:
             query = query.where(stock_ledger.c.location_id == location_id)
-        if before_seq is not None:
-            query = query.where(stock_ledger.c.seq < before_seq)
-        rows = await self._conn.execute(query.order_by(stock_ledger.c.seq.desc()).limit(limit))
+        before = _entry_seq(page.after) if page.after else None
+        if before is not None:
+            query = query.where(stock_ledger.c.seq < before)
+        newest_first = query.order_by(stock_ledger.c.seq.desc())
+        rows = await self._conn.execute(newest_first.limit(page.fetch))
         return [entry_of(r) for r in rows]
 
     async def set_threshold(self, sku: str, threshold: int | None) -> None:

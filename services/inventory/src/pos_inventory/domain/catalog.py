@@ -141,21 +141,6 @@ def concurrent_change() -> DomainError:
     )
 
 
-@dataclass(frozen=True)
-class ProductCreated:
-    product: Product
-
-
-@dataclass(frozen=True)
-class ProductUpdated:
-    product: Product
-
-
-@dataclass(frozen=True)
-class ProductArchived:
-    product: Product
-
-
 def normalized(fields: ProductFields) -> ProductFields:
     """Trimmed text and the default tax category, so equal input compares equal."""
     return replace(

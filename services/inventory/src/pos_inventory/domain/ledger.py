@@ -76,18 +76,6 @@ class NewEntry:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class StockChanged:
-    level: StockLevel
-    entry: LedgerEntry
-
-
-@dataclass(frozen=True)
-class LowStock:
-    level: StockLevel
-    threshold: int
-
-
 def crossed_low(available_before: int, after: StockLevel, threshold: int | None) -> bool:
     """True when available fell to or below the threshold with this change (not when it was
     already there: one alert per crossing, not one per sale)."""

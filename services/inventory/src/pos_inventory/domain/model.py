@@ -6,10 +6,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pos_kit.errors import FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
+
+if TYPE_CHECKING:  # the events below carry these; their modules build on this one
+    from pos_inventory.domain.catalog import Product
+    from pos_inventory.domain.ledger import LedgerEntry
+    from pos_inventory.domain.reservations import Reservation
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
 # One rule for a tax category, on products and in a location's rates alike: a rate under a
@@ -187,3 +193,71 @@ def validate_sku_list(skus: list[str]) -> None:
         len(skus) <= MAX_SKUS_PER_CALL, "skus", f"must name at most {MAX_SKUS_PER_CALL}"
     )
     raise_if(violations)
+
+
+# --- Domain events: what changed, raised by the handlers and mapped to integration events ---
+
+
+@dataclass(frozen=True)
+class ProductCreated:
+    product: Product
+
+
+@dataclass(frozen=True)
+class ProductUpdated:
+    product: Product
+
+
+@dataclass(frozen=True)
+class ProductArchived:
+    product: Product
+
+
+@dataclass(frozen=True)
+class StockChanged:
+    level: StockLevel
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True)
+class LowStock:
+    level: StockLevel
+    threshold: int
+
+
+@dataclass(frozen=True)
+class ReservationChanged:
+    """A reservation and the levels of its lines after the change."""
+
+    reservation: Reservation
+    levels: list[StockLevel] = field(default_factory=list)
+
+
+class ReservationCreated(ReservationChanged):
+    pass
+
+
+class ReservationCommitted(ReservationChanged):
+    pass
+
+
+class ReservationReleased(ReservationChanged):
+    pass
+
+
+class ReservationExpired(ReservationChanged):
+    pass
+
+
+# Every domain event this service raises; each has an integration event (adapters/events.py).
+EVENTS = (
+    ProductCreated,
+    ProductUpdated,
+    ProductArchived,
+    StockChanged,
+    LowStock,
+    ReservationCreated,
+    ReservationCommitted,
+    ReservationReleased,
+    ReservationExpired,
+)

@@ -7,12 +7,12 @@ the hold are one step in storage. Plain Python here: no storage or transport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from pos_inventory.domain.ledger import MAX_UNITS, LedgerEntry
-from pos_inventory.domain.model import SKU, StockLevel
+from pos_inventory.domain.ledger import MAX_UNITS
+from pos_inventory.domain.model import SKU
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 
 DEFAULT_TTL_SECONDS = 900
@@ -126,13 +126,3 @@ def check_can_release(reservation: Reservation) -> bool:
     if reservation.status is ReservationStatus.COMMITTED:
         raise Conflict("the reservation was committed: its units are sold", "reservation_committed")
     return reservation.status is ReservationStatus.ACTIVE
-
-
-@dataclass(frozen=True)
-class ReservationEvent:
-    """Created, committed, released or expired: which one is `status`/`kind`."""
-
-    kind: str  # "created" | "committed" | "released" | "expired"
-    reservation: Reservation
-    levels: list[StockLevel] = field(default_factory=list)
-    entries: list[LedgerEntry] = field(default_factory=list)

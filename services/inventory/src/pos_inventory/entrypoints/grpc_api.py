@@ -1,4 +1,8 @@
-"""pos.inventory.v1.InventoryService: translates protobuf <-> handlers, nothing more."""
+"""pos.inventory.v1.InventoryService: translates protobuf <-> handlers, nothing more.
+
+Locations and single stock changes are here; the catalog's RPCs are in catalog_api.py, and
+pos.inventory.v1.StockService in stock_api.py.
+"""
 
 from __future__ import annotations
 
@@ -19,79 +23,59 @@ from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import Adjustment
 from pos_inventory.entrypoints.catalog_api import CatalogRpcs
 from pos_inventory.service import handlers
-from pos_kit.context import current_merchant
-from pos_kit.errors import FieldViolation, InvalidArgument
-from pos_kit.idempotency import once
-from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.paging import page_of, page_request
+from pos_kit.servicer import mutation, query
 
 I = inventory_pb2  # noqa: E741 - the module is named on every line below
 
 
 class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, uow: Callable[[], InventoryUow]) -> None:
-        self._uow = uow
-
-    def _scoped(self) -> InventoryUow:
-        return self._uow().bind(current_merchant())
-
+    @mutation(I.CreateLocationResponse)
     async def CreateLocation(
-        self, request: I.CreateLocationRequest, context: grpc.aio.ServicerContext
+        self, request: I.CreateLocationRequest, uow: InventoryUow
     ) -> I.CreateLocationResponse:
-        async with self._scoped() as uow:
+        location = await handlers.create_location(uow, location_from_proto(request))
+        return I.CreateLocationResponse(location=location_to_proto(location))
 
-            async def work() -> I.CreateLocationResponse:
-                location = await handlers.create_location(uow, location_from_proto(request))
-                return I.CreateLocationResponse(location=location_to_proto(location))
-
-            return await once(uow, "CreateLocation", request, I.CreateLocationResponse, work)
-
+    @query
     async def ListLocations(
-        self, request: I.ListLocationsRequest, context: grpc.aio.ServicerContext
+        self, request: I.ListLocationsRequest, uow: InventoryUow
     ) -> I.ListLocationsResponse:
-        limit = page_size(request.page_size)
-        async with self._scoped() as uow:
-            found = await uow.locations.list(limit + 1, decode_token(request.page_token))
-        page = found[:limit]
+        page = page_request(request)
+        found, token = page_of(await handlers.list_locations(uow, page), page)
         return I.ListLocationsResponse(
-            locations=[location_to_proto(x) for x in page],
-            next_page_token=encode_token(page[-1].id) if len(found) > limit else "",
+            locations=[location_to_proto(x) for x in found], next_page_token=token
         )
 
+    @mutation(I.AdjustStockResponse)
     async def AdjustStock(
-        self, request: I.AdjustStockRequest, context: grpc.aio.ServicerContext
+        self, request: I.AdjustStockRequest, uow: InventoryUow
     ) -> I.AdjustStockResponse:
-        reason = REASONS.get(request.reason)
-        if reason is None:
-            raise InvalidArgument(
-                "reason is required", [FieldViolation("reason", "must be a known reason")]
-            )
         # A client's SOLD adjustment is a manual decrease: only sales from orders may go negative.
         adjustment = Adjustment(
             request.sku,
             request.location_id,
             request.delta,
-            reason,
+            REASONS.from_proto(request.reason, "reason"),
             occurred_at=when(request.occurred_at, request.HasField("occurred_at")),
             note=request.note,
         )
-        async with self._scoped() as uow:
+        level, entry = await handlers.adjust_stock(uow, adjustment)
+        return I.AdjustStockResponse(level=level_to_proto(level), entry=entry_to_proto(entry))
 
-            async def work() -> I.AdjustStockResponse:
-                level, entry = await handlers.adjust_stock(uow, adjustment)
-                return I.AdjustStockResponse(
-                    level=level_to_proto(level), entry=entry_to_proto(entry)
-                )
-
-            return await once(uow, "AdjustStock", request, I.AdjustStockResponse, work)
-
+    @query
     async def GetStockLevels(
-        self, request: I.GetStockLevelsRequest, context: grpc.aio.ServicerContext
+        self, request: I.GetStockLevelsRequest, uow: InventoryUow
     ) -> I.GetStockLevelsResponse:
-        async with self._scoped() as uow:
-            levels = await handlers.stock_levels(
-                uow, list(request.skus), request.location_id or None
-            )
+        levels = await handlers.stock_levels(uow, list(request.skus), request.location_id or None)
         return I.GetStockLevelsResponse(levels=[level_to_proto(x) for x in levels])
+
+
+def registrar(uow: Callable[[], InventoryUow]) -> Callable[[grpc.aio.Server], None]:
+    def register(server: grpc.aio.Server) -> None:
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryApi(uow), server)
+
+    return register
 
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from pos.inventory.v1 import stock_pb2, stock_pb2_grpc
+from pos.inventory.v1 import inventory_pb2, stock_pb2, stock_pb2_grpc
 from pos_inventory.adapters.messages import (
+    STRATEGIES,
     entry_to_proto,
     geo_from_proto,
     level_to_proto,
@@ -18,113 +22,112 @@ from pos_inventory.adapters.messages import (
     when,
 )
 from pos_inventory.adapters.repository import InventoryUow
-from pos_inventory.adapters.stock import entry_seq
+from pos_inventory.domain.model import StockLevel
 from pos_inventory.domain.reservations import validate_hold
-from pos_inventory.domain.sourcing import Strategy
 from pos_inventory.service import availability, reservations, stock
-from pos_kit.context import current_merchant
-from pos_kit.idempotency import once
-from pos_kit.paging import decode_token, encode_token, page_size
+from pos_kit.paging import page_of, page_request, page_size
+from pos_kit.servicer import GrpcMethod, Servicer, mutation, query
 
 S = stock_pb2
 
-_STRATEGIES = {
-    Strategy.PICKUP: S.SOURCING_STRATEGY_PICKUP,
-    Strategy.SINGLE: S.SOURCING_STRATEGY_SINGLE,
-    Strategy.SPLIT: S.SOURCING_STRATEGY_SPLIT,
-    Strategy.UNFULFILLABLE: S.SOURCING_STRATEGY_UNFULFILLABLE,
-}
+Req = TypeVar("Req")
+R = TypeVar("R", bound=Message)
+Api = TypeVar("Api", bound=Servicer[InventoryUow])
 
 
-class StockApi(stock_pb2_grpc.StockServiceServicer):
-    def __init__(self, uow: Callable[[], InventoryUow]) -> None:
-        self._uow = uow
+def mutation_unless(
+    dry: Callable[[Req], bool], response_type: type[R]
+) -> Callable[[Callable[[Api, Req, InventoryUow], Awaitable[R]]], GrpcMethod[Api, Req, R]]:
+    """A mutation, except for a request `dry` says changes nothing: that one is a query,
+    answered fresh every time and never stored under its request_id.
 
-    def _scoped(self) -> InventoryUow:
-        return self._uow().bind(current_merchant())
+    (The kit's `mutation` and `query` each serve one kind of RPC; ProposeSourcing is both.)
+    """
 
+    def decorate(
+        method: Callable[[Api, Req, InventoryUow], Awaitable[R]],
+    ) -> GrpcMethod[Api, Req, R]:
+        changes = mutation(response_type)(method)
+        reads = query(method)
+
+        @functools.wraps(method)
+        async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
+            run = reads if dry(request) else changes
+            return await run(self, request, context)
+
+        return rpc
+
+    return decorate
+
+
+def _levels(levels: list[StockLevel]) -> list[inventory_pb2.StockLevel]:
+    return [level_to_proto(x) for x in levels]
+
+
+def _dry_run(request: S.ProposeSourcingRequest) -> bool:
+    return request.dry_run
+
+
+class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
+    @mutation(S.CountStockResponse)
     async def CountStock(
-        self, request: S.CountStockRequest, context: grpc.aio.ServicerContext
+        self, request: S.CountStockRequest, uow: InventoryUow
     ) -> S.CountStockResponse:
-        async with self._scoped() as uow:
+        level, entry = await stock.count_stock(
+            uow,
+            request.request_id,
+            request.sku,
+            request.location_id,
+            request.quantity,
+            request.expected_on_hand if request.HasField("expected_on_hand") else None,
+            when(request.occurred_at, request.HasField("occurred_at")),
+            request.note,
+        )
+        return S.CountStockResponse(level=level_to_proto(level), entry=entry_to_proto(entry))
 
-            async def work() -> S.CountStockResponse:
-                level, entry = await stock.count_stock(
-                    uow,
-                    request.request_id,
-                    request.sku,
-                    request.location_id,
-                    request.quantity,
-                    request.expected_on_hand if request.HasField("expected_on_hand") else None,
-                    when(request.occurred_at, request.HasField("occurred_at")),
-                    request.note,
-                )
-                return S.CountStockResponse(
-                    level=level_to_proto(level), entry=entry_to_proto(entry)
-                )
-
-            return await once(uow, "CountStock", request, S.CountStockResponse, work)
-
+    @mutation(S.TransferStockResponse)
     async def TransferStock(
-        self, request: S.TransferStockRequest, context: grpc.aio.ServicerContext
+        self, request: S.TransferStockRequest, uow: InventoryUow
     ) -> S.TransferStockResponse:
-        async with self._scoped() as uow:
-
-            async def work() -> S.TransferStockResponse:
-                transfer_id, levels, entries = await stock.transfer_stock(
-                    uow,
-                    request.from_location_id,
-                    request.to_location_id,
-                    lines_from_proto(list(request.lines)),
-                    when(request.occurred_at, request.HasField("occurred_at")),
-                    request.note,
-                )
-                return S.TransferStockResponse(
-                    transfer_id=transfer_id,
-                    levels=[level_to_proto(x) for x in levels],
-                    entries=[entry_to_proto(x) for x in entries],
-                )
-
-            return await once(uow, "TransferStock", request, S.TransferStockResponse, work)
-
-    async def ListStockHistory(
-        self, request: S.ListStockHistoryRequest, context: grpc.aio.ServicerContext
-    ) -> S.ListStockHistoryResponse:
-        limit = page_size(request.page_size)
-        after = decode_token(request.page_token)
-        async with self._scoped() as uow:
-            found = await stock.stock_history(
-                uow,
-                request.sku,
-                request.location_id,
-                limit + 1,
-                entry_seq(after) if after else None,
-            )
-        page = found[:limit]
-        return S.ListStockHistoryResponse(
-            entries=[entry_to_proto(x) for x in page],
-            next_page_token=encode_token(page[-1].id) if len(found) > limit else "",
+        transfer_id, levels, entries = await stock.transfer_stock(
+            uow,
+            request.from_location_id,
+            request.to_location_id,
+            lines_from_proto(list(request.lines)),
+            when(request.occurred_at, request.HasField("occurred_at")),
+            request.note,
+        )
+        return S.TransferStockResponse(
+            transfer_id=transfer_id,
+            levels=_levels(levels),
+            entries=[entry_to_proto(x) for x in entries],
         )
 
+    @query
+    async def ListStockHistory(
+        self, request: S.ListStockHistoryRequest, uow: InventoryUow
+    ) -> S.ListStockHistoryResponse:
+        page = page_request(request)
+        found = await stock.stock_history(uow, request.sku, request.location_id, page)
+        entries, token = page_of(found, page)
+        return S.ListStockHistoryResponse(
+            entries=[entry_to_proto(x) for x in entries], next_page_token=token
+        )
+
+    @mutation(S.SetLowStockThresholdResponse)
     async def SetLowStockThreshold(
-        self, request: S.SetLowStockThresholdRequest, context: grpc.aio.ServicerContext
+        self, request: S.SetLowStockThresholdRequest, uow: InventoryUow
     ) -> S.SetLowStockThresholdResponse:
         threshold = request.threshold if request.HasField("threshold") else None
-        async with self._scoped() as uow:
+        await stock.set_low_stock_threshold(uow, request.sku, threshold)
+        answer = S.SetLowStockThresholdResponse(sku=request.sku)
+        if threshold is not None:
+            answer.threshold = threshold
+        return answer
 
-            async def work() -> S.SetLowStockThresholdResponse:
-                await stock.set_low_stock_threshold(uow, request.sku, threshold)
-                answer = S.SetLowStockThresholdResponse(sku=request.sku)
-                if threshold is not None:
-                    answer.threshold = threshold
-                return answer
-
-            return await once(
-                uow, "SetLowStockThreshold", request, S.SetLowStockThresholdResponse, work
-            )
-
+    @mutation(S.CreateReservationResponse)
     async def CreateReservation(
-        self, request: S.CreateReservationRequest, context: grpc.aio.ServicerContext
+        self, request: S.CreateReservationRequest, uow: InventoryUow
     ) -> S.CreateReservationResponse:
         hold = validate_hold(
             request.location_id,
@@ -132,61 +135,41 @@ class StockApi(stock_pb2_grpc.StockServiceServicer):
             request.ttl_seconds,
             request.reference,
         )
-        async with self._scoped() as uow:
+        reservation, levels = await reservations.create_reservation(uow, hold)
+        return S.CreateReservationResponse(
+            reservation=reservation_to_proto(reservation), levels=_levels(levels)
+        )
 
-            async def work() -> S.CreateReservationResponse:
-                reservation, levels = await reservations.create_reservation(uow, hold)
-                return S.CreateReservationResponse(
-                    reservation=reservation_to_proto(reservation),
-                    levels=[level_to_proto(x) for x in levels],
-                )
-
-            return await once(uow, "CreateReservation", request, S.CreateReservationResponse, work)
-
+    @mutation(S.CommitReservationResponse)
     async def CommitReservation(
-        self, request: S.CommitReservationRequest, context: grpc.aio.ServicerContext
+        self, request: S.CommitReservationRequest, uow: InventoryUow
     ) -> S.CommitReservationResponse:
-        async with self._scoped() as uow:
+        reservation, levels = await reservations.commit_reservation(uow, request.id)
+        return S.CommitReservationResponse(
+            reservation=reservation_to_proto(reservation), levels=_levels(levels)
+        )
 
-            async def work() -> S.CommitReservationResponse:
-                reservation, levels = await reservations.commit_reservation(uow, request.id)
-                return S.CommitReservationResponse(
-                    reservation=reservation_to_proto(reservation),
-                    levels=[level_to_proto(x) for x in levels],
-                )
-
-            return await once(uow, "CommitReservation", request, S.CommitReservationResponse, work)
-
+    @mutation(S.ReleaseReservationResponse)
     async def ReleaseReservation(
-        self, request: S.ReleaseReservationRequest, context: grpc.aio.ServicerContext
+        self, request: S.ReleaseReservationRequest, uow: InventoryUow
     ) -> S.ReleaseReservationResponse:
-        async with self._scoped() as uow:
+        reservation, levels = await reservations.release_reservation(uow, request.id)
+        return S.ReleaseReservationResponse(
+            reservation=reservation_to_proto(reservation), levels=_levels(levels)
+        )
 
-            async def work() -> S.ReleaseReservationResponse:
-                reservation, levels = await reservations.release_reservation(uow, request.id)
-                return S.ReleaseReservationResponse(
-                    reservation=reservation_to_proto(reservation),
-                    levels=[level_to_proto(x) for x in levels],
-                )
-
-            return await once(
-                uow, "ReleaseReservation", request, S.ReleaseReservationResponse, work
-            )
-
+    @query
     async def GetReservation(
-        self, request: S.GetReservationRequest, context: grpc.aio.ServicerContext
+        self, request: S.GetReservationRequest, uow: InventoryUow
     ) -> S.GetReservationResponse:
-        async with self._scoped() as uow:
-            reservation = await reservations.get_reservation(uow, request.id)
+        reservation = await reservations.get_reservation(uow, request.id)
         return S.GetReservationResponse(reservation=reservation_to_proto(reservation))
 
+    @query
     async def GetAvailability(
-        self, request: S.GetAvailabilityRequest, context: grpc.aio.ServicerContext
+        self, request: S.GetAvailabilityRequest, uow: InventoryUow
     ) -> S.GetAvailabilityResponse:
-        async with self._scoped() as uow:
-            found = await availability.availability(
-                uow, list(request.skus), list(request.location_ids)
-            )
+        found = await availability.availability(uow, list(request.skus), list(request.location_ids))
         return S.GetAvailabilityResponse(
             skus=[
                 S.SkuAvailability(
@@ -194,73 +177,72 @@ class StockApi(stock_pb2_grpc.StockServiceServicer):
                     on_hand=x.on_hand,
                     reserved=x.reserved,
                     available=x.available,
-                    locations=[level_to_proto(lv) for lv in x.locations],
+                    locations=_levels(x.locations),
                 )
                 for x in found
             ]
         )
 
+    @query
     async def FindNearbyStock(
-        self, request: S.FindNearbyStockRequest, context: grpc.aio.ServicerContext
+        self, request: S.FindNearbyStockRequest, uow: InventoryUow
     ) -> S.FindNearbyStockResponse:
-        async with self._scoped() as uow:
-            found = await availability.nearby_stock(
-                uow,
-                lines_from_proto(list(request.lines)),
-                geo_from_proto(request.near) if request.HasField("near") else None,
-                request.radius_km,
-                request.pickup_only,
-                page_size(request.page_size),
-            )
+        found = await availability.nearby_stock(
+            uow,
+            lines_from_proto(list(request.lines)),
+            geo_from_proto(request.near) if request.HasField("near") else None,
+            request.radius_km,
+            request.pickup_only,
+            # The nearest few, not pages: a page size with no token.
+            page_size(request.page_size),
+        )
         return S.FindNearbyStockResponse(
             locations=[
                 S.NearbyLocation(
                     location=location_to_proto(x.location),
                     distance_km=round(x.distance_km, 3),
-                    levels=[level_to_proto(lv) for lv in x.levels],
+                    levels=_levels(x.levels),
                 )
                 for x in found
             ]
         )
 
+    @mutation_unless(_dry_run, S.ProposeSourcingResponse)
     async def ProposeSourcing(
-        self, request: S.ProposeSourcingRequest, context: grpc.aio.ServicerContext
+        self, request: S.ProposeSourcingRequest, uow: InventoryUow
     ) -> S.ProposeSourcingResponse:
-        async with self._scoped() as uow:
-
-            async def work() -> S.ProposeSourcingResponse:
-                sourced = await availability.propose_sourcing(
-                    uow,
-                    lines_from_proto(list(request.lines)),
-                    geo_from_proto(request.destination)
-                    if request.HasField("destination")
-                    else None,
-                    request.pickup_location_id,
-                    request.dry_run,
-                    request.ttl_seconds,
-                    request.reference,
+        sourced = await availability.propose_sourcing(
+            uow,
+            lines_from_proto(list(request.lines)),
+            geo_from_proto(request.destination) if request.HasField("destination") else None,
+            request.pickup_location_id,
+            request.dry_run,
+            request.ttl_seconds,
+            request.reference,
+        )
+        proposal = sourced.proposal
+        return S.ProposeSourcingResponse(
+            strategy=STRATEGIES.to_proto(proposal.strategy),
+            allocations=[
+                S.SourcingAllocation(
+                    location_id=a.location_id,
+                    distance_km=round(a.distance_km or 0.0, 3),
+                    lines=lines_to_proto(a.lines),
+                    reservation_id=sourced.reservation_ids.get(a.location_id, ""),
                 )
-                proposal = sourced.proposal
-                return S.ProposeSourcingResponse(
-                    strategy=_STRATEGIES[proposal.strategy],
-                    allocations=[
-                        S.SourcingAllocation(
-                            location_id=a.location_id,
-                            distance_km=round(a.distance_km or 0.0, 3),
-                            lines=lines_to_proto(a.lines),
-                            reservation_id=sourced.reservation_ids.get(a.location_id, ""),
-                        )
-                        for a in proposal.allocations
-                    ],
-                    reason=proposal.reason,
-                    reason_code=proposal.reason_code,
-                    short=lines_to_proto(proposal.short),
-                )
+                for a in proposal.allocations
+            ],
+            reason=proposal.reason,
+            reason_code=proposal.reason_code,
+            short=lines_to_proto(proposal.short),
+        )
 
-            if request.dry_run:
-                # Holds nothing, so there is nothing to apply once: answer fresh every time.
-                return await work()
-            return await once(uow, "ProposeSourcing", request, S.ProposeSourcingResponse, work)
+
+def registrar(uow: Callable[[], InventoryUow]) -> Callable[[grpc.aio.Server], None]:
+    def register(server: grpc.aio.Server) -> None:
+        stock_pb2_grpc.add_StockServiceServicer_to_server(StockApi(uow), server)
+
+    return register
 
 
 SERVICE_NAME = stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name

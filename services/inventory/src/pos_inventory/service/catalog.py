@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pos_inventory.domain.catalog import (
     UPDATABLE,
     Product,
-    ProductArchived,
-    ProductCreated,
     ProductFields,
     ProductStatus,
-    ProductUpdated,
     concurrent_change,
     normalized,
     product_violations,
 )
-from pos_inventory.domain.model import Location, validate_sku_list
+from pos_inventory.domain.model import (
+    Location,
+    ProductArchived,
+    ProductCreated,
+    ProductUpdated,
+    validate_sku_list,
+)
 from pos_inventory.domain.search import ProductQuery, validate_query
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import AlreadyExists, Conflict, FieldViolation, NotFound, raise_if
 from pos_kit.ids import new_id
 from pos_kit.money import Money
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import PageRequest
 
 
 def taken(code: str, what: str, fields: list[str]) -> AlreadyExists:
@@ -177,14 +178,12 @@ async def price_snapshot(
 
 
 async def search_products(
-    uow: InventoryUnitOfWork, query: ProductQuery, limit: int, after_id: str | None
+    uow: InventoryUnitOfWork, query: ProductQuery, page: PageRequest
 ) -> list[Product]:
     validate_query(query)
-    return await uow.products.search(query, limit, after_id)
+    return await uow.products.search(query, page)
 
 
-async def list_changed_products(
-    uow: InventoryUnitOfWork, limit: int, since: datetime, cursor: ChangeCursor | None
-) -> list[Product]:
-    """The change feed partners poll: oldest change first, resumable by cursor."""
-    return await uow.products.list_changed(limit, since, cursor)
+async def list_products(uow: InventoryUnitOfWork, page: PageRequest) -> list[Product]:
+    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
+    return await uow.products.list(page)

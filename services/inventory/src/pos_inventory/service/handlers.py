@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from pos_inventory.domain.ledger import (
     EntryKind,
     LedgerEntry,
-    LowStock,
     NewEntry,
-    StockChanged,
     crossed_low,
     sequence_change,
     validate_occurred_at,
@@ -17,7 +15,9 @@ from pos_inventory.domain.ledger import (
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
+    LowStock,
     Reason,
+    StockChanged,
     StockLevel,
     validate_adjustment,
     validate_location,
@@ -26,6 +26,7 @@ from pos_inventory.domain.model import (
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import Conflict, InvalidArgument, NotFound, raise_if, require
 from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
 
 
 def now() -> datetime:
@@ -47,6 +48,10 @@ async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location
     draft.name = draft.name.strip()
     await uow.locations.add(draft)
     return draft
+
+
+async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Location]:
+    return await uow.locations.list(page)
 
 
 async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]) -> None:

@@ -1,4 +1,6 @@
-"""What the inventory handlers need from storage."""
+"""What the inventory handlers need from storage, as protocols: adapters and test fakes provide
+it. Every repository is bound to one merchant when the unit of work builds it and sees no
+other's rows; the expiry sweep's repository is the one exception (see ExpiryRepository)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pos_inventory.domain.ledger import ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Location, StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
 from pos_inventory.domain.search import ProductQuery
-from pos_kit.paging import ChangeCursor
+from pos_kit.paging import PageRequest
 
 
 class LocationRepository(Protocol):
@@ -19,26 +21,23 @@ class LocationRepository(Protocol):
     async def get(self, location_id: str) -> Location | None: ...
     async def many(self, location_ids: list[str]) -> list[Location]: ...
     async def all(self) -> list[Location]: ...
-    async def list(self, limit: int, after_id: str | None) -> list[Location]: ...
+    async def list(self, page: PageRequest) -> list[Location]: ...
 
 
 class ProductRepository(Protocol):
     async def add(self, product: Product) -> bool: ...  # False when the sku is taken
     async def get(self, product_id: str) -> Product | None: ...
     async def by_skus(self, skus: list[str]) -> list[Product]: ...
-    async def list_changed(
-        self, limit: int, since: datetime, cursor: ChangeCursor | None
-    ) -> list[Product]: ...
     # The catalog's own (service/catalog.py, service/upsert.py):
     async def add_many(self, new: list[Product]) -> bool: ...  # False when a key is taken
     async def save(self, product: Product, seen_version: int) -> bool: ...  # False: stale
     async def replace_many(self, changed: list[Product]) -> None: ...
     async def by_barcodes(self, keys: list[str]) -> list[Product]: ...
     async def by_external_ids(self, ids: list[str], lock: bool = False) -> list[Product]: ...
-    async def search(
-        self, query: ProductQuery, limit: int, after_id: str | None
-    ) -> list[Product]: ...
-    async def list(self, limit: int, after_id: str | None) -> list[Product]: ...
+    async def search(self, query: ProductQuery, page: PageRequest) -> list[Product]: ...
+    async def list(self, page: PageRequest) -> list[Product]:
+        """By id, or with `page.since` the change feed (oldest change first)."""
+        ...
 
 
 class StockRepository(Protocol):
@@ -57,9 +56,10 @@ class StockRepository(Protocol):
     ) -> tuple[list[tuple[StockLevel, int | None]], str | None]: ...
     async def unhold(self, location_id: str, lines: list[tuple[str, int]]) -> list[StockLevel]: ...
     async def levels(self, skus: list[str], location_ids: list[str] | None) -> list[StockLevel]: ...
-    async def history(
-        self, sku: str, location_id: str, limit: int, before_seq: int | None
-    ) -> list[LedgerEntry]: ...
+    async def history(self, sku: str, location_id: str, page: PageRequest) -> list[LedgerEntry]:
+        """Newest first; `page.after` is the id of the last entry already seen."""
+        ...
+
     async def set_threshold(self, sku: str, threshold: int | None) -> None: ...
 
 
@@ -72,6 +72,9 @@ class ReservationRepository(Protocol):
 
 
 class ExpiryRepository(Protocol):
+    """Not bound to a merchant: the sweep expires due holds of every merchant in one
+    transaction, and each row it returns or takes names its merchant."""
+
     async def expire_due(
         self, limit: int, as_of: datetime | None
     ) -> list[tuple[str, Reservation]]: ...
@@ -81,8 +84,6 @@ class ExpiryRepository(Protocol):
 
 
 class InventoryUnitOfWork(Protocol):
-    merchant_id: str
-
     @property
     def locations(self) -> LocationRepository: ...
 
@@ -100,4 +101,6 @@ class InventoryUnitOfWork(Protocol):
 
     def publish(self, event: object) -> None: ...
 
-    def publish_for(self, merchant_id: str, event: object) -> None: ...
+    def publish_for(self, merchant_id: str, event: object) -> None:
+        """For the sweep only: publish an event of the merchant a swept row belongs to."""
+        ...

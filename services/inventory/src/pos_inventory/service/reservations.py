@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from pos_inventory.domain.ledger import EntryKind, LedgerEntry, NewEntry, sequence_change
-from pos_inventory.domain.model import Reason, StockLevel
+from pos_inventory.domain.ledger import EntryKind, NewEntry, sequence_change
+from pos_inventory.domain.model import (
+    Reason,
+    ReservationCommitted,
+    ReservationCreated,
+    ReservationExpired,
+    ReservationReleased,
+    StockLevel,
+)
 from pos_inventory.domain.reservations import (
     Hold,
     OutOfStock,
     Reservation,
-    ReservationEvent,
     ReservationStatus,
     Short,
     check_can_commit,
@@ -35,7 +41,7 @@ async def create_reservation(
         await _refuse(uow, hold, short_sku)
     wanted = dict(hold.lines)
     levels = [level for level, _ in held]
-    uow.publish(ReservationEvent("created", reservation, levels))
+    uow.publish(ReservationCreated(reservation, levels))
     for level, threshold in held:
         announce(uow, level, None, level.available + wanted[level.sku], threshold)
     return reservation, levels
@@ -77,7 +83,6 @@ async def commit_reservation(
         raise Conflict("the reservation expired before it was committed", "reservation_expired")
     occurred_at = now()
     levels: list[StockLevel] = []
-    entries: list[LedgerEntry] = []
     for sku, quantity in finished.lines:
         state = await uow.stock.lock(sku, finished.location_id)
         applied = sequence_change(state, -quantity, occurred_at)
@@ -89,8 +94,7 @@ async def commit_reservation(
         )
         announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
         levels.append(level)
-        entries.append(entry)
-    uow.publish(ReservationEvent("committed", finished, levels, entries))
+    uow.publish(ReservationCommitted(finished, levels))
     return finished, levels
 
 
@@ -105,7 +109,7 @@ async def release_reservation(
     )
     assert finished is not None  # it was active under our lock
     levels = await uow.stock.unhold(finished.location_id, finished.lines)
-    uow.publish(ReservationEvent("released", finished, levels))
+    uow.publish(ReservationReleased(finished, levels))
     return finished, levels
 
 
@@ -119,7 +123,7 @@ async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | Non
     levels = await uow.expiry.unhold(dict(held))
     for merchant, reservation in expired:
         after = [levels[(merchant, sku, reservation.location_id)] for sku, _ in reservation.lines]
-        uow.publish_for(merchant, ReservationEvent("expired", reservation, after))
+        uow.publish_for(merchant, ReservationExpired(reservation, after))
     return len(expired)
 
 

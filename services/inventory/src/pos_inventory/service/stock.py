@@ -21,6 +21,7 @@ from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
 
 
 async def count_stock(
@@ -117,12 +118,12 @@ async def transfer_stock(
 
 
 async def stock_history(
-    uow: InventoryUnitOfWork, sku: str, location_id: str, limit: int, before_seq: int | None
+    uow: InventoryUnitOfWork, sku: str, location_id: str, page: PageRequest
 ) -> list[LedgerEntry]:
     if location_id:
         # Filtering by a location the merchant does not have is a 404, as everywhere else.
         await require_items(uow, [], [location_id])
-    return await uow.stock.history(sku, location_id, limit, before_seq)
+    return await uow.stock.history(sku, location_id, page)
 
 
 async def set_low_stock_threshold(

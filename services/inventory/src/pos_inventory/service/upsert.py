@@ -10,13 +10,12 @@ from enum import Enum
 from pos_inventory.domain.barcodes import barcode_key
 from pos_inventory.domain.catalog import (
     Product,
-    ProductCreated,
     ProductFields,
-    ProductUpdated,
     concurrent_change,
     normalized,
     product_violations,
 )
+from pos_inventory.domain.model import ProductCreated, ProductUpdated
 from pos_inventory.service.catalog import sku_fields, with_variant_ids
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import DomainError, FieldViolation, InvalidArgument

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_kit.enums import ProtoEnum
 from pos_kit.proto_money import to_proto
-from pos_order.domain.model import Order, OrderStatus
+from pos_order.domain.model import Order, OrderStatus, Tender
 
-_STATUS = {
-    OrderStatus.CONFIRMED: order_pb2.ORDER_STATUS_CONFIRMED,
-    OrderStatus.PAYMENT_DECLINED: order_pb2.ORDER_STATUS_PAYMENT_DECLINED,
-}
+STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
+TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
@@ -31,7 +31,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         discount_total=to_proto(o.totals.discount),
         tax_total=to_proto(o.totals.tax),
         total=to_proto(o.totals.total),
-        status=_STATUS[o.status],
+        status=STATUSES.to_proto(o.status),
         discounts_applied=o.discounts_applied,
         payment_id=o.payment_id,
     )

@@ -1,7 +1,8 @@
-"""PostgreSQL repository and unit of work for orders."""
+"""PostgreSQL repositories and unit of work for orders."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, exists, insert, select
@@ -9,9 +10,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
-from pos_order.adapters.tables import known_customers, orders
+from pos_order.adapters.tables import checkout_starts, known_customers, orders
 from pos_order.domain.model import Order, OrderLine, OrderStatus, Totals
 
 
@@ -40,16 +42,17 @@ def _order(row: Row[Any]) -> Order:
 
 
 class SqlOrderRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
+        self._merchant = merchant_id
 
-    async def add_for(self, merchant_id: str, order: Order) -> None:
+    async def add(self, order: Order) -> None:
         t = order.totals
         row = (
             await self._conn.execute(
                 insert(orders)
                 .values(
-                    merchant_id=merchant_id,
+                    merchant_id=self._merchant,
                     id=order.id,
                     location_id=order.location_id,
                     customer_id=order.customer_id,
@@ -76,37 +79,22 @@ class SqlOrderRepository:
         ).one()
         order.created_at = row.created_at
 
-    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+    async def get(self, order_id: str) -> Order | None:
         row = (
             await self._conn.execute(
-                select(orders).where(orders.c.merchant_id == merchant_id, orders.c.id == order_id)
+                select(orders).where(
+                    orders.c.merchant_id == self._merchant, orders.c.id == order_id
+                )
             )
         ).first()
         return _order(row) if row else None
 
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]:
-        query = select(orders).where(orders.c.merchant_id == merchant_id)
-        if after_id:
-            query = query.where(orders.c.id > after_id)
-        rows = (await self._conn.execute(query.order_by(orders.c.id).limit(limit))).all()
+    async def list(self, page: PageRequest) -> list[Order]:
+        query = select(orders).where(orders.c.merchant_id == self._merchant)
+        if page.after:
+            query = query.where(orders.c.id > page.after)
+        rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
         return [_order(r) for r in rows]
-
-
-class _MerchantOrders:
-    """The repository as the handlers see it: scoped to the unit of work's merchant."""
-
-    def __init__(self, repo: SqlOrderRepository, merchant_id: str) -> None:
-        self._repo = repo
-        self._merchant = merchant_id
-
-    async def add(self, order: Order) -> None:
-        await self._repo.add_for(self._merchant, order)
-
-    async def get(self, merchant_id: str, order_id: str) -> Order | None:
-        return await self._repo.get(merchant_id, order_id)
-
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]:
-        return await self._repo.list(merchant_id, limit, after_id)
 
 
 class SqlKnownCustomers:
@@ -138,14 +126,52 @@ class SqlKnownCustomers:
         )
 
 
+class SqlCheckoutStarts:
+    """When each checkout request was first claimed (see tables.checkout_starts)."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def started_at(self, request_id: str) -> datetime:
+        t = checkout_starts
+        # The first claim's transaction stamps it (`now()`, the claim's own time); a retry,
+        # serialised behind the kit's claim on the same request id, finds it. One round trip
+        # on a first attempt, two on a retry.
+        first = (
+            await self._conn.execute(
+                pg_insert(t)
+                .values(merchant_id=self._merchant, request_id=request_id)
+                .on_conflict_do_nothing()
+                .returning(t.c.started_at)
+            )
+        ).first()
+        if first is not None:
+            started: datetime = first.started_at
+            return started
+        earlier: datetime = (
+            await self._conn.execute(
+                select(t.c.started_at).where(
+                    t.c.merchant_id == self._merchant, t.c.request_id == request_id
+                )
+            )
+        ).scalar_one()
+        return earlier
+
+
 class OrderUow(UnitOfWork):
+    """The kit's unit of work plus this service's repositories and event mapping."""
+
+    events = events.REGISTRY
+
     @property
-    def orders(self) -> _MerchantOrders:
-        return _MerchantOrders(SqlOrderRepository(self.conn), self.merchant_id)
+    def orders(self) -> SqlOrderRepository:
+        return SqlOrderRepository(self.conn, self.merchant_id)
 
     @property
     def customers(self) -> SqlKnownCustomers:
         return SqlKnownCustomers(self.conn, self.merchant_id)
 
-    def publish(self, event: object) -> None:
-        self.emit(events.to_outgoing(event, self.merchant_id))
+    @property
+    def checkouts(self) -> SqlCheckoutStarts:
+        return SqlCheckoutStarts(self.conn, self.merchant_id)

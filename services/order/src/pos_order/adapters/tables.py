@@ -53,3 +53,16 @@ known_customers = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
 )
+
+# When each checkout request was first claimed. The order id derives from it, so it must outlive
+# the kit's claim: a checkout whose calls fail has its claim dropped (for an immediate retry),
+# and a retry that saw a new time would hand the payment service a new order id under the same
+# payment request id, which it refuses, leaving the first charge with no order.
+checkout_starts = Table(
+    "checkout_starts",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "request_id", name="checkout_starts_pkey"),
+)

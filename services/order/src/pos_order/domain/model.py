@@ -138,3 +138,7 @@ def compute_totals(lines: list[OrderLine], discount: Money, tax_rate_bps: int) -
     taxable = subtotal - discount
     tax = taxable.apply_rate(tax_rate_bps)
     return Totals(subtotal, discount, tax, taxable + tax)
+
+
+# Every domain event this service raises; each has an integration event (adapters/events.py).
+EVENTS = (OrderConfirmed,)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
     LineRequest,
     Order,
@@ -15,11 +17,15 @@ from pos_order.domain.model import (
     Tender,
 )
 
+# Storage. Every repository is bound to one merchant when the unit of work builds it.
+
 
 class OrderRepository(Protocol):
     async def add(self, order: Order) -> None: ...
-    async def get(self, merchant_id: str, order_id: str) -> Order | None: ...
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Order]: ...
+    async def get(self, order_id: str) -> Order | None: ...
+    async def list(self, page: PageRequest) -> list[Order]:
+        """By id, after `page.after`: up to `page.fetch` orders."""
+        ...
 
 
 class KnownCustomers(Protocol):
@@ -29,16 +35,26 @@ class KnownCustomers(Protocol):
     async def remember(self, customer_id: str, version: int) -> None: ...
 
 
-class OrderUnitOfWork(Protocol):
-    merchant_id: str
+class CheckoutStarts(Protocol):
+    async def started_at(self, request_id: str) -> datetime:
+        """When this checkout request was first claimed: the same on every retry of it."""
+        ...
 
+
+class OrderUnitOfWork(Protocol):
     @property
     def orders(self) -> OrderRepository: ...
 
     @property
     def customers(self) -> KnownCustomers: ...
 
+    @property
+    def checkouts(self) -> CheckoutStarts: ...
+
     def publish(self, event: object) -> None: ...
+
+
+# Other services, called with the caller's merchant by the kit's gRPC client.
 
 
 class Catalog(Protocol):
@@ -80,6 +96,16 @@ class Payments(Protocol):
         cash_tendered: Money | None,
         card_token: str,
     ) -> PaymentResult: ...
+
+
+@dataclass(frozen=True)
+class CheckoutPorts:
+    """The services a checkout calls."""
+
+    catalog: Catalog
+    discounts: Discounts
+    payments: Payments
+    customers: CustomerLookup
 
 
 @dataclass(frozen=True)

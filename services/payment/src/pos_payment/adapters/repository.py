@@ -1,41 +1,101 @@
-"""PostgreSQL repository and unit of work for payments."""
+"""PostgreSQL repositories and unit of work for payments, their operations and refunds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, Table, delete, func, insert, literal, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos.payment.v1 import events_pb2
-from pos_kit.events import make_event
-from pos_kit.money import Money
+from pos_kit.changes import list_page
+from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
-from pos_payment.adapters.messages import payment_to_proto
-from pos_payment.adapters.tables import payments
-from pos_payment.domain.model import Payment, PaymentCaptured, PaymentStatus, TenderType
+from pos_payment.adapters import events
+from pos_payment.adapters.tables import (
+    merchant_settings,
+    operations,
+    payments,
+    refunds,
+    terminal_checkouts,
+)
+from pos_payment.domain.model import (
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Payment,
+    PaymentSettings,
+    PaymentStatus,
+    Refund,
+    RefundLine,
+    TenderType,
+    TerminalCheckout,
+    TerminalStatus,
+    card_summary,
+)
+
+_PAYMENT_STATE = (
+    "status", "authorized", "captured", "voided", "refunded", "capturing", "refunding",
+    "voiding", "card_brand", "card_last4", "decline_code", "decline_reason",
+    "processor_reference", "expires_at",
+)  # fmt: skip
 
 
 def _payment(row: Row[Any]) -> Payment:
     m = row._mapping
-    cur = m["currency"]
     return Payment(
         id=m["id"],
         order_id=m["order_id"],
+        reference=m["reference"],
+        location_id=m["location_id"],
         tender_type=TenderType(m["tender_type"]),
-        amount=Money(m["amount"], cur),
+        currency=m["currency"],
+        amount=m["amount"],
+        tip=m["tip"],
         status=PaymentStatus(m["status"]),
-        change_due=None if m["change_due"] is None else Money(m["change_due"], cur),
-        card_summary=m["card_summary"],
+        capture_at_once=m["capture_at_once"],
+        authorized=m["authorized"],
+        captured=m["captured"],
+        voided=m["voided"],
+        refunded=m["refunded"],
+        capturing=m["capturing"],
+        refunding=m["refunding"],
+        voiding=m["voiding"],
+        change_due=m["change_due"],
+        cash_tendered=m["cash_tendered"],
+        card_brand=m["card_brand"],
+        card_last4=m["card_last4"],
+        external_reference=m["external_reference"],
+        decline_code=m["decline_code"],
         decline_reason=m["decline_reason"],
+        processor_reference=m["processor_reference"],
+        request_key=m["request_key"],
+        expires_at=m["expires_at"],
+        version=m["version"],
         created_at=m["created_at"],
+        updated_at=m["updated_at"],
     )
 
 
+def _state(p: Payment) -> dict[str, Any]:
+    values = {name: getattr(p, name) for name in _PAYMENT_STATE}
+    values["status"] = p.status.value
+    values["card_summary"] = card_summary(p.card_brand, p.card_last4)
+    return values
+
+
 class SqlPaymentRepository:
+    """Bound to one merchant when the unit of work builds it: it sees no other's payments."""
+
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
         self._merchant = merchant_id
+
+    def _mine(self) -> Any:
+        return payments.c.merchant_id == self._merchant
 
     async def add(self, payment: Payment) -> None:
         row = (
@@ -45,37 +105,400 @@ class SqlPaymentRepository:
                     merchant_id=self._merchant,
                     id=payment.id,
                     order_id=payment.order_id,
+                    reference=payment.reference,
+                    location_id=payment.location_id,
                     tender_type=payment.tender_type.value,
-                    amount=payment.amount.amount,
-                    currency=payment.amount.currency,
-                    status=payment.status.value,
-                    change_due=None if payment.change_due is None else payment.change_due.amount,
-                    card_summary=payment.card_summary,
-                    decline_reason=payment.decline_reason,
+                    amount=payment.amount,
+                    tip=payment.tip,
+                    currency=payment.currency,
+                    capture_at_once=payment.capture_at_once,
+                    change_due=payment.change_due,
+                    cash_tendered=payment.cash_tendered,
+                    external_reference=payment.external_reference,
+                    request_key=payment.request_key,
+                    **_state(payment),
                 )
-                .returning(payments.c.created_at)
+                .returning(payments.c.created_at, payments.c.updated_at)
             )
         ).one()
-        payment.created_at = row.created_at
+        payment.created_at, payment.updated_at = row.created_at, row.updated_at
 
-    async def get(self, merchant_id: str, payment_id: str) -> Payment | None:
+    async def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
+        query = select(payments).where(self._mine(), payments.c.id == payment_id)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _payment(row) if row else None
+
+    async def by_request_key(self, key: str) -> Payment | None:
+        query = select(payments).where(self._mine(), payments.c.request_key == key)
+        row = (await self._conn.execute(query)).first()
+        return _payment(row) if row else None
+
+    async def for_order(self, order_id: str, *, lock: bool = False) -> list[Payment]:
+        """In the order they were taken: ids are time-ordered, and locking in id order keeps
+        every writer's locks in one order (no deadlock between two refunds of one order)."""
+        query = (
+            select(payments)
+            .where(self._mine(), payments.c.order_id == order_id)
+            .order_by(payments.c.id)
+        )
+        rows = (await self._conn.execute(query.with_for_update() if lock else query)).all()
+        return [_payment(r) for r in rows]
+
+    async def save(self, payment: Payment) -> None:
         row = (
             await self._conn.execute(
-                select(payments).where(
-                    payments.c.merchant_id == merchant_id, payments.c.id == payment_id
+                update(payments)
+                .where(self._mine(), payments.c.id == payment.id)
+                .values(version=payments.c.version + 1, **_state(payment))
+                .returning(payments.c.version, payments.c.updated_at)
+            )
+        ).one()
+        payment.version, payment.updated_at = row.version, row.updated_at
+
+    async def forget(self, payment_id: str) -> None:
+        """Remove a payment the processor never acted on (it was never reached)."""
+        await self._conn.execute(
+            delete(payments).where(
+                self._mine(), payments.c.id == payment_id, payments.c.status == "pending"
+            )
+        )
+
+    async def list(
+        self, page: PageRequest, order_id: str, location_id: str, status: PaymentStatus | None
+    ) -> list[Payment]:
+        query = select(payments).where(self._mine())
+        if order_id:
+            query = query.where(payments.c.order_id == order_id)
+        if location_id:
+            query = query.where(payments.c.location_id == location_id)
+        if status is not None:
+            query = query.where(payments.c.status == status.value)
+        rows = await list_page(self._conn, query, payments.c.updated_at, payments.c.id, page)
+        return [_payment(r) for r in rows]
+
+
+def _operation(row: Row[Any]) -> Operation:
+    m = row._mapping
+    return Operation(
+        id=m["id"],
+        payment_id=m["payment_id"],
+        kind=OperationKind(m["kind"]),
+        amount=m["amount"],
+        request_key=m["request_key"],
+        status=OperationStatus(m["status"]),
+        reason=m["reason"],
+    )
+
+
+class SqlOperationRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, op: Operation) -> None:
+        await self._conn.execute(
+            insert(operations).values(
+                merchant_id=self._merchant,
+                id=op.id,
+                payment_id=op.payment_id,
+                kind=op.kind.value,
+                amount=op.amount,
+                status=op.status.value,
+                reason=op.reason,
+                request_key=op.request_key,
+            )
+        )
+
+    async def get(self, op_id: str) -> Operation | None:
+        query = select(operations).where(
+            operations.c.merchant_id == self._merchant, operations.c.id == op_id
+        )
+        row = (await self._conn.execute(query)).first()
+        return _operation(row) if row else None
+
+    async def by_request_key(self, key: str, *, lock: bool = False) -> Operation | None:
+        query = select(operations).where(
+            operations.c.merchant_id == self._merchant, operations.c.request_key == key
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _operation(row) if row else None
+
+    async def save(self, op: Operation) -> None:
+        await self._conn.execute(
+            update(operations)
+            .where(operations.c.merchant_id == self._merchant, operations.c.id == op.id)
+            .values(status=op.status.value, updated_at=func.now())
+        )
+
+    async def forget(self, op: Operation) -> None:
+        await self._conn.execute(
+            delete(operations).where(
+                operations.c.merchant_id == self._merchant,
+                operations.c.id == op.id,
+                operations.c.status == "pending",
+            )
+        )
+
+
+def _refund(row: Row[Any]) -> Refund:
+    m = row._mapping
+    return Refund(
+        id=m["id"],
+        payment_id=m["payment_id"],
+        order_id=m["order_id"],
+        tender_type=TenderType(m["tender_type"]),
+        currency=m["currency"],
+        amount=m["amount"],
+        status=OperationStatus(m["status"]),
+        reason=m["reason"],
+        lines=tuple(RefundLine(x["sku"], x["quantity"]) for x in m["lines"]),
+        failure_code=m["failure_code"],
+        request_key=m["request_key"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlRefundRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _mine(self) -> Any:
+        return refunds.c.merchant_id == self._merchant
+
+    async def add(self, refund: Refund) -> None:
+        row = (
+            await self._conn.execute(
+                insert(refunds)
+                .values(
+                    merchant_id=self._merchant,
+                    id=refund.id,
+                    payment_id=refund.payment_id,
+                    order_id=refund.order_id,
+                    tender_type=refund.tender_type.value,
+                    amount=refund.amount,
+                    currency=refund.currency,
+                    status=refund.status.value,
+                    reason=refund.reason,
+                    lines=[{"sku": x.sku, "quantity": x.quantity} for x in refund.lines],
+                    failure_code=refund.failure_code,
+                    request_key=refund.request_key,
                 )
+                .returning(refunds.c.created_at, refunds.c.updated_at)
+            )
+        ).one()
+        refund.created_at, refund.updated_at = row.created_at, row.updated_at
+
+    async def get(self, refund_id: str, *, lock: bool = False) -> Refund | None:
+        query = select(refunds).where(self._mine(), refunds.c.id == refund_id)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _refund(row) if row else None
+
+    async def of_request(self, key: str) -> list[Refund]:
+        """The refunds one request made (their keys are `<key>/<n>`), in that order."""
+        # Every key that starts `<key>/`: "/" is followed by "0" in byte order.
+        query = (
+            select(refunds)
+            .where(
+                self._mine(),
+                refunds.c.request_key >= key + "/",
+                refunds.c.request_key < key + "0",
+            )
+            .order_by(refunds.c.request_key)
+        )
+        return [_refund(r) for r in (await self._conn.execute(query)).all()]
+
+    async def save(self, refund: Refund) -> None:
+        row = (
+            await self._conn.execute(
+                update(refunds)
+                .where(self._mine(), refunds.c.id == refund.id)
+                .values(status=refund.status.value, failure_code=refund.failure_code)
+                .returning(refunds.c.updated_at)
+            )
+        ).one()
+        refund.updated_at = row.updated_at
+
+    async def list(self, page: PageRequest, payment_id: str, order_id: str) -> list[Refund]:
+        query = select(refunds).where(self._mine())
+        if payment_id:
+            query = query.where(refunds.c.payment_id == payment_id)
+        if order_id:
+            query = query.where(refunds.c.order_id == order_id)
+        rows = await list_page(self._conn, query, refunds.c.updated_at, refunds.c.id, page)
+        return [_refund(r) for r in rows]
+
+
+def _terminal(row: Row[Any]) -> TerminalCheckout:
+    m = row._mapping
+    return TerminalCheckout(
+        id=m["id"],
+        order_id=m["order_id"],
+        reference=m["reference"],
+        location_id=m["location_id"],
+        device_id=m["device_id"],
+        currency=m["currency"],
+        amount=m["amount"],
+        tip=m["tip"],
+        deadline=m["deadline"],
+        request_key=m["request_key"],
+        status=TerminalStatus(m["status"]),
+        payment_id=m["payment_id"],
+        decline_code=m["decline_code"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlTerminalRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, checkout: TerminalCheckout) -> None:
+        row = (
+            await self._conn.execute(
+                insert(terminal_checkouts)
+                .values(
+                    merchant_id=self._merchant,
+                    id=checkout.id,
+                    order_id=checkout.order_id,
+                    reference=checkout.reference,
+                    location_id=checkout.location_id,
+                    device_id=checkout.device_id,
+                    amount=checkout.amount,
+                    tip=checkout.tip,
+                    currency=checkout.currency,
+                    status=checkout.status.value,
+                    request_key=checkout.request_key,
+                    deadline=checkout.deadline,
+                )
+                .returning(terminal_checkouts.c.created_at, terminal_checkouts.c.updated_at)
+            )
+        ).one()
+        checkout.created_at, checkout.updated_at = row.created_at, row.updated_at
+
+    async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None:
+        query = select(terminal_checkouts).where(
+            terminal_checkouts.c.merchant_id == self._merchant,
+            terminal_checkouts.c.id == checkout_id,
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _terminal(row) if row else None
+
+    async def save(self, checkout: TerminalCheckout) -> None:
+        row = (
+            await self._conn.execute(
+                update(terminal_checkouts)
+                .where(
+                    terminal_checkouts.c.merchant_id == self._merchant,
+                    terminal_checkouts.c.id == checkout.id,
+                )
+                .values(
+                    status=checkout.status.value,
+                    payment_id=checkout.payment_id,
+                    decline_code=checkout.decline_code,
+                    updated_at=func.now(),
+                )
+                .returning(terminal_checkouts.c.updated_at)
+            )
+        ).one()
+        checkout.updated_at = row.updated_at
+
+
+class SqlSettingsRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def get(self) -> PaymentSettings | None:
+        row = (
+            await self._conn.execute(
+                select(merchant_settings).where(merchant_settings.c.merchant_id == self._merchant)
             )
         ).first()
-        return _payment(row) if row else None
+        if row is None:
+            return None
+        return PaymentSettings(row.authorization_window_seconds, row.updated_at)
+
+    async def save(self, settings: PaymentSettings) -> None:
+        values = {"authorization_window_seconds": settings.authorization_window_seconds}
+        row = (
+            await self._conn.execute(
+                pg_insert(merchant_settings)
+                .values(merchant_id=self._merchant, **values)
+                .on_conflict_do_update(
+                    index_elements=[merchant_settings.c.merchant_id],
+                    set_={**values, "updated_at": func.now()},
+                )
+                .returning(merchant_settings.c.updated_at)
+            )
+        ).one()
+        settings.updated_at = row.updated_at
 
 
 class PaymentUow(UnitOfWork):
+    """The kit's unit of work plus this service's repositories and event mapping."""
+
+    events = events.REGISTRY
+
     @property
     def payments(self) -> SqlPaymentRepository:
         return SqlPaymentRepository(self.conn, self.merchant_id)
 
-    def publish(self, event: object) -> None:
-        if not isinstance(event, PaymentCaptured):
-            raise TypeError(f"no integration event for {type(event).__name__}")
-        message = events_pb2.PaymentCaptured(payment=payment_to_proto(event.payment))
-        self.emit(make_event(message, self.merchant_id))
+    @property
+    def operations(self) -> SqlOperationRepository:
+        return SqlOperationRepository(self.conn, self.merchant_id)
+
+    @property
+    def refunds(self) -> SqlRefundRepository:
+        return SqlRefundRepository(self.conn, self.merchant_id)
+
+    @property
+    def terminals(self) -> SqlTerminalRepository:
+        return SqlTerminalRepository(self.conn, self.merchant_id)
+
+    @property
+    def settings(self) -> SqlSettingsRepository:
+        return SqlSettingsRepository(self.conn, self.merchant_id)
+
+
+# --- the background sweeps' work lists, across merchants -------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenWork:
+    """Something the reconciler or the expiry sweep must settle, and whose merchant it is."""
+
+    merchant_id: str
+    kind: str  # "payment", "operation", "refund", "terminal" or "expired"
+    id: str
+
+
+def _pending(table: Table, kind: str, grace: timedelta) -> Any:
+    return select(table.c.merchant_id, literal(kind).label("kind"), table.c.id).where(
+        table.c.status == "pending", table.c.updated_at < func.now() - grace
+    )
+
+
+async def open_work(conn: AsyncConnection, grace: timedelta, limit: int = 500) -> list[OpenWork]:
+    """Pending work older than `grace` (a live call is given that long to answer), and
+    authorisations past their window with something left to void."""
+    expired = select(payments.c.merchant_id, literal("expired").label("kind"), payments.c.id).where(
+        payments.c.status.in_(("authorized", "captured")),
+        payments.c.expires_at < func.now(),
+        payments.c.authorized > payments.c.captured + payments.c.voided,
+        payments.c.capturing == 0,
+        payments.c.voiding.is_(False),
+    )
+    query = union_all(
+        _pending(payments, "payment", grace),
+        _pending(operations, "operation", grace),
+        _pending(refunds, "refund", grace),
+        # A reader's answer is asked for as soon as the checkout is pending.
+        _pending(terminal_checkouts, "terminal", timedelta(0)),
+        expired,
+    ).limit(limit)
+    rows: Sequence[Row[Any]] = (await conn.execute(query)).all()
+    return [OpenWork(r.merchant_id, r.kind, r.id) for r in rows]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from pos_kit.tables import add_kit_tables
 
@@ -33,6 +38,142 @@ payments = Table(
     Column("card_summary", Text, nullable=False, server_default=""),
     Column("decline_reason", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("location_id", Text, nullable=False, server_default=""),
+    Column("tip", BigInteger, nullable=False, server_default="0"),
+    Column("capture_at_once", Boolean, nullable=False, server_default=text("true")),
+    Column("authorized", BigInteger, nullable=False, server_default="0"),
+    Column("captured", BigInteger, nullable=False, server_default="0"),
+    Column("voided", BigInteger, nullable=False, server_default="0"),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),
+    # Set aside for operations in flight at the processor (see pos_payment.domain.model).
+    Column("capturing", BigInteger, nullable=False, server_default="0"),
+    Column("refunding", BigInteger, nullable=False, server_default="0"),
+    Column("voiding", Boolean, nullable=False, server_default=text("false")),
+    Column("cash_tendered", BigInteger),
+    Column("card_brand", Text, nullable=False, server_default=""),
+    Column("card_last4", Text, nullable=False, server_default=""),
+    Column("external_reference", Text, nullable=False, server_default=""),
+    Column("decline_code", Text, nullable=False, server_default=""),
+    Column("processor_reference", Text, nullable=False, server_default=""),
+    Column("request_key", Text, nullable=False, server_default=""),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="payments_pkey"),
     Index("payments_order", "merchant_id", "order_id"),
+    Index("payments_changes", "merchant_id", "updated_at", "id"),
+    # A retried request finds the payment its first run started.
+    Index("payments_request_key", "merchant_id", "request_key"),
+    # The reconciler's and the expiry sweep's work lists stay small: only open payments.
+    Index(
+        "payments_pending",
+        "updated_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "payments_open_authorizations",
+        "expires_at",
+        postgresql_where=text("status IN ('authorized', 'captured') AND expires_at IS NOT NULL"),
+    ),
+)
+
+# Captures and voids in flight or done: each keyed by its processor idempotency key.
+operations = Table(
+    "payment_operations",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("payment_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("request_key", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="payment_operations_pkey"),
+    UniqueConstraint("merchant_id", "request_key", name="payment_operations_request_key"),
+    Index("payment_operations_pending", "updated_at", postgresql_where=text("status = 'pending'")),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("payment_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("tender_type", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("lines", JSONB, nullable=False, server_default="[]"),
+    Column("failure_code", Text, nullable=False, server_default=""),
+    # `<request key>/<n>`, one per tender refunded; byte order ("C") so that the refunds of one
+    # request are a range of the unique index below.
+    Column("request_key", Text(collation="C"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="refunds_pkey"),
+    UniqueConstraint("merchant_id", "request_key", name="refunds_request_key"),
+    Index("refunds_payment", "merchant_id", "payment_id"),
+    Index("refunds_order", "merchant_id", "order_id"),
+    Index("refunds_changes", "merchant_id", "updated_at", "id"),
+    Index("refunds_pending", "updated_at", postgresql_where=text("status = 'pending'")),
+)
+
+# The sandbox processor's own records, standing in for an acquirer's: what each idempotency
+# key was answered, so a repeated call replays and a lookup finds the truth from any replica.
+# No token and no gift card code: the outcome only.
+sandbox_calls = Table(
+    "sandbox_processor_calls",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("brand", Text, nullable=False, server_default=""),
+    Column("last4", Text, nullable=False, server_default=""),
+    Column("decline_code", Text, nullable=False, server_default=""),
+    # How many times the key was asked: the tests' proof that nothing is charged twice.
+    Column("calls", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("key", name="sandbox_processor_calls_pkey"),
+)
+
+terminal_checkouts = Table(
+    "terminal_checkouts",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("location_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("tip", BigInteger, nullable=False, server_default="0"),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("payment_id", Text, nullable=False, server_default=""),
+    Column("decline_code", Text, nullable=False, server_default=""),
+    # The reader's idempotency key (and the payment's, once the reader answers).
+    Column("request_key", Text, nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="terminal_checkouts_pkey"),
+    Index("terminal_checkouts_pending", "created_at", postgresql_where=text("status = 'pending'")),
+)
+
+# A merchant's own payment settings; a merchant with no row has the service's defaults.
+merchant_settings = Table(
+    "merchant_settings",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("authorization_window_seconds", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", name="merchant_settings_pkey"),
 )

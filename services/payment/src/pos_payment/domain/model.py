@@ -1,25 +1,36 @@
-"""Payments and tenders. Plain Python: no storage or transport here.
+"""Payments, captures, voids and refunds. Plain Python: no storage or transport here.
 
-A card arrives only as a token from the tokenizer; what we keep of it is its brand and last
-four digits. A card number (the kit's one rule, `pos_kit.text`) is refused before it goes
-anywhere, and no error message ever repeats what was sent.
+A card arrives only as a token from the tokenizer, a gift card by its code; what we keep of
+either is a brand and the last four characters. A card number (the kit's one rule,
+`pos_kit.text`) is refused before it goes anywhere, and no error message repeats what was sent.
+
+Amounts are integer minor units in the payment's currency. The invariants every rule here
+keeps, whatever the order of requests:
+  captured + capturing (in flight) + voided <= authorized
+  refunded + refunding (in flight) <= captured
+and a payment in a final state (voided, failed, or captured with nothing left to capture and
+everything refunded) never moves again.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from pos_kit.errors import FieldViolation, InvalidArgument, raise_if, require
+from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, raise_if, require
 from pos_kit.money import Money, MoneyError
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, holds_card_number
 
 # Tokens are short opaque ASCII words; refusing anything else keeps stray personal data (names,
 # track data, CVCs typed into the wrong box) out of the processor call.
 _TOKEN = re.compile(r"tok_[A-Za-z0-9_]{1,60}")
-MAX_ORDER_ID = 64
+_GIFT_CARD = re.compile(r"[A-Za-z0-9_-]{4,64}")
+MAX_ID = 64
+MAX_REFERENCE = 128
+MAX_REASON = 500
+MAX_REFUND_LINES = 200
 
 CARD_NUMBER_REFUSED = (
     "card numbers are never accepted: send the token the tokenizer returned (tok_...)"
@@ -29,36 +40,395 @@ CARD_NUMBER_REFUSED = (
 class TenderType(Enum):
     CASH = "cash"
     CARD = "card"
+    GIFT_CARD = "gift_card"
+    EXTERNAL = "external"
+
+
+# Tenders whose money moves through a processor port; the others are recorded as taken.
+PROCESSED = (TenderType.CARD, TenderType.GIFT_CARD)
 
 
 class PaymentStatus(Enum):
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
     CAPTURED = "captured"
-    DECLINED = "declined"
+    VOIDED = "voided"
+    FAILED = "failed"
+
+
+class OperationStatus(Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OperationKind(Enum):
+    CAPTURE = "capture"
+    VOID = "void"
+
+
+RefundStatus = OperationStatus
+
+
+@dataclass
+class Operation:
+    """A capture or a void sent to the processor under its own idempotency key."""
+
+    id: str
+    payment_id: str
+    kind: OperationKind
+    amount: int
+    request_key: str
+    status: OperationStatus = OperationStatus.PENDING
+    reason: str = ""
 
 
 @dataclass
 class Payment:
     id: str
     order_id: str
+    reference: str
+    location_id: str
     tender_type: TenderType
-    amount: Money
-    status: PaymentStatus
-    change_due: Money | None = None
-    card_summary: str = ""
+    currency: str
+    amount: int
+    tip: int = 0
+    status: PaymentStatus = PaymentStatus.PENDING
+    capture_at_once: bool = True
+    authorized: int = 0
+    captured: int = 0
+    voided: int = 0
+    refunded: int = 0
+    # In flight at the processor: reserved so that concurrent requests cannot overrun.
+    capturing: int = 0
+    refunding: int = 0
+    voiding: bool = False
+    change_due: int | None = None
+    cash_tendered: int | None = None
+    card_brand: str = ""
+    card_last4: str = ""
+    external_reference: str = ""
+    decline_code: str = ""
     decline_reason: str = ""
+    processor_reference: str = ""
+    # The processor's idempotency key of the authorisation, kept to look it up.
+    request_key: str = ""
+    expires_at: datetime | None = None
+    version: int = 1
     created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return self.amount + self.tip
+
+    def money(self, amount: int) -> Money:
+        return Money(amount, self.currency)
+
+    @property
+    def capturable(self) -> int:
+        if self.status not in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED) or self.voiding:
+            return 0
+        return max(0, self.authorized - self.captured - self.capturing - self.voided)
+
+    @property
+    def refundable(self) -> int:
+        return max(0, self.captured - self.refunded - self.refunding)
+
+    # --- the processor's answers -----------------------------------------------------------
+
+    def settle_authorization(self, outcome: Outcome) -> list[object]:
+        """Apply the processor's answer to a pending payment; the events it raises."""
+        if self.status is not PaymentStatus.PENDING or outcome.unknown:
+            return []
+        self.card_brand = outcome.brand or self.card_brand
+        self.card_last4 = outcome.last4 or self.card_last4
+        self.processor_reference = outcome.reference
+        if not outcome.approved:
+            self.status = PaymentStatus.FAILED
+            self.decline_code = outcome.decline_code or "declined"
+            self.decline_reason = DECLINE_REASONS.get(self.decline_code, "the tender was declined")
+            return [PaymentFailed(self)]
+        self.authorized = self.total
+        if self.capture_at_once:
+            self.status = PaymentStatus.CAPTURED
+            self.captured = self.total
+            return [PaymentAuthorized(self), PaymentCaptured(self, self.total)]
+        self.status = PaymentStatus.AUTHORIZED
+        return [PaymentAuthorized(self)]
+
+    def reserve_capture(self, amount: int | None, now: datetime) -> int:
+        """Set `amount` (None: all that is left) aside for a capture in flight."""
+        self._capture_allowed(now)
+        left = self.capturable
+        wanted = left if amount is None else amount
+        if wanted <= 0 or wanted > left:
+            raise Conflict(
+                f"the capture asks for {wanted} but {left} is left of the authorisation",
+                "amount_exceeds_authorization",
+                {"capturable": str(left)},
+            )
+        self.capturing += wanted
+        return wanted
+
+    def _capture_allowed(self, now: datetime) -> None:
+        if self.tender_type not in PROCESSED:
+            raise Conflict("a cash or external payment is captured when it is taken", "captured")
+        if self.status is PaymentStatus.PENDING:
+            raise Conflict("the payment's authorisation is not settled yet", "payment_pending")
+        if self.status in (PaymentStatus.VOIDED, PaymentStatus.FAILED) or self.voided:
+            raise Conflict(
+                f"a {self.status.value} payment cannot be captured", f"payment_{self.status.value}"
+            )
+        if self.voiding:
+            raise Conflict("the payment is being voided", "void_in_progress")
+        if self.expires_at is not None and now >= self.expires_at:
+            raise Conflict(
+                "the authorisation expired: take the payment again", "authorization_expired"
+            )
+
+    def settle_capture(self, amount: int, outcome: Outcome) -> list[object]:
+        self.capturing = max(0, self.capturing - amount)
+        if not outcome.approved:
+            return []
+        self.captured += amount
+        self.status = PaymentStatus.CAPTURED
+        return [PaymentCaptured(self, amount)]
+
+    def reserve_void(self) -> int:
+        """What a void releases: everything not captured."""
+        if self.status is PaymentStatus.PENDING:
+            raise Conflict("the payment's authorisation is not settled yet", "payment_pending")
+        if self.status in (PaymentStatus.VOIDED, PaymentStatus.FAILED) or self.voided:
+            raise Conflict(f"the payment is already {self.status.value}", "payment_final")
+        if self.voiding:
+            raise Conflict("the payment is being voided", "void_in_progress")
+        if self.capturing:
+            raise Conflict("a capture of this payment is in progress", "capture_in_progress")
+        left = self.authorized - self.captured
+        if left <= 0:
+            raise Conflict("the payment is captured in full: refund it instead", "payment_captured")
+        self.voiding = True
+        return left
+
+    def settle_void(self, amount: int, outcome: Outcome, reason: str) -> list[object]:
+        self.voiding = False
+        if not outcome.approved:
+            return []
+        self.voided = amount
+        if not self.captured:
+            self.status = PaymentStatus.VOIDED
+        return [PaymentVoided(self, reason)]
 
 
 @dataclass(frozen=True)
-class PaymentCaptured:
-    """Raised for captured payments only: a decline moved no money, so nobody needs to hear."""
+class Outcome:
+    """A processor's answer, in the domain's words. `unknown`: no answer came (a timeout)."""
 
+    approved: bool
+    reference: str = ""
+    brand: str = ""
+    last4: str = ""
+    decline_code: str = ""
+    unknown: bool = False
+
+
+UNKNOWN = Outcome(False, unknown=True)
+APPROVED = Outcome(True)
+
+DECLINE_REASONS = {
+    "card_declined": "the card was declined",
+    "insufficient_funds": "the card has insufficient funds",
+    "expired_card": "the card has expired",
+    "processor_unavailable": "the processor could not be reached",
+    "not_found": "the processor has no record of the payment",
+}
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    sku: str
+    quantity: int
+
+
+@dataclass
+class Refund:
+    id: str
+    payment_id: str
+    order_id: str
+    tender_type: TenderType
+    currency: str
+    amount: int
+    status: OperationStatus = OperationStatus.PENDING
+    reason: str = ""
+    lines: tuple[RefundLine, ...] = ()
+    failure_code: str = ""
+    request_key: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def settle(self, payment: Payment, outcome: Outcome) -> list[object]:
+        """Apply the processor's answer; the payment's reservation becomes a refund or lapses."""
+        if self.status is not OperationStatus.PENDING or outcome.unknown:
+            return []
+        payment.refunding = max(0, payment.refunding - self.amount)
+        if outcome.approved:
+            payment.refunded += self.amount
+            self.status = OperationStatus.SUCCEEDED
+            return [RefundSucceeded(self)]
+        self.status = OperationStatus.FAILED
+        self.failure_code = outcome.decline_code or "refund_failed"
+        return [RefundFailed(self)]
+
+
+class TerminalStatus(Enum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass
+class TerminalCheckout:
+    """A card-present payment sent to a reader: pending until the reader answers."""
+
+    id: str
+    order_id: str
+    reference: str
+    location_id: str
+    device_id: str
+    currency: str
+    amount: int
+    tip: int
+    deadline: datetime
+    request_key: str
+    status: TerminalStatus = TerminalStatus.PENDING
+    payment_id: str = ""
+    decline_code: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def payment(self, payment_id: str) -> Payment:
+        """The payment the reader took (or was declined), pending its answer."""
+        return Payment(
+            id=payment_id,
+            order_id=self.order_id,
+            reference=self.reference,
+            location_id=self.location_id,
+            tender_type=TenderType.CARD,
+            currency=self.currency,
+            amount=self.amount,
+            tip=self.tip,
+            request_key=self.request_key,
+        )
+
+    def settle(
+        self, answer: Outcome, payment: Payment | None, ended: TerminalStatus
+    ) -> list[object]:
+        """The reader's final word. With no `payment` it never took a card: the checkout
+        `ended` so (cancelled at the reader or the register, or timed out)."""
+        if self.status is not TerminalStatus.PENDING:
+            return []
+        events: list[object] = []
+        if payment is None:
+            self.status = ended
+        else:
+            events = payment.settle_authorization(answer)
+            self.payment_id = payment.id
+            self.decline_code = payment.decline_code
+            approved = payment.status is PaymentStatus.CAPTURED
+            self.status = TerminalStatus.COMPLETED if approved else TerminalStatus.DECLINED
+        return [*events, TerminalCheckoutUpdated(self)]
+
+
+# An authorisation window a merchant may choose: card networks hold an authorisation for days,
+# not months, and less than a minute would void it before anyone could capture.
+MIN_WINDOW_SECONDS = 60
+MAX_WINDOW_SECONDS = 31 * 24 * 3600
+
+
+@dataclass
+class PaymentSettings:
+    authorization_window_seconds: int
+    updated_at: datetime | None = None
+
+
+def validate_window(seconds: int) -> int:
+    raise_if(
+        require(
+            MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS,
+            "authorization_window_seconds",
+            f"must be between {MIN_WINDOW_SECONDS} and {MAX_WINDOW_SECONDS} (31 days)",
+        )
+    )
+    return seconds
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentAuthorized:
     payment: Payment
 
 
 @dataclass(frozen=True)
+class PaymentCaptured:
+    payment: Payment
+    amount: int
+
+
+@dataclass(frozen=True)
+class PaymentVoided:
+    payment: Payment
+    reason: str
+
+
+@dataclass(frozen=True)
+class PaymentFailed:
+    payment: Payment
+
+
+@dataclass(frozen=True)
+class RefundCreated:
+    refund: Refund
+
+
+@dataclass(frozen=True)
+class RefundSucceeded:
+    refund: Refund
+
+
+@dataclass(frozen=True)
+class RefundFailed:
+    refund: Refund
+
+
+@dataclass(frozen=True)
+class TerminalCheckoutUpdated:
+    checkout: TerminalCheckout
+
+
+# Every domain event this service raises; each has an integration event (adapters/events.py).
+EVENTS = (
+    TerminalCheckoutUpdated,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentVoided,
+    PaymentFailed,
+    RefundCreated,
+    RefundSucceeded,
+    RefundFailed,
+)
+
+
+# --- requests and their rules ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class ChargeRequest:
-    """A charge as it arrived, before validation: plain values, nothing trusted yet."""
+    """A payment as it arrived, before validation: plain values, nothing trusted yet."""
 
     order_id: str
     tender: TenderType | None
@@ -66,17 +436,55 @@ class ChargeRequest:
     currency: str
     cash_tendered: tuple[int, str] | None
     card_token: str
+    reference: str = ""
+    location_id: str = ""
+    tip: tuple[int, str] | None = None
+    capture: bool = True
+    gift_card_code: str = ""
+    external_reference: str = ""
 
 
 @dataclass(frozen=True)
 class Charge:
-    """A charge that passed every rule; only this reaches a processor or the database."""
+    """A payment request that passed every rule; only this reaches a processor or a table."""
 
     order_id: str
     tender: TenderType
     amount: Money
     cash_tendered: Money | None
     card_token: str
+    reference: str = ""
+    location_id: str = ""
+    tip: int = 0
+    capture: bool = True
+    gift_card_code: str = ""
+    external_reference: str = ""
+
+    @property
+    def source(self) -> str:
+        """What the processor charges: the card's token or the gift card's code."""
+        return self.card_token if self.tender is TenderType.CARD else self.gift_card_code
+
+    def new_payment(self, payment_id: str, request_key: str) -> Payment:
+        payment = Payment(
+            id=payment_id,
+            order_id=self.order_id,
+            reference=self.reference,
+            location_id=self.location_id,
+            tender_type=self.tender,
+            currency=self.amount.currency,
+            amount=self.amount.amount,
+            tip=self.tip,
+            capture_at_once=self.capture,
+            external_reference=self.external_reference,
+            request_key=request_key,
+        )
+        if self.cash_tendered is not None:
+            payment.cash_tendered = self.cash_tendered.amount
+            payment.change_due = self.cash_tendered.amount - payment.total
+        if self.tender is TenderType.GIFT_CARD:
+            payment.card_brand, payment.card_last4 = "gift_card", self.gift_card_code[-4:]
+        return payment
 
 
 def card_summary(brand: str, last4: str) -> str:
@@ -90,64 +498,269 @@ def _money(field: str, amount: int, currency: str) -> tuple[Money | None, list[F
         return None, [FieldViolation(f"{field}.currency", str(exc))]
 
 
-def _card_token_violations(tender: TenderType | None, token: str) -> list[FieldViolation]:
+def _card_data(req: ChargeRequest) -> list[FieldViolation]:
     # Checked first and whatever the tender: a card number is refused even on a cash sale.
     # "tok_4111111111111111" carries one too: the kit's rule finds it anywhere in the value.
-    if holds_card_number(token):
-        return [FieldViolation("card_token", CARD_NUMBER_REFUSED)]
+    return [
+        FieldViolation(name, CARD_NUMBER_REFUSED)
+        for name, value in (
+            ("card_token", req.card_token),
+            ("gift_card_code", req.gift_card_code),
+            ("reference", req.reference),
+            ("external_reference", req.external_reference),
+        )
+        if holds_card_number(value)
+    ]
+
+
+def _tender_violations(req: ChargeRequest) -> list[FieldViolation]:
+    """Each tender takes its own fields and none of the others'."""
+    tender = req.tender
+    out: list[FieldViolation] = []
     if tender is TenderType.CARD:
-        return require(
-            _TOKEN.fullmatch(token) is not None,
+        out += require(
+            _TOKEN.fullmatch(req.card_token) is not None,
             "card_token",
             "must be a token from the tokenizer (tok_ followed by letters, digits or _)",
         )
-    if tender is TenderType.CASH:
-        return require(not token, "card_token", "must be empty for a cash tender")
-    return []
+    elif req.card_token:
+        out.append(FieldViolation("card_token", "is only for a card tender"))
+    if tender is TenderType.GIFT_CARD:
+        out += require(
+            _GIFT_CARD.fullmatch(req.gift_card_code) is not None,
+            "gift_card_code",
+            "must be a gift card code: 4 to 64 letters, digits, '-' or '_'",
+        )
+    elif req.gift_card_code:
+        out.append(FieldViolation("gift_card_code", "is only for a gift card tender"))
+    if tender is not TenderType.EXTERNAL and req.external_reference:
+        out.append(FieldViolation("external_reference", "is only for an external tender"))
+    if tender in (TenderType.CASH, TenderType.EXTERNAL) and not req.capture:
+        out.append(FieldViolation("capture", f"a {tender.value} tender is captured when taken"))
+    if tender is TenderType.CASH and req.cash_tendered is None:
+        out.append(FieldViolation("cash_tendered", "is required for a cash tender"))
+    if tender is not TenderType.CASH and req.cash_tendered is not None:
+        out.append(FieldViolation("cash_tendered", "is only for a cash tender"))
+    return out
 
 
 def validate_charge(req: ChargeRequest) -> Charge:
     """Every rule at once, so a client fixes all its field errors in one round trip."""
+    card_data = _card_data(req)
+    if card_data:
+        raise InvalidArgument(
+            "card numbers are never accepted", card_data, code=CARD_NUMBER_NOT_ALLOWED
+        )
     violations: list[FieldViolation] = []
-    violations += require(bool(req.order_id.strip()), "order_id", "is required")
+    if req.order_id or not req.reference:
+        violations += require(
+            bool(req.order_id.strip()), "order_id", "is required (or a reference without it)"
+        )
     violations += require(
-        len(req.order_id) <= MAX_ORDER_ID, "order_id", f"is at most {MAX_ORDER_ID} characters"
+        len(req.order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters"
     )
-    violations += require(req.tender is not None, "tender_type", "must be CASH or CARD")
+    violations += require(
+        len(req.reference) <= MAX_REFERENCE, "reference", f"is at most {MAX_REFERENCE} characters"
+    )
+    violations += require(
+        len(req.external_reference) <= MAX_REFERENCE,
+        "external_reference",
+        f"is at most {MAX_REFERENCE} characters",
+    )
+    violations += require(
+        len(req.location_id) <= MAX_ID, "location_id", f"is at most {MAX_ID} characters"
+    )
+    violations += require(
+        req.tender is not None, "tender_type", "must be cash, card, gift_card or external"
+    )
     amount, bad = _money("amount", req.amount, req.currency)
     violations += bad
     violations += require(req.amount > 0, "amount.amount", "must be greater than zero")
-    cash: Money | None = None
-    if req.tender is TenderType.CASH:
-        if req.cash_tendered is None:
-            violations.append(FieldViolation("cash_tendered", "is required for a cash tender"))
-        else:
-            cash, bad = _money("cash_tendered", *req.cash_tendered)
-            violations += bad
-            if cash is not None and amount is not None:
-                violations += require(
-                    cash.currency == amount.currency,
-                    "cash_tendered.currency",
-                    "must be the currency of the amount",
-                )
-                violations += require(
-                    cash.currency != amount.currency or cash.amount >= amount.amount,
-                    "cash_tendered.amount",
-                    "must cover the amount",
-                )
-    elif req.tender is TenderType.CARD:
+    tip = 0
+    if req.tip is not None:
+        tip_money, bad = _money("tip", *req.tip)
+        violations += bad
+        violations += require(req.tip[0] >= 0, "tip.amount", "must not be negative")
         violations += require(
-            req.cash_tendered is None, "cash_tendered", "is only for a cash tender"
+            req.tip[1] == req.currency, "tip.currency", "must be the currency of the amount"
         )
-    violations += _card_token_violations(req.tender, req.card_token)
-    if any(v.description == CARD_NUMBER_REFUSED for v in violations):
-        raise InvalidArgument(
-            "card numbers are never accepted", violations, code=CARD_NUMBER_NOT_ALLOWED
-        )
+        tip = tip_money.amount if tip_money is not None else 0
+    cash: Money | None = None
+    if req.cash_tendered is not None and req.tender is TenderType.CASH:
+        cash, bad = _money("cash_tendered", *req.cash_tendered)
+        violations += bad
+        if cash is not None and amount is not None:
+            violations += require(
+                cash.currency == amount.currency,
+                "cash_tendered.currency",
+                "must be the currency of the amount",
+            )
+            violations += require(
+                cash.currency != amount.currency or cash.amount >= amount.amount + tip,
+                "cash_tendered.amount",
+                "must cover the amount and the tip",
+            )
+    violations += _tender_violations(req)
     raise_if(violations)
     assert req.tender is not None and amount is not None  # guaranteed by the checks above
-    return Charge(req.order_id, req.tender, amount, cash, req.card_token)
+    return Charge(
+        req.order_id,
+        req.tender,
+        amount,
+        cash,
+        req.card_token,
+        req.reference,
+        req.location_id,
+        tip,
+        req.capture or req.tender not in PROCESSED,
+        req.gift_card_code,
+        req.external_reference,
+    )
 
 
-def change_due(amount: Money, tendered: Money) -> Money:
-    return tendered - amount
+def validate_terminal_checkout(
+    order_id: str, reference: str, location_id: str, device_id: str, amount: Money | None, tip: int
+) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(
+        bool(order_id or reference), "order_id", "is required (or a reference without it)"
+    )
+    violations += require(len(order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        len(reference) <= MAX_REFERENCE, "reference", f"is at most {MAX_REFERENCE} characters"
+    )
+    violations += require(bool(location_id), "location_id", "is required")
+    violations += require(
+        len(location_id) <= MAX_ID, "location_id", f"is at most {MAX_ID} characters"
+    )
+    violations += require(bool(device_id), "device_id", "is required")
+    violations += require(len(device_id) <= MAX_ID, "device_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        amount is not None and amount.amount > 0, "amount.amount", "must be greater than zero"
+    )
+    violations += require(tip >= 0, "tip.amount", "must not be negative")
+    raise_if(violations)
+
+
+def validate_amount(field: str, amount: int, currency: str, expected: str) -> int:
+    """An amount a capture or refund names: positive, in the payment's currency."""
+    violations = require(amount > 0, f"{field}.amount", "must be greater than zero")
+    violations += require(
+        currency == expected, f"{field}.currency", f"must be the payment's currency ({expected})"
+    )
+    raise_if(violations)
+    return amount
+
+
+def validate_refund_request(
+    payment_id: str, order_id: str, reason: str, lines: list[RefundLine], named: int
+) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(
+        bool(payment_id) != bool(order_id),
+        "payment_id",
+        "name exactly one of payment_id and order_id",
+    )
+    violations += require(
+        len(payment_id) <= MAX_ID, "payment_id", f"is at most {MAX_ID} characters"
+    )
+    violations += require(len(order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        len(reason) <= MAX_REASON, "reason", f"is at most {MAX_REASON} characters"
+    )
+    violations += require(len(lines) <= MAX_REFUND_LINES, "lines", "at most 200 lines")
+    for i, line in enumerate(lines):
+        violations += require(bool(line.sku), f"lines[{i}].sku", "is required")
+        violations += require(line.quantity > 0, f"lines[{i}].quantity", "must be at least 1")
+    violations += require(named <= MAX_REFUND_LINES, "amounts", "at most 200 tenders")
+    raise_if(violations)
+
+
+# --- refunds over several tenders -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    payment: Payment
+    amount: int
+
+
+def plan_refund(
+    payments: list[Payment], amount: int | None, named: dict[str, int]
+) -> list[RefundPlan]:
+    """Which tender gives back how much.
+
+    `payments` are in the order they were taken. With `named` amounts each named tender gives
+    back its own; otherwise `amount` (None: everything refundable) is spread from the last
+    tender taken backwards, each up to what it has left to refund. Never beyond what was
+    captured net of earlier refunds: that is a conflict, and nothing is planned.
+    """
+    by_id = {p.id: p for p in payments}
+    if named:
+        plans = []
+        for payment_id, wanted in named.items():
+            payment = by_id.get(payment_id)
+            if payment is None:
+                raise InvalidArgument(
+                    "a named tender is not one of the refunded payments",
+                    [FieldViolation("amounts.payment_id", "is not a payment of this order")],
+                )
+            _refundable_or_conflict(payment, wanted)
+            plans.append(RefundPlan(payment, wanted))
+        return plans
+    left = sum(p.refundable for p in payments)
+    if not any(p.captured for p in payments):
+        state = payments[0].status.value if len(payments) == 1 else "not captured"
+        raise Conflict(f"nothing was captured to refund (the payment is {state})", "not_captured")
+    wanted = left if amount is None else amount
+    if wanted <= 0 or wanted > left:
+        raise Conflict(
+            f"the refund asks for {wanted} but {left} is left to refund",
+            "amount_exceeds_refundable",
+            {"refundable": str(left)},
+        )
+    plans = []
+    for payment in reversed(payments):
+        share = min(wanted, payment.refundable)
+        if share > 0:
+            plans.append(RefundPlan(payment, share))
+            wanted -= share
+    return plans
+
+
+def _refundable_or_conflict(payment: Payment, wanted: int) -> None:
+    if not payment.captured:
+        raise Conflict(
+            f"nothing of payment {payment.id} was captured (it is {payment.status.value})",
+            "not_captured",
+        )
+    if wanted > payment.refundable:
+        raise Conflict(
+            f"the refund asks for {wanted} of payment {payment.id} but "
+            f"{payment.refundable} is left to refund",
+            "amount_exceeds_refundable",
+            {"refundable": str(payment.refundable)},
+        )
+
+
+@dataclass
+class OrderPayments:
+    order_id: str
+    currency: str
+    payments: list[Payment] = field(default_factory=list)
+
+    @property
+    def authorized(self) -> int:
+        return sum(p.authorized - p.voided for p in self.payments)
+
+    @property
+    def captured(self) -> int:
+        return sum(p.captured for p in self.payments)
+
+    @property
+    def refunded(self) -> int:
+        return sum(p.refunded for p in self.payments)
+
+    def balance_due(self, total: int) -> int:
+        """What the tenders do not cover yet: authorised (net of voids) counts as covered."""
+        return max(0, total - self.authorized)

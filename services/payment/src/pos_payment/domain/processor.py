@@ -1,38 +1,72 @@
-"""The card processor port: what the payment domain needs from whoever moves card money.
+"""The tender processor port: what the payment domain needs from whoever moves the money.
 
-Adapters implement it (the deterministic sandbox today, a real acquirer later). A decline is
-an outcome, not an exception; only a token the processor does not know and an unreachable
-processor are exceptions.
+Adapters implement it: the deterministic sandbox card processor and sandbox gift cards today,
+a real acquirer and the gift card service later. A decline is an answer, not an exception.
+Every call carries an idempotency key, stable across retries of the same request, so a call
+whose answer was lost is asked again (or looked up) and never charges twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from pos_kit.money import Money
 
 
 @dataclass(frozen=True)
-class CardOutcome:
+class ProcessorAnswer:
     approved: bool
+    # The processor's id of the authorisation (for authorize) or of the operation.
+    reference: str = ""
     brand: str = ""
     last4: str = ""
-    decline_reason: str = ""
+    decline_code: str = ""
 
 
-class UnknownCardToken(Exception):
-    """The processor has never issued this token. Carries no copy of the token on purpose."""
+class UnknownSource(Exception):
+    """The processor never issued this token or code. Carries no copy of it on purpose."""
 
 
-class CardProcessor(Protocol):
-    async def authorize_and_capture(
-        self, token: str, amount: Money, idempotency_key: str
-    ) -> CardOutcome:
-        """Authorize and capture in one step.
+class ProcessorUnavailable(Exception):
+    """The processor was not reached: nothing happened there, the call may be made again."""
 
-        `idempotency_key` is stable across retries of the same request, so a processor that
-        charged but whose answer we lost charges nothing the second time. Raises
-        UnknownCardToken, or pos_kit.errors.Unavailable when the processor cannot be reached.
-        """
+
+class ProcessorTimeout(Exception):
+    """The processor did not answer in time: it may or may not have acted. Look it up."""
+
+
+class TenderProcessor(Protocol):
+    async def authorize(
+        self, source: str, amount: Money, capture: bool, key: str
+    ) -> ProcessorAnswer: ...
+
+    async def capture(self, reference: str, amount: Money, key: str) -> ProcessorAnswer: ...
+
+    async def void(self, reference: str, key: str) -> ProcessorAnswer: ...
+
+    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer: ...
+
+    async def lookup(self, key: str) -> ProcessorAnswer | None:
+        """The answer the call made with `key` got, or None if no such call reached it."""
+        ...
+
+
+class TerminalReader(Protocol):
+    """A card reader at a location (the card-present flow): it answers when the customer has
+    presented a card, or declined, or cancelled at the reader; until then, None."""
+
+    def knows(self, device_id: str) -> bool: ...
+
+    async def answer(
+        self, device_id: str, key: str, amount: Money, sent_at: datetime
+    ) -> ProcessorAnswer | None:
+        """The reader's answer for the checkout sent under `key`: approved or declined (with a
+        decline code, `cancelled` when cancelled at the reader); None while it waits."""
+        ...
+
+    async def cancel(self, key: str) -> ProcessorAnswer:
+        """Cancel the checkout at the reader. Answers the reader's final word: the
+        cancellation, or the answer it gave first if the customer was quicker."""
         ...

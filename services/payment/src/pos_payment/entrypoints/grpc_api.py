@@ -2,80 +2,297 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
+from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
-from pos_kit.context import current_merchant
-from pos_kit.idempotency import once
-from pos_payment.adapters.messages import payment_to_proto
+from pos_kit.paging import page_of, page_request
+from pos_kit.servicer import Servicer, across_calls, mutation, query
+from pos_payment.adapters import messages
+from pos_payment.adapters.messages import (
+    OPERATION_STATUSES,
+    STATUSES,
+    TENDERS,
+    order_payments_to_proto,
+    payment_to_proto,
+    refund_to_proto,
+    settings_to_proto,
+    terminal_to_proto,
+)
 from pos_payment.adapters.repository import PaymentUow
-from pos_payment.domain.model import ChargeRequest, TenderType, validate_charge
-from pos_payment.domain.processor import CardProcessor
+from pos_payment.domain.model import ChargeRequest, Payment, RefundLine, validate_charge
 from pos_payment.service import handlers
+from pos_payment.service.handlers import Amount, Policy
+from pos_payment.service.ports import Processors, TerminalReader
 
-_TENDERS = {
-    payment_pb2.TENDER_TYPE_CASH: TenderType.CASH,
-    payment_pb2.TENDER_TYPE_CARD: TenderType.CARD,
-}
+P = TypeVar("P")
+T = TypeVar("T")
+X = TypeVar("X")
+R = TypeVar("R", bound=Message)
 
 
-def charge_request(request: payment_pb2.AuthorizeAndCaptureRequest) -> ChargeRequest:
-    cash = request.cash_tendered
+@dataclass
+class Answering(Generic[P, T, X, R]):
+    """A handler's three steps, whose recorded result becomes the RPC's response."""
+
+    steps: Any
+    respond: Callable[[X], R]
+
+    def read(self, uow: PaymentUow) -> Awaitable[P]:
+        result: Awaitable[P] = self.steps.read(uow)
+        return result
+
+    def call(self, claim: object, read: P) -> Awaitable[T]:
+        result: Awaitable[T] = self.steps.call(claim, read)
+        return result
+
+    async def record(self, uow: PaymentUow, outcome: T) -> R:
+        return self.respond(await self.steps.record(uow, outcome))
+
+
+def _amount(message: Any, name: str) -> Amount | None:
+    if not message.HasField(name):
+        return None
+    money: money_pb2.Money = getattr(message, name)
+    return money.amount, money.currency
+
+
+def charge_request(request: payment_pb2.CreatePaymentRequest) -> ChargeRequest:
     return ChargeRequest(
         order_id=request.order_id,
-        tender=_TENDERS.get(request.tender_type),
+        tender=TENDERS.optional(request.tender_type, "tender_type"),
         amount=request.amount.amount,
         currency=request.amount.currency,
-        cash_tendered=(cash.amount, cash.currency) if request.HasField("cash_tendered") else None,
+        cash_tendered=_amount(request, "cash_tendered"),
         card_token=request.card_token,
+        reference=request.reference,
+        location_id=request.location_id,
+        tip=_amount(request, "tip"),
+        capture=request.capture,
+        gift_card_code=request.gift_card_code,
+        external_reference=request.external_reference,
     )
 
 
-class PaymentApi(payment_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, uow: Callable[[], PaymentUow], processor: CardProcessor) -> None:
-        self._uow = uow
-        self._processor = processor
+def _in_store(request: payment_pb2.AuthorizeAndCaptureRequest) -> payment_pb2.CreatePaymentRequest:
+    created = payment_pb2.CreatePaymentRequest(
+        request_id=request.request_id,
+        order_id=request.order_id,
+        tender_type=request.tender_type,
+        amount=request.amount,
+        card_token=request.card_token,
+        location_id=request.location_id,
+        capture=True,
+    )
+    if request.HasField("cash_tendered"):
+        created.cash_tendered.CopyFrom(request.cash_tendered)
+    if request.HasField("tip"):
+        created.tip.CopyFrom(request.tip)
+    return created
 
-    async def AuthorizeAndCapture(
+
+def _created(payment: Payment) -> payment_pb2.CreatePaymentResponse:
+    return payment_pb2.CreatePaymentResponse(payment=payment_to_proto(payment))
+
+
+def _authorized_and_captured(payment: Payment) -> payment_pb2.AuthorizeAndCaptureResponse:
+    return payment_pb2.AuthorizeAndCaptureResponse(payment=payment_to_proto(payment))
+
+
+def _captured(result: tuple[Payment, Any]) -> payment_pb2.CapturePaymentResponse:
+    payment, op = result
+    return payment_pb2.CapturePaymentResponse(
+        payment=payment_to_proto(payment),
+        amount=messages.money(op.amount, payment.currency),
+        status=payment_pb2.OperationStatus.ValueType(OPERATION_STATUSES.to_proto(op.status)),
+    )
+
+
+def _voided(result: tuple[Payment, Any]) -> payment_pb2.VoidPaymentResponse:
+    payment, op = result
+    return payment_pb2.VoidPaymentResponse(
+        payment=payment_to_proto(payment),
+        status=payment_pb2.OperationStatus.ValueType(OPERATION_STATUSES.to_proto(op.status)),
+    )
+
+
+def _refunded(refunds: list[Any]) -> payment_pb2.CreateRefundResponse:
+    return payment_pb2.CreateRefundResponse(refunds=[refund_to_proto(r) for r in refunds])
+
+
+class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
+    def __init__(
         self,
-        request: payment_pb2.AuthorizeAndCaptureRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> payment_pb2.AuthorizeAndCaptureResponse:
-        # Validated before the unit of work opens: `once` stores a hash of the request bytes,
-        # and a refused card number must not reach the database even as a hash.
+        uow: Callable[[], PaymentUow],
+        processors: Processors,
+        reader: TerminalReader,
+        policy: Policy,
+    ) -> None:
+        super().__init__(uow)
+        self.processors = processors
+        self.reader = reader
+        self.policy = policy
+
+    def _take(self, request: payment_pb2.CreatePaymentRequest) -> handlers.TakePayment:
+        # Validated before anything is claimed: the kit stores a hash of the request, and a
+        # refused card number must not reach the database even as a hash.
         charge = validate_charge(charge_request(request))
-        merchant = current_merchant()
-        async with self._uow().bind(merchant) as uow:
+        return handlers.TakePayment(
+            charge, request.request_id, self.processors, self.bound_uow, self.policy
+        )
 
-            async def work() -> payment_pb2.AuthorizeAndCaptureResponse:
-                payment = await handlers.authorize_and_capture(
-                    uow, self._processor, charge, f"{merchant}/{request.request_id}"
-                )
-                return payment_pb2.AuthorizeAndCaptureResponse(payment=payment_to_proto(payment))
+    @across_calls(payment_pb2.AuthorizeAndCaptureResponse)
+    def AuthorizeAndCapture(self, request: payment_pb2.AuthorizeAndCaptureRequest) -> Any:
+        return Answering(self._take(_in_store(request)), _authorized_and_captured)
 
-            return await once(
-                uow,
-                "AuthorizeAndCapture",
-                request,
-                payment_pb2.AuthorizeAndCaptureResponse,
-                work,
+    @across_calls(payment_pb2.CreatePaymentResponse)
+    def CreatePayment(self, request: payment_pb2.CreatePaymentRequest) -> Any:
+        return Answering(self._take(request), _created)
+
+    @across_calls(payment_pb2.CapturePaymentResponse)
+    def CapturePayment(self, request: payment_pb2.CapturePaymentRequest) -> Any:
+        steps = handlers.CapturePayment(
+            request.payment_id,
+            _amount(request, "amount"),
+            request.request_id,
+            self.processors,
+            self.bound_uow,
+            self.policy,
+        )
+        return Answering(steps, _captured)
+
+    @across_calls(payment_pb2.VoidPaymentResponse)
+    def VoidPayment(self, request: payment_pb2.VoidPaymentRequest) -> Any:
+        steps = handlers.VoidPayment(
+            request.payment_id, request.request_id, self.processors, self.bound_uow, self.policy
+        )
+        return Answering(steps, _voided)
+
+    @across_calls(payment_pb2.CreateRefundResponse)
+    def CreateRefund(self, request: payment_pb2.CreateRefundRequest) -> Any:
+        ask = handlers.validate_refund(
+            handlers.RefundAsk(
+                payment_id=request.payment_id,
+                order_id=request.order_id,
+                amount=_amount(request, "amount"),
+                named=[
+                    (a.payment_id, (a.amount.amount, a.amount.currency)) for a in request.amounts
+                ],
+                reason=request.reason,
+                lines=[RefundLine(x.sku, x.quantity) for x in request.lines],
             )
+        )
+        steps = handlers.RefundPayments(ask, request.request_id, self.processors, self.policy)
+        return Answering(steps, _refunded)
 
+    @query
     async def GetPayment(
-        self, request: payment_pb2.GetPaymentRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.GetPaymentRequest, uow: PaymentUow
     ) -> payment_pb2.GetPaymentResponse:
-        async with self._uow().bind(current_merchant()) as uow:
-            payment = await handlers.get_payment(uow, request.id)
+        payment = await handlers.get_payment(uow, request.id)
         return payment_pb2.GetPaymentResponse(payment=payment_to_proto(payment))
+
+    @query
+    async def ListPayments(
+        self, request: payment_pb2.ListPaymentsRequest, uow: PaymentUow
+    ) -> payment_pb2.ListPaymentsResponse:
+        page = page_request(request)
+        status = STATUSES.optional(request.status, "status")
+        found = await handlers.list_payments(
+            uow, page, request.order_id, request.location_id, status
+        )
+        items, token = page_of(found, page)
+        return payment_pb2.ListPaymentsResponse(
+            payments=[payment_to_proto(p) for p in items], next_page_token=token
+        )
+
+    @query
+    async def GetOrderPayments(
+        self, request: payment_pb2.GetOrderPaymentsRequest, uow: PaymentUow
+    ) -> payment_pb2.GetOrderPaymentsResponse:
+        summary, total = await handlers.order_payments(
+            uow, request.order_id, _amount(request, "order_total")
+        )
+        return order_payments_to_proto(summary, total)
+
+    @query
+    async def GetRefund(
+        self, request: payment_pb2.GetRefundRequest, uow: PaymentUow
+    ) -> payment_pb2.GetRefundResponse:
+        refund = await handlers.get_refund(uow, request.id)
+        return payment_pb2.GetRefundResponse(refund=refund_to_proto(refund))
+
+    @query
+    async def ListRefunds(
+        self, request: payment_pb2.ListRefundsRequest, uow: PaymentUow
+    ) -> payment_pb2.ListRefundsResponse:
+        page = page_request(request)
+        found = await handlers.list_refunds(uow, page, request.payment_id, request.order_id)
+        items, token = page_of(found, page)
+        return payment_pb2.ListRefundsResponse(
+            refunds=[refund_to_proto(r) for r in items], next_page_token=token
+        )
+
+    @mutation(payment_pb2.CreateTerminalCheckoutResponse)
+    async def CreateTerminalCheckout(
+        self, request: payment_pb2.CreateTerminalCheckoutRequest, uow: PaymentUow
+    ) -> payment_pb2.CreateTerminalCheckoutResponse:
+        checkout = await handlers.create_terminal_checkout(
+            uow,
+            self.reader,
+            self.policy,
+            request.request_id,
+            (request.order_id, request.reference, request.location_id, request.device_id),
+            (request.amount.amount, request.amount.currency),
+            _amount(request, "tip"),
+        )
+        return payment_pb2.CreateTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
+    @query
+    async def GetTerminalCheckout(
+        self, request: payment_pb2.GetTerminalCheckoutRequest, uow: PaymentUow
+    ) -> payment_pb2.GetTerminalCheckoutResponse:
+        checkout = await handlers.get_terminal_checkout(uow, request.id)
+        return payment_pb2.GetTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
+
+    @query
+    async def GetPaymentSettings(
+        self, request: payment_pb2.GetPaymentSettingsRequest, uow: PaymentUow
+    ) -> payment_pb2.GetPaymentSettingsResponse:
+        chosen = await handlers.get_settings(uow, self.policy)
+        return payment_pb2.GetPaymentSettingsResponse(settings=settings_to_proto(chosen))
+
+    @mutation(payment_pb2.UpdatePaymentSettingsResponse)
+    async def UpdatePaymentSettings(
+        self, request: payment_pb2.UpdatePaymentSettingsRequest, uow: PaymentUow
+    ) -> payment_pb2.UpdatePaymentSettingsResponse:
+        chosen = await handlers.update_settings(uow, request.authorization_window_seconds)
+        return payment_pb2.UpdatePaymentSettingsResponse(settings=settings_to_proto(chosen))
+
+    @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
+    def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:
+        return Answering(handlers.CancelTerminalCheckout(request.id, self.reader), _cancelled)
+
+
+def _cancelled(checkout: Any) -> payment_pb2.CancelTerminalCheckoutResponse:
+    return payment_pb2.CancelTerminalCheckoutResponse(checkout=terminal_to_proto(checkout))
 
 
 def registrar(
-    uow: Callable[[], PaymentUow], processor: CardProcessor
+    uow: Callable[[], PaymentUow],
+    processors: Processors,
+    reader: TerminalReader,
+    policy: Policy,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
-        payment_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentApi(uow, processor), server)
+        payment_pb2_grpc.add_PaymentServiceServicer_to_server(
+            PaymentApi(uow, processors, reader, policy), server
+        )
 
     return register
 

@@ -1,61 +1,775 @@
-"""Use cases of the payment service, one function each."""
+"""Use cases of the payment service; the gRPC API and the background sweeps call these.
+
+Every operation that asks a processor runs in three steps, so no transaction is open while the
+processor answers (`pos_kit.servicer.across_calls`):
+
+  read    one short transaction: check the rules, write the intent (a pending payment, a
+          capture or refund with the amount set aside) under the processor idempotency key
+  call    no connection held: ask the processor, with that key
+  record  one short transaction: apply the answer, publish the events
+
+A crash or a lost answer between the steps leaves the intent pending; the reconciler settles it
+by looking the key up at the processor, never by asking for the money again. Amounts set aside
+in `read` are what keeps concurrent captures and refunds from overrunning the payment.
+"""
 
 from __future__ import annotations
 
-from pos_kit.errors import FieldViolation, InvalidArgument, NotFound, raise_if, require
-from pos_kit.ids import new_id
-from pos_payment.domain.model import (
-    Charge,
-    Payment,
-    PaymentCaptured,
-    PaymentStatus,
-    TenderType,
-    card_summary,
-    change_due,
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pos_kit.errors import (
+    Conflict,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    raise_if,
+    require,
 )
-from pos_payment.domain.processor import UnknownCardToken
-from pos_payment.service.ports import CardProcessor, PaymentUnitOfWork
+from pos_kit.ids import new_id
+from pos_kit.money import Money, MoneyError
+from pos_kit.paging import PageRequest
+from pos_payment.domain.model import (
+    UNKNOWN,
+    Charge,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    OrderPayments,
+    Outcome,
+    Payment,
+    PaymentSettings,
+    PaymentStatus,
+    Refund,
+    RefundCreated,
+    RefundLine,
+    TenderType,
+    TerminalCheckout,
+    TerminalCheckoutUpdated,
+    TerminalStatus,
+    plan_refund,
+    validate_amount,
+    validate_refund_request,
+    validate_terminal_checkout,
+    validate_window,
+)
+from pos_payment.domain.processor import (
+    ProcessorAnswer,
+    ProcessorTimeout,
+    ProcessorUnavailable,
+    UnknownSource,
+)
+from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors, TerminalReader
+
+# What a reader answers when the checkout was cancelled (at the reader or from the register).
+CANCELLED_AT_READER = "cancelled"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A tender amount as it arrived: minor units and currency, checked against the payment's.
+Amount = tuple[int, str]
 
 
-async def authorize_and_capture(
-    uow: PaymentUnitOfWork, processor: CardProcessor, charge: Charge, idempotency_key: str
-) -> Payment:
-    """Take one tender in one step. A decline is an answer, not an error: it is stored too.
+@dataclass(frozen=True)
+class Policy:
+    # How long a processor may take before its answer counts as lost (the payment: pending).
+    processor_timeout: float = 10.0
+    # An authorisation not captured within this is voided by the expiry sweep.
+    authorization_window: timedelta = timedelta(days=7)
+    # A reader that has not answered within this is cancelled: the checkout times out.
+    terminal_timeout: timedelta = timedelta(minutes=5)
 
-    `charge` is already validated (pos_payment.domain.model.validate_charge), so a refused card
-    number never got this far. The caller holds the request_id claim in the same transaction,
-    so a concurrent duplicate waits here instead of charging the card a second time.
-    """
-    payment = Payment(
-        new_id("pay"), charge.order_id, charge.tender, charge.amount, PaymentStatus.CAPTURED
+
+def request_key(merchant_id: str, request_id: str) -> str:
+    """The processor idempotency key of a request: the same on every retry of it."""
+    return f"{merchant_id}/{request_id}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _outcome(answer: ProcessorAnswer) -> Outcome:
+    return Outcome(
+        answer.approved, answer.reference, answer.brand, answer.last4, answer.decline_code
     )
-    if charge.tender is TenderType.CASH:
-        assert charge.cash_tendered is not None  # validate_charge requires it for cash
-        payment.change_due = change_due(charge.amount, charge.cash_tendered)
-    else:
+
+
+async def ask(call: Awaitable[ProcessorAnswer], limit: float) -> Outcome:
+    """The processor's answer; one that does not come in time is UNKNOWN (left pending).
+    ProcessorUnavailable (never reached) and UnknownSource propagate to the caller."""
+    try:
+        return _outcome(await asyncio.wait_for(call, limit))
+    except (TimeoutError, ProcessorTimeout):
+        return UNKNOWN
+
+
+def _found(found: T | None, resource: str, given: str) -> T:
+    """What a get found; nothing (another merchant's id included) is a NotFound."""
+    if found is None:
+        raise NotFound(resource, given)
+    return found
+
+
+async def _payment(uow: PaymentUnitOfWork, payment_id: str, *, lock: bool = False) -> Payment:
+    raise_if(require(bool(payment_id), "payment_id", "is required"))
+    return _found(await uow.payments.get(payment_id, lock=lock), "payment", payment_id)
+
+
+# --- taking a payment ----------------------------------------------------------------------
+
+
+class TakePayment:
+    """Authorise a tender, and capture it at once when the charge says so."""
+
+    def __init__(
+        self,
+        charge: Charge,
+        request_id: str,
+        processors: Processors,
+        new_uow: NewUow,
+        policy: Policy,
+    ) -> None:
+        self.charge = charge
+        self.request_id = request_id
+        self.processors = processors
+        self.new_uow = new_uow
+        self.policy = policy
+
+    async def read(self, uow: PaymentUnitOfWork) -> Payment:
+        key = request_key(uow.merchant_id, self.request_id)
+        # A re-run of a request whose first run crashed finds its pending payment again.
+        existing = await uow.payments.by_request_key(key)
+        if existing is not None:
+            return existing
+        payment = self.charge.new_payment(new_id("pay"), key)
+        await uow.payments.add(payment)
+        return payment
+
+    async def call(self, claim: object, payment: Payment) -> tuple[str, Outcome | None]:
+        if payment.status is not PaymentStatus.PENDING:
+            return payment.id, None
+        processor = self.processors[payment.tender_type]
         try:
-            outcome = await processor.authorize_and_capture(
-                charge.card_token, charge.amount, idempotency_key
+            outcome = await ask(
+                processor.authorize(
+                    self.charge.source,
+                    payment.money(payment.total),
+                    self.charge.capture,
+                    payment.request_key,
+                ),
+                self.policy.processor_timeout,
             )
-        except UnknownCardToken:
+        except UnknownSource:
+            await self._forget(payment)
+            field = "card_token" if payment.tender_type is TenderType.CARD else "gift_card_code"
             raise InvalidArgument(
-                "the card token is not valid",
-                [FieldViolation("card_token", "is not a token the processor issued")],
+                f"the {field.replace('_', ' ')} is not valid",
+                [FieldViolation(field, "is not one the processor issued")],
             ) from None
-        # Only brand and last four digits survive the call; the token goes no further.
-        payment.card_summary = card_summary(outcome.brand, outcome.last4)
-        if not outcome.approved:
-            payment.status = PaymentStatus.DECLINED
-            payment.decline_reason = outcome.decline_reason or "declined"
-    await uow.payments.add(payment)
-    if payment.status is PaymentStatus.CAPTURED:
-        uow.publish(PaymentCaptured(payment))
+        except ProcessorUnavailable:
+            # Nothing happened at the processor: the request may simply be sent again.
+            await self._forget(payment)
+            raise Unavailable(
+                "the processor could not be reached; retry with the same request id",
+                "processor_unavailable",
+            ) from None
+        return payment.id, outcome
+
+    async def _forget(self, payment: Payment) -> None:
+        async with self.new_uow() as uow:
+            await uow.payments.forget(payment.id)
+            await uow.commit()
+
+    async def record(self, uow: PaymentUnitOfWork, outcome: tuple[str, Outcome | None]) -> Payment:
+        payment_id, answer = outcome
+        return await settle_payment(uow, payment_id, answer, self.policy)
+
+
+async def settle_payment(
+    uow: PaymentUnitOfWork, payment_id: str, answer: Outcome | None, policy: Policy
+) -> Payment:
+    """Apply a processor's answer to a pending payment. Whoever settles it first (the request
+    or the reconciler) wins; the other finds it settled and changes nothing."""
+    payment = await _payment(uow, payment_id, lock=True)
+    if answer is None:
+        return payment
+    events = payment.settle_authorization(answer)
+    if events:
+        if payment.status is PaymentStatus.AUTHORIZED:
+            payment.expires_at = now() + await authorization_window(uow, policy)
+        await uow.payments.save(payment)
+        for event in events:
+            uow.publish(event)
     return payment
+
+
+async def authorization_window(uow: PaymentUnitOfWork, policy: Policy) -> timedelta:
+    """The merchant's own window, or the service's."""
+    chosen = await uow.settings.get()
+    if chosen is None:
+        return policy.authorization_window
+    return timedelta(seconds=chosen.authorization_window_seconds)
+
+
+async def get_settings(uow: PaymentUnitOfWork, policy: Policy) -> PaymentSettings:
+    chosen = await uow.settings.get()
+    default = int(policy.authorization_window.total_seconds())
+    return chosen or PaymentSettings(default)
+
+
+async def update_settings(
+    uow: PaymentUnitOfWork, authorization_window_seconds: int
+) -> PaymentSettings:
+    settings = PaymentSettings(validate_window(authorization_window_seconds))
+    await uow.settings.save(settings)
+    return settings
+
+
+# --- captures and voids --------------------------------------------------------------------
+
+
+class _PaymentOperation:
+    """A capture or a void: the amount is set aside in `read`, settled in `record`."""
+
+    kind: OperationKind
+    reason = ""
+
+    def __init__(
+        self,
+        payment_id: str,
+        request_id: str,
+        processors: Processors,
+        new_uow: NewUow,
+        policy: Policy,
+    ) -> None:
+        self.payment_id = payment_id
+        self.request_id = request_id
+        self.processors = processors
+        self.new_uow = new_uow
+        self.policy = policy
+
+    def reserve(self, payment: Payment) -> int:
+        raise NotImplementedError
+
+    def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
+        raise NotImplementedError
+
+    async def read(self, uow: PaymentUnitOfWork) -> tuple[Payment, Operation]:
+        key = request_key(uow.merchant_id, self.request_id)
+        payment = await _payment(uow, self.payment_id, lock=True)
+        op = await uow.operations.by_request_key(key)
+        if op is not None:  # a re-run of a request whose first run crashed
+            return payment, op
+        amount = self.reserve(payment)
+        op = Operation(new_id(self.kind.value[:3]), payment.id, self.kind, amount, key)
+        op.reason = self.reason
+        await uow.operations.add(op)
+        await uow.payments.save(payment)
+        return payment, op
+
+    async def call(
+        self, claim: object, read: tuple[Payment, Operation]
+    ) -> tuple[str, str, Outcome | None]:
+        payment, op = read
+        if op.status is not OperationStatus.PENDING:
+            return payment.id, op.request_key, None
+        try:
+            outcome = await ask(self.ask_processor(payment, op), self.policy.processor_timeout)
+        except ProcessorUnavailable:
+            await release_operation(self.new_uow, payment.id, op.request_key)
+            raise Unavailable(
+                "the processor could not be reached; retry with the same request id",
+                "processor_unavailable",
+            ) from None
+        return payment.id, op.request_key, outcome
+
+    async def record(
+        self, uow: PaymentUnitOfWork, outcome: tuple[str, str, Outcome | None]
+    ) -> tuple[Payment, Operation]:
+        payment_id, key, answer = outcome
+        return await settle_operation(uow, payment_id, key, answer)
+
+
+class CapturePayment(_PaymentOperation):
+    kind = OperationKind.CAPTURE
+
+    def __init__(self, payment_id: str, amount: Amount | None, *args: Any) -> None:
+        super().__init__(payment_id, *args)
+        self.amount = amount
+
+    def reserve(self, payment: Payment) -> int:
+        wanted = None
+        if self.amount is not None:
+            wanted = validate_amount("amount", *self.amount, payment.currency)
+        return payment.reserve_capture(wanted, now())
+
+    def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
+        processor = self.processors[payment.tender_type]
+        return processor.capture(
+            payment.processor_reference, payment.money(op.amount), op.request_key
+        )
+
+
+class VoidPayment(_PaymentOperation):
+    kind = OperationKind.VOID
+
+    def __init__(self, payment_id: str, *args: Any, reason: str = "requested") -> None:
+        super().__init__(payment_id, *args)
+        self.reason = reason
+
+    def reserve(self, payment: Payment) -> int:
+        return payment.reserve_void()
+
+    def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
+        return self.processors[payment.tender_type].void(
+            payment.processor_reference, op.request_key
+        )
+
+
+async def settle_operation(
+    uow: PaymentUnitOfWork, payment_id: str, key: str, answer: Outcome | None
+) -> tuple[Payment, Operation]:
+    # The payment first, then its operation: every writer locks in this order.
+    payment = await _payment(uow, payment_id, lock=True)
+    op = await uow.operations.by_request_key(key, lock=True)
+    assert op is not None  # written by read, in a committed transaction
+    if answer is None or answer.unknown or op.status is not OperationStatus.PENDING:
+        return payment, op
+    if op.kind is OperationKind.CAPTURE:
+        events = payment.settle_capture(op.amount, answer)
+    else:
+        events = payment.settle_void(op.amount, answer, op.reason)
+    op.status = OperationStatus.SUCCEEDED if answer.approved else OperationStatus.FAILED
+    await uow.operations.save(op)
+    await uow.payments.save(payment)
+    for event in events:
+        uow.publish(event)
+    return payment, op
+
+
+async def release_operation(new_uow: NewUow, payment_id: str, key: str) -> None:
+    """An operation the processor never received: give back what it set aside, forget it."""
+    async with new_uow() as uow:
+        payment = await _payment(uow, payment_id, lock=True)
+        op = await uow.operations.by_request_key(key, lock=True)
+        if op is None or op.status is not OperationStatus.PENDING:
+            return
+        if op.kind is OperationKind.CAPTURE:
+            payment.settle_capture(op.amount, Outcome(False))
+        else:
+            payment.settle_void(op.amount, Outcome(False), op.reason)
+        await uow.operations.forget(op)
+        await uow.payments.save(payment)
+        await uow.commit()
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundAsk:
+    payment_id: str
+    order_id: str
+    amount: Amount | None
+    named: Sequence[tuple[str, Amount]]
+    reason: str
+    lines: Sequence[RefundLine]
+
+
+def validate_refund(req: RefundAsk) -> RefundAsk:
+    validate_refund_request(
+        req.payment_id, req.order_id, req.reason, list(req.lines), len(req.named)
+    )
+    seen: set[str] = set()
+    violations: list[FieldViolation] = []
+    for i, (payment_id, _) in enumerate(req.named):
+        violations += require(bool(payment_id), f"amounts[{i}].payment_id", "is required")
+        violations += require(payment_id not in seen, f"amounts[{i}].payment_id", "is named twice")
+        seen.add(payment_id)
+    violations += require(
+        not (req.named and req.amount is not None), "amount", "send amount or amounts, not both"
+    )
+    raise_if(violations)
+    return req
+
+
+RefundRun = tuple[str, str, Outcome | None]  # payment id, refund id, the processor's answer
+
+
+class RefundPayments:
+    """Refund to the original tenders: one refund per tender, each its own processor call."""
+
+    def __init__(
+        self, ask: RefundAsk, request_id: str, processors: Processors, policy: Policy
+    ) -> None:
+        self.ask = ask
+        self.request_id = request_id
+        self.processors = processors
+        self.policy = policy
+
+    async def read(self, uow: PaymentUnitOfWork) -> list[tuple[Payment, Refund]]:
+        key = request_key(uow.merchant_id, self.request_id)
+        earlier = await uow.refunds.of_request(key)
+        if earlier:  # a re-run of a request whose first run crashed
+            return [(await _payment(uow, r.payment_id), r) for r in earlier]
+        payments = await self._payments(uow)
+        currency = payments[0].currency
+        named: dict[str, int] = {}
+        for i, (payment_id, amount) in enumerate(self.ask.named):
+            named[payment_id] = validate_amount(f"amounts[{i}].amount", *amount, currency)
+        wanted = None
+        if self.ask.amount is not None:
+            wanted = validate_amount("amount", *self.ask.amount, currency)
+        pairs = []
+        for n, plan in enumerate(plan_refund(payments, wanted, named)):
+            payment = plan.payment
+            refund = Refund(
+                new_id("rfd"),
+                payment.id,
+                payment.order_id,
+                payment.tender_type,
+                currency,
+                plan.amount,
+                reason=self.ask.reason,
+                lines=tuple(self.ask.lines),
+                request_key=f"{key}/{n:03d}",
+            )
+            payment.refunding += plan.amount
+            await uow.refunds.add(refund)
+            await uow.payments.save(payment)
+            uow.publish(RefundCreated(refund))
+            pairs.append((payment, refund))
+        return pairs
+
+    async def _payments(self, uow: PaymentUnitOfWork) -> list[Payment]:
+        if self.ask.payment_id:
+            return [await _payment(uow, self.ask.payment_id, lock=True)]
+        found = await uow.payments.for_order(self.ask.order_id, lock=True)
+        if not found:  # another merchant's order too: the same answer as a made-up id
+            raise NotFound("order", self.ask.order_id)
+        return found
+
+    async def call(self, claim: object, pairs: list[tuple[Payment, Refund]]) -> list[RefundRun]:
+        runs = await asyncio.gather(*(self._refund(p, r) for p, r in pairs))
+        return list(runs)
+
+    async def _refund(self, payment: Payment, refund: Refund) -> RefundRun:
+        if refund.status is not OperationStatus.PENDING:
+            return payment.id, refund.id, None
+        processor = self.processors[payment.tender_type]
+        try:
+            call = processor.refund(
+                payment.processor_reference, payment.money(refund.amount), refund.request_key
+            )
+            outcome = await ask(call, self.policy.processor_timeout)
+        except ProcessorUnavailable:
+            # Never reached: this refund fails, and the caller may ask again with a new id.
+            outcome = Outcome(False, decline_code="processor_unavailable")
+        return payment.id, refund.id, outcome
+
+    async def record(self, uow: PaymentUnitOfWork, runs: list[RefundRun]) -> list[Refund]:
+        return await settle_refunds(uow, runs)
+
+
+async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> list[Refund]:
+    done = []
+    # Payments are locked in id order (the order they were taken), as every writer locks them.
+    for payment_id, refund_id, answer in sorted(runs, key=lambda run: run[0]):
+        payment = await _payment(uow, payment_id, lock=True)
+        refund = await uow.refunds.get(refund_id, lock=True)
+        assert refund is not None  # written by read, in a committed transaction
+        events = refund.settle(payment, answer) if answer is not None else []
+        if events:
+            await uow.refunds.save(refund)
+            await uow.payments.save(payment)
+            for event in events:
+                uow.publish(event)
+        done.append(refund)
+    order = {refund_id: n for n, (_, refund_id, _) in enumerate(runs)}
+    return sorted(done, key=lambda r: order[r.id])
+
+
+# --- reads ---------------------------------------------------------------------------------
 
 
 async def get_payment(uow: PaymentUnitOfWork, payment_id: str) -> Payment:
     raise_if(require(bool(payment_id), "id", "is required"))
-    payment = await uow.payments.get(uow.merchant_id, payment_id)
-    if payment is None:
-        raise NotFound("payment", payment_id)
-    return payment
+    return _found(await uow.payments.get(payment_id), "payment", payment_id)
+
+
+async def list_payments(
+    uow: PaymentUnitOfWork,
+    page: PageRequest,
+    order_id: str,
+    location_id: str,
+    status: PaymentStatus | None,
+) -> list[Payment]:
+    if order_id:
+        await _known_order(uow, order_id)
+    return await uow.payments.list(page, order_id, location_id, status)
+
+
+async def _known_order(uow: PaymentUnitOfWork, order_id: str) -> list[Payment]:
+    """An order this merchant has paid something for; any other (another merchant's too) is
+    not found, exactly like one that never existed."""
+    found = await uow.payments.for_order(order_id)
+    if not found:
+        raise NotFound("order", order_id)
+    return found
+
+
+async def order_payments(
+    uow: PaymentUnitOfWork, order_id: str, total: Amount | None
+) -> tuple[OrderPayments, int | None]:
+    raise_if(require(bool(order_id), "order_id", "is required"))
+    found = await _known_order(uow, order_id)
+    summary = OrderPayments(order_id, found[0].currency, found)
+    if total is None:
+        return summary, None
+    violations = require(total[0] >= 0, "order_total.amount", "must not be negative")
+    violations += require(
+        total[1] == summary.currency, "order_total.currency", f"must be {summary.currency}"
+    )
+    raise_if(violations)
+    return summary, total[0]
+
+
+async def get_refund(uow: PaymentUnitOfWork, refund_id: str) -> Refund:
+    raise_if(require(bool(refund_id), "id", "is required"))
+    return _found(await uow.refunds.get(refund_id), "refund", refund_id)
+
+
+async def list_refunds(
+    uow: PaymentUnitOfWork, page: PageRequest, payment_id: str, order_id: str
+) -> list[Refund]:
+    if payment_id:
+        await _payment(uow, payment_id)
+    if order_id:
+        await _known_order(uow, order_id)
+    return await uow.refunds.list(page, payment_id, order_id)
+
+
+# --- card-present terminal checkouts ------------------------------------------------------
+
+
+async def create_terminal_checkout(
+    uow: PaymentUnitOfWork,
+    reader: TerminalReader,
+    policy: Policy,
+    request_id: str,
+    target: tuple[str, str, str, str],
+    amount: Amount,
+    tip: Amount | None,
+) -> TerminalCheckout:
+    """Send a card-present payment to a reader; it stays pending until the reader answers.
+    `target` is (order_id, reference, location_id, device_id)."""
+    order_id, reference, location_id, device_id = target
+    money, violations = None, []
+    try:
+        money = Money(*amount)
+    except MoneyError as exc:
+        violations.append(FieldViolation("amount.currency", str(exc)))
+    if tip is not None and money is not None:
+        violations += require(tip[1] == money.currency, "tip.currency", "must be the amount's")
+    raise_if(violations)
+    assert money is not None
+    tip_amount = 0 if tip is None else tip[0]
+    validate_terminal_checkout(order_id, reference, location_id, device_id, money, tip_amount)
+    if not reader.knows(device_id):
+        raise InvalidArgument(
+            "no such reader", [FieldViolation("device_id", "is not a reader of this merchant")]
+        )
+    checkout = TerminalCheckout(
+        id=new_id("tmc"),
+        order_id=order_id,
+        reference=reference,
+        location_id=location_id,
+        device_id=device_id,
+        currency=money.currency,
+        amount=money.amount,
+        tip=tip_amount,
+        deadline=now() + policy.terminal_timeout,
+        request_key=request_key(uow.merchant_id, request_id),
+    )
+    await uow.terminals.add(checkout)
+    uow.publish(TerminalCheckoutUpdated(checkout))
+    return checkout
+
+
+async def get_terminal_checkout(uow: PaymentUnitOfWork, checkout_id: str) -> TerminalCheckout:
+    raise_if(require(bool(checkout_id), "id", "is required"))
+    return _found(await uow.terminals.get(checkout_id), "terminal checkout", checkout_id)
+
+
+async def record_reader_answer(
+    uow: PaymentUnitOfWork, checkout_id: str, answer: ProcessorAnswer, ended: TerminalStatus
+) -> TerminalCheckout:
+    """The reader's final word on a checkout, once: a payment if it read a card (captured or
+    failed), or the checkout `ended` (cancelled or timed out) if it never did."""
+    checkout = await uow.terminals.get(checkout_id, lock=True)
+    assert checkout is not None  # written by its creation, committed
+    if checkout.status is not TerminalStatus.PENDING:
+        return checkout
+    payment = None
+    if answer.approved or answer.decline_code != CANCELLED_AT_READER:
+        payment = checkout.payment(new_id("pay"))
+    events = checkout.settle(_outcome(answer), payment, ended)
+    if payment is not None:
+        await uow.payments.add(payment)
+    await uow.terminals.save(checkout)
+    for event in events:
+        uow.publish(event)
+    return checkout
+
+
+class CancelTerminalCheckout:
+    """Cancel from the register while the checkout is pending; the reader has the last word
+    (a customer who paid a moment earlier has paid)."""
+
+    def __init__(self, checkout_id: str, reader: TerminalReader) -> None:
+        self.checkout_id = checkout_id
+        self.reader = reader
+
+    async def read(self, uow: PaymentUnitOfWork) -> TerminalCheckout:
+        checkout = (
+            await uow.terminals.get(self.checkout_id, lock=True) if self.checkout_id else None
+        )
+        if checkout is None:
+            raise NotFound("terminal checkout", self.checkout_id)
+        if checkout.status is not TerminalStatus.PENDING:
+            raise Conflict(
+                f"the terminal checkout is already {checkout.status.value}",
+                "terminal_checkout_final",
+            )
+        return checkout
+
+    async def call(self, claim: object, checkout: TerminalCheckout) -> ProcessorAnswer:
+        return await self.reader.cancel(checkout.request_key)
+
+    async def record(self, uow: PaymentUnitOfWork, answer: ProcessorAnswer) -> TerminalCheckout:
+        return await record_reader_answer(uow, self.checkout_id, answer, TerminalStatus.CANCELLED)
+
+
+async def settle_terminal(
+    new_uow: NewUow, reader: TerminalReader, checkout_id: str, policy: Policy
+) -> None:
+    """Ask the reader; past the deadline with no answer, cancel it there: timed out."""
+    async with new_uow() as uow:
+        checkout = await uow.terminals.get(checkout_id)
+    if checkout is None or checkout.status is not TerminalStatus.PENDING:
+        return
+    assert checkout.created_at is not None
+    money = Money(checkout.amount + checkout.tip, checkout.currency)
+    answer = await reader.answer(
+        checkout.device_id, checkout.request_key, money, checkout.created_at
+    )
+    ended = TerminalStatus.CANCELLED  # at the reader
+    if answer is None:
+        if now() < checkout.deadline:
+            return
+        answer = await reader.cancel(checkout.request_key)
+        ended = TerminalStatus.TIMED_OUT
+    async with new_uow() as uow:
+        await record_reader_answer(uow, checkout_id, answer, ended)
+        await uow.commit()
+
+
+# --- the reconciler and the expiry sweep ---------------------------------------------------
+
+
+async def run_steps(new_uow: NewUow, steps: Any) -> Any:
+    """An operation's three steps run outside any request (by the expiry sweep): there is no
+    request id to claim, the operation's own key makes a second run find the first's work."""
+    async with new_uow() as uow:
+        read = await steps.read(uow)
+        await uow.commit()
+    outcome = await steps.call(None, read)
+    async with new_uow() as uow:
+        result = await steps.record(uow, outcome)
+        await uow.commit()
+    return result
+
+
+async def _look_up(processor: Any, key: str, limit: float) -> Outcome | None:
+    """The processor's record of `key`: None when it cannot say now (try again later); a
+    decline when it never received the call."""
+    try:
+        answer = await asyncio.wait_for(processor.lookup(key), limit)
+    except (TimeoutError, ProcessorTimeout, ProcessorUnavailable):
+        return None
+    if answer is None:
+        return Outcome(False, decline_code="processor_unavailable")
+    return _outcome(answer)
+
+
+async def reconcile_payment(
+    new_uow: NewUow, processors: Processors, payment_id: str, policy: Policy
+) -> None:
+    async with new_uow() as uow:
+        payment = await uow.payments.get(payment_id)
+    if payment is None or payment.status is not PaymentStatus.PENDING:
+        return
+    processor = processors[payment.tender_type]
+    answer = await _look_up(processor, payment.request_key, policy.processor_timeout)
+    if answer is None:
+        return
+    async with new_uow() as uow:
+        await settle_payment(uow, payment_id, answer, policy)
+        await uow.commit()
+
+
+async def reconcile_operation(
+    new_uow: NewUow, processors: Processors, op_id: str, policy: Policy
+) -> None:
+    async with new_uow() as uow:
+        op = await uow.operations.get(op_id)
+        payment = None if op is None else await uow.payments.get(op.payment_id)
+    if op is None or payment is None or op.status is not OperationStatus.PENDING:
+        return
+    answer = await _look_up(
+        processors[payment.tender_type], op.request_key, policy.processor_timeout
+    )
+    if answer is None:
+        return
+    async with new_uow() as uow:
+        await settle_operation(uow, payment.id, op.request_key, answer)
+        await uow.commit()
+
+
+async def reconcile_refund(
+    new_uow: NewUow, processors: Processors, refund_id: str, policy: Policy
+) -> None:
+    async with new_uow() as uow:
+        refund = await uow.refunds.get(refund_id)
+    if refund is None or refund.status is not OperationStatus.PENDING:
+        return
+    answer = await _look_up(
+        processors[refund.tender_type], refund.request_key, policy.processor_timeout
+    )
+    if answer is None:
+        return
+    async with new_uow() as uow:
+        await settle_refunds(uow, [(refund.payment_id, refund.id, answer)])
+        await uow.commit()
+
+
+async def expire_authorization(
+    new_uow: NewUow, processors: Processors, payment_id: str, policy: Policy
+) -> None:
+    """Void what is left of an authorisation past its window (PaymentVoided, reason expired)."""
+    steps = VoidPayment(
+        payment_id, f"~expiry/{payment_id}", processors, new_uow, policy, reason="expired"
+    )
+    try:
+        await run_steps(new_uow, steps)
+    except DomainError as exc:
+        # Captured or voided meanwhile: nothing is left to expire.
+        log.info("authorization %s not expired: %s", payment_id, exc.code)

@@ -1,21 +1,69 @@
-"""What the payment handlers need from storage and from a card processor, as protocols.
+"""What the payment handlers need from storage and from processors, as protocols.
 
-Adapters and unit-test fakes provide them. The processor port belongs to the domain
-(pos_payment.domain.processor) and is re-exported here so handlers import their needs from one
-place.
+Adapters and unit-test fakes provide them. Repositories are bound to one merchant when the unit
+of work builds them. The processor port belongs to the domain (pos_payment.domain.processor)
+and is re-exported here so handlers import their needs from one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from pos_payment.domain.model import Payment
-from pos_payment.domain.processor import CardProcessor
+from pos_kit.paging import PageRequest
+from pos_payment.domain.model import (
+    Operation,
+    Payment,
+    PaymentSettings,
+    PaymentStatus,
+    Refund,
+    TenderType,
+    TerminalCheckout,
+)
+from pos_payment.domain.processor import TenderProcessor, TerminalReader
+
+# The processor for each tender type; cash and external tenders have a recording one.
+Processors = Mapping[TenderType, TenderProcessor]
 
 
 class PaymentRepository(Protocol):
     async def add(self, payment: Payment) -> None: ...
-    async def get(self, merchant_id: str, payment_id: str) -> Payment | None: ...
+    async def get(self, payment_id: str, *, lock: bool = False) -> Payment | None: ...
+    async def by_request_key(self, key: str) -> Payment | None: ...
+    async def for_order(self, order_id: str, *, lock: bool = False) -> list[Payment]: ...
+    async def save(self, payment: Payment) -> None: ...
+    async def forget(self, payment_id: str) -> None: ...
+    async def list(
+        self, page: PageRequest, order_id: str, location_id: str, status: PaymentStatus | None
+    ) -> list[Payment]: ...
+
+
+class OperationRepository(Protocol):
+    async def add(self, op: Operation) -> None: ...
+    async def get(self, op_id: str) -> Operation | None: ...
+    async def by_request_key(self, key: str, *, lock: bool = False) -> Operation | None: ...
+    async def save(self, op: Operation) -> None: ...
+    async def forget(self, op: Operation) -> None: ...
+
+
+class RefundRepository(Protocol):
+    async def add(self, refund: Refund) -> None: ...
+    async def get(self, refund_id: str, *, lock: bool = False) -> Refund | None: ...
+    async def of_request(self, key: str) -> list[Refund]: ...
+    async def save(self, refund: Refund) -> None: ...
+    async def list(self, page: PageRequest, payment_id: str, order_id: str) -> list[Refund]: ...
+
+
+class TerminalRepository(Protocol):
+    async def add(self, checkout: TerminalCheckout) -> None: ...
+    async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None: ...
+    async def save(self, checkout: TerminalCheckout) -> None: ...
+
+
+class SettingsRepository(Protocol):
+    async def get(self) -> PaymentSettings | None: ...
+    async def save(self, settings: PaymentSettings) -> None: ...
 
 
 class PaymentUnitOfWork(Protocol):
@@ -24,7 +72,28 @@ class PaymentUnitOfWork(Protocol):
     @property
     def payments(self) -> PaymentRepository: ...
 
+    @property
+    def operations(self) -> OperationRepository: ...
+
+    @property
+    def refunds(self) -> RefundRepository: ...
+
+    @property
+    def terminals(self) -> TerminalRepository: ...
+
+    @property
+    def settings(self) -> SettingsRepository: ...
+
     def publish(self, event: object) -> None: ...
 
+    async def commit(self) -> None: ...
 
-__all__ = ["CardProcessor", "PaymentRepository", "PaymentUnitOfWork"]
+
+class UowContext(PaymentUnitOfWork, AbstractAsyncContextManager["UowContext"], Protocol):
+    """A unit of work used as `async with new_uow() as uow:` (one short transaction)."""
+
+
+# A fresh unit of work bound to the caller's merchant, one per transaction.
+NewUow = Callable[[], UowContext]
+
+__all__ = ["NewUow", "PaymentUnitOfWork", "Processors", "TenderProcessor", "TerminalReader"]

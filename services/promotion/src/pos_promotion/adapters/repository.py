@@ -6,6 +6,7 @@ from sqlalchemy import Row, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_promotion.adapters import events
 from pos_promotion.adapters.tables import promotions
@@ -65,31 +66,32 @@ class SqlPromotionRepository:
         ).one()
         promotion.created_at = row.created_at
 
-    async def get(self, merchant_id: str, promotion_id: str) -> Promotion | None:
-        query = _select(merchant_id).where(promotions.c.id == promotion_id)
+    async def get(self, promotion_id: str) -> Promotion | None:
+        query = _select(self._merchant).where(promotions.c.id == promotion_id)
         row = (await self._conn.execute(query)).first()
         return _promotion(row) if row else None
 
-    async def list(self, merchant_id: str, limit: int, after_id: str | None) -> list[Promotion]:
-        query = _select(merchant_id)
-        if after_id:
-            query = query.where(promotions.c.id > after_id)
-        rows = (await self._conn.execute(query.order_by(promotions.c.id).limit(limit))).all()
+    async def list(self, page: PageRequest) -> list[Promotion]:
+        query = _select(self._merchant)
+        if page.after:
+            query = query.where(promotions.c.id > page.after)
+        rows = (await self._conn.execute(query.order_by(promotions.c.id).limit(page.fetch))).all()
         return [_promotion(r) for r in rows]
 
 
 class SqlActivePromotions:
-    """The checkout hot path's read, on an autocommit connection.
+    """The checkout hot path's read, on an autocommit connection, bound to one merchant.
 
     A unit of work would wrap the one SELECT in BEGIN ... ROLLBACK: two more round trips to
     PostgreSQL for a read that needs no transaction (one statement sees one snapshot anyway).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, merchant_id: str) -> None:
         self._engine = engine
+        self._merchant = merchant_id
 
-    async def active(self, merchant_id: str) -> list[Promotion]:
-        query = _select(merchant_id).where(promotions.c.active.is_(True))
+    async def active(self) -> list[Promotion]:
+        query = _select(self._merchant).where(promotions.c.active.is_(True))
         async with self._engine.connect() as conn:
             reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = (await reader.execute(query)).all()
@@ -99,9 +101,8 @@ class SqlActivePromotions:
 class PromotionUow(UnitOfWork):
     """The kit's unit of work plus this service's repository and event mapping."""
 
+    events = events.REGISTRY
+
     @property
     def promotions(self) -> SqlPromotionRepository:
         return SqlPromotionRepository(self.conn, self.merchant_id)
-
-    def publish(self, event: object) -> None:
-        self.emit(events.to_outgoing(event, self.merchant_id))

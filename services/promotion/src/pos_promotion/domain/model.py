@@ -197,3 +197,7 @@ def discounts_for(promotions: list[Promotion], cart: Cart) -> Discounts:
         remaining = remaining - amount
         applied.append(AppliedDiscount(promo.id, amount, promo.reason()))
     return Discounts(tuple(applied), subtotal - remaining)
+
+
+# Every domain event this service raises; each has an integration event (adapters/events.py).
+EVENTS = (PromotionCreated,)

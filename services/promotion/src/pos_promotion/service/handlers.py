@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pos_kit.errors import NotFound
 from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
 from pos_promotion.domain.model import (
     CartLineInput,
     Discounts,
@@ -27,22 +28,20 @@ async def create_promotion(
 
 
 async def get_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> Promotion:
-    promotion = await uow.promotions.get(uow.merchant_id, promotion_id)
+    promotion = await uow.promotions.get(promotion_id)
     if promotion is None:
         raise NotFound("promotion", promotion_id)
     return promotion
 
 
-async def list_promotions(
-    uow: PromotionUnitOfWork, limit: int, after_id: str | None
-) -> list[Promotion]:
-    return await uow.promotions.list(uow.merchant_id, limit, after_id)
+async def list_promotions(uow: PromotionUnitOfWork, page: PageRequest) -> list[Promotion]:
+    return await uow.promotions.list(page)
 
 
 async def calculate_discounts(
-    promotions: ActivePromotions, merchant_id: str, lines: list[CartLineInput], currency: str
+    promotions: ActivePromotions, lines: list[CartLineInput], currency: str
 ) -> Discounts:
     """On the checkout hot path: the cart is validated first, so a bad one costs no query;
     then one read and no writes."""
     cart = new_cart(lines, currency)
-    return discounts_for(await promotions.active(merchant_id), cart)
+    return discounts_for(await promotions.active(), cart)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from pos.common.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
@@ -16,6 +18,11 @@ if sys.version_info >= (3, 11):
     from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -28,12 +35,20 @@ class _TenderTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TenderType
     TENDER_TYPE_UNSPECIFIED: _TenderType.ValueType  # 0
     TENDER_TYPE_CASH: _TenderType.ValueType  # 1
     TENDER_TYPE_CARD: _TenderType.ValueType  # 2
+    TENDER_TYPE_GIFT_CARD: _TenderType.ValueType  # 3
+    """A gift card, by its code, through the gift card port."""
+    TENDER_TYPE_EXTERNAL: _TenderType.ValueType  # 4
+    """Taken elsewhere and recorded here: a third-party terminal, a cheque."""
 
 class TenderType(_TenderType, metaclass=_TenderTypeEnumTypeWrapper): ...
 
 TENDER_TYPE_UNSPECIFIED: TenderType.ValueType  # 0
 TENDER_TYPE_CASH: TenderType.ValueType  # 1
 TENDER_TYPE_CARD: TenderType.ValueType  # 2
+TENDER_TYPE_GIFT_CARD: TenderType.ValueType  # 3
+"""A gift card, by its code, through the gift card port."""
+TENDER_TYPE_EXTERNAL: TenderType.ValueType  # 4
+"""Taken elsewhere and recorded here: a third-party terminal, a cheque."""
 Global___TenderType: _TypeAlias = TenderType  # noqa: Y015
 
 class _PaymentStatus:
@@ -44,14 +59,97 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     DESCRIPTOR: _descriptor.EnumDescriptor
     PAYMENT_STATUS_UNSPECIFIED: _PaymentStatus.ValueType  # 0
     PAYMENT_STATUS_CAPTURED: _PaymentStatus.ValueType  # 1
-    PAYMENT_STATUS_DECLINED: _PaymentStatus.ValueType  # 2
+    """Some or all of the authorisation was captured."""
+    @_builtins.property
+    @_deprecated("""This enum value has been marked as deprecated using proto enum value options.""")
+    def PAYMENT_STATUS_DECLINED(self) -> _PaymentStatus.ValueType:   # 2
+        """Never sent: a declined payment is FAILED with a decline_code."""
+    PAYMENT_STATUS_AUTHORIZED: _PaymentStatus.ValueType  # 3
+    PAYMENT_STATUS_VOIDED: _PaymentStatus.ValueType  # 4
+    """Released before any capture."""
+    PAYMENT_STATUS_FAILED: _PaymentStatus.ValueType  # 5
+    PAYMENT_STATUS_PENDING: _PaymentStatus.ValueType  # 6
+    """The processor's answer is not known yet."""
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper): ...
 
 PAYMENT_STATUS_UNSPECIFIED: PaymentStatus.ValueType  # 0
 PAYMENT_STATUS_CAPTURED: PaymentStatus.ValueType  # 1
+"""Some or all of the authorisation was captured."""
 PAYMENT_STATUS_DECLINED: PaymentStatus.ValueType  # 2
+"""Never sent: a declined payment is FAILED with a decline_code."""
+PAYMENT_STATUS_AUTHORIZED: PaymentStatus.ValueType  # 3
+PAYMENT_STATUS_VOIDED: PaymentStatus.ValueType  # 4
+"""Released before any capture."""
+PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 5
+PAYMENT_STATUS_PENDING: PaymentStatus.ValueType  # 6
+"""The processor's answer is not known yet."""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
+
+class _OperationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OperationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OperationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPERATION_STATUS_UNSPECIFIED: _OperationStatus.ValueType  # 0
+    OPERATION_STATUS_PENDING: _OperationStatus.ValueType  # 1
+    OPERATION_STATUS_SUCCEEDED: _OperationStatus.ValueType  # 2
+    OPERATION_STATUS_FAILED: _OperationStatus.ValueType  # 3
+
+class OperationStatus(_OperationStatus, metaclass=_OperationStatusEnumTypeWrapper): ...
+
+OPERATION_STATUS_UNSPECIFIED: OperationStatus.ValueType  # 0
+OPERATION_STATUS_PENDING: OperationStatus.ValueType  # 1
+OPERATION_STATUS_SUCCEEDED: OperationStatus.ValueType  # 2
+OPERATION_STATUS_FAILED: OperationStatus.ValueType  # 3
+Global___OperationStatus: _TypeAlias = OperationStatus  # noqa: Y015
+
+class _RefundStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RefundStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefundStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFUND_STATUS_UNSPECIFIED: _RefundStatus.ValueType  # 0
+    REFUND_STATUS_PENDING: _RefundStatus.ValueType  # 1
+    REFUND_STATUS_SUCCEEDED: _RefundStatus.ValueType  # 2
+    REFUND_STATUS_FAILED: _RefundStatus.ValueType  # 3
+
+class RefundStatus(_RefundStatus, metaclass=_RefundStatusEnumTypeWrapper): ...
+
+REFUND_STATUS_UNSPECIFIED: RefundStatus.ValueType  # 0
+REFUND_STATUS_PENDING: RefundStatus.ValueType  # 1
+REFUND_STATUS_SUCCEEDED: RefundStatus.ValueType  # 2
+REFUND_STATUS_FAILED: RefundStatus.ValueType  # 3
+Global___RefundStatus: _TypeAlias = RefundStatus  # noqa: Y015
+
+class _TerminalCheckoutStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TerminalCheckoutStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TerminalCheckoutStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TERMINAL_CHECKOUT_STATUS_UNSPECIFIED: _TerminalCheckoutStatus.ValueType  # 0
+    TERMINAL_CHECKOUT_STATUS_PENDING: _TerminalCheckoutStatus.ValueType  # 1
+    TERMINAL_CHECKOUT_STATUS_COMPLETED: _TerminalCheckoutStatus.ValueType  # 2
+    """Approved at the reader: payment_id names the captured payment."""
+    TERMINAL_CHECKOUT_STATUS_DECLINED: _TerminalCheckoutStatus.ValueType  # 3
+    """Declined at the reader: payment_id names the failed payment."""
+    TERMINAL_CHECKOUT_STATUS_CANCELLED: _TerminalCheckoutStatus.ValueType  # 4
+    TERMINAL_CHECKOUT_STATUS_TIMED_OUT: _TerminalCheckoutStatus.ValueType  # 5
+
+class TerminalCheckoutStatus(_TerminalCheckoutStatus, metaclass=_TerminalCheckoutStatusEnumTypeWrapper): ...
+
+TERMINAL_CHECKOUT_STATUS_UNSPECIFIED: TerminalCheckoutStatus.ValueType  # 0
+TERMINAL_CHECKOUT_STATUS_PENDING: TerminalCheckoutStatus.ValueType  # 1
+TERMINAL_CHECKOUT_STATUS_COMPLETED: TerminalCheckoutStatus.ValueType  # 2
+"""Approved at the reader: payment_id names the captured payment."""
+TERMINAL_CHECKOUT_STATUS_DECLINED: TerminalCheckoutStatus.ValueType  # 3
+"""Declined at the reader: payment_id names the failed payment."""
+TERMINAL_CHECKOUT_STATUS_CANCELLED: TerminalCheckoutStatus.ValueType  # 4
+TERMINAL_CHECKOUT_STATUS_TIMED_OUT: TerminalCheckoutStatus.ValueType  # 5
+Global___TerminalCheckoutStatus: _TypeAlias = TerminalCheckoutStatus  # noqa: Y015
 
 @_typing.final
 class Payment(_message.Message):
@@ -66,21 +164,76 @@ class Payment(_message.Message):
     CARD_SUMMARY_FIELD_NUMBER: _builtins.int
     DECLINE_REASON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    AUTHORIZED_FIELD_NUMBER: _builtins.int
+    CAPTURED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    VOIDED_FIELD_NUMBER: _builtins.int
+    DECLINE_CODE_FIELD_NUMBER: _builtins.int
+    CARD_BRAND_FIELD_NUMBER: _builtins.int
+    CARD_LAST4_FIELD_NUMBER: _builtins.int
+    CASH_TENDERED_FIELD_NUMBER: _builtins.int
+    EXTERNAL_REFERENCE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
+    """Empty for a standalone payment (see reference)."""
     tender_type: Global___TenderType.ValueType
     status: Global___PaymentStatus.ValueType
     card_summary: _builtins.str
-    """Card only: brand and last four digits from the sandbox token."""
+    """Card and gift card: brand and last four characters ("visa •••• 4242")."""
     decline_reason: _builtins.str
+    """In words; decline_code is the stable machine code."""
+    reference: _builtins.str
+    """The caller's own reference (an invoice number) for a payment without an order."""
+    location_id: _builtins.str
+    decline_code: _builtins.str
+    card_brand: _builtins.str
+    card_last4: _builtins.str
+    external_reference: _builtins.str
+    """External only: the other system's reference (a terminal's receipt number, a cheque number)."""
+    version: _builtins.int
     @_builtins.property
-    def amount(self) -> _money_pb2.Money: ...
+    def amount(self) -> _money_pb2.Money:
+        """The amount asked for, tip excluded."""
+
     @_builtins.property
     def change_due(self) -> _money_pb2.Money:
-        """Cash only: what the customer handed over minus the amount."""
+        """Cash only: what the customer handed over minus the total."""
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def total(self) -> _money_pb2.Money:
+        """amount + tip: what is authorised."""
+
+    @_builtins.property
+    def authorized(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def captured(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def refunded(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def voided(self) -> _money_pb2.Money:
+        """What was released without being captured (a void, or the authorisation's expiry)."""
+
+    @_builtins.property
+    def cash_tendered(self) -> _money_pb2.Money:
+        """Cash only."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """An authorisation not captured by then is voided."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -93,10 +246,26 @@ class Payment(_message.Message):
         card_summary: _builtins.str = ...,
         decline_reason: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        tip: _money_pb2.Money | None = ...,
+        total: _money_pb2.Money | None = ...,
+        authorized: _money_pb2.Money | None = ...,
+        captured: _money_pb2.Money | None = ...,
+        refunded: _money_pb2.Money | None = ...,
+        voided: _money_pb2.Money | None = ...,
+        decline_code: _builtins.str = ...,
+        card_brand: _builtins.str = ...,
+        card_last4: _builtins.str = ...,
+        cash_tendered: _money_pb2.Money | None = ...,
+        external_reference: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "change_due", b"change_due", "created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "expires_at", b"expires_at", "refunded", b"refunded", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "voided", b"voided"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_summary", b"card_summary", "change_due", b"change_due", "created_at", b"created_at", "decline_reason", b"decline_reason", "id", b"id", "order_id", b"order_id", "status", b"status", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "card_brand", b"card_brand", "card_last4", b"card_last4", "card_summary", b"card_summary", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "decline_code", b"decline_code", "decline_reason", b"decline_reason", "expires_at", b"expires_at", "external_reference", b"external_reference", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "refunded", b"refunded", "status", b"status", "tender_type", b"tender_type", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "version", b"version", "voided", b"voided"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -112,16 +281,24 @@ class AuthorizeAndCaptureRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     tender_type: Global___TenderType.ValueType
     card_token: _builtins.str
     """Card only: a token from the sandbox tokenizer (tok_visa, tok_mastercard, tok_declined, ...)."""
+    location_id: _builtins.str
+    """Where the sale happens (payments are listed by location)."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
     def cash_tendered(self) -> _money_pb2.Money:
         """Cash only: amount tendered, at least `amount`."""
+
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money:
+        """On top of the amount."""
 
     def __init__(
         self,
@@ -132,10 +309,12 @@ class AuthorizeAndCaptureRequest(_message.Message):
         amount: _money_pb2.Money | None = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        tip: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "tip", b"tip"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "location_id", b"location_id", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,6 +339,190 @@ class AuthorizeAndCaptureResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeAndCaptureResponse: _TypeAlias = AuthorizeAndCaptureResponse  # noqa: Y015
+
+@_typing.final
+class CreatePaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
+    CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_CODE_FIELD_NUMBER: _builtins.int
+    CASH_TENDERED_FIELD_NUMBER: _builtins.int
+    EXTERNAL_REFERENCE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    """The order it pays for, or empty with a reference."""
+    reference: _builtins.str
+    location_id: _builtins.str
+    tender_type: Global___TenderType.ValueType
+    capture: _builtins.bool
+    """Capture at once (in-store); cash and external tenders are always captured."""
+    card_token: _builtins.str
+    """Card only."""
+    gift_card_code: _builtins.str
+    """Gift card only."""
+    external_reference: _builtins.str
+    """External only."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def cash_tendered(self) -> _money_pb2.Money:
+        """Cash only: at least amount + tip."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        tender_type: Global___TenderType.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        tip: _money_pb2.Money | None = ...,
+        capture: _builtins.bool = ...,
+        card_token: _builtins.str = ...,
+        gift_card_code: _builtins.str = ...,
+        cash_tendered: _money_pb2.Money | None = ...,
+        external_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "tip", b"tip"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "external_reference", b"external_reference", "gift_card_code", b"gift_card_code", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePaymentRequest: _TypeAlias = CreatePaymentRequest  # noqa: Y015
+
+@_typing.final
+class CreatePaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment(self) -> Global___Payment: ...
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePaymentResponse: _TypeAlias = CreatePaymentResponse  # noqa: Y015
+
+@_typing.final
+class CapturePaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    payment_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Unset: all that is left of the authorisation."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapturePaymentRequest: _TypeAlias = CapturePaymentRequest  # noqa: Y015
+
+@_typing.final
+class CapturePaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: Global___OperationStatus.ValueType
+    @_builtins.property
+    def payment(self) -> Global___Payment: ...
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """This capture's amount and outcome."""
+
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: Global___OperationStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment", b"payment", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapturePaymentResponse: _TypeAlias = CapturePaymentResponse  # noqa: Y015
+
+@_typing.final
+class VoidPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    payment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoidPaymentRequest: _TypeAlias = VoidPaymentRequest  # noqa: Y015
+
+@_typing.final
+class VoidPaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: Global___OperationStatus.ValueType
+    @_builtins.property
+    def payment(self) -> Global___Payment: ...
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+        status: Global___OperationStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoidPaymentResponse: _TypeAlias = VoidPaymentResponse  # noqa: Y015
 
 @_typing.final
 class GetPaymentRequest(_message.Message):
@@ -199,3 +562,702 @@ class GetPaymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPaymentResponse: _TypeAlias = GetPaymentResponse  # noqa: Y015
+
+@_typing.final
+class ListPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    order_id: _builtins.str
+    location_id: _builtins.str
+    status: Global___PaymentStatus.ValueType
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp:
+        """Only what changed at or after this time, oldest change first (then by id)."""
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
+        order_id: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        status: Global___PaymentStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsRequest: _TypeAlias = ListPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]: ...
+    def __init__(
+        self,
+        *,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class GetOrderPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_TOTAL_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def order_total(self) -> _money_pb2.Money:
+        """The order's total, when the caller wants the balance still due."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        order_total: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_total", b"order_total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "order_total", b"order_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderPaymentsRequest: _TypeAlias = GetOrderPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class GetOrderPaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    AUTHORIZED_FIELD_NUMBER: _builtins.int
+    CAPTURED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    BALANCE_DUE_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def authorized(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def captured(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def refunded(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def balance_due(self) -> _money_pb2.Money:
+        """order_total - (what is authorised or captured, net of voids); unset without order_total."""
+
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
+        """In the order they were taken."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        authorized: _money_pb2.Money | None = ...,
+        captured: _money_pb2.Money | None = ...,
+        refunded: _money_pb2.Money | None = ...,
+        balance_due: _money_pb2.Money | None = ...,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorized", b"authorized", "balance_due", b"balance_due", "captured", b"captured", "refunded", b"refunded"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorized", b"authorized", "balance_due", b"balance_due", "captured", b"captured", "order_id", b"order_id", "payments", b"payments", "refunded", b"refunded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderPaymentsResponse: _TypeAlias = GetOrderPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class RefundLine(_message.Message):
+    """An order line a refund belongs to (returns use it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundLine: _TypeAlias = RefundLine  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    payment_id: _builtins.str
+    order_id: _builtins.str
+    tender_type: Global___TenderType.ValueType
+    status: Global___RefundStatus.ValueType
+    reason: _builtins.str
+    failure_code: _builtins.str
+    """Why it failed, as a stable code."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefundLine]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        tender_type: Global___TenderType.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: Global___RefundStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RefundLine] | None = ...,
+        failure_code: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "failure_code", b"failure_code", "id", b"id", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "status", b"status", "tender_type", b"tender_type", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
+
+@_typing.final
+class TenderAmount(_message.Message):
+    """An amount to refund to one named tender."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenderAmount: _TypeAlias = TenderAmount  # noqa: Y015
+
+@_typing.final
+class CreateRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    payment_id: _builtins.str
+    """Exactly one of payment_id and order_id."""
+    order_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Unset (and no per-tender amounts): all that is left to refund. With an order_id it is
+        spread over the order's tenders from the last one taken backwards.
+        """
+
+    @_builtins.property
+    def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """Instead of amount: how much goes back to each tender."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefundLine]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
+        reason: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RefundLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amounts", b"amounts", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRefundRequest: _TypeAlias = CreateRefundRequest  # noqa: Y015
+
+@_typing.final
+class CreateRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]: ...
+    def __init__(
+        self,
+        *,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refunds", b"refunds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRefundResponse: _TypeAlias = CreateRefundResponse  # noqa: Y015
+
+@_typing.final
+class GetRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRefundRequest: _TypeAlias = GetRefundRequest  # noqa: Y015
+
+@_typing.final
+class GetRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refund(self) -> Global___Refund: ...
+    def __init__(
+        self,
+        *,
+        refund: Global___Refund | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRefundResponse: _TypeAlias = GetRefundResponse  # noqa: Y015
+
+@_typing.final
+class ListRefundsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    payment_id: _builtins.str
+    order_id: _builtins.str
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
+        payment_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "updated_since", b"updated_since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRefundsRequest: _TypeAlias = ListRefundsRequest  # noqa: Y015
+
+@_typing.final
+class ListRefundsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]: ...
+    def __init__(
+        self,
+        *,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "refunds", b"refunds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRefundsResponse: _TypeAlias = ListRefundsResponse  # noqa: Y015
+
+@_typing.final
+class TerminalCheckout(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    DECLINE_CODE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    reference: _builtins.str
+    location_id: _builtins.str
+    device_id: _builtins.str
+    """The reader it was sent to."""
+    status: Global___TerminalCheckoutStatus.ValueType
+    payment_id: _builtins.str
+    decline_code: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """Not answered by then: TIMED_OUT."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        tip: _money_pb2.Money | None = ...,
+        status: Global___TerminalCheckoutStatus.ValueType = ...,
+        payment_id: _builtins.str = ...,
+        decline_code: _builtins.str = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "deadline", b"deadline", "tip", b"tip", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "deadline", b"deadline", "decline_code", b"decline_code", "device_id", b"device_id", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "payment_id", b"payment_id", "reference", b"reference", "status", b"status", "tip", b"tip", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalCheckout: _TypeAlias = TerminalCheckout  # noqa: Y015
+
+@_typing.final
+class CreateTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TIP_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    reference: _builtins.str
+    location_id: _builtins.str
+    device_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tip(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        tip: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "tip", b"tip"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "device_id", b"device_id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "tip", b"tip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTerminalCheckoutRequest: _TypeAlias = CreateTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class CreateTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTerminalCheckoutResponse: _TypeAlias = CreateTerminalCheckoutResponse  # noqa: Y015
+
+@_typing.final
+class GetTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTerminalCheckoutRequest: _TypeAlias = GetTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class GetTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTerminalCheckoutResponse: _TypeAlias = GetTerminalCheckoutResponse  # noqa: Y015
+
+@_typing.final
+class CancelTerminalCheckoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTerminalCheckoutRequest: _TypeAlias = CancelTerminalCheckoutRequest  # noqa: Y015
+
+@_typing.final
+class CancelTerminalCheckoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkout(self) -> Global___TerminalCheckout: ...
+    def __init__(
+        self,
+        *,
+        checkout: Global___TerminalCheckout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout", b"checkout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTerminalCheckoutResponse: _TypeAlias = CancelTerminalCheckoutResponse  # noqa: Y015
+
+@_typing.final
+class PaymentSettings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    authorization_window_seconds: _builtins.int
+    """An authorisation not captured within this is voided (and a capture after it refused).
+    Applies to authorisations taken after the change.
+    """
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        authorization_window_seconds: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentSettings: _TypeAlias = PaymentSettings  # noqa: Y015
+
+@_typing.final
+class GetPaymentSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentSettingsRequest: _TypeAlias = GetPaymentSettingsRequest  # noqa: Y015
+
+@_typing.final
+class GetPaymentSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___PaymentSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___PaymentSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentSettingsResponse: _TypeAlias = GetPaymentSettingsResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePaymentSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    authorization_window_seconds: _builtins.int
+    """Between 60 seconds and 31 days."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        authorization_window_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePaymentSettingsRequest: _TypeAlias = UpdatePaymentSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePaymentSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___PaymentSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___PaymentSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePaymentSettingsResponse: _TypeAlias = UpdatePaymentSettingsResponse  # noqa: Y015

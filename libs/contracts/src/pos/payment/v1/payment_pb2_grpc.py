@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class PaymentServiceStub:
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens.
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
     """
 
     def __init__(self, channel):
@@ -40,25 +43,184 @@ class PaymentServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.AuthorizeAndCaptureRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.AuthorizeAndCaptureResponse.FromString,
                 _registered_method=True)
+        self.CreatePayment = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CreatePayment',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentResponse.FromString,
+                _registered_method=True)
+        self.CapturePayment = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CapturePayment',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentResponse.FromString,
+                _registered_method=True)
+        self.VoidPayment = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/VoidPayment',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentResponse.FromString,
+                _registered_method=True)
         self.GetPayment = channel.unary_unary(
                 '/pos.payment.v1.PaymentService/GetPayment',
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentResponse.FromString,
                 _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/ListPayments',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.GetOrderPayments = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetOrderPayments',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsResponse.FromString,
+                _registered_method=True)
+        self.CreateRefund = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CreateRefund',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundResponse.FromString,
+                _registered_method=True)
+        self.GetRefund = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetRefund',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.FromString,
+                _registered_method=True)
+        self.ListRefunds = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/ListRefunds',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.FromString,
+                _registered_method=True)
+        self.CreateTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CreateTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.FromString,
+                _registered_method=True)
+        self.GetTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.FromString,
+                _registered_method=True)
+        self.CancelTerminalCheckout = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CancelTerminalCheckout',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
+                _registered_method=True)
+        self.GetPaymentSettings = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/GetPaymentSettings',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdatePaymentSettings = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/UpdatePaymentSettings',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens.
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
     """
 
     def AuthorizeAndCapture(self, request, context):
-        """Authorize and capture in one call, the in-store sale's single payment hop.
+        """Authorize and capture in one call, the in-store sale's single payment hop (CreatePayment
+        with capture = true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePayment(self, request, context):
+        """Take a tender: authorize it, and with capture = true capture it at once. A decline is an
+        answer (status FAILED with a decline_code); an answer the processor never gave leaves the
+        payment PENDING until the reconciler looks it up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CapturePayment(self, request, context):
+        """Capture all or part of what is left of an authorisation; several captures may follow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidPayment(self, request, context):
+        """Release what is left of an authorisation (all of it when nothing was captured).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPayment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrderPayments(self, request, context):
+        """What an order's tenders authorised, captured and refunded, and what is still due.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRefund(self, request, context):
+        """Refund captured money to the tenders it was taken on: one refund per tender.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRefund(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRefunds(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTerminalCheckout(self, request, context):
+        """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+        answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+        the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTerminalCheckout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTerminalCheckout(self, request, context):
+        """Cancel from the register while it is pending; a reader that answered first wins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPaymentSettings(self, request, context):
+        """The merchant's payment settings (the service's defaults where the merchant set none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePaymentSettings(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,10 +234,75 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.AuthorizeAndCaptureRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.AuthorizeAndCaptureResponse.SerializeToString,
             ),
+            'CreatePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayment,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentResponse.SerializeToString,
+            ),
+            'CapturePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CapturePayment,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentResponse.SerializeToString,
+            ),
+            'VoidPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidPayment,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentResponse.SerializeToString,
+            ),
             'GetPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPayment,
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentResponse.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'GetOrderPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrderPayments,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsResponse.SerializeToString,
+            ),
+            'CreateRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRefund,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundResponse.SerializeToString,
+            ),
+            'GetRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRefund,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.SerializeToString,
+            ),
+            'ListRefunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRefunds,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.SerializeToString,
+            ),
+            'CreateTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.SerializeToString,
+            ),
+            'GetTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.SerializeToString,
+            ),
+            'CancelTerminalCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTerminalCheckout,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.SerializeToString,
+            ),
+            'GetPaymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentSettings,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.SerializeToString,
+            ),
+            'UpdatePaymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePaymentSettings,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,7 +313,10 @@ def add_PaymentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PaymentService:
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens.
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
     """
 
     @staticmethod
@@ -117,6 +347,87 @@ class PaymentService:
             _registered_method=True)
 
     @staticmethod
+    def CreatePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CreatePayment',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreatePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CapturePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CapturePayment',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CapturePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/VoidPayment',
+            pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.VoidPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetPayment(request,
             target,
             options=(),
@@ -133,6 +444,276 @@ class PaymentService:
             '/pos.payment.v1.PaymentService/GetPayment',
             pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/ListPayments',
+            pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrderPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetOrderPayments',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetOrderPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CreateRefund',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetRefund',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRefunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/ListRefunds',
+            pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.ListRefundsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CreateTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreateTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTerminalCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CancelTerminalCheckout',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CancelTerminalCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/GetPaymentSettings',
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.GetPaymentSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePaymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/UpdatePaymentSettings',
+            pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

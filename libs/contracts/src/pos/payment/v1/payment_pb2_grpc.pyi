@@ -27,27 +27,97 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PaymentServiceStub:
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens."""
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PaymentServiceAsyncStub: ...
     AuthorizeAndCapture: _grpc.UnaryUnaryMultiCallable[_payment_pb2.AuthorizeAndCaptureRequest, _payment_pb2.AuthorizeAndCaptureResponse]
-    """Authorize and capture in one call, the in-store sale's single payment hop."""
+    """Authorize and capture in one call, the in-store sale's single payment hop (CreatePayment
+    with capture = true).
+    """
+    CreatePayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreatePaymentRequest, _payment_pb2.CreatePaymentResponse]
+    """Take a tender: authorize it, and with capture = true capture it at once. A decline is an
+    answer (status FAILED with a decline_code); an answer the processor never gave leaves the
+    payment PENDING until the reconciler looks it up.
+    """
+    CapturePayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CapturePaymentRequest, _payment_pb2.CapturePaymentResponse]
+    """Capture all or part of what is left of an authorisation; several captures may follow."""
+    VoidPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.VoidPaymentRequest, _payment_pb2.VoidPaymentResponse]
+    """Release what is left of an authorisation (all of it when nothing was captured)."""
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]
+    ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListPaymentsRequest, _payment_pb2.ListPaymentsResponse]
+    GetOrderPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]
+    """What an order's tenders authorised, captured and refunded, and what is still due."""
+    CreateRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreateRefundRequest, _payment_pb2.CreateRefundResponse]
+    """Refund captured money to the tenders it was taken on: one refund per tender."""
+    GetRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]
+    ListRefunds: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]
+    CreateTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]
+    """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+    answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+    the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+    """
+    GetTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]
+    CancelTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]
+    """Cancel from the register while it is pending; a reader that answered first wins."""
+    GetPaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]
+    """The merchant's payment settings (the service's defaults where the merchant set none)."""
+    UpdatePaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens."""
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AuthorizeAndCapture: _aio.UnaryUnaryMultiCallable[_payment_pb2.AuthorizeAndCaptureRequest, _payment_pb2.AuthorizeAndCaptureResponse]  # type: ignore[assignment]
-    """Authorize and capture in one call, the in-store sale's single payment hop."""
+    """Authorize and capture in one call, the in-store sale's single payment hop (CreatePayment
+    with capture = true).
+    """
+    CreatePayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreatePaymentRequest, _payment_pb2.CreatePaymentResponse]  # type: ignore[assignment]
+    """Take a tender: authorize it, and with capture = true capture it at once. A decline is an
+    answer (status FAILED with a decline_code); an answer the processor never gave leaves the
+    payment PENDING until the reconciler looks it up.
+    """
+    CapturePayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.CapturePaymentRequest, _payment_pb2.CapturePaymentResponse]  # type: ignore[assignment]
+    """Capture all or part of what is left of an authorisation; several captures may follow."""
+    VoidPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.VoidPaymentRequest, _payment_pb2.VoidPaymentResponse]  # type: ignore[assignment]
+    """Release what is left of an authorisation (all of it when nothing was captured)."""
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]  # type: ignore[assignment]
+    ListPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListPaymentsRequest, _payment_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    GetOrderPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]  # type: ignore[assignment]
+    """What an order's tenders authorised, captured and refunded, and what is still due."""
+    CreateRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreateRefundRequest, _payment_pb2.CreateRefundResponse]  # type: ignore[assignment]
+    """Refund captured money to the tenders it was taken on: one refund per tender."""
+    GetRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]  # type: ignore[assignment]
+    ListRefunds: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]  # type: ignore[assignment]
+    CreateTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]  # type: ignore[assignment]
+    """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+    answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+    the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+    """
+    GetTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetTerminalCheckoutRequest, _payment_pb2.GetTerminalCheckoutResponse]  # type: ignore[assignment]
+    CancelTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CancelTerminalCheckoutRequest, _payment_pb2.CancelTerminalCheckoutResponse]  # type: ignore[assignment]
+    """Cancel from the register while it is pending; a reader that answered first wins."""
+    GetPaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]  # type: ignore[assignment]
+    """The merchant's payment settings (the service's defaults where the merchant set none)."""
+    UpdatePaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]  # type: ignore[assignment]
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Payments and tenders. Never a card number: cards arrive as sandbox tokens."""
+    """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
+    card number: cards arrive as sandbox tokens, gift cards by their code, and only a brand and
+    the last four characters are kept. Every mutation is idempotent by its request_id, and no
+    processor is ever asked twice for the same request.
+    """
 
     @_abc_1.abstractmethod
     def AuthorizeAndCapture(
@@ -55,7 +125,36 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.AuthorizeAndCaptureRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.AuthorizeAndCaptureResponse, _abc.Awaitable[_payment_pb2.AuthorizeAndCaptureResponse]]:
-        """Authorize and capture in one call, the in-store sale's single payment hop."""
+        """Authorize and capture in one call, the in-store sale's single payment hop (CreatePayment
+        with capture = true).
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePayment(
+        self,
+        request: _payment_pb2.CreatePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CreatePaymentResponse, _abc.Awaitable[_payment_pb2.CreatePaymentResponse]]:
+        """Take a tender: authorize it, and with capture = true capture it at once. A decline is an
+        answer (status FAILED with a decline_code); an answer the processor never gave leaves the
+        payment PENDING until the reconciler looks it up.
+        """
+
+    @_abc_1.abstractmethod
+    def CapturePayment(
+        self,
+        request: _payment_pb2.CapturePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CapturePaymentResponse, _abc.Awaitable[_payment_pb2.CapturePaymentResponse]]:
+        """Capture all or part of what is left of an authorisation; several captures may follow."""
+
+    @_abc_1.abstractmethod
+    def VoidPayment(
+        self,
+        request: _payment_pb2.VoidPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.VoidPaymentResponse, _abc.Awaitable[_payment_pb2.VoidPaymentResponse]]:
+        """Release what is left of an authorisation (all of it when nothing was captured)."""
 
     @_abc_1.abstractmethod
     def GetPayment(
@@ -63,5 +162,83 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.GetPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.GetPaymentResponse, _abc.Awaitable[_payment_pb2.GetPaymentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPayments(
+        self,
+        request: _payment_pb2.ListPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ListPaymentsResponse, _abc.Awaitable[_payment_pb2.ListPaymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetOrderPayments(
+        self,
+        request: _payment_pb2.GetOrderPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetOrderPaymentsResponse, _abc.Awaitable[_payment_pb2.GetOrderPaymentsResponse]]:
+        """What an order's tenders authorised, captured and refunded, and what is still due."""
+
+    @_abc_1.abstractmethod
+    def CreateRefund(
+        self,
+        request: _payment_pb2.CreateRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CreateRefundResponse, _abc.Awaitable[_payment_pb2.CreateRefundResponse]]:
+        """Refund captured money to the tenders it was taken on: one refund per tender."""
+
+    @_abc_1.abstractmethod
+    def GetRefund(
+        self,
+        request: _payment_pb2.GetRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetRefundResponse, _abc.Awaitable[_payment_pb2.GetRefundResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRefunds(
+        self,
+        request: _payment_pb2.ListRefundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ListRefundsResponse, _abc.Awaitable[_payment_pb2.ListRefundsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTerminalCheckout(
+        self,
+        request: _payment_pb2.CreateTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CreateTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.CreateTerminalCheckoutResponse]]:
+        """Send a card-present payment to a reader at a location. It stays PENDING until the reader
+        answers (approved, declined, cancelled at the reader) or its deadline passes (TIMED_OUT);
+        the outcome arrives as a TerminalCheckoutUpdated event, with the payment's own events.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTerminalCheckout(
+        self,
+        request: _payment_pb2.GetTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.GetTerminalCheckoutResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelTerminalCheckout(
+        self,
+        request: _payment_pb2.CancelTerminalCheckoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CancelTerminalCheckoutResponse, _abc.Awaitable[_payment_pb2.CancelTerminalCheckoutResponse]]:
+        """Cancel from the register while it is pending; a reader that answered first wins."""
+
+    @_abc_1.abstractmethod
+    def GetPaymentSettings(
+        self,
+        request: _payment_pb2.GetPaymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetPaymentSettingsResponse, _abc.Awaitable[_payment_pb2.GetPaymentSettingsResponse]]:
+        """The merchant's payment settings (the service's defaults where the merchant set none)."""
+
+    @_abc_1.abstractmethod
+    def UpdatePaymentSettings(
+        self,
+        request: _payment_pb2.UpdatePaymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.UpdatePaymentSettingsResponse, _abc.Awaitable[_payment_pb2.UpdatePaymentSettingsResponse]]: ...
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

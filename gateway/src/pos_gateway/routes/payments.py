@@ -1,0 +1,395 @@
+"""Payments, refunds and card readers: /v1/payments, /v1/refunds, refunds of an order's
+tenders, /v1/terminal-checkouts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from pos.inventory.v1 import inventory_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import (
+    CREATE,
+    INT64,
+    UNKNOWN_LOCATION,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    PathId,
+    QueryId,
+    Sku,
+    UpdatedSince,
+    example,
+    op,
+    request_id,
+    services,
+    timestamp,
+)
+from pos_gateway.schemas.payments import (
+    OrderPayments,
+    Payment,
+    PaymentList,
+    PaymentSettings,
+    Refund,
+    RefundList,
+    RefundsCreated,
+    TerminalCheckout,
+)
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+Svc = Annotated[Services, Depends(services)]
+
+_STATUSES = {
+    "pending": payment_pb2.PAYMENT_STATUS_PENDING,
+    "authorized": payment_pb2.PAYMENT_STATUS_AUTHORIZED,
+    "captured": payment_pb2.PAYMENT_STATUS_CAPTURED,
+    "voided": payment_pb2.PAYMENT_STATUS_VOIDED,
+    "failed": payment_pb2.PAYMENT_STATUS_FAILED,
+}
+UNKNOWN_ORDER = (
+    "Only this order's payments; an order of yours with no payment, or one you do not have, "
+    "is a 404 `resource_missing` problem"
+)
+
+
+async def _known_location(svc: Services, location_id: str) -> None:
+    """The payment service does not own locations: the inventory service says which are yours,
+    and any other (another merchant's included) is a 404 like a made-up one."""
+    token = ""
+    while True:
+        page = await svc.inventory.ListLocations(
+            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+        )
+        if any(loc.id == location_id for loc in page.locations):
+            return
+        token = page.next_page_token
+        if not token:
+            raise Problem(
+                404,
+                "resource_missing",
+                f"location {location_id!r} was not found",
+                extra={"resource": "location"},
+            )
+
+
+@router.get(
+    "/payments",
+    **op("payments:read", "List payments", (404,), example=ex.page(ex.PAYMENT)),
+)
+async def list_payments(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    order_id: Annotated[QueryId | None, Query(description=UNKNOWN_ORDER)] = None,
+    location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
+    status: Annotated[
+        Literal["pending", "authorized", "captured", "voided", "failed"] | None,
+        Query(description="Only payments in this status"),
+    ] = None,
+) -> PaymentList:
+    """By id, or with `updated_since` the change feed (oldest change first), so a partner
+    polling it sees every capture, void and refund."""
+    if location_id:
+        await _known_location(svc, location_id)
+    request = payment_pb2.ListPaymentsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        order_id=order_id or "",
+        location_id=location_id or "",
+        status=_STATUSES[status] if status else payment_pb2.PAYMENT_STATUS_UNSPECIFIED,
+    )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.payment.ListPayments(request)
+    return to_page(PaymentList, answer.payments, answer.next_page_token)
+
+
+@router.get(
+    "/payments/{payment_id}", **op("payments:read", "Get a payment", (404,), example=ex.PAYMENT)
+)
+async def get_payment(payment_id: PathId, svc: Svc) -> Payment:
+    answer = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    return to_model(Payment, answer.payment)
+
+
+class AmountIn(MoneyIn):
+    """An amount to move: at least one minor unit, in the payment's currency."""
+
+    amount: int = Field(
+        ge=1, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
+    )
+
+
+class CaptureIn(Body):
+    model_config = example({"amount": {"amount": 2500, "currency": "USD"}})
+
+    amount: AmountIn | None = Field(
+        None, description="What to capture now; absent: all that is left of the authorisation"
+    )
+
+
+# No body (or `{}`) captures all that is left.
+_CAPTURE_ALL = CaptureIn(amount=None)
+
+
+@router.post(
+    "/payments/{payment_id}/capture",
+    **op("payments:write", "Capture an authorised payment", (404, *CREATE), example=ex.PAYMENT),
+)
+async def capture_payment(payment_id: PathId, svc: Svc, body: CaptureIn = _CAPTURE_ALL) -> Payment:
+    """Captures part or all of what is left of the authorisation; several captures may
+    follow one another (each fulfilment capturing its share) up to the authorised total. More
+    than is left is a 409 `amount_exceeds_authorization` (with `capturable`), an authorisation
+    past its window a 409 `authorization_expired`, a voided or failed payment a 409."""
+    request = payment_pb2.CapturePaymentRequest(request_id=request_id(), payment_id=payment_id)
+    if body.amount is not None:
+        request.amount.CopyFrom(body.amount.pb())
+    answer = await svc.payment.CapturePayment(request)
+    return to_model(Payment, answer.payment)
+
+
+@router.post(
+    "/payments/{payment_id}/void",
+    **op("payments:write", "Void what is left of an authorisation", (404, *CREATE),
+         example={**ex.PAYMENT, "status": "voided", "captured": ex.usd(0),
+                  "voided": ex.usd(6040)}),
+)  # fmt: skip
+async def void_payment(payment_id: PathId, svc: Svc) -> Payment:
+    """Releases everything not captured: the whole authorisation (the payment is then
+    `voided`), or the rest after partial captures (it stays `captured`). A payment captured in
+    full is a 409 `payment_captured`: refund it instead."""
+    answer = await svc.payment.VoidPayment(
+        payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
+    )
+    return to_model(Payment, answer.payment)
+
+
+class RefundLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+
+
+class RefundIn(Body):
+    model_config = example(
+        {
+            "amount": {"amount": 2500, "currency": "USD"},
+            "reason": "returned: wrong size",
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 1}],
+        }
+    )
+
+    amount: AmountIn | None = Field(
+        None, description="How much to give back; absent: all that is left to refund"
+    )
+    reason: str = Field("", max_length=500)
+    lines: list[RefundLineIn] = Field(
+        default_factory=list, max_length=200, description="The order lines it is for (returns)"
+    )
+
+    def pb(self, payment_id: str = "", order_id: str = "") -> payment_pb2.CreateRefundRequest:
+        request = payment_pb2.CreateRefundRequest(
+            request_id=request_id(),
+            payment_id=payment_id,
+            order_id=order_id,
+            reason=self.reason,
+            lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in self.lines],
+        )
+        if self.amount is not None:
+            request.amount.CopyFrom(self.amount.pb())
+        return request
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    **op("payments:write", "Refund a payment", (404, *CREATE), example={"data": [ex.REFUND]},
+         status=201),
+)  # fmt: skip
+async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+    """Gives money back to the tender it was taken on: a card back to the card, a gift card
+    back to the gift card, cash out of the drawer. Never more than was captured net of earlier
+    refunds, also when refunds race: beyond it is a 409 `amount_exceeds_refundable` (with
+    `refundable`); nothing captured (voided, failed, only authorised) is a 409 `not_captured`.
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
+    answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
+    return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    **op("payments:write", "Refund an order's tenders", (404, *CREATE),
+         example={"data": [ex.REFUND]}, status=201),
+)  # fmt: skip
+async def refund_order(order_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+    """Spreads the amount over the order's captured tenders from the last one taken
+    backwards, each up to what it has left: one refund per tender, each to that tender. To
+    name the amount of each tender, refund each payment instead. Never more than the tenders
+    captured net of earlier refunds, also when refunds race: beyond it is a 409
+    `amount_exceeds_refundable` (with `refundable`); nothing captured is a 409 `not_captured`.
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
+    answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+    return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
+
+
+@router.get(
+    "/orders/{order_id}/payments",
+    **op("payments:read", "An order's tenders and its balance due", (404,),
+         example=ex.ORDER_PAYMENTS),
+)  # fmt: skip
+async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
+    """Every tender taken for the order, with what they authorised, captured and refunded,
+    and what is still due of the order's total."""
+    order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    answer = await svc.payment.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=order.order.total)
+    )
+    return to_model(OrderPayments, answer)
+
+
+@router.get("/refunds", **op("payments:read", "List refunds", (404,), example=ex.page(ex.REFUND)))
+async def list_refunds(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    payment_id: Annotated[
+        QueryId | None,
+        Query(description="Only this payment's; one you do not have is a 404 problem"),
+    ] = None,
+    order_id: Annotated[QueryId | None, Query(description=UNKNOWN_ORDER)] = None,
+) -> RefundList:
+    request = payment_pb2.ListRefundsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        payment_id=payment_id or "",
+        order_id=order_id or "",
+    )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.payment.ListRefunds(request)
+    return to_page(RefundList, answer.refunds, answer.next_page_token)
+
+
+@router.get(
+    "/refunds/{refund_id}", **op("payments:read", "Get a refund", (404,), example=ex.REFUND)
+)
+async def get_refund(refund_id: PathId, svc: Svc) -> Refund:
+    answer = await svc.payment.GetRefund(payment_pb2.GetRefundRequest(id=refund_id))
+    return to_model(Refund, answer.refund)
+
+
+class TerminalCheckoutIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "device_id": "sandbox_reader_approve",
+            "amount": {"amount": 6040, "currency": "USD"},
+            "tip": {"amount": 500, "currency": "USD"},
+            "reference": "register 2 sale 1187",
+        }
+    )
+
+    location_id: str = Field(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
+    device_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The reader: in the sandbox `sandbox_reader_approve`, "
+        "`sandbox_reader_decline`, `sandbox_reader_cancel` (cancelled at the reader) or "
+        "`sandbox_reader_timeout` (never answers)",
+    )
+    amount: AmountIn
+    tip: MoneyIn | None = Field(None, description="In the amount's currency")
+    reference: str = Field(min_length=1, max_length=128)
+
+
+@router.post(
+    "/terminal-checkouts",
+    **op("payments:write", "Send a payment to a card reader", (404, *CREATE),
+         example=ex.TERMINAL_CHECKOUT, status=201),
+)  # fmt: skip
+async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> TerminalCheckout:
+    """The card-present flow: the checkout is `pending` until the reader answers, which takes
+    as long as the customer takes. Poll it, or listen for its outcome: the
+    `terminal_checkout.updated` event, and the payment's own `payment.captured` or
+    `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`)."""
+    await _known_location(svc, body.location_id)
+    request = payment_pb2.CreateTerminalCheckoutRequest(
+        request_id=request_id(),
+        reference=body.reference,
+        location_id=body.location_id,
+        device_id=body.device_id,
+        amount=body.amount.pb(),
+    )
+    if body.tip is not None:
+        request.tip.CopyFrom(body.tip.pb())
+    answer = await svc.payment.CreateTerminalCheckout(request)
+    return to_model(TerminalCheckout, answer.checkout)
+
+
+@router.get(
+    "/terminal-checkouts/{checkout_id}",
+    **op("payments:read", "Get a terminal checkout", (404,), example=ex.TERMINAL_CHECKOUT),
+)
+async def get_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
+    answer = await svc.payment.GetTerminalCheckout(
+        payment_pb2.GetTerminalCheckoutRequest(id=checkout_id)
+    )
+    return to_model(TerminalCheckout, answer.checkout)
+
+
+@router.post(
+    "/terminal-checkouts/{checkout_id}/cancel",
+    **op("payments:write", "Cancel a pending terminal checkout", (404, *CREATE),
+         example={**ex.TERMINAL_CHECKOUT, "status": "cancelled", "payment_id": ""}),
+)  # fmt: skip
+async def cancel_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
+    """From the register, while the checkout is `pending`. The reader has the last word: a
+    customer who paid a moment before is `completed`, and that is the answer. One that is no
+    longer pending is a 409 `terminal_checkout_final`."""
+    answer = await svc.payment.CancelTerminalCheckout(
+        payment_pb2.CancelTerminalCheckoutRequest(request_id=request_id(), id=checkout_id)
+    )
+    return to_model(TerminalCheckout, answer.checkout)
+
+
+class PaymentSettingsIn(Body):
+    model_config = example({"authorization_window_seconds": 259200})
+
+    authorization_window_seconds: int = Field(
+        ge=60,
+        le=31 * 24 * 3600,
+        json_schema_extra=INT64,
+        description="60 seconds to 31 days; applies to authorisations taken from now on",
+    )
+
+
+@router.get(
+    "/payment-settings",
+    **op("payments:read", "Get your payment settings", example=ex.PAYMENT_SETTINGS),
+)
+async def get_payment_settings(svc: Svc) -> PaymentSettings:
+    """Your settings, or the defaults (7 days; 1 hour in the sandbox) where you set none."""
+    answer = await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+    return to_model(PaymentSettings, answer.settings)
+
+
+@router.put(
+    "/payment-settings",
+    **op("payments:write", "Change your payment settings", example=ex.PAYMENT_SETTINGS),
+)
+async def put_payment_settings(body: PaymentSettingsIn, svc: Svc) -> PaymentSettings:
+    answer = await svc.payment.UpdatePaymentSettings(
+        payment_pb2.UpdatePaymentSettingsRequest(
+            request_id=request_id(),
+            authorization_window_seconds=body.authorization_window_seconds,
+        )
+    )
+    return to_model(PaymentSettings, answer.settings)

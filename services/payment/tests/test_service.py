@@ -1,0 +1,726 @@
+"""The payment service running for real, against PostgreSQL and NATS: authorise, capture in
+parts, void, refunds, split tender, pending payments and the reconciler, and never a duplicate
+charge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import TEST_CARD_NUMBERS, Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
+from pos_kit.money import Money
+from pos_payment import bootstrap
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+USD = "USD"
+P = payment_pb2
+
+
+@dataclass
+class Running:
+    stub: payment_pb2_grpc.PaymentServiceStub
+    database_url: str
+    runtime: Any
+    settings: bootstrap.Settings
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(query).fetchall()
+
+    def calls(self, key: str) -> int:
+        """How many times the sandbox processor was asked under this idempotency key."""
+        rows = self.sql(f"SELECT calls FROM sandbox_processor_calls WHERE key = '{key}'")  # noqa: S608
+        return int(rows[0][0]) if rows else 0
+
+    async def sweep(self) -> None:
+        await bootstrap.sweeper_for(self.runtime, self.settings).sweep()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    # The reconciler may look at pending work at once, and the background sweep stays out of
+    # the way (the tests run the sweep themselves, when they need it).
+    overrides: dict[str, Any] = {
+        "reconcile_after_seconds": 0.0,
+        "sweep_interval_seconds": 3600.0,
+        "sandbox_reader_delay_seconds": 0.0,
+    }
+    async with serve_in_process("payment", infra, **overrides) as svc:
+        settings = bootstrap.Settings(
+            database_url=svc.database_url,
+            nats_url=infra.nats_url,
+            **overrides,
+        )
+        yield Running(
+            payment_pb2_grpc.PaymentServiceStub(svc.channel),
+            svc.database_url,
+            svc.runtime,
+            settings,
+        )
+
+
+def md(merchant: str = "mer_a") -> tuple[tuple[str, str], ...]:
+    return (("x-merchant-id", merchant),)
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency=USD)
+
+
+def card(rid: str, order: str, amount: int, source: str = "tok_visa", capture: bool = True) -> Any:
+    return P.CreatePaymentRequest(
+        request_id=rid,
+        order_id=order,
+        tender_type=P.TENDER_TYPE_CARD,
+        amount=usd(amount),
+        card_token=source,
+        capture=capture,
+    )
+
+
+async def pay(running: Running, request: Any, merchant: str = "mer_a") -> Any:
+    answer = await running.stub.CreatePayment(request, metadata=md(merchant), timeout=10)
+    return answer.payment
+
+
+async def code_of(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code(), read_error(err.value).reason
+
+
+def rid() -> str:
+    return new_id("req")
+
+
+# --- authorise, capture, void ------------------------------------------------------------------
+
+
+async def test_an_in_store_card_sale_is_captured_at_once(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_store", 6040, "tok_mastercard"))
+    assert payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert (payment.authorized.amount, payment.captured.amount) == (6040, 6040)
+    assert payment.card_summary == "mastercard •••• 4444"
+    assert (payment.card_brand, payment.card_last4) == ("mastercard", "4444")
+
+
+async def test_authorise_then_capture_in_parts_then_void_the_rest(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_remote", 10_000, capture=False))
+    assert payment.status == P.PAYMENT_STATUS_AUTHORIZED
+    assert payment.HasField("expires_at")
+    first = await running.stub.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(3000)),
+        metadata=md(),
+        timeout=10,
+    )
+    assert first.status == P.OPERATION_STATUS_SUCCEEDED
+    assert first.payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert first.payment.captured.amount == 3000
+    second = await running.stub.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(2500)),
+        metadata=md(),
+        timeout=10,
+    )
+    assert second.payment.captured.amount == 5500
+    # More than is left of the authorisation: a clear refusal, nothing captured.
+    code, reason = await code_of(
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id, amount=usd(4501)),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "amount_exceeds_authorization")
+    voided = await running.stub.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+    )
+    assert voided.payment.voided.amount == 4500
+    assert voided.payment.status == P.PAYMENT_STATUS_CAPTURED  # what was captured stays so
+    code, reason = await code_of(
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_voided_authorisation_is_final(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_void", 2000, capture=False))
+    voided = await running.stub.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+    )
+    assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
+    for call in (
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.VoidPayment(
+            P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md(),
+            timeout=10,
+        ),
+    ):
+        code, _ = await code_of(call)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_decline_is_a_failed_payment_with_its_code(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_decl", 500, "tok_insufficient_funds"))
+    assert payment.status == P.PAYMENT_STATUS_FAILED
+    assert payment.decline_code == "insufficient_funds"
+    assert payment.decline_reason
+
+
+async def test_the_in_store_rpc_the_order_service_calls_still_answers(running: Running) -> None:
+    request = P.AuthorizeAndCaptureRequest(
+        request_id=rid(),
+        order_id="ord_legacy",
+        tender_type=P.TENDER_TYPE_CASH,
+        amount=usd(1840),
+        cash_tendered=usd(2000),
+    )
+    first = await running.stub.AuthorizeAndCapture(request, metadata=md(), timeout=10)
+    again = await running.stub.AuthorizeAndCapture(request, metadata=md(), timeout=10)
+    assert again == first
+    assert first.payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert first.payment.change_due.amount == 160
+
+
+# --- never a duplicate charge --------------------------------------------------------------
+
+
+async def test_a_thousand_replays_and_two_hundred_concurrent_duplicates_charge_once(
+    running: Running,
+) -> None:
+    replayed = card("r-replay", "ord_replay", 1234)
+    first = await pay(running, replayed)
+    for _ in range(1000):
+        assert await pay(running, replayed) == first
+    assert running.calls("mer_a/r-replay") == 1
+
+    concurrent = card("r-concurrent", "ord_concurrent", 4321)
+    answers = await asyncio.gather(
+        *(running.stub.CreatePayment(concurrent, metadata=md(), timeout=30) for _ in range(200)),
+        return_exceptions=True,
+    )
+    ok = [a.payment for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    # Duplicates that meet the first still in flight are told to retry; none charges again.
+    assert all(isinstance(e, grpc.aio.AioRpcError) for e in refused)
+    assert all(read_error(e).reason == "request_in_progress" for e in refused)
+    assert ok and all(p == ok[0] for p in ok)
+    assert running.calls("mer_a/r-concurrent") == 1
+    assert await pay(running, concurrent) == ok[0]
+    count = running.sql("SELECT count(*) FROM payments WHERE order_id = 'ord_concurrent'")
+    assert count == [(1,)]
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+async def test_refunds_never_exceed_what_was_captured_even_when_concurrent(
+    running: Running,
+) -> None:
+    payment = await pay(running, card(rid(), "ord_refunds", 1000))
+    answers = await asyncio.gather(
+        *(
+            running.stub.CreateRefund(
+                P.CreateRefundRequest(request_id=rid(), payment_id=payment.id, amount=usd(30)),
+                metadata=md(),
+                timeout=30,
+            )
+            for _ in range(100)
+        ),
+        return_exceptions=True,
+    )
+    refunded = [a.refunds[0] for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in refunded)
+    assert sum(r.amount.amount for r in refunded) <= 1000
+    assert len(refunded) == 33  # 33 x 30 = 990; the 34th would pass 1000
+    assert {read_error(e).reason for e in refused} == {"amount_exceeds_refundable"}
+    got = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+    )
+    assert got.payment.refunded.amount == 990
+
+
+async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Running) -> None:
+    order = "ord_split"
+    gift = await pay(
+        running,
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=order,
+            tender_type=P.TENDER_TYPE_GIFT_CARD,
+            amount=usd(2000),
+            gift_card_code="gc_birthday_7731",
+            capture=True,
+        ),
+    )
+    cash = await pay(
+        running,
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=order,
+            tender_type=P.TENDER_TYPE_CASH,
+            amount=usd(1500),
+            cash_tendered=usd(2000),
+            capture=True,
+        ),
+    )
+    visa = await pay(running, card(rid(), order, 3000, "tok_visa"))
+    assert (gift.card_last4, cash.change_due.amount) == ("7731", 500)
+
+    summary = await running.stub.GetOrderPayments(
+        P.GetOrderPaymentsRequest(order_id=order, order_total=usd(7000)), metadata=md(), timeout=10
+    )
+    assert (summary.captured.amount, summary.balance_due.amount) == (6500, 500)
+    assert [p.id for p in summary.payments] == [gift.id, cash.id, visa.id]
+
+    answer = await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            amount=usd(4000),
+            reason="returned",
+            lines=[P.RefundLine(sku="TEE-BLK-M", quantity=1)],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    # The card taken last gives back all it can, then cash; the gift card is not touched.
+    assert [(r.payment_id, r.amount.amount) for r in answer.refunds] == [
+        (visa.id, 3000),
+        (cash.id, 1000),
+    ]
+    assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in answer.refunds)
+    assert answer.refunds[0].lines[0].sku == "TEE-BLK-M"
+    named = await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            amounts=[P.TenderAmount(payment_id=gift.id, amount=usd(500))],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [(r.payment_id, r.amount.amount) for r in named.refunds] == [(gift.id, 500)]
+    code, reason = await code_of(
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), order_id=order, amount=usd(2001)),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "amount_exceeds_refundable")
+    listed = await running.stub.ListRefunds(
+        P.ListRefundsRequest(order_id=order), metadata=md(), timeout=10
+    )
+    assert len(listed.refunds) == 3
+
+
+# --- pending and the reconciler ------------------------------------------------------------
+
+
+async def test_a_lost_answer_leaves_the_payment_pending_until_the_reconciler_looks_it_up(
+    running: Running,
+) -> None:
+    request = card("r-timeout", "ord_timeout", 2500, "tok_timeout")
+    payment = await pay(running, request)
+    assert payment.status == P.PAYMENT_STATUS_PENDING
+    assert await pay(running, request) == payment  # a retry replays; nothing is asked again
+    await running.sweep()
+    got = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+    )
+    assert got.payment.status == P.PAYMENT_STATUS_CAPTURED  # the processor's truth
+    assert got.payment.captured.amount == 2500
+    assert running.calls("mer_a/r-timeout") == 1  # looked up, never charged again
+
+
+async def test_an_unreachable_processor_is_retryable_and_keeps_nothing(running: Running) -> None:
+    request = card("r-unreachable", "ord_unreachable", 700, "tok_processing_error")
+    code, reason = await code_of(running.stub.CreatePayment(request, metadata=md(), timeout=10))
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "processor_unavailable")
+    rows = running.sql("SELECT count(*) FROM payments WHERE order_id = 'ord_unreachable'")
+    assert rows == [(0,)]
+
+
+async def test_an_expired_authorisation_is_voided_and_cannot_be_captured(infra: Infra) -> None:
+    overrides: dict[str, Any] = {
+        "authorization_window_seconds": 0.2,
+        "sweep_interval_seconds": 3600.0,
+    }
+    async with serve_in_process("payment", infra, **overrides) as svc:
+        stub = payment_pb2_grpc.PaymentServiceStub(svc.channel)
+        answer = await stub.CreatePayment(
+            card(rid(), "ord_expiry", 900, capture=False), metadata=md(), timeout=10
+        )
+        payment = answer.payment
+        await asyncio.sleep(0.3)  # the window itself is what is under test
+        code, reason = await code_of(
+            stub.CapturePayment(
+                P.CapturePaymentRequest(request_id=rid(), payment_id=payment.id),
+                metadata=md(),
+                timeout=10,
+            )
+        )
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "authorization_expired")
+        settings = bootstrap.Settings(
+            database_url=svc.database_url, nats_url=infra.nats_url, **overrides
+        )
+        await bootstrap.sweeper_for(svc.runtime, settings).sweep()
+        got = await stub.GetPayment(P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10)
+        assert got.payment.status == P.PAYMENT_STATUS_VOIDED
+        assert got.payment.voided.amount == 900
+        with psycopg.connect(svc.database_url) as conn:
+            subjects = [r[0] for r in conn.execute("SELECT subject FROM outbox ORDER BY seq")]
+            payload = conn.execute(
+                "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.payment_voided'"
+            ).fetchone()
+        assert subjects == ["pos.payment.v1.payment_authorized", "pos.payment.v1.payment_voided"]
+        assert payload is not None
+        assert events_pb2.PaymentVoided.FromString(payload[0]).reason == "expired"
+
+
+async def test_a_merchants_own_window_dates_its_new_authorisations(running: Running) -> None:
+    settings = await running.stub.GetPaymentSettings(
+        P.GetPaymentSettingsRequest(), metadata=md("mer_window"), timeout=10
+    )
+    assert settings.settings.authorization_window_seconds == 7 * 24 * 3600  # the default
+    assert not settings.settings.HasField("updated_at")
+    changed = await running.stub.UpdatePaymentSettings(
+        P.UpdatePaymentSettingsRequest(request_id=rid(), authorization_window_seconds=120),
+        metadata=md("mer_window"),
+        timeout=10,
+    )
+    assert changed.settings.authorization_window_seconds == 120
+    payment = await pay(running, card(rid(), "ord_window", 100, capture=False), "mer_window")
+    window = payment.expires_at.ToDatetime() - payment.updated_at.ToDatetime()
+    assert 110 <= window.total_seconds() <= 120
+    other = await pay(running, card(rid(), "ord_window", 100, capture=False))
+    assert (other.expires_at.ToDatetime() - other.updated_at.ToDatetime()).days == 6
+    code, _ = await code_of(
+        running.stub.UpdatePaymentSettings(
+            P.UpdatePaymentSettingsRequest(request_id=rid(), authorization_window_seconds=59),
+            metadata=md("mer_window"),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- bad input, tenancy, card data ----------------------------------------------------------
+
+
+async def test_bad_input_is_refused_and_writes_nothing(running: Running) -> None:
+    payment = await pay(running, card(rid(), "ord_bad", 1000))
+    before = running.sql("SELECT count(*) FROM payments")[0][0]
+    cases = [
+        running.stub.GetPayment(
+            P.GetPaymentRequest(id=payment.id), metadata=md("mer_b"), timeout=10
+        ),
+        running.stub.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id="pay_nope"),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(
+                request_id=rid(),
+                payment_id=payment.id,
+                amount=money_pb2.Money(amount=10, currency="EUR"),
+            ),
+            metadata=md(),
+            timeout=10,
+        ),
+        running.stub.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=payment.id),
+            metadata=md("mer_b"),
+            timeout=10,
+        ),
+        running.stub.CreatePayment(
+            card(rid(), "ord_bad", 100, TEST_CARD_NUMBERS[0]), metadata=md(), timeout=10
+        ),
+        running.stub.CreatePayment(
+            card(rid(), "ord_bad", 100, "tok_nope"), metadata=md(), timeout=10
+        ),
+    ]
+    codes = [await code_of(c) for c in cases]
+    assert codes == [
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
+        (grpc.StatusCode.NOT_FOUND, "resource_missing"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "card_number_not_allowed"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
+    ]
+    assert running.sql("SELECT count(*) FROM payments")[0][0] == before
+    assert running.sql("SELECT count(*) FROM refunds WHERE order_id = 'ord_bad'") == [(0,)]
+
+
+async def test_no_token_or_card_number_is_kept_anywhere(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = ["tok_visa", "tok_amex", "tok_declined", "tok_timeout", "gc_secret_code_9911"]
+    for n, token in enumerate(tokens):
+        gift = token.startswith("gc_")
+        await pay(
+            running,
+            P.CreatePaymentRequest(
+                request_id=f"r-dump-{n}",
+                order_id="ord_dump",
+                tender_type=P.TENDER_TYPE_GIFT_CARD if gift else P.TENDER_TYPE_CARD,
+                amount=usd(100),
+                card_token="" if gift else token,
+                gift_card_code=token if gift else "",
+                capture=True,
+            ),
+        )
+    await code_of(
+        running.stub.CreatePayment(
+            card(rid(), "ord_dump", 100, TEST_CARD_NUMBERS[2]), metadata=md()
+        )
+    )
+    tables = [
+        "payments",
+        "payment_operations",
+        "refunds",
+        "outbox",
+        "processed_requests",
+        "sandbox_processor_calls",
+    ]
+    dump = " ".join(
+        str(row)
+        for table in tables
+        for row in running.sql(f"SELECT * FROM {table}")  # noqa: S608
+    )
+    await running.sweep()  # the reconciler's lookups log too
+    logged = "\n".join(r.getMessage() + str(r.args) + str(r.exc_info) for r in caplog.records)
+    assert caplog.records  # the run did log: the grep below is not of nothing
+    for secret in [*tokens, *TEST_CARD_NUMBERS]:
+        assert secret not in dump
+        assert secret not in logged
+    assert "9911" in dump  # the gift card's last four are kept, as a card's are
+
+
+async def test_lists_filter_by_order_and_status(running: Running) -> None:
+    kept = await pay(running, card(rid(), "ord_list", 100, capture=False))
+    await pay(running, card(rid(), "ord_list", 100, "tok_declined"))
+    listed = await running.stub.ListPayments(
+        P.ListPaymentsRequest(order_id="ord_list", status=P.PAYMENT_STATUS_AUTHORIZED),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [p.id for p in listed.payments] == [kept.id]
+    # Another merchant's order is unknown, word for word like one that never existed.
+    code, reason = await code_of(
+        running.stub.ListPayments(
+            P.ListPaymentsRequest(order_id="ord_list"), metadata=md("mer_b"), timeout=10
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "resource_missing")
+
+
+# --- card-present terminal checkouts ---------------------------------------------------------
+
+
+async def send_to_reader(running: Running, device: str, amount: int = 1500) -> Any:
+    answer = await running.stub.CreateTerminalCheckout(
+        P.CreateTerminalCheckoutRequest(
+            request_id=rid(),
+            order_id=new_id("ord"),
+            location_id="loc_front",
+            device_id=device,
+            amount=usd(amount),
+            tip=usd(200),
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_PENDING
+    return answer.checkout
+
+
+async def terminal(running: Running, checkout_id: str) -> Any:
+    answer = await running.stub.GetTerminalCheckout(
+        P.GetTerminalCheckoutRequest(id=checkout_id), metadata=md(), timeout=10
+    )
+    return answer.checkout
+
+
+@pytest.mark.parametrize(
+    ("device", "status", "payment_status"),
+    [
+        ("sandbox_reader_approve", P.TERMINAL_CHECKOUT_STATUS_COMPLETED, P.PAYMENT_STATUS_CAPTURED),
+        ("sandbox_reader_decline", P.TERMINAL_CHECKOUT_STATUS_DECLINED, P.PAYMENT_STATUS_FAILED),
+        ("sandbox_reader_cancel", P.TERMINAL_CHECKOUT_STATUS_CANCELLED, None),
+    ],
+)
+async def test_a_terminal_checkout_stays_pending_until_the_reader_answers(
+    running: Running, device: str, status: int, payment_status: int | None
+) -> None:
+    checkout = await send_to_reader(running, device)
+    await running.sweep()
+    settled = await terminal(running, checkout.id)
+    assert settled.status == status
+    events = running.sql(
+        "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.terminal_checkout_updated'"
+    )
+    seen = [events_pb2.TerminalCheckoutUpdated.FromString(e[0]).checkout for e in events]
+    assert [c.status for c in seen if c.id == checkout.id] == [
+        P.TERMINAL_CHECKOUT_STATUS_PENDING,
+        status,
+    ]
+    if payment_status is None:
+        assert settled.payment_id == ""
+        return
+    payment = await running.stub.GetPayment(
+        P.GetPaymentRequest(id=settled.payment_id), metadata=md(), timeout=10
+    )
+    assert payment.payment.status == payment_status
+    assert payment.payment.total.amount == 1700  # the tip rides on top
+    assert payment.payment.location_id == "loc_front"
+
+
+async def test_a_silent_reader_times_out_at_the_deadline(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_timeout")
+    await running.sweep()
+    assert (await terminal(running, checkout.id)).status == P.TERMINAL_CHECKOUT_STATUS_PENDING
+    running.sql(
+        "UPDATE terminal_checkouts SET deadline = now() - interval '1 second' "  # noqa: S608
+        f"WHERE id = '{checkout.id}' RETURNING id"
+    )
+    await running.sweep()
+    assert (await terminal(running, checkout.id)).status == P.TERMINAL_CHECKOUT_STATUS_TIMED_OUT
+
+
+async def test_the_register_cancels_a_pending_checkout_once(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_timeout")
+    cancel = P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id)
+    answer = await running.stub.CancelTerminalCheckout(cancel, metadata=md(), timeout=10)
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_CANCELLED
+    again = await running.stub.CancelTerminalCheckout(cancel, metadata=md(), timeout=10)
+    assert again == answer  # a retry replays
+    code, reason = await code_of(
+        running.stub.CancelTerminalCheckout(
+            P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "terminal_checkout_final")
+
+
+async def test_a_customer_quicker_than_the_register_has_paid(running: Running) -> None:
+    checkout = await send_to_reader(running, "sandbox_reader_approve")
+    reader = bootstrap.reader_for(running.runtime.engine, running.settings)
+    assert checkout.created_at  # the card is presented before the register cancels
+    await reader.answer(
+        checkout.device_id,
+        f"mer_a/{checkout_request_id(running, checkout.id)}",
+        Money(1700, USD),
+        checkout.created_at.ToDatetime(tzinfo=UTC),
+    )
+    answer = await running.stub.CancelTerminalCheckout(
+        P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id), metadata=md(), timeout=10
+    )
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_COMPLETED
+    assert answer.checkout.payment_id
+
+
+def checkout_request_id(running: Running, checkout_id: str) -> str:
+    key = running.sql(f"SELECT request_key FROM terminal_checkouts WHERE id = '{checkout_id}'")  # noqa: S608
+    return str(key[0][0]).removeprefix("mer_a/")
+
+
+async def test_an_unknown_reader_is_a_field_error(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send_to_reader(running, "reader_in_the_back")
+    assert [v.field for v in read_error(err.value).violations] == ["device_id"]
+
+
+# --- two replicas, one database --------------------------------------------------------------
+
+
+async def test_two_replicas_on_one_database_never_double_charge_or_over_refund(
+    infra: Infra,
+) -> None:
+    """The service keeps no state between requests: duplicates and refunds spread over two
+    replicas behave as on one."""
+    url = infra.service_database("payment")
+    settings = bootstrap.Settings(
+        database_url=url,
+        nats_url=infra.nats_url,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        sweep_interval_seconds=3600.0,
+    )
+    replicas = [bootstrap.build(settings) for _ in range(2)]
+    channels = []
+    try:
+        for runtime, server in replicas:
+            await server.start(runtime.tasks())
+            channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+        stubs = [payment_pb2_grpc.PaymentServiceStub(c) for c in channels]
+
+        async def send(n: int, request: Any) -> Any:
+            return await stubs[n % 2].CreatePayment(request, metadata=md(), timeout=30)
+
+        duplicate = card("r-two-replicas", "ord_two_replicas", 5000)
+        answers = await asyncio.gather(
+            *(send(n, duplicate) for n in range(100)), return_exceptions=True
+        )
+        paid = [a.payment for a in answers if not isinstance(a, BaseException)]
+        assert paid and all(p == paid[0] for p in paid)
+        for refused in (a for a in answers if isinstance(a, grpc.aio.AioRpcError)):
+            assert read_error(refused).reason == "request_in_progress"
+
+        async def refund(n: int) -> Any:
+            request = P.CreateRefundRequest(
+                request_id=f"r-two-refund-{n}", payment_id=paid[0].id, amount=usd(700)
+            )
+            return await stubs[n % 2].CreateRefund(request, metadata=md(), timeout=30)
+
+        refunds = await asyncio.gather(*(refund(n) for n in range(20)), return_exceptions=True)
+        done = [r for r in refunds if not isinstance(r, BaseException)]
+        assert len(done) == 7  # 7 x 700 = 4900 of 5000
+        with psycopg.connect(url) as conn:
+            calls = conn.execute(
+                "SELECT calls FROM sandbox_processor_calls WHERE key = %s",
+                ("mer_a/r-two-replicas",),
+            ).fetchall()
+            refunded = conn.execute(
+                "SELECT refunded, refunding FROM payments WHERE id = %s", (paid[0].id,)
+            ).fetchall()
+        assert calls == [(1,)]
+        assert refunded == [(4900, 0)]
+    finally:
+        for channel in channels:
+            await channel.close()
+        for runtime, server in replicas:
+            await server.stop()
+            await runtime.close()

@@ -1,0 +1,159 @@
+"""Payments and refunds through the gateway over HTTP, every service a separate process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
+
+
+def _sale(http: httpx.Client, source: str = "tok_visa") -> dict[str, Any]:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {
+        "location_id": location,
+        "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+        "tender_type": "card",
+        "card_token": source,
+    }
+    answer = _post(http, "/v1/checkouts", body)
+    assert answer.status_code == 201, answer.text
+    sale: dict[str, Any] = answer.json()
+    return sale
+
+
+def test_a_sale_is_refunded_in_parts_to_its_card_never_beyond_it(platform: Running) -> None:
+    http = platform.http
+    sale = _sale(http)
+    payment = sale["payment"]
+    assert (payment["status"], payment["card_brand"]) == ("captured", "visa")
+    total = payment["captured"]["amount"]
+    got = http.get(f"/v1/payments/{payment['id']}").json()
+    assert got["captured"] == payment["captured"]
+
+    key = str(uuid.uuid4())
+    part = {"amount": {"amount": 100, "currency": "USD"}, "reason": "scratched",
+            "lines": [{"sku": "MUG-LOGO", "quantity": 1}]}  # fmt: skip
+    first = _post(http, f"/v1/payments/{payment['id']}/refunds", part, key)
+    assert first.status_code == 201, first.text
+    replay = _post(http, f"/v1/payments/{payment['id']}/refunds", part, key)
+    assert replay.json() == first.json()  # the same Idempotency-Key refunds nothing more
+    refund = first.json()["data"][0]
+    assert (refund["status"], refund["tender_type"]) == ("succeeded", "card")
+
+    # The rest, by concurrent requests: never more than was captured.
+    rest = {"amount": {"amount": 50, "currency": "USD"}}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: _post(http, f"/v1/payments/{payment['id']}/refunds", rest),
+                range(total // 50),
+            )
+        )
+    done = [a for a in answers if a.status_code == 201]
+    assert {a.status_code for a in answers} <= {201, 409}
+    assert 100 + 50 * len(done) <= total
+    assert all(a.json()["code"] == "amount_exceeds_refundable" for a in answers if a not in done)
+
+    refunds = http.get("/v1/refunds", params={"payment_id": payment["id"]}).json()["data"]
+    assert sum(r["amount"]["amount"] for r in refunds) == 100 + 50 * len(done)
+    assert http.get(f"/v1/refunds/{refund['id']}").json() == refund
+    after = http.get(f"/v1/payments/{payment['id']}").json()
+    assert after["refunded"]["amount"] == 100 + 50 * len(done)
+
+    # A payment captured in full has nothing to capture or void: 409 problems.
+    capture = _post(http, f"/v1/payments/{payment['id']}/capture", {})
+    assert capture.status_code == 409, capture.text
+    void = _post(http, f"/v1/payments/{payment['id']}/void", {})
+    assert (void.status_code, void.json()["code"]) == (409, "payment_captured")
+
+
+def test_an_order_refund_goes_back_to_its_tenders_and_lists_filter(platform: Running) -> None:
+    http = platform.http
+    sale = _sale(http, "tok_amex")
+    order = sale["order"]["id"]
+    answer = _post(http, f"/v1/orders/{order}/refunds", {"reason": "cancelled"})
+    assert answer.status_code == 201, answer.text
+    [refund] = answer.json()["data"]
+    assert refund["amount"] == sale["payment"]["captured"]
+    listed = http.get("/v1/payments", params={"order_id": order, "status": "captured"})
+    assert [p["id"] for p in listed.json()["data"]] == [sale["payment"]["id"]]
+    again = _post(http, f"/v1/orders/{order}/refunds", {})
+    assert (again.status_code, again.json()["code"]) == (409, "amount_exceeds_refundable")
+    summary = http.get(f"/v1/orders/{order}/payments").json()
+    total = sale["order"]["total"]["amount"]
+    assert (summary["captured"]["amount"], summary["refunded"]["amount"]) == (total, total)
+    assert summary["balance_due"]["amount"] == 0
+    assert [p["id"] for p in summary["payments"]] == [sale["payment"]["id"]]
+    unknown = http.get("/v1/payments", params={"order_id": "ord_unknown"})
+    assert unknown.status_code == 404
+    bad = _post(
+        http, f"/v1/payments/{sale['payment']['id']}/refunds", {"amount": {"amount": 1,
+        "currency": "EUR"}}
+    )  # fmt: skip
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "amount.currency"
+
+
+def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Running) -> None:
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {
+        "location_id": location,
+        "device_id": "sandbox_reader_approve",
+        "amount": {"amount": 900, "currency": "USD"},
+        "tip": {"amount": 100, "currency": "USD"},
+        "reference": "register 1 sale 7",
+    }
+    created = _post(http, "/v1/terminal-checkouts", body)
+    assert created.status_code == 201, created.text
+    checkout = created.json()
+    assert checkout["status"] == "pending"
+
+    def answered() -> dict[str, Any] | None:
+        got: dict[str, Any] = http.get(f"/v1/terminal-checkouts/{checkout['id']}").json()
+        return None if got["status"] == "pending" else got
+
+    done = _eventually(answered)  # the reader answers in its own time (the background sweep)
+    assert done["status"] == "completed"
+    payment = http.get(f"/v1/payments/{done['payment_id']}").json()
+    assert (payment["status"], payment["total"]["amount"]) == ("captured", 1000)
+    late = _post(http, f"/v1/terminal-checkouts/{checkout['id']}/cancel", {})
+    assert (late.status_code, late.json()["code"]) == (409, "terminal_checkout_final")
+
+    waiting = _post(http, "/v1/terminal-checkouts", {**body, "device_id": "sandbox_reader_timeout"})
+    cancelled = _post(http, f"/v1/terminal-checkouts/{waiting.json()['id']}/cancel", {})
+    assert cancelled.json()["status"] == "cancelled"
+
+
+def test_the_authorisation_window_is_the_merchants_setting(platform: Running) -> None:
+    with platform.new_merchant("Window settings") as http:
+        assert http.get("/v1/payment-settings").json() == {
+            "authorization_window_seconds": 3600,  # the sandbox's default
+            "updated_at": None,
+        }
+        put = http.put("/v1/payment-settings", json={"authorization_window_seconds": 86400})
+        assert put.status_code == 200, put.text
+        assert http.get("/v1/payment-settings").json()["authorization_window_seconds"] == 86400
+        bad = http.put("/v1/payment-settings", json={"authorization_window_seconds": 1})
+        assert bad.status_code == 400
