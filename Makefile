@@ -8,7 +8,7 @@ PACKAGES := libs/contracts libs/kit libs/devstack \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install up test lint fmt gen openapi client unit clean-state
+.PHONY: install up test lint fmt gen openapi client unit bench clean-state
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,13 @@ client: install
 # Only the tests that need no server: domain code, the kit's pure parts, the manifests.
 unit: install
 	@$(PY) -m pytest -q -m "not server and not e2e"
+
+# Register checkouts through the gateway with wrk at 8 and 16 connections, then the single-hop
+# ceiling (CEILING, the bench-ceiling folder) in the same run and the ratio. Needs wrk; takes a
+# few minutes; not part of `make test` or CI: its figures depend on the machine.
+CEILING ?= ../shared/bench-ceiling
+bench: install
+	@$(PY) tools/bench_checkout.py $(if $(wildcard $(CEILING)/run_e2e.sh),--ceiling $(CEILING),)
 
 clean-state:
 	rm -rf .omnitill

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+import psycopg
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_gateway.tables import idempotency_keys as keys_table
+from pos_kit.uow import compiled_sql
 
 RETENTION = timedelta(hours=24)
 # A first attempt that has not finished by then is taken to have died; a retry may take over.
@@ -120,26 +123,44 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
 
 
 class IdempotencyStore:
+    """Every request with a key costs this store a claim and a completion; each is one
+    statement on its own (autocommit: one round trip, where a transaction would take three),
+    compiled once and run on the driver's connection. Only a key seen before takes a
+    transaction, to decide between replay, conflict and take-over."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _one_statement(self, sql: str, params: dict[str, Any]) -> bool:
+        """Run `sql` on its own; whether it returned (or changed) a row."""
+        async with self._autocommit.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(driver, psycopg.AsyncConnection)
+            cursor = await driver.execute(sql, params)
+            return bool(cursor.rowcount and cursor.rowcount > 0)
 
     async def claim(self, merchant_id: str, key: str, print_: bytes) -> Claim:
         now = datetime.now(UTC)
         t = keys_table
+        fresh = {
+            "merchant_id": merchant_id,
+            "key": key,
+            "fingerprint": print_,
+            "locked_until": now + LOCK,
+        }
+        claim_sql = compiled_sql(t, "claim", _new_key)
+        if await self._one_statement(claim_sql, {**fresh, "state": "in_progress"}):
+            return Claim(proceed=True)
+        new_key = (
+            pg_insert(t)
+            .values(state="in_progress", **fresh)
+            .on_conflict_do_nothing()
+            .returning(t.c.key)
+        )
         async with self._engine.begin() as conn:
-            inserted = await conn.execute(
-                pg_insert(t)
-                .values(
-                    merchant_id=merchant_id,
-                    key=key,
-                    fingerprint=print_,
-                    state="in_progress",
-                    locked_until=now + LOCK,
-                )
-                .on_conflict_do_nothing()
-                .returning(t.c.key)
-            )
-            if inserted.first() is not None:
+            # Claimed again in this transaction: the row may have been released meanwhile.
+            if (await conn.execute(new_key)).first() is not None:
                 return Claim(proceed=True)
             row = (
                 await conn.execute(select(t).where(t.c.merchant_id == merchant_id, t.c.key == key))
@@ -170,22 +191,21 @@ class IdempotencyStore:
         self, merchant_id: str, key: str, answer: Stored, shown_once: Collection[str] = ()
     ) -> None:
         """Keep the answer for replays, without the fields `shown_once` names."""
-        body = redact(answer.body, shown_once)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(keys_table)
-                .where(keys_table.c.merchant_id == merchant_id, keys_table.c.key == key)
-                .values(
-                    state="done",
-                    status_code=answer.status_code,
-                    content_type=answer.content_type,
-                    body=body,
-                )
-            )
+        await self._one_statement(
+            compiled_sql(keys_table, "complete", _answer),
+            {
+                "merchant_id": merchant_id,
+                "key": key,
+                "state": "done",
+                "status_code": answer.status_code,
+                "content_type": answer.content_type,
+                "body": redact(answer.body, shown_once),
+            },
+        )
 
     async def release(self, merchant_id: str, key: str) -> None:
         """Forget a key whose attempt failed on our side (5xx), so the client may retry it."""
-        async with self._engine.begin() as conn:
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 delete(keys_table).where(
                     keys_table.c.merchant_id == merchant_id, keys_table.c.key == key
@@ -197,3 +217,30 @@ class IdempotencyStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(delete(keys_table).where(keys_table.c.created_at < cutoff))
         return int(result.rowcount or 0)
+
+
+def _new_key(t: Table) -> ClauseElement:
+    return (
+        pg_insert(t)
+        .values(
+            merchant_id=bindparam("merchant_id"),
+            key=bindparam("key"),
+            fingerprint=bindparam("fingerprint"),
+            state=bindparam("state"),
+            locked_until=bindparam("locked_until"),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _answer(t: Table) -> ClauseElement:
+    return (
+        update(t)
+        .where(t.c.merchant_id == bindparam("merchant_id"), t.c.key == bindparam("key"))
+        .values(
+            state=bindparam("state"),
+            status_code=bindparam("status_code"),
+            content_type=bindparam("content_type"),
+            body=bindparam("body"),
+        )
+    )

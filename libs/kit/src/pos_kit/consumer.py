@@ -25,12 +25,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.propagate import extract
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_kit.dead_letters import CONSUMER, DELIVERIES, ERROR, ORIGINAL_SUBJECT, REDRIVE_FOR
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, subject_for
 from pos_kit.streams import DLQ_PREFIX, ensure_stream, stream_config, stream_name
-from pos_kit.uow import UnitOfWork
+from pos_kit.uow import UnitOfWork, compiled_sql
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 60.0
@@ -290,14 +292,12 @@ class Consumer:
 
     async def _apply(self, event: IncomingEvent) -> bool:
         async with self._uow_factory().bind(event.merchant_id) as uow:
-            inbox = uow.tables.inbox
-            first = await uow.conn.execute(
-                pg_insert(inbox)
-                .values(consumer=self.name, event_id=event.event_id)
-                .on_conflict_do_nothing()
-                .returning(inbox.c.event_id)
+            # With the transaction's BEGIN, in one round trip.
+            first = await uow.first_row(
+                compiled_sql(uow.tables.inbox, "inbox", _inbox_entry),
+                {"consumer": self.name, "event_id": event.event_id},
             )
-            if first.first() is None:
+            if first is None:
                 return False  # already applied: a redelivery
             await self._handler(uow, event)
             await uow.commit()
@@ -322,6 +322,16 @@ class Consumer:
         self.dead_lettered += 1
         log.error("consumer %s: dead-lettered %s (%s)", self.name, original_id, reason)
         await msg.ack()
+
+
+def _inbox_entry(inbox: Table) -> ClauseElement:
+    """The event's row in the inbox; no row back if it was there already (a redelivery)."""
+    return (
+        pg_insert(inbox)
+        .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"))
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
 
 
 def _header(headers: dict[str, str], name: str) -> str:

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused, RequestInProgress
 from pos_kit.ids import derived_id
-from pos_kit.uow import UnitOfWork
+from pos_kit.uow import UnitOfWork, claim_statement, compiled_sql
 
 R = TypeVar("R", bound=Message)
 
@@ -120,22 +121,18 @@ async def once_across_calls(
     async with new_uow() as uow:
         merchant = uow.merchant_id
         where = and_(table.c.merchant_id == merchant, table.c.request_id == request.request_id)
-        claimed = (
-            await uow.conn.execute(
-                pg_insert(table)
-                .values(
-                    merchant_id=merchant,
-                    request_id=request.request_id,
-                    operation=operation,
-                    fingerprint=fingerprint,
-                )
-                .on_conflict_do_nothing()
-                .returning(table.c.created_at)
-            )
-        ).first()
+        claimed = await uow.first_row(
+            compiled_sql(table, "claim", claim_statement),
+            {
+                "merchant_id": merchant,
+                "request_id": request.request_id,
+                "operation": operation,
+                "fingerprint": fingerprint,
+            },
+        )
         fresh = claimed is not None
         if claimed is not None:
-            claimed_at: datetime = claimed.created_at
+            claimed_at: datetime = claimed[0]
         else:
             expired = table.c.created_at < func.now() - timedelta(seconds=lease_seconds)
             row = (
@@ -172,11 +169,12 @@ async def once_across_calls(
     # the lease and runs again with the same derived ids, which the other services replay.
     async with new_uow() as uow:
         # The row lock orders this run against any other run of the same request.
-        current = (
-            await uow.conn.execute(select(table.c.response).where(where).with_for_update())
-        ).first()
-        if current is not None and current.response is not None:
-            return response_type.FromString(current.response)
+        current = await uow.first_row(
+            compiled_sql(table, "lock", _lock_request),
+            {"merchant_id": merchant, "request_id": request.request_id},
+        )
+        if current is not None and current[0] is not None:
+            return response_type.FromString(current[0])
         response = await record(uow, outcome)
         answer = response.SerializeToString()
         if current is None:
@@ -197,9 +195,21 @@ async def once_across_calls(
             if again.first() is None:
                 raise RequestInProgress()
         else:
-            await uow.conn.execute(update(table).where(where).values(response=answer))
+            await uow.store_response(merchant, request.request_id, answer)
         await uow.commit()
     return response
+
+
+def _lock_request(requests: Table) -> ClauseElement:
+    """The request's answer, if any, with its row locked until the commit."""
+    return (
+        select(requests.c.response)
+        .where(
+            requests.c.merchant_id == bindparam("merchant_id"),
+            requests.c.request_id == bindparam("request_id"),
+        )
+        .with_for_update()
+    )
 
 
 async def _drop_claim(new_uow: Callable[[], U], where: ColumnElement[bool], at: datetime) -> None:

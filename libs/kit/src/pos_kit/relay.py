@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import func, select, update
+from psycopg import AsyncConnection as DriverConnection
+from sqlalchemy import ARRAY, BigInteger, Table, any_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import ClauseElement
 
 from pos_kit.events import (
     EVENT_ID_HEADER,
@@ -24,6 +27,7 @@ from pos_kit.events import (
     TRACEPARENT_HEADER,
 )
 from pos_kit.tables import KitTables
+from pos_kit.uow import begin_statement, compiled_sql, restore
 
 log = logging.getLogger(__name__)
 
@@ -76,55 +80,86 @@ class OutboxRelay:
                 stopper.cancel()
 
     async def publish_batch(self) -> int:
-        """Publish one batch; returns how many rows were published."""
-        ob = self._outbox
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        ob.c.seq,
-                        ob.c.event_id,
-                        ob.c.subject,
-                        ob.c.event_type,
-                        ob.c.merchant_id,
-                        ob.c.payload,
-                        ob.c.traceparent,
-                    )
-                    .where(ob.c.published_at.is_(None))
-                    .order_by(ob.c.seq)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not rows:
-                return 0
-            futures = []
-            for row in rows:
-                headers = {
-                    "Nats-Msg-Id": row.event_id,
-                    EVENT_ID_HEADER: row.event_id,
-                    EVENT_TYPE_HEADER: row.event_type,
-                    MERCHANT_HEADER: row.merchant_id,
-                }
-                if row.traceparent:
-                    headers[TRACEPARENT_HEADER] = row.traceparent
-                futures.append(
-                    self._js.publish(
-                        row.subject,
-                        bytes(row.payload),
-                        timeout=self._publish_timeout,
-                        headers=headers,
-                    )
-                )
-            # Pipelined: every publish is on the wire before the first ack is awaited.
-            await asyncio.gather(*futures)
-            await conn.execute(
-                update(ob)
-                .where(ob.c.seq.in_([r.seq for r in rows]))
-                .values(published_at=func.now())
+        """Publish one batch; returns how many rows were published.
+
+        Two round trips to PostgreSQL a batch: the claim travels with its BEGIN, the marking
+        with its COMMIT (a psycopg pipeline each); the statements run on the driver's
+        connection, compiled once."""
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, DriverConnection)
+            await driver.set_autocommit(True)  # BEGIN travels with the claim (pos_kit.uow)
+            try:
+                rows = await self._publish_claimed(driver)
+            finally:
+                try:
+                    await driver.rollback()  # only after a failure is a transaction still open
+                    await restore(driver)
+                except Exception:
+                    await conn.invalidate()
+        self.published += rows
+        return rows
+
+    async def _publish_claimed(self, driver: DriverConnection[Any]) -> int:
+        async with driver.pipeline():
+            await driver.execute(begin_statement(read_only=False))
+            cursor = await driver.execute(
+                compiled_sql(self._outbox, "relay-claim", _claim_unpublished),
+                {"limit": self._batch_size},
             )
-        self.published += len(rows)
+        rows = await cursor.fetchall()
+        if not rows:
+            await driver.execute("COMMIT")  # nothing claimed; a ROLLBACK would cost psycopg
+            return 0  # its prepared statements
+        futures = []
+        for _, event_id, subject, event_type, merchant_id, payload, traceparent in rows:
+            headers = {
+                "Nats-Msg-Id": event_id,
+                EVENT_ID_HEADER: event_id,
+                EVENT_TYPE_HEADER: event_type,
+                MERCHANT_HEADER: merchant_id,
+            }
+            if traceparent:
+                headers[TRACEPARENT_HEADER] = traceparent
+            futures.append(
+                self._js.publish(
+                    subject, bytes(payload), timeout=self._publish_timeout, headers=headers
+                )
+            )
+        # Pipelined: every publish is on the wire before the first ack is awaited. A failed
+        # publish leaves the transaction open: the caller rolls it back.
+        await asyncio.gather(*futures)
+        async with driver.pipeline():
+            await driver.execute(
+                compiled_sql(self._outbox, "relay-mark", _mark_published),
+                {"seqs": [row[0] for row in rows]},
+            )
+            await driver.execute("COMMIT")  # with the UPDATE: one round trip for both
         return len(rows)
+
+
+def _claim_unpublished(outbox: Table) -> ClauseElement:
+    return (
+        select(
+            outbox.c.seq,
+            outbox.c.event_id,
+            outbox.c.subject,
+            outbox.c.event_type,
+            outbox.c.merchant_id,
+            outbox.c.payload,
+            outbox.c.traceparent,
+        )
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _mark_published(outbox: Table) -> ClauseElement:
+    seqs = bindparam("seqs", type_=ARRAY(BigInteger))
+    return update(outbox).where(outbox.c.seq == any_(seqs)).values(published_at=func.now())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -75,11 +75,12 @@ def mutation(
 
 
 def query(method: Callable[[S, Req, U], Awaitable[R]]) -> GrpcMethod[S, Req, R]:
-    """A read-only RPC: one unit of work bound to the caller's merchant, never committed."""
+    """A read-only RPC: one READ ONLY unit of work bound to the caller's merchant (see
+    `UnitOfWork.reading`: a write in it fails; it ends without dropping prepared statements)."""
 
     @functools.wraps(method)
     async def rpc(self: S, request: Req, context: grpc.aio.ServicerContext) -> R:
-        async with self.bound_uow() as uow:
+        async with self.bound_uow().reading() as uow:
             return await method(self, request, uow)
 
     return rpc
