@@ -116,6 +116,7 @@ class FakePayments:
     def __init__(self, approve: bool = True) -> None:
         self.approve = approve
         self.charges: list[tuple[str, Money]] = []
+        self.locations: list[str] = []
         self.by_request: dict[str, tuple[str, PaymentResult]] = {}
         self.lose_next = False
 
@@ -123,11 +124,13 @@ class FakePayments:
         self,
         request_id: str,
         order_id: str,
+        location_id: str,
         tender: Tender,
         amount: Money,
         cash_tendered: Money | None,
         card_token: str,
     ) -> PaymentResult:
+        self.locations.append(location_id)
         earlier = self.by_request.get(request_id)
         if earlier is not None:
             if earlier[0] != order_id:
@@ -207,6 +210,7 @@ async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
     assert order.totals.total == Money(6040, USD)
     assert order.status is OrderStatus.CONFIRMED
     assert payments.charges == [("req-1/payment", Money(6040, USD))]
+    assert payments.locations == ["loc_1"]  # the payment is listed under the sale's location
     assert [type(e) for e in uow.published] == [OrderConfirmed]
     assert ("mer_a", order.id) in uow.orders.saved
 

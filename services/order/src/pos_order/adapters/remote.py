@@ -14,6 +14,7 @@ from pos_kit.errors import DomainError, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
+from pos_order.adapters.messages import TENDERS
 from pos_order.domain.model import OrderLine, PricedItem, SellingLocation, Tender
 from pos_order.service.ports import DiscountQuote, PaymentResult
 
@@ -97,9 +98,6 @@ class PromotionDiscounts:
         return DiscountQuote(Money(total.amount, total.currency or currency), applied=True)
 
 
-_TENDERS = {Tender.CASH: payment_pb2.TENDER_TYPE_CASH, Tender.CARD: payment_pb2.TENDER_TYPE_CARD}
-
-
 class PaymentService:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = payment_pb2_grpc.PaymentServiceStub(channel)
@@ -108,6 +106,7 @@ class PaymentService:
         self,
         request_id: str,
         order_id: str,
+        location_id: str,
         tender: Tender,
         amount: Money,
         cash_tendered: Money | None,
@@ -116,7 +115,8 @@ class PaymentService:
         request = payment_pb2.AuthorizeAndCaptureRequest(
             request_id=request_id,
             order_id=order_id,
-            tender_type=_TENDERS[tender],
+            location_id=location_id,
+            tender_type=TENDERS.to_proto(tender),
             amount=to_proto(amount),
             card_token=card_token,
         )

@@ -102,6 +102,7 @@ class Checkout(Generic[R]):
         payment = await ports.payments.charge(
             f"{cmd.request_id}/payment",
             order.id,
+            location.id,
             cmd.tender,
             totals.total,
             cmd.cash_tendered,

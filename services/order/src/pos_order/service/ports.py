@@ -91,6 +91,7 @@ class Payments(Protocol):
         self,
         request_id: str,
         order_id: str,
+        location_id: str,
         tender: Tender,
         amount: Money,
         cash_tendered: Money | None,
