@@ -99,5 +99,5 @@ gift_card_settings = Table(
 Index(
     "payments_location_day", payments.c.merchant_id, payments.c.location_id, payments.c.created_at
 )
-Index("payment_operations_day", operations.c.merchant_id, operations.c.updated_at)
-Index("refunds_day", refunds.c.merchant_id, refunds.c.updated_at)
+Index("payment_operations_day", operations.c.merchant_id, operations.c.created_at)
+Index("refunds_day", refunds.c.merchant_id, refunds.c.created_at)

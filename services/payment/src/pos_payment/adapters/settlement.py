@@ -1,10 +1,10 @@
 """The settlement report's reads: one location's captures, refunds, tips and gift cards sold
 between two instants, summed by PostgreSQL (a day of 100,000 payments arrives as a few rows).
 
-When each movement happened:
-  a payment captured at once   its created_at (the sale; it is captured as it is authorised)
-  a later capture              the capture operation's updated_at (when it succeeded)
-  a refund                     the refund's updated_at (when it succeeded)
+Each movement counts at the time it was asked for (its row's created_at): a sale captured at
+once, a later capture operation, a refund. Those times never change, so a closed day's report
+stays what it was (`updated_at` moves with every later change of the row); a movement the
+processor settled late (pending, then reconciled) joins the day it was asked on.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class SqlSettlementLedger:
                 o.c.merchant_id == self._merchant,
                 o.c.kind == "capture",
                 o.c.status == "succeeded",
-                o.c.updated_at >= start,
-                o.c.updated_at < end,
+                o.c.created_at >= start,
+                o.c.created_at < end,
                 *self._payments_here(day),
             )
         )
@@ -75,8 +75,8 @@ class SqlSettlementLedger:
             .where(
                 r.c.merchant_id == self._merchant,
                 r.c.status == "succeeded",
-                r.c.updated_at >= start,
-                r.c.updated_at < end,
+                r.c.created_at >= start,
+                r.c.created_at < end,
                 *self._payments_here(day),
             )
         )

@@ -115,7 +115,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("merchant_id", "code_hash", name="gift_cards_code_hash"),
     )
     op.create_index(
-        "payment_operations_day", "payment_operations", ["merchant_id", "updated_at"], unique=False
+        "payment_operations_day", "payment_operations", ["merchant_id", "created_at"], unique=False
     )
     op.create_index(
         "payments_location_day",
@@ -123,7 +123,7 @@ def upgrade() -> None:
         ["merchant_id", "location_id", "created_at"],
         unique=False,
     )
-    op.create_index("refunds_day", "refunds", ["merchant_id", "updated_at"], unique=False)
+    op.create_index("refunds_day", "refunds", ["merchant_id", "created_at"], unique=False)
     # ### end Alembic commands ###
 
 
