@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process, until
+from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 
@@ -343,15 +343,40 @@ async def test_every_gift_card_mutation_replayed_with_its_request_id_applies_onc
     assert first.code == "PRE-PRINTED-0042" and (replay.code, replay.code_redacted) == ("", True)
     card_id = first.gift_card.id
     calls: list[tuple[Any, Any]] = [
-        (running.cards.LoadGiftCard, G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(500))),
-        (running.cards.RedeemGiftCard, G.RedeemGiftCardRequest(request_id=rid(), code="pre-printed-0042", amount=usd(300))),
-        (running.cards.RefundToGiftCard, G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100))),
-        (running.cards.AdjustGiftCard, G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(-50), reason="miscount")),
-        (running.payments.CreatePayment, P.CreatePaymentRequest(
-            request_id=rid(), order_id="ord_replay", tender_type=P.TENDER_TYPE_GIFT_CARD,
-            amount=usd(200), gift_card_code="PRE-PRINTED-0042", capture=True)),
-        (running.cards.DeactivateGiftCard, G.DeactivateGiftCardRequest(request_id=rid(), id=card_id)),
-    ]  # fmt: skip
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(500)),
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code="pre-printed-0042", amount=usd(300)),
+        ),
+        (
+            running.cards.RefundToGiftCard,
+            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100)),
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(
+                request_id=rid(), id=card_id, amount=usd(-50), reason="miscount"
+            ),
+        ),
+        (
+            running.payments.CreatePayment,
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_replay",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(200),
+                gift_card_code="PRE-PRINTED-0042",
+                capture=True,
+            ),
+        ),
+        (
+            running.cards.DeactivateGiftCard,
+            G.DeactivateGiftCardRequest(request_id=rid(), id=card_id),
+        ),
+    ]
     for method, request in calls:
         once = await method(request, metadata=md(m), timeout=30)
         twice, thrice = await asyncio.gather(
@@ -401,19 +426,79 @@ async def test_bad_input_is_refused_with_its_reason_and_writes_nothing(running: 
     )
     before = footprint(running, m)
     cases: list[tuple[Any, Any, grpc.StatusCode, str]] = [
-        (running.cards.RedeemGiftCard, G.RedeemGiftCardRequest(request_id=rid(), code="ZZZZ-ZZZZ-ZZZZ-ZZZZ", amount=usd(1)), grpc.StatusCode.NOT_FOUND, "resource_missing"),
-        (running.cards.LookupGiftCard, G.LookupGiftCardRequest(code="ZZZZ-ZZZZ-ZZZZ-ZZZZ"), grpc.StatusCode.NOT_FOUND, "resource_missing"),
-        (running.cards.RedeemGiftCard, G.RedeemGiftCardRequest(request_id=rid(), code=ended.code, amount=usd(1)), grpc.StatusCode.FAILED_PRECONDITION, "gift_card_inactive"),
-        (running.cards.LoadGiftCard, G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)), grpc.StatusCode.FAILED_PRECONDITION, "gift_card_balance_limit"),
-        (running.cards.LoadGiftCard, G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100, "EUR")), grpc.StatusCode.INVALID_ARGUMENT, "currency_mismatch"),
-        (running.cards.RedeemGiftCard, G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100, "EUR")), grpc.StatusCode.INVALID_ARGUMENT, "currency_mismatch"),
-        (running.cards.RedeemGiftCard, G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(1001)), grpc.StatusCode.FAILED_PRECONDITION, "insufficient_funds"),
-        (running.cards.IssueGiftCard, G.IssueGiftCardRequest(request_id=rid(), amount=usd(6000)), grpc.StatusCode.FAILED_PRECONDITION, "gift_card_balance_limit"),
-        (running.cards.IssueGiftCard, G.IssueGiftCardRequest(request_id=rid(), amount=usd(-5)), grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
-        (running.cards.IssueGiftCard, G.IssueGiftCardRequest(request_id=rid(), amount=usd(5), code="short"), grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
-        (running.cards.AdjustGiftCard, G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(-1001), reason="x"), grpc.StatusCode.FAILED_PRECONDITION, "insufficient_funds"),
-        (running.cards.LoadGiftCard, G.LoadGiftCardRequest(request_id=rid(), id="gc_nope", amount=usd(1)), grpc.StatusCode.NOT_FOUND, "resource_missing"),
-    ]  # fmt: skip
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code="ZZZZ-ZZZZ-ZZZZ-ZZZZ", amount=usd(1)),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+        (
+            running.cards.LookupGiftCard,
+            G.LookupGiftCardRequest(code="ZZZZ-ZZZZ-ZZZZ-ZZZZ"),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=ended.code, amount=usd(1)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_inactive",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_balance_limit",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100, "EUR")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "currency_mismatch",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100, "EUR")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "currency_mismatch",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(1001)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "insufficient_funds",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(6000)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_balance_limit",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(-5)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(5), code="short"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(-1001), reason="x"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "insufficient_funds",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id="gc_nope", amount=usd(1)),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+    ]
     for method, request, status, reason in cases:
         assert await refused(method(request, metadata=md(m), timeout=30)) == (status, reason), (
             request

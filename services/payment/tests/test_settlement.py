@@ -19,9 +19,8 @@ import pytest_asyncio
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc, settlement_pb2_grpc
 from pos.payment.v1 import settlement_pb2 as S
-from pos.payment.v1 import settlement_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
@@ -128,8 +127,10 @@ class Day:
         at = near_midnight(self.rng)
         self.running.execute(
             "UPDATE gift_card_activities SET created_at = %s WHERE merchant_id = %s AND id = %s",
-            at, self.merchant, issued.activity.id,
-        )  # fmt: skip
+            at,
+            self.merchant,
+            issued.activity.id,
+        )
         if location == HERE:
             self.sold.append((amount, at))
 
@@ -162,8 +163,10 @@ class Day:
         created = near_midnight(rng)
         self.running.execute(
             "UPDATE payments SET created_at = %s WHERE merchant_id = %s AND id = %s",
-            created, self.merchant, paid.id,
-        )  # fmt: skip
+            created,
+            self.merchant,
+            paid.id,
+        )
         here = location == HERE
         captured = 0
         if capture_now:
@@ -186,8 +189,11 @@ class Day:
                     "UPDATE payment_operations SET created_at = %s WHERE merchant_id = %s "
                     "AND payment_id = %s AND kind = 'capture' AND amount = %s "
                     "AND created_at > now() - interval '1 hour'",
-                    at, self.merchant, paid.id, part,
-                )  # fmt: skip
+                    at,
+                    self.merchant,
+                    paid.id,
+                    part,
+                )
                 captured += part
                 if here:
                     self.moved.append(Moved(tender, brand, False, part, at))
@@ -204,8 +210,10 @@ class Day:
             for refund in refunds.refunds:
                 self.running.execute(
                     "UPDATE refunds SET created_at = %s WHERE merchant_id = %s AND id = %s",
-                    at, self.merchant, refund.id,
-                )  # fmt: skip
+                    at,
+                    self.merchant,
+                    refund.id,
+                )
             if here:
                 self.moved.append(Moved(tender, brand, True, back, at))
 
@@ -297,8 +305,9 @@ async def test_the_same_sales_split_differently_give_the_same_totals(running: Ru
             )
             running.execute(
                 "UPDATE payments SET created_at = %s WHERE id = %s",
-                START + timedelta(hours=12), paid.payment.id,
-            )  # fmt: skip
+                START + timedelta(hours=12),
+                paid.payment.id,
+            )
         answer = await running.settlement.GetSettlementReport(
             S.GetSettlementReportRequest(
                 location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"
