@@ -107,6 +107,11 @@ def _oauth_client(http: httpx.Client) -> str:
     return str(_post(http, "/v1/oauth-clients", body)["id"])
 
 
+def _gift_card(http: httpx.Client) -> str:
+    body = {"amount": {"amount": 2500, "currency": "USD"}}
+    return str(_post(http, "/v1/gift-cards", body)["gift_card"]["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -125,6 +130,12 @@ FACTORIES: dict[str, Factory] = {
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
+    "/v1/gift-cards/{gift_card_id}": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/loads": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/refunds": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/adjustments": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
 }
@@ -135,6 +146,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/gift-cards/{gift_card_id}/loads"): {"amount": {"amount": 1, "currency": "USD"}},
+    ("post", "/v1/gift-cards/{gift_card_id}/refunds"): {"amount": {"amount": 1, "currency": "USD"}},
+    ("post", "/v1/gift-cards/{gift_card_id}/adjustments"): {
+        "amount": {"amount": -1, "currency": "USD"},
+        "reason": "Mallory's",
+    },
+    ("post", "/v1/gift-cards/{gift_card_id}/deactivate"): {"reason": "Mallory's"},
 }
 # Paths outside the merchant's tenancy (the platform operator's own credential).
 NOT_TENANT = ("/v1/admin/",)

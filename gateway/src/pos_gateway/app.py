@@ -26,12 +26,14 @@ from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     credentials,
     customers,
+    gift_cards,
     inventory,
     orders,
     payments,
     platform_admin,
     products,
     promotions,
+    settlement,
     stock,
 )
 from pos_gateway.routes.common import success
@@ -160,6 +162,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         promotions,
         orders,
         payments,
+        gift_cards,
+        settlement,
         credentials,
         platform_admin,
     ):

@@ -9,7 +9,7 @@ import grpc
 from pos.customer.v1 import customer_pb2_grpc
 from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
 from pos.order.v1 import order_pb2_grpc
-from pos.payment.v1 import payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2_grpc, settlement_pb2_grpc
 from pos.promotion.v1 import promotion_pb2_grpc
 from pos_gateway.settings import GatewaySettings
 from pos_kit.grpc_client import channel
@@ -25,6 +25,9 @@ class Services:
     order: order_pb2_grpc.OrderServiceStub
     # Served by the inventory process, on its channel.
     stock: stock_pb2_grpc.StockServiceStub
+    # Served by the payment process, on its channel.
+    gift_cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    settlement: settlement_pb2_grpc.SettlementServiceStub
 
     async def close(self) -> None:
         for ch in self.channels.values():
@@ -48,4 +51,6 @@ def connect(settings: GatewaySettings) -> Services:
         payment_pb2_grpc.PaymentServiceStub(chans["payment"]),
         order_pb2_grpc.OrderServiceStub(chans["order"]),
         stock_pb2_grpc.StockServiceStub(chans["inventory"]),
+        gift_cards_pb2_grpc.GiftCardServiceStub(chans["payment"]),
+        settlement_pb2_grpc.SettlementServiceStub(chans["payment"]),
     )
