@@ -231,6 +231,16 @@ def deployment(c: Component) -> dict[str, Any]:
                     "valueFrom": {"secretKeyRef": {"name": "gateway-secrets", "key": secret}},
                 }
             )
+    if c.name == "payment":
+        # Keys the gift card codes' hashes: changing it loses every card's code.
+        env.append(
+            {
+                "name": "GIFT_CARD_CODE_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": "payment-secrets", "key": "GIFT_CARD_CODE_KEY"}
+                },
+            }
+        )
 
     if c.protocol == "grpc":
         # Native gRPC probes ask grpc.health.v1 for the server as a whole (service "").

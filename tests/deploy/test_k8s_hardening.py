@@ -132,7 +132,12 @@ def test_long_running_workloads_shut_down_gracefully(docs: list[Doc], overlay: s
             env = resolve_env(
                 container,
                 docs,
-                provided={"DATABASE_URL": "", "GATEWAY_SECRET_KEY": "", "TOKEN_SIGNING_KEYS": ""},
+                provided={
+                    "DATABASE_URL": "",
+                    "GATEWAY_SECRET_KEY": "",
+                    "TOKEN_SIGNING_KEYS": "",
+                    "GIFT_CARD_CODE_KEY": "",
+                },
             )
             if "GRPC_PORT" in env:
                 drain = 2 * float(env.get("SHUTDOWN_GRACE_SECONDS", "10"))

@@ -102,7 +102,12 @@ def _internal_ca(docs: list[Doc]) -> str:
 
 
 def _env(docs: list[Doc], container: Doc) -> dict[str, str]:
-    provided = {"DATABASE_URL": "", "GATEWAY_SECRET_KEY": "", "TOKEN_SIGNING_KEYS": ""}
+    provided = {
+        "DATABASE_URL": "",
+        "GATEWAY_SECRET_KEY": "",
+        "TOKEN_SIGNING_KEYS": "",
+        "GIFT_CARD_CODE_KEY": "",
+    }
     return resolve_env(container, docs, provided=provided)
 
 

@@ -82,7 +82,12 @@ class Platform:
         path = self.home / "secrets.json"
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted = {name: 18 for name in (*SERVICES, "gateway")}
-        wanted.update(gateway_secret_key=32, platform_admin_token=32, token_signing_key=32)
+        wanted.update(
+            gateway_secret_key=32,
+            platform_admin_token=32,
+            token_signing_key=32,
+            gift_card_code_key=32,
+        )
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
             return data
@@ -135,6 +140,8 @@ class Platform:
             # The sandbox voids uncaptured authorisations after an hour, not 7 days, so an
             # integrator sees the expiry path the same day (a merchant may set its own).
             env.update(AUTHORIZATION_WINDOW_SECONDS="3600")
+            # This home's own key of the gift card codes' hashes, kept with its data.
+            env.update(GIFT_CARD_CODE_KEY=self._secrets()["gift_card_code_key"])
         env.update(self.env_extra)
         return env
 
