@@ -281,7 +281,7 @@ class DeactivateIn(Body):
 
 
 # No body (or `{}`): deactivated with no reason given.
-_NO_REASON = DeactivateIn()
+_NO_REASON = DeactivateIn(reason="")
 
 
 @router.post(
