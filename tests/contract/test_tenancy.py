@@ -255,6 +255,8 @@ NOT_REFERENCES = {
     ("*", "external_id"),
     ("/v1/oauth/token", "client_id"),
     ("/v1/terminal-checkouts", "device_id"),
+    # A line of the order named beside it: the order is the resource checked.
+    ("/v1/gift-cards", "order_line_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -369,6 +371,18 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/terminal-checkouts"): lambda t: {
         "location_id": t.locations[0], "device_id": "sandbox_reader_timeout",
         "amount": {"amount": 500, "currency": "USD"}, "reference": "probe"},
+    ("get", "/v1/settlement-reports"): lambda t: {
+        "location_id": t.locations[0], "date": "2026-01-15"},
+    ("post", "/v1/gift-cards"): lambda t: {
+        "amount": {"amount": 500, "currency": "USD"}, "location_id": t.locations[0],
+        "customer_id": t.customer, "order_id": t.order},
+    ("post", "/v1/gift-cards/redeem"): lambda t: {
+        "code": _post(t.http, "/v1/gift-cards", {"amount": {"amount": 500, "currency": "USD"}})[
+            "code"], "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/gift-cards/{gift_card_id}/loads"): lambda t: {
+        "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/gift-cards/{gift_card_id}/refunds"): lambda t: {
+        "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
 }  # fmt: skip
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
+from pos.customer.v1 import customer_pb2
+from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
@@ -33,6 +35,7 @@ from pos_gateway.routes.common import (
     request_id,
     services,
 )
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.gift_cards import (
     GiftCard,
     GiftCardActivityList,
@@ -67,6 +70,19 @@ async def _code_budget(request: Request) -> None:
 CodeBudget = Annotated[None, Depends(_code_budget)]
 
 
+async def _known(
+    svc: Services, location_id: str, customer_id: str = "", order_id: str = ""
+) -> None:
+    """Ids a body names are the caller's own: another merchant's is a 404 exactly like a
+    made-up one (the owning service answers for its own), and nothing is written."""
+    if location_id:
+        await location_of(svc, location_id)
+    if customer_id:
+        await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+    if order_id:
+        await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+
+
 class PositiveMoneyIn(MoneyIn):
     amount: int = Field(
         ge=1, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
@@ -90,11 +106,13 @@ class GiftCardIn(Body):
         description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); absent: "
         "one is generated",
     )
-    customer_id: QueryId = ""
-    order_id: QueryId = Field("", description="The order that sold it (its gift-card line)")
+    customer_id: QueryId = Field("", description="Whose it is (store credit); yours, or a 404")
+    order_id: QueryId = Field(
+        "", description="The order that sold it (its gift-card line); yours, or a 404"
+    )
     order_line_id: QueryId = ""
     reason: Literal["sale", "store_credit", "promotional"] = "sale"
-    location_id: QueryId = Field("", description="Where it was sold")
+    location_id: QueryId = Field("", description="Where it was sold; yours, or a 404")
 
 
 def _moved(answer: Any) -> dict[str, Any]:
@@ -113,6 +131,7 @@ async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
     true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
     than the maximum balance a 400 `gift_card_balance_limit`. Store credit for a return
     without a receipt is a card with `reason: store_credit` and the customer."""
+    await _known(svc, body.location_id, body.customer_id, body.order_id)
     answer = await svc.gift_cards.IssueGiftCard(
         G.IssueGiftCardRequest(
             request_id=request_id(),
@@ -186,6 +205,7 @@ async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardR
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
     amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
     pay with `tender_type: gift_card` and its code instead."""
+    await _known(svc, body.location_id)
     answer = await svc.gift_cards.RedeemGiftCard(
         G.RedeemGiftCardRequest(
             request_id=request_id(),
@@ -221,6 +241,7 @@ class LoadIn(Body):
 async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
     """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
     card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`."""
+    await _known(svc, body.location_id)
     answer = await svc.gift_cards.LoadGiftCard(
         G.LoadGiftCardRequest(
             request_id=request_id(),
@@ -241,6 +262,7 @@ async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCa
 async def refund_to_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
     """A return to the card it was paid with (a refund of a gift card payment does this by
     itself)."""
+    await _known(svc, body.location_id)
     answer = await svc.gift_cards.RefundToGiftCard(
         G.RefundToGiftCardRequest(
             request_id=request_id(),

@@ -21,7 +21,7 @@ Svc = Annotated[Services, Depends(services)]
 DATE = r"^\d{4}-\d\d-\d\d$"
 
 
-async def _location(svc: Services, location_id: str) -> inventory_pb2.Location:
+async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location:
     """The location owns the day's time zone and the currency; the inventory service says
     which are yours, and any other (another merchant's too) is a 404 like a made-up one."""
     token = ""
@@ -59,7 +59,7 @@ async def get_settlement_report(
     sold (issued and loaded there) against redeemed; tips. A movement counts on the day it
     was asked for; the same sales split into different payments give the same totals. A
     report of a day not yet over changes as it goes on: `computed_at` says when it was made."""
-    location = await _location(svc, location_id)
+    location = await location_of(svc, location_id)
     answer = await svc.settlement.GetSettlementReport(
         S.GetSettlementReportRequest(
             location_id=location_id,
