@@ -122,8 +122,8 @@ def _moved(answer: Any) -> dict[str, Any]:
 
 @router.post(
     "/gift-cards",
-    **op("payments:write", "Issue a gift card", (404, *CREATE), example=ex.NEW_GIFT_CARD, status=201,
-         shown_once=("code",)),
+    **op("payments:write", "Issue a gift card", (404, *CREATE), example=ex.NEW_GIFT_CARD,
+         status=201, shown_once=("code",)),
 )  # fmt: skip
 async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
     """Activates a card with its opening balance. The code is in this answer only: a replay
