@@ -135,6 +135,8 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "gateway": ("GATEWAY_SECRET_KEY", "TOKEN_SIGNING_KEYS"),
     # Seals webhook signing secrets at rest (services/dispatcher/README.md).
     "dispatcher": ("DISPATCHER_SECRET_KEYS",),
+    # Keys the gift card codes' hashes: changing it loses every card's code.
+    "payment": ("GIFT_CARD_CODE_KEY",),
 }
 # Where webhooks may go: public addresses only, on any port (a partner's endpoint may listen
 # on 8443). The dispatcher refuses private ones itself; this says so again at the network.

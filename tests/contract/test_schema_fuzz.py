@@ -33,7 +33,15 @@ IDEMPOTENT_POSTS = "|".join(
      "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
      "orders/[^/]+/refunds", "terminal-checkouts", "terminal-checkouts/[^/]+/cancel",
      "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
-     "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay")
+     "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
+     "gift-cards", "gift-cards/(lookup|redeem)",
+     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)")
+)  # fmt: skip
+# Gift card rules on the card the request names or on its body: an amount in the card's
+# currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).
+GIFT_CARD_RULES = "|".join(
+    ("POST /v1/gift-cards", "POST /v1/gift-cards/redeem", "GET /v1/settlement-reports",
+     "POST /v1/gift-cards/[^/]+/(loads|refunds|adjustments)")
 )  # fmt: skip
 # Payment operations with rules on the payment the request names: an amount in its currency,
 # a tip in the amount's, a reader the sandbox has. Each is a 400 naming the field.
@@ -97,6 +105,10 @@ include-name-regex = "^({PAYMENT_RULES})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
 [[operations]]
+include-name-regex = "^({GIFT_CARD_RULES})$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
+
+[[operations]]
 include-name-regex = "^({CROSS_FIELD})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
@@ -110,7 +122,7 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 # A cursor is opaque: any string fits the schema, only one the API gave out is valid, and an
 # invalid one is a 400 (`page_token` in errors[]).
 [[operations]]
-include-name-regex = "^GET /v1/({PAGED_LISTS})$"
+include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
 # A checkout's lines must name distinct SKUs and a cash tender takes no card token: rules

@@ -129,6 +129,11 @@ def _subscription(http: httpx.Client) -> str:
     return str(_post(http, "/v1/webhook-subscriptions", body)["subscription"]["id"])
 
 
+def _gift_card(http: httpx.Client) -> str:
+    body = {"amount": {"amount": 2500, "currency": "USD"}}
+    return str(_post(http, "/v1/gift-cards", body)["gift_card"]["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -148,6 +153,12 @@ FACTORIES: dict[str, Factory] = {
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
+    "/v1/gift-cards/{gift_card_id}": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/loads": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/refunds": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/adjustments": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
+    "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/oauth-clients/{client_id}": _oauth_client,
     "/v1/events/{event_id}": _event,
@@ -169,6 +180,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): {"overlap_seconds": 60},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/replay-failed"): {},
+    ("post", "/v1/gift-cards/{gift_card_id}/loads"): {"amount": {"amount": 1, "currency": "USD"}},
+    ("post", "/v1/gift-cards/{gift_card_id}/refunds"): {"amount": {"amount": 1, "currency": "USD"}},
+    ("post", "/v1/gift-cards/{gift_card_id}/adjustments"): {
+        "amount": {"amount": -1, "currency": "USD"},
+        "reason": "Mallory's",
+    },
+    ("post", "/v1/gift-cards/{gift_card_id}/deactivate"): {"reason": "Mallory's"},
 }
 # Paths outside the merchant's tenancy (the platform operator's own credential).
 NOT_TENANT = ("/v1/admin/",)
@@ -274,6 +292,8 @@ NOT_REFERENCES = {
     ("/v1/oauth/token", "client_id"),
     ("/v1/terminal-checkouts", "device_id"),
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
+    # A line of the order named beside it: the order is the resource checked.
+    ("/v1/gift-cards", "order_line_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -388,6 +408,18 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/terminal-checkouts"): lambda t: {
         "location_id": t.locations[0], "device_id": "sandbox_reader_timeout",
         "amount": {"amount": 500, "currency": "USD"}, "reference": "probe"},
+    ("get", "/v1/settlement-reports"): lambda t: {
+        "location_id": t.locations[0], "date": "2026-01-15"},
+    ("post", "/v1/gift-cards"): lambda t: {
+        "amount": {"amount": 500, "currency": "USD"}, "location_id": t.locations[0],
+        "customer_id": t.customer, "order_id": t.order},
+    ("post", "/v1/gift-cards/redeem"): lambda t: {
+        "code": _post(t.http, "/v1/gift-cards", {"amount": {"amount": 500, "currency": "USD"}})[
+            "code"], "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/gift-cards/{gift_card_id}/loads"): lambda t: {
+        "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/gift-cards/{gift_card_id}/refunds"): lambda t: {
+        "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
 }  # fmt: skip
 
 

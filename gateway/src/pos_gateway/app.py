@@ -28,12 +28,14 @@ from pos_gateway.routes import (
     credentials,
     customers,
     events,
+    gift_cards,
     inventory,
     orders,
     payments,
     platform_admin,
     products,
     promotions,
+    settlement,
     stock,
 )
 from pos_gateway.routes.common import success
@@ -165,6 +167,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         orders,
         payments,
         events,
+        gift_cards,
+        settlement,
         credentials,
         platform_admin,
     ):

@@ -10,7 +10,7 @@ from pos.customer.v1 import customer_pb2_grpc
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
 from pos.order.v1 import order_pb2_grpc
-from pos.payment.v1 import payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2_grpc, settlement_pb2_grpc
 from pos.promotion.v1 import promotion_pb2_grpc
 from pos_gateway.settings import GatewaySettings
 from pos_kit.grpc_client import channel
@@ -27,6 +27,9 @@ class Services:
     dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
     # Served by the inventory process, on its channel.
     stock: stock_pb2_grpc.StockServiceStub
+    # Served by the payment process, on its channel.
+    gift_cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    settlement: settlement_pb2_grpc.SettlementServiceStub
 
     async def close(self) -> None:
         for ch in self.channels.values():
@@ -52,4 +55,6 @@ def connect(settings: GatewaySettings) -> Services:
         order_pb2_grpc.OrderServiceStub(chans["order"]),
         dispatcher_pb2_grpc.DispatcherServiceStub(chans["dispatcher"]),
         stock_pb2_grpc.StockServiceStub(chans["inventory"]),
+        gift_cards_pb2_grpc.GiftCardServiceStub(chans["payment"]),
+        settlement_pb2_grpc.SettlementServiceStub(chans["payment"]),
     )

@@ -368,3 +368,76 @@ DELIVERY = {
         }
     ],
 }
+GIFT_CARD = {
+    "id": "gc_01j9x6u2b3c4d5e6f7g8h9j0km",
+    "code_last4": "H3RZ",
+    "balance": usd(5000),
+    "status": "active",
+    "customer_id": "",
+    "order_id": ORDER_ID,
+    "order_line_id": "line_2",
+    "reason": "sale",
+    "location_id": LOCATION_ID,
+    "version": 2,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+}
+GIFT_CARD_ACTIVITY = {
+    "id": "gca_01j9x6u4b3c4d5e6f7g8h9j0km",
+    "gift_card_id": GIFT_CARD["id"],
+    "kind": "activate",
+    "amount": usd(5000),
+    "balance_after": usd(5000),
+    "reference": ORDER_ID,
+    "location_id": LOCATION_ID,
+    "created_at": CREATED,
+}
+GIFT_CARD_MOVED = {"gift_card": GIFT_CARD, "activity": GIFT_CARD_ACTIVITY}
+NEW_GIFT_CARD = {**GIFT_CARD_MOVED, "code": "7KQ2-M9XD-TW4P-H3RZ", "secret_redacted": False}
+GIFT_CARD_REDEEMED = {
+    "gift_card": {**GIFT_CARD, "balance": usd(0), "version": 3, "updated_at": UPDATED},
+    "activity": {
+        **GIFT_CARD_ACTIVITY,
+        "id": "gca_01j9x6u6b3c4d5e6f7g8h9j0km",
+        "kind": "redeem",
+        "amount": usd(-5000),
+        "balance_after": usd(0),
+        "reference": "register 2 sale 1190",
+        "created_at": UPDATED,
+    },
+    "redeemed": usd(5000),
+    "remaining_due": usd(1040),
+}
+
+
+def _tender(name: str, captured: int, n: int, refunded: int, m: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "captured": usd(captured),
+        "captured_count": n,
+        "refunded": usd(refunded),
+        "refunded_count": m,
+        "net": usd(captured - refunded),
+    }
+
+
+SETTLEMENT_REPORT = {
+    "location_id": LOCATION_ID,
+    "date": "2026-01-15",
+    "time_zone": "America/New_York",
+    "starts_at": "2026-01-15T05:00:00.000Z",
+    "ends_at": "2026-01-16T05:00:00.000Z",
+    "tenders": [
+        _tender("cash", 48210, 31, 1200, 1),
+        _tender("card", 215990, 64, 6040, 2),
+        _tender("gift_card", 12500, 4, 0, 0),
+        _tender("external", 0, 0, 0, 0),
+    ],
+    "card_brands": [_tender("mastercard", 80990, 22, 0, 0), _tender("visa", 135000, 42, 6040, 2)],
+    "gift_cards_sold": usd(15000),
+    "gift_cards_sold_count": 3,
+    "gift_cards_redeemed": usd(12500),
+    "tips": usd(9350),
+    "net": usd(269460),
+    "computed_at": "2026-01-16T05:10:00.000Z",
+}

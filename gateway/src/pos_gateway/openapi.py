@@ -51,9 +51,11 @@ TAGS = {
     "orders and payments": "The checkout (price, promotion, tax, payment, confirmation), "
     "orders and payments",
     "payments": "Payments (authorised, captured in parts, voided), refunds to the tenders they "
-    "were taken on, and the change feed of both",
+    "were taken on, and the change feed of both; the settlement report of a location's day",
     "events": "The ordered event feed (every sale, stock and customer change) and signed "
     "webhook subscriptions (Standard Webhooks), their deliveries and replays",
+    "gift cards": "Stored value: issue, load, redeem, balance, the activity ledger. A code "
+    "travels only in request bodies and is shown once",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
     "platform administration": "Merchants and dead letters, with the platform credential "
     "(off unless configured)",

@@ -90,6 +90,7 @@ class Platform:
             platform_admin_token=32,
             token_signing_key=32,
             dispatcher_secret_key=32,
+            gift_card_code_key=32,
         )
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
@@ -149,6 +150,8 @@ class Platform:
                 # The sandbox: a developer receives webhooks on their own laptop.
                 WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
             )
+            # This home's own key of the gift card codes' hashes, kept with its data.
+            env.update(GIFT_CARD_CODE_KEY=self._secrets()["gift_card_code_key"])
         env.update(self.env_extra)
         return env
 

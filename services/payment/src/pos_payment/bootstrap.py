@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,8 +13,14 @@ from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
-from pos_kit.settings import GrpcServiceSettings
-from pos_payment.adapters import events
+from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
+from pos_payment.adapters import events, gift_card_messages
+from pos_payment.adapters.gift_cards import (
+    CodeHasher,
+    GiftCardTender,
+    GiftCardUow,
+    WithSandboxCodes,
+)
 from pos_payment.adapters.repository import PaymentUow
 from pos_payment.adapters.sandbox import (
     RecordedTender,
@@ -22,15 +29,20 @@ from pos_payment.adapters.sandbox import (
     gift_card_script,
 )
 from pos_payment.adapters.tables import kit, metadata
-from pos_payment.domain import model
+from pos_payment.domain import gift_cards, model
 from pos_payment.domain.model import TenderType
-from pos_payment.entrypoints import grpc_api
+from pos_payment.entrypoints import gift_cards_api, grpc_api, settlement_api
 from pos_payment.entrypoints.sweeper import Sweeper
 from pos_payment.service.handlers import Policy
-from pos_payment.service.ports import Processors, TerminalReader
+from pos_payment.service.ports import Processors, TenderProcessor, TerminalReader
+
+GiftCardUowFactory = Callable[[], GiftCardUow]
 
 NAME = "payment"
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+DEVELOPMENT_CODE_KEY = "development-only-gift-card-code-key-not-for-production"
 
 
 class Settings(GrpcServiceSettings):
@@ -48,16 +60,46 @@ class Settings(GrpcServiceSettings):
     # pending call is left to its own request before the reconciler looks it up.
     sweep_interval_seconds: float = Field(2.0, gt=0)
     reconcile_after_seconds: float = Field(60.0, ge=0)
+    # Keys the gift card codes' hashes (HMAC-SHA256). Changing it loses every card's code:
+    # production must set its own (refused below), and keep it.
+    gift_card_code_key: str = DEVELOPMENT_CODE_KEY
+    # Codes no card has that start `gc_` answer as sandbox gift cards (see adapters/sandbox.py).
+    sandbox_gift_cards: bool = True
+
+    def _check_secrets(self) -> None:
+        if self.gift_card_code_key == DEVELOPMENT_CODE_KEY:
+            raise ValueError("GIFT_CARD_CODE_KEY must be set in production")
+        refuse_placeholder("GIFT_CARD_CODE_KEY", self.gift_card_code_key)
 
 
-def processors_for(engine: AsyncEngine, settings: Settings) -> Processors:
-    # The sandboxes are the only processors so far; a real acquirer is another TenderProcessor,
-    # and the gift card service will take the sandbox gift cards' place.
+def gift_card_uow(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> GiftCardUowFactory:
+    """Units of work of the gift cards: the runtime's engine and relay, their own events."""
+    hasher = CodeHasher(settings.gift_card_code_key)
+
+    def new() -> GiftCardUow:
+        uow = GiftCardUow(runtime.engine, runtime.tables, on_commit=runtime.wake_relay)
+        uow.hasher = hasher
+        return uow
+
+    return new
+
+
+def processors_for(
+    engine: AsyncEngine, settings: Settings, cards: GiftCardUowFactory | None = None
+) -> Processors:
+    # The card sandbox is the only card processor so far; a real acquirer is another
+    # TenderProcessor. Gift cards are real (the gift card ledger), the sandbox's `gc_` codes
+    # kept beside them unless switched off.
     delay = settings.sandbox_delay_seconds
     recorded = RecordedTender()
+    sandbox_cards = SandboxProcessor(engine, gift_card_script, delay)
+    gift: TenderProcessor = sandbox_cards
+    if cards is not None:
+        real = GiftCardTender(cards)
+        gift = WithSandboxCodes(real, sandbox_cards) if settings.sandbox_gift_cards else real
     return {
         TenderType.CARD: SandboxProcessor(engine, delay_seconds=delay),
-        TenderType.GIFT_CARD: SandboxProcessor(engine, gift_card_script, delay),
+        TenderType.GIFT_CARD: gift,
         TenderType.CASH: recorded,
         TenderType.EXTERNAL: recorded,
     }
@@ -80,7 +122,7 @@ def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Swee
     return Sweeper(
         runtime.engine,
         runtime.uow,
-        processors_for(runtime.engine, settings),
+        processors_for(runtime.engine, settings, gift_card_uow(runtime, settings)),
         reader_for(runtime.engine, settings),
         policy_for(settings),
         settings.sweep_interval_seconds,
@@ -90,15 +132,24 @@ def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Swee
 
 def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     events.REGISTRY.check(model.EVENTS)
+    gift_card_messages.REGISTRY.check(gift_cards.EVENTS)
     runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
     runtime.background.append(sweeper_for(runtime, settings).run)
-    processors = processors_for(runtime.engine, settings)
+    cards = gift_card_uow(runtime, settings)
+    processors = processors_for(runtime.engine, settings, cards)
     policy = policy_for(settings)
     service = kit_service.grpc_service(
         NAME,
         settings,
         grpc_api.registrar(runtime.uow, processors, reader_for(runtime.engine, settings), policy),
         grpc_api.SERVICE_NAME,
+        more=[
+            (
+                gift_cards_api.registrar(cards, CodeHasher(settings.gift_card_code_key)),
+                gift_cards_api.SERVICE_NAME,
+            ),
+            (settlement_api.registrar(runtime.uow), settlement_api.SERVICE_NAME),
+        ],
     )
     return runtime, service
 

@@ -1,0 +1,366 @@
+"""Gift cards: /v1/gift-cards and /v1/gift-card-settings.
+
+A gift card code is a bearer secret: it travels only in request bodies (never a URL), the
+answer that issues a card is the only one that shows it (`shown_once`, so the Idempotency-Key
+store keeps it null), and every operation that takes a code spends from a bucket of code
+look-ups per credential, far smaller than the general rate limit, against guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field
+
+from pos.customer.v1 import customer_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
+from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.routes.common import (
+    CREATE,
+    INT64,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    PathId,
+    QueryId,
+    example,
+    op,
+    request_id,
+    services,
+)
+from pos_gateway.routes.settlement import location_of
+from pos_gateway.schemas.gift_cards import (
+    GiftCard,
+    GiftCardActivityList,
+    GiftCardCode,
+    GiftCardMoved,
+    GiftCardRedeemed,
+    GiftCardSettings,
+    NewGiftCard,
+)
+
+router = APIRouter(prefix="/v1", tags=["gift cards"])
+Svc = Annotated[Services, Depends(services)]
+
+# Code look-ups per credential: a burst of 20, then one a second. A till uses a few a sale; a
+# guesser of 78-bit codes gets nowhere at that pace. In process, so bounded per replica.
+CODE_LOOKUPS = TokenBuckets(1.0, 20)
+
+
+async def _code_budget(request: Request) -> None:
+    principal = getattr(request.state, "principal", None)
+    decision = await CODE_LOOKUPS.decide(getattr(principal, "key_id", ""))
+    if not decision.allowed:
+        raise Problem(
+            429,
+            "code_lookups_limited",
+            "too many gift card code look-ups for this credential; retry after the given time",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+# Spent by every route that takes a code, before the code goes anywhere.
+CodeBudget = Annotated[None, Depends(_code_budget)]
+
+
+async def _known(
+    svc: Services, location_id: str, customer_id: str = "", order_id: str = ""
+) -> None:
+    """Ids a body names are the caller's own: another merchant's is a 404 exactly like a
+    made-up one (the owning service answers for its own), and nothing is written."""
+    if location_id:
+        await location_of(svc, location_id)
+    if customer_id:
+        await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+    if order_id:
+        await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+
+
+class PositiveMoneyIn(MoneyIn):
+    amount: int = Field(
+        ge=1, le=10**12, json_schema_extra=INT64, description="Integer minor units: 2599 = 25.99"
+    )
+
+
+class SignedMoneyIn(MoneyIn):
+    amount: int = Field(
+        ge=-(10**12), le=10**12, json_schema_extra=INT64, description="Signed minor units"
+    )
+
+
+class GiftCardIn(Body):
+    model_config = example(
+        {"amount": ex.usd(5000), "location_id": ex.LOCATION_ID, "reason": "sale"}
+    )
+
+    amount: PositiveMoneyIn = Field(description="The opening balance")
+    code: GiftCardCode | None = Field(
+        None,
+        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); absent: "
+        "one is generated",
+    )
+    customer_id: QueryId = Field("", description="Whose it is (store credit); yours, or a 404")
+    order_id: QueryId = Field(
+        "", description="The order that sold it (its gift-card line); yours, or a 404"
+    )
+    order_line_id: QueryId = ""
+    reason: Literal["sale", "store_credit", "promotional"] = "sale"
+    location_id: QueryId = Field("", description="Where it was sold; yours, or a 404")
+
+
+def _moved(answer: Any) -> dict[str, Any]:
+    """The card and the activity of any answer that carries both."""
+    return {"gift_card": to_json(answer.gift_card), "activity": to_json(answer.activity)}
+
+
+@router.post(
+    "/gift-cards",
+    **op("payments:write", "Issue a gift card", (404, *CREATE), example=ex.NEW_GIFT_CARD,
+         status=201, shown_once=("code",)),
+)  # fmt: skip
+async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
+    """Activates a card with its opening balance. The code is in this answer only: a replay
+    of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
+    true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
+    than the maximum balance a 400 `gift_card_balance_limit`. Store credit for a return
+    without a receipt is a card with `reason: store_credit` and the customer."""
+    await _known(svc, body.location_id, body.customer_id, body.order_id)
+    answer = await svc.gift_cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=request_id(),
+            amount=body.amount.pb(),
+            code=body.code or "",
+            customer_id=body.customer_id,
+            order_id=body.order_id,
+            order_line_id=body.order_line_id,
+            reason=body.reason,
+            location_id=body.location_id,
+        )
+    )
+    return NewGiftCard.model_validate(
+        {
+            **_moved(answer),
+            "code": answer.code or None,
+            "secret_redacted": answer.code_redacted,
+        }
+    )
+
+
+@router.get(
+    "/gift-cards/{gift_card_id}",
+    **op("payments:read", "Get a gift card", (404,), example=ex.GIFT_CARD),
+)
+async def get_gift_card(gift_card_id: PathId, svc: Svc) -> GiftCard:
+    answer = await svc.gift_cards.GetGiftCard(G.GetGiftCardRequest(id=gift_card_id))
+    return to_model(GiftCard, answer.gift_card)
+
+
+class CodeIn(Body):
+    model_config = example({"code": "7KQ2-M9XD-TW4P-H3RZ"})
+
+    code: GiftCardCode
+
+
+@router.post(
+    "/gift-cards/lookup",
+    **op("payments:read", "Find a gift card by its code", (404, 429), example=ex.GIFT_CARD),
+)
+async def look_up_gift_card(body: CodeIn, svc: Svc, _: CodeBudget) -> GiftCard:
+    """The balance check at a till. The code goes in the body, never in a URL. A code no card
+    of yours has is a 404 `resource_missing` that says nothing more. Code look-ups (this and
+    redemptions) are limited per credential: 20 at once, then one a second (429
+    `code_lookups_limited` with `Retry-After`)."""
+    answer = await svc.gift_cards.LookupGiftCard(G.LookupGiftCardRequest(code=body.code))
+    return to_model(GiftCard, answer.gift_card)
+
+
+class RedeemIn(Body):
+    model_config = example(
+        {"code": "7KQ2-M9XD-TW4P-H3RZ", "amount": ex.usd(2500), "allow_partial": True}
+    )
+
+    code: GiftCardCode
+    amount: PositiveMoneyIn
+    allow_partial: bool = Field(
+        False, description="Take what the balance covers, the rest due on another tender"
+    )
+    reference: str = Field("", max_length=128)
+    location_id: QueryId = ""
+
+
+@router.post(
+    "/gift-cards/redeem",
+    **op("payments:write", "Redeem value from a gift card", (404, 429, *CREATE),
+         example=ex.GIFT_CARD_REDEEMED),
+)  # fmt: skip
+async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardRedeemed:
+    """Never below zero, also when redemptions race. Without `allow_partial`, more than the
+    balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
+    amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
+    pay with `tender_type: gift_card` and its code instead."""
+    await _known(svc, body.location_id)
+    answer = await svc.gift_cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(
+            request_id=request_id(),
+            code=body.code,
+            amount=body.amount.pb(),
+            allow_partial=body.allow_partial,
+            reference=body.reference,
+            location_id=body.location_id,
+        )
+    )
+    return GiftCardRedeemed.model_validate(
+        {
+            **_moved(answer),
+            "redeemed": to_json(answer.redeemed),
+            "remaining_due": to_json(answer.remaining_due),
+        }
+    )
+
+
+class LoadIn(Body):
+    model_config = example({"amount": ex.usd(2000), "location_id": ex.LOCATION_ID})
+
+    amount: PositiveMoneyIn
+    reference: str = Field("", max_length=128)
+    location_id: QueryId = ""
+
+
+@router.post(
+    "/gift-cards/{gift_card_id}/loads",
+    **op("payments:write", "Load value onto a gift card", (404, *CREATE),
+         example=ex.GIFT_CARD_MOVED, status=201),
+)  # fmt: skip
+async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
+    """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
+    card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`."""
+    await _known(svc, body.location_id)
+    answer = await svc.gift_cards.LoadGiftCard(
+        G.LoadGiftCardRequest(
+            request_id=request_id(),
+            id=gift_card_id,
+            amount=body.amount.pb(),
+            reference=body.reference,
+            location_id=body.location_id,
+        )
+    )
+    return GiftCardMoved.model_validate(_moved(answer))
+
+
+@router.post(
+    "/gift-cards/{gift_card_id}/refunds",
+    **op("payments:write", "Give value back to a gift card", (404, *CREATE),
+         example=ex.GIFT_CARD_MOVED, status=201),
+)  # fmt: skip
+async def refund_to_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
+    """A return to the card it was paid with (a refund of a gift card payment does this by
+    itself)."""
+    await _known(svc, body.location_id)
+    answer = await svc.gift_cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=request_id(),
+            id=gift_card_id,
+            amount=body.amount.pb(),
+            reference=body.reference,
+            location_id=body.location_id,
+        )
+    )
+    return GiftCardMoved.model_validate(_moved(answer))
+
+
+class AdjustIn(Body):
+    model_config = example({"amount": ex.usd(-500), "reason": "miscounted at activation"})
+
+    amount: SignedMoneyIn = Field(description="Signed; never taking the balance below zero")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+@router.post(
+    "/gift-cards/{gift_card_id}/adjustments",
+    **op("payments:write", "Correct a gift card's balance", (404, *CREATE),
+         example=ex.GIFT_CARD_MOVED, status=201),
+)  # fmt: skip
+async def adjust_gift_card(gift_card_id: PathId, body: AdjustIn, svc: Svc) -> GiftCardMoved:
+    answer = await svc.gift_cards.AdjustGiftCard(
+        G.AdjustGiftCardRequest(
+            request_id=request_id(), id=gift_card_id, amount=body.amount.pb(), reason=body.reason
+        )
+    )
+    return GiftCardMoved.model_validate(_moved(answer))
+
+
+class DeactivateIn(Body):
+    model_config = example({"reason": "order_cancelled"})
+
+    reason: str = Field("", max_length=200)
+
+
+# No body (or `{}`): deactivated with no reason given.
+_NO_REASON = DeactivateIn(reason="")
+
+
+@router.post(
+    "/gift-cards/{gift_card_id}/deactivate",
+    **op("payments:write", "Deactivate a gift card", (404, *CREATE), example=ex.GIFT_CARD_MOVED),
+)
+async def deactivate_gift_card(
+    gift_card_id: PathId, svc: Svc, body: DeactivateIn = _NO_REASON
+) -> GiftCardMoved:
+    """Its balance goes to zero (a `deactivate` activity) and it takes nothing more: the
+    order saga does this when an order with a gift-card line is cancelled or the line returned.
+    A card already deactivated is a 409 `gift_card_inactive`."""
+    answer = await svc.gift_cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=request_id(), id=gift_card_id, reason=body.reason)
+    )
+    return GiftCardMoved.model_validate(_moved(answer))
+
+
+@router.get(
+    "/gift-cards/{gift_card_id}/activities",
+    **op("payments:read", "List a gift card's activities", (404,),
+         example=ex.page(ex.GIFT_CARD_ACTIVITY)),
+)  # fmt: skip
+async def list_gift_card_activities(
+    gift_card_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+) -> GiftCardActivityList:
+    """Oldest first. The amounts sum to the card's balance."""
+    answer = await svc.gift_cards.ListGiftCardActivities(
+        G.ListGiftCardActivitiesRequest(
+            gift_card_id=gift_card_id, page_size=limit, page_token=cursor or ""
+        )
+    )
+    return to_page(GiftCardActivityList, answer.activities, answer.next_page_token)
+
+
+class GiftCardSettingsIn(Body):
+    model_config = example({"max_balance": 100000})
+
+    max_balance: int = Field(ge=1, le=10**12, json_schema_extra=INT64)
+
+
+@router.get(
+    "/gift-card-settings",
+    **op("payments:read", "Get your gift card settings", example={"max_balance": 200000}),
+)
+async def get_gift_card_settings(svc: Svc) -> GiftCardSettings:
+    """The default maximum balance is 200000 minor units (2,000.00)."""
+    answer = await svc.gift_cards.GetGiftCardSettings(G.GetGiftCardSettingsRequest())
+    return to_model(GiftCardSettings, answer.settings)
+
+
+@router.put(
+    "/gift-card-settings",
+    **op("payments:write", "Change your gift card settings", example={"max_balance": 100000}),
+)
+async def put_gift_card_settings(body: GiftCardSettingsIn, svc: Svc) -> GiftCardSettings:
+    answer = await svc.gift_cards.UpdateGiftCardSettings(
+        G.UpdateGiftCardSettingsRequest(request_id=request_id(), max_balance=body.max_balance)
+    )
+    return to_model(GiftCardSettings, answer.settings)

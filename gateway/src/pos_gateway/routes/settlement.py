@@ -1,0 +1,71 @@
+"""The settlement report of a location's day: /v1/settlement-reports."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from pos.inventory.v1 import inventory_pb2
+from pos.payment.v1 import settlement_pb2 as S
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_model
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import UNKNOWN_LOCATION, QueryId, op, services
+from pos_gateway.schemas.gift_cards import SettlementReport
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+Svc = Annotated[Services, Depends(services)]
+
+DATE = r"^\d{4}-\d\d-\d\d$"
+
+
+async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location:
+    """The location owns the day's time zone and the currency; the inventory service says
+    which are yours, and any other (another merchant's too) is a 404 like a made-up one."""
+    token = ""
+    while True:
+        page = await svc.inventory.ListLocations(
+            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+        )
+        found: inventory_pb2.Location | None = next(
+            (loc for loc in page.locations if loc.id == location_id), None
+        )
+        if found is not None:
+            return found
+        token = page.next_page_token
+        if not token:
+            raise Problem(
+                404,
+                "resource_missing",
+                f"location {location_id!r} was not found",
+                extra={"resource": "location"},
+            )
+
+
+@router.get(
+    "/settlement-reports",
+    **op("payments:read", "A location's settlement report for a day", (404,),
+         example=ex.SETTLEMENT_REPORT),
+)  # fmt: skip
+async def get_settlement_report(
+    svc: Svc,
+    location_id: Annotated[QueryId, Query(min_length=1, description=UNKNOWN_LOCATION)],
+    date: Annotated[str, Query(pattern=DATE, max_length=10, description="The local day")],
+) -> SettlementReport:
+    """The day is the location's calendar day in its own time zone, in its currency. Per
+    tender: captured, refunded and net amounts and counts; card totals by brand; gift cards
+    sold (issued and loaded there) against redeemed; tips. A movement counts on the day it
+    was asked for; the same sales split into different payments give the same totals. A
+    report of a day not yet over changes as it goes on: `computed_at` says when it was made."""
+    location = await location_of(svc, location_id)
+    answer = await svc.settlement.GetSettlementReport(
+        S.GetSettlementReportRequest(
+            location_id=location_id,
+            date=date,
+            time_zone=location.time_zone or "UTC",
+            currency=location.currency,
+        )
+    )
+    return to_model(SettlementReport, answer.report)

@@ -1,0 +1,114 @@
+"""Gift cards, their activities, and the settlement report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from pos_gateway.routes.common import INT64, INT64_MAX
+from pos_gateway.schemas.base import (
+    Answer,
+    Count,
+    Currency,
+    Id,
+    Money,
+    OptionalId,
+    Page,
+    Timestamp,
+    Units,
+)
+
+# A code as printed (groups of four) or as a merchant's pre-printed card has it.
+GiftCardCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_ -]{4,80}$", max_length=80)]
+
+
+class GiftCard(Answer):
+    id: Id
+    code_last4: str = Field(max_length=4, description="All that is kept of the code")
+    balance: Money
+    status: str = Field(max_length=32, description="`active` or `deactivated`")
+    customer_id: OptionalId
+    order_id: OptionalId = Field(description="The order that sold it, as an order line")
+    order_line_id: OptionalId
+    reason: str = Field(
+        max_length=32,
+        description="`sale`, `store_credit` (a return without a receipt) or `promotional`",
+    )
+    location_id: OptionalId
+    version: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class SignedMoney(Answer):
+    """Money that may be negative: value leaving a card."""
+
+    amount: Units = Field(description="Integer minor units, signed: -2599 = -25.99")
+    currency: Currency
+
+
+class GiftCardActivity(Answer):
+    id: Id
+    gift_card_id: Id
+    kind: str = Field(
+        max_length=32,
+        description="`activate`, `load`, `redeem`, `refund`, `adjust` or `deactivate`",
+    )
+    amount: SignedMoney = Field(description="Value in positive, value out negative")
+    balance_after: Money
+    reference: str = Field(max_length=200, description="A payment, order or note")
+    location_id: OptionalId
+    created_at: Timestamp
+
+
+class GiftCardActivityList(Page[GiftCardActivity]):
+    pass
+
+
+class GiftCardMoved(Answer):
+    """A card after a change, and the activity the change wrote."""
+
+    gift_card: GiftCard
+    activity: GiftCardActivity
+
+
+class NewGiftCard(GiftCardMoved):
+    code: GiftCardCode | None = Field(description="Shown in this answer only; null in a replay")
+    secret_redacted: bool = Field(description="true in a replay: the code is not kept")
+
+
+class GiftCardRedeemed(GiftCardMoved):
+    redeemed: Money = Field(description="What the card gave")
+    remaining_due: Money = Field(description="What is still due on another tender")
+
+
+class GiftCardSettings(Answer):
+    max_balance: int = Field(
+        ge=1, le=10**12, json_schema_extra=INT64, description="The most one card may hold"
+    )
+
+
+class TenderTotals(Answer):
+    name: str = Field(max_length=32, description="A tender type, or a card brand")
+    captured: Money
+    captured_count: Count
+    refunded: Money
+    refunded_count: Count
+    net: Money
+
+
+class SettlementReport(Answer):
+    location_id: Id
+    date: str = Field(pattern=r"^\d{4}-\d\d-\d\d$", max_length=10)
+    time_zone: str = Field(max_length=64, description="The location's, which sets the day")
+    starts_at: Timestamp = Field(description="Local midnight, in UTC")
+    ends_at: Timestamp = Field(description="The next local midnight (23 to 25 hours later)")
+    tenders: list[TenderTotals] = Field(max_length=16, description="Every tender type")
+    card_brands: list[TenderTotals] = Field(max_length=64)
+    gift_cards_sold: Money = Field(description="Value put on cards here: issued and loaded")
+    gift_cards_sold_count: Count
+    gift_cards_redeemed: Money = Field(description="The gift card tender, net of refunds")
+    tips: Money
+    net: Money
+    computed_at: Timestamp

@@ -1,0 +1,103 @@
+"""The gift card tables and the settlement report's index, in the payment database's metadata.
+
+No code column, ever: a card is found by the keyed hash of its code (`code_hash`), and all that
+is kept of the code besides is its last four characters.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from pos_payment.adapters.tables import metadata, operations, payments, refunds
+
+gift_cards = Table(
+    "gift_cards",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("code_last4", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("customer_id", Text, nullable=False, server_default=""),
+    Column("order_id", Text, nullable=False, server_default=""),
+    Column("order_line_id", Text, nullable=False, server_default=""),
+    Column("reason", Text, nullable=False),
+    Column("location_id", Text, nullable=False, server_default=""),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="gift_cards_pkey"),
+    UniqueConstraint("merchant_id", "code_hash", name="gift_cards_code_hash"),
+    # The last line of defence of the first invariant: a bug cannot store a negative balance.
+    CheckConstraint("balance >= 0", name="gift_cards_balance_not_negative"),
+)
+
+# The ledger: append only. Sum of amount per card == the card's balance.
+gift_card_activities = Table(
+    "gift_card_activities",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("gift_card_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("location_id", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="gift_card_activities_pkey"),
+    Index("gift_card_activities_card", "merchant_id", "gift_card_id", "created_at", "id"),
+    Index("gift_card_activities_day", "merchant_id", "location_id", "created_at"),
+)
+
+# What the gift card tender answered each processor idempotency key (approvals and declines),
+# so a repeated call replays and the reconciler's lookup finds the truth. No code in it.
+gift_card_tender_calls = Table(
+    "gift_card_tender_calls",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("gift_card_id", Text, nullable=False, server_default=""),
+    Column("amount", BigInteger, nullable=False),
+    Column("approved", Boolean, nullable=False),
+    # The redemption's activity id: what captures, voids and refunds of it name.
+    Column("reference", Text, nullable=False),
+    Column("last4", Text, nullable=False, server_default=""),
+    Column("decline_code", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("key", name="gift_card_tender_calls_pkey"),
+    Index("gift_card_tender_calls_reference", "merchant_id", "reference"),
+)
+
+gift_card_settings = Table(
+    "gift_card_settings",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("max_balance", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", name="gift_card_settings_pkey"),
+)
+
+# The settlement report reads one location's day: these keep it to that day's rows.
+Index(
+    "payments_location_day", payments.c.merchant_id, payments.c.location_id, payments.c.created_at
+)
+Index("payment_operations_day", operations.c.merchant_id, operations.c.created_at)
+Index("refunds_day", refunds.c.merchant_id, refunds.c.created_at)

@@ -1,0 +1,127 @@
+"""The settlement report's reads: one location's captures, refunds, tips and gift cards sold
+between two instants, summed by PostgreSQL (a day of 100,000 payments arrives as a few rows).
+
+Each movement counts at the time it was asked for (its row's created_at): a sale captured at
+once, a later capture operation, a refund. Those times never change, so a closed day's report
+stays what it was (`updated_at` moves with every later change of the row); a movement the
+processor settled late (pending, then reconciled) joins the day it was asked on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_payment.adapters.gift_card_tables import gift_card_activities
+from pos_payment.adapters.tables import operations, payments, refunds
+from pos_payment.domain.settlement import Day, Movement
+
+
+class SqlSettlementLedger:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _payments_here(self, day: Day) -> list[ColumnElement[bool]]:
+        p = payments
+        return [
+            p.c.merchant_id == self._merchant,
+            p.c.location_id == day.location_id,
+            p.c.currency == day.currency,
+        ]
+
+    async def movements(self, day: Day) -> list[Movement]:
+        p, o, r = payments, operations, refunds
+        start, end = day.starts_at, day.ends_at
+        at_once = select(
+            p.c.tender_type,
+            p.c.card_brand,
+            literal(False).label("refund"),
+            p.c.captured.label("amount"),
+        ).where(
+            *self._payments_here(day),
+            p.c.capture_at_once.is_(True),
+            p.c.captured > 0,
+            p.c.created_at >= start,
+            p.c.created_at < end,
+        )
+        joined = and_(p.c.merchant_id == o.c.merchant_id, p.c.id == o.c.payment_id)
+        later = (
+            select(
+                p.c.tender_type,
+                p.c.card_brand,
+                literal(False).label("refund"),
+                o.c.amount.label("amount"),
+            )
+            .select_from(o.join(p, joined))
+            .where(
+                o.c.merchant_id == self._merchant,
+                o.c.kind == "capture",
+                o.c.status == "succeeded",
+                o.c.created_at >= start,
+                o.c.created_at < end,
+                *self._payments_here(day),
+            )
+        )
+        paid = and_(p.c.merchant_id == r.c.merchant_id, p.c.id == r.c.payment_id)
+        refunded = (
+            select(
+                p.c.tender_type,
+                p.c.card_brand,
+                literal(True).label("refund"),
+                r.c.amount.label("amount"),
+            )
+            .select_from(r.join(p, paid))
+            .where(
+                r.c.merchant_id == self._merchant,
+                r.c.status == "succeeded",
+                r.c.created_at >= start,
+                r.c.created_at < end,
+                *self._payments_here(day),
+            )
+        )
+        moved = union_all(at_once, later, refunded).subquery()
+        query = select(
+            moved.c.tender_type,
+            moved.c.card_brand,
+            moved.c.refund,
+            func.sum(moved.c.amount).label("amount"),
+            func.count().label("count"),
+        ).group_by(moved.c.tender_type, moved.c.card_brand, moved.c.refund)
+        rows = (await self._conn.execute(query)).all()
+        return [
+            Movement(row.tender_type, row.card_brand, row.refund, int(row.amount), int(row[4]))
+            for row in rows
+        ]
+
+    async def tips(self, day: Day) -> int:
+        """Tips of the payments taken that day (a tip belongs to the sale it came with)."""
+        p = payments
+        total = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(p.c.tip), 0)).where(
+                    *self._payments_here(day),
+                    p.c.captured > 0,
+                    p.c.created_at >= day.starts_at,
+                    p.c.created_at < day.ends_at,
+                )
+            )
+        ).scalar_one()
+        return int(total)
+
+    async def gift_cards_sold(self, day: Day) -> tuple[int, int]:
+        """Value put on cards at the location: activations and loads, and how many."""
+        a = gift_card_activities
+        row = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(a.c.amount), 0), func.count()).where(
+                    a.c.merchant_id == self._merchant,
+                    a.c.location_id == day.location_id,
+                    a.c.currency == day.currency,
+                    a.c.kind.in_(("activate", "load")),
+                    a.c.created_at >= day.starts_at,
+                    a.c.created_at < day.ends_at,
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])

@@ -1,0 +1,141 @@
+"""The settlement report: one location's local day, per tender, as the store closes it.
+
+Plain Python. The day is the location's calendar day in its own time zone, so a store in
+New York closes at its midnight, not at UTC's; a day is [local midnight, next local midnight),
+23 or 25 hours long across a daylight-saving change. Every amount is a sum of money movements
+(captures and refunds) by the time each movement happened, so the same totals come out however
+the day's sales were split into payments.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.money import MoneyError, check_currency
+
+TENDERS = ("cash", "card", "gift_card", "external")
+
+
+@dataclass(frozen=True)
+class Day:
+    location_id: str
+    date: date
+    time_zone: str
+    currency: str
+
+    @property
+    def starts_at(self) -> datetime:
+        return datetime.combine(self.date, time(0), ZoneInfo(self.time_zone))
+
+    @property
+    def ends_at(self) -> datetime:
+        return datetime.combine(self.date + timedelta(days=1), time(0), ZoneInfo(self.time_zone))
+
+
+def validate_day(location_id: str, day: str, time_zone: str, currency: str) -> Day:
+    violations: list[FieldViolation] = require(bool(location_id), "location_id", "is required")
+    violations += require(len(location_id) <= 64, "location_id", "must be at most 64 characters")
+    parsed = None
+    try:
+        parsed = date.fromisoformat(day) if len(day) == 10 else None
+    except ValueError:
+        parsed = None
+    violations += require(parsed is not None, "date", "must be a date, YYYY-MM-DD")
+    known = False
+    if time_zone and len(time_zone) <= 64:
+        try:
+            known = ZoneInfo(time_zone) is not None
+        except (ZoneInfoNotFoundError, ValueError):  # ValueError: a path, not a zone name
+            known = False
+    violations += require(known, "time_zone", "must be an IANA time zone, e.g. Europe/Paris")
+    try:
+        check_currency(currency)
+    except MoneyError:
+        violations.append(FieldViolation("currency", "must be an ISO 4217 code"))
+    raise_if(violations)
+    assert parsed is not None
+    return Day(location_id, parsed, time_zone, currency)
+
+
+@dataclass(frozen=True)
+class Movement:
+    """Captures or refunds of one tender and brand: their sum and how many (the store sums
+    them per group, so a day of many payments arrives as a few rows)."""
+
+    tender: str
+    brand: str
+    refund: bool
+    amount: int
+    count: int = 1
+
+
+@dataclass
+class Totals:
+    name: str
+    captured: int = 0
+    captured_count: int = 0
+    refunded: int = 0
+    refunded_count: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.captured - self.refunded
+
+    def add(self, movement: Movement) -> None:
+        if movement.refund:
+            self.refunded += movement.amount
+            self.refunded_count += movement.count
+        else:
+            self.captured += movement.amount
+            self.captured_count += movement.count
+
+
+@dataclass
+class SettlementReport:
+    day: Day
+    tenders: list[Totals]
+    card_brands: list[Totals]
+    gift_cards_sold: int
+    gift_cards_sold_count: int
+    tips: int
+    computed_at: datetime
+
+    @property
+    def gift_cards_redeemed(self) -> int:
+        return next(t.net for t in self.tenders if t.name == "gift_card")
+
+    @property
+    def net(self) -> int:
+        return sum(t.net for t in self.tenders)
+
+
+def build_report(
+    day: Day,
+    movements: Iterable[Movement],
+    sold: tuple[int, int],
+    tips: int,
+    computed_at: datetime,
+) -> SettlementReport:
+    """Every tender appears (zeros included), so a report always has the same shape."""
+    tenders = {name: Totals(name) for name in TENDERS}
+    brands: dict[str, Totals] = defaultdict(lambda: Totals(""))
+    for m in movements:
+        tenders.setdefault(m.tender, Totals(m.tender)).add(m)
+        if m.tender == "card":
+            brand = brands[m.brand or "unknown"]
+            brand.name = m.brand or "unknown"
+            brand.add(m)
+    return SettlementReport(
+        day,
+        list(tenders.values()),
+        sorted(brands.values(), key=lambda t: t.name),
+        sold[0],
+        sold[1],
+        tips,
+        computed_at,
+    )

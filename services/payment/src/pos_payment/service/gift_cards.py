@@ -1,0 +1,260 @@
+"""Gift card use cases: one short transaction each, the card's row locked while it changes.
+
+A code is accepted only to be normalised and hashed; no answer, error or event repeats it, and
+an unknown code gets the same answer whether or not any card ever had it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pos_kit.errors import DomainError, ErrorKind, NotFound, raise_if, require
+from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
+from pos_payment.domain.gift_cards import (
+    MAX_ID,
+    MAX_REASON,
+    MAX_REFERENCE,
+    Activity,
+    GiftCard,
+    GiftCardActivityCreated,
+    GiftCardSettings,
+    IssueReason,
+    generate_code,
+    normalize_code,
+    validate_max_balance,
+    validate_money,
+    validate_supplied_code,
+    validate_text,
+)
+
+Amount = tuple[int, str]
+
+
+class CardRepository(Protocol):
+    async def add(self, card: GiftCard, normalized_code: str) -> bool: ...
+    async def get(self, card_id: str, *, lock: bool = False) -> GiftCard | None: ...
+    async def by_code(self, normalized_code: str, *, lock: bool = False) -> GiftCard | None: ...
+    async def record(self, card: GiftCard, activity: Activity) -> None: ...
+    async def activities(self, card_id: str, page: PageRequest) -> list[Activity]: ...
+
+
+class CardSettingsRepository(Protocol):
+    async def get(self) -> GiftCardSettings: ...
+    async def save(self, settings: GiftCardSettings) -> None: ...
+
+
+class GiftCardUnitOfWork(Protocol):
+    merchant_id: str
+
+    @property
+    def cards(self) -> CardRepository: ...
+
+    @property
+    def card_settings(self) -> CardSettingsRepository: ...
+
+    def publish(self, event: object) -> None: ...
+
+
+def unknown_code() -> DomainError:
+    # One answer for a code no card has, another merchant's card, and a typo alike: a guesser
+    # learns nothing from it.
+    return DomainError(
+        "no gift card has this code",
+        "resource_missing",
+        [],
+        {"resource": "gift card"},
+        ErrorKind.NOT_FOUND,
+    )
+
+
+@dataclass(frozen=True)
+class Issue:
+    amount: Amount
+    code: str = ""
+    customer_id: str = ""
+    order_id: str = ""
+    order_line_id: str = ""
+    reason: str = ""
+    location_id: str = ""
+
+
+@dataclass(frozen=True)
+class Moved:
+    card: GiftCard
+    activity: Activity
+
+
+def _reason(value: str) -> IssueReason:
+    if not value:
+        return IssueReason.SALE
+    try:
+        return IssueReason(value)
+    except ValueError:
+        names = ", ".join(r.value for r in IssueReason)
+        raise_if(require(False, "reason", f"must be one of: {names}"))
+        raise  # unreachable: raise_if raised
+
+
+def validate_issue(ask: Issue) -> tuple[str, IssueReason]:
+    """The normalised code to store (generated when none was supplied) and the reason."""
+    validate_money("amount", *ask.amount)
+    violations = []
+    for name, value in (
+        ("customer_id", ask.customer_id),
+        ("order_id", ask.order_id),
+        ("order_line_id", ask.order_line_id),
+        ("location_id", ask.location_id),
+    ):
+        violations += validate_text(name, value, MAX_ID)
+    violations += require(
+        bool(ask.order_id) or not ask.order_line_id, "order_id", "is required with order_line_id"
+    )
+    raise_if(violations)
+    reason = _reason(ask.reason)
+    code = validate_supplied_code(ask.code) if ask.code else normalize_code(generate_code())
+    return code, reason
+
+
+async def _apply(uow: GiftCardUnitOfWork, card: GiftCard, activity: Activity) -> Moved:
+    await uow.cards.record(card, activity)
+    uow.publish(GiftCardActivityCreated(card, activity))
+    return Moved(card, activity)
+
+
+async def issue(uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueReason) -> Moved:
+    """A new active card holding `ask.amount`. `code` is already normalised."""
+    amount, currency = ask.amount
+    settings = await uow.card_settings.get()
+    card = GiftCard(
+        id=new_id("gc"),
+        code_last4=code[-4:],
+        currency=currency,
+        customer_id=ask.customer_id,
+        order_id=ask.order_id,
+        order_line_id=ask.order_line_id,
+        reason=reason,
+        location_id=ask.location_id,
+    )
+    activity = card.activate(new_id("gca"), amount, settings.max_balance)
+    card.balance = 0  # stored empty; the activation's activity puts the value on it
+    if not await uow.cards.add(card, code):
+        raise DomainError(
+            "this merchant already has a gift card with that code",
+            "gift_card_code_taken",
+            [],
+            {},
+            ErrorKind.ALREADY_EXISTS,
+        )
+    card.balance = activity.balance_after
+    return await _apply(uow, card, activity)
+
+
+async def _card(uow: GiftCardUnitOfWork, card_id: str, *, lock: bool = False) -> GiftCard:
+    raise_if(require(bool(card_id), "id", "is required") + validate_text("id", card_id, MAX_ID))
+    card = await uow.cards.get(card_id, lock=lock)
+    if card is None:
+        raise NotFound("gift card", card_id)
+    return card
+
+
+async def _by_code(uow: GiftCardUnitOfWork, code: str, *, lock: bool = False) -> GiftCard:
+    raise_if(require(bool(code), "code", "is required"))
+    card = await uow.cards.by_code(normalize_code(code), lock=lock)
+    if card is None:
+        raise unknown_code()
+    return card
+
+
+def _texts(reference: str, location_id: str) -> None:
+    raise_if(
+        validate_text("reference", reference, MAX_REFERENCE)
+        + validate_text("location_id", location_id, MAX_ID)
+    )
+
+
+async def load(
+    uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reference: str, location_id: str
+) -> Moved:
+    validate_money("amount", *amount)
+    _texts(reference, location_id)
+    card = await _card(uow, card_id, lock=True)
+    settings = await uow.card_settings.get()
+    activity = card.load(new_id("gca"), *amount, settings.max_balance, reference, location_id)
+    return await _apply(uow, card, activity)
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    moved: Moved
+    redeemed: int
+    remaining_due: int
+
+
+async def redeem(
+    uow: GiftCardUnitOfWork,
+    code: str,
+    amount: Amount,
+    partial: bool,
+    reference: str,
+    location_id: str,
+) -> Redeemed:
+    validate_money("amount", *amount)
+    _texts(reference, location_id)
+    card = await _by_code(uow, code, lock=True)
+    activity = card.redeem(new_id("gca"), *amount, partial, reference, location_id)
+    taken = -activity.amount
+    return Redeemed(await _apply(uow, card, activity), taken, amount[0] - taken)
+
+
+async def refund_to(
+    uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reference: str, location_id: str
+) -> Moved:
+    validate_money("amount", *amount)
+    _texts(reference, location_id)
+    card = await _card(uow, card_id, lock=True)
+    activity = card.refund(new_id("gca"), *amount, reference, location_id)
+    return await _apply(uow, card, activity)
+
+
+async def adjust(uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reason: str) -> Moved:
+    validate_money("amount", *amount, signed=True)
+    raise_if(
+        require(bool(reason.strip()), "reason", "is required")
+        + validate_text("reason", reason, MAX_REASON)
+    )
+    card = await _card(uow, card_id, lock=True)
+    settings = await uow.card_settings.get()
+    activity = card.adjust(new_id("gca"), *amount, settings.max_balance, reason)
+    return await _apply(uow, card, activity)
+
+
+async def deactivate(uow: GiftCardUnitOfWork, card_id: str, reason: str) -> Moved:
+    raise_if(validate_text("reason", reason, MAX_REASON))
+    card = await _card(uow, card_id, lock=True)
+    activity = card.deactivate(new_id("gca"), reason or "requested")
+    return await _apply(uow, card, activity)
+
+
+async def get(uow: GiftCardUnitOfWork, card_id: str) -> GiftCard:
+    return await _card(uow, card_id)
+
+
+async def lookup(uow: GiftCardUnitOfWork, code: str) -> GiftCard:
+    return await _by_code(uow, code)
+
+
+async def activities(uow: GiftCardUnitOfWork, card_id: str, page: PageRequest) -> list[Activity]:
+    await _card(uow, card_id)
+    return await uow.cards.activities(card_id, page)
+
+
+async def get_settings(uow: GiftCardUnitOfWork) -> GiftCardSettings:
+    return await uow.card_settings.get()
+
+
+async def update_settings(uow: GiftCardUnitOfWork, max_balance: int) -> GiftCardSettings:
+    settings = GiftCardSettings(validate_max_balance(max_balance))
+    await uow.card_settings.save(settings)
+    return settings

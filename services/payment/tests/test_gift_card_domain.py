@@ -1,0 +1,91 @@
+"""The gift card's rules on their own, no server: whatever sequence of operations arrives, the
+balance never goes below zero or above the maximum after a load, a refused operation changes
+nothing, and the activities sum to the balance (a hypothesis state machine)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from pos_kit.errors import DomainError
+from pos_payment.domain.gift_cards import (
+    Activity,
+    GiftCard,
+    GiftCardStatus,
+    generate_code,
+    normalize_code,
+    validate_supplied_code,
+)
+
+MAX = 10_000
+amounts = st.integers(min_value=1, max_value=6_000)
+currencies = st.sampled_from(["USD", "USD", "USD", "EUR"])
+
+
+class CardMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.card = GiftCard("gc_1", "ABCD", "USD")
+        self.ledger: list[Activity] = [self.card.activate("a0", 2_000, MAX)]
+        self.n = 0
+
+    def _try(self, change: object) -> None:
+        before = (self.card.balance, self.card.status)
+        self.n += 1
+        try:
+            activity = change(f"a{self.n}")  # type: ignore[operator]
+        except DomainError:
+            assert (self.card.balance, self.card.status) == before  # refused: nothing moved
+            return
+        self.ledger.append(activity)
+
+    @rule(amount=amounts, currency=currencies)
+    def load(self, amount: int, currency: str) -> None:
+        self._try(lambda i: self.card.load(i, amount, currency, MAX, "", ""))
+
+    @rule(amount=amounts, currency=currencies, partial=st.booleans())
+    def redeem(self, amount: int, currency: str, partial: bool) -> None:
+        self._try(lambda i: self.card.redeem(i, amount, currency, partial, "", ""))
+
+    @rule(amount=amounts)
+    def refund(self, amount: int) -> None:
+        self._try(lambda i: self.card.refund(i, amount, "USD", "", ""))
+
+    @rule(amount=st.integers(min_value=-6_000, max_value=6_000).filter(bool))
+    def adjust(self, amount: int) -> None:
+        self._try(lambda i: self.card.adjust(i, amount, "USD", MAX, "count"))
+
+    @rule()
+    def deactivate(self) -> None:
+        self._try(lambda i: self.card.deactivate(i, "lost"))
+
+    @invariant()
+    def the_ledger_is_the_balance(self) -> None:
+        assert self.card.balance >= 0
+        assert sum(a.amount for a in self.ledger) == self.card.balance
+        assert self.ledger[-1].balance_after == self.card.balance
+        if self.card.status is GiftCardStatus.DEACTIVATED:
+            assert self.card.balance == 0
+
+
+TestCardMachine = CardMachine.TestCase
+TestCardMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+def test_a_generated_code_is_long_printable_and_normalises_to_itself() -> None:
+    code = generate_code()
+    assert len(code) == 19 and code.count("-") == 3
+    assert normalize_code(code.lower().replace("-", " ")) == code.replace("-", "")
+    assert len({generate_code() for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 65, "has space!", "4242424242424242", "ÄÖÜ-1234"])
+def test_a_pre_printed_code_that_is_weak_or_malformed_is_refused_without_being_repeated(
+    bad: str,
+) -> None:
+    with pytest.raises(DomainError) as refused:
+        validate_supplied_code(bad)
+    assert bad not in str(refused.value)
+    assert all(bad not in v.description for v in refused.value.violations)

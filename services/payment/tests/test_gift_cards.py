@@ -1,0 +1,608 @@
+"""Gift cards running for real, against PostgreSQL and NATS: a balance that never goes negative
+under concurrent redemptions, a ledger that always sums to it, replays that apply once, codes
+that are kept nowhere, and refusals that write nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import nats
+import psycopg
+import pytest
+import pytest_asyncio
+from nats.js.errors import NotFoundError
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+P = payment_pb2
+
+
+@dataclass
+class Running:
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    database_url: str
+    nats_url: str
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    def one(self, query: str, *args: Any) -> Any:
+        return self.sql(query, *args)[0][0]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    overrides: dict[str, Any] = {"sweep_interval_seconds": 3600.0}
+    async with serve_in_process("payment", infra, **overrides) as svc:
+        yield Running(
+            gift_cards_pb2_grpc.GiftCardServiceStub(svc.channel),
+            payment_pb2_grpc.PaymentServiceStub(svc.channel),
+            svc.database_url,
+            infra.nats_url,
+        )
+
+
+def usd(amount: int, currency: str = "USD") -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency=currency)
+
+
+def merchant() -> str:
+    return new_id("mer")
+
+
+def md(merchant_id: str) -> tuple[tuple[str, str], ...]:
+    return (("x-merchant-id", merchant_id),)
+
+
+def rid() -> str:
+    return new_id("req")
+
+
+async def refused(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code(), read_error(err.value).reason
+
+
+async def issue(running: Running, m: str, amount: int, **fields: Any) -> G.IssueGiftCardResponse:
+    request = G.IssueGiftCardRequest(request_id=fields.pop("request_id", rid()), amount=usd(amount))
+    for name, value in fields.items():
+        setattr(request, name, value)
+    answer: G.IssueGiftCardResponse = await running.cards.IssueGiftCard(
+        request, metadata=md(m), timeout=10
+    )
+    return answer
+
+
+def ledger_sum(running: Running, m: str, card_id: str) -> int:
+    return int(
+        running.one(
+            "SELECT coalesce(sum(amount), 0) FROM gift_card_activities "
+            "WHERE merchant_id = %s AND gift_card_id = %s",
+            m,
+            card_id,
+        )
+    )
+
+
+def balance(running: Running, m: str, card_id: str) -> int:
+    return int(
+        running.one("SELECT balance FROM gift_cards WHERE merchant_id = %s AND id = %s", m, card_id)
+    )
+
+
+# --- the life of a card ------------------------------------------------------------------------
+
+
+async def test_a_card_is_issued_loaded_redeemed_in_part_and_its_ledger_is_its_balance(
+    running: Running,
+) -> None:
+    m = merchant()
+    issued = await issue(running, m, 5000, location_id="loc_1")
+    card = issued.gift_card
+    assert (card.balance.amount, card.status) == (5000, G.GIFT_CARD_STATUS_ACTIVE)
+    assert issued.code and not issued.code_redacted
+    assert card.code_last4 == issued.code.replace("-", "")[-4:]
+
+    loaded = await running.cards.LoadGiftCard(
+        G.LoadGiftCardRequest(request_id=rid(), id=card.id, amount=usd(2500)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert loaded.gift_card.balance.amount == 7500
+    # A code typed in lower case and without its dashes finds the same card.
+    typed = issued.code.replace("-", "").lower()
+    found = await running.cards.LookupGiftCard(
+        G.LookupGiftCardRequest(code=typed), metadata=md(m), timeout=30
+    )
+    assert found.gift_card.id == card.id
+
+    # More than the balance, partial allowed: the card covers what it holds, the rest is due.
+    partial = await running.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(
+            request_id=rid(), code=issued.code, amount=usd(9000), allow_partial=True
+        ),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert (partial.redeemed.amount, partial.remaining_due.amount) == (7500, 1500)
+    assert partial.gift_card.balance.amount == 0
+
+    kinds = await running.cards.ListGiftCardActivities(
+        G.ListGiftCardActivitiesRequest(gift_card_id=card.id), metadata=md(m), timeout=30
+    )
+    assert [(a.kind, a.amount.amount, a.balance_after.amount) for a in kinds.activities] == [
+        (G.GIFT_CARD_ACTIVITY_KIND_ACTIVATE, 5000, 5000),
+        (G.GIFT_CARD_ACTIVITY_KIND_LOAD, 2500, 7500),
+        (G.GIFT_CARD_ACTIVITY_KIND_REDEEM, -7500, 0),
+    ]
+    assert ledger_sum(running, m, card.id) == balance(running, m, card.id) == 0
+
+    # Another merchant's card is not found, by id or by code.
+    other = merchant()
+    assert (
+        await refused(
+            running.cards.GetGiftCard(
+                G.GetGiftCardRequest(id=card.id), metadata=md(other), timeout=30
+            )
+        )
+    )[0] == grpc.StatusCode.NOT_FOUND
+    assert (
+        await refused(
+            running.cards.LookupGiftCard(
+                G.LookupGiftCardRequest(code=issued.code), metadata=md(other), timeout=30
+            )
+        )
+    )[0] == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: Running) -> None:
+    m = merchant()
+    issued = await issue(running, m, 10_000)
+    card_id = issued.gift_card.id
+
+    def pay(amount: int, capture: bool, request_id: str) -> Any:
+        return running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=request_id,
+                order_id="ord_gift",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(amount),
+                gift_card_code=issued.code,
+                capture=capture,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    sale = (await pay(3000, True, rid())).payment
+    assert (sale.status, sale.card_last4) == (
+        P.PAYMENT_STATUS_CAPTURED,
+        issued.gift_card.code_last4,
+    )
+    assert balance(running, m, card_id) == 7000
+
+    # An authorisation takes the value at once; capturing part of it and voiding the rest gives
+    # the rest back.
+    held = (await pay(4000, False, rid())).payment
+    assert balance(running, m, card_id) == 3000
+    await running.payments.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=held.id, amount=usd(1500)),
+        metadata=md(m),
+        timeout=30,
+    )
+    await running.payments.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=held.id), metadata=md(m), timeout=30
+    )
+    assert balance(running, m, card_id) == 5500
+
+    # A refund goes back to the card.
+    await running.payments.CreateRefund(
+        P.CreateRefundRequest(request_id=rid(), payment_id=sale.id, amount=usd(1000)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert balance(running, m, card_id) == 6500
+
+    # More than the balance is a decline (a failed payment), never a negative balance.
+    short = (await pay(6501, True, rid())).payment
+    assert (short.status, short.decline_code) == (P.PAYMENT_STATUS_FAILED, "insufficient_funds")
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 6500
+
+    # An unknown code is refused with no hint, and no payment is kept.
+    before = running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m)
+    code, _ = await refused(
+        running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_gift",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(100),
+                gift_card_code="NOPE-NOPE-NOPE-NOPE",
+                capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m) == before
+
+
+async def test_a_card_sold_on_an_order_line_is_activated_on_confirm_and_deactivated_on_cancel(
+    running: Running,
+) -> None:
+    """Driven as the order saga drives it: each step's request id derives from the order."""
+    m = merchant()
+    order, line = "ord_with_card", "line_2"
+    confirm = G.IssueGiftCardRequest(
+        request_id=f"{order}/gift_card_activate/{line}",
+        amount=usd(2500),
+        order_id=order,
+        order_line_id=line,
+        location_id="loc_store",
+    )
+    first = await running.cards.IssueGiftCard(confirm, metadata=md(m), timeout=30)
+    again = await running.cards.IssueGiftCard(
+        confirm, metadata=md(m), timeout=30
+    )  # the saga retried
+    assert again.gift_card.id == first.gift_card.id
+    assert (first.code_redacted, again.code_redacted, again.code) == (False, True, "")
+    assert (first.gift_card.order_id, first.gift_card.order_line_id) == (order, line)
+
+    cancel = G.DeactivateGiftCardRequest(
+        request_id=f"{order}/gift_card_deactivate/{line}",
+        id=first.gift_card.id,
+        reason="order_cancelled",
+    )
+    ended = await running.cards.DeactivateGiftCard(cancel, metadata=md(m), timeout=30)
+    replayed = await running.cards.DeactivateGiftCard(cancel, metadata=md(m), timeout=30)
+    assert ended.gift_card.status == G.GIFT_CARD_STATUS_DEACTIVATED
+    assert ended.activity.amount.amount == -2500 and replayed.activity.id == ended.activity.id
+    assert ledger_sum(running, m, first.gift_card.id) == 0
+
+    # Store credit for a return without a receipt is a card issued to the customer.
+    credit = await issue(running, m, 1200, customer_id="cus_1", reason="store_credit")
+    assert (credit.gift_card.reason, credit.gift_card.customer_id) == ("store_credit", "cus_1")
+
+
+# --- never negative --------------------------------------------------------------------------
+
+
+async def test_200_concurrent_redemptions_never_take_a_card_below_zero(running: Running) -> None:
+    m = merchant()
+    issued = await issue(running, m, 10_000)
+    card_id = issued.gift_card.id
+
+    async def redeem(n: int) -> int:
+        # Half through the gift card API, half as a payment tender: one ledger, one lock.
+        try:
+            if n % 2:
+                answer = await running.cards.RedeemGiftCard(
+                    G.RedeemGiftCardRequest(request_id=f"r-{n}", code=issued.code, amount=usd(70)),
+                    metadata=md(m),
+                    timeout=60,
+                )
+                return int(answer.redeemed.amount)
+            paid = await running.payments.CreatePayment(
+                P.CreatePaymentRequest(
+                    request_id=f"p-{n}",
+                    order_id=f"ord_{n}",
+                    amount=usd(70),
+                    tender_type=P.TENDER_TYPE_GIFT_CARD,
+                    gift_card_code=issued.code,
+                    capture=True,
+                ),
+                metadata=md(m),
+                timeout=60,
+            )
+            return 70 if paid.payment.status == P.PAYMENT_STATUS_CAPTURED else 0
+        except grpc.aio.AioRpcError as err:
+            assert read_error(err).reason == "insufficient_funds", err
+            return 0
+
+    taken = await asyncio.gather(*(redeem(n) for n in range(200)))
+    left = balance(running, m, card_id)
+    assert left >= 0
+    assert sum(taken) == 10_000 - left
+    assert sum(1 for t in taken if t) == 10_000 // 70  # every unit the card could give, given
+    assert ledger_sum(running, m, card_id) == left
+    # The ledger's running balance never dipped below zero either.
+    assert (
+        running.one("SELECT min(balance_after) FROM gift_card_activities WHERE merchant_id = %s", m)
+        >= 0
+    )
+
+
+# --- replays ---------------------------------------------------------------------------------
+
+
+async def test_every_gift_card_mutation_replayed_with_its_request_id_applies_once(
+    running: Running,
+) -> None:
+    m = merchant()
+    issue_request = G.IssueGiftCardRequest(
+        request_id=rid(), amount=usd(1000), code="PRE-PRINTED-0042"
+    )
+    first = await running.cards.IssueGiftCard(issue_request, metadata=md(m), timeout=30)
+    replay = await running.cards.IssueGiftCard(issue_request, metadata=md(m), timeout=30)
+    assert first.code == "PRE-PRINTED-0042" and (replay.code, replay.code_redacted) == ("", True)
+    card_id = first.gift_card.id
+    calls: list[tuple[Any, Any]] = [
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(500)),
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code="pre-printed-0042", amount=usd(300)),
+        ),
+        (
+            running.cards.RefundToGiftCard,
+            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100)),
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(
+                request_id=rid(), id=card_id, amount=usd(-50), reason="miscount"
+            ),
+        ),
+        (
+            running.payments.CreatePayment,
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_replay",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(200),
+                gift_card_code="PRE-PRINTED-0042",
+                capture=True,
+            ),
+        ),
+        (
+            running.cards.DeactivateGiftCard,
+            G.DeactivateGiftCardRequest(request_id=rid(), id=card_id),
+        ),
+    ]
+    for method, request in calls:
+        once = await method(request, metadata=md(m), timeout=30)
+        twice, thrice = await asyncio.gather(
+            method(request, metadata=md(m), timeout=30),
+            method(request, metadata=md(m), timeout=30),
+            return_exceptions=True,
+        )
+        for again in (twice, thrice):
+            if isinstance(again, grpc.aio.AioRpcError):  # still running: 409, never a 2nd effect
+                assert again.code() == grpc.StatusCode.ABORTED
+            else:
+                assert again == once
+    kinds = [
+        r[0]
+        for r in running.sql(
+            "SELECT kind FROM gift_card_activities WHERE merchant_id = %s ORDER BY id", m
+        )
+    ]
+    assert kinds == ["activate", "load", "redeem", "refund", "adjust", "redeem", "deactivate"]
+    assert ledger_sum(running, m, card_id) == 0
+
+
+# --- refusals write nothing ------------------------------------------------------------------
+
+
+def footprint(running: Running, m: str) -> tuple[Any, ...]:
+    return tuple(
+        running.one(f"SELECT count(*) FROM {table} WHERE merchant_id = %s", m)  # noqa: S608
+        for table in ("gift_cards", "gift_card_activities", "processed_requests", "outbox")
+    )
+
+
+async def test_bad_input_is_refused_with_its_reason_and_writes_nothing(running: Running) -> None:
+    m = merchant()
+    issued = await issue(running, m, 1000)
+    card_id = issued.gift_card.id
+    ended = await issue(running, m, 500)
+    await running.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=rid(), id=ended.gift_card.id),
+        metadata=md(m),
+        timeout=30,
+    )
+    await running.cards.UpdateGiftCardSettings(
+        G.UpdateGiftCardSettingsRequest(request_id=rid(), max_balance=5000),
+        metadata=md(m),
+        timeout=30,
+    )
+    before = footprint(running, m)
+    cases: list[tuple[Any, Any, grpc.StatusCode, str]] = [
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code="ZZZZ-ZZZZ-ZZZZ-ZZZZ", amount=usd(1)),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+        (
+            running.cards.LookupGiftCard,
+            G.LookupGiftCardRequest(code="ZZZZ-ZZZZ-ZZZZ-ZZZZ"),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=ended.code, amount=usd(1)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_inactive",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_balance_limit",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100, "EUR")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "currency_mismatch",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100, "EUR")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "currency_mismatch",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(1001)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "insufficient_funds",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(6000)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_balance_limit",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(-5)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(5), code="short"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(-1001), reason="x"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "insufficient_funds",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id="gc_nope", amount=usd(1)),
+            grpc.StatusCode.NOT_FOUND,
+            "resource_missing",
+        ),
+    ]
+    for method, request, status, reason in cases:
+        assert await refused(method(request, metadata=md(m), timeout=30)) == (status, reason), (
+            request
+        )
+    assert footprint(running, m) == before
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 1000
+
+
+# --- codes are kept nowhere ------------------------------------------------------------------
+
+
+async def _stream_text(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        parts = []
+        for info in await js.streams_info():
+            state = info.state
+            for seq in range(max(state.first_seq, 1), state.last_seq + 1 if state.messages else 1):
+                try:
+                    msg = await js.get_msg(info.config.name or "", seq)
+                except NotFoundError:
+                    continue
+                parts.append(f"{msg.subject} {msg.headers} {(msg.data or b'').decode('latin-1')}")
+        return "\n".join(parts)
+    finally:
+        await nc.close()
+
+
+def database_text(running: Running) -> str:
+    with psycopg.connect(running.database_url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' AND table_schema = 'public'"
+        ).fetchall()
+        rows = []
+        for (table,) in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608
+                rows.append(
+                    " | ".join(
+                        bytes(v).decode("latin-1") if isinstance(v, memoryview | bytes) else str(v)
+                        for v in row
+                    )
+                )
+    return "\n".join(rows)
+
+
+async def test_no_gift_card_code_is_kept_in_any_table_log_stored_answer_or_event(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    m = merchant()
+    generated = await issue(running, m, 4000)
+    supplied = await issue(running, m, 4000, code="MERCHANT-CARD-777-XQ")
+    codes = [generated.code, supplied.code]
+    for n, code in enumerate(codes):
+        card_id = (generated, supplied)[n].gift_card.id
+        await running.cards.LoadGiftCard(
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100)),
+            metadata=md(m),
+            timeout=30,
+        )
+        await running.cards.RedeemGiftCard(
+            G.RedeemGiftCardRequest(request_id=rid(), code=code, amount=usd(50)),
+            metadata=md(m),
+            timeout=30,
+        )
+        await running.cards.LookupGiftCard(
+            G.LookupGiftCardRequest(code=code), metadata=md(m), timeout=30
+        )
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_dump",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(25),
+                gift_card_code=code,
+                capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    # Every activity's event reached the stream (the relay publishes after commit).
+    activities = running.one("SELECT count(*) FROM gift_card_activities WHERE merchant_id = %s", m)
+    assert activities == 8
+    streamed = ""
+
+    async def all_published() -> bool:
+        nonlocal streamed
+        streamed = await _stream_text(running.nats_url)
+        return streamed.count(m) >= activities  # each event names its merchant
+
+    for _ in range(100):
+        if await all_published():
+            break
+        await asyncio.sleep(0.1)
+    assert "gift_card_activity_created" in streamed
+    dumped = database_text(running)
+    logged = "\n".join(r.getMessage() + str(r.args) + str(r.exc_info) for r in caplog.records)
+    assert caplog.records and m in dumped
+    for code in codes:
+        for form in {code, code.replace("-", ""), code.upper(), code.replace("-", "").upper()}:
+            assert form not in dumped
+            assert form not in logged
+            assert form not in streamed
+    # What is kept: the last four, as for a card.
+    assert generated.gift_card.code_last4 in dumped

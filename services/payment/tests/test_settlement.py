@@ -1,0 +1,338 @@
+"""The settlement report against real payments: for generated days of mixed tenders, captures
+and refunds, it equals the sum of what happened in the location's own day, across the local
+midnight (on a day that is 23 hours long) and whatever the time in UTC says."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc, settlement_pb2_grpc
+from pos.payment.v1 import settlement_pb2 as S
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+P = payment_pb2
+ZONE = "America/New_York"
+# 8 March 2026: clocks go forward at 02:00 in New York, so this local day lasts 23 hours.
+DAY = "2026-03-08"
+START = datetime(2026, 3, 8, tzinfo=ZoneInfo(ZONE))
+END = datetime(2026, 3, 9, tzinfo=ZoneInfo(ZONE))
+HERE = "loc_ny"
+BRANDS = {"tok_visa": "visa", "tok_mastercard": "mastercard", "tok_amex": "amex"}
+
+
+@dataclass
+class Running:
+    payments: payment_pb2_grpc.PaymentServiceStub
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    settlement: settlement_pb2_grpc.SettlementServiceStub
+    database_url: str
+
+    def execute(self, query: str, *args: Any) -> None:
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute(query, args)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    async with serve_in_process("payment", infra, sweep_interval_seconds=3600.0) as svc:
+        yield Running(
+            payment_pb2_grpc.PaymentServiceStub(svc.channel),
+            gift_cards_pb2_grpc.GiftCardServiceStub(svc.channel),
+            settlement_pb2_grpc.SettlementServiceStub(svc.channel),
+            svc.database_url,
+        )
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+def rid() -> str:
+    return new_id("req")
+
+
+@dataclass
+class Moved:
+    tender: str
+    brand: str
+    refund: bool
+    amount: int
+    at: datetime
+
+
+def near_midnight(rng: random.Random) -> datetime:
+    """Somewhere from 6 hours before the local day to 6 hours after it: about a third of the
+    movements fall outside the day, many within minutes of either midnight."""
+    if rng.random() < 0.5:
+        edge = rng.choice([START, END])
+        return edge + timedelta(seconds=rng.randint(-900, 900))
+    return START + timedelta(seconds=rng.randint(-6 * 3600, 29 * 3600))
+
+
+class Day:
+    """Generates a day of payments through the service, then moves each money movement to a
+    chosen instant, and keeps what the report must say independently of the report's SQL."""
+
+    def __init__(self, running: Running, merchant: str, seed: int) -> None:
+        self.running = running
+        self.merchant = merchant
+        self.rng = random.Random(seed)
+        self.moved: list[Moved] = []
+        self.tips: list[tuple[int, datetime]] = []
+        self.sold: list[tuple[int, datetime]] = []
+        self.gift_code = ""
+
+    @property
+    def md(self) -> Any:
+        return (("x-merchant-id", self.merchant),)
+
+    async def prepare(self) -> None:
+        # The card customers pay with was bought at another store: not sold here.
+        issued = await self.running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(150_000), location_id="loc_sf"),
+            metadata=self.md,
+            timeout=30,
+        )
+        self.gift_code = issued.code
+        await self.running.cards.UpdateGiftCardSettings(
+            G.UpdateGiftCardSettingsRequest(request_id=rid(), max_balance=10**9),
+            metadata=self.md,
+            timeout=30,
+        )
+
+    async def sell_gift_card(self, location: str) -> None:
+        amount = self.rng.randint(1000, 5000)
+        issued = await self.running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(amount), location_id=location),
+            metadata=self.md,
+            timeout=30,
+        )
+        at = near_midnight(self.rng)
+        self.running.execute(
+            "UPDATE gift_card_activities SET created_at = %s WHERE merchant_id = %s AND id = %s",
+            at,
+            self.merchant,
+            issued.activity.id,
+        )
+        if location == HERE:
+            self.sold.append((amount, at))
+
+    async def payment(self, location: str) -> None:
+        rng = self.rng
+        tender = rng.choice(["cash", "card", "card", "gift_card", "external"])
+        amount = rng.randint(100, 20_000)
+        tip = rng.choice([0, 0, rng.randint(1, 500)]) if tender in ("card", "cash") else 0
+        capture_now = tender != "card" or rng.random() < 0.6
+        token = rng.choice(list(BRANDS)) if tender == "card" else ""
+        request = P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=new_id("ord"),
+            tender_type=P.TenderType.Value(f"TENDER_TYPE_{tender.upper()}"),
+            amount=usd(amount),
+            location_id=location,
+            capture=capture_now,
+            card_token=token,
+            gift_card_code=self.gift_code if tender == "gift_card" else "",
+            external_reference="cheque-1" if tender == "external" else "",
+        )
+        if tip:
+            request.tip.CopyFrom(usd(tip))
+        if tender == "cash":
+            request.cash_tendered.CopyFrom(usd(amount + tip))
+        paid = (
+            await self.running.payments.CreatePayment(request, metadata=self.md, timeout=30)
+        ).payment
+        brand = BRANDS.get(token, "")
+        created = near_midnight(rng)
+        self.running.execute(
+            "UPDATE payments SET created_at = %s WHERE merchant_id = %s AND id = %s",
+            created,
+            self.merchant,
+            paid.id,
+        )
+        here = location == HERE
+        captured = 0
+        if capture_now:
+            captured = amount + tip
+            if here:
+                self.moved.append(Moved(tender, brand, False, captured, created))
+        else:
+            # Captured later, in one or two parts, each at its own time.
+            parts = [rng.randint(1, amount + tip)]
+            if rng.random() < 0.5 and parts[0] < amount + tip:
+                parts.append(rng.randint(1, amount + tip - parts[0]))
+            for part in parts:
+                await self.running.payments.CapturePayment(
+                    P.CapturePaymentRequest(request_id=rid(), payment_id=paid.id, amount=usd(part)),
+                    metadata=self.md,
+                    timeout=30,
+                )
+                at = near_midnight(rng)
+                self.running.execute(
+                    "UPDATE payment_operations SET created_at = %s WHERE merchant_id = %s "
+                    "AND payment_id = %s AND kind = 'capture' AND amount = %s "
+                    "AND created_at > now() - interval '1 hour'",
+                    at,
+                    self.merchant,
+                    paid.id,
+                    part,
+                )
+                captured += part
+                if here:
+                    self.moved.append(Moved(tender, brand, False, part, at))
+        if here and tip and created >= START and created < END:
+            self.tips.append((tip, created))
+        if rng.random() < 0.35:
+            back = rng.randint(1, captured)
+            refunds = await self.running.payments.CreateRefund(
+                P.CreateRefundRequest(request_id=rid(), payment_id=paid.id, amount=usd(back)),
+                metadata=self.md,
+                timeout=30,
+            )
+            at = near_midnight(rng)
+            for refund in refunds.refunds:
+                self.running.execute(
+                    "UPDATE refunds SET created_at = %s WHERE merchant_id = %s AND id = %s",
+                    at,
+                    self.merchant,
+                    refund.id,
+                )
+            if here:
+                self.moved.append(Moved(tender, brand, True, back, at))
+
+    def expected(self) -> dict[str, Any]:
+        inside = [m for m in self.moved if START <= m.at < END]
+        tenders: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        brands: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for m in inside:
+            for table, name in ((tenders, m.tender), (brands, m.brand)):
+                if table is brands and m.tender != "card":
+                    continue
+                row = table[name]
+                row[2 if m.refund else 0] += m.amount
+                row[3 if m.refund else 1] += 1
+        return {
+            "tenders": {k: tuple(v) for k, v in tenders.items()},
+            "brands": {k: tuple(v) for k, v in brands.items()},
+            "tips": sum(t for t, at in self.tips if START <= at < END),
+            "sold": (
+                sum(a for a, at in self.sold if START <= at < END),
+                sum(1 for _, at in self.sold if START <= at < END),
+            ),
+        }
+
+
+def observed(report: S.SettlementReport) -> dict[str, Any]:
+    def rows(totals: Any) -> dict[str, tuple[int, ...]]:
+        return {
+            t.name: (t.captured.amount, t.captured_count, t.refunded.amount, t.refunded_count)
+            for t in totals
+            if t.captured_count or t.refunded_count
+        }
+
+    return {
+        "tenders": rows(report.tenders),
+        "brands": rows(report.card_brands),
+        "tips": report.tips.amount,
+        "sold": (report.gift_cards_sold.amount, report.gift_cards_sold_count),
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_the_report_is_the_sum_of_the_local_days_captures_and_refunds(
+    running: Running, seed: int
+) -> None:
+    day = Day(running, new_id("mer"), seed)
+    await day.prepare()
+    for n in range(60):
+        # A few payments at another location of the same merchant: never in this report.
+        await day.payment(HERE if n % 6 else "loc_sf")
+    for n in range(6):
+        await day.sell_gift_card(HERE if n % 3 else "loc_sf")
+    answer = await running.settlement.GetSettlementReport(
+        S.GetSettlementReportRequest(location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"),
+        metadata=day.md,
+        timeout=30,
+    )
+    report = answer.report
+    expected = day.expected()
+    assert observed(report) == expected
+    assert any(m.at < START or m.at >= END for m in day.moved)  # the boundary was exercised
+    net = {t.name: t.net.amount for t in report.tenders}
+    assert report.net.amount == sum(net.values())
+    assert report.gift_cards_redeemed.amount == net["gift_card"]
+    assert [t.name for t in report.tenders] == ["cash", "card", "gift_card", "external"]
+    assert (report.starts_at.ToDatetime(UTC), report.ends_at.ToDatetime(UTC)) == (
+        datetime(2026, 3, 8, 5, tzinfo=UTC),
+        datetime(2026, 3, 9, 4, tzinfo=UTC),  # 23 hours: the clocks went forward
+    )
+    assert abs(report.computed_at.ToDatetime(UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_the_same_sales_split_differently_give_the_same_totals(running: Running) -> None:
+    async def day_of(amounts: list[int]) -> S.SettlementReport:
+        m = new_id("mer")
+        for amount in amounts:
+            paid = await running.payments.CreatePayment(
+                P.CreatePaymentRequest(
+                    request_id=rid(),
+                    order_id="ord_split",
+                    tender_type=P.TENDER_TYPE_CARD,
+                    amount=usd(amount),
+                    card_token="tok_visa",
+                    location_id=HERE,
+                    capture=True,
+                ),
+                metadata=(("x-merchant-id", m),),
+                timeout=30,
+            )
+            running.execute(
+                "UPDATE payments SET created_at = %s WHERE id = %s",
+                START + timedelta(hours=12),
+                paid.payment.id,
+            )
+        answer = await running.settlement.GetSettlementReport(
+            S.GetSettlementReportRequest(
+                location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"
+            ),
+            metadata=(("x-merchant-id", m),),
+            timeout=30,
+        )
+        return answer.report
+
+    whole, split = await day_of([10_000]), await day_of([2_500, 7_500])
+    assert [(t.name, t.net.amount) for t in whole.tenders] == [
+        (t.name, t.net.amount) for t in split.tenders
+    ]
+    assert whole.net.amount == split.net.amount == 10_000
+
+
+async def test_a_bad_day_is_refused_field_by_field(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.settlement.GetSettlementReport(
+            S.GetSettlementReportRequest(
+                location_id="", date="2026-13-01", time_zone="Mars/Olympus", currency="usd"
+            ),
+            metadata=(("x-merchant-id", "mer_x"),),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = {v.field for v in read_error(err.value).violations}
+    assert fields == {"location_id", "date", "time_zone", "currency"}
