@@ -20,9 +20,11 @@ from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import stock_events_pb2 as stock_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.payment.v1 import events_pb2 as payment_events
+from pos.payment.v1 import gift_cards_pb2 as gift_card_messages
 from pos.promotion.v1 import events_pb2 as promotion_events
 from pos_gateway.convert import to_json, to_model
 from pos_gateway.schemas.catalog import Product
+from pos_gateway.schemas.gift_cards import GiftCardMoved
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
 from pos_gateway.schemas.people import Customer, Promotion
@@ -105,6 +107,9 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     payment_events.RefundCreated: _refund("created"),
     payment_events.RefundSucceeded: _refund("succeeded"),
     payment_events.RefundFailed: _refund("failed"),
+    gift_card_messages.GiftCardActivityCreated: lambda m: [
+        ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
+    ],
     payment_events.TerminalCheckoutUpdated: lambda m: [
         ("terminal_checkout.updated", m.checkout.id, _object(TerminalCheckout, m.checkout))
     ],

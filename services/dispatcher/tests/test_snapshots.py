@@ -1,0 +1,56 @@
+"""Integration events -> public events: the type, the resource, and the snapshot's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pos_dispatcher.adapters.snapshots import SOURCES, public_events
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import gift_cards_pb2
+from pos_gateway.schemas.events import EVENT_TYPES
+
+
+def _activity_created() -> gift_cards_pb2.GiftCardActivityCreated:
+    message = gift_cards_pb2.GiftCardActivityCreated(
+        gift_card=gift_cards_pb2.GiftCard(
+            id="gc_1",
+            code_last4="H3RZ",
+            balance=money_pb2.Money(amount=5000, currency="USD"),
+            status=gift_cards_pb2.GIFT_CARD_STATUS_ACTIVE,
+            version=1,
+        ),
+        activity=gift_cards_pb2.GiftCardActivity(
+            id="gca_1",
+            gift_card_id="gc_1",
+            kind=gift_cards_pb2.GIFT_CARD_ACTIVITY_KIND_ACTIVATE,
+            amount=money_pb2.Money(amount=5000, currency="USD"),
+            balance_after=money_pb2.Money(amount=5000, currency="USD"),
+        ),
+    )
+    message.meta.event_id = "evt_1"
+    message.meta.merchant_id = "mer_a"
+    message.meta.occurred_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    for stamped in (message.gift_card.created_at, message.gift_card.updated_at):
+        stamped.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    message.activity.created_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    return message
+
+
+def test_a_gift_card_activity_is_a_public_event_with_the_card_and_no_code() -> None:
+    (event,) = public_events(_activity_created())
+    assert (event.id, event.type, event.resource_id) == (
+        "evt_1",
+        "gift_card.activity_created",
+        "gc_1",
+    )
+    shown = event.data["object"]
+    assert shown["gift_card"]["code_last4"] == "H3RZ"
+    assert "code" not in shown["gift_card"]
+    assert shown["activity"]["kind"] == "activate"
+    assert shown["activity"]["balance_after"] == {"amount": 5000, "currency": "USD"}
+
+
+def test_the_gift_card_event_is_read_from_the_payment_stream_under_a_documented_type() -> None:
+    assert gift_cards_pb2.GiftCardActivityCreated in SOURCES["payment"]
+    assert "gift_card.activity_created" in EVENT_TYPES
