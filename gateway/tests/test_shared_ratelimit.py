@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,10 +20,12 @@ from starlette.routing import Route
 
 from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra
+from pos_gateway import problems
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.routes.gift_cards import CodeBudget
 from pos_gateway.shared_ratelimit import SharedBuckets
 from pos_kit.db import make_engine
 
@@ -115,3 +120,47 @@ async def test_an_unreachable_store_falls_back_to_this_replicas_buckets(database
         answers = [await alone.get("/v1/thing", headers=_bearer(key)) for _ in range(BURST + 1)]
     # Open, but still bounded: the local bucket of the same size decides.
     assert [a.status_code for a in answers] == [200] * BURST + [429]
+
+
+def _code_replica(limits: SharedBuckets) -> FastAPI:
+    """The gift card routes' code budget on a replica of its own, for credential `key_1`."""
+    app = FastAPI()
+    app.state.code_lookups = limits
+
+    @app.middleware("http")
+    async def as_credential(request: Request, call_next: Any) -> Any:
+        request.state.principal = SimpleNamespace(key_id="key_1")
+        return await call_next(request)
+
+    @app.post("/v1/gift-cards/lookup")
+    async def look_up(_: CodeBudget) -> dict[str, bool]:
+        return {"ok": True}
+
+    problems.install(app)
+    return app
+
+
+async def test_gift_card_code_lookups_spend_one_budget_across_replicas(database: str) -> None:
+    one_limits = SharedBuckets(database, RATE, BURST, PATIENT)
+    two_limits = SharedBuckets(database, RATE, BURST, PATIENT)
+    api_budget = SharedBuckets(database, RATE, BURST, PATIENT)
+    for limits in (one_limits, two_limits, api_budget):
+        await limits.start()
+    try:
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=_code_replica(x)), base_url="http://gw"
+            )
+            for x in (one_limits, two_limits)
+        ]
+        answers = [await clients[n % 2].post("/v1/gift-cards/lookup") for n in range(BURST + 1)]
+        assert [a.status_code for a in answers] == [200] * BURST + [429]
+        assert answers[-1].json()["code"] == "code_lookups_limited"
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        # The credential's API budget is another bucket: untouched by the look-ups.
+        assert (await api_budget.decide("key_1")).remaining == BURST - 1
+        for client in clients:
+            await client.aclose()
+    finally:
+        for limits in (one_limits, two_limits, api_budget):
+            await limits.close()

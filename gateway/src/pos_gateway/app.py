@@ -39,6 +39,7 @@ from pos_gateway.routes import (
     stock,
 )
 from pos_gateway.routes.common import success
+from pos_gateway.routes.gift_cards import CODE_LOOKUP_BURST, CODE_LOOKUP_RATE
 from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
 from pos_gateway.shared_ratelimit import SharedBuckets
@@ -80,8 +81,13 @@ METRICS_EXAMPLE = (
 )
 
 
-def rate_limiter(settings: GatewaySettings) -> Limiter:
-    rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
+def rate_limiter(
+    settings: GatewaySettings, rate: float | None = None, burst: int | None = None
+) -> Limiter:
+    """Buckets per credential, in the store the settings name (shared across replicas or not);
+    the API's budget unless another rate and burst are given."""
+    rate = settings.rate_limit_per_second if rate is None else rate
+    burst = settings.rate_limit_burst if burst is None else burst
     if settings.rate_limit_store == "postgres":
         return SharedBuckets(settings.database_url, rate, burst)
     return TokenBuckets(rate, burst)
@@ -110,6 +116,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.services = clients.connect(settings)
         app.state.jetstream = JetStreamLink(settings)
         await limits.start()
+        app.state.code_lookups = code_lookups
+        await code_lookups.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency))
         try:
             yield
@@ -118,6 +126,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await app.state.services.close()
             await app.state.jetstream.close()
             await limits.close()
+            await code_lookups.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -138,6 +147,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
 
     limits = rate_limiter(settings)
+    # Gift card code look-ups, a budget of their own against guessing (routes/gift_cards.py),
+    # in the same store as the API's: with a shared store, one budget across all replicas.
+    code_lookups = rate_limiter(settings, CODE_LOOKUP_RATE, CODE_LOOKUP_BURST)
 
     app.add_middleware(
         EdgeMiddleware,

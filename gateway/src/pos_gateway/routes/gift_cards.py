@@ -20,7 +20,7 @@ from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
-from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.ratelimit import Limiter
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
@@ -50,13 +50,17 @@ router = APIRouter(prefix="/v1", tags=["gift cards"])
 Svc = Annotated[Services, Depends(services)]
 
 # Code look-ups per credential: a burst of 20, then one a second. A till uses a few a sale; a
-# guesser of 78-bit codes gets nowhere at that pace. In process, so bounded per replica.
-CODE_LOOKUPS = TokenBuckets(1.0, 20)
+# guesser of 78-bit codes gets nowhere at that pace. The buckets live where the API's do
+# (RATE_LIMIT_STORE): with `postgres`, one budget per credential across every replica.
+CODE_LOOKUP_RATE = 1.0
+CODE_LOOKUP_BURST = 20
 
 
 async def _code_budget(request: Request) -> None:
     principal = getattr(request.state, "principal", None)
-    decision = await CODE_LOOKUPS.decide(getattr(principal, "key_id", ""))
+    limiter: Limiter = request.app.state.code_lookups
+    # Its own bucket key: the API budget of the same credential is another row.
+    decision = await limiter.decide("gift-card-codes:" + getattr(principal, "key_id", ""))
     if not decision.allowed:
         raise Problem(
             429,
