@@ -102,3 +102,21 @@ def test_the_cli_refuses_a_merchant_name_holding_a_card_number() -> None:
     )
     assert out.returncode == 2
     assert "card number" in out.stderr and "4242" not in out.stderr
+
+
+def test_the_idempotency_fingerprint_is_keyed_so_a_short_secret_in_a_body_cannot_be_searched() -> (
+    None
+):
+    import hashlib
+
+    from pos_gateway.idempotency import fingerprint, fingerprint_key
+
+    body = b'{"code":"ABCD-1234"}'
+    key = fingerprint_key("gateway-secret-0123456789")
+    mine = fingerprint("POST", "/v1/gift-cards/lookup", body, key)
+    assert mine == fingerprint("POST", "/v1/gift-cards/lookup", body, key)
+    assert mine != fingerprint(
+        "POST", "/v1/gift-cards/lookup", body, fingerprint_key("other-secret-0123456789")
+    )
+    assert mine != hashlib.sha256(b"POST /v1/gift-cards/lookup\n" + body).digest()
+    assert mine != fingerprint("POST", "/v1/gift-cards/lookup", b'{"code":"ABCD-1235"}', key)

@@ -21,7 +21,7 @@ from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore, declared
+from pos_gateway.idempotency import IdempotencyStore, declared, fingerprint_key
 from pos_gateway.messaging import JetStreamLink
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
@@ -110,7 +110,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.admin_token = settings.platform_admin_token
         app.state.keys = KeyStore(engine, settings.gateway_secret_key)
         app.state.tokens = tokens.KeySet(settings.token_signing_keys)
-        app.state.idempotency = IdempotencyStore(engine)
+        app.state.idempotency = IdempotencyStore(
+            engine, fingerprint_key(settings.gateway_secret_key)
+        )
         # Built now (about half a second) rather than on the first POST that needs it.
         app.state.shown_once_operations = declared(app.openapi())
         app.state.services = clients.connect(settings)

@@ -185,7 +185,8 @@ class EdgeMiddleware:
             return
         body = await _read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
-        claim = await store.claim(merchant_id, key, fingerprint("POST", scope["path"], body))
+        print_ = fingerprint("POST", scope["path"], body, store.fingerprint_key)
+        claim = await store.claim(merchant_id, key, print_)
         answer: Response | None = None
         if claim.mismatch:
             answer = problem_response(
