@@ -5,6 +5,7 @@ that are kept nowhere, and refusals that write nothing."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -189,11 +190,32 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
             timeout=30,
         )
 
-    sale = (await pay(3000, True, rid())).payment
+    first = rid()
+    sale = (await pay(3000, True, first)).payment
     assert (sale.status, sale.card_last4) == (
         P.PAYMENT_STATUS_CAPTURED,
         issued.gift_card.code_last4,
     )
+    assert balance(running, m, card_id) == 7000
+    # The stored fingerprint is not a plain hash of a request holding the code (one could be
+    # searched for a short code); a replay is still recognised, and charges nothing again.
+    stored = bytes(
+        running.one(
+            "SELECT fingerprint FROM processed_requests WHERE merchant_id = %s AND request_id = %s",
+            m,
+            first,
+        )
+    )
+    raw = P.CreatePaymentRequest(
+        request_id=first,
+        order_id="ord_gift",
+        tender_type=P.TENDER_TYPE_GIFT_CARD,
+        amount=usd(3000),
+        gift_card_code=issued.code,
+        capture=True,
+    ).SerializeToString(deterministic=True)
+    assert stored != hashlib.sha256(b"CreatePayment\0" + raw).digest()
+    assert (await pay(3000, True, first)).payment.id == sale.id
     assert balance(running, m, card_id) == 7000
 
     # An authorisation takes the value at once; capturing part of it and voiding the rest gives

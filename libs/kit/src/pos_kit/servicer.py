@@ -98,9 +98,12 @@ class CallingOperation(Protocol[U, P, T, R]):  # type: ignore[misc]
 
 def across_calls(
     response_type: type[R],
+    fingerprint_of: Callable[[Any, Any], Any] | None = None,
 ) -> Callable[[Callable[[S, Req], CallingOperation[Any, Any, Any, R]]], GrpcMethod[S, Req, R]]:
     """A mutation that calls other services: the method validates the request and returns the
-    operation's three steps; the kit runs them once per `request_id`."""
+    operation's three steps; the kit runs them once per `request_id`. `fingerprint_of(self,
+    request)` gives the request as its stored fingerprint is taken, for a request that carries
+    a bearer secret (a gift card's code): the secret replaced by its keyed hash."""
 
     def decorate(
         method: Callable[[S, Req], CallingOperation[Any, Any, Any, R]],
@@ -110,10 +113,11 @@ def across_calls(
         @functools.wraps(method)
         async def rpc(self: S, request: Req, context: grpc.aio.ServicerContext) -> R:
             steps = method(self, request)  # refuses bad input before anything is claimed
+            printed = request if fingerprint_of is None else fingerprint_of(self, request)
             return await once_across_calls(
                 self.bound_uow,
                 name,
-                _with_request_id(request),
+                _with_request_id(printed),
                 response_type,
                 steps.read,
                 steps.call,

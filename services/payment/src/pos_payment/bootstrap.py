@@ -141,7 +141,13 @@ def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     service = kit_service.grpc_service(
         NAME,
         settings,
-        grpc_api.registrar(runtime.uow, processors, reader_for(runtime.engine, settings), policy),
+        grpc_api.registrar(
+            runtime.uow,
+            processors,
+            reader_for(runtime.engine, settings),
+            policy,
+            CodeHasher(settings.gift_card_code_key),
+        ),
         grpc_api.SERVICE_NAME,
         more=[
             (

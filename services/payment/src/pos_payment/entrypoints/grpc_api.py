@@ -11,9 +11,11 @@ from google.protobuf.message import Message
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos_kit.context import current_merchant
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_payment.adapters import messages
+from pos_payment.adapters.gift_cards import CodeHasher
 from pos_payment.adapters.messages import (
     OPERATION_STATUSES,
     STATUSES,
@@ -132,11 +134,23 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
         processors: Processors,
         reader: TerminalReader,
         policy: Policy,
+        hasher: CodeHasher | None = None,
     ) -> None:
         super().__init__(uow)
         self.processors = processors
         self.reader = reader
         self.policy = policy
+        self.hasher = hasher
+
+    def _masked(self, request: payment_pb2.CreatePaymentRequest) -> Any:
+        """The request as its fingerprint is stored: a gift card's code replaced by its keyed
+        hash (a plain hash of a short code could be searched for)."""
+        if not request.gift_card_code or self.hasher is None:
+            return request
+        masked = payment_pb2.CreatePaymentRequest()
+        masked.CopyFrom(request)
+        masked.gift_card_code = self.hasher(current_merchant(), request.gift_card_code).hex()
+        return masked
 
     def _take(self, request: payment_pb2.CreatePaymentRequest) -> handlers.TakePayment:
         # Validated before anything is claimed: the kit stores a hash of the request, and a
@@ -150,7 +164,7 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     def AuthorizeAndCapture(self, request: payment_pb2.AuthorizeAndCaptureRequest) -> Any:
         return Answering(self._take(_in_store(request)), _authorized_and_captured)
 
-    @across_calls(payment_pb2.CreatePaymentResponse)
+    @across_calls(payment_pb2.CreatePaymentResponse, fingerprint_of=_masked)
     def CreatePayment(self, request: payment_pb2.CreatePaymentRequest) -> Any:
         return Answering(self._take(request), _created)
 
@@ -288,10 +302,11 @@ def registrar(
     processors: Processors,
     reader: TerminalReader,
     policy: Policy,
+    hasher: CodeHasher | None = None,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
         payment_pb2_grpc.add_PaymentServiceServicer_to_server(
-            PaymentApi(uow, processors, reader, policy), server
+            PaymentApi(uow, processors, reader, policy, hasher), server
         )
 
     return register
