@@ -144,14 +144,14 @@ class Platform:
             # The sandbox voids uncaptured authorisations after an hour, not 7 days, so an
             # integrator sees the expiry path the same day (a merchant may set its own).
             env.update(AUTHORIZATION_WINDOW_SECONDS="3600")
+            # This home's own key of the gift card codes' hashes, kept with its data.
+            env.update(GIFT_CARD_CODE_KEY=self._secrets()["gift_card_code_key"])
         if name == "dispatcher":
             env.update(
                 DISPATCHER_SECRET_KEYS=self._secrets()["dispatcher_secret_key"],
                 # The sandbox: a developer receives webhooks on their own laptop.
                 WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
             )
-            # This home's own key of the gift card codes' hashes, kept with its data.
-            env.update(GIFT_CARD_CODE_KEY=self._secrets()["gift_card_code_key"])
         env.update(self.env_extra)
         return env
 
