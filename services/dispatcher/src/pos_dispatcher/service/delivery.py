@@ -9,6 +9,10 @@ Invariants:
 - Deliveries are independent: each has its own schedule, and none waits for another. At most
   `per_endpoint` requests go to one subscription at a time (per replica) and at most
   `concurrency` in all, so a slow or dead receiver holds only its own slots.
+- A claim takes up to `prefetch` times an endpoint's slots: the extra wait, leased, in a local
+  queue and go out as slots free, with no database round trip between one request and the
+  next. The lease outlasts the queue (at worst `prefetch` timeouts), so nothing is sent twice
+  at once; a worker that dies leaves them due again when the lease ends.
 - The request goes to the address the network rules just checked (adapters/network.py).
 """
 
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 1024
 COALESCE_SECONDS = 0.01
+RECORD_COALESCE_SECONDS = 0.05
 USER_AGENT = "Omnitill-Webhooks/1"
 
 
@@ -90,6 +95,7 @@ class DeliveryWorker:
         timeout: float = 5.0,
         concurrency: int = 64,
         per_endpoint: int = 8,
+        prefetch: int = 4,
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 1.0,
     ) -> None:
@@ -101,6 +107,9 @@ class DeliveryWorker:
         self._timeout = timeout
         self._concurrency = concurrency
         self._per_endpoint = per_endpoint
+        self._prefetch = prefetch
+        # Claimed (leased) and waiting for one of their endpoint's slots.
+        self._queued: dict[str, deque[Job]] = {}
         self._lease = lease
         self._poll = poll_interval
         self._wake = asyncio.Event()
@@ -132,7 +141,7 @@ class DeliveryWorker:
                     started = await self.dispatch_due()
                 except Exception as exc:
                     log.warning("delivery worker: %s; retrying", exc.__class__.__name__)
-                if started == 0 or len(self._tasks) >= self._concurrency:
+                if started == 0 or self._held() >= self._concurrency * self._prefetch:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll)
                     # Let wake-ups gather for a moment: one claim for many new deliveries
@@ -147,18 +156,38 @@ class DeliveryWorker:
             await recorder
             await self._client.close()
 
+    def _held(self, subscription_id: str | None = None) -> int:
+        """Deliveries in flight or waiting in the local queue (of one endpoint, or all)."""
+        if subscription_id is None:
+            return len(self._tasks) + sum(len(q) for q in self._queued.values())
+        return self._busy[subscription_id] + len(self._queued.get(subscription_id, ()))
+
     async def dispatch_due(self) -> int:
-        """Claim what is due and start sending it; returns how many were started."""
-        free = self._concurrency - len(self._tasks)
+        """Claim what is due and start sending it; returns how many were claimed."""
+        free = self._concurrency * self._prefetch - self._held()
         if free <= 0:
             return 0
         jobs = await self._claim(free)
         for job in jobs:
-            self._busy[job.subscription_id] += 1
-            task = asyncio.create_task(self._attempt(job))
-            self._tasks.add(task)
-            task.add_done_callback(self._finished(job.subscription_id))
+            self._queued.setdefault(job.subscription_id, deque()).append(job)
+        self._start_queued()
         return len(jobs)
+
+    def _start_queued(self) -> None:
+        for sub in list(self._queued):
+            queue = self._queued[sub]
+            while (
+                queue
+                and self._busy[sub] < self._per_endpoint
+                and len(self._tasks) < self._concurrency
+            ):
+                job = queue.popleft()
+                self._busy[sub] += 1
+                task = asyncio.create_task(self._attempt(job))
+                self._tasks.add(task)
+                task.add_done_callback(self._finished(sub))
+            if not queue:
+                del self._queued[sub]
 
     def _finished(self, subscription_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
@@ -166,13 +195,16 @@ class DeliveryWorker:
             self._busy[subscription_id] -= 1
             if self._busy[subscription_id] <= 0:
                 del self._busy[subscription_id]
-            self._wake.set()  # a slot is free: there may be more of that endpoint's work
+            self._start_queued()
+            if self._held(subscription_id) < self._per_endpoint:
+                self._wake.set()  # the endpoint's queue runs low: claim more of its work
 
         return done
 
     async def _claim(self, free: int) -> list[Job]:
         now = self._clock()
-        full = [s for s, n in self._busy.items() if n >= self._per_endpoint]
+        most = self._per_endpoint * self._prefetch
+        full = [s for s in set(self._busy) | set(self._queued) if self._held(s) >= most]
         d, s = deliveries.c, subscriptions.c
         query = (
             select(
@@ -182,7 +214,7 @@ class DeliveryWorker:
             .join(subscriptions, (s.merchant_id == d.merchant_id) & (s.id == d.subscription_id))
             .where(d.status == "pending", d.next_attempt_at <= now, s.status == "enabled")
             .order_by(d.next_attempt_at, d.sequence)
-            .limit(free * 4)
+            .limit(min(free, most) * 4)
             .with_for_update(of=deliveries, skip_locked=True)
         )  # fmt: skip
         if full:
@@ -192,7 +224,7 @@ class DeliveryWorker:
         async with self._engine.begin() as conn:
             for row in (await conn.execute(query)).all():
                 sub = row.subscription_id
-                if len(jobs) >= free or self._busy[sub] + taken[sub] >= self._per_endpoint:
+                if len(jobs) >= free or self._held(sub) + taken[sub] >= most:
                     continue  # left due, unleased: claimed when a slot frees
                 taken[sub] += 1
                 jobs.append(self._job(row, now))
@@ -231,6 +263,9 @@ class DeliveryWorker:
         first) leaves its delivery leased, so it is sent again: at least once, never lost."""
         while True:
             await self._answered.wait()
+            if not stop.is_set():
+                # Let answers gather: one transaction records many of them, at a busy time.
+                await asyncio.sleep(RECORD_COALESCE_SECONDS)
             self._answered.clear()
             taken, self._answers = self._answers, []
             by_merchant: dict[str, list[tuple[Job, Answer]]] = {}
