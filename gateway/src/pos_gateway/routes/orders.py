@@ -94,7 +94,8 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
     if body.cash_tendered is not None:
         request.cash_tendered.CopyFrom(body.cash_tendered.pb())
     answer = await svc.order.Checkout(request)
-    result = {"order": to_json(answer.order), "payment": to_json(answer.payment)}
+    payment = to_json(answer.payment) if answer.HasField("payment") else None
+    result = {"order": to_json(answer.order), "payment": payment}
     sale = Checkout.model_validate(result)
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
         raise Problem(
