@@ -113,6 +113,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         ],
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
+        "hold_ttl": saga.hold_ttl,
     }
 
 
@@ -139,6 +140,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         captures=[Capture(**c) for c in found["captures"]],
         done_steps=list(found["done_steps"]),
         cancel_reason=found["cancel_reason"],
+        hold_ttl=found.get("hold_ttl", 0),
     )
 
 

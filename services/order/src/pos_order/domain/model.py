@@ -206,6 +206,9 @@ class Saga:
     # Compensation and restock request ids already done.
     done_steps: list[str] = field(default_factory=list)
     cancel_reason: str = ""
+    # The holds' time to live as asked: a hold whose answer was lost is asked again, exactly
+    # the same, to learn its id and release it.
+    hold_ttl: int = 0
 
 
 @dataclass(frozen=True)

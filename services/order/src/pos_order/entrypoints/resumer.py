@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos_kit.context import merchant_var
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import orders
 from pos_order.service import saga
@@ -64,11 +65,15 @@ class Resumer:
             def bound(m: str = merchant) -> OrderUow:
                 return self._uow().bind(m)
 
+            # The calls to other services carry the order's merchant, as a request's would.
+            token = merchant_var.set(merchant)
             try:
                 await saga.resume(bound, self._ports, order_id, self._policy)
             except Exception as exc:
                 # One order must not stop the others; it is tried again next pass.
                 log.warning("could not resume order %s: %s", order_id, exc)
+            finally:
+                merchant_var.reset(token)
         return len(found)
 
     async def run(self, stop: asyncio.Event) -> None:

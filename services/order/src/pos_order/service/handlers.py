@@ -309,14 +309,13 @@ class CreateOrder(Generic[R]):
                 cmd.channel,
             )
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
+            order.saga.hold_ttl = started.settings.hold_seconds
             order = await _save_new(self.new_uow, order, learnt)
             await boundary(self.policy, "order_saved")
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
-            order = await saga.hold_stock(
-                self.new_uow, self.ports, order, self.policy, started.settings.hold_seconds
-            )
+            order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
         return order
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:

@@ -63,11 +63,16 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# The boundaries this process stopped at (test hook; see `boundary`).
+PAUSED: list[str] = []
+
+
 async def boundary(policy: Policy, name: str) -> None:
     """A test hook: the process "dies" here: it waits until it is stopped, so nothing after
     this boundary runs and nothing it held in memory survives."""
     if name in policy.pause_at:
         log.warning("stopping at the saga boundary %s (test hook)", name)
+        PAUSED.append(name)
         await asyncio.Event().wait()
 
 
@@ -108,20 +113,15 @@ async def settings_of(new_uow: NewUow, policy: Policy) -> OrderSettings:
 # --- holding stock ---------------------------------------------------------------------------
 
 
-async def hold_stock(
-    new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy, ttl: int
-) -> Order:
+async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
     """Hold every pickup and shipment fulfilment's lines: all of them or none. Short stock
     cancels the order (each hold taken is released) and answers with the short lines."""
     assert ports.stock is not None
     for f in order.fulfillments:
         if f.hold is not HoldState.SENT:
             continue
-        lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
         try:
-            reservation = await ports.stock.hold(
-                f"{order.id}/hold/{f.id}", f.location_id, lines, ttl, order.id
-            )
+            reservation = await _ask_hold(ports, order, f)
         except DomainError as exc:
             if exc.kind in TRANSIENT:
                 raise  # inventory down: the order stays; the client retries or it expires
@@ -136,6 +136,14 @@ async def hold_stock(
 
         order, _ = await change(new_uow, order.id, held)
     return order
+
+
+async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:
+    assert ports.stock is not None
+    lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
+    return await ports.stock.hold(
+        f"{order.id}/hold/{f.id}", f.location_id, lines, order.saga.hold_ttl, order.id
+    )
 
 
 # --- money: what the payment service knows is the truth --------------------------------------
@@ -331,6 +339,15 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
             )
     if ports.stock is not None:
         for f in order.fulfillments:
+            if f.hold is HoldState.SENT and order.saga.hold_ttl:
+                # Asked, its answer never recorded: the same request again tells whether a
+                # hold was made (its id, to release it) or not (the stock was short).
+                try:
+                    f.reservation_id = await _ask_hold(ports, order, f)
+                    f.hold = HoldState.HELD
+                except DomainError as exc:
+                    if exc.kind in TRANSIENT:
+                        raise
             if f.hold is HoldState.HELD:
                 await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
             elif f.hold is HoldState.COMMITTED and f.status not in (
@@ -349,7 +366,7 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
     def done(o: Order) -> None:
         sync_tenders(o, after, give_up_sent=True)
         for f in o.fulfillments:
-            if f.hold is HoldState.HELD:
+            if f.hold in (HoldState.HELD, HoldState.SENT):
                 f.hold = HoldState.RELEASED
             elif f.hold is HoldState.COMMITTED:
                 f.hold = HoldState.RESTOCKED
