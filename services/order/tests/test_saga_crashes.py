@@ -60,13 +60,13 @@ class Stack:
     nats_url: str
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
     server = infra.new_nats()
     try:
         async with AsyncExitStack() as stack:
             inventory = await stack.enter_async_context(
-                serve_in_process("inventory", infra, server.url)
+                serve_in_process("inventory", infra, server.url, shutdown_grace_seconds=0.1)
             )
             # The payment reconciler settles a lost answer within a second.
             payment = await stack.enter_async_context(
@@ -76,6 +76,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                     server.url,
                     reconcile_after_seconds=0.5,
                     sweep_interval_seconds=0.2,
+                    shutdown_grace_seconds=0.1,
                 )
             )
             yield Stack(
