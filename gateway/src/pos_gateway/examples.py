@@ -295,6 +295,13 @@ REFUND = {
     "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+ORDER_SETTINGS = {
+    "capture_pickup_at_order": False,
+    "pickup_expiry_seconds": 604800,
+    "hold_seconds": 900,
+    "authorization_window_seconds": 0,
+    "return_window_days": 30,
+}
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",
     "name": "till 3",

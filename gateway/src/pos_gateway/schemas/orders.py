@@ -11,6 +11,7 @@ from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, T
 from pos_gateway.schemas.payments import Payment
 
 MetadataValue = Annotated[str, Field(max_length=500)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
 OrderStatus = Literal[
     "draft", "pending_payment", "confirmed", "completed", "cancelled", "payment_declined"
 ]
@@ -87,7 +88,7 @@ class Order(Answer):
         default_factory=list, max_length=1000, description="Every transition, oldest first"
     )
     notes: str = Field("", max_length=2000)
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict, max_length=50)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
     cancel_reason: str = Field(
         "",
         max_length=50,
@@ -109,3 +110,26 @@ class Checkout(Answer):
 
 class OrderList(Page[Order]):
     pass
+
+
+class OrderSettings(Answer):
+    capture_pickup_at_order: bool = Field(
+        description="Pickups captured at confirmation (true) or at hand-over (false)"
+    )
+    pickup_expiry_seconds: int = Field(
+        ge=0, le=INT64_MAX, json_schema_extra=INT64, description="How long a pickup waits"
+    )
+    hold_seconds: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="How long an unconfirmed order's holds last before it is cancelled",
+    )
+    authorization_window_seconds: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="An authorisation not captured within this is voided: the payment "
+        "settings' (a pickup that would outlive it is captured at confirmation)",
+    )
+    return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)

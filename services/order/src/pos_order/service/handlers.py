@@ -107,6 +107,10 @@ async def _priced_order(
         location_id, sorted({ln.sku for ln in lines})
     )
     priced = price_lines(lines, items, location)
+    # Every other store named to fulfil from must be the merchant's: another merchant's is
+    # refused (404) like a made-up one, before anything is saved or held.
+    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id}):
+        await ports.catalog.price_snapshot(elsewhere, [])
     quote = await ports.discounts.quote(priced, location.currency)
     totals = compute_totals(priced, quote.total, location.tax_rate_bps)
     order = Order(
