@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,41 @@ def _available(http: httpx.Client, sku: str, location: str) -> int:
     return int(levels["data"][0]["available"])
 
 
+def test_a_pickup_that_would_outlive_its_authorisation_is_captured_at_confirmation(
+    platform: Running,
+) -> None:
+    """The sandbox's authorisations last an hour, a pickup waits a week by default: capturing
+    at hand-over could meet an expired authorisation, so it is captured at confirmation."""
+    http = platform.http
+    sku, (store, _) = _stocked(http)
+    body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["fulfillments"][0]["captured"] == confirmed["total"]
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == confirmed["total"]["amount"]
+
+
 def test_a_pickup_is_held_paid_after_a_decline_and_captured_at_hand_over(
     platform: Running,
 ) -> None:
-    http = platform.http
+    with platform.new_merchant("Pickup shop") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        # A pickup waits at most an hour, its authorisation lasts two: captured at hand-over.
+        settings = http.patch(
+            "/v1/order-settings",
+            json={"pickup_expiry_seconds": 3600, "authorization_window_seconds": 7200},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert _ok(settings)["capture_pickup_at_order"] is False
+        assert settings.json()["authorization_window_seconds"] == 7200
+        _pickup_flow(http)
+
+
+def _pickup_flow(http: httpx.Client) -> None:
     sku, (store, _) = _stocked(http)
     body = {
         "channel": "web",
