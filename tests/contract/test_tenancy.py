@@ -70,6 +70,17 @@ def _sale(http: httpx.Client) -> dict[str, Any]:
     return _post(http, "/v1/checkouts", checkout)
 
 
+def _pending_order(http: httpx.Client) -> str:
+    """A web order of merchant A waiting for payment (nothing held: in store)."""
+    sku = f"TEN-{_unique()}"
+    _post(http, "/v1/products", {"sku": sku, "name": "Ordered", "price": {"amount": 700,
+          "currency": "USD"}})  # fmt: skip
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    order = _post(http, "/v1/orders", {"location_id": location, "lines": [{"sku": sku,
+                  "quantity": 1}]})  # fmt: skip
+    return str(order["id"])
+
+
 def _reservation(http: httpx.Client) -> str:
     sku = _unique()
     _post(
@@ -144,6 +155,11 @@ FACTORIES: dict[str, Factory] = {
     "/v1/customers/{customer_id}": _customer,
     "/v1/promotions/{promotion_id}": _promotion,
     "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/tenders": _pending_order,
+    "/v1/orders/{order_id}/confirm": _pending_order,
+    "/v1/orders/{order_id}/cancel": _pending_order,
+    # Both ids are A's order's: B is refused on the order before the fulfilment.
+    "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps": _pending_order,
     "/v1/payments/{payment_id}": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/capture": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),
@@ -177,6 +193,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/orders/{order_id}/tenders"): {"tender_type": "card", "card_token": "tok_visa"},
+    ("post", "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps"): {"status": "picked"},
     ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): {"overlap_seconds": 60},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/replay-failed"): {},
@@ -280,6 +298,8 @@ REFERENCES = {
     "customer_id": "customer",
     "order_id": "order",
     "payment_id": "payment",
+    # A store an order's fulfilment leaves from (fulfillments[].location_id).
+    "fulfillments.location_id": "location",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet), and
@@ -387,6 +407,11 @@ def _checkout_body(t: Tenant) -> dict[str, Any]:
 # then puts a foreign or a made-up id in one field, so the answer is about that id alone.
 REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/checkouts"): _checkout_body,
+    ("post", "/v1/orders"): lambda t: {
+        "location_id": t.locations[0], "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
+    ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
     ("post", "/v1/inventory/adjustments"): lambda t: {
         "sku": t.sku, "location_id": t.locations[0], "delta": 1, "reason": "received"},
     ("post", "/v1/inventory/counts"): lambda t: {
@@ -425,6 +450,12 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
 
 def _with(request: dict[str, Any], field: str, value: str) -> dict[str, Any]:
     changed = dict(request)
+    if "." in field:  # an id in the first item of a list: fulfillments[0].location_id
+        outer, inner = field.split(".", 1)
+        items = [dict(item) for item in changed[outer]]
+        items[0] = _with(items[0], inner, value)
+        changed[outer] = items
+        return changed
     changed[field] = [value] if isinstance(changed.get(field), list) else value
     return changed
 

@@ -181,6 +181,7 @@ ORDER = {
             "quantity": 2,
             "unit_price": usd(2500),
             "line_total": usd(5000),
+            "fulfillment_id": f"{ORDER_ID}-1",
         },
         {
             "sku": "MUG-LOGO",
@@ -188,16 +189,46 @@ ORDER = {
             "quantity": 1,
             "unit_price": usd(1200),
             "line_total": usd(1200),
+            "fulfillment_id": f"{ORDER_ID}-1",
         },
     ],
     "subtotal": usd(6200),
     "discount_total": usd(620),
     "tax_total": usd(460),
     "total": usd(6040),
-    "status": "confirmed",
+    "status": "completed",
     "discounts_applied": True,
     "payment_id": PAYMENT_ID,
     "created_at": UPDATED,
+    "channel": "register",
+    "version": 3,
+    "updated_at": UPDATED,
+    "fulfillments": [
+        {
+            "id": f"{ORDER_ID}-1",
+            "type": "in_store",
+            "status": "fulfilled",
+            "location_id": LOCATION_ID,
+            "reservation_id": "",
+            "carrier": "",
+            "tracking_number": "",
+            "amount": usd(6040),
+            "captured": usd(6040),
+            "ship_to": "",
+        }
+    ],
+    "timeline": [
+        {"status": "pending_payment", "at": UPDATED, "reason": ""},
+        {"status": f"{ORDER_ID}-1:reserved", "at": UPDATED, "reason": ""},
+        {"status": "confirmed", "at": UPDATED, "reason": ""},
+        {"status": f"{ORDER_ID}-1:fulfilled", "at": UPDATED, "reason": ""},
+        {"status": "completed", "at": UPDATED, "reason": ""},
+    ],
+    "notes": "",
+    "metadata": {},
+    "cancel_reason": "",
+    "payment_ids": [PAYMENT_ID],
+    "paid": usd(6040),
 }
 PAYMENT = {
     "id": PAYMENT_ID,
@@ -264,6 +295,13 @@ REFUND = {
     "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+ORDER_SETTINGS = {
+    "capture_pickup_at_order": False,
+    "pickup_expiry_seconds": 604800,
+    "hold_seconds": 900,
+    "authorization_window_seconds": 0,
+    "return_window_days": 30,
+}
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",
     "name": "till 3",

@@ -97,8 +97,18 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     stock_events.ReservationCommitted: _reservation("committed"),
     stock_events.ReservationReleased: _reservation("released"),
     stock_events.ReservationExpired: _reservation("expired"),
+    order_events.OrderCreated: lambda m: [("order.created", m.order.id, _object(Order, m.order))],
     order_events.OrderConfirmed: lambda m: [
         ("order.confirmed", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderCancelled: lambda m: [
+        ("order.cancelled", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderCompleted: lambda m: [
+        ("order.completed", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderFulfillmentUpdated: lambda m: [
+        ("order.fulfillment_updated", m.order.id, _object(Order, m.order))
     ],
     payment_events.PaymentAuthorized: _payment("authorized"),
     payment_events.PaymentCaptured: _payment("captured"),
