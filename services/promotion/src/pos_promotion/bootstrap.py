@@ -31,11 +31,16 @@ class Settings(GrpcServiceSettings):
     offer_cache_seconds: float = Field(60.0, gt=0)
 
 
-def build(settings: Settings) -> tuple[ServiceRuntime[PromotionUow], GrpcService]:
+class PromotionRuntime(ServiceRuntime[PromotionUow]):
+    offers: ActiveOffers  # the cache of active offers, reachable by tests and the benchmark
+
+
+def build(settings: Settings) -> tuple[PromotionRuntime, GrpcService]:
     events.REGISTRY.check(model.EVENTS)
-    runtime = ServiceRuntime(NAME, settings, kit, PromotionUow)
+    runtime = PromotionRuntime(NAME, settings, kit, PromotionUow)
     reader = SqlActivePromotions(runtime.engine)
     cache = ActiveOffers(reader.active, settings.offer_cache_seconds)
+    runtime.offers = cache
     runtime.background.append(invalidator(runtime, cache))
     service = kit_service.grpc_service(
         NAME,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +70,13 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
                 if request.HasField("minimum_subtotal")
                 else None
             )
-            offer = first_kind_offer(promotion_id, request.name, request.percent_off_bps, minimum)
+            offer = replace(
+                first_kind_offer(promotion_id, request.name, request.percent_off_bps, minimum),
+                priority=request.priority,
+                exclusive=request.exclusive,
+                stackable=request.stackable if request.HasField("stackable") else True,
+                requires_coupon=request.requires_coupon,
+            )
             violations = []
         promotion = await handlers.create_promotion(uow, offer, violations)
         self._changed()
