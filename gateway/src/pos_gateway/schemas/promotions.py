@@ -72,8 +72,9 @@ class Promotion(Answer):
     minimum_subtotal: Money | None = Field(description="null: applies to every cart")
     active: bool
     created_at: Timestamp
-    rule: Rule
-    conditions: Conditions
+    # Null only in events published before offers had rules (a percent off the order).
+    rule: Rule | None = Field(description="What it takes off")
+    conditions: Conditions | None = Field(description="When and for whom it applies")
     priority: int = Field(ge=-(2**31), le=2**31 - 1, json_schema_extra=INT32)
     exclusive: bool
     stackable: bool
