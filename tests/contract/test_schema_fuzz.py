@@ -35,7 +35,8 @@ IDEMPOTENT_POSTS = "|".join(
      "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
      "gift-cards", "gift-cards/(lookup|redeem)",
-     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)")
+     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)",
+     "promotions/[^/]+/(pause|resume|end|coupons)")
 )  # fmt: skip
 # Gift card rules on the card the request names or on its body: an amount in the card's
 # currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).
@@ -62,8 +63,14 @@ ORDER_RULES = "|".join(
     ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)",
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
 )  # fmt: skip
+PROMOTION_RULES = "|".join(
+    ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
+     "POST /v1/promotions/[^/]+/(pause|resume|end|coupons)", "DELETE /v1/promotions/[^/]+")
+)  # fmt: skip
+PROMOTION_STATUSES = ["400", "409", "412", "422"]
 PAGED_LISTS = "|".join(
-    ("locations", "products", "customers", "orders", "promotions", "inventory/history",
+    ("locations", "products", "customers", "orders", "promotions", "promotions/[^/]+/coupons",
+     "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries")
 )  # fmt: skip
 CONFIG = f"""
@@ -103,6 +110,14 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 [[operations]]
 include-name = "PATCH /v1/customers/{{customer_id}}"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "412"]}
+
+# A promotion's rules across fields (a window that ends before it starts, tiers that
+# contradict, an amount's currency, an IANA zone, a kind's own quantities) are a 400 naming the
+# field; an ended promotion refuses changes and a promotion without requires_coupon takes no
+# coupons (409); If-Match on a live promotion may be stale (412).
+[[operations]]
+include-name-regex = "^({PROMOTION_RULES})$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, *PROMOTION_STATUSES]}
 
 [[operations]]
 include-name-regex = "^({PAYMENT_RULES})$"

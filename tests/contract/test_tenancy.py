@@ -53,6 +53,11 @@ def _promotion(http: httpx.Client) -> str:
     return str(_post(http, "/v1/promotions", {"name": "Tenancy", "percent_off_bps": 500})["id"])
 
 
+def _coupon_promotion(http: httpx.Client) -> str:
+    body = {"name": "Tenancy coupons", "percent_off_bps": 500, "requires_coupon": True}
+    return str(_post(http, "/v1/promotions", body)["id"])
+
+
 def _sale(http: httpx.Client) -> dict[str, Any]:
     """A real paid order of merchant A: its own product, stock received, a cash checkout."""
     sku = f"TEN-{_unique()}"
@@ -154,6 +159,10 @@ FACTORIES: dict[str, Factory] = {
     "/v1/reservations/{reservation_id}/release": _reservation,
     "/v1/customers/{customer_id}": _customer,
     "/v1/promotions/{promotion_id}": _promotion,
+    "/v1/promotions/{promotion_id}/pause": _promotion,
+    "/v1/promotions/{promotion_id}/resume": _promotion,
+    "/v1/promotions/{promotion_id}/end": _promotion,
+    "/v1/promotions/{promotion_id}/coupons": _coupon_promotion,
     "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/tenders": _pending_order,
     "/v1/orders/{order_id}/confirm": _pending_order,
@@ -190,6 +199,8 @@ FACTORIES: dict[str, Factory] = {
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
+    ("patch", "/v1/promotions/{promotion_id}"): {"name": "Mallory's"},
+    ("post", "/v1/promotions/{promotion_id}/coupons"): {"generate": 1},
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},

@@ -162,6 +162,7 @@ CUSTOMER = {
     "created_at": CREATED,
     "updated_at": UPDATED,
 }
+_EVERY_LINE: dict[str, list[str]] = {"skus": [], "product_ids": [], "categories": []}
 PROMOTION = {
     "id": "promo_01j9x6q9w0x1y2z3a4b5c6d7ef",
     "name": "10% off orders over $50",
@@ -169,7 +170,53 @@ PROMOTION = {
     "minimum_subtotal": usd(5000),
     "active": True,
     "created_at": CREATED,
+    "rule": {
+        "kind": "percent_off",
+        "level": "order",
+        "items": _EVERY_LINE,
+        "percent_bps": 1000,
+        "amount": None,
+        "buy_quantity": 0,
+        "get_quantity": 0,
+        "get_items": None,
+        "tiers": [],
+        "limit_per_order": 0,
+    },
+    "conditions": {
+        "starts_at": "2026-12-01T00:00",
+        "ends_at": "2027-01-01T00:00",
+        "time_zone": "America/New_York",
+        "days_of_week": [],
+        "hours_from": "",
+        "hours_until": "",
+        "channels": [],
+        "location_ids": [],
+        "customer_groups": [],
+        "min_quantity": 0,
+        "min_amount": usd(5000),
+    },
+    "priority": 0,
+    "exclusive": False,
+    "stackable": True,
+    "requires_coupon": False,
+    "status": "active",
+    "version": 1,
+    "updated_at": CREATED,
+    "ended_at": None,
+    "used": False,
 }
+COUPON = {
+    "id": "cpn_01j9x6qa1b2c3d4e5f6g7h8j9k",
+    "promotion_id": PROMOTION["id"],
+    "code_hint": "R-26",
+    "max_uses": 500,
+    "max_uses_per_customer": 1,
+    "redeemed_count": 0,
+    "reserved_count": 0,
+    "expires_at": "2027-01-01T00:00:00.000Z",
+    "created_at": CREATED,
+}
+COUPON_BATCH = {"coupons": [COUPON], "codes": ["WINTER-26"], "secret_redacted": False}
 ORDER = {
     "id": ORDER_ID,
     "location_id": LOCATION_ID,

@@ -8,6 +8,8 @@ from pos_dispatcher.adapters.snapshots import SOURCES, public_events
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import gift_cards_pb2
+from pos.promotion.v1 import events_pb2 as promotion_events_pb2
+from pos.promotion.v1 import promotion_pb2
 from pos_gateway.schemas.events import EVENT_TYPES
 
 
@@ -54,3 +56,52 @@ def test_a_gift_card_activity_is_a_public_event_with_the_card_and_no_code() -> N
 def test_the_gift_card_event_is_read_from_the_payment_stream_under_a_documented_type() -> None:
     assert gift_cards_pb2.GiftCardActivityCreated in SOURCES["payment"]
     assert "gift_card.activity_created" in EVENT_TYPES
+
+
+def _stamped(message: object, *stamps: object) -> None:
+    for stamp in stamps:
+        stamp.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    meta = message.meta  # type: ignore[attr-defined]
+    meta.event_id, meta.merchant_id = "evt_2", "mer_a"
+    meta.occurred_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
+    promotion = promotion_pb2.Promotion(
+        id="promo_1",
+        name="Shirts BOGO",
+        status=promotion_pb2.PROMOTION_STATUS_ENDED,
+        version=3,
+        stackable=True,
+        rule=promotion_pb2.Rule(
+            kind=promotion_pb2.OFFER_KIND_BUY_X_GET_Y,
+            level=promotion_pb2.OFFER_LEVEL_ITEM,
+            items=promotion_pb2.ItemSelector(categories=["shirts"]),
+            percent_bps=10000,
+            buy_quantity=1,
+            get_quantity=1,
+        ),
+        conditions=promotion_pb2.Conditions(time_zone="UTC"),
+    )
+    for kind, word in (
+        (promotion_events_pb2.PromotionUpdated, "updated"),
+        (promotion_events_pb2.PromotionEnded, "ended"),
+    ):
+        message = kind(promotion=promotion)
+        _stamped(message, message.promotion.created_at, message.promotion.updated_at)
+        (event,) = public_events(message)
+        assert (event.type, event.resource_id) == (f"promotion.{word}", "promo_1")
+        shown = event.data["object"]
+        assert shown["status"] == "ended" and shown["rule"]["kind"] == "buy_x_get_y"
+        assert kind in SOURCES["promotion"] and event.type in EVENT_TYPES
+    redeemed = promotion_events_pb2.CouponRedeemed(
+        coupon=promotion_pb2.Coupon(
+            id="cpn_1", promotion_id="promo_1", code_hint="R-26", max_uses=5, redeemed_count=1
+        ),
+        order_id="ord_1",
+    )
+    _stamped(redeemed, redeemed.coupon.created_at)
+    (event,) = public_events(redeemed)
+    assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
+    assert event.data["object"]["code_hint"] == "R-26" and "code" not in event.data["object"]
+    assert "coupon.redeemed" in EVENT_TYPES

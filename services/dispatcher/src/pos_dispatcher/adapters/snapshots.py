@@ -27,7 +27,8 @@ from pos_gateway.schemas.catalog import Product
 from pos_gateway.schemas.gift_cards import GiftCardMoved
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
-from pos_gateway.schemas.people import Customer, Promotion
+from pos_gateway.schemas.people import Customer
+from pos_gateway.schemas.promotions import Coupon, Promotion
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
 
@@ -125,6 +126,15 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     ],
     promotion_events.PromotionCreated: lambda m: [
         ("promotion.created", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.PromotionUpdated: lambda m: [
+        ("promotion.updated", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.PromotionEnded: lambda m: [
+        ("promotion.ended", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.CouponRedeemed: lambda m: [
+        ("coupon.redeemed", m.coupon.id, _object(Coupon, m.coupon))
     ],
     customer_events.CustomerCreated: lambda m: [
         ("customer.created", m.customer.id, _object(Customer, m.customer))
