@@ -481,6 +481,7 @@ class SqlLoyaltyRepository:
                 pg_insert(loyalty_programs)
                 .values(merchant_id=self._merchant, program=body, version=program.version)
                 .on_conflict_do_nothing()
+                .returning(loyalty_programs.c.version)
             )
         else:
             result = await self._conn.execute(
@@ -490,8 +491,10 @@ class SqlLoyaltyRepository:
                     loyalty_programs.c.version == seen_version,
                 )
                 .values(program=body, version=program.version)
+                .returning(loyalty_programs.c.version)
             )
-        return bool(result.rowcount)
+        # rowcount is not reliable here through the driver's pipeline: ask for the row.
+        return result.first() is not None
 
     async def append(self, entry: loyalty.Entry) -> loyalty.Entry:
         row = (
@@ -655,8 +658,9 @@ class SqlPurchaseRepository:
                 ordered_at=sale.ordered_at or func.now(),
             )
             .on_conflict_do_nothing()
+            .returning(purchases.c.order_id)
         )
-        return bool(result.rowcount)
+        return result.first() is not None
 
     async def mark_reversed(self, order_id: str) -> None:
         await self._conn.execute(
