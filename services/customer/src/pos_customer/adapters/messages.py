@@ -35,6 +35,7 @@ def customer_to_proto(c: Customer) -> customer_pb2.Customer:
         points_held=c.points_held,
         tier=c.tier,
     )
+    msg.marketing_consent.SetInParent()
     msg.marketing_consent.granted = c.consent.granted
     msg.marketing_consent.channel = c.consent.channel
     if c.consent.given_at is not None:

@@ -370,6 +370,9 @@ async def change_members(
             await active_customer(uow, customer_id)
         await uow.groups.add_members(group_id, ids)
     else:
+        for customer_id in ids:
+            if await uow.customers.get(customer_id) is None:
+                raise NotFound("customer", customer_id)
         await uow.groups.remove_members(group_id, ids)
     return await get_group(uow, group_id)
 
