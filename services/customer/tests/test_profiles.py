@@ -281,6 +281,15 @@ async def test_erasure_leaves_no_personal_data_and_answers_404(
     c = await merchant.create(
         email="erase.me@example.com", phone="+14155550199", given_name="Eraseme", notes="secret"
     )
+    await merchant(
+        "UpdateCustomer", customer_pb2.UpdateCustomerRequest(id=c.id, family_name="Gone")
+    )
+    before = await service.sql(
+        "SELECT count(*) FROM processed_requests WHERE merchant_id = :m"
+        " AND position(convert_to('erase.me@example.com', 'UTF8') IN response) > 0",
+        m=merchant.merchant,
+    )
+    assert before == [(2,)]  # the witness sees them before
     erased = await merchant(
         "EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id, requested_by="key_1")
     )
@@ -295,6 +304,14 @@ async def test_erasure_leaves_no_personal_data_and_answers_404(
     )
     assert "erase.me" not in rows[0][0] and "Eraseme" not in rows[0][0]
     assert "secret" not in rows[0][0] and "4155550199" not in rows[0][0]
+    # No stored answer and no outbox row of this merchant holds the email any more.
+    for table, column in (("processed_requests", "response"), ("outbox", "payload")):
+        left = await service.sql(
+            f"SELECT count(*) FROM {table} WHERE merchant_id = :m"  # noqa: S608 - ours
+            f" AND position(convert_to('erase.me@example.com', 'UTF8') IN {column}) > 0",
+            m=merchant.merchant,
+        )
+        assert left == [(0,)], table
     record = await service.sql(
         "SELECT requested_by FROM erasures WHERE merchant_id = :m AND customer_id = :i",
         m=merchant.merchant,

@@ -334,11 +334,13 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     `customer.erased` event (the id only) tells every other service. Points history and
     purchases stay, with no personal data in them. The erasure is recorded (when, by which
     credential)."""
+    principal = _principal(request)
     answer = await svc.customer.EraseCustomer(
         customer_pb2.EraseCustomerRequest(
-            request_id=request_id(), id=customer_id, requested_by=_principal(request).key_id
+            request_id=request_id(), id=customer_id, requested_by=principal.key_id
         )
     )
+    await request.app.state.idempotency.forget_answers_naming(principal.merchant_id, customer_id)
     return to_model(ErasedCustomer, answer)
 
 

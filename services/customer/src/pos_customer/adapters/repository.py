@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +32,15 @@ from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
+
+PROFILE_OPERATIONS = (
+    "CreateCustomer",
+    "UpdateCustomer",
+    "UpsertCustomer",
+    "BatchUpsertCustomers",
+    "MergeCustomers",
+)
+PROFILE_EVENTS = ("CustomerCreated", "CustomerUpdated", "CustomerMerged")
 
 
 def _addresses(value: Any) -> tuple[Address, ...]:
@@ -305,6 +315,33 @@ class SqlCustomerRepository:
             insert(erasures).values(
                 merchant_id=self._merchant, customer_id=erased.id, requested_by=requested_by
             )
+        )
+
+    async def purge_copies(self, customer_id: str) -> None:
+        """Stored answers and outbox rows that hold the customer (their snapshots name its id)
+        go: an erased customer's data must not wait out the replay window or the relay."""
+        # Only answers and events that carry a profile: loyalty's hold no personal data, and
+        # its events must still reach their readers.
+        params = {
+            "m": self._merchant,
+            "c": customer_id,
+            "ops": list(PROFILE_OPERATIONS),
+            "types": [f"pos.customer.v1.{t}" for t in PROFILE_EVENTS],
+        }
+        await self._conn.execute(
+            sql_text(
+                "DELETE FROM processed_requests WHERE merchant_id = :m"
+                " AND operation = ANY(:ops)"
+                " AND position(convert_to(:c, 'UTF8') IN response) > 0"
+            ),
+            params,
+        )
+        await self._conn.execute(
+            sql_text(
+                "DELETE FROM outbox WHERE merchant_id = :m AND event_type = ANY(:types)"
+                " AND position(convert_to(:c, 'UTF8') IN payload) > 0"
+            ),
+            params,
         )
 
     async def erased_at(self, customer_id: str) -> datetime | None:

@@ -250,6 +250,7 @@ async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by
     erased = erased_copy(customer)
     await uow.customers.erase(erased, requested_by)
     await uow.groups.forget(customer_id)
+    await uow.customers.purge_copies(customer_id)
     uow.publish(CustomerErased(customer_id))
     return await uow.customers.erased_at(customer_id)
 
