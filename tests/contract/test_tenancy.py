@@ -49,6 +49,10 @@ def _customer(http: httpx.Client) -> str:
     return str(_post(http, "/v1/customers", {"email": f"{_unique()}@tenancy.example"})["id"])
 
 
+def _group(http: httpx.Client) -> str:
+    return str(_post(http, "/v1/customer-groups", {"name": f"Tenancy {_unique()}"})["id"])
+
+
 def _promotion(http: httpx.Client) -> str:
     return str(_post(http, "/v1/promotions", {"name": "Tenancy", "percent_off_bps": 500})["id"])
 
@@ -158,6 +162,14 @@ FACTORIES: dict[str, Factory] = {
     "/v1/reservations/{reservation_id}/commit": _reservation,
     "/v1/reservations/{reservation_id}/release": _reservation,
     "/v1/customers/{customer_id}": _customer,
+    "/v1/customers/{customer_id}/merge": _customer,
+    "/v1/customers/{customer_id}/export": _customer,
+    "/v1/customers/{customer_id}/orders": _customer,
+    "/v1/customers/{customer_id}/points": _customer,
+    "/v1/customers/{customer_id}/points/adjustments": _customer,
+    "/v1/customer-groups/{group_id}": _group,
+    "/v1/customer-groups/{group_id}/members": _group,
+    "/v1/customer-groups/{group_id}/members/remove": _group,
     "/v1/promotions/{promotion_id}": _promotion,
     "/v1/promotions/{promotion_id}/pause": _promotion,
     "/v1/promotions/{promotion_id}/resume": _promotion,
@@ -198,6 +210,11 @@ FACTORIES: dict[str, Factory] = {
 # A valid body for operations that need one: the answer must be the 404, not a 400 about it.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
+    # A made-up duplicate: the 404 must be about the customer in the path, whoever asks.
+    ("post", "/v1/customers/{customer_id}/merge"): {"duplicate_id": "cus_made_up"},
+    ("post", "/v1/customers/{customer_id}/points/adjustments"): {"points": 5, "reason": "x"},
+    ("post", "/v1/customer-groups/{group_id}/members"): {"customer_ids": ["cus_made_up"]},
+    ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
     ("patch", "/v1/promotions/{promotion_id}"): {"name": "Mallory's"},
     ("post", "/v1/promotions/{promotion_id}/coupons"): {"generate": 1},
@@ -307,6 +324,8 @@ REFERENCES = {
     "to_location_id": "location",
     "pickup_location_id": "location",
     "customer_id": "customer",
+    "customer_ids": "customer",
+    "duplicate_id": "customer",
     "order_id": "order",
     "payment_id": "payment",
     # A store an order's fulfilment leaves from (fulfillments[].location_id).
@@ -456,6 +475,10 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
     ("post", "/v1/gift-cards/{gift_card_id}/refunds"): lambda t: {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/customers/{customer_id}/merge"): lambda t: {"duplicate_id": t.customer},
+    ("post", "/v1/customer-groups/{group_id}/members"): lambda t: {"customer_ids": [t.customer]},
+    ("post", "/v1/customer-groups/{group_id}/members/remove"): lambda t: {
+        "customer_ids": [t.customer]},
 }  # fmt: skip
 
 

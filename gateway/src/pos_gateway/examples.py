@@ -161,6 +161,75 @@ CUSTOMER = {
     "version": 2,
     "created_at": CREATED,
     "updated_at": UPDATED,
+    "phone": "+442079460958",
+    "external_id": "crm-1042",
+    "addresses": [
+        {
+            "label": "home",
+            "line1": "12 St James's Square",
+            "line2": "",
+            "city": "London",
+            "region": "",
+            "postal_code": "SW1Y 4LB",
+            "country": "GB",
+        }
+    ],
+    "birthday": "1985-12-10",
+    "notes": "Prefers email receipts",
+    "marketing_consent": {"granted": True, "given_at": CREATED, "channel": "in_store"},
+    "tags": ["vip"],
+    "group_ids": ["cgrp_01j9x6q7r8s9t0v1w2x3y4z5cd"],
+    "status": "active",
+    "merged_into": "",
+    "points_held": 0,
+    "tier": "gold",
+}
+GROUP = {
+    "id": "cgrp_01j9x6q7r8s9t0v1w2x3y4z5cd",
+    "name": "VIP",
+    "description": "Spent over 1,000 last year",
+    "member_count": 42,
+    "created_at": CREATED,
+}
+POINTS_ENTRY = {
+    "id": "pte_01j9x6r4c5d6e7f8g9h0j1k2mp",
+    "customer_id": CUSTOMER_ID,
+    "kind": "earned",
+    "points": 60,
+    "balance_after": 60,
+    "order_id": "ord_01j9x6r4c5d6e7f8g9h0j1k2mp",
+    "reason": "",
+    "created_at": UPDATED,
+}
+PURCHASE = {
+    "order_id": "ord_01j9x6r4c5d6e7f8g9h0j1k2mp",
+    "location_id": "loc_01j9x6q2b3c4d5e6f7g8h9k0mn",
+    "total": usd(6040),
+    "points_earned": 60,
+    "ordered_at": UPDATED,
+    "status": "confirmed",
+}
+PURCHASE_HISTORY = {
+    "data": [PURCHASE],
+    "next_cursor": None,
+    "summary": {
+        "lifetime_spend": usd(6040),
+        "visit_count": 1,
+        "last_visit_at": UPDATED,
+        "favourite_location_id": "loc_01j9x6q2b3c4d5e6f7g8h9k0mn",
+    },
+}
+LOYALTY_PROGRAM = {
+    "enabled": True,
+    "points_per_unit": 1,
+    "rounding": "down",
+    "earning_tenders": [],
+    "excluded_skus": ["GIFT-CARD"],
+    "tiers": [{"name": "gold", "threshold_points": 1000, "multiplier_bps": 15000}],
+    "expiry_days": 365,
+    "tier_period_days": 365,
+    "point_value_minor": 1,
+    "version": 3,
 }
 _EVERY_LINE: dict[str, list[str]] = {"skus": [], "product_ids": [], "categories": []}
 PROMOTION = {

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement
@@ -150,6 +150,19 @@ class IdempotencyStore:
             assert isinstance(driver, psycopg.AsyncConnection)
             cursor = await driver.execute(sql, params)
             return bool(cursor.rowcount and cursor.rowcount > 0)
+
+    async def forget_answers_naming(self, merchant_id: str, resource_id: str) -> None:
+        """Drop the stored answers that hold this resource: an erased customer's personal
+        data must not wait out the replay window here. A retry of such a request runs again."""
+        t = keys_table
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(t).where(
+                    t.c.merchant_id == merchant_id,
+                    t.c.state == "done",
+                    func.strpos(func.encode(t.c.body, "escape"), resource_id) > 0,
+                )
+            )
 
     async def claim(self, merchant_id: str, key: str, print_: bytes) -> Claim:
         now = datetime.now(UTC)

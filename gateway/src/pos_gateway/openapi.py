@@ -243,7 +243,7 @@ RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
 # The operations whose success answer carries the resource's version as an ETag.
 ETAG_OPERATIONS = frozenset(
     {"get_product", "update_product", "create_product", "archive_product", "get_customer",
-     "update_customer"}
+     "update_customer", "upsert_customer", "get_program", "set_program"}
 )  # fmt: skip
 
 

@@ -1,126 +1,139 @@
-"""Customer use cases on in-memory fakes."""
+"""The customer domain's rules, in plain Python (no server)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from pos_customer.domain import loyalty, text
 from pos_customer.domain.model import (
+    Address,
+    Consent,
     Customer,
-    CustomerCreated,
-    CustomerUpdated,
-    LoyaltyPointsEarned,
-    points_for,
+    Profile,
+    normalise_phone,
+    normalise_profile,
 )
-from pos_customer.service import handlers
-from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from pos_kit.paging import PageRequest
+from pos_kit.errors import InvalidArgument
 
 
-class FakeCustomers:
-    """Bound to one merchant, like the real repository; `rows` may be shared by several."""
-
-    def __init__(self, merchant: str, rows: dict[tuple[str, str], Customer]) -> None:
-        self.rows = rows
-        self.merchant = merchant
-        self.saved_versions: list[int] = []
-        self.lose_race = False
-
-    async def add(self, customer: Customer) -> None:
-        self.rows[(self.merchant, customer.id)] = customer
-
-    async def get(self, customer_id: str) -> Customer | None:
-        return self.rows.get((self.merchant, customer_id))
-
-    async def get_by_email(self, email: str) -> Customer | None:
-        return next(
-            (c for (m, _), c in self.rows.items() if m == self.merchant and c.email == email),
-            None,
-        )
-
-    async def save_points(self, customer: Customer) -> None:
-        self.rows[(self.merchant, customer.id)] = customer
-
-    async def save_profile(self, customer: Customer, seen_version: int) -> bool:
-        self.saved_versions.append(seen_version)
-        return not self.lose_race
-
-    async def list(self, page: PageRequest) -> list[Customer]:
-        mine = (c for (m, _), c in self.rows.items() if m == self.merchant)
-        return sorted(mine, key=lambda c: c.id)[: page.fetch]
+def _sale(total: int, tax: int = 0, lines: tuple[loyalty.SaleLine, ...] = ()) -> loyalty.Sale:
+    return loyalty.Sale("ord_1", "cus_1", "loc_1", "USD", total, tax, lines)
 
 
-class FakeUow:
-    def __init__(
-        self, merchant_id: str = "mer_a", rows: dict[tuple[str, str], Customer] | None = None
-    ) -> None:
-        self.customers = FakeCustomers(merchant_id, {} if rows is None else rows)
-        self.published: list[object] = []
-
-    def publish(self, event: object) -> None:
-        self.published.append(event)
+def test_phones_are_normalised_to_e164() -> None:
+    assert normalise_phone("+1 (415) 555-0100") == "+14155550100"
+    assert normalise_phone("0044 20 7946 0958") == "+442079460958"
+    assert normalise_phone("415 555 0100") is None  # no country code: not guessed
+    assert normalise_phone("+0123") is None
 
 
-async def test_create_normalises_email_and_announces_the_customer() -> None:
-    uow = FakeUow()
-    customer = await handlers.create_customer(uow, " Ada@Example.COM ", "Ada", "Lovelace")
-    assert customer.email == "ada@example.com"
-    assert customer.id.startswith("cus_")
-    assert [type(e) for e in uow.published] == [CustomerCreated]
-
-
-async def test_an_email_is_unique_per_merchant() -> None:
-    uow = FakeUow()
-    await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    with pytest.raises(AlreadyExists):
-        await handlers.create_customer(uow, "ADA@example.com", "Ada", "")
-
-
-async def test_bad_email_is_a_field_error() -> None:
+def test_a_bad_profile_names_every_bad_field_at_once() -> None:
+    raw = Profile(
+        email="not-an-email",
+        phone="12",
+        birthday="1990-02-30",
+        consent=Consent(True, None, "fax"),
+        addresses=(Address(line1="", country="usa"),),
+        tags=("ok", "a,b"),
+    )
     with pytest.raises(InvalidArgument) as err:
-        await handlers.create_customer(FakeUow(), "not-an-email", "Ada", "")
-    assert [v.field for v in err.value.violations] == ["email"]
+        normalise_profile(raw, "customers[2].")
+    assert sorted(v.field for v in err.value.violations) == [
+        "customers[2].addresses[0].country",
+        "customers[2].addresses[0].line1",
+        "customers[2].birthday",
+        "customers[2].email",
+        "customers[2].marketing_consent.channel",
+        "customers[2].marketing_consent.given_at",
+        "customers[2].phone",
+        "customers[2].tags[1]",
+    ]
 
 
-async def test_another_merchants_customer_is_not_found() -> None:
-    uow = FakeUow()
-    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    other = FakeUow("mer_b", uow.customers.rows)
-    with pytest.raises(NotFound):
-        await handlers.get_customer(other, customer.id)
-    assert await handlers.get_customer(uow, customer.id) is customer
+def test_a_profile_is_normalised() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    p = normalise_profile(
+        Profile(
+            email=" Zoë@Example.COM ",
+            phone="+33 6 12 34 56 78",
+            given_name=" Zoë ",
+            consent=Consent(True, at, "in_store"),
+            tags=("vip", "vip", " late "),
+        )
+    )
+    assert (p.email, p.phone, p.given_name, p.tags) == (
+        "zoë@example.com",
+        "+33612345678",
+        "Zoë",
+        ("vip", "late"),
+    )
 
 
-async def test_a_confirmed_order_earns_a_point_per_whole_unit() -> None:
-    uow = FakeUow()
-    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    assert await handlers.credit_order(uow, customer.id, "ord_1", 6040) == 60
-    assert customer.loyalty_points == 60
-    earned = [e for e in uow.published if isinstance(e, LoyaltyPointsEarned)]
-    assert earned == [LoyaltyPointsEarned(customer.id, "ord_1", 60, 60)]
+def test_search_terms_ignore_case_and_accents() -> None:
+    c = Customer("cus_1", "zoe.dupont@example.com", "Zoë", "Dupont-Léger", phone="+33612345678")
+    assert c.search_terms() == {
+        "zoe",
+        "dupont",
+        "leger",
+        "zoe.dupont@example.com",
+        "33612345678",
+    }
+    assert text.words("ZOË  d") == ["zoe", "d"]
 
 
-def test_points_round_down_and_never_go_negative() -> None:
-    assert points_for(199) == 1
-    assert points_for(99) == 0
-    assert points_for(-500) == 0
+def test_default_program_earns_a_point_per_whole_unit_rounded_down() -> None:
+    program = loyalty.DEFAULT_PROGRAM
+    assert loyalty.points_for(program, _sale(6040)) == 60
+    assert loyalty.points_for(program, _sale(99)) == 0
+    assert loyalty.points_for(program, _sale(-500)) == 0
 
 
-async def test_an_update_with_a_stale_version_is_refused_with_the_current_one() -> None:
-    uow = FakeUow()
-    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    updated = await handlers.update_customer(uow, customer.id, None, "Augusta", None, 1)
-    assert (updated.given_name, updated.version) == ("Augusta", 2)
-    assert uow.customers.saved_versions == [1]
-    with pytest.raises(Conflict) as err:
-        await handlers.update_customer(uow, customer.id, None, "Ada", None, 1)
-    assert err.value.code == "version_mismatch"
-    assert err.value.metadata == {"current_version": "2"}
+def test_tax_and_excluded_lines_earn_nothing_and_tiers_multiply() -> None:
+    program = loyalty.Program(
+        points_per_unit=2,
+        rounding="nearest",
+        excluded_skus=("GIFT",),
+        tiers=(loyalty.Tier("gold", 100, 15_000),),
+    )
+    sale = _sale(10_050, 1_000, (loyalty.SaleLine("GIFT", 2_000), loyalty.SaleLine("TEE", 7_050)))
+    # (10050 - 1000 - 2000) = 70.50 units x 2 = 141
+    assert loyalty.points_for(program, sale) == 141
+    # x 1.5 = 211.5, rounded half away from zero
+    assert loyalty.points_for(program, sale, "gold") == 212
+    assert program.tier_for(99) is None
+    assert program.tier_for(100) == loyalty.Tier("gold", 100, 15_000)
 
 
-async def test_losing_a_concurrent_update_race_is_a_conflict_not_a_lost_write() -> None:
-    uow = FakeUow()
-    customer = await handlers.create_customer(uow, "ada@example.com", "Ada", "")
-    uow.customers.lose_race = True
-    with pytest.raises(Conflict):
-        await handlers.update_customer(uow, customer.id, None, "Augusta", None, 0)
-    assert not any(isinstance(e, CustomerUpdated) for e in uow.published)
+def test_tenders_that_do_not_earn() -> None:
+    program = loyalty.Program(earning_tenders=("card",))
+    sale = loyalty.Sale("o", "c", "l", "USD", 1000, 0, (), tenders=("gift_card",))
+    assert loyalty.points_for(program, sale) == 0
+
+
+def test_expiry_spends_the_oldest_credits_first_and_keeps_what_is_held() -> None:
+    # 100 old points, 30 spent since: 70 of the old ones are left to expire.
+    assert loyalty.expirable(100, 30, 500) == 70
+    # Spending more than the old credits leaves none of them.
+    assert loyalty.expirable(100, 130, 500) == 0
+    # Never more than is available (held points stay).
+    assert loyalty.expirable(100, 0, 40) == 40
+
+
+def test_a_program_is_checked_field_by_field() -> None:
+    bad = loyalty.Program(
+        points_per_unit=-1,
+        rounding="up",
+        earning_tenders=("cheque",),
+        tiers=(loyalty.Tier("", 10, 5_000),),
+    )
+    with pytest.raises(InvalidArgument) as err:
+        loyalty.validate_program(bad)
+    assert sorted(v.field for v in err.value.violations) == [
+        "earning_tenders[0]",
+        "points_per_unit",
+        "rounding",
+        "tiers[0].multiplier_bps",
+        "tiers[0].name",
+    ]

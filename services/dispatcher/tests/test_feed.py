@@ -190,3 +190,26 @@ async def test_a_cursor_older_than_retention_is_refused(dispatcher) -> None:
 
 
 __all__ = ["until"]
+
+
+async def test_an_erasure_redacts_the_customers_earlier_snapshots(dispatcher) -> None:
+    """customer.erased is a tombstone (the id only), and the customer's earlier created,
+    updated and merged events keep only the id: the feed no longer holds their email."""
+    mine = customer_pb2.Customer(
+        id="cus_gone", email="gone@example.com", given_name="Gone", version=1,
+        created_at=stamp(), updated_at=stamp(),
+    )  # fmt: skip
+    await dispatcher.publish(customer_events.CustomerCreated(customer=mine), "mer_e")
+    await dispatcher.publish(customer_events.CustomerUpdated(customer=mine), "mer_e")
+    await dispatcher.publish(customer_events.CustomerCreated(customer=customer("kept")), "mer_e")
+    await dispatcher.publish(customer_events.CustomerErased(customer_id="cus_gone"), "mer_e")
+    await until_async(lambda: _count(dispatcher, "mer_e", 4))
+    feed = await dispatcher.feed("mer_e")
+    assert [e.type for e in feed] == [
+        "customer.created", "customer.updated", "customer.created", "customer.erased",
+    ]  # fmt: skip
+    objects = [json.loads(e.data_json)["object"] for e in feed]
+    assert objects[0] == objects[1] == {"id": "cus_gone", "redacted": True}
+    assert objects[2]["email"] == "ckept@example.com"
+    assert objects[3] == {"id": "cus_gone"}
+    assert "gone@example.com" not in json.dumps(objects)

@@ -1,19 +1,24 @@
-"""Customers: /v1/customers."""
+"""Customers: /v1/customers (profiles, search, import, merge, erasure, export, loyalty points
+and purchase history of one customer)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
-from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
+from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_model, to_page
+from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.routes.common import (
     CREATE,
+    INT64,
+    TIME_SCHEMA,
     Body,
+    BodyTime,
     Cursor,
     IfMatch,
     Limit,
@@ -27,7 +32,18 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
-from pos_gateway.schemas.people import Customer, CustomerList
+from pos_gateway.schemas.people import (
+    Customer,
+    CustomerExport,
+    CustomerImport,
+    CustomerList,
+    ErasedCustomer,
+    MergedCustomers,
+    PointsAdjustment,
+    PointsHistory,
+    PurchaseHistory,
+    UpsertedCustomer,
+)
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -38,24 +54,141 @@ Svc = Annotated[Services, Depends(services)]
 # which of them `\s` covers (Python's includes \x1c-\x1f, JSON Schema's does not).
 _PART = r"[^@\s\x00-\x1f\x7f-\x9f]+"
 EMAIL = rf"^{_PART}@{_PART}\.{_PART}$"
+Name = Annotated[str, Field(max_length=100)]
+Text200 = Annotated[str, Field(max_length=200)]
 
 
-class CustomerPatch(Body):
-    model_config = example({"given_name": "Augusta Ada"})
-
-    email: str | None = Field(None, min_length=3, max_length=254, pattern=EMAIL)
-    given_name: str | None = Field(None, max_length=100)
-    family_name: str | None = Field(None, max_length=100)
-
-
-class CustomerIn(Body):
-    model_config = example(
-        {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"}
+class CustomerAddressIn(Body):
+    label: Text200 = ""
+    line1: str = Field(min_length=1, max_length=200)
+    line2: Text200 = ""
+    city: Text200 = ""
+    region: Text200 = ""
+    postal_code: Text200 = ""
+    country: str = Field(
+        pattern=r"^[A-Z]{2}$", min_length=2, max_length=2, description="ISO 3166-1 alpha-2"
     )
 
-    email: str = Field(min_length=3, max_length=254, pattern=EMAIL)
-    given_name: str = Field("", max_length=100)
-    family_name: str = Field("", max_length=100)
+
+class ConsentIn(Body):
+    granted: bool
+    given_at: BodyTime | None = Field(
+        None, description="Required when granted", json_schema_extra=TIME_SCHEMA
+    )
+    channel: str = Field(
+        "", max_length=20, description="web, in_store, email, sms, phone, app or import"
+    )
+
+
+_PROFILE_EXAMPLE = {
+    "email": "ada@example.com",
+    "phone": "+44 20 7946 0958",
+    "given_name": "Ada",
+    "family_name": "Lovelace",
+    "external_id": "crm-1042",
+    "birthday": "1985-12-10",
+    "marketing_consent": {
+        "granted": True,
+        "given_at": "2026-01-15T09:30:00Z",
+        "channel": "in_store",
+    },
+    "addresses": [{"label": "home", "line1": "12 St James's Square", "city": "London",
+                   "postal_code": "SW1Y 4LB", "country": "GB"}],
+    "tags": ["vip"],
+}  # fmt: skip
+
+
+class ProfileIn(Body):
+    """Profile fields; on a change, only those sent change (an empty string clears one)."""
+
+    email: str | None = Field(None, max_length=254, pattern=rf"({EMAIL})|^$")
+    phone: str | None = Field(
+        None, max_length=30, description="With its country code; stored as E.164"
+    )
+    given_name: Name | None = None
+    family_name: Name | None = None
+    external_id: str | None = Field(None, max_length=100, description="Your own id, unique")
+    birthday: str | None = Field(
+        None, pattern=r"^(\d{4}-\d{2}-\d{2})?$", max_length=10, description="YYYY-MM-DD"
+    )
+    notes: str | None = Field(None, max_length=2000)
+    marketing_consent: ConsentIn | None = None
+    addresses: list[CustomerAddressIn] | None = Field(None, max_length=10)
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] | None = Field(
+        None, max_length=50
+    )
+
+    def pb(self) -> customer_pb2.ProfileFields:
+        fields = self.model_dump(exclude_unset=True)
+        out = customer_pb2.ProfileFields()
+        for name in (
+            "email", "phone", "given_name", "family_name", "external_id", "birthday", "notes",
+        ):  # fmt: skip
+            if fields.get(name) is not None:
+                setattr(out, name, fields[name])
+        consent = self.marketing_consent
+        if consent is not None:
+            out.marketing_consent.granted = consent.granted
+            out.marketing_consent.channel = consent.channel
+            if consent.given_at is not None:
+                out.marketing_consent.given_at.CopyFrom(timestamp(consent.given_at, "given_at"))
+        if self.addresses is not None:
+            out.addresses.SetInParent()
+            for a in self.addresses:
+                out.addresses.addresses.add(**a.model_dump())
+        if self.tags is not None:
+            out.tags.SetInParent()
+            out.tags.tags.extend(self.tags)
+        return out
+
+
+class CustomerPatch(ProfileIn):
+    model_config = example({"given_name": "Augusta Ada", "tags": ["vip", "newsletter"]})
+
+
+class CustomerIn(ProfileIn):
+    model_config = example(_PROFILE_EXAMPLE)
+
+    # Not nullable, as they were before the other fields came: "" or absent is none.
+    email: str = Field("", max_length=254, pattern=rf"({EMAIL})|^$")
+    given_name: Name = ""
+    family_name: Name = ""
+
+
+class CustomerUpsert(ProfileIn):
+    model_config = example({"external_id": "crm-1042", "email": "ada@example.com"})
+
+    external_id: str = Field(min_length=1, max_length=100, description="Your own id, unique")
+
+
+class CustomerBatch(Body):
+    model_config = example({"customers": [{"external_id": "crm-1042", "given_name": "Ada"}]})
+
+    customers: list[CustomerUpsert] = Field(min_length=1, max_length=1000)
+
+
+class MergeIn(Body):
+    model_config = example({"duplicate_id": "cus_01j9x6q7r8s9t0v1w2x3y4z5zz"})
+
+    duplicate_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The customer merged away: its points, purchases and groups move here",
+    )
+
+
+class PointsAdjustmentIn(Body):
+    model_config = example({"points": -50, "reason": "Goodwill correction"})
+
+    points: int = Field(
+        ge=-(10**12), le=10**12, json_schema_extra=INT64, description="Not zero; + or -"
+    )
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
 
 
 @router.post(
@@ -63,8 +196,10 @@ class CustomerIn(Body):
     **op("customers:write", "Create a customer", CREATE, example=ex.CUSTOMER, status=201),
 )
 async def create_customer(body: CustomerIn, svc: Svc) -> Customer:
+    """A customer needs an email, a phone, a name or an external_id; email and external_id
+    are unique per merchant (409 `email_taken`, `external_id_taken`)."""
     answer = await svc.customer.CreateCustomer(
-        customer_pb2.CreateCustomerRequest(request_id=request_id(), **body.model_dump())
+        customer_pb2.CreateCustomerRequest(request_id=request_id(), profile=body.pb())
     )
     return to_model(Customer, answer.customer)
 
@@ -81,10 +216,85 @@ async def list_customers(
 
 
 @router.get(
+    "/customers/search",
+    **op(
+        "customers:read", "Search customers", example=ex.page(ex.CUSTOMER) | {"next_cursor": None}
+    ),
+)
+async def search_customers(
+    svc: Svc,
+    email: Annotated[str, Query(max_length=254, description="Exact, any case")] = "",
+    phone: Annotated[str, Query(max_length=30, description="Exact, any formatting")] = "",
+    external_id: Annotated[str, Query(max_length=100)] = "",
+    q: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="Words that start a word of the name, the email or the phone; case "
+            "and accents ignored",
+        ),
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=100, description="At most 100 (default 20)")] = 20,
+) -> CustomerList:
+    """The filters that are given must all match; one of them is required."""
+    answer = await svc.customer.SearchCustomers(
+        customer_pb2.SearchCustomersRequest(
+            email=email, phone=phone, external_id=external_id, query=q, page_size=limit
+        )
+    )
+    return to_page(CustomerList, answer.customers)
+
+
+@router.post(
+    "/customers/upsert",
+    **op("customers:write", "Create or update a customer by external_id", CREATE,
+         example={"customer": ex.CUSTOMER, "created": False}),
+)  # fmt: skip
+async def upsert_customer(
+    body: CustomerUpsert, svc: Svc, response: Response, if_match: IfMatch = None
+) -> UpsertedCustomer:
+    answer = await version_checked(
+        svc.customer.UpsertCustomer(
+            customer_pb2.UpsertCustomerRequest(
+                request_id=request_id(),
+                profile=body.pb(),
+                expected_version=expected_version(if_match),
+            )
+        )
+    )
+    response.headers["ETag"] = f'"{answer.customer.version}"'
+    return UpsertedCustomer.model_validate(
+        {"customer": to_model(Customer, answer.customer).model_dump(), "created": answer.created}
+    )
+
+
+@router.post(
+    "/customers/batch",
+    **op("customers:write", "Import up to 1,000 customers by external_id", CREATE,
+         example={"data": [ex.CUSTOMER], "created": 1, "updated": 0}),
+)  # fmt: skip
+async def import_customers(body: CustomerBatch, svc: Svc) -> CustomerImport:
+    """All of them or none: one bad item is a 400 naming it (`customers[3].email`)."""
+    answer = await svc.customer.BatchUpsertCustomers(
+        customer_pb2.BatchUpsertCustomersRequest(
+            request_id=request_id(), customers=[c.pb() for c in body.customers]
+        )
+    )
+    return CustomerImport.model_validate(
+        {
+            "data": [to_model(Customer, c).model_dump() for c in answer.customers],
+            "created": answer.created,
+            "updated": answer.updated,
+        }
+    )
+
+
+@router.get(
     "/customers/{customer_id}",
     **op("customers:read", "Get a customer with its loyalty balance", (404,), example=ex.CUSTOMER),
 )
 async def get_customer(customer_id: PathId, svc: Svc, response: Response) -> Customer:
+    """A customer merged into another answers with `status: merged` and `merged_into`."""
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_model(Customer, answer.customer)
@@ -103,11 +313,126 @@ async def update_customer(
 ) -> Customer:
     """Send `If-Match: "<version>"` to update only the version you saw; a stale one is a 412."""
     request = customer_pb2.UpdateCustomerRequest(
-        request_id=request_id(), id=customer_id, expected_version=expected_version(if_match)
+        request_id=request_id(),
+        id=customer_id,
+        expected_version=expected_version(if_match),
+        profile=body.pb(),
     )
-    for name, value in body.model_dump(exclude_unset=True).items():
-        if value is not None:
-            setattr(request, name, value)
     answer = await version_checked(svc.customer.UpdateCustomer(request))
     response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_model(Customer, answer.customer)
+
+
+@router.delete(
+    "/customers/{customer_id}",
+    **op("customers:write", "Erase a customer's personal data", (404,),
+         example={"id": ex.CUSTOMER_ID, "erased_at": ex.UPDATED}),
+)  # fmt: skip
+async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> ErasedCustomer:
+    """The right to be forgotten: name, email, phone, addresses, birthday, notes, consent and
+    tags are erased, the customer leaves its groups and answers 404 from then on, and a
+    `customer.erased` event (the id only) tells every other service. Points history and
+    purchases stay, with no personal data in them. The erasure is recorded (when, by which
+    credential)."""
+    principal = _principal(request)
+    answer = await svc.customer.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(
+            request_id=request_id(), id=customer_id, requested_by=principal.key_id
+        )
+    )
+    await request.app.state.idempotency.forget_answers_naming(principal.merchant_id, customer_id)
+    return to_model(ErasedCustomer, answer)
+
+
+@router.post(
+    "/customers/{customer_id}/merge",
+    **op("customers:write", "Merge a duplicate into this customer", (404, 409),
+         example={"winner": ex.CUSTOMER, "loser": ex.CUSTOMER | {"status": "merged"}}),
+)  # fmt: skip
+async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> MergedCustomers:
+    """The duplicate's points, purchase history, held points and groups move to this customer;
+    the duplicate keeps no personal data and answers `status: merged` with `merged_into`."""
+    answer = await svc.customer.MergeCustomers(
+        customer_pb2.MergeCustomersRequest(
+            request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id
+        )
+    )
+    return MergedCustomers.model_validate(
+        {
+            "winner": to_model(Customer, answer.winner).model_dump(),
+            "loser": to_model(Customer, answer.loser).model_dump(),
+        }
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/export",
+    **op("customers:read", "Export everything held about a customer", (404,),
+         example={"customer": ex.CUSTOMER, "groups": [ex.GROUP],
+                  "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE]}),
+)  # fmt: skip
+async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
+    answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
+    return to_model(CustomerExport, answer)
+
+
+@router.get(
+    "/customers/{customer_id}/orders",
+    **op("customers:read", "A customer's purchase history", (404,),
+         example=ex.PURCHASE_HISTORY),
+)  # fmt: skip
+async def customer_orders(
+    customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+) -> PurchaseHistory:
+    """Newest first, with lifetime spend, visits, last visit and favourite location."""
+    answer = await svc.customer.ListCustomerOrders(
+        customer_pb2.ListCustomerOrdersRequest(
+            customer_id=customer_id, page_size=limit, page_token=cursor or ""
+        )
+    )
+    return PurchaseHistory.model_validate(
+        {
+            "data": [to_json(o) for o in answer.orders],
+            "next_cursor": answer.next_page_token or None,
+            "summary": to_json(answer.summary),
+        }
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/points",
+    **op("customers:read", "A customer's points history", (404,),
+         example=ex.page(ex.POINTS_ENTRY)),
+)  # fmt: skip
+async def points_history(
+    customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+) -> PointsHistory:
+    """Newest first; each entry carries the balance after it."""
+    answer = await svc.customer.ListPointsHistory(
+        loyalty_pb2.ListPointsHistoryRequest(
+            customer_id=customer_id, page_size=limit, page_token=cursor or ""
+        )
+    )
+    return to_page(PointsHistory, answer.entries, answer.next_page_token)
+
+
+@router.post(
+    "/customers/{customer_id}/points/adjustments",
+    **op("customers:write", "Adjust a customer's points by hand", (404, 409),
+         example={"entry": ex.POINTS_ENTRY | {"kind": "adjusted", "points": -50,
+                                              "balance_after": 10, "order_id": "",
+                                              "reason": "Goodwill correction"},
+                  "balance": 10}, status=201),
+)  # fmt: skip
+async def adjust_points(
+    customer_id: PathId, body: PointsAdjustmentIn, svc: Svc
+) -> PointsAdjustment:
+    """A debit past the points available (the balance less what open orders hold) is a 409
+    `insufficient_points`."""
+    answer = await svc.customer.AdjustPoints(
+        loyalty_pb2.AdjustPointsRequest(
+            request_id=request_id(), customer_id=customer_id, points=body.points,
+            reason=body.reason,
+        )
+    )  # fmt: skip
+    return to_model(PointsAdjustment, answer)

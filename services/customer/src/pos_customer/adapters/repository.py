@@ -1,19 +1,53 @@
-"""PostgreSQL repository and unit of work for customers."""
+"""PostgreSQL repositories and the unit of work of the customer service.
+
+Every repository is bound to the merchant of the unit of work: no method takes a merchant id.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Row, insert, select, update
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_customer.adapters import events
-from pos_customer.adapters.tables import customers, loyalty_ledger
-from pos_customer.domain.model import Customer, LoyaltyPointsEarned
+from pos_customer.adapters.tables import (
+    customer_groups,
+    customer_terms,
+    customers,
+    erasures,
+    group_members,
+    loyalty_programs,
+    points_holds,
+    points_ledger,
+    purchases,
+)
+from pos_customer.domain import loyalty
+from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
+PROFILE_OPERATIONS = (
+    "CreateCustomer",
+    "UpdateCustomer",
+    "UpsertCustomer",
+    "BatchUpsertCustomers",
+    "MergeCustomers",
+)
+PROFILE_EVENTS = ("CustomerCreated", "CustomerUpdated", "CustomerMerged")
 
-def _customer(row: Row[tuple[object, ...]]) -> Customer:
+
+def _addresses(value: Any) -> tuple[Address, ...]:
+    return tuple(Address(**a) for a in value or [])
+
+
+def _customer(row: Row[Any], group_ids: Sequence[str] = ()) -> Customer:
     m = row._mapping
     return Customer(
         id=m["id"],
@@ -24,7 +58,39 @@ def _customer(row: Row[tuple[object, ...]]) -> Customer:
         version=m["version"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        phone=m["phone"],
+        external_id=m["external_id"],
+        addresses=_addresses(m["addresses"]),
+        birthday=m["birthday"],
+        notes=m["notes"],
+        consent=Consent(m["consent_granted"], m["consent_at"], m["consent_channel"]),
+        tags=tuple(m["tags"]),
+        group_ids=tuple(group_ids),
+        status=m["status"],
+        merged_into=m["merged_into"],
+        points_held=m["points_held"],
+        tier=m["tier"],
     )
+
+
+def _profile_values(c: Customer) -> dict[str, Any]:
+    return {
+        "email": c.email,
+        "phone": c.phone,
+        "given_name": c.given_name,
+        "family_name": c.family_name,
+        "external_id": c.external_id,
+        "addresses": [a.__dict__ for a in c.addresses],
+        "birthday": c.birthday,
+        "notes": c.notes,
+        "consent_granted": c.consent.granted,
+        "consent_at": c.consent.given_at,
+        "consent_channel": c.consent.channel,
+        "tags": list(c.tags),
+        "status": c.status,
+        "merged_into": c.merged_into,
+        "version": c.version,
+    }
 
 
 class SqlCustomerRepository:
@@ -32,90 +98,697 @@ class SqlCustomerRepository:
         self._conn = conn
         self._merchant = merchant_id
 
+    def _mine(self) -> Any:
+        return customers.c.merchant_id == self._merchant
+
+    async def _with_groups(self, rows: Sequence[Row[Any]]) -> list[Customer]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        found = await self._conn.execute(
+            select(group_members.c.customer_id, group_members.c.group_id)
+            .where(group_members.c.merchant_id == self._merchant)
+            .where(group_members.c.customer_id.in_(ids))
+            .order_by(group_members.c.group_id)
+        )
+        groups: dict[str, list[str]] = {}
+        for customer_id, group_id in found:
+            groups.setdefault(customer_id, []).append(group_id)
+        return [_customer(r, groups.get(r.id, ())) for r in rows]
+
     async def add(self, customer: Customer) -> None:
         row = (
             await self._conn.execute(
                 insert(customers)
-                .values(
-                    merchant_id=self._merchant,
-                    id=customer.id,
-                    email=customer.email,
-                    given_name=customer.given_name,
-                    family_name=customer.family_name,
-                )
+                .values(merchant_id=self._merchant, id=customer.id, **_profile_values(customer))
                 .returning(customers.c.created_at, customers.c.updated_at)
             )
         ).one()
         customer.created_at, customer.updated_at = row.created_at, row.updated_at
+        await self._index(customer)
 
-    async def get(self, customer_id: str) -> Customer | None:
-        row = (
+    async def add_many(self, batch: Sequence[Customer]) -> None:
+        if not batch:
+            return
+        rows = (
             await self._conn.execute(
-                select(customers).where(
-                    customers.c.merchant_id == self._merchant, customers.c.id == customer_id
-                )
+                insert(customers).returning(
+                    customers.c.id, customers.c.created_at, customers.c.updated_at
+                ),
+                [{"merchant_id": self._merchant, "id": c.id, **_profile_values(c)} for c in batch],
             )
-        ).first()
-        return _customer(row) if row else None
+        ).all()
+        stamps = {r.id: (r.created_at, r.updated_at) for r in rows}
+        for c in batch:
+            c.created_at, c.updated_at = stamps[c.id]
+        await self._index_many(batch)
+
+    async def _index(self, customer: Customer) -> None:
+        await self._index_many([customer])
+
+    async def _index_many(self, batch: Sequence[Customer]) -> None:
+        ids = [c.id for c in batch]
+        await self._conn.execute(
+            delete(customer_terms).where(
+                customer_terms.c.merchant_id == self._merchant,
+                customer_terms.c.customer_id.in_(ids),
+            )
+        )
+        rows = [
+            {"merchant_id": self._merchant, "term": term, "customer_id": c.id}
+            for c in batch
+            if c.status == ACTIVE
+            for term in sorted(c.search_terms())
+        ]
+        if rows:
+            await self._conn.execute(insert(customer_terms), rows)
+
+    async def get(self, customer_id: str, *, for_update: bool = False) -> Customer | None:
+        query = select(customers).where(self._mine(), customers.c.id == customer_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return (await self._with_groups([row]))[0] if row else None
 
     async def get_by_email(self, email: str) -> Customer | None:
         row = (
             await self._conn.execute(
-                select(customers).where(
-                    customers.c.merchant_id == self._merchant, customers.c.email == email
-                )
+                select(customers).where(self._mine(), customers.c.email == email)
             )
         ).first()
         return _customer(row) if row else None
 
-    async def save_points(self, customer: Customer) -> None:
-        for event in customer.events:
-            if isinstance(event, LoyaltyPointsEarned):
-                await self._conn.execute(
-                    insert(loyalty_ledger).values(
-                        merchant_id=self._merchant,
-                        customer_id=customer.id,
-                        order_id=event.order_id,
-                        points=event.points,
-                    )
-                )
-        await self._conn.execute(
-            update(customers)
-            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer.id)
-            .values(
-                loyalty_points=customer.loyalty_points,
-                version=customer.version,
+    async def get_by_external_ids(
+        self, external_ids: Sequence[str]
+    ) -> builtins.dict[str, Customer]:
+        rows = (
+            await self._conn.execute(
+                select(customers)
+                .where(self._mine(), customers.c.external_id.in_(list(external_ids)))
+                .with_for_update()
+            )
+        ).all()
+        return {c.external_id or "": c for c in await self._with_groups(rows)}
+
+    async def taken_emails(self, emails: Sequence[str]) -> builtins.dict[str, str]:
+        """email -> the id of the customer holding it."""
+        rows = await self._conn.execute(
+            select(customers.c.email, customers.c.id).where(
+                self._mine(), customers.c.email.in_(list(emails))
             )
         )
+        return {e: i for e, i in rows}
 
-    async def save_profile(self, customer: Customer, seen_version: int) -> bool:
+    async def save(self, customer: Customer, seen_version: int) -> bool:
+        """Write the profile if the stored version is still seen_version; False if not."""
         result = await self._conn.execute(
             update(customers)
             .where(
-                customers.c.merchant_id == self._merchant,
+                self._mine(),
                 customers.c.id == customer.id,
                 customers.c.version == seen_version,
             )
-            .values(
-                email=customer.email,
-                given_name=customer.given_name,
-                family_name=customer.family_name,
-                version=customer.version,
-            )
+            .values(**_profile_values(customer))
+            .returning(customers.c.updated_at)
         )
-        return bool(result.rowcount)
+        row = result.first()
+        if row is None:
+            return False
+        customer.updated_at = row.updated_at
+        await self._index(customer)
+        return True
+
+    async def save_many(self, batch: Sequence[Customer]) -> None:
+        for c in batch:
+            row = (
+                await self._conn.execute(
+                    update(customers)
+                    .where(self._mine(), customers.c.id == c.id)
+                    .values(**_profile_values(c))
+                    .returning(customers.c.updated_at)
+                )
+            ).one()
+            c.updated_at = row.updated_at
+        await self._index_many(batch)
+
+    async def save_points(self, customer: Customer) -> None:
+        """The balance, the held points and the tier (the ledger entry is written beside)."""
+        row = (
+            await self._conn.execute(
+                update(customers)
+                .where(self._mine(), customers.c.id == customer.id)
+                .values(
+                    loyalty_points=customer.loyalty_points,
+                    points_held=customer.points_held,
+                    tier=customer.tier,
+                )
+                .returning(customers.c.updated_at)
+            )
+        ).one()
+        customer.updated_at = row.updated_at
 
     async def list(self, page: PageRequest) -> list[Customer]:
-        query = select(customers).where(customers.c.merchant_id == self._merchant)
+        query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
         rows = await list_page(self._conn, query, customers.c.updated_at, customers.c.id, page)
-        return [_customer(r) for r in rows]
+        return await self._with_groups(rows)
+
+    async def search(
+        self,
+        email: str | None,
+        phone: str | None,
+        external_id: str | None,
+        words: Sequence[str],
+        limit: int,
+    ) -> builtins.list[Customer]:
+        query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
+        if email is not None:
+            query = query.where(customers.c.email == email)
+        if phone is not None:
+            query = query.where(customers.c.phone == phone)
+        if external_id is not None:
+            query = query.where(customers.c.external_id == external_id)
+        if words:
+            # The longest word drives the range scan (fewest rows); each other word must start
+            # a term of the same customer. Term order is a stable, index-ordered answer.
+            first, *rest = sorted(words, key=len, reverse=True)
+            candidates = (
+                select(customer_terms.c.customer_id)
+                .where(
+                    customer_terms.c.merchant_id == self._merchant,
+                    customer_terms.c.term.startswith(first, autoescape=True),
+                )
+                .order_by(customer_terms.c.term, customer_terms.c.customer_id)
+            )
+            for word in rest:
+                other = customer_terms.alias()
+                candidates = candidates.where(
+                    select(literal(1))
+                    .where(
+                        other.c.merchant_id == self._merchant,
+                        other.c.customer_id == customer_terms.c.customer_id,
+                        other.c.term.startswith(word, autoescape=True),
+                    )
+                    .exists()
+                )
+            # A customer can match by two terms ("ann" starts "anna" and "annie"): read more
+            # than the page, keep the first of each.
+            ids = list(
+                dict.fromkeys(r[0] for r in await self._conn.execute(candidates.limit(limit * 4)))
+            )[:limit]
+            if not ids:
+                return []
+            rows = (await self._conn.execute(query.where(customers.c.id.in_(ids)))).all()
+            order = {cid: i for i, cid in enumerate(ids)}
+            found = await self._with_groups(rows)
+            return sorted(found, key=lambda c: order[c.id])
+        rows = (await self._conn.execute(query.order_by(customers.c.id).limit(limit))).all()
+        return await self._with_groups(rows)
+
+    async def erase(self, erased: Customer, requested_by: str) -> None:
+        await self._conn.execute(
+            update(customers)
+            .where(self._mine(), customers.c.id == erased.id)
+            .values(**_profile_values(erased))
+        )
+        await self._index(erased)
+        await self._conn.execute(
+            insert(erasures).values(
+                merchant_id=self._merchant, customer_id=erased.id, requested_by=requested_by
+            )
+        )
+
+    async def purge_copies(self, customer_id: str) -> None:
+        """Stored answers and outbox rows that hold the customer (their snapshots name its id)
+        go: an erased customer's data must not wait out the replay window or the relay."""
+        # Only answers and events that carry a profile: loyalty's hold no personal data, and
+        # its events must still reach their readers.
+        params = {
+            "m": self._merchant,
+            "c": customer_id,
+            "ops": list(PROFILE_OPERATIONS),
+            "types": [f"pos.customer.v1.{t}" for t in PROFILE_EVENTS],
+        }
+        await self._conn.execute(
+            sql_text(
+                "DELETE FROM processed_requests WHERE merchant_id = :m"
+                " AND operation = ANY(:ops)"
+                " AND position(convert_to(:c, 'UTF8') IN response) > 0"
+            ),
+            params,
+        )
+        await self._conn.execute(
+            sql_text(
+                "DELETE FROM outbox WHERE merchant_id = :m AND event_type = ANY(:types)"
+                " AND position(convert_to(:c, 'UTF8') IN payload) > 0"
+            ),
+            params,
+        )
+
+    async def erased_at(self, customer_id: str) -> datetime | None:
+        found: datetime | None = (
+            await self._conn.execute(
+                select(erasures.c.erased_at).where(
+                    erasures.c.merchant_id == self._merchant,
+                    erasures.c.customer_id == customer_id,
+                )
+            )
+        ).scalar()
+        return found
+
+
+class SqlGroupRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _query(self) -> Any:
+        count = (
+            select(func.count())
+            .where(
+                group_members.c.merchant_id == customer_groups.c.merchant_id,
+                group_members.c.group_id == customer_groups.c.id,
+            )
+            .scalar_subquery()
+        )
+        return select(customer_groups, count.label("member_count")).where(
+            customer_groups.c.merchant_id == self._merchant
+        )
+
+    async def add(self, group_id: str, name: str, description: str) -> None:
+        await self._conn.execute(
+            insert(customer_groups).values(
+                merchant_id=self._merchant, id=group_id, name=name, description=description
+            )
+        )
+
+    async def get(self, group_id: str) -> Row[Any] | None:
+        return (
+            await self._conn.execute(self._query().where(customer_groups.c.id == group_id))
+        ).first()
+
+    async def get_by_name(self, name: str) -> Row[Any] | None:
+        return (
+            await self._conn.execute(self._query().where(customer_groups.c.name == name))
+        ).first()
+
+    async def list(self, page: PageRequest) -> Sequence[Row[Any]]:
+        query = self._query()
+        if page.after:
+            query = query.where(customer_groups.c.id > page.after)
+        return (
+            await self._conn.execute(query.order_by(customer_groups.c.id).limit(page.fetch))
+        ).all()
+
+    async def add_members(self, group_id: str, customer_ids: Sequence[str]) -> None:
+        if customer_ids:
+            await self._conn.execute(
+                pg_insert(group_members)
+                .values(
+                    [
+                        {"merchant_id": self._merchant, "group_id": group_id, "customer_id": c}
+                        for c in customer_ids
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def remove_members(self, group_id: str, customer_ids: Sequence[str]) -> None:
+        await self._conn.execute(
+            delete(group_members).where(
+                group_members.c.merchant_id == self._merchant,
+                group_members.c.group_id == group_id,
+                group_members.c.customer_id.in_(list(customer_ids)),
+            )
+        )
+
+    async def of(self, customer_id: str) -> Sequence[Row[Any]]:
+        member = select(group_members.c.group_id).where(
+            group_members.c.merchant_id == self._merchant,
+            group_members.c.customer_id == customer_id,
+        )
+        return (
+            await self._conn.execute(
+                self._query().where(customer_groups.c.id.in_(member)).order_by(customer_groups.c.id)
+            )
+        ).all()
+
+    async def move_members(self, loser_id: str, winner_id: str) -> None:
+        await self._conn.execute(
+            pg_insert(group_members)
+            .from_select(
+                ["merchant_id", "group_id", "customer_id"],
+                select(
+                    group_members.c.merchant_id, group_members.c.group_id, literal(winner_id)
+                ).where(
+                    group_members.c.merchant_id == self._merchant,
+                    group_members.c.customer_id == loser_id,
+                ),
+            )
+            .on_conflict_do_nothing()
+        )
+        await self.forget(loser_id)
+
+    async def forget(self, customer_id: str) -> None:
+        await self._conn.execute(
+            delete(group_members).where(
+                group_members.c.merchant_id == self._merchant,
+                group_members.c.customer_id == customer_id,
+            )
+        )
+
+
+def _entry(row: Row[Any]) -> loyalty.Entry:
+    m = row._mapping
+    return loyalty.Entry(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        kind=m["kind"],
+        points=m["points"],
+        balance_after=m["balance_after"],
+        order_id=m["order_id"] or "",
+        reason=m["reason"],
+        created_at=m["created_at"],
+    )
+
+
+def _hold(row: Row[Any]) -> loyalty.Hold:
+    m = row._mapping
+    return loyalty.Hold(
+        order_id=m["order_id"],
+        customer_id=m["customer_id"],
+        points=m["points"],
+        status=m["status"],
+        currency=m["currency"],
+        point_value_minor=m["point_value_minor"],
+    )
+
+
+def _program(value: dict[str, Any], version: int) -> loyalty.Program:
+    tiers = tuple(loyalty.Tier(**t) for t in value.get("tiers", []))
+    fields = {k: v for k, v in value.items() if k != "tiers"}
+    for name in ("earning_tenders", "excluded_skus"):
+        fields[name] = tuple(fields.get(name, ()))
+    return loyalty.Program(**fields, tiers=tiers, version=version)
+
+
+class SqlLoyaltyRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def program(self) -> loyalty.Program:
+        row = (
+            await self._conn.execute(
+                select(loyalty_programs).where(loyalty_programs.c.merchant_id == self._merchant)
+            )
+        ).first()
+        return loyalty.DEFAULT_PROGRAM if row is None else _program(row.program, row.version)
+
+    async def save_program(self, program: loyalty.Program, seen_version: int) -> bool:
+        body = {
+            k: v
+            for k, v in program.__dict__.items()
+            if k not in ("version", "tiers", "earning_tenders", "excluded_skus")
+        }
+        body["tiers"] = [t.__dict__ for t in program.tiers]
+        body["earning_tenders"] = list(program.earning_tenders)
+        body["excluded_skus"] = list(program.excluded_skus)
+        if seen_version == 0:
+            result = await self._conn.execute(
+                pg_insert(loyalty_programs)
+                .values(merchant_id=self._merchant, program=body, version=program.version)
+                .on_conflict_do_nothing()
+                .returning(loyalty_programs.c.version)
+            )
+        else:
+            result = await self._conn.execute(
+                update(loyalty_programs)
+                .where(
+                    loyalty_programs.c.merchant_id == self._merchant,
+                    loyalty_programs.c.version == seen_version,
+                )
+                .values(program=body, version=program.version)
+                .returning(loyalty_programs.c.version)
+            )
+        # rowcount is not reliable here through the driver's pipeline: ask for the row.
+        return result.first() is not None
+
+    async def append(self, entry: loyalty.Entry) -> loyalty.Entry:
+        row = (
+            await self._conn.execute(
+                insert(points_ledger)
+                .values(
+                    merchant_id=self._merchant,
+                    id=entry.id,
+                    customer_id=entry.customer_id,
+                    kind=entry.kind,
+                    points=entry.points,
+                    balance_after=entry.balance_after,
+                    order_id=entry.order_id or None,
+                    reason=entry.reason,
+                )
+                .returning(points_ledger.c.created_at)
+            )
+        ).one()
+        return loyalty.Entry(**{**entry.__dict__, "created_at": row.created_at})
+
+    async def entry_for_order(self, kind: str, order_id: str) -> loyalty.Entry | None:
+        row = (
+            await self._conn.execute(
+                select(points_ledger).where(
+                    points_ledger.c.merchant_id == self._merchant,
+                    points_ledger.c.kind == kind,
+                    points_ledger.c.order_id == order_id,
+                )
+            )
+        ).first()
+        return _entry(row) if row else None
+
+    async def history(self, customer_id: str, page: PageRequest) -> list[loyalty.Entry]:
+        """Newest first; the page token is the last entry's sequence number."""
+        query = select(points_ledger).where(
+            points_ledger.c.merchant_id == self._merchant,
+            points_ledger.c.customer_id == customer_id,
+        )
+        if page.after:
+            query = query.where(points_ledger.c.seq < int(page.after))
+        rows = (
+            await self._conn.execute(query.order_by(points_ledger.c.seq.desc()).limit(page.fetch))
+        ).all()
+        return [_entry(r) for r in rows]
+
+    async def seq_of(self, entry_id: str) -> int:
+        found: int = (
+            await self._conn.execute(
+                select(points_ledger.c.seq).where(
+                    points_ledger.c.merchant_id == self._merchant, points_ledger.c.id == entry_id
+                )
+            )
+        ).scalar_one()
+        return found
+
+    async def ledger_sum(self, customer_id: str) -> int:
+        total: int = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
+                    points_ledger.c.merchant_id == self._merchant,
+                    points_ledger.c.customer_id == customer_id,
+                )
+            )
+        ).scalar_one()
+        return int(total)
+
+    async def expiry_figures(self, customer_id: str, cutoff: datetime) -> tuple[int, int]:
+        """(credits before the cutoff, every debit ever as a positive number)."""
+        mine = and_(
+            points_ledger.c.merchant_id == self._merchant,
+            points_ledger.c.customer_id == customer_id,
+        )
+        credit = points_ledger.c.kind.in_(sorted(loyalty.CREDITS))
+        old_credits = func.coalesce(
+            func.sum(points_ledger.c.points).filter(credit, points_ledger.c.created_at < cutoff),
+            0,
+        )
+        debits = func.coalesce(
+            func.sum(-points_ledger.c.points).filter(points_ledger.c.points < 0), 0
+        )
+        row = (await self._conn.execute(select(old_credits, debits).where(mine))).one()
+        return int(row[0]), int(row[1])
+
+    async def customers_with_credits_before(self, cutoff: datetime) -> list[str]:
+        rows = await self._conn.execute(
+            select(points_ledger.c.customer_id)
+            .where(
+                points_ledger.c.merchant_id == self._merchant,
+                points_ledger.c.kind.in_(sorted(loyalty.CREDITS)),
+                points_ledger.c.created_at < cutoff,
+            )
+            .distinct()
+            .order_by(points_ledger.c.customer_id)
+        )
+        return [r[0] for r in rows]
+
+    async def earned_since(self, customer_id: str, since: datetime | None) -> int:
+        query = select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
+            points_ledger.c.merchant_id == self._merchant,
+            points_ledger.c.customer_id == customer_id,
+            points_ledger.c.kind.in_([loyalty.EARNED, loyalty.REVERSED]),
+        )
+        if since is not None:
+            query = query.where(points_ledger.c.created_at >= since)
+        return int((await self._conn.execute(query)).scalar_one())
+
+    async def hold(self, order_id: str, *, for_update: bool = False) -> loyalty.Hold | None:
+        query = select(points_holds).where(
+            points_holds.c.merchant_id == self._merchant, points_holds.c.order_id == order_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return _hold(row) if row else None
+
+    async def save_hold(self, hold: loyalty.Hold) -> None:
+        values = {
+            "customer_id": hold.customer_id,
+            "points": hold.points,
+            "status": hold.status,
+            "currency": hold.currency,
+            "point_value_minor": hold.point_value_minor,
+        }
+        await self._conn.execute(
+            pg_insert(points_holds)
+            .values(merchant_id=self._merchant, order_id=hold.order_id, **values)
+            .on_conflict_do_update(index_elements=["merchant_id", "order_id"], set_=values)
+        )
+
+    async def move_holds(self, loser_id: str, winner_id: str) -> None:
+        await self._conn.execute(
+            update(points_holds)
+            .where(
+                points_holds.c.merchant_id == self._merchant,
+                points_holds.c.customer_id == loser_id,
+            )
+            .values(customer_id=winner_id)
+        )
+
+
+class SqlPurchaseRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _mine(self) -> Any:
+        return purchases.c.merchant_id == self._merchant
+
+    async def record(self, sale: loyalty.Sale, points: int) -> bool:
+        """False when the order is already recorded."""
+        result = await self._conn.execute(
+            pg_insert(purchases)
+            .values(
+                merchant_id=self._merchant,
+                order_id=sale.order_id,
+                customer_id=sale.customer_id,
+                location_id=sale.location_id,
+                total_amount=sale.total_minor,
+                currency=sale.currency,
+                points_earned=points,
+                ordered_at=sale.ordered_at or func.now(),
+            )
+            .on_conflict_do_nothing()
+            .returning(purchases.c.order_id)
+        )
+        return result.first() is not None
+
+    async def mark_reversed(self, order_id: str) -> None:
+        await self._conn.execute(
+            update(purchases)
+            .where(self._mine(), purchases.c.order_id == order_id)
+            .values(status="reversed")
+        )
+
+    async def list(self, customer_id: str, page: PageRequest) -> Sequence[Row[Any]]:
+        """Newest first; the page token is the last order's id within the same time order."""
+        query = select(purchases).where(self._mine(), purchases.c.customer_id == customer_id)
+        if page.after:
+            at, _, order_id = page.after.partition("|")
+            query = query.where(
+                (purchases.c.ordered_at < datetime.fromisoformat(at))
+                | (
+                    (purchases.c.ordered_at == datetime.fromisoformat(at))
+                    & (purchases.c.order_id < order_id)
+                )
+            )
+        return (
+            await self._conn.execute(
+                query.order_by(purchases.c.ordered_at.desc(), purchases.c.order_id.desc()).limit(
+                    page.fetch
+                )
+            )
+        ).all()
+
+    async def summary(self, customer_id: str) -> tuple[dict[str, int], int, Any, str]:
+        """(lifetime spend per currency, visits, last visit, favourite location)."""
+        mine = and_(
+            self._mine(), purchases.c.customer_id == customer_id, purchases.c.status == "confirmed"
+        )
+        spend = {
+            c: int(t)
+            for c, t in await self._conn.execute(
+                select(purchases.c.currency, func.sum(purchases.c.total_amount))
+                .where(mine)
+                .group_by(purchases.c.currency)
+            )
+        }
+        visits, last = (
+            await self._conn.execute(
+                select(func.count(), func.max(purchases.c.ordered_at)).where(mine)
+            )
+        ).one()
+        favourite = (
+            await self._conn.execute(
+                select(purchases.c.location_id)
+                .where(mine)
+                .group_by(purchases.c.location_id)
+                .order_by(func.count().desc(), func.max(purchases.c.ordered_at).desc())
+                .limit(1)
+            )
+        ).scalar()
+        return spend, int(visits), last, favourite or ""
+
+    async def move(self, loser_id: str, winner_id: str) -> None:
+        await self._conn.execute(
+            update(purchases)
+            .where(self._mine(), purchases.c.customer_id == loser_id)
+            .values(customer_id=winner_id)
+        )
+
+    async def all_of(self, customer_id: str) -> Sequence[Row[Any]]:
+        return (
+            await self._conn.execute(
+                select(purchases)
+                .where(self._mine(), purchases.c.customer_id == customer_id)
+                .order_by(purchases.c.ordered_at, purchases.c.order_id)
+            )
+        ).all()
 
 
 class CustomerUow(UnitOfWork):
-    """The kit's unit of work plus this service's repository and event mapping."""
+    """The kit's unit of work plus this service's repositories and event mapping."""
 
     events = events.REGISTRY
 
     @property
     def customers(self) -> SqlCustomerRepository:
         return SqlCustomerRepository(self.conn, self.merchant_id)
+
+    @property
+    def groups(self) -> SqlGroupRepository:
+        return SqlGroupRepository(self.conn, self.merchant_id)
+
+    @property
+    def loyalty(self) -> SqlLoyaltyRepository:
+        return SqlLoyaltyRepository(self.conn, self.merchant_id)
+
+    @property
+    def purchases(self) -> SqlPurchaseRepository:
+        return SqlPurchaseRepository(self.conn, self.merchant_id)

@@ -1,18 +1,25 @@
-"""The customer database schema (SQLAlchemy Core)."""
+"""The customer service's database schema (SQLAlchemy Core)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
+    ForeignKeyConstraint,
+    Identity,
     Index,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from pos_kit.tables import add_kit_tables
 
@@ -24,25 +31,169 @@ customers = Table(
     metadata,
     Column("merchant_id", Text, nullable=False),
     Column("id", Text, nullable=False),
-    Column("email", Text, nullable=False),
+    Column("email", Text, nullable=True),
     Column("given_name", Text, nullable=False),
     Column("family_name", Text, nullable=False),
+    # The balance: always the sum of the customer's points_ledger entries (written together).
     Column("loyalty_points", BigInteger, nullable=False, server_default="0"),
     Column("version", BigInteger, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("phone", Text, nullable=True),
+    Column("external_id", Text, nullable=True),
+    Column("addresses", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("birthday", Date, nullable=True),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("consent_granted", Boolean, nullable=False, server_default=text("false")),
+    Column("consent_at", DateTime(timezone=True), nullable=True),
+    Column("consent_channel", Text, nullable=False, server_default=""),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("merged_into", Text, nullable=True),
+    # Points held by open orders (the sum of this customer's held points_holds).
+    Column("points_held", BigInteger, nullable=False, server_default="0"),
+    Column("tier", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="customers_pkey"),
-    Index("customers_email", "merchant_id", "email", unique=True),
+    Index(
+        "customers_email",
+        "merchant_id",
+        "email",
+        unique=True,
+        postgresql_where=text("email IS NOT NULL"),
+    ),
+    Index(
+        "customers_external_id",
+        "merchant_id",
+        "external_id",
+        unique=True,
+        postgresql_where=text("external_id IS NOT NULL"),
+    ),
+    Index("customers_phone", "merchant_id", "phone", postgresql_where=text("phone IS NOT NULL")),
 )
 
-loyalty_ledger = Table(
-    "loyalty_ledger",
+# One row per word a text search finds a customer by (name words, email, phone digits): a
+# prefix search is a range scan of a btree (text_pattern_ops), fast at a million customers
+# and needing no extension.
+customer_terms = Table(
+    "customer_terms",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("term", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "term", "customer_id", name="customer_terms_pkey"),
+    Index("customer_terms_customer", "merchant_id", "customer_id"),
+    Index(
+        "customer_terms_prefix",
+        "merchant_id",
+        "term",
+        "customer_id",
+        postgresql_ops={"term": "text_pattern_ops"},
+    ),
+)
+
+customer_groups = Table(
+    "customer_groups",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="customer_groups_pkey"),
+    Index("customer_groups_name", "merchant_id", "name", unique=True),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "group_id", "customer_id", name="group_members_pkey"),
+    ForeignKeyConstraint(
+        ["merchant_id", "group_id"],
+        ["customer_groups.merchant_id", "customer_groups.id"],
+        name="group_members_group_fkey",
+        ondelete="CASCADE",
+    ),
+    Index("group_members_customer", "merchant_id", "customer_id"),
+)
+
+loyalty_programs = Table(
+    "loyalty_programs",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("program", JSONB, nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    PrimaryKeyConstraint("merchant_id", name="loyalty_programs_pkey"),
+)
+
+points_ledger = Table(
+    "points_ledger",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    # The order entries were written in: history pages by it, balance_after follows it.
+    Column("seq", BigInteger, Identity(always=False), nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("order_id", Text, nullable=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="points_ledger_pkey"),
+    # An order earns once, is reversed once and redeems once: a second would double-count.
+    Index(
+        "points_ledger_order",
+        "merchant_id",
+        "kind",
+        "order_id",
+        unique=True,
+        postgresql_where=text("order_id IS NOT NULL"),
+    ),
+    Index("points_ledger_customer", "merchant_id", "customer_id", "seq"),
+)
+
+points_holds = Table(
+    "points_holds",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("currency", Text, nullable=False, server_default=""),
+    Column("point_value_minor", BigInteger, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="points_holds_pkey"),
+    Index("points_holds_customer", "merchant_id", "customer_id"),
+)
+
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("points_earned", BigInteger, nullable=False, server_default="0"),
+    Column("ordered_at", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False, server_default="confirmed"),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="purchases_pkey"),
+    Index("purchases_customer", "merchant_id", "customer_id", "ordered_at"),
+)
+
+# That an erasure happened, when and at whose request: no personal data.
+erasures = Table(
+    "erasures",
     metadata,
     Column("merchant_id", Text, nullable=False),
     Column("customer_id", Text, nullable=False),
-    Column("order_id", Text, nullable=False),
-    Column("points", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # One accrual per order: a second would be a double credit.
-    PrimaryKeyConstraint("merchant_id", "customer_id", "order_id", name="loyalty_ledger_pkey"),
+    Column("requested_by", Text, nullable=False, server_default=""),
+    Column("erased_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "customer_id", name="erasures_pkey"),
 )

@@ -1,10 +1,14 @@
-"""Events this service consumes: loyalty accrues from confirmed orders."""
+"""Events this service consumes: a confirmed order earns points and enters the customer's
+purchase history."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from pos.order.v1 import events_pb2 as order_events
 from pos_customer.adapters.repository import CustomerUow
-from pos_customer.service import handlers
+from pos_customer.domain.loyalty import Sale, SaleLine
+from pos_customer.service import points
 
 
 def names_a_customer(message: order_events.OrderConfirmed) -> bool:
@@ -12,6 +16,21 @@ def names_a_customer(message: order_events.OrderConfirmed) -> bool:
     return bool(message.order.customer_id)
 
 
-async def on_order_confirmed(uow: CustomerUow, message: order_events.OrderConfirmed) -> None:
+def sale_of(message: order_events.OrderConfirmed) -> Sale:
     order = message.order
-    await handlers.credit_order(uow, order.customer_id, order.id, order.total.amount)
+    return Sale(
+        order_id=order.id,
+        customer_id=order.customer_id,
+        location_id=order.location_id,
+        currency=order.total.currency,
+        total_minor=order.total.amount,
+        tax_minor=order.tax_total.amount,
+        lines=tuple(SaleLine(line.sku, line.line_total.amount) for line in order.lines),
+        ordered_at=order.created_at.ToDatetime(tzinfo=UTC)
+        if order.HasField("created_at")
+        else None,
+    )
+
+
+async def on_order_confirmed(uow: CustomerUow, message: order_events.OrderConfirmed) -> None:
+    await points.credit_sale(uow, sale_of(message))

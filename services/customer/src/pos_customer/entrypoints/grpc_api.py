@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import grpc
 
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
+from pos_customer.adapters import messages
 from pos_customer.adapters.messages import customer_to_proto
 from pos_customer.adapters.repository import CustomerUow
-from pos_customer.service import handlers
-from pos_kit.paging import page_of, page_request
+from pos_customer.domain.model import Profile
+from pos_customer.service import handlers, points
+from pos_kit.paging import PageRequest, encode_token, page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
 
 
-def _optional(
-    request: customer_pb2.UpdateCustomerRequest,
-    name: Literal["email", "given_name", "family_name"],
-) -> str | None:
-    return getattr(request, name) if request.HasField(name) else None
+def _profile(
+    legacy: customer_pb2.CreateCustomerRequest | customer_pb2.UpdateCustomerRequest,
+    create: bool,
+) -> Profile:
+    """The request's `profile`, with the older top-level fields where it leaves them unset."""
+    profile = messages.profile_from_proto(legacy.profile)
+    for name in ("email", "given_name", "family_name"):
+        if getattr(profile, name) is not None:
+            continue
+        if create:
+            value = getattr(legacy, name)
+            if value:
+                profile = replace(profile, **{name: value})
+        elif legacy.HasField(name):  # type: ignore[arg-type]
+            profile = replace(profile, **{name: getattr(legacy, name)})
+    return profile
 
 
 class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServicer):
@@ -27,9 +42,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def CreateCustomer(
         self, request: customer_pb2.CreateCustomerRequest, uow: CustomerUow
     ) -> customer_pb2.CreateCustomerResponse:
-        customer = await handlers.create_customer(
-            uow, request.email, request.given_name, request.family_name
-        )
+        customer = await handlers.create_customer(uow, _profile(request, create=True))
         return customer_pb2.CreateCustomerResponse(customer=customer_to_proto(customer))
 
     @mutation(customer_pb2.UpdateCustomerResponse)
@@ -37,14 +50,33 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         self, request: customer_pb2.UpdateCustomerRequest, uow: CustomerUow
     ) -> customer_pb2.UpdateCustomerResponse:
         customer = await handlers.update_customer(
-            uow,
-            request.id,
-            _optional(request, "email"),
-            _optional(request, "given_name"),
-            _optional(request, "family_name"),
-            request.expected_version,
+            uow, request.id, _profile(request, create=False), request.expected_version
         )
         return customer_pb2.UpdateCustomerResponse(customer=customer_to_proto(customer))
+
+    @mutation(customer_pb2.UpsertCustomerResponse)
+    async def UpsertCustomer(
+        self, request: customer_pb2.UpsertCustomerRequest, uow: CustomerUow
+    ) -> customer_pb2.UpsertCustomerResponse:
+        customer, created = await handlers.upsert_customer(
+            uow, messages.profile_from_proto(request.profile), request.expected_version
+        )
+        return customer_pb2.UpsertCustomerResponse(
+            customer=customer_to_proto(customer), created=created
+        )
+
+    @mutation(customer_pb2.BatchUpsertCustomersResponse)
+    async def BatchUpsertCustomers(
+        self, request: customer_pb2.BatchUpsertCustomersRequest, uow: CustomerUow
+    ) -> customer_pb2.BatchUpsertCustomersResponse:
+        result = await handlers.batch_upsert(
+            uow, [messages.profile_from_proto(p) for p in request.customers]
+        )
+        return customer_pb2.BatchUpsertCustomersResponse(
+            customers=[customer_to_proto(c) for c in result.customers],
+            created=result.created,
+            updated=result.updated,
+        )
 
     @query
     async def GetCustomer(
@@ -62,6 +94,192 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         return customer_pb2.ListCustomersResponse(
             customers=[customer_to_proto(c) for c in found], next_page_token=token
         )
+
+    @query
+    async def SearchCustomers(
+        self, request: customer_pb2.SearchCustomersRequest, uow: CustomerUow
+    ) -> customer_pb2.SearchCustomersResponse:
+        found = await handlers.search_customers(
+            uow, request.email, request.phone, request.external_id, request.query,
+            request.page_size,
+        )  # fmt: skip
+        return customer_pb2.SearchCustomersResponse(customers=[customer_to_proto(c) for c in found])
+
+    @mutation(customer_pb2.EraseCustomerResponse)
+    async def EraseCustomer(
+        self, request: customer_pb2.EraseCustomerRequest, uow: CustomerUow
+    ) -> customer_pb2.EraseCustomerResponse:
+        erased_at = await handlers.erase_customer(uow, request.id, request.requested_by)
+        answer = customer_pb2.EraseCustomerResponse(id=request.id)
+        answer.erased_at.FromDatetime(erased_at)
+        return answer
+
+    @query
+    async def ExportCustomer(
+        self, request: customer_pb2.ExportCustomerRequest, uow: CustomerUow
+    ) -> customer_pb2.ExportCustomerResponse:
+        customer = await handlers.active_customer(uow, request.id)
+        groups = await handlers.groups_of(uow, customer.id)
+        entries = await uow.loyalty.history(customer.id, PageRequest(limit=1_000_000))
+        orders = await uow.purchases.all_of(customer.id)
+        return customer_pb2.ExportCustomerResponse(
+            customer=customer_to_proto(customer),
+            groups=[messages.group_to_proto(g) for g in groups],
+            points_history=[messages.entry_to_proto(e) for e in entries],
+            orders=[messages.purchase_to_proto(o) for o in orders],
+        )
+
+    @mutation(customer_pb2.MergeCustomersResponse)
+    async def MergeCustomers(
+        self, request: customer_pb2.MergeCustomersRequest, uow: CustomerUow
+    ) -> customer_pb2.MergeCustomersResponse:
+        winner, loser = await handlers.merge_customers(uow, request.winner_id, request.loser_id)
+        return customer_pb2.MergeCustomersResponse(
+            winner=customer_to_proto(winner), loser=customer_to_proto(loser)
+        )
+
+    @mutation(customer_pb2.CreateGroupResponse)
+    async def CreateGroup(
+        self, request: customer_pb2.CreateGroupRequest, uow: CustomerUow
+    ) -> customer_pb2.CreateGroupResponse:
+        group = await handlers.create_group(uow, request.name, request.description)
+        return customer_pb2.CreateGroupResponse(group=messages.group_to_proto(group))
+
+    @query
+    async def GetGroup(
+        self, request: customer_pb2.GetGroupRequest, uow: CustomerUow
+    ) -> customer_pb2.GetGroupResponse:
+        group = await handlers.get_group(uow, request.id)
+        return customer_pb2.GetGroupResponse(group=messages.group_to_proto(group))
+
+    @query
+    async def ListGroups(
+        self, request: customer_pb2.ListGroupsRequest, uow: CustomerUow
+    ) -> customer_pb2.ListGroupsResponse:
+        page = page_request(request)
+        found, token = page_of(await handlers.list_groups(uow, page), page)
+        return customer_pb2.ListGroupsResponse(
+            groups=[messages.group_to_proto(g) for g in found], next_page_token=token
+        )
+
+    @mutation(customer_pb2.AddGroupMembersResponse)
+    async def AddGroupMembers(
+        self, request: customer_pb2.AddGroupMembersRequest, uow: CustomerUow
+    ) -> customer_pb2.AddGroupMembersResponse:
+        group = await handlers.change_members(uow, request.group_id, request.customer_ids, True)
+        return customer_pb2.AddGroupMembersResponse(group=messages.group_to_proto(group))
+
+    @mutation(customer_pb2.RemoveGroupMembersResponse)
+    async def RemoveGroupMembers(
+        self, request: customer_pb2.RemoveGroupMembersRequest, uow: CustomerUow
+    ) -> customer_pb2.RemoveGroupMembersResponse:
+        group = await handlers.change_members(uow, request.group_id, request.customer_ids, False)
+        return customer_pb2.RemoveGroupMembersResponse(group=messages.group_to_proto(group))
+
+    @query
+    async def ListCustomerOrders(
+        self, request: customer_pb2.ListCustomerOrdersRequest, uow: CustomerUow
+    ) -> customer_pb2.ListCustomerOrdersResponse:
+        customer = await handlers.active_customer(uow, request.customer_id)
+        page = page_request(request)
+        rows = await uow.purchases.list(customer.id, page)
+        items = rows[: page.limit]
+        token = ""
+        if len(rows) > page.limit:
+            last = items[-1]
+            token = encode_token(f"{last.ordered_at.isoformat()}|{last.order_id}")
+        spend, visits, last_visit, favourite = await uow.purchases.summary(customer.id)
+        summary = loyalty_pb2.PurchaseSummary(visit_count=visits, favourite_location_id=favourite)
+        if spend:
+            # One currency per merchant in practice; the largest if a merchant has several.
+            currency, amount = max(spend.items(), key=lambda kv: kv[1])
+            summary.lifetime_spend.CopyFrom(money_pb2.Money(amount=amount, currency=currency))
+        if last_visit is not None:
+            summary.last_visit_at.FromDatetime(last_visit)
+        return customer_pb2.ListCustomerOrdersResponse(
+            orders=[messages.purchase_to_proto(r) for r in items],
+            next_page_token=token,
+            summary=summary,
+        )
+
+    @query
+    async def GetLoyaltyProgram(
+        self, request: loyalty_pb2.GetLoyaltyProgramRequest, uow: CustomerUow
+    ) -> loyalty_pb2.GetLoyaltyProgramResponse:
+        program = await points.get_program(uow)
+        return loyalty_pb2.GetLoyaltyProgramResponse(program=messages.program_to_proto(program))
+
+    @mutation(loyalty_pb2.SetLoyaltyProgramResponse)
+    async def SetLoyaltyProgram(
+        self, request: loyalty_pb2.SetLoyaltyProgramRequest, uow: CustomerUow
+    ) -> loyalty_pb2.SetLoyaltyProgramResponse:
+        program = await points.set_program(
+            uow, messages.program_from_proto(request.program), request.expected_version
+        )
+        return loyalty_pb2.SetLoyaltyProgramResponse(program=messages.program_to_proto(program))
+
+    @query
+    async def ListPointsHistory(
+        self, request: loyalty_pb2.ListPointsHistoryRequest, uow: CustomerUow
+    ) -> loyalty_pb2.ListPointsHistoryResponse:
+        entries, next_key = await points.history(uow, request.customer_id, page_request(request))
+        return loyalty_pb2.ListPointsHistoryResponse(
+            entries=[messages.entry_to_proto(e) for e in entries],
+            next_page_token=encode_token(next_key) if next_key else "",
+        )
+
+    @mutation(loyalty_pb2.AdjustPointsResponse)
+    async def AdjustPoints(
+        self, request: loyalty_pb2.AdjustPointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.AdjustPointsResponse:
+        entry, balance = await points.adjust(
+            uow, request.customer_id, request.points, request.reason
+        )
+        return loyalty_pb2.AdjustPointsResponse(
+            entry=messages.entry_to_proto(entry), balance=balance
+        )
+
+    @mutation(loyalty_pb2.HoldPointsResponse)
+    async def HoldPoints(
+        self, request: loyalty_pb2.HoldPointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.HoldPointsResponse:
+        hold = await points.hold(
+            uow, request.order_id, request.customer_id, request.points, request.currency
+        )
+        return loyalty_pb2.HoldPointsResponse(hold=messages.hold_to_proto(hold))
+
+    @mutation(loyalty_pb2.FinalizePointsResponse)
+    async def FinalizePoints(
+        self, request: loyalty_pb2.FinalizePointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.FinalizePointsResponse:
+        hold = await points.finalize(uow, request.order_id)
+        return loyalty_pb2.FinalizePointsResponse(hold=messages.hold_to_proto(hold))
+
+    @mutation(loyalty_pb2.ReleasePointsResponse)
+    async def ReleasePoints(
+        self, request: loyalty_pb2.ReleasePointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.ReleasePointsResponse:
+        hold = await points.release(uow, request.order_id)
+        return loyalty_pb2.ReleasePointsResponse(hold=messages.hold_to_proto(hold))
+
+    @mutation(loyalty_pb2.ReverseOrderPointsResponse)
+    async def ReverseOrderPoints(
+        self, request: loyalty_pb2.ReverseOrderPointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.ReverseOrderPointsResponse:
+        entries = await points.reverse_order(uow, request.order_id, request.reason)
+        return loyalty_pb2.ReverseOrderPointsResponse(
+            entries=[messages.entry_to_proto(e) for e in entries]
+        )
+
+    @mutation(loyalty_pb2.ExpirePointsResponse)
+    async def ExpirePoints(
+        self, request: loyalty_pb2.ExpirePointsRequest, uow: CustomerUow
+    ) -> loyalty_pb2.ExpirePointsResponse:
+        as_of = (
+            request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else datetime.now(UTC)
+        )
+        customers, expired = await points.expire(uow, as_of)
+        return loyalty_pb2.ExpirePointsResponse(customers=customers, points=expired)
 
 
 def registrar(uow: Callable[[], CustomerUow]) -> Callable[[grpc.aio.Server], None]:

@@ -1,59 +1,43 @@
-"""Use cases of the customer service; every entrypoint (gRPC, consumers) calls these."""
+"""Use cases of customer profiles, groups, merges and erasure; every entrypoint calls these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pos_customer.domain import loyalty, text
 from pos_customer.domain.model import (
+    ACTIVE,
+    MERGED,
     Customer,
     CustomerCreated,
+    CustomerErased,
+    CustomerMerged,
     CustomerUpdated,
-    validate_new_customer,
-    validate_profile,
+    Profile,
+    erased_copy,
+    normalise_email,
+    normalise_phone,
+    normalise_profile,
+    require_identity,
 )
 from pos_customer.service.ports import CustomerUnitOfWork
-from pos_kit.errors import AlreadyExists, Conflict, NotFound
+from pos_kit.errors import (
+    AlreadyExists,
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    raise_if,
+    require,
+)
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 
-
-async def create_customer(
-    uow: CustomerUnitOfWork, email: str, given_name: str, family_name: str
-) -> Customer:
-    email = email.strip().lower()
-    validate_new_customer(email, given_name, family_name)
-    if await uow.customers.get_by_email(email) is not None:
-        raise AlreadyExists("a customer with this email already exists", "email_taken")
-    customer = Customer(new_id("cus"), email, given_name.strip(), family_name.strip())
-    await uow.customers.add(customer)
-    uow.publish(CustomerCreated(customer))
-    return customer
-
-
-async def get_customer(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
-    customer = await uow.customers.get(customer_id)
-    if customer is None:
-        raise NotFound("customer", customer_id)
-    return customer
-
-
-async def list_customers(uow: CustomerUnitOfWork, page: PageRequest) -> list[Customer]:
-    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
-    return await uow.customers.list(page)
-
-
-async def credit_order(
-    uow: CustomerUnitOfWork, customer_id: str, order_id: str, total_minor: int
-) -> int:
-    """Loyalty for a confirmed order. A sale to an unknown customer earns nothing."""
-    customer = await uow.customers.get(customer_id)
-    if customer is None:
-        return 0
-    points = customer.earn_points(order_id, total_minor)
-    if points:
-        await uow.customers.save_points(customer)
-        for event in customer.events:
-            uow.publish(event)
-        customer.events.clear()
-    return points
+MAX_BATCH = 1_000
+MAX_SEARCH = 100
+MAX_GROUP_CHANGE = 1_000
 
 
 def _stale(current: int) -> Conflict:
@@ -64,33 +48,335 @@ def _stale(current: int) -> Conflict:
     )
 
 
-async def update_customer(
-    uow: CustomerUnitOfWork,
-    customer_id: str,
-    email: str | None,
-    given_name: str | None,
-    family_name: str | None,
-    expected_version: int,
+async def _unique_keys(uow: CustomerUnitOfWork, customer: Customer, where: str = "") -> None:
+    """Email and external_id are unique per merchant; a taken one is a field error."""
+    if customer.email:
+        other = await uow.customers.get_by_email(customer.email)
+        if other is not None and other.id != customer.id:
+            raise AlreadyExists("a customer with this email already exists", "email_taken")
+    if customer.external_id:
+        found = await uow.customers.get_by_external_ids([customer.external_id])
+        other = found.get(customer.external_id)
+        if other is not None and other.id != customer.id:
+            raise AlreadyExists(
+                "a customer with this external_id already exists", "external_id_taken"
+            )
+
+
+async def create_customer(uow: CustomerUnitOfWork, profile: Profile) -> Customer:
+    profile = normalise_profile(profile)
+    customer = Customer(new_id("cus"), None, "", "")
+    customer.apply(profile)
+    require_identity(customer)
+    await _unique_keys(uow, customer)
+    await uow.customers.add(customer)
+    uow.publish(CustomerCreated(customer))
+    return customer
+
+
+async def get_customer(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
+    """An active customer, or a merged one (which answers where it went); an erased one is
+    gone."""
+    customer = await uow.customers.get(customer_id)
+    if customer is None or customer.status not in (ACTIVE, MERGED):
+        raise NotFound("customer", customer_id)
+    return customer
+
+
+async def active_customer(
+    uow: CustomerUnitOfWork, customer_id: str, *, for_update: bool = False
 ) -> Customer:
-    if email is not None:
-        email = email.strip().lower()
-    validate_profile(email, given_name, family_name)
-    customer = await get_customer(uow, customer_id)
+    customer = await uow.customers.get(customer_id, for_update=for_update)
+    if customer is None or customer.status != ACTIVE:
+        raise NotFound("customer", customer_id)
+    return customer
+
+
+async def list_customers(uow: CustomerUnitOfWork, page: PageRequest) -> list[Customer]:
+    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
+    return await uow.customers.list(page)
+
+
+async def update_customer(
+    uow: CustomerUnitOfWork, customer_id: str, profile: Profile, expected_version: int
+) -> Customer:
+    profile = normalise_profile(profile)
+    customer = await active_customer(uow, customer_id)
     if expected_version and expected_version != customer.version:
         raise _stale(customer.version)
-    if email is not None and email != customer.email:
-        if await uow.customers.get_by_email(email) is not None:
-            raise AlreadyExists("a customer with this email already exists", "email_taken")
-        customer.email = email
-    if given_name is not None:
-        customer.given_name = given_name.strip()
-    if family_name is not None:
-        customer.family_name = family_name.strip()
+    return await _write_update(uow, customer, profile)
+
+
+async def _write_update(uow: CustomerUnitOfWork, customer: Customer, profile: Profile) -> Customer:
+    if not customer.apply(profile):
+        return customer
+    require_identity(customer)
+    await _unique_keys(uow, customer)
     seen = customer.version
     customer.version += 1
     # The write itself re-checks the version, so two concurrent updates cannot both win.
-    if not await uow.customers.save_profile(customer, seen):
-        current = await get_customer(uow, customer_id)
+    if not await uow.customers.save(customer, seen):
+        current = await active_customer(uow, customer.id)
         raise _stale(current.version)
     uow.publish(CustomerUpdated(customer))
     return customer
+
+
+async def upsert_customer(
+    uow: CustomerUnitOfWork, profile: Profile, expected_version: int
+) -> tuple[Customer, bool]:
+    raise_if(require(bool((profile.external_id or "").strip()), "external_id", "is required"))
+    profile = normalise_profile(profile)
+    external_id = profile.external_id or ""
+    found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
+    if found is None:
+        return await create_customer(uow, profile), True
+    if expected_version and expected_version != found.version:
+        raise _stale(found.version)
+    return await _write_update(uow, found, profile), False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    customers: list[Customer]
+    created: int
+    updated: int
+
+
+async def batch_upsert(uow: CustomerUnitOfWork, profiles: Sequence[Profile]) -> BatchResult:
+    """All of them or none: every item is checked before anything is written, and a bad one
+    names itself (`customers[3].email`)."""
+    violations: list[FieldViolation] = []
+    violations += require(
+        0 < len(profiles) <= MAX_BATCH, "customers", f"1 to {MAX_BATCH} customers a call"
+    )
+    clean: list[Profile] = []
+    for i, raw in enumerate(profiles):
+        where = f"customers[{i}]."
+        if not (raw.external_id or "").strip():
+            violations.append(FieldViolation(f"{where}external_id", "is required"))
+            continue
+        try:
+            clean.append(normalise_profile(raw, where))
+        except InvalidArgument as bad:
+            violations += bad.violations
+    raise_if(violations)
+    seen: dict[str, int] = {}
+    emails: dict[str, int] = {}
+    for i, p in enumerate(clean):
+        key = p.external_id or ""
+        if key in seen:
+            violations.append(
+                FieldViolation(f"customers[{i}].external_id", f"repeats customers[{seen[key]}]")
+            )
+        seen[key] = i
+        if p.email:
+            if p.email in emails:
+                violations.append(
+                    FieldViolation(f"customers[{i}].email", f"repeats customers[{emails[p.email]}]")
+                )
+            emails[p.email] = i
+    raise_if(violations)
+
+    existing = await uow.customers.get_by_external_ids(list(seen))
+    taken = await uow.customers.taken_emails(list(emails))
+    new: list[Customer] = []
+    changed: list[Customer] = []
+    result: list[Customer] = []
+    for i, p in enumerate(clean):
+        customer = existing.get(p.external_id or "")
+        if customer is None:
+            customer = Customer(new_id("cus"), None, "", "")
+            customer.apply(p)
+            new.append(customer)
+        elif customer.apply(p):
+            customer.version += 1
+            changed.append(customer)
+        if customer.email and taken.get(customer.email, customer.id) != customer.id:
+            violations.append(FieldViolation(f"customers[{i}].email", "is another customer's"))
+        if not (customer.email or customer.phone or customer.given_name or customer.family_name):
+            pass  # external_id alone identifies an imported customer
+        result.append(customer)
+    raise_if(violations)
+    await uow.customers.add_many(new)
+    await uow.customers.save_many(changed)
+    for c in new:
+        uow.publish(CustomerCreated(c))
+    for c in changed:
+        uow.publish(CustomerUpdated(c))
+    return BatchResult(result, len(new), len(changed))
+
+
+async def search_customers(
+    uow: CustomerUnitOfWork,
+    email: str,
+    phone: str,
+    external_id: str,
+    query: str,
+    limit: int,
+) -> list[Customer]:
+    violations: list[FieldViolation] = []
+    phone_key = None
+    if phone:
+        phone_key = normalise_phone(phone)
+        violations += require(
+            phone_key is not None, "phone", "must be a phone number with its country code"
+        )
+    words = text.words(query)
+    violations += require(
+        bool(email or phone or external_id or words),
+        "query",
+        "search by email, phone, external_id or query",
+    )
+    violations += require(len(words) <= 5, "query", "at most 5 words")
+    violations += require(len(query) <= 200, "query", "at most 200 characters")
+    raise_if(violations)
+    limit = min(max(limit, 1), MAX_SEARCH) if limit else 20
+    return await uow.customers.search(
+        normalise_email(email) if email else None,
+        phone_key,
+        external_id.strip() or None if external_id else None,
+        words,
+        limit,
+    )
+
+
+async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by: str) -> Any:
+    """Personal data goes; the customer id, its points ledger and purchases (no personal data
+    in them) stay, so totals and audits still add up. The erasure is recorded without any."""
+    customer = await uow.customers.get(customer_id, for_update=True)
+    if customer is None or customer.status not in (ACTIVE, MERGED):
+        raise NotFound("customer", customer_id)
+    erased = erased_copy(customer)
+    await uow.customers.erase(erased, requested_by)
+    await uow.groups.forget(customer_id)
+    await uow.customers.purge_copies(customer_id)
+    uow.publish(CustomerErased(customer_id))
+    return await uow.customers.erased_at(customer_id)
+
+
+async def merge_customers(
+    uow: CustomerUnitOfWork, winner_id: str, loser_id: str
+) -> tuple[Customer, Customer]:
+    raise_if(
+        require(winner_id != loser_id, "loser_id", "cannot merge a customer into itself")
+        + require(bool(winner_id), "winner_id", "is required")
+        + require(bool(loser_id), "loser_id", "is required")
+    )
+    # Lock both in id order: two merges of the same pair never deadlock.
+    first, second = sorted((winner_id, loser_id))
+    locked = {
+        first: await active_customer(uow, first, for_update=True),
+        second: await active_customer(uow, second, for_update=True),
+    }
+    winner, loser = locked[winner_id], locked[loser_id]
+    moved = loser.loyalty_points
+    if moved:
+        loser.loyalty_points = 0
+        await uow.loyalty.append(
+            loyalty.Entry(
+                new_id("pte"),
+                loser.id,
+                loyalty.MERGED_OUT,
+                -moved,
+                0,
+                "",
+                f"merged into {winner.id}",
+            )
+        )
+        winner.loyalty_points += moved
+        await uow.loyalty.append(
+            loyalty.Entry(
+                new_id("pte"),
+                winner.id,
+                loyalty.MERGED_IN,
+                moved,
+                winner.loyalty_points,
+                "",
+                f"merged from {loser.id}",
+            )
+        )
+    winner.points_held += loser.points_held
+    loser.points_held = 0
+    await uow.loyalty.move_holds(loser.id, winner.id)
+    await uow.purchases.move(loser.id, winner.id)
+    await uow.groups.move_members(loser.id, winner.id)
+    await uow.customers.save_points(winner)
+    await uow.customers.save_points(loser)
+    # The loser keeps no personal data (its email and external_id are free again); it answers
+    # with where it went.
+    stub = erased_copy(loser)
+    stub.status, stub.merged_into, stub.version = MERGED, winner.id, loser.version + 1
+    await uow.customers.save(stub, loser.version)
+    winner = await active_customer(uow, winner.id)
+    uow.publish(CustomerMerged(winner, loser.id))
+    return winner, stub
+
+
+# Groups
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    name: str
+    description: str
+    member_count: int
+    created_at: Any
+
+
+def _group(row: Any) -> Group:
+    return Group(row.id, row.name, row.description, int(row.member_count), row.created_at)
+
+
+async def create_group(uow: CustomerUnitOfWork, name: str, description: str) -> Group:
+    name = name.strip()
+    raise_if(
+        require(0 < len(name) <= 100, "name", "1 to 100 characters")
+        + require(len(description) <= 500, "description", "at most 500 characters")
+    )
+    if await uow.groups.get_by_name(name) is not None:
+        raise AlreadyExists("a group with this name already exists", "group_name_taken")
+    group_id = new_id("cgrp")
+    await uow.groups.add(group_id, name, description)
+    return await get_group(uow, group_id)
+
+
+async def get_group(uow: CustomerUnitOfWork, group_id: str) -> Group:
+    row = await uow.groups.get(group_id)
+    if row is None:
+        raise NotFound("group", group_id)
+    return _group(row)
+
+
+async def list_groups(uow: CustomerUnitOfWork, page: PageRequest) -> list[Group]:
+    return [_group(r) for r in await uow.groups.list(page)]
+
+
+async def change_members(
+    uow: CustomerUnitOfWork, group_id: str, customer_ids: Sequence[str], add: bool
+) -> Group:
+    ids = list(dict.fromkeys(customer_ids))
+    raise_if(
+        require(
+            0 < len(ids) <= MAX_GROUP_CHANGE,
+            "customer_ids",
+            f"1 to {MAX_GROUP_CHANGE} customer ids",
+        )
+    )
+    await get_group(uow, group_id)
+    if add:
+        # Another merchant's customer is one that does not exist: a 404 names it.
+        for customer_id in ids:
+            await active_customer(uow, customer_id)
+        await uow.groups.add_members(group_id, ids)
+    else:
+        for customer_id in ids:
+            if await uow.customers.get(customer_id) is None:
+                raise NotFound("customer", customer_id)
+        await uow.groups.remove_members(group_id, ids)
+    return await get_group(uow, group_id)
+
+
+async def groups_of(uow: CustomerUnitOfWork, customer_id: str) -> list[Group]:
+    return [_group(r) for r in await uow.groups.of(customer_id)]

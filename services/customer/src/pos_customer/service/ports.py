@@ -1,31 +1,17 @@
-"""What the handlers need from storage, as protocols: adapters and unit-test fakes provide it."""
+"""What the handlers need from storage.
+
+The unit of work's repositories are the PostgreSQL ones: loyalty's guarantees (a balance equal
+to its ledger, no double credit) rest on row locks and unique indexes, which only a real
+database shows, so the handlers are tested against it rather than against fakes.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from pos_customer.domain.model import Customer
-from pos_kit.paging import PageRequest
+if TYPE_CHECKING:
+    from pos_customer.adapters.repository import CustomerUow as CustomerUnitOfWork
+else:
+    CustomerUnitOfWork = object
 
-
-class CustomerRepository(Protocol):
-    """Bound to one merchant when the unit of work builds it: it sees no other's customers."""
-
-    async def add(self, customer: Customer) -> None: ...
-    async def get(self, customer_id: str) -> Customer | None: ...
-    async def get_by_email(self, email: str) -> Customer | None: ...
-    async def save_points(self, customer: Customer) -> None: ...
-    async def save_profile(self, customer: Customer, seen_version: int) -> bool:
-        """Write the profile if the stored version is still seen_version; False if not."""
-        ...
-
-    async def list(self, page: PageRequest) -> list[Customer]:
-        """By id, or with `page.since` the change feed (oldest change first)."""
-        ...
-
-
-class CustomerUnitOfWork(Protocol):
-    @property
-    def customers(self) -> CustomerRepository: ...
-
-    def publish(self, event: object) -> None: ...
+__all__ = ["CustomerUnitOfWork"]

@@ -84,6 +84,30 @@ class Feed:
         self._conn = conn
         self._merchant = merchant_id
 
+    async def redact(self, resource_id: str, types: Sequence[str]) -> int:
+        """Replace the snapshots of these events of one resource (and the bodies of their
+        deliveries) by the id alone: what an erasure leaves of a customer in the feed."""
+        kept = {"object": {"id": resource_id, "redacted": True}}
+        rows = (
+            await self._conn.execute(
+                update(events)
+                .where(
+                    events.c.merchant_id == self._merchant,
+                    events.c.resource_id == resource_id,
+                    events.c.type.in_(list(types)),
+                )
+                .values(data=kept)
+                .returning(events)
+            )
+        ).all()
+        for row in rows:
+            await self._conn.execute(
+                update(deliveries)
+                .where(deliveries.c.merchant_id == self._merchant, deliveries.c.event_id == row.id)
+                .values(body=_event(row).body())
+            )
+        return len(rows)
+
     async def append(self, new: Sequence[PublicEvent]) -> list[StoredEvent]:
         """Give the events the merchant's next sequences and store them. The sequence row stays
         locked until this transaction ends: the next append of this merchant waits, so

@@ -27,7 +27,7 @@ from pos_gateway.schemas.catalog import Product
 from pos_gateway.schemas.gift_cards import GiftCardMoved
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
-from pos_gateway.schemas.people import Customer
+from pos_gateway.schemas.people import Customer, PointsEntry
 from pos_gateway.schemas.promotions import Coupon, Promotion
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
@@ -82,6 +82,22 @@ def _loyalty(m: customer_events.LoyaltyPointsEarned) -> list[Part]:
     accrual = to_json(m)
     accrual.pop("meta", None)
     return [("loyalty.points_earned", m.customer_id, {"object": accrual})]
+
+
+def _points(kind: str) -> Callable[[Any], list[Part]]:
+    return lambda m: [
+        (f"loyalty.points_{kind}", m.entry.customer_id, _object(PointsEntry, m.entry))
+    ]
+
+
+def _tier(m: customer_events.LoyaltyTierChanged) -> list[Part]:
+    change = to_json(m)
+    change.pop("meta", None)
+    return [("loyalty.tier_changed", m.customer_id, {"object": change})]
+
+
+# Public events that carry a customer's personal data: an erasure redacts them in the feed.
+CUSTOMER_SNAPSHOTS = ("customer.created", "customer.updated", "customer.merged")
 
 
 MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
@@ -143,6 +159,17 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
         ("customer.updated", m.customer.id, _object(Customer, m.customer))
     ],
     customer_events.LoyaltyPointsEarned: _loyalty,
+    customer_events.CustomerMerged: lambda m: [
+        ("customer.merged", m.winner.id, _object(Customer, m.winner))
+    ],
+    # A tombstone: the id only.
+    customer_events.CustomerErased: lambda m: [
+        ("customer.erased", m.customer_id, {"object": {"id": m.customer_id}})
+    ],
+    customer_events.LoyaltyPointsRedeemed: _points("redeemed"),
+    customer_events.LoyaltyPointsAdjusted: _points("adjusted"),
+    customer_events.LoyaltyPointsExpired: _points("expired"),
+    customer_events.LoyaltyTierChanged: _tier,
 }
 
 # The streams the dispatcher reads, and the message types of each.

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from google.protobuf.message import Message
 from pydantic import ValidationError
 
+from pos.customer.v1 import events_pb2 as customer_events
 from pos_dispatcher.adapters.network import AddressRefused
 from pos_dispatcher.adapters.repository import (
     CursorExpired,
@@ -15,7 +16,7 @@ from pos_dispatcher.adapters.repository import (
     DispatcherUow,
     StoredEvent,
 )
-from pos_dispatcher.adapters.snapshots import PublicEvent, public_events
+from pos_dispatcher.adapters.snapshots import CUSTOMER_SNAPSHOTS, PublicEvent, public_events
 from pos_dispatcher.domain import signing
 from pos_dispatcher.domain.model import (
     TEST_EVENT_TYPE,
@@ -51,7 +52,12 @@ async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEven
         # The service sent a resource its public representation refuses: no retry will fix
         # it, so it goes to the dead-letter stream at once (and can be sent again once fixed).
         raise PoisonMessage(f"the snapshot does not fit the public model: {exc.title}") from None
-    return await append(uow, made)
+    stored = await append(uow, made)
+    # An erased customer's earlier snapshots go from the feed in the same transaction.
+    for message in messages:
+        if isinstance(message, customer_events.CustomerErased):
+            await uow.feed.redact(message.customer_id, CUSTOMER_SNAPSHOTS)
+    return stored
 
 
 async def append(uow: DispatcherUow, new: list[PublicEvent]) -> list[StoredEvent]:

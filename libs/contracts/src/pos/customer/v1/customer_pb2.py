@@ -23,33 +23,94 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from pos.customer.v1 import loyalty_pb2 as pos_dot_customer_dot_v1_dot_loyalty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epos/customer/v1/customer.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x16\n\x0eloyalty_points\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x15\x43reateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\"E\n\x16\x43reateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\" \n\x12GetCustomerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x13GetCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"p\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x15ListCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc1\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\ngiven_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x66\x61mily_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x03\x42\x08\n\x06_emailB\r\n\x0b_given_nameB\x0e\n\x0c_family_name\"E\n\x16UpdateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer2\x91\x03\n\x0f\x43ustomerService\x12\x61\n\x0e\x43reateCustomer\x12&.pos.customer.v1.CreateCustomerRequest\x1a\'.pos.customer.v1.CreateCustomerResponse\x12X\n\x0bGetCustomer\x12#.pos.customer.v1.GetCustomerRequest\x1a$.pos.customer.v1.GetCustomerResponse\x12^\n\rListCustomers\x12%.pos.customer.v1.ListCustomersRequest\x1a&.pos.customer.v1.ListCustomersResponse\x12\x61\n\x0eUpdateCustomer\x12&.pos.customer.v1.UpdateCustomerRequest\x1a\'.pos.customer.v1.UpdateCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epos/customer/v1/customer.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpos/customer/v1/loyalty.proto\"z\n\x07\x41\x64\x64ress\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05line1\x18\x02 \x01(\t\x12\r\n\x05line2\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x13\n\x0bpostal_code\x18\x06 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x07 \x01(\t\"b\n\x10MarketingConsent\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12,\n\x08given_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\":\n\x0b\x41\x64\x64ressList\x12+\n\taddresses\x18\x01 \x03(\x0b\x32\x18.pos.customer.v1.Address\"\x17\n\x07TagList\x12\x0c\n\x04tags\x18\x01 \x03(\t\"\xa0\x03\n\rProfileFields\x12\x12\n\x05\x65mail\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05phone\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x17\n\ngiven_name\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0b\x66\x61mily_name\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0b\x65xternal_id\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x15\n\x08\x62irthday\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x12\n\x05notes\x18\x07 \x01(\tH\x06\x88\x01\x01\x12<\n\x11marketing_consent\x18\x08 \x01(\x0b\x32!.pos.customer.v1.MarketingConsent\x12/\n\taddresses\x18\t \x01(\x0b\x32\x1c.pos.customer.v1.AddressList\x12&\n\x04tags\x18\n \x01(\x0b\x32\x18.pos.customer.v1.TagListB\x08\n\x06_emailB\x08\n\x06_phoneB\r\n\x0b_given_nameB\x0e\n\x0c_family_nameB\x0e\n\x0c_external_idB\x0b\n\t_birthdayB\x08\n\x06_notes\"\xf0\x03\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x16\n\x0eloyalty_points\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05phone\x18\t \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\n \x01(\t\x12+\n\taddresses\x18\x0b \x03(\x0b\x32\x18.pos.customer.v1.Address\x12\x10\n\x08\x62irthday\x18\x0c \x01(\t\x12\r\n\x05notes\x18\r \x01(\t\x12<\n\x11marketing_consent\x18\x0e \x01(\x0b\x32!.pos.customer.v1.MarketingConsent\x12\x0c\n\x04tags\x18\x0f \x03(\t\x12\x11\n\tgroup_ids\x18\x10 \x03(\t\x12\x0e\n\x06status\x18\x11 \x01(\t\x12\x13\n\x0bmerged_into\x18\x12 \x01(\t\x12\x13\n\x0bpoints_held\x18\x13 \x01(\x03\x12\x0c\n\x04tier\x18\x14 \x01(\t\"\x94\x01\n\x15\x43reateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12/\n\x07profile\x18\x05 \x01(\x0b\x32\x1e.pos.customer.v1.ProfileFields\"E\n\x16\x43reateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\" \n\x12GetCustomerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x13GetCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"p\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x31\n\rupdated_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x15ListCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf2\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\ngiven_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x66\x61mily_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x03\x12/\n\x07profile\x18\x07 \x01(\x0b\x32\x1e.pos.customer.v1.ProfileFieldsB\x08\n\x06_emailB\r\n\x0b_given_nameB\x0e\n\x0c_family_name\"E\n\x16UpdateCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"v\n\x15UpsertCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x07profile\x18\x02 \x01(\x0b\x32\x1e.pos.customer.v1.ProfileFields\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"V\n\x16UpsertCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"d\n\x1b\x42\x61tchUpsertCustomersRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\tcustomers\x18\x02 \x03(\x0b\x32\x1e.pos.customer.v1.ProfileFields\"n\n\x1c\x42\x61tchUpsertCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05\x12\x0f\n\x07updated\x18\x03 \x01(\x05\"m\n\x16SearchCustomersRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\r\n\x05query\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\"G\n\x17SearchCustomersResponse\x12,\n\tcustomers\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Customer\"L\n\x14\x45raseCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\"R\n\x15\x45raseCustomerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\terased_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x15\x45xportCustomerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xce\x01\n\x16\x45xportCustomerResponse\x12+\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\x12&\n\x06groups\x18\x02 \x03(\x0b\x32\x16.pos.customer.v1.Group\x12\x34\n\x0epoints_history\x18\x03 \x03(\x0b\x32\x1c.pos.customer.v1.PointsEntry\x12)\n\x06orders\x18\x04 \x03(\x0b\x32\x19.pos.customer.v1.Purchase\"P\n\x15MergeCustomersRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\twinner_id\x18\x02 \x01(\t\x12\x10\n\x08loser_id\x18\x03 \x01(\t\"m\n\x16MergeCustomersResponse\x12)\n\x06winner\x18\x01 \x01(\x0b\x32\x19.pos.customer.v1.Customer\x12(\n\x05loser\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"|\n\x05Group\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cmember_count\x18\x04 \x01(\x03\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x12\x43reateGroupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"<\n\x13\x43reateGroupResponse\x12%\n\x05group\x18\x01 \x01(\x0b\x32\x16.pos.customer.v1.Group\"\x1d\n\x0fGetGroupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x10GetGroupResponse\x12%\n\x05group\x18\x01 \x01(\x0b\x32\x16.pos.customer.v1.Group\":\n\x11ListGroupsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x12ListGroupsResponse\x12&\n\x06groups\x18\x01 \x03(\x0b\x32\x16.pos.customer.v1.Group\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"T\n\x16\x41\x64\x64GroupMembersRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ustomer_ids\x18\x03 \x03(\t\"@\n\x17\x41\x64\x64GroupMembersResponse\x12%\n\x05group\x18\x01 \x01(\x0b\x32\x16.pos.customer.v1.Group\"W\n\x19RemoveGroupMembersRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ustomer_ids\x18\x03 \x03(\t\"C\n\x1aRemoveGroupMembersResponse\x12%\n\x05group\x18\x01 \x01(\x0b\x32\x16.pos.customer.v1.Group\"W\n\x19ListCustomerOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x93\x01\n\x1aListCustomerOrdersResponse\x12)\n\x06orders\x18\x01 \x03(\x0b\x32\x19.pos.customer.v1.Purchase\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x31\n\x07summary\x18\x03 \x01(\x0b\x32 .pos.customer.v1.PurchaseSummary2\xc2\x13\n\x0f\x43ustomerService\x12\x61\n\x0e\x43reateCustomer\x12&.pos.customer.v1.CreateCustomerRequest\x1a\'.pos.customer.v1.CreateCustomerResponse\x12X\n\x0bGetCustomer\x12#.pos.customer.v1.GetCustomerRequest\x1a$.pos.customer.v1.GetCustomerResponse\x12^\n\rListCustomers\x12%.pos.customer.v1.ListCustomersRequest\x1a&.pos.customer.v1.ListCustomersResponse\x12\x61\n\x0eUpdateCustomer\x12&.pos.customer.v1.UpdateCustomerRequest\x1a\'.pos.customer.v1.UpdateCustomerResponse\x12\x61\n\x0eUpsertCustomer\x12&.pos.customer.v1.UpsertCustomerRequest\x1a\'.pos.customer.v1.UpsertCustomerResponse\x12s\n\x14\x42\x61tchUpsertCustomers\x12,.pos.customer.v1.BatchUpsertCustomersRequest\x1a-.pos.customer.v1.BatchUpsertCustomersResponse\x12\x64\n\x0fSearchCustomers\x12\'.pos.customer.v1.SearchCustomersRequest\x1a(.pos.customer.v1.SearchCustomersResponse\x12^\n\rEraseCustomer\x12%.pos.customer.v1.EraseCustomerRequest\x1a&.pos.customer.v1.EraseCustomerResponse\x12\x61\n\x0e\x45xportCustomer\x12&.pos.customer.v1.ExportCustomerRequest\x1a\'.pos.customer.v1.ExportCustomerResponse\x12\x61\n\x0eMergeCustomers\x12&.pos.customer.v1.MergeCustomersRequest\x1a\'.pos.customer.v1.MergeCustomersResponse\x12X\n\x0b\x43reateGroup\x12#.pos.customer.v1.CreateGroupRequest\x1a$.pos.customer.v1.CreateGroupResponse\x12O\n\x08GetGroup\x12 .pos.customer.v1.GetGroupRequest\x1a!.pos.customer.v1.GetGroupResponse\x12U\n\nListGroups\x12\".pos.customer.v1.ListGroupsRequest\x1a#.pos.customer.v1.ListGroupsResponse\x12\x64\n\x0f\x41\x64\x64GroupMembers\x12\'.pos.customer.v1.AddGroupMembersRequest\x1a(.pos.customer.v1.AddGroupMembersResponse\x12m\n\x12RemoveGroupMembers\x12*.pos.customer.v1.RemoveGroupMembersRequest\x1a+.pos.customer.v1.RemoveGroupMembersResponse\x12m\n\x12ListCustomerOrders\x12*.pos.customer.v1.ListCustomerOrdersRequest\x1a+.pos.customer.v1.ListCustomerOrdersResponse\x12j\n\x11GetLoyaltyProgram\x12).pos.customer.v1.GetLoyaltyProgramRequest\x1a*.pos.customer.v1.GetLoyaltyProgramResponse\x12j\n\x11SetLoyaltyProgram\x12).pos.customer.v1.SetLoyaltyProgramRequest\x1a*.pos.customer.v1.SetLoyaltyProgramResponse\x12j\n\x11ListPointsHistory\x12).pos.customer.v1.ListPointsHistoryRequest\x1a*.pos.customer.v1.ListPointsHistoryResponse\x12[\n\x0c\x41\x64justPoints\x12$.pos.customer.v1.AdjustPointsRequest\x1a%.pos.customer.v1.AdjustPointsResponse\x12U\n\nHoldPoints\x12\".pos.customer.v1.HoldPointsRequest\x1a#.pos.customer.v1.HoldPointsResponse\x12\x61\n\x0e\x46inalizePoints\x12&.pos.customer.v1.FinalizePointsRequest\x1a\'.pos.customer.v1.FinalizePointsResponse\x12^\n\rReleasePoints\x12%.pos.customer.v1.ReleasePointsRequest\x1a&.pos.customer.v1.ReleasePointsResponse\x12m\n\x12ReverseOrderPoints\x12*.pos.customer.v1.ReverseOrderPointsRequest\x1a+.pos.customer.v1.ReverseOrderPointsResponse\x12[\n\x0c\x45xpirePoints\x12$.pos.customer.v1.ExpirePointsRequest\x1a%.pos.customer.v1.ExpirePointsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.customer.v1.customer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CUSTOMER']._serialized_start=85
-  _globals['_CUSTOMER']._serialized_end=300
-  _globals['_CREATECUSTOMERREQUEST']._serialized_start=302
-  _globals['_CREATECUSTOMERREQUEST']._serialized_end=401
-  _globals['_CREATECUSTOMERRESPONSE']._serialized_start=403
-  _globals['_CREATECUSTOMERRESPONSE']._serialized_end=472
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=474
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=506
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=508
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=574
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=576
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=688
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=690
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=784
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=787
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=980
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=982
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=1051
-  _globals['_CUSTOMERSERVICE']._serialized_start=1054
-  _globals['_CUSTOMERSERVICE']._serialized_end=1455
+  _globals['_ADDRESS']._serialized_start=115
+  _globals['_ADDRESS']._serialized_end=237
+  _globals['_MARKETINGCONSENT']._serialized_start=239
+  _globals['_MARKETINGCONSENT']._serialized_end=337
+  _globals['_ADDRESSLIST']._serialized_start=339
+  _globals['_ADDRESSLIST']._serialized_end=397
+  _globals['_TAGLIST']._serialized_start=399
+  _globals['_TAGLIST']._serialized_end=422
+  _globals['_PROFILEFIELDS']._serialized_start=425
+  _globals['_PROFILEFIELDS']._serialized_end=841
+  _globals['_CUSTOMER']._serialized_start=844
+  _globals['_CUSTOMER']._serialized_end=1340
+  _globals['_CREATECUSTOMERREQUEST']._serialized_start=1343
+  _globals['_CREATECUSTOMERREQUEST']._serialized_end=1491
+  _globals['_CREATECUSTOMERRESPONSE']._serialized_start=1493
+  _globals['_CREATECUSTOMERRESPONSE']._serialized_end=1562
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=1564
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=1596
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1598
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=1664
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=1666
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=1778
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=1780
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=1874
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=1877
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=2119
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=2121
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=2190
+  _globals['_UPSERTCUSTOMERREQUEST']._serialized_start=2192
+  _globals['_UPSERTCUSTOMERREQUEST']._serialized_end=2310
+  _globals['_UPSERTCUSTOMERRESPONSE']._serialized_start=2312
+  _globals['_UPSERTCUSTOMERRESPONSE']._serialized_end=2398
+  _globals['_BATCHUPSERTCUSTOMERSREQUEST']._serialized_start=2400
+  _globals['_BATCHUPSERTCUSTOMERSREQUEST']._serialized_end=2500
+  _globals['_BATCHUPSERTCUSTOMERSRESPONSE']._serialized_start=2502
+  _globals['_BATCHUPSERTCUSTOMERSRESPONSE']._serialized_end=2612
+  _globals['_SEARCHCUSTOMERSREQUEST']._serialized_start=2614
+  _globals['_SEARCHCUSTOMERSREQUEST']._serialized_end=2723
+  _globals['_SEARCHCUSTOMERSRESPONSE']._serialized_start=2725
+  _globals['_SEARCHCUSTOMERSRESPONSE']._serialized_end=2796
+  _globals['_ERASECUSTOMERREQUEST']._serialized_start=2798
+  _globals['_ERASECUSTOMERREQUEST']._serialized_end=2874
+  _globals['_ERASECUSTOMERRESPONSE']._serialized_start=2876
+  _globals['_ERASECUSTOMERRESPONSE']._serialized_end=2958
+  _globals['_EXPORTCUSTOMERREQUEST']._serialized_start=2960
+  _globals['_EXPORTCUSTOMERREQUEST']._serialized_end=2995
+  _globals['_EXPORTCUSTOMERRESPONSE']._serialized_start=2998
+  _globals['_EXPORTCUSTOMERRESPONSE']._serialized_end=3204
+  _globals['_MERGECUSTOMERSREQUEST']._serialized_start=3206
+  _globals['_MERGECUSTOMERSREQUEST']._serialized_end=3286
+  _globals['_MERGECUSTOMERSRESPONSE']._serialized_start=3288
+  _globals['_MERGECUSTOMERSRESPONSE']._serialized_end=3397
+  _globals['_GROUP']._serialized_start=3399
+  _globals['_GROUP']._serialized_end=3523
+  _globals['_CREATEGROUPREQUEST']._serialized_start=3525
+  _globals['_CREATEGROUPREQUEST']._serialized_end=3600
+  _globals['_CREATEGROUPRESPONSE']._serialized_start=3602
+  _globals['_CREATEGROUPRESPONSE']._serialized_end=3662
+  _globals['_GETGROUPREQUEST']._serialized_start=3664
+  _globals['_GETGROUPREQUEST']._serialized_end=3693
+  _globals['_GETGROUPRESPONSE']._serialized_start=3695
+  _globals['_GETGROUPRESPONSE']._serialized_end=3752
+  _globals['_LISTGROUPSREQUEST']._serialized_start=3754
+  _globals['_LISTGROUPSREQUEST']._serialized_end=3812
+  _globals['_LISTGROUPSRESPONSE']._serialized_start=3814
+  _globals['_LISTGROUPSRESPONSE']._serialized_end=3899
+  _globals['_ADDGROUPMEMBERSREQUEST']._serialized_start=3901
+  _globals['_ADDGROUPMEMBERSREQUEST']._serialized_end=3985
+  _globals['_ADDGROUPMEMBERSRESPONSE']._serialized_start=3987
+  _globals['_ADDGROUPMEMBERSRESPONSE']._serialized_end=4051
+  _globals['_REMOVEGROUPMEMBERSREQUEST']._serialized_start=4053
+  _globals['_REMOVEGROUPMEMBERSREQUEST']._serialized_end=4140
+  _globals['_REMOVEGROUPMEMBERSRESPONSE']._serialized_start=4142
+  _globals['_REMOVEGROUPMEMBERSRESPONSE']._serialized_end=4209
+  _globals['_LISTCUSTOMERORDERSREQUEST']._serialized_start=4211
+  _globals['_LISTCUSTOMERORDERSREQUEST']._serialized_end=4298
+  _globals['_LISTCUSTOMERORDERSRESPONSE']._serialized_start=4301
+  _globals['_LISTCUSTOMERORDERSRESPONSE']._serialized_end=4448
+  _globals['_CUSTOMERSERVICE']._serialized_start=4451
+  _globals['_CUSTOMERSERVICE']._serialized_end=6949
 # @@protoc_insertion_point(module_scope)

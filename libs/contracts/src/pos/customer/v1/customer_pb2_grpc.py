@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from pos.customer.v1 import customer_pb2 as pos_dot_customer_dot_v1_dot_customer__pb2
+from pos.customer.v1 import loyalty_pb2 as pos_dot_customer_dot_v1_dot_loyalty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,111 @@ class CustomerServiceStub:
                 request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.SerializeToString,
                 response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.FromString,
                 _registered_method=True)
+        self.UpsertCustomer = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/UpsertCustomer',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerResponse.FromString,
+                _registered_method=True)
+        self.BatchUpsertCustomers = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/BatchUpsertCustomers',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersResponse.FromString,
+                _registered_method=True)
+        self.SearchCustomers = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/SearchCustomers',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersResponse.FromString,
+                _registered_method=True)
+        self.EraseCustomer = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/EraseCustomer',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerResponse.FromString,
+                _registered_method=True)
+        self.ExportCustomer = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ExportCustomer',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerResponse.FromString,
+                _registered_method=True)
+        self.MergeCustomers = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/MergeCustomers',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersResponse.FromString,
+                _registered_method=True)
+        self.CreateGroup = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/CreateGroup',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupResponse.FromString,
+                _registered_method=True)
+        self.GetGroup = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/GetGroup',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupResponse.FromString,
+                _registered_method=True)
+        self.ListGroups = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ListGroups',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsResponse.FromString,
+                _registered_method=True)
+        self.AddGroupMembers = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/AddGroupMembers',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersResponse.FromString,
+                _registered_method=True)
+        self.RemoveGroupMembers = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/RemoveGroupMembers',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.FromString,
+                _registered_method=True)
+        self.ListCustomerOrders = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ListCustomerOrders',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersResponse.FromString,
+                _registered_method=True)
+        self.GetLoyaltyProgram = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/GetLoyaltyProgram',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramResponse.FromString,
+                _registered_method=True)
+        self.SetLoyaltyProgram = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/SetLoyaltyProgram',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramResponse.FromString,
+                _registered_method=True)
+        self.ListPointsHistory = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ListPointsHistory',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryResponse.FromString,
+                _registered_method=True)
+        self.AdjustPoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/AdjustPoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.FromString,
+                _registered_method=True)
+        self.HoldPoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/HoldPoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsResponse.FromString,
+                _registered_method=True)
+        self.FinalizePoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/FinalizePoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsResponse.FromString,
+                _registered_method=True)
+        self.ReleasePoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ReleasePoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsResponse.FromString,
+                _registered_method=True)
+        self.ReverseOrderPoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ReverseOrderPoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsResponse.FromString,
+                _registered_method=True)
+        self.ExpirePoints = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/ExpirePoints',
+                request_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsResponse.FromString,
+                _registered_method=True)
 
 
 class CustomerServiceServicer:
@@ -86,6 +192,143 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertCustomer(self, request, context):
+        """Create or change the customer holding profile.external_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpsertCustomers(self, request, context):
+        """Up to 1,000 upserts by external_id in one transaction: all of them or none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchCustomers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseCustomer(self, request, context):
+        """Erase the customer's personal data; the customer is NOT_FOUND afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCustomer(self, request, context):
+        """Everything this service holds about one customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeCustomers(self, request, context):
+        """The loser's points, purchases and groups move to the winner; the loser points to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddGroupMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveGroupMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCustomerOrders(self, request, context):
+        """Purchase history, from order events (no call to the order service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoyaltyProgram(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLoyaltyProgram(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPointsHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustPoints(self, request, context):
+        """A manual change of a balance, with a reason; a debit past the available balance is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HoldPoints(self, request, context):
+        """The order saga: hold points for a redemption while the order is open (one hold per
+        order), finalize it on confirmation, release it on cancellation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinalizePoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReverseOrderPoints(self, request, context):
+        """Take back what an order earned (a cancellation or a return), once per order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpirePoints(self, request, context):
+        """Expire points older than the program's expiry, oldest first, as of a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CustomerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +351,111 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.UpdateCustomer,
                     request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.FromString,
                     response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.SerializeToString,
+            ),
+            'UpsertCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertCustomer,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerResponse.SerializeToString,
+            ),
+            'BatchUpsertCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpsertCustomers,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersResponse.SerializeToString,
+            ),
+            'SearchCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCustomers,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersResponse.SerializeToString,
+            ),
+            'EraseCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseCustomer,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerResponse.SerializeToString,
+            ),
+            'ExportCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCustomer,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerResponse.SerializeToString,
+            ),
+            'MergeCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeCustomers,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersResponse.SerializeToString,
+            ),
+            'CreateGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGroup,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupResponse.SerializeToString,
+            ),
+            'GetGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGroup,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupResponse.SerializeToString,
+            ),
+            'ListGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGroups,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'AddGroupMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddGroupMembers,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersResponse.SerializeToString,
+            ),
+            'RemoveGroupMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveGroupMembers,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.SerializeToString,
+            ),
+            'ListCustomerOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomerOrders,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersResponse.SerializeToString,
+            ),
+            'GetLoyaltyProgram': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoyaltyProgram,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramResponse.SerializeToString,
+            ),
+            'SetLoyaltyProgram': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLoyaltyProgram,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramResponse.SerializeToString,
+            ),
+            'ListPointsHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPointsHistory,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryResponse.SerializeToString,
+            ),
+            'AdjustPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustPoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.SerializeToString,
+            ),
+            'HoldPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldPoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsResponse.SerializeToString,
+            ),
+            'FinalizePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizePoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsResponse.SerializeToString,
+            ),
+            'ReleasePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsResponse.SerializeToString,
+            ),
+            'ReverseOrderPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReverseOrderPoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsResponse.SerializeToString,
+            ),
+            'ExpirePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpirePoints,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +567,573 @@ class CustomerService:
             '/pos.customer.v1.CustomerService/UpdateCustomer',
             pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerRequest.SerializeToString,
             pos_dot_customer_dot_v1_dot_customer__pb2.UpdateCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/UpsertCustomer',
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpsertCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpsertCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/BatchUpsertCustomers',
+            pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.BatchUpsertCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/SearchCustomers',
+            pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.SearchCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/EraseCustomer',
+            pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.EraseCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ExportCustomer',
+            pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.ExportCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/MergeCustomers',
+            pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.MergeCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/CreateGroup',
+            pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.CreateGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/GetGroup',
+            pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.GetGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ListGroups',
+            pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddGroupMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/AddGroupMembers',
+            pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.AddGroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveGroupMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/RemoveGroupMembers',
+            pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCustomerOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ListCustomerOrders',
+            pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoyaltyProgram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/GetLoyaltyProgram',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.GetLoyaltyProgramResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLoyaltyProgram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/SetLoyaltyProgram',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.SetLoyaltyProgramResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPointsHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ListPointsHistory',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ListPointsHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/AdjustPoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/HoldPoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.HoldPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinalizePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/FinalizePoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.FinalizePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ReleasePoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ReleasePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReverseOrderPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ReverseOrderPoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ReverseOrderPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpirePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/ExpirePoints',
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_loyalty__pb2.ExpirePointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from pos.customer.v1 import customer_pb2 as _customer_pb2
+from pos.customer.v1 import loyalty_pb2 as _loyalty_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -38,6 +39,39 @@ class CustomerServiceStub:
     ListCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListCustomersRequest, _customer_pb2.ListCustomersResponse]
     UpdateCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]
     """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
+    UpsertCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpsertCustomerRequest, _customer_pb2.UpsertCustomerResponse]
+    """Create or change the customer holding profile.external_id."""
+    BatchUpsertCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.BatchUpsertCustomersRequest, _customer_pb2.BatchUpsertCustomersResponse]
+    """Up to 1,000 upserts by external_id in one transaction: all of them or none."""
+    SearchCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.SearchCustomersRequest, _customer_pb2.SearchCustomersResponse]
+    EraseCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.EraseCustomerRequest, _customer_pb2.EraseCustomerResponse]
+    """Erase the customer's personal data; the customer is NOT_FOUND afterwards."""
+    ExportCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ExportCustomerRequest, _customer_pb2.ExportCustomerResponse]
+    """Everything this service holds about one customer."""
+    MergeCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.MergeCustomersRequest, _customer_pb2.MergeCustomersResponse]
+    """The loser's points, purchases and groups move to the winner; the loser points to it."""
+    CreateGroup: _grpc.UnaryUnaryMultiCallable[_customer_pb2.CreateGroupRequest, _customer_pb2.CreateGroupResponse]
+    GetGroup: _grpc.UnaryUnaryMultiCallable[_customer_pb2.GetGroupRequest, _customer_pb2.GetGroupResponse]
+    ListGroups: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListGroupsRequest, _customer_pb2.ListGroupsResponse]
+    AddGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.AddGroupMembersRequest, _customer_pb2.AddGroupMembersResponse]
+    RemoveGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.RemoveGroupMembersRequest, _customer_pb2.RemoveGroupMembersResponse]
+    ListCustomerOrders: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]
+    """Purchase history, from order events (no call to the order service)."""
+    GetLoyaltyProgram: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.GetLoyaltyProgramRequest, _loyalty_pb2.GetLoyaltyProgramResponse]
+    SetLoyaltyProgram: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.SetLoyaltyProgramRequest, _loyalty_pb2.SetLoyaltyProgramResponse]
+    ListPointsHistory: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.ListPointsHistoryRequest, _loyalty_pb2.ListPointsHistoryResponse]
+    AdjustPoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.AdjustPointsRequest, _loyalty_pb2.AdjustPointsResponse]
+    """A manual change of a balance, with a reason; a debit past the available balance is refused."""
+    HoldPoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.HoldPointsRequest, _loyalty_pb2.HoldPointsResponse]
+    """The order saga: hold points for a redemption while the order is open (one hold per
+    order), finalize it on confirmation, release it on cancellation.
+    """
+    FinalizePoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.FinalizePointsRequest, _loyalty_pb2.FinalizePointsResponse]
+    ReleasePoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.ReleasePointsRequest, _loyalty_pb2.ReleasePointsResponse]
+    ReverseOrderPoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.ReverseOrderPointsRequest, _loyalty_pb2.ReverseOrderPointsResponse]
+    """Take back what an order earned (a cancellation or a return), once per order."""
+    ExpirePoints: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.ExpirePointsRequest, _loyalty_pb2.ExpirePointsResponse]
+    """Expire points older than the program's expiry, oldest first, as of a time."""
 
 @_typing.type_check_only
 class CustomerServiceAsyncStub(CustomerServiceStub):
@@ -49,6 +83,39 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     ListCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListCustomersRequest, _customer_pb2.ListCustomersResponse]  # type: ignore[assignment]
     UpdateCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]  # type: ignore[assignment]
     """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
+    UpsertCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpsertCustomerRequest, _customer_pb2.UpsertCustomerResponse]  # type: ignore[assignment]
+    """Create or change the customer holding profile.external_id."""
+    BatchUpsertCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.BatchUpsertCustomersRequest, _customer_pb2.BatchUpsertCustomersResponse]  # type: ignore[assignment]
+    """Up to 1,000 upserts by external_id in one transaction: all of them or none."""
+    SearchCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.SearchCustomersRequest, _customer_pb2.SearchCustomersResponse]  # type: ignore[assignment]
+    EraseCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.EraseCustomerRequest, _customer_pb2.EraseCustomerResponse]  # type: ignore[assignment]
+    """Erase the customer's personal data; the customer is NOT_FOUND afterwards."""
+    ExportCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.ExportCustomerRequest, _customer_pb2.ExportCustomerResponse]  # type: ignore[assignment]
+    """Everything this service holds about one customer."""
+    MergeCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.MergeCustomersRequest, _customer_pb2.MergeCustomersResponse]  # type: ignore[assignment]
+    """The loser's points, purchases and groups move to the winner; the loser points to it."""
+    CreateGroup: _aio.UnaryUnaryMultiCallable[_customer_pb2.CreateGroupRequest, _customer_pb2.CreateGroupResponse]  # type: ignore[assignment]
+    GetGroup: _aio.UnaryUnaryMultiCallable[_customer_pb2.GetGroupRequest, _customer_pb2.GetGroupResponse]  # type: ignore[assignment]
+    ListGroups: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListGroupsRequest, _customer_pb2.ListGroupsResponse]  # type: ignore[assignment]
+    AddGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_pb2.AddGroupMembersRequest, _customer_pb2.AddGroupMembersResponse]  # type: ignore[assignment]
+    RemoveGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_pb2.RemoveGroupMembersRequest, _customer_pb2.RemoveGroupMembersResponse]  # type: ignore[assignment]
+    ListCustomerOrders: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]  # type: ignore[assignment]
+    """Purchase history, from order events (no call to the order service)."""
+    GetLoyaltyProgram: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.GetLoyaltyProgramRequest, _loyalty_pb2.GetLoyaltyProgramResponse]  # type: ignore[assignment]
+    SetLoyaltyProgram: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.SetLoyaltyProgramRequest, _loyalty_pb2.SetLoyaltyProgramResponse]  # type: ignore[assignment]
+    ListPointsHistory: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.ListPointsHistoryRequest, _loyalty_pb2.ListPointsHistoryResponse]  # type: ignore[assignment]
+    AdjustPoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.AdjustPointsRequest, _loyalty_pb2.AdjustPointsResponse]  # type: ignore[assignment]
+    """A manual change of a balance, with a reason; a debit past the available balance is refused."""
+    HoldPoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.HoldPointsRequest, _loyalty_pb2.HoldPointsResponse]  # type: ignore[assignment]
+    """The order saga: hold points for a redemption while the order is open (one hold per
+    order), finalize it on confirmation, release it on cancellation.
+    """
+    FinalizePoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.FinalizePointsRequest, _loyalty_pb2.FinalizePointsResponse]  # type: ignore[assignment]
+    ReleasePoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.ReleasePointsRequest, _loyalty_pb2.ReleasePointsResponse]  # type: ignore[assignment]
+    ReverseOrderPoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.ReverseOrderPointsRequest, _loyalty_pb2.ReverseOrderPointsResponse]  # type: ignore[assignment]
+    """Take back what an order earned (a cancellation or a return), once per order."""
+    ExpirePoints: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.ExpirePointsRequest, _loyalty_pb2.ExpirePointsResponse]  # type: ignore[assignment]
+    """Expire points older than the program's expiry, oldest first, as of a time."""
 
 class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Customer profiles and loyalty."""
@@ -81,5 +148,164 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.UpdateCustomerResponse, _abc.Awaitable[_customer_pb2.UpdateCustomerResponse]]:
         """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
+
+    @_abc_1.abstractmethod
+    def UpsertCustomer(
+        self,
+        request: _customer_pb2.UpsertCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.UpsertCustomerResponse, _abc.Awaitable[_customer_pb2.UpsertCustomerResponse]]:
+        """Create or change the customer holding profile.external_id."""
+
+    @_abc_1.abstractmethod
+    def BatchUpsertCustomers(
+        self,
+        request: _customer_pb2.BatchUpsertCustomersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.BatchUpsertCustomersResponse, _abc.Awaitable[_customer_pb2.BatchUpsertCustomersResponse]]:
+        """Up to 1,000 upserts by external_id in one transaction: all of them or none."""
+
+    @_abc_1.abstractmethod
+    def SearchCustomers(
+        self,
+        request: _customer_pb2.SearchCustomersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.SearchCustomersResponse, _abc.Awaitable[_customer_pb2.SearchCustomersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EraseCustomer(
+        self,
+        request: _customer_pb2.EraseCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.EraseCustomerResponse, _abc.Awaitable[_customer_pb2.EraseCustomerResponse]]:
+        """Erase the customer's personal data; the customer is NOT_FOUND afterwards."""
+
+    @_abc_1.abstractmethod
+    def ExportCustomer(
+        self,
+        request: _customer_pb2.ExportCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.ExportCustomerResponse, _abc.Awaitable[_customer_pb2.ExportCustomerResponse]]:
+        """Everything this service holds about one customer."""
+
+    @_abc_1.abstractmethod
+    def MergeCustomers(
+        self,
+        request: _customer_pb2.MergeCustomersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.MergeCustomersResponse, _abc.Awaitable[_customer_pb2.MergeCustomersResponse]]:
+        """The loser's points, purchases and groups move to the winner; the loser points to it."""
+
+    @_abc_1.abstractmethod
+    def CreateGroup(
+        self,
+        request: _customer_pb2.CreateGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.CreateGroupResponse, _abc.Awaitable[_customer_pb2.CreateGroupResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetGroup(
+        self,
+        request: _customer_pb2.GetGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.GetGroupResponse, _abc.Awaitable[_customer_pb2.GetGroupResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListGroups(
+        self,
+        request: _customer_pb2.ListGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.ListGroupsResponse, _abc.Awaitable[_customer_pb2.ListGroupsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddGroupMembers(
+        self,
+        request: _customer_pb2.AddGroupMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.AddGroupMembersResponse, _abc.Awaitable[_customer_pb2.AddGroupMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveGroupMembers(
+        self,
+        request: _customer_pb2.RemoveGroupMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.RemoveGroupMembersResponse, _abc.Awaitable[_customer_pb2.RemoveGroupMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCustomerOrders(
+        self,
+        request: _customer_pb2.ListCustomerOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.ListCustomerOrdersResponse, _abc.Awaitable[_customer_pb2.ListCustomerOrdersResponse]]:
+        """Purchase history, from order events (no call to the order service)."""
+
+    @_abc_1.abstractmethod
+    def GetLoyaltyProgram(
+        self,
+        request: _loyalty_pb2.GetLoyaltyProgramRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.GetLoyaltyProgramResponse, _abc.Awaitable[_loyalty_pb2.GetLoyaltyProgramResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetLoyaltyProgram(
+        self,
+        request: _loyalty_pb2.SetLoyaltyProgramRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.SetLoyaltyProgramResponse, _abc.Awaitable[_loyalty_pb2.SetLoyaltyProgramResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPointsHistory(
+        self,
+        request: _loyalty_pb2.ListPointsHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.ListPointsHistoryResponse, _abc.Awaitable[_loyalty_pb2.ListPointsHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AdjustPoints(
+        self,
+        request: _loyalty_pb2.AdjustPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.AdjustPointsResponse, _abc.Awaitable[_loyalty_pb2.AdjustPointsResponse]]:
+        """A manual change of a balance, with a reason; a debit past the available balance is refused."""
+
+    @_abc_1.abstractmethod
+    def HoldPoints(
+        self,
+        request: _loyalty_pb2.HoldPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.HoldPointsResponse, _abc.Awaitable[_loyalty_pb2.HoldPointsResponse]]:
+        """The order saga: hold points for a redemption while the order is open (one hold per
+        order), finalize it on confirmation, release it on cancellation.
+        """
+
+    @_abc_1.abstractmethod
+    def FinalizePoints(
+        self,
+        request: _loyalty_pb2.FinalizePointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.FinalizePointsResponse, _abc.Awaitable[_loyalty_pb2.FinalizePointsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReleasePoints(
+        self,
+        request: _loyalty_pb2.ReleasePointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.ReleasePointsResponse, _abc.Awaitable[_loyalty_pb2.ReleasePointsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReverseOrderPoints(
+        self,
+        request: _loyalty_pb2.ReverseOrderPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.ReverseOrderPointsResponse, _abc.Awaitable[_loyalty_pb2.ReverseOrderPointsResponse]]:
+        """Take back what an order earned (a cancellation or a return), once per order."""
+
+    @_abc_1.abstractmethod
+    def ExpirePoints(
+        self,
+        request: _loyalty_pb2.ExpirePointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loyalty_pb2.ExpirePointsResponse, _abc.Awaitable[_loyalty_pb2.ExpirePointsResponse]]:
+        """Expire points older than the program's expiry, oldest first, as of a time."""
 
 def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

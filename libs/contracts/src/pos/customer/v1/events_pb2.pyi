@@ -7,6 +7,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from pos.common.v1 import event_pb2 as _event_pb2
 from pos.customer.v1 import customer_pb2 as _customer_pb2
+from pos.customer.v1 import loyalty_pb2 as _loyalty_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -103,3 +104,166 @@ class CustomerUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CustomerUpdated: _TypeAlias = CustomerUpdated  # noqa: Y015
+
+@_typing.final
+class CustomerMerged(_message.Message):
+    """Subject pos.customer.v1.customer_merged"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WINNER_FIELD_NUMBER: _builtins.int
+    LOSER_ID_FIELD_NUMBER: _builtins.int
+    loser_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def winner(self) -> _customer_pb2.Customer: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        winner: _customer_pb2.Customer | None = ...,
+        loser_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "winner", b"winner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loser_id", b"loser_id", "meta", b"meta", "winner", b"winner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerMerged: _TypeAlias = CustomerMerged  # noqa: Y015
+
+@_typing.final
+class CustomerErased(_message.Message):
+    """Subject pos.customer.v1.customer_erased: a tombstone, the id only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerErased: _TypeAlias = CustomerErased  # noqa: Y015
+
+@_typing.final
+class LoyaltyPointsRedeemed(_message.Message):
+    """Subject pos.customer.v1.loyalty_points_redeemed"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def entry(self) -> _loyalty_pb2.PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        entry: _loyalty_pb2.PointsEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoyaltyPointsRedeemed: _TypeAlias = LoyaltyPointsRedeemed  # noqa: Y015
+
+@_typing.final
+class LoyaltyPointsAdjusted(_message.Message):
+    """Subject pos.customer.v1.loyalty_points_adjusted: by hand, a reversal or a merge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def entry(self) -> _loyalty_pb2.PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        entry: _loyalty_pb2.PointsEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoyaltyPointsAdjusted: _TypeAlias = LoyaltyPointsAdjusted  # noqa: Y015
+
+@_typing.final
+class LoyaltyPointsExpired(_message.Message):
+    """Subject pos.customer.v1.loyalty_points_expired"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def entry(self) -> _loyalty_pb2.PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        entry: _loyalty_pb2.PointsEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoyaltyPointsExpired: _TypeAlias = LoyaltyPointsExpired  # noqa: Y015
+
+@_typing.final
+class LoyaltyTierChanged(_message.Message):
+    """Subject pos.customer.v1.loyalty_tier_changed"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TIER_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    previous_tier: _builtins.str
+    tier: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        customer_id: _builtins.str = ...,
+        previous_tier: _builtins.str = ...,
+        tier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "meta", b"meta", "previous_tier", b"previous_tier", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoyaltyTierChanged: _TypeAlias = LoyaltyTierChanged  # noqa: Y015

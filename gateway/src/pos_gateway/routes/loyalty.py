@@ -1,0 +1,175 @@
+"""Customer groups (/v1/customer-groups) and the loyalty program (/v1/loyalty-program)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import Field
+
+from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_model, to_page
+from pos_gateway.routes.common import (
+    CREATE,
+    INT32,
+    INT64,
+    Body,
+    Cursor,
+    IfMatch,
+    Limit,
+    PathId,
+    Sku,
+    example,
+    expected_version,
+    op,
+    request_id,
+    services,
+    version_checked,
+)
+from pos_gateway.schemas.people import Group, GroupList, LoyaltyProgram
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+Svc = Annotated[Services, Depends(services)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class GroupIn(Body):
+    model_config = example({"name": "VIP", "description": "Spent over 1,000 last year"})
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=500)
+
+
+class MembersIn(Body):
+    model_config = example({"customer_ids": [ex.CUSTOMER_ID]})
+
+    customer_ids: list[CustomerId] = Field(min_length=1, max_length=1000)
+
+
+class TierIn(Body):
+    name: str = Field(min_length=1, max_length=50)
+    threshold_points: int = Field(ge=0, le=10**12, json_schema_extra=INT64)
+    multiplier_bps: int = Field(
+        10_000, ge=10_000, le=100_000, json_schema_extra=INT32, description="15000 = x1.5"
+    )
+
+
+class ProgramIn(Body):
+    model_config = example({k: v for k, v in ex.LOYALTY_PROGRAM.items() if k != "version"})
+
+    enabled: bool = True
+    points_per_unit: int = Field(
+        1, ge=0, le=1000, json_schema_extra=INT64, description="Per whole currency unit"
+    )
+    rounding: str = Field("down", pattern="^(down|nearest)$", max_length=10)
+    earning_tenders: list[Literal["card", "cash", "gift_card", "external"]] = Field(
+        [],
+        max_length=4,
+        description="card, cash, gift_card, external; empty: every tender earns",
+    )
+    excluded_skus: list[Sku] = Field([], max_length=1000)
+    tiers: list[TierIn] = Field([], max_length=20)
+    expiry_days: int = Field(0, ge=0, le=3650, json_schema_extra=INT32, description="0: never")
+    tier_period_days: int = Field(
+        0, ge=0, le=3650, json_schema_extra=INT32, description="0: all time"
+    )
+    point_value_minor: int = Field(
+        1, ge=0, le=1_000_000, json_schema_extra=INT64, description="What a redeemed point is worth"
+    )
+
+
+@router.post(
+    "/customer-groups",
+    **op("customers:write", "Create a customer group", CREATE, example=ex.GROUP, status=201),
+)
+async def create_group(body: GroupIn, svc: Svc) -> Group:
+    answer = await svc.customer.CreateGroup(
+        customer_pb2.CreateGroupRequest(
+            request_id=request_id(), name=body.name, description=body.description
+        )
+    )
+    return to_model(Group, answer.group)
+
+
+@router.get(
+    "/customer-groups", **op("customers:read", "List customer groups", example=ex.page(ex.GROUP))
+)
+async def list_groups(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> GroupList:
+    answer = await svc.customer.ListGroups(
+        customer_pb2.ListGroupsRequest(page_size=limit, page_token=cursor or "")
+    )
+    return to_page(GroupList, answer.groups, answer.next_page_token)
+
+
+@router.get(
+    "/customer-groups/{group_id}",
+    **op("customers:read", "Get a customer group", (404,), example=ex.GROUP),
+)
+async def get_group(group_id: PathId, svc: Svc) -> Group:
+    answer = await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
+    return to_model(Group, answer.group)
+
+
+@router.post(
+    "/customer-groups/{group_id}/members",
+    **op("customers:write", "Add customers to a group", (404,), example=ex.GROUP),
+)
+async def add_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
+    """Customers already in the group stay once; an unknown customer is a 404 and adds none."""
+    answer = await svc.customer.AddGroupMembers(
+        customer_pb2.AddGroupMembersRequest(
+            request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids
+        )
+    )
+    return to_model(Group, answer.group)
+
+
+@router.post(
+    "/customer-groups/{group_id}/members/remove",
+    **op("customers:write", "Remove customers from a group", (404,), example=ex.GROUP),
+)
+async def remove_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
+    answer = await svc.customer.RemoveGroupMembers(
+        customer_pb2.RemoveGroupMembersRequest(
+            request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids
+        )
+    )
+    return to_model(Group, answer.group)
+
+
+@router.get(
+    "/loyalty-program",
+    **op("customers:read", "The loyalty program", example=ex.LOYALTY_PROGRAM),
+)
+async def get_program(svc: Svc, response: Response) -> LoyaltyProgram:
+    """Version 0 is the program every merchant starts with: one point per whole unit spent."""
+    answer = await svc.customer.GetLoyaltyProgram(loyalty_pb2.GetLoyaltyProgramRequest())
+    response.headers["ETag"] = f'"{answer.program.version}"'
+    return to_model(LoyaltyProgram, answer.program)
+
+
+@router.put(
+    "/loyalty-program",
+    **op("customers:write", "Set the loyalty program", (409, 412), example=ex.LOYALTY_PROGRAM),
+)
+async def set_program(
+    body: ProgramIn, svc: Svc, response: Response, if_match: IfMatch = None
+) -> LoyaltyProgram:
+    """The whole program; `If-Match` with the version you read, or a 412."""
+    program = loyalty_pb2.LoyaltyProgram(
+        **body.model_dump(exclude={"tiers"}),
+        tiers=[loyalty_pb2.Tier(**t.model_dump()) for t in body.tiers],
+    )
+    answer = await version_checked(
+        svc.customer.SetLoyaltyProgram(
+            loyalty_pb2.SetLoyaltyProgramRequest(
+                request_id=request_id(),
+                program=program,
+                expected_version=expected_version(if_match),
+            )
+        )
+    )
+    response.headers["ETag"] = f'"{answer.program.version}"'
+    return to_model(LoyaltyProgram, answer.program)

@@ -1,0 +1,212 @@
+"""Loyalty: a merchant's program, what a purchase earns, and the points ledger's rules.
+
+The ledger is the truth: a customer's balance is the sum of their entries, and every change of
+the balance is an entry written with it. Points held for an open order are not spent yet: they
+only lower what can be held or redeemed next (`available`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.money import MINOR_UNITS, round_half_away
+
+EARNED, REVERSED, REDEEMED, ADJUSTED, EXPIRED = (
+    "earned",
+    "reversed",
+    "redeemed",
+    "adjusted",
+    "expired",
+)
+MERGED_IN, MERGED_OUT = "merged_in", "merged_out"
+# Entries that add points, for expiry: the oldest credits are spent first.
+CREDITS = frozenset({EARNED, MERGED_IN})
+HELD, FINALIZED, RELEASED = "held", "finalized", "released"
+TENDERS = frozenset({"card", "cash", "gift_card", "external"})
+ROUNDINGS = frozenset({"down", "nearest"})
+BPS = 10_000
+MAX_POINTS = 10**12
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    threshold_points: int
+    multiplier_bps: int = BPS
+
+
+@dataclass(frozen=True)
+class Program:
+    enabled: bool = True
+    points_per_unit: int = 1
+    rounding: str = "down"
+    earning_tenders: tuple[str, ...] = ()
+    excluded_skus: tuple[str, ...] = ()
+    tiers: tuple[Tier, ...] = ()
+    expiry_days: int = 0
+    tier_period_days: int = 0
+    point_value_minor: int = 1
+    version: int = 0
+
+    def tier_for(self, earned_in_period: int) -> Tier | None:
+        reached = [t for t in self.tiers if earned_in_period >= t.threshold_points]
+        return max(reached, key=lambda t: t.threshold_points, default=None)
+
+    def multiplier(self, tier_name: str) -> int:
+        return next((t.multiplier_bps for t in self.tiers if t.name == tier_name), BPS)
+
+
+# What a merchant that never set a program gets: one point per whole unit, rounded down.
+DEFAULT_PROGRAM = Program()
+
+
+@dataclass(frozen=True)
+class SaleLine:
+    sku: str
+    total_minor: int
+
+
+@dataclass(frozen=True)
+class Sale:
+    """What an order event tells loyalty: who, what was paid for, how."""
+
+    order_id: str
+    customer_id: str
+    location_id: str
+    currency: str
+    total_minor: int
+    tax_minor: int
+    lines: tuple[SaleLine, ...]
+    tenders: tuple[str, ...] = ()
+    ordered_at: datetime | None = None
+
+
+def points_for(program: Program, sale: Sale, tier: str = "") -> int:
+    """Points a sale earns: its eligible amount (the total less tax and excluded lines) in whole
+    currency units times the rate and the tier's multiplier, rounded as the program says."""
+    if not program.enabled:
+        return 0
+    if (
+        program.earning_tenders
+        and sale.tenders
+        and not set(sale.tenders) & set(program.earning_tenders)
+    ):
+        return 0
+    excluded = set(program.excluded_skus)
+    eligible = sale.total_minor - sale.tax_minor
+    eligible -= sum(line.total_minor for line in sale.lines if line.sku in excluded)
+    if eligible <= 0:
+        return 0
+    unit = 10 ** MINOR_UNITS.get(sale.currency, 2)
+    numerator = eligible * program.points_per_unit * program.multiplier(tier)
+    denominator = unit * BPS
+    if program.rounding == "nearest":
+        return max(0, int(round_half_away(numerator, denominator)))
+    return int(numerator // denominator)
+
+
+def expirable(credits_before_cutoff: int, debits_ever: int, available: int) -> int:
+    """Points to expire, oldest first: what the credits older than the cutoff still hold after
+    every debit so far spent the oldest credits first; never more than is available (points
+    held for an open order are kept)."""
+    return max(0, min(credits_before_cutoff - debits_ever, available))
+
+
+def expiry_cutoff(program: Program, now: datetime) -> datetime | None:
+    if program.expiry_days <= 0:
+        return None
+    return now - timedelta(days=program.expiry_days)
+
+
+def tier_since(program: Program, now: datetime) -> datetime | None:
+    if program.tier_period_days <= 0:
+        return None
+    return now - timedelta(days=program.tier_period_days)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    customer_id: str
+    kind: str
+    points: int
+    balance_after: int
+    order_id: str = ""
+    reason: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass
+class Hold:
+    order_id: str
+    customer_id: str
+    points: int
+    status: str = HELD
+    currency: str = ""
+    point_value_minor: int = 1
+
+
+@dataclass(frozen=True)
+class PointsEarned:
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class PointsRedeemed:
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class PointsAdjusted:
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class PointsExpired:
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class TierChanged:
+    customer_id: str
+    previous: str
+    tier: str
+
+
+def validate_program(p: Program) -> None:
+    v: list[FieldViolation] = []
+    v += require(0 <= p.points_per_unit <= 1_000, "points_per_unit", "must be 0 to 1000")
+    v += require(p.rounding in ROUNDINGS, "rounding", "must be down or nearest")
+    for i, tender in enumerate(p.earning_tenders):
+        v += require(tender in TENDERS, f"earning_tenders[{i}]", f"one of {sorted(TENDERS)}")
+    v += require(len(p.excluded_skus) <= 1_000, "excluded_skus", "at most 1000")
+    v += require(len(p.tiers) <= 20, "tiers", "at most 20 tiers")
+    names = [t.name for t in p.tiers]
+    v += require(len(set(names)) == len(names), "tiers", "tier names must differ")
+    for i, t in enumerate(p.tiers):
+        v += require(0 < len(t.name) <= 50, f"tiers[{i}].name", "1 to 50 characters")
+        v += require(
+            0 <= t.threshold_points <= MAX_POINTS, f"tiers[{i}].threshold_points", "0 to 10^12"
+        )
+        v += require(
+            BPS <= t.multiplier_bps <= 10 * BPS,
+            f"tiers[{i}].multiplier_bps",
+            "10000 (x1) to 100000 (x10)",
+        )
+    v += require(0 <= p.expiry_days <= 3_650, "expiry_days", "0 to 3650")
+    v += require(0 <= p.tier_period_days <= 3_650, "tier_period_days", "0 to 3650")
+    v += require(0 <= p.point_value_minor <= 1_000_000, "point_value_minor", "0 to 1000000")
+    raise_if(v)
+
+
+def validate_points(points: int, where: str = "points", allow_negative: bool = False) -> None:
+    low = -MAX_POINTS if allow_negative else 1
+    raise_if(
+        require(
+            low <= points <= MAX_POINTS and points != 0,
+            where,
+            "must be a non-zero number of points" if allow_negative else "must be positive",
+        )
+    )

@@ -1,0 +1,256 @@
+"""Use cases of loyalty: the program, earning, holds for redemption, reversal, adjustment,
+expiry and history.
+
+Every change of a balance locks the customer's row first (SELECT ... FOR UPDATE), then writes
+the ledger entry and the new balance in the same transaction: concurrent redemptions queue on
+the lock, so none sees a balance another is about to spend, and the balance is always the sum
+of the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from pos_customer.domain import loyalty
+from pos_customer.domain.model import MERGED, Customer
+from pos_customer.service.handlers import active_customer
+from pos_customer.service.ports import CustomerUnitOfWork
+from pos_kit.errors import Conflict, NotFound, raise_if, require
+from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
+
+MAX_REASON = 500
+
+
+async def get_program(uow: CustomerUnitOfWork) -> loyalty.Program:
+    return await uow.loyalty.program()
+
+
+async def set_program(
+    uow: CustomerUnitOfWork, program: loyalty.Program, expected_version: int
+) -> loyalty.Program:
+    loyalty.validate_program(program)
+    current = await uow.loyalty.program()
+    if expected_version and expected_version != current.version:
+        raise Conflict(
+            "the program changed since the version you sent",
+            "version_mismatch",
+            {"current_version": str(current.version)},
+        )
+    saved = replace(program, version=current.version + 1)
+    if not await uow.loyalty.save_program(saved, current.version):
+        raise Conflict("the program changed meanwhile", "version_mismatch")
+    return saved
+
+
+async def _append(
+    uow: CustomerUnitOfWork,
+    customer: Customer,
+    kind: str,
+    points: int,
+    order_id: str = "",
+    reason: str = "",
+) -> loyalty.Entry:
+    customer.loyalty_points += points
+    entry = await uow.loyalty.append(
+        loyalty.Entry(
+            new_id("pte"), customer.id, kind, points, customer.loyalty_points, order_id, reason
+        )
+    )
+    await uow.customers.save_points(customer)
+    return entry
+
+
+async def _customer_now(uow: CustomerUnitOfWork, customer_id: str) -> Customer | None:
+    """The active customer an id leads to, following merges; None if there is none."""
+    for _ in range(10):
+        customer = await uow.customers.get(customer_id, for_update=True)
+        if customer is None:
+            return None
+        if customer.status == MERGED and customer.merged_into:
+            customer_id = customer.merged_into
+            continue
+        return customer if customer.status == "active" else None
+    return None
+
+
+async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
+    """Loyalty and purchase history for a confirmed order, once per order: a second delivery
+    (or a second event for the same order) finds the purchase recorded and does nothing."""
+    customer = await _customer_now(uow, sale.customer_id)
+    if customer is None:
+        return 0  # an unknown or erased customer earns nothing
+    sale = replace(sale, customer_id=customer.id)
+    program = await uow.loyalty.program()
+    points = loyalty.points_for(program, sale, customer.tier)
+    if not await uow.purchases.record(sale, points):
+        return 0
+    if points <= 0:
+        return 0
+    entry = await _append(uow, customer, loyalty.EARNED, points, sale.order_id)
+    uow.publish(loyalty.PointsEarned(entry))
+    await _retier(uow, customer, program)
+    return points
+
+
+async def _retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
+    if not program.tiers:
+        return
+    now = datetime.now(UTC)
+    earned = await uow.loyalty.earned_since(customer.id, loyalty.tier_since(program, now))
+    tier = program.tier_for(earned)
+    name = tier.name if tier else ""
+    if name != customer.tier:
+        previous, customer.tier = customer.tier, name
+        await uow.customers.save_points(customer)
+        uow.publish(loyalty.TierChanged(customer.id, previous, name))
+
+
+async def adjust(
+    uow: CustomerUnitOfWork, customer_id: str, points: int, reason: str
+) -> tuple[loyalty.Entry, int]:
+    loyalty.validate_points(points, allow_negative=True)
+    raise_if(require(0 < len(reason.strip()) <= MAX_REASON, "reason", "1 to 500 characters"))
+    customer = await active_customer(uow, customer_id, for_update=True)
+    if points < 0 and -points > customer.available_points:
+        raise _insufficient(customer)
+    entry = await _append(uow, customer, loyalty.ADJUSTED, points, reason=reason.strip())
+    uow.publish(loyalty.PointsAdjusted(entry))
+    return entry, customer.loyalty_points
+
+
+def _insufficient(customer: Customer) -> Conflict:
+    return Conflict(
+        "the customer does not have that many points available",
+        "insufficient_points",
+        {"available": str(customer.available_points)},
+    )
+
+
+async def hold(
+    uow: CustomerUnitOfWork, order_id: str, customer_id: str, points: int, currency: str
+) -> loyalty.Hold:
+    """Set aside points for an open order (one hold per order; holding again changes it)."""
+    raise_if(require(bool(order_id), "order_id", "is required"))
+    loyalty.validate_points(points)
+    customer = await active_customer(uow, customer_id, for_update=True)
+    existing = await uow.loyalty.hold(order_id, for_update=True)
+    already = 0
+    if existing is not None:
+        if existing.customer_id != customer.id:
+            raise Conflict("the order holds another customer's points", "hold_customer_mismatch")
+        if existing.status != loyalty.HELD:
+            raise Conflict(f"the hold is {existing.status}", f"hold_{existing.status}")
+        already = existing.points
+    if points - already > customer.available_points:
+        raise _insufficient(customer)
+    program = await uow.loyalty.program()
+    customer.points_held += points - already
+    held = loyalty.Hold(order_id, customer.id, points, loyalty.HELD, currency,
+                        program.point_value_minor)  # fmt: skip
+    await uow.loyalty.save_hold(held)
+    await uow.customers.save_points(customer)
+    return held
+
+
+async def _held(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
+    found = await uow.loyalty.hold(order_id, for_update=True)
+    if found is None:
+        raise NotFound("points hold", order_id)
+    return found
+
+
+async def finalize(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
+    """The order is confirmed: the held points are redeemed. Twice is once."""
+    found = await _held(uow, order_id)
+    if found.status == loyalty.FINALIZED:
+        return found
+    if found.status != loyalty.HELD:
+        raise Conflict(f"the hold is {found.status}", f"hold_{found.status}")
+    customer = await _customer_now(uow, found.customer_id)
+    if customer is None:
+        raise NotFound("customer", found.customer_id)
+    customer.points_held -= found.points
+    entry = await _append(uow, customer, loyalty.REDEEMED, -found.points, order_id)
+    found.status, found.customer_id = loyalty.FINALIZED, customer.id
+    await uow.loyalty.save_hold(found)
+    uow.publish(loyalty.PointsRedeemed(entry))
+    return found
+
+
+async def release(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
+    """The order is cancelled before confirmation: the points are free again. Twice is once."""
+    found = await _held(uow, order_id)
+    if found.status == loyalty.RELEASED:
+        return found
+    if found.status != loyalty.HELD:
+        raise Conflict(f"the hold is {found.status}", f"hold_{found.status}")
+    customer = await _customer_now(uow, found.customer_id)
+    if customer is not None:
+        customer.points_held -= found.points
+        await uow.customers.save_points(customer)
+    found.status = loyalty.RELEASED
+    await uow.loyalty.save_hold(found)
+    return found
+
+
+async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> list[loyalty.Entry]:
+    """An order cancelled after confirmation (or returned): what it earned is taken back and
+    what it redeemed is given back, in one `reversed` entry, once per order. The balance never
+    goes below what open orders hold: a debit the customer already spent is cut to what is
+    left (the entry's reason says so)."""
+    raise_if(require(bool(order_id), "order_id", "is required"))
+    if await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None:
+        return []
+    earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
+    redeemed = await uow.loyalty.entry_for_order(loyalty.REDEEMED, order_id)
+    if earned is None and redeemed is None:
+        raise NotFound("order points", order_id)
+    owner = (earned or redeemed).customer_id  # type: ignore[union-attr]
+    customer = await _customer_now(uow, owner)
+    if customer is None:
+        return []
+    net = -(earned.points if earned else 0) - (redeemed.points if redeemed else 0)
+    note = reason.strip()[:MAX_REASON] or "order reversed"
+    if net < 0 and -net > customer.available_points:
+        net = -customer.available_points
+        note += " (cut to the available balance)"
+    entry = await _append(uow, customer, loyalty.REVERSED, net, order_id, note)
+    await uow.purchases.mark_reversed(order_id)
+    uow.publish(loyalty.PointsAdjusted(entry))
+    await _retier(uow, customer, await uow.loyalty.program())
+    return [entry]
+
+
+async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
+    """Points earned more than expiry_days before `now` and not spent yet expire, oldest
+    first. Running it again expires nothing more."""
+    program = await uow.loyalty.program()
+    cutoff = loyalty.expiry_cutoff(program, now)
+    if cutoff is None:
+        return 0, 0
+    customers = points = 0
+    for customer_id in await uow.loyalty.customers_with_credits_before(cutoff):
+        customer = await uow.customers.get(customer_id, for_update=True)
+        if customer is None or customer.status != "active":
+            continue
+        old, spent = await uow.loyalty.expiry_figures(customer_id, cutoff)
+        amount = loyalty.expirable(old, spent, customer.available_points)
+        if amount <= 0:
+            continue
+        entry = await _append(uow, customer, loyalty.EXPIRED, -amount, reason="expired")
+        uow.publish(loyalty.PointsExpired(entry))
+        customers, points = customers + 1, points + amount
+    return customers, points
+
+
+async def history(
+    uow: CustomerUnitOfWork, customer_id: str, page: PageRequest
+) -> tuple[list[loyalty.Entry], str]:
+    await active_customer(uow, customer_id)
+    found = await uow.loyalty.history(customer_id, page)
+    if len(found) <= page.limit:
+        return found, ""
+    items = found[: page.limit]
+    return items, str(await uow.loyalty.seq_of(items[-1].id))

@@ -1,0 +1,205 @@
+"""Points are never lost or double-counted: the ledger, holds, reversal, expiry, through the
+real service on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos_customer.domain.loyalty import Sale
+from pos_customer.service import points
+from pos_kit.grpc_client import read_error
+
+from .conftest import Caller, Service
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _balance(service: Service, caller: Caller, customer_id: str) -> tuple[int, int, int]:
+    """(balance on the customer, sum of the ledger, points held)."""
+    rows = await service.sql(
+        "SELECT c.loyalty_points, coalesce((SELECT sum(points) FROM points_ledger l"
+        " WHERE l.merchant_id = c.merchant_id AND l.customer_id = c.id), 0), c.points_held"
+        " FROM customers c WHERE c.merchant_id = :m AND c.id = :i",
+        m=caller.merchant,
+        i=customer_id,
+    )
+    return tuple(int(v) for v in rows[0])  # type: ignore[return-value]
+
+
+async def _sale(
+    service: Service, merchant: str, order_id: str, customer_id: str, total: int
+) -> int:
+    """What the order_confirmed consumer does, in its own transaction."""
+    sale = Sale(order_id, customer_id, "loc_1", "USD", total, 0, ())
+    async with service.runtime.uow().bind(merchant) as uow:
+        earned = await points.credit_sale(uow, sale)
+        await uow.commit()
+    return earned
+
+
+async def _adjust(caller: Caller, customer_id: str, pts: int) -> loyalty_pb2.AdjustPointsResponse:
+    return await caller(  # type: ignore[no-any-return]
+        "AdjustPoints",
+        loyalty_pb2.AdjustPointsRequest(customer_id=customer_id, points=pts, reason="test"),
+    )
+
+
+async def test_the_same_order_earns_once(merchant: Caller, service: Service) -> None:
+    c = await merchant.create(given_name="A")
+    assert await _sale(service, merchant.merchant, "ord_a1", c.id, 6040) == 60
+    assert await _sale(service, merchant.merchant, "ord_a1", c.id, 6040) == 0
+    assert await _balance(service, merchant, c.id) == (60, 60, 0)
+    orders = await merchant(
+        "ListCustomerOrders", customer_pb2.ListCustomerOrdersRequest(customer_id=c.id)
+    )
+    assert [o.order_id for o in orders.orders] == ["ord_a1"]
+    assert orders.summary.visit_count == 1
+    assert orders.summary.lifetime_spend.amount == 6040
+    assert orders.summary.favourite_location_id == "loc_1"
+
+
+async def test_200_concurrent_redemptions_never_go_negative(
+    merchant: Caller, service: Service
+) -> None:
+    c = await merchant.create(given_name="Rich")
+    await _adjust(merchant, c.id, 1000)
+
+    async def redeem(n: int) -> bool:
+        try:
+            await merchant(
+                "HoldPoints",
+                loyalty_pb2.HoldPointsRequest(
+                    order_id=f"ord_r{n}", customer_id=c.id, points=10, currency="USD"
+                ),
+            )
+        except grpc.aio.AioRpcError as err:
+            assert read_error(err).reason == "insufficient_points"
+            return False
+        await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id=f"ord_r{n}"))
+        return True
+
+    results = await asyncio.gather(*(redeem(n) for n in range(200)))
+    assert sum(results) == 100
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    err = await asyncio.gather(
+        merchant(
+            "HoldPoints",
+            loyalty_pb2.HoldPointsRequest(order_id="ord_more", customer_id=c.id, points=1),
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(err[0], grpc.aio.AioRpcError)
+    assert err[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_hold_finalizes_or_releases_once(merchant: Caller, service: Service) -> None:
+    c = await merchant.create(given_name="H")
+    await _adjust(merchant, c.id, 100)
+    held = await merchant(
+        "HoldPoints",
+        loyalty_pb2.HoldPointsRequest(order_id="ord_h1", customer_id=c.id, points=40,
+                                      currency="USD"),
+    )  # fmt: skip
+    assert held.hold.status == "held" and held.hold.discount.amount == 40
+    assert await _balance(service, merchant, c.id) == (100, 100, 40)
+    # A second order cannot take the held points.
+    err = await asyncio.gather(
+        merchant(
+            "HoldPoints",
+            loyalty_pb2.HoldPointsRequest(order_id="ord_h2", customer_id=c.id, points=61),
+        ),
+        return_exceptions=True,
+    )
+    assert read_error(err[0]).reason == "insufficient_points"  # type: ignore[arg-type]
+    await merchant("ReleasePoints", loyalty_pb2.ReleasePointsRequest(order_id="ord_h1"))
+    await merchant("ReleasePoints", loyalty_pb2.ReleasePointsRequest(order_id="ord_h1"))
+    assert await _balance(service, merchant, c.id) == (100, 100, 0)
+    await merchant(
+        "HoldPoints",
+        loyalty_pb2.HoldPointsRequest(order_id="ord_h3", customer_id=c.id, points=30),
+    )
+    for _ in range(2):
+        await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_h3"))
+    assert await _balance(service, merchant, c.id) == (70, 70, 0)
+    # A cancellation after confirmation gives the redeemed points back, once.
+    for _ in range(2):
+        await merchant(
+            "ReverseOrderPoints", loyalty_pb2.ReverseOrderPointsRequest(order_id="ord_h3")
+        )
+    assert await _balance(service, merchant, c.id) == (100, 100, 0)
+
+
+async def test_reversal_takes_back_what_an_order_earned(merchant: Caller, service: Service) -> None:
+    c = await merchant.create(given_name="R")
+    await _sale(service, merchant.merchant, "ord_rv", c.id, 5000)
+    answer = await merchant(
+        "ReverseOrderPoints",
+        loyalty_pb2.ReverseOrderPointsRequest(order_id="ord_rv", reason="returned"),
+    )
+    assert [e.points for e in answer.entries] == [-50]
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    orders = await merchant(
+        "ListCustomerOrders", customer_pb2.ListCustomerOrdersRequest(customer_id=c.id)
+    )
+    assert orders.orders[0].status == "reversed" and orders.summary.visit_count == 0
+
+
+async def test_adjustments_need_a_reason_and_never_overdraw(merchant: Caller) -> None:
+    c = await merchant.create(given_name="J")
+    err = await asyncio.gather(_adjust(merchant, c.id, -1), return_exceptions=True)
+    assert read_error(err[0]).reason == "insufficient_points"  # type: ignore[arg-type]
+    err = await asyncio.gather(
+        merchant("AdjustPoints", loyalty_pb2.AdjustPointsRequest(customer_id=c.id, points=5)),
+        return_exceptions=True,
+    )
+    assert [v.field for v in read_error(err[0]).violations] == ["reason"]  # type: ignore[arg-type]
+    done = await _adjust(merchant, c.id, 25)
+    assert (done.balance, done.entry.kind) == (25, "adjusted")
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert [(e.kind, e.points, e.balance_after) for e in history.entries] == [("adjusted", 25, 25)]
+
+
+async def test_program_tiers_and_expiry(merchant: Caller, service: Service) -> None:
+    program = loyalty_pb2.LoyaltyProgram(
+        enabled=True,
+        points_per_unit=1,
+        tiers=[loyalty_pb2.Tier(name="gold", threshold_points=100, multiplier_bps=20_000)],
+        expiry_days=30,
+        point_value_minor=1,
+    )
+    saved = await merchant(
+        "SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program)
+    )
+    assert saved.program.version == 1
+    c = await merchant.create(given_name="T")
+    await _sale(service, merchant.merchant, "ord_t1", c.id, 10_000)  # 100 points: gold
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == "gold"
+    assert await _sale(service, merchant.merchant, "ord_t2", c.id, 1_000) == 20  # x2
+    await merchant(
+        "HoldPoints", loyalty_pb2.HoldPointsRequest(order_id="ord_t3", customer_id=c.id, points=5)
+    )
+    later = loyalty_pb2.ExpirePointsRequest()
+    later.as_of.FromDatetime(datetime.now(UTC) + timedelta(days=31))
+    expired = await merchant("ExpirePoints", later)
+    # Everything is older than 30 days by then, but the 5 held points stay.
+    assert expired.points == 115
+    assert await _balance(service, merchant, c.id) == (5, 5, 5)
+    again = loyalty_pb2.ExpirePointsRequest()
+    again.as_of.FromDatetime(datetime.now(UTC) + timedelta(days=31))
+    assert (await merchant("ExpirePoints", again)).points == 0
+    err = await asyncio.gather(
+        merchant(
+            "SetLoyaltyProgram",
+            loyalty_pb2.SetLoyaltyProgramRequest(program=program, expected_version=7),
+        ),
+        return_exceptions=True,
+    )
+    assert read_error(err[0]).reason == "version_mismatch"  # type: ignore[arg-type]

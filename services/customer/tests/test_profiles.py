@@ -1,0 +1,322 @@
+"""Profiles, search, batch import, groups, merge and erasure through the real service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+
+from pos.customer.v1 import customer_pb2
+from pos_kit.grpc_client import read_error
+
+from .conftest import Caller, Service
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+P = customer_pb2.ProfileFields
+
+
+async def _refused(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call  # type: ignore[misc]
+    return err.value
+
+
+def _fields(err: grpc.aio.AioRpcError) -> list[str]:
+    return sorted(v.field for v in read_error(err).violations)
+
+
+async def test_a_full_profile_is_stored_normalised(merchant: Caller) -> None:
+    consent = customer_pb2.MarketingConsent(granted=True, channel="in_store")
+    consent.given_at.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
+    created = await merchant.create(
+        email=" Ada@Example.COM ",
+        phone="+44 (20) 7946-0958",
+        given_name="Ada",
+        family_name="Lovelace",
+        birthday="1985-12-10",
+        notes="prefers email",
+        marketing_consent=consent,
+        addresses=customer_pb2.AddressList(
+            addresses=[customer_pb2.Address(line1="12 St James's Sq", city="London", country="GB")]
+        ),
+        tags=customer_pb2.TagList(tags=["vip"]),
+        external_id="crm-1",
+    )
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=created.id))
+    c = got.customer
+    assert (c.email, c.phone, c.birthday, c.external_id, list(c.tags)) == (
+        "ada@example.com",
+        "+442079460958",
+        "1985-12-10",
+        "crm-1",
+        ["vip"],
+    )
+    assert c.marketing_consent.channel == "in_store" and c.marketing_consent.granted
+    assert c.addresses[0].city == "London" and c.status == "active"
+
+
+async def test_bad_fields_are_refused_together_and_nothing_is_written(
+    merchant: Caller, service: Service
+) -> None:
+    err = await _refused(merchant.create(email="nope", phone="555", birthday="2026-13-01"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _fields(err) == ["birthday", "email", "phone"]
+    rows = await service.sql(
+        "SELECT count(*) FROM customers WHERE merchant_id = :m", m=merchant.merchant
+    )
+    assert rows[0][0] == 0
+
+
+async def test_email_and_external_id_are_unique_per_merchant(
+    merchant: Caller, other: Caller
+) -> None:
+    await merchant.create(email="dup@example.com", external_id="x-1")
+    err = await _refused(merchant.create(email="DUP@example.com"))
+    assert (err.code(), read_error(err).reason) == (grpc.StatusCode.ALREADY_EXISTS, "email_taken")
+    err = await _refused(merchant.create(email="b@example.com", external_id="x-1"))
+    assert read_error(err).reason == "external_id_taken"
+    # Another merchant may have the same ones.
+    await other.create(email="dup@example.com", external_id="x-1")
+
+
+async def test_a_stale_version_is_refused_with_the_current_one(merchant: Caller) -> None:
+    c = await merchant.create(given_name="Ada")
+    ok = await merchant(
+        "UpdateCustomer",
+        customer_pb2.UpdateCustomerRequest(
+            id=c.id, expected_version=1, profile=P(phone="+14155550100")
+        ),
+    )
+    assert (ok.customer.version, ok.customer.phone) == (2, "+14155550100")
+    err = await _refused(
+        merchant(
+            "UpdateCustomer",
+            customer_pb2.UpdateCustomerRequest(id=c.id, expected_version=1, given_name="X"),
+        )
+    )
+    assert read_error(err).reason == "version_mismatch"
+    assert read_error(err).metadata["current_version"] == "2"
+
+
+async def test_upsert_by_external_id_creates_then_updates(merchant: Caller) -> None:
+    first = await merchant(
+        "UpsertCustomer",
+        customer_pb2.UpsertCustomerRequest(profile=P(external_id="pos-7", given_name="Grace")),
+    )
+    again = await merchant(
+        "UpsertCustomer",
+        customer_pb2.UpsertCustomerRequest(profile=P(external_id="pos-7", family_name="Hopper")),
+    )
+    assert first.created and not again.created
+    assert again.customer.id == first.customer.id
+    assert (again.customer.given_name, again.customer.family_name) == ("Grace", "Hopper")
+    err = await _refused(
+        merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(profile=P(given_name="x")))
+    )
+    assert _fields(err) == ["external_id"]
+
+
+async def test_a_batch_upsert_is_all_or_nothing(merchant: Caller, service: Service) -> None:
+    batch = [P(external_id=f"imp-{i}", given_name=f"Name{i}") for i in range(1000)]
+    answer = await merchant(
+        "BatchUpsertCustomers", customer_pb2.BatchUpsertCustomersRequest(customers=batch)
+    )
+    assert (answer.created, answer.updated) == (1000, 0)
+    # One bad item: nothing of the batch is written, and the item is named.
+    batch = [P(external_id="imp-0", given_name="Changed"), P(external_id="imp-new", email="bad")]
+    err = await _refused(
+        merchant("BatchUpsertCustomers", customer_pb2.BatchUpsertCustomersRequest(customers=batch))
+    )
+    assert _fields(err) == ["customers[1].email"]
+    rows = await service.sql(
+        "SELECT given_name FROM customers WHERE merchant_id = :m AND external_id = 'imp-0'",
+        m=merchant.merchant,
+    )
+    assert rows == [("Name0",)]
+    repeated = [P(external_id="imp-1"), P(external_id="imp-1")]
+    err = await _refused(
+        merchant(
+            "BatchUpsertCustomers", customer_pb2.BatchUpsertCustomersRequest(customers=repeated)
+        )
+    )
+    assert _fields(err) == ["customers[1].external_id"]
+    too_many = [P(external_id=f"m-{i}") for i in range(1001)]
+    err = await _refused(
+        merchant(
+            "BatchUpsertCustomers", customer_pb2.BatchUpsertCustomersRequest(customers=too_many)
+        )
+    )
+    assert _fields(err) == ["customers"]
+    updated = await merchant(
+        "BatchUpsertCustomers",
+        customer_pb2.BatchUpsertCustomersRequest(
+            customers=[P(external_id="imp-2", family_name="Two"), P(external_id="imp-3")]
+        ),
+    )
+    # imp-3 sent nothing new: unchanged, not counted.
+    assert (updated.created, updated.updated) == (0, 1)
+
+
+async def _search(caller: Caller, **query: str) -> list[str]:
+    answer = await caller(
+        "SearchCustomers", customer_pb2.SearchCustomersRequest(page_size=50, **query)
+    )
+    return [c.id for c in answer.customers]
+
+
+async def test_search_finds_by_every_key_and_never_another_merchants(
+    merchant: Caller, other: Caller
+) -> None:
+    zoe = await merchant.create(
+        email="zoe.dupont@example.com",
+        phone="+33 6 12 34 56 78",
+        given_name="Zoë",
+        family_name="Dupont-Léger",
+        external_id="ext-zoe",
+    )
+    await merchant.create(email="zed@example.com", given_name="Zed", family_name="Dupond")
+    twin = await other.create(
+        email="zoe.dupont@example.com", given_name="Zoë", phone="+33612345678"
+    )
+    assert await _search(merchant, email="ZOE.DUPONT@example.com") == [zoe.id]
+    assert await _search(merchant, phone="0033 6 12 34 56 78") == [zoe.id]
+    assert await _search(merchant, external_id="ext-zoe") == [zoe.id]
+    assert await _search(merchant, query="ZOE") == [zoe.id]
+    assert await _search(merchant, query="léger") == [zoe.id]
+    assert await _search(merchant, query="zo dupon") == [zoe.id]
+    assert len(await _search(merchant, query="dupon")) == 2
+    assert await _search(merchant, query="33612") == [zoe.id]
+    assert await _search(merchant, query="nobody") == []
+    assert await _search(other, query="zoe") == [twin.id]
+    # Punctuation is no word (LIKE's wildcards never reach the query).
+    err = await _refused(_search(merchant, query=" %_ "))
+    assert _fields(err) == ["query"]
+
+
+async def test_list_by_change_time(merchant: Caller) -> None:
+    a = await merchant.create(given_name="A")
+    since = a.updated_at
+    b = await merchant.create(given_name="B")
+    request = customer_pb2.ListCustomersRequest(updated_since=since)
+    answer = await merchant("ListCustomers", request)
+    assert [c.id for c in answer.customers] == [a.id, b.id]
+
+
+async def test_groups_and_the_customers_answer(merchant: Caller, other: Caller) -> None:
+    vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP"))).group
+    a = await merchant.create(given_name="A")
+    b = await merchant.create(given_name="B")
+    foreign = await other.create(given_name="F")
+    added = await merchant(
+        "AddGroupMembers",
+        customer_pb2.AddGroupMembersRequest(group_id=vip.id, customer_ids=[a.id, b.id]),
+    )
+    assert added.group.member_count == 2
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=a.id))
+    assert list(got.customer.group_ids) == [vip.id]
+    err = await _refused(
+        merchant(
+            "AddGroupMembers",
+            customer_pb2.AddGroupMembersRequest(group_id=vip.id, customer_ids=[foreign.id]),
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = await _refused(other("GetGroup", customer_pb2.GetGroupRequest(id=vip.id)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    removed = await merchant(
+        "RemoveGroupMembers",
+        customer_pb2.RemoveGroupMembersRequest(group_id=vip.id, customer_ids=[a.id]),
+    )
+    assert removed.group.member_count == 1
+    listed = await merchant("ListGroups", customer_pb2.ListGroupsRequest())
+    assert [g.name for g in listed.groups] == ["VIP"]
+    err = await _refused(merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP")))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
+    merchant: Caller,
+) -> None:
+    from pos.customer.v1 import loyalty_pb2
+
+    group = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="G"))).group
+    winner = await merchant.create(email="w@example.com")
+    loser = await merchant.create(email="l@example.com", external_id="dup-1")
+    await merchant(
+        "AddGroupMembers",
+        customer_pb2.AddGroupMembersRequest(group_id=group.id, customer_ids=[loser.id]),
+    )
+    for who, pts in ((winner, 30), (loser, 70)):
+        await merchant(
+            "AdjustPoints",
+            loyalty_pb2.AdjustPointsRequest(customer_id=who.id, points=pts, reason="welcome"),
+        )
+    err = await _refused(
+        merchant(
+            "MergeCustomers",
+            customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=winner.id),
+        )
+    )
+    assert _fields(err) == ["loser_id"]
+    merged = await merchant(
+        "MergeCustomers", customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=loser.id)
+    )
+    assert merged.winner.loyalty_points == 100
+    assert list(merged.winner.group_ids) == [group.id]
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=loser.id))
+    assert (got.customer.status, got.customer.merged_into, got.customer.email) == (
+        "merged",
+        winner.id,
+        "",
+    )
+    # The loser's email and external_id are free again.
+    await merchant.create(email="l@example.com", external_id="dup-1")
+    assert await _search(merchant, email="w@example.com") == [winner.id]
+
+
+async def test_erasure_leaves_no_personal_data_and_answers_404(
+    merchant: Caller, service: Service
+) -> None:
+    c = await merchant.create(
+        email="erase.me@example.com", phone="+14155550199", given_name="Eraseme", notes="secret"
+    )
+    await merchant(
+        "UpdateCustomer", customer_pb2.UpdateCustomerRequest(id=c.id, family_name="Gone")
+    )
+    before = await service.sql(
+        "SELECT count(*) FROM processed_requests WHERE merchant_id = :m"
+        " AND position(convert_to('erase.me@example.com', 'UTF8') IN response) > 0",
+        m=merchant.merchant,
+    )
+    assert before == [(2,)]  # the witness sees them before
+    erased = await merchant(
+        "EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id, requested_by="key_1")
+    )
+    assert erased.id == c.id and erased.HasField("erased_at")
+    err = await _refused(merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert await _search(merchant, query="eraseme") == []
+    rows = await service.sql(
+        "SELECT c::text FROM customers c WHERE merchant_id = :m AND id = :i",
+        m=merchant.merchant,
+        i=c.id,
+    )
+    assert "erase.me" not in rows[0][0] and "Eraseme" not in rows[0][0]
+    assert "secret" not in rows[0][0] and "4155550199" not in rows[0][0]
+    # No stored answer and no outbox row of this merchant holds the email any more.
+    for table, column in (("processed_requests", "response"), ("outbox", "payload")):
+        left = await service.sql(
+            f"SELECT count(*) FROM {table} WHERE merchant_id = :m"  # noqa: S608 - ours
+            f" AND position(convert_to('erase.me@example.com', 'UTF8') IN {column}) > 0",
+            m=merchant.merchant,
+        )
+        assert left == [(0,)], table
+    record = await service.sql(
+        "SELECT requested_by FROM erasures WHERE merchant_id = :m AND customer_id = :i",
+        m=merchant.merchant,
+        i=c.id,
+    )
+    assert record == [("key_1",)]
+    err = await _refused(merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,150 @@
+"""Customers and loyalty end to end through the gateway over HTTP: every service a separate
+process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any], status: int = 201) -> Any:
+    answer = http.post(path, json=body, headers=_key())
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def _eventually(check: Any, limit: float = 30) -> Any:
+    deadline = time.monotonic() + limit
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "not before the deadline"
+        time.sleep(0.1)
+
+
+def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running) -> None:
+    http = platform.new_merchant("Customers e2e")
+    bad = http.post(
+        "/v1/customers", json={"email": "x@example.com", "phone": "555-0100"}, headers=_key()
+    )
+    assert bad.status_code == 400, bad.text
+    assert [e["field"] for e in bad.json()["errors"]] == ["phone"]
+    assert http.get("/v1/customers").json()["data"] == []
+
+    zoe = _post(
+        http,
+        "/v1/customers",
+        {"email": "Zoe.Martin@example.com", "phone": "+33 6 12 34 56 78", "given_name": "Zoë",
+         "family_name": "Martin", "external_id": "crm-9"},
+    )  # fmt: skip
+    assert (zoe["email"], zoe["phone"]) == ("zoe.martin@example.com", "+33612345678")
+    found = http.get("/v1/customers/search", params={"q": "zoe mar"}).json()["data"]
+    assert [c["id"] for c in found] == [zoe["id"]]
+    assert http.get("/v1/customers/search", params={"phone": "0033612345678"}).json()["data"]
+    empty = http.get("/v1/customers/search")
+    assert empty.status_code == 400
+
+    # A sale to her earns a point per whole unit, once, and enters her purchase history.
+    location = http.get("/v1/locations").json()["data"]
+    if not location:
+        location = [_post(http, "/v1/locations", {"name": "Store", "currency": "USD",
+                                                  "time_zone": "UTC"})]  # fmt: skip
+    loc = location[0]
+    sku = f"CUS-{uuid.uuid4().hex[:8].upper()}"
+    mug = {"sku": sku, "name": "Mug", "price": {"amount": 2550, "currency": "USD"}}
+    _post(http, "/v1/products", mug)
+    _post(http, "/v1/inventory/adjustments",
+          {"sku": sku, "location_id": loc["id"], "delta": 5, "reason": "received"})  # fmt: skip
+    sale = _post(
+        http,
+        "/v1/checkouts",
+        {"location_id": loc["id"], "customer_id": zoe["id"], "tender_type": "cash",
+         "cash_tendered": {"amount": 100_000, "currency": "USD"},
+         "lines": [{"sku": sku, "quantity": 2}]},
+    )  # fmt: skip
+    total = sale["order"]["total"]["amount"]
+
+    def earned() -> Any:
+        got = http.get(f"/v1/customers/{zoe['id']}").json()
+        return got if got["loyalty_points"] else None
+
+    assert _eventually(earned)["loyalty_points"] == total // 100
+    history = http.get(f"/v1/customers/{zoe['id']}/orders").json()
+    assert [o["order_id"] for o in history["data"]] == [sale["order"]["id"]]
+    assert history["summary"]["visit_count"] == 1
+    points = http.get(f"/v1/customers/{zoe['id']}/points").json()["data"]
+    assert [(p["kind"], p["points"]) for p in points] == [("earned", total // 100)]
+    over = http.post(
+        f"/v1/customers/{zoe['id']}/points/adjustments",
+        json={"points": -(10**6), "reason": "too much"},
+        headers=_key(),
+    )
+    assert (over.status_code, over.json()["code"]) == (409, "insufficient_points")
+
+    # Erasure: 404 afterwards, a tombstone in the feed, and no earlier snapshot with her email.
+    erased = http.delete(f"/v1/customers/{zoe['id']}")
+    assert erased.status_code == 200, erased.text
+    assert http.get(f"/v1/customers/{zoe['id']}").status_code == 404
+
+    def tombstone() -> Any:
+        feed = http.get("/v1/events", params={"types": "customer.*", "limit": 200}).json()
+        return feed if any(e["type"] == "customer.erased" for e in feed["data"]) else None
+
+    feed = _eventually(tombstone)
+    assert "zoe.martin@example.com" not in str(feed)
+    assert "+33612345678" not in str(feed)
+    mine = [e for e in feed["data"] if e["data"]["object"]["id"] == zoe["id"]]
+    assert [e["type"] for e in mine] == ["customer.created", "customer.erased"]
+
+
+def test_groups_merge_and_the_program(platform: Running) -> None:
+    http = platform.new_merchant("Groups e2e")
+    a = _post(http, "/v1/customers", {"email": "a@example.com"})
+    b = _post(http, "/v1/customers", {"email": "b@example.com", "given_name": "B"})
+    group = _post(http, "/v1/customer-groups", {"name": "VIP"})
+    added = _post(
+        http, f"/v1/customer-groups/{group['id']}/members", {"customer_ids": [b["id"]]}, 200
+    )
+    assert added["member_count"] == 1
+    _post(http, f"/v1/customers/{b['id']}/points/adjustments",
+          {"points": 40, "reason": "welcome"})  # fmt: skip
+    itself = http.post(
+        f"/v1/customers/{a['id']}/merge", json={"duplicate_id": a["id"]}, headers=_key()
+    )
+    assert itself.status_code == 400
+    merged = _post(http, f"/v1/customers/{a['id']}/merge", {"duplicate_id": b["id"]}, 200)
+    assert merged["winner"]["loyalty_points"] == 40
+    assert merged["winner"]["group_ids"] == [group["id"]]
+    loser = http.get(f"/v1/customers/{b['id']}").json()
+    assert (loser["status"], loser["merged_into"]) == ("merged", a["id"])
+
+    program = http.get("/v1/loyalty-program")
+    assert program.json()["version"] == 0
+    body = {"points_per_unit": 2, "tiers": [{"name": "gold", "threshold_points": 500,
+                                             "multiplier_bps": 15000}]}  # fmt: skip
+    put = http.put("/v1/loyalty-program", json=body, headers={"If-Match": '"5"', **_key()})
+    assert put.status_code == 412
+    put = http.put("/v1/loyalty-program", json=body, headers=_key())
+    assert (put.status_code, put.json()["version"]) == (200, 1)
+
+    batch = http.post(
+        "/v1/customers/batch",
+        json={"customers": [{"external_id": f"e{i}", "given_name": f"N{i}"} for i in range(3)]},
+        headers=_key(),
+    )
+    assert (batch.status_code, batch.json()["created"]) == (201, 3), batch.text
+    export = http.get(f"/v1/customers/{a['id']}/export").json()
+    assert [e["kind"] for e in export["points_history"]] == ["merged_in"]
