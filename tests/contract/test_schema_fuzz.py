@@ -35,7 +35,9 @@ IDEMPOTENT_POSTS = "|".join(
      "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
      "gift-cards", "gift-cards/(lookup|redeem)",
-     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)")
+     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)",
+     "registers", "registers/[^/]+/(retire|pairing-codes)", "staff", "staff/[^/]+/deactivate",
+     "roles", "register-sessions", "register-sessions/current/end", "overrides")
 )  # fmt: skip
 # Gift card rules on the card the request names or on its body: an amount in the card's
 # currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).

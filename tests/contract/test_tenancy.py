@@ -134,6 +134,17 @@ def _gift_card(http: httpx.Client) -> str:
     return str(_post(http, "/v1/gift-cards", body)["gift_card"]["id"])
 
 
+def _register(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    return str(_post(http, "/v1/registers", {"location_id": location, "name": "probe"})["id"])
+
+
+def _staff(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    return str(_post(http, "/v1/staff", body)["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -160,6 +171,11 @@ FACTORIES: dict[str, Factory] = {
     "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
     "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
+    "/v1/registers/{register_id}": _register,
+    "/v1/registers/{register_id}/retire": _register,
+    "/v1/registers/{register_id}/pairing-codes": _register,
+    "/v1/staff/{staff_id}": _staff,
+    "/v1/staff/{staff_id}/deactivate": _staff,
     "/v1/oauth-clients/{client_id}": _oauth_client,
     "/v1/events/{event_id}": _event,
     "/v1/webhook-subscriptions/{subscription_id}": _subscription,
@@ -173,6 +189,7 @@ FACTORIES: dict[str, Factory] = {
 # A valid body for operations that need one: the answer must be the 404, not a 400 about it.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
+    ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
@@ -274,6 +291,7 @@ def test_another_merchants_write_changes_nothing(platform: Running, demo_merchan
 # Field or filter name -> the kind of resource it names.
 REFERENCES = {
     "location_id": "location",
+    "location_ids": "location",
     "from_location_id": "location",
     "to_location_id": "location",
     "pickup_location_id": "location",
@@ -294,6 +312,15 @@ NOT_REFERENCES = {
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
+    # Filters of the audit log: they only narrow the caller's own entries (any other id
+    # matches none), as the delivery log's event filter.
+    ("/v1/audit-log", "staff_id"),
+    ("/v1/audit-log", "register_id"),
+    ("/v1/audit-log", "resource_id"),
+    # Taken only from a paired register's own credential, which these probes (a merchant's
+    # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
+    ("/v1/register-sessions", "staff_id"),
+    ("/v1/overrides", "manager_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -403,6 +430,11 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
+    ("post", "/v1/registers"): lambda t: {"location_id": t.locations[0], "name": "probe"},
+    ("get", "/v1/registers"): lambda t: {"location_id": t.locations[0]},
+    ("post", "/v1/staff"): lambda t: {
+        "name": "Probe", "role": "cashier", "location_ids": [t.locations[0]], "pin": "4821"},
+    ("get", "/v1/staff"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
     ("post", "/v1/terminal-checkouts"): lambda t: {
