@@ -145,6 +145,24 @@ def _staff(http: httpx.Client) -> str:
     return str(_post(http, "/v1/staff", body)["id"])
 
 
+def _shift(http: httpx.Client) -> str:
+    """A shift of merchant A: a paired register, a member signed in at it, a float."""
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    register = _register(http)
+    code = _post(http, f"/v1/registers/{register}/pairing-codes", {})["code"]
+    paired = http.post("/v1/registers/pair", json={"code": code})  # takes no credential
+    assert paired.status_code == 201, paired.text
+    member = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    staff = _post(http, "/v1/staff", member)["id"]
+    device = httpx.Client(
+        base_url=http.base_url, headers={"Authorization": f"Bearer {paired.json()['credential']}"}
+    )
+    with device:
+        _post(device, "/v1/register-sessions", {"staff_id": staff, "pin": "4821"})
+        body = {"opening_float": {"amount": 1000, "currency": "USD"}}
+        return str(_post(device, "/v1/shifts", body)["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -176,6 +194,9 @@ FACTORIES: dict[str, Factory] = {
     "/v1/registers/{register_id}/pairing-codes": _register,
     "/v1/staff/{staff_id}": _staff,
     "/v1/staff/{staff_id}/deactivate": _staff,
+    "/v1/shifts/{shift_id}": _shift,
+    "/v1/shifts/{shift_id}/drawer-movements": _shift,
+    "/v1/shifts/{shift_id}/close": _shift,
     "/v1/oauth-clients/{client_id}": _oauth_client,
     "/v1/events/{event_id}": _event,
     "/v1/webhook-subscriptions/{subscription_id}": _subscription,
@@ -190,6 +211,12 @@ FACTORIES: dict[str, Factory] = {
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
     ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
+    ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
+        "kind": "pay_in",
+        "amount": {"amount": 1, "currency": "USD"},
+        "reason": "Mallory's",
+    },
+    ("post", "/v1/shifts/{shift_id}/close"): {"counted_cash": {"amount": 1, "currency": "USD"}},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
@@ -317,6 +344,7 @@ NOT_REFERENCES = {
     ("/v1/audit-log", "staff_id"),
     ("/v1/audit-log", "register_id"),
     ("/v1/audit-log", "resource_id"),
+    ("/v1/shifts", "register_id"),
     # Taken only from a paired register's own credential, which these probes (a merchant's
     # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
     ("/v1/register-sessions", "staff_id"),
@@ -435,6 +463,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/staff"): lambda t: {
         "name": "Probe", "role": "cashier", "location_ids": [t.locations[0]], "pin": "4821"},
     ("get", "/v1/staff"): lambda t: {"location_id": t.locations[0]},
+    ("patch", "/v1/staff/{staff_id}"): lambda t: {"location_ids": [t.locations[0]]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
     ("post", "/v1/terminal-checkouts"): lambda t: {

@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 
+from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -264,3 +265,75 @@ def test_the_audit_log_is_append_only_and_kept_for_the_merchants_period(
             with pytest.raises(psycopg.errors.RaiseException):
                 conn.execute(statement)
             conn.rollback()
+
+
+def test_a_shift_balances_the_registers_cash_and_a_no_sale_needs_a_manager(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Drew", "cashier", here, "2580")
+    manager = _member(http, "Max", "manager", here, "0852")
+    register, device = _paired_register(platform, here)
+    float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+    assert _post(device, "/v1/shifts", float_).json()["code"] == "staff_sign_in_required"
+    assert _post(http, "/v1/shifts", float_).json()["code"] == "register_credential_required"
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}).is_success
+    opened = _post(device, "/v1/shifts", float_)
+    assert opened.status_code == 201, opened.text
+    shift = opened.json()
+    assert (shift["status"], shift["opened_by"]) == ("open", cashier)
+
+    # A cash sale at this register comes in through the order service with the register
+    # and the member on it; a card sale is in the report but not in the drawer.
+    tendered = {"amount": 100_000, "currency": "USD"}
+    sale = {"location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "cash", "cash_tendered": tendered}  # fmt: skip
+    sold = _post(device, "/v1/checkouts", sale)
+    assert sold.status_code == 201, sold.text
+    cash = sold.json()["payment"]["captured"]["amount"]
+    _card_sale(device, here)
+    out = {"kind": "pay_out", "amount": {"amount": 300, "currency": "USD"}, "reason": "milk"}
+    moved = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", out)
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["movement"]["staff_id"] == cashier
+    no_sale = {"kind": "no_sale", "reason": "change for the meter"}
+    denied = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
+    assert (denied.status_code, denied.json()["code"]) == (403, "permission_required")
+    override = {"manager_id": manager, "pin": "0852", "permission": "no_sale"}
+    assert _post(device, "/v1/overrides", override).status_code == 201
+    allowed = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
+    assert allowed.status_code == 201, allowed.text
+
+    counted = {"amount": 10_000 + cash - 300 - 5, "currency": "USD"}
+    closed = _post(device, f"/v1/shifts/{shift['id']}/close", {"counted_cash": counted})
+    assert closed.status_code == 200, closed.text
+    report = closed.json()["report"]
+    assert report["expected_cash"]["amount"] == 10_000 + cash - 300
+    assert closed.json()["over_short"] == -5
+    assert report["no_sale_count"] == 1
+    assert {t["name"] for t in report["tenders"]} == {"cash", "card"}
+    opens = _audit(http, action="drawer.no_sale", register_id=register["id"])
+    assert [(e["staff_id"], e["approved_by"]) for e in opens] == [(cashier, manager)]
+    assert (
+        _audit(http, action="shift.closed", resource_id=shift["id"])[0]["details"]["over_short"]
+        == -5
+    )
+    # The back office sees the shift; another merchant does not.
+    assert http.get(f"/v1/shifts/{shift['id']}").json()["status"] == "closed"
+    with platform.new_merchant("Shift Peeker") as other:
+        assert other.get(f"/v1/shifts/{shift['id']}").status_code == 404
+
+
+def test_signing_in_with_another_merchants_member_is_a_404(platform: Running) -> None:
+    http = platform.http
+    _, device = _paired_register(platform, _locations(http)[0])
+    with platform.new_merchant("Member Lender") as other:
+        seed_demo_data(platform.platform.gateway_url, other.headers["Authorization"][7:])
+        theirs = _member(other, "Theirs", "manager", _locations(other)[0], "1234")
+    made_up = _post(device, "/v1/register-sessions", {"staff_id": "stf_nope", "pin": "1234"})
+    foreign = _post(device, "/v1/register-sessions", {"staff_id": theirs, "pin": "1234"})
+    assert made_up.status_code == foreign.status_code == 404
+    assert foreign.json()["detail"].replace(theirs, "ID") == made_up.json()["detail"].replace(
+        "stf_nope", "ID"
+    )

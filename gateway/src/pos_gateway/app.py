@@ -41,6 +41,7 @@ from pos_gateway.routes import (
     promotions,
     registers,
     settlement,
+    shifts,
     staff,
     stock,
 )
@@ -193,6 +194,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         settlement,
         credentials,
         registers,
+        shifts,
         staff,
         audit_routes,
         platform_admin,

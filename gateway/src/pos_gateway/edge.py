@@ -32,7 +32,7 @@ from pos_gateway.idempotency import (
 )
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
-from pos_kit.context import merchant_var, request_id_var
+from pos_kit.context import merchant_var, register_var, request_id_var, staff_var
 from pos_kit.text import (
     CARD_NUMBER_NOT_ALLOWED,
     CARD_NUMBER_REASON,
@@ -139,6 +139,9 @@ class EdgeMiddleware:
             return
         request.state.principal = principal
         merchant_var.set(principal.merchant_id)
+        # Every service call the request makes says which register and member act.
+        register_var.set(principal.register_id)
+        staff_var.set(principal.staff_id)
         if principal.location_id is not None:
             # A register's credential works at its own location only: any other is a 404,
             # as if it did not exist, whether named in the path, the query or the body.

@@ -516,3 +516,49 @@ AUDIT_ENTRY = {
     "details": {"override_id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr"},
 }
 AUDIT_SETTINGS = {"retention_days": 365, "updated_at": UPDATED}
+SHIFT_ID = "shf_01j9x6v8h9j0k1m2n3p4q5r6st"
+SHIFT = {
+    "id": SHIFT_ID,
+    "location_id": LOCATION_ID,
+    "register_id": REGISTER_ID,
+    "status": "open",
+    "opened_by": STAFF_ID,
+    "closed_by": "",
+    "opening_float": usd(10000),
+    "counted_cash": None,
+    "over_short": 0,
+    "report": {
+        "expected_cash": usd(13990),
+        "cash_sales": usd(6040),
+        "cash_refunds": usd(1050),
+        "pay_ins": usd(0),
+        "pay_outs": usd(1000),
+        "no_sale_count": 1,
+        "tenders": [
+            {"name": "cash", "captured": usd(6040), "captured_count": 1, "refunded": usd(1050),
+             "refunded_count": 1, "net": usd(4990)},
+        ],
+    },
+    "opened_at": CREATED,
+    "closed_at": None,
+    "version": 1,
+}  # fmt: skip
+CLOSED_SHIFT = {
+    **SHIFT,
+    "status": "closed",
+    "closed_by": STAFF_ID,
+    "counted_cash": usd(13980),
+    "over_short": -10,
+    "closed_at": UPDATED,
+    "version": 2,
+}
+DRAWER_MOVEMENT = {
+    "id": "drw_01j9x6v9j0k1m2n3p4q5r6s7tv",
+    "shift_id": SHIFT_ID,
+    "kind": "pay_out",
+    "amount": usd(1000),
+    "reason": "window cleaner",
+    "staff_id": STAFF_ID,
+    "register_id": REGISTER_ID,
+    "created_at": UPDATED,
+}

@@ -10,9 +10,19 @@ from pydantic import ConfigDict, Field
 from pos_gateway.keys import ALL_SCOPES
 from pos_gateway.permissions import PERMISSIONS
 from pos_gateway.registers import CODE_PATTERN
-from pos_gateway.routes.common import INT32
-from pos_gateway.schemas.base import PAGE_MAX, Answer, Id, Page, Timestamp
+from pos_gateway.routes.common import INT32, INT64, INT64_MAX, INT64_MIN
+from pos_gateway.schemas.base import (
+    PAGE_MAX,
+    Answer,
+    Id,
+    Money,
+    OptionalId,
+    Page,
+    Timestamp,
+    Version,
+)
 from pos_gateway.schemas.credentials import Scope
+from pos_gateway.schemas.gift_cards import TenderTotals
 
 Permission = StrEnum("Permission", {p.upper(): p for p in PERMISSIONS})  # type: ignore[misc]
 Permission.__doc__ = "What a role may do at a register without a manager's override"
@@ -143,3 +153,71 @@ class AuditEntryList(Page[AuditEntry]):
 class AuditSettings(Answer):
     retention_days: int = Field(ge=30, le=3650, json_schema_extra=INT32)
     updated_at: Timestamp | None
+
+
+class ShiftStatus(StrEnum):
+    """`open` until closed with the counted cash"""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ShiftReport(Answer):
+    expected_cash: Money = Field(
+        description="float + cash sales - cash refunds + pay-ins - pay-outs"
+    )
+    cash_sales: Money
+    cash_refunds: Money
+    pay_ins: Money
+    pay_outs: Money
+    no_sale_count: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    tenders: list[TenderTotals] = Field(
+        max_length=16, description="What each tender took and gave back at the register"
+    )
+
+
+class Shift(Answer):
+    id: Id
+    location_id: Id
+    register_id: Id
+    status: ShiftStatus
+    opened_by: OptionalId = Field(description="The member signed in when it was opened")
+    closed_by: OptionalId
+    opening_float: Money
+    counted_cash: Money | None = Field(description="Set when closed")
+    over_short: int = Field(
+        ge=INT64_MIN, le=INT64_MAX, json_schema_extra=INT64,
+        description="Counted minus expected, in minor units: negative when short",
+    )  # fmt: skip
+    report: ShiftReport
+    opened_at: Timestamp
+    closed_at: Timestamp | None
+    version: Version
+
+
+class ShiftList(Page[Shift]):
+    pass
+
+
+class DrawerMovementKind(StrEnum):
+    """Money put in, taken out, or the drawer opened without a sale"""
+
+    PAY_IN = "pay_in"
+    PAY_OUT = "pay_out"
+    NO_SALE = "no_sale"
+
+
+class DrawerMovement(Answer):
+    id: Id
+    shift_id: Id
+    kind: DrawerMovementKind
+    amount: Money
+    reason: str = Field(max_length=500)
+    staff_id: OptionalId
+    register_id: Id
+    created_at: Timestamp
+
+
+class DrawerMovementMade(Answer):
+    movement: DrawerMovement
+    shift: Shift
