@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from pos.common.v1 import event_pb2 as _event_pb2
 from pos.common.v1 import money_pb2 as _money_pb2
 from pos.payment.v1 import settlement_pb2 as _settlement_pb2
 import builtins as _builtins
@@ -449,21 +450,25 @@ Global___CloseShiftResponse: _TypeAlias = CloseShiftResponse  # noqa: Y015
 
 @_typing.final
 class ShiftOpened(_message.Message):
-    """shift.opened"""
+    """Subject pos.payment.v1.shift_opened (public: shift.opened)"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    META_FIELD_NUMBER: _builtins.int
     SHIFT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def shift(self) -> Global___Shift: ...
     def __init__(
         self,
         *,
+        meta: _event_pb2.EventMeta | None = ...,
         shift: Global___Shift | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["shift", b"shift"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "shift", b"shift"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["shift", b"shift"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "shift", b"shift"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -471,21 +476,27 @@ Global___ShiftOpened: _TypeAlias = ShiftOpened  # noqa: Y015
 
 @_typing.final
 class ShiftClosed(_message.Message):
-    """shift.closed: the shift with its counted cash, over/short and report."""
+    """Subject pos.payment.v1.shift_closed (public: shift.closed): with the counted cash,
+    over/short and report.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    META_FIELD_NUMBER: _builtins.int
     SHIFT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def shift(self) -> Global___Shift: ...
     def __init__(
         self,
         *,
+        meta: _event_pb2.EventMeta | None = ...,
         shift: Global___Shift | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["shift", b"shift"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "shift", b"shift"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["shift", b"shift"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "shift", b"shift"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
