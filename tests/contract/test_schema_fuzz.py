@@ -36,7 +36,10 @@ IDEMPOTENT_POSTS = "|".join(
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
      "gift-cards", "gift-cards/(lookup|redeem)",
      "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)",
-     "promotions/[^/]+/(pause|resume|end|coupons)")
+     "promotions/[^/]+/(pause|resume|end|coupons)",
+     "registers", "registers/[^/]+/(retire|pairing-codes)", "staff", "staff/[^/]+/deactivate",
+     "roles", "register-sessions", "register-sessions/current/end", "overrides", "shifts",
+     "shifts/[^/]+/(drawer-movements|close)")
 )  # fmt: skip
 # Gift card rules on the card the request names or on its body: an amount in the card's
 # currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).
@@ -171,6 +174,12 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 [[operations]]
 include-name-regex = "^({ORDER_RULES})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}
+
+# A pay-in or pay-out needs an amount (a no-sale open none), in the shift's currency, as the
+# counted cash does: rules on the shift the request names and across fields (400).
+[[operations]]
+include-name-regex = "^POST /v1/shifts/[^/]+/(drawer-movements|close)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
 # Schemathesis sends the same Idempotency-Key (the documented example, "0", ...) with other
 # bodies; the API guide makes that a 422 `idempotency_key_reused`, whatever the body.

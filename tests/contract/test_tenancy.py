@@ -154,6 +154,35 @@ def _gift_card(http: httpx.Client) -> str:
     return str(_post(http, "/v1/gift-cards", body)["gift_card"]["id"])
 
 
+def _register(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    return str(_post(http, "/v1/registers", {"location_id": location, "name": "probe"})["id"])
+
+
+def _staff(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    return str(_post(http, "/v1/staff", body)["id"])
+
+
+def _shift(http: httpx.Client) -> str:
+    """A shift of merchant A: a paired register, a member signed in at it, a float."""
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    register = _register(http)
+    code = _post(http, f"/v1/registers/{register}/pairing-codes", {})["code"]
+    paired = http.post("/v1/registers/pair", json={"code": code})  # takes no credential
+    assert paired.status_code == 201, paired.text
+    member = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    staff = _post(http, "/v1/staff", member)["id"]
+    device = httpx.Client(
+        base_url=http.base_url, headers={"Authorization": f"Bearer {paired.json()['credential']}"}
+    )
+    with device:
+        _post(device, "/v1/register-sessions", {"staff_id": staff, "pin": "4821"})
+        body = {"opening_float": {"amount": 1000, "currency": "USD"}}
+        return str(_post(device, "/v1/shifts", body)["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -197,6 +226,14 @@ FACTORIES: dict[str, Factory] = {
     "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
     "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
+    "/v1/registers/{register_id}": _register,
+    "/v1/registers/{register_id}/retire": _register,
+    "/v1/registers/{register_id}/pairing-codes": _register,
+    "/v1/staff/{staff_id}": _staff,
+    "/v1/staff/{staff_id}/deactivate": _staff,
+    "/v1/shifts/{shift_id}": _shift,
+    "/v1/shifts/{shift_id}/drawer-movements": _shift,
+    "/v1/shifts/{shift_id}/close": _shift,
     "/v1/oauth-clients/{client_id}": _oauth_client,
     "/v1/events/{event_id}": _event,
     "/v1/webhook-subscriptions/{subscription_id}": _subscription,
@@ -215,6 +252,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/customers/{customer_id}/points/adjustments"): {"points": 5, "reason": "x"},
     ("post", "/v1/customer-groups/{group_id}/members"): {"customer_ids": ["cus_made_up"]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
+    ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
+    ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
+        "kind": "pay_in",
+        "amount": {"amount": 1, "currency": "USD"},
+        "reason": "Mallory's",
+    },
+    ("post", "/v1/shifts/{shift_id}/close"): {"counted_cash": {"amount": 1, "currency": "USD"}},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
     ("patch", "/v1/promotions/{promotion_id}"): {"name": "Mallory's"},
     ("post", "/v1/promotions/{promotion_id}/coupons"): {"generate": 1},
@@ -320,6 +364,7 @@ def test_another_merchants_write_changes_nothing(platform: Running, demo_merchan
 # Field or filter name -> the kind of resource it names.
 REFERENCES = {
     "location_id": "location",
+    "location_ids": "location",
     "from_location_id": "location",
     "to_location_id": "location",
     "pickup_location_id": "location",
@@ -344,6 +389,16 @@ NOT_REFERENCES = {
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
+    # Filters of the audit log: they only narrow the caller's own entries (any other id
+    # matches none), as the delivery log's event filter.
+    ("/v1/audit-log", "staff_id"),
+    ("/v1/audit-log", "register_id"),
+    ("/v1/audit-log", "resource_id"),
+    ("/v1/shifts", "register_id"),
+    # Taken only from a paired register's own credential, which these probes (a merchant's
+    # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
+    ("/v1/register-sessions", "staff_id"),
+    ("/v1/overrides", "manager_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -458,6 +513,12 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
+    ("post", "/v1/registers"): lambda t: {"location_id": t.locations[0], "name": "probe"},
+    ("get", "/v1/registers"): lambda t: {"location_id": t.locations[0]},
+    ("post", "/v1/staff"): lambda t: {
+        "name": "Probe", "role": "cashier", "location_ids": [t.locations[0]], "pin": "4821"},
+    ("get", "/v1/staff"): lambda t: {"location_id": t.locations[0]},
+    ("patch", "/v1/staff/{staff_id}"): lambda t: {"location_ids": [t.locations[0]]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
     ("post", "/v1/terminal-checkouts"): lambda t: {

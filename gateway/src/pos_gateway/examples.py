@@ -595,3 +595,124 @@ SETTLEMENT_REPORT = {
     "net": usd(269460),
     "computed_at": "2026-01-16T05:10:00.000Z",
 }
+
+REGISTER_ID = "reg_01j9x6v1a2b3c4d5e6f7g8h9jk"
+STAFF_ID = "stf_01j9x6v2b3c4d5e6f7g8h9j0km"
+MANAGER_ID = "stf_01j9x6v3c4d5e6f7g8h9j0k1mn"
+SESSION_ID = "ses_01j9x6v4d5e6f7g8h9j0k1m2np"
+REGISTER = {
+    "id": REGISTER_ID,
+    "location_id": LOCATION_ID,
+    "name": "Till 1",
+    "status": "paired",
+    "created_at": CREATED,
+    "paired_at": UPDATED,
+    "retired_at": None,
+}
+NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None}
+RETIRED_REGISTER = {**REGISTER, "status": "retired", "retired_at": UPDATED}
+PAIRING_CODE = {
+    "register_id": REGISTER_ID,
+    "code": "K7QM2XDT4P",
+    "expires_at": UPDATED,
+    "secret_redacted": False,
+}
+PAIRED = {
+    "register": REGISTER,
+    "credential": "pos_reg_3fKq9ZtW0xYb7LmN2pR4sV6uA8cE1gHj5kQ7aB",
+    "scopes": ["catalog:read", "orders:write", "payments:write", "register:session"],
+}
+STAFF = {
+    "id": STAFF_ID,
+    "name": "Ada Cashier",
+    "role": "cashier",
+    "location_ids": [LOCATION_ID],
+    "status": "active",
+    "locked_until": None,
+    "version": 1,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+}
+ROLE = {
+    "id": "role_01j9x6v5e6f7g8h9j0k1m2n3pq",
+    "name": "shift lead",
+    "permissions": ["refund", "no_sale"],
+    "discount_limit_bps": 2000,
+    "built_in": False,
+}
+REGISTER_SESSION = {
+    "id": SESSION_ID,
+    "register_id": REGISTER_ID,
+    "staff_id": STAFF_ID,
+    "started_at": CREATED,
+    "ended_at": None,
+}
+OVERRIDE = {
+    "id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr",
+    "permission": "refund",
+    "requested_by": STAFF_ID,
+    "approved_by": MANAGER_ID,
+    "register_id": REGISTER_ID,
+    "granted_at": CREATED,
+    "expires_at": UPDATED,
+    "used_at": None,
+}
+AUDIT_ENTRY = {
+    "id": "aud_01j9x6v7g8h9j0k1m2n3p4q5rs",
+    "occurred_at": UPDATED,
+    "action": "refund",
+    "staff_id": STAFF_ID,
+    "approved_by": MANAGER_ID,
+    "register_id": REGISTER_ID,
+    "credential_id": None,
+    "resource_type": "payment",
+    "resource_id": PAYMENT_ID,
+    "details": {"override_id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr"},
+}
+AUDIT_SETTINGS = {"retention_days": 365, "updated_at": UPDATED}
+SHIFT_ID = "shf_01j9x6v8h9j0k1m2n3p4q5r6st"
+SHIFT = {
+    "id": SHIFT_ID,
+    "location_id": LOCATION_ID,
+    "register_id": REGISTER_ID,
+    "status": "open",
+    "opened_by": STAFF_ID,
+    "closed_by": "",
+    "opening_float": usd(10000),
+    "counted_cash": None,
+    "over_short": 0,
+    "report": {
+        "expected_cash": usd(13990),
+        "cash_sales": usd(6040),
+        "cash_refunds": usd(1050),
+        "pay_ins": usd(0),
+        "pay_outs": usd(1000),
+        "no_sale_count": 1,
+        "tenders": [
+            {"name": "cash", "captured": usd(6040), "captured_count": 1, "refunded": usd(1050),
+             "refunded_count": 1, "net": usd(4990)},
+        ],
+    },
+    "opened_at": CREATED,
+    "closed_at": None,
+    "version": 1,
+}  # fmt: skip
+CLOSED_SHIFT = {
+    **SHIFT,
+    "status": "closed",
+    "closed_by": STAFF_ID,
+    "counted_cash": usd(13980),
+    "over_short": -10,
+    "closed_at": UPDATED,
+    "version": 2,
+}
+DRAWER_MOVEMENT = {
+    "id": "drw_01j9x6v9j0k1m2n3p4q5r6s7tv",
+    "shift_id": SHIFT_ID,
+    "kind": "pay_out",
+    "amount": usd(1000),
+    "reason": "window cleaner",
+    "staff_id": STAFF_ID,
+    "register_id": REGISTER_ID,
+    "created_at": UPDATED,
+}

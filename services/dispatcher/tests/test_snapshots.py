@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pos_dispatcher.adapters.snapshots import SOURCES, public_events
 
 from pos.common.v1 import money_pb2
-from pos.payment.v1 import gift_cards_pb2
+from pos.payment.v1 import gift_cards_pb2, shifts_pb2
 from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.schemas.events import EVENT_TYPES
@@ -105,3 +105,35 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
     assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
     assert event.data["object"]["code_hint"] == "R-26" and "code" not in event.data["object"]
     assert "coupon.redeemed" in EVENT_TYPES
+
+
+def _shift_closed() -> shifts_pb2.ShiftClosed:
+    usd = lambda amount: money_pb2.Money(amount=amount, currency="USD")  # noqa: E731
+    message = shifts_pb2.ShiftClosed(
+        shift=shifts_pb2.Shift(
+            id="shf_1", location_id="loc_1", register_id="reg_1",
+            status=shifts_pb2.SHIFT_STATUS_CLOSED, opened_by="stf_1", closed_by="stf_2",
+            opening_float=usd(10_000), counted_cash=usd(11_190), over_short=-10,
+            report=shifts_pb2.ShiftReport(
+                expected_cash=usd(11_200), cash_sales=usd(1840), cash_refunds=usd(840),
+                pay_ins=usd(500), pay_outs=usd(300), no_sale_count=1,
+            ),
+            version=2,
+        )
+    )  # fmt: skip
+    message.meta.event_id = "evt_2"
+    message.meta.merchant_id = "mer_a"
+    message.meta.occurred_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    for stamped in (message.shift.opened_at, message.shift.closed_at):
+        stamped.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    return message
+
+
+def test_a_closed_shift_is_a_public_event_with_its_over_short_and_report() -> None:
+    (event,) = public_events(_shift_closed())
+    assert (event.id, event.type, event.resource_id) == ("evt_2", "shift.closed", "shf_1")
+    shown = event.data["object"]
+    assert (shown["status"], shown["over_short"], shown["closed_by"]) == ("closed", -10, "stf_2")
+    assert shown["report"]["expected_cash"] == {"amount": 11_200, "currency": "USD"}
+    assert shifts_pb2.ShiftOpened in SOURCES["payment"]
+    assert {"shift.opened", "shift.closed"} <= set(EVENT_TYPES)

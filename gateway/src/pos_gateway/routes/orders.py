@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -87,14 +88,14 @@ class CheckoutIn(Body):
         status=201,
     ),
 )
-async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
+async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     """Prices the lines as the catalog stands, applies promotions, charges, and records the
     sale. Rules across fields (each a 400 naming the field): each SKU appears once, priced in
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
     A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
-    request = order_pb2.CheckoutRequest(
+    sale_request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
@@ -107,8 +108,14 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
         card_token=body.card_token,
     )
     if body.cash_tendered is not None:
-        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
-    answer = await svc.order.Checkout(request)
+        sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    # At a register: a signed-in member is needed, and the sale is in the audit log with
+    # them and the register.
+    async with guarded(request, "sale", always=False) as done:
+        answer = await svc.order.Checkout(sale_request)
+        done.resource = ("order", answer.order.id)
+        done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
+                        "currency": answer.order.total.currency}  # fmt: skip
     payment = to_json(answer.payment) if answer.HasField("payment") else None
     result = {"order": to_json(answer.order), "payment": payment}
     sale = Checkout.model_validate(result)

@@ -21,6 +21,7 @@ from pos.inventory.v1 import stock_events_pb2 as stock_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as gift_card_messages
+from pos.payment.v1 import shifts_pb2 as shift_messages
 from pos.promotion.v1 import events_pb2 as promotion_events
 from pos_gateway.convert import to_json, to_model
 from pos_gateway.schemas.catalog import Product
@@ -29,6 +30,7 @@ from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
 from pos_gateway.schemas.people import Customer, PointsEntry
 from pos_gateway.schemas.promotions import Coupon, Promotion
+from pos_gateway.schemas.registers import Shift
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
 
@@ -137,6 +139,8 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     gift_card_messages.GiftCardActivityCreated: lambda m: [
         ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
     ],
+    shift_messages.ShiftOpened: lambda m: [("shift.opened", m.shift.id, _object(Shift, m.shift))],
+    shift_messages.ShiftClosed: lambda m: [("shift.closed", m.shift.id, _object(Shift, m.shift))],
     payment_events.TerminalCheckoutUpdated: lambda m: [
         ("terminal_checkout.updated", m.checkout.id, _object(TerminalCheckout, m.checkout))
     ],
