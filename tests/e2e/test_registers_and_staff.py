@@ -337,3 +337,21 @@ def test_signing_in_with_another_merchants_member_is_a_404(platform: Running) ->
     assert foreign.json()["detail"].replace(theirs, "ID") == made_up.json()["detail"].replace(
         "stf_nope", "ID"
     )
+
+
+def test_credential_and_settings_changes_are_in_the_audit_log(platform: Running) -> None:
+    with platform.new_merchant("Audited Shop") as http:
+        _credential_and_settings_changes(http)
+
+
+def _credential_and_settings_changes(http: httpx.Client) -> None:
+    made = _post(http, "/v1/api-keys", {"name": "audited", "scopes": ["catalog:read"]}).json()
+    assert http.delete(f"/v1/api-keys/{made['id']}").status_code == 200
+    trail = _audit(http, resource_id=made["id"])
+    assert [e["action"] for e in trail] == ["api_key.revoked", "api_key.created"]
+    assert all(e["credential_id"] and e["staff_id"] is None for e in trail)
+    assert made["key"] not in str(trail)
+    window = {"authorization_window_seconds": 86_400}
+    assert http.put("/v1/payment-settings", json=window).status_code == 200
+    changed = _audit(http, action="settings.payments_changed")[0]
+    assert changed["details"] == window

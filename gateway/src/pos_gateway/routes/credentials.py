@@ -11,6 +11,7 @@ from pydantic import Field
 
 from pos_gateway import admin, keys, tokens
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded
 from pos_gateway.auth import Principal
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
@@ -122,10 +123,13 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     merchant = _principal(request).merchant_id
     state = request.app.state
     try:
-        key_id, key = await admin.issue_key_once(
-            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
-            body.mode, request_id(),
-        )  # fmt: skip
+        async with guarded(request, "api_key.created") as done:
+            key_id, key = await admin.issue_key_once(
+                state.engine, state.secret, merchant, body.name,
+                tuple(dict.fromkeys(body.scopes)), body.mode, request_id(),
+            )  # fmt: skip
+            done.resource = ("api_key", key_id)
+            done.details = {"name": body.name, "scopes": list(dict.fromkeys(body.scopes))}
     except admin.RequestReused:
         raise _reused() from None
     info = await admin.get_key(state.engine, merchant, key_id)
@@ -154,11 +158,13 @@ async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) 
     **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
 )
 async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
-    revoked = await admin.revoke_key(
-        request.app.state.engine, _principal(request).merchant_id, key_id
-    )
-    if revoked is None:
-        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+    async with guarded(request, "api_key.revoked") as done:
+        revoked = await admin.revoke_key(
+            request.app.state.engine, _principal(request).merchant_id, key_id
+        )
+        if revoked is None:
+            raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+        done.resource = ("api_key", key_id)
     request.app.state.keys.forget(key_id)
     return ApiKey.model_validate(_key_json(revoked))
 
@@ -179,10 +185,13 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
     merchant = _principal(request).merchant_id
     state = request.app.state
     try:
-        client_id, client_secret = await admin.create_client(
-            state.engine, state.secret, merchant, body.name, tuple(dict.fromkeys(body.scopes)),
-            request_id(),
-        )  # fmt: skip
+        async with guarded(request, "oauth_client.created") as done:
+            client_id, client_secret = await admin.create_client(
+                state.engine, state.secret, merchant, body.name,
+                tuple(dict.fromkeys(body.scopes)), request_id(),
+            )  # fmt: skip
+            done.resource = ("oauth_client", client_id)
+            done.details = {"name": body.name, "scopes": list(dict.fromkeys(body.scopes))}
     except admin.RequestReused:
         raise _reused() from None
     info = await admin.get_client(state.engine, merchant, client_id)
@@ -214,11 +223,13 @@ async def list_clients(
     **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
 )
 async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
-    revoked = await admin.revoke_client(
-        request.app.state.engine, _principal(request).merchant_id, client_id
-    )
-    if revoked is None:
-        raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+    async with guarded(request, "oauth_client.revoked") as done:
+        revoked = await admin.revoke_client(
+            request.app.state.engine, _principal(request).merchant_id, client_id
+        )
+        if revoked is None:
+            raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+        done.resource = ("oauth_client", client_id)
     request.app.state.keys.forget(client_id)
     return OAuthClient.model_validate(_client_json(revoked))
 

@@ -417,11 +417,15 @@ async def get_payment_settings(svc: Svc) -> PaymentSettings:
     "/payment-settings",
     **op("payments:write", "Change your payment settings", example=ex.PAYMENT_SETTINGS),
 )
-async def put_payment_settings(body: PaymentSettingsIn, svc: Svc) -> PaymentSettings:
-    answer = await svc.payment.UpdatePaymentSettings(
-        payment_pb2.UpdatePaymentSettingsRequest(
-            request_id=request_id(),
-            authorization_window_seconds=body.authorization_window_seconds,
+async def put_payment_settings(
+    body: PaymentSettingsIn, request: Request, svc: Svc
+) -> PaymentSettings:
+    async with guarded(request, "settings.payments_changed") as done:
+        answer = await svc.payment.UpdatePaymentSettings(
+            payment_pb2.UpdatePaymentSettingsRequest(
+                request_id=request_id(),
+                authorization_window_seconds=body.authorization_window_seconds,
+            )
         )
-    )
+        done.details = {"authorization_window_seconds": body.authorization_window_seconds}
     return to_model(PaymentSettings, answer.settings)

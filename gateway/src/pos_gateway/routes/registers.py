@@ -204,6 +204,16 @@ class PairIn(Body):
 
 
 PAIR_ERRORS = (400, 401, 409, 413, 429)
+_PAIR_ANSWERS = problems(*PAIR_ERRORS)
+_PAIR_ANSWERS[429] = {
+    **_PAIR_ANSWERS[429],
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before the next attempt",
+            "schema": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 3600},
+        }
+    },
+}
 
 
 @router.post(
@@ -216,7 +226,7 @@ PAIR_ERRORS = (400, 401, 409, 413, 429)
     "location's resources are 404s) and only for the register scopes (anything else is a "
     "403). Attempts are limited per client address (429).",
     status_code=201,
-    responses={201: success(ex.PAIRED), **problems(*PAIR_ERRORS)},
+    responses={201: success(ex.PAIRED), **_PAIR_ANSWERS},
     openapi_extra={"x-shown-once": ["credential"]},
 )
 async def pair_register(body: PairIn, request: Request) -> PairedRegister:
