@@ -305,6 +305,13 @@ NOT_REFERENCES = {
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
+    # An offer's targeting: it applies where a cart's line or location matches these ids, so
+    # another merchant's id (or a made-up one) only makes an offer that never applies; nothing
+    # of theirs is read or written.
+    ("/v1/promotions", "product_ids"),
+    ("/v1/promotions", "location_ids"),
+    ("/v1/promotions/{promotion_id}", "product_ids"),
+    ("/v1/promotions/{promotion_id}", "location_ids"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
