@@ -137,6 +137,8 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "dispatcher": ("DISPATCHER_SECRET_KEYS",),
     # Keys the gift card codes' hashes: changing it loses every card's code.
     "payment": ("GIFT_CARD_CODE_KEY",),
+    # Keys the coupon codes' hashes: changing it loses every coupon's code.
+    "promotion": ("COUPON_CODE_KEY",),
 }
 # Where webhooks may go: public addresses only, on any port (a partner's endpoint may listen
 # on 8443). The dispatcher refuses private ones itself; this says so again at the network.

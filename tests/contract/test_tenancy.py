@@ -399,6 +399,13 @@ NOT_REFERENCES = {
     # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
     ("/v1/register-sessions", "staff_id"),
     ("/v1/overrides", "manager_id"),
+    # An offer's targeting: it applies where a cart's line or location matches these ids, so
+    # another merchant's id (or a made-up one) only makes an offer that never applies; nothing
+    # of theirs is read or written.
+    ("/v1/promotions", "product_ids"),
+    ("/v1/promotions", "location_ids"),
+    ("/v1/promotions/{promotion_id}", "product_ids"),
+    ("/v1/promotions/{promotion_id}", "location_ids"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the

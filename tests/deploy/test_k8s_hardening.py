@@ -138,6 +138,7 @@ def test_long_running_workloads_shut_down_gracefully(docs: list[Doc], overlay: s
                     "TOKEN_SIGNING_KEYS": "",
                     "DISPATCHER_SECRET_KEYS": "",
                     "GIFT_CARD_CODE_KEY": "",
+                    "COUPON_CODE_KEY": "",
                 },
             )
             if "GRPC_PORT" in env:

@@ -108,6 +108,7 @@ def _env(docs: list[Doc], container: Doc) -> dict[str, str]:
         "TOKEN_SIGNING_KEYS": "",
         "DISPATCHER_SECRET_KEYS": "",
         "GIFT_CARD_CODE_KEY": "",
+        "COUPON_CODE_KEY": "",
     }
     return resolve_env(container, docs, provided=provided)
 

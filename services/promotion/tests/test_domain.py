@@ -31,7 +31,7 @@ def test_a_window_that_ends_before_it_starts_and_contradictory_tiers_are_refused
         Conditions(
             starts_at=datetime(2026, 12, 2),
             ends_at=datetime(2026, 12, 1),
-            time_zone="Mars/Olympus",
+            time_zone="America",  # a folder of zones, not a zone
             hours_from=time(9),
         ),
     )

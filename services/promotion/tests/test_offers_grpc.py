@@ -284,6 +284,18 @@ async def test_delete_only_while_unused(running: Running) -> None:
         metadata=md(),
         timeout=10,
     )
+    # Coupons alone do not make it used: a promotion whose codes were never reserved goes,
+    # codes and all.
+    spare = await create(running, "c-19", name="Spare", percent_off_bps=500, requires_coupon=True)
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="c-19-c", promotion_id=spare.id, generate=2),
+        metadata=md(),
+        timeout=10,
+    )
+    await running.stub.DeletePromotion(
+        pb.DeletePromotionRequest(request_id="c-19-d", id=spare.id), metadata=md(), timeout=10
+    )
+    assert await running.count(coupons, coupons.c.promotion_id == spare.id) == 0
     await reserve(running, "c-17", "ord_1", ["used1"])
     err = await refused(
         running.stub.DeletePromotion(

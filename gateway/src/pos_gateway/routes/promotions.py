@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from pos.promotion.v1 import promotion_pb2 as pb
 from pos_gateway import examples as ex
@@ -46,8 +46,10 @@ router = APIRouter(prefix="/v1", tags=["promotions"])
 Svc = Annotated[Services, Depends(services)]
 
 Word = Annotated[str, Field(min_length=1, max_length=64)]
-Units = Annotated[int, Field(ge=0, le=1_000_000, json_schema_extra=INT32)]
-Bps = Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32, description="1000 = 10 %")]
+Units = Annotated[StrictInt, Field(ge=0, le=1_000_000, json_schema_extra=INT32)]
+Bps = Annotated[
+    StrictInt, Field(ge=0, le=10_000, json_schema_extra=INT32, description="1000 = 10 %")
+]
 LOCAL = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
 CLOCK = r"^\d{2}:\d{2}$"
 
@@ -75,7 +77,7 @@ class SelectorIn(Body):
 
 
 class TierIn(Body):
-    min_quantity: int = Field(ge=1, le=1_000_000, json_schema_extra=INT64)
+    min_quantity: StrictInt = Field(ge=1, le=1_000_000, json_schema_extra=INT64)
     percent_bps: Bps
 
 
@@ -126,7 +128,7 @@ class ConditionsIn(Body):
     time_zone: str | None = Field(
         None, max_length=64, description="IANA zone when the cart gives none; default UTC"
     )
-    days_of_week: list[Annotated[int, Field(ge=1, le=7, json_schema_extra=INT32)]] = Field(
+    days_of_week: list[Annotated[StrictInt, Field(ge=1, le=7, json_schema_extra=INT32)]] = Field(
         default=[], max_length=7, description="1 = Monday .. 7 = Sunday"
     )
     hours_from: str | None = Field(None, pattern=CLOCK, max_length=5)
@@ -136,7 +138,7 @@ class ConditionsIn(Body):
     channels: list[Word] = Field(default=[], max_length=20)
     location_ids: list[Word] = Field(default=[], max_length=1000)
     customer_groups: list[Word] = Field(default=[], max_length=100)
-    min_quantity: int = Field(0, ge=0, le=1_000_000, json_schema_extra=INT64)
+    min_quantity: StrictInt = Field(0, ge=0, le=1_000_000, json_schema_extra=INT64)
     min_amount: MoneyIn | None = None
 
     def pb(self) -> pb.Conditions:
@@ -158,7 +160,8 @@ class ConditionsIn(Body):
 
 
 Priority = Annotated[
-    int, Field(ge=-1_000_000, le=1_000_000, json_schema_extra=INT32, description="Higher first")
+    StrictInt,
+    Field(ge=-1_000_000, le=1_000_000, json_schema_extra=INT32, description="Higher first"),
 ]
 
 
@@ -178,7 +181,7 @@ class PromotionIn(Body):
     )
 
     name: str = Field(min_length=1, max_length=200)
-    percent_off_bps: int | None = Field(
+    percent_off_bps: StrictInt | None = Field(
         None,
         ge=1,
         le=10_000,
@@ -189,11 +192,13 @@ class PromotionIn(Body):
     rule: RuleIn | None = None
     conditions: ConditionsIn | None = None
     priority: Priority = 0
-    exclusive: bool = Field(
+    exclusive: StrictBool = Field(
         False, description="Alone or not at all: the best for the customer wins"
     )
-    stackable: bool = Field(True, description="false: one non-stackable offer per level applies")
-    requires_coupon: bool = False
+    stackable: StrictBool = Field(
+        True, description="false: one non-stackable offer per level applies"
+    )
+    requires_coupon: StrictBool = False
 
 
 class PromotionPatch(Body):
@@ -203,9 +208,10 @@ class PromotionPatch(Body):
     rule: RuleIn | None = None
     conditions: ConditionsIn | None = None
     priority: Priority | None = None
-    exclusive: bool | None = None
-    stackable: bool | None = None
-    requires_coupon: bool | None = None
+    # Strict: JSON's 0 and 1 are numbers, not the booleans the document promises.
+    exclusive: StrictBool | None = None
+    stackable: StrictBool | None = None
+    requires_coupon: StrictBool | None = None
 
 
 class CouponsIn(Body):
@@ -214,11 +220,13 @@ class CouponsIn(Body):
     codes: list[Annotated[str, Field(min_length=3, max_length=40)]] = Field(
         default=[], max_length=1000, description="Your codes (case-insensitive), or use generate"
     )
-    generate: int = Field(
+    generate: StrictInt = Field(
         0, ge=0, le=1000, json_schema_extra=INT32, description="How many codes to make"
     )
-    max_uses: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32, description="0: no limit")
-    max_uses_per_customer: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32)
+    max_uses: StrictInt = Field(
+        0, ge=0, le=2**31 - 1, json_schema_extra=INT32, description="0: no limit"
+    )
+    max_uses_per_customer: StrictInt = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32)
     expires_at: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
 
 

@@ -91,6 +91,7 @@ class Platform:
             token_signing_key=32,
             dispatcher_secret_key=32,
             gift_card_code_key=32,
+            coupon_code_key=32,
         )
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
@@ -146,6 +147,9 @@ class Platform:
             env.update(AUTHORIZATION_WINDOW_SECONDS="3600")
             # This home's own key of the gift card codes' hashes, kept with its data.
             env.update(GIFT_CARD_CODE_KEY=self._secrets()["gift_card_code_key"])
+        if name == "promotion":
+            # This home's own key of the coupon codes' hashes, kept with its data.
+            env.update(COUPON_CODE_KEY=self._secrets()["coupon_code_key"])
         if name == "dispatcher":
             env.update(
                 DISPATCHER_SECRET_KEYS=self._secrets()["dispatcher_secret_key"],

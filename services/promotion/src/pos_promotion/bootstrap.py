@@ -10,7 +10,7 @@ from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
-from pos_kit.settings import GrpcServiceSettings
+from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
 from pos_promotion.adapters import events
 from pos_promotion.adapters.cache import ActiveOffers, invalidator
 from pos_promotion.adapters.codes import CodeHasher
@@ -27,6 +27,12 @@ DEVELOPMENT_CODE_KEY = "development-only-coupon-code-key-not-for-production"
 class Settings(GrpcServiceSettings):
     # Keys the coupon codes' hashes (HMAC-SHA256). Changing it loses every coupon's code.
     coupon_code_key: str = DEVELOPMENT_CODE_KEY
+
+    def _check_secrets(self) -> None:
+        if self.coupon_code_key == DEVELOPMENT_CODE_KEY:
+            raise ValueError("COUPON_CODE_KEY must be set in production")
+        refuse_placeholder("COUPON_CODE_KEY", self.coupon_code_key)
+
     # The longest a replica keeps a merchant's active offers without hearing of a change.
     offer_cache_seconds: float = Field(60.0, gt=0)
 

@@ -119,6 +119,12 @@ class SqlPromotionRepository:
         return True
 
     async def remove(self, promotion_id: str) -> None:
+        """The promotion and its coupons (never reserved, or it would be `used`)."""
+        await self._conn.execute(
+            delete(coupons).where(
+                coupons.c.merchant_id == self._merchant, coupons.c.promotion_id == promotion_id
+            )
+        )
         await self._conn.execute(
             delete(promotions).where(
                 promotions.c.merchant_id == self._merchant, promotions.c.id == promotion_id

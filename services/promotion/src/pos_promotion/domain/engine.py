@@ -214,13 +214,17 @@ class _Cart:
         self.base = [u * ln.quantity for u, ln in zip(self.unit, self.lines, strict=True)]
         self.remaining = list(self.base)
         self.used = [0] * len(self.lines)  # units taken by buy X get Y, bundles, free items
+        self._matched: dict[Selector, list[int]] = {}
 
     def matching(self, selector: Selector) -> list[int]:
-        return [
-            p
-            for p, ln in enumerate(self.lines)
-            if selector.matches(ln.sku, ln.product_id, ln.categories)
-        ]
+        found = self._matched.get(selector)
+        if found is None:
+            found = self._matched[selector] = [
+                p
+                for p, ln in enumerate(self.lines)
+                if selector.matches(ln.sku, ln.product_id, ln.categories)
+            ]
+        return found
 
     def available(self, p: int) -> int:
         return self.lines[p].quantity - self.used[p]
@@ -296,6 +300,15 @@ def _rank(offer: Offer) -> tuple[int, str]:
     return (-offer.priority, offer.id)
 
 
+_STAGE = {(Level.ITEM, k): i for i, k in enumerate(ITEM_STAGES)}
+_STAGE.update({(Level.ORDER, k): len(ITEM_STAGES) + i for i, k in enumerate(ORDER_STAGES)})
+
+
+def _step(offer: Offer) -> tuple[int, int, str]:
+    """Where an offer runs: its stage in the documented order, then priority, then id."""
+    return (_STAGE[(offer.level, offer.rule.kind)], -offer.priority, offer.id)
+
+
 def _stack(candidates: Sequence[Offer]) -> list[Offer]:
     """The non-exclusive candidates, with one non-stackable offer per level at most."""
     kept: list[Offer] = []
@@ -313,22 +326,24 @@ def price(
     candidates = [o for o in offers if qualifies(o, lines, currency, ctx)]
     options = [_stack([o for o in candidates if not o.exclusive])]
     options += [[o] for o in sorted((o for o in candidates if o.exclusive), key=_rank)]
-    best: Priced | None = None
+    best: tuple[int, _Cart, list[_Step]] | None = None
     for option in options:
-        priced = _run(option, lines, ctx)
-        if best is None or _automatic(priced) > _automatic(best):
-            best = priced
+        cart, steps = _run(option, lines, ctx)
+        automatic = sum(sum(cuts) for source, _, cuts, _, _ in steps if source != MANUAL)
+        if best is None or automatic > best[0]:
+            best = (automatic, cart, steps)
     assert best is not None
-    return best
+    return _result(best[1], best[2])
 
 
-def _automatic(p: Priced) -> int:
-    return sum(a.amount for a in p.applied if a.source != MANUAL)
+# One step of a run: source, level, cut per line, its reason (an offer's is written only if
+# it won and applied), who asked.
+_Step = tuple[str, Level, list[int], "str | Offer", str]
 
 
-def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> Priced:
+def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> tuple[_Cart, list[_Step]]:
     cart = _Cart(lines)
-    steps: list[tuple[str, Level, list[int], str, str]] = []
+    steps: list[_Step] = []
     for i, ln in enumerate(cart.lines):
         if ln.manual and ln.manual.kind is ManualKind.PRICE:
             cut = (ln.unit_price - ln.manual.value) * ln.quantity
@@ -341,11 +356,10 @@ def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> Priced
                     ln.manual.requested_by,
                 )
             )
-    for stage in ITEM_STAGES:
-        for offer in sorted(
-            (o for o in offers if o.level is Level.ITEM and o.rule.kind is stage), key=_rank
-        ):
-            steps.append((offer.id, Level.ITEM, _item(offer.rule, cart), describe(offer), ""))
+    plan = sorted(offers, key=_step)
+    for offer in plan:
+        if offer.level is Level.ITEM:
+            steps.append((offer.id, Level.ITEM, _item(offer.rule, cart), offer, ""))
     for p, ln in enumerate(cart.lines):
         m = ln.manual
         if m and m.kind is not ManualKind.PRICE:
@@ -353,12 +367,10 @@ def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> Priced
             steps.append(
                 (MANUAL, Level.ITEM, cart.take({p: cut}), describe_manual(m), m.requested_by)
             )
-    for stage in ORDER_STAGES:
-        for offer in sorted(
-            (o for o in offers if o.level is Level.ORDER and o.rule.kind is stage), key=_rank
-        ):
+    for offer in plan:
+        if offer.level is Level.ORDER:
             cut = _order_cut(offer.rule, sum(cart.remaining))
-            steps.append((offer.id, Level.ORDER, _spread(cart, cut), describe(offer), ""))
+            steps.append((offer.id, Level.ORDER, _spread(cart, cut), offer, ""))
     if ctx.manual is not None:
         cut = _cut(ctx.manual, sum(cart.remaining))
         steps.append(
@@ -370,7 +382,7 @@ def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> Priced
                 ctx.manual.requested_by,
             )
         )
-    return _result(cart, steps)
+    return cart, steps
 
 
 def _one(n: int, p: int, amount: int) -> list[int]:
@@ -538,7 +550,7 @@ def _bundle(rule: Rule, cart: _Cart, positions: list[int]) -> list[int]:
     return cart.take(dict(zip(keys, shares, strict=True)))
 
 
-def _result(cart: _Cart, steps: list[tuple[str, Level, list[int], str, str]]) -> Priced:
+def _result(cart: _Cart, steps: list[_Step]) -> Priced:
     n = len(cart.lines)
     applied: list[Applied] = []
     per_line = [0] * n
@@ -550,7 +562,8 @@ def _result(cart: _Cart, steps: list[tuple[str, Level, list[int], str, str]]) ->
         for pos, original in enumerate(cart.order):
             sent[original] = cuts[pos]
             per_line[pos] += cuts[pos]
-        applied.append(Applied(source, level, amount, reason, tuple(sent), who))
+        said = reason if isinstance(reason, str) else describe(reason)
+        applied.append(Applied(source, level, amount, said, tuple(sent), who))
     line_discounts = [0] * n
     for pos, original in enumerate(cart.order):
         line_discounts[original] = per_line[pos]

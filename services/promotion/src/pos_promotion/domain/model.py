@@ -116,6 +116,15 @@ class PromotionDeleted:
 # ---------- offers ----------
 
 
+def is_zone(name: str) -> bool:
+    """An IANA zone name the system knows (a folder of zones, like "America", is not one)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
 def _currency_violations(field_name: str, currency: str) -> list[FieldViolation]:
     return require(
         currency in MINOR_UNITS,
@@ -200,10 +209,7 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
 
 def _conditions_violations(c: Conditions, currency: str) -> list[FieldViolation]:
     v: list[FieldViolation] = []
-    try:
-        ZoneInfo(c.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        v.append(FieldViolation("conditions.time_zone", "is not an IANA time zone"))
+    v += require(is_zone(c.time_zone), "conditions.time_zone", "is not an IANA time zone")
     if c.starts_at and c.ends_at:
         v += require(c.ends_at > c.starts_at, "conditions.ends_at", "must be after starts_at")
     v += require(
@@ -348,10 +354,9 @@ def new_cart(lines: list[CartLineInput], currency: str, context: Context | None 
     if context.manual is not None:
         violations += _manual_violations("order_manual", context.manual, None)
     if context.time_zone:
-        try:
-            ZoneInfo(context.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            violations.append(FieldViolation("location_time_zone", "is not an IANA time zone"))
+        violations += require(
+            is_zone(context.time_zone), "location_time_zone", "is not an IANA time zone"
+        )
     raise_if(violations)
     cart = Cart(
         currency,

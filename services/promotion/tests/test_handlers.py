@@ -1,0 +1,224 @@
+"""Promotion use cases on in-memory fakes of our own repositories (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pos_kit.errors import Conflict, InvalidArgument, NotFound
+from pos_kit.paging import PageRequest
+from pos_promotion.adapters.codes import CodeHasher
+from pos_promotion.domain.coupons import Coupon, CouponRedeemed, CouponRefused, Reservation
+from pos_promotion.domain.model import (
+    CartLineInput,
+    MoneyInput,
+    Promotion,
+    PromotionCreated,
+    PromotionEnded,
+    PromotionUpdated,
+    Status,
+    new_cart,
+)
+from pos_promotion.domain.rules import Conditions, Kind, Level, Offer, Rule
+from pos_promotion.service import handlers
+
+HASH = CodeHasher("test-key")
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+class FakePromotions:
+    def __init__(self) -> None:
+        self.rows: dict[str, Promotion] = {}
+
+    async def add(self, promotion: Promotion) -> None:
+        self.rows[promotion.id] = replace(promotion)
+
+    async def get(self, promotion_id: str, lock: bool = False) -> Promotion | None:
+        found = self.rows.get(promotion_id)
+        return replace(found) if found else None
+
+    async def save(self, promotion: Promotion, seen_version: int) -> bool:
+        if self.rows[promotion.id].version != seen_version:
+            return False
+        self.rows[promotion.id] = replace(promotion)
+        return True
+
+    async def remove(self, promotion_id: str) -> None:
+        del self.rows[promotion_id]
+
+    async def mark_used(self, promotion_ids: set[str]) -> None:
+        for pid in promotion_ids:
+            self.rows[pid].used = True
+
+    async def list(self, page: PageRequest) -> list[Promotion]:
+        return sorted(self.rows.values(), key=lambda p: p.id)[: page.fetch]
+
+
+class FakeCoupons:
+    def __init__(self) -> None:
+        self.rows: dict[bytes, Coupon] = {}
+        self.held: list[Reservation] = []
+
+    async def add(self, coupon: Coupon, code_hash: bytes) -> bool:
+        if code_hash in self.rows:
+            return False
+        self.rows[code_hash] = replace(coupon, code="")
+        return True
+
+    async def by_hashes(self, hashes: list[bytes], lock: bool = False) -> dict[bytes, Coupon]:
+        return {h: replace(self.rows[h]) for h in hashes if h in self.rows}
+
+    async def by_ids(self, coupon_ids: list[str], lock: bool = False) -> dict[str, Coupon]:
+        return {c.id: replace(c) for c in self.rows.values() if c.id in coupon_ids}
+
+    async def of_promotion(self, promotion_id: str, page: PageRequest) -> list[Coupon]:
+        return [c for c in self.rows.values() if c.promotion_id == promotion_id]
+
+    async def count(self, coupon: Coupon) -> None:
+        for h, c in self.rows.items():
+            if c.id == coupon.id:
+                self.rows[h] = replace(coupon, code="")
+
+    async def reservations(self, order_id: str) -> list[Reservation]:
+        return [replace(r) for r in self.held if r.order_id == order_id]
+
+    async def uses_by(self, coupon_id: str, customer_id: str) -> int:
+        return sum(
+            1
+            for r in self.held
+            if (r.coupon_id, r.customer_id) == (coupon_id, customer_id)
+            and r.status in ("reserved", "redeemed")
+        )
+
+    async def save_reservation(self, r: Reservation) -> None:
+        self.held.append(replace(r))
+
+    async def set_status(self, r: Reservation) -> None:
+        for held in self.held:
+            if (held.order_id, held.coupon_id) == (r.order_id, r.coupon_id):
+                held.status = r.status
+
+
+class FakeUow:
+    merchant_id = "mer_a"
+
+    def __init__(self) -> None:
+        self.promotions = FakePromotions()
+        self.coupons = FakeCoupons()
+        self.published: list[object] = []
+
+    def publish(self, event: object) -> None:
+        self.published.append(event)
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+TEN = Offer("promo_1", "Ten", Rule(Kind.PERCENT_OFF, percent_bps=1000))
+FIVE_OFF = Offer(
+    "promo_2",
+    "Five off",
+    Rule(Kind.AMOUNT_OFF, Level.ORDER, amount=500),
+    Conditions(min_amount=2000),
+    currency="USD",
+    requires_coupon=True,
+)
+
+
+def cart(cents: int) -> object:
+    return new_cart([CartLineInput("X", 1, MoneyInput(cents, "USD"))], "USD")
+
+
+def test_create_stores_and_announces_and_a_bad_offer_does_neither() -> None:
+    uow = FakeUow()
+    made = run(handlers.create_promotion(uow, TEN))
+    assert isinstance(made, Promotion) and uow.promotions.rows["promo_1"].name == "Ten"
+    assert [type(e) for e in uow.published] == [PromotionCreated]
+    with pytest.raises(InvalidArgument):
+        run(handlers.create_promotion(uow, replace(TEN, id="promo_x", name=" ")))
+    assert list(uow.promotions.rows) == ["promo_1"] and len(uow.published) == 1
+
+
+def test_a_stale_version_changes_nothing_and_a_repeated_pause_announces_once() -> None:
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, TEN))
+    with pytest.raises(Conflict) as err:
+        run(handlers.change_status(uow, "promo_1", 7, Status.PAUSED))
+    assert err.value.code == "version_mismatch"
+    run(handlers.change_status(uow, "promo_1", 1, Status.PAUSED))
+    run(handlers.change_status(uow, "promo_1", 0, Status.PAUSED))
+    assert [type(e) for e in uow.published] == [PromotionCreated, PromotionUpdated]
+    run(handlers.change_status(uow, "promo_1", 0, Status.ENDED))
+    assert type(uow.published[-1]) is PromotionEnded
+    assert uow.promotions.rows["promo_1"].ended_at is not None
+    with pytest.raises(NotFound):
+        run(handlers.change_status(uow, "promo_missing", 0, Status.ENDED))
+
+
+def test_update_changes_only_the_masked_fields() -> None:
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, TEN))
+    changes = replace(TEN, name="Renamed", priority=9)
+    updated = run(handlers.update_promotion(uow, "promo_1", 1, ["name"], changes, []))
+    assert isinstance(updated, Promotion)
+    assert (updated.name, updated.offer.priority, updated.version) == ("Renamed", 0, 2)
+    with pytest.raises(InvalidArgument):
+        run(handlers.update_promotion(uow, "promo_1", 2, ["status"], changes, []))
+
+
+def test_reserving_is_all_or_nothing_and_a_used_promotion_cannot_be_deleted() -> None:
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["SAVE5"], 0, 1, 0, None))
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5", "nope-1"], "cus_1", None, NOW))
+    assert (err.value.code, err.value.metadata) == ("coupon_unknown", {"code_index": "1"})
+    assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "cus_1", None, NOW))
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_2", ["SAVE5"], "cus_2", None, NOW))
+    assert err.value.code == "coupon_exhausted"
+    with pytest.raises(Conflict) as used:
+        run(handlers.delete_promotion(uow, "promo_2"))
+    assert used.value.code == "promotion_used"
+    run(handlers.redeem_coupons(uow, "ord_1"))
+    assert [type(e) for e in uow.published][-1] is CouponRedeemed
+
+
+def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() -> None:
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["OLD-1"], 0, 0, 0, NOW - timedelta(days=1)))
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["old-1"], "", None, NOW))
+    assert err.value.code == "coupon_expired"
+
+    class Active:
+        async def active(self, merchant_id: str) -> list[Promotion]:
+            return list(uow.promotions.rows.values())
+
+    class Lookup:
+        reads = 0
+
+        async def coupons(self, merchant_id: str, hashes: list[bytes]) -> dict[bytes, Coupon]:
+            Lookup.reads += 1
+            return await uow.coupons.by_hashes(hashes)
+
+    preview = new_cart(
+        [CartLineInput("X", 1, MoneyInput(3000, "USD"))],
+        "USD",
+    )
+    priced, refused = run(  # type: ignore[misc]
+        handlers.calculate_discounts(Active(), Lookup(), HASH, "mer_a", preview, ["old-1", "zz-9"])
+    )
+    assert priced.total_discount == 0
+    assert [(c, r.value) for c, r in refused] == [
+        ("old-1", "coupon_expired"),
+        ("zz-9", "coupon_unknown"),
+    ]
+    run(handlers.calculate_discounts(Active(), Lookup(), HASH, "mer_a", preview, []))
+    assert Lookup.reads == 1  # no code, no coupon read

@@ -1,0 +1,119 @@
+"""Promotions and coupons through the gateway: offers with rules, versions, states, coupon codes
+shown once. A merchant of its own, so no other test's checkout sees these offers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def shop(platform: Running) -> Iterator[httpx.Client]:
+    with platform.new_merchant(f"Promotions {uuid.uuid4().hex[:8]}") as http:
+        yield http
+
+
+def _post(
+    http: httpx.Client, path: str, body: dict[str, Any] | None = None, **headers: str
+) -> httpx.Response:
+    return http.post(
+        path, json=body or {}, headers={"Idempotency-Key": str(uuid.uuid4()), **headers}
+    )
+
+
+BOGO = {
+    "name": "Shirts: buy one, get one free",
+    "rule": {
+        "kind": "buy_x_get_y",
+        "items": {"categories": ["shirts"]},
+        "percent_bps": 10000,
+        "buy_quantity": 1,
+        "get_quantity": 1,
+    },
+    "conditions": {
+        "channels": ["register"],
+        "time_zone": "America/New_York",
+        "days_of_week": [5, 6],
+    },
+}
+
+
+def test_an_offer_is_created_read_updated_with_if_match_and_paused(shop: httpx.Client) -> None:
+    made = _post(shop, "/v1/promotions", BOGO)
+    assert made.status_code == 201, made.text
+    promo = made.json()
+    assert promo["rule"]["kind"] == "buy_x_get_y" and promo["rule"]["level"] == "item"
+    assert promo["conditions"]["days_of_week"] == [5, 6] and promo["status"] == "active"
+    assert made.headers["ETag"] == '"1"'
+    got = shop.get(f"/v1/promotions/{promo['id']}")
+    assert got.json() == promo
+    stale = shop.patch(
+        f"/v1/promotions/{promo['id']}", json={"priority": 5}, headers={"If-Match": '"9"'}
+    )
+    assert stale.status_code == 412 and stale.json()["current_version"] == 1
+    patched = shop.patch(
+        f"/v1/promotions/{promo['id']}", json={"priority": 5}, headers={"If-Match": '"1"'}
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["priority"], patched.json()["version"]) == (5, 2)
+    paused = _post(shop, f"/v1/promotions/{promo['id']}/pause")
+    assert paused.json()["status"] == "paused"
+    ended = _post(shop, f"/v1/promotions/{promo['id']}/end")
+    assert ended.json()["status"] == "ended" and ended.json()["ended_at"]
+    again = _post(shop, f"/v1/promotions/{promo['id']}/resume")
+    assert again.status_code == 409 and again.json()["code"] == "promotion_ended"
+    feed = shop.get("/v1/promotions", params={"updated_since": "2000-01-01T00:00:00Z"}).json()
+    assert promo["id"] in [p["id"] for p in feed["data"]]
+
+
+def test_a_contradictory_offer_is_a_400_naming_each_field(shop: httpx.Client) -> None:
+    bad = _post(
+        shop,
+        "/v1/promotions",
+        {
+            "name": "Broken",
+            "rule": {"kind": "tiers", "tiers": [{"min_quantity": 2, "percent_bps": 1000},
+                                                 {"min_quantity": 2, "percent_bps": 2000}]},
+            "conditions": {"starts_at": "2026-12-10T00:00", "ends_at": "2026-12-01T00:00"},
+        },
+    )  # fmt: skip
+    assert bad.status_code == 400, bad.text
+    assert {e["field"] for e in bad.json()["errors"]} >= {"rule.tiers", "conditions.ends_at"}
+
+
+def test_coupon_codes_are_shown_once_and_an_unused_promotion_is_deleted(
+    shop: httpx.Client,
+) -> None:
+    promo = _post(
+        shop,
+        "/v1/promotions",
+        {"name": "Welcome", "percent_off_bps": 1000, "requires_coupon": True},
+    ).json()
+    key = str(uuid.uuid4())
+    body = {"generate": 2, "max_uses": 1}
+    first = shop.post(
+        f"/v1/promotions/{promo['id']}/coupons", json=body, headers={"Idempotency-Key": key}
+    )
+    assert first.status_code == 201, first.text
+    batch = first.json()
+    assert len(batch["codes"]) == 2 and batch["secret_redacted"] is False
+    assert [c["code_hint"] for c in batch["coupons"]] == [c[-4:] for c in batch["codes"]]
+    replay = shop.post(
+        f"/v1/promotions/{promo['id']}/coupons", json=body, headers={"Idempotency-Key": key}
+    )
+    assert replay.json()["codes"] is None and replay.json()["secret_redacted"] is True
+    listed = shop.get(f"/v1/promotions/{promo['id']}/coupons").json()["data"]
+    assert sorted(c["id"] for c in listed) == sorted(c["id"] for c in batch["coupons"])
+    assert all("code" not in c for c in listed)
+    unused = _post(shop, "/v1/promotions", {"name": "Never used", "percent_off_bps": 100}).json()
+    deleted = shop.delete(f"/v1/promotions/{unused['id']}")
+    assert deleted.status_code == 200 and deleted.json()["id"] == unused["id"]
+    assert shop.get(f"/v1/promotions/{unused['id']}").status_code == 404
