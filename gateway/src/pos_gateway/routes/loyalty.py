@@ -48,7 +48,7 @@ class MembersIn(Body):
     customer_ids: list[CustomerId] = Field(min_length=1, max_length=1000)
 
 
-class TierIn(Body):
+class LoyaltyTierIn(Body):
     name: str = Field(min_length=1, max_length=50)
     threshold_points: int = Field(ge=0, le=10**12, json_schema_extra=INT64)
     multiplier_bps: int = Field(
@@ -70,7 +70,7 @@ class ProgramIn(Body):
         description="card, cash, gift_card, external; empty: every tender earns",
     )
     excluded_skus: list[Sku] = Field([], max_length=1000)
-    tiers: list[TierIn] = Field([], max_length=20)
+    tiers: list[LoyaltyTierIn] = Field([], max_length=20)
     expiry_days: int = Field(0, ge=0, le=3650, json_schema_extra=INT32, description="0: never")
     tier_period_days: int = Field(
         0, ge=0, le=3650, json_schema_extra=INT32, description="0: all time"

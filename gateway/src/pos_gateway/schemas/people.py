@@ -133,7 +133,7 @@ class PurchaseHistory(Page[Purchase]):
     summary: PurchaseSummary
 
 
-class Tier(Answer):
+class LoyaltyTier(Answer):
     name: str = Field(min_length=1, max_length=50)
     threshold_points: int = Field(ge=0, le=10**12, json_schema_extra=INT64)
     multiplier_bps: int = Field(
@@ -147,7 +147,7 @@ class LoyaltyProgram(Answer):
     rounding: str = Field(max_length=10, description="down or nearest")
     earning_tenders: list[Annotated[str, Field(max_length=20)]] = Field(max_length=4)
     excluded_skus: list[Annotated[str, Field(max_length=64)]] = Field(max_length=1000)
-    tiers: list[Tier] = Field(max_length=20)
+    tiers: list[LoyaltyTier] = Field(max_length=20)
     expiry_days: int = Field(ge=0, le=3650, json_schema_extra=INT32)
     tier_period_days: int = Field(ge=0, le=3650, json_schema_extra=INT32)
     point_value_minor: int = Field(ge=0, le=1_000_000, json_schema_extra=INT64)
