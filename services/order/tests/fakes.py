@@ -42,6 +42,8 @@ class Store:
     customers: dict[tuple[str, str], int] = field(default_factory=dict)
     starts: dict[tuple[str, str], datetime] = field(default_factory=dict)
     settings: dict[str, OrderSettings] = field(default_factory=dict)
+    prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
+    locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
 
 
@@ -127,6 +129,31 @@ class FakeSettings:
         self._uow.store.settings[self._uow.merchant_id] = settings
 
 
+class FakePriceBook:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    async def remember_prices(self, items: list[tuple[PricedItem, int]]) -> None:
+        for item, _ in items:
+            self._uow.store.prices[(self._uow.merchant_id, item.sku)] = item
+
+    async def forget_prices(self, skus: list[str]) -> None:
+        for sku in skus:
+            self._uow.store.prices.pop((self._uow.merchant_id, sku), None)
+
+    async def remember_location(self, location: SellingLocation) -> None:
+        self._uow.store.locations[(self._uow.merchant_id, location.id)] = location
+
+    async def snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation | None, dict[str, PricedItem]]:
+        m = self._uow.merchant_id
+        found = {
+            s: self._uow.store.prices[(m, s)] for s in skus if (m, s) in self._uow.store.prices
+        }
+        return self._uow.store.locations.get((m, location_id)), found
+
+
 class FakeUow:
     """One transaction: orders written are staged and land on commit."""
 
@@ -155,6 +182,10 @@ class FakeUow:
     def settings(self) -> FakeSettings:
         return FakeSettings(self)
 
+    @property
+    def prices(self) -> FakePriceBook:
+        return FakePriceBook(self)
+
     def publish(self, event: object) -> None:
         self.events.append(event)
 
@@ -180,6 +211,10 @@ def uow_factory(store: Store, merchant: str = "mer_a") -> Any:
 
 
 class FakeCatalog:
+    """Prices at loc_1; `down` answers nothing, as an inventory service that is away."""
+
+    down = False
+
     def __init__(self, tax_bps: int = 825) -> None:
         self.location = SellingLocation("loc_1", USD, tax_bps)
         self.items = {
@@ -190,6 +225,8 @@ class FakeCatalog:
     async def price_snapshot(
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        if self.down:
+            raise Unavailable("the inventory service is unavailable", "inventory_unavailable")
         return self.location, {s: self.items[s] for s in skus}
 
 

@@ -330,3 +330,25 @@ async def test_orders_are_read_and_listed_for_their_merchant_only() -> None:
         await handlers.get_order(other, order.id)
     assert [o.id for o in await handlers.list_orders(mine, PageRequest(limit=10))] == [order.id]
     assert await handlers.list_orders(other, PageRequest(limit=10)) == []
+
+
+async def test_inventory_down_a_register_sale_is_priced_from_the_read_model() -> None:
+    shop = Shop()
+    first, _ = await checkout(shop, _cmd(request_id="req-1"))  # the location is remembered
+    async with uow_factory(shop.store)() as uow:
+        await uow.prices.remember_prices(
+            [(shop.catalog.items["TEE"], 1), (shop.catalog.items["MUG"], 1)]
+        )
+    shop.catalog.down = True
+    order, _ = await checkout(shop, _cmd(request_id="req-2"))
+    assert order.status is OrderStatus.COMPLETED
+    assert order.totals == first.totals  # the same prices and tax as when inventory answered
+
+
+async def test_inventory_down_an_unknown_sku_or_a_new_store_is_a_503() -> None:
+    shop = Shop()
+    shop.catalog.down = True
+    with pytest.raises(Unavailable) as err:
+        await checkout(shop, _cmd())  # never sold there: no tax rate known
+    assert err.value.code == "inventory_unavailable"
+    assert shop.saved == {} and shop.payments.charges == []

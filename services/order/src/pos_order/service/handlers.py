@@ -8,6 +8,7 @@ the order and its saga state are saved before any payment is taken.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,7 +26,9 @@ from pos_order.domain.model import (
     LineRequest,
     Order,
     OrderStatus,
+    PricedItem,
     SagaState,
+    SellingLocation,
     Tender,
     TenderRecord,
     TenderState,
@@ -51,6 +54,7 @@ from pos_order.service.ports import (
 from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,40 @@ async def _start(
     return Started(at, known, order_id, existing, settings)
 
 
+@dataclass(frozen=True)
+class Priced:
+    order: Order
+    learnt: int | None  # the version of a customer id asked about, kept with the order
+    location: SellingLocation | None  # priced live: kept in the read model with the order
+
+
+async def _price_snapshot(
+    ports: CheckoutPorts,
+    new_uow: NewUow,
+    location_id: str,
+    skus: list[str],
+    fulfillments: list[FulfillmentRequest],
+) -> tuple[SellingLocation, dict[str, PricedItem], bool]:
+    """Prices as the catalog stands, from the inventory service; while it is down, an
+    in-store sale is priced from the read model (stale by at most the product events' lag, and
+    a location's tax rate as of its last sale), and anything to hold is a 503."""
+    try:
+        location, items = await ports.catalog.price_snapshot(location_id, skus)
+        return location, items, True
+    except Unavailable:
+        if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
+            raise
+        async with new_uow() as uow:
+            known, items = await uow.prices.snapshot(location_id, skus)
+        if known is None or set(items) != set(skus):
+            raise  # never sold there, or a SKU not known here: no price to sell at
+        log.warning("inventory unavailable: priced from the order service's read model")
+        return known, items, False
+
+
 async def _priced_order(
     ports: CheckoutPorts,
+    new_uow: NewUow,
     started: Started,
     order_id: str,
     location_id: str,
@@ -98,13 +134,13 @@ async def _priced_order(
     lines: list[LineRequest],
     fulfillments: list[FulfillmentRequest],
     channel: str,
-) -> tuple[Order, int | None]:
+) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
     skus = sorted({ln.sku for ln in lines})
-    location, items = await ports.catalog.price_snapshot(location_id, skus)
+    location, items, live = await _price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held.
@@ -125,14 +161,17 @@ async def _priced_order(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
     order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
-    return order, learnt
+    return Priced(order, learnt, location if live else None)
 
 
-async def _save_new(new_uow: NewUow, order: Order, learnt: int | None) -> Order:
+async def _save_new(new_uow: NewUow, priced: Priced) -> Order:
     """The order and its saga, saved before any hold or payment."""
+    order, learnt = priced.order, priced.learnt
     async with new_uow() as uow:
         if learnt is not None:
             await uow.customers.remember(order.customer_id, learnt)
+        if priced.location is not None:
+            await uow.prices.remember_location(priced.location)
         order.created_at = order.updated_at = now()
         order.created(order.created_at)
         if not await uow.orders.add(order):
@@ -183,8 +222,9 @@ class Checkout(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            order, learnt = await _priced_order(
+            priced = await _priced_order(
                 ports,
+                self.new_uow,
                 started,
                 order_id,
                 cmd.location_id,
@@ -193,12 +233,13 @@ class Checkout(Generic[R]):
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
             )
+            order = priced.order
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
                     _tender_record(order, cmd.tender, order.totals.total.amount, cmd.request_id)
                 )
-            order = await _save_new(self.new_uow, order, learnt)
+            order = await _save_new(self.new_uow, priced)
             await boundary(self.policy, "order_saved")
         return await self._drive(order)
 
@@ -301,8 +342,9 @@ class CreateOrder(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            order, learnt = await _priced_order(
+            priced = await _priced_order(
                 self.ports,
+                self.new_uow,
                 started,
                 order_id,
                 cmd.location_id,
@@ -311,9 +353,10 @@ class CreateOrder(Generic[R]):
                 cmd.fulfillments,
                 cmd.channel,
             )
+            order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
-            order = await _save_new(self.new_uow, order, learnt)
+            order = await _save_new(self.new_uow, priced)
             await boundary(self.policy, "order_saved")
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
