@@ -17,6 +17,7 @@ from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    Allocation,
     Order,
     OrderLine,
     PricedItem,
@@ -463,6 +464,18 @@ class FakeStock:
             self.reserved[s] = self.reserved.get(s, 0) + q
         self.requests[request_id] = rid
         return rid
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: tuple[float, float],
+        ttl_seconds: int,
+        reference: str,
+    ) -> list[Allocation]:
+        """One store here: sourcing holds everything at loc_1, or refuses."""
+        rid = await self.hold(request_id, "loc_1", lines, ttl_seconds, reference)
+        return [Allocation("loc_1", list(lines), rid)]
 
     async def commit(self, request_id: str, reservation_id: str) -> None:
         self._check()

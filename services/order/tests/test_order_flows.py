@@ -9,7 +9,20 @@ from typing import Any
 
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
-from pos_order.domain.model import FulfillmentStatus, OrderStatus
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    Allocation,
+    FulfillmentRequest,
+    FulfillmentStatus,
+    FulfillmentType,
+    HoldState,
+    LineRequest,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+    build_fulfillments,
+)
 
 
 class Pick:
@@ -104,3 +117,25 @@ def test_short_stock_refuses_the_order_and_holds_nothing() -> None:
     assert m.order(m.order_ids[-1]).cancel_reason == "insufficient_stock"
     assert m.stock.available("TEE") == 0
     _check(m)
+
+
+def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_holds() -> None:
+    """The domain side of a split: the lines re-cut per store, each its own fulfilment with its
+    share of the amount, the shares adding up to the fulfilment's."""
+    usd = "USD"
+    lines = [OrderLine("TEE", "T-shirt", 5, Money(1000, usd))]
+    total = Money(5500, usd)
+    order = Order("ord_1", "loc_1", "", lines, Totals(total, Money(0, usd), total, total), True)
+    wanted = [FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))]
+    order.fulfillments = build_fulfillments("ord_1", wanted, lines, [LineRequest("TEE", 5)], 5500)
+    (f,) = order.fulfillments
+    assert f.sourced and f.hold is HoldState.SENT
+    order.source(f.id, [Allocation("loc_a", [("TEE", 3)], "res_a"),
+                        Allocation("loc_b", [("TEE", 2)], "res_b")])  # fmt: skip
+    a, b = order.fulfillments
+    assert (a.location_id, a.reservation_id, b.location_id, b.reservation_id) == (
+        "loc_a", "res_a", "loc_b", "res_b")  # fmt: skip
+    assert [ln.quantity for ln in order.lines_of(a)] == [3]
+    assert [ln.quantity for ln in order.lines_of(b)] == [2]
+    assert (a.amount, b.amount) == (3300, 2200)
+    assert a.hold is HoldState.HELD and b.hold is HoldState.HELD

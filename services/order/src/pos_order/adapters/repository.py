@@ -67,6 +67,7 @@ def fulfillments_to_json(found: list[Fulfillment]) -> list[dict[str, Any]]:
             "tracking_number": f.tracking_number,
             "ship_to": f.ship_to,
             "expires_at": _stamp(f.expires_at),
+            "destination": list(f.destination) if f.destination else None,
         }
         for f in found
     ]
@@ -87,6 +88,7 @@ def _fulfillments(found: list[dict[str, Any]]) -> list[Fulfillment]:
             tracking_number=f["tracking_number"],
             ship_to=f["ship_to"],
             expires_at=_when(f["expires_at"]),
+            destination=tuple(f["destination"]) if f.get("destination") else None,
         )
         for f in found
     ]

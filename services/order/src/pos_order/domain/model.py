@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
@@ -109,11 +109,24 @@ class LineRequest:
     fulfillment: int = 0
 
 
+Point = tuple[float, float]  # latitude, longitude
+
+
 @dataclass(frozen=True)
 class FulfillmentRequest:
     type: FulfillmentType
-    location_id: str
+    location_id: str  # a shipment's may be empty: sourcing picks the store(s)
     ship_to: str = ""
+    destination: Point | None = None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What sourcing chose: a store, the lines it ships, and the hold it made there."""
+
+    location_id: str
+    lines: list[tuple[str, int]]
+    reservation_id: str
 
 
 @dataclass(frozen=True)
@@ -165,10 +178,16 @@ class Fulfillment:
     tracking_number: str = ""
     ship_to: str = ""
     expires_at: datetime | None = None  # pickup: when it expires unless picked up
+    destination: Point | None = None  # shipment: where to, for sourcing
 
     @property
     def held(self) -> bool:
         return self.type is not FulfillmentType.IN_STORE
+
+    @property
+    def sourced(self) -> bool:
+        """A shipment whose store sourcing picks (or picked)."""
+        return self.type is FulfillmentType.SHIPMENT and self.destination is not None
 
 
 @dataclass
@@ -287,6 +306,42 @@ class Order:
         for f in self.fulfillments:
             self._moved(f"{f.id}:{f.status.value}", at)
         self.events.append(OrderCreated(self.snapshot()))
+
+    def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:
+        """Sourcing held the fulfilment's lines at one store or split them over several: the
+        first store takes the fulfilment, each other one a fulfilment of its own (its lines
+        and its share of the first's amount, by value)."""
+        f = self.fulfillment(fulfillment_id)
+        if f is None or f.hold is not HoldState.SENT or not allocations:
+            return
+        asked = {ln.sku: ln for ln in self.lines_of(f)}
+        made = [f]
+        for k, _ in enumerate(allocations[1:], start=1):
+            made.append(
+                Fulfillment(
+                    f"{f.id}.{k + 1}",
+                    FulfillmentType.SHIPMENT,
+                    "",
+                    F.RESERVED,
+                    ship_to=f.ship_to,
+                    destination=f.destination,
+                )
+            )
+        self.lines = [ln for ln in self.lines if ln.fulfillment_id != f.id]
+        for part, allocation in zip(made, allocations, strict=True):
+            part.location_id = allocation.location_id
+            part.reservation_id = allocation.reservation_id
+            part.hold = HoldState.HELD
+            for sku, quantity in allocation.lines:
+                line = asked[sku]
+                self.lines.append(OrderLine(sku, line.name, quantity, line.unit_price, part.id))
+        weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
+        for part, share in zip(made, split_total(f.amount, weights), strict=True):
+            part.amount = share
+        at = datetime.now(UTC)
+        for part in made[1:]:
+            self.fulfillments.append(part)
+            self._moved(f"{part.id}:{part.status.value}", at)
 
     def require_pending(self) -> None:
         if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.state is not (
@@ -578,10 +633,25 @@ def validate_order(
         f"must have at most {MAX_FULFILLMENTS}",
     )
     for i, f in enumerate(fulfillments):
-        violations += require(bool(f.location_id), f"fulfillments[{i}].location_id", "is required")
         if f.type is FulfillmentType.SHIPMENT:
             violations += require(
                 bool(f.ship_to), f"fulfillments[{i}].ship_to", "is required for a shipment"
+            )
+            violations += require(
+                bool(f.location_id) or f.destination is not None,
+                f"fulfillments[{i}].destination",
+                "is required when no location_id is given: sourcing picks the store from it",
+            )
+            if f.destination is not None:
+                lat, lon = f.destination
+                violations += require(
+                    -90 <= lat <= 90 and -180 <= lon <= 180,
+                    f"fulfillments[{i}].destination",
+                    "must be a latitude in [-90, 90] and a longitude in [-180, 180]",
+                )
+        else:
+            violations += require(
+                bool(f.location_id), f"fulfillments[{i}].location_id", "is required"
             )
     violations += validate_lines(lines, max(1, len(fulfillments)))
     used = {line.fulfillment for line in lines}
@@ -657,6 +727,8 @@ def build_fulfillments(
             r.location_id,
             F.FULFILLED if r.type is FulfillmentType.IN_STORE else F.RESERVED,
             ship_to=r.ship_to,
+            # Sourcing picks the store only when none was named.
+            destination=r.destination if not r.location_id else None,
         )
         for i, r in enumerate(requests)
     ]

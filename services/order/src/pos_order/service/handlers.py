@@ -144,7 +144,7 @@ async def _priced_order(
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held.
-    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id}):
+    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
     quote = await ports.discounts.quote(priced, location.currency)
     totals = compute_totals(priced, quote.total, location.tax_rate_bps)

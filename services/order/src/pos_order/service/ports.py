@@ -11,12 +11,14 @@ from typing import Protocol, Self
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    Allocation,
     FulfillmentRequest,
     FulfillmentStatus,
     LineRequest,
     Order,
     OrderLine,
     OrderStatus,
+    Point,
     PricedItem,
     SellingLocation,
     Tender,
@@ -207,6 +209,18 @@ class Stock(Protocol):
         reference: str,
     ) -> str:
         """The reservation id; out of stock raises `insufficient_stock` naming what is short."""
+        ...
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: Point,
+        ttl_seconds: int,
+        reference: str,
+    ) -> list[Allocation]:
+        """Sourcing for a shipment: holds at the chosen store(s); none has enough is
+        `insufficient_stock` naming what is short."""
         ...
 
     async def commit(self, request_id: str, reservation_id: str) -> None: ...
