@@ -90,6 +90,9 @@ class FakeOrders:
     async def touch(self, order_id: str) -> None:
         return None
 
+    async def discard(self, order_id: str) -> None:
+        self._uow.store.orders.pop((self._key, order_id), None)
+
 
 def _stored(order: Order) -> Order:
     """What a row holds: the order, not the events raised in memory."""

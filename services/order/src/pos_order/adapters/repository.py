@@ -335,6 +335,16 @@ class SqlOrderRepository:
         rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
         return [_order(r) for r in rows]
 
+    async def discard(self, order_id: str) -> None:
+        """Remove an order whose sale was refused before anything was taken or held."""
+        await self._conn.execute(
+            orders.delete().where(
+                orders.c.merchant_id == self._merchant,
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+            )
+        )
+
     async def touch(self, order_id: str) -> None:
         """A caller drives this order's saga now: the resumer leaves it alone a while."""
         await self._conn.execute(

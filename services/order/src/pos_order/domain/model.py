@@ -7,6 +7,7 @@ Plain Python: no storage or transport here. States and names follow
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -301,11 +302,14 @@ class Order:
     def _moved(self, status: str, at: datetime, reason: str = "") -> None:
         self.timeline.append(StatusChange(status, at, reason))
 
-    def created(self, at: datetime) -> None:
+    def created(self, at: datetime, announce: bool = True) -> None:
+        """`announce`: an order from the register's one-call sale is not announced before its
+        payment: partners see it confirmed (or cancelled) within the same request."""
         self._moved(self.status.value, at)
         for f in self.fulfillments:
             self._moved(f"{f.id}:{f.status.value}", at)
-        self.events.append(OrderCreated(self.snapshot()))
+        if announce:
+            self.events.append(OrderCreated(self.snapshot()))
 
     def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:
         """Sourcing held the fulfilment's lines at one store or split them over several: the
@@ -608,12 +612,63 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
     return violations
 
 
-def validate_checkout(location_id: str, lines: list[LineRequest], tender: Tender | None) -> None:
+def validate_checkout(
+    location_id: str,
+    lines: list[LineRequest],
+    tender: Tender | None,
+    cash_tendered: Money | None = None,
+    card_token: str = "",
+) -> None:
     violations: list[FieldViolation] = []
     violations += require(bool(location_id), "location_id", "is required")
     violations += validate_lines(lines)
     violations += require(tender is not None, "tender_type", "must be CASH or CARD")
+    violations += tender_shape(tender, cash_tendered, card_token)
     raise_if(violations)
+
+
+_TOKEN = re.compile(r"tok_[A-Za-z0-9_]{1,60}")
+
+
+def tender_shape(
+    tender: Tender | None, cash_tendered: Money | None, card_token: str
+) -> list[FieldViolation]:
+    """The payment service's rules for a register tender's fields, checked before anything is
+    claimed or saved: bad input writes nothing (the payment service checks them again)."""
+    violations: list[FieldViolation] = []
+    if tender is Tender.CARD:
+        violations += require(
+            _TOKEN.fullmatch(card_token) is not None,
+            "card_token",
+            "must be a token from the tokenizer (tok_ followed by letters, digits or _)",
+        )
+        violations += require(cash_tendered is None, "cash_tendered", "is only for a cash tender")
+    if tender is Tender.CASH:
+        violations += require(not card_token, "card_token", "is only for a card tender")
+        violations += require(
+            cash_tendered is not None, "cash_tendered", "is required for a cash tender"
+        )
+    return violations
+
+
+def validate_register_tender(tender: Tender, total: Money, cash_tendered: Money | None) -> None:
+    """Once priced, before the order is saved: the cash handed over covers the total."""
+    if tender is not Tender.CASH or cash_tendered is None or total.amount <= 0:
+        return
+    raise_if(
+        [
+            *require(
+                cash_tendered.currency == total.currency,
+                "cash_tendered.currency",
+                "must be the currency of the amount",
+            ),
+            *require(
+                cash_tendered.currency != total.currency or cash_tendered.amount >= total.amount,
+                "cash_tendered.amount",
+                f"must cover the total ({total.amount})",
+            ),
+        ]
+    )
 
 
 def validate_order(

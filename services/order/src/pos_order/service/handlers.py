@@ -14,7 +14,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from pos_kit.errors import Conflict, FieldViolation, NotFound, Unavailable, raise_if
+from pos_kit.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    raise_if,
+)
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -37,6 +44,7 @@ from pos_order.domain.model import (
     price_lines,
     validate_checkout,
     validate_order,
+    validate_register_tender,
 )
 from pos_order.service import saga
 from pos_order.service.ports import (
@@ -164,7 +172,7 @@ async def _priced_order(
     return Priced(order, learnt, location if live else None)
 
 
-async def _save_new(new_uow: NewUow, priced: Priced) -> Order:
+async def _save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> Order:
     """The order and its saga, saved before any hold or payment."""
     order, learnt = priced.order, priced.learnt
     async with new_uow() as uow:
@@ -173,7 +181,7 @@ async def _save_new(new_uow: NewUow, priced: Priced) -> Order:
         if priced.location is not None:
             await uow.prices.remember_location(priced.location)
         order.created_at = order.updated_at = now()
-        order.created(order.created_at)
+        order.created(order.created_at, announce)
         if not await uow.orders.add(order):
             order.events.clear()
             found = await uow.orders.get(order.id)
@@ -204,7 +212,7 @@ class Checkout(Generic[R]):
         answer: Callable[[Order, PaymentResult | None], R],
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
-        validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
+        validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
         self.cmd = cmd
         self.ports = ports
         self.new_uow = new_uow
@@ -234,12 +242,13 @@ class Checkout(Generic[R]):
                 "register",
             )
             order = priced.order
+            validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
                     _tender_record(order, cmd.tender, order.totals.total.amount, cmd.request_id)
                 )
-            order = await _save_new(self.new_uow, priced)
+            order = await _save_new(self.new_uow, priced, announce=False)
             await boundary(self.policy, "order_saved")
         return await self._drive(order)
 
@@ -254,15 +263,21 @@ class Checkout(Generic[R]):
             return Sale(order, None)
         tender = order.saga.tenders[0]
         assert cmd.tender is not None
-        payment = await self.ports.payments.charge(
-            tender.request_id,
-            order.id,
-            order.location_id,
-            cmd.tender,
-            order.totals.total,
-            cmd.cash_tendered,
-            cmd.card_token,
-        )
+        try:
+            payment = await self.ports.payments.charge(
+                tender.request_id,
+                order.id,
+                order.location_id,
+                cmd.tender,
+                order.totals.total,
+                cmd.cash_tendered,
+                cmd.card_token,
+            )
+        except InvalidArgument:
+            # Refused before anything was taken (a token the processor never issued): the sale
+            # never happened, so nothing of it stays.
+            await _discard(self.new_uow, order.id)
+            raise
         await boundary(policy, "after_authorization")
 
         def settle(o: Order) -> None:
@@ -294,6 +309,12 @@ class Checkout(Generic[R]):
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         return self.answer(sale.order, sale.payment)
+
+
+async def _discard(new_uow: NewUow, order_id: str) -> None:
+    async with new_uow() as uow:
+        await uow.orders.discard(order_id)
+        await uow.commit()
 
 
 def _tender_record(order: Order, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
