@@ -94,7 +94,11 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
-    A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
+    A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
+    `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
+    (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
+    with the same Idempotency-Key, which finishes or cancels that same sale; left alone, it is
+    finished (paid) or cancelled (not paid) by the order service within a minute."""
     request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,
