@@ -119,11 +119,8 @@ async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
     published = shop.store.published
     # A register sale is announced once paid (no order.created before its payment).
     assert [type(e) for e in published] == [OrderConfirmed, OrderCompleted]
-    # Each event's snapshot is the order as it stood when the event was raised.
-    assert [e.order.status for e in published] == [  # type: ignore[attr-defined]
-        OrderStatus.CONFIRMED,
-        OrderStatus.COMPLETED,
-    ]
+    # Both carry the order as its transaction committed it: the version GET answers.
+    assert {e.order.version for e in published} == {order.version}  # type: ignore[attr-defined]
     assert [c.status for c in order.timeline] == [
         "pending_payment",
         f"{order.fulfillments[0].id}:reserved",

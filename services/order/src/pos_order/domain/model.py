@@ -6,7 +6,6 @@ Plain Python: no storage or transport here. States and names follow
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -309,7 +308,7 @@ class Order:
         for f in self.fulfillments:
             self._moved(f"{f.id}:{f.status.value}", at)
         if announce:
-            self.events.append(OrderCreated(self.snapshot()))
+            self.events.append(OrderCreated(self))
 
     def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:
         """Sourcing held the fulfilment's lines at one store or split them over several: the
@@ -448,7 +447,7 @@ class Order:
             elif f.hold is HoldState.HELD:
                 f.hold = HoldState.COMMITTED
         self.saga.state = SagaState.DONE
-        self.events.append(OrderConfirmed(self.snapshot()))
+        self.events.append(OrderConfirmed(self))
         self._maybe_complete(at)
 
     def _maybe_complete(self, at: datetime) -> None:
@@ -460,7 +459,7 @@ class Order:
         ):
             self.status = OrderStatus.COMPLETED
             self._moved(self.status.value, at)
-            self.events.append(OrderCompleted(self.snapshot()))
+            self.events.append(OrderCompleted(self))
 
     def begin_cancel(self, reason: str) -> None:
         if self.status is OrderStatus.CANCELLED:
@@ -490,7 +489,7 @@ class Order:
             if f.status not in ENDED:
                 f.status = F.CANCELLED
                 self._moved(f"{f.id}:{f.status.value}", at, self.saga.cancel_reason)
-        self.events.append(OrderCancelled(self.snapshot()))
+        self.events.append(OrderCancelled(self))
 
     def step_fulfillment(
         self,
@@ -542,27 +541,20 @@ class Order:
         if to is F.SHIPPED:
             f.carrier, f.tracking_number = carrier, tracking_number
         self._moved(f"{f.id}:{to.value}", at, reason)
-        self.events.append(OrderFulfillmentUpdated(self.snapshot(), f.id))
+        self.events.append(OrderFulfillmentUpdated(self, f.id))
         self._maybe_complete(at)
 
     def touched(self, at: datetime) -> None:
         self.version += 1
         self.updated_at = at
 
-    def snapshot(self) -> Order:
-        """The order as it stands now, for an event: later changes in the same transaction
-        (confirmed, then completed at once) do not show in it."""
-        events, self.events = self.events, []
-        try:
-            return copy.deepcopy(self)
-        finally:
-            self.events = events
-
 
 def _planned(captures: list[Capture], payment_id: str) -> int:
     return sum(c.amount for c in captures if c.payment_id == payment_id and not c.done)
 
 
+# An event carries the order as it stands when its transaction commits (the version GET
+# answers): a register sale's `confirmed` and `completed`, raised together, show the same order.
 @dataclass(frozen=True)
 class OrderCreated:
     order: Order
