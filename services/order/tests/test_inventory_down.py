@@ -25,7 +25,7 @@ MERCHANT = (("x-merchant-id", "mer_inv_down"),)
 
 def _sale() -> order_pb2.CheckoutRequest:
     return order_pb2.CheckoutRequest(
-        request_id=uuid.uuid4().hex,
+        request_id=str(uuid.uuid4()),
         location_id="",
         lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],
         tender_type=payment_pb2.TENDER_TYPE_CARD,
@@ -68,7 +68,7 @@ async def test_inventory_down_register_sales_go_on_and_holds_are_refused(infra: 
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.CreateOrder(
                 order_pb2.CreateOrderRequest(
-                    request_id=uuid.uuid4().hex,
+                    request_id=str(uuid.uuid4()),
                     channel="web",
                     location_id=location,
                     lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
