@@ -137,6 +137,11 @@ def _pickup_flow(http: httpx.Client) -> None:
     ]
     listed = _ok(http.get("/v1/orders", params={"channel": "web", "status": "completed"}))
     assert order["id"] in [o["id"] for o in listed["data"]]
+    collected = _ok(http.get("/v1/orders", params={"fulfillment_status": "picked_up",
+                                                   "location_id": store}))  # fmt: skip
+    assert [o["id"] for o in collected["data"]] == [order["id"]]
+    waiting = _ok(http.get("/v1/orders", params={"status": "pending_payment"}))
+    assert order["id"] not in [o["id"] for o in waiting["data"]]
 
     def feed() -> list[str]:
         events = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
