@@ -137,6 +137,11 @@ def _pickup_flow(http: httpx.Client) -> None:
     ]
     listed = _ok(http.get("/v1/orders", params={"channel": "web", "status": "completed"}))
     assert order["id"] in [o["id"] for o in listed["data"]]
+    collected = _ok(http.get("/v1/orders", params={"fulfillment_status": "picked_up",
+                                                   "location_id": store}))  # fmt: skip
+    assert [o["id"] for o in collected["data"]] == [order["id"]]
+    waiting = _ok(http.get("/v1/orders", params={"status": "pending_payment"}))
+    assert order["id"] not in [o["id"] for o in waiting["data"]]
 
     def feed() -> list[str]:
         events = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
@@ -286,3 +291,42 @@ def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
     assert len(refused) == 108
     assert all(r["code"] == "insufficient_stock" for r in refused)
     assert _available(http, sku, store) == 0
+
+
+def test_a_shipment_without_a_store_is_sourced_and_split_over_two_stores(
+    platform: Running,
+) -> None:
+    """Ship from store: no store named, a destination given; the nearer store has three of
+    the five units, a farther one the rest: two fulfilments, each held, each its share."""
+    # A merchant of its own: the sandbox merchant's two stores are counted elsewhere.
+    with platform.new_merchant("Ship from store") as http:
+        _sourced_split(http)
+
+
+def _sourced_split(http: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:6]
+    stores = []
+    for name, lat in (("near", 39.80), ("far", 41.88)):
+        body = {"name": f"Ship {name} {tag}", "currency": "USD", "tax_rate_bps": 0,
+                "geo": {"latitude": lat, "longitude": -89.64}, "ship_enabled": True}  # fmt: skip
+        stores.append(_ok(_post(http, "/v1/locations", body), 201)["id"])
+    sku = f"SRC-{tag.upper()}"
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Sourced",
+        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+    for store in stores:
+        adjustment = {"sku": sku, "location_id": store, "delta": 3, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+    order = _ok(_post(http, "/v1/orders", {
+        "location_id": stores[0],
+        "lines": [{"sku": sku, "quantity": 5}],
+        "fulfillments": [{"type": "shipment", "ship_to": "1 Main St, Springfield",
+                          "destination": {"latitude": 39.78, "longitude": -89.65}}],
+    }), 201)  # fmt: skip
+    parts = order["fulfillments"]
+    assert len(parts) == 2 and {f["location_id"] for f in parts} == set(stores)
+    assert all(f["reservation_id"] and f["status"] == "reserved" for f in parts)
+    assert sum(f["amount"]["amount"] for f in parts) == order["total"]["amount"]
+    held = {f["location_id"]: sum(ln["quantity"] for ln in order["lines"]
+            if ln["fulfillment_id"] == f["id"]) for f in parts}  # fmt: skip
+    assert sorted(held.values()) == [2, 3]
+    assert all(_available(http, sku, s) == 3 - held[s] for s in stores)

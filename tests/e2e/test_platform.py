@@ -113,7 +113,9 @@ def test_a_declined_card_is_a_402_problem(platform: Running) -> None:
     assert answer.status_code == 402
     problem = answer.json()
     assert problem["code"] == "payment_declined"
-    assert problem["order"]["status"] == "payment_declined"
+    # The sale is saved before the card is charged; declined, it is cancelled with its reason.
+    assert problem["order"]["status"] == "cancelled"
+    assert problem["order"]["cancel_reason"] == "payment_declined"
 
 
 def test_bad_input_is_a_400_problem_with_field_errors(platform: Running) -> None:

@@ -17,6 +17,7 @@ from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    Allocation,
     Order,
     OrderLine,
     PricedItem,
@@ -42,6 +43,8 @@ class Store:
     customers: dict[tuple[str, str], int] = field(default_factory=dict)
     starts: dict[tuple[str, str], datetime] = field(default_factory=dict)
     settings: dict[str, OrderSettings] = field(default_factory=dict)
+    prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
+    locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
 
 
@@ -87,6 +90,9 @@ class FakeOrders:
     async def touch(self, order_id: str) -> None:
         return None
 
+    async def discard(self, order_id: str) -> None:
+        self._uow.store.orders.pop((self._key, order_id), None)
+
 
 def _stored(order: Order) -> Order:
     """What a row holds: the order, not the events raised in memory."""
@@ -127,6 +133,31 @@ class FakeSettings:
         self._uow.store.settings[self._uow.merchant_id] = settings
 
 
+class FakePriceBook:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    async def remember_prices(self, items: list[tuple[PricedItem, int]]) -> None:
+        for item, _ in items:
+            self._uow.store.prices[(self._uow.merchant_id, item.sku)] = item
+
+    async def forget_prices(self, skus: list[str]) -> None:
+        for sku in skus:
+            self._uow.store.prices.pop((self._uow.merchant_id, sku), None)
+
+    async def remember_location(self, location: SellingLocation) -> None:
+        self._uow.store.locations[(self._uow.merchant_id, location.id)] = location
+
+    async def snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation | None, dict[str, PricedItem]]:
+        m = self._uow.merchant_id
+        found = {
+            s: self._uow.store.prices[(m, s)] for s in skus if (m, s) in self._uow.store.prices
+        }
+        return self._uow.store.locations.get((m, location_id)), found
+
+
 class FakeUow:
     """One transaction: orders written are staged and land on commit."""
 
@@ -155,6 +186,10 @@ class FakeUow:
     def settings(self) -> FakeSettings:
         return FakeSettings(self)
 
+    @property
+    def prices(self) -> FakePriceBook:
+        return FakePriceBook(self)
+
     def publish(self, event: object) -> None:
         self.events.append(event)
 
@@ -180,6 +215,10 @@ def uow_factory(store: Store, merchant: str = "mer_a") -> Any:
 
 
 class FakeCatalog:
+    """Prices at loc_1; `down` answers nothing, as an inventory service that is away."""
+
+    down = False
+
     def __init__(self, tax_bps: int = 825) -> None:
         self.location = SellingLocation("loc_1", USD, tax_bps)
         self.items = {
@@ -190,6 +229,8 @@ class FakeCatalog:
     async def price_snapshot(
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        if self.down:
+            raise Unavailable("the inventory service is unavailable", "inventory_unavailable")
         return self.location, {s: self.items[s] for s in skus}
 
 
@@ -426,6 +467,18 @@ class FakeStock:
             self.reserved[s] = self.reserved.get(s, 0) + q
         self.requests[request_id] = rid
         return rid
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: tuple[float, float],
+        ttl_seconds: int,
+        reference: str,
+    ) -> list[Allocation]:
+        """One store here: sourcing holds everything at loc_1, or refuses."""
+        rid = await self.hold(request_id, "loc_1", lines, ttl_seconds, reference)
+        return [Allocation("loc_1", list(lines), rid)]
 
     async def commit(self, request_id: str, reservation_id: str) -> None:
         self._check()

@@ -27,7 +27,6 @@ from pos_order.domain.model import (
     OrderCancelled,
     OrderCompleted,
     OrderConfirmed,
-    OrderCreated,
     OrderLine,
     OrderStatus,
     SagaState,
@@ -118,13 +117,10 @@ async def test_checkout_prices_discounts_taxes_and_confirms() -> None:
     assert shop.payments.charges[0][1] == Money(6040, USD)
     assert shop.payments.locations == ["loc_1"]  # the payment is listed under the sale's location
     published = shop.store.published
-    assert [type(e) for e in published] == [OrderCreated, OrderConfirmed, OrderCompleted]
-    # Each event's snapshot is the order as it stood when the event was raised.
-    assert [e.order.status for e in published] == [  # type: ignore[attr-defined]
-        OrderStatus.PENDING_PAYMENT,
-        OrderStatus.CONFIRMED,
-        OrderStatus.COMPLETED,
-    ]
+    # A register sale is announced once paid (no order.created before its payment).
+    assert [type(e) for e in published] == [OrderConfirmed, OrderCompleted]
+    # Both carry the order as its transaction committed it: the version GET answers.
+    assert {e.order.version for e in published} == {order.version}  # type: ignore[attr-defined]
     assert [c.status for c in order.timeline] == [
         "pending_payment",
         f"{order.fulfillments[0].id}:reserved",
@@ -164,7 +160,7 @@ async def test_a_declined_payment_cancels_the_sale_and_confirms_nothing() -> Non
     assert order.status is OrderStatus.CANCELLED
     assert order.cancel_reason == "payment_declined"
     assert payment is not None and payment.status == "failed"
-    assert [type(e) for e in shop.store.published] == [OrderCreated, OrderCancelled]
+    assert [type(e) for e in shop.store.published] == [OrderCancelled]
 
 
 async def test_a_lost_card_answer_never_records_a_decline_and_confirms_once_settled() -> None:
@@ -235,6 +231,9 @@ async def test_promotion_unavailable_sells_at_list_price_and_says_so() -> None:
         ({"lines": [LineRequest("TEE", 1), LineRequest("TEE", 2)]}, "lines"),
         ({"location_id": ""}, "location_id"),
         ({"tender": None}, "tender_type"),
+        ({"card_token": ""}, "card_token"),
+        ({"card_token": "4242"}, "card_token"),
+        ({"tender": Tender.CASH, "card_token": ""}, "cash_tendered"),
     ],
 )
 async def test_bad_checkouts_are_refused_before_any_call(
@@ -330,3 +329,34 @@ async def test_orders_are_read_and_listed_for_their_merchant_only() -> None:
         await handlers.get_order(other, order.id)
     assert [o.id for o in await handlers.list_orders(mine, PageRequest(limit=10))] == [order.id]
     assert await handlers.list_orders(other, PageRequest(limit=10)) == []
+
+
+async def test_inventory_down_a_register_sale_is_priced_from_the_read_model() -> None:
+    shop = Shop()
+    first, _ = await checkout(shop, _cmd(request_id="req-1"))  # the location is remembered
+    async with uow_factory(shop.store)() as uow:
+        await uow.prices.remember_prices(
+            [(shop.catalog.items["TEE"], 1), (shop.catalog.items["MUG"], 1)]
+        )
+    shop.catalog.down = True
+    order, _ = await checkout(shop, _cmd(request_id="req-2"))
+    assert order.status is OrderStatus.COMPLETED
+    assert order.totals == first.totals  # the same prices and tax as when inventory answered
+
+
+async def test_inventory_down_an_unknown_sku_or_a_new_store_is_a_503() -> None:
+    shop = Shop()
+    shop.catalog.down = True
+    with pytest.raises(Unavailable) as err:
+        await checkout(shop, _cmd())  # never sold there: no tax rate known
+    assert err.value.code == "inventory_unavailable"
+    assert shop.saved == {} and shop.payments.charges == []
+
+
+async def test_cash_short_of_the_total_is_refused_before_the_order_is_saved() -> None:
+    shop = Shop()
+    short = _cmd(tender=Tender.CASH, card_token="", cash_tendered=Money(100, USD))
+    with pytest.raises(InvalidArgument) as err:
+        await checkout(shop, short)
+    assert "cash_tendered.amount" in [v.field for v in err.value.violations]
+    assert shop.saved == {} and shop.payments.charges == [] and shop.store.published == []

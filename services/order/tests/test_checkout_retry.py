@@ -96,7 +96,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
 
 async def test_a_retry_after_a_lost_payment_answer_reuses_the_order_id(stack: Stack) -> None:
     request = order_pb2.CheckoutRequest(
-        request_id=uuid.uuid4().hex,
+        request_id=str(uuid.uuid4()),
         location_id=stack.location_id,
         lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
         tender_type=payment_pb2.TENDER_TYPE_CARD,

@@ -113,7 +113,7 @@ async def register_sale(
 ) -> None:
     await order.Checkout(
         order_pb2.CheckoutRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=str(uuid.uuid4()),
             location_id=location,
             lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
             tender_type=payment_pb2.TENDER_TYPE_CARD,
@@ -132,14 +132,14 @@ async def pickup_order(
     meta = (("x-merchant-id", merchant),)
     await order.UpdateOrderSettings(
         order_pb2.UpdateOrderSettingsRequest(
-            request_id=uuid.uuid4().hex, capture_pickup_at_order=True
+            request_id=str(uuid.uuid4()), capture_pickup_at_order=True
         ),
         metadata=meta,
         timeout=10,
     )
     created = await order.CreateOrder(
         order_pb2.CreateOrderRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=str(uuid.uuid4()),
             channel="web",
             location_id=location,
             lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=2)],
@@ -155,7 +155,7 @@ async def pickup_order(
     order_id = created.order.id
     await order.AddTender(
         order_pb2.AddTenderRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=str(uuid.uuid4()),
             order_id=order_id,
             tender_type=payment_pb2.TENDER_TYPE_CARD,
             card_token="tok_visa",
@@ -165,13 +165,13 @@ async def pickup_order(
     )
     if cancel:
         await order.CancelOrder(
-            order_pb2.CancelOrderRequest(request_id=uuid.uuid4().hex, order_id=order_id),
+            order_pb2.CancelOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
             metadata=meta,
             timeout=30,
         )
         return
     await order.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=uuid.uuid4().hex, order_id=order_id),
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
         metadata=meta,
         timeout=30,
     )
@@ -291,7 +291,7 @@ async def test_a_lost_card_answer_confirms_the_sale_once_settled_and_never_decli
     async with serve_order_on(stack.order_db, *ports, **FAST) as service:
         stub = order_pb2_grpc.OrderServiceStub(service.channel)
         request = order_pb2.CheckoutRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=str(uuid.uuid4()),
             location_id=location,
             lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
             tender_type=payment_pb2.TENDER_TYPE_CARD,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
@@ -33,6 +33,7 @@ from pos_gateway.routes.common import (
     services,
     timestamp,
 )
+from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import _known_location
 from pos_gateway.schemas.orders import (
     Checkout,
@@ -94,7 +95,11 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
-    A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
+    A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
+    `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
+    (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
+    with the same Idempotency-Key, which finishes or cancels that same sale; left alone, it is
+    finished (paid) or cancelled (not paid) by the order service within a minute."""
     sale_request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,
@@ -234,11 +239,14 @@ class OrderLineIn(Body):
 class FulfillmentIn(Body):
     type: Literal["in_store", "pickup", "shipment"]
     location_id: str = Field(
-        min_length=1,
+        "",
         max_length=64,
-        description="The store it is handed over, collected or shipped from",
+        description="The store it is handed over, collected or shipped from; a shipment may "
+        "leave it empty and give a `destination`: sourcing then picks the nearest store with "
+        "every line, or splits the lines over several stores (a fulfilment each)",
     )
-    ship_to: str = Field("", max_length=500, description="Shipment: where to")
+    ship_to: str = Field("", max_length=500, description="Shipment: the address")
+    destination: GeoIn | None = Field(None, description="Shipment: where to, for sourcing")
 
 
 class OrderIn(Body):
@@ -290,7 +298,10 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         ],
         fulfillments=[
             order_pb2.FulfillmentRequest(
-                type=_FULFILLMENT_TYPES[f.type], location_id=f.location_id, ship_to=f.ship_to
+                type=_FULFILLMENT_TYPES[f.type],
+                location_id=f.location_id,
+                ship_to=f.ship_to,
+                destination=f.destination.pb() if f.destination is not None else None,
             )
             for f in body.fulfillments
         ],
@@ -433,7 +444,8 @@ async def _with_window(svc: Services, settings: order_pb2.OrderSettings) -> Orde
 class OrderSettingsIn(Body):
     model_config = example({"capture_pickup_at_order": True, "pickup_expiry_seconds": 259200})
 
-    capture_pickup_at_order: bool | None = Field(
+    # Strict: JSON's 0 and 1 are numbers, not a yes or a no.
+    capture_pickup_at_order: StrictBool | None = Field(
         None, description="Capture pickups at confirmation (true) or at hand-over (false)"
     )
     pickup_expiry_seconds: int | None = Field(None, ge=3600, le=7_776_000, json_schema_extra=INT64)

@@ -9,6 +9,7 @@ from pydantic import Field
 from pos_gateway.routes.common import INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
 from pos_gateway.schemas.payments import Payment
+from pos_gateway.schemas.stock import GeoPoint
 
 MetadataValue = Annotated[str, Field(max_length=500)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
@@ -52,6 +53,9 @@ class Fulfillment(Answer):
     amount: Money = Field(description="This fulfilment's share of the order total")
     captured: Money = Field(description="How much of that share is captured")
     ship_to: str = Field(max_length=500, description="Shipment only")
+    destination: GeoPoint | None = Field(
+        None, description="Shipment: where to, when sourcing picked the store"
+    )
 
 
 class StatusChange(Answer):

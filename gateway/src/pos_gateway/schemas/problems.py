@@ -34,7 +34,8 @@ class Problem(BaseModel):
 
 
 class PaymentDeclined(Problem):
-    """The sale is recorded (the order `payment_declined`), and so is the declined payment."""
+    """The sale is recorded (the order `cancelled`, `cancel_reason` `payment_declined`), and so
+    is the declined payment."""
 
     order: Order
     payment: Payment

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from pos.customer.v1 import events_pb2 as customer_events
+from pos.inventory.v1 import events_pb2 as inventory_events
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
@@ -100,7 +101,16 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                     customer_events.CustomerCreated: consumers.on_customer_changed,
                     customer_events.CustomerUpdated: consumers.on_customer_changed,
                 },
-            )
+            ),
+            ConsumerSpec.typed(
+                "order-prices",
+                "inventory",
+                {
+                    inventory_events.ProductCreated: consumers.on_product_changed,
+                    inventory_events.ProductUpdated: consumers.on_product_changed,
+                    inventory_events.ProductArchived: consumers.on_product_archived,
+                },
+            ),
         ],
     )
     tls = settings.grpc_tls

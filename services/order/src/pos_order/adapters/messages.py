@@ -66,7 +66,8 @@ def order_to_proto(o: Order) -> order_pb2.Order:
             captured=to_proto(Money(f.captured, cur)),
             ship_to=f.ship_to,
         )
-        del out
+        if f.destination is not None:
+            out.destination.latitude, out.destination.longitude = f.destination
     for change in o.timeline:
         step = msg.timeline.add(status=change.status, reason=change.reason)
         step.at.FromDatetime(change.at)

@@ -15,7 +15,14 @@ from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
 from pos_order.adapters.messages import TENDERS
-from pos_order.domain.model import OrderLine, PricedItem, SellingLocation, Tender
+from pos_order.domain.model import (
+    Allocation,
+    OrderLine,
+    Point,
+    PricedItem,
+    SellingLocation,
+    Tender,
+)
 from pos_order.service.ports import DiscountQuote, PaymentResult, TenderAsk
 
 log = logging.getLogger(__name__)
@@ -257,6 +264,41 @@ class StockService:
         except grpc.aio.AioRpcError as exc:
             raise _downstream("inventory", exc) from None
         return str(answer.reservation.id)
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: Point,
+        ttl_seconds: int,
+        reference: str,
+    ) -> list[Allocation]:
+        try:
+            answer = await self._stub.ProposeSourcing(
+                stock_pb2.ProposeSourcingRequest(
+                    request_id=request_id,
+                    lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
+                    destination=inventory_pb2.GeoPoint(
+                        latitude=destination[0], longitude=destination[1]
+                    ),
+                    ttl_seconds=ttl_seconds,
+                    reference=reference,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+        if answer.strategy == stock_pb2.SOURCING_STRATEGY_UNFULFILLABLE or not answer.allocations:
+            short = ",".join(f"{s.sku}:{s.quantity}" for s in answer.short)
+            raise Conflict(
+                f"not enough stock to ship: {short or 'the lines'}",
+                "insufficient_stock",
+                {"short": short},
+            )
+        return [
+            Allocation(a.location_id, [(ln.sku, ln.quantity) for ln in a.lines], a.reservation_id)
+            for a in answer.allocations
+        ]
 
     async def commit(self, request_id: str, reservation_id: str) -> None:
         try:

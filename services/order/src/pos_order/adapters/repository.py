@@ -13,7 +13,14 @@ from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
-from pos_order.adapters.tables import checkout_starts, known_customers, order_settings, orders
+from pos_order.adapters.tables import (
+    catalog_prices,
+    checkout_starts,
+    known_customers,
+    order_settings,
+    orders,
+    selling_locations,
+)
 from pos_order.domain.model import (
     ENDED,
     Capture,
@@ -24,8 +31,10 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    PricedItem,
     Saga,
     SagaState,
+    SellingLocation,
     StatusChange,
     Tender,
     TenderRecord,
@@ -58,6 +67,7 @@ def fulfillments_to_json(found: list[Fulfillment]) -> list[dict[str, Any]]:
             "tracking_number": f.tracking_number,
             "ship_to": f.ship_to,
             "expires_at": _stamp(f.expires_at),
+            "destination": list(f.destination) if f.destination else None,
         }
         for f in found
     ]
@@ -78,6 +88,7 @@ def _fulfillments(found: list[dict[str, Any]]) -> list[Fulfillment]:
             tracking_number=f["tracking_number"],
             ship_to=f["ship_to"],
             expires_at=_when(f["expires_at"]),
+            destination=tuple(f["destination"]) if f.get("destination") else None,
         )
         for f in found
     ]
@@ -324,6 +335,16 @@ class SqlOrderRepository:
         rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
         return [_order(r) for r in rows]
 
+    async def discard(self, order_id: str) -> None:
+        """Remove an order whose sale was refused before anything was taken or held."""
+        await self._conn.execute(
+            orders.delete().where(
+                orders.c.merchant_id == self._merchant,
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+            )
+        )
+
     async def touch(self, order_id: str) -> None:
         """A caller drives this order's saga now: the resumer leaves it alone a while."""
         await self._conn.execute(
@@ -428,6 +449,99 @@ class SqlOrderSettings:
         )
 
 
+class SqlPriceBook:
+    """The read model of prices and selling locations (see tables.catalog_prices)."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def remember_prices(self, items: list[tuple[PricedItem, int]]) -> None:
+        if not items:
+            return
+        t = catalog_prices
+        statement = pg_insert(t).values(
+            [
+                {
+                    "merchant_id": self._merchant,
+                    "sku": item.sku,
+                    "name": item.name,
+                    "price": item.unit_price.amount,
+                    "currency": item.unit_price.currency,
+                    "version": version,
+                }
+                for item, version in items
+            ]
+        )
+        # Events may arrive out of order: the newest version of the product wins.
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="catalog_prices_pkey",
+                set_={
+                    "name": statement.excluded.name,
+                    "price": statement.excluded.price,
+                    "currency": statement.excluded.currency,
+                    "version": statement.excluded.version,
+                    "seen_at": func.now(),
+                },
+                where=t.c.version <= statement.excluded.version,
+            )
+        )
+
+    async def forget_prices(self, skus: list[str]) -> None:
+        t = catalog_prices
+        await self._conn.execute(
+            t.delete().where(t.c.merchant_id == self._merchant, t.c.sku.in_(skus))
+        )
+
+    async def remember_location(self, location: SellingLocation) -> None:
+        t = selling_locations
+        statement = pg_insert(t).values(
+            merchant_id=self._merchant,
+            location_id=location.id,
+            currency=location.currency,
+            tax_rate_bps=location.tax_rate_bps,
+        )
+        # Written only when it changed: most sales find it as it was.
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="selling_locations_pkey",
+                set_={
+                    "currency": statement.excluded.currency,
+                    "tax_rate_bps": statement.excluded.tax_rate_bps,
+                    "seen_at": func.now(),
+                },
+                where=(t.c.currency != statement.excluded.currency)
+                | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps),
+            )
+        )
+
+    async def snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation | None, dict[str, PricedItem]]:
+        loc = selling_locations
+        found = (
+            await self._conn.execute(
+                select(loc).where(
+                    loc.c.merchant_id == self._merchant, loc.c.location_id == location_id
+                )
+            )
+        ).first()
+        t = catalog_prices
+        rows = (
+            await self._conn.execute(
+                select(t).where(t.c.merchant_id == self._merchant, t.c.sku.in_(skus))
+            )
+        ).all()
+        items = {r.sku: PricedItem(r.sku, r.name, Money(r.price, r.currency)) for r in rows}
+        location = (
+            SellingLocation(found.location_id, found.currency, found.tax_rate_bps)
+            if found
+            else None
+        )
+        return location, items
+
+
 class OrderUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
@@ -448,3 +562,7 @@ class OrderUow(UnitOfWork):
     @property
     def settings(self) -> SqlOrderSettings:
         return SqlOrderSettings(self.conn, self.merchant_id)
+
+    @property
+    def prices(self) -> SqlPriceBook:
+        return SqlPriceBook(self.conn, self.merchant_id)

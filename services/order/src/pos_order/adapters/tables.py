@@ -99,3 +99,33 @@ checkout_starts = Table(
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "request_id", name="checkout_starts_pkey"),
 )
+
+# The read model a register sale is priced from while the inventory service is down: each
+# SKU's price and name, kept from inventory's product events (newest version wins), and each
+# selling location's currency and tax rate, kept from the last sale priced there (inventory
+# publishes no location events). How stale it may be: prices as of the last product event
+# consumed (the event's lag behind the change, normally well under a second); a location's tax
+# rate as of the last sale priced there while inventory answered.
+catalog_prices = Table(
+    "catalog_prices",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("sku", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "sku", name="catalog_prices_pkey"),
+)
+
+selling_locations = Table(
+    "selling_locations",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("tax_rate_bps", BigInteger, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "location_id", name="selling_locations_pkey"),
+)

@@ -6,9 +6,9 @@ Plain Python: no storage or transport here. States and names follow
 
 from __future__ import annotations
 
-import copy
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
@@ -109,11 +109,24 @@ class LineRequest:
     fulfillment: int = 0
 
 
+Point = tuple[float, float]  # latitude, longitude
+
+
 @dataclass(frozen=True)
 class FulfillmentRequest:
     type: FulfillmentType
-    location_id: str
+    location_id: str  # a shipment's may be empty: sourcing picks the store(s)
     ship_to: str = ""
+    destination: Point | None = None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What sourcing chose: a store, the lines it ships, and the hold it made there."""
+
+    location_id: str
+    lines: list[tuple[str, int]]
+    reservation_id: str
 
 
 @dataclass(frozen=True)
@@ -165,10 +178,16 @@ class Fulfillment:
     tracking_number: str = ""
     ship_to: str = ""
     expires_at: datetime | None = None  # pickup: when it expires unless picked up
+    destination: Point | None = None  # shipment: where to, for sourcing
 
     @property
     def held(self) -> bool:
         return self.type is not FulfillmentType.IN_STORE
+
+    @property
+    def sourced(self) -> bool:
+        """A shipment whose store sourcing picks (or picked)."""
+        return self.type is FulfillmentType.SHIPMENT and self.destination is not None
 
 
 @dataclass
@@ -282,11 +301,50 @@ class Order:
     def _moved(self, status: str, at: datetime, reason: str = "") -> None:
         self.timeline.append(StatusChange(status, at, reason))
 
-    def created(self, at: datetime) -> None:
+    def created(self, at: datetime, announce: bool = True) -> None:
+        """`announce`: an order from the register's one-call sale is not announced before its
+        payment: partners see it confirmed (or cancelled) within the same request."""
         self._moved(self.status.value, at)
         for f in self.fulfillments:
             self._moved(f"{f.id}:{f.status.value}", at)
-        self.events.append(OrderCreated(self.snapshot()))
+        if announce:
+            self.events.append(OrderCreated(self))
+
+    def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:
+        """Sourcing held the fulfilment's lines at one store or split them over several: the
+        first store takes the fulfilment, each other one a fulfilment of its own (its lines
+        and its share of the first's amount, by value)."""
+        f = self.fulfillment(fulfillment_id)
+        if f is None or f.hold is not HoldState.SENT or not allocations:
+            return
+        asked = {ln.sku: ln for ln in self.lines_of(f)}
+        made = [f]
+        for k, _ in enumerate(allocations[1:], start=1):
+            made.append(
+                Fulfillment(
+                    f"{f.id}.{k + 1}",
+                    FulfillmentType.SHIPMENT,
+                    "",
+                    F.RESERVED,
+                    ship_to=f.ship_to,
+                    destination=f.destination,
+                )
+            )
+        self.lines = [ln for ln in self.lines if ln.fulfillment_id != f.id]
+        for part, allocation in zip(made, allocations, strict=True):
+            part.location_id = allocation.location_id
+            part.reservation_id = allocation.reservation_id
+            part.hold = HoldState.HELD
+            for sku, quantity in allocation.lines:
+                line = asked[sku]
+                self.lines.append(OrderLine(sku, line.name, quantity, line.unit_price, part.id))
+        weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
+        for part, share in zip(made, split_total(f.amount, weights), strict=True):
+            part.amount = share
+        at = datetime.now(UTC)
+        for part in made[1:]:
+            self.fulfillments.append(part)
+            self._moved(f"{part.id}:{part.status.value}", at)
 
     def require_pending(self) -> None:
         if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.state is not (
@@ -389,7 +447,7 @@ class Order:
             elif f.hold is HoldState.HELD:
                 f.hold = HoldState.COMMITTED
         self.saga.state = SagaState.DONE
-        self.events.append(OrderConfirmed(self.snapshot()))
+        self.events.append(OrderConfirmed(self))
         self._maybe_complete(at)
 
     def _maybe_complete(self, at: datetime) -> None:
@@ -401,7 +459,7 @@ class Order:
         ):
             self.status = OrderStatus.COMPLETED
             self._moved(self.status.value, at)
-            self.events.append(OrderCompleted(self.snapshot()))
+            self.events.append(OrderCompleted(self))
 
     def begin_cancel(self, reason: str) -> None:
         if self.status is OrderStatus.CANCELLED:
@@ -431,7 +489,7 @@ class Order:
             if f.status not in ENDED:
                 f.status = F.CANCELLED
                 self._moved(f"{f.id}:{f.status.value}", at, self.saga.cancel_reason)
-        self.events.append(OrderCancelled(self.snapshot()))
+        self.events.append(OrderCancelled(self))
 
     def step_fulfillment(
         self,
@@ -483,27 +541,20 @@ class Order:
         if to is F.SHIPPED:
             f.carrier, f.tracking_number = carrier, tracking_number
         self._moved(f"{f.id}:{to.value}", at, reason)
-        self.events.append(OrderFulfillmentUpdated(self.snapshot(), f.id))
+        self.events.append(OrderFulfillmentUpdated(self, f.id))
         self._maybe_complete(at)
 
     def touched(self, at: datetime) -> None:
         self.version += 1
         self.updated_at = at
 
-    def snapshot(self) -> Order:
-        """The order as it stands now, for an event: later changes in the same transaction
-        (confirmed, then completed at once) do not show in it."""
-        events, self.events = self.events, []
-        try:
-            return copy.deepcopy(self)
-        finally:
-            self.events = events
-
 
 def _planned(captures: list[Capture], payment_id: str) -> int:
     return sum(c.amount for c in captures if c.payment_id == payment_id and not c.done)
 
 
+# An event carries the order as it stands when its transaction commits (the version GET
+# answers): a register sale's `confirmed` and `completed`, raised together, show the same order.
 @dataclass(frozen=True)
 class OrderCreated:
     order: Order
@@ -553,12 +604,63 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
     return violations
 
 
-def validate_checkout(location_id: str, lines: list[LineRequest], tender: Tender | None) -> None:
+def validate_checkout(
+    location_id: str,
+    lines: list[LineRequest],
+    tender: Tender | None,
+    cash_tendered: Money | None = None,
+    card_token: str = "",
+) -> None:
     violations: list[FieldViolation] = []
     violations += require(bool(location_id), "location_id", "is required")
     violations += validate_lines(lines)
     violations += require(tender is not None, "tender_type", "must be CASH or CARD")
+    violations += tender_shape(tender, cash_tendered, card_token)
     raise_if(violations)
+
+
+_TOKEN = re.compile(r"tok_[A-Za-z0-9_]{1,60}")
+
+
+def tender_shape(
+    tender: Tender | None, cash_tendered: Money | None, card_token: str
+) -> list[FieldViolation]:
+    """The payment service's rules for a register tender's fields, checked before anything is
+    claimed or saved: bad input writes nothing (the payment service checks them again)."""
+    violations: list[FieldViolation] = []
+    if tender is Tender.CARD:
+        violations += require(
+            _TOKEN.fullmatch(card_token) is not None,
+            "card_token",
+            "must be a token from the tokenizer (tok_ followed by letters, digits or _)",
+        )
+        violations += require(cash_tendered is None, "cash_tendered", "is only for a cash tender")
+    if tender is Tender.CASH:
+        violations += require(not card_token, "card_token", "is only for a card tender")
+        violations += require(
+            cash_tendered is not None, "cash_tendered", "is required for a cash tender"
+        )
+    return violations
+
+
+def validate_register_tender(tender: Tender, total: Money, cash_tendered: Money | None) -> None:
+    """Once priced, before the order is saved: the cash handed over covers the total."""
+    if tender is not Tender.CASH or cash_tendered is None or total.amount <= 0:
+        return
+    raise_if(
+        [
+            *require(
+                cash_tendered.currency == total.currency,
+                "cash_tendered.currency",
+                "must be the currency of the amount",
+            ),
+            *require(
+                cash_tendered.currency != total.currency or cash_tendered.amount >= total.amount,
+                "cash_tendered.amount",
+                f"must cover the total ({total.amount})",
+            ),
+        ]
+    )
 
 
 def validate_order(
@@ -578,10 +680,25 @@ def validate_order(
         f"must have at most {MAX_FULFILLMENTS}",
     )
     for i, f in enumerate(fulfillments):
-        violations += require(bool(f.location_id), f"fulfillments[{i}].location_id", "is required")
         if f.type is FulfillmentType.SHIPMENT:
             violations += require(
                 bool(f.ship_to), f"fulfillments[{i}].ship_to", "is required for a shipment"
+            )
+            violations += require(
+                bool(f.location_id) or f.destination is not None,
+                f"fulfillments[{i}].destination",
+                "is required when no location_id is given: sourcing picks the store from it",
+            )
+            if f.destination is not None:
+                lat, lon = f.destination
+                violations += require(
+                    -90 <= lat <= 90 and -180 <= lon <= 180,
+                    f"fulfillments[{i}].destination",
+                    "must be a latitude in [-90, 90] and a longitude in [-180, 180]",
+                )
+        else:
+            violations += require(
+                bool(f.location_id), f"fulfillments[{i}].location_id", "is required"
             )
     violations += validate_lines(lines, max(1, len(fulfillments)))
     used = {line.fulfillment for line in lines}
@@ -657,6 +774,8 @@ def build_fulfillments(
             r.location_id,
             F.FULFILLED if r.type is FulfillmentType.IN_STORE else F.RESERVED,
             ship_to=r.ship_to,
+            # Sourcing picks the store only when none was named.
+            destination=r.destination if not r.location_id else None,
         )
         for i, r in enumerate(requests)
     ]

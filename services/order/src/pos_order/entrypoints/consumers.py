@@ -1,10 +1,15 @@
-"""Events this service consumes: the customer ids each merchant has (the checkout's read model)."""
+"""Events this service consumes: the customer ids each merchant has, and the prices a register
+sale is priced from while inventory is down (the checkout's read models)."""
 
 from __future__ import annotations
 
 from pos.customer.v1 import events_pb2 as customer_events
+from pos.inventory.v1 import events_pb2 as inventory_events
+from pos.inventory.v1 import inventory_pb2
 from pos_kit.consumer import PoisonMessage
+from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
+from pos_order.domain.model import PricedItem
 from pos_order.service import handlers
 
 
@@ -15,3 +20,30 @@ async def on_customer_changed(
     if not customer.id:
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a customer id")
     await handlers.remember_customer(uow, customer.id, customer.version)
+
+
+def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
+    """The product's own SKU and each variant's, with the price a sale of it takes."""
+    price = Money(product.price.amount, product.price.currency)
+    items = [PricedItem(product.sku, product.name, price)] if product.sku else []
+    for variant in product.variants:
+        own = variant.price if variant.HasField("price") else product.price
+        name = f"{product.name} ({variant.name})" if variant.name else product.name
+        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency)))
+    return items
+
+
+async def on_product_changed(
+    uow: OrderUow,
+    message: inventory_events.ProductCreated | inventory_events.ProductUpdated,
+) -> None:
+    """The read model a register sale is priced from while inventory is down."""
+    product = message.product
+    if not product.price.currency:
+        raise PoisonMessage(f"{message.DESCRIPTOR.name} without a price")
+    version = int(product.version)
+    await uow.prices.remember_prices([(item, version) for item in _priced_skus(product)])
+
+
+async def on_product_archived(uow: OrderUow, message: inventory_events.ProductArchived) -> None:
+    await uow.prices.forget_prices([item.sku for item in _priced_skus(message.product)])

@@ -71,6 +71,9 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
                 FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
                 f.location_id,
                 f.ship_to,
+                (f.destination.latitude, f.destination.longitude)
+                if f.HasField("destination")
+                else None,
             )
             for i, f in enumerate(request.fulfillments)
         ],

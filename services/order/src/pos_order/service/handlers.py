@@ -8,12 +8,20 @@ the order and its saga state are saved before any payment is taken.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from pos_kit.errors import Conflict, FieldViolation, NotFound, Unavailable, raise_if
+from pos_kit.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    raise_if,
+)
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -25,7 +33,9 @@ from pos_order.domain.model import (
     LineRequest,
     Order,
     OrderStatus,
+    PricedItem,
     SagaState,
+    SellingLocation,
     Tender,
     TenderRecord,
     TenderState,
@@ -34,6 +44,7 @@ from pos_order.domain.model import (
     price_lines,
     validate_checkout,
     validate_order,
+    validate_register_tender,
 )
 from pos_order.service import saga
 from pos_order.service.ports import (
@@ -51,6 +62,7 @@ from pos_order.service.ports import (
 from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,40 @@ async def _start(
     return Started(at, known, order_id, existing, settings)
 
 
+@dataclass(frozen=True)
+class Priced:
+    order: Order
+    learnt: int | None  # the version of a customer id asked about, kept with the order
+    location: SellingLocation | None  # priced live: kept in the read model with the order
+
+
+async def _price_snapshot(
+    ports: CheckoutPorts,
+    new_uow: NewUow,
+    location_id: str,
+    skus: list[str],
+    fulfillments: list[FulfillmentRequest],
+) -> tuple[SellingLocation, dict[str, PricedItem], bool]:
+    """Prices as the catalog stands, from the inventory service; while it is down, an
+    in-store sale is priced from the read model (stale by at most the product events' lag, and
+    a location's tax rate as of its last sale), and anything to hold is a 503."""
+    try:
+        location, items = await ports.catalog.price_snapshot(location_id, skus)
+        return location, items, True
+    except Unavailable:
+        if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
+            raise
+        async with new_uow() as uow:
+            known, items = await uow.prices.snapshot(location_id, skus)
+        if known is None or set(items) != set(skus):
+            raise  # never sold there, or a SKU not known here: no price to sell at
+        log.warning("inventory unavailable: priced from the order service's read model")
+        return known, items, False
+
+
 async def _priced_order(
     ports: CheckoutPorts,
+    new_uow: NewUow,
     started: Started,
     order_id: str,
     location_id: str,
@@ -98,17 +142,17 @@ async def _priced_order(
     lines: list[LineRequest],
     fulfillments: list[FulfillmentRequest],
     channel: str,
-) -> tuple[Order, int | None]:
+) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
     skus = sorted({ln.sku for ln in lines})
-    location, items = await ports.catalog.price_snapshot(location_id, skus)
+    location, items, live = await _price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held.
-    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id}):
+    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
     quote = await ports.discounts.quote(priced, location.currency)
     totals = compute_totals(priced, quote.total, location.tax_rate_bps)
@@ -125,16 +169,19 @@ async def _priced_order(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
     order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
-    return order, learnt
+    return Priced(order, learnt, location if live else None)
 
 
-async def _save_new(new_uow: NewUow, order: Order, learnt: int | None) -> Order:
+async def _save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> Order:
     """The order and its saga, saved before any hold or payment."""
+    order, learnt = priced.order, priced.learnt
     async with new_uow() as uow:
         if learnt is not None:
             await uow.customers.remember(order.customer_id, learnt)
+        if priced.location is not None:
+            await uow.prices.remember_location(priced.location)
         order.created_at = order.updated_at = now()
-        order.created(order.created_at)
+        order.created(order.created_at, announce)
         if not await uow.orders.add(order):
             order.events.clear()
             found = await uow.orders.get(order.id)
@@ -165,7 +212,7 @@ class Checkout(Generic[R]):
         answer: Callable[[Order, PaymentResult | None], R],
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
-        validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
+        validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
         self.cmd = cmd
         self.ports = ports
         self.new_uow = new_uow
@@ -183,8 +230,9 @@ class Checkout(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            order, learnt = await _priced_order(
+            priced = await _priced_order(
                 ports,
+                self.new_uow,
                 started,
                 order_id,
                 cmd.location_id,
@@ -193,12 +241,14 @@ class Checkout(Generic[R]):
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
             )
+            order = priced.order
+            validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
                     _tender_record(order, cmd.tender, order.totals.total.amount, cmd.request_id)
                 )
-            order = await _save_new(self.new_uow, order, learnt)
+            order = await _save_new(self.new_uow, priced, announce=False)
             await boundary(self.policy, "order_saved")
         return await self._drive(order)
 
@@ -213,15 +263,21 @@ class Checkout(Generic[R]):
             return Sale(order, None)
         tender = order.saga.tenders[0]
         assert cmd.tender is not None
-        payment = await self.ports.payments.charge(
-            tender.request_id,
-            order.id,
-            order.location_id,
-            cmd.tender,
-            order.totals.total,
-            cmd.cash_tendered,
-            cmd.card_token,
-        )
+        try:
+            payment = await self.ports.payments.charge(
+                tender.request_id,
+                order.id,
+                order.location_id,
+                cmd.tender,
+                order.totals.total,
+                cmd.cash_tendered,
+                cmd.card_token,
+            )
+        except InvalidArgument:
+            # Refused before anything was taken (a token the processor never issued): the sale
+            # never happened, so nothing of it stays.
+            await _discard(self.new_uow, order.id)
+            raise
         await boundary(policy, "after_authorization")
 
         def settle(o: Order) -> None:
@@ -253,6 +309,12 @@ class Checkout(Generic[R]):
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         return self.answer(sale.order, sale.payment)
+
+
+async def _discard(new_uow: NewUow, order_id: str) -> None:
+    async with new_uow() as uow:
+        await uow.orders.discard(order_id)
+        await uow.commit()
 
 
 def _tender_record(order: Order, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
@@ -301,8 +363,9 @@ class CreateOrder(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            order, learnt = await _priced_order(
+            priced = await _priced_order(
                 self.ports,
+                self.new_uow,
                 started,
                 order_id,
                 cmd.location_id,
@@ -311,9 +374,10 @@ class CreateOrder(Generic[R]):
                 cmd.fulfillments,
                 cmd.channel,
             )
+            order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
-            order = await _save_new(self.new_uow, order, learnt)
+            order = await _save_new(self.new_uow, priced)
             await boundary(self.policy, "order_saved")
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:

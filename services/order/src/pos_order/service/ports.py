@@ -11,12 +11,14 @@ from typing import Protocol, Self
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    Allocation,
     FulfillmentRequest,
     FulfillmentStatus,
     LineRequest,
     Order,
     OrderLine,
     OrderStatus,
+    Point,
     PricedItem,
     SellingLocation,
     Tender,
@@ -52,6 +54,7 @@ class OrderRepository(Protocol):
         ...
 
     async def touch(self, order_id: str) -> None: ...
+    async def discard(self, order_id: str) -> None: ...
 
 
 class KnownCustomers(Protocol):
@@ -72,8 +75,22 @@ class SettingsStore(Protocol):
     async def put(self, settings: OrderSettings) -> None: ...
 
 
+class PriceBook(Protocol):
+    """The read model a register sale is priced from while inventory is down."""
+
+    async def remember_prices(self, items: list[tuple[PricedItem, int]]) -> None: ...
+    async def forget_prices(self, skus: list[str]) -> None: ...
+    async def remember_location(self, location: SellingLocation) -> None: ...
+    async def snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation | None, dict[str, PricedItem]]: ...
+
+
 class OrderUnitOfWork(Protocol):
     merchant_id: str
+
+    @property
+    def prices(self) -> PriceBook: ...
 
     @property
     def orders(self) -> OrderRepository: ...
@@ -193,6 +210,18 @@ class Stock(Protocol):
         reference: str,
     ) -> str:
         """The reservation id; out of stock raises `insufficient_stock` naming what is short."""
+        ...
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: Point,
+        ttl_seconds: int,
+        reference: str,
+    ) -> list[Allocation]:
+        """Sourcing for a shipment: holds at the chosen store(s); none has enough is
+        `insufficient_stock` naming what is short."""
         ...
 
     async def commit(self, request_id: str, reservation_id: str) -> None: ...

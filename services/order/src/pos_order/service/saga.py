@@ -19,6 +19,7 @@ from typing import TypeVar
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_order.domain.model import (
+    Allocation,
     Capture,
     Fulfillment,
     FulfillmentStatus,
@@ -120,6 +121,9 @@ async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
     for f in order.fulfillments:
         if f.hold is not HoldState.SENT:
             continue
+        if f.sourced:
+            order = await _source(new_uow, ports, order, f, policy)
+            continue
         try:
             reservation = await _ask_hold(ports, order, f)
         except DomainError as exc:
@@ -135,6 +139,31 @@ async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
             found.reservation_id, found.hold = rid, HoldState.HELD
 
         order, _ = await change(new_uow, order.id, held)
+    return order
+
+
+async def _ask_sourcing(ports: CheckoutPorts, order: Order, f: Fulfillment) -> list[Allocation]:
+    assert ports.stock is not None and f.destination is not None
+    lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
+    return await ports.stock.source(
+        f"{order.id}/source/{f.id}", lines, f.destination, order.saga.hold_ttl, order.id
+    )
+
+
+async def _source(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, f: Fulfillment, policy: Policy
+) -> Order:
+    """Ship from store: inventory's sourcing holds the lines at the nearest store that has them
+    all, or splits them over several; each store becomes a fulfilment of its own."""
+    try:
+        allocations = await _ask_sourcing(ports, order, f)
+    except DomainError as exc:
+        if exc.kind in TRANSIENT:
+            raise
+        await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+        raise exc from None
+    await boundary(policy, "after_hold")
+    order, _ = await change(new_uow, order.id, lambda o: o.source(f.id, allocations))
     return order
 
 
@@ -343,8 +372,17 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
                 # Asked, its answer never recorded: the same request again tells whether a
                 # hold was made (its id, to release it) or not (the stock was short).
                 try:
-                    f.reservation_id = await _ask_hold(ports, order, f)
-                    f.hold = HoldState.HELD
+                    if f.sourced:
+                        for a in await _ask_sourcing(ports, order, f):
+                            await _quietly(
+                                ports.stock.release(
+                                    f"{order.id}/release/{f.id}/{a.reservation_id}",
+                                    a.reservation_id,
+                                )
+                            )
+                    else:
+                        f.reservation_id = await _ask_hold(ports, order, f)
+                        f.hold = HoldState.HELD
                 except DomainError as exc:
                     if exc.kind in TRANSIENT:
                         raise

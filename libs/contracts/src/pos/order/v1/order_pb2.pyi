@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from pos.common.v1 import money_pb2 as _money_pb2
+from pos.inventory.v1 import inventory_pb2 as _inventory_pb2
 from pos.payment.v1 import payment_pb2 as _payment_pb2
 import builtins as _builtins
 import sys
@@ -128,6 +129,7 @@ class Fulfillment(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CAPTURED_FIELD_NUMBER: _builtins.int
     SHIP_TO_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___FulfillmentType.ValueType
     status: Global___FulfillmentStatus.ValueType
@@ -146,6 +148,8 @@ class Fulfillment(_message.Message):
 
     @_builtins.property
     def captured(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def destination(self) -> _inventory_pb2.GeoPoint: ...
     def __init__(
         self,
         *,
@@ -159,10 +163,11 @@ class Fulfillment(_message.Message):
         amount: _money_pb2.Money | None = ...,
         captured: _money_pb2.Money | None = ...,
         ship_to: _builtins.str = ...,
+        destination: _inventory_pb2.GeoPoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "destination", b"destination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "id", b"id", "location_id", b"location_id", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "destination", b"destination", "id", b"id", "location_id", b"location_id", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -552,20 +557,28 @@ class FulfillmentRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     SHIP_TO_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
     type: Global___FulfillmentType.ValueType
     location_id: _builtins.str
-    """In store and pickup: the store. Shipment: the store it ships from (empty: sourcing picks)."""
+    """In store and pickup: the store. Shipment: the store it ships from (empty: sourcing picks
+    the nearest store with every line, or splits the lines over several: one fulfilment each).
+    """
     ship_to: _builtins.str
+    @_builtins.property
+    def destination(self) -> _inventory_pb2.GeoPoint:
+        """Shipment: where to, for sourcing; required when location_id is empty."""
+
     def __init__(
         self,
         *,
         type: Global___FulfillmentType.ValueType = ...,
         location_id: _builtins.str = ...,
         ship_to: _builtins.str = ...,
+        destination: _inventory_pb2.GeoPoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "ship_to", b"ship_to", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "location_id", b"location_id", "ship_to", b"ship_to", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,141 @@
+"""Order flows on in-memory fakes, each one path the state machine may take only rarely: a
+pickup captured at confirmation then cancelled (refunded, back in stock), a pickup expiring
+after its capture, a split shipment capturing each share, short stock holding nothing.
+The machine's rules and invariants drive and check them (test_lifecycle_machine.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_lifecycle_machine import UNITS, OrderLifecycle
+
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    Allocation,
+    FulfillmentRequest,
+    FulfillmentStatus,
+    FulfillmentType,
+    HoldState,
+    LineRequest,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+    build_fulfillments,
+)
+
+
+class Pick:
+    """Stands for hypothesis' `data`: draws the value it was given."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def draw(self, _: object) -> Any:
+        return self.value
+
+
+def _check(m: OrderLifecycle) -> None:
+    m.money_is_what_the_customer_keeps_paying_for()
+    m.stock_is_held_sold_or_released()
+
+
+def _paid_pickup(m: OrderLifecycle, quantity: int = 2) -> str:
+    m.create("pickup", quantity)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    _check(m)
+    return order_id
+
+
+def test_a_pickup_captured_at_confirmation_then_cancelled_is_refunded_and_restocked() -> None:
+    m = OrderLifecycle()
+    m.merchant_settings(True)
+    order_id = _paid_pickup(m)
+    m.confirm(Pick(m.order(order_id)))
+    assert m.payments.kept(order_id) == m.order(order_id).totals.total.amount
+    assert m.stock.on_hand["TEE"] == UNITS - 2
+    _check(m)
+    m.cancel(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    assert m.payments.kept(order_id) == 0 and m.payments.held(order_id) == 0
+    assert m.stock.on_hand["TEE"] == UNITS and m.stock.available("TEE") == UNITS
+    _check(m)
+
+
+def test_a_pickup_expiring_after_its_capture_is_refunded_and_restocked() -> None:
+    m = OrderLifecycle()
+    m.merchant_settings(True)
+    order_id = _paid_pickup(m)
+    m.confirm(Pick(m.order(order_id)))
+    m.expire(Pick(m.order(order_id)))
+    order = m.order(order_id)
+    assert order.status is OrderStatus.CANCELLED and order.cancel_reason == "expired"
+    assert m.payments.kept(order_id) == 0
+    assert m.stock.on_hand["TEE"] == UNITS
+    _check(m)
+
+
+def test_a_pickup_captured_at_hand_over_expires_with_its_authorisation_voided() -> None:
+    m = OrderLifecycle()
+    order_id = _paid_pickup(m)
+    m.confirm(Pick(m.order(order_id)))
+    assert m.payments.kept(order_id) == 0 and m.payments.held(order_id) > 0
+    m.expire(Pick(m.order(order_id)))
+    assert m.payments.held(order_id) == 0
+    _check(m)
+
+
+def test_a_split_shipment_captures_each_share_at_shipment() -> None:
+    m = OrderLifecycle()
+    m.create("split", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", True)  # part of it
+    m.tender(Pick(m.order(order_id)), "tok_declined", False)  # declined: still pending
+    assert m.order(order_id).status is OrderStatus.PENDING_PAYMENT
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)  # the rest
+    m.confirm(Pick(m.order(order_id)))
+    first, second = m.order(order_id).fulfillments
+    m.step(Pick((order_id, first.id, FulfillmentStatus.SHIPPED)))
+    assert m.payments.kept(order_id) == first.amount
+    _check(m)
+    m.step(Pick((order_id, second.id, FulfillmentStatus.SHIPPED)))
+    for f in (first, second):
+        m.step(Pick((order_id, f.id, FulfillmentStatus.DELIVERED)))
+    order = m.order(order_id)
+    assert order.status is OrderStatus.COMPLETED
+    assert m.payments.kept(order_id) == order.totals.total.amount
+    _check(m)
+
+
+def test_short_stock_refuses_the_order_and_holds_nothing() -> None:
+    m = OrderLifecycle()
+    _paid_pickup(m, quantity=3)
+    m.create("pickup", 3)
+    m.create("shipment", 1)  # refused: the three left are held
+    assert m.order(m.order_ids[-1]).status is OrderStatus.CANCELLED
+    assert m.order(m.order_ids[-1]).cancel_reason == "insufficient_stock"
+    assert m.stock.available("TEE") == 0
+    _check(m)
+
+
+def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_holds() -> None:
+    """The domain side of a split: the lines re-cut per store, each its own fulfilment with its
+    share of the amount, the shares adding up to the fulfilment's."""
+    usd = "USD"
+    lines = [OrderLine("TEE", "T-shirt", 5, Money(1000, usd))]
+    total = Money(5500, usd)
+    order = Order("ord_1", "loc_1", "", lines, Totals(total, Money(0, usd), total, total), True)
+    wanted = [FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))]
+    order.fulfillments = build_fulfillments("ord_1", wanted, lines, [LineRequest("TEE", 5)], 5500)
+    (f,) = order.fulfillments
+    assert f.sourced and f.hold is HoldState.SENT
+    order.source(f.id, [Allocation("loc_a", [("TEE", 3)], "res_a"),
+                        Allocation("loc_b", [("TEE", 2)], "res_b")])  # fmt: skip
+    a, b = order.fulfillments
+    assert (a.location_id, a.reservation_id, b.location_id, b.reservation_id) == (
+        "loc_a", "res_a", "loc_b", "res_b")  # fmt: skip
+    assert [ln.quantity for ln in order.lines_of(a)] == [3]
+    assert [ln.quantity for ln in order.lines_of(b)] == [2]
+    assert (a.amount, b.amount) == (3300, 2200)
+    assert a.hold is HoldState.HELD and b.hold is HoldState.HELD
