@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 
+from pos_gateway.edge import OPEN_PATHS
 from pos_gateway.keys import ALL_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,11 +100,7 @@ def test_authenticated_operations_name_their_scope_and_rate_limit() -> None:
     document = _tool().current()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            if (
-                not path.startswith("/v1/")
-                or path == "/v1/oauth/token"
-                or path.startswith("/v1/admin/")
-            ):
+            if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
                 continue
             name = f"{method.upper()} {path}"
             assert operation.get("x-required-scopes"), f"{name} names no scope"
@@ -255,7 +252,7 @@ def test_every_operation_declares_its_security_and_every_scope_is_declared() -> 
         for method, operation in operations.items():
             name = f"{method.upper()} {path}"
             assert "security" in operation, f"{name} declares no security"
-            if path in ("/healthz", "/readyz", "/metrics", "/v1/oauth/token"):
+            if path in ("/healthz", "/readyz", "/metrics", *OPEN_PATHS):
                 assert operation["security"] == [], name
             elif path.startswith("/v1/admin/"):
                 assert operation["security"] == [{"platformAdmin": []}], name
@@ -291,11 +288,7 @@ def test_answers_document_the_headers_the_edge_sends() -> None:
             for status, answer in answers.items():
                 always = status != "503" or not path.startswith("/v1/")  # an overload's 503
                 assert _header_names(answer, document).get("X-Request-Id") is always, name
-            if (
-                not path.startswith("/v1/")
-                or path == "/v1/oauth/token"
-                or path.startswith("/v1/admin/")
-            ):
+            if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
                 continue
             for status, answer in answers.items():
                 headers = _header_names(answer, document)

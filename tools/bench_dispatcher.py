@@ -238,7 +238,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def publish_throughput(root: Path, count: int = 20000) -> dict[str, Any]:
-    """Pipelined JetStream publishes with and without an fsync on every write."""
+    """Pipelined JetStream publishes with and without an fsync on every write: to one stream,
+    and to five streams at once as the five services' relays publish."""
     out: dict[str, Any] = {}
     for name, sync in (("default_sync", ""), ("sync_always", "sync_interval: always")):
         store = root / f"nats-{name}"
@@ -268,6 +269,35 @@ async def publish_throughput(root: Path, count: int = 20000) -> dict[str, Any]:
                 await publish(js, events[i : i + 500])
             out[f"jetstream_publishes_per_second_{name}"] = round(
                 count / (time.monotonic() - started)
+            )
+            # As the platform publishes: five services' relays at once, each to its own
+            # stream, in batches of 100 (a relay's batch at a busy time).
+            services = ["inventory", "order", "payment", "promotion", "customer"]
+            for service in services:
+                await ensure_service_streams(js, service)
+            each = count // len(services)
+
+            async def relay(service: str, js: Any = js, each: int = each) -> None:
+                mine = [
+                    (f"pos.{service}.v1.bench", e)
+                    for e in (product_event(i, i + 1) for i in range(each))
+                ]
+                for i in range(0, each, 100):
+                    await asyncio.gather(
+                        *(
+                            js.publish(
+                                subject,
+                                e.payload,
+                                headers={"Nats-Msg-Id": f"{service}-{e.event_id}"},
+                            )
+                            for subject, e in mine[i : i + 100]
+                        )
+                    )
+
+            started = time.monotonic()
+            await asyncio.gather(*(relay(s) for s in services))
+            out[f"jetstream_five_streams_publishes_per_second_{name}"] = round(
+                each * len(services) / (time.monotonic() - started)
             )
             await nc.close()
         finally:

@@ -21,7 +21,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.convert import _enum_word, to_model
-from pos_gateway.schemas import catalog, orders, payments, people, stock
+from pos_gateway.schemas import catalog, orders, payments, people, promotions, stock
 from pos_gateway.schemas.base import Money, StockLine
 
 PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
@@ -43,7 +43,12 @@ PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
     (stock.SourcingAllocation, stock_pb2.SourcingAllocation),
     (stock.SourcingProposal, stock_pb2.ProposeSourcingResponse),
     (people.Customer, customer_pb2.Customer),
-    (people.Promotion, promotion_pb2.Promotion),
+    (promotions.Promotion, promotion_pb2.Promotion),
+    (promotions.Rule, promotion_pb2.Rule),
+    (promotions.Conditions, promotion_pb2.Conditions),
+    (promotions.Selector, promotion_pb2.ItemSelector),
+    (promotions.Tier, promotion_pb2.Tier),
+    # promotions.Coupon leaves out `code` on purpose: codes travel once, in CouponBatch.codes.
     (orders.OrderLine, order_pb2.OrderLine),
     (orders.Order, order_pb2.Order),
     (payments.Payment, payment_pb2.Payment),

@@ -39,11 +39,11 @@ def test_public_json_keeps_integers_words_and_nulls() -> None:
     order = order_pb2.Order(
         id="ord_1",
         total=money_pb2.Money(amount=6040, currency="USD"),
-        status=order_pb2.ORDER_STATUS_PAYMENT_DECLINED,
+        status=order_pb2.ORDER_STATUS_PENDING_PAYMENT,
     )
     body = to_json(order)
     assert body["total"] == {"amount": 6040, "currency": "USD"}
-    assert body["status"] == "payment_declined"
+    assert body["status"] == "pending_payment"
     assert body["subtotal"] is None
     assert body["created_at"] is None
     payment = to_json(payment_pb2.Payment(tender_type=payment_pb2.TENDER_TYPE_CARD))

@@ -35,7 +35,11 @@ IDEMPOTENT_POSTS = "|".join(
      "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
      "gift-cards", "gift-cards/(lookup|redeem)",
-     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)")
+     "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)",
+     "promotions/[^/]+/(pause|resume|end|coupons)",
+     "registers", "registers/[^/]+/(retire|pairing-codes)", "staff", "staff/[^/]+/deactivate",
+     "roles", "register-sessions", "register-sessions/current/end", "overrides", "shifts",
+     "shifts/[^/]+/(drawer-movements|close)")
 )  # fmt: skip
 # Gift card rules on the card the request names or on its body: an amount in the card's
 # currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).
@@ -58,6 +62,15 @@ CROSS_FIELD = "|".join(
      "POST /v1/locations", "POST /v1/inventory/transfers", "POST /v1/reservations",
      "POST /v1/sourcing", "GET /v1/inventory/nearby")
 )  # fmt: skip
+ORDER_RULES = "|".join(
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)",
+     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
+)  # fmt: skip
+PROMOTION_RULES = "|".join(
+    ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
+     "POST /v1/promotions/[^/]+/(pause|resume|end|coupons)", "DELETE /v1/promotions/[^/]+")
+)  # fmt: skip
+PROMOTION_STATUSES = ["400", "409", "412", "422"]
 # Customer and loyalty rules JSON Schema can't state: a phone with its country code, a real
 # date, a channel and a time when consent is granted, someone to be (an email, phone, name or
 # external_id), email and external_id unique (409), no merge of a customer into itself, a
@@ -71,7 +84,8 @@ CUSTOMER_RULES = "|".join(
      "POST /v1/customer-groups/[^/]+/members(/remove)?", "PUT /v1/loyalty-program")
 )  # fmt: skip
 PAGED_LISTS = "|".join(
-    ("locations", "products", "customers", "orders", "promotions", "inventory/history",
+    ("locations", "products", "customers", "orders", "promotions", "promotions/[^/]+/coupons",
+     "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)")
 )  # fmt: skip
@@ -113,6 +127,14 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 include-name-regex = "^({CUSTOMER_RULES})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 
+# A promotion's rules across fields (a window that ends before it starts, tiers that
+# contradict, an amount's currency, an IANA zone, a kind's own quantities) are a 400 naming the
+# field; an ended promotion refuses changes and a promotion without requires_coupon takes no
+# coupons (409); If-Match on a live promotion may be stale (412).
+[[operations]]
+include-name-regex = "^({PROMOTION_RULES})$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, *PROMOTION_STATUSES]}
+
 [[operations]]
 include-name-regex = "^({PAYMENT_RULES})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
@@ -144,6 +166,20 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 [[operations]]
 include-name = "POST /v1/checkouts"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}
+
+# Orders: rules across fields (a line names one of the fulfilments, every fulfilment has a
+# line, a shipment an address, a tender at most the balance due: 400), a declined card (402),
+# and the order's own state (a step out of order, a confirmation the tenders do not cover,
+# short stock: 409). And see the Idempotency-Key below.
+[[operations]]
+include-name-regex = "^({ORDER_RULES})$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}
+
+# A pay-in or pay-out needs an amount (a no-sale open none), in the shift's currency, as the
+# counted cash does: rules on the shift the request names and across fields (400).
+[[operations]]
+include-name-regex = "^POST /v1/shifts/[^/]+/(drawer-movements|close)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "422"]}
 
 # Schemathesis sends the same Idempotency-Key (the documented example, "0", ...) with other
 # bodies; the API guide makes that a 422 `idempotency_key_reused`, whatever the body.

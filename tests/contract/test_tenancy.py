@@ -57,6 +57,11 @@ def _promotion(http: httpx.Client) -> str:
     return str(_post(http, "/v1/promotions", {"name": "Tenancy", "percent_off_bps": 500})["id"])
 
 
+def _coupon_promotion(http: httpx.Client) -> str:
+    body = {"name": "Tenancy coupons", "percent_off_bps": 500, "requires_coupon": True}
+    return str(_post(http, "/v1/promotions", body)["id"])
+
+
 def _sale(http: httpx.Client) -> dict[str, Any]:
     """A real paid order of merchant A: its own product, stock received, a cash checkout."""
     sku = f"TEN-{_unique()}"
@@ -72,6 +77,17 @@ def _sale(http: httpx.Client) -> dict[str, Any]:
         "cash_tendered": {"amount": 100_000, "currency": location["currency"]},
     }
     return _post(http, "/v1/checkouts", checkout)
+
+
+def _pending_order(http: httpx.Client) -> str:
+    """A web order of merchant A waiting for payment (nothing held: in store)."""
+    sku = f"TEN-{_unique()}"
+    _post(http, "/v1/products", {"sku": sku, "name": "Ordered", "price": {"amount": 700,
+          "currency": "USD"}})  # fmt: skip
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    order = _post(http, "/v1/orders", {"location_id": location, "lines": [{"sku": sku,
+                  "quantity": 1}]})  # fmt: skip
+    return str(order["id"])
 
 
 def _reservation(http: httpx.Client) -> str:
@@ -138,6 +154,35 @@ def _gift_card(http: httpx.Client) -> str:
     return str(_post(http, "/v1/gift-cards", body)["gift_card"]["id"])
 
 
+def _register(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    return str(_post(http, "/v1/registers", {"location_id": location, "name": "probe"})["id"])
+
+
+def _staff(http: httpx.Client) -> str:
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    return str(_post(http, "/v1/staff", body)["id"])
+
+
+def _shift(http: httpx.Client) -> str:
+    """A shift of merchant A: a paired register, a member signed in at it, a float."""
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    register = _register(http)
+    code = _post(http, f"/v1/registers/{register}/pairing-codes", {})["code"]
+    paired = http.post("/v1/registers/pair", json={"code": code})  # takes no credential
+    assert paired.status_code == 201, paired.text
+    member = {"name": "Probe", "role": "cashier", "location_ids": [location], "pin": "4821"}
+    staff = _post(http, "/v1/staff", member)["id"]
+    device = httpx.Client(
+        base_url=http.base_url, headers={"Authorization": f"Bearer {paired.json()['credential']}"}
+    )
+    with device:
+        _post(device, "/v1/register-sessions", {"staff_id": staff, "pin": "4821"})
+        body = {"opening_float": {"amount": 1000, "currency": "USD"}}
+        return str(_post(device, "/v1/shifts", body)["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
     "/v1/products/{product_id}": _product,
@@ -155,7 +200,16 @@ FACTORIES: dict[str, Factory] = {
     "/v1/customer-groups/{group_id}/members": _group,
     "/v1/customer-groups/{group_id}/members/remove": _group,
     "/v1/promotions/{promotion_id}": _promotion,
+    "/v1/promotions/{promotion_id}/pause": _promotion,
+    "/v1/promotions/{promotion_id}/resume": _promotion,
+    "/v1/promotions/{promotion_id}/end": _promotion,
+    "/v1/promotions/{promotion_id}/coupons": _coupon_promotion,
     "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/tenders": _pending_order,
+    "/v1/orders/{order_id}/confirm": _pending_order,
+    "/v1/orders/{order_id}/cancel": _pending_order,
+    # Both ids are A's order's: B is refused on the order before the fulfilment.
+    "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps": _pending_order,
     "/v1/payments/{payment_id}": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/capture": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),
@@ -172,6 +226,14 @@ FACTORIES: dict[str, Factory] = {
     "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
     "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
+    "/v1/registers/{register_id}": _register,
+    "/v1/registers/{register_id}/retire": _register,
+    "/v1/registers/{register_id}/pairing-codes": _register,
+    "/v1/staff/{staff_id}": _staff,
+    "/v1/staff/{staff_id}/deactivate": _staff,
+    "/v1/shifts/{shift_id}": _shift,
+    "/v1/shifts/{shift_id}/drawer-movements": _shift,
+    "/v1/shifts/{shift_id}/close": _shift,
     "/v1/oauth-clients/{client_id}": _oauth_client,
     "/v1/events/{event_id}": _event,
     "/v1/webhook-subscriptions/{subscription_id}": _subscription,
@@ -190,10 +252,21 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/customers/{customer_id}/points/adjustments"): {"points": 5, "reason": "x"},
     ("post", "/v1/customer-groups/{group_id}/members"): {"customer_ids": ["cus_made_up"]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
+    ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
+    ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
+        "kind": "pay_in",
+        "amount": {"amount": 1, "currency": "USD"},
+        "reason": "Mallory's",
+    },
+    ("post", "/v1/shifts/{shift_id}/close"): {"counted_cash": {"amount": 1, "currency": "USD"}},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
+    ("patch", "/v1/promotions/{promotion_id}"): {"name": "Mallory's"},
+    ("post", "/v1/promotions/{promotion_id}/coupons"): {"generate": 1},
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/orders/{order_id}/tenders"): {"tender_type": "card", "card_token": "tok_visa"},
+    ("post", "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps"): {"status": "picked"},
     ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): {"overlap_seconds": 60},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/replay-failed"): {},
@@ -291,6 +364,7 @@ def test_another_merchants_write_changes_nothing(platform: Running, demo_merchan
 # Field or filter name -> the kind of resource it names.
 REFERENCES = {
     "location_id": "location",
+    "location_ids": "location",
     "from_location_id": "location",
     "to_location_id": "location",
     "pickup_location_id": "location",
@@ -299,6 +373,8 @@ REFERENCES = {
     "duplicate_id": "customer",
     "order_id": "order",
     "payment_id": "payment",
+    # A store an order's fulfilment leaves from (fulfillments[].location_id).
+    "fulfillments.location_id": "location",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet), and
@@ -313,6 +389,16 @@ NOT_REFERENCES = {
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
+    # Filters of the audit log: they only narrow the caller's own entries (any other id
+    # matches none), as the delivery log's event filter.
+    ("/v1/audit-log", "staff_id"),
+    ("/v1/audit-log", "register_id"),
+    ("/v1/audit-log", "resource_id"),
+    ("/v1/shifts", "register_id"),
+    # Taken only from a paired register's own credential, which these probes (a merchant's
+    # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
+    ("/v1/register-sessions", "staff_id"),
+    ("/v1/overrides", "manager_id"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -406,6 +492,11 @@ def _checkout_body(t: Tenant) -> dict[str, Any]:
 # then puts a foreign or a made-up id in one field, so the answer is about that id alone.
 REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/checkouts"): _checkout_body,
+    ("post", "/v1/orders"): lambda t: {
+        "location_id": t.locations[0], "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
+    ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
     ("post", "/v1/inventory/adjustments"): lambda t: {
         "sku": t.sku, "location_id": t.locations[0], "delta": 1, "reason": "received"},
     ("post", "/v1/inventory/counts"): lambda t: {
@@ -422,6 +513,12 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
+    ("post", "/v1/registers"): lambda t: {"location_id": t.locations[0], "name": "probe"},
+    ("get", "/v1/registers"): lambda t: {"location_id": t.locations[0]},
+    ("post", "/v1/staff"): lambda t: {
+        "name": "Probe", "role": "cashier", "location_ids": [t.locations[0]], "pin": "4821"},
+    ("get", "/v1/staff"): lambda t: {"location_id": t.locations[0]},
+    ("patch", "/v1/staff/{staff_id}"): lambda t: {"location_ids": [t.locations[0]]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
     ("post", "/v1/terminal-checkouts"): lambda t: {
@@ -448,6 +545,12 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
 
 def _with(request: dict[str, Any], field: str, value: str) -> dict[str, Any]:
     changed = dict(request)
+    if "." in field:  # an id in the first item of a list: fulfillments[0].location_id
+        outer, inner = field.split(".", 1)
+        items = [dict(item) for item in changed[outer]]
+        items[0] = _with(items[0], inner, value)
+        changed[outer] = items
+        return changed
     changed[field] = [value] if isinstance(changed.get(field), list) else value
     return changed
 

@@ -42,7 +42,7 @@ def test_a_typescript_client_generated_from_the_document_sells(
 
     product, order, problem = result["product"], result["order"], result["problem"]
     assert product["etag"] == '"1"'
-    assert order["status"] == "confirmed"
+    assert order["status"] == "completed"
     assert [(line["sku"], line["quantity"]) for line in order["lines"]] == [(product["sku"], 2)]
     assert order["total"]["currency"] == "USD"
     assert problem["status"] == 400

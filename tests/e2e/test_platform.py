@@ -88,7 +88,7 @@ def test_checkout_confirms_then_stock_and_loyalty_follow_from_the_event(platform
     assert order["discount_total"]["amount"] == 620
     assert order["tax_total"]["amount"] == 460
     assert order["total"]["amount"] == 6040
-    assert order["status"] == "confirmed"
+    assert order["status"] == "completed"  # sold and handed over at once
     assert answer.json()["payment"]["status"] == "captured"
 
     _eventually(lambda: _on_hand(http, "TEE-BLK-M", downtown) == before - 2)

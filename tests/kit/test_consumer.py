@@ -151,3 +151,72 @@ async def test_an_event_the_consumer_does_not_need_is_acked_without_a_transactio
     # Acknowledged, not left to be redelivered.
     info = await js.consumer_info("POS_ORDER", "test-relevant")
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+def _ordered(bus: Bus, name: str, handler, **kw) -> Consumer:  # type: ignore[no-untyped-def]
+    return Consumer(
+        bus.js,
+        lambda: UnitOfWork(bus.engine, kit),
+        name=name,
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+        ordered=True,
+        **kw,
+    )
+
+
+async def test_an_ordered_consumer_restarted_after_a_crash_keeps_the_stream_order(
+    bus: Bus,
+) -> None:
+    """A replica fetched events and died before acknowledging them. The server would hand
+    those out again only after their ack wait, and newer events at once; the next replica must
+    still apply them first."""
+    applied: list[str] = []
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        applied.append(event.event_id)
+
+    await ensure_service_streams(bus.js, "order")
+    for n in range(1, 4):
+        await bus.js.publish(SUBJECT, b"", headers=_headers(f"evt_{n}", f"crash-{n}"))
+    crashed = _ordered(bus, "test-ordered-crash", handler, ack_wait=3.0)
+    sub = await crashed._subscribe()
+    fetched = await sub.fetch(2, timeout=5.0)  # and then the process was killed
+    assert [m.headers["Omnitill-Event-Id"] for m in fetched if m.headers] == ["evt_1", "evt_2"]
+    await sub.unsubscribe()
+    for n in range(4, 7):
+        await bus.js.publish(SUBJECT, b"", headers=_headers(f"evt_{n}", f"crash-{n}"))
+
+    after = _ordered(bus, "test-ordered-crash", handler, ack_wait=3.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(after.run(stop))
+    await until(lambda: len(applied) >= 6)
+    stop.set()
+    await task
+    assert applied == [f"evt_{n}" for n in range(1, 7)]
+    assert after.rewinds == 1
+
+
+async def test_an_ordered_consumer_retries_a_failing_event_before_any_later_one(bus: Bus) -> None:
+    applied: list[str] = []
+    failures = {"evt_2": 2}
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        if failures.get(event.event_id, 0) > 0:
+            failures[event.event_id] -= 1
+            raise RuntimeError("downstream hiccup")
+        applied.append(event.event_id)
+
+    await ensure_service_streams(bus.js, "order")
+    for n in range(1, 7):
+        await bus.js.publish(SUBJECT, b"", headers=_headers(f"evt_{n}", f"retry-{n}"))
+    consumer = _ordered(bus, "test-ordered-retry", handler, batch_size=2, base_delay=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: len(applied) >= 6)
+    stop.set()
+    await task
+    assert applied == [f"evt_{n}" for n in range(1, 7)]
+    assert failures == {"evt_2": 0}
+    assert consumer.dead_lettered == 0

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pos_gateway import clients, metrics, problems, tokens
+from pos_gateway import audit, clients, metrics, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
@@ -24,6 +25,9 @@ from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore, declared, fingerprint_key
 from pos_gateway.messaging import JetStreamLink
 from pos_gateway.ratelimit import Limiter, TokenBuckets
+from pos_gateway.routes import (
+    audit as audit_routes,
+)
 from pos_gateway.routes import (
     credentials,
     customers,
@@ -36,7 +40,10 @@ from pos_gateway.routes import (
     platform_admin,
     products,
     promotions,
+    registers,
     settlement,
+    shifts,
+    staff,
     stock,
 )
 from pos_gateway.routes.common import success
@@ -63,10 +70,12 @@ on every answer in `RateLimit-Policy` and `RateLimit`; past them, a 429 with `Re
 """
 
 
-async def _purge_hourly(store: IdempotencyStore) -> None:
+async def _purge_hourly(store: IdempotencyStore, engine: AsyncEngine) -> None:
     while True:
         with contextlib.suppress(Exception):
             await store.purge_expired()
+        with contextlib.suppress(Exception):
+            await audit.purge_expired(engine)
         await asyncio.sleep(3600)
 
 
@@ -121,7 +130,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await limits.start()
         app.state.code_lookups = code_lookups
         await code_lookups.start()
-        purger = asyncio.create_task(_purge_hourly(app.state.idempotency))
+        purger = asyncio.create_task(_purge_hourly(app.state.idempotency, engine))
         try:
             yield
         finally:
@@ -186,9 +195,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         gift_cards,
         settlement,
         credentials,
+        registers,
+        shifts,
+        staff,
+        audit_routes,
         platform_admin,
     ):
         app.include_router(module.router)
+    app.include_router(registers.session_router)
 
     # The probes answer the platform's orchestrator and scrapers, not partners' clients: the
     # breaking-change check leaves them out (tools/contract/optic.dev.yml).

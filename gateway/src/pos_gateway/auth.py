@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_gateway import keys, tokens
 from pos_gateway.problems import Problem
-from pos_gateway.tables import api_keys, oauth_clients
+from pos_gateway.tables import api_keys, oauth_clients, register_sessions, registers
 
 # A looked-up key (or OAuth client) is trusted this long before it is read again, so a
 # revocation takes effect within this time; it spares the database one query per request.
@@ -29,6 +29,11 @@ class Principal:
     merchant_id: str
     key_id: str
     scopes: frozenset[str]
+    # A paired register's credential: its register and location, and who is signed in at it.
+    register_id: str | None = None
+    location_id: str | None = None
+    staff_id: str | None = None
+    session_id: str | None = None
 
 
 class KeyStore:
@@ -88,6 +93,27 @@ class KeyStore:
         self._cache[digest] = (now + CACHE_SECONDS, principal)
         return principal
 
+    async def register(self, credential: str) -> Principal | None:
+        """The principal of a paired register's credential. Read on every request, never
+        cached: a retired register (or a re-paired one's old device) stops at once on every
+        replica, and who is signed in at the register is always current."""
+        r, s = registers, register_sessions
+        query = (
+            select(r.c.id, r.c.merchant_id, r.c.location_id, s.c.id.label("session"),
+                   s.c.staff_id)
+            .select_from(r.outerjoin(s, (s.c.register_id == r.c.id) & s.c.ended_at.is_(None)))
+            .where(r.c.credential_hash == keys.keyed_hash(self._secret, credential),
+                   r.c.status == "paired")
+        )  # fmt: skip
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return Principal(
+            row.merchant_id, row.id, keys.REGISTER_SCOPES, row.id, row.location_id,
+            row.staff_id, row.session,
+        )  # fmt: skip
+
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(
@@ -108,6 +134,11 @@ async def authenticate(request: Request) -> Principal:
         raise _unauthorized("an API key is required: Authorization: Bearer <key>")
     token = token.strip()
     store: KeyStore = request.app.state.keys
+    if token.startswith(keys.REGISTER_PREFIX):
+        device = await store.register(token) if keys.well_formed_register(token) else None
+        if device is None:
+            raise _unauthorized("the register credential is not valid")
+        return device
     if not token.startswith(API_KEY_PREFIX):
         signing: tokens.KeySet = request.app.state.tokens
         claims = signing.verify(token)

@@ -10,7 +10,12 @@ from pos.customer.v1 import customer_pb2_grpc
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos.inventory.v1 import inventory_pb2_grpc, stock_pb2_grpc
 from pos.order.v1 import order_pb2_grpc
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2_grpc, settlement_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2_grpc,
+    payment_pb2_grpc,
+    settlement_pb2_grpc,
+    shifts_pb2_grpc,
+)
 from pos.promotion.v1 import promotion_pb2_grpc
 from pos_gateway.settings import GatewaySettings
 from pos_kit.grpc_client import channel
@@ -30,6 +35,7 @@ class Services:
     # Served by the payment process, on its channel.
     gift_cards: gift_cards_pb2_grpc.GiftCardServiceStub
     settlement: settlement_pb2_grpc.SettlementServiceStub
+    shifts: shifts_pb2_grpc.ShiftServiceStub
 
     async def close(self) -> None:
         for ch in self.channels.values():
@@ -57,4 +63,5 @@ def connect(settings: GatewaySettings) -> Services:
         stock_pb2_grpc.StockServiceStub(chans["inventory"]),
         gift_cards_pb2_grpc.GiftCardServiceStub(chans["payment"]),
         settlement_pb2_grpc.SettlementServiceStub(chans["payment"]),
+        shifts_pb2_grpc.ShiftServiceStub(chans["payment"]),
     )

@@ -32,7 +32,7 @@ from pos_gateway.idempotency import (
 )
 from pos_gateway.problems import Problem, problem_response
 from pos_gateway.ratelimit import Limiter
-from pos_kit.context import merchant_var, request_id_var
+from pos_kit.context import merchant_var, register_var, request_id_var, staff_var
 from pos_kit.text import (
     CARD_NUMBER_NOT_ALLOWED,
     CARD_NUMBER_REASON,
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
-OPEN_PATHS = frozenset({"/v1/oauth/token"})
+OPEN_PATHS = frozenset({"/v1/oauth/token", "/v1/registers/pair"})
 
 
 def hsts_value(max_age_seconds: int) -> bytes | None:
@@ -139,6 +139,18 @@ class EdgeMiddleware:
             return
         request.state.principal = principal
         merchant_var.set(principal.merchant_id)
+        # Every service call the request makes says which register and member act.
+        register_var.set(principal.register_id)
+        staff_var.set(principal.staff_id)
+        if principal.location_id is not None:
+            # A register's credential works at its own location only: any other is a 404,
+            # as if it did not exist, whether named in the path, the query or the body.
+            receive, elsewhere = await _other_location(scope, receive, principal.location_id)
+            if elsewhere is not None:
+                problem = Problem(404, "resource_missing", f"location {elsewhere!r} was not found",
+                                  extra={"resource": "location"})  # fmt: skip
+                await problem_response(problem)(scope, receive, send)
+                return
 
         decision = await self.limits.decide(principal.key_id)
         extra += [
@@ -262,6 +274,31 @@ class EdgeMiddleware:
             # that held it; the retry is refused the same way. Nor does a service's "still in
             # progress" (409): kept, it would be replayed after the work had finished.
             await store.release(merchant_id, key)
+
+
+_LOCATION_PATH = re.compile(r"^/v1/locations/([^/]+)")
+
+
+async def _other_location(scope: Scope, receive: Receive, own: str) -> tuple[Receive, str | None]:
+    """The first location other than `own` the request names (in its path, a query
+    parameter or a top-level body field ending in `location_id`), and the body to read on."""
+    named: list[str] = []
+    path = _LOCATION_PATH.match(scope["path"])
+    if path is not None:
+        named.append(path.group(1))
+    query = QueryParams(scope.get("query_string", b""))
+    named += [v for k, v in query.multi_items() if k.endswith("location_id")]
+    if scope["method"] in ("POST", "PUT", "PATCH"):
+        body = await _read_body(receive)
+        receive = _replay(body)
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None  # the route answers a malformed body
+        if isinstance(parsed, dict):
+            named += [v for k, v in parsed.items() if k.endswith("location_id") and
+                      isinstance(v, str) and v]  # fmt: skip
+    return receive, next((n for n in named if n != own), None)
 
 
 def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:

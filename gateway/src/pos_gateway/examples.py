@@ -231,6 +231,7 @@ LOYALTY_PROGRAM = {
     "point_value_minor": 1,
     "version": 3,
 }
+_EVERY_LINE: dict[str, list[str]] = {"skus": [], "product_ids": [], "categories": []}
 PROMOTION = {
     "id": "promo_01j9x6q9w0x1y2z3a4b5c6d7ef",
     "name": "10% off orders over $50",
@@ -238,7 +239,53 @@ PROMOTION = {
     "minimum_subtotal": usd(5000),
     "active": True,
     "created_at": CREATED,
+    "rule": {
+        "kind": "percent_off",
+        "level": "order",
+        "items": _EVERY_LINE,
+        "percent_bps": 1000,
+        "amount": None,
+        "buy_quantity": 0,
+        "get_quantity": 0,
+        "get_items": None,
+        "tiers": [],
+        "limit_per_order": 0,
+    },
+    "conditions": {
+        "starts_at": "2026-12-01T00:00",
+        "ends_at": "2027-01-01T00:00",
+        "time_zone": "America/New_York",
+        "days_of_week": [],
+        "hours_from": "",
+        "hours_until": "",
+        "channels": [],
+        "location_ids": [],
+        "customer_groups": [],
+        "min_quantity": 0,
+        "min_amount": usd(5000),
+    },
+    "priority": 0,
+    "exclusive": False,
+    "stackable": True,
+    "requires_coupon": False,
+    "status": "active",
+    "version": 1,
+    "updated_at": CREATED,
+    "ended_at": None,
+    "used": False,
 }
+COUPON = {
+    "id": "cpn_01j9x6qa1b2c3d4e5f6g7h8j9k",
+    "promotion_id": PROMOTION["id"],
+    "code_hint": "R-26",
+    "max_uses": 500,
+    "max_uses_per_customer": 1,
+    "redeemed_count": 0,
+    "reserved_count": 0,
+    "expires_at": "2027-01-01T00:00:00.000Z",
+    "created_at": CREATED,
+}
+COUPON_BATCH = {"coupons": [COUPON], "codes": ["WINTER-26"], "secret_redacted": False}
 ORDER = {
     "id": ORDER_ID,
     "location_id": LOCATION_ID,
@@ -250,6 +297,7 @@ ORDER = {
             "quantity": 2,
             "unit_price": usd(2500),
             "line_total": usd(5000),
+            "fulfillment_id": f"{ORDER_ID}-1",
         },
         {
             "sku": "MUG-LOGO",
@@ -257,16 +305,46 @@ ORDER = {
             "quantity": 1,
             "unit_price": usd(1200),
             "line_total": usd(1200),
+            "fulfillment_id": f"{ORDER_ID}-1",
         },
     ],
     "subtotal": usd(6200),
     "discount_total": usd(620),
     "tax_total": usd(460),
     "total": usd(6040),
-    "status": "confirmed",
+    "status": "completed",
     "discounts_applied": True,
     "payment_id": PAYMENT_ID,
     "created_at": UPDATED,
+    "channel": "register",
+    "version": 3,
+    "updated_at": UPDATED,
+    "fulfillments": [
+        {
+            "id": f"{ORDER_ID}-1",
+            "type": "in_store",
+            "status": "fulfilled",
+            "location_id": LOCATION_ID,
+            "reservation_id": "",
+            "carrier": "",
+            "tracking_number": "",
+            "amount": usd(6040),
+            "captured": usd(6040),
+            "ship_to": "",
+        }
+    ],
+    "timeline": [
+        {"status": "pending_payment", "at": UPDATED, "reason": ""},
+        {"status": f"{ORDER_ID}-1:reserved", "at": UPDATED, "reason": ""},
+        {"status": "confirmed", "at": UPDATED, "reason": ""},
+        {"status": f"{ORDER_ID}-1:fulfilled", "at": UPDATED, "reason": ""},
+        {"status": "completed", "at": UPDATED, "reason": ""},
+    ],
+    "notes": "",
+    "metadata": {},
+    "cancel_reason": "",
+    "payment_ids": [PAYMENT_ID],
+    "paid": usd(6040),
 }
 PAYMENT = {
     "id": PAYMENT_ID,
@@ -333,6 +411,13 @@ REFUND = {
     "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+ORDER_SETTINGS = {
+    "capture_pickup_at_order": False,
+    "pickup_expiry_seconds": 604800,
+    "hold_seconds": 900,
+    "authorization_window_seconds": 0,
+    "return_window_days": 30,
+}
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",
     "name": "till 3",
@@ -509,4 +594,125 @@ SETTLEMENT_REPORT = {
     "tips": usd(9350),
     "net": usd(269460),
     "computed_at": "2026-01-16T05:10:00.000Z",
+}
+
+REGISTER_ID = "reg_01j9x6v1a2b3c4d5e6f7g8h9jk"
+STAFF_ID = "stf_01j9x6v2b3c4d5e6f7g8h9j0km"
+MANAGER_ID = "stf_01j9x6v3c4d5e6f7g8h9j0k1mn"
+SESSION_ID = "ses_01j9x6v4d5e6f7g8h9j0k1m2np"
+REGISTER = {
+    "id": REGISTER_ID,
+    "location_id": LOCATION_ID,
+    "name": "Till 1",
+    "status": "paired",
+    "created_at": CREATED,
+    "paired_at": UPDATED,
+    "retired_at": None,
+}
+NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None}
+RETIRED_REGISTER = {**REGISTER, "status": "retired", "retired_at": UPDATED}
+PAIRING_CODE = {
+    "register_id": REGISTER_ID,
+    "code": "K7QM2XDT4P",
+    "expires_at": UPDATED,
+    "secret_redacted": False,
+}
+PAIRED = {
+    "register": REGISTER,
+    "credential": "pos_reg_3fKq9ZtW0xYb7LmN2pR4sV6uA8cE1gHj5kQ7aB",
+    "scopes": ["catalog:read", "orders:write", "payments:write", "register:session"],
+}
+STAFF = {
+    "id": STAFF_ID,
+    "name": "Ada Cashier",
+    "role": "cashier",
+    "location_ids": [LOCATION_ID],
+    "status": "active",
+    "locked_until": None,
+    "version": 1,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+}
+ROLE = {
+    "id": "role_01j9x6v5e6f7g8h9j0k1m2n3pq",
+    "name": "shift lead",
+    "permissions": ["refund", "no_sale"],
+    "discount_limit_bps": 2000,
+    "built_in": False,
+}
+REGISTER_SESSION = {
+    "id": SESSION_ID,
+    "register_id": REGISTER_ID,
+    "staff_id": STAFF_ID,
+    "started_at": CREATED,
+    "ended_at": None,
+}
+OVERRIDE = {
+    "id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr",
+    "permission": "refund",
+    "requested_by": STAFF_ID,
+    "approved_by": MANAGER_ID,
+    "register_id": REGISTER_ID,
+    "granted_at": CREATED,
+    "expires_at": UPDATED,
+    "used_at": None,
+}
+AUDIT_ENTRY = {
+    "id": "aud_01j9x6v7g8h9j0k1m2n3p4q5rs",
+    "occurred_at": UPDATED,
+    "action": "refund",
+    "staff_id": STAFF_ID,
+    "approved_by": MANAGER_ID,
+    "register_id": REGISTER_ID,
+    "credential_id": None,
+    "resource_type": "payment",
+    "resource_id": PAYMENT_ID,
+    "details": {"override_id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr"},
+}
+AUDIT_SETTINGS = {"retention_days": 365, "updated_at": UPDATED}
+SHIFT_ID = "shf_01j9x6v8h9j0k1m2n3p4q5r6st"
+SHIFT = {
+    "id": SHIFT_ID,
+    "location_id": LOCATION_ID,
+    "register_id": REGISTER_ID,
+    "status": "open",
+    "opened_by": STAFF_ID,
+    "closed_by": "",
+    "opening_float": usd(10000),
+    "counted_cash": None,
+    "over_short": 0,
+    "report": {
+        "expected_cash": usd(13990),
+        "cash_sales": usd(6040),
+        "cash_refunds": usd(1050),
+        "pay_ins": usd(0),
+        "pay_outs": usd(1000),
+        "no_sale_count": 1,
+        "tenders": [
+            {"name": "cash", "captured": usd(6040), "captured_count": 1, "refunded": usd(1050),
+             "refunded_count": 1, "net": usd(4990)},
+        ],
+    },
+    "opened_at": CREATED,
+    "closed_at": None,
+    "version": 1,
+}  # fmt: skip
+CLOSED_SHIFT = {
+    **SHIFT,
+    "status": "closed",
+    "closed_by": STAFF_ID,
+    "counted_cash": usd(13980),
+    "over_short": -10,
+    "closed_at": UPDATED,
+    "version": 2,
+}
+DRAWER_MOVEMENT = {
+    "id": "drw_01j9x6v9j0k1m2n3p4q5r6s7tv",
+    "shift_id": SHIFT_ID,
+    "kind": "pay_out",
+    "amount": usd(1000),
+    "reason": "window cleaner",
+    "staff_id": STAFF_ID,
+    "register_id": REGISTER_ID,
+    "created_at": UPDATED,
 }

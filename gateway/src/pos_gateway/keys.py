@@ -32,7 +32,30 @@ ALL_SCOPES = (
     "events:read",
     "webhooks:manage",
     "credentials:manage",
+    "registers:read",
+    "registers:manage",
+    "staff:manage",
+    "register:session",
+    "audit:read",
+    "audit:manage",
 )
+# What a paired register's credential carries: selling at its location, nothing more.
+REGISTER_SCOPES = frozenset(
+    {
+        "catalog:read",
+        "inventory:read",
+        "customers:read",
+        "customers:write",
+        "promotions:read",
+        "orders:read",
+        "orders:write",
+        "payments:read",
+        "payments:write",
+        "registers:read",
+        "register:session",
+    }
+)
+REGISTER_PREFIX = "pos_reg_"
 
 
 def _base62(value: int, length: int) -> str:
@@ -70,3 +93,16 @@ def keyed_hash(secret: str, key: str) -> bytes:
 
 def hint(key: str) -> str:
     return key[: len("pos_test_") + 4] + "…"
+
+
+def generate_register_credential() -> str:
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LENGTH))
+    head = REGISTER_PREFIX + body
+    return head + _checksum(head)
+
+
+def well_formed_register(credential: str) -> bool:
+    if len(credential) != len(REGISTER_PREFIX) + _BODY_LENGTH + _CHECK_LENGTH:
+        return False
+    head, check = credential[:-_CHECK_LENGTH], credential[-_CHECK_LENGTH:]
+    return credential.startswith(REGISTER_PREFIX) and hmac.compare_digest(_checksum(head), check)

@@ -57,6 +57,12 @@ TAGS = {
     "gift cards": "Stored value: issue, load, redeem, balance, the activity ledger. A code "
     "travels only in request bodies and is shown once",
     "credentials": "Your API keys and OAuth clients, and the client-credentials token exchange",
+    "registers": "Registers (tills) at a location, paired once with a device by a short-lived "
+    "code; the device then holds a credential of its own, for that location only",
+    "staff": "Staff members, roles and permissions; signing in at a register with a PIN and a "
+    "manager's override for one action",
+    "audit": "The append-only record of every sensitive action: who, at which register or with "
+    "which credential, when, and what changed",
     "platform administration": "Merchants and dead letters, with the platform credential "
     "(off unless configured)",
     "platform": "Health, readiness and metrics for the platform's own probes; no credential",
@@ -78,6 +84,13 @@ SCOPES = {
     "credentials:manage": "Create, list and revoke your API keys and OAuth clients",
     "events:read": "Read the event feed",
     "webhooks:manage": "Create and change webhook subscriptions; read and replay deliveries",
+    "registers:read": "Read registers (a register's own credential: its own register)",
+    "registers:manage": "Create and retire registers; issue their pairing codes",
+    "staff:manage": "Create, change and deactivate staff members and roles",
+    "register:session": "Sign staff in and out at a paired register; take a manager's override "
+    "(a register's own credential only)",
+    "audit:read": "Read the audit log",
+    "audit:manage": "Set how long the audit log is kept",
 }
 
 RATE_LIMIT = {"type": "string", "maxLength": 64}

@@ -1,4 +1,5 @@
-"""The gateway's own database: merchants and their API keys."""
+"""The gateway's own database: merchants and their credentials, registers, staff and the audit
+log."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -104,4 +106,140 @@ rate_limit_buckets = Table(
     Column("allowed", Boolean, nullable=False),  # the last decision, returned with it
     Column("updated_at", DateTime(timezone=True), nullable=False),
     prefixes=["UNLOGGED"],
+)
+
+# Tills at a location. A register is paired with one device at a time: the device holds a
+# credential (stored as a keyed hash, like an API key) scoped to the register's location.
+registers = Table(
+    "registers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),  # unpaired | paired | retired
+    Column("credential_hash", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("paired_at", DateTime(timezone=True)),
+    Column("retired_at", DateTime(timezone=True)),
+    Column("request_id", Text),
+    Index("registers_credential", "credential_hash", unique=True),
+    Index("registers_request", "merchant_id", "request_id", unique=True),
+    Index("registers_location", "merchant_id", "location_id"),
+)
+
+# Short-lived codes a device exchanges once for its register's credential.
+pairing_codes = Table(
+    "register_pairing_codes",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("register_id", Text, ForeignKey("registers.id"), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("request_id", Text),
+    Index("pairing_codes_request", "merchant_id", "request_id", unique=True),
+)
+
+# A merchant's own roles beside the built-in cashier, manager and admin.
+roles = Table(
+    "staff_roles",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("permissions", ARRAY(Text), nullable=False),
+    Column("discount_limit_bps", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("request_id", Text),
+    Index("staff_roles_name", "merchant_id", "name", unique=True),
+    Index("staff_roles_request", "merchant_id", "request_id", unique=True),
+)
+
+staff_members = Table(
+    "staff_members",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),  # cashier | manager | admin | a staff_roles id
+    Column("location_ids", ARRAY(Text), nullable=False),
+    # scrypt of the PIN keyed by GATEWAY_SECRET_KEY, with a salt of its own (pins.py).
+    Column("pin_hash", LargeBinary, nullable=False),
+    Column("pin_salt", LargeBinary, nullable=False),
+    Column("status", Text, nullable=False),  # active | deactivated
+    Column("failed_pin_attempts", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("request_id", Text),
+    Index("staff_members_request", "merchant_id", "request_id", unique=True),
+)
+
+# Who is signed in at a register: at most one open session per register.
+register_sessions = Table(
+    "register_sessions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("register_id", Text, ForeignKey("registers.id"), nullable=False),
+    Column("staff_id", Text, ForeignKey("staff_members.id"), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+    Index(
+        "register_sessions_open",
+        "register_id",
+        unique=True,
+        postgresql_where=text("ended_at IS NULL"),
+    ),
+)
+
+# A manager's PIN given for one action a signed-in member may not do alone.
+overrides = Table(
+    "overrides",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("register_id", Text, ForeignKey("registers.id"), nullable=False),
+    Column("session_id", Text, ForeignKey("register_sessions.id"), nullable=False),
+    Column("permission", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("approved_by", Text, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    # The request that used it: a retry of that request may use it again, no other may.
+    Column("used_by_request", Text),
+    Index("overrides_session", "session_id", "permission"),
+)
+
+# Append-only (a trigger refuses UPDATE, and DELETE but for the retention purge: audit.py).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("merchant_id", Text, ForeignKey("merchants.id"), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("action", Text, nullable=False),
+    Column("staff_id", Text),
+    Column("approved_by", Text),
+    Column("register_id", Text),
+    Column("credential_id", Text),
+    Column("resource_type", Text),
+    Column("resource_id", Text),
+    Column("details", JSONB, nullable=False),
+    # The request that did it: a retry of a request records its action once.
+    Column("request_id", Text),
+    Index("audit_log_merchant", "merchant_id", "id"),
+    Index("audit_log_once", "merchant_id", "request_id", "action", unique=True),
+)
+
+merchant_settings = Table(
+    "merchant_settings",
+    metadata,
+    Column("merchant_id", Text, ForeignKey("merchants.id"), primary_key=True),
+    Column("audit_retention_days", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

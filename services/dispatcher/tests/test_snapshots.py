@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pos_dispatcher.adapters.snapshots import SOURCES, public_events
 
 from pos.common.v1 import money_pb2
-from pos.payment.v1 import gift_cards_pb2
+from pos.payment.v1 import gift_cards_pb2, shifts_pb2
+from pos.promotion.v1 import events_pb2 as promotion_events_pb2
+from pos.promotion.v1 import promotion_pb2
 from pos_gateway.schemas.events import EVENT_TYPES
 
 
@@ -54,3 +56,84 @@ def test_a_gift_card_activity_is_a_public_event_with_the_card_and_no_code() -> N
 def test_the_gift_card_event_is_read_from_the_payment_stream_under_a_documented_type() -> None:
     assert gift_cards_pb2.GiftCardActivityCreated in SOURCES["payment"]
     assert "gift_card.activity_created" in EVENT_TYPES
+
+
+def _stamped(message: object, *stamps: object) -> None:
+    for stamp in stamps:
+        stamp.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    meta = message.meta  # type: ignore[attr-defined]
+    meta.event_id, meta.merchant_id = "evt_2", "mer_a"
+    meta.occurred_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
+    promotion = promotion_pb2.Promotion(
+        id="promo_1",
+        name="Shirts BOGO",
+        status=promotion_pb2.PROMOTION_STATUS_ENDED,
+        version=3,
+        stackable=True,
+        rule=promotion_pb2.Rule(
+            kind=promotion_pb2.OFFER_KIND_BUY_X_GET_Y,
+            level=promotion_pb2.OFFER_LEVEL_ITEM,
+            items=promotion_pb2.ItemSelector(categories=["shirts"]),
+            percent_bps=10000,
+            buy_quantity=1,
+            get_quantity=1,
+        ),
+        conditions=promotion_pb2.Conditions(time_zone="UTC"),
+    )
+    for kind, word in (
+        (promotion_events_pb2.PromotionUpdated, "updated"),
+        (promotion_events_pb2.PromotionEnded, "ended"),
+    ):
+        message = kind(promotion=promotion)
+        _stamped(message, message.promotion.created_at, message.promotion.updated_at)
+        (event,) = public_events(message)
+        assert (event.type, event.resource_id) == (f"promotion.{word}", "promo_1")
+        shown = event.data["object"]
+        assert shown["status"] == "ended" and shown["rule"]["kind"] == "buy_x_get_y"
+        assert kind in SOURCES["promotion"] and event.type in EVENT_TYPES
+    redeemed = promotion_events_pb2.CouponRedeemed(
+        coupon=promotion_pb2.Coupon(
+            id="cpn_1", promotion_id="promo_1", code_hint="R-26", max_uses=5, redeemed_count=1
+        ),
+        order_id="ord_1",
+    )
+    _stamped(redeemed, redeemed.coupon.created_at)
+    (event,) = public_events(redeemed)
+    assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
+    assert event.data["object"]["code_hint"] == "R-26" and "code" not in event.data["object"]
+    assert "coupon.redeemed" in EVENT_TYPES
+
+
+def _shift_closed() -> shifts_pb2.ShiftClosed:
+    usd = lambda amount: money_pb2.Money(amount=amount, currency="USD")  # noqa: E731
+    message = shifts_pb2.ShiftClosed(
+        shift=shifts_pb2.Shift(
+            id="shf_1", location_id="loc_1", register_id="reg_1",
+            status=shifts_pb2.SHIFT_STATUS_CLOSED, opened_by="stf_1", closed_by="stf_2",
+            opening_float=usd(10_000), counted_cash=usd(11_190), over_short=-10,
+            report=shifts_pb2.ShiftReport(
+                expected_cash=usd(11_200), cash_sales=usd(1840), cash_refunds=usd(840),
+                pay_ins=usd(500), pay_outs=usd(300), no_sale_count=1,
+            ),
+            version=2,
+        )
+    )  # fmt: skip
+    message.meta.event_id = "evt_2"
+    message.meta.merchant_id = "mer_a"
+    message.meta.occurred_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    for stamped in (message.shift.opened_at, message.shift.closed_at):
+        stamped.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    return message
+
+
+def test_a_closed_shift_is_a_public_event_with_its_over_short_and_report() -> None:
+    (event,) = public_events(_shift_closed())
+    assert (event.id, event.type, event.resource_id) == ("evt_2", "shift.closed", "shf_1")
+    shown = event.data["object"]
+    assert (shown["status"], shown["over_short"], shown["closed_by"]) == ("closed", -10, "stf_2")
+    assert shown["report"]["expected_cash"] == {"amount": 11_200, "currency": "USD"}
+    assert shifts_pb2.ShiftOpened in SOURCES["payment"]
+    assert {"shift.opened", "shift.closed"} <= set(EVENT_TYPES)

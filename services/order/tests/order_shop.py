@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -12,6 +14,39 @@ from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
+
+
+@asynccontextmanager
+async def serve_order_on(
+    database_url: str,
+    nats_url: str,
+    inventory_port: int,
+    payment_port: int,
+    **settings: Any,
+) -> AsyncIterator[InProcessService]:
+    """The order service on a database that already has its data: what a restarted process
+    finds. Nothing of an earlier process's memory is carried over."""
+    bootstrap = importlib.import_module("pos_order.bootstrap")
+    config = bootstrap.Settings(
+        database_url=database_url,
+        nats_url=nats_url,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        inventory_addr=f"127.0.0.1:{inventory_port}",
+        payment_addr=f"127.0.0.1:{payment_port}",
+        customer_addr=f"127.0.0.1:{free_port()}",
+        promotion_addr=f"127.0.0.1:{free_port()}",
+        **settings,
+    )
+    runtime, server = bootstrap.build(config)
+    await server.start(runtime.tasks())
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield InProcessService(channel, runtime, database_url, server.port)
+    finally:
+        await channel.close()
+        await server.stop()
+        await runtime.close()
 
 
 def serve_order(

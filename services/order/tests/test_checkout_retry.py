@@ -116,7 +116,7 @@ async def test_a_retry_after_a_lost_payment_answer_reuses_the_order_id(stack: St
     again = stack.relay.seen[1]
     assert (again.request_id, again.order_id) == (charged.request_id, charged.order_id)
     assert retry.order.id == charged.order_id
-    assert retry.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert retry.order.status == order_pb2.ORDER_STATUS_COMPLETED
     assert retry.payment.order_id == retry.order.id
     assert stack.payments_for(retry.order.id) == 1
     replay = await stack.order.Checkout(request, metadata=MERCHANT, timeout=10)

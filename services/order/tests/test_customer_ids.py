@@ -178,7 +178,7 @@ async def test_a_customer_known_from_events_sells_with_the_customer_service_stop
     sold = await stack.checkout(known)
 
     assert sold.order.customer_id == known
-    assert sold.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
 
 
 async def test_an_unseen_customer_while_the_customer_service_is_down_is_503_and_writes_nothing(
@@ -208,7 +208,7 @@ async def test_a_real_customer_not_seen_yet_is_looked_up_once_then_known(stack: 
     second = await stack.checkout(customer.id)
 
     assert first.order.customer_id == second.order.customer_id == customer.id
-    assert second.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert second.order.status == order_pb2.ORDER_STATUS_COMPLETED
 
 
 async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra) -> None:

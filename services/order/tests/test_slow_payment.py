@@ -109,7 +109,7 @@ async def test_checkouts_waiting_on_a_slow_payment_hold_no_connection(stack: Sta
 
     assert len({a.order.id for a in answers}) == 4
     for answer in answers:
-        assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+        assert answer.order.status == order_pb2.ORDER_STATUS_COMPLETED
         assert answer.order.discounts_applied is False  # promotion is away: list price
         assert answer.payment.order_id == answer.order.id
         assert stack.payments_for(answer.order.id) == 1
@@ -130,5 +130,5 @@ async def test_a_duplicate_during_the_payment_is_in_progress_then_replays(stack:
     replay = await stack.checkout(request)
 
     assert replay == answer
-    assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert answer.order.status == order_pb2.ORDER_STATUS_COMPLETED
     assert stack.payments_for(answer.order.id) == 1

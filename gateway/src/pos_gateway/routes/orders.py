@@ -4,32 +4,48 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
+from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    INT32,
     INT64,
     Body,
     Cursor,
     Limit,
     MoneyIn,
     PathId,
+    QueryId,
     Sku,
+    UpdatedSince,
     example,
     op,
     request_id,
     services,
+    timestamp,
 )
-from pos_gateway.schemas.orders import Checkout, Order, OrderList
+from pos_gateway.routes.payments import _known_location
+from pos_gateway.schemas.orders import (
+    Checkout,
+    MetadataKey,
+    MetadataValue,
+    Order,
+    OrderList,
+    OrderSettings,
+)
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
+# A sales channel's name: lower-case words (`register`, `web`, `partner`, `marketplace_x`).
+CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -72,14 +88,14 @@ class CheckoutIn(Body):
         status=201,
     ),
 )
-async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
+async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     """Prices the lines as the catalog stands, applies promotions, charges, and records the
     sale. Rules across fields (each a 400 naming the field): each SKU appears once, priced in
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
     A declined card is a 402 whose problem carries the recorded `order` and `payment`."""
-    request = order_pb2.CheckoutRequest(
+    sale_request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
@@ -92,9 +108,16 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
         card_token=body.card_token,
     )
     if body.cash_tendered is not None:
-        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
-    answer = await svc.order.Checkout(request)
-    result = {"order": to_json(answer.order), "payment": to_json(answer.payment)}
+        sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    # At a register: a signed-in member is needed, and the sale is in the audit log with
+    # them and the register.
+    async with guarded(request, "sale", always=False) as done:
+        answer = await svc.order.Checkout(sale_request)
+        done.resource = ("order", answer.order.id)
+        done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
+                        "currency": answer.order.total.currency}  # fmt: skip
+    payment = to_json(answer.payment) if answer.HasField("payment") else None
+    result = {"order": to_json(answer.order), "payment": payment}
     sale = Checkout.model_validate(result)
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
         raise Problem(
@@ -106,15 +129,347 @@ async def checkout(body: CheckoutIn, svc: Svc) -> Checkout:
     return sale
 
 
-@router.get("/orders", **op("orders:read", "List orders", example=ex.page(ex.ORDER)))
-async def list_orders(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> OrderList:
-    answer = await svc.order.ListOrders(
-        order_pb2.ListOrdersRequest(page_size=limit, page_token=cursor or "")
+_ORDER_STATUSES = {
+    "draft": order_pb2.ORDER_STATUS_DRAFT,
+    "pending_payment": order_pb2.ORDER_STATUS_PENDING_PAYMENT,
+    "confirmed": order_pb2.ORDER_STATUS_CONFIRMED,
+    "completed": order_pb2.ORDER_STATUS_COMPLETED,
+    "cancelled": order_pb2.ORDER_STATUS_CANCELLED,
+}
+_FULFILLMENT_TYPES = {
+    "in_store": order_pb2.FULFILLMENT_TYPE_IN_STORE,
+    "pickup": order_pb2.FULFILLMENT_TYPE_PICKUP,
+    "shipment": order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+}
+_FULFILLMENT_STATUSES = {
+    "fulfilled": order_pb2.FULFILLMENT_STATUS_FULFILLED,
+    "reserved": order_pb2.FULFILLMENT_STATUS_RESERVED,
+    "ready_for_pickup": order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+    "picked_up": order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+    "picked": order_pb2.FULFILLMENT_STATUS_PICKED,
+    "shipped": order_pb2.FULFILLMENT_STATUS_SHIPPED,
+    "delivered": order_pb2.FULFILLMENT_STATUS_DELIVERED,
+    "cancelled": order_pb2.FULFILLMENT_STATUS_CANCELLED,
+    "expired": order_pb2.FULFILLMENT_STATUS_EXPIRED,
+}
+_TENDERS = {
+    "cash": payment_pb2.TENDER_TYPE_CASH,
+    "card": payment_pb2.TENDER_TYPE_CARD,
+    "gift_card": payment_pb2.TENDER_TYPE_GIFT_CARD,
+    "external": payment_pb2.TENDER_TYPE_EXTERNAL,
+}
+
+
+@router.get("/orders", **op("orders:read", "List orders", (404,), example=ex.page(ex.ORDER)))
+async def list_orders(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[
+        Literal["draft", "pending_payment", "confirmed", "completed", "cancelled"] | None,
+        Query(description="Only orders in this status"),
+    ] = None,
+    channel: Annotated[
+        str | None, Query(max_length=32, pattern=CHANNEL, description="Only this channel's")
+    ] = None,
+    location_id: Annotated[QueryId | None, Query(description="Only orders sold there")] = None,
+    customer_id: Annotated[QueryId | None, Query(description="Only this customer's")] = None,
+    fulfillment_status: Annotated[
+        Literal[
+            "fulfilled",
+            "reserved",
+            "ready_for_pickup",
+            "picked_up",
+            "picked",
+            "shipped",
+            "delivered",
+            "cancelled",
+            "expired",
+        ]
+        | None,
+        Query(description="Only orders with a fulfilment in this status"),
+    ] = None,
+    updated_since: UpdatedSince = None,
+) -> OrderList:
+    """By id; each filter narrows the list. A location or customer you do not have (another
+    merchant's included) is a 404 `resource_missing` problem."""
+    if location_id:
+        await _known_location(svc, location_id)
+    if customer_id:
+        await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+    request = order_pb2.ListOrdersRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        status=_ORDER_STATUSES[status] if status else order_pb2.ORDER_STATUS_UNSPECIFIED,
+        channel=channel or "",
+        location_id=location_id or "",
+        customer_id=customer_id or "",
+        fulfillment_status=(
+            _FULFILLMENT_STATUSES[fulfillment_status]
+            if fulfillment_status
+            else order_pb2.FULFILLMENT_STATUS_UNSPECIFIED
+        ),
     )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.order.ListOrders(request)
     return to_page(OrderList, answer.orders, answer.next_page_token)
 
 
 @router.get("/orders/{order_id}", **op("orders:read", "Get an order", (404,), example=ex.ORDER))
 async def get_order(order_id: PathId, svc: Svc) -> Order:
+    """The order with its fulfilments and its timeline (every transition, oldest first)."""
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     return to_model(Order, answer.order)
+
+
+class OrderLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    fulfillment: int = Field(
+        0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
+    )
+
+
+class FulfillmentIn(Body):
+    type: Literal["in_store", "pickup", "shipment"]
+    location_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The store it is handed over, collected or shipped from",
+    )
+    ship_to: str = Field("", max_length=500, description="Shipment: where to")
+
+
+class OrderIn(Body):
+    model_config = example(
+        {
+            "channel": "web",
+            "location_id": ex.LOCATION_ID,
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2, "fulfillment": 0}],
+            "fulfillments": [{"type": "pickup", "location_id": ex.LOCATION_ID}],
+            "notes": "Gift wrap, please",
+            "metadata": {"cart_id": "c_123"},
+        }
+    )
+
+    channel: str = Field("web", min_length=1, max_length=32, pattern=CHANNEL)
+    location_id: str = Field(
+        min_length=1, max_length=64, description="Where it is sold: prices, currency and tax"
+    )
+    customer_id: str = Field("", max_length=64, description="One of your customers, or empty")
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
+    fulfillments: list[FulfillmentIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Empty: one in-store fulfilment at location_id",
+    )
+    notes: str = Field("", max_length=2000)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+
+
+@router.post(
+    "/orders",
+    **op("orders:write", "Create an order", (404, *CREATE), example=ex.ORDER, status=201),
+)
+async def create_order(body: OrderIn, svc: Svc) -> Order:
+    """Prices the lines (the price snapshot, promotions, tax), saves the order
+    `pending_payment`, then holds the stock of every pickup and shipment fulfilment, all or
+    none (for `hold_seconds` of the order settings). Short stock is a 409 `insufficient_stock`
+    naming what is short, and nothing stays held. In-store lines are never refused for stock.
+    Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
+    request = order_pb2.CreateOrderRequest(
+        request_id=request_id(),
+        channel=body.channel,
+        location_id=body.location_id,
+        customer_id=body.customer_id,
+        lines=[
+            order_pb2.OrderLineRequest(sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment)
+            for ln in body.lines
+        ],
+        fulfillments=[
+            order_pb2.FulfillmentRequest(
+                type=_FULFILLMENT_TYPES[f.type], location_id=f.location_id, ship_to=f.ship_to
+            )
+            for f in body.fulfillments
+        ],
+        notes=body.notes,
+        metadata=body.metadata,
+    )
+    answer = await svc.order.CreateOrder(request)
+    return to_model(Order, answer.order)
+
+
+class TenderIn(Body):
+    model_config = example({"tender_type": "card", "card_token": "tok_visa"})
+
+    tender_type: Literal["cash", "card", "gift_card", "external"]
+    amount: MoneyIn | None = Field(None, description="Absent: the balance still due")
+    card_token: str = Field("", max_length=64, description="Card: a sandbox token")
+    cash_tendered: MoneyIn | None = None
+    gift_card_code: str = Field("", max_length=64, description="Gift card: its code")
+    external_reference: str = Field("", max_length=128)
+
+
+@router.post(
+    "/orders/{order_id}/tenders",
+    **op(
+        "orders:write",
+        "Add a payment tender to an order",
+        (402, 404, *CREATE),
+        example=ex.CHECKOUT,
+        status=201,
+    ),
+)
+async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
+    """Takes one tender (split tender: several, until the total is covered), authorised only:
+    each fulfilment captures its share later. A decline is a 402 whose problem carries the
+    order and the payment: the order stays `pending_payment` with its holds, and another tender
+    may follow. More than the balance due is a 400; an order not waiting for payment a 409."""
+    request = order_pb2.AddTenderRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        tender_type=_TENDERS[body.tender_type],
+        card_token=body.card_token,
+        gift_card_code=body.gift_card_code,
+        external_reference=body.external_reference,
+    )
+    if body.amount is not None:
+        request.amount.CopyFrom(body.amount.pb())
+    if body.cash_tendered is not None:
+        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    answer = await svc.order.AddTender(request)
+    payment = to_json(answer.payment) if answer.HasField("payment") else None
+    result = Checkout.model_validate({"order": to_json(answer.order), "payment": payment})
+    if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
+        raise Problem(
+            402,
+            "payment_declined",
+            f"the payment was declined: {answer.payment.decline_reason}",
+            extra=result.model_dump(mode="json"),
+        )
+    return result
+
+
+@router.post(
+    "/orders/{order_id}/confirm",
+    **op("orders:write", "Confirm an order", (404, *CREATE), example=ex.ORDER),
+)
+async def confirm_order(order_id: PathId, svc: Svc) -> Order:
+    """Commits the holds and captures what is captured now (in-store lines; pickups when the
+    settings say so, or when the pickup could outlive its authorisation); shipments capture at
+    `shipped`. The tenders must cover the total: otherwise a 409 `balance_due`. A zero total
+    needs no tender. `order.confirmed` follows."""
+    answer = await svc.order.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=request_id(), order_id=order_id)
+    )
+    return to_model(Order, answer.order)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    **op("orders:write", "Cancel an order", (404, *CREATE), example=ex.ORDER),
+)
+async def cancel_order(order_id: PathId, svc: Svc) -> Order:
+    """Before any of it left the store: releases the holds, voids the authorisations, refunds
+    the captures. Goods already handed over or shipped are a 409 `order_fulfilled` (return
+    them instead)."""
+    answer = await svc.order.CancelOrder(
+        order_pb2.CancelOrderRequest(request_id=request_id(), order_id=order_id)
+    )
+    return to_model(Order, answer.order)
+
+
+class FulfillmentStepIn(Body):
+    model_config = example({"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999"})
+
+    status: Literal["ready_for_pickup", "picked_up", "picked", "shipped", "delivered"]
+    carrier: str = Field("", max_length=100, description="Required at `shipped`")
+    tracking_number: str = Field("", max_length=100, description="Required at `shipped`")
+
+
+@router.post(
+    "/orders/{order_id}/fulfillments/{fulfillment_id}/steps",
+    **op("orders:write", "Move a fulfilment to its next step", (404, *CREATE), example=ex.ORDER),
+)
+async def step_fulfillment(
+    order_id: PathId, fulfillment_id: PathId, body: FulfillmentStepIn, svc: Svc
+) -> Order:
+    """Pickup: `ready_for_pickup` (the web shop tells the buyer), `picked_up`. Shipment:
+    `picked`, `shipped` (carrier and tracking number), `delivered`. `picked_up` and `shipped`
+    capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`.
+    `order.fulfillment_updated` follows; the last fulfilment done completes the order."""
+    answer = await svc.order.UpdateFulfillment(
+        order_pb2.UpdateFulfillmentRequest(
+            request_id=request_id(),
+            order_id=order_id,
+            fulfillment_id=fulfillment_id,
+            status=_FULFILLMENT_STATUSES[body.status],
+            carrier=body.carrier,
+            tracking_number=body.tracking_number,
+        )
+    )
+    return to_model(Order, answer.order)
+
+
+@router.get(
+    "/order-settings",
+    **op("orders:read", "Get the order settings", example=ex.ORDER_SETTINGS),
+)
+async def get_order_settings(svc: Svc) -> OrderSettings:
+    """The service's defaults where you set none. The authorisation window is the payment
+    service's, shown here so that the settings an order follows are in one place."""
+    answer = await svc.order.GetOrderSettings(order_pb2.GetOrderSettingsRequest())
+    return await _with_window(svc, answer.settings)
+
+
+async def _with_window(svc: Services, settings: order_pb2.OrderSettings) -> OrderSettings:
+    payment = await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+    settings.authorization_window_seconds = payment.settings.authorization_window_seconds
+    return to_model(OrderSettings, settings)
+
+
+class OrderSettingsIn(Body):
+    model_config = example({"capture_pickup_at_order": True, "pickup_expiry_seconds": 259200})
+
+    capture_pickup_at_order: bool | None = Field(
+        None, description="Capture pickups at confirmation (true) or at hand-over (false)"
+    )
+    pickup_expiry_seconds: int | None = Field(None, ge=3600, le=7_776_000, json_schema_extra=INT64)
+    hold_seconds: int | None = Field(None, ge=60, le=604_800, json_schema_extra=INT64)
+    authorization_window_seconds: int | None = Field(
+        None,
+        ge=60,
+        le=2_678_400,
+        json_schema_extra=INT64,
+        description="The payment settings' window (PUT /v1/payment-settings), set from here too",
+    )
+    return_window_days: int | None = Field(None, ge=0, le=365, json_schema_extra=INT64)
+
+
+@router.patch(
+    "/order-settings",
+    **op("orders:write", "Change the order settings", (*CREATE,), example=ex.ORDER_SETTINGS),
+)
+async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSettings:
+    """Only the fields sent change. The authorisation window is the payment settings'
+    (`PUT /v1/payment-settings`); a pickup that would outlive it captures at confirmation."""
+    request = order_pb2.UpdateOrderSettingsRequest(request_id=request_id())
+    if body.capture_pickup_at_order is not None:
+        request.capture_pickup_at_order = body.capture_pickup_at_order
+    if body.pickup_expiry_seconds is not None:
+        request.pickup_expiry_seconds = body.pickup_expiry_seconds
+    if body.hold_seconds is not None:
+        request.hold_seconds = body.hold_seconds
+    if body.return_window_days is not None:
+        request.return_window_days = body.return_window_days
+    if body.authorization_window_seconds is not None:
+        await svc.payment.UpdatePaymentSettings(
+            payment_pb2.UpdatePaymentSettingsRequest(
+                request_id=f"{request_id()}/payment",
+                authorization_window_seconds=body.authorization_window_seconds,
+            )
+        )
+    answer = await svc.order.UpdateOrderSettings(request)
+    return await _with_window(svc, answer.settings)

@@ -3,15 +3,16 @@ tenders, /v1/terminal-checkouts."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -145,15 +146,19 @@ _CAPTURE_ALL = CaptureIn(amount=None)
     "/payments/{payment_id}/capture",
     **op("payments:write", "Capture an authorised payment", (404, *CREATE), example=ex.PAYMENT),
 )
-async def capture_payment(payment_id: PathId, svc: Svc, body: CaptureIn = _CAPTURE_ALL) -> Payment:
+async def capture_payment(
+    payment_id: PathId, request: Request, svc: Svc, body: CaptureIn = _CAPTURE_ALL
+) -> Payment:
     """Captures part or all of what is left of the authorisation; several captures may
     follow one another (each fulfilment capturing its share) up to the authorised total. More
     than is left is a 409 `amount_exceeds_authorization` (with `capturable`), an authorisation
     past its window a 409 `authorization_expired`, a voided or failed payment a 409."""
-    request = payment_pb2.CapturePaymentRequest(request_id=request_id(), payment_id=payment_id)
+    capture = payment_pb2.CapturePaymentRequest(request_id=request_id(), payment_id=payment_id)
     if body.amount is not None:
-        request.amount.CopyFrom(body.amount.pb())
-    answer = await svc.payment.CapturePayment(request)
+        capture.amount.CopyFrom(body.amount.pb())
+    async with guarded(request, "payment.captured", always=False) as done:
+        answer = await svc.payment.CapturePayment(capture)
+        done.resource = ("payment", payment_id)
     return to_model(Payment, answer.payment)
 
 
@@ -163,13 +168,16 @@ async def capture_payment(payment_id: PathId, svc: Svc, body: CaptureIn = _CAPTU
          example={**ex.PAYMENT, "status": "voided", "captured": ex.usd(0),
                   "voided": ex.usd(6040)}),
 )  # fmt: skip
-async def void_payment(payment_id: PathId, svc: Svc) -> Payment:
+async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Payment:
     """Releases everything not captured: the whole authorisation (the payment is then
     `voided`), or the rest after partial captures (it stays `captured`). A payment captured in
-    full is a 409 `payment_captured`: refund it instead."""
-    answer = await svc.payment.VoidPayment(
-        payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
-    )
+    full is a 409 `payment_captured`: refund it instead. At a register it takes the `void`
+    permission or a manager's override, and is in the audit log."""
+    async with guarded(request, "payment.voided", "void") as done:
+        answer = await svc.payment.VoidPayment(
+            payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
+        )
+        done.resource = ("payment", payment_id)
     return to_model(Payment, answer.payment)
 
 
@@ -208,18 +216,35 @@ class RefundIn(Body):
         return request
 
 
+def _refunded(refunds: Any) -> dict[str, Any]:
+    return {
+        "refunds": [
+            {"id": r.id, "amount": r.amount.amount, "currency": r.amount.currency,
+             "payment_id": r.payment_id}
+            for r in refunds
+        ]
+    }  # fmt: skip
+
+
 @router.post(
     "/payments/{payment_id}/refunds",
     **op("payments:write", "Refund a payment", (404, *CREATE), example={"data": [ex.REFUND]},
          status=201),
 )  # fmt: skip
-async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+async def refund_payment(
+    payment_id: PathId, body: RefundIn, request: Request, svc: Svc
+) -> RefundsCreated:
     """Gives money back to the tender it was taken on: a card back to the card, a gift card
     back to the gift card, cash out of the drawer. Never more than was captured net of earlier
     refunds, also when refunds race: beyond it is a 409 `amount_exceeds_refundable` (with
     `refundable`); nothing captured (voided, failed, only authorised) is a 409 `not_captured`.
-    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
-    answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`.
+    At a register it takes the `refund` permission or a manager's override (403
+    `permission_required`), and is in the audit log with both people."""
+    async with guarded(request, "refund", "refund") as done:
+        answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
+        done.resource = ("payment", payment_id)
+        done.details = _refunded(answer.refunds)
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
 
 
@@ -228,14 +253,21 @@ async def refund_payment(payment_id: PathId, body: RefundIn, svc: Svc) -> Refund
     **op("payments:write", "Refund an order's tenders", (404, *CREATE),
          example={"data": [ex.REFUND]}, status=201),
 )  # fmt: skip
-async def refund_order(order_id: PathId, body: RefundIn, svc: Svc) -> RefundsCreated:
+async def refund_order(
+    order_id: PathId, body: RefundIn, request: Request, svc: Svc
+) -> RefundsCreated:
     """Spreads the amount over the order's captured tenders from the last one taken
     backwards, each up to what it has left: one refund per tender, each to that tender. To
     name the amount of each tender, refund each payment instead. Never more than the tenders
     captured net of earlier refunds, also when refunds race: beyond it is a 409
     `amount_exceeds_refundable` (with `refundable`); nothing captured is a 409 `not_captured`.
-    A refund the processor refuses is answered with `status: failed` and a `failure_code`."""
-    answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+    A refund the processor refuses is answered with `status: failed` and a `failure_code`.
+    At a register it takes the `refund` permission or a manager's override (403
+    `permission_required`), and is in the audit log with both people."""
+    async with guarded(request, "refund", "refund") as done:
+        answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+        done.resource = ("order", order_id)
+        done.details = _refunded(answer.refunds)
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
 
 

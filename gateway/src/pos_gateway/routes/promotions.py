@@ -1,72 +1,270 @@
-"""Promotions: /v1/promotions."""
+"""Promotions and their coupons: /v1/promotions."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
-from pos.promotion.v1 import promotion_pb2
+from pos.promotion.v1 import promotion_pb2 as pb
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
+    INT64,
+    TIME_SCHEMA,
     Body,
+    BodyTime,
     Cursor,
+    IfMatch,
     Limit,
     MoneyIn,
     PathId,
+    UpdatedSince,
     example,
+    expected_version,
     op,
     request_id,
     services,
+    timestamp,
+    version_checked,
 )
-from pos_gateway.schemas.people import Promotion, PromotionList
+from pos_gateway.schemas.promotions import (
+    Coupon,
+    CouponBatch,
+    CouponList,
+    Kind,
+    Level,
+    Promotion,
+    PromotionList,
+)
 
 router = APIRouter(prefix="/v1", tags=["promotions"])
 Svc = Annotated[Services, Depends(services)]
+
+Word = Annotated[str, Field(min_length=1, max_length=64)]
+Units = Annotated[int, Field(ge=0, le=1_000_000, json_schema_extra=INT32)]
+Bps = Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32, description="1000 = 10 %")]
+LOCAL = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
+CLOCK = r"^\d{2}:\d{2}$"
+
+KINDS = {
+    "percent_off": pb.OFFER_KIND_PERCENT_OFF,
+    "amount_off": pb.OFFER_KIND_AMOUNT_OFF,
+    "buy_x_get_y": pb.OFFER_KIND_BUY_X_GET_Y,
+    "bundle": pb.OFFER_KIND_BUNDLE,
+    "tiers": pb.OFFER_KIND_TIERS,
+    "sale_price": pb.OFFER_KIND_SALE_PRICE,
+    "free_item": pb.OFFER_KIND_FREE_ITEM,
+}
+LEVELS = {"item": pb.OFFER_LEVEL_ITEM, "order": pb.OFFER_LEVEL_ORDER}
+
+
+class SelectorIn(Body):
+    skus: list[Word] = Field(default=[], max_length=1000)
+    product_ids: list[Word] = Field(default=[], max_length=1000)
+    categories: list[Word] = Field(default=[], max_length=1000)
+
+    def pb(self) -> pb.ItemSelector:
+        return pb.ItemSelector(
+            skus=self.skus, product_ids=self.product_ids, categories=self.categories
+        )
+
+
+class TierIn(Body):
+    min_quantity: int = Field(ge=1, le=1_000_000, json_schema_extra=INT64)
+    percent_bps: Bps
+
+
+class RuleIn(Body):
+    kind: Kind
+    level: Level | None = Field(
+        None, description="Omitted: an order offer for percent/amount off naming no items"
+    )
+    items: SelectorIn | None = None
+    percent_bps: Bps = 0
+    amount: MoneyIn | None = Field(
+        None, description="Off each unit or the order; a bundle's or sale price"
+    )
+    buy_quantity: Units = 0
+    get_quantity: Units = 0
+    get_items: SelectorIn | None = None
+    tiers: list[TierIn] = Field(default=[], max_length=20)
+    limit_per_order: Units = 0
+
+    def pb(self) -> pb.Rule:
+        rule = pb.Rule(
+            kind=KINDS[self.kind],
+            level=LEVELS[self.level] if self.level else pb.OFFER_LEVEL_UNSPECIFIED,
+            percent_bps=self.percent_bps,
+            buy_quantity=self.buy_quantity,
+            get_quantity=self.get_quantity,
+            tiers=[
+                pb.Tier(min_quantity=t.min_quantity, percent_bps=t.percent_bps) for t in self.tiers
+            ],
+            limit_per_order=self.limit_per_order,
+        )
+        if self.items is not None:
+            rule.items.CopyFrom(self.items.pb())
+        if self.amount is not None:
+            rule.amount.CopyFrom(self.amount.pb())
+        if self.get_items is not None:
+            rule.get_items.CopyFrom(self.get_items.pb())
+        return rule
+
+
+class ConditionsIn(Body):
+    starts_at: str | None = Field(
+        None, pattern=LOCAL, max_length=19, description="Local wall-clock time"
+    )
+    ends_at: str | None = Field(
+        None, pattern=LOCAL, max_length=19, description="Local wall-clock time, exclusive"
+    )
+    time_zone: str | None = Field(
+        None, max_length=64, description="IANA zone when the cart gives none; default UTC"
+    )
+    days_of_week: list[Annotated[int, Field(ge=1, le=7, json_schema_extra=INT32)]] = Field(
+        default=[], max_length=7, description="1 = Monday .. 7 = Sunday"
+    )
+    hours_from: str | None = Field(None, pattern=CLOCK, max_length=5)
+    hours_until: str | None = Field(
+        None, pattern=CLOCK, max_length=5, description="Earlier than hours_from: across midnight"
+    )
+    channels: list[Word] = Field(default=[], max_length=20)
+    location_ids: list[Word] = Field(default=[], max_length=1000)
+    customer_groups: list[Word] = Field(default=[], max_length=100)
+    min_quantity: int = Field(0, ge=0, le=1_000_000, json_schema_extra=INT64)
+    min_amount: MoneyIn | None = None
+
+    def pb(self) -> pb.Conditions:
+        c = pb.Conditions(
+            starts_at=self.starts_at or "",
+            ends_at=self.ends_at or "",
+            time_zone=self.time_zone or "",
+            days_of_week=self.days_of_week,
+            hours_from=self.hours_from or "",
+            hours_until=self.hours_until or "",
+            channels=self.channels,
+            location_ids=self.location_ids,
+            customer_groups=self.customer_groups,
+            min_quantity=self.min_quantity,
+        )
+        if self.min_amount is not None:
+            c.min_amount.CopyFrom(self.min_amount.pb())
+        return c
+
+
+Priority = Annotated[
+    int, Field(ge=-1_000_000, le=1_000_000, json_schema_extra=INT32, description="Higher first")
+]
 
 
 class PromotionIn(Body):
     model_config = example(
         {
-            "name": "10% off orders over $50",
-            "percent_off_bps": 1000,
-            "minimum_subtotal": {"amount": 5000, "currency": "USD"},
+            "name": "Shirts: buy one, get one free",
+            "rule": {
+                "kind": "buy_x_get_y",
+                "items": {"categories": ["shirts"]},
+                "percent_bps": 10000,
+                "buy_quantity": 1,
+                "get_quantity": 1,
+            },
+            "conditions": {"channels": ["register", "web"], "time_zone": "America/New_York"},
         }
     )
 
     name: str = Field(min_length=1, max_length=200)
-    percent_off_bps: int = Field(
-        ge=1, le=10_000, json_schema_extra=INT32, description="1000 = 10 % off"
+    percent_off_bps: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        json_schema_extra=INT32,
+        description="Without a rule: this percent off the order (1000 = 10 %)",
     )
-    minimum_subtotal: MoneyIn | None = None
+    minimum_subtotal: MoneyIn | None = Field(None, description="Without a rule: from this subtotal")
+    rule: RuleIn | None = None
+    conditions: ConditionsIn | None = None
+    priority: Priority = 0
+    exclusive: bool = Field(
+        False, description="Alone or not at all: the best for the customer wins"
+    )
+    stackable: bool = Field(True, description="false: one non-stackable offer per level applies")
+    requires_coupon: bool = False
+
+
+class PromotionPatch(Body):
+    model_config = example({"name": "Shirts: buy one, get one half price", "priority": 10})
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    rule: RuleIn | None = None
+    conditions: ConditionsIn | None = None
+    priority: Priority | None = None
+    exclusive: bool | None = None
+    stackable: bool | None = None
+    requires_coupon: bool | None = None
+
+
+class CouponsIn(Body):
+    model_config = example({"codes": ["WINTER-26"], "max_uses": 500, "max_uses_per_customer": 1})
+
+    codes: list[Annotated[str, Field(min_length=3, max_length=40)]] = Field(
+        default=[], max_length=1000, description="Your codes (case-insensitive), or use generate"
+    )
+    generate: int = Field(
+        0, ge=0, le=1000, json_schema_extra=INT32, description="How many codes to make"
+    )
+    max_uses: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32, description="0: no limit")
+    max_uses_per_customer: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32)
+    expires_at: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
+
+
+def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
+    response.headers["ETag"] = f'"{promotion.version}"'
+    return to_model(Promotion, promotion)
 
 
 @router.post(
     "/promotions",
     **op("promotions:write", "Create a promotion", CREATE, example=ex.PROMOTION, status=201),
 )
-async def create_promotion(body: PromotionIn, svc: Svc) -> Promotion:
-    request = promotion_pb2.CreatePromotionRequest(
-        request_id=request_id(), name=body.name, percent_off_bps=body.percent_off_bps
+async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> Promotion:
+    """An offer: a `rule` (percent or amount off items or the order, buy X get Y, bundles,
+    quantity tiers, a sale price, free items) and its `conditions` (a window and hours in the
+    location's time zone, days, channels, locations, customer groups, a minimum quantity or
+    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal`."""
+    request = pb.CreatePromotionRequest(
+        request_id=request_id(),
+        name=body.name,
+        percent_off_bps=body.percent_off_bps or 0,
+        priority=body.priority,
+        exclusive=body.exclusive,
+        stackable=body.stackable,
+        requires_coupon=body.requires_coupon,
     )
     if body.minimum_subtotal is not None:
         request.minimum_subtotal.CopyFrom(body.minimum_subtotal.pb())
+    if body.rule is not None:
+        request.rule.CopyFrom(body.rule.pb())
+    if body.conditions is not None:
+        request.conditions.CopyFrom(body.conditions.pb())
     answer = await svc.promotion.CreatePromotion(request)
-    return to_model(Promotion, answer.promotion)
+    return _etag(response, answer.promotion)
 
 
 @router.get(
     "/promotions", **op("promotions:read", "List promotions", example=ex.page(ex.PROMOTION))
 )
-async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> PromotionList:
-    answer = await svc.promotion.ListPromotions(
-        promotion_pb2.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
-    )
+async def list_promotions(
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> PromotionList:
+    request = pb.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.promotion.ListPromotions(request)
     return to_page(PromotionList, answer.promotions, answer.next_page_token)
 
 
@@ -74,6 +272,172 @@ async def list_promotions(svc: Svc, limit: Limit = 50, cursor: Cursor = None) ->
     "/promotions/{promotion_id}",
     **op("promotions:read", "Get a promotion", (404,), example=ex.PROMOTION),
 )
-async def get_promotion(promotion_id: PathId, svc: Svc) -> Promotion:
-    answer = await svc.promotion.GetPromotion(promotion_pb2.GetPromotionRequest(id=promotion_id))
-    return to_model(Promotion, answer.promotion)
+async def get_promotion(promotion_id: PathId, svc: Svc, response: Response) -> Promotion:
+    answer = await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))
+    return _etag(response, answer.promotion)
+
+
+@router.patch(
+    "/promotions/{promotion_id}",
+    **op("promotions:write", "Update a promotion", (404, 409, 412), example=ex.PROMOTION),
+)
+async def update_promotion(
+    promotion_id: PathId,
+    body: PromotionPatch,
+    svc: Svc,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Promotion:
+    """The fields you send replace the current ones (a rule or conditions whole). Send
+    `If-Match: "<version>"` to change only the version you saw; a stale one is a 412."""
+    request = pb.UpdatePromotionRequest(
+        request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
+    )
+    sent = body.model_dump(exclude_unset=True)
+    for name in sent:
+        if sent[name] is None:
+            continue
+        request.update_mask.append(name)
+        if name == "rule" and body.rule is not None:
+            request.rule.CopyFrom(body.rule.pb())
+        elif name == "conditions" and body.conditions is not None:
+            request.conditions.CopyFrom(body.conditions.pb())
+        else:
+            setattr(request, name, sent[name])
+    answer = await version_checked(svc.promotion.UpdatePromotion(request))
+    return _etag(response, answer.promotion)
+
+
+Change = Literal["pause", "resume", "end"]
+
+
+async def _change(
+    svc: Services, change: Change, promotion_id: str, if_match: str | None
+) -> pb.Promotion:
+    version = expected_version(if_match)
+    if change == "pause":
+        paused = await version_checked(
+            svc.promotion.PausePromotion(
+                pb.PausePromotionRequest(
+                    request_id=request_id(), id=promotion_id, expected_version=version
+                )
+            )
+        )
+        promotion: pb.Promotion = paused.promotion
+        return promotion
+    if change == "resume":
+        resumed = await version_checked(
+            svc.promotion.ResumePromotion(
+                pb.ResumePromotionRequest(
+                    request_id=request_id(), id=promotion_id, expected_version=version
+                )
+            )
+        )
+        promotion = resumed.promotion
+        return promotion
+    ended = await version_checked(
+        svc.promotion.EndPromotion(
+            pb.EndPromotionRequest(
+                request_id=request_id(), id=promotion_id, expected_version=version
+            )
+        )
+    )
+    promotion = ended.promotion
+    return promotion
+
+
+@router.post(
+    "/promotions/{promotion_id}/pause",
+    **op("promotions:write", "Pause a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
+)
+async def pause_promotion(
+    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+) -> Promotion:
+    """It stops applying until resumed; pausing a paused one changes nothing."""
+    return _etag(response, await _change(svc, "pause", promotion_id, if_match))
+
+
+@router.post(
+    "/promotions/{promotion_id}/resume",
+    **op("promotions:write", "Resume a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
+)
+async def resume_promotion(
+    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+) -> Promotion:
+    """A paused promotion applies again; an ended one cannot (409 `promotion_ended`)."""
+    return _etag(response, await _change(svc, "resume", promotion_id, if_match))
+
+
+@router.post(
+    "/promotions/{promotion_id}/end",
+    **op("promotions:write", "End a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
+)
+async def end_promotion(
+    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+) -> Promotion:
+    """Final: it never applies again, and its coupons no longer reserve."""
+    return _etag(response, await _change(svc, "end", promotion_id, if_match))
+
+
+@router.delete(
+    "/promotions/{promotion_id}",
+    **op("promotions:write", "Delete a promotion never used", (404, 409), example=ex.PROMOTION),
+)
+async def delete_promotion(promotion_id: PathId, svc: Svc) -> Promotion:
+    """Only while no coupon of it was ever reserved (409 `promotion_used`): end it instead.
+    Answers the promotion as it was."""
+    found = await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))
+    await svc.promotion.DeletePromotion(
+        pb.DeletePromotionRequest(request_id=request_id(), id=promotion_id)
+    )
+    return to_model(Promotion, found.promotion)
+
+
+@router.post(
+    "/promotions/{promotion_id}/coupons",
+    **op(
+        "promotions:write",
+        "Create coupon codes for a promotion",
+        (404, *CREATE),
+        example=ex.COUPON_BATCH,
+        status=201,
+        shown_once=("codes",),
+    ),
+)
+async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> CouponBatch:
+    """Your `codes`, or `generate` that many (12 characters, no look-alike letters). The
+    promotion must have `requires_coupon`. Codes are stored as keyed hashes only."""
+    request = pb.CreateCouponsRequest(
+        request_id=request_id(),
+        promotion_id=promotion_id,
+        codes=body.codes,
+        generate=body.generate,
+        max_uses=body.max_uses,
+        max_uses_per_customer=body.max_uses_per_customer,
+    )
+    if body.expires_at is not None:
+        request.expires_at.CopyFrom(timestamp(body.expires_at, "expires_at"))
+    answer = await svc.promotion.CreateCoupons(request)
+    codes = [c.code for c in answer.coupons]
+    shown = all(codes)
+    return CouponBatch.model_validate(
+        {
+            "coupons": [to_model(Coupon, c).model_dump() for c in answer.coupons],
+            "codes": codes if shown else None,
+            "secret_redacted": not shown,
+        }
+    )
+
+
+@router.get(
+    "/promotions/{promotion_id}/coupons",
+    **op("promotions:read", "List a promotion's coupons", (404,), example=ex.page(ex.COUPON)),
+)
+async def list_coupons(
+    promotion_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+) -> CouponList:
+    """Never the codes: each shows its last four characters."""
+    answer = await svc.promotion.ListCoupons(
+        pb.ListCouponsRequest(promotion_id=promotion_id, page_size=limit, page_token=cursor or "")
+    )
+    return to_page(CouponList, answer.coupons, answer.next_page_token)

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pos_gateway.routes.common import INT64
+from pos_gateway.routes.common import INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
 from pos_gateway.schemas.payments import Payment
+
+MetadataValue = Annotated[str, Field(max_length=500)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
+OrderStatus = Literal[
+    "draft", "pending_payment", "confirmed", "completed", "cancelled", "payment_declined"
+]
+FulfillmentType = Literal["in_store", "pickup", "shipment"]
+FulfillmentStatus = Literal[
+    "fulfilled",
+    "reserved",
+    "ready_for_pickup",
+    "picked_up",
+    "picked",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "expired",
+]
 
 
 class OrderLine(Answer):
@@ -17,6 +35,33 @@ class OrderLine(Answer):
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     unit_price: Money
     line_total: Money
+    fulfillment_id: OptionalId = Field("", description="The fulfilment this line leaves by")
+
+
+class Fulfillment(Answer):
+    id: Id
+    type: FulfillmentType
+    status: FulfillmentStatus = Field(
+        description="in_store: fulfilled; pickup: reserved → ready_for_pickup → picked_up (or "
+        "cancelled, expired); shipment: reserved → picked → shipped → delivered (or cancelled)"
+    )
+    location_id: Id = Field(description="Where the goods leave from")
+    reservation_id: OptionalId = Field(description="The stock hold (pickup and shipment)")
+    carrier: str = Field(max_length=100, description="Shipment, from `shipped`")
+    tracking_number: str = Field(max_length=100, description="Shipment, from `shipped`")
+    amount: Money = Field(description="This fulfilment's share of the order total")
+    captured: Money = Field(description="How much of that share is captured")
+    ship_to: str = Field(max_length=500, description="Shipment only")
+
+
+class StatusChange(Answer):
+    status: str = Field(
+        max_length=100,
+        description="An order status, or `<fulfilment id>:<fulfilment status>`",
+        examples=["confirmed"],
+    )
+    at: Timestamp
+    reason: str = Field(max_length=100, description="Why, when there is a reason (cancelled)")
 
 
 class Order(Answer):
@@ -28,16 +73,63 @@ class Order(Answer):
     discount_total: Money
     tax_total: Money
     total: Money = Field(description="subtotal - discount_total + tax_total")
-    status: Literal["confirmed", "payment_declined"]
+    status: OrderStatus = Field(
+        description="draft → pending_payment → confirmed → completed, or cancelled "
+        "(`payment_declined` only on orders sold before the checkout saga)"
+    )
     discounts_applied: bool = Field(description="false when promotions could not be applied")
-    payment_id: OptionalId
+    payment_id: OptionalId = Field(description="The last payment taken; all are in payment_ids")
     created_at: Timestamp
+    channel: str = Field("register", max_length=32, examples=["web"])
+    version: int = Field(1, ge=1, le=INT64_MAX, json_schema_extra=INT64)
+    updated_at: Timestamp | None = None
+    fulfillments: list[Fulfillment] = Field(default_factory=list, max_length=20)
+    timeline: list[StatusChange] = Field(
+        default_factory=list, max_length=1000, description="Every transition, oldest first"
+    )
+    notes: str = Field("", max_length=2000)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+    cancel_reason: str = Field(
+        "",
+        max_length=50,
+        description="requested, payment_declined, expired, abandoned, insufficient_stock, "
+        "confirmation_failed",
+    )
+    payment_ids: list[Id] = Field(default_factory=list, max_length=50)
+    paid: Money | None = Field(
+        None, description="What the tenders authorised or captured, net of voids and refunds"
+    )
 
 
 class Checkout(Answer):
     order: Order
-    payment: Payment
+    payment: Payment | None = Field(
+        None, description="The sale's payment; null for a zero total, which needs none"
+    )
 
 
 class OrderList(Page[Order]):
     pass
+
+
+class OrderSettings(Answer):
+    capture_pickup_at_order: bool = Field(
+        description="Pickups captured at confirmation (true) or at hand-over (false)"
+    )
+    pickup_expiry_seconds: int = Field(
+        ge=0, le=INT64_MAX, json_schema_extra=INT64, description="How long a pickup waits"
+    )
+    hold_seconds: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="How long an unconfirmed order's holds last before it is cancelled",
+    )
+    authorization_window_seconds: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="An authorisation not captured within this is voided: the payment "
+        "settings' (a pickup that would outlive it is captured at confirmation)",
+    )
+    return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)

@@ -1,4 +1,4 @@
-"""Customers and promotions."""
+"""Customers."""
 
 from __future__ import annotations
 
@@ -161,20 +161,5 @@ class CustomerExport(Answer):
     orders: list[Purchase] = Field(max_length=1_000_000)
 
 
-class Promotion(Answer):
-    id: Id
-    name: str = Field(min_length=1, max_length=200)
-    percent_off_bps: int = Field(
-        ge=1, le=10_000, json_schema_extra=INT32, description="1000 = 10 % off"
-    )
-    minimum_subtotal: Money | None = Field(description="null: applies to every cart")
-    active: bool
-    created_at: Timestamp
-
-
 class CustomerList(Page[Customer]):
-    pass
-
-
-class PromotionList(Page[Promotion]):
     pass

@@ -5,6 +5,9 @@ redelivered event finds its id there and is only acknowledged. A handler that fa
 with a growing delay; after `max_deliver` attempts, or at once when the payload cannot be
 decoded, the message is copied to the dead-letter stream and acknowledged.
 
+An `ordered` consumer never applies a message before an earlier one: it stops at a failure and
+starts again from its first unacknowledged message (`_rewind_if_needed`).
+
 A typed consumer (`handlers_by_type`) is what services write: the kit decodes the payload into
 the protobuf type its subject carries (a payload that does not decode is poison), binds the unit
 of work to the event's merchant, and calls `handler(uow, message)`.
@@ -13,6 +16,7 @@ of work to the event's merchant, and calls `handler(uow, message)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -23,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from sqlalchemy import Table, bindparam
@@ -41,6 +46,15 @@ tracer = trace.get_tracer("pos_kit.consumer")
 
 class PoisonMessage(Exception):
     """The message can never be processed (undecodable, missing headers): dead-letter it now."""
+
+
+class _Rewind(Exception):
+    """Ordered consumer: a message failed; after `delay`, start again from the first message
+    not yet acknowledged."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"rewind in {delay:.1f}s")
+        self.delay = delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,23 +119,63 @@ class Consumer:
         self.duplicates = 0
         self.dead_lettered = 0
         self.skipped = 0
+        self.rewinds = 0
+        # Ordered only: failed attempts per stream sequence. A rewind makes a new server-side
+        # consumer, whose delivery count starts again at 1, so the count is kept here.
+        self._attempts: dict[int, int] = {}
+        # Ordered only: the consumer sequence the next message must carry. The server numbers
+        # every delivery of a consumer 1, 2, 3 …; a gap means a delivery was lost in flight.
+        self._next_delivery: int | None = None
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        await ensure_stream(self._js, stream_config(self._source))
-        stream = stream_name(self._source)
-        config = ConsumerConfig(
+    def _config(self, start_after: int | None = None) -> ConsumerConfig:
+        return ConsumerConfig(
             durable_name=self.name,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=(
+                DeliverPolicy.ALL if start_after is None else DeliverPolicy.BY_START_SEQUENCE
+            ),
+            opt_start_seq=None if start_after is None else start_after + 1,
             ack_wait=self._ack_wait,
             # We dead-letter ourselves after max_deliver; the server must not drop first.
             max_deliver=-1,
             filter_subjects=self._subjects,
-            # Ordered: nothing new is handed out while a batch waits to be redelivered.
             max_ack_pending=self._batch if self.ordered else None,
         )
-        await self._js.add_consumer(stream, config)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await ensure_stream(self._js, stream_config(self._source))
+        stream = stream_name(self._source)
+        if self.ordered:
+            await self._rewind_if_needed(stream)
+        else:
+            await self._js.add_consumer(stream, self._config())
         return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
+
+    async def _rewind_if_needed(self, stream: str) -> None:
+        """An ordered consumer starts from its first unacknowledged message.
+
+        The server redelivers an unacknowledged message only when its ack wait runs out (or
+        its nak delay), and meanwhile hands out newer ones: after a crash, a lost connection or
+        a failed message, a later event would be applied before an earlier one. So whenever
+        anything is left unacknowledged, the consumer is made again from just after its ack
+        floor (messages are acknowledged in stream order, so everything up to the floor is
+        applied): the first message handed out is the oldest unapplied one. A message applied
+        but whose ack was lost comes again and the inbox skips it."""
+        try:
+            info = await self._js.consumer_info(stream, self.name)
+        except NotFoundError:
+            await self._js.add_consumer(stream, self._config())
+            self._next_delivery = 1
+            return
+        if not info.num_ack_pending:
+            self._next_delivery = (info.delivered.consumer_seq if info.delivered else 0) + 1
+            return
+        self._next_delivery = 1
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        await self._js.delete_consumer(stream, self.name)
+        await self._js.add_consumer(stream, self._config(start_after=floor))
+        self.rewinds += 1
+        log.info("consumer %s: starting again after stream sequence %d", self.name, floor)
 
     async def run(self, stop: asyncio.Event) -> None:
         sub: JetStreamContext.PullSubscription | None = None
@@ -142,23 +196,49 @@ class Consumer:
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
+            except _Rewind as rewind:
+                await self._drop(sub)
+                sub = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), rewind.delay)
             except Exception as exc:
                 log.warning("consumer %s: %s; retrying", self.name, exc.__class__.__name__)
+                if self.ordered:
+                    # Whatever this subscription had fetched may be lost in flight.
+                    await self._drop(sub)
+                    sub = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    @staticmethod
+    async def _drop(sub: JetStreamContext.PullSubscription | None) -> None:
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return None
+
     async def _run_batch(self, msgs: list[Msg]) -> None:
-        """In order, stopping at the first failure: it and everything after it are nak'ed
-        together, and redelivered in their stream order (the consumer holds no more than one
-        batch unacknowledged), so no message is applied before an earlier one."""
-        if self._batch_handler is not None and len(msgs) > 1 and await self._apply_together(msgs):
-            return
+        """In order, stopping at the first failure: the consumer then starts again from that
+        message after a delay (`_Rewind`, `_rewind_if_needed`), so no message is applied
+        before an earlier one."""
         for i, msg in enumerate(msgs):
+            delivered = msg.metadata.sequence.consumer if msg.metadata else None
+            if self._next_delivery is not None and delivered != self._next_delivery + i:
+                log.info("consumer %s: a delivery was lost in flight", self.name)
+                raise _Rewind(0.0)
+        self._next_delivery = (
+            None if self._next_delivery is None else self._next_delivery + len(msgs)
+        )
+        if self._batch_handler is not None and len(msgs) > 1 and await self._apply_together(msgs):
+            self._attempts.clear()
+            return
+        for msg in msgs:
+            seq = _stream_seq(msg)
             if not await self.handle(msg):
-                delay = self._retry_delay(self._delivery(msg))
-                for later in msgs[i + 1 :]:
-                    await later.nak(delay=delay)
-                return
+                failed = self._delivery(msg)
+                self._attempts[seq] = failed
+                raise _Rewind(self._retry_delay(failed))
+            self._attempts.pop(seq, None)
 
     async def _apply_together(self, msgs: list[Msg]) -> bool:
         """The fast path of an ordered batch: each merchant's events in one transaction (one
@@ -223,8 +303,9 @@ class Consumer:
         # every minute, not once a day.
         return float(min(self._base_delay * 2 ** (delivery - 1), MAX_RETRY_DELAY))
 
-    @staticmethod
-    def _delivery(msg: Msg) -> int:
+    def _delivery(self, msg: Msg) -> int:
+        if self.ordered:
+            return self._attempts.get(_stream_seq(msg), 0) + 1
         return msg.metadata.num_delivered if msg.metadata else 1
 
     async def handle(self, msg: Msg) -> bool:
@@ -272,7 +353,8 @@ class Consumer:
                         delivery,
                         exc.__class__.__name__,
                     )
-                    await msg.nak(delay=self._retry_delay(delivery))
+                    if not self.ordered:  # an ordered consumer rewinds instead
+                        await msg.nak(delay=self._retry_delay(delivery))
                 return False
         if applied:
             self.applied += 1
@@ -332,6 +414,10 @@ def _inbox_entry(inbox: Table) -> ClauseElement:
         .on_conflict_do_nothing()
         .returning(inbox.c.event_id)
     )
+
+
+def _stream_seq(msg: Msg) -> int:
+    return msg.metadata.sequence.stream if msg.metadata else 0
 
 
 def _header(headers: dict[str, str], name: str) -> str:

@@ -12,7 +12,14 @@ from contextvars import ContextVar
 MERCHANT_HEADER = "x-merchant-id"
 REQUEST_ID_HEADER = "x-request-id"
 
+# Who acts at a till: the register a call comes from and the staff member signed in at it
+# (the gateway sets them from a register's credential); empty for any other caller.
+REGISTER_HEADER = "x-register-id"
+STAFF_HEADER = "x-staff-id"
+
 merchant_var: ContextVar[str | None] = ContextVar("merchant_id", default=None)
+register_var: ContextVar[str | None] = ContextVar("register_id", default=None)
+staff_var: ContextVar[str | None] = ContextVar("staff_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Absolute deadline on the monotonic clock.
 deadline_var: ContextVar[float | None] = ContextVar("deadline", default=None)

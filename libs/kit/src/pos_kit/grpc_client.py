@@ -12,10 +12,14 @@ from grpc_status import rpc_status
 
 from pos_kit.context import (
     MERCHANT_HEADER,
+    REGISTER_HEADER,
     REQUEST_ID_HEADER,
+    STAFF_HEADER,
     merchant_var,
+    register_var,
     remaining_seconds,
     request_id_var,
+    staff_var,
 )
 from pos_kit.errors import DomainError, ErrorKind, FieldViolation
 from pos_kit.grpc_errors import KIND_OF_STATUS
@@ -42,6 +46,10 @@ class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
         request_id = request_id_var.get()
         if request_id and REQUEST_ID_HEADER not in present:
             metadata.append((REQUEST_ID_HEADER, request_id))
+        for header, var in ((REGISTER_HEADER, register_var), (STAFF_HEADER, staff_var)):
+            value = var.get()
+            if value and header not in present:
+                metadata.append((header, value))
         timeout = details.timeout if details.timeout is not None else self._default
         remaining = remaining_seconds()
         if remaining is not None:

@@ -27,10 +27,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pos_kit.context import (
     MERCHANT_HEADER,
+    REGISTER_HEADER,
     REQUEST_ID_HEADER,
+    STAFF_HEADER,
     deadline_var,
     merchant_var,
+    register_var,
     request_id_var,
+    staff_var,
 )
 from pos_kit.errors import DomainError, Unavailable
 from pos_kit.grpc_errors import STATUS_OF_KIND
@@ -123,6 +127,8 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 merchant_var.set(merchant),
                 request_id_var.set(metadata.get(REQUEST_ID_HEADER)),
                 deadline_var.set(time.monotonic() + float(remaining or 0)),
+                register_var.set(metadata.get(REGISTER_HEADER) or None),
+                staff_var.set(metadata.get(STAFF_HEADER) or None),
             )
             try:
                 check_request(request)
@@ -147,6 +153,8 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 merchant_var.reset(tokens[0])
                 request_id_var.reset(tokens[1])
                 deadline_var.reset(tokens[2])
+                register_var.reset(tokens[3])
+                staff_var.reset(tokens[4])
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from pos.customer.v1 import events_pb2 as customer_events
 from pos_kit import migrate as kit_migrate
@@ -17,12 +20,15 @@ from pos_order.adapters.remote import (
     InventoryCatalog,
     PaymentService,
     PromotionDiscounts,
+    StockService,
 )
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit, metadata
 from pos_order.domain import model
 from pos_order.entrypoints import consumers, grpc_api
-from pos_order.service.ports import CheckoutPorts
+from pos_order.entrypoints.resumer import Resumer
+from pos_order.service.ports import CheckoutPorts, OrderSettings
+from pos_order.service.saga import BOUNDARIES, Policy
 
 NAME = "order"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,6 +43,46 @@ class Settings(GrpcServiceSettings):
     customer_timeout_seconds: float = 1.0
     # Promotion is optional on the hot path: past this, the sale goes on at list price.
     promotion_timeout_seconds: float = 0.3
+    # Every call to the payment service is bounded by this; it must stay well under
+    # SAGA_ABANDON_SECONDS, so the resumer never takes over a saga whose call is still running.
+    payment_timeout_seconds: float = Field(10.0, gt=0)
+    # An unfinished saga idle this long is the resumer's (its driver crashed or gave up); the
+    # resumer looks every SAGA_SWEEP_SECONDS.
+    saga_abandon_seconds: float = Field(30.0, gt=0)
+    saga_sweep_seconds: float = Field(5.0, gt=0)
+    # The merchant defaults (GET/PATCH /v1/order-settings overrides them per merchant).
+    hold_seconds: int = Field(15 * 60, ge=1)
+    pickup_expiry_seconds: int = Field(7 * 86400, ge=1)
+    capture_pickup_at_order: bool = False
+    return_window_days: int = Field(30, ge=0)
+    # Tests only: comma-separated saga step boundaries where this process stops as if it had
+    # died there (service/saga.py BOUNDARIES).
+    saga_pause_at: str = ""
+
+    @model_validator(mode="after")
+    def _calls_end_before_the_resumer_takes_over(self) -> Settings:
+        if self.payment_timeout_seconds >= self.saga_abandon_seconds:
+            raise ValueError("PAYMENT_TIMEOUT_SECONDS must be less than SAGA_ABANDON_SECONDS")
+        unknown = set(self.pause_points) - set(BOUNDARIES)
+        if unknown:
+            raise ValueError(f"SAGA_PAUSE_AT names no boundary: {sorted(unknown)}")
+        return self
+
+    @property
+    def pause_points(self) -> list[str]:
+        return [p.strip() for p in self.saga_pause_at.split(",") if p.strip()]
+
+    def policy(self) -> Policy:
+        return Policy(
+            defaults=OrderSettings(
+                capture_pickup_at_order=self.capture_pickup_at_order,
+                pickup_expiry_seconds=self.pickup_expiry_seconds,
+                hold_seconds=self.hold_seconds,
+                return_window_days=self.return_window_days,
+            ),
+            abandon_after=timedelta(seconds=self.saga_abandon_seconds),
+            pause_at=frozenset(self.pause_points),
+        )
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
@@ -63,13 +109,19 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         discounts=PromotionDiscounts(
             channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
         ),
-        payments=PaymentService(channel(settings.payment_addr, tls=tls)),
+        payments=PaymentService(
+            channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
+        ),
         customers=CustomerDirectory(
             channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
         ),
+        stock=StockService(channel(settings.inventory_addr, tls=tls)),
     )
+    policy = settings.policy()
+    resumer = Resumer(runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds)
+    runtime.background.append(resumer.run)
     service = kit_service.grpc_service(
-        NAME, settings, grpc_api.registrar(runtime.uow, ports), grpc_api.SERVICE_NAME
+        NAME, settings, grpc_api.registrar(runtime.uow, ports, policy), grpc_api.SERVICE_NAME
     )
     return runtime, service
 

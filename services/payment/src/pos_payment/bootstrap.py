@@ -14,7 +14,7 @@ from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
-from pos_payment.adapters import events, gift_card_messages
+from pos_payment.adapters import events, gift_card_messages, shift_messages
 from pos_payment.adapters.gift_cards import (
     CodeHasher,
     GiftCardTender,
@@ -28,10 +28,11 @@ from pos_payment.adapters.sandbox import (
     SandboxReader,
     gift_card_script,
 )
+from pos_payment.adapters.shifts import ShiftUow
 from pos_payment.adapters.tables import kit, metadata
-from pos_payment.domain import gift_cards, model
+from pos_payment.domain import gift_cards, model, shifts
 from pos_payment.domain.model import TenderType
-from pos_payment.entrypoints import gift_cards_api, grpc_api, settlement_api
+from pos_payment.entrypoints import gift_cards_api, grpc_api, settlement_api, shifts_api
 from pos_payment.entrypoints.sweeper import Sweeper
 from pos_payment.service.handlers import Policy
 from pos_payment.service.ports import Processors, TenderProcessor, TerminalReader
@@ -80,6 +81,15 @@ def gift_card_uow(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Gi
         uow = GiftCardUow(runtime.engine, runtime.tables, on_commit=runtime.wake_relay)
         uow.hasher = hasher
         return uow
+
+    return new
+
+
+def shift_uow(runtime: ServiceRuntime[PaymentUow]) -> Callable[[], ShiftUow]:
+    """Units of work of the shifts: the runtime's engine and relay, their own events."""
+
+    def new() -> ShiftUow:
+        return ShiftUow(runtime.engine, runtime.tables, on_commit=runtime.wake_relay)
 
     return new
 
@@ -133,6 +143,7 @@ def sweeper_for(runtime: ServiceRuntime[PaymentUow], settings: Settings) -> Swee
 def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     events.REGISTRY.check(model.EVENTS)
     gift_card_messages.REGISTRY.check(gift_cards.EVENTS)
+    shift_messages.REGISTRY.check(shifts.EVENTS)
     runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
     runtime.background.append(sweeper_for(runtime, settings).run)
     cards = gift_card_uow(runtime, settings)
@@ -155,6 +166,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
                 gift_cards_api.SERVICE_NAME,
             ),
             (settlement_api.registrar(runtime.uow), settlement_api.SERVICE_NAME),
+            (shifts_api.registrar(shift_uow(runtime)), shifts_api.SERVICE_NAME),
         ],
     )
     return runtime, service

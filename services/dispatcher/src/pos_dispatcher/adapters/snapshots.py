@@ -21,13 +21,16 @@ from pos.inventory.v1 import stock_events_pb2 as stock_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as gift_card_messages
+from pos.payment.v1 import shifts_pb2 as shift_messages
 from pos.promotion.v1 import events_pb2 as promotion_events
 from pos_gateway.convert import to_json, to_model
 from pos_gateway.schemas.catalog import Product
 from pos_gateway.schemas.gift_cards import GiftCardMoved
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
-from pos_gateway.schemas.people import Customer, PointsEntry, Promotion
+from pos_gateway.schemas.people import Customer, PointsEntry
+from pos_gateway.schemas.promotions import Coupon, Promotion
+from pos_gateway.schemas.registers import Shift
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
 
@@ -113,8 +116,18 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     stock_events.ReservationCommitted: _reservation("committed"),
     stock_events.ReservationReleased: _reservation("released"),
     stock_events.ReservationExpired: _reservation("expired"),
+    order_events.OrderCreated: lambda m: [("order.created", m.order.id, _object(Order, m.order))],
     order_events.OrderConfirmed: lambda m: [
         ("order.confirmed", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderCancelled: lambda m: [
+        ("order.cancelled", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderCompleted: lambda m: [
+        ("order.completed", m.order.id, _object(Order, m.order))
+    ],
+    order_events.OrderFulfillmentUpdated: lambda m: [
+        ("order.fulfillment_updated", m.order.id, _object(Order, m.order))
     ],
     payment_events.PaymentAuthorized: _payment("authorized"),
     payment_events.PaymentCaptured: _payment("captured"),
@@ -126,11 +139,22 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     gift_card_messages.GiftCardActivityCreated: lambda m: [
         ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
     ],
+    shift_messages.ShiftOpened: lambda m: [("shift.opened", m.shift.id, _object(Shift, m.shift))],
+    shift_messages.ShiftClosed: lambda m: [("shift.closed", m.shift.id, _object(Shift, m.shift))],
     payment_events.TerminalCheckoutUpdated: lambda m: [
         ("terminal_checkout.updated", m.checkout.id, _object(TerminalCheckout, m.checkout))
     ],
     promotion_events.PromotionCreated: lambda m: [
         ("promotion.created", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.PromotionUpdated: lambda m: [
+        ("promotion.updated", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.PromotionEnded: lambda m: [
+        ("promotion.ended", m.promotion.id, _object(Promotion, m.promotion))
+    ],
+    promotion_events.CouponRedeemed: lambda m: [
+        ("coupon.redeemed", m.coupon.id, _object(Coupon, m.coupon))
     ],
     customer_events.CustomerCreated: lambda m: [
         ("customer.created", m.customer.id, _object(Customer, m.customer))

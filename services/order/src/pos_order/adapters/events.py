@@ -1,15 +1,44 @@
-"""Domain events -> the integration events of pos.order.v1: one mapper per event."""
+"""Domain events -> the integration events of pos.order.v1: one mapper per event, each with
+the whole order as GetOrder answers it."""
 
 from __future__ import annotations
 
 from pos.order.v1 import events_pb2
 from pos_kit.events import EventRegistry
 from pos_order.adapters.messages import order_to_proto
-from pos_order.domain.model import OrderConfirmed
+from pos_order.domain.model import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderConfirmed,
+    OrderCreated,
+    OrderFulfillmentUpdated,
+)
 
 REGISTRY = EventRegistry()
+
+
+@REGISTRY.maps(OrderCreated)
+def _created(event: OrderCreated) -> events_pb2.OrderCreated:
+    return events_pb2.OrderCreated(order=order_to_proto(event.order))
 
 
 @REGISTRY.maps(OrderConfirmed)
 def _confirmed(event: OrderConfirmed) -> events_pb2.OrderConfirmed:
     return events_pb2.OrderConfirmed(order=order_to_proto(event.order))
+
+
+@REGISTRY.maps(OrderCancelled)
+def _cancelled(event: OrderCancelled) -> events_pb2.OrderCancelled:
+    return events_pb2.OrderCancelled(order=order_to_proto(event.order))
+
+
+@REGISTRY.maps(OrderCompleted)
+def _completed(event: OrderCompleted) -> events_pb2.OrderCompleted:
+    return events_pb2.OrderCompleted(order=order_to_proto(event.order))
+
+
+@REGISTRY.maps(OrderFulfillmentUpdated)
+def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentUpdated:
+    return events_pb2.OrderFulfillmentUpdated(
+        order=order_to_proto(event.order), fulfillment_id=event.fulfillment_id
+    )

@@ -5,14 +5,24 @@ from __future__ import annotations
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_kit.enums import ProtoEnum
+from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
-from pos_order.domain.model import Order, OrderStatus, Tender
+from pos_order.domain.model import (
+    FulfillmentStatus,
+    FulfillmentType,
+    Order,
+    OrderStatus,
+    Tender,
+)
 
 STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
 TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
+FULFILLMENT_TYPES = ProtoEnum(FulfillmentType, order_pb2.FulfillmentType)
+FULFILLMENT_STATUSES = ProtoEnum(FulfillmentStatus, order_pb2.FulfillmentStatus)
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
+    cur = o.currency
     msg = order_pb2.Order(
         id=o.id,
         location_id=o.location_id,
@@ -24,6 +34,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
                 quantity=ln.quantity,
                 unit_price=to_proto(ln.unit_price),
                 line_total=to_proto(ln.line_total),
+                fulfillment_id=ln.fulfillment_id,
             )
             for ln in o.lines
         ],
@@ -34,7 +45,33 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         status=STATUSES.to_proto(o.status),
         discounts_applied=o.discounts_applied,
         payment_id=o.payment_id,
+        channel=o.channel,
+        version=o.version,
+        notes=o.notes,
+        metadata=o.metadata,
+        cancel_reason=o.cancel_reason,
+        payment_ids=o.payment_ids,
+        paid=to_proto(Money(o.paid, cur)),
     )
+    for f in o.fulfillments:
+        out = msg.fulfillments.add(
+            id=f.id,
+            type=FULFILLMENT_TYPES.to_proto(f.type),
+            status=FULFILLMENT_STATUSES.to_proto(f.status),
+            location_id=f.location_id,
+            reservation_id=f.reservation_id,
+            carrier=f.carrier,
+            tracking_number=f.tracking_number,
+            amount=to_proto(Money(f.amount, cur)),
+            captured=to_proto(Money(f.captured, cur)),
+            ship_to=f.ship_to,
+        )
+        del out
+    for change in o.timeline:
+        step = msg.timeline.add(status=change.status, reason=change.reason)
+        step.at.FromDatetime(change.at)
     if o.created_at is not None:
         msg.created_at.FromDatetime(o.created_at)
+    if o.updated_at is not None:
+        msg.updated_at.FromDatetime(o.updated_at)
     return msg

@@ -7,16 +7,16 @@ import logging
 import grpc
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_kit.errors import DomainError, Unavailable
+from pos_kit.errors import Conflict, DomainError, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
 from pos_order.adapters.messages import TENDERS
 from pos_order.domain.model import OrderLine, PricedItem, SellingLocation, Tender
-from pos_order.service.ports import DiscountQuote, PaymentResult
+from pos_order.service.ports import DiscountQuote, PaymentResult, TenderAsk
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,34 @@ class PromotionDiscounts:
         return DiscountQuote(Money(total.amount, total.currency or currency), applied=True)
 
 
+_STATUS = {
+    payment_pb2.PAYMENT_STATUS_PENDING: "pending",
+    payment_pb2.PAYMENT_STATUS_AUTHORIZED: "authorized",
+    payment_pb2.PAYMENT_STATUS_CAPTURED: "captured",
+    payment_pb2.PAYMENT_STATUS_FAILED: "failed",
+    payment_pb2.PAYMENT_STATUS_VOIDED: "voided",
+}
+
+
+def _result(payment: payment_pb2.Payment) -> PaymentResult:
+    return PaymentResult(
+        payment.id,
+        _STATUS.get(payment.status, "pending"),
+        payment,
+        captured_amount=payment.captured.amount,
+        refunded_amount=payment.refunded.amount,
+        amount=payment.total.amount or payment.amount.amount,
+    )
+
+
 class PaymentService:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    """Every call carries a request id derived from the order (`<order>/<step>/<n>`), so the
+    payment service replays rather than acts twice; a deadline bounds each, shorter than the
+    time the resumer waits before it takes over an idle saga."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = payment_pb2_grpc.PaymentServiceStub(channel)
+        self._timeout = timeout
 
     async def charge(
         self,
@@ -123,9 +148,149 @@ class PaymentService:
         if cash_tendered is not None:
             request.cash_tendered.CopyFrom(to_proto(cash_tendered))
         try:
-            answer = await self._stub.AuthorizeAndCapture(request)
+            answer = await self._stub.AuthorizeAndCapture(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise _downstream("payment", exc) from None
-        payment = answer.payment
-        captured = payment.status == payment_pb2.PAYMENT_STATUS_CAPTURED
-        return PaymentResult(payment.id, captured, payment)
+        return _result(answer.payment)
+
+    async def take(
+        self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
+    ) -> PaymentResult:
+        request = payment_pb2.CreatePaymentRequest(
+            request_id=request_id,
+            order_id=order_id,
+            location_id=location_id,
+            tender_type=TENDERS.to_proto(ask.tender),
+            amount=to_proto(ask.amount),
+            capture=ask.capture,
+            card_token=ask.card_token,
+            gift_card_code=ask.gift_card_code,
+            external_reference=ask.external_reference,
+        )
+        if ask.cash_tendered is not None:
+            request.cash_tendered.CopyFrom(to_proto(ask.cash_tendered))
+        try:
+            answer = await self._stub.CreatePayment(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        return _result(answer.payment)
+
+    async def capture(self, request_id: str, payment_id: str, amount: Money) -> PaymentResult:
+        try:
+            answer = await self._stub.CapturePayment(
+                payment_pb2.CapturePaymentRequest(
+                    request_id=request_id, payment_id=payment_id, amount=to_proto(amount)
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        if answer.status == payment_pb2.OPERATION_STATUS_FAILED:
+            raise Conflict("the capture was refused by the processor", "capture_failed")
+        if answer.status == payment_pb2.OPERATION_STATUS_PENDING:
+            raise Unavailable("the capture's answer is not known yet", "payment_pending")
+        return _result(answer.payment)
+
+    async def void(self, request_id: str, payment_id: str) -> PaymentResult:
+        try:
+            answer = await self._stub.VoidPayment(
+                payment_pb2.VoidPaymentRequest(request_id=request_id, payment_id=payment_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        return _result(answer.payment)
+
+    async def refund(self, request_id: str, payment_id: str, amount: Money) -> None:
+        try:
+            await self._stub.CreateRefund(
+                payment_pb2.CreateRefundRequest(
+                    request_id=request_id,
+                    payment_id=payment_id,
+                    amount=to_proto(amount),
+                    reason="order cancelled",
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+
+    async def of_order(self, order_id: str) -> list[PaymentResult]:
+        try:
+            answer = await self._stub.GetOrderPayments(
+                payment_pb2.GetOrderPaymentsRequest(order_id=order_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []  # nothing was ever taken for it
+            raise _downstream("payment", exc) from None
+        return [_result(p) for p in answer.payments]
+
+
+class StockService:
+    """Holds for pickup and shipment at the inventory service (reservations with a TTL)."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 5.0) -> None:
+        self._stub = stock_pb2_grpc.StockServiceStub(channel)
+        self._catalog = inventory_pb2_grpc.InventoryServiceStub(channel)
+        self._timeout = timeout
+
+    async def hold(
+        self,
+        request_id: str,
+        location_id: str,
+        lines: list[tuple[str, int]],
+        ttl_seconds: int,
+        reference: str,
+    ) -> str:
+        try:
+            answer = await self._stub.CreateReservation(
+                stock_pb2.CreateReservationRequest(
+                    request_id=request_id,
+                    location_id=location_id,
+                    lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
+                    ttl_seconds=ttl_seconds,
+                    reference=reference,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+        return str(answer.reservation.id)
+
+    async def commit(self, request_id: str, reservation_id: str) -> None:
+        try:
+            await self._stub.CommitReservation(
+                stock_pb2.CommitReservationRequest(request_id=request_id, id=reservation_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+
+    async def release(self, request_id: str, reservation_id: str) -> None:
+        try:
+            await self._stub.ReleaseReservation(
+                stock_pb2.ReleaseReservationRequest(request_id=request_id, id=reservation_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+
+    async def restock(
+        self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
+    ) -> None:
+        for sku, quantity in lines:
+            try:
+                await self._catalog.AdjustStock(
+                    inventory_pb2.AdjustStockRequest(
+                        request_id=f"{request_id}/{sku}",
+                        sku=sku,
+                        location_id=location_id,
+                        delta=quantity,
+                        reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
+                        note=f"order {reference}: not collected",
+                    ),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _downstream("inventory", exc) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, insert, select
+from sqlalchemy import Row, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,19 +13,166 @@ from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
-from pos_order.adapters.tables import checkout_starts, known_customers, orders
-from pos_order.domain.model import Order, OrderLine, OrderStatus, Totals
+from pos_order.adapters.tables import checkout_starts, known_customers, order_settings, orders
+from pos_order.domain.model import (
+    ENDED,
+    Capture,
+    Fulfillment,
+    FulfillmentStatus,
+    FulfillmentType,
+    HoldState,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Saga,
+    SagaState,
+    StatusChange,
+    Tender,
+    TenderRecord,
+    TenderState,
+    Totals,
+)
+from pos_order.service.ports import OrderFilters, OrderSettings
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def fulfillments_to_json(found: list[Fulfillment]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f.id,
+            "type": f.type.value,
+            "location_id": f.location_id,
+            "status": f.status.value,
+            "amount": f.amount,
+            "captured": f.captured,
+            "reservation_id": f.reservation_id,
+            "hold": f.hold.value if f.hold else None,
+            "carrier": f.carrier,
+            "tracking_number": f.tracking_number,
+            "ship_to": f.ship_to,
+            "expires_at": _stamp(f.expires_at),
+        }
+        for f in found
+    ]
+
+
+def _fulfillments(found: list[dict[str, Any]]) -> list[Fulfillment]:
+    return [
+        Fulfillment(
+            id=f["id"],
+            type=FulfillmentType(f["type"]),
+            location_id=f["location_id"],
+            status=FulfillmentStatus(f["status"]),
+            amount=f["amount"],
+            captured=f["captured"],
+            reservation_id=f["reservation_id"],
+            hold=HoldState(f["hold"]) if f["hold"] else None,
+            carrier=f["carrier"],
+            tracking_number=f["tracking_number"],
+            ship_to=f["ship_to"],
+            expires_at=_when(f["expires_at"]),
+        )
+        for f in found
+    ]
+
+
+def saga_to_json(saga: Saga) -> dict[str, Any]:
+    return {
+        "state": saga.state.value,
+        "confirm_requested": saga.confirm_requested,
+        "tenders": [
+            {
+                "n": t.n,
+                "tender": t.tender.value,
+                "amount": t.amount,
+                "request_id": t.request_id,
+                "asked_by": t.asked_by,
+                "payment_id": t.payment_id,
+                "state": t.state.value,
+                "captured": t.captured,
+                "refunded": t.refunded,
+            }
+            for t in saga.tenders
+        ],
+        "captures": [
+            {
+                "request_id": c.request_id,
+                "payment_id": c.payment_id,
+                "amount": c.amount,
+                "fulfillment_id": c.fulfillment_id,
+                "done": c.done,
+            }
+            for c in saga.captures
+        ],
+        "done_steps": saga.done_steps,
+        "cancel_reason": saga.cancel_reason,
+        "hold_ttl": saga.hold_ttl,
+    }
+
+
+def _saga(found: dict[str, Any]) -> Saga:
+    if not found:  # an order sold before the saga was persisted
+        return Saga(SagaState.DONE)
+    return Saga(
+        state=SagaState(found["state"]),
+        confirm_requested=found["confirm_requested"],
+        tenders=[
+            TenderRecord(
+                n=t["n"],
+                tender=Tender(t["tender"]),
+                amount=t["amount"],
+                request_id=t["request_id"],
+                asked_by=t["asked_by"],
+                payment_id=t["payment_id"],
+                state=TenderState(t["state"]),
+                captured=t["captured"],
+                refunded=t["refunded"],
+            )
+            for t in found["tenders"]
+        ],
+        captures=[Capture(**c) for c in found["captures"]],
+        done_steps=list(found["done_steps"]),
+        cancel_reason=found["cancel_reason"],
+        hold_ttl=found.get("hold_ttl", 0),
+    )
 
 
 def _order(row: Row[Any]) -> Order:
     m = row._mapping
     cur = m["currency"]
+    saga = _saga(m["saga"])
+    if not m["saga"] and m["payment_id"]:
+        # Sold before the saga: its one captured payment.
+        saga.tenders.append(
+            TenderRecord(
+                1,
+                Tender.CARD,
+                m["total"],
+                "",
+                payment_id=m["payment_id"],
+                state=TenderState.CAPTURED,
+                captured=m["total"],
+            )
+        )
     return Order(
         id=m["id"],
         location_id=m["location_id"],
         customer_id=m["customer_id"],
         lines=[
-            OrderLine(ln["sku"], ln["name"], ln["quantity"], Money(ln["unit_price"], cur))
+            OrderLine(
+                ln["sku"],
+                ln["name"],
+                ln["quantity"],
+                Money(ln["unit_price"], cur),
+                ln.get("fulfillment_id", ""),
+            )
             for ln in m["lines"]
         ],
         totals=Totals(
@@ -36,9 +183,72 @@ def _order(row: Row[Any]) -> Order:
         ),
         discounts_applied=m["discounts_applied"],
         status=OrderStatus(m["status"]),
-        payment_id=m["payment_id"],
+        channel=m["channel"],
+        fulfillments=_fulfillments(m["fulfillments"]),
+        saga=saga,
+        notes=m["notes"],
+        metadata=dict(m["metadata"]),
+        version=m["version"],
+        timeline=[
+            StatusChange(c["status"], datetime.fromisoformat(c["at"]), c.get("reason", ""))
+            for c in m["timeline"]
+        ],
         created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        expires_at=m["due_at"] if m["status"] == OrderStatus.PENDING_PAYMENT.value else None,
     )
+
+
+def _due_at(order: Order) -> datetime | None:
+    """When the resumer must look at the order whoever else does: an unconfirmed order's holds
+    run out; a pickup waits no longer."""
+    if order.status is OrderStatus.PENDING_PAYMENT and order.saga.state is SagaState.RUNNING:
+        return order.expires_at
+    if order.status is OrderStatus.CONFIRMED:
+        waits = [
+            f.expires_at
+            for f in order.fulfillments
+            if f.type is FulfillmentType.PICKUP and f.status not in ENDED and f.expires_at
+        ]
+        return min(waits) if waits else None
+    return None
+
+
+def _values(order: Order) -> dict[str, Any]:
+    t = order.totals
+    return {
+        "location_id": order.location_id,
+        "customer_id": order.customer_id,
+        "status": order.status.value,
+        "currency": t.total.currency,
+        "lines": [
+            {
+                "sku": ln.sku,
+                "name": ln.name,
+                "quantity": ln.quantity,
+                "unit_price": ln.unit_price.amount,
+                "fulfillment_id": ln.fulfillment_id,
+            }
+            for ln in order.lines
+        ],
+        "subtotal": t.subtotal.amount,
+        "discount_total": t.discount.amount,
+        "tax_total": t.tax.amount,
+        "total": t.total.amount,
+        "discounts_applied": order.discounts_applied,
+        "payment_id": order.payment_id,
+        "channel": order.channel,
+        "version": order.version,
+        "fulfillments": fulfillments_to_json(order.fulfillments),
+        "saga": saga_to_json(order.saga),
+        "timeline": [
+            {"status": c.status, "at": c.at.isoformat(), "reason": c.reason} for c in order.timeline
+        ],
+        "notes": order.notes,
+        "metadata": order.metadata,
+        "saga_state": order.saga.state.value,
+        "due_at": _due_at(order),
+    }
 
 
 class SqlOrderRepository:
@@ -46,55 +256,81 @@ class SqlOrderRepository:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def add(self, order: Order) -> None:
-        t = order.totals
+    async def add(self, order: Order) -> bool:
+        """Insert a new order; False when one with its id exists already (a re-run)."""
         row = (
             await self._conn.execute(
-                insert(orders)
+                pg_insert(orders)
                 .values(
                     merchant_id=self._merchant,
                     id=order.id,
-                    location_id=order.location_id,
-                    customer_id=order.customer_id,
-                    status=order.status.value,
-                    currency=t.total.currency,
-                    lines=[
-                        {
-                            "sku": ln.sku,
-                            "name": ln.name,
-                            "quantity": ln.quantity,
-                            "unit_price": ln.unit_price.amount,
-                        }
-                        for ln in order.lines
-                    ],
-                    subtotal=t.subtotal.amount,
-                    discount_total=t.discount.amount,
-                    tax_total=t.tax.amount,
-                    total=t.total.amount,
-                    discounts_applied=order.discounts_applied,
-                    payment_id=order.payment_id,
+                    **_values(order),
+                    created_at=order.created_at or func.now(),
+                    updated_at=order.updated_at or func.now(),
                 )
-                .returning(orders.c.created_at)
-            )
-        ).one()
-        order.created_at = row.created_at
-
-    async def get(self, order_id: str) -> Order | None:
-        row = (
-            await self._conn.execute(
-                select(orders).where(
-                    orders.c.merchant_id == self._merchant, orders.c.id == order_id
-                )
+                .on_conflict_do_nothing()
+                .returning(orders.c.created_at, orders.c.updated_at)
             )
         ).first()
+        if row is None:
+            return False
+        order.created_at, order.updated_at = row.created_at, row.updated_at
+        return True
+
+    async def save(self, order: Order) -> None:
+        """Write the order back (it was read locked, in this transaction)."""
+        row = (
+            await self._conn.execute(
+                update(orders)
+                .where(orders.c.merchant_id == self._merchant, orders.c.id == order.id)
+                .values(
+                    **_values(order),
+                    updated_at=order.updated_at or func.now(),
+                    touched_at=func.now(),
+                )
+                .returning(orders.c.updated_at)
+            )
+        ).one()
+        order.updated_at = row.updated_at
+
+    async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        query = select(orders).where(
+            orders.c.merchant_id == self._merchant, orders.c.id == order_id
+        )
+        if lock:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
         return _order(row) if row else None
 
-    async def list(self, page: PageRequest) -> list[Order]:
+    async def list(self, page: PageRequest, filters: OrderFilters | None = None) -> list[Order]:
         query = select(orders).where(orders.c.merchant_id == self._merchant)
+        f = filters or OrderFilters()
+        if f.status:
+            query = query.where(orders.c.status == f.status.value)
+        if f.channel:
+            query = query.where(orders.c.channel == f.channel)
+        if f.location_id:
+            query = query.where(orders.c.location_id == f.location_id)
+        if f.customer_id:
+            query = query.where(orders.c.customer_id == f.customer_id)
+        if f.fulfillment_status:
+            query = query.where(
+                orders.c.fulfillments.contains([{"status": f.fulfillment_status.value}])
+            )
+        if f.updated_since:
+            query = query.where(orders.c.updated_at >= f.updated_since)
         if page.after:
             query = query.where(orders.c.id > page.after)
         rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
         return [_order(r) for r in rows]
+
+    async def touch(self, order_id: str) -> None:
+        """A caller drives this order's saga now: the resumer leaves it alone a while."""
+        await self._conn.execute(
+            update(orders)
+            .where(orders.c.merchant_id == self._merchant, orders.c.id == order_id)
+            .values(touched_at=func.now())
+        )
 
 
 class SqlKnownCustomers:
@@ -159,6 +395,39 @@ class SqlCheckoutStarts:
         return earlier
 
 
+class SqlOrderSettings:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def get(self) -> OrderSettings | None:
+        t = order_settings
+        row = (await self._conn.execute(select(t).where(t.c.merchant_id == self._merchant))).first()
+        if row is None:
+            return None
+        return OrderSettings(
+            capture_pickup_at_order=row.capture_pickup_at_order,
+            pickup_expiry_seconds=row.pickup_expiry_seconds,
+            hold_seconds=row.hold_seconds,
+            return_window_days=row.return_window_days,
+        )
+
+    async def put(self, settings: OrderSettings) -> None:
+        t = order_settings
+        values = {
+            "capture_pickup_at_order": settings.capture_pickup_at_order,
+            "pickup_expiry_seconds": settings.pickup_expiry_seconds,
+            "hold_seconds": settings.hold_seconds,
+            "return_window_days": settings.return_window_days,
+        }
+        statement = pg_insert(t).values(merchant_id=self._merchant, **values)
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="order_settings_pkey", set_={**values, "updated_at": func.now()}
+            )
+        )
+
+
 class OrderUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
@@ -175,3 +444,7 @@ class OrderUow(UnitOfWork):
     @property
     def checkouts(self) -> SqlCheckoutStarts:
         return SqlCheckoutStarts(self.conn, self.merchant_id)
+
+    @property
+    def settings(self) -> SqlOrderSettings:
+        return SqlOrderSettings(self.conn, self.merchant_id)

@@ -7,11 +7,13 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -38,7 +40,38 @@ orders = Table(
     Column("discounts_applied", Boolean, nullable=False),
     Column("payment_id", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("channel", Text, nullable=False, server_default="register"),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Fulfilments, the saga's steps and the timeline change with the order and are read with
+    # it, never on their own: documents beside the row.
+    Column("fulfillments", JSONB, nullable=False, server_default="[]"),
+    Column("saga", JSONB, nullable=False, server_default="{}"),
+    Column("timeline", JSONB, nullable=False, server_default="[]"),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),
+    # The resumer's look-ups, across merchants: a saga not done and idle since `touched_at`,
+    # or an order with something due (an unconfirmed order's holds, a pickup's expiry).
+    Column("saga_state", Text, nullable=False, server_default="done"),
+    Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("due_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("merchant_id", "id", name="orders_pkey"),
+    Index("orders_open_sagas", "touched_at", postgresql_where=text("saga_state <> 'done'")),
+    Index("orders_due", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+    Index("orders_by_change", "merchant_id", "updated_at", "id"),
+)
+
+# Each merchant's order settings; a merchant without a row has the service's defaults.
+order_settings = Table(
+    "order_settings",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("capture_pickup_at_order", Boolean, nullable=False),
+    Column("pickup_expiry_seconds", BigInteger, nullable=False),
+    Column("hold_seconds", BigInteger, nullable=False),
+    Column("return_window_days", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", name="order_settings_pkey"),
 )
 
 # The customer ids each merchant has, learnt from the customer service's events (or from one

@@ -1,32 +1,119 @@
-"""Orders, their lines and totals. Plain Python: no storage or transport here."""
+"""Orders, their lines, fulfilments, totals and the checkout saga's persisted state.
+
+Plain Python: no storage or transport here. States and names follow
+../shared/docs/commerce-states.md.
+"""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
+MAX_FULFILLMENTS = 20
+MAX_METADATA = 50
 
 
 class OrderStatus(Enum):
+    DRAFT = "draft"
+    PENDING_PAYMENT = "pending_payment"
     CONFIRMED = "confirmed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    # Only rows written before the saga: a declined checkout is now cancelled.
     PAYMENT_DECLINED = "payment_declined"
 
 
 class Tender(Enum):
     CASH = "cash"
     CARD = "card"
+    GIFT_CARD = "gift_card"
+    EXTERNAL = "external"
+
+
+class FulfillmentType(Enum):
+    IN_STORE = "in_store"
+    PICKUP = "pickup"
+    SHIPMENT = "shipment"
+
+
+class FulfillmentStatus(Enum):
+    FULFILLED = "fulfilled"
+    RESERVED = "reserved"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    PICKED_UP = "picked_up"
+    PICKED = "picked"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+F = FulfillmentStatus
+# The steps a caller may take, per fulfilment type (expiry and cancellation are the saga's).
+STEPS: dict[FulfillmentType, dict[FulfillmentStatus, set[FulfillmentStatus]]] = {
+    FulfillmentType.IN_STORE: {},
+    FulfillmentType.PICKUP: {
+        F.RESERVED: {F.READY_FOR_PICKUP, F.PICKED_UP},
+        F.READY_FOR_PICKUP: {F.PICKED_UP},
+    },
+    FulfillmentType.SHIPMENT: {
+        F.RESERVED: {F.PICKED, F.SHIPPED},
+        F.PICKED: {F.SHIPPED},
+        F.SHIPPED: {F.DELIVERED},
+    },
+}
+ENDED = {F.FULFILLED, F.PICKED_UP, F.DELIVERED, F.CANCELLED, F.EXPIRED}
+# Once goods left the store the order can no longer be cancelled (returns are their own thing).
+LEFT_THE_STORE = {F.FULFILLED, F.PICKED_UP, F.SHIPPED, F.DELIVERED}
+# A fulfilment captures its share when it reaches one of these.
+CAPTURES_AT = {F.PICKED_UP, F.SHIPPED}
+
+
+class SagaState(Enum):
+    RUNNING = "running"  # steps still to take forward
+    COMPENSATING = "compensating"  # undoing: void, refund, release
+    DONE = "done"  # nothing left for the resumer
+
+
+class TenderState(Enum):
+    SENT = "sent"  # asked; the answer not recorded yet (lost, or a crash)
+    PENDING = "pending"  # the processor's answer is not known: the payment reconciler's
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    FAILED = "failed"
+    VOIDED = "voided"
+
+
+LIVE_TENDERS = {TenderState.AUTHORIZED, TenderState.CAPTURED}
+
+
+class HoldState(Enum):
+    SENT = "sent"
+    HELD = "held"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    RESTOCKED = "restocked"  # committed, then the fulfilment ended unsold: back in stock
 
 
 @dataclass(frozen=True)
 class LineRequest:
     sku: str
     quantity: int
+    fulfillment: int = 0
+
+
+@dataclass(frozen=True)
+class FulfillmentRequest:
+    type: FulfillmentType
+    location_id: str
+    ship_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +136,7 @@ class OrderLine:
     name: str
     quantity: int
     unit_price: Money
+    fulfillment_id: str = ""
 
     @property
     def line_total(self) -> Money:
@@ -64,6 +152,73 @@ class Totals:
 
 
 @dataclass
+class Fulfillment:
+    id: str
+    type: FulfillmentType
+    location_id: str
+    status: FulfillmentStatus
+    amount: int = 0  # this fulfilment's share of the total, minor units
+    captured: int = 0
+    reservation_id: str = ""
+    hold: HoldState | None = None
+    carrier: str = ""
+    tracking_number: str = ""
+    ship_to: str = ""
+    expires_at: datetime | None = None  # pickup: when it expires unless picked up
+
+    @property
+    def held(self) -> bool:
+        return self.type is not FulfillmentType.IN_STORE
+
+
+@dataclass
+class TenderRecord:
+    """One `take payment` step: `<order id>/payment/<n>`."""
+
+    n: int
+    tender: Tender
+    amount: int
+    request_id: str
+    asked_by: str = ""  # the caller's request id, so its retry finds this step again
+    payment_id: str = ""
+    state: TenderState = TenderState.SENT
+    captured: int = 0
+    refunded: int = 0
+
+
+@dataclass
+class Capture:
+    """A planned capture, stored before it is asked for so its amount never changes."""
+
+    request_id: str
+    payment_id: str
+    amount: int
+    fulfillment_id: str
+    done: bool = False
+
+
+@dataclass
+class Saga:
+    state: SagaState = SagaState.RUNNING
+    confirm_requested: bool = False
+    tenders: list[TenderRecord] = field(default_factory=list)
+    captures: list[Capture] = field(default_factory=list)
+    # Compensation and restock request ids already done.
+    done_steps: list[str] = field(default_factory=list)
+    cancel_reason: str = ""
+    # The holds' time to live as asked: a hold whose answer was lost is asked again, exactly
+    # the same, to learn its id and release it.
+    hold_ttl: int = 0
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    at: datetime
+    reason: str = ""
+
+
+@dataclass
 class Order:
     id: str
     location_id: str
@@ -71,16 +226,287 @@ class Order:
     lines: list[OrderLine]
     totals: Totals
     discounts_applied: bool
-    status: OrderStatus = OrderStatus.CONFIRMED
-    payment_id: str = ""
+    status: OrderStatus = OrderStatus.PENDING_PAYMENT
+    channel: str = "register"
+    fulfillments: list[Fulfillment] = field(default_factory=list)
+    saga: Saga = field(default_factory=Saga)
+    notes: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+    timeline: list[StatusChange] = field(default_factory=list)
     created_at: datetime | None = None
+    updated_at: datetime | None = None
+    # An unconfirmed order is abandoned (compensated) after this.
+    expires_at: datetime | None = None
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
-    def settle(self, payment_id: str, captured: bool) -> None:
-        self.payment_id = payment_id
-        self.status = OrderStatus.CONFIRMED if captured else OrderStatus.PAYMENT_DECLINED
-        if captured:
-            self.events.append(OrderConfirmed(self))
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def currency(self) -> str:
+        return self.totals.total.currency
+
+    @property
+    def cancel_reason(self) -> str:
+        return self.saga.cancel_reason
+
+    @property
+    def payment_ids(self) -> list[str]:
+        return [t.payment_id for t in self.saga.tenders if t.payment_id]
+
+    @property
+    def payment_id(self) -> str:
+        ids = self.payment_ids
+        return ids[-1] if ids else ""
+
+    @property
+    def paid(self) -> int:
+        """What live tenders hold for the order (authorised or captured), net of refunds."""
+        return sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
+
+    @property
+    def balance_due(self) -> int:
+        return max(0, self.totals.total.amount - self.paid)
+
+    def fulfillment(self, fulfillment_id: str) -> Fulfillment | None:
+        return next((f for f in self.fulfillments if f.id == fulfillment_id), None)
+
+    def lines_of(self, f: Fulfillment) -> list[OrderLine]:
+        return [ln for ln in self.lines if ln.fulfillment_id == f.id]
+
+    def tender_for(self, asked_by: str) -> TenderRecord | None:
+        return next((t for t in self.saga.tenders if t.asked_by == asked_by), None)
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def _moved(self, status: str, at: datetime, reason: str = "") -> None:
+        self.timeline.append(StatusChange(status, at, reason))
+
+    def created(self, at: datetime) -> None:
+        self._moved(self.status.value, at)
+        for f in self.fulfillments:
+            self._moved(f"{f.id}:{f.status.value}", at)
+        self.events.append(OrderCreated(self.snapshot()))
+
+    def require_pending(self) -> None:
+        if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.state is not (
+            SagaState.RUNNING
+        ):
+            raise Conflict(
+                f"the order is {self.status.value}: it takes no more tenders",
+                "order_not_pending",
+            )
+        if self.saga.confirm_requested:
+            raise Conflict("the order is being confirmed", "order_confirming")
+
+    def add_tender(self, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
+        self.require_pending()
+        if amount <= 0 or amount > self.balance_due:
+            raise_if(
+                [
+                    FieldViolation(
+                        "amount",
+                        f"must be between 1 and the balance due ({self.balance_due})",
+                    )
+                ]
+            )
+        n = len(self.saga.tenders) + 1
+        record = TenderRecord(n, tender, amount, f"{self.id}/payment/{n}", asked_by)
+        self.saga.tenders.append(record)
+        return record
+
+    def tender_answered(
+        self, n: int, payment_id: str, state: TenderState, captured: int = 0
+    ) -> None:
+        record = self.saga.tenders[n - 1]
+        record.payment_id = payment_id
+        record.state = state
+        record.captured = max(record.captured, captured)
+
+    def request_confirmation(self) -> None:
+        if self.saga.confirm_requested and self.saga.state is SagaState.RUNNING:
+            return  # a retry, or the resumer finishing it
+        self.require_pending()
+        if any(t.state in (TenderState.SENT, TenderState.PENDING) for t in self.saga.tenders):
+            raise Conflict(
+                "a tender's answer is not known yet; try again shortly", "payment_pending"
+            )
+        if self.balance_due > 0:
+            raise Conflict(
+                f"the tenders do not cover the total: {self.balance_due} still due",
+                "balance_due",
+                {"balance_due": str(self.balance_due)},
+            )
+        self.saga.confirm_requested = True
+
+    def plan_captures(self, fulfillments: list[Fulfillment]) -> list[Capture]:
+        """Capture these fulfilments' shares from the tenders, first taken first. Stored
+        before any capture is asked for: a re-run asks the same amounts under the same ids."""
+        plan: list[Capture] = []
+        left = {
+            t.n: t.amount - t.captured - _planned(self.saga.captures, t.payment_id)
+            for t in self.saga.tenders
+        }
+        for f in fulfillments:
+            due = (
+                f.amount
+                - f.captured
+                - sum(c.amount for c in self.saga.captures if c.fulfillment_id == f.id)
+            )
+            for t in self.saga.tenders:
+                if due <= 0:
+                    break
+                if t.state is not TenderState.AUTHORIZED or left[t.n] <= 0:
+                    continue
+                take = min(due, left[t.n])
+                plan.append(Capture(f"{self.id}/capture/{f.id}/{t.n}", t.payment_id, take, f.id))
+                left[t.n] -= take
+                due -= take
+        self.saga.captures.extend(plan)
+        return plan
+
+    def captured(self, capture: Capture) -> None:
+        capture.done = True
+        for t in self.saga.tenders:
+            if t.payment_id == capture.payment_id:
+                t.captured += capture.amount
+                if t.captured >= t.amount:
+                    t.state = TenderState.CAPTURED
+        f = self.fulfillment(capture.fulfillment_id)
+        if f is not None:
+            f.captured += capture.amount
+
+    def confirm(self, at: datetime) -> None:
+        """Holds committed and captures done: the order is confirmed."""
+        if self.status is OrderStatus.CONFIRMED or self.status is OrderStatus.COMPLETED:
+            return
+        self.status = OrderStatus.CONFIRMED
+        self._moved(self.status.value, at)
+        for f in self.fulfillments:
+            if f.type is FulfillmentType.IN_STORE:
+                f.status = F.FULFILLED
+                self._moved(f"{f.id}:{f.status.value}", at)
+            elif f.hold is HoldState.HELD:
+                f.hold = HoldState.COMMITTED
+        self.saga.state = SagaState.DONE
+        self.events.append(OrderConfirmed(self.snapshot()))
+        self._maybe_complete(at)
+
+    def _maybe_complete(self, at: datetime) -> None:
+        """Every fulfilment ended, and something was handed over: completed."""
+        if (
+            self.status is OrderStatus.CONFIRMED
+            and all(f.status in ENDED for f in self.fulfillments)
+            and any(f.status in LEFT_THE_STORE for f in self.fulfillments)
+        ):
+            self.status = OrderStatus.COMPLETED
+            self._moved(self.status.value, at)
+            self.events.append(OrderCompleted(self.snapshot()))
+
+    def begin_cancel(self, reason: str) -> None:
+        if self.status is OrderStatus.CANCELLED:
+            return
+        if self.saga.state is SagaState.COMPENSATING:
+            return
+        if self.status not in (
+            OrderStatus.PENDING_PAYMENT,
+            OrderStatus.CONFIRMED,
+            OrderStatus.DRAFT,
+        ):
+            raise Conflict(f"a {self.status.value} order cannot be cancelled", "order_final")
+        if any(f.status in LEFT_THE_STORE for f in self.fulfillments):
+            raise Conflict(
+                "goods of this order have left the store: return them instead", "order_fulfilled"
+            )
+        self.saga.state = SagaState.COMPENSATING
+        self.saga.cancel_reason = reason
+
+    def cancelled(self, at: datetime) -> None:
+        if self.status is OrderStatus.CANCELLED:
+            return
+        self.status = OrderStatus.CANCELLED
+        self.saga.state = SagaState.DONE
+        self._moved(self.status.value, at, self.saga.cancel_reason)
+        for f in self.fulfillments:
+            if f.status not in ENDED:
+                f.status = F.CANCELLED
+                self._moved(f"{f.id}:{f.status.value}", at, self.saga.cancel_reason)
+        self.events.append(OrderCancelled(self.snapshot()))
+
+    def step_fulfillment(
+        self,
+        fulfillment_id: str,
+        to: FulfillmentStatus,
+        carrier: str = "",
+        tracking_number: str = "",
+    ) -> Fulfillment:
+        f = self.fulfillment(fulfillment_id)
+        if f is None:
+            from pos_kit.errors import NotFound
+
+            raise NotFound("fulfillment", fulfillment_id)
+        if f.status is to:
+            return f  # already there: a retry
+        if self.status is not OrderStatus.CONFIRMED:
+            raise Conflict(
+                f"the order is {self.status.value}: only a confirmed order is fulfilled",
+                "order_not_confirmed",
+            )
+        if to not in STEPS[f.type].get(f.status, set()):
+            raise Conflict(
+                f"a {f.type.value} fulfilment goes from {f.status.value} to "
+                + (
+                    ", ".join(sorted(s.value for s in STEPS[f.type].get(f.status, set())))
+                    or "nothing more"
+                ),
+                "invalid_transition",
+            )
+        if to is F.SHIPPED:
+            raise_if(
+                [
+                    *require(bool(carrier), "carrier", "is required at shipped"),
+                    *require(bool(tracking_number), "tracking_number", "is required at shipped"),
+                ]
+            )
+        return f
+
+    def fulfillment_moved(
+        self,
+        f: Fulfillment,
+        to: FulfillmentStatus,
+        at: datetime,
+        carrier: str = "",
+        tracking_number: str = "",
+        reason: str = "",
+    ) -> None:
+        f.status = to
+        if to is F.SHIPPED:
+            f.carrier, f.tracking_number = carrier, tracking_number
+        self._moved(f"{f.id}:{to.value}", at, reason)
+        self.events.append(OrderFulfillmentUpdated(self.snapshot(), f.id))
+        self._maybe_complete(at)
+
+    def touched(self, at: datetime) -> None:
+        self.version += 1
+        self.updated_at = at
+
+    def snapshot(self) -> Order:
+        """The order as it stands now, for an event: later changes in the same transaction
+        (confirmed, then completed at once) do not show in it."""
+        events, self.events = self.events, []
+        try:
+            return copy.deepcopy(self)
+        finally:
+            self.events = events
+
+
+def _planned(captures: list[Capture], payment_id: str) -> int:
+    return sum(c.amount for c in captures if c.payment_id == payment_id and not c.done)
+
+
+@dataclass(frozen=True)
+class OrderCreated:
+    order: Order
 
 
 @dataclass(frozen=True)
@@ -88,9 +514,24 @@ class OrderConfirmed:
     order: Order
 
 
-def validate_checkout(location_id: str, lines: list[LineRequest], tender: Tender | None) -> None:
+@dataclass(frozen=True)
+class OrderCancelled:
+    order: Order
+
+
+@dataclass(frozen=True)
+class OrderCompleted:
+    order: Order
+
+
+@dataclass(frozen=True)
+class OrderFulfillmentUpdated:
+    order: Order
+    fulfillment_id: str
+
+
+def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
-    violations += require(bool(location_id), "location_id", "is required")
     violations += require(bool(lines), "lines", "must have at least one line")
     violations += require(len(lines) <= MAX_LINES, "lines", f"must have at most {MAX_LINES}")
     for i, line in enumerate(lines[:MAX_LINES]):
@@ -100,9 +541,61 @@ def validate_checkout(location_id: str, lines: list[LineRequest], tender: Tender
             f"lines[{i}].quantity",
             f"must be between 1 and {MAX_QUANTITY}",
         )
-    skus = [line.sku for line in lines]
-    violations += require(len(set(skus)) == len(skus), "lines", "must not repeat a sku")
+        violations += require(
+            0 <= line.fulfillment < fulfillments,
+            f"lines[{i}].fulfillment",
+            f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
+        )
+    keys = [(line.sku, line.fulfillment) for line in lines]
+    violations += require(
+        len(set(keys)) == len(keys), "lines", "must not repeat a sku within a fulfilment"
+    )
+    return violations
+
+
+def validate_checkout(location_id: str, lines: list[LineRequest], tender: Tender | None) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(bool(location_id), "location_id", "is required")
+    violations += validate_lines(lines)
     violations += require(tender is not None, "tender_type", "must be CASH or CARD")
+    raise_if(violations)
+
+
+def validate_order(
+    channel: str,
+    location_id: str,
+    lines: list[LineRequest],
+    fulfillments: list[FulfillmentRequest],
+    metadata: dict[str, str],
+) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(bool(channel), "channel", "is required")
+    violations += require(len(channel) <= 32, "channel", "must be at most 32 characters")
+    violations += require(bool(location_id), "location_id", "is required")
+    violations += require(
+        len(fulfillments) <= MAX_FULFILLMENTS,
+        "fulfillments",
+        f"must have at most {MAX_FULFILLMENTS}",
+    )
+    for i, f in enumerate(fulfillments):
+        violations += require(bool(f.location_id), f"fulfillments[{i}].location_id", "is required")
+        if f.type is FulfillmentType.SHIPMENT:
+            violations += require(
+                bool(f.ship_to), f"fulfillments[{i}].ship_to", "is required for a shipment"
+            )
+    violations += validate_lines(lines, max(1, len(fulfillments)))
+    used = {line.fulfillment for line in lines}
+    for i in range(len(fulfillments)):
+        violations += require(i in used, f"fulfillments[{i}]", "has no line")
+    violations += require(
+        len(metadata) <= MAX_METADATA, "metadata", f"must have at most {MAX_METADATA} keys"
+    )
+    for key, value in metadata.items():
+        violations += require(
+            0 < len(key) <= 40 and len(value) <= 500,
+            f"metadata.{key[:40]}",
+            "keys are 1 to 40 characters, values at most 500",
+        )
     raise_if(violations)
 
 
@@ -140,5 +633,45 @@ def compute_totals(lines: list[OrderLine], discount: Money, tax_rate_bps: int) -
     return Totals(subtotal, discount, tax, taxable + tax)
 
 
+def split_total(total: int, weights: list[int]) -> list[int]:
+    """Each fulfilment's share of the total, by its lines' value; the last takes the rounding,
+    so the shares always add up to the total."""
+    whole = sum(weights)
+    if whole <= 0:
+        return [total] + [0] * (len(weights) - 1)
+    shares = [total * w // whole for w in weights[:-1]]
+    return [*shares, total - sum(shares)]
+
+
+def build_fulfillments(
+    order_id: str,
+    requests: list[FulfillmentRequest],
+    lines: list[OrderLine],
+    wanted: list[LineRequest],
+    total: int,
+) -> list[Fulfillment]:
+    made = [
+        Fulfillment(
+            f"{order_id}-{i + 1}",
+            r.type,
+            r.location_id,
+            F.FULFILLED if r.type is FulfillmentType.IN_STORE else F.RESERVED,
+            ship_to=r.ship_to,
+        )
+        for i, r in enumerate(requests)
+    ]
+    for line, asked in zip(lines, wanted, strict=True):
+        line.fulfillment_id = made[asked.fulfillment].id
+    weights = [sum(ln.line_total.amount for ln in lines if ln.fulfillment_id == f.id) for f in made]
+    for f, share in zip(made, split_total(total, weights), strict=True):
+        f.amount = share
+        # An in-store fulfilment is handed over when the order is confirmed, not before.
+        if f.type is FulfillmentType.IN_STORE:
+            f.status = F.RESERVED
+        else:
+            f.hold = HoldState.SENT
+    return made
+
+
 # Every domain event this service raises; each has an integration event (adapters/events.py).
-EVENTS = (OrderConfirmed,)
+EVENTS = (OrderCreated, OrderConfirmed, OrderCancelled, OrderCompleted, OrderFulfillmentUpdated)

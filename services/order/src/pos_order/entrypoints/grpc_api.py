@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 import grpc
 
@@ -12,12 +13,26 @@ from pos_kit.errors import InvalidArgument
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
 from pos_kit.proto_money import from_proto
-from pos_kit.servicer import Servicer, across_calls, query
-from pos_order.adapters.messages import TENDERS, order_to_proto
+from pos_kit.servicer import Servicer, across_calls, mutation, query
+from pos_order.adapters.messages import (
+    FULFILLMENT_STATUSES,
+    FULFILLMENT_TYPES,
+    STATUSES,
+    TENDERS,
+    order_to_proto,
+)
 from pos_order.adapters.repository import OrderUow
-from pos_order.domain.model import LineRequest, Order, Tender
+from pos_order.domain.model import FulfillmentRequest, LineRequest, Order, Tender
 from pos_order.service import handlers
-from pos_order.service.ports import CheckoutCommand, CheckoutPorts, PaymentResult
+from pos_order.service.ports import (
+    CheckoutCommand,
+    CheckoutPorts,
+    CreateOrderCommand,
+    OrderFilters,
+    OrderSettings,
+    PaymentResult,
+)
+from pos_order.service.saga import Policy
 
 
 def _tender(number: int) -> Tender | None:
@@ -44,24 +59,141 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     )
 
 
-def _checkout_response(order: Order, payment: PaymentResult) -> order_pb2.CheckoutResponse:
-    response = order_pb2.CheckoutResponse(order=order_to_proto(order))
-    if isinstance(payment.raw, payment_pb2.Payment):
-        response.payment.CopyFrom(payment.raw)
-    return response
+def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand:
+    return CreateOrderCommand(
+        request_id=request.request_id,
+        channel=request.channel,
+        location_id=request.location_id,
+        customer_id=request.customer_id,
+        lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
+        fulfillments=[
+            FulfillmentRequest(
+                FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
+                f.location_id,
+                f.ship_to,
+            )
+            for i, f in enumerate(request.fulfillments)
+        ],
+        notes=request.notes,
+        metadata=dict(request.metadata),
+    )
+
+
+def _payment(payment: PaymentResult | None) -> payment_pb2.Payment | None:
+    if payment is not None and isinstance(payment.raw, payment_pb2.Payment):
+        return payment.raw
+    return None
+
+
+def _checkout_response(order: Order, payment: PaymentResult | None) -> order_pb2.CheckoutResponse:
+    return order_pb2.CheckoutResponse(order=order_to_proto(order), payment=_payment(payment))
+
+
+def _tender_response(order: Order, payment: PaymentResult | None) -> order_pb2.AddTenderResponse:
+    return order_pb2.AddTenderResponse(order=order_to_proto(order), payment=_payment(payment))
+
+
+def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
+    return order_pb2.OrderSettings(
+        capture_pickup_at_order=s.capture_pickup_at_order,
+        pickup_expiry_seconds=s.pickup_expiry_seconds,
+        hold_seconds=s.hold_seconds,
+        return_window_days=s.return_window_days,
+    )
 
 
 class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, uow: Callable[[], OrderUow], ports: CheckoutPorts) -> None:
+    def __init__(self, uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy) -> None:
         super().__init__(uow)
         self.ports = ports
+        self.policy = policy
 
     @across_calls(order_pb2.CheckoutResponse)
     def Checkout(
         self, request: order_pb2.CheckoutRequest
     ) -> handlers.Checkout[order_pb2.CheckoutResponse]:
         # No transaction is held while inventory, promotion and payment answer.
-        return handlers.Checkout(_command(request), self.ports, _checkout_response)
+        return handlers.Checkout(
+            _command(request), self.ports, self.bound_uow, self.policy, _checkout_response
+        )
+
+    @across_calls(order_pb2.CreateOrderResponse)
+    def CreateOrder(
+        self, request: order_pb2.CreateOrderRequest
+    ) -> handlers.CreateOrder[order_pb2.CreateOrderResponse]:
+        return handlers.CreateOrder(
+            _create_command(request),
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.CreateOrderResponse(order=order_to_proto(o)),
+        )
+
+    @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: _without_code(r))
+    def AddTender(
+        self, request: order_pb2.AddTenderRequest
+    ) -> handlers.AddTender[order_pb2.AddTenderResponse]:
+        amount = from_proto("amount", request.amount) if request.HasField("amount") else None
+        cash = (
+            from_proto("cash_tendered", request.cash_tendered)
+            if request.HasField("cash_tendered")
+            else None
+        )
+        cmd = handlers.TenderCommand(
+            request_id=request.request_id,
+            order_id=request.order_id,
+            ask=None,
+            tender=_tender(request.tender_type),
+            amount=amount,
+            card_token=request.card_token,
+            cash_tendered=cash,
+            gift_card_code=request.gift_card_code,
+            external_reference=request.external_reference,
+        )
+        return handlers.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
+
+    @across_calls(order_pb2.ConfirmOrderResponse)
+    def ConfirmOrder(
+        self, request: order_pb2.ConfirmOrderRequest
+    ) -> handlers.ConfirmOrder[order_pb2.ConfirmOrderResponse]:
+        return handlers.ConfirmOrder(
+            request.order_id,
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.ConfirmOrderResponse(order=order_to_proto(o)),
+        )
+
+    @across_calls(order_pb2.CancelOrderResponse)
+    def CancelOrder(
+        self, request: order_pb2.CancelOrderRequest
+    ) -> handlers.CancelOrder[order_pb2.CancelOrderResponse]:
+        return handlers.CancelOrder(
+            request.order_id,
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.CancelOrderResponse(order=order_to_proto(o)),
+        )
+
+    @across_calls(order_pb2.UpdateFulfillmentResponse)
+    def UpdateFulfillment(
+        self, request: order_pb2.UpdateFulfillmentRequest
+    ) -> handlers.UpdateFulfillment[order_pb2.UpdateFulfillmentResponse]:
+        try:
+            to = FULFILLMENT_STATUSES.optional(request.status, "status")
+        except InvalidArgument:
+            to = None
+        step = handlers.FulfillmentStep(
+            request.order_id, request.fulfillment_id, to, request.carrier, request.tracking_number
+        )
+        return handlers.UpdateFulfillment(
+            step,
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
+        )
 
     @query
     async def GetOrder(
@@ -75,17 +207,71 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.ListOrdersRequest, uow: OrderUow
     ) -> order_pb2.ListOrdersResponse:
         page = page_request(request)
-        found, token = page_of(await handlers.list_orders(uow, page), page)
+        filters = OrderFilters(
+            status=STATUSES.optional(request.status, "status"),
+            channel=request.channel,
+            location_id=request.location_id,
+            customer_id=request.customer_id,
+            fulfillment_status=FULFILLMENT_STATUSES.optional(
+                request.fulfillment_status, "fulfillment_status"
+            ),
+            updated_since=(
+                request.updated_since.ToDatetime(tzinfo=UTC)
+                if request.HasField("updated_since")
+                else None
+            ),
+        )
+        found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(
             orders=[order_to_proto(o) for o in found], next_page_token=token
         )
 
+    @query
+    async def GetOrderSettings(
+        self, request: order_pb2.GetOrderSettingsRequest, uow: OrderUow
+    ) -> order_pb2.GetOrderSettingsResponse:
+        found = await handlers.get_settings(uow, self.policy)
+        return order_pb2.GetOrderSettingsResponse(settings=_settings(found))
+
+    @mutation(order_pb2.UpdateOrderSettingsResponse)
+    async def UpdateOrderSettings(
+        self, request: order_pb2.UpdateOrderSettingsRequest, uow: OrderUow
+    ) -> order_pb2.UpdateOrderSettingsResponse:
+        change = handlers.SettingsChange(
+            capture_pickup_at_order=(
+                request.capture_pickup_at_order
+                if request.HasField("capture_pickup_at_order")
+                else None
+            ),
+            pickup_expiry_seconds=(
+                request.pickup_expiry_seconds if request.HasField("pickup_expiry_seconds") else None
+            ),
+            hold_seconds=request.hold_seconds if request.HasField("hold_seconds") else None,
+            return_window_days=(
+                request.return_window_days if request.HasField("return_window_days") else None
+            ),
+        )
+        found = await handlers.update_settings(uow, self.policy, change)
+        return order_pb2.UpdateOrderSettingsResponse(settings=_settings(found))
+
+
+def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:
+    """A gift card's code is a bearer secret: the stored fingerprint holds its hash only."""
+    import hashlib
+
+    if not request.gift_card_code:
+        return request
+    printed = order_pb2.AddTenderRequest()
+    printed.CopyFrom(request)
+    printed.gift_card_code = hashlib.sha256(request.gift_card_code.encode()).hexdigest()
+    return printed
+
 
 def registrar(
-    uow: Callable[[], OrderUow], ports: CheckoutPorts
+    uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
-        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderApi(uow, ports), server)
+        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderApi(uow, ports, policy), server)
 
     return register
 

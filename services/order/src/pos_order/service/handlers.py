@@ -1,134 +1,582 @@
-"""Use cases of the order service; every entrypoint (gRPC, consumers) calls these."""
+"""Use cases of the order service; every entrypoint (gRPC, consumers, the resumer) calls these.
+
+Each operation that calls other services runs in the kit's three steps (`read` in the claiming
+transaction, `call` holding no connection, `record` in one short transaction); inside `call`
+the saga (service/saga.py) records each step it takes in a short transaction of its own, so
+the order and its saga state are saved before any payment is taken.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from pos_kit.errors import NotFound
+from pos_kit.errors import Conflict, FieldViolation, NotFound, Unavailable, raise_if
 from pos_kit.idempotency import Claim
+from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    CAPTURES_AT,
+    FulfillmentRequest,
+    FulfillmentStatus,
+    FulfillmentType,
+    LineRequest,
     Order,
+    OrderStatus,
+    SagaState,
+    Tender,
+    TenderRecord,
+    TenderState,
+    build_fulfillments,
     compute_totals,
     price_lines,
     validate_checkout,
+    validate_order,
 )
+from pos_order.service import saga
 from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
+    CreateOrderCommand,
     CustomerLookup,
+    NewUow,
+    OrderFilters,
+    OrderSettings,
     OrderUnitOfWork,
     PaymentResult,
+    TenderAsk,
 )
+from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Started:
-    """What a checkout reads in its claiming transaction."""
+    """What a new order's request reads in its claiming transaction."""
 
     at: datetime  # when the request was first claimed: its order id derives from it
     known_customer: bool  # no customer, or one the read model has: no call needed
+    order_id: str
+    existing: Order | None  # a re-run finds the order its first run saved
+    settings: OrderSettings
 
 
 @dataclass(frozen=True)
 class Sale:
-    """What a checkout's calls settled, to be recorded in one short transaction."""
-
     order: Order
-    payment: PaymentResult
-    learnt: int | None  # the version of a customer id asked about, kept with the order
+    payment: PaymentResult | None
+
+
+async def _start(
+    uow: OrderUnitOfWork,
+    request_id: str,
+    customer_id: str,
+    policy: Policy,
+    need_settings: bool = True,
+) -> Started:
+    at = await uow.checkouts.started_at(request_id)
+    order_id = Claim(uow.merchant_id, request_id, at).derived_id("ord")
+    existing = await uow.orders.get(order_id)
+    if existing is not None:
+        await uow.orders.touch(order_id)
+    known = existing is not None or not customer_id or await uow.customers.contains(customer_id)
+    # A register sale holds nothing: the merchant's hold settings do not concern it.
+    found = await uow.settings.get() if need_settings else None
+    settings = found or policy.defaults
+    return Started(at, known, order_id, existing, settings)
+
+
+async def _priced_order(
+    ports: CheckoutPorts,
+    started: Started,
+    order_id: str,
+    location_id: str,
+    customer_id: str,
+    lines: list[LineRequest],
+    fulfillments: list[FulfillmentRequest],
+    channel: str,
+) -> tuple[Order, int | None]:
+    # Before anything is priced or charged: another merchant's customer is no customer.
+    learnt = (
+        None if started.known_customer else await customer_version(ports.customers, customer_id)
+    )
+    skus = sorted({ln.sku for ln in lines})
+    location, items = await ports.catalog.price_snapshot(location_id, skus)
+    priced = price_lines(lines, items, location)
+    # Every other store named to fulfil from must be the merchant's: another merchant's is
+    # refused (404) like a made-up one, before anything is saved or held.
+    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id}):
+        await ports.catalog.price_snapshot(elsewhere, skus)
+    quote = await ports.discounts.quote(priced, location.currency)
+    totals = compute_totals(priced, quote.total, location.tax_rate_bps)
+    order = Order(
+        id=order_id,
+        location_id=location.id,
+        customer_id=customer_id,
+        lines=priced,
+        totals=totals,
+        discounts_applied=quote.applied,
+        channel=channel,
+    )
+    order.fulfillments = build_fulfillments(
+        order_id, fulfillments, priced, lines, totals.total.amount
+    )
+    order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
+    return order, learnt
+
+
+async def _save_new(new_uow: NewUow, order: Order, learnt: int | None) -> Order:
+    """The order and its saga, saved before any hold or payment."""
+    async with new_uow() as uow:
+        if learnt is not None:
+            await uow.customers.remember(order.customer_id, learnt)
+        order.created_at = order.updated_at = now()
+        order.created(order.created_at)
+        if not await uow.orders.add(order):
+            order.events.clear()
+            found = await uow.orders.get(order.id)
+            assert found is not None
+            return found
+        for event in order.events:
+            uow.publish(event)
+        order.events.clear()
+        await uow.commit()
+    return order
 
 
 class Checkout(Generic[R]):
-    """The register's one-call sale: price, discount, pay (and, once, ask about the customer).
+    """The register's one-call sale: the saga in one request, confirmed at once.
 
-    Three steps, run by the kit once per request id (`pos_kit.servicer.across_calls`): `read`
-    in the claiming transaction, `call` holding no database connection, `record` in one short
-    transaction. `answer` turns the recorded sale into the caller's response (the entrypoint's
-    message), so this layer knows no transport.
-
-    The order id derives from the request and the moment it was *first* claimed, and the
-    payment's request id from the checkout's: a retry, whether after a crash or after a call
-    that failed (say, the payment's answer lost on the way back), hands the payment service the
-    same ids, and it replays the charge instead of refusing it or charging twice.
+    The order is saved (`pending_payment`, its one tender's step `<order>/payment/1`) before
+    the card is charged. The order id derives from the request and the moment it was *first*
+    claimed, so a retry (after a crash, a failed call, a lost answer) finds the same order and
+    takes it from where it stopped; the payment service replays the same payment request.
     """
 
     def __init__(
         self,
         cmd: CheckoutCommand,
         ports: CheckoutPorts,
-        answer: Callable[[Order, PaymentResult], R],
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order, PaymentResult | None], R],
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender)
         self.cmd = cmd
         self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
         self.answer = answer
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
-        cmd = self.cmd
-        at = await uow.checkouts.started_at(cmd.request_id)
-        known = not cmd.customer_id or await uow.customers.contains(cmd.customer_id)
-        return Started(at, known)
+        return await _start(
+            uow, self.cmd.request_id, self.cmd.customer_id, self.policy, need_settings=False
+        )
 
     async def call(self, claim: Claim, started: Started) -> Sale:
         cmd, ports = self.cmd, self.ports
         assert cmd.tender is not None  # validated when the checkout was built
-        # Before anything is priced or charged: another merchant's customer is no customer.
-        learnt = (
-            None
-            if started.known_customer
-            else await customer_version(ports.customers, cmd.customer_id)
-        )
-        location, items = await ports.catalog.price_snapshot(
-            cmd.location_id, [ln.sku for ln in cmd.lines]
-        )
-        lines = price_lines(cmd.lines, items, location)
-        quote = await ports.discounts.quote(lines, location.currency)
-        totals = compute_totals(lines, quote.total, location.tax_rate_bps)
-        order = Order(
-            id=replace(claim, claimed_at=started.at).derived_id("ord"),
-            location_id=location.id,
-            customer_id=cmd.customer_id,
-            lines=lines,
-            totals=totals,
-            discounts_applied=quote.applied,
-        )
-        payment = await ports.payments.charge(
-            f"{cmd.request_id}/payment",
+        order = started.existing
+        if order is None:
+            order_id = replace(claim, claimed_at=started.at).derived_id("ord")
+            order, learnt = await _priced_order(
+                ports,
+                started,
+                order_id,
+                cmd.location_id,
+                cmd.customer_id,
+                cmd.lines,
+                [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
+                "register",
+            )
+            order.saga.confirm_requested = True
+            if order.totals.total.amount > 0:
+                order.saga.tenders.append(
+                    _tender_record(order, cmd.tender, order.totals.total.amount, cmd.request_id)
+                )
+            order = await _save_new(self.new_uow, order, learnt)
+            await boundary(self.policy, "order_saved")
+        return await self._drive(order)
+
+    async def _drive(self, order: Order) -> Sale:
+        cmd, policy = self.cmd, self.policy
+        if order.saga.state is SagaState.COMPENSATING:
+            order = await saga.compensate(self.new_uow, self.ports, order, policy)
+        if order.saga.state is SagaState.DONE:
+            return Sale(order, await _last_payment(self.ports, order))
+        if not order.saga.tenders:  # nothing to pay: a zero total
+            order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+            return Sale(order, None)
+        tender = order.saga.tenders[0]
+        assert cmd.tender is not None
+        payment = await self.ports.payments.charge(
+            tender.request_id,
             order.id,
-            location.id,
+            order.location_id,
             cmd.tender,
-            totals.total,
+            order.totals.total,
             cmd.cash_tendered,
             cmd.card_token,
         )
-        order.settle(payment.payment_id, payment.captured)
-        return Sale(order, payment, learnt)
+        await boundary(policy, "after_authorization")
+
+        def settle(o: Order) -> None:
+            o.tender_answered(
+                tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
+            )
+            state = o.saga.tenders[0].state
+            if state is TenderState.FAILED:
+                o.begin_cancel("payment_declined")
+                o.cancelled(now())
+            elif state is TenderState.CAPTURED and o.balance_due == 0:
+                # In store, captured at once: nothing held, nothing more to capture, so the
+                # payment's answer and the confirmation commit together (one transaction).
+                o.confirm(now())
+
+        order, _ = await change(self.new_uow, order.id, settle)
+        await boundary(policy, "after_confirm_commit")
+        if order.saga.state is SagaState.DONE:
+            return Sale(order, payment)
+        if order.saga.tenders[0].state is TenderState.PENDING:
+            raise Unavailable(
+                "the card's answer is not known yet; retry with the same request id: the sale "
+                "is confirmed once the payment is, or cancelled",
+                "payment_pending",
+            )
+        # In store: captured at once, so confirming captures nothing more.
+        order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+        return Sale(order, payment)
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
-        order = sale.order
-        if sale.learnt is not None:
-            await uow.customers.remember(order.customer_id, sale.learnt)
-        await uow.orders.add(order)
-        for event in order.events:
-            uow.publish(event)
-        order.events.clear()
-        return self.answer(order, sale.payment)
+        return self.answer(sale.order, sale.payment)
+
+
+def _tender_record(order: Order, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
+    n = len(order.saga.tenders) + 1
+    return TenderRecord(n, tender, amount, f"{order.id}/payment/{n}", asked_by)
+
+
+async def _last_payment(ports: CheckoutPorts, order: Order) -> PaymentResult | None:
+    if not order.saga.tenders:
+        return None
+    try:
+        found = await ports.payments.of_order(order.id)
+    except Unavailable:
+        return None
+    return found[-1] if found else None
+
+
+class CreateOrder(Generic[R]):
+    """An order from any channel: priced, saved `pending_payment`, then its pickup and
+    shipment lines held (all or none). Short stock: 409 naming the short lines, the order
+    cancelled and every hold it took released."""
+
+    def __init__(
+        self,
+        cmd: CreateOrderCommand,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        fulfillments = cmd.fulfillments or [
+            FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
+        ]
+        validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
+        self.cmd = replace(cmd, fulfillments=fulfillments)
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Started:
+        return await _start(uow, self.cmd.request_id, self.cmd.customer_id, self.policy)
+
+    async def call(self, claim: Claim, started: Started) -> Order:
+        cmd = self.cmd
+        order = started.existing
+        if order is None:
+            order_id = replace(claim, claimed_at=started.at).derived_id("ord")
+            order, learnt = await _priced_order(
+                self.ports,
+                started,
+                order_id,
+                cmd.location_id,
+                cmd.customer_id,
+                cmd.lines,
+                cmd.fulfillments,
+                cmd.channel,
+            )
+            order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
+            order.saga.hold_ttl = started.settings.hold_seconds
+            order = await _save_new(self.new_uow, order, learnt)
+            await boundary(self.policy, "order_saved")
+        if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
+            if any(f.held for f in order.fulfillments) and self.ports.stock is None:
+                raise Unavailable("stock cannot be held now", "inventory_unavailable")
+            order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
+        return order
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+@dataclass(frozen=True)
+class TenderCommand:
+    request_id: str
+    order_id: str
+    ask: TenderAsk | None  # None: amount unset, the balance due (filled in `read`)
+    tender: object
+    amount: Money | None
+    card_token: str = ""
+    cash_tendered: Money | None = None
+    gift_card_code: str = ""
+    external_reference: str = ""
+
+
+class AddTender(Generic[R]):
+    """Take one tender for a pending order (`<order>/payment/<n>`), authorised only: captures
+    follow the fulfilments. A decline is an answer: the order stays pending, holds in place."""
+
+    def __init__(
+        self,
+        cmd: TenderCommand,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order, PaymentResult | None], R],
+    ) -> None:
+        raise_if(
+            [FieldViolation("tender_type", "must be cash, card, gift_card or external")]
+            if not isinstance(cmd.tender, Tender)
+            else []
+        )
+        if cmd.amount is not None and cmd.amount.amount <= 0:
+            raise_if([FieldViolation("amount", "must be more than zero")])
+        self.cmd = cmd
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> tuple[Order, int]:
+        cmd = self.cmd
+        order = await uow.orders.get(cmd.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", cmd.order_id)
+        record = order.tender_for(cmd.request_id)
+        if record is None:
+            if cmd.amount is not None and cmd.amount.currency != order.currency:
+                raise_if([FieldViolation("amount", f"must be in {order.currency}")])
+            if any(f.hold is not None and f.hold.value == "sent" for f in order.fulfillments):
+                raise Conflict("the order's stock is not held yet", "order_not_held")
+            amount = cmd.amount.amount if cmd.amount is not None else order.balance_due
+            assert isinstance(cmd.tender, Tender)
+            record = order.add_tender(cmd.tender, amount, cmd.request_id)
+            order.touched(now())
+            await uow.orders.save(order)
+        return order, record.n
+
+    async def call(self, claim: Claim, read: tuple[Order, int]) -> PaymentResult:
+        order, n = read
+        record = order.saga.tenders[n - 1]
+        cmd = self.cmd
+        ask = TenderAsk(
+            record.tender,
+            Money(record.amount, order.currency),
+            capture=False,
+            card_token=cmd.card_token,
+            cash_tendered=cmd.cash_tendered,
+            gift_card_code=cmd.gift_card_code,
+            external_reference=cmd.external_reference,
+        )
+        payment = await self.ports.payments.take(
+            record.request_id, order.id, order.location_id, ask
+        )
+        await boundary(self.policy, "after_authorization")
+        return payment
+
+    async def record(self, uow: OrderUnitOfWork, payment: PaymentResult) -> R:
+        order = await uow.orders.get(self.cmd.order_id, lock=True)
+        assert order is not None
+        record = order.tender_for(self.cmd.request_id)
+        assert record is not None
+        if record.state in (TenderState.SENT, TenderState.PENDING):
+            order.tender_answered(
+                record.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
+            )
+            order.touched(now())
+            await uow.orders.save(order)
+        return self.answer(order, payment)
+
+
+class ConfirmOrder(Generic[R]):
+    """Commit the holds and capture as each fulfilment says; the tenders must cover the total
+    (a zero total needs none). The intent is recorded first: after a crash the resumer
+    finishes it."""
+
+    def __init__(
+        self,
+        order_id: str,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        self.order_id = order_id
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Order:
+        order = await uow.orders.get(self.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", self.order_id)
+        if order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
+            return order
+        order.request_confirmation()
+        order.touched(now())
+        await uow.orders.save(order)
+        return order
+
+    async def call(self, claim: Claim, order: Order) -> Order:
+        if order.status is not OrderStatus.PENDING_PAYMENT:
+            return order
+        return await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+class CancelOrder(Generic[R]):
+    """Before any fulfilment left the store: release holds, void authorisations, refund
+    captures. Recorded as `compensating` first, so a crash midway is finished by the resumer."""
+
+    def __init__(
+        self,
+        order_id: str,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        self.order_id = order_id
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Order:
+        order = await uow.orders.get(self.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", self.order_id)
+        if order.status is OrderStatus.CANCELLED:
+            return order
+        order.begin_cancel("requested")
+        order.touched(now())
+        await uow.orders.save(order)
+        return order
+
+    async def call(self, claim: Claim, order: Order) -> Order:
+        if order.status is OrderStatus.CANCELLED:
+            return order
+        return await saga.compensate(self.new_uow, self.ports, order, self.policy)
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+@dataclass(frozen=True)
+class FulfillmentStep:
+    order_id: str
+    fulfillment_id: str
+    to: FulfillmentStatus | None
+    carrier: str = ""
+    tracking_number: str = ""
+
+
+class UpdateFulfillment(Generic[R]):
+    """A fulfilment's next step. Picked up (pickup) and shipped (shipment) capture the
+    fulfilment's share first (partial captures, planned and stored before they are asked)."""
+
+    def __init__(
+        self,
+        step: FulfillmentStep,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        allowed = {
+            FulfillmentStatus.READY_FOR_PICKUP,
+            FulfillmentStatus.PICKED_UP,
+            FulfillmentStatus.PICKED,
+            FulfillmentStatus.SHIPPED,
+            FulfillmentStatus.DELIVERED,
+        }
+        raise_if(
+            [
+                FieldViolation(
+                    "status", "must be ready_for_pickup, picked_up, picked, shipped or delivered"
+                )
+            ]
+            if step.to not in allowed
+            else []
+        )
+        self.step = step
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Order:
+        step = self.step
+        assert step.to is not None
+        order = await uow.orders.get(step.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", step.order_id)
+        f = order.step_fulfillment(step.fulfillment_id, step.to, step.carrier, step.tracking_number)
+        if step.to in CAPTURES_AT and f.status is not step.to:
+            order.plan_captures([f])
+            order.saga.state = SagaState.RUNNING
+            order.touched(now())
+            await uow.orders.save(order)
+        return order
+
+    async def call(self, claim: Claim, order: Order) -> Order:
+        return await saga.run_captures(self.new_uow, self.ports, order, self.policy)
+
+    async def record(self, uow: OrderUnitOfWork, _: Order) -> R:
+        step = self.step
+        assert step.to is not None
+        order = await uow.orders.get(step.order_id, lock=True)
+        assert order is not None
+        f = order.fulfillment(step.fulfillment_id)
+        assert f is not None
+        if f.status is not step.to:
+            order.touched(now())
+            order.fulfillment_moved(f, step.to, now(), step.carrier, step.tracking_number)
+            if not saga.planned(order):
+                order.saga.state = SagaState.DONE
+            await uow.orders.save(order)
+            for event in order.events:
+                uow.publish(event)
+            order.events.clear()
+        return self.answer(order)
 
 
 async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
     """Refuse a customer id the merchant does not have, exactly as one that exists nowhere.
 
-    Ids learnt from the customer service's events need no call (see `Checkout.read`), so a
-    sale for a known customer goes on while that service is down. Only an id not seen yet is
-    asked about; its version is returned for the caller to remember with its own writes, so the
-    next sale needs no call. If the customer service cannot answer for such an id, the look-up's
+    Ids learnt from the customer service's events need no call (see `_start`), so a sale for a
+    known customer goes on while that service is down. Only an id not seen yet is asked about;
+    its version is returned for the caller to remember with its own writes, so the next sale
+    needs no call. If the customer service cannot answer for such an id, the look-up's
     Unavailable (503) stands: letting it through would let any id through.
     """
     version = await customers.version_of(customer_id)
@@ -149,5 +597,54 @@ async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
     return order
 
 
-async def list_orders(uow: OrderUnitOfWork, page: PageRequest) -> list[Order]:
-    return await uow.orders.list(page)
+async def list_orders(
+    uow: OrderUnitOfWork, page: PageRequest, filters: OrderFilters | None = None
+) -> list[Order]:
+    return await uow.orders.list(page, filters)
+
+
+async def get_settings(uow: OrderUnitOfWork, policy: Policy) -> OrderSettings:
+    return await uow.settings.get() or policy.defaults
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    capture_pickup_at_order: bool | None = None
+    pickup_expiry_seconds: int | None = None
+    hold_seconds: int | None = None
+    return_window_days: int | None = None
+
+
+async def update_settings(
+    uow: OrderUnitOfWork, policy: Policy, change_: SettingsChange
+) -> OrderSettings:
+    violations: list[FieldViolation] = []
+    if change_.pickup_expiry_seconds is not None and not (
+        3600 <= change_.pickup_expiry_seconds <= 90 * 86400
+    ):
+        violations.append(
+            FieldViolation("pickup_expiry_seconds", "must be between 3600 and 7776000 (90 days)")
+        )
+    if change_.hold_seconds is not None and not (60 <= change_.hold_seconds <= 7 * 86400):
+        violations.append(FieldViolation("hold_seconds", "must be between 60 and 604800"))
+    if change_.return_window_days is not None and not (0 <= change_.return_window_days <= 365):
+        violations.append(FieldViolation("return_window_days", "must be between 0 and 365"))
+    raise_if(violations)
+    current = await get_settings(uow, policy)
+    updated = OrderSettings(
+        capture_pickup_at_order=_or(
+            change_.capture_pickup_at_order, current.capture_pickup_at_order
+        ),
+        pickup_expiry_seconds=_or(change_.pickup_expiry_seconds, current.pickup_expiry_seconds),
+        hold_seconds=_or(change_.hold_seconds, current.hold_seconds),
+        return_window_days=_or(change_.return_window_days, current.return_window_days),
+    )
+    await uow.settings.put(updated)
+    return updated
+
+
+T = TypeVar("T")
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value

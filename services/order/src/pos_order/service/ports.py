@@ -1,17 +1,22 @@
-"""What checkout needs from storage and from other services, as protocols."""
+"""What orders need from storage and from other services, as protocols."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentStatus,
     LineRequest,
     Order,
     OrderLine,
+    OrderStatus,
     PricedItem,
     SellingLocation,
     Tender,
@@ -20,12 +25,33 @@ from pos_order.domain.model import (
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
 
+@dataclass(frozen=True)
+class OrderFilters:
+    status: OrderStatus | None = None
+    channel: str = ""
+    location_id: str = ""
+    customer_id: str = ""
+    fulfillment_status: FulfillmentStatus | None = None
+    updated_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OrderSettings:
+    capture_pickup_at_order: bool = False
+    pickup_expiry_seconds: int = 7 * 24 * 3600
+    hold_seconds: int = 15 * 60
+    return_window_days: int = 30
+
+
 class OrderRepository(Protocol):
-    async def add(self, order: Order) -> None: ...
-    async def get(self, order_id: str) -> Order | None: ...
-    async def list(self, page: PageRequest) -> list[Order]:
+    async def add(self, order: Order) -> bool: ...
+    async def save(self, order: Order) -> None: ...
+    async def get(self, order_id: str, *, lock: bool = False) -> Order | None: ...
+    async def list(self, page: PageRequest, filters: OrderFilters | None = None) -> list[Order]:
         """By id, after `page.after`: up to `page.fetch` orders."""
         ...
+
+    async def touch(self, order_id: str) -> None: ...
 
 
 class KnownCustomers(Protocol):
@@ -41,7 +67,14 @@ class CheckoutStarts(Protocol):
         ...
 
 
+class SettingsStore(Protocol):
+    async def get(self) -> OrderSettings | None: ...
+    async def put(self, settings: OrderSettings) -> None: ...
+
+
 class OrderUnitOfWork(Protocol):
+    merchant_id: str
+
     @property
     def orders(self) -> OrderRepository: ...
 
@@ -51,8 +84,21 @@ class OrderUnitOfWork(Protocol):
     @property
     def checkouts(self) -> CheckoutStarts: ...
 
-    def publish(self, event: object) -> None: ...
+    @property
+    def settings(self) -> SettingsStore: ...
 
+    def publish(self, event: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+NewUow = Callable[[], OrderUnitOfWork]
 
 # Other services, called with the caller's merchant by the kit's gRPC client.
 
@@ -82,8 +128,28 @@ class Discounts(Protocol):
 @dataclass(frozen=True)
 class PaymentResult:
     payment_id: str
-    captured: bool
+    status: str  # pending | authorized | captured | failed | voided
     raw: object  # the payment as the payment service answered it, returned to the caller
+    captured_amount: int = 0
+    refunded_amount: int = 0
+    amount: int = 0
+
+    @property
+    def captured(self) -> bool:
+        return self.status == "captured"
+
+
+@dataclass(frozen=True)
+class TenderAsk:
+    """A tender as the caller gave it: what the payment service is asked to take."""
+
+    tender: Tender
+    amount: Money
+    capture: bool
+    card_token: str = ""
+    cash_tendered: Money | None = None
+    gift_card_code: str = ""
+    external_reference: str = ""
 
 
 class Payments(Protocol):
@@ -96,17 +162,57 @@ class Payments(Protocol):
         amount: Money,
         cash_tendered: Money | None,
         card_token: str,
+    ) -> PaymentResult:
+        """The register's authorise-and-capture in one call."""
+        ...
+
+    async def take(
+        self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
     ) -> PaymentResult: ...
+    async def capture(self, request_id: str, payment_id: str, amount: Money) -> PaymentResult: ...
+    async def void(self, request_id: str, payment_id: str) -> PaymentResult: ...
+    async def refund(self, request_id: str, payment_id: str, amount: Money) -> None: ...
+    async def of_order(self, order_id: str) -> list[PaymentResult]:
+        """Every payment taken for the order, in the order taken: the truth about its money."""
+        ...
+
+
+@dataclass(frozen=True)
+class Short:
+    sku: str
+    quantity: int
+
+
+class Stock(Protocol):
+    async def hold(
+        self,
+        request_id: str,
+        location_id: str,
+        lines: list[tuple[str, int]],
+        ttl_seconds: int,
+        reference: str,
+    ) -> str:
+        """The reservation id; out of stock raises `insufficient_stock` naming what is short."""
+        ...
+
+    async def commit(self, request_id: str, reservation_id: str) -> None: ...
+    async def release(self, request_id: str, reservation_id: str) -> None: ...
+    async def restock(
+        self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
+    ) -> None:
+        """Units that were sold (committed) come back to stock."""
+        ...
 
 
 @dataclass(frozen=True)
 class CheckoutPorts:
-    """The services a checkout calls."""
+    """The services the saga calls."""
 
     catalog: Catalog
     discounts: Discounts
     payments: Payments
     customers: CustomerLookup
+    stock: Stock | None = None
 
 
 @dataclass(frozen=True)
@@ -118,3 +224,15 @@ class CheckoutCommand:
     tender: Tender | None
     cash_tendered: Money | None
     card_token: str
+
+
+@dataclass(frozen=True)
+class CreateOrderCommand:
+    request_id: str
+    channel: str
+    location_id: str
+    customer_id: str
+    lines: list[LineRequest]
+    fulfillments: list[FulfillmentRequest]
+    notes: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)

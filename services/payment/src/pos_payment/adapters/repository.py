@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
-from pos_payment.adapters import events
+from pos_payment.adapters import at_register, events
 from pos_payment.adapters.tables import (
     merchant_settings,
     operations,
@@ -117,11 +117,18 @@ class SqlPaymentRepository:
                     external_reference=payment.external_reference,
                     request_key=payment.request_key,
                     **_state(payment),
+                    **at_register.stamp(),
                 )
                 .returning(payments.c.created_at, payments.c.updated_at)
             )
         ).one()
         payment.created_at, payment.updated_at = row.created_at, row.updated_at
+        await self._attach(payment.id)
+
+    async def _attach(self, payment_id: str) -> None:
+        await at_register.attach(
+            self._conn, payments, self._merchant, payment_id, payments.c.captured > 0
+        )
 
     async def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
         query = select(payments).where(self._mine(), payments.c.id == payment_id)
@@ -154,6 +161,7 @@ class SqlPaymentRepository:
             )
         ).one()
         payment.version, payment.updated_at = row.version, row.updated_at
+        await self._attach(payment.id)
 
     async def forget(self, payment_id: str) -> None:
         """Remove a payment the processor never acted on (it was never reached)."""
@@ -284,11 +292,18 @@ class SqlRefundRepository:
                     lines=[{"sku": x.sku, "quantity": x.quantity} for x in refund.lines],
                     failure_code=refund.failure_code,
                     request_key=refund.request_key,
+                    **at_register.stamp(),
                 )
                 .returning(refunds.c.created_at, refunds.c.updated_at)
             )
         ).one()
         refund.created_at, refund.updated_at = row.created_at, row.updated_at
+        await self._attach(refund.id)
+
+    async def _attach(self, refund_id: str) -> None:
+        await at_register.attach(
+            self._conn, refunds, self._merchant, refund_id, refunds.c.status == "succeeded"
+        )
 
     async def get(self, refund_id: str, *, lock: bool = False) -> Refund | None:
         query = select(refunds).where(self._mine(), refunds.c.id == refund_id)
@@ -319,6 +334,7 @@ class SqlRefundRepository:
             )
         ).one()
         refund.updated_at = row.updated_at
+        await self._attach(refund.id)
 
     async def list(self, page: PageRequest, payment_id: str, order_id: str) -> list[Refund]:
         query = select(refunds).where(self._mine())

@@ -60,7 +60,12 @@ payments = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False, server_default="1"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Taken at a register (call metadata): which, by whom, and the shift open there then.
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("staff_id", Text, nullable=False, server_default=""),
+    Column("shift_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="payments_pkey"),
+    Index("payments_shift", "merchant_id", "shift_id", postgresql_where=text("shift_id <> ''")),
     Index("payments_order", "merchant_id", "order_id"),
     Index("payments_changes", "merchant_id", "updated_at", "id"),
     # A retried request finds the payment its first run started.
@@ -116,7 +121,12 @@ refunds = Table(
     Column("request_key", Text(collation="C"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Given back at a register: which, by whom, and the shift open there then.
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("staff_id", Text, nullable=False, server_default=""),
+    Column("shift_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="refunds_pkey"),
+    Index("refunds_shift", "merchant_id", "shift_id", postgresql_where=text("shift_id <> ''")),
     UniqueConstraint("merchant_id", "request_key", name="refunds_request_key"),
     Index("refunds_payment", "merchant_id", "payment_id"),
     Index("refunds_order", "merchant_id", "order_id"),
@@ -176,4 +186,51 @@ merchant_settings = Table(
     Column("authorization_window_seconds", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", name="merchant_settings_pkey"),
+)
+
+# A register's shifts; at most one open per register.
+shifts = Table(
+    "shifts",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("location_id", Text, nullable=False),
+    Column("register_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("opening_float", BigInteger, nullable=False),
+    Column("opened_by", Text, nullable=False, server_default=""),
+    Column("closed_by", Text, nullable=False, server_default=""),
+    Column("counted_cash", BigInteger),
+    # Fixed at the close: what the drawer should have held then.
+    Column("expected_cash", BigInteger),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("opened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("closed_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("merchant_id", "id", name="shifts_pkey"),
+    Index(
+        "shifts_open_per_register",
+        "merchant_id",
+        "register_id",
+        unique=True,
+        postgresql_where=text("status = 'open'"),
+    ),
+)
+
+# Pay-ins, pay-outs and no-sale opens of a shift's drawer.
+drawer_movements = Table(
+    "drawer_movements",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("shift_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("staff_id", Text, nullable=False, server_default=""),
+    Column("register_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="drawer_movements_pkey"),
+    Index("drawer_movements_shift", "merchant_id", "shift_id"),
 )

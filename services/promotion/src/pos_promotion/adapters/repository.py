@@ -1,16 +1,21 @@
-"""PostgreSQL repositories and unit of work for promotions."""
+"""PostgreSQL repositories and unit of work for promotions and coupons."""
 
 from __future__ import annotations
 
-from sqlalchemy import Row, Select, insert, select
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pos_kit.money import Money
+from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
-from pos_promotion.adapters import events
-from pos_promotion.adapters.tables import promotions
-from pos_promotion.domain.model import Promotion
+from pos_promotion.adapters import definition, events
+from pos_promotion.adapters.tables import coupon_reservations, coupons, promotions
+from pos_promotion.domain.coupons import Coupon, Reservation
+from pos_promotion.domain.model import MoneyInput, Promotion, Status, first_kind_offer
+from pos_promotion.domain.rules import Kind, Level
 
 _COLUMNS = (
     promotions.c.id,
@@ -18,28 +23,58 @@ _COLUMNS = (
     promotions.c.percent_off_bps,
     promotions.c.minimum_amount,
     promotions.c.minimum_currency,
-    promotions.c.active,
+    promotions.c.definition,
+    promotions.c.status,
+    promotions.c.version,
+    promotions.c.used,
     promotions.c.created_at,
+    promotions.c.updated_at,
+    promotions.c.ended_at,
 )
 
 
-def _select(merchant_id: str) -> Select[tuple[object, ...]]:
+def _select(merchant_id: str) -> Select[Any]:
     return select(*_COLUMNS).where(promotions.c.merchant_id == merchant_id)
 
 
-def _promotion(row: Row[tuple[object, ...]]) -> Promotion:
+def _promotion(row: Row[Any]) -> Promotion:
     m = row._mapping
-    minimum = (
-        None if m["minimum_currency"] is None else Money(m["minimum_amount"], m["minimum_currency"])
-    )
+    if m["definition"]:
+        offer = definition.from_json(m["id"], m["name"], m["definition"])
+    else:  # stored by the first version: a percent off the order from a subtotal
+        minimum = (
+            None
+            if m["minimum_currency"] is None
+            else MoneyInput(m["minimum_amount"], m["minimum_currency"])
+        )
+        offer = first_kind_offer(m["id"], m["name"], m["percent_off_bps"], minimum)
     return Promotion(
-        id=m["id"],
-        name=m["name"],
-        percent_off_bps=m["percent_off_bps"],
-        minimum_subtotal=minimum,
-        active=m["active"],
-        created_at=m["created_at"],
+        offer,
+        Status(m["status"]),
+        m["version"],
+        m["used"],
+        m["created_at"],
+        m["updated_at"],
+        m["ended_at"],
     )
+
+
+def _values(p: Promotion) -> dict[str, Any]:
+    offer = p.offer
+    first_kind = offer.rule.kind is Kind.PERCENT_OFF and offer.rule.level is Level.ORDER
+    minimum = offer.conditions.min_amount
+    return {
+        "name": offer.name,
+        "percent_off_bps": offer.rule.percent_bps if first_kind else 0,
+        "minimum_amount": minimum if first_kind and minimum else None,
+        "minimum_currency": offer.currency if first_kind and minimum else None,
+        "active": p.active,
+        "definition": definition.to_json(offer),
+        "status": p.status.value,
+        "version": p.version,
+        "used": p.used,
+        "ended_at": p.ended_at,
+    }
 
 
 class SqlPromotionRepository:
@@ -48,61 +83,235 @@ class SqlPromotionRepository:
         self._merchant = merchant_id
 
     async def add(self, promotion: Promotion) -> None:
-        minimum = promotion.minimum_subtotal
         row = (
             await self._conn.execute(
                 insert(promotions)
-                .values(
-                    merchant_id=self._merchant,
-                    id=promotion.id,
-                    name=promotion.name,
-                    percent_off_bps=promotion.percent_off_bps,
-                    minimum_amount=None if minimum is None else minimum.amount,
-                    minimum_currency=None if minimum is None else minimum.currency,
-                    active=promotion.active,
-                )
-                .returning(promotions.c.created_at)
+                .values(merchant_id=self._merchant, id=promotion.id, **_values(promotion))
+                .returning(promotions.c.created_at, promotions.c.updated_at)
             )
         ).one()
-        promotion.created_at = row.created_at
+        promotion.created_at, promotion.updated_at = row.created_at, row.updated_at
 
-    async def get(self, promotion_id: str) -> Promotion | None:
+    async def get(self, promotion_id: str, lock: bool = False) -> Promotion | None:
         query = _select(self._merchant).where(promotions.c.id == promotion_id)
+        if lock:
+            query = query.with_for_update()
         row = (await self._conn.execute(query)).first()
         return _promotion(row) if row else None
 
+    async def save(self, promotion: Promotion, seen_version: int) -> bool:
+        """Writes it if it is still at `seen_version`; False when another write came first."""
+        row = (
+            await self._conn.execute(
+                update(promotions)
+                .where(
+                    promotions.c.merchant_id == self._merchant,
+                    promotions.c.id == promotion.id,
+                    promotions.c.version == seen_version,
+                )
+                .values(**_values(promotion))
+                .returning(promotions.c.updated_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        promotion.updated_at = row.updated_at
+        return True
+
+    async def remove(self, promotion_id: str) -> None:
+        await self._conn.execute(
+            delete(promotions).where(
+                promotions.c.merchant_id == self._merchant, promotions.c.id == promotion_id
+            )
+        )
+
     async def list(self, page: PageRequest) -> list[Promotion]:
-        query = _select(self._merchant)
-        if page.after:
-            query = query.where(promotions.c.id > page.after)
-        rows = (await self._conn.execute(query.order_by(promotions.c.id).limit(page.fetch))).all()
+        rows = await list_page(
+            self._conn, _select(self._merchant), promotions.c.updated_at, promotions.c.id, page
+        )
         return [_promotion(r) for r in rows]
+
+    async def mark_used(self, promotion_ids: set[str]) -> None:
+        await self._conn.execute(
+            update(promotions)
+            .where(
+                promotions.c.merchant_id == self._merchant,
+                promotions.c.id.in_(promotion_ids),
+                promotions.c.used.is_(False),
+            )
+            .values(used=True)
+        )
+
+
+def _coupon(row: Any) -> Coupon:
+    m = row._mapping
+    return Coupon(
+        m["id"],
+        m["promotion_id"],
+        m["code_hint"],
+        m["max_uses"],
+        m["max_uses_per_customer"],
+        m["redeemed_count"],
+        m["reserved_count"],
+        m["expires_at"],
+        m["created_at"],
+    )
+
+
+_COUPON_COLUMNS = (
+    coupons.c.id,
+    coupons.c.promotion_id,
+    coupons.c.code_hint,
+    coupons.c.max_uses,
+    coupons.c.max_uses_per_customer,
+    coupons.c.redeemed_count,
+    coupons.c.reserved_count,
+    coupons.c.expires_at,
+    coupons.c.created_at,
+)
+
+
+class SqlCouponRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    def _select(self) -> Select[Any]:
+        return select(*_COUPON_COLUMNS).where(coupons.c.merchant_id == self._merchant)
+
+    async def add(self, coupon: Coupon, code_hash: bytes) -> bool:
+        """False when the code is taken (by this merchant): the caller says which one."""
+        row = (
+            await self._conn.execute(
+                pg_insert(coupons)
+                .values(
+                    merchant_id=self._merchant,
+                    id=coupon.id,
+                    promotion_id=coupon.promotion_id,
+                    code_hash=code_hash,
+                    code_hint=coupon.code_hint,
+                    max_uses=coupon.max_uses,
+                    max_uses_per_customer=coupon.max_uses_per_customer,
+                    expires_at=coupon.expires_at,
+                )
+                .on_conflict_do_nothing(constraint="coupons_code_key")
+                .returning(coupons.c.created_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        coupon.created_at = row.created_at
+        return True
+
+    async def by_hashes(self, hashes: list[bytes], lock: bool = False) -> dict[bytes, Coupon]:
+        query = select(coupons.c.code_hash, *_COUPON_COLUMNS).where(
+            coupons.c.merchant_id == self._merchant, coupons.c.code_hash.in_(hashes)
+        )
+        if lock:
+            # By id, so two checkouts locking the same coupons never wait on each other in a
+            # cycle.
+            query = query.order_by(coupons.c.id).with_for_update()
+        rows = (await self._conn.execute(query)).all()
+        return {bytes(r.code_hash): _coupon(r) for r in rows}
+
+    async def by_ids(self, coupon_ids: list[str], lock: bool = False) -> dict[str, Coupon]:
+        query = self._select().where(coupons.c.id.in_(coupon_ids))
+        if lock:
+            query = query.order_by(coupons.c.id).with_for_update()
+        rows = (await self._conn.execute(query)).all()
+        return {r.id: _coupon(r) for r in rows}
+
+    async def of_promotion(self, promotion_id: str, page: PageRequest) -> list[Coupon]:
+        query = self._select().where(coupons.c.promotion_id == promotion_id)
+        if page.after:
+            query = query.where(coupons.c.id > page.after)
+        rows = (await self._conn.execute(query.order_by(coupons.c.id).limit(page.fetch))).all()
+        return [_coupon(r) for r in rows]
+
+    async def count(self, coupon: Coupon) -> None:
+        await self._conn.execute(
+            update(coupons)
+            .where(coupons.c.merchant_id == self._merchant, coupons.c.id == coupon.id)
+            .values(redeemed_count=coupon.redeemed_count, reserved_count=coupon.reserved_count)
+        )
+
+    async def reservations(self, order_id: str) -> list[Reservation]:
+        rows = (
+            await self._conn.execute(
+                select(coupon_reservations)
+                .where(
+                    coupon_reservations.c.merchant_id == self._merchant,
+                    coupon_reservations.c.order_id == order_id,
+                )
+                .order_by(coupon_reservations.c.coupon_id)
+            )
+        ).all()
+        return [Reservation(r.order_id, r.coupon_id, r.customer_id, r.status) for r in rows]
+
+    async def uses_by(self, coupon_id: str, customer_id: str) -> int:
+        """Reservations held or redeemed by a customer, all orders."""
+        held = and_(
+            coupon_reservations.c.merchant_id == self._merchant,
+            coupon_reservations.c.coupon_id == coupon_id,
+            coupon_reservations.c.customer_id == customer_id,
+            coupon_reservations.c.status.in_(("reserved", "redeemed")),
+        )
+        query = select(func.count()).select_from(coupon_reservations).where(held)
+        return int((await self._conn.execute(query)).scalar_one())
+
+    async def save_reservation(self, r: Reservation) -> None:
+        await self._conn.execute(
+            insert(coupon_reservations).values(
+                merchant_id=self._merchant,
+                order_id=r.order_id,
+                coupon_id=r.coupon_id,
+                customer_id=r.customer_id,
+                status=r.status,
+            )
+        )
+
+    async def set_status(self, r: Reservation) -> None:
+        await self._conn.execute(
+            update(coupon_reservations)
+            .where(
+                coupon_reservations.c.merchant_id == self._merchant,
+                coupon_reservations.c.order_id == r.order_id,
+                coupon_reservations.c.coupon_id == r.coupon_id,
+            )
+            .values(status=r.status, updated_at=func.now())
+        )
 
 
 class SqlActivePromotions:
-    """The checkout hot path's read, on an autocommit connection, bound to one merchant.
+    """The checkout's read of a merchant's active promotions, on an autocommit connection (one
+    statement sees one snapshot; a unit of work would add BEGIN and ROLLBACK round trips).
+    The cache (adapters/cache.py) calls it only when it holds nothing for the merchant."""
 
-    A unit of work would wrap the one SELECT in BEGIN ... ROLLBACK: two more round trips to
-    PostgreSQL for a read that needs no transaction (one statement sees one snapshot anyway).
-    """
-
-    def __init__(self, engine: AsyncEngine, merchant_id: str) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._merchant = merchant_id
 
-    async def active(self) -> list[Promotion]:
-        query = _select(self._merchant).where(promotions.c.active.is_(True))
+    async def active(self, merchant_id: str) -> list[Promotion]:
+        query = _select(merchant_id).where(promotions.c.status == Status.ACTIVE.value)
         async with self._engine.connect() as conn:
             reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = (await reader.execute(query)).all()
         return [_promotion(r) for r in rows]
 
+    async def coupons(self, merchant_id: str, hashes: list[bytes]) -> dict[bytes, Coupon]:
+        async with self._engine.connect() as conn:
+            reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await SqlCouponRepository(reader, merchant_id).by_hashes(hashes)
+
 
 class PromotionUow(UnitOfWork):
-    """The kit's unit of work plus this service's repository and event mapping."""
+    """The kit's unit of work plus this service's repositories and event mapping."""
 
     events = events.REGISTRY
 
     @property
     def promotions(self) -> SqlPromotionRepository:
         return SqlPromotionRepository(self.conn, self.merchant_id)
+
+    @property
+    def coupons(self) -> SqlCouponRepository:
+        return SqlCouponRepository(self.conn, self.merchant_id)

@@ -7,13 +7,18 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKeyConstraint,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from pos_kit.tables import add_kit_tables
 
@@ -26,10 +31,62 @@ promotions = Table(
     Column("merchant_id", Text, nullable=False),
     Column("id", Text, nullable=False),
     Column("name", Text, nullable=False),
+    # The first kind's columns, still filled for a percent off the order (0 otherwise).
     Column("percent_off_bps", Integer, nullable=False),
     Column("minimum_amount", BigInteger),
     Column("minimum_currency", Text),
     Column("active", Boolean, nullable=False, server_default="true"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The offer (rule and conditions) as JSON: read whole, never queried inside.
+    Column("definition", JSONB, nullable=False, server_default="{}"),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("used", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("merchant_id", "id", name="promotions_pkey"),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("promotion_id", Text, nullable=False),
+    # A keyed hash of the upper-cased code: the code itself is never stored.
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("code_hint", Text, nullable=False),
+    Column("max_uses", Integer, nullable=False, server_default="0"),
+    Column("max_uses_per_customer", Integer, nullable=False, server_default="0"),
+    Column("redeemed_count", Integer, nullable=False, server_default="0"),
+    Column("reserved_count", Integer, nullable=False, server_default="0"),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="coupons_pkey"),
+    UniqueConstraint("merchant_id", "code_hash", name="coupons_code_key"),
+    ForeignKeyConstraint(
+        ["merchant_id", "promotion_id"],
+        ["promotions.merchant_id", "promotions.id"],
+        name="coupons_promotion_fkey",
+    ),
+)
+Index("coupons_by_promotion", coupons.c.merchant_id, coupons.c.promotion_id, coupons.c.id)
+
+coupon_reservations = Table(
+    "coupon_reservations",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("coupon_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False),  # reserved, redeemed, released
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "order_id", "coupon_id", name="coupon_reservations_pkey"),
+)
+Index(
+    "coupon_reservations_by_customer",
+    coupon_reservations.c.merchant_id,
+    coupon_reservations.c.coupon_id,
+    coupon_reservations.c.customer_id,
 )

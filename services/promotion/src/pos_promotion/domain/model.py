@@ -1,18 +1,30 @@
-"""Promotions and how they discount a cart. Plain Python: no storage or transport here."""
+"""Promotions, their lifecycle, and the validation of offers and carts. Plain Python: no storage
+or transport here. What an offer gives is in `rules.py`; how offers price a cart, `engine.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS, Money
+from pos_promotion.domain import engine
+from pos_promotion.domain.coupons import CouponRedeemed
+from pos_promotion.domain.engine import Context, Line, Manual, ManualKind, Priced
+from pos_promotion.domain.rules import ORDER_KINDS, Conditions, Kind, Level, Offer, Rule, Selector
 
 MAX_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 200
+MAX_SELECTOR_ENTRIES = 1_000
+MAX_TIERS = 20
 # Bounds well above what the order service sends (200 lines of at most 10,000 units), so a
 # checkout never trips them, while a cart still cannot add up past a protobuf int64.
 MAX_LINES = 1_000
 MAX_QUANTITY = 1_000_000
+MAX_UNITS = 1_000_000
 INT64_MAX = 2**63 - 1
 
 
@@ -24,38 +36,61 @@ class MoneyInput:
     currency: str
 
 
+class Status(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
 @dataclass
 class Promotion:
-    id: str
-    name: str
-    percent_off_bps: int
-    minimum_subtotal: Money | None
-    active: bool = True
+    offer: Offer
+    status: Status = Status.ACTIVE
+    version: int = 1
+    used: bool = False  # a coupon of it was reserved: end it, do not delete it
     created_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
 
     @property
-    def has_threshold(self) -> bool:
-        return self.minimum_subtotal is not None and self.minimum_subtotal.amount > 0
+    def id(self) -> str:
+        return self.offer.id
 
-    def applies_to(self, subtotal: Money) -> bool:
-        if not self.active:
+    @property
+    def name(self) -> str:
+        return self.offer.name
+
+    @property
+    def active(self) -> bool:
+        return self.status is Status.ACTIVE
+
+    def check_version(self, expected: int) -> None:
+        if expected and expected != self.version:
+            raise stale(self.version)
+
+    def move_to(self, status: Status) -> bool:
+        """Pause, resume or end; False when it is already there (a replay changes nothing)."""
+        if self.status is status:
             return False
-        if self.minimum_subtotal is None or not self.has_threshold:
-            return True
-        # A threshold in another currency cannot be compared without a rate we do not own:
-        # the promotion simply does not apply to that cart.
-        return (
-            self.minimum_subtotal.currency == subtotal.currency
-            and subtotal.amount >= self.minimum_subtotal.amount
-        )
+        if self.status is Status.ENDED:
+            raise Conflict("an ended promotion cannot change", "promotion_ended")
+        self.status = status
+        self.version += 1
+        return True
 
-    def reason(self) -> str:
-        """What a receipt or a cart preview shows, e.g. "Summer: 10% off orders of 50.00 USD
-        or more" ("or more" because reaching the threshold is enough)."""
-        percent = f"{self.percent_off_bps / 100:g}%"
-        if self.minimum_subtotal is None or not self.has_threshold:
-            return f"{self.name}: {percent} off"
-        return f"{self.name}: {percent} off orders of {format_money(self.minimum_subtotal)} or more"
+    def redefine(self, offer: Offer) -> None:
+        if self.status is Status.ENDED:
+            raise Conflict("an ended promotion cannot change", "promotion_ended")
+        self.offer = offer
+        self.version += 1
+
+
+def stale(current: int) -> Conflict:
+    return Conflict(
+        "the promotion changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current)},
+    )
 
 
 @dataclass(frozen=True)
@@ -64,85 +99,231 @@ class PromotionCreated:
 
 
 @dataclass(frozen=True)
+class PromotionUpdated:
+    promotion: Promotion
+
+
+@dataclass(frozen=True)
+class PromotionEnded:
+    promotion: Promotion
+
+
+@dataclass(frozen=True)
+class PromotionDeleted:
+    promotion_id: str
+
+
+# ---------- offers ----------
+
+
+def _currency_violations(field_name: str, currency: str) -> list[FieldViolation]:
+    return require(
+        currency in MINOR_UNITS,
+        field_name,
+        f"{currency!r} is not a supported ISO 4217 currency code",
+    )
+
+
+def _selector_violations(name: str, s: Selector) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    for part, values in (
+        ("skus", s.skus),
+        ("product_ids", s.product_ids),
+        ("categories", s.categories),
+    ):
+        out += require(
+            len(values) <= MAX_SELECTOR_ENTRIES,
+            f"{name}.{part}",
+            f"must have at most {MAX_SELECTOR_ENTRIES} entries",
+        )
+        out += require(all(v.strip() for v in values), f"{name}.{part}", "must not hold blanks")
+    return out
+
+
+def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    v += require(
+        r.level is Level.ITEM or r.kind in ORDER_KINDS, "rule.level", f"{r.kind} applies to items"
+    )
+    v += _selector_violations("rule.items", r.items)
+    v += require(
+        r.level is Level.ITEM or r.items.everything, "rule.items", "an order rule names no items"
+    )
+    v += require(r.limit_per_order >= 0, "rule.limit_per_order", "must not be negative")
+    uses_money = r.kind in (Kind.AMOUNT_OFF, Kind.BUNDLE, Kind.SALE_PRICE)
+    if uses_money:
+        v += _currency_violations("rule.amount.currency", currency)
+        low = 1 if r.kind is Kind.AMOUNT_OFF else 0
+        v += require(r.amount >= low, "rule.amount.amount", f"must be at least {low}")
+    if r.kind in (Kind.PERCENT_OFF, Kind.BUY_X_GET_Y):
+        v += require(1 <= r.percent_bps <= BPS, "rule.percent_bps", f"must be between 1 and {BPS}")
+    if r.kind is Kind.BUY_X_GET_Y:
+        v += require(1 <= r.buy_quantity <= MAX_UNITS, "rule.buy_quantity", "must be at least 1")
+        v += require(1 <= r.get_quantity <= MAX_UNITS, "rule.get_quantity", "must be at least 1")
+        if r.get_items is not None:
+            v += _selector_violations("rule.get_items", r.get_items)
+    else:
+        v += require(r.get_items is None, "rule.get_items", "only for buy_x_get_y")
+    if r.kind is Kind.BUNDLE:
+        v += require(
+            2 <= r.get_quantity <= MAX_UNITS, "rule.get_quantity", "a bundle has 2 or more units"
+        )
+    if r.kind is Kind.FREE_ITEM:
+        v += require(1 <= r.get_quantity <= MAX_UNITS, "rule.get_quantity", "must be at least 1")
+    if r.kind is Kind.TIERS:
+        v += require(
+            1 <= len(r.tiers) <= MAX_TIERS, "rule.tiers", f"must have 1 to {MAX_TIERS} tiers"
+        )
+        for i, t in enumerate(r.tiers):
+            v += require(t.min_quantity >= 1, f"rule.tiers[{i}].min_quantity", "must be at least 1")
+            v += require(
+                1 <= t.percent_bps <= BPS,
+                f"rule.tiers[{i}].percent_bps",
+                f"must be between 1 and {BPS}",
+            )
+        quantities = [t.min_quantity for t in r.tiers]
+        v += require(
+            len(set(quantities)) == len(quantities),
+            "rule.tiers",
+            "two tiers for the same quantity contradict each other",
+        )
+        ordered = sorted(r.tiers, key=lambda t: t.min_quantity)
+        v += require(
+            all(a.percent_bps < b.percent_bps for a, b in itertools.pairwise(ordered)),
+            "rule.tiers",
+            "a larger quantity must give a larger discount",
+        )
+    else:
+        v += require(not r.tiers, "rule.tiers", "only for tiers")
+    return v
+
+
+def _conditions_violations(c: Conditions, currency: str) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    try:
+        ZoneInfo(c.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        v.append(FieldViolation("conditions.time_zone", "is not an IANA time zone"))
+    if c.starts_at and c.ends_at:
+        v += require(c.ends_at > c.starts_at, "conditions.ends_at", "must be after starts_at")
+    v += require(
+        all(0 <= d <= 6 for d in c.days), "conditions.days_of_week", "must be 1 (Monday) to 7"
+    )
+    v += require(
+        (c.hours_from is None) == (c.hours_until is None),
+        "conditions.hours_until",
+        "hours_from and hours_until go together",
+    )
+    if c.hours_from is not None and c.hours_until is not None:
+        v += require(
+            c.hours_from != c.hours_until, "conditions.hours_until", "must differ from hours_from"
+        )
+    v += require(c.min_quantity >= 0, "conditions.min_quantity", "must not be negative")
+    v += require(c.min_amount >= 0, "conditions.min_amount.amount", "must not be negative")
+    if c.min_amount:
+        v += _currency_violations("conditions.min_amount.currency", currency)
+    for part, values in (
+        ("channels", c.channels),
+        ("location_ids", c.location_ids),
+        ("customer_groups", c.customer_groups),
+    ):
+        v += require(len(values) <= MAX_SELECTOR_ENTRIES, f"conditions.{part}", "too many entries")
+    return v
+
+
+def validate_offer(offer: Offer, parse_violations: list[FieldViolation] | None = None) -> Offer:
+    """The offer as given, name trimmed, or InvalidArgument naming every field that is wrong."""
+    offer = replace(offer, name=offer.name.strip())
+    v = list(parse_violations or [])
+    v += require(bool(offer.name), "name", "is required")
+    v += require(
+        len(offer.name) <= MAX_NAME_LENGTH, "name", f"must be at most {MAX_NAME_LENGTH} characters"
+    )
+    v += _rule_violations(offer.rule, offer.currency)
+    v += _conditions_violations(offer.conditions, offer.currency)
+    raise_if(v)
+    return offer
+
+
+def first_kind_offer(
+    promotion_id: str, name: str, percent_off_bps: int, minimum: MoneyInput | None
+) -> Offer:
+    """The promotion the first API version knew: a percent off the order from a subtotal."""
+    threshold = 0 if minimum is None else minimum.amount
+    currency = "" if minimum is None else minimum.currency
+    v = require(1 <= percent_off_bps <= BPS, "percent_off_bps", f"must be between 1 and {BPS}")
+    if minimum is not None:
+        v += _currency_violations("minimum_subtotal.currency", minimum.currency)
+        v += require(minimum.amount >= 0, "minimum_subtotal.amount", "must not be negative")
+    offer = Offer(
+        promotion_id,
+        name,
+        Rule(Kind.PERCENT_OFF, Level.ORDER, percent_bps=percent_off_bps),
+        Conditions(min_amount=max(threshold, 0)),
+        currency=currency,
+    )
+    # Checked together so every bad field is named at once; the rule's own check would repeat
+    # percent_off_bps as rule.percent_bps.
+    name_v = require(bool(name.strip()), "name", "is required")
+    name_v += require(
+        len(name.strip()) <= MAX_NAME_LENGTH,
+        "name",
+        f"must be at most {MAX_NAME_LENGTH} characters",
+    )
+    raise_if(name_v + v)
+    return replace(offer, name=name.strip())
+
+
+def new_promotion(offer: Offer) -> Promotion:
+    return Promotion(offer)
+
+
+# ---------- carts ----------
+
+
+@dataclass(frozen=True)
 class CartLineInput:
     sku: str
     quantity: int
     unit_price: MoneyInput
-
-
-@dataclass(frozen=True)
-class CartLine:
-    sku: str
-    quantity: int
-    unit_price: Money
+    product_id: str = ""
+    categories: tuple[str, ...] = ()
+    manual: Manual | None = None
 
 
 @dataclass(frozen=True)
 class Cart:
     currency: str
-    lines: tuple[CartLine, ...]
+    lines: tuple[Line, ...]
+    context: Context = field(default_factory=Context)
 
     @property
     def subtotal(self) -> Money:
-        total = Money.zero(self.currency)
-        for line in self.lines:
-            total = total + line.unit_price * line.quantity
-        return total
+        return Money(sum(ln.unit_price * ln.quantity for ln in self.lines), self.currency)
 
 
-@dataclass(frozen=True)
-class AppliedDiscount:
-    promotion_id: str
-    amount: Money
-    reason: str
-
-
-@dataclass(frozen=True)
-class Discounts:
-    applied: tuple[AppliedDiscount, ...]
-    total: Money
-
-
-def format_money(m: Money) -> str:
-    """50.00 USD, 500 JPY, 1.500 KWD: minor units shown with the currency's own exponent."""
-    exponent = MINOR_UNITS[m.currency]
-    sign = "-" if m.amount < 0 else ""
-    whole, fraction = divmod(abs(m.amount), 10**exponent)
-    digits = f"{whole}.{fraction:0{exponent}d}" if exponent else str(whole)
-    return f"{sign}{digits} {m.currency}"
-
-
-def _currency_violations(field: str, currency: str) -> list[FieldViolation]:
-    return require(
-        currency in MINOR_UNITS, field, f"{currency!r} is not a supported ISO 4217 currency code"
-    )
-
-
-def new_promotion(
-    promotion_id: str, name: str, percent_off_bps: int, minimum: MoneyInput | None
-) -> Promotion:
-    """A valid new promotion, or InvalidArgument naming every field that is wrong."""
-    name = name.strip()
-    violations: list[FieldViolation] = []
-    violations += require(bool(name), "name", "is required")
-    violations += require(
-        len(name) <= MAX_NAME_LENGTH, "name", f"must be at most {MAX_NAME_LENGTH} characters"
-    )
-    violations += require(
-        1 <= percent_off_bps <= BPS, "percent_off_bps", f"must be between 1 and {BPS}"
-    )
-    if minimum is not None:
-        violations += _currency_violations("minimum_subtotal.currency", minimum.currency)
-        violations += require(
-            minimum.amount >= 0, "minimum_subtotal.amount", "must not be negative"
+def _manual_violations(name: str, m: Manual, list_price: int | None) -> list[FieldViolation]:
+    v = require(bool(m.reason.strip()), f"{name}.reason", "a manual discount needs a reason")
+    v += require(len(m.reason) <= MAX_REASON_LENGTH, f"{name}.reason", "is too long")
+    v += require(bool(m.requested_by.strip()), f"{name}.requested_by", "say who asked for it")
+    if m.kind is ManualKind.PERCENT:
+        v += require(0 <= m.value <= BPS, f"{name}.value", f"must be between 0 and {BPS}")
+    elif m.kind is ManualKind.AMOUNT:
+        v += require(0 <= m.value <= INT64_MAX, f"{name}.value", "must not be negative")
+    elif list_price is None:
+        v.append(FieldViolation(f"{name}.kind", "a price override is for a line"))
+    else:
+        v += require(
+            0 <= m.value <= list_price,
+            f"{name}.value",
+            "a new price is between 0 and the list price",
         )
-    raise_if(violations)
-    threshold = None if minimum is None else Money(minimum.amount, minimum.currency)
-    return Promotion(promotion_id, name, percent_off_bps, threshold)
+    return v
 
 
-def new_cart(lines: list[CartLineInput], currency: str) -> Cart:
+def new_cart(lines: list[CartLineInput], currency: str, context: Context | None = None) -> Cart:
     """A valid cart in one currency, or InvalidArgument naming every field that is wrong."""
+    context = context or Context()
     violations = _currency_violations("currency", currency)
     violations += require(bool(lines), "lines", "must have at least one line")
     violations += require(len(lines) <= MAX_LINES, "lines", f"must have at most {MAX_LINES}")
@@ -160,44 +341,47 @@ def new_cart(lines: list[CartLineInput], currency: str) -> Cart:
             f"lines[{i}].unit_price.currency",
             f"must be the cart currency {currency!r}",
         )
+        if line.manual is not None:
+            violations += _manual_violations(
+                f"lines[{i}].manual", line.manual, line.unit_price.amount
+            )
+    if context.manual is not None:
+        violations += _manual_violations("order_manual", context.manual, None)
+    if context.time_zone:
+        try:
+            ZoneInfo(context.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            violations.append(FieldViolation("location_time_zone", "is not an IANA time zone"))
     raise_if(violations)
     cart = Cart(
         currency,
-        tuple(CartLine(ln.sku, ln.quantity, Money(ln.unit_price.amount, currency)) for ln in lines),
+        tuple(
+            Line(
+                ln.sku,
+                ln.quantity,
+                ln.unit_price.amount,
+                ln.product_id,
+                frozenset(ln.categories),
+                ln.manual,
+            )
+            for ln in lines
+        ),
+        context,
     )
     # Checked after the lines are known to be sane: the total is what would not fit downstream.
     raise_if(require(cart.subtotal.amount <= INT64_MAX, "lines", "the subtotal is too large"))
     return cart
 
 
-def discounts_for(promotions: list[Promotion], cart: Cart) -> Discounts:
-    """Every promotion the cart qualifies for, each taken off what the previous ones left.
+def discounts_for(promotions: list[Promotion], cart: Cart) -> Priced:
+    """The active promotions applied to the cart (engine.py states the order and the rules)."""
+    offers = [p.offer for p in promotions if p.active]
+    return engine.price(offers, cart.lines, cart.currency, cart.context)
 
-    Why one after another on the remaining amount rather than each on the full subtotal:
-    percentages then compound (10 % then 5 % is 14.5 %, not 15 %), so no combination of
-    promotions can ever discount more than the cart is worth, and each discount is a plain
-    `apply_rate` on a known amount, rounded by the one rule. Qualifying is judged on the cart's
-    subtotal, not on what is left, so adding a promotion never disqualifies another. The order
-    is by id (time-ordered, so oldest first), which makes the cents of rounding reproducible.
-    """
-    subtotal = cart.subtotal
-    remaining = subtotal
-    applied: list[AppliedDiscount] = []
-    for promo in sorted(promotions, key=lambda p: p.id):
-        if not promo.applies_to(subtotal):
-            continue
-        # apply_rate of at most 100 % never exceeds what is left; min() keeps that true even if
-        # a bad row ever slipped past validation, so the cart never goes below zero.
-        off = remaining.apply_rate(promo.percent_off_bps)
-        amount = Money(min(off.amount, remaining.amount), cart.currency)
-        if amount.amount <= 0:
-            # Nothing left to take off (or a rate too small for this cart): not an applied
-            # discount, so no line on the receipt claims one.
-            continue
-        remaining = remaining - amount
-        applied.append(AppliedDiscount(promo.id, amount, promo.reason()))
-    return Discounts(tuple(applied), subtotal - remaining)
+
+def format_money(m: Money) -> str:
+    return engine.format_amount(m.amount, m.currency)
 
 
 # Every domain event this service raises; each has an integration event (adapters/events.py).
-EVENTS = (PromotionCreated,)
+EVENTS = (PromotionCreated, PromotionUpdated, PromotionEnded, PromotionDeleted, CouponRedeemed)

@@ -3,82 +3,290 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 
-from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
+from pos.promotion.v1 import promotion_pb2 as pb
+from pos.promotion.v1 import promotion_pb2_grpc
 from pos_kit.context import current_merchant
+from pos_kit.idempotency import once
+from pos_kit.ids import new_id
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
 from pos_promotion.adapters import messages
+from pos_promotion.adapters.cache import ActiveOffers
 from pos_promotion.adapters.repository import PromotionUow
+from pos_promotion.domain.coupons import MESSAGES, Coupon, Reservation, normalize
+from pos_promotion.domain.model import Cart, Status, first_kind_offer, new_cart
+from pos_promotion.domain.rules import Offer
 from pos_promotion.service import handlers
-from pos_promotion.service.ports import ActivePromotions
+from pos_promotion.service.ports import CodeHasher, CouponLookup
 
-# The active promotions of one merchant, read with no unit of work (see CalculateDiscounts).
-ActiveReader = Callable[[str], ActivePromotions]
+
+def _cart(
+    request: pb.CalculateDiscountsRequest, coupon_offers: frozenset[str] = frozenset()
+) -> Cart:
+    return new_cart(
+        messages.cart_lines(request.lines),
+        request.currency,
+        messages.context(request, coupon_offers),
+    )
+
+
+def _reservations(found: list[tuple[Reservation, Coupon]]) -> list[pb.CouponReservation]:
+    return [messages.reservation_to_proto(r, c) for r, c in found]
 
 
 class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceServicer):
-    def __init__(self, uow: Callable[[], PromotionUow], active: ActiveReader) -> None:
+    def __init__(
+        self,
+        uow: Callable[[], PromotionUow],
+        cache: ActiveOffers,
+        lookup: CouponLookup,
+        hasher: CodeHasher,
+    ) -> None:
         super().__init__(uow)
-        self.active = active
+        self.cache = cache
+        self.lookup = lookup
+        self.hasher = hasher
 
-    @mutation(promotion_pb2.CreatePromotionResponse)
+    def _changed(self) -> None:
+        # This replica forgets at once; the others on the change's event (adapters/cache.py).
+        self.cache.invalidate(current_merchant())
+
+    @mutation(pb.CreatePromotionResponse)
     async def CreatePromotion(
-        self, request: promotion_pb2.CreatePromotionRequest, uow: PromotionUow
-    ) -> promotion_pb2.CreatePromotionResponse:
-        minimum = (
-            messages.money_input(request.minimum_subtotal)
-            if request.HasField("minimum_subtotal")
-            else None
-        )
-        promotion = await handlers.create_promotion(
-            uow, request.name, request.percent_off_bps, minimum
-        )
-        return promotion_pb2.CreatePromotionResponse(
-            promotion=messages.promotion_to_proto(promotion)
-        )
+        self, request: pb.CreatePromotionRequest, uow: PromotionUow
+    ) -> pb.CreatePromotionResponse:
+        promotion_id = new_id("promo")
+        if request.HasField("rule"):
+            offer, violations = messages.offer_from_create(promotion_id, request)
+        else:  # the first API version's request: a percent off the order
+            minimum = (
+                messages.money_input(request.minimum_subtotal)
+                if request.HasField("minimum_subtotal")
+                else None
+            )
+            offer = replace(
+                first_kind_offer(promotion_id, request.name, request.percent_off_bps, minimum),
+                priority=request.priority,
+                exclusive=request.exclusive,
+                stackable=request.stackable if request.HasField("stackable") else True,
+                requires_coupon=request.requires_coupon,
+            )
+            violations = []
+        promotion = await handlers.create_promotion(uow, offer, violations)
+        self._changed()
+        return pb.CreatePromotionResponse(promotion=messages.promotion_to_proto(promotion))
 
     @query
     async def GetPromotion(
-        self, request: promotion_pb2.GetPromotionRequest, uow: PromotionUow
-    ) -> promotion_pb2.GetPromotionResponse:
+        self, request: pb.GetPromotionRequest, uow: PromotionUow
+    ) -> pb.GetPromotionResponse:
         promotion = await handlers.get_promotion(uow, request.id)
-        return promotion_pb2.GetPromotionResponse(promotion=messages.promotion_to_proto(promotion))
+        return pb.GetPromotionResponse(promotion=messages.promotion_to_proto(promotion))
 
     @query
     async def ListPromotions(
-        self, request: promotion_pb2.ListPromotionsRequest, uow: PromotionUow
-    ) -> promotion_pb2.ListPromotionsResponse:
+        self, request: pb.ListPromotionsRequest, uow: PromotionUow
+    ) -> pb.ListPromotionsResponse:
         page = page_request(request)
         found, token = page_of(await handlers.list_promotions(uow, page), page)
-        return promotion_pb2.ListPromotionsResponse(
+        return pb.ListPromotionsResponse(
             promotions=[messages.promotion_to_proto(p) for p in found], next_page_token=token
         )
 
-    async def CalculateDiscounts(
-        self,
-        request: promotion_pb2.CalculateDiscountsRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> promotion_pb2.CalculateDiscountsResponse:
-        # Not a @query: that opens a unit of work, and its BEGIN and ROLLBACK would double the
-        # round trips of the checkout's discount hop, one autocommit SELECT.
-        discounts = await handlers.calculate_discounts(
-            self.active(current_merchant()),
-            messages.cart_lines(request.lines),
-            request.currency,
+    @mutation(pb.UpdatePromotionResponse)
+    async def UpdatePromotion(
+        self, request: pb.UpdatePromotionRequest, uow: PromotionUow
+    ) -> pb.UpdatePromotionResponse:
+        rule, conditions, currency, violations = messages.offer_parts(
+            request.rule, request.conditions
         )
-        return messages.discounts_to_proto(discounts)
+        changes = Offer(
+            request.id,
+            request.name,
+            rule,
+            conditions,
+            currency,
+            request.priority,
+            request.exclusive,
+            request.stackable,
+            request.requires_coupon,
+        )
+        promotion = await handlers.update_promotion(
+            uow,
+            request.id,
+            request.expected_version,
+            list(request.update_mask),
+            changes,
+            violations,
+        )
+        self._changed()
+        return pb.UpdatePromotionResponse(promotion=messages.promotion_to_proto(promotion))
+
+    @mutation(pb.PausePromotionResponse)
+    async def PausePromotion(
+        self, request: pb.PausePromotionRequest, uow: PromotionUow
+    ) -> pb.PausePromotionResponse:
+        p = await handlers.change_status(uow, request.id, request.expected_version, Status.PAUSED)
+        self._changed()
+        return pb.PausePromotionResponse(promotion=messages.promotion_to_proto(p))
+
+    @mutation(pb.ResumePromotionResponse)
+    async def ResumePromotion(
+        self, request: pb.ResumePromotionRequest, uow: PromotionUow
+    ) -> pb.ResumePromotionResponse:
+        p = await handlers.change_status(uow, request.id, request.expected_version, Status.ACTIVE)
+        self._changed()
+        return pb.ResumePromotionResponse(promotion=messages.promotion_to_proto(p))
+
+    @mutation(pb.EndPromotionResponse)
+    async def EndPromotion(
+        self, request: pb.EndPromotionRequest, uow: PromotionUow
+    ) -> pb.EndPromotionResponse:
+        p = await handlers.change_status(uow, request.id, request.expected_version, Status.ENDED)
+        self._changed()
+        return pb.EndPromotionResponse(promotion=messages.promotion_to_proto(p))
+
+    @mutation(pb.DeletePromotionResponse)
+    async def DeletePromotion(
+        self, request: pb.DeletePromotionRequest, uow: PromotionUow
+    ) -> pb.DeletePromotionResponse:
+        await handlers.delete_promotion(uow, request.id)
+        self._changed()
+        return pb.DeletePromotionResponse()
+
+    async def CalculateDiscounts(
+        self, request: pb.CalculateDiscountsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CalculateDiscountsResponse:
+        # Not a @query: that opens a unit of work (BEGIN and COMMIT round trips) for what is
+        # usually no database read at all: the offers come from the cache.
+        cart = _cart(request)
+        priced, refused = await handlers.calculate_discounts(
+            self.cache,
+            self.lookup,
+            self.hasher,
+            current_merchant(),
+            cart,
+            list(request.coupon_codes),
+        )
+        rejected = [
+            pb.RejectedCoupon(code=c, reason=r.value, message=MESSAGES[r]) for c, r in refused
+        ]
+        return messages.discounts_to_proto(priced, cart.currency, rejected)
+
+    def _printed(self, request: Any) -> Any:
+        """The request as its idempotency fingerprint is taken: each code replaced by its keyed
+        hash, so the stored fingerprint cannot be searched for a code."""
+        printed = type(request)()
+        printed.CopyFrom(request)
+        merchant = current_merchant()
+        hashed = [self.hasher(merchant, normalize(c)).hex() for c in request.codes]
+        del printed.codes[:]
+        printed.codes.extend(hashed)
+        if isinstance(printed, pb.ReserveCouponsRequest):
+            cart_codes = [
+                self.hasher(merchant, normalize(c)).hex() for c in request.cart.coupon_codes
+            ]
+            del printed.cart.coupon_codes[:]
+            printed.cart.coupon_codes.extend(cart_codes)
+        return printed
+
+    async def CreateCoupons(
+        self, request: pb.CreateCouponsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCouponsResponse:
+        """Once per request_id like every mutation, but the stored answer has no codes: they are
+        shown on the first answer only, and a replay returns the coupons without them."""
+        shown: dict[str, str] = {}
+
+        async def work() -> pb.CreateCouponsResponse:
+            expires = (
+                request.expires_at.ToDatetime(tzinfo=UTC)
+                if request.HasField("expires_at")
+                else None
+            )
+            made = await handlers.create_coupons(
+                uow,
+                self.hasher,
+                request.promotion_id,
+                list(request.codes),
+                request.generate,
+                request.max_uses,
+                request.max_uses_per_customer,
+                expires,
+            )
+            for c in made:
+                shown[c.id], c.code = c.code, ""
+            return pb.CreateCouponsResponse(coupons=[messages.coupon_to_proto(c) for c in made])
+
+        async with self.bound_uow() as uow:
+            answer = await once(
+                uow, "CreateCoupons", self._printed(request), pb.CreateCouponsResponse, work
+            )
+        for coupon in answer.coupons:
+            coupon.code = shown.get(coupon.id, "")
+        return answer
+
+    @query
+    async def ListCoupons(
+        self, request: pb.ListCouponsRequest, uow: PromotionUow
+    ) -> pb.ListCouponsResponse:
+        page = page_request(request)
+        found, token = page_of(await handlers.list_coupons(uow, request.promotion_id, page), page)
+        return pb.ListCouponsResponse(
+            coupons=[messages.coupon_to_proto(c) for c in found], next_page_token=token
+        )
+
+    async def ReserveCoupons(
+        self, request: pb.ReserveCouponsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReserveCouponsResponse:
+        cart = _cart(request.cart) if request.HasField("cart") else None
+
+        async def work() -> pb.ReserveCouponsResponse:
+            found = await handlers.reserve_coupons(
+                uow,
+                self.hasher,
+                request.order_id,
+                list(request.codes),
+                request.customer_id,
+                cart,
+                datetime.now(UTC),
+            )
+            return pb.ReserveCouponsResponse(reservations=_reservations(found))
+
+        async with self.bound_uow() as uow:
+            return await once(
+                uow, "ReserveCoupons", self._printed(request), pb.ReserveCouponsResponse, work
+            )
+
+    @mutation(pb.RedeemCouponsResponse)
+    async def RedeemCoupons(
+        self, request: pb.RedeemCouponsRequest, uow: PromotionUow
+    ) -> pb.RedeemCouponsResponse:
+        found = await handlers.redeem_coupons(uow, request.order_id)
+        return pb.RedeemCouponsResponse(reservations=_reservations(found))
+
+    @mutation(pb.ReleaseCouponsResponse)
+    async def ReleaseCoupons(
+        self, request: pb.ReleaseCouponsRequest, uow: PromotionUow
+    ) -> pb.ReleaseCouponsResponse:
+        found = await handlers.release_coupons(uow, request.order_id)
+        return pb.ReleaseCouponsResponse(reservations=_reservations(found))
 
 
 def registrar(
-    uow: Callable[[], PromotionUow], active: ActiveReader
+    uow: Callable[[], PromotionUow], cache: ActiveOffers, lookup: CouponLookup, hasher: CodeHasher
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
-        promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionApi(uow, active), server)
+        promotion_pb2_grpc.add_PromotionServiceServicer_to_server(
+            PromotionApi(uow, cache, lookup, hasher), server
+        )
 
     return register
 
 
-SERVICE_NAME = promotion_pb2.DESCRIPTOR.services_by_name["PromotionService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PromotionService"].full_name

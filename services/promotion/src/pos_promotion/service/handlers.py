@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
-from pos_kit.errors import NotFound
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from pos_kit.errors import AlreadyExists, Conflict, FieldViolation, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
+from pos_promotion.domain import coupons as cp
+from pos_promotion.domain.coupons import (
+    Coupon,
+    CouponRedeemed,
+    CouponRefused,
+    Refusal,
+    Reservation,
+    ReservationStatus,
+)
+from pos_promotion.domain.engine import Priced
 from pos_promotion.domain.model import (
-    CartLineInput,
-    Discounts,
-    MoneyInput,
+    Cart,
     Promotion,
     PromotionCreated,
+    PromotionDeleted,
+    PromotionEnded,
+    PromotionUpdated,
+    Status,
     discounts_for,
-    new_cart,
     new_promotion,
+    stale,
+    validate_offer,
 )
-from pos_promotion.service.ports import ActivePromotions, PromotionUnitOfWork
+from pos_promotion.domain.rules import Offer
+from pos_promotion.service.ports import (
+    ActivePromotions,
+    CodeHasher,
+    CouponLookup,
+    PromotionUnitOfWork,
+)
+
+UPDATABLE = frozenset(
+    {"name", "rule", "conditions", "priority", "exclusive", "stackable", "requires_coupon"}
+)
 
 
 async def create_promotion(
-    uow: PromotionUnitOfWork, name: str, percent_off_bps: int, minimum: MoneyInput | None
+    uow: PromotionUnitOfWork, offer: Offer, parse_violations: list[FieldViolation] | None = None
 ) -> Promotion:
-    promotion = new_promotion(new_id("promo"), name, percent_off_bps, minimum)
+    promotion = new_promotion(validate_offer(offer, parse_violations))
     await uow.promotions.add(promotion)
     uow.publish(PromotionCreated(promotion))
     return promotion
@@ -38,10 +64,275 @@ async def list_promotions(uow: PromotionUnitOfWork, page: PageRequest) -> list[P
     return await uow.promotions.list(page)
 
 
+async def _save(uow: PromotionUnitOfWork, promotion: Promotion, seen: int) -> None:
+    # The write re-checks the version, so two concurrent changes cannot both win.
+    if not await uow.promotions.save(promotion, seen):
+        current = await get_promotion(uow, promotion.id)
+        raise stale(current.version)
+
+
+async def update_promotion(
+    uow: PromotionUnitOfWork,
+    promotion_id: str,
+    expected_version: int,
+    mask: list[str],
+    changes: Offer,
+    parse_violations: list[FieldViolation],
+) -> Promotion:
+    """`changes` holds the new values; only the fields named in `mask` are taken from it."""
+    unknown = sorted(set(mask) - UPDATABLE)
+    raise_if(
+        require(bool(mask), "update_mask", "name at least one field")
+        + require(not unknown, "update_mask", f"cannot change {', '.join(unknown)}")
+    )
+    promotion = await get_promotion(uow, promotion_id)
+    promotion.check_version(expected_version)
+    o = promotion.offer
+    fields = set(mask)
+    new = replace(
+        o,
+        name=changes.name if "name" in fields else o.name,
+        rule=changes.rule if "rule" in fields else o.rule,
+        conditions=changes.conditions if "conditions" in fields else o.conditions,
+        currency=changes.currency if fields & {"rule", "conditions"} else o.currency,
+        priority=changes.priority if "priority" in fields else o.priority,
+        exclusive=changes.exclusive if "exclusive" in fields else o.exclusive,
+        stackable=changes.stackable if "stackable" in fields else o.stackable,
+        requires_coupon=changes.requires_coupon
+        if "requires_coupon" in fields
+        else o.requires_coupon,
+    )
+    # Only what is being changed can have failed to parse.
+    relevant = [v for v in parse_violations if v.field.split(".")[0] in fields]
+    new = validate_offer(new, relevant)
+    seen = promotion.version
+    promotion.redefine(new)
+    await _save(uow, promotion, seen)
+    uow.publish(PromotionUpdated(promotion))
+    return promotion
+
+
+async def change_status(
+    uow: PromotionUnitOfWork, promotion_id: str, expected_version: int, status: Status
+) -> Promotion:
+    promotion = await get_promotion(uow, promotion_id)
+    promotion.check_version(expected_version)
+    seen = promotion.version
+    if not promotion.move_to(status):
+        return promotion  # already there: nothing changes, no event
+    if status is Status.ENDED:
+        promotion.ended_at = datetime.now(UTC)
+    await _save(uow, promotion, seen)
+    uow.publish(
+        PromotionEnded(promotion) if status is Status.ENDED else PromotionUpdated(promotion)
+    )
+    return promotion
+
+
+async def delete_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> None:
+    promotion = await uow.promotions.get(promotion_id, lock=True)
+    if promotion is None:
+        raise NotFound("promotion", promotion_id)
+    if promotion.used:
+        raise Conflict("a promotion with used coupons cannot be deleted; end it", "promotion_used")
+    await uow.promotions.remove(promotion_id)
+    uow.publish(PromotionDeleted(promotion_id))
+
+
+# ---------- calculation ----------
+
+
 async def calculate_discounts(
-    promotions: ActivePromotions, lines: list[CartLineInput], currency: str
-) -> Discounts:
-    """On the checkout hot path: the cart is validated first, so a bad one costs no query;
-    then one read and no writes."""
-    cart = new_cart(lines, currency)
-    return discounts_for(await promotions.active(), cart)
+    active: ActivePromotions,
+    lookup: CouponLookup,
+    hasher: CodeHasher,
+    merchant_id: str,
+    cart: Cart,
+    codes: list[str],
+) -> tuple[Priced, list[tuple[str, Refusal]]]:
+    """On the checkout's path: the cart is validated by the caller first, the offers come from
+    the cache, and a coupon costs one read only when the cart names one."""
+    promotions = await active.active(merchant_id)
+    refused: list[tuple[str, Refusal]] = []
+    if codes:
+        by_id = {p.id: p for p in promotions}
+        hashes = [hasher(merchant_id, cp.normalize(c)) for c in codes[: cp.MAX_CODES_PER_CART]]
+        found = await lookup.coupons(merchant_id, hashes)
+        allowed: set[str] = set()
+        at = cart.context.at or datetime.now(UTC)
+        for code, h in zip(codes, hashes, strict=False):
+            coupon = found.get(h)
+            if coupon is None:
+                refused.append((code, Refusal.UNKNOWN))
+            elif coupon.promotion_id not in by_id:
+                refused.append((code, Refusal.INACTIVE))
+            elif (why := coupon.refusal(at, None, "")) is not None:
+                refused.append((code, why))
+            else:
+                allowed.add(coupon.promotion_id)
+        cart = replace(cart, context=replace(cart.context, coupon_offers=frozenset(allowed)))
+        priced = discounts_for(promotions, cart)
+        gave = {a.source for a in priced.applied}
+        for code, h in zip(codes, hashes, strict=False):
+            coupon = found.get(h)
+            if (
+                coupon is not None
+                and coupon.promotion_id in allowed
+                and coupon.promotion_id not in gave
+            ):
+                refused.append((code, Refusal.NOT_APPLICABLE))
+        return priced, refused
+    return discounts_for(promotions, cart), refused
+
+
+# ---------- coupons ----------
+
+
+async def create_coupons(
+    uow: PromotionUnitOfWork,
+    hasher: CodeHasher,
+    promotion_id: str,
+    codes: list[str],
+    generate: int,
+    max_uses: int,
+    per_customer: int,
+    expires_at: datetime | None,
+) -> list[Coupon]:
+    normalized = cp.validate_batch(codes, generate, max_uses, per_customer)
+    promotion = await get_promotion(uow, promotion_id)
+    if promotion.status is Status.ENDED:
+        raise Conflict("an ended promotion takes no new coupons", "promotion_ended")
+    if not promotion.offer.requires_coupon:
+        raise Conflict(
+            "the promotion does not ask for a coupon; set requires_coupon",
+            "promotion_needs_no_coupon",
+        )
+    made: list[Coupon] = []
+    for i, code in enumerate(normalized or cp.generate(generate)):
+        coupon = Coupon(
+            new_id("cpn"),
+            promotion_id,
+            cp.hint(code),
+            max_uses,
+            per_customer,
+            expires_at=expires_at,
+        )
+        coupon.code = code
+        if not await uow.coupons.add(coupon, hasher(uow.merchant_id, code)):
+            if not normalized:  # a generated code collided (about never): report it as a retry
+                raise Conflict(
+                    "a generated code was taken; retry with a new request id",
+                    "coupon_code_collision",
+                )
+            raise AlreadyExists(
+                f"codes[{i}] is already a coupon of this merchant", "coupon_code_taken"
+            )
+        made.append(coupon)
+    return made
+
+
+async def list_coupons(
+    uow: PromotionUnitOfWork, promotion_id: str, page: PageRequest
+) -> list[Coupon]:
+    await get_promotion(uow, promotion_id)
+    return await uow.coupons.of_promotion(promotion_id, page)
+
+
+async def reserve_coupons(
+    uow: PromotionUnitOfWork,
+    hasher: CodeHasher,
+    order_id: str,
+    codes: list[str],
+    customer_id: str,
+    cart: Cart | None,
+    at: datetime,
+) -> list[tuple[Reservation, Coupon]]:
+    """All the codes for the order, or none: each is checked under a lock on its coupon row, so
+    concurrent checkouts of a code with N uses left get exactly N reservations."""
+    raise_if(
+        require(bool(order_id), "order_id", "is required")
+        + require(bool(codes), "codes", "name at least one code")
+        + require(len(codes) <= cp.MAX_CODES_PER_CART, "codes", f"at most {cp.MAX_CODES_PER_CART}")
+    )
+    existing = await uow.coupons.reservations(order_id)
+    if existing:  # this order already reserved (a retry with another request id): same answer
+        held = await uow.coupons.by_ids([r.coupon_id for r in existing])
+        return [(r, held[r.coupon_id]) for r in existing]
+    hashes = [hasher(uow.merchant_id, cp.normalize(c)) for c in codes]
+    found = await uow.coupons.by_hashes(hashes, lock=True)
+    promotions: dict[str, Promotion] = {}
+    out: list[tuple[Reservation, Coupon]] = []
+    seen: set[str] = set()
+    for i, h in enumerate(hashes):
+        coupon = found.get(h)
+        if coupon is None:
+            raise CouponRefused(i, Refusal.UNKNOWN)
+        if coupon.id in seen:
+            raise_if([FieldViolation(f"codes[{i}]", "the same coupon twice")])
+        seen.add(coupon.id)
+        promotion = promotions.get(coupon.promotion_id) or await uow.promotions.get(
+            coupon.promotion_id
+        )
+        if promotion is None or promotion.status is not Status.ACTIVE:
+            raise CouponRefused(i, Refusal.INACTIVE)
+        promotions[promotion.id] = promotion
+        uses = await uow.coupons.uses_by(coupon.id, customer_id) if customer_id else None
+        why = coupon.refusal(at, uses, customer_id)
+        if why is not None:
+            raise CouponRefused(i, why)
+        if cart is not None:
+            with_coupon = replace(
+                cart, context=replace(cart.context, coupon_offers=frozenset({promotion.id}))
+            )
+            priced = discounts_for([promotion], with_coupon)
+            if not any(a.source == promotion.id for a in priced.applied):
+                raise CouponRefused(i, Refusal.NOT_APPLICABLE)
+        coupon.reserved_count += 1
+        out.append((Reservation(order_id, coupon.id, customer_id), coupon))
+    for reservation, coupon in out:
+        await uow.coupons.count(coupon)
+        await uow.coupons.save_reservation(reservation)
+    await uow.promotions.mark_used(set(promotions))
+    return out
+
+
+async def _settle(
+    uow: PromotionUnitOfWork, order_id: str, to: ReservationStatus
+) -> list[tuple[Reservation, Coupon]]:
+    raise_if(require(bool(order_id), "order_id", "is required"))
+    reservations = await uow.coupons.reservations(order_id)
+    if not reservations:
+        raise NotFound("coupon reservation", order_id)
+    held = await uow.coupons.by_ids([r.coupon_id for r in reservations], lock=True)
+    out = []
+    for r in reservations:
+        coupon = held[r.coupon_id]
+        if r.status == to.value:
+            out.append((r, coupon))  # already done: a retry changes nothing
+            continue
+        if r.status != ReservationStatus.RESERVED.value:
+            raise Conflict(
+                f"the coupons of this order were already {r.status}", f"coupons_already_{r.status}"
+            )
+        coupon.reserved_count -= 1
+        if to is ReservationStatus.REDEEMED:
+            coupon.redeemed_count += 1
+        r.status = to.value
+        await uow.coupons.count(coupon)
+        await uow.coupons.set_status(r)
+        if to is ReservationStatus.REDEEMED:
+            uow.publish(CouponRedeemed(coupon, order_id, r.customer_id))
+        out.append((r, coupon))
+    return out
+
+
+async def redeem_coupons(
+    uow: PromotionUnitOfWork, order_id: str
+) -> list[tuple[Reservation, Coupon]]:
+    return await _settle(uow, order_id, ReservationStatus.REDEEMED)
+
+
+async def release_coupons(
+    uow: PromotionUnitOfWork, order_id: str
+) -> list[tuple[Reservation, Coupon]]:
+    return await _settle(uow, order_id, ReservationStatus.RELEASED)

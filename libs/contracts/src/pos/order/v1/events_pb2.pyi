@@ -43,3 +43,110 @@ class OrderConfirmed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderConfirmed: _TypeAlias = OrderConfirmed  # noqa: Y015
+
+@_typing.final
+class OrderCreated(_message.Message):
+    """Subject pos.order.v1.order_created"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCreated: _TypeAlias = OrderCreated  # noqa: Y015
+
+@_typing.final
+class OrderCancelled(_message.Message):
+    """Subject pos.order.v1.order_cancelled"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
+
+@_typing.final
+class OrderCompleted(_message.Message):
+    """Subject pos.order.v1.order_completed"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCompleted: _TypeAlias = OrderCompleted  # noqa: Y015
+
+@_typing.final
+class OrderFulfillmentUpdated(_message.Message):
+    """Subject pos.order.v1.order_fulfillment_updated"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    fulfillment_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+        fulfillment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "meta", b"meta", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderFulfillmentUpdated: _TypeAlias = OrderFulfillmentUpdated  # noqa: Y015

@@ -20,6 +20,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _OrderStatus:
@@ -30,14 +35,165 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     DESCRIPTOR: _descriptor.EnumDescriptor
     ORDER_STATUS_UNSPECIFIED: _OrderStatus.ValueType  # 0
     ORDER_STATUS_CONFIRMED: _OrderStatus.ValueType  # 1
-    ORDER_STATUS_PAYMENT_DECLINED: _OrderStatus.ValueType  # 2
+    @_builtins.property
+    @_deprecated("""This enum value has been marked as deprecated using proto enum value options.""")
+    def ORDER_STATUS_PAYMENT_DECLINED(self) -> _OrderStatus.ValueType:   # 2
+        """No longer given: a declined one-call checkout is CANCELLED (cancel_reason
+        payment_declined).
+        """
+    ORDER_STATUS_DRAFT: _OrderStatus.ValueType  # 3
+    ORDER_STATUS_PENDING_PAYMENT: _OrderStatus.ValueType  # 4
+    """Saved (and its stock held) before any payment: waiting for tenders and confirmation."""
+    ORDER_STATUS_COMPLETED: _OrderStatus.ValueType  # 5
+    ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 6
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
 
 ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
 ORDER_STATUS_CONFIRMED: OrderStatus.ValueType  # 1
 ORDER_STATUS_PAYMENT_DECLINED: OrderStatus.ValueType  # 2
+"""No longer given: a declined one-call checkout is CANCELLED (cancel_reason
+payment_declined).
+"""
+ORDER_STATUS_DRAFT: OrderStatus.ValueType  # 3
+ORDER_STATUS_PENDING_PAYMENT: OrderStatus.ValueType  # 4
+"""Saved (and its stock held) before any payment: waiting for tenders and confirmation."""
+ORDER_STATUS_COMPLETED: OrderStatus.ValueType  # 5
+ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 6
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
+
+class _FulfillmentType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FulfillmentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FulfillmentType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FULFILLMENT_TYPE_UNSPECIFIED: _FulfillmentType.ValueType  # 0
+    FULFILLMENT_TYPE_IN_STORE: _FulfillmentType.ValueType  # 1
+    """Sold and handed over at the register."""
+    FULFILLMENT_TYPE_PICKUP: _FulfillmentType.ValueType  # 2
+    FULFILLMENT_TYPE_SHIPMENT: _FulfillmentType.ValueType  # 3
+
+class FulfillmentType(_FulfillmentType, metaclass=_FulfillmentTypeEnumTypeWrapper): ...
+
+FULFILLMENT_TYPE_UNSPECIFIED: FulfillmentType.ValueType  # 0
+FULFILLMENT_TYPE_IN_STORE: FulfillmentType.ValueType  # 1
+"""Sold and handed over at the register."""
+FULFILLMENT_TYPE_PICKUP: FulfillmentType.ValueType  # 2
+FULFILLMENT_TYPE_SHIPMENT: FulfillmentType.ValueType  # 3
+Global___FulfillmentType: _TypeAlias = FulfillmentType  # noqa: Y015
+
+class _FulfillmentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FulfillmentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FulfillmentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FULFILLMENT_STATUS_UNSPECIFIED: _FulfillmentStatus.ValueType  # 0
+    FULFILLMENT_STATUS_FULFILLED: _FulfillmentStatus.ValueType  # 1
+    FULFILLMENT_STATUS_RESERVED: _FulfillmentStatus.ValueType  # 2
+    FULFILLMENT_STATUS_READY_FOR_PICKUP: _FulfillmentStatus.ValueType  # 3
+    FULFILLMENT_STATUS_PICKED_UP: _FulfillmentStatus.ValueType  # 4
+    FULFILLMENT_STATUS_PICKED: _FulfillmentStatus.ValueType  # 5
+    FULFILLMENT_STATUS_SHIPPED: _FulfillmentStatus.ValueType  # 6
+    FULFILLMENT_STATUS_DELIVERED: _FulfillmentStatus.ValueType  # 7
+    FULFILLMENT_STATUS_CANCELLED: _FulfillmentStatus.ValueType  # 8
+    FULFILLMENT_STATUS_EXPIRED: _FulfillmentStatus.ValueType  # 9
+
+class FulfillmentStatus(_FulfillmentStatus, metaclass=_FulfillmentStatusEnumTypeWrapper): ...
+
+FULFILLMENT_STATUS_UNSPECIFIED: FulfillmentStatus.ValueType  # 0
+FULFILLMENT_STATUS_FULFILLED: FulfillmentStatus.ValueType  # 1
+FULFILLMENT_STATUS_RESERVED: FulfillmentStatus.ValueType  # 2
+FULFILLMENT_STATUS_READY_FOR_PICKUP: FulfillmentStatus.ValueType  # 3
+FULFILLMENT_STATUS_PICKED_UP: FulfillmentStatus.ValueType  # 4
+FULFILLMENT_STATUS_PICKED: FulfillmentStatus.ValueType  # 5
+FULFILLMENT_STATUS_SHIPPED: FulfillmentStatus.ValueType  # 6
+FULFILLMENT_STATUS_DELIVERED: FulfillmentStatus.ValueType  # 7
+FULFILLMENT_STATUS_CANCELLED: FulfillmentStatus.ValueType  # 8
+FULFILLMENT_STATUS_EXPIRED: FulfillmentStatus.ValueType  # 9
+Global___FulfillmentStatus: _TypeAlias = FulfillmentStatus  # noqa: Y015
+
+@_typing.final
+class Fulfillment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CAPTURED_FIELD_NUMBER: _builtins.int
+    SHIP_TO_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    type: Global___FulfillmentType.ValueType
+    status: Global___FulfillmentStatus.ValueType
+    location_id: _builtins.str
+    """Where the goods leave from (the register's store, the pickup store, the shipping store)."""
+    reservation_id: _builtins.str
+    """The stock hold at that location (pickup and shipment)."""
+    carrier: _builtins.str
+    """Shipment only, set at `shipped`."""
+    tracking_number: _builtins.str
+    ship_to: _builtins.str
+    """Shipment: where to (a free-form address; sourcing uses the point)."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """This fulfilment's share of the order total, and how much of it is captured."""
+
+    @_builtins.property
+    def captured(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        type: Global___FulfillmentType.ValueType = ...,
+        status: Global___FulfillmentStatus.ValueType = ...,
+        location_id: _builtins.str = ...,
+        reservation_id: _builtins.str = ...,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        captured: _money_pb2.Money | None = ...,
+        ship_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "id", b"id", "location_id", b"location_id", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Fulfillment: _TypeAlias = Fulfillment  # noqa: Y015
+
+@_typing.final
+class StatusChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """An order status, or `<fulfilment id>:<fulfilment status>`."""
+    reason: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusChange: _TypeAlias = StatusChange  # noqa: Y015
 
 @_typing.final
 class OrderLine(_message.Message):
@@ -48,9 +204,12 @@ class OrderLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     quantity: _builtins.int
+    fulfillment_id: _builtins.str
+    """The fulfilment this line leaves by."""
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -63,10 +222,11 @@ class OrderLine(_message.Message):
         quantity: _builtins.int = ...,
         unit_price: _money_pb2.Money | None = ...,
         line_total: _money_pb2.Money | None = ...,
+        fulfillment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -75,6 +235,26 @@ Global___OrderLine: _TypeAlias = OrderLine  # noqa: Y015
 @_typing.final
 class Order(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     ID_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
@@ -88,12 +268,30 @@ class Order(_message.Message):
     DISCOUNTS_APPLIED_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    FULFILLMENTS_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    PAYMENT_IDS_FIELD_NUMBER: _builtins.int
+    PAID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
     status: Global___OrderStatus.ValueType
     discounts_applied: _builtins.bool
     payment_id: _builtins.str
+    channel: _builtins.str
+    """`register`, `web`, `partner`, ..."""
+    version: _builtins.int
+    notes: _builtins.str
+    cancel_reason: _builtins.str
+    """Why a cancelled order was cancelled: requested, payment_declined, expired, abandoned,
+    hold_failed.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
     @_builtins.property
@@ -106,6 +304,24 @@ class Order(_message.Message):
     def total(self) -> _money_pb2.Money: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def fulfillments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fulfillment]: ...
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusChange]:
+        """Every transition, oldest first."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def payment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every payment taken for the order, in the order they were taken."""
+
+    @_builtins.property
+    def paid(self) -> _money_pb2.Money:
+        """What the tenders authorised or captured, net of voids and refunds."""
+
     def __init__(
         self,
         *,
@@ -121,10 +337,20 @@ class Order(_message.Message):
         discounts_applied: _builtins.bool = ...,
         payment_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        channel: _builtins.str = ...,
+        version: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        fulfillments: _abc.Iterable[Global___Fulfillment] | None = ...,
+        timeline: _abc.Iterable[Global___StatusChange] | None = ...,
+        notes: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        cancel_reason: _builtins.str = ...,
+        payment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        paid: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "id", b"id", "lines", b"lines", "location_id", b"location_id", "payment_id", b"payment_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -260,17 +486,37 @@ class ListOrdersRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_STATUS_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
+    status: Global___OrderStatus.ValueType
+    """Filters, each optional."""
+    channel: _builtins.str
+    location_id: _builtins.str
+    customer_id: _builtins.str
+    fulfillment_status: Global___FulfillmentStatus.ValueType
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status: Global___OrderStatus.ValueType = ...,
+        channel: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        fulfillment_status: Global___FulfillmentStatus.ValueType = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,3 +544,485 @@ class ListOrdersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListOrdersResponse: _TypeAlias = ListOrdersResponse  # noqa: Y015
+
+@_typing.final
+class FulfillmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    SHIP_TO_FIELD_NUMBER: _builtins.int
+    type: Global___FulfillmentType.ValueType
+    location_id: _builtins.str
+    """In store and pickup: the store. Shipment: the store it ships from (empty: sourcing picks)."""
+    ship_to: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: Global___FulfillmentType.ValueType = ...,
+        location_id: _builtins.str = ...,
+        ship_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "ship_to", b"ship_to", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FulfillmentRequest: _TypeAlias = FulfillmentRequest  # noqa: Y015
+
+@_typing.final
+class OrderLineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    quantity: _builtins.int
+    fulfillment: _builtins.int
+    """Index into CreateOrderRequest.fulfillments; 0 when there is one."""
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        fulfillment: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderLineRequest: _TypeAlias = OrderLineRequest  # noqa: Y015
+
+@_typing.final
+class CreateOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FULFILLMENTS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    channel: _builtins.str
+    location_id: _builtins.str
+    """Where it is sold: its prices, currency and tax rate."""
+    customer_id: _builtins.str
+    notes: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
+    @_builtins.property
+    def fulfillments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FulfillmentRequest]:
+        """Unset: one in-store fulfilment at location_id."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___OrderLineRequest] | None = ...,
+        fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
+        notes: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderRequest: _TypeAlias = CreateOrderRequest  # noqa: Y015
+
+@_typing.final
+class CreateOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderResponse: _TypeAlias = CreateOrderResponse  # noqa: Y015
+
+@_typing.final
+class AddTenderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    CASH_TENDERED_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_CODE_FIELD_NUMBER: _builtins.int
+    EXTERNAL_REFERENCE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    tender_type: _payment_pb2.TenderType.ValueType
+    card_token: _builtins.str
+    gift_card_code: _builtins.str
+    external_reference: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Unset: the balance still due."""
+
+    @_builtins.property
+    def cash_tendered(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        tender_type: _payment_pb2.TenderType.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        card_token: _builtins.str = ...,
+        cash_tendered: _money_pb2.Money | None = ...,
+        gift_card_code: _builtins.str = ...,
+        external_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "external_reference", b"external_reference", "gift_card_code", b"gift_card_code", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTenderRequest: _TypeAlias = AddTenderRequest  # noqa: Y015
+
+@_typing.final
+class AddTenderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+        payment: _payment_pb2.Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTenderResponse: _TypeAlias = AddTenderResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmOrderRequest: _TypeAlias = ConfirmOrderRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmOrderResponse: _TypeAlias = ConfirmOrderResponse  # noqa: Y015
+
+@_typing.final
+class CancelOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class CancelOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderResponse: _TypeAlias = CancelOrderResponse  # noqa: Y015
+
+@_typing.final
+class UpdateFulfillmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    fulfillment_id: _builtins.str
+    status: Global___FulfillmentStatus.ValueType
+    """The next status: READY_FOR_PICKUP, PICKED_UP, PICKED, SHIPPED, DELIVERED."""
+    carrier: _builtins.str
+    tracking_number: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        fulfillment_id: _builtins.str = ...,
+        status: Global___FulfillmentStatus.ValueType = ...,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "fulfillment_id", b"fulfillment_id", "order_id", b"order_id", "request_id", b"request_id", "status", b"status", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFulfillmentRequest: _TypeAlias = UpdateFulfillmentRequest  # noqa: Y015
+
+@_typing.final
+class UpdateFulfillmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFulfillmentResponse: _TypeAlias = UpdateFulfillmentResponse  # noqa: Y015
+
+@_typing.final
+class OrderSettings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPTURE_PICKUP_AT_ORDER_FIELD_NUMBER: _builtins.int
+    PICKUP_EXPIRY_SECONDS_FIELD_NUMBER: _builtins.int
+    HOLD_SECONDS_FIELD_NUMBER: _builtins.int
+    AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    capture_pickup_at_order: _builtins.bool
+    """Pickup orders: captured at confirmation (true) or at hand-over (false)."""
+    pickup_expiry_seconds: _builtins.int
+    """How long a pickup waits before it expires."""
+    hold_seconds: _builtins.int
+    """How long an unconfirmed order's holds last before it is abandoned."""
+    authorization_window_seconds: _builtins.int
+    """The authorisation window the payment service applies (read from it)."""
+    return_window_days: _builtins.int
+    """Days a sale may be returned (the returns issue)."""
+    def __init__(
+        self,
+        *,
+        capture_pickup_at_order: _builtins.bool = ...,
+        pickup_expiry_seconds: _builtins.int = ...,
+        hold_seconds: _builtins.int = ...,
+        authorization_window_seconds: _builtins.int = ...,
+        return_window_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_window_days", b"return_window_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderSettings: _TypeAlias = OrderSettings  # noqa: Y015
+
+@_typing.final
+class GetOrderSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderSettingsRequest: _TypeAlias = GetOrderSettingsRequest  # noqa: Y015
+
+@_typing.final
+class GetOrderSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___OrderSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___OrderSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderSettingsResponse: _TypeAlias = GetOrderSettingsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateOrderSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CAPTURE_PICKUP_AT_ORDER_FIELD_NUMBER: _builtins.int
+    PICKUP_EXPIRY_SECONDS_FIELD_NUMBER: _builtins.int
+    HOLD_SECONDS_FIELD_NUMBER: _builtins.int
+    RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    capture_pickup_at_order: _builtins.bool
+    pickup_expiry_seconds: _builtins.int
+    hold_seconds: _builtins.int
+    return_window_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        capture_pickup_at_order: _builtins.bool | None = ...,
+        pickup_expiry_seconds: _builtins.int | None = ...,
+        hold_seconds: _builtins.int | None = ...,
+        return_window_days: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_window_days", b"return_window_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_window_days", b"return_window_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__capture_pickup_at_order: _TypeAlias = _typing.Literal["capture_pickup_at_order"]  # noqa: Y015
+    _WhichOneofArgType__capture_pickup_at_order: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order"]  # noqa: Y015
+    _WhichOneofReturnType__hold_seconds: _TypeAlias = _typing.Literal["hold_seconds"]  # noqa: Y015
+    _WhichOneofArgType__hold_seconds: _TypeAlias = _typing.Literal["_hold_seconds", b"_hold_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__pickup_expiry_seconds: _TypeAlias = _typing.Literal["pickup_expiry_seconds"]  # noqa: Y015
+    _WhichOneofArgType__pickup_expiry_seconds: _TypeAlias = _typing.Literal["_pickup_expiry_seconds", b"_pickup_expiry_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__return_window_days: _TypeAlias = _typing.Literal["return_window_days"]  # noqa: Y015
+    _WhichOneofArgType__return_window_days: _TypeAlias = _typing.Literal["_return_window_days", b"_return_window_days"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__capture_pickup_at_order) -> _WhichOneofReturnType__capture_pickup_at_order | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_seconds) -> _WhichOneofReturnType__hold_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pickup_expiry_seconds) -> _WhichOneofReturnType__pickup_expiry_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__return_window_days) -> _WhichOneofReturnType__return_window_days | None: ...
+
+Global___UpdateOrderSettingsRequest: _TypeAlias = UpdateOrderSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateOrderSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___OrderSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___OrderSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateOrderSettingsResponse: _TypeAlias = UpdateOrderSettingsResponse  # noqa: Y015

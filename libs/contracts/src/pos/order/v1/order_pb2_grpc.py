@@ -50,6 +50,41 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListOrdersRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListOrdersResponse.FromString,
                 _registered_method=True)
+        self.CreateOrder = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateOrder',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.FromString,
+                _registered_method=True)
+        self.AddTender = channel.unary_unary(
+                '/pos.order.v1.OrderService/AddTender',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.AddTenderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.AddTenderResponse.FromString,
+                _registered_method=True)
+        self.ConfirmOrder = channel.unary_unary(
+                '/pos.order.v1.OrderService/ConfirmOrder',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderResponse.FromString,
+                _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/pos.order.v1.OrderService/CancelOrder',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.FromString,
+                _registered_method=True)
+        self.UpdateFulfillment = channel.unary_unary(
+                '/pos.order.v1.OrderService/UpdateFulfillment',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.FromString,
+                _registered_method=True)
+        self.GetOrderSettings = channel.unary_unary(
+                '/pos.order.v1.OrderService/GetOrderSettings',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateOrderSettings = channel.unary_unary(
+                '/pos.order.v1.OrderService/UpdateOrderSettings',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -75,6 +110,56 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateOrder(self, request, context):
+        """An order from any channel: priced, pickup and shipment lines held (all or none), saved
+        as `pending_payment` before any payment is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddTender(self, request, context):
+        """Take a tender for a pending order: authorised (captured at once when the fulfilment says
+        so). A decline is an answer: the order stays pending, its holds in place.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmOrder(self, request, context):
+        """Commit the holds and capture as each fulfilment says; the tenders must cover the total.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Before any fulfilment left the store: release holds, void authorisations, refund captures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFulfillment(self, request, context):
+        """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrderSettings(self, request, context):
+        """The merchant's order settings (the service's defaults where the merchant set none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateOrderSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +177,41 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListOrders,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListOrdersRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'CreateOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrder,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.SerializeToString,
+            ),
+            'AddTender': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTender,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.AddTenderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.AddTenderResponse.SerializeToString,
+            ),
+            'ConfirmOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmOrder,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'UpdateFulfillment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFulfillment,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.SerializeToString,
+            ),
+            'GetOrderSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrderSettings,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsResponse.SerializeToString,
+            ),
+            'UpdateOrderSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrderSettings,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +296,195 @@ class OrderService:
             '/pos.order.v1.OrderService/ListOrders',
             pos_dot_order_dot_v1_dot_order__pb2.ListOrdersRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateOrder',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/AddTender',
+            pos_dot_order_dot_v1_dot_order__pb2.AddTenderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.AddTenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/ConfirmOrder',
+            pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.ConfirmOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CancelOrder',
+            pos_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFulfillment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/UpdateFulfillment',
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrderSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/GetOrderSettings',
+            pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrderSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/UpdateOrderSettings',
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,23 @@ class OrderServiceStub:
     """One-call checkout for a register: price snapshot, discounts, tax, payment, confirmation."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderRequest, _order_pb2.GetOrderResponse]
     ListOrders: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListOrdersRequest, _order_pb2.ListOrdersResponse]
+    CreateOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateOrderRequest, _order_pb2.CreateOrderResponse]
+    """An order from any channel: priced, pickup and shipment lines held (all or none), saved
+    as `pending_payment` before any payment is taken.
+    """
+    AddTender: _grpc.UnaryUnaryMultiCallable[_order_pb2.AddTenderRequest, _order_pb2.AddTenderResponse]
+    """Take a tender for a pending order: authorised (captured at once when the fulfilment says
+    so). A decline is an answer: the order stays pending, its holds in place.
+    """
+    ConfirmOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.ConfirmOrderRequest, _order_pb2.ConfirmOrderResponse]
+    """Commit the holds and capture as each fulfilment says; the tenders must cover the total."""
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.CancelOrderResponse]
+    """Before any fulfilment left the store: release holds, void authorisations, refund captures."""
+    UpdateFulfillment: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateFulfillmentRequest, _order_pb2.UpdateFulfillmentResponse]
+    """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+    GetOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]
+    """The merchant's order settings (the service's defaults where the merchant set none)."""
+    UpdateOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -47,6 +64,23 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """One-call checkout for a register: price snapshot, discounts, tax, payment, confirmation."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderRequest, _order_pb2.GetOrderResponse]  # type: ignore[assignment]
     ListOrders: _aio.UnaryUnaryMultiCallable[_order_pb2.ListOrdersRequest, _order_pb2.ListOrdersResponse]  # type: ignore[assignment]
+    CreateOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateOrderRequest, _order_pb2.CreateOrderResponse]  # type: ignore[assignment]
+    """An order from any channel: priced, pickup and shipment lines held (all or none), saved
+    as `pending_payment` before any payment is taken.
+    """
+    AddTender: _aio.UnaryUnaryMultiCallable[_order_pb2.AddTenderRequest, _order_pb2.AddTenderResponse]  # type: ignore[assignment]
+    """Take a tender for a pending order: authorised (captured at once when the fulfilment says
+    so). A decline is an answer: the order stays pending, its holds in place.
+    """
+    ConfirmOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.ConfirmOrderRequest, _order_pb2.ConfirmOrderResponse]  # type: ignore[assignment]
+    """Commit the holds and capture as each fulfilment says; the tenders must cover the total."""
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.CancelOrderResponse]  # type: ignore[assignment]
+    """Before any fulfilment left the store: release holds, void authorisations, refund captures."""
+    UpdateFulfillment: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateFulfillmentRequest, _order_pb2.UpdateFulfillmentResponse]  # type: ignore[assignment]
+    """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+    GetOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]  # type: ignore[assignment]
+    """The merchant's order settings (the service's defaults where the merchant set none)."""
+    UpdateOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]  # type: ignore[assignment]
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the checkout."""
@@ -72,5 +106,64 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.ListOrdersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListOrdersResponse, _abc.Awaitable[_order_pb2.ListOrdersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateOrder(
+        self,
+        request: _order_pb2.CreateOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateOrderResponse, _abc.Awaitable[_order_pb2.CreateOrderResponse]]:
+        """An order from any channel: priced, pickup and shipment lines held (all or none), saved
+        as `pending_payment` before any payment is taken.
+        """
+
+    @_abc_1.abstractmethod
+    def AddTender(
+        self,
+        request: _order_pb2.AddTenderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.AddTenderResponse, _abc.Awaitable[_order_pb2.AddTenderResponse]]:
+        """Take a tender for a pending order: authorised (captured at once when the fulfilment says
+        so). A decline is an answer: the order stays pending, its holds in place.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmOrder(
+        self,
+        request: _order_pb2.ConfirmOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ConfirmOrderResponse, _abc.Awaitable[_order_pb2.ConfirmOrderResponse]]:
+        """Commit the holds and capture as each fulfilment says; the tenders must cover the total."""
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _order_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CancelOrderResponse, _abc.Awaitable[_order_pb2.CancelOrderResponse]]:
+        """Before any fulfilment left the store: release holds, void authorisations, refund captures."""
+
+    @_abc_1.abstractmethod
+    def UpdateFulfillment(
+        self,
+        request: _order_pb2.UpdateFulfillmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.UpdateFulfillmentResponse, _abc.Awaitable[_order_pb2.UpdateFulfillmentResponse]]:
+        """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+
+    @_abc_1.abstractmethod
+    def GetOrderSettings(
+        self,
+        request: _order_pb2.GetOrderSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.GetOrderSettingsResponse, _abc.Awaitable[_order_pb2.GetOrderSettingsResponse]]:
+        """The merchant's order settings (the service's defaults where the merchant set none)."""
+
+    @_abc_1.abstractmethod
+    def UpdateOrderSettings(
+        self,
+        request: _order_pb2.UpdateOrderSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.UpdateOrderSettingsResponse, _abc.Awaitable[_order_pb2.UpdateOrderSettingsResponse]]: ...
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

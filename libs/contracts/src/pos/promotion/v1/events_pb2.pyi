@@ -43,3 +43,112 @@ class PromotionCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PromotionCreated: _TypeAlias = PromotionCreated  # noqa: Y015
+
+@_typing.final
+class PromotionUpdated(_message.Message):
+    """Subject pos.promotion.v1.promotion_updated (edits, pause, resume)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def promotion(self) -> _promotion_pb2.Promotion: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        promotion: _promotion_pb2.Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromotionUpdated: _TypeAlias = PromotionUpdated  # noqa: Y015
+
+@_typing.final
+class PromotionEnded(_message.Message):
+    """Subject pos.promotion.v1.promotion_ended"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def promotion(self) -> _promotion_pb2.Promotion: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        promotion: _promotion_pb2.Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromotionEnded: _TypeAlias = PromotionEnded  # noqa: Y015
+
+@_typing.final
+class PromotionDeleted(_message.Message):
+    """Subject pos.promotion.v1.promotion_deleted"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        promotion_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "promotion_id", b"promotion_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromotionDeleted: _TypeAlias = PromotionDeleted  # noqa: Y015
+
+@_typing.final
+class CouponRedeemed(_message.Message):
+    """Subject pos.promotion.v1.coupon_redeemed"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    COUPON_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    customer_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def coupon(self) -> _promotion_pb2.Coupon: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        coupon: _promotion_pb2.Coupon | None = ...,
+        order_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "customer_id", b"customer_id", "meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponRedeemed: _TypeAlias = CouponRedeemed  # noqa: Y015

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from pos.common.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,288 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _OfferKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OfferKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OfferKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OFFER_KIND_UNSPECIFIED: _OfferKind.ValueType  # 0
+    OFFER_KIND_PERCENT_OFF: _OfferKind.ValueType  # 1
+    OFFER_KIND_AMOUNT_OFF: _OfferKind.ValueType  # 2
+    OFFER_KIND_BUY_X_GET_Y: _OfferKind.ValueType  # 3
+    OFFER_KIND_BUNDLE: _OfferKind.ValueType  # 4
+    OFFER_KIND_TIERS: _OfferKind.ValueType  # 5
+    OFFER_KIND_SALE_PRICE: _OfferKind.ValueType  # 6
+    OFFER_KIND_FREE_ITEM: _OfferKind.ValueType  # 7
+
+class OfferKind(_OfferKind, metaclass=_OfferKindEnumTypeWrapper): ...
+
+OFFER_KIND_UNSPECIFIED: OfferKind.ValueType  # 0
+OFFER_KIND_PERCENT_OFF: OfferKind.ValueType  # 1
+OFFER_KIND_AMOUNT_OFF: OfferKind.ValueType  # 2
+OFFER_KIND_BUY_X_GET_Y: OfferKind.ValueType  # 3
+OFFER_KIND_BUNDLE: OfferKind.ValueType  # 4
+OFFER_KIND_TIERS: OfferKind.ValueType  # 5
+OFFER_KIND_SALE_PRICE: OfferKind.ValueType  # 6
+OFFER_KIND_FREE_ITEM: OfferKind.ValueType  # 7
+Global___OfferKind: _TypeAlias = OfferKind  # noqa: Y015
+
+class _OfferLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OfferLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OfferLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OFFER_LEVEL_UNSPECIFIED: _OfferLevel.ValueType  # 0
+    OFFER_LEVEL_ITEM: _OfferLevel.ValueType  # 1
+    OFFER_LEVEL_ORDER: _OfferLevel.ValueType  # 2
+
+class OfferLevel(_OfferLevel, metaclass=_OfferLevelEnumTypeWrapper): ...
+
+OFFER_LEVEL_UNSPECIFIED: OfferLevel.ValueType  # 0
+OFFER_LEVEL_ITEM: OfferLevel.ValueType  # 1
+OFFER_LEVEL_ORDER: OfferLevel.ValueType  # 2
+Global___OfferLevel: _TypeAlias = OfferLevel  # noqa: Y015
+
+class _PromotionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PromotionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PromotionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROMOTION_STATUS_UNSPECIFIED: _PromotionStatus.ValueType  # 0
+    PROMOTION_STATUS_ACTIVE: _PromotionStatus.ValueType  # 1
+    PROMOTION_STATUS_PAUSED: _PromotionStatus.ValueType  # 2
+    PROMOTION_STATUS_ENDED: _PromotionStatus.ValueType  # 3
+
+class PromotionStatus(_PromotionStatus, metaclass=_PromotionStatusEnumTypeWrapper): ...
+
+PROMOTION_STATUS_UNSPECIFIED: PromotionStatus.ValueType  # 0
+PROMOTION_STATUS_ACTIVE: PromotionStatus.ValueType  # 1
+PROMOTION_STATUS_PAUSED: PromotionStatus.ValueType  # 2
+PROMOTION_STATUS_ENDED: PromotionStatus.ValueType  # 3
+Global___PromotionStatus: _TypeAlias = PromotionStatus  # noqa: Y015
+
+class _ManualKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ManualKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ManualKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MANUAL_KIND_UNSPECIFIED: _ManualKind.ValueType  # 0
+    MANUAL_KIND_PERCENT: _ManualKind.ValueType  # 1
+    """value in basis points"""
+    MANUAL_KIND_AMOUNT: _ManualKind.ValueType  # 2
+    """value in minor units of the cart currency"""
+    MANUAL_KIND_PRICE: _ManualKind.ValueType  # 3
+    """a new unit price in minor units (lines only), at most the list price"""
+
+class ManualKind(_ManualKind, metaclass=_ManualKindEnumTypeWrapper): ...
+
+MANUAL_KIND_UNSPECIFIED: ManualKind.ValueType  # 0
+MANUAL_KIND_PERCENT: ManualKind.ValueType  # 1
+"""value in basis points"""
+MANUAL_KIND_AMOUNT: ManualKind.ValueType  # 2
+"""value in minor units of the cart currency"""
+MANUAL_KIND_PRICE: ManualKind.ValueType  # 3
+"""a new unit price in minor units (lines only), at most the list price"""
+Global___ManualKind: _TypeAlias = ManualKind  # noqa: Y015
+
+@_typing.final
+class ItemSelector(_message.Message):
+    """Which lines an item rule looks at; naming nothing means every line."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKUS_FIELD_NUMBER: _builtins.int
+    PRODUCT_IDS_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        skus: _abc.Iterable[_builtins.str] | None = ...,
+        product_ids: _abc.Iterable[_builtins.str] | None = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "product_ids", b"product_ids", "skus", b"skus"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemSelector: _TypeAlias = ItemSelector  # noqa: Y015
+
+@_typing.final
+class Tier(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_QUANTITY_FIELD_NUMBER: _builtins.int
+    PERCENT_BPS_FIELD_NUMBER: _builtins.int
+    min_quantity: _builtins.int
+    percent_bps: _builtins.int
+    def __init__(
+        self,
+        *,
+        min_quantity: _builtins.int = ...,
+        percent_bps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_quantity", b"min_quantity", "percent_bps", b"percent_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tier: _TypeAlias = Tier  # noqa: Y015
+
+@_typing.final
+class Rule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    PERCENT_BPS_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    BUY_QUANTITY_FIELD_NUMBER: _builtins.int
+    GET_QUANTITY_FIELD_NUMBER: _builtins.int
+    GET_ITEMS_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
+    LIMIT_PER_ORDER_FIELD_NUMBER: _builtins.int
+    kind: Global___OfferKind.ValueType
+    level: Global___OfferLevel.ValueType
+    percent_bps: _builtins.int
+    buy_quantity: _builtins.int
+    get_quantity: _builtins.int
+    """BUY_X_GET_Y: Y; BUNDLE: units per bundle; FREE_ITEM: units given free."""
+    limit_per_order: _builtins.int
+    @_builtins.property
+    def items(self) -> Global___ItemSelector: ...
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """AMOUNT_OFF: off each unit (item) or once (order); BUNDLE: the bundle price; SALE_PRICE: unit."""
+
+    @_builtins.property
+    def get_items(self) -> Global___ItemSelector:
+        """BUY_X_GET_Y: the discounted units when they differ from items."""
+
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___OfferKind.ValueType = ...,
+        level: Global___OfferLevel.ValueType = ...,
+        items: Global___ItemSelector | None = ...,
+        percent_bps: _builtins.int = ...,
+        amount: _money_pb2.Money | None = ...,
+        buy_quantity: _builtins.int = ...,
+        get_quantity: _builtins.int = ...,
+        get_items: Global___ItemSelector | None = ...,
+        tiers: _abc.Iterable[Global___Tier] | None = ...,
+        limit_per_order: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "get_items", b"get_items", "items", b"items"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "buy_quantity", b"buy_quantity", "get_items", b"get_items", "get_quantity", b"get_quantity", "items", b"items", "kind", b"kind", "level", b"level", "limit_per_order", b"limit_per_order", "percent_bps", b"percent_bps", "tiers", b"tiers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Rule: _TypeAlias = Rule  # noqa: Y015
+
+@_typing.final
+class Conditions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAYS_OF_WEEK_FIELD_NUMBER: _builtins.int
+    HOURS_FROM_FIELD_NUMBER: _builtins.int
+    HOURS_UNTIL_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    LOCATION_IDS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_GROUPS_FIELD_NUMBER: _builtins.int
+    MIN_QUANTITY_FIELD_NUMBER: _builtins.int
+    MIN_AMOUNT_FIELD_NUMBER: _builtins.int
+    starts_at: _builtins.str
+    """Local wall-clock times "YYYY-MM-DDTHH:MM[:SS]" where the sale happens; ends_at exclusive."""
+    ends_at: _builtins.str
+    time_zone: _builtins.str
+    """IANA zone used when the cart does not give its location's zone; default UTC."""
+    hours_from: _builtins.str
+    """"HH:MM"; hours_until <= hours_from runs across midnight."""
+    hours_until: _builtins.str
+    min_quantity: _builtins.int
+    @_builtins.property
+    def days_of_week(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ISO days, 1 = Monday .. 7 = Sunday; none: every day."""
+
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def location_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def customer_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def min_amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        starts_at: _builtins.str = ...,
+        ends_at: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        days_of_week: _abc.Iterable[_builtins.int] | None = ...,
+        hours_from: _builtins.str = ...,
+        hours_until: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+        location_ids: _abc.Iterable[_builtins.str] | None = ...,
+        customer_groups: _abc.Iterable[_builtins.str] | None = ...,
+        min_quantity: _builtins.int = ...,
+        min_amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["min_amount", b"min_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "customer_groups", b"customer_groups", "days_of_week", b"days_of_week", "ends_at", b"ends_at", "hours_from", b"hours_from", "hours_until", b"hours_until", "location_ids", b"location_ids", "min_amount", b"min_amount", "min_quantity", b"min_quantity", "starts_at", b"starts_at", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Conditions: _TypeAlias = Conditions  # noqa: Y015
+
+@_typing.final
+class ManualAdjustment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    kind: Global___ManualKind.ValueType
+    value: _builtins.int
+    reason: _builtins.str
+    requested_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___ManualKind.ValueType = ...,
+        value: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "requested_by", b"requested_by", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManualAdjustment: _TypeAlias = ManualAdjustment  # noqa: Y015
+
 @_typing.final
 class Promotion(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -30,17 +313,44 @@ class Promotion(_message.Message):
     MINIMUM_SUBTOTAL_FIELD_NUMBER: _builtins.int
     ACTIVE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    EXCLUSIVE_FIELD_NUMBER: _builtins.int
+    STACKABLE_FIELD_NUMBER: _builtins.int
+    REQUIRES_COUPON_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     percent_off_bps: _builtins.int
     """Percent off the whole cart in basis points (1000 = 10 %)."""
     active: _builtins.bool
+    priority: _builtins.int
+    exclusive: _builtins.bool
+    stackable: _builtins.bool
+    requires_coupon: _builtins.bool
+    status: Global___PromotionStatus.ValueType
+    version: _builtins.int
+    used: _builtins.bool
+    """Some coupon of it was reserved: it can be ended but not deleted."""
     @_builtins.property
     def minimum_subtotal(self) -> _money_pb2.Money:
         """Applies only when the cart subtotal reaches this amount; zero means always."""
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rule(self) -> Global___Rule: ...
+    @_builtins.property
+    def conditions(self) -> Global___Conditions: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -50,10 +360,21 @@ class Promotion(_message.Message):
         minimum_subtotal: _money_pb2.Money | None = ...,
         active: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        rule: Global___Rule | None = ...,
+        conditions: Global___Conditions | None = ...,
+        priority: _builtins.int = ...,
+        exclusive: _builtins.bool = ...,
+        stackable: _builtins.bool = ...,
+        requires_coupon: _builtins.bool = ...,
+        status: Global___PromotionStatus.ValueType = ...,
+        version: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        used: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "minimum_subtotal", b"minimum_subtotal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "created_at", b"created_at", "ended_at", b"ended_at", "minimum_subtotal", b"minimum_subtotal", "rule", b"rule", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "created_at", b"created_at", "id", b"id", "minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "conditions", b"conditions", "created_at", b"created_at", "ended_at", b"ended_at", "exclusive", b"exclusive", "id", b"id", "minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps", "priority", b"priority", "requires_coupon", b"requires_coupon", "rule", b"rule", "stackable", b"stackable", "status", b"status", "updated_at", b"updated_at", "used", b"used", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,11 +388,27 @@ class CreatePromotionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PERCENT_OFF_BPS_FIELD_NUMBER: _builtins.int
     MINIMUM_SUBTOTAL_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    EXCLUSIVE_FIELD_NUMBER: _builtins.int
+    STACKABLE_FIELD_NUMBER: _builtins.int
+    REQUIRES_COUPON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
     percent_off_bps: _builtins.int
+    """Without a rule: percent_off_bps off the order from minimum_subtotal (the first kind)."""
+    priority: _builtins.int
+    exclusive: _builtins.bool
+    stackable: _builtins.bool
+    """Default true."""
+    requires_coupon: _builtins.bool
     @_builtins.property
     def minimum_subtotal(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def rule(self) -> Global___Rule: ...
+    @_builtins.property
+    def conditions(self) -> Global___Conditions: ...
     def __init__(
         self,
         *,
@@ -79,14 +416,600 @@ class CreatePromotionRequest(_message.Message):
         name: _builtins.str = ...,
         percent_off_bps: _builtins.int = ...,
         minimum_subtotal: _money_pb2.Money | None = ...,
+        rule: Global___Rule | None = ...,
+        conditions: Global___Conditions | None = ...,
+        priority: _builtins.int = ...,
+        exclusive: _builtins.bool = ...,
+        stackable: _builtins.bool | None = ...,
+        requires_coupon: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["minimum_subtotal", b"minimum_subtotal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stackable", b"_stackable", "conditions", b"conditions", "minimum_subtotal", b"minimum_subtotal", "rule", b"rule", "stackable", b"stackable"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stackable", b"_stackable", "conditions", b"conditions", "exclusive", b"exclusive", "minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps", "priority", b"priority", "request_id", b"request_id", "requires_coupon", b"requires_coupon", "rule", b"rule", "stackable", b"stackable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__stackable: _TypeAlias = _typing.Literal["stackable"]  # noqa: Y015
+    _WhichOneofArgType__stackable: _TypeAlias = _typing.Literal["_stackable", b"_stackable"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stackable) -> _WhichOneofReturnType__stackable | None: ...
+
+Global___CreatePromotionRequest: _TypeAlias = CreatePromotionRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    EXCLUSIVE_FIELD_NUMBER: _builtins.int
+    STACKABLE_FIELD_NUMBER: _builtins.int
+    REQUIRES_COUPON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    name: _builtins.str
+    priority: _builtins.int
+    exclusive: _builtins.bool
+    stackable: _builtins.bool
+    requires_coupon: _builtins.bool
+    @_builtins.property
+    def update_mask(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Which of name, rule, conditions, priority, exclusive, stackable, requires_coupon change."""
+
+    @_builtins.property
+    def rule(self) -> Global___Rule: ...
+    @_builtins.property
+    def conditions(self) -> Global___Conditions: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        update_mask: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        rule: Global___Rule | None = ...,
+        conditions: Global___Conditions | None = ...,
+        priority: _builtins.int = ...,
+        exclusive: _builtins.bool = ...,
+        stackable: _builtins.bool = ...,
+        requires_coupon: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "exclusive", b"exclusive", "expected_version", b"expected_version", "id", b"id", "name", b"name", "priority", b"priority", "request_id", b"request_id", "requires_coupon", b"requires_coupon", "rule", b"rule", "stackable", b"stackable", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreatePromotionRequest: _TypeAlias = CreatePromotionRequest  # noqa: Y015
+Global___UpdatePromotionRequest: _TypeAlias = UpdatePromotionRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion(self) -> Global___Promotion: ...
+    def __init__(
+        self,
+        *,
+        promotion: Global___Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePromotionResponse: _TypeAlias = UpdatePromotionResponse  # noqa: Y015
+
+@_typing.final
+class PausePromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    """0: any version."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PausePromotionRequest: _TypeAlias = PausePromotionRequest  # noqa: Y015
+
+@_typing.final
+class PausePromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion(self) -> Global___Promotion: ...
+    def __init__(
+        self,
+        *,
+        promotion: Global___Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PausePromotionResponse: _TypeAlias = PausePromotionResponse  # noqa: Y015
+
+@_typing.final
+class ResumePromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    """0: any version."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumePromotionRequest: _TypeAlias = ResumePromotionRequest  # noqa: Y015
+
+@_typing.final
+class ResumePromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion(self) -> Global___Promotion: ...
+    def __init__(
+        self,
+        *,
+        promotion: Global___Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumePromotionResponse: _TypeAlias = ResumePromotionResponse  # noqa: Y015
+
+@_typing.final
+class EndPromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    """0: any version."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndPromotionRequest: _TypeAlias = EndPromotionRequest  # noqa: Y015
+
+@_typing.final
+class EndPromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion(self) -> Global___Promotion: ...
+    def __init__(
+        self,
+        *,
+        promotion: Global___Promotion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndPromotionResponse: _TypeAlias = EndPromotionResponse  # noqa: Y015
+
+@_typing.final
+class DeletePromotionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePromotionRequest: _TypeAlias = DeletePromotionRequest  # noqa: Y015
+
+@_typing.final
+class DeletePromotionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePromotionResponse: _TypeAlias = DeletePromotionResponse  # noqa: Y015
+
+@_typing.final
+class Coupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    CODE_HINT_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    MAX_USES_PER_CUSTOMER_FIELD_NUMBER: _builtins.int
+    REDEEMED_COUNT_FIELD_NUMBER: _builtins.int
+    RESERVED_COUNT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    promotion_id: _builtins.str
+    code: _builtins.str
+    """Only in CreateCouponsResponse: never stored, never shown again."""
+    code_hint: _builtins.str
+    """The code's last four characters, to tell codes apart in lists."""
+    max_uses: _builtins.int
+    """0: no limit."""
+    max_uses_per_customer: _builtins.int
+    redeemed_count: _builtins.int
+    reserved_count: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+        code_hint: _builtins.str = ...,
+        max_uses: _builtins.int = ...,
+        max_uses_per_customer: _builtins.int = ...,
+        redeemed_count: _builtins.int = ...,
+        reserved_count: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_hint", b"code_hint", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "redeemed_count", b"redeemed_count", "reserved_count", b"reserved_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coupon: _TypeAlias = Coupon  # noqa: Y015
+
+@_typing.final
+class CreateCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    CODES_FIELD_NUMBER: _builtins.int
+    GENERATE_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    MAX_USES_PER_CUSTOMER_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    promotion_id: _builtins.str
+    generate: _builtins.int
+    """... or this many generated."""
+    max_uses: _builtins.int
+    max_uses_per_customer: _builtins.int
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Codes chosen by the merchant (case-insensitive, unique per merchant) ..."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+        generate: _builtins.int = ...,
+        max_uses: _builtins.int = ...,
+        max_uses_per_customer: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codes", b"codes", "expires_at", b"expires_at", "generate", b"generate", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCouponsRequest: _TypeAlias = CreateCouponsRequest  # noqa: Y015
+
+@_typing.final
+class CreateCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coupon]: ...
+    def __init__(
+        self,
+        *,
+        coupons: _abc.Iterable[Global___Coupon] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupons", b"coupons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCouponsResponse: _TypeAlias = CreateCouponsResponse  # noqa: Y015
+
+@_typing.final
+class ListCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "promotion_id", b"promotion_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCouponsRequest: _TypeAlias = ListCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ListCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coupon]: ...
+    def __init__(
+        self,
+        *,
+        coupons: _abc.Iterable[Global___Coupon] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupons", b"coupons", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCouponsResponse: _TypeAlias = ListCouponsResponse  # noqa: Y015
+
+@_typing.final
+class CouponReservation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    CODE_HINT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    promotion_id: _builtins.str
+    code_hint: _builtins.str
+    status: _builtins.str
+    """reserved, redeemed or released"""
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        code_hint: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_hint", b"code_hint", "coupon_id", b"coupon_id", "promotion_id", b"promotion_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponReservation: _TypeAlias = CouponReservation  # noqa: Y015
+
+@_typing.final
+class ReserveCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CODES_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CART_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    customer_id: _builtins.str
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cart(self) -> Global___CalculateDiscountsRequest:
+        """The cart, when given, must get a discount from each coupon's promotion."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+        customer_id: _builtins.str = ...,
+        cart: Global___CalculateDiscountsRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cart", b"cart"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart", b"cart", "codes", b"codes", "customer_id", b"customer_id", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveCouponsRequest: _TypeAlias = ReserveCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ReserveCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponReservation]: ...
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[Global___CouponReservation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveCouponsResponse: _TypeAlias = ReserveCouponsResponse  # noqa: Y015
+
+@_typing.final
+class RedeemCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemCouponsRequest: _TypeAlias = RedeemCouponsRequest  # noqa: Y015
+
+@_typing.final
+class RedeemCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponReservation]: ...
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[Global___CouponReservation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemCouponsResponse: _TypeAlias = RedeemCouponsResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseCouponsRequest: _TypeAlias = ReleaseCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponReservation]: ...
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[Global___CouponReservation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseCouponsResponse: _TypeAlias = ReleaseCouponsResponse  # noqa: Y015
 
 @_typing.final
 class CreatePromotionResponse(_message.Message):
@@ -114,17 +1037,23 @@ class ListPromotionsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp:
+        """A change feed: promotions changed at or after this instant, oldest change first."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -199,24 +1128,59 @@ class CartLine(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    MANUAL_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
+    product_id: _builtins.str
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         unit_price: _money_pb2.Money | None = ...,
+        product_id: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "manual", b"manual", "product_id", b"product_id", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CartLine: _TypeAlias = CartLine  # noqa: Y015
+
+@_typing.final
+class LineDiscount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_INDEX_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    line_index: _builtins.int
+    """The line's position in the request."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        line_index: _builtins.int = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "line_index", b"line_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineDiscount: _TypeAlias = LineDiscount  # noqa: Y015
 
 @_typing.final
 class AppliedDiscount(_message.Message):
@@ -225,20 +1189,31 @@ class AppliedDiscount(_message.Message):
     PROMOTION_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     promotion_id: _builtins.str
+    """The promotion's id, or "manual" for a discount given at the register."""
     reason: _builtins.str
+    level: Global___OfferLevel.ValueType
+    requested_by: _builtins.str
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]: ...
     def __init__(
         self,
         *,
         promotion_id: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
         reason: _builtins.str = ...,
+        level: Global___OfferLevel.ValueType = ...,
+        lines: _abc.Iterable[Global___LineDiscount] | None = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "promotion_id", b"promotion_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "level", b"level", "lines", b"lines", "promotion_id", b"promotion_id", "reason", b"reason", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,22 +1225,79 @@ class CalculateDiscountsRequest(_message.Message):
 
     LINES_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_TIME_ZONE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_GROUPS_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     currency: _builtins.str
+    location_id: _builtins.str
+    location_time_zone: _builtins.str
+    """The location's IANA time zone: windows and hours are its wall-clock time."""
+    channel: _builtins.str
+    customer_id: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartLine]: ...
+    @_builtins.property
+    def customer_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The moment of the sale; unset: now."""
+
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
         lines: _abc.Iterable[Global___CartLine] | None = ...,
         currency: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        location_time_zone: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        customer_groups: _abc.Iterable[_builtins.str] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "lines", b"lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "channel", b"channel", "coupon_codes", b"coupon_codes", "currency", b"currency", "customer_groups", b"customer_groups", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "location_time_zone", b"location_time_zone", "order_manual", b"order_manual"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalculateDiscountsRequest: _TypeAlias = CalculateDiscountsRequest  # noqa: Y015
+
+@_typing.final
+class RejectedCoupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    reason: _builtins.str
+    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedCoupon: _TypeAlias = RejectedCoupon  # noqa: Y015
 
 @_typing.final
 class CalculateDiscountsResponse(_message.Message):
@@ -273,19 +1305,29 @@ class CalculateDiscountsResponse(_message.Message):
 
     DISCOUNTS_FIELD_NUMBER: _builtins.int
     TOTAL_DISCOUNT_FIELD_NUMBER: _builtins.int
+    LINE_DISCOUNTS_FIELD_NUMBER: _builtins.int
+    REJECTED_COUPONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppliedDiscount]: ...
     @_builtins.property
     def total_discount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def line_discounts(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]:
+        """Per line, in the order of the request."""
+
+    @_builtins.property
+    def rejected_coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedCoupon]: ...
     def __init__(
         self,
         *,
         discounts: _abc.Iterable[Global___AppliedDiscount] | None = ...,
         total_discount: _money_pb2.Money | None = ...,
+        line_discounts: _abc.Iterable[_money_pb2.Money] | None = ...,
+        rejected_coupons: _abc.Iterable[Global___RejectedCoupon] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total_discount", b"total_discount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discounts", b"discounts", "total_discount", b"total_discount"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discounts", b"discounts", "line_discounts", b"line_discounts", "rejected_coupons", b"rejected_coupons", "total_discount", b"total_discount"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,56 @@ class PromotionServiceStub:
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsRequest.SerializeToString,
                 response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsResponse.FromString,
                 _registered_method=True)
+        self.UpdatePromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/UpdatePromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionResponse.FromString,
+                _registered_method=True)
+        self.PausePromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/PausePromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionResponse.FromString,
+                _registered_method=True)
+        self.ResumePromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/ResumePromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionResponse.FromString,
+                _registered_method=True)
+        self.EndPromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/EndPromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionResponse.FromString,
+                _registered_method=True)
+        self.DeletePromotion = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/DeletePromotion',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.FromString,
+                _registered_method=True)
+        self.CreateCoupons = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/CreateCoupons',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsResponse.FromString,
+                _registered_method=True)
+        self.ListCoupons = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/ListCoupons',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.FromString,
+                _registered_method=True)
+        self.ReserveCoupons = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/ReserveCoupons',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsResponse.FromString,
+                _registered_method=True)
+        self.RedeemCoupons = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/RedeemCoupons',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsResponse.FromString,
+                _registered_method=True)
+        self.ReleaseCoupons = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/ReleaseCoupons',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsResponse.FromString,
+                _registered_method=True)
 
 
 class PromotionServiceServicer:
@@ -87,6 +137,72 @@ class PromotionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePromotion(self, request, context):
+        """Changes the fields named in update_mask; a stale expected_version is ABORTED (stale_version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PausePromotion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumePromotion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndPromotion(self, request, context):
+        """Final: an ended promotion never applies again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePromotion(self, request, context):
+        """Only a promotion never used (no coupon of it ever reserved); otherwise end it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCoupons(self, request, context):
+        """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCoupons(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveCoupons(self, request, context):
+        """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
+        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemCoupons(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseCoupons(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromotionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +225,56 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.CalculateDiscounts,
                     request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsRequest.FromString,
                     response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsResponse.SerializeToString,
+            ),
+            'UpdatePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionResponse.SerializeToString,
+            ),
+            'PausePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PausePromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionResponse.SerializeToString,
+            ),
+            'ResumePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumePromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionResponse.SerializeToString,
+            ),
+            'EndPromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndPromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionResponse.SerializeToString,
+            ),
+            'DeletePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePromotion,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.SerializeToString,
+            ),
+            'CreateCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCoupons,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsResponse.SerializeToString,
+            ),
+            'ListCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCoupons,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.SerializeToString,
+            ),
+            'ReserveCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveCoupons,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsResponse.SerializeToString,
+            ),
+            'RedeemCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemCoupons,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsResponse.SerializeToString,
+            ),
+            'ReleaseCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseCoupons,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +386,276 @@ class PromotionService:
             '/pos.promotion.v1.PromotionService/CalculateDiscounts',
             pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsRequest.SerializeToString,
             pos_dot_promotion_dot_v1_dot_promotion__pb2.CalculateDiscountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/UpdatePromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.UpdatePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PausePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/PausePromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.PausePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/ResumePromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ResumePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndPromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/EndPromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.EndPromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/DeletePromotion',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/CreateCoupons',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/ListCoupons',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/ReserveCoupons',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/RedeemCoupons',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.RedeemCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/ReleaseCoupons',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsResponse.FromString,
             options,
             channel_credentials,
             insecure,

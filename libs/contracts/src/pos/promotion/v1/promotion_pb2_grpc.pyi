@@ -39,6 +39,23 @@ class PromotionServiceStub:
     """One promotion; another merchant's id is NOT_FOUND, like a missing one."""
     CalculateDiscounts: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CalculateDiscountsRequest, _promotion_pb2.CalculateDiscountsResponse]
     """Discounts for a cart, with the reason for each one."""
+    UpdatePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.UpdatePromotionRequest, _promotion_pb2.UpdatePromotionResponse]
+    """Changes the fields named in update_mask; a stale expected_version is ABORTED (stale_version)."""
+    PausePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.PausePromotionRequest, _promotion_pb2.PausePromotionResponse]
+    ResumePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ResumePromotionRequest, _promotion_pb2.ResumePromotionResponse]
+    EndPromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.EndPromotionRequest, _promotion_pb2.EndPromotionResponse]
+    """Final: an ended promotion never applies again."""
+    DeletePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]
+    """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    CreateCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]
+    """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
+    ListCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]
+    ReserveCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]
+    """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
+    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+    """
+    RedeemCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.RedeemCouponsRequest, _promotion_pb2.RedeemCouponsResponse]
+    ReleaseCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsResponse]
 
 @_typing.type_check_only
 class PromotionServiceAsyncStub(PromotionServiceStub):
@@ -51,6 +68,23 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     """One promotion; another merchant's id is NOT_FOUND, like a missing one."""
     CalculateDiscounts: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CalculateDiscountsRequest, _promotion_pb2.CalculateDiscountsResponse]  # type: ignore[assignment]
     """Discounts for a cart, with the reason for each one."""
+    UpdatePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.UpdatePromotionRequest, _promotion_pb2.UpdatePromotionResponse]  # type: ignore[assignment]
+    """Changes the fields named in update_mask; a stale expected_version is ABORTED (stale_version)."""
+    PausePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.PausePromotionRequest, _promotion_pb2.PausePromotionResponse]  # type: ignore[assignment]
+    ResumePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ResumePromotionRequest, _promotion_pb2.ResumePromotionResponse]  # type: ignore[assignment]
+    EndPromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.EndPromotionRequest, _promotion_pb2.EndPromotionResponse]  # type: ignore[assignment]
+    """Final: an ended promotion never applies again."""
+    DeletePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]  # type: ignore[assignment]
+    """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    CreateCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]  # type: ignore[assignment]
+    """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
+    ListCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]  # type: ignore[assignment]
+    ReserveCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]  # type: ignore[assignment]
+    """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
+    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+    """
+    RedeemCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.RedeemCouponsRequest, _promotion_pb2.RedeemCouponsResponse]  # type: ignore[assignment]
+    ReleaseCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsResponse]  # type: ignore[assignment]
 
 class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Promotions and discount calculation."""
@@ -84,5 +118,82 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promotion_pb2.CalculateDiscountsResponse, _abc.Awaitable[_promotion_pb2.CalculateDiscountsResponse]]:
         """Discounts for a cart, with the reason for each one."""
+
+    @_abc_1.abstractmethod
+    def UpdatePromotion(
+        self,
+        request: _promotion_pb2.UpdatePromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.UpdatePromotionResponse, _abc.Awaitable[_promotion_pb2.UpdatePromotionResponse]]:
+        """Changes the fields named in update_mask; a stale expected_version is ABORTED (stale_version)."""
+
+    @_abc_1.abstractmethod
+    def PausePromotion(
+        self,
+        request: _promotion_pb2.PausePromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.PausePromotionResponse, _abc.Awaitable[_promotion_pb2.PausePromotionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumePromotion(
+        self,
+        request: _promotion_pb2.ResumePromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ResumePromotionResponse, _abc.Awaitable[_promotion_pb2.ResumePromotionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EndPromotion(
+        self,
+        request: _promotion_pb2.EndPromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.EndPromotionResponse, _abc.Awaitable[_promotion_pb2.EndPromotionResponse]]:
+        """Final: an ended promotion never applies again."""
+
+    @_abc_1.abstractmethod
+    def DeletePromotion(
+        self,
+        request: _promotion_pb2.DeletePromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.DeletePromotionResponse, _abc.Awaitable[_promotion_pb2.DeletePromotionResponse]]:
+        """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+
+    @_abc_1.abstractmethod
+    def CreateCoupons(
+        self,
+        request: _promotion_pb2.CreateCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.CreateCouponsResponse, _abc.Awaitable[_promotion_pb2.CreateCouponsResponse]]:
+        """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
+
+    @_abc_1.abstractmethod
+    def ListCoupons(
+        self,
+        request: _promotion_pb2.ListCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ListCouponsResponse, _abc.Awaitable[_promotion_pb2.ListCouponsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReserveCoupons(
+        self,
+        request: _promotion_pb2.ReserveCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ReserveCouponsResponse, _abc.Awaitable[_promotion_pb2.ReserveCouponsResponse]]:
+        """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
+        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+        """
+
+    @_abc_1.abstractmethod
+    def RedeemCoupons(
+        self,
+        request: _promotion_pb2.RedeemCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.RedeemCouponsResponse, _abc.Awaitable[_promotion_pb2.RedeemCouponsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReleaseCoupons(
+        self,
+        request: _promotion_pb2.ReleaseCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ReleaseCouponsResponse, _abc.Awaitable[_promotion_pb2.ReleaseCouponsResponse]]: ...
 
 def add_PromotionServiceServicer_to_server(servicer: PromotionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,87 @@
+"""Sensitive actions made through the API: who may make them, and their audit entry.
+
+A register's request is made by the member signed in at it: with no one signed in, it is
+refused; a permission the member's role lacks is taken from an override a manager granted at
+that register (staff.grant_override) for this one action, else refused. Any other credential
+(an API key, an OAuth client) acts for the merchant and is recorded as itself. The entry is
+written once the action succeeded, naming the member, the approving manager and the register.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from pos_gateway import audit, staff
+from pos_gateway.auth import Principal
+from pos_gateway.problems import Problem
+from pos_kit.context import request_id_var
+
+
+@dataclass
+class Done:
+    """What the action did, filled in by the route for its audit entry."""
+
+    resource: tuple[str, str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def principal_of(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def signed_in(principal: Principal) -> Principal:
+    if principal.register_id is not None and principal.staff_id is None:
+        raise Problem(
+            403, "staff_sign_in_required", "no staff member is signed in at this register"
+        )
+    return principal
+
+
+@asynccontextmanager
+async def guarded(
+    request: Request, action: str, permission: str | None = None, always: bool = True
+) -> AsyncIterator[Done]:
+    """Around a sensitive action: the permission check before, the audit entry after (for a
+    register's request always; for any other credential only when `always`)."""
+    principal = signed_in(principal_of(request))
+    engine = request.app.state.engine
+    request_id = request_id_var.get() or ""
+    override: staff.Override | None = None
+    if permission is not None and principal.staff_id is not None:
+        assert principal.session_id is not None
+        merchant = principal.merchant_id
+        if not await staff.may(engine, merchant, principal.staff_id, permission):
+            override = await staff.use_override(
+                engine, principal.session_id, permission, request_id
+            )
+            if override is None:
+                raise Problem(
+                    403,
+                    "permission_required",
+                    f"the signed-in member may not {permission.replace('_', ' ')} alone: a "
+                    "manager's override is needed for this action",
+                    extra={"permission": permission},
+                )
+    done = Done()
+    try:
+        yield done
+    except BaseException:
+        if override is not None:
+            await staff.give_back_override(engine, override.id, request_id)
+        raise
+    if principal.register_id is None and not always:
+        return
+    details = dict(done.details)
+    if override is not None:
+        details["override_id"] = override.id
+    actor = audit.actor_of(principal, override.approved_by if override else None)
+    async with engine.begin() as conn:
+        await audit.record(
+            conn, principal.merchant_id, action, actor, done.resource, details, request_id
+        )

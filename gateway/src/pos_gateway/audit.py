@@ -1,0 +1,170 @@
+"""The audit log: who did what, at which register or with which credential, and when.
+
+Entries are only ever added (the table's trigger refuses UPDATE, and DELETE but for the
+retention purge below). An entry is written in the same transaction as the change it records
+when the change is the gateway's own (staff, registers, sign-ins, overrides); an action a
+service carries out (a refund, a void) is recorded once the service has answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, text, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pos_gateway.auth import Principal
+from pos_gateway.tables import audit_log, merchant_settings
+from pos_kit.ids import new_id
+
+DEFAULT_RETENTION_DAYS = 365
+MIN_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class Actor:
+    staff_id: str | None = None
+    approved_by: str | None = None
+    register_id: str | None = None
+    credential_id: str | None = None
+
+
+def actor_of(principal: Principal, approved_by: str | None = None) -> Actor:
+    """A register's requests name the register and who is signed in at it; any other
+    credential names itself."""
+    if principal.register_id is not None:
+        return Actor(principal.staff_id, approved_by, principal.register_id, None)
+    return Actor(None, approved_by, None, principal.key_id)
+
+
+async def record(
+    conn: AsyncConnection,
+    merchant_id: str,
+    action: str,
+    actor: Actor,
+    resource: tuple[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Add an entry; with a request id, a retry of that request adds none a second time."""
+    kind, ident = resource if resource is not None else (None, None)
+    await conn.execute(
+        pg_insert(audit_log)
+        .values(
+            id=new_id("aud"),
+            merchant_id=merchant_id,
+            action=action,
+            staff_id=actor.staff_id,
+            approved_by=actor.approved_by,
+            register_id=actor.register_id,
+            credential_id=actor.credential_id,
+            resource_type=kind,
+            resource_id=ident,
+            details=details or {},
+            request_id=request_id or None,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    action: str | None = None
+    staff_id: str | None = None
+    register_id: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def entries(
+    engine: AsyncEngine, merchant_id: str, filters: Filters, before: str, limit: int
+) -> list[dict[str, Any]]:
+    """Newest first (ids are time-ordered): the `limit` next after id `before`."""
+    t = audit_log
+    conditions = [t.c.merchant_id == merchant_id, t.c.id < before if before else true()]
+    if filters.action:
+        # `refund` matches `refund`; `staff.*` every staff action.
+        if filters.action.endswith(".*"):
+            conditions.append(t.c.action.startswith(filters.action[:-1], autoescape=True))
+        else:
+            conditions.append(t.c.action == filters.action)
+    if filters.staff_id:
+        conditions.append(
+            (t.c.staff_id == filters.staff_id) | (t.c.approved_by == filters.staff_id)
+        )
+    if filters.register_id:
+        conditions.append(t.c.register_id == filters.register_id)
+    if filters.resource_id:
+        conditions.append(t.c.resource_id == filters.resource_id)
+    if filters.since:
+        conditions.append(t.c.occurred_at >= filters.since)
+    if filters.until:
+        conditions.append(t.c.occurred_at < filters.until)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(t).where(and_(*conditions)).order_by(t.c.id.desc()).limit(limit)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+async def retention_days(engine: AsyncEngine, merchant_id: str) -> tuple[int, datetime | None]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    merchant_settings.c.audit_retention_days, merchant_settings.c.updated_at
+                ).where(merchant_settings.c.merchant_id == merchant_id)
+            )
+        ).first()
+    return (DEFAULT_RETENTION_DAYS, None) if row is None else (row[0], row[1])
+
+
+async def set_retention_days(
+    engine: AsyncEngine, merchant_id: str, days: int, actor: Actor, request_id: str
+) -> None:
+    async with engine.begin() as conn:
+        before = (
+            await conn.execute(
+                select(merchant_settings.c.audit_retention_days)
+                .where(merchant_settings.c.merchant_id == merchant_id)
+                .with_for_update()
+            )
+        ).scalar()
+        await conn.execute(
+            pg_insert(merchant_settings)
+            .values(merchant_id=merchant_id, audit_retention_days=days)
+            .on_conflict_do_update(
+                index_elements=["merchant_id"],
+                set_={"audit_retention_days": days, "updated_at": func.now()},
+            )
+        )
+        if before != days:
+            await record(
+                conn, merchant_id, "settings.audit_retention_changed", actor,
+                details={"from": before or DEFAULT_RETENTION_DAYS, "to": days},
+                request_id=request_id,
+            )  # fmt: skip
+
+
+async def purge_expired(engine: AsyncEngine) -> int:
+    """Drop the entries older than their merchant's retention period (the default's for a
+    merchant that set none); the only DELETE the table's trigger lets through."""
+    kept = (
+        select(merchant_settings.c.audit_retention_days)
+        .where(merchant_settings.c.merchant_id == audit_log.c.merchant_id)
+        .scalar_subquery()
+    )
+    days = func.coalesce(kept, DEFAULT_RETENTION_DAYS)
+    async with engine.begin() as conn:
+        await conn.execute(text("SET LOCAL omnitill.audit_purge = 'on'"))
+        gone = await conn.execute(
+            delete(audit_log).where(
+                audit_log.c.occurred_at < func.now() - func.make_interval(0, 0, 0, days)
+            )
+        )
+    return int(gone.rowcount or 0)

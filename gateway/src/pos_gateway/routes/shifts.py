@@ -1,0 +1,174 @@
+"""Shifts and cash drawers at a register: /v1/shifts (kept by the payment service)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+
+from pos.payment.v1 import shifts_pb2
+from pos_gateway import examples as ex
+from pos_gateway.actions import guarded, principal_of, signed_in
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import (
+    CREATE,
+    Body,
+    Cursor,
+    Limit,
+    MoneyIn,
+    PathId,
+    QueryId,
+    example,
+    op,
+    request_id,
+    services,
+)
+from pos_gateway.routes.settlement import location_of
+from pos_gateway.schemas.registers import DrawerMovementMade, Shift, ShiftList
+
+router = APIRouter(prefix="/v1", tags=["registers"])
+Svc = Annotated[Services, Depends(services)]
+
+_KINDS = {
+    "pay_in": shifts_pb2.DRAWER_MOVEMENT_KIND_PAY_IN,
+    "pay_out": shifts_pb2.DRAWER_MOVEMENT_KIND_PAY_OUT,
+    "no_sale": shifts_pb2.DRAWER_MOVEMENT_KIND_NO_SALE,
+}
+
+
+class ShiftIn(Body):
+    model_config = example({"opening_float": {"amount": 10000, "currency": "USD"}})
+
+    opening_float: MoneyIn = Field(description="The cash in the drawer at the start")
+
+
+@router.post(
+    "/shifts",
+    **op("payments:write", "Open a shift on this register", (404, *CREATE), example=ex.SHIFT,
+         status=201),
+)  # fmt: skip
+async def open_shift(body: ShiftIn, request: Request, svc: Svc) -> Shift:
+    """With a paired register's own credential and a member signed in. From now until the
+    close, the cash payments and cash refunds taken at this register count towards the
+    shift. A register with a shift open already is a 409 `shift_already_open`; a float in
+    another currency than the location's a 400."""
+    principal = signed_in(principal_of(request))
+    if principal.register_id is None or principal.location_id is None:
+        raise Problem(403, "register_credential_required",
+                      "a shift is opened from the register's own credential")  # fmt: skip
+    location = await location_of(svc, principal.location_id)
+    if body.opening_float.currency != location.currency:
+        raise Problem(400, "invalid_request", "the float must be in the location's currency",
+                      [{"field": "opening_float.currency",
+                        "reason": f"must be {location.currency}"}])  # fmt: skip
+    async with guarded(request, "shift.opened") as done:
+        answer = await svc.shifts.OpenShift(
+            shifts_pb2.OpenShiftRequest(
+                request_id=request_id(), location_id=principal.location_id,
+                opening_float=body.opening_float.pb(),
+            )
+        )  # fmt: skip
+        done.resource = ("shift", answer.shift.id)
+        done.details = {"opening_float": body.opening_float.amount}
+    return to_model(Shift, answer.shift)
+
+
+@router.get("/shifts", **op("payments:read", "List shifts", example=ex.page(ex.SHIFT)))
+async def list_shifts(
+    request: Request,
+    svc: Svc,
+    register_id: Annotated[
+        QueryId | None, Query(description="Only this register's; a register sees its own only")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ShiftList:
+    """Newest first, each with its report as it stands."""
+    answer = await svc.shifts.ListShifts(
+        shifts_pb2.ListShiftsRequest(
+            page_size=limit, page_token=cursor or "", register_id=register_id or ""
+        )
+    )
+    return to_page(ShiftList, answer.shifts, answer.next_page_token)
+
+
+@router.get("/shifts/{shift_id}", **op("payments:read", "Get a shift", (404,), example=ex.SHIFT))
+async def get_shift(shift_id: PathId, svc: Svc) -> Shift:
+    """With its report as it stands: an open shift's expected cash so far."""
+    answer = await svc.shifts.GetShift(shifts_pb2.GetShiftRequest(id=shift_id))
+    return to_model(Shift, answer.shift)
+
+
+class MovementIn(Body):
+    model_config = example(
+        {"kind": "pay_out", "amount": {"amount": 1000, "currency": "USD"},
+         "reason": "window cleaner"}
+    )  # fmt: skip
+
+    kind: Literal["pay_in", "pay_out", "no_sale"]
+    amount: MoneyIn | None = Field(None, description="Required for a pay-in or a pay-out")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post(
+    "/shifts/{shift_id}/drawer-movements",
+    **op("payments:write", "Pay in, pay out, or open the drawer without a sale",
+         (404, *CREATE), example={"movement": ex.DRAWER_MOVEMENT, "shift": ex.SHIFT},
+         status=201),
+)  # fmt: skip
+async def record_drawer_movement(
+    shift_id: PathId, body: MovementIn, request: Request, svc: Svc
+) -> DrawerMovementMade:
+    """Each with a reason, the member and the register. A no-sale open takes the `no_sale`
+    permission or a manager's override (403 `permission_required`) and moves no money; a
+    pay-in or pay-out needs an amount in the shift's currency. A closed shift is a 409
+    `shift_closed`. Each is in the audit log."""
+    if body.kind != "no_sale" and body.amount is None:
+        raise Problem(400, "invalid_request", "a pay-in or pay-out needs an amount",
+                      [{"field": "amount", "reason": "is required"}])  # fmt: skip
+    movement = shifts_pb2.RecordDrawerMovementRequest(
+        request_id=request_id(), shift_id=shift_id, kind=_KINDS[body.kind], reason=body.reason
+    )
+    if body.amount is not None:
+        movement.amount.CopyFrom(body.amount.pb())
+    permission = "no_sale" if body.kind == "no_sale" else None
+    async with guarded(request, f"drawer.{body.kind}", permission) as done:
+        answer = await svc.shifts.RecordDrawerMovement(movement)
+        done.resource = ("shift", shift_id)
+        done.details = {"movement_id": answer.movement.id, "reason": body.reason,
+                        "amount": answer.movement.amount.amount}  # fmt: skip
+    return DrawerMovementMade.model_validate(
+        {"movement": to_json(answer.movement), "shift": to_json(answer.shift)}
+    )
+
+
+class CloseIn(Body):
+    model_config = example({"counted_cash": {"amount": 13980, "currency": "USD"}})
+
+    counted_cash: MoneyIn
+
+
+@router.post(
+    "/shifts/{shift_id}/close",
+    **op("payments:write", "Close a shift with the counted cash", (404, *CREATE),
+         example=ex.CLOSED_SHIFT),
+)  # fmt: skip
+async def close_shift(shift_id: PathId, body: CloseIn, request: Request, svc: Svc) -> Shift:
+    """The answer holds the expected cash, the counted cash and the over/short (negative:
+    short), and the shift's report by tender. Every cash sale and refund taken at the
+    register while it was open is counted, also one racing the close. A closed shift is a
+    409 `shift_closed`."""
+    async with guarded(request, "shift.closed") as done:
+        answer = await svc.shifts.CloseShift(
+            shifts_pb2.CloseShiftRequest(
+                request_id=request_id(), shift_id=shift_id, counted_cash=body.counted_cash.pb()
+            )
+        )
+        done.resource = ("shift", shift_id)
+        done.details = {"counted_cash": answer.shift.counted_cash.amount,
+                        "expected_cash": answer.shift.report.expected_cash.amount,
+                        "over_short": answer.shift.over_short}  # fmt: skip
+    return to_model(Shift, answer.shift)

@@ -1,0 +1,260 @@
+"""Staff members and roles: /v1/staff, /v1/roles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+
+from pos.inventory.v1 import inventory_pb2
+from pos_gateway import audit, staff
+from pos_gateway import examples as ex
+from pos_gateway.actions import principal_of
+from pos_gateway.clients import Services
+from pos_gateway.permissions import PERMISSIONS
+from pos_gateway.pins import PIN_PATTERN
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import (
+    CREATE,
+    INT32,
+    UNKNOWN_LOCATION,
+    Body,
+    Cursor,
+    Limit,
+    PathId,
+    QueryId,
+    example,
+    op,
+    request_id,
+    services,
+)
+from pos_gateway.routes.registers import refusal, ts
+from pos_gateway.routes.settlement import location_of
+from pos_gateway.schemas.registers import Role, RoleList, StaffList, StaffMember
+
+router = APIRouter(prefix="/v1", tags=["staff"])
+Svc = Annotated[Services, Depends(services)]
+PermissionName = Literal[PERMISSIONS]  # type: ignore[valid-type]
+RoleName = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="`cashier`, `manager`, `admin` or a role id"),
+]
+Pin = Annotated[str, Field(pattern=PIN_PATTERN, max_length=8, description="4 to 8 digits")]
+
+
+def _member_json(m: staff.Member) -> dict[str, Any]:
+    return {"id": m.id, "name": m.name, "role": m.role, "location_ids": m.location_ids,
+            "status": m.status, "locked_until": ts(m.locked_until), "version": m.version,
+            "created_at": ts(m.created_at), "updated_at": ts(m.updated_at)}  # fmt: skip
+
+
+def _reused() -> Problem:
+    return Problem(
+        422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+    )
+
+
+async def _known_locations(svc: Services, wanted: list[str]) -> None:
+    """Each location must be one of the merchant's (another's is a 404 like a made-up one)."""
+    mine: set[str] = set()
+    token = ""
+    while True:
+        page = await svc.inventory.ListLocations(
+            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+        )
+        mine.update(loc.id for loc in page.locations)
+        token = page.next_page_token
+        if not token:
+            break
+    for location_id in wanted:
+        if location_id not in mine:
+            raise Problem(404, "resource_missing", f"location {location_id!r} was not found",
+                          extra={"resource": "location"})  # fmt: skip
+
+
+def _manager(request: Request) -> audit.Actor:
+    principal = principal_of(request)
+    if principal.register_id is not None:
+        raise Problem(403, "insufficient_scope", "a register's credential cannot manage staff")
+    return audit.actor_of(principal)
+
+
+class StaffIn(Body):
+    model_config = example(
+        {"name": "Ada Cashier", "role": "cashier", "location_ids": [ex.LOCATION_ID],
+         "pin": "4821"}
+    )  # fmt: skip
+
+    name: str = Field(min_length=1, max_length=100)
+    role: RoleName
+    location_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=100, description="Where the member works; each one of yours"
+    )
+    pin: Pin
+
+
+@router.post(
+    "/staff",
+    **op("staff:manage", "Create a staff member", (404, *CREATE), example=ex.STAFF, status=201),
+)
+async def create_staff(body: StaffIn, request: Request, svc: Svc) -> StaffMember:
+    """The PIN is stored only as a slow keyed hash and never shown again. An unknown role or
+    location is a 404."""
+    actor = _manager(request)
+    locations = list(dict.fromkeys(body.location_ids))
+    await _known_locations(svc, locations)
+    state = request.app.state
+    fields = {"name": body.name, "role": body.role, "location_ids": locations}
+    try:
+        made = await staff.create(
+            state.engine, state.secret, principal_of(request).merchant_id, fields, body.pin,
+            actor, request_id(),
+        )  # fmt: skip
+    except staff.RequestReused:
+        raise _reused() from None
+    except staff.Refused as exc:
+        raise refusal(exc) from None
+    return StaffMember.model_validate(_member_json(made))
+
+
+@router.get("/staff", **op("staff:manage", "List staff", (404,), example=ex.page(ex.STAFF)))
+async def list_staff(
+    request: Request,
+    svc: Svc,
+    location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> StaffList:
+    """Newest first, deactivated members too; never a PIN."""
+    _manager(request)
+    if location_id:
+        await location_of(svc, location_id)
+    found = await staff.listed(
+        request.app.state.engine, principal_of(request).merchant_id, location_id,
+        cursor or "", limit + 1,
+    )  # fmt: skip
+    data = [_member_json(m) for m in found[:limit]]
+    more = len(found) > limit
+    return StaffList.model_validate({"data": data, "next_cursor": data[-1]["id"] if more else None})
+
+
+def _staff_missing(staff_id: str) -> Problem:
+    return Problem(404, "resource_missing", f"staff member {staff_id!r} was not found",
+                   extra={"resource": "staff"})  # fmt: skip
+
+
+@router.get("/staff/{staff_id}", **op("staff:manage", "Get a staff member", (404,),
+                                      example=ex.STAFF))  # fmt: skip
+async def get_staff(staff_id: PathId, request: Request) -> StaffMember:
+    _manager(request)
+    found = await staff.get(request.app.state.engine, principal_of(request).merchant_id, staff_id)
+    if found is None:
+        raise _staff_missing(staff_id)
+    return StaffMember.model_validate(_member_json(found))
+
+
+class StaffPatch(Body):
+    model_config = example({"role": "manager", "pin": "9034"})
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    role: RoleName | None = None
+    location_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=1, max_length=100
+    )
+    pin: Pin | None = Field(None, description="A new PIN; it also lifts a lock")
+
+
+@router.patch(
+    "/staff/{staff_id}",
+    **op("staff:manage", "Change a staff member", (404, 409), example=ex.STAFF),
+)
+async def update_staff(
+    staff_id: PathId, body: StaffPatch, request: Request, svc: Svc
+) -> StaffMember:
+    """Only the fields given change. A deactivated member is a 409 `staff_deactivated`."""
+    actor = _manager(request)
+    fields: dict[str, Any] = {}
+    if body.name is not None:
+        fields["name"] = body.name
+    if body.role is not None:
+        fields["role"] = body.role
+    if body.location_ids is not None:
+        fields["location_ids"] = list(dict.fromkeys(body.location_ids))
+        await _known_locations(svc, fields["location_ids"])
+    state = request.app.state
+    try:
+        changed = await staff.update_member(
+            state.engine, state.secret, principal_of(request).merchant_id, staff_id, fields,
+            body.pin, actor, request_id(),
+        )  # fmt: skip
+    except staff.Refused as exc:
+        raise refusal(exc) from None
+    if changed is None:
+        raise _staff_missing(staff_id)
+    return StaffMember.model_validate(_member_json(changed))
+
+
+@router.post(
+    "/staff/{staff_id}/deactivate",
+    **op("staff:manage", "Deactivate a staff member", (404, *CREATE),
+         example={**ex.STAFF, "status": "deactivated", "version": 2}),
+)  # fmt: skip
+async def deactivate_staff(staff_id: PathId, request: Request) -> StaffMember:
+    """For good: signed out of every register at once, never signs in again."""
+    actor = _manager(request)
+    gone = await staff.deactivate(
+        request.app.state.engine, principal_of(request).merchant_id, staff_id, actor,
+        request_id(),
+    )  # fmt: skip
+    if gone is None:
+        raise _staff_missing(staff_id)
+    return StaffMember.model_validate(_member_json(gone))
+
+
+class RoleIn(Body):
+    model_config = example(
+        {"name": "shift lead", "permissions": ["refund", "no_sale"], "discount_limit_bps": 2000}
+    )
+
+    name: str = Field(min_length=1, max_length=100)
+    permissions: list[PermissionName] = Field(max_length=len(PERMISSIONS))
+    discount_limit_bps: int = Field(
+        0, ge=0, le=10_000, json_schema_extra=INT32,
+        description="The largest discount given without an override (1000 = 10 %)",
+    )  # fmt: skip
+
+
+def _role_json(r: staff.Role) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "permissions": r.permissions,
+            "discount_limit_bps": r.discount_limit_bps, "built_in": r.built_in}  # fmt: skip
+
+
+@router.post(
+    "/roles",
+    **op("staff:manage", "Create a role", CREATE, example=ex.ROLE, status=201),
+)
+async def create_role(body: RoleIn, request: Request) -> Role:
+    """A role of your own, named by its id in a member's `role`. A name already taken (the
+    built-in ones included) is a 409 `role_name_taken`."""
+    actor = _manager(request)
+    permissions = [p for p in PERMISSIONS if p in body.permissions]
+    try:
+        made = await staff.create_role(
+            request.app.state.engine, principal_of(request).merchant_id, body.name, permissions,
+            body.discount_limit_bps, actor, request_id(),
+        )  # fmt: skip
+    except staff.RequestReused:
+        raise _reused() from None
+    except staff.Refused as exc:
+        raise refusal(exc) from None
+    return Role.model_validate(_role_json(made))
+
+
+@router.get("/roles", **op("staff:manage", "List roles", example=ex.listed(ex.ROLE)))
+async def list_roles(request: Request) -> RoleList:
+    """The built-in roles (`cashier`: no permission, discounts up to 10 %; `manager` and
+    `admin`: every permission), then yours."""
+    _manager(request)
+    found = await staff.list_roles(request.app.state.engine, principal_of(request).merchant_id)
+    return RoleList.model_validate({"data": [_role_json(r) for r in found], "next_cursor": None})

@@ -1,0 +1,578 @@
+"""Staff members, roles, PIN sign-in at a register, and managers' overrides.
+
+PINs are checked under the member's row lock, so concurrent guesses are counted one by one:
+after MAX_PIN_FAILURES wrong PINs in a row the member is locked for LOCK_SECONDS (each wrong
+PIN and the lock are in the audit log), whether the PIN was given to sign in or to approve an
+override.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pos_gateway import audit, pins
+from pos_gateway.permissions import PERMISSIONS, built_in
+from pos_gateway.tables import overrides, register_sessions, roles, staff_members
+from pos_kit.ids import new_id
+
+MAX_PIN_FAILURES = 5
+LOCK_SECONDS = 900
+OVERRIDE_SECONDS = 120
+
+
+class RequestReused(Exception):
+    """The Idempotency-Key already made something else."""
+
+
+class Refused(Exception):
+    """A domain refusal: `reason` is the problem's code; `extra` goes with it."""
+
+    def __init__(self, reason: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    role: str
+    location_ids: list[str]
+    status: str
+    locked_until: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role,
+                "location_ids": self.location_ids, "status": self.status,
+                "version": self.version}  # fmt: skip
+
+
+_T = staff_members
+_COLUMNS = (_T.c.id, _T.c.name, _T.c.role, _T.c.location_ids, _T.c.status, _T.c.locked_until,
+            _T.c.version, _T.c.created_at, _T.c.updated_at)  # fmt: skip
+
+
+async def _member(
+    conn: AsyncConnection, merchant_id: str, staff_id: str, lock: bool = False
+) -> Member | None:
+    query = select(*_COLUMNS).where(_T.c.merchant_id == merchant_id, _T.c.id == staff_id)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    return None if row is None else Member(*row)
+
+
+async def get(engine: AsyncEngine, merchant_id: str, staff_id: str) -> Member | None:
+    async with engine.connect() as conn:
+        return await _member(conn, merchant_id, staff_id)
+
+
+async def listed(
+    engine: AsyncEngine, merchant_id: str, location_id: str | None, before: str, limit: int
+) -> list[Member]:
+    query = (
+        select(*_COLUMNS)
+        .where(
+            _T.c.merchant_id == merchant_id,
+            _T.c.location_ids.any(location_id) if location_id else true(),
+            _T.c.id < before if before else true(),
+        )
+        .order_by(_T.c.id.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [Member(*row) for row in await conn.execute(query)]
+
+
+async def _role_exists(conn: AsyncConnection, merchant_id: str, role: str) -> bool:
+    if built_in(role) is not None:
+        return True
+    found = await conn.scalar(
+        select(roles.c.id).where(roles.c.merchant_id == merchant_id, roles.c.id == role)
+    )
+    return found is not None
+
+
+async def _check_role(conn: AsyncConnection, merchant_id: str, role: str) -> None:
+    if not await _role_exists(conn, merchant_id, role):
+        raise Refused(
+            "resource_missing", f"role {role!r} was not found", resource="role", field="role"
+        )
+
+
+async def create(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    fields: dict[str, Any],
+    pin: str,
+    actor: audit.Actor,
+    request_id: str,
+) -> Member:
+    """The member this request made (a retry gets the same one, its PIN unchanged)."""
+    pin_hash, salt = await pins.hash_pin(secret, pin)
+    async with engine.begin() as conn:
+        await _check_role(conn, merchant_id, fields["role"])
+        made = await conn.execute(
+            pg_insert(_T)
+            .values(id=new_id("stf"), merchant_id=merchant_id, status="active",
+                    pin_hash=pin_hash, pin_salt=salt, request_id=request_id, **fields)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "request_id"])
+            .returning(_T.c.id)
+        )  # fmt: skip
+        ident = made.scalar()
+        if ident is None:
+            row = (
+                await conn.execute(
+                    select(_T).where(_T.c.merchant_id == merchant_id,
+                                     _T.c.request_id == request_id)
+                )
+            ).one()  # fmt: skip
+            if any(getattr(row, k) != v for k, v in fields.items()):
+                raise RequestReused()
+            ident = row.id
+        found = await _member(conn, merchant_id, ident)
+        assert found is not None
+        await audit.record(
+            conn, merchant_id, "staff.created", actor, ("staff", ident),
+            {"staff": found.snapshot()}, request_id,
+        )  # fmt: skip
+        return found
+
+
+async def update_member(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    staff_id: str,
+    fields: dict[str, Any],
+    pin: str | None,
+    actor: audit.Actor,
+    request_id: str,
+) -> Member | None:
+    """Change what is given (a new PIN also clears a lock); None: no such member."""
+    changes = dict(fields)
+    if pin is not None:
+        pin_hash, salt = await pins.hash_pin(secret, pin)
+        changes.update(pin_hash=pin_hash, pin_salt=salt, failed_pin_attempts=0, locked_until=None)
+    async with engine.begin() as conn:
+        before = await _member(conn, merchant_id, staff_id, lock=True)
+        if before is None:
+            return None
+        if before.status == "deactivated":
+            raise Refused("staff_deactivated", "a deactivated member cannot be changed")
+        if "role" in fields:
+            await _check_role(conn, merchant_id, fields["role"])
+        await conn.execute(
+            update(_T)
+            .where(_T.c.id == staff_id)
+            .values(**changes, version=_T.c.version + 1, updated_at=func.now())
+        )
+        after = await _member(conn, merchant_id, staff_id)
+        assert after is not None
+        changed = sorted({*fields, *(("pin",) if pin is not None else ())})
+        await audit.record(
+            conn, merchant_id, "staff.updated", actor, ("staff", staff_id),
+            {"changed": changed, "before": before.snapshot(), "staff": after.snapshot()},
+            request_id,
+        )  # fmt: skip
+        return after
+
+
+async def deactivate(
+    engine: AsyncEngine, merchant_id: str, staff_id: str, actor: audit.Actor, request_id: str
+) -> Member | None:
+    """Deactivated for good, and signed out of any register at once."""
+    async with engine.begin() as conn:
+        before = await _member(conn, merchant_id, staff_id, lock=True)
+        if before is None:
+            return None
+        if before.status == "deactivated":
+            return before
+        await conn.execute(
+            update(_T)
+            .where(_T.c.id == staff_id)
+            .values(status="deactivated", version=_T.c.version + 1, updated_at=func.now())
+        )
+        await conn.execute(
+            update(register_sessions)
+            .where(register_sessions.c.staff_id == staff_id,
+                   register_sessions.c.ended_at.is_(None))
+            .values(ended_at=func.now())
+        )  # fmt: skip
+        after = await _member(conn, merchant_id, staff_id)
+        assert after is not None
+        await audit.record(
+            conn, merchant_id, "staff.deactivated", actor, ("staff", staff_id),
+            {"staff": after.snapshot()}, request_id,
+        )  # fmt: skip
+        return after
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    name: str
+    permissions: list[str]
+    discount_limit_bps: int
+    built_in: bool
+
+
+def built_in_roles() -> list[Role]:
+    found = []
+    for name in ("cashier", "manager", "admin"):
+        granted, limit = built_in(name) or (frozenset(), 0)
+        found.append(Role(name, name, [p for p in PERMISSIONS if p in granted], limit, True))
+    return found
+
+
+async def list_roles(engine: AsyncEngine, merchant_id: str) -> list[Role]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(roles.c.id, roles.c.name, roles.c.permissions, roles.c.discount_limit_bps)
+            .where(roles.c.merchant_id == merchant_id)
+            .order_by(roles.c.id)
+        )
+        own = [Role(r.id, r.name, list(r.permissions), r.discount_limit_bps, False) for r in rows]
+    return [*built_in_roles(), *own]
+
+
+async def create_role(
+    engine: AsyncEngine,
+    merchant_id: str,
+    name: str,
+    permissions: list[str],
+    discount_limit_bps: int,
+    actor: audit.Actor,
+    request_id: str,
+) -> Role:
+    if name in ("cashier", "manager", "admin"):
+        raise Refused("role_name_taken", f"{name!r} is a built-in role", field="name")
+    async with engine.begin() as conn:
+        ident = new_id("role")
+        made = await conn.execute(
+            pg_insert(roles)
+            .values(id=ident, merchant_id=merchant_id, name=name, permissions=permissions,
+                    discount_limit_bps=discount_limit_bps, request_id=request_id)
+            .on_conflict_do_nothing()
+            .returning(roles.c.id)
+        )  # fmt: skip
+        if made.scalar() is None:
+            row = (
+                await conn.execute(
+                    select(roles).where(
+                        roles.c.merchant_id == merchant_id,
+                        or_(roles.c.request_id == request_id, roles.c.name == name),
+                    )
+                )
+            ).first()
+            assert row is not None
+            if row.request_id != request_id:
+                raise Refused("role_name_taken", f"a role named {name!r} exists", field="name")
+            if (row.name, list(row.permissions), row.discount_limit_bps) != (
+                name, permissions, discount_limit_bps
+            ):  # fmt: skip
+                raise RequestReused()
+            ident = row.id
+        role = Role(ident, name, permissions, discount_limit_bps, False)
+        await audit.record(
+            conn, merchant_id, "role.created", actor, ("role", ident),
+            {"role": {"id": ident, "name": name, "permissions": permissions,
+                      "discount_limit_bps": discount_limit_bps}},
+            request_id,
+        )  # fmt: skip
+        return role
+
+
+async def _permissions(conn: AsyncConnection, merchant_id: str, role: str) -> frozenset[str]:
+    fixed = built_in(role)
+    if fixed is not None:
+        return fixed[0]
+    found = await conn.scalar(
+        select(roles.c.permissions).where(roles.c.merchant_id == merchant_id, roles.c.id == role)
+    )
+    return frozenset(found or ())
+
+
+async def may(engine: AsyncEngine, merchant_id: str, staff_id: str, permission: str) -> bool:
+    async with engine.connect() as conn:
+        member = await _member(conn, merchant_id, staff_id)
+        if member is None or member.status != "active":
+            return False
+        return permission in await _permissions(conn, merchant_id, member.role)
+
+
+# --- PIN checks, sessions, overrides ---------------------------------------------------------
+
+
+async def _check_pin(
+    conn: AsyncConnection,
+    secret: str,
+    merchant_id: str,
+    staff_id: str,
+    pin: str,
+    location_id: str,
+    actor: audit.Actor,
+) -> Member:
+    """The member, if the PIN is theirs and they may work here; each refusal is recorded
+    (a wrong PIN's entry is committed even though the caller's request fails)."""
+    member = await _member(conn, merchant_id, staff_id, lock=True)
+    if member is None or member.status != "active":
+        raise Refused("resource_missing", f"staff member {staff_id!r} was not found",
+                      resource="staff")  # fmt: skip
+    locked = await conn.scalar(select(_T.c.locked_until > func.now()).where(_T.c.id == staff_id))
+    if locked:
+        raise Refused(
+            "staff_locked",
+            "too many wrong PINs: this member is locked for a while",
+            locked_until=member.locked_until,
+        )
+    salt, stored = (
+        await conn.execute(select(_T.c.pin_salt, _T.c.pin_hash).where(_T.c.id == staff_id))
+    ).one()
+    if not await pins.matches(secret, pin, bytes(salt), bytes(stored)):
+        failures = await conn.scalar(
+            update(_T)
+            .where(_T.c.id == staff_id)
+            .values(failed_pin_attempts=_T.c.failed_pin_attempts + 1)
+            .returning(_T.c.failed_pin_attempts)
+        )
+        await audit.record(conn, merchant_id, "staff.pin_failed", actor, ("staff", staff_id),
+                           {"failures": failures})  # fmt: skip
+        if failures is not None and failures >= MAX_PIN_FAILURES:
+            await conn.execute(
+                update(_T)
+                .where(_T.c.id == staff_id)
+                .values(
+                    failed_pin_attempts=0,
+                    locked_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, LOCK_SECONDS),
+                )
+            )
+            await audit.record(conn, merchant_id, "staff.locked", actor, ("staff", staff_id),
+                               {"lock_seconds": LOCK_SECONDS})  # fmt: skip
+        raise Refused(
+            "pin_incorrect",
+            "the PIN is not this member's",
+            attempts_left=max(0, MAX_PIN_FAILURES - (failures or 0)),
+        )
+    await conn.execute(update(_T).where(_T.c.id == staff_id).values(failed_pin_attempts=0))
+    if location_id not in member.location_ids:
+        raise Refused("staff_not_at_location", "this member does not work at this location")
+    return member
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    register_id: str
+    staff_id: str
+    started_at: datetime
+    ended_at: datetime | None
+
+
+def _session(row: Any) -> Session:
+    return Session(row.id, row.register_id, row.staff_id, row.started_at, row.ended_at)
+
+
+async def sign_in(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    register_id: str,
+    location_id: str,
+    staff_id: str,
+    pin: str,
+) -> Session:
+    """A new session at the register (whoever was signed in there is signed out). A refusal
+    commits what it recorded (the failure, the lock) and is raised after."""
+    actor = audit.Actor(staff_id=staff_id, register_id=register_id)
+    refused: Refused | None = None
+    async with engine.begin() as conn:
+        try:
+            await _check_pin(conn, secret, merchant_id, staff_id, pin, location_id, actor)
+        except Refused as exc:
+            refused = exc
+        if refused is None:
+            s = register_sessions
+            await conn.execute(
+                update(s)
+                .where(s.c.register_id == register_id, s.c.ended_at.is_(None))
+                .values(ended_at=func.now())
+            )
+            row = (
+                await conn.execute(
+                    pg_insert(s)
+                    .values(id=new_id("ses"), merchant_id=merchant_id, register_id=register_id,
+                            staff_id=staff_id)
+                    .returning(s)
+                )
+            ).one()  # fmt: skip
+            session = _session(row)
+            await audit.record(conn, merchant_id, "staff.signed_in", actor,
+                               ("register_session", session.id))  # fmt: skip
+    if refused is not None:
+        raise refused
+    return session
+
+
+async def current_session(engine: AsyncEngine, session_id: str) -> Session | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(register_sessions).where(register_sessions.c.id == session_id)
+            )
+        ).first()
+    return None if row is None else _session(row)
+
+
+async def sign_out(
+    engine: AsyncEngine, merchant_id: str, session_id: str, actor: audit.Actor
+) -> Session | None:
+    s = register_sessions
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                update(s)
+                .where(s.c.id == session_id, s.c.merchant_id == merchant_id,
+                       s.c.ended_at.is_(None))
+                .values(ended_at=func.now())
+                .returning(s)
+            )
+        ).first()  # fmt: skip
+        if row is None:
+            return None
+        await audit.record(conn, merchant_id, "staff.signed_out", actor,
+                           ("register_session", session_id))  # fmt: skip
+        return _session(row)
+
+
+@dataclass(frozen=True)
+class Override:
+    id: str
+    permission: str
+    requested_by: str
+    approved_by: str
+    register_id: str
+    granted_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+def _override(row: Any) -> Override:
+    return Override(row.id, row.permission, row.requested_by, row.approved_by, row.register_id,
+                    row.granted_at, row.expires_at, row.used_at)  # fmt: skip
+
+
+async def grant_override(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    register_id: str,
+    location_id: str,
+    session: Session,
+    manager_id: str,
+    pin: str,
+    permission: str,
+    request_id: str,
+) -> Override:
+    """A manager's PIN, given at the register, lets the signed-in member do one action of
+    `permission` within OVERRIDE_SECONDS. The manager must hold the permission."""
+    actor = audit.Actor(staff_id=session.staff_id, approved_by=manager_id,
+                        register_id=register_id)  # fmt: skip
+    refused: Refused | None = None
+    granted: Override | None = None
+    async with engine.begin() as conn:
+        try:
+            manager = await _check_pin(
+                conn, secret, merchant_id, manager_id, pin, location_id, actor
+            )
+            if permission not in await _permissions(conn, merchant_id, manager.role):
+                raise Refused(
+                    "approver_lacks_permission",
+                    f"this member may not approve {permission}",
+                    permission=permission,
+                )
+        except Refused as exc:
+            refused = exc
+        if refused is None:
+            row = (
+                await conn.execute(
+                    pg_insert(overrides)
+                    .values(
+                        id=new_id("ovr"), merchant_id=merchant_id, register_id=register_id,
+                        session_id=session.id, permission=permission,
+                        requested_by=session.staff_id, approved_by=manager_id,
+                        expires_at=func.now()
+                        + func.make_interval(0, 0, 0, 0, 0, 0, OVERRIDE_SECONDS),
+                    )
+                    .returning(overrides)
+                )
+            ).one()  # fmt: skip
+            granted = _override(row)
+            await audit.record(
+                conn, merchant_id, "override.granted", actor, ("override", granted.id),
+                {"permission": permission}, request_id,
+            )  # fmt: skip
+    if refused is not None:
+        raise refused
+    assert granted is not None
+    return granted
+
+
+async def use_override(
+    engine: AsyncEngine, session_id: str, permission: str, request_id: str
+) -> Override | None:
+    """Take an unused, unexpired override of the session for `permission`; a retry of the
+    request that took one gets the same one again."""
+    o = overrides
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(o.c.id)
+                .where(
+                    o.c.session_id == session_id,
+                    o.c.permission == permission,
+                    or_(
+                        (o.c.used_at.is_(None)) & (o.c.expires_at > func.now()),
+                        o.c.used_by_request == request_id,
+                    ),
+                )
+                .order_by(o.c.used_by_request.is_(None), o.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        if row is None:
+            return None
+        taken = (
+            await conn.execute(
+                update(o)
+                .where(o.c.id == row.id)
+                .values(used_at=func.now(), used_by_request=request_id)
+                .returning(o)
+            )
+        ).one()
+        return _override(taken)
+
+
+async def give_back_override(engine: AsyncEngine, override_id: str, request_id: str) -> None:
+    """The action the override was taken for failed: the override may be used again."""
+    o = overrides
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(o)
+            .where(o.c.id == override_id, o.c.used_by_request == request_id)
+            .values(used_at=None, used_by_request=None)
+        )

@@ -1,0 +1,90 @@
+"""The resumer: after a crash of any process, every saga left unfinished is taken further
+(finished when it can be, compensated when it was abandoned), and every order with something
+due (an unconfirmed order's holds running out, a pickup not collected) is dealt with. Every
+replica runs it; the order row's lock orders two replicas on one order, and the steps they call
+are idempotent by their derived request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pos_kit.context import merchant_var
+from pos_order.adapters.repository import OrderUow
+from pos_order.adapters.tables import orders
+from pos_order.service import saga
+from pos_order.service.ports import CheckoutPorts
+from pos_order.service.saga import Policy
+
+log = logging.getLogger(__name__)
+
+
+class Resumer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        uow: Callable[[], OrderUow],
+        ports: CheckoutPorts,
+        policy: Policy,
+        interval: float,
+    ) -> None:
+        self._engine = engine
+        self._uow = uow
+        self._ports = ports
+        self._policy = policy
+        self._interval = interval
+
+    async def due(self, limit: int = 100) -> list[tuple[str, str]]:
+        idle = func.now() - self._policy.abandon_after
+        query = (
+            select(orders.c.merchant_id, orders.c.id)
+            .where(
+                or_(
+                    and_(orders.c.saga_state != "done", orders.c.touched_at < idle),
+                    and_(orders.c.due_at.is_not(None), orders.c.due_at <= func.now()),
+                )
+            )
+            .order_by(orders.c.touched_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(r.merchant_id, r.id) for r in rows]
+
+    async def sweep(self) -> int:
+        """One pass; how many orders it looked at."""
+        found = await self.due()
+        for merchant, order_id in found:
+
+            def bound(m: str = merchant) -> OrderUow:
+                return self._uow().bind(m)
+
+            # The calls to other services carry the order's merchant, as a request's would.
+            token = merchant_var.set(merchant)
+            try:
+                await saga.resume(bound, self._ports, order_id, self._policy)
+            except Exception as exc:
+                # One order must not stop the others; it is tried again next pass.
+                log.warning("could not resume order %s: %s", order_id, exc)
+            finally:
+                merchant_var.reset(token)
+        return len(found)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("order resumer pass failed (%s); trying again", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+
+
+def abandon_after(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)

@@ -1,0 +1,496 @@
+"""The checkout saga's steps, each persisted, each idempotent by a request id derived from the
+order (`<order id>/<step>/<n>`), never from anything that changes between attempts.
+
+Every step is: call another service holding no database connection, then record what it
+answered in one short transaction (the order row locked, changed, written with its events).
+Whoever drives the saga (a caller's request, a retry of it, or the resumer after a crash) runs
+the same steps from what is recorded; the other services replay what they already did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    Capture,
+    Fulfillment,
+    FulfillmentStatus,
+    FulfillmentType,
+    HoldState,
+    Order,
+    OrderStatus,
+    SagaState,
+    Tender,
+    TenderRecord,
+    TenderState,
+)
+from pos_order.service.ports import CheckoutPorts, NewUow, OrderSettings, PaymentResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The step boundaries a test may stop a process at (see `Policy.pause_at`).
+BOUNDARIES = (
+    "order_saved",
+    "after_hold",
+    "after_authorization",
+    "holds_committed",
+    "after_capture",
+    "before_confirm_commit",
+    "after_confirm_commit",
+    "compensating",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    defaults: OrderSettings = field(default_factory=OrderSettings)
+    # An unfinished saga left idle this long is the resumer's: its driver is gone.
+    abandon_after: timedelta = timedelta(seconds=30)
+    # Tests only: the step boundaries where this process stops as if it had died there.
+    pause_at: frozenset[str] = frozenset()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# The boundaries this process stopped at (test hook; see `boundary`).
+PAUSED: list[str] = []
+
+
+async def boundary(policy: Policy, name: str) -> None:
+    """A test hook: the process "dies" here: it waits until it is stopped, so nothing after
+    this boundary runs and nothing it held in memory survives."""
+    if name in policy.pause_at:
+        log.warning("stopping at the saga boundary %s (test hook)", name)
+        PAUSED.append(name)
+        await asyncio.Event().wait()
+
+
+TRANSIENT = {ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.RETRY}
+
+
+async def load(new_uow: NewUow, order_id: str) -> Order:
+    async with new_uow() as uow:
+        order = await uow.orders.get(order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    return order
+
+
+async def change(new_uow: NewUow, order_id: str, apply: Callable[[Order], T]) -> tuple[Order, T]:
+    """One short transaction: the order read locked, changed by `apply`, written with its
+    events. `apply` may raise, and then nothing is written."""
+    async with new_uow() as uow:
+        order = await uow.orders.get(order_id, lock=True)
+        if order is None:
+            raise NotFound("order", order_id)
+        order.touched(now())  # first: the events `apply` raises carry the new version
+        result = apply(order)
+        await uow.orders.save(order)
+        for event in order.events:
+            uow.publish(event)
+        order.events.clear()
+        await uow.commit()
+    return order, result
+
+
+async def settings_of(new_uow: NewUow, policy: Policy) -> OrderSettings:
+    async with new_uow() as uow:
+        found = await uow.settings.get()
+    return found or policy.defaults
+
+
+# --- holding stock ---------------------------------------------------------------------------
+
+
+async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+    """Hold every pickup and shipment fulfilment's lines: all of them or none. Short stock
+    cancels the order (each hold taken is released) and answers with the short lines."""
+    assert ports.stock is not None
+    for f in order.fulfillments:
+        if f.hold is not HoldState.SENT:
+            continue
+        try:
+            reservation = await _ask_hold(ports, order, f)
+        except DomainError as exc:
+            if exc.kind in TRANSIENT:
+                raise  # inventory down: the order stays; the client retries or it expires
+            order = await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+            raise exc from None
+        await boundary(policy, "after_hold")
+
+        def held(o: Order, fid: str = f.id, rid: str = reservation) -> None:
+            found = o.fulfillment(fid)
+            assert found is not None
+            found.reservation_id, found.hold = rid, HoldState.HELD
+
+        order, _ = await change(new_uow, order.id, held)
+    return order
+
+
+async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:
+    assert ports.stock is not None
+    lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
+    return await ports.stock.hold(
+        f"{order.id}/hold/{f.id}", f.location_id, lines, order.saga.hold_ttl, order.id
+    )
+
+
+# --- money: what the payment service knows is the truth --------------------------------------
+
+
+def tender_state(p: PaymentResult) -> TenderState:
+    if p.status == "captured":
+        return TenderState.CAPTURED if p.captured_amount >= p.amount else TenderState.AUTHORIZED
+    return {
+        "pending": TenderState.PENDING,
+        "authorized": TenderState.AUTHORIZED,
+        "failed": TenderState.FAILED,
+        "voided": TenderState.VOIDED,
+    }.get(p.status, TenderState.PENDING)
+
+
+def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool) -> None:
+    """Bring the recorded tenders in line with the payments the payment service has for the
+    order. A tender whose answer was lost finds its payment among those not yet matched (they
+    are taken in order). With `give_up_sent`, a tender that never reached the payment service
+    (no payment for it, and its driver long gone) counts as failed."""
+    by_id = {p.payment_id: p for p in payments}
+    known = {t.payment_id for t in order.saga.tenders if t.payment_id}
+    unmatched = [p for p in payments if p.payment_id not in known]
+    for t in order.saga.tenders:
+        if not t.payment_id and t.state in (TenderState.SENT, TenderState.PENDING):
+            if unmatched:
+                t.payment_id = unmatched.pop(0).payment_id
+            elif give_up_sent:
+                t.state = TenderState.FAILED
+                continue
+        p = by_id.get(t.payment_id)
+        if p is None:
+            continue
+        t.state = tender_state(p)
+        t.captured = max(t.captured, p.captured_amount)
+        t.refunded = p.refunded_amount
+    for p in unmatched:  # taken for the order, yet no tender of ours: keep it, to compensate
+        n = len(order.saga.tenders) + 1
+        order.saga.tenders.append(
+            TenderRecord(
+                n,
+                order.saga.tenders[0].tender if order.saga.tenders else Tender.CARD,
+                p.amount,
+                f"{order.id}/payment/{n}",
+                payment_id=p.payment_id,
+                state=tender_state(p),
+                captured=p.captured_amount,
+                refunded=p.refunded_amount,
+            )
+        )
+
+
+# --- confirming ------------------------------------------------------------------------------
+
+
+def captures_now(
+    order: Order, settings: OrderSettings, auth_expires: datetime | None
+) -> list[Fulfillment]:
+    """Which fulfilments capture at confirmation: in store always; a pickup when the merchant
+    says so, or when it could outlive its authorisation (no payment is lost to an expiry)."""
+    out: list[Fulfillment] = []
+    pickup_ends = now() + timedelta(seconds=settings.pickup_expiry_seconds)
+    for f in order.fulfillments:
+        if f.type is FulfillmentType.IN_STORE or (
+            f.type is FulfillmentType.PICKUP
+            and (
+                settings.capture_pickup_at_order
+                or (auth_expires is not None and pickup_ends >= auth_expires)
+            )
+        ):
+            out.append(f)
+    return out
+
+
+async def run_captures(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy
+) -> Order:
+    """Ask for every planned capture not recorded done; record them in one transaction."""
+    done: list[str] = []
+    for c in order.saga.captures:
+        if c.done:
+            continue
+        await ports.payments.capture(c.request_id, c.payment_id, Money(c.amount, order.currency))
+        done.append(c.request_id)
+        await boundary(policy, "after_capture")
+    if not done:
+        return order
+
+    def record(o: Order) -> None:
+        for c in o.saga.captures:
+            if c.request_id in done and not c.done:
+                o.captured(c)
+
+    order, _ = await change(new_uow, order.id, record)
+    return order
+
+
+async def finish_confirmation(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    policy: Policy,
+    settings: OrderSettings | None = None,
+) -> Order:
+    """Confirm a paid order: commit its holds, capture what is captured now, mark it
+    confirmed. Any step that cannot be done (a hold expired) compensates the whole order.
+    A register sale (in store, captured at once) asks nothing more here: no hop is added."""
+    pickups = any(f.type is FulfillmentType.PICKUP for f in order.fulfillments)
+    try:
+        if not order.saga.captures and any(
+            t.state is TenderState.AUTHORIZED for t in order.saga.tenders
+        ):
+            settings = settings or await settings_of(new_uow, policy)
+            first_expiry = None
+            if pickups and not settings.capture_pickup_at_order:
+                expiries = [e for e in map(_expiry, await ports.payments.of_order(order.id)) if e]
+                first_expiry = min(expiries) if expiries else None
+            chosen = settings
+
+            def plan(o: Order) -> None:
+                if not o.saga.captures:
+                    o.plan_captures(captures_now(o, chosen, first_expiry))
+
+            order, _ = await change(new_uow, order.id, plan)
+        for f in order.fulfillments:
+            if f.hold is HoldState.HELD and ports.stock is not None:
+                await ports.stock.commit(f"{order.id}/commit/{f.id}", f.reservation_id)
+        await boundary(policy, "holds_committed")
+        order = await run_captures(new_uow, ports, order, policy)
+    except DomainError as exc:
+        if exc.kind in TRANSIENT:
+            raise
+        log.warning("order %s cannot be confirmed (%s): compensating", order.id, exc)
+        await cancel(new_uow, ports, order.id, policy, "confirmation_failed")
+        raise
+    await boundary(policy, "before_confirm_commit")
+    if pickups:
+        settings = settings or await settings_of(new_uow, policy)
+    expiry = timedelta(seconds=(settings or policy.defaults).pickup_expiry_seconds)
+
+    def confirm(o: Order) -> None:
+        at = now()
+        o.confirm(at)
+        for f in o.fulfillments:
+            if f.type is FulfillmentType.PICKUP and f.expires_at is None:
+                f.expires_at = at + expiry
+
+    order, _ = await change(new_uow, order.id, confirm)
+    await boundary(policy, "after_confirm_commit")
+    return order
+
+
+def _expiry(p: PaymentResult) -> datetime | None:
+    raw = p.raw
+    stamp = getattr(raw, "expires_at", None)
+    if stamp is None or not raw.HasField("expires_at"):  # type: ignore[attr-defined]
+        return None
+    found: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return found
+
+
+# --- compensating ----------------------------------------------------------------------------
+
+
+async def cancel(
+    new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: Policy, reason: str
+) -> Order:
+    """Mark the order compensating (recorded first), then undo: void what is authorised,
+    refund what is captured, release or restock what is held. A payment whose answer is not
+    known yet stops here: the resumer comes back once the payment service has settled it."""
+    order, _ = await change(new_uow, order_id, lambda o: o.begin_cancel(reason))
+    if order.status is OrderStatus.CANCELLED:
+        return order
+    return await compensate(new_uow, ports, order, policy)
+
+
+async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+    await boundary(policy, "compensating")
+    payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
+    if any(p.status == "pending" for p in payments):
+        raise Unavailable(
+            "a payment's answer is not known yet; the order is cancelled once it is",
+            "payment_pending",
+        )
+    for p in payments:
+        if p.status == "authorized" or (p.status == "captured" and p.captured_amount < p.amount):
+            await _quietly(ports.payments.void(f"{order.id}/void/{p.payment_id}", p.payment_id))
+        left = p.captured_amount - p.refunded_amount
+        if left > 0:
+            await ports.payments.refund(
+                f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
+            )
+    if ports.stock is not None:
+        for f in order.fulfillments:
+            if f.hold is HoldState.SENT and order.saga.hold_ttl:
+                # Asked, its answer never recorded: the same request again tells whether a
+                # hold was made (its id, to release it) or not (the stock was short).
+                try:
+                    f.reservation_id = await _ask_hold(ports, order, f)
+                    f.hold = HoldState.HELD
+                except DomainError as exc:
+                    if exc.kind in TRANSIENT:
+                        raise
+            if f.hold is HoldState.HELD:
+                await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
+            elif f.hold is HoldState.COMMITTED and f.status not in (
+                FulfillmentStatus.PICKED_UP,
+                FulfillmentStatus.SHIPPED,
+                FulfillmentStatus.DELIVERED,
+            ):
+                await ports.stock.restock(
+                    f"{order.id}/restock/{f.id}",
+                    f.location_id,
+                    [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
+                    order.id,
+                )
+    after = await ports.payments.of_order(order.id) if order.saga.tenders else []
+
+    def done(o: Order) -> None:
+        sync_tenders(o, after, give_up_sent=True)
+        for f in o.fulfillments:
+            if f.hold in (HoldState.HELD, HoldState.SENT):
+                f.hold = HoldState.RELEASED
+            elif f.hold is HoldState.COMMITTED:
+                f.hold = HoldState.RESTOCKED
+        o.cancelled(now())
+
+    order, _ = await change(new_uow, order.id, done)
+    return order
+
+
+async def _quietly(call: object) -> None:
+    """A void or release of something already final is done, not an error."""
+    try:
+        await call  # type: ignore[misc]
+    except Conflict as exc:
+        log.info("compensation step already final: %s", exc.code)
+    except NotFound:
+        log.info("compensation step: nothing to undo")
+
+
+# --- the resumer's pass over one order -------------------------------------------------------
+
+
+async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: Policy) -> Order:
+    """Take an order whose driver is gone (or which has something due) one step further: finish
+    what can be finished, compensate what was abandoned."""
+    order = await load(new_uow, order_id)
+    if order.saga.state is SagaState.COMPENSATING:
+        return await compensate(new_uow, ports, order, policy)
+    if order.saga.state is SagaState.DONE:
+        if order.status is OrderStatus.CONFIRMED:
+            return await expire_pickups(new_uow, ports, order, policy)
+        return order
+    if order.status is OrderStatus.PENDING_PAYMENT:
+        payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
+        order, _ = await change(
+            new_uow, order.id, lambda o: sync_tenders(o, payments, give_up_sent=True)
+        )
+        if any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            return order  # the payment reconciler settles it first
+        if any(f.hold is HoldState.SENT for f in order.fulfillments):
+            return await cancel(new_uow, ports, order.id, policy, "abandoned")
+        if order.saga.confirm_requested:
+            if order.balance_due == 0:
+                return await finish_confirmation(new_uow, ports, order, policy)
+            # A tender failed with a payment was declined; one without never reached the
+            # payment service.
+            declined = any(
+                t.state is TenderState.FAILED and t.payment_id for t in order.saga.tenders
+            )
+            reason = "payment_declined" if declined else "abandoned"
+            return await cancel(new_uow, ports, order.id, policy, reason)
+        if order.expires_at is not None and order.expires_at <= now():
+            return await cancel(new_uow, ports, order.id, policy, "expired")
+        return order
+    if order.status is OrderStatus.CONFIRMED:  # a fulfilment's capture under way
+        return await run_captures(new_uow, ports, order, policy)
+    return order
+
+
+async def expire_pickups(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy
+) -> Order:
+    """A pickup not collected in time expires: its units go back to stock, its captured share
+    is refunded; when nothing else of the order is live, what is left authorised is voided."""
+    at = now()
+    due = [
+        f
+        for f in order.fulfillments
+        if f.type is FulfillmentType.PICKUP
+        and f.status in (FulfillmentStatus.RESERVED, FulfillmentStatus.READY_FOR_PICKUP)
+        and f.expires_at is not None
+        and f.expires_at <= at
+    ]
+    if not due:
+        return order
+    live = [f for f in order.fulfillments if f not in due and f.status not in _ENDED]
+    if not live and not any(
+        f.status in (FulfillmentStatus.PICKED_UP, FulfillmentStatus.DELIVERED)
+        for f in order.fulfillments
+    ):
+        # Nothing of the order was handed over: the whole order is undone.
+        return await cancel(new_uow, ports, order.id, policy, "expired")
+    payments = {p.payment_id: p for p in await ports.payments.of_order(order.id)}
+    for f in due:
+        assert ports.stock is not None
+        await ports.stock.restock(
+            f"{order.id}/restock/{f.id}",
+            f.location_id,
+            [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
+            order.id,
+        )
+        owed = f.captured
+        for c in order.saga.captures:
+            if c.fulfillment_id != f.id or not c.done or owed <= 0:
+                continue
+            p = payments.get(c.payment_id)
+            amount = min(c.amount, owed)
+            if p is not None and p.captured_amount - p.refunded_amount >= amount:
+                await ports.payments.refund(
+                    f"{order.id}/refund/{f.id}/{c.payment_id}",
+                    c.payment_id,
+                    Money(amount, order.currency),
+                )
+                owed -= amount
+
+    def expired(o: Order) -> None:
+        for f in due:
+            found = o.fulfillment(f.id)
+            assert found is not None
+            found.hold = HoldState.RESTOCKED
+            o.fulfillment_moved(found, FulfillmentStatus.EXPIRED, now(), reason="expired")
+
+    order, _ = await change(new_uow, order.id, expired)
+    return order
+
+
+_ENDED = {
+    FulfillmentStatus.FULFILLED,
+    FulfillmentStatus.PICKED_UP,
+    FulfillmentStatus.DELIVERED,
+    FulfillmentStatus.CANCELLED,
+    FulfillmentStatus.EXPIRED,
+}
+
+
+def planned(order: Order) -> list[Capture]:
+    return [c for c in order.saga.captures if not c.done]

@@ -1,0 +1,467 @@
+"""In-memory fakes of the order service's own repositories and of the services it calls,
+faithful to what the handlers rely on: transactions (a unit of work's writes land only on
+commit), request-id idempotency at the other services, payments that authorise, capture in
+parts, void and refund, reservations held all-or-none. For unit tests and the state machine;
+the server tests use the real services."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from pos_kit.money import Money
+from pos_kit.paging import PageRequest
+from pos_order.domain.model import (
+    Order,
+    OrderLine,
+    PricedItem,
+    SellingLocation,
+    Tender,
+)
+from pos_order.service.ports import (
+    DiscountQuote,
+    OrderFilters,
+    OrderSettings,
+    PaymentResult,
+    TenderAsk,
+)
+
+USD = "USD"
+
+
+@dataclass
+class Store:
+    """What the order database holds, for every merchant."""
+
+    orders: dict[tuple[str, str], Order] = field(default_factory=dict)
+    customers: dict[tuple[str, str], int] = field(default_factory=dict)
+    starts: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    settings: dict[str, OrderSettings] = field(default_factory=dict)
+    published: list[object] = field(default_factory=list)
+
+
+class FakeOrders:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    @property
+    def _key(self) -> str:
+        return self._uow.merchant_id
+
+    async def add(self, order: Order) -> bool:
+        key = (self._key, order.id)
+        if key in self._uow.view_orders():
+            return False
+        order.created_at = order.created_at or datetime.now(UTC)
+        order.updated_at = order.updated_at or order.created_at
+        self._uow.staged[key] = _stored(order)
+        return True
+
+    async def save(self, order: Order) -> None:
+        self._uow.staged[(self._key, order.id)] = _stored(order)
+
+    async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        found = self._uow.view_orders().get((self._key, order_id))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list(self, page: PageRequest, filters: OrderFilters | None = None) -> list[Order]:
+        f = filters or OrderFilters()
+        mine = sorted(
+            (o for (m, _), o in self._uow.view_orders().items() if m == self._key),
+            key=lambda o: o.id,
+        )
+        found = [
+            o
+            for o in mine
+            if (page.after is None or o.id > page.after)
+            and (f.status is None or o.status is f.status)
+            and (not f.channel or o.channel == f.channel)
+        ]
+        return copy.deepcopy(found[: page.fetch])
+
+    async def touch(self, order_id: str) -> None:
+        return None
+
+
+def _stored(order: Order) -> Order:
+    """What a row holds: the order, not the events raised in memory."""
+    kept = copy.deepcopy(order)
+    kept.events = []
+    return kept
+
+
+class FakeKnownCustomers:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    async def contains(self, customer_id: str) -> bool:
+        return (self._uow.merchant_id, customer_id) in self._uow.store.customers
+
+    async def remember(self, customer_id: str, version: int) -> None:
+        key = (self._uow.merchant_id, customer_id)
+        self._uow.store.customers[key] = max(version, self._uow.store.customers.get(key, 0))
+
+
+class FakeCheckoutStarts:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    async def started_at(self, request_id: str) -> datetime:
+        key = (self._uow.merchant_id, request_id)
+        return self._uow.store.starts.setdefault(key, datetime.now(UTC))
+
+
+class FakeSettings:
+    def __init__(self, uow: FakeUow) -> None:
+        self._uow = uow
+
+    async def get(self) -> OrderSettings | None:
+        return self._uow.store.settings.get(self._uow.merchant_id)
+
+    async def put(self, settings: OrderSettings) -> None:
+        self._uow.store.settings[self._uow.merchant_id] = settings
+
+
+class FakeUow:
+    """One transaction: orders written are staged and land on commit."""
+
+    def __init__(self, store: Store, merchant: str = "mer_a") -> None:
+        self.store = store
+        self.merchant_id = merchant
+        self.staged: dict[tuple[str, str], Order] = {}
+        self.events: list[object] = []
+
+    def view_orders(self) -> dict[tuple[str, str], Order]:
+        return {**self.store.orders, **self.staged}
+
+    @property
+    def orders(self) -> FakeOrders:
+        return FakeOrders(self)
+
+    @property
+    def customers(self) -> FakeKnownCustomers:
+        return FakeKnownCustomers(self)
+
+    @property
+    def checkouts(self) -> FakeCheckoutStarts:
+        return FakeCheckoutStarts(self)
+
+    @property
+    def settings(self) -> FakeSettings:
+        return FakeSettings(self)
+
+    def publish(self, event: object) -> None:
+        self.events.append(event)
+
+    async def commit(self) -> None:
+        self.store.orders.update(self.staged)
+        self.store.published.extend(self.events)
+        self.staged, self.events = {}, []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.staged, self.events = {}, []
+
+
+def uow_factory(store: Store, merchant: str = "mer_a") -> Any:
+    return lambda: FakeUow(store, merchant)
+
+
+class FakeCatalog:
+    def __init__(self, tax_bps: int = 825) -> None:
+        self.location = SellingLocation("loc_1", USD, tax_bps)
+        self.items = {
+            "TEE": PricedItem("TEE", "T-shirt", Money(2500, USD)),
+            "MUG": PricedItem("MUG", "Mug", Money(1200, USD)),
+        }
+
+    async def price_snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        return self.location, {s: self.items[s] for s in skus}
+
+
+class FixedDiscount:
+    def __init__(self, amount: int, applied: bool = True) -> None:
+        self.amount = amount
+        self.applied = applied
+
+    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote:
+        return DiscountQuote(Money(self.amount, currency), self.applied)
+
+
+class FakeCustomerService:
+    def __init__(self, *existing: str, down: bool = False) -> None:
+        self.existing = set(existing)
+        self.down = down
+        self.asked: list[str] = []
+
+    async def version_of(self, customer_id: str) -> int | None:
+        self.asked.append(customer_id)
+        if self.down:
+            raise Unavailable("the customer service is unavailable", "customer_unavailable")
+        return 3 if customer_id in self.existing else None
+
+
+@dataclass
+class FakePayment:
+    id: str
+    order_id: str
+    tender: Tender
+    amount: int
+    status: str  # pending | authorized | captured | failed | voided
+    captured: int = 0
+    refunded: int = 0
+    outcome: str = ""  # what a pending payment settles to
+
+
+class FakePayments:
+    """The payment service: idempotent by request id (the same id with another body is
+    refused), `tok_declined` declines, `tok_timeout` stays pending until `settle_pending`;
+    `down` answers nothing, `lose_next` acts and then loses its answer."""
+
+    def __init__(self, approve: bool = True) -> None:
+        self.approve = approve
+        self.payments: dict[str, FakePayment] = {}
+        self.requests: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self.charges: list[tuple[str, Money]] = []
+        self.locations: list[str] = []
+        self.down = False
+        self.lose_next = False
+        self._ids = itertools.count(1)
+
+    def _result(self, p: FakePayment) -> PaymentResult:
+        return PaymentResult(
+            p.id,
+            p.status,
+            None,
+            captured_amount=p.captured,
+            refunded_amount=p.refunded,
+            amount=p.amount,
+        )
+
+    def _replay(self, request_id: str, body: tuple[Any, ...]) -> Any:
+        if self.down:
+            raise Unavailable("the payment service is unavailable", "payment_unavailable")
+        earlier = self.requests.get(request_id)
+        if earlier is None:
+            return None
+        if earlier[0] != body:
+            raise InvalidArgument("this request_id was already used for a different request")
+        return earlier[1]
+
+    def _answer(self, request_id: str, body: tuple[Any, ...], answer: Any) -> Any:
+        self.requests[request_id] = (body, answer)
+        if self.lose_next:
+            self.lose_next = False
+            raise Unavailable("the payment service is unavailable", "payment_unavailable")
+        return answer
+
+    def _new(self, order_id: str, tender: Tender, amount: Money, token: str, capture: bool) -> str:
+        pid = f"pay_{next(self._ids)}"
+        if not self.approve or token == "tok_declined":
+            status = "failed"
+        elif token == "tok_timeout":
+            status = "pending"
+        else:
+            status = "captured" if capture or tender is Tender.CASH else "authorized"
+        p = FakePayment(pid, order_id, tender, amount.amount, status)
+        if status == "captured":
+            p.captured = p.amount
+        if status == "pending":
+            p.outcome = "captured" if capture else "authorized"
+        self.payments[pid] = p
+        self.charges.append((pid, amount))
+        return pid
+
+    async def charge(
+        self,
+        request_id: str,
+        order_id: str,
+        location_id: str,
+        tender: Tender,
+        amount: Money,
+        cash_tendered: Money | None,
+        card_token: str,
+    ) -> PaymentResult:
+        body = ("charge", order_id, tender, amount, card_token)
+        pid = self._replay(request_id, body)
+        if pid is None:
+            self.locations.append(location_id)
+            pid = self._answer(
+                request_id, body, self._new(order_id, tender, amount, card_token, True)
+            )
+        return self._result(self.payments[pid])
+
+    async def take(
+        self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
+    ) -> PaymentResult:
+        body = ("take", order_id, ask.tender, ask.amount, ask.card_token, ask.capture)
+        pid = self._replay(request_id, body)
+        if pid is None:
+            made = self._new(order_id, ask.tender, ask.amount, ask.card_token, ask.capture)
+            pid = self._answer(request_id, body, made)
+        return self._result(self.payments[pid])
+
+    async def capture(self, request_id: str, payment_id: str, amount: Money) -> PaymentResult:
+        body = ("capture", payment_id, amount)
+        done = self._replay(request_id, body)
+        p = self.payments[payment_id]
+        if done is None:
+            if p.status not in ("authorized", "captured") or p.captured + amount.amount > p.amount:
+                raise Conflict("nothing left to capture", "capture_exceeds_authorization")
+            p.captured += amount.amount
+            p.status = "captured"
+            self._answer(request_id, body, True)
+        return self._result(p)
+
+    async def void(self, request_id: str, payment_id: str) -> PaymentResult:
+        body = ("void", payment_id)
+        done = self._replay(request_id, body)
+        p = self.payments[payment_id]
+        if done is None:
+            if p.status == "authorized":
+                p.status = "voided"
+            elif p.status == "captured" and p.captured < p.amount:
+                p.amount = p.captured  # the rest released
+            else:
+                raise Conflict(f"the payment is already {p.status}", "payment_final")
+            self._answer(request_id, body, True)
+        return self._result(p)
+
+    async def refund(self, request_id: str, payment_id: str, amount: Money) -> None:
+        body = ("refund", payment_id, amount)
+        if self._replay(request_id, body) is None:
+            p = self.payments[payment_id]
+            if p.refunded + amount.amount > p.captured:
+                raise Conflict("more than was captured", "refund_exceeds_captured")
+            p.refunded += amount.amount
+            self._answer(request_id, body, True)
+
+    async def of_order(self, order_id: str) -> list[PaymentResult]:
+        if self.down:
+            raise Unavailable("the payment service is unavailable", "payment_unavailable")
+        return [self._result(p) for p in self.payments.values() if p.order_id == order_id]
+
+    def settle_pending(self) -> None:
+        """The payment reconciler: a lost answer settles to the processor's truth."""
+        for p in self.payments.values():
+            if p.status == "pending":
+                p.status = p.outcome
+                if p.status == "captured":
+                    p.captured = p.amount
+
+    # What the invariants read.
+    def kept(self, order_id: str) -> int:
+        """What the customer is out of pocket for the order: captured minus refunded."""
+        return sum(
+            p.captured - p.refunded for p in self.payments.values() if p.order_id == order_id
+        )
+
+    def held(self, order_id: str) -> int:
+        """Authorised and neither captured nor released."""
+        return sum(
+            p.amount - p.captured
+            for p in self.payments.values()
+            if p.order_id == order_id and p.status in ("authorized", "captured")
+        )
+
+
+@dataclass
+class Reservation:
+    id: str
+    location_id: str
+    lines: list[tuple[str, int]]
+    status: str = "active"
+
+
+class FakeStock:
+    """Reservations all-or-none against on_hand - reserved; idempotent by request id."""
+
+    def __init__(self, **on_hand: int) -> None:
+        self.on_hand: dict[str, int] = dict(on_hand)
+        self.reserved: dict[str, int] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.requests: dict[str, Any] = {}
+        self.down = False
+
+    def available(self, sku: str) -> int:
+        return self.on_hand.get(sku, 0) - self.reserved.get(sku, 0)
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("the inventory service is unavailable", "inventory_unavailable")
+
+    async def hold(
+        self,
+        request_id: str,
+        location_id: str,
+        lines: list[tuple[str, int]],
+        ttl_seconds: int,
+        reference: str,
+    ) -> str:
+        self._check()
+        if request_id in self.requests:
+            return str(self.requests[request_id])
+        short = [(s, q) for s, q in lines if self.available(s) < q]
+        if short:
+            raise Conflict(
+                "not enough stock", "insufficient_stock", {"short": ",".join(s for s, _ in short)}
+            )
+        rid = f"res_{len(self.reservations) + 1}"
+        self.reservations[rid] = Reservation(rid, location_id, list(lines))
+        for s, q in lines:
+            self.reserved[s] = self.reserved.get(s, 0) + q
+        self.requests[request_id] = rid
+        return rid
+
+    async def commit(self, request_id: str, reservation_id: str) -> None:
+        self._check()
+        if request_id in self.requests:
+            return
+        r = self.reservations.get(reservation_id)
+        if r is None:
+            raise NotFound("reservation", reservation_id)
+        if r.status != "active":
+            raise Conflict(f"the reservation is {r.status}", "reservation_not_active")
+        for s, q in r.lines:
+            self.reserved[s] -= q
+            self.on_hand[s] -= q
+        r.status = "committed"
+        self.requests[request_id] = True
+
+    async def release(self, request_id: str, reservation_id: str) -> None:
+        self._check()
+        if request_id in self.requests:
+            return
+        r = self.reservations.get(reservation_id)
+        if r is None:
+            raise NotFound("reservation", reservation_id)
+        if r.status != "active":
+            raise Conflict(f"the reservation is {r.status}", "reservation_not_active")
+        for s, q in r.lines:
+            self.reserved[s] -= q
+        r.status = "released"
+        self.requests[request_id] = True
+
+    async def restock(
+        self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
+    ) -> None:
+        self._check()
+        if request_id in self.requests:
+            return
+        for s, q in lines:
+            self.on_hand[s] = self.on_hand.get(s, 0) + q
+        self.requests[request_id] = True

@@ -1,0 +1,63 @@
+"""Which register, member and shift a payment or refund is taken at.
+
+The register and the member come from the call's metadata (the gateway sets them from a
+register's credential; pos_kit.context) and are kept on the row. The shift is attached when the
+money moves (a payment's first capture, a refund's success), in that same transaction: it is
+the shift open at the row's register then, read with a share lock on the shift's row. A close
+locks that row for update, so it waits for every transaction that attached money to the shift
+to commit before it sums them, and money that moves after the close finds no open shift. So a
+shift's totals never miss a movement nor count one twice, however sales, captures recorded
+after the processor answered, and the close interleave.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_kit.context import register_var, staff_var
+from pos_payment.adapters.tables import shifts
+
+
+def stamp() -> dict[str, str]:
+    """The register and member of the call, for a new payment or refund row."""
+    register = register_var.get() or ""
+    return {"register_id": register, "staff_id": staff_var.get() or ""} if register else {}
+
+
+async def attach(
+    conn: AsyncConnection,
+    table: Table,
+    merchant_id: str,
+    row_id: str,
+    moved: ColumnElement[bool],
+) -> None:
+    """Attach the row to its register's open shift, once its money has moved (`moved`)."""
+    row = (
+        await conn.execute(
+            select(table.c.register_id).where(
+                table.c.merchant_id == merchant_id,
+                table.c.id == row_id,
+                table.c.register_id != "",
+                table.c.shift_id == "",
+                moved,
+            )
+        )
+    ).first()
+    if row is None:
+        return
+    shift = await conn.scalar(
+        select(shifts.c.id)
+        .where(
+            shifts.c.merchant_id == merchant_id,
+            shifts.c.register_id == row.register_id,
+            shifts.c.status == "open",
+        )
+        .with_for_update(read=True)
+    )
+    if shift is not None:
+        await conn.execute(
+            update(table)
+            .where(table.c.merchant_id == merchant_id, table.c.id == row_id)
+            .values(shift_id=shift)
+        )

@@ -1,0 +1,164 @@
+"""Shift storage (PostgreSQL): shifts, drawer movements, and the totals read from the
+payments and refunds attributed to a shift (adapters/at_register.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_kit.paging import PageRequest
+from pos_kit.uow import UnitOfWork
+from pos_payment.adapters.shift_messages import REGISTRY
+from pos_payment.adapters.tables import drawer_movements, payments, refunds, shifts
+from pos_payment.domain.shifts import (
+    CashTotals,
+    Movement,
+    MovementKind,
+    Shift,
+    ShiftStatus,
+    TenderLine,
+)
+
+
+def _shift(row: Row[Any]) -> Shift:
+    m = row._mapping
+    return Shift(
+        id=m["id"],
+        location_id=m["location_id"],
+        register_id=m["register_id"],
+        currency=m["currency"],
+        opening_float=m["opening_float"],
+        opened_by=m["opened_by"],
+        status=ShiftStatus(m["status"]),
+        closed_by=m["closed_by"],
+        counted_cash=m["counted_cash"],
+        expected_at_close=m["expected_cash"],
+        version=m["version"],
+        opened_at=m["opened_at"],
+        closed_at=m["closed_at"],
+    )
+
+
+class SqlShiftRepository:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, shift: Shift) -> None:
+        made = await self._conn.execute(
+            insert(shifts)
+            .values(
+                merchant_id=self._merchant, id=shift.id, location_id=shift.location_id,
+                register_id=shift.register_id, status=shift.status.value,
+                currency=shift.currency, opening_float=shift.opening_float,
+                opened_by=shift.opened_by,
+            )
+            .returning(shifts.c.opened_at)
+        )  # fmt: skip
+        shift.opened_at = made.scalar_one()
+
+    async def open_at(self, register_id: str) -> Shift | None:
+        row = (
+            await self._conn.execute(
+                select(shifts).where(
+                    shifts.c.merchant_id == self._merchant,
+                    shifts.c.register_id == register_id,
+                    shifts.c.status == "open",
+                )
+            )
+        ).first()
+        return None if row is None else await self._filled(_shift(row))
+
+    async def get(self, shift_id: str, *, lock: bool = False) -> Shift | None:
+        query = select(shifts).where(
+            shifts.c.merchant_id == self._merchant, shifts.c.id == shift_id
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return None if row is None else await self._filled(_shift(row))
+
+    async def list(self, page: PageRequest, register_id: str) -> list[Shift]:
+        query = select(shifts).where(shifts.c.merchant_id == self._merchant)
+        if register_id:
+            query = query.where(shifts.c.register_id == register_id)
+        if page.after:
+            query = query.where(shifts.c.id < page.after)
+        rows = await self._conn.execute(query.order_by(shifts.c.id.desc()).limit(page.fetch))
+        return [await self._filled(_shift(row)) for row in rows]
+
+    async def save(self, shift: Shift) -> None:
+        closed = await self._conn.execute(
+            update(shifts)
+            .where(shifts.c.merchant_id == self._merchant, shifts.c.id == shift.id)
+            .values(
+                status=shift.status.value, closed_by=shift.closed_by,
+                counted_cash=shift.counted_cash, expected_cash=shift.expected_at_close,
+                version=shift.version,
+                closed_at=func.now() if shift.status is ShiftStatus.CLOSED else None,
+            )
+            .returning(shifts.c.closed_at)
+        )  # fmt: skip
+        shift.closed_at = closed.scalar_one()
+
+    async def add_movement(self, movement: Movement) -> Movement:
+        row = (
+            await self._conn.execute(
+                insert(drawer_movements)
+                .values(
+                    merchant_id=self._merchant, id=movement.id, shift_id=movement.shift_id,
+                    kind=movement.kind.value, amount=movement.amount,
+                    currency=movement.currency, reason=movement.reason,
+                    staff_id=movement.staff_id, register_id=movement.register_id,
+                )
+                .returning(drawer_movements.c.created_at)
+            )
+        ).one()  # fmt: skip
+        return Movement(**{**movement.__dict__, "created_at": row.created_at})
+
+    async def _filled(self, shift: Shift) -> Shift:
+        """The shift with what its payments, refunds and movements add up to."""
+        p, r, d = payments, refunds, drawer_movements
+        mine = self._merchant
+        taken = await self._conn.execute(
+            select(p.c.tender_type, func.sum(p.c.captured), func.count())
+            .where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0,
+                   p.c.currency == shift.currency)
+            .group_by(p.c.tender_type)
+        )  # fmt: skip
+        given = await self._conn.execute(
+            select(r.c.tender_type, func.sum(r.c.amount), func.count())
+            .where(r.c.merchant_id == mine, r.c.shift_id == shift.id,
+                   r.c.status == "succeeded", r.c.currency == shift.currency)
+            .group_by(r.c.tender_type)
+        )  # fmt: skip
+        moved = await self._conn.execute(
+            select(d.c.kind, func.sum(d.c.amount), func.count())
+            .where(d.c.merchant_id == mine, d.c.shift_id == shift.id)
+            .group_by(d.c.kind)
+        )
+        sales = {row[0]: (int(row[1]), int(row[2])) for row in taken}
+        back = {row[0]: (int(row[1]), int(row[2])) for row in given}
+        drawer = {row[0]: (int(row[1]), int(row[2])) for row in moved}
+        shift.totals = CashTotals(
+            cash_sales=sales.get("cash", (0, 0))[0],
+            cash_refunds=back.get("cash", (0, 0))[0],
+            pay_ins=drawer.get(MovementKind.PAY_IN.value, (0, 0))[0],
+            pay_outs=drawer.get(MovementKind.PAY_OUT.value, (0, 0))[0],
+            no_sales=drawer.get(MovementKind.NO_SALE.value, (0, 0))[1],
+        )
+        shift.tenders = [
+            TenderLine(t, *sales.get(t, (0, 0)), *back.get(t, (0, 0)))
+            for t in sorted({*sales, *back})
+        ]
+        return shift
+
+
+class ShiftUow(UnitOfWork):
+    """The kit's unit of work with the shift repository and its events."""
+
+    events = REGISTRY
+
+    @property
+    def shifts(self) -> SqlShiftRepository:
+        return SqlShiftRepository(self.conn, self.merchant_id)

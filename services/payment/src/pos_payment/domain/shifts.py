@@ -1,0 +1,176 @@
+"""Shifts and cash drawers: plain domain code.
+
+A shift runs on one register from open to close. The drawer starts with the float; the cash
+payments and cash refunds taken at that register while the shift is open, and the pay-ins and
+pay-outs recorded on it, move it; at the close the counted cash is compared with what it should
+hold:
+
+    expected = float + cash sales - cash refunds + pay-ins - pay-outs
+    over/short = counted - expected   (negative: short)
+
+A no-sale open moves no money, but is recorded (who, when, why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, raise_if, require
+from pos_kit.money import MINOR_UNITS
+
+MAX_AMOUNT = 10**12
+REASON_MAX = 500
+
+
+class ShiftStatus(Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class MovementKind(Enum):
+    PAY_IN = "pay_in"
+    PAY_OUT = "pay_out"
+    NO_SALE = "no_sale"
+
+
+@dataclass(frozen=True)
+class CashTotals:
+    """What moved the drawer during a shift, in minor units of the shift's currency."""
+
+    cash_sales: int = 0
+    cash_refunds: int = 0
+    pay_ins: int = 0
+    pay_outs: int = 0
+    no_sales: int = 0
+
+
+def expected_cash(opening_float: int, totals: CashTotals) -> int:
+    return (
+        opening_float + totals.cash_sales - totals.cash_refunds + totals.pay_ins - totals.pay_outs
+    )
+
+
+@dataclass(frozen=True)
+class TenderLine:
+    tender: str
+    taken: int
+    taken_count: int
+    refunded: int
+    refunded_count: int
+
+
+@dataclass
+class Shift:
+    id: str
+    location_id: str
+    register_id: str
+    currency: str
+    opening_float: int
+    opened_by: str
+    status: ShiftStatus = ShiftStatus.OPEN
+    closed_by: str = ""
+    counted_cash: int | None = None
+    expected_at_close: int | None = None
+    version: int = 1
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    # Read with the shift, never stored on it: what the payments and movements say.
+    totals: CashTotals = field(default_factory=CashTotals)
+    tenders: list[TenderLine] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int:
+        if self.expected_at_close is not None:
+            return self.expected_at_close
+        return expected_cash(self.opening_float, self.totals)
+
+    @property
+    def over_short(self) -> int:
+        return 0 if self.counted_cash is None else self.counted_cash - self.expected
+
+    def close(self, counted: int, staff_id: str) -> None:
+        if self.status is ShiftStatus.CLOSED:
+            raise Conflict("the shift is already closed", "shift_closed")
+        self.expected_at_close = expected_cash(self.opening_float, self.totals)
+        self.counted_cash = counted
+        self.closed_by = staff_id
+        self.status = ShiftStatus.CLOSED
+        self.version += 1
+
+
+@dataclass(frozen=True)
+class Movement:
+    id: str
+    shift_id: str
+    kind: MovementKind
+    amount: int
+    currency: str
+    reason: str
+    staff_id: str
+    register_id: str
+    created_at: datetime | None = None
+
+
+def money_violations(amount: int, currency: str, name: str, positive: bool) -> list[FieldViolation]:
+    low = 1 if positive else 0
+    return [
+        *require(low <= amount <= MAX_AMOUNT, f"{name}.amount",
+                 f"must be {'more than 0' if positive else 'at least 0'} and at most {MAX_AMOUNT}"),
+        *require(currency in MINOR_UNITS, f"{name}.currency", "must be a supported ISO 4217 code"),
+    ]  # fmt: skip
+
+
+def validate_open(location_id: str, register_id: str, amount: int, currency: str) -> None:
+    raise_if(
+        [
+            *require(bool(location_id), "location_id", "is required"),
+            *require(bool(register_id), "register_id", "a shift is opened at a register"),
+            *money_violations(amount, currency, "opening_float", positive=False),
+        ]
+    )
+
+
+def validate_movement(kind: MovementKind, amount: int, currency: str, reason: str) -> None:
+    if kind is MovementKind.NO_SALE:
+        raise_if(
+            [
+                *require(amount == 0, "amount.amount", "a no-sale open moves no money"),
+                *require(bool(reason.strip()), "reason", "say why the drawer is opened"),
+                *require(len(reason) <= REASON_MAX, "reason", f"at most {REASON_MAX} characters"),
+            ]
+        )
+        return
+    raise_if(
+        [
+            *money_violations(amount, currency, "amount", positive=True),
+            *require(bool(reason.strip()), "reason", "a pay-in or pay-out needs a reason"),
+            *require(len(reason) <= REASON_MAX, "reason", f"at most {REASON_MAX} characters"),
+        ]
+    )
+
+
+def check_currency_of(shift: Shift, currency: str, name: str) -> None:
+    if currency != shift.currency:
+        raise InvalidArgument(
+            f"the shift counts {shift.currency}",
+            [FieldViolation(f"{name}.currency", f"must be the shift's currency, {shift.currency}")],
+        )
+
+
+@dataclass(frozen=True)
+class ShiftOpened:
+    """shift.opened: the whole shift as GetShift returns it."""
+
+    shift: Shift
+
+
+@dataclass(frozen=True)
+class ShiftClosed:
+    """shift.closed: the shift with its counted cash, over/short and report."""
+
+    shift: Shift
+
+
+EVENTS = (ShiftOpened, ShiftClosed)

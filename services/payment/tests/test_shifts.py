@@ -1,0 +1,271 @@
+"""Shifts and cash drawers, the payment service running for real on PostgreSQL and NATS: cash
+payments and refunds taken at a register count towards the shift open there, and a close
+always finds expected = float + cash sales - cash refunds + pay-ins - pay-outs, also when sales
+on two registers of a location race each other and the close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pos.common.v1 import money_pb2
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+P, S = payment_pb2, shifts_pb2
+
+
+@dataclass
+class Running:
+    payments: payment_pb2_grpc.PaymentServiceStub
+    shifts: shifts_pb2_grpc.ShiftServiceStub
+    database_url: str
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    async with serve_in_process("payment", infra, sweep_interval_seconds=3600.0) as svc:
+        yield Running(
+            payment_pb2_grpc.PaymentServiceStub(svc.channel),
+            shifts_pb2_grpc.ShiftServiceStub(svc.channel),
+            svc.database_url,
+        )
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+def at(register: str = "", merchant: str = "mer_shifts", staff: str = "stf_1") -> Any:
+    found = [("x-merchant-id", merchant)]
+    if register:
+        found += [("x-register-id", register), ("x-staff-id", staff)]
+    return tuple(found)
+
+
+async def open_shift(r: Running, register: str, float_: int, **kw: Any) -> Any:
+    answer = await r.shifts.OpenShift(
+        S.OpenShiftRequest(
+            request_id=new_id("req"), location_id="loc_1", opening_float=usd(float_)
+        ),
+        metadata=at(register, **kw),
+        timeout=10,
+    )
+    return answer.shift
+
+
+async def cash_sale(r: Running, register: str, amount: int, **kw: Any) -> Any:
+    answer = await r.payments.CreatePayment(
+        P.CreatePaymentRequest(
+            request_id=new_id("req"), order_id=new_id("ord"), tender_type=P.TENDER_TYPE_CASH,
+            amount=usd(amount), cash_tendered=usd(amount), capture=True,
+        ),
+        metadata=at(register, **kw),
+        timeout=10,
+    )  # fmt: skip
+    return answer.payment
+
+
+async def card_sale(r: Running, register: str, amount: int) -> Any:
+    answer = await r.payments.CreatePayment(
+        P.CreatePaymentRequest(
+            request_id=new_id("req"), order_id=new_id("ord"), tender_type=P.TENDER_TYPE_CARD,
+            amount=usd(amount), card_token="tok_visa", capture=True,
+        ),
+        metadata=at(register),
+        timeout=10,
+    )  # fmt: skip
+    return answer.payment
+
+
+async def refund(r: Running, register: str, payment_id: str, amount: int) -> None:
+    await r.payments.CreateRefund(
+        P.CreateRefundRequest(request_id=new_id("req"), payment_id=payment_id, amount=usd(amount)),
+        metadata=at(register),
+        timeout=10,
+    )
+
+
+async def move(r: Running, register: str, shift: str, kind: int, amount: int, reason: str) -> Any:
+    return await r.shifts.RecordDrawerMovement(
+        S.RecordDrawerMovementRequest(
+            request_id=new_id("req"), shift_id=shift, kind=kind, amount=usd(amount), reason=reason
+        ),
+        metadata=at(register),
+        timeout=10,
+    )
+
+
+async def close(r: Running, register: str, shift: str, counted: int) -> Any:
+    answer = await r.shifts.CloseShift(
+        S.CloseShiftRequest(request_id=new_id("req"), shift_id=shift, counted_cash=usd(counted)),
+        metadata=at(register),
+        timeout=10,
+    )
+    return answer.shift
+
+
+async def refused(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code(), read_error(err.value).reason
+
+
+async def test_a_shift_counts_its_registers_cash_and_closes_over_or_short(running: Running) -> None:
+    r = running
+    till, other = new_id("reg"), new_id("reg")
+    shift = await open_shift(r, till, 10_000)
+    assert (shift.status, shift.report.expected_cash.amount) == (S.SHIFT_STATUS_OPEN, 10_000)
+    code = await refused(open_shift(r, till, 500))
+    assert code == (grpc.StatusCode.FAILED_PRECONDITION, "shift_already_open")
+
+    sold = await cash_sale(r, till, 1840)
+    await card_sale(r, till, 5000)
+    await cash_sale(r, other, 999)  # another register: not this drawer
+    await cash_sale(r, "", 777)  # the back office (no register): not a drawer at all
+    await refund(r, till, sold.id, 840)
+    await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, 500, "change from the bank")
+    await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 300, "window cleaner")
+    opened = await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_NO_SALE, 0, "customer change")
+    assert opened.movement.staff_id == "stf_1" and opened.movement.register_id == till
+
+    closed = await close(r, till, shift.id, 11_190)
+    report = closed.report
+    assert report.expected_cash.amount == 10_000 + 1840 - 840 + 500 - 300
+    assert (closed.counted_cash.amount, closed.over_short) == (11_190, -10)
+    assert (report.cash_sales.amount, report.cash_refunds.amount) == (1840, 840)
+    assert (report.pay_ins.amount, report.pay_outs.amount, report.no_sale_count) == (500, 300, 1)
+    tenders = {t.name: (t.captured.amount, t.refunded.amount) for t in report.tenders}
+    assert tenders == {"cash": (1840, 840), "card": (5000, 0)}
+    assert closed.status == S.SHIFT_STATUS_CLOSED and closed.closed_by == "stf_1"
+
+    # Closed: nothing moves it any more, and a sale after it belongs to no shift.
+    assert (await refused(close(r, till, shift.id, 1)))[1] == "shift_closed"
+    late = move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, 1, "late")
+    assert (await refused(late))[1] == "shift_closed"
+    await cash_sale(r, till, 100)
+    again = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    assert again.shift.report.expected_cash.amount == report.expected_cash.amount
+    # Another register does not see it; another merchant neither.
+    hidden = r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(other), timeout=10)
+    assert (await refused(hidden))[0] == grpc.StatusCode.NOT_FOUND
+    foreign = r.shifts.GetShift(
+        S.GetShiftRequest(id=shift.id), metadata=at(merchant="mer_else"), timeout=10
+    )
+    assert (await refused(foreign))[0] == grpc.StatusCode.NOT_FOUND
+    # The shift's events are in the outbox, each with the whole shift.
+    with psycopg.connect(r.database_url) as conn:
+        types = [row[0] for row in conn.execute("SELECT event_type FROM outbox ORDER BY 1")]
+    assert {"pos.payment.v1.ShiftOpened", "pos.payment.v1.ShiftClosed"} <= set(types)
+
+
+async def test_bad_drawer_input_is_refused_and_writes_nothing(running: Running) -> None:
+    r = running
+    till = new_id("reg")
+    assert (await refused(open_shift(r, "", 100)))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    shift = await open_shift(r, till, 100)
+    for kind, amount, reason in (
+        (S.DRAWER_MOVEMENT_KIND_PAY_OUT, 0, "nothing"),
+        (S.DRAWER_MOVEMENT_KIND_PAY_IN, 100, "  "),
+        (S.DRAWER_MOVEMENT_KIND_NO_SALE, 100, "money on a no-sale"),
+        (S.DRAWER_MOVEMENT_KIND_UNSPECIFIED, 100, "what"),
+    ):
+        code = await refused(move(r, till, shift.id, kind, amount, reason))
+        assert code[0] == grpc.StatusCode.INVALID_ARGUMENT, (kind, amount, reason)
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    assert got.shift.report.expected_cash.amount == 100
+    assert got.shift.report.no_sale_count == 0
+
+
+# A register's work in a shift: cash sales (each maybe refunded in part), card sales,
+# pay-ins and pay-outs, in any order.
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("cash"), st.integers(1, 50_000), st.integers(0, 100)),
+        st.tuples(st.just("card"), st.integers(1, 50_000), st.just(0)),
+        st.tuples(st.just("in"), st.integers(1, 20_000), st.just(0)),
+        st.tuples(st.just("out"), st.integers(1, 20_000), st.just(0)),
+    ),
+    max_size=8,
+)
+
+
+async def _work(r: Running, register: str, shift: str, ops: list[tuple[str, int, int]]) -> int:
+    """Run one register's work; what the drawer should have moved by, by the model."""
+    moved = 0
+    for kind, amount, percent_back in ops:
+        if kind == "cash":
+            sale = await cash_sale(r, register, amount)
+            moved += amount
+            back = amount * percent_back // 100
+            if back:
+                await refund(r, register, sale.id, back)
+                moved -= back
+        elif kind == "card":
+            await card_sale(r, register, amount)
+        elif kind == "in":
+            await move(r, register, shift, S.DRAWER_MOVEMENT_KIND_PAY_IN, amount, "in")
+            moved += amount
+        else:
+            await move(r, register, shift, S.DRAWER_MOVEMENT_KIND_PAY_OUT, amount, "out")
+            moved -= amount
+    return moved
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    floats=st.tuples(st.integers(0, 100_000), st.integers(0, 100_000)),
+    work=st.tuples(OPS, OPS),
+    racing=st.integers(1, 5_000),
+)
+async def test_expected_cash_is_float_plus_cash_in_minus_cash_out_across_two_registers(
+    running: Running,
+    floats: tuple[int, int],
+    work: tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]],
+    racing: int,
+) -> None:
+    r = running
+    tills = (new_id("reg"), new_id("reg"))
+    shifts = [await open_shift(r, t, f) for t, f in zip(tills, floats, strict=True)]
+    # Both registers of the location sell at the same time.
+    moved = await asyncio.gather(
+        *(_work(r, t, s.id, ops) for t, s, ops in zip(tills, shifts, work, strict=True))
+    )
+    # A cash sale races the first register's close: it lands in the shift or after it,
+    # never half in (the close's total is what the shift holds once closed).
+    sale, closed = await asyncio.gather(
+        cash_sale(r, tills[0], racing), close(r, tills[0], shifts[0].id, 0)
+    )
+    counted_racer = await r.payments.GetPayment(
+        P.GetPaymentRequest(id=sale.id), metadata=at(tills[0]), timeout=10
+    )
+    with psycopg.connect(r.database_url) as conn:
+        row = conn.execute(
+            "SELECT shift_id FROM payments WHERE id = %s", (counted_racer.payment.id,)
+        ).fetchone()
+    raced_in = row is not None and row[0] == shifts[0].id
+    expected = floats[0] + moved[0] + (racing if raced_in else 0)
+    assert closed.report.expected_cash.amount == expected
+    assert closed.over_short == -expected
+    # Pay-outs may exceed what came in: the drawer is then short whatever is counted.
+    counted = max(0, floats[1] + moved[1] + 7)
+    second = await close(r, tills[1], shifts[1].id, counted)
+    assert second.report.expected_cash.amount == floats[1] + moved[1]
+    assert second.over_short == counted - (floats[1] + moved[1])

@@ -1,0 +1,134 @@
+"""Coupon codes and their redemption: reserved at checkout, redeemed on confirmation, released on
+cancel. A use counts from its reservation, so a limit holds however many checkouts race."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
+
+CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{2,39}")
+# No 0/O, 1/I/L: a generated code is read aloud at a till.
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+GENERATED_LENGTH = 12
+MAX_BATCH = 10_000
+MAX_CODES_PER_CART = 10
+
+
+def normalize(code: str) -> str:
+    """Codes are case-insensitive: stored (hashed) and compared upper-case, spaces trimmed."""
+    return code.strip().upper()
+
+
+def generate(count: int) -> list[str]:
+    return [
+        "".join(secrets.choice(ALPHABET) for _ in range(GENERATED_LENGTH)) for _ in range(count)
+    ]
+
+
+def hint(code: str) -> str:
+    return code[-4:]
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "reserved"
+    REDEEMED = "redeemed"
+    RELEASED = "released"
+
+
+class Refusal(StrEnum):
+    """Why a code cannot apply: a reason in a cart preview, a refusal at checkout."""
+
+    UNKNOWN = "coupon_unknown"
+    EXPIRED = "coupon_expired"
+    EXHAUSTED = "coupon_exhausted"
+    CUSTOMER_LIMIT = "coupon_customer_limit"
+    INACTIVE = "coupon_inactive"  # its promotion is paused or ended
+    NOT_APPLICABLE = "coupon_not_applicable"  # gives this cart nothing
+
+
+MESSAGES = {
+    Refusal.UNKNOWN: "no such coupon code",
+    Refusal.EXPIRED: "the coupon has expired",
+    Refusal.EXHAUSTED: "the coupon has no uses left",
+    Refusal.CUSTOMER_LIMIT: "this customer has used the coupon as often as it allows",
+    Refusal.INACTIVE: "the coupon's promotion is not running",
+    Refusal.NOT_APPLICABLE: "the coupon gives this cart no discount",
+}
+
+
+class CouponRefused(Conflict):
+    def __init__(self, index: int, refusal: Refusal) -> None:
+        super().__init__(
+            f"codes[{index}]: {MESSAGES[refusal]}", refusal.value, {"code_index": str(index)}
+        )
+
+
+@dataclass
+class Coupon:
+    id: str
+    promotion_id: str
+    code_hint: str
+    max_uses: int = 0  # 0: no limit
+    max_uses_per_customer: int = 0
+    redeemed_count: int = 0
+    reserved_count: int = 0
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    code: str = ""  # only on the answer that created it
+
+    def refusal(self, at: datetime, customer_uses: int | None, customer_id: str) -> Refusal | None:
+        """Why it cannot be reserved now, if it cannot (the promotion's state aside)."""
+        if self.expires_at is not None and at >= self.expires_at:
+            return Refusal.EXPIRED
+        if self.max_uses and self.redeemed_count + self.reserved_count >= self.max_uses:
+            return Refusal.EXHAUSTED
+        limited = self.max_uses_per_customer and customer_id and customer_uses is not None
+        if limited and (customer_uses or 0) >= self.max_uses_per_customer:
+            return Refusal.CUSTOMER_LIMIT
+        return None
+
+
+@dataclass(frozen=True)
+class CouponRedeemed:
+    coupon: Coupon
+    order_id: str
+    customer_id: str
+
+
+@dataclass
+class Reservation:
+    order_id: str
+    coupon_id: str
+    customer_id: str
+    status: str = ReservationStatus.RESERVED.value
+
+
+def validate_batch(
+    codes: list[str], generate_count: int, max_uses: int, per_customer: int
+) -> list[str]:
+    """The normalized codes to create, or InvalidArgument naming every field that is wrong."""
+    v: list[FieldViolation] = []
+    v += require(
+        bool(codes) != bool(generate_count), "codes", "give codes or a count to generate, not both"
+    )
+    v += require(0 <= generate_count <= MAX_BATCH, "generate", f"must be between 1 and {MAX_BATCH}")
+    v += require(len(codes) <= MAX_BATCH, "codes", f"at most {MAX_BATCH} at once")
+    v += require(max_uses >= 0, "max_uses", "must not be negative (0: no limit)")
+    v += require(per_customer >= 0, "max_uses_per_customer", "must not be negative (0: no limit)")
+    normalized = [normalize(c) for c in codes]
+    for i, code in enumerate(normalized[:MAX_BATCH]):
+        v += require(
+            bool(CODE.fullmatch(code)),
+            f"codes[{i}]",
+            "3 to 40 letters, digits or dashes, starting with a letter or digit",
+        )
+    v += require(
+        len(set(normalized)) == len(normalized), "codes", "the same code twice (codes ignore case)"
+    )
+    raise_if(v)
+    return normalized

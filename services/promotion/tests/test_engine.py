@@ -1,0 +1,421 @@
+"""The rule engine: worked retail examples to the cent, and the properties every cart keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pos_promotion.domain.engine import Context, Line, Manual, ManualKind, allocate, price
+from pos_promotion.domain.rules import Conditions, Kind, Level, Offer, Rule, Selector, Tier
+
+USD = "USD"
+SHIRTS = Selector(categories=frozenset({"shirts"}))
+
+
+def offer(oid: str, rule: Rule, **kw: object) -> Offer:
+    return Offer(oid, oid.title(), rule, currency=USD, **kw)  # type: ignore[arg-type]
+
+
+def shirt(sku: str, cents: int, qty: int = 1) -> Line:
+    return Line(sku, qty, cents, categories=frozenset({"shirts"}))
+
+
+BOGO = offer(
+    "bogo",
+    Rule(Kind.BUY_X_GET_Y, Level.ITEM, SHIRTS, percent_bps=10000, buy_quantity=1, get_quantity=1),
+)
+THREE_FOR_TWO = offer(
+    "three4two",
+    Rule(Kind.BUY_X_GET_Y, Level.ITEM, SHIRTS, percent_bps=10000, buy_quantity=2, get_quantity=1),
+)
+TIERED = offer(
+    "tiers",
+    Rule(Kind.TIERS, Level.ITEM, SHIRTS, tiers=(Tier(2, 1000), Tier(4, 2000))),
+)
+HAPPY_HOUR = offer(
+    "happy",
+    Rule(Kind.PERCENT_OFF, Level.ITEM, Selector(skus=frozenset({"BEER"})), percent_bps=5000),
+    conditions=Conditions(
+        time_zone="Europe/Berlin",
+        days=frozenset({4}),  # Friday
+        hours_from=time(22),
+        hours_until=time(2),
+    ),
+)
+SPEND_50 = offer(
+    "spend50", Rule(Kind.AMOUNT_OFF, amount=1000), conditions=Conditions(min_amount=5000)
+)
+TEN_PERCENT = offer("tenpct", Rule(Kind.PERCENT_OFF, percent_bps=1000))
+BUNDLE = offer("bundle", Rule(Kind.BUNDLE, Level.ITEM, SHIRTS, amount=5000, get_quantity=3))
+SALE = offer(
+    "sale", Rule(Kind.SALE_PRICE, Level.ITEM, Selector(skus=frozenset({"MUG"})), amount=700)
+)
+FREE_TOTE = offer(
+    "tote",
+    Rule(Kind.FREE_ITEM, Level.ITEM, Selector(skus=frozenset({"TOTE"})), get_quantity=1),
+    conditions=Conditions(min_amount=3000),
+)
+COUPON_5 = offer("coupon5", Rule(Kind.AMOUNT_OFF, amount=500), requires_coupon=True)
+EXCL_30 = offer("excl30", Rule(Kind.PERCENT_OFF, percent_bps=3000), exclusive=True)
+EXCL_5 = offer("excl5", Rule(Kind.PERCENT_OFF, percent_bps=500), exclusive=True)
+ITEM_5_OFF = offer("item5", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=500))
+
+FRI_23_BERLIN = datetime(2026, 12, 4, 22, 0, tzinfo=UTC)  # Friday 23:00 in Berlin
+SAT_01_BERLIN = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)  # Saturday 01:30 in Berlin
+SAT_03_BERLIN = datetime(2026, 12, 5, 2, 30, tzinfo=UTC)  # Saturday 03:30: over
+SAT_23_BERLIN = datetime(2026, 12, 5, 22, 0, tzinfo=UTC)  # Saturday 23:00: not a Friday
+
+WORKED = [
+    # (what, offers, lines, context, total discount, per line)
+    (
+        "BOGO: the cheaper shirt free",
+        [BOGO],
+        [shirt("A", 2000), shirt("B", 1500)],
+        Context(),
+        1500,
+        [0, 1500],
+    ),
+    ("BOGO with 3: one set only", [BOGO], [shirt("A", 2000, 3)], Context(), 2000, [2000]),
+    (
+        "3 for 2: the cheapest of three free",
+        [THREE_FOR_TWO],
+        [shirt("A", 2500), shirt("B", 1800), shirt("C", 1200)],
+        Context(),
+        1200,
+        [0, 0, 1200],
+    ),
+    (
+        "3 for 2 with six: the two cheapest free",
+        [THREE_FOR_TWO],
+        [shirt("A", 3000, 2), shirt("B", 1000, 4)],
+        Context(),
+        2000,
+        [0, 2000],
+    ),
+    ("tiers: 3 shirts get 10 %", [TIERED], [shirt("A", 1999, 3)], Context(), 600, [600]),
+    (
+        "tiers: 4 shirts get 20 %",
+        [TIERED],
+        [shirt("A", 1999, 2), shirt("B", 2499, 2)],
+        Context(),
+        1800,
+        [800, 1000],
+    ),
+    ("tiers: 1 shirt gets nothing", [TIERED], [shirt("A", 1999)], Context(), 0, [0]),
+    (
+        "happy hour Friday 23:00 Berlin",
+        [HAPPY_HOUR],
+        [Line("BEER", 2, 450)],
+        Context(at=FRI_23_BERLIN),
+        450,
+        [450],
+    ),
+    (
+        "happy hour across midnight: Saturday 01:30 is Friday's",
+        [HAPPY_HOUR],
+        [Line("BEER", 2, 450)],
+        Context(at=SAT_01_BERLIN),
+        450,
+        [450],
+    ),
+    (
+        "happy hour over at 03:30",
+        [HAPPY_HOUR],
+        [Line("BEER", 2, 450)],
+        Context(at=SAT_03_BERLIN),
+        0,
+        [0],
+    ),
+    (
+        "happy hour not on Saturday night",
+        [HAPPY_HOUR],
+        [Line("BEER", 2, 450)],
+        Context(at=SAT_23_BERLIN),
+        0,
+        [0],
+    ),
+    (
+        "happy hour in the location's zone: 23:00 in New York is 04:00 Saturday UTC",
+        [HAPPY_HOUR],
+        [Line("BEER", 1, 450)],
+        Context(at=datetime(2026, 12, 5, 4, 0, tzinfo=UTC), time_zone="America/New_York"),
+        225,
+        [225],
+    ),
+    (
+        "spend 50 get 10: spread by largest remainder",
+        [SPEND_50],
+        [Line("X", 1, 3333), Line("Y", 1, 3333), Line("Z", 1, 3334)],
+        Context(),
+        1000,
+        [333, 333, 334],
+    ),
+    ("spend 50: 49.99 gets nothing", [SPEND_50], [Line("X", 1, 4999)], Context(), 0, [0]),
+    (
+        "exclusive vs stack: the stack (10 % + 10.00) beats exclusive 5 %",
+        [TEN_PERCENT, SPEND_50, EXCL_5],
+        [Line("X", 1, 10000)],
+        Context(),
+        2000,
+        [2000],
+    ),
+    (
+        "exclusive vs stack: exclusive 30 % beats the stack",
+        [TEN_PERCENT, SPEND_50, EXCL_30, EXCL_5],
+        [Line("X", 1, 10000)],
+        Context(),
+        3000,
+        [3000],
+    ),
+    (
+        "coupon + automatic: item 5.00 off, 10 %, then the coupon's 5.00",
+        [COUPON_5, TEN_PERCENT, ITEM_5_OFF],
+        [shirt("A", 3000), Line("MUG", 1, 1000)],
+        Context(coupon_offers=frozenset({"coupon5"})),
+        # 30.00 -> 25.00; 10 % of 35.00 = 3.50 (2.50 + 1.00); 5.00 of 31.50 (3.57 + 1.43)
+        500 + 350 + 500,
+        [500 + 250 + 357, 100 + 143],
+    ),
+    (
+        "a coupon offer without its coupon does nothing",
+        [COUPON_5],
+        [Line("X", 1, 3000)],
+        Context(),
+        0,
+        [0],
+    ),
+    (
+        "any 3 shirts for 50.00, the dearest grouped",
+        [BUNDLE],
+        [shirt("A", 2500, 2), shirt("B", 2000, 2)],
+        Context(),
+        2000,
+        [1429, 571],
+    ),
+    ("sale price 7.00 on a 9.50 mug", [SALE], [Line("MUG", 3, 950)], Context(), 750, [750]),
+    (
+        "free tote over 30.00",
+        [FREE_TOTE],
+        [Line("TOTE", 2, 500), Line("X", 1, 2500)],
+        Context(),
+        500,
+        [500, 0],
+    ),
+    (
+        "manual: price override then 10 % off the line, who asked is kept",
+        [],
+        [Line("X", 2, 1000, manual=Manual(ManualKind.PRICE, 800, "damaged box", "emp_1"))],
+        Context(manual=Manual(ManualKind.PERCENT, 1000, "loyal customer", "emp_2")),
+        400 + 160,
+        [560],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("offers", "lines", "ctx", "total", "per_line"),
+    [w[1:] for w in WORKED],
+    ids=[w[0] for w in WORKED],
+)
+def test_worked_retail_examples_to_the_cent(
+    offers: list[Offer], lines: list[Line], ctx: Context, total: int, per_line: list[int]
+) -> None:
+    priced = price(offers, lines, USD, ctx)
+    assert priced.total_discount == total
+    assert list(priced.line_discounts) == per_line
+    assert sum(a.amount for a in priced.applied) == total
+
+
+def test_manual_discounts_say_why_and_who_asked() -> None:
+    lines = [Line("X", 1, 1000, manual=Manual(ManualKind.AMOUNT, 200, "scratched", "emp_7"))]
+    priced = price([], lines, USD)
+    [applied] = priced.applied
+    assert (applied.source, applied.amount, applied.reason, applied.requested_by) == (
+        "manual",
+        200,
+        "Manual: scratched",
+        "emp_7",
+    )
+
+
+def test_non_stackable_offers_keep_the_highest_priority_one_per_level() -> None:
+    a = offer("a", Rule(Kind.PERCENT_OFF, percent_bps=1000), stackable=False, priority=1)
+    b = offer("b", Rule(Kind.PERCENT_OFF, percent_bps=2000), stackable=False)
+    c = offer("c", Rule(Kind.AMOUNT_OFF, amount=100))
+    priced = price([a, b, c], [Line("X", 1, 10000)], USD)
+    assert [x.source for x in priced.applied] == ["a", "c"]
+    assert priced.total_discount == 1000 + 100
+
+
+def test_conditions_channel_location_groups_and_minimum_quantity() -> None:
+    vip = offer(
+        "vip",
+        Rule(Kind.PERCENT_OFF, percent_bps=1000),
+        conditions=Conditions(
+            channels=frozenset({"web"}),
+            location_ids=frozenset({"loc_1"}),
+            customer_groups=frozenset({"vip"}),
+            min_quantity=2,
+        ),
+    )
+    lines = [Line("X", 2, 1000)]
+    ok = Context(channel="web", location_id="loc_1", customer_groups=frozenset({"vip", "staff"}))
+    assert price([vip], lines, USD, ok).total_discount == 200
+    for ctx in (
+        Context(channel="register", location_id="loc_1", customer_groups=frozenset({"vip"})),
+        Context(channel="web", location_id="loc_2", customer_groups=frozenset({"vip"})),
+        Context(channel="web", location_id="loc_1"),
+    ):
+        assert price([vip], lines, USD, ctx).total_discount == 0
+    assert price([vip], [Line("X", 1, 1000)], USD, ok).total_discount == 0
+
+
+def test_a_window_uses_local_wall_clock_time_and_ends_exclusive() -> None:
+    winter = offer(
+        "winter",
+        Rule(Kind.PERCENT_OFF, percent_bps=1000),
+        conditions=Conditions(
+            starts_at=datetime(2026, 12, 1),
+            ends_at=datetime(2027, 1, 1),
+            time_zone="America/New_York",
+        ),
+    )
+    lines = [Line("X", 1, 1000)]
+    # 2027-01-01 03:00 UTC is still 2026-12-31 22:00 in New York.
+    assert (
+        price([winter], lines, USD, Context(at=datetime(2027, 1, 1, 3, tzinfo=UTC))).total_discount
+        == 100
+    )
+    assert (
+        price([winter], lines, USD, Context(at=datetime(2027, 1, 1, 5, tzinfo=UTC))).total_discount
+        == 0
+    )
+    assert (
+        price([winter], lines, USD, Context(at=datetime(2026, 12, 1, 4, tzinfo=UTC))).total_discount
+        == 0
+    )
+    assert price([winter], lines, USD, Context()).total_discount == 0  # no clock: no window
+
+
+def test_buy_x_get_y_limit_per_order() -> None:
+    limited = offer(
+        "lim",
+        Rule(
+            Kind.BUY_X_GET_Y,
+            Level.ITEM,
+            SHIRTS,
+            percent_bps=5000,
+            buy_quantity=1,
+            get_quantity=1,
+            limit_per_order=2,
+        ),
+    )
+    priced = price([limited], [shirt("A", 1000, 10)], USD)
+    assert priced.total_discount == 1000  # two sets, one half-price shirt each
+
+
+def test_buy_a_get_b_discounts_only_b() -> None:
+    rule = Rule(
+        Kind.BUY_X_GET_Y,
+        Level.ITEM,
+        Selector(skus=frozenset({"PHONE"})),
+        percent_bps=10000,
+        buy_quantity=1,
+        get_quantity=1,
+        get_items=Selector(skus=frozenset({"CASE"})),
+    )
+    priced = price([offer("p", rule)], [Line("PHONE", 1, 50000), Line("CASE", 3, 2000)], USD)
+    assert list(priced.line_discounts) == [0, 2000]
+
+
+def test_currency_mismatch_and_zero_prices() -> None:
+    assert price([SPEND_50], [Line("X", 1, 9000)], "EUR").total_discount == 0
+    assert price([TEN_PERCENT, BOGO], [shirt("A", 0, 3)], USD).total_discount == 0
+
+
+def test_allocation_by_largest_remainder() -> None:
+    assert allocate(100, [1, 1, 1]) == [34, 33, 33]
+    assert allocate(10, [3333, 3333, 3334]) == [3, 3, 4]
+    assert allocate(0, [5, 7]) == [0, 0]
+    assert allocate(5, [0, 0]) == [0, 0]
+
+
+# ---------- properties ----------
+
+OFFERS = [
+    BOGO,
+    THREE_FOR_TWO,
+    TIERED,
+    SPEND_50,
+    TEN_PERCENT,
+    BUNDLE,
+    SALE,
+    FREE_TOTE,
+    EXCL_30,
+    ITEM_5_OFF,
+    COUPON_5,
+]
+
+lines_st = st.lists(
+    st.builds(
+        Line,
+        sku=st.sampled_from(["A", "B", "MUG", "TOTE", "X"]),
+        quantity=st.integers(1, 12),
+        unit_price=st.integers(0, 20000),
+        categories=st.sampled_from([frozenset(), frozenset({"shirts"})]),
+        manual=st.one_of(
+            st.none(),
+            st.builds(
+                Manual,
+                st.just(ManualKind.PERCENT),
+                st.integers(0, 10000),
+                st.just("r"),
+                st.just("e"),
+            ),
+            st.builds(
+                Manual,
+                st.just(ManualKind.AMOUNT),
+                st.integers(0, 30000),
+                st.just("r"),
+                st.just("e"),
+            ),
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+offers_st = st.lists(st.sampled_from(OFFERS), unique=True, max_size=6)
+
+
+@given(lines=lines_st, offers=offers_st, data=st.data())
+def test_properties_never_negative_never_above_list_sums_exact_order_independent(
+    lines: list[Line], offers: list[Offer], data: st.DataObject
+) -> None:
+    ctx = Context(coupon_offers=frozenset({"coupon5"}))
+    priced = price(offers, lines, USD, ctx)
+    for ln, d in zip(lines, priced.line_discounts, strict=True):
+        assert 0 <= d <= ln.unit_price * ln.quantity  # no line below zero
+    assert 0 <= priced.total_discount <= priced.subtotal  # never above list, never negative
+    assert priced.total_discount == sum(priced.line_discounts)
+    for a in priced.applied:
+        assert a.amount == sum(a.lines) and all(x >= 0 for x in a.lines)
+    perm = data.draw(st.permutations(range(len(lines))))
+    shuffled = price(list(reversed(offers)), [lines[i] for i in perm], USD, ctx)
+    assert shuffled.total_discount == priced.total_discount
+    # Line by line too (identical lines may trade their discounts: compare as a multiset).
+    moved = sorted(zip([repr(lines[i]) for i in perm], shuffled.line_discounts, strict=True))
+    assert moved == sorted(zip(map(repr, lines), priced.line_discounts, strict=True))
+
+
+@given(
+    total=st.integers(0, 10**9), weights=st.lists(st.integers(0, 10**7), min_size=1, max_size=30)
+)
+def test_allocation_sums_exactly_and_never_exceeds_a_weight(total: int, weights: list[int]) -> None:
+    whole = sum(weights)
+    total = min(total, whole)
+    shares = allocate(total, weights)
+    assert sum(shares) == (total if whole else 0)
+    assert all(0 <= s <= w for s, w in zip(shares, weights, strict=True))

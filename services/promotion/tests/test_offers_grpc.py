@@ -1,0 +1,458 @@
+"""Offers, their lifecycle and coupons through gRPC, against real PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import nats
+import pytest
+import pytest_asyncio
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import event, func, select, text
+
+from pos.common.v1 import money_pb2
+from pos.promotion.v1 import events_pb2, promotion_pb2_grpc
+from pos.promotion.v1 import promotion_pb2 as pb
+from pos_devstack.testing import Infra, serve_in_process, until
+from pos_kit.grpc_client import read_error
+from pos_kit.streams import ensure_service_streams
+from pos_promotion.adapters.tables import coupon_reservations, coupons, kit, promotions
+from pos_promotion.domain.model import Status
+from pos_promotion.service import handlers
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+USD = "USD"
+
+
+@dataclass
+class Running:
+    stub: promotion_pb2_grpc.PromotionServiceStub
+    runtime: Any
+
+    async def count(self, table: Any, *where: Any) -> int:
+        async with self.runtime.engine.connect() as conn:
+            query = select(func.count()).select_from(table).where(*where)
+            return int((await conn.execute(query)).scalar_one())
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(infra: Infra) -> AsyncIterator[Running]:
+    # 500 checkouts at once wait their turn for a connection: give them the time to.
+    async with serve_in_process("promotion", infra, database_pool_timeout_seconds=60) as svc:
+        await until(lambda: svc.runtime.ready.is_set())
+        yield Running(promotion_pb2_grpc.PromotionServiceStub(svc.channel), svc.runtime)
+
+
+def md(merchant: str = "mer_a") -> tuple[tuple[str, str], ...]:
+    return (("x-merchant-id", merchant),)
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency=USD)
+
+
+async def refused(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+def line(sku: str, qty: int, cents: int, *categories: str) -> pb.CartLine:
+    return pb.CartLine(sku=sku, quantity=qty, unit_price=usd(cents), categories=list(categories))
+
+
+async def create(running: Running, rid: str, **fields: Any) -> pb.Promotion:
+    merchant = fields.pop("merchant", "mer_a")
+    request = pb.CreatePromotionRequest(request_id=rid, **fields)
+    answer = await running.stub.CreatePromotion(request, metadata=md(merchant), timeout=10)
+    return answer.promotion
+
+
+async def calc(running: Running, *lines: pb.CartLine, **kw: Any) -> pb.CalculateDiscountsResponse:
+    merchant = kw.pop("merchant", "mer_a")
+    request = pb.CalculateDiscountsRequest(currency=USD, lines=list(lines), **kw)
+    answer: pb.CalculateDiscountsResponse = await running.stub.CalculateDiscounts(
+        request, metadata=md(merchant), timeout=10
+    )
+    return answer
+
+
+BOGO = pb.Rule(
+    kind=pb.OFFER_KIND_BUY_X_GET_Y,
+    level=pb.OFFER_LEVEL_ITEM,
+    items=pb.ItemSelector(categories=["shirts"]),
+    percent_bps=10000,
+    buy_quantity=1,
+    get_quantity=1,
+)
+
+
+async def test_an_item_offer_prices_lines_and_says_why(running: Running) -> None:
+    promo = await create(running, "c-1", name="Shirts BOGO", rule=BOGO)
+    assert promo.rule == BOGO and promo.status == pb.PROMOTION_STATUS_ACTIVE
+    assert promo.version == 1 and promo.stackable
+    answer = await calc(running, line("A", 1, 2000, "shirts"), line("B", 1, 1500, "shirts"))
+    assert answer.total_discount == usd(1500)
+    assert [m.amount for m in answer.line_discounts] == [0, 1500]
+    [applied] = answer.discounts
+    assert applied.promotion_id == promo.id and applied.level == pb.OFFER_LEVEL_ITEM
+    assert applied.reason == "Shirts BOGO: buy 1 get 1 free"
+    assert [(x.line_index, x.amount.amount) for x in applied.lines] == [(1, 1500)]
+
+
+async def test_conditions_come_from_the_request_and_the_locations_time_zone(
+    running: Running,
+) -> None:
+    await create(
+        running,
+        "c-2",
+        name="Happy hour",
+        rule=pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=5000),
+        conditions=pb.Conditions(
+            days_of_week=[5], hours_from="22:00", hours_until="02:00", channels=["register"]
+        ),
+    )
+    friday_night = Timestamp()
+    friday_night.FromDatetime(datetime(2026, 12, 5, 0, 30, tzinfo=UTC))  # Sat 01:30 in Berlin
+    berlin = {"location_time_zone": "Europe/Berlin", "at": friday_night}
+    hit = await calc(running, line("X", 1, 1000), channel="register", **berlin)
+    assert hit.total_discount == usd(500)
+    web = await calc(running, line("X", 1, 1000), channel="web", **berlin)
+    assert web.total_discount == usd(0)
+    la = await calc(
+        running,
+        line("X", 1, 1000),
+        channel="register",
+        location_time_zone="America/Los_Angeles",
+        at=friday_night,
+    )
+    assert la.total_discount == usd(0)  # Friday 16:30 there
+
+
+async def test_bad_offers_are_refused_field_by_field_and_store_nothing(running: Running) -> None:
+    err = await refused(
+        create(
+            running,
+            "c-3",
+            name="Broken",
+            rule=pb.Rule(
+                kind=pb.OFFER_KIND_TIERS,
+                tiers=[
+                    pb.Tier(min_quantity=2, percent_bps=1000),
+                    pb.Tier(min_quantity=2, percent_bps=2000),
+                ],
+            ),
+            conditions=pb.Conditions(
+                starts_at="2026-12-10T00:00", ends_at="2026-12-01T00:00", hours_from="25:00"
+            ),
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in read_error(err).violations} >= {
+        "rule.tiers",
+        "conditions.ends_at",
+        "conditions.hours_from",
+    }
+    assert await running.count(promotions) == 0
+    assert await running.count(kit.outbox) == 0
+
+
+async def test_lifecycle_update_with_version_pause_resume_end_and_the_feed(
+    running: Running,
+) -> None:
+    promo = await create(running, "c-4", name="Ten", percent_off_bps=1000)
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(100)
+    updated = await running.stub.UpdatePromotion(
+        pb.UpdatePromotionRequest(
+            request_id="c-5",
+            id=promo.id,
+            expected_version=1,
+            update_mask=["rule", "name"],
+            name="Twenty",
+            rule=pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=2000),
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert updated.promotion.version == 2 and updated.promotion.name == "Twenty"
+    # This replica forgot its cached offers: the next calculation already sees the change.
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(200)
+    stale = await refused(
+        running.stub.PausePromotion(
+            pb.PausePromotionRequest(request_id="c-6", id=promo.id, expected_version=1),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(stale).reason == "version_mismatch"
+    paused = await running.stub.PausePromotion(
+        pb.PausePromotionRequest(request_id="c-7", id=promo.id, expected_version=2),
+        metadata=md(),
+        timeout=10,
+    )
+    assert paused.promotion.status == pb.PROMOTION_STATUS_PAUSED
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(0)
+    await running.stub.ResumePromotion(
+        pb.ResumePromotionRequest(request_id="c-8", id=promo.id), metadata=md(), timeout=10
+    )
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(200)
+    ended = await running.stub.EndPromotion(
+        pb.EndPromotionRequest(request_id="c-9", id=promo.id), metadata=md(), timeout=10
+    )
+    assert ended.promotion.status == pb.PROMOTION_STATUS_ENDED and ended.promotion.HasField(
+        "ended_at"
+    )
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(0)
+    again = await refused(
+        running.stub.ResumePromotion(
+            pb.ResumePromotionRequest(request_id="c-10", id=promo.id), metadata=md(), timeout=10
+        )
+    )
+    assert read_error(again).reason == "promotion_ended"
+    # The change feed: everything changed since before the creation, oldest change first.
+    since = Timestamp()
+    since.FromDatetime(datetime(2000, 1, 1, tzinfo=UTC))
+    feed = await running.stub.ListPromotions(
+        pb.ListPromotionsRequest(updated_since=since), metadata=md(), timeout=10
+    )
+    assert [(p.id, p.version) for p in feed.promotions] == [(promo.id, ended.promotion.version)]
+    # Another merchant's promotion is a NOT_FOUND for every change.
+    theirs = await refused(
+        running.stub.EndPromotion(
+            pb.EndPromotionRequest(request_id="c-11", id=promo.id), metadata=md("mer_b"), timeout=10
+        )
+    )
+    assert theirs.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_calculation_reads_nothing_while_the_cache_holds_and_events_invalidate_it(
+    running: Running,
+) -> None:
+    offers = running.runtime.offers
+    before_write = offers._generation.get("mer_a", 0)
+    promo = await create(running, "c-12", name="Ten", percent_off_bps=1000)
+    # The replica forgot the merchant when it wrote; it forgets again when the creation's own
+    # event comes back from NATS. Wait for that, so it does not land in the middle below.
+    await until(lambda: offers._generation.get("mer_a", 0) >= before_write + 2)
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(100)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        if "outbox" not in sql:  # the relay polls on its own schedule
+            statements.append(sql)
+
+    engine = running.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(5):
+            assert (await calc(running, line("X", 1, 1000))).total_discount == usd(100)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements == []
+    # A change made elsewhere (another replica: here, straight through a unit of work, which
+    # does not touch this replica's cache) reaches the cache through its event.
+    uow = running.runtime.uow().bind("mer_a")
+    async with uow:
+        await handlers.change_status(uow, promo.id, 0, Status.PAUSED)
+        await uow.commit()
+    running.runtime.wake_relay()
+    before = offers.loads
+    await until(lambda: offers._entries.get("mer_a") is None)
+    assert (await calc(running, line("X", 1, 1000))).total_discount == usd(0)
+    assert offers.loads == before + 1
+
+
+async def test_delete_only_while_unused(running: Running) -> None:
+    unused = await create(running, "c-13", name="Never used", percent_off_bps=1000)
+    await running.stub.DeletePromotion(
+        pb.DeletePromotionRequest(request_id="c-14", id=unused.id), metadata=md(), timeout=10
+    )
+    assert await running.count(promotions) == 0
+    coupon_promo = await create(
+        running, "c-15", name="Coupon", percent_off_bps=1000, requires_coupon=True
+    )
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="c-16", promotion_id=coupon_promo.id, codes=["USED1"]),
+        metadata=md(),
+        timeout=10,
+    )
+    await reserve(running, "c-17", "ord_1", ["used1"])
+    err = await refused(
+        running.stub.DeletePromotion(
+            pb.DeletePromotionRequest(request_id="c-18", id=coupon_promo.id),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert read_error(err).reason == "promotion_used"
+    assert await running.count(promotions) == 1
+
+
+async def reserve(
+    running: Running, rid: str, order_id: str, codes: list[str], customer: str = "", **kw: Any
+) -> pb.ReserveCouponsResponse:
+    answer: pb.ReserveCouponsResponse = await running.stub.ReserveCoupons(
+        pb.ReserveCouponsRequest(
+            request_id=rid, order_id=order_id, codes=codes, customer_id=customer, **kw
+        ),
+        metadata=md(kw.pop("merchant", "mer_a")),
+        timeout=60,
+    )
+    return answer
+
+
+async def coupon_offer(
+    running: Running, rid: str, **coupon: Any
+) -> tuple[pb.Promotion, list[pb.Coupon]]:
+    promo = await create(
+        running,
+        rid,
+        name="Five off",
+        rule=pb.Rule(kind=pb.OFFER_KIND_AMOUNT_OFF, amount=usd(500)),
+        conditions=pb.Conditions(min_amount=usd(2000)),
+        requires_coupon=True,
+    )
+    made = await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id=rid + "-c", promotion_id=promo.id, **coupon),
+        metadata=md(),
+        timeout=10,
+    )
+    return promo, list(made.coupons)
+
+
+async def test_codes_are_shown_once_stored_hashed_and_checked_case_insensitively(
+    running: Running, infra: Infra
+) -> None:
+    promo, made = await coupon_offer(running, "c-20", generate=3, max_uses=1)
+    codes = [c.code for c in made]
+    assert len(set(codes)) == 3 and all(len(c) == 12 for c in codes)
+    assert [c.code_hint for c in made] == [c[-4:] for c in codes]
+    replay = await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="c-20-c", promotion_id=promo.id, generate=3, max_uses=1),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [c.id for c in replay.coupons] == [c.id for c in made]
+    assert all(c.code == "" for c in replay.coupons)  # a replay never shows a code again
+    async with running.runtime.engine.connect() as conn:
+        dump = (await conn.execute(text("SELECT c::text FROM coupons c"))).scalars().all()
+        stored = (
+            (await conn.execute(text("SELECT response FROM processed_requests"))).scalars().all()
+        )
+    for code in codes:
+        assert not any(code in row for row in dump)
+        assert not any(code.encode() in (row or b"") for row in stored)
+    # The preview: applied with a lower-case code, and every refusal is a reason, not an error.
+    answer = await calc(running, line("X", 1, 2500), coupon_codes=[codes[0].lower(), "NOPE-123"])
+    assert [d.promotion_id for d in answer.discounts] == [promo.id]
+    assert answer.total_discount == usd(500)
+    assert [(r.code, r.reason) for r in answer.rejected_coupons] == [("NOPE-123", "coupon_unknown")]
+    small = await calc(running, line("X", 1, 1000), coupon_codes=[codes[0]])
+    assert [r.reason for r in small.rejected_coupons] == ["coupon_not_applicable"]
+    # Another merchant cannot use the code.
+    theirs = await calc(running, line("X", 1, 2500), coupon_codes=[codes[0]], merchant="mer_b")
+    assert [r.reason for r in theirs.rejected_coupons] == ["coupon_unknown"]
+
+
+async def test_the_saga_reserves_redeems_and_releases_by_order_id(
+    running: Running, infra: Infra
+) -> None:
+    promo, [coupon] = await coupon_offer(
+        running, "c-30", codes=["Winter-26"], max_uses=2, max_uses_per_customer=1
+    )
+    cart = pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 2500)])
+    first = await reserve(running, "c-31", "ord_1", ["winter-26"], "cus_1", cart=cart)
+    assert [(r.coupon_id, r.status) for r in first.reservations] == [(coupon.id, "reserved")]
+    # The same order again (a retried checkout with a new request id): the same reservation.
+    again = await reserve(running, "c-32", "ord_1", ["WINTER-26"], "cus_1", cart=cart)
+    assert again.reservations == first.reservations
+    # The same customer on another order: over the per-customer limit.
+    err = await refused(reserve(running, "c-33", "ord_2", ["WINTER-26"], "cus_1"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err).reason == "coupon_customer_limit"
+    # A cart the coupon gives nothing to: refused with its reason, nothing reserved.
+    small = pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 1000)])
+    err = await refused(reserve(running, "c-34", "ord_3", ["WINTER-26"], "cus_3", cart=small))
+    assert read_error(err).reason == "coupon_not_applicable"
+    unknown = await refused(reserve(running, "c-35", "ord_3", ["NOPE-1"], "cus_3"))
+    assert read_error(unknown).reason == "coupon_unknown"
+    # Cancelled before confirmation: the use comes back.
+    await reserve(running, "c-36", "ord_4", ["WINTER-26"], "cus_4")
+    exhausted = await refused(reserve(running, "c-37", "ord_5", ["WINTER-26"], "cus_5"))
+    assert read_error(exhausted).reason == "coupon_exhausted"
+    released = await running.stub.ReleaseCoupons(
+        pb.ReleaseCouponsRequest(request_id="c-38", order_id="ord_4"), metadata=md(), timeout=10
+    )
+    assert [r.status for r in released.reservations] == ["released"]
+    await reserve(running, "c-39", "ord_5", ["WINTER-26"], "cus_5")
+    # Confirmed: redeemed, announced, and a second redeem changes nothing.
+    redeemed = await running.stub.RedeemCoupons(
+        pb.RedeemCouponsRequest(request_id="c-40", order_id="ord_1"), metadata=md(), timeout=10
+    )
+    assert [r.status for r in redeemed.reservations] == ["redeemed"]
+    await running.stub.RedeemCoupons(
+        pb.RedeemCouponsRequest(request_id="c-41", order_id="ord_1"), metadata=md(), timeout=10
+    )
+    late = await refused(
+        running.stub.ReleaseCoupons(
+            pb.ReleaseCouponsRequest(request_id="c-42", order_id="ord_1"), metadata=md(), timeout=10
+        )
+    )
+    assert read_error(late).reason == "coupons_already_redeemed"
+    listed = await running.stub.ListCoupons(
+        pb.ListCouponsRequest(promotion_id=promo.id), metadata=md(), timeout=10
+    )
+    [state] = listed.coupons
+    assert (state.redeemed_count, state.reserved_count) == (1, 1)
+    nc = await nats.connect(infra.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_service_streams(js, "promotion")
+        sub = await js.subscribe("pos.promotion.v1.coupon_redeemed", ordered_consumer=True)
+        deadline = time.monotonic() + 20
+        found = None
+        while found is None:
+            assert time.monotonic() < deadline, "CouponRedeemed was not published"
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            message = events_pb2.CouponRedeemed.FromString(msg.data)
+            if message.coupon.id == coupon.id:
+                found = message
+        assert found.order_id == "ord_1" and found.customer_id == "cus_1"
+        assert found.coupon.code == "" and found.coupon.redeemed_count == 1
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
+async def test_500_concurrent_checkouts_of_a_50_use_code_get_exactly_50(running: Running) -> None:
+    _, [coupon] = await coupon_offer(running, "c-50", codes=["FIFTY"], max_uses=50)
+
+    async def checkout(i: int) -> bool:
+        try:
+            await reserve(running, f"c-50-{i}", f"ord_{i}", ["fifty"], f"cus_{i}")
+        except grpc.aio.AioRpcError as exc:
+            assert read_error(exc).reason == "coupon_exhausted"
+            return False
+        return True
+
+    results = await asyncio.gather(*(checkout(i) for i in range(500)))
+    assert sum(results) == 50
+    assert (
+        await running.count(coupon_reservations, coupon_reservations.c.status == "reserved") == 50
+    )
+    async with running.runtime.engine.connect() as conn:
+        reserved = (
+            await conn.execute(select(coupons.c.reserved_count).where(coupons.c.id == coupon.id))
+        ).scalar_one()
+    assert reserved == 50

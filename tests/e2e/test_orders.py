@@ -1,0 +1,288 @@
+"""Orders through the gateway over HTTP, every service a separate process: pickup (held,
+declined then paid, confirmed, ready, picked up and captured at hand-over), ship from store in
+two parts each capturing its share, endless aisle, cancellation (holds released, authorisation
+voided), bad input, and no oversell under concurrent web orders."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.platform import seed_demo_data
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
+
+
+def _ok(answer: httpx.Response, status: int = 200) -> Any:
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def _stocked(http: httpx.Client, units: int = 10) -> tuple[str, list[str]]:
+    """A product of its own with `units` in each of the merchant's first two stores."""
+    sku = f"ORD-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Order probe",
+        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+    locations = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+    for loc in locations:
+        adjustment = {"sku": sku, "location_id": loc, "delta": units, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+    return sku, locations
+
+
+def _available(http: httpx.Client, sku: str, location: str) -> int:
+    levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location}).json()
+    return int(levels["data"][0]["available"])
+
+
+def test_a_pickup_that_would_outlive_its_authorisation_is_captured_at_confirmation(
+    platform: Running,
+) -> None:
+    """The sandbox's authorisations last an hour, a pickup waits a week by default: capturing
+    at hand-over could meet an expired authorisation, so it is captured at confirmation."""
+    http = platform.http
+    sku, (store, _) = _stocked(http)
+    body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["fulfillments"][0]["captured"] == confirmed["total"]
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == confirmed["total"]["amount"]
+
+
+def test_a_pickup_is_held_paid_after_a_decline_and_captured_at_hand_over(
+    platform: Running,
+) -> None:
+    with platform.new_merchant("Pickup shop") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        # A pickup waits at most an hour, its authorisation lasts two: captured at hand-over.
+        settings = http.patch(
+            "/v1/order-settings",
+            json={"pickup_expiry_seconds": 3600, "authorization_window_seconds": 7200},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert _ok(settings)["capture_pickup_at_order"] is False
+        assert settings.json()["authorization_window_seconds"] == 7200
+        _pickup_flow(http)
+
+
+def _pickup_flow(http: httpx.Client) -> None:
+    sku, (store, _) = _stocked(http)
+    body = {
+        "channel": "web",
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": 2}],
+        "fulfillments": [{"type": "pickup", "location_id": store}],
+        "notes": "Collect Saturday",
+        "metadata": {"cart_id": "c_1"},
+    }
+    key = str(uuid.uuid4())
+    order = _ok(_post(http, "/v1/orders", body, key), 201)
+    assert _ok(_post(http, "/v1/orders", body, key), 201)["id"] == order["id"]  # replayed
+    assert order["status"] == "pending_payment" and order["channel"] == "web"
+    (pickup,) = order["fulfillments"]
+    assert (pickup["type"], pickup["status"]) == ("pickup", "reserved")
+    assert pickup["reservation_id"] and _available(http, sku, store) == 8
+
+    declined = _post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_declined"})  # fmt: skip
+    assert declined.status_code == 402, declined.text
+    again = _ok(http.get(f"/v1/orders/{order['id']}"))
+    assert again["status"] == "pending_payment" and _available(http, sku, store) == 8
+
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    assert paid["payment"]["status"] == "authorized"
+    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["status"] == "confirmed"
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == 0  # captured at hand-over (the default setting)
+
+    step = f"/v1/orders/{order['id']}/fulfillments/{pickup['id']}/steps"
+    wrong = _post(http, step, {"status": "shipped", "carrier": "UPS", "tracking_number": "1"})
+    assert wrong.status_code == 409 and wrong.json()["code"] == "invalid_transition"
+    ready = _ok(_post(http, step, {"status": "ready_for_pickup"}))
+    assert ready["fulfillments"][0]["status"] == "ready_for_pickup"
+    done = _ok(_post(http, step, {"status": "picked_up"}))
+    assert done["status"] == "completed"
+    assert done["fulfillments"][0]["captured"] == done["total"]
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == done["total"]["amount"]
+    assert [c["status"] for c in done["timeline"] if ":" not in c["status"]] == [
+        "pending_payment",
+        "confirmed",
+        "completed",
+    ]
+    listed = _ok(http.get("/v1/orders", params={"channel": "web", "status": "completed"}))
+    assert order["id"] in [o["id"] for o in listed["data"]]
+
+    def feed() -> list[str]:
+        events = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
+        return [e["type"] for e in events if e["data"]["object"]["id"] == order["id"]]
+
+    kinds = _eventually(lambda: len(feed()) >= 5 and feed())
+    assert kinds[0] == "order.created" and "order.confirmed" in kinds
+    assert kinds.count("order.fulfillment_updated") == 2 and kinds[-1] == "order.completed"
+
+
+def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> None:
+    http = platform.http
+    sku, (first, second) = _stocked(http)
+    body = {
+        "channel": "web",
+        "location_id": first,
+        "lines": [
+            {"sku": sku, "quantity": 1, "fulfillment": 0},
+            {"sku": sku, "quantity": 3, "fulfillment": 1},
+        ],
+        "fulfillments": [
+            {"type": "shipment", "location_id": first, "ship_to": "1 Main St, Springfield"},
+            {"type": "shipment", "location_id": second, "ship_to": "1 Main St, Springfield"},
+        ],
+    }
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    shares = [f["amount"]["amount"] for f in order["fulfillments"]]
+    assert sum(shares) == order["total"]["amount"]
+
+    ids = [f["id"] for f in order["fulfillments"]]
+    ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
+    shipped = _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[0]}/steps", ship))
+    assert shipped["fulfillments"][0]["tracking_number"] == "1Z999AA10123456784"
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == shares[0]  # a partial capture: its share only
+    _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[1]}/steps", ship))
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == order["total"]["amount"]
+    for fid in ids:
+        last = _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{fid}/steps",
+                         {"status": "delivered"}))  # fmt: skip
+    assert last["status"] == "completed"
+
+
+def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
+    platform: Running,
+) -> None:
+    http = platform.http
+    sku, (store, _) = _stocked(http)
+    body = {
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": 4}],
+        "fulfillments": [{"type": "pickup", "location_id": store}],
+    }
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    assert _available(http, sku, store) == 6
+    cancelled = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == "requested"
+    assert cancelled["fulfillments"][0]["status"] == "cancelled"
+    assert _available(http, sku, store) == 10
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["status"] == "voided"
+    late = _post(http, f"/v1/orders/{order['id']}/tenders", {"tender_type": "card",
+                 "card_token": "tok_visa"})  # fmt: skip
+    assert late.status_code == 409
+
+
+def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Running) -> None:
+    http = platform.http
+    sku, (here, there) = _stocked(http)
+    body = {
+        "channel": "register",
+        "location_id": here,
+        "lines": [
+            {"sku": sku, "quantity": 1, "fulfillment": 0},
+            {"sku": sku, "quantity": 2, "fulfillment": 1},
+        ],
+        "fulfillments": [
+            {"type": "in_store", "location_id": here},
+            {"type": "shipment", "location_id": there, "ship_to": "2 Elm St"},
+        ],
+    }
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    assert _available(http, sku, there) == 8  # the remote store's units are held
+    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    in_store, shipment = confirmed["fulfillments"]
+    assert (in_store["status"], shipment["status"]) == ("fulfilled", "reserved")
+    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert payment["captured"]["amount"] == in_store["amount"]["amount"]
+    # The in-store unit leaves the shelf with the order's event; the held ones with their hold.
+    _eventually(lambda: _available(http, sku, here) == 9)
+    assert _available(http, sku, there) == 8
+
+
+def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Running) -> None:
+    http = platform.http
+    sku, (store, _) = _stocked(http)
+    before = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
+    for body, field in [
+        ({"location_id": store, "lines": []}, "lines"),
+        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1, "fulfillment": 1}]},
+         "lines[0].fulfillment"),
+        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+          "fulfillments": [{"type": "shipment", "location_id": store}]},
+         "fulfillments[0].ship_to"),
+    ]:  # fmt: skip
+        answer = _post(http, "/v1/orders", body)
+        assert answer.status_code == 400, answer.text
+        assert field in {e["field"] for e in answer.json()["errors"]}, answer.text
+    after = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
+    assert len(after) == len(before)
+
+
+def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
+    """Scaled down from 1,000 orders on 100 units to 120 on 12 (the shared 2-core machine):
+    the holds are what stops an oversell, at any scale."""
+    http = platform.http
+    sku, (store, _) = _stocked(http, units=12)
+    body = {
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": store}],
+    }
+
+    def buy(_: int) -> tuple[int, Any]:
+        with httpx.Client(base_url=str(http.base_url), headers=http.headers, timeout=60) as c:
+            answer = _post(c, "/v1/orders", body)
+            if answer.status_code != 201:
+                return answer.status_code, answer.json()
+            order = answer.json()
+            _ok(_post(c, f"/v1/orders/{order['id']}/tenders",
+                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+            return 200, _ok(_post(c, f"/v1/orders/{order['id']}/confirm", {}))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(buy, range(120)))
+    confirmed = [r for s, r in results if s == 200 and r["status"] == "confirmed"]
+    refused = [r for s, r in results if s == 409]
+    assert len(confirmed) == 12
+    assert len(refused) == 108
+    assert all(r["code"] == "insufficient_stock" for r in refused)
+    assert _available(http, sku, store) == 0

@@ -1,0 +1,339 @@
+"""Registers, staff, overrides and the audit log end to end, through the gateway over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from pos_devstack.platform import seed_demo_data
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return http.post(path, json=body or {}, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def _locations(http: httpx.Client) -> list[str]:
+    return [loc["id"] for loc in http.get("/v1/locations").json()["data"]]
+
+
+def _device(platform: Running, credential: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=platform.platform.gateway_url,
+        headers={"Authorization": f"Bearer {credential}"},
+        timeout=15.0,
+    )
+
+
+def _paired_register(platform: Running, location: str) -> tuple[dict[str, Any], httpx.Client]:
+    http = platform.http
+    made = _post(http, "/v1/registers", {"location_id": location, "name": "Till"})
+    assert made.status_code == 201, made.text
+    register = made.json()
+    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes")
+    assert code.status_code == 201, code.text
+    paired = httpx.post(
+        platform.platform.gateway_url + "/v1/registers/pair", json={"code": code.json()["code"]}
+    )
+    assert paired.status_code == 201, paired.text
+    return paired.json()["register"], _device(platform, paired.json()["credential"])
+
+
+def _audit(http: httpx.Client, **filters: str) -> list[dict[str, Any]]:
+    answer = http.get("/v1/audit-log", params={"limit": 200, **filters})
+    assert answer.status_code == 200, answer.text
+    entries: list[dict[str, Any]] = answer.json()["data"]
+    return entries
+
+
+def _gateway_db(platform: Running) -> str:
+    return platform.platform.env_for("gateway")["DATABASE_URL"].replace("+psycopg", "")
+
+
+def test_a_paired_register_works_only_at_its_location_for_register_scopes(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here, there = _locations(http)[:2]
+    made = _post(http, "/v1/registers", {"location_id": here, "name": "Till 1"}).json()
+    assert made["status"] == "unpaired"
+    issued = _post(http, f"/v1/registers/{made['id']}/pairing-codes")
+    assert issued.status_code == 201
+    code = issued.json()["code"]
+    pair = platform.platform.gateway_url + "/v1/registers/pair"
+    paired = httpx.post(pair, json={"code": code.lower()})
+    assert paired.status_code == 201, paired.text
+    credential = paired.json()["credential"]
+    assert paired.json()["register"]["status"] == "paired"
+    # The code is exchanged once: a second device gets nothing.
+    again = httpx.post(pair, json={"code": code})
+    assert (again.status_code, again.json()["code"]) == (401, "pairing_code_invalid")
+    # Neither the code nor the credential is kept in the gateway's database or its log.
+    with psycopg.connect(_gateway_db(platform)) as conn:
+        dump = "".join(
+            str(row)
+            for table in ("registers", "register_pairing_codes", "audit_log", "idempotency_keys")
+            for row in conn.execute(f"SELECT * FROM {table}")  # noqa: S608 (fixed names)
+        )
+    log = (platform.platform.home / "logs" / "gateway.log").read_text(errors="replace")
+    for secret in (code, credential):
+        assert secret not in dump and secret not in log
+
+    device = _device(platform, credential)
+    assert device.get(f"/v1/registers/{made['id']}").status_code == 200
+    assert device.get("/v1/products").status_code == 200
+    assert (
+        device.get("/v1/inventory", params={"sku": "MUG-LOGO", "location_id": here}).status_code
+        == 200
+    )
+    # Another location of the same merchant is as good as missing to this register ...
+    elsewhere = _post(http, "/v1/registers", {"location_id": there, "name": "Till 9"}).json()
+    assert device.get(f"/v1/registers/{elsewhere['id']}").status_code == 404
+    assert (
+        device.get("/v1/inventory", params={"sku": "MUG-LOGO", "location_id": there}).status_code
+        == 404
+    )
+    sale = {"location_id": there, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    assert _post(device, "/v1/checkouts", sale).status_code == 404
+    listed = device.get("/v1/registers").json()["data"]
+    assert {r["location_id"] for r in listed} == {here}
+    # ... and what the register scopes do not cover is a 403.
+    for path in ("/v1/api-keys", "/v1/staff", "/v1/audit-log"):
+        denied = device.get(path)
+        assert (denied.status_code, denied.json()["code"]) == (403, "insufficient_scope"), path
+    assert _post(device, "/v1/registers", {"location_id": here, "name": "x"}).status_code == 403
+
+    retired = _post(http, f"/v1/registers/{made['id']}/retire")
+    assert retired.json()["status"] == "retired"
+    assert device.get("/v1/products").status_code == 401  # at once: never cached
+    assert _post(http, f"/v1/registers/{made['id']}/pairing-codes").status_code == 409
+    actions = [e["action"] for e in _audit(http, resource_id=made["id"])]
+    assert {"register.created", "register.paired", "register.retired"} <= set(actions)
+    with platform.new_merchant("Another Shop") as other:
+        assert other.get(f"/v1/registers/{elsewhere['id']}").status_code == 404
+        assert _post(other, f"/v1/registers/{elsewhere['id']}/retire").status_code == 404
+
+
+def _member(http: httpx.Client, name: str, role: str, location: str, pin: str) -> str:
+    body = {"name": name, "role": role, "location_ids": [location], "pin": pin}
+    made = _post(http, "/v1/staff", body)
+    assert made.status_code == 201, made.text
+    assert "pin" not in made.json()
+    return str(made.json()["id"])
+
+
+def test_pin_guessing_locks_the_member_and_the_lock_is_audited(platform: Running) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Guessed At", "cashier", here, "2468")
+    _, device = _paired_register(platform, here)
+    for attempt in range(5):
+        wrong = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1111"})
+        assert (wrong.status_code, wrong.json()["code"]) == (403, "pin_incorrect")
+        assert wrong.json()["attempts_left"] == 4 - attempt
+    # Locked: now even the right PIN is refused.
+    locked = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2468"})
+    assert (locked.status_code, locked.json()["code"]) == (403, "staff_locked")
+    assert http.get(f"/v1/staff/{cashier}").json()["locked_until"] is not None
+    actions = [e["action"] for e in _audit(http, staff_id=cashier)]
+    assert actions.count("staff.pin_failed") == 5 and actions.count("staff.locked") == 1
+    # A new PIN from the back office lifts the lock.
+    assert http.patch(f"/v1/staff/{cashier}", json={"pin": "8642"}).status_code == 200
+    signed = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "8642"})
+    assert signed.status_code == 201, signed.text
+    with psycopg.connect(_gateway_db(platform)) as conn:
+        stored = conn.execute(
+            "SELECT pin_hash, pin_salt FROM staff_members WHERE id = %s", (cashier,)
+        ).fetchone()
+    assert stored is not None
+    assert len(stored[0]) == 32 and b"8642" not in stored[0] + stored[1]
+
+
+def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
+    body = {"location_id": location, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    sold = _post(http, "/v1/checkouts", body)
+    assert sold.status_code == 201, sold.text
+    payment: dict[str, Any] = sold.json()["payment"]
+    return payment
+
+
+def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Cass", "cashier", here, "1357")
+    manager = _member(http, "Mona", "manager", here, "9753")
+    register, device = _paired_register(platform, here)
+    refund = {"amount": {"amount": 100, "currency": "USD"}, "reason": "scratched"}
+
+    # No one signed in: the register does nothing sensitive.
+    payment = _card_sale(http, here)
+    nobody = _post(device, f"/v1/payments/{payment['id']}/refunds", refund)
+    assert (nobody.status_code, nobody.json()["code"]) == (403, "staff_sign_in_required")
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"}).is_success
+
+    # The register's sale carries the cashier and the register.
+    sold = _card_sale(device, here)
+    sale = _audit(http, action="sale", register_id=register["id"])
+    assert [(e["staff_id"], e["resource_type"]) for e in sale] == [(cashier, "order")]
+
+    alone = _post(device, f"/v1/payments/{sold['id']}/refunds", refund)
+    assert (alone.status_code, alone.json()["code"]) == (403, "permission_required")
+    assert alone.json()["permission"] == "refund"
+    # A wrong manager PIN grants nothing; a cashier cannot approve.
+    wrong = {"manager_id": manager, "pin": "0000", "permission": "refund"}
+    assert _post(device, "/v1/overrides", wrong).json()["code"] == "pin_incorrect"
+    peer = {"manager_id": cashier, "pin": "1357", "permission": "refund"}
+    assert _post(device, "/v1/overrides", peer).json()["code"] == "approver_lacks_permission"
+    granted = _post(device, "/v1/overrides", {**wrong, "pin": "9753"})
+    assert granted.status_code == 201, granted.text
+    assert (granted.json()["requested_by"], granted.json()["approved_by"]) == (cashier, manager)
+
+    done = _post(device, f"/v1/payments/{sold['id']}/refunds", refund)
+    assert done.status_code == 201, done.text
+    # One action per override: the next refund needs another.
+    again = _post(device, f"/v1/payments/{sold['id']}/refunds", refund)
+    assert (again.status_code, again.json()["code"]) == (403, "permission_required")
+
+    refunds = _audit(http, action="refund", register_id=register["id"])
+    assert len(refunds) == 1
+    entry = refunds[0]
+    assert (entry["staff_id"], entry["approved_by"]) == (cashier, manager)
+    assert entry["resource_id"] == sold["id"]
+    assert entry["details"]["override_id"] == granted.json()["id"]
+    assert entry["details"]["refunds"][0]["id"] == done.json()["data"][0]["id"]
+    grants = _audit(http, action="override.granted", register_id=register["id"])
+    assert [(e["staff_id"], e["approved_by"]) for e in grants] == [(cashier, manager)]
+
+    # A manager signed in refunds alone; the entry names no approver.
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "9753"}).is_success
+    assert _post(device, f"/v1/payments/{sold['id']}/refunds", refund).status_code == 201
+    latest = _audit(http, action="refund", register_id=register["id"])[0]
+    assert (latest["staff_id"], latest["approved_by"]) == (manager, None)
+
+
+def test_bad_staff_input_is_a_problem_and_writes_nothing(platform: Running) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    before = http.get("/v1/staff", params={"limit": 200}).json()["data"]
+    audited = _audit(http, action="staff.created")
+    bad = [
+        {"name": "A", "role": "cashier", "location_ids": [here], "pin": "12"},
+        {"name": "A", "role": "cashier", "location_ids": [here], "pin": "12ab"},
+        {"name": "", "role": "cashier", "location_ids": [here], "pin": "1234"},
+        {"name": "A", "role": "cashier", "location_ids": [], "pin": "1234"},
+        {"name": "A", "role": "cashier", "location_ids": [here], "pin": "1234", "x": 1},
+    ]
+    for body in bad:
+        answer = _post(http, "/v1/staff", body)
+        assert answer.status_code == 400, body
+        assert answer.json()["errors"], body
+    missing = [
+        {"name": "A", "role": "role_nope", "location_ids": [here], "pin": "1234"},
+        {"name": "A", "role": "cashier", "location_ids": ["loc_nope"], "pin": "1234"},
+    ]
+    for body in missing:
+        assert _post(http, "/v1/staff", body).status_code == 404, body
+    assert http.get("/v1/staff", params={"limit": 200}).json()["data"] == before
+    assert _audit(http, action="staff.created") == audited
+    assert _post(http, "/v1/roles", {"name": "manager", "permissions": []}).status_code == 409
+    role = _post(http, "/v1/roles", {"name": "lead", "permissions": ["refund", "bogus"]})
+    assert role.status_code == 400
+
+
+def test_the_audit_log_is_append_only_and_kept_for_the_merchants_period(
+    platform: Running,
+) -> None:
+    http = platform.http
+    assert http.get("/v1/audit-settings").json()["retention_days"] == 365
+    assert http.put("/v1/audit-settings", json={"retention_days": 5}).status_code == 400
+    changed = http.put("/v1/audit-settings", json={"retention_days": 90})
+    assert changed.json()["retention_days"] == 90
+    entry = _audit(http, action="settings.audit_retention_changed")[0]
+    assert entry["details"] == {"from": 365, "to": 90}
+    with psycopg.connect(_gateway_db(platform)) as conn:
+        for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
+            with pytest.raises(psycopg.errors.RaiseException):
+                conn.execute(statement)
+            conn.rollback()
+
+
+def test_a_shift_balances_the_registers_cash_and_a_no_sale_needs_a_manager(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Drew", "cashier", here, "2580")
+    manager = _member(http, "Max", "manager", here, "0852")
+    register, device = _paired_register(platform, here)
+    float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+    assert _post(device, "/v1/shifts", float_).json()["code"] == "staff_sign_in_required"
+    assert _post(http, "/v1/shifts", float_).json()["code"] == "register_credential_required"
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}).is_success
+    opened = _post(device, "/v1/shifts", float_)
+    assert opened.status_code == 201, opened.text
+    shift = opened.json()
+    assert (shift["status"], shift["opened_by"]) == ("open", cashier)
+
+    # A cash sale at this register comes in through the order service with the register
+    # and the member on it; a card sale is in the report but not in the drawer.
+    tendered = {"amount": 100_000, "currency": "USD"}
+    sale = {"location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "cash", "cash_tendered": tendered}  # fmt: skip
+    sold = _post(device, "/v1/checkouts", sale)
+    assert sold.status_code == 201, sold.text
+    cash = sold.json()["payment"]["captured"]["amount"]
+    _card_sale(device, here)
+    out = {"kind": "pay_out", "amount": {"amount": 300, "currency": "USD"}, "reason": "milk"}
+    moved = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", out)
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["movement"]["staff_id"] == cashier
+    no_sale = {"kind": "no_sale", "reason": "change for the meter"}
+    denied = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
+    assert (denied.status_code, denied.json()["code"]) == (403, "permission_required")
+    override = {"manager_id": manager, "pin": "0852", "permission": "no_sale"}
+    assert _post(device, "/v1/overrides", override).status_code == 201
+    allowed = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
+    assert allowed.status_code == 201, allowed.text
+
+    counted = {"amount": 10_000 + cash - 300 - 5, "currency": "USD"}
+    closed = _post(device, f"/v1/shifts/{shift['id']}/close", {"counted_cash": counted})
+    assert closed.status_code == 200, closed.text
+    report = closed.json()["report"]
+    assert report["expected_cash"]["amount"] == 10_000 + cash - 300
+    assert closed.json()["over_short"] == -5
+    assert report["no_sale_count"] == 1
+    assert {t["name"] for t in report["tenders"]} == {"cash", "card"}
+    opens = _audit(http, action="drawer.no_sale", register_id=register["id"])
+    assert [(e["staff_id"], e["approved_by"]) for e in opens] == [(cashier, manager)]
+    assert (
+        _audit(http, action="shift.closed", resource_id=shift["id"])[0]["details"]["over_short"]
+        == -5
+    )
+    # The back office sees the shift; another merchant does not.
+    assert http.get(f"/v1/shifts/{shift['id']}").json()["status"] == "closed"
+    with platform.new_merchant("Shift Peeker") as other:
+        assert other.get(f"/v1/shifts/{shift['id']}").status_code == 404
+
+
+def test_signing_in_with_another_merchants_member_is_a_404(platform: Running) -> None:
+    http = platform.http
+    _, device = _paired_register(platform, _locations(http)[0])
+    with platform.new_merchant("Member Lender") as other:
+        seed_demo_data(platform.platform.gateway_url, other.headers["Authorization"][7:])
+        theirs = _member(other, "Theirs", "manager", _locations(other)[0], "1234")
+    made_up = _post(device, "/v1/register-sessions", {"staff_id": "stf_nope", "pin": "1234"})
+    foreign = _post(device, "/v1/register-sessions", {"staff_id": theirs, "pin": "1234"})
+    assert made_up.status_code == foreign.status_code == 404
+    assert foreign.json()["detail"].replace(theirs, "ID") == made_up.json()["detail"].replace(
+        "stf_nope", "ID"
+    )
