@@ -261,7 +261,10 @@ async def merge_customers(
         + require(bool(winner_id), "winner_id", "is required")
         + require(bool(loser_id), "loser_id", "is required")
     )
-    # Lock both in id order: two merges of the same pair never deadlock.
+    # The customer the caller names first is the one a 404 names; then both are locked in id
+    # order, so two merges of the same pair never deadlock.
+    await active_customer(uow, winner_id)
+    await active_customer(uow, loser_id)
     first, second = sorted((winner_id, loser_id))
     locked = {
         first: await active_customer(uow, first, for_update=True),
