@@ -144,7 +144,7 @@ async def remove_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
     **op("customers:read", "The loyalty program", example=ex.LOYALTY_PROGRAM),
 )
 async def get_program(svc: Svc, response: Response) -> LoyaltyProgram:
-    """Version 0 is the program every merchant starts with: one point per whole unit spent."""
+    """Version 1 is the program every merchant starts with: one point per whole unit spent."""
     answer = await svc.customer.GetLoyaltyProgram(loyalty_pb2.GetLoyaltyProgramRequest())
     response.headers["ETag"] = f'"{answer.program.version}"'
     return to_model(LoyaltyProgram, answer.program)

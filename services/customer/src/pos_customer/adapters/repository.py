@@ -522,23 +522,26 @@ class SqlLoyaltyRepository:
         body["tiers"] = [t.__dict__ for t in program.tiers]
         body["earning_tenders"] = list(program.earning_tenders)
         body["excluded_skus"] = list(program.excluded_skus)
-        if seen_version == 0:
-            result = await self._conn.execute(
-                pg_insert(loyalty_programs)
-                .values(merchant_id=self._merchant, program=body, version=program.version)
-                .on_conflict_do_nothing()
-                .returning(loyalty_programs.c.version)
+        result = await self._conn.execute(
+            update(loyalty_programs)
+            .where(
+                loyalty_programs.c.merchant_id == self._merchant,
+                loyalty_programs.c.version == seen_version,
             )
-        else:
-            result = await self._conn.execute(
-                update(loyalty_programs)
-                .where(
-                    loyalty_programs.c.merchant_id == self._merchant,
-                    loyalty_programs.c.version == seen_version,
-                )
-                .values(program=body, version=program.version)
-                .returning(loyalty_programs.c.version)
-            )
+            .values(program=body, version=program.version)
+            .returning(loyalty_programs.c.version)
+        )
+        if result.first() is not None:
+            return True
+        if seen_version != loyalty.DEFAULT_PROGRAM.version:
+            return False
+        # The first change of the program every merchant starts with: nothing stored yet.
+        result = await self._conn.execute(
+            pg_insert(loyalty_programs)
+            .values(merchant_id=self._merchant, program=body, version=program.version)
+            .on_conflict_do_nothing()
+            .returning(loyalty_programs.c.version)
+        )
         # rowcount is not reliable here through the driver's pipeline: ask for the row.
         return result.first() is not None
 
