@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
@@ -79,7 +79,7 @@ def _time_text(value: object) -> object:
 
 
 class ConsentIn(Body):
-    granted: bool
+    granted: StrictBool
     given_at: Annotated[BodyTime | None, BeforeValidator(_time_text), Rfc3339] = Field(
         None, description="Required when granted", json_schema_extra=TIME_SCHEMA
     )
