@@ -215,3 +215,21 @@ async def test_program_tiers_and_expiry(merchant: Caller, service: Service) -> N
         return_exceptions=True,
     )
     assert read_error(err[0]).reason == "version_mismatch"  # type: ignore[arg-type]
+
+
+async def test_the_background_sweep_expires_what_is_due(merchant: Caller, service: Service) -> None:
+    from pos_customer.entrypoints.expiry import expire_all
+
+    program = loyalty_pb2.LoyaltyProgram(enabled=True, points_per_unit=1, expiry_days=10)
+    await merchant("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program))
+    c = await merchant.create(given_name="S")
+    await _sale(service, merchant.merchant, "ord_s1", c.id, 4_200)
+    # Not due yet.
+    await expire_all(service.runtime.uow, datetime.now(UTC))
+    assert await _balance(service, merchant, c.id) == (42, 42, 0)
+    await expire_all(service.runtime.uow, datetime.now(UTC) + timedelta(days=11))
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert [(e.kind, e.points) for e in history.entries] == [("expired", -42), ("earned", 42)]

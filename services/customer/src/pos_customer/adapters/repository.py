@@ -784,6 +784,16 @@ class SqlPurchaseRepository:
         ).all()
 
 
+async def merchants_with_expiry(conn: AsyncConnection) -> list[str]:
+    """The merchants whose program expires points (the expiry sweep's only unbound read)."""
+    rows = await conn.execute(
+        select(loyalty_programs.c.merchant_id)
+        .where(loyalty_programs.c.program["expiry_days"].as_integer() > 0)
+        .order_by(loyalty_programs.c.merchant_id)
+    )
+    return [r[0] for r in rows]
+
+
 class CustomerUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
