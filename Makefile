@@ -8,7 +8,7 @@ PACKAGES := libs/contracts libs/kit libs/devstack \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install up test lint fmt gen openapi client unit bench clean-state
+.PHONY: install up test lint fmt gen openapi client unit bench soak-customers clean-state
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ unit: install
 # ceiling (CEILING, the bench-ceiling folder) in the same run and the ratio. Needs wrk; takes a
 # few minutes; not part of `make test` or CI: its figures depend on the machine.
 CEILING ?= ../shared/bench-ceiling
+# The customer service at the size its issue names: 1,000,000 customers of one merchant
+# imported, searched and credited (tools/bench_customers.py; minutes, not run by CI).
+soak-customers: install
+	@$(PY) tools/bench_customers.py --customers 1000000 --queries 1000 --orders 10000
+
 bench: install
 	@$(PY) tools/bench_checkout.py $(if $(wildcard $(CEILING)/run_e2e.sh),--ceiling $(CEILING),)
 

@@ -270,6 +270,12 @@ async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
         winner.id,
         "",
     )
+    export = await merchant("ExportCustomer", customer_pb2.ExportCustomerRequest(id=winner.id))
+    assert [g.id for g in export.groups] == [group.id]
+    assert [(e.kind, e.points) for e in export.points_history] == [
+        ("merged_in", 70),
+        ("adjusted", 30),
+    ]
     # The loser's email and external_id are free again.
     await merchant.create(email="l@example.com", external_id="dup-1")
     assert await _search(merchant, email="w@example.com") == [winner.id]

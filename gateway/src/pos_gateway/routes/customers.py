@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field
+from pydantic import BeforeValidator, Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
@@ -23,6 +23,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     PathId,
+    Rfc3339,
     UpdatedSince,
     example,
     expected_version,
@@ -70,9 +71,16 @@ class CustomerAddressIn(Body):
     )
 
 
+def _time_text(value: object) -> object:
+    # pydantic would take a number as seconds since 1970; the API promises RFC 3339 text.
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-01-31T09:00:00Z")
+    return value
+
+
 class ConsentIn(Body):
-    granted: bool
-    given_at: BodyTime | None = Field(
+    granted: StrictBool
+    given_at: Annotated[BodyTime | None, BeforeValidator(_time_text), Rfc3339] = Field(
         None, description="Required when granted", json_schema_extra=TIME_SCHEMA
     )
     channel: str = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
@@ -59,7 +59,7 @@ class LoyaltyTierIn(Body):
 class ProgramIn(Body):
     model_config = example({k: v for k, v in ex.LOYALTY_PROGRAM.items() if k != "version"})
 
-    enabled: bool = True
+    enabled: StrictBool = True
     points_per_unit: int = Field(
         1, ge=0, le=1000, json_schema_extra=INT64, description="Per whole currency unit"
     )
@@ -144,7 +144,7 @@ async def remove_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
     **op("customers:read", "The loyalty program", example=ex.LOYALTY_PROGRAM),
 )
 async def get_program(svc: Svc, response: Response) -> LoyaltyProgram:
-    """Version 0 is the program every merchant starts with: one point per whole unit spent."""
+    """Version 1 is the program every merchant starts with: one point per whole unit spent."""
     answer = await svc.customer.GetLoyaltyProgram(loyalty_pb2.GetLoyaltyProgramRequest())
     response.headers["ETag"] = f'"{answer.program.version}"'
     return to_model(LoyaltyProgram, answer.program)

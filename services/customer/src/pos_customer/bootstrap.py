@@ -9,7 +9,7 @@ from pos_customer.adapters import events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import kit, metadata
 from pos_customer.domain import model
-from pos_customer.entrypoints import consumers, grpc_api
+from pos_customer.entrypoints import consumers, expiry, grpc_api
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
@@ -21,7 +21,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Settings(GrpcServiceSettings):
-    pass
+    # How often points due to expire are expired (POINTS_EXPIRY_SECONDS).
+    points_expiry_seconds: float = 3600.0
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]:
@@ -40,6 +41,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
             )
         ],
     )
+    runtime.background.append(expiry.points_expiry(runtime.uow, settings.points_expiry_seconds))
     service = kit_service.grpc_service(
         NAME, settings, grpc_api.registrar(runtime.uow), grpc_api.SERVICE_NAME
     )

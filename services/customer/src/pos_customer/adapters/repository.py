@@ -93,6 +93,15 @@ def _profile_values(c: Customer) -> dict[str, Any]:
     }
 
 
+def _starts(term: Any, prefix: str) -> tuple[Any, Any]:
+    """`term` starts with `prefix`, as a range of the "C"-collated terms: the index answers it
+    in any plan (a LIKE with a bound pattern cannot use it in a generic, prepared plan) and in
+    its own order, so the first page needs no sort. Byte order of UTF-8 is code point order:
+    the range ends at the prefix with its last character raised by one."""
+    after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return term >= prefix, term < after
+
+
 class SqlCustomerRepository:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
@@ -275,7 +284,7 @@ class SqlCustomerRepository:
                 select(customer_terms.c.customer_id)
                 .where(
                     customer_terms.c.merchant_id == self._merchant,
-                    customer_terms.c.term.startswith(first, autoescape=True),
+                    *_starts(customer_terms.c.term, first),
                 )
                 .order_by(customer_terms.c.term, customer_terms.c.customer_id)
             )
@@ -286,7 +295,7 @@ class SqlCustomerRepository:
                     .where(
                         other.c.merchant_id == self._merchant,
                         other.c.customer_id == customer_terms.c.customer_id,
-                        other.c.term.startswith(word, autoescape=True),
+                        *_starts(other.c.term, word),
                     )
                     .exists()
                 )
@@ -513,23 +522,26 @@ class SqlLoyaltyRepository:
         body["tiers"] = [t.__dict__ for t in program.tiers]
         body["earning_tenders"] = list(program.earning_tenders)
         body["excluded_skus"] = list(program.excluded_skus)
-        if seen_version == 0:
-            result = await self._conn.execute(
-                pg_insert(loyalty_programs)
-                .values(merchant_id=self._merchant, program=body, version=program.version)
-                .on_conflict_do_nothing()
-                .returning(loyalty_programs.c.version)
+        result = await self._conn.execute(
+            update(loyalty_programs)
+            .where(
+                loyalty_programs.c.merchant_id == self._merchant,
+                loyalty_programs.c.version == seen_version,
             )
-        else:
-            result = await self._conn.execute(
-                update(loyalty_programs)
-                .where(
-                    loyalty_programs.c.merchant_id == self._merchant,
-                    loyalty_programs.c.version == seen_version,
-                )
-                .values(program=body, version=program.version)
-                .returning(loyalty_programs.c.version)
-            )
+            .values(program=body, version=program.version)
+            .returning(loyalty_programs.c.version)
+        )
+        if result.first() is not None:
+            return True
+        if seen_version != loyalty.DEFAULT_PROGRAM.version:
+            return False
+        # The first change of the program every merchant starts with: nothing stored yet.
+        result = await self._conn.execute(
+            pg_insert(loyalty_programs)
+            .values(merchant_id=self._merchant, program=body, version=program.version)
+            .on_conflict_do_nothing()
+            .returning(loyalty_programs.c.version)
+        )
         # rowcount is not reliable here through the driver's pipeline: ask for the row.
         return result.first() is not None
 
@@ -770,6 +782,16 @@ class SqlPurchaseRepository:
                 .order_by(purchases.c.ordered_at, purchases.c.order_id)
             )
         ).all()
+
+
+async def merchants_with_expiry(conn: AsyncConnection) -> list[str]:
+    """The merchants whose program expires points (the expiry sweep's only unbound read)."""
+    rows = await conn.execute(
+        select(loyalty_programs.c.merchant_id)
+        .where(loyalty_programs.c.program["expiry_days"].as_integer() > 0)
+        .order_by(loyalty_programs.c.merchant_id)
+    )
+    return [r[0] for r in rows]
 
 
 class CustomerUow(UnitOfWork):

@@ -48,7 +48,9 @@ class Program:
     expiry_days: int = 0
     tier_period_days: int = 0
     point_value_minor: int = 1
-    version: int = 0
+    # The program a merchant starts with is version 1 (it has a version like any resource, so
+    # If-Match works on it before its first change).
+    version: int = 1
 
     def tier_for(self, earned_in_period: int) -> Tier | None:
         reached = [t for t in self.tiers if earned_in_period >= t.threshold_points]

@@ -15,7 +15,7 @@ from pos_customer.adapters.messages import customer_to_proto
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.domain.model import Profile
 from pos_customer.service import handlers, points
-from pos_kit.paging import PageRequest, encode_token, page_of, page_request
+from pos_kit.paging import encode_token, page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
 
 
@@ -118,15 +118,12 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def ExportCustomer(
         self, request: customer_pb2.ExportCustomerRequest, uow: CustomerUow
     ) -> customer_pb2.ExportCustomerResponse:
-        customer = await handlers.active_customer(uow, request.id)
-        groups = await handlers.groups_of(uow, customer.id)
-        entries = await uow.loyalty.history(customer.id, PageRequest(limit=1_000_000))
-        orders = await uow.purchases.all_of(customer.id)
+        found = await handlers.export_customer(uow, request.id)
         return customer_pb2.ExportCustomerResponse(
-            customer=customer_to_proto(customer),
-            groups=[messages.group_to_proto(g) for g in groups],
-            points_history=[messages.entry_to_proto(e) for e in entries],
-            orders=[messages.purchase_to_proto(o) for o in orders],
+            customer=customer_to_proto(found.customer),
+            groups=[messages.group_to_proto(g) for g in found.groups],
+            points_history=[messages.entry_to_proto(e) for e in found.entries],
+            orders=[messages.purchase_to_proto(o) for o in found.purchases],
         )
 
     @mutation(customer_pb2.MergeCustomersResponse)

@@ -48,7 +48,7 @@ def _stale(current: int) -> Conflict:
     )
 
 
-async def _unique_keys(uow: CustomerUnitOfWork, customer: Customer, where: str = "") -> None:
+async def _unique_keys(uow: CustomerUnitOfWork, customer: Customer) -> None:
     """Email and external_id are unique per merchant; a taken one is a field error."""
     if customer.email:
         other = await uow.customers.get_by_email(customer.email)
@@ -194,8 +194,6 @@ async def batch_upsert(uow: CustomerUnitOfWork, profiles: Sequence[Profile]) -> 
             changed.append(customer)
         if customer.email and taken.get(customer.email, customer.id) != customer.id:
             violations.append(FieldViolation(f"customers[{i}].email", "is another customer's"))
-        if not (customer.email or customer.phone or customer.given_name or customer.family_name):
-            pass  # external_id alone identifies an imported customer
         result.append(customer)
     raise_if(violations)
     await uow.customers.add_many(new)
@@ -235,7 +233,7 @@ async def search_customers(
     return await uow.customers.search(
         normalise_email(email) if email else None,
         phone_key,
-        external_id.strip() or None if external_id else None,
+        (external_id.strip() or None) if external_id else None,
         words,
         limit,
     )
@@ -263,7 +261,10 @@ async def merge_customers(
         + require(bool(winner_id), "winner_id", "is required")
         + require(bool(loser_id), "loser_id", "is required")
     )
-    # Lock both in id order: two merges of the same pair never deadlock.
+    # The customer the caller names first is the one a 404 names; then both are locked in id
+    # order, so two merges of the same pair never deadlock.
+    await active_customer(uow, winner_id)
+    await active_customer(uow, loser_id)
     first, second = sorted((winner_id, loser_id))
     locked = {
         first: await active_customer(uow, first, for_update=True),
@@ -380,3 +381,22 @@ async def change_members(
 
 async def groups_of(uow: CustomerUnitOfWork, customer_id: str) -> list[Group]:
     return [_group(r) for r in await uow.groups.of(customer_id)]
+
+
+@dataclass(frozen=True)
+class Export:
+    customer: Customer
+    groups: list[Group]
+    entries: list[Any]
+    purchases: list[Any]
+
+
+async def export_customer(uow: CustomerUnitOfWork, customer_id: str) -> Export:
+    """Everything this service holds about one customer, for a data export request."""
+    customer = await active_customer(uow, customer_id)
+    return Export(
+        customer,
+        await groups_of(uow, customer.id),
+        await uow.loyalty.history(customer.id, PageRequest(limit=10_000_000)),
+        list(await uow.purchases.all_of(customer.id)),
+    )

@@ -66,17 +66,11 @@ def upgrade() -> None:
     op.create_table(
         "customer_terms",
         sa.Column("merchant_id", sa.Text(), nullable=False),
-        sa.Column("term", sa.Text(), nullable=False),
+        sa.Column("term", sa.Text(collation="C"), nullable=False),
         sa.Column("customer_id", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("merchant_id", "term", "customer_id", name="customer_terms_pkey"),
     )
     op.create_index("customer_terms_customer", "customer_terms", ["merchant_id", "customer_id"])
-    op.create_index(
-        "customer_terms_prefix",
-        "customer_terms",
-        ["merchant_id", "term", "customer_id"],
-        postgresql_ops={"term": "text_pattern_ops"},
-    )
 
     op.create_table(
         "customer_groups",
