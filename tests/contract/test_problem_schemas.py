@@ -42,7 +42,9 @@ def test_problem_answers_match_their_documented_schemas(demo_merchant: Any) -> N
     )
     assert declined.status_code == 402, declined.text
     assert _check(document, "/v1/checkouts", "post", declined) == "PaymentDeclined"
-    assert declined.json()["order"]["status"] == "payment_declined"
+    # The order is saved before the card is charged; a decline cancels it, saying why.
+    assert declined.json()["order"]["status"] == "cancelled"
+    assert declined.json()["order"]["cancel_reason"] == "payment_declined"
     assert declined.json()["payment"]["status"] == "failed"
     assert declined.json()["payment"]["decline_code"] == "card_declined"
 

@@ -331,6 +331,7 @@ ORDER = {
             "amount": usd(6040),
             "captured": usd(6040),
             "ship_to": "",
+            "destination": None,
         }
     ],
     "timeline": [
