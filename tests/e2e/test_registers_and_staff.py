@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -165,6 +166,25 @@ def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
     return payment
 
 
+def _event_of(http: httpx.Client, kind: str, resource_id: str) -> dict[str, Any]:
+    """The newest `kind` event about `resource_id` in the feed, polled with a deadline: the
+    feed fills from the bus a moment after the change."""
+    deadline = time.monotonic() + 20
+    while True:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"types": kind, "limit": 200}
+        while True:
+            page = http.get("/v1/events", params=params).json()
+            found += [e for e in page["data"] if e["data"]["object"].get("id") == resource_id]
+            if not page["has_more"]:
+                break
+            params["after"] = page["next_after"]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no {kind} event for {resource_id}"
+        time.sleep(0.2)
+
+
 def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
     platform: Running,
 ) -> None:
@@ -185,6 +205,24 @@ def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
     sold = _card_sale(device, here)
     sale = _audit(http, action="sale", register_id=register["id"])
     assert [(e["staff_id"], e["resource_type"]) for e in sale] == [(cashier, "order")]
+    # ... and so does its order, which lists filter by both; a sale from the back office
+    # carries neither.
+    by_register = http.get("/v1/orders", params={"register_id": register["id"]}).json()["data"]
+    assert [(o["payment_id"], o["register_id"], o["staff_id"]) for o in by_register] == [
+        (sold["id"], register["id"], cashier)
+    ]
+    assert payment["id"] not in {o["payment_id"] for o in by_register}
+    by_member = http.get("/v1/orders", params={"staff_id": cashier}).json()["data"]
+    assert [o["id"] for o in by_member] == [by_register[0]["id"]]
+    assert http.get("/v1/orders", params={"staff_id": manager}).json()["data"] == []
+    confirmed = _event_of(http, "order.confirmed", by_register[0]["id"])["data"]["object"]
+    assert (confirmed["register_id"], confirmed["staff_id"]) == (register["id"], cashier)
+    for missing in ({"register_id": "reg_nope"}, {"staff_id": "stf_nope"}):
+        answer = http.get("/v1/orders", params=missing)
+        assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")
+    with platform.new_merchant("Order Peeker") as other:
+        for theirs in ({"register_id": register["id"]}, {"staff_id": cashier}):
+            assert other.get("/v1/orders", params=theirs).status_code == 404
 
     alone = _post(device, f"/v1/payments/{sold['id']}/refunds", refund)
     assert (alone.status_code, alone.json()["code"]) == (403, "permission_required")

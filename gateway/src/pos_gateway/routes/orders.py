@@ -11,7 +11,8 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded
+from pos_gateway import registers, staff
+from pos_gateway.actions import guarded, principal_of
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -165,9 +166,25 @@ _TENDERS = {
 }
 
 
+async def _known_register(request: Request, register_id: str) -> None:
+    principal = principal_of(request)
+    found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
+    if found is None:
+        raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
+                      extra={"resource": "register"})  # fmt: skip
+
+
+async def _known_staff(request: Request, staff_id: str) -> None:
+    principal = principal_of(request)
+    if await staff.get(request.app.state.engine, principal.merchant_id, staff_id) is None:
+        raise Problem(404, "resource_missing", f"staff member {staff_id!r} was not found",
+                      extra={"resource": "staff"})  # fmt: skip
+
+
 @router.get("/orders", **op("orders:read", "List orders", (404,), example=ex.page(ex.ORDER)))
 async def list_orders(
     svc: Svc,
+    request: Request,
     limit: Limit = 50,
     cursor: Cursor = None,
     status: Annotated[
@@ -195,13 +212,23 @@ async def list_orders(
         Query(description="Only orders with a fulfilment in this status"),
     ] = None,
     updated_since: UpdatedSince = None,
+    register_id: Annotated[
+        QueryId | None, Query(description="Only the sales rung up on this register")
+    ] = None,
+    staff_id: Annotated[
+        QueryId | None, Query(description="Only the sales made by this staff member")
+    ] = None,
 ) -> OrderList:
-    """By id; each filter narrows the list. A location or customer you do not have (another
-    merchant's included) is a 404 `resource_missing` problem."""
+    """By id; each filter narrows the list. A location, customer, register or staff member
+    you do not have (another merchant's included) is a 404 `resource_missing` problem."""
     if location_id:
         await _known_location(svc, location_id)
     if customer_id:
         await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+    if register_id:
+        await _known_register(request, register_id)
+    if staff_id:
+        await _known_staff(request, staff_id)
     request = order_pb2.ListOrdersRequest(
         page_size=limit,
         page_token=cursor or "",
@@ -214,6 +241,8 @@ async def list_orders(
             if fulfillment_status
             else order_pb2.FULFILLMENT_STATUS_UNSPECIFIED
         ),
+        register_id=register_id or "",
+        staff_id=staff_id or "",
     )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))

@@ -103,6 +103,12 @@ class Order(Answer):
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )
+    register_id: OptionalId = Field(
+        description="A register sale: the register it was rung up on; empty otherwise"
+    )
+    staff_id: OptionalId = Field(
+        description="A register sale: the staff member signed in at the register; empty otherwise"
+    )
 
 
 class Checkout(Answer):

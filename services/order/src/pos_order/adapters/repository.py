@@ -207,6 +207,8 @@ def _order(row: Row[Any]) -> Order:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         expires_at=m["due_at"] if m["status"] == OrderStatus.PENDING_PAYMENT.value else None,
+        register_id=m["register_id"],
+        staff_id=m["staff_id"],
     )
 
 
@@ -259,6 +261,8 @@ def _values(order: Order) -> dict[str, Any]:
         "metadata": order.metadata,
         "saga_state": order.saga.state.value,
         "due_at": _due_at(order),
+        "register_id": order.register_id,
+        "staff_id": order.staff_id,
     }
 
 
@@ -330,6 +334,10 @@ class SqlOrderRepository:
             )
         if f.updated_since:
             query = query.where(orders.c.updated_at >= f.updated_since)
+        if f.register_id:
+            query = query.where(orders.c.register_id == f.register_id)
+        if f.staff_id:
+            query = query.where(orders.c.staff_id == f.staff_id)
         if page.after:
             query = query.where(orders.c.id > page.after)
         rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()

@@ -257,6 +257,9 @@ class Order:
     updated_at: datetime | None = None
     # An unconfirmed order is abandoned (compensated) after this.
     expires_at: datetime | None = None
+    # A register sale: the register and the staff member signed in at it; empty otherwise.
+    register_id: str = ""
+    staff_id: str = ""
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
     # -- reading ------------------------------------------------------------------------------

@@ -223,6 +223,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 if request.HasField("updated_since")
                 else None
             ),
+            register_id=request.register_id,
+            staff_id=request.staff_id,
         )
         found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(

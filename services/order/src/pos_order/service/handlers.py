@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
     Conflict,
     FieldViolation,
@@ -101,6 +102,14 @@ async def _start(
     return Started(at, known, order_id, existing, settings)
 
 
+def at_register() -> dict[str, str]:
+    """The register and staff member a sale is made at, from the call's metadata (the gateway
+    sets both from a register's credential): kept on the order, which every later step of the
+    saga and every return reads, whoever drives it then (the resumer has no register)."""
+    register = register_var.get() or ""
+    return {"register_id": register, "staff_id": staff_var.get() or ""} if register else {}
+
+
 @dataclass(frozen=True)
 class Priced:
     order: Order
@@ -164,6 +173,7 @@ async def _priced_order(
         totals=totals,
         discounts_applied=quote.applied,
         channel=channel,
+        **at_register(),
     )
     order.fulfillments = build_fulfillments(
         order_id, fulfillments, priced, lines, totals.total.amount

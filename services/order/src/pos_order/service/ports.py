@@ -35,6 +35,8 @@ class OrderFilters:
     customer_id: str = ""
     fulfillment_status: FulfillmentStatus | None = None
     updated_since: datetime | None = None
+    register_id: str = ""
+    staff_id: str = ""
 
 
 @dataclass(frozen=True)
