@@ -169,7 +169,8 @@ _TENDERS = {
 async def _known_register(request: Request, register_id: str) -> None:
     principal = principal_of(request)
     found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
-    if found is None:
+    # A register's credential knows only its own location's registers.
+    if found is None or principal.location_id not in (None, found.location_id):
         raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
                       extra={"resource": "register"})  # fmt: skip
 
