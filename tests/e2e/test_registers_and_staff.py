@@ -226,23 +226,32 @@ def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
     return payment
 
 
-def _event_of(http: httpx.Client, kind: str, resource_id: str) -> dict[str, Any]:
-    """The newest `kind` event about `resource_id` in the feed, polled with a deadline: the
-    feed fills from the bus a moment after the change."""
+def _feed(http: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    """Every `kind` event of the merchant in the feed now, oldest first."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"types": kind, "limit": 200}
+    while True:
+        page = http.get("/v1/events", params=params).json()
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        params["after"] = page["next_after"]
+
+
+def _events_of(http: httpx.Client, kind: str, resource_id: str) -> list[dict[str, Any]]:
+    """The `kind` events about `resource_id`, oldest first, once there is one (polled with a
+    deadline: the feed fills from the bus a moment after the change)."""
     deadline = time.monotonic() + 20
     while True:
-        found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"types": kind, "limit": 200}
-        while True:
-            page = http.get("/v1/events", params=params).json()
-            found += [e for e in page["data"] if e["data"]["object"].get("id") == resource_id]
-            if not page["has_more"]:
-                break
-            params["after"] = page["next_after"]
+        found = [e for e in _feed(http, kind) if e["data"]["object"].get("id") == resource_id]
         if found:
-            return found[-1]
+            return found
         assert time.monotonic() < deadline, f"no {kind} event for {resource_id}"
         time.sleep(0.2)
+
+
+def _event_of(http: httpx.Client, kind: str, resource_id: str) -> dict[str, Any]:
+    return _events_of(http, kind, resource_id)[-1]
 
 
 def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
@@ -453,3 +462,48 @@ def _credential_and_settings_changes(http: httpx.Client) -> None:
     assert http.put("/v1/payment-settings", json=window).status_code == 200
     changed = _audit(http, action="settings.payments_changed")[0]
     assert changed["details"] == window
+
+
+def test_register_staff_and_override_changes_reach_the_event_feed(platform: Running) -> None:
+    """Each change publishes its event from the gateway's outbox, with the resource as GET
+    answers it; a refused change (a wrong PIN) and a repeated one (deactivating twice)
+    publish nothing."""
+    http = platform.http
+    here = _locations(http)[0]
+    manager = _member(http, "Feed Manager", "manager", here, "7531")
+    cashier = _member(http, "Feed Cashier", "cashier", here, "1593")
+    register, device = _paired_register(platform, here)
+    renamed = http.patch(f"/v1/staff/{cashier}", json={"name": "Fed Cashier"})
+    assert renamed.status_code == 200, renamed.text
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1593"}).is_success
+    ask = {"manager_id": manager, "pin": "0000", "permission": "refund"}
+    assert _post(device, "/v1/overrides", ask).json()["code"] == "pin_incorrect"
+    granted = _post(device, "/v1/overrides", {**ask, "pin": "7531"})
+    assert granted.status_code == 201, granted.text
+    for _ in range(2):
+        assert _post(http, f"/v1/staff/{cashier}/deactivate").status_code == 200
+    assert _post(http, f"/v1/registers/{register['id']}/retire").status_code == 200
+
+    created = _event_of(http, "staff.created", manager)["data"]["object"]
+    now = http.get(f"/v1/staff/{manager}").json()
+    # As made: a wrong PIN since counts against the member without changing it.
+    assert {**created, "locked_until": None} == {**now, "locked_until": None}
+    updated = _event_of(http, "staff.updated", cashier)["data"]["object"]
+    assert (updated["name"], updated["version"]) == ("Fed Cashier", 2)
+    paired = _event_of(http, "register.paired", register["id"])["data"]["object"]
+    assert (paired["status"], paired["location_id"]) == ("paired", here)
+    override = _event_of(http, "override.granted", granted.json()["id"])["data"]["object"]
+    assert override == granted.json()
+    assert (override["requested_by"], override["approved_by"]) == (cashier, manager)
+    retired = _event_of(http, "register.retired", register["id"])
+    assert retired["data"]["object"] == http.get(f"/v1/registers/{register['id']}").json()
+    # The retirement is the register's last change: once it is in the feed, so is anything
+    # published before it (one stream, in commit order), and there is nothing more.
+    deactivated = _events_of(http, "staff.deactivated", cashier)
+    assert [e["data"]["object"] for e in deactivated] == [http.get(f"/v1/staff/{cashier}").json()]
+    grants = [
+        e["data"]["object"]["id"]
+        for e in _feed(http, "override.granted")
+        if e["data"]["object"]["register_id"] == register["id"]
+    ]
+    assert grants == [granted.json()["id"]]  # the wrong PIN granted nothing, published nothing

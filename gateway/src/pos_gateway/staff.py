@@ -16,7 +16,9 @@ from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pos_gateway import audit, pins
+from pos.gateway.v1 import events_pb2 as pb
+from pos_gateway import audit, outbox, pins
+from pos_gateway.outbox import stamp
 from pos_gateway.permissions import PERMISSIONS, built_in
 from pos_gateway.tables import overrides, register_sessions, roles, staff_members
 from pos_kit.ids import new_id
@@ -56,6 +58,14 @@ class Member:
         return {"id": self.id, "name": self.name, "role": self.role,
                 "location_ids": self.location_ids, "status": self.status,
                 "version": self.version}  # fmt: skip
+
+    def message(self) -> pb.StaffMember:
+        """As the member's events carry it: the whole resource, as GET answers it (no PIN)."""
+        return pb.StaffMember(
+            id=self.id, name=self.name, role=self.role, location_ids=self.location_ids,
+            status=self.status, locked_until=stamp(self.locked_until), version=self.version,
+            created_at=stamp(self.created_at), updated_at=stamp(self.updated_at),
+        )  # fmt: skip
 
 
 _T = staff_members
@@ -130,6 +140,7 @@ async def create(
             .returning(_T.c.id)
         )  # fmt: skip
         ident = made.scalar()
+        first = ident is not None
         if ident is None:
             row = (
                 await conn.execute(
@@ -146,6 +157,8 @@ async def create(
             conn, merchant_id, "staff.created", actor, ("staff", ident),
             {"staff": found.snapshot()}, request_id,
         )  # fmt: skip
+        if first:  # a retry made nothing new: its event went out with the first
+            await outbox.publish(conn, merchant_id, pb.StaffCreated(staff=found.message()))
         return found
 
 
@@ -185,6 +198,7 @@ async def update_member(
             {"changed": changed, "before": before.snapshot(), "staff": after.snapshot()},
             request_id,
         )  # fmt: skip
+        await outbox.publish(conn, merchant_id, pb.StaffUpdated(staff=after.message()))
         return after
 
 
@@ -215,6 +229,7 @@ async def deactivate(
             conn, merchant_id, "staff.deactivated", actor, ("staff", staff_id),
             {"staff": after.snapshot()}, request_id,
         )  # fmt: skip
+        await outbox.publish(conn, merchant_id, pb.StaffDeactivated(staff=after.message()))
         return after
 
 
@@ -469,6 +484,15 @@ class Override:
     expires_at: datetime
     used_at: datetime | None
 
+    def message(self) -> pb.Override:
+        """As its event carries it: the whole resource, as the grant answers it."""
+        return pb.Override(
+            id=self.id, permission=self.permission, requested_by=self.requested_by,
+            approved_by=self.approved_by, register_id=self.register_id,
+            granted_at=stamp(self.granted_at), expires_at=stamp(self.expires_at),
+            used_at=stamp(self.used_at),
+        )  # fmt: skip
+
 
 def _override(row: Any) -> Override:
     return Override(row.id, row.permission, row.requested_by, row.approved_by, row.register_id,
@@ -525,6 +549,7 @@ async def grant_override(
                 conn, merchant_id, "override.granted", actor, ("override", granted.id),
                 {"permission": permission}, request_id,
             )  # fmt: skip
+            await outbox.publish(conn, merchant_id, pb.OverrideGranted(override=granted.message()))
     if refused is not None:
         raise refused
     assert granted is not None

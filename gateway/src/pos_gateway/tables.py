@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from pos_kit.tables import outbox_table
+
 metadata = MetaData()
 
 merchants = Table(
@@ -243,3 +245,9 @@ merchant_settings = Table(
     Column("audit_retention_days", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Register, staff and override events, written in the same transaction as the change and
+# relayed to the POS_GATEWAY stream (pos_gateway.outbox): the kit's outbox table, without the
+# inbox and stored answers of a service (the gateway consumes no events and keeps its answers
+# in idempotency_keys).
+outbox = outbox_table(metadata)

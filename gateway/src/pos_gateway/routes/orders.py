@@ -230,7 +230,7 @@ async def list_orders(
         await _known_register(request, register_id)
     if staff_id:
         await _known_staff(request, staff_id)
-    request = order_pb2.ListOrdersRequest(
+    ask = order_pb2.ListOrdersRequest(
         page_size=limit,
         page_token=cursor or "",
         status=_ORDER_STATUSES[status] if status else order_pb2.ORDER_STATUS_UNSPECIFIED,
@@ -246,8 +246,8 @@ async def list_orders(
         staff_id=staff_id or "",
     )
     if updated_since is not None:
-        request.updated_since.CopyFrom(timestamp(updated_since))
-    answer = await svc.order.ListOrders(request)
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.order.ListOrders(ask)
     return to_page(OrderList, answer.orders, answer.next_page_token)
 
 

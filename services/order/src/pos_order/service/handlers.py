@@ -102,12 +102,12 @@ async def _start(
     return Started(at, known, order_id, existing, settings)
 
 
-def at_register() -> dict[str, str]:
+def at_register() -> tuple[str, str]:
     """The register and staff member a sale is made at, from the call's metadata (the gateway
     sets both from a register's credential): kept on the order, which every later step of the
     saga and every return reads, whoever drives it then (the resumer has no register)."""
     register = register_var.get() or ""
-    return {"register_id": register, "staff_id": staff_var.get() or ""} if register else {}
+    return (register, staff_var.get() or "") if register else ("", "")
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,7 @@ async def _priced_order(
         await ports.catalog.price_snapshot(elsewhere, skus)
     quote = await ports.discounts.quote(priced, location.currency)
     totals = compute_totals(priced, quote.total, location.tax_rate_bps)
+    register_id, staff_id = at_register()
     order = Order(
         id=order_id,
         location_id=location.id,
@@ -173,7 +174,8 @@ async def _priced_order(
         totals=totals,
         discounts_applied=quote.applied,
         channel=channel,
-        **at_register(),
+        register_id=register_id,
+        staff_id=staff_id,
     )
     order.fulfillments = build_fulfillments(
         order_id, fulfillments, priced, lines, totals.total.amount
