@@ -349,6 +349,7 @@ ORDER = {
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
     "paid": usd(6040),
+    "points_redeemed": 0,
     "register_id": REGISTER_ID,
     "staff_id": STAFF_ID,
 }

@@ -46,6 +46,13 @@ from pos_gateway.schemas.orders import (
 )
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
+MAX_REDEEM_POINTS = 1_000_000_000  # pos_order.domain.model.MAX_REDEEM_POINTS
+REDEEM = (
+    "Loyalty points of the order's customer to redeem (needs `customer_id`), priced as a "
+    "discount at the program's point value: held before anything is charged, redeemed when "
+    "the order is confirmed, given back if it is cancelled. More than the customer has is a "
+    "409 `insufficient_points` and charges nothing"
+)
 # A sales channel's name: lower-case words (`register`, `web`, `partner`, `marketplace_x`).
 CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
@@ -78,6 +85,8 @@ class CheckoutIn(Body):
     tender_type: Literal["cash", "card"]
     cash_tendered: MoneyIn | None = None
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
 
 
 @router.post(
@@ -112,6 +121,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
             else payment_pb2.TENDER_TYPE_CARD
         ),
         card_token=body.card_token,
+        redeem_points=body.redeem_points,
     )
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
@@ -305,6 +315,8 @@ class OrderIn(Body):
     )
     notes: str = Field("", max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
 
 
 @router.post(
@@ -337,6 +349,7 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         ],
         notes=body.notes,
         metadata=body.metadata,
+        redeem_points=body.redeem_points,
     )
     answer = await svc.order.CreateOrder(request)
     return to_model(Order, answer.order)

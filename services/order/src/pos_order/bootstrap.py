@@ -114,6 +114,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         ],
     )
     tls = settings.grpc_tls
+    customers = CustomerDirectory(
+        channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
+    )
     ports = CheckoutPorts(
         catalog=InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
         discounts=PromotionDiscounts(
@@ -122,10 +125,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         payments=PaymentService(
             channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
         ),
-        customers=CustomerDirectory(
-            channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
-        ),
+        customers=customers,
         stock=StockService(channel(settings.inventory_addr, tls=tls)),
+        loyalty=customers,
     )
     policy = settings.policy()
     resumer = Resumer(runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds)

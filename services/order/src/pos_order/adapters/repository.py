@@ -31,6 +31,7 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    PointsState,
     PricedItem,
     Saga,
     SagaState,
@@ -125,6 +126,9 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
         "hold_ttl": saga.hold_ttl,
+        "points": saga.points,
+        "points_discount": saga.points_discount,
+        "points_state": saga.points_state.value if saga.points_state else None,
     }
 
 
@@ -152,6 +156,9 @@ def _saga(found: dict[str, Any]) -> Saga:
         done_steps=list(found["done_steps"]),
         cancel_reason=found["cancel_reason"],
         hold_ttl=found.get("hold_ttl", 0),
+        points=found.get("points", 0),
+        points_discount=found.get("points_discount", 0),
+        points_state=PointsState(found["points_state"]) if found.get("points_state") else None,
     )
 
 

@@ -134,6 +134,26 @@ class CustomerLookup(Protocol):
         ...
 
 
+class Loyalty(Protocol):
+    """The customer service's points, for an order that redeems some; keyed by the order."""
+
+    async def point_value(self) -> int:
+        """What one point takes off an order (minor units); 0 when the program redeems none."""
+        ...
+
+    async def hold(
+        self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
+    ) -> int:
+        """Set the points aside for the order; the discount they make (minor units)."""
+        ...
+
+    async def finalize(self, request_id: str, order_id: str) -> None: ...
+    async def release(self, request_id: str, order_id: str) -> None: ...
+    async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
+        """After confirmation: give back what the order redeemed, take back what it earned."""
+        ...
+
+
 @dataclass(frozen=True)
 class DiscountQuote:
     total: Money
@@ -244,6 +264,7 @@ class CheckoutPorts:
     payments: Payments
     customers: CustomerLookup
     stock: Stock | None = None
+    loyalty: Loyalty | None = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +276,7 @@ class CheckoutCommand:
     tender: Tender | None
     cash_tendered: Money | None
     card_token: str
+    redeem_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,3 +289,4 @@ class CreateOrderCommand:
     fulfillments: list[FulfillmentRequest]
     notes: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    redeem_points: int = 0
