@@ -302,8 +302,8 @@ class Order(_message.Message):
     """
     register_id: _builtins.str
     """A register sale: the register it was rung up on and the staff member signed in there
-    (from the call's metadata); empty for any other caller. Numbered apart from the fields
-    other work adds next to them.
+    (from the call's metadata); empty for any other caller. Numbered apart (60...) from the
+    fields other work adds next to them.
     """
     staff_id: _builtins.str
     points_redeemed: _builtins.int
