@@ -102,6 +102,13 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                     customer_events.CustomerUpdated: consumers.on_customer_changed,
                 },
             ),
+            # Its own durable consumer (not one more subject of order-customers): a durable's
+            # subjects are fixed when it is first made.
+            ConsumerSpec.typed(
+                "order-erasures",
+                "customer",
+                {customer_events.CustomerErased: consumers.on_customer_erased},
+            ),
             ConsumerSpec.typed(
                 "order-prices",
                 "inventory",

@@ -697,6 +697,16 @@ async def remember_customer(uow: OrderUnitOfWork, customer_id: str, version: int
     await uow.customers.remember(customer_id, version)
 
 
+async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
+    """The customer asked to be forgotten: their orders keep the customer id (a tombstone),
+    lines and money, and lose what could be personal (shipment addresses and destinations,
+    notes); the stored answers and published events of this service that hold those go too,
+    and the id is no customer any more (a sale naming it asks the customer service: 404).
+    Idempotent: a redelivery finds nothing left to erase."""
+    await uow.orders.erase_customer(customer_id)
+    await uow.customers.forget(customer_id)
+
+
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
     order = await uow.orders.get(order_id)
     if order is None:

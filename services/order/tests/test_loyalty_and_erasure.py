@@ -1,6 +1,7 @@
-"""Loyalty points redeemed through the checkout saga, against real services: PostgreSQL, NATS
+"""The order service and the customer service's data, against real services: PostgreSQL, NATS
 JetStream, and the customer, inventory and payment services running in this process (the
-fixture of test_customer_ids).
+fixture of test_customer_ids). Loyalty points redeemed through the checkout saga, and a
+customer's erasure reaching their orders.
 
 Points are priced as a discount before the order is saved, held (`<order>/points/hold`) before
 anything is charged, redeemed with the confirmation, and given back when the sale fails; more
@@ -9,11 +10,15 @@ points than the customer has, or the customer service down, charge nothing.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import grpc
+import psycopg
 import pytest
 import test_customer_ids
+from psycopg import sql
 from test_customer_ids import A, Stack, md
 
 from pos.common.v1 import money_pb2
@@ -149,3 +154,62 @@ async def test_redeeming_while_the_customer_service_is_down_is_503_and_charges_n
     )
     sold = await stack.order.Checkout(plain, metadata=md(A), timeout=10)
     assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+
+
+async def test_an_erased_customers_orders_lose_their_addresses_and_notes(stack: Stack) -> None:
+    """The customer service's customer_erased reaches the order service (consumer
+    order-erasures): the customer's orders keep the id, lines and money, and lose the
+    shipment address, its destination and the notes, here and in this service's stored
+    answers and published events; the id is no longer known."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    address, note = f"{uuid.uuid4().hex[:8]} Erasure Lane", f"call {uuid.uuid4().hex[:8]}"
+    request = order_pb2.CreateOrderRequest(
+        request_id=uuid.uuid4().hex,
+        channel="web",
+        location_id=stack.location_id,
+        customer_id=customer,
+        lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
+               order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0)],
+        fulfillments=[
+            order_pb2.FulfillmentRequest(type=order_pb2.FULFILLMENT_TYPE_IN_STORE,
+                                         location_id=stack.location_id),
+            order_pb2.FulfillmentRequest(type=order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+                                         location_id=stack.location_id, ship_to=address),
+        ],
+        notes=note,
+    )  # fmt: skip
+    try:
+        made = await stack.order.CreateOrder(request, metadata=md(A), timeout=10)
+        order_id = made.order.id
+    except grpc.aio.AioRpcError:  # no stock to ship: the order is kept, cancelled
+        order_id = (await _orders(stack, customer))[0].id
+    assert address in _dump(stack) and note in _dump(stack)
+
+    await stack.customers.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+        metadata=md(A),
+        timeout=5,
+    )
+
+    deadline = time.monotonic() + 20
+    while address in _dump(stack) or note in _dump(stack):
+        assert time.monotonic() < deadline, "the erasure never reached the order service"
+        await asyncio.sleep(0.1)
+    kept = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=order_id), metadata=md(A), timeout=5
+    )
+    assert kept.order.customer_id == customer and kept.order.total.amount == 5000
+    assert {f.ship_to for f in kept.order.fulfillments} == {""} and kept.order.notes == ""
+    assert not stack.known(A, customer)
+
+
+def _dump(stack: Stack) -> str:
+    """Every row of the order service's tables that could hold what an order was given."""
+    with psycopg.connect(stack.order_db) as conn:
+        rows = [
+            repr(row)
+            for table in ("orders", "processed_requests", "outbox")
+            for row in conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        ]
+    return "\n".join(rows)
