@@ -217,6 +217,29 @@ def test_pin_guessing_locks_the_member_and_the_lock_is_audited(platform: Running
     assert len(stored[0]) == 32 and b"8642" not in stored[0] + stored[1]
 
 
+def test_a_register_that_spends_its_pin_budget_signs_no_one_in(platform: Running) -> None:
+    """Four wrong PINs on each of five members lock none of them, but spend the register's
+    budget of twenty: then even a right PIN is refused there (and the PIN is not checked), once
+    in the audit log; another register signs the same member in."""
+    http = platform.http
+    here = _locations(http)[0]
+    members = [_member(http, f"Budget {i}", "cashier", here, f"53{i}1") for i in range(5)]
+    register, device = _paired_register(platform, here)
+    for member in members:
+        for _ in range(4):
+            wrong = _post(device, "/v1/register-sessions", {"staff_id": member, "pin": "0000"})
+            assert (wrong.status_code, wrong.json()["code"]) == (403, "pin_incorrect")
+    spent = _post(device, "/v1/register-sessions", {"staff_id": members[0], "pin": "5301"})
+    assert (spent.status_code, spent.json()["code"]) == (403, "register_pin_budget_exhausted")
+    assert all(http.get(f"/v1/staff/{m}").json()["locked_until"] is None for m in members)
+    entries = _audit(http, register_id=register["id"])
+    assert [e["action"] for e in entries].count("register.pin_budget_exhausted") == 1
+    assert [e["action"] for e in entries].count("staff.pin_failed") == 20
+    _, elsewhere = _paired_register(platform, here)
+    signed = _post(elsewhere, "/v1/register-sessions", {"staff_id": members[0], "pin": "5301"})
+    assert signed.status_code == 201, signed.text
+
+
 def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
     body = {"location_id": location, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
             "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip

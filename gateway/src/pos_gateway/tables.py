@@ -236,6 +236,13 @@ audit_log = Table(
     Column("request_id", Text),
     Index("audit_log_merchant", "merchant_id", "id"),
     Index("audit_log_once", "merchant_id", "request_id", "action", unique=True),
+    # A register's wrong PINs of the last minutes: its PIN budget (staff._register_budget).
+    Index(
+        "audit_log_pin_failures",
+        "register_id",
+        "occurred_at",
+        postgresql_where=text("action = 'staff.pin_failed'"),
+    ),
 )
 
 merchant_settings = Table(
