@@ -434,6 +434,24 @@ def test_a_shift_balances_the_registers_cash_and_a_no_sale_needs_a_manager(
     assert _post(device, "/v1/overrides", override).status_code == 201
     allowed = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
     assert allowed.status_code == 201, allowed.text
+    # Over 50.00: the demo's 10 % promotion takes something off. The report counts the
+    # register's discounts and overrides from the order and gateway events as they arrive.
+    big = {"location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 5}],
+           "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    assert _post(device, "/v1/checkouts", big).status_code == 201
+    sold_here = http.get("/v1/orders", params={"register_id": register["id"]}).json()["data"]
+    discounts = [o["discount_total"]["amount"] for o in sold_here if o["status"] == "completed"]
+    assert sum(discounts) > 0
+    deadline = time.monotonic() + 20
+    while True:
+        report = http.get(f"/v1/shifts/{shift['id']}").json()["report"]
+        if report["override_count"] == 1 and report["discounted_orders"] == len(
+            [d for d in discounts if d]
+        ):
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(0.2)
+    assert report["discounts"] == {"amount": sum(discounts), "currency": "USD"}
 
     counted = {"amount": 10_000 + cash - 300 - 5, "currency": "USD"}
     closed = _post(device, f"/v1/shifts/{shift['id']}/close", {"counted_cash": counted})
