@@ -127,11 +127,8 @@ async def import_over_grpc(
     return time.perf_counter() - start
 
 
-async def _search(
-    stub: customer_pb2_grpc.CustomerServiceStub, count: int, queries: int
-) -> dict[str, list[float]]:
-    rng = random.Random(7)
-    kinds = {
+def _kinds() -> dict[str, Any]:
+    return {
         "email": lambda i: pb.SearchCustomersRequest(email=f"CUSTOMER{i}@example.com"),
         "phone": lambda i: pb.SearchCustomersRequest(phone=f"+1 415 {i:07d}"),
         "text prefix (1 word)": lambda i: pb.SearchCustomersRequest(
@@ -141,8 +138,14 @@ async def _search(
             query=f"{GIVEN[i % len(GIVEN)][:3]} {FAMILY[(i // 7) % len(FAMILY)]}{i // 1000}"
         ),
     }
+
+
+async def _search(
+    stub: customer_pb2_grpc.CustomerServiceStub, count: int, queries: int
+) -> dict[str, list[float]]:
+    rng = random.Random(7)
     times: dict[str, list[float]] = {}
-    for name, make in kinds.items():
+    for name, make in _kinds().items():
         times[name] = []
         for _ in range(queries):
             request = make(rng.randrange(count))
@@ -152,6 +155,34 @@ async def _search(
             times[name].append(time.perf_counter() - start)
             assert answer.customers, f"{name} found nothing"
     return times
+
+
+async def _explain(runtime: Any, stub: customer_pb2_grpc.CustomerServiceStub, count: int) -> None:
+    """The plan of every statement one search of each kind runs, as the service ran it (same
+    SQL, same parameters), with its timings."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM customer" in statement:
+            seen.append((statement, params))
+
+    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for name, make in _kinds().items():
+            seen.clear()
+            request = make(count // 2)
+            request.page_size = 20
+            await stub.SearchCustomers(request, metadata=MD, timeout=10)
+            captured = list(seen)
+            seen.clear()
+            for statement, params in captured:
+                async with runtime.engine.connect() as conn:
+                    plan = await conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + statement, params
+                    )
+                    print(f"\n-- {name}\n{statement}\n" + "\n".join(r[0] for r in plan))
+    finally:
+        sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def _accrual(runtime: object, nats_url: str, ids: list[str], orders: int) -> float:
@@ -187,7 +218,7 @@ async def _accrual(runtime: object, nats_url: str, ids: list[str], orders: int) 
 
 
 async def _bench(
-    url: str, nats_url: str, count: int, imported: int, queries: int, orders: int
+    url: str, nats_url: str, count: int, imported: int, queries: int, orders: int, explain: bool
 ) -> None:
     settings = bootstrap.Settings(  # type: ignore[call-arg]
         database_url=url, nats_url=nats_url, grpc_host="127.0.0.1", grpc_port=0
@@ -217,6 +248,8 @@ async def _bench(
                 f"search   {name:<22} p50 {_pct(times, 0.5):6.2f} ms  p99 {_pct(times, 0.99):6.2f}"
                 f" ms  ({queries} queries, {count} customers)"
             )
+        if explain:
+            await _explain(runtime, stub, count)
         listed = await stub.ListCustomers(pb.ListCustomersRequest(page_size=200), metadata=MD,
                                           timeout=10)  # fmt: skip
         ids = [c.id for c in listed.customers]
@@ -240,6 +273,9 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--orders", type=int, default=2_000)
+    parser.add_argument(
+        "--explain", action="store_true", help="print the plans of one search of each kind"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="omnitill-bench-") as tmp:
         pg = LocalPostgres(Path(tmp) / "pg", free_port())
