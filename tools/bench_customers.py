@@ -286,7 +286,15 @@ def main() -> None:
             url = pg.create_database("customer", "customer", "bench")
             kit_migrate.upgrade(bootstrap.MIGRATIONS, url)
             asyncio.run(
-                _bench(url, server.url, args.customers, args.imported, args.queries, args.orders)
+                _bench(
+                    url,
+                    server.url,
+                    args.customers,
+                    args.imported,
+                    args.queries,
+                    args.orders,
+                    args.explain,
+                )
             )
         finally:
             server.stop()
