@@ -150,6 +150,29 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     )
     assert (over.status_code, over.json()["code"]) == (409, "insufficient_points")
 
+    # Her export gathers what every service holds: the order service's orders and the payment
+    # service's gift cards issued to her (never a code), beside the customer service's records.
+    card = _post(
+        http,
+        "/v1/gift-cards",
+        {
+            "amount": {"amount": 1500, "currency": "USD"},
+            "customer_id": zoe["id"],
+            "reason": "store_credit",
+        },
+    )
+    other = _post(http, "/v1/gift-cards", {"amount": {"amount": 700, "currency": "USD"}})
+    export = http.get(f"/v1/customers/{zoe['id']}/export")
+    assert export.status_code == 200, export.text
+    exported = export.json()
+    assert exported["customer"]["email"] == "zoe.martin@example.com"
+    assert [o["id"] for o in exported["sales"]] == [sale["order"]["id"]]
+    assert exported["sales"][0]["lines"][0]["sku"] == sku
+    assert [c["id"] for c in exported["gift_cards"]] == [card["gift_card"]["id"]]
+    assert other["gift_card"]["id"] not in export.text
+    assert card["code"] not in export.text
+    assert [o["order_id"] for o in exported["orders"]] == [sale["order"]["id"]]
+
     # Erasure: 404 afterwards, a tombstone in the feed, and no earlier snapshot with her email.
     # Before it, the dump below sees her (in the customer database and stream at least).
     before = _everything(platform)
@@ -167,6 +190,7 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     assert "+33612345678" not in str(feed)
     mine = [e for e in feed["data"] if e["data"]["object"]["id"] == zoe["id"]]
     assert [e["type"] for e in mine] == ["customer.created", "customer.erased"]
+    assert http.get(f"/v1/customers/{zoe['id']}/export").status_code == 404
 
     # No trace anywhere: every service's database, every NATS stream, every service's log.
     personal = ["zoe.martin@example.com", "Zoe.Martin@example.com", "33612345678", "Zoë"]
