@@ -348,6 +348,7 @@ ORDER = {
     "metadata": {},
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
+    "tender_types": ["card"],
     "paid": usd(6040),
     "points_redeemed": 0,
     "register_id": REGISTER_ID,

@@ -100,6 +100,12 @@ class Order(Answer):
         "confirmation_failed",
     )
     payment_ids: list[Id] = Field(default_factory=list, max_length=50)
+    tender_types: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The tender type of each payment in payment_ids, in the same order: "
+        "`card`, `cash`, `gift_card`, `external` (an open list: more may come)",
+    )
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )

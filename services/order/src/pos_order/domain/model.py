@@ -297,6 +297,11 @@ class Order:
         return [t.payment_id for t in self.saga.tenders if t.payment_id]
 
     @property
+    def tender_types(self) -> list[str]:
+        """The tender type of each payment in `payment_ids`, in the same order."""
+        return [t.tender.value for t in self.saga.tenders if t.payment_id]
+
+    @property
     def payment_id(self) -> str:
         ids = self.payment_ids
         return ids[-1] if ids else ""

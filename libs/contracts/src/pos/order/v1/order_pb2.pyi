@@ -286,6 +286,7 @@ class Order(_message.Message):
     REGISTER_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
     POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
+    TENDER_TYPES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -340,6 +341,12 @@ class Order(_message.Message):
     def paid(self) -> _money_pb2.Money:
         """What the tenders authorised or captured, net of voids and refunds."""
 
+    @_builtins.property
+    def tender_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tender type of each payment in payment_ids, in the same order ("card", "cash",
+        "gift_card", "external"): what a loyalty program's earning tenders are judged by.
+        """
+
     def __init__(
         self,
         *,
@@ -368,10 +375,11 @@ class Order(_message.Message):
         register_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
         points_redeemed: _builtins.int = ...,
+        tender_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
