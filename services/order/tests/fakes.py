@@ -25,6 +25,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.service.ports import (
+    CartContext,
     DiscountQuote,
     OrderFilters,
     OrderSettings,
@@ -239,7 +240,9 @@ class FixedDiscount:
         self.amount = amount
         self.applied = applied
 
-    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote:
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote:
         return DiscountQuote(Money(self.amount, currency), self.applied)
 
 

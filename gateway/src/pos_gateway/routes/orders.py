@@ -50,6 +50,15 @@ CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
 
 
+CouponCode = Annotated[str, Field(min_length=3, max_length=40)]
+COUPONS = (
+    "Coupon codes (case-insensitive). Each must apply: one that cannot (unknown, expired, "
+    "exhausted, not for this cart) is a 409 problem whose `code` says why and `code_index` "
+    "which, and nothing is sold; while promotions cannot be reached, a 503. A use is reserved "
+    "for the order before any payment, redeemed when it is confirmed, given back if cancelled"
+)
+
+
 class CheckoutLineIn(Body):
     sku: Sku
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
@@ -77,6 +86,8 @@ class CheckoutIn(Body):
     tender_type: Literal["cash", "card"]
     cash_tendered: MoneyIn | None = None
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
+    coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
+                                           description=COUPONS)  # fmt: skip
 
 
 @router.post(
@@ -111,6 +122,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
             else payment_pb2.TENDER_TYPE_CARD
         ),
         card_token=body.card_token,
+        coupon_codes=body.coupon_codes,
     )
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
@@ -275,6 +287,8 @@ class OrderIn(Body):
     )
     notes: str = Field("", max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+    coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
+                                           description=COUPONS)  # fmt: skip
 
 
 @router.post(
@@ -307,6 +321,7 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         ],
         notes=body.notes,
         metadata=body.metadata,
+        coupon_codes=body.coupon_codes,
     )
     answer = await svc.order.CreateOrder(request)
     return to_model(Order, answer.order)

@@ -68,6 +68,18 @@ class StatusChange(Answer):
     reason: str = Field(max_length=100, description="Why, when there is a reason (cancelled)")
 
 
+class OrderCoupon(Answer):
+    coupon_id: Id
+    promotion_id: Id
+    code_hint: str = Field(max_length=8, description="The code's last four characters")
+    status: str = Field(
+        max_length=32,
+        description="reserved (at checkout), redeemed (the order confirmed) or released (it "
+        "was cancelled before); more values may come",
+        examples=["redeemed"],
+    )
+
+
 class Order(Answer):
     id: Id
     location_id: Id
@@ -102,6 +114,9 @@ class Order(Answer):
     payment_ids: list[Id] = Field(default_factory=list, max_length=50)
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
+    )
+    coupons: list[OrderCoupon] = Field(
+        default_factory=list, max_length=10, description="The coupons the order named"
     )
 
 

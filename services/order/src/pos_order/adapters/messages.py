@@ -68,6 +68,13 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         )
         if f.destination is not None:
             out.destination.latitude, out.destination.longitude = f.destination
+    for use in o.saga.coupons.uses:
+        msg.coupons.add(
+            coupon_id=use.coupon_id,
+            promotion_id=use.promotion_id,
+            code_hint=use.code_hint,
+            status=o.saga.coupons.step.value,
+        )
     for change in o.timeline:
         step = msg.timeline.add(status=change.status, reason=change.reason)
         step.at.FromDatetime(change.at)

@@ -21,6 +21,7 @@ from pos_order.adapters.tables import (
     orders,
     selling_locations,
 )
+from pos_order.domain.coupons import Coupons
 from pos_order.domain.model import (
     ENDED,
     Capture,
@@ -125,6 +126,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
         "hold_ttl": saga.hold_ttl,
+        "coupons": saga.coupons.to_json(),
     }
 
 
@@ -152,6 +154,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         done_steps=list(found["done_steps"]),
         cancel_reason=found["cancel_reason"],
         hold_ttl=found.get("hold_ttl", 0),
+        coupons=Coupons.from_json(found.get("coupons")),
     )
 
 
@@ -215,6 +218,10 @@ def _due_at(order: Order) -> datetime | None:
     run out; a pickup waits no longer."""
     if order.status is OrderStatus.PENDING_PAYMENT and order.saga.state is SagaState.RUNNING:
         return order.expires_at
+    if order.saga.state is SagaState.DONE and order.coupons_due:
+        # A redemption (confirmed) or a release (cancelled) that could not be asked yet: the
+        # resumer asks it on its next pass.
+        return order.updated_at
     if order.status is OrderStatus.CONFIRMED:
         waits = [
             f.expires_at

@@ -13,6 +13,7 @@ from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
+from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
@@ -228,6 +229,8 @@ class Saga:
     # The holds' time to live as asked: a hold whose answer was lost is asked again, exactly
     # the same, to learn its id and release it.
     hold_ttl: int = 0
+    # The coupons the order named: reserved, redeemed or released with the order.
+    coupons: Coupons = field(default_factory=Coupons)
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,30 @@ class Order:
 
     def lines_of(self, f: Fulfillment) -> list[OrderLine]:
         return [ln for ln in self.lines if ln.fulfillment_id == f.id]
+
+    @property
+    def coupons_due(self) -> bool:
+        """A redemption (confirmed) or a release (cancelled) of its coupons still to ask."""
+        step = self.saga.coupons.step
+        if self.status is OrderStatus.CANCELLED:
+            return step in (CouponStep.SENT, CouponStep.RESERVED)
+        return step is CouponStep.RESERVED and self.status in (
+            OrderStatus.CONFIRMED,
+            OrderStatus.COMPLETED,
+        )
+
+    def coupons_reserved(self, uses: list[CouponUse]) -> None:
+        if self.saga.coupons.step is CouponStep.SENT:
+            self.saga.coupons.step = CouponStep.RESERVED
+            self.saga.coupons.uses = list(uses)
+
+    def coupons_settled(self) -> None:
+        """The promotion service answered the redemption (confirmed) or release (cancelled)."""
+        if not self.coupons_due:
+            return
+        self.saga.coupons.step = (
+            CouponStep.RELEASED if self.status is OrderStatus.CANCELLED else CouponStep.REDEEMED
+        )
 
     def tender_for(self, asked_by: str) -> TenderRecord | None:
         return next((t for t in self.saga.tenders if t.asked_by == asked_by), None)

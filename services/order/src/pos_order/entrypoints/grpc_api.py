@@ -56,6 +56,7 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
+        coupon_codes=tuple(request.coupon_codes),
     )
 
 
@@ -79,6 +80,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         ],
         notes=request.notes,
         metadata=dict(request.metadata),
+        coupon_codes=tuple(request.coupon_codes),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from pos_kit.errors import (
     Conflict,
+    DomainError,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -25,6 +26,7 @@ from pos_kit.errors import (
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.domain.coupons import CouponStep, validate_codes
 from pos_order.domain.model import (
     CAPTURES_AT,
     FulfillmentRequest,
@@ -48,10 +50,12 @@ from pos_order.domain.model import (
 )
 from pos_order.service import saga
 from pos_order.service.ports import (
+    CartContext,
     CheckoutCommand,
     CheckoutPorts,
     CreateOrderCommand,
     CustomerLookup,
+    DiscountQuote,
     NewUow,
     OrderFilters,
     OrderSettings,
@@ -142,6 +146,7 @@ async def _priced_order(
     lines: list[LineRequest],
     fulfillments: list[FulfillmentRequest],
     channel: str,
+    coupon_codes: tuple[str, ...] = (),
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
@@ -154,7 +159,9 @@ async def _priced_order(
     # refused (404) like a made-up one, before anything is saved or held.
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
-    quote = await ports.discounts.quote(priced, location.currency)
+    cart = CartContext(location.id, channel, customer_id, coupon_codes)
+    quote = await ports.discounts.quote(priced, location.currency, cart)
+    refuse_rejected(quote)
     totals = compute_totals(priced, quote.total, location.tax_rate_bps)
     order = Order(
         id=order_id,
@@ -169,7 +176,35 @@ async def _priced_order(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
     order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
+    if coupon_codes:
+        order.saga.coupons.step = CouponStep.SENT
     return Priced(order, learnt, location if live else None)
+
+
+def refuse_rejected(quote: DiscountQuote) -> None:
+    """A coupon the customer named that cannot apply stops the sale (409 with the reason), so
+    the till can ask them: never a silent sale at full price."""
+    if quote.rejected:
+        first = min(quote.rejected, key=lambda r: r.index)
+        raise Conflict(
+            f"coupon_codes[{first.index}]: {first.message}",
+            first.reason,
+            {"code_index": str(first.index)},
+        )
+
+
+async def _reserve_or_drop(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, cart: CartContext, announce: bool
+) -> Order:
+    """The coupons reserved before anything else is taken for the order; refused, the order
+    is dropped (nothing was held or paid, and it was not announced) and the refusal stands."""
+    try:
+        return await saga.reserve_coupons(new_uow, ports, order, cart, announce)
+    except DomainError as exc:
+        if exc.kind in saga.TRANSIENT:
+            raise
+        await _discard(new_uow, order.id)
+        raise
 
 
 async def _save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> Order:
@@ -213,6 +248,7 @@ class Checkout(Generic[R]):
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
+        raise_if(validate_codes(cmd.coupon_codes))
         self.cmd = cmd
         self.ports = ports
         self.new_uow = new_uow
@@ -240,6 +276,7 @@ class Checkout(Generic[R]):
                 cmd.lines,
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
+                cmd.coupon_codes,
             )
             order = priced.order
             validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
@@ -257,7 +294,12 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.COMPENSATING:
             order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
+            order = await saga.settle_coupons(self.new_uow, self.ports, order)
             return Sale(order, await _last_payment(self.ports, order))
+        if order.saga.coupons.step is CouponStep.SENT:
+            cart = CartContext(order.location_id, order.channel, order.customer_id,
+                               cmd.coupon_codes)  # fmt: skip
+            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, False)
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
             return Sale(order, None)
@@ -296,6 +338,8 @@ class Checkout(Generic[R]):
         order, _ = await change(self.new_uow, order.id, settle)
         await boundary(policy, "after_confirm_commit")
         if order.saga.state is SagaState.DONE:
+            # Confirmed: the coupons are redeemed; declined: given back.
+            order = await saga.settle_coupons(self.new_uow, self.ports, order)
             return Sale(order, payment)
         if order.saga.tenders[0].state is TenderState.PENDING:
             raise Unavailable(
@@ -349,6 +393,7 @@ class CreateOrder(Generic[R]):
             FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
         ]
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
+        raise_if(validate_codes(cmd.coupon_codes))
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
         self.new_uow = new_uow
@@ -373,12 +418,19 @@ class CreateOrder(Generic[R]):
                 cmd.lines,
                 cmd.fulfillments,
                 cmd.channel,
+                cmd.coupon_codes,
             )
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
-            order = await _save_new(self.new_uow, priced)
+            # With coupons, the order is announced once they are reserved (a refused coupon
+            # drops an order nobody was told of).
+            order = await _save_new(self.new_uow, priced, announce=not cmd.coupon_codes)
             await boundary(self.policy, "order_saved")
+        if order.saga.coupons.step is CouponStep.SENT:
+            cart = CartContext(order.location_id, order.channel, order.customer_id,
+                               cmd.coupon_codes)  # fmt: skip
+            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, True)
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")

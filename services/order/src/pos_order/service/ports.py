@@ -10,6 +10,7 @@ from typing import Protocol, Self
 
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.domain.coupons import CouponUse
 from pos_order.domain.model import (
     Allocation,
     FulfillmentRequest,
@@ -133,13 +134,62 @@ class CustomerLookup(Protocol):
 
 
 @dataclass(frozen=True)
+class CartContext:
+    """What the promotion service judges an offer's conditions by, beside the lines."""
+
+    location_id: str = ""
+    channel: str = ""
+    customer_id: str = ""
+    coupon_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RejectedCoupon:
+    index: int  # its position in the request's coupon_codes
+    reason: str  # coupon_unknown, coupon_expired, coupon_exhausted, ...
+    message: str
+
+
+@dataclass(frozen=True)
+class AppliedDiscount:
+    promotion_id: str  # or "manual"
+    amount: int
+    reason: str
+    level: str  # item | order
+    lines: tuple[tuple[int, int], ...] = ()  # (line index, amount)
+
+
+@dataclass(frozen=True)
 class DiscountQuote:
     total: Money
     applied: bool  # False when promotion could not be asked: sold at list price
+    rejected: tuple[RejectedCoupon, ...] = ()
+    discounts: tuple[AppliedDiscount, ...] = ()
+    line_discounts: tuple[int, ...] = ()  # per line, in the order asked
 
 
 class Discounts(Protocol):
-    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote: ...
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote: ...
+
+
+class Coupons(Protocol):
+    """The promotion service's coupon reservations, keyed by the order."""
+
+    async def reserve(
+        self,
+        request_id: str,
+        order_id: str,
+        lines: list[OrderLine],
+        currency: str,
+        cart: CartContext,
+    ) -> list[CouponUse]:
+        """All the codes or none; a code that cannot apply is a Conflict `coupon_*`."""
+        ...
+
+    async def redeem(self, request_id: str, order_id: str) -> None: ...
+    async def release(self, request_id: str, order_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -242,6 +292,7 @@ class CheckoutPorts:
     payments: Payments
     customers: CustomerLookup
     stock: Stock | None = None
+    coupons: Coupons | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +304,7 @@ class CheckoutCommand:
     tender: Tender | None
     cash_tendered: Money | None
     card_token: str
+    coupon_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -265,3 +317,4 @@ class CreateOrderCommand:
     fulfillments: list[FulfillmentRequest]
     notes: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    coupon_codes: tuple[str, ...] = ()

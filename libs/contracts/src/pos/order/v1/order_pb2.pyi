@@ -283,6 +283,7 @@ class Order(_message.Message):
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     PAYMENT_IDS_FIELD_NUMBER: _builtins.int
     PAID_FIELD_NUMBER: _builtins.int
+    COUPONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -327,6 +328,12 @@ class Order(_message.Message):
     def paid(self) -> _money_pb2.Money:
         """What the tenders authorised or captured, net of voids and refunds."""
 
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderCoupon]:
+        """The coupons the order named (never their codes): reserved at checkout, redeemed when it
+        is confirmed, released when it is cancelled before.
+        """
+
     def __init__(
         self,
         *,
@@ -352,14 +359,45 @@ class Order(_message.Message):
         cancel_reason: _builtins.str = ...,
         payment_ids: _abc.Iterable[_builtins.str] | None = ...,
         paid: _money_pb2.Money | None = ...,
+        coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class OrderCoupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    CODE_HINT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    promotion_id: _builtins.str
+    code_hint: _builtins.str
+    """The code's last four characters."""
+    status: _builtins.str
+    """reserved, redeemed or released"""
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        code_hint: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_hint", b"code_hint", "coupon_id", b"coupon_id", "promotion_id", b"promotion_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCoupon: _TypeAlias = OrderCoupon  # noqa: Y015
 
 @_typing.final
 class CheckoutLine(_message.Message):
@@ -394,6 +432,7 @@ class CheckoutRequest(_message.Message):
     TENDER_TYPE_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -403,6 +442,12 @@ class CheckoutRequest(_message.Message):
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]: ...
     @_builtins.property
     def cash_tendered(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Coupon codes to apply: each must apply (FAILED_PRECONDITION coupon_* otherwise, nothing
+        sold); reserved for the order before any payment.
+        """
+
     def __init__(
         self,
         *,
@@ -413,10 +458,11 @@ class CheckoutRequest(_message.Message):
         tender_type: _payment_pb2.TenderType.ValueType = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -642,6 +688,7 @@ class CreateOrderRequest(_message.Message):
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
@@ -656,6 +703,10 @@ class CreateOrderRequest(_message.Message):
 
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in CheckoutRequest: each must apply, reserved before anything is held."""
+
     def __init__(
         self,
         *,
@@ -667,10 +718,11 @@ class CreateOrderRequest(_message.Message):
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
