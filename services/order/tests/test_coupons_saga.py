@@ -194,3 +194,21 @@ def test_coupon_codes_are_checked_before_anything_is_claimed() -> None:
         handlers.Checkout(_cmd(coupon_codes=("ab", "SAVE10", "save10")), CouponShop().ports,
                           uow_factory(Store()), Policy(), Answer)  # fmt: skip
     assert {v.field for v in err.value.violations} == {"coupon_codes[0]", "coupon_codes"}
+
+
+async def test_promotion_down_with_a_coupon_named_is_a_503_without_one_list_price() -> None:
+    """Nothing listens at the promotion address: without a coupon the sale goes on at list
+    price; with one it waits (503), never a silent sale at full price."""
+    import grpc
+
+    from pos_devstack.natsd import free_port
+    from pos_order.adapters.remote import PromotionDiscounts
+
+    lines = [OrderLine("TEE", "T-shirt", 1, Money(2500, "USD"))]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
+        discounts = PromotionDiscounts(channel, timeout=2.0)
+        plain = await discounts.quote(lines, "USD", CartContext("loc_1", "register"))
+        assert plain.applied is False and plain.total == Money(0, "USD")
+        with pytest.raises(Unavailable) as err:
+            await discounts.quote(lines, "USD", CartContext("loc_1", "register", "", ("SAVE10",)))
+        assert err.value.code == "promotion_unavailable"
