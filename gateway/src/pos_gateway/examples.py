@@ -298,6 +298,13 @@ ORDER = {
             "unit_price": usd(2500),
             "line_total": usd(5000),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "discount_total": usd(500),
+            "tax_total": usd(371),
+            "tax_category": "standard",
+            "discounts": [
+                {"promotion_id": PROMOTION["id"], "amount": usd(500), "reason": "10% off over $50"}
+            ],
+            "taxes": [{"name": "tax", "amount": usd(371)}],
         },
         {
             "sku": "MUG-LOGO",
@@ -306,6 +313,13 @@ ORDER = {
             "unit_price": usd(1200),
             "line_total": usd(1200),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "discount_total": usd(120),
+            "tax_total": usd(89),
+            "tax_category": "standard",
+            "discounts": [
+                {"promotion_id": PROMOTION["id"], "amount": usd(120), "reason": "10% off over $50"}
+            ],
+            "taxes": [{"name": "tax", "amount": usd(89)}],
         },
     ],
     "subtotal": usd(6200),
@@ -412,6 +426,26 @@ REFUND = {
     "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+CART = {
+    "lines": ORDER["lines"],
+    "discounts": [
+        {
+            "promotion_id": PROMOTION["id"],
+            "amount": usd(620),
+            "reason": "10% off over $50",
+            "level": "order",
+        }
+    ],
+    "subtotal": usd(6200),
+    "discount_total": usd(620),
+    "tax_total": usd(460),
+    "total": usd(6040),
+    "discounts_applied": True,
+    "rejected_coupons": [
+        {"code_index": 0, "reason": "coupon_expired", "message": "codes[0]: the coupon expired"}
+    ],
+    "tax_inclusive": False,
+}
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
     "pickup_expiry_seconds": 604800,

@@ -36,6 +36,7 @@ from pos_gateway.routes.common import (
 from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import _known_location
 from pos_gateway.schemas.orders import (
+    CartQuote,
     Checkout,
     MetadataKey,
     MetadataValue,
@@ -500,3 +501,78 @@ async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSetting
         )
     answer = await svc.order.UpdateOrderSettings(request)
     return await _with_window(svc, answer.settings)
+
+
+class CartIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "channel": "register",
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}],
+            "coupon_codes": ["WINTER-26"],
+        }
+    )
+
+    location_id: str = Field(
+        min_length=1, max_length=64, description="Where it is sold: prices, currency and tax"
+    )
+    channel: str = Field(
+        "register",
+        min_length=1,
+        max_length=32,
+        pattern=CHANNEL,
+        description="The channel the sale will be made on (offers may be for some only): "
+        "`register` for POST /v1/checkouts, the order's channel for POST /v1/orders",
+    )
+    customer_id: str = Field("", max_length=64, description="One of your customers, or empty")
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
+    fulfillments: list[FulfillmentIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="As for an order; empty: one in-store fulfilment at location_id",
+    )
+    coupon_codes: list[CouponCode] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Coupon codes (case-insensitive); one that cannot apply is listed in "
+        "`rejected_coupons` with the reason (not an error here)",
+    )
+
+
+@router.post(
+    "/carts/calculate",
+    **op("orders:read", "Price a cart (preview)", (404, 409), example=ex.CART),
+)
+async def calculate_cart(body: CartIn, svc: Svc) -> CartQuote:
+    """The pricing step a checkout and an order run, writing nothing: each line's price as the
+    catalog stands, the discounts per line and per order with the offer and its reason, each
+    line's tax (on the line less its discounts, rounded per line, then summed) and the totals.
+    The same cart sold at once (POST /v1/checkouts, or POST /v1/orders with the same channel,
+    lines, fulfilments, customer and coupons) has the same totals. A location, product or
+    customer you do not have is a 404; while promotions cannot be reached, list prices with
+    `discounts_applied: false`, or a 503 when a coupon is named."""
+    answer = await svc.order.CalculateCart(
+        order_pb2.CalculateCartRequest(
+            location_id=body.location_id,
+            channel=body.channel,
+            customer_id=body.customer_id,
+            lines=[
+                order_pb2.OrderLineRequest(
+                    sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment
+                )
+                for ln in body.lines
+            ],
+            fulfillments=[
+                order_pb2.FulfillmentRequest(
+                    type=_FULFILLMENT_TYPES[f.type],
+                    location_id=f.location_id,
+                    ship_to=f.ship_to,
+                    destination=f.destination.pb() if f.destination is not None else None,
+                )
+                for f in body.fulfillments
+            ],
+            coupon_codes=body.coupon_codes,
+        )
+    )
+    return to_model(CartQuote, answer)

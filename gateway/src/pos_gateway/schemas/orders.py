@@ -30,6 +30,19 @@ FulfillmentStatus = Literal[
 ]
 
 
+class LineDiscount(Answer):
+    promotion_id: str = Field(
+        max_length=64, description="The offer, or `manual` for a discount given at the register"
+    )
+    amount: Money
+    reason: str = Field(max_length=500, description="Why, as the offer states it")
+
+
+class LineTax(Answer):
+    name: str = Field(max_length=64, description="The tax's name at the location", examples=["tax"])
+    amount: Money
+
+
 class OrderLine(Answer):
     sku: Sku
     name: str = Field(max_length=500, description="The product's name, with the variant's")
@@ -37,6 +50,15 @@ class OrderLine(Answer):
     unit_price: Money
     line_total: Money
     fulfillment_id: OptionalId = Field("", description="The fulfilment this line leaves by")
+    discount_total: Money | None = Field(None, description="What the line's discounts take off")
+    tax_total: Money | None = Field(
+        None,
+        description="The line's tax, on the line less its discounts, rounded per line (the "
+        "order's tax is the sum of its lines')",
+    )
+    tax_category: str = Field("", max_length=64, description="The product's, as sold")
+    discounts: list[LineDiscount] = Field(default_factory=list, max_length=100)
+    taxes: list[LineTax] = Field(default_factory=list, max_length=10)
 
 
 class Fulfillment(Answer):
@@ -152,3 +174,35 @@ class OrderSettings(Answer):
         "settings' (a pickup that would outlive it is captured at confirmation)",
     )
     return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+
+
+class CartDiscount(Answer):
+    promotion_id: str = Field(max_length=64, description="The offer, or `manual`")
+    amount: Money
+    reason: str = Field(max_length=500)
+    level: str = Field(max_length=16, description="item or order", examples=["order"])
+
+
+class RejectedCoupon(Answer):
+    code_index: int = Field(ge=0, le=9, description="Its position in `coupon_codes`")
+    reason: str = Field(
+        max_length=64,
+        description="coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, "
+        "coupon_not_applicable, coupon_customer_limit",
+    )
+    message: str = Field(max_length=500)
+
+
+class CartQuote(Answer):
+    lines: list[OrderLine] = Field(max_length=200)
+    discounts: list[CartDiscount] = Field(max_length=200)
+    subtotal: Money
+    discount_total: Money
+    tax_total: Money
+    total: Money = Field(
+        description="subtotal - discount_total + tax_total, or with tax-inclusive prices "
+        "subtotal - discount_total (tax_total is contained in it)"
+    )
+    discounts_applied: bool = Field(description="false when promotions could not be asked")
+    rejected_coupons: list[RejectedCoupon] = Field(max_length=10)
+    tax_inclusive: bool

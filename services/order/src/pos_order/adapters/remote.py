@@ -60,10 +60,20 @@ class InventoryCatalog:
             raise _downstream("inventory", exc) from None
         loc = answer.location
         items = {
-            p.sku: PricedItem(p.sku, p.name, Money(p.price.amount, p.price.currency))
+            p.sku: PricedItem(
+                p.sku,
+                p.name,
+                Money(p.price.amount, p.price.currency),
+                tax_category=p.tax_category,
+                product_id=p.id,
+                category=p.category,
+            )
             for p in answer.products
         }
-        return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps), items
+        location = SellingLocation(
+            loc.id, loc.currency, loc.tax_rate_bps, dict(loc.tax_rates_bps), loc.time_zone
+        )
+        return location, items
 
 
 class CustomerDirectory:
@@ -93,11 +103,16 @@ def cart_request(
         currency=currency,
         lines=[
             promotion_pb2.CartLine(
-                sku=ln.sku, quantity=ln.quantity, unit_price=to_proto(ln.unit_price)
+                sku=ln.sku,
+                quantity=ln.quantity,
+                unit_price=to_proto(ln.unit_price),
+                product_id=ln.product_id,
+                categories=[ln.category] if ln.category else [],
             )
             for ln in lines
         ],
         location_id=cart.location_id,
+        location_time_zone=cart.time_zone,
         channel=cart.channel,
         customer_id=cart.customer_id,
         coupon_codes=list(cart.coupon_codes),

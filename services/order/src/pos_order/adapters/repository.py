@@ -42,6 +42,7 @@ from pos_order.domain.model import (
     TenderState,
     Totals,
 )
+from pos_order.domain.pricing import LineDiscount
 from pos_order.service.ports import OrderFilters, OrderSettings
 
 
@@ -186,6 +187,13 @@ def _order(row: Row[Any]) -> Order:
                 ln["quantity"],
                 Money(ln["unit_price"], cur),
                 ln.get("fulfillment_id", ""),
+                ln.get("tax_category", ""),
+                discount=ln.get("discount", 0),
+                tax=ln.get("tax", 0),
+                discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
+                taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
+                product_id=ln.get("product_id", ""),
+                category=ln.get("category", ""),
             )
             for ln in m["lines"]
         ],
@@ -246,6 +254,13 @@ def _values(order: Order) -> dict[str, Any]:
                 "quantity": ln.quantity,
                 "unit_price": ln.unit_price.amount,
                 "fulfillment_id": ln.fulfillment_id,
+                "tax_category": ln.tax_category,
+                "discount": ln.discount,
+                "tax": ln.tax,
+                "discounts": [[d.promotion_id, d.amount, d.reason] for d in ln.discounts],
+                "taxes": [[name, amount] for name, amount in ln.taxes],
+                "product_id": ln.product_id,
+                "category": ln.category,
             }
             for ln in order.lines
         ],

@@ -14,6 +14,8 @@ from enum import Enum
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
 from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
+from pos_order.domain.pricing import LineDiscount
+from pos_order.domain.tax import TaxTable
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
@@ -135,6 +137,9 @@ class PricedItem:
     sku: str
     name: str
     unit_price: Money
+    tax_category: str = ""
+    product_id: str = ""  # what promotions select items by, beside the SKU
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,13 @@ class SellingLocation:
     id: str
     currency: str
     tax_rate_bps: int
+    # Per tax category; a category not listed is taxed at tax_rate_bps.
+    tax_rates_bps: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+    time_zone: str = ""
+
+    @property
+    def tax_table(self) -> TaxTable:
+        return TaxTable.simple(self.tax_rate_bps, self.tax_rates_bps)
 
 
 @dataclass
@@ -151,6 +163,15 @@ class OrderLine:
     quantity: int
     unit_price: Money
     fulfillment_id: str = ""
+    tax_category: str = ""
+    # What the pricing step gave the line (minor units): its discounts with their offer and
+    # reason, their sum, and its tax (per tax, summed).
+    discount: int = 0
+    tax: int = 0
+    discounts: list[LineDiscount] = field(default_factory=list)
+    taxes: list[tuple[str, int]] = field(default_factory=list)
+    product_id: str = ""
+    category: str = ""
 
     @property
     def line_total(self) -> Money:
@@ -358,13 +379,19 @@ class Order:
                 )
             )
         self.lines = [ln for ln in self.lines if ln.fulfillment_id != f.id]
+        # A line split over stores splits its discounts and taxes by quantity (the cents add up).
+        quantities: dict[str, list[int]] = {}
+        for allocation in allocations:
+            for sku, quantity in allocation.lines:
+                quantities.setdefault(sku, []).append(quantity)
+        taken: dict[str, int] = {}
         for part, allocation in zip(made, allocations, strict=True):
             part.location_id = allocation.location_id
             part.reservation_id = allocation.reservation_id
             part.hold = HoldState.HELD
             for sku, quantity in allocation.lines:
-                line = asked[sku]
-                self.lines.append(OrderLine(sku, line.name, quantity, line.unit_price, part.id))
+                k = taken[sku] = taken.get(sku, -1) + 1
+                self.lines.append(_part_of(asked[sku], quantity, quantities[sku], k, part.id))
         weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
         for part, share in zip(made, split_total(f.amount, weights), strict=True):
             part.amount = share
@@ -576,6 +603,30 @@ class Order:
         self.updated_at = at
 
 
+def _part_of(
+    line: OrderLine, quantity: int, quantities: list[int], k: int, fulfillment_id: str
+) -> OrderLine:
+    def share(amount: int) -> int:
+        return split_total(amount, quantities)[k]
+
+    discounts = [LineDiscount(d.promotion_id, share(d.amount), d.reason) for d in line.discounts]
+    taxes = [(name, share(amount)) for name, amount in line.taxes]
+    return OrderLine(
+        line.sku,
+        line.name,
+        quantity,
+        line.unit_price,
+        fulfillment_id,
+        line.tax_category,
+        discount=share(line.discount),
+        tax=share(line.tax),
+        discounts=[d for d in discounts if d.amount],
+        taxes=taxes,
+        product_id=line.product_id,
+        category=line.category,
+    )
+
+
 def _planned(captures: list[Capture], payment_id: str) -> int:
     return sum(c.amount for c in captures if c.payment_id == payment_id and not c.done)
 
@@ -760,7 +811,15 @@ def price_lines(
             )
     raise_if(violations)
     return [
-        OrderLine(line.sku, items[line.sku].name, line.quantity, items[line.sku].unit_price)
+        OrderLine(
+            line.sku,
+            items[line.sku].name,
+            line.quantity,
+            items[line.sku].unit_price,
+            tax_category=items[line.sku].tax_category,
+            product_id=items[line.sku].product_id,
+            category=items[line.sku].category,
+        )
         for line in lines
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 
 import grpc
@@ -19,6 +19,7 @@ from pos_order.adapters.messages import (
     FULFILLMENT_TYPES,
     STATUSES,
     TENDERS,
+    cart_to_proto,
     order_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
@@ -60,6 +61,22 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     )
 
 
+def _fulfillment_requests(
+    found: Sequence[order_pb2.FulfillmentRequest],
+) -> list[FulfillmentRequest]:
+    return [
+        FulfillmentRequest(
+            FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
+            f.location_id,
+            f.ship_to,
+            (f.destination.latitude, f.destination.longitude)
+            if f.HasField("destination")
+            else None,
+        )
+        for i, f in enumerate(found)
+    ]
+
+
 def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand:
     return CreateOrderCommand(
         request_id=request.request_id,
@@ -67,17 +84,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         location_id=request.location_id,
         customer_id=request.customer_id,
         lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
-        fulfillments=[
-            FulfillmentRequest(
-                FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
-                f.location_id,
-                f.ship_to,
-                (f.destination.latitude, f.destination.longitude)
-                if f.HasField("destination")
-                else None,
-            )
-            for i, f in enumerate(request.fulfillments)
-        ],
+        fulfillments=_fulfillment_requests(request.fulfillments),
         notes=request.notes,
         metadata=dict(request.metadata),
         coupon_codes=tuple(request.coupon_codes),
@@ -199,6 +206,22 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.policy,
             lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
         )
+
+    async def CalculateCart(
+        self, request: order_pb2.CalculateCartRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CalculateCartResponse:
+        # No transaction: inventory and promotion answer with no connection held (the read
+        # model is read in a short one of its own only while inventory is down).
+        cmd = handlers.CartCommand(
+            location_id=request.location_id,
+            channel=request.channel,
+            customer_id=request.customer_id,
+            lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
+            fulfillments=_fulfillment_requests(request.fulfillments),
+            coupon_codes=tuple(request.coupon_codes),
+        )
+        cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
+        return cart_to_proto(cart)
 
     @query
     async def GetOrder(

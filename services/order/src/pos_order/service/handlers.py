@@ -35,20 +35,17 @@ from pos_order.domain.model import (
     LineRequest,
     Order,
     OrderStatus,
-    PricedItem,
     SagaState,
     SellingLocation,
     Tender,
     TenderRecord,
     TenderState,
     build_fulfillments,
-    compute_totals,
-    price_lines,
     validate_checkout,
     validate_order,
     validate_register_tender,
 )
-from pos_order.service import saga
+from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     CartContext,
     CheckoutCommand,
@@ -112,30 +109,6 @@ class Priced:
     location: SellingLocation | None  # priced live: kept in the read model with the order
 
 
-async def _price_snapshot(
-    ports: CheckoutPorts,
-    new_uow: NewUow,
-    location_id: str,
-    skus: list[str],
-    fulfillments: list[FulfillmentRequest],
-) -> tuple[SellingLocation, dict[str, PricedItem], bool]:
-    """Prices as the catalog stands, from the inventory service; while it is down, an
-    in-store sale is priced from the read model (stale by at most the product events' lag, and
-    a location's tax rate as of its last sale), and anything to hold is a 503."""
-    try:
-        location, items = await ports.catalog.price_snapshot(location_id, skus)
-        return location, items, True
-    except Unavailable:
-        if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
-            raise
-        async with new_uow() as uow:
-            known, items = await uow.prices.snapshot(location_id, skus)
-        if known is None or set(items) != set(skus):
-            raise  # never sold there, or a SKU not known here: no price to sell at
-        log.warning("inventory unavailable: priced from the order service's read model")
-        return known, items, False
-
-
 async def _priced_order(
     ports: CheckoutPorts,
     new_uow: NewUow,
@@ -152,17 +125,12 @@ async def _priced_order(
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
-    skus = sorted({ln.sku for ln in lines})
-    location, items, live = await _price_snapshot(ports, new_uow, location_id, skus, fulfillments)
-    priced = price_lines(lines, items, location)
-    # Every other store named to fulfil from must be the merchant's: another merchant's is
-    # refused (404) like a made-up one, before anything is saved or held.
-    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
-        await ports.catalog.price_snapshot(elsewhere, skus)
-    cart = CartContext(location.id, channel, customer_id, coupon_codes)
-    quote = await ports.discounts.quote(priced, location.currency, cart)
-    refuse_rejected(quote)
-    totals = compute_totals(priced, quote.total, location.tax_rate_bps)
+    cart = await pricing.price_cart(
+        ports, new_uow, location_id, customer_id, lines, fulfillments, channel, coupon_codes
+    )
+    refuse_rejected(cart.quote)
+    location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
+    live = cart.live
     order = Order(
         id=order_id,
         location_id=location.id,
@@ -764,3 +732,40 @@ T = TypeVar("T")
 
 def _or(value: T | None, default: T) -> T:
     return default if value is None else value
+
+
+@dataclass(frozen=True)
+class CartCommand:
+    location_id: str
+    channel: str
+    customer_id: str
+    lines: list[LineRequest]
+    fulfillments: list[FulfillmentRequest]
+    coupon_codes: tuple[str, ...] = ()
+
+
+async def calculate_cart(
+    cmd: CartCommand, ports: CheckoutPorts, new_uow: NewUow
+) -> pricing.PricedCart:
+    """The cart preview: the pricing step a checkout and an order run, writing nothing. A
+    coupon that cannot apply is in the answer's quote (`rejected`), not an error."""
+    fulfillments = cmd.fulfillments or [
+        FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
+    ]
+    validate_order(cmd.channel or "register", cmd.location_id, cmd.lines, fulfillments, {})
+    raise_if(validate_codes(cmd.coupon_codes))
+    if cmd.customer_id:
+        async with new_uow() as uow:
+            known = await uow.customers.contains(cmd.customer_id)
+        if not known:
+            await customer_version(ports.customers, cmd.customer_id)
+    return await pricing.price_cart(
+        ports,
+        new_uow,
+        cmd.location_id,
+        cmd.customer_id,
+        cmd.lines,
+        fulfillments,
+        cmd.channel or "register",
+        cmd.coupon_codes,
+    )

@@ -141,6 +141,7 @@ class CartContext:
     channel: str = ""
     customer_id: str = ""
     coupon_codes: tuple[str, ...] = ()
+    time_zone: str = ""  # the location's: offers' windows and hours are its wall-clock time
 
 
 @dataclass(frozen=True)

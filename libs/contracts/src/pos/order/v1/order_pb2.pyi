@@ -210,15 +210,33 @@ class OrderLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_CATEGORY_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     quantity: _builtins.int
     fulfillment_id: _builtins.str
     """The fulfilment this line leaves by."""
+    tax_category: _builtins.str
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
     @_builtins.property
     def line_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discount_total(self) -> _money_pb2.Money:
+        """What the line's discounts take off it, and its tax (on the line less its discounts;
+        rounded per line, then summed into the order's).
+        """
+
+    @_builtins.property
+    def tax_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]: ...
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineTax]: ...
     def __init__(
         self,
         *,
@@ -228,14 +246,71 @@ class OrderLine(_message.Message):
         unit_price: _money_pb2.Money | None = ...,
         line_total: _money_pb2.Money | None = ...,
         fulfillment_id: _builtins.str = ...,
+        discount_total: _money_pb2.Money | None = ...,
+        tax_total: _money_pb2.Money | None = ...,
+        tax_category: _builtins.str = ...,
+        discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
+        taxes: _abc.Iterable[Global___LineTax] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "line_total", b"line_total", "tax_total", b"tax_total", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "tax_category", b"tax_category", "tax_total", b"tax_total", "taxes", b"taxes", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderLine: _TypeAlias = OrderLine  # noqa: Y015
+
+@_typing.final
+class LineDiscount(_message.Message):
+    """One discount's share of a line: the offer ("manual" for one given at the register) and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "promotion_id", b"promotion_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineDiscount: _TypeAlias = LineDiscount  # noqa: Y015
+
+@_typing.final
+class LineTax(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tax's name at the location ("tax", "state", "city", "VAT")."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineTax: _TypeAlias = LineTax  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -1091,3 +1166,155 @@ class UpdateOrderSettingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateOrderSettingsResponse: _TypeAlias = UpdateOrderSettingsResponse  # noqa: Y015
+
+@_typing.final
+class CalculateCartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FULFILLMENTS_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    location_id: _builtins.str
+    channel: _builtins.str
+    """`register`, `web`, `partner`, ...: offers may be for some channels only."""
+    customer_id: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
+    @_builtins.property
+    def fulfillments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FulfillmentRequest]:
+        """Unset: one in-store fulfilment at location_id."""
+
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        location_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___OrderLineRequest] | None = ...,
+        fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalculateCartRequest: _TypeAlias = CalculateCartRequest  # noqa: Y015
+
+@_typing.final
+class CartDiscount(_message.Message):
+    """A discount on the cart as a whole: the offer, its reason, its level (item or order); its
+    share on each line is in the lines' discounts.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    reason: _builtins.str
+    level: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+        level: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "level", b"level", "promotion_id", b"promotion_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CartDiscount: _TypeAlias = CartDiscount  # noqa: Y015
+
+@_typing.final
+class RejectedCoupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_INDEX_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code_index: _builtins.int
+    """Its position in coupon_codes (the code itself is not repeated back)."""
+    reason: _builtins.str
+    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code_index: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_index", b"code_index", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedCoupon: _TypeAlias = RejectedCoupon  # noqa: Y015
+
+@_typing.final
+class CalculateCartResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_FIELD_NUMBER: _builtins.int
+    SUBTOTAL_FIELD_NUMBER: _builtins.int
+    DISCOUNT_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_TOTAL_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_APPLIED_FIELD_NUMBER: _builtins.int
+    REJECTED_COUPONS_FIELD_NUMBER: _builtins.int
+    TAX_INCLUSIVE_FIELD_NUMBER: _builtins.int
+    discounts_applied: _builtins.bool
+    """false when promotions could not be asked: list prices (no coupon was named)."""
+    tax_inclusive: _builtins.bool
+    """The location's prices include their tax (VAT): tax_total is contained in total."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
+    @_builtins.property
+    def discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartDiscount]: ...
+    @_builtins.property
+    def subtotal(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discount_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tax_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def rejected_coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedCoupon]: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___OrderLine] | None = ...,
+        discounts: _abc.Iterable[Global___CartDiscount] | None = ...,
+        subtotal: _money_pb2.Money | None = ...,
+        discount_total: _money_pb2.Money | None = ...,
+        tax_total: _money_pb2.Money | None = ...,
+        total: _money_pb2.Money | None = ...,
+        discounts_applied: _builtins.bool = ...,
+        rejected_coupons: _abc.Iterable[Global___RejectedCoupon] | None = ...,
+        tax_inclusive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "discounts_applied", b"discounts_applied", "lines", b"lines", "rejected_coupons", b"rejected_coupons", "subtotal", b"subtotal", "tax_inclusive", b"tax_inclusive", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalculateCartResponse: _TypeAlias = CalculateCartResponse  # noqa: Y015
