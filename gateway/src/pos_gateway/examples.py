@@ -302,7 +302,12 @@ ORDER = {
             "tax_total": usd(371),
             "tax_category": "standard",
             "discounts": [
-                {"promotion_id": PROMOTION["id"], "amount": usd(500), "reason": "10% off over $50"}
+                {
+                    "promotion_id": PROMOTION["id"],
+                    "amount": usd(500),
+                    "reason": "10% off over $50",
+                    "requested_by": "",
+                }
             ],
             "taxes": [{"name": "tax", "amount": usd(371)}],
         },
@@ -317,7 +322,12 @@ ORDER = {
             "tax_total": usd(89),
             "tax_category": "standard",
             "discounts": [
-                {"promotion_id": PROMOTION["id"], "amount": usd(120), "reason": "10% off over $50"}
+                {
+                    "promotion_id": PROMOTION["id"],
+                    "amount": usd(120),
+                    "reason": "10% off over $50",
+                    "requested_by": "",
+                }
             ],
             "taxes": [{"name": "tax", "amount": usd(89)}],
         },
@@ -360,6 +370,7 @@ ORDER = {
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
     "paid": usd(6040),
+    "coupons": [],
 }
 PAYMENT = {
     "id": PAYMENT_ID,
@@ -434,6 +445,7 @@ CART = {
             "amount": usd(620),
             "reason": "10% off over $50",
             "level": "order",
+            "requested_by": "",
         }
     ],
     "subtotal": usd(6200),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,7 +13,8 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded
+from pos_gateway import staff
+from pos_gateway.actions import guarded, principal_of
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -60,9 +63,40 @@ COUPONS = (
 )
 
 
+MANUAL_VALUE = (
+    "percent: basis points (1000 = 10 %, at most 10000); amount: minor units (off each unit of "
+    "a line, or once off the order); price: the new unit price in minor units (at most the list "
+    "price)"
+)
+
+
+class ManualIn(Body):
+    """A discount or a new unit price given by hand, with its reason. Who asked is recorded
+    with it (the signed-in member at a register, else the credential)."""
+
+    kind: Literal["percent", "amount", "price"]
+    value: int = Field(ge=1, le=10_000_000_000, json_schema_extra=INT64, description=MANUAL_VALUE)
+    reason: str = Field(min_length=1, max_length=200)
+
+    def pb(self, who: str) -> order_pb2.ManualAdjustment:
+        return order_pb2.ManualAdjustment(
+            kind=self.kind, value=self.value, reason=self.reason, requested_by=who
+        )
+
+
+class OrderManualIn(ManualIn):
+    kind: Literal["percent", "amount"]
+
+
 class CheckoutLineIn(Body):
     sku: Sku
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    manual: ManualIn | None = Field(
+        None,
+        description="A manual discount or price override on this line. A price override, "
+        "and a discount above the signed-in member's limit (an amount off always counts as "
+        "above it), need the permission or a manager's override",
+    )
 
 
 class CheckoutIn(Body):
@@ -89,6 +123,49 @@ class CheckoutIn(Body):
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
     coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
                                            description=COUPONS)  # fmt: skip
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
+
+
+def _who(request: Request) -> str:
+    """Who asks for a manual discount: the member signed in at the register, else the key."""
+    principal = principal_of(request)
+    return principal.staff_id or f"key:{principal.key_id}"
+
+
+@asynccontextmanager
+async def _manual_guards(
+    request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
+) -> AsyncIterator[None]:
+    """A price override needs `price_override`; a discount above the member's limit needs
+    `discount_above_limit` (or a manager's override for that one sale). The limit is a
+    percentage: an amount off cannot be judged before pricing, so it counts as above."""
+    asked = [ln.manual for ln in lines if ln.manual is not None]
+    if order is not None:
+        asked.append(order)
+    if not asked:
+        yield
+        return
+    principal = principal_of(request)
+    limit = 10_000
+    if principal.staff_id is not None:
+        limit = await staff.discount_limit(
+            request.app.state.engine, principal.merchant_id, principal.staff_id
+        )
+    above = any(m.kind == "amount" or (m.kind == "percent" and m.value > limit) for m in asked)
+    async with AsyncExitStack() as stack:
+        if any(m.kind == "price" for m in asked):
+            await stack.enter_async_context(
+                guarded(request, "price_override", "price_override", always=False)
+            )
+        if above:
+            await stack.enter_async_context(
+                guarded(request, "discount", "discount_above_limit", always=False)
+            )
+        yield
 
 
 @router.post(
@@ -116,7 +193,14 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
-        lines=[order_pb2.CheckoutLine(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        lines=[
+            order_pb2.CheckoutLine(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+            )
+            for ln in body.lines
+        ],
         tender_type=(
             payment_pb2.TENDER_TYPE_CASH
             if body.tender_type == "cash"
@@ -125,11 +209,16 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         card_token=body.card_token,
         coupon_codes=body.coupon_codes,
     )
+    if body.order_manual is not None:
+        sale_request.order_manual.CopyFrom(body.order_manual.pb(_who(request)))
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
     # At a register: a signed-in member is needed, and the sale is in the audit log with
     # them and the register.
-    async with guarded(request, "sale", always=False) as done:
+    async with (
+        _manual_guards(request, body.lines, body.order_manual),
+        guarded(request, "sale", always=False) as done,
+    ):
         answer = await svc.order.Checkout(sale_request)
         done.resource = ("order", answer.order.id)
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
@@ -247,6 +336,9 @@ class OrderLineIn(Body):
     fulfillment: int = Field(
         0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
     )
+    manual: ManualIn | None = Field(
+        None, description="A manual discount or price override on this line (as for checkouts)"
+    )
 
 
 class FulfillmentIn(Body):
@@ -290,25 +382,35 @@ class OrderIn(Body):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
     coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
                                            description=COUPONS)  # fmt: skip
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
 
 
 @router.post(
     "/orders",
     **op("orders:write", "Create an order", (404, *CREATE), example=ex.ORDER, status=201),
 )
-async def create_order(body: OrderIn, svc: Svc) -> Order:
+async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     """Prices the lines (the price snapshot, promotions, tax), saves the order
     `pending_payment`, then holds the stock of every pickup and shipment fulfilment, all or
     none (for `hold_seconds` of the order settings). Short stock is a 409 `insufficient_stock`
     naming what is short, and nothing stays held. In-store lines are never refused for stock.
     Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
-    request = order_pb2.CreateOrderRequest(
+    order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
         channel=body.channel,
         location_id=body.location_id,
         customer_id=body.customer_id,
         lines=[
-            order_pb2.OrderLineRequest(sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment)
+            order_pb2.OrderLineRequest(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                fulfillment=ln.fulfillment,
+                manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+            )
             for ln in body.lines
         ],
         fulfillments=[
@@ -323,8 +425,10 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         notes=body.notes,
         metadata=body.metadata,
         coupon_codes=body.coupon_codes,
+        order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
     )
-    answer = await svc.order.CreateOrder(request)
+    async with _manual_guards(request, body.lines, body.order_manual):
+        answer = await svc.order.CreateOrder(order_request)
     return to_model(Order, answer.order)
 
 
@@ -538,13 +642,18 @@ class CartIn(Body):
         description="Coupon codes (case-insensitive); one that cannot apply is listed in "
         "`rejected_coupons` with the reason (not an error here)",
     )
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
 
 
 @router.post(
     "/carts/calculate",
     **op("orders:read", "Price a cart (preview)", (404, 409), example=ex.CART),
 )
-async def calculate_cart(body: CartIn, svc: Svc) -> CartQuote:
+async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
     """The pricing step a checkout and an order run, writing nothing: each line's price as the
     catalog stands, the discounts per line and per order with the offer and its reason, each
     line's tax (on the line less its discounts, rounded per line, then summed) and the totals.
@@ -559,7 +668,10 @@ async def calculate_cart(body: CartIn, svc: Svc) -> CartQuote:
             customer_id=body.customer_id,
             lines=[
                 order_pb2.OrderLineRequest(
-                    sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment
+                    sku=ln.sku,
+                    quantity=ln.quantity,
+                    fulfillment=ln.fulfillment,
+                    manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
                 )
                 for ln in body.lines
             ],
@@ -573,6 +685,7 @@ async def calculate_cart(body: CartIn, svc: Svc) -> CartQuote:
                 for f in body.fulfillments
             ],
             coupon_codes=body.coupon_codes,
+            order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
         )
     )
     return to_model(CartQuote, answer)

@@ -37,7 +37,10 @@ def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
         tax_category=ln.tax_category,
         discounts=[
             order_pb2.LineDiscount(
-                promotion_id=d.promotion_id, amount=to_proto(Money(d.amount, cur)), reason=d.reason
+                promotion_id=d.promotion_id,
+                amount=to_proto(Money(d.amount, cur)),
+                reason=d.reason,
+                requested_by=d.requested_by,
             )
             for d in ln.discounts
         ],
@@ -113,6 +116,7 @@ def cart_to_proto(cart: PricedCart) -> order_pb2.CalculateCartResponse:
                 amount=to_proto(Money(d.amount, cur)),
                 reason=d.reason,
                 level=d.level,
+                requested_by=d.requested_by,
             )
             for d in cart.quote.discounts
         ],

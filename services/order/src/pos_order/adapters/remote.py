@@ -24,6 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.pricing import Manual
 from pos_order.service.ports import (
     AppliedDiscount,
     CartContext,
@@ -95,6 +96,21 @@ class CustomerDirectory:
         return int(answer.customer.version)
 
 
+_MANUAL_KINDS = {
+    "percent": promotion_pb2.MANUAL_KIND_PERCENT,
+    "amount": promotion_pb2.MANUAL_KIND_AMOUNT,
+    "price": promotion_pb2.MANUAL_KIND_PRICE,
+}
+
+
+def _manual(m: Manual | None) -> promotion_pb2.ManualAdjustment | None:
+    if m is None:
+        return None
+    return promotion_pb2.ManualAdjustment(
+        kind=_MANUAL_KINDS[m.kind], value=m.value, reason=m.reason, requested_by=m.requested_by
+    )
+
+
 def cart_request(
     lines: list[OrderLine], currency: str, cart: CartContext | None
 ) -> promotion_pb2.CalculateDiscountsRequest:
@@ -108,6 +124,7 @@ def cart_request(
                 unit_price=to_proto(ln.unit_price),
                 product_id=ln.product_id,
                 categories=[ln.category] if ln.category else [],
+                manual=_manual(ln.manual),
             )
             for ln in lines
         ],
@@ -116,6 +133,7 @@ def cart_request(
         channel=cart.channel,
         customer_id=cart.customer_id,
         coupon_codes=list(cart.coupon_codes),
+        order_manual=_manual(cart.order_manual),
     )
 
 
@@ -138,9 +156,10 @@ class PromotionDiscounts:
             answer = await self._stub.CalculateDiscounts(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _TRANSIENT:
-                if cart is not None and cart.coupon_codes:
+                if (cart is not None and cart.must_ask) or any(ln.manual for ln in lines):
                     raise Unavailable(
-                        "the promotion service is unavailable: a coupon cannot be checked now",
+                        "the promotion service is unavailable: a coupon or a manual discount "
+                        "cannot be applied now",
                         "promotion_unavailable",
                     ) from None
                 log.warning("promotion unavailable; selling at list price")
@@ -163,6 +182,7 @@ class PromotionDiscounts:
                 d.reason,
                 _LEVELS.get(d.level, "order"),
                 tuple((x.line_index, x.amount.amount) for x in d.lines),
+                d.requested_by,
             )
             for d in answer.discounts
         )

@@ -257,7 +257,9 @@ def _values(order: Order) -> dict[str, Any]:
                 "tax_category": ln.tax_category,
                 "discount": ln.discount,
                 "tax": ln.tax,
-                "discounts": [[d.promotion_id, d.amount, d.reason] for d in ln.discounts],
+                "discounts": [
+                    [d.promotion_id, d.amount, d.reason, d.requested_by] for d in ln.discounts
+                ],
                 "taxes": [[name, amount] for name, amount in ln.taxes],
                 "product_id": ln.product_id,
                 "category": ln.category,

@@ -14,7 +14,7 @@ from enum import Enum
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
 from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
-from pos_order.domain.pricing import LineDiscount
+from pos_order.domain.pricing import LINE_KINDS, LineDiscount, Manual, validate_manual
 from pos_order.domain.tax import TaxTable
 
 MAX_LINES = 200
@@ -110,6 +110,7 @@ class LineRequest:
     sku: str
     quantity: int
     fulfillment: int = 0
+    manual: Manual | None = None
 
 
 Point = tuple[float, float]  # latitude, longitude
@@ -172,6 +173,8 @@ class OrderLine:
     taxes: list[tuple[str, int]] = field(default_factory=list)
     product_id: str = ""
     category: str = ""
+    # Asked for at the sale; what it gave is in `discounts` (promotion_id "manual").
+    manual: Manual | None = field(default=None, compare=False)
 
     @property
     def line_total(self) -> Money:
@@ -609,7 +612,8 @@ def _part_of(
     def share(amount: int) -> int:
         return split_total(amount, quantities)[k]
 
-    discounts = [LineDiscount(d.promotion_id, share(d.amount), d.reason) for d in line.discounts]
+    discounts = [LineDiscount(d.promotion_id, share(d.amount), d.reason, d.requested_by)
+                 for d in line.discounts]  # fmt: skip
     taxes = [(name, share(amount)) for name, amount in line.taxes]
     return OrderLine(
         line.sku,
@@ -675,6 +679,7 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
             f"lines[{i}].fulfillment",
             f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
         )
+        violations += validate_manual(line.manual, f"lines[{i}].manual", LINE_KINDS)
     keys = [(line.sku, line.fulfillment) for line in lines]
     violations += require(
         len(set(keys)) == len(keys), "lines", "must not repeat a sku within a fulfilment"
@@ -809,6 +814,14 @@ def price_lines(
                     f"{location.currency}",
                 )
             )
+    for i, line in enumerate(lines):
+        item = items.get(line.sku)
+        if item is not None and line.manual is not None and line.manual.kind == "price":
+            violations += require(
+                line.manual.value <= item.unit_price.amount,
+                f"lines[{i}].manual.value",
+                f"a new price must not be above the list price ({item.unit_price.amount})",
+            )
     raise_if(violations)
     return [
         OrderLine(
@@ -819,6 +832,7 @@ def price_lines(
             tax_category=items[line.sku].tax_category,
             product_id=items[line.sku].product_id,
             category=items[line.sku].category,
+            manual=line.manual,
         )
         for line in lines
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pos_kit.errors import FieldViolation, require
 from pos_order.domain.tax import EXEMPT, TaxTable, line_tax
 
 
@@ -18,6 +19,40 @@ class LineDiscount:
     promotion_id: str
     amount: int
     reason: str
+    requested_by: str = ""  # a manual discount's: who asked
+
+
+LINE_KINDS = ("percent", "amount", "price")
+ORDER_KINDS = ("percent", "amount")
+
+
+@dataclass(frozen=True)
+class Manual:
+    """A discount given by hand at the register: `percent` (basis points), `amount` (minor
+    units off each unit of a line, or once off the order) or, on a line, `price` (the new unit
+    price, never above list). The promotion service applies it in its stated place in the order
+    of application; the order records it with its reason and who asked."""
+
+    kind: str
+    value: int
+    reason: str
+    requested_by: str
+
+
+def validate_manual(
+    manual: Manual | None, name: str, kinds: tuple[str, ...]
+) -> list[FieldViolation]:
+    if manual is None:
+        return []
+    out: list[FieldViolation] = []
+    out += require(manual.kind in kinds, f"{name}.kind", "must be " + ", ".join(kinds))
+    top = 10_000 if manual.kind == "percent" else 100_000_000_00
+    out += require(0 < manual.value <= top, f"{name}.value", f"must be between 1 and {top}")
+    out += require(0 < len(manual.reason.strip()) <= 200, f"{name}.reason", "is required "
+                   "(at most 200 characters)")  # fmt: skip
+    out += require(0 < len(manual.requested_by) <= 64, f"{name}.requested_by", "is required: "
+                   "who asked for it")  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True)
@@ -27,6 +62,7 @@ class OfferShare:
     promotion_id: str
     reason: str
     lines: tuple[tuple[int, int], ...]
+    requested_by: str = ""
 
 
 def allocate(total: int, weights: list[int]) -> list[int]:
@@ -56,7 +92,7 @@ def line_discounts(
         for o in offers:
             for i, amount in o.lines:
                 if amount:
-                    out[i].append(LineDiscount(o.promotion_id, amount, o.reason))
+                    out[i].append(LineDiscount(o.promotion_id, amount, o.reason, o.requested_by))
         return out
     shares = per_line if len(per_line) == n and sum(per_line) == total else None
     if shares is None:

@@ -24,6 +24,7 @@ from pos_order.adapters.messages import (
 )
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import FulfillmentRequest, LineRequest, Order, Tender
+from pos_order.domain.pricing import Manual
 from pos_order.service import handlers
 from pos_order.service.ports import (
     CheckoutCommand,
@@ -45,6 +46,12 @@ def _tender(number: int) -> Tender | None:
         return None
 
 
+def _manual(found: order_pb2.ManualAdjustment, present: bool) -> Manual | None:
+    if not present:
+        return None
+    return Manual(found.kind, found.value, found.reason, found.requested_by)
+
+
 def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     cash: Money | None = None
     if request.HasField("cash_tendered"):
@@ -53,12 +60,23 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         request_id=request.request_id,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity) for ln in request.lines],
+        lines=[
+            LineRequest(ln.sku, ln.quantity, 0, _manual(ln.manual, ln.HasField("manual")))
+            for ln in request.lines
+        ],
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
         coupon_codes=tuple(request.coupon_codes),
+        order_manual=_manual(request.order_manual, request.HasField("order_manual")),
     )
+
+
+def _line_requests(found: Sequence[order_pb2.OrderLineRequest]) -> list[LineRequest]:
+    return [
+        LineRequest(ln.sku, ln.quantity, ln.fulfillment, _manual(ln.manual, ln.HasField("manual")))
+        for ln in found
+    ]
 
 
 def _fulfillment_requests(
@@ -83,11 +101,12 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         channel=request.channel,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
+        lines=_line_requests(request.lines),
         fulfillments=_fulfillment_requests(request.fulfillments),
         notes=request.notes,
         metadata=dict(request.metadata),
         coupon_codes=tuple(request.coupon_codes),
+        order_manual=_manual(request.order_manual, request.HasField("order_manual")),
     )
 
 
@@ -216,9 +235,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             location_id=request.location_id,
             channel=request.channel,
             customer_id=request.customer_id,
-            lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
+            lines=_line_requests(request.lines),
             fulfillments=_fulfillment_requests(request.fulfillments),
             coupon_codes=tuple(request.coupon_codes),
+            order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         )
         cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
         return cart_to_proto(cart)

@@ -45,6 +45,7 @@ from pos_order.domain.model import (
     validate_order,
     validate_register_tender,
 )
+from pos_order.domain.pricing import ORDER_KINDS, Manual, validate_manual
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     CartContext,
@@ -120,13 +121,22 @@ async def _priced_order(
     fulfillments: list[FulfillmentRequest],
     channel: str,
     coupon_codes: tuple[str, ...] = (),
+    order_manual: Manual | None = None,
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
     cart = await pricing.price_cart(
-        ports, new_uow, location_id, customer_id, lines, fulfillments, channel, coupon_codes
+        ports,
+        new_uow,
+        location_id,
+        customer_id,
+        lines,
+        fulfillments,
+        channel,
+        coupon_codes,
+        order_manual,
     )
     refuse_rejected(cart.quote)
     location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
@@ -216,7 +226,10 @@ class Checkout(Generic[R]):
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
-        raise_if(validate_codes(cmd.coupon_codes))
+        raise_if(
+            validate_codes(cmd.coupon_codes)
+            + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        )
         self.cmd = cmd
         self.ports = ports
         self.new_uow = new_uow
@@ -245,6 +258,7 @@ class Checkout(Generic[R]):
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
                 cmd.coupon_codes,
+                cmd.order_manual,
             )
             order = priced.order
             validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
@@ -361,7 +375,10 @@ class CreateOrder(Generic[R]):
             FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
         ]
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
-        raise_if(validate_codes(cmd.coupon_codes))
+        raise_if(
+            validate_codes(cmd.coupon_codes)
+            + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
         self.new_uow = new_uow
@@ -387,6 +404,7 @@ class CreateOrder(Generic[R]):
                 cmd.fulfillments,
                 cmd.channel,
                 cmd.coupon_codes,
+                cmd.order_manual,
             )
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
@@ -742,6 +760,7 @@ class CartCommand:
     lines: list[LineRequest]
     fulfillments: list[FulfillmentRequest]
     coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
 
 
 async def calculate_cart(
@@ -753,7 +772,10 @@ async def calculate_cart(
         FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
     ]
     validate_order(cmd.channel or "register", cmd.location_id, cmd.lines, fulfillments, {})
-    raise_if(validate_codes(cmd.coupon_codes))
+    raise_if(
+        validate_codes(cmd.coupon_codes)
+        + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+    )
     if cmd.customer_id:
         async with new_uow() as uow:
             known = await uow.customers.contains(cmd.customer_id)
@@ -768,4 +790,5 @@ async def calculate_cart(
         fulfillments,
         cmd.channel or "register",
         cmd.coupon_codes,
+        cmd.order_manual,
     )

@@ -24,6 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.pricing import Manual
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -142,6 +143,12 @@ class CartContext:
     customer_id: str = ""
     coupon_codes: tuple[str, ...] = ()
     time_zone: str = ""  # the location's: offers' windows and hours are its wall-clock time
+    order_manual: Manual | None = None  # a discount on the whole order given by hand
+
+    @property
+    def must_ask(self) -> bool:
+        """Coupons or manual discounts: list price is no answer when promotion is down."""
+        return bool(self.coupon_codes) or self.order_manual is not None
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,7 @@ class AppliedDiscount:
     reason: str
     level: str  # item | order
     lines: tuple[tuple[int, int], ...] = ()  # (line index, amount)
+    requested_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,7 @@ class CheckoutCommand:
     cash_tendered: Money | None
     card_token: str
     coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
 
 
 @dataclass(frozen=True)
@@ -319,3 +328,4 @@ class CreateOrderCommand:
     notes: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None

@@ -20,6 +20,7 @@ from pos_order.domain.model import (
     Totals,
     price_lines,
 )
+from pos_order.domain.pricing import Manual
 from pos_order.service.ports import CartContext, CheckoutPorts, DiscountQuote, NewUow
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ async def price_cart(
     fulfillments: list[FulfillmentRequest],
     channel: str,
     coupon_codes: tuple[str, ...] = (),
+    order_manual: Manual | None = None,
 ) -> PricedCart:
     skus = sorted({ln.sku for ln in lines})
     location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
@@ -75,7 +77,9 @@ async def price_cart(
     # refused (404) like a made-up one, before anything is saved or held.
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
-    cart = CartContext(location.id, channel, customer_id, coupon_codes, location.time_zone)
+    cart = CartContext(
+        location.id, channel, customer_id, coupon_codes, location.time_zone, order_manual
+    )
     quote = await ports.discounts.quote(priced, location.currency, cart)
     totals = apply(priced, quote, location)
     return PricedCart(location, live, priced, quote, totals)
@@ -85,7 +89,10 @@ def apply(lines: list[OrderLine], quote: DiscountQuote, location: SellingLocatio
     """The quote's discounts on the lines, then each line's tax; the totals (per line, then
     summed: see domain/tax.py)."""
     totals = [ln.line_total.amount for ln in lines]
-    offers = [pricing.OfferShare(d.promotion_id, d.reason, d.lines) for d in quote.discounts]
+    offers = [
+        pricing.OfferShare(d.promotion_id, d.reason, d.lines, d.requested_by)
+        for d in quote.discounts
+    ]
     discount = min(max(quote.total.amount, 0), sum(totals))
     shares = pricing.line_discounts(totals, discount, offers, list(quote.line_discounts))
     priced, t = pricing.price(totals, [ln.tax_category for ln in lines], shares, location.tax_table)

@@ -269,8 +269,11 @@ class LineDiscount(_message.Message):
     PROMOTION_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     promotion_id: _builtins.str
     reason: _builtins.str
+    requested_by: _builtins.str
+    """A manual discount's: who asked for it."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     def __init__(
@@ -279,10 +282,11 @@ class LineDiscount(_message.Message):
         promotion_id: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
         reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "promotion_id", b"promotion_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "promotion_id", b"promotion_id", "reason", b"reason", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -480,21 +484,61 @@ class CheckoutLine(_message.Message):
 
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    MANUAL_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
+    @_builtins.property
+    def manual(self) -> Global___ManualAdjustment:
+        """A discount or a new unit price given by staff at the register, with the reason."""
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckoutLine: _TypeAlias = CheckoutLine  # noqa: Y015
+
+@_typing.final
+class ManualAdjustment(_message.Message):
+    """A discount given by hand: `percent` (value in basis points), `amount` (minor units, off each
+    unit of a line, or once off the order) or, on a line, `price` (the new unit price, at most
+    the list price). Always with a reason, and who asked (the gateway fills in the signed-in
+    member, or the credential).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    value: _builtins.int
+    reason: _builtins.str
+    requested_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        value: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "requested_by", b"requested_by", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManualAdjustment: _TypeAlias = ManualAdjustment  # noqa: Y015
 
 @_typing.final
 class CheckoutRequest(_message.Message):
@@ -508,6 +552,7 @@ class CheckoutRequest(_message.Message):
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -523,6 +568,10 @@ class CheckoutRequest(_message.Message):
         sold); reserved for the order before any payment.
         """
 
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment:
+        """A discount on the whole order given by hand (percent or amount)."""
+
     def __init__(
         self,
         *,
@@ -534,10 +583,11 @@ class CheckoutRequest(_message.Message):
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered", "order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -712,20 +762,24 @@ class OrderLineRequest(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     FULFILLMENT_FIELD_NUMBER: _builtins.int
+    MANUAL_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     fulfillment: _builtins.int
     """Index into CreateOrderRequest.fulfillments; 0 when there is one."""
+    @_builtins.property
+    def manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         fulfillment: _builtins.int = ...,
+        manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "manual", b"manual", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -764,6 +818,7 @@ class CreateOrderRequest(_message.Message):
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
@@ -782,6 +837,8 @@ class CreateOrderRequest(_message.Message):
     def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """As in CheckoutRequest: each must apply, reserved before anything is held."""
 
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
@@ -794,10 +851,11 @@ class CreateOrderRequest(_message.Message):
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1177,6 +1235,7 @@ class CalculateCartRequest(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     channel: _builtins.str
     """`register`, `web`, `partner`, ...: offers may be for some channels only."""
@@ -1189,6 +1248,8 @@ class CalculateCartRequest(_message.Message):
 
     @_builtins.property
     def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
@@ -1198,10 +1259,11 @@ class CalculateCartRequest(_message.Message):
         lines: _abc.Iterable[Global___OrderLineRequest] | None = ...,
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1219,9 +1281,11 @@ class CartDiscount(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     promotion_id: _builtins.str
     reason: _builtins.str
     level: _builtins.str
+    requested_by: _builtins.str
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     def __init__(
@@ -1231,10 +1295,11 @@ class CartDiscount(_message.Message):
         amount: _money_pb2.Money | None = ...,
         reason: _builtins.str = ...,
         level: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "level", b"level", "promotion_id", b"promotion_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "level", b"level", "promotion_id", b"promotion_id", "reason", b"reason", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
