@@ -65,8 +65,9 @@ CROSS_FIELD = "|".join(
 # The cart preview takes an order's lines and fulfilments, with their rules (400), and a manual
 # discount's percent or new price within bounds the schema can't tie to its kind (400).
 ORDER_RULES = "|".join(
-    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)", "POST /v1/carts/calculate",
-     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)",
+     "POST /v1/carts/calculate", "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
+     "PATCH /v1/order-settings")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
