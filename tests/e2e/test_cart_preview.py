@@ -189,3 +189,96 @@ def test_a_worked_cart_to_the_cent_with_a_coupon_that_does_not_apply(
         }
     ]
     assert quote["discounts_applied"] is True and quote["tax_inclusive"] is False
+
+
+def test_vat_inclusive_prices_and_an_open_price_product_at_the_register(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """A store whose shelf prices include 19 % VAT (7 % on food): the customer pays the shelf
+    price, the tax contained is shown; an open-price product sells at the price entered."""
+    http, _ = shop
+    berlin = _ok(
+        _post(
+            http,
+            "/v1/locations",
+            {
+                "name": "Berlin",
+                "currency": "USD",
+                "tax_rate_bps": 1900,
+                "tax_rates_bps": {"food": 700},
+                "prices_include_tax": True,
+                "time_zone": "Europe/Berlin",
+            },
+        )
+    )
+    assert berlin["prices_include_tax"] is True
+    deli = _ok(
+        _post(
+            http,
+            "/v1/products",
+            {
+                "sku": "PV-DELI",
+                "name": "Deli by weight",
+                "tax_category": "food",
+                "open_price": True,
+                "price": {"amount": 100, "currency": "USD"},
+            },
+        )
+    )
+    assert deli["open_price"] is True
+    lines = [
+        {"sku": "PV-CARD", "quantity": 1},
+        {"sku": "PV-TEA", "quantity": 1},
+        {"sku": "PV-DELI", "quantity": 1, "unit_price": {"amount": 749, "currency": "USD"}},
+    ]
+    # No offer reaches 30.00 here (10.00 + 3.99 + 7.49): shelf prices only.
+    preview = _ok(
+        _post(http, "/v1/carts/calculate", {"location_id": berlin["id"], "lines": lines}), 200
+    )
+    assert preview["tax_inclusive"] is True
+    card, tea, weighed = preview["lines"]
+    assert weighed["unit_price"]["amount"] == 749
+    # The exempt card holds no tax; tea 3.99 / 1.07 = 3.73 net: 0.26; deli 7.49 / 1.07 = 7.00
+    # net: 0.49. The total is what the shelf says.
+    assert [ln["tax_total"]["amount"] for ln in (card, tea, weighed)] == [0, 26, 49]
+    assert preview["subtotal"]["amount"] == preview["total"]["amount"] == 1000 + 399 + 749
+    assert preview["tax_total"]["amount"] == 75
+    sale = _ok(
+        _post(
+            http,
+            "/v1/checkouts",
+            {
+                "location_id": berlin["id"],
+                "lines": lines,
+                "tender_type": "cash",
+                "cash_tendered": {"amount": 5000, "currency": "USD"},
+            },
+        )
+    )
+    for field in ("subtotal", "discount_total", "tax_total", "total"):
+        assert sale["order"][field] == preview[field], field
+    # The price of an open-price product is entered, and only its price is.
+    missing = _post(
+        http,
+        "/v1/checkouts",
+        {
+            "location_id": berlin["id"],
+            "tender_type": "cash",
+            "cash_tendered": {"amount": 5000, "currency": "USD"},
+            "lines": [{"sku": "PV-DELI", "quantity": 1}],
+        },
+    )
+    assert missing.status_code == 400, missing.text
+    assert "lines[0].unit_price" in {e["field"] for e in missing.json()["errors"]}
+    wrong = _post(
+        http,
+        "/v1/carts/calculate",
+        {
+            "location_id": berlin["id"],
+            "lines": [
+                {"sku": "PV-TEA", "quantity": 1, "unit_price": {"amount": 1, "currency": "USD"}}
+            ],
+        },
+    )
+    assert wrong.status_code == 400, wrong.text
+    assert "lines[0].unit_price" in {e["field"] for e in wrong.json()["errors"]}

@@ -50,6 +50,7 @@ LOCATION = {
     "tax_rates_bps": {"food": 200},
     "pickup_enabled": True,
     "ship_enabled": True,
+    "prices_include_tax": False,
 }
 PRODUCT = {
     "id": "prod_01j9x6q5k6m7n8p9q0r1s2t3uv",
@@ -75,6 +76,7 @@ PRODUCT = {
             "barcodes": [],
         }
     ],
+    "open_price": False,
 }
 STOCK_LEVEL = {
     "sku": "TEE-BLK-M",

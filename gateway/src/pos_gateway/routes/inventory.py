@@ -92,6 +92,11 @@ class LocationIn(Body):
     )
     pickup_enabled: bool = False
     ship_enabled: bool = False
+    prices_include_tax: bool = Field(
+        False,
+        description="Shelf prices here include their tax (VAT): a sale shows the tax contained "
+        "instead of adding it",
+    )
 
     def pb(self) -> inventory_pb2.CreateLocationRequest:
         request = inventory_pb2.CreateLocationRequest(
@@ -104,6 +109,7 @@ class LocationIn(Body):
             tax_rates_bps=self.tax_rates_bps,
             pickup_enabled=self.pickup_enabled,
             ship_enabled=self.ship_enabled,
+            prices_include_tax=self.prices_include_tax,
         )
         if self.address is not None:
             request.address.CopyFrom(inventory_pb2.Address(**self.address.model_dump()))

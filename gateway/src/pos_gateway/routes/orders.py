@@ -63,6 +63,10 @@ COUPONS = (
 )
 
 
+ENTERED = (
+    "The price entered at the sale, for an open-price product (required for one, a 400 for "
+    "any other)"
+)
 MANUAL_VALUE = (
     "percent: basis points (1000 = 10 %, at most 10000); amount: minor units (off each unit of "
     "a line, or once off the order); price: the new unit price in minor units (at most the list "
@@ -97,6 +101,7 @@ class CheckoutLineIn(Body):
         "and a discount above the signed-in member's limit (an amount off always counts as "
         "above it), need the permission or a manager's override",
     )
+    unit_price: MoneyIn | None = Field(None, description=ENTERED)
 
 
 class CheckoutIn(Body):
@@ -198,6 +203,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
                 sku=ln.sku,
                 quantity=ln.quantity,
                 manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
             )
             for ln in body.lines
         ],
@@ -339,6 +345,7 @@ class OrderLineIn(Body):
     manual: ManualIn | None = Field(
         None, description="A manual discount or price override on this line (as for checkouts)"
     )
+    unit_price: MoneyIn | None = Field(None, description=ENTERED)
 
 
 class FulfillmentIn(Body):
@@ -410,6 +417,7 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
                 quantity=ln.quantity,
                 fulfillment=ln.fulfillment,
                 manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
             )
             for ln in body.lines
         ],
@@ -672,6 +680,7 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
                     quantity=ln.quantity,
                     fulfillment=ln.fulfillment,
                     manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                    unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
                 )
                 for ln in body.lines
             ],

@@ -65,6 +65,7 @@ class Location(Answer):
     )
     pickup_enabled: bool
     ship_enabled: bool
+    prices_include_tax: bool = Field(False, description="Shelf prices include their tax (VAT)")
 
 
 class StockLevel(Answer):

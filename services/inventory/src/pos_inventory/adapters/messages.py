@@ -54,6 +54,7 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
         tax_rates_bps=x.tax_rates_bps,
         pickup_enabled=x.pickup_enabled,
         ship_enabled=x.ship_enabled,
+        prices_include_tax=x.prices_include_tax,
     )
     if x.geo is not None:
         msg.geo.CopyFrom(geo_to_proto(x.geo))
@@ -76,6 +77,7 @@ def location_from_proto(request: inventory_pb2.CreateLocationRequest) -> Locatio
         tax_rates_bps=dict(request.tax_rates_bps),
         pickup_enabled=request.pickup_enabled,
         ship_enabled=request.ship_enabled,
+        prices_include_tax=request.prices_include_tax,
     )
 
 
@@ -101,6 +103,7 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         external_id=p.external_id,
         barcodes=p.barcodes,
         variants=[variant_to_proto(v) for v in p.variants],
+        open_price=p.open_price,
     )
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)

@@ -35,6 +35,7 @@ def _location(row: Row[Any]) -> Location:
         tax_rates_bps={k: int(v) for k, v in m["tax_rates"].items()},
         pickup_enabled=m["pickup_enabled"],
         ship_enabled=m["ship_enabled"],
+        prices_include_tax=m["prices_include_tax"],
     )
 
 
@@ -61,6 +62,7 @@ class SqlLocations:
                     tax_rates=location.tax_rates_bps,
                     pickup_enabled=location.pickup_enabled,
                     ship_enabled=location.ship_enabled,
+                    prices_include_tax=location.prices_include_tax,
                 )
                 .returning(locations.c.created_at)
             )

@@ -70,6 +70,8 @@ class Location:
     tax_rates_bps: dict[str, int] = field(default_factory=dict)
     pickup_enabled: bool = False
     ship_enabled: bool = False
+    # VAT-style: shelf prices here contain their tax (the order service shows it contained).
+    prices_include_tax: bool = False
 
     def tax_rate_for(self, tax_category: str) -> int:
         return self.tax_rates_bps.get(tax_category, self.tax_rate_bps)

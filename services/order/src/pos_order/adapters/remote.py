@@ -68,11 +68,17 @@ class InventoryCatalog:
                 tax_category=p.tax_category,
                 product_id=p.id,
                 category=p.category,
+                open_price=p.open_price,
             )
             for p in answer.products
         }
         location = SellingLocation(
-            loc.id, loc.currency, loc.tax_rate_bps, dict(loc.tax_rates_bps), loc.time_zone
+            loc.id,
+            loc.currency,
+            loc.tax_rate_bps,
+            dict(loc.tax_rates_bps),
+            loc.time_zone,
+            loc.prices_include_tax,
         )
         return location, items
 

@@ -493,6 +493,10 @@ class SqlPriceBook:
                     "price": item.unit_price.amount,
                     "currency": item.unit_price.currency,
                     "version": version,
+                    "product_id": item.product_id,
+                    "category": item.category,
+                    "tax_category": item.tax_category,
+                    "open_price": item.open_price,
                 }
                 for item, version in items
             ]
@@ -506,6 +510,10 @@ class SqlPriceBook:
                     "price": statement.excluded.price,
                     "currency": statement.excluded.currency,
                     "version": statement.excluded.version,
+                    "product_id": statement.excluded.product_id,
+                    "category": statement.excluded.category,
+                    "tax_category": statement.excluded.tax_category,
+                    "open_price": statement.excluded.open_price,
                     "seen_at": func.now(),
                 },
                 where=t.c.version <= statement.excluded.version,
@@ -525,6 +533,9 @@ class SqlPriceBook:
             location_id=location.id,
             currency=location.currency,
             tax_rate_bps=location.tax_rate_bps,
+            tax_rates=location.tax_rates_bps,
+            prices_include_tax=location.tax_inclusive,
+            time_zone=location.time_zone,
         )
         # Written only when it changed: most sales find it as it was.
         await self._conn.execute(
@@ -533,10 +544,16 @@ class SqlPriceBook:
                 set_={
                     "currency": statement.excluded.currency,
                     "tax_rate_bps": statement.excluded.tax_rate_bps,
+                    "tax_rates": statement.excluded.tax_rates,
+                    "prices_include_tax": statement.excluded.prices_include_tax,
+                    "time_zone": statement.excluded.time_zone,
                     "seen_at": func.now(),
                 },
                 where=(t.c.currency != statement.excluded.currency)
-                | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps),
+                | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps)
+                | (t.c.tax_rates != statement.excluded.tax_rates)
+                | (t.c.prices_include_tax != statement.excluded.prices_include_tax)
+                | (t.c.time_zone != statement.excluded.time_zone),
             )
         )
 
@@ -557,9 +574,27 @@ class SqlPriceBook:
                 select(t).where(t.c.merchant_id == self._merchant, t.c.sku.in_(skus))
             )
         ).all()
-        items = {r.sku: PricedItem(r.sku, r.name, Money(r.price, r.currency)) for r in rows}
+        items = {
+            r.sku: PricedItem(
+                r.sku,
+                r.name,
+                Money(r.price, r.currency),
+                r.tax_category,
+                r.product_id,
+                r.category,
+                r.open_price,
+            )
+            for r in rows
+        }
         location = (
-            SellingLocation(found.location_id, found.currency, found.tax_rate_bps)
+            SellingLocation(
+                found.location_id,
+                found.currency,
+                found.tax_rate_bps,
+                {k: int(v) for k, v in found.tax_rates.items()},
+                found.time_zone,
+                found.prices_include_tax,
+            )
             if found
             else None
         )

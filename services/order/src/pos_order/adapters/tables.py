@@ -116,6 +116,12 @@ catalog_prices = Table(
     Column("currency", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What the pricing step needs beside the price, so a sale priced from here is priced as
+    # one priced live: offers select by product and category, tax goes by tax category.
+    Column("product_id", Text, nullable=False, server_default=""),
+    Column("category", Text, nullable=False, server_default=""),
+    Column("tax_category", Text, nullable=False, server_default=""),
+    Column("open_price", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "sku", name="catalog_prices_pkey"),
 )
 
@@ -127,5 +133,8 @@ selling_locations = Table(
     Column("currency", Text, nullable=False),
     Column("tax_rate_bps", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("tax_rates", JSONB, nullable=False, server_default="{}"),
+    Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
+    Column("time_zone", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "location_id", name="selling_locations_pkey"),
 )

@@ -111,6 +111,7 @@ class LineRequest:
     quantity: int
     fulfillment: int = 0
     manual: Manual | None = None
+    unit_price: Money | None = None  # entered at the sale: open-price products only
 
 
 Point = tuple[float, float]  # latitude, longitude
@@ -141,6 +142,7 @@ class PricedItem:
     tax_category: str = ""
     product_id: str = ""  # what promotions select items by, beside the SKU
     category: str = ""
+    open_price: bool = False  # the price is entered at the sale
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,11 @@ class SellingLocation:
     # Per tax category; a category not listed is taxed at tax_rate_bps.
     tax_rates_bps: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
     time_zone: str = ""
+    tax_inclusive: bool = False  # shelf prices contain their tax (VAT)
 
     @property
     def tax_table(self) -> TaxTable:
-        return TaxTable.simple(self.tax_rate_bps, self.tax_rates_bps)
+        return TaxTable.simple(self.tax_rate_bps, self.tax_rates_bps, self.tax_inclusive)
 
 
 @dataclass
@@ -816,11 +819,33 @@ def price_lines(
             )
     for i, line in enumerate(lines):
         item = items.get(line.sku)
-        if item is not None and line.manual is not None and line.manual.kind == "price":
+        if item is None:
+            continue
+        entered = line.unit_price
+        if item.open_price:
             violations += require(
-                line.manual.value <= item.unit_price.amount,
+                entered is not None,
+                f"lines[{i}].unit_price",
+                "is required: this product's price is entered at the sale",
+            )
+            if entered is not None:
+                violations += require(
+                    entered.currency == location.currency and entered.amount >= 0,
+                    f"lines[{i}].unit_price",
+                    f"must be zero or more, in {location.currency}",
+                )
+        else:
+            violations += require(
+                entered is None,
+                f"lines[{i}].unit_price",
+                "is only for an open-price product (its price is the catalog's)",
+            )
+        if line.manual is not None and line.manual.kind == "price":
+            listed = entered if item.open_price and entered is not None else item.unit_price
+            violations += require(
+                line.manual.value <= listed.amount,
                 f"lines[{i}].manual.value",
-                f"a new price must not be above the list price ({item.unit_price.amount})",
+                f"a new price must not be above the list price ({listed.amount})",
             )
     raise_if(violations)
     return [
@@ -828,7 +853,10 @@ def price_lines(
             line.sku,
             items[line.sku].name,
             line.quantity,
-            items[line.sku].unit_price,
+            # An open-price product sells at the price entered (checked above).
+            line.unit_price
+            if items[line.sku].open_price and line.unit_price is not None
+            else items[line.sku].unit_price,
             tax_category=items[line.sku].tax_category,
             product_id=items[line.sku].product_id,
             category=items[line.sku].category,

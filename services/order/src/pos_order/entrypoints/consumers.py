@@ -25,11 +25,12 @@ async def on_customer_changed(
 def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
     """The product's own SKU and each variant's, with the price a sale of it takes."""
     price = Money(product.price.amount, product.price.currency)
-    items = [PricedItem(product.sku, product.name, price)] if product.sku else []
+    same = (product.tax_category, product.id, product.category, product.open_price)
+    items = [PricedItem(product.sku, product.name, price, *same)] if product.sku else []
     for variant in product.variants:
         own = variant.price if variant.HasField("price") else product.price
         name = f"{product.name} ({variant.name})" if variant.name else product.name
-        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency)))
+        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency), *same))
     return items
 
 

@@ -52,6 +52,13 @@ def _manual(found: order_pb2.ManualAdjustment, present: bool) -> Manual | None:
     return Manual(found.kind, found.value, found.reason, found.requested_by)
 
 
+def _entered(i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest) -> Money | None:
+    """An open-price product's price as entered at the sale."""
+    if not line.HasField("unit_price"):
+        return None
+    return from_proto(f"lines[{i}].unit_price", line.unit_price)
+
+
 def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     cash: Money | None = None
     if request.HasField("cash_tendered"):
@@ -61,8 +68,14 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         location_id=request.location_id,
         customer_id=request.customer_id,
         lines=[
-            LineRequest(ln.sku, ln.quantity, 0, _manual(ln.manual, ln.HasField("manual")))
-            for ln in request.lines
+            LineRequest(
+                ln.sku,
+                ln.quantity,
+                0,
+                _manual(ln.manual, ln.HasField("manual")),
+                _entered(i, ln),
+            )
+            for i, ln in enumerate(request.lines)
         ],
         tender=_tender(request.tender_type),
         cash_tendered=cash,
@@ -74,8 +87,14 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
 
 def _line_requests(found: Sequence[order_pb2.OrderLineRequest]) -> list[LineRequest]:
     return [
-        LineRequest(ln.sku, ln.quantity, ln.fulfillment, _manual(ln.manual, ln.HasField("manual")))
-        for ln in found
+        LineRequest(
+            ln.sku,
+            ln.quantity,
+            ln.fulfillment,
+            _manual(ln.manual, ln.HasField("manual")),
+            _entered(i, ln),
+        )
+        for i, ln in enumerate(found)
     ]
 
 

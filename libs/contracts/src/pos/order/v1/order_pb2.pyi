@@ -485,11 +485,16 @@ class CheckoutLine(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     MANUAL_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     @_builtins.property
     def manual(self) -> Global___ManualAdjustment:
         """A discount or a new unit price given by staff at the register, with the reason."""
+
+    @_builtins.property
+    def unit_price(self) -> _money_pb2.Money:
+        """The price entered at the sale: required for an open-price product, refused for another."""
 
     def __init__(
         self,
@@ -497,10 +502,11 @@ class CheckoutLine(_message.Message):
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         manual: Global___ManualAdjustment | None = ...,
+        unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -763,12 +769,17 @@ class OrderLineRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     FULFILLMENT_FIELD_NUMBER: _builtins.int
     MANUAL_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     fulfillment: _builtins.int
     """Index into CreateOrderRequest.fulfillments; 0 when there is one."""
     @_builtins.property
     def manual(self) -> Global___ManualAdjustment: ...
+    @_builtins.property
+    def unit_price(self) -> _money_pb2.Money:
+        """As in CheckoutLine: an open-price product's price, entered at the sale."""
+
     def __init__(
         self,
         *,
@@ -776,10 +787,11 @@ class OrderLineRequest(_message.Message):
         quantity: _builtins.int = ...,
         fulfillment: _builtins.int = ...,
         manual: Global___ManualAdjustment | None = ...,
+        unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "manual", b"manual", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
