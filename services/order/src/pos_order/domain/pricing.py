@@ -129,12 +129,18 @@ def price(
     discounts: list[list[LineDiscount]],
     table: TaxTable,
     exempt_customer: bool = False,
+    line_tables: list[TaxTable] | None = None,
 ) -> tuple[list[PricedLine], CartTotals]:
-    """Discounts first (a line never below zero), then each line's tax on what is left."""
+    """Discounts first (a line never below zero), then each line's tax on what is left, by
+    the rules of `table` (the selling location's) or of the line's own in `line_tables` (the
+    store a pickup or shipment leaves from)."""
     lines: list[PricedLine] = []
-    for total, category, found in zip(line_totals, tax_categories, discounts, strict=True):
+    tables = line_tables or [table] * len(line_totals)
+    for total, category, found, own in zip(
+        line_totals, tax_categories, discounts, tables, strict=True
+    ):
         off = min(sum(d.amount for d in found), total)
-        rule = table.rule_for(category)
+        rule = own.rule_for(category)
         owed = line_tax(total - off, rule, exempt_customer or category == EXEMPT)
         lines.append(PricedLine(total, off, owed.total, owed.taxes, tuple(found)))
     subtotal = sum(ln.line_total for ln in lines)

@@ -74,20 +74,39 @@ async def price_cart(
     location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
-    # refused (404) like a made-up one, before anything is saved or held.
+    # refused (404) like a made-up one, before anything is saved or held. Its tax rules are
+    # those of the lines it hands over or ships (where the goods leave from).
+    stores = {location.id: location}
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
-        await ports.catalog.price_snapshot(elsewhere, skus)
+        stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
     cart = CartContext(
         location.id, channel, customer_id, coupon_codes, location.time_zone, order_manual
     )
     quote = await ports.discounts.quote(priced, location.currency, cart)
-    totals = apply(priced, quote, location)
+    leaves_from = [
+        stores.get(fulfillments[ln.fulfillment].location_id, location)
+        if ln.fulfillment < len(fulfillments)
+        else location
+        for ln in lines
+    ]
+    totals = apply(priced, quote, location, leaves_from)
     return PricedCart(location, live, priced, quote, totals)
 
 
-def apply(lines: list[OrderLine], quote: DiscountQuote, location: SellingLocation) -> Totals:
+def apply(
+    lines: list[OrderLine],
+    quote: DiscountQuote,
+    location: SellingLocation,
+    leaves_from: list[SellingLocation] | None = None,
+) -> Totals:
     """The quote's discounts on the lines, then each line's tax; the totals (per line, then
-    summed: see domain/tax.py)."""
+    summed: see domain/tax.py). A line handed over or shipped from another store is taxed at
+    that store's rates, unless it states prices the other way (inclusive vs exclusive): an
+    order's prices are one or the other, the selling location's."""
+    own = [
+        store.tax_table if store.tax_inclusive == location.tax_inclusive else location.tax_table
+        for store in (leaves_from or [location] * len(lines))
+    ]
     totals = [ln.line_total.amount for ln in lines]
     offers = [
         pricing.OfferShare(d.promotion_id, d.reason, d.lines, d.requested_by)
@@ -95,7 +114,9 @@ def apply(lines: list[OrderLine], quote: DiscountQuote, location: SellingLocatio
     ]
     discount = min(max(quote.total.amount, 0), sum(totals))
     shares = pricing.line_discounts(totals, discount, offers, list(quote.line_discounts))
-    priced, t = pricing.price(totals, [ln.tax_category for ln in lines], shares, location.tax_table)
+    priced, t = pricing.price(
+        totals, [ln.tax_category for ln in lines], shares, location.tax_table, line_tables=own
+    )
     for line, p in zip(lines, priced, strict=True):
         line.discount, line.tax = p.discount, p.tax
         line.discounts, line.taxes = list(p.discounts), list(p.taxes)
