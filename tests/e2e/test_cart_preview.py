@@ -6,6 +6,7 @@ A merchant of its own, so no other test's offers or stores are involved."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -282,3 +283,41 @@ def test_vat_inclusive_prices_and_an_open_price_product_at_the_register(
     )
     assert wrong.status_code == 400, wrong.text
     assert "lines[0].unit_price" in {e["field"] for e in wrong.json()["errors"]}
+
+
+def test_a_customer_tagged_tax_exempt_buys_without_tax(shop: tuple[httpx.Client, str]) -> None:
+    """The order service learns a customer's tags from the customer service's events (no call
+    at sale time): tagged `tax_exempt`, the preview and the sale carry no tax."""
+    http, store = shop
+    customer = _ok(
+        _post(
+            http,
+            "/v1/customers",
+            {"email": f"{uuid.uuid4().hex[:8]}@exempt.example", "tags": ["tax_exempt"]},
+        )
+    )
+    body = {
+        "location_id": store,
+        "customer_id": customer["id"],
+        "lines": [{"sku": "PV-SHIRT", "quantity": 1}],
+    }
+    deadline = time.monotonic() + 30
+    while True:
+        quote = _ok(_post(http, "/v1/carts/calculate", body), 200)
+        if quote["tax_total"]["amount"] == 0:
+            break
+        assert time.monotonic() < deadline, "the customer's exemption never reached pricing"
+        time.sleep(0.2)
+    assert quote["total"]["amount"] == quote["subtotal"]["amount"] == 2499
+    sale = _ok(
+        _post(
+            http,
+            "/v1/checkouts",
+            {**body, "tender_type": "cash", "cash_tendered": {"amount": 5000, "currency": "USD"}},
+        )
+    )
+    assert sale["order"]["tax_total"]["amount"] == 0 and sale["order"]["total"]["amount"] == 2499
+    # Another customer pays the location's 8.25 %.
+    other = _ok(_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:8]}@tax.example"}))
+    taxed = _ok(_post(http, "/v1/carts/calculate", {**body, "customer_id": other["id"]}), 200)
+    assert taxed["tax_total"]["amount"] == 206  # 24.99 x 8.25 % = 2.0617

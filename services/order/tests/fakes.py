@@ -24,6 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.pricing import Buyer
 from pos_order.service.ports import (
     CartContext,
     DiscountQuote,
@@ -47,6 +48,7 @@ class Store:
     prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
+    buyers: dict[tuple[str, str], Buyer] = field(default_factory=dict)
 
 
 class FakeOrders:
@@ -109,9 +111,14 @@ class FakeKnownCustomers:
     async def contains(self, customer_id: str) -> bool:
         return (self._uow.merchant_id, customer_id) in self._uow.store.customers
 
-    async def remember(self, customer_id: str, version: int) -> None:
+    async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         key = (self._uow.merchant_id, customer_id)
         self._uow.store.customers[key] = max(version, self._uow.store.customers.get(key, 0))
+        if buyer is not None:
+            self._uow.store.buyers[key] = buyer
+
+    async def buyer(self, customer_id: str) -> Buyer:
+        return self._uow.store.buyers.get((self._uow.merchant_id, customer_id), Buyer())
 
 
 class FakeCheckoutStarts:

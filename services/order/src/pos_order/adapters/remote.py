@@ -140,6 +140,7 @@ def cart_request(
         customer_id=cart.customer_id,
         coupon_codes=list(cart.coupon_codes),
         order_manual=_manual(cart.order_manual),
+        customer_groups=list(cart.customer_groups),
     )
 
 

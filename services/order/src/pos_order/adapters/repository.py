@@ -42,7 +42,7 @@ from pos_order.domain.model import (
     TenderState,
     Totals,
 )
-from pos_order.domain.pricing import LineDiscount
+from pos_order.domain.pricing import Buyer, LineDiscount
 from pos_order.service.ports import OrderFilters, OrderSettings
 
 
@@ -392,19 +392,37 @@ class SqlKnownCustomers:
         )
         return bool((await self._conn.execute(query)).scalar())
 
-    async def remember(self, customer_id: str, version: int) -> None:
+    async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         # Events may arrive out of order and race a checkout's own look-up: keep the newest.
+        # A look-up learns the version only: it leaves what an event brought as it is.
         t = known_customers
+        values: dict[str, object] = {"version": version}
+        if buyer is not None:
+            values |= {"groups": list(buyer.groups), "tax_exempt": buyer.tax_exempt}
         statement = pg_insert(t).values(
-            merchant_id=self._merchant, customer_id=customer_id, version=version
+            merchant_id=self._merchant, customer_id=customer_id, **values
         )
         await self._conn.execute(
             statement.on_conflict_do_update(
                 constraint="known_customers_pkey",
-                set_={"version": statement.excluded.version, "seen_at": statement.excluded.seen_at},
+                set_={
+                    **{k: statement.excluded[k] for k in values},
+                    "seen_at": statement.excluded.seen_at,
+                },
                 where=t.c.version < statement.excluded.version,
             )
         )
+
+    async def buyer(self, customer_id: str) -> Buyer:
+        t = known_customers
+        row = (
+            await self._conn.execute(
+                select(t.c.groups, t.c.tax_exempt).where(
+                    t.c.merchant_id == self._merchant, t.c.customer_id == customer_id
+                )
+            )
+        ).first()
+        return Buyer(tuple(row.groups), row.tax_exempt) if row else Buyer()
 
 
 class SqlCheckoutStarts:

@@ -84,6 +84,9 @@ known_customers = Table(
     Column("customer_id", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What pricing needs of the customer, as of `version`: their groups and tax exemption.
+    Column("groups", JSONB, nullable=False, server_default="[]"),
+    Column("tax_exempt", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
 )
 

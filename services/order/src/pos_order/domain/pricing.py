@@ -22,6 +22,24 @@ class LineDiscount:
     requested_by: str = ""  # a manual discount's: who asked
 
 
+# A customer the merchant tags so (in the customer service) buys without tax.
+TAX_EXEMPT_TAGS = frozenset({"tax_exempt", "tax-exempt"})
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """What pricing knows of the customer, from the customer service's events (no call):
+    their groups (offers for some groups only) and whether they are tax-exempt."""
+
+    groups: tuple[str, ...] = ()
+    tax_exempt: bool = False
+
+    @staticmethod
+    def of(group_ids: list[str] | tuple[str, ...], tags: list[str] | tuple[str, ...]) -> Buyer:
+        exempt = any(t.strip().lower() in TAX_EXEMPT_TAGS for t in tags)
+        return Buyer(tuple(sorted(group_ids)), exempt)
+
+
 LINE_KINDS = ("percent", "amount", "price")
 ORDER_KINDS = ("percent", "amount")
 

@@ -10,6 +10,7 @@ from pos_kit.consumer import PoisonMessage
 from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import PricedItem
+from pos_order.domain.pricing import Buyer
 from pos_order.service import handlers
 
 
@@ -19,7 +20,8 @@ async def on_customer_changed(
     customer = message.customer
     if not customer.id:
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a customer id")
-    await handlers.remember_customer(uow, customer.id, customer.version)
+    buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
+    await handlers.remember_customer(uow, customer.id, customer.version, buyer)
 
 
 def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -45,7 +45,7 @@ from pos_order.domain.model import (
     validate_order,
     validate_register_tender,
 )
-from pos_order.domain.pricing import ORDER_KINDS, Manual, validate_manual
+from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     CartContext,
@@ -76,6 +76,8 @@ class Started:
     order_id: str
     existing: Order | None  # a re-run finds the order its first run saved
     settings: OrderSettings
+    # The customer's groups and tax exemption, from the read model.
+    buyer: Buyer = field(default_factory=Buyer)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ async def _start(
     # A register sale holds nothing: the merchant's hold settings do not concern it.
     found = await uow.settings.get() if need_settings else None
     settings = found or policy.defaults
-    return Started(at, known, order_id, existing, settings)
+    buyer = await uow.customers.buyer(customer_id) if customer_id and existing is None else Buyer()
+    return Started(at, known, order_id, existing, settings, buyer)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ async def _priced_order(
         channel,
         coupon_codes,
         order_manual,
+        started.buyer,
     )
     refuse_rejected(cart.quote)
     location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
@@ -687,9 +691,12 @@ async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
     return version
 
 
-async def remember_customer(uow: OrderUnitOfWork, customer_id: str, version: int) -> None:
-    """A customer created or changed at the customer service: its id is now known here."""
-    await uow.customers.remember(customer_id, version)
+async def remember_customer(
+    uow: OrderUnitOfWork, customer_id: str, version: int, buyer: Buyer | None = None
+) -> None:
+    """A customer created or changed at the customer service: its id is now known here, with
+    what pricing needs of it (groups, tax exemption)."""
+    await uow.customers.remember(customer_id, version, buyer)
 
 
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
@@ -776,9 +783,11 @@ async def calculate_cart(
         validate_codes(cmd.coupon_codes)
         + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
     )
+    buyer = Buyer()
     if cmd.customer_id:
         async with new_uow() as uow:
             known = await uow.customers.contains(cmd.customer_id)
+            buyer = await uow.customers.buyer(cmd.customer_id) if known else buyer
         if not known:
             await customer_version(ports.customers, cmd.customer_id)
     return await pricing.price_cart(
@@ -791,4 +800,5 @@ async def calculate_cart(
         cmd.channel or "register",
         cmd.coupon_codes,
         cmd.order_manual,
+        buyer,
     )

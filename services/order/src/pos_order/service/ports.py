@@ -24,7 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
-from pos_order.domain.pricing import Manual
+from pos_order.domain.pricing import Buyer, Manual
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -63,7 +63,12 @@ class KnownCustomers(Protocol):
     """The merchant's customer ids as the order service has learnt them."""
 
     async def contains(self, customer_id: str) -> bool: ...
-    async def remember(self, customer_id: str, version: int) -> None: ...
+    async def remember(
+        self, customer_id: str, version: int, buyer: Buyer | None = None
+    ) -> None: ...
+    async def buyer(self, customer_id: str) -> Buyer:
+        """The customer's groups and tax exemption as the events told (none if unknown)."""
+        ...
 
 
 class CheckoutStarts(Protocol):
@@ -144,6 +149,7 @@ class CartContext:
     coupon_codes: tuple[str, ...] = ()
     time_zone: str = ""  # the location's: offers' windows and hours are its wall-clock time
     order_manual: Manual | None = None  # a discount on the whole order given by hand
+    customer_groups: tuple[str, ...] = ()
 
     @property
     def must_ask(self) -> bool:

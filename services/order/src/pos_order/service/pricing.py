@@ -20,7 +20,7 @@ from pos_order.domain.model import (
     Totals,
     price_lines,
 )
-from pos_order.domain.pricing import Manual
+from pos_order.domain.pricing import Buyer, Manual
 from pos_order.service.ports import CartContext, CheckoutPorts, DiscountQuote, NewUow
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,9 @@ async def price_cart(
     channel: str,
     coupon_codes: tuple[str, ...] = (),
     order_manual: Manual | None = None,
+    buyer: Buyer | None = None,
 ) -> PricedCart:
+    buyer = buyer or Buyer()
     skus = sorted({ln.sku for ln in lines})
     location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
@@ -80,7 +82,13 @@ async def price_cart(
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
     cart = CartContext(
-        location.id, channel, customer_id, coupon_codes, location.time_zone, order_manual
+        location.id,
+        channel,
+        customer_id,
+        coupon_codes,
+        location.time_zone,
+        order_manual,
+        buyer.groups,
     )
     quote = await ports.discounts.quote(priced, location.currency, cart)
     leaves_from = [
@@ -89,7 +97,7 @@ async def price_cart(
         else location
         for ln in lines
     ]
-    totals = apply(priced, quote, location, leaves_from)
+    totals = apply(priced, quote, location, leaves_from, buyer.tax_exempt)
     return PricedCart(location, live, priced, quote, totals)
 
 
@@ -98,6 +106,7 @@ def apply(
     quote: DiscountQuote,
     location: SellingLocation,
     leaves_from: list[SellingLocation] | None = None,
+    tax_exempt: bool = False,
 ) -> Totals:
     """The quote's discounts on the lines, then each line's tax; the totals (per line, then
     summed: see domain/tax.py). A line handed over or shipped from another store is taxed at
@@ -115,7 +124,12 @@ def apply(
     discount = min(max(quote.total.amount, 0), sum(totals))
     shares = pricing.line_discounts(totals, discount, offers, list(quote.line_discounts))
     priced, t = pricing.price(
-        totals, [ln.tax_category for ln in lines], shares, location.tax_table, line_tables=own
+        totals,
+        [ln.tax_category for ln in lines],
+        shares,
+        location.tax_table,
+        exempt_customer=tax_exempt,
+        line_tables=own,
     )
     for line, p in zip(lines, priced, strict=True):
         line.discount, line.tax = p.discount, p.tax

@@ -1,4 +1,4 @@
-"""the price read model keeps what pricing needs: tax and product categories, open price, a location's rates by category, inclusive prices and time zone
+"""pricing read models: product and tax categories, open price, a location's rates, inclusive prices and time zone; a customer's groups and tax exemption
 
 Revision ID: 0006
 Revises: 0005
@@ -30,6 +30,16 @@ def upgrade() -> None:
         sa.Column("open_price", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     )
     op.add_column(
+        "known_customers",
+        sa.Column(
+            "groups", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False
+        ),
+    )
+    op.add_column(
+        "known_customers",
+        sa.Column("tax_exempt", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
+    op.add_column(
         "selling_locations",
         sa.Column(
             "tax_rates",
@@ -55,6 +65,8 @@ def downgrade() -> None:
     op.drop_column("selling_locations", "time_zone")
     op.drop_column("selling_locations", "prices_include_tax")
     op.drop_column("selling_locations", "tax_rates")
+    op.drop_column("known_customers", "tax_exempt")
+    op.drop_column("known_customers", "groups")
     op.drop_column("catalog_prices", "open_price")
     op.drop_column("catalog_prices", "tax_category")
     op.drop_column("catalog_prices", "category")
