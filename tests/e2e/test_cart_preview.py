@@ -321,3 +321,49 @@ def test_a_customer_tagged_tax_exempt_buys_without_tax(shop: tuple[httpx.Client,
     other = _ok(_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:8]}@tax.example"}))
     taxed = _ok(_post(http, "/v1/carts/calculate", {**body, "customer_id": other["id"]}), 200)
     assert taxed["tax_total"]["amount"] == 206  # 24.99 x 8.25 % = 2.0617
+
+
+def test_a_state_and_a_city_tax_are_each_charged_and_shown(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    http, _ = shop
+    chicago = _ok(
+        _post(
+            http,
+            "/v1/locations",
+            {
+                "name": "Chicago",
+                "currency": "USD",
+                "tax_rate_bps": 0,
+                "taxes": [
+                    {"name": "state", "rate_bps": 625, "rates_bps": {"food": 100}},
+                    {"name": "city", "rate_bps": 225, "rates_bps": {"food": 0}},
+                ],
+            },
+        )
+    )
+    assert [t["name"] for t in chicago["taxes"]] == ["state", "city"]
+    lines = [{"sku": "PV-SHIRT", "quantity": 1}, {"sku": "PV-TEA", "quantity": 1}]
+    quote = _ok(
+        _post(http, "/v1/carts/calculate", {"location_id": chicago["id"], "lines": lines}), 200
+    )
+    shirt, tea = quote["lines"]
+    # 24.99 x 6.25 % = 1.5619 -> 1.56; x 2.25 % = 0.5623 -> 0.56; tea 3.99 x 1 % -> 0.04
+    assert [(t["name"], t["amount"]["amount"]) for t in shirt["taxes"]] == [
+        ("state", 156),
+        ("city", 56),
+    ]
+    assert [(t["name"], t["amount"]["amount"]) for t in tea["taxes"]] == [("state", 4), ("city", 0)]
+    assert quote["tax_total"]["amount"] == 216 and quote["total"]["amount"] == 2499 + 399 + 216
+    bad = _post(
+        http,
+        "/v1/locations",
+        {
+            "name": "Bad",
+            "currency": "USD",
+            "tax_rate_bps": 0,
+            "taxes": [{"name": "a", "rate_bps": 1, "compound": True}, {"name": "a", "rate_bps": 1}],
+        },
+    )
+    assert bad.status_code == 400, bad.text
+    assert {"taxes", "taxes[0].compound"} <= {e["field"] for e in bad.json()["errors"]}

@@ -51,6 +51,7 @@ LOCATION = {
     "pickup_enabled": True,
     "ship_enabled": True,
     "prices_include_tax": False,
+    "taxes": [],
 }
 PRODUCT = {
     "id": "prod_01j9x6q5k6m7n8p9q0r1s2t3uv",

@@ -111,3 +111,14 @@ def test_allocation_sums_exactly_and_never_exceeds_a_weight(weights: list[int], 
 def test_inclusive_tax_and_net_add_up_to_the_shelf_price(gross: int, bps: int) -> None:
     found = line_tax(gross, TaxRule((TaxRate("VAT", bps),), inclusive=True))
     assert found.net + found.total == gross and found.total >= 0
+
+
+def test_a_locations_taxes_make_one_rule_per_category() -> None:
+    from pos_order.domain.tax import LocationTax
+
+    table = TaxTable.of_taxes(
+        [LocationTax("state", 625, {"food": 100}), LocationTax("city", 225, {"food": 0})]
+    )
+    assert table.rule_for("food").rates == (TaxRate("state", 100), TaxRate("city", 0))
+    assert table.rule_for("standard").rates == (TaxRate("state", 625), TaxRate("city", 225))
+    assert line_tax(1999, table.rule_for("")).taxes == (("state", 125), ("city", 45))

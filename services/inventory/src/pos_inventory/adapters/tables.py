@@ -47,6 +47,8 @@ locations = Table(
     Column("pickup_enabled", Boolean, nullable=False, server_default=text("false")),
     Column("ship_enabled", Boolean, nullable=False, server_default=text("false")),
     Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
+    # [{"name": "state", "rate_bps": 625, "rates_bps": {"food": 100}, "compound": false}, ...]
+    Column("taxes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     PrimaryKeyConstraint("merchant_id", "id", name="locations_pkey"),
 )
 

@@ -25,6 +25,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Manual
+from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import (
     AppliedDiscount,
     CartContext,
@@ -79,6 +80,9 @@ class InventoryCatalog:
             dict(loc.tax_rates_bps),
             loc.time_zone,
             loc.prices_include_tax,
+            tuple(
+                LocationTax(t.name, t.rate_bps, dict(t.rates_bps), t.compound) for t in loc.taxes
+            ),
         )
         return location, items
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from pos_order.domain.model import (
     Totals,
 )
 from pos_order.domain.pricing import Buyer, LineDiscount
+from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import OrderFilters, OrderSettings
 
 
@@ -565,6 +567,7 @@ class SqlPriceBook:
             tax_rates=location.tax_rates_bps,
             prices_include_tax=location.tax_inclusive,
             time_zone=location.time_zone,
+            taxes=[asdict(t) for t in location.taxes],
         )
         # Written only when it changed: most sales find it as it was.
         await self._conn.execute(
@@ -576,13 +579,15 @@ class SqlPriceBook:
                     "tax_rates": statement.excluded.tax_rates,
                     "prices_include_tax": statement.excluded.prices_include_tax,
                     "time_zone": statement.excluded.time_zone,
+                    "taxes": statement.excluded.taxes,
                     "seen_at": func.now(),
                 },
                 where=(t.c.currency != statement.excluded.currency)
                 | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps)
                 | (t.c.tax_rates != statement.excluded.tax_rates)
                 | (t.c.prices_include_tax != statement.excluded.prices_include_tax)
-                | (t.c.time_zone != statement.excluded.time_zone),
+                | (t.c.time_zone != statement.excluded.time_zone)
+                | (t.c.taxes != statement.excluded.taxes),
             )
         )
 
@@ -623,6 +628,10 @@ class SqlPriceBook:
                 {k: int(v) for k, v in found.tax_rates.items()},
                 found.time_zone,
                 found.prices_include_tax,
+                tuple(
+                    LocationTax(t["name"], t["rate_bps"], dict(t["rates_bps"]), t["compound"])
+                    for t in found.taxes
+                ),
             )
             if found
             else None

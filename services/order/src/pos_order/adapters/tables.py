@@ -139,5 +139,6 @@ selling_locations = Table(
     Column("tax_rates", JSONB, nullable=False, server_default="{}"),
     Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
     Column("time_zone", Text, nullable=False, server_default=""),
+    Column("taxes", JSONB, nullable=False, server_default="[]"),
     PrimaryKeyConstraint("merchant_id", "location_id", name="selling_locations_pkey"),
 )

@@ -15,7 +15,7 @@ from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
 from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
 from pos_order.domain.pricing import LINE_KINDS, LineDiscount, Manual, validate_manual
-from pos_order.domain.tax import TaxTable
+from pos_order.domain.tax import LocationTax, TaxTable
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
@@ -154,9 +154,13 @@ class SellingLocation:
     tax_rates_bps: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
     time_zone: str = ""
     tax_inclusive: bool = False  # shelf prices contain their tax (VAT)
+    # Several taxes (state, city): when set they replace tax_rate_bps and tax_rates_bps.
+    taxes: tuple[LocationTax, ...] = ()
 
     @property
     def tax_table(self) -> TaxTable:
+        if self.taxes:
+            return TaxTable.of_taxes(list(self.taxes), self.tax_inclusive)
         return TaxTable.simple(self.tax_rate_bps, self.tax_rates_bps, self.tax_inclusive)
 
 

@@ -87,6 +87,16 @@ def line_tax(amount: int, rule: TaxRule, exempt: bool = False) -> LineTax:
 
 
 @dataclass(frozen=True)
+class LocationTax:
+    """One of a location's taxes as inventory states it."""
+
+    name: str
+    rate_bps: int
+    rates_bps: dict[str, int]
+    compound: bool = False
+
+
+@dataclass(frozen=True)
 class TaxTable:
     """A location's rules per tax category; a category it does not list has its default."""
 
@@ -99,6 +109,26 @@ class TaxTable:
     @property
     def inclusive(self) -> bool:
         return self.default.inclusive
+
+    @staticmethod
+    def of_taxes(taxes: list[LocationTax], inclusive: bool = False) -> TaxTable:
+        """Several taxes (a state's, a city's), each with its rates per category."""
+        categories = sorted({c for t in taxes for c in t.rates_bps})
+
+        def rule(category: str | None) -> TaxRule:
+            return TaxRule(
+                tuple(
+                    TaxRate(
+                        t.name,
+                        t.rates_bps.get(category, t.rate_bps) if category else t.rate_bps,
+                        t.compound,
+                    )
+                    for t in taxes
+                ),
+                inclusive,
+            )
+
+        return TaxTable(rule(None), {c: rule(c) for c in categories})
 
     @staticmethod
     def simple(

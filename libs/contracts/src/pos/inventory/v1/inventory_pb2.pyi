@@ -166,6 +166,7 @@ class Location(_message.Message):
     PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -197,6 +198,12 @@ class Location(_message.Message):
         listed is taxed at tax_rate_bps.
         """
 
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationTax]:
+        """More than one tax on a sale here (a state and a city tax): when set, these replace
+        tax_rate_bps and tax_rates_bps, each charged on its own, in this order.
+        """
+
     def __init__(
         self,
         *,
@@ -214,14 +221,68 @@ class Location(_message.Message):
         pickup_enabled: _builtins.bool = ...,
         ship_enabled: _builtins.bool = ...,
         prices_include_tax: _builtins.bool = ...,
+        taxes: _abc.Iterable[Global___LocationTax] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class LocationTax(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RatesBpsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATE_BPS_FIELD_NUMBER: _builtins.int
+    RATES_BPS_FIELD_NUMBER: _builtins.int
+    COMPOUND_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"state", "city", "VAT": how the receipt names it."""
+    rate_bps: _builtins.int
+    compound: _builtins.bool
+    """Charged on the price plus the taxes listed before it (otherwise on the price alone)."""
+    @_builtins.property
+    def rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Per tax category; a category not listed pays rate_bps."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rate_bps: _builtins.int = ...,
+        rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        compound: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compound", b"compound", "name", b"name", "rate_bps", b"rate_bps", "rates_bps", b"rates_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocationTax: _TypeAlias = LocationTax  # noqa: Y015
 
 @_typing.final
 class Address(_message.Message):
@@ -433,6 +494,7 @@ class CreateLocationRequest(_message.Message):
     PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -450,6 +512,8 @@ class CreateLocationRequest(_message.Message):
     def geo(self) -> Global___GeoPoint: ...
     @_builtins.property
     def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationTax]: ...
     def __init__(
         self,
         *,
@@ -465,10 +529,11 @@ class CreateLocationRequest(_message.Message):
         pickup_enabled: _builtins.bool = ...,
         ship_enabled: _builtins.bool = ...,
         prices_include_tax: _builtins.bool = ...,
+        taxes: _abc.Iterable[Global___LocationTax] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "currency", b"currency", "geo", b"geo", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "currency", b"currency", "geo", b"geo", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
