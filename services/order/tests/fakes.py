@@ -117,8 +117,11 @@ class FakeKnownCustomers:
         if buyer is not None:
             self._uow.store.buyers[key] = buyer
 
-    async def buyer(self, customer_id: str) -> Buyer:
-        return self._uow.store.buyers.get((self._uow.merchant_id, customer_id), Buyer())
+    async def buyer(self, customer_id: str) -> Buyer | None:
+        key = (self._uow.merchant_id, customer_id)
+        if key not in self._uow.store.customers:
+            return None
+        return self._uow.store.buyers.get(key, Buyer())
 
 
 class FakeCheckoutStarts:

@@ -415,7 +415,7 @@ class SqlKnownCustomers:
             )
         )
 
-    async def buyer(self, customer_id: str) -> Buyer:
+    async def buyer(self, customer_id: str) -> Buyer | None:
         t = known_customers
         row = (
             await self._conn.execute(
@@ -424,7 +424,7 @@ class SqlKnownCustomers:
                 )
             )
         ).first()
-        return Buyer(tuple(row.groups), row.tax_exempt) if row else Buyer()
+        return Buyer(tuple(row.groups), row.tax_exempt) if row else None
 
 
 class SqlCheckoutStarts:

@@ -98,12 +98,13 @@ async def _start(
     existing = await uow.orders.get(order_id)
     if existing is not None:
         await uow.orders.touch(order_id)
-    known = existing is not None or not customer_id or await uow.customers.contains(customer_id)
+    # One read tells whether the customer is known here and what pricing needs of them.
+    buyer = await uow.customers.buyer(customer_id) if customer_id and existing is None else None
+    known = existing is not None or not customer_id or buyer is not None
     # A register sale holds nothing: the merchant's hold settings do not concern it.
     found = await uow.settings.get() if need_settings else None
     settings = found or policy.defaults
-    buyer = await uow.customers.buyer(customer_id) if customer_id and existing is None else Buyer()
-    return Started(at, known, order_id, existing, settings, buyer)
+    return Started(at, known, order_id, existing, settings, buyer or Buyer())
 
 
 @dataclass(frozen=True)
@@ -786,10 +787,10 @@ async def calculate_cart(
     buyer = Buyer()
     if cmd.customer_id:
         async with new_uow() as uow:
-            known = await uow.customers.contains(cmd.customer_id)
-            buyer = await uow.customers.buyer(cmd.customer_id) if known else buyer
-        if not known:
+            found = await uow.customers.buyer(cmd.customer_id)
+        if found is None:
             await customer_version(ports.customers, cmd.customer_id)
+        buyer = found or buyer
     return await pricing.price_cart(
         ports,
         new_uow,

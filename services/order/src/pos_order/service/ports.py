@@ -66,8 +66,9 @@ class KnownCustomers(Protocol):
     async def remember(
         self, customer_id: str, version: int, buyer: Buyer | None = None
     ) -> None: ...
-    async def buyer(self, customer_id: str) -> Buyer:
-        """The customer's groups and tax exemption as the events told (none if unknown)."""
+    async def buyer(self, customer_id: str) -> Buyer | None:
+        """The customer's groups and tax exemption as the events told; None: an id not known
+        here (one read answers both)."""
         ...
 
 
