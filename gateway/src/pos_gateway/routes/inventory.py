@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
@@ -65,7 +65,7 @@ class LocationTaxIn(Body):
     rates_bps: dict[TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]] = (
         Field(default_factory=dict, max_length=50, description="Per tax category")
     )
-    compound: bool = False
+    compound: StrictBool = False
 
     def pb(self) -> inventory_pb2.LocationTax:
         return inventory_pb2.LocationTax(
@@ -106,7 +106,7 @@ class LocationIn(Body):
     )
     pickup_enabled: bool = False
     ship_enabled: bool = False
-    prices_include_tax: bool = Field(
+    prices_include_tax: StrictBool = Field(
         False,
         description="Shelf prices here include their tax (VAT): a sale shows the tax contained "
         "instead of adding it",

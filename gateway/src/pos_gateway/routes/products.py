@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
@@ -103,7 +103,7 @@ class ProductIn(Body):
         description="GTIN-8/12/13/14 (check digit checked) or a shop code of letters and digits",
     )
     variants: list[VariantIn] = Field(default_factory=list, max_length=100)
-    open_price: bool = Field(
+    open_price: StrictBool = Field(
         False,
         description="The price is entered at the sale (a line's `unit_price`); `price` is a "
         "suggestion",
@@ -141,7 +141,7 @@ class ProductPatch(Body):
     variants: list[VariantIn] | None = Field(
         None, max_length=100, description="Replaces the list; a variant keeps its id by SKU"
     )
-    open_price: bool | None = None
+    open_price: StrictBool | None = None
 
 
 class UpsertItem(ProductIn):
