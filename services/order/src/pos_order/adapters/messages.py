@@ -72,6 +72,9 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         cancel_reason=o.cancel_reason,
         payment_ids=o.payment_ids,
         paid=to_proto(Money(o.paid, cur)),
+        register_id=o.register_id,
+        staff_id=o.staff_id,
+        points_redeemed=o.saga.points,
     )
     for f in o.fulfillments:
         out = msg.fulfillments.add(

@@ -82,6 +82,7 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         card_token=request.card_token,
         coupon_codes=tuple(request.coupon_codes),
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
+        redeem_points=request.redeem_points,
     )
 
 
@@ -126,6 +127,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         metadata=dict(request.metadata),
         coupon_codes=tuple(request.coupon_codes),
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
+        redeem_points=request.redeem_points,
     )
 
 
@@ -287,6 +289,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 if request.HasField("updated_since")
                 else None
             ),
+            register_id=request.register_id,
+            staff_id=request.staff_id,
         )
         found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(

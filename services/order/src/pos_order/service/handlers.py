@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
     Conflict,
     DomainError,
@@ -35,14 +36,17 @@ from pos_order.domain.model import (
     LineRequest,
     Order,
     OrderStatus,
+    PointsState,
     SagaState,
     SellingLocation,
     Tender,
     TenderRecord,
     TenderState,
     build_fulfillments,
+    price_points,
     validate_checkout,
     validate_order,
+    validate_redemption,
     validate_register_tender,
 )
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
@@ -107,6 +111,14 @@ async def _start(
     return Started(at, known, order_id, existing, settings, buyer or Buyer())
 
 
+def at_register() -> tuple[str, str]:
+    """The register and staff member a sale is made at, from the call's metadata (the gateway
+    sets both from a register's credential): kept on the order, which every later step of the
+    saga and every return reads, whoever drives it then (the resumer has no register)."""
+    register = register_var.get() or ""
+    return (register, staff_var.get() or "") if register else ("", "")
+
+
 @dataclass(frozen=True)
 class Priced:
     order: Order
@@ -126,6 +138,7 @@ async def _priced_order(
     channel: str,
     coupon_codes: tuple[str, ...] = (),
     order_manual: Manual | None = None,
+    redeem_points: int = 0,
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
@@ -146,6 +159,20 @@ async def _priced_order(
     refuse_rejected(cart.quote)
     location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
     live = cart.live
+    points_discount = None
+    if redeem_points:
+        # Priced now, before anything is saved: the customer service down is a 503 that
+        # leaves nothing behind; the hold itself comes once the order is saved.
+        if ports.loyalty is None:
+            raise Unavailable("loyalty points cannot be redeemed now", "customer_unavailable")
+        points_discount = price_points(
+            redeem_points,
+            await ports.loyalty.point_value(),
+            totals.subtotal - totals.discount,
+        )
+        # An order-level discount after the promotions', before tax (the pricing step's).
+        totals = pricing.apply_points(cart, points_discount.amount)
+    register_id, staff_id = at_register()
     order = Order(
         id=order_id,
         location_id=location.id,
@@ -154,7 +181,12 @@ async def _priced_order(
         totals=totals,
         discounts_applied=quote.applied,
         channel=channel,
+        register_id=register_id,
+        staff_id=staff_id,
     )
+    if points_discount is not None:
+        order.saga.points, order.saga.points_discount = redeem_points, points_discount.amount
+        order.saga.points_state = PointsState.SENT
     order.fulfillments = build_fulfillments(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
@@ -230,6 +262,7 @@ class Checkout(Generic[R]):
         answer: Callable[[Order, PaymentResult | None], R],
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
+        raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
         raise_if(
             validate_codes(cmd.coupon_codes)
@@ -264,6 +297,7 @@ class Checkout(Generic[R]):
                 "register",
                 cmd.coupon_codes,
                 cmd.order_manual,
+                cmd.redeem_points,
             )
             order = priced.order
             validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
@@ -287,6 +321,7 @@ class Checkout(Generic[R]):
             cart = CartContext(order.location_id, order.channel, order.customer_id,
                                cmd.coupon_codes)  # fmt: skip
             order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, False)
+        order = await saga.hold_points(self.new_uow, self.ports, order, policy)
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
             return Sale(order, None)
@@ -304,7 +339,9 @@ class Checkout(Generic[R]):
             )
         except InvalidArgument:
             # Refused before anything was taken (a token the processor never issued): the sale
-            # never happened, so nothing of it stays.
+            # never happened, so nothing of it stays (points it held are free again first).
+            if order.saga.points_state is not None:
+                await saga.give_back_points(self.ports, order)
             await _discard(self.new_uow, order.id)
             raise
         await boundary(policy, "after_authorization")
@@ -314,16 +351,20 @@ class Checkout(Generic[R]):
                 tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
             )
             state = o.saga.tenders[0].state
+            held = o.saga.points_state is not None
             if state is TenderState.FAILED:
                 o.begin_cancel("payment_declined")
-                o.cancelled(now())
-            elif state is TenderState.CAPTURED and o.balance_due == 0:
+                if not held:  # points held are given back by the compensation below
+                    o.cancelled(now())
+            elif state is TenderState.CAPTURED and o.balance_due == 0 and not held:
                 # In store, captured at once: nothing held, nothing more to capture, so the
                 # payment's answer and the confirmation commit together (one transaction).
                 o.confirm(now())
 
         order, _ = await change(self.new_uow, order.id, settle)
         await boundary(policy, "after_confirm_commit")
+        if order.saga.state is SagaState.COMPENSATING:
+            order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
             # Confirmed: the coupons are redeemed; declined: given back.
             order = await saga.settle_coupons(self.new_uow, self.ports, order)
@@ -379,6 +420,7 @@ class CreateOrder(Generic[R]):
         fulfillments = cmd.fulfillments or [
             FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
         ]
+        raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
         raise_if(
             validate_codes(cmd.coupon_codes)
@@ -410,6 +452,7 @@ class CreateOrder(Generic[R]):
                 cmd.channel,
                 cmd.coupon_codes,
                 cmd.order_manual,
+                cmd.redeem_points,
             )
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
@@ -425,6 +468,7 @@ class CreateOrder(Generic[R]):
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
+            order = await saga.hold_points(self.new_uow, self.ports, order, self.policy)
             order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
         return order
 
@@ -698,6 +742,16 @@ async def remember_customer(
     """A customer created or changed at the customer service: its id is now known here, with
     what pricing needs of it (groups, tax exemption)."""
     await uow.customers.remember(customer_id, version, buyer)
+
+
+async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
+    """The customer asked to be forgotten: their orders keep the customer id (a tombstone),
+    lines and money, and lose what could be personal (shipment addresses and destinations,
+    notes); the stored answers and published events of this service that hold those go too,
+    and the id is no customer any more (a sale naming it asks the customer service: 404).
+    Idempotent: a redelivery finds nothing left to erase."""
+    await uow.orders.erase_customer(customer_id)
+    await uow.customers.forget(customer_id)
 
 
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:

@@ -37,6 +37,8 @@ class OrderFilters:
     customer_id: str = ""
     fulfillment_status: FulfillmentStatus | None = None
     updated_since: datetime | None = None
+    register_id: str = ""
+    staff_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class OrderRepository(Protocol):
 
     async def touch(self, order_id: str) -> None: ...
     async def discard(self, order_id: str) -> None: ...
+    async def erase_customer(self, customer_id: str) -> None:
+        """Drop what the customer's orders hold that could be personal (see handlers)."""
+        ...
 
 
 class KnownCustomers(Protocol):
@@ -70,6 +75,8 @@ class KnownCustomers(Protocol):
         """The customer's groups and tax exemption as the events told; None: an id not known
         here (one read answers both)."""
         ...
+
+    async def forget(self, customer_id: str) -> None: ...
 
 
 class CheckoutStarts(Protocol):
@@ -137,6 +144,26 @@ class Catalog(Protocol):
 class CustomerLookup(Protocol):
     async def version_of(self, customer_id: str) -> int | None:
         """The customer's current version, or None when the merchant has no such customer."""
+        ...
+
+
+class Loyalty(Protocol):
+    """The customer service's points, for an order that redeems some; keyed by the order."""
+
+    async def point_value(self) -> int:
+        """What one point takes off an order (minor units); 0 when the program redeems none."""
+        ...
+
+    async def hold(
+        self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
+    ) -> int:
+        """Set the points aside for the order; the discount they make (minor units)."""
+        ...
+
+    async def finalize(self, request_id: str, order_id: str) -> None: ...
+    async def release(self, request_id: str, order_id: str) -> None: ...
+    async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
+        """After confirmation: give back what the order redeemed, take back what it earned."""
         ...
 
 
@@ -309,6 +336,7 @@ class CheckoutPorts:
     customers: CustomerLookup
     stock: Stock | None = None
     coupons: Coupons | None = None
+    loyalty: Loyalty | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +350,7 @@ class CheckoutCommand:
     card_token: str
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
+    redeem_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -336,3 +365,4 @@ class CreateOrderCommand:
     metadata: dict[str, str] = field(default_factory=dict)
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
+    redeem_points: int = 0

@@ -5,7 +5,7 @@ discounts from the promotion service, tax and totals in the order domain)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pos_kit.errors import Unavailable
 from pos_kit.money import Money
@@ -57,6 +57,8 @@ class PricedCart:
     lines: list[OrderLine]  # each with its discounts and its tax
     quote: DiscountQuote
     totals: Totals
+    leaves_from: list[SellingLocation] = field(default_factory=list)
+    tax_exempt: bool = False
 
 
 async def price_cart(
@@ -98,7 +100,24 @@ async def price_cart(
         for ln in lines
     ]
     totals = apply(priced, quote, location, leaves_from, buyer.tax_exempt)
-    return PricedCart(location, live, priced, quote, totals)
+    return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+POINTS = "loyalty_points"
+
+
+def apply_points(cart: PricedCart, amount: int) -> Totals:
+    """Loyalty points redeemed on the order: one more order-level discount after the
+    promotions' (spread over what each line has left, by largest remainder), before tax; the
+    lines and totals are priced again with it."""
+    lines = cart.lines
+    left = [ln.line_total.amount - ln.discount for ln in lines]
+    shares = pricing.allocate(amount, left)
+    promoted = [list(ln.discounts) for ln in lines]
+    for found, share in zip(promoted, shares, strict=True):
+        if share:
+            found.append(pricing.LineDiscount(POINTS, share, "Loyalty points redeemed"))
+    return _priced(lines, promoted, cart.location, cart.leaves_from, cart.tax_exempt)
 
 
 def apply(
@@ -112,10 +131,6 @@ def apply(
     summed: see domain/tax.py). A line handed over or shipped from another store is taxed at
     that store's rates, unless it states prices the other way (inclusive vs exclusive): an
     order's prices are one or the other, the selling location's."""
-    own = [
-        store.tax_table if store.tax_inclusive == location.tax_inclusive else location.tax_table
-        for store in (leaves_from or [location] * len(lines))
-    ]
     totals = [ln.line_total.amount for ln in lines]
     offers = [
         pricing.OfferShare(d.promotion_id, d.reason, d.lines, d.requested_by)
@@ -123,6 +138,21 @@ def apply(
     ]
     discount = min(max(quote.total.amount, 0), sum(totals))
     shares = pricing.line_discounts(totals, discount, offers, list(quote.line_discounts))
+    return _priced(lines, shares, location, leaves_from, tax_exempt)
+
+
+def _priced(
+    lines: list[OrderLine],
+    shares: list[list[pricing.LineDiscount]],
+    location: SellingLocation,
+    leaves_from: list[SellingLocation] | None,
+    tax_exempt: bool,
+) -> Totals:
+    own = [
+        store.tax_table if store.tax_inclusive == location.tax_inclusive else location.tax_table
+        for store in (leaves_from or [location] * len(lines))
+    ]
+    totals = [ln.line_total.amount for ln in lines]
     priced, t = pricing.price(
         totals,
         [ln.tax_category for ln in lines],

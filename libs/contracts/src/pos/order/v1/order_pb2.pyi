@@ -362,6 +362,9 @@ class Order(_message.Message):
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     PAYMENT_IDS_FIELD_NUMBER: _builtins.int
     PAID_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
+    POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
     COUPONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
@@ -376,6 +379,16 @@ class Order(_message.Message):
     cancel_reason: _builtins.str
     """Why a cancelled order was cancelled: requested, payment_declined, expired, abandoned,
     hold_failed.
+    """
+    register_id: _builtins.str
+    """A register sale: the register it was rung up on and the staff member signed in there
+    (from the call's metadata); empty for any other caller. Numbered apart (60...) from the
+    fields other work adds next to them.
+    """
+    staff_id: _builtins.str
+    points_redeemed: _builtins.int
+    """Loyalty points the customer redeemed on the order (priced as part of discount_total):
+    held while it is open, redeemed at confirmation, given back if it is cancelled.
     """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
@@ -438,11 +451,14 @@ class Order(_message.Message):
         cancel_reason: _builtins.str = ...,
         payment_ids: _abc.Iterable[_builtins.str] | None = ...,
         paid: _money_pb2.Money | None = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
+        points_redeemed: _builtins.int = ...,
         coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -559,11 +575,14 @@ class CheckoutRequest(_message.Message):
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
     tender_type: _payment_pb2.TenderType.ValueType
     card_token: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]: ...
     @_builtins.property
@@ -590,10 +609,11 @@ class CheckoutRequest(_message.Message):
         card_token: _builtins.str = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered", "order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -674,6 +694,8 @@ class ListOrdersRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     FULFILLMENT_STATUS_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___OrderStatus.ValueType
@@ -682,6 +704,8 @@ class ListOrdersRequest(_message.Message):
     location_id: _builtins.str
     customer_id: _builtins.str
     fulfillment_status: Global___FulfillmentStatus.ValueType
+    register_id: _builtins.str
+    staff_id: _builtins.str
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -695,10 +719,12 @@ class ListOrdersRequest(_message.Message):
         customer_id: _builtins.str = ...,
         fulfillment_status: Global___FulfillmentStatus.ValueType = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -831,12 +857,15 @@ class CreateOrderRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
     """Where it is sold: its prices, currency and tax rate."""
     customer_id: _builtins.str
     notes: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
     @_builtins.property
@@ -864,10 +893,11 @@ class CreateOrderRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
