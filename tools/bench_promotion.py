@@ -7,6 +7,11 @@ and prints calculations/s with p50/p99. The offers come from the service's cache
 the engine and gRPC, not PostgreSQL. Run on demand (under 30 s in all):
 `.venv/bin/python tools/bench_promotion.py [--seconds S] [--concurrency C]`. Figures, not
 assertions: the machine decides them.
+
+With `--gateway`, the whole platform is started instead (as `make up` runs it, on free ports)
+and the same cart and offers are priced through `POST /v1/carts/calculate`: the gateway, the
+order service's pricing step (prices from inventory, discounts from promotion, tax per line),
+by an in-process HTTP client (which shares the machine's CPU with the platform).
 """
 
 from __future__ import annotations
@@ -161,21 +166,131 @@ async def drive(port: int, seconds: float, concurrency: int) -> None:
         started = time.monotonic()
         await asyncio.gather(*(caller(started + seconds, True) for _ in range(concurrency)))
         elapsed = time.monotonic() - started
+    _report("CalculateDiscounts over gRPC", concurrency, latencies, elapsed)
+
+
+def _report(what: str, concurrency: int, latencies: list[float], elapsed: float) -> None:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
     print(
-        f"CalculateDiscounts over gRPC, {concurrency} concurrent: "
+        f"{what}, {concurrency} concurrent: "
         f"{len(ordered) / elapsed:8.1f} calculations/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   "
         f"({len(ordered)} calls in {elapsed:.1f} s)"
     )
+
+
+async def drive_gateway(
+    base_url: str, key: str, promotion_port: int, merchant: str, seconds: float, concurrency: int
+) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
+
+        async def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            answer = await http.post(
+                path, json=body, headers={"Idempotency-Key": os.urandom(8).hex()}
+            )
+            assert answer.is_success, answer.text
+            found: dict[str, object] = answer.json()
+            return found
+
+        store = await post(
+            "/v1/locations",
+            {"name": "Bench", "currency": "USD", "tax_rate_bps": 825, "time_zone": "Europe/Berlin"},
+        )
+        for ln in CART.lines:
+            await post(
+                "/v1/products",
+                {
+                    "sku": ln.sku,
+                    "name": ln.sku,
+                    "category": ln.categories[0],
+                    "price": {"amount": ln.unit_price.amount, "currency": "USD"},
+                },
+            )
+        md = (("x-merchant-id", merchant),)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{promotion_port}") as channel:
+            stub = promotion_pb2_grpc.PromotionServiceStub(channel)
+            for request in offers():
+                await stub.CreatePromotion(request, metadata=md, timeout=10)
+        # Product ids differ from the gRPC cart's made-up ones: offers select by category.
+        cart = {
+            "location_id": store["id"],
+            "channel": "register",
+            "lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in CART.lines],
+        }
+        first = await http.post("/v1/carts/calculate", json=cart)
+        assert first.status_code == 200, first.text
+        quote = first.json()
+        print(
+            f"cart: 10 lines, subtotal {quote['subtotal']['amount']} cents; "
+            f"{len(quote['discounts'])} discounts, {quote['discount_total']['amount']} cents off, "
+            f"tax {quote['tax_total']['amount']}"
+        )
+        latencies: list[float] = []
+
+        async def caller(until: float, keep: bool) -> None:
+            while time.monotonic() < until:
+                started = time.perf_counter()
+                answer = await http.post("/v1/carts/calculate", json=cart)
+                assert answer.status_code == 200, answer.text
+                if keep:
+                    latencies.append(time.perf_counter() - started)
+
+        warm = time.monotonic() + 2
+        await asyncio.gather(*(caller(warm, False) for _ in range(concurrency)))
+        started = time.monotonic()
+        await asyncio.gather(*(caller(started + seconds, True) for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    _report("POST /v1/carts/calculate through the gateway", concurrency, latencies, elapsed)
+
+
+def through_gateway(seconds: float, concurrency: int) -> None:
+    import json
+
+    from pos_devstack.platform import SERVICES as ALL
+    from pos_devstack.platform import Platform, Ports
+
+    home = Path(tempfile.mkdtemp(prefix="omnitill-bench-cart-"))
+    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in ALL})
+    limits = {"RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000"}
+    running = Platform(home, ports, say=lambda _: None, env_extra=limits)
+    try:
+        running.start_infrastructure()
+        running.start_services()
+        out = subprocess.run(
+            [sys.executable, "-m", "pos_gateway", "create-merchant", "Bench"],
+            env=running.env_for("gateway"),
+            check=True,
+            capture_output=True,
+        )
+        made = json.loads(out.stdout)
+        asyncio.run(
+            drive_gateway(
+                running.gateway_url,
+                made["api_key"],
+                ports.services["promotion"],
+                made["merchant_id"],
+                seconds,
+                concurrency,
+            )
+        )
+    finally:
+        running.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--gateway", action="store_true", help="through POST /v1/carts/calculate")
     args = parser.parse_args()
+    if args.gateway:
+        through_gateway(args.seconds, args.concurrency)
+        return
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-promo-"))
     pg = LocalPostgres(home / "pg", free_port())
     nats = LocalNats(home / "nats", free_port())

@@ -516,6 +516,10 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "lines": [{"sku": t.sku, "quantity": 1}],
         "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
     ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
+    ("post", "/v1/carts/calculate"): lambda t: {
+        "location_id": t.locations[0], "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
     ("post", "/v1/inventory/adjustments"): lambda t: {
         "sku": t.sku, "location_id": t.locations[0], "delta": 1, "reason": "received"},
     ("post", "/v1/inventory/counts"): lambda t: {

@@ -50,6 +50,8 @@ LOCATION = {
     "tax_rates_bps": {"food": 200},
     "pickup_enabled": True,
     "ship_enabled": True,
+    "prices_include_tax": False,
+    "taxes": [],
 }
 PRODUCT = {
     "id": "prod_01j9x6q5k6m7n8p9q0r1s2t3uv",
@@ -75,6 +77,7 @@ PRODUCT = {
             "barcodes": [],
         }
     ],
+    "open_price": False,
 }
 STOCK_LEVEL = {
     "sku": "TEE-BLK-M",
@@ -301,6 +304,18 @@ ORDER = {
             "unit_price": usd(2500),
             "line_total": usd(5000),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "discount_total": usd(500),
+            "tax_total": usd(371),
+            "tax_category": "standard",
+            "discounts": [
+                {
+                    "promotion_id": PROMOTION["id"],
+                    "amount": usd(500),
+                    "reason": "10% off over $50",
+                    "requested_by": "",
+                }
+            ],
+            "taxes": [{"name": "tax", "amount": usd(371)}],
         },
         {
             "sku": "MUG-LOGO",
@@ -309,6 +324,18 @@ ORDER = {
             "unit_price": usd(1200),
             "line_total": usd(1200),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "discount_total": usd(120),
+            "tax_total": usd(89),
+            "tax_category": "standard",
+            "discounts": [
+                {
+                    "promotion_id": PROMOTION["id"],
+                    "amount": usd(120),
+                    "reason": "10% off over $50",
+                    "requested_by": "",
+                }
+            ],
+            "taxes": [{"name": "tax", "amount": usd(89)}],
         },
     ],
     "subtotal": usd(6200),
@@ -348,7 +375,9 @@ ORDER = {
     "metadata": {},
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
+    "tender_types": ["card"],
     "paid": usd(6040),
+    "coupons": [],
     "points_redeemed": 0,
     "register_id": REGISTER_ID,
     "staff_id": STAFF_ID,
@@ -418,6 +447,27 @@ REFUND = {
     "updated_at": UPDATED,
 }
 CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+CART = {
+    "lines": ORDER["lines"],
+    "discounts": [
+        {
+            "promotion_id": PROMOTION["id"],
+            "amount": usd(620),
+            "reason": "10% off over $50",
+            "level": "order",
+            "requested_by": "",
+        }
+    ],
+    "subtotal": usd(6200),
+    "discount_total": usd(620),
+    "tax_total": usd(460),
+    "total": usd(6040),
+    "discounts_applied": True,
+    "rejected_coupons": [
+        {"code_index": 0, "reason": "coupon_expired", "message": "codes[0]: the coupon expired"}
+    ],
+    "tax_inclusive": False,
+}
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
     "pickup_expiry_seconds": 604800,

@@ -342,6 +342,23 @@ async def may(engine: AsyncEngine, merchant_id: str, staff_id: str, permission: 
         return permission in await _permissions(conn, merchant_id, member.role)
 
 
+async def discount_limit(engine: AsyncEngine, merchant_id: str, staff_id: str) -> int:
+    """The discount (basis points) the member's role may give without an override."""
+    async with engine.connect() as conn:
+        member = await _member(conn, merchant_id, staff_id)
+        if member is None or member.status != "active":
+            return 0
+        fixed = built_in(member.role)
+        if fixed is not None:
+            return fixed[1]
+        found = await conn.scalar(
+            select(roles.c.discount_limit_bps).where(
+                roles.c.merchant_id == merchant_id, roles.c.id == member.role
+            )
+        )
+        return int(found or 0)
+
+
 # --- PIN checks, sessions, overrides ---------------------------------------------------------
 
 

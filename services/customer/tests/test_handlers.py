@@ -137,3 +137,24 @@ def test_a_program_is_checked_field_by_field() -> None:
         "tiers[0].multiplier_bps",
         "tiers[0].name",
     ]
+
+
+def test_a_sale_is_judged_by_the_tenders_its_order_names() -> None:
+    """The order_confirmed consumer reads the order's tender types: a program earning on cards
+    gives nothing for a cash sale, and the full rate for a card one."""
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import sale_of
+
+    def confirmed(*tenders: str) -> order_events.OrderConfirmed:
+        usd = money_pb2.Money(amount=5000, currency="USD")
+        order = order_pb2.Order(id="ord_t", customer_id="cus_1", location_id="loc_1",
+                                total=usd, tender_types=list(tenders))  # fmt: skip
+        order.tax_total.currency = "USD"
+        return order_events.OrderConfirmed(order=order)
+
+    program = loyalty.Program(earning_tenders=("card",))
+    assert sale_of(confirmed("cash")).tenders == ("cash",)
+    assert loyalty.points_for(program, sale_of(confirmed("cash"))) == 0
+    assert loyalty.points_for(program, sale_of(confirmed("gift_card", "card"))) == 50

@@ -24,7 +24,9 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.pricing import Buyer
 from pos_order.service.ports import (
+    CartContext,
     DiscountQuote,
     OrderFilters,
     OrderSettings,
@@ -46,6 +48,7 @@ class Store:
     prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
+    buyers: dict[tuple[str, str], Buyer] = field(default_factory=dict)
 
 
 class FakeOrders:
@@ -115,9 +118,17 @@ class FakeKnownCustomers:
     async def contains(self, customer_id: str) -> bool:
         return (self._uow.merchant_id, customer_id) in self._uow.store.customers
 
-    async def remember(self, customer_id: str, version: int) -> None:
+    async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         key = (self._uow.merchant_id, customer_id)
         self._uow.store.customers[key] = max(version, self._uow.store.customers.get(key, 0))
+        if buyer is not None:
+            self._uow.store.buyers[key] = buyer
+
+    async def buyer(self, customer_id: str) -> Buyer | None:
+        key = (self._uow.merchant_id, customer_id)
+        if key not in self._uow.store.customers:
+            return None
+        return self._uow.store.buyers.get(key, Buyer())
 
     async def forget(self, customer_id: str) -> None:
         self._uow.store.customers.pop((self._uow.merchant_id, customer_id), None)
@@ -249,7 +260,9 @@ class FixedDiscount:
         self.amount = amount
         self.applied = applied
 
-    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote:
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote:
         return DiscountQuote(Money(self.amount, currency), self.applied)
 
 

@@ -209,6 +209,9 @@ async def test_a_real_customer_not_seen_yet_is_looked_up_once_then_known(stack: 
 
     assert first.order.customer_id == second.order.customer_id == customer.id
     assert second.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    # The order names the tender of each payment (a program may earn on some tenders only).
+    assert list(second.order.tender_types) == ["cash"]
+    assert len(second.order.payment_ids) == 1
 
 
 async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra) -> None:

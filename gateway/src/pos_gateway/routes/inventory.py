@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
@@ -59,6 +59,20 @@ class GeoIn(Body):
         return inventory_pb2.GeoPoint(latitude=self.latitude, longitude=self.longitude)
 
 
+class LocationTaxIn(Body):
+    name: str = Field(min_length=1, max_length=32, examples=["state"])
+    rate_bps: int = Field(ge=0, le=10_000, json_schema_extra=INT32, description="625 = 6.25 %")
+    rates_bps: dict[TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]] = (
+        Field(default_factory=dict, max_length=50, description="Per tax category")
+    )
+    compound: StrictBool = False
+
+    def pb(self) -> inventory_pb2.LocationTax:
+        return inventory_pb2.LocationTax(
+            name=self.name, rate_bps=self.rate_bps, rates_bps=self.rates_bps, compound=self.compound
+        )
+
+
 class LocationIn(Body):
     model_config = example(
         {
@@ -92,6 +106,19 @@ class LocationIn(Body):
     )
     pickup_enabled: bool = False
     ship_enabled: bool = False
+    prices_include_tax: StrictBool = Field(
+        False,
+        description="Shelf prices here include their tax (VAT): a sale shows the tax contained "
+        "instead of adding it",
+    )
+    taxes: list[LocationTaxIn] = Field(
+        default_factory=list,
+        max_length=5,
+        description="More than one tax on a sale here (a state's, then a city's), each charged "
+        "on its own and rounded per line; when set they replace tax_rate_bps and "
+        "tax_rates_bps. A `compound` tax is charged on the price plus the taxes before it (not "
+        "the first). Names differ",
+    )
 
     def pb(self) -> inventory_pb2.CreateLocationRequest:
         request = inventory_pb2.CreateLocationRequest(
@@ -104,6 +131,8 @@ class LocationIn(Body):
             tax_rates_bps=self.tax_rates_bps,
             pickup_enabled=self.pickup_enabled,
             ship_enabled=self.ship_enabled,
+            prices_include_tax=self.prices_include_tax,
+            taxes=[t.pb() for t in self.taxes],
         )
         if self.address is not None:
             request.address.CopyFrom(inventory_pb2.Address(**self.address.model_dump()))

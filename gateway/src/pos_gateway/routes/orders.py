@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,6 +39,7 @@ from pos_gateway.routes.common import (
 from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import _known_location
 from pos_gateway.schemas.orders import (
+    CartQuote,
     Checkout,
     MetadataKey,
     MetadataValue,
@@ -58,9 +61,54 @@ CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
 
 
+CouponCode = Annotated[str, Field(min_length=3, max_length=40)]
+COUPONS = (
+    "Coupon codes (case-insensitive). Each must apply: one that cannot (unknown, expired, "
+    "exhausted, not for this cart) is a 409 problem whose `code` says why and `code_index` "
+    "which, and nothing is sold; while promotions cannot be reached, a 503. A use is reserved "
+    "for the order before any payment, redeemed when it is confirmed, given back if cancelled"
+)
+
+
+ENTERED = (
+    "The price entered at the sale, for an open-price product (required for one, a 400 for "
+    "any other)"
+)
+MANUAL_VALUE = (
+    "percent: basis points (1000 = 10 %, at most 10000); amount: minor units (off each unit of "
+    "a line, or once off the order); price: the new unit price in minor units (at most the list "
+    "price)"
+)
+
+
+class ManualIn(Body):
+    """A discount or a new unit price given by hand, with its reason. Who asked is recorded
+    with it (the signed-in member at a register, else the credential)."""
+
+    kind: Literal["percent", "amount", "price"]
+    value: int = Field(ge=1, le=10_000_000_000, json_schema_extra=INT64, description=MANUAL_VALUE)
+    reason: str = Field(min_length=1, max_length=200)
+
+    def pb(self, who: str) -> order_pb2.ManualAdjustment:
+        return order_pb2.ManualAdjustment(
+            kind=self.kind, value=self.value, reason=self.reason, requested_by=who
+        )
+
+
+class OrderManualIn(ManualIn):
+    kind: Literal["percent", "amount"]
+
+
 class CheckoutLineIn(Body):
     sku: Sku
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    manual: ManualIn | None = Field(
+        None,
+        description="A manual discount or price override on this line. A price override, "
+        "and a discount above the signed-in member's limit (an amount off always counts as "
+        "above it), need the permission or a manager's override",
+    )
+    unit_price: MoneyIn | None = Field(None, description=ENTERED)
 
 
 class CheckoutIn(Body):
@@ -87,6 +135,51 @@ class CheckoutIn(Body):
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
     redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
                                description=REDEEM)  # fmt: skip
+    coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
+                                           description=COUPONS)  # fmt: skip
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
+
+
+def _who(request: Request) -> str:
+    """Who asks for a manual discount: the member signed in at the register, else the key."""
+    principal = principal_of(request)
+    return principal.staff_id or f"key:{principal.key_id}"
+
+
+@asynccontextmanager
+async def _manual_guards(
+    request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
+) -> AsyncIterator[None]:
+    """A price override needs `price_override`; a discount above the member's limit needs
+    `discount_above_limit` (or a manager's override for that one sale). The limit is a
+    percentage: an amount off cannot be judged before pricing, so it counts as above."""
+    asked = [ln.manual for ln in lines if ln.manual is not None]
+    if order is not None:
+        asked.append(order)
+    if not asked:
+        yield
+        return
+    principal = principal_of(request)
+    limit = 10_000
+    if principal.staff_id is not None:
+        limit = await staff.discount_limit(
+            request.app.state.engine, principal.merchant_id, principal.staff_id
+        )
+    above = any(m.kind == "amount" or (m.kind == "percent" and m.value > limit) for m in asked)
+    async with AsyncExitStack() as stack:
+        if any(m.kind == "price" for m in asked):
+            await stack.enter_async_context(
+                guarded(request, "price_override", "price_override", always=False)
+            )
+        if above:
+            await stack.enter_async_context(
+                guarded(request, "discount", "discount_above_limit", always=False)
+            )
+        yield
 
 
 @router.post(
@@ -114,20 +207,34 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
-        lines=[order_pb2.CheckoutLine(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        lines=[
+            order_pb2.CheckoutLine(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+            )
+            for ln in body.lines
+        ],
         tender_type=(
             payment_pb2.TENDER_TYPE_CASH
             if body.tender_type == "cash"
             else payment_pb2.TENDER_TYPE_CARD
         ),
         card_token=body.card_token,
+        coupon_codes=body.coupon_codes,
         redeem_points=body.redeem_points,
     )
+    if body.order_manual is not None:
+        sale_request.order_manual.CopyFrom(body.order_manual.pb(_who(request)))
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
     # At a register: a signed-in member is needed, and the sale is in the audit log with
     # them and the register.
-    async with guarded(request, "sale", always=False) as done:
+    async with (
+        _manual_guards(request, body.lines, body.order_manual),
+        guarded(request, "sale", always=False) as done,
+    ):
         answer = await svc.order.Checkout(sale_request)
         done.resource = ("order", answer.order.id)
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
@@ -274,6 +381,10 @@ class OrderLineIn(Body):
     fulfillment: int = Field(
         0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
     )
+    manual: ManualIn | None = Field(
+        None, description="A manual discount or price override on this line (as for checkouts)"
+    )
+    unit_price: MoneyIn | None = Field(None, description=ENTERED)
 
 
 class FulfillmentIn(Body):
@@ -315,6 +426,13 @@ class OrderIn(Body):
     )
     notes: str = Field("", max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+    coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
+                                           description=COUPONS)  # fmt: skip
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
     redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
                                description=REDEEM)  # fmt: skip
 
@@ -323,19 +441,25 @@ class OrderIn(Body):
     "/orders",
     **op("orders:write", "Create an order", (404, *CREATE), example=ex.ORDER, status=201),
 )
-async def create_order(body: OrderIn, svc: Svc) -> Order:
+async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     """Prices the lines (the price snapshot, promotions, tax), saves the order
     `pending_payment`, then holds the stock of every pickup and shipment fulfilment, all or
     none (for `hold_seconds` of the order settings). Short stock is a 409 `insufficient_stock`
     naming what is short, and nothing stays held. In-store lines are never refused for stock.
     Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
-    request = order_pb2.CreateOrderRequest(
+    order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
         channel=body.channel,
         location_id=body.location_id,
         customer_id=body.customer_id,
         lines=[
-            order_pb2.OrderLineRequest(sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment)
+            order_pb2.OrderLineRequest(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                fulfillment=ln.fulfillment,
+                manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+            )
             for ln in body.lines
         ],
         fulfillments=[
@@ -349,9 +473,12 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         ],
         notes=body.notes,
         metadata=body.metadata,
+        coupon_codes=body.coupon_codes,
+        order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
         redeem_points=body.redeem_points,
     )
-    answer = await svc.order.CreateOrder(request)
+    async with _manual_guards(request, body.lines, body.order_manual):
+        answer = await svc.order.CreateOrder(order_request)
     return to_model(Order, answer.order)
 
 
@@ -528,3 +655,88 @@ async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSetting
         )
     answer = await svc.order.UpdateOrderSettings(request)
     return await _with_window(svc, answer.settings)
+
+
+class CartIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "channel": "register",
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}],
+            "coupon_codes": ["WINTER-26"],
+        }
+    )
+
+    location_id: str = Field(
+        min_length=1, max_length=64, description="Where it is sold: prices, currency and tax"
+    )
+    channel: str = Field(
+        "register",
+        min_length=1,
+        max_length=32,
+        pattern=CHANNEL,
+        description="The channel the sale will be made on (offers may be for some only): "
+        "`register` for POST /v1/checkouts, the order's channel for POST /v1/orders",
+    )
+    customer_id: str = Field("", max_length=64, description="One of your customers, or empty")
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
+    fulfillments: list[FulfillmentIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="As for an order; empty: one in-store fulfilment at location_id",
+    )
+    coupon_codes: list[CouponCode] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Coupon codes (case-insensitive); one that cannot apply is listed in "
+        "`rejected_coupons` with the reason (not an error here)",
+    )
+    order_manual: OrderManualIn | None = Field(
+        None,
+        description="A manual discount on the whole order (percent or amount), with its "
+        "reason; above the signed-in member's limit it needs the permission or an override",
+    )
+
+
+@router.post(
+    "/carts/calculate",
+    **op("orders:read", "Price a cart (preview)", (404, 409), example=ex.CART),
+)
+async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
+    """The pricing step a checkout and an order run, writing nothing: each line's price as the
+    catalog stands, the discounts per line and per order with the offer and its reason, each
+    line's tax (on the line less its discounts, rounded per line, then summed) and the totals.
+    The same cart sold at once (POST /v1/checkouts, or POST /v1/orders with the same channel,
+    lines, fulfilments, customer and coupons) has the same totals. A location, product or
+    customer you do not have is a 404; while promotions cannot be reached, list prices with
+    `discounts_applied: false`, or a 503 when a coupon is named."""
+    answer = await svc.order.CalculateCart(
+        order_pb2.CalculateCartRequest(
+            location_id=body.location_id,
+            channel=body.channel,
+            customer_id=body.customer_id,
+            lines=[
+                order_pb2.OrderLineRequest(
+                    sku=ln.sku,
+                    quantity=ln.quantity,
+                    fulfillment=ln.fulfillment,
+                    manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+                    unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+                )
+                for ln in body.lines
+            ],
+            fulfillments=[
+                order_pb2.FulfillmentRequest(
+                    type=_FULFILLMENT_TYPES[f.type],
+                    location_id=f.location_id,
+                    ship_to=f.ship_to,
+                    destination=f.destination.pb() if f.destination is not None else None,
+                )
+                for f in body.fulfillments
+            ],
+            coupon_codes=body.coupon_codes,
+            order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
+        )
+    )
+    return to_model(CartQuote, answer)

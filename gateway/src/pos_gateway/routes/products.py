@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
@@ -103,6 +103,11 @@ class ProductIn(Body):
         description="GTIN-8/12/13/14 (check digit checked) or a shop code of letters and digits",
     )
     variants: list[VariantIn] = Field(default_factory=list, max_length=100)
+    open_price: StrictBool = Field(
+        False,
+        description="The price is entered at the sale (a line's `unit_price`); `price` is a "
+        "suggestion",
+    )
 
     def pb(self) -> inventory_pb2.ProductInput:
         return inventory_pb2.ProductInput(
@@ -115,6 +120,7 @@ class ProductIn(Body):
             external_id=self.external_id,
             barcodes=self.barcodes,
             variants=[v.pb() for v in self.variants],
+            open_price=self.open_price,
         )
 
 
@@ -135,6 +141,7 @@ class ProductPatch(Body):
     variants: list[VariantIn] | None = Field(
         None, max_length=100, description="Replaces the list; a variant keeps its id by SKU"
     )
+    open_price: StrictBool | None = None
 
 
 class UpsertItem(ProductIn):
@@ -181,6 +188,7 @@ async def create_product(body: ProductIn, svc: Svc, response: Response) -> Produ
         external_id=fields.external_id,
         barcodes=fields.barcodes,
         variants=fields.variants,
+        open_price=fields.open_price,
     )
     answer = await svc.inventory.CreateProduct(request)
     return _product(response, answer.product)
@@ -267,7 +275,7 @@ async def update_product(
         sku=body.sku or "", name=body.name or "", description=body.description or "",
         category=body.category or "", tax_category=body.tax_category or "",
         external_id=body.external_id or "", barcodes=body.barcodes or [],
-        variants=[v.pb() for v in body.variants or []],
+        variants=[v.pb() for v in body.variants or []], open_price=bool(body.open_price),
     )  # fmt: skip
     if body.price is not None:
         fields.price.CopyFrom(body.price.pb())

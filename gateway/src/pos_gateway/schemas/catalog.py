@@ -42,6 +42,7 @@ class Product(Answer):
     external_id: str = Field(max_length=255, description="Your id; empty when unset")
     barcodes: list[Barcode] = Field(max_length=20)
     variants: list[ProductVariant] = Field(max_length=100)
+    open_price: bool = Field(False, description="The price is entered at the sale")
 
 
 class ItemError(Answer):

@@ -13,21 +13,39 @@ from pos_gateway.schemas.stock import GeoPoint
 
 MetadataValue = Annotated[str, Field(max_length=500)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
-OrderStatus = Literal[
-    "draft", "pending_payment", "confirmed", "completed", "cancelled", "payment_declined"
-]
+# Order and fulfilment statuses are open strings in answers (as the payments' are): their words
+# grow with commerce-states.md, and a client generated from an earlier document keeps working.
+# The known values are said in the descriptions.
+ORDER_STATUS_WORDS = (
+    "`draft`, `pending_payment`, `confirmed`, `completed` or `cancelled` (`payment_declined` "
+    "only on orders sold before the checkout saga); more values may come: treat an unknown one "
+    "as not final"
+)
+FULFILLMENT_STATUS_WORDS = (
+    "in_store: `fulfilled`; pickup: `reserved` → `ready_for_pickup` → `picked_up` (or "
+    "`cancelled`, `expired`); shipment: `reserved` → `picked` → `shipped` → `delivered` (or "
+    "`cancelled`); more values may come"
+)
 FulfillmentType = Literal["in_store", "pickup", "shipment"]
-FulfillmentStatus = Literal[
-    "fulfilled",
-    "reserved",
-    "ready_for_pickup",
-    "picked_up",
-    "picked",
-    "shipped",
-    "delivered",
-    "cancelled",
-    "expired",
-]
+
+
+class LineDiscount(Answer):
+    promotion_id: str = Field(
+        max_length=64, description="The offer, or `manual` for a discount given at the register"
+    )
+    amount: Money
+    reason: str = Field(max_length=500, description="Why, as the offer states it")
+    requested_by: str = Field(
+        "",
+        max_length=64,
+        description="A manual discount's: the staff member who gave it (`key:<id>` when given "
+        "through an API key)",
+    )
+
+
+class LineTax(Answer):
+    name: str = Field(max_length=64, description="The tax's name at the location", examples=["tax"])
+    amount: Money
 
 
 class OrderLine(Answer):
@@ -37,15 +55,21 @@ class OrderLine(Answer):
     unit_price: Money
     line_total: Money
     fulfillment_id: OptionalId = Field("", description="The fulfilment this line leaves by")
+    discount_total: Money | None = Field(None, description="What the line's discounts take off")
+    tax_total: Money | None = Field(
+        None,
+        description="The line's tax, on the line less its discounts, rounded per line (the "
+        "order's tax is the sum of its lines')",
+    )
+    tax_category: str = Field("", max_length=64, description="The product's, as sold")
+    discounts: list[LineDiscount] = Field(default_factory=list, max_length=100)
+    taxes: list[LineTax] = Field(default_factory=list, max_length=10)
 
 
 class Fulfillment(Answer):
     id: Id
     type: FulfillmentType
-    status: FulfillmentStatus = Field(
-        description="in_store: fulfilled; pickup: reserved → ready_for_pickup → picked_up (or "
-        "cancelled, expired); shipment: reserved → picked → shipped → delivered (or cancelled)"
-    )
+    status: str = Field(max_length=32, description=FULFILLMENT_STATUS_WORDS, examples=["reserved"])
     location_id: Id = Field(description="Where the goods leave from")
     reservation_id: OptionalId = Field(description="The stock hold (pickup and shipment)")
     carrier: str = Field(max_length=100, description="Shipment, from `shipped`")
@@ -68,6 +92,18 @@ class StatusChange(Answer):
     reason: str = Field(max_length=100, description="Why, when there is a reason (cancelled)")
 
 
+class OrderCoupon(Answer):
+    coupon_id: Id
+    promotion_id: Id
+    code_hint: str = Field(max_length=8, description="The code's last four characters")
+    status: str = Field(
+        max_length=32,
+        description="reserved (at checkout), redeemed (the order confirmed) or released (it "
+        "was cancelled before); more values may come",
+        examples=["redeemed"],
+    )
+
+
 class Order(Answer):
     id: Id
     location_id: Id
@@ -77,10 +113,7 @@ class Order(Answer):
     discount_total: Money
     tax_total: Money
     total: Money = Field(description="subtotal - discount_total + tax_total")
-    status: OrderStatus = Field(
-        description="draft → pending_payment → confirmed → completed, or cancelled "
-        "(`payment_declined` only on orders sold before the checkout saga)"
-    )
+    status: str = Field(max_length=32, description=ORDER_STATUS_WORDS, examples=["confirmed"])
     discounts_applied: bool = Field(description="false when promotions could not be applied")
     payment_id: OptionalId = Field(description="The last payment taken; all are in payment_ids")
     created_at: Timestamp
@@ -100,6 +133,12 @@ class Order(Answer):
         "confirmation_failed",
     )
     payment_ids: list[Id] = Field(default_factory=list, max_length=50)
+    tender_types: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The tender type of each payment in payment_ids, in the same order: "
+        "`card`, `cash`, `gift_card`, `external` (an open list: more may come)",
+    )
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )
@@ -112,6 +151,9 @@ class Order(Answer):
     )
     staff_id: OptionalId = Field(
         description="A register sale: the staff member signed in at the register; empty otherwise"
+    )
+    coupons: list[OrderCoupon] = Field(
+        default_factory=list, max_length=10, description="The coupons the order named"
     )
 
 
@@ -147,3 +189,36 @@ class OrderSettings(Answer):
         "settings' (a pickup that would outlive it is captured at confirmation)",
     )
     return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+
+
+class CartDiscount(Answer):
+    promotion_id: str = Field(max_length=64, description="The offer, or `manual`")
+    amount: Money
+    reason: str = Field(max_length=500)
+    level: str = Field(max_length=16, description="item or order", examples=["order"])
+    requested_by: str = Field("", max_length=64, description="A manual discount's: who")
+
+
+class RejectedCoupon(Answer):
+    code_index: int = Field(ge=0, le=9, description="Its position in `coupon_codes`")
+    reason: str = Field(
+        max_length=64,
+        description="coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, "
+        "coupon_not_applicable, coupon_customer_limit",
+    )
+    message: str = Field(max_length=500)
+
+
+class CartQuote(Answer):
+    lines: list[OrderLine] = Field(max_length=200)
+    discounts: list[CartDiscount] = Field(max_length=200)
+    subtotal: Money
+    discount_total: Money
+    tax_total: Money
+    total: Money = Field(
+        description="subtotal - discount_total + tax_total, or with tax-inclusive prices "
+        "subtotal - discount_total (tax_total is contained in it)"
+    )
+    discounts_applied: bool = Field(description="false when promotions could not be asked")
+    rejected_coupons: list[RejectedCoupon] = Field(max_length=10)
+    tax_inclusive: bool

@@ -35,6 +35,15 @@ SKUS_ASKED_MAX = 200
 TaxRateKey = Annotated[str, Field(pattern=TAX_CATEGORY, max_length=32)]
 
 
+class LocationTax(Answer):
+    name: str = Field(min_length=1, max_length=32, examples=["state"])
+    rate_bps: Bps
+    rates_bps: dict[TaxRateKey, Bps] = Field(
+        max_length=50, description="Per tax category; others pay rate_bps"
+    )
+    compound: bool = Field(description="Charged on the price plus the taxes listed before it")
+
+
 class Address(Answer):
     line1: str = Field(max_length=200)
     line2: str = Field(max_length=200)
@@ -65,6 +74,13 @@ class Location(Answer):
     )
     pickup_enabled: bool
     ship_enabled: bool
+    prices_include_tax: bool = Field(False, description="Shelf prices include their tax (VAT)")
+    taxes: list[LocationTax] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Several taxes (a state's and a city's); when set they replace "
+        "tax_rate_bps and tax_rates_bps",
+    )
 
 
 class StockLevel(Answer):

@@ -20,6 +20,7 @@ from pos_order.adapters.remote import (
     CustomerDirectory,
     InventoryCatalog,
     PaymentService,
+    PromotionCoupons,
     PromotionDiscounts,
     StockService,
 )
@@ -121,19 +122,19 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         ],
     )
     tls = settings.grpc_tls
+    promotion = channel(settings.promotion_addr, tls=tls)
     customers = CustomerDirectory(
         channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
     )
     ports = CheckoutPorts(
         catalog=InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
-        discounts=PromotionDiscounts(
-            channel(settings.promotion_addr, tls=tls), settings.promotion_timeout_seconds
-        ),
+        discounts=PromotionDiscounts(promotion, settings.promotion_timeout_seconds),
         payments=PaymentService(
             channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
         ),
         customers=customers,
         stock=StockService(channel(settings.inventory_addr, tls=tls)),
+        coupons=PromotionCoupons(promotion),
         loyalty=customers,
     )
     policy = settings.policy()

@@ -26,6 +26,9 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         total_minor=order.total.amount,
         tax_minor=order.tax_total.amount,
         lines=tuple(SaleLine(line.sku, line.line_total.amount) for line in order.lines),
+        # The tenders that paid it, for a program that earns on some tenders only (an order
+        # from before orders named them carries none, and earns as before).
+        tenders=tuple(order.tender_types),
         ordered_at=order.created_at.ToDatetime(tzinfo=UTC)
         if order.HasField("created_at")
         else None,

@@ -11,7 +11,15 @@ from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos_inventory.adapters.product_messages import STATUSES, variant_to_proto
 from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.ledger import EntryKind, LedgerEntry
-from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, Reason, StockLevel
+from pos_inventory.domain.model import (
+    Address,
+    GeoPoint,
+    Location,
+    LocationKind,
+    LocationTax,
+    Reason,
+    StockLevel,
+)
 from pos_inventory.domain.reservations import Line, Reservation, ReservationStatus
 from pos_inventory.domain.sourcing import Strategy
 from pos_kit.enums import ProtoEnum
@@ -54,6 +62,13 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
         tax_rates_bps=x.tax_rates_bps,
         pickup_enabled=x.pickup_enabled,
         ship_enabled=x.ship_enabled,
+        prices_include_tax=x.prices_include_tax,
+        taxes=[
+            inventory_pb2.LocationTax(
+                name=t.name, rate_bps=t.rate_bps, rates_bps=t.rates_bps, compound=t.compound
+            )
+            for t in x.taxes
+        ],
     )
     if x.geo is not None:
         msg.geo.CopyFrom(geo_to_proto(x.geo))
@@ -76,6 +91,11 @@ def location_from_proto(request: inventory_pb2.CreateLocationRequest) -> Locatio
         tax_rates_bps=dict(request.tax_rates_bps),
         pickup_enabled=request.pickup_enabled,
         ship_enabled=request.ship_enabled,
+        prices_include_tax=request.prices_include_tax,
+        taxes=[
+            LocationTax(t.name.strip(), t.rate_bps, dict(t.rates_bps), t.compound)
+            for t in request.taxes
+        ],
     )
 
 
@@ -101,6 +121,7 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         external_id=p.external_id,
         barcodes=p.barcodes,
         variants=[variant_to_proto(v) for v in p.variants],
+        open_price=p.open_price,
     )
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)

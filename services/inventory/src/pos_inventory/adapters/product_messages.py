@@ -62,6 +62,7 @@ def fields_from_proto(
         msg.external_id,
         list(msg.barcodes),
         variants,
+        msg.open_price,
     )
     if problems:
         raise InvalidArgument("the product is not valid", problems)
@@ -79,4 +80,5 @@ def create_input(req: inventory_pb2.CreateProductRequest) -> inventory_pb2.Produ
         external_id=req.external_id,
         barcodes=req.barcodes,
         variants=req.variants,
+        open_price=req.open_price,
     )

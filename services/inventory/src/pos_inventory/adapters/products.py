@@ -63,6 +63,7 @@ def _product(row: Row[Any]) -> Product:
         m["external_id"] or "",
         list(m["barcodes"]),
         [_variant(v) for v in m["variants"]],
+        m["open_price"],
     )
 
 
@@ -95,6 +96,7 @@ def _row(merchant: str, p: Product) -> dict[str, Any]:
             for v in p.variants
         ],
         "search_text": p.search_text(),
+        "open_price": p.open_price,
     }
 
 

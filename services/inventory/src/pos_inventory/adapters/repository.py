@@ -13,7 +13,7 @@ from pos_inventory.adapters.products import SqlProducts
 from pos_inventory.adapters.reservations import SqlExpiry, SqlReservations
 from pos_inventory.adapters.stock import SqlStock
 from pos_inventory.adapters.tables import locations
-from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind
+from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, LocationTax
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
@@ -35,6 +35,11 @@ def _location(row: Row[Any]) -> Location:
         tax_rates_bps={k: int(v) for k, v in m["tax_rates"].items()},
         pickup_enabled=m["pickup_enabled"],
         ship_enabled=m["ship_enabled"],
+        prices_include_tax=m["prices_include_tax"],
+        taxes=[
+            LocationTax(t["name"], t["rate_bps"], dict(t["rates_bps"]), t["compound"])
+            for t in m["taxes"]
+        ],
     )
 
 
@@ -61,6 +66,8 @@ class SqlLocations:
                     tax_rates=location.tax_rates_bps,
                     pickup_enabled=location.pickup_enabled,
                     ship_enabled=location.ship_enabled,
+                    prices_include_tax=location.prices_include_tax,
+                    taxes=[asdict(t) for t in location.taxes],
                 )
                 .returning(locations.c.created_at)
             )

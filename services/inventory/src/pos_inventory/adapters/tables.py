@@ -46,6 +46,9 @@ locations = Table(
     Column("tax_rates", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("pickup_enabled", Boolean, nullable=False, server_default=text("false")),
     Column("ship_enabled", Boolean, nullable=False, server_default=text("false")),
+    Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
+    # [{"name": "state", "rate_bps": 625, "rates_bps": {"food": 100}, "compound": false}, ...]
+    Column("taxes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     PrimaryKeyConstraint("merchant_id", "id", name="locations_pkey"),
 )
 
@@ -72,6 +75,8 @@ products = Table(
     # product_barcodes below index them for uniqueness and lookup.
     Column("variants", JSONB, nullable=False, server_default="[]"),
     Column("search_text", Text, nullable=False, server_default=""),
+    # The price is entered at the sale (`price` is a suggestion).
+    Column("open_price", Boolean, nullable=False, server_default=text("false")),
     Column(
         "search",
         TSVECTOR,

@@ -24,7 +24,7 @@ DEFAULT_TAX_CATEGORY = "standard"
 # Fields a partial update may name.
 UPDATABLE = frozenset(
     {"sku", "name", "price", "description", "category", "tax_category", "external_id"}
-    | {"barcodes", "variants"}
+    | {"barcodes", "variants", "open_price"}
 )
 
 
@@ -56,6 +56,8 @@ class ProductFields:
     external_id: str = ""
     barcodes: list[str] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    # The price is entered at the sale; `price` is a suggestion.
+    open_price: bool = False
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Product:
     external_id: str = ""
     barcodes: list[str] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    open_price: bool = False
 
     @classmethod
     def new(cls, product_id: str, fields: ProductFields) -> Product:
@@ -92,6 +95,7 @@ class Product:
             self.external_id,
             list(self.barcodes),
             [replace(v, id="") for v in self.variants],
+            self.open_price,
         )
 
     def describe(self, fields: ProductFields) -> None:
@@ -102,6 +106,7 @@ class Product:
         self.tax_category, self.external_id = fields.tax_category, fields.external_id
         self.barcodes = list(fields.barcodes)
         self.variants = [replace(v, id=ids.get(v.sku) or v.id) for v in fields.variants]
+        self.open_price = fields.open_price
 
     @property
     def archived(self) -> bool:

@@ -55,6 +55,19 @@ class GeoPoint:
     longitude: float
 
 
+@dataclass(frozen=True)
+class LocationTax:
+    """One of several taxes a location charges (a state's, a city's), in order."""
+
+    name: str
+    rate_bps: int
+    rates_bps: dict[str, int] = field(default_factory=dict, hash=False)
+    compound: bool = False
+
+
+MAX_TAXES = 5
+
+
 @dataclass
 class Location:
     id: str
@@ -70,6 +83,10 @@ class Location:
     tax_rates_bps: dict[str, int] = field(default_factory=dict)
     pickup_enabled: bool = False
     ship_enabled: bool = False
+    # VAT-style: shelf prices here contain their tax (the order service shows it contained).
+    prices_include_tax: bool = False
+    # When set, these replace tax_rate_bps and tax_rates_bps: each charged on its own.
+    taxes: list[LocationTax] = field(default_factory=list)
 
     def tax_rate_for(self, tax_category: str) -> int:
         return self.tax_rates_bps.get(tax_category, self.tax_rate_bps)
@@ -139,6 +156,32 @@ def validate_location(location: Location) -> None:
         )
     violations += require(
         len(location.tax_rates_bps) <= 50, "tax_rates_bps", "must list at most 50 categories"
+    )
+    violations += require(
+        len(location.taxes) <= MAX_TAXES, "taxes", f"must list at most {MAX_TAXES} taxes"
+    )
+    names = [t.name.strip() for t in location.taxes]
+    violations += require(len(set(names)) == len(names), "taxes", "must name each tax once")
+    for i, tax in enumerate(location.taxes[:MAX_TAXES]):
+        violations += require(
+            0 < len(tax.name.strip()) <= 32, f"taxes[{i}].name", "must be 1 to 32 characters"
+        )
+        violations += require(
+            0 <= tax.rate_bps <= BPS, f"taxes[{i}].rate_bps", f"must be between 0 and {BPS}"
+        )
+        violations += require(
+            len(tax.rates_bps) <= 50, f"taxes[{i}].rates_bps", "must list at most 50 categories"
+        )
+        for category, bps in sorted(tax.rates_bps.items()):
+            violations += require(
+                bool(TAX_CATEGORY.match(category)) and 0 <= bps <= BPS,
+                f"taxes[{i}].rates_bps.{category}",
+                f"must be a tax category code with a rate between 0 and {BPS}",
+            )
+    violations += require(
+        not location.taxes or not location.taxes[0].compound,
+        "taxes[0].compound",
+        "the first tax has no tax before it to compound on",
     )
     violations += require(
         is_time_zone(location.time_zone),

@@ -11,14 +11,44 @@ from pos_order.domain.model import (
     FulfillmentStatus,
     FulfillmentType,
     Order,
+    OrderLine,
     OrderStatus,
     Tender,
 )
+from pos_order.service.pricing import PricedCart
 
 STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
 TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
 FULFILLMENT_TYPES = ProtoEnum(FulfillmentType, order_pb2.FulfillmentType)
 FULFILLMENT_STATUSES = ProtoEnum(FulfillmentStatus, order_pb2.FulfillmentStatus)
+
+
+def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
+    cur = ln.unit_price.currency
+    return order_pb2.OrderLine(
+        sku=ln.sku,
+        name=ln.name,
+        quantity=ln.quantity,
+        unit_price=to_proto(ln.unit_price),
+        line_total=to_proto(ln.line_total),
+        fulfillment_id=ln.fulfillment_id,
+        discount_total=to_proto(Money(ln.discount, cur)),
+        tax_total=to_proto(Money(ln.tax, cur)),
+        tax_category=ln.tax_category,
+        discounts=[
+            order_pb2.LineDiscount(
+                promotion_id=d.promotion_id,
+                amount=to_proto(Money(d.amount, cur)),
+                reason=d.reason,
+                requested_by=d.requested_by,
+            )
+            for d in ln.discounts
+        ],
+        taxes=[
+            order_pb2.LineTax(name=name, amount=to_proto(Money(amount, cur)))
+            for name, amount in ln.taxes
+        ],
+    )
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
@@ -27,17 +57,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         id=o.id,
         location_id=o.location_id,
         customer_id=o.customer_id,
-        lines=[
-            order_pb2.OrderLine(
-                sku=ln.sku,
-                name=ln.name,
-                quantity=ln.quantity,
-                unit_price=to_proto(ln.unit_price),
-                line_total=to_proto(ln.line_total),
-                fulfillment_id=ln.fulfillment_id,
-            )
-            for ln in o.lines
-        ],
+        lines=[line_to_proto(ln) for ln in o.lines],
         subtotal=to_proto(o.totals.subtotal),
         discount_total=to_proto(o.totals.discount),
         tax_total=to_proto(o.totals.tax),
@@ -51,6 +71,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         metadata=o.metadata,
         cancel_reason=o.cancel_reason,
         payment_ids=o.payment_ids,
+        tender_types=o.tender_types,
         paid=to_proto(Money(o.paid, cur)),
         register_id=o.register_id,
         staff_id=o.staff_id,
@@ -71,6 +92,13 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         )
         if f.destination is not None:
             out.destination.latitude, out.destination.longitude = f.destination
+    for use in o.saga.coupons.uses:
+        msg.coupons.add(
+            coupon_id=use.coupon_id,
+            promotion_id=use.promotion_id,
+            code_hint=use.code_hint,
+            status=o.saga.coupons.step.value,
+        )
     for change in o.timeline:
         step = msg.timeline.add(status=change.status, reason=change.reason)
         step.at.FromDatetime(change.at)
@@ -79,3 +107,31 @@ def order_to_proto(o: Order) -> order_pb2.Order:
     if o.updated_at is not None:
         msg.updated_at.FromDatetime(o.updated_at)
     return msg
+
+
+def cart_to_proto(cart: PricedCart) -> order_pb2.CalculateCartResponse:
+    cur = cart.location.currency
+    t = cart.totals
+    return order_pb2.CalculateCartResponse(
+        lines=[line_to_proto(ln) for ln in cart.lines],
+        discounts=[
+            order_pb2.CartDiscount(
+                promotion_id=d.promotion_id,
+                amount=to_proto(Money(d.amount, cur)),
+                reason=d.reason,
+                level=d.level,
+                requested_by=d.requested_by,
+            )
+            for d in cart.quote.discounts
+        ],
+        subtotal=to_proto(t.subtotal),
+        discount_total=to_proto(t.discount),
+        tax_total=to_proto(t.tax),
+        total=to_proto(t.total),
+        discounts_applied=cart.quote.applied,
+        rejected_coupons=[
+            order_pb2.RejectedCoupon(code_index=r.index, reason=r.reason, message=r.message)
+            for r in cart.quote.rejected
+        ],
+        tax_inclusive=cart.location.tax_table.inclusive,
+    )

@@ -15,6 +15,7 @@ from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
 from pos_order.adapters.messages import TENDERS
+from pos_order.domain.coupons import CouponUse
 from pos_order.domain.model import (
     Allocation,
     OrderLine,
@@ -23,7 +24,16 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
-from pos_order.service.ports import DiscountQuote, PaymentResult, TenderAsk
+from pos_order.domain.pricing import Manual
+from pos_order.domain.tax import LocationTax
+from pos_order.service.ports import (
+    AppliedDiscount,
+    CartContext,
+    DiscountQuote,
+    PaymentResult,
+    RejectedCoupon,
+    TenderAsk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +62,29 @@ class InventoryCatalog:
             raise _downstream("inventory", exc) from None
         loc = answer.location
         items = {
-            p.sku: PricedItem(p.sku, p.name, Money(p.price.amount, p.price.currency))
+            p.sku: PricedItem(
+                p.sku,
+                p.name,
+                Money(p.price.amount, p.price.currency),
+                tax_category=p.tax_category,
+                product_id=p.id,
+                category=p.category,
+                open_price=p.open_price,
+            )
             for p in answer.products
         }
-        return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps), items
+        location = SellingLocation(
+            loc.id,
+            loc.currency,
+            loc.tax_rate_bps,
+            dict(loc.tax_rates_bps),
+            loc.time_zone,
+            loc.prices_include_tax,
+            tuple(
+                LocationTax(t.name, t.rate_bps, dict(t.rates_bps), t.compound) for t in loc.taxes
+            ),
+        )
+        return location, items
 
 
 class CustomerDirectory:
@@ -136,32 +165,151 @@ class CustomerDirectory:
             raise _downstream("customer", exc) from None
 
 
+_MANUAL_KINDS = {
+    "percent": promotion_pb2.MANUAL_KIND_PERCENT,
+    "amount": promotion_pb2.MANUAL_KIND_AMOUNT,
+    "price": promotion_pb2.MANUAL_KIND_PRICE,
+}
+
+
+def _manual(m: Manual | None) -> promotion_pb2.ManualAdjustment | None:
+    if m is None:
+        return None
+    return promotion_pb2.ManualAdjustment(
+        kind=_MANUAL_KINDS[m.kind], value=m.value, reason=m.reason, requested_by=m.requested_by
+    )
+
+
+def cart_request(
+    lines: list[OrderLine], currency: str, cart: CartContext | None
+) -> promotion_pb2.CalculateDiscountsRequest:
+    cart = cart or CartContext()
+    return promotion_pb2.CalculateDiscountsRequest(
+        currency=currency,
+        lines=[
+            promotion_pb2.CartLine(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                unit_price=to_proto(ln.unit_price),
+                product_id=ln.product_id,
+                categories=[ln.category] if ln.category else [],
+                manual=_manual(ln.manual),
+            )
+            for ln in lines
+        ],
+        location_id=cart.location_id,
+        location_time_zone=cart.time_zone,
+        channel=cart.channel,
+        customer_id=cart.customer_id,
+        coupon_codes=list(cart.coupon_codes),
+        order_manual=_manual(cart.order_manual),
+        customer_groups=list(cart.customer_groups),
+    )
+
+
+_LEVELS = {promotion_pb2.OFFER_LEVEL_ITEM: "item", promotion_pb2.OFFER_LEVEL_ORDER: "order"}
+
+
 class PromotionDiscounts:
-    """Discounts are worth a short wait, not a lost sale: on failure we sell at list price."""
+    """Discounts are worth a short wait, not a lost sale: on failure we sell at list price,
+    unless the customer named a coupon (then the sale waits: a 503, never full price)."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 0.3) -> None:
         self._stub = promotion_pb2_grpc.PromotionServiceStub(channel)
         self._timeout = timeout
 
-    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote:
-        request = promotion_pb2.CalculateDiscountsRequest(
-            currency=currency,
-            lines=[
-                promotion_pb2.CartLine(
-                    sku=ln.sku, quantity=ln.quantity, unit_price=to_proto(ln.unit_price)
-                )
-                for ln in lines
-            ],
-        )
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote:
+        request = cart_request(lines, currency, cart)
         try:
             answer = await self._stub.CalculateDiscounts(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _TRANSIENT:
+                if (cart is not None and cart.must_ask) or any(ln.manual for ln in lines):
+                    raise Unavailable(
+                        "the promotion service is unavailable: a coupon or a manual discount "
+                        "cannot be applied now",
+                        "promotion_unavailable",
+                    ) from None
                 log.warning("promotion unavailable; selling at list price")
                 return DiscountQuote(Money.zero(currency), applied=False)
             raise read_error(exc).to_domain() from None
         total = answer.total_discount
-        return DiscountQuote(Money(total.amount, total.currency or currency), applied=True)
+        codes = [c.strip().upper() for c in request.coupon_codes]
+        rejected = tuple(
+            RejectedCoupon(
+                codes.index(r.code.strip().upper()) if r.code.strip().upper() in codes else 0,
+                r.reason,
+                r.message,
+            )
+            for r in answer.rejected_coupons
+        )
+        discounts = tuple(
+            AppliedDiscount(
+                d.promotion_id,
+                d.amount.amount,
+                d.reason,
+                _LEVELS.get(d.level, "order"),
+                tuple((x.line_index, x.amount.amount) for x in d.lines),
+                d.requested_by,
+            )
+            for d in answer.discounts
+        )
+        return DiscountQuote(
+            Money(total.amount, total.currency or currency),
+            applied=True,
+            rejected=rejected,
+            discounts=discounts,
+            line_discounts=tuple(m.amount for m in answer.line_discounts),
+        )
+
+
+class PromotionCoupons:
+    """The saga's coupon steps; each request id derives from the order."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 2.0) -> None:
+        self._stub = promotion_pb2_grpc.PromotionServiceStub(channel)
+        self._timeout = timeout
+
+    async def reserve(
+        self,
+        request_id: str,
+        order_id: str,
+        lines: list[OrderLine],
+        currency: str,
+        cart: CartContext,
+    ) -> list[CouponUse]:
+        request = promotion_pb2.ReserveCouponsRequest(
+            request_id=request_id,
+            order_id=order_id,
+            codes=list(cart.coupon_codes),
+            customer_id=cart.customer_id,
+            cart=cart_request(lines, currency, cart),
+        )
+        try:
+            answer = await self._stub.ReserveCoupons(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("promotion", exc) from None
+        return [CouponUse(r.coupon_id, r.promotion_id, r.code_hint) for r in answer.reservations]
+
+    async def redeem(self, request_id: str, order_id: str) -> None:
+        try:
+            await self._stub.RedeemCoupons(
+                promotion_pb2.RedeemCouponsRequest(request_id=request_id, order_id=order_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("promotion", exc) from None
+
+    async def release(self, request_id: str, order_id: str) -> None:
+        try:
+            await self._stub.ReleaseCoupons(
+                promotion_pb2.ReleaseCouponsRequest(request_id=request_id, order_id=order_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("promotion", exc) from None
 
 
 _STATUS = {

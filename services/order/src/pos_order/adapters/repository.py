@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from pos_order.adapters.tables import (
     orders,
     selling_locations,
 )
+from pos_order.domain.coupons import Coupons
 from pos_order.domain.model import (
     ENDED,
     Capture,
@@ -43,6 +45,8 @@ from pos_order.domain.model import (
     TenderState,
     Totals,
 )
+from pos_order.domain.pricing import Buyer, LineDiscount
+from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import OrderFilters, OrderSettings
 
 
@@ -127,6 +131,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
         "hold_ttl": saga.hold_ttl,
+        "coupons": saga.coupons.to_json(),
         "points": saga.points,
         "points_discount": saga.points_discount,
         "points_state": saga.points_state.value if saga.points_state else None,
@@ -157,6 +162,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         done_steps=list(found["done_steps"]),
         cancel_reason=found["cancel_reason"],
         hold_ttl=found.get("hold_ttl", 0),
+        coupons=Coupons.from_json(found.get("coupons")),
         points=found.get("points", 0),
         points_discount=found.get("points_discount", 0),
         points_state=PointsState(found["points_state"]) if found.get("points_state") else None,
@@ -191,6 +197,13 @@ def _order(row: Row[Any]) -> Order:
                 ln["quantity"],
                 Money(ln["unit_price"], cur),
                 ln.get("fulfillment_id", ""),
+                ln.get("tax_category", ""),
+                discount=ln.get("discount", 0),
+                tax=ln.get("tax", 0),
+                discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
+                taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
+                product_id=ln.get("product_id", ""),
+                category=ln.get("category", ""),
             )
             for ln in m["lines"]
         ],
@@ -225,6 +238,10 @@ def _due_at(order: Order) -> datetime | None:
     run out; a pickup waits no longer."""
     if order.status is OrderStatus.PENDING_PAYMENT and order.saga.state is SagaState.RUNNING:
         return order.expires_at
+    if order.saga.state is SagaState.DONE and order.coupons_due:
+        # A redemption (confirmed) or a release (cancelled) that could not be asked yet: the
+        # resumer asks it on its next pass.
+        return order.updated_at
     if order.status is OrderStatus.CONFIRMED:
         waits = [
             f.expires_at
@@ -249,6 +266,15 @@ def _values(order: Order) -> dict[str, Any]:
                 "quantity": ln.quantity,
                 "unit_price": ln.unit_price.amount,
                 "fulfillment_id": ln.fulfillment_id,
+                "tax_category": ln.tax_category,
+                "discount": ln.discount,
+                "tax": ln.tax,
+                "discounts": [
+                    [d.promotion_id, d.amount, d.reason, d.requested_by] for d in ln.discounts
+                ],
+                "taxes": [[name, amount] for name, amount in ln.taxes],
+                "product_id": ln.product_id,
+                "category": ln.category,
             }
             for ln in order.lines
         ],
@@ -439,19 +465,37 @@ class SqlKnownCustomers:
             t.delete().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
         )
 
-    async def remember(self, customer_id: str, version: int) -> None:
+    async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         # Events may arrive out of order and race a checkout's own look-up: keep the newest.
+        # A look-up learns the version only: it leaves what an event brought as it is.
         t = known_customers
+        values: dict[str, object] = {"version": version}
+        if buyer is not None:
+            values |= {"groups": list(buyer.groups), "tax_exempt": buyer.tax_exempt}
         statement = pg_insert(t).values(
-            merchant_id=self._merchant, customer_id=customer_id, version=version
+            merchant_id=self._merchant, customer_id=customer_id, **values
         )
         await self._conn.execute(
             statement.on_conflict_do_update(
                 constraint="known_customers_pkey",
-                set_={"version": statement.excluded.version, "seen_at": statement.excluded.seen_at},
+                set_={
+                    **{k: statement.excluded[k] for k in values},
+                    "seen_at": statement.excluded.seen_at,
+                },
                 where=t.c.version < statement.excluded.version,
             )
         )
+
+    async def buyer(self, customer_id: str) -> Buyer | None:
+        t = known_customers
+        row = (
+            await self._conn.execute(
+                select(t.c.groups, t.c.tax_exempt).where(
+                    t.c.merchant_id == self._merchant, t.c.customer_id == customer_id
+                )
+            )
+        ).first()
+        return Buyer(tuple(row.groups), row.tax_exempt) if row else None
 
 
 class SqlCheckoutStarts:
@@ -540,6 +584,10 @@ class SqlPriceBook:
                     "price": item.unit_price.amount,
                     "currency": item.unit_price.currency,
                     "version": version,
+                    "product_id": item.product_id,
+                    "category": item.category,
+                    "tax_category": item.tax_category,
+                    "open_price": item.open_price,
                 }
                 for item, version in items
             ]
@@ -553,6 +601,10 @@ class SqlPriceBook:
                     "price": statement.excluded.price,
                     "currency": statement.excluded.currency,
                     "version": statement.excluded.version,
+                    "product_id": statement.excluded.product_id,
+                    "category": statement.excluded.category,
+                    "tax_category": statement.excluded.tax_category,
+                    "open_price": statement.excluded.open_price,
                     "seen_at": func.now(),
                 },
                 where=t.c.version <= statement.excluded.version,
@@ -569,20 +621,38 @@ class SqlPriceBook:
         t = selling_locations
         # Read first: an upsert locks the row even when its WHERE leaves it as it was, and
         # every sale at a store would then wait for the one before it to commit.
+        taxes = [asdict(x) for x in location.taxes]
+        wanted = (
+            location.currency,
+            location.tax_rate_bps,
+            location.tax_rates_bps,
+            location.tax_inclusive,
+            location.time_zone,
+            taxes,
+        )
         known = (
             await self._conn.execute(
-                select(t.c.currency, t.c.tax_rate_bps).where(
-                    t.c.merchant_id == self._merchant, t.c.location_id == location.id
-                )
+                select(
+                    t.c.currency,
+                    t.c.tax_rate_bps,
+                    t.c.tax_rates,
+                    t.c.prices_include_tax,
+                    t.c.time_zone,
+                    t.c.taxes,
+                ).where(t.c.merchant_id == self._merchant, t.c.location_id == location.id)
             )
         ).first()
-        if known is not None and tuple(known) == (location.currency, location.tax_rate_bps):
+        if known is not None and tuple(known) == wanted:
             return
         statement = pg_insert(t).values(
             merchant_id=self._merchant,
             location_id=location.id,
             currency=location.currency,
             tax_rate_bps=location.tax_rate_bps,
+            tax_rates=location.tax_rates_bps,
+            prices_include_tax=location.tax_inclusive,
+            time_zone=location.time_zone,
+            taxes=taxes,
         )
         # Written only when it changed: most sales find it as it was.
         await self._conn.execute(
@@ -591,10 +661,18 @@ class SqlPriceBook:
                 set_={
                     "currency": statement.excluded.currency,
                     "tax_rate_bps": statement.excluded.tax_rate_bps,
+                    "tax_rates": statement.excluded.tax_rates,
+                    "prices_include_tax": statement.excluded.prices_include_tax,
+                    "time_zone": statement.excluded.time_zone,
+                    "taxes": statement.excluded.taxes,
                     "seen_at": func.now(),
                 },
                 where=(t.c.currency != statement.excluded.currency)
-                | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps),
+                | (t.c.tax_rate_bps != statement.excluded.tax_rate_bps)
+                | (t.c.tax_rates != statement.excluded.tax_rates)
+                | (t.c.prices_include_tax != statement.excluded.prices_include_tax)
+                | (t.c.time_zone != statement.excluded.time_zone)
+                | (t.c.taxes != statement.excluded.taxes),
             )
         )
 
@@ -615,9 +693,31 @@ class SqlPriceBook:
                 select(t).where(t.c.merchant_id == self._merchant, t.c.sku.in_(skus))
             )
         ).all()
-        items = {r.sku: PricedItem(r.sku, r.name, Money(r.price, r.currency)) for r in rows}
+        items = {
+            r.sku: PricedItem(
+                r.sku,
+                r.name,
+                Money(r.price, r.currency),
+                r.tax_category,
+                r.product_id,
+                r.category,
+                r.open_price,
+            )
+            for r in rows
+        }
         location = (
-            SellingLocation(found.location_id, found.currency, found.tax_rate_bps)
+            SellingLocation(
+                found.location_id,
+                found.currency,
+                found.tax_rate_bps,
+                {k: int(v) for k, v in found.tax_rates.items()},
+                found.time_zone,
+                found.prices_include_tax,
+                tuple(
+                    LocationTax(t["name"], t["rate_bps"], dict(t["rates_bps"]), t["compound"])
+                    for t in found.taxes
+                ),
+            )
             if found
             else None
         )

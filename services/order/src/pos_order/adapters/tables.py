@@ -97,6 +97,9 @@ known_customers = Table(
     Column("customer_id", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What pricing needs of the customer, as of `version`: their groups and tax exemption.
+    Column("groups", JSONB, nullable=False, server_default="[]"),
+    Column("tax_exempt", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
 )
 
@@ -129,6 +132,12 @@ catalog_prices = Table(
     Column("currency", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What the pricing step needs beside the price, so a sale priced from here is priced as
+    # one priced live: offers select by product and category, tax goes by tax category.
+    Column("product_id", Text, nullable=False, server_default=""),
+    Column("category", Text, nullable=False, server_default=""),
+    Column("tax_category", Text, nullable=False, server_default=""),
+    Column("open_price", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "sku", name="catalog_prices_pkey"),
 )
 
@@ -140,5 +149,9 @@ selling_locations = Table(
     Column("currency", Text, nullable=False),
     Column("tax_rate_bps", BigInteger, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("tax_rates", JSONB, nullable=False, server_default="{}"),
+    Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
+    Column("time_zone", Text, nullable=False, server_default=""),
+    Column("taxes", JSONB, nullable=False, server_default="[]"),
     PrimaryKeyConstraint("merchant_id", "location_id", name="selling_locations_pkey"),
 )

@@ -13,6 +13,9 @@ from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import Money
+from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
+from pos_order.domain.pricing import LINE_KINDS, LineDiscount, Manual, validate_manual
+from pos_order.domain.tax import LocationTax, TaxTable
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
@@ -122,6 +125,8 @@ class LineRequest:
     sku: str
     quantity: int
     fulfillment: int = 0
+    manual: Manual | None = None
+    unit_price: Money | None = None  # entered at the sale: open-price products only
 
 
 Point = tuple[float, float]  # latitude, longitude
@@ -149,6 +154,10 @@ class PricedItem:
     sku: str
     name: str
     unit_price: Money
+    tax_category: str = ""
+    product_id: str = ""  # what promotions select items by, beside the SKU
+    category: str = ""
+    open_price: bool = False  # the price is entered at the sale
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,18 @@ class SellingLocation:
     id: str
     currency: str
     tax_rate_bps: int
+    # Per tax category; a category not listed is taxed at tax_rate_bps.
+    tax_rates_bps: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+    time_zone: str = ""
+    tax_inclusive: bool = False  # shelf prices contain their tax (VAT)
+    # Several taxes (state, city): when set they replace tax_rate_bps and tax_rates_bps.
+    taxes: tuple[LocationTax, ...] = ()
+
+    @property
+    def tax_table(self) -> TaxTable:
+        if self.taxes:
+            return TaxTable.of_taxes(list(self.taxes), self.tax_inclusive)
+        return TaxTable.simple(self.tax_rate_bps, self.tax_rates_bps, self.tax_inclusive)
 
 
 @dataclass
@@ -165,6 +186,17 @@ class OrderLine:
     quantity: int
     unit_price: Money
     fulfillment_id: str = ""
+    tax_category: str = ""
+    # What the pricing step gave the line (minor units): its discounts with their offer and
+    # reason, their sum, and its tax (per tax, summed).
+    discount: int = 0
+    tax: int = 0
+    discounts: list[LineDiscount] = field(default_factory=list)
+    taxes: list[tuple[str, int]] = field(default_factory=list)
+    product_id: str = ""
+    category: str = ""
+    # Asked for at the sale; what it gave is in `discounts` (promotion_id "manual").
+    manual: Manual | None = field(default=None, compare=False)
 
     @property
     def line_total(self) -> Money:
@@ -243,6 +275,8 @@ class Saga:
     # The holds' time to live as asked: a hold whose answer was lost is asked again, exactly
     # the same, to learn its id and release it.
     hold_ttl: int = 0
+    # The coupons the order named: reserved, redeemed or released with the order.
+    coupons: Coupons = field(default_factory=Coupons)
     # Loyalty points redeemed on the order and what they took off it (minor units), priced
     # before the order was saved; `points_state` None when it redeems none.
     points: int = 0
@@ -297,6 +331,11 @@ class Order:
         return [t.payment_id for t in self.saga.tenders if t.payment_id]
 
     @property
+    def tender_types(self) -> list[str]:
+        """The tender type of each payment in `payment_ids`, in the same order."""
+        return [t.tender.value for t in self.saga.tenders if t.payment_id]
+
+    @property
     def payment_id(self) -> str:
         ids = self.payment_ids
         return ids[-1] if ids else ""
@@ -315,6 +354,30 @@ class Order:
 
     def lines_of(self, f: Fulfillment) -> list[OrderLine]:
         return [ln for ln in self.lines if ln.fulfillment_id == f.id]
+
+    @property
+    def coupons_due(self) -> bool:
+        """A redemption (confirmed) or a release (cancelled) of its coupons still to ask."""
+        step = self.saga.coupons.step
+        if self.status is OrderStatus.CANCELLED:
+            return step in (CouponStep.SENT, CouponStep.RESERVED)
+        return step is CouponStep.RESERVED and self.status in (
+            OrderStatus.CONFIRMED,
+            OrderStatus.COMPLETED,
+        )
+
+    def coupons_reserved(self, uses: list[CouponUse]) -> None:
+        if self.saga.coupons.step is CouponStep.SENT:
+            self.saga.coupons.step = CouponStep.RESERVED
+            self.saga.coupons.uses = list(uses)
+
+    def coupons_settled(self) -> None:
+        """The promotion service answered the redemption (confirmed) or release (cancelled)."""
+        if not self.coupons_due:
+            return
+        self.saga.coupons.step = (
+            CouponStep.RELEASED if self.status is OrderStatus.CANCELLED else CouponStep.REDEEMED
+        )
 
     def tender_for(self, asked_by: str) -> TenderRecord | None:
         return next((t for t in self.saga.tenders if t.asked_by == asked_by), None)
@@ -354,13 +417,19 @@ class Order:
                 )
             )
         self.lines = [ln for ln in self.lines if ln.fulfillment_id != f.id]
+        # A line split over stores splits its discounts and taxes by quantity (the cents add up).
+        quantities: dict[str, list[int]] = {}
+        for allocation in allocations:
+            for sku, quantity in allocation.lines:
+                quantities.setdefault(sku, []).append(quantity)
+        taken: dict[str, int] = {}
         for part, allocation in zip(made, allocations, strict=True):
             part.location_id = allocation.location_id
             part.reservation_id = allocation.reservation_id
             part.hold = HoldState.HELD
             for sku, quantity in allocation.lines:
-                line = asked[sku]
-                self.lines.append(OrderLine(sku, line.name, quantity, line.unit_price, part.id))
+                k = taken[sku] = taken.get(sku, -1) + 1
+                self.lines.append(_part_of(asked[sku], quantity, quantities[sku], k, part.id))
         weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
         for part, share in zip(made, split_total(f.amount, weights), strict=True):
             part.amount = share
@@ -572,6 +641,31 @@ class Order:
         self.updated_at = at
 
 
+def _part_of(
+    line: OrderLine, quantity: int, quantities: list[int], k: int, fulfillment_id: str
+) -> OrderLine:
+    def share(amount: int) -> int:
+        return split_total(amount, quantities)[k]
+
+    discounts = [LineDiscount(d.promotion_id, share(d.amount), d.reason, d.requested_by)
+                 for d in line.discounts]  # fmt: skip
+    taxes = [(name, share(amount)) for name, amount in line.taxes]
+    return OrderLine(
+        line.sku,
+        line.name,
+        quantity,
+        line.unit_price,
+        fulfillment_id,
+        line.tax_category,
+        discount=share(line.discount),
+        tax=share(line.tax),
+        discounts=[d for d in discounts if d.amount],
+        taxes=taxes,
+        product_id=line.product_id,
+        category=line.category,
+    )
+
+
 def _planned(captures: list[Capture], payment_id: str) -> int:
     return sum(c.amount for c in captures if c.payment_id == payment_id and not c.done)
 
@@ -620,6 +714,7 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
             f"lines[{i}].fulfillment",
             f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
         )
+        violations += validate_manual(line.manual, f"lines[{i}].manual", LINE_KINDS)
     keys = [(line.sku, line.fulfillment) for line in lines]
     violations += require(
         len(set(keys)) == len(keys), "lines", "must not repeat a sku within a fulfilment"
@@ -788,9 +883,51 @@ def price_lines(
                     f"{location.currency}",
                 )
             )
+    for i, line in enumerate(lines):
+        item = items.get(line.sku)
+        if item is None:
+            continue
+        entered = line.unit_price
+        if item.open_price:
+            violations += require(
+                entered is not None,
+                f"lines[{i}].unit_price",
+                "is required: this product's price is entered at the sale",
+            )
+            if entered is not None:
+                violations += require(
+                    entered.currency == location.currency and entered.amount >= 0,
+                    f"lines[{i}].unit_price",
+                    f"must be zero or more, in {location.currency}",
+                )
+        else:
+            violations += require(
+                entered is None,
+                f"lines[{i}].unit_price",
+                "is only for an open-price product (its price is the catalog's)",
+            )
+        if line.manual is not None and line.manual.kind == "price":
+            listed = entered if item.open_price and entered is not None else item.unit_price
+            violations += require(
+                line.manual.value <= listed.amount,
+                f"lines[{i}].manual.value",
+                f"a new price must not be above the list price ({listed.amount})",
+            )
     raise_if(violations)
     return [
-        OrderLine(line.sku, items[line.sku].name, line.quantity, items[line.sku].unit_price)
+        OrderLine(
+            line.sku,
+            items[line.sku].name,
+            line.quantity,
+            # An open-price product sells at the price entered (checked above).
+            line.unit_price
+            if items[line.sku].open_price and line.unit_price is not None
+            else items[line.sku].unit_price,
+            tax_category=items[line.sku].tax_category,
+            product_id=items[line.sku].product_id,
+            category=items[line.sku].category,
+            manual=line.manual,
+        )
         for line in lines
     ]
 

@@ -10,6 +10,7 @@ from pos_kit.consumer import PoisonMessage
 from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import PricedItem
+from pos_order.domain.pricing import Buyer
 from pos_order.service import handlers
 
 
@@ -19,7 +20,8 @@ async def on_customer_changed(
     customer = message.customer
     if not customer.id:
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a customer id")
-    await handlers.remember_customer(uow, customer.id, customer.version)
+    buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
+    await handlers.remember_customer(uow, customer.id, customer.version, buyer)
 
 
 async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:
@@ -31,11 +33,12 @@ async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerEra
 def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
     """The product's own SKU and each variant's, with the price a sale of it takes."""
     price = Money(product.price.amount, product.price.currency)
-    items = [PricedItem(product.sku, product.name, price)] if product.sku else []
+    same = (product.tax_category, product.id, product.category, product.open_price)
+    items = [PricedItem(product.sku, product.name, price, *same)] if product.sku else []
     for variant in product.variants:
         own = variant.price if variant.HasField("price") else product.price
         name = f"{product.name} ({variant.name})" if variant.name else product.name
-        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency)))
+        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency), *same))
     return items
 
 

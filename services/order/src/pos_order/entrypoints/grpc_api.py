@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 
 import grpc
@@ -19,10 +19,12 @@ from pos_order.adapters.messages import (
     FULFILLMENT_TYPES,
     STATUSES,
     TENDERS,
+    cart_to_proto,
     order_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import FulfillmentRequest, LineRequest, Order, Tender
+from pos_order.domain.pricing import Manual
 from pos_order.service import handlers
 from pos_order.service.ports import (
     CheckoutCommand,
@@ -44,6 +46,19 @@ def _tender(number: int) -> Tender | None:
         return None
 
 
+def _manual(found: order_pb2.ManualAdjustment, present: bool) -> Manual | None:
+    if not present:
+        return None
+    return Manual(found.kind, found.value, found.reason, found.requested_by)
+
+
+def _entered(i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest) -> Money | None:
+    """An open-price product's price as entered at the sale."""
+    if not line.HasField("unit_price"):
+        return None
+    return from_proto(f"lines[{i}].unit_price", line.unit_price)
+
+
 def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     cash: Money | None = None
     if request.HasField("cash_tendered"):
@@ -52,12 +67,52 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         request_id=request.request_id,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity) for ln in request.lines],
+        lines=[
+            LineRequest(
+                ln.sku,
+                ln.quantity,
+                0,
+                _manual(ln.manual, ln.HasField("manual")),
+                _entered(i, ln),
+            )
+            for i, ln in enumerate(request.lines)
+        ],
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
+        coupon_codes=tuple(request.coupon_codes),
+        order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
     )
+
+
+def _line_requests(found: Sequence[order_pb2.OrderLineRequest]) -> list[LineRequest]:
+    return [
+        LineRequest(
+            ln.sku,
+            ln.quantity,
+            ln.fulfillment,
+            _manual(ln.manual, ln.HasField("manual")),
+            _entered(i, ln),
+        )
+        for i, ln in enumerate(found)
+    ]
+
+
+def _fulfillment_requests(
+    found: Sequence[order_pb2.FulfillmentRequest],
+) -> list[FulfillmentRequest]:
+    return [
+        FulfillmentRequest(
+            FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
+            f.location_id,
+            f.ship_to,
+            (f.destination.latitude, f.destination.longitude)
+            if f.HasField("destination")
+            else None,
+        )
+        for i, f in enumerate(found)
+    ]
 
 
 def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand:
@@ -66,20 +121,12 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         channel=request.channel,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
-        fulfillments=[
-            FulfillmentRequest(
-                FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
-                f.location_id,
-                f.ship_to,
-                (f.destination.latitude, f.destination.longitude)
-                if f.HasField("destination")
-                else None,
-            )
-            for i, f in enumerate(request.fulfillments)
-        ],
+        lines=_line_requests(request.lines),
+        fulfillments=_fulfillment_requests(request.fulfillments),
         notes=request.notes,
         metadata=dict(request.metadata),
+        coupon_codes=tuple(request.coupon_codes),
+        order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
     )
 
@@ -199,6 +246,23 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.policy,
             lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
         )
+
+    async def CalculateCart(
+        self, request: order_pb2.CalculateCartRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CalculateCartResponse:
+        # No transaction: inventory and promotion answer with no connection held (the read
+        # model is read in a short one of its own only while inventory is down).
+        cmd = handlers.CartCommand(
+            location_id=request.location_id,
+            channel=request.channel,
+            customer_id=request.customer_id,
+            lines=_line_requests(request.lines),
+            fulfillments=_fulfillment_requests(request.fulfillments),
+            coupon_codes=tuple(request.coupon_codes),
+            order_manual=_manual(request.order_manual, request.HasField("order_manual")),
+        )
+        cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
+        return cart_to_proto(cart)
 
     @query
     async def GetOrder(

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
     Conflict,
+    DomainError,
+    ErrorKind,
     FieldViolation,
-    InvalidArgument,
     NotFound,
     Unavailable,
     raise_if,
@@ -26,6 +27,7 @@ from pos_kit.errors import (
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.domain.coupons import CouponStep, validate_codes
 from pos_order.domain.model import (
     CAPTURES_AT,
     FulfillmentRequest,
@@ -35,27 +37,27 @@ from pos_order.domain.model import (
     Order,
     OrderStatus,
     PointsState,
-    PricedItem,
     SagaState,
     SellingLocation,
     Tender,
     TenderRecord,
     TenderState,
     build_fulfillments,
-    compute_totals,
-    price_lines,
     price_points,
     validate_checkout,
     validate_order,
     validate_redemption,
     validate_register_tender,
 )
-from pos_order.service import saga
+from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
+from pos_order.service import pricing, saga
 from pos_order.service.ports import (
+    CartContext,
     CheckoutCommand,
     CheckoutPorts,
     CreateOrderCommand,
     CustomerLookup,
+    DiscountQuote,
     NewUow,
     OrderFilters,
     OrderSettings,
@@ -78,6 +80,8 @@ class Started:
     order_id: str
     existing: Order | None  # a re-run finds the order its first run saved
     settings: OrderSettings
+    # The customer's groups and tax exemption, from the read model.
+    buyer: Buyer = field(default_factory=Buyer)
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,13 @@ async def _start(
     existing = await uow.orders.get(order_id)
     if existing is not None:
         await uow.orders.touch(order_id)
-    known = existing is not None or not customer_id or await uow.customers.contains(customer_id)
+    # One read tells whether the customer is known here and what pricing needs of them.
+    buyer = await uow.customers.buyer(customer_id) if customer_id and existing is None else None
+    known = existing is not None or not customer_id or buyer is not None
     # A register sale holds nothing: the merchant's hold settings do not concern it.
     found = await uow.settings.get() if need_settings else None
     settings = found or policy.defaults
-    return Started(at, known, order_id, existing, settings)
+    return Started(at, known, order_id, existing, settings, buyer or Buyer())
 
 
 def at_register() -> tuple[str, str]:
@@ -120,30 +126,6 @@ class Priced:
     location: SellingLocation | None  # priced live: kept in the read model with the order
 
 
-async def _price_snapshot(
-    ports: CheckoutPorts,
-    new_uow: NewUow,
-    location_id: str,
-    skus: list[str],
-    fulfillments: list[FulfillmentRequest],
-) -> tuple[SellingLocation, dict[str, PricedItem], bool]:
-    """Prices as the catalog stands, from the inventory service; while it is down, an
-    in-store sale is priced from the read model (stale by at most the product events' lag, and
-    a location's tax rate as of its last sale), and anything to hold is a 503."""
-    try:
-        location, items = await ports.catalog.price_snapshot(location_id, skus)
-        return location, items, True
-    except Unavailable:
-        if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
-            raise
-        async with new_uow() as uow:
-            known, items = await uow.prices.snapshot(location_id, skus)
-        if known is None or set(items) != set(skus):
-            raise  # never sold there, or a SKU not known here: no price to sell at
-        log.warning("inventory unavailable: priced from the order service's read model")
-        return known, items, False
-
-
 async def _priced_order(
     ports: CheckoutPorts,
     new_uow: NewUow,
@@ -154,33 +136,42 @@ async def _priced_order(
     lines: list[LineRequest],
     fulfillments: list[FulfillmentRequest],
     channel: str,
+    coupon_codes: tuple[str, ...] = (),
+    order_manual: Manual | None = None,
     redeem_points: int = 0,
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
-    skus = sorted({ln.sku for ln in lines})
-    location, items, live = await _price_snapshot(ports, new_uow, location_id, skus, fulfillments)
-    priced = price_lines(lines, items, location)
-    # Every other store named to fulfil from must be the merchant's: another merchant's is
-    # refused (404) like a made-up one, before anything is saved or held.
-    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
-        await ports.catalog.price_snapshot(elsewhere, skus)
-    quote = await ports.discounts.quote(priced, location.currency)
-    discount = quote.total
+    cart = await pricing.price_cart(
+        ports,
+        new_uow,
+        location_id,
+        customer_id,
+        lines,
+        fulfillments,
+        channel,
+        coupon_codes,
+        order_manual,
+        started.buyer,
+    )
+    refuse_rejected(cart.quote)
+    location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
+    live = cart.live
     points_discount = None
     if redeem_points:
         # Priced now, before anything is saved: the customer service down is a 503 that
         # leaves nothing behind; the hold itself comes once the order is saved.
         if ports.loyalty is None:
             raise Unavailable("loyalty points cannot be redeemed now", "customer_unavailable")
-        subtotal = sum((ln.line_total for ln in priced), Money(0, location.currency))
         points_discount = price_points(
-            redeem_points, await ports.loyalty.point_value(), subtotal - quote.total
+            redeem_points,
+            await ports.loyalty.point_value(),
+            totals.subtotal - totals.discount,
         )
-        discount = quote.total + points_discount
-    totals = compute_totals(priced, discount, location.tax_rate_bps)
+        # An order-level discount after the promotions', before tax (the pricing step's).
+        totals = pricing.apply_points(cart, points_discount.amount)
     register_id, staff_id = at_register()
     order = Order(
         id=order_id,
@@ -200,7 +191,35 @@ async def _priced_order(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
     order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
+    if coupon_codes:
+        order.saga.coupons.step = CouponStep.SENT
     return Priced(order, learnt, location if live else None)
+
+
+def refuse_rejected(quote: DiscountQuote) -> None:
+    """A coupon the customer named that cannot apply stops the sale (409 with the reason), so
+    the till can ask them: never a silent sale at full price."""
+    if quote.rejected:
+        first = min(quote.rejected, key=lambda r: r.index)
+        raise Conflict(
+            f"coupon_codes[{first.index}]: {first.message}",
+            first.reason,
+            {"code_index": str(first.index)},
+        )
+
+
+async def _reserve_or_drop(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, cart: CartContext, announce: bool
+) -> Order:
+    """The coupons reserved before anything else is taken for the order; refused, the order
+    is dropped (nothing was held or paid, and it was not announced) and the refusal stands."""
+    try:
+        return await saga.reserve_coupons(new_uow, ports, order, cart, announce)
+    except DomainError as exc:
+        if exc.kind in saga.TRANSIENT:
+            raise
+        await _discard(new_uow, order.id)
+        raise
 
 
 async def _save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> Order:
@@ -245,6 +264,10 @@ class Checkout(Generic[R]):
         # Bad input is refused before a request id is claimed: nothing to undo.
         raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
+        raise_if(
+            validate_codes(cmd.coupon_codes)
+            + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        )
         self.cmd = cmd
         self.ports = ports
         self.new_uow = new_uow
@@ -272,6 +295,8 @@ class Checkout(Generic[R]):
                 cmd.lines,
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
+                cmd.coupon_codes,
+                cmd.order_manual,
                 cmd.redeem_points,
             )
             order = priced.order
@@ -290,7 +315,12 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.COMPENSATING:
             order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
+            order = await saga.settle_coupons(self.new_uow, self.ports, order)
             return Sale(order, await _last_payment(self.ports, order))
+        if order.saga.coupons.step is CouponStep.SENT:
+            cart = CartContext(order.location_id, order.channel, order.customer_id,
+                               cmd.coupon_codes)  # fmt: skip
+            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, False)
         order = await saga.hold_points(self.new_uow, self.ports, order, policy)
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
@@ -307,9 +337,12 @@ class Checkout(Generic[R]):
                 cmd.cash_tendered,
                 cmd.card_token,
             )
-        except InvalidArgument:
+        except DomainError as exc:
+            if exc.kind is not ErrorKind.INVALID:
+                raise
             # Refused before anything was taken (a token the processor never issued): the sale
-            # never happened, so nothing of it stays (points it held are free again first).
+            # never happened, so nothing of it stays (points it held are free again first). By
+            # kind, not class: the payment service's refusal arrives as a plain DomainError.
             if order.saga.points_state is not None:
                 await saga.give_back_points(self.ports, order)
             await _discard(self.new_uow, order.id)
@@ -336,6 +369,8 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.COMPENSATING:
             order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
+            # Confirmed: the coupons are redeemed; declined: given back.
+            order = await saga.settle_coupons(self.new_uow, self.ports, order)
             return Sale(order, payment)
         if order.saga.tenders[0].state is TenderState.PENDING:
             raise Unavailable(
@@ -390,6 +425,10 @@ class CreateOrder(Generic[R]):
         ]
         raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
+        raise_if(
+            validate_codes(cmd.coupon_codes)
+            + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
         self.new_uow = new_uow
@@ -414,13 +453,21 @@ class CreateOrder(Generic[R]):
                 cmd.lines,
                 cmd.fulfillments,
                 cmd.channel,
+                cmd.coupon_codes,
+                cmd.order_manual,
                 cmd.redeem_points,
             )
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
-            order = await _save_new(self.new_uow, priced)
+            # With coupons, the order is announced once they are reserved (a refused coupon
+            # drops an order nobody was told of).
+            order = await _save_new(self.new_uow, priced, announce=not cmd.coupon_codes)
             await boundary(self.policy, "order_saved")
+        if order.saga.coupons.step is CouponStep.SENT:
+            cart = CartContext(order.location_id, order.channel, order.customer_id,
+                               cmd.coupon_codes)  # fmt: skip
+            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, True)
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
@@ -692,9 +739,12 @@ async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
     return version
 
 
-async def remember_customer(uow: OrderUnitOfWork, customer_id: str, version: int) -> None:
-    """A customer created or changed at the customer service: its id is now known here."""
-    await uow.customers.remember(customer_id, version)
+async def remember_customer(
+    uow: OrderUnitOfWork, customer_id: str, version: int, buyer: Buyer | None = None
+) -> None:
+    """A customer created or changed at the customer service: its id is now known here, with
+    what pricing needs of it (groups, tax exemption)."""
+    await uow.customers.remember(customer_id, version, buyer)
 
 
 async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
@@ -765,3 +815,48 @@ T = TypeVar("T")
 
 def _or(value: T | None, default: T) -> T:
     return default if value is None else value
+
+
+@dataclass(frozen=True)
+class CartCommand:
+    location_id: str
+    channel: str
+    customer_id: str
+    lines: list[LineRequest]
+    fulfillments: list[FulfillmentRequest]
+    coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
+
+
+async def calculate_cart(
+    cmd: CartCommand, ports: CheckoutPorts, new_uow: NewUow
+) -> pricing.PricedCart:
+    """The cart preview: the pricing step a checkout and an order run, writing nothing. A
+    coupon that cannot apply is in the answer's quote (`rejected`), not an error."""
+    fulfillments = cmd.fulfillments or [
+        FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
+    ]
+    validate_order(cmd.channel or "register", cmd.location_id, cmd.lines, fulfillments, {})
+    raise_if(
+        validate_codes(cmd.coupon_codes)
+        + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+    )
+    buyer = Buyer()
+    if cmd.customer_id:
+        async with new_uow() as uow:
+            found = await uow.customers.buyer(cmd.customer_id)
+        if found is None:
+            await customer_version(ports.customers, cmd.customer_id)
+        buyer = found or buyer
+    return await pricing.price_cart(
+        ports,
+        new_uow,
+        cmd.location_id,
+        cmd.customer_id,
+        cmd.lines,
+        fulfillments,
+        cmd.channel or "register",
+        cmd.coupon_codes,
+        cmd.order_manual,
+        buyer,
+    )

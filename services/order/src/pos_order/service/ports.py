@@ -10,6 +10,7 @@ from typing import Protocol, Self
 
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.domain.coupons import CouponUse
 from pos_order.domain.model import (
     Allocation,
     FulfillmentRequest,
@@ -23,6 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.pricing import Buyer, Manual
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -66,7 +68,14 @@ class KnownCustomers(Protocol):
     """The merchant's customer ids as the order service has learnt them."""
 
     async def contains(self, customer_id: str) -> bool: ...
-    async def remember(self, customer_id: str, version: int) -> None: ...
+    async def remember(
+        self, customer_id: str, version: int, buyer: Buyer | None = None
+    ) -> None: ...
+    async def buyer(self, customer_id: str) -> Buyer | None:
+        """The customer's groups and tax exemption as the events told; None: an id not known
+        here (one read answers both)."""
+        ...
+
     async def forget(self, customer_id: str) -> None: ...
 
 
@@ -159,13 +168,71 @@ class Loyalty(Protocol):
 
 
 @dataclass(frozen=True)
+class CartContext:
+    """What the promotion service judges an offer's conditions by, beside the lines."""
+
+    location_id: str = ""
+    channel: str = ""
+    customer_id: str = ""
+    coupon_codes: tuple[str, ...] = ()
+    time_zone: str = ""  # the location's: offers' windows and hours are its wall-clock time
+    order_manual: Manual | None = None  # a discount on the whole order given by hand
+    customer_groups: tuple[str, ...] = ()
+
+    @property
+    def must_ask(self) -> bool:
+        """Coupons or manual discounts: list price is no answer when promotion is down."""
+        return bool(self.coupon_codes) or self.order_manual is not None
+
+
+@dataclass(frozen=True)
+class RejectedCoupon:
+    index: int  # its position in the request's coupon_codes
+    reason: str  # coupon_unknown, coupon_expired, coupon_exhausted, ...
+    message: str
+
+
+@dataclass(frozen=True)
+class AppliedDiscount:
+    promotion_id: str  # or "manual"
+    amount: int
+    reason: str
+    level: str  # item | order
+    lines: tuple[tuple[int, int], ...] = ()  # (line index, amount)
+    requested_by: str = ""
+
+
+@dataclass(frozen=True)
 class DiscountQuote:
     total: Money
     applied: bool  # False when promotion could not be asked: sold at list price
+    rejected: tuple[RejectedCoupon, ...] = ()
+    discounts: tuple[AppliedDiscount, ...] = ()
+    line_discounts: tuple[int, ...] = ()  # per line, in the order asked
 
 
 class Discounts(Protocol):
-    async def quote(self, lines: list[OrderLine], currency: str) -> DiscountQuote: ...
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote: ...
+
+
+class Coupons(Protocol):
+    """The promotion service's coupon reservations, keyed by the order."""
+
+    async def reserve(
+        self,
+        request_id: str,
+        order_id: str,
+        lines: list[OrderLine],
+        currency: str,
+        cart: CartContext,
+    ) -> list[CouponUse]:
+        """All the codes or none; a code that cannot apply is a Conflict `coupon_*`."""
+        ...
+
+    async def redeem(self, request_id: str, order_id: str) -> None: ...
+    async def release(self, request_id: str, order_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -268,6 +335,7 @@ class CheckoutPorts:
     payments: Payments
     customers: CustomerLookup
     stock: Stock | None = None
+    coupons: Coupons | None = None
     loyalty: Loyalty | None = None
 
 
@@ -280,6 +348,8 @@ class CheckoutCommand:
     tender: Tender | None
     cash_tendered: Money | None
     card_token: str
+    coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
     redeem_points: int = 0
 
 
@@ -293,4 +363,6 @@ class CreateOrderCommand:
     fulfillments: list[FulfillmentRequest]
     notes: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
     redeem_points: int = 0

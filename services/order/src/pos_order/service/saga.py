@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.money import Money
+from pos_order.domain.coupons import CouponStep
 from pos_order.domain.model import (
     Allocation,
     Capture,
@@ -26,6 +27,7 @@ from pos_order.domain.model import (
     FulfillmentType,
     HoldState,
     Order,
+    OrderCreated,
     OrderStatus,
     PointsState,
     SagaState,
@@ -33,7 +35,13 @@ from pos_order.domain.model import (
     TenderRecord,
     TenderState,
 )
-from pos_order.service.ports import CheckoutPorts, NewUow, OrderSettings, PaymentResult
+from pos_order.service.ports import (
+    CartContext,
+    CheckoutPorts,
+    NewUow,
+    OrderSettings,
+    PaymentResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,53 @@ async def settings_of(new_uow: NewUow, policy: Policy) -> OrderSettings:
     async with new_uow() as uow:
         found = await uow.settings.get()
     return found or policy.defaults
+
+
+# --- coupons: reserved before any payment, redeemed on confirmation, released on cancel ----
+
+
+async def reserve_coupons(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, cart: CartContext, announce: bool = False
+) -> Order:
+    """Reserve a use of each coupon the order names (all or none), keyed by the order: a
+    retry asks the same and gets the same reservations. A code that cannot apply raises the
+    promotion service's Conflict (`coupon_exhausted`, ...): the caller drops the order, which
+    nothing else was taken for yet. `announce`: the order's `created` event waits for this."""
+    if order.saga.coupons.step is not CouponStep.SENT:
+        return order
+    if ports.coupons is None:
+        raise Unavailable("coupons cannot be reserved now", "promotion_unavailable")
+    uses = await ports.coupons.reserve(
+        f"{order.id}/coupons/reserve", order.id, order.lines, order.currency, cart
+    )
+
+    def reserved(o: Order) -> None:
+        o.coupons_reserved(uses)
+        if announce:
+            o.events.append(OrderCreated(o))
+
+    order, _ = await change(new_uow, order.id, reserved)
+    return order
+
+
+async def settle_coupons(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Order:
+    """A confirmed order redeems its coupons; a cancelled one releases them. While the
+    promotion service cannot answer, the order stays due and the resumer asks again."""
+    if not order.coupons_due or ports.coupons is None:
+        return order
+    try:
+        if order.status is OrderStatus.CANCELLED:
+            await ports.coupons.release(f"{order.id}/coupons/release", order.id)
+        else:
+            await ports.coupons.redeem(f"{order.id}/coupons/redeem", order.id)
+    except DomainError as exc:
+        if exc.kind in TRANSIENT:
+            log.warning("coupons of order %s not settled yet (%s)", order.id, exc.code)
+            return order
+        # Nothing reserved (NotFound), or already final: nothing more to ask.
+        log.info("coupons of order %s: %s", order.id, exc.code)
+    order, _ = await change(new_uow, order.id, lambda o: o.coupons_settled())
+    return order
 
 
 # --- holding stock ---------------------------------------------------------------------------
@@ -395,7 +450,7 @@ async def finish_confirmation(
 
     order, _ = await change(new_uow, order.id, confirm)
     await boundary(policy, "after_confirm_commit")
-    return order
+    return await settle_coupons(new_uow, ports, order)
 
 
 def _expiry(p: PaymentResult) -> datetime | None:
@@ -471,6 +526,10 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
                     [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
                     order.id,
                 )
+    if order.saga.coupons.to_release and ports.coupons is not None:
+        # A promotion service that cannot answer stops the compensation here (it is retried):
+        # a use is never kept for an order that was not sold.
+        await _quietly(ports.coupons.release(f"{order.id}/coupons/release", order.id))
     points = await give_back_points(ports, order)
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
@@ -483,6 +542,8 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
             elif f.hold is HoldState.COMMITTED:
                 f.hold = HoldState.RESTOCKED
         o.cancelled(now())
+        if ports.coupons is not None:
+            o.coupons_settled()
 
     order, _ = await change(new_uow, order.id, done)
     return order
@@ -492,10 +553,15 @@ async def _quietly(call: object) -> None:
     """A void or release of something already final is done, not an error."""
     try:
         await call  # type: ignore[misc]
-    except Conflict as exc:
-        log.info("compensation step already final: %s", exc.code)
-    except NotFound:
-        log.info("compensation step: nothing to undo")
+    except DomainError as exc:
+        # By kind, not class: another service's refusal arrives as a plain DomainError
+        # (pos_kit.grpc_client.RemoteError.to_domain keeps the kind and the code).
+        if exc.kind is ErrorKind.CONFLICT:
+            log.info("compensation step already final: %s", exc.code)
+        elif exc.kind is ErrorKind.NOT_FOUND:
+            log.info("compensation step: nothing to undo")
+        else:
+            raise
 
 
 # --- the resumer's pass over one order -------------------------------------------------------
@@ -508,6 +574,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
     if order.saga.state is SagaState.COMPENSATING:
         return await compensate(new_uow, ports, order, policy)
     if order.saga.state is SagaState.DONE:
+        order = await settle_coupons(new_uow, ports, order)
         if order.status is OrderStatus.CONFIRMED:
             return await expire_pickups(new_uow, ports, order, policy)
         return order

@@ -165,6 +165,8 @@ class Location(_message.Message):
     TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
     PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
+    PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -178,6 +180,10 @@ class Location(_message.Message):
     """Customers may collect online orders here."""
     ship_enabled: _builtins.bool
     """Online orders may be shipped from here."""
+    prices_include_tax: _builtins.bool
+    """Shelf prices here include their tax (VAT): a sale shows the tax contained in the price
+    rather than adding it.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -190,6 +196,12 @@ class Location(_message.Message):
     def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Tax rate in basis points per tax category (e.g. "food": 200); a category that is not
         listed is taxed at tax_rate_bps.
+        """
+
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationTax]:
+        """More than one tax on a sale here (a state and a city tax): when set, these replace
+        tax_rate_bps and tax_rates_bps, each charged on its own, in this order.
         """
 
     def __init__(
@@ -208,14 +220,69 @@ class Location(_message.Message):
         tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pickup_enabled: _builtins.bool = ...,
         ship_enabled: _builtins.bool = ...,
+        prices_include_tax: _builtins.bool = ...,
+        taxes: _abc.Iterable[Global___LocationTax] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class LocationTax(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RatesBpsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATE_BPS_FIELD_NUMBER: _builtins.int
+    RATES_BPS_FIELD_NUMBER: _builtins.int
+    COMPOUND_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"state", "city", "VAT": how the receipt names it."""
+    rate_bps: _builtins.int
+    compound: _builtins.bool
+    """Charged on the price plus the taxes listed before it (otherwise on the price alone)."""
+    @_builtins.property
+    def rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Per tax category; a category not listed pays rate_bps."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rate_bps: _builtins.int = ...,
+        rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        compound: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compound", b"compound", "name", b"name", "rate_bps", b"rate_bps", "rates_bps", b"rates_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocationTax: _TypeAlias = LocationTax  # noqa: Y015
 
 @_typing.final
 class Address(_message.Message):
@@ -292,6 +359,7 @@ class Product(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
+    OPEN_PRICE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -303,6 +371,10 @@ class Product(_message.Message):
     status: Global___ProductStatus.ValueType
     external_id: _builtins.str
     """The id of this product in the merchant's own system; unique per merchant when set."""
+    open_price: _builtins.bool
+    """The price is entered at the sale (`price` is then a suggestion): deli by weight, a
+    donation, a repair.
+    """
     @_builtins.property
     def price(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -334,10 +406,11 @@ class Product(_message.Message):
         external_id: _builtins.str = ...,
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
+        open_price: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "price", b"price", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "created_at", b"created_at", "description", b"description", "external_id", b"external_id", "id", b"id", "name", b"name", "price", b"price", "sku", b"sku", "status", b"status", "tax_category", b"tax_category", "updated_at", b"updated_at", "variants", b"variants", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "created_at", b"created_at", "description", b"description", "external_id", b"external_id", "id", b"id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "status", b"status", "tax_category", b"tax_category", "updated_at", b"updated_at", "variants", b"variants", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,6 +493,8 @@ class CreateLocationRequest(_message.Message):
     TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
     PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
+    PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -430,12 +505,15 @@ class CreateLocationRequest(_message.Message):
     """Unset means "UTC"."""
     pickup_enabled: _builtins.bool
     ship_enabled: _builtins.bool
+    prices_include_tax: _builtins.bool
     @_builtins.property
     def address(self) -> Global___Address: ...
     @_builtins.property
     def geo(self) -> Global___GeoPoint: ...
     @_builtins.property
     def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationTax]: ...
     def __init__(
         self,
         *,
@@ -450,10 +528,12 @@ class CreateLocationRequest(_message.Message):
         tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pickup_enabled: _builtins.bool = ...,
         ship_enabled: _builtins.bool = ...,
+        prices_include_tax: _builtins.bool = ...,
+        taxes: _abc.Iterable[Global___LocationTax] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "geo", b"geo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "currency", b"currency", "geo", b"geo", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "currency", b"currency", "geo", b"geo", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -538,6 +618,7 @@ class CreateProductRequest(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
+    OPEN_PRICE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -546,6 +627,7 @@ class CreateProductRequest(_message.Message):
     tax_category: _builtins.str
     """Empty means "standard"."""
     external_id: _builtins.str
+    open_price: _builtins.bool
     @_builtins.property
     def price(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -567,10 +649,11 @@ class CreateProductRequest(_message.Message):
         external_id: _builtins.str = ...,
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
+        open_price: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "price", b"price", "request_id", b"request_id", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "request_id", b"request_id", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1006,12 +1089,14 @@ class ProductInput(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
+    OPEN_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     description: _builtins.str
     category: _builtins.str
     tax_category: _builtins.str
     external_id: _builtins.str
+    open_price: _builtins.bool
     @_builtins.property
     def price(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -1030,10 +1115,11 @@ class ProductInput(_message.Message):
         external_id: _builtins.str = ...,
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
+        open_price: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "price", b"price", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1057,7 +1143,7 @@ class UpdateProductRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Which fields of `product` to change (sku, name, price, description, category,
-        tax_category, external_id, barcodes, variants); lists are replaced whole. Variants keep
+        tax_category, external_id, barcodes, variants, open_price); lists are replaced whole. Variants keep
         their ids when their SKU stays.
         """
 

@@ -210,15 +210,33 @@ class OrderLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_CATEGORY_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     quantity: _builtins.int
     fulfillment_id: _builtins.str
     """The fulfilment this line leaves by."""
+    tax_category: _builtins.str
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
     @_builtins.property
     def line_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discount_total(self) -> _money_pb2.Money:
+        """What the line's discounts take off it, and its tax (on the line less its discounts;
+        rounded per line, then summed into the order's).
+        """
+
+    @_builtins.property
+    def tax_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]: ...
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineTax]: ...
     def __init__(
         self,
         *,
@@ -228,14 +246,75 @@ class OrderLine(_message.Message):
         unit_price: _money_pb2.Money | None = ...,
         line_total: _money_pb2.Money | None = ...,
         fulfillment_id: _builtins.str = ...,
+        discount_total: _money_pb2.Money | None = ...,
+        tax_total: _money_pb2.Money | None = ...,
+        tax_category: _builtins.str = ...,
+        discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
+        taxes: _abc.Iterable[Global___LineTax] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "line_total", b"line_total", "tax_total", b"tax_total", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "tax_category", b"tax_category", "tax_total", b"tax_total", "taxes", b"taxes", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderLine: _TypeAlias = OrderLine  # noqa: Y015
+
+@_typing.final
+class LineDiscount(_message.Message):
+    """One discount's share of a line: the offer ("manual" for one given at the register) and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    reason: _builtins.str
+    requested_by: _builtins.str
+    """A manual discount's: who asked for it."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "promotion_id", b"promotion_id", "reason", b"reason", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineDiscount: _TypeAlias = LineDiscount  # noqa: Y015
+
+@_typing.final
+class LineTax(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tax's name at the location ("tax", "state", "city", "VAT")."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineTax: _TypeAlias = LineTax  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -286,6 +365,8 @@ class Order(_message.Message):
     REGISTER_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
     POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
+    TENDER_TYPES_FIELD_NUMBER: _builtins.int
+    COUPONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -340,6 +421,18 @@ class Order(_message.Message):
     def paid(self) -> _money_pb2.Money:
         """What the tenders authorised or captured, net of voids and refunds."""
 
+    @_builtins.property
+    def tender_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tender type of each payment in payment_ids, in the same order ("card", "cash",
+        "gift_card", "external"): what a loyalty program's earning tenders are judged by.
+        """
+
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderCoupon]:
+        """The coupons the order named (never their codes): reserved at checkout, redeemed when it
+        is confirmed, released when it is cancelled before.
+        """
+
     def __init__(
         self,
         *,
@@ -368,14 +461,46 @@ class Order(_message.Message):
         register_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
         points_redeemed: _builtins.int = ...,
+        tender_types: _abc.Iterable[_builtins.str] | None = ...,
+        coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class OrderCoupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    CODE_HINT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    promotion_id: _builtins.str
+    code_hint: _builtins.str
+    """The code's last four characters."""
+    status: _builtins.str
+    """reserved, redeemed or released"""
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        code_hint: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_hint", b"code_hint", "coupon_id", b"coupon_id", "promotion_id", b"promotion_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCoupon: _TypeAlias = OrderCoupon  # noqa: Y015
 
 @_typing.final
 class CheckoutLine(_message.Message):
@@ -383,21 +508,67 @@ class CheckoutLine(_message.Message):
 
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    MANUAL_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
+    @_builtins.property
+    def manual(self) -> Global___ManualAdjustment:
+        """A discount or a new unit price given by staff at the register, with the reason."""
+
+    @_builtins.property
+    def unit_price(self) -> _money_pb2.Money:
+        """The price entered at the sale: required for an open-price product, refused for another."""
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        manual: Global___ManualAdjustment | None = ...,
+        unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckoutLine: _TypeAlias = CheckoutLine  # noqa: Y015
+
+@_typing.final
+class ManualAdjustment(_message.Message):
+    """A discount given by hand: `percent` (value in basis points), `amount` (minor units, off each
+    unit of a line, or once off the order) or, on a line, `price` (the new unit price, at most
+    the list price). Always with a reason, and who asked (the gateway fills in the signed-in
+    member, or the credential).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    value: _builtins.int
+    reason: _builtins.str
+    requested_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        value: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "requested_by", b"requested_by", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManualAdjustment: _TypeAlias = ManualAdjustment  # noqa: Y015
 
 @_typing.final
 class CheckoutRequest(_message.Message):
@@ -410,6 +581,8 @@ class CheckoutRequest(_message.Message):
     TENDER_TYPE_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
@@ -422,6 +595,16 @@ class CheckoutRequest(_message.Message):
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]: ...
     @_builtins.property
     def cash_tendered(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Coupon codes to apply: each must apply (FAILED_PRECONDITION coupon_* otherwise, nothing
+        sold); reserved for the order before any payment.
+        """
+
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment:
+        """A discount on the whole order given by hand (percent or amount)."""
+
     def __init__(
         self,
         *,
@@ -432,11 +615,13 @@ class CheckoutRequest(_message.Message):
         tender_type: _payment_pb2.TenderType.ValueType = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
         redeem_points: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered", "order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -617,20 +802,30 @@ class OrderLineRequest(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     FULFILLMENT_FIELD_NUMBER: _builtins.int
+    MANUAL_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     fulfillment: _builtins.int
     """Index into CreateOrderRequest.fulfillments; 0 when there is one."""
+    @_builtins.property
+    def manual(self) -> Global___ManualAdjustment: ...
+    @_builtins.property
+    def unit_price(self) -> _money_pb2.Money:
+        """As in CheckoutLine: an open-price product's price, entered at the sale."""
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         fulfillment: _builtins.int = ...,
+        manual: Global___ManualAdjustment | None = ...,
+        unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -668,6 +863,8 @@ class CreateOrderRequest(_message.Message):
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
@@ -685,6 +882,12 @@ class CreateOrderRequest(_message.Message):
 
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in CheckoutRequest: each must apply, reserved before anything is held."""
+
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
     def __init__(
         self,
         *,
@@ -696,11 +899,13 @@ class CreateOrderRequest(_message.Message):
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
         redeem_points: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1069,3 +1274,162 @@ class UpdateOrderSettingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateOrderSettingsResponse: _TypeAlias = UpdateOrderSettingsResponse  # noqa: Y015
+
+@_typing.final
+class CalculateCartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FULFILLMENTS_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    location_id: _builtins.str
+    channel: _builtins.str
+    """`register`, `web`, `partner`, ...: offers may be for some channels only."""
+    customer_id: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
+    @_builtins.property
+    def fulfillments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FulfillmentRequest]:
+        """Unset: one in-store fulfilment at location_id."""
+
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
+    def __init__(
+        self,
+        *,
+        location_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___OrderLineRequest] | None = ...,
+        fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalculateCartRequest: _TypeAlias = CalculateCartRequest  # noqa: Y015
+
+@_typing.final
+class CartDiscount(_message.Message):
+    """A discount on the cart as a whole: the offer, its reason, its level (item or order); its
+    share on each line is in the lines' discounts.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    reason: _builtins.str
+    level: _builtins.str
+    requested_by: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+        level: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "level", b"level", "promotion_id", b"promotion_id", "reason", b"reason", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CartDiscount: _TypeAlias = CartDiscount  # noqa: Y015
+
+@_typing.final
+class RejectedCoupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_INDEX_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code_index: _builtins.int
+    """Its position in coupon_codes (the code itself is not repeated back)."""
+    reason: _builtins.str
+    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code_index: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_index", b"code_index", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedCoupon: _TypeAlias = RejectedCoupon  # noqa: Y015
+
+@_typing.final
+class CalculateCartResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_FIELD_NUMBER: _builtins.int
+    SUBTOTAL_FIELD_NUMBER: _builtins.int
+    DISCOUNT_TOTAL_FIELD_NUMBER: _builtins.int
+    TAX_TOTAL_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_APPLIED_FIELD_NUMBER: _builtins.int
+    REJECTED_COUPONS_FIELD_NUMBER: _builtins.int
+    TAX_INCLUSIVE_FIELD_NUMBER: _builtins.int
+    discounts_applied: _builtins.bool
+    """false when promotions could not be asked: list prices (no coupon was named)."""
+    tax_inclusive: _builtins.bool
+    """The location's prices include their tax (VAT): tax_total is contained in total."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
+    @_builtins.property
+    def discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartDiscount]: ...
+    @_builtins.property
+    def subtotal(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def discount_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def tax_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def rejected_coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedCoupon]: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___OrderLine] | None = ...,
+        discounts: _abc.Iterable[Global___CartDiscount] | None = ...,
+        subtotal: _money_pb2.Money | None = ...,
+        discount_total: _money_pb2.Money | None = ...,
+        tax_total: _money_pb2.Money | None = ...,
+        total: _money_pb2.Money | None = ...,
+        discounts_applied: _builtins.bool = ...,
+        rejected_coupons: _abc.Iterable[Global___RejectedCoupon] | None = ...,
+        tax_inclusive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "discounts_applied", b"discounts_applied", "lines", b"lines", "rejected_coupons", b"rejected_coupons", "subtotal", b"subtotal", "tax_inclusive", b"tax_inclusive", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalculateCartResponse: _TypeAlias = CalculateCartResponse  # noqa: Y015

@@ -85,6 +85,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
                 _registered_method=True)
+        self.CalculateCart = channel.unary_unary(
+                '/pos.order.v1.OrderService/CalculateCart',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -160,6 +165,15 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CalculateCart(self, request, context):
+        """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
+        per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
+        that cannot apply is a reason in the answer here, not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +226,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.UpdateOrderSettings,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.SerializeToString,
+            ),
+            'CalculateCart': grpc.unary_unary_rpc_method_handler(
+                    servicer.CalculateCart,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,6 +504,33 @@ class OrderService:
             '/pos.order.v1.OrderService/UpdateOrderSettings',
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CalculateCart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CalculateCart',
+            pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.FromString,
             options,
             channel_credentials,
             insecure,

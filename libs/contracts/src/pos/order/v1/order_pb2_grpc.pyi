@@ -54,6 +54,11 @@ class OrderServiceStub:
     GetOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]
+    CalculateCart: _grpc.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]
+    """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
+    per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
+    that cannot apply is a reason in the answer here, not an error.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -81,6 +86,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     GetOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]  # type: ignore[assignment]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]  # type: ignore[assignment]
+    CalculateCart: _aio.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]  # type: ignore[assignment]
+    """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
+    per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
+    that cannot apply is a reason in the answer here, not an error.
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the checkout."""
@@ -165,5 +175,16 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.UpdateOrderSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.UpdateOrderSettingsResponse, _abc.Awaitable[_order_pb2.UpdateOrderSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CalculateCart(
+        self,
+        request: _order_pb2.CalculateCartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CalculateCartResponse, _abc.Awaitable[_order_pb2.CalculateCartResponse]]:
+        """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
+        per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
+        that cannot apply is a reason in the answer here, not an error.
+        """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,169 @@
+"""The pricing step: what a checkout, an order and the cart preview run, the same code, so the
+preview and the sale never disagree by a cent (prices from inventory or the read model,
+discounts from the promotion service, tax and totals in the order domain)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pos_kit.errors import Unavailable
+from pos_kit.money import Money
+from pos_order.domain import pricing
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    LineRequest,
+    OrderLine,
+    PricedItem,
+    SellingLocation,
+    Totals,
+    price_lines,
+)
+from pos_order.domain.pricing import Buyer, Manual
+from pos_order.service.ports import CartContext, CheckoutPorts, DiscountQuote, NewUow
+
+log = logging.getLogger(__name__)
+
+
+async def price_snapshot(
+    ports: CheckoutPorts,
+    new_uow: NewUow,
+    location_id: str,
+    skus: list[str],
+    fulfillments: list[FulfillmentRequest],
+) -> tuple[SellingLocation, dict[str, PricedItem], bool]:
+    """Prices as the catalog stands, from the inventory service; while it is down, an
+    in-store sale is priced from the read model (stale by at most the product events' lag, and
+    a location's tax rate as of its last sale), and anything to hold is a 503."""
+    try:
+        location, items = await ports.catalog.price_snapshot(location_id, skus)
+        return location, items, True
+    except Unavailable:
+        if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
+            raise
+        async with new_uow() as uow:
+            known, items = await uow.prices.snapshot(location_id, skus)
+        if known is None or set(items) != set(skus):
+            raise  # never sold there, or a SKU not known here: no price to sell at
+        log.warning("inventory unavailable: priced from the order service's read model")
+        return known, items, False
+
+
+@dataclass(frozen=True)
+class PricedCart:
+    location: SellingLocation
+    live: bool  # priced from inventory (not the read model)
+    lines: list[OrderLine]  # each with its discounts and its tax
+    quote: DiscountQuote
+    totals: Totals
+    leaves_from: list[SellingLocation] = field(default_factory=list)
+    tax_exempt: bool = False
+
+
+async def price_cart(
+    ports: CheckoutPorts,
+    new_uow: NewUow,
+    location_id: str,
+    customer_id: str,
+    lines: list[LineRequest],
+    fulfillments: list[FulfillmentRequest],
+    channel: str,
+    coupon_codes: tuple[str, ...] = (),
+    order_manual: Manual | None = None,
+    buyer: Buyer | None = None,
+) -> PricedCart:
+    buyer = buyer or Buyer()
+    skus = sorted({ln.sku for ln in lines})
+    location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
+    priced = price_lines(lines, items, location)
+    # Every other store named to fulfil from must be the merchant's: another merchant's is
+    # refused (404) like a made-up one, before anything is saved or held. Its tax rules are
+    # those of the lines it hands over or ships (where the goods leave from).
+    stores = {location.id: location}
+    for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
+        stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
+    cart = CartContext(
+        location.id,
+        channel,
+        customer_id,
+        coupon_codes,
+        location.time_zone,
+        order_manual,
+        buyer.groups,
+    )
+    quote = await ports.discounts.quote(priced, location.currency, cart)
+    leaves_from = [
+        stores.get(fulfillments[ln.fulfillment].location_id, location)
+        if ln.fulfillment < len(fulfillments)
+        else location
+        for ln in lines
+    ]
+    totals = apply(priced, quote, location, leaves_from, buyer.tax_exempt)
+    return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+POINTS = "loyalty_points"
+
+
+def apply_points(cart: PricedCart, amount: int) -> Totals:
+    """Loyalty points redeemed on the order: one more order-level discount after the
+    promotions' (spread over what each line has left, by largest remainder), before tax; the
+    lines and totals are priced again with it."""
+    lines = cart.lines
+    left = [ln.line_total.amount - ln.discount for ln in lines]
+    shares = pricing.allocate(amount, left)
+    promoted = [list(ln.discounts) for ln in lines]
+    for found, share in zip(promoted, shares, strict=True):
+        if share:
+            found.append(pricing.LineDiscount(POINTS, share, "Loyalty points redeemed"))
+    return _priced(lines, promoted, cart.location, cart.leaves_from, cart.tax_exempt)
+
+
+def apply(
+    lines: list[OrderLine],
+    quote: DiscountQuote,
+    location: SellingLocation,
+    leaves_from: list[SellingLocation] | None = None,
+    tax_exempt: bool = False,
+) -> Totals:
+    """The quote's discounts on the lines, then each line's tax; the totals (per line, then
+    summed: see domain/tax.py). A line handed over or shipped from another store is taxed at
+    that store's rates, unless it states prices the other way (inclusive vs exclusive): an
+    order's prices are one or the other, the selling location's."""
+    totals = [ln.line_total.amount for ln in lines]
+    offers = [
+        pricing.OfferShare(d.promotion_id, d.reason, d.lines, d.requested_by)
+        for d in quote.discounts
+    ]
+    discount = min(max(quote.total.amount, 0), sum(totals))
+    shares = pricing.line_discounts(totals, discount, offers, list(quote.line_discounts))
+    return _priced(lines, shares, location, leaves_from, tax_exempt)
+
+
+def _priced(
+    lines: list[OrderLine],
+    shares: list[list[pricing.LineDiscount]],
+    location: SellingLocation,
+    leaves_from: list[SellingLocation] | None,
+    tax_exempt: bool,
+) -> Totals:
+    own = [
+        store.tax_table if store.tax_inclusive == location.tax_inclusive else location.tax_table
+        for store in (leaves_from or [location] * len(lines))
+    ]
+    totals = [ln.line_total.amount for ln in lines]
+    priced, t = pricing.price(
+        totals,
+        [ln.tax_category for ln in lines],
+        shares,
+        location.tax_table,
+        exempt_customer=tax_exempt,
+        line_tables=own,
+    )
+    for line, p in zip(lines, priced, strict=True):
+        line.discount, line.tax = p.discount, p.tax
+        line.discounts, line.taxes = list(p.discounts), list(p.taxes)
+    cur = location.currency
+    return Totals(Money(t.subtotal, cur), Money(t.discount, cur), Money(t.tax, cur),
+                  Money(t.total, cur))  # fmt: skip

@@ -1,0 +1,78 @@
+"""The pricing step on in-memory fakes: a line collected or shipped from another store is taxed
+at that store's rates; an open-price product sells at the price entered, which no other product
+takes; a manual price above list is refused before promotion is asked."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import FixedDiscount
+
+from pos_kit.errors import InvalidArgument
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    LineRequest,
+    PricedItem,
+    SellingLocation,
+)
+from pos_order.domain.pricing import Manual
+from pos_order.service import pricing
+from pos_order.service.ports import CheckoutPorts
+
+USD = "USD"
+
+
+class TwoStores:
+    """loc_1 sells at 8.25 %, loc_2 (another town) at 5 %; DELI is open-price."""
+
+    stores = {
+        "loc_1": SellingLocation("loc_1", USD, 825),
+        "loc_2": SellingLocation("loc_2", USD, 500),
+    }
+    items = {
+        "TEE": PricedItem("TEE", "T-shirt", Money(2000, USD)),
+        "DELI": PricedItem("DELI", "Deli", Money(100, USD), open_price=True),
+    }
+
+    async def price_snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        return self.stores[location_id], {s: self.items[s] for s in skus}
+
+
+def _ports() -> CheckoutPorts:
+    return CheckoutPorts(TwoStores(), FixedDiscount(0), None, None)  # type: ignore[arg-type]
+
+
+def _no_uow() -> object:
+    raise AssertionError("inventory answers: the read model is not read")
+
+
+async def test_a_pickup_elsewhere_is_taxed_where_it_is_collected() -> None:
+    fulfillments = [
+        FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1"),
+        FulfillmentRequest(FulfillmentType.PICKUP, "loc_2"),
+    ]
+    lines = [LineRequest("TEE", 1, 0), LineRequest("TEE", 1, 1)]
+    cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, fulfillments, "web")  # type: ignore[arg-type]
+    assert [ln.tax for ln in cart.lines] == [165, 100]  # 8.25 % and 5 % of 20.00
+    assert cart.totals.tax == Money(265, USD) and cart.totals.total == Money(4265, USD)
+
+
+async def test_an_open_price_product_sells_at_the_price_entered_and_only_it_does() -> None:
+    inside = [FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1")]
+    entered = [LineRequest("DELI", 2, unit_price=Money(349, USD))]
+    cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", entered, inside, "register")  # type: ignore[arg-type]
+    assert cart.lines[0].unit_price == Money(349, USD) and cart.totals.subtotal == Money(698, USD)
+    for lines, field in (
+        ([LineRequest("DELI", 1)], "lines[0].unit_price"),
+        ([LineRequest("TEE", 1, unit_price=Money(1, USD))], "lines[0].unit_price"),
+        (
+            [LineRequest("TEE", 1, manual=Manual("price", 2500, "why", "stf_1"))],
+            "lines[0].manual.value",
+        ),
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "register")  # type: ignore[arg-type]
+        assert field in {v.field for v in err.value.violations}

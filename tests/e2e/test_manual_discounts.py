@@ -1,0 +1,130 @@
+"""Manual discounts and price overrides at checkout, through the gateway: recorded on the order
+line with the reason and who asked; at a register, a cashier gives a discount within the role's
+limit alone, while a price override or a discount above the limit needs a manager's override."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return http.post(path, json=body or {}, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def _sale(location: str, manual: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {"sku": "MUG-LOGO", "quantity": 2}
+    if manual is not None:
+        line["manual"] = manual
+    return {
+        "location_id": location,
+        "lines": [line],
+        "tender_type": "cash",
+        "cash_tendered": {"amount": 100_000, "currency": "USD"},
+        **extra,
+    }
+
+
+def _manual_discounts(order: dict[str, Any]) -> list[tuple[str, int, str, str]]:
+    return [
+        (d["promotion_id"], d["amount"]["amount"], d["reason"], d["requested_by"])
+        for ln in order["lines"]
+        for d in ln["discounts"]
+        if d["promotion_id"] == "manual"
+    ]
+
+
+def test_a_manual_line_and_order_discount_are_recorded_with_reason_and_who(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    body = _sale(
+        here,
+        {"kind": "percent", "value": 2000, "reason": "damaged box"},
+        order_manual={"kind": "amount", "value": 100, "reason": "loyal customer"},
+    )
+    preview = _post(
+        http, "/v1/carts/calculate", {k: body[k] for k in ("location_id", "lines", "order_manual")}
+    )
+    sold = _post(http, "/v1/checkouts", body)
+    assert sold.status_code == 201, sold.text
+    order = sold.json()["order"]
+    found = _manual_discounts(order)
+    # The reason as given, in the promotion service's words ("Manual: damaged box").
+    reasons = {reason.removeprefix("Manual: ") for _, _, reason, _ in found}
+    assert reasons == {"damaged box", "loyal customer"}
+    assert all(who.startswith("key:") for *_, who in found)
+    # Mugs 2 x 12.00, 20 % off the line: 4.80; then 1.00 off the order.
+    assert sum(a for _, a, r, _ in found if r.endswith("damaged box")) == 480
+    assert sum(a for _, a, r, _ in found if r.endswith("loyal customer")) == 100
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["total"] == order["total"]
+    # A new price above the list price is refused, naming the field, and nothing is sold.
+    dearer = _post(
+        http, "/v1/checkouts", _sale(here, {"kind": "price", "value": 99_999, "reason": "typo"})
+    )
+    assert dearer.status_code == 400, dearer.text
+    assert "lines[0].manual.value" in {e["field"] for e in dearer.json()["errors"]}
+
+
+def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_limit(
+    platform: Running,
+) -> None:
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    tag = uuid.uuid4().hex[:4]
+    members = {}
+    for name, role, pin in (("Cassie", "cashier", "2468"), ("Manny", "manager", "8642")):
+        made = _post(
+            http,
+            "/v1/staff",
+            {"name": f"{name} {tag}", "role": role, "location_ids": [here], "pin": pin},
+        )
+        assert made.status_code == 201, made.text
+        members[role] = made.json()["id"]
+    register = _post(http, "/v1/registers", {"location_id": here, "name": f"Till {tag}"}).json()
+    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes").json()["code"]
+    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
+    assert paired.status_code == 201, paired.text
+    with httpx.Client(
+        base_url=platform.platform.gateway_url,
+        timeout=15.0,
+        headers={"Authorization": f"Bearer {paired.json()['credential']}"},
+    ) as till:
+        signed = _post(
+            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "2468"}
+        )
+        assert signed.is_success, signed.text
+        within = _post(
+            till,
+            "/v1/checkouts",
+            _sale(here, {"kind": "percent", "value": 500, "reason": "scuffed"}),
+        )
+        assert within.status_code == 201, within.text
+        assert _manual_discounts(within.json()["order"])[0][3] == members["cashier"]
+        for manual, permission in (
+            ({"kind": "price", "value": 900, "reason": "price match"}, "price_override"),
+            ({"kind": "percent", "value": 2500, "reason": "end of line"}, "discount_above_limit"),
+        ):
+            alone = _post(till, "/v1/checkouts", _sale(here, manual))
+            assert (alone.status_code, alone.json()["code"]) == (403, "permission_required")
+            assert alone.json()["permission"] == permission
+            granted = _post(
+                till,
+                "/v1/overrides",
+                {"manager_id": members["manager"], "pin": "8642", "permission": permission},
+            )
+            assert granted.status_code == 201, granted.text
+            done = _post(till, "/v1/checkouts", _sale(here, manual))
+            assert done.status_code == 201, done.text
+            recorded = _manual_discounts(done.json()["order"])
+            assert recorded and recorded[0][2].endswith(str(manual["reason"]))
+            assert recorded[0][3] == members["cashier"]
