@@ -233,3 +233,34 @@ async def test_the_background_sweep_expires_what_is_due(merchant: Caller, servic
         "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
     )
     assert [(e.kind, e.points) for e in history.entries] == [("expired", -42), ("earned", 42)]
+
+
+async def test_a_confirmed_order_cancelled_later_gives_back_what_it_earned_once(
+    merchant: Caller, service: Service
+) -> None:
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import on_order_cancelled
+
+    c = await merchant.create(given_name="Cancelled")
+    assert await _sale(service, merchant.merchant, "ord_cx1", c.id, 4000) == 40
+    assert await _sale(service, merchant.merchant, "ord_cx2", c.id, 1000) == 10
+
+    async def cancelled(order_id: str) -> None:
+        message = order_events.OrderCancelled(order=order_pb2.Order(id=order_id, customer_id=c.id))
+        async with service.runtime.uow().bind(merchant.merchant) as uow:
+            await on_order_cancelled(uow, message)
+            await uow.commit()
+
+    await cancelled("ord_cx1")
+    await cancelled("ord_cx1")  # delivered twice, or reversed by the saga already: once
+    await cancelled("ord_never_confirmed")  # earned nothing: nothing to give back
+    assert await _balance(service, merchant, c.id) == (10, 10, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert sorted((e.kind, e.points) for e in history.entries) == [
+        ("earned", 10),
+        ("earned", 40),
+        ("reversed", -40),
+    ]

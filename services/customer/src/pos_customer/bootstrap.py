@@ -40,7 +40,10 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
             ConsumerSpec.typed(
                 "customer-loyalty",
                 "order",
-                {order_events.OrderConfirmed: consumers.on_order_confirmed},
+                {
+                    order_events.OrderConfirmed: consumers.on_order_confirmed,
+                    order_events.OrderCancelled: consumers.on_order_cancelled,
+                },
                 relevant=consumers.names_a_customer,
             )
         ],

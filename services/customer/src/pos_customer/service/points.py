@@ -223,6 +223,16 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     return [entry]
 
 
+async def reverse_cancelled(uow: CustomerUnitOfWork, order_id: str) -> list[loyalty.Entry]:
+    """The reversal of an order cancelled after it earned or redeemed points; nothing for one
+    that did neither (cancelled before its confirmation)."""
+    earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
+    redeemed = await uow.loyalty.entry_for_order(loyalty.REDEEMED, order_id)
+    if earned is None and redeemed is None:
+        return []
+    return await reverse_order(uow, order_id, "order cancelled")
+
+
 async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
     """Points earned more than expiry_days before `now` and not spent yet expire, oldest
     first. Running it again expires nothing more."""
