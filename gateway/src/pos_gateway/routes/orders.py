@@ -37,6 +37,7 @@ from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import _known_location
 from pos_gateway.schemas.orders import (
     Checkout,
+    ConfirmedOrder,
     MetadataKey,
     MetadataValue,
     Order,
@@ -50,9 +51,40 @@ CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
 
 
+class GiftCardLineIn(Body):
+    amount: MoneyIn = Field(description="The value the card is activated with")
+    code: str = Field(
+        "",
+        max_length=64,
+        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); empty: "
+        "one is generated. One-call checkout only; shown once, never stored",
+    )
+
+
 class CheckoutLineIn(Body):
-    sku: Sku
+    sku: Sku | None = Field(None, description="The product sold; absent on a gift card line")
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    gift_card: GiftCardLineIn | None = Field(
+        None,
+        description="A gift card sold as this line instead of a product (no `sku`, quantity "
+        "1): activated when the sale is confirmed; its code is in `gift_cards` of that answer "
+        "only. Not discounted, not taxed",
+    )
+
+
+def _gift_card_line(line: CheckoutLineIn | OrderLineIn) -> order_pb2.GiftCardLineRequest | None:
+    if line.gift_card is None:
+        return None
+    return order_pb2.GiftCardLineRequest(
+        amount=line.gift_card.amount.pb(), code=line.gift_card.code
+    )
+
+
+def _issued(gift_cards: object) -> list[dict[str, str]]:
+    return [
+        {"line_id": c.line_id, "gift_card_id": c.gift_card_id, "code": c.code}
+        for c in gift_cards  # type: ignore[attr-defined]
+    ]
 
 
 class CheckoutIn(Body):
@@ -87,6 +119,7 @@ class CheckoutIn(Body):
         (402, 404, *CREATE),
         example=ex.CHECKOUT,
         status=201,
+        shown_once=("gift_cards",),
     ),
 )
 async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
@@ -95,6 +128,10 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
+    A line is a product (`sku`) or a gift card (`gift_card`, quantity 1): gift cards are
+    activated once the sale is paid, and their codes are in `gift_cards` of this answer only
+    (a replay has `gift_cards: null` and `secret_redacted: true`); a card that cannot be
+    activated (over the merchant's maximum balance) undoes the whole sale.
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
@@ -104,7 +141,12 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
-        lines=[order_pb2.CheckoutLine(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        lines=[
+            order_pb2.CheckoutLine(
+                sku=ln.sku or "", quantity=ln.quantity, gift_card=_gift_card_line(ln)
+            )
+            for ln in body.lines
+        ],
         tender_type=(
             payment_pb2.TENDER_TYPE_CASH
             if body.tender_type == "cash"
@@ -122,7 +164,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
                         "currency": answer.order.total.currency}  # fmt: skip
     payment = to_json(answer.payment) if answer.HasField("payment") else None
-    result = {"order": to_json(answer.order), "payment": payment}
+    result: dict[str, object] = {"order": to_json(answer.order), "payment": payment}
+    if answer.gift_cards:
+        result["gift_cards"] = _issued(answer.gift_cards)
     sale = Checkout.model_validate(result)
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
         raise Problem(
@@ -229,10 +273,16 @@ async def get_order(order_id: PathId, svc: Svc) -> Order:
 
 
 class OrderLineIn(Body):
-    sku: Sku
+    sku: Sku | None = Field(None, description="The product sold; absent on a gift card line")
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     fulfillment: int = Field(
         0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
+    )
+    gift_card: GiftCardLineIn | None = Field(
+        None,
+        description="A gift card sold as this line (no `sku`, quantity 1, an in-store "
+        "fulfilment, no pre-printed `code`): activated at confirmation, its code shown in "
+        "that answer only",
     )
 
 
@@ -293,7 +343,12 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         location_id=body.location_id,
         customer_id=body.customer_id,
         lines=[
-            order_pb2.OrderLineRequest(sku=ln.sku, quantity=ln.quantity, fulfillment=ln.fulfillment)
+            order_pb2.OrderLineRequest(
+                sku=ln.sku or "",
+                quantity=ln.quantity,
+                fulfillment=ln.fulfillment,
+                gift_card=_gift_card_line(ln),
+            )
             for ln in body.lines
         ],
         fulfillments=[
@@ -365,17 +420,28 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
 
 @router.post(
     "/orders/{order_id}/confirm",
-    **op("orders:write", "Confirm an order", (404, *CREATE), example=ex.ORDER),
+    **op(
+        "orders:write",
+        "Confirm an order",
+        (404, *CREATE),
+        example=ex.ORDER,
+        shown_once=("gift_cards",),
+    ),
 )
-async def confirm_order(order_id: PathId, svc: Svc) -> Order:
+async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
     """Commits the holds and captures what is captured now (in-store lines; pickups when the
     settings say so, or when the pickup could outlive its authorisation); shipments capture at
     `shipped`. The tenders must cover the total: otherwise a 409 `balance_due`. A zero total
-    needs no tender. `order.confirmed` follows."""
+    needs no tender. Gift card lines are activated, their codes in `gift_cards` of this answer
+    only (a replay has `gift_cards: null` and `secret_redacted: true`). `order.confirmed`
+    follows."""
     answer = await svc.order.ConfirmOrder(
         order_pb2.ConfirmOrderRequest(request_id=request_id(), order_id=order_id)
     )
-    return to_model(Order, answer.order)
+    result = to_json(answer.order)
+    if answer.gift_cards:
+        result["gift_cards"] = _issued(answer.gift_cards)
+    return ConfirmedOrder.model_validate(result)
 
 
 @router.post(

@@ -18,6 +18,7 @@ from pos_kit.settings import GrpcServiceSettings
 from pos_order.adapters import events
 from pos_order.adapters.remote import (
     CustomerDirectory,
+    GiftCardIssuer,
     InventoryCatalog,
     PaymentService,
     PromotionDiscounts,
@@ -126,6 +127,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
             channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
         ),
         stock=StockService(channel(settings.inventory_addr, tls=tls)),
+        gift_cards=GiftCardIssuer(
+            channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
+        ),
     )
     policy = settings.policy()
     resumer = Resumer(runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds)

@@ -53,6 +53,11 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         payment_ids=o.payment_ids,
         paid=to_proto(Money(o.paid, cur)),
     )
+    for line, ln in zip(msg.lines, o.lines, strict=True):
+        line.id = ln.id
+        if ln.gift_card:
+            line.gift_card.gift_card_id = ln.gift_card_id
+            line.gift_card.code_last4 = ln.gift_card_last4
     for f in o.fulfillments:
         out = msg.fulfillments.add(
             id=f.id,

@@ -8,9 +8,9 @@ import grpc
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_kit.errors import Conflict, DomainError, Unavailable
+from pos_kit.errors import Conflict, DomainError, NotFound, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -23,7 +23,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
-from pos_order.service.ports import DiscountQuote, PaymentResult, TenderAsk
+from pos_order.service.ports import DiscountQuote, IssuedCard, PaymentResult, TenderAsk
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class InventoryCatalog:
     async def price_snapshot(
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        if not skus:  # gift card lines only: the selling location is all there is to price
+            return await self._location(location_id), {}
         try:
             answer = await self._stub.GetPrices(
                 inventory_pb2.GetPricesRequest(skus=skus, location_id=location_id)
@@ -56,6 +58,24 @@ class InventoryCatalog:
             for p in answer.products
         }
         return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps), items
+
+    async def _location(self, location_id: str) -> SellingLocation:
+        """Inventory has no single-location read: the merchant's list, page by page (a merchant
+        has few locations). Another merchant's location is not in it: a 404 like any other."""
+        token = ""
+        while True:
+            try:
+                page = await self._stub.ListLocations(
+                    inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _downstream("inventory", exc) from None
+            for loc in page.locations:
+                if loc.id == location_id:
+                    return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps)
+            token = page.next_page_token
+            if not token:
+                raise NotFound("location", location_id)
 
 
 class CustomerDirectory:
@@ -336,3 +356,52 @@ class StockService:
                 )
             except grpc.aio.AioRpcError as exc:
                 raise _downstream("inventory", exc) from None
+
+
+class GiftCardIssuer:
+    """Gift card lines: activated (IssueGiftCard) when their order is confirmed, deactivated
+    when it is cancelled, each under the saga's derived request id."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
+        self._stub = gift_cards_pb2_grpc.GiftCardServiceStub(channel)
+        self._timeout = timeout
+
+    async def issue(
+        self,
+        request_id: str,
+        amount: Money,
+        code: str,
+        order_id: str,
+        line_id: str,
+        customer_id: str,
+        location_id: str,
+    ) -> IssuedCard:
+        try:
+            answer = await self._stub.IssueGiftCard(
+                gift_cards_pb2.IssueGiftCardRequest(
+                    request_id=request_id,
+                    amount=to_proto(amount),
+                    code=code,
+                    customer_id=customer_id,
+                    order_id=order_id,
+                    order_line_id=line_id,
+                    reason="sale",
+                    location_id=location_id,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        card = answer.gift_card
+        return IssuedCard(card.id, card.code_last4, answer.code)
+
+    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None:
+        try:
+            await self._stub.DeactivateGiftCard(
+                gift_cards_pb2.DeactivateGiftCardRequest(
+                    request_id=request_id, id=gift_card_id, reason=reason
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None

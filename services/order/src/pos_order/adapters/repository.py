@@ -183,8 +183,14 @@ def _order(row: Row[Any]) -> Order:
                 ln["quantity"],
                 Money(ln["unit_price"], cur),
                 ln.get("fulfillment_id", ""),
+                # Lines saved before they had ids: by their place, as they were priced.
+                id=ln.get("id") or f"L{i + 1}",
+                gift_card=ln.get("gift_card", False),
+                code_supplied=ln.get("code_supplied", False),
+                gift_card_id=ln.get("gift_card_id", ""),
+                gift_card_last4=ln.get("gift_card_last4", ""),
             )
-            for ln in m["lines"]
+            for i, ln in enumerate(m["lines"])
         ],
         totals=Totals(
             Money(m["subtotal"], cur),
@@ -239,6 +245,17 @@ def _values(order: Order) -> dict[str, Any]:
                 "quantity": ln.quantity,
                 "unit_price": ln.unit_price.amount,
                 "fulfillment_id": ln.fulfillment_id,
+                "id": ln.id,
+                **(
+                    {
+                        "gift_card": True,
+                        "code_supplied": ln.code_supplied,
+                        "gift_card_id": ln.gift_card_id,
+                        "gift_card_last4": ln.gift_card_last4,
+                    }
+                    if ln.gift_card
+                    else {}
+                ),
             }
             for ln in order.lines
         ],

@@ -10,6 +10,7 @@ import grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.errors import InvalidArgument
+from pos_kit.idempotency import once_across_calls
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
 from pos_kit.proto_money import from_proto
@@ -22,7 +23,7 @@ from pos_order.adapters.messages import (
     order_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
-from pos_order.domain.model import FulfillmentRequest, LineRequest, Order, Tender
+from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
 from pos_order.service import handlers
 from pos_order.service.ports import (
     CheckoutCommand,
@@ -52,11 +53,33 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         request_id=request.request_id,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity) for ln in request.lines],
+        lines=[_line(i, ln) for i, ln in enumerate(request.lines)],
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
     )
+
+
+def _line(
+    i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest, fulfillment: int = 0
+) -> LineRequest:
+    card = None
+    if line.HasField("gift_card"):
+        amount = from_proto(f"lines[{i}].gift_card.amount", line.gift_card.amount)
+        card = GiftCardAsk(amount, line.gift_card.code)
+    return LineRequest(line.sku, line.quantity, fulfillment, card)
+
+
+def _issued(order: order_pb2.Order, shown: dict[str, str]) -> list[order_pb2.IssuedGiftCard]:
+    """The gift cards this run activated, with their codes: added to the answer after it was
+    stored, so a replay of the request has none."""
+    return [
+        order_pb2.IssuedGiftCard(
+            line_id=ln.id, gift_card_id=ln.gift_card.gift_card_id, code=shown[ln.id]
+        )
+        for ln in order.lines
+        if ln.id in shown
+    ]
 
 
 def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand:
@@ -65,7 +88,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         channel=request.channel,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[LineRequest(ln.sku, ln.quantity, ln.fulfillment) for ln in request.lines],
+        lines=[_line(i, ln, ln.fulfillment) for i, ln in enumerate(request.lines)],
         fulfillments=[
             FulfillmentRequest(
                 FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
@@ -111,14 +134,25 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         self.ports = ports
         self.policy = policy
 
-    @across_calls(order_pb2.CheckoutResponse)
-    def Checkout(
-        self, request: order_pb2.CheckoutRequest
-    ) -> handlers.Checkout[order_pb2.CheckoutResponse]:
+    async def Checkout(
+        self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CheckoutResponse:
         # No transaction is held while inventory, promotion and payment answer.
-        return handlers.Checkout(
+        steps = handlers.Checkout(
             _command(request), self.ports, self.bound_uow, self.policy, _checkout_response
         )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "Checkout",
+            _without_codes(request),
+            order_pb2.CheckoutResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:
+            answer.gift_cards.extend(_issued(answer.order, steps.shown))
+        return answer
 
     @across_calls(order_pb2.CreateOrderResponse)
     def CreateOrder(
@@ -155,17 +189,28 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         return handlers.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
 
-    @across_calls(order_pb2.ConfirmOrderResponse)
-    def ConfirmOrder(
-        self, request: order_pb2.ConfirmOrderRequest
-    ) -> handlers.ConfirmOrder[order_pb2.ConfirmOrderResponse]:
-        return handlers.ConfirmOrder(
+    async def ConfirmOrder(
+        self, request: order_pb2.ConfirmOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ConfirmOrderResponse:
+        steps = handlers.ConfirmOrder(
             request.order_id,
             self.ports,
             self.bound_uow,
             self.policy,
             lambda o: order_pb2.ConfirmOrderResponse(order=order_to_proto(o)),
         )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "ConfirmOrder",
+            request,
+            order_pb2.ConfirmOrderResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:
+            answer.gift_cards.extend(_issued(answer.order, steps.shown))
+        return answer
 
     @across_calls(order_pb2.CancelOrderResponse)
     def CancelOrder(
@@ -256,6 +301,20 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         found = await handlers.update_settings(uow, self.policy, change)
         return order_pb2.UpdateOrderSettingsResponse(settings=_settings(found))
+
+
+def _without_codes(request: order_pb2.CheckoutRequest) -> order_pb2.CheckoutRequest:
+    """Pre-printed gift cards' codes are bearer secrets: the stored fingerprint holds hashes."""
+    import hashlib
+
+    if not any(ln.gift_card.code for ln in request.lines):
+        return request
+    printed = order_pb2.CheckoutRequest()
+    printed.CopyFrom(request)
+    for ln in printed.lines:
+        if ln.gift_card.code:
+            ln.gift_card.code = hashlib.sha256(ln.gift_card.code.encode()).hexdigest()
+    return printed
 
 
 def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:

@@ -52,6 +52,7 @@ from pos_order.service.ports import (
     CheckoutPorts,
     CreateOrderCommand,
     CustomerLookup,
+    DiscountQuote,
     NewUow,
     OrderFilters,
     OrderSettings,
@@ -147,15 +148,21 @@ async def _priced_order(
     learnt = (
         None if started.known_customer else await customer_version(ports.customers, customer_id)
     )
-    skus = sorted({ln.sku for ln in lines})
+    skus = sorted({ln.sku for ln in lines if ln.gift_card is None})
     location, items, live = await _price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held.
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
-    quote = await ports.discounts.quote(priced, location.currency)
-    totals = compute_totals(priced, quote.total, location.tax_rate_bps)
+    # Gift cards sold as lines are stored value: promotions do not discount them.
+    goods = [ln for ln in priced if not ln.gift_card]
+    quote = (
+        await ports.discounts.quote(goods, location.currency)
+        if goods
+        else DiscountQuote(Money.zero(location.currency), applied=True)
+    )
+    totals = compute_totals(priced, quote.total, location.tax_rate_bps, location.currency)
     order = Order(
         id=order_id,
         location_id=location.id,
@@ -218,6 +225,10 @@ class Checkout(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        # Pre-printed gift cards' codes, by line id (`L<n>`): kept in memory for this run only.
+        self.codes = gift_card_codes(cmd.lines)
+        # The codes of the gift cards this run issued, by line id: answered once, never stored.
+        self.shown: dict[str, str] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
         return await _start(
@@ -259,7 +270,9 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.DONE:
             return Sale(order, await _last_payment(self.ports, order))
         if not order.saga.tenders:  # nothing to pay: a zero total
-            order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+            order = await saga.finish_confirmation(
+                self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
+            )
             return Sale(order, None)
         tender = order.saga.tenders[0]
         assert cmd.tender is not None
@@ -288,7 +301,11 @@ class Checkout(Generic[R]):
             if state is TenderState.FAILED:
                 o.begin_cancel("payment_declined")
                 o.cancelled(now())
-            elif state is TenderState.CAPTURED and o.balance_due == 0:
+            elif (
+                state is TenderState.CAPTURED
+                and o.balance_due == 0
+                and not (saga.gift_cards_due(o))
+            ):
                 # In store, captured at once: nothing held, nothing more to capture, so the
                 # payment's answer and the confirmation commit together (one transaction).
                 o.confirm(now())
@@ -303,12 +320,23 @@ class Checkout(Generic[R]):
                 "is confirmed once the payment is, or cancelled",
                 "payment_pending",
             )
-        # In store: captured at once, so confirming captures nothing more.
-        order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+        # In store: captured at once, so confirming captures nothing more (gift card lines
+        # are activated first).
+        order = await saga.finish_confirmation(
+            self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
+        )
         return Sale(order, payment)
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         return self.answer(sale.order, sale.payment)
+
+
+def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
+    return {
+        f"L{i + 1}": ln.gift_card.code
+        for i, ln in enumerate(lines)
+        if ln.gift_card is not None and ln.gift_card.code
+    }
 
 
 async def _discard(new_uow: NewUow, order_id: str) -> None:
@@ -349,6 +377,19 @@ class CreateOrder(Generic[R]):
             FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
         ]
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
+        # The order is confirmed by a later request (or the resumer): a pre-printed card's code
+        # would have to be kept until then, and codes are never stored. The register's one-call
+        # checkout takes them.
+        raise_if(
+            [
+                FieldViolation(
+                    f"lines[{i}].gift_card.code",
+                    "a pre-printed card's code is taken by the one-call checkout only",
+                )
+                for i, ln in enumerate(cmd.lines)
+                if ln.gift_card is not None and ln.gift_card.code
+            ]
+        )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
         self.new_uow = new_uow
@@ -496,6 +537,8 @@ class ConfirmOrder(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        # The codes of the gift cards this run issued, by line id: answered once, never stored.
+        self.shown: dict[str, str] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
@@ -511,7 +554,9 @@ class ConfirmOrder(Generic[R]):
     async def call(self, claim: Claim, order: Order) -> Order:
         if order.status is not OrderStatus.PENDING_PAYMENT:
             return order
-        return await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
+        return await saga.finish_confirmation(
+            self.new_uow, self.ports, order, self.policy, shown=self.shown
+        )
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order)

@@ -234,6 +234,31 @@ class Stock(Protocol):
 
 
 @dataclass(frozen=True)
+class IssuedCard:
+    gift_card_id: str
+    last4: str
+    code: str  # shown once: empty when the payment service replays an earlier issue
+
+
+class GiftCards(Protocol):
+    """The payment service's gift cards: a gift card line is activated at confirmation and
+    deactivated when its order is cancelled."""
+
+    async def issue(
+        self,
+        request_id: str,
+        amount: Money,
+        code: str,
+        order_id: str,
+        line_id: str,
+        customer_id: str,
+        location_id: str,
+    ) -> IssuedCard: ...
+
+    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
 class CheckoutPorts:
     """The services the saga calls."""
 
@@ -242,6 +267,7 @@ class CheckoutPorts:
     payments: Payments
     customers: CustomerLookup
     stock: Stock | None = None
+    gift_cards: GiftCards | None = None
 
 
 @dataclass(frozen=True)

@@ -210,15 +210,23 @@ class OrderLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     quantity: _builtins.int
     fulfillment_id: _builtins.str
     """The fulfilment this line leaves by."""
+    id: _builtins.str
+    """`L<n>`: the line's place in the request that made the order."""
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
     @_builtins.property
     def line_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def gift_card(self) -> Global___OrderLineGiftCard:
+        """Set on a gift card line (no SKU, no stock, no tax, no discount)."""
+
     def __init__(
         self,
         *,
@@ -228,14 +236,97 @@ class OrderLine(_message.Message):
         unit_price: _money_pb2.Money | None = ...,
         line_total: _money_pb2.Money | None = ...,
         fulfillment_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        gift_card: Global___OrderLineGiftCard | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "gift_card", b"gift_card", "id", b"id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderLine: _TypeAlias = OrderLine  # noqa: Y015
+
+@_typing.final
+class OrderLineGiftCard(_message.Message):
+    """A gift card sold as an order line: the card once activated (at confirmation). Its code is
+    never kept: it is answered once, in the answer that activated it (IssuedGiftCard).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    CODE_LAST4_FIELD_NUMBER: _builtins.int
+    gift_card_id: _builtins.str
+    code_last4: _builtins.str
+    def __init__(
+        self,
+        *,
+        gift_card_id: _builtins.str = ...,
+        code_last4: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_last4", b"code_last4", "gift_card_id", b"gift_card_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderLineGiftCard: _TypeAlias = OrderLineGiftCard  # noqa: Y015
+
+@_typing.final
+class GiftCardLineRequest(_message.Message):
+    """A gift card to sell as a line: its value, and a pre-printed card's code (empty: generated)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """8 to 64 letters, digits, '-' or '_'. One-call checkout only."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        amount: _money_pb2.Money | None = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GiftCardLineRequest: _TypeAlias = GiftCardLineRequest  # noqa: Y015
+
+@_typing.final
+class IssuedGiftCard(_message.Message):
+    """A gift card the answering request activated, with its code: shown in this answer only (a
+    replay of the same request has no code).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    gift_card_id: _builtins.str
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        gift_card_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "gift_card_id", b"gift_card_id", "line_id", b"line_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedGiftCard: _TypeAlias = IssuedGiftCard  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -367,17 +458,23 @@ class CheckoutLine(_message.Message):
 
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
+    @_builtins.property
+    def gift_card(self) -> Global___GiftCardLineRequest:
+        """A gift card line instead of a product: sku empty, quantity 1."""
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        gift_card: Global___GiftCardLineRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,19 +525,25 @@ class CheckoutResponse(_message.Message):
 
     ORDER_FIELD_NUMBER: _builtins.int
     PAYMENT_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
     @_builtins.property
     def payment(self) -> _payment_pb2.Payment: ...
+    @_builtins.property
+    def gift_cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedGiftCard]:
+        """The gift card lines this request activated, with their codes (shown once)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
         payment: _payment_pb2.Payment | None = ...,
+        gift_cards: _abc.Iterable[Global___IssuedGiftCard] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order", "payment", b"payment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -591,20 +694,28 @@ class OrderLineRequest(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     FULFILLMENT_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     fulfillment: _builtins.int
     """Index into CreateOrderRequest.fulfillments; 0 when there is one."""
+    @_builtins.property
+    def gift_card(self) -> Global___GiftCardLineRequest:
+        """A gift card line instead of a product (sku empty, quantity 1, an in-store fulfilment;
+        no pre-printed code here: see GiftCardLineRequest).
+        """
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         fulfillment: _builtins.int = ...,
+        gift_card: Global___GiftCardLineRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "gift_card", b"gift_card", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -791,16 +902,22 @@ class ConfirmOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
+    @_builtins.property
+    def gift_cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedGiftCard]:
+        """The gift card lines this request activated, with their codes (shown once)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        gift_cards: _abc.Iterable[Global___IssuedGiftCard] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
