@@ -121,6 +121,66 @@ def test_a_paired_register_works_only_at_its_location_for_register_scopes(
         assert _post(other, f"/v1/registers/{elsewhere['id']}/retire").status_code == 404
 
 
+def test_a_register_sees_and_moves_only_its_own_locations_sales_and_money(
+    platform: Running,
+) -> None:
+    """Lists are narrowed to the register's location; a sale, payment, refund or terminal
+    checkout of another location, reached by id, is the same 404 as a made-up id and nothing
+    happens to it, even for a manager signed in who could refund it here."""
+    http = platform.http
+    here, there = _locations(http)[:2]
+    manager = _member(http, "Max", "manager", here, "2468")
+    _, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "2468"}).is_success
+    refund = {"amount": {"amount": 100, "currency": "USD"}, "reason": "scratched"}
+
+    theirs = _card_sale(http, there)
+    their_refund = _post(http, f"/v1/payments/{theirs['id']}/refunds", refund)
+    assert their_refund.status_code == 201, their_refund.text
+    their_refund_id = their_refund.json()["data"][0]["id"]
+    ours = _card_sale(device, here)
+    assert _post(device, f"/v1/payments/{ours['id']}/refunds", refund).status_code == 201
+
+    for path in ("/v1/payments", "/v1/orders", "/v1/refunds"):
+        listed = device.get(path, params={"limit": 200})
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["data"], path
+        ids = {row["id"] for row in listed.json()["data"]}
+        assert not ids & {theirs["id"], theirs["order_id"], their_refund_id}, path
+    assert {p["location_id"] for p in device.get("/v1/payments").json()["data"]} == {here}
+    assert {o["location_id"] for o in device.get("/v1/orders").json()["data"]} == {here}
+    # The merchant's own credential still sees both, and can narrow refunds by location.
+    there_refunds = http.get("/v1/refunds", params={"location_id": there, "limit": 200})
+    assert their_refund_id in {r["id"] for r in there_refunds.json()["data"]}
+    here_refunds = http.get("/v1/refunds", params={"location_id": here, "limit": 200})
+    assert their_refund_id not in {r["id"] for r in here_refunds.json()["data"]}
+
+    def missing_like_made_up(method: str, path: str, made_up: str, real: str) -> None:
+        body = refund if path.endswith("/refunds") else {}
+        answers = [
+            device.request(method, path.format(x), json=body,
+                           headers={"Idempotency-Key": str(uuid.uuid4())})
+            for x in (real, made_up)
+        ]  # fmt: skip
+        assert [a.status_code for a in answers] == [404, 404], (path, answers[0].text)
+        assert answers[0].json()["detail"].replace(real, made_up) == answers[1].json()["detail"]
+
+    made_up = "pay_" + "q" * 20
+    missing_like_made_up("GET", "/v1/payments/{}", made_up, theirs["id"])
+    missing_like_made_up("POST", "/v1/payments/{}/refunds", made_up, theirs["id"])
+    missing_like_made_up("POST", "/v1/payments/{}/void", made_up, theirs["id"])
+    missing_like_made_up("GET", "/v1/refunds/{}", "rfd_" + "q" * 20, their_refund_id)
+    missing_like_made_up("GET", "/v1/orders/{}", "ord_" + "q" * 20, theirs["order_id"])
+    missing_like_made_up("POST", "/v1/orders/{}/refunds", "ord_" + "q" * 20, theirs["order_id"])
+    missing_like_made_up("POST", "/v1/orders/{}/cancel", "ord_" + "q" * 20, theirs["order_id"])
+    missing_like_made_up("GET", "/v1/orders/{}/payments", "ord_" + "q" * 20, theirs["order_id"])
+    # Nothing moved: the other location's payment has its one refund, and is still there.
+    still = http.get("/v1/refunds", params={"payment_id": theirs["id"]}).json()["data"]
+    assert [r["id"] for r in still] == [their_refund_id]
+    assert device.get(f"/v1/payments/{ours['id']}").status_code == 200
+    assert device.get(f"/v1/orders/{ours['order_id']}").status_code == 200
+
+
 def _member(http: httpx.Client, name: str, role: str, location: str, pin: str) -> str:
     body = {"name": name, "role": role, "location_ids": [location], "pin": pin}
     made = _post(http, "/v1/staff", body)

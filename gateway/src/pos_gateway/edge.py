@@ -15,12 +15,13 @@ import time
 import uuid
 from typing import Any
 
+import grpc
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pos_gateway import metrics
+from pos_gateway import confinement, metrics
 from pos_gateway.auth import authenticate
 from pos_gateway.idempotency import (
     MAX_KEY_LENGTH,
@@ -30,7 +31,7 @@ from pos_gateway.idempotency import (
     redact,
     shown_once,
 )
-from pos_gateway.problems import Problem, problem_response
+from pos_gateway.problems import Problem, from_rpc_error, problem_response
 from pos_gateway.ratelimit import Limiter
 from pos_kit.context import merchant_var, register_var, request_id_var, staff_var
 from pos_kit.text import (
@@ -150,6 +151,10 @@ class EdgeMiddleware:
                 problem = Problem(404, "resource_missing", f"location {elsewhere!r} was not found",
                                   extra={"resource": "location"})  # fmt: skip
                 await problem_response(problem)(scope, receive, send)
+                return
+            receive, outside = await _confined(scope, receive, principal.location_id)
+            if outside is not None:
+                await problem_response(outside)(scope, receive, send)
                 return
 
         decision = await self.limits.decide(principal.key_id)
@@ -277,6 +282,26 @@ class EdgeMiddleware:
 
 
 _LOCATION_PATH = re.compile(r"^/v1/locations/([^/]+)")
+
+
+async def _confined(scope: Scope, receive: Receive, own: str) -> tuple[Receive, Problem | None]:
+    """A register's request narrowed to its location: lists get its `location_id`, records
+    reached by id elsewhere are a 404 (see `confinement`)."""
+    narrowed = confinement.narrowed_query(
+        scope["method"], scope["path"], scope.get("query_string", b""), own
+    )
+    if narrowed is not None:
+        scope["query_string"] = narrowed
+        return receive, None
+    body = b""
+    if scope["method"] in ("POST", "PUT", "PATCH"):
+        body = await _read_body(receive)
+        receive = _replay(body)
+    try:
+        refused = await confinement.elsewhere(scope["app"].state.services, scope["path"], body, own)
+    except grpc.aio.AioRpcError as exc:
+        refused = from_rpc_error(exc)
+    return receive, refused
 
 
 async def _other_location(scope: Scope, receive: Receive, own: str) -> tuple[Receive, str | None]:

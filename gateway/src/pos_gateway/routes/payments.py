@@ -297,12 +297,19 @@ async def list_refunds(
         Query(description="Only this payment's; one you do not have is a 404 problem"),
     ] = None,
     order_id: Annotated[QueryId | None, Query(description=UNKNOWN_ORDER)] = None,
+    location_id: Annotated[
+        QueryId | None,
+        Query(description="Only refunds of payments taken there. " + UNKNOWN_LOCATION),
+    ] = None,
 ) -> RefundList:
+    if location_id:
+        await _known_location(svc, location_id)
     request = payment_pb2.ListRefundsRequest(
         page_size=limit,
         page_token=cursor or "",
         payment_id=payment_id or "",
         order_id=order_id or "",
+        location_id=location_id or "",
     )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))

@@ -336,12 +336,20 @@ class SqlRefundRepository:
         refund.updated_at = row.updated_at
         await self._attach(refund.id)
 
-    async def list(self, page: PageRequest, payment_id: str, order_id: str) -> list[Refund]:
+    async def list(
+        self, page: PageRequest, payment_id: str, order_id: str, location_id: str
+    ) -> list[Refund]:
         query = select(refunds).where(self._mine())
         if payment_id:
             query = query.where(refunds.c.payment_id == payment_id)
         if order_id:
             query = query.where(refunds.c.order_id == order_id)
+        if location_id:
+            # A refund is where its payment was taken (the money leaves that till or terminal).
+            taken_there = select(payments.c.id).where(
+                payments.c.merchant_id == self._merchant, payments.c.location_id == location_id
+            )
+            query = query.where(refunds.c.payment_id.in_(taken_there))
         rows = await list_page(self._conn, query, refunds.c.updated_at, refunds.c.id, page)
         return [_refund(r) for r in rows]
 

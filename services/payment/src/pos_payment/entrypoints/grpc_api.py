@@ -246,7 +246,9 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
         self, request: payment_pb2.ListRefundsRequest, uow: PaymentUow
     ) -> payment_pb2.ListRefundsResponse:
         page = page_request(request)
-        found = await handlers.list_refunds(uow, page, request.payment_id, request.order_id)
+        found = await handlers.list_refunds(
+            uow, page, request.payment_id, request.order_id, request.location_id
+        )
         items, token = page_of(found, page)
         return payment_pb2.ListRefundsResponse(
             refunds=[refund_to_proto(r) for r in items], next_page_token=token

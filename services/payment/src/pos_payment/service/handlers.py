@@ -548,13 +548,13 @@ async def get_refund(uow: PaymentUnitOfWork, refund_id: str) -> Refund:
 
 
 async def list_refunds(
-    uow: PaymentUnitOfWork, page: PageRequest, payment_id: str, order_id: str
+    uow: PaymentUnitOfWork, page: PageRequest, payment_id: str, order_id: str, location_id: str
 ) -> list[Refund]:
     if payment_id:
         await _payment(uow, payment_id)
     if order_id:
         await _known_order(uow, order_id)
-    return await uow.refunds.list(page, payment_id, order_id)
+    return await uow.refunds.list(page, payment_id, order_id, location_id)
 
 
 # --- card-present terminal checkouts ------------------------------------------------------

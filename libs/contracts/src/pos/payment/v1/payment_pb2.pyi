@@ -909,10 +909,13 @@ class ListRefundsRequest(_message.Message):
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     payment_id: _builtins.str
     order_id: _builtins.str
+    location_id: _builtins.str
+    """Only refunds of payments taken at this location."""
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -923,10 +926,11 @@ class ListRefundsRequest(_message.Message):
         updated_since: _timestamp_pb2.Timestamp | None = ...,
         payment_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        location_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
