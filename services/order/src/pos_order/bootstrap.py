@@ -27,6 +27,7 @@ from pos_order.adapters.remote import (
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit, metadata
 from pos_order.domain import model
+from pos_order.domain.returns import OrderReturned
 from pos_order.entrypoints import consumers, grpc_api
 from pos_order.entrypoints.resumer import Resumer
 from pos_order.service.ports import CheckoutPorts, OrderSettings
@@ -88,7 +89,7 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
-    events.REGISTRY.check(model.EVENTS)
+    events.REGISTRY.check((*model.EVENTS, OrderReturned))
     runtime = ServiceRuntime(
         NAME,
         settings,

@@ -14,6 +14,7 @@ from pos_order.domain.model import (
     OrderStatus,
     Tender,
 )
+from pos_order.domain.returns import Return
 
 STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
 TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
@@ -80,4 +81,41 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         msg.created_at.FromDatetime(o.created_at)
     if o.updated_at is not None:
         msg.updated_at.FromDatetime(o.updated_at)
+    return msg
+
+
+def return_to_proto(r: Return) -> order_pb2.Return:
+    cur = r.currency
+    msg = order_pb2.Return(
+        id=r.id,
+        order_id=r.order_id,
+        lines=[
+            order_pb2.ReturnLine(
+                line_id=ln.line_id,
+                sku=ln.sku,
+                quantity=ln.quantity,
+                restock=ln.restock,
+                location_id=ln.location_id,
+                amount=to_proto(Money(ln.amount, cur)),
+            )
+            for ln in r.lines
+        ],
+        reason=r.reason,
+        override_reason=r.override_reason,
+        amount=to_proto(Money(r.amount, cur)),
+        status=r.status.value,
+        refunds=[
+            order_pb2.ReturnRefund(
+                refund_id=x.refund_id,
+                payment_id=x.payment_id,
+                amount=to_proto(Money(x.amount, cur)),
+                status=x.status,
+            )
+            for x in r.refunds
+        ],
+    )
+    if r.created_at is not None:
+        msg.created_at.FromDatetime(r.created_at)
+    if r.completed_at is not None:
+        msg.completed_at.FromDatetime(r.completed_at)
     return msg

@@ -23,7 +23,9 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
+from pos_order.domain.returns import Refunded
 from pos_order.service.ports import DiscountQuote, IssuedCard, PaymentResult, TenderAsk
+from pos_order.service.returns import RefundAsk
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class InventoryCatalog:
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
         if not skus:  # gift card lines only: the selling location is all there is to price
-            return await self._location(location_id), {}
+            return await self.location(location_id), {}
         try:
             answer = await self._stub.GetPrices(
                 inventory_pb2.GetPricesRequest(skus=skus, location_id=location_id)
@@ -59,7 +61,7 @@ class InventoryCatalog:
         }
         return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps), items
 
-    async def _location(self, location_id: str) -> SellingLocation:
+    async def location(self, location_id: str) -> SellingLocation:
         """Inventory has no single-location read: the merchant's list, page by page (a merchant
         has few locations). Another merchant's location is not in it: a 404 like any other."""
         token = ""
@@ -242,6 +244,41 @@ class PaymentService:
         except grpc.aio.AioRpcError as exc:
             raise _downstream("payment", exc) from None
 
+    async def refund_order(
+        self,
+        request_id: str,
+        order_id: str,
+        amounts: list[RefundAsk],
+        reason: str,
+        lines: list[tuple[str, int]],
+    ) -> list[Refunded]:
+        """A return's refund: the amount per tender planned with the return, one request."""
+        try:
+            answer = await self._stub.CreateRefund(
+                payment_pb2.CreateRefundRequest(
+                    request_id=request_id,
+                    order_id=order_id,
+                    amounts=[
+                        payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
+                        for a in amounts
+                    ],
+                    reason=reason,
+                    lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        return [
+            Refunded(
+                r.id,
+                r.payment_id,
+                r.amount.amount,
+                payment_pb2.RefundStatus.Name(r.status).removeprefix("REFUND_STATUS_").lower(),
+            )
+            for r in answer.refunds
+        ]
+
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         try:
             answer = await self._stub.GetOrderPayments(
@@ -333,6 +370,25 @@ class StockService:
         try:
             await self._stub.ReleaseReservation(
                 stock_pb2.ReleaseReservationRequest(request_id=request_id, id=reservation_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+
+    async def return_to_stock(
+        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
+    ) -> None:
+        """Returned units back on the shelf at the returning store, once (by request id)."""
+        try:
+            await self._catalog.AdjustStock(
+                inventory_pb2.AdjustStockRequest(
+                    request_id=request_id,
+                    sku=sku,
+                    location_id=location_id,
+                    delta=quantity,
+                    reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
+                    note=reference,
+                ),
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:

@@ -13,6 +13,7 @@ from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
+from pos_order.adapters.returns_repository import SqlReturns
 from pos_order.adapters.tables import (
     catalog_prices,
     checkout_starts,
@@ -583,3 +584,7 @@ class OrderUow(UnitOfWork):
     @property
     def prices(self) -> SqlPriceBook:
         return SqlPriceBook(self.conn, self.merchant_id)
+
+    @property
+    def returns(self) -> SqlReturns:
+        return SqlReturns(self.conn, self.merchant_id)

@@ -21,10 +21,12 @@ from pos_order.adapters.messages import (
     STATUSES,
     TENDERS,
     order_to_proto,
+    return_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
-from pos_order.service import handlers
+from pos_order.domain.returns import ReturnLineRequest, ReturnRequest, TenderRefund
+from pos_order.service import handlers, returns
 from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
@@ -129,10 +131,20 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
 
 
 class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy) -> None:
+    def __init__(
+        self,
+        uow: Callable[[], OrderUow],
+        ports: CheckoutPorts,
+        policy: Policy,
+        return_ports: returns.ReturnPorts | None = None,
+    ) -> None:
         super().__init__(uow)
         self.ports = ports
         self.policy = policy
+        self.return_ports = return_ports or returns.ReturnPorts(
+            ports.payments,  # type: ignore[arg-type]
+            ports.stock,  # type: ignore[arg-type]
+        )
 
     async def Checkout(
         self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
@@ -242,6 +254,57 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.policy,
             lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
         )
+
+    async def CreateReturn(
+        self, request: order_pb2.CreateReturnRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CreateReturnResponse:
+        req = ReturnRequest(
+            request_id=request.request_id,
+            order_id=request.order_id,
+            lines=[
+                ReturnLineRequest(ln.line_id, ln.quantity, ln.restock, ln.location_id)
+                for ln in request.lines
+            ],
+            reason=request.reason,
+            override_reason=request.override_reason,
+            tender_amounts=[
+                TenderRefund(
+                    t.payment_id,
+                    from_proto(f"tender_amounts[{i}].amount", t.amount).amount,
+                )
+                for i, t in enumerate(request.tender_amounts)
+            ],
+        )
+        steps = returns.CreateReturn(
+            req,
+            self.return_ports,
+            self.bound_uow,
+            self.policy,
+            lambda r, o: order_pb2.CreateReturnResponse(
+                order_return=return_to_proto(r),
+                order=order_to_proto(o),  # type: ignore[arg-type]
+            ),
+        )
+        # A store named to take the units back must be the merchant's: checked before anything
+        # is claimed, so a return naming another merchant's store writes nothing (404).
+        for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
+            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        return await once_across_calls(
+            self.bound_uow,
+            "CreateReturn",
+            request,
+            order_pb2.CreateReturnResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+
+    @query
+    async def ListReturns(
+        self, request: order_pb2.ListReturnsRequest, uow: OrderUow
+    ) -> order_pb2.ListReturnsResponse:
+        found = await returns.list_returns(uow, request.order_id)
+        return order_pb2.ListReturnsResponse(returns=[return_to_proto(r) for r in found])
 
     @query
     async def GetOrder(

@@ -1156,3 +1156,260 @@ class UpdateOrderSettingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateOrderSettingsResponse: _TypeAlias = UpdateOrderSettingsResponse  # noqa: Y015
+
+@_typing.final
+class ReturnLineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line (`L<n>`)."""
+    quantity: _builtins.int
+    restock: _builtins.bool
+    """Back to stock (true) or not (damaged, say)."""
+    location_id: _builtins.str
+    """Where the units come back to stock; empty: the order's selling location."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+        location_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "location_id", b"location_id", "quantity", b"quantity", "restock", b"restock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnLineRequest: _TypeAlias = ReturnLineRequest  # noqa: Y015
+
+@_typing.final
+class CreateReturnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    TENDER_AMOUNTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    """A lower-case code: damaged, wrong_size, unwanted, ..."""
+    override_reason: _builtins.str
+    """Required past the merchant's return window."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLineRequest]: ...
+    @_builtins.property
+    def tender_amounts(self) -> _containers.RepeatedCompositeFieldContainer[_payment_pb2.TenderAmount]:
+        """Instead of the spread from the last tender taken backwards: how much goes back to each
+        payment; they add up to the refund of the returned units.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLineRequest] | None = ...,
+        reason: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+        tender_amounts: _abc.Iterable[_payment_pb2.TenderAmount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "request_id", b"request_id", "tender_amounts", b"tender_amounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReturnRequest: _TypeAlias = CreateReturnRequest  # noqa: Y015
+
+@_typing.final
+class ReturnLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    sku: _builtins.str
+    quantity: _builtins.int
+    restock: _builtins.bool
+    location_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The refund for these units."""
+
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+        location_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "line_id", b"line_id", "location_id", b"location_id", "quantity", b"quantity", "restock", b"restock", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnLine: _TypeAlias = ReturnLine  # noqa: Y015
+
+@_typing.final
+class ReturnRefund(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    payment_id: _builtins.str
+    status: _builtins.str
+    """The refund's status as the payment service answered it: pending, succeeded, failed."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "refund_id", b"refund_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnRefund: _TypeAlias = ReturnRefund  # noqa: Y015
+
+@_typing.final
+class Return(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    override_reason: _builtins.str
+    status: _builtins.str
+    """pending (refunds and restock under way) or completed."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The refund: the sum of the lines' amounts."""
+
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnRefund]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLine] | None = ...,
+        reason: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: _builtins.str = ...,
+        refunds: _abc.Iterable[Global___ReturnRefund] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Return: _TypeAlias = Return  # noqa: Y015
+
+@_typing.final
+class CreateReturnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return: ...
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReturnResponse: _TypeAlias = CreateReturnResponse  # noqa: Y015
+
+@_typing.final
+class ListReturnsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReturnsRequest: _TypeAlias = ListReturnsRequest  # noqa: Y015
+
+@_typing.final
+class ListReturnsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def returns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Return]: ...
+    def __init__(
+        self,
+        *,
+        returns: _abc.Iterable[Global___Return] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["returns", b"returns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReturnsResponse: _TypeAlias = ListReturnsResponse  # noqa: Y015

@@ -85,6 +85,16 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
                 _registered_method=True)
+        self.CreateReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.FromString,
+                _registered_method=True)
+        self.ListReturns = channel.unary_unary(
+                '/pos.order.v1.OrderService/ListReturns',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -160,6 +170,22 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateReturn(self, request, context):
+        """Return units of an order's lines: refunded to the original tenders (what was paid for
+        those units after every discount, with their tax, never more) and restocked as asked.
+        Concurrent returns of the same lines are serialized on the order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReturns(self, request, context):
+        """The returns of an order, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +238,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.UpdateOrderSettings,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.SerializeToString,
+            ),
+            'CreateReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.SerializeToString,
+            ),
+            'ListReturns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReturns,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,6 +521,60 @@ class OrderService:
             '/pos.order.v1.OrderService/UpdateOrderSettings',
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReturns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/ListReturns',
+            pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,13 @@ class OrderServiceStub:
     GetOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]
+    CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]
+    """Return units of an order's lines: refunded to the original tenders (what was paid for
+    those units after every discount, with their tax, never more) and restocked as asked.
+    Concurrent returns of the same lines are serialized on the order.
+    """
+    ListReturns: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]
+    """The returns of an order, oldest first."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -81,6 +88,13 @@ class OrderServiceAsyncStub(OrderServiceStub):
     GetOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]  # type: ignore[assignment]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]  # type: ignore[assignment]
+    CreateReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]  # type: ignore[assignment]
+    """Return units of an order's lines: refunded to the original tenders (what was paid for
+    those units after every discount, with their tax, never more) and restocked as asked.
+    Concurrent returns of the same lines are serialized on the order.
+    """
+    ListReturns: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]  # type: ignore[assignment]
+    """The returns of an order, oldest first."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the checkout."""
@@ -165,5 +179,24 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.UpdateOrderSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.UpdateOrderSettingsResponse, _abc.Awaitable[_order_pb2.UpdateOrderSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateReturn(
+        self,
+        request: _order_pb2.CreateReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateReturnResponse, _abc.Awaitable[_order_pb2.CreateReturnResponse]]:
+        """Return units of an order's lines: refunded to the original tenders (what was paid for
+        those units after every discount, with their tax, never more) and restocked as asked.
+        Concurrent returns of the same lines are serialized on the order.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReturns(
+        self,
+        request: _order_pb2.ListReturnsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListReturnsResponse, _abc.Awaitable[_order_pb2.ListReturnsResponse]]:
+        """The returns of an order, oldest first."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,177 @@
+"""Itemized returns against an order, in the kit's three steps.
+
+1. `read`, in the claiming transaction: the order row locked, every earlier return of it read,
+   the new return planned (units left, window, refund per line and per tender) and saved
+   `pending`. Concurrent returns of the same lines queue on the order's row lock, and each sees
+   the units the ones before it took: their sum can never pass what was sold, nor their refunds
+   what was paid.
+2. `call`, holding no connection: the refund to the tenders (one request per return,
+   `<return id>/refund`, the amounts per tender planned in step 1) and the restock
+   (`<return id>/restock/<line>` at the returning location), each idempotent on its side.
+3. `record`: the return completed with its refunds, the order's tenders updated, and
+   `order_returned` published with the return and the order, in one transaction.
+
+A failure in step 2 leaves the return `pending` with its plan: a retry with the same request id
+finds it (its id derives from the request and the time it was first claimed) and asks again
+under the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
+
+from pos_kit.errors import NotFound
+from pos_kit.idempotency import Claim
+from pos_kit.money import Money
+from pos_order.domain.returns import (
+    OrderReturned,
+    Refunded,
+    Return,
+    ReturnRequest,
+    ReturnStatus,
+    plan_return,
+    refunded,
+    tenders_left,
+    validate_request,
+)
+from pos_order.service.ports import NewUow, OrderSettings, OrderUnitOfWork
+from pos_order.service.saga import Policy, now
+
+R = TypeVar("R")
+
+
+class ReturnRepository(Protocol):
+    async def add(self, r: Return) -> None: ...
+    async def save(self, r: Return) -> None: ...
+    async def get(self, return_id: str) -> Return | None: ...
+    async def of_order(self, order_id: str) -> list[Return]: ...
+
+
+class ReturnsUnitOfWork(OrderUnitOfWork, Protocol):
+    @property
+    def returns(self) -> ReturnRepository: ...
+
+
+@dataclass(frozen=True)
+class RefundAsk:
+    payment_id: str
+    amount: Money
+
+
+class RefundPayments(Protocol):
+    async def refund_order(
+        self,
+        request_id: str,
+        order_id: str,
+        amounts: list[RefundAsk],
+        reason: str,
+        lines: list[tuple[str, int]],
+    ) -> list[Refunded]:
+        """One refund per tender, each to the tender it was taken on."""
+        ...
+
+
+class ReturnStock(Protocol):
+    async def return_to_stock(
+        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReturnPorts:
+    payments: RefundPayments
+    stock: ReturnStock
+
+
+class CreateReturn(Generic[R]):
+    def __init__(
+        self,
+        req: ReturnRequest,
+        ports: ReturnPorts,
+        new_uow: Callable[[], ReturnsUnitOfWork],
+        policy: Policy,
+        answer: Callable[[Return, object], R],
+    ) -> None:
+        validate_request(req)  # bad input is refused before anything is claimed
+        self.req = req
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Return:
+        req = self.req
+        order = await uow.orders.get(req.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", req.order_id)
+        at = await uow.checkouts.started_at(req.request_id)
+        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        found = await uow.returns.get(return_id)
+        if found is not None:  # a retry of a return whose refund or restock did not finish
+            return found
+        earlier = await uow.returns.of_order(order.id)
+        settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        ret = plan_return(
+            order,
+            earlier,
+            req,
+            return_id,
+            now(),
+            settings.return_window_days,
+            tenders_left(order, earlier),
+        )
+        await uow.returns.add(ret)
+        return ret
+
+    async def call(self, claim: Claim, ret: Return) -> Return:
+        if ret.status is ReturnStatus.COMPLETED:
+            return ret
+        made: list[Refunded] = []
+        if ret.amount > 0:
+            made = await self.ports.payments.refund_order(
+                f"{ret.id}/refund",
+                ret.order_id,
+                [
+                    RefundAsk(t.payment_id, Money(t.amount, ret.currency))
+                    for t in ret.tender_amounts
+                ],
+                ret.reason,
+                [(ln.sku, ln.quantity) for ln in ret.lines],
+            )
+        for ln in ret.lines:
+            if ln.restock and ln.quantity > 0:
+                await self.ports.stock.return_to_stock(
+                    f"{ret.id}/restock/{ln.line_id}",
+                    ln.location_id,
+                    ln.sku,
+                    ln.quantity,
+                    f"return {ret.id} of order {ret.order_id}",
+                )
+        return replace(ret, refunds=made)
+
+    async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
+        order = await uow.orders.get(done.order_id, lock=True)
+        assert order is not None
+        ret = await uow.returns.get(done.id)
+        assert ret is not None
+        if ret.status is ReturnStatus.PENDING:
+            at = now()
+            ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
+            order.touched(at)
+            refunded(order, ret)
+            await uow.orders.save(order)
+            await uow.returns.save(ret)
+            uow.publish(OrderReturned(order, ret))
+        return self.answer(ret, order)
+
+
+async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
+    order = await uow.orders.get(order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    return await uow.returns.of_order(order_id)
+
+
+__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "list_returns"]
