@@ -298,6 +298,8 @@ ORDER = {
             "unit_price": usd(2500),
             "line_total": usd(5000),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "id": "L1",
+            "gift_card": None,
         },
         {
             "sku": "MUG-LOGO",
@@ -306,6 +308,8 @@ ORDER = {
             "unit_price": usd(1200),
             "line_total": usd(1200),
             "fulfillment_id": f"{ORDER_ID}-1",
+            "id": "L2",
+            "gift_card": None,
         },
     ],
     "subtotal": usd(6200),
@@ -411,7 +415,38 @@ REFUND = {
     "created_at": UPDATED,
     "updated_at": UPDATED,
 }
-CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+CHECKOUT = {"order": ORDER, "payment": PAYMENT, "gift_cards": None, "secret_redacted": False}
+RETURN_ID = "ret_01j9x6w2b3c4d5e6f7g8h9j0kp"
+# One of the two T-shirts of ORDER back: 25.00 less its share of the 6.20 off (2.50), with its
+# share of the tax, floored: the second T-shirt back refunds the cent left (24.36).
+RETURN = {
+    "id": RETURN_ID,
+    "order_id": ORDER_ID,
+    "lines": [
+        {
+            "line_id": "L1",
+            "sku": "TEE-BLK-M",
+            "quantity": 1,
+            "restock": True,
+            "location_id": LOCATION_ID,
+            "amount": usd(2435),
+        }
+    ],
+    "reason": "wrong_size",
+    "override_reason": "",
+    "amount": usd(2435),
+    "status": "completed",
+    "refunds": [
+        {
+            "refund_id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
+            "payment_id": PAYMENT_ID,
+            "amount": usd(2435),
+            "status": "succeeded",
+        }
+    ],
+    "created_at": UPDATED,
+    "completed_at": UPDATED,
+}
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
     "pickup_expiry_seconds": 604800,
