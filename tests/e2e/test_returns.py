@@ -111,3 +111,29 @@ def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: R
     missing = _post(http, "/v1/orders/ord_made_up/returns", _ask("L1", 1))
     assert missing.status_code == 404, missing.text
     assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
+
+    # The receipt of the sale, in the store's time zone, with the return on it.
+    receipt_path = f"/v1/orders/{order['id']}/receipt"
+    receipt = _ok(http.get(receipt_path))
+    store_zone = next(
+        loc["time_zone"] for loc in http.get("/v1/locations").json()["data"] if loc["id"] == store
+    )
+    assert receipt["kind"] == "sale" and receipt["location"]["time_zone"] == store_zone
+    assert receipt["total"] == order["total"] and receipt["subtotal"] == order["subtotal"]
+    (tender,) = receipt["tenders"]
+    assert tender["card_brand"] == "visa" and len(tender["card_last4"]) == 4
+    assert receipt["lines"][1]["gift_card_last4"] == card["code"][-4:]
+    assert [r["return_id"] for r in receipt["returns"]] == [returned["id"]]
+    assert receipt["refunded"] == returned["amount"] and "30 days" in receipt["return_policy"]
+    paper = http.get(receipt_path, headers={"Accept": "text/plain"})
+    assert paper.status_code == 200 and paper.headers["content-type"].startswith("text/plain")
+    total = order["total"]["amount"]
+    assert f"USD {total // 100}.{total % 100:02d}" in paper.text and "TOTAL" in paper.text
+    page = http.get(receipt_path, params={"format": "html"})
+    assert page.headers["content-type"].startswith("text/html") and "<pre>" in page.text
+    # The receipt of the return: the units back and the refund to the card.
+    slip = _ok(http.get(receipt_path, params={"return_id": returned["id"]}))
+    assert slip["kind"] == "return" and slip["total"] == returned["amount"]
+    assert [t["card_last4"] for t in slip["tenders"]] == [tender["card_last4"]]
+    unknown = http.get(receipt_path, params={"return_id": "ret_made_up"})
+    assert unknown.status_code == 404, unknown.text
