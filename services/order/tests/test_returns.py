@@ -16,12 +16,14 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
+from google.protobuf import field_mask_pb2
 from order_shop import serve_order
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 
@@ -39,10 +41,12 @@ def usd(amount: int) -> money_pb2.Money:
 class Shop:
     orders: order_pb2_grpc.OrderServiceStub
     payments: payment_pb2_grpc.PaymentServiceStub
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
     catalog: inventory_pb2_grpc.InventoryServiceStub
     order_db: str
     store: str  # sells, 8.25 % tax
     outlet: str  # takes returns back
+    products: dict[str, str]  # sku -> id
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.order_db) as conn:
@@ -158,21 +162,25 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
             store = await _location(catalog, "Main St", 825)
             outlet = await _location(catalog, "Outlet", 0)
+            products = {}
             for sku, price in (("TEE", 2500), ("MUG", 1200)):
-                await catalog.CreateProduct(
+                made = await catalog.CreateProduct(
                     inventory_pb2.CreateProductRequest(
                         request_id=f"returns-{sku}", sku=sku, name=sku.title(), price=usd(price)
                     ),
                     metadata=MERCHANT,
                     timeout=5,
                 )
+                products[sku] = made.product.id
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
                 catalog,
                 order.database_url,
                 store,
                 outlet,
+                products,
             )
     finally:
         server.stop()
@@ -293,3 +301,68 @@ async def test_fifty_concurrent_returns_of_one_line_refund_at_most_what_it_paid(
     assert sum(r.amount.amount for r in made) == 27063
     ((captured, refunded),) = (await shop.refunded(order.id)).values()
     assert captured == refunded == 27063
+
+
+async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_price(
+    shop: Shop,
+) -> None:
+    customer = f"cus_{uuid.uuid4().hex[:12]}"
+    # The customer as the order service learns them from the customer service's events.
+    with psycopg.connect(shop.order_db) as conn:
+        conn.execute(
+            "INSERT INTO known_customers (merchant_id, customer_id, version) VALUES (%s, %s, 1)",
+            (MERCHANT[0][1], customer),
+        )
+    # A T-shirt sold at 25.00, then at 20.00 after a price change: the credit is 20.00 each.
+    await shop.sale(1, 0)
+    await shop.catalog.UpdateProduct(
+        inventory_pb2.UpdateProductRequest(
+            request_id=str(uuid.uuid4()),
+            id=shop.products["TEE"],
+            product=inventory_pb2.ProductInput(sku="TEE", name="Tee", price=usd(2000)),
+            update_mask=field_mask_pb2.FieldMask(paths=["price"]),
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    await shop.sale(1, 0)
+    stocked = await shop.on_hand(shop.outlet)
+    request = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.outlet,
+        customer_id=customer,
+        lines=[order_pb2.ReceiptlessReturnLine(sku="TEE", quantity=2, restock=True)],
+        reason="no_receipt",
+    )
+
+    answer = await shop.orders.CreateReceiptlessReturn(request, metadata=MERCHANT, timeout=20)
+
+    ret, credit = answer.order_return, answer.store_credit
+    assert ret.amount.amount == 4000 and ret.status == "completed" and not ret.refunds
+    assert ret.customer_id == customer and ret.store_credit_gift_card_id == credit.gift_card_id
+    card = await shop.cards.LookupGiftCard(
+        G.LookupGiftCardRequest(code=credit.code), metadata=MERCHANT, timeout=5
+    )
+    assert card.gift_card.balance.amount == 4000
+    assert (card.gift_card.customer_id, card.gift_card.reason) == (customer, "store_credit")
+    assert await shop.on_hand(shop.outlet) == stocked + 2
+    replay = await shop.orders.CreateReceiptlessReturn(request, metadata=MERCHANT, timeout=20)
+    assert replay.order_return == ret and replay.store_credit.code == ""
+    assert await shop.on_hand(shop.outlet) == stocked + 2
+
+    never_sold = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.outlet,
+        customer_id=customer,
+        lines=[order_pb2.ReceiptlessReturnLine(sku="HAT", quantity=1, restock=True)],
+        reason="no_receipt",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReceiptlessReturn(never_sold, metadata=MERCHANT, timeout=20)
+    assert [f.field for f in read_error(err.value).violations] == ["lines[0].sku"]
+    nobody = order_pb2.CreateReceiptlessReturnRequest()
+    nobody.CopyFrom(request)
+    nobody.request_id, nobody.customer_id = str(uuid.uuid4()), ""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReceiptlessReturn(nobody, metadata=MERCHANT, timeout=20)
+    assert [f.field for f in read_error(err.value).violations] == ["customer_id"]

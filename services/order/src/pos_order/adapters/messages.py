@@ -104,6 +104,8 @@ def return_to_proto(r: Return) -> order_pb2.Return:
         override_reason=r.override_reason,
         amount=to_proto(Money(r.amount, cur)),
         status=r.status.value,
+        customer_id=r.customer_id,
+        store_credit_gift_card_id=r.store_credit_gift_card_id,
         refunds=[
             order_pb2.ReturnRefund(
                 refund_id=x.refund_id,

@@ -431,6 +431,7 @@ class GiftCardIssuer:
         line_id: str,
         customer_id: str,
         location_id: str,
+        reason: str = "sale",
     ) -> IssuedCard:
         try:
             answer = await self._stub.IssueGiftCard(
@@ -441,7 +442,7 @@ class GiftCardIssuer:
                     customer_id=customer_id,
                     order_id=order_id,
                     order_line_id=line_id,
-                    reason="sale",
+                    reason=reason,
                     location_id=location_id,
                 ),
                 timeout=self._timeout,

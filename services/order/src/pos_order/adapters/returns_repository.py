@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,7 @@ from pos_order.domain.returns import (
     ReturnLine,
     ReturnStatus,
     TenderRefund,
+    unit_price_after_discount,
 )
 
 
@@ -58,6 +59,8 @@ def return_to_json(r: Return) -> dict[str, Any]:
         ],
         "created_at": _stamp(r.created_at),
         "completed_at": _stamp(r.completed_at),
+        "customer_id": r.customer_id,
+        "store_credit_gift_card_id": r.store_credit_gift_card_id,
     }
 
 
@@ -77,6 +80,8 @@ def _return(row: Any) -> Return:
         refunds=[Refunded(**x) for x in b["refunds"]],
         created_at=_when(b["created_at"]),
         completed_at=_when(b["completed_at"]),
+        customer_id=b.get("customer_id", ""),
+        store_credit_gift_card_id=b.get("store_credit_gift_card_id", ""),
     )
 
 
@@ -117,6 +122,37 @@ class SqlReturns:
             )
         ).first()
         return _return(row) if row is not None else None
+
+    async def lowest_prices(
+        self, skus: list[str], currency: str, since: datetime
+    ) -> dict[str, int]:
+        """The lowest price per unit each SKU sold for since `since` in `currency`, after its
+        order's discount (shared by value over the order's goods, gift cards excluded), from
+        this service's own orders."""
+        rows = await self._conn.execute(
+            text(
+                """
+                SELECT l->>'sku' AS sku, o.discount_total,
+                       (l->>'unit_price')::bigint AS unit_price,
+                       (SELECT coalesce(sum((g->>'unit_price')::bigint
+                                            * (g->>'quantity')::bigint), 0)::bigint
+                          FROM jsonb_array_elements(o.lines) g
+                         WHERE NOT coalesce((g->>'gift_card')::boolean, false)) AS goods
+                  FROM orders o, jsonb_array_elements(o.lines) l
+                 WHERE o.merchant_id = :merchant
+                   AND o.created_at >= :since
+                   AND o.currency = :currency
+                   AND o.status IN ('confirmed', 'completed')
+                   AND l->>'sku' = ANY(:skus)
+                """
+            ),
+            {"merchant": self._merchant, "since": since, "currency": currency, "skus": skus},
+        )
+        lowest: dict[str, int] = {}
+        for row in rows:
+            price = unit_price_after_discount(row.unit_price, row.goods, row.discount_total)
+            lowest[row.sku] = min(price, lowest.get(row.sku, price))
+        return lowest
 
     async def of_order(self, order_id: str) -> list[Return]:
         rows = await self._conn.execute(

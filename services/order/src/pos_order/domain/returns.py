@@ -140,6 +140,9 @@ class Return:
     refunds: list[Refunded] = field(default_factory=list)
     created_at: datetime | None = None
     completed_at: datetime | None = None
+    # A return without a receipt: the customer, and the store credit card once issued.
+    customer_id: str = ""
+    store_credit_gift_card_id: str = ""
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -347,6 +350,97 @@ def refunded(order: Order, ret: Return) -> None:
         for r in ret.tender_amounts:
             if r.payment_id == t.payment_id:
                 t.refunded += r.amount
+
+
+# How far back a return without a receipt looks for the price a SKU sold for.
+RECEIPTLESS_LOOKBACK = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class ReceiptlessLine:
+    sku: str
+    quantity: int
+    restock: bool = True
+
+
+@dataclass(frozen=True)
+class ReceiptlessRequest:
+    request_id: str
+    location_id: str
+    customer_id: str
+    lines: list[ReceiptlessLine]
+    reason: str
+
+
+def validate_receiptless(req: ReceiptlessRequest) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(bool(req.location_id), "location_id", "is required")
+    violations += require(
+        bool(req.customer_id), "customer_id", "is required: store credit goes to a customer"
+    )
+    violations += require(bool(req.lines), "lines", "must have at least one line")
+    violations += require(
+        len(req.lines) <= MAX_RETURN_LINES, "lines", f"must have at most {MAX_RETURN_LINES}"
+    )
+    for i, ln in enumerate(req.lines[:MAX_RETURN_LINES]):
+        violations += require(bool(ln.sku), f"lines[{i}].sku", "is required")
+        violations += require(
+            1 <= ln.quantity <= 10_000, f"lines[{i}].quantity", "must be between 1 and 10000"
+        )
+    skus = [ln.sku for ln in req.lines]
+    violations += require(len(set(skus)) == len(skus), "lines", "must name each sku once")
+    violations += require(
+        _REASON.fullmatch(req.reason) is not None,
+        "reason",
+        "is required: a lower-case code such as damaged, wrong_size, unwanted",
+    )
+    raise_if(violations)
+
+
+def plan_receiptless(
+    req: ReceiptlessRequest,
+    return_id: str,
+    currency: str,
+    lowest: dict[str, int],
+    at: datetime,
+) -> Return:
+    """Credit each unit at the lowest price its SKU sold for in the lookback (`lowest`, per
+    unit after its order's discount share, in the store's currency). A SKU not sold there in
+    that time has no price to credit: refused, naming the line."""
+    violations = [
+        FieldViolation(
+            f"lines[{i}].sku",
+            f"was not sold in the last {RECEIPTLESS_LOOKBACK.days} days in {currency}: no price "
+            "to credit",
+        )
+        for i, ln in enumerate(req.lines)
+        if ln.sku not in lowest
+    ]
+    raise_if(violations)
+    lines = [
+        ReturnLine(
+            "", ln.sku, ln.quantity, ln.restock, req.location_id, lowest[ln.sku] * ln.quantity
+        )
+        for ln in req.lines
+    ]
+    return Return(
+        id=return_id,
+        order_id="",
+        lines=lines,
+        reason=req.reason,
+        currency=currency,
+        amount=sum(ln.amount for ln in lines),
+        created_at=at,
+        customer_id=req.customer_id,
+    )
+
+
+def unit_price_after_discount(unit_price: int, goods: int, discount: int) -> int:
+    """What one unit sold for after its order's discount, shared by value (floor): the
+    merchant never credits more than the unit brought in."""
+    if goods <= 0:
+        return unit_price
+    return unit_price * (goods - discount) // goods
 
 
 @dataclass(frozen=True)

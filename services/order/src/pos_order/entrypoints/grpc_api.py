@@ -25,7 +25,14 @@ from pos_order.adapters.messages import (
 )
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
-from pos_order.domain.returns import ReturnLineRequest, ReturnRequest, TenderRefund
+from pos_order.domain.returns import (
+    ReceiptlessLine,
+    ReceiptlessRequest,
+    ReturnLineRequest,
+    ReturnRequest,
+    TenderRefund,
+    validate_receiptless,
+)
 from pos_order.service import handlers, returns
 from pos_order.service.ports import (
     CheckoutCommand,
@@ -144,6 +151,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         self.return_ports = return_ports or returns.ReturnPorts(
             ports.payments,  # type: ignore[arg-type]
             ports.stock,  # type: ignore[arg-type]
+            ports.gift_cards,
         )
 
     async def Checkout(
@@ -298,6 +306,46 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.call,
             steps.record,
         )
+
+    async def CreateReceiptlessReturn(
+        self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CreateReceiptlessReturnResponse:
+        req = ReceiptlessRequest(
+            request_id=request.request_id,
+            location_id=request.location_id,
+            customer_id=request.customer_id,
+            lines=[ReceiptlessLine(ln.sku, ln.quantity, ln.restock) for ln in request.lines],
+            reason=request.reason,
+        )
+        validate_receiptless(req)
+        # Before anything is claimed: the store and the customer must be the merchant's (a
+        # 404 otherwise, as for a made-up id); the store's currency is the credit's.
+        async with self.bound_uow() as uow:
+            known = await uow.customers.contains(req.customer_id)
+        if not known:
+            await handlers.customer_version(self.ports.customers, req.customer_id)
+        store = await self.ports.catalog.location(req.location_id)  # type: ignore[attr-defined]
+        steps = returns.CreateReceiptlessReturn(
+            req,
+            store.currency,
+            self.return_ports,
+            lambda r, card: order_pb2.CreateReceiptlessReturnResponse(
+                order_return=return_to_proto(r),
+                store_credit=order_pb2.IssuedGiftCard(gift_card_id=card),
+            ),
+        )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "CreateReceiptlessReturn",
+            request,
+            order_pb2.CreateReceiptlessReturnResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:  # only the run that issued the card shows its code; none was stored
+            answer.store_credit.code = steps.shown
+        return answer
 
     @query
     async def ListReturns(

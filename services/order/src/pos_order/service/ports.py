@@ -253,6 +253,7 @@ class GiftCards(Protocol):
         line_id: str,
         customer_id: str,
         location_id: str,
+        reason: str = "sale",
     ) -> IssuedCard: ...
 
     async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None: ...

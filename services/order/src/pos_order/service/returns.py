@@ -20,29 +20,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from pos_kit.errors import NotFound
+from pos_kit.errors import NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.returns import (
+    RECEIPTLESS_LOOKBACK,
     OrderReturned,
+    ReceiptlessRequest,
     Refunded,
     Return,
     ReturnRequest,
     ReturnStatus,
+    plan_receiptless,
     plan_return,
     refunded,
     tenders_left,
+    validate_receiptless,
     validate_request,
 )
-from pos_order.service.ports import NewUow, OrderSettings, OrderUnitOfWork
+from pos_order.service.ports import GiftCards, NewUow, OrderSettings, OrderUnitOfWork
 from pos_order.service.saga import Policy, now
 
 R = TypeVar("R")
 
 
 class ReturnRepository(Protocol):
+    async def lowest_prices(
+        self, skus: list[str], currency: str, since: datetime
+    ) -> dict[str, int]: ...
     async def add(self, r: Return) -> None: ...
     async def save(self, r: Return) -> None: ...
     async def get(self, return_id: str) -> Return | None: ...
@@ -83,6 +91,7 @@ class ReturnStock(Protocol):
 class ReturnPorts:
     payments: RefundPayments
     stock: ReturnStock
+    gift_cards: GiftCards | None = None
 
 
 class CreateReturn(Generic[R]):
@@ -165,6 +174,85 @@ class CreateReturn(Generic[R]):
             await uow.returns.save(ret)
             uow.publish(OrderReturned(order, ret))
         return self.answer(ret, order)
+
+
+@dataclass(frozen=True)
+class Credited:
+    ret: Return
+    code: str  # shown once: empty when the payment service replays the card
+
+
+class CreateReceiptlessReturn(Generic[R]):
+    """Units back with no receipt: store credit on a gift card issued to the customer
+    (`<return>/store_credit`, reason `store_credit`), never a card refund, at the lowest price
+    each SKU sold for in the last 30 days in this service's own orders; restocked as asked
+    (`<return>/restock/<sku>`). The store's currency is the caller's to give (its location,
+    checked before anything is claimed)."""
+
+    def __init__(
+        self,
+        req: ReceiptlessRequest,
+        currency: str,
+        ports: ReturnPorts,
+        answer: Callable[[Return, str], R],
+    ) -> None:
+        validate_receiptless(req)
+        self.req = req
+        self.currency = currency
+        self.ports = ports
+        self.answer = answer
+        self.shown = ""  # the card's code, when this run issued it: never stored
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Return:
+        req = self.req
+        at = await uow.checkouts.started_at(req.request_id)
+        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        found = await uow.returns.get(return_id)
+        if found is not None:
+            return found
+        when = now()
+        lowest = await uow.returns.lowest_prices(
+            sorted({ln.sku for ln in req.lines}), self.currency, when - RECEIPTLESS_LOOKBACK
+        )
+        ret = plan_receiptless(req, return_id, self.currency, lowest, when)
+        await uow.returns.add(ret)
+        return ret
+
+    async def call(self, claim: Claim, ret: Return) -> Credited:
+        if ret.status is ReturnStatus.COMPLETED:
+            return Credited(ret, "")
+        if self.ports.gift_cards is None:
+            raise Unavailable("store credit cannot be issued now", "payment_unavailable")
+        card = await self.ports.gift_cards.issue(
+            f"{ret.id}/store_credit",
+            Money(ret.amount, ret.currency),
+            "",
+            "",
+            "",
+            ret.customer_id,
+            self.req.location_id,
+            reason="store_credit",
+        )
+        for ln in ret.lines:
+            if ln.restock:
+                await self.ports.stock.return_to_stock(
+                    f"{ret.id}/restock/{ln.sku}",
+                    ln.location_id,
+                    ln.sku,
+                    ln.quantity,
+                    f"return {ret.id} without a receipt",
+                )
+        self.shown = card.code
+        return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)
+
+    async def record(self, uow: ReturnsUnitOfWork, done: Credited) -> R:
+        ret = await uow.returns.get(done.ret.id)
+        assert ret is not None
+        if ret.status is ReturnStatus.PENDING:
+            ret.status, ret.completed_at = ReturnStatus.COMPLETED, now()
+            ret.store_credit_gift_card_id = done.ret.store_credit_gift_card_id
+            await uow.returns.save(ret)
+        return self.answer(ret, ret.store_credit_gift_card_id)
 
 
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:

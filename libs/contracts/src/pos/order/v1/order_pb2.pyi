@@ -1311,12 +1311,17 @@ class Return(_message.Message):
     REFUNDS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
     override_reason: _builtins.str
     status: _builtins.str
     """pending (refunds and restock under way) or completed."""
+    customer_id: _builtins.str
+    """A return without a receipt: the customer credited, and the store credit card issued."""
+    store_credit_gift_card_id: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
     @_builtins.property
@@ -1342,10 +1347,12 @@ class Return(_message.Message):
         refunds: _abc.Iterable[Global___ReturnRefund] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_id: _builtins.str = ...,
+        store_credit_gift_card_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1413,3 +1420,89 @@ class ListReturnsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReturnsResponse: _TypeAlias = ListReturnsResponse  # noqa: Y015
+
+@_typing.final
+class ReceiptlessReturnLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    quantity: _builtins.int
+    restock: _builtins.bool
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "restock", b"restock", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptlessReturnLine: _TypeAlias = ReceiptlessReturnLine  # noqa: Y015
+
+@_typing.final
+class CreateReceiptlessReturnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    location_id: _builtins.str
+    """The store taking the units back (its currency is the credit's)."""
+    customer_id: _builtins.str
+    """Required: the store credit is theirs."""
+    reason: _builtins.str
+    """Required: a lower-case code."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptlessReturnLine]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReceiptlessReturnLine] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReceiptlessReturnRequest: _TypeAlias = CreateReceiptlessReturnRequest  # noqa: Y015
+
+@_typing.final
+class CreateReceiptlessReturnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return: ...
+    @_builtins.property
+    def store_credit(self) -> Global___IssuedGiftCard:
+        """The store credit card with its code: in this answer only (empty in a replay)."""
+
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        store_credit: Global___IssuedGiftCard | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_return", b"order_return", "store_credit", b"store_credit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_return", b"order_return", "store_credit", b"store_credit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReceiptlessReturnResponse: _TypeAlias = CreateReceiptlessReturnResponse  # noqa: Y015

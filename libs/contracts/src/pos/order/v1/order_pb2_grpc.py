@@ -95,6 +95,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
                 _registered_method=True)
+        self.CreateReceiptlessReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateReceiptlessReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -186,6 +191,14 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateReceiptlessReturn(self, request, context):
+        """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+        lowest price each SKU sold for in the last 30 days; never refunded to a card.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +261,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListReturns,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.SerializeToString,
+            ),
+            'CreateReceiptlessReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReceiptlessReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +593,33 @@ class OrderService:
             '/pos.order.v1.OrderService/ListReturns',
             pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReceiptlessReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateReceiptlessReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
             options,
             channel_credentials,
             insecure,

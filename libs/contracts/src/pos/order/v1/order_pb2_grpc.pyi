@@ -61,6 +61,10 @@ class OrderServiceStub:
     """
     ListReturns: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]
     """The returns of an order, oldest first."""
+    CreateReceiptlessReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]
+    """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+    lowest price each SKU sold for in the last 30 days; never refunded to a card.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -95,6 +99,10 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """
     ListReturns: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]  # type: ignore[assignment]
     """The returns of an order, oldest first."""
+    CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
+    """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+    lowest price each SKU sold for in the last 30 days; never refunded to a card.
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the checkout."""
@@ -198,5 +206,15 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListReturnsResponse, _abc.Awaitable[_order_pb2.ListReturnsResponse]]:
         """The returns of an order, oldest first."""
+
+    @_abc_1.abstractmethod
+    def CreateReceiptlessReturn(
+        self,
+        request: _order_pb2.CreateReceiptlessReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateReceiptlessReturnResponse, _abc.Awaitable[_order_pb2.CreateReceiptlessReturnResponse]]:
+        """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+        lowest price each SKU sold for in the last 30 days; never refunded to a card.
+        """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
