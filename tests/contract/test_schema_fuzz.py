@@ -63,7 +63,8 @@ CROSS_FIELD = "|".join(
      "POST /v1/sourcing", "GET /v1/inventory/nearby")
 )  # fmt: skip
 ORDER_RULES = "|".join(
-    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)",
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns)",
+     "POST /v1/returns",
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
@@ -160,7 +161,8 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
-# A checkout's lines must name distinct SKUs and a cash tender takes no card token: rules
+# A checkout's lines must name distinct SKUs (or be gift cards, with no SKU) and a cash
+# tender takes no card token: rules
 # across fields that JSON Schema can't state (400). A sandbox card token may be declined:
 # a 402 is the right answer to a well-formed sale. And see the Idempotency-Key below.
 [[operations]]
@@ -168,7 +170,9 @@ include-name = "POST /v1/checkouts"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}
 
 # Orders: rules across fields (a line names one of the fulfilments, every fulfilment has a
-# line, a shipment an address, a tender at most the balance due: 400), a declined card (402),
+# line, a shipment an address, a tender at most the balance due, a line is a product or a gift
+# card, a returned line of the order with units left, a SKU sold lately for a return without a
+# receipt: 400), a declined card (402),
 # and the order's own state (a step out of order, a confirmation the tenders do not cover,
 # short stock: 409). And see the Idempotency-Key below.
 [[operations]]

@@ -226,6 +226,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/returns": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
@@ -407,6 +408,8 @@ NOT_REFERENCES = {
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
     ("/v1/orders/{order_id}/returns", "line_id"),
+    # A return of the order in the path, looked up among that order's returns only.
+    ("/v1/orders/{order_id}/receipt", "return_id"),
     # Filters of the audit log: they only narrow the caller's own entries (any other id
     # matches none), as the delivery log's event filter.
     ("/v1/audit-log", "staff_id"),
@@ -561,6 +564,9 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
     ("post", "/v1/gift-cards/{gift_card_id}/refunds"): lambda t: {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/returns"): lambda t: {
+        "location_id": t.locations[0], "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}], "reason": "probe"},
     ("post", "/v1/orders/{order_id}/returns"): lambda t: {
         "lines": [{"line_id": "L1", "quantity": 1, "location_id": t.locations[0]}],
         "reason": "probe",

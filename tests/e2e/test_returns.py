@@ -137,3 +137,32 @@ def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: R
     assert [t["card_last4"] for t in slip["tenders"]] == [tender["card_last4"]]
     unknown = http.get(receipt_path, params={"return_id": "ret_made_up"})
     assert unknown.status_code == 404, unknown.text
+
+
+def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Running) -> None:
+    http = platform.http
+    sku = f"RNR-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "No receipt probe",
+        "price": {"amount": 1500, "currency": "USD"}}), 201)  # fmt: skip
+    store, outlet = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+    customer = http.get("/v1/customers").json()["data"][0]["id"]
+    sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    _ok(_post(http, "/v1/checkouts", sale), 201)
+    body = {"location_id": outlet, "customer_id": customer,
+            "lines": [{"sku": sku, "quantity": 2}], "reason": "no_receipt"}  # fmt: skip
+    key = str(uuid.uuid4())
+    credited = _ok(_post(http, "/v1/returns", body, key), 201)
+    ret, credit = credited["order_return"], credited["store_credit"]
+    assert ret["amount"] == {"amount": 3000, "currency": "USD"} and ret["refunds"] == []
+    assert ret["customer_id"] == customer and ret["order_id"] == ""
+    card = _ok(_post(http, "/v1/gift-cards/lookup", {"code": credit["code"]}))
+    assert card["id"] == credit["gift_card_id"] and card["reason"] == "store_credit"
+    assert card["balance"]["amount"] == 3000 and card["customer_id"] == customer
+    assert _on_hand(http, sku, outlet) == 2
+    replay = _ok(_post(http, "/v1/returns", body, key), 201)
+    assert replay["store_credit"] is None and replay["secret_redacted"] is True
+    never_sold = {**body, "lines": [{"sku": "NEVER-SOLD-SKU", "quantity": 1}]}
+    refused = _post(http, "/v1/returns", never_sold)
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]

@@ -446,6 +446,8 @@ RETURN = {
     ],
     "created_at": UPDATED,
     "completed_at": UPDATED,
+    "customer_id": "",
+    "store_credit_gift_card_id": "",
 }
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
@@ -751,4 +753,21 @@ DRAWER_MOVEMENT = {
     "staff_id": STAFF_ID,
     "register_id": REGISTER_ID,
     "created_at": UPDATED,
+}
+RECEIPTLESS_RETURN = {
+    "order_return": {
+        **RETURN,
+        "order_id": "",
+        "lines": [{**RETURN["lines"][0], "line_id": "", "amount": usd(2250)}],  # type: ignore[index]
+        "reason": "no_receipt",
+        "amount": usd(2250),
+        "refunds": [],
+        "customer_id": CUSTOMER_ID,
+        "store_credit_gift_card_id": "gc_01j9x6w9b3c4d5e6f7g8h9j0kq",
+    },
+    "store_credit": {
+        "gift_card_id": "gc_01j9x6w9b3c4d5e6f7g8h9j0kq",
+        "code": "KQ7M-4XPT-9WZR-2HCN",
+    },
+    "secret_redacted": False,
 }

@@ -187,3 +187,41 @@ async def test_a_card_that_cannot_be_activated_undoes_the_whole_sale(shop: Shop)
     (payment,) = paid.payments
     assert payment.captured.amount == 2500 + 10000 + 250000
     assert payment.refunded.amount == payment.captured.amount
+
+
+async def test_a_returned_gift_card_line_deactivates_its_card_unless_it_was_spent(
+    shop: Shop,
+) -> None:
+    _, sale = await shop.checkout(TEE, gift(3000), gift(4000))
+    order, codes = sale.order, {c.line_id: c.code for c in sale.gift_cards}
+    # The second card is spent a little: it can no longer be returned.
+    await shop.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(
+            request_id=str(uuid.uuid4()), code=codes["L3"], amount=usd(100), reference="coffee"
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+
+    def back(line_id: str) -> order_pb2.CreateReturnRequest:
+        return order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id=line_id, quantity=1, restock=True)],
+            reason="unwanted",
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(back("L3"), metadata=MERCHANT, timeout=20)
+    assert [v.field for v in read_error(err.value).violations] == ["lines[0].line_id"]
+    assert (await shop.lookup(codes["L3"])).balance.amount == 3900
+
+    returned = await shop.orders.CreateReturn(back("L2"), metadata=MERCHANT, timeout=20)
+    ret = returned.order_return
+    assert ret.amount.amount == 3000 and not ret.lines[0].restock
+    card = await shop.lookup(codes["L2"])
+    assert card.status == G.GIFT_CARD_STATUS_DEACTIVATED and card.balance.amount == 0
+    paid = await shop.payments.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert paid.payments[0].refunded.amount == 3000

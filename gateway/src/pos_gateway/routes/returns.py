@@ -18,12 +18,13 @@ from pos_gateway.routes.common import (
     Body,
     MoneyIn,
     PathId,
+    Sku,
     example,
     op,
     request_id,
     services,
 )
-from pos_gateway.schemas.returns import Return, ReturnList
+from pos_gateway.schemas.returns import ReceiptlessReturn, Return, ReturnList, StoreCredit
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -127,3 +128,71 @@ async def list_returns(order_id: PathId, svc: Svc) -> ReturnList:
     """Every return of the order, oldest first, in one page (`next_cursor` is null)."""
     answer = await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
     return ReturnList(data=[to_model(Return, r) for r in answer.returns], next_cursor=None)
+
+
+class ReceiptlessLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    restock: bool = Field(True, description="Back to stock at `location_id`, or not")
+
+
+class ReceiptlessReturnIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 1, "restock": True}],
+            "reason": "no_receipt",
+        }
+    )
+
+    location_id: str = Field(
+        min_length=1, max_length=64, description="The store taking the units back"
+    )
+    customer_id: str = Field(
+        min_length=1, max_length=64, description="Who is credited: store credit is theirs"
+    )
+    lines: list[ReceiptlessLineIn] = Field(min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_]{0,49}$",
+        description="Why, as a lower-case code",
+    )
+
+
+@router.post(
+    "/returns",
+    **op(
+        "orders:write",
+        "Return units without a receipt (store credit)",
+        (404, *CREATE),
+        example=ex.RECEIPTLESS_RETURN,
+        status=201,
+        shown_once=("store_credit",),
+    ),
+)
+async def create_receiptless_return(body: ReceiptlessReturnIn, svc: Svc) -> ReceiptlessReturn:
+    """Units back with no order: the customer is credited on a new gift card (store credit,
+    never a card refund) at the lowest price each SKU sold for in the last 30 days, after its
+    order's discount, in the store's currency; restocked units go back to stock at
+    `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
+    sold in that time is a 400 naming the line; a store or customer you do not have is a
+    404."""
+    request = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=request_id(),
+        location_id=body.location_id,
+        customer_id=body.customer_id,
+        lines=[
+            order_pb2.ReceiptlessReturnLine(sku=ln.sku, quantity=ln.quantity, restock=ln.restock)
+            for ln in body.lines
+        ],
+        reason=body.reason,
+    )
+    answer = await svc.order.CreateReceiptlessReturn(request)
+    credit = answer.store_credit
+    return ReceiptlessReturn(
+        order_return=to_model(Return, answer.order_return),
+        store_credit=StoreCredit(gift_card_id=credit.gift_card_id, code=credit.code or None),
+        secret_redacted=False,
+    )

@@ -12,7 +12,9 @@ from pos_gateway.schemas.orders import LineSku
 
 
 class ReturnLine(Answer):
-    line_id: str = Field(max_length=32, description="The order line (`L<n>`)", examples=["L1"])
+    line_id: str = Field(
+        max_length=32, description="The order line (`L<n>`); empty without a receipt"
+    )
     sku: LineSku
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     restock: bool = Field(description="Back to stock at `location_id`, or not (damaged, say)")
@@ -32,7 +34,7 @@ class ReturnRefund(Answer):
 
 class Return(Answer):
     id: Id
-    order_id: Id
+    order_id: OptionalId = Field(description="Empty for a return without a receipt")
     lines: list[ReturnLine] = Field(min_length=1, max_length=200)
     reason: str = Field(max_length=50, examples=["wrong_size"])
     override_reason: str = Field(
@@ -48,10 +50,29 @@ class Return(Answer):
     )
     created_at: Timestamp
     completed_at: Timestamp | None = None
+    customer_id: OptionalId = Field("", description="A return without a receipt: credited")
+    store_credit_gift_card_id: OptionalId = Field(
+        "", description="A return without a receipt: the store credit card issued"
+    )
+
+
+class StoreCredit(Answer):
+    gift_card_id: Id
+    code: str | None = Field(
+        max_length=64, description="The card's code: in this answer only; null in a replay"
+    )
+
+
+class ReceiptlessReturn(Answer):
+    order_return: Return = Field(description="The return (no order: `order_id` is empty)")
+    store_credit: StoreCredit | None = Field(
+        description="The gift card credited; null in a replay (its code is not kept)"
+    )
+    secret_redacted: bool = Field(False, description="true in a replay: the code is not kept")
 
 
 class ReturnList(Page[Return]):
     pass
 
 
-__all__ = ["OptionalId", "Return", "ReturnList"]
+__all__ = ["ReceiptlessReturn", "Return", "ReturnList", "StoreCredit"]

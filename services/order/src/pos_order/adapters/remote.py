@@ -462,3 +462,16 @@ class GiftCardIssuer:
             )
         except grpc.aio.AioRpcError as exc:
             raise _downstream("payment", exc) from None
+
+    async def balance(self, gift_card_id: str) -> int | None:
+        try:
+            answer = await self._stub.GetGiftCard(
+                gift_cards_pb2.GetGiftCardRequest(id=gift_card_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _downstream("payment", exc) from None
+        if answer.gift_card.status != gift_cards_pb2.GIFT_CARD_STATUS_ACTIVE:
+            return 0
+        return int(answer.gift_card.balance.amount)

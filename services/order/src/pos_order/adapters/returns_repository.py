@@ -38,6 +38,7 @@ def return_to_json(r: Return) -> dict[str, Any]:
                 "restock": ln.restock,
                 "location_id": ln.location_id,
                 "amount": ln.amount,
+                "gift_card_id": ln.gift_card_id,
             }
             for ln in r.lines
         ],

@@ -116,6 +116,8 @@ class ReturnLine:
     restock: bool
     location_id: str
     amount: int  # the refund for these units
+    # A gift card line: its card, deactivated before the refund (never restocked).
+    gift_card_id: str = ""
 
 
 @dataclass
@@ -196,16 +198,21 @@ def plan_return(
     at: datetime,
     window_days: int,
     tenders: list[tuple[str, int]],
+    gift_card_balances: dict[str, int] | None = None,
 ) -> Return:
     """The return the request asks for, against the order and every earlier return of it
     (pending ones included: their units are spoken for). Every rule is checked before anything
     is written; each failure names its field.
+
+    `gift_card_balances`: the balance of each gift card the request returns, as read just
+    before: a card is returned (deactivated, its value refunded) only while it holds all of it.
 
     `tenders_left`: what each of the order's payments has left to refund, in the order they
     were taken (see `tenders_left`). Without the caller's amounts per tender, the refund is
     spread from the last payment taken backwards (commerce-states.md). The plan is stored with
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
     """
+    gift_card_balances = gift_card_balances or {}
     if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
         raise Conflict(
             f"the order is {order.status.value}: only a sold order takes returns",
@@ -237,13 +244,17 @@ def plan_return(
             )
             continue
         if line.gift_card:
-            violations.append(
-                FieldViolation(
-                    f"lines[{i}].line_id",
-                    "is a gift card line: gift cards are not returned here",
+            # Its card is deactivated and its value refunded: only while none of it was spent.
+            balance = gift_card_balances.get(line.gift_card_id)
+            if not line.gift_card_id or balance is None or balance < line.line_total.amount:
+                violations.append(
+                    FieldViolation(
+                        f"lines[{i}].line_id",
+                        "is a gift card whose balance was spent (or that was never activated): "
+                        "it cannot be returned",
+                    )
                 )
-            )
-            continue
+                continue
         before = sum(r.units(line.id) for r in earlier)
         left = line.quantity - before
         if ask.quantity > left:
@@ -261,9 +272,10 @@ def plan_return(
                 line.id,
                 line.sku,
                 ask.quantity,
-                ask.restock,
+                ask.restock and not line.gift_card,
                 ask.location_id or order.location_id,
                 amount,
+                line.gift_card_id if line.gift_card else "",
             )
         )
     raise_if(violations)

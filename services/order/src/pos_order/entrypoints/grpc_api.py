@@ -297,6 +297,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         # is claimed, so a return naming another merchant's store writes nothing (404).
         for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
             await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        await steps.balances()
         return await once_across_calls(
             self.bound_uow,
             "CreateReturn",

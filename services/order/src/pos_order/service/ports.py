@@ -257,6 +257,9 @@ class GiftCards(Protocol):
     ) -> IssuedCard: ...
 
     async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None: ...
+    async def balance(self, gift_card_id: str) -> int | None:
+        """The card's balance; None when the merchant has no such card."""
+        ...
 
 
 @dataclass(frozen=True)

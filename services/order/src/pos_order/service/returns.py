@@ -18,12 +18,13 @@ under the same ids.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from pos_kit.errors import NotFound, Unavailable
+from pos_kit.errors import Conflict, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.returns import (
@@ -45,6 +46,7 @@ from pos_order.service.ports import GiftCards, NewUow, OrderSettings, OrderUnitO
 from pos_order.service.saga import Policy, now
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 class ReturnRepository(Protocol):
@@ -105,10 +107,29 @@ class CreateReturn(Generic[R]):
     ) -> None:
         validate_request(req)  # bad input is refused before anything is claimed
         self.req = req
+        # The balances of the gift cards returned, read before the claim (see `balances`).
+        self.gift_card_balances: dict[str, int] = {}
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+
+    async def balances(self) -> None:
+        """Before the claim, no connection held: the balance of each gift card line asked to be
+        returned. A card spent between this read and its deactivation is the one race left
+        (milliseconds); the deactivation's own answer is logged."""
+        if self.ports.gift_cards is None:
+            return
+        async with self.new_uow() as uow:
+            order = await uow.orders.get(self.req.order_id)
+        if order is None:
+            return  # the claim's read answers the 404
+        asked = {ln.line_id for ln in self.req.lines}
+        for line in order.lines:
+            if line.gift_card and line.gift_card_id and line.id in asked:
+                found = await self.ports.gift_cards.balance(line.gift_card_id)
+                if found is not None:
+                    self.gift_card_balances[line.gift_card_id] = found
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
@@ -130,6 +151,7 @@ class CreateReturn(Generic[R]):
             now(),
             settings.return_window_days,
             tenders_left(order, earlier),
+            self.gift_card_balances,
         )
         await uow.returns.add(ret)
         return ret
@@ -137,6 +159,16 @@ class CreateReturn(Generic[R]):
     async def call(self, claim: Claim, ret: Return) -> Return:
         if ret.status is ReturnStatus.COMPLETED:
             return ret
+        for ln in ret.lines:
+            if ln.gift_card_id:
+                # Before any money goes back: a card deactivated holds nothing to spend.
+                assert self.ports.gift_cards is not None
+                try:
+                    await self.ports.gift_cards.deactivate(
+                        f"{ret.id}/deactivate/{ln.line_id}", ln.gift_card_id, "line_returned"
+                    )
+                except Conflict as exc:
+                    log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
         made: list[Refunded] = []
         if ret.amount > 0:
             made = await self.ports.payments.refund_order(
