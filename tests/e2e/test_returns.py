@@ -106,6 +106,9 @@ def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: R
     assert too_many.status_code == 400, too_many.text
     assert too_many.headers["content-type"] == "application/problem+json"
     assert [e["field"] for e in too_many.json()["errors"]] == ["lines[0].quantity"]
+    # A gift card line comes back only while its card holds all its value: spent a little, no.
+    spent = {"code": card["code"], "amount": {"amount": 100, "currency": "USD"}}
+    _ok(_post(http, "/v1/gift-cards/redeem", spent))
     gift_back = _post(http, returns, _ask("L2", 1))
     assert gift_back.status_code == 400, gift_back.text
     missing = _post(http, "/v1/orders/ord_made_up/returns", _ask("L1", 1))

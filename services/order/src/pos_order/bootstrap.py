@@ -31,6 +31,7 @@ from pos_order.domain.returns import OrderReturned
 from pos_order.entrypoints import consumers, grpc_api
 from pos_order.entrypoints.resumer import Resumer
 from pos_order.service.ports import CheckoutPorts, OrderSettings
+from pos_order.service.returns import ReturnPorts
 from pos_order.service.saga import BOUNDARIES, Policy
 
 NAME = "order"
@@ -133,10 +134,16 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         ),
     )
     policy = settings.policy()
-    resumer = Resumer(runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds)
+    return_ports = ReturnPorts(ports.payments, ports.stock, ports.gift_cards)  # type: ignore[arg-type]
+    resumer = Resumer(
+        runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds, return_ports
+    )
     runtime.background.append(resumer.run)
     service = kit_service.grpc_service(
-        NAME, settings, grpc_api.registrar(runtime.uow, ports, policy), grpc_api.SERVICE_NAME
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow, ports, policy, return_ports),
+        grpc_api.SERVICE_NAME,
     )
     return runtime, service
 

@@ -146,4 +146,6 @@ order_returns = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="order_returns_pkey"),
     Index("order_returns_by_order", "merchant_id", "order_id", "created_at"),
+    # The resumer's look-up, across merchants: returns left pending.
+    Index("order_returns_pending", "updated_at", postgresql_where=text("status = 'pending'")),
 )

@@ -442,10 +442,15 @@ def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderReq
 
 
 def registrar(
-    uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy
+    uow: Callable[[], OrderUow],
+    ports: CheckoutPorts,
+    policy: Policy,
+    return_ports: returns.ReturnPorts | None = None,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
-        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderApi(uow, ports, policy), server)
+        order_pb2_grpc.add_OrderServiceServicer_to_server(
+            OrderApi(uow, ports, policy, return_ports), server
+        )
 
     return register
 

@@ -27,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 from pos_kit.errors import Conflict, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
+from pos_order.domain.model import Order
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
     OrderReturned,
@@ -157,54 +158,10 @@ class CreateReturn(Generic[R]):
         return ret
 
     async def call(self, claim: Claim, ret: Return) -> Return:
-        if ret.status is ReturnStatus.COMPLETED:
-            return ret
-        for ln in ret.lines:
-            if ln.gift_card_id:
-                # Before any money goes back: a card deactivated holds nothing to spend.
-                assert self.ports.gift_cards is not None
-                try:
-                    await self.ports.gift_cards.deactivate(
-                        f"{ret.id}/deactivate/{ln.line_id}", ln.gift_card_id, "line_returned"
-                    )
-                except Conflict as exc:
-                    log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
-        made: list[Refunded] = []
-        if ret.amount > 0:
-            made = await self.ports.payments.refund_order(
-                f"{ret.id}/refund",
-                ret.order_id,
-                [
-                    RefundAsk(t.payment_id, Money(t.amount, ret.currency))
-                    for t in ret.tender_amounts
-                ],
-                ret.reason,
-                [(ln.sku, ln.quantity) for ln in ret.lines],
-            )
-        for ln in ret.lines:
-            if ln.restock and ln.quantity > 0:
-                await self.ports.stock.return_to_stock(
-                    f"{ret.id}/restock/{ln.line_id}",
-                    ln.location_id,
-                    ln.sku,
-                    ln.quantity,
-                    f"return {ret.id} of order {ret.order_id}",
-                )
-        return replace(ret, refunds=made)
+        return await move_money_and_stock(self.ports, ret)
 
     async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
-        order = await uow.orders.get(done.order_id, lock=True)
-        assert order is not None
-        ret = await uow.returns.get(done.id)
-        assert ret is not None
-        if ret.status is ReturnStatus.PENDING:
-            at = now()
-            ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
-            order.touched(at)
-            refunded(order, ret)
-            await uow.orders.save(order)
-            await uow.returns.save(ret)
-            uow.publish(OrderReturned(order, ret))
+        ret, order = await complete(uow, done)
         return self.answer(ret, order)
 
 
@@ -251,40 +208,134 @@ class CreateReceiptlessReturn(Generic[R]):
         return ret
 
     async def call(self, claim: Claim, ret: Return) -> Credited:
-        if ret.status is ReturnStatus.COMPLETED:
-            return Credited(ret, "")
-        if self.ports.gift_cards is None:
-            raise Unavailable("store credit cannot be issued now", "payment_unavailable")
-        card = await self.ports.gift_cards.issue(
-            f"{ret.id}/store_credit",
-            Money(ret.amount, ret.currency),
-            "",
-            "",
-            "",
-            ret.customer_id,
-            self.req.location_id,
-            reason="store_credit",
-        )
-        for ln in ret.lines:
-            if ln.restock:
-                await self.ports.stock.return_to_stock(
-                    f"{ret.id}/restock/{ln.sku}",
-                    ln.location_id,
-                    ln.sku,
-                    ln.quantity,
-                    f"return {ret.id} without a receipt",
-                )
-        self.shown = card.code
-        return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)
+        credited = await credit_and_restock(self.ports, ret)
+        self.shown = credited.code
+        return credited
 
     async def record(self, uow: ReturnsUnitOfWork, done: Credited) -> R:
-        ret = await uow.returns.get(done.ret.id)
-        assert ret is not None
-        if ret.status is ReturnStatus.PENDING:
-            ret.status, ret.completed_at = ReturnStatus.COMPLETED, now()
-            ret.store_credit_gift_card_id = done.ret.store_credit_gift_card_id
-            await uow.returns.save(ret)
+        ret = await complete_credit(uow, done)
         return self.answer(ret, ret.store_credit_gift_card_id)
+
+
+# The steps after the plan, shared by the requests and the resumer: each call idempotent by a
+# request id derived from the return, each record a no-op once the return is completed.
+
+
+async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
+    """A return against an order: its gift cards deactivated, then the refund to the tenders
+    as planned, then the restock at the returning store."""
+    if ret.status is ReturnStatus.COMPLETED:
+        return ret
+    for ln in ret.lines:
+        if ln.gift_card_id:
+            # Before any money goes back: a card deactivated holds nothing to spend.
+            if ports.gift_cards is None:
+                raise Unavailable("gift cards cannot be deactivated now", "payment_unavailable")
+            try:
+                await ports.gift_cards.deactivate(
+                    f"{ret.id}/deactivate/{ln.line_id}", ln.gift_card_id, "line_returned"
+                )
+            except Conflict as exc:
+                log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
+    made: list[Refunded] = []
+    if ret.amount > 0:
+        made = await ports.payments.refund_order(
+            f"{ret.id}/refund",
+            ret.order_id,
+            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.tender_amounts],
+            ret.reason,
+            [(ln.sku, ln.quantity) for ln in ret.lines],
+        )
+    for ln in ret.lines:
+        if ln.restock and ln.quantity > 0:
+            await ports.stock.return_to_stock(
+                f"{ret.id}/restock/{ln.line_id}",
+                ln.location_id,
+                ln.sku,
+                ln.quantity,
+                f"return {ret.id} of order {ret.order_id}",
+            )
+    return replace(ret, refunds=made)
+
+
+async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]:
+    order = await uow.orders.get(done.order_id, lock=True)
+    if order is None:
+        raise NotFound("order", done.order_id)
+    ret = await uow.returns.get(done.id)
+    if ret is None:
+        raise NotFound("return", done.id)
+    if ret.status is ReturnStatus.PENDING:
+        at = now()
+        ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
+        order.touched(at)
+        refunded(order, ret)
+        await uow.orders.save(order)
+        await uow.returns.save(ret)
+        uow.publish(OrderReturned(order, ret))
+    return ret, order
+
+
+async def credit_and_restock(ports: ReturnPorts, ret: Return) -> Credited:
+    """A return without a receipt: the store credit card issued to the customer, then the
+    restock."""
+    if ret.status is ReturnStatus.COMPLETED:
+        return Credited(ret, "")
+    if ports.gift_cards is None:
+        raise Unavailable("store credit cannot be issued now", "payment_unavailable")
+    card = await ports.gift_cards.issue(
+        f"{ret.id}/store_credit",
+        Money(ret.amount, ret.currency),
+        "",
+        "",
+        "",
+        ret.customer_id,
+        ret.lines[0].location_id,
+        reason="store_credit",
+    )
+    for ln in ret.lines:
+        if ln.restock:
+            await ports.stock.return_to_stock(
+                f"{ret.id}/restock/{ln.sku}",
+                ln.location_id,
+                ln.sku,
+                ln.quantity,
+                f"return {ret.id} without a receipt",
+            )
+    return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)
+
+
+async def complete_credit(uow: ReturnsUnitOfWork, done: Credited) -> Return:
+    ret = await uow.returns.get(done.ret.id)
+    if ret is None:
+        raise NotFound("return", done.ret.id)
+    if ret.status is ReturnStatus.PENDING:
+        ret.status, ret.completed_at = ReturnStatus.COMPLETED, now()
+        ret.store_credit_gift_card_id = done.ret.store_credit_gift_card_id
+        await uow.returns.save(ret)
+    return ret
+
+
+async def resume(
+    new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, return_id: str
+) -> None:
+    """A return left pending (its request failed after the plan, or its process died): the
+    same steps again under the same ids, then completed. Its store credit's code, if one was
+    issued, is not shown again (a code is answered once)."""
+    async with new_uow() as uow:
+        ret = await uow.returns.get(return_id)
+    if ret is None or ret.status is ReturnStatus.COMPLETED:
+        return
+    if ret.order_id:
+        done = await move_money_and_stock(ports, ret)
+        async with new_uow() as uow:
+            await complete(uow, done)
+            await uow.commit()
+    else:
+        credited = await credit_and_restock(ports, ret)
+        async with new_uow() as uow:
+            await complete_credit(uow, credited)
+            await uow.commit()
 
 
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
