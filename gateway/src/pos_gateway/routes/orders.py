@@ -25,7 +25,6 @@ from pos_gateway.routes.common import (
     MoneyIn,
     PathId,
     QueryId,
-    Sku,
     UpdatedSince,
     example,
     op,
@@ -51,6 +50,19 @@ CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
 
 
+# A line's product; empty (or absent) on a gift card line.
+LineSkuIn = Annotated[
+    str,
+    Field(
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._/-]{0,63})?$",
+        max_length=64,
+        description="The product sold: 1 to 64 letters, digits, '.', '_', '-' or '/', the first "
+        "a letter or digit; empty on a gift card line",
+        examples=["TEE-BLK-M"],
+    ),
+]
+
+
 class GiftCardLineIn(Body):
     amount: MoneyIn = Field(description="The value the card is activated with")
     code: str = Field(
@@ -62,7 +74,7 @@ class GiftCardLineIn(Body):
 
 
 class CheckoutLineIn(Body):
-    sku: Sku | None = Field(None, description="The product sold; absent on a gift card line")
+    sku: LineSkuIn = ""
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     gift_card: GiftCardLineIn | None = Field(
         None,
@@ -142,9 +154,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         location_id=body.location_id,
         customer_id=body.customer_id,
         lines=[
-            order_pb2.CheckoutLine(
-                sku=ln.sku or "", quantity=ln.quantity, gift_card=_gift_card_line(ln)
-            )
+            order_pb2.CheckoutLine(sku=ln.sku, quantity=ln.quantity, gift_card=_gift_card_line(ln))
             for ln in body.lines
         ],
         tender_type=(
@@ -273,7 +283,7 @@ async def get_order(order_id: PathId, svc: Svc) -> Order:
 
 
 class OrderLineIn(Body):
-    sku: Sku | None = Field(None, description="The product sold; absent on a gift card line")
+    sku: LineSkuIn = ""
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     fulfillment: int = Field(
         0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
@@ -344,7 +354,7 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         customer_id=body.customer_id,
         lines=[
             order_pb2.OrderLineRequest(
-                sku=ln.sku or "",
+                sku=ln.sku,
                 quantity=ln.quantity,
                 fulfillment=ln.fulfillment,
                 gift_card=_gift_card_line(ln),

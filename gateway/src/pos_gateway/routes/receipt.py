@@ -25,12 +25,14 @@ _LOCATION = {"id": ex.LOCATION_ID, "name": "Downtown Store", "time_zone": "Ameri
              "tax_rate_bps": 825}  # fmt: skip
 EXAMPLE = receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], _LOCATION, 30)
 _op = op("orders:read", "Get an order's receipt", (404,), example=EXAMPLE)
+# A receipt has at most 200 lines and 200 returns: its text stays well within this.
+_TEXT_MAX = 200_000
 _op["responses"][200]["content"]["text/plain"] = {
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "maxLength": _TEXT_MAX},
     "example": receipts.text(EXAMPLE),
 }
 _op["responses"][200]["content"]["text/html"] = {
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "maxLength": _TEXT_MAX},
     "example": receipts.html_page(EXAMPLE),
 }
 
