@@ -8,7 +8,7 @@ PACKAGES := libs/contracts libs/kit libs/devstack \
 	gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install up test lint fmt gen openapi client unit bench soak-customers clean-state
+.PHONY: install up test lint fmt gen openapi client unit bench soak soak-customers clean-state
 
 $(STAMP): requirements-dev.txt $(PYPROJECTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ CEILING ?= ../shared/bench-ceiling
 # imported, searched and credited (tools/bench_customers.py; minutes, not run by CI).
 soak-customers: install
 	@$(PY) tools/bench_customers.py --customers 1000000 --queries 1000 --orders 10000
+
+# Register sales under random SIGKILLs of the order, payment and inventory services and the
+# gateway (tools/soak_checkout.py; prints its counts, exits 1 on a charge without a sale).
+soak: install
+	@$(PY) tools/soak_checkout.py --seconds 300
 
 bench: install
 	@$(PY) tools/bench_checkout.py $(if $(wildcard $(CEILING)/run_e2e.sh),--ceiling $(CEILING),)

@@ -136,9 +136,8 @@ def _stop(started: Started) -> str | None:
     budget = int(spec.get("terminationGracePeriodSeconds", 30)) - int(
         pre_stop.get("sleep", {}).get("seconds", 0)
     )
-    if started.popen.poll() is not None:
+    if started.popen.returncode is not None:
         return f"{started.name} had already exited with {started.popen.returncode}"
-    started.popen.send_signal(signal.SIGTERM)
     try:
         code = started.popen.wait(budget)
     except subprocess.TimeoutExpired:
@@ -160,6 +159,8 @@ def test_components_start_with_only_the_environment_the_manifests_give(
     ports = {ref(d): _free_port() for d in deployments}
     entry = _entrypoint()
     started: list[Started] = []
+    planned: list[tuple[str, Doc, Doc, dict[str, str], Doc]] = []
+    migrating: list[subprocess.Popen[bytes]] = []
     try:
         for deployment in deployments:
             name = deployment["metadata"]["name"]
@@ -186,27 +187,38 @@ def test_components_start_with_only_the_environment_the_manifests_give(
             migration = _migration_container(docs, module)
             migration_env = resolve_env(migration, docs, provided)
             migration_env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-            migrated = subprocess.run(
-                [*entry, *migration["args"]],
-                env={**migration_env, **_base_env()},
-                capture_output=True,
-                timeout=MIGRATION_SECONDS,
+            planned.append((name, deployment, container, env, migration))
+            # Each component's migration runs beside the others' (separate databases), as the
+            # pods' init containers do; a server starts only after its own has finished.
+            migrating.append(
+                subprocess.Popen(
+                    [*entry, *migration["args"]],
+                    env={**migration_env, **_base_env()},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
             )
-            assert migrated.returncode == 0, (
+        for (name, deployment, container, env, migration), popen in zip(
+            planned, migrating, strict=True
+        ):
+            _, stderr = popen.communicate(timeout=MIGRATION_SECONDS)
+            assert popen.returncode == 0, (
                 f"{name}: `{' '.join(migration['args'])}` failed:\n"
-                + migrated.stderr.decode(errors="replace")[-3000:]
+                + stderr.decode(errors="replace")[-3000:]
             )
-
             log = tmp_path / f"{name}.log"
             with log.open("wb") as handle:
-                popen = subprocess.Popen(
+                server = subprocess.Popen(
                     [*entry, *container["args"]],
                     env={**env, **_base_env()},
                     stdout=handle,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            started.append(Started(name, deployment, container, popen, log, port))
+            started.append(
+                Started(name, deployment, container, server, log, ports[ref(deployment)])
+            )
 
         deadline = time.monotonic() + STARTUP_SECONDS
         waiting = list(started)
@@ -220,9 +232,16 @@ def test_components_start_with_only_the_environment_the_manifests_give(
             if waiting:
                 time.sleep(0.2)
 
+        for component in started:  # all at once, as a rollout's pods get theirs
+            if component.popen.poll() is None:
+                component.popen.send_signal(signal.SIGTERM)
         problems = [p for p in (_stop(c) for c in started) if p is not None]
         assert not problems, "\n\n".join(problems)
     finally:
+        for popen in migrating:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
         for component in started:
             if component.popen.poll() is None:
                 component.popen.kill()

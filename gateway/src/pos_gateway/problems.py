@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import grpc
@@ -10,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from pos_kit.grpc_client import read_error
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED
@@ -138,15 +138,32 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method the path answers. Starlette names only the first route that matched the
-    path, but GET and POST of one path are separate routes here, and RFC 9110 wants them all."""
-    scope = {**request.scope, "method": "\0"}  # a method no route has: path matches are PARTIAL
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.PARTIAL:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    """Every method the path answers, from the app's own document (GET and POST of one path
+    are separate routes, and routers included in the app keep their routes to themselves, so
+    the framework's 405 names at most one route's methods; RFC 9110 wants them all)."""
+    table: list[tuple[re.Pattern[str], int, frozenset[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            methods = {m.upper() for m in operations if m.upper() in _HTTP_METHODS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            pattern = re.escape(template)
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)
+            table.append((re.compile(f"^{pattern}$"), template.count("{"), frozenset(methods)))
+        request.app.state.allowed_methods = table
+    path = request.scope["path"]
+    matched = [(params, methods) for pattern, params, methods in table if pattern.match(path)]
+    # The path as written wins over a template it also fits (`/v1/products/batch-upsert`
+    # over `/v1/products/{product_id}`), as the document reads.
+    fewest = min((params for params, _ in matched), default=0)
+    allowed = set().union(*(methods for params, methods in matched if params == fewest))
+    return ", ".join(sorted(allowed))
+
+
+_HTTP_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"})
 
 
 def install(app: FastAPI) -> None:

@@ -63,13 +63,18 @@ class Platform:
         ports: Ports | None = None,
         say: Callable[[str], None] = print,
         env_extra: dict[str, str] | None = None,
+        disposable: bool = False,
     ) -> None:
         self.home = home.resolve()
         self.ports = ports or Ports()
         self.say = say
         self.env_extra = env_extra or {}
+        # A disposable platform (tests) keeps its data only as long as it runs.
         self.pg = LocalPostgres(
-            self.home / "postgres", self.ports.postgres, self.home / "logs" / "postgres.log"
+            self.home / "postgres",
+            self.ports.postgres,
+            self.home / "logs" / "postgres.log",
+            disposable=disposable,
         )
         self.nats = LocalNats(self.home / "nats", self.ports.nats, self.home / "logs" / "nats.log")
         self.procs: list[Proc] = []
@@ -276,8 +281,13 @@ class Platform:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        # All asked at once, then awaited: each takes a second or two to drain, and nothing
+        # depends on another still running while it stops.
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                proc.popen.terminate()
         for proc in reversed(self.procs):
-            _terminate(proc.popen, 20.0)
+            _wait_or_kill(proc.popen, 20.0)
         self.procs.clear()
         self.nats.stop()
         self.pg.stop()
@@ -306,6 +316,10 @@ def _terminate(popen: subprocess.Popen[bytes], timeout: float) -> None:
     if popen.poll() is not None:
         return
     popen.terminate()
+    _wait_or_kill(popen, timeout)
+
+
+def _wait_or_kill(popen: subprocess.Popen[bytes], timeout: float) -> None:
     try:
         popen.wait(timeout)
     except subprocess.TimeoutExpired:

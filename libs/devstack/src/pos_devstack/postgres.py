@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -66,7 +67,12 @@ def _open_path_to(path: Path) -> None:
 
 class LocalPostgres:
     """`tls`: (certificate, key) files to serve TLS with; TCP clients must then use it (the
-    binaries in `bin_dir` must be built with OpenSSL: see tls_capable_bin_dir)."""
+    binaries in `bin_dir` must be built with OpenSSL: see tls_capable_bin_dir).
+
+    `disposable`: a server whose data is thrown away when it stops (tests). It skips what only
+    protects data from a machine crash (fsync, full-page writes, waiting for the WAL flush at
+    commit) and stops without a shutdown checkpoint. What a client sees is unchanged: every
+    transaction, lock and constraint behaves the same; only a power cut would lose more."""
 
     def __init__(
         self,
@@ -75,8 +81,10 @@ class LocalPostgres:
         log_file: Path | None = None,
         tls: tuple[Path, Path] | None = None,
         bin_dir: Path = POSTGRES_BIN_PATH,
+        disposable: bool = False,
     ) -> None:
         self.bin_dir = bin_dir
+        self.disposable = disposable
         self.data_dir = data_dir.resolve()
         self.port = port
         self.log_file = (log_file or self.data_dir.parent / "postgres.log").resolve()
@@ -89,6 +97,12 @@ class LocalPostgres:
         # The admin connection is local tooling: encrypted when TLS is on, unverified.
         query = "?sslmode=require" if self.tls else ""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres{query}"
+
+    def _durability_options(self) -> list[str]:
+        if self.disposable:
+            return ["-c", "fsync=off", "-c", "full_page_writes=off",
+                    "-c", "synchronous_commit=off"]  # fmt: skip
+        return ["-c", "fsync=on"]
 
     def _tls_options(self) -> list[str]:
         """Copies of the certificate and key the server user owns (PostgreSQL refuses a key
@@ -163,7 +177,7 @@ class LocalPostgres:
                 "-k", str(socket_dir),
                 "-c", "max_connections=300",
                 "-c", "shared_buffers=256MB",
-                "-c", "fsync=on",
+                *self._durability_options(),
                 *self._tls_options(),
             ],
             stdout=log,
@@ -208,7 +222,9 @@ class LocalPostgres:
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()  # SIGTERM = smart shutdown: waits for clients to go
+        # SIGINT = fast shutdown: clients are disconnected, a checkpoint is written. A
+        # disposable server's data is about to be deleted: SIGQUIT, no checkpoint.
+        self.process.send_signal(signal.SIGQUIT if self.disposable else signal.SIGINT)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

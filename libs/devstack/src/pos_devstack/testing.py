@@ -141,7 +141,7 @@ def infra() -> Iterator[Infra]:
     pg = nats = None
     try:
         if not admin:
-            pg = LocalPostgres(root / "pg", free_port())
+            pg = LocalPostgres(root / "pg", free_port(), disposable=True)
             pg.start()
             admin = pg.admin_url
         if not nats_url:
@@ -251,7 +251,7 @@ def platform() -> Iterator[Running]:
     lines: list[str] = []
     # Tests share one sandbox key; a limit sized for one partner would make them race it.
     limits = {"RATE_LIMIT_PER_SECOND": "5000", "RATE_LIMIT_BURST": "10000"}
-    running = Platform(home, ports, say=lines.append, env_extra=limits)
+    running = Platform(home, ports, say=lines.append, env_extra=limits, disposable=True)
     try:
         running.start_infrastructure()
         running.start_services()

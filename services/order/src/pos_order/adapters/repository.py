@@ -514,6 +514,17 @@ class SqlPriceBook:
 
     async def remember_location(self, location: SellingLocation) -> None:
         t = selling_locations
+        # Read first: an upsert locks the row even when its WHERE leaves it as it was, and
+        # every sale at a store would then wait for the one before it to commit.
+        known = (
+            await self._conn.execute(
+                select(t.c.currency, t.c.tax_rate_bps).where(
+                    t.c.merchant_id == self._merchant, t.c.location_id == location.id
+                )
+            )
+        ).first()
+        if known is not None and tuple(known) == (location.currency, location.tax_rate_bps):
+            return
         statement = pg_insert(t).values(
             merchant_id=self._merchant,
             location_id=location.id,
