@@ -86,7 +86,11 @@ class OrderLifecycle(RuleBasedStateMachine):
         async with self.new_uow() as uow:
             read = await steps.read(uow)
             await uow.commit()
-        outcome = await steps.call(Claim("mer_a", "x", datetime.now(UTC)), read)
+        # The claim names the command's own request id, as the kit's does: an order id derives
+        # from it, and one shared id made two orders created in the same millisecond one.
+        command = getattr(steps, "cmd", None)
+        request_id = getattr(command, "request_id", "") or "x"
+        outcome = await steps.call(Claim("mer_a", request_id, datetime.now(UTC)), read)
         async with self.new_uow() as uow:
             answer = await steps.record(uow, outcome)
             await uow.commit()
