@@ -62,6 +62,24 @@ async def _run(total: int, concurrency: int, one: object) -> tuple[list[float], 
     return latencies, time.perf_counter() - start
 
 
+async def _merchant_of(platform: Platform, key: str) -> str:
+    """The merchant an API key belongs to (the services are called with it directly)."""
+    from sqlalchemy import select
+
+    from pos_gateway.keys import keyed_hash
+    from pos_gateway.tables import api_keys
+    from pos_kit.db import make_engine
+
+    engine = make_engine(platform.database_urls["gateway"], pool_size=1)
+    digest = keyed_hash(platform._secrets()["gateway_secret_key"], key)
+    async with engine.connect() as conn:
+        merchant = await conn.scalar(
+            select(api_keys.c.merchant_id).where(api_keys.c.key_hash == digest)
+        )
+    await engine.dispose()
+    return str(merchant)
+
+
 async def stock_for_checkouts(http: httpx.AsyncClient) -> dict[str, Any]:
     """Stock the demo merchant's first location for a long run; the body of one register
     checkout there (2 lines, card tender)."""

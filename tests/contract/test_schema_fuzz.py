@@ -167,18 +167,19 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
-# A checkout's lines must name distinct SKUs (or be gift cards, with no SKU) and a cash
-# tender takes no card token: rules
-# across fields that JSON Schema can't state (400). A sandbox card token may be declined:
+# A checkout's lines must name distinct SKUs (or be gift cards, with no SKU), a cash tender
+# takes no card token, and points are redeemed for a customer and never worth more than the
+# sale: rules across fields that JSON Schema can't state (400). A sandbox card token may be
+# declined:
 # a 402 is the right answer to a well-formed sale. And see the Idempotency-Key below.
 [[operations]]
 include-name = "POST /v1/checkouts"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}
 
 # Orders: rules across fields (a line names one of the fulfilments, every fulfilment has a
-# line, a shipment an address, a tender at most the balance due, a line is a product or a gift
-# card, a returned line of the order with units left, a SKU sold lately for a return without a
-# receipt: 400), a declined card (402),
+# line, a shipment an address, a tender at most the balance due, points redeemed for a
+# customer, a line is a product or a gift card, a returned line of the order with units left,
+# a SKU sold lately for a return without a receipt: 400), a declined card (402),
 # and the order's own state (a step out of order, a confirmation the tenders do not cover,
 # short stock: 409). And see the Idempotency-Key below.
 [[operations]]

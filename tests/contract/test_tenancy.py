@@ -388,6 +388,9 @@ REFERENCES = {
     "duplicate_id": "customer",
     "order_id": "order",
     "payment_id": "payment",
+    # The register and staff member an order was sold at (`GET /v1/orders` filters).
+    "register_id": "register",
+    "staff_id": "staff",
     # A store an order's fulfilment leaves from (fulfillments[].location_id).
     "fulfillments.location_id": "location",
     # The store taking returned units back, and a payment a return's refund goes to.
@@ -618,6 +621,8 @@ def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_
         "customer": owner.customer,
         "order": owner.order,
         "payment": owner.payment,
+        "register": _register(demo_merchant.http),
+        "staff": _staff(demo_merchant.http),
     }
     with platform.new_merchant("Tenancy Bodies") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])

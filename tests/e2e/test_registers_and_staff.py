@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -216,6 +217,29 @@ def test_pin_guessing_locks_the_member_and_the_lock_is_audited(platform: Running
     assert len(stored[0]) == 32 and b"8642" not in stored[0] + stored[1]
 
 
+def test_a_register_that_spends_its_pin_budget_signs_no_one_in(platform: Running) -> None:
+    """Four wrong PINs on each of five members lock none of them, but spend the register's
+    budget of twenty: then even a right PIN is refused there (and the PIN is not checked), once
+    in the audit log; another register signs the same member in."""
+    http = platform.http
+    here = _locations(http)[0]
+    members = [_member(http, f"Budget {i}", "cashier", here, f"53{i}1") for i in range(5)]
+    register, device = _paired_register(platform, here)
+    for member in members:
+        for _ in range(4):
+            wrong = _post(device, "/v1/register-sessions", {"staff_id": member, "pin": "0000"})
+            assert (wrong.status_code, wrong.json()["code"]) == (403, "pin_incorrect")
+    spent = _post(device, "/v1/register-sessions", {"staff_id": members[0], "pin": "5301"})
+    assert (spent.status_code, spent.json()["code"]) == (403, "register_pin_budget_exhausted")
+    assert all(http.get(f"/v1/staff/{m}").json()["locked_until"] is None for m in members)
+    entries = _audit(http, register_id=register["id"])
+    assert [e["action"] for e in entries].count("register.pin_budget_exhausted") == 1
+    assert [e["action"] for e in entries].count("staff.pin_failed") == 20
+    _, elsewhere = _paired_register(platform, here)
+    signed = _post(elsewhere, "/v1/register-sessions", {"staff_id": members[0], "pin": "5301"})
+    assert signed.status_code == 201, signed.text
+
+
 def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
     body = {"location_id": location, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
             "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
@@ -223,6 +247,34 @@ def _card_sale(http: httpx.Client, location: str) -> dict[str, Any]:
     assert sold.status_code == 201, sold.text
     payment: dict[str, Any] = sold.json()["payment"]
     return payment
+
+
+def _feed(http: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    """Every `kind` event of the merchant in the feed now, oldest first."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"types": kind, "limit": 200}
+    while True:
+        page = http.get("/v1/events", params=params).json()
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        params["after"] = page["next_after"]
+
+
+def _events_of(http: httpx.Client, kind: str, resource_id: str) -> list[dict[str, Any]]:
+    """The `kind` events about `resource_id`, oldest first, once there is one (polled with a
+    deadline: the feed fills from the bus a moment after the change)."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = [e for e in _feed(http, kind) if e["data"]["object"].get("id") == resource_id]
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"no {kind} event for {resource_id}"
+        time.sleep(0.2)
+
+
+def _event_of(http: httpx.Client, kind: str, resource_id: str) -> dict[str, Any]:
+    return _events_of(http, kind, resource_id)[-1]
 
 
 def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
@@ -245,6 +297,24 @@ def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
     sold = _card_sale(device, here)
     sale = _audit(http, action="sale", register_id=register["id"])
     assert [(e["staff_id"], e["resource_type"]) for e in sale] == [(cashier, "order")]
+    # ... and so does its order, which lists filter by both; a sale from the back office
+    # carries neither.
+    by_register = http.get("/v1/orders", params={"register_id": register["id"]}).json()["data"]
+    assert [(o["payment_id"], o["register_id"], o["staff_id"]) for o in by_register] == [
+        (sold["id"], register["id"], cashier)
+    ]
+    assert payment["id"] not in {o["payment_id"] for o in by_register}
+    by_member = http.get("/v1/orders", params={"staff_id": cashier}).json()["data"]
+    assert [o["id"] for o in by_member] == [by_register[0]["id"]]
+    assert http.get("/v1/orders", params={"staff_id": manager}).json()["data"] == []
+    confirmed = _event_of(http, "order.confirmed", by_register[0]["id"])["data"]["object"]
+    assert (confirmed["register_id"], confirmed["staff_id"]) == (register["id"], cashier)
+    for missing in ({"register_id": "reg_nope"}, {"staff_id": "stf_nope"}):
+        answer = http.get("/v1/orders", params=missing)
+        assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")
+    with platform.new_merchant("Order Peeker") as other:
+        for theirs in ({"register_id": register["id"]}, {"staff_id": cashier}):
+            assert other.get("/v1/orders", params=theirs).status_code == 404
 
     alone = _post(device, f"/v1/payments/{sold['id']}/refunds", refund)
     assert (alone.status_code, alone.json()["code"]) == (403, "permission_required")
@@ -364,6 +434,24 @@ def test_a_shift_balances_the_registers_cash_and_a_no_sale_needs_a_manager(
     assert _post(device, "/v1/overrides", override).status_code == 201
     allowed = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", no_sale)
     assert allowed.status_code == 201, allowed.text
+    # Over 50.00: the demo's 10 % promotion takes something off. The report counts the
+    # register's discounts and overrides from the order and gateway events as they arrive.
+    big = {"location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 5}],
+           "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    assert _post(device, "/v1/checkouts", big).status_code == 201
+    sold_here = http.get("/v1/orders", params={"register_id": register["id"]}).json()["data"]
+    discounts = [o["discount_total"]["amount"] for o in sold_here if o["status"] == "completed"]
+    assert sum(discounts) > 0
+    deadline = time.monotonic() + 20
+    while True:
+        report = http.get(f"/v1/shifts/{shift['id']}").json()["report"]
+        if report["override_count"] == 1 and report["discounted_orders"] == len(
+            [d for d in discounts if d]
+        ):
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(0.2)
+    assert report["discounts"] == {"amount": sum(discounts), "currency": "USD"}
 
     counted = {"amount": 10_000 + cash - 300 - 5, "currency": "USD"}
     closed = _post(device, f"/v1/shifts/{shift['id']}/close", {"counted_cash": counted})
@@ -415,3 +503,48 @@ def _credential_and_settings_changes(http: httpx.Client) -> None:
     assert http.put("/v1/payment-settings", json=window).status_code == 200
     changed = _audit(http, action="settings.payments_changed")[0]
     assert changed["details"] == window
+
+
+def test_register_staff_and_override_changes_reach_the_event_feed(platform: Running) -> None:
+    """Each change publishes its event from the gateway's outbox, with the resource as GET
+    answers it; a refused change (a wrong PIN) and a repeated one (deactivating twice)
+    publish nothing."""
+    http = platform.http
+    here = _locations(http)[0]
+    manager = _member(http, "Feed Manager", "manager", here, "7531")
+    cashier = _member(http, "Feed Cashier", "cashier", here, "1593")
+    register, device = _paired_register(platform, here)
+    renamed = http.patch(f"/v1/staff/{cashier}", json={"name": "Fed Cashier"})
+    assert renamed.status_code == 200, renamed.text
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1593"}).is_success
+    ask = {"manager_id": manager, "pin": "0000", "permission": "refund"}
+    assert _post(device, "/v1/overrides", ask).json()["code"] == "pin_incorrect"
+    granted = _post(device, "/v1/overrides", {**ask, "pin": "7531"})
+    assert granted.status_code == 201, granted.text
+    for _ in range(2):
+        assert _post(http, f"/v1/staff/{cashier}/deactivate").status_code == 200
+    assert _post(http, f"/v1/registers/{register['id']}/retire").status_code == 200
+
+    created = _event_of(http, "staff.created", manager)["data"]["object"]
+    now = http.get(f"/v1/staff/{manager}").json()
+    # As made: a wrong PIN since counts against the member without changing it.
+    assert {**created, "locked_until": None} == {**now, "locked_until": None}
+    updated = _event_of(http, "staff.updated", cashier)["data"]["object"]
+    assert (updated["name"], updated["version"]) == ("Fed Cashier", 2)
+    paired = _event_of(http, "register.paired", register["id"])["data"]["object"]
+    assert (paired["status"], paired["location_id"]) == ("paired", here)
+    override = _event_of(http, "override.granted", granted.json()["id"])["data"]["object"]
+    assert override == granted.json()
+    assert (override["requested_by"], override["approved_by"]) == (cashier, manager)
+    retired = _event_of(http, "register.retired", register["id"])
+    assert retired["data"]["object"] == http.get(f"/v1/registers/{register['id']}").json()
+    # The retirement is the register's last change: once it is in the feed, so is anything
+    # published before it (one stream, in commit order), and there is nothing more.
+    deactivated = _events_of(http, "staff.deactivated", cashier)
+    assert [e["data"]["object"] for e in deactivated] == [http.get(f"/v1/staff/{cashier}").json()]
+    grants = [
+        e["data"]["object"]["id"]
+        for e in _feed(http, "override.granted")
+        if e["data"]["object"]["register_id"] == register["id"]
+    ]
+    assert grants == [granted.json()["id"]]  # the wrong PIN granted nothing, published nothing

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pos_gateway import audit, clients, metrics, problems, tokens
+from pos_gateway import audit, clients, metrics, outbox, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
@@ -133,9 +133,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.code_lookups = code_lookups
         await code_lookups.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency, engine))
+        stop_relay = asyncio.Event()
+        relaying = asyncio.create_task(outbox.relay(engine, settings, stop_relay))
         try:
             yield
         finally:
+            stop_relay.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(relaying, 5)
             purger.cancel()
             await app.state.services.close()
             await app.state.jetstream.close()

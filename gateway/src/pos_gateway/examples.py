@@ -286,6 +286,9 @@ COUPON = {
     "created_at": CREATED,
 }
 COUPON_BATCH = {"coupons": [COUPON], "codes": ["WINTER-26"], "secret_redacted": False}
+REGISTER_ID = "reg_01j9x6v1a2b3c4d5e6f7g8h9jk"
+STAFF_ID = "stf_01j9x6v2b3c4d5e6f7g8h9j0km"
+
 ORDER = {
     "id": ORDER_ID,
     "location_id": LOCATION_ID,
@@ -350,6 +353,9 @@ ORDER = {
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
     "paid": usd(6040),
+    "points_redeemed": 0,
+    "register_id": REGISTER_ID,
+    "staff_id": STAFF_ID,
 }
 PAYMENT = {
     "id": PAYMENT_ID,
@@ -634,8 +640,6 @@ SETTLEMENT_REPORT = {
     "computed_at": "2026-01-16T05:10:00.000Z",
 }
 
-REGISTER_ID = "reg_01j9x6v1a2b3c4d5e6f7g8h9jk"
-STAFF_ID = "stf_01j9x6v2b3c4d5e6f7g8h9j0km"
 MANAGER_ID = "stf_01j9x6v3c4d5e6f7g8h9j0k1mn"
 SESSION_ID = "ses_01j9x6v4d5e6f7g8h9j0k1m2np"
 REGISTER = {
@@ -730,6 +734,9 @@ SHIFT = {
             {"name": "cash", "captured": usd(6040), "captured_count": 1, "refunded": usd(1050),
              "refunded_count": 1, "net": usd(4990)},
         ],
+        "discounts": usd(620),
+        "discounted_orders": 1,
+        "override_count": 1,
     },
     "opened_at": CREATED,
     "closed_at": None,

@@ -18,7 +18,9 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pos_gateway import audit, keys
+from pos.gateway.v1 import events_pb2 as pb
+from pos_gateway import audit, keys, outbox
+from pos_gateway.outbox import stamp
 from pos_gateway.tables import pairing_codes, register_sessions, registers
 from pos_kit.ids import new_id
 
@@ -63,6 +65,14 @@ class Register:
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.id, "location_id": self.location_id, "name": self.name,
                 "status": self.status}  # fmt: skip
+
+    def message(self) -> pb.Register:
+        """As the register's events carry it: the whole resource, as GET answers it."""
+        return pb.Register(
+            id=self.id, location_id=self.location_id, name=self.name, status=self.status,
+            created_at=stamp(self.created_at), paired_at=stamp(self.paired_at),
+            retired_at=stamp(self.retired_at),
+        )  # fmt: skip
 
 
 async def _get(conn: AsyncConnection, merchant_id: str, register_id: str) -> Register | None:
@@ -169,6 +179,7 @@ async def retire(
                 conn, merchant_id, "register.retired", actor, ("register", register_id),
                 {"register": found.snapshot()}, request_id,
             )  # fmt: skip
+            await outbox.publish(conn, merchant_id, pb.RegisterRetired(register=found.message()))
             return found
         return await _get(conn, merchant_id, register_id)
 
@@ -283,4 +294,5 @@ async def pair(engine: AsyncEngine, secret: str, code: str) -> Paired:
             conn, row.merchant_id, "register.paired", audit.Actor(register_id=found.id),
             ("register", found.id), {"register": found.snapshot()},
         )  # fmt: skip
+        await outbox.publish(conn, row.merchant_id, pb.RegisterPaired(register=found.message()))
         return Paired(row.merchant_id, found, credential)

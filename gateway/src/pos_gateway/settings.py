@@ -17,7 +17,8 @@ class GatewaySettings(BaseServiceSettings):
         extra="ignore", case_sensitive=False, hide_input_in_errors=True
     )
 
-    # The gateway publishes nothing itself yet; NATS is optional here.
+    # The gateway publishes register, staff and override events (pos_gateway.outbox): they wait
+    # in its outbox while NATS is away, and requests never wait on it.
     nats_url: str = "nats://127.0.0.1:4222"
     http_host: str = "0.0.0.0"
     http_port: int = 8080

@@ -16,13 +16,28 @@ from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pos_gateway import audit, pins
+from pos.gateway.v1 import events_pb2 as pb
+from pos_gateway import audit, outbox, pins
+from pos_gateway.outbox import stamp
 from pos_gateway.permissions import PERMISSIONS, built_in
-from pos_gateway.tables import overrides, register_sessions, roles, staff_members
+from pos_gateway.tables import (
+    audit_log,
+    overrides,
+    register_sessions,
+    registers,
+    roles,
+    staff_members,
+)
 from pos_kit.ids import new_id
 
 MAX_PIN_FAILURES = 5
 LOCK_SECONDS = 900
+# A register's own budget of wrong PINs, whoever they were for: a member locks after five, so
+# without it a till could try four PINs on every member in turn, again and again. Past it the
+# register signs no one in (PINs are not even checked) until its oldest failure in the window
+# ages out.
+REGISTER_PIN_BUDGET = 20
+REGISTER_BUDGET_SECONDS = 900
 OVERRIDE_SECONDS = 120
 
 
@@ -56,6 +71,14 @@ class Member:
         return {"id": self.id, "name": self.name, "role": self.role,
                 "location_ids": self.location_ids, "status": self.status,
                 "version": self.version}  # fmt: skip
+
+    def message(self) -> pb.StaffMember:
+        """As the member's events carry it: the whole resource, as GET answers it (no PIN)."""
+        return pb.StaffMember(
+            id=self.id, name=self.name, role=self.role, location_ids=self.location_ids,
+            status=self.status, locked_until=stamp(self.locked_until), version=self.version,
+            created_at=stamp(self.created_at), updated_at=stamp(self.updated_at),
+        )  # fmt: skip
 
 
 _T = staff_members
@@ -130,6 +153,7 @@ async def create(
             .returning(_T.c.id)
         )  # fmt: skip
         ident = made.scalar()
+        first = ident is not None
         if ident is None:
             row = (
                 await conn.execute(
@@ -146,6 +170,8 @@ async def create(
             conn, merchant_id, "staff.created", actor, ("staff", ident),
             {"staff": found.snapshot()}, request_id,
         )  # fmt: skip
+        if first:  # a retry made nothing new: its event went out with the first
+            await outbox.publish(conn, merchant_id, pb.StaffCreated(staff=found.message()))
         return found
 
 
@@ -185,6 +211,7 @@ async def update_member(
             {"changed": changed, "before": before.snapshot(), "staff": after.snapshot()},
             request_id,
         )  # fmt: skip
+        await outbox.publish(conn, merchant_id, pb.StaffUpdated(staff=after.message()))
         return after
 
 
@@ -215,6 +242,7 @@ async def deactivate(
             conn, merchant_id, "staff.deactivated", actor, ("staff", staff_id),
             {"staff": after.snapshot()}, request_id,
         )  # fmt: skip
+        await outbox.publish(conn, merchant_id, pb.StaffDeactivated(staff=after.message()))
         return after
 
 
@@ -328,6 +356,8 @@ async def _check_pin(
 ) -> Member:
     """The member, if the PIN is theirs and they may work here; each refusal is recorded
     (a wrong PIN's entry is committed even though the caller's request fails)."""
+    if actor.register_id:
+        await _register_budget(conn, merchant_id, actor)
     member = await _member(conn, merchant_id, staff_id, lock=True)
     if member is None or member.status != "active":
         raise Refused("resource_missing", f"staff member {staff_id!r} was not found",
@@ -362,6 +392,15 @@ async def _check_pin(
             )
             await audit.record(conn, merchant_id, "staff.locked", actor, ("staff", staff_id),
                                {"lock_seconds": LOCK_SECONDS})  # fmt: skip
+        if (
+            actor.register_id
+            and await _register_failures(conn, merchant_id, actor.register_id)
+            == REGISTER_PIN_BUDGET
+        ):
+            await audit.record(conn, merchant_id, "register.pin_budget_exhausted", actor,
+                               ("register", actor.register_id),
+                               {"failures": REGISTER_PIN_BUDGET,
+                                "window_seconds": REGISTER_BUDGET_SECONDS})  # fmt: skip
         raise Refused(
             "pin_incorrect",
             "the PIN is not this member's",
@@ -371,6 +410,35 @@ async def _check_pin(
     if location_id not in member.location_ids:
         raise Refused("staff_not_at_location", "this member does not work at this location")
     return member
+
+
+async def _register_failures(conn: AsyncConnection, merchant_id: str, register_id: str) -> int:
+    t = audit_log
+    found = await conn.scalar(
+        select(func.count()).where(
+            t.c.register_id == register_id,
+            t.c.action == "staff.pin_failed",
+            t.c.occurred_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0,
+                                                              REGISTER_BUDGET_SECONDS),
+            t.c.merchant_id == merchant_id,
+        )
+    )  # fmt: skip
+    return int(found or 0)
+
+
+async def _register_budget(conn: AsyncConnection, merchant_id: str, actor: audit.Actor) -> None:
+    """Refuse at once when the register has spent its wrong-PIN budget. Its row is locked
+    first, so concurrent guesses at one register (for different members) count one by one."""
+    assert actor.register_id is not None
+    await conn.execute(
+        select(registers.c.id).where(registers.c.id == actor.register_id).with_for_update()
+    )
+    if await _register_failures(conn, merchant_id, actor.register_id) >= REGISTER_PIN_BUDGET:
+        raise Refused(
+            "register_pin_budget_exhausted",
+            "too many wrong PINs at this register: it signs no one in for a while",
+            window_seconds=REGISTER_BUDGET_SECONDS,
+        )
 
 
 @dataclass(frozen=True)
@@ -469,6 +537,15 @@ class Override:
     expires_at: datetime
     used_at: datetime | None
 
+    def message(self) -> pb.Override:
+        """As its event carries it: the whole resource, as the grant answers it."""
+        return pb.Override(
+            id=self.id, permission=self.permission, requested_by=self.requested_by,
+            approved_by=self.approved_by, register_id=self.register_id,
+            granted_at=stamp(self.granted_at), expires_at=stamp(self.expires_at),
+            used_at=stamp(self.used_at),
+        )  # fmt: skip
+
 
 def _override(row: Any) -> Override:
     return Override(row.id, row.permission, row.requested_by, row.approved_by, row.register_id,
@@ -525,6 +602,7 @@ async def grant_override(
                 conn, merchant_id, "override.granted", actor, ("override", granted.id),
                 {"permission": permission}, request_id,
             )  # fmt: skip
+            await outbox.publish(conn, merchant_id, pb.OverrideGranted(override=granted.message()))
     if refused is not None:
         raise refused
     assert granted is not None

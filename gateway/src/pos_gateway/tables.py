@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from pos_kit.tables import outbox_table
+
 metadata = MetaData()
 
 merchants = Table(
@@ -234,6 +236,13 @@ audit_log = Table(
     Column("request_id", Text),
     Index("audit_log_merchant", "merchant_id", "id"),
     Index("audit_log_once", "merchant_id", "request_id", "action", unique=True),
+    # A register's wrong PINs of the last minutes: its PIN budget (staff._register_budget).
+    Index(
+        "audit_log_pin_failures",
+        "register_id",
+        "occurred_at",
+        postgresql_where=text("action = 'staff.pin_failed'"),
+    ),
 )
 
 merchant_settings = Table(
@@ -243,3 +252,9 @@ merchant_settings = Table(
     Column("audit_retention_days", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Register, staff and override events, written in the same transaction as the change and
+# relayed to the POS_GATEWAY stream (pos_gateway.outbox): the kit's outbox table, without the
+# inbox and stored answers of a service (the gateway consumes no events and keeps its answers
+# in idempotency_keys).
+outbox = outbox_table(metadata)

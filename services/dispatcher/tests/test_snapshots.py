@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pos_dispatcher.adapters.snapshots import SOURCES, public_events
 
 from pos.common.v1 import money_pb2
+from pos.gateway.v1 import events_pb2 as gateway_events_pb2
 from pos.payment.v1 import gift_cards_pb2, shifts_pb2
 from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
@@ -137,3 +138,44 @@ def test_a_closed_shift_is_a_public_event_with_its_over_short_and_report() -> No
     assert shown["report"]["expected_cash"] == {"amount": 11_200, "currency": "USD"}
     assert shifts_pb2.ShiftOpened in SOURCES["payment"]
     assert {"shift.opened", "shift.closed"} <= set(EVENT_TYPES)
+
+
+def test_the_gateways_register_staff_and_override_events_are_public_events() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    register = gateway_events_pb2.Register(
+        id="reg_1", location_id="loc_1", name="Till 1", status="retired"
+    )
+    member = gateway_events_pb2.StaffMember(
+        id="stf_1", name="Cass", role="cashier", location_ids=["loc_1"], status="active", version=1
+    )
+    override = gateway_events_pb2.Override(
+        id="ovr_1", permission="refund", requested_by="stf_1", approved_by="stf_2",
+        register_id="reg_1",
+    )  # fmt: skip
+    for stamped in (register.created_at, register.paired_at, register.retired_at,
+                    member.created_at, member.updated_at, override.granted_at,
+                    override.expires_at):  # fmt: skip
+        stamped.FromDatetime(at)
+    messages = [
+        gateway_events_pb2.RegisterPaired(register=register),
+        gateway_events_pb2.RegisterRetired(register=register),
+        gateway_events_pb2.StaffCreated(staff=member),
+        gateway_events_pb2.StaffUpdated(staff=member),
+        gateway_events_pb2.StaffDeactivated(staff=member),
+        gateway_events_pb2.OverrideGranted(override=override),
+    ]
+    seen = []
+    for i, message in enumerate(messages):
+        message.meta.event_id = f"evt_{i}"
+        message.meta.occurred_at.FromDatetime(at)
+        (event,) = public_events(message)
+        assert event.type in EVENT_TYPES and type(message) in SOURCES["gateway"]
+        seen.append((event.type, event.resource_id))
+    assert seen == [
+        ("register.paired", "reg_1"), ("register.retired", "reg_1"), ("staff.created", "stf_1"),
+        ("staff.updated", "stf_1"), ("staff.deactivated", "stf_1"),
+        ("override.granted", "ovr_1"),
+    ]  # fmt: skip
+    (granted,) = public_events(messages[-1])
+    assert granted.data["object"]["used_at"] is None  # unset: null, as GET answers
+    assert granted.data["object"]["approved_by"] == "stf_2"

@@ -93,6 +93,13 @@ class FakeOrders:
     async def discard(self, order_id: str) -> None:
         self._uow.store.orders.pop((self._key, order_id), None)
 
+    async def erase_customer(self, customer_id: str) -> None:
+        for (m, _), o in self._uow.view_orders().items():
+            if m == self._key and o.customer_id == customer_id:
+                o.notes = ""
+                for f in o.fulfillments:
+                    f.ship_to, f.destination = "", None
+
 
 def _stored(order: Order) -> Order:
     """What a row holds: the order, not the events raised in memory."""
@@ -111,6 +118,9 @@ class FakeKnownCustomers:
     async def remember(self, customer_id: str, version: int) -> None:
         key = (self._uow.merchant_id, customer_id)
         self._uow.store.customers[key] = max(version, self._uow.store.customers.get(key, 0))
+
+    async def forget(self, customer_id: str) -> None:
+        self._uow.store.customers.pop((self._uow.merchant_id, customer_id), None)
 
 
 class FakeCheckoutStarts:

@@ -11,7 +11,8 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded
+from pos_gateway import registers, staff
+from pos_gateway.actions import guarded, principal_of
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -45,6 +46,13 @@ from pos_gateway.schemas.orders import (
 )
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
+MAX_REDEEM_POINTS = 1_000_000_000  # pos_order.domain.model.MAX_REDEEM_POINTS
+REDEEM = (
+    "Loyalty points of the order's customer to redeem (needs `customer_id`), priced as a "
+    "discount at the program's point value: held before anything is charged, redeemed when "
+    "the order is confirmed, given back if it is cancelled. More than the customer has is a "
+    "409 `insufficient_points` and charges nothing"
+)
 # A sales channel's name: lower-case words (`register`, `web`, `partner`, `marketplace_x`).
 CHANNEL = "^[a-z][a-z0-9_]{0,31}$"
 Svc = Annotated[Services, Depends(services)]
@@ -121,6 +129,8 @@ class CheckoutIn(Body):
     tender_type: Literal["cash", "card"]
     cash_tendered: MoneyIn | None = None
     card_token: str = Field("", max_length=64, description="A sandbox token such as tok_visa")
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
 
 
 @router.post(
@@ -163,6 +173,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
             else payment_pb2.TENDER_TYPE_CARD
         ),
         card_token=body.card_token,
+        redeem_points=body.redeem_points,
     )
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
@@ -219,9 +230,26 @@ _TENDERS = {
 }
 
 
+async def _known_register(request: Request, register_id: str) -> None:
+    principal = principal_of(request)
+    found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
+    # A register's credential knows only its own location's registers.
+    if found is None or principal.location_id not in (None, found.location_id):
+        raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
+                      extra={"resource": "register"})  # fmt: skip
+
+
+async def _known_staff(request: Request, staff_id: str) -> None:
+    principal = principal_of(request)
+    if await staff.get(request.app.state.engine, principal.merchant_id, staff_id) is None:
+        raise Problem(404, "resource_missing", f"staff member {staff_id!r} was not found",
+                      extra={"resource": "staff"})  # fmt: skip
+
+
 @router.get("/orders", **op("orders:read", "List orders", (404,), example=ex.page(ex.ORDER)))
 async def list_orders(
     svc: Svc,
+    request: Request,
     limit: Limit = 50,
     cursor: Cursor = None,
     status: Annotated[
@@ -249,14 +277,24 @@ async def list_orders(
         Query(description="Only orders with a fulfilment in this status"),
     ] = None,
     updated_since: UpdatedSince = None,
+    register_id: Annotated[
+        QueryId | None, Query(description="Only the sales rung up on this register")
+    ] = None,
+    staff_id: Annotated[
+        QueryId | None, Query(description="Only the sales made by this staff member")
+    ] = None,
 ) -> OrderList:
-    """By id; each filter narrows the list. A location or customer you do not have (another
-    merchant's included) is a 404 `resource_missing` problem."""
+    """By id; each filter narrows the list. A location, customer, register or staff member
+    you do not have (another merchant's included) is a 404 `resource_missing` problem."""
     if location_id:
         await _known_location(svc, location_id)
     if customer_id:
         await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
-    request = order_pb2.ListOrdersRequest(
+    if register_id:
+        await _known_register(request, register_id)
+    if staff_id:
+        await _known_staff(request, staff_id)
+    ask = order_pb2.ListOrdersRequest(
         page_size=limit,
         page_token=cursor or "",
         status=_ORDER_STATUSES[status] if status else order_pb2.ORDER_STATUS_UNSPECIFIED,
@@ -268,10 +306,12 @@ async def list_orders(
             if fulfillment_status
             else order_pb2.FULFILLMENT_STATUS_UNSPECIFIED
         ),
+        register_id=register_id or "",
+        staff_id=staff_id or "",
     )
     if updated_since is not None:
-        request.updated_since.CopyFrom(timestamp(updated_since))
-    answer = await svc.order.ListOrders(request)
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.order.ListOrders(ask)
     return to_page(OrderList, answer.orders, answer.next_page_token)
 
 
@@ -335,6 +375,8 @@ class OrderIn(Body):
     )
     notes: str = Field("", max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
 
 
 @router.post(
@@ -372,6 +414,7 @@ async def create_order(body: OrderIn, svc: Svc) -> Order:
         ],
         notes=body.notes,
         metadata=body.metadata,
+        redeem_points=body.redeem_points,
     )
     answer = await svc.order.CreateOrder(request)
     return to_model(Order, answer.order)

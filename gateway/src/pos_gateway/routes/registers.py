@@ -304,7 +304,9 @@ async def sign_in(body: SignInIn, request: Request) -> RegisterSession:
     """With a paired register's own credential. Whoever was signed in at it is signed out;
     what the register does from now on is done by this member. A wrong PIN is a 403
     `pin_incorrect` (with `attempts_left`); after five in a row the member is locked for 15
-    minutes (403 `staff_locked`, with `locked_until`); both are in the audit log. A member
+    minutes (403 `staff_locked`, with `locked_until`); both are in the audit log. Twenty wrong
+    PINs at one register within 15 minutes, for any members, spend its budget: it signs no one
+    in until they age out (403 `register_pin_budget_exhausted`). A member
     who does not work at the register's location is a 403 `staff_not_at_location`."""
     principal = _at_register(request)
     state = request.app.state

@@ -19,7 +19,8 @@ _NAMES = """
     order.returned payment.authorized payment.captured payment.voided payment.failed
     refund.created refund.succeeded refund.failed terminal_checkout.updated
     gift_card.activity_created
-    shift.opened shift.closed promotion.created promotion.updated promotion.ended
+    shift.opened shift.closed register.paired register.retired staff.created staff.updated
+    staff.deactivated override.granted promotion.created promotion.updated promotion.ended
     coupon.redeemed customer.created customer.updated customer.merged customer.erased
     loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
     loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled

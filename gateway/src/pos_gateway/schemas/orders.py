@@ -119,6 +119,16 @@ class Order(Answer):
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )
+    points_redeemed: int = Field(
+        0, ge=0, le=INT64_MAX, json_schema_extra=INT64,
+        description="Loyalty points redeemed on the order (their value is in discount_total)",
+    )  # fmt: skip
+    register_id: OptionalId = Field(
+        description="A register sale: the register it was rung up on; empty otherwise"
+    )
+    staff_id: OptionalId = Field(
+        description="A register sale: the staff member signed in at the register; empty otherwise"
+    )
 
 
 class IssuedGiftCard(Answer):

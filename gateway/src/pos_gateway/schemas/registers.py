@@ -174,6 +174,17 @@ class ShiftReport(Answer):
     tenders: list[TenderTotals] = Field(
         max_length=16, description="What each tender took and gave back at the register"
     )
+    discounts: Money | None = Field(
+        None,
+        description="What the orders confirmed at the register during the shift took off "
+        "(promotions, manual discounts, loyalty points); counted as their events arrive, so "
+        "one that arrives after the close is not in it",
+    )
+    discounted_orders: int = Field(0, ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    override_count: int = Field(
+        0, ge=0, le=INT64_MAX, json_schema_extra=INT64,
+        description="Managers' overrides granted at the register during the shift",
+    )  # fmt: skip
 
 
 class Shift(Answer):

@@ -264,3 +264,4 @@ def platform() -> Iterator[Running]:
             yield Running(running, http, key)
     finally:
         running.stop()
+        shutil.rmtree(home, ignore_errors=True)  # its databases, streams and logs

@@ -36,14 +36,14 @@ class OutboxRelay:
     def __init__(
         self,
         engine: AsyncEngine,
-        tables: KitTables,
+        tables: KitTables | Table,
         js: JetStreamContext,
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
         publish_timeout: float = 5.0,
     ) -> None:
         self._engine = engine
-        self._outbox = tables.outbox
+        self._outbox = tables if isinstance(tables, Table) else tables.outbox
         self._js = js
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds

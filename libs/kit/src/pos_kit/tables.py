@@ -31,8 +31,10 @@ class KitTables:
     requests: Table
 
 
-def add_kit_tables(metadata: MetaData) -> KitTables:
-    outbox = Table(
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox alone, for a database that publishes events but consumes none and keeps its
+    stored answers its own way (the gateway's)."""
+    return Table(
         "outbox",
         metadata,
         Column("seq", BigInteger, Identity(), primary_key=True),
@@ -47,6 +49,10 @@ def add_kit_tables(metadata: MetaData) -> KitTables:
         # The relay only ever looks at unpublished rows: keep that index tiny.
         Index("outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
     )
+
+
+def add_kit_tables(metadata: MetaData) -> KitTables:
+    outbox = outbox_table(metadata)
     inbox = Table(
         "inbox",
         metadata,

@@ -10,6 +10,7 @@ from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import kit, metadata
 from pos_customer.domain import model
 from pos_customer.entrypoints import consumers, expiry, grpc_api
+from pos_customer.entrypoints.stream_erasure import stream_erasure
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
@@ -23,6 +24,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Settings(GrpcServiceSettings):
     # How often points due to expire are expired (POINTS_EXPIRY_SECONDS).
     points_expiry_seconds: float = 3600.0
+    # How often erased customers' profile messages are looked for in the stream and deleted
+    # (STREAM_ERASURE_SECONDS).
+    stream_erasure_seconds: float = 5.0
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]:
@@ -42,6 +46,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
         ],
     )
     runtime.background.append(expiry.points_expiry(runtime.uow, settings.points_expiry_seconds))
+    runtime.background.append(stream_erasure(runtime, settings.stream_erasure_seconds))
     service = kit_service.grpc_service(
         NAME, settings, grpc_api.registrar(runtime.uow), grpc_api.SERVICE_NAME
     )

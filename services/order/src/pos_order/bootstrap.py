@@ -105,6 +105,13 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                     customer_events.CustomerUpdated: consumers.on_customer_changed,
                 },
             ),
+            # Its own durable consumer (not one more subject of order-customers): a durable's
+            # subjects are fixed when it is first made.
+            ConsumerSpec.typed(
+                "order-erasures",
+                "customer",
+                {customer_events.CustomerErased: consumers.on_customer_erased},
+            ),
             ConsumerSpec.typed(
                 "order-prices",
                 "inventory",
@@ -117,6 +124,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         ],
     )
     tls = settings.grpc_tls
+    customers = CustomerDirectory(
+        channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
+    )
     ports = CheckoutPorts(
         catalog=InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
         discounts=PromotionDiscounts(
@@ -125,10 +135,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         payments=PaymentService(
             channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
         ),
-        customers=CustomerDirectory(
-            channel(settings.customer_addr, tls=tls), settings.customer_timeout_seconds
-        ),
+        customers=customers,
         stock=StockService(channel(settings.inventory_addr, tls=tls)),
+        loyalty=customers,
         gift_cards=GiftCardIssuer(
             channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
         ),

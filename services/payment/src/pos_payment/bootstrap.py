@@ -9,10 +9,12 @@ from pathlib import Path
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos.gateway.v1 import events_pb2 as gateway_events
+from pos.order.v1 import events_pb2 as order_events
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
-from pos_kit.runtime import ServiceRuntime
+from pos_kit.runtime import ConsumerSpec, ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
 from pos_payment.adapters import events, gift_card_messages, shift_messages
 from pos_payment.adapters.gift_cards import (
@@ -32,7 +34,13 @@ from pos_payment.adapters.shifts import ShiftUow
 from pos_payment.adapters.tables import kit, metadata
 from pos_payment.domain import gift_cards, model, shifts
 from pos_payment.domain.model import TenderType
-from pos_payment.entrypoints import gift_cards_api, grpc_api, settlement_api, shifts_api
+from pos_payment.entrypoints import (
+    gift_cards_api,
+    grpc_api,
+    settlement_api,
+    shift_activity,
+    shifts_api,
+)
 from pos_payment.entrypoints.sweeper import Sweeper
 from pos_payment.service.handlers import Policy
 from pos_payment.service.ports import Processors, TenderProcessor, TerminalReader
@@ -144,7 +152,25 @@ def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
     events.REGISTRY.check(model.EVENTS)
     gift_card_messages.REGISTRY.check(gift_cards.EVENTS)
     shift_messages.REGISTRY.check(shifts.EVENTS)
-    runtime = ServiceRuntime(NAME, settings, kit, PaymentUow)
+    runtime = ServiceRuntime(
+        NAME,
+        settings,
+        kit,
+        PaymentUow,
+        consumers=[
+            ConsumerSpec.typed(
+                "payment-shift-discounts",
+                "order",
+                {order_events.OrderConfirmed: shift_activity.on_order_confirmed},
+                relevant=shift_activity.discounted_at_a_register,
+            ),
+            ConsumerSpec.typed(
+                "payment-shift-overrides",
+                "gateway",
+                {gateway_events.OverrideGranted: shift_activity.on_override_granted},
+            ),
+        ],
+    )
     runtime.background.append(sweeper_for(runtime, settings).run)
     cards = gift_card_uow(runtime, settings)
     processors = processors_for(runtime.engine, settings, cards)

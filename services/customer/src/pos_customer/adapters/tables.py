@@ -188,5 +188,8 @@ erasures = Table(
     Column("customer_id", Text, nullable=False),
     Column("requested_by", Text, nullable=False, server_default=""),
     Column("erased_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the stream's messages holding the profile were deleted (entrypoints/stream_erasure).
+    Column("stream_purged_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="erasures_pkey"),
+    Index("erasures_to_purge", "erased_at", postgresql_where=text("stream_purged_at IS NULL")),
 )

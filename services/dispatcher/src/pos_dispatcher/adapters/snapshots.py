@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel
 
 from pos.customer.v1 import events_pb2 as customer_events
+from pos.gateway.v1 import events_pb2 as gateway_events
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import stock_events_pb2 as stock_events
 from pos.order.v1 import events_pb2 as order_events
@@ -30,7 +31,7 @@ from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
 from pos_gateway.schemas.people import Customer, PointsEntry
 from pos_gateway.schemas.promotions import Coupon, Promotion
-from pos_gateway.schemas.registers import Shift
+from pos_gateway.schemas.registers import Override, Register, Shift, StaffMember
 from pos_gateway.schemas.returns import Return
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
@@ -150,6 +151,24 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     ],
     shift_messages.ShiftOpened: lambda m: [("shift.opened", m.shift.id, _object(Shift, m.shift))],
     shift_messages.ShiftClosed: lambda m: [("shift.closed", m.shift.id, _object(Shift, m.shift))],
+    gateway_events.RegisterPaired: lambda m: [
+        ("register.paired", m.register.id, _object(Register, m.register))
+    ],
+    gateway_events.RegisterRetired: lambda m: [
+        ("register.retired", m.register.id, _object(Register, m.register))
+    ],
+    gateway_events.StaffCreated: lambda m: [
+        ("staff.created", m.staff.id, _object(StaffMember, m.staff))
+    ],
+    gateway_events.StaffUpdated: lambda m: [
+        ("staff.updated", m.staff.id, _object(StaffMember, m.staff))
+    ],
+    gateway_events.StaffDeactivated: lambda m: [
+        ("staff.deactivated", m.staff.id, _object(StaffMember, m.staff))
+    ],
+    gateway_events.OverrideGranted: lambda m: [
+        ("override.granted", m.override.id, _object(Override, m.override))
+    ],
     payment_events.TerminalCheckoutUpdated: lambda m: [
         ("terminal_checkout.updated", m.checkout.id, _object(TerminalCheckout, m.checkout))
     ],

@@ -53,6 +53,9 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         cancel_reason=o.cancel_reason,
         payment_ids=o.payment_ids,
         paid=to_proto(Money(o.paid, cur)),
+        register_id=o.register_id,
+        staff_id=o.staff_id,
+        points_redeemed=o.saga.points,
     )
     for line, ln in zip(msg.lines, o.lines, strict=True):
         line.id = ln.id

@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
@@ -97,6 +97,65 @@ class CustomerDirectory:
                 return None
             raise _downstream("customer", exc) from None
         return int(answer.customer.version)
+
+    # -- loyalty points an order redeems (ports.Loyalty) ---------------------------------------
+
+    async def point_value(self) -> int:
+        try:
+            answer = await self._stub.GetLoyaltyProgram(
+                loyalty_pb2.GetLoyaltyProgramRequest(), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("customer", exc) from None
+        program = answer.program
+        return int(program.point_value_minor) if program.enabled else 0
+
+    async def hold(
+        self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
+    ) -> int:
+        try:
+            answer = await self._stub.HoldPoints(
+                loyalty_pb2.HoldPointsRequest(
+                    request_id=request_id,
+                    order_id=order_id,
+                    customer_id=customer_id,
+                    points=points,
+                    currency=currency,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("customer", exc) from None
+        return int(answer.hold.discount.amount)
+
+    async def finalize(self, request_id: str, order_id: str) -> None:
+        try:
+            await self._stub.FinalizePoints(
+                loyalty_pb2.FinalizePointsRequest(request_id=request_id, order_id=order_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("customer", exc) from None
+
+    async def release(self, request_id: str, order_id: str) -> None:
+        try:
+            await self._stub.ReleasePoints(
+                loyalty_pb2.ReleasePointsRequest(request_id=request_id, order_id=order_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("customer", exc) from None
+
+    async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
+        try:
+            await self._stub.ReverseOrderPoints(
+                loyalty_pb2.ReverseOrderPointsRequest(
+                    request_id=request_id, order_id=order_id, reason=reason
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("customer", exc) from None
 
 
 class PromotionDiscounts:

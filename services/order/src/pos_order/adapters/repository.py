@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy import LargeBinary, Row, bindparam, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +17,7 @@ from pos_order.adapters.returns_repository import SqlReturns
 from pos_order.adapters.tables import (
     catalog_prices,
     checkout_starts,
+    kit,
     known_customers,
     order_settings,
     orders,
@@ -32,6 +33,7 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    PointsState,
     PricedItem,
     Saga,
     SagaState,
@@ -126,6 +128,9 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
         "hold_ttl": saga.hold_ttl,
+        "points": saga.points,
+        "points_discount": saga.points_discount,
+        "points_state": saga.points_state.value if saga.points_state else None,
     }
 
 
@@ -153,6 +158,9 @@ def _saga(found: dict[str, Any]) -> Saga:
         done_steps=list(found["done_steps"]),
         cancel_reason=found["cancel_reason"],
         hold_ttl=found.get("hold_ttl", 0),
+        points=found.get("points", 0),
+        points_discount=found.get("points_discount", 0),
+        points_state=PointsState(found["points_state"]) if found.get("points_state") else None,
     )
 
 
@@ -214,6 +222,8 @@ def _order(row: Row[Any]) -> Order:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         expires_at=m["due_at"] if m["status"] == OrderStatus.PENDING_PAYMENT.value else None,
+        register_id=m["register_id"],
+        staff_id=m["staff_id"],
     )
 
 
@@ -277,6 +287,8 @@ def _values(order: Order) -> dict[str, Any]:
         "metadata": order.metadata,
         "saga_state": order.saga.state.value,
         "due_at": _due_at(order),
+        "register_id": order.register_id,
+        "staff_id": order.staff_id,
     }
 
 
@@ -348,6 +360,10 @@ class SqlOrderRepository:
             )
         if f.updated_since:
             query = query.where(orders.c.updated_at >= f.updated_since)
+        if f.register_id:
+            query = query.where(orders.c.register_id == f.register_id)
+        if f.staff_id:
+            query = query.where(orders.c.staff_id == f.staff_id)
         if page.after:
             query = query.where(orders.c.id > page.after)
         rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
@@ -362,6 +378,54 @@ class SqlOrderRepository:
                 orders.c.status == OrderStatus.PENDING_PAYMENT.value,
             )
         )
+
+    async def erase_customer(self, customer_id: str) -> None:
+        """Blank the addresses, destinations and notes of the customer's orders (a new version
+        each, no event: nothing about the sale changed), then delete this service's stored
+        answers and published events whose bytes hold any of them."""
+        found = (
+            await self._conn.execute(
+                select(orders.c.id, orders.c.fulfillments, orders.c.notes)
+                .where(orders.c.merchant_id == self._merchant, orders.c.customer_id == customer_id)
+                .with_for_update()
+            )
+        ).all()
+        personal: set[str] = set()
+        for row in found:
+            held = {f["ship_to"] for f in row.fulfillments if f.get("ship_to")}
+            placed = any(f.get("destination") for f in row.fulfillments)
+            if not held and not placed and not row.notes:
+                continue
+            personal |= held | ({row.notes} if row.notes else set())
+            blanked = [{**f, "ship_to": "", "destination": None} for f in row.fulfillments]
+            await self._conn.execute(
+                update(orders)
+                .where(orders.c.merchant_id == self._merchant, orders.c.id == row.id)
+                .values(
+                    fulfillments=blanked,
+                    notes="",
+                    version=orders.c.version + 1,
+                    updated_at=func.now(),
+                )
+            )
+        for value in sorted(personal):
+            needle = bindparam("needle", value.encode(), type_=LargeBinary)
+            # A stored answer would replay the order as it was; a published event's row is
+            # kept only as a record that it went out. Unpublished rows have yet to go out (the
+            # relay reads them), so they stay.
+            await self._conn.execute(
+                kit.requests.delete().where(
+                    kit.requests.c.merchant_id == self._merchant,
+                    text("position(:needle in response) > 0").bindparams(needle),
+                )
+            )
+            await self._conn.execute(
+                kit.outbox.delete().where(
+                    kit.outbox.c.merchant_id == self._merchant,
+                    kit.outbox.c.published_at.is_not(None),
+                    text("position(:needle in payload) > 0").bindparams(needle),
+                )
+            )
 
     async def touch(self, order_id: str) -> None:
         """A caller drives this order's saga now: the resumer leaves it alone a while."""
@@ -385,6 +449,13 @@ class SqlKnownCustomers:
             exists().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
         )
         return bool((await self._conn.execute(query)).scalar())
+
+    async def forget(self, customer_id: str) -> None:
+        """Erased: a sale naming the id asks the customer service again (and is refused)."""
+        t = known_customers
+        await self._conn.execute(
+            t.delete().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+        )
 
     async def remember(self, customer_id: str, version: int) -> None:
         # Events may arrive out of order and race a checkout's own look-up: keep the newest.

@@ -55,10 +55,23 @@ orders = Table(
     Column("saga_state", Text, nullable=False, server_default="done"),
     Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("due_at", DateTime(timezone=True), nullable=True),
+    # Who and where, for a register sale (empty otherwise): lists filter by them.
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("staff_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="orders_pkey"),
     Index("orders_open_sagas", "touched_at", postgresql_where=text("saga_state <> 'done'")),
     Index("orders_due", "due_at", postgresql_where=text("due_at IS NOT NULL")),
     Index("orders_by_change", "merchant_id", "updated_at", "id"),
+    Index(
+        "orders_by_register",
+        "merchant_id",
+        "register_id",
+        "id",
+        postgresql_where=text("register_id <> ''"),
+    ),
+    Index(
+        "orders_by_staff", "merchant_id", "staff_id", "id", postgresql_where=text("staff_id <> ''")
+    ),
 )
 
 # Each merchant's order settings; a merchant without a row has the service's defaults.

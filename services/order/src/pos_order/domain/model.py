@@ -94,6 +94,21 @@ class TenderState(Enum):
 LIVE_TENDERS = {TenderState.AUTHORIZED, TenderState.CAPTURED}
 
 
+class PointsState(Enum):
+    """The loyalty points an order redeems: held (`<order>/points/hold`) before any payment,
+    redeemed at confirmation, given back when the order is cancelled."""
+
+    SENT = "sent"  # asked to hold; the answer not recorded yet
+    HELD = "held"
+    FINALIZED = "finalized"  # redeemed with the confirmation
+    RELEASED = "released"  # cancelled before confirmation: free again
+    REVERSED = "reversed"  # cancelled after confirmation: given back
+
+
+# Points a single order may redeem: far above any real balance, well inside int64 once priced.
+MAX_REDEEM_POINTS = 1_000_000_000
+
+
 class HoldState(Enum):
     SENT = "sent"
     HELD = "held"
@@ -246,6 +261,11 @@ class Saga:
     # The holds' time to live as asked: a hold whose answer was lost is asked again, exactly
     # the same, to learn its id and release it.
     hold_ttl: int = 0
+    # Loyalty points redeemed on the order and what they took off it (minor units), priced
+    # before the order was saved; `points_state` None when it redeems none.
+    points: int = 0
+    points_discount: int = 0
+    points_state: PointsState | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +295,9 @@ class Order:
     updated_at: datetime | None = None
     # An unconfirmed order is abandoned (compensated) after this.
     expires_at: datetime | None = None
+    # A register sale: the register and the staff member signed in at it; empty otherwise.
+    register_id: str = ""
+    staff_id: str = ""
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
     # -- reading ------------------------------------------------------------------------------
@@ -694,6 +717,40 @@ def tender_shape(
             cash_tendered is not None, "cash_tendered", "is required for a cash tender"
         )
     return violations
+
+
+def validate_redemption(points: int, customer_id: str) -> list[FieldViolation]:
+    return [
+        *require(
+            0 <= points <= MAX_REDEEM_POINTS,
+            "redeem_points",
+            f"must be between 0 and {MAX_REDEEM_POINTS}",
+        ),
+        *require(
+            points == 0 or bool(customer_id), "redeem_points", "needs the order's customer_id"
+        ),
+    ]
+
+
+def price_points(points: int, point_value: int, discountable: Money) -> Money:
+    """What `points` take off an order, at the program's value of a point: never more than
+    what is left to discount (the subtotal less the promotions' discount)."""
+    raise_if(
+        require(
+            point_value > 0,
+            "redeem_points",
+            "the merchant's loyalty program redeems no points",
+        )
+    )
+    worth = Money(points * point_value, discountable.currency)
+    raise_if(
+        require(
+            worth.amount <= discountable.amount,
+            "redeem_points",
+            f"are worth {worth.amount}, more than the {discountable.amount} left to discount",
+        )
+    )
+    return worth
 
 
 def validate_register_tender(tender: Tender, total: Money, cash_tendered: Money | None) -> None:

@@ -22,6 +22,12 @@ async def on_customer_changed(
     await handlers.remember_customer(uow, customer.id, customer.version)
 
 
+async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:
+    if not message.customer_id:
+        raise PoisonMessage("CustomerErased without a customer id")
+    await handlers.erase_customer(uow, message.customer_id)
+
+
 def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
     """The product's own SKU and each variant's, with the price a sale of it takes."""
     price = Money(product.price.amount, product.price.currency)

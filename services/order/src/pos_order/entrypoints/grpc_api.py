@@ -66,6 +66,7 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
+        redeem_points=request.redeem_points,
     )
 
 
@@ -111,6 +112,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         ],
         notes=request.notes,
         metadata=dict(request.metadata),
+        redeem_points=request.redeem_points,
     )
 
 
@@ -380,6 +382,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 if request.HasField("updated_since")
                 else None
             ),
+            register_id=request.register_id,
+            staff_id=request.staff_id,
         )
         found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(

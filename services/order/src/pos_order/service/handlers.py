@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
     Conflict,
     FieldViolation,
@@ -33,6 +34,7 @@ from pos_order.domain.model import (
     LineRequest,
     Order,
     OrderStatus,
+    PointsState,
     PricedItem,
     SagaState,
     SellingLocation,
@@ -42,8 +44,10 @@ from pos_order.domain.model import (
     build_fulfillments,
     compute_totals,
     price_lines,
+    price_points,
     validate_checkout,
     validate_order,
+    validate_redemption,
     validate_register_tender,
 )
 from pos_order.service import saga
@@ -102,6 +106,14 @@ async def _start(
     return Started(at, known, order_id, existing, settings)
 
 
+def at_register() -> tuple[str, str]:
+    """The register and staff member a sale is made at, from the call's metadata (the gateway
+    sets both from a register's credential): kept on the order, which every later step of the
+    saga and every return reads, whoever drives it then (the resumer has no register)."""
+    register = register_var.get() or ""
+    return (register, staff_var.get() or "") if register else ("", "")
+
+
 @dataclass(frozen=True)
 class Priced:
     order: Order
@@ -143,6 +155,7 @@ async def _priced_order(
     lines: list[LineRequest],
     fulfillments: list[FulfillmentRequest],
     channel: str,
+    redeem_points: int = 0,
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer.
     learnt = (
@@ -155,14 +168,27 @@ async def _priced_order(
     # refused (404) like a made-up one, before anything is saved or held.
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         await ports.catalog.price_snapshot(elsewhere, skus)
-    # Gift cards sold as lines are stored value: promotions do not discount them.
+    # Gift cards sold as lines are stored value: promotions and points do not discount them.
     goods = [ln for ln in priced if not ln.gift_card]
     quote = (
         await ports.discounts.quote(goods, location.currency)
         if goods
         else DiscountQuote(Money.zero(location.currency), applied=True)
     )
-    totals = compute_totals(priced, quote.total, location.tax_rate_bps, location.currency)
+    discount = quote.total
+    points_discount = None
+    if redeem_points:
+        # Priced now, before anything is saved: the customer service down is a 503 that
+        # leaves nothing behind; the hold itself comes once the order is saved.
+        if ports.loyalty is None:
+            raise Unavailable("loyalty points cannot be redeemed now", "customer_unavailable")
+        subtotal = sum((ln.line_total for ln in goods), Money(0, location.currency))
+        points_discount = price_points(
+            redeem_points, await ports.loyalty.point_value(), subtotal - quote.total
+        )
+        discount = quote.total + points_discount
+    totals = compute_totals(priced, discount, location.tax_rate_bps, location.currency)
+    register_id, staff_id = at_register()
     order = Order(
         id=order_id,
         location_id=location.id,
@@ -171,7 +197,12 @@ async def _priced_order(
         totals=totals,
         discounts_applied=quote.applied,
         channel=channel,
+        register_id=register_id,
+        staff_id=staff_id,
     )
+    if points_discount is not None:
+        order.saga.points, order.saga.points_discount = redeem_points, points_discount.amount
+        order.saga.points_state = PointsState.SENT
     order.fulfillments = build_fulfillments(
         order_id, fulfillments, priced, lines, totals.total.amount
     )
@@ -219,6 +250,7 @@ class Checkout(Generic[R]):
         answer: Callable[[Order, PaymentResult | None], R],
     ) -> None:
         # Bad input is refused before a request id is claimed: nothing to undo.
+        raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_checkout(cmd.location_id, cmd.lines, cmd.tender, cmd.cash_tendered, cmd.card_token)
         self.cmd = cmd
         self.ports = ports
@@ -251,6 +283,7 @@ class Checkout(Generic[R]):
                 cmd.lines,
                 [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
                 "register",
+                cmd.redeem_points,
             )
             order = priced.order
             validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
@@ -269,6 +302,7 @@ class Checkout(Generic[R]):
             order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
             return Sale(order, await _last_payment(self.ports, order))
+        order = await saga.hold_points(self.new_uow, self.ports, order, policy)
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(
                 self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
@@ -288,7 +322,9 @@ class Checkout(Generic[R]):
             )
         except InvalidArgument:
             # Refused before anything was taken (a token the processor never issued): the sale
-            # never happened, so nothing of it stays.
+            # never happened, so nothing of it stays (points it held are free again first).
+            if order.saga.points_state is not None:
+                await saga.give_back_points(self.ports, order)
             await _discard(self.new_uow, order.id)
             raise
         await boundary(policy, "after_authorization")
@@ -298,13 +334,16 @@ class Checkout(Generic[R]):
                 tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
             )
             state = o.saga.tenders[0].state
+            held = o.saga.points_state is not None
             if state is TenderState.FAILED:
                 o.begin_cancel("payment_declined")
-                o.cancelled(now())
+                if not held:  # points held are given back by the compensation below
+                    o.cancelled(now())
             elif (
                 state is TenderState.CAPTURED
                 and o.balance_due == 0
-                and not (saga.gift_cards_due(o))
+                and not held
+                and not saga.gift_cards_due(o)
             ):
                 # In store, captured at once: nothing held, nothing more to capture, so the
                 # payment's answer and the confirmation commit together (one transaction).
@@ -312,6 +351,8 @@ class Checkout(Generic[R]):
 
         order, _ = await change(self.new_uow, order.id, settle)
         await boundary(policy, "after_confirm_commit")
+        if order.saga.state is SagaState.COMPENSATING:
+            order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
             return Sale(order, payment)
         if order.saga.tenders[0].state is TenderState.PENDING:
@@ -376,6 +417,7 @@ class CreateOrder(Generic[R]):
         fulfillments = cmd.fulfillments or [
             FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)
         ]
+        raise_if(validate_redemption(cmd.redeem_points, cmd.customer_id))
         validate_order(cmd.channel, cmd.location_id, cmd.lines, fulfillments, cmd.metadata)
         # The order is confirmed by a later request (or the resumer): a pre-printed card's code
         # would have to be kept until then, and codes are never stored. The register's one-call
@@ -414,6 +456,7 @@ class CreateOrder(Generic[R]):
                 cmd.lines,
                 cmd.fulfillments,
                 cmd.channel,
+                cmd.redeem_points,
             )
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
@@ -423,6 +466,7 @@ class CreateOrder(Generic[R]):
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
+            order = await saga.hold_points(self.new_uow, self.ports, order, self.policy)
             order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
         return order
 
@@ -697,6 +741,16 @@ async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
 async def remember_customer(uow: OrderUnitOfWork, customer_id: str, version: int) -> None:
     """A customer created or changed at the customer service: its id is now known here."""
     await uow.customers.remember(customer_id, version)
+
+
+async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
+    """The customer asked to be forgotten: their orders keep the customer id (a tombstone),
+    lines and money, and lose what could be personal (shipment addresses and destinations,
+    notes); the stored answers and published events of this service that hold those go too,
+    and the id is no customer any more (a sale naming it asks the customer service: 404).
+    Idempotent: a redelivery finds nothing left to erase."""
+    await uow.orders.erase_customer(customer_id)
+    await uow.customers.forget(customer_id)
 
 
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:

@@ -35,6 +35,8 @@ class OrderFilters:
     customer_id: str = ""
     fulfillment_status: FulfillmentStatus | None = None
     updated_since: datetime | None = None
+    register_id: str = ""
+    staff_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class OrderRepository(Protocol):
 
     async def touch(self, order_id: str) -> None: ...
     async def discard(self, order_id: str) -> None: ...
+    async def erase_customer(self, customer_id: str) -> None:
+        """Drop what the customer's orders hold that could be personal (see handlers)."""
+        ...
 
 
 class KnownCustomers(Protocol):
@@ -62,6 +67,7 @@ class KnownCustomers(Protocol):
 
     async def contains(self, customer_id: str) -> bool: ...
     async def remember(self, customer_id: str, version: int) -> None: ...
+    async def forget(self, customer_id: str) -> None: ...
 
 
 class CheckoutStarts(Protocol):
@@ -129,6 +135,26 @@ class Catalog(Protocol):
 class CustomerLookup(Protocol):
     async def version_of(self, customer_id: str) -> int | None:
         """The customer's current version, or None when the merchant has no such customer."""
+        ...
+
+
+class Loyalty(Protocol):
+    """The customer service's points, for an order that redeems some; keyed by the order."""
+
+    async def point_value(self) -> int:
+        """What one point takes off an order (minor units); 0 when the program redeems none."""
+        ...
+
+    async def hold(
+        self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
+    ) -> int:
+        """Set the points aside for the order; the discount they make (minor units)."""
+        ...
+
+    async def finalize(self, request_id: str, order_id: str) -> None: ...
+    async def release(self, request_id: str, order_id: str) -> None: ...
+    async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
+        """After confirmation: give back what the order redeemed, take back what it earned."""
         ...
 
 
@@ -271,6 +297,7 @@ class CheckoutPorts:
     payments: Payments
     customers: CustomerLookup
     stock: Stock | None = None
+    loyalty: Loyalty | None = None
     gift_cards: GiftCards | None = None
 
 
@@ -283,6 +310,7 @@ class CheckoutCommand:
     tender: Tender | None
     cash_tendered: Money | None
     card_token: str
+    redeem_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -295,3 +323,4 @@ class CreateOrderCommand:
     fulfillments: list[FulfillmentRequest]
     notes: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    redeem_points: int = 0

@@ -28,6 +28,7 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    PointsState,
     SagaState,
     Tender,
     TenderRecord,
@@ -180,6 +181,68 @@ async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:
     return await ports.stock.hold(
         f"{order.id}/hold/{f.id}", f.location_id, lines, order.saga.hold_ttl, order.id
     )
+
+
+# --- loyalty points: held before any payment, redeemed with the confirmation -----------------
+
+
+async def hold_points(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+    """Hold the points the order redeems (`<order>/points/hold`) before anything is charged.
+    Refused (not that many points, or the program's value changed since the order was priced):
+    the order is cancelled, nothing was charged, and the refusal is the answer. The customer
+    service down: a 503, the order stays pending (a retry goes on, or the resumer gives it up)."""
+    if order.saga.points_state is not PointsState.SENT:
+        return order
+    assert ports.loyalty is not None
+    try:
+        discount = await ports.loyalty.hold(
+            f"{order.id}/points/hold", order.id, order.customer_id, order.saga.points,
+            order.currency,
+        )  # fmt: skip
+        if discount != order.saga.points_discount:
+            raise Conflict(
+                "the loyalty program's point value changed since the order was priced; "
+                "price it again",
+                "points_value_changed",
+            )
+    except DomainError as exc:
+        if exc.kind in TRANSIENT:
+            raise
+        reason = "insufficient_points" if exc.code == "insufficient_points" else "points_refused"
+        await cancel(new_uow, ports, order.id, policy, reason)
+        raise exc from None
+
+    def held(o: Order) -> None:
+        o.saga.points_state = PointsState.HELD
+
+    order, _ = await change(new_uow, order.id, held)
+    return order
+
+
+async def give_back_points(ports: CheckoutPorts, order: Order) -> PointsState | None:
+    """Compensation: points held are released; points redeemed (the order was confirmed, or
+    its finalisation went through before a crash) are given back. Answers the new state."""
+    state = order.saga.points_state
+    if ports.loyalty is None or state in (None, PointsState.RELEASED, PointsState.REVERSED):
+        return state
+    if state is not PointsState.FINALIZED:
+        try:
+            await ports.loyalty.release(f"{order.id}/points/release", order.id)
+            return PointsState.RELEASED
+        except DomainError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                return PointsState.RELEASED  # the hold was never made
+            if exc.kind is not ErrorKind.CONFLICT:
+                raise
+            if exc.code != "hold_finalized":
+                log.info("points release already final: %s", exc.code)
+                return PointsState.RELEASED
+    try:
+        await ports.loyalty.reverse(f"{order.id}/points/reverse", order.id, "order cancelled")
+    except DomainError as exc:
+        if exc.kind is not ErrorKind.NOT_FOUND:
+            raise
+    return PointsState.REVERSED
 
 
 # --- money: what the payment service knows is the truth --------------------------------------
@@ -396,6 +459,9 @@ async def finish_confirmation(
     confirmed. Any step that cannot be done (a hold expired) compensates the whole order.
     A register sale (in store, captured at once) asks nothing more here: no hop is added."""
     pickups = any(f.type is FulfillmentType.PICKUP for f in order.fulfillments)
+    # Points whose hold never answered (the customer service was down when the order was
+    # made) are held before the order is confirmed with their discount.
+    order = await hold_points(new_uow, ports, order, policy)
     try:
         if not order.saga.captures and any(
             t.state is TenderState.AUTHORIZED for t in order.saga.tenders
@@ -420,6 +486,10 @@ async def finish_confirmation(
         order = await issue_gift_cards(
             new_uow, ports, order, codes or {}, shown if shown is not None else {}
         )
+        if order.saga.points_state is PointsState.HELD and ports.loyalty is not None:
+            # Redeemed before the confirmation commits: a crash between leaves the order for
+            # the resumer, whose finalisation is answered as already done.
+            await ports.loyalty.finalize(f"{order.id}/points/finalize", order.id)
     except DomainError as exc:
         if exc.kind in TRANSIENT:
             raise
@@ -433,6 +503,8 @@ async def finish_confirmation(
 
     def confirm(o: Order) -> None:
         at = now()
+        if o.saga.points_state is PointsState.HELD:
+            o.saga.points_state = PointsState.FINALIZED
         o.confirm(at)
         for f in o.fulfillments:
             if f.type is FulfillmentType.PICKUP and f.expires_at is None:
@@ -517,9 +589,11 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
                     [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
                     order.id,
                 )
+    points = await give_back_points(ports, order)
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
     def done(o: Order) -> None:
+        o.saga.points_state = points
         sync_tenders(o, after, give_up_sent=True)
         for f in o.fulfillments:
             if f.hold in (HoldState.HELD, HoldState.SENT):

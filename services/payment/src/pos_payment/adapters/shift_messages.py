@@ -41,6 +41,9 @@ def shift_to_proto(shift: Shift) -> S.Shift:
             pay_ins=money(t.pay_ins, c),
             pay_outs=money(t.pay_outs, c),
             no_sale_count=t.no_sales,
+            discounts=money(t.discounts, c),
+            discounted_orders=t.discounted_orders,
+            override_count=t.overrides,
             tenders=[
                 settlement_pb2.TenderTotals(
                     name=line.tender,

@@ -3,15 +3,23 @@ payments and refunds attributed to a shift (adapters/at_register.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters.shift_messages import REGISTRY
-from pos_payment.adapters.tables import drawer_movements, payments, refunds, shifts
+from pos_payment.adapters.tables import (
+    drawer_movements,
+    payments,
+    refunds,
+    register_activity,
+    shifts,
+)
 from pos_payment.domain.shifts import (
     CashTotals,
     Movement,
@@ -147,11 +155,45 @@ class SqlShiftRepository:
             pay_outs=drawer.get(MovementKind.PAY_OUT.value, (0, 0))[0],
             no_sales=drawer.get(MovementKind.NO_SALE.value, (0, 0))[1],
         )
+        a = register_activity
+        noted = await self._conn.execute(
+            select(a.c.kind, func.sum(a.c.amount), func.count())
+            .where(a.c.merchant_id == mine, a.c.shift_id == shift.id,
+                   a.c.currency.in_(("", shift.currency)))
+            .group_by(a.c.kind)
+        )  # fmt: skip
+        activity = {row[0]: (int(row[1]), int(row[2])) for row in noted}
+        shift.totals = replace(
+            shift.totals,
+            discounts=activity.get("discount", (0, 0))[0],
+            discounted_orders=activity.get("discount", (0, 0))[1],
+            overrides=activity.get("override", (0, 0))[1],
+        )
         shift.tenders = [
             TenderLine(t, *sales.get(t, (0, 0)), *back.get(t, (0, 0)))
             for t in sorted({*sales, *back})
         ]
         return shift
+
+    async def note_activity(
+        self, kind: str, resource_id: str, register_id: str, amount: int = 0, currency: str = ""
+    ) -> None:
+        """Count a discounted order or an override in the register's open shift, if any. The
+        open shift is read with a share lock, as money is attached (adapters/at_register.py):
+        a close waits for this transaction, and what arrives after the close finds no shift."""
+        shift = await self._conn.scalar(
+            select(shifts.c.id)
+            .where(shifts.c.merchant_id == self._merchant, shifts.c.register_id == register_id,
+                   shifts.c.status == "open")
+            .with_for_update(read=True)
+        )  # fmt: skip
+        await self._conn.execute(
+            pg_insert(register_activity)
+            .values(merchant_id=self._merchant, kind=kind, resource_id=resource_id,
+                    register_id=register_id, shift_id=shift or "", amount=amount,
+                    currency=currency)
+            .on_conflict_do_nothing()
+        )  # fmt: skip
 
 
 class ShiftUow(UnitOfWork):

@@ -217,6 +217,25 @@ shifts = Table(
     ),
 )
 
+# What a register's shift reports besides money: each order confirmed at the register with a
+# discount, and each manager's override granted there, from the order service's and the
+# gateway's events, attached to the register's shift open when the event arrives (none if the
+# shift had closed). Keyed by the resource: a redelivered event adds nothing.
+register_activity = Table(
+    "register_activity",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # discount | override
+    Column("resource_id", Text, nullable=False),
+    Column("register_id", Text, nullable=False),
+    Column("shift_id", Text, nullable=False, server_default=""),
+    Column("amount", BigInteger, nullable=False, server_default="0"),
+    Column("currency", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "kind", "resource_id", name="register_activity_pkey"),
+    Index("register_activity_by_shift", "merchant_id", "shift_id"),
+)
+
 # Pay-ins, pay-outs and no-sale opens of a shift's drawer.
 drawer_movements = Table(
     "drawer_movements",

@@ -44,6 +44,10 @@ class CashTotals:
     pay_ins: int = 0
     pay_outs: int = 0
     no_sales: int = 0
+    # Not cash: what the register's confirmed orders took off, and the overrides granted.
+    discounts: int = 0
+    discounted_orders: int = 0
+    overrides: int = 0
 
 
 def expected_cash(opening_float: int, totals: CashTotals) -> int:

@@ -374,6 +374,9 @@ class Order(_message.Message):
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     PAYMENT_IDS_FIELD_NUMBER: _builtins.int
     PAID_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
+    POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -387,6 +390,16 @@ class Order(_message.Message):
     cancel_reason: _builtins.str
     """Why a cancelled order was cancelled: requested, payment_declined, expired, abandoned,
     hold_failed.
+    """
+    register_id: _builtins.str
+    """A register sale: the register it was rung up on and the staff member signed in there
+    (from the call's metadata); empty for any other caller. Numbered apart (60...) from the
+    fields other work adds next to them.
+    """
+    staff_id: _builtins.str
+    points_redeemed: _builtins.int
+    """Loyalty points the customer redeemed on the order (priced as part of discount_total):
+    held while it is open, redeemed at confirmation, given back if it is cancelled.
     """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
@@ -443,10 +456,13 @@ class Order(_message.Message):
         cancel_reason: _builtins.str = ...,
         payment_ids: _abc.Iterable[_builtins.str] | None = ...,
         paid: _money_pb2.Money | None = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
+        points_redeemed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,11 +507,14 @@ class CheckoutRequest(_message.Message):
     TENDER_TYPE_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
     tender_type: _payment_pb2.TenderType.ValueType
     card_token: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]: ...
     @_builtins.property
@@ -510,10 +529,11 @@ class CheckoutRequest(_message.Message):
         tender_type: _payment_pb2.TenderType.ValueType = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         card_token: _builtins.str = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -600,6 +620,8 @@ class ListOrdersRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     FULFILLMENT_STATUS_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___OrderStatus.ValueType
@@ -608,6 +630,8 @@ class ListOrdersRequest(_message.Message):
     location_id: _builtins.str
     customer_id: _builtins.str
     fulfillment_status: Global___FulfillmentStatus.ValueType
+    register_id: _builtins.str
+    staff_id: _builtins.str
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -621,10 +645,12 @@ class ListOrdersRequest(_message.Message):
         customer_id: _builtins.str = ...,
         fulfillment_status: Global___FulfillmentStatus.ValueType = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -753,12 +779,15 @@ class CreateOrderRequest(_message.Message):
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
     """Where it is sold: its prices, currency and tax rate."""
     customer_id: _builtins.str
     notes: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
     @_builtins.property
@@ -778,10 +807,11 @@ class CreateOrderRequest(_message.Message):
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -70,7 +70,12 @@ class ShiftReport(_message.Message):
     PAY_OUTS_FIELD_NUMBER: _builtins.int
     NO_SALE_COUNT_FIELD_NUMBER: _builtins.int
     TENDERS_FIELD_NUMBER: _builtins.int
+    DISCOUNTS_FIELD_NUMBER: _builtins.int
+    DISCOUNTED_ORDERS_FIELD_NUMBER: _builtins.int
+    OVERRIDE_COUNT_FIELD_NUMBER: _builtins.int
     no_sale_count: _builtins.int
+    discounted_orders: _builtins.int
+    override_count: _builtins.int
     @_builtins.property
     def expected_cash(self) -> _money_pb2.Money:
         """Cash the drawer should hold: float + cash sales - cash refunds + pay-ins - pay-outs."""
@@ -87,6 +92,14 @@ class ShiftReport(_message.Message):
     def tenders(self) -> _containers.RepeatedCompositeFieldContainer[_settlement_pb2.TenderTotals]:
         """What each tender took and gave back at the register during the shift."""
 
+    @_builtins.property
+    def discounts(self) -> _money_pb2.Money:
+        """What the orders confirmed at the register while the shift was open took off (promotions,
+        manual discounts, points), and the managers' overrides granted there meanwhile. Counted
+        from the order service's and the gateway's events as they arrive: one that arrives after
+        the close is not counted.
+        """
+
     def __init__(
         self,
         *,
@@ -97,10 +110,13 @@ class ShiftReport(_message.Message):
         pay_outs: _money_pb2.Money | None = ...,
         no_sale_count: _builtins.int = ...,
         tenders: _abc.Iterable[_settlement_pb2.TenderTotals] | None = ...,
+        discounts: _money_pb2.Money | None = ...,
+        discounted_orders: _builtins.int = ...,
+        override_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "expected_cash", b"expected_cash", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounts", b"discounts", "expected_cash", b"expected_cash", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "expected_cash", b"expected_cash", "no_sale_count", b"no_sale_count", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs", "tenders", b"tenders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounted_orders", b"discounted_orders", "discounts", b"discounts", "expected_cash", b"expected_cash", "no_sale_count", b"no_sale_count", "override_count", b"override_count", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs", "tenders", b"tenders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

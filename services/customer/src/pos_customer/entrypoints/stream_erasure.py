@@ -1,0 +1,148 @@
+"""Erasure reaches the NATS stream: the customer_created, customer_updated and customer_merged
+messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence.
+
+Why deletes by sequence rather than per-customer subjects and a purge by subject: every
+consumer of this stream (the order service's, the dispatcher's) filters on the event's subject
+as it is today, and a durable consumer's filters are fixed when it is made; new subjects would
+need every consumer remade. A scan of the stream finds the messages instead. It is rare (one
+pass per batch of erasures) and bounded by the stream's retention.
+
+Durable: an erasure is recorded (table `erasures`) in the transaction that erases the customer;
+a background task (every replica may run it; a message deleted twice is deleted once) scans
+the stream for each recorded erasure not yet purged, deletes what it finds, then stamps the
+erasure `stream_purged_at`. NATS down: it tries again next round. A message published after the
+scan cannot hold the customer: the erasure deleted every outbox row holding their profile in
+its own transaction, waiting for the relay's lock on a row being published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import func, select, update
+
+from pos.customer.v1 import events_pb2 as customer_events
+from pos_customer.adapters.repository import CustomerUow
+from pos_customer.adapters.tables import erasures
+from pos_kit.events import MERCHANT_HEADER
+from pos_kit.grpc_server import BackgroundTask
+from pos_kit.runtime import ServiceRuntime
+from pos_kit.streams import stream_name
+
+log = logging.getLogger(__name__)
+
+STREAM = stream_name("customer")
+BATCH = 100
+# The messages that carry a profile, and where in each its customer's id is.
+PROFILES = {
+    "pos.customer.v1.customer_created": (customer_events.CustomerCreated, "customer"),
+    "pos.customer.v1.customer_updated": (customer_events.CustomerUpdated, "customer"),
+    "pos.customer.v1.customer_merged": (customer_events.CustomerMerged, "winner"),
+}
+
+
+def stream_erasure(runtime: ServiceRuntime[CustomerUow], interval_seconds: float) -> BackgroundTask:
+    """A task for ServiceRuntime.background: waits for the runtime's NATS, then sweeps."""
+
+    async def run(stop: asyncio.Event) -> None:
+        waiting = asyncio.ensure_future(runtime.ready.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when="FIRST_COMPLETED")
+        waiting.cancel()
+        stopping.cancel()
+        while not stop.is_set():
+            try:
+                if runtime.js is not None:
+                    await purge_erased(runtime.uow, runtime.js)
+            except Exception as exc:  # NATS or the database away: next round
+                log.warning("stream erasure sweep failed: %s", exc.__class__.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_seconds)
+
+    return run
+
+
+async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> int:
+    """Delete the stream's profile messages of every erasure not purged yet; the count."""
+    async with uow() as reader:
+        rows = (
+            await reader.conn.execute(
+                select(erasures.c.merchant_id, erasures.c.customer_id)
+                .where(erasures.c.stream_purged_at.is_(None))
+                .order_by(erasures.c.erased_at)
+                .limit(BATCH)
+            )
+        ).all()
+    if not rows:
+        return 0
+    wanted = {(r.merchant_id, r.customer_id) for r in rows}
+    deleted = 0
+    for seq in await _sequences_of(js, wanted):
+        with contextlib.suppress(Exception):  # already gone (another replica, or aged out)
+            if await js.delete_msg(STREAM, seq):
+                deleted += 1
+    async with uow() as writer:
+        for merchant_id, customer_id in wanted:
+            await writer.conn.execute(
+                update(erasures)
+                .where(erasures.c.merchant_id == merchant_id, erasures.c.customer_id == customer_id)
+                .values(stream_purged_at=func.now())
+            )
+        await writer.commit()
+    if deleted:
+        log.info("deleted %d stream messages of %d erased customers", deleted, len(wanted))
+    return deleted
+
+
+async def _sequences_of(js: JetStreamContext, wanted: set[tuple[str, str]]) -> list[int]:
+    """The stream sequences of the profile messages of the (merchant, customer) pairs."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,  # the server drops it if this pass dies half-way
+        max_ack_pending=-1,
+    )
+    sub = await js.pull_subscribe("pos.customer.v1.>", stream=STREAM, config=config)
+    found: list[int] = []
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(256, timeout=1.0)
+            except NatsTimeout:
+                break
+            for msg in batch:
+                kind = PROFILES.get(msg.subject)
+                if kind is not None and _names(msg.data, kind, msg.headers, wanted):
+                    found.append(msg.metadata.sequence.stream)
+            if batch and batch[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            info = await sub.consumer_info()
+            await js.delete_consumer(STREAM, info.name)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return found
+
+
+def _names(
+    data: bytes,
+    kind: tuple[type[Message], str],
+    headers: dict[str, str] | None,
+    wanted: set[tuple[str, str]],
+) -> bool:
+    message_type, field = kind
+    try:
+        message: Any = message_type.FromString(data)
+    except DecodeError:
+        return False
+    merchant = (headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
+    return (merchant, getattr(message, field).id) in wanted

@@ -1,0 +1,215 @@
+"""The order service and the customer service's data, against real services: PostgreSQL, NATS
+JetStream, and the customer, inventory and payment services running in this process (the
+fixture of test_customer_ids). Loyalty points redeemed through the checkout saga, and a
+customer's erasure reaching their orders.
+
+Points are priced as a discount before the order is saved, held (`<order>/points/hold`) before
+anything is charged, redeemed with the confirmation, and given back when the sale fails; more
+points than the customer has, or the customer service down, charge nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+import psycopg
+import pytest
+import test_customer_ids
+from psycopg import sql
+from test_customer_ids import A, Stack, md
+
+from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+stack = test_customer_ids.stack  # the services, in this process, for each test
+CARD = "tok_visa"
+
+
+async def _points(stack: Stack, customer_id: str) -> tuple[int, int]:
+    """The customer's balance and what open orders hold of it."""
+    found = await stack.customers.GetCustomer(
+        customer_pb2.GetCustomerRequest(id=customer_id), metadata=md(A), timeout=5
+    )
+    return found.customer.loyalty_points, found.customer.points_held
+
+
+async def _redeemed(stack: Stack, customer_id: str) -> list[tuple[str, int]]:
+    history = await stack.customers.ListPointsHistory(
+        loyalty_pb2.ListPointsHistoryRequest(customer_id=customer_id, page_size=50),
+        metadata=md(A),
+        timeout=5,
+    )
+    return [(e.order_id, e.points) for e in history.entries if e.kind == "redeemed"]
+
+
+async def _sale(
+    stack: Stack, customer_id: str, points: int, card_token: str = CARD
+) -> order_pb2.CheckoutResponse:
+    request = order_pb2.CheckoutRequest(
+        request_id=uuid.uuid4().hex,
+        location_id=stack.location_id,
+        customer_id=customer_id,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],  # 50.00
+        tender_type=payment_pb2.TENDER_TYPE_CARD,
+        card_token=card_token,
+        redeem_points=points,
+    )
+    answer: order_pb2.CheckoutResponse = await stack.order.Checkout(
+        request, metadata=md(A), timeout=15
+    )
+    return answer
+
+
+async def _orders(stack: Stack, customer_id: str) -> list[order_pb2.Order]:
+    found = await stack.order.ListOrders(
+        order_pb2.ListOrdersRequest(customer_id=customer_id, page_size=50),
+        metadata=md(A),
+        timeout=5,
+    )
+    return list(found.orders)
+
+
+async def test_points_are_held_priced_and_redeemed_and_a_failed_sale_gives_them_back(
+    stack: Stack,
+) -> None:
+    customer = (await stack.customer(A)).id
+    await stack.customers.AdjustPoints(
+        loyalty_pb2.AdjustPointsRequest(
+            request_id=uuid.uuid4().hex, customer_id=customer, points=500, reason="welcome"
+        ),
+        metadata=md(A),
+        timeout=5,
+    )
+
+    # One point takes 0.01 off (the default program): 300 points are 3.00 off 50.00.
+    sold = await _sale(stack, customer, 300)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert sold.order.points_redeemed == 300
+    assert (sold.order.discount_total.amount, sold.order.total.amount) == (300, 4700)
+    assert sold.payment.amount.amount == 4700
+    # Redeemed once, for this order (what the sale earns may follow any moment: 47 points).
+    assert await _redeemed(stack, customer) == [(sold.order.id, -300)]
+    balance, held = await _points(stack, customer)
+    assert balance in (200, 247) and held == 0
+
+    # More than it has (the sale's own points may have been earned by now: 247 at most):
+    # refused before anything is charged, the order cancelled saying why.
+    before = stack.written()["payments"]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _sale(stack, customer, 1000)
+    assert read_error(refused.value).reason == "insufficient_points"
+    assert stack.written()["payments"] == before
+    balance, held = await _points(stack, customer)
+    assert balance >= 200 and held == 0
+    cancelled = [o for o in await _orders(stack, customer) if o.cancel_reason]
+    assert [o.cancel_reason for o in cancelled] == ["insufficient_points"]
+
+    # Held, then the card is declined: the compensation releases them, none is redeemed.
+    declined = await _sale(stack, customer, 200, card_token="tok_declined")
+    assert declined.order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert declined.order.cancel_reason == "payment_declined"
+    after, held = await _points(stack, customer)
+    assert after >= balance and held == 0
+    assert await _redeemed(stack, customer) == [(sold.order.id, -300)]
+
+    # Worth more than the sale, or without a customer: bad input, nothing written.
+    written = stack.written()
+    for customer_id, points, field in ((customer, 5001, "redeem_points"), ("", 5, "redeem_points")):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await _sale(stack, customer_id, points)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in {v.field for v in read_error(bad.value).violations}
+    assert stack.written() == written
+
+
+async def test_redeeming_while_the_customer_service_is_down_is_503_and_charges_nothing(
+    stack: Stack,
+) -> None:
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)  # the sale itself would need no call
+    await stack.stop_customer_service.aclose()
+    before = stack.written()
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _sale(stack, customer, 10)
+
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert read_error(err.value).reason == "customer_unavailable"
+    assert stack.written() == before
+    # Without points the same customer's sale goes on.
+    plain = order_pb2.CheckoutRequest(
+        request_id=uuid.uuid4().hex,
+        location_id=stack.location_id,
+        customer_id=customer,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+        tender_type=payment_pb2.TENDER_TYPE_CASH,
+        cash_tendered=money_pb2.Money(amount=10_000, currency="USD"),
+    )
+    sold = await stack.order.Checkout(plain, metadata=md(A), timeout=10)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+
+
+async def test_an_erased_customers_orders_lose_their_addresses_and_notes(stack: Stack) -> None:
+    """The customer service's customer_erased reaches the order service (consumer
+    order-erasures): the customer's orders keep the id, lines and money, and lose the
+    shipment address, its destination and the notes, here and in this service's stored
+    answers and published events; the id is no longer known."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    address, note = f"{uuid.uuid4().hex[:8]} Erasure Lane", f"call {uuid.uuid4().hex[:8]}"
+    request = order_pb2.CreateOrderRequest(
+        request_id=uuid.uuid4().hex,
+        channel="web",
+        location_id=stack.location_id,
+        customer_id=customer,
+        lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
+               order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0)],
+        fulfillments=[
+            order_pb2.FulfillmentRequest(type=order_pb2.FULFILLMENT_TYPE_IN_STORE,
+                                         location_id=stack.location_id),
+            order_pb2.FulfillmentRequest(type=order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+                                         location_id=stack.location_id, ship_to=address),
+        ],
+        notes=note,
+    )  # fmt: skip
+    try:
+        made = await stack.order.CreateOrder(request, metadata=md(A), timeout=10)
+        order_id = made.order.id
+    except grpc.aio.AioRpcError:  # no stock to ship: the order is kept, cancelled
+        order_id = (await _orders(stack, customer))[0].id
+    assert address in _dump(stack) and note in _dump(stack)
+
+    await stack.customers.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+        metadata=md(A),
+        timeout=5,
+    )
+
+    deadline = time.monotonic() + 20
+    while address in _dump(stack) or note in _dump(stack):
+        assert time.monotonic() < deadline, "the erasure never reached the order service"
+        await asyncio.sleep(0.1)
+    kept = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=order_id), metadata=md(A), timeout=5
+    )
+    assert kept.order.customer_id == customer and kept.order.total.amount == 5000
+    assert {f.ship_to for f in kept.order.fulfillments} == {""} and kept.order.notes == ""
+    assert not stack.known(A, customer)
+
+
+def _dump(stack: Stack) -> str:
+    """Every row of the order service's tables that could hold what an order was given."""
+    with psycopg.connect(stack.order_db) as conn:
+        rows = [
+            repr(row)
+            for table in ("orders", "processed_requests", "outbox")
+            for row in conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        ]
+    return "\n".join(rows)

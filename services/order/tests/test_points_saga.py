@@ -1,0 +1,112 @@
+"""Loyalty points through the saga's crash paths, on in-memory fakes: a sale whose driver is
+gone is finished (the points redeemed) or compensated (the points released) by the resumer,
+with request ids derived from the order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from fakes import uow_factory
+from test_checkout import Shop, _cmd, checkout
+
+from pos_kit.errors import Conflict, NotFound, Unavailable
+from pos_order.domain.model import OrderStatus, PointsState
+from pos_order.service import saga
+from pos_order.service.ports import CheckoutPorts
+from pos_order.service.saga import Policy
+
+
+@dataclass
+class FakeLoyalty:
+    """The customer service's holds, one per order, as its rules go: finalising or releasing
+    twice is once; a hold finalised cannot be released."""
+
+    balance: int = 1000
+    value: int = 1  # what a point takes off, minor units
+    holds: dict[str, tuple[int, str]] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+    async def point_value(self) -> int:
+        return self.value
+
+    async def hold(
+        self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
+    ) -> int:
+        self.requests.append(request_id)
+        held = sum(p for p, s in self.holds.values() if s == "held")
+        if points > self.balance - held:
+            raise Conflict("not that many points", "insufficient_points")
+        self.holds[order_id] = (points, "held")
+        return points * self.value
+
+    async def finalize(self, request_id: str, order_id: str) -> None:
+        self.requests.append(request_id)
+        points, status = self.holds[order_id]
+        if status == "held":
+            self.balance -= points
+            self.holds[order_id] = (points, "finalized")
+
+    async def release(self, request_id: str, order_id: str) -> None:
+        self.requests.append(request_id)
+        if order_id not in self.holds:
+            raise NotFound("points hold", order_id)
+        points, status = self.holds[order_id]
+        if status == "finalized":
+            raise Conflict("the hold is finalized", "hold_finalized")
+        self.holds[order_id] = (points, "released")
+
+    async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
+        self.requests.append(request_id)
+        points, _ = self.holds[order_id]
+        self.balance += points
+        self.holds[order_id] = (points, "reversed")
+
+
+@dataclass
+class PointsShop(Shop):
+    loyalty: FakeLoyalty = field(default_factory=FakeLoyalty)
+
+    @property
+    def ports(self) -> CheckoutPorts:
+        return CheckoutPorts(
+            self.catalog, self.discounts, self.payments, self.customers, loyalty=self.loyalty
+        )
+
+
+async def test_a_sale_whose_card_never_reached_payment_releases_its_points_via_the_resumer() -> (
+    None
+):
+    shop = PointsShop()
+    shop.payments.down = True
+    with pytest.raises(Unavailable):
+        await checkout(shop, _cmd(redeem_points=250))
+    (order,) = shop.saved.values()
+    assert order.saga.points_state is PointsState.HELD  # held before the card was asked
+    shop.payments.down = False
+
+    resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
+
+    assert resumed.status is OrderStatus.CANCELLED and resumed.cancel_reason == "abandoned"
+    assert resumed.saga.points_state is PointsState.RELEASED
+    assert shop.loyalty.holds[order.id] == (250, "released") and shop.loyalty.balance == 1000
+    assert shop.loyalty.requests == [f"{order.id}/points/hold", f"{order.id}/points/release"]
+
+
+async def test_a_sale_whose_answer_was_lost_redeems_its_points_when_the_resumer_confirms() -> None:
+    shop = PointsShop()
+    with pytest.raises(Unavailable):
+        await checkout(shop, _cmd(card_token="tok_timeout", redeem_points=250))
+    (order,) = shop.saved.values()
+    assert order.totals.discount.amount == 250
+    shop.payments.settle_pending()  # the payment reconciler captures it
+
+    resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
+
+    assert resumed.status is OrderStatus.COMPLETED
+    assert resumed.saga.points_state is PointsState.FINALIZED
+    assert shop.loyalty.balance == 750
+    assert shop.payments.kept(order.id) == order.totals.total.amount
+    # Cancelled after confirmation is not possible for a register sale (its goods left); the
+    # finalisation ran once, under its derived id.
+    assert shop.loyalty.requests.count(f"{order.id}/points/finalize") == 1

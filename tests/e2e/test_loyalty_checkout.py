@@ -1,0 +1,58 @@
+"""Loyalty points redeemed at a register checkout through the gateway over HTTP: priced as a
+discount and redeemed with the sale; bad input is a 400 and more points than the customer
+has a 409, neither charging anything."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def test_a_register_sale_redeems_points_as_a_discount(platform: Running) -> None:
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    made = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@example.com"})
+    assert made.status_code == 201, made.text
+    customer = made.json()["id"]
+    adjusted = _post(
+        http, f"/v1/customers/{customer}/points/adjustments", {"points": 100, "reason": "gift"}
+    )
+    assert adjusted.status_code == 201, adjusted.text
+    sale = {"location_id": location, "customer_id": customer, "tender_type": "card",
+            "card_token": "tok_visa", "lines": [{"sku": "MUG-LOGO", "quantity": 1}]}  # fmt: skip
+    plain = _post(http, "/v1/checkouts", sale).json()["order"]
+
+    sold = _post(http, "/v1/checkouts", {**sale, "redeem_points": 80})
+    assert sold.status_code == 201, sold.text
+    order = sold.json()["order"]
+    assert order["points_redeemed"] == 80
+    # One point is worth 0.01 (the default program): 0.80 more off than the same sale without.
+    assert order["discount_total"]["amount"] == plain["discount_total"]["amount"] + 80
+    assert sold.json()["payment"]["amount"]["amount"] == order["total"]["amount"]
+    history = http.get(f"/v1/customers/{customer}/points").json()["data"]
+    assert [(e["kind"], e["points"]) for e in history if e["order_id"] == order["id"]] == [
+        ("redeemed", -80)
+    ]
+
+    payments = len(http.get("/v1/payments", params={"limit": 200}).json()["data"])
+    # Without a customer, or worth more than the sale: a 400 naming the field.
+    for bad in ({**sale, "customer_id": "", "redeem_points": 5},
+                {**sale, "redeem_points": 1_000_000}):  # fmt: skip
+        answer = _post(http, "/v1/checkouts", bad)
+        assert answer.status_code == 400, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == ["redeem_points"]
+    # More than the customer has (20 left, perhaps a few earned since): a 409, nothing charged.
+    short = _post(http, "/v1/checkouts", {**sale, "redeem_points": 500})
+    assert (short.status_code, short.json()["code"]) == (409, "insufficient_points")
+    assert len(http.get("/v1/payments", params={"limit": 200}).json()["data"]) == payments
