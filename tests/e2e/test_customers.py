@@ -3,13 +3,19 @@ process."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
 import httpx
+import nats
+import psycopg
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from psycopg import sql
 
+from pos_devstack.platform import SERVICES
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +29,56 @@ def _post(http: httpx.Client, path: str, body: dict[str, Any], status: int = 201
     answer = http.post(path, json=body, headers=_key())
     assert answer.status_code == status, answer.text
     return answer.json()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _everything(platform: Running) -> str:
+    """Every row of every service's database and of the gateway's, every message of every
+    NATS stream, and the services' logs, as text."""
+    out: list[str] = []
+    for name in (*SERVICES, "gateway"):
+        url = platform.platform.env_for(name)["DATABASE_URL"].replace("+psycopg", "")
+        with psycopg.connect(url) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]  # fmt: skip
+            for table in tables:
+                query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(table))
+                out += [" ".join(_text(v) for v in row) for row in conn.execute(query)]
+    out.append(asyncio.run(_streams(platform.platform.nats.url)))
+    for log in (platform.platform.home / "logs").glob("*.log"):
+        if log.stem in (*SERVICES, "gateway"):
+            out.append(log.read_text(errors="replace"))
+    return "\n".join(out)
+
+
+async def _streams(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        out: list[str] = []
+        for info in await js.streams_info():
+            name = info.config.name
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
+            sub = await js.pull_subscribe(">", stream=name, config=config)
+            while info.state.messages:
+                try:
+                    batch = await sub.fetch(512, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    break
+                out += [_text(m.data) for m in batch]
+                if batch[-1].metadata.num_pending == 0:
+                    break
+            await sub.unsubscribe()
+        return "\n".join(out)
+    finally:
+        await nc.close()
 
 
 def _eventually(check: Any, limit: float = 30) -> Any:
@@ -94,7 +150,33 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     )
     assert (over.status_code, over.json()["code"]) == (409, "insufficient_points")
 
+    # Her export gathers what every service holds: the order service's orders and the payment
+    # service's gift cards issued to her (never a code), beside the customer service's records.
+    card = _post(
+        http,
+        "/v1/gift-cards",
+        {
+            "amount": {"amount": 1500, "currency": "USD"},
+            "customer_id": zoe["id"],
+            "reason": "store_credit",
+        },
+    )
+    other = _post(http, "/v1/gift-cards", {"amount": {"amount": 700, "currency": "USD"}})
+    export = http.get(f"/v1/customers/{zoe['id']}/export")
+    assert export.status_code == 200, export.text
+    exported = export.json()
+    assert exported["customer"]["email"] == "zoe.martin@example.com"
+    assert [o["id"] for o in exported["sales"]] == [sale["order"]["id"]]
+    assert exported["sales"][0]["lines"][0]["sku"] == sku
+    assert [c["id"] for c in exported["gift_cards"]] == [card["gift_card"]["id"]]
+    assert other["gift_card"]["id"] not in export.text
+    assert card["code"] not in export.text
+    assert [o["order_id"] for o in exported["orders"]] == [sale["order"]["id"]]
+
     # Erasure: 404 afterwards, a tombstone in the feed, and no earlier snapshot with her email.
+    # Before it, the dump below sees her (in the customer database and stream at least).
+    before = _everything(platform)
+    assert "zoe.martin@example.com" in before and "Zoë" in before
     erased = http.delete(f"/v1/customers/{zoe['id']}")
     assert erased.status_code == 200, erased.text
     assert http.get(f"/v1/customers/{zoe['id']}").status_code == 404
@@ -108,6 +190,19 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     assert "+33612345678" not in str(feed)
     mine = [e for e in feed["data"] if e["data"]["object"]["id"] == zoe["id"]]
     assert [e["type"] for e in mine] == ["customer.created", "customer.erased"]
+    assert http.get(f"/v1/customers/{zoe['id']}/export").status_code == 404
+
+    # No trace anywhere: every service's database, every NATS stream, every service's log.
+    personal = ["zoe.martin@example.com", "Zoe.Martin@example.com", "33612345678", "Zoë"]
+
+    def traces() -> list[str]:
+        held = _everything(platform)
+        return [p for p in personal if p in held]
+
+    deadline = time.monotonic() + 30  # the stream's purge runs every few seconds
+    while found := traces():
+        assert time.monotonic() < deadline, f"still held somewhere: {found}"
+        time.sleep(0.5)
 
 
 def test_groups_merge_and_the_program(platform: Running) -> None:

@@ -17,6 +17,8 @@ from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import inventory_pb2, stock_pb2
 from pos.inventory.v1 import stock_events_pb2 as stock_events
+from pos.order.v1 import events_pb2 as order_events
+from pos.order.v1 import order_pb2
 from pos_devstack.testing import until
 from pos_gateway.convert import to_model
 from pos_gateway.schemas.catalog import Product
@@ -213,3 +215,48 @@ async def test_an_erasure_redacts_the_customers_earlier_snapshots(dispatcher) ->
     assert objects[2]["email"] == "ckept@example.com"
     assert objects[3] == {"id": "cus_gone"}
     assert "gone@example.com" not in json.dumps(objects)
+
+
+def _order(order_id: str, customer_id: str, address: str) -> order_pb2.Order:
+    usd = money_pb2.Money(amount=2500, currency="USD")
+    return order_pb2.Order(
+        id=order_id, location_id="loc_1", customer_id=customer_id,
+        lines=[order_pb2.OrderLine(sku="TEE", name="T-shirt", quantity=1, unit_price=usd,
+                                   line_total=usd, fulfillment_id=f"{order_id}-1")],
+        subtotal=usd, discount_total=money_pb2.Money(amount=0, currency="USD"),
+        tax_total=money_pb2.Money(amount=0, currency="USD"), total=usd,
+        status=order_pb2.ORDER_STATUS_CONFIRMED, channel="web", version=2, notes="ring twice",
+        fulfillments=[order_pb2.Fulfillment(
+            id=f"{order_id}-1", type=order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+            status=order_pb2.FULFILLMENT_STATUS_RESERVED, location_id="loc_1",
+            amount=usd, captured=money_pb2.Money(amount=0, currency="USD"), ship_to=address,
+        )],
+        created_at=stamp(), updated_at=stamp(),
+    )  # fmt: skip
+
+
+async def test_an_erasure_blanks_the_addresses_and_notes_of_the_customers_order_events(
+    dispatcher,
+) -> None:
+    """The order events keep the order (id, lines, money, the customer's id as a tombstone)
+    but lose its shipment address and notes, as the order service erases them; another
+    customer's order keeps its own."""
+    await dispatcher.publish(
+        order_events.OrderConfirmed(order=_order("ord_gone", "cus_gone2", "1 Erased Road")),
+        "mer_f",
+    )
+    await dispatcher.publish(
+        order_events.OrderConfirmed(order=_order("ord_kept", "cus_kept2", "2 Kept Road")),
+        "mer_f",
+    )
+    await until_async(lambda: _count(dispatcher, "mer_f", 2))
+    await dispatcher.publish(customer_events.CustomerErased(customer_id="cus_gone2"), "mer_f")
+    await until_async(lambda: _count(dispatcher, "mer_f", 3))
+    objects = {
+        (o := json.loads(e.data_json)["object"])["id"]: o for e in await dispatcher.feed("mer_f")
+    }
+    gone, kept = objects["ord_gone"], objects["ord_kept"]
+    assert (gone["customer_id"], gone["total"]["amount"], gone["notes"]) == ("cus_gone2", 2500, "")
+    assert [f["ship_to"] for f in gone["fulfillments"]] == [""]
+    assert [f["ship_to"] for f in kept["fulfillments"]] == ["2 Kept Road"]
+    assert kept["notes"] == "ring twice"

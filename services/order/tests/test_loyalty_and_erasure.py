@@ -119,6 +119,15 @@ async def test_points_are_held_priced_and_redeemed_and_a_failed_sale_gives_them_
     assert after >= balance and held == 0
     assert await _redeemed(stack, customer) == [(sold.order.id, -300)]
 
+    # A token the processor never issued: refused before anything is taken, so the sale never
+    # happened: no order stays, and the points it held are free again.
+    orders_before = len(await _orders(stack, customer))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await _sale(stack, customer, 100, card_token="tok_never_issued")
+    assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(await _orders(stack, customer)) == orders_before
+    assert (await _points(stack, customer))[1] == 0
+
     # Worth more than the sale, or without a customer: bad input, nothing written.
     written = stack.written()
     for customer_id, points, field in ((customer, 5001, "redeem_points"), ("", 5, "redeem_points")):

@@ -5,15 +5,18 @@ with request ids derived from the order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from fakes import uow_factory
+from fakes import FakeStock, uow_factory
 from test_checkout import Shop, _cmd, checkout
 
 from pos_kit.errors import Conflict, NotFound, Unavailable
-from pos_order.domain.model import OrderStatus, PointsState
-from pos_order.service import saga
-from pos_order.service.ports import CheckoutPorts
+from pos_kit.idempotency import Claim
+from pos_order.domain.model import LineRequest, OrderStatus, PointsState
+from pos_order.service import handlers, saga
+from pos_order.service.ports import CheckoutPorts, CreateOrderCommand
 from pos_order.service.saga import Policy
 
 
@@ -66,12 +69,14 @@ class FakeLoyalty:
 @dataclass
 class PointsShop(Shop):
     loyalty: FakeLoyalty = field(default_factory=FakeLoyalty)
+    stock: FakeStock = field(default_factory=lambda: FakeStock(TEE=10))
 
     @property
     def ports(self) -> CheckoutPorts:
         return CheckoutPorts(
-            self.catalog, self.discounts, self.payments, self.customers, loyalty=self.loyalty
-        )
+            self.catalog, self.discounts, self.payments, self.customers, self.stock,
+            loyalty=self.loyalty,
+        )  # fmt: skip
 
 
 async def test_a_sale_whose_card_never_reached_payment_releases_its_points_via_the_resumer() -> (
@@ -110,3 +115,38 @@ async def test_a_sale_whose_answer_was_lost_redeems_its_points_when_the_resumer_
     # Cancelled after confirmation is not possible for a register sale (its goods left); the
     # finalisation ran once, under its derived id.
     assert shop.loyalty.requests.count(f"{order.id}/points/finalize") == 1
+
+
+async def _run(steps: Any, shop: PointsShop, request_id: str) -> Any:
+    """A use case's three steps as the kit runs them: read, calls, record."""
+    new_uow = uow_factory(shop.store, "mer_a")
+    async with new_uow() as uow:
+        read = await steps.read(uow)
+        await uow.commit()
+    done = await steps.call(Claim("mer_a", request_id, datetime.now(UTC)), read)
+    async with new_uow() as uow:
+        return await steps.record(uow, done)
+
+
+async def test_a_web_order_holds_its_points_and_a_cancellation_releases_them() -> None:
+    shop = PointsShop()
+    new_uow = uow_factory(shop.store, "mer_a")
+    cmd = CreateOrderCommand(
+        "req-web", "web", "loc_1", "cus_1", [LineRequest("TEE", 2)], [], redeem_points=400
+    )
+    order = await _run(handlers.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
+                       cmd.request_id)  # fmt: skip
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert order.saga.points_state is PointsState.HELD and order.totals.discount.amount == 400
+    assert shop.loyalty.holds[order.id] == (400, "held")
+
+    cancelled = await _run(handlers.CancelOrder(order.id, shop.ports, new_uow, Policy(), _same),
+                           shop, "req-cancel")  # fmt: skip
+
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert cancelled.saga.points_state is PointsState.RELEASED
+    assert shop.loyalty.holds[order.id] == (400, "released") and shop.loyalty.balance == 1000
+
+
+def _same(order: Any) -> Any:
+    return order

@@ -3,12 +3,15 @@ and purchase history of one customer)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BeforeValidator, Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import gift_cards_pb2
 from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
@@ -377,11 +380,48 @@ async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> Merge
     "/customers/{customer_id}/export",
     **op("customers:read", "Export everything held about a customer", (404,),
          example={"customer": ex.CUSTOMER, "groups": [ex.GROUP],
-                  "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE]}),
+                  "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE],
+                  "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD]}),
 )  # fmt: skip
 async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
+    """What every service holds about the customer, as JSON: the profile, groups, points and
+    purchase history (customer service), the orders with their addresses and notes (order
+    service) and the gift cards issued to them (payment service). An erased customer is a
+    404: nothing of them is left to export."""
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
-    return to_model(CustomerExport, answer)
+    sales, cards = await asyncio.gather(_sales_of(svc, customer_id), _cards_of(svc, customer_id))
+    exported = to_json(answer)
+    exported["sales"] = [to_json(o) for o in sales]
+    exported["gift_cards"] = [to_json(c) for c in cards]
+    return CustomerExport.model_validate(exported)
+
+
+async def _sales_of(svc: Services, customer_id: str) -> list[order_pb2.Order]:
+    found: list[order_pb2.Order] = []
+    token = ""
+    while True:
+        page = await svc.order.ListOrders(
+            order_pb2.ListOrdersRequest(customer_id=customer_id, page_size=200, page_token=token)
+        )
+        found.extend(page.orders)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+async def _cards_of(svc: Services, customer_id: str) -> list[gift_cards_pb2.GiftCard]:
+    found: list[gift_cards_pb2.GiftCard] = []
+    token = ""
+    while True:
+        page = await svc.gift_cards.ListGiftCards(
+            gift_cards_pb2.ListGiftCardsRequest(
+                customer_id=customer_id, page_size=200, page_token=token
+            )
+        )
+        found.extend(page.gift_cards)
+        token = page.next_page_token
+        if not token:
+            return found
 
 
 @router.get(

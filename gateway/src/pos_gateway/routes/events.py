@@ -3,7 +3,6 @@ the dispatcher over gRPC."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.feed_watch import PAGE_SIZE, FeedWatch
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
@@ -118,9 +118,11 @@ async def list_events(
 # STREAM_SECONDS: the client reconnects with Last-Event-ID and misses nothing.
 STREAMS_PER_CREDENTIAL = 5
 HEARTBEAT_SECONDS = 15.0
-POLL_SECONDS = 0.25
+WAKE_SECONDS = 1.0
 STREAM_SECONDS = 300.0
 _streams: Counter[str] = Counter()
+# One watcher of each merchant's feed per process, shared by its streams (feed_watch.py).
+WATCH = FeedWatch()
 SSE_EXAMPLE = (
     'id: 1042\nevent: order.confirmed\ndata: {"id":"evt_01j9x6t1a2b3c4d5e6f7g8h9jk",'
     '"type":"order.confirmed","sequence":1042,...}\n\n: heartbeat\n\n'
@@ -202,24 +204,32 @@ async def stream_events(
         )
     _streams[credential] += 1
 
+    merchant = request.state.principal.merchant_id
+
     async def frames() -> AsyncIterator[str]:
         page, cursor = first, start
         beat = ends = time.monotonic()
         ends += STREAM_SECONDS
         try:
             yield ": connected\n\n"
-            while time.monotonic() < ends and not await request.is_disconnected():
-                for event in page.events:
-                    yield _frame(event)
-                cursor = page.next_after
-                if not page.has_more:
-                    if time.monotonic() - beat >= HEARTBEAT_SECONDS:
-                        beat = time.monotonic()
-                        yield ": heartbeat\n\n"
-                    await asyncio.sleep(POLL_SECONDS)
-                page = await svc.dispatcher.ListEvents(
-                    pb.ListEventsRequest(after=cursor, types=wanted, page_size=200)
-                )
+            async with WATCH.following(svc, merchant, start) as head:
+                while time.monotonic() < ends and not await request.is_disconnected():
+                    for event in page.events:
+                        yield _frame(event)
+                    cursor = page.next_after
+                    if not page.has_more:
+                        if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                            beat = time.monotonic()
+                            yield ": heartbeat\n\n"
+                        # Woken when the merchant's feed moves past this stream's cursor;
+                        # otherwise it looks up once a second, to notice a client gone.
+                        if not await head.wait_past(cursor, WAKE_SECONDS):
+                            page = pb.ListEventsResponse(next_after=cursor)
+                            continue
+                    shared = None if wanted else head.page_after(cursor)
+                    page = shared or await svc.dispatcher.ListEvents(
+                        pb.ListEventsRequest(after=cursor, types=wanted, page_size=PAGE_SIZE)
+                    )
         finally:
             _streams[credential] -= 1
 

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from pos_gateway.routes.common import INT32, INT64, INT64_MAX, INT64_MIN
 from pos_gateway.schemas.base import Answer, Id, Money, Page, Timestamp, Version
+from pos_gateway.schemas.gift_cards import GiftCard
+from pos_gateway.schemas.orders import Order
 
 Tag = Annotated[str, Field(min_length=1, max_length=50)]
 Points = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX, json_schema_extra=INT64)]
@@ -158,7 +160,18 @@ class CustomerExport(Answer):
     customer: Customer
     groups: list[Group] = Field(max_length=1000)
     points_history: list[PointsEntry] = Field(max_length=1_000_000)
-    orders: list[Purchase] = Field(max_length=1_000_000)
+    orders: list[Purchase] = Field(
+        max_length=1_000_000, description="The purchase history the customer service keeps"
+    )
+    sales: list[Order] = Field(
+        max_length=1_000_000,
+        description="The customer's orders as the order service holds them (lines, "
+        "fulfilments and their addresses, notes, timeline), oldest change first",
+    )
+    gift_cards: list[GiftCard] = Field(
+        max_length=1_000_000,
+        description="Gift cards issued to the customer (store credit included); never a code",
+    )
 
 
 class CustomerList(Page[Customer]):

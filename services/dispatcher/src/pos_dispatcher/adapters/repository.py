@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -97,6 +97,41 @@ class Feed:
                     events.c.type.in_(list(types)),
                 )
                 .values(data=kept)
+                .returning(events)
+            )
+        ).all()
+        for row in rows:
+            await self._conn.execute(
+                update(deliveries)
+                .where(deliveries.c.merchant_id == self._merchant, deliveries.c.event_id == row.id)
+                .values(body=_event(row).body())
+            )
+        return len(rows)
+
+    async def erase_from_orders(self, customer_id: str) -> int:
+        """The customer's order events keep the order (its id, lines, money and the customer's
+        id) but lose what the order service erases from it: each fulfilment's `ship_to` and
+        `destination`, and the notes (and so do their deliveries' bodies)."""
+        blanked = text(
+            """
+            jsonb_set(
+                jsonb_set(data, '{object,notes}', '""'::jsonb),
+                '{object,fulfillments}',
+                coalesce(
+                    (SELECT jsonb_agg(f || '{"ship_to": "", "destination": null}'::jsonb)
+                     FROM jsonb_array_elements(data->'object'->'fulfillments') AS f),
+                    '[]'::jsonb))
+            """
+        )
+        rows = (
+            await self._conn.execute(
+                update(events)
+                .where(
+                    events.c.merchant_id == self._merchant,
+                    events.c.type.startswith("order."),
+                    events.c.data["object"]["customer_id"].astext == customer_id,
+                )
+                .values(data=blanked)
                 .returning(events)
             )
         ).all()

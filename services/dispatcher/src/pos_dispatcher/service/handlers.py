@@ -57,6 +57,7 @@ async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEven
     for message in messages:
         if isinstance(message, customer_events.CustomerErased):
             await uow.feed.redact(message.customer_id, CUSTOMER_SNAPSHOTS)
+            await uow.feed.erase_from_orders(message.customer_id)
     return stored
 
 

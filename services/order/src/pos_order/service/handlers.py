@@ -17,8 +17,9 @@ from typing import Generic, TypeVar
 from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
     Conflict,
+    DomainError,
+    ErrorKind,
     FieldViolation,
-    InvalidArgument,
     NotFound,
     Unavailable,
     raise_if,
@@ -320,9 +321,12 @@ class Checkout(Generic[R]):
                 cmd.cash_tendered,
                 cmd.card_token,
             )
-        except InvalidArgument:
+        except DomainError as exc:
+            if exc.kind is not ErrorKind.INVALID:
+                raise
             # Refused before anything was taken (a token the processor never issued): the sale
-            # never happened, so nothing of it stays (points it held are free again first).
+            # never happened, so nothing of it stays (points it held are free again first). By
+            # kind, not class: the payment service's refusal arrives as a plain DomainError.
             if order.saga.points_state is not None:
                 await saga.give_back_points(self.ports, order)
             await _discard(self.new_uow, order.id)

@@ -610,10 +610,15 @@ async def _quietly(call: object) -> None:
     """A void or release of something already final is done, not an error."""
     try:
         await call  # type: ignore[misc]
-    except Conflict as exc:
-        log.info("compensation step already final: %s", exc.code)
-    except NotFound:
-        log.info("compensation step: nothing to undo")
+    except DomainError as exc:
+        # By kind, not class: another service's refusal arrives as a plain DomainError
+        # (pos_kit.grpc_client.RemoteError.to_domain keeps the kind and the code).
+        if exc.kind is ErrorKind.CONFLICT:
+            log.info("compensation step already final: %s", exc.code)
+        elif exc.kind is ErrorKind.NOT_FOUND:
+            log.info("compensation step: nothing to undo")
+        else:
+            raise
 
 
 # --- the resumer's pass over one order -------------------------------------------------------

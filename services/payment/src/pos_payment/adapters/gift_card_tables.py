@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 
 from pos_payment.adapters.tables import metadata, operations, payments, refunds
@@ -45,6 +46,14 @@ gift_cards = Table(
     UniqueConstraint("merchant_id", "code_hash", name="gift_cards_code_hash"),
     # The last line of defence of the first invariant: a bug cannot store a negative balance.
     CheckConstraint("balance >= 0", name="gift_cards_balance_not_negative"),
+    # A customer's cards, for their data export.
+    Index(
+        "gift_cards_customer",
+        "merchant_id",
+        "customer_id",
+        "id",
+        postgresql_where=text("customer_id <> ''"),
+    ),
 )
 
 # The ledger: append only. Sum of amount per card == the card's balance.

@@ -177,6 +177,15 @@ class SqlGiftCardRepository:
         rows = (await self._conn.execute(query.order_by(t.c.id).limit(page.fetch))).all()
         return [_activity(r) for r in rows]
 
+    async def list(self, page: PageRequest, customer_id: str) -> list[GiftCard]:
+        query = select(gift_cards).where(self._mine())
+        if customer_id:
+            query = query.where(gift_cards.c.customer_id == customer_id)
+        if page.after is not None:
+            query = query.where(gift_cards.c.id > page.after)
+        rows = (await self._conn.execute(query.order_by(gift_cards.c.id).limit(page.fetch))).all()
+        return [_card(r) for r in rows]
+
 
 class SqlGiftCardSettingsRepository:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:

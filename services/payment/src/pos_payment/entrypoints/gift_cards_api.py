@@ -211,6 +211,17 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         )
 
     @query
+    async def ListGiftCards(
+        self, request: G.ListGiftCardsRequest, uow: GiftCardUow
+    ) -> G.ListGiftCardsResponse:
+        page = page_request(request)
+        found = await handlers.list_cards(uow, page, request.customer_id)
+        items, token = page_of(found, page)
+        return G.ListGiftCardsResponse(
+            gift_cards=[card_to_proto(c) for c in items], next_page_token=token
+        )
+
+    @query
     async def GetGiftCardSettings(
         self, request: G.GetGiftCardSettingsRequest, uow: GiftCardUow
     ) -> G.GetGiftCardSettingsResponse:

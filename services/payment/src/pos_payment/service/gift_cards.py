@@ -38,6 +38,7 @@ class CardRepository(Protocol):
     async def by_code(self, normalized_code: str, *, lock: bool = False) -> GiftCard | None: ...
     async def record(self, card: GiftCard, activity: Activity) -> None: ...
     async def activities(self, card_id: str, page: PageRequest) -> list[Activity]: ...
+    async def list(self, page: PageRequest, customer_id: str) -> list[GiftCard]: ...
 
 
 class CardSettingsRepository(Protocol):
@@ -248,6 +249,12 @@ async def lookup(uow: GiftCardUnitOfWork, code: str) -> GiftCard:
 async def activities(uow: GiftCardUnitOfWork, card_id: str, page: PageRequest) -> list[Activity]:
     await _card(uow, card_id)
     return await uow.cards.activities(card_id, page)
+
+
+async def list_cards(
+    uow: GiftCardUnitOfWork, page: PageRequest, customer_id: str
+) -> list[GiftCard]:
+    return await uow.cards.list(page, customer_id)
 
 
 async def get_settings(uow: GiftCardUnitOfWork) -> GiftCardSettings:

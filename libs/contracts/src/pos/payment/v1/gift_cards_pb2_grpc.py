@@ -84,6 +84,11 @@ class GiftCardServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesResponse.FromString,
                 _registered_method=True)
+        self.ListGiftCards = channel.unary_unary(
+                '/pos.payment.v1.GiftCardService/ListGiftCards',
+                request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsResponse.FromString,
+                _registered_method=True)
         self.GetGiftCardSettings = channel.unary_unary(
                 '/pos.payment.v1.GiftCardService/GetGiftCardSettings',
                 request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.GetGiftCardSettingsRequest.SerializeToString,
@@ -167,6 +172,14 @@ class GiftCardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGiftCards(self, request, context):
+        """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
+        a customer's data export gathers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetGiftCardSettings(self, request, context):
         """What the merchant allows: the most a card may hold.
         """
@@ -227,6 +240,11 @@ def add_GiftCardServiceServicer_to_server(servicer, server):
                     servicer.ListGiftCardActivities,
                     request_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesResponse.SerializeToString,
+            ),
+            'ListGiftCards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGiftCards,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsResponse.SerializeToString,
             ),
             'GetGiftCardSettings': grpc.unary_unary_rpc_method_handler(
                     servicer.GetGiftCardSettings,
@@ -487,6 +505,33 @@ class GiftCardService:
             '/pos.payment.v1.GiftCardService/ListGiftCardActivities',
             pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardActivitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGiftCards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.GiftCardService/ListGiftCards',
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ListGiftCardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class GiftCardServiceStub:
     LookupGiftCard: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.LookupGiftCardRequest, _gift_cards_pb2.LookupGiftCardResponse]
     """The card a code opens. An unknown code is NOT_FOUND with no hint of why."""
     ListGiftCardActivities: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardActivitiesRequest, _gift_cards_pb2.ListGiftCardActivitiesResponse]
+    ListGiftCards: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardsRequest, _gift_cards_pb2.ListGiftCardsResponse]
+    """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
+    a customer's data export gathers).
+    """
     GetGiftCardSettings: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]
     """What the merchant allows: the most a card may hold."""
     UpdateGiftCardSettings: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.UpdateGiftCardSettingsRequest, _gift_cards_pb2.UpdateGiftCardSettingsResponse]
@@ -92,6 +96,10 @@ class GiftCardServiceAsyncStub(GiftCardServiceStub):
     LookupGiftCard: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.LookupGiftCardRequest, _gift_cards_pb2.LookupGiftCardResponse]  # type: ignore[assignment]
     """The card a code opens. An unknown code is NOT_FOUND with no hint of why."""
     ListGiftCardActivities: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardActivitiesRequest, _gift_cards_pb2.ListGiftCardActivitiesResponse]  # type: ignore[assignment]
+    ListGiftCards: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardsRequest, _gift_cards_pb2.ListGiftCardsResponse]  # type: ignore[assignment]
+    """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
+    a customer's data export gathers).
+    """
     GetGiftCardSettings: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]  # type: ignore[assignment]
     """What the merchant allows: the most a card may hold."""
     UpdateGiftCardSettings: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.UpdateGiftCardSettingsRequest, _gift_cards_pb2.UpdateGiftCardSettingsResponse]  # type: ignore[assignment]
@@ -177,6 +185,16 @@ class GiftCardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gift_cards_pb2.ListGiftCardActivitiesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gift_cards_pb2.ListGiftCardActivitiesResponse, _abc.Awaitable[_gift_cards_pb2.ListGiftCardActivitiesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListGiftCards(
+        self,
+        request: _gift_cards_pb2.ListGiftCardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gift_cards_pb2.ListGiftCardsResponse, _abc.Awaitable[_gift_cards_pb2.ListGiftCardsResponse]]:
+        """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
+        a customer's data export gathers).
+        """
 
     @_abc_1.abstractmethod
     def GetGiftCardSettings(
