@@ -756,6 +756,8 @@ class CartIn(Body):
         max_length=20,
         description="As for an order; empty: one in-store fulfilment at location_id",
     )
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
     coupon_codes: list[CouponCode] = Field(
         default_factory=list,
         max_length=10,
@@ -807,6 +809,7 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
             ],
             coupon_codes=body.coupon_codes,
             order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
+            redeem_points=body.redeem_points,
         )
     )
     return to_model(CartQuote, answer)

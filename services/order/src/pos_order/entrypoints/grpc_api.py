@@ -314,6 +314,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             fulfillments=_fulfillment_requests(request.fulfillments),
             coupon_codes=tuple(request.coupon_codes),
             order_manual=_manual(request.order_manual, request.HasField("order_manual")),
+            redeem_points=request.redeem_points,
         )
         cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
         return cart_to_proto(cart)

@@ -865,6 +865,7 @@ class CartCommand:
     fulfillments: list[FulfillmentRequest]
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
+    redeem_points: int = 0
 
 
 async def calculate_cart(
@@ -879,6 +880,7 @@ async def calculate_cart(
     raise_if(
         validate_codes(cmd.coupon_codes)
         + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        + validate_redemption(cmd.redeem_points, cmd.customer_id)
     )
     buyer = Buyer()
     if cmd.customer_id:
@@ -887,7 +889,7 @@ async def calculate_cart(
         if found is None:
             await customer_version(ports.customers, cmd.customer_id)
         buyer = found or buyer
-    return await pricing.price_cart(
+    cart = await pricing.price_cart(
         ports,
         new_uow,
         cmd.location_id,
@@ -899,3 +901,14 @@ async def calculate_cart(
         cmd.order_manual,
         buyer,
     )
+    if cmd.redeem_points:
+        # Priced as a sale prices them (nothing is held: a preview writes nothing).
+        if ports.loyalty is None:
+            raise Unavailable("loyalty points cannot be priced now", "customer_unavailable")
+        worth = price_points(
+            cmd.redeem_points,
+            await ports.loyalty.point_value(),
+            cart.totals.subtotal - cart.totals.discount,
+        )
+        cart = replace(cart, totals=pricing.apply_points(cart, worth.amount))
+    return cart

@@ -1403,10 +1403,13 @@ class CalculateCartRequest(_message.Message):
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     channel: _builtins.str
     """`register`, `web`, `partner`, ...: offers may be for some channels only."""
     customer_id: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount as a sale would (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
     @_builtins.property
@@ -1427,10 +1430,11 @@ class CalculateCartRequest(_message.Message):
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
