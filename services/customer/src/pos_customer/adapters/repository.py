@@ -93,6 +93,22 @@ def _profile_values(c: Customer) -> dict[str, Any]:
     }
 
 
+def customer_row(merchant_id: str, c: Customer) -> dict[str, Any]:
+    """The `customers` row of a new customer (the stamps, balance and tier are the defaults)."""
+    return {"merchant_id": merchant_id, "id": c.id, **_profile_values(c)}
+
+
+def term_rows(merchant_id: str, batch: Sequence[Customer]) -> list[dict[str, Any]]:
+    """The `customer_terms` rows a text search finds these customers by (none once they are
+    merged or erased)."""
+    return [
+        {"merchant_id": merchant_id, "term": term, "customer_id": c.id}
+        for c in batch
+        if c.status == ACTIVE
+        for term in sorted(c.search_terms())
+    ]
+
+
 def _starts(term: Any, prefix: str) -> tuple[Any, Any]:
     """`term` starts with `prefix`, as a range of the "C"-collated terms: the index answers it
     in any plan (a LIKE with a bound pattern cannot use it in a generic, prepared plan) and in
@@ -129,7 +145,7 @@ class SqlCustomerRepository:
         row = (
             await self._conn.execute(
                 insert(customers)
-                .values(merchant_id=self._merchant, id=customer.id, **_profile_values(customer))
+                .values(customer_row(self._merchant, customer))
                 .returning(customers.c.created_at, customers.c.updated_at)
             )
         ).one()
@@ -144,7 +160,7 @@ class SqlCustomerRepository:
                 insert(customers).returning(
                     customers.c.id, customers.c.created_at, customers.c.updated_at
                 ),
-                [{"merchant_id": self._merchant, "id": c.id, **_profile_values(c)} for c in batch],
+                [customer_row(self._merchant, c) for c in batch],
             )
         ).all()
         stamps = {r.id: (r.created_at, r.updated_at) for r in rows}
@@ -163,12 +179,7 @@ class SqlCustomerRepository:
                 customer_terms.c.customer_id.in_(ids),
             )
         )
-        rows = [
-            {"merchant_id": self._merchant, "term": term, "customer_id": c.id}
-            for c in batch
-            if c.status == ACTIVE
-            for term in sorted(c.search_terms())
-        ]
+        rows = term_rows(self._merchant, batch)
         if rows:
             await self._conn.execute(insert(customer_terms), rows)
 
