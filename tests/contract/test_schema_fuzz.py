@@ -65,9 +65,9 @@ CROSS_FIELD = "|".join(
 # The cart preview takes an order's lines and fulfilments, with their rules (400), and a manual
 # discount's percent or new price within bounds the schema can't tie to its kind (400).
 ORDER_RULES = "|".join(
-    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel)",
-     "POST /v1/carts/calculate", "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
-     "PATCH /v1/order-settings")
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns)",
+     "POST /v1/carts/calculate", "POST /v1/returns",
+     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
@@ -169,9 +169,10 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
-# A checkout's lines must name distinct SKUs, a cash tender takes no card token, and points
-# are redeemed for a customer and never worth more than the sale: rules across fields that
-# JSON Schema can't state (400). A sandbox card token may be declined:
+# A checkout's lines must name distinct SKUs (or be gift cards, with no SKU), a cash tender
+# takes no card token, and points are redeemed for a customer and never worth more than the
+# sale: rules across fields that JSON Schema can't state (400). A sandbox card token may be
+# declined:
 # a 402 is the right answer to a well-formed sale. And see the Idempotency-Key below.
 [[operations]]
 include-name = "POST /v1/checkouts"
@@ -179,7 +180,8 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 
 # Orders: rules across fields (a line names one of the fulfilments, every fulfilment has a
 # line, a shipment an address, a tender at most the balance due, points redeemed for a
-# customer: 400), a declined card (402),
+# customer, a line is a product or a gift card, a returned line of the order with units left,
+# a SKU sold lately for a return without a receipt: 400), a declined card (402),
 # and the order's own state (a step out of order, a confirmation the tenders do not cover,
 # short stock: 409). And see the Idempotency-Key below.
 [[operations]]

@@ -225,6 +225,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/payments/{payment_id}/refunds": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/returns": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
@@ -274,6 +276,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/payments/{payment_id}/capture"): {},
     ("post", "/v1/payments/{payment_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
+    ("post", "/v1/orders/{order_id}/returns"): {
+        "lines": [{"line_id": "L1", "quantity": 1}],
+        "reason": "mallorys",
+    },
     ("post", "/v1/orders/{order_id}/tenders"): {"tender_type": "card", "card_token": "tok_visa"},
     ("post", "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps"): {"status": "picked"},
     ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
@@ -387,6 +393,9 @@ REFERENCES = {
     "staff_id": "staff",
     # A store an order's fulfilment leaves from (fulfillments[].location_id).
     "fulfillments.location_id": "location",
+    # The store taking returned units back, and a payment a return's refund goes to.
+    "lines.location_id": "location",
+    "tender_amounts.payment_id": "payment",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet), and
@@ -401,6 +410,9 @@ NOT_REFERENCES = {
     ("/v1/webhook-subscriptions/{subscription_id}/deliveries", "event_id"),
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
+    ("/v1/orders/{order_id}/returns", "line_id"),
+    # A return of the order in the path, looked up among that order's returns only.
+    ("/v1/orders/{order_id}/receipt", "return_id"),
     # Filters of the audit log: they only narrow the caller's own entries (any other id
     # matches none), as the delivery log's event filter.
     ("/v1/audit-log", "staff_id"),
@@ -559,6 +571,13 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
     ("post", "/v1/gift-cards/{gift_card_id}/refunds"): lambda t: {
         "amount": {"amount": 1, "currency": "USD"}, "location_id": t.locations[0]},
+    ("post", "/v1/returns"): lambda t: {
+        "location_id": t.locations[0], "customer_id": t.customer,
+        "lines": [{"sku": t.sku, "quantity": 1}], "reason": "probe"},
+    ("post", "/v1/orders/{order_id}/returns"): lambda t: {
+        "lines": [{"line_id": "L1", "quantity": 1, "location_id": t.locations[0]}],
+        "reason": "probe",
+        "tender_amounts": [{"payment_id": t.payment, "amount": {"amount": 1, "currency": "USD"}}]},
     ("post", "/v1/customers/{customer_id}/merge"): lambda t: {"duplicate_id": t.customer},
     ("post", "/v1/customer-groups/{group_id}/members"): lambda t: {"customer_ids": [t.customer]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): lambda t: {

@@ -367,3 +367,40 @@ def test_a_state_and_a_city_tax_are_each_charged_and_shown(
     )
     assert bad.status_code == 400, bad.text
     assert {"taxes", "taxes[0].compound"} <= {e["field"] for e in bad.json()["errors"]}
+
+
+def test_the_preview_prices_loyalty_points_as_the_sale_does(platform: Running) -> None:
+    """Points are one more order discount, before tax: the preview (which holds nothing) and
+    the sale that redeems them agree, line by line."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    customer = _ok(_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@pts.example"}))
+    _ok(
+        _post(
+            http,
+            f"/v1/customers/{customer['id']}/points/adjustments",
+            {"points": 300, "reason": "gift"},
+        )
+    )
+    cart = {
+        "location_id": location,
+        "customer_id": customer["id"],
+        "redeem_points": 250,
+        "lines": [{"sku": "TEE-BLK-M", "quantity": 1}, {"sku": "MUG-LOGO", "quantity": 1}],
+    }
+    preview = _ok(_post(http, "/v1/carts/calculate", cart), 200)
+    sold = _ok(
+        _post(http, "/v1/checkouts", {**cart, "tender_type": "card", "card_token": "tok_visa"})
+    )
+    order = sold["order"]
+    assert order["points_redeemed"] == 250
+    for field in ("subtotal", "discount_total", "tax_total", "total"):
+        assert preview[field] == order[field], field
+    assert sorted(map(_same, preview["lines"])) == sorted(map(_same, order["lines"]))
+    points = [
+        d["amount"]["amount"]
+        for ln in order["lines"]
+        for d in ln["discounts"]
+        if d["promotion_id"] == "loyalty_points"
+    ]
+    assert sum(points) == 250  # 250 points at the default 0.01 each, spread on the lines

@@ -128,3 +128,14 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
             recorded = _manual_discounts(done.json()["order"])
             assert recorded and recorded[0][2].endswith(str(manual["reason"]))
             assert recorded[0][3] == members["cashier"]
+    # One audit entry per guarded action, naming the cashier who asked and the manager who
+    # approved it; the sale within the cashier's own limit needed no one.
+    entries = http.get(
+        "/v1/audit-log", params={"register_id": register["id"], "limit": 200}
+    ).json()["data"]
+    guarded = [(e["action"], e["staff_id"], e["approved_by"]) for e in entries
+               if e["action"] in ("price_override", "discount")]  # fmt: skip
+    assert sorted(guarded) == [
+        ("discount", members["cashier"], members["manager"]),
+        ("price_override", members["cashier"], members["manager"]),
+    ]

@@ -316,6 +316,8 @@ ORDER = {
                 }
             ],
             "taxes": [{"name": "tax", "amount": usd(371)}],
+            "id": "L1",
+            "gift_card": None,
         },
         {
             "sku": "MUG-LOGO",
@@ -336,6 +338,8 @@ ORDER = {
                 }
             ],
             "taxes": [{"name": "tax", "amount": usd(89)}],
+            "id": "L2",
+            "gift_card": None,
         },
     ],
     "subtotal": usd(6200),
@@ -446,7 +450,7 @@ REFUND = {
     "created_at": UPDATED,
     "updated_at": UPDATED,
 }
-CHECKOUT = {"order": ORDER, "payment": PAYMENT}
+CHECKOUT = {"order": ORDER, "payment": PAYMENT, "gift_cards": None, "secret_redacted": False}
 CART = {
     "lines": ORDER["lines"],
     "discounts": [
@@ -467,6 +471,39 @@ CART = {
         {"code_index": 0, "reason": "coupon_expired", "message": "codes[0]: the coupon expired"}
     ],
     "tax_inclusive": False,
+}
+RETURN_ID = "ret_01j9x6w2b3c4d5e6f7g8h9j0kp"
+# One of the two T-shirts of ORDER back: 25.00 less its share of the 6.20 off (2.50), with its
+# share of the tax, floored: the second T-shirt back refunds the cent left (24.36).
+RETURN = {
+    "id": RETURN_ID,
+    "order_id": ORDER_ID,
+    "lines": [
+        {
+            "line_id": "L1",
+            "sku": "TEE-BLK-M",
+            "quantity": 1,
+            "restock": True,
+            "location_id": LOCATION_ID,
+            "amount": usd(2435),
+        }
+    ],
+    "reason": "wrong_size",
+    "override_reason": "",
+    "amount": usd(2435),
+    "status": "completed",
+    "refunds": [
+        {
+            "refund_id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
+            "payment_id": PAYMENT_ID,
+            "amount": usd(2435),
+            "status": "succeeded",
+        }
+    ],
+    "created_at": UPDATED,
+    "completed_at": UPDATED,
+    "customer_id": "",
+    "store_credit_gift_card_id": "",
 }
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
@@ -773,4 +810,21 @@ DRAWER_MOVEMENT = {
     "staff_id": STAFF_ID,
     "register_id": REGISTER_ID,
     "created_at": UPDATED,
+}
+RECEIPTLESS_RETURN = {
+    "order_return": {
+        **RETURN,
+        "order_id": "",
+        "lines": [{**RETURN["lines"][0], "line_id": "", "amount": usd(2250)}],  # type: ignore[index]
+        "reason": "no_receipt",
+        "amount": usd(2250),
+        "refunds": [],
+        "customer_id": CUSTOMER_ID,
+        "store_credit_gift_card_id": "gc_01j9x6w9b3c4d5e6f7g8h9j0kq",
+    },
+    "store_credit": {
+        "gift_card_id": "gc_01j9x6w9b3c4d5e6f7g8h9j0kq",
+        "code": "KQ7M-4XPT-9WZR-2HCN",
+    },
+    "secret_redacted": False,
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -233,3 +234,69 @@ async def test_the_background_sweep_expires_what_is_due(merchant: Caller, servic
         "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
     )
     assert [(e.kind, e.points) for e in history.entries] == [("expired", -42), ("earned", 42)]
+
+
+async def test_a_confirmed_order_cancelled_later_gives_back_what_it_earned_once(
+    merchant: Caller, service: Service
+) -> None:
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import on_order_cancelled
+
+    c = await merchant.create(given_name="Cancelled")
+    assert await _sale(service, merchant.merchant, "ord_cx1", c.id, 4000) == 40
+    assert await _sale(service, merchant.merchant, "ord_cx2", c.id, 1000) == 10
+
+    async def cancelled(order_id: str) -> None:
+        message = order_events.OrderCancelled(order=order_pb2.Order(id=order_id, customer_id=c.id))
+        async with service.runtime.uow().bind(merchant.merchant) as uow:
+            await on_order_cancelled(uow, message)
+            await uow.commit()
+
+    await cancelled("ord_cx1")
+    await cancelled("ord_cx1")  # delivered twice, or reversed by the saga already: once
+    await cancelled("ord_never_confirmed")  # earned nothing: nothing to give back
+    assert await _balance(service, merchant, c.id) == (10, 10, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert sorted((e.kind, e.points) for e in history.entries) == [
+        ("earned", 10),
+        ("earned", 40),
+        ("reversed", -40),
+    ]
+
+
+async def test_returned_units_take_back_their_share_of_the_points_once_and_never_more(
+    merchant: Caller, service: Service
+) -> None:
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import on_order_cancelled, on_order_returned
+
+    c = await merchant.create(given_name="Returns")
+    assert await _sale(service, merchant.merchant, "ord_rt1", c.id, 6040) == 60
+
+    def usd(amount: int) -> money_pb2.Money:
+        return money_pb2.Money(amount=amount, currency="USD")
+
+    async def deliver(handler: Any, message: Any) -> None:
+        async with service.runtime.uow().bind(merchant.merchant) as uow:
+            await handler(uow, message)
+            await uow.commit()
+
+    def returned(return_id: str, still_paid: int) -> order_events.OrderReturned:
+        order = order_pb2.Order(id="ord_rt1", customer_id=c.id, total=usd(6040),
+                                paid=usd(still_paid))  # fmt: skip
+        return order_events.OrderReturned(order=order, order_return=order_pb2.Return(id=return_id))
+
+    await deliver(on_order_returned, returned("ret_1", 6040 - 2013))  # a third back
+    assert (await _balance(service, merchant, c.id))[0] == 60 - 19  # 60 * 2013 // 6040 = 19
+    await deliver(on_order_returned, returned("ret_1", 6040 - 2013))  # delivered again: once
+    assert (await _balance(service, merchant, c.id))[0] == 41
+    await deliver(on_order_returned, returned("ret_2", 0))  # the rest back: exactly all of it
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    cancel = order_events.OrderCancelled(order=order_pb2.Order(id="ord_rt1", customer_id=c.id))
+    await deliver(on_order_cancelled, cancel)  # nothing left to take: never below what was
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)

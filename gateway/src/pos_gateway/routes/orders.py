@@ -28,7 +28,6 @@ from pos_gateway.routes.common import (
     MoneyIn,
     PathId,
     QueryId,
-    Sku,
     UpdatedSince,
     example,
     op,
@@ -41,6 +40,7 @@ from pos_gateway.routes.payments import _known_location
 from pos_gateway.schemas.orders import (
     CartQuote,
     Checkout,
+    ConfirmedOrder,
     MetadataKey,
     MetadataValue,
     Order,
@@ -99,8 +99,31 @@ class OrderManualIn(ManualIn):
     kind: Literal["percent", "amount"]
 
 
+# A line's product; empty (or absent) on a gift card line.
+LineSkuIn = Annotated[
+    str,
+    Field(
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._/-]{0,63})?$",
+        max_length=64,
+        description="The product sold: 1 to 64 letters, digits, '.', '_', '-' or '/', the first "
+        "a letter or digit; empty on a gift card line",
+        examples=["TEE-BLK-M"],
+    ),
+]
+
+
+class GiftCardLineIn(Body):
+    amount: MoneyIn = Field(description="The value the card is activated with")
+    code: str = Field(
+        "",
+        max_length=64,
+        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); empty: "
+        "one is generated. One-call checkout only; shown once, never stored",
+    )
+
+
 class CheckoutLineIn(Body):
-    sku: Sku
+    sku: LineSkuIn = ""
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     manual: ManualIn | None = Field(
         None,
@@ -109,6 +132,27 @@ class CheckoutLineIn(Body):
         "above it), need the permission or a manager's override",
     )
     unit_price: MoneyIn | None = Field(None, description=ENTERED)
+    gift_card: GiftCardLineIn | None = Field(
+        None,
+        description="A gift card sold as this line instead of a product (no `sku`, quantity "
+        "1): activated when the sale is confirmed; its code is in `gift_cards` of that answer "
+        "only. Not discounted, not taxed",
+    )
+
+
+def _gift_card_line(line: CheckoutLineIn | OrderLineIn) -> order_pb2.GiftCardLineRequest | None:
+    if line.gift_card is None:
+        return None
+    return order_pb2.GiftCardLineRequest(
+        amount=line.gift_card.amount.pb(), code=line.gift_card.code
+    )
+
+
+def _issued(gift_cards: object) -> list[dict[str, str]]:
+    return [
+        {"line_id": c.line_id, "gift_card_id": c.gift_card_id, "code": c.code}
+        for c in gift_cards  # type: ignore[attr-defined]
+    ]
 
 
 class CheckoutIn(Body):
@@ -190,6 +234,7 @@ async def _manual_guards(
         (402, 404, *CREATE),
         example=ex.CHECKOUT,
         status=201,
+        shown_once=("gift_cards",),
     ),
 )
 async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
@@ -198,6 +243,10 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
+    A line is a product (`sku`) or a gift card (`gift_card`, quantity 1): gift cards are
+    activated once the sale is paid, and their codes are in `gift_cards` of this answer only
+    (a replay has `gift_cards: null` and `secret_redacted: true`); a card that cannot be
+    activated (over the merchant's maximum balance) undoes the whole sale.
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
@@ -213,6 +262,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
                 quantity=ln.quantity,
                 manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
                 unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+                gift_card=_gift_card_line(ln),
             )
             for ln in body.lines
         ],
@@ -240,7 +290,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
                         "currency": answer.order.total.currency}  # fmt: skip
     payment = to_json(answer.payment) if answer.HasField("payment") else None
-    result = {"order": to_json(answer.order), "payment": payment}
+    result: dict[str, object] = {"order": to_json(answer.order), "payment": payment}
+    if answer.gift_cards:
+        result["gift_cards"] = _issued(answer.gift_cards)
     sale = Checkout.model_validate(result)
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
         raise Problem(
@@ -376,7 +428,7 @@ async def get_order(order_id: PathId, svc: Svc) -> Order:
 
 
 class OrderLineIn(Body):
-    sku: Sku
+    sku: LineSkuIn = ""
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     fulfillment: int = Field(
         0, ge=0, le=19, json_schema_extra=INT32, description="Index into `fulfillments`"
@@ -385,6 +437,12 @@ class OrderLineIn(Body):
         None, description="A manual discount or price override on this line (as for checkouts)"
     )
     unit_price: MoneyIn | None = Field(None, description=ENTERED)
+    gift_card: GiftCardLineIn | None = Field(
+        None,
+        description="A gift card sold as this line (no `sku`, quantity 1, an in-store "
+        "fulfilment, no pre-printed `code`): activated at confirmation, its code shown in "
+        "that answer only",
+    )
 
 
 class FulfillmentIn(Body):
@@ -459,6 +517,7 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
                 fulfillment=ln.fulfillment,
                 manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
                 unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+                gift_card=_gift_card_line(ln),
             )
             for ln in body.lines
         ],
@@ -535,17 +594,28 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
 
 @router.post(
     "/orders/{order_id}/confirm",
-    **op("orders:write", "Confirm an order", (404, *CREATE), example=ex.ORDER),
+    **op(
+        "orders:write",
+        "Confirm an order",
+        (404, *CREATE),
+        example=ex.ORDER,
+        shown_once=("gift_cards",),
+    ),
 )
-async def confirm_order(order_id: PathId, svc: Svc) -> Order:
+async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
     """Commits the holds and captures what is captured now (in-store lines; pickups when the
     settings say so, or when the pickup could outlive its authorisation); shipments capture at
     `shipped`. The tenders must cover the total: otherwise a 409 `balance_due`. A zero total
-    needs no tender. `order.confirmed` follows."""
+    needs no tender. Gift card lines are activated, their codes in `gift_cards` of this answer
+    only (a replay has `gift_cards: null` and `secret_redacted: true`). `order.confirmed`
+    follows."""
     answer = await svc.order.ConfirmOrder(
         order_pb2.ConfirmOrderRequest(request_id=request_id(), order_id=order_id)
     )
-    return to_model(Order, answer.order)
+    result = to_json(answer.order)
+    if answer.gift_cards:
+        result["gift_cards"] = _issued(answer.gift_cards)
+    return ConfirmedOrder.model_validate(result)
 
 
 @router.post(
@@ -686,6 +756,8 @@ class CartIn(Body):
         max_length=20,
         description="As for an order; empty: one in-store fulfilment at location_id",
     )
+    redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                               description=REDEEM)  # fmt: skip
     coupon_codes: list[CouponCode] = Field(
         default_factory=list,
         max_length=10,
@@ -737,6 +809,7 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
             ],
             coupon_codes=body.coupon_codes,
             order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
+            redeem_points=body.redeem_points,
         )
     )
     return to_model(CartQuote, answer)

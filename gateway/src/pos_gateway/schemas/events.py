@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from pos_gateway.routes.common import INT32, INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Page, Timestamp, Version
@@ -39,6 +39,12 @@ Sequence = Field(ge=1, le=INT64_MAX, json_schema_extra=INT64)
 
 
 class EventData(Answer):
+    """`object`, and for some types a second snapshot beside it: `order.returned` carries the
+    return as `object` and the order as it stands after it as `order`."""
+
+    # The second snapshots pass as they are; no other type gains a field.
+    model_config = ConfigDict(extra="allow")
+
     object: dict[str, Any] = Field(
         description="The resource as `GET` returns it at this version (for a deleted or erased "
         "resource, what is left of it)"

@@ -7,10 +7,15 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pos_gateway.routes.common import INT64, INT64_MAX
-from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
+from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp
 from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.stock import GeoPoint
 
+# A line's SKU; empty on a gift card line.
+LineSku = Annotated[
+    str,
+    Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._/-]{0,63})?$", max_length=64, examples=["TEE-BLK-M"]),
+]
 MetadataValue = Annotated[str, Field(max_length=500)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
 # Order and fulfilment statuses are open strings in answers (as the payments' are): their words
@@ -48,13 +53,24 @@ class LineTax(Answer):
     amount: Money
 
 
+class OrderLineGiftCard(Answer):
+    gift_card_id: OptionalId = Field(description="The card, once activated (at confirmation)")
+    code_last4: str = Field(max_length=4, description="All that is kept of the code")
+
+
 class OrderLine(Answer):
-    sku: Sku
+    sku: LineSku
     name: str = Field(max_length=500, description="The product's name, with the variant's")
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
     unit_price: Money
     line_total: Money
     fulfillment_id: OptionalId = Field("", description="The fulfilment this line leaves by")
+    id: str = Field(
+        "", max_length=32, description="`L<n>`: the line's place in the request", examples=["L1"]
+    )
+    gift_card: OrderLineGiftCard | None = Field(
+        None, description="Set on a gift card line (its `sku` is empty)"
+    )
     discount_total: Money | None = Field(None, description="What the line's discounts take off")
     tax_total: Money | None = Field(
         None,
@@ -157,11 +173,33 @@ class Order(Answer):
     )
 
 
+class IssuedGiftCard(Answer):
+    line_id: str = Field(max_length=32, description="The gift card line", examples=["L2"])
+    gift_card_id: Id
+    code: str = Field(max_length=64, description="The card's code: shown in this answer only")
+
+
+ISSUED = Field(
+    None,
+    max_length=200,
+    description="The gift card lines this request activated, with their codes: in this answer "
+    "only (null when none was activated, and in a replay)",
+)
+REDACTED = Field(False, description="true in a replay that had gift card codes: not kept")
+
+
 class Checkout(Answer):
     order: Order
     payment: Payment | None = Field(
         None, description="The sale's payment; null for a zero total, which needs none"
     )
+    gift_cards: list[IssuedGiftCard] | None = ISSUED
+    secret_redacted: bool = REDACTED
+
+
+class ConfirmedOrder(Order):
+    gift_cards: list[IssuedGiftCard] | None = ISSUED
+    secret_redacted: bool = REDACTED
 
 
 class OrderList(Page[Order]):

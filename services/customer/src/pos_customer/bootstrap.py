@@ -40,7 +40,11 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
             ConsumerSpec.typed(
                 "customer-loyalty",
                 "order",
-                {order_events.OrderConfirmed: consumers.on_order_confirmed},
+                {
+                    order_events.OrderConfirmed: consumers.on_order_confirmed,
+                    order_events.OrderCancelled: consumers.on_order_cancelled,
+                    order_events.OrderReturned: consumers.on_order_returned,
+                },
                 relevant=consumers.names_a_customer,
             )
         ],

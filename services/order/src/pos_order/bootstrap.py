@@ -18,6 +18,7 @@ from pos_kit.settings import GrpcServiceSettings
 from pos_order.adapters import events
 from pos_order.adapters.remote import (
     CustomerDirectory,
+    GiftCardIssuer,
     InventoryCatalog,
     PaymentService,
     PromotionCoupons,
@@ -27,9 +28,11 @@ from pos_order.adapters.remote import (
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit, metadata
 from pos_order.domain import model
+from pos_order.domain.returns import OrderReturned
 from pos_order.entrypoints import consumers, grpc_api
 from pos_order.entrypoints.resumer import Resumer
 from pos_order.service.ports import CheckoutPorts, OrderSettings
+from pos_order.service.returns import ReturnPorts
 from pos_order.service.saga import BOUNDARIES, Policy
 
 NAME = "order"
@@ -88,7 +91,7 @@ class Settings(GrpcServiceSettings):
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
-    events.REGISTRY.check(model.EVENTS)
+    events.REGISTRY.check((*model.EVENTS, OrderReturned))
     runtime = ServiceRuntime(
         NAME,
         settings,
@@ -136,12 +139,21 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
         stock=StockService(channel(settings.inventory_addr, tls=tls)),
         coupons=PromotionCoupons(promotion),
         loyalty=customers,
+        gift_cards=GiftCardIssuer(
+            channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
+        ),
     )
     policy = settings.policy()
-    resumer = Resumer(runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds)
+    return_ports = ReturnPorts(ports.payments, ports.stock, ports.gift_cards)  # type: ignore[arg-type]
+    resumer = Resumer(
+        runtime.engine, runtime.uow, ports, policy, settings.saga_sweep_seconds, return_ports
+    )
     runtime.background.append(resumer.run)
     service = kit_service.grpc_service(
-        NAME, settings, grpc_api.registrar(runtime.uow, ports, policy), grpc_api.SERVICE_NAME
+        NAME,
+        settings,
+        grpc_api.registrar(runtime.uow, ports, policy, return_ports),
+        grpc_api.SERVICE_NAME,
     )
     return runtime, service
 

@@ -575,6 +575,18 @@ class SqlLoyaltyRepository:
         ).one()
         return loyalty.Entry(**{**entry.__dict__, "created_at": row.created_at})
 
+    async def returned_points(self, order_id: str) -> int:
+        """What the order's returns have taken back so far (their entries are keyed
+        `<order>/<return>`), as a negative number or 0."""
+        total = await self._conn.scalar(
+            select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
+                points_ledger.c.merchant_id == self._merchant,
+                points_ledger.c.kind == loyalty.REVERSED,
+                points_ledger.c.order_id.startswith(order_id + "/", autoescape=True),
+            )
+        )
+        return int(total or 0)
+
     async def entry_for_order(self, kind: str, order_id: str) -> loyalty.Entry | None:
         row = (
             await self._conn.execute(

@@ -11,7 +11,9 @@ from pos_customer.domain.loyalty import Sale, SaleLine
 from pos_customer.service import points
 
 
-def names_a_customer(message: order_events.OrderConfirmed) -> bool:
+def names_a_customer(
+    message: order_events.OrderConfirmed | order_events.OrderCancelled | order_events.OrderReturned,
+) -> bool:
     """Only a sale to a known customer earns points; the rest need no transaction here."""
     return bool(message.order.customer_id)
 
@@ -37,3 +39,21 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
 
 async def on_order_confirmed(uow: CustomerUow, message: order_events.OrderConfirmed) -> None:
     await points.credit_sale(uow, sale_of(message))
+
+
+async def on_order_cancelled(uow: CustomerUow, message: order_events.OrderCancelled) -> None:
+    """A confirmed order cancelled afterwards gives back what it earned (and what it redeemed),
+    once: the saga may have asked for the same reversal already (ReverseOrderPoints), and an
+    order cancelled before it was confirmed earned nothing."""
+    await points.reverse_cancelled(uow, message.order.id)
+
+
+async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturned) -> None:
+    """Returned units take back their share of the points the order earned (see
+    points.reverse_returned); refunded so far = the order's total less what its tenders still
+    hold."""
+    order = message.order
+    refunded = order.total.amount - order.paid.amount
+    await points.reverse_returned(
+        uow, order.id, message.order_return.id, order.total.amount, refunded
+    )

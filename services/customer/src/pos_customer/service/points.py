@@ -211,13 +211,61 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     customer = await _customer_now(uow, owner)
     if customer is None:
         return []
-    net = -(earned.points if earned else 0) - (redeemed.points if redeemed else 0)
+    # What returns already took back is not taken twice.
+    kept = (earned.points if earned else 0) + await uow.loyalty.returned_points(order_id)
+    net = -max(kept, 0) - (redeemed.points if redeemed else 0)
     note = reason.strip()[:MAX_REASON] or "order reversed"
     if net < 0 and -net > customer.available_points:
         net = -customer.available_points
         note += " (cut to the available balance)"
     entry = await _append(uow, customer, loyalty.REVERSED, net, order_id, note)
     await uow.purchases.mark_reversed(order_id)
+    uow.publish(loyalty.PointsAdjusted(entry))
+    await _retier(uow, customer, await uow.loyalty.program())
+    return [entry]
+
+
+async def reverse_cancelled(uow: CustomerUnitOfWork, order_id: str) -> list[loyalty.Entry]:
+    """The reversal of an order cancelled after it earned or redeemed points; nothing for one
+    that did neither (cancelled before its confirmation)."""
+    earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
+    redeemed = await uow.loyalty.entry_for_order(loyalty.REDEEMED, order_id)
+    if earned is None and redeemed is None:
+        return []
+    return await reverse_order(uow, order_id, "order cancelled")
+
+
+async def reverse_returned(
+    uow: CustomerUnitOfWork, order_id: str, return_id: str, total: int, refunded: int
+) -> list[loyalty.Entry]:
+    """Units returned take back their share of what the order earned: after each return, what
+    all its returns took back is the points earned times the share of the order's total
+    refunded so far, rounded down, so returning every unit takes back exactly what was earned
+    and never more. Once per return. Points the order redeemed are not given back by a return
+    (they paid for goods the customer had)."""
+    earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
+    key = f"{order_id}/{return_id}"
+    if (
+        earned is None
+        or total <= 0
+        or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None
+        or await uow.loyalty.entry_for_order(loyalty.REVERSED, key) is not None
+    ):
+        return []
+    target = earned.points * min(max(refunded, 0), total) // total
+    due = target + await uow.loyalty.returned_points(order_id)
+    if due <= 0:
+        return []
+    customer = await _customer_now(uow, earned.customer_id)
+    if customer is None:
+        return []
+    note = f"units of order {order_id} returned"
+    if due > customer.available_points:
+        due = customer.available_points
+        note += " (cut to the available balance)"
+    if due <= 0:
+        return []
+    entry = await _append(uow, customer, loyalty.REVERSED, -due, key, note)
     uow.publish(loyalty.PointsAdjusted(entry))
     await _retier(uow, customer, await uow.loyalty.program())
     return [entry]

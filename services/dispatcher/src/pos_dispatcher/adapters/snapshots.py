@@ -32,6 +32,7 @@ from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
 from pos_gateway.schemas.people import Customer, PointsEntry
 from pos_gateway.schemas.promotions import Coupon, Promotion
 from pos_gateway.schemas.registers import Override, Register, Shift, StaffMember
+from pos_gateway.schemas.returns import Return
 from pos_gateway.schemas.stock import Reservation, StockLevel
 from pos_kit.ids import derived_id
 
@@ -129,6 +130,14 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     ],
     order_events.OrderFulfillmentUpdated: lambda m: [
         ("order.fulfillment_updated", m.order.id, _object(Order, m.order))
+    ],
+    # The return is the object; the order as it stands after it rides beside it.
+    order_events.OrderReturned: lambda m: [
+        (
+            "order.returned",
+            m.order_return.id,
+            {**_object(Return, m.order_return), "order": _object(Order, m.order)["object"]},
+        )
     ],
     payment_events.PaymentAuthorized: _payment("authorized"),
     payment_events.PaymentCaptured: _payment("captured"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pos.order.v1 import events_pb2
 from pos_kit.events import EventRegistry
-from pos_order.adapters.messages import order_to_proto
+from pos_order.adapters.messages import order_to_proto, return_to_proto
 from pos_order.domain.model import (
     OrderCancelled,
     OrderCompleted,
@@ -13,6 +13,7 @@ from pos_order.domain.model import (
     OrderCreated,
     OrderFulfillmentUpdated,
 )
+from pos_order.domain.returns import OrderReturned
 
 REGISTRY = EventRegistry()
 
@@ -41,4 +42,11 @@ def _completed(event: OrderCompleted) -> events_pb2.OrderCompleted:
 def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentUpdated:
     return events_pb2.OrderFulfillmentUpdated(
         order=order_to_proto(event.order), fulfillment_id=event.fulfillment_id
+    )
+
+
+@REGISTRY.maps(OrderReturned)
+def _returned(event: OrderReturned) -> events_pb2.OrderReturned:
+    return events_pb2.OrderReturned(
+        order=order_to_proto(event.order), order_return=return_to_proto(event.ret)
     )

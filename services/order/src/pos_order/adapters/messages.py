@@ -15,6 +15,7 @@ from pos_order.domain.model import (
     OrderStatus,
     Tender,
 )
+from pos_order.domain.returns import Return
 from pos_order.service.pricing import PricedCart
 
 STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
@@ -77,6 +78,11 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         staff_id=o.staff_id,
         points_redeemed=o.saga.points,
     )
+    for line, ln in zip(msg.lines, o.lines, strict=True):
+        line.id = ln.id
+        if ln.gift_card:
+            line.gift_card.gift_card_id = ln.gift_card_id
+            line.gift_card.code_last4 = ln.gift_card_last4
     for f in o.fulfillments:
         out = msg.fulfillments.add(
             id=f.id,
@@ -135,3 +141,42 @@ def cart_to_proto(cart: PricedCart) -> order_pb2.CalculateCartResponse:
         ],
         tax_inclusive=cart.location.tax_table.inclusive,
     )
+
+
+def return_to_proto(r: Return) -> order_pb2.Return:
+    cur = r.currency
+    msg = order_pb2.Return(
+        id=r.id,
+        order_id=r.order_id,
+        lines=[
+            order_pb2.ReturnLine(
+                line_id=ln.line_id,
+                sku=ln.sku,
+                quantity=ln.quantity,
+                restock=ln.restock,
+                location_id=ln.location_id,
+                amount=to_proto(Money(ln.amount, cur)),
+            )
+            for ln in r.lines
+        ],
+        reason=r.reason,
+        override_reason=r.override_reason,
+        amount=to_proto(Money(r.amount, cur)),
+        status=r.status.value,
+        customer_id=r.customer_id,
+        store_credit_gift_card_id=r.store_credit_gift_card_id,
+        refunds=[
+            order_pb2.ReturnRefund(
+                refund_id=x.refund_id,
+                payment_id=x.payment_id,
+                amount=to_proto(Money(x.amount, cur)),
+                status=x.status,
+            )
+            for x in r.refunds
+        ],
+    )
+    if r.created_at is not None:
+        msg.created_at.FromDatetime(r.created_at)
+    if r.completed_at is not None:
+        msg.completed_at.FromDatetime(r.completed_at)
+    return msg

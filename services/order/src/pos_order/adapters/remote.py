@@ -8,9 +8,9 @@ import grpc
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_kit.errors import Conflict, DomainError, Unavailable
+from pos_kit.errors import Conflict, DomainError, NotFound, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -25,15 +25,18 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Manual
+from pos_order.domain.returns import Refunded
 from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import (
     AppliedDiscount,
     CartContext,
     DiscountQuote,
+    IssuedCard,
     PaymentResult,
     RejectedCoupon,
     TenderAsk,
 )
+from pos_order.service.returns import RefundAsk
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class InventoryCatalog:
     async def price_snapshot(
         self, location_id: str, skus: list[str]
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        if not skus:  # gift card lines only: the selling location is all there is to price
+            return await self.location(location_id), {}
         try:
             answer = await self._stub.GetPrices(
                 inventory_pb2.GetPricesRequest(skus=skus, location_id=location_id)
@@ -85,6 +90,24 @@ class InventoryCatalog:
             ),
         )
         return location, items
+
+    async def location(self, location_id: str) -> SellingLocation:
+        """Inventory has no single-location read: the merchant's list, page by page (a merchant
+        has few locations). Another merchant's location is not in it: a 404 like any other."""
+        token = ""
+        while True:
+            try:
+                page = await self._stub.ListLocations(
+                    inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _downstream("inventory", exc) from None
+            for loc in page.locations:
+                if loc.id == location_id:
+                    return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps)
+            token = page.next_page_token
+            if not token:
+                raise NotFound("location", location_id)
 
 
 class CustomerDirectory:
@@ -429,6 +452,41 @@ class PaymentService:
         except grpc.aio.AioRpcError as exc:
             raise _downstream("payment", exc) from None
 
+    async def refund_order(
+        self,
+        request_id: str,
+        order_id: str,
+        amounts: list[RefundAsk],
+        reason: str,
+        lines: list[tuple[str, int]],
+    ) -> list[Refunded]:
+        """A return's refund: the amount per tender planned with the return, one request."""
+        try:
+            answer = await self._stub.CreateRefund(
+                payment_pb2.CreateRefundRequest(
+                    request_id=request_id,
+                    order_id=order_id,
+                    amounts=[
+                        payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
+                        for a in amounts
+                    ],
+                    reason=reason,
+                    lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        return [
+            Refunded(
+                r.id,
+                r.payment_id,
+                r.amount.amount,
+                payment_pb2.RefundStatus.Name(r.status).removeprefix("REFUND_STATUS_").lower(),
+            )
+            for r in answer.refunds
+        ]
+
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         try:
             answer = await self._stub.GetOrderPayments(
@@ -525,6 +583,25 @@ class StockService:
         except grpc.aio.AioRpcError as exc:
             raise _downstream("inventory", exc) from None
 
+    async def return_to_stock(
+        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
+    ) -> None:
+        """Returned units back on the shelf at the returning store, once (by request id)."""
+        try:
+            await self._catalog.AdjustStock(
+                inventory_pb2.AdjustStockRequest(
+                    request_id=request_id,
+                    sku=sku,
+                    location_id=location_id,
+                    delta=quantity,
+                    reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
+                    note=reference,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("inventory", exc) from None
+
     async def restock(
         self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
     ) -> None:
@@ -543,3 +620,66 @@ class StockService:
                 )
             except grpc.aio.AioRpcError as exc:
                 raise _downstream("inventory", exc) from None
+
+
+class GiftCardIssuer:
+    """Gift card lines: activated (IssueGiftCard) when their order is confirmed, deactivated
+    when it is cancelled, each under the saga's derived request id."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
+        self._stub = gift_cards_pb2_grpc.GiftCardServiceStub(channel)
+        self._timeout = timeout
+
+    async def issue(
+        self,
+        request_id: str,
+        amount: Money,
+        code: str,
+        order_id: str,
+        line_id: str,
+        customer_id: str,
+        location_id: str,
+        reason: str = "sale",
+    ) -> IssuedCard:
+        try:
+            answer = await self._stub.IssueGiftCard(
+                gift_cards_pb2.IssueGiftCardRequest(
+                    request_id=request_id,
+                    amount=to_proto(amount),
+                    code=code,
+                    customer_id=customer_id,
+                    order_id=order_id,
+                    order_line_id=line_id,
+                    reason=reason,
+                    location_id=location_id,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+        card = answer.gift_card
+        return IssuedCard(card.id, card.code_last4, answer.code)
+
+    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None:
+        try:
+            await self._stub.DeactivateGiftCard(
+                gift_cards_pb2.DeactivateGiftCardRequest(
+                    request_id=request_id, id=gift_card_id, reason=reason
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream("payment", exc) from None
+
+    async def balance(self, gift_card_id: str) -> int | None:
+        try:
+            answer = await self._stub.GetGiftCard(
+                gift_cards_pb2.GetGiftCardRequest(id=gift_card_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _downstream("payment", exc) from None
+        if answer.gift_card.status != gift_cards_pb2.GIFT_CARD_STATUS_ACTIVE:
+            return 0
+        return int(answer.gift_card.balance.amount)

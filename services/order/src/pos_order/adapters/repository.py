@@ -14,6 +14,7 @@ from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_order.adapters import events
+from pos_order.adapters.returns_repository import SqlReturns
 from pos_order.adapters.tables import (
     catalog_prices,
     checkout_starts,
@@ -204,8 +205,14 @@ def _order(row: Row[Any]) -> Order:
                 taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
                 product_id=ln.get("product_id", ""),
                 category=ln.get("category", ""),
+                # Lines saved before they had ids: by their place, as they were priced.
+                id=ln.get("id") or f"L{i + 1}",
+                gift_card=ln.get("gift_card", False),
+                code_supplied=ln.get("code_supplied", False),
+                gift_card_id=ln.get("gift_card_id", ""),
+                gift_card_last4=ln.get("gift_card_last4", ""),
             )
-            for ln in m["lines"]
+            for i, ln in enumerate(m["lines"])
         ],
         totals=Totals(
             Money(m["subtotal"], cur),
@@ -275,6 +282,17 @@ def _values(order: Order) -> dict[str, Any]:
                 "taxes": [[name, amount] for name, amount in ln.taxes],
                 "product_id": ln.product_id,
                 "category": ln.category,
+                "id": ln.id,
+                **(
+                    {
+                        "gift_card": True,
+                        "code_supplied": ln.code_supplied,
+                        "gift_card_id": ln.gift_card_id,
+                        "gift_card_last4": ln.gift_card_last4,
+                    }
+                    if ln.gift_card
+                    else {}
+                ),
             }
             for ln in order.lines
         ],
@@ -748,3 +766,7 @@ class OrderUow(UnitOfWork):
     @property
     def prices(self) -> SqlPriceBook:
         return SqlPriceBook(self.conn, self.merchant_id)
+
+    @property
+    def returns(self) -> SqlReturns:
+        return SqlReturns(self.conn, self.merchant_id)

@@ -155,3 +155,23 @@ selling_locations = Table(
     Column("taxes", JSONB, nullable=False, server_default="[]"),
     PrimaryKeyConstraint("merchant_id", "location_id", name="selling_locations_pkey"),
 )
+
+# Returns of an order's units: their own objects on the order (the order's status never
+# changes). Read under the order row's lock when a new return is planned, so concurrent
+# returns of the same lines are serialized there. The return is one document (its lines, its
+# refund plan per tender, the refunds made), written whole.
+order_returns = Table(
+    "order_returns",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "id", name="order_returns_pkey"),
+    Index("order_returns_by_order", "merchant_id", "order_id", "created_at"),
+    # The resumer's look-up, across merchants: returns left pending.
+    Index("order_returns_pending", "updated_at", postgresql_where=text("status = 'pending'")),
+)

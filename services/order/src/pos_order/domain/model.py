@@ -121,12 +121,22 @@ class HoldState(Enum):
 
 
 @dataclass(frozen=True)
+class GiftCardAsk:
+    """A gift card sold as an order line: its value, and the code of a pre-printed card (empty:
+    the payment service generates one). The code is a bearer secret: it is never stored here."""
+
+    amount: Money
+    code: str = ""
+
+
+@dataclass(frozen=True)
 class LineRequest:
     sku: str
     quantity: int
     fulfillment: int = 0
     manual: Manual | None = None
     unit_price: Money | None = None  # entered at the sale: open-price products only
+    gift_card: GiftCardAsk | None = None
 
 
 Point = tuple[float, float]  # latitude, longitude
@@ -197,6 +207,14 @@ class OrderLine:
     category: str = ""
     # Asked for at the sale; what it gave is in `discounts` (promotion_id "manual").
     manual: Manual | None = field(default=None, compare=False)
+    # `L<n>`, by the line's place in the request: a gift card's activation and a return name it.
+    id: str = ""
+    # A gift card sold as this line (no SKU, no stock, no tax, no discount): whether the caller
+    # supplied a pre-printed code (kept only by the caller), and the card once issued.
+    gift_card: bool = False
+    code_supplied: bool = False
+    gift_card_id: str = ""
+    gift_card_last4: str = ""
 
     @property
     def line_total(self) -> Money:
@@ -429,7 +447,11 @@ class Order:
             part.hold = HoldState.HELD
             for sku, quantity in allocation.lines:
                 k = taken[sku] = taken.get(sku, -1) + 1
-                self.lines.append(_part_of(asked[sku], quantity, quantities[sku], k, part.id))
+                line = asked[sku]
+                part_line = _part_of(line, quantity, quantities[sku], k, part.id)
+                # A line split over stores keeps its id in the first, a suffix in the others.
+                part_line.id = line.id if k == 0 or not line.id else f"{line.id}.{k + 1}"
+                self.lines.append(part_line)
         weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
         for part, share in zip(made, split_total(f.amount, weights), strict=True):
             part.amount = share
@@ -698,11 +720,42 @@ class OrderFulfillmentUpdated:
     fulfillment_id: str
 
 
+_GIFT_CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+MAX_GIFT_CARD = 1_000_000  # minor units; the payment service's per-merchant maximum applies too
+
+
+def validate_gift_card_line(i: int, line: LineRequest) -> list[FieldViolation]:
+    assert line.gift_card is not None
+    card = line.gift_card
+    return [
+        *require(not line.sku, f"lines[{i}].sku", "must be empty on a gift card line"),
+        *require(line.quantity == 1, f"lines[{i}].quantity", "must be 1 on a gift card line"),
+        *require(
+            1 <= card.amount.amount <= MAX_GIFT_CARD,
+            f"lines[{i}].gift_card.amount",
+            f"must be between 1 and {MAX_GIFT_CARD}",
+        ),
+        *require(
+            not card.code or _GIFT_CODE.fullmatch(card.code) is not None,
+            f"lines[{i}].gift_card.code",
+            "must be 8 to 64 letters, digits, '-' or '_'",
+        ),
+    ]
+
+
 def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     violations += require(bool(lines), "lines", "must have at least one line")
     violations += require(len(lines) <= MAX_LINES, "lines", f"must have at most {MAX_LINES}")
     for i, line in enumerate(lines[:MAX_LINES]):
+        if line.gift_card is not None:
+            violations += validate_gift_card_line(i, line)
+            violations += require(
+                0 <= line.fulfillment < fulfillments,
+                f"lines[{i}].fulfillment",
+                f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
+            )
+            continue
         violations += require(bool(line.sku), f"lines[{i}].sku", "is required")
         violations += require(
             1 <= line.quantity <= MAX_QUANTITY,
@@ -715,7 +768,7 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
             f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
         )
         violations += validate_manual(line.manual, f"lines[{i}].manual", LINE_KINDS)
-    keys = [(line.sku, line.fulfillment) for line in lines]
+    keys = [(line.sku, line.fulfillment) for line in lines if line.gift_card is None]
     violations += require(
         len(set(keys)) == len(keys), "lines", "must not repeat a sku within a fulfilment"
     )
@@ -853,6 +906,18 @@ def validate_order(
                 bool(f.location_id), f"fulfillments[{i}].location_id", "is required"
             )
     violations += validate_lines(lines, max(1, len(fulfillments)))
+    for i, line in enumerate(lines[:MAX_LINES]):
+        # A gift card is handed over with the sale: no stock to hold, source or restock.
+        if (
+            line.gift_card is not None
+            and fulfillments
+            and 0 <= line.fulfillment < len(fulfillments)
+        ):
+            violations += require(
+                fulfillments[line.fulfillment].type is FulfillmentType.IN_STORE,
+                f"lines[{i}].fulfillment",
+                "a gift card line is sold in store",
+            )
     used = {line.fulfillment for line in lines}
     for i in range(len(fulfillments)):
         violations += require(i in used, f"fulfillments[{i}]", "has no line")
@@ -913,35 +978,67 @@ def price_lines(
                 f"lines[{i}].manual.value",
                 f"a new price must not be above the list price ({listed.amount})",
             )
+    for i, line in enumerate(lines):
+        if line.gift_card is not None and line.gift_card.amount.currency != location.currency:
+            violations.append(
+                FieldViolation(
+                    f"lines[{i}].gift_card.amount.currency",
+                    f"must be {location.currency}, the location's currency",
+                )
+            )
     raise_if(violations)
-    return [
-        OrderLine(
-            line.sku,
-            items[line.sku].name,
-            line.quantity,
-            # An open-price product sells at the price entered (checked above).
-            line.unit_price
-            if items[line.sku].open_price and line.unit_price is not None
-            else items[line.sku].unit_price,
-            tax_category=items[line.sku].tax_category,
-            product_id=items[line.sku].product_id,
-            category=items[line.sku].category,
-            manual=line.manual,
+    priced: list[OrderLine] = []
+    for i, line in enumerate(lines):
+        if line.gift_card is not None:
+            priced.append(
+                OrderLine(
+                    "",
+                    "Gift card",
+                    1,
+                    line.gift_card.amount,
+                    id=f"L{i + 1}",
+                    gift_card=True,
+                    code_supplied=bool(line.gift_card.code),
+                )
+            )
+            continue
+        item = items[line.sku]
+        priced.append(
+            OrderLine(
+                line.sku,
+                item.name,
+                line.quantity,
+                # An open-price product sells at the price entered (checked above).
+                line.unit_price
+                if item.open_price and line.unit_price is not None
+                else item.unit_price,
+                tax_category=item.tax_category,
+                product_id=item.product_id,
+                category=item.category,
+                manual=line.manual,
+                id=f"L{i + 1}",
+            )
         )
-        for line in lines
-    ]
+    return priced
 
 
-def compute_totals(lines: list[OrderLine], discount: Money, tax_rate_bps: int) -> Totals:
-    """Subtotal, discount (never more than the subtotal), tax on the discounted amount, total."""
-    currency = lines[0].unit_price.currency
-    subtotal = Money.zero(currency)
+def compute_totals(
+    lines: list[OrderLine], discount: Money, tax_rate_bps: int, currency: str = ""
+) -> Totals:
+    """Subtotal, discount (never more than the goods' subtotal), tax on the discounted goods,
+    total. A gift card line is stored value, not a sale of goods: no discount, no tax."""
+    currency = currency or lines[0].unit_price.currency
+    goods = Money.zero(currency)
+    cards = Money.zero(currency)
     for line in lines:
-        subtotal = subtotal + line.line_total
-    discount = Money(min(max(discount.amount, 0), subtotal.amount), currency)
-    taxable = subtotal - discount
+        if line.gift_card:
+            cards = cards + line.line_total
+        else:
+            goods = goods + line.line_total
+    discount = Money(min(max(discount.amount, 0), goods.amount), currency)
+    taxable = goods - discount
     tax = taxable.apply_rate(tax_rate_bps)
-    return Totals(subtotal, discount, tax, taxable + tax)
+    return Totals(goods + cards, discount, tax, taxable + tax + cards)
 
 
 def split_total(total: int, weights: list[int]) -> list[int]:

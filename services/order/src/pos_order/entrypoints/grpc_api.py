@@ -10,6 +10,7 @@ import grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.errors import InvalidArgument
+from pos_kit.idempotency import once_across_calls
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
 from pos_kit.proto_money import from_proto
@@ -21,11 +22,20 @@ from pos_order.adapters.messages import (
     TENDERS,
     cart_to_proto,
     order_to_proto,
+    return_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
-from pos_order.domain.model import FulfillmentRequest, LineRequest, Order, Tender
+from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
 from pos_order.domain.pricing import Manual
-from pos_order.service import handlers
+from pos_order.domain.returns import (
+    ReceiptlessLine,
+    ReceiptlessRequest,
+    ReturnLineRequest,
+    ReturnRequest,
+    TenderRefund,
+    validate_receiptless,
+)
+from pos_order.service import handlers, returns
 from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
@@ -67,16 +77,7 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         request_id=request.request_id,
         location_id=request.location_id,
         customer_id=request.customer_id,
-        lines=[
-            LineRequest(
-                ln.sku,
-                ln.quantity,
-                0,
-                _manual(ln.manual, ln.HasField("manual")),
-                _entered(i, ln),
-            )
-            for i, ln in enumerate(request.lines)
-        ],
+        lines=[_line(i, ln) for i, ln in enumerate(request.lines)],
         tender=_tender(request.tender_type),
         cash_tendered=cash,
         card_token=request.card_token,
@@ -86,16 +87,36 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
     )
 
 
+def _line(
+    i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest, fulfillment: int = 0
+) -> LineRequest:
+    card = None
+    if line.HasField("gift_card"):
+        amount = from_proto(f"lines[{i}].gift_card.amount", line.gift_card.amount)
+        card = GiftCardAsk(amount, line.gift_card.code)
+    return LineRequest(
+        line.sku,
+        line.quantity,
+        fulfillment,
+        manual=_manual(line.manual, line.HasField("manual")),
+        unit_price=_entered(i, line),
+        gift_card=card,
+    )
+
+
 def _line_requests(found: Sequence[order_pb2.OrderLineRequest]) -> list[LineRequest]:
+    return [_line(i, ln, ln.fulfillment) for i, ln in enumerate(found)]
+
+
+def _issued(order: order_pb2.Order, shown: dict[str, str]) -> list[order_pb2.IssuedGiftCard]:
+    """The gift cards this run activated, with their codes: added to the answer after it was
+    stored, so a replay of the request has none."""
     return [
-        LineRequest(
-            ln.sku,
-            ln.quantity,
-            ln.fulfillment,
-            _manual(ln.manual, ln.HasField("manual")),
-            _entered(i, ln),
+        order_pb2.IssuedGiftCard(
+            line_id=ln.id, gift_card_id=ln.gift_card.gift_card_id, code=shown[ln.id]
         )
-        for i, ln in enumerate(found)
+        for ln in order.lines
+        if ln.id in shown
     ]
 
 
@@ -155,19 +176,41 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
 
 
 class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy) -> None:
+    def __init__(
+        self,
+        uow: Callable[[], OrderUow],
+        ports: CheckoutPorts,
+        policy: Policy,
+        return_ports: returns.ReturnPorts | None = None,
+    ) -> None:
         super().__init__(uow)
         self.ports = ports
         self.policy = policy
+        self.return_ports = return_ports or returns.ReturnPorts(
+            ports.payments,  # type: ignore[arg-type]
+            ports.stock,  # type: ignore[arg-type]
+            ports.gift_cards,
+        )
 
-    @across_calls(order_pb2.CheckoutResponse)
-    def Checkout(
-        self, request: order_pb2.CheckoutRequest
-    ) -> handlers.Checkout[order_pb2.CheckoutResponse]:
+    async def Checkout(
+        self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CheckoutResponse:
         # No transaction is held while inventory, promotion and payment answer.
-        return handlers.Checkout(
+        steps = handlers.Checkout(
             _command(request), self.ports, self.bound_uow, self.policy, _checkout_response
         )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "Checkout",
+            _without_codes(request),
+            order_pb2.CheckoutResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:
+            answer.gift_cards.extend(_issued(answer.order, steps.shown))
+        return answer
 
     @across_calls(order_pb2.CreateOrderResponse)
     def CreateOrder(
@@ -204,17 +247,28 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         return handlers.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
 
-    @across_calls(order_pb2.ConfirmOrderResponse)
-    def ConfirmOrder(
-        self, request: order_pb2.ConfirmOrderRequest
-    ) -> handlers.ConfirmOrder[order_pb2.ConfirmOrderResponse]:
-        return handlers.ConfirmOrder(
+    async def ConfirmOrder(
+        self, request: order_pb2.ConfirmOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ConfirmOrderResponse:
+        steps = handlers.ConfirmOrder(
             request.order_id,
             self.ports,
             self.bound_uow,
             self.policy,
             lambda o: order_pb2.ConfirmOrderResponse(order=order_to_proto(o)),
         )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "ConfirmOrder",
+            request,
+            order_pb2.ConfirmOrderResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:
+            answer.gift_cards.extend(_issued(answer.order, steps.shown))
+        return answer
 
     @across_calls(order_pb2.CancelOrderResponse)
     def CancelOrder(
@@ -260,9 +314,102 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             fulfillments=_fulfillment_requests(request.fulfillments),
             coupon_codes=tuple(request.coupon_codes),
             order_manual=_manual(request.order_manual, request.HasField("order_manual")),
+            redeem_points=request.redeem_points,
         )
         cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
         return cart_to_proto(cart)
+
+    async def CreateReturn(
+        self, request: order_pb2.CreateReturnRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CreateReturnResponse:
+        req = ReturnRequest(
+            request_id=request.request_id,
+            order_id=request.order_id,
+            lines=[
+                ReturnLineRequest(ln.line_id, ln.quantity, ln.restock, ln.location_id)
+                for ln in request.lines
+            ],
+            reason=request.reason,
+            override_reason=request.override_reason,
+            tender_amounts=[
+                TenderRefund(
+                    t.payment_id,
+                    from_proto(f"tender_amounts[{i}].amount", t.amount).amount,
+                )
+                for i, t in enumerate(request.tender_amounts)
+            ],
+        )
+        steps = returns.CreateReturn(
+            req,
+            self.return_ports,
+            self.bound_uow,
+            self.policy,
+            lambda r, o: order_pb2.CreateReturnResponse(
+                order_return=return_to_proto(r),
+                order=order_to_proto(o),  # type: ignore[arg-type]
+            ),
+        )
+        # A store named to take the units back must be the merchant's: checked before anything
+        # is claimed, so a return naming another merchant's store writes nothing (404).
+        for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
+            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        await steps.balances()
+        return await once_across_calls(
+            self.bound_uow,
+            "CreateReturn",
+            request,
+            order_pb2.CreateReturnResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+
+    async def CreateReceiptlessReturn(
+        self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CreateReceiptlessReturnResponse:
+        req = ReceiptlessRequest(
+            request_id=request.request_id,
+            location_id=request.location_id,
+            customer_id=request.customer_id,
+            lines=[ReceiptlessLine(ln.sku, ln.quantity, ln.restock) for ln in request.lines],
+            reason=request.reason,
+        )
+        validate_receiptless(req)
+        # Before anything is claimed: the store and the customer must be the merchant's (a
+        # 404 otherwise, as for a made-up id); the store's currency is the credit's.
+        async with self.bound_uow() as uow:
+            known = await uow.customers.contains(req.customer_id)
+        if not known:
+            await handlers.customer_version(self.ports.customers, req.customer_id)
+        store = await self.ports.catalog.location(req.location_id)  # type: ignore[attr-defined]
+        steps = returns.CreateReceiptlessReturn(
+            req,
+            store.currency,
+            self.return_ports,
+            lambda r, card: order_pb2.CreateReceiptlessReturnResponse(
+                order_return=return_to_proto(r),
+                store_credit=order_pb2.IssuedGiftCard(gift_card_id=card),
+            ),
+        )
+        answer = await once_across_calls(
+            self.bound_uow,
+            "CreateReceiptlessReturn",
+            request,
+            order_pb2.CreateReceiptlessReturnResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
+        if steps.shown:  # only the run that issued the card shows its code; none was stored
+            answer.store_credit.code = steps.shown
+        return answer
+
+    @query
+    async def ListReturns(
+        self, request: order_pb2.ListReturnsRequest, uow: OrderUow
+    ) -> order_pb2.ListReturnsResponse:
+        found = await returns.list_returns(uow, request.order_id)
+        return order_pb2.ListReturnsResponse(returns=[return_to_proto(r) for r in found])
 
     @query
     async def GetOrder(
@@ -326,6 +473,20 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         return order_pb2.UpdateOrderSettingsResponse(settings=_settings(found))
 
 
+def _without_codes(request: order_pb2.CheckoutRequest) -> order_pb2.CheckoutRequest:
+    """Pre-printed gift cards' codes are bearer secrets: the stored fingerprint holds hashes."""
+    import hashlib
+
+    if not any(ln.gift_card.code for ln in request.lines):
+        return request
+    printed = order_pb2.CheckoutRequest()
+    printed.CopyFrom(request)
+    for ln in printed.lines:
+        if ln.gift_card.code:
+            ln.gift_card.code = hashlib.sha256(ln.gift_card.code.encode()).hexdigest()
+    return printed
+
+
 def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:
     """A gift card's code is a bearer secret: the stored fingerprint holds its hash only."""
     import hashlib
@@ -339,10 +500,15 @@ def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderReq
 
 
 def registrar(
-    uow: Callable[[], OrderUow], ports: CheckoutPorts, policy: Policy
+    uow: Callable[[], OrderUow],
+    ports: CheckoutPorts,
+    policy: Policy,
+    return_ports: returns.ReturnPorts | None = None,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
-        order_pb2_grpc.add_OrderServiceServicer_to_server(OrderApi(uow, ports, policy), server)
+        order_pb2_grpc.add_OrderServiceServicer_to_server(
+            OrderApi(uow, ports, policy, return_ports), server
+        )
 
     return register
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_kit.context import merchant_var
 from pos_order.adapters.repository import OrderUow
-from pos_order.adapters.tables import orders
-from pos_order.service import saga
+from pos_order.adapters.tables import order_returns, orders
+from pos_order.service import returns, saga
 from pos_order.service.ports import CheckoutPorts
 from pos_order.service.saga import Policy
 
@@ -33,12 +33,14 @@ class Resumer:
         ports: CheckoutPorts,
         policy: Policy,
         interval: float,
+        return_ports: returns.ReturnPorts | None = None,
     ) -> None:
         self._engine = engine
         self._uow = uow
         self._ports = ports
         self._policy = policy
         self._interval = interval
+        self._return_ports = return_ports
 
     async def due(self, limit: int = 100) -> list[tuple[str, str]]:
         idle = func.now() - self._policy.abandon_after
@@ -57,8 +59,41 @@ class Resumer:
             rows = (await conn.execute(query)).all()
         return [(r.merchant_id, r.id) for r in rows]
 
+    async def pending_returns(self, limit: int = 100) -> list[tuple[str, str]]:
+        idle = func.now() - self._policy.abandon_after
+        query = (
+            select(order_returns.c.merchant_id, order_returns.c.id)
+            .where(order_returns.c.status == "pending", order_returns.c.updated_at < idle)
+            .order_by(order_returns.c.updated_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(r.merchant_id, r.id) for r in rows]
+
+    async def sweep_returns(self) -> int:
+        """Returns left pending past the abandon time: their refund and restock asked again
+        under the same ids, then completed."""
+        if self._return_ports is None:
+            return 0
+        found = await self.pending_returns()
+        for merchant, return_id in found:
+
+            def bound(m: str = merchant) -> OrderUow:
+                return self._uow().bind(m)
+
+            token = merchant_var.set(merchant)
+            try:
+                await returns.resume(bound, self._return_ports, return_id)
+            except Exception as exc:
+                log.warning("could not resume return %s: %s", return_id, exc)
+            finally:
+                merchant_var.reset(token)
+        return len(found)
+
     async def sweep(self) -> int:
-        """One pass; how many orders it looked at."""
+        """One pass; how many orders and returns it looked at."""
+        looked = await self.sweep_returns()
         found = await self.due()
         for merchant, order_id in found:
 
@@ -74,7 +109,7 @@ class Resumer:
                 log.warning("could not resume order %s: %s", order_id, exc)
             finally:
                 merchant_var.reset(token)
-        return len(found)
+        return looked + len(found)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -165,10 +165,12 @@ async def _priced_order(
         # leaves nothing behind; the hold itself comes once the order is saved.
         if ports.loyalty is None:
             raise Unavailable("loyalty points cannot be redeemed now", "customer_unavailable")
+        # Worth at most what the goods still cost: gift cards sold as lines are not discounted.
+        cards = sum(ln.line_total.amount for ln in priced if ln.gift_card)
         points_discount = price_points(
             redeem_points,
             await ports.loyalty.point_value(),
-            totals.subtotal - totals.discount,
+            totals.subtotal - totals.discount - Money(cards, location.currency),
         )
         # An order-level discount after the promotions', before tax (the pricing step's).
         totals = pricing.apply_points(cart, points_discount.amount)
@@ -273,6 +275,10 @@ class Checkout(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        # Pre-printed gift cards' codes, by line id (`L<n>`): kept in memory for this run only.
+        self.codes = gift_card_codes(cmd.lines)
+        # The codes of the gift cards this run issued, by line id: answered once, never stored.
+        self.shown: dict[str, str] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
         return await _start(
@@ -323,7 +329,9 @@ class Checkout(Generic[R]):
             order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, False)
         order = await saga.hold_points(self.new_uow, self.ports, order, policy)
         if not order.saga.tenders:  # nothing to pay: a zero total
-            order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+            order = await saga.finish_confirmation(
+                self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
+            )
             return Sale(order, None)
         tender = order.saga.tenders[0]
         assert cmd.tender is not None
@@ -359,7 +367,12 @@ class Checkout(Generic[R]):
                 o.begin_cancel("payment_declined")
                 if not held:  # points held are given back by the compensation below
                     o.cancelled(now())
-            elif state is TenderState.CAPTURED and o.balance_due == 0 and not held:
+            elif (
+                state is TenderState.CAPTURED
+                and o.balance_due == 0
+                and not held
+                and not saga.gift_cards_due(o)
+            ):
                 # In store, captured at once: nothing held, nothing more to capture, so the
                 # payment's answer and the confirmation commit together (one transaction).
                 o.confirm(now())
@@ -378,12 +391,23 @@ class Checkout(Generic[R]):
                 "is confirmed once the payment is, or cancelled",
                 "payment_pending",
             )
-        # In store: captured at once, so confirming captures nothing more.
-        order = await saga.finish_confirmation(self.new_uow, self.ports, order, policy)
+        # In store: captured at once, so confirming captures nothing more (gift card lines
+        # are activated first).
+        order = await saga.finish_confirmation(
+            self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
+        )
         return Sale(order, payment)
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         return self.answer(sale.order, sale.payment)
+
+
+def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
+    return {
+        f"L{i + 1}": ln.gift_card.code
+        for i, ln in enumerate(lines)
+        if ln.gift_card is not None and ln.gift_card.code
+    }
 
 
 async def _discard(new_uow: NewUow, order_id: str) -> None:
@@ -428,6 +452,17 @@ class CreateOrder(Generic[R]):
         raise_if(
             validate_codes(cmd.coupon_codes)
             + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+            # The order is confirmed by a later request (or the resumer): a pre-printed card's
+            # code would have to be kept until then, and codes are never stored. The
+            # register's one-call checkout takes them.
+            + [
+                FieldViolation(
+                    f"lines[{i}].gift_card.code",
+                    "a pre-printed card's code is taken by the one-call checkout only",
+                )
+                for i, ln in enumerate(cmd.lines)
+                if ln.gift_card is not None and ln.gift_card.code
+            ]
         )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
@@ -586,6 +621,8 @@ class ConfirmOrder(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        # The codes of the gift cards this run issued, by line id: answered once, never stored.
+        self.shown: dict[str, str] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
@@ -601,7 +638,9 @@ class ConfirmOrder(Generic[R]):
     async def call(self, claim: Claim, order: Order) -> Order:
         if order.status is not OrderStatus.PENDING_PAYMENT:
             return order
-        return await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
+        return await saga.finish_confirmation(
+            self.new_uow, self.ports, order, self.policy, shown=self.shown
+        )
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order)
@@ -826,6 +865,7 @@ class CartCommand:
     fulfillments: list[FulfillmentRequest]
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
+    redeem_points: int = 0
 
 
 async def calculate_cart(
@@ -840,6 +880,7 @@ async def calculate_cart(
     raise_if(
         validate_codes(cmd.coupon_codes)
         + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
+        + validate_redemption(cmd.redeem_points, cmd.customer_id)
     )
     buyer = Buyer()
     if cmd.customer_id:
@@ -848,7 +889,7 @@ async def calculate_cart(
         if found is None:
             await customer_version(ports.customers, cmd.customer_id)
         buyer = found or buyer
-    return await pricing.price_cart(
+    cart = await pricing.price_cart(
         ports,
         new_uow,
         cmd.location_id,
@@ -860,3 +901,14 @@ async def calculate_cart(
         cmd.order_manual,
         buyer,
     )
+    if cmd.redeem_points:
+        # Priced as a sale prices them (nothing is held: a preview writes nothing).
+        if ports.loyalty is None:
+            raise Unavailable("loyalty points cannot be priced now", "customer_unavailable")
+        worth = price_points(
+            cmd.redeem_points,
+            await ports.loyalty.point_value(),
+            cart.totals.subtotal - cart.totals.discount,
+        )
+        cart = replace(cart, totals=pricing.apply_points(cart, worth.amount))
+    return cart

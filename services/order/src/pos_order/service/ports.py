@@ -327,6 +327,35 @@ class Stock(Protocol):
 
 
 @dataclass(frozen=True)
+class IssuedCard:
+    gift_card_id: str
+    last4: str
+    code: str  # shown once: empty when the payment service replays an earlier issue
+
+
+class GiftCards(Protocol):
+    """The payment service's gift cards: a gift card line is activated at confirmation and
+    deactivated when its order is cancelled."""
+
+    async def issue(
+        self,
+        request_id: str,
+        amount: Money,
+        code: str,
+        order_id: str,
+        line_id: str,
+        customer_id: str,
+        location_id: str,
+        reason: str = "sale",
+    ) -> IssuedCard: ...
+
+    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None: ...
+    async def balance(self, gift_card_id: str) -> int | None:
+        """The card's balance; None when the merchant has no such card."""
+        ...
+
+
+@dataclass(frozen=True)
 class CheckoutPorts:
     """The services the saga calls."""
 
@@ -337,6 +366,7 @@ class CheckoutPorts:
     stock: Stock | None = None
     coupons: Coupons | None = None
     loyalty: Loyalty | None = None
+    gift_cards: GiftCards | None = None
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ async def price_cart(
     buyer: Buyer | None = None,
 ) -> PricedCart:
     buyer = buyer or Buyer()
-    skus = sorted({ln.sku for ln in lines})
+    skus = sorted({ln.sku for ln in lines if ln.gift_card is None})
     location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
@@ -92,15 +92,36 @@ async def price_cart(
         order_manual,
         buyer.groups,
     )
-    quote = await ports.discounts.quote(priced, location.currency, cart)
     leaves_from = [
         stores.get(fulfillments[ln.fulfillment].location_id, location)
         if ln.fulfillment < len(fulfillments)
         else location
         for ln in lines
     ]
-    totals = apply(priced, quote, location, leaves_from, buyer.tax_exempt)
+    # Gift cards sold as lines are stored value: no offer, point or tax touches them; they
+    # count in the subtotal and the total only.
+    goods, goods_from = _goods(priced, leaves_from)
+    quote = (
+        await ports.discounts.quote(goods, location.currency, cart)
+        if goods
+        else DiscountQuote(Money.zero(location.currency), applied=True)
+    )
+    totals = _with_cards(apply(goods, quote, location, goods_from, buyer.tax_exempt), priced)
     return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+def _goods(
+    lines: list[OrderLine], leaves_from: list[SellingLocation]
+) -> tuple[list[OrderLine], list[SellingLocation]]:
+    kept = [(ln, at) for ln, at in zip(lines, leaves_from, strict=True) if not ln.gift_card]
+    return [ln for ln, _ in kept], [at for _, at in kept]
+
+
+def _with_cards(totals: Totals, lines: list[OrderLine]) -> Totals:
+    cards = sum(ln.line_total.amount for ln in lines if ln.gift_card)
+    cur = totals.total.currency
+    return Totals(totals.subtotal + Money(cards, cur), totals.discount, totals.tax,
+                  totals.total + Money(cards, cur))  # fmt: skip
 
 
 POINTS = "loyalty_points"
@@ -110,14 +131,15 @@ def apply_points(cart: PricedCart, amount: int) -> Totals:
     """Loyalty points redeemed on the order: one more order-level discount after the
     promotions' (spread over what each line has left, by largest remainder), before tax; the
     lines and totals are priced again with it."""
-    lines = cart.lines
+    lines, leaves_from = _goods(cart.lines, cart.leaves_from)
     left = [ln.line_total.amount - ln.discount for ln in lines]
     shares = pricing.allocate(amount, left)
     promoted = [list(ln.discounts) for ln in lines]
     for found, share in zip(promoted, shares, strict=True):
         if share:
             found.append(pricing.LineDiscount(POINTS, share, "Loyalty points redeemed"))
-    return _priced(lines, promoted, cart.location, cart.leaves_from, cart.tax_exempt)
+    totals = _priced(lines, promoted, cart.location, leaves_from, cart.tax_exempt)
+    return _with_cards(totals, cart.lines)
 
 
 def apply(

@@ -28,6 +28,7 @@ from pos_order.domain.model import (
     HoldState,
     Order,
     OrderCreated,
+    OrderLine,
     OrderStatus,
     PointsState,
     SagaState,
@@ -38,6 +39,7 @@ from pos_order.domain.model import (
 from pos_order.service.ports import (
     CartContext,
     CheckoutPorts,
+    IssuedCard,
     NewUow,
     OrderSettings,
     PaymentResult,
@@ -389,12 +391,119 @@ async def run_captures(
     return order
 
 
+GIFT_CARDS_ASKED = "gift_cards_asked"
+
+
+def gift_cards_due(order: Order) -> list[OrderLine]:
+    return [ln for ln in order.lines if ln.gift_card and not ln.gift_card_id]
+
+
+async def issue_gift_cards(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    codes: dict[str, str],
+    shown: dict[str, str],
+) -> Order:
+    """Activate the order's gift card lines (`<order>/gift_card/<line>`), once it is paid and
+    before it is confirmed. Only the run that issues a card learns its code (`shown`, by line
+    id): it is answered once and never stored here. A pre-printed card's code comes with the
+    caller's request; a driver without it (the resumer) cannot activate that card, and the
+    order is compensated instead."""
+    due = gift_cards_due(order)
+    if not due:
+        return order
+    if ports.gift_cards is None:
+        raise Unavailable("gift cards cannot be issued now", "payment_unavailable")
+    missing = [ln.id for ln in due if ln.code_supplied and ln.id not in codes]
+    if missing:
+        raise Conflict(
+            "a pre-printed gift card's code is needed to activate it: retry the checkout with "
+            "the same key",
+            "gift_card_code_required",
+            {"lines": ",".join(missing)},
+        )
+    if GIFT_CARDS_ASKED not in order.saga.done_steps:
+        # Recorded before asking: compensation then knows a card may exist for each line.
+        order, _ = await change(
+            new_uow, order.id, lambda o: o.saga.done_steps.append(GIFT_CARDS_ASKED)
+        )
+    issued: dict[str, IssuedCard] = {}
+
+    def record(o: Order) -> None:
+        for line in o.lines:
+            card = issued.get(line.id)
+            if card is not None and not line.gift_card_id:
+                line.gift_card_id, line.gift_card_last4 = card.gift_card_id, card.last4
+
+    try:
+        for ln in due:
+            card = await ports.gift_cards.issue(
+                f"{order.id}/gift_card/{ln.id}",
+                ln.unit_price,
+                codes.get(ln.id, ""),
+                order.id,
+                ln.id,
+                order.customer_id,
+                order.location_id,
+            )
+            issued[ln.id] = card
+            if card.code:
+                shown[ln.id] = card.code
+    except DomainError:
+        # A card refused (over the merchant's maximum, say): the ones made before it are
+        # recorded, so the compensation that follows deactivates them by id.
+        if issued:
+            await change(new_uow, order.id, record)
+        raise
+    order, _ = await change(new_uow, order.id, record)
+    return order
+
+
+async def deactivate_gift_cards(ports: CheckoutPorts, order: Order) -> None:
+    """A cancelled order's gift cards end (`<order>/gift_card_deactivate/<line>`). A card whose
+    issue was asked but whose answer was never recorded is asked again under the same id: the
+    payment service answers the card it made, if it made one."""
+    if GIFT_CARDS_ASKED not in order.saga.done_steps or ports.gift_cards is None:
+        return
+    for ln in order.lines:
+        if not ln.gift_card:
+            continue
+        card_id = ln.gift_card_id
+        if not card_id:
+            try:
+                card = await ports.gift_cards.issue(
+                    f"{order.id}/gift_card/{ln.id}",
+                    ln.unit_price,
+                    "",
+                    order.id,
+                    ln.id,
+                    order.customer_id,
+                    order.location_id,
+                )
+            except DomainError as exc:
+                if exc.kind in TRANSIENT:
+                    raise
+                # A pre-printed card's request cannot be repeated without its code; it was
+                # refused, so no card was made under that request id.
+                log.info("gift card line %s: nothing to deactivate (%s)", ln.id, exc.code)
+                continue
+            card_id = card.gift_card_id
+        await _quietly(
+            ports.gift_cards.deactivate(
+                f"{order.id}/gift_card_deactivate/{ln.id}", card_id, "order_cancelled"
+            )
+        )
+
+
 async def finish_confirmation(
     new_uow: NewUow,
     ports: CheckoutPorts,
     order: Order,
     policy: Policy,
     settings: OrderSettings | None = None,
+    codes: dict[str, str] | None = None,
+    shown: dict[str, str] | None = None,
 ) -> Order:
     """Confirm a paid order: commit its holds, capture what is captured now, mark it
     confirmed. Any step that cannot be done (a hold expired) compensates the whole order.
@@ -424,6 +533,9 @@ async def finish_confirmation(
                 await ports.stock.commit(f"{order.id}/commit/{f.id}", f.reservation_id)
         await boundary(policy, "holds_committed")
         order = await run_captures(new_uow, ports, order, policy)
+        order = await issue_gift_cards(
+            new_uow, ports, order, codes or {}, shown if shown is not None else {}
+        )
         if order.saga.points_state is PointsState.HELD and ports.loyalty is not None:
             # Redeemed before the confirmation commits: a crash between leaves the order for
             # the resumer, whose finalisation is answered as already done.
@@ -493,6 +605,7 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
             await ports.payments.refund(
                 f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
             )
+    await deactivate_gift_cards(ports, order)
     if ports.stock is not None:
         for f in order.fulfillments:
             if f.hold is HoldState.SENT and order.saga.hold_ttl:

@@ -26,7 +26,7 @@ from pos.common.v1 import event_pb2 as pos_dot_common_dot_v1_dot_event__pb2
 from pos.order.v1 import order_pb2 as pos_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pos/order/v1/events.proto\x12\x0cpos.order.v1\x1a\x19pos/common/v1/event.proto\x1a\x18pos/order/v1/order.proto\"\\\n\x0eOrderConfirmed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"Z\n\x0cOrderCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCancelled\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCompleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"}\n\x17OrderFulfillmentUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12\x16\n\x0e\x66ulfillment_id\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pos/order/v1/events.proto\x12\x0cpos.order.v1\x1a\x19pos/common/v1/event.proto\x1a\x18pos/order/v1/order.proto\"\\\n\x0eOrderConfirmed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"Z\n\x0cOrderCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCancelled\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCompleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"}\n\x17OrderFulfillmentUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12\x16\n\x0e\x66ulfillment_id\x18\x03 \x01(\t\"\x87\x01\n\rOrderReturned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12*\n\x0corder_return\x18\x03 \x01(\x0b\x32\x14.pos.order.v1.Returnb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,4 +43,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERCOMPLETED']._serialized_end=468
   _globals['_ORDERFULFILLMENTUPDATED']._serialized_start=470
   _globals['_ORDERFULFILLMENTUPDATED']._serialized_end=595
+  _globals['_ORDERRETURNED']._serialized_start=598
+  _globals['_ORDERRETURNED']._serialized_end=733
 # @@protoc_insertion_point(module_scope)

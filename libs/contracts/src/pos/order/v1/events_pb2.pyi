@@ -150,3 +150,33 @@ class OrderFulfillmentUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderFulfillmentUpdated: _TypeAlias = OrderFulfillmentUpdated  # noqa: Y015
+
+@_typing.final
+class OrderReturned(_message.Message):
+    """Subject pos.order.v1.order_returned: units of the order returned, refunded and restocked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    @_builtins.property
+    def order_return(self) -> _order_pb2.Return: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+        order_return: _order_pb2.Return | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderReturned: _TypeAlias = OrderReturned  # noqa: Y015

@@ -210,6 +210,8 @@ class OrderLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     DISCOUNT_TOTAL_FIELD_NUMBER: _builtins.int
     TAX_TOTAL_FIELD_NUMBER: _builtins.int
     TAX_CATEGORY_FIELD_NUMBER: _builtins.int
@@ -220,11 +222,17 @@ class OrderLine(_message.Message):
     quantity: _builtins.int
     fulfillment_id: _builtins.str
     """The fulfilment this line leaves by."""
+    id: _builtins.str
+    """`L<n>`: the line's place in the request that made the order."""
     tax_category: _builtins.str
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money: ...
     @_builtins.property
     def line_total(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def gift_card(self) -> Global___OrderLineGiftCard:
+        """Set on a gift card line (no SKU, no stock, no tax, no discount)."""
+
     @_builtins.property
     def discount_total(self) -> _money_pb2.Money:
         """What the line's discounts take off it, and its tax (on the line less its discounts;
@@ -246,15 +254,17 @@ class OrderLine(_message.Message):
         unit_price: _money_pb2.Money | None = ...,
         line_total: _money_pb2.Money | None = ...,
         fulfillment_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        gift_card: Global___OrderLineGiftCard | None = ...,
         discount_total: _money_pb2.Money | None = ...,
         tax_total: _money_pb2.Money | None = ...,
         tax_category: _builtins.str = ...,
         discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
         taxes: _abc.Iterable[Global___LineTax] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "line_total", b"line_total", "tax_total", b"tax_total", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "gift_card", b"gift_card", "line_total", b"line_total", "tax_total", b"tax_total", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "fulfillment_id", b"fulfillment_id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "tax_category", b"tax_category", "tax_total", b"tax_total", "taxes", b"taxes", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "fulfillment_id", b"fulfillment_id", "gift_card", b"gift_card", "id", b"id", "line_total", b"line_total", "name", b"name", "quantity", b"quantity", "sku", b"sku", "tax_category", b"tax_category", "tax_total", b"tax_total", "taxes", b"taxes", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -315,6 +325,87 @@ class LineTax(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LineTax: _TypeAlias = LineTax  # noqa: Y015
+
+@_typing.final
+class OrderLineGiftCard(_message.Message):
+    """A gift card sold as an order line: the card once activated (at confirmation). Its code is
+    never kept: it is answered once, in the answer that activated it (IssuedGiftCard).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    CODE_LAST4_FIELD_NUMBER: _builtins.int
+    gift_card_id: _builtins.str
+    code_last4: _builtins.str
+    def __init__(
+        self,
+        *,
+        gift_card_id: _builtins.str = ...,
+        code_last4: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_last4", b"code_last4", "gift_card_id", b"gift_card_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderLineGiftCard: _TypeAlias = OrderLineGiftCard  # noqa: Y015
+
+@_typing.final
+class GiftCardLineRequest(_message.Message):
+    """A gift card to sell as a line: its value, and a pre-printed card's code (empty: generated)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """8 to 64 letters, digits, '-' or '_'. One-call checkout only."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        amount: _money_pb2.Money | None = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GiftCardLineRequest: _TypeAlias = GiftCardLineRequest  # noqa: Y015
+
+@_typing.final
+class IssuedGiftCard(_message.Message):
+    """A gift card the answering request activated, with its code: shown in this answer only (a
+    replay of the same request has no code).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    gift_card_id: _builtins.str
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        gift_card_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "gift_card_id", b"gift_card_id", "line_id", b"line_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedGiftCard: _TypeAlias = IssuedGiftCard  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -508,10 +599,15 @@ class CheckoutLine(_message.Message):
 
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     MANUAL_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
+    @_builtins.property
+    def gift_card(self) -> Global___GiftCardLineRequest:
+        """A gift card line instead of a product: sku empty, quantity 1."""
+
     @_builtins.property
     def manual(self) -> Global___ManualAdjustment:
         """A discount or a new unit price given by staff at the register, with the reason."""
@@ -525,12 +621,13 @@ class CheckoutLine(_message.Message):
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        gift_card: Global___GiftCardLineRequest | None = ...,
         manual: Global___ManualAdjustment | None = ...,
         unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -633,19 +730,25 @@ class CheckoutResponse(_message.Message):
 
     ORDER_FIELD_NUMBER: _builtins.int
     PAYMENT_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
     @_builtins.property
     def payment(self) -> _payment_pb2.Payment: ...
+    @_builtins.property
+    def gift_cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedGiftCard]:
+        """The gift card lines this request activated, with their codes (shown once)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
         payment: _payment_pb2.Payment | None = ...,
+        gift_cards: _abc.Iterable[Global___IssuedGiftCard] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order", "payment", b"payment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -804,6 +907,7 @@ class OrderLineRequest(_message.Message):
     FULFILLMENT_FIELD_NUMBER: _builtins.int
     MANUAL_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     fulfillment: _builtins.int
@@ -814,6 +918,12 @@ class OrderLineRequest(_message.Message):
     def unit_price(self) -> _money_pb2.Money:
         """As in CheckoutLine: an open-price product's price, entered at the sale."""
 
+    @_builtins.property
+    def gift_card(self) -> Global___GiftCardLineRequest:
+        """A gift card line instead of a product (sku empty, quantity 1, an in-store fulfilment;
+        no pre-printed code here: see GiftCardLineRequest).
+        """
+
     def __init__(
         self,
         *,
@@ -822,10 +932,11 @@ class OrderLineRequest(_message.Message):
         fulfillment: _builtins.int = ...,
         manual: Global___ManualAdjustment | None = ...,
         unit_price: _money_pb2.Money | None = ...,
+        gift_card: Global___GiftCardLineRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "manual", b"manual", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment", b"fulfillment", "gift_card", b"gift_card", "manual", b"manual", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1026,16 +1137,22 @@ class ConfirmOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
+    @_builtins.property
+    def gift_cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedGiftCard]:
+        """The gift card lines this request activated, with their codes (shown once)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        gift_cards: _abc.Iterable[Global___IssuedGiftCard] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1286,10 +1403,13 @@ class CalculateCartRequest(_message.Message):
     FULFILLMENTS_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     channel: _builtins.str
     """`register`, `web`, `partner`, ...: offers may be for some channels only."""
     customer_id: _builtins.str
+    redeem_points: _builtins.int
+    """Loyalty points of the customer to redeem, priced as a discount as a sale would (0: none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
     @_builtins.property
@@ -1310,10 +1430,11 @@ class CalculateCartRequest(_message.Message):
         fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
+        redeem_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1433,3 +1554,353 @@ class CalculateCartResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalculateCartResponse: _TypeAlias = CalculateCartResponse  # noqa: Y015
+
+@_typing.final
+class ReturnLineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line (`L<n>`)."""
+    quantity: _builtins.int
+    restock: _builtins.bool
+    """Back to stock (true) or not (damaged, say)."""
+    location_id: _builtins.str
+    """Where the units come back to stock; empty: the order's selling location."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+        location_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "location_id", b"location_id", "quantity", b"quantity", "restock", b"restock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnLineRequest: _TypeAlias = ReturnLineRequest  # noqa: Y015
+
+@_typing.final
+class CreateReturnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    TENDER_AMOUNTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    """A lower-case code: damaged, wrong_size, unwanted, ..."""
+    override_reason: _builtins.str
+    """Required past the merchant's return window."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLineRequest]: ...
+    @_builtins.property
+    def tender_amounts(self) -> _containers.RepeatedCompositeFieldContainer[_payment_pb2.TenderAmount]:
+        """Instead of the spread from the last tender taken backwards: how much goes back to each
+        payment; they add up to the refund of the returned units.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLineRequest] | None = ...,
+        reason: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+        tender_amounts: _abc.Iterable[_payment_pb2.TenderAmount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "request_id", b"request_id", "tender_amounts", b"tender_amounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReturnRequest: _TypeAlias = CreateReturnRequest  # noqa: Y015
+
+@_typing.final
+class ReturnLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    sku: _builtins.str
+    quantity: _builtins.int
+    restock: _builtins.bool
+    location_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The refund for these units."""
+
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+        location_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "line_id", b"line_id", "location_id", b"location_id", "quantity", b"quantity", "restock", b"restock", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnLine: _TypeAlias = ReturnLine  # noqa: Y015
+
+@_typing.final
+class ReturnRefund(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    payment_id: _builtins.str
+    status: _builtins.str
+    """The refund's status as the payment service answered it: pending, succeeded, failed."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "refund_id", b"refund_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnRefund: _TypeAlias = ReturnRefund  # noqa: Y015
+
+@_typing.final
+class Return(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    override_reason: _builtins.str
+    status: _builtins.str
+    """pending (refunds and restock under way) or completed."""
+    customer_id: _builtins.str
+    """A return without a receipt: the customer credited, and the store credit card issued."""
+    store_credit_gift_card_id: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The refund: the sum of the lines' amounts."""
+
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnRefund]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLine] | None = ...,
+        reason: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: _builtins.str = ...,
+        refunds: _abc.Iterable[Global___ReturnRefund] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_id: _builtins.str = ...,
+        store_credit_gift_card_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Return: _TypeAlias = Return  # noqa: Y015
+
+@_typing.final
+class CreateReturnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return: ...
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReturnResponse: _TypeAlias = CreateReturnResponse  # noqa: Y015
+
+@_typing.final
+class ListReturnsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReturnsRequest: _TypeAlias = ListReturnsRequest  # noqa: Y015
+
+@_typing.final
+class ListReturnsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def returns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Return]: ...
+    def __init__(
+        self,
+        *,
+        returns: _abc.Iterable[Global___Return] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["returns", b"returns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReturnsResponse: _TypeAlias = ListReturnsResponse  # noqa: Y015
+
+@_typing.final
+class ReceiptlessReturnLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    RESTOCK_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    quantity: _builtins.int
+    restock: _builtins.bool
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        restock: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "restock", b"restock", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptlessReturnLine: _TypeAlias = ReceiptlessReturnLine  # noqa: Y015
+
+@_typing.final
+class CreateReceiptlessReturnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    location_id: _builtins.str
+    """The store taking the units back (its currency is the credit's)."""
+    customer_id: _builtins.str
+    """Required: the store credit is theirs."""
+    reason: _builtins.str
+    """Required: a lower-case code."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptlessReturnLine]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReceiptlessReturnLine] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReceiptlessReturnRequest: _TypeAlias = CreateReceiptlessReturnRequest  # noqa: Y015
+
+@_typing.final
+class CreateReceiptlessReturnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return: ...
+    @_builtins.property
+    def store_credit(self) -> Global___IssuedGiftCard:
+        """The store credit card with its code: in this answer only (empty in a replay)."""
+
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        store_credit: Global___IssuedGiftCard | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_return", b"order_return", "store_credit", b"store_credit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_return", b"order_return", "store_credit", b"store_credit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReceiptlessReturnResponse: _TypeAlias = CreateReceiptlessReturnResponse  # noqa: Y015

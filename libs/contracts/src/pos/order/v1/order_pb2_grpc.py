@@ -90,6 +90,21 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.FromString,
                 _registered_method=True)
+        self.CreateReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.FromString,
+                _registered_method=True)
+        self.ListReturns = channel.unary_unary(
+                '/pos.order.v1.OrderService/ListReturns',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
+                _registered_method=True)
+        self.CreateReceiptlessReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateReceiptlessReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -174,6 +189,30 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateReturn(self, request, context):
+        """Return units of an order's lines: refunded to the original tenders (what was paid for
+        those units after every discount, with their tax, never more) and restocked as asked.
+        Concurrent returns of the same lines are serialized on the order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReturns(self, request, context):
+        """The returns of an order, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateReceiptlessReturn(self, request, context):
+        """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+        lowest price each SKU sold for in the last 30 days; never refunded to a card.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +270,21 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CalculateCart,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.SerializeToString,
+            ),
+            'CreateReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.SerializeToString,
+            ),
+            'ListReturns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReturns,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.SerializeToString,
+            ),
+            'CreateReceiptlessReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReceiptlessReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +585,87 @@ class OrderService:
             '/pos.order.v1.OrderService/CalculateCart',
             pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.CalculateCartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReturnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReturns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/ListReturns',
+            pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReceiptlessReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateReceiptlessReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,17 @@ class OrderServiceStub:
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
     that cannot apply is a reason in the answer here, not an error.
     """
+    CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]
+    """Return units of an order's lines: refunded to the original tenders (what was paid for
+    those units after every discount, with their tax, never more) and restocked as asked.
+    Concurrent returns of the same lines are serialized on the order.
+    """
+    ListReturns: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]
+    """The returns of an order, oldest first."""
+    CreateReceiptlessReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]
+    """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+    lowest price each SKU sold for in the last 30 days; never refunded to a card.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -90,6 +101,17 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
     that cannot apply is a reason in the answer here, not an error.
+    """
+    CreateReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]  # type: ignore[assignment]
+    """Return units of an order's lines: refunded to the original tenders (what was paid for
+    those units after every discount, with their tax, never more) and restocked as asked.
+    Concurrent returns of the same lines are serialized on the order.
+    """
+    ListReturns: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]  # type: ignore[assignment]
+    """The returns of an order, oldest first."""
+    CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
+    """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+    lowest price each SKU sold for in the last 30 days; never refunded to a card.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +207,35 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
         per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
         that cannot apply is a reason in the answer here, not an error.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateReturn(
+        self,
+        request: _order_pb2.CreateReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateReturnResponse, _abc.Awaitable[_order_pb2.CreateReturnResponse]]:
+        """Return units of an order's lines: refunded to the original tenders (what was paid for
+        those units after every discount, with their tax, never more) and restocked as asked.
+        Concurrent returns of the same lines are serialized on the order.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReturns(
+        self,
+        request: _order_pb2.ListReturnsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListReturnsResponse, _abc.Awaitable[_order_pb2.ListReturnsResponse]]:
+        """The returns of an order, oldest first."""
+
+    @_abc_1.abstractmethod
+    def CreateReceiptlessReturn(
+        self,
+        request: _order_pb2.CreateReceiptlessReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateReceiptlessReturnResponse, _abc.Awaitable[_order_pb2.CreateReceiptlessReturnResponse]]:
+        """Units returned with no receipt: store credit (a gift card issued to the customer) at the
+        lowest price each SKU sold for in the last 30 days; never refunded to a card.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,124 @@
+"""An order's receipt: /v1/orders/{id}/receipt, as JSON, plain text or HTML."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+
+from pos.inventory.v1 import inventory_pb2
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_gateway import examples as ex
+from pos_gateway import receipts
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_json
+from pos_gateway.problems import Problem
+from pos_gateway.routes.common import PathId, QueryId, op, services
+from pos_gateway.schemas.receipts import Receipt
+
+router = APIRouter(prefix="/v1", tags=["orders and payments"])
+Svc = Annotated[Services, Depends(services)]
+
+_LOCATION = {"id": ex.LOCATION_ID, "name": "Downtown Store", "time_zone": "America/Chicago",
+             "tax_rate_bps": 825}  # fmt: skip
+EXAMPLE = receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], _LOCATION, 30)
+_op = op("orders:read", "Get an order's receipt", (404,), example=EXAMPLE)
+# A receipt has at most 200 lines and 200 returns: its text stays well within this.
+_TEXT_MAX = 200_000
+_op["responses"][200]["content"]["text/plain"] = {
+    "schema": {"type": "string", "maxLength": _TEXT_MAX},
+    "example": receipts.text(EXAMPLE),
+}
+_op["responses"][200]["content"]["text/html"] = {
+    "schema": {"type": "string", "maxLength": _TEXT_MAX},
+    "example": receipts.html_page(EXAMPLE),
+}
+
+
+async def _location(svc: Services, location_id: str) -> dict[str, Any]:
+    token = ""
+    while True:
+        page = await svc.inventory.ListLocations(
+            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
+        )
+        for loc in page.locations:
+            if loc.id == location_id:
+                return to_json(loc)
+        token = page.next_page_token
+        if not token:
+            # The order's store is no longer listed: the receipt is still owed, in UTC.
+            return {"id": location_id, "name": "", "time_zone": "UTC", "tax_rate_bps": 0}
+
+
+def _wanted(request: Request, format_: str | None) -> str:
+    if format_ is not None:
+        return format_
+    accept = request.headers.get("accept", "")
+    for media, kind in (("text/html", "html"), ("text/plain", "text")):
+        if media in accept and "application/json" not in accept.split(media)[0]:
+            return kind
+    return "json"
+
+
+@router.get("/orders/{order_id}/receipt", response_model=Receipt, **_op)
+async def get_receipt(
+    order_id: PathId,
+    request: Request,
+    svc: Svc,
+    format_: Annotated[
+        Literal["json", "text", "html"] | None,
+        Query(
+            alias="format",
+            description="Instead of the Accept header: `json` (the default), `text` "
+            "(text/plain, a till's paper roll) or `html`",
+        ),
+    ] = None,
+    return_id: Annotated[
+        QueryId | None,
+        Query(description="The receipt of this return of the order instead of the sale's"),
+    ] = None,
+) -> Any:
+    """The sale's receipt: lines, discounts, tax per rate, the tenders with card brand and last
+    four, change due, the order's returns, and the return policy (the order settings' window);
+    times in the selling store's time zone, money as the currency code and the amount with the
+    currency's minor units (`USD 25.00`, `JPY 2500`). With `return_id`, that return's receipt:
+    the units back, the refund and the tenders refunded. JSON by default; `text/plain` or
+    `text/html` by the Accept header or `format`. A return not of this order is a 404."""
+    order = to_json((await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order)
+    returns = [
+        to_json(r)
+        for r in (
+            await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
+        ).returns
+    ]
+    payments: list[dict[str, Any]] = []
+    if order.get("payment_ids"):
+        found = await svc.payment.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order_id)
+        )
+        payments = [to_json(p) for p in found.payments]
+    settings = await svc.order.GetOrderSettings(order_pb2.GetOrderSettingsRequest())
+    location = await _location(svc, order["location_id"])
+    receipt = receipts.build(
+        order,
+        payments,
+        returns,
+        location,
+        int(settings.settings.return_window_days),
+        return_id or "",
+    )
+    if not receipt:
+        raise Problem(
+            404,
+            "resource_missing",
+            f"return {return_id!r} was not found",
+            extra={"resource": "return"},
+        )
+    kind = _wanted(request, format_)
+    if kind == "text":
+        return PlainTextResponse(receipts.text(receipt))
+    if kind == "html":
+        return HTMLResponse(receipts.html_page(receipt))
+    return Receipt.model_validate(receipt)

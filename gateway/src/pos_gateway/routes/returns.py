@@ -1,0 +1,198 @@
+"""Itemized returns of an order: /v1/orders/{id}/returns."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import Field
+
+from pos.order.v1 import order_pb2
+from pos.payment.v1 import payment_pb2
+from pos_gateway import examples as ex
+from pos_gateway.clients import Services
+from pos_gateway.convert import to_model
+from pos_gateway.routes.common import (
+    CREATE,
+    INT64,
+    Body,
+    MoneyIn,
+    PathId,
+    Sku,
+    example,
+    op,
+    request_id,
+    services,
+)
+from pos_gateway.schemas.returns import ReceiptlessReturn, Return, ReturnList, StoreCredit
+
+router = APIRouter(prefix="/v1", tags=["orders and payments"])
+Svc = Annotated[Services, Depends(services)]
+
+
+class ReturnLineIn(Body):
+    line_id: str = Field(
+        min_length=1, max_length=32, description="The order line (`L<n>`)", examples=["L1"]
+    )
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    restock: bool = Field(
+        True, description="Back to stock at `location_id` (true), or not: damaged, say"
+    )
+    location_id: str = Field(
+        "",
+        max_length=64,
+        description="The store taking the units back, which may not be the one that sold them; "
+        "empty: the order's. One you do not have is a 404",
+    )
+
+
+class TenderAmountIn(Body):
+    payment_id: str = Field(min_length=1, max_length=64)
+    amount: MoneyIn
+
+
+class ReturnIn(Body):
+    model_config = example(
+        {
+            "lines": [{"line_id": "L1", "quantity": 1, "restock": True}],
+            "reason": "wrong_size",
+        }
+    )
+
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_]{0,49}$",
+        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
+    )
+    override_reason: str = Field(
+        "", max_length=500, description="Required past the return window (the order settings')"
+    )
+    tender_amounts: list[TenderAmountIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="How much goes back to each of the order's payments, adding up to the "
+        "refund; empty: from the last payment taken backwards",
+    )
+
+
+@router.post(
+    "/orders/{order_id}/returns",
+    **op(
+        "orders:write",
+        "Return units of an order",
+        (404, *CREATE),
+        example=ex.RETURN,
+        status=201,
+    ),
+)
+async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
+    """Takes back units of the order's lines and refunds them to the tenders they were paid
+    with: each unit's share of what its line paid after every discount, with its tax, so all
+    the returns of a line together refund exactly what it paid, never more. Restocked units go
+    back to stock at `location_id`, once. The order's status does not change; `order.returned`
+    follows (the return and the order). Rules (each a 400 naming the field): a line of this
+    order, handed over, not a gift card line, at most the units not returned yet (earlier
+    returns count); `tender_amounts` add up to the refund, each a payment of the order and at
+    most what it has left. Past the return window an `override_reason` is needed (409
+    `return_window_closed`). Concurrent returns of the same lines are taken one at a time."""
+    request = order_pb2.CreateReturnRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        lines=[
+            order_pb2.ReturnLineRequest(
+                line_id=ln.line_id,
+                quantity=ln.quantity,
+                restock=ln.restock,
+                location_id=ln.location_id,
+            )
+            for ln in body.lines
+        ],
+        reason=body.reason,
+        override_reason=body.override_reason,
+        tender_amounts=[
+            payment_pb2.TenderAmount(payment_id=t.payment_id, amount=t.amount.pb())
+            for t in body.tender_amounts
+        ],
+    )
+    answer = await svc.order.CreateReturn(request)
+    return to_model(Return, answer.order_return)
+
+
+@router.get(
+    "/orders/{order_id}/returns",
+    **op("orders:read", "List an order's returns", (404,), example=ex.page(ex.RETURN)),
+)
+async def list_returns(order_id: PathId, svc: Svc) -> ReturnList:
+    """Every return of the order, oldest first, in one page (`next_cursor` is null)."""
+    answer = await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
+    return ReturnList(data=[to_model(Return, r) for r in answer.returns], next_cursor=None)
+
+
+class ReceiptlessLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    restock: bool = Field(True, description="Back to stock at `location_id`, or not")
+
+
+class ReceiptlessReturnIn(Body):
+    model_config = example(
+        {
+            "location_id": ex.LOCATION_ID,
+            "customer_id": ex.CUSTOMER_ID,
+            "lines": [{"sku": "TEE-BLK-M", "quantity": 1, "restock": True}],
+            "reason": "no_receipt",
+        }
+    )
+
+    location_id: str = Field(
+        min_length=1, max_length=64, description="The store taking the units back"
+    )
+    customer_id: str = Field(
+        min_length=1, max_length=64, description="Who is credited: store credit is theirs"
+    )
+    lines: list[ReceiptlessLineIn] = Field(min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_]{0,49}$",
+        description="Why, as a lower-case code",
+    )
+
+
+@router.post(
+    "/returns",
+    **op(
+        "orders:write",
+        "Return units without a receipt (store credit)",
+        (404, *CREATE),
+        example=ex.RECEIPTLESS_RETURN,
+        status=201,
+        shown_once=("store_credit",),
+    ),
+)
+async def create_receiptless_return(body: ReceiptlessReturnIn, svc: Svc) -> ReceiptlessReturn:
+    """Units back with no order: the customer is credited on a new gift card (store credit,
+    never a card refund) at the lowest price each SKU sold for in the last 30 days, after its
+    order's discount, in the store's currency; restocked units go back to stock at
+    `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
+    sold in that time is a 400 naming the line; a store or customer you do not have is a
+    404."""
+    request = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=request_id(),
+        location_id=body.location_id,
+        customer_id=body.customer_id,
+        lines=[
+            order_pb2.ReceiptlessReturnLine(sku=ln.sku, quantity=ln.quantity, restock=ln.restock)
+            for ln in body.lines
+        ],
+        reason=body.reason,
+    )
+    answer = await svc.order.CreateReceiptlessReturn(request)
+    credit = answer.store_credit
+    return ReceiptlessReturn(
+        order_return=to_model(Return, answer.order_return),
+        store_credit=StoreCredit(gift_card_id=credit.gift_card_id, code=credit.code or None),
+        secret_redacted=False,
+    )

@@ -1,0 +1,86 @@
+"""A receipt: a sale's or one return's record for the customer (see pos_gateway.receipts)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pos_gateway.routes.common import INT64
+from pos_gateway.schemas.base import Answer, Id, Money, OptionalId
+from pos_gateway.schemas.orders import LineSku
+
+LocalTime = str  # RFC 3339 with the location's offset: `2026-01-15T04:30:00-05:00`
+
+
+class ReceiptLocation(Answer):
+    id: Id
+    name: str = Field(max_length=200)
+    time_zone: str = Field(max_length=64, description="IANA: the receipt's times are in it")
+
+
+class ReceiptLine(Answer):
+    line_id: str = Field(max_length=32)
+    name: str = Field(max_length=500)
+    sku: LineSku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    unit_price: Money | None = Field(None, description="Sale receipts")
+    line_total: Money | None = Field(None, description="Sale receipts")
+    amount: Money | None = Field(None, description="Return receipts: the refund for the units")
+    gift_card_last4: str = Field("", max_length=4, description="A gift card line's card")
+    restocked: bool | None = Field(None, description="Return receipts")
+
+
+class ReceiptDiscount(Answer):
+    name: str = Field(max_length=200)
+    amount: Money
+
+
+class ReceiptTax(Answer):
+    name: str = Field(max_length=100, examples=["Tax 8.25%"])
+    rate_bps: int = Field(ge=0, le=100_000, json_schema_extra=INT64)
+    taxable: Money
+    amount: Money
+
+
+class ReceiptTender(Answer):
+    payment_id: Id
+    tender_type: str = Field(max_length=32)
+    card_brand: str = Field(max_length=32)
+    card_last4: str = Field(max_length=4)
+    amount: Money
+
+
+class ReceiptReturnLine(Answer):
+    line_id: str = Field(max_length=32)
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    amount: Money
+
+
+class ReceiptReturn(Answer):
+    return_id: Id
+    at: LocalTime | None = Field(None, max_length=40)
+    lines: list[ReceiptReturnLine] = Field(max_length=200)
+    amount: Money
+
+
+class Receipt(Answer):
+    kind: Literal["sale", "return"]
+    order_id: Id
+    return_id: OptionalId = Field("", description="A return's receipt: the return")
+    location: ReceiptLocation
+    at: LocalTime | None = Field(None, max_length=40, description="In the location's zone")
+    status: str = Field("", max_length=32, description="Sale receipts: the order's status")
+    reason: str = Field("", max_length=50, description="Return receipts: why")
+    lines: list[ReceiptLine] = Field(max_length=200)
+    subtotal: Money | None = None
+    discounts: list[ReceiptDiscount] = Field(default_factory=list, max_length=50)
+    taxes: list[ReceiptTax] = Field(default_factory=list, max_length=20)
+    total: Money = Field(description="A return's receipt: the refund")
+    tenders: list[ReceiptTender] = Field(
+        max_length=50, description="Paid with (sale), or refunded to (return)"
+    )
+    change_due: Money | None = None
+    returns: list[ReceiptReturn] = Field(default_factory=list, max_length=200)
+    refunded: Money | None = Field(None, description="Sale receipts: all its returns refunded")
+    return_policy: str = Field(max_length=500)

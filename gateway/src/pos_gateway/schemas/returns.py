@@ -1,0 +1,78 @@
+"""Returns of an order's units, refunded to the original tenders."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pos_gateway.routes.common import INT64
+from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp
+from pos_gateway.schemas.orders import LineSku
+
+
+class ReturnLine(Answer):
+    line_id: str = Field(
+        max_length=32, description="The order line (`L<n>`); empty without a receipt"
+    )
+    sku: LineSku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    restock: bool = Field(description="Back to stock at `location_id`, or not (damaged, say)")
+    location_id: Id = Field(description="The store that took the units back")
+    amount: Money = Field(
+        description="The refund for these units: their share of what the line paid after every "
+        "discount, with its tax"
+    )
+
+
+class ReturnRefund(Answer):
+    refund_id: Id
+    payment_id: Id = Field(description="The tender it went back to")
+    amount: Money
+    status: str = Field(max_length=32, description="`pending`, `succeeded` or `failed`")
+
+
+class Return(Answer):
+    id: Id
+    order_id: OptionalId = Field(description="Empty for a return without a receipt")
+    lines: list[ReturnLine] = Field(min_length=1, max_length=200)
+    reason: str = Field(max_length=50, examples=["wrong_size"])
+    override_reason: str = Field(
+        max_length=500, description="Why it was taken past the return window, when it was"
+    )
+    amount: Money = Field(description="The refund: the lines' amounts together")
+    status: Literal["pending", "completed"] = Field(
+        description="`pending` while the refund and restock are under way (a retry of the "
+        "same request finishes it), then `completed`"
+    )
+    refunds: list[ReturnRefund] = Field(
+        max_length=50, description="One per tender refunded, from the last one taken backwards"
+    )
+    created_at: Timestamp
+    completed_at: Timestamp | None = None
+    customer_id: OptionalId = Field("", description="A return without a receipt: credited")
+    store_credit_gift_card_id: OptionalId = Field(
+        "", description="A return without a receipt: the store credit card issued"
+    )
+
+
+class StoreCredit(Answer):
+    gift_card_id: Id
+    code: str | None = Field(
+        max_length=64, description="The card's code: in this answer only; null in a replay"
+    )
+
+
+class ReceiptlessReturn(Answer):
+    order_return: Return = Field(description="The return (no order: `order_id` is empty)")
+    store_credit: StoreCredit | None = Field(
+        description="The gift card credited; null in a replay (its code is not kept)"
+    )
+    secret_redacted: bool = Field(False, description="true in a replay: the code is not kept")
+
+
+class ReturnList(Page[Return]):
+    pass
+
+
+__all__ = ["ReceiptlessReturn", "Return", "ReturnList", "StoreCredit"]

@@ -1,0 +1,167 @@
+"""Returns in PostgreSQL: one row per return, its document written whole."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pos_order.adapters.tables import order_returns
+from pos_order.domain.returns import (
+    Refunded,
+    Return,
+    ReturnLine,
+    ReturnStatus,
+    TenderRefund,
+    unit_price_after_discount,
+)
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def return_to_json(r: Return) -> dict[str, Any]:
+    return {
+        "lines": [
+            {
+                "line_id": ln.line_id,
+                "sku": ln.sku,
+                "quantity": ln.quantity,
+                "restock": ln.restock,
+                "location_id": ln.location_id,
+                "amount": ln.amount,
+                "gift_card_id": ln.gift_card_id,
+            }
+            for ln in r.lines
+        ],
+        "reason": r.reason,
+        "currency": r.currency,
+        "amount": r.amount,
+        "override_reason": r.override_reason,
+        "tender_amounts": [
+            {"payment_id": t.payment_id, "amount": t.amount} for t in r.tender_amounts
+        ],
+        "refunds": [
+            {
+                "refund_id": x.refund_id,
+                "payment_id": x.payment_id,
+                "amount": x.amount,
+                "status": x.status,
+            }
+            for x in r.refunds
+        ],
+        "created_at": _stamp(r.created_at),
+        "completed_at": _stamp(r.completed_at),
+        "customer_id": r.customer_id,
+        "store_credit_gift_card_id": r.store_credit_gift_card_id,
+    }
+
+
+def _return(row: Any) -> Return:
+    m = row._mapping
+    b = m["body"]
+    return Return(
+        id=m["id"],
+        order_id=m["order_id"],
+        lines=[ReturnLine(**ln) for ln in b["lines"]],
+        reason=b["reason"],
+        currency=b["currency"],
+        amount=b["amount"],
+        status=ReturnStatus(m["status"]),
+        override_reason=b["override_reason"],
+        tender_amounts=[TenderRefund(**t) for t in b["tender_amounts"]],
+        refunds=[Refunded(**x) for x in b["refunds"]],
+        created_at=_when(b["created_at"]),
+        completed_at=_when(b["completed_at"]),
+        customer_id=b.get("customer_id", ""),
+        store_credit_gift_card_id=b.get("store_credit_gift_card_id", ""),
+    )
+
+
+class SqlReturns:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def add(self, r: Return) -> None:
+        await self._conn.execute(
+            pg_insert(order_returns)
+            .values(
+                merchant_id=self._merchant,
+                id=r.id,
+                order_id=r.order_id,
+                status=r.status.value,
+                body=return_to_json(r),
+                created_at=r.created_at,
+                updated_at=r.created_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def save(self, r: Return) -> None:
+        await self._conn.execute(
+            update(order_returns)
+            .where(order_returns.c.merchant_id == self._merchant, order_returns.c.id == r.id)
+            .values(status=r.status.value, body=return_to_json(r), updated_at=r.completed_at)
+        )
+
+    async def get(self, return_id: str) -> Return | None:
+        row = (
+            await self._conn.execute(
+                select(order_returns).where(
+                    order_returns.c.merchant_id == self._merchant,
+                    order_returns.c.id == return_id,
+                )
+            )
+        ).first()
+        return _return(row) if row is not None else None
+
+    async def lowest_prices(
+        self, skus: list[str], currency: str, since: datetime
+    ) -> dict[str, int]:
+        """The lowest price per unit each SKU sold for since `since` in `currency`, after its
+        order's discount (shared by value over the order's goods, gift cards excluded), from
+        this service's own orders."""
+        rows = await self._conn.execute(
+            text(
+                """
+                SELECT l->>'sku' AS sku, o.discount_total,
+                       (l->>'unit_price')::bigint AS unit_price,
+                       (SELECT coalesce(sum((g->>'unit_price')::bigint
+                                            * (g->>'quantity')::bigint), 0)::bigint
+                          FROM jsonb_array_elements(o.lines) g
+                         WHERE NOT coalesce((g->>'gift_card')::boolean, false)) AS goods
+                  FROM orders o, jsonb_array_elements(o.lines) l
+                 WHERE o.merchant_id = :merchant
+                   AND o.created_at >= :since
+                   AND o.currency = :currency
+                   AND o.status IN ('confirmed', 'completed')
+                   AND l->>'sku' = ANY(:skus)
+                """
+            ),
+            {"merchant": self._merchant, "since": since, "currency": currency, "skus": skus},
+        )
+        lowest: dict[str, int] = {}
+        for row in rows:
+            price = unit_price_after_discount(row.unit_price, row.goods, row.discount_total)
+            lowest[row.sku] = min(price, lowest.get(row.sku, price))
+        return lowest
+
+    async def of_order(self, order_id: str) -> list[Return]:
+        rows = await self._conn.execute(
+            select(order_returns)
+            .where(
+                order_returns.c.merchant_id == self._merchant,
+                order_returns.c.order_id == order_id,
+            )
+            .order_by(order_returns.c.created_at, order_returns.c.id)
+        )
+        return [_return(row) for row in rows]

@@ -1,0 +1,463 @@
+"""Itemized returns: what a returned unit is worth, and the Return object.
+
+Plain Python. The one rule that keeps a refund from ever exceeding what was paid:
+
+- each line's *paid total* is its value after its share of the order's discount, plus its
+  share of the order's tax, both shares allocated by largest remainder, so the lines' paid
+  totals add up to the order's total to the cent;
+- the first `n` units of a line returned are worth `paid * n // quantity` (floor); a return of
+  `k` units after `r` already returned refunds `worth(r + k) - worth(r)`. Over any sequence of
+  returns the refunds telescope to `worth(all returned)`: exactly what was paid for those units,
+  and returning every unit of a line refunds exactly its paid total.
+
+Returns never change the order's status (commerce-states.md): they are objects of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+from pos_kit.errors import Conflict, FieldViolation, raise_if, require
+from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus
+
+MAX_RETURN_LINES = 200
+MAX_REASON = 500
+# What a caller may name as a reason code (free text goes in `note`-like fields elsewhere).
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,49}")
+
+
+def allocate(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights`, by largest remainder: the parts add up to
+    `total` exactly, each within one unit of its exact share; ties go to the earlier weight."""
+    whole = sum(weights)
+    if not weights:
+        return []
+    if whole <= 0:
+        return [total] + [0] * (len(weights) - 1)
+    floors = [total * w // whole for w in weights]
+    remainders = [total * w % whole for w in weights]
+    left = total - sum(floors)
+    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in order[:left]:
+        floors[i] += 1
+    return floors
+
+
+@dataclass(frozen=True)
+class LinePaid:
+    """What the customer paid for one line: after its share of every discount, with its tax."""
+
+    line_id: str
+    quantity: int
+    discount: int
+    tax: int
+    paid: int
+
+    def worth(self, units: int) -> int:
+        """The first `units` units returned are worth this much, together."""
+        return self.paid * units // self.quantity
+
+
+def paid_per_line(
+    lines: list[OrderLine], discount_total: int, tax_total: int
+) -> dict[str, LinePaid]:
+    """Each line's paid total. A gift card line takes no discount and no tax (the order's
+    totals were computed that way); the goods lines share the order's discount by their
+    value and its tax by their value after discount."""
+    goods = [ln for ln in lines if not ln.gift_card]
+    discounts = allocate(discount_total, [ln.line_total.amount for ln in goods])
+    after = [ln.line_total.amount - d for ln, d in zip(goods, discounts, strict=True)]
+    taxes = allocate(tax_total, after)
+    out: dict[str, LinePaid] = {}
+    for ln, d, net, t in zip(goods, discounts, after, taxes, strict=True):
+        out[ln.id] = LinePaid(ln.id, ln.quantity, d, t, net + t)
+    for ln in lines:
+        if ln.gift_card:
+            out[ln.id] = LinePaid(ln.id, ln.quantity, 0, 0, ln.line_total.amount)
+    return out
+
+
+def order_paid_per_line(order: Order) -> dict[str, LinePaid]:
+    return paid_per_line(order.lines, order.totals.discount.amount, order.totals.tax.amount)
+
+
+class ReturnStatus(Enum):
+    # Recorded (its units taken out of what is left to return); money and stock under way.
+    PENDING = "pending"
+    # Refunded to the tenders and restocked as asked.
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class ReturnLineRequest:
+    line_id: str
+    quantity: int
+    restock: bool = True
+    # Where the units come back to stock; empty: the order's selling location.
+    location_id: str = ""
+
+
+@dataclass(frozen=True)
+class TenderRefund:
+    """A caller's amount for one of the order's payments."""
+
+    payment_id: str
+    amount: int
+
+
+@dataclass
+class ReturnLine:
+    line_id: str
+    sku: str
+    quantity: int
+    restock: bool
+    location_id: str
+    amount: int  # the refund for these units
+    # A gift card line: its card, deactivated before the refund (never restocked).
+    gift_card_id: str = ""
+
+
+@dataclass
+class Refunded:
+    refund_id: str
+    payment_id: str
+    amount: int
+    status: str
+
+
+@dataclass
+class Return:
+    id: str
+    order_id: str
+    lines: list[ReturnLine]
+    reason: str
+    currency: str
+    amount: int
+    status: ReturnStatus = ReturnStatus.PENDING
+    override_reason: str = ""
+    tender_amounts: list[TenderRefund] = field(default_factory=list)
+    refunds: list[Refunded] = field(default_factory=list)
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    # A return without a receipt: the customer, and the store credit card once issued.
+    customer_id: str = ""
+    store_credit_gift_card_id: str = ""
+
+    def units(self, line_id: str) -> int:
+        return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
+
+
+@dataclass(frozen=True)
+class ReturnRequest:
+    request_id: str
+    order_id: str
+    lines: list[ReturnLineRequest]
+    reason: str
+    override_reason: str = ""
+    tender_amounts: list[TenderRefund] = field(default_factory=list)
+
+
+def validate_request(req: ReturnRequest) -> None:
+    """What can be told without the order: refused before anything is claimed."""
+    violations: list[FieldViolation] = []
+    violations += require(bool(req.lines), "lines", "must have at least one line")
+    violations += require(
+        len(req.lines) <= MAX_RETURN_LINES, "lines", f"must have at most {MAX_RETURN_LINES}"
+    )
+    for i, ln in enumerate(req.lines[:MAX_RETURN_LINES]):
+        violations += require(bool(ln.line_id), f"lines[{i}].line_id", "is required")
+        violations += require(
+            1 <= ln.quantity <= 10_000, f"lines[{i}].quantity", "must be between 1 and 10000"
+        )
+    ids = [ln.line_id for ln in req.lines]
+    violations += require(len(set(ids)) == len(ids), "lines", "must name each line once")
+    violations += require(
+        _REASON.fullmatch(req.reason) is not None,
+        "reason",
+        "is required: a lower-case code such as damaged, wrong_size, unwanted",
+    )
+    violations += require(
+        len(req.override_reason) <= MAX_REASON,
+        "override_reason",
+        f"must be at most {MAX_REASON} characters",
+    )
+    for i, t in enumerate(req.tender_amounts):
+        violations += require(bool(t.payment_id), f"tender_amounts[{i}].payment_id", "is required")
+        violations += require(t.amount > 0, f"tender_amounts[{i}].amount", "must be more than 0")
+    raise_if(violations)
+
+
+def plan_return(
+    order: Order,
+    earlier: list[Return],
+    req: ReturnRequest,
+    return_id: str,
+    at: datetime,
+    window_days: int,
+    tenders: list[tuple[str, int]],
+    gift_card_balances: dict[str, int] | None = None,
+) -> Return:
+    """The return the request asks for, against the order and every earlier return of it
+    (pending ones included: their units are spoken for). Every rule is checked before anything
+    is written; each failure names its field.
+
+    `gift_card_balances`: the balance of each gift card the request returns, as read just
+    before: a card is returned (deactivated, its value refunded) only while it holds all of it.
+
+    `tenders_left`: what each of the order's payments has left to refund, in the order they
+    were taken (see `tenders_left`). Without the caller's amounts per tender, the refund is
+    spread from the last payment taken backwards (commerce-states.md). The plan is stored with
+    the return before any refund is asked, so a retry asks the same amounts under the same ids.
+    """
+    gift_card_balances = gift_card_balances or {}
+    if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
+        raise Conflict(
+            f"the order is {order.status.value}: only a sold order takes returns",
+            "order_not_sold",
+        )
+    sold_at = order.created_at or at
+    if at > sold_at + timedelta(days=window_days) and not req.override_reason:
+        raise Conflict(
+            f"the order is past the {window_days}-day return window: an override_reason is needed",
+            "return_window_closed",
+            {"window_days": str(window_days)},
+        )
+    lines = {ln.id: ln for ln in order.lines}
+    paid = order_paid_per_line(order)
+    violations: list[FieldViolation] = []
+    made: list[ReturnLine] = []
+    for i, ask in enumerate(req.lines):
+        line = lines.get(ask.line_id)
+        if line is None:
+            violations.append(FieldViolation(f"lines[{i}].line_id", "is not a line of the order"))
+            continue
+        f = order.fulfillment(line.fulfillment_id)
+        if f is not None and f.status not in LEFT_THE_STORE:
+            violations.append(
+                FieldViolation(
+                    f"lines[{i}].line_id",
+                    f"has not been handed over ({f.status.value}): cancel the order instead",
+                )
+            )
+            continue
+        if line.gift_card:
+            # Its card is deactivated and its value refunded: only while none of it was spent.
+            balance = gift_card_balances.get(line.gift_card_id)
+            if not line.gift_card_id or balance is None or balance < line.line_total.amount:
+                violations.append(
+                    FieldViolation(
+                        f"lines[{i}].line_id",
+                        "is a gift card whose balance was spent (or that was never activated): "
+                        "it cannot be returned",
+                    )
+                )
+                continue
+        before = sum(r.units(line.id) for r in earlier)
+        left = line.quantity - before
+        if ask.quantity > left:
+            violations.append(
+                FieldViolation(
+                    f"lines[{i}].quantity",
+                    f"must be at most {left}: {line.quantity} sold, {before} already returned",
+                )
+            )
+            continue
+        share = paid[line.id]
+        amount = share.worth(before + ask.quantity) - share.worth(before)
+        made.append(
+            ReturnLine(
+                line.id,
+                line.sku,
+                ask.quantity,
+                ask.restock and not line.gift_card,
+                ask.location_id or order.location_id,
+                amount,
+                line.gift_card_id if line.gift_card else "",
+            )
+        )
+    raise_if(violations)
+    total = sum(ln.amount for ln in made)
+    captured = dict(tenders)
+    if not req.tender_amounts:
+        spread = spread_backwards(total, tenders)
+    else:
+        spread = list(req.tender_amounts)
+        named = sum(t.amount for t in req.tender_amounts)
+        tender_violations = require(
+            named == total,
+            "tender_amounts",
+            f"must add up to the refund of the returned units ({total})",
+        )
+        for i, t in enumerate(req.tender_amounts):
+            if t.payment_id not in captured:
+                tender_violations.append(
+                    FieldViolation(
+                        f"tender_amounts[{i}].payment_id", "is not a payment of the order"
+                    )
+                )
+            elif t.amount > captured[t.payment_id]:
+                tender_violations.append(
+                    FieldViolation(
+                        f"tender_amounts[{i}].amount",
+                        f"must be at most what the payment has left ({captured[t.payment_id]})",
+                    )
+                )
+        raise_if(tender_violations)
+    return Return(
+        id=return_id,
+        order_id=order.id,
+        lines=made,
+        reason=req.reason,
+        currency=order.currency,
+        amount=total,
+        override_reason=req.override_reason,
+        tender_amounts=spread,
+        created_at=at,
+    )
+
+
+def spread_backwards(amount: int, tenders: list[tuple[str, int]]) -> list[TenderRefund]:
+    """`amount` over the tenders from the last one taken backwards, each up to what it has
+    left. More than they have left together is refused: a refund is never more than what was
+    captured."""
+    if amount > sum(left for _, left in tenders):
+        raise Conflict(
+            "the order's payments have less left to refund than these units are worth",
+            "refund_exceeds_captured",
+        )
+    out: list[TenderRefund] = []
+    due = amount
+    for payment_id, left in reversed(tenders):
+        if due <= 0:
+            break
+        take = min(due, left)
+        if take > 0:
+            out.append(TenderRefund(payment_id, take))
+            due -= take
+    return out
+
+
+def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
+    """What each captured payment of the order has left to refund, in the order taken: its
+    capture less what it refunded (completed returns are counted there) less what pending
+    returns plan to take from it."""
+    planned: dict[str, int] = {}
+    for r in earlier:
+        if r.status is ReturnStatus.PENDING:
+            for t in r.tender_amounts:
+                planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
+    return [
+        (t.payment_id, t.captured - t.refunded - planned.get(t.payment_id, 0))
+        for t in order.saga.tenders
+        if t.payment_id and t.captured > 0
+    ]
+
+
+def refunded(order: Order, ret: Return) -> None:
+    """A return's refunds are done: its tenders' refunded amounts include them."""
+    for t in order.saga.tenders:
+        for r in ret.tender_amounts:
+            if r.payment_id == t.payment_id:
+                t.refunded += r.amount
+
+
+# How far back a return without a receipt looks for the price a SKU sold for.
+RECEIPTLESS_LOOKBACK = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class ReceiptlessLine:
+    sku: str
+    quantity: int
+    restock: bool = True
+
+
+@dataclass(frozen=True)
+class ReceiptlessRequest:
+    request_id: str
+    location_id: str
+    customer_id: str
+    lines: list[ReceiptlessLine]
+    reason: str
+
+
+def validate_receiptless(req: ReceiptlessRequest) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(bool(req.location_id), "location_id", "is required")
+    violations += require(
+        bool(req.customer_id), "customer_id", "is required: store credit goes to a customer"
+    )
+    violations += require(bool(req.lines), "lines", "must have at least one line")
+    violations += require(
+        len(req.lines) <= MAX_RETURN_LINES, "lines", f"must have at most {MAX_RETURN_LINES}"
+    )
+    for i, ln in enumerate(req.lines[:MAX_RETURN_LINES]):
+        violations += require(bool(ln.sku), f"lines[{i}].sku", "is required")
+        violations += require(
+            1 <= ln.quantity <= 10_000, f"lines[{i}].quantity", "must be between 1 and 10000"
+        )
+    skus = [ln.sku for ln in req.lines]
+    violations += require(len(set(skus)) == len(skus), "lines", "must name each sku once")
+    violations += require(
+        _REASON.fullmatch(req.reason) is not None,
+        "reason",
+        "is required: a lower-case code such as damaged, wrong_size, unwanted",
+    )
+    raise_if(violations)
+
+
+def plan_receiptless(
+    req: ReceiptlessRequest,
+    return_id: str,
+    currency: str,
+    lowest: dict[str, int],
+    at: datetime,
+) -> Return:
+    """Credit each unit at the lowest price its SKU sold for in the lookback (`lowest`, per
+    unit after its order's discount share, in the store's currency). A SKU not sold there in
+    that time has no price to credit: refused, naming the line."""
+    violations = [
+        FieldViolation(
+            f"lines[{i}].sku",
+            f"was not sold in the last {RECEIPTLESS_LOOKBACK.days} days in {currency}: no price "
+            "to credit",
+        )
+        for i, ln in enumerate(req.lines)
+        if ln.sku not in lowest
+    ]
+    raise_if(violations)
+    lines = [
+        ReturnLine(
+            "", ln.sku, ln.quantity, ln.restock, req.location_id, lowest[ln.sku] * ln.quantity
+        )
+        for ln in req.lines
+    ]
+    return Return(
+        id=return_id,
+        order_id="",
+        lines=lines,
+        reason=req.reason,
+        currency=currency,
+        amount=sum(ln.amount for ln in lines),
+        created_at=at,
+        customer_id=req.customer_id,
+    )
+
+
+def unit_price_after_discount(unit_price: int, goods: int, discount: int) -> int:
+    """What one unit sold for after its order's discount, shared by value (floor): the
+    merchant never credits more than the unit brought in."""
+    if goods <= 0:
+        return unit_price
+    return unit_price * (goods - discount) // goods
+
+
+@dataclass(frozen=True)
+class OrderReturned:
+    """A return completed: refunded and restocked. Carries the return and the order."""
+
+    order: Order
+    ret: Return

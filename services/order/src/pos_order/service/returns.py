@@ -1,0 +1,348 @@
+"""Itemized returns against an order, in the kit's three steps.
+
+1. `read`, in the claiming transaction: the order row locked, every earlier return of it read,
+   the new return planned (units left, window, refund per line and per tender) and saved
+   `pending`. Concurrent returns of the same lines queue on the order's row lock, and each sees
+   the units the ones before it took: their sum can never pass what was sold, nor their refunds
+   what was paid.
+2. `call`, holding no connection: the refund to the tenders (one request per return,
+   `<return id>/refund`, the amounts per tender planned in step 1) and the restock
+   (`<return id>/restock/<line>` at the returning location), each idempotent on its side.
+3. `record`: the return completed with its refunds, the order's tenders updated, and
+   `order_returned` published with the return and the order, in one transaction.
+
+A failure in step 2 leaves the return `pending` with its plan: a retry with the same request id
+finds it (its id derives from the request and the time it was first claimed) and asks again
+under the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from pos_kit.errors import Conflict, NotFound, Unavailable
+from pos_kit.idempotency import Claim
+from pos_kit.money import Money
+from pos_order.domain.model import Order
+from pos_order.domain.returns import (
+    RECEIPTLESS_LOOKBACK,
+    OrderReturned,
+    ReceiptlessRequest,
+    Refunded,
+    Return,
+    ReturnRequest,
+    ReturnStatus,
+    plan_receiptless,
+    plan_return,
+    refunded,
+    tenders_left,
+    validate_receiptless,
+    validate_request,
+)
+from pos_order.service.ports import GiftCards, NewUow, OrderSettings, OrderUnitOfWork
+from pos_order.service.saga import Policy, now
+
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+class ReturnRepository(Protocol):
+    async def lowest_prices(
+        self, skus: list[str], currency: str, since: datetime
+    ) -> dict[str, int]: ...
+    async def add(self, r: Return) -> None: ...
+    async def save(self, r: Return) -> None: ...
+    async def get(self, return_id: str) -> Return | None: ...
+    async def of_order(self, order_id: str) -> list[Return]: ...
+
+
+class ReturnsUnitOfWork(OrderUnitOfWork, Protocol):
+    @property
+    def returns(self) -> ReturnRepository: ...
+
+
+@dataclass(frozen=True)
+class RefundAsk:
+    payment_id: str
+    amount: Money
+
+
+class RefundPayments(Protocol):
+    async def refund_order(
+        self,
+        request_id: str,
+        order_id: str,
+        amounts: list[RefundAsk],
+        reason: str,
+        lines: list[tuple[str, int]],
+    ) -> list[Refunded]:
+        """One refund per tender, each to the tender it was taken on."""
+        ...
+
+
+class ReturnStock(Protocol):
+    async def return_to_stock(
+        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReturnPorts:
+    payments: RefundPayments
+    stock: ReturnStock
+    gift_cards: GiftCards | None = None
+
+
+class CreateReturn(Generic[R]):
+    def __init__(
+        self,
+        req: ReturnRequest,
+        ports: ReturnPorts,
+        new_uow: Callable[[], ReturnsUnitOfWork],
+        policy: Policy,
+        answer: Callable[[Return, object], R],
+    ) -> None:
+        validate_request(req)  # bad input is refused before anything is claimed
+        self.req = req
+        # The balances of the gift cards returned, read before the claim (see `balances`).
+        self.gift_card_balances: dict[str, int] = {}
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def balances(self) -> None:
+        """Before the claim, no connection held: the balance of each gift card line asked to be
+        returned. A card spent between this read and its deactivation is the one race left
+        (milliseconds); the deactivation's own answer is logged."""
+        if self.ports.gift_cards is None:
+            return
+        async with self.new_uow() as uow:
+            order = await uow.orders.get(self.req.order_id)
+        if order is None:
+            return  # the claim's read answers the 404
+        asked = {ln.line_id for ln in self.req.lines}
+        for line in order.lines:
+            if line.gift_card and line.gift_card_id and line.id in asked:
+                found = await self.ports.gift_cards.balance(line.gift_card_id)
+                if found is not None:
+                    self.gift_card_balances[line.gift_card_id] = found
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Return:
+        req = self.req
+        order = await uow.orders.get(req.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", req.order_id)
+        at = await uow.checkouts.started_at(req.request_id)
+        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        found = await uow.returns.get(return_id)
+        if found is not None:  # a retry of a return whose refund or restock did not finish
+            return found
+        earlier = await uow.returns.of_order(order.id)
+        settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        ret = plan_return(
+            order,
+            earlier,
+            req,
+            return_id,
+            now(),
+            settings.return_window_days,
+            tenders_left(order, earlier),
+            self.gift_card_balances,
+        )
+        await uow.returns.add(ret)
+        return ret
+
+    async def call(self, claim: Claim, ret: Return) -> Return:
+        return await move_money_and_stock(self.ports, ret)
+
+    async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
+        ret, order = await complete(uow, done)
+        return self.answer(ret, order)
+
+
+@dataclass(frozen=True)
+class Credited:
+    ret: Return
+    code: str  # shown once: empty when the payment service replays the card
+
+
+class CreateReceiptlessReturn(Generic[R]):
+    """Units back with no receipt: store credit on a gift card issued to the customer
+    (`<return>/store_credit`, reason `store_credit`), never a card refund, at the lowest price
+    each SKU sold for in the last 30 days in this service's own orders; restocked as asked
+    (`<return>/restock/<sku>`). The store's currency is the caller's to give (its location,
+    checked before anything is claimed)."""
+
+    def __init__(
+        self,
+        req: ReceiptlessRequest,
+        currency: str,
+        ports: ReturnPorts,
+        answer: Callable[[Return, str], R],
+    ) -> None:
+        validate_receiptless(req)
+        self.req = req
+        self.currency = currency
+        self.ports = ports
+        self.answer = answer
+        self.shown = ""  # the card's code, when this run issued it: never stored
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Return:
+        req = self.req
+        at = await uow.checkouts.started_at(req.request_id)
+        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        found = await uow.returns.get(return_id)
+        if found is not None:
+            return found
+        when = now()
+        lowest = await uow.returns.lowest_prices(
+            sorted({ln.sku for ln in req.lines}), self.currency, when - RECEIPTLESS_LOOKBACK
+        )
+        ret = plan_receiptless(req, return_id, self.currency, lowest, when)
+        await uow.returns.add(ret)
+        return ret
+
+    async def call(self, claim: Claim, ret: Return) -> Credited:
+        credited = await credit_and_restock(self.ports, ret)
+        self.shown = credited.code
+        return credited
+
+    async def record(self, uow: ReturnsUnitOfWork, done: Credited) -> R:
+        ret = await complete_credit(uow, done)
+        return self.answer(ret, ret.store_credit_gift_card_id)
+
+
+# The steps after the plan, shared by the requests and the resumer: each call idempotent by a
+# request id derived from the return, each record a no-op once the return is completed.
+
+
+async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
+    """A return against an order: its gift cards deactivated, then the refund to the tenders
+    as planned, then the restock at the returning store."""
+    if ret.status is ReturnStatus.COMPLETED:
+        return ret
+    for ln in ret.lines:
+        if ln.gift_card_id:
+            # Before any money goes back: a card deactivated holds nothing to spend.
+            if ports.gift_cards is None:
+                raise Unavailable("gift cards cannot be deactivated now", "payment_unavailable")
+            try:
+                await ports.gift_cards.deactivate(
+                    f"{ret.id}/deactivate/{ln.line_id}", ln.gift_card_id, "line_returned"
+                )
+            except Conflict as exc:
+                log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
+    made: list[Refunded] = []
+    if ret.amount > 0:
+        made = await ports.payments.refund_order(
+            f"{ret.id}/refund",
+            ret.order_id,
+            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.tender_amounts],
+            ret.reason,
+            [(ln.sku, ln.quantity) for ln in ret.lines],
+        )
+    for ln in ret.lines:
+        if ln.restock and ln.quantity > 0:
+            await ports.stock.return_to_stock(
+                f"{ret.id}/restock/{ln.line_id}",
+                ln.location_id,
+                ln.sku,
+                ln.quantity,
+                f"return {ret.id} of order {ret.order_id}",
+            )
+    return replace(ret, refunds=made)
+
+
+async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]:
+    order = await uow.orders.get(done.order_id, lock=True)
+    if order is None:
+        raise NotFound("order", done.order_id)
+    ret = await uow.returns.get(done.id)
+    if ret is None:
+        raise NotFound("return", done.id)
+    if ret.status is ReturnStatus.PENDING:
+        at = now()
+        ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
+        order.touched(at)
+        refunded(order, ret)
+        await uow.orders.save(order)
+        await uow.returns.save(ret)
+        uow.publish(OrderReturned(order, ret))
+    return ret, order
+
+
+async def credit_and_restock(ports: ReturnPorts, ret: Return) -> Credited:
+    """A return without a receipt: the store credit card issued to the customer, then the
+    restock."""
+    if ret.status is ReturnStatus.COMPLETED:
+        return Credited(ret, "")
+    if ports.gift_cards is None:
+        raise Unavailable("store credit cannot be issued now", "payment_unavailable")
+    card = await ports.gift_cards.issue(
+        f"{ret.id}/store_credit",
+        Money(ret.amount, ret.currency),
+        "",
+        "",
+        "",
+        ret.customer_id,
+        ret.lines[0].location_id,
+        reason="store_credit",
+    )
+    for ln in ret.lines:
+        if ln.restock:
+            await ports.stock.return_to_stock(
+                f"{ret.id}/restock/{ln.sku}",
+                ln.location_id,
+                ln.sku,
+                ln.quantity,
+                f"return {ret.id} without a receipt",
+            )
+    return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)
+
+
+async def complete_credit(uow: ReturnsUnitOfWork, done: Credited) -> Return:
+    ret = await uow.returns.get(done.ret.id)
+    if ret is None:
+        raise NotFound("return", done.ret.id)
+    if ret.status is ReturnStatus.PENDING:
+        ret.status, ret.completed_at = ReturnStatus.COMPLETED, now()
+        ret.store_credit_gift_card_id = done.ret.store_credit_gift_card_id
+        await uow.returns.save(ret)
+    return ret
+
+
+async def resume(
+    new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, return_id: str
+) -> None:
+    """A return left pending (its request failed after the plan, or its process died): the
+    same steps again under the same ids, then completed. Its store credit's code, if one was
+    issued, is not shown again (a code is answered once)."""
+    async with new_uow() as uow:
+        ret = await uow.returns.get(return_id)
+    if ret is None or ret.status is ReturnStatus.COMPLETED:
+        return
+    if ret.order_id:
+        done = await move_money_and_stock(ports, ret)
+        async with new_uow() as uow:
+            await complete(uow, done)
+            await uow.commit()
+    else:
+        credited = await credit_and_restock(ports, ret)
+        async with new_uow() as uow:
+            await complete_credit(uow, credited)
+            await uow.commit()
+
+
+async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
+    order = await uow.orders.get(order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    return await uow.returns.of_order(order_id)
+
+
+__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "list_returns"]

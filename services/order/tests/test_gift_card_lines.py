@@ -1,0 +1,227 @@
+"""Gift cards sold as order lines, through the saga with the real services (PostgreSQL, NATS,
+inventory, payment and order in this process): activated when the order is confirmed, under
+request ids derived from the order; the code answered once and kept nowhere; a sale that is
+not confirmed leaves no live card and no money taken."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from order_shop import serve_order, tee_shop
+
+from pos.common.v1 import money_pb2
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT = (("x-merchant-id", "mer_giftlines"),)
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+@dataclass
+class Shop:
+    orders: order_pb2_grpc.OrderServiceStub
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    order_db: str
+    location_id: str
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.order_db) as conn:
+            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    async def checkout(self, *lines: order_pb2.CheckoutLine, card: str = "tok_visa") -> Any:
+        request = order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=self.location_id,
+            lines=list(lines),
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token=card,
+        )
+        return request, await self.orders.Checkout(request, metadata=MERCHANT, timeout=20)
+
+    async def lookup(self, code: str) -> G.GiftCard:
+        found = await self.cards.LookupGiftCard(
+            G.LookupGiftCardRequest(code=code), metadata=MERCHANT, timeout=5
+        )
+        return found.gift_card
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            order = await stack.enter_async_context(
+                serve_order(infra, server.url, inventory.port, payment.port)
+            )
+            location_id = await tee_shop(inventory.channel, MERCHANT[0][1])
+            yield Shop(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                order.database_url,
+                location_id,
+            )
+    finally:
+        server.stop()
+
+
+def gift(amount: int, code: str = "") -> order_pb2.CheckoutLine:
+    return order_pb2.CheckoutLine(
+        quantity=1, gift_card=order_pb2.GiftCardLineRequest(amount=usd(amount), code=code)
+    )
+
+
+TEE = order_pb2.CheckoutLine(sku="TEE", quantity=1)
+# Everything the order service keeps of a sale: the order, the stored answers, the events.
+KEPT = [
+    "SELECT count(*) FROM orders t WHERE t::text LIKE %s",
+    "SELECT count(*) FROM processed_requests t WHERE t::text LIKE %s",
+    "SELECT count(*) FROM outbox t WHERE t::text LIKE %s",
+]
+
+
+async def test_gift_card_lines_are_activated_at_confirmation_and_their_codes_shown_once(
+    shop: Shop,
+) -> None:
+    printed = "PRINTED-" + uuid.uuid4().hex[:12].upper()
+    request, sale = await shop.checkout(TEE, gift(5000), gift(2000, printed))
+
+    order = sale.order
+    assert order.status == order_pb2.ORDER_STATUS_COMPLETED
+    # Stored value is neither discounted nor taxed; it is paid for like goods.
+    assert order.subtotal.amount == 2500 + 5000 + 2000
+    assert order.total.amount == 9500 and sale.payment.captured.amount == 9500
+    cards = {c.line_id: c for c in sale.gift_cards}
+    assert set(cards) == {"L2", "L3"}
+    assert cards["L3"].code == printed
+    generated = cards["L2"].code
+    assert generated and generated != printed
+    lines = {ln.id: ln for ln in order.lines}
+    assert not lines["L1"].HasField("gift_card")
+    for line_id, amount, code in (("L2", 5000, generated), ("L3", 2000, printed)):
+        card = await shop.lookup(code)
+        assert card.id == lines[line_id].gift_card.gift_card_id == cards[line_id].gift_card_id
+        assert card.code_last4 == lines[line_id].gift_card.code_last4 == code[-4:]
+        assert card.balance.amount == amount and card.status == G.GIFT_CARD_STATUS_ACTIVE
+        assert (card.order_id, card.order_line_id, card.reason) == (order.id, line_id, "sale")
+        # The card's request id derives from the order: asking again replays the same card.
+        again = await shop.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=f"{order.id}/gift_card/{line_id}",
+                amount=usd(amount),
+                code=code if line_id == "L3" else "",
+                order_id=order.id,
+                order_line_id=line_id,
+                reason="sale",
+                location_id=order.location_id,
+            ),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        assert again.gift_card.id == card.id and again.code_redacted
+
+    # A retry of the same sale replays it: the same order and cards, and no code.
+    replay = await shop.orders.Checkout(request, metadata=MERCHANT, timeout=20)
+    assert replay.order == order and not replay.gift_cards
+    # The codes are kept nowhere in the order service's database.
+    for code in (generated, printed):
+        for query in KEPT:
+            assert shop.sql(query, f"%{code}%") == [(0,)], query
+
+
+async def test_a_declined_sale_activates_no_gift_card(shop: Shop) -> None:
+    printed = "DECLINED-" + uuid.uuid4().hex[:12].upper()
+    _, sale = await shop.checkout(gift(3000, printed), card="tok_declined")
+    assert sale.order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert sale.order.cancel_reason == "payment_declined" and not sale.gift_cards
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.lookup(printed)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_card_that_cannot_be_activated_undoes_the_whole_sale(shop: Shop) -> None:
+    """The second card is over the merchant's maximum balance (2,000.00 by default): the
+    payment is refunded, the first card (already activated) is deactivated, the order is
+    cancelled, and the caller is told why."""
+    first = "FIRSTCARD-" + uuid.uuid4().hex[:12].upper()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.checkout(TEE, gift(10000, first), gift(250000))
+    assert err.value.code() in (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ), read_error(err.value)
+    card = await shop.lookup(first)
+    assert card.status == G.GIFT_CARD_STATUS_DEACTIVATED and card.balance.amount == 0
+    listed = await shop.orders.ListOrders(
+        order_pb2.ListOrdersRequest(page_size=200), metadata=MERCHANT, timeout=5
+    )
+    (order,) = [o for o in listed.orders if o.id == card.order_id]
+    assert order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert order.cancel_reason == "confirmation_failed"
+    paid = await shop.payments.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    (payment,) = paid.payments
+    assert payment.captured.amount == 2500 + 10000 + 250000
+    assert payment.refunded.amount == payment.captured.amount
+
+
+async def test_a_returned_gift_card_line_deactivates_its_card_unless_it_was_spent(
+    shop: Shop,
+) -> None:
+    _, sale = await shop.checkout(TEE, gift(3000), gift(4000))
+    order, codes = sale.order, {c.line_id: c.code for c in sale.gift_cards}
+    # The second card is spent a little: it can no longer be returned.
+    await shop.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(
+            request_id=str(uuid.uuid4()), code=codes["L3"], amount=usd(100), reference="coffee"
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+
+    def back(line_id: str) -> order_pb2.CreateReturnRequest:
+        return order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id=line_id, quantity=1, restock=True)],
+            reason="unwanted",
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(back("L3"), metadata=MERCHANT, timeout=20)
+    assert [v.field for v in read_error(err.value).violations] == ["lines[0].line_id"]
+    assert (await shop.lookup(codes["L3"])).balance.amount == 3900
+
+    returned = await shop.orders.CreateReturn(back("L2"), metadata=MERCHANT, timeout=20)
+    ret = returned.order_return
+    assert ret.amount.amount == 3000 and not ret.lines[0].restock
+    card = await shop.lookup(codes["L2"])
+    assert card.status == G.GIFT_CARD_STATUS_DEACTIVATED and card.balance.amount == 0
+    paid = await shop.payments.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert paid.payments[0].refunded.amount == 3000

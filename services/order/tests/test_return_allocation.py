@@ -1,0 +1,216 @@
+"""The refund of returned units, on generated orders (lines, an order-level discount, tax,
+several tenders) and generated sequences of partial returns: never more than was paid, exactly
+what was paid when everything comes back, to the cent, and no tender refunded past its
+capture."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pos_kit.errors import Conflict, InvalidArgument
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    Fulfillment,
+    FulfillmentStatus,
+    FulfillmentType,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Tender,
+    TenderRecord,
+    TenderState,
+    compute_totals,
+)
+from pos_order.domain.returns import (
+    Return,
+    ReturnLineRequest,
+    ReturnRequest,
+    ReturnStatus,
+    allocate,
+    order_paid_per_line,
+    plan_return,
+    refunded,
+    tenders_left,
+)
+
+USD = "USD"
+SOLD = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def sold_order(
+    lines: list[tuple[int, int]],
+    discount: int,
+    tax_bps: int,
+    tender_weights: list[int],
+    gift_cards: list[int] = (),  # type: ignore[assignment]
+) -> Order:
+    made = [
+        OrderLine(f"SKU{i}", f"Item {i}", q, Money(p, USD), "f1", id=f"L{i + 1}")
+        for i, (p, q) in enumerate(lines)
+    ]
+    made += [
+        OrderLine(
+            "", "Gift card", 1, Money(a, USD), "f1", id=f"L{len(made) + k + 1}", gift_card=True
+        )
+        for k, a in enumerate(gift_cards)
+    ]
+    totals = compute_totals(made, Money(discount, USD), tax_bps, USD)
+    order = Order(
+        id="ord_1",
+        location_id="loc_1",
+        customer_id="",
+        lines=made,
+        totals=totals,
+        discounts_applied=True,
+        status=OrderStatus.COMPLETED,
+        fulfillments=[
+            Fulfillment("f1", FulfillmentType.IN_STORE, "loc_1", FulfillmentStatus.FULFILLED)
+        ],
+        created_at=SOLD,
+    )
+    for n, part in enumerate(allocate(totals.total.amount, tender_weights), start=1):
+        if part > 0:
+            order.saga.tenders.append(
+                TenderRecord(
+                    n,
+                    Tender.CARD,
+                    part,
+                    f"ord_1/payment/{n}",
+                    payment_id=f"pay_{n}",
+                    state=TenderState.CAPTURED,
+                    captured=part,
+                )
+            )
+    return order
+
+
+def do_return(order: Order, done: list[Return], asks: list[tuple[str, int]]) -> Return:
+    req = ReturnRequest(
+        f"req-{len(done)}", order.id, [ReturnLineRequest(i, q) for i, q in asks], "unwanted"
+    )
+    ret = plan_return(
+        order, done, req, f"ret_{len(done)}", SOLD + timedelta(days=1), 30,
+        tenders_left(order, done),
+    )  # fmt: skip
+    # Completed: its refunds now count in the tenders' refunded amounts.
+    ret.status = ReturnStatus.COMPLETED
+    refunded(order, ret)
+    done.append(ret)
+    return ret
+
+
+orders = st.builds(
+    sold_order,
+    lines=st.lists(st.tuples(st.integers(1, 50_000), st.integers(1, 12)), min_size=1, max_size=6),
+    discount=st.integers(0, 200_000),
+    tax_bps=st.integers(0, 2_500),
+    tender_weights=st.lists(st.integers(0, 100), min_size=1, max_size=4).filter(any),
+    gift_cards=st.lists(st.integers(1, 10_000), max_size=2),
+)
+
+
+@given(order=orders, data=st.data())
+def test_refunds_over_any_sequence_of_returns_are_exactly_what_was_paid(
+    order: Order, data: st.DataObject
+) -> None:
+    paid = order_paid_per_line(order)
+    # The lines' paid totals are the order's total, to the cent.
+    assert sum(p.paid for p in paid.values()) == order.totals.total.amount
+    goods = [ln for ln in order.lines if not ln.gift_card]
+    left = {ln.id: ln.quantity for ln in goods}
+    done: list[Return] = []
+    returned_all = data.draw(st.booleans())
+    while any(left.values()):
+        open_lines = [i for i, n in left.items() if n > 0]
+        chosen = data.draw(st.lists(st.sampled_from(open_lines), min_size=1, unique=True))
+        asks = [(i, data.draw(st.integers(1, left[i]))) for i in chosen]
+        do_return(order, done, asks)
+        for i, q in asks:
+            left[i] -= q
+        if not returned_all and data.draw(st.booleans()):
+            break
+    back = {ln.id: sum(r.units(ln.id) for r in done) for ln in goods}
+    for ln in goods:
+        got = sum(rl.amount for r in done for rl in r.lines if rl.line_id == ln.id)
+        # Within a cent of the exact share of what the line paid, never above it ...
+        exact = Fraction(paid[ln.id].paid * back[ln.id], ln.quantity)
+        assert exact - 1 < got <= exact
+        # ... and exactly what it paid once every unit is back.
+        if back[ln.id] == ln.quantity:
+            assert got == paid[ln.id].paid
+    total = sum(r.amount for r in done)
+    assert total <= order.totals.total.amount
+    if all(back[ln.id] == ln.quantity for ln in goods):
+        gift_value = sum(ln.line_total.amount for ln in order.lines if ln.gift_card)
+        assert total == order.totals.total.amount - gift_value
+    # Each return's tender amounts add up to its refund; no tender past its capture.
+    for r in done:
+        assert sum(t.amount for t in r.tender_amounts) == r.amount
+    for t in order.saga.tenders:
+        taken = sum(
+            x.amount for r in done for x in r.tender_amounts if x.payment_id == t.payment_id
+        )
+        assert taken <= t.captured
+
+
+def test_the_refund_is_spread_from_the_last_tender_taken_backwards() -> None:
+    order = sold_order([(1000, 3)], 0, 0, [1, 2])  # 30.00: pay_1 10.00, pay_2 20.00
+    ret = do_return(order, [], [("L1", 3)])
+    assert [(t.payment_id, t.amount) for t in ret.tender_amounts] == [
+        ("pay_2", 2000),
+        ("pay_1", 1000),
+    ]
+
+
+def test_an_order_discount_and_tax_are_shared_by_value_and_the_last_unit_takes_the_rest() -> None:
+    # 3 x 10.00 + 1 x 5.00 = 35.00, 5.00 off, 10 % tax on 30.00 = 3.00: total 33.00.
+    order = sold_order([(1000, 3), (500, 1)], 500, 1000, [1])
+    assert order.totals.total.amount == 3300
+    paid = order_paid_per_line(order)
+    # L1 takes 30/35 of the discount (4.29 by largest remainder), L2 the rest (0.71).
+    assert (paid["L1"].discount, paid["L2"].discount) == (429, 71)
+    assert paid["L1"].paid + paid["L2"].paid == 3300
+    done: list[Return] = []
+    first = do_return(order, done, [("L1", 1)])
+    second = do_return(order, done, [("L1", 1)])
+    third = do_return(order, done, [("L1", 1)])
+    assert first.amount + second.amount + third.amount == paid["L1"].paid
+    assert (
+        max(first.amount, second.amount, third.amount)
+        - min(first.amount, second.amount, third.amount)
+        <= 1
+    )
+
+
+def test_bad_returns_are_refused_naming_the_field() -> None:
+    order = sold_order([(1000, 2)], 0, 0, [1], gift_cards=[5000])
+    done: list[Return] = []
+    do_return(order, done, [("L1", 1)])
+    cases = {
+        "lines[0].quantity": [("L1", 2)],  # one left
+        "lines[0].line_id": [("L9", 1)],  # not a line of the order
+    }
+    for field, asks in cases.items():
+        with pytest.raises(InvalidArgument) as err:
+            do_return(order, done, asks)
+        assert [v.field for v in err.value.violations] == [field]
+    with pytest.raises(InvalidArgument) as err:
+        do_return(order, done, [("L2", 1)])  # the gift card line
+    assert [v.field for v in err.value.violations] == ["lines[0].line_id"]
+    late = ReturnRequest("late", order.id, [ReturnLineRequest("L1", 1)], "unwanted")
+    with pytest.raises(Conflict) as closed:
+        plan_return(order, done, late, "ret_x", SOLD + timedelta(days=31), 30, [])
+    assert closed.value.code == "return_window_closed"
+    overridden = ReturnRequest(
+        "late", order.id, [ReturnLineRequest("L1", 1)], "unwanted", override_reason="manager ok"
+    )
+    ret = plan_return(
+        order, done, overridden, "ret_x", SOLD + timedelta(days=31), 30,
+        tenders_left(order, done),
+    )  # fmt: skip
+    assert ret.amount == 1000

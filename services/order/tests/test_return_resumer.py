@@ -1,0 +1,160 @@
+"""A return whose refund's answer was lost is finished by the resumer, refunded once: real
+PostgreSQL, NATS, inventory, payment and order services in this process.
+
+Between the order and payment services sits a relay that passes every call through, except
+that it drops the answer of the first refund: the money went back, the order service never
+learnt it, and the client gave up. The return stays pending with its plan; the resumer asks
+the same refund again under the same id (the payment service replays it) and completes it. A
+late retry by the client answers the completed return and refunds nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from order_shop import serve_order, tee_shop
+
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT = (("x-merchant-id", "mer_return_resumer"),)
+
+
+class LosingRelay(grpc.GenericRpcHandler):
+    """Every call of the payment process passed through as bytes; the first refund's answer
+    is lost after the refund was made."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.refunds = 0
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
+        method: str = details.method  # type: ignore[attr-defined]
+        forward = self.channel.unary_unary(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+            metadata = [
+                (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
+            ]
+            answer = await forward(request, metadata=metadata, timeout=10)
+            if method.endswith("/CreateRefund"):
+                self.refunds += 1
+                if self.refunds == 1:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(handle)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stack:
+    orders: order_pb2_grpc.OrderServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    relay: LosingRelay
+    location_id: str
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def stack(infra: Infra) -> AsyncIterator[Stack]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            relay = LosingRelay(payment.channel)
+            relay_server = grpc.aio.server()
+            relay_server.add_generic_rpc_handlers((relay,))
+            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
+            await relay_server.start()
+            stack.push_async_callback(relay_server.stop, None)
+            # The resumer takes over a return idle for a second, looking every 0.2 s.
+            order = await stack.enter_async_context(
+                serve_order(
+                    infra,
+                    server.url,
+                    inventory.port,
+                    relay_port,
+                    payment_timeout_seconds=0.5,
+                    saga_abandon_seconds=1.0,
+                    saga_sweep_seconds=0.2,
+                )
+            )
+            location_id = await tee_shop(inventory.channel, MERCHANT[0][1])
+            yield Stack(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                relay,
+                location_id,
+            )
+    finally:
+        server.stop()
+
+
+async def _eventually(check: Callable[[], Awaitable[Any]], within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while not (value := await check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def test_a_return_whose_refund_answer_was_lost_is_finished_once(stack: Stack) -> None:
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    order = sale.order
+    request = order_pb2.CreateReturnRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=order.id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+        reason="unwanted",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    async def completed() -> Any:
+        found = await stack.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+        done = [r for r in found.returns if r.status == "completed"]
+        return done[0] if done else None
+
+    ret = await _eventually(completed)
+    assert ret.amount.amount == 2500 and [r.amount.amount for r in ret.refunds] == [2500]
+    assert stack.relay.refunds >= 2  # asked again by the resumer, under the same id
+
+    async def refunded() -> int:
+        found = await stack.payments.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+        return sum(p.refunded.amount for p in found.payments)
+
+    assert await refunded() == 2500
+    late = await stack.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
+    assert late.order_return.id == ret.id and late.order_return.status == "completed"
+    assert await refunded() == 2500

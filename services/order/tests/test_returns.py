@@ -1,0 +1,368 @@
+"""Itemized returns with the real services (PostgreSQL, NATS, inventory, payment and order in
+this process): refunded to the original tenders, never more than was paid, restocked at the
+returning store once; retries apply once; bad input writes nothing; 50 concurrent returns of
+the same line refund at most what it paid."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from google.protobuf import field_mask_pb2
+from order_shop import serve_order
+
+from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT = (("x-merchant-id", "mer_returns"),)
+OTHER = (("x-merchant-id", "mer_returns_other"),)
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+@dataclass
+class Shop:
+    orders: order_pb2_grpc.OrderServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    catalog: inventory_pb2_grpc.InventoryServiceStub
+    order_db: str
+    store: str  # sells, 8.25 % tax
+    outlet: str  # takes returns back
+    products: dict[str, str]  # sku -> id
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.order_db) as conn:
+            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    async def sale(self, tee: int, mug: int, split: int = 0) -> order_pb2.Order:
+        """An in-store order, paid by two cards when `split` (the first card's amount)."""
+        created = await self.orders.CreateOrder(
+            order_pb2.CreateOrderRequest(
+                request_id=str(uuid.uuid4()),
+                channel="register",
+                location_id=self.store,
+                lines=[
+                    order_pb2.OrderLineRequest(sku=s, quantity=q)
+                    for s, q in (("TEE", tee), ("MUG", mug))
+                    if q
+                ],
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        order = created.order
+        if split:
+            await self.orders.AddTender(
+                order_pb2.AddTenderRequest(
+                    request_id=str(uuid.uuid4()),
+                    order_id=order.id,
+                    tender_type=payment_pb2.TENDER_TYPE_CARD,
+                    amount=usd(split),
+                    card_token="tok_visa",
+                ),
+                metadata=MERCHANT,
+                timeout=10,
+            )
+        await self.orders.AddTender(
+            order_pb2.AddTenderRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_mastercard",
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        confirmed = await self.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return confirmed.order
+
+    def ask(self, order_id: str, *lines: tuple[str, int], **extra: Any) -> Any:
+        return order_pb2.CreateReturnRequest(
+            request_id=extra.pop("request_id", str(uuid.uuid4())),
+            order_id=order_id,
+            lines=[
+                order_pb2.ReturnLineRequest(
+                    line_id=i, quantity=q, restock=True, location_id=extra.get("at", "")
+                )
+                for i, q in lines
+            ],
+            reason=extra.get("reason", "unwanted"),
+            override_reason=extra.get("override", ""),
+        )
+
+    async def returns_of(self, order_id: str) -> list[order_pb2.Return]:
+        found = await self.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return list(found.returns)
+
+    async def refunded(self, order_id: str) -> dict[str, tuple[int, int]]:
+        """Each payment's (captured, refunded), as the payment service knows them."""
+        found = await self.payments.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return {p.id: (p.captured.amount, p.refunded.amount) for p in found.payments}
+
+    async def on_hand(self, location_id: str) -> int:
+        found = await self.catalog.GetStockLevels(
+            inventory_pb2.GetStockLevelsRequest(skus=["TEE"], location_id=location_id),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        return sum(level.on_hand for level in found.levels)
+
+
+async def _location(catalog: Any, name: str, tax: int) -> str:
+    made = await catalog.CreateLocation(
+        inventory_pb2.CreateLocationRequest(
+            request_id=f"returns-{name}", name=name, currency="USD", tax_rate_bps=tax
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    return str(made.location.id)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            order = await stack.enter_async_context(
+                serve_order(infra, server.url, inventory.port, payment.port)
+            )
+            catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
+            store = await _location(catalog, "Main St", 825)
+            outlet = await _location(catalog, "Outlet", 0)
+            products = {}
+            for sku, price in (("TEE", 2500), ("MUG", 1200)):
+                made = await catalog.CreateProduct(
+                    inventory_pb2.CreateProductRequest(
+                        request_id=f"returns-{sku}", sku=sku, name=sku.title(), price=usd(price)
+                    ),
+                    metadata=MERCHANT,
+                    timeout=5,
+                )
+                products[sku] = made.product.id
+            yield Shop(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
+                catalog,
+                order.database_url,
+                store,
+                outlet,
+                products,
+            )
+    finally:
+        server.stop()
+
+
+async def test_an_itemized_return_refunds_the_tenders_and_restocks_once(shop: Shop) -> None:
+    # 3 x 25.00 + 12.00 = 87.00, tax 8.25 % = 7.18: 94.18, paid 30.00 then 64.18.
+    order = await shop.sale(3, 1, split=3000)
+    assert order.total.amount == 9418
+    first, second = order.payment_ids
+    request = shop.ask(order.id, ("L1", 2), at=shop.outlet)
+
+    answer = await shop.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
+
+    ret = answer.order_return
+    # Two of three tees: two thirds of the line's 75.00 and its tax share (6.19), floored.
+    line_paid = 7500 + 619
+    assert ret.amount.amount == line_paid * 2 // 3 == 5412
+    assert ret.status == "completed" and ret.lines[0].location_id == shop.outlet
+    # From the last tender taken backwards: all of it from the second card.
+    assert [(r.payment_id, r.amount.amount) for r in ret.refunds] == [(second, 5412)]
+    assert await shop.refunded(order.id) == {first: (3000, 0), second: (6418, 5412)}
+    assert await shop.on_hand(shop.outlet) == 2
+    # The order's status does not change; what its tenders hold does.
+    assert answer.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert answer.order.paid.amount == 9418 - 5412
+    events = shop.sql(
+        "SELECT count(*) FROM outbox WHERE subject = %s", "pos.order.v1.order_returned"
+    )
+    assert events == [(1,)]
+
+    # The same request again: the same return, nothing refunded or restocked twice.
+    again = await shop.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
+    assert again.order_return == ret
+    assert await shop.refunded(order.id) == {first: (3000, 0), second: (6418, 5412)}
+    assert await shop.on_hand(shop.outlet) == 2
+
+    # The last tee and the mug: everything is back, exactly what was paid, over both cards.
+    rest = await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 1), ("L2", 1)), metadata=MERCHANT, timeout=20
+    )
+    assert rest.order_return.amount.amount == 9418 - 5412
+    assert await shop.refunded(order.id) == {first: (3000, 3000), second: (6418, 6418)}
+    assert len(await shop.returns_of(order.id)) == 2
+
+
+async def test_bad_returns_are_refused_and_write_nothing(shop: Shop) -> None:
+    order = await shop.sale(2, 0)
+    await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
+    before = (await shop.returns_of(order.id), await shop.refunded(order.id))
+    other = await shop.sale(1, 1)
+
+    async def refused(request: Any, metadata: Any = MERCHANT) -> Any:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.orders.CreateReturn(request, metadata=metadata, timeout=20)
+        return err.value
+
+    more = await refused(shop.ask(order.id, ("L1", 2)))  # one left
+    assert more.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f.field for f in read_error(more).violations] == ["lines[0].quantity"]
+    foreign_line = await refused(shop.ask(order.id, ("L2", 1)))  # `other` has an L2, not this
+    assert [f.field for f in read_error(foreign_line).violations] == ["lines[0].line_id"]
+    foreign = await refused(shop.ask(order.id, ("L1", 1)), OTHER)
+    assert foreign.code() == grpc.StatusCode.NOT_FOUND
+    elsewhere = await refused(shop.ask(order.id, ("L1", 1), at="loc_of_nobody"))
+    assert elsewhere.code() == grpc.StatusCode.NOT_FOUND
+    no_reason = await refused(shop.ask(order.id, ("L1", 1), reason=""))
+    assert [f.field for f in read_error(no_reason).violations] == ["reason"]
+
+    # Past the window (0 days): refused without an override, taken with one.
+    await shop.orders.UpdateOrderSettings(
+        order_pb2.UpdateOrderSettingsRequest(request_id=str(uuid.uuid4()), return_window_days=0),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    try:
+        late = await refused(shop.ask(order.id, ("L1", 1)))
+        assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert read_error(late).reason == "return_window_closed"
+        assert (await shop.returns_of(order.id), await shop.refunded(order.id)) == before
+        assert await shop.returns_of(other.id) == []
+        taken = await shop.orders.CreateReturn(
+            shop.ask(order.id, ("L1", 1), override="receipt shows a gift"),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+        assert taken.order_return.override_reason == "receipt shows a gift"
+    finally:
+        await shop.orders.UpdateOrderSettings(
+            order_pb2.UpdateOrderSettingsRequest(
+                request_id=str(uuid.uuid4()), return_window_days=30
+            ),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+
+async def test_fifty_concurrent_returns_of_one_line_refund_at_most_what_it_paid(
+    shop: Shop,
+) -> None:
+    order = await shop.sale(10, 0)  # 250.00 + 20.63 tax = 270.63
+    assert order.total.amount == 27063
+
+    async def one() -> Any:
+        try:
+            answer = await shop.orders.CreateReturn(
+                shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=60
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc
+        return answer.order_return
+
+    outcomes = await asyncio.gather(*(one() for _ in range(50)))
+    made = [o for o in outcomes if isinstance(o, order_pb2.Return)]
+    refused = [o for o in outcomes if not isinstance(o, order_pb2.Return)]
+    assert len(made) == 10
+    assert {e.code() for e in refused} == {grpc.StatusCode.INVALID_ARGUMENT}
+    assert sum(r.amount.amount for r in made) == 27063
+    ((captured, refunded),) = (await shop.refunded(order.id)).values()
+    assert captured == refunded == 27063
+
+
+async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_price(
+    shop: Shop,
+) -> None:
+    customer = f"cus_{uuid.uuid4().hex[:12]}"
+    # The customer as the order service learns them from the customer service's events.
+    with psycopg.connect(shop.order_db) as conn:
+        conn.execute(
+            "INSERT INTO known_customers (merchant_id, customer_id, version) VALUES (%s, %s, 1)",
+            (MERCHANT[0][1], customer),
+        )
+    # A T-shirt sold at 25.00, then at 20.00 after a price change: the credit is 20.00 each.
+    await shop.sale(1, 0)
+    await shop.catalog.UpdateProduct(
+        inventory_pb2.UpdateProductRequest(
+            request_id=str(uuid.uuid4()),
+            id=shop.products["TEE"],
+            product=inventory_pb2.ProductInput(sku="TEE", name="Tee", price=usd(2000)),
+            update_mask=field_mask_pb2.FieldMask(paths=["price"]),
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    await shop.sale(1, 0)
+    stocked = await shop.on_hand(shop.outlet)
+    request = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.outlet,
+        customer_id=customer,
+        lines=[order_pb2.ReceiptlessReturnLine(sku="TEE", quantity=2, restock=True)],
+        reason="no_receipt",
+    )
+
+    answer = await shop.orders.CreateReceiptlessReturn(request, metadata=MERCHANT, timeout=20)
+
+    ret, credit = answer.order_return, answer.store_credit
+    assert ret.amount.amount == 4000 and ret.status == "completed" and not ret.refunds
+    assert ret.customer_id == customer and ret.store_credit_gift_card_id == credit.gift_card_id
+    card = await shop.cards.LookupGiftCard(
+        G.LookupGiftCardRequest(code=credit.code), metadata=MERCHANT, timeout=5
+    )
+    assert card.gift_card.balance.amount == 4000
+    assert (card.gift_card.customer_id, card.gift_card.reason) == (customer, "store_credit")
+    assert await shop.on_hand(shop.outlet) == stocked + 2
+    replay = await shop.orders.CreateReceiptlessReturn(request, metadata=MERCHANT, timeout=20)
+    assert replay.order_return == ret and replay.store_credit.code == ""
+    assert await shop.on_hand(shop.outlet) == stocked + 2
+
+    never_sold = order_pb2.CreateReceiptlessReturnRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.outlet,
+        customer_id=customer,
+        lines=[order_pb2.ReceiptlessReturnLine(sku="HAT", quantity=1, restock=True)],
+        reason="no_receipt",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReceiptlessReturn(never_sold, metadata=MERCHANT, timeout=20)
+    assert [f.field for f in read_error(err.value).violations] == ["lines[0].sku"]
+    nobody = order_pb2.CreateReceiptlessReturnRequest()
+    nobody.CopyFrom(request)
+    nobody.request_id, nobody.customer_id = str(uuid.uuid4()), ""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReceiptlessReturn(nobody, metadata=MERCHANT, timeout=20)
+    assert [f.field for f in read_error(err.value).violations] == ["customer_id"]

@@ -1,0 +1,171 @@
+"""Returns and gift card lines through the gateway over HTTP, every service a separate process:
+a register sale with a gift card line shows the code once (a replay has none); units returned
+to another store are refunded to the tender and restocked there; the return shows in the event
+feed as order.returned with the return and the order; bad returns answer 4xx problems."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
+
+
+def _ok(answer: httpx.Response, status: int = 200) -> Any:
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def _ask(line_id: str, quantity: int) -> dict[str, Any]:
+    return {"lines": [{"line_id": line_id, "quantity": quantity}], "reason": "unwanted"}
+
+
+def _on_hand(http: httpx.Client, sku: str, location: str) -> int:
+    levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location}).json()
+    return int(levels["data"][0]["on_hand"]) if levels["data"] else 0
+
+
+def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: Running) -> None:
+    http = platform.http
+    sku = f"RET-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Return probe",
+        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+    store, outlet = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+
+    body = {
+        "location_id": store,
+        "lines": [
+            {"sku": sku, "quantity": 3},
+            {"quantity": 1, "gift_card": {"amount": {"amount": 2500, "currency": "USD"}}},
+        ],
+        "tender_type": "card",
+        "card_token": "tok_visa",
+    }
+    key = str(uuid.uuid4())
+    sale = _ok(_post(http, "/v1/checkouts", body, key), 201)
+    order = sale["order"]
+    (card,) = sale["gift_cards"]
+    assert card["line_id"] == "L2" and len(card["code"]) >= 8
+    assert sale["secret_redacted"] is False
+    gift_line = order["lines"][1]
+    assert gift_line["sku"] == "" and gift_line["gift_card"]["gift_card_id"] == card["gift_card_id"]
+    assert gift_line["gift_card"]["code_last4"] == card["code"][-4:]
+    replay = _ok(_post(http, "/v1/checkouts", body, key), 201)
+    assert replay["gift_cards"] is None and replay["secret_redacted"] is True
+    looked_up = _ok(_post(http, "/v1/gift-cards/lookup", {"code": card["code"]}))
+    assert looked_up["balance"]["amount"] == 2500
+
+    returned = _ok(
+        _post(
+            http,
+            f"/v1/orders/{order['id']}/returns",
+            {"lines": [{"line_id": "L1", "quantity": 2, "location_id": outlet}],
+             "reason": "wrong_size"},
+        ),
+        201,
+    )  # fmt: skip
+    line_paid = order["total"]["amount"] - 2500  # the goods line: 30.00 and its tax
+    assert returned["amount"]["amount"] == line_paid * 2 // 3
+    assert returned["status"] == "completed" and returned["lines"][0]["location_id"] == outlet
+    (refund,) = returned["refunds"]
+    assert refund["payment_id"] == sale["payment"]["id"]
+    assert refund["amount"] == returned["amount"]
+    assert _on_hand(http, sku, outlet) == 2
+    listed = _ok(http.get(f"/v1/orders/{order['id']}/returns"))
+    assert [r["id"] for r in listed["data"]] == [returned["id"]]
+
+    def fed() -> Any:
+        page = http.get("/v1/events", params={"types": "order.returned", "limit": 200}).json()
+        return [e for e in page["data"] if e["data"]["object"]["id"] == returned["id"]]
+
+    (event,) = _eventually(fed)
+    assert event["data"]["object"] == returned
+    assert event["data"]["order"]["id"] == order["id"]
+
+    returns = f"/v1/orders/{order['id']}/returns"
+    too_many = _post(http, returns, _ask("L1", 2))
+    assert too_many.status_code == 400, too_many.text
+    assert too_many.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in too_many.json()["errors"]] == ["lines[0].quantity"]
+    # A gift card line comes back only while its card holds all its value: spent a little, no.
+    spent = {"code": card["code"], "amount": {"amount": 100, "currency": "USD"}}
+    _ok(_post(http, "/v1/gift-cards/redeem", spent))
+    gift_back = _post(http, returns, _ask("L2", 1))
+    assert gift_back.status_code == 400, gift_back.text
+    missing = _post(http, "/v1/orders/ord_made_up/returns", _ask("L1", 1))
+    assert missing.status_code == 404, missing.text
+    assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
+
+    # The receipt of the sale, in the store's time zone, with the return on it.
+    receipt_path = f"/v1/orders/{order['id']}/receipt"
+    receipt = _ok(http.get(receipt_path))
+    store_zone = next(
+        loc["time_zone"] for loc in http.get("/v1/locations").json()["data"] if loc["id"] == store
+    )
+    assert receipt["kind"] == "sale" and receipt["location"]["time_zone"] == store_zone
+    assert receipt["total"] == order["total"] and receipt["subtotal"] == order["subtotal"]
+    (tender,) = receipt["tenders"]
+    assert tender["card_brand"] == "visa" and len(tender["card_last4"]) == 4
+    assert receipt["lines"][1]["gift_card_last4"] == card["code"][-4:]
+    assert [r["return_id"] for r in receipt["returns"]] == [returned["id"]]
+    assert receipt["refunded"] == returned["amount"] and "30 days" in receipt["return_policy"]
+    paper = http.get(receipt_path, headers={"Accept": "text/plain"})
+    assert paper.status_code == 200 and paper.headers["content-type"].startswith("text/plain")
+    total = order["total"]["amount"]
+    assert f"USD {total // 100}.{total % 100:02d}" in paper.text and "TOTAL" in paper.text
+    page = http.get(receipt_path, params={"format": "html"})
+    assert page.headers["content-type"].startswith("text/html") and "<pre>" in page.text
+    # The receipt of the return: the units back and the refund to the card.
+    slip = _ok(http.get(receipt_path, params={"return_id": returned["id"]}))
+    assert slip["kind"] == "return" and slip["total"] == returned["amount"]
+    assert [t["card_last4"] for t in slip["tenders"]] == [tender["card_last4"]]
+    unknown = http.get(receipt_path, params={"return_id": "ret_made_up"})
+    assert unknown.status_code == 404, unknown.text
+
+
+def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Running) -> None:
+    http = platform.http
+    sku = f"RNR-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "No receipt probe",
+        "price": {"amount": 1500, "currency": "USD"}}), 201)  # fmt: skip
+    store, outlet = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+    customer = http.get("/v1/customers").json()["data"][0]["id"]
+    sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    _ok(_post(http, "/v1/checkouts", sale), 201)
+    body = {"location_id": outlet, "customer_id": customer,
+            "lines": [{"sku": sku, "quantity": 2}], "reason": "no_receipt"}  # fmt: skip
+    key = str(uuid.uuid4())
+    credited = _ok(_post(http, "/v1/returns", body, key), 201)
+    ret, credit = credited["order_return"], credited["store_credit"]
+    assert ret["amount"] == {"amount": 3000, "currency": "USD"} and ret["refunds"] == []
+    assert ret["customer_id"] == customer and ret["order_id"] == ""
+    card = _ok(_post(http, "/v1/gift-cards/lookup", {"code": credit["code"]}))
+    assert card["id"] == credit["gift_card_id"] and card["reason"] == "store_credit"
+    assert card["balance"]["amount"] == 3000 and card["customer_id"] == customer
+    assert _on_hand(http, sku, outlet) == 2
+    replay = _ok(_post(http, "/v1/returns", body, key), 201)
+    assert replay["store_credit"] is None and replay["secret_redacted"] is True
+    never_sold = {**body, "lines": [{"sku": "NEVER-SOLD-SKU", "quantity": 1}]}
+    refused = _post(http, "/v1/returns", never_sold)
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]
