@@ -94,8 +94,16 @@ def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: R
     assert [r["id"] for r in listed["data"]] == [returned["id"]]
 
     def fed() -> Any:
-        page = http.get("/v1/events", params={"types": "order.returned", "limit": 200}).json()
-        return [e for e in page["data"] if e["data"]["object"]["id"] == returned["id"]]
+        # The whole feed, page by page: the shared demo merchant's holds every other test's too.
+        found, after = [], 0
+        while True:
+            page = http.get(
+                "/v1/events", params={"types": "order.returned", "limit": 200, "after": after}
+            ).json()
+            found += [e for e in page["data"] if e["data"]["object"]["id"] == returned["id"]]
+            after = page["next_after"]
+            if not page["has_more"]:
+                return found
 
     (event,) = _eventually(fed)
     assert event["data"]["object"] == returned

@@ -35,7 +35,10 @@ SKUS_ASKED_MAX = 200
 TaxRateKey = Annotated[str, Field(pattern=TAX_CATEGORY, max_length=32)]
 
 
-class LocationTax(Answer):
+class LocationTaxRule(Answer):
+    """One tax a location charges (its name, rates and whether it compounds). Named apart from
+    `Location.tax_rates_bps`: generated clients name inline maps by parent and field."""
+
     name: str = Field(min_length=1, max_length=32, examples=["state"])
     rate_bps: Bps
     rates_bps: dict[TaxRateKey, Bps] = Field(
@@ -75,7 +78,7 @@ class Location(Answer):
     pickup_enabled: bool
     ship_enabled: bool
     prices_include_tax: bool = Field(False, description="Shelf prices include their tax (VAT)")
-    taxes: list[LocationTax] = Field(
+    taxes: list[LocationTaxRule] = Field(
         default_factory=list,
         max_length=5,
         description="Several taxes (a state's and a city's); when set they replace "
