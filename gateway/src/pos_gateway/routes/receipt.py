@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
@@ -16,6 +15,7 @@ from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import PathId, QueryId, op, services
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.receipts import Receipt
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
@@ -38,18 +38,11 @@ _op["responses"][200]["content"]["text/html"] = {
 
 
 async def _location(svc: Services, location_id: str) -> dict[str, Any]:
-    token = ""
-    while True:
-        page = await svc.inventory.ListLocations(
-            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
-        )
-        for loc in page.locations:
-            if loc.id == location_id:
-                return to_json(loc)
-        token = page.next_page_token
-        if not token:
-            # The order's store is no longer listed: the receipt is still owed, in UTC.
-            return {"id": location_id, "name": "", "time_zone": "UTC", "tax_rate_bps": 0}
+    try:
+        return to_json(await location_of(svc, location_id))
+    except Problem:
+        # The order's store is no longer listed: the receipt is still owed, in UTC.
+        return {"id": location_id, "name": "", "time_zone": "UTC", "tax_rate_bps": 0}
 
 
 def _wanted(request: Request, format_: str | None) -> str:
