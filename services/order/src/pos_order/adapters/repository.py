@@ -136,6 +136,15 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "points": saga.points,
         "points_discount": saga.points_discount,
         "points_state": saga.points_state.value if saga.points_state else None,
+        **(
+            {
+                "exchange_of": saga.exchange_of,
+                "exchange_return_id": saga.exchange_return_id,
+                "credit": saga.credit,
+            }
+            if saga.exchange_of
+            else {}
+        ),
     }
 
 
@@ -167,6 +176,9 @@ def _saga(found: dict[str, Any]) -> Saga:
         points=found.get("points", 0),
         points_discount=found.get("points_discount", 0),
         points_state=PointsState(found["points_state"]) if found.get("points_state") else None,
+        exchange_of=found.get("exchange_of", ""),
+        exchange_return_id=found.get("exchange_return_id", ""),
+        credit=found.get("credit", 0),
     )
 
 

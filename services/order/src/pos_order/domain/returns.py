@@ -145,6 +145,10 @@ class Return:
     # A return without a receipt: the customer, and the store credit card once issued.
     customer_id: str = ""
     store_credit_gift_card_id: str = ""
+    # Part of an exchange: the new order, and how much of `amount` pays for it instead of
+    # going back to the tenders (`tender_amounts` refund only the rest).
+    exchange_order_id: str = ""
+    credited: int = 0
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -199,6 +203,7 @@ def plan_return(
     window_days: int,
     tenders: list[tuple[str, int]],
     gift_card_balances: dict[str, int] | None = None,
+    spread: bool = True,
 ) -> Return:
     """The return the request asks for, against the order and every earlier return of it
     (pending ones included: their units are spoken for). Every rule is checked before anything
@@ -211,6 +216,7 @@ def plan_return(
     were taken (see `tenders_left`). Without the caller's amounts per tender, the refund is
     spread from the last payment taken backwards (commerce-states.md). The plan is stored with
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
+    `spread` False: no refund planned here (an exchange plans only the difference it owes).
     """
     gift_card_balances = gift_card_balances or {}
     if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
@@ -281,10 +287,12 @@ def plan_return(
     raise_if(violations)
     total = sum(ln.amount for ln in made)
     captured = dict(tenders)
-    if not req.tender_amounts:
-        spread = spread_backwards(total, tenders)
+    if not spread:
+        planned: list[TenderRefund] = []
+    elif not req.tender_amounts:
+        planned = spread_backwards(total, tenders)
     else:
-        spread = list(req.tender_amounts)
+        planned = list(req.tender_amounts)
         named = sum(t.amount for t in req.tender_amounts)
         tender_violations = require(
             named == total,
@@ -314,7 +322,7 @@ def plan_return(
         currency=order.currency,
         amount=total,
         override_reason=req.override_reason,
-        tender_amounts=spread,
+        tender_amounts=planned,
         created_at=at,
     )
 

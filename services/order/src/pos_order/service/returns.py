@@ -27,7 +27,7 @@ from typing import Generic, Protocol, TypeVar
 from pos_kit.errors import Conflict, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
-from pos_order.domain.model import Order
+from pos_order.domain.model import Order, OrderStatus
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
     OrderReturned,
@@ -57,6 +57,7 @@ class ReturnRepository(Protocol):
     async def add(self, r: Return) -> None: ...
     async def save(self, r: Return) -> None: ...
     async def get(self, return_id: str) -> Return | None: ...
+    async def discard(self, return_id: str) -> None: ...
     async def of_order(self, order_id: str) -> list[Return]: ...
 
 
@@ -119,18 +120,13 @@ class CreateReturn(Generic[R]):
         """Before the claim, no connection held: the balance of each gift card line asked to be
         returned. A card spent between this read and its deactivation is the one race left
         (milliseconds); the deactivation's own answer is logged."""
-        if self.ports.gift_cards is None:
-            return
         async with self.new_uow() as uow:
             order = await uow.orders.get(self.req.order_id)
         if order is None:
             return  # the claim's read answers the 404
-        asked = {ln.line_id for ln in self.req.lines}
-        for line in order.lines:
-            if line.gift_card and line.gift_card_id and line.id in asked:
-                found = await self.ports.gift_cards.balance(line.gift_card_id)
-                if found is not None:
-                    self.gift_card_balances[line.gift_card_id] = found
+        self.gift_card_balances = await gift_card_balances(
+            self.ports, order, {ln.line_id for ln in self.req.lines}
+        )
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
@@ -163,6 +159,20 @@ class CreateReturn(Generic[R]):
     async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
         ret, order = await complete(uow, done)
         return self.answer(ret, order)
+
+
+async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) -> dict[str, int]:
+    """The balance of each gift card line of `order` among the lines `asked`, read with no
+    connection held, before the claim."""
+    out: dict[str, int] = {}
+    if ports.gift_cards is None:
+        return out
+    for line in order.lines:
+        if line.gift_card and line.gift_card_id and line.id in asked:
+            found = await ports.gift_cards.balance(line.gift_card_id)
+            if found is not None:
+                out[line.gift_card_id] = found
+    return out
 
 
 @dataclass(frozen=True)
@@ -238,7 +248,8 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             except Conflict as exc:
                 log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
     made: list[Refunded] = []
-    if ret.amount > 0:
+    # What goes back to the tenders: the whole refund, or an exchange's difference owed.
+    if sum(t.amount for t in ret.tender_amounts) > 0:
         made = await ports.payments.refund_order(
             f"{ret.id}/refund",
             ret.order_id,
@@ -326,6 +337,8 @@ async def resume(
         ret = await uow.returns.get(return_id)
     if ret is None or ret.status is ReturnStatus.COMPLETED:
         return
+    if ret.exchange_order_id and not await exchange_sold(new_uow, ret):
+        return
     if ret.order_id:
         done = await move_money_and_stock(ports, ret)
         async with new_uow() as uow:
@@ -336,6 +349,19 @@ async def resume(
         async with new_uow() as uow:
             await complete_credit(uow, credited)
             await uow.commit()
+
+
+async def exchange_sold(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> bool:
+    """An exchange's return goes on (refund, restock) only once its new order is sold: while
+    that order is pending, its own saga (or the resumer's pass over it) decides; once it is
+    cancelled, the return is dropped (nothing was refunded or restocked for it)."""
+    async with new_uow() as uow:
+        order = await uow.orders.get(ret.exchange_order_id)
+        if order is None or order.status is OrderStatus.CANCELLED:
+            await uow.returns.discard(ret.id)
+            await uow.commit()
+            return False
+    return order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)
 
 
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
