@@ -171,6 +171,17 @@ class Order(Answer):
     coupons: list[OrderCoupon] = Field(
         default_factory=list, max_length=10, description="The coupons the order named"
     )
+    exchange_of: OptionalId = Field(
+        "", description="An exchange's new order: the order whose returned units pay for it"
+    )
+    exchange_return_id: OptionalId = Field(
+        "", description="An exchange's new order: the return of those units"
+    )
+    exchange_credit: Money | None = Field(
+        None,
+        description="An exchange's new order: how much of the total the returned units pay "
+        "(no payment carries it; `paid` includes it)",
+    )
 
 
 class IssuedGiftCard(Answer):

@@ -449,7 +449,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 order_return=return_to_proto(r),
                 order=order_to_proto(new),
                 original_order=order_to_proto(old),
-                difference=to_proto(Money(new.totals.total.amount - r.amount, r.currency)),
+                charged=to_proto(Money(max(0, new.totals.total.amount - r.amount), r.currency)),
+                refunded=to_proto(Money(max(0, r.amount - new.totals.total.amount), r.currency)),
             ),
         )
         # Stores named must be the merchant's: checked before anything is claimed (404).

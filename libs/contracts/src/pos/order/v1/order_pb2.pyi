@@ -2065,7 +2065,8 @@ class CreateExchangeResponse(_message.Message):
     ORDER_RETURN_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     ORIGINAL_ORDER_FIELD_NUMBER: _builtins.int
-    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    CHARGED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order_return(self) -> Global___Return:
         """The return of the original order's units (exchange_order_id names the new order)."""
@@ -2079,20 +2080,26 @@ class CreateExchangeResponse(_message.Message):
         """The original order as it stands after the exchange."""
 
     @_builtins.property
-    def difference(self) -> _money_pb2.Money:
-        """The new order's total less the returned units' value: > 0 charged, < 0 refunded."""
+    def charged(self) -> _money_pb2.Money:
+        """The difference: the new order's total less the returned units' value, taken with the
+        tenders when above zero (`charged`), refunded to the original tenders when below
+        (`refunded`); both zero for an even exchange.
+        """
 
+    @_builtins.property
+    def refunded(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
         order_return: Global___Return | None = ...,
         order: Global___Order | None = ...,
         original_order: Global___Order | None = ...,
-        difference: _money_pb2.Money | None = ...,
+        charged: _money_pb2.Money | None = ...,
+        refunded: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["difference", b"difference", "order", b"order", "order_return", b"order_return", "original_order", b"original_order"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["difference", b"difference", "order", b"order", "order_return", b"order_return", "original_order", b"original_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
