@@ -564,6 +564,7 @@ ORDER_SETTINGS = {
     "hold_seconds": 900,
     "authorization_window_seconds": 0,
     "return_window_days": 30,
+    "return_policy_text": "Sale items: exchange only. Keep the tags on.",
 }
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",

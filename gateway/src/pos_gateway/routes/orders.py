@@ -698,6 +698,12 @@ class OrderSettingsIn(Body):
         description="The payment settings' window (PUT /v1/payment-settings), set from here too",
     )
     return_window_days: int | None = Field(None, ge=0, le=365, json_schema_extra=INT64)
+    return_policy_text: str | None = Field(
+        None,
+        max_length=1_000,
+        description="Your return policy in your words, printed on receipts after the window's "
+        "sentence (empty: that sentence alone)",
+    )
 
 
 @router.patch(
@@ -716,6 +722,8 @@ async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSetting
         request.hold_seconds = body.hold_seconds
     if body.return_window_days is not None:
         request.return_window_days = body.return_window_days
+    if body.return_policy_text is not None:
+        request.return_policy_text = body.return_policy_text
     if body.authorization_window_seconds is not None:
         await svc.payment.UpdatePaymentSettings(
             payment_pb2.UpdatePaymentSettingsRequest(

@@ -238,6 +238,12 @@ class OrderSettings(Answer):
         "settings' (a pickup that would outlive it is captured at confirmation)",
     )
     return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    return_policy_text: str = Field(
+        "",
+        max_length=1_000,
+        description="The merchant's return policy, printed on receipts after the window's "
+        "sentence; empty: that sentence alone",
+    )
 
 
 class CartDiscount(Answer):

@@ -576,6 +576,7 @@ class SqlOrderSettings:
             pickup_expiry_seconds=row.pickup_expiry_seconds,
             hold_seconds=row.hold_seconds,
             return_window_days=row.return_window_days,
+            return_policy_text=row.return_policy_text,
         )
 
     async def put(self, settings: OrderSettings) -> None:
@@ -585,6 +586,7 @@ class SqlOrderSettings:
             "pickup_expiry_seconds": settings.pickup_expiry_seconds,
             "hold_seconds": settings.hold_seconds,
             "return_window_days": settings.return_window_days,
+            "return_policy_text": settings.return_policy_text,
         }
         statement = pg_insert(t).values(merchant_id=self._merchant, **values)
         await self._conn.execute(

@@ -2,9 +2,10 @@
 
 Plain Python. The one rule that keeps a refund from ever exceeding what was paid:
 
-- each line's *paid total* is its value after its share of the order's discount, plus its
-  share of the order's tax, both shares allocated by largest remainder, so the lines' paid
-  totals add up to the order's total to the cent;
+- each line's *paid total* is its value after its discounts, plus its tax, as the pricing step
+  stored them on the line (an order priced before lines kept them: its share of the order's
+  discount and of its tax, allocated by largest remainder); either way the lines' paid totals
+  add up to the order's total to the cent;
 - the first `n` units of a line returned are worth `paid * n // quantity` (floor); a return of
   `k` units after `r` already returned refunds `worth(r + k) - worth(r)`. Over any sequence of
   returns the refunds telescope to `worth(all returned)`: exactly what was paid for those units,
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
-from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus
+from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus, Totals
 
 MAX_RETURN_LINES = 200
 MAX_REASON = 500
@@ -80,7 +81,45 @@ def paid_per_line(
     return out
 
 
+def stored_paid_per_line(lines: list[OrderLine], totals: Totals) -> dict[str, LinePaid] | None:
+    """Each line's paid total from what the pricing step stored on it (its discounts with
+    their offers, its tax per rate), when those add up to the order's totals: the order's own
+    figures, not a re-derivation. Tax-exclusive (the total adds the lines' taxes) or inclusive
+    (the prices contain them); None when the lines do not account for the totals (an order
+    priced before lines kept them), and the allocation applies."""
+    goods = [ln for ln in lines if not ln.gift_card]
+    cards = sum(ln.line_total.amount for ln in lines if ln.gift_card)
+    if sum(ln.discount for ln in goods) != totals.discount.amount:
+        return None
+    if sum(ln.tax for ln in goods) != totals.tax.amount:
+        return None
+    net = sum(ln.line_total.amount - ln.discount for ln in goods) + cards
+    if net + totals.tax.amount == totals.total.amount:
+        inclusive = False
+    elif net == totals.total.amount:
+        inclusive = True
+    else:
+        return None
+    out = {
+        ln.id: LinePaid(
+            ln.id,
+            ln.quantity,
+            ln.discount,
+            ln.tax,
+            ln.line_total.amount - ln.discount + (0 if inclusive else ln.tax),
+        )
+        for ln in goods
+    }
+    for ln in lines:
+        if ln.gift_card:
+            out[ln.id] = LinePaid(ln.id, ln.quantity, 0, 0, ln.line_total.amount)
+    return out
+
+
 def order_paid_per_line(order: Order) -> dict[str, LinePaid]:
+    stored = stored_paid_per_line(order.lines, order.totals)
+    if stored is not None:
+        return stored
     return paid_per_line(order.lines, order.totals.discount.amount, order.totals.tax.amount)
 
 

@@ -189,6 +189,7 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
         pickup_expiry_seconds=s.pickup_expiry_seconds,
         hold_seconds=s.hold_seconds,
         return_window_days=s.return_window_days,
+        return_policy_text=s.return_policy_text,
     )
 
 
@@ -530,6 +531,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             hold_seconds=request.hold_seconds if request.HasField("hold_seconds") else None,
             return_window_days=(
                 request.return_window_days if request.HasField("return_window_days") else None
+            ),
+            return_policy_text=(
+                request.return_policy_text if request.HasField("return_policy_text") else None
             ),
         )
         found = await handlers.update_settings(uow, self.policy, change)

@@ -819,6 +819,10 @@ class SettingsChange:
     pickup_expiry_seconds: int | None = None
     hold_seconds: int | None = None
     return_window_days: int | None = None
+    return_policy_text: str | None = None
+
+
+MAX_POLICY_TEXT = 1_000
 
 
 async def update_settings(
@@ -835,6 +839,12 @@ async def update_settings(
         violations.append(FieldViolation("hold_seconds", "must be between 60 and 604800"))
     if change_.return_window_days is not None and not (0 <= change_.return_window_days <= 365):
         violations.append(FieldViolation("return_window_days", "must be between 0 and 365"))
+    if change_.return_policy_text is not None and len(change_.return_policy_text) > (
+        MAX_POLICY_TEXT
+    ):
+        violations.append(
+            FieldViolation("return_policy_text", f"must be at most {MAX_POLICY_TEXT} characters")
+        )
     raise_if(violations)
     current = await get_settings(uow, policy)
     updated = OrderSettings(
@@ -844,6 +854,7 @@ async def update_settings(
         pickup_expiry_seconds=_or(change_.pickup_expiry_seconds, current.pickup_expiry_seconds),
         hold_seconds=_or(change_.hold_seconds, current.hold_seconds),
         return_window_days=_or(change_.return_window_days, current.return_window_days),
+        return_policy_text=_or(change_.return_policy_text, current.return_policy_text),
     )
     await uow.settings.put(updated)
     return updated
