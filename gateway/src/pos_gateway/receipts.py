@@ -298,8 +298,8 @@ def text(receipt: dict[str, Any]) -> str:
         out.append("-" * WIDTH)
         if receipt.get("exchange_order_id"):
             out.append(_row("RETURNED", money_text(receipt["total"])))
-            out.append(_row(f"Exchange {receipt['exchange_order_id']}",
-                            money_text(receipt["credited"])))  # fmt: skip
+            out.append(_row("Exchange credit", money_text(receipt["credited"])))
+            out.append(f"  to order {receipt['exchange_order_id']}")
         else:
             out.append(_row("REFUND", money_text(receipt["total"])))
         for t in receipt["tenders"]:
@@ -307,7 +307,7 @@ def text(receipt: dict[str, Any]) -> str:
     else:
         out.append(receipt["at"] or "")
         if receipt.get("exchange_of"):
-            out.append(f"Exchange of order {receipt['exchange_of']}")
+            out.append(f"Exchange of {receipt['exchange_of']}")
         out.append("-" * WIDTH)
         for ln in receipt["lines"]:
             name = ln["name"] + (f" ({ln['gift_card_last4']})" if ln["gift_card_last4"] else "")
@@ -337,8 +337,9 @@ def text(receipt: dict[str, Any]) -> str:
             back = {**r["amount"], "amount": -r["amount"]["amount"]}
             out.append(_row(f"Returned {when}", money_text(back)))
             if r.get("exchange_order_id"):
-                out.append(_row(f"  exchanged: {r['exchange_order_id']}",
-                                money_text(r["credited"])))  # fmt: skip
+                # An order id fills most of a roll's width: on a line of its own.
+                out.append(_row("  Exchange credit", money_text(r["credited"])))
+                out.append(f"  to order {r['exchange_order_id']}")
     out += ["-" * WIDTH, *textwrap.wrap(receipt["return_policy"], WIDTH)]
     for paragraph in (receipt.get("return_policy_text") or "").splitlines():
         out += textwrap.wrap(paragraph, WIDTH) or [""]
