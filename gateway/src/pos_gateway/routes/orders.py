@@ -552,6 +552,21 @@ class TenderIn(Body):
     external_reference: str = Field("", max_length=128)
 
 
+def tender_into(
+    message: order_pb2.AddTenderRequest | order_pb2.ExchangeTender, body: TenderIn
+) -> None:
+    """A tender's fields onto its request message (a tender of an order, or of an exchange's
+    difference: the same fields)."""
+    message.tender_type = _TENDERS[body.tender_type]
+    message.card_token = body.card_token
+    message.gift_card_code = body.gift_card_code
+    message.external_reference = body.external_reference
+    if body.amount is not None:
+        message.amount.CopyFrom(body.amount.pb())
+    if body.cash_tendered is not None:
+        message.cash_tendered.CopyFrom(body.cash_tendered.pb())
+
+
 @router.post(
     "/orders/{order_id}/tenders",
     **op(
@@ -567,18 +582,8 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
     each fulfilment captures its share later. A decline is a 402 whose problem carries the
     order and the payment: the order stays `pending_payment` with its holds, and another tender
     may follow. More than the balance due is a 400; an order not waiting for payment a 409."""
-    request = order_pb2.AddTenderRequest(
-        request_id=request_id(),
-        order_id=order_id,
-        tender_type=_TENDERS[body.tender_type],
-        card_token=body.card_token,
-        gift_card_code=body.gift_card_code,
-        external_reference=body.external_reference,
-    )
-    if body.amount is not None:
-        request.amount.CopyFrom(body.amount.pb())
-    if body.cash_tendered is not None:
-        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    request = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
+    tender_into(request, body)
     answer = await svc.order.AddTender(request)
     payment = to_json(answer.payment) if answer.HasField("payment") else None
     result = Checkout.model_validate({"order": to_json(answer.order), "payment": payment})

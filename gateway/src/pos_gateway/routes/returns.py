@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import Field
@@ -24,7 +24,7 @@ from pos_gateway.routes.common import (
     request_id,
     services,
 )
-from pos_gateway.routes.orders import _TENDERS
+from pos_gateway.routes.orders import TenderIn, tender_into
 from pos_gateway.schemas.returns import (
     Exchange,
     ReceiptlessReturn,
@@ -51,6 +51,15 @@ class ReturnLineIn(Body):
         description="The store taking the units back, which may not be the one that sold them; "
         "empty: the order's. One you do not have is a 404",
     )
+
+
+def _return_lines(lines: list[ReturnLineIn]) -> list[order_pb2.ReturnLineRequest]:
+    return [
+        order_pb2.ReturnLineRequest(
+            line_id=ln.line_id, quantity=ln.quantity, restock=ln.restock, location_id=ln.location_id
+        )
+        for ln in lines
+    ]
 
 
 class TenderAmountIn(Body):
@@ -107,15 +116,7 @@ async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
     request = order_pb2.CreateReturnRequest(
         request_id=request_id(),
         order_id=order_id,
-        lines=[
-            order_pb2.ReturnLineRequest(
-                line_id=ln.line_id,
-                quantity=ln.quantity,
-                restock=ln.restock,
-                location_id=ln.location_id,
-            )
-            for ln in body.lines
-        ],
+        lines=_return_lines(body.lines),
         reason=body.reason,
         override_reason=body.override_reason,
         tender_amounts=[
@@ -136,17 +137,6 @@ class ExchangeLineIn(Body):
         description="The store the units leave from (sold in store there); empty: the "
         "exchange's `location_id`. One you do not have is a 404",
     )
-
-
-class ExchangeTenderIn(Body):
-    tender_type: Literal["cash", "card", "gift_card", "external"]
-    amount: MoneyIn | None = Field(
-        None, description="Absent on the last tender only: what is left of the difference"
-    )
-    card_token: str = Field("", max_length=64, description="Card: a sandbox token")
-    cash_tendered: MoneyIn | None = Field(None, description="Cash: what was handed over")
-    gift_card_code: str = Field("", max_length=64, description="Gift card: its code")
-    external_reference: str = Field("", max_length=128)
 
 
 class ExchangeIn(Body):
@@ -176,11 +166,13 @@ class ExchangeIn(Body):
     override_reason: str = Field(
         "", max_length=500, description="Required past the return window (the order settings')"
     )
-    tenders: list[ExchangeTenderIn] = Field(
+    tenders: list[TenderIn] = Field(
         default_factory=list,
         max_length=5,
         description="How the difference is paid when the new lines cost more than the returned "
-        "units (required then: a 400 naming `tenders` otherwise); ignored when nothing is due",
+        "units (required then: a 400 naming `tenders` otherwise), captured at once; an "
+        "`amount` absent on the last only (what is left of the difference); ignored when "
+        "nothing is due",
     )
     location_id: str = Field(
         "",
@@ -222,15 +214,7 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
     request = order_pb2.CreateExchangeRequest(
         request_id=request_id(),
         order_id=order_id,
-        lines=[
-            order_pb2.ReturnLineRequest(
-                line_id=ln.line_id,
-                quantity=ln.quantity,
-                restock=ln.restock,
-                location_id=ln.location_id,
-            )
-            for ln in body.lines
-        ],
+        lines=_return_lines(body.lines),
         new_lines=[
             order_pb2.ExchangeLine(sku=ln.sku, quantity=ln.quantity, location_id=ln.location_id)
             for ln in body.new_lines
@@ -240,16 +224,7 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
         location_id=body.location_id,
     )
     for t in body.tenders:
-        tender = request.tenders.add(
-            tender_type=_TENDERS[t.tender_type],
-            card_token=t.card_token,
-            gift_card_code=t.gift_card_code,
-            external_reference=t.external_reference,
-        )
-        if t.amount is not None:
-            tender.amount.CopyFrom(t.amount.pb())
-        if t.cash_tendered is not None:
-            tender.cash_tendered.CopyFrom(t.cash_tendered.pb())
+        tender_into(request.tenders.add(), t)
     answer = await svc.order.CreateExchange(request)
     return to_model(Exchange, answer)
 

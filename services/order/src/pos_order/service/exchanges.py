@@ -77,8 +77,8 @@ from pos_order.domain.returns import (
     validate_request,
 )
 from pos_order.service import pricing, saga
-from pos_order.service.handlers import at_register
-from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult, TenderAsk
+from pos_order.service.handlers import at_register, tender_ask
+from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
 from pos_order.service.returns import (
     ReturnPorts,
     ReturnsUnitOfWork,
@@ -382,15 +382,7 @@ class CreateExchange(Generic[R]):
                     record.request_id,
                     order.id,
                     order.location_id,
-                    TenderAsk(
-                        record.tender,
-                        Money(record.amount, order.currency),
-                        capture=True,
-                        card_token=asked.card_token,
-                        cash_tendered=asked.cash_tendered,
-                        gift_card_code=asked.gift_card_code,
-                        external_reference=asked.external_reference,
-                    ),
+                    tender_ask(record, order.currency, True, asked),
                 )
             except DomainError as exc:
                 if exc.kind in saga.TRANSIENT:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
@@ -514,6 +514,32 @@ class CreateOrder(Generic[R]):
         return self.answer(order)
 
 
+class GivenTender(Protocol):
+    """What a caller gave with a tender, kept in memory only (a token, a code)."""
+
+    @property
+    def card_token(self) -> str: ...
+    @property
+    def cash_tendered(self) -> Money | None: ...
+    @property
+    def gift_card_code(self) -> str: ...
+    @property
+    def external_reference(self) -> str: ...
+
+
+def tender_ask(record: TenderRecord, currency: str, capture: bool, given: GivenTender) -> TenderAsk:
+    """The payment service's ask for a planned tender, with what the caller gave for it."""
+    return TenderAsk(
+        record.tender,
+        Money(record.amount, currency),
+        capture=capture,
+        card_token=given.card_token,
+        cash_tendered=given.cash_tendered,
+        gift_card_code=given.gift_card_code,
+        external_reference=given.external_reference,
+    )
+
+
 @dataclass(frozen=True)
 class TenderCommand:
     request_id: str
@@ -573,16 +599,7 @@ class AddTender(Generic[R]):
     async def call(self, claim: Claim, read: tuple[Order, int]) -> PaymentResult:
         order, n = read
         record = order.saga.tenders[n - 1]
-        cmd = self.cmd
-        ask = TenderAsk(
-            record.tender,
-            Money(record.amount, order.currency),
-            capture=False,
-            card_token=cmd.card_token,
-            cash_tendered=cmd.cash_tendered,
-            gift_card_code=cmd.gift_card_code,
-            external_reference=cmd.external_reference,
-        )
+        ask = tender_ask(record, order.currency, False, self.cmd)
         payment = await self.ports.payments.take(
             record.request_id, order.id, order.location_id, ask
         )
