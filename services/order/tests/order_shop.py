@@ -16,6 +16,16 @@ from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
 
+# Short windows, so a crash test heals in seconds: an idle saga is the resumer's after 1.5 s,
+# an unconfirmed order's holds last 4 s.
+CRASH_SETTINGS: dict[str, Any] = {
+    "saga_abandon_seconds": 1.5,
+    "saga_sweep_seconds": 0.2,
+    "payment_timeout_seconds": 1.0,
+    "hold_seconds": 4,
+    "shutdown_grace_seconds": 0.05,
+}
+
 
 @dataclass
 class CrashStack:

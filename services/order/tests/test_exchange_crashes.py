@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on
 from order_shop import CrashStack as Stack
-from order_shop import crash_stack, serve_order_on
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -33,13 +33,7 @@ from pos_order.service import saga
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-FAST: dict[str, Any] = {
-    "saga_abandon_seconds": 1.5,
-    "saga_sweep_seconds": 0.2,
-    "payment_timeout_seconds": 1.0,
-    "hold_seconds": 4,
-    "shutdown_grace_seconds": 0.05,
-}
+FAST = CRASH_SETTINGS
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -204,7 +198,10 @@ async def test_an_exchange_killed_at_a_boundary_heals_to_the_old_or_the_new_stat
     assert state(stack, merchant, source, due) not in ("old", "new"), "nothing to heal?"
 
     async with serve_order_on(stack.order_db, *ports, **FAST):
-        await until(lambda: state(stack, merchant, source, due) in ("old", "new"), limit=30)
+        try:
+            await until(lambda: state(stack, merchant, source, due) in ("old", "new"), limit=30)
+        except AssertionError:
+            raise AssertionError(state(stack, merchant, source, due)) from None
     healed = state(stack, merchant, source, due)
     # Once money moved or the sale was committed, only the new state is right.
     if boundary in ("after_authorization", "holds_committed", "after_confirm_commit",

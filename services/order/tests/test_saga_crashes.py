@@ -25,8 +25,8 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
+from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
 from order_shop import CrashStack as Stack
-from order_shop import crash_stack, serve_order_on, tee_shop
 
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
@@ -37,15 +37,7 @@ from pos_order.service import saga
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# Short windows, so a case heals in seconds: an idle saga is the resumer's after 1.5 s, an
-# unconfirmed order's holds last 4 s.
-FAST: dict[str, Any] = {
-    "saga_abandon_seconds": 1.5,
-    "saga_sweep_seconds": 0.2,
-    "payment_timeout_seconds": 1.0,
-    "hold_seconds": 4,
-    "shutdown_grace_seconds": 0.05,
-}
+FAST = CRASH_SETTINGS  # a case heals in seconds
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

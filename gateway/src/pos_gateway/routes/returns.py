@@ -62,6 +62,20 @@ def _return_lines(lines: list[ReturnLineIn]) -> list[order_pb2.ReturnLineRequest
     ]
 
 
+ReasonCode = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_]{0,49}$",
+        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
+    ),
+]
+OverrideReason = Annotated[
+    str, Field(max_length=500, description="Required past the return window (the order settings')")
+]
+
+
 class TenderAmountIn(Body):
     payment_id: str = Field(min_length=1, max_length=64)
     amount: MoneyIn
@@ -76,15 +90,8 @@ class ReturnIn(Body):
     )
 
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=200)
-    reason: str = Field(
-        min_length=1,
-        max_length=50,
-        pattern=r"^[a-z][a-z0-9_]{0,49}$",
-        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
-    )
-    override_reason: str = Field(
-        "", max_length=500, description="Required past the return window (the order settings')"
-    )
+    reason: ReasonCode
+    override_reason: OverrideReason = ""
     tender_amounts: list[TenderAmountIn] = Field(
         default_factory=list,
         max_length=50,
@@ -157,15 +164,8 @@ class ExchangeIn(Body):
         max_length=200,
         description="What is sold instead, priced as a checkout (promotions, tax at the store)",
     )
-    reason: str = Field(
-        min_length=1,
-        max_length=50,
-        pattern=r"^[a-z][a-z0-9_]{0,49}$",
-        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
-    )
-    override_reason: str = Field(
-        "", max_length=500, description="Required past the return window (the order settings')"
-    )
+    reason: ReasonCode
+    override_reason: OverrideReason = ""
     tenders: list[TenderIn] = Field(
         default_factory=list,
         max_length=5,
