@@ -215,6 +215,7 @@ def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Run
         assert _on_hand(http, hat, store) == 1
         paid = _ok(http.get(f"/v1/orders/{new['id']}/payments"))
         assert paid["captured"]["amount"] == due and len(paid["payments"]) == 1
+        assert paid["balance_due"]["amount"] == 0
         replay = _ok(_post(http, path, body, key), 201)
         assert replay["order"]["id"] == new["id"] and _on_hand(http, hat, store) == 1
 
