@@ -323,10 +323,26 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert read_error(refused).reason == "insufficient_stock"
     await unchanged()
     assert read_error(await shop.refused(short)).reason == "insufficient_stock"
-    (cancelled,) = shop.sql(
-        "SELECT id, status FROM orders WHERE saga->>'exchange_of' = %s", order.id
+    (cancelled, *_) = shop.sql(
+        "SELECT id, status FROM orders WHERE saga->>'exchange_of' = %s ORDER BY created_at",
+        order.id,
     )
     assert cancelled[1] == "cancelled" and await shop.money(cancelled[0]) == (0, 0)
+
+    # A declined card for the difference: 409, the caps' hold released, nothing refunded.
+    caps = await shop.on_hand("CAP")
+    declined = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    declined.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_declined")
+    refused = await shop.refused(declined)
+    assert read_error(refused).reason == "payment_declined"
+    await unchanged()
+    available = await shop.catalog.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=["CAP"], location_id=shop.store),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    assert sum(level.reserved for level in available.levels) == 0
+    assert await shop.on_hand("CAP") == caps
 
     # Past the window (0 days): refused without an override.
     await shop.orders.UpdateOrderSettings(
