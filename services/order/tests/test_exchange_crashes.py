@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
 from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on
@@ -29,6 +30,7 @@ from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra, until
+from pos_kit.grpc_client import read_error
 from pos_order.service import saga
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -223,3 +225,60 @@ def _tees(stack: Stack, merchant: str) -> int:
             merchant,
         )[0][0]
     )
+
+
+async def test_a_lost_card_answer_finishes_the_exchange_once_the_payment_is_settled(
+    stack: Stack,
+) -> None:
+    """`tok_timeout`: approved, its answer lost. The exchange answers 503 `payment_pending`
+    (nothing refunded, the hold kept); once the payment reconciler captures it, the same
+    request (or the resumer alone) finishes the exchange: sold, charged once."""
+    merchant = f"mer_xc_timeout_{uuid.uuid4().hex[:6]}"
+    meta = (("x-merchant-id", merchant),)
+    location = await _shop(stack, merchant)
+    ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
+    async with serve_order_on(stack.order_db, *ports, **FAST) as service:
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        sold = await stub.Checkout(
+            order_pb2.CheckoutRequest(
+                request_id=str(uuid.uuid4()),
+                location_id=location,
+                lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_visa",
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        source = sold.order.id
+        await until(lambda: _tees(stack, merchant) == 9, limit=20)
+        request = order_pb2.CreateExchangeRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=source,
+            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+            new_lines=[order_pb2.ExchangeLine(sku="HAT", quantity=1)],
+            reason="wrong_size",
+            tenders=[
+                order_pb2.ExchangeTender(
+                    tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_timeout"
+                )
+            ],
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateExchange(request, metadata=meta, timeout=30)
+        assert read_error(err.value).reason == "payment_pending"
+        assert state(stack, merchant, source, 1500).startswith("under way")
+
+        # The till retries with the same request id until the sale is settled.
+        answer = None
+        deadline = asyncio.get_running_loop().time() + 30
+        while answer is None:
+            try:
+                answer = await stub.CreateExchange(request, metadata=meta, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                reason = read_error(exc).reason
+                assert reason in ("payment_pending", "request_in_progress"), reason
+                assert asyncio.get_running_loop().time() < deadline, "never settled"
+                await asyncio.sleep(0.2)
+        assert answer.charged.amount == 1500 and answer.order_return.status == "completed"
+        await until(lambda: state(stack, merchant, source, 1500) == "new", limit=20)

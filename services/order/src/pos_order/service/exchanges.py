@@ -373,7 +373,14 @@ class CreateExchange(Generic[R]):
         return Exchanged(done, order)
 
     async def _pay(self, order: Order) -> Order:
-        """Take each planned tender not answered yet, captured at once."""
+        """Take each planned tender not answered yet, captured at once. A payment whose answer
+        was pending is asked after first (a retry): the sale goes on only once the tenders
+        cover the difference."""
+        if any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            payments = await self.ports.payments.of_order(order.id)
+            order, _ = await change(
+                self.new_uow, order.id, lambda o: saga.sync_tenders(o, payments, False)
+            )
         for record, asked in zip(order.saga.tenders, self.req.tenders, strict=False):
             if record.state is not TenderState.SENT:
                 continue
@@ -407,10 +414,16 @@ class CreateExchange(Generic[R]):
                     "payment_declined",
                 )
             if state is TenderState.PENDING:
-                raise Unavailable(
-                    "the payment's answer is not known yet; retry with the same request id",
-                    "payment_pending",
-                )
+                break
+        if any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            raise Unavailable(
+                "the payment's answer is not known yet; retry with the same request id",
+                "payment_pending",
+            )
+        if order.balance_due > 0:  # a tender failed on an earlier run
+            await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                              "payment_declined")  # fmt: skip
+            raise Conflict("a payment of the difference was declined", "payment_declined")
         return order
 
     async def record(self, uow: ReturnsUnitOfWork, done: Exchanged) -> R:
