@@ -223,19 +223,22 @@ def parse_wrk(text: str, connections: int, load: float) -> WrkResult:
 
 
 def checkout_script(folder: Path, key: str, body: dict[str, Any]) -> Path:
-    """A wrk script: POST the checkout with a new Idempotency-Key each time (a key of this
-    run's own, so no checkout replays another)."""
+    """A wrk script: POST the checkout with a new Idempotency-Key each time: a counter after
+    the id `_wrk` gives each wrk run (`init`), so no checkout replays one of an earlier run.
+    (Until 2026-12-02 the id was the script's, and every run after the warm-up replayed the
+    warm-up's answers for as many requests as it had made: cheap replays inflated the
+    figures of the runs measured after it.)"""
     script = folder / "checkout.lua"
-    run = uuid.uuid4().hex[:12]
     script.write_text(
         "wrk.method = 'POST'\n"
         f"wrk.body = [[{json.dumps(body)}]]\n"
         "wrk.headers['Content-Type'] = 'application/json'\n"
         f"wrk.headers['Authorization'] = 'Bearer {key}'\n"
-        "local n = 0\n"
+        "local n, run = 0, ''\n"
+        "init = function(args) run = args[1] end\n"
         "request = function()\n"
         "  n = n + 1\n"
-        f"  wrk.headers['Idempotency-Key'] = 'bench-{run}-' .. n\n"
+        "  wrk.headers['Idempotency-Key'] = 'bench-' .. run .. '-' .. n\n"
         "  return wrk.format(nil, '/v1/checkouts')\n"
         "end\n"
     )
@@ -248,8 +251,9 @@ def checkout_script(folder: Path, key: str, body: dict[str, Any]) -> Path:
 # and every connection takes the oldest queued step, or starts a new order when none is queued.
 # `done` reads the thread's counters: flows completed and any step that did not succeed.
 PICKUP_LUA = """
-local key, body, run = %(key)s, %(body)s, %(run)s
+local key, body, run = %(key)s, %(body)s, ''
 local steps, stage, n = {}, {}, 0
+init = function(args) run = args[1] end
 confirmed, failed = 0, 0
 local function post(path, payload)
   n = n + 1
@@ -311,7 +315,6 @@ def pickup_script(folder: Path, key: str, checkout: dict[str, Any]) -> Path:
         % {
             "key": json.dumps(key),
             "body": "[[" + json.dumps(order) + "]]",
-            "run": json.dumps(uuid.uuid4().hex[:12]),
         }
     )
     return script
@@ -345,9 +348,10 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> WrkResul
 
 
 def _wrk(url: str, script: Path, connections: int, duration: int) -> str:
+    """wrk's output; its script's `init` gets an id of this run (for Idempotency-Keys)."""
     return subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-         "-s", str(script), url],
+         "-s", str(script), url, "--", uuid.uuid4().hex[:16]],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
