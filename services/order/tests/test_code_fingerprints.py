@@ -17,14 +17,13 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
-from order_shop import tee_shop
+from order_shop import serve_all, serve_order, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_devstack.natsd import free_port
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra
 from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -80,29 +79,18 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
     server = infra.new_nats()
     try:
         async with AsyncExitStack() as stack:
-            inventory = await stack.enter_async_context(
-                serve_in_process("inventory", infra, server.url)
-            )
-            payment = await stack.enter_async_context(
-                serve_in_process("payment", infra, server.url)
-            )
-            promotion = await stack.enter_async_context(
-                serve_in_process("promotion", infra, server.url)
+            inventory, payment, promotion = await serve_all(
+                stack, infra, server.url, "inventory", "payment", "promotion"
             )
             order = await stack.enter_async_context(
-                serve_in_process(
-                    "order",
-                    infra,
-                    server.url,
-                    inventory_addr=f"127.0.0.1:{inventory.port}",
-                    payment_addr=f"127.0.0.1:{payment.port}",
-                    promotion_addr=f"127.0.0.1:{promotion.port}",
-                    customer_addr=f"127.0.0.1:{free_port()}",
+                serve_order(
+                    infra, server.url, inventory.port, payment.port,
+                    promotion_port=promotion.port,
                     # Promotion answers a first call slowly on a busy machine; a sale naming
                     # a coupon needs its answer.
                     promotion_timeout_seconds=5.0,
                 )
-            )
+            )  # fmt: skip
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 promotion_pb2_grpc.PromotionServiceStub(promotion.channel),
