@@ -18,14 +18,15 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
-from order_shop import serve_order
+from order_shop import serve_all, serve_order
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra
 from pos_kit.grpc_client import read_error
+from pos_order.entrypoints.fingerprints import CodePrinter
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -144,12 +145,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
     server = infra.new_nats()
     try:
         async with AsyncExitStack() as stack:
-            inventory = await stack.enter_async_context(
-                serve_in_process("inventory", infra, server.url)
-            )
-            payment = await stack.enter_async_context(
-                serve_in_process("payment", infra, server.url)
-            )
+            inventory, payment = await serve_all(stack, infra, server.url, "inventory", "payment")
             order = await stack.enter_async_context(
                 serve_order(infra, server.url, inventory.port, payment.port)
             )
@@ -366,3 +362,15 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
             metadata=MERCHANT,
             timeout=5,
         )
+
+
+async def test_a_gift_card_code_tendered_enters_the_stored_fingerprint_keyed() -> None:
+    request = order_pb2.CreateExchangeRequest(
+        request_id="x",
+        tenders=[order_pb2.ExchangeTender(gift_card_code="GIFT-1234-5678")],
+    )
+    printer = CodePrinter("a key of the service")
+    printed = printer.exchange(request)
+    assert b"GIFT-1234-5678" not in printed.SerializeToString()
+    assert printer.exchange(request) == printed  # a retry matches the first request
+    assert request.tenders[0].gift_card_code == "GIFT-1234-5678"
