@@ -163,32 +163,10 @@ async def test_an_exchange_killed_at_a_boundary_heals_to_the_old_or_the_new_stat
     location = await _shop(stack, merchant)
     ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
     async with serve_order_on(stack.order_db, *ports, **FAST) as healthy:
-        sold = await order_pb2_grpc.OrderServiceStub(healthy.channel).Checkout(
-            order_pb2.CheckoutRequest(
-                request_id=str(uuid.uuid4()),
-                location_id=location,
-                lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
-                tender_type=payment_pb2.TENDER_TYPE_CARD,
-                card_token="tok_visa",
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-    source = sold.order.id
-    await until(lambda: _tees(stack, merchant) == 9, limit=20)  # the sale's event consumed
+        stub = order_pb2_grpc.OrderServiceStub(healthy.channel)
+        source = await _sold(stack, stub, merchant, location)
     due = {"HAT": 4000, "MUG": 1200}[sku] - SOLD
-    request = order_pb2.CreateExchangeRequest(
-        request_id=str(uuid.uuid4()),
-        order_id=source,
-        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
-        new_lines=[order_pb2.ExchangeLine(sku=sku, quantity=1)],
-        reason="wrong_size",
-        tenders=[
-            order_pb2.ExchangeTender(
-                tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_mastercard"
-            )
-        ],
-    )
+    request = _exchange_request(source, sku, "tok_mastercard")
     saga.PAUSED.clear()
     async with serve_order_on(stack.order_db, *ports, saga_pause_at=boundary, **FAST) as doomed:
         stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
@@ -211,6 +189,39 @@ async def test_an_exchange_killed_at_a_boundary_heals_to_the_old_or_the_new_stat
         assert healed == "new"
     else:
         assert healed == "old"
+
+
+async def _sold(stack: Stack, stub: Any, merchant: str, location: str) -> str:
+    """One tee sold by card; its id once inventory has taken the tee out of stock."""
+    sold = await stub.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=location,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=(("x-merchant-id", merchant),),
+        timeout=30,
+    )
+    await until(lambda: _tees(stack, merchant) == 9, limit=20)  # the sale's event consumed
+    return str(sold.order.id)
+
+
+def _exchange_request(source: str, sku: str, card_token: str) -> Any:
+    """The sold tee back, one `sku` instead, the difference (if due) on a card."""
+    return order_pb2.CreateExchangeRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=source,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+        new_lines=[order_pb2.ExchangeLine(sku=sku, quantity=1)],
+        reason="wrong_size",
+        tenders=[
+            order_pb2.ExchangeTender(
+                tender_type=payment_pb2.TENDER_TYPE_CARD, card_token=card_token
+            )
+        ],
+    )
 
 
 async def _exchange(stub: Any, request: Any, meta: Any) -> Any:
@@ -239,31 +250,8 @@ async def test_a_lost_card_answer_finishes_the_exchange_once_the_payment_is_sett
     ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
     async with serve_order_on(stack.order_db, *ports, **FAST) as service:
         stub = order_pb2_grpc.OrderServiceStub(service.channel)
-        sold = await stub.Checkout(
-            order_pb2.CheckoutRequest(
-                request_id=str(uuid.uuid4()),
-                location_id=location,
-                lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
-                tender_type=payment_pb2.TENDER_TYPE_CARD,
-                card_token="tok_visa",
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-        source = sold.order.id
-        await until(lambda: _tees(stack, merchant) == 9, limit=20)
-        request = order_pb2.CreateExchangeRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=source,
-            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
-            new_lines=[order_pb2.ExchangeLine(sku="HAT", quantity=1)],
-            reason="wrong_size",
-            tenders=[
-                order_pb2.ExchangeTender(
-                    tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_timeout"
-                )
-            ],
-        )
+        source = await _sold(stack, stub, merchant, location)
+        request = _exchange_request(source, "HAT", "tok_timeout")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.CreateExchange(request, metadata=meta, timeout=30)
         assert read_error(err.value).reason == "payment_pending"

@@ -371,10 +371,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 order=order_to_proto(o),  # type: ignore[arg-type]
             ),
         )
-        # A store named to take the units back must be the merchant's: checked before anything
-        # is claimed, so a return naming another merchant's store writes nothing (404).
-        for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
-            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        await self._stores_taking_back(req.lines)
         await steps.balances()
         return await once_across_calls(
             self.bound_uow,
@@ -385,6 +382,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.call,
             steps.record,
         )
+
+    async def _stores_taking_back(self, lines: list[ReturnLineRequest]) -> None:
+        """A store named to take units back must be the merchant's: checked before anything is
+        claimed, so a return naming another merchant's store writes nothing (404)."""
+        for location_id in sorted({ln.location_id for ln in lines} - {""}):
+            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
 
     async def CreateReceiptlessReturn(
         self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
@@ -458,9 +461,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 refunded=to_proto(Money(max(0, r.amount - new.totals.total.amount), r.currency)),
             ),
         )
-        # Stores named must be the merchant's: checked before anything is claimed (404).
-        for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
-            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        await self._stores_taking_back(req.lines)
         await steps.prepare()
         return await once_across_calls(
             self.bound_uow,
