@@ -259,6 +259,25 @@ async def test_a_dearer_exchange_charges_only_the_difference(shop: Shop) -> None
     again = await shop.exchange(request)
     assert again.order.id == new.id and await shop.money(new.id) == (due, 0)
 
+    # The new order's lines back: its own card refunded first, then the credit back to the
+    # original order's card; together exactly the new order's total.
+    back = await shop.orders.CreateReturn(
+        order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=new.id,
+            lines=[
+                order_pb2.ReturnLineRequest(line_id=ln.id, quantity=ln.quantity, restock=True)
+                for ln in new.lines
+            ],
+            reason="unwanted",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    assert back.order_return.amount.amount == new.total.amount
+    assert await shop.money(new.id) == (due, due)
+    assert await shop.money(order.id) == (order.total.amount, ret.credited.amount)
+
 
 async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> None:
     order = await shop.sale(TEE=3)
@@ -288,6 +307,21 @@ async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> Non
         timeout=20,
     )
     assert ret.amount.amount + last.order_return.amount.amount == order.total.amount
+    # The mug of the new order back: it had no payment, so its credit goes back to the tees'
+    # card, which has then given back all it took.
+    mug = await shop.orders.CreateReturn(
+        order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=new.id,
+            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+            reason="unwanted",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    assert mug.order_return.amount.amount == new.total.amount
+    assert [r.payment_id for r in mug.order_return.refunds] == list(order.payment_ids)
+    assert await shop.money(order.id) == (order.total.amount, order.total.amount)
 
 
 async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:

@@ -67,6 +67,16 @@ def return_to_json(r: Return) -> dict[str, Any]:
             if r.exchange_order_id
             else {}
         ),
+        **(
+            {
+                "credit_order_id": r.credit_order_id,
+                "credit_amounts": [
+                    {"payment_id": t.payment_id, "amount": t.amount} for t in r.credit_amounts
+                ],
+            }
+            if r.credit_amounts
+            else {}
+        ),
     }
 
 
@@ -90,6 +100,8 @@ def _return(row: Any) -> Return:
         store_credit_gift_card_id=b.get("store_credit_gift_card_id", ""),
         exchange_order_id=b.get("exchange_order_id", ""),
         credited=b.get("credited", 0),
+        credit_order_id=b.get("credit_order_id", ""),
+        credit_amounts=[TenderRefund(**t) for t in b.get("credit_amounts", [])],
     )
 
 

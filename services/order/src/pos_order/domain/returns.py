@@ -188,6 +188,10 @@ class Return:
     # going back to the tenders (`tender_amounts` refund only the rest).
     exchange_order_id: str = ""
     credited: int = 0
+    # A return of an exchange's new order past what its own payments hold: the rest goes back
+    # to the original order's payments, which the exchange's credit came from.
+    credit_order_id: str = ""
+    credit_amounts: list[TenderRefund] = field(default_factory=list)
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -401,6 +405,26 @@ def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
         for t in order.saga.tenders
         if t.payment_id and t.captured > 0
     ]
+
+
+def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) -> tuple[int, int]:
+    """A refund of an exchange's new order: from its own payments first (the difference taken
+    was the last tender), the rest from the credit the returned goods gave it, never more than
+    is left of that credit."""
+    from_own = min(amount, sum(left for _, left in own))
+    rest = amount - from_own
+    if rest > credit_left:
+        raise Conflict(
+            "the order's payments and its exchange credit have less left to refund than these "
+            "units are worth",
+            "refund_exceeds_captured",
+        )
+    return from_own, rest
+
+
+def credit_refunded(earlier: list[Return]) -> int:
+    """What returns of an exchange's new order took back of its credit (pending ones too)."""
+    return sum(t.amount for r in earlier for t in r.credit_amounts)
 
 
 def refunded(order: Order, ret: Return) -> None:

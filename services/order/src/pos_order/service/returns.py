@@ -36,9 +36,12 @@ from pos_order.domain.returns import (
     Return,
     ReturnRequest,
     ReturnStatus,
+    credit_refunded,
     plan_receiptless,
     plan_return,
     refunded,
+    split_for_credit,
+    spread_backwards,
     tenders_left,
     validate_receiptless,
     validate_request,
@@ -140,6 +143,8 @@ class CreateReturn(Generic[R]):
             return found
         earlier = await uow.returns.of_order(order.id)
         settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        own = tenders_left(order, earlier)
+        credit = order.saga.exchange_of and not req.tender_amounts
         ret = plan_return(
             order,
             earlier,
@@ -147,9 +152,12 @@ class CreateReturn(Generic[R]):
             return_id,
             now(),
             settings.return_window_days,
-            tenders_left(order, earlier),
+            own,
             self.gift_card_balances,
+            spread=not credit,
         )
+        if credit:
+            await _plan_with_credit(uow, order, earlier, own, ret)
         await uow.returns.add(ret)
         return ret
 
@@ -173,6 +181,35 @@ async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) 
             if found is not None:
                 out[line.gift_card_id] = found
     return out
+
+
+async def _plan_with_credit(
+    uow: ReturnsUnitOfWork,
+    order: Order,
+    earlier: list[Return],
+    own: list[tuple[str, int]],
+    ret: Return,
+) -> None:
+    """A return of an exchange's new order: refunded from its own payments, then from the
+    original order's (the exchange credit, locked after the new order: always in that order)."""
+    from_own, rest = split_for_credit(ret.amount, own, order.saga.credit - credit_refunded(earlier))
+    ret.tender_amounts = spread_backwards(from_own, own) if from_own else []
+    if rest <= 0:
+        return
+    source = await uow.orders.get(order.saga.exchange_of, lock=True)
+    if source is None:
+        raise NotFound("order", order.saga.exchange_of)
+    # What the original order's payments have left, less what pending returns of either
+    # order plan to take back from them.
+    planned = [
+        replace(r, tender_amounts=r.credit_amounts)
+        for r in earlier
+        if r.status is ReturnStatus.PENDING and r.credit_amounts
+    ]
+    ret.credit_order_id = source.id
+    ret.credit_amounts = spread_backwards(
+        rest, tenders_left(source, await uow.returns.of_order(source.id) + planned)
+    )
 
 
 @dataclass(frozen=True)
@@ -257,6 +294,15 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             ret.reason,
             [(ln.sku, ln.quantity) for ln in ret.lines],
         )
+    if ret.credit_amounts:
+        # The exchange credit's part, to the original order's payments.
+        made += await ports.payments.refund_order(
+            f"{ret.id}/refund/credit",
+            ret.credit_order_id,
+            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.credit_amounts],
+            ret.reason,
+            [],
+        )
     for ln in ret.lines:
         if ln.restock and ln.quantity > 0:
             await ports.stock.return_to_stock(
@@ -282,6 +328,12 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
         order.touched(at)
         refunded(order, ret)
         await uow.orders.save(order)
+        if ret.credit_amounts:
+            source = await uow.orders.get(ret.credit_order_id, lock=True)
+            if source is not None:
+                source.touched(at)
+                refunded(source, replace(ret, tender_amounts=ret.credit_amounts))
+                await uow.orders.save(source)
         await uow.returns.save(ret)
         uow.publish(OrderReturned(order, ret))
     return ret, order
