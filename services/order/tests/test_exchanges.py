@@ -100,6 +100,23 @@ class Shop:
             else [],
         )
 
+    async def give_back(self, order_id: str, *lines: tuple[str, int]) -> order_pb2.Return:
+        """A plain return of units of an order."""
+        answer = await self.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                lines=[
+                    order_pb2.ReturnLineRequest(line_id=i, quantity=q, restock=True)
+                    for i, q in lines
+                ],
+                reason="unwanted",
+            ),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+        return answer.order_return
+
     async def exchange(self, request: Any) -> order_pb2.CreateExchangeResponse:
         return await self.orders.CreateExchange(request, metadata=MERCHANT, timeout=30)
 
@@ -261,20 +278,8 @@ async def test_a_dearer_exchange_charges_only_the_difference(shop: Shop) -> None
 
     # The new order's lines back: its own card refunded first, then the credit back to the
     # original order's card; together exactly the new order's total.
-    back = await shop.orders.CreateReturn(
-        order_pb2.CreateReturnRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=new.id,
-            lines=[
-                order_pb2.ReturnLineRequest(line_id=ln.id, quantity=ln.quantity, restock=True)
-                for ln in new.lines
-            ],
-            reason="unwanted",
-        ),
-        metadata=MERCHANT,
-        timeout=20,
-    )
-    assert back.order_return.amount.amount == new.total.amount
+    back = await shop.give_back(new.id, *((ln.id, ln.quantity) for ln in new.lines))
+    assert back.amount.amount == new.total.amount
     assert await shop.money(new.id) == (due, due)
     assert await shop.money(order.id) == (order.total.amount, ret.credited.amount)
 
@@ -296,31 +301,13 @@ async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> Non
 
     # The last tee, returned plainly: all of the order's returns together took back exactly
     # what it paid for the tees (the credited part stays with the new order).
-    last = await shop.orders.CreateReturn(
-        order_pb2.CreateReturnRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
-            reason="unwanted",
-        ),
-        metadata=MERCHANT,
-        timeout=20,
-    )
-    assert ret.amount.amount + last.order_return.amount.amount == order.total.amount
+    last = await shop.give_back(order.id, ("L1", 1))
+    assert ret.amount.amount + last.amount.amount == order.total.amount
     # The mug of the new order back: it had no payment, so its credit goes back to the tees'
     # card, which has then given back all it took.
-    mug = await shop.orders.CreateReturn(
-        order_pb2.CreateReturnRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=new.id,
-            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
-            reason="unwanted",
-        ),
-        metadata=MERCHANT,
-        timeout=20,
-    )
-    assert mug.order_return.amount.amount == new.total.amount
-    assert [r.payment_id for r in mug.order_return.refunds] == list(order.payment_ids)
+    mug = await shop.give_back(new.id, ("L1", 1))
+    assert mug.amount.amount == new.total.amount
+    assert [r.payment_id for r in mug.refunds] == list(order.payment_ids)
     assert await shop.money(order.id) == (order.total.amount, order.total.amount)
 
 
