@@ -182,7 +182,8 @@ def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Run
 def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Running) -> None:
     """A tee exchanged for a dearer hat: only the difference charged, on a new order that names
     the old one; the receipts show the exchange and the merchant's return policy; a replay
-    applies once; short stock for the new line is a 409 and nothing moves."""
+    applies once; short stock for the new line is a 409 and a declined card a 402, and nothing
+    moves."""
     http = platform.http
     tag = uuid.uuid4().hex[:8].upper()
     tee, hat = f"XTE-{tag}", f"XHA-{tag}"
@@ -228,6 +229,15 @@ def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Run
         short = _post(http, path, {**body, "new_lines": [{"sku": hat, "quantity": 5}]})
         assert short.status_code == 409, short.text
         assert short.json()["code"] == "insufficient_stock"
+        assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
+        assert _on_hand(http, hat, store) == 1
+
+        # A declined card is a 402, as at checkout; the hat's hold is let go.
+        declined = _post(
+            http, path, {**body, "tenders": [{"tender_type": "card", "card_token": "tok_declined"}]}
+        )
+        assert declined.status_code == 402, declined.text
+        assert declined.json()["code"] == "payment_declined"
         assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
         assert _on_hand(http, hat, store) == 1
     finally:

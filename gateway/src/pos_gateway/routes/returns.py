@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
@@ -12,6 +13,7 @@ from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model
+from pos_gateway.problems import Problem, from_rpc_error
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
@@ -187,7 +189,7 @@ class ExchangeIn(Body):
     **op(
         "orders:write",
         "Exchange units of an order for new lines",
-        (404, *CREATE),
+        (402, 404, *CREATE),
         example=ex.EXCHANGE,
         status=201,
     ),
@@ -204,7 +206,7 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
     exchange moves no money.
 
     The new lines' stock is held before anything is refunded: short stock is a 409
-    `insufficient_stock`, a declined tender a 409 `payment_declined`, and then nothing is
+    `insufficient_stock`, a declined tender a 402 `payment_declined`, and then nothing is
     charged, refunded or restocked (the new order is left `cancelled`). Once the new order is
     sold the refund and the restock follow; a failure after that is finished by a retry with
     the same `Idempotency-Key`, or by the service itself. The return rules are a return's (400
@@ -225,7 +227,14 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
     )
     for t in body.tenders:
         tender_into(request.tenders.add(), t)
-    answer = await svc.order.CreateExchange(request)
+    try:
+        answer = await svc.order.CreateExchange(request)
+    except grpc.aio.AioRpcError as exc:
+        problem = from_rpc_error(exc)
+        if problem.code != "payment_declined":
+            raise
+        # A decline is a 402 on every route that takes a tender (the checkout's, a tender's).
+        raise Problem(402, problem.code, problem.detail, extra=problem.extra) from None
     return to_model(Exchange, answer)
 
 
