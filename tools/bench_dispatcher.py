@@ -1,15 +1,18 @@
 """Figures for the dispatcher (services/dispatcher/README.md), not a timed test.
 
     python tools/bench_dispatcher.py [--events 20000] [--rate 200] [--seconds 20]
+        [--one-process] [--no-jetstream]
 
-Starts PostgreSQL and NATS from the wheels and the dispatcher as its own process (as `make up`
-runs it), then measures:
+Starts PostgreSQL and NATS from the wheels and the dispatcher as its own two processes, one
+ingesting and one delivering (as `make up` runs it), then measures:
 1. ingest: events already in the stream -> the feed, with one webhook subscription (each
    event also becomes a delivery, sent to a local receiver), in events per second;
 2. latency: events published at a steady rate; the time from the publish (the service's
    commit is a moment before it) to the receiver holding the signed webhook, p50 and p99;
 3. feed reads: pages of 50 read over gRPC by 8 concurrent readers, per second;
-4. JetStream publish throughput, pipelined, with the default fsync and with
+4. the dispatcher's CPU time per event during 1. and 2. (both processes), which other load on
+   the machine does not inflate;
+5. JetStream publish throughput, pipelined, with the default fsync and with
    `sync_interval: always` (the issue's durability question).
 """
 
@@ -148,10 +151,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOG_LEVEL": "WARNING",
     }
     log = (root / "dispatcher.log").open("ab")
+    # As the devstack runs it: one process ingests, another delivers (DISPATCHER_ROLE);
+    # `--one-process` runs both in one, as before.
+    roles = ["all"] if args.one_process else ["ingest", "deliver"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pos_dispatcher", "serve"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "pos_dispatcher", "serve"],
+            env={
+                **env,
+                "DISPATCHER_ROLE": role,
+                "GRPC_PORT": str(port if role != "deliver" else free_port()),
+            },
+            stdout=log,
+            stderr=log,
         )
+        for role in roles
     ]
     receiver = Receiver()
     sock = socket.socket()
@@ -226,9 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["latency_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
         figures["latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1)
         figures["latency_received"] = f"{len(latencies)}/{len(sent)}"
-        figures["steady_cpu_ms_per_event"] = round(
-            (cpu_seconds(procs) - cpu) * 1000 / len(sent), 3
-        )
+        figures["steady_cpu_ms_per_event"] = round((cpu_seconds(procs) - cpu) * 1000 / len(sent), 3)
 
         # 3. feed reads.
         reads = 0
@@ -337,6 +349,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--one-process", action="store_true", help="ingest and deliver in one")
     parser.add_argument("--no-jetstream", action="store_true", help="skip the publish figures")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
 
