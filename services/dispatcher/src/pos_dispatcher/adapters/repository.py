@@ -323,16 +323,13 @@ class Subscriptions:
         done = await self._conn.execute(delete(subscriptions).where(self._where(subscription_id)))
         return bool(done.rowcount)
 
-    async def enabled(self) -> list[Subscription]:
-        rows = (
-            await self._conn.execute(
-                select(subscriptions).where(
-                    subscriptions.c.merchant_id == self._merchant,
-                    subscriptions.c.status == Status.ENABLED.value,
-                )
-            )
-        ).all()
-        return [_subscription(r) for r in rows]
+    async def enabled(self, uow: UnitOfWork) -> list[tuple[str, list[str]]]:
+        """(id, event type patterns) of each enabled subscription: who gets new events."""
+        driver = await uow.driver()
+        cursor = await driver.execute(
+            statements.ENABLED_SUBSCRIPTIONS, {"merchant": self._merchant}
+        )
+        return [(row[0], list(row[1])) for row in await cursor.fetchall()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +377,7 @@ class Deliveries:
     async def fan_out(
         self,
         stored: Sequence[tuple[StoredEvent, str]],
-        subs: Sequence[Subscription],
+        subs: Sequence[tuple[str, list[str]]],
         now: datetime,
         uow: UnitOfWork,
         *,
@@ -390,7 +387,7 @@ class Deliveries:
         is built once per event, around its data already serialized."""
         rows = []
         for e, data_json in stored:
-            wanting = [s.id for s in subs if matches(s.event_types, e.type)]
+            wanting = [sub_id for sub_id, types in subs if matches(types, e.type)]
             if wanting:
                 body = e.body_with(data_json)
                 rows += [(sub_id, e, body) for sub_id in wanting]

@@ -81,6 +81,12 @@ WHERE s.merchant_id = o.merchant_id AND s.id = o.subscription_id
   AND s.failing_since IS NOT NULL
 """
 
+# Who wants the merchant's new events: (id, event type patterns) of its enabled subscriptions.
+ENABLED_SUBSCRIPTIONS = """
+SELECT id, event_types FROM webhook_subscriptions
+WHERE merchant_id = %(merchant)s AND status = 'enabled'
+"""
+
 # A merchant's next `n` sequences: the row stays locked until the transaction ends, so the
 # merchant's next append waits and sequences commit in order (a rollback leaves no gap).
 TAKE_SEQUENCES = """

@@ -70,7 +70,7 @@ async def append(
     if not new:
         return []
     # Read before the merchant's sequence row is taken: it stays locked until the commit.
-    subs = await uow.subscriptions.enabled()
+    subs = await uow.subscriptions.enabled(uow)
     stored = await uow.feed.append(new, uow, defer=defer)
     if await uow.deliveries.fan_out(stored, subs, uow.now(), uow, defer=defer):
         uow.deliveries_enqueued = True
