@@ -1,20 +1,23 @@
 """Register checkouts through the gateway, driven by wrk, and their ratio to the single-hop ceiling.
 
 Starts the whole platform (separate processes, temporary data) on free ports, stocks the demo
-merchant for a long run, then drives `POST /v1/checkouts` (2 lines, card, a new Idempotency-Key
-per request) with wrk, one thread, at 8 and 16 connections, the way `../shared/bench-ceiling`
-measures its single-hop checkout (wrk -> FastAPI -> one gRPC call -> one PostgreSQL
-transaction). Prints checkouts/s, p50 and p99 per connection count.
+merchant for a long run, then drives `POST /v1/checkouts` (2 lines, card, a customer, a new
+Idempotency-Key per request) with wrk, one thread, at 8, 16 and 32 connections, the way
+`../shared/bench-ceiling` measures its single-hop checkout (wrk -> FastAPI -> one gRPC call ->
+one PostgreSQL transaction). Prints checkouts/s, p50 and p99 per connection count. Then the web
+order with pickup the same way: create (stock held), card tender, confirm, three requests per
+order (`PICKUP_LUA`); prints orders confirmed per second and the requests' p50 and p99.
 
 With `--ceiling DIR` (the bench-ceiling folder, usually ../shared/bench-ceiling) the same run
 then copies that folder to a scratch directory (it may be read-only), stops the platform, runs
 the ceiling's own first end-to-end variant (`VARIANTS=base run_e2e.sh`) with the same wrk
-settings and prints the ratio per connection count. Its scripts run with this Python (the
-project's venv holds what they need) unless `--ceiling-python` says otherwise; they wait for a
-quiet machine (at most `--quiet-wait` s) and flag runs that overlapped other work.
+settings and prints the ratio per connection count (the ceiling runs c=8 and the largest).
+Its scripts run with this Python (the project's venv holds what they need) unless
+`--ceiling-python` says otherwise; they wait for a quiet machine (at most `--quiet-wait` s)
+and flag runs that overlapped other work.
 
 Run on demand (`make bench`; CI does not): `.venv/bin/python tools/bench_checkout.py
-[--connections 8 16] [--duration S] [--ceiling ../shared/bench-ceiling]`. Figures, not
+[--connections 8 16 32] [--duration S] [--ceiling ../shared/bench-ceiling]`. Figures, not
 assertions: the machine and its other load decide them (the load average is shown).
 """
 
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from pos_devstack.natsd import free_port
 from pos_devstack.platform import SERVICES, Platform, Ports
@@ -82,7 +86,7 @@ async def _merchant_of(platform: Platform, key: str) -> str:
 
 async def stock_for_checkouts(http: httpx.AsyncClient) -> dict[str, Any]:
     """Stock the demo merchant's first location for a long run; the body of one register
-    checkout there (2 lines, card tender)."""
+    checkout there (2 lines, card tender, a customer: the sale earns loyalty points)."""
     locations = (await http.get("/v1/locations")).json()["data"]
     location = str(locations[0]["id"])
     for line in CHECKOUT_LINES:
@@ -92,8 +96,15 @@ async def stock_for_checkouts(http: httpx.AsyncClient) -> dict[str, Any]:
                   "reason": "received"},
             headers={"Idempotency-Key": f"bench-stock-{line['sku']}"},
         )  # fmt: skip
+    customer = await http.post(
+        "/v1/customers",
+        json={"email": "bench@example.com", "given_name": "Bench"},
+        headers={"Idempotency-Key": "bench-customer"},
+    )
+    customer.raise_for_status()
     return {
         "location_id": location,
+        "customer_id": customer.json()["id"],
         "lines": CHECKOUT_LINES,
         "tender_type": "card",
         "card_token": "tok_visa",
@@ -113,6 +124,18 @@ async def register_checkout(http: httpx.AsyncClient) -> tuple[Callable[[], Await
             raise RuntimeError(answer.text)
 
     return via_gateway, body["location_id"]
+
+
+def analyze(platform: Platform) -> None:
+    """Planner statistics in every database, as a database in service has them. Tables made by
+    the migrations a minute ago have none until autovacuum's first pass (its naptime is a
+    minute), and with none the planner may look a payment up by its primary key through another
+    index that starts with the merchant: every look-up then reads all of the merchant's rows, so
+    the run would measure a cost that grows with its own length (found with the profile's
+    index-scan figures: 926 rows read per checkout after a few hundred)."""
+    for url in platform.database_urls.values():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
 
 
 def on_platform(
@@ -202,33 +225,151 @@ def parse_wrk(text: str, connections: int, load: float) -> WrkResult:
 
 
 def checkout_script(folder: Path, key: str, body: dict[str, Any]) -> Path:
-    """A wrk script: POST the checkout with a new Idempotency-Key each time (a key of this
-    run's own, so no checkout replays another)."""
+    """A wrk script: POST the checkout with a new Idempotency-Key each time: a counter after
+    the id `_wrk` gives each wrk run (`init`), so no checkout replays one of an earlier run.
+    (Until 2026-12-02 the id was the script's, and every run after the warm-up replayed the
+    warm-up's answers for as many requests as it had made: cheap replays inflated the
+    figures of the runs measured after it.)"""
     script = folder / "checkout.lua"
-    run = uuid.uuid4().hex[:12]
     script.write_text(
         "wrk.method = 'POST'\n"
         f"wrk.body = [[{json.dumps(body)}]]\n"
         "wrk.headers['Content-Type'] = 'application/json'\n"
         f"wrk.headers['Authorization'] = 'Bearer {key}'\n"
-        "local n = 0\n"
+        "local n, run = 0, ''\n"
+        "init = function(args) run = args[1] end\n"
         "request = function()\n"
         "  n = n + 1\n"
-        f"  wrk.headers['Idempotency-Key'] = 'bench-{run}-' .. n\n"
+        "  wrk.headers['Idempotency-Key'] = 'bench-' .. run .. '-' .. n\n"
         "  return wrk.format(nil, '/v1/checkouts')\n"
         "end\n"
     )
     return script
 
 
+# The web pickup flow as wrk sees it: three requests per order (create, card tender, confirm).
+# wrk does not tell `response` which connection or request it answers, so the flow is kept by
+# order: a created order's id is queued for its tender, a tendered one for its confirmation,
+# and every connection takes the oldest queued step, or starts a new order when none is queued.
+# `done` reads the thread's counters: flows completed and any step that did not succeed.
+PICKUP_LUA = """
+local key, body, run = %(key)s, %(body)s, ''
+local steps, stage, n = {}, {}, 0
+init = function(args) run = args[1] end
+confirmed, failed = 0, 0
+local function post(path, payload)
+  n = n + 1
+  return wrk.format('POST', path, {
+    ['Content-Type'] = 'application/json',
+    ['Authorization'] = 'Bearer ' .. key,
+    ['Idempotency-Key'] = 'pickup-' .. run .. '-' .. n,
+  }, payload)
+end
+request = function()
+  local step = table.remove(steps, 1)
+  if step == nil then return post('/v1/orders', body) end
+  if step.kind == 'tender' then
+    return post('/v1/orders/' .. step.id .. '/tenders',
+                '{"tender_type": "card", "card_token": "tok_visa"}')
+  end
+  return post('/v1/orders/' .. step.id .. '/confirm', '{}')
+end
+response = function(status, headers, text)
+  local id = string.match(text, '"id"%%s*:%%s*"(ord_[^"]+)"')
+  if status >= 300 or id == nil then
+    failed = failed + 1
+    if failed <= 3 then  -- the first few, to say why
+      io.write('failed step: ' .. status .. ' ' .. string.sub(text, 1, 300) .. '\\n')
+    end
+    return
+  end
+  local at = stage[id]
+  if at == nil then
+    stage[id] = 1; table.insert(steps, {kind = 'tender', id = id})
+  elseif at == 1 then
+    stage[id] = 2; table.insert(steps, {kind = 'confirm', id = id})
+  else
+    stage[id] = nil; confirmed = confirmed + 1
+  end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local c, f = 0, 0
+  for _, t in ipairs(threads) do c = c + t:get('confirmed'); f = f + t:get('failed') end
+  io.write(string.format('pickup flows confirmed: %%d, failed steps: %%d\\n', c, f))
+end
+"""
+
+
+def pickup_script(folder: Path, key: str, checkout: dict[str, Any]) -> Path:
+    """A wrk script for web orders with pickup at the checkout's store (its lines, a customer)."""
+    order = {
+        "channel": "web",
+        "location_id": checkout["location_id"],
+        "customer_id": checkout["customer_id"],
+        "lines": checkout["lines"],
+        "fulfillments": [{"type": "pickup", "location_id": checkout["location_id"]}],
+    }
+    script = folder / "pickup.lua"
+    script.write_text(
+        PICKUP_LUA
+        % {
+            "key": json.dumps(key),
+            "body": "[[" + json.dumps(order) + "]]",
+        }
+    )
+    return script
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """A wrk run of the pickup flow: its requests, and the flows they completed."""
+
+    requests: WrkResult
+    flows: int
+    failed_steps: int
+    duration: int
+
+    @property
+    def rps(self) -> float:
+        return self.flows / self.duration
+
+    def line(self) -> str:
+        failed = f", {self.failed_steps} steps FAILED" if self.failed_steps else ""
+        r = self.requests
+        return (
+            f"{'web pickup flow':<22} c={r.connections:<3} {self.rps:7.1f} /s   (3 requests each:"
+            f" {r.rps:.1f} requests/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms per request;"
+            f" {self.flows} orders confirmed{failed}; load {r.load:.1f} at start)"
+        )
+
+
 def run_wrk(url: str, script: Path, connections: int, duration: int) -> WrkResult:
-    load = os.getloadavg()[0]
-    out = subprocess.run(
+    return parse_wrk(_wrk(url, script, connections, duration), connections, os.getloadavg()[0])
+
+
+def _wrk(url: str, script: Path, connections: int, duration: int) -> str:
+    """wrk's output; its script's `init` gets an id of this run (for Idempotency-Keys)."""
+    return subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-         "-s", str(script), url],
+         "-s", str(script), url, "--", uuid.uuid4().hex[:16]],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    return parse_wrk(out, connections, load)
+
+
+def run_pickup(url: str, script: Path, connections: int, duration: int) -> FlowResult:
+    load = os.getloadavg()[0]
+    out = _wrk(url, script, connections, duration)
+    for line in out.splitlines():
+        if line.startswith("failed step:"):
+            print("  " + line, flush=True)  # the first few, to say why
+    counted = re.search(r"pickup flows confirmed: (\d+), failed steps: (\d+)", out)
+    if counted is None:
+        raise RuntimeError(f"the pickup script printed no count:\n{out}")
+    return FlowResult(
+        parse_wrk(out, connections, load), int(counted.group(1)), int(counted.group(2)), duration
+    )
 
 
 # --- the platform's checkout ---------------------------------------------------------------------
@@ -236,7 +377,7 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> WrkResul
 
 async def bench_platform(
     platform: Platform, key: str, connections: list[int], duration: int, scratch: Path
-) -> list[WrkResult]:
+) -> tuple[list[WrkResult], list[FlowResult]]:
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(
         base_url=platform.gateway_url, headers=headers, timeout=30
@@ -247,13 +388,21 @@ async def bench_platform(
     # statements (psycopg does on a statement's fifth run), caches fill. Its figures are not
     # kept (with no warm-up, four 10 s runs in a row once gave 32, 57, 79 and 89/s).
     await asyncio.to_thread(run_wrk, platform.gateway_url, script, max(connections), duration)
+    await asyncio.to_thread(analyze, platform)
     results = []
     for c in connections:
         await asyncio.sleep(2)  # what is still in flight (events, relays) settles
         result = await asyncio.to_thread(run_wrk, platform.gateway_url, script, c, duration)
         print(result.line("platform checkout"), flush=True)
         results.append(result)
-    return results
+    pickup = pickup_script(scratch, key, body)
+    flows = []
+    for c in connections:
+        await asyncio.sleep(2)
+        flow = await asyncio.to_thread(run_pickup, platform.gateway_url, pickup, c, duration)
+        print(flow.line(), flush=True)
+        flows.append(flow)
+    return results, flows
 
 
 # --- the single-hop ceiling ----------------------------------------------------------------------
@@ -310,7 +459,7 @@ def run_ceiling(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--ceiling", type=Path, help="the bench-ceiling folder: run it too")
     parser.add_argument("--ceiling-python", default=None, help="python for its scripts")
@@ -321,17 +470,21 @@ def main() -> None:
     connections = sorted(set(args.connections))
 
     platform_results: list[WrkResult] = []
+    flow_results: list[FlowResult] = []
 
     async def work(platform: Platform, key: str) -> None:
         with tempfile.TemporaryDirectory() as scratch:
-            platform_results.extend(
-                await bench_platform(platform, key, connections, args.duration, Path(scratch))
+            checkouts, flows = await bench_platform(
+                platform, key, connections, args.duration, Path(scratch)
             )
+            platform_results.extend(checkouts)
+            flow_results.extend(flows)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     on_platform(
         f"checkout benchmark {started}: wrk -t1, {args.duration} s per run, "
-        "POST /v1/checkouts (2 lines, card)",
+        "POST /v1/checkouts (2 lines, card, a customer), then web orders with pickup "
+        "(create, card tender, confirm)",
         work,
     )
     if args.ceiling is None:
@@ -344,6 +497,13 @@ def main() -> None:
             print(
                 f"ratio at c={result.connections:<3} {result.rps / top.rps:.2f}"
                 f"   ({result.rps:.1f} / {top.rps:.1f} checkouts/s)"
+            )
+    for flow in flow_results:
+        top = ceiling.get(flow.requests.connections)
+        if top is not None:
+            print(
+                f"web pickup ratio at c={flow.requests.connections:<3} {flow.rps / top.rps:.2f}"
+                f"   ({flow.rps:.1f} orders / {top.rps:.1f} checkouts/s)"
             )
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import grpc
 import httpx
 import psycopg
-from bench_checkout import _run, on_platform, register_checkout
+from bench_checkout import _run, analyze, on_platform, register_checkout
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from pos_devstack.natsd import free_port
@@ -157,6 +157,21 @@ def db_counters(platform: Platform) -> dict[str, dict[str, int]]:
             (list(DATABASES),),
         ).fetchall()
     return {row[0]: dict(zip(DB_COUNTERS, row[1:], strict=True)) for row in rows}
+
+
+def table_scans(platform: Platform) -> dict[tuple[str, str], tuple[int, int]]:
+    """(database, table or index) -> (scans, rows they read): a lookup that scans a table, or
+    reads a whole merchant's rows through the wrong index, grows with its table, which a short
+    run hides in its per-statement times."""
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    for db in DATABASES:
+        with psycopg.connect(platform.database_urls[db], autocommit=True) as conn:
+            for name, scans, rows in conn.execute(
+                "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables UNION ALL"
+                " SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes"
+            ).fetchall():
+                found[(db, str(name))] = (int(scans or 0), int(rows or 0))
+    return found
 
 
 def reset_statements(platform: Platform) -> None:
@@ -328,6 +343,25 @@ def _print_db(
         print(f"  {db:<10} " + " ".join(cells))
 
 
+def _print_scans(
+    before: dict[tuple[str, str], tuple[int, int]],
+    after: dict[tuple[str, str], tuple[int, int]],
+    checkouts: int,
+) -> None:
+    print(
+        "\nScans per checkout (pg_stat_user_tables: sequential; pg_stat_user_indexes: by"
+        " index), those reading more than 2 rows a checkout"
+    )
+    for key, (scans, rows) in sorted(after.items()):
+        scans0, rows0 = before.get(key, (0, 0))
+        read = (rows - rows0) / checkouts
+        if read > 2:
+            print(
+                f"  {key[0]:<10} {key[1]:<28} {(scans - scans0) / checkouts:6.2f} scans"
+                f" {read:10.1f} rows"
+            )
+
+
 def _print_statements(rows: list[tuple[str, str, int, float]], checkouts: int) -> None:
     print(
         "\nStatements per checkout (pg_stat_statements; BEGIN/COMMIT/ROLLBACK apart),"
@@ -387,8 +421,10 @@ async def profile(
         one, _ = await register_checkout(http)
         await _run(40, 4, one)  # warm-up: connections, pools, caches, the known-stock rows
         await asyncio.sleep(2)  # let the warm-up's relays and consumers finish
+        analyze(platform)
         roots = platform_roots(platform)
         db_before = db_counters(platform)
+        scans_before = table_scans(platform)
         reset_statements(platform)
         if spans is not None:
             await asyncio.sleep(1)  # the warm-up's last span batches
@@ -412,6 +448,7 @@ async def profile(
         )
         _print_db(db_before, db_counters(platform), total)
         _print_statements(statements(platform), total)
+        _print_scans(scans_before, table_scans(platform), total)
         if spans is not None:
             await asyncio.sleep(1)  # the last span batches (OTEL_BSP_SCHEDULE_DELAY is short)
             _print_spans(spans.counts, total)

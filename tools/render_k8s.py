@@ -139,6 +139,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "payment": ("GIFT_CARD_CODE_KEY",),
     # Keys the coupon codes' hashes: changing it loses every coupon's code.
     "promotion": ("COUPON_CODE_KEY",),
+    # Keys the gift card and coupon codes in stored request fingerprints: changing it only
+    # makes a retry of an earlier request a mismatch.
+    "order": ("CODE_FINGERPRINT_KEY",),
 }
 # Where webhooks may go: public addresses only, on any port (a partner's endpoint may listen
 # on 8443). The dispatcher refuses private ones itself; this says so again at the network.

@@ -139,6 +139,7 @@ def test_long_running_workloads_shut_down_gracefully(docs: list[Doc], overlay: s
                     "DISPATCHER_SECRET_KEYS": "",
                     "GIFT_CARD_CODE_KEY": "",
                     "COUPON_CODE_KEY": "",
+                    "CODE_FINGERPRINT_KEY": "",
                 },
             )
             if "GRPC_PORT" in env:

@@ -109,6 +109,7 @@ def _env(docs: list[Doc], container: Doc) -> dict[str, str]:
         "DISPATCHER_SECRET_KEYS": "",
         "GIFT_CARD_CODE_KEY": "",
         "COUPON_CODE_KEY": "",
+        "CODE_FINGERPRINT_KEY": "",
     }
     return resolve_env(container, docs, provided=provided)
 

@@ -370,9 +370,15 @@ def test_bad_staff_input_is_a_problem_and_writes_nothing(platform: Running) -> N
     missing = [
         {"name": "A", "role": "role_nope", "location_ids": [here], "pin": "1234"},
         {"name": "A", "role": "cashier", "location_ids": ["loc_nope"], "pin": "1234"},
+        # Several: the one that is not yours is named, whatever its place.
+        {"name": "A", "role": "cashier", "location_ids": [here, "loc_nope"], "pin": "1234"},
     ]
     for body in missing:
-        assert _post(http, "/v1/staff", body).status_code == 404, body
+        answer = _post(http, "/v1/staff", body)
+        assert answer.status_code == 404, body
+        if body["role"] == "cashier":
+            assert answer.json()["resource"] == "location", answer.text
+            assert "loc_nope" in answer.json()["detail"], answer.text
     assert http.get("/v1/staff", params={"limit": 200}).json()["data"] == before
     assert _audit(http, action="staff.created") == audited
     assert _post(http, "/v1/roles", {"name": "manager", "permissions": []}).status_code == 409

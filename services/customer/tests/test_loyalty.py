@@ -4,6 +4,7 @@ real service on real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,4 +300,89 @@ async def test_returned_units_take_back_their_share_of_the_points_once_and_never
     assert await _balance(service, merchant, c.id) == (0, 0, 0)
     cancel = order_events.OrderCancelled(order=order_pb2.Order(id="ord_rt1", customer_id=c.id))
     await deliver(on_order_cancelled, cancel)  # nothing left to take: never below what was
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+
+
+def _order_events(customer_id: str, order_id: str) -> dict[str, Any]:
+    """The order's events as the order service publishes them: confirmed (6040 earns 60), a
+    third returned, two thirds returned (refunded so far), cancelled; each with its handler."""
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints import consumers
+
+    def order(still_paid: int) -> order_pb2.Order:
+        usd = [money_pb2.Money(amount=a, currency="USD") for a in (6040, 0, still_paid)]
+        return order_pb2.Order(id=order_id, customer_id=customer_id, location_id="loc_1",
+                               total=usd[0], tax_total=usd[1], paid=usd[2])  # fmt: skip
+
+    def returned(return_id: str, refunded: int) -> Any:
+        message = order_events.OrderReturned(
+            order=order(6040 - refunded), order_return=order_pb2.Return(id=return_id)
+        )
+        return consumers.on_order_returned, message
+
+    return {
+        "confirmed": (consumers.on_order_confirmed, order_events.OrderConfirmed(order=order(6040))),
+        "ret_1": returned("ret_1", 2013),
+        "ret_2": returned("ret_2", 4026),
+        "cancelled": (consumers.on_order_cancelled, order_events.OrderCancelled(order=order(0))),
+    }
+
+
+async def _deliver(service: Service, merchant: str, event: tuple[Any, Any]) -> None:
+    """What the consumer does with one message: its handler in its own transaction."""
+    handler, message = event
+    async with service.runtime.uow().bind(merchant) as uow:
+        await handler(uow, message)
+        await uow.commit()
+
+
+@pytest.mark.parametrize(
+    ("events", "balance"),
+    [
+        (("confirmed", "cancelled"), 0),
+        # 60 * 2013 // 6040 = 19 back, then 60 * 4026 // 6040 = 39 in all: 21 left.
+        (("confirmed", "ret_1", "ret_2"), 21),
+        (("confirmed", "ret_1", "cancelled"), 0),
+    ],
+)
+async def test_an_orders_events_give_the_same_balance_in_any_arrival_order(
+    merchant: Caller, service: Service, events: tuple[str, ...], balance: int
+) -> None:
+    """The consumers are not ordered across event types: an order's cancellation or return
+    may arrive before its order_confirmed. Whatever the order (and delivered twice), a
+    cancelled order keeps no points and a returned one keeps only what its returns left."""
+    c = await merchant.create(given_name="Arrivals")
+    for n, arrival in enumerate(itertools.permutations(events)):
+        order_id = f"ord_arr{n}"
+        every = _order_events(c.id, order_id)
+        before = (await _balance(service, merchant, c.id))[0]
+        for name in arrival:
+            await _deliver(service, merchant.merchant, every[name])
+            await _deliver(service, merchant.merchant, every[name])  # redelivered: once
+        after = await _balance(service, merchant, c.id)
+        assert (after[0] - before, after[0], after[2]) == (balance, after[1], 0), arrival
+    orders = await merchant(
+        "ListCustomerOrders", customer_pb2.ListCustomerOrdersRequest(customer_id=c.id)
+    )
+    expected = "reversed" if "cancelled" in events else "confirmed"
+    assert {o.status for o in orders.orders} == {expected}
+    assert len(orders.orders) == len(list(itertools.permutations(events)))
+
+
+async def test_an_earn_and_a_cancellation_arriving_at_once_leave_nothing(
+    merchant: Caller, service: Service
+) -> None:
+    """Two consumers' transactions at the same time, each unable to see the other's rows
+    before it commits: the cancelled orders still keep no points."""
+    c = await merchant.create(given_name="Concurrent")
+    every = [_order_events(c.id, f"ord_cc{n}") for n in range(10)]
+    await asyncio.gather(
+        *(
+            _deliver(service, merchant.merchant, events[name])
+            for events in every
+            for name in ("cancelled", "confirmed")
+        )
+    )
     assert await _balance(service, merchant, c.id) == (0, 0, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -55,10 +55,12 @@ def serve_order(
     inventory_port: int,
     payment_port: int,
     customer_port: int | None = None,
+    promotion_port: int | None = None,
     **settings: Any,
 ) -> AbstractAsyncContextManager[InProcessService]:
-    """Promotion is away (nothing listens at its address): sales go on at list price, as
-    documented. Without a customer service, checkouts here name no customer."""
+    """Without a promotion service, promotion is away (nothing listens at its address): sales
+    go on at list price, as documented. Without a customer service, checkouts here name no
+    customer."""
     return serve_in_process(
         "order",
         infra,
@@ -66,9 +68,19 @@ def serve_order(
         inventory_addr=f"127.0.0.1:{inventory_port}",
         payment_addr=f"127.0.0.1:{payment_port}",
         customer_addr=f"127.0.0.1:{customer_port or free_port()}",
-        promotion_addr=f"127.0.0.1:{free_port()}",
+        promotion_addr=f"127.0.0.1:{promotion_port or free_port()}",
         **settings,
     )
+
+
+async def serve_all(
+    stack: AsyncExitStack, infra: Infra, nats_url: str, *services: str
+) -> list[InProcessService]:
+    """The named services in this process, on this NATS server, until the stack closes."""
+    return [
+        await stack.enter_async_context(serve_in_process(name, infra, nats_url))
+        for name in services
+    ]
 
 
 async def tee_shop(inventory: grpc.aio.Channel, merchant: str) -> str:

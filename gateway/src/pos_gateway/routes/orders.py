@@ -36,7 +36,7 @@ from pos_gateway.routes.common import (
     timestamp,
 )
 from pos_gateway.routes.inventory import GeoIn
-from pos_gateway.routes.payments import _known_location
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.orders import (
     CartQuote,
     Checkout,
@@ -392,7 +392,7 @@ async def list_orders(
     """By id; each filter narrows the list. A location, customer, register or staff member
     you do not have (another merchant's included) is a 404 `resource_missing` problem."""
     if location_id:
-        await _known_location(svc, location_id)
+        await location_of(svc, location_id)
     if customer_id:
         await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     if register_id:

@@ -8,14 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
-from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
@@ -34,6 +32,7 @@ from pos_gateway.routes.common import (
     services,
     timestamp,
 )
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.payments import (
     OrderPayments,
     Payment,
@@ -61,26 +60,6 @@ UNKNOWN_ORDER = (
 )
 
 
-async def _known_location(svc: Services, location_id: str) -> None:
-    """The payment service does not own locations: the inventory service says which are yours,
-    and any other (another merchant's included) is a 404 like a made-up one."""
-    token = ""
-    while True:
-        page = await svc.inventory.ListLocations(
-            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
-        )
-        if any(loc.id == location_id for loc in page.locations):
-            return
-        token = page.next_page_token
-        if not token:
-            raise Problem(
-                404,
-                "resource_missing",
-                f"location {location_id!r} was not found",
-                extra={"resource": "location"},
-            )
-
-
 @router.get(
     "/payments",
     **op("payments:read", "List payments", (404,), example=ex.page(ex.PAYMENT)),
@@ -100,7 +79,7 @@ async def list_payments(
     """By id, or with `updated_since` the change feed (oldest change first), so a partner
     polling it sees every capture, void and refund."""
     if location_id:
-        await _known_location(svc, location_id)
+        await location_of(svc, location_id)
     request = payment_pb2.ListPaymentsRequest(
         page_size=limit,
         page_token=cursor or "",
@@ -303,7 +282,7 @@ async def list_refunds(
     ] = None,
 ) -> RefundList:
     if location_id:
-        await _known_location(svc, location_id)
+        await location_of(svc, location_id)
     request = payment_pb2.ListRefundsRequest(
         page_size=limit,
         page_token=cursor or "",
@@ -359,7 +338,7 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     as long as the customer takes. Poll it, or listen for its outcome: the
     `terminal_checkout.updated` event, and the payment's own `payment.captured` or
     `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`)."""
-    await _known_location(svc, body.location_id)
+    await location_of(svc, body.location_id)
     request = payment_pb2.CreateTerminalCheckoutRequest(
         request_id=request_id(),
         reference=body.reference,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -21,27 +22,37 @@ Svc = Annotated[Services, Depends(services)]
 DATE = r"^\d{4}-\d\d-\d\d$"
 
 
-async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location:
-    """The location owns the day's time zone and the currency; the inventory service says
-    which are yours, and any other (another merchant's too) is a 404 like a made-up one."""
+async def locations_of(svc: Services, wanted: Sequence[str]) -> list[inventory_pb2.Location]:
+    """The merchant's locations of these ids, in the order asked, from one listing (paged only
+    until every one is found). The inventory service says which are yours: the first id that
+    is not (another merchant's too) is a 404 like a made-up one."""
+    if not wanted:
+        return []
+    found: dict[str, inventory_pb2.Location] = {}
     token = ""
     while True:
         page = await svc.inventory.ListLocations(
             inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
         )
-        found: inventory_pb2.Location | None = next(
-            (loc for loc in page.locations if loc.id == location_id), None
-        )
-        if found is not None:
-            return found
+        found.update((loc.id, loc) for loc in page.locations if loc.id in wanted)
         token = page.next_page_token
-        if not token:
+        if not token or len(found) == len(set(wanted)):
+            break
+    for location_id in wanted:
+        if location_id not in found:
             raise Problem(
                 404,
                 "resource_missing",
                 f"location {location_id!r} was not found",
                 extra={"resource": "location"},
             )
+    return [found[location_id] for location_id in wanted]
+
+
+async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location:
+    """The location owns the day's time zone and the currency (see locations_of)."""
+    (location,) = await locations_of(svc, [location_id])
+    return location
 
 
 @router.get(

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
-from pos.inventory.v1 import inventory_pb2
 from pos_gateway import audit, staff
 from pos_gateway import examples as ex
 from pos_gateway.actions import principal_of
@@ -30,7 +29,7 @@ from pos_gateway.routes.common import (
     services,
 )
 from pos_gateway.routes.registers import refusal, ts
-from pos_gateway.routes.settlement import location_of
+from pos_gateway.routes.settlement import location_of, locations_of
 from pos_gateway.schemas.registers import Role, RoleList, StaffList, StaffMember
 
 router = APIRouter(prefix="/v1", tags=["staff"])
@@ -53,24 +52,6 @@ def _reused() -> Problem:
     return Problem(
         422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
     )
-
-
-async def _known_locations(svc: Services, wanted: list[str]) -> None:
-    """Each location must be one of the merchant's (another's is a 404 like a made-up one)."""
-    mine: set[str] = set()
-    token = ""
-    while True:
-        page = await svc.inventory.ListLocations(
-            inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
-        )
-        mine.update(loc.id for loc in page.locations)
-        token = page.next_page_token
-        if not token:
-            break
-    for location_id in wanted:
-        if location_id not in mine:
-            raise Problem(404, "resource_missing", f"location {location_id!r} was not found",
-                          extra={"resource": "location"})  # fmt: skip
 
 
 def _manager(request: Request) -> audit.Actor:
@@ -103,7 +84,7 @@ async def create_staff(body: StaffIn, request: Request, svc: Svc) -> StaffMember
     location is a 404."""
     actor = _manager(request)
     locations = list(dict.fromkeys(body.location_ids))
-    await _known_locations(svc, locations)
+    await locations_of(svc, locations)
     state = request.app.state
     fields = {"name": body.name, "role": body.role, "location_ids": locations}
     try:
@@ -181,7 +162,7 @@ async def update_staff(
         fields["role"] = body.role
     if body.location_ids is not None:
         fields["location_ids"] = list(dict.fromkeys(body.location_ids))
-        await _known_locations(svc, fields["location_ids"])
+        await locations_of(svc, fields["location_ids"])
     state = request.app.state
     try:
         changed = await staff.update_member(

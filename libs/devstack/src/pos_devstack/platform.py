@@ -104,6 +104,7 @@ class Platform:
             dispatcher_secret_key=32,
             gift_card_code_key=32,
             coupon_code_key=32,
+            code_fingerprint_key=32,
         )
         missing = {k: secrets.token_urlsafe(n) for k, n in wanted.items() if k not in data}
         if not missing:
@@ -166,6 +167,9 @@ class Platform:
         if name == "promotion":
             # This home's own key of the coupon codes' hashes, kept with its data.
             env.update(COUPON_CODE_KEY=self._secrets()["coupon_code_key"])
+        if name == "order":
+            # This home's own key of the codes in the stored request fingerprints.
+            env.update(CODE_FINGERPRINT_KEY=self._secrets()["code_fingerprint_key"])
         if name == "dispatcher":
             env.update(
                 DISPATCHER_SECRET_KEYS=self._secrets()["dispatcher_secret_key"],

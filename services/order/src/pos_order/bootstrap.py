@@ -14,7 +14,7 @@ from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ConsumerSpec, ServiceRuntime
-from pos_kit.settings import GrpcServiceSettings
+from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
 from pos_order.adapters import events
 from pos_order.adapters.remote import (
     CustomerDirectory,
@@ -37,6 +37,7 @@ from pos_order.service.saga import BOUNDARIES, Policy
 
 NAME = "order"
 MIGRATIONS = Path(__file__).parent / "migrations"
+DEVELOPMENT_CODE_KEY = "development-only-code-fingerprint-key-not-for-production"
 
 
 class Settings(GrpcServiceSettings):
@@ -63,6 +64,15 @@ class Settings(GrpcServiceSettings):
     # Tests only: comma-separated saga step boundaries where this process stops as if it had
     # died there (service/saga.py BOUNDARIES).
     saga_pause_at: str = ""
+    # Keys the hashes of gift card and coupon codes in stored request fingerprints
+    # (HMAC-SHA256, entrypoints/fingerprints.py). Changing it only makes a retry of a request
+    # made before the change a mismatch (409); production must set its own (refused below).
+    code_fingerprint_key: str = DEVELOPMENT_CODE_KEY
+
+    def _check_secrets(self) -> None:
+        if self.code_fingerprint_key == DEVELOPMENT_CODE_KEY:
+            raise ValueError("CODE_FINGERPRINT_KEY must be set in production")
+        refuse_placeholder("CODE_FINGERPRINT_KEY", self.code_fingerprint_key)
 
     @model_validator(mode="after")
     def _calls_end_before_the_resumer_takes_over(self) -> Settings:
@@ -152,7 +162,9 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
     service = kit_service.grpc_service(
         NAME,
         settings,
-        grpc_api.registrar(runtime.uow, ports, policy, return_ports),
+        grpc_api.registrar(
+            runtime.uow, ports, policy, return_ports, code_key=settings.code_fingerprint_key
+        ),
         grpc_api.SERVICE_NAME,
     )
     return runtime, service

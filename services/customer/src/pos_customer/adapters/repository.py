@@ -23,6 +23,7 @@ from pos_customer.adapters.tables import (
     erasures,
     group_members,
     loyalty_programs,
+    order_reversals,
     points_holds,
     points_ledger,
     purchases,
@@ -586,6 +587,42 @@ class SqlLoyaltyRepository:
             )
         )
         return int(total or 0)
+
+    async def lock_order(self, order_id: str) -> None:
+        """Until the transaction ends, nothing else earns or takes back this order's points: an
+        earn and a cancellation arriving at once would otherwise each miss the other's rows."""
+        key = func.hashtext(f"order-points:{self._merchant}:{order_id}")
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def record_reversal(
+        self, order_id: str, return_id: str = "", total: int = 0, refunded: int = 0
+    ) -> None:
+        """That the order was cancelled (no return id) or had a return; once each."""
+        await self._conn.execute(
+            pg_insert(order_reversals)
+            .values(
+                merchant_id=self._merchant,
+                order_id=order_id,
+                return_id=return_id,
+                order_total=total,
+                refunded=refunded,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def reversals(self, order_id: str) -> list[tuple[str, int, int]]:
+        """The order's recorded cancellation and returns as (return id, total, refunded), the
+        cancellation ('') first, then the returns in the order of what they refunded."""
+        rows = await self._conn.execute(
+            select(order_reversals.c.return_id, order_reversals.c.order_total,
+                   order_reversals.c.refunded)
+            .where(
+                order_reversals.c.merchant_id == self._merchant,
+                order_reversals.c.order_id == order_id,
+            )
+            .order_by(order_reversals.c.refunded, order_reversals.c.return_id)
+        )  # fmt: skip
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
     async def entry_for_order(self, kind: str, order_id: str) -> loyalty.Entry | None:
         row = (

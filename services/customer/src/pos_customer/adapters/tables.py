@@ -180,6 +180,23 @@ purchases = Table(
     Index("purchases_customer", "merchant_id", "customer_id", "ordered_at"),
 )
 
+# That an order was cancelled (return_id '') or had units returned, recorded when the event
+# arrives whether or not the order's points were earned yet: the consumers are not ordered across
+# event types, so an order_confirmed may come after its cancellation or return. Its earn then finds
+# this row: a cancelled order earns nothing, a returned one at once gives back its returns' share.
+order_reversals = Table(
+    "order_reversals",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("return_id", Text, nullable=False, server_default=""),
+    # For a return: the order's total and what was refunded of it so far (its share of points).
+    Column("order_total", BigInteger, nullable=False, server_default="0"),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "order_id", "return_id", name="order_reversals_pkey"),
+)
+
 # That an erasure happened, when and at whose request: no personal data.
 erasures = Table(
     "erasures",

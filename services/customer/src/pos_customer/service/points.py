@@ -77,20 +77,33 @@ async def _customer_now(uow: CustomerUnitOfWork, customer_id: str) -> Customer |
 
 async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     """Loyalty and purchase history for a confirmed order, once per order: a second delivery
-    (or a second event for the same order) finds the purchase recorded and does nothing."""
+    (or a second event for the same order) finds the purchase recorded and does nothing.
+
+    The order's cancellation or returns may have arrived first (the consumers are not ordered
+    across event types; they recorded themselves in order_reversals): a cancelled order is
+    recorded as a reversed purchase and earns nothing, and a returned one earns, then gives
+    back at once what its returns take, so the balance is the same in any arrival order."""
+    await uow.loyalty.lock_order(sale.order_id)
     customer = await _customer_now(uow, sale.customer_id)
     if customer is None:
         return 0  # an unknown or erased customer earns nothing
     sale = replace(sale, customer_id=customer.id)
     program = await uow.loyalty.program()
-    points = loyalty.points_for(program, sale, customer.tier)
+    reversals = await uow.loyalty.reversals(sale.order_id)
+    cancelled = any(not return_id for return_id, _, _ in reversals)
+    points = 0 if cancelled else loyalty.points_for(program, sale, customer.tier)
     if not await uow.purchases.record(sale, points):
+        return 0
+    if cancelled:
+        await uow.purchases.mark_reversed(sale.order_id)
         return 0
     if points <= 0:
         return 0
     entry = await _append(uow, customer, loyalty.EARNED, points, sale.order_id)
     uow.publish(loyalty.PointsEarned(entry))
     await _retier(uow, customer, program)
+    for return_id, total, refunded in reversals:
+        await reverse_returned(uow, sale.order_id, return_id, total, refunded)
     return points
 
 
@@ -201,12 +214,15 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     goes below what open orders hold: a debit the customer already spent is cut to what is
     left (the entry's reason says so)."""
     raise_if(require(bool(order_id), "order_id", "is required"))
+    await uow.loyalty.lock_order(order_id)
     if await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None:
         return []
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
     redeemed = await uow.loyalty.entry_for_order(loyalty.REDEEMED, order_id)
     if earned is None and redeemed is None:
         raise NotFound("order points", order_id)
+    # An earn arriving after this reversal earns nothing (credit_sale).
+    await uow.loyalty.record_reversal(order_id)
     owner = (earned or redeemed).customer_id  # type: ignore[union-attr]
     customer = await _customer_now(uow, owner)
     if customer is None:
@@ -226,8 +242,12 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
 
 
 async def reverse_cancelled(uow: CustomerUnitOfWork, order_id: str) -> list[loyalty.Entry]:
-    """The reversal of an order cancelled after it earned or redeemed points; nothing for one
-    that did neither (cancelled before its confirmation)."""
+    """The reversal of an order cancelled after it earned or redeemed points. One that did
+    neither (cancelled before its confirmation, or its order_confirmed is still on its way)
+    gets nothing back, but the cancellation is recorded, once: its earn, if it comes, earns
+    nothing."""
+    await uow.loyalty.lock_order(order_id)
+    await uow.loyalty.record_reversal(order_id)
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
     redeemed = await uow.loyalty.entry_for_order(loyalty.REDEEMED, order_id)
     if earned is None and redeemed is None:
@@ -242,7 +262,10 @@ async def reverse_returned(
     all its returns took back is the points earned times the share of the order's total
     refunded so far, rounded down, so returning every unit takes back exactly what was earned
     and never more. Once per return. Points the order redeemed are not given back by a return
-    (they paid for goods the customer had)."""
+    (they paid for goods the customer had). A return arriving before the order's earn is
+    recorded, and the earn takes its share back then (credit_sale)."""
+    await uow.loyalty.lock_order(order_id)
+    await uow.loyalty.record_reversal(order_id, return_id, total, refunded)
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
     key = f"{order_id}/{return_id}"
     if (

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
@@ -50,7 +53,37 @@ def _downstream(service: str, exc: grpc.aio.AioRpcError) -> DomainError:
     return read_error(exc).to_domain()
 
 
-class InventoryCatalog:
+Resp = TypeVar("Resp")
+
+
+class _Client:
+    """A client of another service: each call bounded by the client's deadline (seconds; None:
+    none), its failure as our own error (_downstream)."""
+
+    _service: str
+    _timeout: float | None = None
+
+    async def _call(self, method: Callable[..., Awaitable[Resp]], request: Message) -> Resp:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _downstream(self._service, exc) from None
+
+    async def _call_if_found(
+        self, method: Callable[..., Awaitable[Resp]], request: Message
+    ) -> Resp | None:
+        """As _call, but None when the other service has no such thing (NOT_FOUND)."""
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _downstream(self._service, exc) from None
+
+
+class InventoryCatalog(_Client):
+    _service = "inventory"
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
 
@@ -59,12 +92,9 @@ class InventoryCatalog:
     ) -> tuple[SellingLocation, dict[str, PricedItem]]:
         if not skus:  # gift card lines only: the selling location is all there is to price
             return await self.location(location_id), {}
-        try:
-            answer = await self._stub.GetPrices(
-                inventory_pb2.GetPricesRequest(skus=skus, location_id=location_id)
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+        answer = await self._call(
+            self._stub.GetPrices, inventory_pb2.GetPricesRequest(skus=skus, location_id=location_id)
+        )
         loc = answer.location
         items = {
             p.sku: PricedItem(
@@ -96,12 +126,10 @@ class InventoryCatalog:
         has few locations). Another merchant's location is not in it: a 404 like any other."""
         token = ""
         while True:
-            try:
-                page = await self._stub.ListLocations(
-                    inventory_pb2.ListLocationsRequest(page_size=200, page_token=token)
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise _downstream("inventory", exc) from None
+            page = await self._call(
+                self._stub.ListLocations,
+                inventory_pb2.ListLocationsRequest(page_size=200, page_token=token),
+            )
             for loc in page.locations:
                 if loc.id == location_id:
                     return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps)
@@ -110,82 +138,64 @@ class InventoryCatalog:
                 raise NotFound("location", location_id)
 
 
-class CustomerDirectory:
+class CustomerDirectory(_Client):
     """Asks the customer service about a customer id the read model has not seen yet."""
+
+    _service = "customer"
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 1.0) -> None:
         self._stub = customer_pb2_grpc.CustomerServiceStub(channel)
         self._timeout = timeout
 
     async def version_of(self, customer_id: str) -> int | None:
-        try:
-            answer = await self._stub.GetCustomer(
-                customer_pb2.GetCustomerRequest(id=customer_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise _downstream("customer", exc) from None
-        return int(answer.customer.version)
+        answer = await self._call_if_found(
+            self._stub.GetCustomer, customer_pb2.GetCustomerRequest(id=customer_id)
+        )
+        return None if answer is None else int(answer.customer.version)
 
     # -- loyalty points an order redeems (ports.Loyalty) ---------------------------------------
 
     async def point_value(self) -> int:
-        try:
-            answer = await self._stub.GetLoyaltyProgram(
-                loyalty_pb2.GetLoyaltyProgramRequest(), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("customer", exc) from None
+        answer = await self._call(
+            self._stub.GetLoyaltyProgram, loyalty_pb2.GetLoyaltyProgramRequest()
+        )
         program = answer.program
         return int(program.point_value_minor) if program.enabled else 0
 
     async def hold(
         self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
     ) -> int:
-        try:
-            answer = await self._stub.HoldPoints(
-                loyalty_pb2.HoldPointsRequest(
-                    request_id=request_id,
-                    order_id=order_id,
-                    customer_id=customer_id,
-                    points=points,
-                    currency=currency,
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("customer", exc) from None
+        answer = await self._call(
+            self._stub.HoldPoints,
+            loyalty_pb2.HoldPointsRequest(
+                request_id=request_id,
+                order_id=order_id,
+                customer_id=customer_id,
+                points=points,
+                currency=currency,
+            ),
+        )
         return int(answer.hold.discount.amount)
 
     async def finalize(self, request_id: str, order_id: str) -> None:
-        try:
-            await self._stub.FinalizePoints(
-                loyalty_pb2.FinalizePointsRequest(request_id=request_id, order_id=order_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("customer", exc) from None
+        await self._call(
+            self._stub.FinalizePoints,
+            loyalty_pb2.FinalizePointsRequest(request_id=request_id, order_id=order_id),
+        )
 
     async def release(self, request_id: str, order_id: str) -> None:
-        try:
-            await self._stub.ReleasePoints(
-                loyalty_pb2.ReleasePointsRequest(request_id=request_id, order_id=order_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("customer", exc) from None
+        await self._call(
+            self._stub.ReleasePoints,
+            loyalty_pb2.ReleasePointsRequest(request_id=request_id, order_id=order_id),
+        )
 
     async def reverse(self, request_id: str, order_id: str, reason: str) -> None:
-        try:
-            await self._stub.ReverseOrderPoints(
-                loyalty_pb2.ReverseOrderPointsRequest(
-                    request_id=request_id, order_id=order_id, reason=reason
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("customer", exc) from None
+        await self._call(
+            self._stub.ReverseOrderPoints,
+            loyalty_pb2.ReverseOrderPointsRequest(
+                request_id=request_id, order_id=order_id, reason=reason
+            ),
+        )
 
 
 _MANUAL_KINDS = {
@@ -288,8 +298,10 @@ class PromotionDiscounts:
         )
 
 
-class PromotionCoupons:
+class PromotionCoupons(_Client):
     """The saga's coupon steps; each request id derives from the order."""
+
+    _service = "promotion"
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 2.0) -> None:
         self._stub = promotion_pb2_grpc.PromotionServiceStub(channel)
@@ -310,29 +322,20 @@ class PromotionCoupons:
             customer_id=cart.customer_id,
             cart=cart_request(lines, currency, cart),
         )
-        try:
-            answer = await self._stub.ReserveCoupons(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("promotion", exc) from None
+        answer = await self._call(self._stub.ReserveCoupons, request)
         return [CouponUse(r.coupon_id, r.promotion_id, r.code_hint) for r in answer.reservations]
 
     async def redeem(self, request_id: str, order_id: str) -> None:
-        try:
-            await self._stub.RedeemCoupons(
-                promotion_pb2.RedeemCouponsRequest(request_id=request_id, order_id=order_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("promotion", exc) from None
+        await self._call(
+            self._stub.RedeemCoupons,
+            promotion_pb2.RedeemCouponsRequest(request_id=request_id, order_id=order_id),
+        )
 
     async def release(self, request_id: str, order_id: str) -> None:
-        try:
-            await self._stub.ReleaseCoupons(
-                promotion_pb2.ReleaseCouponsRequest(request_id=request_id, order_id=order_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("promotion", exc) from None
+        await self._call(
+            self._stub.ReleaseCoupons,
+            promotion_pb2.ReleaseCouponsRequest(request_id=request_id, order_id=order_id),
+        )
 
 
 _STATUS = {
@@ -355,10 +358,12 @@ def _result(payment: payment_pb2.Payment) -> PaymentResult:
     )
 
 
-class PaymentService:
+class PaymentService(_Client):
     """Every call carries a request id derived from the order (`<order>/<step>/<n>`), so the
     payment service replays rather than acts twice; a deadline bounds each, shorter than the
     time the resumer waits before it takes over an idle saga."""
+
+    _service = "payment"
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = payment_pb2_grpc.PaymentServiceStub(channel)
@@ -384,10 +389,7 @@ class PaymentService:
         )
         if cash_tendered is not None:
             request.cash_tendered.CopyFrom(to_proto(cash_tendered))
-        try:
-            answer = await self._stub.AuthorizeAndCapture(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(self._stub.AuthorizeAndCapture, request)
         return _result(answer.payment)
 
     async def take(
@@ -406,22 +408,16 @@ class PaymentService:
         )
         if ask.cash_tendered is not None:
             request.cash_tendered.CopyFrom(to_proto(ask.cash_tendered))
-        try:
-            answer = await self._stub.CreatePayment(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(self._stub.CreatePayment, request)
         return _result(answer.payment)
 
     async def capture(self, request_id: str, payment_id: str, amount: Money) -> PaymentResult:
-        try:
-            answer = await self._stub.CapturePayment(
-                payment_pb2.CapturePaymentRequest(
-                    request_id=request_id, payment_id=payment_id, amount=to_proto(amount)
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(
+            self._stub.CapturePayment,
+            payment_pb2.CapturePaymentRequest(
+                request_id=request_id, payment_id=payment_id, amount=to_proto(amount)
+            ),
+        )
         if answer.status == payment_pb2.OPERATION_STATUS_FAILED:
             raise Conflict("the capture was refused by the processor", "capture_failed")
         if answer.status == payment_pb2.OPERATION_STATUS_PENDING:
@@ -429,28 +425,22 @@ class PaymentService:
         return _result(answer.payment)
 
     async def void(self, request_id: str, payment_id: str) -> PaymentResult:
-        try:
-            answer = await self._stub.VoidPayment(
-                payment_pb2.VoidPaymentRequest(request_id=request_id, payment_id=payment_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(
+            self._stub.VoidPayment,
+            payment_pb2.VoidPaymentRequest(request_id=request_id, payment_id=payment_id),
+        )
         return _result(answer.payment)
 
     async def refund(self, request_id: str, payment_id: str, amount: Money) -> None:
-        try:
-            await self._stub.CreateRefund(
-                payment_pb2.CreateRefundRequest(
-                    request_id=request_id,
-                    payment_id=payment_id,
-                    amount=to_proto(amount),
-                    reason="order cancelled",
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        await self._call(
+            self._stub.CreateRefund,
+            payment_pb2.CreateRefundRequest(
+                request_id=request_id,
+                payment_id=payment_id,
+                amount=to_proto(amount),
+                reason="order cancelled",
+            ),
+        )
 
     async def refund_order(
         self,
@@ -461,22 +451,19 @@ class PaymentService:
         lines: list[tuple[str, int]],
     ) -> list[Refunded]:
         """A return's refund: the amount per tender planned with the return, one request."""
-        try:
-            answer = await self._stub.CreateRefund(
-                payment_pb2.CreateRefundRequest(
-                    request_id=request_id,
-                    order_id=order_id,
-                    amounts=[
-                        payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
-                        for a in amounts
-                    ],
-                    reason=reason,
-                    lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(
+            self._stub.CreateRefund,
+            payment_pb2.CreateRefundRequest(
+                request_id=request_id,
+                order_id=order_id,
+                amounts=[
+                    payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
+                    for a in amounts
+                ],
+                reason=reason,
+                lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
+            ),
+        )
         return [
             Refunded(
                 r.id,
@@ -488,19 +475,18 @@ class PaymentService:
         ]
 
     async def of_order(self, order_id: str) -> list[PaymentResult]:
-        try:
-            answer = await self._stub.GetOrderPayments(
-                payment_pb2.GetOrderPaymentsRequest(order_id=order_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return []  # nothing was ever taken for it
-            raise _downstream("payment", exc) from None
+        answer = await self._call_if_found(
+            self._stub.GetOrderPayments, payment_pb2.GetOrderPaymentsRequest(order_id=order_id)
+        )
+        if answer is None:
+            return []  # nothing was ever taken for it
         return [_result(p) for p in answer.payments]
 
 
-class StockService:
+class StockService(_Client):
     """Holds for pickup and shipment at the inventory service (reservations with a TTL)."""
+
+    _service = "inventory"
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 5.0) -> None:
         self._stub = stock_pb2_grpc.StockServiceStub(channel)
@@ -515,19 +501,16 @@ class StockService:
         ttl_seconds: int,
         reference: str,
     ) -> str:
-        try:
-            answer = await self._stub.CreateReservation(
-                stock_pb2.CreateReservationRequest(
-                    request_id=request_id,
-                    location_id=location_id,
-                    lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
-                    ttl_seconds=ttl_seconds,
-                    reference=reference,
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+        answer = await self._call(
+            self._stub.CreateReservation,
+            stock_pb2.CreateReservationRequest(
+                request_id=request_id,
+                location_id=location_id,
+                lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
+                ttl_seconds=ttl_seconds,
+                reference=reference,
+            ),
+        )
         return str(answer.reservation.id)
 
     async def source(
@@ -538,21 +521,18 @@ class StockService:
         ttl_seconds: int,
         reference: str,
     ) -> list[Allocation]:
-        try:
-            answer = await self._stub.ProposeSourcing(
-                stock_pb2.ProposeSourcingRequest(
-                    request_id=request_id,
-                    lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
-                    destination=inventory_pb2.GeoPoint(
-                        latitude=destination[0], longitude=destination[1]
-                    ),
-                    ttl_seconds=ttl_seconds,
-                    reference=reference,
+        answer = await self._call(
+            self._stub.ProposeSourcing,
+            stock_pb2.ProposeSourcingRequest(
+                request_id=request_id,
+                lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
+                destination=inventory_pb2.GeoPoint(
+                    latitude=destination[0], longitude=destination[1]
                 ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+                ttl_seconds=ttl_seconds,
+                reference=reference,
+            ),
+        )
         if answer.strategy == stock_pb2.SOURCING_STRATEGY_UNFULFILLABLE or not answer.allocations:
             short = ",".join(f"{s.sku}:{s.quantity}" for s in answer.short)
             raise Conflict(
@@ -566,65 +546,47 @@ class StockService:
         ]
 
     async def commit(self, request_id: str, reservation_id: str) -> None:
-        try:
-            await self._stub.CommitReservation(
-                stock_pb2.CommitReservationRequest(request_id=request_id, id=reservation_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+        await self._call(
+            self._stub.CommitReservation,
+            stock_pb2.CommitReservationRequest(request_id=request_id, id=reservation_id),
+        )
 
     async def release(self, request_id: str, reservation_id: str) -> None:
-        try:
-            await self._stub.ReleaseReservation(
-                stock_pb2.ReleaseReservationRequest(request_id=request_id, id=reservation_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+        await self._call(
+            self._stub.ReleaseReservation,
+            stock_pb2.ReleaseReservationRequest(request_id=request_id, id=reservation_id),
+        )
 
     async def return_to_stock(
         self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
     ) -> None:
         """Returned units back on the shelf at the returning store, once (by request id)."""
-        try:
-            await self._catalog.AdjustStock(
-                inventory_pb2.AdjustStockRequest(
-                    request_id=request_id,
-                    sku=sku,
-                    location_id=location_id,
-                    delta=quantity,
-                    reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
-                    note=reference,
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("inventory", exc) from None
+        await self._call(
+            self._catalog.AdjustStock,
+            inventory_pb2.AdjustStockRequest(
+                request_id=request_id,
+                sku=sku,
+                location_id=location_id,
+                delta=quantity,
+                reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
+                note=reference,
+            ),
+        )
 
     async def restock(
         self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
     ) -> None:
+        """An uncollected order's units back on the shelf, a request per SKU."""
         for sku, quantity in lines:
-            try:
-                await self._catalog.AdjustStock(
-                    inventory_pb2.AdjustStockRequest(
-                        request_id=f"{request_id}/{sku}",
-                        sku=sku,
-                        location_id=location_id,
-                        delta=quantity,
-                        reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
-                        note=f"order {reference}: not collected",
-                    ),
-                    timeout=self._timeout,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise _downstream("inventory", exc) from None
+            note = f"order {reference}: not collected"
+            await self.return_to_stock(f"{request_id}/{sku}", location_id, sku, quantity, note)
 
 
-class GiftCardIssuer:
+class GiftCardIssuer(_Client):
     """Gift card lines: activated (IssueGiftCard) when their order is confirmed, deactivated
     when it is cancelled, each under the saga's derived request id."""
+
+    _service = "payment"
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = gift_cards_pb2_grpc.GiftCardServiceStub(channel)
@@ -641,45 +603,36 @@ class GiftCardIssuer:
         location_id: str,
         reason: str = "sale",
     ) -> IssuedCard:
-        try:
-            answer = await self._stub.IssueGiftCard(
-                gift_cards_pb2.IssueGiftCardRequest(
-                    request_id=request_id,
-                    amount=to_proto(amount),
-                    code=code,
-                    customer_id=customer_id,
-                    order_id=order_id,
-                    order_line_id=line_id,
-                    reason=reason,
-                    location_id=location_id,
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        answer = await self._call(
+            self._stub.IssueGiftCard,
+            gift_cards_pb2.IssueGiftCardRequest(
+                request_id=request_id,
+                amount=to_proto(amount),
+                code=code,
+                customer_id=customer_id,
+                order_id=order_id,
+                order_line_id=line_id,
+                reason=reason,
+                location_id=location_id,
+            ),
+        )
         card = answer.gift_card
         return IssuedCard(card.id, card.code_last4, answer.code)
 
     async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None:
-        try:
-            await self._stub.DeactivateGiftCard(
-                gift_cards_pb2.DeactivateGiftCardRequest(
-                    request_id=request_id, id=gift_card_id, reason=reason
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream("payment", exc) from None
+        await self._call(
+            self._stub.DeactivateGiftCard,
+            gift_cards_pb2.DeactivateGiftCardRequest(
+                request_id=request_id, id=gift_card_id, reason=reason
+            ),
+        )
 
     async def balance(self, gift_card_id: str) -> int | None:
-        try:
-            answer = await self._stub.GetGiftCard(
-                gift_cards_pb2.GetGiftCardRequest(id=gift_card_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise _downstream("payment", exc) from None
+        answer = await self._call_if_found(
+            self._stub.GetGiftCard, gift_cards_pb2.GetGiftCardRequest(id=gift_card_id)
+        )
+        if answer is None:
+            return None
         if answer.gift_card.status != gift_cards_pb2.GIFT_CARD_STATUS_ACTIVE:
             return 0
         return int(answer.gift_card.balance.amount)

@@ -35,6 +35,7 @@ from pos_order.domain.returns import (
     TenderRefund,
     validate_receiptless,
 )
+from pos_order.entrypoints.fingerprints import CodePrinter
 from pos_order.service import handlers, returns
 from pos_order.service.ports import (
     CheckoutCommand,
@@ -182,9 +183,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         ports: CheckoutPorts,
         policy: Policy,
         return_ports: returns.ReturnPorts | None = None,
+        *,
+        code_key: str,
     ) -> None:
         super().__init__(uow)
         self.ports = ports
+        self.codes = CodePrinter(code_key)
         self.policy = policy
         self.return_ports = return_ports or returns.ReturnPorts(
             ports.payments,  # type: ignore[arg-type]
@@ -202,7 +206,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         answer = await once_across_calls(
             self.bound_uow,
             "Checkout",
-            _without_codes(request),
+            self.codes.sale(request),
             order_pb2.CheckoutResponse,
             steps.read,
             steps.call,
@@ -212,7 +216,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             answer.gift_cards.extend(_issued(answer.order, steps.shown))
         return answer
 
-    @across_calls(order_pb2.CreateOrderResponse)
+    @across_calls(order_pb2.CreateOrderResponse, fingerprint_of=lambda self, r: self.codes.sale(r))
     def CreateOrder(
         self, request: order_pb2.CreateOrderRequest
     ) -> handlers.CreateOrder[order_pb2.CreateOrderResponse]:
@@ -224,7 +228,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             lambda o: order_pb2.CreateOrderResponse(order=order_to_proto(o)),
         )
 
-    @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: _without_code(r))
+    @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: self.codes.tender(r))
     def AddTender(
         self, request: order_pb2.AddTenderRequest
     ) -> handlers.AddTender[order_pb2.AddTenderResponse]:
@@ -473,41 +477,17 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         return order_pb2.UpdateOrderSettingsResponse(settings=_settings(found))
 
 
-def _without_codes(request: order_pb2.CheckoutRequest) -> order_pb2.CheckoutRequest:
-    """Pre-printed gift cards' codes are bearer secrets: the stored fingerprint holds hashes."""
-    import hashlib
-
-    if not any(ln.gift_card.code for ln in request.lines):
-        return request
-    printed = order_pb2.CheckoutRequest()
-    printed.CopyFrom(request)
-    for ln in printed.lines:
-        if ln.gift_card.code:
-            ln.gift_card.code = hashlib.sha256(ln.gift_card.code.encode()).hexdigest()
-    return printed
-
-
-def _without_code(request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:
-    """A gift card's code is a bearer secret: the stored fingerprint holds its hash only."""
-    import hashlib
-
-    if not request.gift_card_code:
-        return request
-    printed = order_pb2.AddTenderRequest()
-    printed.CopyFrom(request)
-    printed.gift_card_code = hashlib.sha256(request.gift_card_code.encode()).hexdigest()
-    return printed
-
-
 def registrar(
     uow: Callable[[], OrderUow],
     ports: CheckoutPorts,
     policy: Policy,
     return_ports: returns.ReturnPorts | None = None,
+    *,
+    code_key: str,
 ) -> Callable[[grpc.aio.Server], None]:
     def register(server: grpc.aio.Server) -> None:
         order_pb2_grpc.add_OrderServiceServicer_to_server(
-            OrderApi(uow, ports, policy, return_ports), server
+            OrderApi(uow, ports, policy, return_ports, code_key=code_key), server
         )
 
     return register

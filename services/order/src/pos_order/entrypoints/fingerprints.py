@@ -1,0 +1,51 @@
+"""Requests as their stored fingerprints are taken: bearer codes replaced by keyed hashes.
+
+A retry with the same request id must match the first request, codes included, so a code
+cannot simply be left out of the fingerprint. A plain hash of it would not do either: gift card
+and coupon codes are short, and the stored fingerprint (with the stored answer, which holds every
+other field) could be searched for them offline. HMAC-SHA256 under the service's
+CODE_FINGERPRINT_KEY cannot be, without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TypeVar
+
+from pos.order.v1 import order_pb2
+
+M = TypeVar("M", order_pb2.CheckoutRequest, order_pb2.CreateOrderRequest)
+
+
+class CodePrinter:
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def _keyed(self, code: str) -> str:
+        return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
+
+    def sale(self, request: M) -> M:
+        """A checkout or an order: its coupon codes and pre-printed gift cards' codes."""
+        printed_cards = isinstance(request, order_pb2.CheckoutRequest) and any(
+            ln.gift_card.code for ln in request.lines
+        )
+        if not request.coupon_codes and not printed_cards:
+            return request
+        printed = type(request)()
+        printed.CopyFrom(request)
+        printed.coupon_codes[:] = [self._keyed(c) for c in request.coupon_codes]
+        if isinstance(printed, order_pb2.CheckoutRequest):
+            for ln in printed.lines:
+                if ln.gift_card.code:
+                    ln.gift_card.code = self._keyed(ln.gift_card.code)
+        return printed
+
+    def tender(self, request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:
+        """A gift card tender's code."""
+        if not request.gift_card_code:
+            return request
+        printed = order_pb2.AddTenderRequest()
+        printed.CopyFrom(request)
+        printed.gift_card_code = self._keyed(request.gift_card_code)
+        return printed
