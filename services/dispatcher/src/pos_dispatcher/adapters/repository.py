@@ -173,6 +173,8 @@ class Feed:
         trip less while the row is locked), for a caller that reads none of them back."""
         if not new:
             return []
+        # Serialized before the row is taken: only the bodies' heads wait for the sequence.
+        serialized = [compact_json(e.data) for e in new]
         taken = await uow.first_row(
             statements.TAKE_SEQUENCES, {"merchant": self._merchant, "n": len(new)}
         )
@@ -183,9 +185,9 @@ class Feed:
                 StoredEvent(
                     e.id, e.type, last - len(new) + 1 + i, self._merchant, e.occurred_at, e.data
                 ),
-                compact_json(e.data),
+                data,
             )
-            for i, e in enumerate(new)
+            for i, (e, data) in enumerate(zip(new, serialized, strict=True))
         ]
         params = {
             "merchant": self._merchant,
