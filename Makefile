@@ -36,9 +36,12 @@ install: $(STAMP) $(NODE_TOOLS)
 up: install
 	@$(PY) -m pos_devstack up $(if $(FRESH),--fresh,)
 
-# Every check and every test, exactly what CI runs.
+# Every check and every test, exactly what CI runs. The tests wait on servers more than they
+# compute, so they run in TEST_WORKERS processes (pytest-xdist), each with servers and a
+# platform of its own, a test file's tests together in one; TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
 test: install lint
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -99,7 +101,36 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+# Ports this process has handed out, when it picks them from its own range (see free_port).
+_given: set[int] = set()
+# Test workers in parallel (pytest-xdist's `gw0`, `gw1` …) each pick from a range of their own,
+# below the kernel's ephemeral range (32768 and up on Linux), so that no two workers' platforms
+# are ever handed one port: with the kernel's choice, a port one worker had just been given and
+# not yet bound came back to the other (two sessions' services failing to bind, seen once).
+_WORKER_PORTS = 2_000
+_WORKER_BASE = 20_000
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server this process is about to start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]) < 6:
+        base = _WORKER_BASE + int(worker[2:]) * _WORKER_PORTS
+        start = random.randrange(_WORKER_PORTS)  # apart from another run's on the machine
+        for i in range(_WORKER_PORTS):
+            port = base + (start + i) % _WORKER_PORTS
+            if port not in _given and _bindable(port):
+                _given.add(port)
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
