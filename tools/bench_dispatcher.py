@@ -243,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # 1. ingest: stop nothing, just flood the stream, then time the feed catching up.
         batch = [product_event(i, i + 1) for i in range(args.events)]
         cpu = cpu_seconds(procs)
+        cpu_each = [cpu_seconds([proc]) for proc in procs]
         started = time.monotonic()
         for i in range(0, len(batch), 500):
             await publish(js, batch[i : i + 500])
@@ -259,6 +260,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["flood_cpu_ms_per_event"] = round(
             (cpu_seconds(procs) - cpu) * 1000 / args.events, 3
         )
+        # Each process alone: what one free core would sustain is 1,000 / this.
+        for role, proc, before in zip(roles, procs, cpu_each, strict=True):
+            used = cpu_seconds([proc]) - before
+            figures[f"flood_cpu_ms_per_event_{role}"] = round(used * 1000 / args.events, 3)
 
         # 2. latency at a steady rate.
         sent: dict[str, float] = {}
