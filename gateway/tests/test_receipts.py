@@ -36,11 +36,63 @@ def test_a_sale_s_receipt_has_its_lines_taxes_tenders_and_returns() -> None:
     assert [r.return_id for r in receipt.returns] == [ex.RETURN_ID]
     assert receipt.refunded is not None and receipt.refunded.amount == 2435
     paper = receipts.text(EXAMPLE)
-    for expected in ("2 x Black T-shirt (M)", "USD 50.00", "Discounts", "USD -6.20",
+    for expected in ("2 x Black T-shirt (M)", "USD 50.00", "10% off over $50", "USD -6.20",
                      "Tax 8.25%", "USD 4.60", "TOTAL", "USD 60.40", "visa **** 4242",
                      "USD -24.35", "Returns within 30 days"):  # fmt: skip
         assert expected in paper, expected
     assert all(len(line) <= receipts.WIDTH for line in paper.splitlines())
+    # Each line with its own discounts by offer and its tax per rate, as the sale stored them.
+    tee = receipt.lines[0]
+    assert [(d.name, d.amount.amount) for d in tee.discounts] == [("10% off over $50", 500)]
+    assert [(t.name, t.rate_bps, t.amount.amount) for t in tee.taxes] == [("Tax 8.25%", 825, 371)]
+    assert [(d.name, d.amount.amount) for d in receipt.discounts] == [("10% off over $50", 620)]
+    assert "Sale items: exchange only" in paper and receipt.return_policy_text
+
+
+def test_several_taxes_and_rates_are_shown_per_rate() -> None:
+    usd = ex.usd
+    order = {
+        **ex.ORDER,
+        "lines": [
+            {**ex.ORDER["lines"][0], "discounts": [], "discount_total": usd(0),  # type: ignore[index]
+             "tax_category": "standard",
+             "taxes": [{"name": "State", "amount": usd(300)}, {"name": "City", "amount": usd(50)}]},
+            {**ex.ORDER["lines"][1], "discounts": [], "discount_total": usd(0),  # type: ignore[index]
+             "tax_category": "food", "taxes": [{"name": "State", "amount": usd(24)}]},
+        ],
+        "discount_total": usd(0),
+        "tax_total": usd(374),
+    }  # fmt: skip
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "taxes": [
+        {"name": "State", "rate_bps": 600, "rates_bps": {"food": 200}},
+        {"name": "City", "rate_bps": 100, "rates_bps": {"food": 0}}]}  # fmt: skip
+    receipt = Receipt.model_validate(receipts.build(order, [], [], shop, 30))
+    assert [(t.name, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("State 6%", 5000, 300),
+        ("City 1%", 5000, 50),
+        ("State 2%", 1200, 24),
+    ]
+    assert [t.name for t in receipt.lines[0].taxes] == ["State 6%", "City 1%"]
+    assert receipt.discounts == []
+
+
+def test_an_exchange_shows_on_both_orders_receipts() -> None:
+    exchange = ex.EXCHANGE
+    ret, new = exchange["order_return"], exchange["order"]
+    shop = {"id": ex.LOCATION_ID, "name": "Downtown", "time_zone": "UTC", "tax_rate_bps": 825}
+    sale = Receipt.model_validate(receipts.build(ex.ORDER, [ex.PAYMENT], [ret], shop, 30))
+    (back,) = sale.returns
+    assert back.exchange_order_id == new["id"] and back.credited is not None
+    # Only the difference went back to the card: the credited part paid for the new order.
+    assert sale.refunded is not None and sale.refunded.amount == 2435 - 1299
+    assert f"to order {new['id']}" in receipts.text(sale.model_dump(mode="json"))
+    bought = receipts.build(new, [], [], shop, 30)
+    assert bought["exchange_of"] == ex.ORDER_ID and bought["exchange_credit"]["amount"] == 1299
+    paper = receipts.text(bought)
+    assert f"Exchange of {ex.ORDER_ID}" in paper and "Returned goods" in paper
+    assert all(len(line) <= receipts.WIDTH for line in paper.splitlines())
+    slip = receipts.build(ex.ORDER, [ex.PAYMENT], [ret], shop, 30, ret["id"])
+    assert slip["exchange_order_id"] == new["id"] and "RETURNED" in receipts.text(slip)
 
 
 def test_a_return_s_receipt_shows_the_units_back_and_the_refund() -> None:

@@ -65,7 +65,7 @@ CROSS_FIELD = "|".join(
 # The cart preview takes an order's lines and fulfilments, with their rules (400), and a manual
 # discount's percent or new price within bounds the schema can't tie to its kind (400).
 ORDER_RULES = "|".join(
-    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns)",
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns|exchanges)",
      "POST /v1/carts/calculate", "POST /v1/returns",
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
 )  # fmt: skip

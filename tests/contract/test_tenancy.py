@@ -226,6 +226,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/returns": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/exchanges": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
@@ -278,6 +279,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/orders/{order_id}/refunds"): {"reason": "Mallory's"},
     ("post", "/v1/orders/{order_id}/returns"): {
         "lines": [{"line_id": "L1", "quantity": 1}],
+        "reason": "mallorys",
+    },
+    ("post", "/v1/orders/{order_id}/exchanges"): {
+        "lines": [{"line_id": "L1", "quantity": 1}],
+        "new_lines": [{"sku": "MALLORY-1", "quantity": 1}],
         "reason": "mallorys",
     },
     ("post", "/v1/orders/{order_id}/tenders"): {"tender_type": "card", "card_token": "tok_visa"},
@@ -395,6 +401,8 @@ REFERENCES = {
     "fulfillments.location_id": "location",
     # The store taking returned units back, and a payment a return's refund goes to.
     "lines.location_id": "location",
+    # An exchange's new lines leave from a store (new_lines[].location_id).
+    "new_lines.location_id": "location",
     "tender_amounts.payment_id": "payment",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
@@ -411,6 +419,7 @@ NOT_REFERENCES = {
     # A line of the order named beside it: the order is the resource checked.
     ("/v1/gift-cards", "order_line_id"),
     ("/v1/orders/{order_id}/returns", "line_id"),
+    ("/v1/orders/{order_id}/exchanges", "line_id"),
     # A return of the order in the path, looked up among that order's returns only.
     ("/v1/orders/{order_id}/receipt", "return_id"),
     # Filters of the audit log: they only narrow the caller's own entries (any other id
@@ -578,6 +587,10 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "lines": [{"line_id": "L1", "quantity": 1, "location_id": t.locations[0]}],
         "reason": "probe",
         "tender_amounts": [{"payment_id": t.payment, "amount": {"amount": 1, "currency": "USD"}}]},
+    ("post", "/v1/orders/{order_id}/exchanges"): lambda t: {
+        "lines": [{"line_id": "L1", "quantity": 1, "location_id": t.locations[0]}],
+        "new_lines": [{"sku": t.sku, "quantity": 1, "location_id": t.locations[0]}],
+        "location_id": t.locations[0], "reason": "probe"},
     ("post", "/v1/customers/{customer_id}/merge"): lambda t: {"duplicate_id": t.customer},
     ("post", "/v1/customer-groups/{group_id}/members"): lambda t: {"customer_ids": [t.customer]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): lambda t: {

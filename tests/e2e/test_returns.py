@@ -177,3 +177,60 @@ def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Run
     refused = _post(http, "/v1/returns", never_sold)
     assert refused.status_code == 400, refused.text
     assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]
+
+
+def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Running) -> None:
+    """A tee exchanged for a dearer hat: only the difference charged, on a new order that names
+    the old one; the receipts show the exchange and the merchant's return policy; a replay
+    applies once; short stock for the new line is a 409 and nothing moves."""
+    http = platform.http
+    tag = uuid.uuid4().hex[:8].upper()
+    tee, hat = f"XTE-{tag}", f"XHA-{tag}"
+    for sku, price in ((tee, 1000), (hat, 2500)):
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": f"Exchange {sku}",
+            "price": {"amount": price, "currency": "USD"}}), 201)  # fmt: skip
+    store = http.get("/v1/locations").json()["data"][0]["id"]
+    _ok(_post(http, "/v1/inventory/adjustments", {"sku": hat, "location_id": store,
+        "delta": 2, "reason": "received"}), 201)  # fmt: skip
+    checkout = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    sale = _ok(_post(http, "/v1/checkouts", checkout), 201)
+    order = sale["order"]
+    policy = f"Exchanges only on sale items ({tag})."
+    before = _ok(http.get("/v1/order-settings"))
+    _ok(http.patch("/v1/order-settings", json={"return_policy_text": policy},
+                   headers={"Idempotency-Key": str(uuid.uuid4())}))  # fmt: skip
+    try:
+        path = f"/v1/orders/{order['id']}/exchanges"
+        body = {"lines": [{"line_id": "L1", "quantity": 1}],
+                "new_lines": [{"sku": hat, "quantity": 1}], "reason": "wrong_size",
+                "tenders": [{"tender_type": "card", "card_token": "tok_mastercard"}]}  # fmt: skip
+        key = str(uuid.uuid4())
+        made = _ok(_post(http, path, body, key), 201)
+        ret, new = made["order_return"], made["order"]
+        due = new["total"]["amount"] - ret["amount"]["amount"]
+        assert due > 0 and made["charged"]["amount"] == due and made["refunded"]["amount"] == 0
+        assert new["exchange_of"] == order["id"] and ret["exchange_order_id"] == new["id"]
+        assert new["status"] == "completed" and ret["refunds"] == []
+        assert _on_hand(http, hat, store) == 1
+        paid = _ok(http.get(f"/v1/orders/{new['id']}/payments"))
+        assert paid["captured"]["amount"] == due and len(paid["payments"]) == 1
+        assert paid["balance_due"]["amount"] == 0
+        replay = _ok(_post(http, path, body, key), 201)
+        assert replay["order"]["id"] == new["id"] and _on_hand(http, hat, store) == 1
+
+        receipt = _ok(http.get(f"/v1/orders/{order['id']}/receipt"))
+        assert [r["exchange_order_id"] for r in receipt["returns"]] == [new["id"]]
+        assert receipt["refunded"]["amount"] == 0 and receipt["return_policy_text"] == policy
+        paper = http.get(f"/v1/orders/{new['id']}/receipt", params={"format": "text"}).text
+        assert f"Exchange of {order['id']}" in paper and tag in paper
+
+        short = _post(http, path, {**body, "new_lines": [{"sku": hat, "quantity": 5}]})
+        assert short.status_code == 409, short.text
+        assert short.json()["code"] == "insufficient_stock"
+        assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
+        assert _on_hand(http, hat, store) == 1
+    finally:
+        _ok(http.patch("/v1/order-settings",
+                       json={"return_policy_text": before.get("return_policy_text", "")},
+                       headers={"Idempotency-Key": str(uuid.uuid4())}))  # fmt: skip

@@ -505,12 +505,66 @@ RETURN = {
     "customer_id": "",
     "store_credit_gift_card_id": "",
 }
+EXCHANGE_ORDER_ID = "ord_01j9x6w4c5d6e7f8g9h0j1k2mq"
+# The T-shirt of RETURN exchanged for a mug (12.00 + 8.25 % = 12.99): 24.35 - 12.99 = 11.36
+# refunded, the rest credited to the new order.
+EXCHANGE = {
+    "order_return": {
+        **RETURN,
+        "refunds": [{**RETURN["refunds"][0], "amount": usd(1136)}],  # type: ignore[index]
+        "exchange_order_id": EXCHANGE_ORDER_ID,
+        "credited": usd(1299),
+    },
+    "order": {
+        **ORDER,
+        "id": EXCHANGE_ORDER_ID,
+        "lines": [
+            {
+                **ORDER["lines"][1],  # type: ignore[index]
+                "fulfillment_id": f"{EXCHANGE_ORDER_ID}-1",
+                "discount_total": usd(0),
+                "tax_total": usd(99),
+                "discounts": [],
+                "taxes": [{"name": "tax", "amount": usd(99)}],
+                "id": "L1",
+            }
+        ],
+        "subtotal": usd(1200),
+        "discount_total": usd(0),
+        "tax_total": usd(99),
+        "total": usd(1299),
+        "payment_id": "",
+        "payment_ids": [],
+        "tender_types": [],
+        "paid": usd(1299),
+        "fulfillments": [
+            {
+                **ORDER["fulfillments"][0],  # type: ignore[index]
+                "id": f"{EXCHANGE_ORDER_ID}-1",
+                "reservation_id": "res_01j9x6w5c6d7e8f9g0h1j2k3mr",
+                "amount": usd(1299),
+                "captured": usd(0),
+            }
+        ],
+        "timeline": [
+            {**change, "status": change["status"].replace(ORDER_ID, EXCHANGE_ORDER_ID)}
+            for change in ORDER["timeline"]  # type: ignore[attr-defined]
+        ],
+        "exchange_of": ORDER_ID,
+        "exchange_return_id": RETURN_ID,
+        "exchange_credit": usd(1299),
+    },
+    "original_order": ORDER,
+    "charged": usd(0),
+    "refunded": usd(1136),
+}
 ORDER_SETTINGS = {
     "capture_pickup_at_order": False,
     "pickup_expiry_seconds": 604800,
     "hold_seconds": 900,
     "authorization_window_seconds": 0,
     "return_window_days": 30,
+    "return_policy_text": "Sale items: exchange only. Keep the tags on.",
 }
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",

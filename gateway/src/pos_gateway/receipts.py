@@ -63,6 +63,88 @@ def _policy(window_days: int) -> str:
     )
 
 
+def _rate(location: dict[str, Any], name: str, category: str) -> int:
+    """The rate (basis points) of the tax `name` on a line of `category` at the location: one
+    of its several taxes, else its single rate (per category where it lists one)."""
+    for tax in location.get("taxes") or []:
+        if tax.get("name") == name:
+            return int((tax.get("rates_bps") or {}).get(category, tax.get("rate_bps", 0)))
+    rates = location.get("tax_rates_bps") or {}
+    return int(rates.get(category, location.get("tax_rate_bps", 0)))
+
+
+def _tax_label(name: str, rate: int) -> str:
+    label = "Tax" if name in ("", "tax") else name
+    return f"{label} {rate / 100:g}%"
+
+
+def _discount_name(d: dict[str, Any]) -> str:
+    """An offer by its name (the promotion's reason); a manual one with the staff's reason."""
+    if d.get("promotion_id") == "manual":
+        return f"Manual discount: {d.get('reason') or 'by staff'}"
+    return str(d.get("reason") or d.get("promotion_id") or "Discount")
+
+
+def _line_taxes(line: dict[str, Any], location: dict[str, Any]) -> list[tuple[str, int, int, int]]:
+    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount)."""
+    taxable = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
+    category = line.get("tax_category", "")
+    return [
+        (t["name"], _rate(location, t["name"], category), taxable, int(t["amount"]["amount"]))
+        for t in line.get("taxes") or []
+        if int(t["amount"]["amount"])
+    ]
+
+
+def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tax per rate: the lines' own taxes summed per tax and rate. An order sold before lines
+    kept their taxes has only its total: at the location's single rate."""
+    currency = order["total"]["currency"]
+    per: dict[tuple[str, int], list[int]] = {}
+    for line in order["lines"]:
+        for name, rate, taxable, amount in _line_taxes(line, location):
+            found = per.setdefault((name, rate), [0, 0])
+            found[0] += taxable
+            found[1] += amount
+    if sum(amount for _, amount in per.values()) == int(order["tax_total"]["amount"]) and per:
+        return [
+            {
+                "name": _tax_label(name, rate),
+                "rate_bps": rate,
+                "taxable": _money(taxable, currency),
+                "amount": _money(amount, currency),
+            }
+            for (name, rate), (taxable, amount) in per.items()
+        ]
+    goods = sum(ln["line_total"]["amount"] for ln in order["lines"] if not ln.get("gift_card"))
+    rate = int(location.get("tax_rate_bps", 0))
+    if not (order["tax_total"]["amount"] or rate):
+        return []
+    return [
+        {
+            "name": _tax_label("", rate),
+            "rate_bps": rate,
+            "taxable": _money(goods - order["discount_total"]["amount"], currency),
+            "amount": order["tax_total"],
+        }
+    ]
+
+
+def _discounts(order: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each offer by name, its lines' shares summed; what the lines do not account for (an
+    order sold before lines kept their discounts) as one `Discounts` entry."""
+    currency = order["total"]["currency"]
+    per: dict[str, int] = {}
+    for line in order["lines"]:
+        for d in line.get("discounts") or []:
+            name = _discount_name(d)
+            per[name] = per.get(name, 0) + int(d["amount"]["amount"])
+    rest = int(order["discount_total"]["amount"]) - sum(per.values())
+    if rest > 0:
+        per["Discounts"] = per.get("Discounts", 0) + rest
+    return [{"name": name, "amount": _money(amount, currency)} for name, amount in per.items()]
+
+
 def build(
     order: dict[str, Any],
     payments: list[dict[str, Any]],
@@ -70,6 +152,7 @@ def build(
     location: dict[str, Any],
     window_days: int,
     return_id: str = "",
+    policy_text: str = "",
 ) -> dict[str, Any]:
     """The receipt of the sale, or with `return_id` the receipt of that return."""
     currency = order["total"]["currency"]
@@ -84,6 +167,7 @@ def build(
             "time_zone": zone,
         },
         "return_policy": _policy(window_days),
+        "return_policy_text": policy_text,
     }
     if return_id:
         found = [r for r in returns if r["id"] == return_id]
@@ -115,23 +199,10 @@ def build(
                 }
                 for x in ret["refunds"]
             ],
+            **_exchanged(ret),
         }
-    goods = sum(ln["line_total"]["amount"] for ln in order["lines"] if not ln.get("gift_card"))
-    taxable = goods - order["discount_total"]["amount"]
-    rate = int(location.get("tax_rate_bps", 0))
-    taxes = []
-    if order["tax_total"]["amount"] or rate:
-        taxes.append(
-            {
-                "name": f"Tax {rate / 100:g}%",
-                "rate_bps": rate,
-                "taxable": _money(taxable, currency),
-                "amount": order["tax_total"],
-            }
-        )
-    discounts = []
-    if order["discount_total"]["amount"]:
-        discounts.append({"name": "Discounts", "amount": order["discount_total"]})
+    taxes = _taxes(order, location)
+    discounts = _discounts(order)
     tenders = []
     change = 0
     for payment_id in order.get("payment_ids", []):
@@ -140,7 +211,11 @@ def build(
             continue
         change += int((p.get("change_due") or {}).get("amount", 0))
         tenders.append({**_tender(p), "amount": p.get("captured") or p["amount"]})
-    refunded = sum(int(r["amount"]["amount"]) for r in returns)
+    # What went back to the tenders: an exchange's credited part paid for its new order.
+    refunded = sum(
+        int(r["amount"]["amount"]) - int((r.get("credited") or {}).get("amount", 0))
+        for r in returns
+    )
     return {
         **head,
         "kind": "sale",
@@ -155,6 +230,18 @@ def build(
                 "unit_price": ln["unit_price"],
                 "line_total": ln["line_total"],
                 "gift_card_last4": (ln.get("gift_card") or {}).get("code_last4", ""),
+                "discounts": [
+                    {"name": _discount_name(d), "amount": d["amount"]}
+                    for d in ln.get("discounts") or []
+                ],
+                "taxes": [
+                    {
+                        "name": _tax_label(name, rate),
+                        "rate_bps": rate,
+                        "amount": _money(amount, currency),
+                    }
+                    for name, rate, _, amount in _line_taxes(ln, location)
+                ],
             }
             for ln in order["lines"]
         ],
@@ -173,11 +260,22 @@ def build(
                     for ln in r["lines"]
                 ],
                 "amount": r["amount"],
+                **_exchanged(r),
             }
             for r in returns
         ],
         "refunded": _money(refunded, currency),
+        # An exchange's new order: the order its returned units came from, and their credit.
+        "exchange_of": order.get("exchange_of", ""),
+        "exchange_credit": order.get("exchange_credit") if order.get("exchange_of") else None,
     }
+
+
+def _exchanged(ret: dict[str, Any]) -> dict[str, Any]:
+    """A return made in an exchange: its new order, and what of it paid for that order."""
+    if not ret.get("exchange_order_id"):
+        return {}
+    return {"exchange_order_id": ret["exchange_order_id"], "credited": ret.get("credited")}
 
 
 def _row(left: str, right: str) -> str:
@@ -198,15 +296,27 @@ def text(receipt: dict[str, Any]) -> str:
         for ln in receipt["lines"]:
             out.append(_row(f"{ln['quantity']} x {ln['name']}", money_text(ln["amount"])))
         out.append("-" * WIDTH)
-        out.append(_row("REFUND", money_text(receipt["total"])))
+        if receipt.get("exchange_order_id"):
+            out.append(_row("RETURNED", money_text(receipt["total"])))
+            out.append(_row("Exchange credit", money_text(receipt["credited"])))
+            out.append(f"  to order {receipt['exchange_order_id']}")
+        else:
+            out.append(_row("REFUND", money_text(receipt["total"])))
         for t in receipt["tenders"]:
             out.append(_row(_tender_text(t), money_text(t["amount"])))
     else:
         out.append(receipt["at"] or "")
+        if receipt.get("exchange_of"):
+            out.append(f"Exchange of {receipt['exchange_of']}")
         out.append("-" * WIDTH)
         for ln in receipt["lines"]:
             name = ln["name"] + (f" ({ln['gift_card_last4']})" if ln["gift_card_last4"] else "")
             out.append(_row(f"{ln['quantity']} x {name}", money_text(ln["line_total"])))
+            for d in ln.get("discounts") or []:
+                off = {**d["amount"], "amount": -d["amount"]["amount"]}
+                out.append(_row(f"  {d['name']}", money_text(off)))
+            for t in ln.get("taxes") or []:
+                out.append(_row(f"  {t['name']}", money_text(t["amount"])))
         out.append("-" * WIDTH)
         out.append(_row("Subtotal", money_text(receipt["subtotal"])))
         for d in receipt["discounts"]:
@@ -216,6 +326,8 @@ def text(receipt: dict[str, Any]) -> str:
         for t in receipt["taxes"]:
             out.append(_row(t["name"], money_text(t["amount"])))
         out.append(_row("TOTAL", money_text(receipt["total"])))
+        if receipt.get("exchange_credit"):
+            out.append(_row("Returned goods", money_text(receipt["exchange_credit"])))
         for t in receipt["tenders"]:
             out.append(_row(_tender_text(t), money_text(t["amount"])))
         if receipt["change_due"]["amount"]:
@@ -224,7 +336,14 @@ def text(receipt: dict[str, Any]) -> str:
             when = (r["at"] or "")[:16].replace("T", " ")
             back = {**r["amount"], "amount": -r["amount"]["amount"]}
             out.append(_row(f"Returned {when}", money_text(back)))
-    out += ["-" * WIDTH, *textwrap.wrap(receipt["return_policy"], WIDTH), ""]
+            if r.get("exchange_order_id"):
+                # An order id fills most of a roll's width: on a line of its own.
+                out.append(_row("  Exchange credit", money_text(r["credited"])))
+                out.append(f"  to order {r['exchange_order_id']}")
+    out += ["-" * WIDTH, *textwrap.wrap(receipt["return_policy"], WIDTH)]
+    for paragraph in (receipt.get("return_policy_text") or "").splitlines():
+        out += textwrap.wrap(paragraph, WIDTH) or [""]
+    out.append("")
     return "\n".join(out)
 
 

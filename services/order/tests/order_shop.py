@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -14,6 +15,66 @@ from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
+
+# Short windows, so a crash test heals in seconds: an idle saga is the resumer's after 1.5 s,
+# an unconfirmed order's holds last 4 s.
+CRASH_SETTINGS: dict[str, Any] = {
+    "saga_abandon_seconds": 1.5,
+    "saga_sweep_seconds": 0.2,
+    "payment_timeout_seconds": 1.0,
+    "hold_seconds": 4,
+    "shutdown_grace_seconds": 0.05,
+}
+
+
+@dataclass
+class CrashStack:
+    """Inventory and payment in this process, for order service processes started and stopped
+    dead on one database (the crash tests)."""
+
+    inventory_port: int
+    payment_port: int
+    inventory: grpc.aio.Channel
+    order_db: str
+    payment_db: str
+    inventory_db: str
+    nats_url: str
+
+    def rows(self, url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url) as conn:
+            return list(conn.execute(query, args).fetchall())  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def crash_stack(infra: Infra) -> AsyncIterator[CrashStack]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url, shutdown_grace_seconds=0.1)
+            )
+            # The payment reconciler settles a lost answer within a second.
+            payment = await stack.enter_async_context(
+                serve_in_process(
+                    "payment",
+                    infra,
+                    server.url,
+                    reconcile_after_seconds=0.5,
+                    sweep_interval_seconds=0.2,
+                    shutdown_grace_seconds=0.1,
+                )
+            )
+            yield CrashStack(
+                inventory.port,
+                payment.port,
+                inventory.channel,
+                infra.service_database("order"),
+                payment.database_url,
+                inventory.database_url,
+                server.url,
+            )
+    finally:
+        server.stop()
 
 
 @asynccontextmanager

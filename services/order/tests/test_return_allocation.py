@@ -24,6 +24,7 @@ from pos_order.domain.model import (
     Tender,
     TenderRecord,
     TenderState,
+    Totals,
     compute_totals,
 )
 from pos_order.domain.returns import (
@@ -214,3 +215,20 @@ def test_bad_returns_are_refused_naming_the_field() -> None:
         tenders_left(order, done),
     )  # fmt: skip
     assert ret.amount == 1000
+
+
+def test_a_line_refunds_its_own_discounts_and_tax_as_the_pricing_step_stored_them() -> None:
+    # Half-price mugs: the offer is the mug's alone, so a tee returned refunds all it paid
+    # (25.00 + 2.06 tax), not a share of the mug's discount.
+    order = sold_order([(2500, 1), (1200, 1)], 0, 0, [1])
+    tee, mug = order.lines
+    tee.tax, tee.taxes = 206, [("tax", 206)]
+    mug.discount, mug.tax, mug.taxes = 600, 50, [("tax", 50)]
+    order.totals = Totals(Money(3700, USD), Money(600, USD), Money(256, USD), Money(3356, USD))
+    order.saga.tenders[0].amount = order.saga.tenders[0].captured = 3356
+    paid = order_paid_per_line(order)
+    assert (paid["L1"].paid, paid["L2"].paid) == (2706, 650)
+    assert do_return(order, [], [("L1", 1)]).amount == 2706
+    # Lines that do not account for the order's totals: shared by value, as before.
+    mug.discount = 0
+    assert order_paid_per_line(order)["L1"].discount > 0

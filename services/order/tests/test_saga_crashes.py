@@ -19,77 +19,31 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
 import pytest_asyncio
-from order_shop import serve_order_on, tee_shop
+from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
+from order_shop import CrashStack as Stack
 
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
-from pos_devstack.testing import Infra, serve_in_process, until
+from pos_devstack.testing import Infra, until
 from pos_kit.grpc_client import read_error
 from pos_order.service import saga
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# Short windows, so a case heals in seconds: an idle saga is the resumer's after 1.5 s, an
-# unconfirmed order's holds last 4 s.
-FAST: dict[str, Any] = {
-    "saga_abandon_seconds": 1.5,
-    "saga_sweep_seconds": 0.2,
-    "payment_timeout_seconds": 1.0,
-    "hold_seconds": 4,
-    "shutdown_grace_seconds": 0.05,
-}
-
-
-@dataclass
-class Stack:
-    inventory_port: int
-    payment_port: int
-    inventory: grpc.aio.Channel
-    order_db: str
-    payment_db: str
-    inventory_db: str
-    nats_url: str
+FAST = CRASH_SETTINGS  # a case heals in seconds
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
-    server = infra.new_nats()
-    try:
-        async with AsyncExitStack() as stack:
-            inventory = await stack.enter_async_context(
-                serve_in_process("inventory", infra, server.url, shutdown_grace_seconds=0.1)
-            )
-            # The payment reconciler settles a lost answer within a second.
-            payment = await stack.enter_async_context(
-                serve_in_process(
-                    "payment",
-                    infra,
-                    server.url,
-                    reconcile_after_seconds=0.5,
-                    sweep_interval_seconds=0.2,
-                    shutdown_grace_seconds=0.1,
-                )
-            )
-            yield Stack(
-                inventory.port,
-                payment.port,
-                inventory.channel,
-                infra.service_database("order"),
-                payment.database_url,
-                inventory.database_url,
-                server.url,
-            )
-    finally:
-        server.stop()
+    async with crash_stack(infra) as found:
+        yield found
 
 
 async def _shop(stack: Stack, merchant: str) -> str:

@@ -552,6 +552,21 @@ class TenderIn(Body):
     external_reference: str = Field("", max_length=128)
 
 
+def tender_into(
+    message: order_pb2.AddTenderRequest | order_pb2.ExchangeTender, body: TenderIn
+) -> None:
+    """A tender's fields onto its request message (a tender of an order, or of an exchange's
+    difference: the same fields)."""
+    message.tender_type = _TENDERS[body.tender_type]
+    message.card_token = body.card_token
+    message.gift_card_code = body.gift_card_code
+    message.external_reference = body.external_reference
+    if body.amount is not None:
+        message.amount.CopyFrom(body.amount.pb())
+    if body.cash_tendered is not None:
+        message.cash_tendered.CopyFrom(body.cash_tendered.pb())
+
+
 @router.post(
     "/orders/{order_id}/tenders",
     **op(
@@ -567,18 +582,8 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
     each fulfilment captures its share later. A decline is a 402 whose problem carries the
     order and the payment: the order stays `pending_payment` with its holds, and another tender
     may follow. More than the balance due is a 400; an order not waiting for payment a 409."""
-    request = order_pb2.AddTenderRequest(
-        request_id=request_id(),
-        order_id=order_id,
-        tender_type=_TENDERS[body.tender_type],
-        card_token=body.card_token,
-        gift_card_code=body.gift_card_code,
-        external_reference=body.external_reference,
-    )
-    if body.amount is not None:
-        request.amount.CopyFrom(body.amount.pb())
-    if body.cash_tendered is not None:
-        request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    request = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
+    tender_into(request, body)
     answer = await svc.order.AddTender(request)
     payment = to_json(answer.payment) if answer.HasField("payment") else None
     result = Checkout.model_validate({"order": to_json(answer.order), "payment": payment})
@@ -698,6 +703,12 @@ class OrderSettingsIn(Body):
         description="The payment settings' window (PUT /v1/payment-settings), set from here too",
     )
     return_window_days: int | None = Field(None, ge=0, le=365, json_schema_extra=INT64)
+    return_policy_text: str | None = Field(
+        None,
+        max_length=1_000,
+        description="Your return policy in your words, printed on receipts after the window's "
+        "sentence (empty: that sentence alone)",
+    )
 
 
 @router.patch(
@@ -716,6 +727,8 @@ async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSetting
         request.hold_seconds = body.hold_seconds
     if body.return_window_days is not None:
         request.return_window_days = body.return_window_days
+    if body.return_policy_text is not None:
+        request.return_policy_text = body.return_policy_text
     if body.authorization_window_seconds is not None:
         await svc.payment.UpdatePaymentSettings(
             payment_pb2.UpdatePaymentSettingsRequest(

@@ -257,10 +257,15 @@ async def refund_order(
 )  # fmt: skip
 async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
     """Every tender taken for the order, with what they authorised, captured and refunded,
-    and what is still due of the order's total."""
+    and what is still due of the order's total (an exchange's new order: of its total less the
+    returned goods' credit)."""
     order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    due = order_pb2.Order().total
+    due.CopyFrom(order.order.total)
+    # An exchange's new order: the returned goods pay their credit, no tender does.
+    due.amount -= order.order.exchange_credit.amount
     answer = await svc.payment.GetOrderPayments(
-        payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=order.order.total)
+        payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=due)
     )
     return to_model(OrderPayments, answer)
 

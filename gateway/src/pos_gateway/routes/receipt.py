@@ -23,7 +23,8 @@ Svc = Annotated[Services, Depends(services)]
 
 _LOCATION = {"id": ex.LOCATION_ID, "name": "Downtown Store", "time_zone": "America/Chicago",
              "tax_rate_bps": 825}  # fmt: skip
-EXAMPLE = receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], _LOCATION, 30)
+EXAMPLE = receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], _LOCATION, 30,
+                         policy_text=str(ex.ORDER_SETTINGS["return_policy_text"]))  # fmt: skip
 _op = op("orders:read", "Get an order's receipt", (404,), example=EXAMPLE)
 # A receipt has at most 200 lines and 200 returns: its text stays well within this.
 _TEXT_MAX = 200_000
@@ -73,8 +74,11 @@ async def get_receipt(
         Query(description="The receipt of this return of the order instead of the sale's"),
     ] = None,
 ) -> Any:
-    """The sale's receipt: lines, discounts, tax per rate, the tenders with card brand and last
-    four, change due, the order's returns, and the return policy (the order settings' window);
+    """The sale's receipt: lines with their discounts by offer and their tax per rate, the
+    order's discounts by offer and tax per rate, the tenders with card brand and last four,
+    change due, the order's returns and exchanges (an exchange's new order names the order it
+    came from and the returned goods' credit), and the return policy (the order settings'
+    window, then the merchant's `return_policy_text`);
     times in the selling store's time zone, money as the currency code and the amount with the
     currency's minor units (`USD 25.00`, `JPY 2500`). With `return_id`, that return's receipt:
     the units back, the refund and the tenders refunded. JSON by default; `text/plain` or
@@ -101,6 +105,7 @@ async def get_receipt(
         location,
         int(settings.settings.return_window_days),
         return_id or "",
+        settings.settings.return_policy_text,
     )
     if not receipt:
         raise Problem(

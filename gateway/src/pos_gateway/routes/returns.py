@@ -24,7 +24,14 @@ from pos_gateway.routes.common import (
     request_id,
     services,
 )
-from pos_gateway.schemas.returns import ReceiptlessReturn, Return, ReturnList, StoreCredit
+from pos_gateway.routes.orders import TenderIn, tender_into
+from pos_gateway.schemas.returns import (
+    Exchange,
+    ReceiptlessReturn,
+    Return,
+    ReturnList,
+    StoreCredit,
+)
 
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -46,6 +53,29 @@ class ReturnLineIn(Body):
     )
 
 
+def _return_lines(lines: list[ReturnLineIn]) -> list[order_pb2.ReturnLineRequest]:
+    return [
+        order_pb2.ReturnLineRequest(
+            line_id=ln.line_id, quantity=ln.quantity, restock=ln.restock, location_id=ln.location_id
+        )
+        for ln in lines
+    ]
+
+
+ReasonCode = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_]{0,49}$",
+        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
+    ),
+]
+OverrideReason = Annotated[
+    str, Field(max_length=500, description="Required past the return window (the order settings')")
+]
+
+
 class TenderAmountIn(Body):
     payment_id: str = Field(min_length=1, max_length=64)
     amount: MoneyIn
@@ -60,15 +90,8 @@ class ReturnIn(Body):
     )
 
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=200)
-    reason: str = Field(
-        min_length=1,
-        max_length=50,
-        pattern=r"^[a-z][a-z0-9_]{0,49}$",
-        description="Why, as a lower-case code: damaged, wrong_size, unwanted, ...",
-    )
-    override_reason: str = Field(
-        "", max_length=500, description="Required past the return window (the order settings')"
-    )
+    reason: ReasonCode
+    override_reason: OverrideReason = ""
     tender_amounts: list[TenderAmountIn] = Field(
         default_factory=list,
         max_length=50,
@@ -100,15 +123,7 @@ async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
     request = order_pb2.CreateReturnRequest(
         request_id=request_id(),
         order_id=order_id,
-        lines=[
-            order_pb2.ReturnLineRequest(
-                line_id=ln.line_id,
-                quantity=ln.quantity,
-                restock=ln.restock,
-                location_id=ln.location_id,
-            )
-            for ln in body.lines
-        ],
+        lines=_return_lines(body.lines),
         reason=body.reason,
         override_reason=body.override_reason,
         tender_amounts=[
@@ -118,6 +133,100 @@ async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
     )
     answer = await svc.order.CreateReturn(request)
     return to_model(Return, answer.order_return)
+
+
+class ExchangeLineIn(Body):
+    sku: Sku
+    quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
+    location_id: str = Field(
+        "",
+        max_length=64,
+        description="The store the units leave from (sold in store there); empty: the "
+        "exchange's `location_id`. One you do not have is a 404",
+    )
+
+
+class ExchangeIn(Body):
+    model_config = example(
+        {
+            "lines": [{"line_id": "L1", "quantity": 1, "restock": True}],
+            "new_lines": [{"sku": "TEE-BLK-L", "quantity": 1}],
+            "reason": "wrong_size",
+            "tenders": [{"tender_type": "card", "card_token": "tok_visa"}],
+        }
+    )
+
+    lines: list[ReturnLineIn] = Field(
+        min_length=1, max_length=200, description="The units returned, exactly as a return's"
+    )
+    new_lines: list[ExchangeLineIn] = Field(
+        min_length=1,
+        max_length=200,
+        description="What is sold instead, priced as a checkout (promotions, tax at the store)",
+    )
+    reason: ReasonCode
+    override_reason: OverrideReason = ""
+    tenders: list[TenderIn] = Field(
+        default_factory=list,
+        max_length=5,
+        description="How the difference is paid when the new lines cost more than the returned "
+        "units (required then: a 400 naming `tenders` otherwise), captured at once; an "
+        "`amount` absent on the last only (what is left of the difference); ignored when "
+        "nothing is due",
+    )
+    location_id: str = Field(
+        "",
+        max_length=64,
+        description="The store making the exchange (the new lines are sold there); empty: the "
+        "order's. One you do not have is a 404",
+    )
+
+
+@router.post(
+    "/orders/{order_id}/exchanges",
+    **op(
+        "orders:write",
+        "Exchange units of an order for new lines",
+        (404, *CREATE),
+        example=ex.EXCHANGE,
+        status=201,
+    ),
+)
+async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Exchange:
+    """Returns units of the order and sells `new_lines` in one operation, moving only the
+    difference. The returned units are valued as a return values them (`order_return.amount`:
+    what was paid for them after every discount, with their tax); the new lines are priced as a
+    checkout prices them, into a new order (`order.exchange_of` names this one). The returned
+    value pays for the new order first (`order_return.credited`, `order.exchange_credit`);
+    the difference (the new total less the returned value) above zero is taken with `tenders`
+    (captured at once, on the new order: `charged`), below zero it is refunded to this order's
+    tenders from the last one taken backwards (`refunded`, `order_return.refunds`); an even
+    exchange moves no money.
+
+    The new lines' stock is held before anything is refunded: short stock is a 409
+    `insufficient_stock`, a declined tender a 409 `payment_declined`, and then nothing is
+    charged, refunded or restocked (the new order is left `cancelled`). Once the new order is
+    sold the refund and the restock follow; a failure after that is finished by a retry with
+    the same `Idempotency-Key`, or by the service itself. The return rules are a return's (400
+    naming the field; past the window a 409 `return_window_closed` without `override_reason`);
+    an unknown SKU in `new_lines` is a 400 naming it. `order.returned` follows for the return;
+    the new order sends its usual events (`order.confirmed`, `order.completed`)."""
+    request = order_pb2.CreateExchangeRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        lines=_return_lines(body.lines),
+        new_lines=[
+            order_pb2.ExchangeLine(sku=ln.sku, quantity=ln.quantity, location_id=ln.location_id)
+            for ln in body.new_lines
+        ],
+        reason=body.reason,
+        override_reason=body.override_reason,
+        location_id=body.location_id,
+    )
+    for t in body.tenders:
+        tender_into(request.tenders.add(), t)
+    answer = await svc.order.CreateExchange(request)
+    return to_model(Exchange, answer)
 
 
 @router.get(

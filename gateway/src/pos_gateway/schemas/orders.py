@@ -171,6 +171,17 @@ class Order(Answer):
     coupons: list[OrderCoupon] = Field(
         default_factory=list, max_length=10, description="The coupons the order named"
     )
+    exchange_of: OptionalId = Field(
+        "", description="An exchange's new order: the order whose returned units pay for it"
+    )
+    exchange_return_id: OptionalId = Field(
+        "", description="An exchange's new order: the return of those units"
+    )
+    exchange_credit: Money | None = Field(
+        None,
+        description="An exchange's new order: how much of the total the returned units pay "
+        "(no payment carries it; `paid` includes it)",
+    )
 
 
 class IssuedGiftCard(Answer):
@@ -227,6 +238,12 @@ class OrderSettings(Answer):
         "settings' (a pickup that would outlive it is captured at confirmation)",
     )
     return_window_days: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    return_policy_text: str = Field(
+        "",
+        max_length=1_000,
+        description="The merchant's return policy, printed on receipts after the window's "
+        "sentence; empty: that sentence alone",
+    )
 
 
 class CartDiscount(Answer):

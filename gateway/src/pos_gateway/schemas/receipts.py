@@ -29,10 +29,22 @@ class ReceiptLine(Answer):
     amount: Money | None = Field(None, description="Return receipts: the refund for the units")
     gift_card_last4: str = Field("", max_length=4, description="A gift card line's card")
     restocked: bool | None = Field(None, description="Return receipts")
+    discounts: list[ReceiptDiscount] = Field(
+        default_factory=list, max_length=50, description="Sale receipts: the line's discounts"
+    )
+    taxes: list[ReceiptLineTax] = Field(
+        default_factory=list, max_length=20, description="Sale receipts: the line's tax per rate"
+    )
 
 
 class ReceiptDiscount(Answer):
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=600, description="The offer's name, or a manual one's reason")
+    amount: Money
+
+
+class ReceiptLineTax(Answer):
+    name: str = Field(max_length=100, examples=["Tax 8.25%"])
+    rate_bps: int = Field(ge=0, le=100_000, json_schema_extra=INT64)
     amount: Money
 
 
@@ -57,11 +69,17 @@ class ReceiptReturnLine(Answer):
     amount: Money
 
 
+EXCHANGE_ORDER = Field("", description="Made in an exchange: the new order its units paid for")
+CREDITED = Field(None, description="Made in an exchange: how much paid for the new order")
+
+
 class ReceiptReturn(Answer):
     return_id: Id
     at: LocalTime | None = Field(None, max_length=40)
     lines: list[ReceiptReturnLine] = Field(max_length=200)
     amount: Money
+    exchange_order_id: OptionalId = EXCHANGE_ORDER
+    credited: Money | None = CREDITED
 
 
 class Receipt(Answer):
@@ -82,5 +100,20 @@ class Receipt(Answer):
     )
     change_due: Money | None = None
     returns: list[ReceiptReturn] = Field(default_factory=list, max_length=200)
-    refunded: Money | None = Field(None, description="Sale receipts: all its returns refunded")
-    return_policy: str = Field(max_length=500)
+    refunded: Money | None = Field(
+        None,
+        description="Sale receipts: what all its returns refunded to the tenders (an "
+        "exchange's credited part paid for its new order instead)",
+    )
+    return_policy: str = Field(max_length=500, description="The return window's sentence")
+    return_policy_text: str = Field(
+        "", max_length=1_000, description="The merchant's own return policy (order settings)"
+    )
+    exchange_order_id: OptionalId = EXCHANGE_ORDER
+    credited: Money | None = CREDITED
+    exchange_of: OptionalId = Field(
+        "", description="An exchange's new order: the order whose returned units paid for it"
+    )
+    exchange_credit: Money | None = Field(
+        None, description="An exchange's new order: what the returned units paid of it"
+    )

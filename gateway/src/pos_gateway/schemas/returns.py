@@ -8,7 +8,7 @@ from pydantic import Field
 
 from pos_gateway.routes.common import INT64
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp
-from pos_gateway.schemas.orders import LineSku
+from pos_gateway.schemas.orders import LineSku, Order
 
 
 class ReturnLine(Answer):
@@ -54,6 +54,14 @@ class Return(Answer):
     store_credit_gift_card_id: OptionalId = Field(
         "", description="A return without a receipt: the store credit card issued"
     )
+    exchange_order_id: OptionalId = Field(
+        "", description="Part of an exchange: the new order its units pay for"
+    )
+    credited: Money | None = Field(
+        None,
+        description="Part of an exchange: how much of `amount` paid for the new order instead "
+        "of being refunded (`refunds` carry only the rest, the difference owed)",
+    )
 
 
 class StoreCredit(Answer):
@@ -75,4 +83,20 @@ class ReturnList(Page[Return]):
     pass
 
 
-__all__ = ["ReceiptlessReturn", "Return", "ReturnList", "StoreCredit"]
+class Exchange(Answer):
+    order_return: Return = Field(
+        description="The return of the original order's units (`exchange_order_id`: the new order)"
+    )
+    order: Order = Field(description="The new order (`exchange_of`: the original order)")
+    original_order: Order = Field(description="The original order after the exchange")
+    charged: Money = Field(
+        description="The difference taken with `tenders` (on the new order): the new total "
+        "less the returned units' value, when the new lines cost more; zero otherwise"
+    )
+    refunded: Money = Field(
+        description="The difference refunded to the original order's tenders, when the new "
+        "lines cost less; zero otherwise"
+    )
+
+
+__all__ = ["Exchange", "ReceiptlessReturn", "Return", "ReturnList", "StoreCredit"]

@@ -13,11 +13,12 @@ from pos_kit.errors import InvalidArgument
 def sold_off_the_shelf(order: order_pb2.Order) -> dict[str, list[tuple[str, int]]]:
     """The lines sold in store, by the location they left from. Pickup and shipment lines were
     held, and committing their hold already took them out of stock: counting them here too
-    would sell them twice. An order without fulfilments sold every line at its location."""
+    would sell them twice; so were an exchange's in-store lines (a fulfilment with a
+    reservation). An order without fulfilments sold every line at its location."""
     in_store = {
         f.id: f.location_id or order.location_id
         for f in order.fulfillments
-        if f.type == order_pb2.FULFILLMENT_TYPE_IN_STORE
+        if f.type == order_pb2.FULFILLMENT_TYPE_IN_STORE and not f.reservation_id
     }
     by_location: dict[str, list[tuple[str, int]]] = {}
     for ln in order.lines:

@@ -78,6 +78,9 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         staff_id=o.staff_id,
         points_redeemed=o.saga.points,
     )
+    if o.saga.exchange_of:
+        msg.exchange_of, msg.exchange_return_id = o.saga.exchange_of, o.saga.exchange_return_id
+        msg.exchange_credit.CopyFrom(to_proto(Money(o.saga.credit, cur)))
     for line, ln in zip(msg.lines, o.lines, strict=True):
         line.id = ln.id
         if ln.gift_card:
@@ -175,6 +178,9 @@ def return_to_proto(r: Return) -> order_pb2.Return:
             for x in r.refunds
         ],
     )
+    if r.exchange_order_id:
+        msg.exchange_order_id = r.exchange_order_id
+        msg.credited.CopyFrom(to_proto(Money(r.credited, cur)))
     if r.created_at is not None:
         msg.created_at.FromDatetime(r.created_at)
     if r.completed_at is not None:

@@ -136,6 +136,15 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         "points": saga.points,
         "points_discount": saga.points_discount,
         "points_state": saga.points_state.value if saga.points_state else None,
+        **(
+            {
+                "exchange_of": saga.exchange_of,
+                "exchange_return_id": saga.exchange_return_id,
+                "credit": saga.credit,
+            }
+            if saga.exchange_of
+            else {}
+        ),
     }
 
 
@@ -167,6 +176,9 @@ def _saga(found: dict[str, Any]) -> Saga:
         points=found.get("points", 0),
         points_discount=found.get("points_discount", 0),
         points_state=PointsState(found["points_state"]) if found.get("points_state") else None,
+        exchange_of=found.get("exchange_of", ""),
+        exchange_return_id=found.get("exchange_return_id", ""),
+        credit=found.get("credit", 0),
     )
 
 
@@ -564,6 +576,7 @@ class SqlOrderSettings:
             pickup_expiry_seconds=row.pickup_expiry_seconds,
             hold_seconds=row.hold_seconds,
             return_window_days=row.return_window_days,
+            return_policy_text=row.return_policy_text,
         )
 
     async def put(self, settings: OrderSettings) -> None:
@@ -573,6 +586,7 @@ class SqlOrderSettings:
             "pickup_expiry_seconds": settings.pickup_expiry_seconds,
             "hold_seconds": settings.hold_seconds,
             "return_window_days": settings.return_window_days,
+            "return_policy_text": settings.return_policy_text,
         }
         statement = pg_insert(t).values(merchant_id=self._merchant, **values)
         await self._conn.execute(

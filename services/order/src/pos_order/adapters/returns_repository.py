@@ -62,6 +62,21 @@ def return_to_json(r: Return) -> dict[str, Any]:
         "completed_at": _stamp(r.completed_at),
         "customer_id": r.customer_id,
         "store_credit_gift_card_id": r.store_credit_gift_card_id,
+        **(
+            {"exchange_order_id": r.exchange_order_id, "credited": r.credited}
+            if r.exchange_order_id
+            else {}
+        ),
+        **(
+            {
+                "credit_order_id": r.credit_order_id,
+                "credit_amounts": [
+                    {"payment_id": t.payment_id, "amount": t.amount} for t in r.credit_amounts
+                ],
+            }
+            if r.credit_amounts
+            else {}
+        ),
     }
 
 
@@ -83,6 +98,10 @@ def _return(row: Any) -> Return:
         completed_at=_when(b["completed_at"]),
         customer_id=b.get("customer_id", ""),
         store_credit_gift_card_id=b.get("store_credit_gift_card_id", ""),
+        exchange_order_id=b.get("exchange_order_id", ""),
+        credited=b.get("credited", 0),
+        credit_order_id=b.get("credit_order_id", ""),
+        credit_amounts=[TenderRefund(**t) for t in b.get("credit_amounts", [])],
     )
 
 
@@ -111,6 +130,17 @@ class SqlReturns:
             update(order_returns)
             .where(order_returns.c.merchant_id == self._merchant, order_returns.c.id == r.id)
             .values(status=r.status.value, body=return_to_json(r), updated_at=r.completed_at)
+        )
+
+    async def discard(self, return_id: str) -> None:
+        """A pending exchange's return whose new order was cancelled: its units are free again
+        (nothing was refunded or restocked for it)."""
+        await self._conn.execute(
+            order_returns.delete().where(
+                order_returns.c.merchant_id == self._merchant,
+                order_returns.c.id == return_id,
+                order_returns.c.status == "pending",
+            )
         )
 
     async def get(self, return_id: str) -> Return | None:

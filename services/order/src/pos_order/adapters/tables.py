@@ -84,6 +84,8 @@ order_settings = Table(
     Column("hold_seconds", BigInteger, nullable=False),
     Column("return_window_days", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The merchant's own return policy, printed on receipts.
+    Column("return_policy_text", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", name="order_settings_pkey"),
 )
 

@@ -300,6 +300,11 @@ class Saga:
     points: int = 0
     points_discount: int = 0
     points_state: PointsState | None = None
+    # An exchange's new order: the order its returned units came from, that return, and the
+    # part of the new total the returned units pay for (minor units; no payment carries it).
+    exchange_of: str = ""
+    exchange_return_id: str = ""
+    credit: int = 0
 
 
 @dataclass(frozen=True)
@@ -360,8 +365,10 @@ class Order:
 
     @property
     def paid(self) -> int:
-        """What live tenders hold for the order (authorised or captured), net of refunds."""
-        return sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
+        """What live tenders hold for the order (authorised or captured), net of refunds, and
+        an exchange's credit (the returned units paying for part of the new order)."""
+        held = sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
+        return held + self.saga.credit
 
     @property
     def balance_due(self) -> int:
@@ -558,7 +565,8 @@ class Order:
             if f.type is FulfillmentType.IN_STORE:
                 f.status = F.FULFILLED
                 self._moved(f"{f.id}:{f.status.value}", at)
-            elif f.hold is HoldState.HELD:
+            # An exchange holds its in-store lines too (before anything is refunded).
+            if f.hold is HoldState.HELD:
                 f.hold = HoldState.COMMITTED
         self.saga.state = SagaState.DONE
         self.events.append(OrderConfirmed(self))
@@ -598,6 +606,8 @@ class Order:
             return
         self.status = OrderStatus.CANCELLED
         self.saga.state = SagaState.DONE
+        # An exchange's new order cancelled: its return is dropped, so no credit stands.
+        self.saga.credit = 0
         self._moved(self.status.value, at, self.saga.cancel_reason)
         for f in self.fulfillments:
             if f.status not in ENDED:

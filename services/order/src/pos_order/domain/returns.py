@@ -2,9 +2,10 @@
 
 Plain Python. The one rule that keeps a refund from ever exceeding what was paid:
 
-- each line's *paid total* is its value after its share of the order's discount, plus its
-  share of the order's tax, both shares allocated by largest remainder, so the lines' paid
-  totals add up to the order's total to the cent;
+- each line's *paid total* is its value after its discounts, plus its tax, as the pricing step
+  stored them on the line (an order priced before lines kept them: its share of the order's
+  discount and of its tax, allocated by largest remainder); either way the lines' paid totals
+  add up to the order's total to the cent;
 - the first `n` units of a line returned are worth `paid * n // quantity` (floor); a return of
   `k` units after `r` already returned refunds `worth(r + k) - worth(r)`. Over any sequence of
   returns the refunds telescope to `worth(all returned)`: exactly what was paid for those units,
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
-from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus
+from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus, Totals
 
 MAX_RETURN_LINES = 200
 MAX_REASON = 500
@@ -80,7 +81,45 @@ def paid_per_line(
     return out
 
 
+def stored_paid_per_line(lines: list[OrderLine], totals: Totals) -> dict[str, LinePaid] | None:
+    """Each line's paid total from what the pricing step stored on it (its discounts with
+    their offers, its tax per rate), when those add up to the order's totals: the order's own
+    figures, not a re-derivation. Tax-exclusive (the total adds the lines' taxes) or inclusive
+    (the prices contain them); None when the lines do not account for the totals (an order
+    priced before lines kept them), and the allocation applies."""
+    goods = [ln for ln in lines if not ln.gift_card]
+    cards = sum(ln.line_total.amount for ln in lines if ln.gift_card)
+    if sum(ln.discount for ln in goods) != totals.discount.amount:
+        return None
+    if sum(ln.tax for ln in goods) != totals.tax.amount:
+        return None
+    net = sum(ln.line_total.amount - ln.discount for ln in goods) + cards
+    if net + totals.tax.amount == totals.total.amount:
+        inclusive = False
+    elif net == totals.total.amount:
+        inclusive = True
+    else:
+        return None
+    out = {
+        ln.id: LinePaid(
+            ln.id,
+            ln.quantity,
+            ln.discount,
+            ln.tax,
+            ln.line_total.amount - ln.discount + (0 if inclusive else ln.tax),
+        )
+        for ln in goods
+    }
+    for ln in lines:
+        if ln.gift_card:
+            out[ln.id] = LinePaid(ln.id, ln.quantity, 0, 0, ln.line_total.amount)
+    return out
+
+
 def order_paid_per_line(order: Order) -> dict[str, LinePaid]:
+    stored = stored_paid_per_line(order.lines, order.totals)
+    if stored is not None:
+        return stored
     return paid_per_line(order.lines, order.totals.discount.amount, order.totals.tax.amount)
 
 
@@ -145,6 +184,14 @@ class Return:
     # A return without a receipt: the customer, and the store credit card once issued.
     customer_id: str = ""
     store_credit_gift_card_id: str = ""
+    # Part of an exchange: the new order, and how much of `amount` pays for it instead of
+    # going back to the tenders (`tender_amounts` refund only the rest).
+    exchange_order_id: str = ""
+    credited: int = 0
+    # A return of an exchange's new order past what its own payments hold: the rest goes back
+    # to the original order's payments, which the exchange's credit came from.
+    credit_order_id: str = ""
+    credit_amounts: list[TenderRefund] = field(default_factory=list)
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -199,6 +246,7 @@ def plan_return(
     window_days: int,
     tenders: list[tuple[str, int]],
     gift_card_balances: dict[str, int] | None = None,
+    spread: bool = True,
 ) -> Return:
     """The return the request asks for, against the order and every earlier return of it
     (pending ones included: their units are spoken for). Every rule is checked before anything
@@ -211,6 +259,7 @@ def plan_return(
     were taken (see `tenders_left`). Without the caller's amounts per tender, the refund is
     spread from the last payment taken backwards (commerce-states.md). The plan is stored with
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
+    `spread` False: no refund planned here (an exchange plans only the difference it owes).
     """
     gift_card_balances = gift_card_balances or {}
     if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
@@ -281,10 +330,12 @@ def plan_return(
     raise_if(violations)
     total = sum(ln.amount for ln in made)
     captured = dict(tenders)
-    if not req.tender_amounts:
-        spread = spread_backwards(total, tenders)
+    if not spread:
+        planned: list[TenderRefund] = []
+    elif not req.tender_amounts:
+        planned = spread_backwards(total, tenders)
     else:
-        spread = list(req.tender_amounts)
+        planned = list(req.tender_amounts)
         named = sum(t.amount for t in req.tender_amounts)
         tender_violations = require(
             named == total,
@@ -314,7 +365,7 @@ def plan_return(
         currency=order.currency,
         amount=total,
         override_reason=req.override_reason,
-        tender_amounts=spread,
+        tender_amounts=planned,
         created_at=at,
     )
 
@@ -354,6 +405,26 @@ def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
         for t in order.saga.tenders
         if t.payment_id and t.captured > 0
     ]
+
+
+def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) -> tuple[int, int]:
+    """A refund of an exchange's new order: from its own payments first (the difference taken
+    was the last tender), the rest from the credit the returned goods gave it, never more than
+    is left of that credit."""
+    from_own = min(amount, sum(left for _, left in own))
+    rest = amount - from_own
+    if rest > credit_left:
+        raise Conflict(
+            "the order's payments and its exchange credit have less left to refund than these "
+            "units are worth",
+            "refund_exceeds_captured",
+        )
+    return from_own, rest
+
+
+def credit_refunded(earlier: list[Return]) -> int:
+    """What returns of an exchange's new order took back of its credit (pending ones too)."""
+    return sum(t.amount for r in earlier for t in r.credit_amounts)
 
 
 def refunded(order: Order, ret: Return) -> None:

@@ -49,3 +49,14 @@ class CodePrinter:
         printed.CopyFrom(request)
         printed.gift_card_code = self._keyed(request.gift_card_code)
         return printed
+
+    def exchange(self, request: order_pb2.CreateExchangeRequest) -> order_pb2.CreateExchangeRequest:
+        """The gift card codes of an exchange's tenders for the difference."""
+        if not any(t.gift_card_code for t in request.tenders):
+            return request
+        printed = order_pb2.CreateExchangeRequest()
+        printed.CopyFrom(request)
+        for t in printed.tenders:
+            if t.gift_card_code:
+                t.gift_card_code = self._keyed(t.gift_card_code)
+        return printed

@@ -13,7 +13,7 @@ from pos_kit.errors import InvalidArgument
 from pos_kit.idempotency import once_across_calls
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
-from pos_kit.proto_money import from_proto
+from pos_kit.proto_money import from_proto, to_proto
 from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_order.adapters.messages import (
     FULFILLMENT_STATUSES,
@@ -36,7 +36,7 @@ from pos_order.domain.returns import (
     validate_receiptless,
 )
 from pos_order.entrypoints.fingerprints import CodePrinter
-from pos_order.service import handlers, returns
+from pos_order.service import exchanges, handlers, returns
 from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
@@ -55,6 +55,23 @@ def _tender(number: int) -> Tender | None:
         return TENDERS.optional(number, "tender_type")
     except InvalidArgument:
         return None
+
+
+def _exchange_tender(i: int, t: order_pb2.ExchangeTender) -> exchanges.ExchangeTender:
+    try:
+        tender = TENDERS.optional(t.tender_type, f"tenders[{i}].tender_type")
+    except InvalidArgument:
+        tender = None
+    return exchanges.ExchangeTender(
+        tender,
+        from_proto(f"tenders[{i}].amount", t.amount) if t.HasField("amount") else None,
+        t.card_token,
+        from_proto(f"tenders[{i}].cash_tendered", t.cash_tendered)
+        if t.HasField("cash_tendered")
+        else None,
+        t.gift_card_code,
+        t.external_reference,
+    )
 
 
 def _manual(found: order_pb2.ManualAdjustment, present: bool) -> Manual | None:
@@ -173,6 +190,7 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
         pickup_expiry_seconds=s.pickup_expiry_seconds,
         hold_seconds=s.hold_seconds,
         return_window_days=s.return_window_days,
+        return_policy_text=s.return_policy_text,
     )
 
 
@@ -353,10 +371,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 order=order_to_proto(o),  # type: ignore[arg-type]
             ),
         )
-        # A store named to take the units back must be the merchant's: checked before anything
-        # is claimed, so a return naming another merchant's store writes nothing (404).
-        for location_id in sorted({ln.location_id for ln in req.lines} - {""}):
-            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+        await self._stores_taking_back(req.lines)
         await steps.balances()
         return await once_across_calls(
             self.bound_uow,
@@ -367,6 +382,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.call,
             steps.record,
         )
+
+    async def _stores_taking_back(self, lines: list[ReturnLineRequest]) -> None:
+        """A store named to take units back must be the merchant's: checked before anything is
+        claimed, so a return naming another merchant's store writes nothing (404)."""
+        for location_id in sorted({ln.location_id for ln in lines} - {""}):
+            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
 
     async def CreateReceiptlessReturn(
         self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
@@ -407,6 +428,50 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         if steps.shown:  # only the run that issued the card shows its code; none was stored
             answer.store_credit.code = steps.shown
         return answer
+
+    async def CreateExchange(
+        self, request: order_pb2.CreateExchangeRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CreateExchangeResponse:
+        req = exchanges.ExchangeRequest(
+            request_id=request.request_id,
+            order_id=request.order_id,
+            lines=[
+                ReturnLineRequest(ln.line_id, ln.quantity, ln.restock, ln.location_id)
+                for ln in request.lines
+            ],
+            new_lines=[
+                exchanges.NewLine(ln.sku, ln.quantity, ln.location_id) for ln in request.new_lines
+            ],
+            reason=request.reason,
+            override_reason=request.override_reason,
+            tenders=[_exchange_tender(i, t) for i, t in enumerate(request.tenders)],
+            location_id=request.location_id,
+        )
+        steps = exchanges.CreateExchange(
+            req,
+            self.ports,
+            self.return_ports,
+            self.bound_uow,
+            self.policy,
+            lambda r, new, old: order_pb2.CreateExchangeResponse(
+                order_return=return_to_proto(r),
+                order=order_to_proto(new),
+                original_order=order_to_proto(old),
+                charged=to_proto(Money(max(0, new.totals.total.amount - r.amount), r.currency)),
+                refunded=to_proto(Money(max(0, r.amount - new.totals.total.amount), r.currency)),
+            ),
+        )
+        await self._stores_taking_back(req.lines)
+        await steps.prepare()
+        return await once_across_calls(
+            self.bound_uow,
+            "CreateExchange",
+            self.codes.exchange(request),
+            order_pb2.CreateExchangeResponse,
+            steps.read,
+            steps.call,
+            steps.record,
+        )
 
     @query
     async def ListReturns(
@@ -471,6 +536,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             hold_seconds=request.hold_seconds if request.HasField("hold_seconds") else None,
             return_window_days=(
                 request.return_window_days if request.HasField("return_window_days") else None
+            ),
+            return_policy_text=(
+                request.return_policy_text if request.HasField("return_policy_text") else None
             ),
         )
         found = await handlers.update_settings(uow, self.policy, change)

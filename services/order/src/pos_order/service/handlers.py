@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pos_kit.context import register_var, staff_var
 from pos_kit.errors import (
@@ -514,6 +514,32 @@ class CreateOrder(Generic[R]):
         return self.answer(order)
 
 
+class GivenTender(Protocol):
+    """What a caller gave with a tender, kept in memory only (a token, a code)."""
+
+    @property
+    def card_token(self) -> str: ...
+    @property
+    def cash_tendered(self) -> Money | None: ...
+    @property
+    def gift_card_code(self) -> str: ...
+    @property
+    def external_reference(self) -> str: ...
+
+
+def tender_ask(record: TenderRecord, currency: str, capture: bool, given: GivenTender) -> TenderAsk:
+    """The payment service's ask for a planned tender, with what the caller gave for it."""
+    return TenderAsk(
+        record.tender,
+        Money(record.amount, currency),
+        capture=capture,
+        card_token=given.card_token,
+        cash_tendered=given.cash_tendered,
+        gift_card_code=given.gift_card_code,
+        external_reference=given.external_reference,
+    )
+
+
 @dataclass(frozen=True)
 class TenderCommand:
     request_id: str
@@ -573,16 +599,7 @@ class AddTender(Generic[R]):
     async def call(self, claim: Claim, read: tuple[Order, int]) -> PaymentResult:
         order, n = read
         record = order.saga.tenders[n - 1]
-        cmd = self.cmd
-        ask = TenderAsk(
-            record.tender,
-            Money(record.amount, order.currency),
-            capture=False,
-            card_token=cmd.card_token,
-            cash_tendered=cmd.cash_tendered,
-            gift_card_code=cmd.gift_card_code,
-            external_reference=cmd.external_reference,
-        )
+        ask = tender_ask(record, order.currency, False, self.cmd)
         payment = await self.ports.payments.take(
             record.request_id, order.id, order.location_id, ask
         )
@@ -819,6 +836,10 @@ class SettingsChange:
     pickup_expiry_seconds: int | None = None
     hold_seconds: int | None = None
     return_window_days: int | None = None
+    return_policy_text: str | None = None
+
+
+MAX_POLICY_TEXT = 1_000
 
 
 async def update_settings(
@@ -835,6 +856,12 @@ async def update_settings(
         violations.append(FieldViolation("hold_seconds", "must be between 60 and 604800"))
     if change_.return_window_days is not None and not (0 <= change_.return_window_days <= 365):
         violations.append(FieldViolation("return_window_days", "must be between 0 and 365"))
+    if change_.return_policy_text is not None and len(change_.return_policy_text) > (
+        MAX_POLICY_TEXT
+    ):
+        violations.append(
+            FieldViolation("return_policy_text", f"must be at most {MAX_POLICY_TEXT} characters")
+        )
     raise_if(violations)
     current = await get_settings(uow, policy)
     updated = OrderSettings(
@@ -844,6 +871,7 @@ async def update_settings(
         pickup_expiry_seconds=_or(change_.pickup_expiry_seconds, current.pickup_expiry_seconds),
         hold_seconds=_or(change_.hold_seconds, current.hold_seconds),
         return_window_days=_or(change_.return_window_days, current.return_window_days),
+        return_policy_text=_or(change_.return_policy_text, current.return_policy_text),
     )
     await uow.settings.put(updated)
     return updated

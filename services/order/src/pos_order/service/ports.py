@@ -47,6 +47,8 @@ class OrderSettings:
     pickup_expiry_seconds: int = 7 * 24 * 3600
     hold_seconds: int = 15 * 60
     return_window_days: int = 30
+    # The merchant's own words, printed on receipts with the window's sentence.
+    return_policy_text: str = ""
 
 
 class OrderRepository(Protocol):

@@ -27,7 +27,7 @@ from typing import Generic, Protocol, TypeVar
 from pos_kit.errors import Conflict, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
-from pos_order.domain.model import Order
+from pos_order.domain.model import Order, OrderStatus
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
     OrderReturned,
@@ -36,9 +36,12 @@ from pos_order.domain.returns import (
     Return,
     ReturnRequest,
     ReturnStatus,
+    credit_refunded,
     plan_receiptless,
     plan_return,
     refunded,
+    split_for_credit,
+    spread_backwards,
     tenders_left,
     validate_receiptless,
     validate_request,
@@ -57,6 +60,7 @@ class ReturnRepository(Protocol):
     async def add(self, r: Return) -> None: ...
     async def save(self, r: Return) -> None: ...
     async def get(self, return_id: str) -> Return | None: ...
+    async def discard(self, return_id: str) -> None: ...
     async def of_order(self, order_id: str) -> list[Return]: ...
 
 
@@ -119,18 +123,13 @@ class CreateReturn(Generic[R]):
         """Before the claim, no connection held: the balance of each gift card line asked to be
         returned. A card spent between this read and its deactivation is the one race left
         (milliseconds); the deactivation's own answer is logged."""
-        if self.ports.gift_cards is None:
-            return
         async with self.new_uow() as uow:
             order = await uow.orders.get(self.req.order_id)
         if order is None:
             return  # the claim's read answers the 404
-        asked = {ln.line_id for ln in self.req.lines}
-        for line in order.lines:
-            if line.gift_card and line.gift_card_id and line.id in asked:
-                found = await self.ports.gift_cards.balance(line.gift_card_id)
-                if found is not None:
-                    self.gift_card_balances[line.gift_card_id] = found
+        self.gift_card_balances = await gift_card_balances(
+            self.ports, order, {ln.line_id for ln in self.req.lines}
+        )
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
@@ -144,6 +143,8 @@ class CreateReturn(Generic[R]):
             return found
         earlier = await uow.returns.of_order(order.id)
         settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        own = tenders_left(order, earlier)
+        credit = order.saga.exchange_of and not req.tender_amounts
         ret = plan_return(
             order,
             earlier,
@@ -151,9 +152,12 @@ class CreateReturn(Generic[R]):
             return_id,
             now(),
             settings.return_window_days,
-            tenders_left(order, earlier),
+            own,
             self.gift_card_balances,
+            spread=not credit,
         )
+        if credit:
+            await _plan_with_credit(uow, order, earlier, own, ret)
         await uow.returns.add(ret)
         return ret
 
@@ -163,6 +167,49 @@ class CreateReturn(Generic[R]):
     async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
         ret, order = await complete(uow, done)
         return self.answer(ret, order)
+
+
+async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) -> dict[str, int]:
+    """The balance of each gift card line of `order` among the lines `asked`, read with no
+    connection held, before the claim."""
+    out: dict[str, int] = {}
+    if ports.gift_cards is None:
+        return out
+    for line in order.lines:
+        if line.gift_card and line.gift_card_id and line.id in asked:
+            found = await ports.gift_cards.balance(line.gift_card_id)
+            if found is not None:
+                out[line.gift_card_id] = found
+    return out
+
+
+async def _plan_with_credit(
+    uow: ReturnsUnitOfWork,
+    order: Order,
+    earlier: list[Return],
+    own: list[tuple[str, int]],
+    ret: Return,
+) -> None:
+    """A return of an exchange's new order: refunded from its own payments, then from the
+    original order's (the exchange credit, locked after the new order: always in that order)."""
+    from_own, rest = split_for_credit(ret.amount, own, order.saga.credit - credit_refunded(earlier))
+    ret.tender_amounts = spread_backwards(from_own, own) if from_own else []
+    if rest <= 0:
+        return
+    source = await uow.orders.get(order.saga.exchange_of, lock=True)
+    if source is None:
+        raise NotFound("order", order.saga.exchange_of)
+    # What the original order's payments have left, less what pending returns of either
+    # order plan to take back from them.
+    planned = [
+        replace(r, tender_amounts=r.credit_amounts)
+        for r in earlier
+        if r.status is ReturnStatus.PENDING and r.credit_amounts
+    ]
+    ret.credit_order_id = source.id
+    ret.credit_amounts = spread_backwards(
+        rest, tenders_left(source, await uow.returns.of_order(source.id) + planned)
+    )
 
 
 @dataclass(frozen=True)
@@ -238,13 +285,23 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             except Conflict as exc:
                 log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
     made: list[Refunded] = []
-    if ret.amount > 0:
+    # What goes back to the tenders: the whole refund, or an exchange's difference owed.
+    if sum(t.amount for t in ret.tender_amounts) > 0:
         made = await ports.payments.refund_order(
             f"{ret.id}/refund",
             ret.order_id,
             [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.tender_amounts],
             ret.reason,
             [(ln.sku, ln.quantity) for ln in ret.lines],
+        )
+    if ret.credit_amounts:
+        # The exchange credit's part, to the original order's payments.
+        made += await ports.payments.refund_order(
+            f"{ret.id}/refund/credit",
+            ret.credit_order_id,
+            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.credit_amounts],
+            ret.reason,
+            [],
         )
     for ln in ret.lines:
         if ln.restock and ln.quantity > 0:
@@ -271,6 +328,12 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
         order.touched(at)
         refunded(order, ret)
         await uow.orders.save(order)
+        if ret.credit_amounts:
+            source = await uow.orders.get(ret.credit_order_id, lock=True)
+            if source is not None:
+                source.touched(at)
+                refunded(source, replace(ret, tender_amounts=ret.credit_amounts))
+                await uow.orders.save(source)
         await uow.returns.save(ret)
         uow.publish(OrderReturned(order, ret))
     return ret, order
@@ -326,6 +389,8 @@ async def resume(
         ret = await uow.returns.get(return_id)
     if ret is None or ret.status is ReturnStatus.COMPLETED:
         return
+    if ret.exchange_order_id and not await exchange_sold(new_uow, ret):
+        return
     if ret.order_id:
         done = await move_money_and_stock(ports, ret)
         async with new_uow() as uow:
@@ -336,6 +401,19 @@ async def resume(
         async with new_uow() as uow:
             await complete_credit(uow, credited)
             await uow.commit()
+
+
+async def exchange_sold(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> bool:
+    """An exchange's return goes on (refund, restock) only once its new order is sold: while
+    that order is pending, its own saga (or the resumer's pass over it) decides; once it is
+    cancelled, the return is dropped (nothing was refunded or restocked for it)."""
+    async with new_uow() as uow:
+        order = await uow.orders.get(ret.exchange_order_id)
+        if order is None or order.status is OrderStatus.CANCELLED:
+            await uow.returns.discard(ret.id)
+            await uow.commit()
+            return False
+    return order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)
 
 
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:

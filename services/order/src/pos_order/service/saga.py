@@ -59,6 +59,10 @@ BOUNDARIES = (
     "before_confirm_commit",
     "after_confirm_commit",
     "compensating",
+    # An exchange (service/exchanges.py): its return and new order saved; its refund and
+    # restock done, the return not completed yet.
+    "exchange_saved",
+    "exchange_refunded",
 )
 
 

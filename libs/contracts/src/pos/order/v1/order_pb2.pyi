@@ -458,6 +458,9 @@ class Order(_message.Message):
     POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
     TENDER_TYPES_FIELD_NUMBER: _builtins.int
     COUPONS_FIELD_NUMBER: _builtins.int
+    EXCHANGE_OF_FIELD_NUMBER: _builtins.int
+    EXCHANGE_RETURN_ID_FIELD_NUMBER: _builtins.int
+    EXCHANGE_CREDIT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -482,6 +485,11 @@ class Order(_message.Message):
     """Loyalty points the customer redeemed on the order (priced as part of discount_total):
     held while it is open, redeemed at confirmation, given back if it is cancelled.
     """
+    exchange_of: _builtins.str
+    """An exchange's new order: the order whose returned units pay for part of it, that return,
+    and how much they pay (no payment carries it; `paid` includes it).
+    """
+    exchange_return_id: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
     @_builtins.property
@@ -524,6 +532,8 @@ class Order(_message.Message):
         is confirmed, released when it is cancelled before.
         """
 
+    @_builtins.property
+    def exchange_credit(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -554,10 +564,13 @@ class Order(_message.Message):
         points_redeemed: _builtins.int = ...,
         tender_types: _abc.Iterable[_builtins.str] | None = ...,
         coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
+        exchange_of: _builtins.str = ...,
+        exchange_return_id: _builtins.str = ...,
+        exchange_credit: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1264,6 +1277,7 @@ class OrderSettings(_message.Message):
     HOLD_SECONDS_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
     capture_pickup_at_order: _builtins.bool
     """Pickup orders: captured at confirmation (true) or at hand-over (false)."""
     pickup_expiry_seconds: _builtins.int
@@ -1274,6 +1288,10 @@ class OrderSettings(_message.Message):
     """The authorisation window the payment service applies (read from it)."""
     return_window_days: _builtins.int
     """Days a sale may be returned (the returns issue)."""
+    return_policy_text: _builtins.str
+    """The merchant's return policy, printed on receipts (at most 1,000 characters; empty:
+    the window sentence alone).
+    """
     def __init__(
         self,
         *,
@@ -1282,10 +1300,11 @@ class OrderSettings(_message.Message):
         hold_seconds: _builtins.int = ...,
         authorization_window_seconds: _builtins.int = ...,
         return_window_days: _builtins.int = ...,
+        return_policy_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1335,11 +1354,13 @@ class UpdateOrderSettingsRequest(_message.Message):
     PICKUP_EXPIRY_SECONDS_FIELD_NUMBER: _builtins.int
     HOLD_SECONDS_FIELD_NUMBER: _builtins.int
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     capture_pickup_at_order: _builtins.bool
     pickup_expiry_seconds: _builtins.int
     hold_seconds: _builtins.int
     return_window_days: _builtins.int
+    return_policy_text: _builtins.str
     def __init__(
         self,
         *,
@@ -1348,10 +1369,11 @@ class UpdateOrderSettingsRequest(_message.Message):
         pickup_expiry_seconds: _builtins.int | None = ...,
         hold_seconds: _builtins.int | None = ...,
         return_window_days: _builtins.int | None = ...,
+        return_policy_text: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__capture_pickup_at_order: _TypeAlias = _typing.Literal["capture_pickup_at_order"]  # noqa: Y015
     _WhichOneofArgType__capture_pickup_at_order: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order"]  # noqa: Y015
@@ -1359,6 +1381,8 @@ class UpdateOrderSettingsRequest(_message.Message):
     _WhichOneofArgType__hold_seconds: _TypeAlias = _typing.Literal["_hold_seconds", b"_hold_seconds"]  # noqa: Y015
     _WhichOneofReturnType__pickup_expiry_seconds: _TypeAlias = _typing.Literal["pickup_expiry_seconds"]  # noqa: Y015
     _WhichOneofArgType__pickup_expiry_seconds: _TypeAlias = _typing.Literal["_pickup_expiry_seconds", b"_pickup_expiry_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__return_policy_text: _TypeAlias = _typing.Literal["return_policy_text"]  # noqa: Y015
+    _WhichOneofArgType__return_policy_text: _TypeAlias = _typing.Literal["_return_policy_text", b"_return_policy_text"]  # noqa: Y015
     _WhichOneofReturnType__return_window_days: _TypeAlias = _typing.Literal["return_window_days"]  # noqa: Y015
     _WhichOneofArgType__return_window_days: _TypeAlias = _typing.Literal["_return_window_days", b"_return_window_days"]  # noqa: Y015
     @_typing.overload
@@ -1367,6 +1391,8 @@ class UpdateOrderSettingsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_seconds) -> _WhichOneofReturnType__hold_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pickup_expiry_seconds) -> _WhichOneofReturnType__pickup_expiry_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__return_policy_text) -> _WhichOneofReturnType__return_policy_text | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__return_window_days) -> _WhichOneofReturnType__return_window_days | None: ...
 
@@ -1711,6 +1737,8 @@ class Return(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     STORE_CREDIT_GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
+    EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    CREDITED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
@@ -1720,6 +1748,10 @@ class Return(_message.Message):
     customer_id: _builtins.str
     """A return without a receipt: the customer credited, and the store credit card issued."""
     store_credit_gift_card_id: _builtins.str
+    exchange_order_id: _builtins.str
+    """Part of an exchange: its new order, and how much of `amount` paid for it instead of
+    being refunded (`refunds` carry only the rest: the difference owed, if any).
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
     @_builtins.property
@@ -1732,6 +1764,8 @@ class Return(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def credited(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -1747,10 +1781,12 @@ class Return(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         customer_id: _builtins.str = ...,
         store_credit_gift_card_id: _builtins.str = ...,
+        exchange_order_id: _builtins.str = ...,
+        credited: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1904,3 +1940,167 @@ class CreateReceiptlessReturnResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateReceiptlessReturnResponse: _TypeAlias = CreateReceiptlessReturnResponse  # noqa: Y015
+
+@_typing.final
+class ExchangeLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    quantity: _builtins.int
+    location_id: _builtins.str
+    """The store the units leave from; empty: the exchange's store."""
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        location_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeLine: _TypeAlias = ExchangeLine  # noqa: Y015
+
+@_typing.final
+class ExchangeTender(_message.Message):
+    """A tender for the difference due, as a checkout takes one (captured at once)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CARD_TOKEN_FIELD_NUMBER: _builtins.int
+    CASH_TENDERED_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_CODE_FIELD_NUMBER: _builtins.int
+    EXTERNAL_REFERENCE_FIELD_NUMBER: _builtins.int
+    tender_type: _payment_pb2.TenderType.ValueType
+    card_token: _builtins.str
+    gift_card_code: _builtins.str
+    external_reference: _builtins.str
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Unset on the last tender only: what is left of the difference."""
+
+    @_builtins.property
+    def cash_tendered(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        tender_type: _payment_pb2.TenderType.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        card_token: _builtins.str = ...,
+        cash_tendered: _money_pb2.Money | None = ...,
+        gift_card_code: _builtins.str = ...,
+        external_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "external_reference", b"external_reference", "gift_card_code", b"gift_card_code", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeTender: _TypeAlias = ExchangeTender  # noqa: Y015
+
+@_typing.final
+class CreateExchangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    NEW_LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    TENDERS_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    """The order units are returned from."""
+    reason: _builtins.str
+    override_reason: _builtins.str
+    location_id: _builtins.str
+    """Where the exchange is made; empty: the order's selling location."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLineRequest]:
+        """The units returned, exactly as a return's."""
+
+    @_builtins.property
+    def new_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExchangeLine]:
+        """What is sold instead, priced as a checkout at the exchange's store."""
+
+    @_builtins.property
+    def tenders(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExchangeTender]:
+        """Required when the new lines cost more than the returned units; ignored otherwise."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLineRequest] | None = ...,
+        new_lines: _abc.Iterable[Global___ExchangeLine] | None = ...,
+        reason: _builtins.str = ...,
+        override_reason: _builtins.str = ...,
+        tenders: _abc.Iterable[Global___ExchangeTender] | None = ...,
+        location_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "location_id", b"location_id", "new_lines", b"new_lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "request_id", b"request_id", "tenders", b"tenders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExchangeRequest: _TypeAlias = CreateExchangeRequest  # noqa: Y015
+
+@_typing.final
+class CreateExchangeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    ORIGINAL_ORDER_FIELD_NUMBER: _builtins.int
+    CHARGED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return:
+        """The return of the original order's units (exchange_order_id names the new order)."""
+
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """The new order (exchange_of names the original)."""
+
+    @_builtins.property
+    def original_order(self) -> Global___Order:
+        """The original order as it stands after the exchange."""
+
+    @_builtins.property
+    def charged(self) -> _money_pb2.Money:
+        """The difference: the new order's total less the returned units' value, taken with the
+        tenders when above zero (`charged`), refunded to the original tenders when below
+        (`refunded`); both zero for an even exchange.
+        """
+
+    @_builtins.property
+    def refunded(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        order: Global___Order | None = ...,
+        original_order: Global___Order | None = ...,
+        charged: _money_pb2.Money | None = ...,
+        refunded: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExchangeResponse: _TypeAlias = CreateExchangeResponse  # noqa: Y015

@@ -105,6 +105,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
                 _registered_method=True)
+        self.CreateExchange = channel.unary_unary(
+                '/pos.order.v1.OrderService/CreateExchange',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -213,6 +218,16 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateExchange(self, request, context):
+        """An exchange: units of an order returned and new lines sold in one saga, only the
+        difference charged (with the tenders given) or refunded (to the original tenders). The
+        new lines' stock is held before anything is refunded. A return of the order
+        (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +300,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CreateReceiptlessReturn,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.SerializeToString,
+            ),
+            'CreateExchange': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExchange,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +686,33 @@ class OrderService:
             '/pos.order.v1.OrderService/CreateReceiptlessReturn',
             pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExchange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CreateExchange',
+            pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,6 +70,12 @@ class OrderServiceStub:
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
     """
+    CreateExchange: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateExchangeRequest, _order_pb2.CreateExchangeResponse]
+    """An exchange: units of an order returned and new lines sold in one saga, only the
+    difference charged (with the tenders given) or refunded (to the original tenders). The
+    new lines' stock is held before anything is refunded. A return of the order
+    (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -112,6 +118,12 @@ class OrderServiceAsyncStub(OrderServiceStub):
     CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
+    """
+    CreateExchange: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateExchangeRequest, _order_pb2.CreateExchangeResponse]  # type: ignore[assignment]
+    """An exchange: units of an order returned and new lines sold in one saga, only the
+    difference charged (with the tenders given) or refunded (to the original tenders). The
+    new lines' stock is held before anything is refunded. A return of the order
+    (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -236,6 +248,18 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.CreateReceiptlessReturnResponse, _abc.Awaitable[_order_pb2.CreateReceiptlessReturnResponse]]:
         """Units returned with no receipt: store credit (a gift card issued to the customer) at the
         lowest price each SKU sold for in the last 30 days; never refunded to a card.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateExchange(
+        self,
+        request: _order_pb2.CreateExchangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CreateExchangeResponse, _abc.Awaitable[_order_pb2.CreateExchangeResponse]]:
+        """An exchange: units of an order returned and new lines sold in one saga, only the
+        difference charged (with the tenders given) or refunded (to the original tenders). The
+        new lines' stock is held before anything is refunded. A return of the order
+        (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,498 @@
+"""Exchanges: units of an order returned and new lines sold in one operation, only the
+difference charged or refunded.
+
+An exchange is a Return of the original order (`exchange_order_id`) and a new order for the
+new lines (`exchange_of`, priced by the checkout's pricing step at the exchange's store). The
+returned units' value (their paid share, as any return) pays for the new order first
+(`credited`, carried by the new order as `exchange_credit`, no payment behind it):
+
+- difference = new total - returned value > 0: the difference is taken with the caller's
+  tenders (payments of the new order, captured at once); nothing is refunded;
+- < 0: the difference is refunded to the original order's tenders (from the last one taken
+  backwards, like a return);
+- = 0: no money moves.
+
+Saga (each step idempotent by a request id derived from the new order or the return):
+1. claim, one transaction: the original order locked, the return planned and saved `pending`
+   (its units spoken for), the new order saved `pending_payment` with its in-store lines to
+   hold, its tenders planned. Both or neither: a refused request writes nothing.
+2. hold the new lines' stock (`<new order>/hold/<fulfilment>`): short, the new order is
+   cancelled and the return dropped (409 `insufficient_stock`, nothing charged or refunded).
+3. take the difference due (`<new order>/payment/<n>`): declined, the same undoing (409
+   `payment_declined`).
+4. confirm the new order: its hold committed (the sale), `order.confirmed`/`completed`.
+5. only then the refund owed (`<return>/refund`) and the restock of the returned units
+   (`<return>/restock/<line>`); the return completed and `order.returned` published.
+
+So a refund never happens without the new sale: before step 4 every crash is undone (the
+resumer cancels the abandoned new order, releasing its hold and refunding a captured
+difference, and the return is dropped); after it, every crash is finished (the resumer asks the
+refund and the restock again under the same ids and completes the return).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from pos_kit.errors import (
+    Conflict,
+    DomainError,
+    ErrorKind,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    raise_if,
+    require,
+)
+from pos_kit.idempotency import Claim
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    HoldState,
+    LineRequest,
+    Order,
+    OrderStatus,
+    SagaState,
+    Tender,
+    TenderRecord,
+    TenderState,
+    build_fulfillments,
+    tender_shape,
+    validate_lines,
+)
+from pos_order.domain.pricing import Buyer
+from pos_order.domain.returns import (
+    Return,
+    ReturnLineRequest,
+    ReturnRequest,
+    ReturnStatus,
+    plan_return,
+    spread_backwards,
+    tenders_left,
+    validate_request,
+)
+from pos_order.service import pricing, saga
+from pos_order.service.handlers import at_register, tender_ask
+from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
+from pos_order.service.returns import (
+    ReturnPorts,
+    ReturnsUnitOfWork,
+    complete,
+    gift_card_balances,
+    move_money_and_stock,
+)
+from pos_order.service.saga import Policy, boundary, change, now
+
+R = TypeVar("R")
+
+MAX_TENDERS = 5
+
+
+@dataclass(frozen=True)
+class NewLine:
+    sku: str
+    quantity: int
+    # The store the unit leaves from; empty: the exchange's store.
+    location_id: str = ""
+
+
+@dataclass(frozen=True)
+class ExchangeTender:
+    """A tender for the difference due, as a checkout takes one. Its card token or gift card
+    code is kept in memory for this request only, never stored."""
+
+    tender: Tender | None
+    amount: Money | None = None  # None: what is left of the difference (the last one only)
+    card_token: str = ""
+    cash_tendered: Money | None = None
+    gift_card_code: str = ""
+    external_reference: str = ""
+
+
+@dataclass(frozen=True)
+class ExchangeRequest:
+    request_id: str
+    order_id: str
+    lines: list[ReturnLineRequest]
+    new_lines: list[NewLine]
+    reason: str
+    override_reason: str = ""
+    tenders: list[ExchangeTender] = field(default_factory=list)
+    # Where the exchange is made (the new lines are sold there); empty: the original order's.
+    location_id: str = ""
+
+    @property
+    def as_return(self) -> ReturnRequest:
+        return ReturnRequest(
+            self.request_id, self.order_id, self.lines, self.reason, self.override_reason
+        )
+
+
+def _renamed(violations: list[FieldViolation], old: str, new: str) -> list[FieldViolation]:
+    return [
+        FieldViolation(new + v.field[len(old) :] if v.field.startswith(old) else v.field,
+                       v.description)
+        for v in violations
+    ]  # fmt: skip
+
+
+def validate_exchange(req: ExchangeRequest) -> None:
+    """What can be told without the order: refused before anything is claimed."""
+    violations: list[FieldViolation] = []
+    try:
+        validate_request(req.as_return)
+    except InvalidArgument as exc:  # all the violations together, the return's and the rest
+        violations = list(exc.violations)
+    violations += _renamed(
+        validate_lines([LineRequest(ln.sku, ln.quantity) for ln in req.new_lines]),
+        "lines",
+        "new_lines",
+    )
+    violations += require(
+        len(req.tenders) <= MAX_TENDERS, "tenders", f"must have at most {MAX_TENDERS}"
+    )
+    for i, t in enumerate(req.tenders[:MAX_TENDERS]):
+        where = f"tenders[{i}]"
+        violations += require(
+            t.tender is not None,
+            f"{where}.tender_type",
+            "must be cash, card, gift_card or external",
+        )
+        violations += _renamed(
+            tender_shape(t.tender, t.cash_tendered, t.card_token), "", f"{where}."
+        )
+        if t.tender is Tender.GIFT_CARD:
+            violations += require(
+                bool(t.gift_card_code), f"{where}.gift_card_code", "is required for a gift card"
+            )
+        if t.amount is None:
+            violations += require(
+                i == len(req.tenders) - 1,
+                f"{where}.amount",
+                "is required on every tender but the last (which takes what is left)",
+            )
+        else:
+            violations += require(t.amount.amount > 0, f"{where}.amount", "must be more than 0")
+    raise_if(violations)
+
+
+@dataclass(frozen=True)
+class Priced:
+    cart: pricing.PricedCart
+    lines: list[LineRequest]
+    fulfillments: list[FulfillmentRequest]
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    ret: Return
+    order: Order  # the new order
+
+
+class CreateExchange(Generic[R]):
+    """`prepare` (no connection held, nothing written), then the kit's three steps."""
+
+    def __init__(
+        self,
+        req: ExchangeRequest,
+        ports: CheckoutPorts,
+        return_ports: ReturnPorts,
+        new_uow: Callable[[], ReturnsUnitOfWork],
+        policy: Policy,
+        answer: Callable[[Return, Order, Order], R],
+    ) -> None:
+        validate_exchange(req)  # bad input is refused before anything is claimed
+        self.req = req
+        self.ports = ports
+        self.return_ports = return_ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+        self.balances: dict[str, int] = {}
+        self.priced: Priced | None = None
+
+    async def prepare(self) -> None:
+        """Before the claim: the original order must be the merchant's (404), the gift cards
+        returned are read, and the new lines are priced as a checkout prices them (an unknown
+        SKU is a 400 naming the line). Nothing is written."""
+        req = self.req
+        async with self.new_uow() as uow:
+            order = await uow.orders.get(req.order_id)
+            buyer = await uow.customers.buyer(order.customer_id) if order else None
+        if order is None:
+            raise NotFound("order", req.order_id)
+        self.balances = await gift_card_balances(
+            self.return_ports, order, {ln.line_id for ln in req.lines}
+        )
+        store = req.location_id or order.location_id
+        places = list(dict.fromkeys(ln.location_id or store for ln in req.new_lines))
+        fulfillments = [FulfillmentRequest(FulfillmentType.IN_STORE, p) for p in places]
+        lines = [
+            LineRequest(ln.sku, ln.quantity, places.index(ln.location_id or store))
+            for ln in req.new_lines
+        ]
+        try:
+            cart = await pricing.price_cart(
+                self.ports,
+                self.new_uow,
+                store,
+                order.customer_id,
+                lines,
+                fulfillments,
+                order.channel,
+                buyer=buyer or Buyer(),
+            )
+        except DomainError as exc:
+            raise _about_new_lines(exc, req) from None
+        if cart.location.currency != order.currency:
+            raise_if(
+                [
+                    FieldViolation(
+                        "location_id",
+                        f"sells in {cart.location.currency}; the order was paid in "
+                        f"{order.currency}",
+                    )
+                ]
+            )
+        self.priced = Priced(cart, lines, fulfillments)
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Exchanged:
+        req, priced = self.req, self.priced
+        assert priced is not None, "prepare() first"
+        source = await uow.orders.get(req.order_id, lock=True)
+        if source is None:
+            raise NotFound("order", req.order_id)
+        at = await uow.checkouts.started_at(req.request_id)
+        claim = Claim(uow.merchant_id, req.request_id, at)
+        return_id, order_id = claim.derived_id("ret"), claim.derived_id("ord")
+        found = await uow.returns.get(return_id)
+        made = await uow.orders.get(order_id)
+        if found is not None and made is not None:  # a retry: the saga goes on from there
+            return Exchanged(found, made)
+        if made is not None:
+            # Refused earlier (its new order cancelled, its return dropped): the same answer.
+            raise Conflict(
+                f"this exchange was not made: {made.cancel_reason}",
+                made.cancel_reason or "exchange_cancelled",
+            )
+        earlier = await uow.returns.of_order(source.id)
+        settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        ret = plan_return(
+            source,
+            earlier,
+            req.as_return,
+            return_id,
+            now(),
+            settings.return_window_days,
+            [],
+            self.balances,
+            spread=False,
+        )
+        new_total = priced.cart.totals.total.amount
+        difference = new_total - ret.amount
+        ret.exchange_order_id = order_id
+        ret.credited = min(ret.amount, new_total)
+        if difference < 0:
+            ret.tender_amounts = spread_backwards(-difference, tenders_left(source, earlier))
+        order = self._new_order(order_id, source, ret, settings)
+        order.saga.tenders = _plan_tenders(order, req.tenders, max(0, difference))
+        await uow.orders.add(order)
+        await uow.returns.add(ret)
+        return Exchanged(ret, order)
+
+    def _new_order(
+        self, order_id: str, source: Order, ret: Return, settings: OrderSettings
+    ) -> Order:
+        priced = self.priced
+        assert priced is not None
+        cart = priced.cart
+        register_id, staff_id = at_register()
+        order = Order(
+            id=order_id,
+            location_id=cart.location.id,
+            customer_id=source.customer_id,
+            lines=cart.lines,
+            totals=cart.totals,
+            discounts_applied=cart.quote.applied,
+            channel=source.channel,
+            register_id=register_id,
+            staff_id=staff_id,
+        )
+        order.fulfillments = build_fulfillments(
+            order_id, priced.fulfillments, cart.lines, priced.lines, cart.totals.total.amount
+        )
+        for f in order.fulfillments:
+            # Held like a pickup's lines, so nothing is refunded for units the store lacks.
+            f.hold = HoldState.SENT
+        order.saga.hold_ttl = settings.hold_seconds
+        order.saga.confirm_requested = True
+        order.saga.exchange_of, order.saga.exchange_return_id = source.id, ret.id
+        order.saga.credit = ret.credited
+        at = now()
+        order.expires_at = at + timedelta(seconds=settings.hold_seconds)
+        order.created_at = order.updated_at = at
+        # Not announced before it is sold, as a register sale: partners see it confirmed.
+        order.created(at, announce=False)
+        return order
+
+    async def call(self, claim: Claim, read: Exchanged) -> Exchanged:
+        await boundary(self.policy, "exchange_saved")
+        return await self.drive(read)
+
+    async def drive(self, read: Exchanged) -> Exchanged:
+        ret = read.ret
+        if ret.status is ReturnStatus.COMPLETED:
+            return read
+        order = await saga.load(self.new_uow, read.order.id)
+        if order.saga.state is SagaState.COMPENSATING:
+            order = await saga.compensate(self.new_uow, self.ports, order, self.policy)
+        if order.status is OrderStatus.CANCELLED:
+            await _drop(self.new_uow, ret)
+            raise Conflict(
+                f"this exchange was not made: {order.cancel_reason}",
+                order.cancel_reason or "exchange_cancelled",
+            )
+        if order.status is OrderStatus.PENDING_PAYMENT:
+            try:
+                order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
+                order = await self._pay(order)
+                order = await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
+            except DomainError as exc:
+                if exc.kind not in saga.TRANSIENT:
+                    # The saga cancelled the new order (releasing its hold, refunding a
+                    # difference taken): the returned units are free again.
+                    await _drop(self.new_uow, ret)
+                raise
+        done = await move_money_and_stock(self.return_ports, ret)
+        await boundary(self.policy, "exchange_refunded")
+        return Exchanged(done, order)
+
+    async def _pay(self, order: Order) -> Order:
+        """Take each planned tender not answered yet, captured at once. A payment whose answer
+        was pending is asked after first (a retry): the sale goes on only once the tenders
+        cover the difference."""
+        if any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            payments = await self.ports.payments.of_order(order.id)
+            order, _ = await change(
+                self.new_uow, order.id, lambda o: saga.sync_tenders(o, payments, False)
+            )
+        for record, asked in zip(order.saga.tenders, self.req.tenders, strict=False):
+            if record.state is not TenderState.SENT:
+                continue
+            try:
+                payment = await self.ports.payments.take(
+                    record.request_id,
+                    order.id,
+                    order.location_id,
+                    tender_ask(record, order.currency, True, asked),
+                )
+            except DomainError as exc:
+                if exc.kind in saga.TRANSIENT:
+                    raise
+                # Refused before anything was taken (a bad token, a spent gift card).
+                await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                                  "payment_declined")  # fmt: skip
+                raise
+            await boundary(self.policy, "after_authorization")
+
+            def answered(o: Order, n: int = record.n, p: PaymentResult = payment) -> None:
+                o.tender_answered(n, p.payment_id, saga.tender_state(p), p.captured_amount)
+
+            order, _ = await change(self.new_uow, order.id, answered)
+            state = order.saga.tenders[record.n - 1].state
+            if state is TenderState.FAILED:
+                await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                                  "payment_declined")  # fmt: skip
+                raise Conflict(
+                    "the payment was declined: "
+                    + (getattr(payment.raw, "decline_reason", "") or "declined"),
+                    "payment_declined",
+                )
+            if state is TenderState.PENDING:
+                break
+        if any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            raise Unavailable(
+                "the payment's answer is not known yet; retry with the same request id",
+                "payment_pending",
+            )
+        if order.balance_due > 0:  # a tender failed on an earlier run
+            await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                              "payment_declined")  # fmt: skip
+            raise Conflict("a payment of the difference was declined", "payment_declined")
+        return order
+
+    async def record(self, uow: ReturnsUnitOfWork, done: Exchanged) -> R:
+        ret, source = await complete(uow, done.ret)
+        order = await uow.orders.get(done.order.id)
+        assert order is not None
+        return self.answer(ret, order, source)
+
+
+def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[TenderRecord]:
+    """The difference due over the caller's tenders (the last without an amount takes what is
+    left); none is due: no tender is taken, whatever was sent."""
+    if due <= 0:
+        return []
+    raise_if(
+        require(
+            bool(asked),
+            "tenders",
+            f"is required: the new lines cost {due} more than the returned units",
+        )
+    )
+    amounts = [t.amount.amount if t.amount is not None else None for t in asked]
+    named = sum(a for a in amounts if a is not None)
+    if amounts[-1] is None:
+        amounts[-1] = due - named
+    violations = require(
+        sum(a or 0 for a in amounts) == due and all((a or 0) > 0 for a in amounts),
+        "tenders",
+        f"must add up to the difference due ({due})",
+    )
+    for i, (t, a) in enumerate(zip(asked, amounts, strict=True)):
+        if t.amount is not None and t.amount.currency != order.currency:
+            violations.append(
+                FieldViolation(f"tenders[{i}].amount", f"must be in {order.currency}")
+            )
+        if t.tender is Tender.CASH and t.cash_tendered is not None and a is not None:
+            violations += require(
+                t.cash_tendered.currency == order.currency and t.cash_tendered.amount >= a,
+                f"tenders[{i}].cash_tendered",
+                f"must cover the tender's amount ({a} {order.currency})",
+            )
+    raise_if(violations)
+    return [
+        TenderRecord(n, t.tender, a or 0, f"{order.id}/payment/{n}", asked_by=f"exchange/{n}")
+        for n, (t, a) in enumerate(zip(asked, amounts, strict=True), start=1)
+        if t.tender is not None
+    ]
+
+
+async def _drop(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> None:
+    async with new_uow() as uow:
+        await uow.returns.discard(ret.id)
+        await uow.commit()
+
+
+def _about_new_lines(exc: DomainError, req: ExchangeRequest) -> DomainError:
+    """Pricing's refusals name the checkout's fields (`lines[i]`) or, for a SKU the catalog
+    does not have, no field at all: here they are the exchange's `new_lines[i]`."""
+    if exc.violations:
+        return InvalidArgument(exc.message, _renamed(exc.violations, "lines", "new_lines"))
+    missing = set(exc.metadata.get("skus", "").split(",")) - {""}
+    unknown = [
+        FieldViolation(f"new_lines[{i}].sku", "is not a product of the catalog")
+        for i, ln in enumerate(req.new_lines)
+        if ln.sku in missing
+    ]
+    if exc.kind is ErrorKind.NOT_FOUND and unknown:
+        return InvalidArgument("the request is not valid", unknown)
+    return exc
+
+
+__all__ = ["CreateExchange", "ExchangeRequest", "ExchangeTender", "NewLine"]

@@ -1,0 +1,397 @@
+"""Exchanges with the real services (PostgreSQL, NATS, inventory, payment and order in this
+process): units returned and new lines sold in one saga, only the difference charged or
+refunded, to the cent; the new lines sold once, the returned units restocked once; a retry
+applies once; bad input (and short stock, and a difference due without a tender) writes
+nothing and moves no money."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from order_shop import serve_all, serve_order
+
+from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra
+from pos_kit.grpc_client import read_error
+from pos_order.entrypoints.fingerprints import CodePrinter
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT = (("x-merchant-id", "mer_exchanges"),)
+OTHER = (("x-merchant-id", "mer_exchanges_other"),)
+# TEE and CAP cost the same, so one for the other is an even exchange; HAT is scarce.
+PRICES = {"TEE": 2500, "CAP": 2500, "MUG": 1200, "HAT": 4000}
+STOCK = {"TEE": 50, "CAP": 50, "MUG": 50, "HAT": 1}
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Shop:
+    orders: order_pb2_grpc.OrderServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    catalog: inventory_pb2_grpc.InventoryServiceStub
+    order_db: str
+    store: str  # sells, 8.25 % tax
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.order_db) as conn:
+            return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    async def sale(self, **skus: int) -> order_pb2.Order:
+        answer = await self.orders.Checkout(
+            order_pb2.CheckoutRequest(
+                request_id=str(uuid.uuid4()),
+                location_id=self.store,
+                lines=[order_pb2.CheckoutLine(sku=s, quantity=q) for s, q in skus.items()],
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_visa",
+            ),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+        return answer.order
+
+    def ask(
+        self,
+        order_id: str,
+        back: list[tuple[str, int]],
+        new: list[tuple[str, int]],
+        card: bool = True,
+        **extra: Any,
+    ) -> order_pb2.CreateExchangeRequest:
+        return order_pb2.CreateExchangeRequest(
+            request_id=extra.get("request_id", str(uuid.uuid4())),
+            order_id=order_id,
+            lines=[
+                order_pb2.ReturnLineRequest(line_id=i, quantity=q, restock=True) for i, q in back
+            ],
+            new_lines=[order_pb2.ExchangeLine(sku=s, quantity=q) for s, q in new],
+            reason="wrong_size",
+            override_reason=extra.get("override", ""),
+            tenders=[
+                order_pb2.ExchangeTender(
+                    tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_mastercard"
+                )
+            ]
+            if card
+            else [],
+        )
+
+    async def give_back(self, order_id: str, *lines: tuple[str, int]) -> order_pb2.Return:
+        """A plain return of units of an order."""
+        answer = await self.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                lines=[
+                    order_pb2.ReturnLineRequest(line_id=i, quantity=q, restock=True)
+                    for i, q in lines
+                ],
+                reason="unwanted",
+            ),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+        return answer.order_return
+
+    async def exchange(self, request: Any) -> order_pb2.CreateExchangeResponse:
+        return await self.orders.CreateExchange(request, metadata=MERCHANT, timeout=30)
+
+    async def refused(self, request: Any, metadata: Any = MERCHANT) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await self.orders.CreateExchange(request, metadata=metadata, timeout=30)
+        return err.value
+
+    async def money(self, order_id: str) -> tuple[int, int]:
+        """What the order's payments captured and refunded, together."""
+        try:
+            found = await self.payments.GetOrderPayments(
+                payment_pb2.GetOrderPaymentsRequest(order_id=order_id),
+                metadata=MERCHANT,
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return (0, 0)  # no payment was ever taken for it
+        return (
+            sum(p.captured.amount for p in found.payments),
+            sum(p.refunded.amount for p in found.payments),
+        )
+
+    async def on_hand(self, sku: str) -> int:
+        found = await self.catalog.GetStockLevels(
+            inventory_pb2.GetStockLevelsRequest(skus=[sku], location_id=self.store),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        return sum(level.on_hand for level in found.levels)
+
+    async def returns_of(self, order_id: str) -> list[order_pb2.Return]:
+        found = await self.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return list(found.returns)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory, payment = await serve_all(stack, infra, server.url, "inventory", "payment")
+            order = await stack.enter_async_context(
+                serve_order(infra, server.url, inventory.port, payment.port)
+            )
+            catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
+            made = await catalog.CreateLocation(
+                inventory_pb2.CreateLocationRequest(
+                    request_id="exchanges-store", name="Main St", currency="USD", tax_rate_bps=825
+                ),
+                metadata=MERCHANT,
+                timeout=5,
+            )
+            store = made.location.id
+            for sku, price in PRICES.items():
+                await catalog.CreateProduct(
+                    inventory_pb2.CreateProductRequest(
+                        request_id=f"exchanges-{sku}", sku=sku, name=sku.title(), price=usd(price)
+                    ),
+                    metadata=MERCHANT,
+                    timeout=5,
+                )
+                await catalog.AdjustStock(
+                    inventory_pb2.AdjustStockRequest(
+                        request_id=f"exchanges-{sku}-received",
+                        sku=sku,
+                        location_id=store,
+                        delta=STOCK[sku],
+                        reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+                    ),
+                    metadata=MERCHANT,
+                    timeout=5,
+                )
+            yield Shop(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                catalog,
+                order.database_url,
+                store,
+            )
+    finally:
+        server.stop()
+
+
+async def settled(shop: Shop) -> None:
+    """Inventory sells in-store lines from `order.confirmed`, a moment after the sale: a
+    register sale of a marker unit (a mug), and its decrement seen, means every earlier sale
+    event was consumed too (one consumer, in order)."""
+    mugs = await shop.on_hand("MUG")
+    await shop.sale(MUG=1)
+    await eventually(lambda: _is(shop.on_hand("MUG"), mugs - 1))
+
+
+async def _is(found: Awaitable[int], expected: int) -> bool:
+    return await found == expected
+
+
+async def test_an_even_exchange_moves_no_money_and_sells_and_restocks_once(shop: Shop) -> None:
+    # 2 x 25.00 + 8.25 % = 54.13; one tee paid 27.06 (floored); a cap: 25.00 + 2.06 = 27.06.
+    order = await shop.sale(TEE=2)
+    await settled(shop)
+    tees, caps = await shop.on_hand("TEE"), await shop.on_hand("CAP")
+    request = shop.ask(order.id, [("L1", 1)], [("CAP", 1)])
+
+    answer = await shop.exchange(request)
+
+    ret, new = answer.order_return, answer.order
+    assert (
+        ret.amount.amount == 2706 == new.total.amount
+        and answer.charged.amount == answer.refunded.amount == 0
+    )
+    assert ret.status == "completed" and not ret.refunds and ret.credited.amount == 2706
+    assert ret.exchange_order_id == new.id and new.exchange_of == order.id
+    assert new.exchange_return_id == ret.id and new.exchange_credit.amount == 2706
+    assert new.status == order_pb2.ORDER_STATUS_COMPLETED and not new.payment_ids
+    assert new.paid.amount == new.total.amount
+    assert await shop.money(order.id) == (5413, 0) and await shop.money(new.id) == (0, 0)
+    assert [r.id for r in await shop.returns_of(order.id)] == [ret.id]
+    # The cap left stock when its hold was committed, the tee came back: once each, even
+    # after inventory consumed the new order's `confirmed`.
+    assert (await shop.on_hand("TEE"), await shop.on_hand("CAP")) == (tees + 1, caps - 1)
+    await settled(shop)
+    assert (await shop.on_hand("TEE"), await shop.on_hand("CAP")) == (tees + 1, caps - 1)
+
+    again = await shop.exchange(request)
+    assert again.order_return == ret and again.order.id == new.id
+    assert (await shop.on_hand("TEE"), await shop.on_hand("CAP")) == (tees + 1, caps - 1)
+    events = shop.sql(
+        "SELECT subject, count(*) FROM outbox WHERE position(%s::bytea in payload) > 0 "
+        "GROUP BY subject",
+        new.id.encode(),
+    )
+    assert ("pos.order.v1.order_created", 1) not in events  # announced sold, not before
+    assert dict(events)["pos.order.v1.order_confirmed"] == 1
+
+
+async def test_a_dearer_exchange_charges_only_the_difference(shop: Shop) -> None:
+    order = await shop.sale(TEE=1, MUG=1)
+    request = shop.ask(order.id, [("L2", 1)], [("HAT", 1), ("MUG", 1)])
+
+    answer = await shop.exchange(request)
+
+    ret, new = answer.order_return, answer.order
+    due = new.total.amount - ret.amount.amount
+    assert due > 0 and (answer.charged.amount, answer.refunded.amount) == (due, 0)
+    assert ret.credited.amount == ret.amount.amount and not ret.refunds
+    # The sum of money moved is the new total less the returned units' paid value.
+    assert await shop.money(new.id) == (due, 0)
+    assert await shop.money(order.id) == (order.total.amount, 0)
+    assert new.paid.amount == new.total.amount and len(new.payment_ids) == 1
+    assert answer.original_order.paid.amount == order.total.amount  # nothing went back
+
+    again = await shop.exchange(request)
+    assert again.order.id == new.id and await shop.money(new.id) == (due, 0)
+
+    # The new order's lines back: its own card refunded first, then the credit back to the
+    # original order's card; together exactly the new order's total.
+    back = await shop.give_back(new.id, *((ln.id, ln.quantity) for ln in new.lines))
+    assert back.amount.amount == new.total.amount
+    assert await shop.money(new.id) == (due, due)
+    assert await shop.money(order.id) == (order.total.amount, ret.credited.amount)
+
+
+async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> None:
+    order = await shop.sale(TEE=3)
+    request = shop.ask(order.id, [("L1", 2)], [("MUG", 1)], card=False)
+
+    answer = await shop.exchange(request)
+
+    ret, new = answer.order_return, answer.order
+    owed = ret.amount.amount - new.total.amount
+    assert owed > 0 and (answer.charged.amount, answer.refunded.amount) == (0, owed)
+    assert [r.amount.amount for r in ret.refunds] == [owed]
+    assert ret.credited.amount == new.total.amount
+    assert await shop.money(order.id) == (order.total.amount, owed)
+    assert await shop.money(new.id) == (0, 0)
+    assert answer.original_order.paid.amount == order.total.amount - owed
+
+    # The last tee, returned plainly: all of the order's returns together took back exactly
+    # what it paid for the tees (the credited part stays with the new order).
+    last = await shop.give_back(order.id, ("L1", 1))
+    assert ret.amount.amount + last.amount.amount == order.total.amount
+    # The mug of the new order back: it had no payment, so its credit goes back to the tees'
+    # card, which has then given back all it took.
+    mug = await shop.give_back(new.id, ("L1", 1))
+    assert mug.amount.amount == new.total.amount
+    assert [r.payment_id for r in mug.refunds] == list(order.payment_ids)
+    assert await shop.money(order.id) == (order.total.amount, order.total.amount)
+
+
+async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
+    order = await shop.sale(TEE=2)
+    hats = await shop.on_hand("HAT")
+
+    async def unchanged() -> None:
+        assert await shop.returns_of(order.id) == []
+        assert await shop.money(order.id) == (order.total.amount, 0)
+        assert await shop.on_hand("HAT") == hats
+
+    more = await shop.refused(shop.ask(order.id, [("L1", 3)], [("MUG", 1)]))
+    assert more.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f.field for f in read_error(more).violations] == ["lines[0].quantity"]
+    unknown = await shop.refused(shop.ask(order.id, [("L1", 1)], [("NOPE", 1)]))
+    assert unknown.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f.field for f in read_error(unknown).violations] == ["new_lines[0].sku"]
+    broke = await shop.refused(shop.ask(order.id, [("L1", 1)], [("HAT", 1)], card=False))
+    assert [f.field for f in read_error(broke).violations] == ["tenders"]
+    foreign = await shop.refused(shop.ask(order.id, [("L1", 1)], [("MUG", 1)]), OTHER)
+    assert foreign.code() == grpc.StatusCode.NOT_FOUND
+    await unchanged()
+
+    # Short stock for the new lines: 409, the new order cancelled, nothing charged or
+    # refunded, the returned units free again; the same request again answers the same.
+    short = shop.ask(order.id, [("L1", 2)], [("HAT", hats + 1)])
+    refused = await shop.refused(short)
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(refused).reason == "insufficient_stock"
+    await unchanged()
+    assert read_error(await shop.refused(short)).reason == "insufficient_stock"
+    (cancelled, *_) = shop.sql(
+        "SELECT id, status FROM orders WHERE saga->>'exchange_of' = %s ORDER BY created_at",
+        order.id,
+    )
+    assert cancelled[1] == "cancelled" and await shop.money(cancelled[0]) == (0, 0)
+
+    # A declined card for the difference: 409, the caps' hold released, nothing refunded.
+    caps = await shop.on_hand("CAP")
+    declined = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    declined.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_declined")
+    refused = await shop.refused(declined)
+    assert read_error(refused).reason == "payment_declined"
+    await unchanged()
+    available = await shop.catalog.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=["CAP"], location_id=shop.store),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    assert sum(level.reserved for level in available.levels) == 0
+    assert await shop.on_hand("CAP") == caps
+
+    # Past the window (0 days): refused without an override.
+    await shop.orders.UpdateOrderSettings(
+        order_pb2.UpdateOrderSettingsRequest(request_id=str(uuid.uuid4()), return_window_days=0),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    try:
+        late = await shop.refused(shop.ask(order.id, [("L1", 1)], [("CAP", 1)]))
+        assert read_error(late).reason == "return_window_closed"
+        await unchanged()
+        taken = await shop.exchange(
+            shop.ask(order.id, [("L1", 1)], [("CAP", 1)], override="manager agreed")
+        )
+        assert taken.order_return.override_reason == "manager agreed"
+    finally:
+        await shop.orders.UpdateOrderSettings(
+            order_pb2.UpdateOrderSettingsRequest(
+                request_id=str(uuid.uuid4()), return_window_days=30
+            ),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+
+async def test_a_gift_card_code_tendered_enters_the_stored_fingerprint_keyed() -> None:
+    request = order_pb2.CreateExchangeRequest(
+        request_id="x",
+        tenders=[order_pb2.ExchangeTender(gift_card_code="GIFT-1234-5678")],
+    )
+    printer = CodePrinter("a key of the service")
+    printed = printer.exchange(request)
+    assert b"GIFT-1234-5678" not in printed.SerializeToString()
+    assert printer.exchange(request) == printed  # a retry matches the first request
+    assert request.tenders[0].gift_card_code == "GIFT-1234-5678"
