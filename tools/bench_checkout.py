@@ -149,7 +149,9 @@ def on_platform(
     `prepare` runs before anything starts (e.g. to configure PostgreSQL's data folder);
     `env_extra` is added to every process's environment, after the unlimited rate limit."""
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
-    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+    ports = Ports(
+        free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port()
+    )
     env = {**UNLIMITED, **(env_extra or {})}
     platform = Platform(home, ports, say=lambda line: None, env_extra=env)
     try:

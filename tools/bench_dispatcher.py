@@ -1,15 +1,18 @@
 """Figures for the dispatcher (services/dispatcher/README.md), not a timed test.
 
     python tools/bench_dispatcher.py [--events 20000] [--rate 200] [--seconds 20]
+        [--one-process] [--no-jetstream]
 
-Starts PostgreSQL and NATS from the wheels and the dispatcher as its own process (as `make up`
-runs it), then measures:
+Starts PostgreSQL and NATS from the wheels and the dispatcher as its own two processes, one
+ingesting and one delivering (as `make up` runs it), then measures:
 1. ingest: events already in the stream -> the feed, with one webhook subscription (each
    event also becomes a delivery, sent to a local receiver), in events per second;
 2. latency: events published at a steady rate; the time from the publish (the service's
    commit is a moment before it) to the receiver holding the signed webhook, p50 and p99;
 3. feed reads: pages of 50 read over gRPC by 8 concurrent readers, per second;
-4. JetStream publish throughput, pipelined, with the default fsync and with
+4. the dispatcher's CPU time per event during 1. and 2. (both processes), which other load on
+   the machine does not inflate;
+5. JetStream publish throughput, pipelined, with the default fsync and with
    `sync_interval: always` (the issue's durability question).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -84,18 +88,77 @@ async def publish(js: Any, events: list[Any]) -> None:
 
 
 class Receiver:
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
+    """The webhook endpoint, in a process of its own (`receive`): in the measuring process it
+    would share a core with the publisher and the feed reads, and its slowness would count
+    as the dispatcher's. It writes `<webhook-id> <arrival time>` lines to a file, read here."""
 
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __init__(self, root: Path) -> None:
+        self.file = root / "arrivals.txt"
+        self.file.touch()
+        self.port = free_port()
+        self.arrived: dict[str, float] = {}
+        self._offset = 0
+        spawn = multiprocessing.get_context("spawn")
+        self.process = spawn.Process(target=receive, args=(self.port, str(self.file)))
+
+    def start(self) -> None:
+        self.process.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(10)
+
+    def read(self) -> dict[str, float]:
+        """Arrivals so far (whole lines only)."""
+        with self.file.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        for line in chunk[:end].decode().splitlines():
+            event_id, at = line.split()
+            self.arrived[event_id] = float(at)
+        return self.arrived
+
+
+def receive(port: int, path: str) -> None:
+    out = Path(path).open("a")  # noqa: SIM115 - open for the process's life
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):
             pass
         headers = dict(scope["headers"])
-        self.arrived[headers[b"webhook-id"].decode()] = time.time()
+        out.write(f"{headers[b'webhook-id'].decode()} {time.time()}\n")
+        out.flush()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", interface="asgi3"
+    )
+    uvicorn.Server(config).run()
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU time the dispatcher's processes have used so far (Linux /proc): a
+    figure of work done that other load on the machine does not inflate, unlike the rates."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in procs:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 class FeedHead:
@@ -137,16 +200,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOG_LEVEL": "WARNING",
     }
     log = (root / "dispatcher.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pos_dispatcher", "serve"], env=env, stdout=log, stderr=log
-    )
-    receiver = Receiver()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(receiver.app, log_level="warning", lifespan="off", interface="asgi3")
-    )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    # As the devstack runs it: one process ingests, another delivers (DISPATCHER_ROLE);
+    # `--one-process` runs both in one, as before.
+    roles = ["all"] if args.one_process else ["ingest", "deliver"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pos_dispatcher", "serve"],
+            env={
+                **env,
+                "DISPATCHER_ROLE": role,
+                "GRPC_PORT": str(port if role != "deliver" else free_port()),
+            },
+            stdout=log,
+            stderr=log,
+        )
+        for role in roles
+    ]
+    receiver = Receiver(root)
+    receiver.start()
     nc = await nats.connect(natsd.url)
     js = nc.jetstream()
     await ensure_service_streams(js, "inventory")
@@ -163,7 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await stub.CreateSubscription(
             pb.CreateSubscriptionRequest(
                 request_id="bench",
-                url=f"http://127.0.0.1:{sock.getsockname()[1]}/hooks",
+                url=f"http://127.0.0.1:{receiver.port}/hooks",
                 event_types=["product.*"],
             ),
             metadata=MD,
@@ -171,6 +242,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         # 1. ingest: stop nothing, just flood the stream, then time the feed catching up.
         batch = [product_event(i, i + 1) for i in range(args.events)]
+        cpu = cpu_seconds(procs)
+        cpu_each = [cpu_seconds([proc]) for proc in procs]
         started = time.monotonic()
         for i in range(0, len(batch), 500):
             await publish(js, batch[i : i + 500])
@@ -179,13 +252,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.2)
         ingest = time.monotonic() - started
         figures["ingest_events_per_second"] = round(args.events / ingest)
-        while len(receiver.arrived) < args.events:
+        while len(receiver.read()) < args.events:
             await asyncio.sleep(0.2)
         figures["delivered_events_per_second"] = round(args.events / (time.monotonic() - started))
+        # CPU per event, ingest and delivery together: 1,000 events/s need less than 1 ms a
+        # core (or 2 ms with two processes on two cores).
+        figures["flood_cpu_ms_per_event"] = round(
+            (cpu_seconds(procs) - cpu) * 1000 / args.events, 3
+        )
+        # Each process alone: what one free core would sustain is 1,000 / this.
+        for role, proc, before in zip(roles, procs, cpu_each, strict=True):
+            used = cpu_seconds([proc]) - before
+            figures[f"flood_cpu_ms_per_event_{role}"] = round(used * 1000 / args.events, 3)
 
         # 2. latency at a steady rate.
         sent: dict[str, float] = {}
         interval = 1 / args.rate
+        cpu = cpu_seconds(procs)
         begin = time.monotonic()
         n = args.events
         while time.monotonic() - begin < args.seconds:
@@ -197,7 +280,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if wait > 0:
                 await asyncio.sleep(wait)
         deadline = time.monotonic() + 30
-        while not set(sent) <= set(receiver.arrived) and time.monotonic() < deadline:
+        while not set(sent) <= set(receiver.read()) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         latencies = sorted(
             receiver.arrived[i] - t for i, t in sent.items() if i in receiver.arrived
@@ -206,6 +289,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["latency_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
         figures["latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1)
         figures["latency_received"] = f"{len(latencies)}/{len(sent)}"
+        figures["steady_cpu_ms_per_event"] = round((cpu_seconds(procs) - cpu) * 1000 / len(sent), 3)
 
         # 3. feed reads.
         reads = 0
@@ -226,13 +310,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await channel.close()
         await nc.close()
-        server.should_exit = True
-        await serving
-        proc.terminate()
-        proc.wait(20)
+        receiver.stop()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(20)
         natsd.stop()
         pg.stop()
-    figures.update(await publish_throughput(root))
+    if not args.no_jetstream:
+        figures.update(await publish_throughput(root))
     shutil.rmtree(root, ignore_errors=True)
     return figures
 
@@ -311,6 +397,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--one-process", action="store_true", help="ingest and deliver in one")
+    parser.add_argument("--no-jetstream", action="store_true", help="skip the publish figures")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
 
 

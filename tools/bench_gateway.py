@@ -209,7 +209,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
-    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+    ports = Ports(
+        free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port()
+    )
     platform = Platform(
         home,
         ports,

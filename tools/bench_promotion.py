@@ -254,7 +254,7 @@ def through_gateway(seconds: float, concurrency: int) -> None:
     from pos_devstack.platform import Platform, Ports
 
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-cart-"))
-    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in ALL})
+    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in ALL}, free_port())
     limits = {"RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000"}
     running = Platform(home, ports, say=lambda _: None, env_extra=limits)
     try:

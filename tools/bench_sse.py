@@ -127,7 +127,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="omnitill-bench-"))
-    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+    ports = Ports(
+        free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port()
+    )
     # Room for every stream: each holds one of the gateway's request slots.
     env = {**UNLIMITED, "MAX_CONCURRENT_REQUESTS": str(args.streams + 512)}
     platform = Platform(home, ports, say=lambda line: None, env_extra=env, disposable=True)

@@ -223,7 +223,9 @@ def main() -> int:
     rng = random.Random(args.seed)
 
     home = Path(tempfile.mkdtemp(prefix="omnitill-soak-"))
-    ports = Ports(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+    ports = Ports(
+        free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port()
+    )
     platform = Platform(home, ports, say=lambda line: None, env_extra={**UNLIMITED, **FAST},
                         disposable=True)  # fmt: skip
     tally = Tally()

@@ -15,7 +15,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg import sql
 
-from pos_devstack.platform import SERVICES
+from pos_devstack.platform import PROCESSES, SERVICES
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def _everything(platform: Running) -> str:
                 out += [" ".join(_text(v) for v in row) for row in conn.execute(query)]
     out.append(asyncio.run(_streams(platform.platform.nats.url)))
     for log in (platform.platform.home / "logs").glob("*.log"):
-        if log.stem in (*SERVICES, "gateway"):
+        if log.stem in (*PROCESSES, "gateway"):
             out.append(log.read_text(errors="replace"))
     return "\n".join(out)
 

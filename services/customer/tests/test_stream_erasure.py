@@ -1,5 +1,6 @@
 """Erasure reaches the NATS stream: after a customer is erased, no message of POS_CUSTOMER holds
-their name, email or phone; another customer's messages stay. Real PostgreSQL and NATS."""
+their name, email or phone, nor any dead letter of one in POS_DLQ; another customer's messages
+stay. Real PostgreSQL and NATS."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos_devstack.natsd import LocalNats
 from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.dead_letters import ORIGINAL_SUBJECT
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MERCHANT = (("x-merchant-id", "mer_erasure"),)
@@ -42,13 +44,15 @@ async def running(infra: Infra) -> AsyncIterator[Running]:
         server.stop()
 
 
-async def _stream(url: str) -> bytes:
-    """Every message the customer stream holds now, payloads joined."""
+async def _stream(
+    url: str, stream: str = "POS_CUSTOMER", subjects: str = "pos.customer.v1.>"
+) -> bytes:
+    """Every message the customer stream (or another) holds now, payloads joined."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
-        sub = await js.pull_subscribe("pos.customer.v1.>", stream="POS_CUSTOMER", config=config)
+        sub = await js.pull_subscribe(subjects, stream=stream, config=config)
         out = b""
         while True:
             try:
@@ -58,6 +62,33 @@ async def _stream(url: str) -> bytes:
             out += b"".join(m.data for m in batch)
             if batch[-1].metadata.num_pending == 0:
                 return out
+    finally:
+        await nc.close()
+
+
+async def _dead_letter_profiles(url: str) -> None:
+    """Copy every message of the customer stream to the dead-letter stream, as a consumer that
+    could not apply them would (pos_kit.consumer: the consumer's subject, the original one in
+    a header)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
+        sub = await js.pull_subscribe("pos.customer.v1.>", stream="POS_CUSTOMER", config=config)
+        while True:
+            try:
+                batch = await sub.fetch(256, timeout=0.5)
+            except nats.errors.TimeoutError:
+                return
+            for m in batch:
+                headers = {
+                    **(m.headers or {}),
+                    ORIGINAL_SUBJECT: m.subject,
+                    "Nats-Msg-Id": f"test-dlq:{m.metadata.sequence.stream}:{uuid.uuid4().hex}",
+                }
+                await js.publish("pos.dlq.order-customer", m.data, headers=headers)
+            if batch[-1].metadata.num_pending == 0:
+                return
     finally:
         await nc.close()
 
@@ -102,6 +133,7 @@ async def test_an_erased_customers_profile_messages_leave_the_stream(running: Ru
         return all(p in held for p in personal) and other_email.encode() in held
 
     await _until(published, "the profile messages never reached the stream")
+    await _dead_letter_profiles(running.nats.url)
 
     await running.stub.EraseCustomer(
         customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
@@ -114,6 +146,13 @@ async def test_an_erased_customers_profile_messages_leave_the_stream(running: Ru
         return not any(p in held for p in personal)
 
     await _until(purged, "the erased customer's messages are still in the stream")
+
+    async def no_dead_letter() -> bool:
+        held = await _stream(running.nats.url, "POS_DLQ", "pos.dlq.>")
+        return not any(p in held for p in personal)
+
+    await _until(no_dead_letter, "the erased customer's dead letters are still kept")
+    assert other_email.encode() in await _stream(running.nats.url, "POS_DLQ", "pos.dlq.>")
     held = await _stream(running.nats.url)
     assert other_email.encode() in held  # nobody else's message was touched
     assert customer.encode() in held  # the erasure's own tombstone: the id only

@@ -26,6 +26,8 @@ from pos.inventory.v1 import inventory_pb2
 from pos_devstack.natsd import free_port
 from pos_kit.grpc_client import read_error
 
+from .conftest import Clock, Running
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -340,3 +342,48 @@ async def test_an_address_is_checked_again_at_every_connection(dispatcher, recei
     assert delivery.attempts[0].status_code == 0
     assert "may not reach" in delivery.attempts[0].error
     assert receiver.got == []
+
+
+async def test_ingest_and_delivery_run_in_processes_of_their_own(infra, receiver) -> None:
+    """DISPATCHER_ROLE: one process ingests (and does not deliver), another delivers (and does
+    not ingest), as the devstack runs them. The deliverer's poll is a minute away: what it
+    sends at once, it sends because the ingesting process's commit woke it over NATS."""
+    server = infra.new_nats()
+    database = infra.service_database("dispatcher")
+    ingest = Running(infra, server, database, Clock(), {"dispatcher_role": "ingest"})
+    deliver = Running(
+        infra,
+        server,
+        database,
+        Clock(),
+        {"dispatcher_role": "deliver", "webhook_poll_seconds": 60},
+    )
+    await ingest.start()
+    await deliver.start()
+    try:
+        made = await ingest.subscribe(receiver.url, ["product.*"], merchant="mer_roles")
+        for n in range(3):
+            await ingest.publish(product_created(900 + n), merchant="mer_roles")
+
+        async def arrived() -> bool:
+            got = {r.headers["webhook-id"] for r in receiver.got}
+            return {e.id for e in await ingest.feed("mer_roles")} <= got
+
+        await ingest.eventually(lambda: _have_feed(ingest, 3))
+        await deliver.eventually(arrived)
+        # The ingesting process sent none of them; the delivering one read no stream.
+        assert ingest.worker.sent == 0
+        assert not deliver.parts.ingest.consumers  # type: ignore[union-attr]
+
+        async def recorded() -> bool:
+            found = await deliver.deliveries(made.subscription.id, merchant="mer_roles")
+            return [d.status for d in found] == [pb.DELIVERY_STATUS_SUCCEEDED] * 3
+
+        await deliver.eventually(recorded)
+    finally:
+        await deliver.stop()
+        await ingest.stop()
+
+
+async def _have_feed(running, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(await running.feed("mer_roles")) >= n

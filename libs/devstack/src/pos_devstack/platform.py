@@ -29,6 +29,11 @@ from pos_kit import migrate as kit_migrate
 # The gRPC processes, each with its own database; the dispatcher (event feed and webhooks)
 # serves the gateway like the five domain services do.
 SERVICES = ("inventory", "promotion", "customer", "payment", "order", "dispatcher")
+# The dispatcher runs as two processes, each with a core of its own at a busy time: `dispatcher`
+# ingests the streams into the feed (and serves the gateway), `dispatcher-deliver` sends the
+# webhooks (services/dispatcher/README.md, DISPATCHER_ROLE).
+DELIVERER = "dispatcher-deliver"
+PROCESSES = (*SERVICES, DELIVERER)
 # A crashed process is restarted after 1, 2, 4 … seconds, at most MAX_BACKOFF apart; one that
 # then stays up for STABLE_AFTER seconds starts again from the shortest wait.
 FIRST_BACKOFF = 1.0
@@ -44,6 +49,8 @@ class Ports:
     services: dict[str, int] = field(
         default_factory=lambda: {s: 50061 + i for i, s in enumerate(SERVICES)}
     )
+    # The delivering dispatcher's gRPC port (its health answers there).
+    deliverer: int = 50061 + len(SERVICES)
 
 
 @dataclass
@@ -128,6 +135,10 @@ class Platform:
         self.say("  ✓ a database and role per service, migrated")
 
     def env_for(self, name: str) -> dict[str, str]:
+        if name == DELIVERER:
+            env = self.env_for("dispatcher")
+            env.update(GRPC_PORT=str(self.ports.deliverer), DISPATCHER_ROLE="deliver")
+            return env
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", str(self.home)),
@@ -164,6 +175,7 @@ class Platform:
                 DISPATCHER_SECRET_KEYS=self._secrets()["dispatcher_secret_key"],
                 # The sandbox: a developer receives webhooks on their own laptop.
                 WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+                DISPATCHER_ROLE="ingest",
             )
         env.update(self.env_extra)
         return env
@@ -199,8 +211,9 @@ class Platform:
     def spawn(self, name: str) -> Proc:
         log = self.home / "logs" / f"{name}.log"
         handle = log.open("ab")
+        module = "pos_dispatcher" if name == DELIVERER else f"pos_{name}"
         popen = subprocess.Popen(
-            [sys.executable, "-m", f"pos_{name}", "serve"],
+            [sys.executable, "-m", module, "serve"],
             env=self.env_for(name),
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -214,7 +227,9 @@ class Platform:
         for name in SERVICES:
             self.say(f"  starting {name} service on 127.0.0.1:{self.ports.services[name]} …")
             self.spawn(name)
-        for name in SERVICES:
+        self.say(f"  starting {DELIVERER} on 127.0.0.1:{self.ports.deliverer} …")
+        self.spawn(DELIVERER)
+        for name in PROCESSES:
             self._wait_grpc(name, timeout)
             self.say(f"  ✓ {name} serving")
         self.say(f"  starting gateway on {self.gateway_url} …")
@@ -230,7 +245,8 @@ class Platform:
 
     def _wait_grpc(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        target = f"127.0.0.1:{self.ports.services[name]}"
+        port = self.ports.deliverer if name == DELIVERER else self.ports.services[name]
+        target = f"127.0.0.1:{port}"
         with grpc.insecure_channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:

@@ -247,6 +247,7 @@ def platform() -> Iterator[Running]:
         nats=free_port(),
         gateway=free_port(),
         services={s: free_port() for s in SERVICES},
+        deliverer=free_port(),
     )
     lines: list[str] = []
     # Tests share one sandbox key; a limit sized for one partner would make them race it.

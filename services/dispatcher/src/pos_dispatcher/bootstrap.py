@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -23,7 +23,7 @@ from pos_dispatcher.entrypoints.consumers import Ingest
 from pos_dispatcher.service.delivery import DeliveryWorker
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
-from pos_kit.grpc_server import GrpcService
+from pos_kit.grpc_server import BackgroundTask, GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
 
@@ -31,6 +31,9 @@ NAME = "dispatcher"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The feed keeps at least this much; older events are dropped hourly (a cursor below them: 410).
 RETENTION = timedelta(days=30)
+# Core NATS (no stream keeps it): "deliveries were enqueued", from whichever process committed
+# them to every process that delivers, so a new delivery goes out at once, not at the next poll.
+WAKE_SUBJECT = "dispatcher.deliveries_enqueued"
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,13 @@ class Settings(GrpcServiceSettings):
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=30)
     webhook_concurrency: int = Field(64, ge=1)
     webhook_per_endpoint: int = Field(8, ge=1)
+    # How often an idle delivery worker looks for due deliveries (retries come due with no
+    # wake-up; new deliveries wake it at once, `WAKE_SUBJECT`).
+    webhook_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # What this process does: `all`; `ingest` (the streams into the feed, and the API); or
+    # `deliver` (webhooks, and the API). Ingest and delivery each keep a core busy at a high
+    # rate: run them as separate processes (the devstack does), each scaled on its own.
+    dispatcher_role: Literal["all", "ingest", "deliver"] = "all"
 
     @field_validator("dispatcher_secret_keys", mode="before")
     @classmethod
@@ -73,10 +83,16 @@ class Dispatcher:
         self.box = SecretBox(settings.dispatcher_secret_keys)
         self.network = NetworkRules(allow_private=settings.webhook_allow_private_networks)
         self.clock = clock
-        self._worker: DeliveryWorker | None = None
+        self.role = settings.dispatcher_role
+        self._enqueued = asyncio.Event()
         uow_class = bound_uow_class(self.box, self.network, clock, self._wake)
+        background: list[BackgroundTask] = [self._announce]
+        if self.role in ("all", "deliver"):
+            background.append(self._deliver)
+        if self.role in ("all", "ingest"):
+            background += [self._ingest, self._purge]
         self.runtime: ServiceRuntime[DispatcherUow] = ServiceRuntime(
-            NAME, settings, kit, uow_class, background=[self._deliver, self._ingest, self._purge]
+            NAME, settings, kit, uow_class, background=background
         )
         self.worker = DeliveryWorker(
             self.runtime.engine,
@@ -87,16 +103,65 @@ class Dispatcher:
             timeout=settings.webhook_timeout_seconds,
             concurrency=settings.webhook_concurrency,
             per_endpoint=settings.webhook_per_endpoint,
+            poll_interval=settings.webhook_poll_seconds,
         )
-        self._worker = self.worker
         self.ingest = Ingest(self.runtime, self.runtime.engine, self.runtime.uow)
 
     def _wake(self) -> None:
-        if self._worker is not None:
-            self._worker.wake()
+        """After a commit that enqueued deliveries: this process's worker starts at once, and
+        the others hear of it (`_announce`)."""
+        if self.role != "ingest":
+            self.worker.wake()
+        self._enqueued.set()
+
+    async def _announce(self, stop: asyncio.Event) -> None:
+        """Tell every delivering process (`WAKE_SUBJECT`), once for all the commits since the
+        last time; a lost message costs only a poll interval."""
+        if not await self._connected(stop):
+            return
+        nc = self.runtime.nats
+        assert nc is not None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._enqueued.wait(), 1.0)
+            if self._enqueued.is_set():
+                self._enqueued.clear()
+                with contextlib.suppress(Exception):
+                    await nc.publish(WAKE_SUBJECT, b"")
+
+    async def _connected(self, stop: asyncio.Event) -> bool:
+        ready = asyncio.create_task(self.runtime.ready.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        stopped.cancel()
+        return self.runtime.ready.is_set() and self.runtime.nats is not None
 
     async def _deliver(self, stop: asyncio.Event) -> None:
-        await self.worker.run(stop)
+        listening = asyncio.create_task(self._listen(stop))
+        try:
+            await self.worker.run(stop)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        if not await self._connected(stop):
+            return
+        nc = self.runtime.nats
+        assert nc is not None
+
+        async def heard(_: Any) -> None:
+            self.worker.wake()
+
+        # The client subscribes again by itself after a reconnection.
+        subscription = await nc.subscribe(WAKE_SUBJECT, cb=heard)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def _ingest(self, stop: asyncio.Event) -> None:
         await self.ingest.run(stop)

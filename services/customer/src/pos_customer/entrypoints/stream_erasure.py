@@ -1,5 +1,6 @@
 """Erasure reaches the NATS stream: the customer_created, customer_updated and customer_merged
-messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence.
+messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence, and
+so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days; `pos_kit.dead_letters`).
 
 Why deletes by sequence rather than per-customer subjects and a purge by subject: every
 consumer of this stream (the order service's, the dispatcher's) filters on the event's subject
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -32,10 +34,11 @@ from sqlalchemy import func, select, update
 from pos.customer.v1 import events_pb2 as customer_events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import erasures
+from pos_kit.dead_letters import ORIGINAL_SUBJECT
 from pos_kit.events import MERCHANT_HEADER
 from pos_kit.grpc_server import BackgroundTask
 from pos_kit.runtime import ServiceRuntime
-from pos_kit.streams import stream_name
+from pos_kit.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +87,20 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
     if not rows:
         return 0
     wanted = {(r.merchant_id, r.customer_id) for r in rows}
+    found = [
+        (STREAM, seq)
+        for seq in await _sequences_of(js, wanted, STREAM, "pos.customer.v1.>", _own_subject)
+    ]
+    # A dead letter is a copy of the message under the consumer's subject; the original
+    # subject rides in a header.
+    found += [
+        (DLQ_STREAM, seq)
+        for seq in await _sequences_of(js, wanted, DLQ_STREAM, f"{DLQ_PREFIX}.>", _dead_subject)
+    ]
     deleted = 0
-    for seq in await _sequences_of(js, wanted):
+    for stream, seq in found:
         with contextlib.suppress(Exception):  # already gone (another replica, or aged out)
-            if await js.delete_msg(STREAM, seq):
+            if await js.delete_msg(stream, seq):
                 deleted += 1
     async with uow() as writer:
         for merchant_id, customer_id in wanted:
@@ -102,15 +115,29 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
     return deleted
 
 
-async def _sequences_of(js: JetStreamContext, wanted: set[tuple[str, str]]) -> list[int]:
-    """The stream sequences of the profile messages of the (merchant, customer) pairs."""
+def _own_subject(msg: Msg) -> str:
+    return msg.subject
+
+
+def _dead_subject(msg: Msg) -> str:
+    return (msg.headers or {}).get(ORIGINAL_SUBJECT, "")
+
+
+async def _sequences_of(
+    js: JetStreamContext,
+    wanted: set[tuple[str, str]],
+    stream: str,
+    subjects: str,
+    subject_of: Callable[[Msg], str],
+) -> list[int]:
+    """The sequences in `stream` of the profile messages of the (merchant, customer) pairs."""
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.NONE,
         inactive_threshold=30.0,  # the server drops it if this pass dies half-way
         max_ack_pending=-1,
     )
-    sub = await js.pull_subscribe("pos.customer.v1.>", stream=STREAM, config=config)
+    sub = await js.pull_subscribe(subjects, stream=stream, config=config)
     found: list[int] = []
     try:
         while True:
@@ -119,7 +146,7 @@ async def _sequences_of(js: JetStreamContext, wanted: set[tuple[str, str]]) -> l
             except NatsTimeout:
                 break
             for msg in batch:
-                kind = PROFILES.get(msg.subject)
+                kind = PROFILES.get(subject_of(msg))
                 if kind is not None and _names(msg.data, kind, msg.headers, wanted):
                     found.append(msg.metadata.sequence.stream)
             if batch and batch[-1].metadata.num_pending == 0:
@@ -127,7 +154,7 @@ async def _sequences_of(js: JetStreamContext, wanted: set[tuple[str, str]]) -> l
     finally:
         with contextlib.suppress(Exception):
             info = await sub.consumer_info()
-            await js.delete_consumer(STREAM, info.name)
+            await js.delete_consumer(stream, info.name)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return found

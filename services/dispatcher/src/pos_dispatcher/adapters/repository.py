@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_dispatcher.adapters import statements
 from pos_dispatcher.adapters.network import NetworkRules
 from pos_dispatcher.adapters.secrets import SecretBox
 from pos_dispatcher.adapters.snapshots import PublicEvent
@@ -39,17 +39,25 @@ class StoredEvent:
 
     def body(self) -> str:
         """The webhook body: the public event, exactly as the feed answers it."""
-        return json.dumps(
+        return self.body_with(compact_json(self.data))
+
+    def body_with(self, data_json: str) -> str:
+        """The body around `data` already serialized (`compact_json(self.data)`): the append
+        serializes each snapshot once, for the feed's row and every delivery's body alike."""
+        head = compact_json(
             {
                 "id": self.id,
                 "type": self.type,
                 "sequence": self.sequence,
                 "merchant_id": self.merchant_id,
                 "occurred_at": self.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                "data": self.data,
-            },
-            separators=(",", ":"),
+            }
         )
+        return f'{head[:-1]},"data":{data_json}}}'
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _event(row: Row[Any]) -> StoredEvent:
@@ -77,6 +85,18 @@ def _subscription(row: Row[Any]) -> Subscription:
 
 class CursorExpired(Exception):
     pass
+
+
+async def run_in(
+    uow: UnitOfWork, sql: str, params: Mapping[str, Any], *, defer: bool = False
+) -> None:
+    """A statement of the hot path in the unit of work's transaction, on its driver
+    connection; `defer`: sent with the COMMIT instead, in the same round trip."""
+    if defer:
+        uow.execute_with_commit(sql, params)
+        return
+    driver = await uow.driver()
+    await driver.execute(sql, params)
 
 
 class Feed:
@@ -143,44 +163,42 @@ class Feed:
             )
         return len(rows)
 
-    async def append(self, new: Sequence[PublicEvent]) -> list[StoredEvent]:
-        """Give the events the merchant's next sequences and store them. The sequence row stays
-        locked until this transaction ends: the next append of this merchant waits, so
-        sequences commit in order and a rolled-back append leaves no gap."""
+    async def append(
+        self, new: Sequence[PublicEvent], uow: UnitOfWork, *, defer: bool = False
+    ) -> list[tuple[StoredEvent, str]]:
+        """Give the events the merchant's next sequences and store them; each with its data
+        serialized (for the deliveries' bodies). The sequence row stays locked until this
+        transaction ends: the next append of this merchant waits, so sequences commit in order
+        and a rolled-back append leaves no gap. `defer`: the rows go with the COMMIT (one round
+        trip less while the row is locked), for a caller that reads none of them back."""
         if not new:
             return []
-        last = (
-            await self._conn.execute(
-                pg_insert(merchant_sequences)
-                .values(merchant_id=self._merchant, last_sequence=len(new))
-                .on_conflict_do_update(
-                    index_elements=["merchant_id"],
-                    set_={"last_sequence": merchant_sequences.c.last_sequence + len(new)},
-                )
-                .returning(merchant_sequences.c.last_sequence)
-            )
-        ).scalar_one()
-        stored = [
-            StoredEvent(
-                e.id, e.type, last - len(new) + 1 + i, self._merchant, e.occurred_at, e.data
-            )
-            for i, e in enumerate(new)
-        ]
-        await self._conn.execute(
-            insert(events),
-            [
-                {
-                    "merchant_id": self._merchant,
-                    "sequence": s.sequence,
-                    "id": s.id,
-                    "type": s.type,
-                    "resource_id": e.resource_id,
-                    "occurred_at": s.occurred_at,
-                    "data": s.data,
-                }
-                for s, e in zip(stored, new, strict=True)
-            ],
+        # Serialized before the row is taken: only the bodies' heads wait for the sequence.
+        serialized = [compact_json(e.data) for e in new]
+        taken = await uow.first_row(
+            statements.TAKE_SEQUENCES, {"merchant": self._merchant, "n": len(new)}
         )
+        assert taken is not None
+        last = int(taken[0])
+        stored = [
+            (
+                StoredEvent(
+                    e.id, e.type, last - len(new) + 1 + i, self._merchant, e.occurred_at, e.data
+                ),
+                data,
+            )
+            for i, (e, data) in enumerate(zip(new, serialized, strict=True))
+        ]
+        params = {
+            "merchant": self._merchant,
+            "sequences": [s.sequence for s, _ in stored],
+            "ids": [e.id for e in new],
+            "types": [e.type for e in new],
+            "resources": [e.resource_id for e in new],
+            "occurred": [e.occurred_at for e in new],
+            "data": [data for _, data in stored],
+        }
+        await run_in(uow, statements.INSERT_EVENTS, params, defer=defer)
         return stored
 
     async def after(self, sequence: int, types: list[str], limit: int) -> list[StoredEvent]:
@@ -307,16 +325,13 @@ class Subscriptions:
         done = await self._conn.execute(delete(subscriptions).where(self._where(subscription_id)))
         return bool(done.rowcount)
 
-    async def enabled(self) -> list[Subscription]:
-        rows = (
-            await self._conn.execute(
-                select(subscriptions).where(
-                    subscriptions.c.merchant_id == self._merchant,
-                    subscriptions.c.status == Status.ENABLED.value,
-                )
-            )
-        ).all()
-        return [_subscription(r) for r in rows]
+    async def enabled(self, uow: UnitOfWork) -> list[tuple[str, list[str]]]:
+        """(id, event type patterns) of each enabled subscription: who gets new events."""
+        driver = await uow.driver()
+        cursor = await driver.execute(
+            statements.ENABLED_SUBSCRIPTIONS, {"merchant": self._merchant}
+        )
+        return [(row[0], list(row[1])) for row in await cursor.fetchall()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,11 +377,35 @@ class Deliveries:
         return ids
 
     async def fan_out(
-        self, stored: Sequence[StoredEvent], subs: Sequence[Subscription], now: datetime
-    ) -> list[str]:
-        return await self.enqueue(
-            [(s.id, e) for e in stored for s in subs if matches(s.event_types, e.type)], now
-        )
+        self,
+        stored: Sequence[tuple[StoredEvent, str]],
+        subs: Sequence[tuple[str, list[str]]],
+        now: datetime,
+        uow: UnitOfWork,
+        *,
+        defer: bool = False,
+    ) -> int:
+        """A pending delivery of each new event to each subscription that wants it; the body
+        is built once per event, around its data already serialized."""
+        rows = []
+        for e, data_json in stored:
+            wanting = [sub_id for sub_id, types in subs if matches(types, e.type)]
+            if wanting:
+                body = e.body_with(data_json)
+                rows += [(sub_id, e, body) for sub_id in wanting]
+        if rows:
+            params = {
+                "merchant": self._merchant,
+                "now": now,
+                "ids": [new_id("msg") for _ in rows],
+                "subs": [sub_id for sub_id, _, _ in rows],
+                "events": [e.id for _, e, _ in rows],
+                "types": [e.type for _, e, _ in rows],
+                "sequences": [e.sequence for _, e, _ in rows],
+                "bodies": [body for _, _, body in rows],
+            }
+            await run_in(uow, statements.INSERT_DELIVERIES, params, defer=defer)
+        return len(rows)
 
     async def copy(self, delivery_ids: Sequence[str], now: datetime) -> list[str]:
         """New pending deliveries of the same bodies (a replay), due at once."""

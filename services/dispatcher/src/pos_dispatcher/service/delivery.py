@@ -34,11 +34,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from pos_dispatcher.adapters import statements
 from pos_dispatcher.adapters.messages import subscription_snapshot
 from pos_dispatcher.adapters.network import AddressRefused, NetworkRules
 from pos_dispatcher.adapters.repository import DispatcherUow
 from pos_dispatcher.adapters.secrets import SecretBox
 from pos_dispatcher.adapters.snapshots import PublicEvent
+from pos_dispatcher.adapters.statements import run_alone
 from pos_dispatcher.adapters.tables import attempts, deliveries, subscriptions
 from pos_dispatcher.domain import signing
 from pos_dispatcher.domain.model import (
@@ -204,40 +206,23 @@ class DeliveryWorker:
     async def _claim(self, free: int) -> list[Job]:
         now = self._clock()
         most = self._per_endpoint * self._prefetch
-        full = [s for s in set(self._busy) | set(self._queued) if self._held(s) >= most]
-        d, s = deliveries.c, subscriptions.c
-        query = (
-            select(
-                d.merchant_id, d.id, d.subscription_id, d.event_id, d.body, d.attempt_count,
-                s.url, s.secret, s.previous_secret, s.previous_secret_until,
-            )
-            .join(subscriptions, (s.merchant_id == d.merchant_id) & (s.id == d.subscription_id))
-            .where(d.status == "pending", d.next_attempt_at <= now, s.status == "enabled")
-            .order_by(d.next_attempt_at, d.sequence)
-            .limit(min(free, most) * 4)
-            .with_for_update(of=deliveries, skip_locked=True)
-        )  # fmt: skip
-        if full:
-            query = query.where(d.subscription_id.not_in(full))
-        jobs: list[Job] = []
-        taken: Counter[str] = Counter()
-        async with self._engine.begin() as conn:
-            for row in (await conn.execute(query)).all():
-                sub = row.subscription_id
-                if len(jobs) >= free or self._held(sub) + taken[sub] >= most:
-                    continue  # left due, unleased: claimed when a slot frees
-                taken[sub] += 1
-                jobs.append(self._job(row, now))
-            if jobs:
-                await conn.execute(
-                    update(deliveries)
-                    .where(
-                        d.merchant_id.in_({j.merchant_id for j in jobs}),
-                        d.id.in_([j.id for j in jobs]),
-                    )
-                    .values(next_attempt_at=now + self._lease)
-                )
-        return jobs
+        held = {s: self._held(s) for s in set(self._busy) | set(self._queued)}
+        rows = await run_alone(
+            self._engine,
+            statements.CLAIM,
+            {
+                "now": now,
+                "full": [s for s, n in held.items() if n >= most],
+                # A window wider than what is taken: some of it may be an endpoint's excess.
+                "scan": min(free, most) * 4,
+                "held_subs": list(held),
+                "held": list(held.values()),
+                "most": most,
+                "free": free,
+                "lease_until": now + self._lease,
+            },
+        )
+        return [self._job(row, now) for row in sorted(rows, key=lambda r: (r.due_at, r.sequence))]
 
     def _job(self, row: Any, now: datetime) -> Job:
         keys = [self._box.open(row.secret, row.merchant_id, row.subscription_id)]
@@ -268,12 +253,19 @@ class DeliveryWorker:
                 await asyncio.sleep(RECORD_COALESCE_SECONDS)
             self._answered.clear()
             taken, self._answers = self._answers, []
+            ok = [(j, a) for j, a in taken if verdict(a.status_code) is Verdict.SUCCEEDED]
+            if ok:
+                try:
+                    await self._record_successes(ok)
+                except Exception as exc:
+                    log.warning("recording deliveries: %s", exc.__class__.__name__)
             by_merchant: dict[str, list[tuple[Job, Answer]]] = {}
             for job, answer in taken:
-                by_merchant.setdefault(job.merchant_id, []).append((job, answer))
+                if verdict(answer.status_code) is not Verdict.SUCCEEDED:
+                    by_merchant.setdefault(job.merchant_id, []).append((job, answer))
             for merchant, answers in by_merchant.items():
                 try:
-                    await self._record(merchant, answers)
+                    await self._record_failures(merchant, answers)
                 except Exception as exc:
                     log.warning("recording deliveries: %s", exc.__class__.__name__)
             if stop.is_set() and not self._answers:
@@ -331,12 +323,29 @@ class DeliveryWorker:
             error = f"could not connect ({exc.__class__.__name__})"
         return Answer(0, int((time.monotonic() - started) * 1000), "", error)
 
-    async def _record(self, merchant: str, answers: list[tuple[Job, Answer]]) -> None:
+    async def _record_successes(self, answers: list[tuple[Job, Answer]]) -> None:
+        """Every merchant's successes in one statement (the usual case, and the busy one)."""
+        await run_alone(
+            self._engine,
+            statements.RECORD_SUCCESSES,
+            {
+                "now": self._clock(),
+                "merchants": [j.merchant_id for j, _ in answers],
+                "ids": [j.id for j, _ in answers],
+                "numbers": [j.attempt_count + 1 for j, _ in answers],
+                "codes": [a.status_code for _, a in answers],
+                "latencies": [a.latency_ms for _, a in answers],
+                "excerpts": [a.excerpt for _, a in answers],
+            },
+        )
+        self.sent += len(answers)
+
+    async def _record_failures(self, merchant: str, answers: list[tuple[Job, Answer]]) -> None:
+        """Each failure's attempt and its next one (or the end of its schedule), in one
+        transaction per merchant: the attempt row and the schedule move together."""
         now = self._clock()
-        d, s = deliveries.c, subscriptions.c
         async with self._uow().bind(merchant) as uow:
-            conn = uow.conn
-            await conn.execute(
+            await uow.conn.execute(
                 attempts.insert(),
                 [
                     {
@@ -352,27 +361,9 @@ class DeliveryWorker:
                     for job, answer in answers
                 ],
             )
-            ok = [j for j, a in answers if verdict(a.status_code) is Verdict.SUCCEEDED]
-            if ok:
-                await conn.execute(
-                    update(deliveries)
-                    .where(d.merchant_id == merchant, d.id.in_([j.id for j in ok]))
-                    .values(status="succeeded", attempt_count=d.attempt_count + 1)
-                )
-                await conn.execute(
-                    update(subscriptions)
-                    .where(
-                        s.merchant_id == merchant,
-                        s.id.in_({j.subscription_id for j in ok}),
-                        s.failing_since.is_not(None),
-                    )
-                    .values(failing_since=None)
-                )
             for job, answer in answers:
-                if verdict(answer.status_code) is not Verdict.SUCCEEDED:
-                    await self._failed(uow, job, answer, now)
+                await self._failed(uow, job, answer, now)
             await uow.commit()
-        self.sent += len(ok)
 
     async def _failed(self, uow: DispatcherUow, job: Job, answer: Answer, now: datetime) -> None:
         """Schedule the next attempt, or give up; a 410, or days of failures, disable."""

@@ -52,21 +52,29 @@ async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEven
         # The service sent a resource its public representation refuses: no retry will fix
         # it, so it goes to the dead-letter stream at once (and can be sent again once fixed).
         raise PoisonMessage(f"the snapshot does not fit the public model: {exc.title}") from None
-    stored = await append(uow, made)
+    erasures = [m for m in messages if isinstance(m, customer_events.CustomerErased)]
+    # The rows go with the COMMIT, unless an erasure must find this batch's own rows.
+    stored = await append(uow, made, defer=not erasures)
     # An erased customer's earlier snapshots go from the feed in the same transaction.
-    for message in messages:
-        if isinstance(message, customer_events.CustomerErased):
-            await uow.feed.redact(message.customer_id, CUSTOMER_SNAPSHOTS)
-            await uow.feed.erase_from_orders(message.customer_id)
+    for message in erasures:
+        await uow.feed.redact(message.customer_id, CUSTOMER_SNAPSHOTS)
+        await uow.feed.erase_from_orders(message.customer_id)
     return stored
 
 
-async def append(uow: DispatcherUow, new: list[PublicEvent]) -> list[StoredEvent]:
-    stored = await uow.feed.append(new)
-    subs = await uow.subscriptions.enabled()
-    if await uow.deliveries.fan_out(stored, subs, uow.now()):
+async def append(
+    uow: DispatcherUow, new: list[PublicEvent], *, defer: bool = False
+) -> list[StoredEvent]:
+    """New events in the feed, and their deliveries. `defer`: their rows are written with the
+    COMMIT (the caller commits with `uow.commit()` and reads none of them back first)."""
+    if not new:
+        return []
+    # Read before the merchant's sequence row is taken: it stays locked until the commit.
+    subs = await uow.subscriptions.enabled(uow)
+    stored = await uow.feed.append(new, uow, defer=defer)
+    if await uow.deliveries.fan_out(stored, subs, uow.now(), uow, defer=defer):
         uow.deliveries_enqueued = True
-    return stored
+    return [e for e, _ in stored]
 
 
 async def list_events(
