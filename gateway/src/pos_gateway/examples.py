@@ -385,6 +385,9 @@ ORDER = {
     "points_redeemed": 0,
     "register_id": REGISTER_ID,
     "staff_id": STAFF_ID,
+    "exchange_of": "",
+    "exchange_return_id": "",
+    "exchange_credit": None,
 }
 PAYMENT = {
     "id": PAYMENT_ID,
