@@ -12,8 +12,10 @@ longer one: a 20-digit number is not a card number, and neither is a run whose g
 spaces and dashes. Refusals never repeat the value.
 
 Some values have a type of their own and follow its rules rather than this one:
-- UUIDs and our own ids (`ord_01j…`) anywhere in a value are set aside before runs are looked
-  for: their digits are random, and a generated id must never be refused as a card.
+- UUIDs (with their dashes or as 32 hex digits, `uuid4().hex`, a common request id) and our own
+  ids (`ord_01j…`) anywhere in a value are set aside before runs are looked for: their digits
+  are random, and a generated id must never be refused as a card (about one UUID in a few
+  hundred holds a run that passes for one).
 - In fields that hold GTINs (barcodes, and SKUs, which shops often set to the product's GTIN)
   a contiguous run that is a valid GTIN-8/12/13/14 is a barcode, not a card number.
 """
@@ -38,6 +40,7 @@ _RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
 _IDS = re.compile(
     r"(?<![0-9A-Za-z])(?:"
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|[0-9A-Fa-f]{32}"
     r"|[a-z]+_[0-9a-hjkmnp-tv-z]{26}"
     r")(?![0-9A-Za-z])"
 )
@@ -78,7 +81,7 @@ def holds_card_number(value: str, *, gtins_allowed: bool = False) -> bool:
     """True when `value` holds a card number (see the module's docstring for the rule)."""
     if len(value) < 13:
         return False
-    if "_" in value or "-" in value:
+    if "_" in value or "-" in value or len(value) >= 32:
         value = _IDS.sub("#", value)
     return any(_is_card_run(m.group(), gtins_allowed) for m in _RUN.finditer(value))
 
