@@ -165,7 +165,8 @@ async def test_the_python_side_default_is_applied(engines: tuple[AsyncEngine, As
     merchant = uuid.uuid4().hex
     async with direct.begin() as conn:
         await conn.execute(items.insert().values(merchant_id=merchant, id="a"))
-        row = (await conn.execute(select(items.c.serial, items.c.qty))).first()
+        mine = items.c.merchant_id == merchant
+        row = (await conn.execute(select(items.c.serial, items.c.qty).where(mine))).first()
     assert row is not None and (row.serial, row.qty) == (42, 0)
 
 
