@@ -205,3 +205,17 @@ async def test_errors_are_sqlalchemys_and_the_connection_goes_on(
             (await conn.execute(ids.where(items.c.id == "z"))).one()
         assert sorted((await conn.execute(ids)).scalars()) == ["b", "c"]
         await conn.commit()
+
+
+async def test_an_autocommit_engine_applies_each_statement_at_once(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    direct, plain = engines
+    merchant = uuid.uuid4().hex
+    autocommit = direct.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit.connect() as conn:
+        assert isinstance(conn, DirectConnection)
+        await conn.execute(items.insert().values(merchant_id=merchant, id="now"))
+        async with plain.connect() as other:  # seen from another connection before any commit
+            mine = select(items.c.id).where(items.c.merchant_id == merchant)
+            assert (await other.execute(mine)).scalars().all() == ["now"]
