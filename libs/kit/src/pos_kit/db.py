@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pos_kit.direct import DirectEngine
 
 
 def async_url(url: str) -> str:
@@ -17,7 +21,7 @@ def make_engine(
     url: str, pool_size: int = 10, max_overflow: int | None = None, pool_timeout: float = 10
 ) -> AsyncEngine:
     """`max_overflow`: connections beyond `pool_size` at a peak, closed after (default: as many)."""
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
@@ -27,3 +31,8 @@ def make_engine(
         # Every unit of work is short; a long wait for a connection means overload, not patience.
         pool_timeout=pool_timeout,
     )
+    # Statements sent on the driver's connection (pos_kit.direct); SQL_DIRECT=0 turns it off,
+    # for the same-run comparison in docs/performance.md.
+    if os.environ.get("SQL_DIRECT", "1") != "0":
+        return DirectEngine(engine.sync_engine)
+    return engine

@@ -1,0 +1,206 @@
+"""Statements sent on the driver's connection (pos_kit/direct.py) answer exactly what
+SQLAlchemy's own execution answers, and commit or roll back with the unit of work: each case
+runs on both engines and the answers are compared."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pos_devstack.testing import Infra
+from pos_kit.db import async_url, make_engine
+from pos_kit.direct import DirectConnection, DirectResult
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NAME = f"direct_{uuid.uuid4().hex[:8]}"
+metadata = MetaData()
+items = Table(
+    NAME,
+    metadata,
+    Column("merchant_id", String, primary_key=True),
+    Column("id", String, primary_key=True),
+    Column("name", String),
+    Column("qty", Integer, nullable=False, server_default="0"),
+    Column("data", JSONB),
+    Column("at", DateTime(timezone=True)),
+    Column("tags", ARRAY(String)),
+    Column("price", Numeric(10, 2)),
+    # A Python-side default: computed by SQLAlchemy's execution, so such an INSERT is not taken.
+    Column("serial", BigInteger, default=lambda: 42),
+)
+AT = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def engines(infra: Infra) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    url = infra.service_database("customer")
+    direct = make_engine(url, pool_size=2)
+    plain = create_async_engine(async_url(url), pool_size=2)
+    async with plain.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield direct, plain
+    finally:
+        async with plain.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+        await direct.dispose()
+        await plain.dispose()
+
+
+def _seed(merchant: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "merchant_id": merchant,
+            "id": f"i{n}",
+            "name": f"item {n}",
+            "qty": n,
+            "data": {"n": n, "tags": ["a", "b"]} if n % 2 else None,
+            "at": AT if n % 3 else None,
+            "tags": ["x", str(n)],
+            "price": Decimal("1.50") * n,
+        }
+        for n in range(1, 6)
+    ]
+
+
+async def _answers(engine: AsyncEngine, merchant: str) -> list[Any]:
+    """The same statements, as the services write them; every answer as plain values."""
+    out: list[Any] = []
+    async with engine.begin() as conn:
+        for row in _seed(merchant):
+            result = await conn.execute(items.insert().values(**row))
+            out.append(result.rowcount)
+        by_id = select(items).where(items.c.merchant_id == merchant)
+        out.append([tuple(r) for r in (await conn.execute(by_id.order_by(items.c.id))).all()])
+        some = by_id.where(items.c.id.in_(["i1", "i3", "nope"])).order_by(items.c.id.desc())
+        rows = (await conn.execute(some)).all()
+        out.append([(r.id, r.data, r._mapping["qty"], r._mapping[items.c.price]) for r in rows])
+        out.append((await conn.execute(by_id.where(items.c.id.in_([])))).all())
+        out.append(dict((await conn.execute(by_id.where(items.c.id == "i2"))).one()._mapping))
+        count = select(func.count()).select_from(items).where(items.c.merchant_id == merchant)
+        out.append((await conn.execute(count)).scalar_one())
+        named = select(items.c.id, (items.c.qty * 10).label("tenfold")).where(
+            items.c.merchant_id == bindparam("m"), items.c.qty > bindparam("least")
+        )
+        result = await conn.execute(named, {"m": merchant, "least": 3})
+        out.append([dict(m) for m in result.mappings().all()])
+        out.append((await conn.execute(by_id.where(items.c.id == "none"))).first())
+        out.append((await conn.execute(select(items.c.id).where(items.c.id == "i9"))).scalar())
+        ids = select(items.c.id).where(items.c.merchant_id == merchant).order_by(items.c.id)
+        out.append((await conn.execute(ids)).scalars().all())
+        bump = (
+            items.update()
+            .where(items.c.merchant_id == merchant, items.c.qty >= 4)
+            .values(qty=items.c.qty + 1, tags=["y"])
+        )
+        out.append((await conn.execute(bump)).rowcount)
+        again = (
+            pg_insert(items)
+            .values(merchant_id=merchant, id="i1", name="again")
+            .on_conflict_do_nothing()
+            .returning(items.c.id)
+        )
+        out.append((await conn.execute(again)).first())
+        back = (
+            items.update()
+            .where(items.c.merchant_id == merchant, items.c.id == "i5")
+            .values(data={"k": "v"})
+            .returning(items.c.qty, items.c.data, items.c.serial)
+        )
+        out.append(tuple((await conn.execute(back)).one()))
+        gone = items.delete().where(items.c.merchant_id == merchant, items.c.id == "i4")
+        out.append((await conn.execute(gone)).rowcount)
+    return out
+
+
+async def test_statements_answer_as_sqlalchemy_answers(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    direct, plain = engines
+    async with direct.connect() as conn:
+        assert isinstance(conn, DirectConnection)
+        assert isinstance(await conn.execute(select(items.c.id)), DirectResult)
+    merchant = uuid.uuid4().hex
+    mine, theirs = await _answers(direct, f"d-{merchant}"), await _answers(plain, f"p-{merchant}")
+    assert mine[5][0][0] == f"d-{merchant}"  # the rows were read, not an empty answer twice
+    assert _unmerchant(mine, f"d-{merchant}") == _unmerchant(theirs, f"p-{merchant}")
+
+
+def _unmerchant(value: Any, merchant: str) -> Any:
+    if value == merchant:
+        return "M"
+    if isinstance(value, list | tuple):
+        return type(value)(_unmerchant(v, merchant) for v in value)
+    if isinstance(value, dict):
+        return {k: _unmerchant(v, merchant) for k, v in value.items()}
+    return value
+
+
+async def test_the_python_side_default_is_applied(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+    direct, _ = engines
+    merchant = uuid.uuid4().hex
+    async with direct.begin() as conn:
+        await conn.execute(items.insert().values(merchant_id=merchant, id="a"))
+        row = (await conn.execute(select(items.c.serial, items.c.qty))).first()
+    assert row is not None and (row.serial, row.qty) == (42, 0)
+
+
+async def test_work_commits_and_rolls_back_with_the_connection(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    direct, plain = engines
+    merchant = uuid.uuid4().hex
+    mine = select(items.c.id).where(items.c.merchant_id == merchant).order_by(items.c.id)
+    async with direct.connect() as conn:  # no begin(): the first statement begins, as in SQLAlchemy
+        await conn.execute(items.insert().values(merchant_id=merchant, id="kept", name="k"))
+        await conn.commit()
+        await conn.execute(items.insert().values(merchant_id=merchant, id="dropped", name="d"))
+        await conn.rollback()
+        await conn.execute(items.insert().values(merchant_id=merchant, id="closed", name="c"))
+    async with plain.connect() as conn:
+        assert (await conn.execute(mine)).scalars().all() == ["kept"]
+
+
+async def test_errors_are_sqlalchemys_and_the_connection_goes_on(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    direct, _ = engines
+    merchant = uuid.uuid4().hex
+    async with direct.connect() as conn:
+        await conn.execute(items.insert().values(merchant_id=merchant, id="a"))
+        with pytest.raises(IntegrityError):
+            await conn.execute(items.insert().values(merchant_id=merchant, id="a"))
+        await conn.rollback()
+        await conn.execute(items.insert().values(merchant_id=merchant, id="b"))
+        await conn.execute(items.insert().values(merchant_id=merchant, id="c"))
+        ids = select(items.c.id).where(items.c.merchant_id == merchant)
+        with pytest.raises(MultipleResultsFound):
+            (await conn.execute(ids)).one()
+        with pytest.raises(NoResultFound):
+            (await conn.execute(ids.where(items.c.id == "z"))).one()
+        assert sorted((await conn.execute(ids)).scalars()) == ["b", "c"]
+        await conn.commit()
