@@ -59,6 +59,66 @@ async def test_a_duplicate_delivery_is_applied_once(bus: Bus) -> None:
     assert rows == 2
 
 
+async def test_a_backlog_is_applied_a_transaction_per_merchant_and_a_failure_alone_retried(
+    bus: Bus,
+) -> None:
+    """Events that piled up are applied many to a transaction (one commit for a merchant's
+    events of a fetch), each once; one failing event sends its batch message by message, where
+    only it is retried, and nothing of the failed batch transaction stays."""
+    js, engine = bus.js, bus.engine
+    applied: list[tuple[str, str, int]] = []  # (merchant, event, transaction id)
+    failed_once: set[str] = set()
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        if event.event_id == "evt_a7" and event.event_id not in failed_once:
+            failed_once.add(event.event_id)
+            raise RuntimeError("not yet")
+        txid = (await uow.conn.execute(select(func.txid_current()))).scalar_one()
+        applied.append((event.merchant_id, event.event_id, txid))
+
+    consumer = Consumer(
+        js,
+        lambda: UnitOfWork(engine, kit),
+        name="test-backlog",
+        source_service="order",
+        subjects=[SUBJECT],
+        handler=handler,
+        base_delay=0.05,
+    )
+    await ensure_service_streams(js, "order")
+    sent = []
+    for n in range(12):
+        merchant = "mer_a" if n % 2 else "mer_b"
+        event_id = f"evt_{merchant[-1]}{n}"
+        headers = {**_headers(event_id, f"backlog-{n}"), MERCHANT_HEADER: merchant}
+        await js.publish(SUBJECT, b"", headers=headers)
+        sent.append(event_id)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.applied == 12)
+    stop.set()
+    await task
+    async with engine.connect() as conn:
+        status = {
+            txid: (await conn.execute(select(func.txid_status(txid)))).scalar_one()
+            for txid in {t for _, _, t in applied}
+        }
+    # What committed: each event once (the failed one too); the batch that failed left nothing.
+    kept = [(m, e, t) for m, e, t in applied if status[t] == "committed"]
+    assert sorted(e for _, e, _ in kept) == sorted(sent)
+    assert failed_once == {"evt_a7"}
+    assert "aborted" in status.values()  # the failure's batch was rolled back, not half-kept
+    # Batched: fewer transactions than events, and never two merchants in one.
+    transactions = {t for _, _, t in kept}
+    assert len(transactions) < 12
+    for txid in transactions:
+        assert len({m for m, _, t in kept if t == txid}) == 1
+    async with engine.connect() as conn:
+        inbox = kit.inbox
+        mine = select(func.count()).select_from(inbox).where(inbox.c.consumer == "test-backlog")
+        assert await conn.scalar(mine) == 12
+
+
 async def test_a_failing_message_is_retried_then_dead_lettered(bus: Bus) -> None:
     js, engine = bus.js, bus.engine
     attempts: list[int] = []

@@ -165,7 +165,8 @@ async def test_the_python_side_default_is_applied(engines: tuple[AsyncEngine, As
     merchant = uuid.uuid4().hex
     async with direct.begin() as conn:
         await conn.execute(items.insert().values(merchant_id=merchant, id="a"))
-        row = (await conn.execute(select(items.c.serial, items.c.qty))).first()
+        mine = items.c.merchant_id == merchant
+        row = (await conn.execute(select(items.c.serial, items.c.qty).where(mine))).first()
     assert row is not None and (row.serial, row.qty) == (42, 0)
 
 
@@ -204,3 +205,17 @@ async def test_errors_are_sqlalchemys_and_the_connection_goes_on(
             (await conn.execute(ids.where(items.c.id == "z"))).one()
         assert sorted((await conn.execute(ids)).scalars()) == ["b", "c"]
         await conn.commit()
+
+
+async def test_an_autocommit_engine_applies_each_statement_at_once(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    direct, plain = engines
+    merchant = uuid.uuid4().hex
+    autocommit = direct.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit.connect() as conn:
+        assert isinstance(conn, DirectConnection)
+        await conn.execute(items.insert().values(merchant_id=merchant, id="now"))
+        async with plain.connect() as other:  # seen from another connection before any commit
+            mine = select(items.c.id).where(items.c.merchant_id == merchant)
+            assert (await other.execute(mine)).scalars().all() == ["now"]

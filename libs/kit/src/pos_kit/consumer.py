@@ -101,9 +101,13 @@ class Consumer:
         self._js = js
         # Ordered: never apply a message before one that came earlier (see `_run_batch`).
         self.ordered = ordered
-        # Ordered only: a fetched batch applied in one transaction per merchant when it can
-        # be (`_apply_together`), message by message when it cannot.
-        self._batch_handler = batch_handler if ordered else None
+        # A fetched batch applied in one transaction per merchant when it can be
+        # (`_apply_together`), message by message when it cannot. Ordered: only with a batch
+        # handler. Unordered: always, the handler called for each event in turn: one commit,
+        # one inbox statement and one outbox write for the batch instead of one each. Batches
+        # are what had piled up when the fetch came (it waits for no more), so they grow with
+        # the load and cost no latency.
+        self._batch_handler = batch_handler if ordered else (batch_handler or self._each_in_turn)
         self._types = message_types or {}
         self._uow_factory = uow_factory
         self.name = name
@@ -190,7 +194,7 @@ class Consumer:
                     continue
                 if self.ordered:
                     await self._run_batch(msgs)
-                else:
+                elif len(msgs) < 2 or not await self._apply_together(msgs):
                     for msg in msgs:
                         await self.handle(msg)
                 backoff = 0.2
@@ -241,7 +245,7 @@ class Consumer:
             self._attempts.pop(seq, None)
 
     async def _apply_together(self, msgs: list[Msg]) -> bool:
-        """The fast path of an ordered batch: each merchant's events in one transaction (one
+        """The fast path of a batch: each merchant's events in one transaction (one
         commit for many events; merchants are independent, so grouping them keeps every
         merchant's order). Anything unusual (a redrive, a message that does not decode, a
         failing handler) rolls back and returns False: the batch then goes message by
@@ -296,6 +300,10 @@ class Consumer:
         for msg in msgs:
             await msg.ack()
         return True
+
+    async def _each_in_turn(self, uow: UnitOfWork, events: list[IncomingEvent]) -> None:
+        for event in events:
+            await self._handler(uow, event)
 
     def _retry_delay(self, delivery: int) -> float:
         # Capped: a consumer allowed many deliveries (to outlast an outage) still retries

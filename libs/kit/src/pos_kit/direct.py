@@ -43,6 +43,7 @@ class DirectConnection(AsyncConnection):
         if (
             execution_options is None
             and isinstance(statement, _TAKEN)
+            and not statement._execution_options  # stream_results, yield_per, ...
             and (parameters is None or isinstance(parameters, Mapping))
         ):
             sync = self.sync_connection
@@ -63,6 +64,10 @@ class DirectEngine(AsyncEngine):
     """An async engine whose connections are `DirectConnection`s."""
 
     _connection_cls = DirectConnection
+
+    def execution_options(self, **opt: Any) -> AsyncEngine:
+        # The engine with other options (an AUTOCOMMIT one, say) keeps the direct connections.
+        return DirectEngine(self.sync_engine.execution_options(**opt))
 
 
 def _can_take(sync: Connection) -> bool:
