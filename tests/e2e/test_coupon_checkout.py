@@ -89,7 +89,14 @@ def test_a_coupon_with_n_uses_discounts_exactly_n_of_many_concurrent_sales(
     def sell(n: int) -> tuple[int, Any]:
         with httpx.Client(base_url=str(http.base_url), headers=http.headers, timeout=60) as c:
             # Half name the code in lower case: codes are case-insensitive.
-            answer = _post(c, "/v1/checkouts", _sale(store, code if n % 2 else code.lower()))
+            body = _sale(store, code if n % 2 else code.lower())
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+            for _ in range(5):
+                answer = c.post("/v1/checkouts", json=body, headers=key)
+                # On a machine this busy a step may answer 503 (a deadline, the pool's wait):
+                # a till retries with the same key, which finishes or undoes the same sale.
+                if answer.status_code != 503:
+                    break
             return answer.status_code, answer.json()
 
     started = time.monotonic()
@@ -99,7 +106,8 @@ def test_a_coupon_with_n_uses_discounts_exactly_n_of_many_concurrent_sales(
     sold = [r["order"] for s, r in results if s == 201]
     refused = [r for s, r in results if s == 409]
     assert len(sold) == USES, (took, {s for s, _ in results})
-    assert len(refused) == SALES - USES
+    odd = [(s, r) for s, r in results if s not in (201, 409)]
+    assert len(refused) == SALES - USES, odd
     # Every sale that went through got the discount; none at full price.
     assert all(o["discount_total"]["amount"] == 200 and o["total"]["amount"] == 1800 for o in sold)
     assert all(o["coupons"][0]["status"] == "redeemed" for o in sold)
