@@ -2,6 +2,8 @@
 
     python tools/bench_dispatcher.py [--events 20000] [--rate 200] [--seconds 20]
         [--one-process] [--no-jetstream]
+    python tools/bench_dispatcher.py --checkouts 8 [--rate 200] [--seconds 20] [--apart]
+        [--per-endpoint N] [--profile DIR]
 
 Starts PostgreSQL and NATS from the wheels and the dispatcher as its own two processes, one
 ingesting and one delivering (as `make up` runs it), then measures:
@@ -14,6 +16,19 @@ ingesting and one delivering (as `make up` runs it), then measures:
    the machine does not inflate;
 5. JetStream publish throughput, pipelined, with the default fsync and with
    `sync_interval: always` (the issue's durability question).
+
+With `--checkouts C` it measures 2. on the whole platform instead (`make up`'s processes,
+temporary data, as tools/bench_checkout.py starts it) WHILE wrk drives register checkouts
+through the gateway on C connections: the demo merchant's subscription takes every event
+(`*`), so the checkouts' own events are ingested and delivered beside the steady ones. It
+prints the steady events' publish -> webhook p50/p99, the checkouts' events' commit
+(`occurred_at`) -> webhook p50/p99, the checkouts/s wrk achieved, the cores each dispatcher
+process used and the load average before and after; and where the steady events' time goes:
+publish -> the feed's transaction (`to_feed`), from there -> received (`feed_to_webhook`),
+the receiver's answer as timed by the deliverer (`attempt`), the first and last 2 s apart
+(a growing latency means deliveries fall behind). `--apart`: the steady events are another
+merchant's; `--per-endpoint`: WEBHOOK_PER_ENDPOINT; `--profile`: py-spy records both
+dispatcher processes during the steady phase (folded stacks, idle included).
 """
 
 # A measuring script: it starts servers and polls for figures on purpose.
@@ -33,18 +48,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import nats
+import psycopg
 import uvicorn
+from bench_checkout import (
+    _merchant_of,
+    analyze,
+    checkout_script,
+    on_platform,
+    run_wrk,
+    stock_for_checkouts,
+)
 
 from pos.common.v1 import money_pb2
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos.inventory.v1 import events_pb2, inventory_pb2
 from pos_devstack.natsd import LocalNats, free_port, nats_server_binary
+from pos_devstack.platform import DELIVERER, Platform
 from pos_devstack.postgres import LocalPostgres
 from pos_kit import migrate as kit_migrate
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, make_event
@@ -69,6 +96,16 @@ def product_event(n: int, version: int) -> Any:
     return make_event(events_pb2.ProductUpdated(product=product), MERCHANT)
 
 
+def stock_event(n: int, merchant: str) -> Any:
+    """A stock level's change: no other service consumes it (the order service keeps a copy of
+    every product), so the steady events beside checkouts load the dispatcher only."""
+    level = inventory_pb2.StockLevel(
+        sku=f"BENCH-{n % 50}", location_id="loc_bench", on_hand=n, reserved=0, available=n
+    )
+    level.updated_at.GetCurrentTime()
+    return make_event(events_pb2.StockChanged(level=level, delta=1), merchant)
+
+
 async def publish(js: Any, events: list[Any]) -> None:
     await asyncio.gather(
         *(
@@ -79,7 +116,7 @@ async def publish(js: Any, events: list[Any]) -> None:
                     "Nats-Msg-Id": e.event_id,
                     EVENT_ID_HEADER: e.event_id,
                     EVENT_TYPE_HEADER: e.event_type,
-                    MERCHANT_HEADER: MERCHANT,
+                    MERCHANT_HEADER: e.merchant_id,
                 },
             )
             for e in events
@@ -90,13 +127,16 @@ async def publish(js: Any, events: list[Any]) -> None:
 class Receiver:
     """The webhook endpoint, in a process of its own (`receive`): in the measuring process it
     would share a core with the publisher and the feed reads, and its slowness would count
-    as the dispatcher's. It writes `<webhook-id> <arrival time>` lines to a file, read here."""
+    as the dispatcher's. It writes `<webhook-id> <arrival time> <occurred_at>` lines to a file,
+    read here (`occurred_at`, the event's time in its service's transaction, times the events
+    this bench did not publish itself)."""
 
     def __init__(self, root: Path) -> None:
         self.file = root / "arrivals.txt"
         self.file.touch()
         self.port = free_port()
         self.arrived: dict[str, float] = {}
+        self.occurred: dict[str, float] = {}
         self._offset = 0
         spawn = multiprocessing.get_context("spawn")
         self.process = spawn.Process(target=receive, args=(self.port, str(self.file)))
@@ -125,8 +165,9 @@ class Receiver:
         end = chunk.rfind(b"\n") + 1
         self._offset += end
         for line in chunk[:end].decode().splitlines():
-            event_id, at = line.split()
+            event_id, at, occurred = line.split()
             self.arrived[event_id] = float(at)
+            self.occurred[event_id] = float(occurred)
         return self.arrived
 
 
@@ -136,10 +177,16 @@ def receive(port: int, path: str) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        at = time.time()
         headers = dict(scope["headers"])
-        out.write(f"{headers[b'webhook-id'].decode()} {time.time()}\n")
+        occurred = datetime.fromisoformat(json.loads(body)["occurred_at"]).timestamp()
+        out.write(f"{headers[b'webhook-id'].decode()} {at} {occurred}\n")
         out.flush()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -199,6 +246,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "LOG_LEVEL": "WARNING",
     }
+    if args.per_endpoint:
+        env["WEBHOOK_PER_ENDPOINT"] = str(args.per_endpoint)
     log = (root / "dispatcher.log").open("ab")
     # As the devstack runs it: one process ingests, another delivers (DISPATCHER_ROLE);
     # `--one-process` runs both in one, as before.
@@ -251,10 +300,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while await head.last() < args.events:
             await asyncio.sleep(0.2)
         ingest = time.monotonic() - started
+        n = args.events
         figures["ingest_events_per_second"] = round(args.events / ingest)
         while len(receiver.read()) < args.events:
             await asyncio.sleep(0.2)
-        figures["delivered_events_per_second"] = round(args.events / (time.monotonic() - started))
+        delivering = time.monotonic() - started
+        figures["delivered_events_per_second"] = round(args.events / delivering)
+        # How full the endpoint's slots were kept: the attempts' time over slots x the time
+        # it all took. Near 1, the endpoint's round trip is the bound; well below, the
+        # deliverer left slots idle (or ingest came first).
+        spent = sum(attempt_seconds(url, [e.event_id for e in batch]))
+        figures["slots_busy"] = round(spent / (args.per_endpoint or 8) / delivering, 2)
         # CPU per event, ingest and delivery together: 1,000 events/s need less than 1 ms a
         # core (or 2 ms with two processes on two cores).
         figures["flood_cpu_ms_per_event"] = round(
@@ -266,29 +322,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             figures[f"flood_cpu_ms_per_event_{role}"] = round(used * 1000 / args.events, 3)
 
         # 2. latency at a steady rate.
-        sent: dict[str, float] = {}
-        interval = 1 / args.rate
         cpu = cpu_seconds(procs)
-        begin = time.monotonic()
-        n = args.events
-        while time.monotonic() - begin < args.seconds:
-            event = product_event(n, n + 1)
-            n += 1
-            sent[event.event_id] = time.time()
-            await publish(js, [event])
-            wait = begin + (n - args.events) * interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        deadline = time.monotonic() + 30
-        while not set(sent) <= set(receiver.read()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        latencies = sorted(
-            receiver.arrived[i] - t for i, t in sent.items() if i in receiver.arrived
-        )
+        sent = await steady(js, args.rate, args.seconds, lambda i: product_event(i, i + 1), n)
         figures["steady_rate_per_second"] = args.rate
-        figures["latency_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
-        figures["latency_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1)
-        figures["latency_received"] = f"{len(latencies)}/{len(sent)}"
+        figures.update(await latencies(receiver, sent))
         figures["steady_cpu_ms_per_event"] = round((cpu_seconds(procs) - cpu) * 1000 / len(sent), 3)
 
         # 3. feed reads.
@@ -320,6 +357,221 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_jetstream:
         figures.update(await publish_throughput(root))
     shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+async def steady(js: Any, rate: int, seconds: float, make: Any, first: int = 0) -> dict[str, float]:
+    """Events from `make(n)` published one at a time at `rate` a second for `seconds`: the
+    wall-clock time each was published, by event id. A publish is not awaited before the next
+    one starts (a loaded machine slows its acknowledgement, and the rate must not sag)."""
+    sent: dict[str, float] = {}
+    pending: set[asyncio.Task[None]] = set()
+    interval = 1 / rate
+    begin = time.monotonic()
+    n = first
+    while time.monotonic() - begin < seconds:
+        event = make(n)
+        n += 1
+        sent[event.event_id] = time.time()
+        task = asyncio.create_task(publish(js, [event]))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        wait = begin + (n - first) * interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+    await asyncio.gather(*pending)
+    return sent
+
+
+def percentiles(values: list[float], name: str) -> dict[str, Any]:
+    """p50 and p99 in milliseconds of latencies in seconds."""
+    values = sorted(values)
+    if not values:
+        return {f"{name}_received": 0}
+    return {
+        f"{name}_p50_ms": round(statistics.median(values) * 1000, 1),
+        f"{name}_p99_ms": round(values[max(int(len(values) * 0.99) - 1, 0)] * 1000, 1),
+    }
+
+
+async def latencies(receiver: Receiver, sent: dict[str, float]) -> dict[str, Any]:
+    """Publish -> webhook received of the events sent, once all arrived (or 30 s passed)."""
+    deadline = time.monotonic() + 30
+    while not set(sent) <= set(receiver.read()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    arrived = [receiver.arrived[i] - t for i, t in sent.items() if i in receiver.arrived]
+    return {
+        **percentiles(arrived, "latency"),
+        "latency_received": f"{len(arrived)}/{len(sent)}",
+    }
+
+
+def feed_times(url: str, ids: list[str]) -> dict[str, float]:
+    """When each event's feed transaction began (`events.recorded_at`), by id."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, extract(epoch FROM recorded_at) FROM events WHERE id = ANY(%s)", (ids,)
+        ).fetchall()
+    return {str(i): float(at) for i, at in rows}
+
+
+def attempt_seconds(url: str, ids: list[str]) -> list[float]:
+    """How long each attempt of these events' deliveries took, as the deliverer timed it."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT a.latency_ms FROM delivery_attempts a JOIN deliveries d"
+            " ON d.merchant_id = a.merchant_id AND d.id = a.delivery_id"
+            " WHERE d.event_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    return [ms / 1000 for (ms,) in rows]
+
+
+def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Sample a process for `seconds` (py-spy, folded stacks with idle frames)."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-d",
+         str(int(seconds)), "-r", "50", "-f", "raw", "--idle", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def run_with_checkouts(args: argparse.Namespace) -> dict[str, Any]:
+    """Figure 2 on the whole platform while wrk drives register checkouts (`--checkouts`)."""
+    figures: dict[str, Any] = {}
+
+    async def work(platform: Platform, key: str) -> None:
+        root = Path(tempfile.mkdtemp(prefix="omnitill-bench-receiver-"))
+        receiver = Receiver(root)
+        receiver.start()
+        headers = {"Authorization": f"Bearer {key}"}
+        nc = await nats.connect(platform.nats.url)
+        try:
+            async with httpx.AsyncClient(
+                base_url=platform.gateway_url, headers=headers, timeout=30
+            ) as http:
+                body = await stock_for_checkouts(http)
+                created = await http.post(
+                    "/v1/webhook-subscriptions",
+                    json={"url": f"http://127.0.0.1:{receiver.port}/hooks", "event_types": ["*"]},
+                    headers={"Idempotency-Key": "bench-subscription"},
+                )
+                created.raise_for_status()
+            script = checkout_script(root, key, body)
+            merchant = await _merchant_of(platform, key)
+            if args.apart:
+                # The steady events of another merchant, with a subscription of its own: what
+                # the checkouts' merchant costs it (the merchant's sequence row is shared by
+                # the consumers of every stream) is then left out.
+                merchant = MERCHANT
+                port = platform.ports.services["dispatcher"]
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    await dispatcher_pb2_grpc.DispatcherServiceStub(channel).CreateSubscription(
+                        pb.CreateSubscriptionRequest(
+                            request_id="bench-apart",
+                            url=f"http://127.0.0.1:{receiver.port}/hooks",
+                            event_types=["inventory.*"],
+                        ),
+                        metadata=MD,
+                        timeout=10,
+                    )
+            js = nc.jetstream()
+            procs = {p.name: p.popen for p in platform.procs}
+            dispatchers = [procs["dispatcher"], procs[DELIVERER]]
+            # Warm-up (pools, prepared statements, caches), then the planner's statistics, as
+            # bench_checkout does; its events are delivered before the measured run.
+            await asyncio.to_thread(
+                run_wrk, platform.gateway_url, script, args.checkouts, args.warmup
+            )
+            await asyncio.to_thread(analyze, platform)
+            await asyncio.sleep(3)
+            receiver.read()
+            figures["load_before"] = os.getloadavg()[0]
+            cpu_each = [cpu_seconds([proc]) for proc in dispatchers]
+            wrk_run = asyncio.create_task(
+                asyncio.to_thread(
+                    run_wrk, platform.gateway_url, script, args.checkouts, int(args.seconds) + 4
+                )
+            )
+            await asyncio.sleep(2)  # wrk's connections are busy before the steady events start
+            profiles: list[Path] = []
+            spies = []
+            if args.profile:
+                for role, proc in zip(("ingest", "deliver"), dispatchers, strict=True):
+                    profiles.append(args.profile / f"dispatcher-{role}.folded")
+                    spies.append(py_spy(proc.pid, args.seconds, profiles[-1]))
+            started = time.monotonic()
+            sent = await steady(js, args.rate, args.seconds, lambda i: stock_event(i, merchant))
+            wall = time.monotonic() - started
+            for role, proc, before in zip(
+                ("ingest", "deliver"), dispatchers, cpu_each, strict=True
+            ):
+                figures[f"cores_used_{role}"] = round((cpu_seconds([proc]) - before) / wall, 2)
+            checkouts = await wrk_run
+            for spy in spies:
+                spy.wait(30)
+            figures["load_after"] = os.getloadavg()[0]
+            figures["checkout_connections"] = args.checkouts
+            figures["checkouts_per_second"] = checkouts.rps
+            figures["checkout_p50_ms"] = checkouts.p50_ms
+            figures["checkout_p99_ms"] = checkouts.p99_ms
+            figures["checkouts_failed"] = checkouts.failed
+            figures["steady_rate_per_second"] = args.rate
+            figures.update(await latencies(receiver, sent))
+            # The checkouts' own events: from their commit in their service to the webhook.
+            await asyncio.sleep(3)
+            others = [
+                at - receiver.occurred[i]
+                for i, at in receiver.read().items()
+                if i not in sent
+                and receiver.occurred[i] >= min(sent.values())
+                and receiver.occurred[i] <= max(sent.values())
+            ]
+            figures["checkout_events_per_second"] = round(len(others) / wall)
+            figures.update(percentiles(others, "checkout_events_latency"))
+            # Where the time goes: publish -> the feed's transaction (the stream, the fetch, a
+            # batch ahead) and from there -> received (commit, wake-up, claim, request).
+            url = platform.database_urls["dispatcher"]
+            recorded = feed_times(url, list(sent))
+            figures.update(
+                percentiles([recorded[i] - t for i, t in sent.items() if i in recorded], "to_feed")
+            )
+            figures.update(
+                percentiles(
+                    [receiver.arrived[i] - recorded[i] for i in recorded if i in receiver.arrived],
+                    "feed_to_webhook",
+                )
+            )
+            # The receiver's answer as the deliverer timed it (a slow endpoint with its 8
+            # slots full makes a queue), and the trend: a latency growing from the first
+            # seconds to the last says deliveries fall behind, not just take long.
+            figures.update(percentiles(attempt_seconds(url, list(sent)), "attempt"))
+            first = min(sent.values())
+            for name, begin, end in (
+                ("first_2s", first, first + 2),
+                ("last_2s", first + args.seconds - 2, first + args.seconds),
+            ):
+                window = [
+                    receiver.arrived[i] - t
+                    for i, t in sent.items()
+                    if begin <= t < end and i in receiver.arrived
+                ]
+                figures.update(percentiles(window, f"latency_{name}"))
+            if profiles:
+                figures["profiles"] = [str(path) for path in profiles]
+        finally:
+            await nc.close()
+            receiver.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    settings = {"WEBHOOK_PER_ENDPOINT": str(args.per_endpoint)} if args.per_endpoint else {}
+    on_platform(
+        f"dispatcher latency {started}: {args.rate} events/s for {args.seconds:g} s while wrk"
+        f" runs register checkouts on {args.checkouts} connections {settings or ''}",
+        work,
+        env_extra=settings,
+    )
     return figures
 
 
@@ -399,7 +651,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--one-process", action="store_true", help="ingest and deliver in one")
     parser.add_argument("--no-jetstream", action="store_true", help="skip the publish figures")
-    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+    parser.add_argument(
+        "--checkouts", type=int, default=0, help="connections of register checkouts beside"
+    )
+    parser.add_argument("--per-endpoint", type=int, default=0, help="WEBHOOK_PER_ENDPOINT")
+    parser.add_argument(
+        "--apart", action="store_true", help="steady events of another merchant (--checkouts)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy both dispatcher processes into this folder"
+    )
+    parser.add_argument("--warmup", type=int, default=10, help="warm-up s (--checkouts)")
+    args = parser.parse_args()
+    if args.checkouts:
+        print(json.dumps(run_with_checkouts(args), indent=2))
+    else:
+        print(json.dumps(asyncio.run(run(args)), indent=2))
 
 
 if __name__ == "__main__":

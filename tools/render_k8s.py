@@ -60,10 +60,22 @@ class Component:
     calls: tuple[str, ...] = ()
     # payment (Black Friday) and inventory (flash-sale reads) scale in every environment.
     autoscale_in_base: bool = False
+    # A second Deployment of another component's program (its code, database, migration and
+    # secrets), in another role: the name of that component.
+    program: str = ""
+    # Settings of this Deployment alone.
+    env: tuple[tuple[str, str], ...] = ()
+    # Connects out to partners' endpoints on the public internet (webhooks).
+    public_egress: bool = False
+
+    @property
+    def owner(self) -> str:
+        """The component whose code and database this one runs."""
+        return self.program or self.name
 
     @property
     def module(self) -> str:
-        return f"pos_{self.name}"
+        return f"pos_{self.owner}"
 
     @property
     def port(self) -> int:
@@ -75,7 +87,7 @@ class Component:
 
     @property
     def database_cluster(self) -> str:
-        return f"pg-{self.name}"
+        return f"pg-{self.owner}"
 
     @property
     def database_secret(self) -> str:
@@ -87,6 +99,11 @@ class Component:
         # pos_<name> rather than <name>: "order" is a reserved word in SQL.
         return self.module
 
+    @property
+    def owns_database(self) -> bool:
+        """Has the migration Job and the database (another role of it has neither)."""
+        return not self.program
+
 
 SERVICES = ("inventory", "promotion", "customer", "payment", "order")
 COMPONENTS: tuple[Component, ...] = (
@@ -95,8 +112,18 @@ COMPONENTS: tuple[Component, ...] = (
     Component("customer", "grpc"),
     Component("payment", "grpc", autoscale_in_base=True),
     Component("order", "grpc", calls=("inventory", "promotion", "customer", "payment")),
-    # The event feed and webhooks: reads every stream, serves the gateway, calls partners.
-    Component("dispatcher", "grpc"),
+    # The event feed and webhooks (services/dispatcher, DISPATCHER_ROLE): one Deployment reads
+    # every stream into the feed and serves the gateway; the other sends the webhooks to
+    # partners, each scaled on its own (ingest and delivery each keep a core busy at a high
+    # rate). Only the delivering one may connect out to the internet.
+    Component("dispatcher", "grpc", env=(("DISPATCHER_ROLE", "ingest"),)),
+    Component(
+        "dispatcher-deliver",
+        "grpc",
+        program="dispatcher",
+        env=(("DISPATCHER_ROLE", "deliver"),),
+        public_egress=True,
+    ),
     Component("gateway", "http", calls=(*SERVICES, "dispatcher")),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
@@ -248,13 +275,14 @@ def deployment(c: Component) -> dict[str, Any]:
     env.append(database_url_env(c))
     for callee in c.calls:
         env.append({"name": f"{callee.upper()}_ADDR", "value": f"{callee}:{GRPC_PORT}"})
-    for secret in SECRETS.get(c.name, ()):
+    for secret in SECRETS.get(c.owner, ()):
         env.append(
             {
                 "name": secret,
-                "valueFrom": {"secretKeyRef": {"name": f"{c.name}-secrets", "key": secret}},
+                "valueFrom": {"secretKeyRef": {"name": f"{c.owner}-secrets", "key": secret}},
             }
         )
+    env += [{"name": name, "value": value} for name, value in c.env]
 
     if c.protocol == "grpc":
         # Native gRPC probes ask grpc.health.v1 for the server as a whole (service "").
@@ -445,7 +473,7 @@ def network_policy(c: Component) -> dict[str, Any]:
                 "ports": [{"protocol": "TCP", "port": GRPC_PORT}],
             }
         )
-    if c.name == "dispatcher":
+    if c.public_egress:
         egress.append({"to": PUBLIC_INTERNET})
     egress.append(
         {
@@ -562,7 +590,9 @@ def database(c: Component) -> dict[str, Any]:
 
 
 def database_network_policy(c: Component) -> dict[str, Any]:
-    """Only this component's pods (server and migration) reach its database."""
+    """Only this component's pods (server and migration, and those of its other roles) reach
+    its database."""
+    users = [c.name] + [other.name for other in COMPONENTS if other.program == c.name]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -572,7 +602,10 @@ def database_network_policy(c: Component) -> dict[str, Any]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": c.name}}}],
+                    "from": [
+                        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+                        for name in users
+                    ],
                     "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}],
                 },
                 {
@@ -967,13 +1000,14 @@ def app_documents(c: Component) -> list[dict[str, Any]]:
     docs = [deployment(c), service(c), disruption_budget(c)]
     if c.autoscale_in_base:
         docs.append(autoscaler(c))
-    docs += [
-        network_policy(c),
-        migration_job(c),
-        migration_network_policy(c),
-        database(c),
-        database_network_policy(c),
-    ]
+    docs.append(network_policy(c))
+    if c.owns_database:
+        docs += [
+            migration_job(c),
+            migration_network_policy(c),
+            database(c),
+            database_network_policy(c),
+        ]
     return docs
 
 
@@ -1028,7 +1062,10 @@ def render() -> dict[Path, str]:
     files[prod_tls / "certificates.yaml"] = dump(certificate_documents())
     files[prod_tls / "edge.yaml"] = dump(edge_documents())
     for c in COMPONENTS:
-        files[prod_tls / f"{c.name}.yaml"] = dump([tls_deployment_patch(c), tls_migration_patch(c)])
+        patches = [tls_deployment_patch(c)]
+        if c.owns_database:
+            patches.append(tls_migration_patch(c))
+        files[prod_tls / f"{c.name}.yaml"] = dump(patches)
     files.update(stream_files())
     return files
 

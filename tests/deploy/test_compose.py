@@ -97,11 +97,17 @@ def test_compose_gives_each_server_what_kubernetes_gives_it(
         for d in docs
         if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("omnitill-config")
     )
-    servers = {s["command"][0]: s for s in _apps("serve").values()}
+    # By name: one program may run as two servers in different roles (the dispatcher).
+    servers = _apps("serve")
     for deployment in app_deployments(docs):
         container = pod_spec(deployment)["containers"][0]
-        module = container["args"][0]
-        assert module in servers, f"{module} runs in Kubernetes but not in compose"
+        name = deployment["metadata"]["name"]
+        assert name in servers, f"{name} runs in Kubernetes but not in compose"
+        assert servers[name]["command"][0] == container["args"][0], name
         expected = set(env_sources(container)) | set(config["data"])
-        missing = expected - set(servers[module]["environment"])
-        assert not missing, f"{module}: compose lacks {sorted(missing)}"
+        missing = expected - set(servers[name]["environment"])
+        assert not missing, f"{name}: compose lacks {sorted(missing)}"
+        # A role is a setting of the Deployment itself: the same in both.
+        for variable, source in env_sources(container).items():
+            if variable.endswith("_ROLE"):
+                assert servers[name]["environment"][variable] == source["value"], name

@@ -39,6 +39,7 @@ CALL_GRAPH = {
     "customer": set(),
     "payment": set(),
     "dispatcher": set(),
+    "dispatcher-deliver": set(),
 }
 # The Gateway API implementation's proxies (Envoy Gateway's namespace).
 EDGE = Endpoint(
@@ -158,6 +159,46 @@ def test_every_component_reaches_nats_and_dns(docs: list[Doc]) -> None:
         parsed = app_args(pod_spec(workload)["containers"][0])
         if parsed is not None and parsed[1] == "serve":
             assert allowed(policies, source, broker, 4222), f"{source.name}: no NATS"
+
+
+def _reaches_the_internet(policies: list[Doc], source: Endpoint) -> bool:
+    """An egress rule of a policy selecting the pod admits any public IPv4 address (CIDR rules
+    are not evaluated by `allowed`: they address what is outside the cluster)."""
+    return any(
+        peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+        for policy in policies_selecting(policies, source, "Egress")
+        for rule in policy["spec"].get("egress") or []
+        for peer in rule.get("to") or []
+    )
+
+
+def test_the_dispatcher_runs_its_two_roles_and_only_delivery_reaches_partners(
+    docs: list[Doc], overlay: str
+) -> None:
+    """services/dispatcher: one Deployment ingests the streams and serves the gateway, another
+    sends the webhooks, with the same program, database and sealing key; only the delivering
+    one connects out to the internet, and nothing else does."""
+    roles: dict[str, Doc] = {}
+    for deployment in app_deployments(docs):
+        container = pod_spec(deployment)["containers"][0]
+        role = env_sources(container).get("DISPATCHER_ROLE", {}).get("value")
+        if role is not None:
+            roles[str(role)] = deployment
+    assert set(roles) == {"ingest", "deliver"}, f"{overlay}: dispatcher roles {sorted(roles)}"
+    ingest, deliver = roles["ingest"], roles["deliver"]
+    assert ingest["metadata"]["name"] == "dispatcher"
+    shared = ("DATABASE_URL", "DISPATCHER_SECRET_KEYS")
+    sources = [env_sources(pod_spec(d)["containers"][0]) for d in (ingest, deliver)]
+    for variable in shared:
+        assert sources[0][variable]["valueFrom"] == sources[1][variable]["valueFrom"], variable
+    assert [pod_spec(d)["containers"][0]["args"] for d in (ingest, deliver)] == [
+        ["pos_dispatcher", "serve"]
+    ] * 2
+    policies = _policies(docs)
+    reaching = {
+        ref(w) for w in workloads(docs) if _reaches_the_internet(policies, workload_endpoint(w))
+    }
+    assert reaching == {ref(deliver)}, f"{overlay}: {sorted(reaching)} reach the internet"
 
 
 def test_nats_servers_reach_each_other_and_nobody_else_reaches_routes(docs: list[Doc]) -> None:

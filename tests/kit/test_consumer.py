@@ -280,3 +280,47 @@ async def test_an_ordered_consumer_retries_a_failing_event_before_any_later_one(
     assert applied == [f"evt_{n}" for n in range(1, 7)]
     assert failures == {"evt_2": 0}
     assert consumer.dead_lettered == 0
+
+
+async def test_an_ordered_batch_applies_each_new_event_once_in_one_transaction(bus: Bus) -> None:
+    """The batch path (`batch_handler`): the batch's inbox rows go in one statement; an event
+    already in the inbox, and one the batch holds twice, are applied once, in stream order."""
+    subject = "pos.order.v1.batch_test"
+    calls: list[list[str]] = []
+
+    async def one(uow: UnitOfWork, event: IncomingEvent) -> None:
+        calls.append([event.event_id])
+
+    async def many(uow: UnitOfWork, events: list[IncomingEvent]) -> None:
+        calls.append([e.event_id for e in events])
+
+    await ensure_service_streams(bus.js, "order")
+    async with bus.engine.begin() as conn:
+        await conn.execute(kit.inbox.insert().values(consumer="test-batch", event_id="evt_b2"))
+    for n, event in enumerate(["evt_b1", "evt_b2", "evt_b3", "evt_b3", "evt_b4"]):
+        await bus.js.publish(subject, b"", headers=_headers(event, f"batch-{n}"))
+    consumer = Consumer(
+        bus.js,
+        lambda: UnitOfWork(bus.engine, kit),
+        name="test-batch",
+        source_service="order",
+        subjects=[subject],
+        handler=one,
+        ordered=True,
+        batch_handler=many,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: consumer.applied + consumer.duplicates == 5)
+    stop.set()
+    await task
+    # One call, so one transaction: the batch path, not message by message.
+    assert calls == [["evt_b1", "evt_b3", "evt_b4"]]
+    assert consumer.duplicates == 2
+    async with bus.engine.connect() as conn:
+        mine = await conn.scalars(
+            select(kit.inbox.c.event_id)
+            .where(kit.inbox.c.consumer == "test-batch")
+            .order_by(kit.inbox.c.event_id)
+        )
+        assert list(mine) == ["evt_b1", "evt_b2", "evt_b3", "evt_b4"]

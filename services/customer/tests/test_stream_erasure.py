@@ -1,6 +1,7 @@
 """Erasure reaches the NATS stream: after a customer is erased, no message of POS_CUSTOMER holds
-their name, email or phone, nor any dead letter of one in POS_DLQ; another customer's messages
-stay. Real PostgreSQL and NATS."""
+their name, email or phone, nor any dead letter of one in POS_DLQ; the dead letters of their
+orders' events lose the shipment address and notes but stay (redacted) to be sent again;
+another customer's messages stay. Real PostgreSQL and NATS."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ import sqlalchemy as sa
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.inventory.v1 import inventory_pb2
+from pos.order.v1 import events_pb2 as order_events
+from pos.order.v1 import order_pb2
 from pos_devstack.natsd import LocalNats
 from pos_devstack.testing import Infra, serve_in_process
-from pos_kit.dead_letters import ORIGINAL_SUBJECT
+from pos_kit.dead_letters import CONSUMER, ORIGINAL_SUBJECT
+from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, make_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MERCHANT = (("x-merchant-id", "mer_erasure"),)
@@ -163,3 +168,101 @@ async def test_an_erased_customers_profile_messages_leave_the_stream(running: Ru
             {"c": customer},
         )
         assert stamped.scalar_one() is not None
+
+
+async def _dead_letter_order(url: str, customer_id: str, ship_to: str, notes: str) -> str:
+    """A confirmed shipment order of the customer, dead-lettered by the dispatcher's consumer
+    of POS_ORDER as pos_kit.consumer does it; the order's id."""
+    order = order_pb2.Order(
+        id=f"ord_{uuid.uuid4().hex[:12]}",
+        customer_id=customer_id,
+        notes=notes,
+        fulfillments=[
+            order_pb2.Fulfillment(
+                id="ful_1",
+                ship_to=ship_to,
+                destination=inventory_pb2.GeoPoint(latitude=51.5, longitude=-0.12),
+            )
+        ],
+    )
+    event = make_event(order_events.OrderConfirmed(order=order), "mer_erasure")
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(
+            "pos.dlq.dispatcher-order",
+            event.payload,
+            headers={
+                "Nats-Msg-Id": f"dispatcher-order:{event.event_id}:1",
+                EVENT_ID_HEADER: event.event_id,
+                EVENT_TYPE_HEADER: event.event_type,
+                MERCHANT_HEADER: "mer_erasure",
+                ORIGINAL_SUBJECT: event.subject,
+                CONSUMER: "dispatcher-order",
+            },
+        )
+    finally:
+        await nc.close()
+    return order.id
+
+
+async def _dead_orders(url: str) -> dict[str, order_pb2.Order]:
+    """The orders in the dead letters of order events, by id."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
+        sub = await js.pull_subscribe("pos.dlq.>", stream="POS_DLQ", config=config)
+        found: dict[str, order_pb2.Order] = {}
+        while True:
+            try:
+                batch = await sub.fetch(256, timeout=0.5)
+            except nats.errors.TimeoutError:
+                return found
+            for m in batch:
+                if (m.headers or {}).get(ORIGINAL_SUBJECT) == "pos.order.v1.order_confirmed":
+                    order = order_events.OrderConfirmed.FromString(m.data).order
+                    found[order.id] = order
+            if batch[-1].metadata.num_pending == 0:
+                return found
+    finally:
+        await nc.close()
+
+
+async def test_an_erased_customers_order_dead_letters_lose_the_address_and_stay(
+    running: Running,
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    ids = []
+    for email in (f"ships-{tag}@example.com", f"keeps-{tag}@example.com"):
+        made = await running.stub.CreateCustomer(
+            customer_pb2.CreateCustomerRequest(request_id=uuid.uuid4().hex, email=email),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        ids.append(made.customer.id)
+    customer, other = ids
+    address, other_address = f"12 Hidden Lane {tag}", f"3 Open Road {tag}"
+    gone = await _dead_letter_order(running.nats.url, customer, address, f"ring twice {tag}")
+    kept = await _dead_letter_order(running.nats.url, other, other_address, f"leave {tag}")
+
+    await running.stub.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+
+    async def redacted() -> bool:
+        held = await _stream(running.nats.url, "POS_DLQ", "pos.dlq.>")
+        return address.encode() not in held and f"ring twice {tag}".encode() not in held
+
+    await _until(redacted, "the erased customer's order dead letters still hold the address")
+    orders = await _dead_orders(running.nats.url)
+    # Still there to be sent again, the order whole but for what the erasure takes.
+    assert gone in orders
+    assert orders[gone].customer_id == customer
+    assert orders[gone].notes == ""
+    assert [f.ship_to for f in orders[gone].fulfillments] == [""]
+    assert not orders[gone].fulfillments[0].HasField("destination")
+    # Another customer's order is untouched.
+    assert orders[kept].fulfillments[0].ship_to == other_address
+    assert orders[kept].notes == f"leave {tag}"

@@ -30,7 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.propagate import extract
-from sqlalchemy import Table, bindparam
+from sqlalchemy import ARRAY, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -271,14 +271,13 @@ class Consumer:
                     by_merchant.setdefault(event.merchant_id, []).append(event)
             for merchant, events in by_merchant.items():
                 async with self._uow_factory().bind(merchant) as uow:
-                    inbox = uow.tables.inbox
-                    first = await uow.conn.execute(
-                        pg_insert(inbox)
-                        .values([{"consumer": self.name, "event_id": e.event_id} for e in events])
-                        .on_conflict_do_nothing()
-                        .returning(inbox.c.event_id)
+                    # One statement compiled once for any batch size (an array parameter, not
+                    # a VALUES row per event), sent with the BEGIN.
+                    first = await uow.all_rows(
+                        compiled_sql(uow.tables.inbox, "inbox_batch", _inbox_entries),
+                        {"consumer": self.name, "event_ids": [e.event_id for e in events]},
                     )
-                    new = {row.event_id for row in first}
+                    new = {row[0] for row in first}
                     # Once each, even if the batch holds the same event twice.
                     fresh = []
                     for e in events:
@@ -419,6 +418,18 @@ def _inbox_entry(inbox: Table) -> ClauseElement:
     return (
         pg_insert(inbox)
         .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"))
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
+
+
+def _inbox_entries(inbox: Table) -> ClauseElement:
+    """A batch's rows in the inbox, from an array of event ids; back come the ids that were
+    not there already (an id twice in the array comes back once)."""
+    ids = func.unnest(bindparam("event_ids", type_=ARRAY(Text)))
+    return (
+        pg_insert(inbox)
+        .from_select(["consumer", "event_id"], select(bindparam("consumer", type_=Text), ids))
         .on_conflict_do_nothing()
         .returning(inbox.c.event_id)
     )

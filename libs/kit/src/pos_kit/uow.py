@@ -189,6 +189,16 @@ class UnitOfWork:
         """Run one of the kit's statements on the driver's connection (none of SQLAlchemy's
         per-statement work) and return its first row. As the transaction's first statement
         (a claim, an inbox entry) it travels with the BEGIN: one round trip, not two."""
+        rows = await self._kit_statement(sql, params, every=False)
+        return rows[0] if rows else None
+
+    async def all_rows(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """As `first_row`, every row (a batch's inbox entries)."""
+        return await self._kit_statement(sql, params, every=True)
+
+    async def _kit_statement(
+        self, sql: str, params: Mapping[str, Any], *, every: bool
+    ) -> list[Sequence[Any]]:
         driver = await self.driver()
         with _as_sqlalchemy_error(sql):
             if driver.info.transaction_status == TransactionStatus.IDLE:
@@ -199,7 +209,10 @@ class UnitOfWork:
                     cursor = await driver.execute(sql, params)
             else:
                 cursor = await driver.execute(sql, params)
-            return await cursor.fetchone()
+            if every:
+                return list(await cursor.fetchall())
+            first = await cursor.fetchone()
+            return [] if first is None else [first]
 
     def execute_with_commit(self, sql: str, params: Mapping[str, Any]) -> None:
         """Run a statement whose outcome nobody reads before the commit, with the COMMIT."""

@@ -1,6 +1,10 @@
 """Erasure reaches the NATS stream: the customer_created, customer_updated and customer_merged
 messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence, and
 so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days; `pos_kit.dead_letters`).
+The dead letters of the order events of the customer's orders lose what the order service
+erases from the orders (each fulfilment's `ship_to` and `destination`, the notes): each is
+replaced by a redacted copy, so that it can still be sent again to the consumer that failed
+(the order's lines, money and ids are no personal data, and that consumer still needs them).
 
 Why deletes by sequence rather than per-customer subjects and a purge by subject: every
 consumer of this stream (the order service's, the dispatcher's) filters on the event's subject
@@ -32,10 +36,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import func, select, update
 
 from pos.customer.v1 import events_pb2 as customer_events
+from pos.order.v1 import events_pb2 as order_events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import erasures
 from pos_kit.dead_letters import ORIGINAL_SUBJECT
-from pos_kit.events import MERCHANT_HEADER
+from pos_kit.events import MERCHANT_HEADER, subject_for
 from pos_kit.grpc_server import BackgroundTask
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
@@ -45,10 +50,22 @@ log = logging.getLogger(__name__)
 STREAM = stream_name("customer")
 BATCH = 100
 # The messages that carry a profile, and where in each its customer's id is.
-PROFILES = {
+PROFILES: dict[str, tuple[type[Message], str]] = {
     "pos.customer.v1.customer_created": (customer_events.CustomerCreated, "customer"),
     "pos.customer.v1.customer_updated": (customer_events.CustomerUpdated, "customer"),
     "pos.customer.v1.customer_merged": (customer_events.CustomerMerged, "winner"),
+}
+# The order events that carry the order (`order`, with the customer's id), by subject.
+ORDERS: dict[str, type[Message]] = {
+    subject_for(kind()): kind
+    for kind in (
+        order_events.OrderCreated,
+        order_events.OrderConfirmed,
+        order_events.OrderCancelled,
+        order_events.OrderCompleted,
+        order_events.OrderFulfillmentUpdated,
+        order_events.OrderReturned,
+    )
 }
 
 
@@ -88,15 +105,29 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
         return 0
     wanted = {(r.merchant_id, r.customer_id) for r in rows}
     found = [
-        (STREAM, seq)
-        for seq in await _sequences_of(js, wanted, STREAM, "pos.customer.v1.>", _own_subject)
+        (STREAM, msg.metadata.sequence.stream)
+        for msg in await _matching(
+            js, STREAM, "pos.customer.v1.>", lambda m: _names(m, m.subject, wanted)
+        )
     ]
     # A dead letter is a copy of the message under the consumer's subject; the original
-    # subject rides in a header.
-    found += [
-        (DLQ_STREAM, seq)
-        for seq in await _sequences_of(js, wanted, DLQ_STREAM, f"{DLQ_PREFIX}.>", _dead_subject)
-    ]
+    # subject rides in a header. A profile's goes; an order event's is replaced by a copy
+    # without the personal data, published before the original is deleted (a pass that dies
+    # in between leaves the original, found again next round; the copy is deduplicated).
+    dead = await _matching(
+        js,
+        DLQ_STREAM,
+        f"{DLQ_PREFIX}.>",
+        lambda m: _names(m, _dead_subject(m), wanted) or _redacted_order(m, wanted) is not None,
+    )
+    for msg in dead:
+        sequence = msg.metadata.sequence.stream
+        redacted = _redacted_order(msg, wanted)
+        if redacted is not None:
+            headers = dict(msg.headers or {})
+            headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', sequence)}:erased"
+            await js.publish(msg.subject, redacted, headers=headers)
+        found.append((DLQ_STREAM, sequence))
     deleted = 0
     for stream, seq in found:
         with contextlib.suppress(Exception):  # already gone (another replica, or aged out)
@@ -123,14 +154,10 @@ def _dead_subject(msg: Msg) -> str:
     return (msg.headers or {}).get(ORIGINAL_SUBJECT, "")
 
 
-async def _sequences_of(
-    js: JetStreamContext,
-    wanted: set[tuple[str, str]],
-    stream: str,
-    subjects: str,
-    subject_of: Callable[[Msg], str],
-) -> list[int]:
-    """The sequences in `stream` of the profile messages of the (merchant, customer) pairs."""
+async def _matching(
+    js: JetStreamContext, stream: str, subjects: str, wanted: Callable[[Msg], bool]
+) -> list[Msg]:
+    """The messages in `stream` (on `subjects`) that `wanted` picks, read once to the end."""
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.NONE,
@@ -138,17 +165,14 @@ async def _sequences_of(
         max_ack_pending=-1,
     )
     sub = await js.pull_subscribe(subjects, stream=stream, config=config)
-    found: list[int] = []
+    found: list[Msg] = []
     try:
         while True:
             try:
                 batch = await sub.fetch(256, timeout=1.0)
             except NatsTimeout:
                 break
-            for msg in batch:
-                kind = PROFILES.get(subject_of(msg))
-                if kind is not None and _names(msg.data, kind, msg.headers, wanted):
-                    found.append(msg.metadata.sequence.stream)
+            found += [msg for msg in batch if wanted(msg)]
             if batch and batch[-1].metadata.num_pending == 0:
                 break
     finally:
@@ -160,16 +184,42 @@ async def _sequences_of(
     return found
 
 
-def _names(
-    data: bytes,
-    kind: tuple[type[Message], str],
-    headers: dict[str, str] | None,
-    wanted: set[tuple[str, str]],
-) -> bool:
+def _names(msg: Msg, subject: str, wanted: set[tuple[str, str]]) -> bool:
+    """A profile message of one of the (merchant, customer) pairs."""
+    kind = PROFILES.get(subject)
+    if kind is None:
+        return False
     message_type, field = kind
     try:
-        message: Any = message_type.FromString(data)
+        message: Any = message_type.FromString(msg.data)
     except DecodeError:
         return False
-    merchant = (headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
+    merchant = (msg.headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
     return (merchant, getattr(message, field).id) in wanted
+
+
+def _redacted_order(msg: Msg, wanted: set[tuple[str, str]]) -> bytes | None:
+    """An order event's dead letter of one of the customers, without what the order service
+    erases from the order; None if it is none of theirs or holds none of it."""
+    message_type = ORDERS.get(_dead_subject(msg))
+    if message_type is None:
+        return None
+    message: Any = message_type()
+    try:
+        message.ParseFromString(msg.data)
+    except DecodeError:
+        return None
+    order = message.order
+    merchant = (msg.headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
+    if (merchant, order.customer_id) not in wanted:
+        return None
+    personal = bool(order.notes) or any(
+        f.ship_to or f.HasField("destination") for f in order.fulfillments
+    )
+    if not personal:
+        return None
+    order.notes = ""
+    for fulfillment in order.fulfillments:
+        fulfillment.ship_to = ""
+        fulfillment.ClearField("destination")
+    return bytes(message.SerializeToString())
