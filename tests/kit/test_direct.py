@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pos_devstack.testing import Infra
 from pos_kit.db import async_url, make_engine
-from pos_kit.direct import DirectConnection, DirectResult
+from pos_kit.direct import DirectConnection, DirectEngine, DirectResult
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -58,7 +58,7 @@ AT = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def engines(infra: Infra) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
     url = infra.service_database("customer")
-    direct = make_engine(url, pool_size=2)
+    direct = DirectEngine(make_engine(url, pool_size=2).sync_engine)
     plain = create_async_engine(async_url(url), pool_size=2)
     async with plain.begin() as conn:
         await conn.run_sync(metadata.create_all)
