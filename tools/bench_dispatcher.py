@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -194,6 +195,10 @@ def receive(port: int, path: str) -> None:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", interface="asgi3"
     )
+    # The measuring processes' own collector pauses are not the dispatcher's (GC_FREEZE=0
+    # compares the platform's processes only).
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(config).run()
 
 
@@ -486,6 +491,8 @@ def run_with_checkouts(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(analyze, platform)
             await asyncio.sleep(3)
             receiver.read()
+            gc.collect()
+            gc.freeze()
             figures["load_before"] = os.getloadavg()[0]
             cpu_each = [cpu_seconds([proc]) for proc in dispatchers]
             wrk_run = asyncio.create_task(
@@ -557,6 +564,22 @@ def run_with_checkouts(args: argparse.Namespace) -> dict[str, Any]:
                     if begin <= t < end and i in receiver.arrived
                 ]
                 figures.update(percentiles(window, f"latency_{name}"))
+            # Each second's p99 (publish -> received, and publish -> the feed): spikes or a
+            # trend, and in which step.
+            each: list[list[float]] = [[] for _ in range(int(args.seconds) + 1)]
+            feed_each: list[list[float]] = [[] for _ in range(int(args.seconds) + 1)]
+            for i, t in sent.items():
+                if i in receiver.arrived:
+                    each[int(t - first)].append(receiver.arrived[i] - t)
+                if i in recorded:
+                    feed_each[int(t - first)].append(recorded[i] - t)
+            for key, groups in (
+                ("p99_each_second_ms", each),
+                ("to_feed_p99_each_second_ms", feed_each),
+            ):
+                figures[key] = [
+                    round(sorted(g)[max(int(len(g) * 0.99) - 1, 0)] * 1000) for g in groups if g
+                ]
             if profiles:
                 figures["profiles"] = [str(path) for path in profiles]
         finally:

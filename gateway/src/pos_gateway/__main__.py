@@ -42,6 +42,7 @@ def main() -> None:
 
     from pos_gateway.app import create_app
     from pos_gateway.server import GracefulServer
+    from pos_kit import heap
     from pos_kit.telemetry import setup_logging, setup_tracing
     from pos_kit.tls import ReloadingServerContext
 
@@ -66,6 +67,7 @@ def main() -> None:
         # answered (or shed with a 503 by admission.py), instead of being refused.
         backlog=4096,
     )
+    heap.settle()
     tls = None
     if settings.http_tls_cert is not None and settings.http_tls_key is not None:
         tls = ReloadingServerContext(settings.http_tls_cert, settings.http_tls_key)

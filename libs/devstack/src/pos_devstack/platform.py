@@ -142,6 +142,8 @@ class Platform:
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", str(self.home)),
+            # GC_FREEZE=0 (pos_kit.heap) passes through, to compare the collector's settings.
+            **{k: os.environ[k] for k in ("GC_FREEZE",) if k in os.environ},
             "OMNITILL_ENV": "development",
             "DATABASE_URL": self.database_urls[name],
             "NATS_URL": self.nats.url,

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from pos_kit import heap
 from pos_kit.grpc_server import GrpcService
 from pos_kit.runtime import ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings
@@ -45,6 +46,7 @@ async def serve(name: str, settings: GrpcServiceSettings, build: Builder) -> Non
     setup_tracing(f"pos-{name}", settings.otel_exporter_otlp_endpoint)
     instrument_grpc_and_db()
     runtime, service = build(settings)
+    heap.settle()
     try:
         await service.run_until_signalled(runtime.tasks())
     finally:
