@@ -39,6 +39,9 @@ PROCESSES = (*SERVICES, DELIVERER)
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
+# Settings the platform's processes take from the environment that starts them, to compare two
+# ways of running: GC_FREEZE=0 (pos_kit.heap), SQL_DIRECT=1 (pos_kit.db).
+PASSED_THROUGH = ("GC_FREEZE", "SQL_DIRECT")
 
 
 @dataclass
@@ -142,8 +145,7 @@ class Platform:
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", str(self.home)),
-            # GC_FREEZE=0 (pos_kit.heap) passes through, to compare the collector's settings.
-            **{k: os.environ[k] for k in ("GC_FREEZE",) if k in os.environ},
+            **{k: os.environ[k] for k in PASSED_THROUGH if k in os.environ},
             "OMNITILL_ENV": "development",
             "DATABASE_URL": self.database_urls[name],
             "NATS_URL": self.nats.url,
