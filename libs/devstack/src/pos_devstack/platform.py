@@ -40,7 +40,7 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
 # Settings the platform's processes take from the environment that starts them, to compare two
-# ways of running: GC_FREEZE=0 (pos_kit.heap), SQL_DIRECT=1 (pos_kit.db).
+# ways of running: GC_FREEZE=0 (pos_kit.heap), SQL_DIRECT=0 (pos_kit.db).
 PASSED_THROUGH = ("GC_FREEZE", "SQL_DIRECT")
 
 
