@@ -7,6 +7,7 @@ edge cases are pinned with @example.
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 import pytest
 from hypothesis import example, given, settings
@@ -106,6 +107,26 @@ def test_a_card_number_inside_a_longer_run_is_part_of_another_number(
     more = more[: max(1, 20 - len(number))]  # the whole run: 20 digits or more
     assert not holds_card_number(grouped(number + more, sep))
     assert not holds_card_number(more + sep + grouped(number, sep))
+
+
+@DETERMINISTIC
+@given(st.dates(), st.integers(0, 999_999), st.sampled_from(["-", " "]))
+@example(date(2026, 12, 2), 123, "-")  # 20261202000123 passes Luhn: refused before the layout rule
+def test_dates_and_counters_are_not_card_numbers(day: date, n: int, sep: str) -> None:
+    # A date and a counter (8-6): one in ten passes Luhn, and it is not how a card is written.
+    key = f"pos{sep}{day:%Y%m%d}{sep}{n:06d}"
+    assert not holds_card_number(key), key
+    assert text_problem("idempotency_key", key) is None
+
+
+@DETERMINISTIC
+@given(card_numbers, st.sampled_from([" ", "-"]), st.integers(7, 12))
+@example("4242424242424242", "-", 8)
+def test_a_luhn_valid_run_in_groups_no_card_has_passes(number: str, sep: str, cut: int) -> None:
+    # Two groups, the first longer than six digits: a reference, not a card as printed.
+    value = number[:cut] + sep + number[cut:]
+    assert luhn_ok(number)
+    assert not holds_card_number(value), value
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,12 @@ Discover/UnionPay 6) and which passes the Luhn check. "Whole" means the run is n
 longer one: a 20-digit number is not a card number, and neither is a run whose groups mix
 spaces and dashes. Refusals never repeat the value.
 
+Grouped, the run must be laid out as a card number is written or read out: groups of one size
+from 1 to 6 digits with a last group no longer than the others (4-4-4-4, 4-4-4-4-3, 3-3-3-3-3,
+…), or the 4-6-… of Amex (4-6-5) and Diners (4-6-4) cards. Other groupings are how dates,
+counters and references are written (`pos-20261202-000123`, 8-6): one in ten of those passes
+Luhn by chance, and refusing them would refuse ordinary Idempotency-Keys and order references.
+
 Some values have a type of their own and follow its rules rather than this one:
 - UUIDs (with their dashes or as 32 hex digits, `uuid4().hex`, a common request id) and our own
   ids (`ord_01j…`) anywhere in a value are set aside before runs are looked for: their digits
@@ -72,9 +78,20 @@ def _is_card_run(run: str, gtins_allowed: bool) -> bool:
         return False
     if " " in run and "-" in run:
         return False  # mixed groupings are not how a card is written
+    if digits != run and not card_layout(run):
+        return False
     if gtins_allowed and digits == run and is_gtin(digits):
         return False
     return luhn_ok(digits)
+
+
+def card_layout(run: str) -> bool:
+    """Whether the groups of a separated run are laid out as a card number is written."""
+    sizes = tuple(len(group) for group in re.split("[ -]", run))
+    if sizes[:2] == (4, 6) and len(sizes) == 3:
+        return True  # Amex's 4-6-5, Diners' 4-6-4, and the same cut of longer numbers
+    size = sizes[0]
+    return size <= 6 and all(s == size for s in sizes[:-1]) and sizes[-1] <= size
 
 
 def holds_card_number(value: str, *, gtins_allowed: bool = False) -> bool:
