@@ -97,6 +97,7 @@ async def checkout(
     sale = await steps.call(claim, started)
     async with new_uow() as uow:
         answer = await steps.record(uow, sale)
+        await uow.commit()  # the kit commits what `record` wrote with the stored answer
     return answer.order, answer.payment
 
 

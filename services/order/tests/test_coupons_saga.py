@@ -105,7 +105,9 @@ async def _checkout(shop: CouponShop, cmd: CheckoutCommand) -> Answer:
         await uow.commit()
     sale = await steps.call(Claim("mer_a", cmd.request_id, datetime.now(UTC)), started)
     async with new_uow() as uow:
-        return await steps.record(uow, sale)
+        answer = await steps.record(uow, sale)
+        await uow.commit()  # as the kit does after storing the answer
+        return answer
 
 
 async def test_a_coupon_is_reserved_before_the_charge_and_redeemed_on_confirmation() -> None:

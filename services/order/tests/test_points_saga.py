@@ -125,7 +125,9 @@ async def _run(steps: Any, shop: PointsShop, request_id: str) -> Any:
         await uow.commit()
     done = await steps.call(Claim("mer_a", request_id, datetime.now(UTC)), read)
     async with new_uow() as uow:
-        return await steps.record(uow, done)
+        answer = await steps.record(uow, done)
+        await uow.commit()  # as the kit does after storing the answer
+        return answer
 
 
 async def test_a_web_order_holds_its_points_and_a_cancellation_releases_them() -> None:

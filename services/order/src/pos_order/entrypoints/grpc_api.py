@@ -45,7 +45,7 @@ from pos_order.service.ports import (
     OrderSettings,
     PaymentResult,
 )
-from pos_order.service.saga import Policy
+from pos_order.service.saga import Policy, boundary
 
 
 def _tender(number: int) -> Tender | None:
@@ -230,6 +230,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.call,
             steps.record,
         )
+        if steps.confirmed_in_record:
+            await boundary(self.policy, "after_confirm_commit")
         if steps.shown:
             answer.gift_cards.extend(_issued(answer.order, steps.shown))
         return answer

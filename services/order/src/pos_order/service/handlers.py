@@ -88,6 +88,9 @@ class Started:
 class Sale:
     order: Order
     payment: PaymentResult | None
+    # In store and captured in full: the payment's answer and the confirmation are written in
+    # the transaction that stores the request's answer (`Checkout.record`), one commit fewer.
+    settle: Callable[[Order], None] | None = None
 
 
 async def _start(
@@ -279,6 +282,8 @@ class Checkout(Generic[R]):
         self.codes = gift_card_codes(cmd.lines)
         # The codes of the gift cards this run issued, by line id: answered once, never stored.
         self.shown: dict[str, str] = {}
+        # The sale was confirmed in the transaction that stored its answer (`record`).
+        self.confirmed_in_record = False
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
         return await _start(
@@ -356,27 +361,10 @@ class Checkout(Generic[R]):
             await _discard(self.new_uow, order.id)
             raise
         await boundary(policy, "after_authorization")
-
-        def settle(o: Order) -> None:
-            o.tender_answered(
-                tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
-            )
-            state = o.saga.tenders[0].state
-            held = o.saga.points_state is not None
-            if state is TenderState.FAILED:
-                o.begin_cancel("payment_declined")
-                if not held:  # points held are given back by the compensation below
-                    o.cancelled(now())
-            elif (
-                state is TenderState.CAPTURED
-                and o.balance_due == 0
-                and not held
-                and not saga.gift_cards_due(o)
-            ):
-                # In store, captured at once: nothing held, nothing more to capture, so the
-                # payment's answer and the confirmation commit together (one transaction).
-                o.confirm(now())
-
+        settle = _settle(tender, payment)
+        if _confirms_at_once(order, payment):
+            self.confirmed_in_record = True
+            return Sale(order, payment, settle)
         order, _ = await change(self.new_uow, order.id, settle)
         await boundary(policy, "after_confirm_commit")
         if order.saga.state is SagaState.COMPENSATING:
@@ -399,7 +387,59 @@ class Checkout(Generic[R]):
         return Sale(order, payment)
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
-        return self.answer(sale.order, sale.payment)
+        if sale.settle is None:
+            return self.answer(sale.order, sale.payment)
+        order, _ = await saga.change_in(uow, sale.order.id, sale.settle)
+        if order.saga.state is not SagaState.DONE or order.coupons_due:
+            # Changed by another hand while the card was charged (the resumer): nothing of
+            # this transaction is kept, and the saga, persisted, is finished by whoever runs
+            # it next.
+            raise Unavailable(
+                "the sale is being finished; retry with the same request id", "sale_in_progress"
+            )
+        return self.answer(order, sale.payment)
+
+
+def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], None]:
+    """The payment's answer written on the order: confirmed when that ends the sale (in store,
+    captured in full, nothing else to do), cancelled when declined."""
+
+    def settle(o: Order) -> None:
+        o.tender_answered(
+            tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
+        )
+        state = o.saga.tenders[0].state
+        held = o.saga.points_state is not None
+        if state is TenderState.FAILED:
+            o.begin_cancel("payment_declined")
+            if not held:  # points held are given back by the compensation below
+                o.cancelled(now())
+        elif (
+            state is TenderState.CAPTURED
+            and o.balance_due == 0
+            and not held
+            and not saga.gift_cards_due(o)
+        ):
+            # In store, captured at once: nothing held, nothing more to capture, so the
+            # payment's answer and the confirmation commit together (one transaction).
+            o.confirm(now())
+
+    return settle
+
+
+def _confirms_at_once(order: Order, payment: PaymentResult) -> bool:
+    """Whether the payment's answer confirms the sale with nothing left to ask another
+    service (no points, gift cards or coupons to settle): then it is written with the stored
+    answer of the request."""
+    return (
+        len(order.saga.tenders) == 1
+        and saga.tender_state(payment) is TenderState.CAPTURED
+        and order.saga.tenders[0].amount >= order.totals.total.amount
+        and order.saga.state is SagaState.RUNNING
+        and order.saga.points_state is None
+        and order.saga.coupons.step not in (CouponStep.SENT, CouponStep.RESERVED)
+        and not saga.gift_cards_due(order)
+    )
 
 
 def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
@@ -640,6 +680,8 @@ class ConfirmOrder(Generic[R]):
         self.answer = answer
         # The codes of the gift cards this run issued, by line id: answered once, never stored.
         self.shown: dict[str, str] = {}
+        # The sale was confirmed in the transaction that stored its answer (`record`).
+        self.confirmed_in_record = False
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)

@@ -42,6 +42,7 @@ from pos_order.service.ports import (
     IssuedCard,
     NewUow,
     OrderSettings,
+    OrderUnitOfWork,
     PaymentResult,
 )
 
@@ -107,16 +108,24 @@ async def change(new_uow: NewUow, order_id: str, apply: Callable[[Order], T]) ->
     """One short transaction: the order read locked, changed by `apply`, written with its
     events. `apply` may raise, and then nothing is written."""
     async with new_uow() as uow:
-        order = await uow.orders.get(order_id, lock=True)
-        if order is None:
-            raise NotFound("order", order_id)
-        order.touched(now())  # first: the events `apply` raises carry the new version
-        result = apply(order)
-        await uow.orders.save(order)
-        for event in order.events:
-            uow.publish(event)
-        order.events.clear()
+        changed = await change_in(uow, order_id, apply)
         await uow.commit()
+    return changed
+
+
+async def change_in(
+    uow: OrderUnitOfWork, order_id: str, apply: Callable[[Order], T]
+) -> tuple[Order, T]:
+    """`change` in the caller's transaction, which commits it."""
+    order = await uow.orders.get(order_id, lock=True)
+    if order is None:
+        raise NotFound("order", order_id)
+    order.touched(now())  # first: the events `apply` raises carry the new version
+    result = apply(order)
+    await uow.orders.save(order)
+    for event in order.events:
+        uow.publish(event)
+    order.events.clear()
     return order, result
 
 

@@ -44,13 +44,20 @@ async def attach(
             )
         )
     ).first()
-    if row is None:
-        return
+    if row is not None:
+        await attach_at(conn, table, merchant_id, row_id, row.register_id)
+
+
+async def attach_at(
+    conn: AsyncConnection, table: Table, merchant_id: str, row_id: str, register_id: str
+) -> None:
+    """Attach a row whose money has moved at `register_id`, and which has no shift yet, to
+    that register's open shift (when one is open)."""
     shift = await conn.scalar(
         select(shifts.c.id)
         .where(
             shifts.c.merchant_id == merchant_id,
-            shifts.c.register_id == row.register_id,
+            shifts.c.register_id == register_id,
             shifts.c.status == "open",
         )
         .with_for_update(read=True)

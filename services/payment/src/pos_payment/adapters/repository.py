@@ -123,7 +123,8 @@ class SqlPaymentRepository:
             )
         ).one()
         payment.created_at, payment.updated_at = row.created_at, row.updated_at
-        await self._attach(payment.id)
+        if payment.captured:  # only moved money joins a shift (a card is authorised first)
+            await self._attach(payment.id)
 
     async def _attach(self, payment_id: str) -> None:
         await at_register.attach(
@@ -157,11 +158,20 @@ class SqlPaymentRepository:
                 update(payments)
                 .where(self._mine(), payments.c.id == payment.id)
                 .values(version=payments.c.version + 1, **_state(payment))
-                .returning(payments.c.version, payments.c.updated_at)
+                .returning(
+                    payments.c.version,
+                    payments.c.updated_at,
+                    payments.c.register_id,
+                    payments.c.shift_id,
+                )
             )
         ).one()
         payment.version, payment.updated_at = row.version, row.updated_at
-        await self._attach(payment.id)
+        # The row as updated says whether it joins a shift now (what `_attach` would read).
+        if payment.captured and row.register_id and not row.shift_id:
+            await at_register.attach_at(
+                self._conn, payments, self._merchant, payment.id, row.register_id
+            )
 
     async def forget(self, payment_id: str) -> None:
         """Remove a payment the processor never acted on (it was never reached)."""
