@@ -11,7 +11,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Row,
+    Text,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +36,20 @@ from pos_kit.paging import PageRequest
 ENTRY_PREFIX = "led_"
 # What a changed stock row answers with, to become a StockLevel.
 LEVEL = (stock.c.sku, stock.c.location_id, stock.c.on_hand, stock.c.reserved, stock.c.updated_at)
+
+
+# The arrays a batch of ledger entries is sent as (`SqlStock.record_all`), one row per SKU.
+_ENTRY_ARRAYS = (
+    ("sku", Text),
+    ("kind", Text),
+    ("reason", Text),
+    ("quantity", BigInteger),
+    ("delta", BigInteger),
+    ("superseded", Boolean),
+    ("occurred_at", DateTime(timezone=True)),
+    ("reference", Text),
+    ("note", Text),
+)
 
 
 def level_of(m: Any) -> StockLevel:
@@ -86,6 +113,135 @@ class SqlStock:
             )
         ).one()
         return ItemState(row.on_hand, row.reserved, row.counted_at, row.count_key)
+
+    async def lock_all(self, location_id: str, skus: list[str]) -> dict[str, ItemState]:
+        """`lock` for several SKUs at one location in one statement: the rows are created at
+        zero where missing and locked in the order given (callers sort them)."""
+        rows = (
+            await self._conn.execute(
+                pg_insert(stock)
+                .values(
+                    [
+                        {
+                            "merchant_id": self._merchant,
+                            "sku": sku,
+                            "location_id": location_id,
+                            "on_hand": 0,
+                        }
+                        for sku in skus
+                    ]
+                )
+                .on_conflict_do_update(constraint="stock_pkey", set_={"on_hand": stock.c.on_hand})
+                .returning(
+                    stock.c.sku,
+                    stock.c.on_hand,
+                    stock.c.reserved,
+                    stock.c.counted_at,
+                    stock.c.count_key,
+                )
+            )
+        ).all()
+        return {r.sku: ItemState(r.on_hand, r.reserved, r.counted_at, r.count_key) for r in rows}
+
+    async def record_all(
+        self, location_id: str, entries: list[tuple[str, NewEntry]]
+    ) -> list[tuple[StockLevel, LedgerEntry, int | None]]:
+        """`record` (without reservations or counts) for several locked rows of one location,
+        in one statement: the rows changed, their ledger entries written from the changed rows,
+        and each SKU's threshold read, in the order of `entries` (one per SKU)."""
+        given = select(
+            *(
+                # Bound as `entry_<name>`: a parameter named like a column of the tables
+                # written here would be taken as a value for that column.
+                func.unnest(bindparam(f"entry_{name}", type_=ARRAY(kind))).label(name)
+                for name, kind in _ENTRY_ARRAYS
+            )
+        ).cte("given")
+        changed = (
+            update(stock)
+            .where(
+                stock.c.merchant_id == self._merchant,
+                stock.c.location_id == location_id,
+                stock.c.sku == given.c.sku,
+            )
+            .values(
+                on_hand=stock.c.on_hand + given.c.delta,
+                updated_at=case((given.c.delta != 0, func.now()), else_=stock.c.updated_at),
+            )
+            .returning(*LEVEL)
+            .cte("changed")
+        )
+        written = (
+            insert(stock_ledger)
+            .from_select(
+                [
+                    "merchant_id",
+                    "sku",
+                    "location_id",
+                    "kind",
+                    "reason",
+                    "quantity",
+                    "delta",
+                    "superseded",
+                    "on_hand_after",
+                    "occurred_at",
+                    "reference",
+                    "note",
+                ],
+                select(
+                    bindparam("entry_merchant", type_=Text),
+                    changed.c.sku,
+                    changed.c.location_id,
+                    given.c.kind,
+                    given.c.reason,
+                    given.c.quantity,
+                    given.c.delta,
+                    given.c.superseded,
+                    changed.c.on_hand,
+                    given.c.occurred_at,
+                    given.c.reference,
+                    given.c.note,
+                ).join_from(changed, given, given.c.sku == changed.c.sku),
+            )
+            .returning(*stock_ledger.c)
+            .cte("written")
+        )
+        threshold = (
+            select(low_stock_thresholds.c.threshold)
+            .where(
+                low_stock_thresholds.c.merchant_id == self._merchant,
+                low_stock_thresholds.c.sku == changed.c.sku,
+            )
+            .scalar_subquery()
+        )
+        rows = (
+            await self._conn.execute(
+                select(
+                    *(changed.c[c.name].label(f"level_{c.name}") for c in LEVEL),
+                    *written.c,
+                    threshold.label("threshold"),
+                ).join_from(changed, written, written.c.sku == changed.c.sku),
+                {
+                    "entry_merchant": self._merchant,
+                    "entry_sku": [sku for sku, _ in entries],
+                    "entry_kind": [e.kind.value for _, e in entries],
+                    "entry_reason": [e.reason.value if e.reason else "" for _, e in entries],
+                    "entry_quantity": [e.quantity for _, e in entries],
+                    "entry_delta": [e.applied.delta for _, e in entries],
+                    "entry_superseded": [e.applied.superseded for _, e in entries],
+                    "entry_occurred_at": [e.occurred_at for _, e in entries],
+                    "entry_reference": [e.reference for _, e in entries],
+                    "entry_note": [e.note for _, e in entries],
+                },
+            )
+        ).all()
+        by_sku = {r.sku: r for r in rows}
+        out = []
+        for sku, _ in entries:
+            r = by_sku[sku]
+            level = {c.name: r._mapping[f"level_{c.name}"] for c in LEVEL}
+            out.append((level_of(level), entry_of(r), r.threshold))  # type: ignore[arg-type]
+        return out
 
     async def changed_after(self, sku: str, location_id: str, occurred_at: datetime) -> int:
         total = await self._conn.scalar(

@@ -139,14 +139,29 @@ async def record_sale(
     for sku, quantity in lines:
         if sku and quantity > 0:  # otherwise nothing left the shelf
             totals[sku] = totals.get(sku, 0) + quantity
-    for sku, quantity in sorted(totals.items()):
-        state = await uow.stock.lock(sku, location_id)
-        applied = sequence_change(state, -quantity, occurred_at)
-        level, entry, threshold = await uow.stock.record(
+    if not totals:
+        return
+    # Every line in two statements (rows locked in SKU order, then changed with their ledger
+    # entries), not three round trips a line: a sale's stock is the busiest write here.
+    skus = sorted(totals)
+    states = await uow.stock.lock_all(location_id, skus)
+    entries = [
+        (
             sku,
-            location_id,
-            NewEntry(EntryKind.SALE, Reason.SOLD, -quantity, applied, occurred_at, order_id),
+            NewEntry(
+                EntryKind.SALE,
+                Reason.SOLD,
+                -totals[sku],
+                sequence_change(states[sku], -totals[sku], occurred_at),
+                occurred_at,
+                order_id,
+            ),
         )
+        for sku in skus
+    ]
+    recorded = await uow.stock.record_all(location_id, entries)
+    for sku, (level, entry, threshold) in zip(skus, recorded, strict=True):
+        state = states[sku]
         announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
 
 
