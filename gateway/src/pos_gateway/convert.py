@@ -18,6 +18,15 @@ from pydantic import BaseModel
 M = TypeVar("M", bound=BaseModel)
 
 
+# How each field of a message type becomes JSON, worked out once per type: the walk below runs
+# for every answer and every event the partner feed stores, and looking the descriptors up
+# (options, enum prefixes) on every value cost more than the walk itself.
+_MAP, _OPTIONAL, _REPEATED, _SINGULAR_MESSAGE, _PLAIN = range(5)
+_SCALAR, _ENUM, _TIMESTAMP, _MESSAGE = range(4)
+_Plan = tuple[tuple[str, int, int, dict[int, str | None] | None], ...]
+_PLANS: dict[str, _Plan] = {}
+
+
 def _enum_word(field: Any, number: int) -> str | None:
     enum = field.enum_type
     value = enum.values_by_number.get(number)
@@ -29,32 +38,59 @@ def _enum_word(field: Any, number: int) -> str | None:
     return str(value.name).removeprefix(prefix).lower()
 
 
-def _value(field: Any, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        if isinstance(value, Timestamp):
-            return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        return to_json(value)
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return _enum_word(field, value)
-    return value
+def _plan(descriptor: Any) -> _Plan:
+    plan = []
+    for field in descriptor.fields:
+        words = None
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            is_time = field.message_type.full_name == Timestamp.DESCRIPTOR.full_name
+            value_kind = _TIMESTAMP if is_time else _MESSAGE
+        elif field.type == FieldDescriptor.TYPE_ENUM:
+            value_kind = _ENUM
+            words = {n: _enum_word(field, n) for n in field.enum_type.values_by_number}
+        else:
+            value_kind = _SCALAR
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            shape = _MAP
+        elif field.has_presence and field.type != FieldDescriptor.TYPE_MESSAGE:
+            shape = _OPTIONAL  # proto3 `optional`: unset is null, not zero.
+        elif field.is_repeated:
+            shape = _REPEATED
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            shape = _SINGULAR_MESSAGE
+        else:
+            shape = _PLAIN
+        plan.append((field.name, shape, value_kind, words))
+    return tuple(plan)
+
+
+def _value(kind: int, words: dict[int, str | None] | None, value: Any) -> Any:
+    if kind == _SCALAR:
+        return value
+    if kind == _ENUM:
+        assert words is not None
+        return words.get(value)  # a number this build does not know is null, like zero
+    if kind == _TIMESTAMP:
+        return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return to_json(value)
 
 
 def to_json(message: Message) -> dict[str, Any]:
+    descriptor = message.DESCRIPTOR
+    plan = _PLANS.get(descriptor.full_name)
+    if plan is None:
+        plan = _PLANS[descriptor.full_name] = _plan(descriptor)
     out: dict[str, Any] = {}
-    field: Any
-    for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            out[field.name] = dict(sorted(value.items()))
-        elif field.has_presence and field.type != FieldDescriptor.TYPE_MESSAGE:
-            # proto3 `optional`: unset is null, not zero.
-            out[field.name] = _value(field, value) if message.HasField(field.name) else None
-        elif field.is_repeated:
-            out[field.name] = [_value(field, v) for v in value]
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            out[field.name] = _value(field, value) if message.HasField(field.name) else None
-        else:
-            out[field.name] = _value(field, value)
+    for name, shape, kind, words in plan:
+        value = getattr(message, name)
+        if shape == _PLAIN:
+            out[name] = value if kind == _SCALAR else _value(kind, words, value)
+        elif shape == _REPEATED:
+            out[name] = [_value(kind, words, v) for v in value]
+        elif shape == _MAP:
+            out[name] = dict(sorted(value.items()))
+        else:  # optional scalars and singular messages: null when unset
+            out[name] = _value(kind, words, value) if message.HasField(name) else None
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -23,6 +24,7 @@ from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_payment import bootstrap
+from pos_payment.adapters.sandbox import SandboxReader
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -52,12 +54,19 @@ class Running:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def running(infra: Infra) -> AsyncIterator[Running]:
+    async with _serve(infra, reader_delay=0.0) as service:
+        yield service
+
+
+@asynccontextmanager
+async def _serve(infra: Infra, reader_delay: float) -> AsyncIterator[Running]:
     # The reconciler may look at pending work at once, and the background sweep stays out of
-    # the way (the tests run the sweep themselves, when they need it).
+    # the way (the tests run the sweep themselves, when they need it; its one pass at start
+    # may still come late, after a test has begun).
     overrides: dict[str, Any] = {
         "reconcile_after_seconds": 0.0,
         "sweep_interval_seconds": 3600.0,
-        "sandbox_reader_delay_seconds": 0.0,
+        "sandbox_reader_delay_seconds": reader_delay,
     }
     async with serve_in_process("payment", infra, **overrides) as svc:
         settings = bootstrap.Settings(
@@ -635,9 +644,19 @@ async def test_the_register_cancels_a_pending_checkout_once(running: Running) ->
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "terminal_checkout_final")
 
 
-async def test_a_customer_quicker_than_the_register_has_paid(running: Running) -> None:
-    checkout = await send_to_reader(running, "sandbox_reader_approve")
-    reader = bootstrap.reader_for(running.runtime.engine, running.settings)
+async def test_a_customer_quicker_than_the_register_has_paid(infra: Infra) -> None:
+    # The service's own readers answer only after an hour, so its sweep (whose pass at start
+    # may come late) cannot record the customer's answer before the register's cancel does:
+    # the customer's word comes from this test's reader, which answers at once.
+    async with _serve(infra, reader_delay=3600.0) as running:
+        checkout = await send_to_reader(running, "sandbox_reader_approve")
+        reader = SandboxReader(running.runtime.engine, delay_seconds=0.0)
+        await _customer_pays_then_register_cancels(running, reader, checkout)
+
+
+async def _customer_pays_then_register_cancels(
+    running: Running, reader: SandboxReader, checkout: Any
+) -> None:
     assert checkout.created_at  # the card is presented before the register cancels
     await reader.answer(
         checkout.device_id,
