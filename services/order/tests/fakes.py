@@ -71,6 +71,13 @@ class FakeOrders:
     async def save(self, order: Order) -> None:
         self._uow.staged[(self._key, order.id)] = _stored(order)
 
+    async def save_if_version(self, order: Order, version: int) -> bool:
+        found = self._uow.view_orders().get((self._key, order.id))
+        if found is None or found.version != version:
+            return False
+        await self.save(order)
+        return True
+
     async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
         found = self._uow.view_orders().get((self._key, order_id))
         return copy.deepcopy(found) if found is not None else None

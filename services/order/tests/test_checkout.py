@@ -361,3 +361,50 @@ async def test_cash_short_of_the_total_is_refused_before_the_order_is_saved() ->
         await checkout(shop, short)
     assert "cash_tendered.amount" in [v.field for v in err.value.violations]
     assert shop.saved == {} and shop.payments.charges == [] and shop.store.published == []
+
+
+async def test_a_sale_changed_while_its_card_was_charged_is_confirmed_on_the_changed_order() -> (
+    None
+):
+    """The confirmation is written without reading the order back when nothing changed it
+    since this request saved it; when something did (here a note of another hand), the row is
+    read locked and confirmed as it now is, keeping that change."""
+    shop = Shop()
+    new_uow = uow_factory(shop.store, "mer_a")
+    steps = handlers.Checkout(_cmd(), shop.ports, new_uow, Policy(), Answer)
+    async with new_uow() as uow:
+        started = await steps.read(uow)
+        await uow.commit()
+    sale = await steps.call(Claim("mer_a", "req-1", datetime.now(UTC)), started)
+    assert sale.settle is not None and steps.confirmed_in_record
+    saved = sale.order.version
+
+    def annotate(o: Order) -> None:
+        o.notes = "changed meanwhile"
+
+    await saga.change(new_uow, sale.order.id, annotate)
+    async with new_uow() as uow:
+        answer = await steps.record(uow, sale)
+        await uow.commit()
+    order = answer.order
+    assert order.status is OrderStatus.COMPLETED and order.saga.state is SagaState.DONE
+    assert order.notes == "changed meanwhile"
+    assert order.version == saved + 2
+    async with new_uow() as uow:
+        stored = await uow.orders.get(order.id)
+    assert stored is not None
+    assert (stored.status, stored.notes, stored.version) == (
+        OrderStatus.COMPLETED,
+        "changed meanwhile",
+        saved + 2,
+    )
+
+
+async def test_an_unchanged_sale_is_confirmed_on_the_order_as_this_request_saved_it() -> None:
+    shop = Shop()
+    order, _ = await checkout(shop, _cmd())
+    async with uow_factory(shop.store, "mer_a")() as uow:
+        stored = await uow.orders.get(order.id)
+    assert stored is not None
+    assert (stored.status, stored.version) == (OrderStatus.COMPLETED, order.version)
+    assert [type(e) for e in shop.store.published] == [OrderConfirmed, OrderCompleted]

@@ -372,6 +372,28 @@ class SqlOrderRepository:
         ).one()
         order.updated_at = row.updated_at
 
+    async def save_if_version(self, order: Order, version: int) -> bool:
+        row = (
+            await self._conn.execute(
+                update(orders)
+                .where(
+                    orders.c.merchant_id == self._merchant,
+                    orders.c.id == order.id,
+                    orders.c.version == version,
+                )
+                .values(
+                    **_values(order),
+                    updated_at=order.updated_at or func.now(),
+                    touched_at=func.now(),
+                )
+                .returning(orders.c.updated_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        order.updated_at = row.updated_at
+        return True
+
     async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
         query = select(orders).where(
             orders.c.merchant_id == self._merchant, orders.c.id == order_id

@@ -389,7 +389,8 @@ class Checkout(Generic[R]):
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         if sale.settle is None:
             return self.answer(sale.order, sale.payment)
-        order, _ = await saga.change_in(uow, sale.order.id, sale.settle)
+        # The order as this request saved it: written back unless something changed it since.
+        order, _ = await saga.change_in(uow, sale.order.id, sale.settle, known=sale.order)
         if order.saga.state is not SagaState.DONE or order.coupons_due:
             # Changed by another hand while the card was charged (the resumer): nothing of
             # this transaction is kept, and the saga, persisted, is finished by whoever runs

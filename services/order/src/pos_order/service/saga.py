@@ -114,19 +114,34 @@ async def change(new_uow: NewUow, order_id: str, apply: Callable[[Order], T]) ->
 
 
 async def change_in(
-    uow: OrderUnitOfWork, order_id: str, apply: Callable[[Order], T]
+    uow: OrderUnitOfWork, order_id: str, apply: Callable[[Order], T], known: Order | None = None
 ) -> tuple[Order, T]:
-    """`change` in the caller's transaction, which commits it."""
+    """`change` in the caller's transaction, which commits it.
+
+    `known`: the order as this caller last wrote or read it (it is changed in place). It is
+    written back only if the row is still at its version, without reading the row first; if
+    another change came in between, the row is read locked and changed as usual."""
+    if known is not None:
+        seen = known.version
+        known.touched(now())
+        result = apply(known)
+        if await uow.orders.save_if_version(known, seen):
+            _publish(uow, known)
+            return known, result
     order = await uow.orders.get(order_id, lock=True)
     if order is None:
         raise NotFound("order", order_id)
     order.touched(now())  # first: the events `apply` raises carry the new version
     result = apply(order)
     await uow.orders.save(order)
+    _publish(uow, order)
+    return order, result
+
+
+def _publish(uow: OrderUnitOfWork, order: Order) -> None:
     for event in order.events:
         uow.publish(event)
     order.events.clear()
-    return order, result
 
 
 async def settings_of(new_uow: NewUow, policy: Policy) -> OrderSettings:
