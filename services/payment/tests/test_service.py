@@ -25,6 +25,8 @@ from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_payment import bootstrap
 from pos_payment.adapters.sandbox import SandboxReader
+from pos_payment.domain.model import ChargeRequest, Outcome, TenderType, validate_charge
+from pos_payment.service import handlers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -743,3 +745,60 @@ async def test_two_replicas_on_one_database_never_double_charge_or_over_refund(
         for runtime, server in replicas:
             await server.stop()
             await runtime.close()
+
+
+# --- settling a payment this request added -------------------------------------------------
+
+
+async def _taken_until_record(running: Running) -> tuple[handlers.TakePayment, Any, Any]:
+    """A card payment's read and call, as the kit runs them; the record is the test's."""
+
+    def new_uow() -> Any:
+        return running.runtime.uow().bind("mer_a")
+
+    charge = validate_charge(
+        ChargeRequest(new_id("ord"), TenderType.CARD, 1500, USD, None, "tok_visa")
+    )
+    processors = bootstrap.processors_for(running.runtime.engine, running.settings)
+    steps = handlers.TakePayment(charge, rid(), processors, new_uow, handlers.Policy())
+    async with new_uow() as uow:
+        pending = await steps.read(uow)
+        await uow.commit()
+    outcome = await steps.call(None, pending)
+    return steps, new_uow, outcome
+
+
+async def test_a_payment_this_request_added_is_settled_without_reading_it_back(
+    running: Running,
+) -> None:
+    steps, new_uow, outcome = await _taken_until_record(running)
+    async with new_uow() as uow:
+        payment = await steps.record(uow, outcome)
+        await uow.commit()
+    assert (payment.status.value, payment.version) == ("captured", 2)
+    (row,) = running.sql(
+        f"SELECT status, version, captured FROM payments WHERE id = '{payment.id}'"  # noqa: S608
+    )
+    assert row == ("captured", 2, 1500)
+
+
+async def test_a_payment_settled_meanwhile_keeps_the_first_settlement(running: Running) -> None:
+    """Another hand (the reconciler) settled the row between the request's read and its
+    record: the request's copy is stale, so the row is read locked, found settled, and left
+    as the first settlement made it."""
+    steps, new_uow, outcome = await _taken_until_record(running)
+    assert steps.known is not None
+    async with new_uow() as uow:
+        first = await uow.payments.get(steps.known.id, lock=True)
+        assert first is not None
+        first.settle_authorization(Outcome(True, "ref-first", "visa", "1111"))
+        await uow.payments.save(first)
+        await uow.commit()
+    async with new_uow() as uow:
+        payment = await steps.record(uow, outcome)
+        await uow.commit()
+    assert (payment.version, payment.processor_reference) == (2, "ref-first")
+    (row,) = running.sql(
+        f"SELECT status, version, processor_reference FROM payments WHERE id = '{payment.id}'"  # noqa: S608
+    )
+    assert row == ("captured", 2, "ref-first")

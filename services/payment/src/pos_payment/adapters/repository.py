@@ -153,10 +153,17 @@ class SqlPaymentRepository:
         return [_payment(r) for r in rows]
 
     async def save(self, payment: Payment) -> None:
+        saved = await self.save_if_version(payment, None)
+        assert saved, "save() is for a payment read in this transaction"
+
+    async def save_if_version(self, payment: Payment, version: int | None) -> bool:
+        where = [self._mine(), payments.c.id == payment.id]
+        if version is not None:
+            where.append(payments.c.version == version)
         row = (
             await self._conn.execute(
                 update(payments)
-                .where(self._mine(), payments.c.id == payment.id)
+                .where(*where)
                 .values(version=payments.c.version + 1, **_state(payment))
                 .returning(
                     payments.c.version,
@@ -165,13 +172,16 @@ class SqlPaymentRepository:
                     payments.c.shift_id,
                 )
             )
-        ).one()
+        ).first()
+        if row is None:
+            return False
         payment.version, payment.updated_at = row.version, row.updated_at
         # The row as updated says whether it joins a shift now (what `_attach` would read).
         if payment.captured and row.register_id and not row.shift_id:
             await at_register.attach_at(
                 self._conn, payments, self._merchant, payment.id, row.register_id
             )
+        return True
 
     async def forget(self, payment_id: str) -> None:
         """Remove a payment the processor never acted on (it was never reached)."""

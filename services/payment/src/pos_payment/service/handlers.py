@@ -142,6 +142,8 @@ class TakePayment:
         self.processors = processors
         self.new_uow = new_uow
         self.policy = policy
+        # The payment this request added, as it wrote it (`settle_payment`'s `known`).
+        self.known: Payment | None = None
 
     async def read(self, uow: PaymentUnitOfWork) -> Payment:
         key = request_key(uow.merchant_id, self.request_id)
@@ -151,6 +153,7 @@ class TakePayment:
             return existing
         payment = self.charge.new_payment(new_id("pay"), key)
         await uow.payments.add(payment)
+        self.known = payment
         return payment
 
     async def call(self, claim: object, payment: Payment) -> tuple[str, Outcome | None]:
@@ -190,14 +193,31 @@ class TakePayment:
 
     async def record(self, uow: PaymentUnitOfWork, outcome: tuple[str, Outcome | None]) -> Payment:
         payment_id, answer = outcome
-        return await settle_payment(uow, payment_id, answer, self.policy)
+        return await settle_payment(uow, payment_id, answer, self.policy, self.known)
 
 
 async def settle_payment(
-    uow: PaymentUnitOfWork, payment_id: str, answer: Outcome | None, policy: Policy
+    uow: PaymentUnitOfWork,
+    payment_id: str,
+    answer: Outcome | None,
+    policy: Policy,
+    known: Payment | None = None,
 ) -> Payment:
     """Apply a processor's answer to a pending payment. Whoever settles it first (the request
-    or the reconciler) wins; the other finds it settled and changes nothing."""
+    or the reconciler) wins; the other finds it settled and changes nothing.
+
+    `known`: the payment as the caller added it. Settled and written back at once when its row
+    is unchanged since (no locked read of it first); otherwise read locked, as for anyone."""
+    if known is not None and answer is not None and known.id == payment_id:
+        seen = known.version
+        events = known.settle_authorization(answer)
+        if events:
+            if known.status is PaymentStatus.AUTHORIZED:
+                known.expires_at = now() + await authorization_window(uow, policy)
+            if await uow.payments.save_if_version(known, seen):
+                for event in events:
+                    uow.publish(event)
+                return known
     payment = await _payment(uow, payment_id, lock=True)
     if answer is None:
         return payment
