@@ -135,7 +135,7 @@ class InventoryUow(UnitOfWork):
 
     @property
     def stock(self) -> SqlStock:
-        return SqlStock(self.conn, self.merchant_id)
+        return SqlStock(self.conn, self.merchant_id, self.all_rows)
 
     @property
     def reservations(self) -> SqlReservations:

@@ -8,6 +8,7 @@ in (merchant, sku, location) order, so transactions touching several rows cannot
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +16,16 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    ClauseElement,
     DateTime,
     Row,
+    Table,
     Text,
     bindparam,
     case,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -32,6 +36,7 @@ from pos_inventory.adapters.tables import low_stock_thresholds, stock, stock_led
 from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Reason, StockLevel
 from pos_kit.paging import PageRequest
+from pos_kit.uow import compiled_sql
 
 ENTRY_PREFIX = "led_"
 # What a changed stock row answers with, to become a StockLevel.
@@ -52,12 +57,22 @@ _ENTRY_ARRAYS = (
 )
 
 
+# The columns `record_all` answers, in order: the level's, then the entry's, then the threshold.
+_RECORDED_LEVEL = ("sku", "location_id", "on_hand", "reserved", "updated_at")
+_RECORDED_ENTRY = tuple(c.name for c in stock_ledger.c)
+
+RunRows = Callable[[str, Mapping[str, Any]], Awaitable[list[Sequence[Any]]]]
+
+
 def level_of(m: Any) -> StockLevel:
     return StockLevel(m["sku"], m["location_id"], m["on_hand"], m["reserved"], m["updated_at"])
 
 
 def entry_of(row: Row[Any]) -> LedgerEntry:
-    m = row._mapping
+    return entry_from(row._mapping)
+
+
+def entry_from(m: Any) -> LedgerEntry:
     return LedgerEntry(
         id=f"{ENTRY_PREFIX}{m['seq']}",
         sku=m["sku"],
@@ -75,15 +90,121 @@ def entry_of(row: Row[Any]) -> LedgerEntry:
     )
 
 
+def _lock_all(table: Table) -> ClauseElement:
+    """The rows of several SKUs at one location, created at zero where missing, locked in
+    the order of the (sorted) `skus`, as `lock` does for one."""
+    wanted = (
+        func.unnest(bindparam("skus", type_=ARRAY(Text)))
+        .table_valued("sku")
+        .render_derived(name="wanted")
+    )
+    return (
+        pg_insert(table)
+        .from_select(
+            ["merchant_id", "sku", "location_id", "on_hand"],
+            select(
+                bindparam("merchant_id", type_=Text),
+                wanted.c.sku,
+                bindparam("location_id", type_=Text),
+                literal_column("0"),
+            ).order_by(wanted.c.sku),
+        )
+        .on_conflict_do_update(constraint="stock_pkey", set_={"on_hand": table.c.on_hand})
+        .returning(
+            table.c.sku, table.c.on_hand, table.c.reserved, table.c.counted_at, table.c.count_key
+        )
+    )
+
+
+def _record_all(table: Table) -> ClauseElement:
+    """Change locked rows of one location by the given deltas and write their ledger entries
+    from the changed rows; answers the level, the entry and the SKU's threshold of each."""
+    given = select(
+        *(
+            # Bound as `entry_<name>`: a parameter named like a column of the tables written
+            # here would be taken as a value for that column.
+            func.unnest(bindparam(f"entry_{name}", type_=ARRAY(kind))).label(name)
+            for name, kind in _ENTRY_ARRAYS
+        )
+    ).cte("given")
+    changed = (
+        update(table)
+        .where(
+            table.c.merchant_id == bindparam("merchant_id", type_=Text),
+            table.c.location_id == bindparam("location_id", type_=Text),
+            table.c.sku == given.c.sku,
+        )
+        .values(
+            on_hand=table.c.on_hand + given.c.delta,
+            updated_at=case(
+                (given.c.delta != literal_column("0"), func.now()), else_=table.c.updated_at
+            ),
+        )
+        .returning(*(table.c[name] for name in _RECORDED_LEVEL))
+        .cte("changed")
+    )
+    written = (
+        insert(stock_ledger)
+        .from_select(
+            [
+                "merchant_id",
+                "sku",
+                "location_id",
+                "kind",
+                "reason",
+                "quantity",
+                "delta",
+                "superseded",
+                "on_hand_after",
+                "occurred_at",
+                "reference",
+                "note",
+            ],
+            select(
+                bindparam("merchant_id", type_=Text),
+                changed.c.sku,
+                changed.c.location_id,
+                given.c.kind,
+                given.c.reason,
+                given.c.quantity,
+                given.c.delta,
+                given.c.superseded,
+                changed.c.on_hand,
+                given.c.occurred_at,
+                given.c.reference,
+                given.c.note,
+            ).join_from(changed, given, given.c.sku == changed.c.sku),
+        )
+        .returning(*(stock_ledger.c[name] for name in _RECORDED_ENTRY))
+        .cte("written")
+    )
+    threshold = (
+        select(low_stock_thresholds.c.threshold)
+        .where(
+            low_stock_thresholds.c.merchant_id == bindparam("merchant_id", type_=Text),
+            low_stock_thresholds.c.sku == changed.c.sku,
+        )
+        .scalar_subquery()
+    )
+    return select(
+        *(changed.c[name].label(f"level_{name}") for name in _RECORDED_LEVEL),
+        *(written.c[name].label(f"entry_{name}") for name in _RECORDED_ENTRY),
+        threshold.label("threshold"),
+    ).join_from(changed, written, written.c.sku == changed.c.sku)
+
+
 def _entry_seq(entry_id: str) -> int | None:
     digits = entry_id.removeprefix(ENTRY_PREFIX)
     return int(digits) if entry_id.startswith(ENTRY_PREFIX) and digits.isdigit() else None
 
 
 class SqlStock:
-    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+    def __init__(self, conn: AsyncConnection, merchant_id: str, rows: RunRows) -> None:
         self._conn = conn
         self._merchant = merchant_id
+        # The unit of work's own way to run a statement compiled once (`compiled_sql`) on
+        # the driver's connection: for the statements of a sale, the busiest writes here.
+        self._rows = rows
 
     def _key(self, sku: str, location_id: str) -> Any:
         return (
@@ -116,32 +237,12 @@ class SqlStock:
 
     async def lock_all(self, location_id: str, skus: list[str]) -> dict[str, ItemState]:
         """`lock` for several SKUs at one location in one statement: the rows are created at
-        zero where missing and locked in the order given (callers sort them)."""
-        rows = (
-            await self._conn.execute(
-                pg_insert(stock)
-                .values(
-                    [
-                        {
-                            "merchant_id": self._merchant,
-                            "sku": sku,
-                            "location_id": location_id,
-                            "on_hand": 0,
-                        }
-                        for sku in skus
-                    ]
-                )
-                .on_conflict_do_update(constraint="stock_pkey", set_={"on_hand": stock.c.on_hand})
-                .returning(
-                    stock.c.sku,
-                    stock.c.on_hand,
-                    stock.c.reserved,
-                    stock.c.counted_at,
-                    stock.c.count_key,
-                )
-            )
-        ).all()
-        return {r.sku: ItemState(r.on_hand, r.reserved, r.counted_at, r.count_key) for r in rows}
+        zero where missing and locked in SKU order."""
+        rows = await self._rows(
+            compiled_sql(stock, "lock_all", _lock_all),
+            {"merchant_id": self._merchant, "location_id": location_id, "skus": sorted(skus)},
+        )
+        return {r[0]: ItemState(r[1], r[2], r[3], r[4]) for r in rows}
 
     async def record_all(
         self, location_id: str, entries: list[tuple[str, NewEntry]]
@@ -149,98 +250,29 @@ class SqlStock:
         """`record` (without reservations or counts) for several locked rows of one location,
         in one statement: the rows changed, their ledger entries written from the changed rows,
         and each SKU's threshold read, in the order of `entries` (one per SKU)."""
-        given = select(
-            *(
-                # Bound as `entry_<name>`: a parameter named like a column of the tables
-                # written here would be taken as a value for that column.
-                func.unnest(bindparam(f"entry_{name}", type_=ARRAY(kind))).label(name)
-                for name, kind in _ENTRY_ARRAYS
-            )
-        ).cte("given")
-        changed = (
-            update(stock)
-            .where(
-                stock.c.merchant_id == self._merchant,
-                stock.c.location_id == location_id,
-                stock.c.sku == given.c.sku,
-            )
-            .values(
-                on_hand=stock.c.on_hand + given.c.delta,
-                updated_at=case((given.c.delta != 0, func.now()), else_=stock.c.updated_at),
-            )
-            .returning(*LEVEL)
-            .cte("changed")
+        rows = await self._rows(
+            compiled_sql(stock, "record_all", _record_all),
+            {
+                "merchant_id": self._merchant,
+                "location_id": location_id,
+                "entry_sku": [sku for sku, _ in entries],
+                "entry_kind": [e.kind.value for _, e in entries],
+                "entry_reason": [e.reason.value if e.reason else "" for _, e in entries],
+                "entry_quantity": [e.quantity for _, e in entries],
+                "entry_delta": [e.applied.delta for _, e in entries],
+                "entry_superseded": [e.applied.superseded for _, e in entries],
+                "entry_occurred_at": [e.occurred_at for _, e in entries],
+                "entry_reference": [e.reference for _, e in entries],
+                "entry_note": [e.note for _, e in entries],
+            },
         )
-        written = (
-            insert(stock_ledger)
-            .from_select(
-                [
-                    "merchant_id",
-                    "sku",
-                    "location_id",
-                    "kind",
-                    "reason",
-                    "quantity",
-                    "delta",
-                    "superseded",
-                    "on_hand_after",
-                    "occurred_at",
-                    "reference",
-                    "note",
-                ],
-                select(
-                    bindparam("entry_merchant", type_=Text),
-                    changed.c.sku,
-                    changed.c.location_id,
-                    given.c.kind,
-                    given.c.reason,
-                    given.c.quantity,
-                    given.c.delta,
-                    given.c.superseded,
-                    changed.c.on_hand,
-                    given.c.occurred_at,
-                    given.c.reference,
-                    given.c.note,
-                ).join_from(changed, given, given.c.sku == changed.c.sku),
-            )
-            .returning(*stock_ledger.c)
-            .cte("written")
-        )
-        threshold = (
-            select(low_stock_thresholds.c.threshold)
-            .where(
-                low_stock_thresholds.c.merchant_id == self._merchant,
-                low_stock_thresholds.c.sku == changed.c.sku,
-            )
-            .scalar_subquery()
-        )
-        rows = (
-            await self._conn.execute(
-                select(
-                    *(changed.c[c.name].label(f"level_{c.name}") for c in LEVEL),
-                    *written.c,
-                    threshold.label("threshold"),
-                ).join_from(changed, written, written.c.sku == changed.c.sku),
-                {
-                    "entry_merchant": self._merchant,
-                    "entry_sku": [sku for sku, _ in entries],
-                    "entry_kind": [e.kind.value for _, e in entries],
-                    "entry_reason": [e.reason.value if e.reason else "" for _, e in entries],
-                    "entry_quantity": [e.quantity for _, e in entries],
-                    "entry_delta": [e.applied.delta for _, e in entries],
-                    "entry_superseded": [e.applied.superseded for _, e in entries],
-                    "entry_occurred_at": [e.occurred_at for _, e in entries],
-                    "entry_reference": [e.reference for _, e in entries],
-                    "entry_note": [e.note for _, e in entries],
-                },
-            )
-        ).all()
-        by_sku = {r.sku: r for r in rows}
+        by_sku = {r[0]: r for r in rows}
         out = []
         for sku, _ in entries:
             r = by_sku[sku]
-            level = {c.name: r._mapping[f"level_{c.name}"] for c in LEVEL}
-            out.append((level_of(level), entry_of(r), r.threshold))  # type: ignore[arg-type]
+            level = dict(zip(_RECORDED_LEVEL, r[: len(_RECORDED_LEVEL)], strict=True))
+            entry = dict(zip(_RECORDED_ENTRY, r[len(_RECORDED_LEVEL) : -1], strict=True))
+            out.append((level_of(level), entry_from(entry), r[-1]))
         return out
 
     async def changed_after(self, sku: str, location_id: str, occurred_at: datetime) -> int:
