@@ -18,7 +18,7 @@ usual way, so a statement either runs here with the same outcome or is not taken
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -68,6 +68,60 @@ class DirectEngine(AsyncEngine):
     def execution_options(self, **opt: Any) -> AsyncEngine:
         # The engine with other options (an AUTOCOMMIT one, say) keeps the direct connections.
         return DirectEngine(self.sync_engine.execution_options(**opt))
+
+
+class Prepared:
+    """A statement built and compiled once, every value in it a named `bindparam`, run on the
+    driver's connection with only its parameters converted.
+
+    Why: for a wide INSERT or UPDATE (an order's two dozen columns) building the statement and
+    its cache key on every call costs its process 0.1-0.25 ms before the driver sees it; a hot
+    path writes several a request. Where `DirectConnection.execute` would not take a statement
+    (event listeners, a transaction already ended), the statement is built and run the usual
+    way, with the same parameters. Name parameters of WHERE clauses apart from the columns
+    (`w_id`, not `id`): SQLAlchemy's own execution would take a column's name as a value to set.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._compiled: Any = None
+        self._dialect: Any = None
+        self._theirs = False  # compiled into something only SQLAlchemy's execution runs
+
+    async def execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
+        sync = conn.sync_connection
+        direct = isinstance(conn, DirectConnection) and not self._theirs
+        if direct and sync is not None and _can_take(sync):
+            compiled = self._compiled
+            if compiled is None or self._dialect is not sync.dialect:
+                compiled = self._compile(sync)
+            if compiled is not None:
+                procs = compiled._bind_processors
+                values = {k: (procs[k](v) if k in procs else v) for k, v in params.items()}
+                plan = _Plan(compiled.string, values, compiled, procs)
+                try:
+                    return await _run(sync, plan)
+                except psycopg.Error as exc:
+                    error = _as_sqlalchemy_error(sync, plan.sql, exc)
+                    if error.connection_invalidated:
+                        await conn.invalidate(exc)
+                    raise error from exc
+        return await conn.execute(self._build(), dict(params))
+
+    def _compile(self, sync: Connection) -> Any:
+        compiled = self._build().compile(dialect=sync.dialect)
+        if (
+            compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.positional
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+            or compiled.escaped_bind_names
+        ):
+            self._theirs = True  # values SQLAlchemy computes or expands per call
+            return None
+        self._compiled, self._dialect = compiled, sync.dialect
+        return compiled
 
 
 def _can_take(sync: Connection) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import LargeBinary, Row, bindparam, exists, func, select, text, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.direct import Prepared
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -330,6 +332,65 @@ def _values(order: Order) -> dict[str, Any]:
     }
 
 
+# The columns `_values` writes; with the keys, the statements below (built once: an order's
+# row is written twice a sale, and building these wide statements each time cost more than
+# sending them).
+VALUE_COLUMNS = (
+    "location_id", "customer_id", "status", "currency", "lines", "subtotal", "discount_total",
+    "tax_total", "total", "discounts_applied", "payment_id", "channel", "version",
+    "fulfillments", "saga", "timeline", "notes", "metadata", "saga_state", "due_at",
+    "register_id", "staff_id",
+)  # fmt: skip
+
+
+def _insert_order() -> Any:
+    return (
+        pg_insert(orders)
+        .values(
+            merchant_id=bindparam("merchant_id"),
+            id=bindparam("id"),
+            **{name: bindparam(name, type_=orders.c[name].type) for name in VALUE_COLUMNS},
+            created_at=func.coalesce(
+                bindparam("created_at", type_=orders.c.created_at.type), func.now()
+            ),
+            updated_at=func.coalesce(
+                bindparam("updated_at", type_=orders.c.updated_at.type), func.now()
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(orders.c.created_at, orders.c.updated_at)
+    )
+
+
+def _update_order(check_version: bool) -> Callable[[], Any]:
+    def build() -> Any:
+        where = [
+            orders.c.merchant_id == bindparam("w_merchant_id"),
+            orders.c.id == bindparam("w_id"),
+        ]
+        if check_version:
+            where.append(orders.c.version == bindparam("w_version"))
+        return (
+            update(orders)
+            .where(*where)
+            .values(
+                **{name: bindparam(name, type_=orders.c[name].type) for name in VALUE_COLUMNS},
+                updated_at=func.coalesce(
+                    bindparam("updated_at", type_=orders.c.updated_at.type), func.now()
+                ),
+                touched_at=func.now(),
+            )
+            .returning(orders.c.updated_at)
+        )
+
+    return build
+
+
+INSERT_ORDER = Prepared(_insert_order)
+SAVE_ORDER = Prepared(_update_order(check_version=False))
+SAVE_ORDER_IF_VERSION = Prepared(_update_order(check_version=True))
+
+
 class SqlOrderRepository:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
@@ -338,17 +399,15 @@ class SqlOrderRepository:
     async def add(self, order: Order) -> bool:
         """Insert a new order; False when one with its id exists already (a re-run)."""
         row = (
-            await self._conn.execute(
-                pg_insert(orders)
-                .values(
-                    merchant_id=self._merchant,
-                    id=order.id,
+            await INSERT_ORDER.execute(
+                self._conn,
+                {
+                    "merchant_id": self._merchant,
+                    "id": order.id,
                     **_values(order),
-                    created_at=order.created_at or func.now(),
-                    updated_at=order.updated_at or func.now(),
-                )
-                .on_conflict_do_nothing()
-                .returning(orders.c.created_at, orders.c.updated_at)
+                    "created_at": order.created_at,
+                    "updated_at": order.updated_at,
+                },
             )
         ).first()
         if row is None:
@@ -358,37 +417,15 @@ class SqlOrderRepository:
 
     async def save(self, order: Order) -> None:
         """Write the order back (it was read locked, in this transaction)."""
-        row = (
-            await self._conn.execute(
-                update(orders)
-                .where(orders.c.merchant_id == self._merchant, orders.c.id == order.id)
-                .values(
-                    **_values(order),
-                    updated_at=order.updated_at or func.now(),
-                    touched_at=func.now(),
-                )
-                .returning(orders.c.updated_at)
-            )
-        ).one()
+        params = {"w_merchant_id": self._merchant, "w_id": order.id, **_values(order),
+                  "updated_at": order.updated_at}  # fmt: skip
+        row = (await SAVE_ORDER.execute(self._conn, params)).one()
         order.updated_at = row.updated_at
 
     async def save_if_version(self, order: Order, version: int) -> bool:
-        row = (
-            await self._conn.execute(
-                update(orders)
-                .where(
-                    orders.c.merchant_id == self._merchant,
-                    orders.c.id == order.id,
-                    orders.c.version == version,
-                )
-                .values(
-                    **_values(order),
-                    updated_at=order.updated_at or func.now(),
-                    touched_at=func.now(),
-                )
-                .returning(orders.c.updated_at)
-            )
-        ).first()
+        params = {"w_merchant_id": self._merchant, "w_id": order.id, "w_version": version,
+                  **_values(order), "updated_at": order.updated_at}  # fmt: skip
+        row = (await SAVE_ORDER_IF_VERSION.execute(self._conn, params)).first()
         if row is None:
             return False
         order.updated_at = row.updated_at
