@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pos_devstack.testing import Infra
 from pos_kit.db import async_url, make_engine
-from pos_kit.direct import DirectConnection, DirectEngine, DirectResult
+from pos_kit.direct import DirectConnection, DirectEngine, DirectResult, Prepared
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -219,3 +219,50 @@ async def test_an_autocommit_engine_applies_each_statement_at_once(
         async with plain.connect() as other:  # seen from another connection before any commit
             mine = select(items.c.id).where(items.c.merchant_id == merchant)
             assert (await other.execute(mine)).scalars().all() == ["now"]
+
+
+def _prepared_upsert() -> Any:
+    return (
+        pg_insert(items)
+        .values(
+            merchant_id=bindparam("merchant_id"),
+            id=bindparam("id"),
+            name=bindparam("name"),
+            data=bindparam("data", type_=JSONB),
+            at=bindparam("at", type_=DateTime(timezone=True)),
+            tags=bindparam("tags", type_=ARRAY(String)),
+            price=bindparam("price", type_=Numeric(10, 2)),
+            serial=bindparam("serial", type_=BigInteger),
+        )
+        .on_conflict_do_update(index_elements=["merchant_id", "id"], set_={"qty": items.c.qty + 1})
+        .returning(items.c.id, items.c.qty, items.c.data, items.c.at, items.c.tags, items.c.price)
+    )
+
+
+UPSERT = Prepared(_prepared_upsert)
+
+
+async def test_a_prepared_statement_answers_on_both_engines_alike(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """Run on the driver by a direct connection, the usual way on a plain one: same rows, the
+    JSON, the array, the time and the decimal converted alike, and a conflict an IntegrityError
+    of SQLAlchemy's either way."""
+    answers = []
+    for engine in engines:
+        merchant = uuid.uuid4().hex
+        values = {"merchant_id": merchant, "name": "n", "data": {"a": [1, "x"]}, "at": AT,
+                  "tags": ["t", "u"], "price": Decimal("9.50"), "serial": 7}  # fmt: skip
+        async with engine.begin() as conn:
+            first = (await UPSERT.execute(conn, {**values, "id": "p"})).one()
+            again = (await UPSERT.execute(conn, {**values, "id": "p"})).one()
+            answers.append((tuple(first), tuple(again)))
+        async with engine.connect() as conn:
+            with pytest.raises(IntegrityError):  # NOT NULL: an error from the server
+                await UPSERT.execute(conn, {**values, "merchant_id": None, "id": "q"})
+            await conn.rollback()
+    direct, plain = answers
+    assert UPSERT._compiled is not None  # the direct engine ran it compiled once
+    assert direct == plain
+    assert direct[0] == ("p", 0, {"a": [1, "x"]}, AT, ["t", "u"], Decimal("9.50"))
+    assert direct[1][1] == 1

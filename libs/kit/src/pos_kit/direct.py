@@ -87,6 +87,7 @@ class Prepared:
         self._compiled: Any = None
         self._dialect: Any = None
         self._theirs = False  # compiled into something only SQLAlchemy's execution runs
+        self._literals: dict[str, Any] = {}
 
     async def execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
         sync = conn.sync_connection
@@ -97,7 +98,8 @@ class Prepared:
                 compiled = self._compile(sync)
             if compiled is not None:
                 procs = compiled._bind_processors
-                values = {k: (procs[k](v) if k in procs else v) for k, v in params.items()}
+                given = {**self._literals, **params}
+                values = {k: (procs[k](v) if k in procs else v) for k, v in given.items()}
                 plan = _Plan(compiled.string, values, compiled, procs)
                 try:
                     return await _run(sync, plan)
@@ -120,6 +122,12 @@ class Prepared:
         ):
             self._theirs = True  # values SQLAlchemy computes or expands per call
             return None
+        # The values written into the statement itself (`qty + 1`): bound once, sent each time.
+        self._literals = {
+            name: bind.effective_value
+            for bind, name in compiled.bind_names.items()
+            if not bind.required
+        }
         self._compiled, self._dialect = compiled, sync.dialect
         return compiled
 
