@@ -191,6 +191,12 @@ async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() 
     # cannot see the end of.
     waited = await saga.resume(new_uow, shop.ports, order.id, Policy())
     assert waited.status is OrderStatus.PENDING_PAYMENT
+    # Nothing learnt, nothing changed: no new version (a change feed would show it again).
+    again = await saga.resume(new_uow, shop.ports, order.id, Policy())
+    async with new_uow() as uow:
+        stored = await uow.orders.get(order.id)
+    assert stored is not None
+    assert waited.version == again.version == stored.version == order.version
     shop.payments.settle_pending()
     resumed = await saga.resume(new_uow, shop.ports, order.id, Policy())
     assert resumed.status is OrderStatus.COMPLETED

@@ -90,11 +90,26 @@ $$
 """
 
 
-def stamp_changes_sql(table: str) -> list[str]:
-    """Statements for a migration: `table.updated_at` is stamped on every insert and update."""
+def stamp_changes_sql(table: str, version_column: str = "") -> list[str]:
+    """Statements for a migration: `table.updated_at` is stamped on every insert and update.
+
+    With `version_column`, only on an update that changes it: a table whose rows are also
+    written for bookkeeping (an order's `touched_at`) changes for the feed only when the
+    resource does, and every change of the resource bumps its version."""
+    if not version_column:
+        return [
+            STAMP_FUNCTION,
+            f"DROP TRIGGER IF EXISTS {table}_stamp_change ON {table}",
+            f"CREATE TRIGGER {table}_stamp_change BEFORE INSERT OR UPDATE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION stamp_change()",
+        ]
     return [
         STAMP_FUNCTION,
         f"DROP TRIGGER IF EXISTS {table}_stamp_change ON {table}",
-        f"CREATE TRIGGER {table}_stamp_change BEFORE INSERT OR UPDATE ON {table} "
+        f"DROP TRIGGER IF EXISTS {table}_stamp_insert ON {table}",
+        f"CREATE TRIGGER {table}_stamp_insert BEFORE INSERT ON {table} "
         "FOR EACH ROW EXECUTE FUNCTION stamp_change()",
+        f"CREATE TRIGGER {table}_stamp_change BEFORE UPDATE ON {table} FOR EACH ROW "
+        f"WHEN (OLD.{version_column} IS DISTINCT FROM NEW.{version_column}) "
+        "EXECUTE FUNCTION stamp_change()",
     ]

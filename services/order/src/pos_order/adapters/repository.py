@@ -11,6 +11,7 @@ from sqlalchemy import LargeBinary, Row, bindparam, exists, func, select, text, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.changes import list_page
 from pos_kit.direct import Prepared
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -455,15 +456,13 @@ class SqlOrderRepository:
             query = query.where(
                 orders.c.fulfillments.contains([{"status": f.fulfillment_status.value}])
             )
-        if f.updated_since:
-            query = query.where(orders.c.updated_at >= f.updated_since)
         if f.register_id:
             query = query.where(orders.c.register_id == f.register_id)
         if f.staff_id:
             query = query.where(orders.c.staff_id == f.staff_id)
-        if page.after:
-            query = query.where(orders.c.id > page.after)
-        rows = (await self._conn.execute(query.order_by(orders.c.id).limit(page.fetch))).all()
+        # With `updated_since` (in `page.since`): the kit's change feed, oldest change first,
+        # resumed from the (updated_at, id) cursor; otherwise by id.
+        rows = await list_page(self._conn, query, orders.c.updated_at, orders.c.id, page)
         return [_order(r) for r in rows]
 
     async def discard(self, order_id: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC
 
 import grpc
 
@@ -501,11 +500,6 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             customer_id=request.customer_id,
             fulfillment_status=FULFILLMENT_STATUSES.optional(
                 request.fulfillment_status, "fulfillment_status"
-            ),
-            updated_since=(
-                request.updated_since.ToDatetime(tzinfo=UTC)
-                if request.HasField("updated_since")
-                else None
             ),
             register_id=request.register_id,
             staff_id=request.staff_id,

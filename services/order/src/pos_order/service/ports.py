@@ -36,7 +36,6 @@ class OrderFilters:
     location_id: str = ""
     customer_id: str = ""
     fulfillment_status: FulfillmentStatus | None = None
-    updated_since: datetime | None = None
     register_id: str = ""
     staff_id: str = ""
 

@@ -10,6 +10,7 @@ the same steps from what is recorded; the other services replay what they alread
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -335,6 +336,19 @@ def tender_state(p: PaymentResult) -> TenderState:
         "failed": TenderState.FAILED,
         "voided": TenderState.VOIDED,
     }.get(p.status, TenderState.PENDING)
+
+
+def tenders_in_line(order: Order, payments: list[PaymentResult]) -> bool:
+    """Whether `sync_tenders` (giving up on tenders never sent) would change nothing."""
+    probe = copy.deepcopy(order)
+    sync_tenders(probe, payments, give_up_sent=True)
+    return probe.saga.tenders == order.saga.tenders
+
+
+async def touch(new_uow: NewUow, order_id: str) -> None:
+    async with new_uow() as uow:
+        await uow.orders.touch(order_id)
+        await uow.commit()
 
 
 def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool) -> None:
@@ -721,9 +735,14 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         return order
     if order.status is OrderStatus.PENDING_PAYMENT:
         payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
-        order, _ = await change(
-            new_uow, order.id, lambda o: sync_tenders(o, payments, give_up_sent=True)
-        )
+        if tenders_in_line(order, payments):
+            # Nothing learnt: the order is not changed (no new version, nothing for a change
+            # feed), only marked as looked at, so the resumer comes back after its window.
+            await touch(new_uow, order.id)
+        else:
+            order, _ = await change(
+                new_uow, order.id, lambda o: sync_tenders(o, payments, give_up_sent=True)
+            )
         if any(t.state is TenderState.PENDING for t in order.saga.tenders):
             return order  # the payment reconciler settles it first
         if any(f.hold is HoldState.SENT for f in order.fulfillments):
