@@ -17,7 +17,7 @@ from fakes import (
     uow_factory,
 )
 
-from pos_kit.errors import InvalidArgument, NotFound, Unavailable
+from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -414,3 +414,24 @@ async def test_an_unchanged_sale_is_confirmed_on_the_order_as_this_request_saved
     assert stored is not None
     assert (stored.status, stored.version) == (OrderStatus.COMPLETED, order.version)
     assert [type(e) for e in shop.store.published] == [OrderConfirmed, OrderCompleted]
+
+
+def test_a_tender_awaiting_its_answer_is_spoken_for_until_declined() -> None:
+    """Two tenders sent at once never both take the balance: the second finds the first's
+    amount spoken for; once the first is declined, the balance is open again."""
+    lines = [OrderLine("TEE", "Tee", 2, Money(2500, USD), "F1")]
+    totals = compute_totals(lines, Money(0, USD), 0)
+    order = Order("ord_t", "loc_1", "", lines, totals, discounts_applied=True)
+    first = order.add_tender(Tender.CARD, order.unclaimed, "req-1")
+    assert (first.amount, order.unclaimed, order.balance_due) == (5000, 0, 5000)
+    with pytest.raises(Conflict) as err:
+        order.add_tender(Tender.CARD, 5000, "req-2")
+    assert err.value.code == "payment_pending"
+    order.tender_answered(first.n, "pay_1", TenderState.FAILED)
+    second = order.add_tender(Tender.CARD, order.unclaimed, "req-3")
+    assert second.amount == 5000
+    order.tender_answered(second.n, "pay_2", TenderState.AUTHORIZED)
+    with pytest.raises(Conflict) as err:
+        order.add_tender(Tender.CARD, 1, "req-4")
+    assert err.value.code == "balance_covered"
+    assert order.balance_due == 0

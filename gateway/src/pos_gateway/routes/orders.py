@@ -581,7 +581,10 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
     """Takes one tender (split tender: several, until the total is covered), authorised only:
     each fulfilment captures its share later. A decline is a 402 whose problem carries the
     order and the payment: the order stays `pending_payment` with its holds, and another tender
-    may follow. More than the balance due is a 400; an order not waiting for payment a 409."""
+    may follow. More than the balance due is a 400 (a tender whose answer is awaited counts as
+    paying its amount until it is declined); an order not waiting for payment a 409, and so are
+    a tender while the awaited ones would cover the balance (`payment_pending`) and one when
+    the tenders already cover it (`balance_covered`)."""
     request = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
     tender_into(request, body)
     answer = await svc.order.AddTender(request)

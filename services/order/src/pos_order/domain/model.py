@@ -478,16 +478,32 @@ class Order:
         if self.saga.confirm_requested:
             raise Conflict("the order is being confirmed", "order_confirming")
 
+    @property
+    def unclaimed(self) -> int:
+        """What neither a live tender nor one whose answer is awaited covers: what a new
+        tender may take. A tender in flight may still be approved, so its amount is spoken
+        for until it is declined: two tenders sent at once never both take the balance."""
+        in_flight = sum(
+            t.amount
+            for t in self.saga.tenders
+            if t.state in (TenderState.SENT, TenderState.PENDING)
+        )
+        return max(0, self.balance_due - in_flight)
+
     def add_tender(self, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
         self.require_pending()
-        if amount <= 0 or amount > self.balance_due:
+        open_amount = self.unclaimed
+        if open_amount == 0 and self.balance_due > 0:
+            raise Conflict(
+                "the other tenders' answers are not known yet and would cover the balance; "
+                "try again shortly",
+                "payment_pending",
+            )
+        if open_amount == 0:
+            raise Conflict("the tenders already cover the total", "balance_covered")
+        if amount <= 0 or amount > open_amount:
             raise_if(
-                [
-                    FieldViolation(
-                        "amount",
-                        f"must be between 1 and the balance due ({self.balance_due})",
-                    )
-                ]
+                [FieldViolation("amount", f"must be between 1 and the balance due ({open_amount})")]
             )
         n = len(self.saga.tenders) + 1
         record = TenderRecord(n, tender, amount, f"{self.id}/payment/{n}", asked_by)

@@ -630,7 +630,7 @@ class AddTender(Generic[R]):
                 raise_if([FieldViolation("amount", f"must be in {order.currency}")])
             if any(f.hold is not None and f.hold.value == "sent" for f in order.fulfillments):
                 raise Conflict("the order's stock is not held yet", "order_not_held")
-            amount = cmd.amount.amount if cmd.amount is not None else order.balance_due
+            amount = cmd.amount.amount if cmd.amount is not None else order.unclaimed
             assert isinstance(cmd.tender, Tender)
             record = order.add_tender(cmd.tender, amount, cmd.request_id)
             order.touched(now())
