@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
@@ -379,6 +379,11 @@ class FakePayments:
     async def take(
         self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
     ) -> PaymentResult:
+        if ask.tender in (Tender.CASH, Tender.EXTERNAL) and not ask.capture:
+            # As the payment service answers: these are taken, never only authorised.
+            raise InvalidArgument(
+                "bad payment", [FieldViolation("capture", "a cash tender is captured when taken")]
+            )
         body = ("take", order_id, ask.tender, ask.amount, ask.card_token, ask.capture)
         pid = self._replay(request_id, body)
         if pid is None:

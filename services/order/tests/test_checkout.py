@@ -435,3 +435,12 @@ def test_a_tender_awaiting_its_answer_is_spoken_for_until_declined() -> None:
         order.add_tender(Tender.CARD, 1, "req-4")
     assert err.value.code == "balance_covered"
     assert order.balance_due == 0
+
+
+async def test_a_register_sale_shows_its_capture_on_its_fulfilment() -> None:
+    """Captured at once in store: the in-store fulfilment shows what was captured for it, as
+    a web order's does after its confirmation."""
+    order, payment = await checkout(Shop(), _cmd())
+    assert payment is not None and payment.captured_amount == order.totals.total.amount
+    (f,) = order.fulfillments
+    assert f.captured == f.amount == order.totals.total.amount

@@ -20,9 +20,12 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    Tender,
+    TenderState,
     Totals,
     build_fulfillments,
 )
+from pos_order.service import handlers
 
 
 class Pick:
@@ -139,3 +142,34 @@ def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_hold
     assert [ln.quantity for ln in order.lines_of(b)] == [2]
     assert (a.amount, b.amount) == (3300, 2200)
     assert a.hold is HoldState.HELD and b.hold is HoldState.HELD
+
+
+def _cash_tender(m: OrderLifecycle, order_id: str) -> Any:
+    order = m.order(order_id)
+    cmd = handlers.TenderCommand(
+        m._request_id(), order_id, Money(10_000, order.currency), Tender.CASH, None
+    )
+    return m._attempt(
+        lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+    )
+
+
+def test_a_pickup_paid_in_cash_is_captured_when_taken_and_each_fulfilment_shows_it() -> None:
+    """Cash is taken, not authorised: the tender is captured at once, confirmation assigns it
+    to the fulfilment, and an expired pickup gives it back."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    answer = _cash_tender(m, order_id)
+    assert not isinstance(answer, Exception), answer
+    after, payment = answer
+    assert payment.status == "captured"
+    assert after.balance_due == 0 and after.saga.tenders[0].state is TenderState.CAPTURED
+    m.confirm(Pick(m.order(order_id)))
+    (f,) = m.order(order_id).fulfillments
+    assert f.captured == f.amount == m.order(order_id).totals.total.amount
+    _check(m)
+    m.expire(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    assert m.payments.kept(order_id) == 0  # the cash went back
+    _check(m)

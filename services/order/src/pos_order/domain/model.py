@@ -560,6 +560,33 @@ class Order:
         self.saga.captures.extend(plan)
         return plan
 
+    def attribute_taken(self) -> None:
+        """Money captured when it was taken (cash, an external tender, a register's card
+        captured at once) is assigned to the fulfilments, first come first, as captures
+        already done: each fulfilment shows what was captured for it, what a later capture
+        takes is only the rest, and a pickup that expires refunds its share."""
+        for t in self.saga.tenders:
+            if not t.payment_id:
+                continue
+            done = sum(
+                c.amount for c in self.saga.captures if c.payment_id == t.payment_id and c.done
+            )
+            free = t.captured - done
+            for f in self.fulfillments:
+                if free <= 0:
+                    break
+                pending = sum(
+                    c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
+                )
+                take = min(f.amount - f.captured - pending, free)
+                if take <= 0:
+                    continue
+                self.saga.captures.append(
+                    Capture(f"{self.id}/taken/{f.id}/{t.n}", t.payment_id, take, f.id, done=True)
+                )
+                f.captured += take
+                free -= take
+
     def captured(self, capture: Capture) -> None:
         capture.done = True
         for t in self.saga.tenders:

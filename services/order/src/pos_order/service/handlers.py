@@ -423,6 +423,7 @@ def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], N
         ):
             # In store, captured at once: nothing held, nothing more to capture, so the
             # payment's answer and the confirmation commit together (one transaction).
+            o.attribute_taken()
             o.confirm(now())
 
     return settle
@@ -640,7 +641,11 @@ class AddTender(Generic[R]):
     async def call(self, claim: Claim, read: tuple[Order, int]) -> PaymentResult:
         order, n = read
         record = order.saga.tenders[n - 1]
-        ask = tender_ask(record, order.currency, False, self.cmd)
+        # Cash and external tenders are taken, not authorised: captured when recorded (their
+        # share of each fulfilment is assigned at confirmation); cards and gift cards are
+        # authorised and captured as the fulfilments say.
+        at_once = record.tender in (Tender.CASH, Tender.EXTERNAL)
+        ask = tender_ask(record, order.currency, at_once, self.cmd)
         payment = await self.ports.payments.take(
             record.request_id, order.id, order.location_id, ask
         )

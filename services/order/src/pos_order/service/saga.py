@@ -556,7 +556,7 @@ async def finish_confirmation(
     order = await hold_points(new_uow, ports, order, policy)
     try:
         if not order.saga.captures and any(
-            t.state is TenderState.AUTHORIZED for t in order.saga.tenders
+            t.state in (TenderState.AUTHORIZED, TenderState.CAPTURED) for t in order.saga.tenders
         ):
             settings = settings or await settings_of(new_uow, policy)
             first_expiry = None
@@ -567,6 +567,7 @@ async def finish_confirmation(
 
             def plan(o: Order) -> None:
                 if not o.saga.captures:
+                    o.attribute_taken()  # first: what was captured when taken is theirs
                     o.plan_captures(captures_now(o, chosen, first_expiry))
 
             order, _ = await change(new_uow, order.id, plan)
