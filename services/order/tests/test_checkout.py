@@ -444,3 +444,20 @@ async def test_a_register_sale_shows_its_capture_on_its_fulfilment() -> None:
     assert payment is not None and payment.captured_amount == order.totals.total.amount
     (f,) = order.fulfillments
     assert f.captured == f.amount == order.totals.total.amount
+
+
+def test_a_cancelled_order_is_paid_what_was_captured_and_not_refunded() -> None:
+    """Cancelled after one fulfilment's share was captured: that share refunded, the rest of
+    the authorisation voided. Nothing is paid and nothing is due (the authorised 3000 less the
+    refund is not money the customer pays)."""
+    lines = [OrderLine("TEE", "Tee", 3, Money(1000, USD), "F1")]
+    order = Order("ord_c", "loc_1", "", lines, compute_totals(lines, Money(0, USD), 0), True)
+    tender = order.add_tender(Tender.CARD, 3000, "req-1")
+    order.tender_answered(tender.n, "pay_1", TenderState.AUTHORIZED)
+    tender.captured, tender.refunded = 1000, 1000
+    assert (order.paid, order.balance_due) == (2000, 1000)  # still pending: 2000 held
+    order.begin_cancel("customer")
+    order.cancelled(datetime.now(UTC))
+    assert (order.paid, order.balance_due) == (0, 0)
+    tender.refunded = 400  # had the refund been partial, what stays captured is paid
+    assert (order.paid, order.balance_due) == (600, 0)

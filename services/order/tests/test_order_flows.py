@@ -62,6 +62,8 @@ def test_a_pickup_captured_at_confirmation_then_cancelled_is_refunded_and_restoc
     m.cancel(Pick(m.order(order_id)))
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0 and m.payments.held(order_id) == 0
+    # Refunded in full: the order says it is paid nothing, and owes nothing.
+    assert (m.order(order_id).paid, m.order(order_id).balance_due) == (0, 0)
     assert m.stock.on_hand["TEE"] == UNITS and m.stock.available("TEE") == UNITS
     _check(m)
 

@@ -367,11 +367,17 @@ class Order:
     def paid(self) -> int:
         """What live tenders hold for the order (authorised or captured), net of refunds, and
         an exchange's credit (the returned units paying for part of the new order)."""
+        if self.status is OrderStatus.CANCELLED:
+            # Compensated: every authorisation was voided, so what the customer still pays is
+            # what was captured and not refunded.
+            return sum(max(0, t.captured - t.refunded) for t in self.saga.tenders)
         held = sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
         return held + self.saga.credit
 
     @property
     def balance_due(self) -> int:
+        if self.status is OrderStatus.CANCELLED:
+            return 0  # nothing is owed for an order that will not be fulfilled
         return max(0, self.totals.total.amount - self.paid)
 
     def fulfillment(self, fulfillment_id: str) -> Fulfillment | None:
