@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
+from pos_kit.errors import Conflict
 from pos_kit.money import Money
 from pos_order.domain.model import (
     Allocation,
@@ -104,6 +106,13 @@ def test_a_split_shipment_captures_each_share_at_shipment() -> None:
     m.step(Pick((order_id, first.id, FulfillmentStatus.SHIPPED)))
     assert m.payments.kept(order_id) == first.amount
     _check(m)
+    # Shipped again as shipped: a retry; with another tracking number: refused, never ignored.
+    shipped = m.order(order_id)
+    f = shipped.fulfillments[0]
+    assert shipped.step_fulfillment(f.id, FulfillmentStatus.SHIPPED, f.carrier, f.tracking_number)
+    with pytest.raises(Conflict) as err:
+        shipped.step_fulfillment(f.id, FulfillmentStatus.SHIPPED, f.carrier, "ANOTHER")
+    assert err.value.code == "fulfillment_already_shipped"
     m.step(Pick((order_id, second.id, FulfillmentStatus.SHIPPED)))
     for f in (first, second):
         m.step(Pick((order_id, f.id, FulfillmentStatus.DELIVERED)))

@@ -657,7 +657,9 @@ async def step_fulfillment(
 ) -> Order:
     """Pickup: `ready_for_pickup` (the web shop tells the buyer), `picked_up`. Shipment:
     `picked`, `shipped` (carrier and tracking number), `delivered`. `picked_up` and `shipped`
-    capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`.
+    capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`;
+    the step a fulfilment is at already answers the order unchanged, except `shipped` with
+    another carrier or tracking number: a 409 `fulfillment_already_shipped`.
     `order.fulfillment_updated` follows; the last fulfilment done completes the order."""
     answer = await svc.order.UpdateFulfillment(
         order_pb2.UpdateFulfillmentRequest(

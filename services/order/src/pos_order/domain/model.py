@@ -677,6 +677,22 @@ class Order:
 
             raise NotFound("fulfillment", fulfillment_id)
         if f.status is to:
+            shipped_as = (f.carrier, f.tracking_number)
+            if (
+                to is F.SHIPPED
+                and (carrier or tracking_number)
+                and (
+                    carrier,
+                    tracking_number,
+                )
+                != shipped_as
+            ):
+                # Never a silent 200 that keeps the old tracking: the client must know.
+                raise Conflict(
+                    "the fulfilment was shipped already, with another carrier or tracking number",
+                    "fulfillment_already_shipped",
+                    {"carrier": f.carrier, "tracking_number": f.tracking_number},
+                )
             return f  # already there: a retry
         if self.status is not OrderStatus.CONFIRMED:
             raise Conflict(
