@@ -31,6 +31,7 @@ class Harness:
         self.calls = 0
         self.entered = asyncio.Event()  # set when a request reaches the stand-in route
         self.busy_key = ""  # a credential of its own (its own rate limit) for /v1/busy
+        self.strict_key = ""  # and one for /v1/strict
         self.busy_calls = 0
 
 
@@ -49,6 +50,13 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         await gate.wait()
         return JSONResponse({"n": state["h"].calls}, status_code=201)
 
+    async def strict(request: Request) -> JSONResponse:
+        # Refuses a negative quantity as bad input; anything else is made.
+        if (await request.json()).get("quantity", 0) < 0:
+            body = {"code": "invalid_argument", "errors": [{"field": "quantity"}]}
+            return JSONResponse(body, status_code=400)
+        return JSONResponse({"made": True}, status_code=201)
+
     async def busy(request: Request) -> JSONResponse:
         # A service still working on the same request_id, the first time only.
         state["h"].busy_calls += 1
@@ -60,6 +68,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         routes=[
             Route("/v1/thing", thing, methods=["GET", "POST"]),
             Route("/v1/busy", busy, methods=["POST"]),
+            Route("/v1/strict", strict, methods=["POST"]),
         ]
     )
     app.state.keys = KeyStore(engine, SECRET)
@@ -69,6 +78,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
     async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
         state["h"] = Harness(client, key, gate)
         state["h"].busy_key = (await issue_key(engine, SECRET, merchant, "edge-busy")).key
+        state["h"].strict_key = (await issue_key(engine, SECRET, merchant, "edge-strict")).key
         yield state["h"]
     await engine.dispose()
 
@@ -136,3 +146,16 @@ async def test_a_services_request_in_progress_is_not_kept_for_the_key(harness: H
     # Run again, not a replay of "still in progress" after the work is done.
     assert retried.status_code == 201 and retried.json() == {"n": 2}
     assert "Idempotent-Replayed" not in retried.headers
+
+
+async def test_a_request_refused_as_it_came_keeps_nothing_under_its_key(harness: Harness) -> None:
+    """A 400 changed nothing: the corrected body may be sent under the same key (it is not a
+    422 `idempotency_key_reused`), and it is the corrected answer that is then replayed."""
+    h = harness
+    headers = {"Authorization": f"Bearer {h.strict_key}", "Idempotency-Key": "fix-me"}
+    refused = await h.client.post("/v1/strict", json={"quantity": -1}, headers=headers)
+    assert refused.status_code == 400
+    fixed = await h.client.post("/v1/strict", json={"quantity": 1}, headers=headers)
+    assert fixed.status_code == 201 and fixed.json() == {"made": True}
+    replay = await h.client.post("/v1/strict", json={"quantity": 1}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == fixed.content

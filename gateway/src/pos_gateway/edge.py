@@ -275,9 +275,10 @@ class EdgeMiddleware:
             raise
         if not captured["stored"]:
             # Our failure (a 5xx), not an answer: the client may retry with the same key. A
-            # refused card number keeps nothing either, not even the fingerprint of the body
-            # that held it; the retry is refused the same way. Nor does a service's "still in
-            # progress" (409): kept, it would be replayed after the work had finished.
+            # request refused as it came (400) keeps nothing either, not even the fingerprint
+            # of its body (which may have held a card number): the corrected request may use
+            # the same key. Nor does a service's "still in progress" (409): kept, it would be
+            # replayed after the work had finished.
             await store.release(merchant_id, key)
 
 
@@ -339,11 +340,15 @@ def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
     return [{"field": name, "reason": CARD_NUMBER_REASON} for name in names]
 
 
-_NOT_KEPT = {400: CARD_NUMBER_NOT_ALLOWED, 409: "request_in_progress"}
+_NOT_KEPT = {409: "request_in_progress"}
 
 
 def _kept_nothing(status: int, body: bytes) -> bool:
-    """A refused card number, or a service's request still in progress: nothing to replay."""
+    """Nothing to replay: a request refused as it came (400: nothing happened, so the client
+    may send the corrected body under the same key, as Stripe allows), or a service's request
+    still in progress."""
+    if status == 400:
+        return True
     if status not in _NOT_KEPT:
         return False
     try:
