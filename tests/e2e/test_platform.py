@@ -285,6 +285,10 @@ def test_a_partner_polls_changes_with_updated_since_and_misses_nothing(
         assert [c["id"] for c in fresh][-1] == made[0]["id"]
         naive = http.get("/v1/customers", params={"updated_since": "2026-01-01T00:00:00"})
         assert naive.status_code == 400
+        # A cursor that is not one is named as the API names it, not as the services do.
+        bad = http.get("/v1/customers", params={"updated_since": since, "cursor": "\u00ff\u00fe"})
+        assert bad.status_code == 400
+        assert [e["field"] for e in bad.json()["errors"]] == ["cursor"]
 
 
 def test_a_promotion_can_be_read_by_its_merchant_only(platform: Running) -> None:

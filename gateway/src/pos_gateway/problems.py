@@ -121,6 +121,10 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
+# The REST names of request fields the protos name otherwise (a list's paging).
+_PUBLIC_FIELDS = {"page_token": "cursor", "page_size": "limit"}
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
     status = HTTP_FOR_GRPC.get(remote.status, 500)
@@ -130,7 +134,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     fallback = {503: "service_unavailable", 504: "service_timeout"}.get(status)
     code = remote.reason or fallback or remote.status.name.lower()
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
-    errors = [{"field": v.field, "reason": v.description} for v in remote.violations]
+    errors = [
+        {"field": _PUBLIC_FIELDS.get(v.field, v.field), "reason": v.description}
+        for v in remote.violations
+    ]
     # A refusal's figures (the current on_hand of a stale count, what was available of a
     # SKU that ran out) travel as problem extension members, so a client can act on them.
     extra = {k: v for k, v in remote.metadata.items() if k not in _RESERVED_MEMBERS}
