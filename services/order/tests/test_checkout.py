@@ -29,6 +29,7 @@ from pos_order.domain.model import (
     OrderConfirmed,
     OrderLine,
     OrderStatus,
+    PricedItem,
     SagaState,
     Tender,
     TenderState,
@@ -461,3 +462,14 @@ def test_a_cancelled_order_is_paid_what_was_captured_and_not_refunded() -> None:
     assert (order.paid, order.balance_due) == (0, 0)
     tender.refunded = 400  # had the refund been partial, what stays captured is paid
     assert (order.paid, order.balance_due) == (600, 0)
+
+
+async def test_a_sale_beyond_the_largest_total_is_refused_and_nothing_is_charged() -> None:
+    shop = Shop()
+    shop.catalog.items["GOLD"] = PricedItem("GOLD", "Gold bar", Money(10**12, USD))
+    with pytest.raises(InvalidArgument) as err:
+        await checkout(shop, _cmd(lines=[LineRequest("GOLD", 2)]))
+    assert [v.field for v in err.value.violations] == ["lines"]
+    assert shop.payments.charges == [] and shop.saved == {}
+    order, _ = await checkout(shop, _cmd(request_id="req-2", lines=[LineRequest("GOLD", 1)]))
+    assert order.totals.subtotal == Money(10**12, USD)  # the largest total itself is a sale

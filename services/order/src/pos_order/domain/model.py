@@ -19,6 +19,9 @@ from pos_order.domain.tax import LocationTax, TaxTable
 
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
+# The largest order total, in minor units: any one amount the API takes is at most this, and a
+# total beyond it is a mistake (a price or quantity mistyped), never a sale to charge a card for.
+MAX_TOTAL = 10**12
 MAX_FULFILLMENTS = 20
 MAX_METADATA = 50
 
@@ -1095,6 +1098,14 @@ def price_lines(
             )
         )
     return priced
+
+
+def validate_total(totals: Totals) -> list[FieldViolation]:
+    return require(
+        totals.subtotal.amount <= MAX_TOTAL,
+        "lines",
+        f"come to more than the largest order total ({MAX_TOTAL} minor units)",
+    )
 
 
 def compute_totals(

@@ -48,6 +48,7 @@ from pos_order.domain.model import (
     validate_order,
     validate_redemption,
     validate_register_tender,
+    validate_total,
 )
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
 from pos_order.service import pricing, saga
@@ -160,6 +161,7 @@ async def _priced_order(
         started.buyer,
     )
     refuse_rejected(cart.quote)
+    raise_if(validate_total(cart.totals))
     location, priced, quote, totals = cart.location, cart.lines, cart.quote, cart.totals
     live = cart.live
     points_discount = None
