@@ -473,3 +473,14 @@ async def test_a_sale_beyond_the_largest_total_is_refused_and_nothing_is_charged
     assert shop.payments.charges == [] and shop.saved == {}
     order, _ = await checkout(shop, _cmd(request_id="req-2", lines=[LineRequest("GOLD", 1)]))
     assert order.totals.subtotal == Money(10**12, USD)  # the largest total itself is a sale
+
+
+def test_a_cancelled_order_refuses_confirmation_in_words_about_confirming() -> None:
+    lines = [OrderLine("TEE", "Tee", 1, Money(1000, USD), "F1")]
+    order = Order("ord_x", "loc_1", "", lines, compute_totals(lines, Money(0, USD), 0), True)
+    order.begin_cancel("customer")
+    order.cancelled(datetime.now(UTC))
+    with pytest.raises(Conflict) as err:
+        order.request_confirmation()
+    assert err.value.code == "order_not_pending"
+    assert "confirmed" in str(err.value) and "tenders" not in str(err.value)

@@ -476,14 +476,11 @@ class Order:
             self.fulfillments.append(part)
             self._moved(f"{part.id}:{part.status.value}", at)
 
-    def require_pending(self) -> None:
+    def require_pending(self, doing: str = "it takes no more tenders") -> None:
         if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.state is not (
             SagaState.RUNNING
         ):
-            raise Conflict(
-                f"the order is {self.status.value}: it takes no more tenders",
-                "order_not_pending",
-            )
+            raise Conflict(f"the order is {self.status.value}: {doing}", "order_not_pending")
         if self.saga.confirm_requested:
             raise Conflict("the order is being confirmed", "order_confirming")
 
@@ -530,7 +527,7 @@ class Order:
     def request_confirmation(self) -> None:
         if self.saga.confirm_requested and self.saga.state is SagaState.RUNNING:
             return  # a retry, or the resumer finishing it
-        self.require_pending()
+        self.require_pending("only an order waiting for payment is confirmed")
         if any(t.state in (TenderState.SENT, TenderState.PENDING) for t in self.saga.tenders):
             raise Conflict(
                 "a tender's answer is not known yet; try again shortly", "payment_pending"
