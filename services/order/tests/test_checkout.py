@@ -22,6 +22,8 @@ from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
     LineRequest,
     Order,
     OrderCancelled,
@@ -34,6 +36,7 @@ from pos_order.domain.model import (
     Tender,
     TenderState,
     compute_totals,
+    validate_order,
 )
 from pos_order.service import handlers, saga
 from pos_order.service.ports import CheckoutCommand, CheckoutPorts, PaymentResult
@@ -484,3 +487,13 @@ def test_a_cancelled_order_refuses_confirmation_in_words_about_confirming() -> N
         order.request_confirmation()
     assert err.value.code == "order_not_pending"
     assert "confirmed" in str(err.value) and "tenders" not in str(err.value)
+
+
+def test_an_address_on_a_pickup_is_refused_as_a_mixed_up_fulfilment() -> None:
+    lines = [LineRequest("TEE", 1)]
+    pickup = FulfillmentRequest(FulfillmentType.PICKUP, "loc_1", "1 Main St")
+    with pytest.raises(InvalidArgument) as err:
+        validate_order("web", "loc_1", lines, [pickup], {})
+    assert [v.field for v in err.value.violations] == ["fulfillments[0].ship_to"]
+    shipment = FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_1", "1 Main St")
+    validate_order("web", "loc_1", lines, [shipment], {})  # refuses nothing

@@ -125,7 +125,8 @@ class OrderLifecycle(RuleBasedStateMachine):
         else:
             ftype = {"pickup": FulfillmentType.PICKUP, "shipment": FulfillmentType.SHIPMENT,
                      "in_store": FulfillmentType.IN_STORE}[kind]  # fmt: skip
-            fulfillments = [FulfillmentRequest(ftype, "loc_1", "1 Main St")]
+            address = "1 Main St" if ftype is FulfillmentType.SHIPMENT else ""
+            fulfillments = [FulfillmentRequest(ftype, "loc_1", address)]
             lines = [LineRequest("TEE", quantity)]
         cmd = CreateOrderCommand(self._request_id(), "web", "loc_1", "", lines, fulfillments)
         before = self.stock.available("TEE")

@@ -980,6 +980,14 @@ def validate_order(
             violations += require(
                 bool(f.location_id), f"fulfillments[{i}].location_id", "is required"
             )
+            # An address given to a pickup or an in-store sale would be kept and never used:
+            # the client has mixed up its fulfilments, and hears so.
+            violations += require(
+                not f.ship_to, f"fulfillments[{i}].ship_to", "is only for a shipment"
+            )
+            violations += require(
+                f.destination is None, f"fulfillments[{i}].destination", "is only for a shipment"
+            )
     violations += validate_lines(lines, max(1, len(fulfillments)))
     for i, line in enumerate(lines[:MAX_LINES]):
         # A gift card is handed over with the sale: no stock to hold, source or restock.
