@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
+from pos_kit.direct import Prepared
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import at_register, events
@@ -87,6 +99,55 @@ def _state(p: Payment) -> dict[str, Any]:
     return values
 
 
+# A payment's row is written twice a sale (taken, then settled): the statements are built once
+# (pos_kit.direct.Prepared), every value a parameter named after its column.
+_ADDED = (
+    "merchant_id", "id", "order_id", "reference", "location_id", "tender_type", "amount", "tip",
+    "currency", "capture_at_once", "change_due", "cash_tendered", "external_reference",
+    "request_key", *_PAYMENT_STATE, "card_summary", "register_id", "staff_id",
+)  # fmt: skip
+
+
+def _insert_payment() -> Any:
+    return (
+        insert(payments)
+        .values({name: bindparam(name, type_=payments.c[name].type) for name in _ADDED})
+        .returning(payments.c.created_at, payments.c.updated_at)
+    )
+
+
+def _update_payment(check_version: bool) -> Callable[[], Any]:
+    def build() -> Any:
+        where = [
+            payments.c.merchant_id == bindparam("w_merchant_id"),
+            payments.c.id == bindparam("w_id"),
+        ]
+        if check_version:
+            where.append(payments.c.version == bindparam("w_version"))
+        state = (*_PAYMENT_STATE, "card_summary")
+        return (
+            update(payments)
+            .where(*where)
+            .values(
+                version=payments.c.version + 1,
+                **{name: bindparam(name, type_=payments.c[name].type) for name in state},
+            )
+            .returning(
+                payments.c.version,
+                payments.c.updated_at,
+                payments.c.register_id,
+                payments.c.shift_id,
+            )
+        )
+
+    return build
+
+
+INSERT_PAYMENT = Prepared(_insert_payment)
+SAVE_PAYMENT = Prepared(_update_payment(check_version=False))
+SAVE_PAYMENT_IF_VERSION = Prepared(_update_payment(check_version=True))
+
+
 class SqlPaymentRepository:
     """Bound to one merchant when the unit of work builds it: it sees no other's payments."""
 
@@ -98,30 +159,27 @@ class SqlPaymentRepository:
         return payments.c.merchant_id == self._merchant
 
     async def add(self, payment: Payment) -> None:
-        row = (
-            await self._conn.execute(
-                insert(payments)
-                .values(
-                    merchant_id=self._merchant,
-                    id=payment.id,
-                    order_id=payment.order_id,
-                    reference=payment.reference,
-                    location_id=payment.location_id,
-                    tender_type=payment.tender_type.value,
-                    amount=payment.amount,
-                    tip=payment.tip,
-                    currency=payment.currency,
-                    capture_at_once=payment.capture_at_once,
-                    change_due=payment.change_due,
-                    cash_tendered=payment.cash_tendered,
-                    external_reference=payment.external_reference,
-                    request_key=payment.request_key,
-                    **_state(payment),
-                    **at_register.stamp(),
-                )
-                .returning(payments.c.created_at, payments.c.updated_at)
-            )
-        ).one()
+        values = {
+            "merchant_id": self._merchant,
+            "id": payment.id,
+            "order_id": payment.order_id,
+            "reference": payment.reference,
+            "location_id": payment.location_id,
+            "tender_type": payment.tender_type.value,
+            "amount": payment.amount,
+            "tip": payment.tip,
+            "currency": payment.currency,
+            "capture_at_once": payment.capture_at_once,
+            "change_due": payment.change_due,
+            "cash_tendered": payment.cash_tendered,
+            "external_reference": payment.external_reference,
+            "request_key": payment.request_key,
+            **_state(payment),
+            "register_id": "",
+            "staff_id": "",
+            **at_register.stamp(),
+        }
+        row = (await INSERT_PAYMENT.execute(self._conn, values)).one()
         payment.created_at, payment.updated_at = row.created_at, row.updated_at
         if payment.captured:  # only moved money joins a shift (a card is authorised first)
             await self._attach(payment.id)
@@ -157,22 +215,11 @@ class SqlPaymentRepository:
         assert saved, "save() is for a payment read in this transaction"
 
     async def save_if_version(self, payment: Payment, version: int | None) -> bool:
-        where = [self._mine(), payments.c.id == payment.id]
+        keys: dict[str, Any] = {"w_merchant_id": self._merchant, "w_id": payment.id}
+        statement = SAVE_PAYMENT if version is None else SAVE_PAYMENT_IF_VERSION
         if version is not None:
-            where.append(payments.c.version == version)
-        row = (
-            await self._conn.execute(
-                update(payments)
-                .where(*where)
-                .values(version=payments.c.version + 1, **_state(payment))
-                .returning(
-                    payments.c.version,
-                    payments.c.updated_at,
-                    payments.c.register_id,
-                    payments.c.shift_id,
-                )
-            )
-        ).first()
+            keys["w_version"] = version
+        row = (await statement.execute(self._conn, {**keys, **_state(payment)})).first()
         if row is None:
             return False
         payment.version, payment.updated_at = row.version, row.updated_at
