@@ -6,11 +6,11 @@ Every repository is bound to the merchant of the unit of work: no method takes a
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy import Row, Text, and_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,6 +31,7 @@ from pos_customer.adapters.tables import (
 from pos_customer.domain import loyalty
 from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
 from pos_kit.changes import list_page
+from pos_kit.direct import Prepared
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
@@ -119,6 +120,31 @@ def _starts(term: Any, prefix: str) -> tuple[Any, Any]:
     return term >= prefix, term < after
 
 
+def _get(lock: bool) -> Callable[[], Any]:
+    """A customer with their groups' ids, in one round trip (a sale's points read it locked)."""
+
+    def build() -> Any:
+        merchant = bindparam("w_merchant_id", type_=Text)
+        groups = (
+            select(group_members.c.group_id)
+            .where(
+                group_members.c.merchant_id == merchant,
+                group_members.c.customer_id == customers.c.id,
+            )
+            .order_by(group_members.c.group_id)
+        )
+        query = select(customers, func.array(groups.scalar_subquery()).label("group_ids")).where(
+            customers.c.merchant_id == merchant, customers.c.id == bindparam("w_id", type_=Text)
+        )
+        return query.with_for_update(of=customers) if lock else query
+
+    return build
+
+
+GET = Prepared(_get(lock=False))
+GET_LOCKED = Prepared(_get(lock=True))
+
+
 class SqlCustomerRepository:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
@@ -185,11 +211,10 @@ class SqlCustomerRepository:
             await self._conn.execute(insert(customer_terms), rows)
 
     async def get(self, customer_id: str, *, for_update: bool = False) -> Customer | None:
-        query = select(customers).where(self._mine(), customers.c.id == customer_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._conn.execute(query)).first()
-        return (await self._with_groups([row]))[0] if row else None
+        statement = GET_LOCKED if for_update else GET
+        params = {"w_merchant_id": self._merchant, "w_id": customer_id}
+        row = (await statement.execute(self._conn, params)).first()
+        return _customer(row, row.group_ids) if row else None
 
     async def get_by_email(self, email: str) -> Customer | None:
         row = (

@@ -32,6 +32,7 @@ from pos_inventory.adapters.tables import product_barcodes, product_skus, produc
 from pos_inventory.domain.catalog import Product, ProductStatus, Variant, concurrent_change
 from pos_inventory.domain.search import ProductQuery
 from pos_kit.changes import list_page
+from pos_kit.direct import Prepared
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 
@@ -112,6 +113,19 @@ def text_query(text: str) -> str:
     """Words as a tsquery where each word is a prefix and all must match: `tee bl` finds
     "Tee, black". Only word characters get through, so no input can break the tsquery syntax."""
     return " & ".join(f"{w}:*" for w in WORD.findall(text.lower())[:16])
+
+
+def _by_skus() -> Any:
+    merchant = bindparam("w_merchant_id", type_=Text)
+    owning = select(product_skus.c.product_id).where(
+        product_skus.c.merchant_id == merchant,
+        product_skus.c.sku == any_(bindparam("skus", type_=ARRAY(Text))),
+    )
+    return select(products).where(products.c.merchant_id == merchant, products.c.id.in_(owning))
+
+
+# Every sale prices its lines by SKU: the statement is built once (pos_kit.direct.Prepared).
+BY_SKUS = Prepared(_by_skus)
 
 
 class SqlProducts:
@@ -245,7 +259,8 @@ class SqlProducts:
 
     async def by_skus(self, skus: list[str]) -> list[Product]:
         """The products selling under any of `skus` (their own or a variant's), each once."""
-        return await self._where(self._owned(product_skus, product_skus.c.sku == _any(skus)))
+        rows = await BY_SKUS.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
+        return [_product(r) for r in rows]
 
     async def by_barcodes(self, keys: list[str]) -> list[Product]:
         code = product_barcodes.c.barcode
