@@ -7,13 +7,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select, update
+
 from pos_devstack.testing import Infra
 from pos_kit.db import make_engine
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest, decode_change, encode_change
+from pos_order.adapters import repository
 from pos_order.adapters.repository import OrderUow
-from pos_order.adapters.tables import kit
-from pos_order.domain.model import Order, OrderLine, compute_totals
+from pos_order.adapters.tables import kit, selling_locations
+from pos_order.domain.model import Order, OrderLine, SellingLocation, compute_totals
 from pos_order.service import saga
 
 
@@ -74,5 +78,42 @@ async def test_the_order_feed_pages_to_its_end_in_change_order(infra: Infra) -> 
             last = await uow.orders.get(made[0].id)
         assert last is not None
         assert [i for i, _ in await _feed(new_uow, last.updated_at, limit=2)] == [made[0].id]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_store_confirmed_moments_ago_is_not_read_again(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sale writes its store's live rates into the read model; one at the same store with
+    the same rates within `CONFIRMED_FOR` reads nothing (the row is left as another writer, an
+    event, made it); after that window the live rates are written again."""
+    engine = make_engine(infra.service_database("order"))
+    merchant = f"mer_rates_{uuid.uuid4().hex[:8]}"
+    store = SellingLocation("loc_1", "USD", 825)
+
+    async def remember() -> None:
+        async with OrderUow(engine, kit).bind(merchant) as uow:
+            await uow.prices.remember_location(store)
+            await uow.commit()
+
+    try:
+        await remember()
+        async with engine.begin() as conn:  # another writer (a location event) changes it
+            await conn.execute(
+                update(selling_locations)
+                .where(selling_locations.c.merchant_id == merchant)
+                .values(tax_rate_bps=900)
+            )
+        await remember()
+        async with engine.connect() as conn:
+            found = select(selling_locations.c.tax_rate_bps).where(
+                selling_locations.c.merchant_id == merchant
+            )
+            assert (await conn.execute(found)).scalar_one() == 900  # not read, not written
+            monkeypatch.setattr(repository, "CONFIRMED_FOR", 0.0)
+            await remember()
+            await conn.rollback()
+            assert (await conn.execute(found)).scalar_one() == 825  # read again, corrected
     finally:
         await engine.dispose()

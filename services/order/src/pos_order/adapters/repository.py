@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -654,6 +655,14 @@ class SqlOrderSettings:
         )
 
 
+# The stores whose rates this process found (or wrote) in the read model, and when: a sale at
+# a store confirmed within `CONFIRMED_FOR` seconds, with the same rates, reads nothing (most
+# sales; the read was a statement on every one). The location events keep the read model
+# current as well, so this only delays a live sale's correction of it by that long.
+CONFIRMED_FOR = 10.0
+_CONFIRMED: dict[tuple[str, str], tuple[tuple[Any, ...], float]] = {}
+
+
 class SqlPriceBook:
     """The read model of prices and selling locations (see tables.catalog_prices)."""
 
@@ -720,6 +729,13 @@ class SqlPriceBook:
             location.time_zone,
             taxes,
         )
+        key = (self._merchant, location.id)
+        seen = _CONFIRMED.get(key)
+        if seen is not None and seen[0] == wanted and time.monotonic() - seen[1] < CONFIRMED_FOR:
+            return
+        if len(_CONFIRMED) > 10_000:
+            _CONFIRMED.clear()
+        _CONFIRMED[key] = (wanted, time.monotonic())
         known = (
             await self._conn.execute(
                 select(
