@@ -388,6 +388,18 @@ def _update_order(check_version: bool) -> Callable[[], Any]:
     return build
 
 
+def _get_order(lock: bool) -> Callable[[], Any]:
+    def build() -> Any:
+        query = select(orders).where(
+            orders.c.merchant_id == bindparam("w_merchant_id"), orders.c.id == bindparam("w_id")
+        )
+        return query.with_for_update() if lock else query
+
+    return build
+
+
+GET_ORDER = Prepared(_get_order(lock=False))
+GET_ORDER_LOCKED = Prepared(_get_order(lock=True))
 INSERT_ORDER = Prepared(_insert_order)
 SAVE_ORDER = Prepared(_update_order(check_version=False))
 SAVE_ORDER_IF_VERSION = Prepared(_update_order(check_version=True))
@@ -434,12 +446,9 @@ class SqlOrderRepository:
         return True
 
     async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
-        query = select(orders).where(
-            orders.c.merchant_id == self._merchant, orders.c.id == order_id
-        )
-        if lock:
-            query = query.with_for_update()
-        row = (await self._conn.execute(query)).first()
+        statement = GET_ORDER_LOCKED if lock else GET_ORDER
+        params = {"w_merchant_id": self._merchant, "w_id": order_id}
+        row = (await statement.execute(self._conn, params)).first()
         return _order(row) if row else None
 
     async def list(self, page: PageRequest, filters: OrderFilters | None = None) -> list[Order]:
@@ -576,15 +585,32 @@ class SqlKnownCustomers:
         )
 
     async def buyer(self, customer_id: str) -> Buyer | None:
-        t = known_customers
-        row = (
-            await self._conn.execute(
-                select(t.c.groups, t.c.tax_exempt).where(
-                    t.c.merchant_id == self._merchant, t.c.customer_id == customer_id
-                )
-            )
-        ).first()
+        params = {"w_merchant_id": self._merchant, "w_customer_id": customer_id}
+        row = (await BUYER.execute(self._conn, params)).first()
         return Buyer(tuple(row.groups), row.tax_exempt) if row else None
+
+
+def _buyer() -> Any:
+    t = known_customers
+    return select(t.c.groups, t.c.tax_exempt).where(
+        t.c.merchant_id == bindparam("w_merchant_id"),
+        t.c.customer_id == bindparam("w_customer_id"),
+    )
+
+
+def _start_checkout() -> Any:
+    t = checkout_starts
+    return (
+        pg_insert(t)
+        .values(merchant_id=bindparam("merchant_id"), request_id=bindparam("request_id"))
+        .on_conflict_do_nothing()
+        .returning(t.c.started_at)
+    )
+
+
+# Read or written on every sale: built once (pos_kit.direct.Prepared).
+BUYER = Prepared(_buyer)
+START_CHECKOUT = Prepared(_start_checkout)
 
 
 class SqlCheckoutStarts:
@@ -599,14 +625,8 @@ class SqlCheckoutStarts:
         # The first claim's transaction stamps it (`now()`, the claim's own time); a retry,
         # serialised behind the kit's claim on the same request id, finds it. One round trip
         # on a first attempt, two on a retry.
-        first = (
-            await self._conn.execute(
-                pg_insert(t)
-                .values(merchant_id=self._merchant, request_id=request_id)
-                .on_conflict_do_nothing()
-                .returning(t.c.started_at)
-            )
-        ).first()
+        params = {"merchant_id": self._merchant, "request_id": request_id}
+        first = (await START_CHECKOUT.execute(self._conn, params)).first()
         if first is not None:
             started: datetime = first.started_at
             return started
