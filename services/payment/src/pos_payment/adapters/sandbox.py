@@ -14,11 +14,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos_kit.direct import Prepared
 from pos_kit.money import Money
 from pos_payment.adapters.tables import sandbox_calls
 from pos_payment.domain.processor import (
@@ -76,6 +78,9 @@ class SandboxProcessor:
         delay_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
+        # One statement each (an upsert, a read): atomic on their own, so no BEGIN and COMMIT
+        # round trips around them.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._script = script
         # Tests only: a processor as slow as a real acquirer on a bad day (0: answers at once).
         self._delay = delay_seconds
@@ -124,23 +129,33 @@ class SandboxProcessor:
         self, key: str, kind: str, amount: Money | None, answer: ProcessorAnswer
     ) -> ProcessorAnswer:
         """The first answer given to `key`; later calls with it replay that answer."""
-        insert = pg_insert(sandbox_calls).values(
-            key=key,
-            kind=kind,
-            amount=0 if amount is None else amount.amount,
-            approved=answer.approved,
-            reference=answer.reference,
-            brand=answer.brand,
-            last4=answer.last4,
-            decline_code=answer.decline_code,
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=[sandbox_calls.c.key],
-            set_={"calls": sandbox_calls.c.calls + 1},
-        ).returning(sandbox_calls)
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(statement)).one()
+        values = {
+            "key": key,
+            "kind": kind,
+            "amount": 0 if amount is None else amount.amount,
+            "approved": answer.approved,
+            "reference": answer.reference,
+            "brand": answer.brand,
+            "last4": answer.last4,
+            "decline_code": answer.decline_code,
+        }
+        async with self._autocommit.connect() as conn:
+            row = (await REMEMBER.execute(conn, values)).one()
         return _answer(row)
+
+
+def _remember() -> Any:
+    names = ("key", "kind", "amount", "approved", "reference", "brand", "last4", "decline_code")
+    insert = pg_insert(sandbox_calls).values(
+        {n: bindparam(n, type_=sandbox_calls.c[n].type) for n in names}
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[sandbox_calls.c.key],
+        set_={"calls": sandbox_calls.c.calls + 1},
+    ).returning(sandbox_calls)
+
+
+REMEMBER = Prepared(_remember)
 
 
 def _reference(key: str) -> str:
