@@ -143,6 +143,20 @@ def _update_payment(check_version: bool) -> Callable[[], Any]:
     return build
 
 
+def _get_payment(column: str, lock: bool) -> Callable[[], Any]:
+    def build() -> Any:
+        query = select(payments).where(
+            payments.c.merchant_id == bindparam("w_merchant_id"),
+            payments.c[column] == bindparam(f"w_{column}"),
+        )
+        return query.with_for_update() if lock else query
+
+    return build
+
+
+GET_PAYMENT = Prepared(_get_payment("id", lock=False))
+GET_PAYMENT_LOCKED = Prepared(_get_payment("id", lock=True))
+PAYMENT_BY_REQUEST = Prepared(_get_payment("request_key", lock=False))
 INSERT_PAYMENT = Prepared(_insert_payment)
 SAVE_PAYMENT = Prepared(_update_payment(check_version=False))
 SAVE_PAYMENT_IF_VERSION = Prepared(_update_payment(check_version=True))
@@ -190,13 +204,14 @@ class SqlPaymentRepository:
         )
 
     async def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
-        query = select(payments).where(self._mine(), payments.c.id == payment_id)
-        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        statement = GET_PAYMENT_LOCKED if lock else GET_PAYMENT
+        params = {"w_merchant_id": self._merchant, "w_id": payment_id}
+        row = (await statement.execute(self._conn, params)).first()
         return _payment(row) if row else None
 
     async def by_request_key(self, key: str) -> Payment | None:
-        query = select(payments).where(self._mine(), payments.c.request_key == key)
-        row = (await self._conn.execute(query)).first()
+        params = {"w_merchant_id": self._merchant, "w_request_key": key}
+        row = (await PAYMENT_BY_REQUEST.execute(self._conn, params)).first()
         return _payment(row) if row else None
 
     async def for_order(self, order_id: str, *, lock: bool = False) -> list[Payment]:
