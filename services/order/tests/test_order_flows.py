@@ -155,10 +155,11 @@ def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_hold
     assert a.hold is HoldState.HELD and b.hold is HoldState.HELD
 
 
-def _cash_tender(m: OrderLifecycle, order_id: str) -> Any:
+def _cash_tender(m: OrderLifecycle, order_id: str, amount: int | None = None) -> Any:
     order = m.order(order_id)
+    given = None if amount is None else Money(amount, order.currency)
     cmd = handlers.TenderCommand(
-        m._request_id(), order_id, Money(10_000, order.currency), Tender.CASH, None
+        m._request_id(), order_id, Money(10_000, order.currency), Tender.CASH, given
     )
     return m._attempt(
         lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
@@ -184,3 +185,22 @@ def test_a_pickup_paid_in_cash_is_captured_when_taken_and_each_fulfilment_shows_
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0  # the cash went back
     _check(m)
+
+
+def test_cash_for_part_and_a_card_for_the_rest_capture_the_whole_total() -> None:
+    """The cash is captured when taken and assigned first; the card captures only the rest,
+    and together they are the total (the card once captured the rest less the cash again)."""
+    for kind in ("in_store", "pickup"):
+        m = OrderLifecycle()
+        m.merchant_settings(True)  # a pickup captures at confirmation too
+        m.create(kind, 2)
+        order_id = m.order_ids[-1]
+        answer = _cash_tender(m, order_id, 1000)
+        assert not isinstance(answer, Exception), answer
+        m.tender(Pick(m.order(order_id)), "tok_visa", False)  # the rest
+        m.confirm(Pick(m.order(order_id)))
+        order = m.order(order_id)
+        (f,) = order.fulfillments
+        assert f.captured == f.amount == order.totals.total.amount, kind
+        assert m.payments.kept(order_id) == order.totals.total.amount, kind
+        _check(m)

@@ -549,10 +549,14 @@ class Order:
             for t in self.saga.tenders
         }
         for f in fulfillments:
+            # `f.captured` counts the captures done (and what was captured when taken); the
+            # captures still to ask for come off too.
             due = (
                 f.amount
                 - f.captured
-                - sum(c.amount for c in self.saga.captures if c.fulfillment_id == f.id)
+                - sum(
+                    c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
+                )
             )
             for t in self.saga.tenders:
                 if due <= 0:
