@@ -5,12 +5,15 @@ The machine's rules and invariants drive and check them (test_lifecycle_machine.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
 from pos_kit.errors import Conflict
+from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import (
     Allocation,
@@ -204,3 +207,34 @@ def test_cash_for_part_and_a_card_for_the_rest_capture_the_whole_total() -> None
         assert f.captured == f.amount == order.totals.total.amount, kind
         assert m.payments.kept(order_id) == order.totals.total.amount, kind
         _check(m)
+
+
+def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_nothing() -> None:
+    """Confirm and cancel at once: the cancel finds the confirmation under way and is a 409
+    `order_confirming`; the confirmation finishes whole, and the order can be cancelled after
+    (refunded and restocked), never half confirmed and half cancelled."""
+    m = OrderLifecycle()
+    m.merchant_settings(True)
+    order_id = _paid_pickup(m)
+    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    claim = Claim("mer_a", "confirm-1", datetime.now(UTC))
+
+    async def race() -> Any:
+        async with m.new_uow() as uow:  # the confirmation's intent, recorded first
+            read = await confirm.read(uow)
+            await uow.commit()
+        cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+        with pytest.raises(Conflict) as err:
+            async with m.new_uow() as uow:
+                await cancel.read(uow)
+        assert err.value.code == "order_confirming"
+        return await confirm.call(claim, read)
+
+    confirmed = asyncio.run(race())
+    assert confirmed.status is OrderStatus.CONFIRMED
+    assert m.payments.kept(order_id) == confirmed.totals.total.amount
+    _check(m)
+    m.cancel(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    assert m.payments.kept(order_id) == 0 and m.stock.on_hand["TEE"] == UNITS
+    _check(m)

@@ -633,7 +633,8 @@ async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
 async def cancel_order(order_id: PathId, svc: Svc) -> Order:
     """Before any of it left the store: releases the holds, voids the authorisations, refunds
     the captures. Goods already handed over or shipped are a 409 `order_fulfilled` (return
-    them instead)."""
+    them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
+    it once it is confirmed)."""
     answer = await svc.order.CancelOrder(
         order_pb2.CancelOrderRequest(request_id=request_id(), order_id=order_id)
     )

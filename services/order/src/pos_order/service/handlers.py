@@ -737,6 +737,14 @@ class CancelOrder(Generic[R]):
             raise NotFound("order", self.order_id)
         if order.status is OrderStatus.CANCELLED:
             return order
+        if order.status is OrderStatus.PENDING_PAYMENT and order.saga.confirm_requested:
+            # Its confirmation is under way (committing holds, capturing): cancelling beside
+            # it would leave both half done. Once confirmed, it may be cancelled before any
+            # fulfilment leaves; the resumer finishes a confirmation whose driver is gone.
+            raise Conflict(
+                "the order is being confirmed; cancel it once it is confirmed",
+                "order_confirming",
+            )
         order.begin_cancel("requested")
         order.touched(now())
         await uow.orders.save(order)
