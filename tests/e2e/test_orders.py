@@ -200,10 +200,15 @@ def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
         "fulfillments": [{"type": "pickup", "location_id": store}],
     }
     order = _ok(_post(http, "/v1/orders", body), 201)
+    # No tender yet: nothing taken, the whole total due (not a 404 for an order that exists).
+    unpaid = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    assert unpaid["payments"] == [] and unpaid["balance_due"] == order["total"]
     paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
     assert _available(http, sku, store) == 6
     cancelled = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert cancelled["paid"]["amount"] == 0
+    assert _ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
     assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == "requested"
     assert cancelled["fulfillments"][0]["status"] == "cancelled"
     assert _available(http, sku, store) == 10

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import grpc
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
+from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
@@ -264,9 +266,21 @@ async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
     due.CopyFrom(order.order.total)
     # An exchange's new order: the returned goods pay their credit, no tender does.
     due.amount -= order.order.exchange_credit.amount
-    answer = await svc.payment.GetOrderPayments(
-        payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=due)
-    )
+    try:
+        answer = await svc.payment.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=due)
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is not grpc.StatusCode.NOT_FOUND:
+            raise
+        # The order exists (it was just read): no tender was taken for it yet.
+        zero = money_pb2.Money(amount=0, currency=due.currency)
+        answer = payment_pb2.GetOrderPaymentsResponse(
+            order_id=order_id, authorized=zero, captured=zero, refunded=zero, balance_due=due
+        )
+    if order.order.status == order_pb2.ORDER_STATUS_CANCELLED:
+        # Nothing is owed for an order that will not be fulfilled (its `balance_due` too).
+        answer.balance_due.amount = 0
     return to_model(OrderPayments, answer)
 
 
