@@ -134,6 +134,8 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     fallback = {503: "service_unavailable", 504: "service_timeout"}.get(status)
     code = remote.reason or fallback or remote.status.name.lower()
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
+    for field, public in _PUBLIC_FIELDS.items():
+        detail = detail.replace(field, public)
     errors = [
         {"field": _PUBLIC_FIELDS.get(v.field, v.field), "reason": v.description}
         for v in remote.violations

@@ -178,6 +178,12 @@ async def test_a_lost_card_answer_never_records_a_decline_and_confirms_once_sett
     (order,) = shop.saved.values()
     assert order.status is OrderStatus.PENDING_PAYMENT
     assert order.saga.tenders[0].state is TenderState.PENDING
+    # Retried while the answer is still unknown: the same answer, and no new version.
+    with pytest.raises(Unavailable) as err:
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    assert err.value.code == "payment_pending"
+    (again,) = shop.saved.values()
+    assert again.version == order.version
 
     shop.payments.settle_pending()  # the payment reconciler captures it
     retried, _ = await checkout(shop, _cmd(card_token="tok_timeout"))

@@ -363,6 +363,11 @@ class Checkout(Generic[R]):
             await _discard(self.new_uow, order.id)
             raise
         await boundary(policy, "after_authorization")
+        pending = saga.tender_state(payment) is TenderState.PENDING
+        if pending and tender.state is TenderState.PENDING and tender.payment_id:
+            # A retry while the card's answer is still unknown: nothing new to write (a new
+            # version would show the order again to every change feed).
+            raise _payment_pending()
         settle = _settle(tender, payment)
         if _confirms_at_once(order, payment):
             self.confirmed_in_record = True
@@ -376,11 +381,7 @@ class Checkout(Generic[R]):
             order = await saga.settle_coupons(self.new_uow, self.ports, order)
             return Sale(order, payment)
         if order.saga.tenders[0].state is TenderState.PENDING:
-            raise Unavailable(
-                "the card's answer is not known yet; retry with the same request id: the sale "
-                "is confirmed once the payment is, or cancelled",
-                "payment_pending",
-            )
+            raise _payment_pending()
         # In store: captured at once, so confirming captures nothing more (gift card lines
         # are activated first).
         order = await saga.finish_confirmation(
@@ -401,6 +402,14 @@ class Checkout(Generic[R]):
                 "the sale is being finished; retry with the same request id", "sale_in_progress"
             )
         return self.answer(order, sale.payment)
+
+
+def _payment_pending() -> Unavailable:
+    return Unavailable(
+        "the card's answer is not known yet; retry with the same request id: the sale "
+        "is confirmed once the payment is, or cancelled",
+        "payment_pending",
+    )
 
 
 def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], None]:
