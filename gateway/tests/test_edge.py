@@ -31,7 +31,8 @@ class Harness:
         self.calls = 0
         self.entered = asyncio.Event()  # set when a request reaches the stand-in route
         self.busy_key = ""  # a credential of its own (its own rate limit) for /v1/busy
-        self.strict_key = ""  # and one for /v1/strict
+        self.strict_key = ""  # and two for /v1/strict
+        self.strict_key_2 = ""
         self.busy_calls = 0
 
 
@@ -52,9 +53,12 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
 
     async def strict(request: Request) -> JSONResponse:
         # Refuses a negative quantity as bad input; anything else is made.
-        if (await request.json()).get("quantity", 0) < 0:
+        asked = await request.json()
+        if asked.get("quantity", 0) < 0:
             body = {"code": "invalid_argument", "errors": [{"field": "quantity"}]}
             return JSONResponse(body, status_code=400)
+        if asked.get("sku") == "NOPE":
+            return JSONResponse({"code": "not_found"}, status_code=404)
         return JSONResponse({"made": True}, status_code=201)
 
     async def busy(request: Request) -> JSONResponse:
@@ -79,6 +83,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         state["h"] = Harness(client, key, gate)
         state["h"].busy_key = (await issue_key(engine, SECRET, merchant, "edge-busy")).key
         state["h"].strict_key = (await issue_key(engine, SECRET, merchant, "edge-strict")).key
+        state["h"].strict_key_2 = (await issue_key(engine, SECRET, merchant, "edge-strict2")).key
         yield state["h"]
     await engine.dispose()
 
@@ -159,3 +164,12 @@ async def test_a_request_refused_as_it_came_keeps_nothing_under_its_key(harness:
     assert fixed.status_code == 201 and fixed.json() == {"made": True}
     replay = await h.client.post("/v1/strict", json={"quantity": 1}, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true" and replay.content == fixed.content
+
+
+async def test_a_request_naming_what_does_not_exist_keeps_nothing_either(harness: Harness) -> None:
+    h = harness
+    headers = {"Authorization": f"Bearer {h.strict_key_2}", "Idempotency-Key": "fix-sku"}
+    unknown = await h.client.post("/v1/strict", json={"sku": "NOPE"}, headers=headers)
+    assert unknown.status_code == 404
+    fixed = await h.client.post("/v1/strict", json={"sku": "TEE"}, headers=headers)
+    assert fixed.status_code == 201
