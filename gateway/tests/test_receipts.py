@@ -117,3 +117,15 @@ def test_html_escapes_what_the_merchant_typed() -> None:
     shop = {"id": ex.LOCATION_ID, "name": "<script>x</script>", "time_zone": "UTC"}
     page = receipts.html_page(receipts.build(ex.ORDER, [], [], shop, 0))
     assert "<script>" not in page and "&lt;script&gt;" in page and "Sales are final" in page
+
+
+def test_a_cancelled_order_s_receipt_shows_what_the_cancellation_refunded() -> None:
+    """No return refunded it: the cancellation did, and the payment says how much."""
+    order = {**ex.ORDER, "status": "cancelled"}
+    payment = {**ex.PAYMENT, "captured": ex.usd(6040), "refunded": ex.usd(6040)}
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 825}
+    receipt = Receipt.model_validate(receipts.build(order, [payment], [], shop, 30))
+    assert receipt.status == "cancelled"
+    assert receipt.refunded is not None and receipt.refunded.amount == 6040
+    kept = Receipt.model_validate(receipts.build(ex.ORDER, [payment], [], shop, 30))
+    assert kept.refunded is not None and kept.refunded.amount == 0  # a sale: returns only

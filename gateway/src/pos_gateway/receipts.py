@@ -216,6 +216,13 @@ def build(
         int(r["amount"]["amount"]) - int((r.get("credited") or {}).get("amount", 0))
         for r in returns
     )
+    if order["status"] == "cancelled":
+        # A cancelled order's captures were refunded by the cancellation itself, not by a
+        # return: what went back is what its payments say.
+        refunded = sum(
+            int(((by_payment.get(pid) or {}).get("refunded") or {}).get("amount", 0))
+            for pid in order.get("payment_ids", [])
+        )
     return {
         **head,
         "kind": "sale",
