@@ -141,6 +141,45 @@ def _get(lock: bool) -> Callable[[], Any]:
     return build
 
 
+def _record_purchase() -> Any:
+    names = ("merchant_id", "order_id", "customer_id", "location_id", "total_amount",
+             "currency", "points_earned")  # fmt: skip
+    values: dict[str, Any] = {n: bindparam(n, type_=purchases.c[n].type) for n in names}
+    values["ordered_at"] = func.coalesce(
+        bindparam("ordered_at", type_=purchases.c.ordered_at.type), func.now()
+    )
+    return (
+        pg_insert(purchases).values(values).on_conflict_do_nothing().returning(purchases.c.order_id)
+    )
+
+
+def _append_points() -> Any:
+    names = ("merchant_id", "id", "customer_id", "kind", "points", "balance_after", "order_id",
+             "reason")  # fmt: skip
+    return (
+        insert(points_ledger)
+        .values({n: bindparam(n, type_=points_ledger.c[n].type) for n in names})
+        .returning(points_ledger.c.created_at)
+    )
+
+
+def _save_points() -> Any:
+    names = ("loyalty_points", "points_held", "tier")
+    return (
+        update(customers)
+        .where(
+            customers.c.merchant_id == bindparam("w_merchant_id"),
+            customers.c.id == bindparam("w_id"),
+        )
+        .values({n: bindparam(n, type_=customers.c[n].type) for n in names})
+        .returning(customers.c.updated_at)
+    )
+
+
+# Written for every sale a customer earns points on: built once (pos_kit.direct.Prepared).
+RECORD_PURCHASE = Prepared(_record_purchase)
+APPEND_POINTS = Prepared(_append_points)
+SAVE_POINTS = Prepared(_save_points)
 GET = Prepared(_get(lock=False))
 GET_LOCKED = Prepared(_get(lock=True))
 
@@ -279,18 +318,14 @@ class SqlCustomerRepository:
 
     async def save_points(self, customer: Customer) -> None:
         """The balance, the held points and the tier (the ledger entry is written beside)."""
-        row = (
-            await self._conn.execute(
-                update(customers)
-                .where(self._mine(), customers.c.id == customer.id)
-                .values(
-                    loyalty_points=customer.loyalty_points,
-                    points_held=customer.points_held,
-                    tier=customer.tier,
-                )
-                .returning(customers.c.updated_at)
-            )
-        ).one()
+        values = {
+            "w_merchant_id": self._merchant,
+            "w_id": customer.id,
+            "loyalty_points": customer.loyalty_points,
+            "points_held": customer.points_held,
+            "tier": customer.tier,
+        }
+        row = (await SAVE_POINTS.execute(self._conn, values)).one()
         customer.updated_at = row.updated_at
 
     async def list(self, page: PageRequest) -> list[Customer]:
@@ -583,22 +618,17 @@ class SqlLoyaltyRepository:
         return result.first() is not None
 
     async def append(self, entry: loyalty.Entry) -> loyalty.Entry:
-        row = (
-            await self._conn.execute(
-                insert(points_ledger)
-                .values(
-                    merchant_id=self._merchant,
-                    id=entry.id,
-                    customer_id=entry.customer_id,
-                    kind=entry.kind,
-                    points=entry.points,
-                    balance_after=entry.balance_after,
-                    order_id=entry.order_id or None,
-                    reason=entry.reason,
-                )
-                .returning(points_ledger.c.created_at)
-            )
-        ).one()
+        values = {
+            "merchant_id": self._merchant,
+            "id": entry.id,
+            "customer_id": entry.customer_id,
+            "kind": entry.kind,
+            "points": entry.points,
+            "balance_after": entry.balance_after,
+            "order_id": entry.order_id or None,
+            "reason": entry.reason,
+        }
+        row = (await APPEND_POINTS.execute(self._conn, values)).one()
         return loyalty.Entry(**{**entry.__dict__, "created_at": row.created_at})
 
     async def returned_points(self, order_id: str) -> int:
@@ -779,21 +809,17 @@ class SqlPurchaseRepository:
 
     async def record(self, sale: loyalty.Sale, points: int) -> bool:
         """False when the order is already recorded."""
-        result = await self._conn.execute(
-            pg_insert(purchases)
-            .values(
-                merchant_id=self._merchant,
-                order_id=sale.order_id,
-                customer_id=sale.customer_id,
-                location_id=sale.location_id,
-                total_amount=sale.total_minor,
-                currency=sale.currency,
-                points_earned=points,
-                ordered_at=sale.ordered_at or func.now(),
-            )
-            .on_conflict_do_nothing()
-            .returning(purchases.c.order_id)
-        )
+        values = {
+            "merchant_id": self._merchant,
+            "order_id": sale.order_id,
+            "customer_id": sale.customer_id,
+            "location_id": sale.location_id,
+            "total_amount": sale.total_minor,
+            "currency": sale.currency,
+            "points_earned": points,
+            "ordered_at": sale.ordered_at,
+        }
+        result = await RECORD_PURCHASE.execute(self._conn, values)
         return result.first() is not None
 
     async def mark_reversed(self, order_id: str) -> None:
