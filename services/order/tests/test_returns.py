@@ -366,3 +366,25 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.orders.CreateReceiptlessReturn(nobody, metadata=MERCHANT, timeout=20)
     assert [f.field for f in read_error(err.value).violations] == ["customer_id"]
+
+
+async def test_a_return_whose_refund_is_refused_leaves_nothing_pending(shop: Shop) -> None:
+    """Money refunded outside any return leaves the tenders less than a return of the whole
+    line plans: the payment service refuses that refund, and the return is dropped (nothing
+    was refunded or restocked), not left pending holding the units for ever. A return within
+    what is left goes through."""
+    order = await shop.sale(1, 0)  # 25.00 + 8.25 % = 27.06
+    (payment,) = order.payment_ids
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), payment_id=payment, amount=usd(2000), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
+    assert read_error(err.value).reason == "amount_exceeds_refundable"
+    assert await shop.returns_of(order.id) == []
+    assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]
+    assert await shop.refunded(order.id) == {payment: (2706, 2000)}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from pos_kit.errors import Conflict, NotFound, Unavailable
+from pos_kit.errors import Conflict, DomainError, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import Order, OrderStatus
@@ -162,11 +162,38 @@ class CreateReturn(Generic[R]):
         return ret
 
     async def call(self, claim: Claim, ret: Return) -> Return:
-        return await move_money_and_stock(self.ports, ret)
+        try:
+            return await move_money_and_stock(self.ports, ret)
+        except DomainError as exc:  # by code: the payment service's refusal is a DomainError
+            await drop_if_refused(self.new_uow, ret, exc)
+            raise
 
     async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
         ret, order = await complete(uow, done)
         return self.answer(ret, order)
+
+
+# The payment service's refusals of a return's refund that no retry changes: the tenders have
+# less left than planned (refunded outside a return, say). It refuses before any refund is made.
+REFUSED_FOR_GOOD = frozenset({"amount_exceeds_refundable", "not_captured"})
+
+
+async def drop_if_refused(
+    new_uow: Callable[[], ReturnsUnitOfWork], ret: Return, exc: DomainError
+) -> bool:
+    """A plain return whose refund was refused for good is dropped: nothing was refunded or
+    restocked, and left pending it would hold its units (no later return could take them) while
+    the resumer tried it forever. Not an exchange's (its new order is sold already), nor one
+    that deactivated a gift card line first: those stay pending, for a person to settle."""
+    if exc.code not in REFUSED_FOR_GOOD or ret.exchange_order_id:
+        return False
+    if any(ln.gift_card_id for ln in ret.lines):
+        return False
+    async with new_uow() as uow:
+        await uow.returns.discard(ret.id)
+        await uow.commit()
+    log.warning("return %s dropped: its refund was refused (%s)", ret.id, exc.code)
+    return True
 
 
 async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) -> dict[str, int]:
@@ -392,7 +419,12 @@ async def resume(
     if ret.exchange_order_id and not await exchange_sold(new_uow, ret):
         return
     if ret.order_id:
-        done = await move_money_and_stock(ports, ret)
+        try:
+            done = await move_money_and_stock(ports, ret)
+        except DomainError as exc:
+            if await drop_if_refused(new_uow, ret, exc):
+                return
+            raise
         async with new_uow() as uow:
             await complete(uow, done)
             await uow.commit()
