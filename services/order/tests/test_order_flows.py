@@ -238,3 +238,22 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0 and m.stock.on_hand["TEE"] == UNITS
     _check(m)
+
+
+def test_each_fulfilment_s_share_is_what_its_lines_cost_with_their_own_tax() -> None:
+    """A pickup taxed at 8.25 % and a shipment from a store at 7 %: each share is its lines
+    after discount plus their own tax, so a fulfilment captures (or refunds) its own goods."""
+    usd = "USD"
+    tee = OrderLine("TEE", "T-shirt", 2, Money(1000, usd), discount=100, tax=149)
+    mug = OrderLine("MUG", "Mug", 2, Money(1000, usd), tax=140)
+    total = 2000 - 100 + 149 + 2000 + 140
+    wanted = [
+        FulfillmentRequest(FulfillmentType.PICKUP, "loc_1"),
+        FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_2", "1 Main St"),
+    ]
+    asked = [LineRequest("TEE", 2, 0), LineRequest("MUG", 2, 1)]
+    pickup, shipment = build_fulfillments("ord_t", wanted, [tee, mug], asked, total)
+    assert (pickup.amount, shipment.amount) == (2049, 2140)
+    # Prices that hold their tax already: the tax is not added again.
+    inside = build_fulfillments("ord_i", wanted, [tee, mug], asked, 3900, tax_inclusive=True)
+    assert [f.amount for f in inside] == [1900, 2000]

@@ -1152,6 +1152,7 @@ def build_fulfillments(
     lines: list[OrderLine],
     wanted: list[LineRequest],
     total: int,
+    tax_inclusive: bool = False,
 ) -> list[Fulfillment]:
     made = [
         Fulfillment(
@@ -1167,7 +1168,14 @@ def build_fulfillments(
     ]
     for line, asked in zip(lines, wanted, strict=True):
         line.fulfillment_id = made[asked.fulfillment].id
-    weights = [sum(ln.line_total.amount for ln in lines if ln.fulfillment_id == f.id) for f in made]
+
+    # Each fulfilment's share of the total by what its lines cost after their discounts and
+    # with their own tax (a line shipped from another store pays that store's rate): by their
+    # shelf value, a pickup at 8.25 % beside a shipment at 7 % took a share of the other's tax.
+    def paid(ln: OrderLine) -> int:
+        return ln.line_total.amount - ln.discount + (0 if tax_inclusive else ln.tax)
+
+    weights = [sum(paid(ln) for ln in lines if ln.fulfillment_id == f.id) for f in made]
     for f, share in zip(made, split_total(total, weights), strict=True):
         f.amount = share
         # An in-store fulfilment is handed over when the order is confirmed, not before.

@@ -324,7 +324,12 @@ class CreateExchange(Generic[R]):
             staff_id=staff_id,
         )
         order.fulfillments = build_fulfillments(
-            order_id, priced.fulfillments, cart.lines, priced.lines, cart.totals.total.amount
+            order_id,
+            priced.fulfillments,
+            cart.lines,
+            priced.lines,
+            cart.totals.total.amount,
+            cart.location.tax_inclusive,
         )
         for f in order.fulfillments:
             # Held like a pickup's lines, so nothing is refunded for units the store lacks.

@@ -195,7 +195,7 @@ async def _priced_order(
         order.saga.points, order.saga.points_discount = redeem_points, points_discount.amount
         order.saga.points_state = PointsState.SENT
     order.fulfillments = build_fulfillments(
-        order_id, fulfillments, priced, lines, totals.total.amount
+        order_id, fulfillments, priced, lines, totals.total.amount, location.tax_inclusive
     )
     order.expires_at = now() + timedelta(seconds=started.settings.hold_seconds)
     if coupon_codes:
