@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pos_devstack.testing import Infra
 from pos_kit.db import async_url, make_engine
-from pos_kit.direct import DirectConnection, DirectEngine, DirectResult, Prepared
+from pos_kit.direct import DirectConnection, DirectEngine, DirectResult, Prepared, bound, keyed
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -266,3 +267,13 @@ async def test_a_prepared_statement_answers_on_both_engines_alike(
     assert direct == plain
     assert direct[0] == ("p", 0, {"a": [1, "x"]}, AT, ["t", "u"], Decimal("9.50"))
     assert direct[1][1] == 1
+
+
+async def test_keyed_and_bound_name_a_prepared_statement_s_parameters() -> None:
+    """WHERE parameters are named apart from the columns (`w_id`), values after them."""
+    statement = (
+        items.update().where(keyed(items, "merchant_id", "id")).values(bound(items, ["qty"]))
+    )
+    sql = str(statement.compile(dialect=postgresql.dialect()))
+    assert "merchant_id = %(w_merchant_id)s" in sql and "id = %(w_id)s" in sql
+    assert "qty=%(qty)s" in sql

@@ -18,15 +18,17 @@ usual way, so a statement either runs here with the same outcome or is not taken
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import psycopg
+from sqlalchemy import ColumnElement, Table, and_, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import compiler
 from sqlalchemy.sql.dml import Delete, Insert, Update
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
 
 _TAKEN = (Select, Insert, Update, Delete)
@@ -130,6 +132,18 @@ class Prepared:
         }
         self._compiled, self._dialect = compiled, sync.dialect
         return compiled
+
+
+def keyed(table: Table, *columns: str) -> ColumnElement[bool]:
+    """`column = :w_<column>` for each column, all of them: the WHERE of a `Prepared`
+    statement, its parameters named apart from the columns it may set."""
+    return and_(*(table.c[c] == bindparam(f"w_{c}", type_=table.c[c].type) for c in columns))
+
+
+def bound(table: Table, columns: Iterable[str]) -> dict[str, BindParameter[Any]]:
+    """`{column: :column}` for each column, typed as the column: the values of a `Prepared`
+    INSERT or UPDATE, sent by name."""
+    return {c: bindparam(c, type_=table.c[c].type) for c in columns}
 
 
 def _can_take(sync: Connection) -> bool:

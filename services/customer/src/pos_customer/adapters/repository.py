@@ -31,7 +31,7 @@ from pos_customer.adapters.tables import (
 from pos_customer.domain import loyalty
 from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
 from pos_kit.changes import list_page
-from pos_kit.direct import Prepared
+from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
@@ -144,7 +144,7 @@ def _get(lock: bool) -> Callable[[], Any]:
 def _record_purchase() -> Any:
     names = ("merchant_id", "order_id", "customer_id", "location_id", "total_amount",
              "currency", "points_earned")  # fmt: skip
-    values: dict[str, Any] = {n: bindparam(n, type_=purchases.c[n].type) for n in names}
+    values: dict[str, Any] = bound(purchases, names)
     values["ordered_at"] = func.coalesce(
         bindparam("ordered_at", type_=purchases.c.ordered_at.type), func.now()
     )
@@ -158,7 +158,7 @@ def _append_points() -> Any:
              "reason")  # fmt: skip
     return (
         insert(points_ledger)
-        .values({n: bindparam(n, type_=points_ledger.c[n].type) for n in names})
+        .values(bound(points_ledger, names))
         .returning(points_ledger.c.created_at)
     )
 
@@ -167,11 +167,8 @@ def _save_points() -> Any:
     names = ("loyalty_points", "points_held", "tier")
     return (
         update(customers)
-        .where(
-            customers.c.merchant_id == bindparam("w_merchant_id"),
-            customers.c.id == bindparam("w_id"),
-        )
-        .values({n: bindparam(n, type_=customers.c[n].type) for n in names})
+        .where(keyed(customers, "merchant_id", "id"))
+        .values(bound(customers, names))
         .returning(customers.c.updated_at)
     )
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
-from pos_kit.direct import Prepared
+from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -351,7 +351,7 @@ def _insert_order() -> Any:
         .values(
             merchant_id=bindparam("merchant_id"),
             id=bindparam("id"),
-            **{name: bindparam(name, type_=orders.c[name].type) for name in VALUE_COLUMNS},
+            **bound(orders, VALUE_COLUMNS),
             created_at=func.coalesce(
                 bindparam("created_at", type_=orders.c.created_at.type), func.now()
             ),
@@ -366,17 +366,12 @@ def _insert_order() -> Any:
 
 def _update_order(check_version: bool) -> Callable[[], Any]:
     def build() -> Any:
-        where = [
-            orders.c.merchant_id == bindparam("w_merchant_id"),
-            orders.c.id == bindparam("w_id"),
-        ]
-        if check_version:
-            where.append(orders.c.version == bindparam("w_version"))
+        keys = ("merchant_id", "id", "version") if check_version else ("merchant_id", "id")
         return (
             update(orders)
-            .where(*where)
+            .where(keyed(orders, *keys))
             .values(
-                **{name: bindparam(name, type_=orders.c[name].type) for name in VALUE_COLUMNS},
+                **bound(orders, VALUE_COLUMNS),
                 updated_at=func.coalesce(
                     bindparam("updated_at", type_=orders.c.updated_at.type), func.now()
                 ),
@@ -390,9 +385,7 @@ def _update_order(check_version: bool) -> Callable[[], Any]:
 
 def _get_order(lock: bool) -> Callable[[], Any]:
     def build() -> Any:
-        query = select(orders).where(
-            orders.c.merchant_id == bindparam("w_merchant_id"), orders.c.id == bindparam("w_id")
-        )
+        query = select(orders).where(keyed(orders, "merchant_id", "id"))
         return query.with_for_update() if lock else query
 
     return build
@@ -592,10 +585,7 @@ class SqlKnownCustomers:
 
 def _buyer() -> Any:
     t = known_customers
-    return select(t.c.groups, t.c.tax_exempt).where(
-        t.c.merchant_id == bindparam("w_merchant_id"),
-        t.c.customer_id == bindparam("w_customer_id"),
-    )
+    return select(t.c.groups, t.c.tax_exempt).where(keyed(t, "merchant_id", "customer_id"))
 
 
 def _start_checkout() -> Any:

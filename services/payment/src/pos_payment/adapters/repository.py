@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     Row,
     Table,
-    bindparam,
     delete,
     func,
     insert,
@@ -23,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
-from pos_kit.direct import Prepared
+from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import at_register, events
@@ -111,26 +110,19 @@ _ADDED = (
 def _insert_payment() -> Any:
     return (
         insert(payments)
-        .values({name: bindparam(name, type_=payments.c[name].type) for name in _ADDED})
+        .values(bound(payments, _ADDED))
         .returning(payments.c.created_at, payments.c.updated_at)
     )
 
 
 def _update_payment(check_version: bool) -> Callable[[], Any]:
     def build() -> Any:
-        where = [
-            payments.c.merchant_id == bindparam("w_merchant_id"),
-            payments.c.id == bindparam("w_id"),
-        ]
-        if check_version:
-            where.append(payments.c.version == bindparam("w_version"))
-        state = (*_PAYMENT_STATE, "card_summary")
+        keys = ("merchant_id", "id", "version") if check_version else ("merchant_id", "id")
         return (
             update(payments)
-            .where(*where)
+            .where(keyed(payments, *keys))
             .values(
-                version=payments.c.version + 1,
-                **{name: bindparam(name, type_=payments.c[name].type) for name in state},
+                version=payments.c.version + 1, **bound(payments, (*_PAYMENT_STATE, "card_summary"))
             )
             .returning(
                 payments.c.version,
@@ -145,10 +137,7 @@ def _update_payment(check_version: bool) -> Callable[[], Any]:
 
 def _get_payment(column: str, lock: bool) -> Callable[[], Any]:
     def build() -> Any:
-        query = select(payments).where(
-            payments.c.merchant_id == bindparam("w_merchant_id"),
-            payments.c[column] == bindparam(f"w_{column}"),
-        )
+        query = select(payments).where(keyed(payments, "merchant_id", column))
         return query.with_for_update() if lock else query
 
     return build

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pos_kit.direct import Prepared
+from pos_kit.direct import Prepared, bound
 from pos_kit.money import Money
 from pos_payment.adapters.tables import sandbox_calls
 from pos_payment.domain.processor import (
@@ -146,9 +146,7 @@ class SandboxProcessor:
 
 def _remember() -> Any:
     names = ("key", "kind", "amount", "approved", "reference", "brand", "last4", "decline_code")
-    insert = pg_insert(sandbox_calls).values(
-        {n: bindparam(n, type_=sandbox_calls.c[n].type) for n in names}
-    )
+    insert = pg_insert(sandbox_calls).values(bound(sandbox_calls, names))
     return insert.on_conflict_do_update(
         index_elements=[sandbox_calls.c.key],
         set_={"calls": sandbox_calls.c.calls + 1},
