@@ -106,6 +106,19 @@ def test_tax_and_excluded_lines_earn_nothing_and_tiers_multiply() -> None:
     assert program.tier_for(100) == loyalty.Tier("gold", 100, 15_000)
 
 
+def test_a_gift_card_sold_earns_nothing_and_earns_once_spent() -> None:
+    program = loyalty.DEFAULT_PROGRAM
+    card = loyalty.SaleLine("GIFT-CARD", 5_000, gift_card=True)
+    tee = loyalty.SaleLine("TEE", 2_000)
+    # Bought with goods: only the goods earn.
+    assert loyalty.points_for(program, _sale(7_000, 0, (card, tee))) == 20
+    # The card alone earns nothing when sold ...
+    assert loyalty.points_for(program, _sale(5_000, 0, (card,))) == 0
+    # ... and the goods it pays for later earn as any sale does.
+    spent = loyalty.Sale("o2", "c", "l", "USD", 5_000, 0, (tee,), tenders=("gift_card",))
+    assert loyalty.points_for(program, spent) == 50
+
+
 def test_tenders_that_do_not_earn() -> None:
     program = loyalty.Program(earning_tenders=("card",))
     sale = loyalty.Sale("o", "c", "l", "USD", 1000, 0, (), tenders=("gift_card",))

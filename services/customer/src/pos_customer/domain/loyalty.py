@@ -68,6 +68,9 @@ DEFAULT_PROGRAM = Program()
 class SaleLine:
     sku: str
     total_minor: int
+    # A gift card sold is stored value, not a purchase: it earns nothing, and the points come
+    # when the card is spent (if the program earns on gift-card tenders), never twice.
+    gift_card: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,8 @@ class Sale:
 
 
 def points_for(program: Program, sale: Sale, tier: str = "") -> int:
-    """Points a sale earns: its eligible amount (the total less tax and excluded lines) in whole
-    currency units times the rate and the tier's multiplier, rounded as the program says."""
+    """Points a sale earns: its eligible amount (the total less tax, excluded lines and gift cards
+    sold) in whole currency units times the rate and the tier's multiplier, rounded as the program says."""
     if not program.enabled:
         return 0
     if (
@@ -98,7 +101,9 @@ def points_for(program: Program, sale: Sale, tier: str = "") -> int:
         return 0
     excluded = set(program.excluded_skus)
     eligible = sale.total_minor - sale.tax_minor
-    eligible -= sum(line.total_minor for line in sale.lines if line.sku in excluded)
+    eligible -= sum(
+        line.total_minor for line in sale.lines if line.gift_card or line.sku in excluded
+    )
     if eligible <= 0:
         return 0
     unit = 10 ** MINOR_UNITS.get(sale.currency, 2)

@@ -27,7 +27,10 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         currency=order.total.currency,
         total_minor=order.total.amount,
         tax_minor=order.tax_total.amount,
-        lines=tuple(SaleLine(line.sku, line.line_total.amount) for line in order.lines),
+        lines=tuple(
+            SaleLine(line.sku, line.line_total.amount, line.HasField("gift_card"))
+            for line in order.lines
+        ),
         # The tenders that paid it, for a program that earns on some tenders only (an order
         # from before orders named them carries none, and earns as before).
         tenders=tuple(order.tender_types),
