@@ -251,8 +251,19 @@ def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Run
 def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Running) -> None:
     http = platform.http
     sku, (store, _) = _stocked(http)
+    # A back office: it neither hands over pickups nor ships.
+    office = _ok(_post(http, "/v1/locations", {"name": "Back office", "currency": "USD"}), 201)
+    stock = {"sku": sku, "location_id": office["id"], "delta": 5, "reason": "received"}
+    _ok(_post(http, "/v1/inventory/adjustments", stock), 201)
     before = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
     for body, field in [
+        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+          "fulfillments": [{"type": "pickup", "location_id": office["id"]}]},
+         "fulfillments[0].location_id"),
+        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+          "fulfillments": [{"type": "shipment", "location_id": office["id"],
+                            "ship_to": "1 Main St"}]},
+         "fulfillments[0].location_id"),
         ({"location_id": store, "lines": []}, "lines"),
         ({"location_id": store, "lines": [{"sku": sku, "quantity": 1, "fulfillment": 1}]},
          "lines[0].fulfillment"),

@@ -248,7 +248,9 @@ class FakeCatalog:
     down = False
 
     def __init__(self, tax_bps: int = 825) -> None:
-        self.location = SellingLocation("loc_1", USD, tax_bps)
+        self.location = SellingLocation(
+            "loc_1", USD, tax_bps, pickup_enabled=True, ship_enabled=True
+        )
         self.items = {
             "TEE": PricedItem("TEE", "T-shirt", Money(2500, USD)),
             "MUG": PricedItem("MUG", "Mug", Money(1200, USD)),

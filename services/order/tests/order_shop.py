@@ -145,12 +145,18 @@ async def serve_all(
 
 
 async def tee_shop(inventory: grpc.aio.Channel, merchant: str) -> str:
-    """The merchant's location (USD, no tax) and a T-shirt at 25.00; the location's id."""
+    """The merchant's location (USD, no tax; it hands over pickups and ships) and a T-shirt at
+    25.00; the location's id."""
     metadata = (("x-merchant-id", merchant),)
     catalog = inventory_pb2_grpc.InventoryServiceStub(inventory)
     location = await catalog.CreateLocation(
         inventory_pb2.CreateLocationRequest(
-            request_id=f"{merchant}-loc", name="Main St", currency="USD", tax_rate_bps=0
+            request_id=f"{merchant}-loc",
+            name="Main St",
+            currency="USD",
+            tax_rate_bps=0,
+            pickup_enabled=True,
+            ship_enabled=True,
         ),
         metadata=metadata,
         timeout=5,

@@ -53,7 +53,12 @@ async def _shop(stack: Stack, merchant: str) -> str:
     catalog = inventory_pb2_grpc.InventoryServiceStub(stack.inventory)
     made = await catalog.CreateLocation(
         inventory_pb2.CreateLocationRequest(
-            request_id=f"{merchant}-loc", name="Main St", currency="USD", tax_rate_bps=0
+            request_id=f"{merchant}-loc",
+            name="Main St",
+            currency="USD",
+            tax_rate_bps=0,
+            pickup_enabled=True,
+            ship_enabled=True,
         ),
         metadata=meta,
         timeout=5,

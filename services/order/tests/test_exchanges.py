@@ -169,7 +169,12 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
             made = await catalog.CreateLocation(
                 inventory_pb2.CreateLocationRequest(
-                    request_id="exchanges-store", name="Main St", currency="USD", tax_rate_bps=825
+                    request_id="exchanges-store",
+                    name="Main St",
+                    currency="USD",
+                    tax_rate_bps=825,
+                    pickup_enabled=True,
+                    ship_enabled=True,
                 ),
                 metadata=MERCHANT,
                 timeout=5,

@@ -24,11 +24,13 @@ USD = "USD"
 
 
 class TwoStores:
-    """loc_1 sells at 8.25 %, loc_2 (another town) at 5 %; DELI is open-price."""
+    """loc_1 sells at 8.25 %, loc_2 (another town) at 5 %; DELI is open-price; only loc_2 hands
+    over pickups and ships."""
 
     stores = {
         "loc_1": SellingLocation("loc_1", USD, 825),
-        "loc_2": SellingLocation("loc_2", USD, 500),
+        "loc_2": SellingLocation("loc_2", USD, 500, pickup_enabled=True, ship_enabled=True),
+        "loc_3": SellingLocation("loc_3", USD, 500),  # a back office: no pickup, no shipping
     }
     items = {
         "TEE": PricedItem("TEE", "T-shirt", Money(2000, USD)),
@@ -76,3 +78,36 @@ async def test_an_open_price_product_sells_at_the_price_entered_and_only_it_does
         with pytest.raises(InvalidArgument) as err:
             await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "register")  # type: ignore[arg-type]
         assert field in {v.field for v in err.value.violations}
+
+
+async def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused() -> None:
+    pickup, ship, inside = (
+        FulfillmentType.PICKUP,
+        FulfillmentType.SHIPMENT,
+        FulfillmentType.IN_STORE,
+    )
+    lines = [LineRequest("TEE", 1, 0), LineRequest("TEE", 1, 1)]
+    for fulfillments, refused in (
+        (
+            [FulfillmentRequest(pickup, ""), FulfillmentRequest(pickup, "loc_2")],
+            ["fulfillments[0].location_id"],  # loc_1, where it is sold, hands over nothing
+        ),
+        (
+            [FulfillmentRequest(inside, "loc_1"), FulfillmentRequest(ship, "loc_3")],
+            ["fulfillments[1].location_id"],
+        ),
+        (
+            [FulfillmentRequest(pickup, "loc_3"), FulfillmentRequest(ship, "loc_1")],
+            ["fulfillments[0].location_id", "fulfillments[1].location_id"],
+        ),
+    ):  # fmt: skip
+        with pytest.raises(InvalidArgument) as err:
+            await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, fulfillments, "web")  # type: ignore[arg-type]
+        assert sorted(v.field for v in err.value.violations) == refused
+    # Sourced shipments (no store named) are inventory's to place among the stores that ship.
+    sourced = [
+        FulfillmentRequest(FulfillmentType.PICKUP, "loc_2"),
+        FulfillmentRequest(FulfillmentType.SHIPMENT, "", destination=(40.0, -89.0)),
+    ]
+    cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, sourced, "web")  # type: ignore[arg-type]
+    assert len(cart.lines) == 2

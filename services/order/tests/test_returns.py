@@ -137,7 +137,12 @@ class Shop:
 async def _location(catalog: Any, name: str, tax: int) -> str:
     made = await catalog.CreateLocation(
         inventory_pb2.CreateLocationRequest(
-            request_id=f"returns-{name}", name=name, currency="USD", tax_rate_bps=tax
+            request_id=f"returns-{name}",
+            name=name,
+            currency="USD",
+            tax_rate_bps=tax,
+            pickup_enabled=True,
+            ship_enabled=True,
         ),
         metadata=MERCHANT,
         timeout=5,

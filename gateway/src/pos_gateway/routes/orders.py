@@ -452,7 +452,9 @@ class FulfillmentIn(Body):
         max_length=64,
         description="The store it is handed over, collected or shipped from; a shipment may "
         "leave it empty and give a `destination`: sourcing then picks the nearest store with "
-        "every line, or splits the lines over several stores (a fulfilment each)",
+        "every line, or splits the lines over several stores (a fulfilment each). A pickup's "
+        "store must have `pickup_enabled`, a named shipping store `ship_enabled` (400 on this "
+        "field otherwise)",
     )
     ship_to: str = Field("", max_length=500, description="Shipment: the address")
     destination: GeoIn | None = Field(None, description="Shipment: where to, for sourcing")

@@ -367,9 +367,9 @@ def seed_demo_data(base_url: str, key: str) -> dict[str, str]:
             ("downtown", "Downtown Store", 825),
             ("harbor", "Harbor Store", 700),
         ):
-            loc = post(
-                "/v1/locations", {"name": name, "currency": "USD", "tax_rate_bps": tax}, slug
-            )
+            body = {"name": name, "currency": "USD", "tax_rate_bps": tax,
+                    "pickup_enabled": True, "ship_enabled": True}  # fmt: skip
+            loc = post("/v1/locations", body, slug)
             ids[slug] = str(loc["id"])
         products = (
             ("TEE-BLK-M", "Black T-shirt (M)", 2500),

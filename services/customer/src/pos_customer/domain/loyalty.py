@@ -89,8 +89,9 @@ class Sale:
 
 
 def points_for(program: Program, sale: Sale, tier: str = "") -> int:
-    """Points a sale earns: its eligible amount (the total less tax, excluded lines and gift cards
-    sold) in whole currency units times the rate and the tier's multiplier, rounded as the program says."""
+    """Points a sale earns: its eligible amount (the total less tax, excluded lines and gift
+    cards sold) in whole currency units times the rate and the tier's multiplier, rounded as
+    the program says."""
     if not program.enabled:
         return 0
     if (

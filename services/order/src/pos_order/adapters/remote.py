@@ -118,6 +118,8 @@ class InventoryCatalog(_Client):
             tuple(
                 LocationTax(t.name, t.rate_bps, dict(t.rates_bps), t.compound) for t in loc.taxes
             ),
+            pickup_enabled=loc.pickup_enabled,
+            ship_enabled=loc.ship_enabled,
         )
         return location, items
 
@@ -132,7 +134,13 @@ class InventoryCatalog(_Client):
             )
             for loc in page.locations:
                 if loc.id == location_id:
-                    return SellingLocation(loc.id, loc.currency, loc.tax_rate_bps)
+                    return SellingLocation(
+                        loc.id,
+                        loc.currency,
+                        loc.tax_rate_bps,
+                        pickup_enabled=loc.pickup_enabled,
+                        ship_enabled=loc.ship_enabled,
+                    )
             token = page.next_page_token
             if not token:
                 raise NotFound("location", location_id)

@@ -184,6 +184,10 @@ class SellingLocation:
     tax_inclusive: bool = False  # shelf prices contain their tax (VAT)
     # Several taxes (state, city): when set they replace tax_rate_bps and tax_rates_bps.
     taxes: tuple[LocationTax, ...] = ()
+    # What the merchant lets the store do for online orders: hand over pickups, ship. Not a
+    # price: the read model's copy (in-store sales only) does not keep them.
+    pickup_enabled: bool = field(default=False, compare=False)
+    ship_enabled: bool = field(default=False, compare=False)
 
     @property
     def tax_table(self) -> TaxTable:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pos_kit.errors import Unavailable
+from pos_kit.errors import FieldViolation, Unavailable, raise_if
 from pos_kit.money import Money
 from pos_order.domain import pricing
 from pos_order.domain.model import (
@@ -83,6 +83,7 @@ async def price_cart(
     stores = {location.id: location}
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
         stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
+    raise_if(_offered(fulfillments, stores, location))
     cart = CartContext(
         location.id,
         channel,
@@ -108,6 +109,34 @@ async def price_cart(
     )
     totals = _with_cards(apply(goods, quote, location, goods_from, buyer.tax_exempt), priced)
     return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+def _offered(
+    fulfillments: list[FulfillmentRequest],
+    stores: dict[str, SellingLocation],
+    selling: SellingLocation,
+) -> list[FieldViolation]:
+    """A pickup goes to a store that hands pickups over, a shipment from a named store to one
+    that ships (as the merchant set each location): the same rule inventory's sourcing keeps
+    when it picks the stores itself."""
+    violations = []
+    for i, f in enumerate(fulfillments):
+        store = stores.get(f.location_id, selling) if f.location_id else selling
+        if f.type is FulfillmentType.PICKUP and not store.pickup_enabled:
+            violations.append(
+                FieldViolation(
+                    f"fulfillments[{i}].location_id",
+                    f"location {store.id} does not offer pickup (pickup_enabled is false)",
+                )
+            )
+        elif f.type is FulfillmentType.SHIPMENT and f.location_id and not store.ship_enabled:
+            violations.append(
+                FieldViolation(
+                    f"fulfillments[{i}].location_id",
+                    f"location {store.id} does not ship orders (ship_enabled is false)",
+                )
+            )
+    return violations
 
 
 def _goods(
