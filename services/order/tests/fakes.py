@@ -424,7 +424,7 @@ class FakePayments:
         if self._replay(request_id, body) is None:
             p = self.payments[payment_id]
             if p.refunded + amount.amount > p.captured:
-                raise Conflict("more than was captured", "refund_exceeds_captured")
+                raise Conflict("more than was captured", "amount_exceeds_refundable")
             p.refunded += amount.amount
             self._answer(request_id, body, True)
 

@@ -22,9 +22,10 @@ from order_shop import serve_order
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra, serve_in_process, until
 from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -44,13 +45,36 @@ class Shop:
     cards: gift_cards_pb2_grpc.GiftCardServiceStub
     catalog: inventory_pb2_grpc.InventoryServiceStub
     order_db: str
+    payment_db: str
     store: str  # sells, 8.25 % tax
     outlet: str  # takes returns back
     products: dict[str, str]  # sku -> id
 
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.order_db) as conn:
+    def sql(self, query: str, *args: Any, db: str = "") -> list[tuple[Any, ...]]:
+        with psycopg.connect(db or self.order_db) as conn:
             return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    def refund_heard(self, refund_id: str) -> bool:
+        """The order service has consumed the payment service's refund_succeeded of it."""
+        for event_id, payload in self.sql(
+            "SELECT event_id, payload FROM outbox"
+            " WHERE subject = 'pos.payment.v1.refund_succeeded'",
+            db=self.payment_db,
+        ):
+            if payment_events.RefundSucceeded.FromString(payload).refund.id == refund_id:
+                return bool(
+                    self.sql(
+                        "SELECT 1 FROM inbox WHERE consumer = 'order-refunds' AND event_id = %s",
+                        event_id,
+                    )
+                )
+        return False
+
+    async def order(self, order_id: str) -> order_pb2.Order:
+        got = await self.orders.GetOrder(
+            order_pb2.GetOrderRequest(id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return got.order
 
     async def sale(self, tee: int, mug: int, split: int = 0) -> order_pb2.Order:
         """An in-store order, paid by two cards when `split` (the first card's amount)."""
@@ -183,6 +207,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                 gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
                 catalog,
                 order.database_url,
+                payment.database_url,
                 store,
                 outlet,
                 products,
@@ -375,9 +400,9 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
 
 async def test_a_return_whose_refund_is_refused_leaves_nothing_pending(shop: Shop) -> None:
     """Money refunded outside any return leaves the tenders less than a return of the whole
-    line plans: the payment service refuses that refund, and the return is dropped (nothing
-    was refunded or restocked), not left pending holding the units for ever. A return within
-    what is left goes through."""
+    line plans: the order refuses it once the refund's event reached it, the payment service
+    before (the same 409 either way), and the return is dropped (nothing was refunded or
+    restocked), not left pending holding the units for ever."""
     order = await shop.sale(1, 0)  # 20.00 or 25.00 and tax: another test changes the price
     (payment,) = order.payment_ids
     await shop.payments.CreateRefund(
@@ -393,3 +418,32 @@ async def test_a_return_whose_refund_is_refused_leaves_nothing_pending(shop: Sho
     assert await shop.returns_of(order.id) == []
     assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]
     assert await shop.refunded(order.id) == {payment: (order.total.amount, 1500)}
+
+
+async def test_a_refund_made_outside_a_return_counts_once_on_the_order(shop: Shop) -> None:
+    """A refund through the payments API reaches the order by its event: `paid` counts it; a
+    return afterwards counts its own refund once, whether the order hears of it from the
+    payment service's answer or from its event, in either order."""
+    order = await shop.sale(2, 0)
+    (payment,) = order.payment_ids
+    total = order.total.amount
+    goodwill = await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), payment_id=payment, amount=usd(500), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await until(lambda: shop.refund_heard(goodwill.refunds[0].id))
+    known = await shop.order(order.id)
+    assert known.paid.amount == total - 500 and known.version > order.version
+
+    answer = await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20
+    )
+    returned = answer.order_return.amount.amount
+    assert 0 < returned <= total - 500
+    assert answer.order.paid.amount == total - 500 - returned
+    await until(lambda: shop.refund_heard(answer.order_return.refunds[0].refund_id))
+    assert (await shop.order(order.id)).paid.amount == total - 500 - returned
+    assert await shop.refunded(order.id) == {payment: (total, 500 + returned)}

@@ -328,6 +328,23 @@ async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Ru
     ]
     assert all(r.status == P.REFUND_STATUS_SUCCEEDED for r in answer.refunds)
     assert answer.refunds[0].lines[0].sku == "TEE-BLK-M"
+    # The payments as they stand after the refunds, for a caller keeping its own copy; and
+    # each refund's event carries its payment as it stood after that refund.
+    assert {(p.id, p.refunded.amount) for p in answer.payments} == {
+        (visa.id, 3000),
+        (cash.id, 1000),
+    }
+    succeeded = [
+        events_pb2.RefundSucceeded.FromString(row[0])
+        for row in running.sql(
+            "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.refund_succeeded'"
+        )
+    ]
+    assert {
+        (e.refund.id, e.payment.id, e.payment.refunded.amount)
+        for e in succeeded
+        if e.refund.order_id == order
+    } == {(r.id, r.payment_id, r.amount.amount) for r in answer.refunds}
     named = await running.stub.CreateRefund(
         P.CreateRefundRequest(
             request_id=rid(),

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import events_pb2 as inventory_events
+from pos.payment.v1 import events_pb2 as payment_events
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_client import channel
@@ -131,6 +132,11 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                     inventory_events.ProductUpdated: consumers.on_product_changed,
                     inventory_events.ProductArchived: consumers.on_product_archived,
                 },
+            ),
+            ConsumerSpec.typed(
+                "order-refunds",
+                "payment",
+                {payment_events.RefundSucceeded: consumers.on_refund_succeeded},
             ),
         ],
     )

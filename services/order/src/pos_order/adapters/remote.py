@@ -472,12 +472,14 @@ class PaymentService(_Client):
                 lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
             ),
         )
+        in_all = {p.id: p.refunded.amount for p in answer.payments}
         return [
             Refunded(
                 r.id,
                 r.payment_id,
                 r.amount.amount,
                 payment_pb2.RefundStatus.Name(r.status).removeprefix("REFUND_STATUS_").lower(),
+                in_all.get(r.payment_id),
             )
             for r in answer.refunds
         ]

@@ -381,6 +381,17 @@ class Order:
         held = sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
         return held + self.saga.credit
 
+    def refunded_in_all(self, payment_id: str, refunded: int) -> bool:
+        """The payment service says the payment has refunded `refunded` in all (refunds made
+        outside a return, through the payments API, count too). A payment's refunds only grow:
+        the tender keeps the larger of what it knew and this, so an answer or an event that
+        arrives late undoes nothing and no refund counts twice. True when it changed."""
+        for t in self.saga.tenders:
+            if t.payment_id == payment_id and refunded > t.refunded:
+                t.refunded = refunded
+                return True
+        return False
+
     @property
     def balance_due(self) -> int:
         if self.status is OrderStatus.CANCELLED:

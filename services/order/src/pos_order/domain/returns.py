@@ -165,6 +165,9 @@ class Refunded:
     payment_id: str
     amount: int
     status: str
+    # What the payment has refunded in all after this refund, as the payment service answered;
+    # None in answers from before it said so.
+    payment_refunded: int | None = None
 
 
 @dataclass
@@ -374,10 +377,14 @@ def spread_backwards(amount: int, tenders: list[tuple[str, int]]) -> list[Tender
     """`amount` over the tenders from the last one taken backwards, each up to what it has
     left. More than they have left together is refused: a refund is never more than what was
     captured."""
-    if amount > sum(left for _, left in tenders):
+    refundable = max(0, sum(left for _, left in tenders))
+    if amount > refundable:
+        # The payment service's code for the same refusal: a client sees one, whichever of
+        # the two noticed first (a refund made outside a return reaches the order by event).
         raise Conflict(
             "the order's payments have less left to refund than these units are worth",
-            "refund_exceeds_captured",
+            "amount_exceeds_refundable",
+            {"refundable": str(refundable)},
         )
     out: list[TenderRefund] = []
     due = amount
@@ -417,7 +424,8 @@ def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) 
         raise Conflict(
             "the order's payments and its exchange credit have less left to refund than these "
             "units are worth",
-            "refund_exceeds_captured",
+            "amount_exceeds_refundable",
+            {"refundable": str(max(0, sum(left for _, left in own)) + credit_left)},
         )
     return from_own, rest
 
@@ -428,8 +436,15 @@ def credit_refunded(earlier: list[Return]) -> int:
 
 
 def refunded(order: Order, ret: Return) -> None:
-    """A return's refunds are done: its tenders' refunded amounts include them."""
+    """A return's refunds are done: its tenders' refunded amounts include them. Each takes
+    what the payment service says its payment has refunded in all (the order may have counted
+    this refund already from its event); a return whose answer predates that adds its plan."""
+    told = {r.payment_id: r.payment_refunded for r in ret.refunds}
     for t in order.saga.tenders:
+        in_all = told.get(t.payment_id)
+        if in_all is not None:
+            order.refunded_in_all(t.payment_id, in_all)
+            continue
         for r in ret.tender_amounts:
             if r.payment_id == t.payment_id:
                 t.refunded += r.amount

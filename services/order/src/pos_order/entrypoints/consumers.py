@@ -1,11 +1,13 @@
 """Events this service consumes: the customer ids each merchant has, and the prices a register
-sale is priced from while inventory is down (the checkout's read models)."""
+sale is priced from while inventory is down (the checkout's read models); refunds of its
+orders' payments, wherever they were asked."""
 
 from __future__ import annotations
 
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import inventory_pb2
+from pos.payment.v1 import events_pb2 as payment_events
 from pos_kit.consumer import PoisonMessage
 from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
@@ -22,6 +24,17 @@ async def on_customer_changed(
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a customer id")
     buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
     await handlers.remember_customer(uow, customer.id, customer.version, buyer)
+
+
+async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucceeded) -> None:
+    refund = message.refund
+    if not refund.order_id:
+        return  # a payment taken for no order
+    if not message.HasField("payment"):
+        raise PoisonMessage("RefundSucceeded without its payment")
+    await handlers.refund_made(
+        uow, refund.order_id, refund.payment_id, message.payment.refunded.amount
+    )
 
 
 async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:

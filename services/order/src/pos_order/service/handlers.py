@@ -880,6 +880,18 @@ async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
     await uow.customers.forget(customer_id)
 
 
+async def refund_made(
+    uow: OrderUnitOfWork, order_id: str, payment_id: str, refunded_in_all: int
+) -> None:
+    """A refund of one of the order's payments succeeded at the payment service (a return's,
+    or one made through the payments API): the order's `paid` and balance count it. Nothing
+    for a payment that is no tender of an order here."""
+    order = await uow.orders.get(order_id, lock=True)
+    if order is not None and order.refunded_in_all(payment_id, refunded_in_all):
+        order.touched(now())
+        await uow.orders.save(order)
+
+
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
     order = await uow.orders.get(order_id)
     if order is None:

@@ -55,7 +55,9 @@ def _refund_created(event: RefundCreated) -> events_pb2.RefundCreated:
 
 @REGISTRY.maps(RefundSucceeded)
 def _refund_succeeded(event: RefundSucceeded) -> events_pb2.RefundSucceeded:
-    return events_pb2.RefundSucceeded(refund=refund_to_proto(event.refund))
+    return events_pb2.RefundSucceeded(
+        refund=refund_to_proto(event.refund), payment=payment_to_proto(event.payment)
+    )
 
 
 @REGISTRY.maps(RefundFailed)

@@ -275,7 +275,7 @@ class Refund:
         if outcome.approved:
             payment.refunded += self.amount
             self.status = OperationStatus.SUCCEEDED
-            return [RefundSucceeded(self)]
+            return [RefundSucceeded(self, payment)]
         self.status = OperationStatus.FAILED
         self.failure_code = outcome.decline_code or "refund_failed"
         return [RefundFailed(self)]
@@ -398,6 +398,7 @@ class RefundCreated:
 @dataclass(frozen=True)
 class RefundSucceeded:
     refund: Refund
+    payment: Payment  # as it stands after the refund: its `refunded` counts it
 
 
 @dataclass(frozen=True)

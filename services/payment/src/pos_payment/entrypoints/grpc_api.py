@@ -123,8 +123,11 @@ def _voided(result: tuple[Payment, Any]) -> payment_pb2.VoidPaymentResponse:
     )
 
 
-def _refunded(refunds: list[Any]) -> payment_pb2.CreateRefundResponse:
-    return payment_pb2.CreateRefundResponse(refunds=[refund_to_proto(r) for r in refunds])
+def _refunded(done: handlers.RefundsDone) -> payment_pb2.CreateRefundResponse:
+    return payment_pb2.CreateRefundResponse(
+        refunds=[refund_to_proto(r) for r in done.refunds],
+        payments=[payment_to_proto(p) for p in done.payments],
+    )
 
 
 class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):

@@ -495,12 +495,22 @@ class RefundPayments:
             outcome = Outcome(False, decline_code="processor_unavailable")
         return payment.id, refund.id, outcome
 
-    async def record(self, uow: PaymentUnitOfWork, runs: list[RefundRun]) -> list[Refund]:
+    async def record(self, uow: PaymentUnitOfWork, runs: list[RefundRun]) -> RefundsDone:
         return await settle_refunds(uow, runs)
 
 
-async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> list[Refund]:
+@dataclass(frozen=True)
+class RefundsDone:
+    """The refunds in the order asked, and the payments they refunded as they stand after
+    them (in the order taken)."""
+
+    refunds: list[Refund]
+    payments: list[Payment]
+
+
+async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> RefundsDone:
     done = []
+    payments: dict[str, Payment] = {}
     # Payments are locked in id order (the order they were taken), as every writer locks them.
     for payment_id, refund_id, answer in sorted(runs, key=lambda run: run[0]):
         payment = await _payment(uow, payment_id, lock=True)
@@ -513,8 +523,9 @@ async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> l
             for event in events:
                 uow.publish(event)
         done.append(refund)
+        payments[payment.id] = payment
     order = {refund_id: n for n, (_, refund_id, _) in enumerate(runs)}
-    return sorted(done, key=lambda r: order[r.id])
+    return RefundsDone(sorted(done, key=lambda r: order[r.id]), list(payments.values()))
 
 
 # --- reads ---------------------------------------------------------------------------------

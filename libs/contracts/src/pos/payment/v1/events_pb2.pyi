@@ -167,19 +167,25 @@ class RefundSucceeded(_message.Message):
 
     META_FIELD_NUMBER: _builtins.int
     REFUND_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def refund(self) -> _payment_pb2.Refund: ...
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment:
+        """The payment refunded, as it stands after this refund (its `refunded` counts it)."""
+
     def __init__(
         self,
         *,
         meta: _event_pb2.EventMeta | None = ...,
         refund: _payment_pb2.Refund | None = ...,
+        payment: _payment_pb2.Payment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "refund", b"refund"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "payment", b"payment", "refund", b"refund"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "refund", b"refund"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "payment", b"payment", "refund", b"refund"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -846,16 +846,24 @@ class CreateRefundResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REFUNDS_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]: ...
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
+        """The payments refunded, as they stand after these refunds (each `refunded` counts the
+        refunds that succeeded): what a caller keeping its own copy of them sets it to.
+        """
+
     def __init__(
         self,
         *,
         refunds: _abc.Iterable[Global___Refund] | None = ...,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["refunds", b"refunds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments", "refunds", b"refunds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
