@@ -117,6 +117,12 @@ class Shop:
         )
         return answer.order_return
 
+    async def order(self, order_id: str) -> order_pb2.Order:
+        got = await self.orders.GetOrder(
+            order_pb2.GetOrderRequest(id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return got.order
+
     async def exchange(self, request: Any) -> order_pb2.CreateExchangeResponse:
         return await self.orders.CreateExchange(request, metadata=MERCHANT, timeout=30)
 
@@ -287,6 +293,9 @@ async def test_a_dearer_exchange_charges_only_the_difference(shop: Shop) -> None
     assert back.amount.amount == new.total.amount
     assert await shop.money(new.id) == (due, due)
     assert await shop.money(order.id) == (order.total.amount, ret.credited.amount)
+    # Neither order counts what went back: the new one keeps nothing of its credit.
+    assert (await shop.order(new.id)).paid.amount == 0
+    assert (await shop.order(order.id)).paid.amount == order.total.amount - ret.credited.amount
 
 
 async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> None:
@@ -314,6 +323,8 @@ async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> Non
     assert mug.amount.amount == new.total.amount
     assert [r.payment_id for r in mug.refunds] == list(order.payment_ids)
     assert await shop.money(order.id) == (order.total.amount, order.total.amount)
+    assert (await shop.order(new.id)).paid.amount == 0
+    assert (await shop.order(order.id)).paid.amount == 0
 
 
 async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:

@@ -145,6 +145,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "exchange_of": saga.exchange_of,
                 "exchange_return_id": saga.exchange_return_id,
                 "credit": saga.credit,
+                "credit_returned": saga.credit_returned,
             }
             if saga.exchange_of
             else {}
@@ -183,6 +184,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         exchange_of=found.get("exchange_of", ""),
         exchange_return_id=found.get("exchange_return_id", ""),
         credit=found.get("credit", 0),
+        credit_returned=found.get("credit_returned", 0),
     )
 
 

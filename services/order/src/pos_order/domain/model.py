@@ -312,6 +312,8 @@ class Saga:
     exchange_of: str = ""
     exchange_return_id: str = ""
     credit: int = 0
+    # What returns of the new order gave back of that credit (to the original order's tenders).
+    credit_returned: int = 0
 
 
 @dataclass(frozen=True)
@@ -373,13 +375,14 @@ class Order:
     @property
     def paid(self) -> int:
         """What live tenders hold for the order (authorised or captured), net of refunds, and
-        an exchange's credit (the returned units paying for part of the new order)."""
+        an exchange's credit (the returned units paying for part of the new order) less what
+        its own returns gave back of that credit."""
         if self.status is OrderStatus.CANCELLED:
             # Compensated: every authorisation was voided, so what the customer still pays is
             # what was captured and not refunded.
             return sum(max(0, t.captured - t.refunded) for t in self.saga.tenders)
         held = sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
-        return held + self.saga.credit
+        return held + self.saga.credit - self.saga.credit_returned
 
     def refunded_in_all(self, payment_id: str, refunded: int) -> bool:
         """The payment service says the payment has refunded `refunded` in all (refunds made

@@ -354,6 +354,8 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
         ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
         order.touched(at)
         refunded(order, ret)
+        # What went back to the original order's tenders no longer pays for this order.
+        order.saga.credit_returned += sum(t.amount for t in ret.credit_amounts)
         await uow.orders.save(order)
         if ret.credit_amounts:
             source = await uow.orders.get(ret.credit_order_id, lock=True)
