@@ -34,7 +34,9 @@ from pos_order.domain.returns import (
     ReturnLineRequest,
     ReturnRequest,
     ReturnStatus,
+    SoldLine,
     allocate,
+    lowest_sold,
     order_paid_per_line,
     plan_return,
     refunded,
@@ -262,3 +264,20 @@ def test_a_line_refunds_its_own_discounts_and_tax_as_the_pricing_step_stored_the
     # Lines that do not account for the order's totals: shared by value, as before.
     mug.discount = 0
     assert order_paid_per_line(order)["L1"].discount > 0
+
+
+def test_a_return_without_a_receipt_prices_a_unit_after_its_own_lines_discount() -> None:
+    # An order of a tee (2 x 25.00) and a mug (12.00) with 10.00 off the tees only.
+    tee = SoldLine("TEE", 2500, 2, 1000, 1000, 6200, 1000)
+    mug = SoldLine("MUG", 1200, 1, 0, 1000, 6200, 1000)
+    assert (tee.unit_sold_for, mug.unit_sold_for) == (2000, 1200)
+    # The same order priced before lines kept their discounts: the discount shared by value.
+    old_tee, old_mug = (
+        SoldLine("TEE", 2500, 2, None, 0, 6200, 1000),
+        SoldLine("MUG", 1200, 1, None, 0, 6200, 1000),
+    )
+    assert (old_tee.unit_sold_for, old_mug.unit_sold_for) == (2096, 1006)
+    # The lowest of each SKU over several sales; a remainder never credits more than paid.
+    odd = SoldLine("TEE", 2500, 3, 1000, 1000, 7500, 1000)  # 65.00 for three: 21.66 each
+    assert lowest_sold([tee, mug, odd]) == {"TEE": 2000, "MUG": 1200}
+    assert lowest_sold([odd]) == {"TEE": 2166}

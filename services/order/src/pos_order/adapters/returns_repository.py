@@ -15,8 +15,9 @@ from pos_order.domain.returns import (
     Return,
     ReturnLine,
     ReturnStatus,
+    SoldLine,
     TenderRefund,
-    unit_price_after_discount,
+    lowest_sold,
 )
 
 
@@ -158,18 +159,24 @@ class SqlReturns:
         self, skus: list[str], currency: str, since: datetime
     ) -> dict[str, int]:
         """The lowest price per unit each SKU sold for since `since` in `currency`, after its
-        order's discount (shared by value over the order's goods, gift cards excluded), from
-        this service's own orders."""
+        discounts (domain.returns.SoldLine), from this service's own orders."""
         rows = await self._conn.execute(
             text(
                 """
                 SELECT l->>'sku' AS sku, o.discount_total,
                        (l->>'unit_price')::bigint AS unit_price,
-                       (SELECT coalesce(sum((g->>'unit_price')::bigint
-                                            * (g->>'quantity')::bigint), 0)::bigint
-                          FROM jsonb_array_elements(o.lines) g
-                         WHERE NOT coalesce((g->>'gift_card')::boolean, false)) AS goods
-                  FROM orders o, jsonb_array_elements(o.lines) l
+                       (l->>'quantity')::bigint AS quantity,
+                       (l->>'discount')::bigint AS line_discount,
+                       g.goods, g.lines_discount
+                  FROM orders o
+                  CROSS JOIN LATERAL (
+                        SELECT coalesce(sum((x->>'unit_price')::bigint
+                                            * (x->>'quantity')::bigint), 0)::bigint AS goods,
+                               coalesce(sum((x->>'discount')::bigint), 0)::bigint
+                                   AS lines_discount
+                          FROM jsonb_array_elements(o.lines) x
+                         WHERE NOT coalesce((x->>'gift_card')::boolean, false)) g
+                  CROSS JOIN LATERAL jsonb_array_elements(o.lines) l
                  WHERE o.merchant_id = :merchant
                    AND o.created_at >= :since
                    AND o.currency = :currency
@@ -179,11 +186,20 @@ class SqlReturns:
             ),
             {"merchant": self._merchant, "since": since, "currency": currency, "skus": skus},
         )
-        lowest: dict[str, int] = {}
-        for row in rows:
-            price = unit_price_after_discount(row.unit_price, row.goods, row.discount_total)
-            lowest[row.sku] = min(price, lowest.get(row.sku, price))
-        return lowest
+        return lowest_sold(
+            [
+                SoldLine(
+                    row.sku,
+                    row.unit_price,
+                    row.quantity,
+                    row.line_discount,
+                    row.lines_discount,
+                    row.goods,
+                    row.discount_total,
+                )
+                for row in rows
+            ]
+        )
 
     async def of_order(self, order_id: str) -> list[Return]:
         rows = await self._conn.execute(

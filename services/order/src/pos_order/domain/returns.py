@@ -542,6 +542,41 @@ def unit_price_after_discount(unit_price: int, goods: int, discount: int) -> int
 
 
 @dataclass(frozen=True)
+class SoldLine:
+    """A line of a past sale, as a return without a receipt prices its SKU from it."""
+
+    sku: str
+    unit_price: int
+    quantity: int
+    line_discount: int | None  # what the pricing step stored on the line; None before it did
+    lines_discount: int  # the sum of that over the order's goods
+    goods: int  # the order's goods at their shelf price (gift cards apart)
+    order_discount: int
+
+    @property
+    def unit_sold_for(self) -> int:
+        """One unit's price after its discounts (floor): the line's own discounts when the
+        order's lines account for its whole discount (a discount on one product lowers that
+        product only), else the order's discount shared by value over its goods."""
+        if (
+            self.line_discount is not None
+            and self.lines_discount == self.order_discount
+            and self.quantity > 0
+        ):
+            return (self.unit_price * self.quantity - self.line_discount) // self.quantity
+        return unit_price_after_discount(self.unit_price, self.goods, self.order_discount)
+
+
+def lowest_sold(lines: list[SoldLine]) -> dict[str, int]:
+    """The lowest price a unit of each SKU sold for among these lines."""
+    lowest: dict[str, int] = {}
+    for ln in lines:
+        price = ln.unit_sold_for
+        lowest[ln.sku] = min(price, lowest.get(ln.sku, price))
+    return lowest
+
+
+@dataclass(frozen=True)
 class OrderReturned:
     """A return completed: refunded and restocked. Carries the return and the order."""
 
