@@ -127,5 +127,26 @@ def test_a_cancelled_order_s_receipt_shows_what_the_cancellation_refunded() -> N
     receipt = Receipt.model_validate(receipts.build(order, [payment], [], shop, 30))
     assert receipt.status == "cancelled"
     assert receipt.refunded is not None and receipt.refunded.amount == 6040
-    kept = Receipt.model_validate(receipts.build(ex.ORDER, [payment], [], shop, 30))
-    assert kept.refunded is not None and kept.refunded.amount == 0  # a sale: returns only
+    assert "Refunded" in receipts.text(receipt.model_dump(mode="json"))
+
+
+def test_refunds_made_outside_returns_show_on_the_sale_s_receipt_and_per_tender() -> None:
+    """A goodwill refund through the payments API is in `refunded` and on its tender; a
+    return's refund is counted once, whether the payment already says so or not yet."""
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 825}
+    goodwill = {**ex.PAYMENT, "refunded": ex.usd(500)}
+    receipt = Receipt.model_validate(receipts.build(ex.ORDER, [goodwill], [], shop, 30))
+    assert receipt.refunded is not None and receipt.refunded.amount == 500
+    assert [t.refunded.amount for t in receipt.tenders if t.refunded] == [500]
+    paper = receipts.text(receipt.model_dump(mode="json"))
+    assert "Refunded" in paper and "USD -5.00" in paper
+    # The return (24.35) and the goodwill refund, both on the payment: 28.35 in all.
+    both = {**ex.PAYMENT, "refunded": ex.usd(2935)}
+    sale = Receipt.model_validate(receipts.build(ex.ORDER, [both], [ex.RETURN], shop, 30))
+    assert sale.refunded is not None and sale.refunded.amount == 2935
+    paper = receipts.text(sale.model_dump(mode="json"))
+    assert "USD -24.35" in paper and "USD -5.00" in paper
+    # The return's refund still pending at the processor: the return speaks for it.
+    pending = Receipt.model_validate(receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], shop, 30))
+    assert pending.refunded is not None and pending.refunded.amount == 2435
+    assert "Refunded" not in receipts.text(pending.model_dump(mode="json"))

@@ -210,19 +210,14 @@ def build(
         if p is None or p.get("status") not in ("captured", "authorized"):
             continue
         change += int((p.get("change_due") or {}).get("amount", 0))
-        tenders.append({**_tender(p), "amount": p.get("captured") or p["amount"]})
-    # What went back to the tenders: an exchange's credited part paid for its new order.
-    refunded = sum(
-        int(r["amount"]["amount"]) - int((r.get("credited") or {}).get("amount", 0))
-        for r in returns
-    )
-    if order["status"] == "cancelled":
-        # A cancelled order's captures were refunded by the cancellation itself, not by a
-        # return: what went back is what its payments say.
-        refunded = sum(
-            int(((by_payment.get(pid) or {}).get("refunded") or {}).get("amount", 0))
-            for pid in order.get("payment_ids", [])
+        tenders.append(
+            {
+                **_tender(p),
+                "amount": p.get("captured") or p["amount"],
+                "refunded": p.get("refunded") or _money(0, currency),
+            }
         )
+    refunded = max(_returned(returns), _refunded(order, by_payment))
     return {
         **head,
         "kind": "sale",
@@ -276,6 +271,26 @@ def build(
         "exchange_of": order.get("exchange_of", ""),
         "exchange_credit": order.get("exchange_credit") if order.get("exchange_of") else None,
     }
+
+
+def _returned(returns: list[dict[str, Any]]) -> int:
+    """What the order's returns gave back to its tenders: an exchange's credited part paid
+    for its new order instead."""
+    return sum(
+        int(r["amount"]["amount"]) - int((r.get("credited") or {}).get("amount", 0))
+        for r in returns
+    )
+
+
+def _refunded(order: dict[str, Any], by_payment: dict[str, dict[str, Any]]) -> int:
+    """What went back to the order's tenders as its payments count it: its returns' refunds,
+    and those made otherwise (through the payments API, by its cancellation, by a return of an
+    exchange's new order giving back its credit). A return's refund still pending at the
+    processor is not in it yet: the larger of the two is what the receipt says."""
+    return sum(
+        int(((by_payment.get(pid) or {}).get("refunded") or {}).get("amount", 0))
+        for pid in order.get("payment_ids", [])
+    )
 
 
 def _exchanged(ret: dict[str, Any]) -> dict[str, Any]:
@@ -347,6 +362,10 @@ def text(receipt: dict[str, Any]) -> str:
                 # An order id fills most of a roll's width: on a line of its own.
                 out.append(_row("  Exchange credit", money_text(r["credited"])))
                 out.append(f"  to order {r['exchange_order_id']}")
+        # Refunds no return on this receipt accounts for (the payments API, a cancellation).
+        other = int(receipt["refunded"]["amount"]) - _returned(receipt["returns"])
+        if other > 0:
+            out.append(_row("Refunded", money_text({**receipt["refunded"], "amount": -other})))
     out += ["-" * WIDTH, *textwrap.wrap(receipt["return_policy"], WIDTH)]
     for paragraph in (receipt.get("return_policy_text") or "").splitlines():
         out += textwrap.wrap(paragraph, WIDTH) or [""]

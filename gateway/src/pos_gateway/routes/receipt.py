@@ -23,7 +23,8 @@ Svc = Annotated[Services, Depends(services)]
 
 _LOCATION = {"id": ex.LOCATION_ID, "name": "Downtown Store", "time_zone": "America/Chicago",
              "tax_rate_bps": 825}  # fmt: skip
-EXAMPLE = receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], _LOCATION, 30,
+EXAMPLE = receipts.build(ex.ORDER, [{**ex.PAYMENT, "refunded": ex.RETURN["amount"]}],
+                         [ex.RETURN], _LOCATION, 30,
                          policy_text=str(ex.ORDER_SETTINGS["return_policy_text"]))  # fmt: skip
 _op = op("orders:read", "Get an order's receipt", (404,), example=EXAMPLE)
 # A receipt has at most 200 lines and 200 returns: its text stays well within this.

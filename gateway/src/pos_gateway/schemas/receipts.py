@@ -61,6 +61,9 @@ class ReceiptTender(Answer):
     card_brand: str = Field(max_length=32)
     card_last4: str = Field(max_length=4)
     amount: Money
+    refunded: Money | None = Field(
+        None, description="Sale receipts: what went back to this tender so far"
+    )
 
 
 class ReceiptReturnLine(Answer):
@@ -102,8 +105,9 @@ class Receipt(Answer):
     returns: list[ReceiptReturn] = Field(default_factory=list, max_length=200)
     refunded: Money | None = Field(
         None,
-        description="Sale receipts: what all its returns refunded to the tenders (an "
-        "exchange's credited part paid for its new order instead)",
+        description="Sale receipts: what went back to the tenders: its returns' refunds (an "
+        "exchange's credited part paid for its new order instead) and refunds made otherwise "
+        "(through the payments API, by a cancellation)",
     )
     return_policy: str = Field(max_length=500, description="The return window's sentence")
     return_policy_text: str = Field(
