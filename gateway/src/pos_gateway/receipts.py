@@ -203,6 +203,7 @@ def build(
         }
     taxes = _taxes(order, location)
     discounts = _discounts(order)
+    back = _back_per_payment(returns, by_payment)
     tenders = []
     change = 0
     for payment_id in order.get("payment_ids", []):
@@ -214,10 +215,10 @@ def build(
             {
                 **_tender(p),
                 "amount": p.get("captured") or p["amount"],
-                "refunded": p.get("refunded") or _money(0, currency),
+                "refunded": _money(back.get(payment_id, 0), currency),
             }
         )
-    refunded = max(_returned(returns), _refunded(order, by_payment))
+    refunded = sum(back.get(pid, 0) for pid in order.get("payment_ids", []))
     return {
         **head,
         "kind": "sale",
@@ -282,15 +283,25 @@ def _returned(returns: list[dict[str, Any]]) -> int:
     )
 
 
-def _refunded(order: dict[str, Any], by_payment: dict[str, dict[str, Any]]) -> int:
-    """What went back to the order's tenders as its payments count it: its returns' refunds,
-    and those made otherwise (through the payments API, by its cancellation, by a return of an
-    exchange's new order giving back its credit). A return's refund still pending at the
-    processor is not in it yet: the larger of the two is what the receipt says."""
-    return sum(
-        int(((by_payment.get(pid) or {}).get("refunded") or {}).get("amount", 0))
-        for pid in order.get("payment_ids", [])
-    )
+def _back_per_payment(
+    returns: list[dict[str, Any]], by_payment: dict[str, dict[str, Any]]
+) -> dict[str, int]:
+    """What went back to each payment: what the payment counts (its returns' refunds and
+    those made otherwise: through the payments API, by a cancellation, by a return of an
+    exchange's new order giving back its credit), or what the returns refunded to it when
+    more (a refund still pending at the processor is not in the payment's count yet)."""
+    by_returns: dict[str, int] = {}
+    for r in returns:
+        for x in r.get("refunds") or []:
+            pid = x["payment_id"]
+            by_returns[pid] = by_returns.get(pid, 0) + int(x["amount"]["amount"])
+    counted = {
+        pid: int((p.get("refunded") or {}).get("amount", 0)) for pid, p in by_payment.items()
+    }
+    return {
+        pid: max(counted.get(pid, 0), by_returns.get(pid, 0))
+        for pid in set(counted) | set(by_returns)
+    }
 
 
 def _exchanged(ret: dict[str, Any]) -> dict[str, Any]:

@@ -327,6 +327,34 @@ async def test_a_cheaper_exchange_refunds_only_the_difference(shop: Shop) -> Non
     assert (await shop.order(order.id)).paid.amount == 0
 
 
+async def test_an_exchange_credits_no_more_than_the_tenders_have_left(shop: Shop) -> None:
+    """10.00 of a tee's 27.06 refunded through the payments API just before: exchanging the
+    tee would credit (or refund) money already given back, so it is refused as a plain return
+    of it would be, whether or not the refund's event reached the order yet."""
+    order = await shop.sale(TEE=1)
+    (payment,) = order.payment_ids
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()),
+            payment_id=payment,
+            amount=money_pb2.Money(amount=1000, currency="USD"),
+            reason="goodwill",
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    caps = await shop.on_hand("CAP")
+    for new_lines in ([("CAP", 1)], [("MUG", 1)], [("HAT", 1)]):  # even, cheaper, dearer
+        refused = await shop.refused(shop.ask(order.id, [("L1", 1)], new_lines))
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        problem = read_error(refused)
+        assert problem.reason == "amount_exceeds_refundable"
+        assert problem.metadata["refundable"] == str(order.total.amount - 1000)
+    assert await shop.returns_of(order.id) == []
+    assert await shop.money(order.id) == (order.total.amount, 1000)
+    assert await shop.on_hand("CAP") == caps
+
+
 async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     order = await shop.sale(TEE=2)
     hats = await shop.on_hand("HAT")

@@ -173,31 +173,56 @@ def test_the_refund_is_spread_from_the_last_tender_taken_backwards() -> None:
 
 
 def test_a_refund_counts_once_whether_its_answer_or_its_event_comes_first() -> None:
-    order = sold_order([(1000, 3)], 0, 0, [1, 2])  # pay_1 10.00, pay_2 20.00
-    # A refund through the payments API, heard by its event: pay_2 has refunded 5.00 in all.
-    assert order.refunded_in_all("pay_2", 500) and order.paid == 2500
-    assert not order.refunded_in_all("pay_2", 500)  # the same event again
-    assert not order.refunded_in_all("pay_9", 500)  # no tender of this order
-    ret = do_return(order, [], [("L1", 1)])  # 10.00 from pay_2 (15.00 left there)
-    assert [(t.payment_id, t.amount) for t in ret.tender_amounts] == [("pay_2", 1000)]
-    # The return's answer says pay_2 has refunded 15.00 in all.
-    told = replace(ret, refunds=[Refunded("rfd_2", "pay_2", 1000, "succeeded", 1500)])
-    order.saga.tenders[1].refunded = 500  # as before the return
-    refunded(order, told)
-    assert order.saga.tenders[1].refunded == 1500 and order.paid == 1500
-    # Its event afterwards (or an older one late) changes nothing; nor does a second count.
-    assert not order.refunded_in_all("pay_2", 1500) and not order.refunded_in_all("pay_2", 500)
-    refunded(order, told)
-    assert order.paid == 1500
-    # The event first, then the answer: the same.
-    order.saga.tenders[1].refunded = 500
-    assert order.refunded_in_all("pay_2", 1500)
-    refunded(order, told)
-    assert order.saga.tenders[1].refunded == 1500
-    # An answer from before the payment service said so adds the return's plan.
-    order.saga.tenders[1].refunded = 500
+    def fresh() -> Order:
+        order = sold_order([(1000, 3)], 0, 0, [1, 2])  # pay_1 10.00, pay_2 20.00
+        # A refund through the payments API, heard by its event: pay_2 refunded 5.00 in all.
+        assert order.refunded_in_all("pay_2", 500) and order.paid == 2500
+        assert not order.refunded_in_all("pay_2", 500)  # the same event again
+        assert not order.refunded_in_all("pay_9", 500)  # no tender of this order
+        return order
+
+    def returned(order: Order, told: int | None) -> Return:
+        ret = do_return(order, [], [("L1", 1)])  # 10.00, from pay_2 (15.00 left there)
+        assert [(t.payment_id, t.amount) for t in ret.tender_amounts] == [("pay_2", 1000)]
+        return replace(ret, refunds=[Refunded("rfd_2", "pay_2", 1000, "succeeded", told)])
+
+    # The return's answer says pay_2 refunded 15.00 in all; its event afterwards, or an older
+    # one late, changes nothing.
+    order = fresh()
+    ret = returned(order, 1500)
+    order.saga.tenders[1].refunded = 0  # as before the return completed
     refunded(order, ret)
-    assert order.saga.tenders[1].refunded == 1500
+    assert order.paid == 1500
+    assert not order.refunded_in_all("pay_2", 1500) and not order.refunded_in_all("pay_2", 500)
+    # Its event first, then the return completes: the same.
+    order = fresh()
+    ret = returned(order, 1500)
+    order.saga.tenders[1].refunded = 0
+    assert order.refunded_in_all("pay_2", 1500) and order.paid == 1500
+    refunded(order, ret)
+    assert order.paid == 1500
+    # An answer stored before answers said so: the return's own count, until the event says
+    # more; never the two added.
+    order = fresh()
+    ret = returned(order, None)
+    order.saga.tenders[1].refunded = 0
+    refunded(order, ret)
+    assert order.paid == 2000
+    assert order.refunded_in_all("pay_2", 1500) and order.paid == 1500
+
+
+def test_a_pending_returns_refund_already_heard_is_not_taken_twice_from_what_is_left() -> None:
+    order = sold_order([(1000, 3)], 0, 0, [1])  # 30.00 on pay_1
+    req = ReturnRequest("req-a", order.id, [ReturnLineRequest("L1", 1)], "unwanted")
+    pending = plan_return(order, [], req, "ret_a", SOLD + timedelta(days=1), 30,
+                          tenders_left(order, []))  # fmt: skip
+    assert pending.status is ReturnStatus.PENDING
+    # Its refund went through and was heard; the return is not recorded completed yet.
+    assert order.refunded_in_all("pay_1", 1000)
+    assert tenders_left(order, [pending]) == [("pay_1", 2000)]
+    # A refund made elsewhere meanwhile is taken off too.
+    assert order.refunded_in_all("pay_1", 1500)
+    assert tenders_left(order, [pending]) == [("pay_1", 1500)]
 
 
 def test_an_order_discount_and_tax_are_shared_by_value_and_the_last_unit_takes_the_rest() -> None:

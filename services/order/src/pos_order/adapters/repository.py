@@ -120,6 +120,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "state": t.state.value,
                 "captured": t.captured,
                 "refunded": t.refunded,
+                "refunded_seen": t.refunded_seen,
             }
             for t in saga.tenders
         ],
@@ -170,6 +171,7 @@ def _saga(found: dict[str, Any]) -> Saga:
                 state=TenderState(t["state"]),
                 captured=t["captured"],
                 refunded=t["refunded"],
+                refunded_seen=t.get("refunded_seen", 0),
             )
             for t in found["tenders"]
         ],

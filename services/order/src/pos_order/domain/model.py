@@ -274,7 +274,17 @@ class TenderRecord:
     payment_id: str = ""
     state: TenderState = TenderState.SENT
     captured: int = 0
+    # What this service's own steps refunded of it (returns, compensation).
     refunded: int = 0
+    # What the payment service last said the payment refunded in all (its refund events,
+    # the answers to refunds and payment reads): refunds made outside this service too.
+    refunded_seen: int = 0
+
+    @property
+    def refunded_now(self) -> int:
+        """What went back of it: the larger of the two counts, each of which only grows, so
+        a refund told by both is counted once."""
+        return max(self.refunded, self.refunded_seen)
 
 
 @dataclass
@@ -380,19 +390,20 @@ class Order:
         if self.status is OrderStatus.CANCELLED:
             # Compensated: every authorisation was voided, so what the customer still pays is
             # what was captured and not refunded.
-            return sum(max(0, t.captured - t.refunded) for t in self.saga.tenders)
-        held = sum(t.amount - t.refunded for t in self.saga.tenders if t.state in LIVE_TENDERS)
+            return sum(max(0, t.captured - t.refunded_now) for t in self.saga.tenders)
+        held = sum(t.amount - t.refunded_now for t in self.saga.tenders if t.state in LIVE_TENDERS)
         return held + self.saga.credit - self.saga.credit_returned
 
     def refunded_in_all(self, payment_id: str, refunded: int) -> bool:
         """The payment service says the payment has refunded `refunded` in all (refunds made
         outside a return, through the payments API, count too). A payment's refunds only grow:
-        the tender keeps the larger of what it knew and this, so an answer or an event that
-        arrives late undoes nothing and no refund counts twice. True when it changed."""
+        the tender keeps the larger of what it heard and this, so an answer or an event that
+        arrives late undoes nothing. True when it changed."""
         for t in self.saga.tenders:
-            if t.payment_id == payment_id and refunded > t.refunded:
-                t.refunded = refunded
-                return True
+            if t.payment_id == payment_id and refunded > t.refunded_seen:
+                before = t.refunded_now
+                t.refunded_seen = refunded
+                return t.refunded_now != before
         return False
 
     @property
@@ -599,7 +610,9 @@ class Order:
             done = sum(
                 c.amount for c in self.saga.captures if c.payment_id == t.payment_id and c.done
             )
-            free = t.captured - done
+            # What was refunded of it before (through the payments API) pays for nothing: the
+            # other tenders' captures take that part.
+            free = t.captured - t.refunded_now - done
             for f in self.fulfillments:
                 if free <= 0:
                     break

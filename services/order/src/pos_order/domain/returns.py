@@ -407,8 +407,14 @@ def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
         if r.status is ReturnStatus.PENDING:
             for t in r.tender_amounts:
                 planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
+    # A pending return's refund may be in what the payment service said already (it went
+    # through, the return is not recorded completed yet): the larger of the two counts, never
+    # their sum; the payment service refuses a refund beyond what is really left.
     return [
-        (t.payment_id, t.captured - t.refunded - planned.get(t.payment_id, 0))
+        (
+            t.payment_id,
+            t.captured - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen),
+        )
         for t in order.saga.tenders
         if t.payment_id and t.captured > 0
     ]
@@ -436,18 +442,16 @@ def credit_refunded(earlier: list[Return]) -> int:
 
 
 def refunded(order: Order, ret: Return) -> None:
-    """A return's refunds are done: its tenders' refunded amounts include them. Each takes
-    what the payment service says its payment has refunded in all (the order may have counted
-    this refund already from its event); a return whose answer predates that adds its plan."""
-    told = {r.payment_id: r.payment_refunded for r in ret.refunds}
+    """A return's refunds are done: its tenders' own refunded amounts include them, and
+    what the payment service answered its payments have refunded in all is heard (the order may
+    have heard it from the refund's event already: the two counts are never added)."""
     for t in order.saga.tenders:
-        in_all = told.get(t.payment_id)
-        if in_all is not None:
-            order.refunded_in_all(t.payment_id, in_all)
-            continue
         for r in ret.tender_amounts:
             if r.payment_id == t.payment_id:
                 t.refunded += r.amount
+    for made in ret.refunds:
+        if made.payment_refunded is not None:
+            order.refunded_in_all(made.payment_id, made.payment_refunded)
 
 
 # How far back a return without a receipt looks for the price a SKU sold for.

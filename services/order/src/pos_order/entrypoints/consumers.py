@@ -31,7 +31,9 @@ async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucce
     if not refund.order_id:
         return  # a payment taken for no order
     if not message.HasField("payment"):
-        raise PoisonMessage("RefundSucceeded without its payment")
+        # Published before the event carried its payment (the stream keeps a month of them):
+        # nothing to learn from it; the next refund of that payment, or a read of it, says.
+        return
     await handlers.refund_made(
         uow, refund.order_id, refund.payment_id, message.payment.refunded.amount
     )

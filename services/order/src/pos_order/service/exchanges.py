@@ -71,6 +71,7 @@ from pos_order.domain.returns import (
     ReturnLineRequest,
     ReturnRequest,
     ReturnStatus,
+    credit_refunded,
     plan_return,
     spread_backwards,
     tenders_left,
@@ -214,6 +215,7 @@ class CreateExchange(Generic[R]):
         self.policy = policy
         self.answer = answer
         self.balances: dict[str, int] = {}
+        self.refunded: dict[str, int] = {}  # the original's payments: refunded in all
         self.priced: Priced | None = None
 
     async def prepare(self) -> None:
@@ -229,6 +231,14 @@ class CreateExchange(Generic[R]):
         self.balances = await gift_card_balances(
             self.return_ports, order, {ln.line_id for ln in req.lines}
         )
+        if order.payment_ids:
+            # What its payments refunded so far, as the payment service says now: a refund
+            # made through the payments API may not have reached the order yet, and the
+            # credit must not count money already given back.
+            self.refunded = {
+                p.payment_id: p.refunded_amount
+                for p in await self.ports.payments.of_order(order.id)
+            }
         store = req.location_id or order.location_id
         places = list(dict.fromkeys(ln.location_id or store for ln in req.new_lines))
         fulfillments = [FulfillmentRequest(FulfillmentType.IN_STORE, p) for p in places]
@@ -281,6 +291,8 @@ class CreateExchange(Generic[R]):
                 made.cancel_reason or "exchange_cancelled",
             )
         earlier = await uow.returns.of_order(source.id)
+        for payment_id, refunded in self.refunded.items():
+            source.refunded_in_all(payment_id, refunded)
         settings: OrderSettings = await uow.settings.get() or self.policy.defaults
         ret = plan_return(
             source,
@@ -293,6 +305,7 @@ class CreateExchange(Generic[R]):
             self.balances,
             spread=False,
         )
+        _backed(source, earlier, ret.amount)
         new_total = priced.cart.totals.total.amount
         difference = new_total - ret.amount
         ret.exchange_order_id = order_id
@@ -436,6 +449,21 @@ class CreateExchange(Generic[R]):
         order = await uow.orders.get(done.order.id)
         assert order is not None
         return self.answer(ret, order, source)
+
+
+def _backed(source: Order, earlier: list[Return], amount: int) -> None:
+    """The returned units' value is credited or refunded: never more than the original
+    order's tenders have left to give back (and the credit it was itself paid with, for an
+    exchange's new order), as a plain return of them would be refused."""
+    left = max(0, sum(x for _, x in tenders_left(source, earlier)))
+    if source.saga.exchange_of:
+        left += max(0, source.saga.credit - credit_refunded(earlier))
+    if amount > left:
+        raise Conflict(
+            "the order's payments have less left to refund than these units are worth",
+            "amount_exceeds_refundable",
+            {"refundable": str(left)},
+        )
 
 
 def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[TenderRecord]:

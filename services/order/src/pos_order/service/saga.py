@@ -371,7 +371,7 @@ def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool
             continue
         t.state = tender_state(p)
         t.captured = max(t.captured, p.captured_amount)
-        t.refunded = max(t.refunded, p.refunded_amount)  # refunds only grow
+        t.refunded_seen = max(t.refunded_seen, p.refunded_amount)  # refunds only grow
     for p in unmatched:  # taken for the order, yet no tender of ours: keep it, to compensate
         n = len(order.saga.tenders) + 1
         order.saga.tenders.append(
