@@ -128,9 +128,13 @@ enabled = false
 # table below, so they restate its 422.
 
 # If-Match is a precondition on the version the resource has now, which no schema can know:
-# on a live product or customer, a well-formed but stale one is a 412 `version_mismatch`.
+# on a live product, location or customer, a well-formed but stale one is a 412
+# `version_mismatch`; a location's change that sends no field (all are optional) is a 400.
 [[operations]]
 include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/archive)$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+[[operations]]
+include-name-regex = "^PATCH /v1/locations/[^/]+$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^({CUSTOMER_RULES})$"

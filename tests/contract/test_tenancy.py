@@ -192,8 +192,13 @@ def _shift(http: httpx.Client) -> str:
         return str(_post(device, "/v1/shifts", body)["id"])
 
 
+def _location(http: httpx.Client) -> str:
+    return str(_post(http, "/v1/locations", {"name": "Probe", "currency": "USD"})["id"])
+
+
 # Path template -> how merchant A makes a real resource whose id goes in the path.
 FACTORIES: dict[str, Factory] = {
+    "/v1/locations/{location_id}": _location,
     "/v1/products/{product_id}": _product,
     "/v1/products/{product_id}/archive": _product,
     "/v1/reservations/{reservation_id}": _reservation,
@@ -272,6 +277,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", "/v1/shifts/{shift_id}/close"): {"counted_cash": {"amount": 1, "currency": "USD"}},
     ("patch", "/v1/products/{product_id}"): {"name": "Mallory's"},
+    ("patch", "/v1/locations/{location_id}"): {"pickup_enabled": True},
     ("patch", "/v1/promotions/{promotion_id}"): {"name": "Mallory's"},
     ("post", "/v1/promotions/{promotion_id}/coupons"): {"generate": 1},
     ("post", "/v1/payments/{payment_id}/capture"): {},

@@ -251,19 +251,8 @@ def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Run
 def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Running) -> None:
     http = platform.http
     sku, (store, _) = _stocked(http)
-    # A back office: it neither hands over pickups nor ships.
-    office = _ok(_post(http, "/v1/locations", {"name": "Back office", "currency": "USD"}), 201)
-    stock = {"sku": sku, "location_id": office["id"], "delta": 5, "reason": "received"}
-    _ok(_post(http, "/v1/inventory/adjustments", stock), 201)
     before = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
     for body, field in [
-        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
-          "fulfillments": [{"type": "pickup", "location_id": office["id"]}]},
-         "fulfillments[0].location_id"),
-        ({"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
-          "fulfillments": [{"type": "shipment", "location_id": office["id"],
-                            "ship_to": "1 Main St"}]},
-         "fulfillments[0].location_id"),
         ({"location_id": store, "lines": []}, "lines"),
         ({"location_id": store, "lines": [{"sku": sku, "quantity": 1, "fulfillment": 1}]},
          "lines[0].fulfillment"),
@@ -276,6 +265,50 @@ def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Ru
         assert field in {e["field"] for e in answer.json()["errors"]}, answer.text
     after = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
     assert len(after) == len(before)
+
+
+def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
+    platform: Running,
+) -> None:
+    """A merchant of its own (the sandbox merchant's two stores are counted elsewhere): a shop
+    that hands over pickups and ships, and a back office that does neither."""
+    with platform.new_merchant("Back office merchant") as http:
+        shop = _ok(_post(http, "/v1/locations", {"name": "Shop", "currency": "USD",
+                   "pickup_enabled": True, "ship_enabled": True}), 201)  # fmt: skip
+        office = _ok(_post(http, "/v1/locations", {"name": "Back office", "currency": "USD"}), 201)
+        _ok(_post(http, "/v1/products", {"sku": "BOX", "name": "Box",
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        for at in (shop, office):
+            stock = {"sku": "BOX", "location_id": at["id"], "delta": 5, "reason": "received"}
+            _ok(_post(http, "/v1/inventory/adjustments", stock), 201)
+        line = [{"sku": "BOX", "quantity": 1}]
+        for fulfillment in (
+            {"type": "pickup", "location_id": office["id"]},
+            {"type": "shipment", "location_id": office["id"], "ship_to": "1 Main St"},
+        ):
+            body = {"location_id": shop["id"], "lines": line, "fulfillments": [fulfillment]}
+            answer = _post(http, "/v1/orders", body)
+            assert answer.status_code == 400, answer.text
+            assert [e["field"] for e in answer.json()["errors"]] == ["fulfillments[0].location_id"]
+        assert _ok(http.get("/v1/orders"))["data"] == []
+        levels = _ok(http.get("/v1/inventory", params={"sku": "BOX"}))["data"]
+        assert {lv["available"] for lv in levels} == {5}
+        # The shop itself takes both; so does the office once the merchant says so.
+        stale = http.patch(f"/v1/locations/{office['id']}", json={"pickup_enabled": True},
+                           headers={"If-Match": '"7"'})  # fmt: skip
+        assert stale.status_code == 412, stale.text
+        changed = http.patch(f"/v1/locations/{office['id']}", json={"pickup_enabled": True,
+                             "ship_enabled": True}, headers={"If-Match": '"1"'})  # fmt: skip
+        assert _ok(changed)["pickup_enabled"] and changed.json()["version"] == 2
+        assert http.patch(f"/v1/locations/{office['id']}", json={}).status_code == 400
+        for at, fulfillment in (
+            (shop, {"type": "pickup", "location_id": shop["id"]}),
+            (shop, {"type": "shipment", "location_id": shop["id"], "ship_to": "1 Main St"}),
+            (office, {"type": "pickup", "location_id": office["id"]}),
+            (office, {"type": "shipment", "location_id": office["id"], "ship_to": "1 Main St"}),
+        ):
+            body = {"location_id": at["id"], "lines": line, "fulfillments": [fulfillment]}
+            _ok(_post(http, "/v1/orders", body), 201)
 
 
 def test_concurrent_web_orders_never_oversell(platform: Running) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pos_inventory.domain.catalog import Product
 from pos_inventory.domain.model import Adjustment, Location, ProductCreated
 from pos_inventory.service import catalog, handlers
-from pos_kit.errors import AlreadyExists, InvalidArgument, NotFound
+from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 
@@ -35,8 +35,11 @@ class FakeLocations:
     async def count_for_add(self) -> int:
         return len(await self.all())
 
-    async def get(self, location_id: str) -> Location | None:
+    async def get(self, location_id: str, lock: bool = False) -> Location | None:
         return self._s.locations.get((self._m, location_id))
+
+    async def save_flags(self, location: Location) -> None:
+        self._s.locations[(self._m, location.id)] = location
 
     async def many(self, location_ids: list[str]) -> list[Location]:
         return [x for (m, i), x in self._s.locations.items() if m == self._m and i in location_ids]
@@ -103,6 +106,28 @@ async def test_a_location_is_created_trimmed_and_with_an_id() -> None:
     assert (location.name, location.currency, location.tax_rate_bps) == ("Main St", "EUR", 2000)
     assert location.id.startswith("loc_")
     assert await uow.locations.get(location.id) is location
+
+
+async def test_a_location_turns_pickup_and_shipping_on_and_off() -> None:
+    uow = FakeUow()
+    location = await _shop(uow)
+    assert (location.pickup_enabled, location.ship_enabled, location.version) == (False, False, 1)
+    on = await handlers.update_location(uow, location.id, {"pickup_enabled": True}, 1)
+    assert (on.pickup_enabled, on.ship_enabled, on.version) == (True, False, 2)
+    both = await handlers.update_location(
+        uow, location.id, {"pickup_enabled": False, "ship_enabled": True}, 0
+    )
+    assert (both.pickup_enabled, both.ship_enabled, both.version) == (False, True, 3)
+    with pytest.raises(Conflict) as stale:
+        await handlers.update_location(uow, location.id, {"ship_enabled": False}, 2)
+    assert stale.value.metadata == {"current_version": "3"}
+    for changes in ({}, {"name": True}):
+        with pytest.raises(InvalidArgument) as err:
+            await handlers.update_location(uow, location.id, changes, 0)
+        assert [v.field for v in err.value.violations] == ["update_mask"]
+    with pytest.raises(NotFound):
+        await handlers.update_location(uow, "loc_nope", {"ship_enabled": True}, 0)
+    assert (await uow.locations.get(location.id)) == both
 
 
 async def test_a_bad_location_is_refused_field_by_field_and_not_stored() -> None:

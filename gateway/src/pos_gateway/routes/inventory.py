@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import Field, StrictBool
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
@@ -21,13 +23,17 @@ from pos_gateway.routes.common import (
     BodyTime,
     Currency,
     Cursor,
+    IfMatch,
     Limit,
+    PathId,
     Sku,
     example,
+    expected_version,
     op,
     request_id,
     services,
     timestamp,
+    version_checked,
 )
 from pos_gateway.schemas.stock import (
     SKUS_ASKED_MAX,
@@ -197,6 +203,47 @@ async def create_location(body: LocationIn, svc: Svc) -> Location:
     at `tax_rate_bps`. A merchant has at most 1,000 locations: one more is a 409
     `location_limit_reached`."""
     answer = await svc.inventory.CreateLocation(body.pb())
+    return to_model(Location, answer.location)
+
+
+class LocationPatch(Body):
+    model_config = example({"pickup_enabled": True})
+
+    pickup_enabled: StrictBool | None = Field(
+        None, description="Customers may collect online orders here"
+    )
+    ship_enabled: StrictBool | None = Field(None, description="Online orders may ship from here")
+
+
+@router.patch(
+    "/locations/{location_id}",
+    **op("inventory:write", "Change what a location does for online orders", (404, 409, 412),
+         example={**ex.LOCATION, "version": 2}),
+)  # fmt: skip
+async def update_location(
+    location_id: PathId, body: LocationPatch, svc: Svc, if_match: IfMatch = None
+) -> Location:
+    """Only the fields sent change: whether the location hands over pickups and ships online
+    orders. An order's pickup at a location without `pickup_enabled`, or its shipment from a
+    named location without `ship_enabled`, is refused (400), and sourcing ships only from
+    locations with `ship_enabled`. Send `If-Match: "<version>"` to change only the version you
+    saw: a stale one is a 412 with `current_version`. Each change bumps `version`."""
+    sent = body.model_dump(exclude_unset=True)
+    nulls = sorted(k for k, v in sent.items() if v is None)
+    if nulls:
+        raise Problem(400, "invalid_request", "a field cannot be set to null",
+                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
+    if not sent:
+        raise Problem(400, "invalid_request", "send at least one field to change")
+    request = inventory_pb2.UpdateLocationRequest(
+        request_id=request_id(),
+        id=location_id,
+        expected_version=expected_version(if_match),
+        pickup_enabled=bool(body.pickup_enabled),
+        ship_enabled=bool(body.ship_enabled),
+        update_mask=FieldMask(paths=sorted(sent)),
+    )
+    answer = await version_checked(svc.inventory.UpdateLocation(request))
     return to_model(Location, answer.location)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters import events
@@ -87,15 +87,23 @@ class SqlLocations:
         )
         return int(count.scalar_one())
 
-    async def get(self, location_id: str) -> Location | None:
-        row = (
-            await self._conn.execute(
-                select(locations).where(
-                    locations.c.merchant_id == self._merchant, locations.c.id == location_id
-                )
-            )
-        ).first()
+    async def get(self, location_id: str, lock: bool = False) -> Location | None:
+        query = select(locations).where(
+            locations.c.merchant_id == self._merchant, locations.c.id == location_id
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _location(row) if row else None
+
+    async def save_flags(self, location: Location) -> None:
+        await self._conn.execute(
+            update(locations)
+            .where(locations.c.merchant_id == self._merchant, locations.c.id == location.id)
+            .values(
+                pickup_enabled=location.pickup_enabled,
+                ship_enabled=location.ship_enabled,
+                version=location.version,
+            )
+        )
 
     async def many(self, location_ids: list[str]) -> list[Location]:
         rows = await self._conn.execute(

@@ -37,6 +37,17 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
         location = await handlers.create_location(uow, location_from_proto(request))
         return I.CreateLocationResponse(location=location_to_proto(location))
 
+    @mutation(I.UpdateLocationResponse)
+    async def UpdateLocation(
+        self, request: I.UpdateLocationRequest, uow: InventoryUow
+    ) -> I.UpdateLocationResponse:
+        mask = set(request.update_mask.paths)
+        changes = {name: bool(getattr(request, name, False)) for name in mask}
+        location = await handlers.update_location(
+            uow, request.id, changes, request.expected_version
+        )
+        return I.UpdateLocationResponse(location=location_to_proto(location))
+
     @query
     async def ListLocations(
         self, request: I.ListLocationsRequest, uow: InventoryUow

@@ -50,6 +50,39 @@ async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location
     return draft
 
 
+# What a location does for online orders; the only fields a location changes so far.
+LOCATION_FLAGS = ("pickup_enabled", "ship_enabled")
+
+
+async def update_location(
+    uow: InventoryUnitOfWork, location_id: str, changes: dict[str, bool], expected_version: int
+) -> Location:
+    """Turn pickup hand-over or shipping on or off at a location (the order service refuses a
+    pickup or a named shipping store that does not offer it). A new version each time."""
+    raise_if(
+        require(bool(location_id), "id", "is required")
+        + require(
+            bool(changes) and set(changes) <= set(LOCATION_FLAGS),
+            "update_mask",
+            f"names one or more of {', '.join(LOCATION_FLAGS)}",
+        )
+    )
+    location = await uow.locations.get(location_id, lock=True)
+    if location is None:
+        raise NotFound("location", location_id)
+    if expected_version and expected_version != location.version:
+        raise Conflict(
+            "the location changed since the version you sent",
+            "version_mismatch",
+            {"current_version": str(location.version)},
+        )
+    location.pickup_enabled = changes.get("pickup_enabled", location.pickup_enabled)
+    location.ship_enabled = changes.get("ship_enabled", location.ship_enabled)
+    location.version += 1
+    await uow.locations.save_flags(location)
+    return location
+
+
 async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Location]:
     return await uow.locations.list(page)
 

@@ -560,6 +560,64 @@ class CreateLocationResponse(_message.Message):
 Global___CreateLocationResponse: _TypeAlias = CreateLocationResponse  # noqa: Y015
 
 @_typing.final
+class UpdateLocationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
+    SHIP_ENABLED_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    id: _builtins.str
+    expected_version: _builtins.int
+    """The version the caller last saw; zero means "whatever the current version is"."""
+    pickup_enabled: _builtins.bool
+    ship_enabled: _builtins.bool
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of the two to change (pickup_enabled, ship_enabled); at least one."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        pickup_enabled: _builtins.bool = ...,
+        ship_enabled: _builtins.bool = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "pickup_enabled", b"pickup_enabled", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLocationRequest: _TypeAlias = UpdateLocationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLocationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def location(self) -> Global___Location: ...
+    def __init__(
+        self,
+        *,
+        location: Global___Location | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLocationResponse: _TypeAlias = UpdateLocationResponse  # noqa: Y015
+
+@_typing.final
 class ListLocationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -45,6 +45,11 @@ class InventoryServiceStub:
                 request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsRequest.SerializeToString,
                 response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsResponse.FromString,
                 _registered_method=True)
+        self.UpdateLocation = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/UpdateLocation',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationResponse.FromString,
+                _registered_method=True)
         self.CreateProduct = channel.unary_unary(
                 '/pos.inventory.v1.InventoryService/CreateProduct',
                 request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.CreateProductRequest.SerializeToString,
@@ -109,6 +114,13 @@ class InventoryServiceServicer:
 
     def ListLocations(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLocation(self, request, context):
+        """What a location does for online orders: hand over pickups, ship.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -196,6 +208,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ListLocations,
                     request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsRequest.FromString,
                     response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsResponse.SerializeToString,
+            ),
+            'UpdateLocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLocation,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationResponse.SerializeToString,
             ),
             'CreateProduct': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProduct,
@@ -303,6 +320,33 @@ class InventoryService:
             '/pos.inventory.v1.InventoryService/ListLocations',
             pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsRequest.SerializeToString,
             pos_dot_inventory_dot_v1_dot_inventory__pb2.ListLocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/UpdateLocation',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UpdateLocationResponse.FromString,
             options,
             channel_credentials,
             insecure,

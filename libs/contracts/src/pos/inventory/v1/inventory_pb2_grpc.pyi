@@ -35,6 +35,8 @@ class InventoryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> InventoryServiceAsyncStub: ...
     CreateLocation: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CreateLocationRequest, _inventory_pb2.CreateLocationResponse]
     ListLocations: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListLocationsRequest, _inventory_pb2.ListLocationsResponse]
+    UpdateLocation: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpdateLocationRequest, _inventory_pb2.UpdateLocationResponse]
+    """What a location does for online orders: hand over pickups, ship."""
     CreateProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CreateProductRequest, _inventory_pb2.CreateProductResponse]
     GetProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetProductRequest, _inventory_pb2.GetProductResponse]
     ListProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]
@@ -68,6 +70,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateLocation: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CreateLocationRequest, _inventory_pb2.CreateLocationResponse]  # type: ignore[assignment]
     ListLocations: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListLocationsRequest, _inventory_pb2.ListLocationsResponse]  # type: ignore[assignment]
+    UpdateLocation: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpdateLocationRequest, _inventory_pb2.UpdateLocationResponse]  # type: ignore[assignment]
+    """What a location does for online orders: hand over pickups, ship."""
     CreateProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CreateProductRequest, _inventory_pb2.CreateProductResponse]  # type: ignore[assignment]
     GetProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetProductRequest, _inventory_pb2.GetProductResponse]  # type: ignore[assignment]
     ListProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]  # type: ignore[assignment]
@@ -110,6 +114,14 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.ListLocationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ListLocationsResponse, _abc.Awaitable[_inventory_pb2.ListLocationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateLocation(
+        self,
+        request: _inventory_pb2.UpdateLocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.UpdateLocationResponse, _abc.Awaitable[_inventory_pb2.UpdateLocationResponse]]:
+        """What a location does for online orders: hand over pickups, ship."""
 
     @_abc_1.abstractmethod
     def CreateProduct(
