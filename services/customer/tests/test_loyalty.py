@@ -303,6 +303,53 @@ async def test_returned_units_take_back_their_share_of_the_points_once_and_never
     assert await _balance(service, merchant, c.id) == (0, 0, 0)
 
 
+async def test_returns_take_back_the_points_of_the_goods_returned_only(
+    merchant: Caller, service: Service
+) -> None:
+    """A 50.00 gift card and a 12.00 mug: only the mug earns (12). Returning the card takes
+    nothing back; a goodwill refund through the payments API takes nothing back either (it
+    returns no goods); returning the mug takes back all it earned."""
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import on_order_confirmed, on_order_returned
+
+    c = await merchant.create(given_name="Gift")
+
+    def usd(amount: int) -> money_pb2.Money:
+        return money_pb2.Money(amount=amount, currency="USD")
+
+    def order(paid: int) -> order_pb2.Order:
+        card = order_pb2.OrderLine(
+            sku="",
+            line_total=usd(5000),
+            gift_card=order_pb2.OrderLineGiftCard(gift_card_id="gft_1"),
+        )
+        mug = order_pb2.OrderLine(sku="MUG", line_total=usd(1200))
+        return order_pb2.Order(id="ord_gc1", customer_id=c.id, location_id="loc_1",
+                               total=usd(6200), tax_total=usd(0), paid=usd(paid),
+                               lines=[card, mug])  # fmt: skip
+
+    async def deliver(handler: Any, message: Any) -> None:
+        async with service.runtime.uow().bind(merchant.merchant) as uow:
+            await handler(uow, message)
+            await uow.commit()
+
+    def returned(return_id: str, paid: int, goods_returned: int) -> order_events.OrderReturned:
+        return order_events.OrderReturned(
+            order=order(paid), order_return=order_pb2.Return(id=return_id),
+            goods_total=usd(1200), goods_returned=usd(goods_returned),
+        )  # fmt: skip
+
+    await deliver(on_order_confirmed, order_events.OrderConfirmed(order=order(6200)))
+    assert (await _balance(service, merchant, c.id))[0] == 12
+    await deliver(on_order_returned, returned("ret_card", 1200, 0))  # the card back
+    assert (await _balance(service, merchant, c.id))[0] == 12
+    # 5.00 of goodwill then the mug back: the goods returned are the mug, all of them.
+    await deliver(on_order_returned, returned("ret_mug", 0, 1200))
+    assert (await _balance(service, merchant, c.id))[0] == 0
+
+
 def _order_events(customer_id: str, order_id: str) -> dict[str, Any]:
     """The order's events as the order service publishes them: confirmed (6040 earns 60), a
     third returned, two thirds returned (refunded so far), cancelled; each with its handler."""

@@ -21,6 +21,7 @@ from order_shop import serve_order
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as G
@@ -255,6 +256,19 @@ async def test_an_itemized_return_refunds_the_tenders_and_restocks_once(shop: Sh
     assert rest.order_return.amount.amount == 9418 - 5412
     assert await shop.refunded(order.id) == {first: (3000, 3000), second: (6418, 6418)}
     assert len(await shop.returns_of(order.id)) == 2
+    # Each return's event says what all the order's returns took back of its goods so far.
+    told = [
+        order_events.OrderReturned.FromString(payload)
+        for (payload,) in shop.sql(
+            "SELECT payload FROM outbox WHERE subject = 'pos.order.v1.order_returned'"
+            " AND position(%s::bytea in payload) > 0 ORDER BY seq",
+            order.id.encode(),
+        )
+    ]
+    assert [(e.goods_total.amount, e.goods_returned.amount) for e in told] == [
+        (9418, 5412),
+        (9418, 9418),
+    ]
 
 
 async def test_bad_returns_are_refused_and_write_nothing(shop: Shop) -> None:

@@ -53,10 +53,13 @@ async def on_order_cancelled(uow: CustomerUow, message: order_events.OrderCancel
 
 async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturned) -> None:
     """Returned units take back their share of the points the order earned (see
-    points.reverse_returned); refunded so far = the order's total less what its tenders still
-    hold."""
+    points.reverse_returned): the share of the order's goods its returns took back so far
+    (gift cards sold apart, as they earned nothing; an exchange's credited units count, as the
+    new order earns on them; money refunded outside a return does not). An event from before
+    it said so: the order's total less what its tenders still hold."""
     order = message.order
-    refunded = order.total.amount - order.paid.amount
-    await points.reverse_returned(
-        uow, order.id, message.order_return.id, order.total.amount, refunded
-    )
+    if message.HasField("goods_total"):
+        total, returned = message.goods_total.amount, message.goods_returned.amount
+    else:
+        total, returned = order.total.amount, order.total.amount - order.paid.amount
+    await points.reverse_returned(uow, order.id, message.order_return.id, total, returned)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pos.order.v1 import events_pb2
 from pos_kit.events import EventRegistry
+from pos_kit.money import Money
+from pos_kit.proto_money import to_proto
 from pos_order.adapters.messages import order_to_proto, return_to_proto
 from pos_order.domain.model import (
     OrderCancelled,
@@ -47,6 +49,10 @@ def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentU
 
 @REGISTRY.maps(OrderReturned)
 def _returned(event: OrderReturned) -> events_pb2.OrderReturned:
+    currency = event.order.currency
     return events_pb2.OrderReturned(
-        order=order_to_proto(event.order), order_return=return_to_proto(event.ret)
+        order=order_to_proto(event.order),
+        order_return=return_to_proto(event.ret),
+        goods_total=to_proto(Money(event.goods_total, currency)),
+        goods_returned=to_proto(Money(event.goods_returned, currency)),
     )

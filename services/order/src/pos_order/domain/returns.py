@@ -582,7 +582,26 @@ def lowest_sold(lines: list[SoldLine]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class OrderReturned:
-    """A return completed: refunded and restocked. Carries the return and the order."""
+    """A return completed: refunded and restocked. Carries the return and the order, and
+    what all the order's completed returns took back of its goods (gift cards apart)."""
 
     order: Order
     ret: Return
+    goods_returned: int = 0
+
+    @property
+    def goods_total(self) -> int:
+        cards = sum(ln.line_total.amount for ln in self.order.lines if ln.gift_card)
+        return self.order.totals.total.amount - cards
+
+
+def goods_returned(returns: list[Return]) -> int:
+    """What the completed returns took back of an order's goods: their lines' amounts, gift
+    cards apart, the part an exchange credited to its new order included."""
+    return sum(
+        ln.amount
+        for r in returns
+        if r.status is ReturnStatus.COMPLETED
+        for ln in r.lines
+        if not ln.gift_card_id
+    )

@@ -37,6 +37,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     credit_refunded,
+    goods_returned,
     plan_receiptless,
     plan_return,
     refunded,
@@ -364,7 +365,8 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
                 refunded(source, replace(ret, tender_amounts=ret.credit_amounts))
                 await uow.orders.save(source)
         await uow.returns.save(ret)
-        uow.publish(OrderReturned(order, ret))
+        earlier = [r for r in await uow.returns.of_order(order.id) if r.id != ret.id]
+        uow.publish(OrderReturned(order, ret, goods_returned([*earlier, ret])))
     return ret, order
 
 

@@ -6,6 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from pos.common.v1 import event_pb2 as _event_pb2
+from pos.common.v1 import money_pb2 as _money_pb2
 from pos.order.v1 import order_pb2 as _order_pb2
 import builtins as _builtins
 import sys
@@ -160,22 +161,35 @@ class OrderReturned(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    GOODS_TOTAL_FIELD_NUMBER: _builtins.int
+    GOODS_RETURNED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def order(self) -> _order_pb2.Order: ...
     @_builtins.property
     def order_return(self) -> _order_pb2.Return: ...
+    @_builtins.property
+    def goods_total(self) -> _money_pb2.Money:
+        """What loyalty reverses points by: the order's goods (its total less gift cards sold), and
+        what all its completed returns took back of them so far (refunded or, in an exchange,
+        credited to the new order), this one included. Unset in events from before they said so.
+        """
+
+    @_builtins.property
+    def goods_returned(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
         meta: _event_pb2.EventMeta | None = ...,
         order: _order_pb2.Order | None = ...,
         order_return: _order_pb2.Return | None = ...,
+        goods_total: _money_pb2.Money | None = ...,
+        goods_returned: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["goods_returned", b"goods_returned", "goods_total", b"goods_total", "meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goods_returned", b"goods_returned", "goods_total", b"goods_total", "meta", b"meta", "order", b"order", "order_return", b"order_return"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
