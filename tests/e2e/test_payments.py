@@ -115,6 +115,21 @@ def test_an_order_refund_goes_back_to_its_tenders_and_lists_filter(platform: Run
     assert bad.json()["errors"][0]["field"] == "amount.currency"
 
 
+def test_an_order_with_no_payment_has_nothing_to_refund_and_a_made_up_one_is_missing(
+    platform: Running,
+) -> None:
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"location_id": location, "lines": [{"sku": "MUG-LOGO", "quantity": 1}]}
+    made = _post(http, "/v1/orders", body)
+    assert made.status_code == 201, made.text
+    order = made.json()["id"]
+    answer = _post(http, f"/v1/orders/{order}/refunds", {"reason": "goodwill"})
+    assert (answer.status_code, answer.json()["code"]) == (409, "not_captured"), answer.text
+    missing = _post(http, "/v1/orders/ord_00000000000000000000000000/refunds", {})
+    assert missing.status_code == 404, missing.text
+
+
 def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Running) -> None:
     http = platform.http
     location = http.get("/v1/locations").json()["data"][0]["id"]

@@ -16,6 +16,7 @@ from pos_gateway import examples as ex
 from pos_gateway.actions import guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
@@ -241,12 +242,25 @@ async def refund_order(
     backwards, each up to what it has left: one refund per tender, each to that tender. To
     name the amount of each tender, refund each payment instead. Never more than the tenders
     captured net of earlier refunds, also when refunds race: beyond it is a 409
-    `amount_exceeds_refundable` (with `refundable`); nothing captured is a 409 `not_captured`.
+    `amount_exceeds_refundable` (with `refundable`); nothing captured (also an order with no
+    payment yet) is a 409 `not_captured`.
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people."""
     async with guarded(request, "refund", "refund") as done:
-        answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+        try:
+            answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+            # The payment service knows no payment of it: a 404 only if there is no order
+            # either (another merchant's too); one with no tender yet has nothing to give back.
+            await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+            raise Problem(
+                409,
+                "not_captured",
+                f"nothing was captured for order {order_id}: no payment to refund",
+            ) from None
         done.resource = ("order", order_id)
         done.details = _refunded(answer.refunds)
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
