@@ -461,3 +461,56 @@ async def test_a_refund_made_outside_a_return_counts_once_on_the_order(shop: Sho
     await until(lambda: shop.refund_heard(answer.order_return.refunds[0].refund_id))
     assert (await shop.order(order.id)).paid.amount == total - 500 - returned
     assert await shop.refunded(order.id) == {payment: (total, 500 + returned)}
+
+
+async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Shop) -> None:
+    """Paid by a gift card deactivated since: the refund to it fails at the processor. The
+    return is refused (409 `refund_failed`) and dropped: nothing restocked, the order still
+    paid, no return left to hold the unit."""
+    issued = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=shop.store,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD,
+            gift_card_code=issued.code,
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    sold = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    stocked = await shop.on_hand(shop.store)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
+
+    assert read_error(err.value).reason == "refund_failed"
+    assert await shop.returns_of(order.id) == []
+    assert await shop.on_hand(shop.store) == stocked
+    assert (await shop.order(order.id)).paid.amount == sold.order.total.amount

@@ -176,7 +176,7 @@ class CreateReturn(Generic[R]):
 
 # The payment service's refusals of a return's refund that no retry changes: the tenders have
 # less left than planned (refunded outside a return, say). It refuses before any refund is made.
-REFUSED_FOR_GOOD = frozenset({"amount_exceeds_refundable", "not_captured"})
+REFUSED_FOR_GOOD = frozenset({"amount_exceeds_refundable", "not_captured", "refund_failed"})
 
 
 async def drop_if_refused(
@@ -331,6 +331,7 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             ret.reason,
             [],
         )
+    _refunds_went_through(made)
     for ln in ret.lines:
         if ln.restock and ln.quantity > 0:
             await ports.stock.return_to_stock(
@@ -341,6 +342,28 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
                 f"return {ret.id} of order {ret.order_id}",
             )
     return replace(ret, refunds=made)
+
+
+def _refunds_went_through(made: list[Refunded]) -> None:
+    """A refund the processor refused (a gift card deactivated since, a card closed): the
+    return is not done, and nothing is restocked. None went through: refused for good (a plain
+    return is dropped, its request answered 409 `refund_failed`). Some did: it stays pending
+    for a person (`refund_partly_failed`), its refunds recorded at the payment service."""
+    failed = [r for r in made if r.status == "failed"]
+    if not failed:
+        return
+    if len(failed) == len(made):
+        raise Conflict(
+            "the refund was refused by the payment processor; nothing was refunded or restocked",
+            "refund_failed",
+            {"payment_ids": ",".join(r.payment_id for r in failed)},
+        )
+    raise Conflict(
+        "part of the refund was refused by the payment processor; the return waits for a "
+        "person to settle it",
+        "refund_partly_failed",
+        {"payment_ids": ",".join(r.payment_id for r in failed)},
+    )
 
 
 async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]:
