@@ -65,7 +65,7 @@ class Shop:
             if payment_events.RefundSucceeded.FromString(payload).refund.id == refund_id:
                 return bool(
                     self.sql(
-                        "SELECT 1 FROM inbox WHERE consumer = 'order-refunds' AND event_id = %s",
+                        "SELECT 1 FROM inbox WHERE consumer = 'order-payments' AND event_id = %s",
                         event_id,
                     )
                 )
@@ -514,3 +514,62 @@ async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Sho
     assert await shop.returns_of(order.id) == []
     assert await shop.on_hand(shop.store) == stocked
     assert (await shop.order(order.id)).paid.amount == sold.order.total.amount
+
+
+async def test_a_tender_voided_through_the_payments_api_pays_for_nothing(shop: Shop) -> None:
+    """A card tender of a pending order voided at the payment service: the order hears of it
+    (its event), owes the whole total again, and a tender for the balance takes all of it."""
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.store,
+            lines=[order_pb2.OrderLineRequest(sku="MUG", quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    part = await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            amount=usd(500),
+            card_token="tok_visa",
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert part.order.paid.amount == 500
+    await shop.payments.VoidPayment(
+        payment_pb2.VoidPaymentRequest(request_id=str(uuid.uuid4()), payment_id=part.payment.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await shop.order(order.id)).paid.amount != 0:
+        assert asyncio.get_running_loop().time() < deadline, "the void never reached the order"
+        await asyncio.sleep(0.05)
+
+    rest = await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert rest.payment.amount.amount == order.total.amount
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert confirmed.order.status in (
+        order_pb2.ORDER_STATUS_CONFIRMED,
+        order_pb2.ORDER_STATUS_COMPLETED,
+    )
+    assert confirmed.order.paid.amount == order.total.amount

@@ -134,9 +134,12 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                 },
             ),
             ConsumerSpec.typed(
-                "order-refunds",
+                "order-payments",
                 "payment",
-                {payment_events.RefundSucceeded: consumers.on_refund_succeeded},
+                {
+                    payment_events.RefundSucceeded: consumers.on_refund_succeeded,
+                    payment_events.PaymentVoided: consumers.on_payment_voided,
+                },
             ),
         ],
     )

@@ -406,6 +406,16 @@ class Order:
                 return t.refunded_now != before
         return False
 
+    def payment_voided(self, payment_id: str) -> bool:
+        """The payment service voided a payment of the order that was only authorised (through
+        the payments API, or its authorisation window passed): its tender pays for nothing any
+        more, and what it held is due again. True when it changed."""
+        for t in self.saga.tenders:
+            if t.payment_id == payment_id and t.state is TenderState.AUTHORIZED and not t.captured:
+                t.state = TenderState.VOIDED
+                return True
+        return False
+
     @property
     def balance_due(self) -> int:
         if self.status is OrderStatus.CANCELLED:

@@ -1,6 +1,6 @@
 """Events this service consumes: the customer ids each merchant has, and the prices a register
 sale is priced from while inventory is down (the checkout's read models); refunds of its
-orders' payments, wherever they were asked."""
+orders' payments and voids of their authorisations, wherever they were asked."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import inventory_pb2
 from pos.payment.v1 import events_pb2 as payment_events
+from pos.payment.v1 import payment_pb2
 from pos_kit.consumer import PoisonMessage
 from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
@@ -37,6 +38,12 @@ async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucce
     await handlers.refund_made(
         uow, refund.order_id, refund.payment_id, message.payment.refunded.amount
     )
+
+
+async def on_payment_voided(uow: OrderUow, message: payment_events.PaymentVoided) -> None:
+    payment = message.payment
+    if payment.order_id and payment.status == payment_pb2.PAYMENT_STATUS_VOIDED:
+        await handlers.payment_voided(uow, payment.order_id, payment.id)
 
 
 async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:

@@ -892,6 +892,14 @@ async def refund_made(
         await uow.orders.save(order)
 
 
+async def payment_voided(uow: OrderUnitOfWork, order_id: str, payment_id: str) -> None:
+    """A payment of the order voided at the payment service: its tender no longer pays."""
+    order = await uow.orders.get(order_id, lock=True)
+    if order is not None and order.payment_voided(payment_id):
+        order.touched(now())
+        await uow.orders.save(order)
+
+
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
     order = await uow.orders.get(order_id)
     if order is None:
