@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pos_customer.domain import loyalty, text
+from pos_customer.domain.loyalty import Sale
 from pos_customer.domain.model import (
     Address,
     Consent,
@@ -171,3 +172,31 @@ def test_a_sale_is_judged_by_the_tenders_its_order_names() -> None:
     assert sale_of(confirmed("cash")).tenders == ("cash",)
     assert loyalty.points_for(program, sale_of(confirmed("cash"))) == 0
     assert loyalty.points_for(program, sale_of(confirmed("gift_card", "card"))) == 50
+
+
+def test_an_excluded_line_takes_off_what_was_paid_for_it_not_its_shelf_price() -> None:
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import sale_of
+
+    def usd(amount: int) -> money_pb2.Money:
+        return money_pb2.Money(amount=amount, currency="USD")
+
+    def confirmed(lines: list[tuple[str, int, int, int]], tax: int, total: int) -> Sale:
+        order = order_pb2.Order(
+            id="ord_1", customer_id="cus_1", total=usd(total), tax_total=usd(tax),
+            subtotal=usd(sum(t for _, t, _, _ in lines)),
+            discount_total=usd(sum(d for _, _, d, _ in lines)),
+            lines=[order_pb2.OrderLine(sku=sku, line_total=usd(t), discount_total=usd(d),
+                                       tax_total=usd(x)) for sku, t, d, x in lines],
+        )  # fmt: skip
+        return sale_of(order_events.OrderConfirmed(order=order))
+
+    program = loyalty.Program(excluded_skus=("MUG",))
+    # 10 % off both lines, 8.25 % added: the tees' 45.00 after the discount earn 45.
+    added = confirmed([("TEE", 5000, 500, 371), ("MUG", 1200, 120, 89)], 460, 6040)
+    assert loyalty.points_for(program, added) == 45
+    # A VAT store (prices contain it): the tees' 50.00 hold 8.33 of it, so 41.67 earns 41.
+    held = confirmed([("TEE", 5000, 0, 833), ("MUG", 1200, 0, 200)], 1033, 6200)
+    assert loyalty.points_for(program, held) == 41

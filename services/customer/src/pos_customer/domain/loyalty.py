@@ -67,7 +67,7 @@ DEFAULT_PROGRAM = Program()
 @dataclass(frozen=True)
 class SaleLine:
     sku: str
-    total_minor: int
+    total_minor: int  # what was paid for the line before tax (after its discounts)
     # A gift card sold is stored value, not a purchase: it earns nothing, and the points come
     # when the card is spent (if the program earns on gift-card tenders), never twice.
     gift_card: bool = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from pos.order.v1 import events_pb2 as order_events
+from pos.order.v1 import order_pb2
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.domain.loyalty import Sale, SaleLine
 from pos_customer.service import points
@@ -18,6 +19,25 @@ def names_a_customer(
     return bool(message.order.customer_id)
 
 
+def _paid_for(order: order_pb2.Order) -> list[SaleLine]:
+    """Each line at what was paid for it before tax: its total less its discounts, and less
+    its own tax where the prices contain it (a VAT store: the order's total is its subtotal
+    less its discounts); a line priced before lines kept these is at its total."""
+    inclusive = bool(order.tax_total.amount) and (
+        order.total.amount == order.subtotal.amount - order.discount_total.amount
+    )
+    return [
+        SaleLine(
+            line.sku,
+            line.line_total.amount
+            - line.discount_total.amount
+            - (line.tax_total.amount if inclusive else 0),
+            line.HasField("gift_card"),
+        )
+        for line in order.lines
+    ]
+
+
 def sale_of(message: order_events.OrderConfirmed) -> Sale:
     order = message.order
     return Sale(
@@ -27,10 +47,7 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         currency=order.total.currency,
         total_minor=order.total.amount,
         tax_minor=order.tax_total.amount,
-        lines=tuple(
-            SaleLine(line.sku, line.line_total.amount, line.HasField("gift_card"))
-            for line in order.lines
-        ),
+        lines=tuple(_paid_for(order)),
         # The tenders that paid it, for a program that earns on some tenders only (an order
         # from before orders named them carries none, and earns as before).
         tenders=tuple(order.tender_types),
