@@ -488,6 +488,12 @@ async def test_bad_input_is_refused_with_its_reason_and_writes_nothing(running: 
             grpc.StatusCode.INVALID_ARGUMENT,
             "currency_mismatch",
         ),
+        (  # a refund asked of the card itself is held to the maximum, as a load is
+            running.cards.RefundToGiftCard,
+            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "gift_card_balance_limit",
+        ),
         (
             running.cards.RedeemGiftCard,
             G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100, "EUR")),

@@ -133,7 +133,7 @@ async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
     """Activates a card with its opening balance. The code is in this answer only: a replay
     of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
     true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
-    than the maximum balance a 400 `gift_card_balance_limit`. Store credit for a return
+    than the maximum balance a 409 `gift_card_balance_limit`. Store credit for a return
     without a receipt is a card with `reason: store_credit` and the customer."""
     await _known(svc, body.location_id, body.customer_id, body.order_id)
     answer = await svc.gift_cards.IssueGiftCard(
@@ -265,7 +265,8 @@ async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCa
 )  # fmt: skip
 async def refund_to_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
     """A return to the card it was paid with (a refund of a gift card payment does this by
-    itself)."""
+    itself). Up to your maximum balance, as a load (a 409 `gift_card_balance_limit` beyond
+    it)."""
     await _known(svc, body.location_id)
     answer = await svc.gift_cards.RefundToGiftCard(
         G.RefundToGiftCardRequest(

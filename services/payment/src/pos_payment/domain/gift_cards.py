@@ -181,11 +181,23 @@ class GiftCard:
             raise Conflict("the gift card's balance does not cover it", "insufficient_funds")
         return self._move(new_id, ActivityKind.REDEEM, -taken, ref, loc)
 
-    def refund(self, new_id: str, amount: int, currency: str, ref: str, loc: str) -> Activity:
-        """Value given back to the card it was taken from. Not held to the maximum: it only
-        returns what the card held before."""
+    def refund(
+        self,
+        new_id: str,
+        amount: int,
+        currency: str,
+        ref: str,
+        loc: str,
+        max_balance: int | None = None,
+    ) -> Activity:
+        """Value given back to the card it was taken from. A payment's refund is not held to
+        the maximum (it only returns what the card held before, and never more than the
+        payment took); one asked directly of the card (`max_balance` given) is, as a load is:
+        nothing bounds what it returns but the maximum."""
         self._same_currency(currency)
         self._open()
+        if max_balance is not None and self.balance + amount > max_balance:
+            raise _above_maximum(max_balance)
         return self._move(new_id, ActivityKind.REFUND, amount, ref, loc)
 
     def adjust(

@@ -215,7 +215,10 @@ async def refund_to(
     validate_money("amount", *amount)
     _texts(reference, location_id)
     card = await _card(uow, card_id, lock=True)
-    activity = card.refund(new_id("gca"), *amount, reference, location_id)
+    settings = await uow.card_settings.get()
+    activity = card.refund(
+        new_id("gca"), *amount, reference, location_id, max_balance=settings.max_balance
+    )
     return await _apply(uow, card, activity)
 
 
