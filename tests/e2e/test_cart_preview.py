@@ -151,6 +151,20 @@ def test_the_preview_and_the_completed_sale_agree_to_the_cent(
     )
 
 
+def test_a_gift_card_line_is_previewed_as_it_sells(shop: tuple[httpx.Client, str]) -> None:
+    http, store = shop
+    lines = [{"gift_card": {"amount": {"amount": 5000, "currency": "USD"}}, "quantity": 1},
+             {"sku": "PV-MUG", "quantity": 1}]  # fmt: skip
+    preview = _ok(_post(http, "/v1/carts/calculate", {"location_id": store, "lines": lines}), 200)
+    order = _ok(_post(http, "/v1/orders", {"location_id": store, "lines": lines}))
+    for field in ("subtotal", "discount_total", "tax_total", "total"):
+        assert preview[field] == order[field], field
+    # 50.00 of stored value: no offer, point or tax touches it.
+    (card,) = [ln for ln in preview["lines"] if not ln["sku"]]
+    assert card["line_total"]["amount"] == 5000
+    assert card["discount_total"]["amount"] == card["tax_total"]["amount"] == 0
+
+
 def test_a_worked_cart_to_the_cent_with_a_coupon_that_does_not_apply(
     shop: tuple[httpx.Client, str],
 ) -> None:

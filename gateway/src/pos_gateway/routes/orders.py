@@ -816,6 +816,7 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
                     fulfillment=ln.fulfillment,
                     manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
                     unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+                    gift_card=_gift_card_line(ln),
                 )
                 for ln in body.lines
             ],
