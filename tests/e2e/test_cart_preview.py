@@ -418,3 +418,10 @@ def test_the_preview_prices_loyalty_points_as_the_sale_does(platform: Running) -
         if d["promotion_id"] == "loyalty_points"
     ]
     assert sum(points) == 250  # 250 points at the default 0.01 each, spread on the lines
+    # The preview's order discounts name every discount, the points too: they add up.
+    assert (
+        sum(d["amount"]["amount"] for d in preview["discounts"])
+        == preview["discount_total"]["amount"]
+    )
+    assert [d["amount"]["amount"] for d in preview["discounts"] if d["promotion_id"] ==
+            "loyalty_points"] == [250]  # fmt: skip

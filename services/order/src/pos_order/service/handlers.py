@@ -53,6 +53,7 @@ from pos_order.domain.model import (
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
+    AppliedDiscount,
     CartContext,
     CheckoutCommand,
     CheckoutPorts,
@@ -1025,5 +1026,13 @@ async def calculate_cart(
             await ports.loyalty.point_value(),
             cart.totals.subtotal - cart.totals.discount,
         )
-        cart = replace(cart, totals=pricing.apply_points(cart, worth.amount))
+        # The answer's order discounts name it too, as they name every other one.
+        redeemed = AppliedDiscount(
+            pricing.POINTS,
+            worth.amount,
+            f"{cmd.redeem_points} loyalty points redeemed",
+            "order",
+        )
+        quote = replace(cart.quote, discounts=(*cart.quote.discounts, redeemed))
+        cart = replace(cart, totals=pricing.apply_points(cart, worth.amount), quote=quote)
     return cart
