@@ -92,6 +92,18 @@ class Body(BaseModel):
         return value
 
 
+def patched(body: Body) -> dict[str, Any]:
+    """The fields a PATCH sent (each optional): none set to null, at least one, else a 400."""
+    sent = body.model_dump(exclude_unset=True)
+    nulls = sorted(k for k, v in sent.items() if v is None)
+    if nulls:
+        raise Problem(400, "invalid_request", "a field cannot be set to null",
+                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
+    if not sent:
+        raise Problem(400, "invalid_request", "send at least one field to change")
+    return sent
+
+
 def example(body: dict[str, Any]) -> ConfigDict:
     """A request model's config with the example shown in the document."""
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})

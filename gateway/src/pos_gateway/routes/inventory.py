@@ -12,7 +12,6 @@ from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
@@ -30,6 +29,7 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     timestamp,
@@ -228,13 +228,7 @@ async def update_location(
     named location without `ship_enabled`, is refused (400), and sourcing ships only from
     locations with `ship_enabled`. Send `If-Match: "<version>"` to change only the version you
     saw: a stale one is a 412 with `current_version`. Each change bumps `version`."""
-    sent = body.model_dump(exclude_unset=True)
-    nulls = sorted(k for k, v in sent.items() if v is None)
-    if nulls:
-        raise Problem(400, "invalid_request", "a field cannot be set to null",
-                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
-    if not sent:
-        raise Problem(400, "invalid_request", "send at least one field to change")
+    sent = patched(body)
     request = inventory_pb2.UpdateLocationRequest(
         request_id=request_id(),
         id=location_id,

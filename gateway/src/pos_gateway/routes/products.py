@@ -25,6 +25,7 @@ from pos_gateway.routes.common import (
     UpdatedSince,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     timestamp,
@@ -264,13 +265,7 @@ async def update_product(
     `current_version`. A change bumps `version` and `updated_at`; sending what is already
     there changes nothing. The product as changed keeps the rules of creating one (barcodes'
     check digits, SKUs and barcodes that differ, variants priced in the product's currency)."""
-    sent = body.model_dump(exclude_unset=True)
-    nulls = sorted(k for k, v in sent.items() if v is None)
-    if nulls:
-        raise Problem(400, "invalid_request", "a field cannot be set to null",
-                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
-    if not sent:
-        raise Problem(400, "invalid_request", "send at least one field to change")
+    sent = patched(body)
     fields = inventory_pb2.ProductInput(
         sku=body.sku or "", name=body.name or "", description=body.description or "",
         category=body.category or "", tax_category=body.tax_category or "",
