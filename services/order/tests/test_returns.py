@@ -77,51 +77,43 @@ class Shop:
         )
         return got.order
 
-    async def sale(self, tee: int, mug: int, split: int = 0) -> order_pb2.Order:
-        """An in-store order, paid by two cards when `split` (the first card's amount)."""
+    async def pending(self, *lines: tuple[str, int], channel: str = "register") -> order_pb2.Order:
+        """An order at the store, not paid yet."""
         created = await self.orders.CreateOrder(
             order_pb2.CreateOrderRequest(
                 request_id=str(uuid.uuid4()),
-                channel="register",
+                channel=channel,
                 location_id=self.store,
-                lines=[
-                    order_pb2.OrderLineRequest(sku=s, quantity=q)
-                    for s, q in (("TEE", tee), ("MUG", mug))
-                    if q
-                ],
+                lines=[order_pb2.OrderLineRequest(sku=s, quantity=q) for s, q in lines if q],
             ),
             metadata=MERCHANT,
             timeout=10,
         )
-        order = created.order
-        if split:
-            await self.orders.AddTender(
-                order_pb2.AddTenderRequest(
-                    request_id=str(uuid.uuid4()),
-                    order_id=order.id,
-                    tender_type=payment_pb2.TENDER_TYPE_CARD,
-                    amount=usd(split),
-                    card_token="tok_visa",
-                ),
-                metadata=MERCHANT,
-                timeout=10,
-            )
-        await self.orders.AddTender(
-            order_pb2.AddTenderRequest(
-                request_id=str(uuid.uuid4()),
-                order_id=order.id,
-                tender_type=payment_pb2.TENDER_TYPE_CARD,
-                card_token="tok_mastercard",
-            ),
+        return created.order
+
+    async def tender(self, order_id: str, **fields: Any) -> order_pb2.AddTenderResponse:
+        return await self.orders.AddTender(  # type: ignore[no-any-return]
+            order_pb2.AddTenderRequest(request_id=str(uuid.uuid4()), order_id=order_id, **fields),
             metadata=MERCHANT,
             timeout=10,
         )
+
+    async def confirm(self, order_id: str) -> order_pb2.Order:
         confirmed = await self.orders.ConfirmOrder(
-            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
             metadata=MERCHANT,
             timeout=10,
         )
         return confirmed.order
+
+    async def sale(self, tee: int, mug: int, split: int = 0) -> order_pb2.Order:
+        """An in-store order, paid by two cards when `split` (the first card's amount)."""
+        order = await self.pending(("TEE", tee), ("MUG", mug))
+        card = payment_pb2.TENDER_TYPE_CARD
+        if split:
+            await self.tender(order.id, tender_type=card, amount=usd(split), card_token="tok_visa")
+        await self.tender(order.id, tender_type=card, card_token="tok_mastercard")
+        return await self.confirm(order.id)
 
     def ask(self, order_id: str, *lines: tuple[str, int], **extra: Any) -> Any:
         return order_pb2.CreateReturnRequest(
@@ -472,32 +464,11 @@ async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Sho
         metadata=MERCHANT,
         timeout=10,
     )
-    created = await shop.orders.CreateOrder(
-        order_pb2.CreateOrderRequest(
-            request_id=str(uuid.uuid4()),
-            channel="register",
-            location_id=shop.store,
-            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
-        ),
-        metadata=MERCHANT,
-        timeout=10,
+    order = await shop.pending(("TEE", 1))
+    await shop.tender(
+        order.id, tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD, gift_card_code=issued.code
     )
-    order = created.order
-    await shop.orders.AddTender(
-        order_pb2.AddTenderRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD,
-            gift_card_code=issued.code,
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    sold = await shop.orders.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    sold = await shop.confirm(order.id)
     await shop.cards.DeactivateGiftCard(
         G.DeactivateGiftCardRequest(
             request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
@@ -513,34 +484,15 @@ async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Sho
     assert read_error(err.value).reason == "refund_failed"
     assert await shop.returns_of(order.id) == []
     assert await shop.on_hand(shop.store) == stocked
-    assert (await shop.order(order.id)).paid.amount == sold.order.total.amount
+    assert (await shop.order(order.id)).paid.amount == sold.total.amount
 
 
 async def test_a_tender_voided_through_the_payments_api_pays_for_nothing(shop: Shop) -> None:
     """A card tender of a pending order voided at the payment service: the order hears of it
     (its event), owes the whole total again, and a tender for the balance takes all of it."""
-    created = await shop.orders.CreateOrder(
-        order_pb2.CreateOrderRequest(
-            request_id=str(uuid.uuid4()),
-            channel="web",
-            location_id=shop.store,
-            lines=[order_pb2.OrderLineRequest(sku="MUG", quantity=1)],
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    order = created.order
-    part = await shop.orders.AddTender(
-        order_pb2.AddTenderRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            tender_type=payment_pb2.TENDER_TYPE_CARD,
-            amount=usd(500),
-            card_token="tok_visa",
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    order = await shop.pending(("MUG", 1), channel="web")
+    card = payment_pb2.TENDER_TYPE_CARD
+    part = await shop.tender(order.id, tender_type=card, amount=usd(500), card_token="tok_visa")
     assert part.order.paid.amount == 500
     await shop.payments.VoidPayment(
         payment_pb2.VoidPaymentRequest(request_id=str(uuid.uuid4()), payment_id=part.payment.id),
@@ -552,24 +504,11 @@ async def test_a_tender_voided_through_the_payments_api_pays_for_nothing(shop: S
         assert asyncio.get_running_loop().time() < deadline, "the void never reached the order"
         await asyncio.sleep(0.05)
 
-    rest = await shop.orders.AddTender(
-        order_pb2.AddTenderRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            tender_type=payment_pb2.TENDER_TYPE_CARD,
-            card_token="tok_visa",
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    rest = await shop.tender(order.id, tender_type=card, card_token="tok_visa")
     assert rest.payment.amount.amount == order.total.amount
-    confirmed = await shop.orders.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    assert confirmed.order.status in (
+    confirmed = await shop.confirm(order.id)
+    assert confirmed.status in (
         order_pb2.ORDER_STATUS_CONFIRMED,
         order_pb2.ORDER_STATUS_COMPLETED,
     )
-    assert confirmed.order.paid.amount == order.total.amount
+    assert confirmed.paid.amount == order.total.amount
