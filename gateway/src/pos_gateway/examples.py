@@ -380,6 +380,7 @@ ORDER = {
     "cancel_reason": "",
     "payment_ids": [PAYMENT_ID],
     "tender_types": ["card"],
+    "tender_amounts": [6040],
     "paid": usd(6040),
     "coupons": [],
     "points_redeemed": 0,
@@ -539,6 +540,7 @@ EXCHANGE = {
         "payment_id": "",
         "payment_ids": [],
         "tender_types": [],
+        "tender_amounts": [],
         "paid": usd(1299),
         "fulfillments": [
             {

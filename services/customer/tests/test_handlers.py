@@ -161,17 +161,38 @@ def test_a_sale_is_judged_by_the_tenders_its_order_names() -> None:
     from pos.order.v1 import order_pb2
     from pos_customer.entrypoints.consumers import sale_of
 
-    def confirmed(*tenders: str) -> order_events.OrderConfirmed:
+    def confirmed(*tenders: str, amounts: tuple[int, ...] = ()) -> order_events.OrderConfirmed:
         usd = money_pb2.Money(amount=5000, currency="USD")
         order = order_pb2.Order(id="ord_t", customer_id="cus_1", location_id="loc_1",
-                                total=usd, tender_types=list(tenders))  # fmt: skip
+                                total=usd, tender_types=list(tenders),
+                                tender_amounts=list(amounts))  # fmt: skip
         order.tax_total.currency = "USD"
         return order_events.OrderConfirmed(order=order)
 
     program = loyalty.Program(earning_tenders=("card",))
     assert sale_of(confirmed("cash")).tenders == ("cash",)
     assert loyalty.points_for(program, sale_of(confirmed("cash"))) == 0
+    # An order from before orders named their tenders' amounts: any earning tender earns all.
     assert loyalty.points_for(program, sale_of(confirmed("gift_card", "card"))) == 50
+    # With the amounts: only the card's share earns (a cent of card earns nothing on $50).
+    assert (
+        loyalty.points_for(program, sale_of(confirmed("gift_card", "card", amounts=(4999, 1)))) == 0
+    )
+    assert (
+        loyalty.points_for(program, sale_of(confirmed("gift_card", "card", amounts=(3000, 2000))))
+        == 20
+    )
+    # A declined card (0) beside the gift card that paid: nothing earns.
+    assert (
+        loyalty.points_for(program, sale_of(confirmed("card", "gift_card", amounts=(0, 5000)))) == 0
+    )
+    # Every tender earning: the whole sale, whatever the amounts.
+    assert (
+        loyalty.points_for(
+            loyalty.DEFAULT_PROGRAM, sale_of(confirmed("card", "gift_card", amounts=(1, 4999)))
+        )
+        == 50
+    )
 
 
 def test_an_excluded_line_takes_off_what_was_paid_for_it_not_its_shelf_price() -> None:

@@ -69,3 +69,20 @@ def test_cash_kept_whole_is_attributed_whole() -> None:
     plan = order.plan_captures(order.fulfillments)
     assert order.fulfillments[0].captured == 1000
     assert [(c.payment_id, c.amount) for c in plan] == [("pay_2", 949)]
+
+
+def test_the_order_names_what_each_payment_holds_for_it() -> None:
+    """A loyalty program that earns on some tenders only earns on their share: the order says
+    what each payment was taken for, nothing for a declined one."""
+    order = pending_cap_order()
+    order.saga.tenders += [
+        TenderRecord(1, Tender.CARD, 1949, "ord_1/payment/1", payment_id="pay_1",
+                     state=TenderState.FAILED),
+        TenderRecord(2, Tender.GIFT_CARD, 1500, "ord_1/payment/2", payment_id="pay_2",
+                     state=TenderState.CAPTURED, captured=1500),
+        TenderRecord(3, Tender.CARD, 449, "ord_1/payment/3", payment_id="pay_3",
+                     state=TenderState.AUTHORIZED),
+        TenderRecord(4, Tender.CARD, 449, "ord_1/payment/4"),  # asked, not answered yet
+    ]  # fmt: skip
+    assert order.tender_types == ["card", "gift_card", "card"]
+    assert order.tender_amounts == [0, 1500, 449]

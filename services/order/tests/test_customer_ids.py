@@ -211,6 +211,7 @@ async def test_a_real_customer_not_seen_yet_is_looked_up_once_then_known(stack: 
     assert second.order.status == order_pb2.ORDER_STATUS_COMPLETED
     # The order names the tender of each payment (a program may earn on some tenders only).
     assert list(second.order.tender_types) == ["cash"]
+    assert list(second.order.tender_amounts) == [second.order.total.amount]
     assert len(second.order.payment_ids) == 1
 
 

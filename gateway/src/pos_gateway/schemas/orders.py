@@ -155,6 +155,14 @@ class Order(Answer):
         description="The tender type of each payment in payment_ids, in the same order: "
         "`card`, `cash`, `gift_card`, `external` (an open list: more may come)",
     )
+    tender_amounts: list[Annotated[int, Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)]] = (
+        Field(
+            default_factory=list,
+            max_length=50,
+            description="What each payment in payment_ids was taken for, in minor units, in the "
+            "same order: 0 for one that holds no money (declined, voided, its answer unknown)",
+        )
+    )
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )

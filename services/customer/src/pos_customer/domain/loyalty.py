@@ -86,6 +86,21 @@ class Sale:
     lines: tuple[SaleLine, ...]
     tenders: tuple[str, ...] = ()
     ordered_at: datetime | None = None
+    # What each of `tenders` paid, in the same order (an order from before orders said so
+    # carries none: then any earning tender earns the whole sale, as it did).
+    tender_amounts: tuple[int, ...] = ()
+
+    def earning_share(self, earning: tuple[str, ...]) -> tuple[int, int]:
+        """The part of the sale the earning tenders paid, as (their amount, all tenders'):
+        (1, 1) when the program earns on every tender or the amounts are not known."""
+        if not earning or not self.tenders:
+            return 1, 1
+        if len(self.tender_amounts) != len(self.tenders) or sum(self.tender_amounts) <= 0:
+            return (1, 1) if set(self.tenders) & set(earning) else (0, 1)
+        paid = sum(
+            a for t, a in zip(self.tenders, self.tender_amounts, strict=True) if t in earning
+        )
+        return paid, sum(self.tender_amounts)
 
 
 def points_for(program: Program, sale: Sale, tier: str = "") -> int:
@@ -94,11 +109,10 @@ def points_for(program: Program, sale: Sale, tier: str = "") -> int:
     the program says."""
     if not program.enabled:
         return 0
-    if (
-        program.earning_tenders
-        and sale.tenders
-        and not set(sale.tenders) & set(program.earning_tenders)
-    ):
+    # Paid partly with tenders that do not earn (a gift card on a card-only program): only the
+    # earning tenders' share of the sale earns.
+    share, paid = sale.earning_share(program.earning_tenders)
+    if share <= 0:
         return 0
     excluded = set(program.excluded_skus)
     eligible = sale.total_minor - sale.tax_minor
@@ -108,8 +122,8 @@ def points_for(program: Program, sale: Sale, tier: str = "") -> int:
     if eligible <= 0:
         return 0
     unit = 10 ** MINOR_UNITS.get(sale.currency, 2)
-    numerator = eligible * program.points_per_unit * program.multiplier(tier)
-    denominator = unit * BPS
+    numerator = eligible * share * program.points_per_unit * program.multiplier(tier)
+    denominator = unit * BPS * paid
     if program.rounding == "nearest":
         return max(0, int(round_half_away(numerator, denominator)))
     return int(numerator // denominator)

@@ -51,6 +51,7 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         # The tenders that paid it, for a program that earns on some tenders only (an order
         # from before orders named them carries none, and earns as before).
         tenders=tuple(order.tender_types),
+        tender_amounts=tuple(order.tender_amounts),
         ordered_at=order.created_at.ToDatetime(tzinfo=UTC)
         if order.HasField("created_at")
         else None,

@@ -73,6 +73,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         cancel_reason=o.cancel_reason,
         payment_ids=o.payment_ids,
         tender_types=o.tender_types,
+        tender_amounts=o.tender_amounts,
         paid=to_proto(Money(o.paid, cur)),
         register_id=o.register_id,
         staff_id=o.staff_id,

@@ -378,6 +378,14 @@ class Order:
         return [t.tender.value for t in self.saga.tenders if t.payment_id]
 
     @property
+    def tender_amounts(self) -> list[int]:
+        """What each payment in `payment_ids` was taken for: nothing for one that holds no
+        money (declined, voided, its answer unknown)."""
+        return [
+            t.amount if t.state in LIVE_TENDERS else 0 for t in self.saga.tenders if t.payment_id
+        ]
+
+    @property
     def payment_id(self) -> str:
         ids = self.payment_ids
         return ids[-1] if ids else ""

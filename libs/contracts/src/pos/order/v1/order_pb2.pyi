@@ -457,6 +457,7 @@ class Order(_message.Message):
     STAFF_ID_FIELD_NUMBER: _builtins.int
     POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
     TENDER_TYPES_FIELD_NUMBER: _builtins.int
+    TENDER_AMOUNTS_FIELD_NUMBER: _builtins.int
     COUPONS_FIELD_NUMBER: _builtins.int
     EXCHANGE_OF_FIELD_NUMBER: _builtins.int
     EXCHANGE_RETURN_ID_FIELD_NUMBER: _builtins.int
@@ -527,6 +528,13 @@ class Order(_message.Message):
         """
 
     @_builtins.property
+    def tender_amounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """What each payment in payment_ids was taken for (0 for one declined, voided or still
+        unanswered), in the same order: how much of the order each tender paid, so a program
+        that earns on some tenders only earns on their share.
+        """
+
+    @_builtins.property
     def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderCoupon]:
         """The coupons the order named (never their codes): reserved at checkout, redeemed when it
         is confirmed, released when it is cancelled before.
@@ -563,6 +571,7 @@ class Order(_message.Message):
         staff_id: _builtins.str = ...,
         points_redeemed: _builtins.int = ...,
         tender_types: _abc.Iterable[_builtins.str] | None = ...,
+        tender_amounts: _abc.Iterable[_builtins.int] | None = ...,
         coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
         exchange_of: _builtins.str = ...,
         exchange_return_id: _builtins.str = ...,
@@ -570,7 +579,7 @@ class Order(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
