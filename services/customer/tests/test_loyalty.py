@@ -219,6 +219,47 @@ async def test_program_tiers_and_expiry(merchant: Caller, service: Service) -> N
     assert read_error(err[0]).reason == "version_mismatch"  # type: ignore[arg-type]
 
 
+async def test_cancelling_an_order_that_redeemed_points_never_raises_the_tier(
+    merchant: Caller, service: Service
+) -> None:
+    """The cancellation's one reversed entry gives back the redeemed 500 and takes back the
+    10 earned (+490 in all), but only the earn counts towards the tier: it falls to none."""
+    program = loyalty_pb2.LoyaltyProgram(
+        enabled=True,
+        points_per_unit=1,
+        tiers=[loyalty_pb2.Tier(name="gold", threshold_points=100, multiplier_bps=20_000)],
+        point_value_minor=1,
+    )
+    await merchant("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program))
+    c = await merchant.create(given_name="Tiered")
+    await _adjust(merchant, c.id, 600)  # adjustments count for no tier
+    await merchant(
+        "HoldPoints",
+        loyalty_pb2.HoldPointsRequest(order_id="ord_tc", customer_id=c.id, points=500,
+                                      currency="USD"),
+    )  # fmt: skip
+    await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_tc"))
+    assert await _sale(service, merchant.merchant, "ord_tc", c.id, 1_000) == 10
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == ""
+
+    answer = await merchant(
+        "ReverseOrderPoints", loyalty_pb2.ReverseOrderPointsRequest(order_id="ord_tc")
+    )
+
+    assert [(e.kind, e.points) for e in answer.entries] == [("reversed", 490)]
+    assert await _balance(service, merchant, c.id) == (600, 600, 0)
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == ""
+    # The next 100 earned reach gold, and no sooner.
+    assert await _sale(service, merchant.merchant, "ord_tc2", c.id, 9_900) == 99
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == ""
+    await _sale(service, merchant.merchant, "ord_tc3", c.id, 100)
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == "gold"
+
+
 async def test_the_background_sweep_expires_what_is_due(merchant: Caller, service: Service) -> None:
     from pos_customer.entrypoints.expiry import expire_all
 

@@ -155,7 +155,7 @@ def _record_purchase() -> Any:
 
 def _append_points() -> Any:
     names = ("merchant_id", "id", "customer_id", "kind", "points", "balance_after", "order_id",
-             "reason")  # fmt: skip
+             "reason", "tier_points")  # fmt: skip
     return (
         insert(points_ledger)
         .values(bound(points_ledger, names))
@@ -546,6 +546,7 @@ def _entry(row: Row[Any]) -> loyalty.Entry:
         order_id=m["order_id"] or "",
         reason=m["reason"],
         created_at=m["created_at"],
+        tier_points=m["tier_points"],
     )
 
 
@@ -624,6 +625,7 @@ class SqlLoyaltyRepository:
             "balance_after": entry.balance_after,
             "order_id": entry.order_id or None,
             "reason": entry.reason,
+            "tier_points": entry.tier_points,
         }
         row = (await APPEND_POINTS.execute(self._conn, values)).one()
         return loyalty.Entry(**{**entry.__dict__, "created_at": row.created_at})
@@ -753,7 +755,8 @@ class SqlLoyaltyRepository:
         return [r[0] for r in rows]
 
     async def earned_since(self, customer_id: str, since: datetime | None) -> int:
-        query = select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
+        counted = func.coalesce(points_ledger.c.tier_points, points_ledger.c.points)
+        query = select(func.coalesce(func.sum(counted), 0)).where(
             points_ledger.c.merchant_id == self._merchant,
             points_ledger.c.customer_id == customer_id,
             points_ledger.c.kind.in_([loyalty.EARNED, loyalty.REVERSED]),

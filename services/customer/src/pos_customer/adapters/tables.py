@@ -136,6 +136,9 @@ points_ledger = Table(
     Column("order_id", Text, nullable=True),
     Column("reason", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What the entry counts towards a tier when that differs from `points`: a cancelled
+    # order's reversal also gives back the points it redeemed, which were never earned.
+    Column("tier_points", BigInteger, nullable=True),
     PrimaryKeyConstraint("merchant_id", "id", name="points_ledger_pkey"),
     # An order earns once, is reversed once and redeems once: a second would double-count.
     Index(

@@ -158,6 +158,9 @@ class Entry:
     order_id: str = ""
     reason: str = ""
     created_at: datetime | None = None
+    # What it counts towards a tier, when not `points` (a cancellation's reversal: only the
+    # earn it takes back, not the redeemed points it gives back).
+    tier_points: int | None = None
 
 
 @dataclass

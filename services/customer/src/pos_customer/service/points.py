@@ -51,13 +51,15 @@ async def _append(
     points: int,
     order_id: str = "",
     reason: str = "",
+    tier_points: int | None = None,
 ) -> loyalty.Entry:
     customer.loyalty_points += points
     entry = await uow.loyalty.append(
         loyalty.Entry(
-            new_id("pte"), customer.id, kind, points, customer.loyalty_points, order_id, reason
+            new_id("pte"), customer.id, kind, points, customer.loyalty_points, order_id, reason,
+            tier_points=tier_points,
         )
-    )
+    )  # fmt: skip
     await uow.customers.save_points(customer)
     return entry
 
@@ -234,7 +236,12 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     if net < 0 and -net > customer.available_points:
         net = -customer.available_points
         note += " (cut to the available balance)"
-    entry = await _append(uow, customer, loyalty.REVERSED, net, order_id, note)
+    # Towards the tier the order then counts for nothing: what it earned and its returns did
+    # not take back goes, and the redeemed points given back were never earned (with `net`
+    # alone, cancelling an order that redeemed much would raise the customer's tier).
+    entry = await _append(
+        uow, customer, loyalty.REVERSED, net, order_id, note, tier_points=-max(kept, 0)
+    )
     await uow.purchases.mark_reversed(order_id)
     uow.publish(loyalty.PointsAdjusted(entry))
     await _retier(uow, customer, await uow.loyalty.program())
