@@ -219,6 +219,34 @@ def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
     assert late.status_code == 409
 
 
+def test_cash_given_back_before_the_confirmation_is_due_again(platform: Running) -> None:
+    """GET /orders/{id}/payments counts a refund made while the order is still open: the
+    customer took that money back, so it is owed again (and the order cannot be confirmed)."""
+    http = platform.http
+    sku, (store, _) = _stocked(http)
+    body = {
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": store}],
+    }
+    order = _ok(_post(http, "/v1/orders", body), 201)
+    total, currency = order["total"]["amount"], order["total"]["currency"]
+    cash = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "cash", "cash_tendered": order["total"]}), 201)  # fmt: skip
+    assert _ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
+    back = {"amount": {"amount": 400, "currency": currency}, "reason": "changed their mind"}
+    _ok(_post(http, f"/v1/payments/{cash['payment']['id']}/refunds", back), 201)
+    # The order hears of the refund from the payment service's event.
+    _eventually(lambda: _ok(http.get(f"/v1/orders/{order['id']}"))["paid"]["amount"] == total - 400)
+
+    summary = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+
+    assert summary["refunded"]["amount"] == 400
+    assert summary["balance_due"]["amount"] == 400
+    refused = _post(http, f"/v1/orders/{order['id']}/confirm", {})
+    assert refused.status_code == 409 and refused.json()["code"] == "balance_due"
+
+
 def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Running) -> None:
     http = platform.http
     sku, (here, there) = _stocked(http)

@@ -266,6 +266,10 @@ async def refund_order(
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
 
 
+# An order whose tenders may still change: what they hold now is what is paid.
+BEFORE_CONFIRMATION = (order_pb2.ORDER_STATUS_DRAFT, order_pb2.ORDER_STATUS_PENDING_PAYMENT)
+
+
 @router.get(
     "/orders/{order_id}/payments",
     **op("payments:read", "An order's tenders and its balance due", (404,),
@@ -274,7 +278,8 @@ async def refund_order(
 async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
     """Every tender taken for the order, with what they authorised, captured and refunded,
     and what is still due of the order's total (an exchange's new order: of its total less the
-    returned goods' credit)."""
+    returned goods' credit). Before the order is confirmed, money refunded is due again; after,
+    a refund (a return, goodwill) owes nothing."""
     order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     due = order_pb2.Order().total
     due.CopyFrom(order.order.total)
@@ -292,9 +297,16 @@ async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
         answer = payment_pb2.GetOrderPaymentsResponse(
             order_id=order_id, authorized=zero, captured=zero, refunded=zero, balance_due=due
         )
-    if order.order.status == order_pb2.ORDER_STATUS_CANCELLED:
+    status = order.order.status
+    if status == order_pb2.ORDER_STATUS_CANCELLED:
         # Nothing is owed for an order that will not be fulfilled (its `balance_due` too).
         answer.balance_due.amount = 0
+    elif status in BEFORE_CONFIRMATION:
+        # Money given back before the order is confirmed is due again (cash handed back, a
+        # refund through the payments API): the order's `paid` is net of those refunds, while
+        # the payment service counts what was authorised. After the confirmation a refund is
+        # a return's or goodwill, and owes nothing.
+        answer.balance_due.amount = max(0, order.order.total.amount - order.order.paid.amount)
     return to_model(OrderPayments, answer)
 
 
