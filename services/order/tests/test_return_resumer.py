@@ -16,9 +16,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import pytest_asyncio
 from order_shop import serve_order, tee_shop
@@ -39,6 +41,8 @@ class LosingRelay(grpc.GenericRpcHandler):
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
         self.refunds = 0
+        # While set, every refund fails before it reaches the payment service.
+        self.down = False
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
         method: str = details.method  # type: ignore[attr-defined]
@@ -48,6 +52,9 @@ class LosingRelay(grpc.GenericRpcHandler):
             metadata = [
                 (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
             ]
+            if self.down and method.endswith("/CreateRefund"):
+                self.refunds += 1
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "payment service down")
             answer = await forward(request, metadata=metadata, timeout=10)
             if method.endswith("/CreateRefund"):
                 self.refunds += 1
@@ -64,6 +71,7 @@ class Stack:
     payments: payment_pb2_grpc.PaymentServiceStub
     relay: LosingRelay
     location_id: str
+    database_url: str
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -101,6 +109,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),
                 relay,
                 location_id,
+                order.database_url,
             )
     finally:
         server.stop()
@@ -158,3 +167,66 @@ async def test_a_return_whose_refund_answer_was_lost_is_finished_once(stack: Sta
     late = await stack.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
     assert late.order_return.id == ret.id and late.order_return.status == "completed"
     assert await refunded() == 2500
+
+
+async def test_a_return_the_resumer_cannot_finish_waits_behind_the_others(stack: Stack) -> None:
+    """A failed attempt puts the return back at the end of the resumer's queue (its window
+    starts again): the oldest failures, first on every pass, would otherwise fill the pass
+    and starve every pending return behind them. Once the refund goes through, it completes."""
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    stack.relay.down = True
+    try:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stack.orders.CreateReturn(
+                order_pb2.CreateReturnRequest(
+                    request_id=str(uuid.uuid4()),
+                    order_id=sale.order.id,
+                    lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1)],
+                    reason="unwanted",
+                ),
+                metadata=MERCHANT,
+                timeout=20,
+            )
+        asked = stack.relay.refunds
+
+        async def stamps() -> tuple[datetime, datetime, str]:
+            async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
+                cur = await conn.execute(
+                    "SELECT created_at, updated_at, status FROM order_returns"
+                    " WHERE merchant_id = %s AND order_id = %s",
+                    (MERCHANT[0][1], sale.order.id),
+                )
+                row = await cur.fetchone()
+            assert row is not None
+            return row  # type: ignore[no-any-return]
+
+        # The resumer tried it (a refund asked again) and put it back: its stamp moved.
+        await _eventually(lambda: _true(stack.relay.refunds > asked))
+        created, updated, status = await _eventually(lambda: _when(stamps(), lambda r: r[1] > r[0]))
+        assert status == "pending" and updated > created
+    finally:
+        stack.relay.down = False
+
+    async def completed() -> bool:
+        return (await stamps())[2] == "completed"
+
+    await _eventually(completed)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _when(read: Awaitable[Any], ok: Callable[[Any], bool]) -> Any:
+    value = await read
+    return value if ok(value) else None

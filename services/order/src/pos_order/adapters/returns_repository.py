@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -142,6 +142,19 @@ class SqlReturns:
                 order_returns.c.id == return_id,
                 order_returns.c.status == "pending",
             )
+        )
+
+    async def touch(self, return_id: str) -> None:
+        """Looked at and left pending: the resumer comes back after its window, and the
+        returns behind it in its queue get their turn first."""
+        await self._conn.execute(
+            update(order_returns)
+            .where(
+                order_returns.c.merchant_id == self._merchant,
+                order_returns.c.id == return_id,
+                order_returns.c.status == "pending",
+            )
+            .values(updated_at=func.now())
         )
 
     async def get(self, return_id: str) -> Return | None:

@@ -87,6 +87,7 @@ class Resumer:
                 await returns.resume(bound, self._return_ports, return_id)
             except Exception as exc:
                 log.warning("could not resume return %s: %s", return_id, exc)
+                await _put_back(bound, return_id=return_id)
             finally:
                 merchant_var.reset(token)
         return len(found)
@@ -105,8 +106,9 @@ class Resumer:
             try:
                 await saga.resume(bound, self._ports, order_id, self._policy)
             except Exception as exc:
-                # One order must not stop the others; it is tried again next pass.
+                # One order must not stop the others; it is tried again after its window.
                 log.warning("could not resume order %s: %s", order_id, exc)
+                await _put_back(bound, order_id=order_id)
             finally:
                 merchant_var.reset(token)
         return looked + len(found)
@@ -119,6 +121,23 @@ class Resumer:
                 log.warning("order resumer pass failed (%s); trying again", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
+
+
+async def _put_back(
+    new_uow: Callable[[], OrderUow], order_id: str = "", return_id: str = ""
+) -> None:
+    """One that failed goes to the back of the queue, out of the way until its window has
+    passed again: otherwise the oldest failures, tried first on every pass, would fill the
+    pass's limit and the others behind them would never be resumed."""
+    try:
+        async with new_uow() as uow:
+            if return_id:
+                await uow.returns.touch(return_id)
+            else:
+                await uow.orders.touch(order_id)
+            await uow.commit()
+    except Exception as exc:
+        log.warning("could not put a failed resumption back (%s)", type(exc).__name__)
 
 
 def abandon_after(seconds: float) -> timedelta:
