@@ -554,3 +554,32 @@ def test_register_staff_and_override_changes_reach_the_event_feed(platform: Runn
         if e["data"]["object"]["register_id"] == register["id"]
     ]
     assert grants == [granted.json()["id"]]  # the wrong PIN granted nothing, published nothing
+
+
+def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: Running) -> None:
+    """A pay-out beyond the float (or a cash refund of another till's sale) takes the expected
+    cash below zero: the report says so, the shift can be read, listed and closed, and its
+    close reaches the event feed."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Neg Drawer", "manager", here, "4680")
+    register, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "4680"}).is_success
+    opened = _post(device, "/v1/shifts", {"opening_float": {"amount": 1000, "currency": "USD"}})
+    assert opened.status_code == 201, opened.text
+    shift = opened.json()
+    out = {"kind": "pay_out", "amount": {"amount": 1001, "currency": "USD"}, "reason": "supplier"}
+    moved = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", out)
+    assert moved.status_code == 201, moved.text
+
+    read = http.get(f"/v1/shifts/{shift['id']}")
+    assert read.status_code == 200, read.text
+    assert read.json()["report"]["expected_cash"] == {"amount": -1, "currency": "USD"}
+    listed = http.get("/v1/shifts", params={"register_id": register["id"]})
+    assert listed.status_code == 200, listed.text
+    closed = _post(device, f"/v1/shifts/{shift['id']}/close",
+                   {"counted_cash": {"amount": 0, "currency": "USD"}})  # fmt: skip
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["over_short"] == 1
+    event = _event_of(http, "shift.closed", shift["id"])
+    assert event["data"]["object"]["report"]["expected_cash"]["amount"] == -1

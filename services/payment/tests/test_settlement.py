@@ -336,3 +336,31 @@ async def test_a_bad_day_is_refused_field_by_field(running: Running) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = {v.field for v in read_error(err.value).violations}
     assert fields == {"location_id", "date", "time_zone", "currency"}
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1969-12-31"])
+async def test_a_day_whose_bounds_cannot_be_written_is_refused(running: Running, day: str) -> None:
+    """Its next midnight overflows the calendar, or its midnight in UTC falls before year 1:
+    a 400 on `date`, never an error of the server."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.settlement.GetSettlementReport(
+            S.GetSettlementReportRequest(
+                location_id="loc_1", date=day, time_zone="Pacific/Kiritimati", currency="USD"
+            ),
+            metadata=(("x-merchant-id", "mer_x"),),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err.value).violations] == ["date"]
+
+
+async def test_the_first_and_last_days_are_reported(running: Running) -> None:
+    for day in ("1970-01-01", "9998-12-31"):
+        answer = await running.settlement.GetSettlementReport(
+            S.GetSettlementReportRequest(
+                location_id="loc_1", date=day, time_zone="Pacific/Kiritimati", currency="USD"
+            ),
+            metadata=(("x-merchant-id", "mer_x"),),
+            timeout=30,
+        )
+        assert answer.report.net.amount == 0

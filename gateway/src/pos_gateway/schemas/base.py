@@ -65,6 +65,14 @@ class Money(Answer):
     currency: Currency
 
 
+class SignedMoney(Answer):
+    """Money that may be negative: value leaving a gift card, a day's or a drawer's balance
+    when more went out than came in."""
+
+    amount: Units = Field(description="Integer minor units, signed: -2599 = -25.99")
+    currency: Currency
+
+
 class FieldError(Answer):
     """What is wrong with one field."""
 

@@ -10,13 +10,12 @@ from pos_gateway.routes.common import INT64, INT64_MAX
 from pos_gateway.schemas.base import (
     Answer,
     Count,
-    Currency,
     Id,
     Money,
     OptionalId,
     Page,
+    SignedMoney,
     Timestamp,
-    Units,
 )
 
 # A code as printed (groups of four) or as a merchant's pre-printed card has it.
@@ -39,13 +38,6 @@ class GiftCard(Answer):
     version: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     created_at: Timestamp
     updated_at: Timestamp
-
-
-class SignedMoney(Answer):
-    """Money that may be negative: value leaving a card."""
-
-    amount: Units = Field(description="Integer minor units, signed: -2599 = -25.99")
-    currency: Currency
 
 
 class GiftCardActivity(Answer):
@@ -95,7 +87,10 @@ class TenderTotals(Answer):
     captured_count: Count
     refunded: Money
     refunded_count: Count
-    net: Money
+    net: SignedMoney = Field(
+        description="Captured less refunded: below zero on a day (or a "
+        "shift) that gave back more than it took"
+    )
 
 
 class SettlementReport(Answer):
@@ -108,7 +103,9 @@ class SettlementReport(Answer):
     card_brands: list[TenderTotals] = Field(max_length=64)
     gift_cards_sold: Money = Field(description="Value put on cards here: issued and loaded")
     gift_cards_sold_count: Count
-    gift_cards_redeemed: Money = Field(description="The gift card tender, net of refunds")
+    gift_cards_redeemed: SignedMoney = Field(description="The gift card tender, net of refunds")
     tips: Money
-    net: Money
+    net: SignedMoney = Field(
+        description="Every tender's net: below zero on a day that gave back more than it took"
+    )
     computed_at: Timestamp

@@ -18,6 +18,7 @@ from pos_gateway.schemas.base import (
     Money,
     OptionalId,
     Page,
+    SignedMoney,
     Timestamp,
     Version,
 )
@@ -163,8 +164,10 @@ class ShiftStatus(StrEnum):
 
 
 class ShiftReport(Answer):
-    expected_cash: Money = Field(
-        description="float + cash sales - cash refunds + pay-ins - pay-outs"
+    expected_cash: SignedMoney = Field(
+        description="float + cash sales - cash refunds + pay-ins - pay-outs: below zero when "
+        "more cash was recorded going out than the drawer held (a cash refund of another "
+        "register's sale, say), which the count at the close then shows"
     )
     cash_sales: Money
     cash_refunds: Money

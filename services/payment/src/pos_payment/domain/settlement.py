@@ -37,6 +37,10 @@ class Day:
         return datetime.combine(self.date + timedelta(days=1), time(0), ZoneInfo(self.time_zone))
 
 
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
 def validate_day(location_id: str, day: str, time_zone: str, currency: str) -> Day:
     violations: list[FieldViolation] = require(bool(location_id), "location_id", "is required")
     violations += require(len(location_id) <= 64, "location_id", "must be at most 64 characters")
@@ -46,6 +50,13 @@ def validate_day(location_id: str, day: str, time_zone: str, currency: str) -> D
     except ValueError:
         parsed = None
     violations += require(parsed is not None, "date", "must be a date, YYYY-MM-DD")
+    # A day whose bounds, in any time zone, are timestamps the API can write (RFC 3339, UTC).
+    if parsed is not None:
+        violations += require(
+            FIRST_DAY <= parsed <= LAST_DAY,
+            "date",
+            f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}",
+        )
     known = False
     if time_zone and len(time_zone) <= 64:
         try:
