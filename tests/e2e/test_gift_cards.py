@@ -104,6 +104,18 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
                       "currency": "EUR"}})  # fmt: skip
         assert (euros.status_code, euros.json()["code"]) == (400, "currency_mismatch")
         assert len(http.get(f"/v1/gift-cards/{card['id']}/activities").json()["data"]) == 3
+        # Value in another currency than the store's would be in none of its reports.
+        london = {"name": "Strand", "currency": "GBP", "time_zone": "Europe/London"}
+        pounds = _post(http, "/v1/locations", london).json()["id"]
+        for path, body in (
+            ("/v1/gift-cards", {"amount": {"amount": 5000, "currency": "EUR"},
+                                "location_id": location}),
+            (f"/v1/gift-cards/{card['id']}/loads", {"amount": _usd(500), "location_id": pounds}),
+        ):  # fmt: skip
+            foreign = _post(http, path, body)
+            assert (foreign.status_code, foreign.json()["code"]) == (400, "currency_mismatch")
+            assert foreign.json()["errors"][0]["field"] == "amount.currency", foreign.text
+        assert len(http.get(f"/v1/gift-cards/{card['id']}/activities").json()["data"]) == 3
 
         # The day's report at the store, in its time zone: the card sold there is in it.
         today = datetime.now(UTC).astimezone().date().isoformat()

@@ -75,12 +75,23 @@ CodeBudget = Annotated[None, Depends(_code_budget)]
 
 
 async def _known(
-    svc: Services, location_id: str, customer_id: str = "", order_id: str = ""
+    svc: Services, location_id: str, customer_id: str = "", order_id: str = "", currency: str = ""
 ) -> None:
     """Ids a body names are the caller's own: another merchant's is a 404 exactly like a
-    made-up one (the owning service answers for its own), and nothing is written."""
+    made-up one (the owning service answers for its own), and nothing is written. Value moved
+    at a location is in its currency: the location's settlement report, in that currency,
+    counts it (another currency would leave it out of every report)."""
     if location_id:
-        await location_of(svc, location_id)
+        location = await location_of(svc, location_id)
+        if currency and location.currency and currency != location.currency:
+            raise Problem(
+                400,
+                "currency_mismatch",
+                f"the amount is in {currency} but location {location_id} sells in "
+                f"{location.currency}",
+                [{"field": "amount.currency", "reason": f"must be {location.currency}, the "
+                  "currency of the location"}],
+            )  # fmt: skip
     if customer_id:
         await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     if order_id:
@@ -133,9 +144,10 @@ async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
     """Activates a card with its opening balance. The code is in this answer only: a replay
     of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
     true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
-    than the maximum balance a 409 `gift_card_balance_limit`. Store credit for a return
-    without a receipt is a card with `reason: store_credit` and the customer."""
-    await _known(svc, body.location_id, body.customer_id, body.order_id)
+    than the maximum balance a 409 `gift_card_balance_limit`; an amount in another currency than
+    the location's a 400 `currency_mismatch`. Store credit for a return without a receipt is a
+    card with `reason: store_credit` and the customer."""
+    await _known(svc, body.location_id, body.customer_id, body.order_id, body.amount.currency)
     answer = await svc.gift_cards.IssueGiftCard(
         G.IssueGiftCardRequest(
             request_id=request_id(),
@@ -209,7 +221,7 @@ async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardR
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
     amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
     pay with `tender_type: gift_card` and its code instead."""
-    await _known(svc, body.location_id)
+    await _known(svc, body.location_id, currency=body.amount.currency)
     answer = await svc.gift_cards.RedeemGiftCard(
         G.RedeemGiftCardRequest(
             request_id=request_id(),
@@ -245,7 +257,7 @@ class LoadIn(Body):
 async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
     """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
     card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`."""
-    await _known(svc, body.location_id)
+    await _known(svc, body.location_id, currency=body.amount.currency)
     answer = await svc.gift_cards.LoadGiftCard(
         G.LoadGiftCardRequest(
             request_id=request_id(),
@@ -267,7 +279,7 @@ async def refund_to_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> G
     """A return to the card it was paid with (a refund of a gift card payment does this by
     itself). Up to your maximum balance, as a load (a 409 `gift_card_balance_limit` beyond
     it)."""
-    await _known(svc, body.location_id)
+    await _known(svc, body.location_id, currency=body.amount.currency)
     answer = await svc.gift_cards.RefundToGiftCard(
         G.RefundToGiftCardRequest(
             request_id=request_id(),
