@@ -208,6 +208,9 @@ def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() ->
             Lookup.reads += 1
             return await uow.coupons.by_hashes(hashes)
 
+        async def uses_by(self, merchant_id: str, coupon_id: str, customer_id: str) -> int:
+            return await uow.coupons.uses_by(coupon_id, customer_id)
+
     preview = new_cart(
         [CartLineInput("X", 1, MoneyInput(3000, "USD"))],
         "USD",
@@ -222,3 +225,41 @@ def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() ->
     ]
     run(handlers.calculate_discounts(Active(), Lookup(), HASH, "mer_a", preview, []))
     assert Lookup.reads == 1  # no code, no coupon read
+
+
+def test_a_preview_refuses_a_coupon_the_customer_has_used_up_as_the_sale_would() -> None:
+    """One use per customer: after the customer's first order the quote names the reason
+    (`coupon_customer_limit`) and gives no discount; another customer, or none, still gets it."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["ONCE-1"], 0, 0, 1, None))
+
+    class Active:
+        async def active(self, merchant_id: str) -> list[Promotion]:
+            return list(uow.promotions.rows.values())
+
+    class Lookup:
+        async def coupons(self, merchant_id: str, hashes: list[bytes]) -> dict[bytes, Coupon]:
+            return await uow.coupons.by_hashes(hashes)
+
+        async def uses_by(self, merchant_id: str, coupon_id: str, customer_id: str) -> int:
+            return await uow.coupons.uses_by(coupon_id, customer_id)
+
+    cart = new_cart([CartLineInput("X", 1, MoneyInput(3000, "USD"))], "USD")
+
+    def quote(customer_id: str) -> tuple[int, list[str]]:
+        priced, refused = run(  # type: ignore[misc]
+            handlers.calculate_discounts(
+                Active(), Lookup(), HASH, "mer_a", cart, ["once-1"], customer_id
+            )
+        )
+        return priced.total_discount, [r.value for _, r in refused]
+
+    assert quote("cus_1") == (500, [])
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["ONCE-1"], "cus_1", None, NOW))
+    assert quote("cus_1") == (0, ["coupon_customer_limit"])
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_2", ["ONCE-1"], "cus_1", None, NOW))
+    assert err.value.code == "coupon_customer_limit"
+    assert quote("cus_2") == (500, [])
+    assert quote("") == (500, [])

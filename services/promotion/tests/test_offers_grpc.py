@@ -390,6 +390,11 @@ async def test_the_saga_reserves_redeems_and_releases_by_order_id(
     err = await refused(reserve(running, "c-33", "ord_2", ["WINTER-26"], "cus_1"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert read_error(err).reason == "coupon_customer_limit"
+    # A quote for that customer says so (as the sale would refuse it); another's does not.
+    used = await calc(running, line("X", 1, 2500), coupon_codes=["winter-26"], customer_id="cus_1")
+    assert [r.reason for r in used.rejected_coupons] == ["coupon_customer_limit"]
+    fresh = await calc(running, line("X", 1, 2500), coupon_codes=["winter-26"], customer_id="cus_9")
+    assert fresh.rejected_coupons == [] and fresh.total_discount.amount > 0
     # A cart the coupon gives nothing to: refused with its reason, nothing reserved.
     small = pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 1000)])
     err = await refused(reserve(running, "c-34", "ord_3", ["WINTER-26"], "cus_3", cart=small))

@@ -308,6 +308,11 @@ class SqlActivePromotions:
             reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await SqlCouponRepository(reader, merchant_id).by_hashes(hashes)
 
+    async def uses_by(self, merchant_id: str, coupon_id: str, customer_id: str) -> int:
+        async with self._engine.connect() as conn:
+            reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await SqlCouponRepository(reader, merchant_id).uses_by(coupon_id, customer_id)
+
 
 class PromotionUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""

@@ -173,6 +173,7 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
             current_merchant(),
             cart,
             list(request.coupon_codes),
+            request.customer_id,
         )
         rejected = [
             pb.RejectedCoupon(code=c, reason=r.value, message=MESSAGES[r]) for c, r in refused

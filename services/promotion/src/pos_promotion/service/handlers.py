@@ -149,9 +149,12 @@ async def calculate_discounts(
     merchant_id: str,
     cart: Cart,
     codes: list[str],
+    customer_id: str = "",
 ) -> tuple[Priced, list[tuple[str, Refusal]]]:
     """On the checkout's path: the cart is validated by the caller first, the offers come from
-    the cache, and a coupon costs one read only when the cart names one."""
+    the cache, and a coupon costs one read only when the cart names one (and one more for a
+    coupon limited per customer, with the customer named: the quote refuses what the
+    reservation would, so a preview and the sale agree)."""
     promotions = await active.active(merchant_id)
     refused: list[tuple[str, Refusal]] = []
     if codes:
@@ -166,7 +169,11 @@ async def calculate_discounts(
                 refused.append((code, Refusal.UNKNOWN))
             elif coupon.promotion_id not in by_id:
                 refused.append((code, Refusal.INACTIVE))
-            elif (why := coupon.refusal(at, None, "")) is not None:
+            elif (
+                why := coupon.refusal(
+                    at, await _uses(lookup, merchant_id, coupon, customer_id), customer_id
+                )
+            ) is not None:
                 refused.append((code, why))
             else:
                 allowed.add(coupon.promotion_id)
@@ -183,6 +190,15 @@ async def calculate_discounts(
                 refused.append((code, Refusal.NOT_APPLICABLE))
         return priced, refused
     return discounts_for(promotions, cart), refused
+
+
+async def _uses(
+    lookup: CouponLookup, merchant_id: str, coupon: Coupon, customer_id: str
+) -> int | None:
+    """The customer's uses of a coupon limited per customer; None when that does not matter."""
+    if not (customer_id and coupon.max_uses_per_customer):
+        return None
+    return await lookup.uses_by(merchant_id, coupon.id, customer_id)
 
 
 # ---------- coupons ----------
