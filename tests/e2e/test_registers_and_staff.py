@@ -577,6 +577,11 @@ def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: R
     assert read.json()["report"]["expected_cash"] == {"amount": -1, "currency": "USD"}
     listed = http.get("/v1/shifts", params={"register_id": register["id"]})
     assert listed.status_code == 200, listed.text
+    assert [s["id"] for s in listed.json()["data"]] == [shift["id"]]
+    # A register the merchant does not have (made up, or another merchant's) is a 404.
+    assert http.get("/v1/shifts", params={"register_id": "reg_nope"}).status_code == 404
+    with platform.new_merchant("Register Lender") as other:
+        assert other.get("/v1/shifts", params={"register_id": register["id"]}).status_code == 404
     closed = _post(device, f"/v1/shifts/{shift['id']}/close",
                    {"counted_cash": {"amount": 0, "currency": "USD"}})  # fmt: skip
     assert closed.status_code == 200, closed.text

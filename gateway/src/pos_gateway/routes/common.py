@@ -23,6 +23,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pos.common.v1 import money_pb2
+from pos_gateway import registers
+from pos_gateway.actions import principal_of
 from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
@@ -393,3 +395,13 @@ async def version_checked(call: Awaitable[T]) -> T:
                 extra={"current_version": int(remote.metadata.get("current_version", "0"))},
             ) from None
         raise
+
+
+async def known_register(request: Request, register_id: str) -> None:
+    """A register a filter names is the caller's own, or the answer is a 404 (as for any id
+    of another merchant); a register's credential knows only its own location's registers."""
+    principal = principal_of(request)
+    found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
+    if found is None or principal.location_id not in (None, found.location_id):
+        raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
+                      extra={"resource": "register"})  # fmt: skip

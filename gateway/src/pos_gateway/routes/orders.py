@@ -13,7 +13,7 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway import registers, staff
+from pos_gateway import staff
 from pos_gateway.actions import guarded, principal_of
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
@@ -30,6 +30,7 @@ from pos_gateway.routes.common import (
     QueryId,
     UpdatedSince,
     example,
+    known_register,
     op,
     request_id,
     services,
@@ -335,15 +336,6 @@ _TENDERS = {
 }
 
 
-async def _known_register(request: Request, register_id: str) -> None:
-    principal = principal_of(request)
-    found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
-    # A register's credential knows only its own location's registers.
-    if found is None or principal.location_id not in (None, found.location_id):
-        raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
-                      extra={"resource": "register"})  # fmt: skip
-
-
 async def _known_staff(request: Request, staff_id: str) -> None:
     principal = principal_of(request)
     if await staff.get(request.app.state.engine, principal.merchant_id, staff_id) is None:
@@ -396,7 +388,7 @@ async def list_orders(
     if customer_id:
         await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     if register_id:
-        await _known_register(request, register_id)
+        await known_register(request, register_id)
     if staff_id:
         await _known_staff(request, staff_id)
     ask = order_pb2.ListOrdersRequest(

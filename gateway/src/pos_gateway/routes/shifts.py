@@ -22,6 +22,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     example,
+    known_register,
     op,
     request_id,
     services,
@@ -76,17 +77,23 @@ async def open_shift(body: ShiftIn, request: Request, svc: Svc) -> Shift:
     return to_model(Shift, answer.shift)
 
 
-@router.get("/shifts", **op("payments:read", "List shifts", example=ex.page(ex.SHIFT)))
+@router.get("/shifts", **op("payments:read", "List shifts", (404,), example=ex.page(ex.SHIFT)))
 async def list_shifts(
     request: Request,
     svc: Svc,
     register_id: Annotated[
-        QueryId | None, Query(description="Only this register's; a register sees its own only")
+        QueryId | None,
+        Query(
+            description="Only this register's; a register sees its own only; one you do not "
+            "have is a 404 problem"
+        ),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> ShiftList:
     """Newest first, each with its report as it stands."""
+    if register_id:
+        await known_register(request, register_id)
     answer = await svc.shifts.ListShifts(
         shifts_pb2.ListShiftsRequest(
             page_size=limit, page_token=cursor or "", register_id=register_id or ""
