@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -49,6 +49,8 @@ class Store:
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
     buyers: dict[tuple[str, str], Buyer] = field(default_factory=dict)
+    # The last touch of each order: how much of the resumer's window it counted as spent.
+    touched: dict[tuple[str, str], timedelta] = field(default_factory=dict)
 
 
 class FakeOrders:
@@ -97,8 +99,8 @@ class FakeOrders:
         ]
         return copy.deepcopy(found[: page.fetch])
 
-    async def touch(self, order_id: str) -> None:
-        return None
+    async def touch(self, order_id: str, idle_for: timedelta = timedelta(0)) -> None:
+        self._uow.store.touched[(self._key, order_id)] = idle_for
 
     async def discard(self, order_id: str) -> None:
         self._uow.store.orders.pop((self._key, order_id), None)

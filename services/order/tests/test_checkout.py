@@ -201,6 +201,10 @@ async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() 
     # cannot see the end of.
     waited = await saga.resume(new_uow, shop.ports, order.id, Policy())
     assert waited.status is OrderStatus.PENDING_PAYMENT
+    # ... and looks again soon, not after a whole window: the sale finishes a few seconds
+    # after the payment service has settled the card.
+    (idle_for,) = shop.store.touched.values()
+    assert idle_for == Policy().abandon_after - saga.PENDING_REVISIT
     # Nothing learnt, nothing changed: no new version (a change feed would show it again).
     again = await saga.resume(new_uow, shop.ports, order.id, Policy())
     async with new_uow() as uow:

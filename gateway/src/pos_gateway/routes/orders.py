@@ -252,7 +252,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
     with the same Idempotency-Key, which finishes or cancels that same sale; left alone, it is
-    finished (paid) or cancelled (not paid) by the order service within a minute."""
+    finished (paid) or cancelled (not paid) by the order service a few seconds after the
+    payment service has settled the card, which asks the processor about a lost answer after a
+    minute: within about a minute and a half."""
     sale_request = order_pb2.CheckoutRequest(
         request_id=request_id(),
         location_id=body.location_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import LargeBinary, Row, bindparam, exists, func, select, text, update
@@ -530,12 +530,13 @@ class SqlOrderRepository:
                 )
             )
 
-    async def touch(self, order_id: str) -> None:
-        """A caller drives this order's saga now: the resumer leaves it alone a while."""
+    async def touch(self, order_id: str, idle_for: timedelta = timedelta(0)) -> None:
+        """A caller drives this order's saga now: the resumer leaves it alone a while (its
+        window less `idle_for`, counted as already spent)."""
         await self._conn.execute(
             update(orders)
             .where(orders.c.merchant_id == self._merchant, orders.c.id == order_id)
-            .values(touched_at=func.now())
+            .values(touched_at=func.now() - idle_for)
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -63,7 +63,7 @@ class OrderRepository(Protocol):
         """By id, after `page.after`: up to `page.fetch` orders."""
         ...
 
-    async def touch(self, order_id: str) -> None: ...
+    async def touch(self, order_id: str, idle_for: timedelta = timedelta(0)) -> None: ...
     async def discard(self, order_id: str) -> None: ...
     async def erase_customer(self, customer_id: str) -> None:
         """Drop what the customer's orders hold that could be personal (see handlers)."""

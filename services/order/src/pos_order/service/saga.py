@@ -77,6 +77,10 @@ class Policy:
     pause_at: frozenset[str] = frozenset()
 
 
+# How soon the resumer looks again at an order whose card's answer is awaited.
+PENDING_REVISIT = timedelta(seconds=5)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -345,9 +349,9 @@ def tenders_in_line(order: Order, payments: list[PaymentResult]) -> bool:
     return probe.saga.tenders == order.saga.tenders
 
 
-async def touch(new_uow: NewUow, order_id: str) -> None:
+async def touch(new_uow: NewUow, order_id: str, idle_for: timedelta = timedelta(0)) -> None:
     async with new_uow() as uow:
-        await uow.orders.touch(order_id)
+        await uow.orders.touch(order_id, idle_for)
         await uow.commit()
 
 
@@ -738,8 +742,17 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
         if tenders_in_line(order, payments):
             # Nothing learnt: the order is not changed (no new version, nothing for a change
-            # feed), only marked as looked at, so the resumer comes back after its window.
-            await touch(new_uow, order.id)
+            # feed), only marked as looked at, so the resumer comes back after its window;
+            # soon, while a card's answer is awaited (the payment service's reconciler settles
+            # it on its own schedule, and the sale should finish as soon as it has).
+            waiting = any(t.state is TenderState.PENDING for t in order.saga.tenders)
+            await touch(
+                new_uow,
+                order.id,
+                max(policy.abandon_after - PENDING_REVISIT, timedelta(0))
+                if waiting
+                else timedelta(0),
+            )
         else:
             order, _ = await change(
                 new_uow, order.id, lambda o: sync_tenders(o, payments, give_up_sent=True)
