@@ -67,7 +67,12 @@ CROSS_FIELD = "|".join(
 ORDER_RULES = "|".join(
     ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns|exchanges)",
      "POST /v1/carts/calculate", "POST /v1/returns",
-     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps", "PATCH /v1/order-settings")
+     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps")
+)  # fmt: skip
+# A staff member and the settings take If-Match (412 when stale).
+VERSIONED_SETTINGS = "|".join(
+    ("PATCH /v1/staff/[^/]+", "PATCH /v1/order-settings",
+     "PUT /v1/(payment|gift-card|audit)-settings")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
@@ -135,6 +140,10 @@ include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/archive
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^PATCH /v1/locations/[^/]+$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+# The same on a staff member and on the settings (an order setting's rules: 400).
+[[operations]]
+include-name-regex = "^({VERSIONED_SETTINGS})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^({CUSTOMER_RULES})$"

@@ -395,7 +395,7 @@ def test_the_audit_log_is_append_only_and_kept_for_the_merchants_period(
     changed = http.put("/v1/audit-settings", json={"retention_days": 90})
     assert changed.json()["retention_days"] == 90
     entry = _audit(http, action="settings.audit_retention_changed")[0]
-    assert entry["details"] == {"from": 365, "to": 90}
+    assert entry["details"] == {"from": 365, "to": 90, "version": 2}
     with psycopg.connect(_gateway_db(platform)) as conn:
         for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
             with pytest.raises(psycopg.errors.RaiseException):
@@ -505,10 +505,111 @@ def _credential_and_settings_changes(http: httpx.Client) -> None:
     assert [e["action"] for e in trail] == ["api_key.revoked", "api_key.created"]
     assert all(e["credential_id"] and e["staff_id"] is None for e in trail)
     assert made["key"] not in str(trail)
+    before = http.get("/v1/payment-settings").json()["authorization_window_seconds"]
     window = {"authorization_window_seconds": 86_400}
     assert http.put("/v1/payment-settings", json=window).status_code == 200
     changed = _audit(http, action="settings.payments_changed")[0]
-    assert changed["details"] == window
+    assert changed["details"] == {
+        **window,
+        "from": {"authorization_window_seconds": before},
+        "version": 2,
+    }
+    # The same window again changes nothing: no new version, no entry.
+    assert http.put("/v1/payment-settings", json=window).json()["version"] == 2
+    assert len(_audit(http, action="settings.payments_changed")) == 1
+
+
+def test_every_settings_change_is_in_the_audit_log(platform: Running) -> None:
+    """The gift card maximum, the order settings, and the authorisation window set through the
+    order settings: each change names what changed, from what, and the new version."""
+    with platform.new_merchant("Settings Audited Shop") as http:
+        put = http.put("/v1/gift-card-settings", json={"max_balance": 50_000})
+        assert put.status_code == 200, put.text
+        [cards] = _audit(http, action="settings.gift_cards_changed")
+        assert cards["details"] == {
+            "max_balance": 50_000,
+            "from": {"max_balance": 200_000},
+            "version": 2,
+        }
+        assert cards["credential_id"] and cards["staff_id"] is None
+        patch = http.patch("/v1/order-settings", json={"return_window_days": 14})
+        assert patch.status_code == 200, patch.text
+        [orders] = _audit(http, action="settings.orders_changed")
+        assert orders["details"] == {
+            "return_window_days": 14,
+            "from": {"return_window_days": 30},
+            "version": 2,
+        }
+        window = http.get("/v1/payment-settings").json()["authorization_window_seconds"]
+        patch = http.patch("/v1/order-settings", json={"authorization_window_seconds": 7400})
+        assert patch.status_code == 200, patch.text
+        assert patch.json()["authorization_window_seconds"] == 7400
+        [payments] = _audit(http, action="settings.payments_changed")
+        assert payments["details"] == {
+            "authorization_window_seconds": 7400,
+            "from": {"authorization_window_seconds": window},
+            "version": 2,
+        }
+        # The window is the payment settings' alone: the order settings did not change.
+        assert len(_audit(http, action="settings.orders_changed")) == 1
+        assert http.get("/v1/payment-settings").json()["version"] == 2
+
+
+SETTINGS = [
+    ("/v1/order-settings", "patch", {"hold_seconds": 1200}, {"hold_seconds": 1800}),
+    ("/v1/payment-settings", "put", {"authorization_window_seconds": 7200},
+     {"authorization_window_seconds": 10_800}),
+    ("/v1/gift-card-settings", "put", {"max_balance": 90_000}, {"max_balance": 80_000}),
+    ("/v1/audit-settings", "put", {"retention_days": 400}, {"retention_days": 500}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "method", "first", "second"), SETTINGS)
+def test_settings_carry_a_version_and_a_stale_if_match_changes_nothing(
+    platform: Running, path: str, method: str, first: dict[str, int], second: dict[str, int]
+) -> None:
+    with platform.new_merchant(f"Versioned {path}") as http:
+        read = http.get(path)
+        assert (read.json()["version"], read.headers["ETag"]) == (1, '"1"'), read.text
+        stale = http.request(method, path, json=first, headers={"If-Match": '"999"'})
+        assert stale.status_code == 412, stale.text
+        assert (stale.json()["code"], stale.json()["current_version"]) == ("version_mismatch", 1)
+        assert http.get(path).json() == read.json()
+        changed = http.request(method, path, json=first, headers={"If-Match": '"1"'})
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["version"], changed.headers["ETag"]) == (2, '"2"')
+        assert all(changed.json()[k] == v for k, v in first.items())
+        # The version read before this change is stale now.
+        again = http.request(method, path, json=second, headers={"If-Match": '"1"'})
+        assert (again.status_code, again.json()["current_version"]) == (412, 2)
+        assert http.get(path).json()["version"] == 2
+        # Without If-Match a change still applies, and bumps the version.
+        unchecked = http.request(method, path, json=second)
+        assert (unchecked.status_code, unchecked.json()["version"]) == (200, 3), unchecked.text
+        assert http.get(path).headers["ETag"] == '"3"'
+
+
+def test_a_staff_change_honours_if_match(platform: Running) -> None:
+    http = platform.http
+    here = _locations(http)[0]
+    member = _member(http, "Versioned Cashier", "cashier", here, "8642")
+    read = http.get(f"/v1/staff/{member}")
+    assert (read.json()["version"], read.headers["ETag"]) == (1, '"1"')
+    ahead = http.patch(f"/v1/staff/{member}", json={"name": "Ahead"}, headers={"If-Match": '"5"'})
+    assert ahead.status_code == 412, ahead.text
+    assert (ahead.json()["code"], ahead.json()["current_version"]) == ("version_mismatch", 1)
+    assert http.get(f"/v1/staff/{member}").json() == read.json()
+    assert _audit(http, action="staff.updated", resource_id=member) == []
+    renamed = http.patch(
+        f"/v1/staff/{member}", json={"name": "Renamed"}, headers={"If-Match": '"1"'}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["version"], renamed.headers["ETag"]) == (2, '"2"')
+    stale = http.patch(f"/v1/staff/{member}", json={"name": "Stale"}, headers={"If-Match": 'W/"1"'})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 2)
+    assert http.get(f"/v1/staff/{member}").json()["name"] == "Renamed"
+    assert http.patch(f"/v1/staff/{member}", json={"role": "manager"}).json()["version"] == 3
+    assert http.get(f"/v1/staff/{member}").headers["ETag"] == '"3"'
 
 
 def test_register_staff_and_override_changes_reach_the_event_feed(platform: Running) -> None:

@@ -28,6 +28,23 @@ class Done:
 
     resource: tuple[str, str] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # False when the action turned out to change nothing (settings set to what they were):
+    # no entry is written.
+    changed: bool = True
+
+
+def settings_changed(
+    done: Done, before: dict[str, Any], after: dict[str, Any], version: int
+) -> None:
+    """A settings change's audit entry: each changed field's new value, what it was
+    (`from`), and the settings' new version; none when nothing changed."""
+    changed = sorted(k for k, v in after.items() if before.get(k) != v)
+    done.changed = bool(changed)
+    done.details = {
+        **{k: after[k] for k in changed},
+        "from": {k: before.get(k) for k in changed},
+        "version": version,
+    }
 
 
 def principal_of(request: Request) -> Principal:
@@ -75,7 +92,7 @@ async def guarded(
         if override is not None:
             await staff.give_back_override(engine, override.id, request_id)
         raise
-    if principal.register_id is None and not always:
+    if (principal.register_id is None and not always) or not done.changed:
         return
     details = dict(done.details)
     if override is not None:

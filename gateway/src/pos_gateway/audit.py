@@ -112,43 +112,76 @@ async def entries(
         return [dict(row._mapping) for row in rows]
 
 
-async def retention_days(engine: AsyncEngine, merchant_id: str) -> tuple[int, datetime | None]:
+@dataclass(frozen=True)
+class Retention:
+    days: int
+    updated_at: datetime | None
+    # Bumped by every change; 1 while the default applies.
+    version: int
+
+
+class VersionMismatch(Exception):
+    """If-Match named another version than the settings' `current_version`."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__("the audit settings changed since the version you sent")
+        self.current_version = current_version
+
+
+_SETTINGS = (
+    merchant_settings.c.audit_retention_days,
+    merchant_settings.c.updated_at,
+    merchant_settings.c.version,
+)
+
+
+async def _retention(conn: AsyncConnection, merchant_id: str, lock: bool = False) -> Retention:
+    query = select(*_SETTINGS).where(merchant_settings.c.merchant_id == merchant_id)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    return Retention(DEFAULT_RETENTION_DAYS, None, 1) if row is None else Retention(*row)
+
+
+async def retention_days(engine: AsyncEngine, merchant_id: str) -> Retention:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(
-                    merchant_settings.c.audit_retention_days, merchant_settings.c.updated_at
-                ).where(merchant_settings.c.merchant_id == merchant_id)
-            )
-        ).first()
-    return (DEFAULT_RETENTION_DAYS, None) if row is None else (row[0], row[1])
+        return await _retention(conn, merchant_id)
 
 
 async def set_retention_days(
-    engine: AsyncEngine, merchant_id: str, days: int, actor: Actor, request_id: str
-) -> None:
+    engine: AsyncEngine,
+    merchant_id: str,
+    days: int,
+    actor: Actor,
+    request_id: str,
+    expected_version: int = 0,
+) -> Retention:
+    """The settings after the change: a new version and its audit entry when `days` differs,
+    none when it does not; with `expected_version`, another version is VersionMismatch."""
     async with engine.begin() as conn:
-        before = (
-            await conn.execute(
-                select(merchant_settings.c.audit_retention_days)
-                .where(merchant_settings.c.merchant_id == merchant_id)
-                .with_for_update()
-            )
-        ).scalar()
-        await conn.execute(
+        before = await _retention(conn, merchant_id, lock=True)
+        if expected_version and expected_version != before.version:
+            raise VersionMismatch(before.version)
+        if before.days == days:
+            return before
+        version = before.version + 1
+        written = await conn.execute(
             pg_insert(merchant_settings)
-            .values(merchant_id=merchant_id, audit_retention_days=days)
+            .values(merchant_id=merchant_id, audit_retention_days=days, version=version)
             .on_conflict_do_update(
                 index_elements=["merchant_id"],
-                set_={"audit_retention_days": days, "updated_at": func.now()},
+                set_={"audit_retention_days": days, "version": version, "updated_at": func.now()},
+                where=merchant_settings.c.version == before.version,
             )
+            .returning(*_SETTINGS)
         )
-        if before != days:
-            await record(
-                conn, merchant_id, "settings.audit_retention_changed", actor,
-                details={"from": before or DEFAULT_RETENTION_DAYS, "to": days},
-                request_id=request_id,
-            )  # fmt: skip
+        row = written.first()
+        if row is None:  # another first change won the race
+            raise VersionMismatch((await _retention(conn, merchant_id)).version)
+        await record(
+            conn, merchant_id, "settings.audit_retention_changed", actor,
+            details={"from": before.days, "to": days, "version": version},
+            request_id=request_id,
+        )  # fmt: skip
+        return Retention(*row)
 
 
 async def purge_expired(engine: AsyncEngine) -> int:

@@ -440,7 +440,7 @@ ORDER_PAYMENTS = {
     "balance_due": usd(0),
     "payments": [PAYMENT],
 }
-PAYMENT_SETTINGS = {"authorization_window_seconds": 259200, "updated_at": UPDATED}
+PAYMENT_SETTINGS = {"authorization_window_seconds": 259200, "updated_at": UPDATED, "version": 2}
 REFUND = {
     "id": "rfd_01j9x6t2b3c4d5e6f7g8h9j0km",
     "payment_id": PAYMENT_ID,
@@ -570,6 +570,7 @@ ORDER_SETTINGS = {
     "authorization_window_seconds": 0,
     "return_window_days": 30,
     "return_policy_text": "Sale items: exchange only. Keep the tags on.",
+    "version": 2,
 }
 API_KEY = {
     "id": "key_01j9x6s1a2b3c4d5e6f7g8h9jk",
@@ -820,7 +821,7 @@ AUDIT_ENTRY = {
     "resource_id": PAYMENT_ID,
     "details": {"override_id": "ovr_01j9x6v6f7g8h9j0k1m2n3p4qr"},
 }
-AUDIT_SETTINGS = {"retention_days": 365, "updated_at": UPDATED}
+AUDIT_SETTINGS = {"retention_days": 365, "updated_at": UPDATED, "version": 1}
 SHIFT_ID = "shf_01j9x6v8h9j0k1m2n3p4q5r6st"
 SHIFT = {
     "id": SHIFT_ID,

@@ -184,8 +184,11 @@ async def update_member(
     pin: str | None,
     actor: audit.Actor,
     request_id: str,
+    expected_version: int = 0,
 ) -> Member | None:
-    """Change what is given (a new PIN also clears a lock); None: no such member."""
+    """Change what is given (a new PIN also clears a lock); None: no such member. With
+    `expected_version`, a member at another version is refused (`version_mismatch`) and
+    nothing changes."""
     changes = dict(fields)
     if pin is not None:
         pin_hash, salt = await pins.hash_pin(secret, pin)
@@ -194,6 +197,12 @@ async def update_member(
         before = await _member(conn, merchant_id, staff_id, lock=True)
         if before is None:
             return None
+        if expected_version and expected_version != before.version:
+            raise Refused(
+                "version_mismatch",
+                "the staff member changed since the version you sent",
+                current_version=before.version,
+            )
         if before.status == "deactivated":
             raise Refused("staff_deactivated", "a deactivated member cannot be changed")
         if "role" in fields:

@@ -4,6 +4,7 @@ log."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -251,6 +252,8 @@ merchant_settings = Table(
     Column("merchant_id", Text, ForeignKey("merchants.id"), primary_key=True),
     Column("audit_retention_days", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every change (1 is the defaults, before any row): If-Match on the settings.
+    Column("version", BigInteger, nullable=False, server_default="2"),
 )
 
 # Register, staff and override events, written in the same transaction as the change and

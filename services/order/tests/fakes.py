@@ -156,11 +156,15 @@ class FakeSettings:
     def __init__(self, uow: FakeUow) -> None:
         self._uow = uow
 
-    async def get(self) -> OrderSettings | None:
+    async def get(self, *, lock: bool = False) -> OrderSettings | None:
         return self._uow.store.settings.get(self._uow.merchant_id)
 
-    async def put(self, settings: OrderSettings) -> None:
+    async def put(self, settings: OrderSettings) -> bool:
+        stored = self._uow.store.settings.get(self._uow.merchant_id)
+        if (stored.version if stored else 1) != settings.version - 1:
+            return False
         self._uow.store.settings[self._uow.merchant_id] = settings
+        return True
 
 
 class FakePriceBook:

@@ -5,21 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from pos_gateway import audit
 from pos_gateway import examples as ex
 from pos_gateway.actions import principal_of
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     INT32,
     TIME_SCHEMA,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     QueryId,
     Rfc3339,
     example,
+    expected_version,
     op,
     request_id,
     timestamp,
@@ -81,11 +84,17 @@ async def list_audit_log(
     "/audit-settings",
     **op("audit:read", "How long the audit log is kept", example=ex.AUDIT_SETTINGS),
 )
-async def get_audit_settings(request: Request) -> AuditSettings:
-    days, updated = await audit.retention_days(
-        request.app.state.engine, principal_of(request).merchant_id
+async def get_audit_settings(request: Request, response: Response) -> AuditSettings:
+    """The ETag is the version, for `If-Match` on a change."""
+    found = await audit.retention_days(request.app.state.engine, principal_of(request).merchant_id)
+    return _settings(response, found)
+
+
+def _settings(response: Response, found: audit.Retention) -> AuditSettings:
+    response.headers["ETag"] = f'"{found.version}"'
+    return AuditSettings(
+        retention_days=found.days, updated_at=ts(found.updated_at), version=found.version
     )
-    return AuditSettings(retention_days=days, updated_at=ts(updated))
 
 
 class AuditSettingsIn(Body):
@@ -99,15 +108,25 @@ class AuditSettingsIn(Body):
 
 @router.put(
     "/audit-settings",
-    **op("audit:manage", "Set how long the audit log is kept", example=ex.AUDIT_SETTINGS),
-)
-async def put_audit_settings(body: AuditSettingsIn, request: Request) -> AuditSettings:
-    """The change is itself in the audit log."""
+    **op("audit:manage", "Set how long the audit log is kept", (412,),
+         example={**ex.AUDIT_SETTINGS, "version": 2}),
+)  # fmt: skip
+async def put_audit_settings(
+    body: AuditSettingsIn, request: Request, response: Response, if_match: IfMatch = None
+) -> AuditSettings:
+    """The change is itself in the audit log (`settings.audit_retention_changed`, from and
+    to) and bumps `version`; the same period again changes nothing. Send `If-Match:
+    "<version>"` to change only the version you saw: a stale one is a 412 `version_mismatch`
+    with `current_version`."""
     principal = principal_of(request)
-    engine = request.app.state.engine
-    await audit.set_retention_days(
-        engine, principal.merchant_id, body.retention_days, audit.actor_of(principal),
-        request_id(),
-    )  # fmt: skip
-    days, updated = await audit.retention_days(engine, principal.merchant_id)
-    return AuditSettings(retention_days=days, updated_at=ts(updated))
+    version = expected_version(if_match)
+    try:
+        found = await audit.set_retention_days(
+            request.app.state.engine, principal.merchant_id, body.retention_days,
+            audit.actor_of(principal), request_id(), version,
+        )  # fmt: skip
+    except audit.VersionMismatch as exc:
+        raise Problem(
+            412, "version_mismatch", str(exc), extra={"current_version": exc.current_version}
+        ) from None
+    return _settings(response, found)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -26,14 +27,17 @@ from pos_gateway.routes.common import (
     INT64,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     MoneyIn,
     PathId,
     QueryId,
     example,
+    expected_version,
     op,
     request_id,
     services,
+    version_checked,
 )
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.gift_cards import (
@@ -364,20 +368,47 @@ class GiftCardSettingsIn(Body):
 
 @router.get(
     "/gift-card-settings",
-    **op("payments:read", "Get your gift card settings", example={"max_balance": 200000}),
-)
-async def get_gift_card_settings(svc: Svc) -> GiftCardSettings:
-    """The default maximum balance is 200000 minor units (2,000.00)."""
+    **op("payments:read", "Get your gift card settings",
+         example={"max_balance": 200000, "version": 1}),
+)  # fmt: skip
+async def get_gift_card_settings(svc: Svc, response: Response) -> GiftCardSettings:
+    """The default maximum balance is 200000 minor units (2,000.00), at version 1. The ETag
+    is the version, for `If-Match` on a change."""
     answer = await svc.gift_cards.GetGiftCardSettings(G.GetGiftCardSettingsRequest())
+    response.headers["ETag"] = f'"{answer.settings.version}"'
     return to_model(GiftCardSettings, answer.settings)
+
+
+def _max(settings: G.GiftCardSettings) -> dict[str, int]:
+    return {"max_balance": settings.max_balance}
 
 
 @router.put(
     "/gift-card-settings",
-    **op("payments:write", "Change your gift card settings", example={"max_balance": 100000}),
-)
-async def put_gift_card_settings(body: GiftCardSettingsIn, svc: Svc) -> GiftCardSettings:
-    answer = await svc.gift_cards.UpdateGiftCardSettings(
-        G.UpdateGiftCardSettingsRequest(request_id=request_id(), max_balance=body.max_balance)
-    )
+    **op("payments:write", "Change your gift card settings", (412,),
+         example={"max_balance": 100000, "version": 2}),
+)  # fmt: skip
+async def put_gift_card_settings(
+    body: GiftCardSettingsIn,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    if_match: IfMatch = None,
+) -> GiftCardSettings:
+    """A change bumps `version` and is in the audit log (`settings.gift_cards_changed`); the
+    same maximum again changes nothing. Send `If-Match: "<version>"` to change only the version
+    you saw: a stale one is a 412 `version_mismatch` with `current_version`."""
+    version = expected_version(if_match)
+    async with guarded(request, "settings.gift_cards_changed") as done:
+        answer = await version_checked(
+            svc.gift_cards.UpdateGiftCardSettings(
+                G.UpdateGiftCardSettingsRequest(
+                    request_id=request_id(), max_balance=body.max_balance, expected_version=version
+                )
+            )
+        )
+        settings_changed(
+            done, _max(answer.previous), _max(answer.settings), answer.settings.version
+        )
+    response.headers["ETag"] = f'"{answer.settings.version}"'
     return to_model(GiftCardSettings, answer.settings)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2
@@ -14,7 +14,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway import staff
-from pos_gateway.actions import guarded, principal_of
+from pos_gateway.actions import guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -24,19 +24,23 @@ from pos_gateway.routes.common import (
     INT64,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     MoneyIn,
     PathId,
     QueryId,
     UpdatedSince,
     example,
+    expected_version,
     known_register,
     op,
     request_id,
     services,
     timestamp,
+    version_checked,
 )
 from pos_gateway.routes.inventory import GeoIn
+from pos_gateway.routes.payments import change_payment_settings
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.orders import (
     CartQuote,
@@ -675,10 +679,13 @@ async def step_fulfillment(
     "/order-settings",
     **op("orders:read", "Get the order settings", example=ex.ORDER_SETTINGS),
 )
-async def get_order_settings(svc: Svc) -> OrderSettings:
-    """The service's defaults where you set none. The authorisation window is the payment
-    service's, shown here so that the settings an order follows are in one place."""
+async def get_order_settings(svc: Svc, response: Response) -> OrderSettings:
+    """The service's defaults where you set none (version 1). The authorisation window is
+    the payment service's, shown here so that the settings an order follows are in one place
+    (its changes bump the payment settings' version, not this one). The ETag is the version,
+    for `If-Match` on a change."""
     answer = await svc.order.GetOrderSettings(order_pb2.GetOrderSettingsRequest())
+    response.headers["ETag"] = f'"{answer.settings.version}"'
     return await _with_window(svc, answer.settings)
 
 
@@ -715,12 +722,25 @@ class OrderSettingsIn(Body):
 
 @router.patch(
     "/order-settings",
-    **op("orders:write", "Change the order settings", (*CREATE,), example=ex.ORDER_SETTINGS),
+    **op("orders:write", "Change the order settings", (*CREATE, 412), example=ex.ORDER_SETTINGS),
 )
-async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSettings:
-    """Only the fields sent change. The authorisation window is the payment settings'
-    (`PUT /v1/payment-settings`); a pickup that would outlive it captures at confirmation."""
-    request = order_pb2.UpdateOrderSettingsRequest(request_id=request_id())
+async def update_order_settings(
+    body: OrderSettingsIn,
+    http: Request,
+    response: Response,
+    svc: Svc,
+    if_match: IfMatch = None,
+) -> OrderSettings:
+    """Only the fields sent change; a change bumps `version` and is in the audit log
+    (`settings.orders_changed`, each field from and to). Send `If-Match: "<version>"` to change
+    only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
+    and nothing changes, the window included. The authorisation window is the payment
+    settings' (`PUT /v1/payment-settings`): set from here, it is their change
+    (`settings.payments_changed`, their version); a pickup that would outlive it captures at
+    confirmation."""
+    request = order_pb2.UpdateOrderSettingsRequest(
+        request_id=request_id(), expected_version=expected_version(if_match)
+    )
     if body.capture_pickup_at_order is not None:
         request.capture_pickup_at_order = body.capture_pickup_at_order
     if body.pickup_expiry_seconds is not None:
@@ -731,15 +751,25 @@ async def update_order_settings(body: OrderSettingsIn, svc: Svc) -> OrderSetting
         request.return_window_days = body.return_window_days
     if body.return_policy_text is not None:
         request.return_policy_text = body.return_policy_text
+    # The order settings first: a stale If-Match is refused there before anything changes.
+    async with guarded(http, "settings.orders_changed") as done:
+        answer = await version_checked(svc.order.UpdateOrderSettings(request))
+        settings_changed(
+            done, _order_fields(answer.previous), _order_fields(answer.settings),
+            answer.settings.version,
+        )  # fmt: skip
     if body.authorization_window_seconds is not None:
-        await svc.payment.UpdatePaymentSettings(
-            payment_pb2.UpdatePaymentSettingsRequest(
-                request_id=f"{request_id()}/payment",
-                authorization_window_seconds=body.authorization_window_seconds,
-            )
+        await change_payment_settings(
+            http, svc, body.authorization_window_seconds, 0, f"{request_id()}/payment"
         )
-    answer = await svc.order.UpdateOrderSettings(request)
+    response.headers["ETag"] = f'"{answer.settings.version}"'
     return await _with_window(svc, answer.settings)
+
+
+def _order_fields(settings: order_pb2.OrderSettings) -> dict[str, object]:
+    names = ("capture_pickup_at_order", "pickup_expiry_seconds", "hold_seconds",
+             "return_window_days", "return_policy_text")  # fmt: skip
+    return {name: getattr(settings, name) for name in names}
 
 
 class CartIn(Body):

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded
+from pos_gateway.actions import guarded, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -23,6 +23,7 @@ from pos_gateway.routes.common import (
     UNKNOWN_LOCATION,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     MoneyIn,
     PathId,
@@ -30,10 +31,12 @@ from pos_gateway.routes.common import (
     Sku,
     UpdatedSince,
     example,
+    expected_version,
     op,
     request_id,
     services,
     timestamp,
+    version_checked,
 )
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.payments import (
@@ -438,25 +441,57 @@ class PaymentSettingsIn(Body):
     "/payment-settings",
     **op("payments:read", "Get your payment settings", example=ex.PAYMENT_SETTINGS),
 )
-async def get_payment_settings(svc: Svc) -> PaymentSettings:
-    """Your settings, or the defaults (7 days; 1 hour in the sandbox) where you set none."""
+async def get_payment_settings(svc: Svc, response: Response) -> PaymentSettings:
+    """Your settings, or the defaults (7 days; 1 hour in the sandbox) where you set none
+    (version 1). The ETag is the version, for `If-Match` on a change."""
     answer = await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+    response.headers["ETag"] = f'"{answer.settings.version}"'
     return to_model(PaymentSettings, answer.settings)
+
+
+def _window(settings: payment_pb2.PaymentSettings) -> dict[str, int]:
+    return {"authorization_window_seconds": settings.authorization_window_seconds}
+
+
+async def change_payment_settings(
+    request: Request, svc: Services, window_seconds: int, version: int, key: str
+) -> payment_pb2.PaymentSettings:
+    """Set the authorisation window (from here or from the order settings), with its audit
+    entry `settings.payments_changed` when it changed."""
+    async with guarded(request, "settings.payments_changed") as done:
+        answer = await version_checked(
+            svc.payment.UpdatePaymentSettings(
+                payment_pb2.UpdatePaymentSettingsRequest(
+                    request_id=key,
+                    authorization_window_seconds=window_seconds,
+                    expected_version=version,
+                )
+            )
+        )
+        settings_changed(
+            done, _window(answer.previous), _window(answer.settings), answer.settings.version
+        )
+    changed: payment_pb2.PaymentSettings = answer.settings
+    return changed
 
 
 @router.put(
     "/payment-settings",
-    **op("payments:write", "Change your payment settings", example=ex.PAYMENT_SETTINGS),
-)
+    **op("payments:write", "Change your payment settings", (412,),
+         example={**ex.PAYMENT_SETTINGS, "version": 3}),
+)  # fmt: skip
 async def put_payment_settings(
-    body: PaymentSettingsIn, request: Request, svc: Svc
+    body: PaymentSettingsIn,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    if_match: IfMatch = None,
 ) -> PaymentSettings:
-    async with guarded(request, "settings.payments_changed") as done:
-        answer = await svc.payment.UpdatePaymentSettings(
-            payment_pb2.UpdatePaymentSettingsRequest(
-                request_id=request_id(),
-                authorization_window_seconds=body.authorization_window_seconds,
-            )
-        )
-        done.details = {"authorization_window_seconds": body.authorization_window_seconds}
-    return to_model(PaymentSettings, answer.settings)
+    """A change bumps `version` and is in the audit log (`settings.payments_changed`); the
+    same window again changes nothing. Send `If-Match: "<version>"` to change only the version
+    you saw: a stale one is a 412 `version_mismatch` with `current_version`."""
+    settings = await change_payment_settings(
+        request, svc, body.authorization_window_seconds, expected_version(if_match), request_id()
+    )
+    response.headers["ETag"] = f'"{settings.version}"'
+    return to_model(PaymentSettings, settings)

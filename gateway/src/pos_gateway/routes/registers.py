@@ -269,9 +269,8 @@ def _at_register(request: Request) -> Principal:
 
 
 def refusal(exc: staff.Refused) -> Problem:
-    status = {"resource_missing": 404, "staff_deactivated": 409, "role_name_taken": 409}.get(
-        exc.reason, 403
-    )
+    status = {"resource_missing": 404, "staff_deactivated": 409, "role_name_taken": 409,
+              "version_mismatch": 412}.get(exc.reason, 403)  # fmt: skip
     extra = {k: (ts(v) if isinstance(v, datetime) else v) for k, v in exc.extra.items()
              if k != "field"}  # fmt: skip
     errors = [{"field": exc.extra["field"], "reason": exc.detail}] if "field" in exc.extra else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from pos_gateway import audit, staff
@@ -20,10 +20,12 @@ from pos_gateway.routes.common import (
     UNKNOWN_LOCATION,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     PathId,
     QueryId,
     example,
+    expected_version,
     op,
     request_id,
     services,
@@ -46,6 +48,11 @@ def _member_json(m: staff.Member) -> dict[str, Any]:
     return {"id": m.id, "name": m.name, "role": m.role, "location_ids": m.location_ids,
             "status": m.status, "locked_until": ts(m.locked_until), "version": m.version,
             "created_at": ts(m.created_at), "updated_at": ts(m.updated_at)}  # fmt: skip
+
+
+def _etag(response: Response, m: staff.Member) -> StaffMember:
+    response.headers["ETag"] = f'"{m.version}"'
+    return StaffMember.model_validate(_member_json(m))
 
 
 def _reused() -> Problem:
@@ -127,12 +134,13 @@ def _staff_missing(staff_id: str) -> Problem:
 
 @router.get("/staff/{staff_id}", **op("staff:manage", "Get a staff member", (404,),
                                       example=ex.STAFF))  # fmt: skip
-async def get_staff(staff_id: PathId, request: Request) -> StaffMember:
+async def get_staff(staff_id: PathId, request: Request, response: Response) -> StaffMember:
+    """The ETag is the version, for `If-Match` on a change."""
     _manager(request)
     found = await staff.get(request.app.state.engine, principal_of(request).merchant_id, staff_id)
     if found is None:
         raise _staff_missing(staff_id)
-    return StaffMember.model_validate(_member_json(found))
+    return _etag(response, found)
 
 
 class StaffPatch(Body):
@@ -148,13 +156,23 @@ class StaffPatch(Body):
 
 @router.patch(
     "/staff/{staff_id}",
-    **op("staff:manage", "Change a staff member", (404, 409), example=ex.STAFF),
-)
+    **op("staff:manage", "Change a staff member", (404, 409, 412),
+         example={**ex.STAFF, "version": 2}),
+)  # fmt: skip
 async def update_staff(
-    staff_id: PathId, body: StaffPatch, request: Request, svc: Svc
+    staff_id: PathId,
+    body: StaffPatch,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    if_match: IfMatch = None,
 ) -> StaffMember:
-    """Only the fields given change. A deactivated member is a 409 `staff_deactivated`."""
+    """Only the fields given change; each change bumps `version`. Send `If-Match:
+    "<version>"` to change only the version you saw: a stale one is a 412 `version_mismatch`
+    with `current_version`, and nothing changes. A deactivated member is a 409
+    `staff_deactivated`."""
     actor = _manager(request)
+    version = expected_version(if_match)
     fields: dict[str, Any] = {}
     if body.name is not None:
         fields["name"] = body.name
@@ -167,13 +185,13 @@ async def update_staff(
     try:
         changed = await staff.update_member(
             state.engine, state.secret, principal_of(request).merchant_id, staff_id, fields,
-            body.pin, actor, request_id(),
+            body.pin, actor, request_id(), version,
         )  # fmt: skip
     except staff.Refused as exc:
         raise refusal(exc) from None
     if changed is None:
         raise _staff_missing(staff_id)
-    return StaffMember.model_validate(_member_json(changed))
+    return _etag(response, changed)
 
 
 @router.post(

@@ -16,6 +16,7 @@ from pos_gateway.schemas.base import (
     Page,
     SignedMoney,
     Timestamp,
+    Version,
 )
 
 # A code as printed (groups of four) or as a merchant's pre-printed card has it.
@@ -79,6 +80,7 @@ class GiftCardSettings(Answer):
     max_balance: int = Field(
         ge=1, le=10**12, json_schema_extra=INT64, description="The most one card may hold"
     )
+    version: Version
 
 
 class TenderTotals(Answer):

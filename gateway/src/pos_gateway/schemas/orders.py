@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pos_gateway.routes.common import INT64, INT64_MAX
-from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp
+from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp, Version
 from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.stock import GeoPoint
 
@@ -251,6 +251,11 @@ class OrderSettings(Answer):
         max_length=1_000,
         description="The merchant's return policy, printed on receipts after the window's "
         "sentence; empty: that sentence alone",
+    )
+    version: Version = Field(
+        description="Bumped by every change of these settings (1 while the defaults apply); "
+        "send it back in If-Match. The authorisation window is the payment settings' and "
+        "has their version (GET /v1/payment-settings)"
     )
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from pos_gateway.routes.common import INT64, INT64_MAX
-from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp
+from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Sku, Timestamp, Version
 
 TenderType = Literal["cash", "card", "gift_card", "external"]
 # Words a list of the document once fixed to fewer values: open strings now, their values said
@@ -120,6 +120,7 @@ class PaymentSettings(Answer):
         "reason `expired`) and a capture after it is a 409 `authorization_expired`",
     )
     updated_at: Timestamp | None = Field(description="Null while the defaults apply")
+    version: Version
 
 
 class OrderPayments(Answer):

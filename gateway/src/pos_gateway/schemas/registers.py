@@ -154,6 +154,7 @@ class AuditEntryList(Page[AuditEntry]):
 class AuditSettings(Answer):
     retention_days: int = Field(ge=30, le=3650, json_schema_extra=INT32)
     updated_at: Timestamp | None
+    version: Version
 
 
 class ShiftStatus(StrEnum):

@@ -640,9 +640,10 @@ class SqlOrderSettings:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def get(self) -> OrderSettings | None:
+    async def get(self, *, lock: bool = False) -> OrderSettings | None:
         t = order_settings
-        row = (await self._conn.execute(select(t).where(t.c.merchant_id == self._merchant))).first()
+        query = select(t).where(t.c.merchant_id == self._merchant)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
             return None
         return OrderSettings(
@@ -651,9 +652,10 @@ class SqlOrderSettings:
             hold_seconds=row.hold_seconds,
             return_window_days=row.return_window_days,
             return_policy_text=row.return_policy_text,
+            version=row.version,
         )
 
-    async def put(self, settings: OrderSettings) -> None:
+    async def put(self, settings: OrderSettings) -> bool:
         t = order_settings
         values = {
             "capture_pickup_at_order": settings.capture_pickup_at_order,
@@ -661,13 +663,17 @@ class SqlOrderSettings:
             "hold_seconds": settings.hold_seconds,
             "return_window_days": settings.return_window_days,
             "return_policy_text": settings.return_policy_text,
+            "version": settings.version,
         }
         statement = pg_insert(t).values(merchant_id=self._merchant, **values)
-        await self._conn.execute(
+        written = await self._conn.execute(
             statement.on_conflict_do_update(
-                constraint="order_settings_pkey", set_={**values, "updated_at": func.now()}
-            )
+                constraint="order_settings_pkey",
+                set_={**values, "updated_at": func.now()},
+                where=t.c.version == settings.version - 1,
+            ).returning(t.c.merchant_id)
         )
+        return written.first() is not None
 
 
 # The stores whose rates this process found (or wrote) in the read model, and when: a sale at

@@ -86,6 +86,8 @@ order_settings = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The merchant's own return policy, printed on receipts.
     Column("return_policy_text", Text, nullable=False, server_default=""),
+    # Bumped by every change (1 is the defaults, before any row): If-Match on the settings.
+    Column("version", BigInteger, nullable=False, server_default="2"),
     PrimaryKeyConstraint("merchant_id", name="order_settings_pkey"),
 )
 

@@ -190,6 +190,7 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
         hold_seconds=s.hold_seconds,
         return_window_days=s.return_window_days,
         return_policy_text=s.return_policy_text,
+        version=s.version,
     )
 
 
@@ -537,8 +538,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 request.return_policy_text if request.HasField("return_policy_text") else None
             ),
         )
-        found = await handlers.update_settings(uow, self.policy, change)
-        return order_pb2.UpdateOrderSettingsResponse(settings=_settings(found))
+        before, found = await handlers.update_settings(
+            uow, self.policy, change, request.expected_version
+        )
+        return order_pb2.UpdateOrderSettingsResponse(
+            settings=_settings(found), previous=_settings(before)
+        )
 
 
 def registrar(

@@ -930,9 +930,20 @@ class SettingsChange:
 MAX_POLICY_TEXT = 1_000
 
 
+def _settings_changed(current_version: int) -> Conflict:
+    return Conflict(
+        "the settings changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current_version)},
+    )
+
+
 async def update_settings(
-    uow: OrderUnitOfWork, policy: Policy, change_: SettingsChange
-) -> OrderSettings:
+    uow: OrderUnitOfWork, policy: Policy, change_: SettingsChange, expected_version: int = 0
+) -> tuple[OrderSettings, OrderSettings]:
+    """The settings before and after the change. With `expected_version`, a stale version
+    changes nothing (`version_mismatch`); a change to what they already are is none (no new
+    version)."""
     violations: list[FieldViolation] = []
     if change_.pickup_expiry_seconds is not None and not (
         3600 <= change_.pickup_expiry_seconds <= 90 * 86400
@@ -951,7 +962,9 @@ async def update_settings(
             FieldViolation("return_policy_text", f"must be at most {MAX_POLICY_TEXT} characters")
         )
     raise_if(violations)
-    current = await get_settings(uow, policy)
+    current = await uow.settings.get(lock=True) or policy.defaults
+    if expected_version and expected_version != current.version:
+        raise _settings_changed(current.version)
     updated = OrderSettings(
         capture_pickup_at_order=_or(
             change_.capture_pickup_at_order, current.capture_pickup_at_order
@@ -960,9 +973,15 @@ async def update_settings(
         hold_seconds=_or(change_.hold_seconds, current.hold_seconds),
         return_window_days=_or(change_.return_window_days, current.return_window_days),
         return_policy_text=_or(change_.return_policy_text, current.return_policy_text),
+        version=current.version,
     )
-    await uow.settings.put(updated)
-    return updated
+    if updated == current:
+        return current, current
+    updated = replace(updated, version=current.version + 1)
+    if not await uow.settings.put(updated):
+        found = await uow.settings.get()
+        raise _settings_changed(found.version if found else current.version)
+    return current, updated
 
 
 T = TypeVar("T")

@@ -48,6 +48,8 @@ class OrderSettings:
     return_window_days: int = 30
     # The merchant's own words, printed on receipts with the window's sentence.
     return_policy_text: str = ""
+    # Bumped by every change; 1 while the service's defaults apply.
+    version: int = 1
 
 
 class OrderRepository(Protocol):
@@ -92,8 +94,11 @@ class CheckoutStarts(Protocol):
 
 
 class SettingsStore(Protocol):
-    async def get(self) -> OrderSettings | None: ...
-    async def put(self, settings: OrderSettings) -> None: ...
+    async def get(self, *, lock: bool = False) -> OrderSettings | None: ...
+    async def put(self, settings: OrderSettings) -> bool:
+        """Write `settings` if the stored ones are still at the version before theirs (1: none
+        stored yet); False, and nothing written, when another change came first."""
+        ...
 
 
 class PriceBook(Protocol):

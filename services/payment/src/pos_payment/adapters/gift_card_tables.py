@@ -101,6 +101,8 @@ gift_card_settings = Table(
     Column("merchant_id", Text, nullable=False),
     Column("max_balance", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every change (1 is the defaults, before any row): If-Match on the settings.
+    Column("version", BigInteger, nullable=False, server_default="2"),
     PrimaryKeyConstraint("merchant_id", name="gift_card_settings_pkey"),
 )
 

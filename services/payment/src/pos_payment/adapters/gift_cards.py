@@ -192,27 +192,33 @@ class SqlGiftCardSettingsRepository:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def get(self) -> GiftCardSettings:
+    async def get(self, *, lock: bool = False) -> GiftCardSettings:
         t = gift_card_settings
-        row = (await self._conn.execute(select(t).where(t.c.merchant_id == self._merchant))).first()
-        return (
-            GiftCardSettings() if row is None else GiftCardSettings(row.max_balance, row.updated_at)
-        )
+        query = select(t).where(t.c.merchant_id == self._merchant)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            return GiftCardSettings()
+        return GiftCardSettings(row.max_balance, row.updated_at, row.version)
 
-    async def save(self, settings: GiftCardSettings) -> None:
+    async def save(self, settings: GiftCardSettings) -> bool:
         t = gift_card_settings
+        values = {"max_balance": settings.max_balance, "version": settings.version}
         row = (
             await self._conn.execute(
                 pg_insert(t)
-                .values(merchant_id=self._merchant, max_balance=settings.max_balance)
+                .values(merchant_id=self._merchant, **values)
                 .on_conflict_do_update(
                     index_elements=[t.c.merchant_id],
-                    set_={"max_balance": settings.max_balance, "updated_at": func.now()},
+                    set_={**values, "updated_at": func.now()},
+                    where=t.c.version == settings.version - 1,
                 )
                 .returning(t.c.updated_at)
             )
-        ).one()
+        ).first()
+        if row is None:
+            return False
         settings.updated_at = row.updated_at
+        return True
 
 
 class GiftCardUow(UnitOfWork):

@@ -124,7 +124,9 @@ def terminal_to_proto(c: TerminalCheckout) -> payment_pb2.TerminalCheckout:
 
 
 def settings_to_proto(s: PaymentSettings) -> payment_pb2.PaymentSettings:
-    msg = payment_pb2.PaymentSettings(authorization_window_seconds=s.authorization_window_seconds)
+    msg = payment_pb2.PaymentSettings(
+        authorization_window_seconds=s.authorization_window_seconds, version=s.version
+    )
     if s.updated_at is not None:
         msg.updated_at.FromDatetime(s.updated_at)
     return msg

@@ -507,30 +507,35 @@ class SqlSettingsRepository:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def get(self) -> PaymentSettings | None:
+    async def get(self, *, lock: bool = False) -> PaymentSettings | None:
+        query = select(merchant_settings).where(merchant_settings.c.merchant_id == self._merchant)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            return None
+        return PaymentSettings(row.authorization_window_seconds, row.updated_at, row.version)
+
+    async def save(self, settings: PaymentSettings) -> bool:
+        t = merchant_settings
+        values = {
+            "authorization_window_seconds": settings.authorization_window_seconds,
+            "version": settings.version,
+        }
         row = (
             await self._conn.execute(
-                select(merchant_settings).where(merchant_settings.c.merchant_id == self._merchant)
+                pg_insert(t)
+                .values(merchant_id=self._merchant, **values)
+                .on_conflict_do_update(
+                    index_elements=[t.c.merchant_id],
+                    set_={**values, "updated_at": func.now()},
+                    where=t.c.version == settings.version - 1,
+                )
+                .returning(t.c.updated_at)
             )
         ).first()
         if row is None:
-            return None
-        return PaymentSettings(row.authorization_window_seconds, row.updated_at)
-
-    async def save(self, settings: PaymentSettings) -> None:
-        values = {"authorization_window_seconds": settings.authorization_window_seconds}
-        row = (
-            await self._conn.execute(
-                pg_insert(merchant_settings)
-                .values(merchant_id=self._merchant, **values)
-                .on_conflict_do_update(
-                    index_elements=[merchant_settings.c.merchant_id],
-                    set_={**values, "updated_at": func.now()},
-                )
-                .returning(merchant_settings.c.updated_at)
-            )
-        ).one()
+            return False
         settings.updated_at = row.updated_at
+        return True
 
 
 class PaymentUow(UnitOfWork):

@@ -185,6 +185,8 @@ merchant_settings = Table(
     Column("merchant_id", Text, nullable=False),
     Column("authorization_window_seconds", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every change (1 is the defaults, before any row): If-Match on the settings.
+    Column("version", BigInteger, nullable=False, server_default="2"),
     PrimaryKeyConstraint("merchant_id", name="merchant_settings_pkey"),
 )
 

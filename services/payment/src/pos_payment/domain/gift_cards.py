@@ -239,6 +239,8 @@ class GiftCardActivityCreated:
 class GiftCardSettings:
     max_balance: int = DEFAULT_MAX_BALANCE
     updated_at: datetime | None = None
+    # Bumped by every change; 1 while the service's defaults apply.
+    version: int = 1
 
 
 def validate_max_balance(value: int) -> int:

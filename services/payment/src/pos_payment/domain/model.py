@@ -352,6 +352,8 @@ MAX_WINDOW_SECONDS = 31 * 24 * 3600
 class PaymentSettings:
     authorization_window_seconds: int
     updated_at: datetime | None = None
+    # Bumped by every change; 1 while the service's defaults apply.
+    version: int = 1
 
 
 def validate_window(seconds: int) -> int:

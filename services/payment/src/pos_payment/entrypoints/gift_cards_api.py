@@ -39,7 +39,7 @@ def _amount(message: Any, name: str = "amount") -> tuple[int, str]:
 
 
 def _settings(settings: GiftCardSettings) -> G.GiftCardSettings:
-    return G.GiftCardSettings(max_balance=settings.max_balance)
+    return G.GiftCardSettings(max_balance=settings.max_balance, version=settings.version)
 
 
 def _grouped(code: str) -> str:
@@ -231,8 +231,12 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
     async def UpdateGiftCardSettings(
         self, request: G.UpdateGiftCardSettingsRequest, uow: GiftCardUow
     ) -> G.UpdateGiftCardSettingsResponse:
-        chosen = await handlers.update_settings(uow, request.max_balance)
-        return G.UpdateGiftCardSettingsResponse(settings=_settings(chosen))
+        before, chosen = await handlers.update_settings(
+            uow, request.max_balance, request.expected_version
+        )
+        return G.UpdateGiftCardSettingsResponse(
+            settings=_settings(chosen), previous=_settings(before)
+        )
 
 
 def registrar(

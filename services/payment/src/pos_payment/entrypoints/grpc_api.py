@@ -290,8 +290,12 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     async def UpdatePaymentSettings(
         self, request: payment_pb2.UpdatePaymentSettingsRequest, uow: PaymentUow
     ) -> payment_pb2.UpdatePaymentSettingsResponse:
-        chosen = await handlers.update_settings(uow, request.authorization_window_seconds)
-        return payment_pb2.UpdatePaymentSettingsResponse(settings=settings_to_proto(chosen))
+        before, chosen = await handlers.update_settings(
+            uow, self.policy, request.authorization_window_seconds, request.expected_version
+        )
+        return payment_pb2.UpdatePaymentSettingsResponse(
+            settings=settings_to_proto(chosen), previous=settings_to_proto(before)
+        )
 
     @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
     def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from pos_kit.errors import DomainError, ErrorKind, NotFound, raise_if, require
+from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_payment.domain.gift_cards import (
@@ -42,8 +42,11 @@ class CardRepository(Protocol):
 
 
 class CardSettingsRepository(Protocol):
-    async def get(self) -> GiftCardSettings: ...
-    async def save(self, settings: GiftCardSettings) -> None: ...
+    async def get(self, *, lock: bool = False) -> GiftCardSettings: ...
+    async def save(self, settings: GiftCardSettings) -> bool:
+        """Write `settings` if the stored ones are still at the version before theirs (1: none
+        stored yet); False, and nothing written, when another change came first."""
+        ...
 
 
 class GiftCardUnitOfWork(Protocol):
@@ -264,7 +267,27 @@ async def get_settings(uow: GiftCardUnitOfWork) -> GiftCardSettings:
     return await uow.card_settings.get()
 
 
-async def update_settings(uow: GiftCardUnitOfWork, max_balance: int) -> GiftCardSettings:
-    settings = GiftCardSettings(validate_max_balance(max_balance))
-    await uow.card_settings.save(settings)
-    return settings
+def _settings_changed(current_version: int) -> DomainError:
+    return Conflict(
+        "the settings changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current_version)},
+    )
+
+
+async def update_settings(
+    uow: GiftCardUnitOfWork, max_balance: int, expected_version: int = 0
+) -> tuple[GiftCardSettings, GiftCardSettings]:
+    """The settings before and after the change. With `expected_version`, a stale version
+    changes nothing (`version_mismatch`); the same maximum again is no change (no new
+    version)."""
+    validate_max_balance(max_balance)
+    current = await uow.card_settings.get(lock=True)
+    if expected_version and expected_version != current.version:
+        raise _settings_changed(current.version)
+    if max_balance == current.max_balance:
+        return current, current
+    settings = GiftCardSettings(max_balance, version=current.version + 1)
+    if not await uow.card_settings.save(settings):
+        raise _settings_changed((await uow.card_settings.get()).version)
+    return current, settings

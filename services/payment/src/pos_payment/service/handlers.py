@@ -239,18 +239,42 @@ async def authorization_window(uow: PaymentUnitOfWork, policy: Policy) -> timede
     return timedelta(seconds=chosen.authorization_window_seconds)
 
 
-async def get_settings(uow: PaymentUnitOfWork, policy: Policy) -> PaymentSettings:
-    chosen = await uow.settings.get()
+async def get_settings(
+    uow: PaymentUnitOfWork, policy: Policy, *, lock: bool = False
+) -> PaymentSettings:
+    chosen = await uow.settings.get(lock=lock)
     default = int(policy.authorization_window.total_seconds())
     return chosen or PaymentSettings(default)
 
 
+def settings_changed_meanwhile(current_version: int) -> Conflict:
+    return Conflict(
+        "the settings changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current_version)},
+    )
+
+
 async def update_settings(
-    uow: PaymentUnitOfWork, authorization_window_seconds: int
-) -> PaymentSettings:
-    settings = PaymentSettings(validate_window(authorization_window_seconds))
-    await uow.settings.save(settings)
-    return settings
+    uow: PaymentUnitOfWork,
+    policy: Policy,
+    authorization_window_seconds: int,
+    expected_version: int = 0,
+) -> tuple[PaymentSettings, PaymentSettings]:
+    """The settings before and after the change. With `expected_version`, a stale version
+    changes nothing (`version_mismatch`); the same window again is no change (no new
+    version)."""
+    window = validate_window(authorization_window_seconds)
+    current = await get_settings(uow, policy, lock=True)
+    if expected_version and expected_version != current.version:
+        raise settings_changed_meanwhile(current.version)
+    if window == current.authorization_window_seconds:
+        return current, current
+    settings = PaymentSettings(window, version=current.version + 1)
+    if not await uow.settings.save(settings):
+        found = await uow.settings.get()
+        raise settings_changed_meanwhile(found.version if found else current.version)
+    return current, settings
 
 
 # --- captures and voids --------------------------------------------------------------------

@@ -69,8 +69,11 @@ class TerminalRepository(Protocol):
 
 
 class SettingsRepository(Protocol):
-    async def get(self) -> PaymentSettings | None: ...
-    async def save(self, settings: PaymentSettings) -> None: ...
+    async def get(self, *, lock: bool = False) -> PaymentSettings | None: ...
+    async def save(self, settings: PaymentSettings) -> bool:
+        """Write `settings` if the stored ones are still at the version before theirs (1: none
+        stored yet); False, and nothing written, when another change came first."""
+        ...
 
 
 class PaymentUnitOfWork(Protocol):

@@ -1287,6 +1287,7 @@ class OrderSettings(_message.Message):
     AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     capture_pickup_at_order: _builtins.bool
     """Pickup orders: captured at confirmation (true) or at hand-over (false)."""
     pickup_expiry_seconds: _builtins.int
@@ -1301,6 +1302,10 @@ class OrderSettings(_message.Message):
     """The merchant's return policy, printed on receipts (at most 1,000 characters; empty:
     the window sentence alone).
     """
+    version: _builtins.int
+    """Bumped by every change of the fields above but the authorisation window (the payment
+    settings' own); 1 while the defaults apply.
+    """
     def __init__(
         self,
         *,
@@ -1310,10 +1315,11 @@ class OrderSettings(_message.Message):
         authorization_window_seconds: _builtins.int = ...,
         return_window_days: _builtins.int = ...,
         return_policy_text: _builtins.str = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1364,12 +1370,17 @@ class UpdateOrderSettingsRequest(_message.Message):
     HOLD_SECONDS_FIELD_NUMBER: _builtins.int
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     capture_pickup_at_order: _builtins.bool
     pickup_expiry_seconds: _builtins.int
     hold_seconds: _builtins.int
     return_window_days: _builtins.int
     return_policy_text: _builtins.str
+    expected_version: _builtins.int
+    """With it set, a stale version is FAILED_PRECONDITION `version_mismatch` (current_version in
+    the error metadata) and nothing changes.
+    """
     def __init__(
         self,
         *,
@@ -1379,10 +1390,11 @@ class UpdateOrderSettingsRequest(_message.Message):
         hold_seconds: _builtins.int | None = ...,
         return_window_days: _builtins.int | None = ...,
         return_policy_text: _builtins.str | None = ...,
+        expected_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "expected_version", b"expected_version", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__capture_pickup_at_order: _TypeAlias = _typing.Literal["capture_pickup_at_order"]  # noqa: Y015
     _WhichOneofArgType__capture_pickup_at_order: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order"]  # noqa: Y015
@@ -1412,16 +1424,24 @@ class UpdateOrderSettingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTINGS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def settings(self) -> Global___OrderSettings: ...
+    @_builtins.property
+    def previous(self) -> Global___OrderSettings:
+        """The settings this change replaced (the same as settings, version too, when it changed
+        nothing).
+        """
+
     def __init__(
         self,
         *,
         settings: Global___OrderSettings | None = ...,
+        previous: Global___OrderSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -660,16 +660,20 @@ class GiftCardSettings(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MAX_BALANCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     max_balance: _builtins.int
     """The most one card may hold, per currency's minor units (0: the service's default)."""
+    version: _builtins.int
+    """Bumped by every change; 1 while the defaults apply."""
     def __init__(
         self,
         *,
         max_balance: _builtins.int = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_balance", b"max_balance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_balance", b"max_balance", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -716,17 +720,23 @@ class UpdateGiftCardSettingsRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     MAX_BALANCE_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     max_balance: _builtins.int
+    expected_version: _builtins.int
+    """With it set, a stale version is FAILED_PRECONDITION `version_mismatch` (current_version in
+    the error metadata) and nothing changes.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         max_balance: _builtins.int = ...,
+        expected_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_balance", b"max_balance", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "max_balance", b"max_balance", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -737,16 +747,24 @@ class UpdateGiftCardSettingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTINGS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def settings(self) -> Global___GiftCardSettings: ...
+    @_builtins.property
+    def previous(self) -> Global___GiftCardSettings:
+        """The settings this change replaced (the same as settings, version too, when it changed
+        nothing).
+        """
+
     def __init__(
         self,
         *,
         settings: Global___GiftCardSettings | None = ...,
+        previous: Global___GiftCardSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1176,10 +1176,13 @@ class PaymentSettings(_message.Message):
 
     AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     authorization_window_seconds: _builtins.int
     """An authorisation not captured within this is voided (and a capture after it refused).
     Applies to authorisations taken after the change.
     """
+    version: _builtins.int
+    """Bumped by every change; 1 while the defaults apply."""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1187,10 +1190,11 @@ class PaymentSettings(_message.Message):
         *,
         authorization_window_seconds: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1237,18 +1241,24 @@ class UpdatePaymentSettingsRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     authorization_window_seconds: _builtins.int
     """Between 60 seconds and 31 days."""
+    expected_version: _builtins.int
+    """With it set, a stale version is FAILED_PRECONDITION `version_mismatch` (current_version in
+    the error metadata) and nothing changes.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         authorization_window_seconds: _builtins.int = ...,
+        expected_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "expected_version", b"expected_version", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1259,16 +1269,24 @@ class UpdatePaymentSettingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTINGS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def settings(self) -> Global___PaymentSettings: ...
+    @_builtins.property
+    def previous(self) -> Global___PaymentSettings:
+        """The settings this change replaced (the same as settings, version too, when it changed
+        nothing).
+        """
+
     def __init__(
         self,
         *,
         settings: Global___PaymentSettings | None = ...,
+        previous: Global___PaymentSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
