@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,19 +26,64 @@ def page_size(requested: int) -> int:
     return requested or DEFAULT_PAGE_SIZE
 
 
-def encode_token(last_key: str) -> str:
-    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+# A cursor is ours only if it reads back exactly: URL-safe base64 (no padding) of a version
+# byte, the key, and a checksum of both and of the list's scope (the list it pages; not
+# stored). A string we did not issue (garbage, another API's token, a cursor cut short or
+# edited, another list's cursor) fails one of those checks and is refused, never read as some
+# other key (which would restart the list, or end it, without a word).
+TOKEN_VERSION = b"\x01"
+_CHECKSUM_BYTES = 4
+_CHECKSUM_PERSON = b"omnitill.cursor"
+# The public bound on a cursor (the gateway's `cursor` query parameter takes 512 characters).
+TOKEN_MAX = 512
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def decode_token(token: str) -> str | None:
+def _checksum(body: bytes, scope: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=_CHECKSUM_BYTES, person=_CHECKSUM_PERSON)
+    digest.update(scope.encode() + b"\x00")
+    digest.update(body)
+    return digest.digest()
+
+
+def invalid_token(field: str = "page_token") -> InvalidArgument:
+    """The refusal of a page token this list did not issue, naming `field`."""
+    return InvalidArgument(
+        f"{field} is not valid", [FieldViolation(field, "is not a cursor this list gave")]
+    )
+
+
+def encode_token(last_key: str, scope: str = "") -> str:
+    """The opaque token of the page after `last_key` in the list `scope` names."""
+    body = TOKEN_VERSION + last_key.encode()
+    return base64.urlsafe_b64encode(body + _checksum(body, scope)).decode().rstrip("=")
+
+
+def decode_token(token: str, field: str = "page_token", scope: str = "") -> str | None:
+    """The key a token of `encode_token(key, scope)` holds; None for "" (the first page).
+    Anything else is an InvalidArgument naming `field`: strict base64 of our alphabet that
+    re-encodes to the very same text, our version, the checksum of this scope and UTF-8 text,
+    or it is not this list's."""
     if not token:
         return None
+    if len(token) > TOKEN_MAX or not _TOKEN_CHARS.fullmatch(token):
+        raise invalid_token(field)
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:  # binascii.Error, UnicodeDecodeError and non-ASCII input alike
-        raise InvalidArgument(
-            "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
-        ) from None
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:  # binascii.Error: a length no base64 text has
+        raise invalid_token(field) from None
+    # Re-encoding must give the token back: no spare bits set in the last character.
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:
+        raise invalid_token(field)
+    body, checksum = raw[:-_CHECKSUM_BYTES], raw[-_CHECKSUM_BYTES:]
+    if not body.startswith(TOKEN_VERSION):
+        raise invalid_token(field)
+    if not hmac.compare_digest(checksum, _checksum(body, scope)):
+        raise invalid_token(field)
+    try:
+        return body[len(TOKEN_VERSION) :].decode()
+    except UnicodeDecodeError:
+        raise invalid_token(field) from None
 
 
 @dataclass(frozen=True)
@@ -46,21 +94,23 @@ class ChangeCursor:
     id: str
 
 
-def encode_change(updated_at: datetime, item_id: str) -> str:
-    return encode_token(f"{updated_at.isoformat()}|{item_id}")
+def encode_change(updated_at: datetime, item_id: str, scope: str = "") -> str:
+    return encode_token(f"{updated_at.isoformat()}|{item_id}", scope)
 
 
-def decode_change(token: str) -> ChangeCursor | None:
-    raw = decode_token(token)
+def decode_change(token: str, field: str = "page_token", scope: str = "") -> ChangeCursor | None:
+    """The position a token of `encode_change` holds; None for "" (the first page)."""
+    raw = decode_token(token, field, scope)
     if raw is None:
         return None
-    stamp, _, item_id = raw.partition("|")
+    stamp, bar, item_id = raw.partition("|")
     try:
-        return ChangeCursor(datetime.fromisoformat(stamp), item_id)
+        updated_at = datetime.fromisoformat(stamp)
     except ValueError:
-        raise InvalidArgument(
-            "page_token is not valid", [FieldViolation("page_token", "is not a valid cursor")]
-        ) from None
+        updated_at = None
+    if not bar or not item_id or updated_at is None:
+        raise invalid_token(field)
+    return ChangeCursor(updated_at, item_id)
 
 
 T = TypeVar("T")
@@ -74,6 +124,8 @@ class PageRequest:
     after: str | None = None
     since: datetime | None = None
     cursor: ChangeCursor | None = None
+    # The list a token is good for (see `page_scope`): a token of another list is refused.
+    scope: str = ""
 
     @property
     def fetch(self) -> int:
@@ -81,13 +133,24 @@ class PageRequest:
         return self.limit + 1
 
 
+def page_scope(request: Any) -> str:
+    """The scope of a list request's tokens: the request's message name, and whether it reads
+    the change feed (`updated_since`) or by key, as the two keys differ."""
+    name: str = request.DESCRIPTOR.full_name
+    if "updated_since" in request.DESCRIPTOR.fields_by_name and request.HasField("updated_since"):
+        return name + "|changes"
+    return name
+
+
 def page_request(request: Any) -> PageRequest:
     """From a list request's `page_size`, `page_token` and, if it has one, `updated_since`."""
     limit = page_size(request.page_size)
+    scope = page_scope(request)
     if "updated_since" in request.DESCRIPTOR.fields_by_name and request.HasField("updated_since"):
         since = request.updated_since.ToDatetime(tzinfo=UTC)
-        return PageRequest(limit, since=since, cursor=decode_change(request.page_token))
-    return PageRequest(limit, after=decode_token(request.page_token))
+        cursor = decode_change(request.page_token, scope=scope)
+        return PageRequest(limit, since=since, cursor=cursor, scope=scope)
+    return PageRequest(limit, after=decode_token(request.page_token, scope=scope), scope=scope)
 
 
 def page_of(found: Sequence[T], page: PageRequest) -> tuple[list[T], str]:
@@ -98,5 +161,5 @@ def page_of(found: Sequence[T], page: PageRequest) -> tuple[list[T], str]:
         return items, ""
     last: Any = items[-1]
     if page.since is not None:
-        return items, encode_change(last.updated_at, last.id)
-    return items, encode_token(last.id)
+        return items, encode_change(last.updated_at, last.id, page.scope)
+    return items, encode_token(last.id, page.scope)
