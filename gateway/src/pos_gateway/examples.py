@@ -21,7 +21,8 @@ def usd(amount: int) -> dict[str, Any]:
 
 
 def page(item: dict[str, Any]) -> dict[str, Any]:
-    return {"data": [item], "next_cursor": "cHJvZF8wMWo5eDZxMmIzYzRkNWU2ZjdnOGg5azBtbg"}
+    # A cursor as /v1/products gives one (pos_kit.paging.encode_token).
+    return {"data": [item], "next_cursor": "AXByb2RfMDFqOXg2cTJiM2M0ZDVlNmY3ZzhoOWswbW5HEz_C"}
 
 
 def listed(item: dict[str, Any]) -> dict[str, Any]:

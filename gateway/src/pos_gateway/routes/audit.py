@@ -21,6 +21,7 @@ from pos_gateway.routes.common import (
     Limit,
     QueryId,
     Rfc3339,
+    cursor_after,
     example,
     expected_version,
     op,
@@ -29,8 +30,11 @@ from pos_gateway.routes.common import (
 )
 from pos_gateway.routes.registers import ts
 from pos_gateway.schemas.registers import AuditEntryList, AuditSettings
+from pos_kit.paging import encode_token
 
 router = APIRouter(prefix="/v1", tags=["audit"])
+# The scope of this module's list cursors (pos_kit.paging): another list's are refused.
+LIST_SCOPE = "gateway.audit-log"
 Time = Annotated[
     datetime | None, Rfc3339, Query(description="RFC 3339", json_schema_extra=TIME_SCHEMA)
 ]
@@ -70,13 +74,13 @@ async def list_audit_log(
         timestamp(until, "until")
     filters = audit.Filters(action, staff_id, register_id, resource_id, since, until)
     found = await audit.entries(
-        request.app.state.engine, principal_of(request).merchant_id, filters, cursor or "",
-        limit + 1,
+        request.app.state.engine, principal_of(request).merchant_id, filters,
+        cursor_after(cursor, LIST_SCOPE), limit + 1,
     )  # fmt: skip
     data = [_entry_json(r) for r in found[:limit]]
     more = len(found) > limit
     return AuditEntryList.model_validate(
-        {"data": data, "next_cursor": data[-1]["id"] if more else None}
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
     )
 
 

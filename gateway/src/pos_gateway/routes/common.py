@@ -30,8 +30,10 @@ from pos_gateway.clients import Services
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
+from pos_kit.errors import InvalidArgument
 from pos_kit.grpc_client import read_error
 from pos_kit.money import MINOR_UNITS
+from pos_kit.paging import decode_token, invalid_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 T = TypeVar("T")
@@ -181,6 +183,26 @@ QueryId = Annotated[str, StringConstraints(max_length=ID_MAX)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
+
+
+def refused_cursor() -> Problem:
+    """The 400 naming `cursor` for a cursor the list did not give (the kit's words, as a
+    service's refusal of its `page_token` reads at the gateway)."""
+    refusal = invalid_token("cursor")
+    errors = [{"field": v.field, "reason": v.description} for v in refusal.violations]
+    return Problem(400, refusal.code, refusal.message, errors)
+
+
+def cursor_after(cursor: str | None, scope: str) -> str:
+    """The key a list of the gateway's own resumes after ("" for the first page): the cursor
+    is the kit's page token of the list `scope` names (`encode_token(key, scope)` made it), as
+    the services' lists give; any other is `refused_cursor()`."""
+    try:
+        return decode_token(cursor or "", "cursor", scope) or ""
+    except InvalidArgument:
+        raise refused_cursor() from None
+
+
 _RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 
 

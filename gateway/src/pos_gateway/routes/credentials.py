@@ -21,6 +21,7 @@ from pos_gateway.routes.common import (
     Cursor,
     Limit,
     PathId,
+    cursor_after,
     example,
     op,
     problems,
@@ -36,9 +37,12 @@ from pos_gateway.schemas.credentials import (
     OAuthClient,
     OAuthClientList,
 )
+from pos_kit.paging import encode_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 router = APIRouter(prefix="/v1", tags=["credentials"])
+# The scopes of the two lists' cursors (pos_kit.paging): another list's are refused.
+KEYS, CLIENTS = "gateway.api-keys", "gateway.oauth-clients"
 Scope = Literal[keys.ALL_SCOPES]  # type: ignore[valid-type]
 
 
@@ -99,12 +103,12 @@ def _client_json(c: admin.ClientInfo) -> dict[str, Any]:
     }
 
 
-def _page(found: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+def _page(found: list[dict[str, Any]], limit: int, scope: str) -> dict[str, Any]:
     """A page of `limit` of what was read (`limit` + 1, to know whether more follow); the
-    cursor is the last id shown, as ids order the list."""
+    cursor holds the last id shown, as ids order the list."""
     data = found[:limit]
     more = len(found) > limit
-    return {"data": data, "next_cursor": data[-1]["id"] if more else None}
+    return {"data": data, "next_cursor": encode_token(data[-1]["id"], scope) if more else None}
 
 
 @router.post(
@@ -148,9 +152,12 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
 async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyList:
     """Every key, revoked ones too, newest first, in pages of `limit`."""
     found = await admin.list_keys(
-        request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
+        request.app.state.engine,
+        _principal(request).merchant_id,
+        cursor_after(cursor, KEYS),
+        limit + 1,
     )
-    return ApiKeyList.model_validate(_page([_key_json(k) for k in found], limit))
+    return ApiKeyList.model_validate(_page([_key_json(k) for k in found], limit, KEYS))
 
 
 @router.delete(
@@ -213,9 +220,12 @@ async def list_clients(
 ) -> OAuthClientList:
     """Every client, revoked ones too, newest first, in pages of `limit`."""
     found = await admin.list_clients(
-        request.app.state.engine, _principal(request).merchant_id, cursor or "", limit + 1
+        request.app.state.engine,
+        _principal(request).merchant_id,
+        cursor_after(cursor, CLIENTS),
+        limit + 1,
     )
-    return OAuthClientList.model_validate(_page([_client_json(c) for c in found], limit))
+    return OAuthClientList.model_validate(_page([_client_json(c) for c in found], limit, CLIENTS))
 
 
 @router.delete(

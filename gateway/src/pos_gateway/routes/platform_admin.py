@@ -25,6 +25,7 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    cursor_after,
     example,
     problems,
     success,
@@ -32,8 +33,11 @@ from pos_gateway.routes.common import (
 from pos_gateway.schemas.credentials import Merchant
 from pos_gateway.schemas.platform import DeadLetter, DeadLetterList, Redriven
 from pos_kit import dead_letters
+from pos_kit.paging import encode_token
 
 router = APIRouter(prefix="/v1/admin", tags=["platform administration"])
+# The scope of this module's list cursors (pos_kit.paging): another list's are refused.
+LIST_SCOPE = "gateway.admin/dead-letters"
 
 
 class MerchantIn(Body):
@@ -104,16 +108,9 @@ def _letter(letter: dead_letters.DeadLetter) -> DeadLetter:
 
 
 def _after(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
-        raise Problem(
-            400,
-            "invalid_request",
-            "the cursor is not one this list gave",
-            [{"field": "cursor", "reason": "is not a cursor of this list"}],
-        )
-    return int(cursor)
+    """The stream sequence the page resumes after (0: the first page); only this list's
+    cursors pass, and it gives sequences."""
+    return int(cursor_after(cursor, LIST_SCOPE) or 0)
 
 
 @router.get(
@@ -132,7 +129,8 @@ async def list_dead_letters(
     page = found[:limit]
     more = len(found) > limit
     return DeadLetterList(
-        data=[_letter(x) for x in page], next_cursor=str(page[-1].sequence) if more else None
+        data=[_letter(x) for x in page],
+        next_cursor=encode_token(str(page[-1].sequence), LIST_SCOPE) if more else None,
     )
 
 

@@ -27,6 +27,7 @@ from pos_gateway.routes.common import (
     Limit,
     PathId,
     QueryId,
+    cursor_after,
     example,
     op,
     problems,
@@ -43,9 +44,12 @@ from pos_gateway.schemas.registers import (
     RegisterList,
     RegisterSession,
 )
+from pos_kit.paging import encode_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 router = APIRouter(prefix="/v1", tags=["registers"])
+# The scope of this module's list cursors (pos_kit.paging): another list's are refused.
+LIST_SCOPE = "gateway.registers"
 Svc = Annotated[Services, Depends(services)]
 PermissionName = Literal[PERMISSIONS]  # type: ignore[valid-type]
 
@@ -121,12 +125,16 @@ async def list_registers(
         await location_of(svc, location_id)
     location_id = principal.location_id or location_id
     found = await registers.listed(
-        request.app.state.engine, principal.merchant_id, location_id, cursor or "", limit + 1
+        request.app.state.engine,
+        principal.merchant_id,
+        location_id,
+        cursor_after(cursor, LIST_SCOPE),
+        limit + 1,
     )
     data = [_register_json(r) for r in found[:limit]]
     more = len(found) > limit
     return RegisterList.model_validate(
-        {"data": data, "next_cursor": data[-1]["id"] if more else None}
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
     )
 
 

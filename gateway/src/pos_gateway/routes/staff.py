@@ -24,17 +24,22 @@ from pos_gateway.routes.common import (
     Limit,
     PathId,
     QueryId,
+    cursor_after,
     example,
     expected_version,
     op,
+    refused_cursor,
     request_id,
     services,
 )
 from pos_gateway.routes.registers import refusal, ts
 from pos_gateway.routes.settlement import location_of, locations_of
 from pos_gateway.schemas.registers import Role, RoleList, StaffList, StaffMember
+from pos_kit.paging import encode_token
 
 router = APIRouter(prefix="/v1", tags=["staff"])
+# The scope of this module's list cursors (pos_kit.paging): another list's are refused.
+LIST_SCOPE = "gateway.staff"
 Svc = Annotated[Services, Depends(services)]
 PermissionName = Literal[PERMISSIONS]  # type: ignore[valid-type]
 RoleName = Annotated[
@@ -120,11 +125,13 @@ async def list_staff(
         await location_of(svc, location_id)
     found = await staff.listed(
         request.app.state.engine, principal_of(request).merchant_id, location_id,
-        cursor or "", limit + 1,
+        cursor_after(cursor, LIST_SCOPE), limit + 1,
     )  # fmt: skip
     data = [_member_json(m) for m in found[:limit]]
     more = len(found) > limit
-    return StaffList.model_validate({"data": data, "next_cursor": data[-1]["id"] if more else None})
+    return StaffList.model_validate(
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
+    )
 
 
 def _staff_missing(staff_id: str) -> Problem:
@@ -251,9 +258,12 @@ async def create_role(body: RoleIn, request: Request) -> Role:
 
 
 @router.get("/roles", **op("staff:manage", "List roles", example=ex.listed(ex.ROLE)))
-async def list_roles(request: Request) -> RoleList:
+async def list_roles(request: Request, cursor: Cursor = None) -> RoleList:
     """The built-in roles (`cashier`: no permission, discounts up to 10 %; `manager` and
-    `admin`: every permission), then yours."""
+    `admin`: every permission), then yours, in one page (`next_cursor` is null, so a `cursor`
+    is never one this list gave: a 400)."""
     _manager(request)
+    if cursor:
+        raise refused_cursor()
     found = await staff.list_roles(request.app.state.engine, principal_of(request).merchant_id)
     return RoleList.model_validate({"data": [_role_json(r) for r in found], "next_cursor": None})

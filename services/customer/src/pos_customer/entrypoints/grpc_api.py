@@ -184,7 +184,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         token = ""
         if len(rows) > page.limit:
             last = items[-1]
-            token = encode_token(f"{last.ordered_at.isoformat()}|{last.order_id}")
+            token = encode_token(f"{last.ordered_at.isoformat()}|{last.order_id}", page.scope)
         spend, visits, last_visit, favourite = await uow.purchases.summary(customer.id)
         summary = loyalty_pb2.PurchaseSummary(visit_count=visits, favourite_location_id=favourite)
         if spend:
@@ -219,10 +219,11 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def ListPointsHistory(
         self, request: loyalty_pb2.ListPointsHistoryRequest, uow: CustomerUow
     ) -> loyalty_pb2.ListPointsHistoryResponse:
-        entries, next_key = await points.history(uow, request.customer_id, page_request(request))
+        page = page_request(request)
+        entries, next_key = await points.history(uow, request.customer_id, page)
         return loyalty_pb2.ListPointsHistoryResponse(
             entries=[messages.entry_to_proto(e) for e in entries],
-            next_page_token=encode_token(next_key) if next_key else "",
+            next_page_token=encode_token(next_key, page.scope) if next_key else "",
         )
 
     @mutation(loyalty_pb2.AdjustPointsResponse)
