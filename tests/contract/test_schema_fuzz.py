@@ -95,7 +95,8 @@ PAGED_LISTS = "|".join(
     ("locations", "products", "customers", "orders", "promotions", "promotions/[^/]+/coupons",
      "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
-     "customer-groups", "customers/[^/]+/(orders|points)", "shifts")
+     "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
+     "staff", "roles", "api-keys", "oauth-clients")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123
@@ -176,8 +177,8 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscriptions/[^/]+)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 
-# A cursor is opaque: any string fits the schema, only one the API gave out is valid, and an
-# invalid one is a 400 (`page_token` in errors[]).
+# A cursor is opaque: any string fits the schema, only one the list gave out is valid, and
+# any other is a 400 (`cursor` in errors[]; the roles list is one page and gives none).
 [[operations]]
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
