@@ -189,6 +189,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
+    # Added last: the outermost of the app's own middleware.
+    app.add_middleware(problems.LastResort)
+
     for module in (
         products,
         inventory,

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_kit.grpc_client import read_error
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED
@@ -214,3 +215,37 @@ def install(app: FastAPI) -> None:
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(Problem(500, "internal_error", "an internal error occurred"))
+
+
+class LastResort:
+    """An error no handler took is answered here with the 500 problem, and the connection
+    stays open. Without it the framework's own last resort answers, then raises the error
+    again for the server to log, and the server drops the connection: a client's next
+    request on that keep-alive connection fails with no answer at all. Outermost, so every
+    other middleware sees the error as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise  # half an answer is out: only closing the connection ends it
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            response = problem_response(
+                Problem(500, "internal_error", "an internal error occurred")
+            )
+            await response(scope, receive, send)
