@@ -328,6 +328,10 @@ def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
         changed = http.patch(f"/v1/locations/{office['id']}", json={"pickup_enabled": True,
                              "ship_enabled": True}, headers={"If-Match": '"1"'})  # fmt: skip
         assert _ok(changed)["pickup_enabled"] and changed.json()["version"] == 2
+        assert changed.headers["ETag"] == '"2"'
+        read = http.get(f"/v1/locations/{office['id']}")
+        assert _ok(read) == changed.json() and read.headers["ETag"] == '"2"'
+        assert http.get("/v1/locations/loc_nope").status_code == 404
         assert http.patch(f"/v1/locations/{office['id']}", json={}).status_code == 400
         for at, fulfillment in (
             (shop, {"type": "pickup", "location_id": shop["id"]}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import Field, StrictBool
 
@@ -35,6 +35,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.stock import (
     SKUS_ASKED_MAX,
     Adjusted,
@@ -221,7 +222,7 @@ class LocationPatch(Body):
          example={**ex.LOCATION, "version": 2}),
 )  # fmt: skip
 async def update_location(
-    location_id: PathId, body: LocationPatch, svc: Svc, if_match: IfMatch = None
+    location_id: PathId, body: LocationPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Location:
     """Only the fields sent change: whether the location hands over pickups and ships online
     orders. An order's pickup at a location without `pickup_enabled`, or its shipment from a
@@ -238,7 +239,19 @@ async def update_location(
         update_mask=FieldMask(paths=sorted(sent)),
     )
     answer = await version_checked(svc.inventory.UpdateLocation(request))
+    response.headers["ETag"] = f'"{answer.location.version}"'
     return to_model(Location, answer.location)
+
+
+@router.get(
+    "/locations/{location_id}",
+    **op("inventory:read", "Get a location", (404,), example=ex.LOCATION),
+)
+async def get_location(location_id: PathId, svc: Svc, response: Response) -> Location:
+    """With its `version` (also the `ETag`), for an `If-Match` on a change."""
+    location = await location_of(svc, location_id)
+    response.headers["ETag"] = f'"{location.version}"'
+    return to_model(Location, location)
 
 
 @router.get("/locations", **op("inventory:read", "List locations", example=ex.page(ex.LOCATION)))
