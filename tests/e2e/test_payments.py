@@ -166,9 +166,11 @@ def test_the_authorisation_window_is_the_merchants_setting(platform: Running) ->
         assert http.get("/v1/payment-settings").json() == {
             "authorization_window_seconds": 3600,  # the sandbox's default
             "updated_at": None,
+            "version": 1,  # the defaults
         }
         put = http.put("/v1/payment-settings", json={"authorization_window_seconds": 86400})
         assert put.status_code == 200, put.text
+        assert put.json()["version"] == 2
         assert http.get("/v1/payment-settings").json()["authorization_window_seconds"] == 86400
         bad = http.put("/v1/payment-settings", json={"authorization_window_seconds": 1})
         assert bad.status_code == 400
