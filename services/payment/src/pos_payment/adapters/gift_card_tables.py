@@ -46,7 +46,7 @@ gift_cards = Table(
     UniqueConstraint("merchant_id", "code_hash", name="gift_cards_code_hash"),
     # The last line of defence of the first invariant: a bug cannot store a negative balance.
     CheckConstraint("balance >= 0", name="gift_cards_balance_not_negative"),
-    # A customer's cards, for their data export.
+    # A customer's cards, for their data export and the list's customer filter.
     Index(
         "gift_cards_customer",
         "merchant_id",
@@ -54,6 +54,20 @@ gift_cards = Table(
         "id",
         postgresql_where=text("customer_id <> ''"),
     ),
+    # The list as a change feed (`updated_at` stamped by the kit's trigger: pos_kit/changes.py).
+    Index("gift_cards_changes", "merchant_id", "updated_at", "id"),
+    # The list's location filter: the cards sold at a store.
+    Index(
+        "gift_cards_location",
+        "merchant_id",
+        "location_id",
+        "id",
+        postgresql_where=text("location_id <> ''"),
+    ),
+    # The list's status filter for the few cards that are not active (the active ones are
+    # most cards: the primary key walks them). Small, and untouched by an active card's
+    # redemptions.
+    Index("gift_cards_inactive", "merchant_id", "id", postgresql_where=text("status <> 'active'")),
 )
 
 # The ledger: append only. Sum of amount per card == the card's balance.

@@ -17,6 +17,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.changes import list_page
 from pos_kit.errors import DomainError
 from pos_kit.ids import new_id
 from pos_kit.money import Money
@@ -32,6 +33,7 @@ from pos_payment.adapters.gift_card_tables import (
 from pos_payment.domain.gift_cards import (
     Activity,
     ActivityKind,
+    CardFilters,
     GiftCard,
     GiftCardActivityCreated,
     GiftCardSettings,
@@ -177,13 +179,20 @@ class SqlGiftCardRepository:
         rows = (await self._conn.execute(query.order_by(t.c.id).limit(page.fetch))).all()
         return [_activity(r) for r in rows]
 
-    async def list(self, page: PageRequest, customer_id: str) -> list[GiftCard]:
-        query = select(gift_cards).where(self._mine())
-        if customer_id:
-            query = query.where(gift_cards.c.customer_id == customer_id)
-        if page.after is not None:
-            query = query.where(gift_cards.c.id > page.after)
-        rows = (await self._conn.execute(query.order_by(gift_cards.c.id).limit(page.fetch))).all()
+    async def list(self, page: PageRequest, filters: CardFilters) -> list[GiftCard]:
+        """By id, or with `page.since` the kit's change feed (oldest change first, up to the
+        horizon). Indexes: the primary key by id, `gift_cards_changes` for the feed, and
+        `gift_cards_customer`, `gift_cards_location`, `gift_cards_inactive` for the filters
+        that pick out few cards."""
+        t = gift_cards
+        query = select(t).where(self._mine())
+        if filters.customer_id:
+            query = query.where(t.c.customer_id == filters.customer_id)
+        if filters.location_id:
+            query = query.where(t.c.location_id == filters.location_id)
+        if filters.status is not None:
+            query = query.where(t.c.status == filters.status.value)
+        rows = await list_page(self._conn, query, t.c.updated_at, t.c.id, page)
         return [_card(r) for r in rows]
 
 

@@ -228,6 +228,15 @@ def _above_maximum(max_balance: int) -> Conflict:
 
 
 @dataclass(frozen=True)
+class CardFilters:
+    """What narrows a list of cards: each one set must hold ("" / None: any)."""
+
+    customer_id: str = ""
+    location_id: str = ""
+    status: GiftCardStatus | None = None
+
+
+@dataclass(frozen=True)
 class GiftCardActivityCreated:
     """gift_card.activity_created: the whole card after the activity (never its code)."""
 

@@ -24,10 +24,19 @@ from pos_kit.errors import DomainError
 from pos_kit.idempotency import once
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
-from pos_payment.adapters.gift_card_messages import activity_to_proto, card_to_proto
+from pos_payment.adapters.gift_card_messages import (
+    CARD_STATUSES,
+    activity_to_proto,
+    card_to_proto,
+)
 from pos_payment.adapters.gift_cards import CodeHasher, GiftCardUow
 from pos_payment.adapters.messages import money
-from pos_payment.domain.gift_cards import GiftCardSettings, IssueReason, normalize_code
+from pos_payment.domain.gift_cards import (
+    CardFilters,
+    GiftCardSettings,
+    IssueReason,
+    normalize_code,
+)
 from pos_payment.service import gift_cards as handlers
 
 R = TypeVar("R", bound=Message)
@@ -215,7 +224,12 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         self, request: G.ListGiftCardsRequest, uow: GiftCardUow
     ) -> G.ListGiftCardsResponse:
         page = page_request(request)
-        found = await handlers.list_cards(uow, page, request.customer_id)
+        filters = CardFilters(
+            customer_id=request.customer_id,
+            location_id=request.location_id,
+            status=CARD_STATUSES.optional(request.status, "status"),
+        )
+        found = await handlers.list_cards(uow, page, filters)
         items, token = page_of(found, page)
         return G.ListGiftCardsResponse(
             gift_cards=[card_to_proto(c) for c in items], next_page_token=token

@@ -17,6 +17,7 @@ from pos_payment.domain.gift_cards import (
     MAX_REASON,
     MAX_REFERENCE,
     Activity,
+    CardFilters,
     GiftCard,
     GiftCardActivityCreated,
     GiftCardSettings,
@@ -38,7 +39,7 @@ class CardRepository(Protocol):
     async def by_code(self, normalized_code: str, *, lock: bool = False) -> GiftCard | None: ...
     async def record(self, card: GiftCard, activity: Activity) -> None: ...
     async def activities(self, card_id: str, page: PageRequest) -> list[Activity]: ...
-    async def list(self, page: PageRequest, customer_id: str) -> list[GiftCard]: ...
+    async def list(self, page: PageRequest, filters: CardFilters) -> list[GiftCard]: ...
 
 
 class CardSettingsRepository(Protocol):
@@ -258,9 +259,14 @@ async def activities(uow: GiftCardUnitOfWork, card_id: str, page: PageRequest) -
 
 
 async def list_cards(
-    uow: GiftCardUnitOfWork, page: PageRequest, customer_id: str
+    uow: GiftCardUnitOfWork, page: PageRequest, filters: CardFilters
 ) -> list[GiftCard]:
-    return await uow.cards.list(page, customer_id)
+    """A page of the merchant's cards: by id, or with `page.since` the change feed."""
+    raise_if(
+        validate_text("customer_id", filters.customer_id, MAX_ID)
+        + validate_text("location_id", filters.location_id, MAX_ID)
+    )
+    return await uow.cards.list(page, filters)
 
 
 async def get_settings(uow: GiftCardUnitOfWork) -> GiftCardSettings:

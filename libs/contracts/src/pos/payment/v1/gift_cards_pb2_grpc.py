@@ -173,8 +173,10 @@ class GiftCardServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListGiftCards(self, request, context):
-        """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
-        a customer's data export gathers).
+        """The merchant's cards by id; each filter narrows the list (customer_id: those issued to
+        that customer, what a customer's data export gathers). With updated_since, the change
+        feed: oldest change first, resumed from its page token, never skipping a change. The
+        cards as GetGiftCard answers them: never a code.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,8 +59,10 @@ class GiftCardServiceStub:
     """The card a code opens. An unknown code is NOT_FOUND with no hint of why."""
     ListGiftCardActivities: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardActivitiesRequest, _gift_cards_pb2.ListGiftCardActivitiesResponse]
     ListGiftCards: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardsRequest, _gift_cards_pb2.ListGiftCardsResponse]
-    """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
-    a customer's data export gathers).
+    """The merchant's cards by id; each filter narrows the list (customer_id: those issued to
+    that customer, what a customer's data export gathers). With updated_since, the change
+    feed: oldest change first, resumed from its page token, never skipping a change. The
+    cards as GetGiftCard answers them: never a code.
     """
     GetGiftCardSettings: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]
     """What the merchant allows: the most a card may hold."""
@@ -97,8 +99,10 @@ class GiftCardServiceAsyncStub(GiftCardServiceStub):
     """The card a code opens. An unknown code is NOT_FOUND with no hint of why."""
     ListGiftCardActivities: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardActivitiesRequest, _gift_cards_pb2.ListGiftCardActivitiesResponse]  # type: ignore[assignment]
     ListGiftCards: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ListGiftCardsRequest, _gift_cards_pb2.ListGiftCardsResponse]  # type: ignore[assignment]
-    """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
-    a customer's data export gathers).
+    """The merchant's cards by id; each filter narrows the list (customer_id: those issued to
+    that customer, what a customer's data export gathers). With updated_since, the change
+    feed: oldest change first, resumed from its page token, never skipping a change. The
+    cards as GetGiftCard answers them: never a code.
     """
     GetGiftCardSettings: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]  # type: ignore[assignment]
     """What the merchant allows: the most a card may hold."""
@@ -192,8 +196,10 @@ class GiftCardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gift_cards_pb2.ListGiftCardsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gift_cards_pb2.ListGiftCardsResponse, _abc.Awaitable[_gift_cards_pb2.ListGiftCardsResponse]]:
-        """The merchant's cards, oldest first; with customer_id, those issued to that customer (what
-        a customer's data export gathers).
+        """The merchant's cards by id; each filter narrows the list (customer_id: those issued to
+        that customer, what a customer's data export gathers). With updated_since, the change
+        feed: oldest change first, resumed from its page token, never skipping a change. The
+        cards as GetGiftCard answers them: never a code.
         """
 
     @_abc_1.abstractmethod
