@@ -96,7 +96,7 @@ PAGED_LISTS = "|".join(
      "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
-     "staff", "roles", "api-keys", "oauth-clients")
+     "staff", "roles", "api-keys", "oauth-clients", "gift-cards")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123

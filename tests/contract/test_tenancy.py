@@ -576,6 +576,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "amount": {"amount": 500, "currency": "USD"}, "reference": "probe"},
     ("get", "/v1/settlement-reports"): lambda t: {
         "location_id": t.locations[0], "date": "2026-01-15"},
+    ("get", "/v1/gift-cards"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
     ("post", "/v1/gift-cards"): lambda t: {
         "amount": {"amount": 500, "currency": "USD"}, "location_id": t.locations[0],
         "customer_id": t.customer, "order_id": t.order},

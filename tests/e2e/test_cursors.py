@@ -38,6 +38,7 @@ LISTS = [
     "/v1/refunds",
     "/v1/shifts",
     "/v1/inventory/history",
+    "/v1/gift-cards",
 ]
 
 

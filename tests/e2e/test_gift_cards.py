@@ -155,3 +155,99 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
             assert form not in logged
             for name, dumped in dumps.items():
                 assert form not in dumped, name
+
+
+def _walk(http: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Every card of GET /v1/gift-cards, by pages of two, following next_cursor to its end;
+    no answer of the list shows a code."""
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(50):
+        answer = http.get(
+            "/v1/gift-cards",
+            params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})},
+        )
+        assert answer.status_code == 200, answer.text
+        assert all("code" not in card for card in answer.json()["data"])
+        seen += answer.json()["data"]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError("the gift card list did not end")
+
+
+def test_the_gift_card_list_pages_filters_and_follows_changes_without_a_code(
+    platform: Running,
+) -> None:
+    with platform.new_merchant("Gift Card List") as http, platform.new_merchant("Other") as other:
+        start = datetime.now(UTC).isoformat()
+        store = _post(http, "/v1/locations", {"name": "Pier", "currency": "USD"}).json()["id"]
+        customer = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:8]}@gc.example"})
+        customer_id = customer.json()["id"]
+        issued = [
+            _post(http, "/v1/gift-cards", body).json()
+            for body in (
+                {"amount": _usd(1000), "location_id": store},
+                {"amount": _usd(2000), "location_id": store, "customer_id": customer_id},
+                {"amount": _usd(3000), "customer_id": customer_id, "reason": "store_credit"},
+                {"amount": _usd(4000)},
+            )
+        ]
+        ids = [answer["gift_card"]["id"] for answer in issued]
+        codes = [answer["code"] for answer in issued]
+        ended = _post(http, f"/v1/gift-cards/{ids[3]}/deactivate", {"reason": "lost"})
+        assert ended.status_code == 200, ended.text
+
+        # Every card once, by id, shown as GET /v1/gift-cards/{id} shows it.
+        listed = _walk(http)
+        assert [card["id"] for card in listed] == sorted(ids)
+        for card in listed:
+            assert card == http.get(f"/v1/gift-cards/{card['id']}").json()
+        first = http.get("/v1/gift-cards", params={"limit": 200})
+        for code in codes:
+            for form in {code, code.replace("-", ""), code.lower()}:
+                assert form not in first.text
+
+        # Each filter.
+        def ids_of(**params: Any) -> list[str]:
+            return [card["id"] for card in _walk(http, **params)]
+
+        assert ids_of(status="deactivated") == [ids[3]]
+        assert ids_of(status="active") == sorted(ids[:3])
+        assert ids_of(customer_id=customer_id) == sorted(ids[1:3])
+        assert ids_of(location_id=store) == sorted(ids[:2])
+        assert ids_of(location_id=store, customer_id=customer_id, status="active") == [ids[1]]
+
+        # The change feed: oldest change first; a load moves a card to the end.
+        loaded = _post(http, f"/v1/gift-cards/{ids[0]}/loads", {"amount": _usd(500)})
+        assert loaded.status_code == 201, loaded.text
+        feed = _walk(http, updated_since=start)
+        assert [card["id"] for card in feed] == [ids[1], ids[2], ids[3], ids[0]]
+        assert feed[-1] == loaded.json()["gift_card"]
+        last_seen = feed[-1]["updated_at"]
+        assert [card["id"] for card in _walk(http, updated_since=last_seen)] == [ids[0]]
+        # A cursor of the list by id is not one of the feed (nor the other way round).
+        by_id = http.get("/v1/gift-cards", params={"limit": 1}).json()["next_cursor"]
+        fed = http.get("/v1/gift-cards", params={"limit": 1, "updated_since": start})
+        for params in (
+            {"cursor": by_id, "updated_since": start},
+            {"cursor": fed.json()["next_cursor"]},
+            {"cursor": "garbage"},
+        ):
+            refused = http.get("/v1/gift-cards", params=params)
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["cursor"]
+        bad = http.get("/v1/gift-cards", params={"status": "lost"})
+        assert bad.status_code == 400, bad.text
+
+        # Another merchant sees none of them; naming this merchant's customer or location is
+        # a 404, word for word as a made-up id.
+        assert _walk(other) == [] and _walk(other, updated_since=start) == []
+        for name, value in (("customer_id", customer_id), ("location_id", store)):
+            foreign = other.get("/v1/gift-cards", params={name: value})
+            made_up = other.get("/v1/gift-cards", params={name: f"{value[:4]}nosuch"})
+            assert (foreign.status_code, made_up.status_code) == (404, 404), foreign.text
+            assert foreign.headers["content-type"] == "application/problem+json"
+            assert foreign.text.replace(value, "ID") == made_up.text.replace(
+                f"{value[:4]}nosuch", "ID"
+            )

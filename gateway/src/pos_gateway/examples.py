@@ -691,6 +691,26 @@ GIFT_CARD = {
     "created_at": CREATED,
     "updated_at": CREATED,
 }
+# A page of `GET /v1/gift-cards`: a card sold on an order line and store credit used up.
+GIFT_CARD_LIST = {
+    "data": [
+        GIFT_CARD,
+        {
+            **GIFT_CARD,
+            "id": "gc_01j9x6u3b3c4d5e6f7g8h9j0km",
+            "code_last4": "P7WA",
+            "balance": usd(0),
+            "status": "deactivated",
+            "customer_id": CUSTOMER_ID,
+            "order_id": "",
+            "order_line_id": "",
+            "reason": "store_credit",
+            "version": 3,
+            "updated_at": UPDATED,
+        },
+    ],
+    "next_cursor": "AWdjXzAxajl4NnUzYjNjNGQ1ZTZmN2c4aDlqMGtt9QS59A",
+}
 GIFT_CARD_ACTIVITY = {
     "id": "gca_01j9x6u4b3c4d5e6f7g8h9j0km",
     "gift_card_id": GIFT_CARD["id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from pos.customer.v1 import customer_pb2
@@ -32,11 +32,13 @@ from pos_gateway.routes.common import (
     MoneyIn,
     PathId,
     QueryId,
+    UpdatedSince,
     example,
     expected_version,
     op,
     request_id,
     services,
+    timestamp,
     version_checked,
 )
 from pos_gateway.routes.settlement import location_of
@@ -44,6 +46,7 @@ from pos_gateway.schemas.gift_cards import (
     GiftCard,
     GiftCardActivityList,
     GiftCardCode,
+    GiftCardList,
     GiftCardMoved,
     GiftCardRedeemed,
     GiftCardSettings,
@@ -171,6 +174,60 @@ async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
             "secret_redacted": answer.code_redacted,
         }
     )
+
+
+_STATUSES = {
+    "active": G.GIFT_CARD_STATUS_ACTIVE,
+    "deactivated": G.GIFT_CARD_STATUS_DEACTIVATED,
+}
+
+
+@router.get(
+    "/gift-cards",
+    **op("payments:read", "List gift cards", (404,), example=ex.GIFT_CARD_LIST),
+)
+async def list_gift_cards(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    status: Annotated[
+        Literal["active", "deactivated"] | None, Query(description="Only cards in this status")
+    ] = None,
+    customer_id: Annotated[
+        QueryId | None,
+        Query(
+            description="Only the cards issued to this customer; one you do not have is a 404 "
+            "`resource_missing` problem"
+        ),
+    ] = None,
+    location_id: Annotated[
+        QueryId | None,
+        Query(
+            description="Only the cards sold at this location; one you do not have is a 404 "
+            "`resource_missing` problem"
+        ),
+    ] = None,
+) -> GiftCardList:
+    """Your cards by id, or with `updated_since` the change feed (oldest change first), so a
+    partner polling it sees every issue, load, redemption and deactivation as the card's new
+    `balance`, `status` and `version`. Each filter narrows the list. A card is shown as `GET
+    /v1/gift-cards/{gift_card_id}` shows it: never its code, only `code_last4`."""
+    if location_id:
+        await location_of(svc, location_id)
+    if customer_id:
+        await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+    request = G.ListGiftCardsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        status=_STATUSES[status] if status else G.GIFT_CARD_STATUS_UNSPECIFIED,
+        customer_id=customer_id or "",
+        location_id=location_id or "",
+    )
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.gift_cards.ListGiftCards(request)
+    return to_page(GiftCardList, answer.gift_cards, answer.next_page_token)
 
 
 @router.get(

@@ -41,6 +41,10 @@ class GiftCard(Answer):
     updated_at: Timestamp
 
 
+class GiftCardList(Page[GiftCard]):
+    pass
+
+
 class GiftCardActivity(Answer):
     id: Id
     gift_card_id: Id
