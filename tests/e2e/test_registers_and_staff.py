@@ -150,6 +150,16 @@ def test_a_register_sees_and_moves_only_its_own_locations_sales_and_money(
         assert not ids & {theirs["id"], theirs["order_id"], their_refund_id}, path
     assert {p["location_id"] for p in device.get("/v1/payments").json()["data"]} == {here}
     assert {o["location_id"] for o in device.get("/v1/orders").json()["data"]} == {here}
+    # Gift cards: a till lists the cards sold at its own store (balances, customers).
+    cards = {}
+    for at in (here, there):
+        issued = _post(http, "/v1/gift-cards", {"amount": {"amount": 500, "currency": "USD"},
+                                                 "location_id": at})  # fmt: skip
+        assert issued.status_code == 201, issued.text
+        cards[at] = issued.json()["gift_card"]["id"]
+    listed_cards = device.get("/v1/gift-cards", params={"limit": 200}).json()["data"]
+    assert cards[here] in {c["id"] for c in listed_cards}
+    assert {c["location_id"] for c in listed_cards} == {here}
     # The merchant's own credential still sees both, and can narrow refunds by location.
     there_refunds = http.get("/v1/refunds", params={"location_id": there, "limit": 200})
     assert their_refund_id in {r["id"] for r in there_refunds.json()["data"]}

@@ -3,7 +3,8 @@
 Naming another location (path, query or body) is refused by the edge before this runs. Here
 the rest: records of money and sales reached by id (a payment, an order, a refund, a terminal
 checkout, in the path or as a body's `order_id`/`payment_id`) must belong to the register's
-location, and lists of them are narrowed to it when the request names no location. Anything
+location, and lists of them are narrowed to it when the request names no location (gift cards
+too: a till lists the cards its store sold, though any card is spent anywhere). Anything
 elsewhere answers the same 404 as a made-up id, so a till learns nothing of other stores.
 
 A location's order is one sold there or fulfilled from there (a web order picked up at this
@@ -25,7 +26,7 @@ from pos_gateway.clients import Services
 from pos_gateway.problems import Problem
 
 # Lists that hold another location's sales and money unless narrowed.
-CONFINED_LISTS = frozenset({"/v1/payments", "/v1/orders", "/v1/refunds"})
+CONFINED_LISTS = frozenset({"/v1/payments", "/v1/orders", "/v1/refunds", "/v1/gift-cards"})
 
 _BY_ID = re.compile(r"^/v1/(payments|orders|refunds|terminal-checkouts)/([^/]+)")
 _RESOURCE = {

@@ -212,7 +212,8 @@ async def list_gift_cards(
     """Your cards by id, or with `updated_since` the change feed (oldest change first), so a
     partner polling it sees every issue, load, redemption and deactivation as the card's new
     `balance`, `status` and `version`. Each filter narrows the list. A card is shown as `GET
-    /v1/gift-cards/{gift_card_id}` shows it: never its code, only `code_last4`."""
+    /v1/gift-cards/{gift_card_id}` shows it: never its code, only `code_last4`. A register's
+    credential lists the cards sold at its own location."""
     if location_id:
         await location_of(svc, location_id)
     if customer_id:
