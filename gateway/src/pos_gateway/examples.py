@@ -37,6 +37,7 @@ LOCATION = {
     "tax_rate_bps": 825,
     "version": 1,
     "created_at": CREATED,
+    "updated_at": CREATED,
     "kind": "store",
     "address": {
         "line1": "1 Main St",
@@ -781,8 +782,9 @@ REGISTER = {
     "created_at": CREATED,
     "paired_at": UPDATED,
     "retired_at": None,
+    "updated_at": UPDATED,
 }
-NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None}
+NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None, "updated_at": CREATED}
 RETIRED_REGISTER = {**REGISTER, "status": "retired", "retired_at": UPDATED}
 PAIRING_CODE = {
     "register_id": REGISTER_ID,
@@ -872,6 +874,7 @@ SHIFT = {
     "opened_at": CREATED,
     "closed_at": None,
     "version": 1,
+    "updated_at": CREATED,
 }  # fmt: skip
 CLOSED_SHIFT = {
     **SHIFT,
@@ -881,6 +884,7 @@ CLOSED_SHIFT = {
     "over_short": -10,
     "closed_at": UPDATED,
     "version": 2,
+    "updated_at": UPDATED,
 }
 DRAWER_MOVEMENT = {
     "id": "drw_01j9x6v9j0k1m2n3p4q5r6s7tv",

@@ -22,7 +22,9 @@ from pos.gateway.v1 import events_pb2 as pb
 from pos_gateway import audit, keys, outbox
 from pos_gateway.outbox import stamp
 from pos_gateway.tables import pairing_codes, register_sessions, registers
+from pos_kit.changes import list_changed
 from pos_kit.ids import new_id
+from pos_kit.paging import ChangeCursor
 
 PAIRING_SECONDS = 600
 # No 0/O or 1/I: a code is read off one screen and typed on another.
@@ -49,6 +51,7 @@ _COLUMNS = (
     registers.c.created_at,
     registers.c.paired_at,
     registers.c.retired_at,
+    registers.c.updated_at,
 )
 
 
@@ -61,6 +64,7 @@ class Register:
     created_at: datetime
     paired_at: datetime | None
     retired_at: datetime | None
+    updated_at: datetime
 
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.id, "location_id": self.location_id, "name": self.name,
@@ -71,7 +75,7 @@ class Register:
         return pb.Register(
             id=self.id, location_id=self.location_id, name=self.name, status=self.status,
             created_at=stamp(self.created_at), paired_at=stamp(self.paired_at),
-            retired_at=stamp(self.retired_at),
+            retired_at=stamp(self.retired_at), updated_at=stamp(self.updated_at),
         )  # fmt: skip
 
 
@@ -147,6 +151,26 @@ async def listed(
     )
     async with engine.connect() as conn:
         return [Register(*row) for row in await conn.execute(query)]
+
+
+async def changed(
+    engine: AsyncEngine,
+    merchant_id: str,
+    location_id: str | None,
+    since: datetime,
+    after: ChangeCursor | None,
+    limit: int,
+) -> list[Register]:
+    """The change feed: registers changed at or after `since` (after the cursor), oldest
+    change first, never skipping one a slow transaction commits later (pos_kit.changes)."""
+    t = registers
+    query = select(*_COLUMNS).where(
+        t.c.merchant_id == merchant_id,
+        t.c.location_id == location_id if location_id else true(),
+    )
+    async with engine.connect() as conn:
+        rows = await list_changed(conn, query, t.c.updated_at, t.c.id, since, after, limit)
+        return [Register(*tuple(row)) for row in rows]
 
 
 async def retire(

@@ -28,7 +28,9 @@ from pos_gateway.tables import (
     roles,
     staff_members,
 )
+from pos_kit.changes import list_changed
 from pos_kit.ids import new_id
+from pos_kit.paging import ChangeCursor
 
 MAX_PIN_FAILURES = 5
 LOCK_SECONDS = 900
@@ -114,6 +116,25 @@ async def listed(
     )
     async with engine.connect() as conn:
         return [Member(*row) for row in await conn.execute(query)]
+
+
+async def changed(
+    engine: AsyncEngine,
+    merchant_id: str,
+    location_id: str | None,
+    since: datetime,
+    after: ChangeCursor | None,
+    limit: int,
+) -> list[Member]:
+    """The change feed: members changed at or after `since` (after the cursor), oldest change
+    first, never skipping one a slow transaction commits later (pos_kit.changes)."""
+    query = select(*_COLUMNS).where(
+        _T.c.merchant_id == merchant_id,
+        _T.c.location_ids.any(location_id) if location_id else true(),
+    )
+    async with engine.connect() as conn:
+        rows = await list_changed(conn, query, _T.c.updated_at, _T.c.id, since, after, limit)
+        return [Member(*tuple(row)) for row in rows]
 
 
 async def _role_exists(conn: AsyncConnection, merchant_id: str, role: str) -> bool:
@@ -210,7 +231,7 @@ async def update_member(
         await conn.execute(
             update(_T)
             .where(_T.c.id == staff_id)
-            .values(**changes, version=_T.c.version + 1, updated_at=func.now())
+            .values(**changes, version=_T.c.version + 1)  # updated_at: its trigger's
         )
         after = await _member(conn, merchant_id, staff_id)
         assert after is not None
@@ -237,7 +258,7 @@ async def deactivate(
         await conn.execute(
             update(_T)
             .where(_T.c.id == staff_id)
-            .values(status="deactivated", version=_T.c.version + 1, updated_at=func.now())
+            .values(status="deactivated", version=_T.c.version + 1)  # and updated_at
         )
         await conn.execute(
             update(register_sessions)

@@ -126,9 +126,12 @@ registers = Table(
     Column("paired_at", DateTime(timezone=True)),
     Column("retired_at", DateTime(timezone=True)),
     Column("request_id", Text),
+    # Stamped by a trigger at the moment of each write (pos_kit.changes): the change feed.
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("registers_credential", "credential_hash", unique=True),
     Index("registers_request", "merchant_id", "request_id", unique=True),
     Index("registers_location", "merchant_id", "location_id"),
+    Index("registers_changed", "merchant_id", "updated_at", "id"),
 )
 
 # Short-lived codes a device exchanges once for its register's credential.
@@ -176,9 +179,11 @@ staff_members = Table(
     Column("locked_until", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Stamped by a trigger at the moment of each change of `version` (pos_kit.changes).
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("request_id", Text),
     Index("staff_members_request", "merchant_id", "request_id", unique=True),
+    Index("staff_members_changed", "merchant_id", "updated_at", "id"),
 )
 
 # Who is signed in at a register: at most one open session per register.

@@ -136,6 +136,13 @@ def test_a_closed_shift_is_a_public_event_with_its_over_short_and_report() -> No
     shown = event.data["object"]
     assert (shown["status"], shown["over_short"], shown["closed_by"]) == ("closed", -10, "stf_2")
     assert shown["report"]["expected_cash"] == {"amount": 11_200, "currency": "USD"}
+    # Sent without updated_at (by a payment service older than it): its last change is its
+    # close. Sent with it: as sent.
+    assert shown["updated_at"] == shown["closed_at"]
+    stamped = _shift_closed()
+    stamped.shift.updated_at.FromDatetime(datetime(2026, 12, 2, tzinfo=UTC))
+    (event,) = public_events(stamped)
+    assert event.data["object"]["updated_at"] == "2026-12-02T00:00:00.000Z"
     assert shifts_pb2.ShiftOpened in SOURCES["payment"]
     assert {"shift.opened", "shift.closed"} <= set(EVENT_TYPES)
 
@@ -176,6 +183,9 @@ def test_the_gateways_register_staff_and_override_events_are_public_events() -> 
         ("staff.updated", "stf_1"), ("staff.deactivated", "stf_1"),
         ("override.granted", "ovr_1"),
     ]  # fmt: skip
+    # A register sent without updated_at (by an older gateway) changed last at its latest time.
+    (retired,) = public_events(messages[1])
+    assert retired.data["object"]["updated_at"] == retired.data["object"]["retired_at"]
     (granted,) = public_events(messages[-1])
     assert granted.data["object"]["used_at"] is None  # unset: null, as GET answers
     assert granted.data["object"]["approved_by"] == "stf_2"

@@ -33,7 +33,7 @@ from pos_kit.context import request_id_var
 from pos_kit.errors import InvalidArgument
 from pos_kit.grpc_client import read_error
 from pos_kit.money import MINOR_UNITS
-from pos_kit.paging import decode_token, invalid_token
+from pos_kit.paging import ChangeCursor, decode_change, decode_token, encode_change, invalid_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
 T = TypeVar("T")
@@ -261,6 +261,39 @@ def timestamp(value: datetime, name: str = "updated_since") -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value.astimezone(UTC))
     return stamp
+
+
+# The gateway's own lists that are change feeds read them as the services' lists do (the kit's
+# `pos_kit.changes.list_changed`): the time, the cursor and its scope the same way.
+
+
+def since_time(value: datetime) -> datetime:
+    """An `updated_since` as the services read it (UTC, to the microsecond); one without a
+    time zone is the same 400 as on their lists."""
+    return timestamp(value).ToDatetime(tzinfo=UTC)
+
+
+def feed_scope(scope: str) -> str:
+    """The scope of a feed's cursors (`pos_kit.paging.page_scope`): not the list's by id."""
+    return scope + "|changes"
+
+
+def change_after(cursor: str | None, scope: str) -> ChangeCursor | None:
+    """Where a change feed of the gateway's own resumes (None: from `updated_since`): a
+    cursor the feed of the list `scope` names gave, or `refused_cursor()`."""
+    try:
+        return decode_change(cursor or "", "cursor", feed_scope(scope))
+    except InvalidArgument:
+        raise refused_cursor() from None
+
+
+def next_change(items: list[Any], limit: int, scope: str) -> str | None:
+    """The cursor after a feed page read `limit + 1` deep (each item has `updated_at` and
+    `id`): None at the end."""
+    if len(items) <= limit:
+        return None
+    last = items[limit - 1]
+    return encode_change(last.updated_at, last.id, feed_scope(scope))
 
 
 def services(request: Request) -> Services:

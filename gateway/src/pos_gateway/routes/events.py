@@ -32,6 +32,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     Rfc3339,
+    UpdatedSince,
     example,
     expected_version,
     op,
@@ -332,11 +333,13 @@ async def create_webhook_subscription(body: SubscriptionIn, svc: Svc) -> NewWebh
     SUBS, **op("webhooks:manage", "List webhook subscriptions", example=ex.page(ex.SUBSCRIPTION))
 )
 async def list_webhook_subscriptions(
-    svc: Svc, limit: Limit = 50, cursor: Cursor = None
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
 ) -> WebhookSubscriptionList:
-    answer = await svc.dispatcher.ListSubscriptions(
-        pb.ListSubscriptionsRequest(page_size=limit, page_token=cursor or "")
-    )
+    """By id, or with `updated_since` the change feed (oldest change first)."""
+    request = pb.ListSubscriptionsRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.dispatcher.ListSubscriptions(request)
     return to_page(WebhookSubscriptionList, answer.subscriptions, answer.next_page_token)
 
 

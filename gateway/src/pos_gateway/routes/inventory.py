@@ -26,6 +26,7 @@ from pos_gateway.routes.common import (
     Limit,
     PathId,
     Sku,
+    UpdatedSince,
     example,
     expected_version,
     op,
@@ -255,10 +256,14 @@ async def get_location(location_id: PathId, svc: Svc, response: Response) -> Loc
 
 
 @router.get("/locations", **op("inventory:read", "List locations", example=ex.page(ex.LOCATION)))
-async def list_locations(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> LocationList:
-    answer = await svc.inventory.ListLocations(
-        inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
-    )
+async def list_locations(
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> LocationList:
+    """By id, or with `updated_since` the change feed (oldest change first)."""
+    request = inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        request.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.inventory.ListLocations(request)
     return to_page(LocationList, answer.locations, answer.next_page_token)
 
 

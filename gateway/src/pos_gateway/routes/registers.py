@@ -27,12 +27,16 @@ from pos_gateway.routes.common import (
     Limit,
     PathId,
     QueryId,
+    UpdatedSince,
+    change_after,
     cursor_after,
     example,
+    next_change,
     op,
     problems,
     request_id,
     services,
+    since_time,
     success,
 )
 from pos_gateway.routes.settlement import location_of
@@ -61,7 +65,7 @@ def ts(value: datetime | None) -> str | None:
 def _register_json(r: registers.Register) -> dict[str, Any]:
     return {"id": r.id, "location_id": r.location_id, "name": r.name, "status": r.status,
             "created_at": ts(r.created_at), "paired_at": ts(r.paired_at),
-            "retired_at": ts(r.retired_at)}  # fmt: skip
+            "retired_at": ts(r.retired_at), "updated_at": ts(r.updated_at)}  # fmt: skip
 
 
 def _missing(register_id: str) -> Problem:
@@ -118,12 +122,23 @@ async def list_registers(
     location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> RegisterList:
-    """Newest first. A register's own credential sees its location's registers only."""
+    """Newest first, or with `updated_since` the change feed (oldest change first). A
+    register's own credential sees its location's registers only."""
     principal = principal_of(request)
     if location_id and principal.register_id is None:
         await location_of(svc, location_id)
     location_id = principal.location_id or location_id
+    if updated_since is not None:
+        changed = await registers.changed(
+            request.app.state.engine, principal.merchant_id, location_id,
+            since_time(updated_since), change_after(cursor, LIST_SCOPE), limit + 1,
+        )  # fmt: skip
+        return RegisterList.model_validate(
+            {"data": [_register_json(r) for r in changed[:limit]],
+             "next_cursor": next_change(changed, limit, LIST_SCOPE)}
+        )  # fmt: skip
     found = await registers.listed(
         request.app.state.engine,
         principal.merchant_id,

@@ -21,11 +21,13 @@ from pos_gateway.routes.common import (
     MoneyIn,
     PathId,
     QueryId,
+    UpdatedSince,
     example,
     known_register,
     op,
     request_id,
     services,
+    timestamp,
 )
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.registers import DrawerMovementMade, Shift, ShiftList
@@ -90,15 +92,18 @@ async def list_shifts(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> ShiftList:
-    """Newest first, each with its report as it stands."""
+    """Newest first, or with `updated_since` the change feed (oldest change first: a shift
+    moves in it when it is opened or closed); each with its report as it stands."""
     if register_id:
         await known_register(request, register_id)
-    answer = await svc.shifts.ListShifts(
-        shifts_pb2.ListShiftsRequest(
-            page_size=limit, page_token=cursor or "", register_id=register_id or ""
-        )
+    ask = shifts_pb2.ListShiftsRequest(
+        page_size=limit, page_token=cursor or "", register_id=register_id or ""
     )
+    if updated_since is not None:
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.shifts.ListShifts(ask)
     return to_page(ShiftList, answer.shifts, answer.next_page_token)
 
 

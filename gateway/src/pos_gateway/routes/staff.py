@@ -24,13 +24,17 @@ from pos_gateway.routes.common import (
     Limit,
     PathId,
     QueryId,
+    UpdatedSince,
+    change_after,
     cursor_after,
     example,
     expected_version,
+    next_change,
     op,
     refused_cursor,
     request_id,
     services,
+    since_time,
 )
 from pos_gateway.routes.registers import refusal, ts
 from pos_gateway.routes.settlement import location_of, locations_of
@@ -118,11 +122,22 @@ async def list_staff(
     location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> StaffList:
-    """Newest first, deactivated members too; never a PIN."""
+    """Newest first, or with `updated_since` the change feed (oldest change first);
+    deactivated members too; never a PIN."""
     _manager(request)
     if location_id:
         await location_of(svc, location_id)
+    if updated_since is not None:
+        changed = await staff.changed(
+            request.app.state.engine, principal_of(request).merchant_id, location_id,
+            since_time(updated_since), change_after(cursor, LIST_SCOPE), limit + 1,
+        )  # fmt: skip
+        return StaffList.model_validate(
+            {"data": [_member_json(m) for m in changed[:limit]],
+             "next_cursor": next_change(changed, limit, LIST_SCOPE)}
+        )  # fmt: skip
     found = await staff.listed(
         request.app.state.engine, principal_of(request).merchant_id, location_id,
         cursor_after(cursor, LIST_SCOPE), limit + 1,

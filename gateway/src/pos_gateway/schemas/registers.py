@@ -45,6 +45,9 @@ class Register(Answer):
     created_at: Timestamp
     paired_at: Timestamp | None
     retired_at: Timestamp | None
+    updated_at: Timestamp = Field(
+        description="The moment of its last change: its place in the list's `updated_since` feed"
+    )
 
 
 class RegisterList(Page[Register]):
@@ -208,6 +211,11 @@ class Shift(Answer):
     opened_at: Timestamp
     closed_at: Timestamp | None
     version: Version
+    updated_at: Timestamp = Field(
+        description="When it was last opened or closed: its place in the list's "
+        "`updated_since` feed (what its payments and movements add to its report does not "
+        "move it)"
+    )
 
 
 class ShiftList(Page[Shift]):

@@ -68,6 +68,9 @@ class Location(Answer):
     tax_rate_bps: Bps
     version: Version
     created_at: Timestamp
+    updated_at: Timestamp = Field(
+        description="The moment of its last change: its place in the list's `updated_since` feed"
+    )
     kind: Literal["store", "warehouse"]
     address: Address | None
     geo: GeoPoint | None = Field(description="null when unknown")

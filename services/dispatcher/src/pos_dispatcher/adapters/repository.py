@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, text, update
+from sqlalchemy import Row, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_dispatcher.adapters import statements
@@ -23,6 +23,7 @@ from pos_dispatcher.adapters.tables import (
     subscriptions,
 )
 from pos_dispatcher.domain.model import Status, Subscription, matches
+from pos_kit.changes import list_page
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -274,12 +275,10 @@ class Subscriptions:
         return _subscription(row) if row else None
 
     async def page(self, page: PageRequest) -> list[Subscription]:
-        query = select(subscriptions).where(subscriptions.c.merchant_id == self._merchant)
-        if page.after:
-            query = query.where(subscriptions.c.id > page.after)
-        rows = (
-            await self._conn.execute(query.order_by(subscriptions.c.id).limit(page.fetch))
-        ).all()
+        """By id, or with `page.since` the change feed (oldest change first)."""
+        s = subscriptions.c
+        query = select(subscriptions).where(s.merchant_id == self._merchant)
+        rows = await list_page(self._conn, query, s.updated_at, s.id, page)
         return [_subscription(r) for r in rows]
 
     async def save(self, sub: Subscription) -> Subscription:
@@ -295,8 +294,8 @@ class Subscriptions:
                     disabled_reason=sub.disabled_reason,
                     # Enabling again starts the failure clock afresh.
                     failing_since=sub.failing_since,
+                    # updated_at: stamped by the trigger, as the version changes.
                     version=subscriptions.c.version + 1,
-                    updated_at=func.now(),
                 )
                 .returning(subscriptions)
             )
@@ -317,7 +316,6 @@ class Subscriptions:
                 previous_secret=current,
                 previous_secret_until=overlap_until,
                 version=subscriptions.c.version + 1,
-                updated_at=func.now(),
             )
         )
 

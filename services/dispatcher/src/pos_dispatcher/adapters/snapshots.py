@@ -50,6 +50,25 @@ def _object(model: type[BaseModel], message: Message) -> dict[str, Any]:
     return {"object": to_model(model, message).model_dump(mode="json")}
 
 
+def _stamped(message: Any, *times: str) -> Any:
+    """A shift or register as GET answers it, with its `updated_at`: one an older producer
+    sent without it (an event in the stream from before the field) takes the latest of its
+    other times, which is when it last changed."""
+    if message.HasField("updated_at"):
+        return message
+    present = [getattr(message, name) for name in times if message.HasField(name)]
+    if not present:
+        return message
+    filled = type(message)()
+    filled.CopyFrom(message)
+    filled.updated_at.CopyFrom(max(present, key=lambda stamp: stamp.ToNanoseconds()))
+    return filled
+
+
+_SHIFT_TIMES = ("closed_at", "opened_at")
+_REGISTER_TIMES = ("retired_at", "paired_at", "created_at")
+
+
 def _level_id(level: Any) -> str:
     return f"{level.location_id}:{level.sku}"
 
@@ -149,13 +168,25 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     gift_card_messages.GiftCardActivityCreated: lambda m: [
         ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
     ],
-    shift_messages.ShiftOpened: lambda m: [("shift.opened", m.shift.id, _object(Shift, m.shift))],
-    shift_messages.ShiftClosed: lambda m: [("shift.closed", m.shift.id, _object(Shift, m.shift))],
+    shift_messages.ShiftOpened: lambda m: [
+        ("shift.opened", m.shift.id, _object(Shift, _stamped(m.shift, *_SHIFT_TIMES)))
+    ],
+    shift_messages.ShiftClosed: lambda m: [
+        ("shift.closed", m.shift.id, _object(Shift, _stamped(m.shift, *_SHIFT_TIMES)))
+    ],
     gateway_events.RegisterPaired: lambda m: [
-        ("register.paired", m.register.id, _object(Register, m.register))
+        (
+            "register.paired",
+            m.register.id,
+            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+        )
     ],
     gateway_events.RegisterRetired: lambda m: [
-        ("register.retired", m.register.id, _object(Register, m.register))
+        (
+            "register.retired",
+            m.register.id,
+            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+        )
     ],
     gateway_events.StaffCreated: lambda m: [
         ("staff.created", m.staff.id, _object(StaffMember, m.staff))

@@ -74,8 +74,10 @@ subscriptions = Table(
     Column("failing_since", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Stamped by a trigger at the moment of each change of `version` (pos_kit.changes).
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="webhook_subscriptions_pkey"),
+    Index("webhook_subscriptions_changed", "merchant_id", "updated_at", "id"),
 )
 
 deliveries = Table(

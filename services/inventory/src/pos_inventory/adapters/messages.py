@@ -74,6 +74,8 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
         msg.geo.CopyFrom(geo_to_proto(x.geo))
     if x.created_at is not None:
         msg.created_at.FromDatetime(x.created_at)
+    if x.updated_at is not None:
+        msg.updated_at.FromDatetime(x.updated_at)
     return msg
 
 

@@ -14,6 +14,7 @@ from pos_inventory.adapters.reservations import SqlExpiry, SqlReservations
 from pos_inventory.adapters.stock import SqlStock
 from pos_inventory.adapters.tables import locations
 from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, LocationTax
+from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
@@ -40,6 +41,7 @@ def _location(row: Row[Any]) -> Location:
             LocationTax(t["name"], t["rate_bps"], dict(t["rates_bps"]), t["compound"])
             for t in m["taxes"]
         ],
+        updated_at=m["updated_at"],
     )
 
 
@@ -69,10 +71,11 @@ class SqlLocations:
                     prices_include_tax=location.prices_include_tax,
                     taxes=[asdict(t) for t in location.taxes],
                 )
-                .returning(locations.c.created_at)
+                .returning(locations.c.created_at, locations.c.updated_at)
             )
         ).one()
         location.created_at = row.created_at
+        location.updated_at = row.updated_at
 
     async def count_for_add(self) -> int:
         """How many locations the merchant has, holding a lock (to the end of the transaction)
@@ -95,7 +98,7 @@ class SqlLocations:
         return _location(row) if row else None
 
     async def save_flags(self, location: Location) -> None:
-        await self._conn.execute(
+        changed = await self._conn.execute(
             update(locations)
             .where(locations.c.merchant_id == self._merchant, locations.c.id == location.id)
             .values(
@@ -103,7 +106,9 @@ class SqlLocations:
                 ship_enabled=location.ship_enabled,
                 version=location.version,
             )
+            .returning(locations.c.updated_at)
         )
+        location.updated_at = changed.scalar_one()
 
     async def many(self, location_ids: list[str]) -> list[Location]:
         rows = await self._conn.execute(
@@ -121,10 +126,9 @@ class SqlLocations:
         return [_location(r) for r in rows]
 
     async def list(self, page: PageRequest) -> list[Location]:
+        """By id, or with `page.since` the change feed (oldest change first)."""
         query = select(locations).where(locations.c.merchant_id == self._merchant)
-        if page.after:
-            query = query.where(locations.c.id > page.after)
-        rows = await self._conn.execute(query.order_by(locations.c.id).limit(page.fetch))
+        rows = await list_page(self._conn, query, locations.c.updated_at, locations.c.id, page)
         return [_location(r) for r in rows]
 
 

@@ -49,7 +49,10 @@ locations = Table(
     Column("prices_include_tax", Boolean, nullable=False, server_default=text("false")),
     # [{"name": "state", "rate_bps": 625, "rates_bps": {"food": 100}, "compound": false}, ...]
     Column("taxes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    # Stamped by a trigger at the moment of each change of `version` (pos_kit.changes).
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="locations_pkey"),
+    Index("locations_changed", "merchant_id", "updated_at", "id"),
 )
 
 products = Table(

@@ -87,6 +87,8 @@ class Location:
     prices_include_tax: bool = False
     # When set, these replace tax_rate_bps and tax_rates_bps: each charged on its own.
     taxes: list[LocationTax] = field(default_factory=list)
+    # The moment of its last change (the database stamps it): its place in the change feed.
+    updated_at: datetime | None = None
 
     def tax_rate_for(self, tax_category: str) -> int:
         return self.tax_rates_bps.get(tax_category, self.tax_rate_bps)

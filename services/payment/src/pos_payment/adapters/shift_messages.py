@@ -64,6 +64,8 @@ def shift_to_proto(shift: Shift) -> S.Shift:
         msg.opened_at.FromDatetime(shift.opened_at)
     if shift.closed_at is not None:
         msg.closed_at.FromDatetime(shift.closed_at)
+    if shift.updated_at is not None:
+        msg.updated_at.FromDatetime(shift.updated_at)
     return msg
 
 

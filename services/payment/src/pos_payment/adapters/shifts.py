@@ -10,6 +10,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters.shift_messages import REGISTRY
@@ -46,6 +47,7 @@ def _shift(row: Row[Any]) -> Shift:
         version=m["version"],
         opened_at=m["opened_at"],
         closed_at=m["closed_at"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -63,9 +65,9 @@ class SqlShiftRepository:
                 currency=shift.currency, opening_float=shift.opening_float,
                 opened_by=shift.opened_by,
             )
-            .returning(shifts.c.opened_at)
+            .returning(shifts.c.opened_at, shifts.c.updated_at)
         )  # fmt: skip
-        shift.opened_at = made.scalar_one()
+        shift.opened_at, shift.updated_at = made.one()
 
     async def open_at(self, register_id: str) -> Shift | None:
         row = (
@@ -87,9 +89,13 @@ class SqlShiftRepository:
         return None if row is None else await self._filled(_shift(row))
 
     async def list(self, page: PageRequest, register_id: str) -> list[Shift]:
+        """Newest first, or with `page.since` the change feed (oldest change first)."""
         query = select(shifts).where(shifts.c.merchant_id == self._merchant)
         if register_id:
             query = query.where(shifts.c.register_id == register_id)
+        if page.since is not None:
+            changed = await list_page(self._conn, query, shifts.c.updated_at, shifts.c.id, page)
+            return [await self._filled(_shift(row)) for row in changed]
         if page.after:
             query = query.where(shifts.c.id < page.after)
         rows = await self._conn.execute(query.order_by(shifts.c.id.desc()).limit(page.fetch))
@@ -105,9 +111,9 @@ class SqlShiftRepository:
                 version=shift.version,
                 closed_at=func.now() if shift.status is ShiftStatus.CLOSED else None,
             )
-            .returning(shifts.c.closed_at)
+            .returning(shifts.c.closed_at, shifts.c.updated_at)
         )  # fmt: skip
-        shift.closed_at = closed.scalar_one()
+        shift.closed_at, shift.updated_at = closed.one()
 
     async def add_movement(self, movement: Movement) -> Movement:
         row = (

@@ -209,7 +209,10 @@ shifts = Table(
     Column("version", BigInteger, nullable=False, server_default="1"),
     Column("opened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("closed_at", DateTime(timezone=True)),
+    # Stamped by a trigger at the moment of each change of `version` (pos_kit.changes).
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="shifts_pkey"),
+    Index("shifts_changed", "merchant_id", "updated_at", "id"),
     Index(
         "shifts_open_per_register",
         "merchant_id",

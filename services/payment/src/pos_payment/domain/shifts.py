@@ -80,6 +80,9 @@ class Shift:
     version: int = 1
     opened_at: datetime | None = None
     closed_at: datetime | None = None
+    # The moment of its last change, opened or closed (the database stamps it): its place in
+    # the change feed. What its payments and movements add to its report does not move it.
+    updated_at: datetime | None = None
     # Read with the shift, never stored on it: what the payments and movements say.
     totals: CashTotals = field(default_factory=CashTotals)
     tenders: list[TenderLine] = field(default_factory=list)

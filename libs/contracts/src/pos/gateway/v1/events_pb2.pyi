@@ -38,6 +38,7 @@ class Register(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PAIRED_AT_FIELD_NUMBER: _builtins.int
     RETIRED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     name: _builtins.str
@@ -48,6 +49,10 @@ class Register(_message.Message):
     def paired_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def retired_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """The moment of its last change: its place in the change feed (`updated_since`)."""
+
     def __init__(
         self,
         *,
@@ -58,10 +63,11 @@ class Register(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         paired_at: _timestamp_pb2.Timestamp | None = ...,
         retired_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "paired_at", b"paired_at", "retired_at", b"retired_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "paired_at", b"paired_at", "retired_at", b"retired_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "location_id", b"location_id", "name", b"name", "paired_at", b"paired_at", "retired_at", b"retired_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "location_id", b"location_id", "name", b"name", "paired_at", b"paired_at", "retired_at", b"retired_at", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

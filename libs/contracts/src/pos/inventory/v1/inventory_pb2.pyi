@@ -167,6 +167,7 @@ class Location(_message.Message):
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
     TAXES_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -204,6 +205,10 @@ class Location(_message.Message):
         tax_rate_bps and tax_rates_bps, each charged on its own, in this order.
         """
 
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """The moment of its last change: its place in the change feed (`updated_since`)."""
+
     def __init__(
         self,
         *,
@@ -222,10 +227,11 @@ class Location(_message.Message):
         ship_enabled: _builtins.bool = ...,
         prices_include_tax: _builtins.bool = ...,
         taxes: _abc.Iterable[Global___LocationTax] | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -623,17 +629,25 @@ class ListLocationsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp:
+        """Only what changed at or after this time, oldest change first (then by id): a partner
+        polls with the last updated_at it saw and misses nothing.
+        """
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,227 @@
+"""`updated_since` on the lists of staff, registers, shifts, webhook subscriptions and
+locations, end to end: only what changed at or after the time, oldest change first, walked page
+by page with the feed's own cursor (the kit's change feed, as on products and customers); a time
+without a zone is a 400, and a cursor by id is not one of the feed's."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    made = http.post(path, json=body or {}, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert made.status_code in (200, 201), made.text
+    answer: dict[str, Any] = made.json()
+    return answer
+
+
+def _feed(http: httpx.Client, path: str, since: str, **params: Any) -> list[str]:
+    """Every id of the feed from `since`, by pages of one, following next_cursor to its end."""
+    seen: list[str] = []
+    cursor = None
+    for _ in range(50):
+        answer = http.get(
+            path,
+            params={**params, "updated_since": since, "limit": 1,
+                    **({"cursor": cursor} if cursor else {})},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert len(page["data"]) <= 1
+        seen += [x["id"] for x in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError(f"{path} did not end")
+
+
+def _after(stamp: str) -> str:
+    """A time past `stamp` (shown to the millisecond, cut short): after the change it tells."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(milliseconds=1)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _check_feed(
+    http: httpx.Client,
+    path: str,
+    made: list[dict[str, Any]],
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    **params: Any,
+) -> None:
+    """`made` (three, in the order they were made): the second, then the first, are changed;
+    the feed from before them all has the third, then the second, then the first; from after
+    the third was made, only the two changed, in the order they changed."""
+    assert len(made) == 3
+    time.sleep(0.02)  # the changes are clearly later than the third was made
+    mark = _after(made[-1]["updated_at"])
+    second = change(made[1])
+    first = change(made[0])
+    assert second["updated_at"] > made[-1]["updated_at"]
+    assert first["updated_at"] >= second["updated_at"]
+    ids = [m["id"] for m in made]
+
+    assert _feed(http, path, made[0]["updated_at"], **params) == [ids[2], ids[1], ids[0]]
+    assert _feed(http, path, mark, **params) == [ids[1], ids[0]]
+    # Polling again from the last updated_at seen finds the last change (inclusive), only.
+    assert _feed(http, path, first["updated_at"], **params) == [ids[0]]
+    # The feed is one page of what changed, with their new state.
+    page = http.get(path, params={**params, "updated_since": mark}).json()
+    assert [x["id"] for x in page["data"]] == [ids[1], ids[0]]
+    assert page["data"][-1]["updated_at"] == first["updated_at"]
+    assert page["next_cursor"] is None
+
+    # A time without a zone is a 400 naming updated_since, as on every list.
+    naive = http.get(path, params={**params, "updated_since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 400, naive.text
+    assert [e["field"] for e in naive.json()["errors"]] == ["updated_since"]
+    # The feed's cursor and the list's by id are not each other's.
+    by_id = http.get(path, params={**params, "limit": 1}).json()["next_cursor"]
+    fed = http.get(path, params={**params, "updated_since": mark, "limit": 1}).json()
+    assert by_id and fed["next_cursor"]
+    for cursor, since in ((by_id, mark), (fed["next_cursor"], None)):
+        query = {**params, "cursor": cursor, **({"updated_since": since} if since else {})}
+        refused = http.get(path, params=query)
+        assert refused.status_code == 400, (path, refused.text)
+        assert [e["field"] for e in refused.json()["errors"]] == ["cursor"]
+
+
+def _paired(platform: Running, http: httpx.Client, location: str) -> tuple[str, httpx.Client]:
+    register = _post(http, "/v1/registers", {"location_id": location, "name": "Till"})
+    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes")["code"]
+    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
+    assert paired.status_code == 201, paired.text
+    device = httpx.Client(
+        base_url=platform.platform.gateway_url,
+        headers={"Authorization": f"Bearer {paired.json()['credential']}"},
+        timeout=15.0,
+    )
+    return register["id"], device
+
+
+def test_locations_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Location feed") as http:
+        made = [
+            _post(http, "/v1/locations", {"name": f"Store {n}", "currency": "USD"})
+            for n in range(3)
+        ]
+
+        def change(location: dict[str, Any]) -> dict[str, Any]:
+            answer = http.patch(f"/v1/locations/{location['id']}", json={"pickup_enabled": True})
+            assert answer.status_code == 200, answer.text
+            changed: dict[str, Any] = answer.json()
+            assert changed["version"] == location["version"] + 1
+            return changed
+
+        _check_feed(http, "/v1/locations", made, change)
+
+
+def test_webhook_subscriptions_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Subscription feed") as http:
+        body = {"url": "http://127.0.0.1:9/hook", "event_types": ["refund.created"]}
+        made = [
+            _post(http, "/v1/webhook-subscriptions", {**body, "description": f"s{n}"})[
+                "subscription"
+            ]
+            for n in range(3)
+        ]
+
+        def change(sub: dict[str, Any]) -> dict[str, Any]:
+            answer = http.patch(
+                f"/v1/webhook-subscriptions/{sub['id']}", json={"description": "changed"}
+            )
+            assert answer.status_code == 200, answer.text
+            changed: dict[str, Any] = answer.json()
+            return changed
+
+        _check_feed(http, "/v1/webhook-subscriptions", made, change)
+
+
+def test_staff_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Staff feed") as http:
+        here = _post(http, "/v1/locations", {"name": "Store", "currency": "USD"})["id"]
+        made = [
+            _post(http, "/v1/staff",
+                  {"name": f"Member {n}", "role": "cashier", "location_ids": [here],
+                   "pin": "2580"})
+            for n in range(3)
+        ]  # fmt: skip
+
+        def change(member: dict[str, Any]) -> dict[str, Any]:
+            answer = http.patch(f"/v1/staff/{member['id']}", json={"name": "Renamed"})
+            assert answer.status_code == 200, answer.text
+            changed: dict[str, Any] = answer.json()
+            assert changed["version"] == member["version"] + 1
+            return changed
+
+        _check_feed(http, "/v1/staff", made, change)
+        # With a filter the feed is the filter's: here, all of them; elsewhere, none.
+        since = made[0]["updated_at"]
+        ids = [made[i]["id"] for i in (2, 1, 0)]
+        assert _feed(http, "/v1/staff", since, location_id=here) == ids
+        there = _post(http, "/v1/locations", {"name": "Other", "currency": "USD"})["id"]
+        assert _feed(http, "/v1/staff", since, location_id=there) == []
+
+
+def test_registers_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Register feed") as http:
+        here = _post(http, "/v1/locations", {"name": "Store", "currency": "USD"})["id"]
+        made = [
+            _post(http, "/v1/registers", {"location_id": here, "name": f"Till {n}"})
+            for n in range(3)
+        ]
+
+        def change(register: dict[str, Any]) -> dict[str, Any]:
+            return _post(http, f"/v1/registers/{register['id']}/retire")
+
+        _check_feed(http, "/v1/registers", made, change)
+        # With a filter the feed is the filter's: here, all of them; elsewhere, none.
+        since = made[0]["updated_at"]
+        ids = [made[i]["id"] for i in (2, 1, 0)]
+        assert _feed(http, "/v1/registers", since, location_id=here) == ids
+        there = _post(http, "/v1/locations", {"name": "Other", "currency": "USD"})["id"]
+        assert _feed(http, "/v1/registers", since, location_id=there) == []
+        # Retiring a retired register changes nothing: it does not move in the feed.
+        last = made[0]["id"]
+        again = _post(http, f"/v1/registers/{last}/retire")
+        assert _feed(http, "/v1/registers", again["updated_at"]) == [last]
+
+
+def test_shifts_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Shift feed") as http:
+        here = _post(http, "/v1/locations", {"name": "Store", "currency": "USD"})["id"]
+        member = _post(http, "/v1/staff",
+                       {"name": "Drew", "role": "cashier", "location_ids": [here],
+                        "pin": "2580"})["id"]  # fmt: skip
+        devices: dict[str, httpx.Client] = {}
+        made = []
+        for _ in range(3):
+            _, device = _paired(platform, http, here)
+            _post(device, "/v1/register-sessions", {"staff_id": member, "pin": "2580"})
+            shift = _post(
+                device, "/v1/shifts", {"opening_float": {"amount": 10_000, "currency": "USD"}}
+            )
+            devices[shift["id"]] = device
+            made.append(shift)
+
+        def change(shift: dict[str, Any]) -> dict[str, Any]:
+            counted = {"counted_cash": {"amount": 10_000, "currency": "USD"}}
+            closed = _post(devices[shift["id"]], f"/v1/shifts/{shift['id']}/close", counted)
+            assert closed["status"] == "closed" and closed["version"] == shift["version"] + 1
+            return closed
+
+        try:
+            _check_feed(http, "/v1/shifts", made, change)
+        finally:
+            for device in devices.values():
+                device.close()
