@@ -86,3 +86,6 @@ def test_the_order_names_what_each_payment_holds_for_it() -> None:
     ]  # fmt: skip
     assert order.tender_types == ["card", "gift_card", "card"]
     assert order.tender_amounts == [0, 1500, 449]
+    # Part of the gift card given back: it paid the rest.
+    assert order.refunded_in_all("pay_2", 500)
+    assert order.tender_amounts == [0, 1000, 449]

@@ -306,10 +306,11 @@ async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
         answer.balance_due.amount = 0
     elif status in BEFORE_CONFIRMATION:
         # Money given back before the order is confirmed is due again (cash handed back, a
-        # refund through the payments API): the order's `paid` is net of those refunds, while
-        # the payment service counts what was authorised. After the confirmation a refund is
-        # a return's or goodwill, and owes nothing.
-        answer.balance_due.amount = max(0, order.order.total.amount - order.order.paid.amount)
+        # refund through the payments API): what the tenders hold is what they authorised
+        # (net of voids) less what they refunded, by the payment service's own count in this
+        # answer. After the confirmation a refund is a return's or goodwill, and owes nothing.
+        held = answer.authorized.amount - answer.refunded.amount
+        answer.balance_due.amount = max(0, due.amount - held)
     return to_model(OrderPayments, answer)
 
 

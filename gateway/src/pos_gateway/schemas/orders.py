@@ -159,8 +159,9 @@ class Order(Answer):
         Field(
             default_factory=list,
             max_length=50,
-            description="What each payment in payment_ids was taken for, in minor units, in the "
-            "same order: 0 for one that holds no money (declined, voided, its answer unknown)",
+            description="What each payment in payment_ids pays for the order, in minor units, in "
+            "the same order: what it was taken for less what went back of it; 0 for one that "
+            "holds no money (declined, voided, its answer unknown)",
         )
     )
     paid: Money | None = Field(

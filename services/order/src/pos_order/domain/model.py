@@ -379,10 +379,13 @@ class Order:
 
     @property
     def tender_amounts(self) -> list[int]:
-        """What each payment in `payment_ids` was taken for: nothing for one that holds no
-        money (declined, voided, its answer unknown)."""
+        """What each payment in `payment_ids` pays for the order: what it was taken for less
+        what went back of it (cash handed back before the confirmation), nothing for one that
+        holds no money (declined, voided, its answer unknown)."""
         return [
-            t.amount if t.state in LIVE_TENDERS else 0 for t in self.saga.tenders if t.payment_id
+            max(0, t.amount - t.refunded_now) if t.state in LIVE_TENDERS else 0
+            for t in self.saga.tenders
+            if t.payment_id
         ]
 
     @property

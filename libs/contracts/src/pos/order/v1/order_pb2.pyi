@@ -529,9 +529,10 @@ class Order(_message.Message):
 
     @_builtins.property
     def tender_amounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """What each payment in payment_ids was taken for (0 for one declined, voided or still
-        unanswered), in the same order: how much of the order each tender paid, so a program
-        that earns on some tenders only earns on their share.
+        """What each payment in payment_ids pays for the order: what it was taken for less what went
+        back of it (0 for one declined, voided or still unanswered), in the same order: how much of
+        the order each tender paid, so a program that earns on some tenders only earns on their
+        share.
         """
 
     @_builtins.property
