@@ -103,3 +103,16 @@ def test_an_answer_is_built_from_a_message_with_its_nulls_and_integers() -> None
     assert answer.created_at == "2026-01-15T09:30:00.000Z"
     payment.ClearField("change_due")
     assert to_model(payments.Payment, payment).change_due is None
+
+
+def test_a_time_before_year_1000_is_written_with_four_digits() -> None:
+    """A time stored before the API refused such times (or sent straight to a service) still
+    reads back as RFC 3339, never as `999-06-01…`, which the answer's own schema refuses."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from pos.payment.v1 import shifts_pb2
+    from pos_gateway.convert import to_json
+
+    shift = shifts_pb2.Shift(id="sh_1")
+    shift.opened_at.CopyFrom(Timestamp(seconds=-30_610_310_400))  # 0999-12-31T00:00:00Z
+    assert to_json(shift)["opened_at"] == "0999-12-31T00:00:00.000Z"

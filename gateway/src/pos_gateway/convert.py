@@ -71,7 +71,9 @@ def _value(kind: int, words: dict[int, str | None] | None, value: Any) -> Any:
         assert words is not None
         return words.get(value)  # a number this build does not know is null, like zero
     if kind == _TIMESTAMP:
-        return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        # The year by hand: strftime's %Y writes year 999 as "999", which is no RFC 3339.
+        at = value.ToDatetime()
+        return f"{at.year:04d}" + at.strftime("-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return to_json(value)
 
 

@@ -18,6 +18,7 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     IfMatch,
+    InRange,
     Limit,
     QueryId,
     Rfc3339,
@@ -36,7 +37,7 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 # The scope of this module's list cursors (pos_kit.paging): another list's are refused.
 LIST_SCOPE = "gateway.audit-log"
 Time = Annotated[
-    datetime | None, Rfc3339, Query(description="RFC 3339", json_schema_extra=TIME_SCHEMA)
+    datetime | None, Rfc3339, InRange, Query(description="RFC 3339", json_schema_extra=TIME_SCHEMA)
 ]
 Action = Annotated[
     str | None,

@@ -232,16 +232,37 @@ def _time_bounded(schema: dict[str, Any]) -> None:
             branch["maxLength"] = TIME_MAX
 
 
+# The times the API takes: from the Unix epoch to the end of year 9999 (in UTC). Earlier ones
+# are no time a sale, a count or a consent happened at, and before year 1000 (or past 9999 once
+# an offset is applied) they are no RFC 3339 time the API could write back.
+FIRST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIME_RANGE = f"must be between {FIRST_TIME:%Y-%m-%dT%H:%M:%SZ} and 9999-12-31T23:59:59Z"
+
+
+def _in_range(value: object) -> object:
+    if isinstance(value, datetime):
+        try:
+            at = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError(TIME_RANGE) from None
+        if not FIRST_TIME <= at <= LAST_TIME:
+            raise ValueError(TIME_RANGE)
+    return value
+
+
 # An RFC 3339 time in a query: the shape and length _rfc3339_only holds it to.
 Rfc3339 = BeforeValidator(_rfc3339_only)
+InRange = AfterValidator(_in_range)
 TIME_SCHEMA = _time_bounded
-# A time in a body: its length is held to the document's maxLength.
-BodyTime = Annotated[datetime, BeforeValidator(_time_max)]
+# A time in a body: its length is held to the document's maxLength, its value to the range.
+BodyTime = Annotated[datetime, BeforeValidator(_time_max), InRange]
 
 
 UpdatedSince = Annotated[
     datetime | None,
     Rfc3339,
+    InRange,
     Query(
         description="Only what changed at or after this RFC 3339 time, oldest change first; "
         "poll again from the last `updated_at` you saw",

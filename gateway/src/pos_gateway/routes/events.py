@@ -28,6 +28,7 @@ from pos_gateway.routes.common import (
     BodyTime,
     Cursor,
     IfMatch,
+    InRange,
     Limit,
     PathId,
     QueryId,
@@ -458,9 +459,11 @@ async def list_webhook_deliveries(
     event_id: Annotated[
         QueryId | None, Query(description="Only the deliveries of this event")
     ] = None,
-    created_after: Annotated[datetime | None, Rfc3339, Query(json_schema_extra=TIME_SCHEMA)] = None,
+    created_after: Annotated[
+        datetime | None, Rfc3339, InRange, Query(json_schema_extra=TIME_SCHEMA)
+    ] = None,
     created_before: Annotated[
-        datetime | None, Rfc3339, Query(json_schema_extra=TIME_SCHEMA)
+        datetime | None, Rfc3339, InRange, Query(json_schema_extra=TIME_SCHEMA)
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
