@@ -425,3 +425,23 @@ def test_the_preview_prices_loyalty_points_as_the_sale_does(platform: Running) -
     )
     assert [d["amount"]["amount"] for d in preview["discounts"] if d["promotion_id"] ==
             "loyalty_points"] == [250]  # fmt: skip
+
+
+def test_a_cart_no_order_can_total_is_refused_by_the_preview_as_by_the_sale(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """More than the largest order total: the preview answers the checkout's own 400 naming
+    the lines (not a total near int64's top, nor a 500 once the tax takes it past that)."""
+    http, store = shop
+    gold = {"sku": "PV-GOLD", "name": "Gold bar", "price": {"amount": 10**12, "currency": "USD"}}
+    assert _post(http, "/v1/products", gold).status_code in (201, 409)
+    for quantity in (2, 10_000):
+        lines = [{"sku": "PV-GOLD", "quantity": quantity}]
+        body = {"location_id": store, "lines": lines}
+        preview = _post(http, "/v1/carts/calculate", body)
+        sale = _post(
+            http, "/v1/checkouts", {**body, "tender_type": "card", "card_token": "tok_visa"}
+        )
+        assert preview.status_code == sale.status_code == 400, preview.text
+        assert [e["field"] for e in preview.json()["errors"]] == ["lines"]
+        assert preview.json()["errors"] == sale.json()["errors"]

@@ -138,3 +138,13 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
     )
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["field"] == "lines.0.quantity"
+
+
+def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running) -> None:
+    near = {"latitude": 45, "longitude": -93}
+    for line in ("MUG-LOGO:9223372036854775808", "MUG-LOGO:²", "MUG-LOGO:0", "MUG-LOGO:"):
+        answer = platform.http.get("/v1/inventory/nearby", params={"sku": line, **near})
+        assert answer.status_code == 400, (line, answer.text)
+        assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
+    top = platform.http.get("/v1/inventory/nearby", params={"sku": "MUG-LOGO:3", **near})
+    assert top.status_code == 200, top.text

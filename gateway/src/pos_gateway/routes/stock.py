@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -254,14 +255,18 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     """`SKU` or `SKU:quantity` (a colon never appears in a SKU)."""
     lines = []
     for value in values:
-        sku, _, quantity = value.partition(":")
-        if quantity and not quantity.isdigit():
+        sku, colon, quantity = value.partition(":")
+        # ASCII digits only (`str.isdigit` takes "²" too), a whole number from 1 to int64's top.
+        if colon and not (
+            re.fullmatch(r"[0-9]{1,19}", quantity) and 1 <= int(quantity) <= INT64_MAX
+        ):
             raise Problem(
                 400,
                 "invalid_request",
                 "the request is not valid",
-                [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity"}],
-            )
+                [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity, a quantity "
+                  f"from 1 to {INT64_MAX}"}],
+            )  # fmt: skip
         lines.append(stock_pb2.StockLine(sku=sku, quantity=int(quantity or 1)))
     return lines
 

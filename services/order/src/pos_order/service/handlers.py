@@ -1036,6 +1036,9 @@ async def calculate_cart(
         cmd.order_manual,
         buyer,
     )
+    # What a sale of this cart would refuse, the preview refuses the same way (a 400 naming
+    # the lines), rather than answer a total no order can have.
+    raise_if(validate_total(cart.totals))
     if cmd.redeem_points:
         # Priced as a sale prices them (nothing is held: a preview writes nothing).
         if ports.loyalty is None:
