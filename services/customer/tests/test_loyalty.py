@@ -474,3 +474,35 @@ async def test_an_earn_and_a_cancellation_arriving_at_once_leave_nothing(
         )
     )
     assert await _balance(service, merchant, c.id) == (0, 0, 0)
+
+
+async def test_a_merge_announces_both_sides_of_the_points_it_moves(
+    merchant: Caller, service: Service
+) -> None:
+    """The loser's `merged_out` and the winner's `merged_in` each go out as an adjustment, so
+    a partner following balances by events keeps both right."""
+    from pos.customer.v1 import customer_pb2 as cpb
+    from pos.customer.v1 import events_pb2
+
+    winner = await merchant.create(given_name="Keeps")
+    loser = await merchant.create(given_name="Goes")
+    await _adjust(merchant, winner.id, 5)
+    await _adjust(merchant, loser.id, 40)
+    await merchant(
+        "MergeCustomers", cpb.MergeCustomersRequest(winner_id=winner.id, loser_id=loser.id)
+    )
+
+    rows = await service.sql(
+        "SELECT payload FROM outbox WHERE merchant_id = :m AND event_type = :t ORDER BY seq",
+        m=merchant.merchant,
+        t=events_pb2.LoyaltyPointsAdjusted.DESCRIPTOR.full_name,
+    )
+    entries = []
+    for (payload,) in rows:
+        event = events_pb2.LoyaltyPointsAdjusted()
+        event.ParseFromString(bytes(payload))
+        entries.append(event.entry)
+    moved = [
+        (e.customer_id, e.kind, e.points, e.balance_after) for e in entries if "merged" in e.kind
+    ]
+    assert moved == [(loser.id, "merged_out", -40, 0), (winner.id, "merged_in", 40, 45)]

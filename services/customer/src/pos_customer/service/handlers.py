@@ -274,7 +274,7 @@ async def merge_customers(
     moved = loser.loyalty_points
     if moved:
         loser.loyalty_points = 0
-        await uow.loyalty.append(
+        out = await uow.loyalty.append(
             loyalty.Entry(
                 new_id("pte"),
                 loser.id,
@@ -286,7 +286,7 @@ async def merge_customers(
             )
         )
         winner.loyalty_points += moved
-        await uow.loyalty.append(
+        into = await uow.loyalty.append(
             loyalty.Entry(
                 new_id("pte"),
                 winner.id,
@@ -297,6 +297,9 @@ async def merge_customers(
                 f"merged from {loser.id}",
             )
         )
+        # Partners that follow balances by events see both sides move.
+        uow.publish(loyalty.PointsAdjusted(out))
+        uow.publish(loyalty.PointsAdjusted(into))
     winner.points_held += loser.points_held
     loser.points_held = 0
     await uow.loyalty.move_holds(loser.id, winner.id)
