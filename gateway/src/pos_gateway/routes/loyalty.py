@@ -157,7 +157,9 @@ async def get_program(svc: Svc, response: Response) -> LoyaltyProgram:
 async def set_program(
     body: ProgramIn, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> LoyaltyProgram:
-    """The whole program; `If-Match` with the version you read, or a 412."""
+    """The whole program. Send `If-Match` with the version you read to replace only that
+    version (a stale one is a 412 with `current_version`); without it the program is replaced
+    whatever its version. Each change bumps `version`."""
     program = loyalty_pb2.LoyaltyProgram(
         **body.model_dump(exclude={"tiers"}),
         tiers=[loyalty_pb2.Tier(**t.model_dump()) for t in body.tiers],
