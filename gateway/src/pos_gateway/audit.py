@@ -157,25 +157,32 @@ async def set_retention_days(
     """The settings after the change: a new version and its audit entry when `days` differs,
     none when it does not; with `expected_version`, another version is VersionMismatch."""
     async with engine.begin() as conn:
-        before = await _retention(conn, merchant_id, lock=True)
-        if expected_version and expected_version != before.version:
-            raise VersionMismatch(before.version)
-        if before.days == days:
-            return before
-        version = before.version + 1
-        written = await conn.execute(
-            pg_insert(merchant_settings)
-            .values(merchant_id=merchant_id, audit_retention_days=days, version=version)
-            .on_conflict_do_update(
-                index_elements=["merchant_id"],
-                set_={"audit_retention_days": days, "version": version, "updated_at": func.now()},
-                where=merchant_settings.c.version == before.version,
-            )
-            .returning(*_SETTINGS)
-        )
-        row = written.first()
-        if row is None:  # another first change won the race
-            raise VersionMismatch((await _retention(conn, merchant_id)).version)
+        # Twice at most: a first change can lose the race to create the row to another first
+        # change; without If-Match it is then applied on top of the winner's, as any later.
+        for attempt in (1, 2):
+            before = await _retention(conn, merchant_id, lock=True)
+            if expected_version and expected_version != before.version:
+                raise VersionMismatch(before.version)
+            if before.days == days:
+                return before
+            version = before.version + 1
+            written = await conn.execute(
+                pg_insert(merchant_settings)
+                .values(merchant_id=merchant_id, audit_retention_days=days, version=version)
+                .on_conflict_do_update(
+                    index_elements=["merchant_id"],
+                    set_={"audit_retention_days": days, "version": version,
+                          "updated_at": func.now()},
+                    where=merchant_settings.c.version == before.version,
+                )
+                .returning(*_SETTINGS)
+            )  # fmt: skip
+            row = written.first()
+            if row is not None:
+                break
+            if expected_version or attempt == 2:  # another first change won the race
+                raise VersionMismatch((await _retention(conn, merchant_id)).version)
+        assert row is not None
         await record(
             conn, merchant_id, "settings.audit_retention_changed", actor,
             details={"from": before.days, "to": days, "version": version},

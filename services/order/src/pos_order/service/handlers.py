@@ -962,9 +962,28 @@ async def update_settings(
             FieldViolation("return_policy_text", f"must be at most {MAX_POLICY_TEXT} characters")
         )
     raise_if(violations)
+    # Twice at most: a merchant's first change can lose the race to create the row to another
+    # first change; without If-Match it is then applied on top of the winner's, as any later.
+    for attempt in (1, 2):
+        current, updated = await _settings_after(uow, policy, change_)
+        if expected_version and expected_version != current.version:
+            raise _settings_changed(current.version)
+        if updated == current:
+            return current, current
+        updated = replace(updated, version=current.version + 1)
+        if await uow.settings.put(updated):
+            return current, updated
+        if expected_version or attempt == 2:
+            found = await uow.settings.get()
+            raise _settings_changed(found.version if found else current.version)
+    raise AssertionError("unreachable")
+
+
+async def _settings_after(
+    uow: OrderUnitOfWork, policy: Policy, change_: SettingsChange
+) -> tuple[OrderSettings, OrderSettings]:
+    """The settings now (locked) and as the change would leave them, before its version."""
     current = await uow.settings.get(lock=True) or policy.defaults
-    if expected_version and expected_version != current.version:
-        raise _settings_changed(current.version)
     updated = OrderSettings(
         capture_pickup_at_order=_or(
             change_.capture_pickup_at_order, current.capture_pickup_at_order
@@ -975,12 +994,6 @@ async def update_settings(
         return_policy_text=_or(change_.return_policy_text, current.return_policy_text),
         version=current.version,
     )
-    if updated == current:
-        return current, current
-    updated = replace(updated, version=current.version + 1)
-    if not await uow.settings.put(updated):
-        found = await uow.settings.get()
-        raise _settings_changed(found.version if found else current.version)
     return current, updated
 
 

@@ -288,12 +288,17 @@ async def update_settings(
     changes nothing (`version_mismatch`); the same maximum again is no change (no new
     version)."""
     validate_max_balance(max_balance)
-    current = await uow.card_settings.get(lock=True)
-    if expected_version and expected_version != current.version:
-        raise _settings_changed(current.version)
-    if max_balance == current.max_balance:
-        return current, current
-    settings = GiftCardSettings(max_balance, version=current.version + 1)
-    if not await uow.card_settings.save(settings):
-        raise _settings_changed((await uow.card_settings.get()).version)
-    return current, settings
+    # Twice at most: a merchant's first change can lose the race to create the row to another
+    # first change; without If-Match it is then applied on top of the winner's, as any later.
+    for attempt in (1, 2):
+        current = await uow.card_settings.get(lock=True)
+        if expected_version and expected_version != current.version:
+            raise _settings_changed(current.version)
+        if max_balance == current.max_balance:
+            return current, current
+        settings = GiftCardSettings(max_balance, version=current.version + 1)
+        if await uow.card_settings.save(settings):
+            return current, settings
+        if expected_version or attempt == 2:
+            raise _settings_changed((await uow.card_settings.get()).version)
+    raise AssertionError("unreachable")

@@ -265,16 +265,21 @@ async def update_settings(
     changes nothing (`version_mismatch`); the same window again is no change (no new
     version)."""
     window = validate_window(authorization_window_seconds)
-    current = await get_settings(uow, policy, lock=True)
-    if expected_version and expected_version != current.version:
-        raise settings_changed_meanwhile(current.version)
-    if window == current.authorization_window_seconds:
-        return current, current
-    settings = PaymentSettings(window, version=current.version + 1)
-    if not await uow.settings.save(settings):
-        found = await uow.settings.get()
-        raise settings_changed_meanwhile(found.version if found else current.version)
-    return current, settings
+    # Twice at most: a merchant's first change can lose the race to create the row to another
+    # first change; without If-Match it is then applied on top of the winner's, as any later.
+    for attempt in (1, 2):
+        current = await get_settings(uow, policy, lock=True)
+        if expected_version and expected_version != current.version:
+            raise settings_changed_meanwhile(current.version)
+        if window == current.authorization_window_seconds:
+            return current, current
+        settings = PaymentSettings(window, version=current.version + 1)
+        if await uow.settings.save(settings):
+            return current, settings
+        if expected_version or attempt == 2:
+            found = await uow.settings.get()
+            raise settings_changed_meanwhile(found.version if found else current.version)
+    raise AssertionError("unreachable")
 
 
 # --- captures and voids --------------------------------------------------------------------
