@@ -58,7 +58,7 @@ class Db:
                 uow,
                 Location("", name, "USD", 825, geo=geo, pickup_enabled=pickup, ship_enabled=ship),
             )
-            known = {p.sku for p in await uow.products.by_skus(list(skus))}
+            known = await uow.products.known_skus(list(skus))
             for sku in skus:
                 if sku not in known:
                     await catalog.create_product(uow, sku, sku, Money(1000, "USD"))

@@ -68,6 +68,10 @@ class FakeProducts:
     async def by_skus(self, skus: list[str]) -> list[Product]:
         return [p for (m, _), p in self._s.products.items() if m == self._m and p.sku in skus]
 
+    async def known_skus(self, skus: list[str]) -> set[str]:
+        mine = (p for (m, _), p in self._s.products.items() if m == self._m)
+        return {sku for p in mine for sku in p.skus() if sku in skus}
+
     async def list(self, page: PageRequest) -> list[Product]:
         mine = sorted(
             (p for (m, _), p in self._s.products.items() if m == self._m), key=lambda p: p.id

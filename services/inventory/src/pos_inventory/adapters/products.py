@@ -124,8 +124,17 @@ def _by_skus() -> Any:
     return select(products).where(products.c.merchant_id == merchant, products.c.id.in_(owning))
 
 
-# Every sale prices its lines by SKU: the statement is built once (pos_kit.direct.Prepared).
+def _known_skus() -> Any:
+    return select(product_skus.c.sku).where(
+        product_skus.c.merchant_id == bindparam("w_merchant_id", type_=Text),
+        product_skus.c.sku == any_(bindparam("skus", type_=ARRAY(Text))),
+    )
+
+
+# Every sale prices its lines by SKU, and every hold that fails checks them: the statements are
+# built once (pos_kit.direct.Prepared).
 BY_SKUS = Prepared(_by_skus)
+KNOWN_SKUS = Prepared(_known_skus)
 
 
 class SqlProducts:
@@ -261,6 +270,14 @@ class SqlProducts:
         """The products selling under any of `skus` (their own or a variant's), each once."""
         rows = await BY_SKUS.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
         return [_product(r) for r in rows]
+
+    async def known_skus(self, skus: list[str]) -> set[str]:
+        """Which of `skus` the catalog sells (a product's own or a variant's, archived or not):
+        one index-only read of product_skus, no product rows."""
+        if not skus:
+            return set()
+        rows = await KNOWN_SKUS.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
+        return {r[0] for r in rows}
 
     async def by_barcodes(self, keys: list[str]) -> list[Product]:
         code = product_barcodes.c.barcode

@@ -88,7 +88,11 @@ async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Lo
 
 
 async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]) -> None:
-    """NotFound for an unknown location or SKU, exactly as for another merchant's."""
+    """NotFound for an unknown location or SKU, exactly as for another merchant's.
+
+    A SKU is known when the catalog sells under it: a product's own or one of its variants'
+    (stock is kept per SKU, and a variant is sold like any product). An archived product's SKUs
+    stay known, so its remaining stock can still be counted, moved and written off."""
     wanted = list(dict.fromkeys(location_ids))
     found = {loc.id for loc in await uow.locations.many(wanted)} if wanted else set()
     for location_id in wanted:
@@ -96,7 +100,7 @@ async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids:
             raise NotFound("location", location_id)
     if not skus:
         return
-    known = {p.sku for p in await uow.products.by_skus(list(dict.fromkeys(skus)))}
+    known = await uow.products.known_skus(list(dict.fromkeys(skus)))
     missing = sorted(set(skus) - known)
     if missing:
         error = NotFound("product", ", ".join(missing))

@@ -29,6 +29,10 @@ class ProductRepository(Protocol):
     async def add(self, product: Product) -> bool: ...  # False when the sku is taken
     async def get(self, product_id: str) -> Product | None: ...
     async def by_skus(self, skus: list[str]) -> list[Product]: ...
+    async def known_skus(self, skus: list[str]) -> set[str]:
+        """Which of `skus` are in the catalog: a product's own SKU or a variant's."""
+        ...
+
     # The catalog's own (service/catalog.py, service/upsert.py):
     async def add_many(self, new: list[Product]) -> bool: ...  # False when a key is taken
     async def save(self, product: Product, seen_version: int) -> bool: ...  # False: stale
