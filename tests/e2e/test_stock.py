@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -148,3 +149,73 @@ def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running
         assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
     top = platform.http.get("/v1/inventory/nearby", params={"sku": "MUG-LOGO:3", **near})
     assert top.status_code == 200, top.text
+
+
+def test_a_variant_sku_is_received_sold_and_ordered_for_pickup(platform: Running) -> None:
+    """A variant's SKU is stock like any other: received, counted down by a sale, held by an
+    order for pickup; a SKU no product or variant has is still a 404 naming it."""
+    http = platform.http
+    tag = uuid.uuid4().hex[:6].upper()
+    tee, medium = f"VTEE-{tag}", f"VTEE-{tag}-M"
+    made = _post(
+        http,
+        "/v1/products",
+        {
+            "sku": tee,
+            "name": "Tee",
+            "price": {"amount": 2000, "currency": "USD"},
+            "variants": [
+                {"sku": medium, "name": "M", "options": {"size": "M"}},
+                {"sku": f"{tee}-L", "name": "L", "price": {"amount": 2400, "currency": "USD"}},
+            ],
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = _shop(http, f"variant-{tag}", 41.88, -87.63, {medium: 10})
+    threshold = _post(http, "/v1/inventory/low-stock-thresholds", {"sku": medium, "threshold": 2})
+    assert threshold.status_code == 200 and threshold.json()["threshold"] == 2, threshold.text
+
+    def level() -> dict[str, Any]:
+        got = http.get("/v1/inventory", params={"sku": medium, "location_id": store})
+        assert got.status_code == 200, got.text
+        return dict(got.json()["data"][0])
+
+    sale = _post(
+        http,
+        "/v1/checkouts",
+        {
+            "location_id": store,
+            "lines": [{"sku": medium, "quantity": 2}],
+            "tender_type": "card",
+            "card_token": "tok_visa",
+        },
+    )
+    assert sale.status_code == 201, sale.text
+    deadline = time.monotonic() + 30
+    while level()["on_hand"] != 8:  # the sale leaves the shelf through the order event
+        assert time.monotonic() < deadline, level()
+        time.sleep(0.1)
+
+    order = _post(
+        http,
+        "/v1/orders",
+        {
+            "channel": "web",
+            "location_id": store,
+            "lines": [{"sku": medium, "quantity": 3}],
+            "fulfillments": [{"type": "pickup", "location_id": store}],
+        },
+    )
+    assert order.status_code == 201, order.text
+    (pickup,) = order.json()["fulfillments"]
+    assert (pickup["status"], bool(pickup["reservation_id"])) == ("reserved", True)
+    assert (level()["on_hand"], level()["reserved"], level()["available"]) == (8, 3, 5)
+
+    made_up = f"{tee}-XXL"
+    missing = _post(
+        http,
+        "/v1/inventory/adjustments",
+        {"sku": made_up, "location_id": store, "delta": 1, "reason": "received"},
+    )
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["code"] == "resource_missing" and made_up in missing.json()["detail"]
