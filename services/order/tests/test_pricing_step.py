@@ -111,3 +111,23 @@ async def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refus
     ]
     cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, sourced, "web")  # type: ignore[arg-type]
     assert len(cart.lines) == 2
+
+
+def test_the_read_model_names_a_variant_as_inventory_prices_it() -> None:
+    """A register sale priced from the read model (inventory down) names a variant's line as
+    inventory's own price answer does: `Tee / M`."""
+    from pos.common.v1 import money_pb2
+    from pos.inventory.v1 import inventory_pb2
+    from pos_order.entrypoints.consumers import _priced_skus
+
+    usd = money_pb2.Money(amount=2500, currency="USD")
+    variants = [
+        inventory_pb2.ProductVariant(sku="TEE-M", name="M"),
+        inventory_pb2.ProductVariant(sku="TEE-X"),
+    ]
+    tee = inventory_pb2.Product(sku="TEE", name="Tee", price=usd, variants=variants)
+    assert [(i.sku, i.name) for i in _priced_skus(tee)] == [
+        ("TEE", "Tee"),
+        ("TEE-M", "Tee / M"),
+        ("TEE-X", "Tee"),
+    ]

@@ -59,7 +59,9 @@ def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
     items = [PricedItem(product.sku, product.name, price, *same)] if product.sku else []
     for variant in product.variants:
         own = variant.price if variant.HasField("price") else product.price
-        name = f"{product.name} ({variant.name})" if variant.name else product.name
+        # Named as inventory names it when it prices the sale (`Tee / M`): the same line reads
+        # the same whether inventory is up or not.
+        name = f"{product.name} / {variant.name}" if variant.name else product.name
         items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency), *same))
     return items
 
