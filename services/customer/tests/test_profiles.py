@@ -326,3 +326,79 @@ async def test_erasure_leaves_no_personal_data_and_answers_404(
     assert record == [("key_1",)]
     err = await _refused(merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id)))
     assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_retry_after_erasure_never_brings_the_customer_back(
+    merchant: Caller, service: Service
+) -> None:
+    """A request id whose answer held an erased customer stays spent: a retry of the create,
+    the upsert or the import (a partner's queued one, or a direct gRPC caller's) is refused
+    `customer_erased`, runs nothing and answers nothing of the customer."""
+    email, upsert_email = "gone.svc@example.com", "gone.upsert@example.com"
+    create = customer_pb2.CreateCustomerRequest(
+        request_id="k-create", profile=P(email=email, given_name="Gone")
+    )
+    upsert = customer_pb2.UpsertCustomerRequest(
+        request_id="k-upsert",
+        profile=P(external_id="crm-gone", email=upsert_email, given_name="Upsert"),
+    )
+    batch = customer_pb2.BatchUpsertCustomersRequest(
+        request_id="k-batch",
+        customers=[
+            P(external_id="imp-gone", email="gone.batch@example.com", given_name="Batchgone"),
+            P(external_id="imp-stays", given_name="Stays"),
+        ],
+    )
+    created = (await merchant("CreateCustomer", create)).customer
+    upserted = (await merchant("UpsertCustomer", upsert)).customer
+    imported = (await merchant("BatchUpsertCustomers", batch)).customers
+    # Before the erasure a retry replays the same customer.
+    assert (await merchant("CreateCustomer", create)).customer.id == created.id
+    for gone in (created.id, upserted.id, imported[0].id):
+        await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=gone))
+
+    async def count(table: str, extra: str = "") -> int:
+        rows = await service.sql(
+            f"SELECT count(*) FROM {table} WHERE merchant_id = :m {extra}",  # noqa: S608 - ours
+            m=merchant.merchant,
+        )
+        return int(rows[0][0])
+
+    customers, events = await count("customers"), await count("outbox")
+    for method, request in (
+        ("CreateCustomer", create),
+        ("UpsertCustomer", upsert),
+        ("BatchUpsertCustomers", batch),
+    ):
+        err = await _refused(merchant(method, request))
+        assert (err.code(), read_error(err).reason) == (
+            grpc.StatusCode.NOT_FOUND,
+            "customer_erased",
+        ), method
+        assert "gone" not in (err.details() or "").lower()
+    # Even another request under a spent id: the withdrawn answer has no fingerprint left.
+    other = customer_pb2.CreateCustomerRequest(request_id="k-create", profile=P(given_name="X"))
+    err = await _refused(merchant("CreateCustomer", other))
+    assert read_error(err).reason == "customer_erased"
+    # Nothing ran: no customer, no event, and no search finds the email again.
+    assert (await count("customers"), await count("outbox")) == (customers, events)
+    assert await _search(merchant, email=email) == []
+    assert await _search(merchant, email=upsert_email) == []
+    assert await _search(merchant, query="batchgone") == []
+    # The stored answers hold none of it: withdrawn, with their fingerprints.
+    spent = await service.sql(
+        "SELECT request_id, response, fingerprint FROM processed_requests"
+        " WHERE merchant_id = :m AND request_id LIKE 'k-%' ORDER BY request_id",
+        m=merchant.merchant,
+    )
+    assert [r[0] for r in spent] == ["k-batch", "k-create", "k-upsert"]
+    for _, response, print_ in spent:
+        held = bytes(response)
+        assert held.startswith(b"\x00") and bytes(print_) == b""
+        assert b"gone" not in held.lower() and b"Stays" not in held
+    # A new request id is a new request, as ever.
+    again = customer_pb2.CreateCustomerRequest(
+        request_id="k-new", profile=P(email=email, given_name="Gone")
+    )
+    fresh = (await merchant("CreateCustomer", again)).customer
+    assert fresh.id != created.id and await _search(merchant, email=email) == [fresh.id]

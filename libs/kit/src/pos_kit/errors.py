@@ -8,6 +8,7 @@ RFC 9457 problems. Nothing else about an exception ever leaves a process.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -106,6 +107,31 @@ class RequestInProgress(DomainError):
             {},
             ErrorKind.RETRY,
         )
+
+
+class AnswerWithdrawn(DomainError):
+    """The answer stored for this request_id was withdrawn: it held personal data that has
+    since been erased. The request id stays spent: a retry under it is told so (NOT_FOUND with
+    the withdrawal's code, e.g. `customer_erased`) and never runs again.
+
+    The stored form (`stored()`) starts with a NUL byte, which no serialized protobuf message
+    does (field number 0 is invalid), so it cannot be taken for an answer, nor an answer for it.
+    """
+
+    MARK = b"\x00withdrawn\x00"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code, [], {}, ErrorKind.NOT_FOUND)
+
+    def stored(self) -> bytes:
+        return self.MARK + json.dumps({"code": self.code, "message": self.message}).encode()
+
+    @classmethod
+    def raise_if_stored(cls, stored: bytes | None) -> None:
+        """Raise the withdrawal this stored answer is, if it is one."""
+        if stored is not None and bytes(stored[: len(cls.MARK)]) == cls.MARK:
+            found = json.loads(bytes(stored[len(cls.MARK) :]))
+            raise cls(str(found["code"]), str(found["message"]))
 
 
 def require(condition: bool, field_name: str, description: str) -> list[FieldViolation]:

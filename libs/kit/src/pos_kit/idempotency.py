@@ -18,7 +18,13 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, sele
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import ClauseElement
 
-from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused, RequestInProgress
+from pos_kit.errors import (
+    AnswerWithdrawn,
+    FieldViolation,
+    InvalidArgument,
+    RequestIdReused,
+    RequestInProgress,
+)
 from pos_kit.ids import derived_id
 from pos_kit.uow import UnitOfWork, claim_statement, compiled_sql
 
@@ -40,7 +46,9 @@ async def once(
 ) -> R:
     """Run `work` and commit, or replay the stored answer of the same earlier request.
 
-    A failed attempt rolls back its claim with everything else, so it may be retried.
+    A failed attempt rolls back its claim with everything else, so it may be retried. An
+    answer withdrawn since (`AnswerWithdrawn`: it held personal data now erased) is raised, and
+    the work never runs again under that request id.
     """
     stored = await uow.claim_request(
         uow.merchant_id,
@@ -145,6 +153,7 @@ async def once_across_calls(
                     ).where(where)
                 )
             ).one()
+            AnswerWithdrawn.raise_if_stored(row.response)
             if row.fingerprint != fingerprint:
                 raise RequestIdReused()
             if row.response is not None:
@@ -174,6 +183,7 @@ async def once_across_calls(
             {"merchant_id": merchant, "request_id": request.request_id},
         )
         if current is not None and current[0] is not None:
+            AnswerWithdrawn.raise_if_stored(current[0])
             return response_type.FromString(current[0])
         response = await record(uow, outcome)
         answer = response.SerializeToString()

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql.expression import ClauseElement
 
-from pos_kit.errors import FieldViolation, InvalidArgument, RequestIdReused
+from pos_kit.errors import AnswerWithdrawn, FieldViolation, InvalidArgument, RequestIdReused
 from pos_kit.events import EventRegistry, OutgoingEvent
 from pos_kit.tables import KitTables
 
@@ -255,6 +255,9 @@ class UnitOfWork:
                 )
             )
         ).one()
+        # A withdrawn answer (erased personal data) answers any request under its id: its
+        # fingerprint is gone with it.
+        AnswerWithdrawn.raise_if_stored(row.response)
         if row.fingerprint != fingerprint or row.response is None:
             raise RequestIdReused()
         return bytes(row.response)

@@ -32,6 +32,7 @@ from pos_customer.domain import loyalty
 from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
 from pos_kit.changes import list_page
 from pos_kit.direct import Prepared, bound, keyed
+from pos_kit.errors import AnswerWithdrawn
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 
@@ -43,6 +44,13 @@ PROFILE_OPERATIONS = (
     "MergeCustomers",
 )
 PROFILE_EVENTS = ("CustomerCreated", "CustomerUpdated", "CustomerMerged")
+# What a stored answer that held an erased customer becomes (a batch's whole answer, if it
+# held one): a retry under its request id gets this, NOT_FOUND `customer_erased`.
+ERASED_ANSWER = AnswerWithdrawn(
+    "customer_erased",
+    "the answer to this request held a customer who has since been erased; it is no longer"
+    " kept and the request is not run again (use a new request_id for a new request)",
+)
 
 
 def _addresses(value: Any) -> tuple[Address, ...]:
@@ -397,7 +405,12 @@ class SqlCustomerRepository:
 
     async def purge_copies(self, customer_id: str) -> None:
         """Stored answers and outbox rows that hold the customer (their snapshots name its id)
-        go: an erased customer's data must not wait out the replay window or the relay."""
+        lose it: an erased customer's data must not wait out the replay window or the relay.
+
+        A stored answer is withdrawn, not deleted: its request id stays spent, so a retry
+        under it (a partner's queued one) is refused with `customer_erased` instead of running
+        again and bringing the customer back. The request's fingerprint (a plain hash of a
+        request that held the personal data) goes with the answer."""
         # Only answers and events that carry a profile: loyalty's hold no personal data, and
         # its events must still reach their readers.
         params = {
@@ -405,11 +418,12 @@ class SqlCustomerRepository:
             "c": customer_id,
             "ops": list(PROFILE_OPERATIONS),
             "types": [f"pos.customer.v1.{t}" for t in PROFILE_EVENTS],
+            "withdrawn": ERASED_ANSWER.stored(),
         }
         await self._conn.execute(
             sql_text(
-                "DELETE FROM processed_requests WHERE merchant_id = :m"
-                " AND operation = ANY(:ops)"
+                "UPDATE processed_requests SET response = :withdrawn, fingerprint = ''::bytea"
+                " WHERE merchant_id = :m AND operation = ANY(:ops)"
                 " AND position(convert_to(:c, 'UTF8') IN response) > 0"
             ),
             params,
