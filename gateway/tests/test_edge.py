@@ -18,6 +18,7 @@ from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.routes.customers import ERASED_ANSWER
 from pos_kit.db import make_engine
 
 SECRET = "edge-test-secret-0123456789abcdefghij"
@@ -34,6 +35,10 @@ class Harness:
         self.strict_key = ""  # and two for /v1/strict
         self.strict_key_2 = ""
         self.busy_calls = 0
+        self.person_calls = 0
+        self.person_keys: list[str] = []  # three credentials for /v1/person
+        self.merchant = ""
+        self.store: IdempotencyStore | None = None
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -68,9 +73,17 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
             return JSONResponse({"code": "request_in_progress"}, status_code=409)
         return JSONResponse({"n": state["h"].busy_calls}, status_code=201)
 
+    async def person(request: Request) -> JSONResponse:
+        # Makes a "customer" holding personal data, a new one each time it runs.
+        state["h"].person_calls += 1
+        asked = await request.json()
+        made = {"id": f"cus_{state['h'].person_calls:026d}", "email": asked["email"]}
+        return JSONResponse(made, status_code=201)
+
     app = Starlette(
         routes=[
             Route("/v1/thing", thing, methods=["GET", "POST"]),
+            Route("/v1/person", person, methods=["POST"]),
             Route("/v1/busy", busy, methods=["POST"]),
             Route("/v1/strict", strict, methods=["POST"]),
         ]
@@ -81,6 +94,11 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
         state["h"] = Harness(client, key, gate)
+        state["h"].merchant = merchant
+        state["h"].store = app.state.idempotency
+        state["h"].person_keys = [
+            (await issue_key(engine, SECRET, merchant, f"edge-person{i}")).key for i in range(3)
+        ]
         state["h"].busy_key = (await issue_key(engine, SECRET, merchant, "edge-busy")).key
         state["h"].strict_key = (await issue_key(engine, SECRET, merchant, "edge-strict")).key
         state["h"].strict_key_2 = (await issue_key(engine, SECRET, merchant, "edge-strict2")).key
@@ -173,3 +191,41 @@ async def test_a_request_naming_what_does_not_exist_keeps_nothing_either(harness
     assert unknown.status_code == 404
     fixed = await h.client.post("/v1/strict", json={"sku": "TEE"}, headers=headers)
     assert fixed.status_code == 201
+
+
+async def test_an_answer_holding_an_erased_customer_is_withdrawn_and_its_key_stays_spent(
+    harness: Harness,
+) -> None:
+    """What erasure does to the store (routes.customers.erase_customer): every answer that
+    holds the customer becomes the 410 `customer_erased`, replayed as any answer is; the
+    request never runs again under its key, and a new key is a new request."""
+    h = harness
+    assert h.store is not None
+    credentials = iter(h.person_keys * 2)  # two requests each, within the burst
+
+    async def post(email: str, key: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {next(credentials)}", "Idempotency-Key": key}
+        return await h.client.post("/v1/person", json={"email": email}, headers=headers)
+
+    first = await post("gone.edge@example.com", "erased-1")
+    assert first.status_code == 201
+    gone = first.json()["id"]
+    other = await post("stays@example.com", "erased-2")
+    withdrawn = await h.store.withdraw_answers_naming(h.merchant, gone, ERASED_ANSWER)
+    assert withdrawn == 1
+    calls = h.person_calls
+
+    again = await post("gone.edge@example.com", "erased-1")
+    assert (again.status_code, again.headers["idempotent-replayed"]) == (410, "true")
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.json()["code"] == "customer_erased"
+    assert "gone.edge" not in again.text and gone not in again.text
+    # Another body under the spent key is still a 422; nothing runs either way.
+    assert (await post("x@example.com", "erased-1")).status_code == 422
+    assert h.person_calls == calls
+    # An answer that does not hold the customer is kept as it was.
+    kept = await post("stays@example.com", "erased-2")
+    assert kept.content == other.content and kept.headers["idempotent-replayed"] == "true"
+    # A new key is a new request.
+    fresh = await post("gone.edge@example.com", "erased-3")
+    assert fresh.status_code == 201 and h.person_calls == calls + 1

@@ -4,6 +4,7 @@ process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -243,3 +244,93 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     assert (batch.status_code, batch.json()["created"]) == (200, 3), batch.text
     export = http.get(f"/v1/customers/{a['id']}/export").json()
     assert [e["kind"] for e in export["points_history"]] == ["merged_in"]
+
+
+def test_a_retry_after_erasure_never_brings_the_customer_back(platform: Running) -> None:
+    """The probe: a customer made under an Idempotency-Key (a create, an upsert, an import),
+    then erased; the same request under the same key again (a partner's queued retry) answers
+    410 `customer_erased` as a replay, holds nothing of the customer, creates no customer and
+    publishes no `customer.created`. Both layers keep the key spent: the gateway's store, and
+    behind it the customer service's stored answer by request_id."""
+    http = platform.new_merchant("Erasure retries e2e")
+    gateway_db = platform.platform.env_for("gateway")["DATABASE_URL"].replace("+psycopg", "")
+    create = {"email": "gone.x@example.com", "given_name": "Gonex"}
+    upsert = {"external_id": "crm-gone", "email": "gone.up@example.com", "given_name": "Upgone"}
+    batch = {"customers": [
+        {"external_id": "imp-gone", "email": "gone.batch@example.com", "given_name": "Batchgone"},
+        {"external_id": "imp-other", "given_name": "Otherone"},
+    ]}  # fmt: skip
+    personal = ["gone.x@", "gone.up@", "gone.batch@", "Gonex", "Upgone", "Batchgone", "Otherone"]
+    calls = [("/v1/customers", create, 201), ("/v1/customers/upsert", upsert, 200),
+             ("/v1/customers/batch", batch, 200)]  # fmt: skip
+    keys = {path: str(uuid.uuid4()) for path, _, _ in calls}
+
+    def send(path: str, body: dict[str, Any]) -> httpx.Response:
+        return http.post(path, json=body, headers={"Idempotency-Key": keys[path]})
+
+    made: dict[str, str] = {}
+    for path, body, status in calls:
+        first = send(path, body)
+        assert first.status_code == status, first.text
+        answer = first.json()
+        made[path] = (answer.get("customer") or answer.get("data", [answer])[0])["id"]
+        replay = send(path, body)
+        assert (replay.status_code, replay.headers.get("Idempotent-Replayed")) == (status, "true")
+        assert replay.content == first.content
+    for gone in made.values():
+        erased = http.delete(f"/v1/customers/{gone}")
+        assert erased.status_code == 200, erased.text
+
+    def feed() -> list[dict[str, Any]]:
+        found = http.get("/v1/events", params={"types": "customer.*", "limit": 200})
+        assert found.status_code == 200, found.text
+        return list(found.json()["data"])
+
+    _eventually(lambda: sum(e["type"] == "customer.erased" for e in feed()) == 3)
+    listed = http.get("/v1/customers", params={"limit": 200}).json()["data"]
+
+    def retry_everything(replayed: str | None = "true") -> None:
+        for path, body, _ in calls:
+            again = send(path, body)
+            assert again.status_code == 410, again.text
+            assert again.headers.get("Idempotent-Replayed") == replayed
+            problem = again.json()
+            assert (problem["status"], problem["code"]) == (410, "customer_erased")
+            assert again.headers["content-type"].startswith("application/problem+json")
+            assert not [p for p in personal if p in again.text], again.text
+
+    retry_everything()
+    # The gateway's store keeps the 410 in place of each answer, nothing of the customers.
+    with psycopg.connect(gateway_db) as conn:
+        stored = conn.execute(
+            "SELECT key, status_code, convert_from(body, 'UTF8') FROM idempotency_keys"
+            " WHERE key = ANY(%s)",
+            (list(keys.values()),),
+        ).fetchall()
+        assert sorted(r[1] for r in stored) == [410, 410, 410]
+        assert not [p for r in stored for p in personal if p in r[2]]
+        # Lost at the gateway (say, its row expired first): the customer service's stored
+        # answer, withdrawn too, still refuses to run the request again.
+        conn.execute("DELETE FROM idempotency_keys WHERE key = ANY(%s)", (list(keys.values()),))
+    retry_everything(replayed=None)  # the route ran; the service refused to run it again
+    retry_everything()  # and the gateway kept that 410 under the key
+
+    # No customer came back: none found by its email, the list is the same, no new id.
+    for email in ("gone.x@example.com", "gone.up@example.com", "gone.batch@example.com"):
+        found = http.get("/v1/customers/search", params={"email": email})
+        assert found.json()["data"] == [], found.text
+    assert http.get("/v1/customers", params={"limit": 200}).json()["data"] == listed
+    # A genuinely new request (a new key) still creates a customer; once its event is in the
+    # feed, anything the retries had published before it would be too (one outbox, in order).
+    fresh = _post(http, "/v1/customers", create)
+    assert fresh["id"] not in made.values()
+    created = _eventually(
+        lambda: [e for e in feed() if e["type"] == "customer.created"]
+        if any(e["data"]["object"]["id"] == fresh["id"] for e in feed()) else None
+    )  # fmt: skip
+    others = [e["data"]["object"] for e in created if e["data"]["object"]["id"] != fresh["id"]]
+    # The three erased and the batch's other customer, each made once.
+    assert len(others) == 4 and set(made.values()) <= {o["id"] for o in others}
+    erased_events = [o for o in others if o["id"] in made.values()]
+    assert erased_events and all(o.get("redacted") for o in erased_events)
+    assert not [p for p in personal[:-1] if p in json.dumps(others)]

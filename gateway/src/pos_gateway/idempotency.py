@@ -153,18 +153,30 @@ class IdempotencyStore:
             cursor = await driver.execute(sql, params)
             return bool(cursor.rowcount and cursor.rowcount > 0)
 
-    async def forget_answers_naming(self, merchant_id: str, resource_id: str) -> None:
-        """Drop the stored answers that hold this resource: an erased customer's personal
-        data must not wait out the replay window here. A retry of such a request runs again."""
+    async def withdraw_answers_naming(
+        self, merchant_id: str, resource_id: str, instead: Stored
+    ) -> int:
+        """Replace every stored answer that holds this resource by `instead` (a problem):
+        an erased customer's personal data must not wait out the replay window here, and the
+        key stays spent, so a retry under it (a partner's queued one) is answered `instead`,
+        as a replay, and never runs again to bring the customer back. The key's fingerprint
+        (keyed, see `fingerprint`) stays: the same key with another request is still a 422."""
         t = keys_table
         async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(t).where(
+            result = await conn.execute(
+                update(t)
+                .where(
                     t.c.merchant_id == merchant_id,
                     t.c.state == "done",
                     func.strpos(func.encode(t.c.body, "escape"), resource_id) > 0,
                 )
+                .values(
+                    status_code=instead.status_code,
+                    content_type=instead.content_type,
+                    body=instead.body,
+                )
             )
+        return int(result.rowcount or 0)
 
     async def claim(self, merchant_id: str, key: str, print_: bytes) -> Claim:
         now = datetime.now(UTC)

@@ -126,8 +126,28 @@ def problem_response(problem: Problem) -> JSONResponse:
 _PUBLIC_FIELDS = {"page_token": "cursor", "page_size": "limit"}
 
 
+CUSTOMER_ERASED = "customer_erased"
+
+
+def customer_erased() -> Problem:
+    """What a request answers whose stored answer held a customer erased since: the
+    Idempotency-Key store's replay (routes.customers.erase_customer replaces the answer by it)
+    and a service's replay by request_id (`pos_kit.errors.AnswerWithdrawn`) say the same."""
+    return Problem(
+        410,
+        CUSTOMER_ERASED,
+        "the answer to this request held a customer who has since been erased (the right to"
+        " be forgotten); it is no longer kept and the request is not run again. A new request"
+        " takes a new Idempotency-Key.",
+    )
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
+    if remote.reason == CUSTOMER_ERASED:
+        # Gone for good, not "no such customer": a 410, which the Idempotency-Key store keeps
+        # (a 404 keeps nothing), so the key stays spent at the gateway too.
+        return customer_erased()
     status = HTTP_FOR_GRPC.get(remote.status, 500)
     if status >= 500 and status not in (503, 504):
         # Internal failures say nothing about internals.

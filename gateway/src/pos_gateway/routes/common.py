@@ -345,7 +345,11 @@ _ERRORS = {
     403: "The key lacks the required scope (`insufficient_scope`)",
     404: "No such resource for this merchant",
     409: "Conflict with the current state, or the same Idempotency-Key still running",
-    410: "The cursor is older than what the event feed keeps (`cursor_expired`)",
+    410: (
+        "Gone for good: a cursor older than what the event feed keeps (`cursor_expired`), or"
+        " a request whose answer held a customer erased since (`customer_erased`: the same"
+        " Idempotency-Key never runs again)"
+    ),
     412: "If-Match names a version that is no longer current",
     413: "Request body too large",
     422: "Idempotency-Key reused with a different request",
@@ -357,6 +361,9 @@ _ERRORS = {
 EDGE = (400, 401, 403, 413, 429, 503, 504)
 # What a POST adds: a conflict (or its Idempotency-Key still running), a reused key.
 CREATE = (409, 422)
+# What a POST whose answer holds a customer's profile adds: once that customer is erased, its
+# Idempotency-Key answers 410 `customer_erased` (routes.customers.erase_customer).
+PROFILE_CREATE = (*CREATE, 410)
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -16,9 +16,11 @@ from pos_gateway import examples as ex
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.idempotency import Stored
+from pos_gateway.problems import PROBLEM_JSON, customer_erased, problem_response
 from pos_gateway.routes.common import (
-    CREATE,
     INT64,
+    PROFILE_CREATE,
     TIME_SCHEMA,
     Body,
     BodyTime,
@@ -51,6 +53,9 @@ from pos_gateway.schemas.people import (
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
+
+# What an answer stored under an Idempotency-Key becomes when a customer it holds is erased.
+ERASED_ANSWER = Stored(410, PROBLEM_JSON, bytes(problem_response(customer_erased()).body))
 
 
 # The customer service's rule (no space, one @, a dot after it), stated in the document so a
@@ -204,11 +209,14 @@ def _principal(request: Request) -> Principal:
 
 @router.post(
     "/customers",
-    **op("customers:write", "Create a customer", CREATE, example=ex.CUSTOMER, status=201),
-)
+    **op("customers:write", "Create a customer", PROFILE_CREATE, example=ex.CUSTOMER,
+         status=201),
+)  # fmt: skip
 async def create_customer(body: CustomerIn, svc: Svc) -> Customer:
     """A customer needs an email, a phone, a name or an external_id; email and external_id
-    are unique per merchant (409 `email_taken`, `external_id_taken`)."""
+    are unique per merchant (409 `email_taken`, `external_id_taken`). Once the customer is
+    erased, a retry with the same Idempotency-Key answers 410 `customer_erased` and creates
+    nothing."""
     answer = await svc.customer.CreateCustomer(
         customer_pb2.CreateCustomerRequest(request_id=request_id(), profile=body.pb())
     )
@@ -258,12 +266,14 @@ async def search_customers(
 
 @router.post(
     "/customers/upsert",
-    **op("customers:write", "Create or update a customer by external_id", CREATE,
+    **op("customers:write", "Create or update a customer by external_id", PROFILE_CREATE,
          example={"customer": ex.CUSTOMER, "created": False}),
 )  # fmt: skip
 async def upsert_customer(
     body: CustomerUpsert, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> UpsertedCustomer:
+    """Once the customer is erased, a retry with the same Idempotency-Key answers 410
+    `customer_erased` and neither creates nor updates anything."""
     answer = await version_checked(
         svc.customer.UpsertCustomer(
             customer_pb2.UpsertCustomerRequest(
@@ -281,11 +291,13 @@ async def upsert_customer(
 
 @router.post(
     "/customers/batch",
-    **op("customers:write", "Import up to 1,000 customers by external_id", CREATE,
+    **op("customers:write", "Import up to 1,000 customers by external_id", PROFILE_CREATE,
          example={"data": [ex.CUSTOMER], "created": 1, "updated": 0}),
 )  # fmt: skip
 async def import_customers(body: CustomerBatch, svc: Svc) -> CustomerImport:
-    """All of them or none: one bad item is a 400 naming it (`customers[3].email`)."""
+    """All of them or none: one bad item is a 400 naming it (`customers[3].email`). Once any
+    customer of the answer is erased, the whole answer is gone: a retry with the same
+    Idempotency-Key answers 410 `customer_erased` and imports nothing."""
     answer = await svc.customer.BatchUpsertCustomers(
         customer_pb2.BatchUpsertCustomersRequest(
             request_id=request_id(), customers=[c.pb() for c in body.customers]
@@ -344,20 +356,26 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     tags are erased, the customer leaves its groups and answers 404 from then on, and a
     `customer.erased` event (the id only) tells every other service. Points history and
     purchases stay, with no personal data in them. The erasure is recorded (when, by which
-    credential)."""
+    credential). Every answer stored under an Idempotency-Key that held the customer is
+    replaced by a 410 `customer_erased` problem: a retry of such a request (a create, an
+    upsert, an import holding the customer) never runs again and never brings it back."""
     principal = _principal(request)
     answer = await svc.customer.EraseCustomer(
         customer_pb2.EraseCustomerRequest(
             request_id=request_id(), id=customer_id, requested_by=principal.key_id
         )
     )
-    await request.app.state.idempotency.forget_answers_naming(principal.merchant_id, customer_id)
+    # The answers stored under Idempotency-Keys that hold the customer become a 410
+    # `customer_erased`: their keys stay spent, so a retry cannot create the customer again.
+    await request.app.state.idempotency.withdraw_answers_naming(
+        principal.merchant_id, customer_id, ERASED_ANSWER
+    )
     return to_model(ErasedCustomer, answer)
 
 
 @router.post(
     "/customers/{customer_id}/merge",
-    **op("customers:write", "Merge a duplicate into this customer", (404, 409),
+    **op("customers:write", "Merge a duplicate into this customer", (404, 409, 410),
          example={"winner": ex.CUSTOMER, "loser": ex.CUSTOMER | {"status": "merged"}}),
 )  # fmt: skip
 async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> MergedCustomers:
