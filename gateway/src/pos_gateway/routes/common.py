@@ -230,24 +230,21 @@ def _time_bounded(schema: dict[str, Any]) -> None:
     for branch in (schema, *schema.get("anyOf", [])):
         if branch.get("format") == "date-time":
             branch["maxLength"] = TIME_MAX
+            branch["pattern"] = YEARS_PATTERN
 
 
-# The times the API takes: from the Unix epoch to the end of year 9999 (in UTC). Earlier ones
-# are no time a sale, a count or a consent happened at, and before year 1000 (or past 9999 once
-# an offset is applied) they are no RFC 3339 time the API could write back.
-FIRST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-TIME_RANGE = f"must be between {FIRST_TIME:%Y-%m-%dT%H:%M:%SZ} and 9999-12-31T23:59:59Z"
+# The times the API takes are of the years 1970 to 9998 as written (the document's pattern says
+# the same). Earlier ones are no time a sale, a count or a consent happened at, a year before
+# 1000 is no RFC 3339 time the API could write back, and 9999 with an offset west of UTC would
+# fall past the calendar's end.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+YEARS_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+TIME_RANGE = f"must be a time of the years {FIRST_YEAR} to {LAST_YEAR}"
 
 
 def _in_range(value: object) -> object:
-    if isinstance(value, datetime):
-        try:
-            at = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        except OverflowError:
-            raise ValueError(TIME_RANGE) from None
-        if not FIRST_TIME <= at <= LAST_TIME:
-            raise ValueError(TIME_RANGE)
+    if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(TIME_RANGE)
     return value
 
 
