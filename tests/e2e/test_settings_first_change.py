@@ -1,5 +1,6 @@
-"""A merchant's first settings change, several at once and none with If-Match: each is applied
-(the last one wins, as for any later change), none is refused with a 412 it never asked for."""
+"""A merchant's first settings change (and the loyalty program's), several at once and none
+with If-Match: each is applied (the last one wins, as for any later change), none is refused
+with a 412 it never asked for."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ CHANGES: list[tuple[str, str, str, list[int]]] = [
     ("put", "/v1/gift-card-settings", "max_balance", [123_457 + n for n in range(6)]),
     ("put", "/v1/audit-settings", "retention_days", [41 + n for n in range(6)]),
     ("patch", "/v1/order-settings", "hold_seconds", [613 + n for n in range(6)]),
+    ("put", "/v1/loyalty-program", "points_per_unit", [2 + n for n in range(6)]),
 ]
 
 

@@ -589,12 +589,11 @@ class SqlLoyaltyRepository:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def program(self) -> loyalty.Program:
-        row = (
-            await self._conn.execute(
-                select(loyalty_programs).where(loyalty_programs.c.merchant_id == self._merchant)
-            )
-        ).first()
+    async def program(self, lock: bool = False) -> loyalty.Program:
+        query = select(loyalty_programs).where(loyalty_programs.c.merchant_id == self._merchant)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
         return loyalty.DEFAULT_PROGRAM if row is None else _program(row.program, row.version)
 
     async def save_program(self, program: loyalty.Program, seen_version: int) -> bool:

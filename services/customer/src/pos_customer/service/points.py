@@ -31,17 +31,27 @@ async def set_program(
     uow: CustomerUnitOfWork, program: loyalty.Program, expected_version: int
 ) -> loyalty.Program:
     loyalty.validate_program(program)
-    current = await uow.loyalty.program()
-    if expected_version and expected_version != current.version:
-        raise Conflict(
-            "the program changed since the version you sent",
-            "version_mismatch",
-            {"current_version": str(current.version)},
-        )
-    saved = replace(program, version=current.version + 1)
-    if not await uow.loyalty.save_program(saved, current.version):
-        raise Conflict("the program changed meanwhile", "version_mismatch")
-    return saved
+    # Twice at most: read locked, the program can still change under a first change (no row to
+    # lock yet) or between the read and the write of the stored one; without If-Match the new
+    # program then replaces the winner's, as any later change would.
+    for attempt in (1, 2):
+        current = await uow.loyalty.program(lock=True)
+        if expected_version and expected_version != current.version:
+            raise _program_changed(current.version)
+        saved = replace(program, version=current.version + 1)
+        if await uow.loyalty.save_program(saved, current.version):
+            return saved
+        if expected_version or attempt == 2:
+            raise _program_changed((await uow.loyalty.program()).version)
+    raise AssertionError("unreachable")
+
+
+def _program_changed(current_version: int) -> Conflict:
+    return Conflict(
+        "the program changed since the version you sent",
+        "version_mismatch",
+        {"current_version": str(current_version)},
+    )
 
 
 async def _append(
