@@ -620,6 +620,11 @@ def test_a_staff_change_honours_if_match(platform: Running) -> None:
     assert http.get(f"/v1/staff/{member}").json()["name"] == "Renamed"
     assert http.patch(f"/v1/staff/{member}", json={"role": "manager"}).json()["version"] == 3
     assert http.get(f"/v1/staff/{member}").headers["ETag"] == '"3"'
+    # What it already is: no new version, no audit entry.
+    audited = len(_audit(http, action="staff.updated", resource_id=member))
+    same = http.patch(f"/v1/staff/{member}", json={"role": "manager", "name": "Renamed"})
+    assert (same.status_code, same.json()["version"]) == (200, 3), same.text
+    assert len(_audit(http, action="staff.updated", resource_id=member)) == audited
 
 
 def test_register_staff_and_override_changes_reach_the_event_feed(platform: Running) -> None:

@@ -226,6 +226,9 @@ async def update_member(
             )
         if before.status == "deactivated":
             raise Refused("staff_deactivated", "a deactivated member cannot be changed")
+        if pin is None and all(getattr(before, k) == v for k, v in fields.items()):
+            # What it already is: no new version, no audit entry, no event (as a product's).
+            return before
         if "role" in fields:
             await _check_role(conn, merchant_id, fields["role"])
         await conn.execute(
