@@ -142,6 +142,10 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     history = http.get(f"/v1/customers/{zoe['id']}/orders").json()
     assert [o["order_id"] for o in history["data"]] == [sale["order"]["id"]]
     assert history["summary"]["visit_count"] == 1
+    spent = {"amount": total, "currency": "USD"}
+    assert history["summary"]["lifetime_spend"] == spent
+    assert history["summary"]["lifetime_spend_by_currency"] == [spent]
+    assert history["data"][0]["returned"] == {"amount": 0, "currency": "USD"}
     points = http.get(f"/v1/customers/{zoe['id']}/points").json()["data"]
     assert [(p["kind"], p["points"]) for p in points] == [("earned", total // 100)]
     over = http.post(

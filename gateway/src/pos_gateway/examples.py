@@ -213,12 +213,14 @@ PURCHASE = {
     "points_earned": 60,
     "ordered_at": UPDATED,
     "status": "confirmed",
+    "returned": usd(0),
 }
 PURCHASE_HISTORY = {
     "data": [PURCHASE],
     "next_cursor": None,
     "summary": {
         "lifetime_spend": usd(6040),
+        "lifetime_spend_by_currency": [usd(6040)],
         "visit_count": 1,
         "last_visit_at": UPDATED,
         "favourite_location_id": "loc_01j9x6q2b3c4d5e6f7g8h9k0mn",

@@ -66,6 +66,35 @@ async def test_the_same_order_earns_once(merchant: Caller, service: Service) -> 
     assert orders.summary.favourite_location_id == "loc_1"
 
 
+async def test_lifetime_spend_is_net_of_returns_and_per_currency(
+    merchant: Caller, service: Service
+) -> None:
+    """A return takes its goods out of the lifetime spend (each return records the running
+    total of what the order's returns took back), a cancelled order counts for nothing, and
+    every currency bought in is summed apart."""
+    c = await merchant.create(given_name="Spender")
+    await _sale(service, merchant.merchant, "ord_s1", c.id, 10_000)
+    await _sale(service, merchant.merchant, "ord_s2", c.id, 3_000)
+    eur = Sale("ord_s3", c.id, "loc_2", "EUR", 5_000, 0, ())
+    async with service.runtime.uow().bind(merchant.merchant) as uow:
+        await points.credit_sale(uow, eur)
+        await points.reverse_returned(uow, "ord_s1", "ret_1", 10_000, 2_500)
+        await points.reverse_returned(uow, "ord_s1", "ret_2", 10_000, 4_000)
+        await points.reverse_cancelled(uow, "ord_s2")
+        await uow.commit()
+    orders = await merchant(
+        "ListCustomerOrders", customer_pb2.ListCustomerOrdersRequest(customer_id=c.id)
+    )
+    summary = orders.summary
+    assert [(m.currency, m.amount) for m in summary.lifetime_spend_by_currency] == [
+        ("EUR", 5_000),
+        ("USD", 6_000),
+    ]
+    assert (summary.lifetime_spend.currency, summary.lifetime_spend.amount) == ("USD", 6_000)
+    returned = {o.order_id: (o.returned.amount, o.returned.currency) for o in orders.orders}
+    assert returned == {"ord_s1": (4_000, "USD"), "ord_s2": (0, "USD"), "ord_s3": (0, "EUR")}
+
+
 async def test_200_concurrent_redemptions_never_go_negative(
     merchant: Caller, service: Service
 ) -> None:

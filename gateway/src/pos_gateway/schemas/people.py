@@ -122,10 +122,22 @@ class Purchase(Answer):
     points_earned: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     ordered_at: Timestamp
     status: str = Field(max_length=10, description="confirmed or reversed")
+    returned: Money = Field(
+        description="What the order's completed returns took back so far: refunded, or "
+        "credited to an exchange's new order. Never more than the total."
+    )
 
 
 class PurchaseSummary(Answer):
-    lifetime_spend: Money | None
+    lifetime_spend: Money | None = Field(
+        description="Confirmed purchases less what their returns took back, in the currency "
+        "the customer spent most in; null before the first purchase."
+    )
+    lifetime_spend_by_currency: list[Money] = Field(
+        default_factory=list,
+        max_length=300,
+        description="Confirmed purchases less returns, one entry per currency, by code.",
+    )
     visit_count: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     last_visit_at: Timestamp | None
     favourite_location_id: str = Field(max_length=64)

@@ -148,6 +148,7 @@ def purchase_to_proto(row: Any) -> loyalty_pb2.Purchase:
         total=money_pb2.Money(amount=row.total_amount, currency=row.currency),
         points_earned=row.points_earned,
         status=row.status,
+        returned=money_pb2.Money(amount=int(row.returned), currency=row.currency),
     )
     msg.ordered_at.FromDatetime(row.ordered_at)
     return msg

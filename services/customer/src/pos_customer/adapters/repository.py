@@ -820,6 +820,21 @@ class SqlPurchaseRepository:
     def _mine(self) -> Any:
         return purchases.c.merchant_id == self._merchant
 
+    def _returned(self) -> Any:
+        """What the purchase's completed returns took back: each return records the running
+        total of the order's goods returned so far, so the largest is all of them (never more
+        than the purchase's total)."""
+        taken = (
+            select(func.coalesce(func.max(order_reversals.c.refunded), 0))
+            .where(
+                order_reversals.c.merchant_id == self._merchant,
+                order_reversals.c.order_id == purchases.c.order_id,
+                order_reversals.c.return_id != "",
+            )
+            .scalar_subquery()
+        )
+        return func.least(func.greatest(taken, 0), purchases.c.total_amount)
+
     async def record(self, sale: loyalty.Sale, points: int) -> bool:
         """False when the order is already recorded."""
         values = {
@@ -844,7 +859,9 @@ class SqlPurchaseRepository:
 
     async def list(self, customer_id: str, page: PageRequest) -> Sequence[Row[Any]]:
         """Newest first; the page token is the last order's id within the same time order."""
-        query = select(purchases).where(self._mine(), purchases.c.customer_id == customer_id)
+        query = select(purchases, self._returned().label("returned")).where(
+            self._mine(), purchases.c.customer_id == customer_id
+        )
         if page.after:
             at, _, order_id = page.after.partition("|")
             query = query.where(
@@ -863,14 +880,15 @@ class SqlPurchaseRepository:
         ).all()
 
     async def summary(self, customer_id: str) -> tuple[dict[str, int], int, Any, str]:
-        """(lifetime spend per currency, visits, last visit, favourite location)."""
+        """(lifetime spend per currency, net of returns; visits, last visit, favourite
+        location)."""
         mine = and_(
             self._mine(), purchases.c.customer_id == customer_id, purchases.c.status == "confirmed"
         )
         spend = {
             c: int(t)
             for c, t in await self._conn.execute(
-                select(purchases.c.currency, func.sum(purchases.c.total_amount))
+                select(purchases.c.currency, func.sum(purchases.c.total_amount - self._returned()))
                 .where(mine)
                 .group_by(purchases.c.currency)
             )
@@ -901,7 +919,7 @@ class SqlPurchaseRepository:
     async def all_of(self, customer_id: str) -> Sequence[Row[Any]]:
         return (
             await self._conn.execute(
-                select(purchases)
+                select(purchases, self._returned().label("returned"))
                 .where(self._mine(), purchases.c.customer_id == customer_id)
                 .order_by(purchases.c.ordered_at, purchases.c.order_id)
             )

@@ -189,8 +189,11 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         summary = loyalty_pb2.PurchaseSummary(visit_count=visits, favourite_location_id=favourite)
         if spend:
             # One currency per merchant in practice; the largest if a merchant has several.
-            currency, amount = max(spend.items(), key=lambda kv: kv[1])
+            currency, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
             summary.lifetime_spend.CopyFrom(money_pb2.Money(amount=amount, currency=currency))
+            summary.lifetime_spend_by_currency.extend(
+                money_pb2.Money(amount=a, currency=c) for c, a in sorted(spend.items())
+            )
         if last_visit is not None:
             summary.last_visit_at.FromDatetime(last_visit)
         return customer_pb2.ListCustomerOrdersResponse(

@@ -195,6 +195,7 @@ class Purchase(_message.Message):
     POINTS_EARNED_FIELD_NUMBER: _builtins.int
     ORDERED_AT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    RETURNED_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     location_id: _builtins.str
     points_earned: _builtins.int
@@ -204,6 +205,12 @@ class Purchase(_message.Message):
     def total(self) -> _money_pb2.Money: ...
     @_builtins.property
     def ordered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def returned(self) -> _money_pb2.Money:
+        """What the order's completed returns took back of it so far (refunded, or credited to an
+        exchange's new order); gift cards sold are never returned.
+        """
+
     def __init__(
         self,
         *,
@@ -213,10 +220,11 @@ class Purchase(_message.Message):
         points_earned: _builtins.int = ...,
         ordered_at: _timestamp_pb2.Timestamp | None = ...,
         status: _builtins.str = ...,
+        returned: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ordered_at", b"ordered_at", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ordered_at", b"ordered_at", "returned", b"returned", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "ordered_at", b"ordered_at", "points_earned", b"points_earned", "status", b"status", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "ordered_at", b"ordered_at", "points_earned", b"points_earned", "returned", b"returned", "status", b"status", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,12 +238,19 @@ class PurchaseSummary(_message.Message):
     VISIT_COUNT_FIELD_NUMBER: _builtins.int
     LAST_VISIT_AT_FIELD_NUMBER: _builtins.int
     FAVOURITE_LOCATION_ID_FIELD_NUMBER: _builtins.int
+    LIFETIME_SPEND_BY_CURRENCY_FIELD_NUMBER: _builtins.int
     visit_count: _builtins.int
     favourite_location_id: _builtins.str
     @_builtins.property
-    def lifetime_spend(self) -> _money_pb2.Money: ...
+    def lifetime_spend(self) -> _money_pb2.Money:
+        """Net of returns; in the currency the customer spent most in when there are several."""
+
     @_builtins.property
     def last_visit_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def lifetime_spend_by_currency(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]:
+        """Net of returns, one entry per currency the customer bought in, by currency code."""
+
     def __init__(
         self,
         *,
@@ -243,10 +258,11 @@ class PurchaseSummary(_message.Message):
         visit_count: _builtins.int = ...,
         last_visit_at: _timestamp_pb2.Timestamp | None = ...,
         favourite_location_id: _builtins.str = ...,
+        lifetime_spend_by_currency: _abc.Iterable[_money_pb2.Money] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_visit_at", b"last_visit_at", "lifetime_spend", b"lifetime_spend"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["favourite_location_id", b"favourite_location_id", "last_visit_at", b"last_visit_at", "lifetime_spend", b"lifetime_spend", "visit_count", b"visit_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["favourite_location_id", b"favourite_location_id", "last_visit_at", b"last_visit_at", "lifetime_spend", b"lifetime_spend", "lifetime_spend_by_currency", b"lifetime_spend_by_currency", "visit_count", b"visit_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
