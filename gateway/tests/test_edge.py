@@ -16,7 +16,7 @@ from pos_devstack.testing import Infra
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore
+from pos_gateway.idempotency import IdempotencyStore, Stored, fingerprint
 from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.routes.customers import ERASED_ANSWER
 from pos_kit.db import make_engine
@@ -229,3 +229,42 @@ async def test_an_answer_holding_an_erased_customer_is_withdrawn_and_its_key_sta
     # A new key is a new request.
     fresh = await post("gone.edge@example.com", "erased-3")
     assert fresh.status_code == 201 and h.person_calls == calls + 1
+
+
+async def test_the_same_body_sent_again_in_other_json_form_is_the_same_request(
+    harness: Harness,
+) -> None:
+    """A client that serialises its request again when it retries (keys in another order,
+    indentation) sends the same request: replayed, not a 422. Another value is still a 422,
+    and a key claimed with the fingerprint of the body's bytes (before bodies were compared by
+    their meaning) still matches the same bytes."""
+    h = harness
+    assert h.store is not None
+    engine = h.store._engine
+    one = (await issue_key(engine, SECRET, h.merchant, "edge-canon1")).key
+    two = (await issue_key(engine, SECRET, h.merchant, "edge-canon2")).key
+
+    async def post(credential: str, key: str, body: bytes) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {credential}", "Idempotency-Key": key,
+                   "Content-Type": "application/json"}  # fmt: skip
+        return await h.client.post("/v1/strict", content=body, headers=headers)
+
+    first = await post(one, "canon-1", b'{"sku": "A", "quantity": 2, "note": "\\u00e9"}')
+    assert first.status_code == 201, first.text
+    again = await post(
+        one, "canon-1", b'{\n  "note": "\xc3\xa9",\n  "quantity": 2,\n  "sku": "A"\n}'
+    )
+    assert (again.status_code, again.headers.get("idempotent-replayed")) == (201, "true")
+    assert again.content == first.content
+    other = await post(one, "canon-1", b'{"sku":"A","quantity":3,"note":"\xc3\xa9"}')
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+    raw = b'{"quantity" : 5, "sku" : "B"}'
+    claim = await h.store.claim(h.merchant, "canon-old", (fingerprint("POST", "/v1/strict", raw),))
+    assert claim.proceed
+    await h.store.complete(h.merchant, "canon-old", Stored(201, "application/json", b'{"old":1}'))
+    replayed = await post(two, "canon-old", raw)
+    assert (replayed.status_code, replayed.content) == (201, b'{"old":1}')
+    assert replayed.headers["idempotent-replayed"] == "true"
+    changed = await post(two, "canon-old", b'{"quantity": 6, "sku": "B"}')
+    assert changed.status_code == 422

@@ -66,8 +66,9 @@ holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check
 Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
 true`, except a secret shown once (an API key, a client secret): it is never stored, so a replay
-has it null and says `secret_redacted: true`. The same key with a different request is a 422,
-a retry while the first is still running a 409. Rate limits are per credential and advertised
+has it null and says `secret_redacted: true`. The same key with a different request is a 422
+(a JSON body is compared by its content, not its formatting or the order of its members), a
+retry while the first is still running a 409. Rate limits are per credential and advertised
 on every answer in `RateLimit-Policy` and `RateLimit`; past them, a 429 with `Retry-After`.
 """
 

@@ -27,7 +27,7 @@ from pos_gateway.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
     Stored,
-    fingerprint,
+    fingerprints,
     redact,
     shown_once,
 )
@@ -202,8 +202,8 @@ class EdgeMiddleware:
             return
         body = await _read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
-        print_ = fingerprint("POST", scope["path"], body, store.fingerprint_key)
-        claim = await store.claim(merchant_id, key, print_)
+        prints = fingerprints("POST", scope["path"], body, store.fingerprint_key)
+        claim = await store.claim(merchant_id, key, prints)
         answer: Response | None = None
         if claim.mismatch:
             answer = problem_response(

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,6 +129,28 @@ def fingerprint(method: str, path: str, body: bytes, key: bytes = b"") -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+def canonical(body: bytes) -> bytes:
+    """The body as its meaning, not its bytes: a JSON body with its members sorted and no
+    whitespace, so a client that serialises its request again when it retries (another key
+    order, indentation) sends the same request. Anything not JSON is taken byte for byte."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(
+        data, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def fingerprints(method: str, path: str, body: bytes, key: bytes = b"") -> tuple[bytes, ...]:
+    """The request's fingerprint (of its canonical body) first, then, when they differ, the
+    one of its bytes as they came: the fingerprint a key claimed before bodies were compared
+    by meaning holds, so a retry across that upgrade is still the same request."""
+    mine = fingerprint(method, path, canonical(body), key)
+    raw = fingerprint(method, path, body, key)
+    return (mine,) if raw == mine else (mine, raw)
+
+
 def fingerprint_key(secret: str) -> bytes:
     """The fingerprints' key, derived from GATEWAY_SECRET_KEY (never used as is elsewhere)."""
     return hashlib.sha256(b"omnitill idempotency fingerprint\0" + secret.encode()).digest()
@@ -178,13 +200,15 @@ class IdempotencyStore:
             )
         return int(result.rowcount or 0)
 
-    async def claim(self, merchant_id: str, key: str, print_: bytes) -> Claim:
+    async def claim(self, merchant_id: str, key: str, prints: Sequence[bytes]) -> Claim:
+        """`prints`: the request's fingerprints (`fingerprints`); a new key keeps the first,
+        and a key seen before is the same request when it holds any of them."""
         now = datetime.now(UTC)
         t = keys_table
         fresh = {
             "merchant_id": merchant_id,
             "key": key,
-            "fingerprint": print_,
+            "fingerprint": prints[0],
             "locked_until": now + LOCK,
         }
         claim_sql = compiled_sql(t, "claim", _new_key)
@@ -203,7 +227,7 @@ class IdempotencyStore:
             row = (
                 await conn.execute(select(t).where(t.c.merchant_id == merchant_id, t.c.key == key))
             ).one()
-            if row.fingerprint != print_:
+            if bytes(row.fingerprint) not in prints:
                 return Claim(mismatch=True)
             if row.state == "done":
                 return Claim(
