@@ -205,7 +205,8 @@ class OrderLifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
         order_id, fid, to = data.draw(st.sampled_from(self._steppable()))
-        step = handlers.FulfillmentStep(order_id, fid, to, "UPS", "1Z999")
+        shipping = ("UPS", "1Z999") if to is F.SHIPPED else ("", "")
+        step = handlers.FulfillmentStep(order_id, fid, to, *shipping)
         answer = self._attempt(
             lambda: handlers.UpdateFulfillment(
                 step, self.ports, self.new_uow, self.policy, lambda o: o

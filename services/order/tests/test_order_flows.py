@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
-from pos_kit.errors import Conflict
+from pos_kit.errors import Conflict, InvalidArgument
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import (
@@ -116,6 +116,11 @@ def test_a_split_shipment_captures_each_share_at_shipment() -> None:
     with pytest.raises(Conflict) as err:
         shipped.step_fulfillment(f.id, FulfillmentStatus.SHIPPED, f.carrier, "ANOTHER")
     assert err.value.code == "fulfillment_already_shipped"
+    # A carrier or tracking number given at another step is refused, never dropped.
+    for to in (FulfillmentStatus.PICKED, FulfillmentStatus.DELIVERED):
+        with pytest.raises(InvalidArgument) as bad:
+            shipped.step_fulfillment(second.id, to, tracking_number="1Z")
+        assert [v.field for v in bad.value.violations] == ["tracking_number"]
     m.step(Pick((order_id, second.id, FulfillmentStatus.SHIPPED)))
     for f in (first, second):
         m.step(Pick((order_id, f.id, FulfillmentStatus.DELIVERED)))

@@ -657,7 +657,8 @@ async def step_fulfillment(
     order_id: PathId, fulfillment_id: PathId, body: FulfillmentStepIn, svc: Svc
 ) -> Order:
     """Pickup: `ready_for_pickup` (the web shop tells the buyer), `picked_up`. Shipment:
-    `picked`, `shipped` (carrier and tracking number), `delivered`. `picked_up` and `shipped`
+    `picked`, `shipped` (carrier and tracking number, given at this step only: a 400 at
+    another), `delivered`. `picked_up` and `shipped`
     capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`.

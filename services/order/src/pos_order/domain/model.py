@@ -732,6 +732,14 @@ class Order:
             from pos_kit.errors import NotFound
 
             raise NotFound("fulfillment", fulfillment_id)
+        if to is not F.SHIPPED:
+            # Only `shipped` keeps them: never a 200 that silently drops what was sent.
+            raise_if(
+                [
+                    *require(not carrier, "carrier", "is only given at shipped"),
+                    *require(not tracking_number, "tracking_number", "is only given at shipped"),
+                ]
+            )
         if f.status is to:
             shipped_as = (f.carrier, f.tracking_number)
             if (
