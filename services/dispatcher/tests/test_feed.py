@@ -168,6 +168,24 @@ async def test_the_feed_filters_by_type_and_refuses_unknown_types(dispatcher) ->
     assert read_error(err.value).violations[0].field == "types[0]"
 
 
+async def test_a_cursor_past_the_newest_event_is_refused(dispatcher) -> None:
+    """A cursor never given out (past the newest event) is a 400 naming `after`: answered back
+    as `next_after`, it would have the client wait there while new events went by below it."""
+    empty = await dispatcher.call("ListEvents", pb.ListEventsRequest(after=0), "mer_ahead")
+    assert (list(empty.events), empty.next_after) == ([], 0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call("ListEvents", pb.ListEventsRequest(after=1), "mer_ahead")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await dispatcher.publish(inventory_events.ProductCreated(product=product(40)), "mer_ahead")
+    await until_async(lambda: _count(dispatcher, "mer_ahead", 1))
+    page = await dispatcher.call("ListEvents", pb.ListEventsRequest(after=1), "mer_ahead")
+    assert (list(page.events), page.next_after) == ([], 1)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call("ListEvents", pb.ListEventsRequest(after=10**15), "mer_ahead")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err.value).violations] == ["after"]
+
+
 async def _count(dispatcher, merchant: str, n: int) -> bool:  # type: ignore[no-untyped-def]
     return len(await dispatcher.feed(merchant)) == n
 

@@ -99,7 +99,8 @@ async def list_events(
     """Every event of your merchant in order: `sequence` has no gaps and a resource's events
     never change order. Poll with `after` = the `next_after` of your last page; a page that
     filtered everything out still moves `next_after` on. The feed keeps 30 days; a cursor
-    older than that is a 410 `cursor_expired` (read from the start of what is kept)."""
+    older than that is a 410 `cursor_expired` (read from the start of what is kept), and one
+    past the newest event (never given out) a 400 naming `after`."""
     request = pb.ListEventsRequest(after=after, types=types or [], page_size=limit)
     try:
         answer = await svc.dispatcher.ListEvents(request)

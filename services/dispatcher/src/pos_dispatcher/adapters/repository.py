@@ -84,6 +84,14 @@ def _subscription(row: Row[Any]) -> Subscription:
     )
 
 
+class CursorAhead(Exception):
+    """A cursor past the merchant's newest event (the sequence given)."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(last)
+        self.last = last
+
+
 class CursorExpired(Exception):
     pass
 
@@ -205,15 +213,20 @@ class Feed:
     async def after(self, sequence: int, types: list[str], limit: int) -> list[StoredEvent]:
         """Up to `limit` events past `sequence`, oldest first; filtered by type patterns after
         reading, so a page's scan is bounded whatever the filter."""
-        purged = (
+        known = (
             await self._conn.execute(
-                select(merchant_sequences.c.purged_through).where(
-                    merchant_sequences.c.merchant_id == self._merchant
-                )
+                select(
+                    merchant_sequences.c.purged_through, merchant_sequences.c.last_sequence
+                ).where(merchant_sequences.c.merchant_id == self._merchant)
             )
-        ).scalar()
+        ).first()
+        purged, last = (known[0], int(known[1])) if known else (None, 0)
         if purged and sequence < purged:
             raise CursorExpired()
+        if sequence > last:
+            # Never given out: a page past it would answer it back as `next_after`, and the
+            # client would wait there while every new event went by below it.
+            raise CursorAhead(last)
         rows = (
             await self._conn.execute(
                 select(events)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pos.customer.v1 import events_pb2 as customer_events
 from pos_dispatcher.adapters.network import AddressRefused
 from pos_dispatcher.adapters.repository import (
+    CursorAhead,
     CursorExpired,
     DeliveryRow,
     DispatcherUow,
@@ -92,6 +93,11 @@ async def list_events(
             "this cursor is older than the feed's retention; read from the start again",
             "cursor_expired",
         ) from None
+    except CursorAhead as ahead:
+        violation = FieldViolation(
+            "after", f"is past the newest event: at most {ahead.last}, a sequence you were given"
+        )
+        raise InvalidArgument("this cursor was never given out", [violation]) from None
     more = len(scanned) > limit
     scanned = scanned[:limit]
     cursor = scanned[-1].sequence if scanned else after
