@@ -150,6 +150,49 @@ def test_a_sale_reaches_a_webhook_and_the_feed_as_get_answers_it(
         assert _eventually(delivered)
 
 
+def test_low_stock_reaches_the_feed_and_a_webhook_with_its_threshold(
+    platform: Running, receiver: tuple[str, list[tuple[dict[str, str], str, float]]]
+) -> None:
+    """Where, which SKU, how much is left and the threshold it fell to or below: what a
+    partner needs to reorder, in the event itself."""
+    url, got = receiver
+    with platform.new_merchant(f"Low stock {uuid.uuid4().hex[:6]}") as http:
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            answer = http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            assert answer.status_code in (200, 201), answer.text
+            return answer.json()
+
+        secret = post(
+            "/v1/webhook-subscriptions", {"url": url, "event_types": ["inventory.low_stock"]}
+        )["secret"]
+        store = post("/v1/locations", {"name": "Low store", "currency": "USD", "tax_rate_bps": 0})
+        post(
+            "/v1/products",
+            {"sku": "LOW-1", "name": "Scarce", "price": {"amount": 900, "currency": "USD"}},
+        )
+        post(
+            "/v1/inventory/adjustments",
+            {"sku": "LOW-1", "location_id": store["id"], "delta": 5, "reason": "received"},
+        )
+        post("/v1/inventory/low-stock-thresholds", {"sku": "LOW-1", "threshold": 3})
+        post(
+            "/v1/inventory/adjustments",
+            {"sku": "LOW-1", "location_id": store["id"], "delta": -3, "reason": "damaged"},
+        )
+
+        def low() -> Any:
+            page = http.get("/v1/events", params={"types": "inventory.low_stock"}).json()
+            return page["data"]
+
+        (event,) = _eventually(low)
+        assert event["data"]["threshold"] == 3
+        level = event["data"]["object"]
+        assert (level["sku"], level["location_id"], level["available"]) == ("LOW-1", store["id"], 2)
+        (sent,) = _eventually(lambda: list(got))
+        assert Webhook(secret).verify(sent[1], sent[0]) == event
+
+
 def test_bad_subscriptions_are_400s_naming_the_field(platform: Running) -> None:
     http = platform.http
     for body, field in (

@@ -8,10 +8,12 @@ from pos_dispatcher.adapters.snapshots import SOURCES, public_events
 
 from pos.common.v1 import money_pb2
 from pos.gateway.v1 import events_pb2 as gateway_events_pb2
+from pos.inventory.v1 import events_pb2 as inventory_events_pb2
+from pos.inventory.v1 import inventory_pb2, stock_events_pb2
 from pos.payment.v1 import gift_cards_pb2, shifts_pb2
 from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
-from pos_gateway.schemas.events import EVENT_TYPES
+from pos_gateway.schemas.events import EVENT_TYPES, EventData
 
 
 def _activity_created() -> gift_cards_pb2.GiftCardActivityCreated:
@@ -189,3 +191,30 @@ def test_the_gateways_register_staff_and_override_events_are_public_events() -> 
     (granted,) = public_events(messages[-1])
     assert granted.data["object"]["used_at"] is None  # unset: null, as GET answers
     assert granted.data["object"]["approved_by"] == "stf_2"
+
+
+def test_low_stock_carries_the_level_and_the_threshold_it_crossed() -> None:
+    """A partner acting on low stock needs where (location and SKU), how much is left and the
+    alert's threshold, all from the event."""
+    message = stock_events_pb2.LowStock(
+        level=inventory_pb2.StockLevel(
+            sku="MUG-LOGO", location_id="loc_1", on_hand=3, reserved=1, available=2
+        ),
+        threshold=3,
+    )
+    _stamped(message, message.level.updated_at)
+    (event,) = public_events(message)
+    assert (event.type, event.resource_id) == ("inventory.low_stock", "loc_1:MUG-LOGO")
+    assert event.data["threshold"] == 3
+    shown = event.data["object"]
+    assert (shown["sku"], shown["location_id"], shown["available"]) == ("MUG-LOGO", "loc_1", 2)
+    assert "threshold" not in shown  # the level as GET answers it, nothing more
+    assert stock_events_pb2.LowStock in SOURCES["inventory"] and event.type in EVENT_TYPES
+    # Documented where partners read the event's data.
+    documented = EventData.model_json_schema()["properties"]["threshold"]
+    assert documented["type"] == "integer" and "inventory.low_stock" in documented["description"]
+    # The other types' data gain no field.
+    (changed,) = public_events(
+        inventory_events_pb2.StockChanged(meta=message.meta, level=message.level)
+    )
+    assert set(changed.data) == {"object"}

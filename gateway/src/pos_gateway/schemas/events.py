@@ -38,12 +38,30 @@ SECRET = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - the pattern of one, not o
 Sequence = Field(ge=1, le=INT64_MAX, json_schema_extra=INT64)
 
 
-class EventData(Answer):
-    """`object`, and for some types a second snapshot beside it: `order.returned` carries the
-    return as `object` and the order as it stands after it as `order`."""
+# What `inventory.low_stock` carries beside its level: documented in the schema, not a field
+# of the model, so that no other type's data gains a `threshold: null`.
+LOW_STOCK_THRESHOLD = {
+    "type": "integer",
+    "format": "int64",
+    "minimum": 0,
+    "maximum": 1_000_000_000,
+    "description": "`inventory.low_stock` only: the SKU's low-stock threshold (POST "
+    "/v1/inventory/low-stock-thresholds) that `object.available` fell to or below",
+}
 
-    # The second snapshots pass as they are; no other type gains a field.
-    model_config = ConfigDict(extra="allow")
+
+def _documented_extras(schema: dict[str, Any]) -> None:
+    schema["properties"]["threshold"] = LOW_STOCK_THRESHOLD
+
+
+class EventData(Answer):
+    """`object`, and for some types more beside it: `order.returned` carries the return as
+    `object` and the order as it stands after it as `order`; `inventory.low_stock` carries
+    the stock level (its `sku`, `location_id` and `available`) as `object` and the threshold
+    it fell to or below as `threshold`."""
+
+    # The extras pass as they are; no other type gains a field.
+    model_config = ConfigDict(extra="allow", json_schema_extra=_documented_extras)
 
     object: dict[str, Any] = Field(
         description="The resource as `GET` returns it at this version (for a deleted or erased "

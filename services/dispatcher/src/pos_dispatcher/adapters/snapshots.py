@@ -113,6 +113,15 @@ def _points(kind: str) -> Callable[[Any], list[Part]]:
     ]
 
 
+def _low_stock(m: stock_events.LowStock) -> list[Part]:
+    # The level (its SKU, location and what is available) is the object, as GET answers it;
+    # the threshold it fell to or below is the SKU's setting, not the level's, so it rides
+    # beside it: without it a partner could not tell how far below the alert the stock is.
+    data = _object(StockLevel, m.level)
+    data["threshold"] = m.threshold
+    return [("inventory.low_stock", _level_id(m.level), data)]
+
+
 def _tier(m: customer_events.LoyaltyTierChanged) -> list[Part]:
     change = to_json(m)
     change.pop("meta", None)
@@ -130,9 +139,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     inventory_events.StockChanged: lambda m: [
         ("inventory.changed", _level_id(m.level), _object(StockLevel, m.level))
     ],
-    stock_events.LowStock: lambda m: [
-        ("inventory.low_stock", _level_id(m.level), _object(StockLevel, m.level))
-    ],
+    stock_events.LowStock: _low_stock,
     stock_events.ReservationCreated: _reservation("created"),
     stock_events.ReservationCommitted: _reservation("committed"),
     stock_events.ReservationReleased: _reservation("released"),
