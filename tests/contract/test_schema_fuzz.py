@@ -69,9 +69,10 @@ ORDER_RULES = "|".join(
      "POST /v1/carts/calculate", "POST /v1/returns",
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps")
 )  # fmt: skip
-# A staff member and the settings take If-Match (412 when stale).
+# A staff member (its change and its deactivation) and the settings take If-Match (412 when
+# stale).
 VERSIONED_SETTINGS = "|".join(
-    ("PATCH /v1/staff/[^/]+", "PATCH /v1/order-settings",
+    ("PATCH /v1/staff/[^/]+", "POST /v1/staff/[^/]+/deactivate", "PATCH /v1/order-settings",
      "PUT /v1/(payment|gift-card|audit)-settings")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(

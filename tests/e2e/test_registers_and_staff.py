@@ -627,6 +627,46 @@ def test_a_staff_change_honours_if_match(platform: Running) -> None:
     assert len(_audit(http, action="staff.updated", resource_id=member)) == audited
 
 
+def test_a_deactivation_honours_if_match_as_a_change_does(platform: Running) -> None:
+    """A deactivation decided on the member as read is refused (412, nothing changes) once
+    the member has changed since; on the version read it applies and answers the new one."""
+    http = platform.http
+    here = _locations(http)[0]
+    member = _member(http, "Versioned Leaver", "cashier", here, "9753")
+    assert http.patch(f"/v1/staff/{member}", json={"role": "manager"}).json()["version"] == 2
+    read = http.get(f"/v1/staff/{member}")
+
+    def deactivate(version: str) -> httpx.Response:
+        return http.post(
+            f"/v1/staff/{member}/deactivate",
+            headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": version},
+        )
+
+    stale = deactivate('"1"')
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (stale.json()["code"], stale.json()["current_version"]) == ("version_mismatch", 2)
+    assert http.get(f"/v1/staff/{member}").json() == read.json()
+    assert _audit(http, action="staff.deactivated", resource_id=member) == []
+    gone = deactivate('W/"2"')
+    assert gone.status_code == 200, gone.text
+    assert (gone.json()["status"], gone.json()["version"]) == ("deactivated", 3)
+    assert gone.headers["ETag"] == '"3"' == http.get(f"/v1/staff/{member}").headers["ETag"]
+    # Stale now, deactivated or not; without If-Match, deactivating again changes nothing.
+    late = deactivate('"2"')
+    assert (late.status_code, late.json()["current_version"]) == (412, 3), late.text
+    again = _post(http, f"/v1/staff/{member}/deactivate")
+    assert (again.status_code, again.json()["version"]) == (200, 3), again.text
+    assert len(_audit(http, action="staff.deactivated", resource_id=member)) == 1
+    # Documented as the PATCH's: the same header, the same 412 problem.
+    document = httpx.get(platform.platform.gateway_url + "/openapi.json").json()
+    deactivation = document["paths"]["/v1/staff/{staff_id}/deactivate"]["post"]
+    change = document["paths"]["/v1/staff/{staff_id}"]["patch"]
+    if_match = {"$ref": "#/components/parameters/If-Match"}
+    assert if_match in deactivation["parameters"] and if_match in change["parameters"]
+    assert deactivation["responses"]["412"] == change["responses"]["412"]
+
+
 def test_register_staff_and_override_changes_reach_the_event_feed(platform: Running) -> None:
     """Each change publishes its event from the gateway's outbox, with the resource as GET
     answers it; a refused change (a wrong PIN) and a repeated one (deactivating twice)

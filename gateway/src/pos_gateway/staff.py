@@ -249,13 +249,27 @@ async def update_member(
 
 
 async def deactivate(
-    engine: AsyncEngine, merchant_id: str, staff_id: str, actor: audit.Actor, request_id: str
+    engine: AsyncEngine,
+    merchant_id: str,
+    staff_id: str,
+    actor: audit.Actor,
+    request_id: str,
+    expected_version: int = 0,
 ) -> Member | None:
-    """Deactivated for good, and signed out of any register at once."""
+    """Deactivated for good, and signed out of any register at once. With `expected_version`,
+    a member at another version is refused (`version_mismatch`) and nothing changes, as in
+    update_member: a deactivation decided on what the member was (their role, their
+    locations) is not applied to a member changed since."""
     async with engine.begin() as conn:
         before = await _member(conn, merchant_id, staff_id, lock=True)
         if before is None:
             return None
+        if expected_version and expected_version != before.version:
+            raise Refused(
+                "version_mismatch",
+                "the staff member changed since the version you sent",
+                current_version=before.version,
+            )
         if before.status == "deactivated":
             return before
         await conn.execute(

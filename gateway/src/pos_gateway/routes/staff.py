@@ -218,19 +218,28 @@ async def update_staff(
 
 @router.post(
     "/staff/{staff_id}/deactivate",
-    **op("staff:manage", "Deactivate a staff member", (404, *CREATE),
+    **op("staff:manage", "Deactivate a staff member", (404, 412, *CREATE),
          example={**ex.STAFF, "status": "deactivated", "version": 2}),
 )  # fmt: skip
-async def deactivate_staff(staff_id: PathId, request: Request) -> StaffMember:
-    """For good: signed out of every register at once, never signs in again."""
+async def deactivate_staff(
+    staff_id: PathId, request: Request, response: Response, if_match: IfMatch = None
+) -> StaffMember:
+    """For good: signed out of every register at once, never signs in again; bumps
+    `version`. Send `If-Match: "<version>"` to deactivate only the version you saw (as on a
+    change): a stale one is a 412 `version_mismatch` with `current_version`, and nothing
+    changes. Deactivating a deactivated member changes nothing."""
     actor = _manager(request)
-    gone = await staff.deactivate(
-        request.app.state.engine, principal_of(request).merchant_id, staff_id, actor,
-        request_id(),
-    )  # fmt: skip
+    state = request.app.state
+    try:
+        gone = await staff.deactivate(
+            state.engine, principal_of(request).merchant_id, staff_id, actor, request_id(),
+            expected_version(if_match),
+        )  # fmt: skip
+    except staff.Refused as exc:
+        raise refusal(exc) from None
     if gone is None:
         raise _staff_missing(staff_id)
-    return StaffMember.model_validate(_member_json(gone))
+    return _etag(response, gone)
 
 
 class RoleIn(Body):
