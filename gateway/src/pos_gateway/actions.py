@@ -62,10 +62,16 @@ def signed_in(principal: Principal) -> Principal:
 
 @asynccontextmanager
 async def guarded(
-    request: Request, action: str, permission: str | None = None, always: bool = True
+    request: Request,
+    action: str,
+    permission: str | None = None,
+    always: bool = True,
+    entry_key: str | None = None,
 ) -> AsyncIterator[Done]:
     """Around a sensitive action: the permission check before, the audit entry after (for a
-    register's request always; for any other credential only when `always`)."""
+    register's request always; for any other credential only when `always`). The entry is
+    written once per request and action; `entry_key` in place of the request's id tells a
+    second action of the same kind in one request from a retry of the first."""
     principal = signed_in(principal_of(request))
     engine = request.app.state.engine
     request_id = request_id_var.get() or ""
@@ -100,5 +106,6 @@ async def guarded(
     actor = audit.actor_of(principal, override.approved_by if override else None)
     async with engine.begin() as conn:
         await audit.record(
-            conn, principal.merchant_id, action, actor, done.resource, details, request_id
-        )
+            conn, principal.merchant_id, action, actor, done.resource, details,
+            entry_key or request_id,
+        )  # fmt: skip

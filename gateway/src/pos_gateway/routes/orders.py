@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Literal
 
+import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field, StrictBool
 
@@ -37,7 +40,6 @@ from pos_gateway.routes.common import (
     request_id,
     services,
     timestamp,
-    version_checked,
 )
 from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import change_payment_settings
@@ -52,7 +54,9 @@ from pos_gateway.schemas.orders import (
     OrderList,
     OrderSettings,
 )
+from pos_kit.grpc_client import read_error
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["orders and payments"])
 MAX_REDEEM_POINTS = 1_000_000_000  # pos_order.domain.model.MAX_REDEEM_POINTS
 REDEEM = (
@@ -682,18 +686,52 @@ async def step_fulfillment(
 )
 async def get_order_settings(svc: Svc, response: Response) -> OrderSettings:
     """The service's defaults where you set none (version 1). The authorisation window is
-    the payment service's, shown here so that the settings an order follows are in one place
-    (its changes bump the payment settings' version, not this one). The ETag is the version,
-    for `If-Match` on a change."""
-    answer = await svc.order.GetOrderSettings(order_pb2.GetOrderSettingsRequest())
-    response.headers["ETag"] = f'"{answer.settings.version}"'
-    return await _with_window(svc, answer.settings)
+    the payment service's, shown here so that the settings an order follows are in one place.
+    The version covers every field shown, the window included (a change of it from `PUT
+    /v1/payment-settings` moves this version on too). The ETag is the version, for
+    `If-Match` on a change."""
+    settings = _shown(*await _settings_now(svc))
+    response.headers["ETag"] = f'"{settings.version}"'
+    return settings
 
 
-async def _with_window(svc: Services, settings: order_pb2.OrderSettings) -> OrderSettings:
-    payment = await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
-    settings.authorization_window_seconds = payment.settings.authorization_window_seconds
-    return to_model(OrderSettings, settings)
+# The order settings as this resource shows them are two services' settings: the order
+# service's fields and the payment service's authorisation window, each with a version that
+# starts at 1 and grows by one with each of its changes. The resource's version is their sum
+# less one: 1 while both are the defaults, and moved on by any change of either, so an
+# If-Match of it matches only while neither has changed since it was read.
+def _version(order: order_pb2.OrderSettings, payment: payment_pb2.PaymentSettings) -> int:
+    return order.version + payment.version - 1
+
+
+def _shown(order: order_pb2.OrderSettings, payment: payment_pb2.PaymentSettings) -> OrderSettings:
+    shown = order_pb2.OrderSettings()
+    shown.CopyFrom(order)
+    shown.authorization_window_seconds = payment.authorization_window_seconds
+    shown.version = _version(order, payment)
+    return to_model(OrderSettings, shown)
+
+
+async def _settings_now(
+    svc: Services,
+) -> tuple[order_pb2.OrderSettings, payment_pb2.PaymentSettings]:
+    order, payment = await asyncio.gather(
+        svc.order.GetOrderSettings(order_pb2.GetOrderSettingsRequest()),
+        svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest()),
+    )
+    return order.settings, payment.settings
+
+
+async def _stale(svc: Services) -> Problem:
+    """The 412 of a change whose If-Match is not the version now (read again: either side may
+    have been the one that moved)."""
+    current = _version(*await _settings_now(svc))
+    return Problem(
+        412,
+        "version_mismatch",
+        "the settings changed since the version you sent",
+        extra={"current_version": current},
+    )
 
 
 class OrderSettingsIn(Body):
@@ -732,16 +770,62 @@ async def update_order_settings(
     svc: Svc,
     if_match: IfMatch = None,
 ) -> OrderSettings:
-    """Only the fields sent change; a change bumps `version` and is in the audit log
-    (`settings.orders_changed`, each field from and to). Send `If-Match: "<version>"` to change
-    only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
-    and nothing changes, the window included. The authorisation window is the payment
-    settings' (`PUT /v1/payment-settings`): set from here, it is their change
-    (`settings.payments_changed`, their version); a pickup that would outlive it captures at
-    confirmation."""
-    request = order_pb2.UpdateOrderSettingsRequest(
-        request_id=request_id(), expected_version=expected_version(if_match)
-    )
+    """Only the fields sent change, as one change: a field out of bounds is a 400 naming it
+    and nothing changes, the window included. A change moves `version` on and is in the audit
+    log (`settings.orders_changed`, each field from and to). Send `If-Match: "<version>"` to
+    change only the version you saw (the version covers the window too): a stale one is a 412
+    `version_mismatch` with `current_version`, and nothing changes. The authorisation window
+    is the payment settings' (`PUT /v1/payment-settings`): set from here, it is their change
+    (`settings.payments_changed`, their version), made first; should the order fields then
+    fail to change, it is set back and the error answered, so a failed change is never half
+    made. A pickup that would outlive the window captures at confirmation."""
+    version = expected_version(if_match)
+    request = _order_change(body)
+    window = body.authorization_window_seconds
+    async with guarded(http, "settings.orders_changed") as done:
+        seen = await _settings_now(svc) if version else None
+        if seen is not None and _version(*seen) != version:
+            raise await _stale(svc)
+        # The payment side first: refused there (a stale version, the service down), nothing
+        # has changed yet; once it is set, the order side is conditional on it (below).
+        written: payment_pb2.UpdatePaymentSettingsResponse | None = None
+        if window is not None:
+            try:
+                written = await change_payment_settings(
+                    http, svc, window, seen[1].version if seen else 0, f"{request_id()}/payment"
+                )
+            except Problem as problem:
+                if problem.status == 412:
+                    raise await _stale(svc) from None
+                raise
+        if seen is not None:
+            request.expected_version = seen[0].version
+        try:
+            answer = await _write_order_fields(svc, request, again=written is not None)
+        except grpc.aio.AioRpcError as exc:
+            if written is not None:
+                await _set_window_back(http, svc, written)
+            if read_error(exc).reason == "version_mismatch":
+                raise await _stale(svc) from None
+            raise
+        if written is not None:
+            payment = written.settings
+        elif seen is not None:
+            payment = seen[1]
+        else:
+            payment = (
+                await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+            ).settings
+        settings = _shown(answer.settings, payment)
+        settings_changed(
+            done, _order_fields(answer.previous), _order_fields(answer.settings), settings.version
+        )
+    response.headers["ETag"] = f'"{settings.version}"'
+    return settings
+
+
+def _order_change(body: OrderSettingsIn) -> order_pb2.UpdateOrderSettingsRequest:
+    request = order_pb2.UpdateOrderSettingsRequest(request_id=request_id())
     if body.capture_pickup_at_order is not None:
         request.capture_pickup_at_order = body.capture_pickup_at_order
     if body.pickup_expiry_seconds is not None:
@@ -752,19 +836,53 @@ async def update_order_settings(
         request.return_window_days = body.return_window_days
     if body.return_policy_text is not None:
         request.return_policy_text = body.return_policy_text
-    # The order settings first: a stale If-Match is refused there before anything changes.
-    async with guarded(http, "settings.orders_changed") as done:
-        answer = await version_checked(svc.order.UpdateOrderSettings(request))
-        settings_changed(
-            done, _order_fields(answer.previous), _order_fields(answer.settings),
-            answer.settings.version,
-        )  # fmt: skip
-    if body.authorization_window_seconds is not None:
+    return request
+
+
+# The order service answered: it refused the change, which therefore did not happen. Any other
+# failure (no answer in time, the connection lost, the same request still running) leaves it
+# unknown.
+_REFUSALS = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+     grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE,
+     grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED}
+)  # fmt: skip
+
+
+async def _write_order_fields(
+    svc: Services, request: order_pb2.UpdateOrderSettingsRequest, *, again: bool
+) -> order_pb2.UpdateOrderSettingsResponse:
+    """The order side of a change. With `again` (a window already set, to be set back if
+    this fails), a failure that leaves the outcome unknown is asked once more under the same
+    request_id: the service answers a change it made from what it stored, so the window is
+    set back only for a change that did not happen."""
+    try:
+        answer: order_pb2.UpdateOrderSettingsResponse = await svc.order.UpdateOrderSettings(request)
+    except grpc.aio.AioRpcError as exc:
+        if not again or exc.code() in _REFUSALS:
+            raise
+        answer = await svc.order.UpdateOrderSettings(request)
+    return answer
+
+
+async def _set_window_back(
+    http: Request, svc: Services, written: payment_pb2.UpdatePaymentSettingsResponse
+) -> None:
+    """Undo the window a failed change set, unless it set none or the window has changed
+    again since (that later change stands)."""
+    if written.settings.version == written.previous.version:
+        return
+    try:
         await change_payment_settings(
-            http, svc, body.authorization_window_seconds, 0, f"{request_id()}/payment"
-        )
-    response.headers["ETag"] = f'"{answer.settings.version}"'
-    return await _with_window(svc, answer.settings)
+            http, svc, written.previous.authorization_window_seconds, written.settings.version,
+            f"{request_id()}/payment-undo", second=True,
+        )  # fmt: skip
+    except Exception as exc:
+        log.error(
+            "an order settings change failed after setting the authorisation window, "
+            "which could not be set back: %s", type(exc).__name__,
+        )  # fmt: skip
 
 
 def _order_fields(settings: order_pb2.OrderSettings) -> dict[str, object]:

@@ -455,12 +455,21 @@ def _window(settings: payment_pb2.PaymentSettings) -> dict[str, int]:
 
 
 async def change_payment_settings(
-    request: Request, svc: Services, window_seconds: int, version: int, key: str
-) -> payment_pb2.PaymentSettings:
+    request: Request,
+    svc: Services,
+    window_seconds: int,
+    version: int,
+    key: str,
+    *,
+    second: bool = False,
+) -> payment_pb2.UpdatePaymentSettingsResponse:
     """Set the authorisation window (from here or from the order settings), with its audit
-    entry `settings.payments_changed` when it changed."""
-    async with guarded(request, "settings.payments_changed") as done:
-        answer = await version_checked(
+    entry `settings.payments_changed` when it changed: the settings it left, and those it
+    replaced. `second`: the request's second change of the window (the order settings
+    setting back the one their failed change set), with an entry of its own."""
+    entry_key = key if second else None
+    async with guarded(request, "settings.payments_changed", entry_key=entry_key) as done:
+        answer: payment_pb2.UpdatePaymentSettingsResponse = await version_checked(
             svc.payment.UpdatePaymentSettings(
                 payment_pb2.UpdatePaymentSettingsRequest(
                     request_id=key,
@@ -472,8 +481,7 @@ async def change_payment_settings(
         settings_changed(
             done, _window(answer.previous), _window(answer.settings), answer.settings.version
         )
-    changed: payment_pb2.PaymentSettings = answer.settings
-    return changed
+    return answer
 
 
 @router.put(
@@ -490,9 +498,11 @@ async def put_payment_settings(
 ) -> PaymentSettings:
     """A change bumps `version` and is in the audit log (`settings.payments_changed`); the
     same window again changes nothing. Send `If-Match: "<version>"` to change only the version
-    you saw: a stale one is a 412 `version_mismatch` with `current_version`."""
-    settings = await change_payment_settings(
+    you saw: a stale one is a 412 `version_mismatch` with `current_version`. The order
+    settings show the window too: a change of it moves their version on as well."""
+    answer = await change_payment_settings(
         request, svc, body.authorization_window_seconds, expected_version(if_match), request_id()
     )
+    settings = answer.settings
     response.headers["ETag"] = f'"{settings.version}"'
     return to_model(PaymentSettings, settings)

@@ -254,9 +254,10 @@ class OrderSettings(Answer):
         "sentence; empty: that sentence alone",
     )
     version: Version = Field(
-        description="Bumped by every change of these settings (1 while the defaults apply); "
-        "send it back in If-Match. The authorisation window is the payment settings' and "
-        "has their version (GET /v1/payment-settings)"
+        description="Moved on by every change of any field shown here, the authorisation "
+        "window included (1 while the defaults apply); send it back in If-Match. The window "
+        "is the payment settings', which have a version of their own (GET "
+        "/v1/payment-settings): a change of it moves both"
     )
 
 
