@@ -37,6 +37,7 @@ from pos_gateway.routes.common import (
     expected_version,
     known_register,
     op,
+    patched,
     request_id,
     services,
     timestamp,
@@ -770,15 +771,17 @@ async def update_order_settings(
     svc: Svc,
     if_match: IfMatch = None,
 ) -> OrderSettings:
-    """Only the fields sent change, as one change: a field out of bounds is a 400 naming it
-    and nothing changes, the window included. A change moves `version` on and is in the audit
-    log (`settings.orders_changed`, each field from and to). Send `If-Match: "<version>"` to
+    """Only the fields sent change, as one change: a field out of bounds or set to null is a
+    400 naming it (and a body with no field a 400) and nothing changes, the window included.
+    A change moves `version` on and is in the audit log (`settings.orders_changed`, each field
+    from and to). Send `If-Match: "<version>"` to
     change only the version you saw (the version covers the window too): a stale one is a 412
     `version_mismatch` with `current_version`, and nothing changes. The authorisation window
     is the payment settings' (`PUT /v1/payment-settings`): set from here, it is their change
     (`settings.payments_changed`, their version), made first; should the order fields then
     fail to change, it is set back and the error answered, so a failed change is never half
     made. A pickup that would outlive the window captures at confirmation."""
+    patched(body)  # a field set to null, or none sent, is a 400: never a silent no-op
     version = expected_version(if_match)
     request = _order_change(body)
     window = body.authorization_window_seconds
