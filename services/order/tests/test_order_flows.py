@@ -25,12 +25,13 @@ from pos_order.domain.model import (
     Order,
     OrderLine,
     OrderStatus,
+    SagaState,
     Tender,
     TenderState,
     Totals,
     build_fulfillments,
 )
-from pos_order.service import handlers
+from pos_order.service import handlers, saga
 
 
 class Pick:
@@ -242,6 +243,75 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
     m.cancel(Pick(m.order(order_id)))
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0 and m.stock.on_hand["TEE"] == UNITS
+    _check(m)
+
+
+def _confirmed_shipment(m: OrderLifecycle) -> tuple[str, str]:
+    m.create("shipment", 1)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    m.confirm(Pick(m.order(order_id)))
+    (f,) = m.order(order_id).fulfillments
+    return order_id, f.id
+
+
+def _step(m: OrderLifecycle, order_id: str, fid: str, to: FulfillmentStatus) -> Any:
+    step = handlers.FulfillmentStep(order_id, fid, to, "UPS", "1Z999")
+    return handlers.UpdateFulfillment(step, m.ports, m.new_uow, m.policy, lambda o: o)
+
+
+async def _read(m: OrderLifecycle, steps: Any) -> Any:
+    async with m.new_uow() as uow:
+        read = await steps.read(uow)
+        await uow.commit()
+    return read
+
+
+def test_a_step_read_before_a_cancel_and_recorded_after_it_is_refused() -> None:
+    """`picked` captures nothing, so its read writes nothing and a cancel may run whole between
+    its read and its record: the record asks again under the lock and is a 409, and the
+    cancelled shipment stays cancelled (never `picked` on a cancelled order)."""
+    m = OrderLifecycle()
+    order_id, fid = _confirmed_shipment(m)
+    step = _step(m, order_id, fid, FulfillmentStatus.PICKED)
+    read = asyncio.run(_read(m, step))
+    m.cancel(Pick(m.order(order_id)))
+
+    async def record() -> Any:
+        outcome = await step.call(Claim("mer_a", "step-1", datetime.now(UTC)), read)
+        async with m.new_uow() as uow:
+            return await step.record(uow, outcome)
+
+    with pytest.raises(Conflict) as err:
+        asyncio.run(record())
+    assert err.value.code == "order_not_confirmed"
+    order = m.order(order_id)
+    assert order.status is OrderStatus.CANCELLED
+    assert order.fulfillments[0].status is FulfillmentStatus.CANCELLED
+    _check(m)
+
+
+def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> None:
+    """A `shipped` step planned its capture, then its driver died: a cancel is a 409
+    `fulfillment_in_progress` while it may still finish; the resumer makes the capture and gives
+    the step up, and the order can be cancelled again (the capture refunded, the unit back)."""
+    m = OrderLifecycle()
+    order_id, fid = _confirmed_shipment(m)
+    asyncio.run(_read(m, _step(m, order_id, fid, FulfillmentStatus.SHIPPED)))
+    cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    refused = m._attempt(lambda: cancel)
+    assert isinstance(refused, Conflict) and refused.code == "fulfillment_in_progress"
+
+    after = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+
+    assert after.saga.state is SagaState.DONE and after.status is OrderStatus.CONFIRMED
+    assert after.fulfillments[0].status is FulfillmentStatus.RESERVED
+    assert m.payments.kept(order_id) == after.fulfillments[0].captured == after.totals.total.amount
+    _check(m)
+    m.cancel(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    assert m.payments.kept(order_id) == 0 and m.payments.held(order_id) == 0
+    assert m.stock.on_hand["TEE"] == UNITS
     _check(m)
 
 

@@ -639,7 +639,8 @@ async def cancel_order(order_id: PathId, svc: Svc) -> Order:
     """Before any of it left the store: releases the holds, voids the authorisations, refunds
     the captures. Goods already handed over or shipped are a 409 `order_fulfilled` (return
     them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
-    it once it is confirmed)."""
+    it once it is confirmed), and one whose pickup is being handed over or shipment shipped
+    (its share being captured) a 409 `fulfillment_in_progress`."""
     answer = await svc.order.CancelOrder(
         order_pb2.CancelOrderRequest(request_id=request_id(), order_id=order_id)
     )
@@ -666,7 +667,8 @@ async def step_fulfillment(
     another), `delivered`. `picked_up` and `shipped`
     capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
-    another carrier or tracking number: a 409 `fulfillment_already_shipped`.
+    another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being
+    cancelled, or cancelled, is a 409 `order_not_confirmed`.
     `order.fulfillment_updated` follows; the last fulfilment done completes the order."""
     answer = await svc.order.UpdateFulfillment(
         order_pb2.UpdateFulfillmentRequest(

@@ -703,6 +703,15 @@ class Order:
             raise Conflict(
                 "goods of this order have left the store: return them instead", "order_fulfilled"
             )
+        if self.status is OrderStatus.CONFIRMED and self.saga.state is SagaState.RUNNING:
+            # A pickup being handed over or a shipment leaving (its share captured first): the
+            # step decided under this row's lock, before this cancel, so it wins; cancelling
+            # beside it left a cancelled order with goods gone and their capture kept.
+            raise Conflict(
+                "a fulfilment of this order is being handed over or shipped: once it is, "
+                "return its goods instead",
+                "fulfillment_in_progress",
+            )
         self.saga.state = SagaState.COMPENSATING
         self.saga.cancel_reason = reason
 
@@ -761,6 +770,11 @@ class Order:
         if self.status is not OrderStatus.CONFIRMED:
             raise Conflict(
                 f"the order is {self.status.value}: only a confirmed order is fulfilled",
+                "order_not_confirmed",
+            )
+        if self.saga.state is SagaState.COMPENSATING:
+            raise Conflict(
+                "the order is being cancelled: only a confirmed order is fulfilled",
                 "order_not_confirmed",
             )
         if to not in STEPS[f.type].get(f.status, set()):

@@ -834,8 +834,9 @@ class UpdateFulfillment(Generic[R]):
         assert step.to is not None
         order = await uow.orders.get(step.order_id, lock=True)
         assert order is not None
-        f = order.fulfillment(step.fulfillment_id)
-        assert f is not None
+        # Asked again under the lock: a cancel that began since `read` (a step that captures
+        # nothing holds nothing off) or another step of the fulfilment wins, and this is a 409.
+        f = order.step_fulfillment(step.fulfillment_id, step.to, step.carrier, step.tracking_number)
         if f.status is not step.to:
             order.touched(now())
             order.fulfillment_moved(f, step.to, now(), step.carrier, step.tracking_number)

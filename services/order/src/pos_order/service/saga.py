@@ -775,8 +775,17 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
             return await cancel(new_uow, ports, order.id, policy, "expired")
         return order
     if order.status is OrderStatus.CONFIRMED:  # a fulfilment's capture under way
-        return await run_captures(new_uow, ports, order, policy)
+        order = await run_captures(new_uow, ports, order, policy)
+        if order.saga.state is SagaState.RUNNING and not planned(order):
+            # Its driver is gone: what it captured stays the fulfilment's (the step asked again
+            # captures nothing more), and the order may be cancelled again (refunded then).
+            order, _ = await change(new_uow, order.id, _step_abandoned)
     return order
+
+
+def _step_abandoned(o: Order) -> None:
+    if o.status is OrderStatus.CONFIRMED and o.saga.state is SagaState.RUNNING and not planned(o):
+        o.saga.state = SagaState.DONE
 
 
 async def expire_pickups(

@@ -1,0 +1,313 @@
+"""A cancel beside a fulfilment step of the same order: real PostgreSQL, NATS JetStream,
+and the inventory, payment and order services in this process.
+
+Between the order and payment services sits a relay that passes every call through, except the
+one call a test gates: that call waits at the relay (before it reaches the payment service, or
+with its answer held back) until the test has sent the other request, so each interleaving is
+run on purpose, not left to timing. After each one, exactly one of the two requests wins, and
+no payment of a cancelled order holds money: every authorisation voided, every capture
+refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from order_shop import serve_order, tee_shop
+
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT = (("x-merchant-id", "mer_races"),)
+CARD = payment_pb2.TENDER_TYPE_CARD
+
+
+@dataclass
+class Gate:
+    """One call of a method held at the relay until `opened`; `after`: its answer is held (the
+    payment service has done it), else the call itself (it has not reached the service)."""
+
+    after: bool
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Relay(grpc.GenericRpcHandler):
+    """Every payment call passed through as bytes, with its caller's metadata and deadline."""
+
+    def __init__(self, target: grpc.aio.Channel) -> None:
+        self.target = target
+        self.gates: dict[str, Gate] = {}
+
+    def gate(self, method: str, after: bool = False) -> Gate:
+        self.gates[method] = gate = Gate(after)
+        return gate
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method: str = details.method  # type: ignore[attr-defined]
+
+        async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            gate = self.gates.pop(method.rsplit("/", 1)[1], None)
+            if gate is not None and not gate.after:
+                gate.arrived.set()
+                await gate.opened.wait()
+            metadata = [(k, v) for k, v in context.invocation_metadata() or () if k[:2] == "x-"]
+            try:
+                answer: bytes = await self.target.unary_unary(method)(
+                    request, metadata=metadata, timeout=context.time_remaining()
+                )
+            except grpc.aio.AioRpcError as err:
+                await context.abort(
+                    err.code(), err.details() or "", tuple(err.trailing_metadata() or ())
+                )
+            if gate is not None and gate.after:
+                gate.arrived.set()
+                await gate.opened.wait()
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(forward)  # type: ignore[arg-type]
+
+
+@dataclass
+class Shop:
+    orders: order_pb2_grpc.OrderServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    relay: Relay
+    location: str
+
+    async def order(self, order_id: str) -> order_pb2.Order:
+        got = await self.orders.GetOrder(
+            order_pb2.GetOrderRequest(id=order_id), metadata=MERCHANT, timeout=5
+        )
+        return got.order
+
+    async def create(self, kind: int) -> order_pb2.Order:
+        """A web order of one T-shirt (25.00, no tax), held for pickup or shipment."""
+        fulfillment = order_pb2.FulfillmentRequest(type=kind, location_id=self.location)
+        if kind == order_pb2.FULFILLMENT_TYPE_SHIPMENT:
+            fulfillment.ship_to = "1 Main St, Springfield"
+        created = await self.orders.CreateOrder(
+            order_pb2.CreateOrderRequest(
+                request_id=str(uuid.uuid4()),
+                channel="web",
+                location_id=self.location,
+                lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+                fulfillments=[fulfillment],
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return created.order
+
+    async def tender(self, order_id: str, **fields: Any) -> order_pb2.AddTenderResponse:
+        fields.setdefault("request_id", str(uuid.uuid4()))
+        return await self.orders.AddTender(  # type: ignore[no-any-return]
+            order_pb2.AddTenderRequest(order_id=order_id, **fields), metadata=MERCHANT, timeout=10
+        )
+
+    async def confirmed(self, kind: int) -> order_pb2.Order:
+        """Paid by card and confirmed: a pickup captures at hand-over, a shipment at shipped."""
+        order = await self.create(kind)
+        await self.tender(order.id, tender_type=CARD, card_token="tok_visa")
+        answer = await self.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+        return answer.order
+
+    async def cancel(self, order_id: str) -> order_pb2.Order:
+        answer = await self.orders.CancelOrder(
+            order_pb2.CancelOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return answer.order
+
+    async def step(self, order: order_pb2.Order) -> order_pb2.Order:
+        """The fulfilment's hand-over (pickup) or shipment (shipment)."""
+        f = order.fulfillments[0]
+        shipment = f.type == order_pb2.FULFILLMENT_TYPE_SHIPMENT
+        answer = await self.orders.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                fulfillment_id=f.id,
+                status=order_pb2.FULFILLMENT_STATUS_SHIPPED
+                if shipment
+                else order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+                carrier="UPS" if shipment else "",
+                tracking_number="1Z999" if shipment else "",
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return answer.order
+
+    async def payments_of(self, order_id: str) -> list[payment_pb2.Payment]:
+        try:
+            found = await self.payments.GetOrderPayments(
+                payment_pb2.GetOrderPaymentsRequest(order_id=order_id), metadata=MERCHANT, timeout=5
+            )
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.NOT_FOUND  # no payment for it
+            return []
+        return list(found.payments)
+
+    async def money_held(self, order_id: str) -> int:
+        """What the order's payments still hold: captured and not refunded, plus authorised and
+        neither captured nor voided."""
+        held = 0
+        for p in await self.payments_of(order_id):
+            held += p.captured.amount - p.refunded.amount
+            if p.status == payment_pb2.PAYMENT_STATUS_AUTHORIZED:
+                held += p.amount.amount - p.captured.amount
+        return held
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            relay = Relay(payment.channel)
+            relay_server = grpc.aio.server()
+            relay_server.add_generic_rpc_handlers((relay,))
+            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
+            await relay_server.start()
+            stack.push_async_callback(relay_server.stop, None)
+            # Pickups wait an hour at most, well within a card's authorisation: captured at
+            # hand-over, not at confirmation.
+            order = await stack.enter_async_context(
+                serve_order(
+                    infra, server.url, inventory.port, relay_port, pickup_expiry_seconds=3600
+                )
+            )
+            location = await tee_shop(inventory.channel, MERCHANT[0][1])
+            await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).AdjustStock(
+                inventory_pb2.AdjustStockRequest(
+                    request_id="races-received",
+                    sku="TEE",
+                    location_id=location,
+                    delta=1000,
+                    reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+                ),
+                metadata=MERCHANT,
+                timeout=5,
+            )
+            yield Shop(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                relay,
+                location,
+            )
+    finally:
+        server.stop()
+
+
+async def _beside(
+    gate: Gate, first: Awaitable[Any], second: Callable[[], Awaitable[Any]]
+) -> tuple[Any, Any]:
+    """`first` runs until its gated call is at the relay; `second` runs to its end meanwhile;
+    then the gate opens and `first` ends. Both outcomes (an answer or the error)."""
+    running = asyncio.ensure_future(first)
+    try:
+        arrived = asyncio.ensure_future(gate.arrived.wait())
+        await asyncio.wait([running, arrived], return_when=asyncio.FIRST_COMPLETED)
+        assert gate.arrived.is_set(), running.exception() if running.done() else "?"
+        try:
+            other: Any = await second()
+        except grpc.aio.AioRpcError as err:
+            other = err
+    finally:
+        gate.opened.set()
+    try:
+        mine: Any = await running
+    except grpc.aio.AioRpcError as err:
+        mine = err
+    return mine, other
+
+
+def _refused(outcome: Any, reason: str) -> None:
+    assert isinstance(outcome, grpc.aio.AioRpcError), f"not refused: {outcome}"
+    assert outcome.code() == grpc.StatusCode.FAILED_PRECONDITION, outcome
+    assert read_error(outcome).reason == reason, read_error(outcome)
+
+
+KINDS = {
+    "pickup": order_pb2.FULFILLMENT_TYPE_PICKUP,
+    "shipment": order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_cancel_while_a_fulfilment_step_captures_is_refused(shop: Shop, kind: str) -> None:
+    """The step's capture is at the relay when the cancel comes: the step decided first, so
+    the cancel is a 409 and the goods leave with their share captured."""
+    order = await shop.confirmed(KINDS[kind])
+    gate = shop.relay.gate("CapturePayment")
+
+    stepped, cancelled = await _beside(gate, shop.step(order), lambda: shop.cancel(order.id))
+
+    _refused(cancelled, "fulfillment_in_progress")
+    assert isinstance(stepped, order_pb2.Order), stepped
+    after = await shop.order(order.id)
+    f = after.fulfillments[0]
+    assert f.status in (
+        order_pb2.FULFILLMENT_STATUS_SHIPPED,
+        order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+    )
+    assert after.status in (order_pb2.ORDER_STATUS_CONFIRMED, order_pb2.ORDER_STATUS_COMPLETED)
+    assert f.captured.amount == f.amount.amount == after.total.amount
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (after.total.amount, 0)
+    # Gone (the pickup completed the order): a cancel now is refused for good.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.cancel(order.id)
+    _refused(err.value, "order_final" if kind == "pickup" else "order_fulfilled")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_fulfilment_step_while_the_cancel_gives_back_the_money_is_refused(
+    shop: Shop, kind: str
+) -> None:
+    """The cancel's void is at the relay when the step comes: the cancel began first, so the
+    step is a 409; nothing is captured, the authorisation is voided, the unit back in stock."""
+    order = await shop.confirmed(KINDS[kind])
+    gate = shop.relay.gate("VoidPayment")
+
+    cancelled, stepped = await _beside(gate, shop.cancel(order.id), lambda: shop.step(order))
+
+    _refused(stepped, "order_not_confirmed")
+    assert isinstance(cancelled, order_pb2.Order), cancelled
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert [t.status for t in after.timeline][-2:] == [
+        "cancelled",
+        f"{after.fulfillments[0].id}:cancelled",
+    ]
+    (payment,) = await shop.payments_of(order.id)
+    assert payment.status == payment_pb2.PAYMENT_STATUS_VOIDED
+    assert payment.captured.amount == 0
+    assert await shop.money_held(order.id) == 0
