@@ -1,5 +1,5 @@
-"""A cancel beside a fulfilment step of the same order: real PostgreSQL, NATS JetStream,
-and the inventory, payment and order services in this process.
+"""A cancel beside a fulfilment step or a tender of the same order: real PostgreSQL, NATS
+JetStream, and the inventory, payment and order services in this process.
 
 Between the order and payment services sits a relay that passes every call through, except the
 one call a test gates: that call waits at the relay (before it reaches the payment service, or
@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from order_shop import serve_order, tee_shop
 
+from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MERCHANT = (("x-merchant-id", "mer_races"),)
 CARD = payment_pb2.TENDER_TYPE_CARD
+CASH = payment_pb2.TENDER_TYPE_CASH
 
 
 @dataclass
@@ -311,3 +313,38 @@ async def test_a_fulfilment_step_while_the_cancel_gives_back_the_money_is_refuse
     assert payment.status == payment_pb2.PAYMENT_STATUS_VOIDED
     assert payment.captured.amount == 0
     assert await shop.money_held(order.id) == 0
+
+
+TENDERS = {
+    "card": {"tender_type": CARD, "card_token": "tok_visa"},
+    "cash": {
+        "tender_type": CASH,
+        "cash_tendered": money_pb2.Money(amount=3000, currency="USD"),
+    },
+}
+
+
+@pytest.mark.parametrize("held", ["call", "answer"])
+@pytest.mark.parametrize("tender", TENDERS)
+async def test_a_tender_beside_a_cancel_holds_no_money_on_the_cancelled_order(
+    shop: Shop, tender: str, held: str
+) -> None:
+    """The tender is at the relay (its payment not made yet, or made with its answer held)
+    when the cancel comes and ends: the cancel wins, and the tender's payment, made after the
+    cancel looked for the order's payments or not, is voided or refunded; the tender is a 409."""
+    order = await shop.create(KINDS["pickup"])
+    gate = shop.relay.gate("CreatePayment", after=held == "answer")
+
+    tendered, cancelled = await _beside(
+        gate, shop.tender(order.id, **TENDERS[tender]), lambda: shop.cancel(order.id)
+    )
+
+    assert isinstance(cancelled, order_pb2.Order), cancelled
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    (payment,) = await shop.payments_of(order.id)
+    assert await shop.money_held(order.id) == 0, payment
+    _refused(tendered, "order_not_pending")
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert list(after.payment_ids) == [payment.id]
+    assert after.paid.amount == 0

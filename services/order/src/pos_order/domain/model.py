@@ -717,6 +717,8 @@ class Order:
 
     def cancelled(self, at: datetime) -> None:
         if self.status is OrderStatus.CANCELLED:
+            # A compensation done again (a tender answered after the cancel): nothing new.
+            self.saga.state = SagaState.DONE
             return
         self.status = OrderStatus.CANCELLED
         self.saga.state = SagaState.DONE

@@ -662,6 +662,7 @@ class AddTender(Generic[R]):
             record.request_id, order.id, order.location_id, ask
         )
         await boundary(self.policy, "after_authorization")
+        await _unless_cancelled(self.new_uow, self.ports, self.policy, order.id, n, payment)
         return payment
 
     async def record(self, uow: OrderUnitOfWork, payment: PaymentResult) -> R:
@@ -676,6 +677,35 @@ class AddTender(Generic[R]):
             order.touched(now())
             await uow.orders.save(order)
         return self.answer(order, payment)
+
+
+async def _unless_cancelled(
+    new_uow: NewUow, ports: CheckoutPorts, policy: Policy, order_id: str, n: int, p: PaymentResult
+) -> None:
+    """A cancel that began while tender `n` was taken may have asked for the order's payments
+    before this one existed, and left it authorised or captured on a cancelled order. Read
+    after the payment was made: a cancel begun later sees it; one begun earlier is done again
+    here with this payment named (the same request ids: what it gave back is not given twice),
+    and the tender loses."""
+    found = await saga.load(new_uow, order_id)
+    if found.saga.state is not SagaState.COMPENSATING and found.status is not (
+        OrderStatus.CANCELLED
+    ):
+        return
+
+    def reopen(o: Order) -> None:
+        record = o.saga.tenders[n - 1]
+        record.payment_id = record.payment_id or p.payment_id
+        if o.status is OrderStatus.CANCELLED:
+            o.saga.state = SagaState.COMPENSATING
+
+    order, _ = await change(new_uow, order_id, reopen)
+    # A payment whose answer is awaited stops this (503): the resumer finishes it once settled.
+    await saga.compensate(new_uow, ports, order, policy)
+    raise Conflict(
+        "the order was cancelled while the tender was taken: its payment was given back",
+        "order_not_pending",
+    )
 
 
 class ConfirmOrder(Generic[R]):
