@@ -1,5 +1,6 @@
-"""A cancel beside a fulfilment step or a tender of the same order: real PostgreSQL, NATS
-JetStream, and the inventory, payment and order services in this process.
+"""A cancel beside a fulfilment step or a tender of the same order, and a tender the payment
+service refuses: real PostgreSQL, NATS JetStream, and the inventory, payment and order services
+in this process.
 
 Between the order and payment services sits a relay that passes every call through, except the
 one call a test gates: that call waits at the relay (before it reaches the payment service, or
@@ -348,3 +349,36 @@ async def test_a_tender_beside_a_cancel_holds_no_money_on_the_cancelled_order(
     assert after.status == order_pb2.ORDER_STATUS_CANCELLED
     assert list(after.payment_ids) == [payment.id]
     assert after.paid.amount == 0
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"tender_type": CARD}, {"tender_type": CARD, "card_token": "tok_bogus"}],
+    ids=["no_token", "unknown_token"],
+)
+async def test_a_refused_tender_holds_up_nothing(shop: Shop, refused: dict[str, Any]) -> None:
+    """A tender the payment service refuses (400) took nothing: the next one, or the same
+    request corrected, is taken at once, and the order is confirmed."""
+    order = await shop.create(KINDS["pickup"])
+    request_id = str(uuid.uuid4())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.tender(order.id, request_id=request_id, **refused)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.tender(order.id, **refused)  # again, under another key
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert await shop.payments_of(order.id) == []
+
+    taken = await shop.tender(
+        order.id, request_id=request_id, tender_type=CARD, card_token="tok_visa"
+    )
+
+    assert taken.payment.status == payment_pb2.PAYMENT_STATUS_AUTHORIZED
+    assert taken.order.paid.amount == taken.order.total.amount
+    assert list(taken.order.payment_ids) == [taken.payment.id]
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert confirmed.order.status == order_pb2.ORDER_STATUS_CONFIRMED

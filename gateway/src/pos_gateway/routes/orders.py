@@ -589,8 +589,10 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
     may follow. More than the balance due is a 400 (a tender whose answer is awaited counts as
     paying its amount until it is declined); an order not waiting for payment a 409, and so are
     a tender while the awaited ones would cover the balance (`payment_pending`) and one when
-    the tenders already cover it (`balance_covered`). One whose order is cancelled while it is
-    taken is a 409 `order_not_pending`, its payment voided or refunded."""
+    the tenders already cover it (`balance_covered`). A tender the payment service refuses (a
+    400: a missing or unknown card token, say) takes nothing and holds up no other tender. One
+    whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
+    or refunded."""
     request = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
     tender_into(request, body)
     answer = await svc.order.AddTender(request)

@@ -566,6 +566,16 @@ class Order:
         self.saga.tenders.append(record)
         return record
 
+    def tender_refused(self, n: int) -> None:
+        """The payment service refused tender `n` before taking anything (a field it refuses,
+        a token the processor never issued): it is no longer awaited, so it speaks for nothing
+        and the next tender is taken at once. It names no request any more: the caller's
+        request may come again, corrected, as a new tender."""
+        record = self.saga.tenders[n - 1]
+        if record.state is TenderState.SENT and not record.payment_id:
+            record.state = TenderState.FAILED
+            record.asked_by = ""
+
     def tender_answered(
         self, n: int, payment_id: str, state: TenderState, captured: int = 0
     ) -> None:

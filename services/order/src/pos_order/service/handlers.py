@@ -658,9 +658,16 @@ class AddTender(Generic[R]):
         # authorised and captured as the fulfilments say.
         at_once = record.tender in (Tender.CASH, Tender.EXTERNAL)
         ask = tender_ask(record, order.currency, at_once, self.cmd)
-        payment = await self.ports.payments.take(
-            record.request_id, order.id, order.location_id, ask
-        )
+        try:
+            payment = await self.ports.payments.take(
+                record.request_id, order.id, order.location_id, ask
+            )
+        except DomainError as exc:
+            # Refused before anything was taken (by kind: the payment service's refusal
+            # arrives as a plain DomainError): awaited no more, it holds up no other tender.
+            if exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused":
+                await change(self.new_uow, order.id, lambda o: o.tender_refused(n))
+            raise
         await boundary(self.policy, "after_authorization")
         await _unless_cancelled(self.new_uow, self.ports, self.policy, order.id, n, payment)
         return payment
