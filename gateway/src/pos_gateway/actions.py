@@ -31,6 +31,9 @@ class Done:
     # False when the action turned out to change nothing (settings set to what they were):
     # no entry is written.
     changed: bool = True
+    # False when the signed-in member lacks the permission and no override was waiting, for
+    # an action guarded with `required=False`: the route refuses what needs it.
+    permitted: bool = True
 
 
 def settings_changed(
@@ -45,6 +48,16 @@ def settings_changed(
         "from": {k: before.get(k) for k in changed},
         "version": version,
     }
+
+
+def permission_refused(permission: str) -> Problem:
+    return Problem(
+        403,
+        "permission_required",
+        f"the signed-in member may not {permission.replace('_', ' ')} alone: a "
+        "manager's override is needed for this action",
+        extra={"permission": permission},
+    )
 
 
 def principal_of(request: Request) -> Principal:
@@ -67,15 +80,19 @@ async def guarded(
     permission: str | None = None,
     always: bool = True,
     entry_key: str | None = None,
+    required: bool = True,
 ) -> AsyncIterator[Done]:
     """Around a sensitive action: the permission check before, the audit entry after (for a
     register's request always; for any other credential only when `always`). The entry is
     written once per request and action; `entry_key` in place of the request's id tells a
-    second action of the same kind in one request from a retry of the first."""
+    second action of the same kind in one request from a retry of the first. `required`
+    False: a member without the permission (and no override) is not refused here, but
+    `done.permitted` is False, for an action that needs it only in some cases."""
     principal = signed_in(principal_of(request))
     engine = request.app.state.engine
     request_id = request_id_var.get() or ""
     override: staff.Override | None = None
+    permitted = True
     if permission is not None and principal.staff_id is not None:
         assert principal.session_id is not None
         merchant = principal.merchant_id
@@ -84,14 +101,10 @@ async def guarded(
                 engine, principal.session_id, permission, request_id
             )
             if override is None:
-                raise Problem(
-                    403,
-                    "permission_required",
-                    f"the signed-in member may not {permission.replace('_', ' ')} alone: a "
-                    "manager's override is needed for this action",
-                    extra={"permission": permission},
-                )
-    done = Done()
+                if required:
+                    raise permission_refused(permission)
+                permitted = False
+    done = Done(permitted=permitted)
     try:
         yield done
     except BaseException:

@@ -3,6 +3,8 @@ tenders, /v1/terminal-checkouts."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -185,7 +187,11 @@ class RefundIn(Body):
     )
     reason: str = Field("", max_length=500)
     lines: list[RefundLineIn] = Field(
-        default_factory=list, max_length=200, description="The order lines it is for (returns)"
+        default_factory=list,
+        max_length=200,
+        description="The order's units it is for: SKUs of the payment's order, each at most "
+        "what was sold less what its returns took back and earlier refunds listed (a 400 "
+        "naming the line otherwise)",
     )
 
     def pb(self, payment_id: str = "", order_id: str = "") -> payment_pb2.CreateRefundRequest:
@@ -199,6 +205,71 @@ class RefundIn(Body):
         if self.amount is not None:
             request.amount.CopyFrom(self.amount.pb())
         return request
+
+
+async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) -> None:
+    """A refund's `lines` name SKUs of the order, each at most what was sold less what its
+    returns took back and its earlier refunds listed (a refund over several tenders lists
+    its lines on each: counted once; a return's own refunds are counted as the return).
+    The order, its returns and its refunds are read at once; a 400 names each line."""
+    if not order_id:
+        errors = [{"field": "lines", "reason": "the payment belongs to no order"}]
+        raise Problem(400, "invalid_request", "the request is not valid", errors)
+    order, returns, refunds = await asyncio.gather(
+        svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id)),
+        svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id)),
+        _order_refunds(svc, order_id),
+    )
+    sold = Counter[str]()
+    for ln in order.order.lines:
+        if ln.sku:
+            sold[ln.sku] += ln.quantity
+    used = Counter[str]()
+    of_returns = set()
+    for r in returns.returns:
+        of_returns |= {x.refund_id for x in r.refunds}
+        for rl in r.lines:
+            used[rl.sku] += rl.quantity
+    requests = set()
+    for f in refunds:
+        if f.id in of_returns or f.status == payment_pb2.REFUND_STATUS_FAILED:
+            continue
+        listed = tuple((x.sku, x.quantity) for x in f.lines)
+        # The refunds of one request (one per tender) share its time, reason and lines.
+        request = (f.created_at.ToNanoseconds(), f.reason, listed)
+        if listed and request not in requests:
+            requests.add(request)
+            for sku, quantity in listed:
+                used[sku] += quantity
+    errors = []
+    asked = Counter[str]()
+    for i, ln in enumerate(lines):
+        if sold[ln.sku] == 0:
+            errors.append({"field": f"lines[{i}].sku", "reason": "is not a SKU of the order"})
+            continue
+        left = sold[ln.sku] - used[ln.sku] - asked[ln.sku]
+        asked[ln.sku] += ln.quantity
+        if ln.quantity > left:
+            errors.append({
+                "field": f"lines[{i}].quantity",
+                "reason": f"must be at most {max(0, left)}: {sold[ln.sku]} sold, "
+                f"{used[ln.sku]} already refunded or returned",
+            })  # fmt: skip
+    if errors:
+        raise Problem(400, "invalid_request", "the request is not valid", errors)
+
+
+async def _order_refunds(svc: Services, order_id: str) -> list[Any]:
+    found: list[Any] = []
+    token = ""
+    while True:
+        page = await svc.payment.ListRefunds(
+            payment_pb2.ListRefundsRequest(order_id=order_id, page_size=200, page_token=token)
+        )
+        found += page.refunds
+        token = page.next_page_token
+        if not token:
+            return found
 
 
 def _refunded(refunds: Any) -> dict[str, Any]:
@@ -227,6 +298,9 @@ async def refund_payment(
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people."""
     async with guarded(request, "refund", "refund") as done:
+        if body.lines:
+            paid = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+            await _check_lines(svc, body.lines, paid.payment.order_id)
         answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
         done.resource = ("payment", payment_id)
         done.details = _refunded(answer.refunds)
@@ -251,6 +325,8 @@ async def refund_order(
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people."""
     async with guarded(request, "refund", "refund") as done:
+        if body.lines:
+            await _check_lines(svc, body.lines, order_id)
         try:
             answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
         except grpc.aio.AioRpcError as exc:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded, permission_refused
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model
 from pos_gateway.problems import Problem, from_rpc_error
@@ -27,6 +28,8 @@ from pos_gateway.routes.common import (
     services,
 )
 from pos_gateway.routes.orders import TenderIn, tender_into
+from pos_gateway.schemas.orders import Order
+from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.returns import (
     Exchange,
     ReceiptlessReturn,
@@ -53,6 +56,23 @@ class ReturnLineIn(Body):
         description="The store taking the units back, which may not be the one that sold them; "
         "empty: the order's. One you do not have is a 404",
     )
+
+
+def _audited(ret: order_pb2.Return, override_reason: str) -> dict[str, Any]:
+    """A return's audit details: the return, what went back to each tender, the override."""
+    details: dict[str, Any] = {
+        "return_id": ret.id,
+        "amount": ret.amount.amount,
+        "currency": ret.amount.currency,
+        "refunds": [
+            {"id": r.refund_id, "amount": r.amount.amount, "currency": r.amount.currency,
+             "payment_id": r.payment_id}
+            for r in ret.refunds
+        ],
+    }  # fmt: skip
+    if override_reason:
+        details["override_reason"] = override_reason
+    return details
 
 
 def _return_lines(lines: list[ReturnLineIn]) -> list[order_pb2.ReturnLineRequest]:
@@ -112,7 +132,7 @@ class ReturnIn(Body):
         status=201,
     ),
 )
-async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
+async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc: Svc) -> Return:
     """Takes back units of the order's lines and refunds them to the tenders they were paid
     with: each unit's share of what its line paid after every discount, with its tax, so all
     the returns of a line together refund exactly what it paid, never more. Restocked units go
@@ -120,9 +140,12 @@ async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
     follows (the return and the order). Rules (each a 400 naming the field): a line of this
     order, handed over, not a gift card line, at most the units not returned yet (earlier
     returns count); `tender_amounts` add up to the refund, each a payment of the order and at
-    most what it has left. Past the return window an `override_reason` is needed (409
-    `return_window_closed`). Concurrent returns of the same lines are taken one at a time."""
-    request = order_pb2.CreateReturnRequest(
+    most what it has left, in the order's currency. Past the return window an
+    `override_reason` is needed (409 `return_window_closed`). Concurrent returns of the same
+    lines are taken one at a time. At a register it takes the `refund` permission or a
+    manager's override (403 `permission_required`), and is in the audit log (`return`) with
+    both people, its refunds and any `override_reason`."""
+    ask = order_pb2.CreateReturnRequest(
         request_id=request_id(),
         order_id=order_id,
         lines=_return_lines(body.lines),
@@ -133,7 +156,10 @@ async def create_return(order_id: PathId, body: ReturnIn, svc: Svc) -> Return:
             for t in body.tender_amounts
         ],
     )
-    answer = await svc.order.CreateReturn(request)
+    async with guarded(request, "return", "refund") as done:
+        answer = await svc.order.CreateReturn(ask)
+        done.resource = ("order", order_id)
+        done.details = _audited(answer.order_return, body.override_reason)
     return to_model(Return, answer.order_return)
 
 
@@ -194,7 +220,9 @@ class ExchangeIn(Body):
         status=201,
     ),
 )
-async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Exchange:
+async def create_exchange(
+    order_id: PathId, body: ExchangeIn, request: Request, svc: Svc
+) -> Exchange:
     """Returns units of the order and sells `new_lines` in one operation, moving only the
     difference. The returned units are valued as a return values them (`order_return.amount`:
     what was paid for them after every discount, with their tax); the new lines are priced as a
@@ -206,14 +234,21 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
     exchange moves no money.
 
     The new lines' stock is held before anything is refunded: short stock is a 409
-    `insufficient_stock`, a declined tender a 402 `payment_declined`, and then nothing is
-    charged, refunded or restocked (the new order is left `cancelled`). Once the new order is
+    `insufficient_stock`, a declined tender a 402 `payment_declined` whose problem carries the
+    new `order` (`cancelled`) and the declined `payment`, and then nothing is charged,
+    refunded or restocked. Once the new order is
     sold the refund and the restock follow; a failure after that is finished by a retry with
     the same `Idempotency-Key`, or by the service itself. The return rules are a return's (400
     naming the field; past the window a 409 `return_window_closed` without `override_reason`);
     an unknown SKU in `new_lines` is a 400 naming it. `order.returned` follows for the return;
-    the new order sends its usual events (`order.confirmed`, `order.completed`)."""
-    request = order_pb2.CreateExchangeRequest(
+    the new order sends its usual events (`order.confirmed`, `order.completed`).
+
+    At a register, an exchange that gives money back (`refunded` above zero) or carries an
+    `override_reason` takes the `refund` permission or a manager's override (403
+    `permission_required`, nothing changed); an even exchange or one the customer pays up
+    does not. Every exchange is in the audit log (`exchange`) with who made it, its
+    refunds and any `override_reason`."""
+    ask = order_pb2.CreateExchangeRequest(
         request_id=request_id(),
         order_id=order_id,
         lines=_return_lines(body.lines),
@@ -226,16 +261,43 @@ async def create_exchange(order_id: PathId, body: ExchangeIn, svc: Svc) -> Excha
         location_id=body.location_id,
     )
     for t in body.tenders:
-        tender_into(request.tenders.add(), t)
-    try:
-        answer = await svc.order.CreateExchange(request)
-    except grpc.aio.AioRpcError as exc:
-        problem = from_rpc_error(exc)
-        if problem.code != "payment_declined":
-            raise
-        # A decline is a 402 on every route that takes a tender (the checkout's, a tender's).
-        raise Problem(402, problem.code, problem.detail, extra=problem.extra) from None
+        tender_into(ask.tenders.add(), t)
+    async with guarded(request, "exchange", "refund", required=False) as done:
+        if not done.permitted and body.override_reason:
+            raise permission_refused("refund")
+        # The order service refuses the exchange if it would give money back.
+        ask.refund_not_permitted = not done.permitted
+        try:
+            answer = await svc.order.CreateExchange(ask)
+        except grpc.aio.AioRpcError as exc:
+            problem = from_rpc_error(exc)
+            if problem.code != "payment_declined":
+                raise
+            raise await _declined(svc, problem) from None
+        done.resource = ("order", order_id)
+        done.details = {
+            **_audited(answer.order_return, body.override_reason),
+            "order_id": answer.order.id,
+            "charged": answer.charged.amount,
+            "refunded": answer.refunded.amount,
+        }
     return to_model(Exchange, answer)
+
+
+async def _declined(svc: Services, problem: Problem) -> Problem:
+    """A decline is a 402 on every route that takes a tender (the checkout's, a tender's),
+    carrying the order (here the exchange's new one, cancelled) and the declined payment."""
+    ids = problem.extra or {}
+    order_id, payment_id = ids.get("order_id"), ids.get("payment_id")
+    if not order_id or not payment_id:
+        return Problem(402, problem.code, problem.detail)
+    order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    payment = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    declined = {
+        "order": to_model(Order, order.order).model_dump(mode="json"),
+        "payment": to_model(Payment, payment.payment).model_dump(mode="json"),
+    }
+    return Problem(402, problem.code, problem.detail, extra=declined)
 
 
 @router.get(

@@ -145,6 +145,8 @@ class TenderRefund:
 
     payment_id: str
     amount: int
+    # The currency the caller named the amount in (empty: the order's); never stored.
+    currency: str = ""
 
 
 @dataclass
@@ -338,7 +340,7 @@ def plan_return(
     elif not req.tender_amounts:
         planned = spread_backwards(total, tenders)
     else:
-        planned = list(req.tender_amounts)
+        planned = [TenderRefund(t.payment_id, t.amount) for t in req.tender_amounts]
         named = sum(t.amount for t in req.tender_amounts)
         tender_violations = require(
             named == total,
@@ -346,7 +348,14 @@ def plan_return(
             f"must add up to the refund of the returned units ({total})",
         )
         for i, t in enumerate(req.tender_amounts):
-            if t.payment_id not in captured:
+            if t.currency and t.currency != order.currency:
+                tender_violations.append(
+                    FieldViolation(
+                        f"tender_amounts[{i}].amount.currency",
+                        f"must be the order's currency ({order.currency})",
+                    )
+                )
+            elif t.payment_id not in captured:
                 tender_violations.append(
                     FieldViolation(
                         f"tender_amounts[{i}].payment_id", "is not a payment of the order"

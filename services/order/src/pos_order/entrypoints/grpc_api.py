@@ -356,11 +356,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             reason=request.reason,
             override_reason=request.override_reason,
             tender_amounts=[
-                TenderRefund(
-                    t.payment_id,
-                    from_proto(f"tender_amounts[{i}].amount", t.amount).amount,
-                )
+                TenderRefund(t.payment_id, amount.amount, amount.currency)
                 for i, t in enumerate(request.tender_amounts)
+                for amount in (from_proto(f"tender_amounts[{i}].amount", t.amount),)
             ],
         )
         steps = returns.CreateReturn(
@@ -448,6 +446,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             override_reason=request.override_reason,
             tenders=[_exchange_tender(i, t) for i, t in enumerate(request.tenders)],
             location_id=request.location_id,
+            refund_not_permitted=request.refund_not_permitted,
         )
         steps = exchanges.CreateExchange(
             req,

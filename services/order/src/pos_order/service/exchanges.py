@@ -126,6 +126,8 @@ class ExchangeRequest:
     tenders: list[ExchangeTender] = field(default_factory=list)
     # Where the exchange is made (the new lines are sold there); empty: the original order's.
     location_id: str = ""
+    # The caller may not give money back: an exchange owing a refund is refused.
+    refund_not_permitted: bool = False
 
     @property
     def as_return(self) -> ReturnRequest:
@@ -286,10 +288,7 @@ class CreateExchange(Generic[R]):
             return Exchanged(found, made)
         if made is not None:
             # Refused earlier (its new order cancelled, its return dropped): the same answer.
-            raise Conflict(
-                f"this exchange was not made: {made.cancel_reason}",
-                made.cancel_reason or "exchange_cancelled",
-            )
+            raise _not_made(made)
         earlier = await uow.returns.of_order(source.id)
         for payment_id, refunded in self.refunded.items():
             source.refunded_in_all(payment_id, refunded)
@@ -311,6 +310,14 @@ class CreateExchange(Generic[R]):
         ret.exchange_order_id = order_id
         ret.credited = min(ret.amount, new_total)
         if difference < 0:
+            if req.refund_not_permitted:
+                raise DomainError(
+                    f"this exchange gives {-difference} back: the signed-in member may not "
+                    "refund alone, a manager's override is needed for this action",
+                    "permission_required",
+                    metadata={"permission": "refund"},
+                    kind=ErrorKind.FORBIDDEN,
+                )
             ret.tender_amounts = spread_backwards(-difference, tenders_left(source, earlier))
         order = self._new_order(order_id, source, ret, settings)
         order.saga.tenders = _plan_tenders(order, req.tenders, max(0, difference))
@@ -371,10 +378,7 @@ class CreateExchange(Generic[R]):
             order = await saga.compensate(self.new_uow, self.ports, order, self.policy)
         if order.status is OrderStatus.CANCELLED:
             await _drop(self.new_uow, ret)
-            raise Conflict(
-                f"this exchange was not made: {order.cancel_reason}",
-                order.cancel_reason or "exchange_cancelled",
-            )
+            raise _not_made(order)
         if order.status is OrderStatus.PENDING_PAYMENT:
             try:
                 order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
@@ -430,6 +434,7 @@ class CreateExchange(Generic[R]):
                     "the payment was declined: "
                     + (getattr(payment.raw, "decline_reason", "") or "declined"),
                     "payment_declined",
+                    {"order_id": order.id, "payment_id": payment.payment_id},
                 )
             if state is TenderState.PENDING:
                 break
@@ -441,7 +446,9 @@ class CreateExchange(Generic[R]):
         if order.balance_due > 0:  # a tender failed on an earlier run
             await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
                               "payment_declined")  # fmt: skip
-            raise Conflict("a payment of the difference was declined", "payment_declined")
+            raise Conflict(
+                "a payment of the difference was declined", "payment_declined", _declined(order)
+            )
         return order
 
     async def record(self, uow: ReturnsUnitOfWork, done: Exchanged) -> R:
@@ -504,6 +511,22 @@ def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[T
         for n, (t, a) in enumerate(zip(asked, amounts, strict=True), start=1)
         if t.tender is not None
     ]
+
+
+def _declined(order: Order) -> dict[str, str]:
+    """The new order and its declined payment, for the caller's answer to show them."""
+    failed = [t.payment_id for t in order.saga.tenders
+              if t.state is TenderState.FAILED and t.payment_id]  # fmt: skip
+    return {"order_id": order.id, **({"payment_id": failed[-1]} if failed else {})}
+
+
+def _not_made(order: Order) -> Conflict:
+    """A retry of an exchange whose new order was cancelled: the same refusal."""
+    return Conflict(
+        f"this exchange was not made: {order.cancel_reason}",
+        order.cancel_reason or "exchange_cancelled",
+        _declined(order) if order.cancel_reason == "payment_declined" else {},
+    )
 
 
 async def _drop(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> None:

@@ -2049,6 +2049,7 @@ class CreateExchangeRequest(_message.Message):
     OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
     TENDERS_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    REFUND_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     """The order units are returned from."""
@@ -2056,6 +2057,11 @@ class CreateExchangeRequest(_message.Message):
     override_reason: _builtins.str
     location_id: _builtins.str
     """Where the exchange is made; empty: the order's selling location."""
+    refund_not_permitted: _builtins.bool
+    """Set when the caller may not give money back (a register's member without the `refund`
+    permission): an exchange that would refund part of the returned value is refused,
+    PERMISSION_DENIED `permission_required`, before anything is written.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLineRequest]:
         """The units returned, exactly as a return's."""
@@ -2079,10 +2085,11 @@ class CreateExchangeRequest(_message.Message):
         override_reason: _builtins.str = ...,
         tenders: _abc.Iterable[Global___ExchangeTender] | None = ...,
         location_id: _builtins.str = ...,
+        refund_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "location_id", b"location_id", "new_lines", b"new_lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "request_id", b"request_id", "tenders", b"tenders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "location_id", b"location_id", "new_lines", b"new_lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refund_not_permitted", b"refund_not_permitted", "request_id", b"request_id", "tenders", b"tenders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,220 @@
+"""Returns, exchanges and refunds held to the rules refunds keep, through the gateway over HTTP:
+a register's member without the `refund` permission gives no money back by a return or an
+exchange (nor overrides the return window), and both are in the audit log; a return's
+amounts per tender are in the order's currency; a refund's lines are units of its order not
+refunded or returned yet; an exchange's declined tender answers the order and the payment."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.platform import seed_demo_data
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def _ok(answer: httpx.Response, status: int = 200) -> Any:
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+@pytest.fixture(scope="module")
+def shop(platform: Running) -> Iterator[httpx.Client]:
+    """A merchant of its own, with the demo's stores, products and stock."""
+    with platform.new_merchant("Return Guards") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        yield http
+
+
+def _store(http: httpx.Client) -> str:
+    return str(http.get("/v1/locations").json()["data"][0]["id"])
+
+
+def _sale(http: httpx.Client, store: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    body = {"location_id": store, "lines": lines, "tender_type": "card", "card_token": "tok_visa"}
+    sale: dict[str, Any] = _ok(_post(http, "/v1/checkouts", body), 201)
+    return sale
+
+
+def _member(http: httpx.Client, name: str, role: str, store: str, pin: str) -> str:
+    body = {"name": name, "role": role, "location_ids": [store], "pin": pin}
+    return str(_ok(_post(http, "/v1/staff", body), 201)["id"])
+
+
+def _register(platform: Running, http: httpx.Client, store: str) -> tuple[str, httpx.Client]:
+    register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+    code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+    url = platform.platform.gateway_url
+    paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+    device = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15.0
+    )
+    return str(register["id"]), device
+
+
+def _audit(http: httpx.Client, **filters: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = _ok(
+        http.get("/v1/audit-log", params={"limit": 200, **filters})
+    )["data"]
+    return entries
+
+
+def _returns(http: httpx.Client, order_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = _ok(http.get(f"/v1/orders/{order_id}/returns"))["data"]
+    return found
+
+
+def test_a_cashier_gives_no_money_back_by_a_return_or_an_exchange_without_the_permission(
+    platform: Running, shop: httpx.Client
+) -> None:
+    http = shop
+    store = _store(http)
+    cashier = _member(http, "Cass", "cashier", store, "1357")
+    manager = _member(http, "Mona", "manager", store, "9753")
+    register, device = _register(platform, http, store)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"}).is_success
+    sale = _sale(
+        http, store, [{"sku": "MUG-LOGO", "quantity": 2}, {"sku": "CAP-NAVY", "quantity": 1}]
+    )
+    order = sale["order"]
+    returns = f"/v1/orders/{order['id']}/returns"
+    exchanges = f"/v1/orders/{order['id']}/exchanges"
+    mug = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"}
+
+    # A return gives money back: refused, as a refund is, and nothing changes.
+    alone = _post(device, returns, mug)
+    assert (alone.status_code, alone.json()["code"]) == (403, "permission_required"), alone.text
+    assert alone.json()["permission"] == "refund"
+    # An exchange for something cheaper gives the difference back: refused too.
+    cheaper = {"lines": [{"line_id": "L2", "quantity": 1}], "reason": "wrong_size",
+               "new_lines": [{"sku": "MUG-LOGO", "quantity": 1}]}  # fmt: skip
+    down = _post(device, exchanges, cheaper)
+    assert (down.status_code, down.json()["code"]) == (403, "permission_required"), down.text
+    assert down.json()["permission"] == "refund"
+    assert _returns(http, order["id"]) == []
+    refunded = _ok(http.get(f"/v1/orders/{order['id']}/payments"))["refunded"]["amount"]
+    assert refunded == 0
+
+    # One the customer pays up for gives nothing back: the cashier may make it ...
+    dearer = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "wrong_size",
+              "new_lines": [{"sku": "CAP-NAVY", "quantity": 1}],
+              "tenders": [{"tender_type": "card", "card_token": "tok_visa"}]}  # fmt: skip
+    up = _ok(_post(device, exchanges, dearer), 201)
+    assert up["charged"]["amount"] > 0 and up["refunded"]["amount"] == 0
+    # ... but not with the return window overridden.
+    overridden = _post(device, exchanges, {**dearer, "override_reason": "regular customer"})
+    assert (overridden.status_code, overridden.json()["code"]) == (403, "permission_required")
+    assert [r["id"] for r in _returns(http, order["id"])] == [up["order_return"]["id"]]
+
+    # With a manager's PIN the return goes through, and both are in the audit log.
+    grant = {"manager_id": manager, "pin": "9753", "permission": "refund"}
+    granted = _ok(_post(device, "/v1/overrides", grant), 201)
+    done = _ok(_post(device, returns, mug), 201)
+    assert done["refunds"] and done["refunds"][0]["payment_id"] == sale["payment"]["id"]
+    (entry,) = _audit(http, action="return", register_id=register)
+    assert (entry["staff_id"], entry["approved_by"]) == (cashier, manager)
+    assert (entry["resource_type"], entry["resource_id"]) == ("order", order["id"])
+    assert entry["details"]["return_id"] == done["id"]
+    assert entry["details"]["override_id"] == granted["id"]
+    assert [r["id"] for r in entry["details"]["refunds"]] == [
+        r["refund_id"] for r in done["refunds"]
+    ]
+    (swap,) = _audit(http, action="exchange", register_id=register)
+    assert (swap["staff_id"], swap["approved_by"]) == (cashier, None)
+    assert swap["details"]["return_id"] == up["order_return"]["id"]
+    assert swap["details"]["order_id"] == up["order"]["id"]
+    assert swap["details"]["charged"] == up["charged"]["amount"]
+
+    # A manager signed in gives the difference back alone, and it is audited too.
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "9753"}).is_success
+    back = _ok(_post(device, exchanges, cheaper), 201)
+    assert back["refunded"]["amount"] > 0
+    latest = _audit(http, action="exchange", register_id=register)[0]
+    assert (latest["staff_id"], latest["details"]["refunded"]) == (
+        manager,
+        back["refunded"]["amount"],
+    )
+    assert latest["details"]["refunds"][0]["amount"] == back["refunded"]["amount"]
+
+
+def test_a_returns_amounts_per_tender_are_in_the_orders_currency(shop: httpx.Client) -> None:
+    http = shop
+    sale = _sale(http, _store(http), [{"sku": "MUG-LOGO", "quantity": 2}])
+    order = sale["order"]
+    share = order["total"]["amount"] // 2
+    body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted",
+            "tender_amounts": [{"payment_id": sale["payment"]["id"],
+                                "amount": {"amount": share, "currency": "EUR"}}]}  # fmt: skip
+    refused = _post(http, f"/v1/orders/{order['id']}/returns", body)
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["tender_amounts[0].amount.currency"]
+    assert _returns(http, order["id"]) == []
+    paid = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    assert paid["refunded"]["amount"] == 0
+    # In the order's currency the same return is made.
+    body["tender_amounts"][0]["amount"]["currency"] = "USD"
+    made = _ok(_post(http, f"/v1/orders/{order['id']}/returns", body), 201)
+    assert made["amount"] == {"amount": share, "currency": "USD"}
+
+
+def test_a_refunds_lines_are_units_of_its_order_not_given_back_yet(shop: httpx.Client) -> None:
+    http = shop
+    sale = _sale(http, _store(http), [{"sku": "SOCKS-3PK", "quantity": 2}])
+    order, payment = sale["order"], sale["payment"]
+    by_payment = f"/v1/payments/{payment['id']}/refunds"
+    by_order = f"/v1/orders/{order['id']}/refunds"
+    ten = {"amount": 10, "currency": "USD"}
+
+    def refused(path: str, lines: list[dict[str, Any]]) -> list[str]:
+        answer = _post(http, path, {"lines": lines, "amount": ten})
+        assert answer.status_code == 400, answer.text
+        return [e["field"] for e in answer.json()["errors"]]
+
+    for path in (by_payment, by_order):
+        assert refused(path, [{"sku": "NOPE", "quantity": 5}]) == ["lines[0].sku"]
+        assert refused(path, [{"sku": "SOCKS-3PK", "quantity": 3}]) == ["lines[0].quantity"]
+        split = [{"sku": "SOCKS-3PK", "quantity": 1}, {"sku": "SOCKS-3PK", "quantity": 2}]
+        assert refused(path, split) == ["lines[1].quantity"]
+    assert _ok(http.get("/v1/refunds", params={"order_id": order["id"]}))["data"] == []
+
+    # One pair returned, one refunded as goodwill with its line: none is left to list.
+    pair = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"}
+    _ok(_post(http, f"/v1/orders/{order['id']}/returns", pair), 201)
+    one = [{"sku": "SOCKS-3PK", "quantity": 1}]
+    made = _ok(_post(http, by_payment, {"lines": one, "amount": ten}), 201)
+    assert made["data"][0]["lines"] == one
+    assert refused(by_order, one) == ["lines[0].quantity"]
+    assert refused(by_payment, one) == ["lines[0].quantity"]
+    # A refund naming no lines is not held to them.
+    _ok(_post(http, by_payment, {"amount": ten}), 201)
+
+
+def test_an_exchanges_declined_tender_answers_the_order_and_the_payment(
+    shop: httpx.Client,
+) -> None:
+    http = shop
+    sale = _sale(http, _store(http), [{"sku": "MUG-LOGO", "quantity": 1}])
+    order = sale["order"]
+    body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "wrong_size",
+            "new_lines": [{"sku": "CAP-NAVY", "quantity": 1}],
+            "tenders": [{"tender_type": "card", "card_token": "tok_declined"}]}  # fmt: skip
+    declined = _post(http, f"/v1/orders/{order['id']}/exchanges", body)
+    assert declined.status_code == 402, declined.text
+    problem = declined.json()
+    assert problem["code"] == "payment_declined"
+    new, payment = problem["order"], problem["payment"]
+    assert new["exchange_of"] == order["id"] and new["status"] == "cancelled"
+    assert new["cancel_reason"] == "payment_declined"
+    assert payment["status"] == "failed" and payment["order_id"] == new["id"]
+    assert payment["decline_code"]
+    assert _returns(http, order["id"]) == []
