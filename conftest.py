@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pos_devstack.testing", "pytester"]
 
@@ -13,9 +13,11 @@ pytest_plugins = ["pos_devstack.testing", "pytester"]
 # fails on a coin toss. A failure found on a developer's machine (random by default) becomes an
 # explicit @example beside the test. No deadline in either: how long an example takes on a
 # busy shared machine is not what a property test asserts (speed has its benchmarks), and
-# hypothesis' 200 ms default turned a loaded run's slow example into a failure.
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
-settings.register_profile("default", deadline=None)
+# hypothesis' 200 ms default turned a loaded run's slow example into a failure (its "input
+# generation is slow" health check the same).
+RELAXED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, **RELAXED)
+settings.register_profile("default", **RELAXED)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
 )
