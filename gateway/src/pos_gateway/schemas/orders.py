@@ -86,7 +86,11 @@ class Fulfillment(Answer):
     id: Id
     type: FulfillmentType
     status: str = Field(max_length=32, description=FULFILLMENT_STATUS_WORDS, examples=["reserved"])
-    location_id: Id = Field(description="Where the goods leave from")
+    location_id: OptionalId = Field(
+        description="Where the goods leave from. Empty on a shipment whose store sourcing has "
+        "not picked yet (one asked for with a `destination` and no store): until its stock is "
+        "held, and for good on such an order cancelled before"
+    )
     reservation_id: OptionalId = Field(description="The stock hold (pickup and shipment)")
     carrier: str = Field(max_length=100, description="Shipment, from `shipped`")
     tracking_number: str = Field(max_length=100, description="Shipment, from `shipped`")

@@ -1,0 +1,91 @@
+"""Every event of a ship-from-store order, in each state it passes through, fits the public
+model: the dispatcher builds each snapshot with the gateway's `Order` (what GET answers), and one
+that does not fit is dead-lettered as poison, so partners never hear of the order.
+
+A shipment sent with a `destination` and no store has no store until sourcing holds its lines.
+An order was once announced (`order.created`) before that, and one refused for want of stock was
+kept, cancelled, with that empty store: the feed dead-lettered both events, and every list of the
+merchant's orders that held one answered 500. Such rows are still in databases, and an order
+cancelled before its sourcing answered (its driver gone, the resumer's) still has no store: all
+are read, listed and announced as GET answers them.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+
+import pytest
+from pos_dispatcher.adapters.snapshots import PublicEvent, public_events
+
+from pos.order.v1 import events_pb2
+from pos_gateway.convert import to_model, to_page
+from pos_gateway.schemas.orders import Order as PublicOrder
+from pos_gateway.schemas.orders import OrderList
+from pos_kit.money import Money
+from pos_order.adapters.events import REGISTRY
+from pos_order.adapters.messages import order_to_proto
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    LineRequest,
+    Order,
+    OrderCreated,
+    OrderLine,
+    Totals,
+    build_fulfillments,
+)
+
+USD = "USD"
+AT = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+
+
+def _ship_from_store() -> Order:
+    """A web order of five T-shirts shipped to a destination, no store named: as saved."""
+    lines = [OrderLine("TEE", "T-shirt", 5, Money(1000, USD), id="L1")]
+    total = Money(5000, USD)
+    totals = Totals(total, Money(0, USD), Money(0, USD), total)
+    order = Order("ord_1", "loc_web", "cus_1", lines, totals, True, channel="web")
+    wanted = [FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))]
+    order.fulfillments = build_fulfillments("ord_1", wanted, lines, [LineRequest("TEE", 5)], 5000)
+    order.created_at = order.updated_at = AT
+    order.created(AT, announce=False)
+    return order
+
+
+def _told(order: Order) -> list[PublicEvent]:
+    """The order's events as the dispatcher makes them public, each as it was raised (its
+    snapshot is the order at that moment): integration event, bytes, public event."""
+    told = []
+    for event in order.events:
+        outgoing = REGISTRY.to_outgoing(copy.deepcopy(event), "mer_a")
+        kind = getattr(events_pb2, outgoing.event_type.rsplit(".", 1)[1])
+        told += public_events(kind.FromString(outgoing.payload))
+    order.events.clear()
+    return told
+
+
+def _stores(event: PublicEvent) -> list[str]:
+    order = event.data.get("order", event.data["object"])
+    return [f["location_id"] for f in order["fulfillments"]]
+
+
+@pytest.mark.parametrize("reason", ["insufficient_stock", "abandoned"])
+def test_an_order_whose_shipment_was_never_sourced_is_told_and_read_with_no_store(
+    reason: str,
+) -> None:
+    """`insufficient_stock`: a refused order an earlier version kept; `abandoned`: one the
+    resumer cancelled before its sourcing answered. Its store is empty, as the document says."""
+    order = _ship_from_store()
+    order.events.append(OrderCreated(order))  # announced before sourcing, as once it was
+    (created,) = _told(order)
+    assert created.type == "order.created" and _stores(created) == [""]
+    order.begin_cancel(reason)
+    order.cancelled(AT)
+    (cancelled,) = _told(order)
+    assert cancelled.type == "order.cancelled" and _stores(cancelled) == [""]
+
+    message = order_to_proto(order)
+    listed = to_page(OrderList, [message, order_to_proto(_ship_from_store())])
+    assert [o.fulfillments[0].location_id for o in listed.data] == ["", ""]
+    assert to_model(PublicOrder, message).cancel_reason == reason

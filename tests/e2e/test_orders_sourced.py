@@ -1,0 +1,87 @@
+"""Ship from store through the gateway, every service a separate process: an order kept by an
+earlier version with a shipment that was never sourced (its store empty) is read, listed and
+cancelled like any other."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+DESTINATION = {"latitude": 39.78, "longitude": -89.65}
+
+
+def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+def _ok(answer: httpx.Response, status: int = 200) -> Any:
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def _shipment(store: str, sku: str) -> dict[str, Any]:
+    return {
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": 1}],
+        "fulfillments": [{"type": "shipment", "ship_to": "1 Main St, Springfield",
+                          "destination": DESTINATION}],
+    }  # fmt: skip
+
+
+def test_an_order_kept_with_a_shipment_never_sourced_reads_lists_and_cancels(
+    platform: Running,
+) -> None:
+    """What an earlier version kept of a refused ship-from-store order: cancelled, its
+    shipment with no store and no hold. Reading it once made every list of the merchant's
+    orders, the order itself and its cancel a 500."""
+    with platform.new_merchant("Ship from store, kept") as http:
+        tag = uuid.uuid4().hex[:6].upper()
+        body = {"name": f"Ship {tag}", "currency": "USD", "tax_rate_bps": 0,
+                "geo": {"latitude": 39.80, "longitude": -89.64}, "ship_enabled": True}  # fmt: skip
+        store = _ok(_post(http, "/v1/locations", body), 201)["id"]
+        sku = f"SOCKS-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": sku,
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        adjustment = {"sku": sku, "location_id": store, "delta": 1, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+        order = _ok(_post(http, "/v1/orders", _shipment(store, sku)), 201)
+        cancelled = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+        assert cancelled["status"] == "cancelled"
+        _as_kept_when_refused(platform, order["id"])
+
+        for params in ({}, {"status": "cancelled"}, {"fulfillment_status": "cancelled"},
+                       {"location_id": store}):  # fmt: skip
+            listed = _ok(http.get("/v1/orders", params=params))["data"]
+            assert [o["id"] for o in listed] == [order["id"]], params
+        read = _ok(http.get(f"/v1/orders/{order['id']}"))
+        (shipment,) = read["fulfillments"]
+        assert (shipment["location_id"], shipment["reservation_id"]) == ("", "")
+        again = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+        assert again["status"] == "cancelled"
+        assert _ok(http.get(f"/v1/orders/{order['id']}/receipt"))["order_id"] == order["id"]
+
+
+def _as_kept_when_refused(platform: Running, order_id: str) -> None:
+    """The order's row as an earlier version left a refused one: cancelled for want of stock,
+    its shipment never sourced (no store, no hold, still its destination)."""
+    with psycopg.connect(platform.platform.database_urls["order"]) as conn:
+        (fulfillments, saga) = conn.execute(
+            "SELECT fulfillments, saga FROM orders WHERE id = %s", (order_id,)
+        ).fetchone() or (None, None)
+        assert fulfillments and saga
+        for f in fulfillments:
+            f.update(location_id="", reservation_id="", hold="released")
+        saga["cancel_reason"] = "insufficient_stock"
+        conn.execute(
+            "UPDATE orders SET fulfillments = %s, saga = %s WHERE id = %s",
+            (Jsonb(fulfillments), Jsonb(saga), order_id),
+        )
