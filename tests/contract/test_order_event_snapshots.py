@@ -26,18 +26,25 @@ from pos_kit.money import Money
 from pos_order.adapters.events import REGISTRY
 from pos_order.adapters.messages import order_to_proto
 from pos_order.domain.model import (
+    Allocation,
     FulfillmentRequest,
+    FulfillmentStatus,
     FulfillmentType,
     LineRequest,
     Order,
     OrderCreated,
     OrderLine,
+    Tender,
+    TenderRecord,
+    TenderState,
     Totals,
     build_fulfillments,
 )
+from pos_order.domain.returns import OrderReturned, Return, ReturnLine, ReturnStatus
 
 USD = "USD"
 AT = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+F = FulfillmentStatus
 
 
 def _ship_from_store() -> Order:
@@ -49,6 +56,7 @@ def _ship_from_store() -> Order:
     wanted = [FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))]
     order.fulfillments = build_fulfillments("ord_1", wanted, lines, [LineRequest("TEE", 5)], 5000)
     order.created_at = order.updated_at = AT
+    order.saga.announce_when_held = True  # as CreateOrder saves an order with stock to hold
     order.created(AT, announce=False)
     return order
 
@@ -68,6 +76,46 @@ def _told(order: Order) -> list[PublicEvent]:
 def _stores(event: PublicEvent) -> list[str]:
     order = event.data.get("order", event.data["object"])
     return [f["location_id"] for f in order["fulfillments"]]
+
+
+def test_every_event_of_a_sourced_order_in_each_state_fits_the_public_model() -> None:
+    order = _ship_from_store()
+    assert _told(order) == []  # not announced before its stock is held
+    (shipment,) = order.fulfillments
+    order.source(shipment.id, [Allocation("loc_a", [("TEE", 3)], "res_a"),
+                               Allocation("loc_b", [("TEE", 2)], "res_b")])  # fmt: skip
+    order.announce_if_held()
+    (created,) = _told(order)
+    assert created.type == "order.created" and _stores(created) == ["loc_a", "loc_b"]
+    assert created.data["object"]["status"] == "pending_payment"
+    cancelled_later = copy.deepcopy(order)
+
+    paid = TenderRecord(1, Tender.CARD, 5000, "ord_1/payment/1", payment_id="pay_1")
+    paid.state = TenderState.AUTHORIZED
+    order.saga.tenders.append(paid)
+    order.confirm(AT)
+    seen = _told(order)
+    for f in order.fulfillments:
+        order.fulfillment_moved(f, F.PICKED, AT)
+        order.fulfillment_moved(f, F.SHIPPED, AT, "UPS", f"1Z{f.id[-1]}")
+        order.fulfillment_moved(f, F.DELIVERED, AT)
+        seen += _told(order)
+    ret = Return("ret_1", "ord_1", [ReturnLine("L1", "TEE", 1, True, "loc_a", 1000)], "damaged",
+                 USD, 1000, ReturnStatus.COMPLETED, created_at=AT, completed_at=AT)  # fmt: skip
+    order.events.append(OrderReturned(order, ret, 1000))
+    seen += _told(order)
+    cancelled_later.begin_cancel("requested")
+    cancelled_later.cancelled(AT)
+    seen += _told(cancelled_later)
+
+    assert [e.type for e in seen] == [
+        "order.confirmed",
+        *["order.fulfillment_updated"] * 6,
+        "order.completed",
+        "order.returned",
+        "order.cancelled",
+    ]
+    assert all(_stores(e) == ["loc_a", "loc_b"] for e in seen)
 
 
 @pytest.mark.parametrize("reason", ["insufficient_stock", "abandoned"])

@@ -1,10 +1,14 @@
-"""Ship from store through the gateway, every service a separate process: an order kept by an
-earlier version with a shipment that was never sourced (its store empty) is read, listed and
-cancelled like any other."""
+"""Ship from store through the gateway, every service a separate process: an order whose
+shipment names no store is announced with the store sourcing picked (never dead-lettered); one
+that no store can ship is refused with a 409 and leaves no order behind, in the lists or in the
+feed; and an order kept by an earlier version with a shipment that was never sourced (its store
+empty) is read, listed and cancelled like any other."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,6 +21,14 @@ from pos_devstack.testing import Running
 pytestmark = pytest.mark.e2e
 
 DESTINATION = {"latitude": 39.78, "longitude": -89.65}
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
 
 
 def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -35,6 +47,71 @@ def _shipment(store: str, sku: str) -> dict[str, Any]:
         "fulfillments": [{"type": "shipment", "ship_to": "1 Main St, Springfield",
                           "destination": DESTINATION}],
     }  # fmt: skip
+
+
+def _order_events(http: httpx.Client) -> list[dict[str, Any]]:
+    answer = _ok(http.get("/v1/events", params={"types": "order.*", "limit": 200}))
+    return list(answer["data"])
+
+
+def test_ship_from_store_is_announced_with_its_store_and_a_refused_one_leaves_nothing(
+    platform: Running,
+) -> None:
+    # A merchant of its own: its stores, its feed and its orders are this test's alone.
+    with platform.new_merchant("Ship from store, refused") as http:
+        tag = uuid.uuid4().hex[:6].upper()
+        body = {"name": f"Ship {tag}", "currency": "USD", "tax_rate_bps": 0,
+                "geo": {"latitude": 39.80, "longitude": -89.64}, "ship_enabled": True}  # fmt: skip
+        store = _ok(_post(http, "/v1/locations", body), 201)["id"]
+        socks, tee = f"SOCKS-{tag}", f"TEE-{tag}"
+        for sku in (socks, tee):
+            _ok(_post(http, "/v1/products", {"sku": sku, "name": sku,
+                "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        adjustment = {"sku": tee, "location_id": store, "delta": 2, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+
+        # No ship-enabled store has socks: refused, and no order is kept.
+        refused = _post(http, "/v1/orders", _shipment(store, socks))
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "insufficient_stock"
+        assert _ok(http.get("/v1/orders"))["data"] == []
+
+        order = _ok(_post(http, "/v1/orders", _shipment(store, tee)), 201)
+        assert [f["location_id"] for f in order["fulfillments"]] == [store]
+
+        # Announced with its store. The refused order's events would have come before it
+        # from the same stream: there are none, and nothing of this merchant is poison.
+        events = _eventually(lambda: _order_events(http))
+        assert [(e["type"], e["data"]["object"]["id"]) for e in events] == [
+            ("order.created", order["id"])
+        ]
+        created = events[0]["data"]["object"]
+        assert created["fulfillments"][0]["location_id"] == store
+        assert created["fulfillments"][0]["reservation_id"]
+        assert _dead_letters(platform, events[0]["merchant_id"]) == []
+
+        # Every list of the merchant's orders answers, with the one order.
+        for params in ({}, {"status": "pending_payment"}, {"fulfillment_status": "reserved"}):
+            listed = _ok(http.get("/v1/orders", params=params))["data"]
+            assert [o["id"] for o in listed] == [order["id"]]
+
+
+def _dead_letters(platform: Running, merchant_id: str) -> list[dict[str, Any]]:
+    running = platform.platform
+    token = running._secrets()["platform_admin_token"]
+    found: list[dict[str, Any]] = []
+    with httpx.Client(base_url=running.gateway_url, timeout=15,
+                      headers={"Authorization": f"Bearer {token}"}) as admin:  # fmt: skip
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"consumer": "dispatcher-order", "limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            page = _ok(admin.get("/v1/admin/dead-letters", params=params))
+            found += [x for x in page["data"] if x["merchant_id"] == merchant_id]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
 
 
 def test_an_order_kept_with_a_shipment_never_sourced_reads_lists_and_cancels(

@@ -151,6 +151,9 @@ class FakeCheckoutStarts:
         key = (self._uow.merchant_id, request_id)
         return self._uow.store.starts.setdefault(key, datetime.now(UTC))
 
+    async def forget(self, request_id: str) -> None:
+        self._uow.store.starts.pop((self._uow.merchant_id, request_id), None)
+
 
 class FakeSettings:
     def __init__(self, uow: FakeUow) -> None:

@@ -53,6 +53,7 @@ class Stack:
     payment_db: str
     location_id: str
     stop_customer_service: AsyncExitStack
+    inventory: grpc.aio.Channel
 
     async def customer(self, merchant: str) -> customer_pb2.Customer:
         answer = await self.customers.CreateCustomer(
@@ -137,6 +138,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 payment_db=payment.database_url,
                 location_id=location_id,
                 stop_customer_service=customer_stack,
+                inventory=inventory.channel,
             )
     finally:
         server.stop()

@@ -33,6 +33,7 @@ from pos_order.domain.model import (
     HoldState,
     LineRequest,
     Order,
+    OrderCreated,
     OrderStatus,
     Tender,
 )
@@ -129,7 +130,7 @@ class OrderLifecycle(RuleBasedStateMachine):
             fulfillments = [FulfillmentRequest(ftype, "loc_1", address)]
             lines = [LineRequest("TEE", quantity)]
         cmd = CreateOrderCommand(self._request_id(), "web", "loc_1", "", lines, fulfillments)
-        before = self.stock.available("TEE")
+        before, announced = self.stock.available("TEE"), self._announced()
         answer = self._attempt(
             lambda: handlers.CreateOrder(cmd, self.ports, self.new_uow, self.policy, lambda o: o)
         )
@@ -137,12 +138,16 @@ class OrderLifecycle(RuleBasedStateMachine):
             assert answer.code == "insufficient_stock"
             assert before < quantity and kind != "in_store"
             assert self.stock.available("TEE") == before  # nothing stays held
-            (refused,) = [o for (_, i), o in self.store.orders.items() if i not in self.order_ids]
-            assert refused.status is OrderStatus.CANCELLED
-            self.order_ids.append(refused.id)
+            # Nor is the order kept or announced: nobody was told of it.
+            assert [i for (_, i) in self.store.orders if i not in self.order_ids] == []
+            assert announced == self._announced()
             return
         assert answer.status is OrderStatus.PENDING_PAYMENT
+        assert self._announced() == [*announced, answer.id]  # once held
         self.order_ids.append(answer.id)
+
+    def _announced(self) -> list[str]:
+        return [e.order.id for e in self.store.published if isinstance(e, OrderCreated)]
 
     def _pending(self) -> list[Order]:
         return [o for o in self._orders() if o.status is OrderStatus.PENDING_PAYMENT]

@@ -23,6 +23,7 @@ from test_customer_ids import A, Stack, md
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_kit.grpc_client import read_error
@@ -188,11 +189,20 @@ async def test_an_erased_customers_orders_lose_their_addresses_and_notes(stack: 
         ],
         notes=note,
     )  # fmt: skip
-    try:
-        made = await stack.order.CreateOrder(request, metadata=md(A), timeout=10)
-        order_id = made.order.id
-    except grpc.aio.AioRpcError:  # no stock to ship: the order is kept, cancelled
-        order_id = (await _orders(stack, customer))[0].id
+    # The unit it ships (an order refused for want of stock is not kept).
+    await inventory_pb2_grpc.InventoryServiceStub(stack.inventory).AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=uuid.uuid4().hex,
+            sku="TEE",
+            location_id=stack.location_id,
+            delta=1,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=md(A),
+        timeout=5,
+    )
+    made = await stack.order.CreateOrder(request, metadata=md(A), timeout=10)
+    order_id = made.order.id
     assert address in _dump(stack) and note in _dump(stack)
 
     await stack.customers.EraseCustomer(

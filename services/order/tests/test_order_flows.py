@@ -6,13 +6,15 @@ The machine's rules and invariants drive and check them (test_lifecycle_machine.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from test_coupons_saga import CouponDiscount, FakeCoupons
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
-from pos_kit.errors import Conflict, InvalidArgument
+from pos_kit.errors import Conflict, DomainError, InvalidArgument
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import (
@@ -23,6 +25,7 @@ from pos_order.domain.model import (
     HoldState,
     LineRequest,
     Order,
+    OrderCreated,
     OrderLine,
     OrderStatus,
     SagaState,
@@ -32,6 +35,7 @@ from pos_order.domain.model import (
     build_fulfillments,
 )
 from pos_order.service import handlers, saga
+from pos_order.service.ports import CreateOrderCommand
 
 
 class Pick:
@@ -131,15 +135,138 @@ def test_a_split_shipment_captures_each_share_at_shipment() -> None:
     _check(m)
 
 
-def test_short_stock_refuses_the_order_and_holds_nothing() -> None:
+def test_short_stock_refuses_the_order_holds_nothing_and_keeps_no_order() -> None:
     m = OrderLifecycle()
     _paid_pickup(m, quantity=3)
     m.create("pickup", 3)
+    kept, told = list(m.store.orders), list(m.store.published)
     m.create("shipment", 1)  # refused: the three left are held
-    assert m.order(m.order_ids[-1]).status is OrderStatus.CANCELLED
-    assert m.order(m.order_ids[-1]).cancel_reason == "insufficient_stock"
+    assert list(m.store.orders) == kept and m.store.published == told
     assert m.stock.available("TEE") == 0
     _check(m)
+
+
+def _order_request(
+    request_id: str, lines: list[LineRequest], fulfillments: list[FulfillmentRequest]
+) -> CreateOrderCommand:
+    return CreateOrderCommand(request_id, "web", "loc_1", "", lines, fulfillments)
+
+
+SOURCED = FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))
+
+
+def _create(m: OrderLifecycle, cmd: CreateOrderCommand) -> Any:
+    return m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+
+
+def _created(m: OrderLifecycle) -> list[Order]:
+    return [e.order for e in m.store.published if isinstance(e, OrderCreated)]
+
+
+def test_a_sourced_shipment_is_announced_once_held_with_the_store_sourcing_picked() -> None:
+    """`order.created` waits for the holds: a ship-from-store order is announced with its
+    store, never with the empty one it had before sourcing (which the public model refused)."""
+    m = OrderLifecycle()
+    order = _create(m, _order_request("req-src", [LineRequest("TEE", 2)], [SOURCED]))
+    assert isinstance(order, Order), order
+    (told,) = _created(m)
+    assert told.id == order.id and told.version == order.version
+    ((f),) = told.fulfillments
+    assert (f.location_id, f.reservation_id, f.hold) == ("loc_1", "res_1", HoldState.HELD)
+    assert not m.order(order.id).saga.announce_when_held
+    # Announced once: a retry of the request, or any later step, says nothing new of it.
+    again = _create(m, _order_request("req-src", [LineRequest("TEE", 2)], [SOURCED]))
+    assert again.id == order.id and len(_created(m)) == 1
+
+
+def test_an_in_store_order_is_announced_when_saved_as_before() -> None:
+    m = OrderLifecycle()
+    in_store = FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1")
+    order = _create(m, _order_request("req-here", [LineRequest("TEE", 1)], [in_store]))
+    assert [o.id for o in _created(m)] == [order.id]
+    assert _created(m)[0].version == 1
+
+
+def test_a_refused_sourced_shipment_is_neither_kept_nor_announced() -> None:
+    """No store has the units: the 409 stands, and no order is kept (cancelled, with no
+    store, it once made every list of the merchant's orders a 500) or announced."""
+    m = OrderLifecycle()
+    cmd = _order_request("req-short", [LineRequest("TEE", UNITS + 1)], [SOURCED])
+    refused = _create(m, cmd)
+    assert isinstance(refused, DomainError) and refused.code == "insufficient_stock"
+    assert m.store.orders == {} and m.store.published == []
+    assert m.stock.available("TEE") == UNITS
+
+
+def test_a_refusal_after_another_fulfilment_was_held_releases_it_and_a_retry_is_new() -> None:
+    """The pickup is held, the shipment's mugs are short: the pickup's hold is released and
+    the order withdrawn. The request's retry, once mugs came in, is an order of another id:
+    under the first one's, inventory would answer the pickup's hold with the released one."""
+    m = OrderLifecycle()
+    pickup = FulfillmentRequest(FulfillmentType.PICKUP, "loc_1")
+    shipment = FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_1", "1 Main St")
+    cmd = _order_request(
+        "req-two", [LineRequest("TEE", 2, 0), LineRequest("MUG", 1, 1)], [pickup, shipment]
+    )
+    refused = _create(m, cmd)  # no mugs at all
+    assert isinstance(refused, DomainError) and refused.code == "insufficient_stock"
+    assert m.store.orders == {} and m.store.published == []
+    (tee,) = m.stock.reservations.values()
+    assert tee.status == "released" and m.stock.available("TEE") == UNITS
+
+    m.stock.on_hand["MUG"] = 1
+    order = _create(m, cmd)
+    assert isinstance(order, Order), order
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    holds = [m.stock.reservations[f.reservation_id] for f in order.fulfillments]
+    assert [r.status for r in holds] == ["active", "active"]
+    assert (m.stock.available("TEE"), m.stock.available("MUG")) == (UNITS - 2, 0)
+    assert [o.id for o in _created(m)] == [order.id]
+
+
+def test_a_refused_order_gives_its_coupon_back_before_it_is_withdrawn() -> None:
+    m = OrderLifecycle()
+    coupons = FakeCoupons()
+    m.ports = replace(m.ports, discounts=CouponDiscount(), coupons=coupons)
+    cmd = replace(
+        _order_request("req-coupon", [LineRequest("TEE", UNITS + 1)], [SOURCED]),
+        coupon_codes=("SAVE10",),
+    )
+    refused = _create(m, cmd)
+    assert isinstance(refused, DomainError) and refused.code == "insufficient_stock"
+    assert m.store.orders == {} and m.store.published == []
+    ((order_id, state),) = coupons.reserved.items()
+    assert state == "released" and f"{order_id}/coupons/release" in coupons.requests
+
+
+def test_a_crash_while_a_refused_order_is_withdrawn_leaves_it_to_the_resumer() -> None:
+    """Never a hold without a live order: the order is recorded compensating before anything
+    is given back, and a driver gone before its row is removed leaves it to the resumer,
+    which releases the hold and cancels it."""
+    m = OrderLifecycle()
+    pickup = FulfillmentRequest(FulfillmentType.PICKUP, "loc_1")
+    shipment = FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_1", "1 Main St")
+    cmd = _order_request(
+        "req-crash", [LineRequest("TEE", 2, 0), LineRequest("MUG", 1, 1)], [pickup, shipment]
+    )
+    stopping = replace(m.policy, pause_at=frozenset({"compensating"}))
+    steps = handlers.CreateOrder(cmd, m.ports, m.new_uow, stopping, lambda o: o)
+
+    async def dies() -> None:
+        async with m.new_uow() as uow:
+            read = await steps.read(uow)
+            await uow.commit()
+        claim = Claim("mer_a", cmd.request_id, datetime.now(UTC))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(steps.call(claim, read), 0.5)
+
+    asyncio.run(dies())
+    (order,) = m.store.orders.values()
+    assert order.saga.state is SagaState.COMPENSATING
+    assert m.stock.available("TEE") == UNITS - 2  # its hold, on a live order
+    healed = asyncio.run(saga.resume(m.new_uow, m.ports, order.id, m.policy))
+    assert healed.status is OrderStatus.CANCELLED
+    assert m.stock.available("TEE") == UNITS
 
 
 def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_holds() -> None:

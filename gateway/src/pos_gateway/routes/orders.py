@@ -507,8 +507,10 @@ class OrderIn(Body):
 async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     """Prices the lines (the price snapshot, promotions, tax), saves the order
     `pending_payment`, then holds the stock of every pickup and shipment fulfilment, all or
-    none (for `hold_seconds` of the order settings). Short stock is a 409 `insufficient_stock`
-    naming what is short, and nothing stays held. In-store lines are never refused for stock.
+    none (for `hold_seconds` of the order settings; a shipment with a `destination` and no
+    store is sourced then), and announces it (`order.created`) once held, its stores named.
+    Short stock is a 409 `insufficient_stock` naming what is short: nothing stays held, and
+    no order is kept or announced. In-store lines are never refused for stock.
     Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
     order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),

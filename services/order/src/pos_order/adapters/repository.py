@@ -151,6 +151,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
             if saga.exchange_of
             else {}
         ),
+        **({"announce_when_held": True} if saga.announce_when_held else {}),
     }
 
 
@@ -187,6 +188,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         exchange_return_id=found.get("exchange_return_id", ""),
         credit=found.get("credit", 0),
         credit_returned=found.get("credit_returned", 0),
+        announce_when_held=found.get("announce_when_held", False),
     )
 
 
@@ -633,6 +635,12 @@ class SqlCheckoutStarts:
             )
         ).scalar_one()
         return earlier
+
+    async def forget(self, request_id: str) -> None:
+        t = checkout_starts
+        await self._conn.execute(
+            t.delete().where(t.c.merchant_id == self._merchant, t.c.request_id == request_id)
+        )
 
 
 class SqlOrderSettings:

@@ -324,6 +324,10 @@ class Saga:
     credit: int = 0
     # What returns of the new order gave back of that credit (to the original order's tenders).
     credit_returned: int = 0
+    # An order saved before its stock is held is announced (`created`) in the transaction that
+    # records its last hold, so what partners hear of names its stores, and an order refused
+    # for want of stock is one nobody heard of.
+    announce_when_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -478,6 +482,15 @@ class Order:
         for f in self.fulfillments:
             self._moved(f"{f.id}:{f.status.value}", at)
         if announce:
+            self.events.append(OrderCreated(self))
+
+    def announce_if_held(self) -> None:
+        """An order waiting to be announced until its stock is held: once no hold is still
+        to take, its `created` event is raised (once: the flag is cleared with it)."""
+        if self.saga.announce_when_held and not any(
+            f.hold is HoldState.SENT for f in self.fulfillments
+        ):
+            self.saga.announce_when_held = False
             self.events.append(OrderCreated(self))
 
     def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:

@@ -464,9 +464,14 @@ def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
     }
 
 
-async def _discard(new_uow: NewUow, order_id: str) -> None:
+async def _discard(new_uow: NewUow, order_id: str, request_id: str = "") -> None:
+    """`request_id`: the request's first moment is forgotten with its order, so a retry of it
+    makes an order of a new id, never one whose step ids the other services would answer
+    with what they did for this one (holds since released)."""
     async with new_uow() as uow:
         await uow.orders.discard(order_id)
+        if request_id:
+            await uow.checkouts.forget(request_id)
         await uow.commit()
 
 
@@ -487,8 +492,10 @@ async def _last_payment(ports: CheckoutPorts, order: Order) -> PaymentResult | N
 
 class CreateOrder(Generic[R]):
     """An order from any channel: priced, saved `pending_payment`, then its pickup and
-    shipment lines held (all or none). Short stock: 409 naming the short lines, the order
-    cancelled and every hold it took released."""
+    shipment lines held (all or none), and announced (`order.created`) once they are: a
+    sourced shipment's store is then known. Short stock: 409 naming the short lines, every
+    hold, coupon and points hold it took given back, and the order withdrawn (nobody was told
+    of it)."""
 
     def __init__(
         self,
@@ -549,20 +556,28 @@ class CreateOrder(Generic[R]):
             order = priced.order
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
-            # With coupons, the order is announced once they are reserved (a refused coupon
-            # drops an order nobody was told of).
-            order = await _save_new(self.new_uow, priced, announce=not cmd.coupon_codes)
+            # With stock to hold, the order is announced once it is held; else, with coupons,
+            # once they are reserved (a refusal drops an order nobody was told of).
+            order.saga.announce_when_held = any(f.held for f in order.fulfillments)
+            announce = not cmd.coupon_codes and not order.saga.announce_when_held
+            order = await _save_new(self.new_uow, priced, announce)
             await boundary(self.policy, "order_saved")
         if order.saga.coupons.step is CouponStep.SENT:
             cart = CartContext(order.location_id, order.channel, order.customer_id,
                                cmd.coupon_codes)  # fmt: skip
-            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, True)
+            announce = not order.saga.announce_when_held
+            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, announce)
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
             order = await saga.hold_points(self.new_uow, self.ports, order, self.policy)
-            order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
+            order = await saga.hold_stock(
+                self.new_uow, self.ports, order, self.policy, self._withdraw
+            )
         return order
+
+    async def _withdraw(self, order: Order) -> None:
+        await _discard(self.new_uow, order.id, self.cmd.request_id)
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order)

@@ -92,6 +92,10 @@ class CheckoutStarts(Protocol):
         """When this checkout request was first claimed: the same on every retry of it."""
         ...
 
+    async def forget(self, request_id: str) -> None:
+        """Its order was withdrawn: a retry of the request starts anew (a new order id)."""
+        ...
+
 
 class SettingsStore(Protocol):
     async def get(self, *, lock: bool = False) -> OrderSettings | None: ...

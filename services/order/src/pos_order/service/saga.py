@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -205,22 +205,34 @@ async def settle_coupons(new_uow: NewUow, ports: CheckoutPorts, order: Order) ->
 # --- holding stock ---------------------------------------------------------------------------
 
 
-async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+# Removes an order undone before it was announced (handlers: its row and its request's start).
+Withdraw = Callable[[Order], Awaitable[None]]
+
+
+async def hold_stock(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    policy: Policy,
+    withdraw: Withdraw | None = None,
+) -> Order:
     """Hold every pickup and shipment fulfilment's lines: all of them or none. Short stock
-    cancels the order (each hold taken is released) and answers with the short lines."""
+    cancels the order (each hold taken is released) and answers with the short lines; with
+    `withdraw`, an order not announced yet is undone the same way and then withdrawn instead
+    (`_short`). The hold recorded last announces an order that waits for it."""
     assert ports.stock is not None
     for f in order.fulfillments:
         if f.hold is not HoldState.SENT:
             continue
         if f.sourced:
-            order = await _source(new_uow, ports, order, f, policy)
+            order = await _source(new_uow, ports, order, f, policy, withdraw)
             continue
         try:
             reservation = await _ask_hold(ports, order, f)
         except DomainError as exc:
             if exc.kind in TRANSIENT:
                 raise  # inventory down: the order stays; the client retries or it expires
-            order = await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+            await _short(new_uow, ports, order, policy, withdraw)
             raise exc from None
         await boundary(policy, "after_hold")
 
@@ -228,9 +240,25 @@ async def hold_stock(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
             found = o.fulfillment(fid)
             assert found is not None
             found.reservation_id, found.hold = rid, HoldState.HELD
+            o.announce_if_held()
 
         order, _ = await change(new_uow, order.id, held)
     return order
+
+
+async def _short(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy, withdraw: Withdraw | None
+) -> None:
+    """Short stock. An order partners were told of is cancelled. One not announced yet (it
+    waits for its holds) is compensated as a cancellation is, recorded `compensating` first
+    (a crash leaves it to the resumer, which cancels it), and then withdrawn: no hold, coupon
+    or points hold outlives it, and nobody hears of an order that never was."""
+    if withdraw is None or not order.saga.announce_when_held or order.saga.tenders:
+        await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+        return
+    order, _ = await change(new_uow, order.id, lambda o: o.begin_cancel("insufficient_stock"))
+    if order.status is not OrderStatus.CANCELLED:
+        await compensate(new_uow, ports, order, policy, finish=withdraw)
 
 
 async def _ask_sourcing(ports: CheckoutPorts, order: Order, f: Fulfillment) -> list[Allocation]:
@@ -242,7 +270,12 @@ async def _ask_sourcing(ports: CheckoutPorts, order: Order, f: Fulfillment) -> l
 
 
 async def _source(
-    new_uow: NewUow, ports: CheckoutPorts, order: Order, f: Fulfillment, policy: Policy
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    f: Fulfillment,
+    policy: Policy,
+    withdraw: Withdraw | None = None,
 ) -> Order:
     """Ship from store: inventory's sourcing holds the lines at the nearest store that has them
     all, or splits them over several; each store becomes a fulfilment of its own."""
@@ -251,10 +284,15 @@ async def _source(
     except DomainError as exc:
         if exc.kind in TRANSIENT:
             raise
-        await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+        await _short(new_uow, ports, order, policy, withdraw)
         raise exc from None
     await boundary(policy, "after_hold")
-    order, _ = await change(new_uow, order.id, lambda o: o.source(f.id, allocations))
+
+    def sourced(o: Order) -> None:
+        o.source(f.id, allocations)
+        o.announce_if_held()
+
+    order, _ = await change(new_uow, order.id, sourced)
     return order
 
 
@@ -636,7 +674,15 @@ async def cancel(
     return await compensate(new_uow, ports, order, policy)
 
 
-async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+async def compensate(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    policy: Policy,
+    finish: Withdraw | None = None,
+) -> Order:
+    """`finish`: what ends an order never announced, once all is given back, instead of its
+    cancellation (see `_short`)."""
     await boundary(policy, "compensating")
     payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
     if any(p.status == "pending" for p in payments):
@@ -691,6 +737,9 @@ async def compensate(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy
         # a use is never kept for an order that was not sold.
         await _quietly(ports.coupons.release(f"{order.id}/coupons/release", order.id))
     points = await give_back_points(ports, order)
+    if finish is not None:
+        await finish(order)
+        return order
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
     def done(o: Order) -> None:
