@@ -383,7 +383,8 @@ def _confirmed_shipment(m: OrderLifecycle) -> tuple[str, str]:
 
 
 def _step(m: OrderLifecycle, order_id: str, fid: str, to: FulfillmentStatus) -> Any:
-    step = handlers.FulfillmentStep(order_id, fid, to, "UPS", "1Z999")
+    shipping = ("UPS", "1Z999") if to is FulfillmentStatus.SHIPPED else ("", "")
+    step = handlers.FulfillmentStep(order_id, fid, to, *shipping)
     return handlers.UpdateFulfillment(step, m.ports, m.new_uow, m.policy, lambda o: o)
 
 
