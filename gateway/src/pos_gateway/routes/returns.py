@@ -138,8 +138,9 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     the returns of a line together refund exactly what it paid, never more. Restocked units go
     back to stock at `location_id`, once. The order's status does not change; `order.returned`
     follows (the return and the order). Rules (each a 400 naming the field): a line of this
-    order, handed over, not a gift card line, at most the units not returned yet (earlier
-    returns count); `tender_amounts` add up to the refund, each a payment of the order and at
+    order, handed over, at most the units not returned yet (earlier returns count); a gift
+    card line only while none of its balance was spent (its card is deactivated and its value
+    refunded); `tender_amounts` add up to the refund, each a payment of the order and at
     most what it has left, in the order's currency. Past the return window an
     `override_reason` is needed (409 `return_window_closed`). Concurrent returns of the same
     lines are taken one at a time. At a register it takes the `refund` permission or a
