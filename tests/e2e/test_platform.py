@@ -227,6 +227,7 @@ def test_readiness_survives_a_service_being_down(platform: Running) -> None:
         answer = platform.http.get("/v1/customers")
         assert answer.status_code == 503
         assert answer.json()["code"] == "service_unavailable"
+        assert int(answer.headers["retry-after"]) > 0  # when to try again, as a 429 says
     finally:
         running.restart_process("customer")
 

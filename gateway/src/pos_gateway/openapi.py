@@ -177,8 +177,8 @@ HEADERS["X-Request-Id-If-Admitted"] = {
 HEADERS["Retry-After-If-Overloaded"] = {
     **HEADERS["Retry-After"],
     "required": False,
-    "description": "Seconds to wait before retrying, when the gateway is at its limit of "
-    "requests in progress (`overloaded`)",
+    "description": "Seconds to wait before retrying: sent when the gateway is at its limit of "
+    "requests in progress (`overloaded`) and when a service the request needs is unavailable",
 }
 
 PARAMETERS: dict[str, dict[str, Any]] = {

@@ -142,6 +142,9 @@ def customer_erased() -> Problem:
     )
 
 
+RETRY_UNAVAILABLE_AFTER = 2  # seconds: a restarted service is back within a few
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
     if remote.reason == CUSTOMER_ERASED:
@@ -164,7 +167,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     # A refusal's figures (the current on_hand of a stale count, what was available of a
     # SKU that ran out) travel as problem extension members, so a client can act on them.
     extra = {k: v for k, v in remote.metadata.items() if k not in _RESERVED_MEMBERS}
-    return Problem(status, code, detail, errors, extra=extra)
+    # A service down or a processor unreachable is worth retrying (with the same
+    # Idempotency-Key: nothing was done twice); say when, as a 429 does.
+    headers = {"Retry-After": str(RETRY_UNAVAILABLE_AFTER)} if status == 503 else None
+    return Problem(status, code, detail, errors, extra=extra, headers=headers)
 
 
 def allowed_methods(request: Request) -> str:
