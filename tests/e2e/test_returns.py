@@ -244,3 +244,54 @@ def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Run
         _ok(http.patch("/v1/order-settings",
                        json={"return_policy_text": before.get("return_policy_text", "")},
                        headers={"Idempotency-Key": str(uuid.uuid4())}))  # fmt: skip
+
+
+def _products(http: httpx.Client, *prices: int) -> tuple[str, list[str]]:
+    """New products at these prices, ten of each in stock at the first store; the store."""
+    store = http.get("/v1/locations").json()["data"][0]["id"]
+    tag = uuid.uuid4().hex[:8].upper()
+    skus = []
+    for n, price in enumerate(prices):
+        sku = f"XS{n}-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": f"Settle {sku}",
+            "price": {"amount": price, "currency": "USD"}}), 201)  # fmt: skip
+        _ok(_post(http, "/v1/inventory/adjustments", {"sku": sku, "location_id": store,
+            "delta": 10, "reason": "received"}), 201)  # fmt: skip
+        skus.append(sku)
+    return store, skus
+
+
+def test_an_exchange_credit_is_not_refundable_from_the_original_order(platform: Running) -> None:
+    """A tee exchanged for a cheaper cap: the difference goes back to the sale's card, and the
+    rest of the tee's money pays for the cap and stays on the card, set aside (`credited`). A
+    goodwill refund of the whole sale is a 409 naming `amount`, and nothing is refunded; what
+    is left is refundable."""
+    http = platform.http
+    store, (tee, cap) = _products(http, 1000, 900)
+    checkout = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    sale = _ok(_post(http, "/v1/checkouts", checkout), 201)
+    order, payment = sale["order"], sale["payment"]
+    exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
+                "new_lines": [{"sku": cap, "quantity": 1}], "reason": "wrong_size"}  # fmt: skip
+    made = _ok(_post(http, f"/v1/orders/{order['id']}/exchanges", exchange), 201)
+    credit, owed = made["order_return"]["credited"]["amount"], made["refunded"]["amount"]
+    assert credit > 0 and owed > 0 and made["charged"]["amount"] == 0
+    card = _ok(http.get(f"/v1/payments/{payment['id']}"))
+    assert (card["credited"]["amount"], card["refunded"]["amount"]) == (credit, owed)
+
+    whole = {"amount": order["total"], "reason": "goodwill"}
+    refused = _post(http, f"/v1/orders/{order['id']}/refunds", whole)
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    left = order["total"]["amount"] - credit - owed
+    assert problem["code"] == "amount_exceeds_refundable" and problem["refundable"] == str(left)
+    ((error),) = problem["errors"]
+    assert error["field"] == "amount" and "exchange" in error["reason"]
+    assert _ok(http.get(f"/v1/payments/{payment['id']}"))["refunded"]["amount"] == owed
+
+    rest = _ok(_post(http, f"/v1/payments/{payment['id']}/refunds", {"reason": "goodwill"}), 201)
+    assert [r["amount"]["amount"] for r in rest["data"]] == [left]
+    card = _ok(http.get(f"/v1/payments/{payment['id']}"))
+    assert (card["refunded"]["amount"], card["credited"]["amount"]) == (owed + left, credit)

@@ -411,6 +411,7 @@ PAYMENT = {
     "authorized": usd(6040),
     "captured": usd(6040),
     "refunded": usd(0),
+    "credited": usd(0),
     "voided": usd(0),
     "decline_code": "",
     "card_brand": "visa",

@@ -355,6 +355,75 @@ async def test_an_exchange_credits_no_more_than_the_tenders_have_left(shop: Shop
     assert await shop.on_hand("CAP") == caps
 
 
+async def test_a_refund_of_the_original_cannot_take_the_money_of_an_exchange_credit(
+    shop: Shop,
+) -> None:
+    """The returned tee's 27.06 pays for the cap: it stays on the original order's card, set
+    aside there. A goodwill refund of the original order (through the payments API, by order
+    or by payment) gives back at most the rest (a 409 naming `amount` past it, nothing
+    refunded), a later exchange of the other tee is refused before anything is written when the
+    rest is short, and only a return of the cap gives its credit back to the card."""
+    order = await shop.sale(TEE=2)  # 54.13: a tee paid 27.06, the other 27.07
+    (payment,) = order.payment_ids
+    made = await shop.exchange(shop.ask(order.id, [("L1", 1)], [("CAP", 1)]))
+    new, credit = made.order, made.order_return.credited.amount
+    assert credit == 2706 and made.refunded.amount == 0
+
+    async def the_card() -> payment_pb2.Payment:
+        got = await shop.payments.GetPayment(
+            payment_pb2.GetPaymentRequest(id=payment), metadata=MERCHANT, timeout=5
+        )
+        return got.payment
+
+    assert (await the_card()).credited.amount == credit
+
+    def goodwill(amount: int | None = None, **target: str) -> payment_pb2.CreateRefundRequest:
+        request = payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), reason="goodwill", **target
+        )
+        if amount is not None:
+            request.amount.CopyFrom(usd(amount))
+        return request
+
+    for target in ({"order_id": order.id}, {"payment_id": payment}):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.payments.CreateRefund(
+                goodwill(order.total.amount, **target), metadata=MERCHANT, timeout=10
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        problem = read_error(err.value)
+        assert problem.reason == "amount_exceeds_refundable"
+        assert problem.metadata["refundable"] == str(order.total.amount - credit)
+        ((field, why),) = [(v.field, v.description) for v in problem.violations]
+        assert field == "amount" and "exchange" in why
+        assert await shop.money(order.id) == (order.total.amount, 0)
+
+    # 20.00 back by goodwill: 7.07 of the card is left to refund, less than the other tee is
+    # worth, so exchanging it is refused before any new order or return is written.
+    await shop.payments.CreateRefund(
+        goodwill(2000, order_id=order.id), metadata=MERCHANT, timeout=10
+    )
+    refused = await shop.refused(shop.ask(order.id, [("L1", 1)], [("CAP", 1)]))
+    assert read_error(refused).reason == "amount_exceeds_refundable"
+    assert read_error(refused).metadata["refundable"] == str(order.total.amount - credit - 2000)
+    exchanges = shop.sql("SELECT count(*) FROM orders WHERE saga->>'exchange_of' = %s", order.id)
+    assert exchanges == [(1,)] and len(await shop.returns_of(order.id)) == 1
+
+    # All that is left, by goodwill: the credit is still there.
+    rest = await shop.payments.CreateRefund(
+        goodwill(payment_id=payment), metadata=MERCHANT, timeout=10
+    )
+    assert [r.amount.amount for r in rest.refunds] == [order.total.amount - credit - 2000]
+    card = await the_card()
+    assert (card.refunded.amount, card.credited.amount) == (order.total.amount - credit, credit)
+
+    # The cap back: its credit goes back to the card, which has then given back all it took.
+    cap = await shop.give_back(new.id, ("L1", 1))
+    assert cap.amount.amount == credit and [r.payment_id for r in cap.refunds] == [payment]
+    card = await the_card()
+    assert (card.refunded.amount, card.credited.amount) == (order.total.amount, 0)
+
+
 async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     order = await shop.sale(TEE=2)
     hats = await shop.on_hand("HAT")

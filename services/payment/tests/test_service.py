@@ -277,6 +277,103 @@ async def test_refunds_never_exceed_what_was_captured_even_when_concurrent(
     assert got.payment.refunded.amount == 990
 
 
+async def test_money_set_aside_for_an_exchange_is_refunded_only_by_a_return_of_it(
+    running: Running,
+) -> None:
+    """3,000 of a 5,000 sale pays for an exchange's new order. No refund of the sale takes it
+    (a 409 naming `amount`, refunding nothing): only one naming the new order draws on it, and
+    a failed one of those would put it back. Setting aside more than is left is refused whole;
+    a credit released before it was set aside can no longer be."""
+    order = f"ord_{rid()}"
+    visa = await pay(running, card(rid(), order, 5000))
+
+    def credit(amount: int, new: str, request_id: str = "") -> Any:
+        return running.stub.CreditExchange(
+            P.CreditExchangeRequest(
+                request_id=request_id or rid(),
+                order_id=order,
+                exchange_order_id=new,
+                amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(amount))],
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+
+    def refund(amount: int | None = None, **extra: Any) -> Any:
+        request = P.CreateRefundRequest(request_id=rid(), order_id=order, **extra)
+        if amount is not None:
+            request.amount.CopyFrom(usd(amount))
+        return running.stub.CreateRefund(request, metadata=md(), timeout=10)
+
+    made = await credit(3000, "ord_new_1")
+    assert made.credit.status == P.EXCHANGE_CREDIT_STATUS_APPLIED
+    assert [p.credited.amount for p in made.payments] == [3000]
+    assert (await credit(3000, "ord_new_1")).credit == made.credit  # asked again: as it stands
+    assert await code_of(credit(2001, "ord_new_2")) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "amount_exceeds_refundable",
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await refund(5000)
+    problem = read_error(err.value)
+    assert (problem.reason, problem.metadata["refundable"]) == ("amount_exceeds_refundable", "2000")
+    assert [v.field for v in problem.violations] == ["amount"]
+    assert "exchange" in problem.violations[0].description
+    rest = await refund()  # all that is left
+    assert [r.amount.amount for r in rest.refunds] == [2000]
+    assert await code_of(refund(1)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "amount_exceeds_refundable",
+    )
+
+    # A return of the new order's goods gives the credit back: named amounts, within it.
+    over = refund(
+        exchange_order_id="ord_new_1",
+        amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(3001))],
+    )
+    assert (await code_of(over))[1] == "amount_exceeds_refundable"
+    back = await refund(
+        exchange_order_id="ord_new_1",
+        amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(1000))],
+    )
+    assert [p.credited.amount for p in back.payments] == [2000]
+    assert [p.refunded.amount for p in back.payments] == [3000]
+    unknown = refund(
+        exchange_order_id="ord_no_credit",
+        amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(1))],
+    )
+    assert (await code_of(unknown))[0] == grpc.StatusCode.NOT_FOUND
+
+    # An exchange not made: released, what is left of it is refundable again.
+    released = await running.stub.ReleaseExchangeCredit(
+        P.ReleaseExchangeCreditRequest(request_id=rid(), exchange_order_id="ord_new_1"),
+        metadata=md(),
+        timeout=10,
+    )
+    assert released.credit.status == P.EXCHANGE_CREDIT_STATUS_RELEASED
+    assert [r.amount.amount for r in (await refund()).refunds] == [2000]
+    # Released before it was ever set aside: a late request cannot set it aside.
+    await running.stub.ReleaseExchangeCredit(
+        P.ReleaseExchangeCreditRequest(request_id=rid(), exchange_order_id="ord_new_3"),
+        metadata=md(),
+        timeout=10,
+    )
+    assert (await code_of(credit(1, "ord_new_3")))[1] == "exchange_credit_released"
+    # Another merchant's order is not found.
+    other = running.stub.CreditExchange(
+        P.CreditExchangeRequest(
+            request_id=rid(),
+            order_id=order,
+            exchange_order_id="ord_new_4",
+            amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(1))],
+        ),
+        metadata=md("mer_b"),
+        timeout=10,
+    )
+    assert (await code_of(other))[0] == grpc.StatusCode.NOT_FOUND
+
+
 async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Running) -> None:
     order = "ord_split"
     gift = await pay(

@@ -39,6 +39,12 @@ class Payment(Answer):
     authorized: Money | None = Field(description="What the processor authorised")
     captured: Money | None = Field(description="What was captured so far, over every capture")
     refunded: Money | None = Field(description="What was refunded so far (succeeded refunds)")
+    credited: Money | None = Field(
+        None,
+        description="What of the captured money pays for an exchange's new order (the returned "
+        "goods' credit): not refundable from this payment, except by a return of that order's "
+        "goods",
+    )
     voided: Money | None = Field(description="What was released uncaptured (void or expiry)")
     decline_code: str = Field(
         max_length=64,

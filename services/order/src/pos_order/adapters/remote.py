@@ -366,6 +366,13 @@ def _result(payment: payment_pb2.Payment) -> PaymentResult:
     )
 
 
+def _tender_amounts(amounts: list[RefundAsk]) -> list[payment_pb2.TenderAmount]:
+    return [
+        payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
+        for a in amounts
+    ]
+
+
 class PaymentService(_Client):
     """Every call carries a request id derived from the order (`<order>/<step>/<n>`), so the
     payment service replays rather than acts twice; a deadline bounds each, shorter than the
@@ -457,19 +464,19 @@ class PaymentService(_Client):
         amounts: list[RefundAsk],
         reason: str,
         lines: list[tuple[str, int]],
+        exchange_order_id: str = "",
     ) -> list[Refunded]:
-        """A return's refund: the amount per tender planned with the return, one request."""
+        """A return's refund: the amount per tender planned with the return, one request
+        (`exchange_order_id`: drawn on the credit set aside for that exchange's new order)."""
         answer = await self._call(
             self._stub.CreateRefund,
             payment_pb2.CreateRefundRequest(
                 request_id=request_id,
                 order_id=order_id,
-                amounts=[
-                    payment_pb2.TenderAmount(payment_id=a.payment_id, amount=to_proto(a.amount))
-                    for a in amounts
-                ],
+                amounts=_tender_amounts(amounts),
                 reason=reason,
                 lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines if s],
+                exchange_order_id=exchange_order_id,
             ),
         )
         in_all = {p.id: p.refunded.amount for p in answer.payments}
@@ -483,6 +490,27 @@ class PaymentService(_Client):
             )
             for r in answer.refunds
         ]
+
+    async def credit_exchange(
+        self, request_id: str, order_id: str, exchange_order_id: str, amounts: list[RefundAsk]
+    ) -> None:
+        await self._call(
+            self._stub.CreditExchange,
+            payment_pb2.CreditExchangeRequest(
+                request_id=request_id,
+                order_id=order_id,
+                exchange_order_id=exchange_order_id,
+                amounts=_tender_amounts(amounts),
+            ),
+        )
+
+    async def release_exchange_credit(self, request_id: str, exchange_order_id: str) -> None:
+        await self._call(
+            self._stub.ReleaseExchangeCredit,
+            payment_pb2.ReleaseExchangeCreditRequest(
+                request_id=request_id, exchange_order_id=exchange_order_id
+            ),
+        )
 
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         answer = await self._call_if_found(

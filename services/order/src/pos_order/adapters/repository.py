@@ -121,6 +121,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "captured": t.captured,
                 "refunded": t.refunded,
                 "refunded_seen": t.refunded_seen,
+                **({"credit_refunded": t.credit_refunded} if t.credit_refunded else {}),
             }
             for t in saga.tenders
         ],
@@ -173,6 +174,7 @@ def _saga(found: dict[str, Any]) -> Saga:
                 captured=t["captured"],
                 refunded=t["refunded"],
                 refunded_seen=t.get("refunded_seen", 0),
+                credit_refunded=t.get("credit_refunded", 0),
             )
             for t in found["tenders"]
         ],

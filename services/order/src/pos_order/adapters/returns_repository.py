@@ -29,6 +29,10 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _amounts(amounts: list[TenderRefund]) -> list[dict[str, Any]]:
+    return [{"payment_id": t.payment_id, "amount": t.amount} for t in amounts]
+
+
 def return_to_json(r: Return) -> dict[str, Any]:
     return {
         "lines": [
@@ -71,13 +75,13 @@ def return_to_json(r: Return) -> dict[str, Any]:
         **(
             {
                 "credit_order_id": r.credit_order_id,
-                "credit_amounts": [
-                    {"payment_id": t.payment_id, "amount": t.amount} for t in r.credit_amounts
-                ],
+                "credit_amounts": _amounts(r.credit_amounts),
+                "credit_set_aside": r.credit_set_aside,
             }
             if r.credit_amounts
             else {}
         ),
+        **({"credit_from": _amounts(r.credit_from)} if r.credit_from else {}),
     }
 
 
@@ -103,6 +107,8 @@ def _return(row: Any) -> Return:
         credited=b.get("credited", 0),
         credit_order_id=b.get("credit_order_id", ""),
         credit_amounts=[TenderRefund(**t) for t in b.get("credit_amounts", [])],
+        credit_set_aside=b.get("credit_set_aside", False),
+        credit_from=[TenderRefund(**t) for t in b.get("credit_from", [])],
     )
 
 

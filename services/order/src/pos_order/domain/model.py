@@ -279,6 +279,9 @@ class TenderRecord:
     # What the payment service last said the payment refunded in all (its refund events,
     # the answers to refunds and payment reads): refunds made outside this service too.
     refunded_seen: int = 0
+    # What returns of an exchange's new order gave back to it of the exchange credit it backs
+    # (counted in `refunded` too): the part of the credit it no longer backs.
+    credit_refunded: int = 0
 
     @property
     def refunded_now(self) -> int:

@@ -197,6 +197,12 @@ class Return:
     # to the original order's payments, which the exchange's credit came from.
     credit_order_id: str = ""
     credit_amounts: list[TenderRefund] = field(default_factory=list)
+    # An exchange's return: which of the original order's payments back `credited`, and how
+    # much each. Set aside there (the payment service's exchange credit), so no refund of the
+    # original order gives that money back a second time; empty for an exchange made before.
+    credit_from: list[TenderRefund] = field(default_factory=list)
+    # A return of an exchange's new order: its `credit_amounts` drawn on that credit.
+    credit_set_aside: bool = False
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -410,23 +416,51 @@ def spread_backwards(amount: int, tenders: list[tuple[str, int]]) -> list[Tender
 def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
     """What each captured payment of the order has left to refund, in the order taken: its
     capture less what it refunded (completed returns are counted there) less what pending
-    returns plan to take from it."""
+    returns plan to take from it, less what backs the credit of the order's exchanges (their
+    returns' `credit_from`, pending ones too) and was not given back by a return of the new
+    order: money that pays for another order is not refundable from this one."""
     planned: dict[str, int] = {}
+    backing: dict[str, int] = {}
     for r in earlier:
         if r.status is ReturnStatus.PENDING:
             for t in r.tender_amounts:
                 planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
+        for t in r.credit_from:
+            backing[t.payment_id] = backing.get(t.payment_id, 0) + t.amount
     # A pending return's refund may be in what the payment service said already (it went
     # through, the return is not recorded completed yet): the larger of the two counts, never
     # their sum; the payment service refuses a refund beyond what is really left.
     return [
         (
             t.payment_id,
-            t.captured - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen),
+            t.captured
+            - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen)
+            - max(0, backing.get(t.payment_id, 0) - t.credit_refunded),
         )
         for t in order.saga.tenders
         if t.payment_id and t.captured > 0
     ]
+
+
+def less(left: list[tuple[str, int]], taken: list[TenderRefund]) -> list[tuple[str, int]]:
+    """What each payment has left after `taken`, in the same order."""
+    out = dict(left)
+    for t in taken:
+        out[t.payment_id] = out.get(t.payment_id, 0) - t.amount
+    return [(payment_id, out[payment_id]) for payment_id, _ in left]
+
+
+def credit_left(backing: list[TenderRefund], earlier: list[Return]) -> list[tuple[str, int]]:
+    """A return of an exchange's new order: what the credit set aside on each of the original
+    order's payments (`backing`, the exchange return's `credit_from`) has left, after what the
+    new order's earlier returns (`earlier`, pending ones too) gave back of it; in the order the
+    payments were taken (`credit_from` was spread from the last one backwards)."""
+    taken: dict[str, int] = {}
+    for r in earlier:
+        if r.credit_set_aside:
+            for t in r.credit_amounts:
+                taken[t.payment_id] = taken.get(t.payment_id, 0) + t.amount
+    return [(t.payment_id, t.amount - taken.get(t.payment_id, 0)) for t in reversed(backing)]
 
 
 def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) -> tuple[int, int]:
@@ -450,14 +484,21 @@ def credit_refunded(earlier: list[Return]) -> int:
     return sum(t.amount for r in earlier for t in r.credit_amounts)
 
 
-def refunded(order: Order, ret: Return) -> None:
-    """A return's refunds are done: its tenders' own refunded amounts include them, and
-    what the payment service answered its payments have refunded in all is heard (the order may
-    have heard it from the refund's event already: the two counts are never added)."""
+def refunded(
+    order: Order, ret: Return, paid: list[TenderRefund] | None = None, credit: bool = False
+) -> None:
+    """A return's refunds are done (`paid`: what went back to each of the order's payments;
+    by default its planned `tender_amounts`): its tenders' own refunded amounts include them,
+    and what the payment service answered its payments have refunded in all is heard (the
+    order may have heard it from the refund's event already: the two counts are never added).
+    `credit`: the money backed an exchange's credit (a return of the new order gave it back),
+    which its tenders no longer back."""
     for t in order.saga.tenders:
-        for r in ret.tender_amounts:
+        for r in ret.tender_amounts if paid is None else paid:
             if r.payment_id == t.payment_id:
                 t.refunded += r.amount
+                if credit:
+                    t.credit_refunded += r.amount
     for made in ret.refunds:
         if made.payment_refunded is not None:
             order.refunded_in_all(made.payment_id, made.payment_refunded)

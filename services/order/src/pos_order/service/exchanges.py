@@ -12,12 +12,21 @@ returned units' value (their paid share, as any return) pays for the new order f
   backwards, like a return);
 - = 0: no money moves.
 
+The credit's money stays with the original order's payments (no payment carries it to the new
+order), so it is set aside on them at the payment service (`credit_from`, the payment service's
+exchange credit): no refund of the original order gives it back a second time, and the
+original order's returns count it as gone (`tenders_left`). Only a return of the new order's
+goods draws on it.
+
 Saga (each step idempotent by a request id derived from the new order or the return):
 1. claim, one transaction: the original order locked, the return planned and saved `pending`
-   (its units spoken for), the new order saved `pending_payment` with its in-store lines to
-   hold, its tenders planned. Both or neither: a refused request writes nothing.
+   (its units spoken for, the payments backing its credit named), the new order saved
+   `pending_payment` with its in-store lines to hold, its tenders planned. Both or neither: a
+   refused request writes nothing.
 2. hold the new lines' stock (`<new order>/hold/<fulfilment>`): short, the new order is
    cancelled and the return dropped (409 `insufficient_stock`, nothing charged or refunded).
+   Then the credit set aside (`<return>/credit`): refunded meanwhile, the same undoing (409
+   `amount_exceeds_refundable`).
 3. take the difference due (`<new order>/payment/<n>`): declined, the same undoing (409
    `payment_declined`).
 4. confirm the new order: its hold committed (the sale), `order.confirmed`/`completed`.
@@ -26,12 +35,14 @@ Saga (each step idempotent by a request id derived from the new order or the ret
 
 So a refund never happens without the new sale: before step 4 every crash is undone (the
 resumer cancels the abandoned new order, releasing its hold and refunding a captured
-difference, and the return is dropped); after it, every crash is finished (the resumer asks the
-refund and the restock again under the same ids and completes the return).
+difference, and the return is dropped, its credit released: `<return>/credit/release`); after
+it, every crash is finished (the resumer asks the refund and the restock again under the same
+ids and completes the return).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,6 +83,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     credit_refunded,
+    less,
     plan_return,
     spread_backwards,
     tenders_left,
@@ -86,10 +98,13 @@ from pos_order.service.returns import (
     complete,
     gift_card_balances,
     move_money_and_stock,
+    release_credit,
+    set_credit_aside,
 )
 from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 MAX_TENDERS = 5
 
@@ -309,6 +324,7 @@ class CreateExchange(Generic[R]):
         difference = new_total - ret.amount
         ret.exchange_order_id = order_id
         ret.credited = min(ret.amount, new_total)
+        left = tenders_left(source, earlier)
         if difference < 0:
             if req.refund_not_permitted:
                 raise DomainError(
@@ -318,7 +334,12 @@ class CreateExchange(Generic[R]):
                     metadata={"permission": "refund"},
                     kind=ErrorKind.FORBIDDEN,
                 )
-            ret.tender_amounts = spread_backwards(-difference, tenders_left(source, earlier))
+            ret.tender_amounts = spread_backwards(-difference, left)
+            left = less(left, ret.tender_amounts)
+        # The payments whose money backs the credit (an exchange's new order's credit backs
+        # the rest of it: that order's own origin has it set aside already).
+        backed = min(ret.credited, sum(max(0, x) for _, x in left))
+        ret.credit_from = spread_backwards(backed, left) if backed > 0 else []
         order = self._new_order(order_id, source, ret, settings)
         order.saga.tenders = _plan_tenders(order, req.tenders, max(0, difference))
         await uow.orders.add(order)
@@ -377,22 +398,35 @@ class CreateExchange(Generic[R]):
         if order.saga.state is SagaState.COMPENSATING:
             order = await saga.compensate(self.new_uow, self.ports, order, self.policy)
         if order.status is OrderStatus.CANCELLED:
-            await _drop(self.new_uow, ret)
+            await _drop(self.new_uow, self.return_ports, ret)
             raise _not_made(order)
         if order.status is OrderStatus.PENDING_PAYMENT:
             try:
                 order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
+                await self._set_credit_aside(order, ret)
                 order = await self._pay(order)
                 order = await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
             except DomainError as exc:
                 if exc.kind not in saga.TRANSIENT:
                     # The saga cancelled the new order (releasing its hold, refunding a
                     # difference taken): the returned units are free again.
-                    await _drop(self.new_uow, ret)
+                    await _drop(self.new_uow, self.return_ports, ret)
                 raise
         done = await move_money_and_stock(self.return_ports, ret)
         await boundary(self.policy, "exchange_refunded")
         return Exchanged(done, order)
+
+    async def _set_credit_aside(self, order: Order, ret: Return) -> None:
+        """The credit's money set aside on the original order's payments before anything is
+        charged or sold: refunded meanwhile (a refund of the original order since the claim),
+        the exchange is undone as for short stock."""
+        try:
+            await set_credit_aside(self.return_ports, ret)
+        except DomainError as exc:
+            if exc.kind in saga.TRANSIENT:
+                raise
+            await saga.cancel(self.new_uow, self.ports, order.id, self.policy, exc.code)
+            raise
 
     async def _pay(self, order: Order) -> Order:
         """Take each planned tender not answered yet, captured at once. A payment whose answer
@@ -529,7 +563,15 @@ def _not_made(order: Order) -> Conflict:
     )
 
 
-async def _drop(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> None:
+async def _drop(new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, ret: Return) -> None:
+    """The exchange was not made: its credit's money refundable again, then its return gone
+    (its units free again). A credit that cannot be released now leaves the return pending:
+    the resumer releases it and drops the return (`returns.exchange_sold`)."""
+    try:
+        await release_credit(ports, ret)
+    except DomainError as exc:
+        log.warning("exchange credit of return %s not released yet (%s)", ret.id, exc.code)
+        return
     async with new_uow() as uow:
         await uow.returns.discard(ret.id)
         await uow.commit()

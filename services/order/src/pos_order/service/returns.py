@@ -36,6 +36,8 @@ from pos_order.domain.returns import (
     Return,
     ReturnRequest,
     ReturnStatus,
+    TenderRefund,
+    credit_left,
     credit_refunded,
     goods_returned,
     plan_receiptless,
@@ -85,8 +87,22 @@ class RefundPayments(Protocol):
         amounts: list[RefundAsk],
         reason: str,
         lines: list[tuple[str, int]],
+        exchange_order_id: str = "",
     ) -> list[Refunded]:
-        """One refund per tender, each to the tender it was taken on."""
+        """One refund per tender, each to the tender it was taken on. `exchange_order_id`:
+        drawn on the credit set aside for that exchange's new order."""
+        ...
+
+    async def credit_exchange(
+        self, request_id: str, order_id: str, exchange_order_id: str, amounts: list[RefundAsk]
+    ) -> None:
+        """Set the money of an exchange's credit aside on the original order's payments: no
+        refund of them gives it back any more, but one naming the new order."""
+        ...
+
+    async def release_exchange_credit(self, request_id: str, exchange_order_id: str) -> None:
+        """The exchange was not made: the money is refundable again (a credit never set aside
+        can no longer be)."""
         ...
 
 
@@ -220,7 +236,8 @@ async def _plan_with_credit(
     ret: Return,
 ) -> None:
     """A return of an exchange's new order: refunded from its own payments, then from the
-    original order's (the exchange credit, locked after the new order: always in that order)."""
+    original order's (the exchange credit, locked after the new order: always in that order):
+    drawn on what the credit set aside on them, which no other refund of them can take."""
     from_own, rest = split_for_credit(ret.amount, own, order.saga.credit - credit_refunded(earlier))
     ret.tender_amounts = spread_backwards(from_own, own) if from_own else []
     if rest <= 0:
@@ -228,6 +245,13 @@ async def _plan_with_credit(
     source = await uow.orders.get(order.saga.exchange_of, lock=True)
     if source is None:
         raise NotFound("order", order.saga.exchange_of)
+    ret.credit_order_id = source.id
+    exchanged = await uow.returns.get(order.saga.exchange_return_id)
+    if exchanged is not None and exchanged.credit_from:
+        ret.credit_amounts = spread_backwards(rest, credit_left(exchanged.credit_from, earlier))
+        ret.credit_set_aside = True
+        return
+    # An exchange made before its credit was set aside: from what the payments have left.
     # What the original order's payments have left, less what pending returns of either
     # order plan to take back from them.
     planned = [
@@ -235,7 +259,6 @@ async def _plan_with_credit(
         for r in earlier
         if r.status is ReturnStatus.PENDING and r.credit_amounts
     ]
-    ret.credit_order_id = source.id
     ret.credit_amounts = spread_backwards(
         rest, tenders_left(source, await uow.returns.of_order(source.id) + planned)
     )
@@ -297,6 +320,32 @@ class CreateReceiptlessReturn(Generic[R]):
 # request id derived from the return, each record a no-op once the return is completed.
 
 
+def _asks(amounts: list[TenderRefund], currency: str) -> list[RefundAsk]:
+    return [RefundAsk(t.payment_id, Money(t.amount, currency)) for t in amounts]
+
+
+async def set_credit_aside(ports: ReturnPorts, ret: Return) -> None:
+    """An exchange's return: the money of its credit set aside on the original order's
+    payments (`<return>/credit`), before the new order is sold and again (replayed) before
+    the return completes, so no refund of the original gives it back a second time."""
+    if ret.credit_from:
+        await ports.payments.credit_exchange(
+            f"{ret.id}/credit",
+            ret.order_id,
+            ret.exchange_order_id,
+            _asks(ret.credit_from, ret.currency),
+        )
+
+
+async def release_credit(ports: ReturnPorts, ret: Return) -> None:
+    """An exchange not made (its new order cancelled): its credit's money is refundable again
+    (`<return>/credit/release`; one never set aside cannot be any more)."""
+    if ret.credit_from:
+        await ports.payments.release_exchange_credit(
+            f"{ret.id}/credit/release", ret.exchange_order_id
+        )
+
+
 async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
     """A return against an order: its gift cards deactivated, then the refund to the tenders
     as planned, then the restock at the returning store."""
@@ -314,12 +363,13 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             except Conflict as exc:
                 log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
     made: list[Refunded] = []
+    await set_credit_aside(ports, ret)
     # What goes back to the tenders: the whole refund, or an exchange's difference owed.
     if sum(t.amount for t in ret.tender_amounts) > 0:
         made = await ports.payments.refund_order(
             f"{ret.id}/refund",
             ret.order_id,
-            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.tender_amounts],
+            _asks(ret.tender_amounts, ret.currency),
             ret.reason,
             [(ln.sku, ln.quantity) for ln in ret.lines],
         )
@@ -328,9 +378,10 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
         made += await ports.payments.refund_order(
             f"{ret.id}/refund/credit",
             ret.credit_order_id,
-            [RefundAsk(t.payment_id, Money(t.amount, ret.currency)) for t in ret.credit_amounts],
+            _asks(ret.credit_amounts, ret.currency),
             ret.reason,
             [],
+            ret.order_id if ret.credit_set_aside else "",
         )
     _refunds_went_through(made)
     for ln in ret.lines:
@@ -386,7 +437,7 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
             source = await uow.orders.get(ret.credit_order_id, lock=True)
             if source is not None:
                 source.touched(at)
-                refunded(source, replace(ret, tender_amounts=ret.credit_amounts))
+                refunded(source, ret, ret.credit_amounts, credit=ret.credit_set_aside)
                 await uow.orders.save(source)
         await uow.returns.save(ret)
         earlier = [r for r in await uow.returns.of_order(order.id) if r.id != ret.id]
@@ -444,7 +495,7 @@ async def resume(
         ret = await uow.returns.get(return_id)
     if ret is None or ret.status is ReturnStatus.COMPLETED:
         return
-    if ret.exchange_order_id and not await exchange_sold(new_uow, ret):
+    if ret.exchange_order_id and not await exchange_sold(new_uow, ports, ret):
         return
     if ret.order_id:
         try:
@@ -463,16 +514,21 @@ async def resume(
             await uow.commit()
 
 
-async def exchange_sold(new_uow: Callable[[], ReturnsUnitOfWork], ret: Return) -> bool:
+async def exchange_sold(
+    new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, ret: Return
+) -> bool:
     """An exchange's return goes on (refund, restock) only once its new order is sold: while
     that order is pending, its own saga (or the resumer's pass over it) decides; once it is
-    cancelled, the return is dropped (nothing was refunded or restocked for it)."""
+    cancelled, the return is dropped (nothing was refunded or restocked for it) after its
+    credit's money is made refundable again."""
     async with new_uow() as uow:
         order = await uow.orders.get(ret.exchange_order_id)
-        if order is None or order.status is OrderStatus.CANCELLED:
+    if order is None or order.status is OrderStatus.CANCELLED:
+        await release_credit(ports, ret)
+        async with new_uow() as uow:
             await uow.returns.discard(ret.id)
             await uow.commit()
-            return False
+        return False
     return order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)
 
 

@@ -9,6 +9,8 @@ from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2
 from pos_kit.enums import ProtoEnum
 from pos_payment.domain.model import (
+    CreditStatus,
+    ExchangeCredit,
     OperationStatus,
     OrderPayments,
     Payment,
@@ -55,6 +57,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         captured=money(p.captured, cur),
         voided=money(p.voided, cur),
         refunded=money(p.refunded, cur),
+        credited=money(p.credited, cur),
         card_summary=card_summary(p.card_brand, p.card_last4),
         card_brand=p.card_brand,
         card_last4=p.card_last4,
@@ -86,6 +89,24 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
         failure_code=r.failure_code,
     )
     _stamped(msg, r.created_at, r.updated_at)
+    return msg
+
+
+def credit_to_proto(c: ExchangeCredit) -> payment_pb2.ExchangeCredit:
+    msg = payment_pb2.ExchangeCredit(
+        exchange_order_id=c.exchange_order_id,
+        order_id=c.order_id,
+        status=(
+            payment_pb2.EXCHANGE_CREDIT_STATUS_APPLIED
+            if c.status is CreditStatus.APPLIED
+            else payment_pb2.EXCHANGE_CREDIT_STATUS_RELEASED
+        ),
+        amounts=[
+            payment_pb2.TenderAmount(payment_id=k, amount=money(v, c.currency))
+            for k, v in c.amounts.items()
+        ],
+    )
+    _stamped(msg, c.created_at, c.updated_at)
     return msg
 
 

@@ -27,6 +27,7 @@ from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import at_register, events
 from pos_payment.adapters.tables import (
+    exchange_credits,
     merchant_settings,
     operations,
     payments,
@@ -34,6 +35,8 @@ from pos_payment.adapters.tables import (
     terminal_checkouts,
 )
 from pos_payment.domain.model import (
+    CreditStatus,
+    ExchangeCredit,
     Operation,
     OperationKind,
     OperationStatus,
@@ -51,7 +54,7 @@ from pos_payment.domain.model import (
 _PAYMENT_STATE = (
     "status", "authorized", "captured", "voided", "refunded", "capturing", "refunding",
     "voiding", "card_brand", "card_last4", "decline_code", "decline_reason",
-    "processor_reference", "expires_at",
+    "processor_reference", "expires_at", "credited",
 )  # fmt: skip
 
 
@@ -75,6 +78,7 @@ def _payment(row: Row[Any]) -> Payment:
         capturing=m["capturing"],
         refunding=m["refunding"],
         voiding=m["voiding"],
+        credited=m["credited"],
         change_due=m["change_due"],
         cash_tendered=m["cash_tendered"],
         card_brand=m["card_brand"],
@@ -335,6 +339,7 @@ def _refund(row: Row[Any]) -> Refund:
         request_key=m["request_key"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        exchange_order_id=m["exchange_order_id"],
     )
 
 
@@ -363,6 +368,7 @@ class SqlRefundRepository:
                     lines=[{"sku": x.sku, "quantity": x.quantity} for x in refund.lines],
                     failure_code=refund.failure_code,
                     request_key=refund.request_key,
+                    exchange_order_id=refund.exchange_order_id,
                     **at_register.stamp(),
                 )
                 .returning(refunds.c.created_at, refunds.c.updated_at)
@@ -423,6 +429,71 @@ class SqlRefundRepository:
             query = query.where(refunds.c.payment_id.in_(taken_there))
         rows = await list_page(self._conn, query, refunds.c.updated_at, refunds.c.id, page)
         return [_refund(r) for r in rows]
+
+
+def _credit(row: Row[Any]) -> ExchangeCredit:
+    m = row._mapping
+    return ExchangeCredit(
+        exchange_order_id=m["exchange_order_id"],
+        order_id=m["order_id"],
+        currency=m["currency"],
+        amounts={x["payment_id"]: x["amount"] for x in m["amounts"]},
+        status=CreditStatus(m["status"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlCreditRepository:
+    """Exchange credits, one per new order."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def get(self, exchange_order_id: str, *, lock: bool = False) -> ExchangeCredit | None:
+        query = select(exchange_credits).where(
+            exchange_credits.c.merchant_id == self._merchant,
+            exchange_credits.c.exchange_order_id == exchange_order_id,
+        )
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
+        return _credit(row) if row else None
+
+    async def add(self, credit: ExchangeCredit) -> bool:
+        """Insert it; False, and nothing written, when the new order has one already."""
+        row = (
+            await self._conn.execute(
+                pg_insert(exchange_credits)
+                .values(
+                    merchant_id=self._merchant,
+                    exchange_order_id=credit.exchange_order_id,
+                    order_id=credit.order_id,
+                    currency=credit.currency,
+                    status=credit.status.value,
+                    amounts=[{"payment_id": k, "amount": v} for k, v in credit.amounts.items()],
+                )
+                .on_conflict_do_nothing()
+                .returning(exchange_credits.c.created_at, exchange_credits.c.updated_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        credit.created_at, credit.updated_at = row.created_at, row.updated_at
+        return True
+
+    async def save(self, credit: ExchangeCredit) -> None:
+        row = (
+            await self._conn.execute(
+                update(exchange_credits)
+                .where(
+                    exchange_credits.c.merchant_id == self._merchant,
+                    exchange_credits.c.exchange_order_id == credit.exchange_order_id,
+                )
+                .values(status=credit.status.value, updated_at=func.now())
+                .returning(exchange_credits.c.updated_at)
+            )
+        ).one()
+        credit.updated_at = row.updated_at
 
 
 def _terminal(row: Row[Any]) -> TerminalCheckout:
@@ -558,6 +629,10 @@ class PaymentUow(UnitOfWork):
     @property
     def terminals(self) -> SqlTerminalRepository:
         return SqlTerminalRepository(self.conn, self.merchant_id)
+
+    @property
+    def credits(self) -> SqlCreditRepository:
+        return SqlCreditRepository(self.conn, self.merchant_id)
 
     @property
     def settings(self) -> SqlSettingsRepository:

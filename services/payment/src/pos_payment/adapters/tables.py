@@ -50,6 +50,8 @@ payments = Table(
     Column("capturing", BigInteger, nullable=False, server_default="0"),
     Column("refunding", BigInteger, nullable=False, server_default="0"),
     Column("voiding", Boolean, nullable=False, server_default=text("false")),
+    # Set aside as exchange credits: not refundable from this payment (see exchange_credits).
+    Column("credited", BigInteger, nullable=False, server_default="0"),
     Column("cash_tendered", BigInteger),
     Column("card_brand", Text, nullable=False, server_default=""),
     Column("card_last4", Text, nullable=False, server_default=""),
@@ -125,6 +127,8 @@ refunds = Table(
     Column("register_id", Text, nullable=False, server_default=""),
     Column("staff_id", Text, nullable=False, server_default=""),
     Column("shift_id", Text, nullable=False, server_default=""),
+    # A return of an exchange's new order: drawn on the credit set aside for it.
+    Column("exchange_order_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="refunds_pkey"),
     Index("refunds_shift", "merchant_id", "shift_id", postgresql_where=text("shift_id <> ''")),
     UniqueConstraint("merchant_id", "request_key", name="refunds_request_key"),
@@ -132,6 +136,24 @@ refunds = Table(
     Index("refunds_order", "merchant_id", "order_id"),
     Index("refunds_changes", "merchant_id", "updated_at", "id"),
     Index("refunds_pending", "updated_at", postgresql_where=text("status = 'pending'")),
+)
+
+# Money of an order's payments that pays for an exchange's new order, set aside on them
+# (payments.credited): one row per new order, `applied` or `released`.
+exchange_credits = Table(
+    "exchange_credits",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("exchange_order_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    # [{"payment_id": ..., "amount": ...}], in the order asked.
+    Column("amounts", JSONB, nullable=False, server_default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "exchange_order_id", name="exchange_credits_pkey"),
+    Index("exchange_credits_order", "merchant_id", "order_id"),
 )
 
 # The sandbox processor's own records, standing in for an acquirer's: what each idempotency

@@ -7,9 +7,12 @@ either is a brand and the last four characters. A card number (the kit's one rul
 Amounts are integer minor units in the payment's currency. The invariants every rule here
 keeps, whatever the order of requests:
   captured + capturing (in flight) + voided <= authorized
-  refunded + refunding (in flight) <= captured
-and a payment in a final state (voided, failed, or captured with nothing left to capture and
-everything refunded) never moves again.
+  refunded + refunding (in flight) + credited <= captured
+where `credited` is captured money that pays for an exchange's new order (the returned goods'
+credit, `ExchangeCredit`): it is not refundable from here, except by a refund that names that
+new order (a return of its goods gives the credit back). And a payment in a final state
+(voided, failed, or captured with nothing left to capture and everything refunded) never moves
+again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, raise_if, require
+from pos_kit.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    raise_if,
+    require,
+)
 from pos_kit.money import Money, MoneyError
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, holds_card_number
 
@@ -103,6 +112,8 @@ class Payment:
     capturing: int = 0
     refunding: int = 0
     voiding: bool = False
+    # Set aside as exchange credits (see the module's invariants).
+    credited: int = 0
     change_due: int | None = None
     cash_tendered: int | None = None
     card_brand: str = ""
@@ -133,7 +144,23 @@ class Payment:
 
     @property
     def refundable(self) -> int:
-        return max(0, self.captured - self.refunded - self.refunding)
+        return max(0, self.captured - self.refunded - self.refunding - self.credited)
+
+    def not_refundable(self, field: str, wanted: int) -> Conflict:
+        """The refusal of a refund of `wanted` from this payment, naming the field that asked
+        it and, when money set aside for an exchange is why, saying so."""
+        left = self.refundable
+        reason = f"must be at most {left}, what payment {self.id} has left to refund"
+        if self.credited:
+            reason += (
+                f" ({self.credited} of what it captured pays for an exchange's new order: a "
+                "return of that order's goods gives it back)"
+            )
+        return exceeds_refundable(
+            f"the refund asks for {wanted} of payment {self.id} but {left} is left to refund",
+            left,
+            [FieldViolation(field, reason)],
+        )
 
     # --- the processor's answers -----------------------------------------------------------
 
@@ -266,9 +293,12 @@ class Refund:
     request_key: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Drawn on the credit set aside for this exchange's new order (not on what is refundable).
+    exchange_order_id: str = ""
 
     def settle(self, payment: Payment, outcome: Outcome) -> list[object]:
-        """Apply the processor's answer; the payment's reservation becomes a refund or lapses."""
+        """Apply the processor's answer; the payment's reservation becomes a refund or lapses
+        (money drawn on an exchange's credit goes back to backing it)."""
         if self.status is not OperationStatus.PENDING or outcome.unknown:
             return []
         payment.refunding = max(0, payment.refunding - self.amount)
@@ -276,6 +306,8 @@ class Refund:
             payment.refunded += self.amount
             self.status = OperationStatus.SUCCEEDED
             return [RefundSucceeded(self, payment)]
+        if self.exchange_order_id:
+            payment.credited += self.amount
         self.status = OperationStatus.FAILED
         self.failure_code = outcome.decline_code or "refund_failed"
         return [RefundFailed(self)]
@@ -688,39 +720,69 @@ class RefundPlan:
     amount: int
 
 
+def exceeds_refundable(message: str, refundable: int, violations: list[FieldViolation]) -> Conflict:
+    """More than is left to refund: a conflict with the current state (409), with what is left
+    (`refundable`) and the field that asked too much."""
+    refused = Conflict(message, "amount_exceeds_refundable", {"refundable": str(refundable)})
+    refused.violations = violations
+    return refused
+
+
 def plan_refund(
-    payments: list[Payment], amount: int | None, named: dict[str, int]
+    payments: list[Payment],
+    amount: int | None,
+    named: dict[str, int],
+    credit: ExchangeCredit | None = None,
 ) -> list[RefundPlan]:
     """Which tender gives back how much.
 
     `payments` are in the order they were taken. With `named` amounts each named tender gives
     back its own; otherwise `amount` (None: everything refundable) is spread from the last
     tender taken backwards, each up to what it has left to refund. Never beyond what was
-    captured net of earlier refunds: that is a conflict, and nothing is planned.
+    captured net of earlier refunds and of what is set aside as exchange credits: that is a
+    conflict naming the field, and nothing is planned.
+
+    `credit`: a return of an exchange's new order gives the credit back: each named amount is
+    drawn on what that credit set aside on the payment, not on what is refundable.
     """
     by_id = {p.id: p for p in payments}
     if named:
         plans = []
-        for payment_id, wanted in named.items():
+        for i, (payment_id, wanted) in enumerate(named.items()):
             payment = by_id.get(payment_id)
             if payment is None:
                 raise InvalidArgument(
                     "a named tender is not one of the refunded payments",
                     [FieldViolation("amounts.payment_id", "is not a payment of this order")],
                 )
-            _refundable_or_conflict(payment, wanted)
+            if credit is None:
+                _refundable_or_conflict(payment, wanted, f"amounts[{i}].amount")
+            else:
+                _drawable_or_conflict(payment, credit, wanted, f"amounts[{i}].amount")
             plans.append(RefundPlan(payment, wanted))
         return plans
+    if credit is not None:
+        raise InvalidArgument(
+            "a refund of an exchange's credit names what each payment gives back",
+            [FieldViolation("amounts", "is required with exchange_order_id")],
+        )
     left = sum(p.refundable for p in payments)
     if not any(p.captured for p in payments):
         state = payments[0].status.value if len(payments) == 1 else "not captured"
         raise Conflict(f"nothing was captured to refund (the payment is {state})", "not_captured")
     wanted = left if amount is None else amount
     if wanted <= 0 or wanted > left:
-        raise Conflict(
+        reason = f"must be at most {left}, what is left to refund"
+        credited = sum(p.credited for p in payments)
+        if credited:
+            reason += (
+                f" ({credited} of what was captured pays for an exchange's new order: a return "
+                "of that order's goods gives it back)"
+            )
+        raise exceeds_refundable(
             f"the refund asks for {wanted} but {left} is left to refund",
-            "amount_exceeds_refundable",
-            {"refundable": str(left)},
+            left,
+            [FieldViolation("amount", reason)],
         )
     plans = []
     for payment in reversed(payments):
@@ -731,19 +793,119 @@ def plan_refund(
     return plans
 
 
-def _refundable_or_conflict(payment: Payment, wanted: int) -> None:
+def _refundable_or_conflict(payment: Payment, wanted: int, field: str = "amount") -> None:
     if not payment.captured:
         raise Conflict(
             f"nothing of payment {payment.id} was captured (it is {payment.status.value})",
             "not_captured",
         )
     if wanted > payment.refundable:
-        raise Conflict(
-            f"the refund asks for {wanted} of payment {payment.id} but "
-            f"{payment.refundable} is left to refund",
-            "amount_exceeds_refundable",
-            {"refundable": str(payment.refundable)},
+        raise payment.not_refundable(field, wanted)
+
+
+def _drawable_or_conflict(
+    payment: Payment, credit: ExchangeCredit, wanted: int, field: str
+) -> None:
+    """A refund giving an exchange's credit back: at most what that credit set aside on the
+    payment (and what the payment still has set aside)."""
+    left = min(credit.amounts.get(payment.id, 0), payment.credited)
+    if wanted > left:
+        raise exceeds_refundable(
+            f"the refund asks for {wanted} of payment {payment.id} but {left} of the exchange "
+            f"credit of order {credit.exchange_order_id} is set aside on it",
+            left,
+            [FieldViolation(field, f"must be at most {left}, what the credit set aside on it")],
         )
+
+
+# --- exchange credits ---------------------------------------------------------------------------
+
+
+class CreditStatus(Enum):
+    APPLIED = "applied"
+    RELEASED = "released"
+
+
+@dataclass
+class ExchangeCredit:
+    """Money of an order's payments that pays for an exchange's new order, set aside on them
+    (`Payment.credited`) so that no refund of the original order gives it back again. One per
+    new order; `released` when the exchange was not made (or before it was ever set aside, so
+    that a late request cannot set it aside after the exchange was undone)."""
+
+    exchange_order_id: str
+    order_id: str
+    currency: str
+    amounts: dict[str, int]  # payment id -> amount set aside, in the order asked
+    status: CreditStatus = CreditStatus.APPLIED
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def validate_credit_request(
+    order_id: str, exchange_order_id: str, named: list[tuple[str, int, str]]
+) -> None:
+    violations: list[FieldViolation] = []
+    violations += require(bool(order_id), "order_id", "is required")
+    violations += require(len(order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters")
+    violations += require(bool(exchange_order_id), "exchange_order_id", "is required")
+    violations += require(
+        len(exchange_order_id) <= MAX_ID,
+        "exchange_order_id",
+        f"is at most {MAX_ID} characters",
+    )
+    violations += require(
+        exchange_order_id != order_id, "exchange_order_id", "must be another order"
+    )
+    violations += require(bool(named), "amounts", "must name at least one payment")
+    violations += require(len(named) <= MAX_REFUND_LINES, "amounts", "at most 200 payments")
+    seen: set[str] = set()
+    for i, (payment_id, amount, _) in enumerate(named):
+        violations += require(bool(payment_id), f"amounts[{i}].payment_id", "is required")
+        violations += require(payment_id not in seen, f"amounts[{i}].payment_id", "is named twice")
+        seen.add(payment_id)
+        violations += require(amount > 0, f"amounts[{i}].amount.amount", "must be more than 0")
+    raise_if(violations)
+
+
+def set_aside(
+    payments: list[Payment], exchange_order_id: str, named: list[tuple[str, int, str]]
+) -> ExchangeCredit:
+    """The credit, each named payment's amount set aside on it: all or nothing, each at most
+    what the payment has left to refund."""
+    by_id = {p.id: p for p in payments}
+    currency = payments[0].currency
+    for i, (payment_id, amount, cur) in enumerate(named):
+        payment = by_id.get(payment_id)
+        if payment is None:
+            raise InvalidArgument(
+                "a named payment is not one of the order's",
+                [FieldViolation(f"amounts[{i}].payment_id", "is not a payment of this order")],
+            )
+        raise_if(
+            require(
+                cur == payment.currency,
+                f"amounts[{i}].amount.currency",
+                f"must be the payment's currency ({payment.currency})",
+            )
+        )
+        _refundable_or_conflict(payment, amount, f"amounts[{i}].amount")
+    for payment_id, amount, _ in named:
+        by_id[payment_id].credited += amount
+    return ExchangeCredit(
+        exchange_order_id,
+        payments[0].order_id,
+        currency,
+        {payment_id: amount for payment_id, amount, _ in named},
+    )
+
+
+def release(credit: ExchangeCredit, payments: list[Payment]) -> None:
+    """The exchange was not made: what the credit set aside is refundable again."""
+    if credit.status is CreditStatus.APPLIED:
+        for p in payments:
+            p.credited = max(0, p.credited - credit.amounts.get(p.id, 0))
+    credit.status = CreditStatus.RELEASED
 
 
 @dataclass

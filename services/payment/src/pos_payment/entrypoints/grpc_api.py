@@ -20,6 +20,7 @@ from pos_payment.adapters.messages import (
     OPERATION_STATUSES,
     STATUSES,
     TENDERS,
+    credit_to_proto,
     order_payments_to_proto,
     payment_to_proto,
     refund_to_proto,
@@ -202,6 +203,7 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
                 ],
                 reason=request.reason,
                 lines=[RefundLine(x.sku, x.quantity) for x in request.lines],
+                exchange_order_id=request.exchange_order_id,
             )
         )
         steps = handlers.RefundPayments(ask, request.request_id, self.processors, self.policy)
@@ -296,6 +298,27 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.UpdatePaymentSettingsResponse(
             settings=settings_to_proto(chosen), previous=settings_to_proto(before)
         )
+
+    @mutation(payment_pb2.CreditExchangeResponse)
+    async def CreditExchange(
+        self, request: payment_pb2.CreditExchangeRequest, uow: PaymentUow
+    ) -> payment_pb2.CreditExchangeResponse:
+        credit, payments = await handlers.credit_exchange(
+            uow,
+            request.order_id,
+            request.exchange_order_id,
+            [(a.payment_id, a.amount.amount, a.amount.currency) for a in request.amounts],
+        )
+        return payment_pb2.CreditExchangeResponse(
+            credit=credit_to_proto(credit), payments=[payment_to_proto(p) for p in payments]
+        )
+
+    @mutation(payment_pb2.ReleaseExchangeCreditResponse)
+    async def ReleaseExchangeCredit(
+        self, request: payment_pb2.ReleaseExchangeCreditRequest, uow: PaymentUow
+    ) -> payment_pb2.ReleaseExchangeCreditResponse:
+        credit = await handlers.release_exchange_credit(uow, request.exchange_order_id)
+        return payment_pb2.ReleaseExchangeCreditResponse(credit=credit_to_proto(credit))
 
     @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
     def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:

@@ -38,6 +38,8 @@ from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
     UNKNOWN,
     Charge,
+    CreditStatus,
+    ExchangeCredit,
     Operation,
     OperationKind,
     OperationStatus,
@@ -54,7 +56,10 @@ from pos_payment.domain.model import (
     TerminalCheckoutUpdated,
     TerminalStatus,
     plan_refund,
+    release,
+    set_aside,
     validate_amount,
+    validate_credit_request,
     validate_refund_request,
     validate_terminal_checkout,
     validate_window,
@@ -431,6 +436,8 @@ class RefundAsk:
     named: Sequence[tuple[str, Amount]]
     reason: str
     lines: Sequence[RefundLine]
+    # A return of this exchange's new order: drawn on the credit set aside for it.
+    exchange_order_id: str = ""
 
 
 def validate_refund(req: RefundAsk) -> RefundAsk:
@@ -439,6 +446,11 @@ def validate_refund(req: RefundAsk) -> RefundAsk:
     )
     seen: set[str] = set()
     violations: list[FieldViolation] = []
+    if req.exchange_order_id:
+        violations += require(
+            bool(req.order_id), "order_id", "is required with exchange_order_id (the original)"
+        )
+        violations += require(bool(req.named), "amounts", "is required with exchange_order_id")
     for i, (payment_id, _) in enumerate(req.named):
         violations += require(bool(payment_id), f"amounts[{i}].payment_id", "is required")
         violations += require(payment_id not in seen, f"amounts[{i}].payment_id", "is named twice")
@@ -477,8 +489,17 @@ class RefundPayments:
         wanted = None
         if self.ask.amount is not None:
             wanted = validate_amount("amount", *self.ask.amount, currency)
+        credit = None
+        if self.ask.exchange_order_id:
+            credit = await uow.credits.get(self.ask.exchange_order_id, lock=True)
+            if (
+                credit is None
+                or credit.order_id != self.ask.order_id
+                or credit.status is not CreditStatus.APPLIED
+            ):
+                raise NotFound("exchange credit", self.ask.exchange_order_id)
         pairs = []
-        for n, plan in enumerate(plan_refund(payments, wanted, named)):
+        for n, plan in enumerate(plan_refund(payments, wanted, named, credit)):
             payment = plan.payment
             refund = Refund(
                 new_id("rfd"),
@@ -490,7 +511,10 @@ class RefundPayments:
                 reason=self.ask.reason,
                 lines=tuple(self.ask.lines),
                 request_key=f"{key}/{n:03d}",
+                exchange_order_id=self.ask.exchange_order_id,
             )
+            if credit is not None:
+                payment.credited -= plan.amount  # back to backing it if the refund fails
             payment.refunding += plan.amount
             await uow.refunds.add(refund)
             await uow.payments.save(payment)
@@ -555,6 +579,70 @@ async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> R
         payments[payment.id] = payment
     order = {refund_id: n for n, (_, refund_id, _) in enumerate(runs)}
     return RefundsDone(sorted(done, key=lambda r: order[r.id]), list(payments.values()))
+
+
+# --- exchange credits ------------------------------------------------------------------------
+
+
+async def credit_exchange(
+    uow: PaymentUnitOfWork,
+    order_id: str,
+    exchange_order_id: str,
+    named: list[tuple[str, int, str]],
+) -> tuple[ExchangeCredit, list[Payment]]:
+    """Set the money of an exchange's credit aside on the original order's payments (their
+    rows locked, as every refund of them locks them): from then on no refund of them gives it
+    back, but one naming the new order. Asked again for the same new order: the credit as it
+    stands (released, it is refused: the exchange was undone)."""
+    validate_credit_request(order_id, exchange_order_id, named)
+    payments = await uow.payments.for_order(order_id, lock=True)
+    if not payments:
+        raise NotFound("order", order_id)
+    found = await uow.credits.get(exchange_order_id, lock=True)
+    if found is None:
+        credit = set_aside(payments, exchange_order_id, named)
+        if await uow.credits.add(credit):
+            for p in payments:
+                if p.id in credit.amounts:
+                    await uow.payments.save(p)
+            return credit, payments
+        # Another request made it (or released it) a moment ago: that one stands.
+        found = await uow.credits.get(exchange_order_id, lock=True)
+        assert found is not None
+        payments = await uow.payments.for_order(order_id)
+    if found.status is CreditStatus.RELEASED:
+        raise Conflict(
+            f"the exchange credit of order {exchange_order_id} was released: the exchange was "
+            "not made",
+            "exchange_credit_released",
+        )
+    if found.order_id != order_id:
+        raise NotFound("order", order_id)
+    return found, payments
+
+
+async def release_exchange_credit(uow: PaymentUnitOfWork, exchange_order_id: str) -> ExchangeCredit:
+    """The exchange was not made: what its credit set aside is refundable again. A credit
+    never set aside is recorded released, so a late request cannot set it aside any more."""
+    raise_if(require(bool(exchange_order_id), "exchange_order_id", "is required"))
+    seen = await uow.credits.get(exchange_order_id)
+    if seen is None:
+        tombstone = ExchangeCredit(exchange_order_id, "", "", {}, CreditStatus.RELEASED)
+        if await uow.credits.add(tombstone):
+            return tombstone
+        seen = await uow.credits.get(exchange_order_id)
+        assert seen is not None
+    # The payments first, then the credit: every writer locks in this order.
+    payments = await uow.payments.for_order(seen.order_id, lock=True) if seen.order_id else []
+    credit = await uow.credits.get(exchange_order_id, lock=True)
+    assert credit is not None
+    if credit.status is CreditStatus.APPLIED:
+        release(credit, payments)
+        for p in payments:
+            if p.id in credit.amounts:
+                await uow.payments.save(p)
+        await uow.credits.save(credit)
+    return credit
 
 
 # --- reads ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
+    ExchangeCredit,
     Operation,
     Payment,
     PaymentSettings,
@@ -62,6 +63,15 @@ class RefundRepository(Protocol):
     ) -> list[Refund]: ...
 
 
+class CreditRepository(Protocol):
+    async def get(self, exchange_order_id: str, *, lock: bool = False) -> ExchangeCredit | None: ...
+    async def add(self, credit: ExchangeCredit) -> bool:
+        """False, and nothing written, when the new order has a credit already."""
+        ...
+
+    async def save(self, credit: ExchangeCredit) -> None: ...
+
+
 class TerminalRepository(Protocol):
     async def add(self, checkout: TerminalCheckout) -> None: ...
     async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None: ...
@@ -90,6 +100,9 @@ class PaymentUnitOfWork(Protocol):
 
     @property
     def terminals(self) -> TerminalRepository: ...
+
+    @property
+    def credits(self) -> CreditRepository: ...
 
     @property
     def settings(self) -> SettingsRepository: ...

@@ -151,6 +151,27 @@ TERMINAL_CHECKOUT_STATUS_CANCELLED: TerminalCheckoutStatus.ValueType  # 4
 TERMINAL_CHECKOUT_STATUS_TIMED_OUT: TerminalCheckoutStatus.ValueType  # 5
 Global___TerminalCheckoutStatus: _TypeAlias = TerminalCheckoutStatus  # noqa: Y015
 
+class _ExchangeCreditStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExchangeCreditStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExchangeCreditStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXCHANGE_CREDIT_STATUS_UNSPECIFIED: _ExchangeCreditStatus.ValueType  # 0
+    EXCHANGE_CREDIT_STATUS_APPLIED: _ExchangeCreditStatus.ValueType  # 1
+    """Set aside: not refundable from the original order's payments."""
+    EXCHANGE_CREDIT_STATUS_RELEASED: _ExchangeCreditStatus.ValueType  # 2
+    """The exchange was not made: refundable again (or never set aside)."""
+
+class ExchangeCreditStatus(_ExchangeCreditStatus, metaclass=_ExchangeCreditStatusEnumTypeWrapper): ...
+
+EXCHANGE_CREDIT_STATUS_UNSPECIFIED: ExchangeCreditStatus.ValueType  # 0
+EXCHANGE_CREDIT_STATUS_APPLIED: ExchangeCreditStatus.ValueType  # 1
+"""Set aside: not refundable from the original order's payments."""
+EXCHANGE_CREDIT_STATUS_RELEASED: ExchangeCreditStatus.ValueType  # 2
+"""The exchange was not made: refundable again (or never set aside)."""
+Global___ExchangeCreditStatus: _TypeAlias = ExchangeCreditStatus  # noqa: Y015
+
 @_typing.final
 class Payment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -180,6 +201,7 @@ class Payment(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    CREDITED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     """Empty for a standalone payment (see reference)."""
@@ -234,6 +256,12 @@ class Payment(_message.Message):
 
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def credited(self) -> _money_pb2.Money:
+        """What of the captured money backs an exchange's credit (CreditExchange): not refundable
+        from this payment, except by a refund naming the exchange's new order.
+        """
+
     def __init__(
         self,
         *,
@@ -262,10 +290,11 @@ class Payment(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
+        credited: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "expires_at", b"expires_at", "refunded", b"refunded", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "voided", b"voided"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "expires_at", b"expires_at", "refunded", b"refunded", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "voided", b"voided"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "card_brand", b"card_brand", "card_last4", b"card_last4", "card_summary", b"card_summary", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "decline_code", b"decline_code", "decline_reason", b"decline_reason", "expires_at", b"expires_at", "external_reference", b"external_reference", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "refunded", b"refunded", "status", b"status", "tender_type", b"tender_type", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "version", b"version", "voided", b"voided"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "card_brand", b"card_brand", "card_last4", b"card_last4", "card_summary", b"card_summary", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "decline_code", b"decline_code", "decline_reason", b"decline_reason", "expires_at", b"expires_at", "external_reference", b"external_reference", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "refunded", b"refunded", "status", b"status", "tender_type", b"tender_type", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "version", b"version", "voided", b"voided"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -805,11 +834,18 @@ class CreateRefundRequest(_message.Message):
     AMOUNTS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     payment_id: _builtins.str
     """Exactly one of payment_id and order_id."""
     order_id: _builtins.str
     reason: _builtins.str
+    exchange_order_id: _builtins.str
+    """A return of an exchange's new order giving its credit back to the original order's
+    payments: the refund draws on what CreditExchange set aside for that new order (named
+    amounts per payment, each at most what the payment has set aside), not on what is
+    refundable. The original order is order_id.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Unset (and no per-tender amounts): all that is left to refund. With an order_id it is
@@ -832,10 +868,11 @@ class CreateRefundRequest(_message.Message):
         amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
         reason: _builtins.str = ...,
         lines: _abc.Iterable[Global___RefundLine] | None = ...,
+        exchange_order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amounts", b"amounts", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amounts", b"amounts", "exchange_order_id", b"exchange_order_id", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1291,3 +1328,147 @@ class UpdatePaymentSettingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdatePaymentSettingsResponse: _TypeAlias = UpdatePaymentSettingsResponse  # noqa: Y015
+
+@_typing.final
+class ExchangeCredit(_message.Message):
+    """Money of an order's payments that pays for an exchange's new order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    exchange_order_id: _builtins.str
+    """The new order the credit pays for: one credit each."""
+    order_id: _builtins.str
+    """The original order, whose payments the money was taken with."""
+    status: Global___ExchangeCreditStatus.ValueType
+    @_builtins.property
+    def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """How much of each payment is set aside."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        exchange_order_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        status: Global___ExchangeCreditStatus.ValueType = ...,
+        amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "created_at", b"created_at", "exchange_order_id", b"exchange_order_id", "order_id", b"order_id", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeCredit: _TypeAlias = ExchangeCredit  # noqa: Y015
+
+@_typing.final
+class CreditExchangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    """The original order."""
+    exchange_order_id: _builtins.str
+    """The exchange's new order."""
+    @_builtins.property
+    def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """How much of each of the original order's payments backs the credit."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        exchange_order_id: _builtins.str = ...,
+        amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "exchange_order_id", b"exchange_order_id", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditExchangeRequest: _TypeAlias = CreditExchangeRequest  # noqa: Y015
+
+@_typing.final
+class CreditExchangeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit(self) -> Global___ExchangeCredit: ...
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
+        """The payments as they stand after it."""
+
+    def __init__(
+        self,
+        *,
+        credit: Global___ExchangeCredit | None = ...,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditExchangeResponse: _TypeAlias = CreditExchangeResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseExchangeCreditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    exchange_order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        exchange_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchange_order_id", b"exchange_order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseExchangeCreditRequest: _TypeAlias = ReleaseExchangeCreditRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseExchangeCreditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit(self) -> Global___ExchangeCredit: ...
+    def __init__(
+        self,
+        *,
+        credit: Global___ExchangeCredit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseExchangeCreditResponse: _TypeAlias = ReleaseExchangeCreditResponse  # noqa: Y015

@@ -113,6 +113,16 @@ class PaymentServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
                 _registered_method=True)
+        self.CreditExchange = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/CreditExchange',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeResponse.FromString,
+                _registered_method=True)
+        self.ReleaseExchangeCredit = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/ReleaseExchangeCredit',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -173,7 +183,9 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateRefund(self, request, context):
-        """Refund captured money to the tenders it was taken on: one refund per tender.
+        """Refund captured money to the tenders it was taken on: one refund per tender. Money set
+        aside as an exchange's credit is not refundable, except by a refund that names that
+        exchange's new order (exchange_order_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +234,26 @@ class PaymentServiceServicer:
 
     def UpdatePaymentSettings(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreditExchange(self, request, context):
+        """An exchange: part of an order's captured money now pays for a new order (the returned
+        goods' credit). It is set aside on the order's payments (their `credited`), so no refund
+        of the original order gives it back a second time; only a refund naming the new order
+        (CreateRefund.exchange_order_id: a return of its goods) draws on it. All or nothing: more
+        than a payment has left to refund is FAILED_PRECONDITION `amount_exceeds_refundable`.
+        One credit per new order: asked again, the credit as it stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseExchangeCredit(self, request, context):
+        """The exchange was not made (its new order cancelled): the money is refundable again. A
+        credit never set aside is recorded released, and can then no longer be set aside.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -303,6 +335,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.UpdatePaymentSettings,
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.SerializeToString,
+            ),
+            'CreditExchange': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreditExchange,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeResponse.SerializeToString,
+            ),
+            'ReleaseExchangeCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseExchangeCredit,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -714,6 +756,60 @@ class PaymentService:
             '/pos.payment.v1.PaymentService/UpdatePaymentSettings',
             pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_payment__pb2.UpdatePaymentSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreditExchange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/CreditExchange',
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.CreditExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseExchangeCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/ReleaseExchangeCredit',
+            pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.FromString,
             options,
             channel_credentials,
             insecure,

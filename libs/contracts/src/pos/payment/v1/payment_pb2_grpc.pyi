@@ -55,7 +55,10 @@ class PaymentServiceStub:
     GetOrderPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]
     """What an order's tenders authorised, captured and refunded, and what is still due."""
     CreateRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreateRefundRequest, _payment_pb2.CreateRefundResponse]
-    """Refund captured money to the tenders it was taken on: one refund per tender."""
+    """Refund captured money to the tenders it was taken on: one refund per tender. Money set
+    aside as an exchange's credit is not refundable, except by a refund that names that
+    exchange's new order (exchange_order_id).
+    """
     GetRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]
     ListRefunds: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]
     CreateTerminalCheckout: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]
@@ -69,6 +72,18 @@ class PaymentServiceStub:
     GetPaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]
     """The merchant's payment settings (the service's defaults where the merchant set none)."""
     UpdatePaymentSettings: _grpc.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]
+    CreditExchange: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CreditExchangeRequest, _payment_pb2.CreditExchangeResponse]
+    """An exchange: part of an order's captured money now pays for a new order (the returned
+    goods' credit). It is set aside on the order's payments (their `credited`), so no refund
+    of the original order gives it back a second time; only a refund naming the new order
+    (CreateRefund.exchange_order_id: a return of its goods) draws on it. All or nothing: more
+    than a payment has left to refund is FAILED_PRECONDITION `amount_exceeds_refundable`.
+    One credit per new order: asked again, the credit as it stands.
+    """
+    ReleaseExchangeCredit: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ReleaseExchangeCreditRequest, _payment_pb2.ReleaseExchangeCreditResponse]
+    """The exchange was not made (its new order cancelled): the money is refundable again. A
+    credit never set aside is recorded released, and can then no longer be set aside.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -97,7 +112,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetOrderPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]  # type: ignore[assignment]
     """What an order's tenders authorised, captured and refunded, and what is still due."""
     CreateRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreateRefundRequest, _payment_pb2.CreateRefundResponse]  # type: ignore[assignment]
-    """Refund captured money to the tenders it was taken on: one refund per tender."""
+    """Refund captured money to the tenders it was taken on: one refund per tender. Money set
+    aside as an exchange's credit is not refundable, except by a refund that names that
+    exchange's new order (exchange_order_id).
+    """
     GetRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]  # type: ignore[assignment]
     ListRefunds: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListRefundsRequest, _payment_pb2.ListRefundsResponse]  # type: ignore[assignment]
     CreateTerminalCheckout: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreateTerminalCheckoutRequest, _payment_pb2.CreateTerminalCheckoutResponse]  # type: ignore[assignment]
@@ -111,6 +129,18 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetPaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentSettingsRequest, _payment_pb2.GetPaymentSettingsResponse]  # type: ignore[assignment]
     """The merchant's payment settings (the service's defaults where the merchant set none)."""
     UpdatePaymentSettings: _aio.UnaryUnaryMultiCallable[_payment_pb2.UpdatePaymentSettingsRequest, _payment_pb2.UpdatePaymentSettingsResponse]  # type: ignore[assignment]
+    CreditExchange: _aio.UnaryUnaryMultiCallable[_payment_pb2.CreditExchangeRequest, _payment_pb2.CreditExchangeResponse]  # type: ignore[assignment]
+    """An exchange: part of an order's captured money now pays for a new order (the returned
+    goods' credit). It is set aside on the order's payments (their `credited`), so no refund
+    of the original order gives it back a second time; only a refund naming the new order
+    (CreateRefund.exchange_order_id: a return of its goods) draws on it. All or nothing: more
+    than a payment has left to refund is FAILED_PRECONDITION `amount_exceeds_refundable`.
+    One credit per new order: asked again, the credit as it stands.
+    """
+    ReleaseExchangeCredit: _aio.UnaryUnaryMultiCallable[_payment_pb2.ReleaseExchangeCreditRequest, _payment_pb2.ReleaseExchangeCreditResponse]  # type: ignore[assignment]
+    """The exchange was not made (its new order cancelled): the money is refundable again. A
+    credit never set aside is recorded released, and can then no longer be set aside.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Payments, their captures and voids, and refunds to the tenders they were taken on. Never a
@@ -184,7 +214,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.CreateRefundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.CreateRefundResponse, _abc.Awaitable[_payment_pb2.CreateRefundResponse]]:
-        """Refund captured money to the tenders it was taken on: one refund per tender."""
+        """Refund captured money to the tenders it was taken on: one refund per tender. Money set
+        aside as an exchange's credit is not refundable, except by a refund that names that
+        exchange's new order (exchange_order_id).
+        """
 
     @_abc_1.abstractmethod
     def GetRefund(
@@ -240,5 +273,29 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.UpdatePaymentSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.UpdatePaymentSettingsResponse, _abc.Awaitable[_payment_pb2.UpdatePaymentSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreditExchange(
+        self,
+        request: _payment_pb2.CreditExchangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CreditExchangeResponse, _abc.Awaitable[_payment_pb2.CreditExchangeResponse]]:
+        """An exchange: part of an order's captured money now pays for a new order (the returned
+        goods' credit). It is set aside on the order's payments (their `credited`), so no refund
+        of the original order gives it back a second time; only a refund naming the new order
+        (CreateRefund.exchange_order_id: a return of its goods) draws on it. All or nothing: more
+        than a payment has left to refund is FAILED_PRECONDITION `amount_exceeds_refundable`.
+        One credit per new order: asked again, the credit as it stands.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseExchangeCredit(
+        self,
+        request: _payment_pb2.ReleaseExchangeCreditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ReleaseExchangeCreditResponse, _abc.Awaitable[_payment_pb2.ReleaseExchangeCreditResponse]]:
+        """The exchange was not made (its new order cancelled): the money is refundable again. A
+        credit never set aside is recorded released, and can then no longer be set aside.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
