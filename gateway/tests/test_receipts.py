@@ -150,3 +150,14 @@ def test_refunds_made_outside_returns_show_on_the_sale_s_receipt_and_per_tender(
     pending = Receipt.model_validate(receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN], shop, 30))
     assert pending.refunded is not None and pending.refunded.amount == 2435
     assert "Refunded" not in receipts.text(pending.model_dump(mode="json"))
+
+
+def test_a_refund_the_processor_refused_gave_nothing_back() -> None:
+    """A return whose refund was refused for good (settled by a person, or waiting for one):
+    its failed refund is not counted as money back on the card."""
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 825}
+    receipt = Receipt.model_validate(
+        receipts.build(ex.ORDER, [ex.PAYMENT], [ex.RETURN_SETTLED], shop, 30)
+    )
+    assert receipt.refunded is not None and receipt.refunded.amount == 0
+    assert [t.refunded.amount for t in receipt.tenders if t.refunded] == [0]

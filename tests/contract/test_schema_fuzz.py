@@ -67,7 +67,8 @@ CROSS_FIELD = "|".join(
 ORDER_RULES = "|".join(
     ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns|exchanges)",
      "POST /v1/carts/calculate", "POST /v1/returns",
-     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps")
+     "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
+     "POST /v1/orders/[^/]+/returns/[^/]+/settle")
 )  # fmt: skip
 # A staff member (its change and its deactivation) and the settings take If-Match (412 when
 # stale).
@@ -201,9 +202,10 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 # Orders: rules across fields (a line names one of the fulfilments, every fulfilment has a
 # line, a shipment an address, a tender at most the balance due, points redeemed for a
 # customer, a line is a product or a gift card, a returned line of the order with units left,
-# a SKU sold lately for a return without a receipt: 400), a declined card (402),
-# and the order's own state (a step out of order, a confirmation the tenders do not cover,
-# short stock: 409). And see the Idempotency-Key below.
+# a SKU sold lately for a return without a receipt, a tender type only with a settlement paid
+# out of band: 400), a declined card (402), and the order's own state (a step out of order, a
+# confirmation the tenders do not cover, short stock, a return settled that was not refused:
+# 409). And see the Idempotency-Key below.
 [[operations]]
 include-name-regex = "^({ORDER_RULES})$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "402", "422"]}

@@ -88,6 +88,10 @@ def _sale(http: httpx.Client) -> dict[str, Any]:
     return _post(http, "/v1/checkouts", checkout)
 
 
+def _sold_order(http: httpx.Client) -> str:
+    return str(_sale(http)["order"]["id"])
+
+
 def _pending_order(http: httpx.Client) -> str:
     """A web order of merchant A waiting for payment (nothing held: in store)."""
     sku = f"TEN-{_unique()}"
@@ -231,6 +235,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/orders/{order_id}/refunds": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/payments": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/returns": lambda http: str(_sale(http)["order"]["id"]),
+    # Both ids are A's order's: B is refused on the order before the return.
+    "/v1/orders/{order_id}/returns/{return_id}/settle": _sold_order,
     "/v1/orders/{order_id}/exchanges": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
@@ -286,6 +292,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/orders/{order_id}/returns"): {
         "lines": [{"line_id": "L1", "quantity": 1}],
         "reason": "mallorys",
+    },
+    ("post", "/v1/orders/{order_id}/returns/{return_id}/settle"): {
+        "outcome": "refused",
+        "reason": "Mallory's",
     },
     ("post", "/v1/orders/{order_id}/exchanges"): {
         "lines": [{"line_id": "L1", "quantity": 1}],

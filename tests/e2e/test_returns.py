@@ -295,3 +295,64 @@ def test_an_exchange_credit_is_not_refundable_from_the_original_order(platform: 
     assert [r["amount"]["amount"] for r in rest["data"]] == [left]
     card = _ok(http.get(f"/v1/payments/{payment['id']}"))
     assert (card["refunded"]["amount"], card["credited"]["amount"]) == (owed + left, credit)
+
+
+def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> None:
+    """Paid with a gift card deactivated since: the exchange's difference cannot go back to
+    it. The exchange is made (the cheaper mug sold), its return waits with `refusal_code`, and
+    the 409 names it. A person settles it through the API (cash from the till): once, replayed
+    with the same Idempotency-Key, in the audit log with who and why."""
+    http = platform.http
+    store, (tee, mug) = _products(http, 2500, 1000)
+    card = _ok(
+        _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
+    )
+    order = _ok(_post(http, "/v1/orders", {"location_id": store,
+                "lines": [{"sku": tee, "quantity": 1}]}), 201)  # fmt: skip
+    tender = {"tender_type": "gift_card", "gift_card_code": card["code"]}
+    _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
+    order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    gift = card["gift_card"]["id"]
+    _ok(_post(http, f"/v1/gift-cards/{gift}/deactivate", {"reason": "reported lost"}))
+
+    exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
+                "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
+    refused = _post(http, f"/v1/orders/{order['id']}/exchanges", exchange)
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["code"] == "refund_failed"
+    (ret,) = _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]
+    assert problem["return_id"] == ret["id"]
+    assert (ret["status"], ret["refusal_code"], ret["settlement"]) == (
+        "pending",
+        "refund_failed",
+        None,
+    )
+    owed = ret["amount"]["amount"] - ret["credited"]["amount"]
+    path = f"/v1/orders/{order['id']}/returns/{ret['id']}/settle"
+
+    missing = _post(http, path, {"outcome": "paid_out_of_band", "reason": "lost card"})
+    assert missing.status_code == 400, missing.text
+    assert [e["field"] for e in missing.json()["errors"]] == ["tender_type"]
+    nobody = _post(http, f"/v1/orders/{order['id']}/returns/ret_made_up/settle",
+                   {"outcome": "refused", "reason": "x"})  # fmt: skip
+    assert nobody.status_code == 404, nobody.text
+
+    body = {"outcome": "paid_out_of_band", "tender_type": "cash",
+            "reference": "till 1, receipt 88", "reason": "the gift card was lost"}  # fmt: skip
+    key = str(uuid.uuid4())
+    settled = _ok(_post(http, path, body, key))
+    assert settled["id"] == ret["id"] and settled["status"] == "completed"
+    assert settled["settlement"]["outcome"] == "paid_out_of_band"
+    assert settled["settlement"]["amount"]["amount"] == owed
+    assert settled["settlement"]["tender_type"] == "cash"
+    assert settled["settlement"]["settled_by"].startswith("key:")
+    replay = _post(http, path, body, key)
+    assert replay.json() == settled and replay.headers["Idempotent-Replayed"] == "true"
+    again = _post(http, path, {"outcome": "refused", "reason": "twice"})
+    assert again.status_code == 409 and again.json()["code"] == "return_completed", again.text
+
+    entries = _ok(http.get("/v1/audit-log", params={"action": "return.settled"}))["data"]
+    (entry,) = [e for e in entries if e["resource_id"] == ret["id"]]
+    assert entry["details"]["reason"] == "the gift card was lost"
+    assert entry["details"]["amount"] == owed and entry["credential_id"]

@@ -484,7 +484,7 @@ CART = {
 RETURN_ID = "ret_01j9x6w2b3c4d5e6f7g8h9j0kp"
 # One of the two T-shirts of ORDER back: 25.00 less its share of the 6.20 off (2.50), with its
 # share of the tax, floored: the second T-shirt back refunds the cent left (24.36).
-RETURN = {
+RETURN: dict[str, Any] = {
     "id": RETURN_ID,
     "order_id": ORDER_ID,
     "lines": [
@@ -513,6 +513,24 @@ RETURN = {
     "completed_at": UPDATED,
     "customer_id": "",
     "store_credit_gift_card_id": "",
+    "refusal_code": "",
+    "settlement": None,
+}
+# A return whose card refund the processor refused (the card was closed), settled by the member
+# at the register with cash from the till.
+RETURN_SETTLED = {
+    **RETURN,
+    "refunds": [{**RETURN["refunds"][0], "status": "failed"}],
+    "refusal_code": "refund_failed",
+    "settlement": {
+        "outcome": "paid_out_of_band",
+        "amount": usd(2435),
+        "tender_type": "cash",
+        "reference": "till 2, receipt 4471",
+        "reason": "the card was closed: refunded in cash",
+        "settled_by": STAFF_ID,
+        "settled_at": UPDATED,
+    },
 }
 EXCHANGE_ORDER_ID = "ord_01j9x6w4c5d6e7f8g9h0j1k2mq"
 # The T-shirt of RETURN exchanged for a mug (12.00 + 8.25 % = 12.99): 24.35 - 12.99 = 11.36
@@ -520,7 +538,7 @@ EXCHANGE_ORDER_ID = "ord_01j9x6w4c5d6e7f8g9h0j1k2mq"
 EXCHANGE = {
     "order_return": {
         **RETURN,
-        "refunds": [{**RETURN["refunds"][0], "amount": usd(1136)}],  # type: ignore[index]
+        "refunds": [{**RETURN["refunds"][0], "amount": usd(1136)}],
         "exchange_order_id": EXCHANGE_ORDER_ID,
         "credited": usd(1299),
     },
@@ -903,7 +921,7 @@ RECEIPTLESS_RETURN = {
     "order_return": {
         **RETURN,
         "order_id": "",
-        "lines": [{**RETURN["lines"][0], "line_id": "", "amount": usd(2250)}],  # type: ignore[index]
+        "lines": [{**RETURN["lines"][0], "line_id": "", "amount": usd(2250)}],
         "reason": "no_receipt",
         "amount": usd(2250),
         "refunds": [],

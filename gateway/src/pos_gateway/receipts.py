@@ -289,10 +289,13 @@ def _back_per_payment(
     """What went back to each payment: what the payment counts (its returns' refunds and
     those made otherwise: through the payments API, by a cancellation, by a return of an
     exchange's new order giving back its credit), or what the returns refunded to it when
-    more (a refund still pending at the processor is not in the payment's count yet)."""
+    more (a refund still pending at the processor is not in the payment's count yet; one the
+    processor refused gave nothing back)."""
     by_returns: dict[str, int] = {}
     for r in returns:
         for x in r.get("refunds") or []:
+            if x.get("status") == "failed":
+                continue
             pid = x["payment_id"]
             by_returns[pid] = by_returns.get(pid, 0) + int(x["amount"]["amount"])
     counted = {

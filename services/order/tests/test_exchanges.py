@@ -23,7 +23,8 @@ from order_shop import serve_all, serve_order
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra
 from pos_kit.grpc_client import read_error
 from pos_order.entrypoints.fingerprints import CodePrinter
@@ -55,6 +56,7 @@ class Shop:
     catalog: inventory_pb2_grpc.InventoryServiceStub
     order_db: str
     store: str  # sells, 8.25 % tax
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.order_db) as conn:
@@ -211,6 +213,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                 catalog,
                 order.database_url,
                 store,
+                gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
             )
     finally:
         server.stop()
@@ -422,6 +425,97 @@ async def test_a_refund_of_the_original_cannot_take_the_money_of_an_exchange_cre
     assert cap.amount.amount == credit and [r.payment_id for r in cap.refunds] == [payment]
     card = await the_card()
     assert (card.refunded.amount, card.credited.amount) == (order.total.amount, 0)
+
+
+async def test_an_exchange_whose_refund_is_refused_waits_for_a_person(shop: Shop) -> None:
+    """Paid by a gift card deactivated since: the mug is sold, but the difference owed cannot go
+    back to the card. The return stays pending with its refusal (the request's 409 names it),
+    nothing retries it, and a person closes it: here the difference is refused (the store
+    would not refund a lost card). It is then completed with that settlement and the tee is
+    restocked once."""
+    issued = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    made = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=shop.store,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=made.order.id,
+            tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD,
+            gift_card_code=issued.code,
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = (
+        await shop.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=made.order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    ).order
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await settled(shop)
+    tees = await shop.on_hand("TEE")
+    request = shop.ask(order.id, [("L1", 1)], [("MUG", 1)], card=False)
+
+    refused = await shop.refused(request)
+
+    problem = read_error(refused)
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert problem.reason == "refund_failed"
+    (ret,) = await shop.returns_of(order.id)
+    assert problem.metadata["return_id"] == ret.id
+    assert (ret.status, ret.refusal_code) == ("pending", "refund_failed")
+    assert [r.status for r in ret.refunds] == ["failed"]
+    new = await shop.order(ret.exchange_order_id)
+    assert new.status == order_pb2.ORDER_STATUS_COMPLETED  # the mug is sold
+    owed = ret.amount.amount - new.total.amount
+    assert owed > 0 and await shop.money(order.id) == (order.total.amount, 0)
+    assert await shop.on_hand("TEE") == tees
+    assert read_error(await shop.refused(request)).reason == "refund_failed"  # the same again
+
+    answer = await shop.orders.SettleReturn(
+        order_pb2.SettleReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            return_id=ret.id,
+            outcome=order_pb2.SETTLEMENT_OUTCOME_REFUSED,
+            reason="the gift card was reported lost",
+            settled_by="key:key_backoffice",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+
+    done = answer.order_return
+    assert done.status == "completed" and done.exchange_order_id == new.id
+    assert done.settlement.outcome == order_pb2.SETTLEMENT_OUTCOME_REFUSED
+    assert (done.settlement.amount.amount, done.settlement.tender_type) == (owed, 0)
+    assert done.settlement.settled_by == "key:key_backoffice"
+    assert await shop.on_hand("TEE") == tees + 1
+    assert await shop.money(order.id) == (order.total.amount, 0)
+    # The request that made the exchange, retried now, answers the exchange as it ended.
+    again = await shop.exchange(request)
+    assert again.order_return == done and again.order.id == new.id
+    assert await shop.on_hand("TEE") == tees + 1
 
 
 async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:

@@ -25,9 +25,12 @@ import pytest
 import pytest_asyncio
 from order_shop import serve_order, tee_shop
 
+from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import gift_cards_pb2 as G
+from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -43,6 +46,8 @@ class LosingRelay(grpc.GenericRpcHandler):
         self.refunds = 0
         # While set, every refund fails before it reaches the payment service.
         self.down = False
+        # Every refund asked, as it was sent (its request id names the return).
+        self.asked: list[bytes] = []
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
         method: str = details.method  # type: ignore[attr-defined]
@@ -52,6 +57,8 @@ class LosingRelay(grpc.GenericRpcHandler):
             metadata = [
                 (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
             ]
+            if method.endswith("/CreateRefund"):
+                self.asked.append(request)
             if self.down and method.endswith("/CreateRefund"):
                 self.refunds += 1
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "payment service down")
@@ -72,6 +79,11 @@ class Stack:
     relay: LosingRelay
     location_id: str
     database_url: str
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
+
+    def refunds_of(self, return_id: str) -> int:
+        """How many times a refund of this return was asked of the payment service."""
+        return sum(return_id.encode() in asked for asked in self.relay.asked)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -110,6 +122,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 relay,
                 location_id,
                 order.database_url,
+                gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
             )
     finally:
         server.stop()
@@ -230,3 +243,127 @@ async def _true(value: bool) -> bool:
 async def _when(read: Awaitable[Any], ok: Callable[[Any], bool]) -> Any:
     value = await read
     return value if ok(value) else None
+
+
+async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: Stack) -> None:
+    """Part of the refund refused at the processor (a gift card deactivated since): the
+    return waits for a person, and the resumer leaves it alone, while it does retry a return
+    that failed for a passing reason (the payment service away) and was left pending after it.
+    A person's settlement then completes it."""
+    md = MERCHANT
+    stack.relay.refunds = max(stack.relay.refunds, 1)  # no answer of this test's is lost
+    issued = await stack.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=str(uuid.uuid4()), amount=money_pb2.Money(amount=10_000, currency="USD")
+        ),
+        metadata=md,
+        timeout=10,
+    )
+    made = await stack.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=stack.location_id,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=2)],
+        ),
+        metadata=md,
+        timeout=10,
+    )
+    for tender in (
+        {
+            "tender_type": payment_pb2.TENDER_TYPE_GIFT_CARD,
+            "gift_card_code": issued.code,
+            "amount": money_pb2.Money(amount=1000, currency="USD"),
+        },
+        {"tender_type": payment_pb2.TENDER_TYPE_CARD, "card_token": "tok_visa"},
+    ):
+        await stack.orders.AddTender(
+            order_pb2.AddTenderRequest(
+                request_id=str(uuid.uuid4()), order_id=made.order.id, **tender
+            ),
+            metadata=md,
+            timeout=10,
+        )
+    await stack.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=made.order.id),
+        metadata=md,
+        timeout=10,
+    )
+    await stack.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+        ),
+        metadata=md,
+        timeout=10,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=made.order.id,
+                lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=2, restock=True)],
+                reason="unwanted",
+            ),
+            metadata=md,
+            timeout=20,
+        )
+    held = read_error(err.value).metadata["return_id"]
+    assert stack.refunds_of(held) == 1
+
+    # A return made after it, whose refund fails while the payment service is away.
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=md,
+        timeout=20,
+    )
+    stack.relay.down = True
+    try:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stack.orders.CreateReturn(
+                order_pb2.CreateReturnRequest(
+                    request_id=str(uuid.uuid4()),
+                    order_id=sale.order.id,
+                    lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1)],
+                    reason="unwanted",
+                ),
+                metadata=md,
+                timeout=20,
+            )
+        found = await stack.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=sale.order.id), metadata=md, timeout=5
+        )
+        (passing,) = found.returns
+        # The resumer has asked the later one again: it passed the older one by.
+        await _eventually(lambda: _true(stack.refunds_of(passing.id) >= 2))
+    finally:
+        stack.relay.down = False
+    assert stack.refunds_of(held) == 1
+    listed = await stack.orders.ListReturns(
+        order_pb2.ListReturnsRequest(order_id=made.order.id), metadata=md, timeout=5
+    )
+    (ret,) = listed.returns
+    assert (ret.id, ret.status, ret.refusal_code) == (held, "pending", "refund_partly_failed")
+
+    answer = await stack.orders.SettleReturn(
+        order_pb2.SettleReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=made.order.id,
+            return_id=held,
+            outcome=order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
+            tender_type=payment_pb2.TENDER_TYPE_EXTERNAL,
+            reference="bank transfer 88-1204",
+            reason="the gift card was lost: its part paid by transfer",
+            settled_by="stf_back_office",
+        ),
+        metadata=md,
+        timeout=20,
+    )
+    assert answer.order_return.status == "completed"
+    assert answer.order_return.settlement.amount.amount == 1000
+    assert stack.refunds_of(held) == 1

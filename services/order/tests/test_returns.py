@@ -512,3 +512,159 @@ async def test_a_tender_voided_through_the_payments_api_pays_for_nothing(shop: S
         order_pb2.ORDER_STATUS_COMPLETED,
     )
     assert confirmed.paid.amount == order.total.amount
+
+
+async def test_a_return_refunded_in_part_waits_for_a_person_who_settles_it(shop: Shop) -> None:
+    """Paid 10.00 by a gift card deactivated since and the rest by card: the card's refund goes
+    through, the gift card's is refused at the processor. The return is not dropped (money went
+    back) nor retried: it waits, pending with its refusal, until a person settles it (here: the
+    10.00 paid in cash from the till). Then it is completed with who, why, how much and how,
+    restocked once, and the order counts only the refund that went through."""
+    issued = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = await shop.pending(("TEE", 2))
+    await shop.tender(
+        order.id,
+        tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD,
+        gift_card_code=issued.code,
+        amount=usd(1000),
+    )
+    await shop.tender(order.id, tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_visa")
+    sold = await shop.confirm(order.id)
+    gift, card = sold.payment_ids
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    stocked = await shop.on_hand(shop.outlet)  # the units come back there
+    asked = shop.ask(order.id, ("L1", 2), at=shop.outlet)
+
+    for _ in range(2):  # a retry answers the same, asking the payment service nothing more
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.orders.CreateReturn(asked, metadata=MERCHANT, timeout=20)
+        problem = read_error(err.value)
+        assert problem.reason == "refund_partly_failed"
+    (ret,) = await shop.returns_of(order.id)
+    assert problem.metadata["return_id"] == ret.id
+    assert (ret.status, ret.refusal_code) == ("pending", "refund_partly_failed")
+    assert sorted((r.payment_id, r.status) for r in ret.refunds) == sorted(
+        [(card, "succeeded"), (gift, "failed")]
+    )
+    assert await shop.refunded(order.id) == {
+        gift: (1000, 0),
+        card: (sold.total.amount - 1000, sold.total.amount - 1000),
+    }
+    assert await shop.on_hand(shop.outlet) == stocked
+    refunds = shop.sql(
+        "SELECT count(*) FROM refunds WHERE order_id = %s", order.id, db=shop.payment_db
+    )
+    assert refunds == [(2,)]
+
+    def settle(**fields: Any) -> order_pb2.SettleReturnRequest:
+        given = {"order_id": order.id, "return_id": ret.id, "settled_by": "stf_till_2", **fields}
+        return order_pb2.SettleReturnRequest(request_id=str(uuid.uuid4()), **given)
+
+    paid = settle(
+        outcome=order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
+        tender_type=payment_pb2.TENDER_TYPE_CASH,
+        reference="till 2, receipt 4471",
+        reason="the gift card was lost: refunded in cash",
+    )
+    bad = [
+        (settle(outcome=order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND, reason="x"), "tender_type"),
+        (
+            settle(
+                outcome=order_pb2.SETTLEMENT_OUTCOME_REFUSED,
+                tender_type=payment_pb2.TENDER_TYPE_CASH,
+                reason="x",
+            ),
+            "tender_type",
+        ),
+        (settle(outcome=order_pb2.SETTLEMENT_OUTCOME_REFUSED), "reason"),
+        (settle(reason="x"), "outcome"),
+    ]
+    for request, field in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.orders.SettleReturn(request, metadata=MERCHANT, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in read_error(err.value).violations] == [field]
+    refused = {"outcome": order_pb2.SETTLEMENT_OUTCOME_REFUSED, "reason": "x"}
+    for other in (
+        settle(return_id="ret_nope", **refused),
+        settle(order_id=(await shop.sale(1, 0)).id, **refused),  # not a return of that order
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.orders.SettleReturn(other, metadata=MERCHANT, timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.SettleReturn(paid, metadata=OTHER, timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await shop.returns_of(order.id))[0].status == "pending"
+
+    answer = await shop.orders.SettleReturn(paid, metadata=MERCHANT, timeout=20)
+
+    done = answer.order_return
+    assert (done.id, done.status, done.refusal_code) == (
+        ret.id,
+        "completed",
+        "refund_partly_failed",
+    )
+    s = done.settlement
+    assert s.outcome == order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND
+    assert (s.amount.amount, s.tender_type) == (1000, payment_pb2.TENDER_TYPE_CASH)
+    assert (s.reference, s.reason, s.settled_by) == (
+        "till 2, receipt 4471",
+        "the gift card was lost: refunded in cash",
+        "stf_till_2",
+    )
+    assert s.HasField("settled_at") and done.HasField("completed_at")
+    # The order counts the card's refund, not the cash: the gift card's payment still holds it.
+    assert answer.order.paid.amount == 1000
+    assert await shop.on_hand(shop.outlet) == stocked + 2
+    assert await shop.returns_of(order.id) == [done]
+    again = await shop.orders.SettleReturn(paid, metadata=MERCHANT, timeout=20)
+    assert again.order_return == done and await shop.on_hand(shop.outlet) == stocked + 2
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.SettleReturn(
+            settle(outcome=order_pb2.SETTLEMENT_OUTCOME_REFUSED, reason="twice"),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    assert read_error(err.value).reason == "return_completed"
+    # Nothing more was asked of the payment service, and order.returned went out once.
+    assert shop.sql(
+        "SELECT count(*) FROM refunds WHERE order_id = %s", order.id, db=shop.payment_db
+    ) == [(2,)]
+    returned = [
+        order_events.OrderReturned.FromString(payload)
+        for (payload,) in shop.sql(
+            "SELECT payload FROM outbox WHERE subject = 'pos.order.v1.order_returned'"
+        )
+    ]
+    assert [
+        e.order_return.settlement.amount.amount for e in returned if e.order_return.id == ret.id
+    ] == [1000]
+
+    # A return that completed on its own is no one's to settle.
+    plain = await shop.orders.CreateReturn(
+        shop.ask((await shop.sale(1, 0)).id, ("L1", 1)), metadata=MERCHANT, timeout=20
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.SettleReturn(
+            order_pb2.SettleReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=plain.order_return.order_id,
+                return_id=plain.order_return.id,
+                outcome=order_pb2.SETTLEMENT_OUTCOME_REFUSED,
+                reason="x",
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    assert read_error(err.value).reason == "return_completed"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +11,7 @@ from pydantic import Field
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded, permission_refused
+from pos_gateway.actions import guarded, permission_refused, principal_of
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model
 from pos_gateway.problems import Problem, from_rpc_error
@@ -309,6 +309,94 @@ async def list_returns(order_id: PathId, svc: Svc) -> ReturnList:
     """Every return of the order, oldest first, in one page (`next_cursor` is null)."""
     answer = await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
     return ReturnList(data=[to_model(Return, r) for r in answer.returns], next_cursor=None)
+
+
+_OUTCOMES = {
+    "paid_out_of_band": order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
+    "refused": order_pb2.SETTLEMENT_OUTCOME_REFUSED,
+}
+_OUT_OF_BAND = {
+    "cash": payment_pb2.TENDER_TYPE_CASH,
+    "external": payment_pb2.TENDER_TYPE_EXTERNAL,
+    "unspecified": payment_pb2.TENDER_TYPE_UNSPECIFIED,
+}
+
+
+class SettleIn(Body):
+    model_config = example(
+        {
+            "outcome": "paid_out_of_band",
+            "tender_type": "cash",
+            "reference": "till 2, receipt 4471",
+            "reason": "the card was closed: refunded in cash",
+        }
+    )
+
+    outcome: Literal["paid_out_of_band", "refused"] = Field(
+        description="`paid_out_of_band`: what the processor did not refund was paid another "
+        "way (`tender_type`); `refused`: it is not paid, and the return is closed without it"
+    )
+    tender_type: Literal["cash", "external"] | None = Field(
+        None,
+        description="Paid out of band: cash (from the till) or external (a transfer, a "
+        "cheque); required then, and only then (a 400 naming it otherwise)",
+    )
+    reference: str = Field(
+        "", max_length=128, description="Paid out of band: the till's receipt, a transfer's id"
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Why it is settled this way")
+
+
+@router.post(
+    "/orders/{order_id}/returns/{return_id}/settle",
+    **op(
+        "orders:write",
+        "Settle a return whose refund was refused",
+        (404, *CREATE),
+        example=ex.RETURN_SETTLED,
+    ),
+)
+async def settle_return(
+    order_id: PathId, return_id: PathId, body: SettleIn, request: Request, svc: Svc
+) -> Return:
+    """A return whose refund the payment processor (or the payment service) refused for good
+    waits `pending` with a `refusal_code`, and nothing retries it: a person settles it here.
+    `paid_out_of_band`: the part of the refund not paid (`settlement.amount`: the return's
+    refund less the refunds that went through) was paid another way, cash from the till or an
+    external tender, with its `reference`; `refused`: it is not paid. Either way the return
+    is `completed` with its `settlement` (how, how much, `reason`, and who: the member signed
+    in at the register or the key), its units are restocked as the return asked, and
+    `order.returned` follows; nothing is asked of the payment processor, and cash handed over
+    is recorded as a pay-out of the register's shift as any other. A return still under way
+    is a 409 `return_not_refused` (it completes on its own), a completed one a 409
+    `return_completed`. At a register it takes the `refund` permission or a manager's
+    override (403 `permission_required`); every settlement is in the audit log
+    (`return.settled`) with who and why. Another merchant's order or return is a 404."""
+    principal = principal_of(request)
+    settle = order_pb2.SettleReturnRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        return_id=return_id,
+        outcome=_OUTCOMES[body.outcome],
+        tender_type=_OUT_OF_BAND[body.tender_type or "unspecified"],
+        reference=body.reference,
+        reason=body.reason,
+        settled_by=principal.staff_id or f"key:{principal.key_id}",
+    )
+    async with guarded(request, "return.settled", "refund") as done:
+        answer = await svc.order.SettleReturn(settle)
+        settled = answer.order_return.settlement
+        done.resource = ("return", return_id)
+        done.details = {
+            "order_id": order_id,
+            "outcome": body.outcome,
+            "amount": settled.amount.amount,
+            "currency": settled.amount.currency,
+            "tender_type": body.tender_type or "",
+            "reference": body.reference,
+            "reason": body.reason,
+        }
+    return to_model(Return, answer.order_return)
 
 
 class ReceiptlessLineIn(Body):

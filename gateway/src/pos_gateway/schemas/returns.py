@@ -32,6 +32,30 @@ class ReturnRefund(Answer):
     status: str = Field(max_length=32, description="`pending`, `succeeded` or `failed`")
 
 
+class ReturnSettlement(Answer):
+    outcome: Literal["paid_out_of_band", "refused"] = Field(
+        description="`paid_out_of_band`: what the payment processor did not refund was paid "
+        "another way (cash from the till, a transfer); `refused`: it is not paid"
+    )
+    amount: Money = Field(
+        description="What of the return's refund the payment processor did not pay, settled "
+        "this way"
+    )
+    tender_type: Literal["cash", "external"] | None = Field(
+        description="Paid out of band: how; null when refused"
+    )
+    reference: str = Field(
+        max_length=128, description="Paid out of band: the till's receipt, a transfer's reference"
+    )
+    reason: str = Field(max_length=500, description="Why it was settled this way")
+    settled_by: str = Field(
+        max_length=80,
+        description="Who settled it: the staff member signed in at the register, or `key:<id>` "
+        "of the API key or OAuth client",
+    )
+    settled_at: Timestamp
+
+
 class Return(Answer):
     id: Id
     order_id: OptionalId = Field(description="Empty for a return without a receipt")
@@ -43,7 +67,9 @@ class Return(Answer):
     amount: Money = Field(description="The refund: the lines' amounts together")
     status: Literal["pending", "completed"] = Field(
         description="`pending` while the refund and restock are under way (a retry of the "
-        "same request finishes it), then `completed`"
+        "same request finishes it), or while a refund refused for good waits for a person "
+        "(`refusal_code`); then `completed`: refunded and restocked, or settled by a person "
+        "(`settlement`)"
     )
     refunds: list[ReturnRefund] = Field(
         max_length=50, description="One per tender refunded, from the last one taken backwards"
@@ -61,6 +87,18 @@ class Return(Answer):
         None,
         description="Part of an exchange: how much of `amount` paid for the new order instead "
         "of being refunded (`refunds` carry only the rest, the difference owed)",
+    )
+    refusal_code: str = Field(
+        "",
+        max_length=64,
+        description="The payment processor or service refused the refund for good "
+        "(`refund_failed`, `refund_partly_failed`, `amount_exceeds_refundable`, "
+        "`not_captured`): the return stays `pending` for a person to settle "
+        "(`POST /v1/orders/{order_id}/returns/{return_id}/settle`) and is not retried. Kept "
+        "once it is settled; empty otherwise",
+    )
+    settlement: ReturnSettlement | None = Field(
+        None, description="How a person settled a refund refused for good; null otherwise"
     )
 
 
@@ -99,4 +137,11 @@ class Exchange(Answer):
     )
 
 
-__all__ = ["Exchange", "ReceiptlessReturn", "Return", "ReturnList", "StoreCredit"]
+__all__ = [
+    "Exchange",
+    "ReceiptlessReturn",
+    "Return",
+    "ReturnList",
+    "ReturnSettlement",
+    "StoreCredit",
+]

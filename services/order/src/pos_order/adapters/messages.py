@@ -15,13 +15,14 @@ from pos_order.domain.model import (
     OrderStatus,
     Tender,
 )
-from pos_order.domain.returns import Return
+from pos_order.domain.returns import Return, SettlementOutcome
 from pos_order.service.pricing import PricedCart
 
 STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
 TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
 FULFILLMENT_TYPES = ProtoEnum(FulfillmentType, order_pb2.FulfillmentType)
 FULFILLMENT_STATUSES = ProtoEnum(FulfillmentStatus, order_pb2.FulfillmentStatus)
+OUTCOMES = ProtoEnum(SettlementOutcome, order_pb2.SettlementOutcome)
 
 
 def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
@@ -182,6 +183,22 @@ def return_to_proto(r: Return) -> order_pb2.Return:
     if r.exchange_order_id:
         msg.exchange_order_id = r.exchange_order_id
         msg.credited.CopyFrom(to_proto(Money(r.credited, cur)))
+    msg.refusal_code = r.refusal
+    if r.settlement is not None:
+        s = r.settlement
+        msg.settlement.CopyFrom(
+            order_pb2.ReturnSettlement(
+                outcome=OUTCOMES.to_proto(s.outcome),
+                amount=to_proto(Money(s.amount, cur)),
+                reference=s.reference,
+                reason=s.reason,
+                settled_by=s.settled_by,
+            )
+        )
+        if s.tender:
+            msg.settlement.tender_type = TENDERS.to_proto(Tender(s.tender))
+        if s.settled_at is not None:
+            msg.settlement.settled_at.FromDatetime(s.settled_at)
     if r.created_at is not None:
         msg.created_at.FromDatetime(r.created_at)
     if r.completed_at is not None:

@@ -15,6 +15,8 @@ from pos_order.domain.returns import (
     Return,
     ReturnLine,
     ReturnStatus,
+    Settlement,
+    SettlementOutcome,
     SoldLine,
     TenderRefund,
     lowest_sold,
@@ -31,6 +33,32 @@ def _when(value: str | None) -> datetime | None:
 
 def _amounts(amounts: list[TenderRefund]) -> list[dict[str, Any]]:
     return [{"payment_id": t.payment_id, "amount": t.amount} for t in amounts]
+
+
+def _settlement_to_json(s: Settlement) -> dict[str, Any]:
+    return {
+        "outcome": s.outcome.value,
+        "amount": s.amount,
+        "tender": s.tender,
+        "reference": s.reference,
+        "reason": s.reason,
+        "settled_by": s.settled_by,
+        "settled_at": _stamp(s.settled_at),
+    }
+
+
+def _settlement(found: dict[str, Any] | None) -> Settlement | None:
+    if not found:
+        return None
+    return Settlement(
+        SettlementOutcome(found["outcome"]),
+        found["amount"],
+        found["tender"],
+        found["reference"],
+        found["reason"],
+        found["settled_by"],
+        _when(found["settled_at"]),
+    )
 
 
 def return_to_json(r: Return) -> dict[str, Any]:
@@ -82,6 +110,8 @@ def return_to_json(r: Return) -> dict[str, Any]:
             else {}
         ),
         **({"credit_from": _amounts(r.credit_from)} if r.credit_from else {}),
+        **({"refusal": r.refusal} if r.refusal else {}),
+        **({"settlement": _settlement_to_json(r.settlement)} if r.settlement else {}),
     }
 
 
@@ -109,6 +139,8 @@ def _return(row: Any) -> Return:
         credit_amounts=[TenderRefund(**t) for t in b.get("credit_amounts", [])],
         credit_set_aside=b.get("credit_set_aside", False),
         credit_from=[TenderRefund(**t) for t in b.get("credit_from", [])],
+        refusal=b.get("refusal", ""),
+        settlement=_settlement(b.get("settlement")),
     )
 
 
@@ -125,6 +157,7 @@ class SqlReturns:
                 id=r.id,
                 order_id=r.order_id,
                 status=r.status.value,
+                refusal=r.refusal,
                 body=return_to_json(r),
                 created_at=r.created_at,
                 updated_at=r.created_at,
@@ -136,7 +169,12 @@ class SqlReturns:
         await self._conn.execute(
             update(order_returns)
             .where(order_returns.c.merchant_id == self._merchant, order_returns.c.id == r.id)
-            .values(status=r.status.value, body=return_to_json(r), updated_at=r.completed_at)
+            .values(
+                status=r.status.value,
+                refusal=r.refusal,
+                body=return_to_json(r),
+                updated_at=r.completed_at or func.now(),
+            )
         )
 
     async def discard(self, return_id: str) -> None:

@@ -171,11 +171,18 @@ order_returns = Table(
     Column("id", Text, nullable=False),
     Column("order_id", Text, nullable=False),
     Column("status", Text, nullable=False),
+    # A pending return whose refund was refused for good: the payment service's code. It waits
+    # for a person (SettleReturn); the resumer leaves it alone.
+    Column("refusal", Text, nullable=False, server_default=""),
     Column("body", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="order_returns_pkey"),
     Index("order_returns_by_order", "merchant_id", "order_id", "created_at"),
-    # The resumer's look-up, across merchants: returns left pending.
-    Index("order_returns_pending", "updated_at", postgresql_where=text("status = 'pending'")),
+    # The resumer's look-up, across merchants: returns left pending, not waiting for a person.
+    Index(
+        "order_returns_pending",
+        "updated_at",
+        postgresql_where=text("status = 'pending' AND refusal = ''"),
+    ),
 )

@@ -124,10 +124,38 @@ def order_paid_per_line(order: Order) -> dict[str, LinePaid]:
 
 
 class ReturnStatus(Enum):
-    # Recorded (its units taken out of what is left to return); money and stock under way.
+    # Recorded (its units taken out of what is left to return); money and stock under way, or
+    # (with a `refusal`) waiting for a person to settle a refund refused for good.
     PENDING = "pending"
-    # Refunded to the tenders and restocked as asked.
+    # Refunded to the tenders and restocked as asked, or settled by a person (`settlement`).
     COMPLETED = "completed"
+
+
+class SettlementOutcome(Enum):
+    # The part of the refund the payment processor did not pay was paid another way (cash from
+    # the till, a bank transfer, ...): the customer has it.
+    PAID_OUT_OF_BAND = "paid_out_of_band"
+    # It was not paid: the merchant closes the return without it.
+    REFUSED = "refused"
+
+
+# How a refund settled by hand may have been paid (tenders outside a processor).
+OUT_OF_BAND_TENDERS = ("cash", "external")
+MAX_REFERENCE = 128
+
+
+@dataclass
+class Settlement:
+    """A person closed a return whose refund was refused for good: what was left unpaid, and
+    how it was settled, by whom and why."""
+
+    outcome: SettlementOutcome
+    amount: int  # what the processor did not refund (minor units, the return's currency)
+    tender: str  # paid out of band: cash or external; empty when refused
+    reference: str  # the till's receipt, a transfer's reference, ...
+    reason: str
+    settled_by: str  # the staff member signed in at the register, or `key:<id>`
+    settled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +231,10 @@ class Return:
     credit_from: list[TenderRefund] = field(default_factory=list)
     # A return of an exchange's new order: its `credit_amounts` drawn on that credit.
     credit_set_aside: bool = False
+    # Its refund refused for good (the payment service's code): it waits for a person to
+    # settle it, and nothing asks the refund again meanwhile. Kept once settled.
+    refusal: str = ""
+    settlement: Settlement | None = None
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -502,6 +534,97 @@ def refunded(
     for made in ret.refunds:
         if made.payment_refunded is not None:
             order.refunded_in_all(made.payment_id, made.payment_refunded)
+
+
+def went_through(ret: Return, planned: list[TenderRefund]) -> list[TenderRefund]:
+    """Of `planned`, what the return's refunds paid (every refund but a failed one: a pending
+    one is the payment service's to settle), per payment."""
+    paid: dict[str, int] = {}
+    for r in ret.refunds:
+        if r.status != "failed":
+            paid[r.payment_id] = paid.get(r.payment_id, 0) + r.amount
+    out = []
+    for t in planned:
+        amount = min(t.amount, paid.get(t.payment_id, 0))
+        if amount > 0:
+            out.append(TenderRefund(t.payment_id, amount))
+            paid[t.payment_id] -= amount
+    return out
+
+
+@dataclass(frozen=True)
+class SettleRequest:
+    request_id: str
+    order_id: str
+    return_id: str
+    outcome: SettlementOutcome | None
+    tender: str  # paid out of band: cash or external
+    reference: str
+    reason: str
+    settled_by: str
+
+
+def validate_settlement(req: SettleRequest) -> None:
+    """What can be told without the return: refused before anything is claimed."""
+    violations: list[FieldViolation] = []
+    violations += require(bool(req.return_id), "return_id", "is required")
+    violations += require(req.outcome is not None, "outcome", "must be paid_out_of_band or refused")
+    if req.outcome is SettlementOutcome.PAID_OUT_OF_BAND:
+        violations += require(
+            req.tender in OUT_OF_BAND_TENDERS,
+            "tender_type",
+            "must be cash or external: how the refund was paid",
+        )
+    else:
+        violations += require(
+            not req.tender, "tender_type", "is only for a refund paid out of band"
+        )
+        violations += require(
+            not req.reference, "reference", "is only for a refund paid out of band"
+        )
+    violations += require(
+        bool(req.reason.strip()), "reason", "is required: why it was settled this way"
+    )
+    violations += require(
+        len(req.reason) <= MAX_REASON, "reason", f"must be at most {MAX_REASON} characters"
+    )
+    violations += require(
+        len(req.reference) <= MAX_REFERENCE,
+        "reference",
+        f"must be at most {MAX_REFERENCE} characters",
+    )
+    raise_if(violations)
+
+
+def unpaid(ret: Return) -> int:
+    """What of the return's planned refund its refunds did not pay."""
+    planned = [*ret.tender_amounts, *ret.credit_amounts]
+    return sum(t.amount for t in planned) - sum(t.amount for t in went_through(ret, planned))
+
+
+def settle(ret: Return, req: SettleRequest, at: datetime) -> Settlement:
+    """A person settles a return whose refund was refused for good. Only such a one: a
+    return still under way completes on its own, a completed one is done."""
+    if ret.status is ReturnStatus.COMPLETED:
+        raise Conflict(
+            f"return {ret.id} is completed: there is nothing to settle", "return_completed"
+        )
+    if not ret.refusal:
+        raise Conflict(
+            f"return {ret.id}'s refund is still under way (it was not refused): it completes "
+            "on its own",
+            "return_not_refused",
+        )
+    assert req.outcome is not None  # validate_settlement
+    return Settlement(
+        req.outcome,
+        unpaid(ret),
+        req.tender if req.outcome is SettlementOutcome.PAID_OUT_OF_BAND else "",
+        req.reference,
+        req.reason.strip(),
+        req.settled_by,
+        at,
+    )
 
 
 # How far back a return without a receipt looks for the price a SKU sold for.

@@ -17,6 +17,7 @@ from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_order.adapters.messages import (
     FULFILLMENT_STATUSES,
     FULFILLMENT_TYPES,
+    OUTCOMES,
     STATUSES,
     TENDERS,
     cart_to_proto,
@@ -31,6 +32,8 @@ from pos_order.domain.returns import (
     ReceiptlessRequest,
     ReturnLineRequest,
     ReturnRequest,
+    SettlementOutcome,
+    SettleRequest,
     TenderRefund,
     validate_receiptless,
 )
@@ -52,6 +55,13 @@ def _tender(number: int) -> Tender | None:
     beside every other bad one, rather than alone."""
     try:
         return TENDERS.optional(number, "tender_type")
+    except InvalidArgument:
+        return None
+
+
+def _outcome(number: int) -> SettlementOutcome | None:
+    try:
+        return OUTCOMES.optional(number, "outcome")
     except InvalidArgument:
         return None
 
@@ -472,6 +482,29 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.read,
             steps.call,
             steps.record,
+        )
+
+    @across_calls(order_pb2.SettleReturnResponse)
+    def SettleReturn(
+        self, request: order_pb2.SettleReturnRequest
+    ) -> returns.SettleReturn[order_pb2.SettleReturnResponse]:
+        tender = _tender(request.tender_type)
+        req = SettleRequest(
+            request_id=request.request_id,
+            order_id=request.order_id,
+            return_id=request.return_id,
+            outcome=_outcome(request.outcome),
+            tender=tender.value if tender is not None else "",
+            reference=request.reference,
+            reason=request.reason,
+            settled_by=request.settled_by,
+        )
+        return returns.SettleReturn(
+            req,
+            self.return_ports,
+            lambda r, o: order_pb2.SettleReturnResponse(
+                order_return=return_to_proto(r), order=order_to_proto(o)
+            ),
         )
 
     @query

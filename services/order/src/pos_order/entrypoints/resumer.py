@@ -63,7 +63,12 @@ class Resumer:
         idle = func.now() - self._policy.abandon_after
         query = (
             select(order_returns.c.merchant_id, order_returns.c.id)
-            .where(order_returns.c.status == "pending", order_returns.c.updated_at < idle)
+            .where(
+                order_returns.c.status == "pending",
+                # Refused for good: it waits for a person (SettleReturn), not for a retry.
+                order_returns.c.refusal == "",
+                order_returns.c.updated_at < idle,
+            )
             .order_by(order_returns.c.updated_at)
             .limit(limit)
         )

@@ -93,10 +93,12 @@ from pos_order.service import pricing, saga
 from pos_order.service.handlers import at_register, tender_ask
 from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
 from pos_order.service.returns import (
+    RefundRefused,
     ReturnPorts,
     ReturnsUnitOfWork,
     complete,
     gift_card_balances,
+    give_up,
     move_money_and_stock,
     release_credit,
     set_credit_aside,
@@ -412,7 +414,11 @@ class CreateExchange(Generic[R]):
                     # difference taken): the returned units are free again.
                     await _drop(self.new_uow, self.return_ports, ret)
                 raise
-        done = await move_money_and_stock(self.return_ports, ret)
+        try:
+            done = await move_money_and_stock(self.return_ports, ret)
+        except RefundRefused as exc:
+            # The new order is sold: the return waits for a person to settle its refund.
+            raise await give_up(self.new_uow, ret, exc) from None
         await boundary(self.policy, "exchange_refunded")
         return Exchanged(done, order)
 

@@ -13,7 +13,9 @@
 
 A failure in step 2 leaves the return `pending` with its plan: a retry with the same request id
 finds it (its id derives from the request and the time it was first claimed) and asks again
-under the same ids.
+under the same ids. A refund the payment service refuses for good is not asked again: a plain
+return that refunded nothing is dropped; any other is marked with the refusal and waits for a
+person, who settles it (`SettleReturn`: paid another way, or refused).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pos_order.domain.returns import (
     Return,
     ReturnRequest,
     ReturnStatus,
+    Settlement,
+    SettleRequest,
     TenderRefund,
     credit_left,
     credit_refunded,
@@ -43,11 +47,14 @@ from pos_order.domain.returns import (
     plan_receiptless,
     plan_return,
     refunded,
+    settle,
     split_for_credit,
     spread_backwards,
     tenders_left,
     validate_receiptless,
     validate_request,
+    validate_settlement,
+    went_through,
 )
 from pos_order.service.ports import GiftCards, NewUow, OrderSettings, OrderUnitOfWork
 from pos_order.service.saga import Policy, now
@@ -182,9 +189,8 @@ class CreateReturn(Generic[R]):
     async def call(self, claim: Claim, ret: Return) -> Return:
         try:
             return await move_money_and_stock(self.ports, ret)
-        except DomainError as exc:  # by code: the payment service's refusal is a DomainError
-            await drop_if_refused(self.new_uow, ret, exc)
-            raise
+        except RefundRefused as exc:
+            raise await give_up(self.new_uow, ret, exc) from None
 
     async def record(self, uow: ReturnsUnitOfWork, done: Return) -> R:
         ret, order = await complete(uow, done)
@@ -192,26 +198,70 @@ class CreateReturn(Generic[R]):
 
 
 # The payment service's refusals of a return's refund that no retry changes: the tenders have
-# less left than planned (refunded outside a return, say). It refuses before any refund is made.
-REFUSED_FOR_GOOD = frozenset({"amount_exceeds_refundable", "not_captured", "refund_failed"})
+# less left than planned (refunded outside a return, say), or the processor refused it. It
+# refuses before any refund is made.
+REFUSED_FOR_GOOD = frozenset(
+    {
+        "amount_exceeds_refundable",
+        "not_captured",
+        "refund_failed",
+        "refund_partly_failed",
+        "exchange_credit_released",
+    }
+)
 
 
-async def drop_if_refused(
-    new_uow: Callable[[], ReturnsUnitOfWork], ret: Return, exc: DomainError
-) -> bool:
-    """A plain return whose refund was refused for good is dropped: nothing was refunded or
-    restocked, and left pending it would hold its units (no later return could take them) while
-    the resumer tried it forever. Not an exchange's (its new order is sold already), nor one
-    that deactivated a gift card line first: those stay pending, for a person to settle."""
-    if exc.code not in REFUSED_FOR_GOOD or ret.exchange_order_id:
-        return False
-    if any(ln.gift_card_id for ln in ret.lines):
-        return False
+class RefundRefused(Conflict):
+    """A return's refund refused for good, with the refunds made before the refusal (some may
+    have gone through: those are the payment service's record)."""
+
+    def __init__(
+        self, message: str, code: str, metadata: dict[str, str], made: list[Refunded]
+    ) -> None:
+        super().__init__(message, code, dict(metadata))
+        self.made = made
+
+
+def awaiting_person(ret: Return) -> Conflict:
+    """What a request about a return marked refused answers: the refusal again, and the return
+    a person settles."""
+    return Conflict(
+        f"the refund of return {ret.id} was refused for good ({ret.refusal}); the return waits "
+        "for a person to settle it (paid another way, or refused)",
+        ret.refusal,
+        {"return_id": ret.id},
+    )
+
+
+async def give_up(
+    new_uow: Callable[[], ReturnsUnitOfWork], ret: Return, exc: RefundRefused
+) -> Conflict:
+    """A return whose refund was refused for good is not asked again. A plain return that
+    refunded nothing is dropped: nothing was refunded or restocked, and left pending it would
+    hold its units (no later return could take them). Any other (an exchange's, whose new
+    order is sold; one that deactivated a gift card line first; one some of whose refunds went
+    through) is marked with the refusal and the refunds made: it waits for a person
+    (`SettleReturn`), and neither a retry nor the resumer asks the refund again. The error to
+    answer with."""
+    went = any(r.status != "failed" for r in exc.made)
+    if not ret.exchange_order_id and not went and not any(ln.gift_card_id for ln in ret.lines):
+        async with new_uow() as uow:
+            await uow.returns.discard(ret.id)
+            await uow.commit()
+        log.warning("return %s dropped: its refund was refused (%s)", ret.id, exc.code)
+        return exc
     async with new_uow() as uow:
-        await uow.returns.discard(ret.id)
-        await uow.commit()
-    log.warning("return %s dropped: its refund was refused (%s)", ret.id, exc.code)
-    return True
+        found = await uow.returns.get(ret.id)
+        if found is not None and found.status is ReturnStatus.PENDING and not found.refusal:
+            found.refusal, found.refunds = exc.code, exc.made
+            await uow.returns.save(found)
+            await uow.commit()
+    log.warning("return %s waits for a person: its refund was refused (%s)", ret.id, exc.code)
+    return Conflict(
+        exc.message + "; the return waits for a person to settle it",
+        exc.code,
+        {**exc.metadata, "return_id": ret.id},
+    )
 
 
 async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) -> dict[str, int]:
@@ -348,9 +398,12 @@ async def release_credit(ports: ReturnPorts, ret: Return) -> None:
 
 async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
     """A return against an order: its gift cards deactivated, then the refund to the tenders
-    as planned, then the restock at the returning store."""
+    as planned, then the restock at the returning store. A refusal for good is a
+    `RefundRefused` with the refunds made before it; a return marked refused asks nothing."""
     if ret.status is ReturnStatus.COMPLETED:
         return ret
+    if ret.refusal:
+        raise awaiting_person(ret)
     for ln in ret.lines:
         if ln.gift_card_id:
             # Before any money goes back: a card deactivated holds nothing to spend.
@@ -363,27 +416,39 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
             except Conflict as exc:
                 log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
     made: list[Refunded] = []
-    await set_credit_aside(ports, ret)
-    # What goes back to the tenders: the whole refund, or an exchange's difference owed.
-    if sum(t.amount for t in ret.tender_amounts) > 0:
-        made = await ports.payments.refund_order(
-            f"{ret.id}/refund",
-            ret.order_id,
-            _asks(ret.tender_amounts, ret.currency),
-            ret.reason,
-            [(ln.sku, ln.quantity) for ln in ret.lines],
-        )
-    if ret.credit_amounts:
-        # The exchange credit's part, to the original order's payments.
-        made += await ports.payments.refund_order(
-            f"{ret.id}/refund/credit",
-            ret.credit_order_id,
-            _asks(ret.credit_amounts, ret.currency),
-            ret.reason,
-            [],
-            ret.order_id if ret.credit_set_aside else "",
-        )
+    try:
+        await set_credit_aside(ports, ret)
+        # What goes back to the tenders: the whole refund, or an exchange's difference owed.
+        if sum(t.amount for t in ret.tender_amounts) > 0:
+            made = await ports.payments.refund_order(
+                f"{ret.id}/refund",
+                ret.order_id,
+                _asks(ret.tender_amounts, ret.currency),
+                ret.reason,
+                [(ln.sku, ln.quantity) for ln in ret.lines],
+            )
+        if ret.credit_amounts:
+            # The exchange credit's part, to the original order's payments.
+            made += await ports.payments.refund_order(
+                f"{ret.id}/refund/credit",
+                ret.credit_order_id,
+                _asks(ret.credit_amounts, ret.currency),
+                ret.reason,
+                [],
+                ret.order_id if ret.credit_set_aside else "",
+            )
+    except DomainError as exc:  # by code: the payment service's refusal is a DomainError
+        if exc.code in REFUSED_FOR_GOOD:
+            raise RefundRefused(exc.message, exc.code, exc.metadata, made) from None
+        raise
     _refunds_went_through(made)
+    await restock(ports, ret)
+    return replace(ret, refunds=made)
+
+
+async def restock(ports: ReturnPorts, ret: Return) -> None:
+    """The returned units back to stock at the returning store, each line once
+    (`<return>/restock/<line>`)."""
     for ln in ret.lines:
         if ln.restock and ln.quantity > 0:
             await ports.stock.return_to_stock(
@@ -393,32 +458,38 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
                 ln.quantity,
                 f"return {ret.id} of order {ret.order_id}",
             )
-    return replace(ret, refunds=made)
 
 
 def _refunds_went_through(made: list[Refunded]) -> None:
     """A refund the processor refused (a gift card deactivated since, a card closed): the
-    return is not done, and nothing is restocked. None went through: refused for good (a plain
-    return is dropped, its request answered 409 `refund_failed`). Some did: it stays pending
-    for a person (`refund_partly_failed`), its refunds recorded at the payment service."""
+    return is not done, and nothing is restocked. None went through: `refund_failed`; some
+    did: `refund_partly_failed`. Either is for good (the payment service answers the same
+    again)."""
     failed = [r for r in made if r.status == "failed"]
     if not failed:
         return
+    payments = {"payment_ids": ",".join(r.payment_id for r in failed)}
     if len(failed) == len(made):
-        raise Conflict(
+        raise RefundRefused(
             "the refund was refused by the payment processor; nothing was refunded or restocked",
             "refund_failed",
-            {"payment_ids": ",".join(r.payment_id for r in failed)},
+            payments,
+            made,
         )
-    raise Conflict(
-        "part of the refund was refused by the payment processor; the return waits for a "
-        "person to settle it",
+    raise RefundRefused(
+        "part of the refund was refused by the payment processor; nothing was restocked",
         "refund_partly_failed",
-        {"payment_ids": ",".join(r.payment_id for r in failed)},
+        payments,
+        made,
     )
 
 
-async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]:
+async def complete(
+    uow: ReturnsUnitOfWork, done: Return, settlement: Settlement | None = None
+) -> tuple[Return, Order]:
+    """The return completed (refunded and restocked, or `settlement`: settled by a person,
+    its tenders counting only the refunds that went through), its tenders' refunded amounts
+    updated, and `order_returned` published; a no-op once completed."""
     order = await uow.orders.get(done.order_id, lock=True)
     if order is None:
         raise NotFound("order", done.order_id)
@@ -427,17 +498,24 @@ async def complete(uow: ReturnsUnitOfWork, done: Return) -> tuple[Return, Order]
         raise NotFound("return", done.id)
     if ret.status is ReturnStatus.PENDING:
         at = now()
-        ret.status, ret.refunds, ret.completed_at = ReturnStatus.COMPLETED, done.refunds, at
+        if settlement is None:
+            ret.refunds = done.refunds
+            own, credit = ret.tender_amounts, ret.credit_amounts
+        else:  # what went back as the refunds recorded at the refusal say
+            own = went_through(ret, ret.tender_amounts)
+            credit = went_through(ret, ret.credit_amounts)
+            ret.settlement = settlement
+        ret.status, ret.completed_at = ReturnStatus.COMPLETED, at
         order.touched(at)
-        refunded(order, ret)
+        refunded(order, ret, own)
         # What went back to the original order's tenders no longer pays for this order.
-        order.saga.credit_returned += sum(t.amount for t in ret.credit_amounts)
+        order.saga.credit_returned += sum(t.amount for t in credit)
         await uow.orders.save(order)
-        if ret.credit_amounts:
+        if credit:
             source = await uow.orders.get(ret.credit_order_id, lock=True)
             if source is not None:
                 source.touched(at)
-                refunded(source, ret, ret.credit_amounts, credit=ret.credit_set_aside)
+                refunded(source, ret, credit, credit=ret.credit_set_aside)
                 await uow.orders.save(source)
         await uow.returns.save(ret)
         earlier = [r for r in await uow.returns.of_order(order.id) if r.id != ret.id]
@@ -493,17 +571,16 @@ async def resume(
     issued, is not shown again (a code is answered once)."""
     async with new_uow() as uow:
         ret = await uow.returns.get(return_id)
-    if ret is None or ret.status is ReturnStatus.COMPLETED:
-        return
+    if ret is None or ret.status is ReturnStatus.COMPLETED or ret.refusal:
+        return  # a refusal waits for a person, not for another try
     if ret.exchange_order_id and not await exchange_sold(new_uow, ports, ret):
         return
     if ret.order_id:
         try:
             done = await move_money_and_stock(ports, ret)
-        except DomainError as exc:
-            if await drop_if_refused(new_uow, ret, exc):
-                return
-            raise
+        except RefundRefused as exc:
+            await give_up(new_uow, ret, exc)
+            return
         async with new_uow() as uow:
             await complete(uow, done)
             await uow.commit()
@@ -532,6 +609,46 @@ async def exchange_sold(
     return order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)
 
 
+class SettleReturn(Generic[R]):
+    """A person settles a return whose refund was refused for good (`refusal`): the part of
+    the refund the processor did not pay was paid another way (cash from the till, a
+    transfer), or is refused. Either way the return is completed with its `settlement` (who,
+    why, how much, how), its units restocked as it asked (the same ids as its own steps: once),
+    its tenders counting only the refunds that went through, and `order_returned` published.
+    Nothing is asked of the payment service."""
+
+    def __init__(
+        self,
+        req: SettleRequest,
+        ports: ReturnPorts,
+        answer: Callable[[Return, Order], R],
+    ) -> None:
+        validate_settlement(req)  # bad input is refused before anything is claimed
+        self.req = req
+        self.ports = ports
+        self.answer = answer
+        self.settlement: Settlement | None = None
+
+    async def read(self, uow: ReturnsUnitOfWork) -> Return:
+        order = await uow.orders.get(self.req.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", self.req.order_id)
+        ret = await uow.returns.get(self.req.return_id)
+        if ret is None or ret.order_id != order.id:
+            raise NotFound("return", self.req.return_id)
+        self.settlement = settle(ret, self.req, now())
+        return ret
+
+    async def call(self, claim: Claim, ret: Return) -> Return:
+        await restock(self.ports, ret)
+        return ret
+
+    async def record(self, uow: ReturnsUnitOfWork, ret: Return) -> R:
+        assert self.settlement is not None
+        done, order = await complete(uow, ret, self.settlement)
+        return self.answer(done, order)
+
+
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
     order = await uow.orders.get(order_id)
     if order is None:
@@ -539,4 +656,4 @@ async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
     return await uow.returns.of_order(order_id)
 
 
-__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "list_returns"]
+__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "SettleReturn", "list_returns"]

@@ -115,6 +115,27 @@ FULFILLMENT_STATUS_CANCELLED: FulfillmentStatus.ValueType  # 8
 FULFILLMENT_STATUS_EXPIRED: FulfillmentStatus.ValueType  # 9
 Global___FulfillmentStatus: _TypeAlias = FulfillmentStatus  # noqa: Y015
 
+class _SettlementOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SettlementOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SettlementOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SETTLEMENT_OUTCOME_UNSPECIFIED: _SettlementOutcome.ValueType  # 0
+    SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND: _SettlementOutcome.ValueType  # 1
+    """The refund not paid by the processor was paid another way (tender_type: cash, external)."""
+    SETTLEMENT_OUTCOME_REFUSED: _SettlementOutcome.ValueType  # 2
+    """It is not paid: the return is closed without it."""
+
+class SettlementOutcome(_SettlementOutcome, metaclass=_SettlementOutcomeEnumTypeWrapper): ...
+
+SETTLEMENT_OUTCOME_UNSPECIFIED: SettlementOutcome.ValueType  # 0
+SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND: SettlementOutcome.ValueType  # 1
+"""The refund not paid by the processor was paid another way (tender_type: cash, external)."""
+SETTLEMENT_OUTCOME_REFUSED: SettlementOutcome.ValueType  # 2
+"""It is not paid: the return is closed without it."""
+Global___SettlementOutcome: _TypeAlias = SettlementOutcome  # noqa: Y015
+
 @_typing.final
 class Fulfillment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1769,6 +1790,8 @@ class Return(_message.Message):
     STORE_CREDIT_GIFT_CARD_ID_FIELD_NUMBER: _builtins.int
     EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
     CREDITED_FIELD_NUMBER: _builtins.int
+    REFUSAL_CODE_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
@@ -1781,6 +1804,11 @@ class Return(_message.Message):
     exchange_order_id: _builtins.str
     """Part of an exchange: its new order, and how much of `amount` paid for it instead of
     being refunded (`refunds` carry only the rest: the difference owed, if any).
+    """
+    refusal_code: _builtins.str
+    """Its refund was refused for good (refund_failed, refund_partly_failed,
+    amount_exceeds_refundable, not_captured): pending, it waits for a person (SettleReturn).
+    Kept once settled.
     """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
@@ -1796,6 +1824,10 @@ class Return(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def credited(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def settlement(self) -> Global___ReturnSettlement:
+        """How a person settled it; unset otherwise."""
+
     def __init__(
         self,
         *,
@@ -1813,14 +1845,129 @@ class Return(_message.Message):
         store_credit_gift_card_id: _builtins.str = ...,
         exchange_order_id: _builtins.str = ...,
         credited: _money_pb2.Money | None = ...,
+        refusal_code: _builtins.str = ...,
+        settlement: Global___ReturnSettlement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "settlement", b"settlement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "refusal_code", b"refusal_code", "settlement", b"settlement", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Return: _TypeAlias = Return  # noqa: Y015
+
+@_typing.final
+class ReturnSettlement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SETTLED_BY_FIELD_NUMBER: _builtins.int
+    SETTLED_AT_FIELD_NUMBER: _builtins.int
+    outcome: Global___SettlementOutcome.ValueType
+    tender_type: _payment_pb2.TenderType.ValueType
+    """Paid out of band: how (cash or external); unspecified when refused."""
+    reference: _builtins.str
+    """The till's receipt, a transfer's reference, ..."""
+    reason: _builtins.str
+    """Why it was settled so."""
+    settled_by: _builtins.str
+    """Who: the staff member signed in at the register, or `key:<id>` of the credential."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """What of the return's refund the processor did not pay, settled this way."""
+
+    @_builtins.property
+    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        outcome: Global___SettlementOutcome.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        tender_type: _payment_pb2.TenderType.ValueType = ...,
+        reference: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        settled_by: _builtins.str = ...,
+        settled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "settled_at", b"settled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "outcome", b"outcome", "reason", b"reason", "reference", b"reference", "settled_at", b"settled_at", "settled_by", b"settled_by", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnSettlement: _TypeAlias = ReturnSettlement  # noqa: Y015
+
+@_typing.final
+class SettleReturnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SETTLED_BY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    return_id: _builtins.str
+    outcome: Global___SettlementOutcome.ValueType
+    tender_type: _payment_pb2.TenderType.ValueType
+    """Paid out of band: cash or external (required then, and only then)."""
+    reference: _builtins.str
+    """Paid out of band: its reference, at most 128 characters."""
+    reason: _builtins.str
+    """Required: why, at most 500 characters."""
+    settled_by: _builtins.str
+    """Who settles it (the gateway's signed-in member, or `key:<id>`)."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        outcome: Global___SettlementOutcome.ValueType = ...,
+        tender_type: _payment_pb2.TenderType.ValueType = ...,
+        reference: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        settled_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "outcome", b"outcome", "reason", b"reason", "reference", b"reference", "request_id", b"request_id", "return_id", b"return_id", "settled_by", b"settled_by", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleReturnRequest: _TypeAlias = SettleReturnRequest  # noqa: Y015
+
+@_typing.final
+class SettleReturnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_return(self) -> Global___Return: ...
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order_return: Global___Return | None = ...,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleReturnResponse: _TypeAlias = SettleReturnResponse  # noqa: Y015
 
 @_typing.final
 class CreateReturnResponse(_message.Message):

@@ -110,6 +110,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.FromString,
                 _registered_method=True)
+        self.SettleReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/SettleReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -228,6 +233,18 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SettleReturn(self, request, context):
+        """A person settles a return whose refund the payment service refused for good (the return
+        is pending with a `refusal_code`, and nothing retries it): the part of the refund not paid
+        was paid another way (cash from the till, a transfer), or is refused. The return is then
+        completed with its `settlement` (who, why, how much, how), its units restocked as it
+        asked, and `order_returned` published. A return still under way, or completed, is
+        FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +322,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CreateExchange,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.SerializeToString,
+            ),
+            'SettleReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -713,6 +735,33 @@ class OrderService:
             '/pos.order.v1.OrderService/CreateExchange',
             pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.CreateExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/SettleReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.FromString,
             options,
             channel_credentials,
             insecure,

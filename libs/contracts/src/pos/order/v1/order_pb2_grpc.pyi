@@ -76,6 +76,14 @@ class OrderServiceStub:
     new lines' stock is held before anything is refunded. A return of the order
     (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
     """
+    SettleReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.SettleReturnRequest, _order_pb2.SettleReturnResponse]
+    """A person settles a return whose refund the payment service refused for good (the return
+    is pending with a `refusal_code`, and nothing retries it): the part of the refund not paid
+    was paid another way (cash from the till, a transfer), or is refused. The return is then
+    completed with its `settlement` (who, why, how much, how), its units restocked as it
+    asked, and `order_returned` published. A return still under way, or completed, is
+    FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -124,6 +132,14 @@ class OrderServiceAsyncStub(OrderServiceStub):
     difference charged (with the tenders given) or refunded (to the original tenders). The
     new lines' stock is held before anything is refunded. A return of the order
     (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
+    """
+    SettleReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.SettleReturnRequest, _order_pb2.SettleReturnResponse]  # type: ignore[assignment]
+    """A person settles a return whose refund the payment service refused for good (the return
+    is pending with a `refusal_code`, and nothing retries it): the part of the refund not paid
+    was paid another way (cash from the till, a transfer), or is refused. The return is then
+    completed with its `settlement` (who, why, how much, how), its units restocked as it
+    asked, and `order_returned` published. A return still under way, or completed, is
+    FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -260,6 +276,20 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         difference charged (with the tenders given) or refunded (to the original tenders). The
         new lines' stock is held before anything is refunded. A return of the order
         (`exchange_order_id`) and a new order (`exchange_of`); both appear in ListReturns/GetOrder.
+        """
+
+    @_abc_1.abstractmethod
+    def SettleReturn(
+        self,
+        request: _order_pb2.SettleReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.SettleReturnResponse, _abc.Awaitable[_order_pb2.SettleReturnResponse]]:
+        """A person settles a return whose refund the payment service refused for good (the return
+        is pending with a `refusal_code`, and nothing retries it): the part of the refund not paid
+        was paid another way (cash from the till, a transfer), or is refused. The return is then
+        completed with its `settlement` (who, why, how much, how), its units restocked as it
+        asked, and `order_returned` published. A return still under way, or completed, is
+        FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
