@@ -150,7 +150,8 @@ class Order(Answer):
         "",
         max_length=50,
         description="requested, payment_declined, expired, abandoned, insufficient_stock, "
-        "confirmation_failed",
+        "confirmation_failed; an exchange's new order also amount_exceeds_refundable (the "
+        "returned units' money was refunded from the original order meanwhile)",
     )
     payment_ids: list[Id] = Field(default_factory=list, max_length=50)
     tender_types: list[Annotated[str, Field(max_length=32)]] = Field(
