@@ -35,6 +35,43 @@ async def create_merchant(engine: AsyncEngine, name: str) -> str:
     return merchant_id
 
 
+async def create_merchant_once(
+    engine: AsyncEngine, secret: str, name: str, request_id: str
+) -> tuple[str, str | None]:
+    """(merchant id, its first key) made by this request, the merchant and its key in one
+    transaction. The key (every scope, test mode) is None when an earlier attempt of the same
+    request made the merchant: only its hash was kept (as issue_key_once). RequestReused when
+    that request named another merchant."""
+    merchant_id = new_id("mer")
+    key = keys.generate("test")
+    async with engine.begin() as conn:
+        made = await conn.execute(
+            pg_insert(merchants)
+            .values(id=merchant_id, name=name, request_id=request_id)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(merchants.c.id)
+        )
+        if made.first() is None:
+            row = (
+                await conn.execute(
+                    select(merchants.c.id, merchants.c.name).where(
+                        merchants.c.request_id == request_id
+                    )
+                )
+            ).one()
+            if row.name != name:
+                raise RequestReused()
+            return str(row.id), None
+        await conn.execute(
+            insert(api_keys).values(
+                id=new_id("key"), merchant_id=merchant_id, name="default",
+                key_hash=keys.keyed_hash(secret, key), key_hint=keys.hint(key), mode="test",
+                scopes=list(keys.ALL_SCOPES),
+            )
+        )  # fmt: skip
+    return merchant_id, key
+
+
 async def issue_key(
     engine: AsyncEngine,
     secret: str,

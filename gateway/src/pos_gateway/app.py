@@ -49,6 +49,12 @@ from pos_gateway.routes import (
     stock,
 )
 from pos_gateway.routes.common import success
+from pos_gateway.routes.credentials import (
+    ADDRESS_AUTH_BURST,
+    ADDRESS_AUTH_RATE,
+    CLIENT_AUTH_BURST,
+    CLIENT_AUTH_RATE,
+)
 from pos_gateway.routes.gift_cards import CODE_LOOKUP_BURST, CODE_LOOKUP_RATE
 from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
@@ -68,8 +74,10 @@ The first answer is kept for 24 hours and replayed byte for byte with `Idempoten
 true`, except a secret shown once (an API key, a client secret): it is never stored, so a replay
 has it null and says `secret_redacted: true`. The same key with a different request is a 422
 (a JSON body is compared by its content, not its formatting or the order of its members), a
-retry while the first is still running a 409. Rate limits are per credential and advertised
-on every answer in `RateLimit-Policy` and `RateLimit`; past them, a 429 with `Retry-After`.
+retry while the first is still running a 409. Rate limits are per credential (per source
+address for a request without a valid one, the token exchange, register pairing and the
+platform routes) and advertised on every answer in `RateLimit-Policy` and `RateLimit`; past
+them, a 429 with `Retry-After`.
 """
 
 
@@ -133,6 +141,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await limits.start()
         app.state.code_lookups = code_lookups
         await code_lookups.start()
+        app.state.client_auth, app.state.address_auth = client_auth, address_auth
+        await client_auth.start()
+        await address_auth.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency, engine))
         stop_relay = asyncio.Event()
         relaying = asyncio.create_task(outbox.relay(engine, settings, stop_relay))
@@ -147,6 +158,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await app.state.jetstream.close()
             await limits.close()
             await code_lookups.close()
+            await client_auth.close()
+            await address_auth.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -170,6 +183,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Gift card code look-ups, a budget of their own against guessing (routes/gift_cards.py),
     # in the same store as the API's: with a shared store, one budget across all replicas.
     code_lookups = rate_limiter(settings, CODE_LOOKUP_RATE, CODE_LOOKUP_BURST)
+    # Failed client authentications at the token exchange, per client_id and per source
+    # address (routes/credentials.py), in the same store.
+    client_auth = rate_limiter(settings, CLIENT_AUTH_RATE, CLIENT_AUTH_BURST)
+    address_auth = rate_limiter(settings, ADDRESS_AUTH_RATE, ADDRESS_AUTH_BURST)
 
     app.add_middleware(
         EdgeMiddleware,

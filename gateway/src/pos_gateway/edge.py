@@ -8,6 +8,7 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -32,7 +33,7 @@ from pos_gateway.idempotency import (
     shown_once,
 )
 from pos_gateway.problems import Problem, from_rpc_error, problem_response
-from pos_gateway.ratelimit import Limiter
+from pos_gateway.ratelimit import Limiter, address_key
 from pos_kit.context import merchant_var, register_var, request_id_var, staff_var
 from pos_kit.text import (
     CARD_NUMBER_NOT_ALLOWED,
@@ -57,7 +58,30 @@ log = logging.getLogger(__name__)
 
 # /v1 paths that authenticate themselves: the token exchange takes client credentials, and
 # /v1/admin/ takes the platform credential.
-OPEN_PATHS = frozenset({"/v1/oauth/token", "/v1/registers/pair"})
+TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 (a path, not a secret)
+OPEN_PATHS = frozenset({TOKEN_PATH, "/v1/registers/pair"})
+ADMIN_PREFIX = "/v1/admin/"
+# Whose Idempotency-Keys the platform credential's requests are (`/v1/admin/`): no merchant's
+# id, which all begin `mer_`.
+PLATFORM_TENANT = "platform"
+# Answers no cache may keep (RFC 9111 `no-store`): the token exchange's (RFC 6749 section 5.1
+# asks for it, and `Pragma: no-cache` for HTTP/1.0 caches) and every answer of an operation
+# that shows a secret once (its `x-shown-once`).
+NO_STORE = [(b"cache-control", b"no-store")]
+TOKEN_NO_STORE = [*NO_STORE, (b"pragma", b"no-cache")]
+
+
+def platform_admin(scope: Scope, headers: Headers) -> bool:
+    """Whether the request carries the platform credential (`/v1/admin/`; the routes check it
+    too, and answer for it)."""
+    state = getattr(scope.get("app"), "state", None)
+    expected: str | None = getattr(state, "admin_token", None)
+    if not expected:
+        return False
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    )
 
 
 def hsts_value(max_age_seconds: int) -> bytes | None:
@@ -129,14 +153,32 @@ class EdgeMiddleware:
             await problem_response(problem)(scope, receive, send)
             return
         path: str = scope["path"]
-        if not path.startswith("/v1/") or path in OPEN_PATHS or path.startswith("/v1/admin/"):
+        if not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            if path == TOKEN_PATH:
+                extra += TOKEN_NO_STORE
+            elif shown_once(scope):
+                extra += NO_STORE
+        if path in OPEN_PATHS or path.startswith(ADMIN_PREFIX):
+            # No credential to count them by: their source address's budget.
+            if not await self._counted(scope, receive, send, extra, address_key(scope)):
+                return
+            key = headers.get("idempotency-key")
+            if scope["method"] == "POST" and key is not None and platform_admin(scope, headers):
+                await self._idempotent(scope, receive, send, PLATFORM_TENANT, key)
+                return
+            request_id_var.set(str(uuid.uuid4()))
             await self.app(scope, receive, send)
             return
         request = Request(scope)
         try:
             principal = await authenticate(request)
         except Problem as refused:
-            await problem_response(refused)(scope, receive, send)
+            # Counted too (a 429 past the budget): guessing credentials is not free.
+            if await self._counted(scope, receive, send, extra, address_key(scope)):
+                await problem_response(refused)(scope, receive, send)
             return
         request.state.principal = principal
         merchant_var.set(principal.merchant_id)
@@ -157,19 +199,7 @@ class EdgeMiddleware:
                 await problem_response(outside)(scope, receive, send)
                 return
 
-        decision = await self.limits.decide(principal.key_id)
-        extra += [
-            (b"ratelimit-policy", self.limits.policy.encode()),
-            (b"ratelimit", self.limits.header(decision).encode()),
-        ]
-        if not decision.allowed:
-            problem = Problem(
-                429,
-                "rate_limited",
-                "too many requests for this credential; retry after the given time",
-                headers={"Retry-After": str(decision.retry_after)},
-            )
-            await problem_response(problem)(scope, receive, send)
+        if not await self._counted(scope, receive, send, extra, principal.key_id):
             return
 
         key = headers.get("idempotency-key")
@@ -178,6 +208,33 @@ class EdgeMiddleware:
             return
         request_id_var.set(str(uuid.uuid4()))
         await self.app(scope, receive, send)
+
+    async def _counted(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        extra: list[tuple[bytes, bytes]],
+        bucket: str,
+    ) -> bool:
+        """Spend a token of `bucket` and advertise what is left on the answer; past the budget
+        answer the 429 here (False: the request goes no further)."""
+        decision = await self.limits.decide(bucket)
+        extra += [
+            (b"ratelimit-policy", self.limits.policy.encode()),
+            (b"ratelimit", self.limits.header(decision).encode()),
+        ]
+        if decision.allowed:
+            return True
+        who = "address" if bucket.startswith("address:") else "credential"
+        problem = Problem(
+            429,
+            "rate_limited",
+            f"too many requests for this {who}; retry after the given time",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+        await problem_response(problem)(scope, receive, send)
+        return False
 
     async def _idempotent(
         self, scope: Scope, receive: Receive, send: Send, merchant_id: str, key: str

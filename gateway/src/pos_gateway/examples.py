@@ -637,6 +637,7 @@ MERCHANT = {
     "id": "mer_01j9x6s9x0y1z2a3b4c5d6e7fg",
     "name": "Corner Coffee",
     "api_key": "pos_test_Xmp2eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
+    "secret_redacted": False,
 }
 DEAD_LETTER = {
     "sequence": 42,

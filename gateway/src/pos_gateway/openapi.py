@@ -157,6 +157,18 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": False,
         "schema": {"type": "string", "maxLength": 200, "pattern": r"^Bearer [ -~]+$"},
     },
+    "WWW-Authenticate-Basic": {
+        "description": "Sent when the client authenticated with HTTP Basic: "
+        '`Basic realm="omnitill"`',
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200, "pattern": r"^Basic [ -~]+$"},
+    },
+    "Cache-Control": {
+        "description": "`no-store`: the answer holds a secret or a token, which no cache may "
+        "keep (RFC 6749 section 5.1, RFC 9111)",
+        "required": True,
+        "schema": {"type": "string", "enum": ["no-store"]},
+    },
 }
 # The same two headers where the edge may answer before it knows the credential (a 400 for a
 # NUL in the URL), or the request was shed before the edge (admission.py's 503): there they
@@ -224,6 +236,7 @@ def _headers(*names: str) -> dict[str, Any]:
         "Retry-After-If-Overloaded": "Retry-After",
         "ETag-Unless-Replayed": "ETag",
         "WWW-Authenticate-Scope": "WWW-Authenticate",
+        "WWW-Authenticate-Basic": "WWW-Authenticate",
     }
     return {wire.get(n, n): _ref("headers", n) for n in names}
 
@@ -236,7 +249,7 @@ IF_COUNTED = ("RateLimit-If-Counted", "RateLimit-Policy-If-Counted")
 # replayed answer carries its status and body but not the headers it was first sent with.
 RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
     "400": ("BadRequest", ("X-Request-Id", *IF_COUNTED, "Idempotent-Replayed")),
-    "401": ("Unauthorized", ("X-Request-Id", "WWW-Authenticate")),
+    "401": ("Unauthorized", (*COUNTED, "WWW-Authenticate")),
     "402": ("PaymentRequired", STORED),
     "403": ("Forbidden", (*STORED, "WWW-Authenticate-Scope")),
     "404": ("NotFound", STORED),
@@ -474,10 +487,11 @@ def with_tags(document: dict[str, Any]) -> None:
 
 
 def with_idempotency_key(document: dict[str, Any]) -> None:
-    """The edge takes `Idempotency-Key` on every authenticated POST; the routes never see it,
-    so it is documented here, where no route can forget it."""
+    """The edge takes `Idempotency-Key` on every authenticated POST (a merchant's, and the
+    platform's on `/v1/admin/`); the routes never see it, so it is documented here, where no
+    route can forget it."""
     for path, method, operation in _operations(document):
-        if method == "post" and _kind(path) == "merchant":
+        if method == "post" and _kind(path) in ("merchant", "admin"):
             operation.setdefault("parameters", []).append(_ref("parameters", "Idempotency-Key"))
 
 
@@ -532,8 +546,23 @@ def with_edge_answers(document: dict[str, Any]) -> None:
                         names.append("Idempotent-Replayed")
                     if operation.get("operationId") in ETAG_OPERATIONS:
                         names.append("ETag-Unless-Replayed" if method == "post" else "ETag")
+                elif path.startswith("/v1/"):
+                    # Counted per source address (edge.address_key): but a 413 or a 400 for
+                    # the URL, refused before, or a 503 of a gateway shedding requests.
+                    if status in ("400", "503"):
+                        names += IF_COUNTED
+                    elif status != "413":
+                        names += ["RateLimit", "RateLimit-Policy"]
+                    if status == "429":
+                        names.append("Retry-After")
+                    if kind == "admin" and method == "post":
+                        names.append("Idempotent-Replayed")
+                if status.startswith("2") and _no_store(path, method, operation):
+                    names.append("Cache-Control")
                 if kind == "admin" and status == "401":
                     names.append("WWW-Authenticate")
+                if path == TOKEN_URL and status == "401":
+                    names.append("WWW-Authenticate-Basic")
                 answer.setdefault("headers", {}).update(_headers(*names))
                 continue
             name, headers = RESPONSES.get(status, ("", COUNTED))
@@ -545,6 +574,11 @@ def with_edge_answers(document: dict[str, Any]) -> None:
     shared.pop("", None)
     document["components"]["responses"] = dict(sorted(shared.items()))
     with_every_possible_problem(document)
+
+
+def _no_store(path: str, method: str, operation: dict[str, Any]) -> bool:
+    """The answers the edge sends with `Cache-Control: no-store` (edge.NO_STORE)."""
+    return method == "post" and (path == TOKEN_URL or bool(operation.get(SHOWN_ONCE)))
 
 
 def _possible(path: str, method: str, operation: dict[str, Any]) -> set[str]:

@@ -19,6 +19,8 @@ from pos_kit.text import CARD_NUMBER_NOT_ALLOWED
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# The OAuth 2.0 endpoints: their problems carry RFC 6749's `error` beside `code`.
+OAUTH_PATHS = frozenset({"/v1/oauth/token"})
 TYPE_BASE = "https://docs.omnitill.dev/problems/"
 
 # google.rpc's documented HTTP mapping.
@@ -225,7 +227,11 @@ def install(app: FastAPI) -> None:
             code, detail = CARD_NUMBER_NOT_ALLOWED, "card numbers are never accepted"
         else:
             code, detail = "invalid_request", "the request is not valid"
-        return problem_response(Problem(400, code, detail, errors))
+        # RFC 6749's endpoints answer its `error` member too (section 5.2).
+        extra = None
+        if request.url.path in OAUTH_PATHS:
+            extra = {"error": "invalid_request", "error_description": detail}
+        return problem_response(Problem(400, code, detail, errors, extra=extra))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

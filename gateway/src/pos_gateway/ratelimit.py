@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+
+def address_key(scope: Mapping[str, Any]) -> str:
+    """The bucket of a request whose credential is not known (yet): its source address's.
+    Answers given before a credential is read (401s, the open paths, `/v1/admin/`) spend it."""
+    client = scope.get("client")
+    return "address:" + (client[0] if client else "unknown")
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
     async def decide(self, key: str) -> Decision: ...
+
+    async def refund(self, key: str) -> None: ...
 
 
 def decision(allowed: bool, tokens: float, rate: float, burst: int) -> Decision:
@@ -69,6 +79,15 @@ class TokenBuckets:
 
     async def decide(self, key: str) -> Decision:
         return self.take(key)
+
+    async def refund(self, key: str) -> None:
+        """Give back the token a request took (one that turned out not to count)."""
+        self.give_back(key)
+
+    def give_back(self, key: str) -> None:
+        held = self._buckets.get(key)
+        if held is not None:
+            self._buckets[key] = (min(float(self.burst), held[0] + 1.0), held[1])
 
     def take(self, key: str, now: float | None = None) -> Decision:
         now = time.monotonic() if now is None else now

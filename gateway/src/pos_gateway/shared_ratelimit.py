@@ -47,6 +47,13 @@ TAKE = f"""
     RETURNING tokens, allowed
 """  # noqa: S608 - the interpolated parts are constants above, values are bound
 
+# A token given back (the request it was taken for turned out not to count), never past the
+# burst.
+REFUND = """
+    UPDATE rate_limit_buckets SET tokens = least(%(burst)s::double precision, tokens + 1)
+    WHERE credential_id = %(key)s
+"""
+
 
 def plain_url(url: str) -> str:
     """The libpq URL: without the driver suffix SQLAlchemy URLs may carry."""
@@ -98,6 +105,15 @@ class SharedBuckets:
         except Exception as exc:
             self._warn(exc)
             return self.fallback.take(key)
+
+    async def refund(self, key: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._pool.connection() as conn:
+                    await conn.execute(REFUND, {"key": key, "burst": self.burst})
+        except Exception as exc:
+            self._warn(exc)
+        self.fallback.give_back(key)
 
     async def _take(self, key: str) -> Decision:
         params = {"key": key, "burst": self.burst, "rate": self.rate}

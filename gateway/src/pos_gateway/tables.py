@@ -33,6 +33,10 @@ merchants = Table(
     Column("id", Text, primary_key=True),
     Column("name", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The Idempotency-Key of the platform request that made it (as api_keys.request_id); None
+    # for the CLI's.
+    Column("request_id", Text),
+    Index("merchants_request", "request_id", unique=True),
 )
 
 api_keys = Table(

@@ -3,8 +3,10 @@ and the client-credentials token exchange (/v1/oauth/token)."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Form, Request
 from pydantic import Field
@@ -15,6 +17,7 @@ from pos_gateway.actions import guarded
 from pos_gateway.auth import Principal
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
+from pos_gateway.ratelimit import address_key
 from pos_gateway.routes.common import (
     CREATE,
     Body,
@@ -75,6 +78,24 @@ def _principal(request: Request) -> Principal:
     return principal
 
 
+def grantable(request: Request, asked: list[str]) -> tuple[str, ...]:
+    """The scopes a new credential may carry: only those the credential making it holds (one
+    holding every scope, as a merchant's first key does, may grant any). Anything else is a
+    403 naming the scopes it cannot grant, and nothing is made."""
+    held = _principal(request).scopes
+    wanted = tuple(dict.fromkeys(asked))
+    beyond = [s for s in wanted if s not in held]
+    if beyond:
+        names = ", ".join(beyond)
+        raise Problem(
+            403,
+            "scope_not_grantable",
+            f"this credential cannot grant scopes it does not hold itself: {names}",
+            [{"field": "scopes", "reason": f"not held by this credential: {names}"}],
+        )
+    return wanted
+
+
 def _ts(value: Any) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -123,17 +144,21 @@ def _page(found: list[dict[str, Any]], limit: int, scope: str) -> dict[str, Any]
     ),
 )
 async def create_key(body: KeyIn, request: Request) -> NewApiKey:
-    """The key is in this answer only: it is stored as a keyed hash and cannot be shown again."""
+    """The key is in this answer only: it is stored as a keyed hash and cannot be shown again.
+
+    A credential grants only scopes it holds itself (one holding every scope may grant any):
+    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`)."""
     merchant = _principal(request).merchant_id
+    scopes = grantable(request, body.scopes)
     state = request.app.state
     try:
         async with guarded(request, "api_key.created") as done:
             key_id, key = await admin.issue_key_once(
-                state.engine, state.secret, merchant, body.name,
-                tuple(dict.fromkeys(body.scopes)), body.mode, request_id(),
+                state.engine, state.secret, merchant, body.name, scopes, body.mode,
+                request_id(),
             )  # fmt: skip
             done.resource = ("api_key", key_id)
-            done.details = {"name": body.name, "scopes": list(dict.fromkeys(body.scopes))}
+            done.details = {"name": body.name, "scopes": list(scopes)}
     except admin.RequestReused:
         raise _reused() from None
     info = await admin.get_key(state.engine, merchant, key_id)
@@ -188,17 +213,20 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
     ),
 )
 async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
-    """The client secret is in this answer only."""
+    """The client secret is in this answer only.
+
+    A credential grants only scopes it holds itself (one holding every scope may grant any):
+    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`)."""
     merchant = _principal(request).merchant_id
+    scopes = grantable(request, body.scopes)
     state = request.app.state
     try:
         async with guarded(request, "oauth_client.created") as done:
             client_id, client_secret = await admin.create_client(
-                state.engine, state.secret, merchant, body.name,
-                tuple(dict.fromkeys(body.scopes)), request_id(),
+                state.engine, state.secret, merchant, body.name, scopes, request_id(),
             )  # fmt: skip
             done.resource = ("oauth_client", client_id)
-            done.details = {"name": body.name, "scopes": list(dict.fromkeys(body.scopes))}
+            done.details = {"name": body.name, "scopes": list(scopes)}
     except admin.RequestReused:
         raise _reused() from None
     info = await admin.get_client(state.engine, merchant, client_id)
@@ -259,20 +287,115 @@ def _oauth_error(
     detail: str,
     code: str | None = None,
     errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Problem:
     # RFC 6749 clients read `error`; everyone else reads the problem's `code` (the same, unless
     # a finer one says more, like `card_number_not_allowed`).
     extra = {"error": error, "error_description": detail}
-    return Problem(status, code or error, detail, errors, extra=extra)
+    return Problem(status, code or error, detail, errors, headers=headers, extra=extra)
+
+
+# Failed client authentications at the token exchange, budgeted per client_id and per source
+# address (each its own bucket): a guessed secret costs a token, a right one gives it back, so
+# a client that knows its secret is never held up by its own successes. Past the budget a 429
+# with Retry-After, before the secret is even checked.
+CLIENT_AUTH_RATE, CLIENT_AUTH_BURST = 0.1, 10  # ten wrong secrets, then one every 10 s
+ADDRESS_AUTH_RATE, ADDRESS_AUTH_BURST = 1.0, 100
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    """The client credentials of `Authorization: Basic` (RFC 6749 section 2.3.1: each
+    form-urlencoded, then `id:secret` in base64), or None when the request sends none."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    client_id, colon, client_secret = decoded.partition(":")
+    if not colon:
+        raise _oauth_error(
+            400, "invalid_request",
+            "Authorization: Basic must carry base64 of client_id:client_secret",
+            errors=[{"field": "Authorization", "reason": "must be Basic base64(id:secret)"}],
+        )  # fmt: skip
+    return unquote_plus(client_id), unquote_plus(client_secret)
+
+
+def _client_credentials(
+    request: Request, client_id: str | None, client_secret: str | None
+) -> tuple[str, str, bool]:
+    """(client_id, client_secret, whether they came in the Authorization header): from HTTP
+    Basic or from the form, never both (RFC 6749 section 2.3: one method per request)."""
+    basic = _basic(request)
+    if basic is not None:
+        if client_secret is not None or client_id not in (None, basic[0]):
+            raise _oauth_error(
+                400, "invalid_request",
+                "send the client credentials once: in Authorization: Basic or in the form",
+            )  # fmt: skip
+        return basic[0], basic[1], True
+    missing = [name for name, v in (("client_id", client_id), ("client_secret", client_secret))
+               if not v]  # fmt: skip
+    if missing or client_id is None or client_secret is None:
+        raise _oauth_error(
+            400, "invalid_request",
+            "client authentication is required: Authorization: Basic, or client_id and "
+            "client_secret in the form",
+            errors=[{"field": name, "reason": "Field required"} for name in missing],
+        )  # fmt: skip
+    return client_id, client_secret, False
+
+
+async def _throttled(request: Request, client_id: str) -> list[str]:
+    """Spend a failed authentication's token of the client's bucket and the address's; the
+    buckets spent (to give back if the secret is right). Past either budget a 429."""
+    state = request.app.state
+    spent: list[str] = []
+    refused: list[int] = []
+    for limits, bucket in (
+        # Named apart from the API's own buckets: with the shared store they are one table.
+        (state.client_auth, "client-auth:" + client_id),
+        (state.address_auth, "client-auth:" + address_key(request.scope)),
+    ):
+        decision = await limits.decide(bucket)
+        if decision.allowed:
+            spent.append(bucket)
+        else:
+            refused.append(decision.retry_after)
+    if refused:
+        await _give_back(request, spent)
+        raise Problem(
+            429, "rate_limited",
+            "too many failed client authentications; retry after the given time",
+            headers={"Retry-After": str(max(refused))},
+        )  # fmt: skip
+    return spent
+
+
+async def _give_back(request: Request, spent: list[str]) -> None:
+    state = request.app.state
+    for bucket in spent:
+        by_address = bucket.startswith("client-auth:address:")
+        limits = state.address_auth if by_address else state.client_auth
+        await limits.refund(bucket)
 
 
 @router.post(
     "/oauth/token",
     summary="Exchange client credentials for a short-lived access token",
-    description="OAuth 2.0 client credentials grant (form encoded). The access token is a JWT "
-    "(RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC 6749's `error` "
-    "beside the problem's `code`.",
-    responses={200: success(ex.TOKEN), **problems(400, 401, 413)},
+    description="OAuth 2.0 client credentials grant (form encoded). The client authenticates "
+    "with HTTP Basic (`Authorization: Basic base64(client_id:client_secret)`, RFC 6749 "
+    "section 2.3.1) or with `client_id` and `client_secret` in the form, not both. The access "
+    "token is a JWT (RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC "
+    "6749's `error` beside the problem's `code` (`invalid_request`, `invalid_client`, "
+    "`unsupported_grant_type`, `invalid_scope`); a wrong secret sent with Basic answers "
+    "`WWW-Authenticate: Basic`. Failed client authentications are limited per client_id "
+    f"({CLIENT_AUTH_BURST}, then one every {round(1 / CLIENT_AUTH_RATE)} s) and per source "
+    "address: past that a 429 with Retry-After, before the secret is checked. Answers are "
+    "sent with `Cache-Control: no-store`.",
+    responses={200: success(ex.TOKEN), **problems(400, 401, 413, 429)},
     openapi_extra={"requestBody": {"content": {FORM: {"example": TOKEN_FORM_EXAMPLE}}}},
 )
 async def token(
@@ -283,28 +406,30 @@ async def token(
     grant_type: Annotated[
         str, Form(min_length=1, max_length=64, json_schema_extra={"enum": ["client_credentials"]})
     ],
-    client_id: Annotated[str, Form(min_length=1, max_length=64)],
-    client_secret: Annotated[str, Form(min_length=1, max_length=128)],
+    # Both optional in the form: the client may authenticate with HTTP Basic instead.
+    client_id: Annotated[str | None, Form(min_length=1, max_length=64)] = None,
+    client_secret: Annotated[str | None, Form(min_length=1, max_length=128)] = None,
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> AccessToken:
-    form = {"grant_type": grant_type, "client_id": client_id, "client_secret": client_secret,
-            "scope": scope}  # fmt: skip
-    refused = {k: r for k, v in form.items() if (r := text_problem(k, v)) is not None}
-    if refused:
-        card = CARD_NUMBER_REASON in refused.values()
-        raise _oauth_error(
-            400,
-            "invalid_request",
-            "card numbers are never accepted" if card else "form fields must not contain NUL",
-            code=CARD_NUMBER_NOT_ALLOWED if card else None,
-            errors=[{"field": k, "reason": r} for k, r in refused.items()],
-        )
+    form = {"grant_type": grant_type, "client_id": client_id or "",
+            "client_secret": client_secret or "", "scope": scope}  # fmt: skip
+    _text_rules(form)
     if grant_type != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
+    client_id, client_secret, basic = _client_credentials(request, client_id, client_secret)
+    if basic:
+        _text_rules({"client_id": client_id, "client_secret": client_secret})
+        if len(client_id) > 64 or len(client_secret) > 128:
+            raise _oauth_error(401, "invalid_client", "unknown client or wrong secret",
+                               headers={"WWW-Authenticate": BASIC_CHALLENGE})  # fmt: skip
+    spent = await _throttled(request, client_id)
     state = request.app.state
     found = await admin.client_for_secret(state.engine, state.secret, client_id, client_secret)
     if found is None:
-        raise _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+        challenge = {"WWW-Authenticate": BASIC_CHALLENGE} if basic else None
+        raise _oauth_error(401, "invalid_client", "unknown client or wrong secret",
+                           headers=challenge)  # fmt: skip
+    await _give_back(request, spent)
     merchant, allowed = found
     asked = scope.split() if scope else allowed
     if not set(asked) <= set(allowed):
@@ -320,3 +445,19 @@ async def token(
         expires_in=tokens.TOKEN_SECONDS,
         scope=" ".join(asked),
     )
+
+
+BASIC_CHALLENGE = 'Basic realm="omnitill"'
+
+
+def _text_rules(form: dict[str, str]) -> None:
+    refused = {k: r for k, v in form.items() if (r := text_problem(k, v)) is not None}
+    if refused:
+        card = CARD_NUMBER_REASON in refused.values()
+        raise _oauth_error(
+            400,
+            "invalid_request",
+            "card numbers are never accepted" if card else "form fields must not contain NUL",
+            code=CARD_NUMBER_NOT_ALLOWED if card else None,
+            errors=[{"field": k, "reason": r} for k, r in refused.items()],
+        )

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from pos_gateway import admin
 from pos_gateway import examples as ex
+from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     INT64,
@@ -28,6 +29,7 @@ from pos_gateway.routes.common import (
     cursor_after,
     example,
     problems,
+    request_id,
     success,
 )
 from pos_gateway.schemas.credentials import Merchant
@@ -64,16 +66,28 @@ def _check(request: Request) -> None:
     "/merchants",
     status_code=201,
     summary="Create a merchant with its first (test) API key",
-    description="Requires the platform credential. The key is shown in this answer only. "
-    "Answers 404 like an unknown route when the deployment has no platform credential.",
-    responses={201: success(ex.MERCHANT), **problems(400, 401, 404, 413)},
+    description="Requires the platform credential. The key (`api_key`, every scope) is shown "
+    "in this answer only, with `secret_redacted: false`. With an `Idempotency-Key` a retry "
+    "creates nothing: it answers the same merchant with `api_key` null and `secret_redacted: "
+    "true` (the key is never stored with the answer). Answers 404 like an unknown route when "
+    "the deployment has no platform credential.",
+    responses={201: success(ex.MERCHANT), **problems(400, 401, 404, 409, 413, 422, 429)},
+    openapi_extra={SHOWN_ONCE: ["api_key"]},
 )
 async def create_merchant(body: MerchantIn, request: Request) -> Merchant:
     _check(request)
     state = request.app.state
-    merchant_id = await admin.create_merchant(state.engine, body.name)
-    issued = await admin.issue_key(state.engine, state.secret, merchant_id, "default")
-    return Merchant(id=merchant_id, name=body.name, api_key=issued.key)
+    try:
+        merchant_id, key = await admin.create_merchant_once(
+            state.engine, state.secret, body.name, request_id()
+        )
+    except admin.RequestReused:
+        raise Problem(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+        ) from None
+    return Merchant.model_validate(
+        {"id": merchant_id, "name": body.name, "api_key": key, REDACTED: key is None}
+    )
 
 
 # --- dead letters -------------------------------------------------------------------------
@@ -118,7 +132,7 @@ def _after(cursor: str | None) -> int:
     summary="List dead letters",
     description="Requires the platform credential. Messages a consumer gave up on, oldest "
     "first, with the error and the deliveries it took; the payload is not shown.",
-    responses={200: success(ex.DEAD_LETTERS), **problems(400, 401, 404, 503)},
+    responses={200: success(ex.DEAD_LETTERS), **problems(400, 401, 404, 429, 503)},
 )
 async def list_dead_letters(
     request: Request, consumer: ConsumerName = None, limit: Limit = 50, cursor: Cursor = None
@@ -140,7 +154,7 @@ async def list_dead_letters(
     description="Requires the platform credential. Publishes the message again on its "
     "subject for the consumer that failed it alone (the others skip it); its inbox still "
     "applies it once. Run again after an interruption, it is sent once.",
-    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 503)},
+    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 409, 422, 429, 503)},
 )
 async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
     _check(request)
@@ -157,7 +171,7 @@ async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
     summary="Send every dead letter again",
     description="Requires the platform credential. Every dead letter (or a consumer's) is sent "
     "again to the consumer that failed it, oldest first.",
-    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 503)},
+    responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 409, 422, 429, 503)},
 )
 async def redrive_dead_letters(request: Request, consumer: ConsumerName = None) -> Redriven:
     _check(request)

@@ -78,7 +78,11 @@ class AccessToken(Answer):
 class Merchant(Answer):
     id: Id
     name: str = Field(min_length=1, max_length=200)
-    api_key: str = Field(pattern=API_KEY, max_length=47, description="Shown here only")
+    api_key: Annotated[str, Field(pattern=API_KEY, max_length=47)] | None = Field(
+        description="The merchant's first key, with every scope: shown in this answer only; "
+        "null in a replay"
+    )
+    secret_redacted: bool = Field(description="true in a replay: the key is not kept")
 
 
 class ApiKeyList(Page[ApiKey]):

@@ -1,0 +1,407 @@
+"""What guards the credentials: a credential grants only the scopes it holds, the token
+exchange (HTTP Basic, RFC 6749 errors, failed authentications throttled), rate-limit and cache
+headers on every /v1 answer, and the platform's merchant creation under an Idempotency-Key.
+
+The real gateway application (its routes, edge and stores) against its real database; the
+services are never called by these routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest_asyncio
+from fastapi import FastAPI
+
+from pos_devstack.testing import Infra
+from pos_gateway.admin import create_merchant, issue_key
+from pos_gateway.app import create_app
+from pos_gateway.ratelimit import TokenBuckets
+from pos_gateway.settings import GatewaySettings
+from pos_kit.db import make_engine
+
+SECRET = "credential-guards-secret-0123456789abcdef"
+SIGNING = "credential-guards-token-key-0123456789abcdef"
+ADMIN = "credential-guards-platform-token-0123456789"
+NEVER = 1e-9  # a bucket that does not refill within a test
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    http: httpx.AsyncClient  # as the merchant's first key (every scope)
+    database_url: str
+
+    async def post(self, path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+        headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
+        return await self.http.post(path, json=body, headers=headers)
+
+    async def client(self, scopes: list[str]) -> dict[str, Any]:
+        made = await self.post("/v1/oauth-clients", {"name": "guarded", "scopes": scopes})
+        assert made.status_code == 201, made.text
+        return dict(made.json())
+
+    def scalar(self, query: str, *args: object) -> Any:
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute(query, args).fetchone()
+            return None if row is None else row[0]
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
+    url = infra.service_database("gateway")
+    engine = make_engine(url, pool_size=1)
+    merchant = await create_merchant(engine, "Guarded")
+    key = (await issue_key(engine, SECRET, merchant, "owner")).key
+    await engine.dispose()
+    never = "127.0.0.1:9"  # never dialled: these routes do not reach the services
+    settings = GatewaySettings(
+        database_url=url, gateway_secret_key=SECRET, token_signing_keys=[SIGNING],
+        platform_admin_token=ADMIN, inventory_addr=never, promotion_addr=never,
+        customer_addr=never, payment_addr=never, order_addr=never, dispatcher_addr=never,
+    )  # fmt: skip
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as http,
+    ):
+        yield Gateway(app, http, url)
+
+
+def _bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+# --- scopes --------------------------------------------------------------------------------
+
+
+async def test_a_credential_grants_only_the_scopes_it_holds(gateway: Gateway) -> None:
+    made = await gateway.post(
+        "/v1/api-keys", {"name": "manager", "scopes": ["credentials:manage", "catalog:read"]}
+    )
+    assert made.status_code == 201
+    manager = {**_bearer(made.json()["key"]), "Idempotency-Key": str(uuid.uuid4())}
+    keys_before = gateway.scalar("SELECT count(*) FROM api_keys")
+    clients_before = gateway.scalar("SELECT count(*) FROM oauth_clients")
+
+    body = {"name": "escalated", "scopes": ["payments:write", "orders:write", "catalog:read"]}
+    refused = await gateway.http.post("/v1/api-keys", json=body, headers=manager)
+    assert refused.status_code == 403, refused.text
+    problem = refused.json()
+    assert problem["code"] == "scope_not_grantable"
+    assert "payments:write, orders:write" in problem["detail"]
+    assert problem["errors"] == [
+        {"field": "scopes", "reason": "not held by this credential: payments:write, orders:write"}
+    ]
+    client_body = {"name": "escalated", "scopes": ["payments:write"]}
+    refused = await gateway.http.post(
+        "/v1/oauth-clients", json=client_body, headers={**manager, "Idempotency-Key": "c-1"}
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
+    assert refused.json()["errors"][0]["field"] == "scopes"
+    # Nothing was made.
+    assert gateway.scalar("SELECT count(*) FROM api_keys") == keys_before
+    assert gateway.scalar("SELECT count(*) FROM oauth_clients") == clients_before
+
+    # What it holds, it may grant; the merchant's first key (every scope) grants anything.
+    own = {"name": "reader", "scopes": ["catalog:read"]}
+    granted = await gateway.http.post(
+        "/v1/api-keys", json=own, headers={**manager, "Idempotency-Key": "k-2"}
+    )
+    assert granted.status_code == 201
+    assert (await gateway.post("/v1/api-keys", body)).status_code == 201
+    assert (await gateway.post("/v1/oauth-clients", client_body)).status_code == 201
+
+
+async def test_an_access_token_grants_only_the_scopes_it_carries(gateway: Gateway) -> None:
+    client = await gateway.client(["credentials:manage"])
+    form = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    token = (await gateway.http.post("/v1/oauth/token", data=form)).json()["access_token"]
+    body = {"name": "escalated", "scopes": ["payments:write"]}
+    for path in ("/v1/api-keys", "/v1/oauth-clients"):
+        headers = {**_bearer(token), "Idempotency-Key": str(uuid.uuid4())}
+        refused = await gateway.http.post(path, json=body, headers=headers)
+        assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
+
+
+# --- rate-limit and cache headers ----------------------------------------------------------
+
+
+def _counted(answer: httpx.Response) -> None:
+    assert answer.headers["ratelimit-policy"].startswith('"default";q=')
+    assert answer.headers["ratelimit"].startswith('"default";r=')
+
+
+async def test_answers_without_a_credential_are_counted_too(gateway: Gateway) -> None:
+    anonymous = {"Authorization": ""}
+    unauthorized = await gateway.http.get("/v1/products", headers=anonymous)
+    assert unauthorized.status_code == 401
+    _counted(unauthorized)
+    bad_key = await gateway.http.get("/v1/products", headers=_bearer("pos_test_nope"))
+    assert bad_key.status_code == 401
+    _counted(bad_key)
+    token = await gateway.http.post(
+        "/v1/oauth/token", data={"grant_type": "client_credentials"}, headers=anonymous
+    )
+    assert token.status_code == 400
+    _counted(token)
+    pair = await gateway.http.post(
+        "/v1/registers/pair", json={"code": "ABCDEFGHJK"}, headers=anonymous
+    )
+    assert pair.status_code == 401
+    _counted(pair)
+    admin = await gateway.http.post("/v1/admin/merchants", json={"name": "x"}, headers=anonymous)
+    assert admin.status_code == 401
+    _counted(admin)
+    listed = await gateway.http.get("/v1/admin/dead-letters", headers=_bearer(ADMIN + "x"))
+    assert listed.status_code == 401
+    _counted(listed)
+
+
+async def test_past_its_budget_an_address_without_a_credential_gets_429(
+    gateway: Gateway,
+) -> None:
+    edge = _edge(gateway.app)
+    kept, edge.limits = edge.limits, TokenBuckets(NEVER, 2)
+    try:
+        answers = [
+            await gateway.http.get("/v1/products", headers={"Authorization": ""}) for _ in range(3)
+        ]
+    finally:
+        edge.limits = kept
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[2].json()["code"] == "rate_limited"
+    assert int(answers[2].headers["retry-after"]) >= 1
+    _counted(answers[2])
+
+
+def _edge(app: FastAPI) -> Any:
+    """The running app's edge middleware (built on the first request)."""
+    layer: Any = app.middleware_stack
+    while layer is not None:
+        if type(layer).__name__ == "EdgeMiddleware":
+            return layer
+        layer = getattr(layer, "app", None)
+    raise AssertionError("no edge middleware")
+
+
+async def test_secrets_and_tokens_are_never_cached(gateway: Gateway) -> None:
+    key = await gateway.post("/v1/api-keys", {"name": "cached?", "scopes": ["catalog:read"]})
+    assert key.status_code == 201 and key.headers["cache-control"] == "no-store"
+    client = await gateway.post("/v1/oauth-clients", {"name": "c", "scopes": ["catalog:read"]})
+    assert client.status_code == 201 and client.headers["cache-control"] == "no-store"
+    form = {"grant_type": "client_credentials", "client_id": client.json()["client_id"],
+            "client_secret": client.json()["client_secret"]}  # fmt: skip
+    token = await gateway.http.post("/v1/oauth/token", data=form)
+    assert token.status_code == 200
+    assert token.headers["cache-control"] == "no-store" and token.headers["pragma"] == "no-cache"
+    _counted(token)
+    refused = await gateway.http.post("/v1/oauth/token", data={**form, "client_secret": "no"})
+    assert refused.status_code == 401 and refused.headers["cache-control"] == "no-store"
+    merchant = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "No Store"}, headers=_bearer(ADMIN)
+    )
+    assert merchant.status_code == 201 and merchant.headers["cache-control"] == "no-store"
+    # An ordinary answer is not marked.
+    assert "cache-control" not in (await gateway.http.get("/v1/api-keys")).headers
+
+
+# --- the token exchange --------------------------------------------------------------------
+
+
+async def test_a_client_may_authenticate_with_http_basic(gateway: Gateway) -> None:
+    client = await gateway.client(["catalog:read", "orders:read"])
+    basic = _basic(client["client_id"], client["client_secret"])
+    grant = {"grant_type": "client_credentials"}
+    granted = await gateway.http.post("/v1/oauth/token", data=grant, headers=basic)
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["scope"] == "catalog:read orders:read"
+    narrowed = await gateway.http.post(
+        "/v1/oauth/token", data={**grant, "scope": "orders:read"}, headers=basic
+    )
+    assert narrowed.status_code == 200 and narrowed.json()["scope"] == "orders:read"
+    access = _bearer(granted.json()["access_token"])
+    assert (await gateway.http.get("/v1/api-keys", headers=access)).status_code == 403
+
+    wrong = await gateway.http.post(
+        "/v1/oauth/token", data=grant, headers=_basic(client["client_id"], "pos_cs_wrong")
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert wrong.headers["www-authenticate"] == 'Basic realm="omnitill"'
+    # One method per request (RFC 6749 section 2.3).
+    both = await gateway.http.post(
+        "/v1/oauth/token",
+        data={**grant, "client_secret": client["client_secret"]},
+        headers=basic,
+    )
+    assert both.status_code == 400 and both.json()["error"] == "invalid_request"
+    garbled = await gateway.http.post(
+        "/v1/oauth/token", data=grant, headers={"Authorization": "Basic %%%"}
+    )
+    assert garbled.status_code == 400 and garbled.json()["error"] == "invalid_request"
+
+
+async def test_every_refusal_of_the_token_exchange_names_its_rfc_6749_error(
+    gateway: Gateway,
+) -> None:
+    client = await gateway.client(["catalog:read"])
+    creds = {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+    cases: list[tuple[dict[str, str], str]] = [
+        ({}, "invalid_request"),  # nothing at all
+        (creds, "invalid_request"),  # no grant_type
+        ({"grant_type": "client_credentials"}, "invalid_request"),  # no client
+        ({"grant_type": "client_credentials", "client_id": creds["client_id"]},
+         "invalid_request"),  # no secret
+        ({**creds, "grant_type": "client_credentials", "client_id": "x" * 65},
+         "invalid_request"),  # past a bound
+        ({**creds, "grant_type": "password"}, "unsupported_grant_type"),
+        ({**creds, "grant_type": "client_credentials", "scope": "payments:write"},
+         "invalid_scope"),
+    ]  # fmt: skip
+    for form, error in cases:
+        answer = await gateway.http.post(
+            "/v1/oauth/token", data=form, headers={"Authorization": ""}
+        )
+        assert answer.status_code == 400, (form, answer.text)
+        problem = answer.json()
+        assert problem["error"] == error, (form, problem)
+        assert problem["error_description"] == problem["detail"]
+    as_json = await gateway.http.post(
+        "/v1/oauth/token", json={**creds, "grant_type": "client_credentials"},
+        headers={"Authorization": ""},
+    )  # fmt: skip
+    assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+
+
+async def test_failed_client_authentications_are_throttled_per_client(gateway: Gateway) -> None:
+    from pos_gateway.routes.credentials import CLIENT_AUTH_BURST
+
+    client = await gateway.client(["catalog:read"])
+    kept = gateway.app.state.client_auth
+    gateway.app.state.client_auth = TokenBuckets(NEVER, CLIENT_AUTH_BURST)
+    try:
+        await _throttled_per_client(gateway, client, CLIENT_AUTH_BURST)
+    finally:
+        gateway.app.state.client_auth = kept
+
+
+async def _throttled_per_client(gateway: Gateway, client: dict[str, Any], burst: int) -> None:
+    good = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    # A client that knows its secret spends nothing.
+    for _ in range(burst + 2):
+        assert (await gateway.http.post("/v1/oauth/token", data=good)).status_code == 200
+    wrong = {**good, "client_secret": "pos_cs_guess"}
+    answers = [await gateway.http.post("/v1/oauth/token", data=wrong) for _ in range(60)]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [401] * burst + [429] * (60 - burst)
+    limited = answers[-1]
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    # Refused before the secret is checked: the right one waits too.
+    assert (await gateway.http.post("/v1/oauth/token", data=good)).status_code == 429
+    # Other clients are not held up by this one.
+    other = await gateway.client(["catalog:read"])
+    form = {**good, "client_id": other["client_id"], "client_secret": other["client_secret"]}
+    assert (await gateway.http.post("/v1/oauth/token", data=form)).status_code == 200
+
+
+async def test_failed_client_authentications_are_throttled_per_address(gateway: Gateway) -> None:
+    kept = gateway.app.state.address_auth
+    gateway.app.state.address_auth = TokenBuckets(NEVER, 3)
+    try:
+        answers = [
+            await gateway.http.post(
+                "/v1/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": f"cli_{n}",
+                    "client_secret": "pos_cs_guess",
+                },
+            )
+            for n in range(5)
+        ]
+    finally:
+        gateway.app.state.address_auth = kept
+    # Each its own client, all from one address.
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+
+
+# --- the platform's merchants --------------------------------------------------------------
+
+
+async def test_creating_a_merchant_honours_the_idempotency_key(gateway: Gateway) -> None:
+    name = f"Shop {uuid.uuid4().hex[:8]}"
+    headers = {**_bearer(ADMIN), "Idempotency-Key": str(uuid.uuid4())}
+    first = await gateway.http.post("/v1/admin/merchants", json={"name": name}, headers=headers)
+    assert first.status_code == 201, first.text
+    made = first.json()
+    assert made["api_key"].startswith("pos_test_") and made["secret_redacted"] is False
+
+    replay = await gateway.http.post("/v1/admin/merchants", json={"name": name}, headers=headers)
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == {**made, "api_key": None, "secret_redacted": True}
+    assert gateway.scalar("SELECT count(*) FROM merchants WHERE name = %s", name) == 1
+    assert gateway.scalar("SELECT count(*) FROM api_keys WHERE merchant_id = %s", made["id"]) == 1
+    stored = gateway.scalar(
+        "SELECT body FROM idempotency_keys WHERE key = %s", headers["Idempotency-Key"]
+    )
+    assert made["api_key"].encode() not in bytes(stored)
+
+    # The answer lost (the gateway stopped before storing it): the retry makes nothing either.
+    with psycopg.connect(gateway.database_url) as conn:
+        conn.execute("DELETE FROM idempotency_keys WHERE key = %s", (headers["Idempotency-Key"],))
+    again = await gateway.http.post("/v1/admin/merchants", json={"name": name}, headers=headers)
+    assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+    assert again.json() == {**made, "api_key": None, "secret_redacted": True}
+    assert gateway.scalar("SELECT count(*) FROM merchants WHERE name = %s", name) == 1
+
+    other = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": name + " 2"}, headers=headers
+    )
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    # The key shown the first time is the merchant's.
+    own = await gateway.http.get("/v1/api-keys", headers=_bearer(made["api_key"]))
+    assert own.status_code == 200 and len(own.json()["data"]) == 1
+
+
+async def test_a_request_without_the_platform_credential_spends_no_idempotency_key(
+    gateway: Gateway,
+) -> None:
+    key = str(uuid.uuid4())
+    body = {"name": f"Shop {key[:8]}"}
+    refused = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Squatter"},
+        headers={**_bearer("not-the-platform"), "Idempotency-Key": key},
+    )  # fmt: skip
+    assert refused.status_code == 401
+    made = await gateway.http.post(
+        "/v1/admin/merchants", json=body, headers={**_bearer(ADMIN), "Idempotency-Key": key}
+    )
+    assert made.status_code == 201 and made.json()["api_key"]
+
+
+async def test_the_document_lists_idempotency_key_on_the_platform_posts(gateway: Gateway) -> None:
+    document = gateway.app.openapi()
+    operation = document["paths"]["/v1/admin/merchants"]["post"]
+    assert {"$ref": "#/components/parameters/Idempotency-Key"} in operation["parameters"]
+    assert operation["x-shown-once"] == ["api_key"]
+    token = document["paths"]["/v1/oauth/token"]["post"]
+    assert "429" in token["responses"]
+    assert "RateLimit" in token["responses"]["200"]["headers"]
+    assert "Cache-Control" in token["responses"]["200"]["headers"]
