@@ -137,6 +137,13 @@ enabled = false
 include-name = "GET /v1/events"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
 
+# The token exchange's client authenticates with HTTP Basic or with client_id and
+# client_secret in the form (both optional in the form's schema), not both: a form with neither
+# and no Basic header, or with both, is a 400 `invalid_request` (RFC 6749).
+[[operations]]
+include-name = "POST /v1/oauth/token"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}
+
 # The first table that matches an operation applies: these come before the Idempotency-Key
 # table below, so they restate its 422.
 
