@@ -289,6 +289,7 @@ def build(app: FastAPI) -> dict[str, Any]:
     with_integer_bounds(document)
     without_default_validation_answer(document)
     without_null_parameters(document)
+    form_fields_without_null(document)
     strings_without_nul(document)
     components = document.setdefault("components", {})
     with_problems(document)
@@ -432,6 +433,21 @@ def without_null_parameters(document: dict[str, Any]) -> None:
             if len(kept) == 1 and len(schema["anyOf"]) == 2:
                 outer = {k: v for k, v in schema.items() if k != "anyOf"}
                 parameter["schema"] = {**kept[0], **outer}
+
+
+def form_fields_without_null(document: dict[str, Any]) -> None:
+    """An optional form field is documented as optional (not in `required`), not as `null`: a
+    form has no null, as a query string has none."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for _, _, operation in _operations(document):
+        content = operation.get("requestBody", {}).get("content", {})
+        ref = content.get("application/x-www-form-urlencoded", {}).get("schema", {}).get("$ref")
+        form = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+        for name, field in form.get("properties", {}).items():
+            kept = [s for s in field.get("anyOf", []) if s != {"type": "null"}]
+            if len(kept) == 1 and len(field["anyOf"]) == 2:
+                outer = {k: v for k, v in field.items() if k != "anyOf"}
+                form["properties"][name] = {**kept[0], **outer}
 
 
 def _walk(schema: Any, visit: Any) -> None:
