@@ -195,9 +195,13 @@ async def get_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo
         return None if row is None else KeyInfo(*row)
 
 
-async def revoke_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo | None:
+async def revoke_key(
+    engine: AsyncEngine, merchant_id: str, key_id: str
+) -> tuple[KeyInfo | None, bool]:
+    """The credential as it is now, and whether this call revoked it (a second revocation
+    changes nothing)."""
     async with engine.begin() as conn:
-        await conn.execute(
+        result = await conn.execute(
             update(api_keys)
             .where(
                 api_keys.c.merchant_id == merchant_id,
@@ -206,7 +210,7 @@ async def revoke_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyI
             )
             .values(revoked_at=func.now())
         )
-    return await get_key(engine, merchant_id, key_id)
+    return await get_key(engine, merchant_id, key_id), bool(result.rowcount)
 
 
 @dataclass(frozen=True)
@@ -273,9 +277,13 @@ async def get_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> C
         return None if row is None else ClientInfo(*row)
 
 
-async def revoke_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> ClientInfo | None:
+async def revoke_client(
+    engine: AsyncEngine, merchant_id: str, client_id: str
+) -> tuple[ClientInfo | None, bool]:
+    """The credential as it is now, and whether this call revoked it (a second revocation
+    changes nothing)."""
     async with engine.begin() as conn:
-        await conn.execute(
+        result = await conn.execute(
             update(oauth_clients)
             .where(
                 oauth_clients.c.merchant_id == merchant_id,
@@ -284,7 +292,7 @@ async def revoke_client(engine: AsyncEngine, merchant_id: str, client_id: str) -
             )
             .values(revoked_at=func.now())
         )
-    return await get_client(engine, merchant_id, client_id)
+    return await get_client(engine, merchant_id, client_id), bool(result.rowcount)
 
 
 async def client_for_secret(

@@ -164,7 +164,7 @@ def require(scope: str) -> Any:
             raise Problem(
                 403,
                 "insufficient_scope",
-                f"this API key lacks the {scope} scope",
+                f"this credential lacks the {scope} scope",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
         return principal

@@ -339,7 +339,7 @@ _ERRORS = {
     400: "Invalid request: `errors[]` names each field",
     401: "Missing or invalid API key",
     402: "The payment was declined; the order and payment are in the problem",
-    403: "The key lacks the required scope (`insufficient_scope`)",
+    403: "The credential lacks the required scope (`insufficient_scope`)",
     404: "No such resource for this merchant",
     409: "Conflict with the current state, or the same Idempotency-Key still running",
     410: (

@@ -191,12 +191,13 @@ async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) 
 )
 async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
     async with guarded(request, "api_key.revoked") as done:
-        revoked = await admin.revoke_key(
+        revoked, now = await admin.revoke_key(
             request.app.state.engine, _principal(request).merchant_id, key_id
         )
         if revoked is None:
             raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
         done.resource = ("api_key", key_id)
+        done.changed = now  # revoked already: one entry, from the revocation that did it
     request.app.state.keys.forget(key_id)
     return ApiKey.model_validate(_key_json(revoked))
 
@@ -262,12 +263,13 @@ async def list_clients(
 )
 async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
     async with guarded(request, "oauth_client.revoked") as done:
-        revoked = await admin.revoke_client(
+        revoked, now = await admin.revoke_client(
             request.app.state.engine, _principal(request).merchant_id, client_id
         )
         if revoked is None:
             raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
         done.resource = ("oauth_client", client_id)
+        done.changed = now
     request.app.state.keys.forget(client_id)
     return OAuthClient.model_validate(_client_json(revoked))
 
