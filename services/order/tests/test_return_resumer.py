@@ -182,10 +182,11 @@ async def test_a_return_whose_refund_answer_was_lost_is_finished_once(stack: Sta
     assert await refunded() == 2500
 
 
-async def test_a_return_the_resumer_cannot_finish_waits_behind_the_others(stack: Stack) -> None:
-    """A failed attempt puts the return back at the end of the resumer's queue (its window
-    starts again): the oldest failures, first on every pass, would otherwise fill the pass
-    and starve every pending return behind them. Once the refund goes through, it completes."""
+async def _sold_then_return_stranded(stack: Stack, md: Any) -> Any:
+    """A card sale of one tee, then its return, whose refund fails while the payment service
+    is away (the caller has set `stack.relay.down`, and sets it back): the return stays
+    pending for the resumer. The sale's answer."""
+    stack.relay.down = False
     sale = await stack.orders.Checkout(
         order_pb2.CheckoutRequest(
             request_id=str(uuid.uuid4()),
@@ -194,22 +195,31 @@ async def test_a_return_the_resumer_cannot_finish_waits_behind_the_others(stack:
             tender_type=payment_pb2.TENDER_TYPE_CARD,
             card_token="tok_visa",
         ),
-        metadata=MERCHANT,
+        metadata=md,
         timeout=20,
     )
     stack.relay.down = True
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stack.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=sale.order.id,
+                lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1)],
+                reason="unwanted",
+            ),
+            metadata=md,
+            timeout=20,
+        )
+    return sale
+
+
+async def test_a_return_the_resumer_cannot_finish_waits_behind_the_others(stack: Stack) -> None:
+    """A failed attempt puts the return back at the end of the resumer's queue (its window
+    starts again): the oldest failures, first on every pass, would otherwise fill the pass
+    and starve every pending return behind them. Once the refund goes through, it completes."""
+    stack.relay.down = True
     try:
-        with pytest.raises(grpc.aio.AioRpcError):
-            await stack.orders.CreateReturn(
-                order_pb2.CreateReturnRequest(
-                    request_id=str(uuid.uuid4()),
-                    order_id=sale.order.id,
-                    lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1)],
-                    reason="unwanted",
-                ),
-                metadata=MERCHANT,
-                timeout=20,
-            )
+        sale = await _sold_then_return_stranded(stack, MERCHANT)
         asked = stack.relay.refunds
 
         async def stamps() -> tuple[datetime, datetime, str]:
@@ -311,30 +321,9 @@ async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: 
     assert stack.refunds_of(held) == 1
 
     # A return made after it, whose refund fails while the payment service is away.
-    sale = await stack.orders.Checkout(
-        order_pb2.CheckoutRequest(
-            request_id=str(uuid.uuid4()),
-            location_id=stack.location_id,
-            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
-            tender_type=payment_pb2.TENDER_TYPE_CARD,
-            card_token="tok_visa",
-        ),
-        metadata=md,
-        timeout=20,
-    )
     stack.relay.down = True
     try:
-        with pytest.raises(grpc.aio.AioRpcError):
-            await stack.orders.CreateReturn(
-                order_pb2.CreateReturnRequest(
-                    request_id=str(uuid.uuid4()),
-                    order_id=sale.order.id,
-                    lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1)],
-                    reason="unwanted",
-                ),
-                metadata=md,
-                timeout=20,
-            )
+        sale = await _sold_then_return_stranded(stack, md)
         found = await stack.orders.ListReturns(
             order_pb2.ListReturnsRequest(order_id=sale.order.id), metadata=md, timeout=5
         )
