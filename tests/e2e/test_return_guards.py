@@ -1,6 +1,7 @@
 """Returns, exchanges and refunds held to the rules refunds keep, through the gateway over HTTP:
 a register's member without the `refund` permission gives no money back by a return or an
-exchange (nor overrides the return window), and both are in the audit log; a return's
+exchange (nor overrides the return window) nor by store credit for a return without a
+receipt, and all of them are in the audit log; a return's
 amounts per tender are in the order's currency; a refund's lines are units of its order not
 refunded or returned yet; an exchange's declined tender answers the order and the payment."""
 
@@ -145,6 +146,50 @@ def test_a_cashier_gives_no_money_back_by_a_return_or_an_exchange_without_the_pe
         back["refunded"]["amount"],
     )
     assert latest["details"]["refunds"][0]["amount"] == back["refunded"]["amount"]
+
+
+def test_store_credit_without_a_receipt_takes_the_refund_permission_and_is_audited(
+    platform: Running, shop: httpx.Client
+) -> None:
+    http = shop
+    store = _store(http)
+    customer = http.get("/v1/customers").json()["data"][0]["id"]
+    _sale(http, store, [{"sku": "MUG-LOGO", "quantity": 1}])
+    cashier = _member(http, "Rita", "cashier", store, "2468")
+    manager = _member(http, "Mark", "manager", store, "8642")
+    register, device = _register(platform, http, store)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2468"}).is_success
+    body = {"location_id": store, "customer_id": customer,
+            "lines": [{"sku": "MUG-LOGO", "quantity": 1}], "reason": "no_receipt"}  # fmt: skip
+
+    def credits() -> list[str]:
+        cards = _ok(http.get("/v1/gift-cards", params={"customer_id": customer, "limit": 100}))
+        return sorted(c["id"] for c in cards["data"] if c["reason"] == "store_credit")
+
+    before = credits()
+    alone = _post(device, "/v1/returns", body)
+    assert (alone.status_code, alone.json()["code"]) == (403, "permission_required"), alone.text
+    assert alone.json()["permission"] == "refund"
+    assert credits() == before
+    assert _audit(http, action="return", register_id=register) == []
+
+    grant = {"manager_id": manager, "pin": "8642", "permission": "refund"}
+    granted = _ok(_post(device, "/v1/overrides", grant), 201)
+    done = _ok(_post(device, "/v1/returns", body), 201)
+    card = done["store_credit"]["gift_card_id"]
+    assert credits() == sorted([*before, card])
+    (entry,) = _audit(http, action="return", register_id=register)
+    assert (entry["staff_id"], entry["approved_by"]) == (cashier, manager)
+    assert (entry["resource_type"], entry["resource_id"]) == ("return", done["order_return"]["id"])
+    details = entry["details"]
+    assert (details["gift_card_id"], details["override_id"]) == (card, granted["id"])
+    assert details["amount"] == done["order_return"]["amount"]["amount"] > 0
+    assert done["store_credit"]["code"] not in str(entry)
+
+    # The credential of the merchant's back office makes one too, audited as itself.
+    back_office = _ok(_post(http, "/v1/returns", body), 201)
+    entries = _audit(http, action="return", resource_id=back_office["order_return"]["id"])
+    assert [e["staff_id"] for e in entries] == [None]
 
 
 def test_a_returns_amounts_per_tender_are_in_the_orders_currency(shop: httpx.Client) -> None:

@@ -441,14 +441,19 @@ class ReceiptlessReturnIn(Body):
         shown_once=("store_credit",),
     ),
 )
-async def create_receiptless_return(body: ReceiptlessReturnIn, svc: Svc) -> ReceiptlessReturn:
+async def create_receiptless_return(
+    body: ReceiptlessReturnIn, request: Request, svc: Svc
+) -> ReceiptlessReturn:
     """Units back with no order: the customer is credited on a new gift card (store credit,
     never a card refund) at the lowest price each SKU sold for in the last 30 days, after its
     order's discount, in the store's currency; restocked units go back to stock at
     `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
     sold in that time is a 400 naming the line; a store or customer you do not have is a
-    404."""
-    request = order_pb2.CreateReceiptlessReturnRequest(
+    404. Store credit is money given back: at a register it takes the `refund` permission or
+    a manager's override (403 `permission_required`, nothing changed), and every such return
+    is in the audit log (`return`) with who made it, the credit's card and amount (never its
+    code)."""
+    ask = order_pb2.CreateReceiptlessReturnRequest(
         request_id=request_id(),
         location_id=body.location_id,
         customer_id=body.customer_id,
@@ -458,8 +463,17 @@ async def create_receiptless_return(body: ReceiptlessReturnIn, svc: Svc) -> Rece
         ],
         reason=body.reason,
     )
-    answer = await svc.order.CreateReceiptlessReturn(request)
-    credit = answer.store_credit
+    async with guarded(request, "return", "refund") as done:
+        answer = await svc.order.CreateReceiptlessReturn(ask)
+        credit = answer.store_credit
+        done.resource = ("return", answer.order_return.id)
+        done.details = {
+            **_audited(answer.order_return, ""),
+            "receiptless": True,
+            "customer_id": body.customer_id,
+            "location_id": body.location_id,
+            "gift_card_id": credit.gift_card_id,
+        }
     return ReceiptlessReturn(
         order_return=to_model(Return, answer.order_return),
         store_credit=StoreCredit(gift_card_id=credit.gift_card_id, code=credit.code or None),
