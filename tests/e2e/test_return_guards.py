@@ -192,6 +192,42 @@ def test_store_credit_without_a_receipt_takes_the_refund_permission_and_is_audit
     assert [e["staff_id"] for e in entries] == [None]
 
 
+def test_an_exchange_giving_nothing_back_leaves_a_waiting_override_for_its_action(
+    platform: Running, shop: httpx.Client
+) -> None:
+    http = shop
+    store = _store(http)
+    cashier = _member(http, "Otto", "cashier", store, "1122")
+    manager = _member(http, "Nina", "manager", store, "2211")
+    register, device = _register(platform, http, store)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1122"}).is_success
+    sale = _sale(
+        http, store, [{"sku": "MUG-LOGO", "quantity": 2}, {"sku": "CAP-NAVY", "quantity": 1}]
+    )
+    order = sale["order"]
+    grant = {"manager_id": manager, "pin": "2211", "permission": "refund"}
+    granted = _ok(_post(device, "/v1/overrides", grant), 201)
+
+    # The customer pays up: no permission needed, so the manager's override is not spent.
+    dearer = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "wrong_size",
+              "new_lines": [{"sku": "CAP-NAVY", "quantity": 1}],
+              "tenders": [{"tender_type": "card", "card_token": "tok_visa"}]}  # fmt: skip
+    up = _ok(_post(device, f"/v1/orders/{order['id']}/exchanges", dearer), 201)
+    assert up["refunded"]["amount"] == 0
+    (swap,) = _audit(http, action="exchange", register_id=register)
+    assert (swap["staff_id"], swap["approved_by"]) == (cashier, None)
+    assert "override_id" not in swap["details"]
+
+    # The return the manager approved takes it.
+    mug = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"}
+    done = _ok(_post(device, f"/v1/orders/{order['id']}/returns", mug), 201)
+    (entry,) = _audit(http, action="return", register_id=register)
+    assert (entry["details"]["return_id"], entry["approved_by"]) == (done["id"], manager)
+    assert entry["details"]["override_id"] == granted["id"]
+    again = _post(device, f"/v1/orders/{order['id']}/returns", mug)
+    assert (again.status_code, again.json()["code"]) == (403, "permission_required"), again.text
+
+
 def test_a_returns_amounts_per_tender_are_in_the_orders_currency(shop: httpx.Client) -> None:
     http = shop
     sale = _sale(http, _store(http), [{"sku": "MUG-LOGO", "quantity": 2}])

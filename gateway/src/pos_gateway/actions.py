@@ -34,6 +34,9 @@ class Done:
     # False when the signed-in member lacks the permission and no override was waiting, for
     # an action guarded with `required=False`: the route refuses what needs it.
     permitted: bool = True
+    # False when the action turned out not to need the permission after all (an exchange
+    # that gave nothing back): a manager's override taken for it is given back.
+    needed: bool = True
 
 
 def settings_changed(
@@ -111,6 +114,11 @@ async def guarded(
         if override is not None:
             await staff.give_back_override(engine, override.id, request_id)
         raise
+    if override is not None and not done.needed:
+        # The override waits for the action the manager gave it for, and this entry names
+        # no approval that was not used.
+        await staff.give_back_override(engine, override.id, request_id)
+        override = None
     if (principal.register_id is None and not always) or not done.changed:
         return
     details = dict(done.details)

@@ -247,8 +247,9 @@ async def create_exchange(
     At a register, an exchange that gives money back (`refunded` above zero) or carries an
     `override_reason` takes the `refund` permission or a manager's override (403
     `permission_required`, nothing changed); an even exchange or one the customer pays up
-    does not. Every exchange is in the audit log (`exchange`) with who made it, its
-    refunds and any `override_reason`."""
+    does not, and leaves a manager's waiting override for the action it was given for. Every
+    exchange is in the audit log (`exchange`) with who made it, its refunds and any
+    `override_reason`."""
     ask = order_pb2.CreateExchangeRequest(
         request_id=request_id(),
         order_id=order_id,
@@ -275,6 +276,7 @@ async def create_exchange(
             if problem.code != "payment_declined":
                 raise
             raise await _declined(svc, problem) from None
+        done.needed = answer.refunded.amount > 0 or bool(body.override_reason)
         done.resource = ("order", order_id)
         done.details = {
             **_audited(answer.order_return, body.override_reason),
