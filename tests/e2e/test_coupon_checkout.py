@@ -129,7 +129,7 @@ def test_a_coupon_that_cannot_apply_is_a_409_naming_it_and_nothing_is_sold(
     assert answer.status_code == 409, answer.text
     problem = answer.json()
     assert problem["code"] == "coupon_unknown"
-    assert problem["code_index"] == "1"
+    assert problem["code_index"] == 1
     # The web order too: refused before it is saved or announced.
     order = {
         "location_id": store,

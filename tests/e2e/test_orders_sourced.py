@@ -74,6 +74,7 @@ def test_ship_from_store_is_announced_with_its_store_and_a_refused_one_leaves_no
         refused = _post(http, "/v1/orders", _shipment(store, socks))
         assert refused.status_code == 409, refused.text
         assert refused.json()["code"] == "insufficient_stock"
+        assert refused.json()["short"] == [{"sku": socks, "quantity": 1}], refused.text
         assert _ok(http.get("/v1/orders"))["data"] == []
 
         order = _ok(_post(http, "/v1/orders", _shipment(store, tee)), 201)

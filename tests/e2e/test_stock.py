@@ -78,8 +78,8 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
     assert short.headers["content-type"] == "application/problem+json"
     assert (short.json()["code"], short.json()["skus"], short.json()["available"]) == (
         "insufficient_stock",
-        lamp,
-        "0",
+        [lamp],
+        [0],
     )
     rid = held.json()["id"]
     assert platform.new_merchant(f"other-{tag}").get(f"/v1/reservations/{rid}").status_code == 404
@@ -92,7 +92,7 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
         "/v1/inventory/counts",
         {"sku": lamp, "location_id": far, "quantity": 4, "expected_on_hand": 9},
     )
-    assert stale.status_code == 409 and stale.json()["on_hand"] == "5"
+    assert stale.status_code == 409 and stale.json()["on_hand"] == 5
     counted = _post(
         http,
         "/v1/inventory/counts",

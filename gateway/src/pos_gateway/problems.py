@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -147,6 +148,44 @@ def customer_erased() -> Problem:
 RETRY_UNAVAILABLE_AFTER = 2  # seconds: a restarted service is back within a few
 
 
+# The services' refusals carry their figures as strings (a gRPC error's metadata is a map of
+# strings); a client reads them as JSON numbers and arrays, as the rest of the API writes them.
+_COUNTS = frozenset(
+    {"available", "balance_due", "capturable", "code_index", "current_version",
+     "expected_on_hand", "max_balance", "on_hand", "refundable", "window_days"}
+)  # fmt: skip
+_NAMES = frozenset({"skus", "lines"})
+
+
+def _count(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def typed_members(code: str, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """A refusal's extension members as JSON: counts as integers, SKUs and lines as arrays;
+    stock that ran out as `available` per SKU, in the order of `skus` (an array even for one),
+    and a shipment's shortfall as `short`, a list of `{sku, quantity}`."""
+    members: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if key in _RESERVED_MEMBERS:
+            continue
+        if key in _NAMES:
+            members[key] = [v for v in value.split(",") if v]
+        elif key == "available" and code == "insufficient_stock":
+            members[key] = [_count(v) for v in value.split(",") if v]
+        elif key in _COUNTS:
+            members[key] = _count(value)
+        elif key == "short" and code == "insufficient_stock":
+            pairs = (v.rpartition(":") for v in value.split(",") if v)
+            members[key] = [{"sku": sku, "quantity": _count(n)} for sku, _, n in pairs]
+        else:
+            members[key] = value
+    return members
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
     if remote.reason == CUSTOMER_ERASED:
@@ -168,7 +207,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     ]
     # A refusal's figures (the current on_hand of a stale count, what was available of a
     # SKU that ran out) travel as problem extension members, so a client can act on them.
-    extra = {k: v for k, v in remote.metadata.items() if k not in _RESERVED_MEMBERS}
+    extra = typed_members(code, remote.metadata)
     # A service down or a processor unreachable is worth retrying (with the same
     # Idempotency-Key: nothing was done twice); say when, as a 429 does.
     headers = {"Retry-After": str(RETRY_UNAVAILABLE_AFTER)} if status == 503 else None

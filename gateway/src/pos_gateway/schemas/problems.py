@@ -13,7 +13,11 @@ from pos_gateway.schemas.payments import Payment
 
 class Problem(BaseModel):
     """RFC 9457 problem details with a stable machine `code`. A refusal may add members
-    of its own: the figures a client can act on (`available` of a SKU that ran out)."""
+    of its own, the figures a client can act on, typed as JSON: counts are integers
+    (`on_hand`, `refundable`, `capturable`, `balance_due`, `current_version`, ...), `skus` and
+    `lines` arrays of strings; `insufficient_stock` names the SKUs in `skus` with what each
+    has `available` (an array in the same order), or a shipment's shortfall as `short`
+    (`[{sku, quantity}]`)."""
 
     model_config = ConfigDict(extra="allow")
 

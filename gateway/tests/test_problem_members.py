@@ -1,0 +1,32 @@
+"""A service's refusal figures reach a client as JSON numbers and arrays, not the strings a
+gRPC error's metadata carries them in."""
+
+from __future__ import annotations
+
+from pos_gateway.problems import typed_members
+
+
+def test_counts_are_integers_and_names_are_arrays() -> None:
+    members = typed_members(
+        "version_mismatch",
+        {"current_version": "7", "skus": "A-1,B-2", "on_hand": "-3", "resource": "product"},
+    )
+    assert members == {
+        "current_version": 7, "skus": ["A-1", "B-2"], "on_hand": -3, "resource": "product",
+    }  # fmt: skip
+
+
+def test_stock_that_ran_out_is_available_per_sku_and_a_shortfall_per_line() -> None:
+    held = typed_members("insufficient_stock", {"skus": "MUG", "available": "0"})
+    assert held == {"skus": ["MUG"], "available": [0]}
+    two = typed_members("insufficient_stock", {"skus": "MUG,CAP", "available": "3,0"})
+    assert two == {"skus": ["MUG", "CAP"], "available": [3, 0]}
+    shipped = typed_members("insufficient_stock", {"short": "TEE:L:2,CAP:1"})
+    assert shipped == {"short": [{"sku": "TEE:L", "quantity": 2}, {"sku": "CAP", "quantity": 1}]}
+    # Points are one figure.
+    assert typed_members("insufficient_points", {"available": "120"}) == {"available": 120}
+
+
+def test_the_common_members_are_never_overwritten_and_odd_figures_stay_as_sent() -> None:
+    members = typed_members("x", {"status": "200", "code": "y", "refundable": "n/a"})
+    assert members == {"refundable": "n/a"}
