@@ -74,12 +74,20 @@ class Body(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_int(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic's lax mode reads `false` as 0 for an integer field; JSON says a boolean is
-        # not a number, and a tax rate of `true` is a client bug worth a 400, not a 1.
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `false` as 0 and `"3"` as 3 for an integer field, and
+        # `"yes"` or 1 as true for a boolean one. JSON tells these apart, and a quantity sent as
+        # a string or a tax rate of `true` is a client bug worth a 400, not a guess.
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and field.annotation in (int, int | None):
-            raise ValueError("must be an integer, not a boolean")
+        if field is None or value is None:
+            return value
+        if field.annotation in (int, int | None):
+            if isinstance(value, bool):
+                raise ValueError("must be an integer, not a boolean")
+            if isinstance(value, str):
+                raise ValueError("must be a JSON number, not a string")
+        elif field.annotation in (bool, bool | None) and not isinstance(value, bool):
+            raise ValueError("must be true or false")
         return value
 
     @field_validator("*", mode="before")
