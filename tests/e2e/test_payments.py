@@ -174,3 +174,20 @@ def test_the_authorisation_window_is_the_merchants_setting(platform: Running) ->
         assert http.get("/v1/payment-settings").json()["authorization_window_seconds"] == 86400
         bad = http.put("/v1/payment-settings", json={"authorization_window_seconds": 1})
         assert bad.status_code == 400
+
+
+def test_a_processor_out_of_reach_is_a_503_naming_it_and_a_retry_finishes_the_same_sale(
+    platform: Running,
+) -> None:
+    http = platform.http
+    store = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"location_id": store, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_processing_error"}  # fmt: skip
+    key = str(uuid.uuid4())
+    down = _post(http, "/v1/checkouts", body, key)
+    assert down.status_code == 503, down.text
+    # The processor was out of reach, not the platform's payment service: the code says so.
+    assert down.json()["code"] == "processor_unavailable"
+    assert down.headers["Retry-After"]
+    again = _post(http, "/v1/checkouts", body, key)
+    assert (again.status_code, again.json()["code"]) == (503, "processor_unavailable")

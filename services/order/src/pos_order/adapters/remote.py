@@ -47,10 +47,13 @@ _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def _downstream(service: str, exc: grpc.aio.AioRpcError) -> DomainError:
-    """A downstream answer as our own error: its domain errors pass through unchanged."""
-    if exc.code() in _TRANSIENT:
+    """A downstream answer as our own error: its domain errors pass through unchanged, a
+    service's own word that something it needs is away (the card processor's
+    `processor_unavailable`) included; a call that got no such word is `<service>_unavailable`."""
+    remote = read_error(exc)
+    if exc.code() in _TRANSIENT and not remote.reason:
         return Unavailable(f"the {service} service is unavailable", f"{service}_unavailable")
-    return read_error(exc).to_domain()
+    return remote.to_domain()
 
 
 Resp = TypeVar("Resp")
