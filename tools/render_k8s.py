@@ -124,7 +124,16 @@ COMPONENTS: tuple[Component, ...] = (
         env=(("DISPATCHER_ROLE", "deliver"),),
         public_egress=True,
     ),
-    Component("gateway", "http", calls=(*SERVICES, "dispatcher")),
+    # The edge proxies are the gateway's only callers (its NetworkPolicy), and they connect
+    # from the pod network: their X-Forwarded-For names the client, which the gateway's
+    # limits by address count (gateway/README.md). The private ranges cover any pod network;
+    # narrow them to the cluster's own.
+    Component(
+        "gateway",
+        "http",
+        calls=(*SERVICES, "dispatcher"),
+        env=(("TRUSTED_PROXIES", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"),),
+    ),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 

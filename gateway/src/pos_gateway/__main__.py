@@ -61,6 +61,8 @@ def main() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        # The app reads X-Forwarded-For itself, from TRUSTED_PROXIES only (app.create_app).
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         # The kernel's queue of connections not yet accepted; a burst waits there, then is

@@ -16,6 +16,7 @@ from fastapi_swagger import patch_fastapi
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pos_gateway import audit, clients, metrics, outbox, problems, tokens
 from pos_gateway import openapi as openapi_document
@@ -207,8 +208,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
-    # Added last: the outermost of the app's own middleware.
     app.add_middleware(problems.LastResort)
+    # Outermost: every layer (the edge's limits, the token exchange's, pairing) sees the
+    # client's address, never the proxy's (settings.trusted_proxies). uvicorn's own copy of
+    # this layer is off (__main__), so this setting is the only one that decides.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     for module in (
         products,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -60,8 +61,35 @@ class GatewaySettings(BaseServiceSettings):
     rate_limit_store: Literal["memory", "postgres"] = "memory"
     # Browser origins allowed to call the API (a JSON list); none by default.
     cors_origins: list[str] = []
+    # The proxies in front of the gateway whose `X-Forwarded-For` is believed: addresses or
+    # networks, comma separated. A request's address (what the limits on requests without a
+    # credential, failed token requests and pairing attempts count by) is the last address in
+    # that header that none of them is: the client as the outermost trusted proxy saw it.
+    # In Kubernetes only the edge proxies may connect (the gateway's NetworkPolicy), so the
+    # cluster's pod network is right there. `*` is refused: it would let a client name any
+    # address and escape those limits.
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     # The platform operator's credential for /v1/admin; the admin API is off without it.
     platform_admin_token: str | None = None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                raise ValueError("TRUSTED_PROXIES: `*` would let any client name its address")
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {entry!r} is no address or network") from None
+        return value
 
     @field_validator("token_signing_keys", mode="before")
     @classmethod
