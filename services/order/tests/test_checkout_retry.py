@@ -34,7 +34,8 @@ MERCHANT = (("x-merchant-id", MERCHANT_ID),)
 
 @dataclass
 class LosingRelay(payment_pb2_grpc.PaymentServiceServicer):
-    """Passes charges to the payment service; the first answer never comes back."""
+    """Passes charges to the payment service (its refusals too); the first answer never comes
+    back."""
 
     payment: payment_pb2_grpc.PaymentServiceStub
     seen: list[payment_pb2.AuthorizeAndCaptureRequest] = field(default_factory=list)
@@ -44,9 +45,14 @@ class LosingRelay(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.AuthorizeAndCaptureResponse:
         self.seen.append(request)
         metadata = [(k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")]
-        answer: payment_pb2.AuthorizeAndCaptureResponse = await self.payment.AuthorizeAndCapture(
-            request, metadata=metadata, timeout=5
-        )
+        try:
+            answer: payment_pb2.AuthorizeAndCaptureResponse = (
+                await self.payment.AuthorizeAndCapture(request, metadata=metadata, timeout=5)
+            )
+        except grpc.aio.AioRpcError as refused:  # passed on as the payment service said it
+            await context.abort(
+                refused.code(), refused.details() or "", tuple(refused.trailing_metadata() or ())
+            )
         if len(self.seen) == 1:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
         return answer
@@ -121,3 +127,38 @@ async def test_a_retry_after_a_lost_payment_answer_reuses_the_order_id(stack: St
     assert stack.payments_for(retry.order.id) == 1
     replay = await stack.order.Checkout(request, metadata=MERCHANT, timeout=10)
     assert replay == retry and len(stack.relay.seen) == 2
+
+
+async def test_a_request_id_reused_with_another_body_leaves_the_first_sale_to_finish(
+    stack: Stack,
+) -> None:
+    """The failed first run dropped its claim, so the same request id with another card reaches
+    the saga, which finds the first run's order (the same start) and asks the payment service
+    under its payment's request id: refused as reused. That refuses this request, not the
+    sale: the order the card was charged for stays, and the first request's retry sells it."""
+    request = order_pb2.CheckoutRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=stack.location_id,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+        tender_type=payment_pb2.TENDER_TYPE_CARD,
+        card_token="tok_visa",
+    )
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stack.order.Checkout(request, metadata=MERCHANT, timeout=10)
+    charged = stack.relay.seen[0]
+    other = order_pb2.CheckoutRequest()
+    other.CopyFrom(request)
+    other.card_token = "tok_mastercard"
+
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await stack.order.Checkout(other, metadata=MERCHANT, timeout=10)
+
+    assert read_error(reused.value).reason == "idempotency_key_reused"
+    kept = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=charged.order_id), metadata=MERCHANT, timeout=5
+    )
+    assert kept.order.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    retry = await stack.order.Checkout(request, metadata=MERCHANT, timeout=10)
+    assert retry.order.id == charged.order_id
+    assert retry.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert stack.payments_for(retry.order.id) == 1

@@ -54,6 +54,7 @@ class Stack:
     location_id: str
     stop_customer_service: AsyncExitStack
     inventory: grpc.aio.Channel
+    inventory_db: str = ""
 
     async def customer(self, merchant: str) -> customer_pb2.Customer:
         answer = await self.customers.CreateCustomer(
@@ -139,6 +140,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 location_id=location_id,
                 stop_customer_service=customer_stack,
                 inventory=inventory.channel,
+                inventory_db=inventory.database_url,
             )
     finally:
         server.stop()

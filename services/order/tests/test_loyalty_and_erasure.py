@@ -101,16 +101,16 @@ async def test_points_are_held_priced_and_redeemed_and_a_failed_sale_gives_them_
     assert balance in (200, 247) and held == 0
 
     # More than it has (the sale's own points may have been earned by now: 247 at most):
-    # refused before anything is charged, the order cancelled saying why.
-    before = stack.written()["payments"]
+    # refused before anything is charged or announced, so the sale is withdrawn: no order, no
+    # event (partners never heard of it), no payment.
+    before = stack.written()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _sale(stack, customer, 1000)
     assert read_error(refused.value).reason == "insufficient_points"
-    assert stack.written()["payments"] == before
+    assert stack.written() == before
     balance, held = await _points(stack, customer)
     assert balance >= 200 and held == 0
-    cancelled = [o for o in await _orders(stack, customer) if o.cancel_reason]
-    assert [o.cancel_reason for o in cancelled] == ["insufficient_points"]
+    assert not [o for o in await _orders(stack, customer) if o.cancel_reason]
 
     # Held, then the card is declined: the compensation releases them, none is redeemed.
     declined = await _sale(stack, customer, 200, card_token="tok_declined")
@@ -137,6 +137,106 @@ async def test_points_are_held_priced_and_redeemed_and_a_failed_sale_gives_them_
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in {v.field for v in read_error(bad.value).violations}
     assert stack.written() == written
+
+
+async def test_a_sale_refused_a_card_token_is_retried_as_a_new_sale_that_holds_its_points(
+    stack: Stack,
+) -> None:
+    """A token the processor never issued withdraws the sale with its request's start: the
+    request, corrected, is a new sale under a new order id. Under the first id the customer
+    service would answer the points hold again as held, though the refusal released it."""
+    customer = (await stack.customer(A)).id
+    await _give(stack, customer, 500)
+    request = order_pb2.CheckoutRequest(
+        request_id=uuid.uuid4().hex,
+        location_id=stack.location_id,
+        customer_id=customer,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],
+        tender_type=payment_pb2.TENDER_TYPE_CARD,
+        card_token="tok_never_issued",
+        redeem_points=300,
+    )
+    before = stack.written()
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stack.order.Checkout(request, metadata=md(A), timeout=15)
+    assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert stack.written() == before
+    assert await _points(stack, customer) == (500, 0)
+
+    request.card_token = CARD
+    sold = await stack.order.Checkout(request, metadata=md(A), timeout=15)
+
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert sold.order.points_redeemed == 300
+    assert await _redeemed(stack, customer) == [(sold.order.id, -300)]
+    balance, held = await _points(stack, customer)
+    assert balance in (200, 247) and held == 0
+    assert [o.id for o in await _orders(stack, customer)] == [sold.order.id]
+
+
+async def test_an_order_waiting_for_its_holds_whose_points_are_refused_is_withdrawn_unheld(
+    stack: Stack,
+) -> None:
+    """A pickup order is announced once its stock is held, and its points are held before its
+    stock: refused points withdraw it as short stock does (no order, no event), and inventory
+    is never asked for the hold it never needed (asked then released, before)."""
+    customer = (await stack.customer(A)).id
+    await _give(stack, customer, 10)
+    await _receive(stack, 1)  # what the hold would find, were it asked
+    request = order_pb2.CreateOrderRequest(
+        request_id=uuid.uuid4().hex,
+        channel="web",
+        location_id=stack.location_id,
+        customer_id=customer,
+        lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0)],
+        fulfillments=[order_pb2.FulfillmentRequest(type=order_pb2.FULFILLMENT_TYPE_PICKUP,
+                                                   location_id=stack.location_id)],
+        redeem_points=50,
+    )  # fmt: skip
+    before, holds = stack.written(), _holds(stack)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.order.CreateOrder(request, metadata=md(A), timeout=15)
+
+    assert read_error(refused.value).reason == "insufficient_points"
+    assert stack.written() == before
+    assert _holds(stack) == holds
+    assert await _points(stack, customer) == (10, 0)
+    assert await _orders(stack, customer) == []
+
+
+async def _give(stack: Stack, customer_id: str, points: int) -> None:
+    await stack.customers.AdjustPoints(
+        loyalty_pb2.AdjustPointsRequest(
+            request_id=uuid.uuid4().hex, customer_id=customer_id, points=points, reason="welcome"
+        ),
+        metadata=md(A),
+        timeout=5,
+    )
+
+
+async def _receive(stack: Stack, units: int) -> None:
+    await inventory_pb2_grpc.InventoryServiceStub(stack.inventory).AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=uuid.uuid4().hex,
+            sku="TEE",
+            location_id=stack.location_id,
+            delta=units,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=md(A),
+        timeout=5,
+    )
+
+
+def _holds(stack: Stack) -> int:
+    """Every stock hold inventory ever made for the merchant, released ones too."""
+    with psycopg.connect(stack.inventory_db) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM reservations WHERE merchant_id = %s", (A,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def test_redeeming_while_the_customer_service_is_down_is_503_and_charges_nothing(

@@ -470,6 +470,16 @@ class Order:
             CouponStep.RELEASED if self.status is OrderStatus.CANCELLED else CouponStep.REDEEMED
         )
 
+    @property
+    def stock_asked(self) -> bool:
+        """Whether inventory may have been asked to hold the order's stock. The holds are
+        asked once its coupons are reserved and its points held (`CreateOrder`), so an order
+        stopped before those (refused, abandoned) asked for none."""
+        return (
+            self.saga.coupons.step is not CouponStep.SENT
+            and self.saga.points_state is not PointsState.SENT
+        )
+
     def tender_for(self, asked_by: str) -> TenderRecord | None:
         return next((t for t in self.saga.tenders if t.asked_by == asked_by), None)
 

@@ -217,16 +217,22 @@ def refuse_rejected(quote: DiscountQuote) -> None:
 
 
 async def _reserve_or_drop(
-    new_uow: NewUow, ports: CheckoutPorts, order: Order, cart: CartContext, announce: bool
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    cart: CartContext,
+    announce: bool,
+    request_id: str,
 ) -> Order:
     """The coupons reserved before anything else is taken for the order; refused, the order
-    is dropped (nothing was held or paid, and it was not announced) and the refusal stands."""
+    is dropped with its request's start (nothing was held or paid, and it was not announced:
+    a retry starts anew) and the refusal stands."""
     try:
         return await saga.reserve_coupons(new_uow, ports, order, cart, announce)
     except DomainError as exc:
         if exc.kind in saga.TRANSIENT:
             raise
-        await _discard(new_uow, order.id)
+        await _discard(new_uow, order.id, request_id)
         raise
 
 
@@ -334,8 +340,11 @@ class Checkout(Generic[R]):
         if order.saga.coupons.step is CouponStep.SENT:
             cart = CartContext(order.location_id, order.channel, order.customer_id,
                                cmd.coupon_codes)  # fmt: skip
-            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, False)
-        order = await saga.hold_points(self.new_uow, self.ports, order, policy)
+            order = await _reserve_or_drop(
+                self.new_uow, self.ports, order, cart, False, cmd.request_id
+            )
+        # Not announced before its end: points refused withdraw the sale.
+        order = await saga.hold_points(self.new_uow, self.ports, order, policy, self._withdraw)
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(
                 self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
@@ -354,14 +363,18 @@ class Checkout(Generic[R]):
                 cmd.card_token,
             )
         except DomainError as exc:
-            if exc.kind is not ErrorKind.INVALID:
+            # By kind, not class: the payment service's refusal arrives as a plain DomainError.
+            # A reused request id refuses this request, not the sale: the order is the one an
+            # earlier request with another body made (and perhaps paid for), and stays for it.
+            if exc.kind is not ErrorKind.INVALID or exc.code == "idempotency_key_reused":
                 raise
             # Refused before anything was taken (a token the processor never issued): the sale
-            # never happened, so nothing of it stays (points it held are free again first). By
-            # kind, not class: the payment service's refusal arrives as a plain DomainError.
-            if order.saga.points_state is not None:
-                await saga.give_back_points(self.ports, order)
-            await _discard(self.new_uow, order.id)
+            # never happened, so nothing of it stays. Its points and coupons are given back and
+            # it is withdrawn with its request's start, so a retry is a new sale under a new
+            # order id (under this one, the points hold released here would answer as held).
+            await saga.refused(
+                self.new_uow, self.ports, order, policy, "payment_declined", self._withdraw
+            )
             raise
         await boundary(policy, "after_authorization")
         pending = saga.tender_state(payment) is TenderState.PENDING
@@ -389,6 +402,9 @@ class Checkout(Generic[R]):
             self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
         )
         return Sale(order, payment)
+
+    async def _withdraw(self, order: Order) -> None:
+        await _discard(self.new_uow, order.id, self.cmd.request_id)
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         if sale.settle is None:
@@ -566,11 +582,18 @@ class CreateOrder(Generic[R]):
             cart = CartContext(order.location_id, order.channel, order.customer_id,
                                cmd.coupon_codes)  # fmt: skip
             announce = not order.saga.announce_when_held
-            order = await _reserve_or_drop(self.new_uow, self.ports, order, cart, announce)
+            order = await _reserve_or_drop(
+                self.new_uow, self.ports, order, cart, announce, cmd.request_id
+            )
         if order.saga.state is SagaState.RUNNING and order.status is OrderStatus.PENDING_PAYMENT:
             if any(f.held for f in order.fulfillments) and self.ports.stock is None:
                 raise Unavailable("stock cannot be held now", "inventory_unavailable")
-            order = await saga.hold_points(self.new_uow, self.ports, order, self.policy)
+            # Points refused: an order waiting for its holds was never announced, and is
+            # withdrawn as for short stock; one announced already is cancelled.
+            unannounced = self._withdraw if order.saga.announce_when_held else None
+            order = await saga.hold_points(
+                self.new_uow, self.ports, order, self.policy, unannounced
+            )
             order = await saga.hold_stock(
                 self.new_uow, self.ports, order, self.policy, self._withdraw
             )

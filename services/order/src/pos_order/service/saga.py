@@ -249,14 +249,33 @@ async def hold_stock(
 async def _short(
     new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy, withdraw: Withdraw | None
 ) -> None:
-    """Short stock. An order partners were told of is cancelled. One not announced yet (it
-    waits for its holds) is compensated as a cancellation is, recorded `compensating` first
-    (a crash leaves it to the resumer, which cancels it), and then withdrawn: no hold, coupon
-    or points hold outlives it, and nobody hears of an order that never was."""
-    if withdraw is None or not order.saga.announce_when_held or order.saga.tenders:
-        await cancel(new_uow, ports, order.id, policy, "insufficient_stock")
+    """Short stock. An order partners were told of is cancelled; one not announced yet (it
+    waits for its holds) is withdrawn (`refused`)."""
+    unannounced = order.saga.announce_when_held and not order.saga.tenders
+    await refused(
+        new_uow, ports, order, policy, "insufficient_stock", withdraw if unannounced else None
+    )
+
+
+async def refused(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    policy: Policy,
+    reason: str,
+    withdraw: Withdraw | None,
+) -> None:
+    """A step refused for good before anything was sold (short stock, points the customer
+    has not got, a card token the processor never issued). Without `withdraw` (partners were
+    told of the order) it is cancelled. With it (the caller's word that nobody was: the
+    register's sale, an order waiting for its holds) it is compensated as a cancellation is,
+    recorded `compensating` first (a crash leaves it to the resumer, which cancels it), and
+    then withdrawn: no hold, coupon or points hold outlives it, nobody hears of an order that
+    never was, and a retry of its request starts anew."""
+    if withdraw is None:
+        await cancel(new_uow, ports, order.id, policy, reason)
         return
-    order, _ = await change(new_uow, order.id, lambda o: o.begin_cancel("insufficient_stock"))
+    order, _ = await change(new_uow, order.id, lambda o: o.begin_cancel(reason))
     if order.status is not OrderStatus.CANCELLED:
         await compensate(new_uow, ports, order, policy, finish=withdraw)
 
@@ -307,11 +326,18 @@ async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:
 # --- loyalty points: held before any payment, redeemed with the confirmation -----------------
 
 
-async def hold_points(new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy) -> Order:
+async def hold_points(
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    policy: Policy,
+    withdraw: Withdraw | None = None,
+) -> Order:
     """Hold the points the order redeems (`<order>/points/hold`) before anything is charged.
     Refused (not that many points, or the program's value changed since the order was priced):
-    the order is cancelled, nothing was charged, and the refusal is the answer. The customer
-    service down: a 503, the order stays pending (a retry goes on, or the resumer gives it up)."""
+    nothing was charged and the refusal is the answer; the order is cancelled, or, with
+    `withdraw` (nobody was told of it yet), withdrawn (`refused`). The customer service down:
+    a 503, the order stays pending (a retry goes on, or the resumer gives it up)."""
     if order.saga.points_state is not PointsState.SENT:
         return order
     assert ports.loyalty is not None
@@ -330,7 +356,7 @@ async def hold_points(new_uow: NewUow, ports: CheckoutPorts, order: Order, polic
         if exc.kind in TRANSIENT:
             raise
         reason = "insufficient_points" if exc.code == "insufficient_points" else "points_refused"
-        await cancel(new_uow, ports, order.id, policy, reason)
+        await refused(new_uow, ports, order, policy, reason, withdraw)
         raise exc from None
 
     def held(o: Order) -> None:
@@ -701,9 +727,10 @@ async def compensate(
     await deactivate_gift_cards(ports, order)
     if ports.stock is not None:
         for f in order.fulfillments:
-            if f.hold is HoldState.SENT and order.saga.hold_ttl:
+            if f.hold is HoldState.SENT and order.saga.hold_ttl and order.stock_asked:
                 # Asked, its answer never recorded: the same request again tells whether a
-                # hold was made (its id, to release it) or not (the stock was short).
+                # hold was made (its id, to release it) or not (the stock was short). Never
+                # asked (the order stopped before its holds): asking would make one.
                 try:
                     if f.sourced:
                         for a in await _ask_sourcing(ports, order, f):
@@ -737,9 +764,11 @@ async def compensate(
         # a use is never kept for an order that was not sold.
         await _quietly(ports.coupons.release(f"{order.id}/coupons/release", order.id))
     points = await give_back_points(ports, order)
-    if finish is not None:
+    if finish is not None and not payments:
         await finish(order)
         return order
+    # A payment found after all (a charge whose answer was lost, then a refusal): the order
+    # stays, cancelled, so the payment given back belongs to an order.
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
     def done(o: Order) -> None:
