@@ -368,6 +368,7 @@ ORDER = {
             "tracking_number": "",
             "amount": usd(6040),
             "captured": usd(6040),
+            "refunded": usd(0),
             "ship_to": "",
             "destination": None,
         }

@@ -382,3 +382,27 @@ async def test_a_refused_tender_holds_up_nothing(shop: Shop, refused: dict[str, 
         timeout=10,
     )
     assert confirmed.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+
+
+async def test_a_cancelled_orders_fulfilment_shows_its_capture_given_back(shop: Shop) -> None:
+    """Cash is captured when taken and is the pickup's at confirmation; the cancel refunds it.
+    The fulfilment still says what was captured for it and now also what went back, so it
+    is not read as money kept (`captured` alone stayed 25.00 after the refund, before)."""
+    order = await shop.create(KINDS["pickup"])
+    await shop.tender(order.id, **TENDERS["cash"])
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    (kept,) = confirmed.order.fulfillments
+    assert (kept.captured.amount, kept.refunded.amount) == (2500, 0)
+
+    cancelled = await shop.cancel(order.id)
+
+    assert await shop.money_held(order.id) == 0
+    for seen in (cancelled, await shop.order(order.id)):
+        (f,) = seen.fulfillments
+        assert f.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+        assert (f.captured.amount, f.refunded.amount) == (2500, 2500)
+        assert f.refunded.currency == "USD"

@@ -301,6 +301,8 @@ class OrderLifecycle(RuleBasedStateMachine):
             kept, held = self.payments.kept(o.id), self.payments.held(o.id)
             live = [f for f in o.fulfillments if f.status not in (F.CANCELLED, F.EXPIRED)]
             assert kept == sum(f.captured for f in live), o.id
+            # What the order shows kept: each fulfilment's capture less what went back of it.
+            assert kept == sum(f.captured - f.refunded for f in o.fulfillments), o.id
             if o.status is OrderStatus.CANCELLED:
                 assert kept == 0 and held == 0, o.id
             if o.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):

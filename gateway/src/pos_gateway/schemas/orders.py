@@ -95,7 +95,18 @@ class Fulfillment(Answer):
     carrier: str = Field(max_length=100, description="Shipment, from `shipped`")
     tracking_number: str = Field(max_length=100, description="Shipment, from `shipped`")
     amount: Money = Field(description="This fulfilment's share of the order total")
-    captured: Money = Field(description="How much of that share is captured")
+    captured: Money = Field(
+        description="How much of that share was captured; a refund does not lower it (see "
+        "`refunded`)"
+    )
+    refunded: Money | None = Field(
+        None,
+        description="What of `captured` went back to the customer when the fulfilment was "
+        "cancelled (the order's cancellation) or expired (a pickup not collected): `captured` "
+        "less this is what it keeps. A return's refunds are the return's (`GET "
+        "/v1/orders/{id}/returns`), not counted here. Null in an event published before the "
+        "field existed",
+    )
     ship_to: str = Field(max_length=500, description="Shipment only")
     destination: GeoPoint | None = Field(
         None, description="Shipment: where to, when sourcing picked the store"

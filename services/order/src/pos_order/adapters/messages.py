@@ -99,6 +99,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
             tracking_number=f.tracking_number,
             amount=to_proto(Money(f.amount, cur)),
             captured=to_proto(Money(f.captured, cur)),
+            refunded=to_proto(Money(f.refunded, cur)),
             ship_to=f.ship_to,
         )
         if f.destination is not None:

@@ -243,7 +243,9 @@ class Fulfillment:
     location_id: str
     status: FulfillmentStatus
     amount: int = 0  # this fulfilment's share of the total, minor units
-    captured: int = 0
+    captured: int = 0  # what was captured for it; refunds do not lower it
+    # What of `captured` went back when it was cancelled or expired (returns are their own).
+    refunded: int = 0
     reservation_id: str = ""
     hold: HoldState | None = None
     carrier: str = ""

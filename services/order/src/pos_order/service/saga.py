@@ -779,6 +779,9 @@ async def compensate(
                 f.hold = HoldState.RELEASED
             elif f.hold is HoldState.COMMITTED:
                 f.hold = HoldState.RESTOCKED
+            # Every capture of the order was refunded above, and an order is cancelled only
+            # before any of its goods left: what each fulfilment captured went back.
+            f.refunded = f.captured
         o.cancelled(now())
         if ports.coupons is not None:
             o.coupons_settled()
@@ -890,6 +893,7 @@ async def expire_pickups(
         # Nothing of the order was handed over: the whole order is undone.
         return await cancel(new_uow, ports, order.id, policy, "expired")
     payments = {p.payment_id: p for p in await ports.payments.of_order(order.id)}
+    refunded: dict[str, int] = {}  # what of each fulfilment's capture went back
     for f in due:
         assert ports.stock is not None
         await ports.stock.restock(
@@ -911,12 +915,14 @@ async def expire_pickups(
                     Money(amount, order.currency),
                 )
                 owed -= amount
+        refunded[f.id] = f.captured - owed
 
     def expired(o: Order) -> None:
         for f in due:
             found = o.fulfillment(f.id)
             assert found is not None
             found.hold = HoldState.RESTOCKED
+            found.refunded = max(found.refunded, refunded[f.id])
             o.fulfillment_moved(found, FulfillmentStatus.EXPIRED, now(), reason="expired")
 
     order, _ = await change(new_uow, order.id, expired)

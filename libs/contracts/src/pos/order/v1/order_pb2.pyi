@@ -151,6 +151,7 @@ class Fulfillment(_message.Message):
     CAPTURED_FIELD_NUMBER: _builtins.int
     SHIP_TO_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___FulfillmentType.ValueType
     status: Global___FulfillmentStatus.ValueType
@@ -165,12 +166,22 @@ class Fulfillment(_message.Message):
     """Shipment: where to (a free-form address; sourcing uses the point)."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """This fulfilment's share of the order total, and how much of it is captured."""
+        """This fulfilment's share of the order total, and how much of it is captured (a refund
+        does not lower it: see `refunded`).
+        """
 
     @_builtins.property
     def captured(self) -> _money_pb2.Money: ...
     @_builtins.property
     def destination(self) -> _inventory_pb2.GeoPoint: ...
+    @_builtins.property
+    def refunded(self) -> _money_pb2.Money:
+        """What of `captured` went back to the customer when the fulfilment was cancelled (the
+        order's cancellation) or expired (a pickup not collected); captured less refunded is what
+        it keeps. A return's refunds are the return's, not counted here. Unset in an event
+        published before the field existed.
+        """
+
     def __init__(
         self,
         *,
@@ -185,10 +196,11 @@ class Fulfillment(_message.Message):
         captured: _money_pb2.Money | None = ...,
         ship_to: _builtins.str = ...,
         destination: _inventory_pb2.GeoPoint | None = ...,
+        refunded: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "destination", b"destination"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "destination", b"destination", "refunded", b"refunded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "destination", b"destination", "id", b"id", "location_id", b"location_id", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "destination", b"destination", "id", b"id", "location_id", b"location_id", "refunded", b"refunded", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
