@@ -368,6 +368,15 @@ async def test_returned_units_take_back_their_share_of_the_points_once_and_never
     assert (await _balance(service, merchant, c.id))[0] == 41
     await deliver(on_order_returned, returned("ret_2", 0))  # the rest back: exactly all of it
     assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    # Each reversal names the order and its return apart.
+    assert [(e.kind, e.points, e.order_id, e.return_id) for e in history.entries] == [
+        ("reversed", -41, "ord_rt1", "ret_2"),
+        ("reversed", -19, "ord_rt1", "ret_1"),
+        ("earned", 60, "ord_rt1", ""),
+    ]
     cancel = order_events.OrderCancelled(order=order_pb2.Order(id="ord_rt1", customer_id=c.id))
     await deliver(on_order_cancelled, cancel)  # nothing left to take: never below what was
     assert await _balance(service, merchant, c.id) == (0, 0, 0)

@@ -101,7 +101,13 @@ class PointsEntry(Answer):
     )
     points: Points
     balance_after: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
-    order_id: str = Field(max_length=64)
+    order_id: str = Field(max_length=64, description="The order it is for; empty for none")
+    return_id: str = Field(
+        "",
+        max_length=64,
+        description="A `reversed` entry's return, whose units it takes points back for; empty "
+        "for the order's own entries",
+    )
     reason: str = Field(max_length=500)
     created_at: Timestamp
 

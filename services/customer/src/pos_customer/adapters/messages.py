@@ -125,6 +125,7 @@ def entry_to_proto(e: loyalty.Entry) -> loyalty_pb2.PointsEntry:
         balance_after=e.balance_after,
         order_id=e.order_id,
         reason=e.reason,
+        return_id=e.return_id,
     )
     if e.created_at is not None:
         msg.created_at.FromDatetime(e.created_at)

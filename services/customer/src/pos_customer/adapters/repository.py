@@ -163,7 +163,7 @@ def _record_purchase() -> Any:
 
 def _append_points() -> Any:
     names = ("merchant_id", "id", "customer_id", "kind", "points", "balance_after", "order_id",
-             "reason", "tier_points")  # fmt: skip
+             "reason", "tier_points", "return_id")  # fmt: skip
     return (
         insert(points_ledger)
         .values(bound(points_ledger, names))
@@ -561,6 +561,7 @@ def _entry(row: Row[Any]) -> loyalty.Entry:
         reason=m["reason"],
         created_at=m["created_at"],
         tier_points=m["tier_points"],
+        return_id=m["return_id"] or "",
     )
 
 
@@ -639,18 +640,19 @@ class SqlLoyaltyRepository:
             "order_id": entry.order_id or None,
             "reason": entry.reason,
             "tier_points": entry.tier_points,
+            "return_id": entry.return_id or None,
         }
         row = (await APPEND_POINTS.execute(self._conn, values)).one()
         return loyalty.Entry(**{**entry.__dict__, "created_at": row.created_at})
 
     async def returned_points(self, order_id: str) -> int:
-        """What the order's returns have taken back so far (their entries are keyed
-        `<order>/<return>`), as a negative number or 0."""
+        """What the order's returns have taken back so far, as a negative number or 0."""
         total = await self._conn.scalar(
             select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
                 points_ledger.c.merchant_id == self._merchant,
                 points_ledger.c.kind == loyalty.REVERSED,
-                points_ledger.c.order_id.startswith(order_id + "/", autoescape=True),
+                points_ledger.c.order_id == order_id,
+                points_ledger.c.return_id.is_not(None),
             )
         )
         return int(total or 0)
@@ -691,13 +693,18 @@ class SqlLoyaltyRepository:
         )  # fmt: skip
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
-    async def entry_for_order(self, kind: str, order_id: str) -> loyalty.Entry | None:
+    async def entry_for_order(
+        self, kind: str, order_id: str, return_id: str = ""
+    ) -> loyalty.Entry | None:
+        """The order's own entry of that kind, or with `return_id` that return's."""
+        t = points_ledger
         row = (
             await self._conn.execute(
-                select(points_ledger).where(
-                    points_ledger.c.merchant_id == self._merchant,
-                    points_ledger.c.kind == kind,
-                    points_ledger.c.order_id == order_id,
+                select(t).where(
+                    t.c.merchant_id == self._merchant,
+                    t.c.kind == kind,
+                    t.c.order_id == order_id,
+                    t.c.return_id == return_id if return_id else t.c.return_id.is_(None),
                 )
             )
         ).first()

@@ -139,13 +139,18 @@ points_ledger = Table(
     # What the entry counts towards a tier when that differs from `points`: a cancelled
     # order's reversal also gives back the points it redeemed, which were never earned.
     Column("tier_points", BigInteger, nullable=True),
+    # The return a `reversed` entry is for (each return takes its share back once); null for
+    # an order's own entries.
+    Column("return_id", Text, nullable=True),
     PrimaryKeyConstraint("merchant_id", "id", name="points_ledger_pkey"),
-    # An order earns once, is reversed once and redeems once: a second would double-count.
+    # An order earns once, is reversed once and redeems once, and each of its returns takes
+    # back once: a second would double-count.
     Index(
         "points_ledger_order",
         "merchant_id",
         "kind",
         "order_id",
+        text("coalesce(return_id, '')"),
         unique=True,
         postgresql_where=text("order_id IS NOT NULL"),
     ),

@@ -161,6 +161,8 @@ class Entry:
     # What it counts towards a tier, when not `points` (a cancellation's reversal: only the
     # earn it takes back, not the redeemed points it gives back).
     tier_points: int | None = None
+    # A return's reversal: the return whose units it takes back points for.
+    return_id: str = ""
 
 
 @dataclass

@@ -62,12 +62,13 @@ async def _append(
     order_id: str = "",
     reason: str = "",
     tier_points: int | None = None,
+    return_id: str = "",
 ) -> loyalty.Entry:
     customer.loyalty_points += points
     entry = await uow.loyalty.append(
         loyalty.Entry(
             new_id("pte"), customer.id, kind, points, customer.loyalty_points, order_id, reason,
-            tier_points=tier_points,
+            tier_points=tier_points, return_id=return_id,
         )
     )  # fmt: skip
     await uow.customers.save_points(customer)
@@ -284,12 +285,11 @@ async def reverse_returned(
     await uow.loyalty.lock_order(order_id)
     await uow.loyalty.record_reversal(order_id, return_id, total, refunded)
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
-    key = f"{order_id}/{return_id}"
     if (
         earned is None
         or total <= 0
         or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None
-        or await uow.loyalty.entry_for_order(loyalty.REVERSED, key) is not None
+        or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id, return_id) is not None
     ):
         return []
     target = earned.points * min(max(refunded, 0), total) // total
@@ -305,7 +305,9 @@ async def reverse_returned(
         note += " (cut to the available balance)"
     if due <= 0:
         return []
-    entry = await _append(uow, customer, loyalty.REVERSED, -due, key, note)
+    entry = await _append(
+        uow, customer, loyalty.REVERSED, -due, order_id, note, return_id=return_id
+    )
     uow.publish(loyalty.PointsAdjusted(entry))
     await _retier(uow, customer, await uow.loyalty.program())
     return [entry]

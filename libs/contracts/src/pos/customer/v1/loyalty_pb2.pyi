@@ -120,6 +120,7 @@ class PointsEntry(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     customer_id: _builtins.str
     kind: _builtins.str
@@ -128,6 +129,8 @@ class PointsEntry(_message.Message):
     balance_after: _builtins.int
     order_id: _builtins.str
     reason: _builtins.str
+    return_id: _builtins.str
+    """The return whose units a `reversed` entry takes its share back for; empty otherwise."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -141,10 +144,11 @@ class PointsEntry(_message.Message):
         order_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        return_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "kind", b"kind", "order_id", b"order_id", "points", b"points", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "kind", b"kind", "order_id", b"order_id", "points", b"points", "reason", b"reason", "return_id", b"return_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
