@@ -228,6 +228,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/orders/{order_id}/cancel": _pending_order,
     # Both ids are A's order's: B is refused on the order before the fulfilment.
     "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/steps": _pending_order,
+    "/v1/orders/{order_id}/fulfillments/{fulfillment_id}/cancel": _pending_order,
     "/v1/payments/{payment_id}": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/capture": lambda http: str(_sale(http)["payment"]["id"]),
     "/v1/payments/{payment_id}/void": lambda http: str(_sale(http)["payment"]["id"]),

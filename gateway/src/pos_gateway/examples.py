@@ -387,6 +387,7 @@ ORDER = {
     "tender_types": ["card"],
     "tender_amounts": [6040],
     "paid": usd(6040),
+    "cancelled_total": usd(0),
     "coupons": [],
     "points_redeemed": 0,
     "register_id": REGISTER_ID,
@@ -566,6 +567,7 @@ EXCHANGE = {
         "tender_types": [],
         "tender_amounts": [],
         "paid": usd(1299),
+        "cancelled_total": usd(0),
         "fulfillments": [
             {
                 **ORDER["fulfillments"][0],  # type: ignore[index]

@@ -673,7 +673,8 @@ async def step_fulfillment(
     capture the fulfilment's share first. A step out of order is a 409 `invalid_transition`;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being
-    cancelled, or cancelled, is a 409 `order_not_confirmed`.
+    cancelled, or cancelled, is a 409 `order_not_confirmed`; a fulfilment cancelled or being
+    cancelled (`.../cancel`) a 409 `fulfillment_cancelled`.
     `order.fulfillment_updated` follows; the last fulfilment done completes the order."""
     answer = await svc.order.UpdateFulfillment(
         order_pb2.UpdateFulfillmentRequest(
@@ -683,6 +684,36 @@ async def step_fulfillment(
             status=_FULFILLMENT_STATUSES[body.status],
             carrier=body.carrier,
             tracking_number=body.tracking_number,
+        )
+    )
+    return to_model(Order, answer.order)
+
+
+@router.post(
+    "/orders/{order_id}/fulfillments/{fulfillment_id}/cancel",
+    **op("orders:write", "Cancel one fulfilment", (404, *CREATE), example=ex.ORDER),
+)
+async def cancel_fulfillment(order_id: PathId, fulfillment_id: PathId, svc: Svc) -> Order:
+    """One pickup or shipment of a confirmed order, before it left the store (a pickup
+    `reserved` or `ready_for_pickup`, a shipment `reserved` or `picked`): its units go back to
+    stock, what was captured for it is refunded to the payments it was captured from, and its
+    share is never captured; the rest of the order stays as it is. The fulfilment becomes
+    `cancelled` (`order.fulfillment_updated` follows) and `cancelled_total` counts its share;
+    what is left of the authorisation is voided once no other fulfilment will capture more.
+    Its last live fulfilment cancelled, an order of which nothing was handed over is cancelled
+    whole (`order.cancelled`, reason `requested`: coupons and points given back as for
+    `POST /v1/orders/{id}/cancel`); one with goods handed over completes once the rest is done.
+    A cancelled fulfilment answers the order unchanged. A 409 `fulfillment_left_store` once it
+    was picked up, shipped or delivered (return its goods instead), `fulfillment_in_store` for
+    an in-store fulfilment (handed over at the sale: a return), `fulfillment_expired` for an
+    expired pickup, `order_not_confirmed` while the order is not confirmed (cancel it whole) or
+    being cancelled, and `fulfillment_in_progress` while it is being picked up or shipped (its
+    share being captured): whichever of the step and the cancel reached the order first wins,
+    the other is a 409 (a step after the cancel: `fulfillment_cancelled`). Retried with the same
+    Idempotency-Key, nothing is given back twice."""
+    answer = await svc.order.CancelFulfillment(
+        order_pb2.CancelFulfillmentRequest(
+            request_id=request_id(), order_id=order_id, fulfillment_id=fulfillment_id
         )
     )
     return to_model(Order, answer.order)

@@ -183,6 +183,12 @@ class Order(Answer):
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
     )
+    cancelled_total: Money | None = Field(
+        None,
+        description="What the order's cancelled and expired fulfilments' shares come to: not "
+        "sold (refunded if it was captured, never captured otherwise). `total` less it is what "
+        "the order is sold for; all of `total` for a cancelled order",
+    )
     points_redeemed: int = Field(
         0, ge=0, le=INT64_MAX, json_schema_extra=INT64,
         description="Loyalty points redeemed on the order (their value is in discount_total)",

@@ -76,6 +76,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         tender_types=o.tender_types,
         tender_amounts=o.tender_amounts,
         paid=to_proto(Money(o.paid, cur)),
+        cancelled_total=to_proto(Money(o.cancelled_total, cur)),
         register_id=o.register_id,
         staff_id=o.staff_id,
         points_redeemed=o.saga.points,

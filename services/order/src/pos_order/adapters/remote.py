@@ -366,6 +366,7 @@ def _result(payment: payment_pb2.Payment) -> PaymentResult:
         captured_amount=payment.captured.amount,
         refunded_amount=payment.refunded.amount,
         amount=payment.total.amount or payment.amount.amount,
+        voided_amount=payment.voided.amount,
     )
 
 

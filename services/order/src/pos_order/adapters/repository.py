@@ -124,19 +124,11 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "refunded": t.refunded,
                 "refunded_seen": t.refunded_seen,
                 **({"credit_refunded": t.credit_refunded} if t.credit_refunded else {}),
+                **({"voided": t.voided} if t.voided else {}),
             }
             for t in saga.tenders
         ],
-        "captures": [
-            {
-                "request_id": c.request_id,
-                "payment_id": c.payment_id,
-                "amount": c.amount,
-                "fulfillment_id": c.fulfillment_id,
-                "done": c.done,
-            }
-            for c in saga.captures
-        ],
+        "captures": [_capture_json(c) for c in saga.captures],
         "done_steps": saga.done_steps,
         "cancel_reason": saga.cancel_reason,
         "hold_ttl": saga.hold_ttl,
@@ -155,6 +147,19 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
             else {}
         ),
         **({"announce_when_held": True} if saga.announce_when_held else {}),
+        **({"cancelling": saga.cancelling} if saga.cancelling else {}),
+        **({"stepping": saga.stepping} if saga.stepping else {}),
+        **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
+    }
+
+
+def _capture_json(c: Capture) -> dict[str, Any]:
+    return {
+        "request_id": c.request_id,
+        "payment_id": c.payment_id,
+        "amount": c.amount,
+        "fulfillment_id": c.fulfillment_id,
+        "done": c.done,
     }
 
 
@@ -177,6 +182,7 @@ def _saga(found: dict[str, Any]) -> Saga:
                 refunded=t["refunded"],
                 refunded_seen=t.get("refunded_seen", 0),
                 credit_refunded=t.get("credit_refunded", 0),
+                voided=t.get("voided", 0),
             )
             for t in found["tenders"]
         ],
@@ -193,6 +199,9 @@ def _saga(found: dict[str, Any]) -> Saga:
         credit=found.get("credit", 0),
         credit_returned=found.get("credit_returned", 0),
         announce_when_held=found.get("announce_when_held", False),
+        cancelling=list(found.get("cancelling", [])),
+        stepping=list(found.get("stepping", [])),
+        refunds=[Capture(**r) for r in found.get("refunds", [])],
     )
 
 

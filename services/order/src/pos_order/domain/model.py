@@ -284,6 +284,10 @@ class TenderRecord:
     # What returns of an exchange's new order gave back to it of the exchange credit it backs
     # (counted in `refunded` too): the part of the credit it no longer backs.
     credit_refunded: int = 0
+    # What the payment service released of it without capturing it (a void of what was left
+    # once no fulfilment would capture more, or the authorisation's expiry): it pays for
+    # nothing.
+    voided: int = 0
 
     @property
     def refunded_now(self) -> int:
@@ -333,6 +337,16 @@ class Saga:
     # records its last hold, so what partners hear of names its stores, and an order refused
     # for want of stock is one nobody heard of.
     announce_when_held: bool = False
+    # Fulfilments of a confirmed order being cancelled one by one (CancelFulfillment), and
+    # those whose capturing step (picked up, shipped) is under way: each marked under the order
+    # row's lock before anything is asked, so a step and a cancel of the same fulfilment never
+    # both go ahead, and the resumer finishes a cancel whose driver is gone.
+    cancelling: list[str] = field(default_factory=list)
+    stepping: list[str] = field(default_factory=list)
+    # A cancelled fulfilment's captured share given back, planned per payment (from what the
+    # payment service said was left to refund) and stored before it is asked for, so a re-run
+    # asks the same amounts under the same ids (`<order>/refund/<fulfilment>/<payment>`).
+    refunds: list[Capture] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -392,7 +406,7 @@ class Order:
         what went back of it (cash handed back before the confirmation), nothing for one that
         holds no money (declined, voided, its answer unknown)."""
         return [
-            max(0, t.amount - t.refunded_now) if t.state in LIVE_TENDERS else 0
+            max(0, t.amount - t.voided - t.refunded_now) if t.state in LIVE_TENDERS else 0
             for t in self.saga.tenders
             if t.payment_id
         ]
@@ -411,7 +425,11 @@ class Order:
             # Compensated: every authorisation was voided, so what the customer still pays is
             # what was captured and not refunded.
             return sum(max(0, t.captured - t.refunded_now) for t in self.saga.tenders)
-        held = sum(t.amount - t.refunded_now for t in self.saga.tenders if t.state in LIVE_TENDERS)
+        held = sum(
+            t.amount - t.voided - t.refunded_now
+            for t in self.saga.tenders
+            if t.state in LIVE_TENDERS
+        )
         return held + self.saga.credit - self.saga.credit_returned
 
     def refunded_in_all(self, payment_id: str, refunded: int) -> bool:
@@ -435,6 +453,11 @@ class Order:
                 t.state = TenderState.VOIDED
                 return True
         return False
+
+    @property
+    def cancelled_total(self) -> int:
+        """What the cancelled and expired fulfilments' shares come to: not sold."""
+        return sum(f.amount for f in self.fulfillments if f.status in (F.CANCELLED, F.EXPIRED))
 
     @property
     def balance_due(self) -> int:
@@ -633,7 +656,7 @@ class Order:
         before any capture is asked for: a re-run asks the same amounts under the same ids."""
         plan: list[Capture] = []
         left = {
-            t.n: t.amount - t.captured - _planned(self.saga.captures, t.payment_id)
+            t.n: t.amount - t.voided - t.captured - _planned(self.saga.captures, t.payment_id)
             for t in self.saga.tenders
         }
         for f in fulfillments:
@@ -741,6 +764,13 @@ class Order:
             raise Conflict(
                 "goods of this order have left the store: return them instead", "order_fulfilled"
             )
+        if self.status is OrderStatus.CONFIRMED and self.saga.cancelling:
+            # One fulfilment's cancel is under way: cancelling the whole order beside it would
+            # give the same share back twice over; once it is done, the rest may be cancelled.
+            raise Conflict(
+                "a fulfilment of this order is being cancelled: cancel the order once it is",
+                "fulfillment_in_progress",
+            )
         if self.status is OrderStatus.CONFIRMED and self.saga.state is SagaState.RUNNING:
             # A pickup being handed over or a shipment leaving (its share captured first): the
             # step decided under this row's lock, before this cancel, so it wins; cancelling
@@ -817,6 +847,12 @@ class Order:
                 "the order is being cancelled: only a confirmed order is fulfilled",
                 "order_not_confirmed",
             )
+        if f.id in self.saga.cancelling or f.status is F.CANCELLED:
+            # The cancel marked it first, under this row's lock: the goods stay in the store.
+            raise Conflict(
+                "the fulfilment is cancelled or being cancelled: its goods stay in the store",
+                "fulfillment_cancelled",
+            )
         if to not in STEPS[f.type].get(f.status, set()):
             raise Conflict(
                 f"a {f.type.value} fulfilment goes from {f.status.value} to "
@@ -850,6 +886,137 @@ class Order:
         self._moved(f"{f.id}:{to.value}", at, reason)
         self.events.append(OrderFulfillmentUpdated(self, f.id))
         self._maybe_complete(at)
+
+    # -- one fulfilment cancelled -------------------------------------------------------------
+
+    def begin_fulfillment_cancel(self, fulfillment_id: str) -> bool:
+        """Mark a pickup or shipment that has not left the store as being cancelled, under the
+        order row's lock. False when there is nothing to start: it is cancelled already, or its
+        cancel is under way (a retry drives it on)."""
+        f = self.fulfillment(fulfillment_id)
+        if f is None:
+            from pos_kit.errors import NotFound
+
+            raise NotFound("fulfillment", fulfillment_id)
+        if f.id in self.saga.cancelling or f.status is F.CANCELLED:
+            return False
+        if f.type is FulfillmentType.IN_STORE:
+            # Handed over at the sale: its goods are with the customer, a return takes them
+            # back. A 409 rather than a 400: the request is well formed, the fulfilment's
+            # state is what refuses it.
+            raise Conflict(
+                "an in-store fulfilment's goods were handed over at the sale: return them instead",
+                "fulfillment_in_store",
+            )
+        if f.status in LEFT_THE_STORE:
+            raise Conflict(
+                f"the fulfilment is {f.status.value}: its goods left the store, return them "
+                "instead",
+                "fulfillment_left_store",
+            )
+        if f.status is F.EXPIRED:
+            raise Conflict(
+                "the pickup expired: its units are back in stock and its share given back",
+                "fulfillment_expired",
+            )
+        if self.status is not OrderStatus.CONFIRMED or self.saga.state is SagaState.COMPENSATING:
+            doing = (
+                "being cancelled"
+                if self.saga.state is SagaState.COMPENSATING
+                else (self.status.value)
+            )
+            raise Conflict(
+                f"the order is {doing}: only a confirmed order's fulfilments are cancelled one "
+                "by one (an order not confirmed yet is cancelled whole)",
+                "order_not_confirmed",
+            )
+        if f.id in self.saga.stepping or any(
+            c.fulfillment_id == f.id and not c.done for c in self.saga.captures
+        ):
+            # Its hand-over or shipment wrote this row first (its share being captured): that
+            # step wins; once done, its goods are returned instead.
+            raise Conflict(
+                "the fulfilment is being handed over or shipped: once it is, return its goods "
+                "instead",
+                "fulfillment_in_progress",
+            )
+        self.saga.cancelling.append(f.id)
+        self.saga.state = SagaState.RUNNING
+        return True
+
+    def plan_refunds(self, fulfillment_id: str, refundable: dict[str, int]) -> None:
+        """What was captured for a fulfilment being cancelled goes back to the payments it
+        was captured from, each at most what the payment service says it has left to refund.
+        Planned once: a re-run asks the same amounts under the same ids."""
+        if any(r.fulfillment_id == fulfillment_id for r in self.saga.refunds):
+            return
+        owed: dict[str, int] = {}
+        for c in self.saga.captures:
+            if c.fulfillment_id == fulfillment_id and c.done:
+                owed[c.payment_id] = owed.get(c.payment_id, 0) + c.amount
+        for payment_id, amount in owed.items():
+            take = min(amount, max(0, refundable.get(payment_id, 0)))
+            if take > 0:
+                self.saga.refunds.append(
+                    Capture(
+                        f"{self.id}/refund/{fulfillment_id}/{payment_id}",
+                        payment_id,
+                        take,
+                        fulfillment_id,
+                    )
+                )
+
+    def still_to_capture(self) -> int:
+        """What the live fulfilments (not ended, not being cancelled) have still to capture."""
+        return sum(
+            max(0, f.amount - f.captured)
+            for f in self.fulfillments
+            if f.status not in ENDED and f.id not in self.saga.cancelling
+        )
+
+    def fulfillment_cancelled(self, fulfillment_id: str, refunded: list[str], at: datetime) -> None:
+        """Its units back in stock, its refunds (request ids) done: the fulfilment is
+        cancelled, `fulfillment_updated` raised. The last live fulfilment of an order of which
+        nothing was handed over takes the order with it (`begin_cancel`: the caller then
+        compensates what is left, coupons and points with it); with something handed over,
+        the order completes once the rest is done."""
+        if fulfillment_id not in self.saga.cancelling:
+            return
+        self.saga.cancelling.remove(fulfillment_id)
+        for r in self.saga.refunds:
+            if r.request_id in refunded and not r.done:
+                r.done = True
+                for t in self.saga.tenders:
+                    if t.payment_id == r.payment_id:
+                        t.refunded += r.amount
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
+        if f.hold is HoldState.HELD or f.hold is HoldState.SENT:
+            f.hold = HoldState.RELEASED
+        elif f.hold is HoldState.COMMITTED:
+            f.hold = HoldState.RESTOCKED
+        self.steps_settled()
+        if f.status not in ENDED:  # an expiry that got there first keeps its word
+            self.fulfillment_moved(f, F.CANCELLED, at, reason="requested")
+        if (
+            self.status is OrderStatus.CONFIRMED
+            and self.saga.state is SagaState.DONE
+            and all(x.status in ENDED for x in self.fulfillments)
+            and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
+        ):
+            self.begin_cancel("requested")
+
+    def steps_settled(self) -> None:
+        """Nothing of a confirmed order under way any more (no capture planned, no step or
+        cancel of a fulfilment unfinished): the resumer has nothing left to take further."""
+        if (
+            self.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)
+            and self.saga.state is SagaState.RUNNING
+            and not self.saga.cancelling
+            and not self.saga.stepping
+            and not any(not c.done for c in self.saga.captures)
+        ):
+            self.saga.state = SagaState.DONE
 
     def touched(self, at: datetime) -> None:
         self.version += 1

@@ -335,6 +335,19 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
         )
 
+    @across_calls(order_pb2.CancelFulfillmentResponse)
+    def CancelFulfillment(
+        self, request: order_pb2.CancelFulfillmentRequest
+    ) -> handlers.CancelFulfillment[order_pb2.CancelFulfillmentResponse]:
+        return handlers.CancelFulfillment(
+            request.order_id,
+            request.fulfillment_id,
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.CancelFulfillmentResponse(order=order_to_proto(o)),
+        )
+
     async def CalculateCart(
         self, request: order_pb2.CalculateCartRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CalculateCartResponse:

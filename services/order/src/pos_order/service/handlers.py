@@ -897,12 +897,19 @@ class UpdateFulfillment(Generic[R]):
         if step.to in CAPTURES_AT and f.status is not step.to:
             order.plan_captures([f])
             order.saga.state = SagaState.RUNNING
+            # Marked even when nothing is left to capture: a cancel of this fulfilment from
+            # now until the step records is a 409 (the step wrote the row first).
+            if f.id not in order.saga.stepping:
+                order.saga.stepping.append(f.id)
             order.touched(now())
             await uow.orders.save(order)
         return order
 
     async def call(self, claim: Claim, order: Order) -> Order:
-        return await saga.run_captures(self.new_uow, self.ports, order, self.policy)
+        order = await saga.run_captures(self.new_uow, self.ports, order, self.policy)
+        # The last share captured after another fulfilment was cancelled: what that one left
+        # authorised is released now.
+        return await saga.void_the_rest(self.new_uow, self.ports, order)
 
     async def record(self, uow: OrderUnitOfWork, _: Order) -> R:
         step = self.step
@@ -914,13 +921,55 @@ class UpdateFulfillment(Generic[R]):
         f = order.step_fulfillment(step.fulfillment_id, step.to, step.carrier, step.tracking_number)
         if f.status is not step.to:
             order.touched(now())
+            if f.id in order.saga.stepping:
+                order.saga.stepping.remove(f.id)
+            order.steps_settled()
             order.fulfillment_moved(f, step.to, now(), step.carrier, step.tracking_number)
-            if not saga.planned(order):
-                order.saga.state = SagaState.DONE
             await uow.orders.save(order)
             for event in order.events:
                 uow.publish(event)
             order.events.clear()
+        return self.answer(order)
+
+
+class CancelFulfillment(Generic[R]):
+    """One pickup or shipment of a confirmed order cancelled before it left the store: its
+    units back to stock, its captured share refunded, the rest of the order kept. Marked
+    `cancelling` under the order row's lock first (a step of the same fulfilment begun before
+    is a 409 here; one asked after is a 409 there), then given back step by step
+    (`saga.cancel_fulfillment`); a crash midway is finished by the resumer."""
+
+    def __init__(
+        self,
+        order_id: str,
+        fulfillment_id: str,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        self.order_id = order_id
+        self.fulfillment_id = fulfillment_id
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Order:
+        order = await uow.orders.get(self.order_id, lock=True)
+        if order is None:
+            raise NotFound("order", self.order_id)
+        if order.begin_fulfillment_cancel(self.fulfillment_id):
+            order.touched(now())
+            await uow.orders.save(order)
+        return order
+
+    async def call(self, claim: Claim, order: Order) -> Order:
+        return await saga.cancel_fulfillment(
+            self.new_uow, self.ports, order, self.fulfillment_id, self.policy
+        )
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order)
 
 

@@ -258,6 +258,8 @@ class PaymentResult:
     captured_amount: int = 0
     refunded_amount: int = 0
     amount: int = 0
+    # Released without being captured (a void, the authorisation's expiry).
+    voided_amount: int = 0
 
     @property
     def captured(self) -> bool:

@@ -440,6 +440,7 @@ def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool
         t.state = tender_state(p)
         t.captured = max(t.captured, p.captured_amount)
         t.refunded_seen = max(t.refunded_seen, p.refunded_amount)  # refunds only grow
+        t.voided = max(t.voided, p.voided_amount if t.captured else 0)
     for p in unmatched:  # taken for the order, yet no tender of ours: keep it, to compensate
         n = len(order.saga.tenders) + 1
         order.saga.tenders.append(
@@ -855,8 +856,13 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         if order.expires_at is not None and order.expires_at <= now():
             return await cancel(new_uow, ports, order.id, policy, "expired")
         return order
-    if order.status is OrderStatus.CONFIRMED:  # a fulfilment's capture under way
+    if order.status is OrderStatus.CONFIRMED:  # a fulfilment's capture or cancel under way
         order = await run_captures(new_uow, ports, order, policy)
+        for fulfillment_id in list(order.saga.cancelling):
+            order = await cancel_fulfillment(new_uow, ports, order, fulfillment_id, policy)
+        if order.status is not OrderStatus.CONFIRMED:
+            return order  # its last live fulfilment took it with it
+        order = await void_the_rest(new_uow, ports, order)
         if order.saga.state is SagaState.RUNNING and not planned(order):
             # Its driver is gone: what it captured stays the fulfilment's (the step asked again
             # captures nothing more), and the order may be cancelled again (refunded then).
@@ -866,7 +872,8 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
 
 def _step_abandoned(o: Order) -> None:
     if o.status is OrderStatus.CONFIRMED and o.saga.state is SagaState.RUNNING and not planned(o):
-        o.saga.state = SagaState.DONE
+        o.saga.stepping.clear()
+        o.steps_settled()
 
 
 async def expire_pickups(
@@ -921,6 +928,10 @@ async def expire_pickups(
         for f in due:
             found = o.fulfillment(f.id)
             assert found is not None
+            if found.id in o.saga.cancelling or found.status is FulfillmentStatus.CANCELLED:
+                # Cancelled meanwhile: the cancel restocks and refunds under the same ids,
+                # so the units and the money come back once, and it says what became of it.
+                continue
             found.hold = HoldState.RESTOCKED
             found.refunded = max(found.refunded, refunded[f.id])
             o.fulfillment_moved(found, FulfillmentStatus.EXPIRED, now(), reason="expired")
@@ -940,3 +951,83 @@ _ENDED = {
 
 def planned(order: Order) -> list[Capture]:
     return [c for c in order.saga.captures if not c.done]
+
+
+# --- one fulfilment cancelled ------------------------------------------------------------------
+
+
+async def cancel_fulfillment(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, fulfillment_id: str, policy: Policy
+) -> Order:
+    """Give back what a fulfilment marked `cancelling` took: its captured share refunded
+    (`<order>/refund/<fulfilment>/<payment>`, planned first), its units back in stock (its hold
+    released, `<order>/release/<fulfilment>`, or, committed at confirmation, restocked:
+    `<order>/restock/<fulfilment>`; the ids a whole-order cancel and a pickup's expiry use, so
+    the stock comes back once whichever ends it), and, once no live fulfilment will capture
+    more, what is left of the authorisations voided (`void_the_rest`). Then, in one short
+    transaction, the fulfilment `cancelled`. A share never captured is simply never captured.
+    Driven by the request, its retry, or the resumer: each step is asked again under its id."""
+    f = order.fulfillment(fulfillment_id)
+    if f is None or fulfillment_id not in order.saga.cancelling:
+        if order.saga.state is SagaState.COMPENSATING:
+            return await compensate(new_uow, ports, order, policy)
+        return order
+    if f.captured > 0 and not any(r.fulfillment_id == f.id for r in order.saga.refunds):
+        payments = await ports.payments.of_order(order.id)
+        left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
+        order, _ = await change(new_uow, order.id, lambda o: o.plan_refunds(fulfillment_id, left))
+    refunded: list[str] = []
+    for r in order.saga.refunds:
+        if r.fulfillment_id != f.id or r.done:
+            continue
+        await ports.payments.refund(r.request_id, r.payment_id, Money(r.amount, order.currency))
+        refunded.append(r.request_id)
+    if ports.stock is not None:
+        if f.hold is HoldState.HELD:
+            await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
+        elif f.hold is HoldState.COMMITTED:
+            await ports.stock.restock(
+                f"{order.id}/restock/{f.id}",
+                f.location_id,
+                [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
+                order.id,
+            )
+    after = await ports.payments.of_order(order.id) if order.saga.tenders else []
+
+    def cancelled(o: Order) -> None:
+        sync_tenders(o, after, give_up_sent=False)
+        o.fulfillment_cancelled(fulfillment_id, refunded, now())
+
+    order, _ = await change(new_uow, order.id, cancelled)
+    if order.saga.state is SagaState.COMPENSATING:
+        # Its last live fulfilment, and nothing of the order was handed over: the order is
+        # cancelled whole (what is left authorised voided, coupons and points given back).
+        return await compensate(new_uow, ports, order, policy)
+    return await void_the_rest(new_uow, ports, order)
+
+
+async def void_the_rest(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Order:
+    """A fulfilment cancelled (or expired) leaves its share authorised and never captured.
+    Once the live fulfilments have nothing more to capture, what is left of each authorisation
+    is voided (`<order>/void/<payment>`: a void releases everything not captured, the same
+    effect as the whole-order cancel's, under the same id), so no money is held for goods the
+    customer will not get. Before then a void would take the others' shares with it: the
+    payment service voids a payment's whole rest or nothing."""
+    if order.status is not OrderStatus.CONFIRMED and order.status is not OrderStatus.COMPLETED:
+        return order
+    if order.still_to_capture() > 0 or planned(order) or order.saga.cancelling:
+        return order
+    due = [
+        t
+        for t in order.saga.tenders
+        if t.payment_id
+        and t.state is TenderState.AUTHORIZED
+        and t.amount - t.voided - t.captured > 0
+    ]
+    if not due:
+        return order
+    for t in due:
+        await _quietly(ports.payments.void(f"{order.id}/void/{t.payment_id}", t.payment_id))
+    after = await ports.payments.of_order(order.id)
+    order, _ = await change(new_uow, order.id, lambda o: sync_tenders(o, after, give_up_sent=False))
+    return order

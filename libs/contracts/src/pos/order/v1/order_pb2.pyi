@@ -495,6 +495,7 @@ class Order(_message.Message):
     EXCHANGE_OF_FIELD_NUMBER: _builtins.int
     EXCHANGE_RETURN_ID_FIELD_NUMBER: _builtins.int
     EXCHANGE_CREDIT_FIELD_NUMBER: _builtins.int
+    CANCELLED_TOTAL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -576,6 +577,13 @@ class Order(_message.Message):
 
     @_builtins.property
     def exchange_credit(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def cancelled_total(self) -> _money_pb2.Money:
+        """What the order's cancelled and expired fulfilments' shares come to: not sold (given back
+        or never captured). `total` less it is what the order is sold for; all of it for a
+        cancelled order.
+        """
+
     def __init__(
         self,
         *,
@@ -610,10 +618,11 @@ class Order(_message.Message):
         exchange_of: _builtins.str = ...,
         exchange_return_id: _builtins.str = ...,
         exchange_credit: _money_pb2.Money | None = ...,
+        cancelled_total: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_total", b"cancelled_total", "created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "cancelled_total", b"cancelled_total", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1310,6 +1319,51 @@ class UpdateFulfillmentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateFulfillmentResponse: _TypeAlias = UpdateFulfillmentResponse  # noqa: Y015
+
+@_typing.final
+class CancelFulfillmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    fulfillment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        fulfillment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelFulfillmentRequest: _TypeAlias = CancelFulfillmentRequest  # noqa: Y015
+
+@_typing.final
+class CancelFulfillmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelFulfillmentResponse: _TypeAlias = CancelFulfillmentResponse  # noqa: Y015
 
 @_typing.final
 class OrderSettings(_message.Message):

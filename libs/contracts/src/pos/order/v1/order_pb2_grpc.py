@@ -75,6 +75,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.FromString,
                 _registered_method=True)
+        self.CancelFulfillment = channel.unary_unary(
+                '/pos.order.v1.OrderService/CancelFulfillment',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentResponse.FromString,
+                _registered_method=True)
         self.GetOrderSettings = channel.unary_unary(
                 '/pos.order.v1.OrderService/GetOrderSettings',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetOrderSettingsRequest.SerializeToString,
@@ -172,6 +177,15 @@ class OrderServiceServicer:
 
     def UpdateFulfillment(self, request, context):
         """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelFulfillment(self, request, context):
+        """Cancel one pickup or shipment before it left the store: its units back to stock, its
+        share given back (refunded if captured, never captured otherwise), the rest of the order
+        kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +301,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.UpdateFulfillment,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.SerializeToString,
+            ),
+            'CancelFulfillment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelFulfillment,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentResponse.SerializeToString,
             ),
             'GetOrderSettings': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrderSettings,
@@ -546,6 +565,33 @@ class OrderService:
             '/pos.order.v1.OrderService/UpdateFulfillment',
             pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.UpdateFulfillmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelFulfillment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CancelFulfillment',
+            pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CancelFulfillmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

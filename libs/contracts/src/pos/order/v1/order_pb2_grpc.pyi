@@ -51,6 +51,11 @@ class OrderServiceStub:
     """Before any fulfilment left the store: release holds, void authorisations, refund captures."""
     UpdateFulfillment: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateFulfillmentRequest, _order_pb2.UpdateFulfillmentResponse]
     """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+    CancelFulfillment: _grpc.UnaryUnaryMultiCallable[_order_pb2.CancelFulfillmentRequest, _order_pb2.CancelFulfillmentResponse]
+    """Cancel one pickup or shipment before it left the store: its units back to stock, its
+    share given back (refunded if captured, never captured otherwise), the rest of the order
+    kept.
+    """
     GetOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]
@@ -108,6 +113,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """Before any fulfilment left the store: release holds, void authorisations, refund captures."""
     UpdateFulfillment: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateFulfillmentRequest, _order_pb2.UpdateFulfillmentResponse]  # type: ignore[assignment]
     """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+    CancelFulfillment: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelFulfillmentRequest, _order_pb2.CancelFulfillmentResponse]  # type: ignore[assignment]
+    """Cancel one pickup or shipment before it left the store: its units back to stock, its
+    share given back (refunded if captured, never captured otherwise), the rest of the order
+    kept.
+    """
     GetOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]  # type: ignore[assignment]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]  # type: ignore[assignment]
@@ -210,6 +220,17 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.UpdateFulfillmentResponse, _abc.Awaitable[_order_pb2.UpdateFulfillmentResponse]]:
         """A fulfilment's next step: ready_for_pickup, picked_up, picked, shipped, delivered."""
+
+    @_abc_1.abstractmethod
+    def CancelFulfillment(
+        self,
+        request: _order_pb2.CancelFulfillmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CancelFulfillmentResponse, _abc.Awaitable[_order_pb2.CancelFulfillmentResponse]]:
+        """Cancel one pickup or shipment before it left the store: its units back to stock, its
+        share given back (refunded if captured, never captured otherwise), the rest of the order
+        kept.
+        """
 
     @_abc_1.abstractmethod
     def GetOrderSettings(
