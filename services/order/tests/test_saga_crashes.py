@@ -9,7 +9,8 @@ nothing after the boundary runs, and the kit's claim of the request is left behi
 leaves it. After healing, for the merchant of the case:
 - every payment belongs to an order; one of a confirmed or completed order is live, and every
   other one was voided, declined or refunded in full;
-- every confirmed or completed order is covered by what its payments hold;
+- every confirmed or completed order is covered by what its payments hold (its total less
+  the shares of its fulfilments cancelled one by one);
 - every hold still active belongs to an order still waiting for payment (none after healing),
   and every committed hold to a confirmed or completed order.
 """
@@ -143,7 +144,12 @@ def healed(stack: Stack, merchant: str) -> list[str]:
         oid: (status, total, saga_state)
         for oid, status, total, saga_state in _rows(
             stack.order_db,
-            "SELECT id, status, total, saga_state FROM orders WHERE merchant_id = %s",
+            # What a confirmed order's payments must cover: its total less the shares of its
+            # fulfilments cancelled (or expired) one by one, which were given back.
+            "SELECT id, status, total - COALESCE((SELECT sum((f->>'amount')::bigint) "
+            "FROM jsonb_array_elements(fulfillments) f "
+            "WHERE f->>'status' IN ('cancelled', 'expired')), 0), saga_state "
+            "FROM orders WHERE merchant_id = %s",
             merchant,
         )
     }
@@ -270,3 +276,110 @@ async def test_a_lost_card_answer_confirms_the_sale_once_settled_and_never_decli
         answer = await stub.Checkout(request, metadata=meta, timeout=30)
         assert answer.order.status == order_pb2.ORDER_STATUS_COMPLETED
         assert answer.payment.status == payment_pb2.PAYMENT_STATUS_CAPTURED
+
+
+async def test_a_process_killed_while_a_fulfilment_is_cancelled_is_finished_after_restart(
+    stack: Stack,
+) -> None:
+    """Two pickups, both captured at confirmation; the second's cancel dies once its refund and
+    restock were asked, before the fulfilment is recorded cancelled. The new process's resumer
+    asks them again under the same ids: the share refunded once, the unit restocked once, the
+    other pickup untouched."""
+    merchant = f"mer_fcancel_{uuid.uuid4().hex[:6]}"
+    location = await _shop(stack, merchant)
+    meta = (("x-merchant-id", merchant),)
+    saga.PAUSED.clear()
+    ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
+    pickup = order_pb2.FulfillmentRequest(
+        type=order_pb2.FULFILLMENT_TYPE_PICKUP, location_id=location
+    )
+    async with serve_order_on(stack.order_db, *ports, **FAST) as service:
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        await stub.UpdateOrderSettings(
+            order_pb2.UpdateOrderSettingsRequest(
+                request_id=str(uuid.uuid4()), capture_pickup_at_order=True
+            ),
+            metadata=meta,
+            timeout=10,
+        )
+        created = await stub.CreateOrder(
+            order_pb2.CreateOrderRequest(
+                request_id=str(uuid.uuid4()),
+                channel="web",
+                location_id=location,
+                lines=[
+                    order_pb2.OrderLineRequest(sku="TEE", quantity=2, fulfillment=0),
+                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
+                ],
+                fulfillments=[pickup, pickup],
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        order_id = created.order.id
+        await stub.AddTender(
+            order_pb2.AddTenderRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_visa",
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        confirmed = await stub.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
+            metadata=meta,
+            timeout=30,
+        )
+    _, second = confirmed.order.fulfillments
+    assert second.captured.amount == second.amount.amount == 2500
+
+    cancel = order_pb2.CancelFulfillmentRequest(
+        request_id=str(uuid.uuid4()), order_id=order_id, fulfillment_id=second.id
+    )
+    pause = "fulfillment_given_back"
+    async with serve_order_on(stack.order_db, *ports, saga_pause_at=pause, **FAST) as doomed:
+        stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
+        call = stub.CancelFulfillment(cancel, metadata=meta, timeout=30)
+        running = asyncio.ensure_future(call)
+        await until(lambda: pause in saga.PAUSED or running.done(), limit=30)
+        assert pause in saga.PAUSED, running.exception() if running.done() else "?"
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    def status_of_second() -> tuple[str, str]:
+        rows = _rows(
+            stack.order_db,
+            "SELECT saga_state, fulfillments->1->>'status' FROM orders WHERE merchant_id = %s",
+            merchant,
+        )
+        return rows[0][0], rows[0][1]
+
+    assert status_of_second() == ("running", "reserved")  # given back, not recorded
+    async with serve_order_on(stack.order_db, *ports, **FAST) as service:
+        await until(lambda: status_of_second() == ("done", "cancelled"), limit=30)
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        again = order_pb2.CancelFulfillmentRequest(
+            request_id=str(uuid.uuid4()), order_id=order_id, fulfillment_id=second.id
+        )
+        answer = await stub.CancelFulfillment(again, metadata=meta, timeout=30)
+    assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert [f.status for f in answer.order.fulfillments] == [
+        order_pb2.FULFILLMENT_STATUS_RESERVED,
+        order_pb2.FULFILLMENT_STATUS_CANCELLED,
+    ]
+    assert answer.order.cancelled_total.amount == 2500
+    ((captured, refunded),) = _rows(
+        stack.payment_db,
+        "SELECT captured, refunded FROM payments WHERE merchant_id = %s",
+        merchant,
+    )
+    assert (captured, refunded) == (7500, 2500)
+    ((on_hand,),) = _rows(
+        stack.inventory_db,
+        "SELECT on_hand FROM stock WHERE merchant_id = %s AND sku = 'TEE'",
+        merchant,
+    )
+    assert on_hand == 10 - 2  # the first pickup's two sold, the cancelled one back once
+    assert healed(stack, merchant) == []

@@ -65,6 +65,9 @@ BOUNDARIES = (
     # restock done, the return not completed yet.
     "exchange_saved",
     "exchange_refunded",
+    # One fulfilment's cancel: its refunds and restock asked, the fulfilment not recorded
+    # cancelled yet.
+    "fulfillment_given_back",
 )
 
 
@@ -992,6 +995,7 @@ async def cancel_fulfillment(
                 [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
                 order.id,
             )
+    await boundary(policy, "fulfillment_given_back")
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
     def cancelled(o: Order) -> None:
