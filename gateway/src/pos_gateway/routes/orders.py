@@ -645,7 +645,8 @@ async def cancel_order(order_id: PathId, svc: Svc) -> Order:
     the captures. Goods already handed over or shipped are a 409 `order_fulfilled` (return
     them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
     it once it is confirmed), and one whose pickup is being handed over or shipment shipped
-    (its share being captured) a 409 `fulfillment_in_progress`."""
+    (its share being captured), or one of whose fulfilments is being cancelled, a 409
+    `fulfillment_in_progress`. One fulfilment alone: `.../fulfillments/{id}/cancel`."""
     answer = await svc.order.CancelOrder(
         order_pb2.CancelOrderRequest(request_id=request_id(), order_id=order_id)
     )
