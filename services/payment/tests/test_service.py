@@ -374,6 +374,83 @@ async def test_money_set_aside_for_an_exchange_is_refunded_only_by_a_return_of_i
     assert (await code_of(other))[0] == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_refund_paid_out_of_band_is_never_refunded_again(running: Running) -> None:
+    """A return's 3,000 of a 5,000 card sale was refused at the processor and paid in cash
+    instead. Recorded against the payment, it is no longer refundable: a refund asking for it
+    is a 409 naming `amount` and saying why, and nothing is refunded. Asked again (the same
+    request, or another for the same return), nothing more is set aside. Past what a payment
+    has left to refund, only what is left is set aside; bad input is a field error."""
+    order = f"ord_{rid()}"
+    visa = await pay(running, card(rid(), order, 5000))
+
+    def record(amount: int, return_id: str = "ret_1", request_id: str = "", **extra: Any) -> Any:
+        fields: dict[str, Any] = {
+            "request_id": request_id or rid(),
+            "order_id": order,
+            "return_id": return_id,
+            "amounts": [P.TenderAmount(payment_id=visa.id, amount=usd(amount))],
+            "tender_type": P.TENDER_TYPE_CASH,
+            "reference": "till 2, receipt 4471",
+            **extra,
+        }
+        return running.stub.RecordOutOfBandRefund(
+            P.RecordOutOfBandRefundRequest(**fields), metadata=md(), timeout=10
+        )
+
+    def refund(amount: int | None = None) -> Any:
+        request = P.CreateRefundRequest(request_id=rid(), order_id=order)
+        if amount is not None:
+            request.amount.CopyFrom(usd(amount))
+        return running.stub.CreateRefund(request, metadata=md(), timeout=10)
+
+    bad = [
+        (record(1, tender_type=P.TENDER_TYPE_CARD), ["tender_type"]),
+        (record(0), ["amounts[0].amount.amount"]),
+        (record(1, return_id=""), ["return_id"]),
+    ]
+    for call, fields in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in read_error(err.value).violations] == fields
+    request_id = rid()
+    made = await record(3000, request_id=request_id)
+    assert [p.paid_out_of_band.amount for p in made.payments] == [3000]
+    assert [a.amount.amount for a in made.record.set_aside] == [3000]
+    assert made.record.shift_id == ""  # not at a register: no drawer
+    assert await record(3000, request_id=request_id) == made  # the same request: replayed
+    again = await record(3000)  # another request for the same return: as it stands
+    assert again.record == made.record
+    assert [p.paid_out_of_band.amount for p in again.payments] == [3000]
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await refund(5000)
+    problem = read_error(err.value)
+    assert (problem.reason, problem.metadata["refundable"]) == ("amount_exceeds_refundable", "2000")
+    assert [v.field for v in problem.violations] == ["amount"]
+    assert "paid out of band" in problem.violations[0].description
+    assert [r.amount.amount for r in (await refund()).refunds] == [2000]  # all that is left
+
+    # A second return's 2,500 paid out of band when nothing is left to refund: recorded,
+    # nothing more set aside.
+    late = await record(2500, return_id="ret_2")
+    assert [a.amount.amount for a in late.record.amounts] == [2500]
+    assert [a.amount.amount for a in late.record.set_aside] == [0]
+    assert [p.paid_out_of_band.amount for p in late.payments] == [3000]
+    other = running.stub.RecordOutOfBandRefund(
+        P.RecordOutOfBandRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            return_id="ret_3",
+            amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(1))],
+            tender_type=P.TENDER_TYPE_EXTERNAL,
+        ),
+        metadata=md("mer_b"),
+        timeout=10,
+    )
+    assert (await code_of(other))[0] == grpc.StatusCode.NOT_FOUND
+
+
 async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Running) -> None:
     order = "ord_split"
     gift = await pay(

@@ -269,3 +269,50 @@ async def test_expected_cash_is_float_plus_cash_in_minus_cash_out_across_two_reg
     second = await close(r, tills[1], shifts[1].id, counted)
     assert second.report.expected_cash.amount == floats[1] + moved[1]
     assert second.over_short == counted - (floats[1] + moved[1])
+
+
+async def test_a_refund_paid_in_cash_at_a_register_is_a_pay_out_of_its_shift(
+    running: Running,
+) -> None:
+    """A return's refund the processor refused, paid in cash at a register with an open shift:
+    the drawer's pay-out, with the return in its reason, once however often it is asked. Paid
+    externally, or in cash away from a register, no drawer moves."""
+    register = new_id("reg")
+    shift = await open_shift(running, register, 10_000)
+    sale = await card_sale(running, register, 4000)
+
+    def paid(return_id: str, amount: int, tender: int, metadata: Any) -> Any:
+        return running.payments.RecordOutOfBandRefund(
+            P.RecordOutOfBandRefundRequest(
+                request_id=new_id("req"), order_id=sale.order_id, return_id=return_id,
+                amounts=[P.TenderAmount(payment_id=sale.id, amount=usd(amount))],
+                tender_type=tender, reference="receipt 88",
+            ),
+            metadata=metadata,
+            timeout=10,
+        )  # fmt: skip
+
+    cash = await paid("ret_cash", 1500, P.TENDER_TYPE_CASH, at(register))
+    assert cash.record.shift_id == shift.id and cash.record.drawer_movement_id
+    again = await paid("ret_cash", 1500, P.TENDER_TYPE_CASH, at(register))
+    assert again.record == cash.record
+    await paid("ret_transfer", 1000, P.TENDER_TYPE_EXTERNAL, at(register))
+    await paid("ret_office", 500, P.TENDER_TYPE_CASH, at())
+
+    got = await running.shifts.GetShift(
+        S.GetShiftRequest(id=shift.id), metadata=at(register), timeout=10
+    )
+    report = got.shift.report
+    assert report.pay_outs.amount == 1500
+    assert report.expected_cash.amount == 10_000 - 1500
+    with psycopg.connect(running.database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, kind, amount, reason, staff_id FROM drawer_movements WHERE shift_id = %s",
+            (shift.id,),
+        ).fetchall()
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (cash.record.drawer_movement_id, "pay_out", 1500, "stf_1")
+    ]
+    assert "ret_cash" in rows[0][3]
+    closed = await close(running, register, shift.id, 8500)
+    assert closed.over_short == 0

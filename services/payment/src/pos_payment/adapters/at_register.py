@@ -53,18 +53,29 @@ async def attach_at(
 ) -> None:
     """Attach a row whose money has moved at `register_id`, and which has no shift yet, to
     that register's open shift (when one is open)."""
-    shift = await conn.scalar(
-        select(shifts.c.id)
-        .where(
-            shifts.c.merchant_id == merchant_id,
-            shifts.c.register_id == register_id,
-            shifts.c.status == "open",
-        )
-        .with_for_update(read=True)
-    )
+    shift = await open_shift(conn, merchant_id, register_id)
     if shift is not None:
         await conn.execute(
             update(table)
             .where(table.c.merchant_id == merchant_id, table.c.id == row_id)
-            .values(shift_id=shift)
+            .values(shift_id=shift[0])
         )
+
+
+async def open_shift(
+    conn: AsyncConnection, merchant_id: str, register_id: str
+) -> tuple[str, str] | None:
+    """The register's open shift, its id and currency, read with a share lock: money moved
+    in this transaction counts towards it, and a close waits for the transaction."""
+    row = (
+        await conn.execute(
+            select(shifts.c.id, shifts.c.currency)
+            .where(
+                shifts.c.merchant_id == merchant_id,
+                shifts.c.register_id == register_id,
+                shifts.c.status == "open",
+            )
+            .with_for_update(read=True)
+        )
+    ).first()
+    return None if row is None else (row.id, row.currency)

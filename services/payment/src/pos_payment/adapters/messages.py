@@ -13,6 +13,7 @@ from pos_payment.domain.model import (
     ExchangeCredit,
     OperationStatus,
     OrderPayments,
+    OutOfBandRefund,
     Payment,
     PaymentSettings,
     PaymentStatus,
@@ -58,6 +59,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         voided=money(p.voided, cur),
         refunded=money(p.refunded, cur),
         credited=money(p.credited, cur),
+        paid_out_of_band=money(p.paid_out_of_band, cur),
         card_summary=card_summary(p.card_brand, p.card_last4),
         card_brand=p.card_brand,
         card_last4=p.card_last4,
@@ -107,6 +109,28 @@ def credit_to_proto(c: ExchangeCredit) -> payment_pb2.ExchangeCredit:
         ],
     )
     _stamped(msg, c.created_at, c.updated_at)
+    return msg
+
+
+def out_of_band_to_proto(r: OutOfBandRefund) -> payment_pb2.OutOfBandRefund:
+    msg = payment_pb2.OutOfBandRefund(
+        return_id=r.return_id,
+        order_id=r.order_id,
+        tender_type=TENDERS.to_proto(r.tender),
+        reference=r.reference,
+        amounts=[
+            payment_pb2.TenderAmount(payment_id=k, amount=money(v, r.currency))
+            for k, v in r.amounts.items()
+        ],
+        set_aside=[
+            payment_pb2.TenderAmount(payment_id=k, amount=money(v, r.currency))
+            for k, v in r.set_aside.items()
+        ],
+        shift_id=r.shift_id,
+        drawer_movement_id=r.movement_id,
+    )
+    if r.created_at is not None:
+        msg.created_at.FromDatetime(r.created_at)
     return msg
 
 

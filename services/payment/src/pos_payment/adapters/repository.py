@@ -26,10 +26,12 @@ from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_payment.adapters import at_register, events
+from pos_payment.adapters.shifts import SqlShiftRepository
 from pos_payment.adapters.tables import (
     exchange_credits,
     merchant_settings,
     operations,
+    out_of_band_refunds,
     payments,
     refunds,
     terminal_checkouts,
@@ -40,6 +42,7 @@ from pos_payment.domain.model import (
     Operation,
     OperationKind,
     OperationStatus,
+    OutOfBandRefund,
     Payment,
     PaymentSettings,
     PaymentStatus,
@@ -50,11 +53,12 @@ from pos_payment.domain.model import (
     TerminalStatus,
     card_summary,
 )
+from pos_payment.domain.shifts import Movement
 
 _PAYMENT_STATE = (
     "status", "authorized", "captured", "voided", "refunded", "capturing", "refunding",
     "voiding", "card_brand", "card_last4", "decline_code", "decline_reason",
-    "processor_reference", "expires_at", "credited",
+    "processor_reference", "expires_at", "credited", "paid_out_of_band",
 )  # fmt: skip
 
 
@@ -79,6 +83,7 @@ def _payment(row: Row[Any]) -> Payment:
         refunding=m["refunding"],
         voiding=m["voiding"],
         credited=m["credited"],
+        paid_out_of_band=m["paid_out_of_band"],
         change_due=m["change_due"],
         cash_tendered=m["cash_tendered"],
         card_brand=m["card_brand"],
@@ -496,6 +501,77 @@ class SqlCreditRepository:
         credit.updated_at = row.updated_at
 
 
+def _out_of_band(row: Row[Any]) -> OutOfBandRefund:
+    m = row._mapping
+    return OutOfBandRefund(
+        return_id=m["return_id"],
+        order_id=m["order_id"],
+        currency=m["currency"],
+        tender=TenderType(m["tender_type"]),
+        reference=m["reference"],
+        amounts={x["payment_id"]: x["amount"] for x in m["amounts"]},
+        set_aside={x["payment_id"]: x["set_aside"] for x in m["amounts"]},
+        shift_id=m["shift_id"],
+        movement_id=m["movement_id"],
+        created_at=m["created_at"],
+    )
+
+
+class SqlOutOfBandRepository:
+    """Refunds paid out of band, one per return; and the drawer they may come out of."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def get(self, return_id: str) -> OutOfBandRefund | None:
+        row = (
+            await self._conn.execute(
+                select(out_of_band_refunds).where(
+                    out_of_band_refunds.c.merchant_id == self._merchant,
+                    out_of_band_refunds.c.return_id == return_id,
+                )
+            )
+        ).first()
+        return _out_of_band(row) if row else None
+
+    async def add(self, record: OutOfBandRefund) -> bool:
+        """Insert it; False, and nothing written, when the return has one already."""
+        row = (
+            await self._conn.execute(
+                pg_insert(out_of_band_refunds)
+                .values(
+                    merchant_id=self._merchant,
+                    return_id=record.return_id,
+                    order_id=record.order_id,
+                    currency=record.currency,
+                    tender_type=record.tender.value,
+                    reference=record.reference,
+                    amounts=[
+                        {"payment_id": k, "amount": v, "set_aside": record.set_aside.get(k, 0)}
+                        for k, v in record.amounts.items()
+                    ],
+                    shift_id=record.shift_id,
+                    movement_id=record.movement_id,
+                )
+                .on_conflict_do_nothing()
+                .returning(out_of_band_refunds.c.created_at)
+            )
+        ).first()
+        if row is None:
+            return False
+        record.created_at = row.created_at
+        return True
+
+    async def open_shift_at(self, register_id: str) -> tuple[str, str] | None:
+        """The register's open shift (its id and currency), read with a share lock as money
+        attached to it is (adapters/at_register.py): its close waits for this transaction."""
+        return await at_register.open_shift(self._conn, self._merchant, register_id)
+
+    async def pay_out(self, movement: Movement) -> None:
+        await SqlShiftRepository(self._conn, self._merchant).add_movement(movement)
+
+
 def _terminal(row: Row[Any]) -> TerminalCheckout:
     m = row._mapping
     return TerminalCheckout(
@@ -633,6 +709,10 @@ class PaymentUow(UnitOfWork):
     @property
     def credits(self) -> SqlCreditRepository:
         return SqlCreditRepository(self.conn, self.merchant_id)
+
+    @property
+    def out_of_band(self) -> SqlOutOfBandRepository:
+        return SqlOutOfBandRepository(self.conn, self.merchant_id)
 
     @property
     def settings(self) -> SqlSettingsRepository:

@@ -52,6 +52,8 @@ payments = Table(
     Column("voiding", Boolean, nullable=False, server_default=text("false")),
     # Set aside as exchange credits: not refundable from this payment (see exchange_credits).
     Column("credited", BigInteger, nullable=False, server_default="0"),
+    # Given back outside the processor: never refundable again (see out_of_band_refunds).
+    Column("paid_out_of_band", BigInteger, nullable=False, server_default="0"),
     Column("cash_tendered", BigInteger),
     Column("card_brand", Text, nullable=False, server_default=""),
     Column("card_last4", Text, nullable=False, server_default=""),
@@ -154,6 +156,26 @@ exchange_credits = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "exchange_order_id", name="exchange_credits_pkey"),
     Index("exchange_credits_order", "merchant_id", "order_id"),
+)
+
+# A return's refund the processor refused, paid another way (cash, a transfer) and settled so
+# by a person: one row per return; what it paid of each payment and what was set aside there
+# (payments.paid_out_of_band); cash at a register with an open shift names the drawer's pay-out.
+out_of_band_refunds = Table(
+    "out_of_band_refunds",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("return_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("tender_type", Text, nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    # [{"payment_id": ..., "amount": ..., "set_aside": ...}], in the order asked.
+    Column("amounts", JSONB, nullable=False, server_default="[]"),
+    Column("shift_id", Text, nullable=False, server_default=""),
+    Column("movement_id", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "return_id", name="out_of_band_refunds_pkey"),
 )
 
 # The sandbox processor's own records, standing in for an acquirer's: what each idempotency

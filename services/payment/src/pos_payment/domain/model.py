@@ -7,10 +7,13 @@ either is a brand and the last four characters. A card number (the kit's one rul
 Amounts are integer minor units in the payment's currency. The invariants every rule here
 keeps, whatever the order of requests:
   captured + capturing (in flight) + voided <= authorized
-  refunded + refunding (in flight) + credited <= captured
+  refunded + refunding (in flight) + credited + paid_out_of_band <= captured
 where `credited` is captured money that pays for an exchange's new order (the returned goods'
 credit, `ExchangeCredit`): it is not refundable from here, except by a refund that names that
-new order (a return of its goods gives the credit back). And a payment in a final state
+new order (a return of its goods gives the credit back); and `paid_out_of_band` is captured
+money a return's refund gave back another way (cash from a drawer, a transfer: an
+`OutOfBandRefund`, when the processor refused the refund): never refundable from here again,
+or the customer would be paid twice. And a payment in a final state
 (voided, failed, or captured with nothing left to capture and everything refunded) never moves
 again.
 """
@@ -114,6 +117,8 @@ class Payment:
     voiding: bool = False
     # Set aside as exchange credits (see the module's invariants).
     credited: int = 0
+    # Given back outside the processor (see the module's invariants).
+    paid_out_of_band: int = 0
     change_due: int | None = None
     cash_tendered: int | None = None
     card_brand: str = ""
@@ -144,7 +149,10 @@ class Payment:
 
     @property
     def refundable(self) -> int:
-        return max(0, self.captured - self.refunded - self.refunding - self.credited)
+        return max(
+            0,
+            self.captured - self.refunded - self.refunding - self.credited - self.paid_out_of_band,
+        )
 
     def not_refundable(self, field: str, wanted: int) -> Conflict:
         """The refusal of a refund of `wanted` from this payment, naming the field that asked
@@ -155,6 +163,11 @@ class Payment:
             reason += (
                 f" ({self.credited} of what it captured pays for an exchange's new order: a "
                 "return of that order's goods gives it back)"
+            )
+        if self.paid_out_of_band:
+            reason += (
+                f" ({self.paid_out_of_band} of what it captured was refunded another way: a "
+                "return's refund paid out of band)"
             )
         return exceeds_refundable(
             f"the refund asks for {wanted} of payment {self.id} but {left} is left to refund",
@@ -779,6 +792,12 @@ def plan_refund(
                 f" ({credited} of what was captured pays for an exchange's new order: a return "
                 "of that order's goods gives it back)"
             )
+        paid_out = sum(p.paid_out_of_band for p in payments)
+        if paid_out:
+            reason += (
+                f" ({paid_out} of what was captured was refunded another way: a return's "
+                "refund paid out of band)"
+            )
         raise exceeds_refundable(
             f"the refund asks for {wanted} but {left} is left to refund",
             left,
@@ -906,6 +925,110 @@ def release(credit: ExchangeCredit, payments: list[Payment]) -> None:
         for p in payments:
             p.credited = max(0, p.credited - credit.amounts.get(p.id, 0))
     credit.status = CreditStatus.RELEASED
+
+
+# --- refunds paid out of band ------------------------------------------------------------------
+
+# How a refund the processor refused may be paid instead.
+OUT_OF_BAND_TENDERS = (TenderType.CASH, TenderType.EXTERNAL)
+
+
+@dataclass
+class OutOfBandRefund:
+    """A return's refund the processor refused, paid to the customer another way and settled
+    so by a person: what was paid for each payment (`amounts`) and what of it each payment
+    still had left to refund, set aside there (`Payment.paid_out_of_band`) so that no refund
+    gives it back again. One per return. Cash at a register with an open shift is that shift's
+    pay-out (`shift_id`, `movement_id`)."""
+
+    return_id: str
+    order_id: str
+    currency: str
+    tender: TenderType
+    reference: str
+    amounts: dict[str, int]  # payment id -> paid, in the order asked
+    set_aside: dict[str, int]  # payment id -> set aside on it (at most what it had left)
+    shift_id: str = ""
+    movement_id: str = ""
+    created_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.amounts.values())
+
+
+def validate_out_of_band(
+    order_id: str,
+    return_id: str,
+    named: list[tuple[str, int, str]],
+    tender: TenderType | None,
+    reference: str,
+) -> TenderType:
+    violations: list[FieldViolation] = []
+    violations += require(bool(order_id), "order_id", "is required")
+    violations += require(len(order_id) <= MAX_ID, "order_id", f"is at most {MAX_ID} characters")
+    violations += require(bool(return_id), "return_id", "is required")
+    violations += require(len(return_id) <= MAX_ID, "return_id", f"is at most {MAX_ID} characters")
+    violations += require(
+        tender in OUT_OF_BAND_TENDERS, "tender_type", "must be cash or external: how it was paid"
+    )
+    violations += require(
+        len(reference) <= MAX_REFERENCE, "reference", f"is at most {MAX_REFERENCE} characters"
+    )
+    violations += require(bool(named), "amounts", "must name at least one payment")
+    violations += require(len(named) <= MAX_REFUND_LINES, "amounts", "at most 200 payments")
+    seen: set[str] = set()
+    for i, (payment_id, amount, _) in enumerate(named):
+        violations += require(bool(payment_id), f"amounts[{i}].payment_id", "is required")
+        violations += require(payment_id not in seen, f"amounts[{i}].payment_id", "is named twice")
+        seen.add(payment_id)
+        violations += require(amount > 0, f"amounts[{i}].amount.amount", "must be more than 0")
+    raise_if(violations)
+    assert tender is not None
+    return tender
+
+
+def pay_out_of_band(
+    payments: list[Payment],
+    return_id: str,
+    named: list[tuple[str, int, str]],
+    tender: TenderType,
+    reference: str,
+) -> OutOfBandRefund:
+    """The record, each named payment's amount set aside on it up to what it has left to
+    refund. Not refused past that: the customer has the money already, and a payment refunded
+    another way meanwhile (or with a refund in flight) has nothing more to give back of it."""
+    by_id = {p.id: p for p in payments}
+    currency = payments[0].currency
+    for i, (payment_id, _, cur) in enumerate(named):
+        payment = by_id.get(payment_id)
+        if payment is None:
+            raise InvalidArgument(
+                "a named payment is not one of the order's",
+                [FieldViolation(f"amounts[{i}].payment_id", "is not a payment of this order")],
+            )
+        raise_if(
+            require(
+                cur == payment.currency,
+                f"amounts[{i}].amount.currency",
+                f"must be the payment's currency ({payment.currency})",
+            )
+        )
+    set_aside: dict[str, int] = {}
+    for payment_id, amount, _ in named:
+        payment = by_id[payment_id]
+        kept = min(amount, payment.refundable)
+        payment.paid_out_of_band += kept
+        set_aside[payment_id] = kept
+    return OutOfBandRefund(
+        return_id,
+        payments[0].order_id,
+        currency,
+        tender,
+        reference,
+        {payment_id: amount for payment_id, amount, _ in named},
+        set_aside,
+    )
 
 
 @dataclass

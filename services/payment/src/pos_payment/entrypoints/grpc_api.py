@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
-from pos_kit.context import current_merchant
+from pos_kit.context import current_merchant, register_var, staff_var
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_payment.adapters import messages
@@ -22,6 +22,7 @@ from pos_payment.adapters.messages import (
     TENDERS,
     credit_to_proto,
     order_payments_to_proto,
+    out_of_band_to_proto,
     payment_to_proto,
     refund_to_proto,
     settings_to_proto,
@@ -319,6 +320,26 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.ReleaseExchangeCreditResponse:
         credit = await handlers.release_exchange_credit(uow, request.exchange_order_id)
         return payment_pb2.ReleaseExchangeCreditResponse(credit=credit_to_proto(credit))
+
+    @mutation(payment_pb2.RecordOutOfBandRefundResponse)
+    async def RecordOutOfBandRefund(
+        self, request: payment_pb2.RecordOutOfBandRefundRequest, uow: PaymentUow
+    ) -> payment_pb2.RecordOutOfBandRefundResponse:
+        # The register and member of the call (the gateway's, through the order service): cash
+        # handed over there comes out of that register's drawer.
+        record, payments = await handlers.record_out_of_band_refund(
+            uow,
+            request.order_id,
+            request.return_id,
+            [(a.payment_id, a.amount.amount, a.amount.currency) for a in request.amounts],
+            TENDERS.optional(request.tender_type, "tender_type"),
+            request.reference,
+            register_var.get() or "",
+            staff_var.get() or "",
+        )
+        return payment_pb2.RecordOutOfBandRefundResponse(
+            record=out_of_band_to_proto(record), payments=[payment_to_proto(p) for p in payments]
+        )
 
     @across_calls(payment_pb2.CancelTerminalCheckoutResponse)
     def CancelTerminalCheckout(self, request: payment_pb2.CancelTerminalCheckoutRequest) -> Any:

@@ -45,6 +45,7 @@ from pos_payment.domain.model import (
     OperationStatus,
     OrderPayments,
     Outcome,
+    OutOfBandRefund,
     Payment,
     PaymentSettings,
     PaymentStatus,
@@ -55,11 +56,13 @@ from pos_payment.domain.model import (
     TerminalCheckout,
     TerminalCheckoutUpdated,
     TerminalStatus,
+    pay_out_of_band,
     plan_refund,
     release,
     set_aside,
     validate_amount,
     validate_credit_request,
+    validate_out_of_band,
     validate_refund_request,
     validate_terminal_checkout,
     validate_window,
@@ -70,6 +73,7 @@ from pos_payment.domain.processor import (
     ProcessorUnavailable,
     UnknownSource,
 )
+from pos_payment.domain.shifts import Movement, MovementKind
 from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors, TerminalReader
 
 # What a reader answers when the checkout was cancelled (at the reader or from the register).
@@ -643,6 +647,66 @@ async def release_exchange_credit(uow: PaymentUnitOfWork, exchange_order_id: str
                 await uow.payments.save(p)
         await uow.credits.save(credit)
     return credit
+
+
+# --- refunds paid out of band ---------------------------------------------------------------
+
+
+async def record_out_of_band_refund(
+    uow: PaymentUnitOfWork,
+    order_id: str,
+    return_id: str,
+    named: list[tuple[str, int, str]],
+    tender: TenderType | None,
+    reference: str,
+    register_id: str = "",
+    staff_id: str = "",
+) -> tuple[OutOfBandRefund, list[Payment]]:
+    """A return's refund the processor refused was paid another way: set aside on the order's
+    payments (their rows locked, as every refund of them locks them), so no refund gives it
+    back again; cash at a register with an open shift is that drawer's pay-out, in the same
+    transaction. One record per return: asked again (the payments' lock orders the askers),
+    the record as it stands, nothing set aside or paid out twice."""
+    tender = validate_out_of_band(order_id, return_id, named, tender, reference)
+    payments = await uow.payments.for_order(order_id, lock=True)
+    if not payments:
+        raise NotFound("order", order_id)
+    found = await uow.out_of_band.get(return_id)
+    if found is not None:
+        if found.order_id != order_id:
+            raise NotFound("return", return_id)
+        return found, payments
+    record = pay_out_of_band(payments, return_id, named, tender, reference)
+    if tender is TenderType.CASH and register_id:
+        shift = await uow.out_of_band.open_shift_at(register_id)
+        if shift is not None:
+            shift_id, currency = shift
+            raise_if(
+                require(
+                    currency == record.currency,
+                    "tender_type",
+                    f"cash from this register's drawer is {currency}, the refund {record.currency}",
+                )
+            )
+            why = f"refund of return {return_id} (order {order_id}) paid in cash"
+            movement = Movement(
+                new_id("drw"),
+                shift_id,
+                MovementKind.PAY_OUT,
+                record.total,
+                currency,
+                f"{why}: {reference}" if reference else why,
+                staff_id,
+                register_id,
+            )
+            await uow.out_of_band.pay_out(movement)
+            record.shift_id, record.movement_id = shift_id, movement.id
+    added = await uow.out_of_band.add(record)
+    assert added  # the payments' locks admit one asker at a time, and it found none
+    for p in payments:
+        if p.id in record.set_aside:
+            await uow.payments.save(p)
+    return record, payments
 
 
 # --- reads ---------------------------------------------------------------------------------

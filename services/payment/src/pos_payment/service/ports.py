@@ -15,6 +15,7 @@ from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
     ExchangeCredit,
     Operation,
+    OutOfBandRefund,
     Payment,
     PaymentSettings,
     PaymentStatus,
@@ -23,6 +24,7 @@ from pos_payment.domain.model import (
     TerminalCheckout,
 )
 from pos_payment.domain.processor import TenderProcessor, TerminalReader
+from pos_payment.domain.shifts import Movement
 
 # The processor for each tender type; cash and external tenders have a recording one.
 Processors = Mapping[TenderType, TenderProcessor]
@@ -72,6 +74,19 @@ class CreditRepository(Protocol):
     async def save(self, credit: ExchangeCredit) -> None: ...
 
 
+class OutOfBandRepository(Protocol):
+    async def get(self, return_id: str) -> OutOfBandRefund | None: ...
+    async def add(self, record: OutOfBandRefund) -> bool:
+        """False, and nothing written, when the return has a record already."""
+        ...
+
+    async def open_shift_at(self, register_id: str) -> tuple[str, str] | None:
+        """The register's open shift (id, currency), held until the transaction ends."""
+        ...
+
+    async def pay_out(self, movement: Movement) -> None: ...
+
+
 class TerminalRepository(Protocol):
     async def add(self, checkout: TerminalCheckout) -> None: ...
     async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None: ...
@@ -103,6 +118,9 @@ class PaymentUnitOfWork(Protocol):
 
     @property
     def credits(self) -> CreditRepository: ...
+
+    @property
+    def out_of_band(self) -> OutOfBandRepository: ...
 
     @property
     def settings(self) -> SettingsRepository: ...

@@ -202,6 +202,7 @@ class Payment(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     CREDITED_FIELD_NUMBER: _builtins.int
+    PAID_OUT_OF_BAND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     """Empty for a standalone payment (see reference)."""
@@ -262,6 +263,12 @@ class Payment(_message.Message):
         from this payment, except by a refund naming the exchange's new order.
         """
 
+    @_builtins.property
+    def paid_out_of_band(self) -> _money_pb2.Money:
+        """What of the captured money a refund paid another way already gave back
+        (RecordOutOfBandRefund): never refundable from this payment.
+        """
+
     def __init__(
         self,
         *,
@@ -291,10 +298,11 @@ class Payment(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         credited: _money_pb2.Money | None = ...,
+        paid_out_of_band: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "expires_at", b"expires_at", "refunded", b"refunded", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "voided", b"voided"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "expires_at", b"expires_at", "paid_out_of_band", b"paid_out_of_band", "refunded", b"refunded", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "voided", b"voided"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "card_brand", b"card_brand", "card_last4", b"card_last4", "card_summary", b"card_summary", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "decline_code", b"decline_code", "decline_reason", b"decline_reason", "expires_at", b"expires_at", "external_reference", b"external_reference", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "refunded", b"refunded", "status", b"status", "tender_type", b"tender_type", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "version", b"version", "voided", b"voided"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "authorized", b"authorized", "captured", b"captured", "card_brand", b"card_brand", "card_last4", b"card_last4", "card_summary", b"card_summary", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "created_at", b"created_at", "credited", b"credited", "decline_code", b"decline_code", "decline_reason", b"decline_reason", "expires_at", b"expires_at", "external_reference", b"external_reference", "id", b"id", "location_id", b"location_id", "order_id", b"order_id", "paid_out_of_band", b"paid_out_of_band", "reference", b"reference", "refunded", b"refunded", "status", b"status", "tender_type", b"tender_type", "tip", b"tip", "total", b"total", "updated_at", b"updated_at", "version", b"version", "voided", b"voided"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1472,3 +1480,125 @@ class ReleaseExchangeCreditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseExchangeCreditResponse: _TypeAlias = ReleaseExchangeCreditResponse  # noqa: Y015
+
+@_typing.final
+class RecordOutOfBandRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    """The order whose payments the refund was for."""
+    return_id: _builtins.str
+    """The return it settles: one record each."""
+    tender_type: Global___TenderType.ValueType
+    """How: TENDER_TYPE_CASH or TENDER_TYPE_EXTERNAL."""
+    reference: _builtins.str
+    """The till's receipt, a transfer's reference; at most 128 characters."""
+    @_builtins.property
+    def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """What each payment's refund did not pay and the customer was paid another way."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
+        tender_type: Global___TenderType.ValueType = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "return_id", b"return_id", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOutOfBandRefundRequest: _TypeAlias = RecordOutOfBandRefundRequest  # noqa: Y015
+
+@_typing.final
+class OutOfBandRefund(_message.Message):
+    """A return's refund paid outside the processor, recorded against the order's payments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FIELD_NUMBER: _builtins.int
+    SET_ASIDE_FIELD_NUMBER: _builtins.int
+    SHIFT_ID_FIELD_NUMBER: _builtins.int
+    DRAWER_MOVEMENT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    return_id: _builtins.str
+    order_id: _builtins.str
+    tender_type: Global___TenderType.ValueType
+    reference: _builtins.str
+    shift_id: _builtins.str
+    """Cash at a register with an open shift: that shift, and the drawer's pay-out."""
+    drawer_movement_id: _builtins.str
+    @_builtins.property
+    def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """What was paid for each payment."""
+
+    @_builtins.property
+    def set_aside(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
+        """What each payment had left to refund of it, set aside there (less than `amounts` where
+        the payment was refunded another way meanwhile).
+        """
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        return_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        tender_type: Global___TenderType.ValueType = ...,
+        reference: _builtins.str = ...,
+        amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
+        set_aside: _abc.Iterable[Global___TenderAmount] | None = ...,
+        shift_id: _builtins.str = ...,
+        drawer_movement_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "created_at", b"created_at", "drawer_movement_id", b"drawer_movement_id", "order_id", b"order_id", "reference", b"reference", "return_id", b"return_id", "set_aside", b"set_aside", "shift_id", b"shift_id", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutOfBandRefund: _TypeAlias = OutOfBandRefund  # noqa: Y015
+
+@_typing.final
+class RecordOutOfBandRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def record(self) -> Global___OutOfBandRefund: ...
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
+        """The order's payments as they stand after it."""
+
+    def __init__(
+        self,
+        *,
+        record: Global___OutOfBandRefund | None = ...,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments", "record", b"record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOutOfBandRefundResponse: _TypeAlias = RecordOutOfBandRefundResponse  # noqa: Y015

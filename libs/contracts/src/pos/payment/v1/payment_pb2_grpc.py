@@ -123,6 +123,11 @@ class PaymentServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.FromString,
                 _registered_method=True)
+        self.RecordOutOfBandRefund = channel.unary_unary(
+                '/pos.payment.v1.PaymentService/RecordOutOfBandRefund',
+                request_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -258,6 +263,18 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordOutOfBandRefund(self, request, context):
+        """A return's refund the processor refused was paid to the customer another way (cash from a
+        register's drawer, a transfer), and a person settled it so. The money is set aside on the
+        order's payments (their `paid_out_of_band`), each up to what it has left to refund, so no
+        refund gives it back a second time. Cash paid at a register with an open shift is a pay-out
+        of that shift's drawer, in the same transaction. One record per return: asked again, the
+        record as it stands, and nothing is set aside or paid out twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -345,6 +362,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ReleaseExchangeCredit,
                     request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.SerializeToString,
+            ),
+            'RecordOutOfBandRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOutOfBandRefund,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -810,6 +832,33 @@ class PaymentService:
             '/pos.payment.v1.PaymentService/ReleaseExchangeCredit',
             pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_payment__pb2.ReleaseExchangeCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOutOfBandRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.PaymentService/RecordOutOfBandRefund',
+            pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_payment__pb2.RecordOutOfBandRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,

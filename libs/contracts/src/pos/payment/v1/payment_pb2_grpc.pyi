@@ -84,6 +84,14 @@ class PaymentServiceStub:
     """The exchange was not made (its new order cancelled): the money is refundable again. A
     credit never set aside is recorded released, and can then no longer be set aside.
     """
+    RecordOutOfBandRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RecordOutOfBandRefundRequest, _payment_pb2.RecordOutOfBandRefundResponse]
+    """A return's refund the processor refused was paid to the customer another way (cash from a
+    register's drawer, a transfer), and a person settled it so. The money is set aside on the
+    order's payments (their `paid_out_of_band`), each up to what it has left to refund, so no
+    refund gives it back a second time. Cash paid at a register with an open shift is a pay-out
+    of that shift's drawer, in the same transaction. One record per return: asked again, the
+    record as it stands, and nothing is set aside or paid out twice.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -140,6 +148,14 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     ReleaseExchangeCredit: _aio.UnaryUnaryMultiCallable[_payment_pb2.ReleaseExchangeCreditRequest, _payment_pb2.ReleaseExchangeCreditResponse]  # type: ignore[assignment]
     """The exchange was not made (its new order cancelled): the money is refundable again. A
     credit never set aside is recorded released, and can then no longer be set aside.
+    """
+    RecordOutOfBandRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.RecordOutOfBandRefundRequest, _payment_pb2.RecordOutOfBandRefundResponse]  # type: ignore[assignment]
+    """A return's refund the processor refused was paid to the customer another way (cash from a
+    register's drawer, a transfer), and a person settled it so. The money is set aside on the
+    order's payments (their `paid_out_of_band`), each up to what it has left to refund, so no
+    refund gives it back a second time. Cash paid at a register with an open shift is a pay-out
+    of that shift's drawer, in the same transaction. One record per return: asked again, the
+    record as it stands, and nothing is set aside or paid out twice.
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -296,6 +312,20 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payment_pb2.ReleaseExchangeCreditResponse, _abc.Awaitable[_payment_pb2.ReleaseExchangeCreditResponse]]:
         """The exchange was not made (its new order cancelled): the money is refundable again. A
         credit never set aside is recorded released, and can then no longer be set aside.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordOutOfBandRefund(
+        self,
+        request: _payment_pb2.RecordOutOfBandRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.RecordOutOfBandRefundResponse, _abc.Awaitable[_payment_pb2.RecordOutOfBandRefundResponse]]:
+        """A return's refund the processor refused was paid to the customer another way (cash from a
+        register's drawer, a transfer), and a person settled it so. The money is set aside on the
+        order's payments (their `paid_out_of_band`), each up to what it has left to refund, so no
+        refund gives it back a second time. Cash paid at a register with an open shift is a pay-out
+        of that shift's drawer, in the same transaction. One record per return: asked again, the
+        record as it stands, and nothing is set aside or paid out twice.
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
