@@ -672,3 +672,113 @@ async def test_a_return_refunded_in_part_waits_for_a_person_who_settles_it(shop:
             timeout=10,
         )
     assert read_error(err.value).reason == "return_completed"
+
+
+async def test_a_refund_paid_out_of_band_is_not_refunded_again_nor_settled_while_pending(
+    shop: Shop,
+) -> None:
+    """Three tees paid by card, then 10.00 by a gift card deactivated since. A return of one
+    tee refunds the gift card first (refused) and the card (through): it waits for a person.
+    While the gift card's refund is pending at the processor the return is not settled (409
+    `refund_pending`, nothing written): what is unpaid is not known. Once it failed, the 10.00
+    paid in cash is recorded against the gift card's payment, which has nothing left to
+    refund: no refund of it pays the customer twice, and the next return is refunded from the
+    card alone."""
+    issued = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = await shop.pending(("TEE", 3))
+    card_type, gift_type = payment_pb2.TENDER_TYPE_CARD, payment_pb2.TENDER_TYPE_GIFT_CARD
+    await shop.tender(
+        order.id,
+        tender_type=card_type,
+        card_token="tok_visa",
+        amount=usd(order.total.amount - 1000),
+    )
+    await shop.tender(order.id, tender_type=gift_type, gift_card_code=issued.code)
+    sold = await shop.confirm(order.id)
+    card, gift = sold.payment_ids
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
+    assert read_error(err.value).reason == "refund_partly_failed"
+    (ret,) = await shop.returns_of(order.id)
+    (failed,) = [r.refund_id for r in ret.refunds if r.payment_id == gift]
+    card_part = ret.amount.amount - 1000
+
+    # As if the processor's answer to the gift card's refund had not come when it was refused.
+    shop.sql(
+        "UPDATE order_returns SET body = jsonb_set(body, '{refunds}', (SELECT jsonb_agg("
+        "CASE WHEN x->>'refund_id' = %s THEN jsonb_set(x, '{status}', '\"pending\"') ELSE x END)"
+        " FROM jsonb_array_elements(body->'refunds') x)) WHERE id = %s RETURNING id",
+        failed,
+        ret.id,
+    )
+
+    def answered(status: str) -> None:
+        shop.sql(
+            "UPDATE refunds SET status = %s, updated_at = now() WHERE id = %s RETURNING id",
+            status,
+            failed,
+            db=shop.payment_db,
+        )
+
+    def paid() -> order_pb2.SettleReturnRequest:
+        return order_pb2.SettleReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            return_id=ret.id,
+            outcome=order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            reason="the gift card was lost: refunded in cash",
+            settled_by="stf_till_2",
+        )
+
+    async def gift_payment() -> payment_pb2.Payment:
+        got = await shop.payments.GetPayment(
+            payment_pb2.GetPaymentRequest(id=gift), metadata=MERCHANT, timeout=5
+        )
+        return got.payment
+
+    answered("pending")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.SettleReturn(paid(), metadata=MERCHANT, timeout=20)
+    problem = read_error(err.value)
+    assert (problem.reason, problem.metadata["refund_ids"]) == ("refund_pending", failed)
+    assert (await shop.returns_of(order.id))[0].status == "pending"
+    assert (await gift_payment()).paid_out_of_band.amount == 0
+
+    answered("failed")  # the processor answered: refused
+    settled = await shop.orders.SettleReturn(paid(), metadata=MERCHANT, timeout=20)
+    done = settled.order_return
+    assert (done.status, done.settlement.amount.amount) == ("completed", 1000)
+    assert sorted((r.payment_id, r.status) for r in done.refunds) == sorted(
+        [(card, "succeeded"), (gift, "failed")]
+    )
+    assert (await gift_payment()).paid_out_of_band.amount == 1000
+    twice = shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(request_id=str(uuid.uuid4()), payment_id=gift),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await twice
+    assert read_error(err.value).reason == "amount_exceeds_refundable"
+
+    # The next tee: nothing of it goes to the gift card, whose money the customer has.
+    nxt = await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20
+    )
+    assert [(r.payment_id, r.status) for r in nxt.order_return.refunds] == [(card, "succeeded")]
+    assert await shop.refunded(order.id) == {
+        gift: (1000, 0),
+        card: (sold.total.amount - 1000, card_part + nxt.order_return.amount.amount),
+    }

@@ -516,6 +516,35 @@ class PaymentService(_Client):
             ),
         )
 
+    async def refund_status(self, refund_id: str) -> str:
+        answer = await self._call(self._stub.GetRefund, payment_pb2.GetRefundRequest(id=refund_id))
+        return (
+            payment_pb2.RefundStatus.Name(answer.refund.status)
+            .removeprefix("REFUND_STATUS_")
+            .lower()
+        )
+
+    async def record_out_of_band(
+        self,
+        request_id: str,
+        order_id: str,
+        return_id: str,
+        amounts: list[RefundAsk],
+        tender: str,
+        reference: str,
+    ) -> None:
+        await self._call(
+            self._stub.RecordOutOfBandRefund,
+            payment_pb2.RecordOutOfBandRefundRequest(
+                request_id=request_id,
+                order_id=order_id,
+                return_id=return_id,
+                amounts=_tender_amounts(amounts),
+                tender_type=TENDERS.to_proto(Tender(tender)),
+                reference=reference,
+            ),
+        )
+
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         answer = await self._call_if_found(
             self._stub.GetOrderPayments, payment_pb2.GetOrderPaymentsRequest(order_id=order_id)

@@ -450,15 +450,20 @@ def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
     capture less what it refunded (completed returns are counted there) less what pending
     returns plan to take from it, less what backs the credit of the order's exchanges (their
     returns' `credit_from`, pending ones too) and was not given back by a return of the new
-    order: money that pays for another order is not refundable from this one."""
+    order: money that pays for another order is not refundable from this one. Less, too, what
+    returns settled as paid out of band gave back another way (the payment service set it
+    aside on the payments): the customer has it already."""
     planned: dict[str, int] = {}
     backing: dict[str, int] = {}
+    aside: dict[str, int] = {}
     for r in earlier:
         if r.status is ReturnStatus.PENDING:
             for t in r.tender_amounts:
                 planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
         for t in r.credit_from:
             backing[t.payment_id] = backing.get(t.payment_id, 0) + t.amount
+        for t in paid_out_of_band(r):
+            aside[t.payment_id] = aside.get(t.payment_id, 0) + t.amount
     # A pending return's refund may be in what the payment service said already (it went
     # through, the return is not recorded completed yet): the larger of the two counts, never
     # their sum; the payment service refuses a refund beyond what is really left.
@@ -467,7 +472,8 @@ def tenders_left(order: Order, earlier: list[Return]) -> list[tuple[str, int]]:
             t.payment_id,
             t.captured
             - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen)
-            - max(0, backing.get(t.payment_id, 0) - t.credit_refunded),
+            - max(0, backing.get(t.payment_id, 0) - t.credit_refunded)
+            - aside.get(t.payment_id, 0),
         )
         for t in order.saga.tenders
         if t.payment_id and t.captured > 0
@@ -602,9 +608,41 @@ def unpaid(ret: Return) -> int:
     return sum(t.amount for t in planned) - sum(t.amount for t in went_through(ret, planned))
 
 
-def settle(ret: Return, req: SettleRequest, at: datetime) -> Settlement:
-    """A person settles a return whose refund was refused for good. Only such a one: a
-    return still under way completes on its own, a completed one is done."""
+def unpaid_by_payment(ret: Return) -> list[TenderRefund]:
+    """What of the return's refund to the order's own payments (`tender_amounts`) its
+    refunds did not pay, per payment, as `went_through` counts them. (What it was to give back
+    of an exchange's credit stays set aside for that exchange on the original order's
+    payments, where no other refund reaches it.)"""
+    paid: dict[str, int] = {}
+    for r in ret.refunds:
+        if r.status != "failed":
+            paid[r.payment_id] = paid.get(r.payment_id, 0) + r.amount
+    out = []
+    for t in ret.tender_amounts:
+        took = min(t.amount, paid.get(t.payment_id, 0))
+        paid[t.payment_id] = paid.get(t.payment_id, 0) - took
+        if t.amount > took:
+            out.append(TenderRefund(t.payment_id, t.amount - took))
+    return out
+
+
+def paid_out_of_band(ret: Return) -> list[TenderRefund]:
+    """A return settled as paid out of band: what each of the order's payments did not refund
+    of it, which the customer was paid another way; nothing for any other return."""
+    s = ret.settlement
+    if s is None or s.outcome is not SettlementOutcome.PAID_OUT_OF_BAND:
+        return []
+    return unpaid_by_payment(ret)
+
+
+def still_pending(ret: Return) -> list[Refunded]:
+    """The return's refunds whose processor answer is not known."""
+    return [r for r in ret.refunds if r.status == "pending"]
+
+
+def settleable(ret: Return) -> None:
+    """Only a return whose refund was refused for good is settled by a person: a return
+    still under way completes on its own, a completed one is done."""
     if ret.status is ReturnStatus.COMPLETED:
         raise Conflict(
             f"return {ret.id} is completed: there is nothing to settle", "return_completed"
@@ -614,6 +652,24 @@ def settle(ret: Return, req: SettleRequest, at: datetime) -> Settlement:
             f"return {ret.id}'s refund is still under way (it was not refused): it completes "
             "on its own",
             "return_not_refused",
+        )
+
+
+def settle(ret: Return, req: SettleRequest, at: datetime) -> Settlement:
+    """A person settles a return whose refund was refused for good (`settleable`), its
+    refunds as the payment service says they stand now. One still pending at the processor
+    may yet go through or fail, so what the return left unpaid is not known: it is not
+    settled until the processor has answered (409 `refund_pending`; the payment service's
+    reconciler settles it), or the customer could be paid twice, or not at all."""
+    settleable(ret)
+    waiting = ", ".join(r.refund_id for r in still_pending(ret))
+    if waiting:
+        raise Conflict(
+            f"refund {waiting} of return {ret.id} is still pending at the payment processor: "
+            "what the return left unpaid is not known yet; settle it once the processor has "
+            "answered",
+            "refund_pending",
+            {"return_id": ret.id, "refund_ids": waiting.replace(" ", "")},
         )
     assert req.outcome is not None  # validate_settlement
     return Settlement(

@@ -39,6 +39,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     Settlement,
+    SettlementOutcome,
     SettleRequest,
     TenderRefund,
     credit_left,
@@ -48,9 +49,12 @@ from pos_order.domain.returns import (
     plan_return,
     refunded,
     settle,
+    settleable,
     split_for_credit,
     spread_backwards,
+    still_pending,
     tenders_left,
+    unpaid_by_payment,
     validate_receiptless,
     validate_request,
     validate_settlement,
@@ -110,6 +114,24 @@ class RefundPayments(Protocol):
     async def release_exchange_credit(self, request_id: str, exchange_order_id: str) -> None:
         """The exchange was not made: the money is refundable again (a credit never set aside
         can no longer be)."""
+        ...
+
+    async def refund_status(self, refund_id: str) -> str:
+        """A refund's status as the payment service has it now: pending, succeeded, failed."""
+        ...
+
+    async def record_out_of_band(
+        self,
+        request_id: str,
+        order_id: str,
+        return_id: str,
+        amounts: list[RefundAsk],
+        tender: str,
+        reference: str,
+    ) -> None:
+        """A return's refund the processor refused was paid another way (`tender`: cash or
+        external): set aside on the order's payments, so no refund gives it back again; cash
+        at a register with an open shift is that drawer's pay-out. Once per return."""
         ...
 
 
@@ -501,7 +523,8 @@ async def complete(
         if settlement is None:
             ret.refunds = done.refunds
             own, credit = ret.tender_amounts, ret.credit_amounts
-        else:  # what went back as the refunds recorded at the refusal say
+        else:  # what went back as the refunds say, as the settlement found them
+            ret.refunds = done.refunds
             own = went_through(ret, ret.tender_amounts)
             credit = went_through(ret, ret.credit_amounts)
             ret.settlement = settlement
@@ -615,7 +638,12 @@ class SettleReturn(Generic[R]):
     transfer), or is refused. Either way the return is completed with its `settlement` (who,
     why, how much, how), its units restocked as it asked (the same ids as its own steps: once),
     its tenders counting only the refunds that went through, and `order_returned` published.
-    Nothing is asked of the payment service."""
+
+    The refunds recorded pending at the refusal are asked of the payment service again: one
+    still pending is a 409 `refund_pending` and nothing is settled (what is unpaid is not known
+    yet). Paid out of band, what each of the order's payments did not refund is recorded there
+    (`<return>/paid_out_of_band`, once per return), so no later refund of the order pays the
+    customer a second time; cash at a register with an open shift is that drawer's pay-out."""
 
     def __init__(
         self,
@@ -636,11 +664,32 @@ class SettleReturn(Generic[R]):
         ret = await uow.returns.get(self.req.return_id)
         if ret is None or ret.order_id != order.id:
             raise NotFound("return", self.req.return_id)
-        self.settlement = settle(ret, self.req, now())
+        settleable(ret)
         return ret
 
     async def call(self, claim: Claim, ret: Return) -> Return:
+        # A refund pending when the return was refused may have been answered since.
+        waiting = {r.refund_id for r in still_pending(ret)}
+        refunds = [
+            replace(r, status=await self.ports.payments.refund_status(r.refund_id))
+            if r.refund_id in waiting
+            else r
+            for r in ret.refunds
+        ]
+        ret = replace(ret, refunds=refunds)
+        settlement = settle(ret, self.req, now())
+        unpaid = unpaid_by_payment(ret)
+        if settlement.outcome is SettlementOutcome.PAID_OUT_OF_BAND and unpaid:
+            await self.ports.payments.record_out_of_band(
+                f"{ret.id}/paid_out_of_band",
+                ret.order_id,
+                ret.id,
+                _asks(unpaid, ret.currency),
+                settlement.tender,
+                settlement.reference,
+            )
         await restock(self.ports, ret)
+        self.settlement = settlement
         return ret
 
     async def record(self, uow: ReturnsUnitOfWork, ret: Return) -> R:
