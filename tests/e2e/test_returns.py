@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -356,3 +357,79 @@ def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> 
     (entry,) = [e for e in entries if e["resource_id"] == ret["id"]]
     assert entry["details"]["reason"] == "the gift card was lost"
     assert entry["details"]["amount"] == owed and entry["credential_id"]
+
+
+def test_a_refund_settled_as_paid_in_cash_at_a_register_is_not_refunded_again(
+    platform: Running,
+) -> None:
+    """Two tees paid by card, then 10.00 by a gift card deactivated since: a return of one tee
+    gives its card part back and waits for a person (the gift card's refund was refused). A
+    manager settles it at a register with a shift open: the 10.00 in cash is that drawer's
+    pay-out, and it is recorded on the gift card's payment, which no refund can then give back
+    again; retried, nothing is recorded twice. The other tee is then refunded to the card."""
+    with platform.new_merchant("Settle Out Of Band") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store, (tee,) = _products(http, 2500)
+        manager = _ok(_post(http, "/v1/staff", {"name": "Mona", "role": "manager",
+                      "location_ids": [store], "pin": "9753"}), 201)["id"]  # fmt: skip
+        register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+        code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+        url = platform.platform.gateway_url
+        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
+        ) as device:
+            signed_in = {"staff_id": manager, "pin": "9753"}
+            assert _post(device, "/v1/register-sessions", signed_in).is_success
+            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+            shift = _ok(_post(device, "/v1/shifts", float_), 201)
+
+            gift_card = _ok(
+                _post(http, "/v1/gift-cards", {"amount": {"amount": 5000, "currency": "USD"}}),
+                201,
+            )
+            order = _ok(_post(http, "/v1/orders", {"location_id": store,
+                        "lines": [{"sku": tee, "quantity": 2}]}), 201)  # fmt: skip
+            tenders = f"/v1/orders/{order['id']}/tenders"
+            total = order["total"]["amount"]
+            card = {"tender_type": "card", "card_token": "tok_visa",
+                    "amount": {"amount": total - 1000, "currency": "USD"}}  # fmt: skip
+            _ok(_post(http, tenders, card), 201)
+            _ok(_post(http, tenders, {"tender_type": "gift_card",
+                                      "gift_card_code": gift_card["code"]}), 201)  # fmt: skip
+            order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+            gift_card_id = gift_card["gift_card"]["id"]
+            _ok(_post(http, f"/v1/gift-cards/{gift_card_id}/deactivate", {"reason": "lost"}))
+            payments = _ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]
+            by_tender = {p["tender_type"]: p["id"] for p in payments}
+            gift = by_tender["gift_card"]
+
+            refused = _post(http, f"/v1/orders/{order['id']}/returns", _ask("L1", 1))
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "refund_partly_failed"
+            path = f"/v1/orders/{order['id']}/returns/{refused.json()['return_id']}/settle"
+            body = {"outcome": "paid_out_of_band", "tender_type": "cash",
+                    "reference": "receipt 88", "reason": "the gift card was lost"}  # fmt: skip
+            key = str(uuid.uuid4())
+            settled = _ok(_post(device, path, body, key))
+            assert settled["status"] == "completed"
+            assert settled["settlement"]["amount"]["amount"] == 1000
+            replay = _post(device, path, body, key)
+            assert replay.json() == settled and replay.headers["Idempotent-Replayed"] == "true"
+            again = _post(device, path, body)
+            assert again.status_code == 409 and again.json()["code"] == "return_completed"
+
+            report = _ok(device.get(f"/v1/shifts/{shift['id']}"))["report"]
+            assert report["pay_outs"]["amount"] == 1000
+            assert report["expected_cash"]["amount"] == 10_000 - 1000
+            paid = _ok(http.get(f"/v1/payments/{gift}"))
+            assert paid["paid_out_of_band"]["amount"] == 1000
+            twice = _post(http, f"/v1/payments/{gift}/refunds", {"reason": "goodwill"})
+            assert twice.status_code == 409, twice.text
+            assert twice.json()["code"] == "amount_exceeds_refundable"
+            assert [e["field"] for e in twice.json()["errors"]] == ["amount"]
+
+            other = _ok(_post(http, f"/v1/orders/{order['id']}/returns", _ask("L1", 1)), 201)
+            assert [(r["payment_id"], r["status"]) for r in other["refunds"]] == [
+                (by_tender["card"], "succeeded")
+            ]

@@ -414,6 +414,7 @@ PAYMENT = {
     "captured": usd(6040),
     "refunded": usd(0),
     "credited": usd(0),
+    "paid_out_of_band": usd(0),
     "voided": usd(0),
     "decline_code": "",
     "card_brand": "visa",

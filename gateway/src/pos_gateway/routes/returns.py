@@ -340,8 +340,9 @@ class SettleIn(Body):
     )
     tender_type: Literal["cash", "external"] | None = Field(
         None,
-        description="Paid out of band: cash (from the till) or external (a transfer, a "
-        "cheque); required then, and only then (a 400 naming it otherwise)",
+        description="Paid out of band: cash (from the till; settled at a register with an open "
+        "shift, that drawer's pay-out) or external (a transfer, a cheque); required then, and "
+        "only then (a 400 naming it otherwise)",
     )
     reference: str = Field(
         "", max_length=128, description="Paid out of band: the till's receipt, a transfer's id"
@@ -364,15 +365,28 @@ async def settle_return(
     """A return whose refund the payment processor (or the payment service) refused for good
     waits `pending` with a `refusal_code`, and nothing retries it: a person settles it here.
     `paid_out_of_band`: the part of the refund not paid (`settlement.amount`: the return's
-    refund less the refunds that went through) was paid another way, cash from the till or an
-    external tender, with its `reference`; `refused`: it is not paid. Either way the return
-    is `completed` with its `settlement` (how, how much, `reason`, and who: the member signed
-    in at the register or the key), its units are restocked as the return asked, and
-    `order.returned` follows; nothing is asked of the payment processor, and cash handed over
-    is recorded as a pay-out of the register's shift as any other. A return still under way
-    is a 409 `return_not_refused` (it completes on its own), a completed one a 409
-    `return_completed`. At a register it takes the `refund` permission or a manager's
-    override (403 `permission_required`); every settlement is in the audit log
+    refund less the refunds that went through) was paid another way, `tender_type` `cash`
+    (from a drawer) or `external` (a transfer, a cheque), with its `reference`; `refused`: it
+    is not paid. Either way the return is `completed` with its `settlement` (how, how much,
+    `reason`, and who: the member signed in at the register or the key), its units are
+    restocked as the return asked, and `order.returned` follows; nothing is asked of the
+    payment processor.
+
+    Paid out of band, the money is recorded on the order's payments it was to go back to
+    (their `paid_out_of_band`, each up to what it had left to refund): no later refund of the
+    order or of those payments gives it back a second time (a 409
+    `amount_exceeds_refundable`). Cash settled at a register with an open shift is a pay-out
+    of that shift's drawer (its reason names the return), so the drawer's expected cash
+    counts it; cash settled anywhere else (the back office, a register with no shift open)
+    moves no drawer: record the pay-out on the shift it came from
+    (`POST /v1/shifts/{shift_id}/drawer-movements`). Retried, nothing is recorded twice.
+
+    A refund of the return still pending at the processor is a 409 `refund_pending` (with
+    `return_id` and `refund_ids`), and nothing is settled: what is unpaid is not known until
+    the processor answers (the payment service's reconciler asks it); settle it then. A
+    return still under way is a 409 `return_not_refused` (it completes on its own), a
+    completed one a 409 `return_completed`. At a register it takes the `refund` permission or
+    a manager's override (403 `permission_required`); every settlement is in the audit log
     (`return.settled`) with who and why. Another merchant's order or return is a 404."""
     principal = principal_of(request)
     settle = order_pb2.SettleReturnRequest(

@@ -45,6 +45,12 @@ class Payment(Answer):
         "goods' credit): not refundable from this payment, except by a return of that order's "
         "goods",
     )
+    paid_out_of_band: Money | None = Field(
+        None,
+        description="What of the captured money a return's refund gave back another way (the "
+        "processor refused it; a person settled it as paid in cash or externally): never "
+        "refundable from this payment again",
+    )
     voided: Money | None = Field(description="What was released uncaptured (void or expiry)")
     decline_code: str = Field(
         max_length=64,
