@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Unavailable
+from pos_kit.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    RequestIdReused,
+    Unavailable,
+)
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
@@ -43,7 +50,7 @@ class Store:
 
     orders: dict[tuple[str, str], Order] = field(default_factory=dict)
     customers: dict[tuple[str, str], int] = field(default_factory=dict)
-    starts: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    starts: dict[tuple[str, str], tuple[datetime, bytes]] = field(default_factory=dict)
     settings: dict[str, OrderSettings] = field(default_factory=dict)
     prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
@@ -147,9 +154,12 @@ class FakeCheckoutStarts:
     def __init__(self, uow: FakeUow) -> None:
         self._uow = uow
 
-    async def started_at(self, request_id: str) -> datetime:
+    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
         key = (self._uow.merchant_id, request_id)
-        return self._uow.store.starts.setdefault(key, datetime.now(UTC))
+        at, first = self._uow.store.starts.setdefault(key, (datetime.now(UTC), fingerprint))
+        if first != fingerprint:
+            raise RequestIdReused()
+        return at
 
     async def forget(self, request_id: str) -> None:
         self._uow.store.starts.pop((self._uow.merchant_id, request_id), None)

@@ -6,7 +6,6 @@ calls other services, which must not hold a transaction (or a pooled connection)
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pos_kit.errors import (
     RequestInProgress,
 )
 from pos_kit.ids import derived_id
-from pos_kit.uow import UnitOfWork, claim_statement, compiled_sql
+from pos_kit.uow import UnitOfWork, claim_statement, compiled_sql, request_fingerprint
 
 R = TypeVar("R", bound=Message)
 
@@ -35,6 +34,11 @@ class HasRequestId(Protocol):
     request_id: str
 
     def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
+def request_fingerprint_of(operation: str, request: HasRequestId) -> bytes:
+    """The fingerprint the kit stores with the request's claim (`uow.request_fingerprint`)."""
+    return request_fingerprint(operation, request.SerializeToString(deterministic=True))
 
 
 async def once(
@@ -122,8 +126,7 @@ async def once_across_calls(
             "request_id is required on every mutation",
             [FieldViolation("request_id", "is required")],
         )
-    body = request.SerializeToString(deterministic=True)
-    fingerprint = hashlib.sha256(operation.encode() + b"\0" + body).digest()
+    fingerprint = request_fingerprint_of(operation, request)
     table = new_uow().tables.requests
 
     async with new_uow() as uow:

@@ -235,7 +235,7 @@ class UnitOfWork:
                 "request_id is required on every mutation",
                 [FieldViolation("request_id", "is required")],
             )
-        fingerprint = hashlib.sha256(operation.encode() + b"\0" + request_bytes).digest()
+        fingerprint = request_fingerprint(operation, request_bytes)
         table = self.tables.requests
         claimed = await self.first_row(
             compiled_sql(table, "claim", claim_statement),
@@ -269,6 +269,14 @@ class UnitOfWork:
             compiled_sql(self.tables.requests, "store", _store_response),
             {"merchant_id": merchant_id, "request_id": request_id, "response": response},
         )
+
+
+def request_fingerprint(operation: str, request_bytes: bytes) -> bytes:
+    """What tells a retry from another request under the same request id: the operation and
+    the request's deterministic bytes (a bearer code in them replaced by its keyed hash by the
+    caller first). A service that keeps a request's start beyond a failed attempt (whose claim
+    is dropped) keeps this with it, so the same id with another body is still told apart."""
+    return hashlib.sha256(operation.encode() + b"\0" + request_bytes).digest()
 
 
 # --- BEGIN with the first statement ----------------------------------------------------------

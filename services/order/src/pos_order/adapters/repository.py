@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
 from pos_kit.direct import Prepared, bound, keyed
+from pos_kit.errors import RequestIdReused
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -118,6 +119,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "amount": t.amount,
                 "request_id": t.request_id,
                 "asked_by": t.asked_by,
+                **({"fingerprint": t.fingerprint} if t.fingerprint else {}),
                 "payment_id": t.payment_id,
                 "state": t.state.value,
                 "captured": t.captured,
@@ -176,6 +178,7 @@ def _saga(found: dict[str, Any]) -> Saga:
                 amount=t["amount"],
                 request_id=t["request_id"],
                 asked_by=t["asked_by"],
+                fingerprint=t.get("fingerprint", ""),
                 payment_id=t["payment_id"],
                 state=TenderState(t["state"]),
                 captured=t["captured"],
@@ -612,7 +615,11 @@ def _start_checkout() -> Any:
     t = checkout_starts
     return (
         pg_insert(t)
-        .values(merchant_id=bindparam("merchant_id"), request_id=bindparam("request_id"))
+        .values(
+            merchant_id=bindparam("merchant_id"),
+            request_id=bindparam("request_id"),
+            fingerprint=bindparam("fingerprint", type_=LargeBinary),
+        )
         .on_conflict_do_nothing()
         .returning(t.c.started_at)
     )
@@ -630,24 +637,30 @@ class SqlCheckoutStarts:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def started_at(self, request_id: str) -> datetime:
+    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
         t = checkout_starts
-        # The first claim's transaction stamps it (`now()`, the claim's own time); a retry,
-        # serialised behind the kit's claim on the same request id, finds it. One round trip
-        # on a first attempt, two on a retry.
-        params = {"merchant_id": self._merchant, "request_id": request_id}
+        # The first claim's transaction stamps it (`now()`, the claim's own time) with the
+        # request's fingerprint; a retry, serialised behind the kit's claim on the same request
+        # id, finds it. One round trip on a first attempt, two on a retry.
+        params = {"merchant_id": self._merchant, "request_id": request_id,
+                  "fingerprint": fingerprint}  # fmt: skip
         first = (await START_CHECKOUT.execute(self._conn, params)).first()
         if first is not None:
             started: datetime = first.started_at
             return started
-        earlier: datetime = (
+        earlier = (
             await self._conn.execute(
-                select(t.c.started_at).where(
+                select(t.c.started_at, t.c.fingerprint).where(
                     t.c.merchant_id == self._merchant, t.c.request_id == request_id
                 )
             )
-        ).scalar_one()
-        return earlier
+        ).one()
+        # The kit's claim of a failed attempt is gone, so only this tells a retry from the
+        # same id sent with another body; NULL: started before fingerprints were kept.
+        if earlier.fingerprint is not None and bytes(earlier.fingerprint) != fingerprint:
+            raise RequestIdReused()
+        at: datetime = earlier.started_at
+        return at
 
     async def forget(self, request_id: str) -> None:
         t = checkout_starts

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -111,12 +112,17 @@ known_customers = Table(
 # the kit's claim: a checkout whose calls fail has its claim dropped (for an immediate retry),
 # and a retry that saw a new time would hand the payment service a new order id under the same
 # payment request id, which it refuses, leaving the first charge with no order.
+# `fingerprint`: the request that started it (the kit's fingerprint, bearer codes keyed), kept for
+# the same reason: once the claim is dropped it is all that tells a retry from the same request id
+# sent with another body, which must not go on with the first body's order (or return). NULL:
+# started before it was kept (migration 0015), told apart by nothing, as then.
 checkout_starts = Table(
     "checkout_starts",
     metadata,
     Column("merchant_id", Text, nullable=False),
     Column("request_id", Text, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("fingerprint", LargeBinary, nullable=True),
     PrimaryKeyConstraint("merchant_id", "request_id", name="checkout_starts_pkey"),
 )
 

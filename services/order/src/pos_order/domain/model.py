@@ -273,6 +273,10 @@ class TenderRecord:
     amount: int
     request_id: str
     asked_by: str = ""  # the caller's request id, so its retry finds this step again
+    # That request's fingerprint (hex of the kit's, bearer codes keyed): the same request id with
+    # another body finds this step too, and must not pay for it with its own card or code. Empty:
+    # not the caller's (a checkout's, an exchange's), or recorded before it was kept.
+    fingerprint: str = ""
     payment_id: str = ""
     state: TenderState = TenderState.SENT
     captured: int = 0

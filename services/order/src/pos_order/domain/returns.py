@@ -248,6 +248,8 @@ class ReturnRequest:
     reason: str
     override_reason: str = ""
     tender_amounts: list[TenderRefund] = field(default_factory=list)
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    fingerprint: bytes = b""
 
 
 def validate_request(req: ReturnRequest) -> None:
@@ -701,6 +703,8 @@ class ReceiptlessRequest:
     customer_id: str
     lines: list[ReceiptlessLine]
     reason: str
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    fingerprint: bytes = b""
 
 
 def validate_receiptless(req: ReceiptlessRequest) -> None:

@@ -9,7 +9,7 @@ import grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.errors import InvalidArgument
-from pos_kit.idempotency import once_across_calls
+from pos_kit.idempotency import once_across_calls, request_fingerprint_of
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
 from pos_kit.proto_money import from_proto, to_proto
@@ -96,7 +96,7 @@ def _entered(i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest) 
     return from_proto(f"lines[{i}].unit_price", line.unit_price)
 
 
-def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
+def _command(request: order_pb2.CheckoutRequest, fingerprint: bytes) -> CheckoutCommand:
     cash: Money | None = None
     if request.HasField("cash_tendered"):
         cash = from_proto("cash_tendered", request.cash_tendered)
@@ -111,6 +111,7 @@ def _command(request: order_pb2.CheckoutRequest) -> CheckoutCommand:
         coupon_codes=tuple(request.coupon_codes),
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
+        fingerprint=fingerprint,
     )
 
 
@@ -163,7 +164,9 @@ def _fulfillment_requests(
     ]
 
 
-def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand:
+def _create_command(
+    request: order_pb2.CreateOrderRequest, fingerprint: bytes
+) -> CreateOrderCommand:
     return CreateOrderCommand(
         request_id=request.request_id,
         channel=request.channel,
@@ -176,6 +179,7 @@ def _create_command(request: order_pb2.CreateOrderRequest) -> CreateOrderCommand
         coupon_codes=tuple(request.coupon_codes),
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
+        fingerprint=fingerprint,
     )
 
 
@@ -228,13 +232,18 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.CheckoutRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CheckoutResponse:
         # No transaction is held while inventory, promotion and payment answer.
+        printed = self.codes.sale(request)
         steps = handlers.Checkout(
-            _command(request), self.ports, self.bound_uow, self.policy, _checkout_response
+            _command(request, request_fingerprint_of("Checkout", printed)),
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            _checkout_response,
         )
         answer = await once_across_calls(
             self.bound_uow,
             "Checkout",
-            self.codes.sale(request),
+            printed,
             order_pb2.CheckoutResponse,
             steps.read,
             steps.call,
@@ -250,8 +259,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     def CreateOrder(
         self, request: order_pb2.CreateOrderRequest
     ) -> handlers.CreateOrder[order_pb2.CreateOrderResponse]:
+        fingerprint = request_fingerprint_of("CreateOrder", self.codes.sale(request))
         return handlers.CreateOrder(
-            _create_command(request),
+            _create_command(request, fingerprint),
             self.ports,
             self.bound_uow,
             self.policy,
@@ -278,6 +288,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             cash_tendered=cash,
             gift_card_code=request.gift_card_code,
             external_reference=request.external_reference,
+            fingerprint=request_fingerprint_of("AddTender", self.codes.tender(request)),
         )
         return handlers.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
 
@@ -383,6 +394,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 for i, t in enumerate(request.tender_amounts)
                 for amount in (from_proto(f"tender_amounts[{i}].amount", t.amount),)
             ],
+            fingerprint=request_fingerprint_of("CreateReturn", request),
         )
         steps = returns.CreateReturn(
             req,
@@ -421,6 +433,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             customer_id=request.customer_id,
             lines=[ReceiptlessLine(ln.sku, ln.quantity, ln.restock) for ln in request.lines],
             reason=request.reason,
+            fingerprint=request_fingerprint_of("CreateReceiptlessReturn", request),
         )
         validate_receiptless(req)
         # Before anything is claimed: the store and the customer must be the merchant's (a
@@ -455,6 +468,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     async def CreateExchange(
         self, request: order_pb2.CreateExchangeRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CreateExchangeResponse:
+        printed = self.codes.exchange(request)
         req = exchanges.ExchangeRequest(
             request_id=request.request_id,
             order_id=request.order_id,
@@ -470,6 +484,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             tenders=[_exchange_tender(i, t) for i, t in enumerate(request.tenders)],
             location_id=request.location_id,
             refund_not_permitted=request.refund_not_permitted,
+            fingerprint=request_fingerprint_of("CreateExchange", printed),
         )
         steps = exchanges.CreateExchange(
             req,
@@ -490,7 +505,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         return await once_across_calls(
             self.bound_uow,
             "CreateExchange",
-            self.codes.exchange(request),
+            printed,
             order_pb2.CreateExchangeResponse,
             steps.read,
             steps.call,

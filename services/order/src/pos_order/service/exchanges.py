@@ -145,6 +145,8 @@ class ExchangeRequest:
     location_id: str = ""
     # The caller may not give money back: an exchange owing a refund is refused.
     refund_not_permitted: bool = False
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    fingerprint: bytes = b""
 
     @property
     def as_return(self) -> ReturnRequest:
@@ -296,7 +298,9 @@ class CreateExchange(Generic[R]):
         source = await uow.orders.get(req.order_id, lock=True)
         if source is None:
             raise NotFound("order", req.order_id)
-        at = await uow.checkouts.started_at(req.request_id)
+        # Another body under the request id of an exchange begun already is refused: it would
+        # go on with the first body's return and new order, and pay with this body's tenders.
+        at = await uow.checkouts.started_at(req.request_id, req.fingerprint)
         claim = Claim(uow.merchant_id, req.request_id, at)
         return_id, order_id = claim.derived_id("ret"), claim.derived_id("ord")
         found = await uow.returns.get(return_id)

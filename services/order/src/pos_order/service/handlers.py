@@ -21,6 +21,7 @@ from pos_kit.errors import (
     ErrorKind,
     FieldViolation,
     NotFound,
+    RequestIdReused,
     Unavailable,
     raise_if,
 )
@@ -98,11 +99,14 @@ class Sale:
 async def _start(
     uow: OrderUnitOfWork,
     request_id: str,
+    fingerprint: bytes,
     customer_id: str,
     policy: Policy,
     need_settings: bool = True,
 ) -> Started:
-    at = await uow.checkouts.started_at(request_id)
+    # Another body under a request id whose start is kept is refused here, before its order is
+    # read: it would go on with the first body's order (charge this body's card for that cart).
+    at = await uow.checkouts.started_at(request_id, fingerprint)
     order_id = Claim(uow.merchant_id, request_id, at).derived_id("ord")
     existing = await uow.orders.get(order_id)
     if existing is not None:
@@ -295,8 +299,9 @@ class Checkout(Generic[R]):
         self.confirmed_in_record = False
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
+        cmd = self.cmd
         return await _start(
-            uow, self.cmd.request_id, self.cmd.customer_id, self.policy, need_settings=False
+            uow, cmd.request_id, cmd.fingerprint, cmd.customer_id, self.policy, need_settings=False
         )
 
     async def call(self, claim: Claim, started: Started) -> Sale:
@@ -548,7 +553,8 @@ class CreateOrder(Generic[R]):
         self.answer = answer
 
     async def read(self, uow: OrderUnitOfWork) -> Started:
-        return await _start(uow, self.cmd.request_id, self.cmd.customer_id, self.policy)
+        cmd = self.cmd
+        return await _start(uow, cmd.request_id, cmd.fingerprint, cmd.customer_id, self.policy)
 
     async def call(self, claim: Claim, started: Started) -> Order:
         cmd = self.cmd
@@ -643,6 +649,8 @@ class TenderCommand:
     cash_tendered: Money | None = None
     gift_card_code: str = ""
     external_reference: str = ""
+    # The request's fingerprint, kept on its tender step (see TenderRecord.fingerprint).
+    fingerprint: bytes = b""
 
 
 class AddTender(Generic[R]):
@@ -676,6 +684,11 @@ class AddTender(Generic[R]):
         if order is None:
             raise NotFound("order", cmd.order_id)
         record = order.tender_for(cmd.request_id)
+        if record is not None and record.fingerprint not in ("", cmd.fingerprint.hex()):
+            # The same request id with another body after a failed attempt (whose claim was
+            # dropped): its step is the first body's (its amount, its tender), which this
+            # body's card or code must not pay. The step stays for the first body's retry.
+            raise RequestIdReused()
         if record is None:
             if cmd.amount is not None and cmd.amount.currency != order.currency:
                 raise_if([FieldViolation("amount", f"must be in {order.currency}")])
@@ -684,6 +697,7 @@ class AddTender(Generic[R]):
             amount = cmd.amount.amount if cmd.amount is not None else order.unclaimed
             assert isinstance(cmd.tender, Tender)
             record = order.add_tender(cmd.tender, amount, cmd.request_id)
+            record.fingerprint = cmd.fingerprint.hex()
             order.touched(now())
             await uow.orders.save(order)
         return order, record.n

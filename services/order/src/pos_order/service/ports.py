@@ -88,8 +88,11 @@ class KnownCustomers(Protocol):
 
 
 class CheckoutStarts(Protocol):
-    async def started_at(self, request_id: str) -> datetime:
-        """When this checkout request was first claimed: the same on every retry of it."""
+    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
+        """When this checkout request was first claimed: the same on every retry of it.
+        `fingerprint`: the request's (`pos_kit.idempotency.request_fingerprint_of`, bearer codes
+        keyed), kept with the start; the same request id with another fingerprint is refused
+        (`RequestIdReused`): its order or return is the first body's, never this one's."""
         ...
 
     async def forget(self, request_id: str) -> None:
@@ -398,6 +401,9 @@ class CheckoutCommand:
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
     redeem_points: int = 0
+    # The request's fingerprint (pos_kit.idempotency.request_fingerprint_of, bearer codes keyed),
+    # kept with its start: the same request id with another body is refused, not run on.
+    fingerprint: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -413,3 +419,6 @@ class CreateOrderCommand:
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
     redeem_points: int = 0
+    # The request's fingerprint (pos_kit.idempotency.request_fingerprint_of, bearer codes keyed),
+    # kept with its start: the same request id with another body is refused, not run on.
+    fingerprint: bytes = b""

@@ -1,0 +1,25 @@
+"""a request's start keeps the request's fingerprint: the same request id with another body is
+refused, never taken on with the first body's order
+
+Revision ID: 0015
+Revises: 0012
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015"
+# 0013 and 0014 are other changes' under way: this one follows whichever is the head when they
+# meet (its own step touches only checkout_starts).
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Nullable, no default: a start made before this is told apart by nothing, as before.
+    op.add_column("checkout_starts", sa.Column("fingerprint", sa.LargeBinary(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("checkout_starts", "fingerprint")
