@@ -32,7 +32,12 @@ from pos_gateway.idempotency import (
     redact,
     shown_once,
 )
-from pos_gateway.problems import Problem, from_rpc_error, problem_response
+from pos_gateway.problems import (
+    IDEMPOTENCY_KEY_REUSED,
+    Problem,
+    from_rpc_error,
+    problem_response,
+)
 from pos_gateway.ratelimit import Limiter, address_key
 from pos_kit.context import merchant_var, register_var, request_id_var, staff_var
 from pos_kit.text import (
@@ -397,13 +402,16 @@ def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
     return [{"field": name, "reason": CARD_NUMBER_REASON} for name in names]
 
 
-_NOT_KEPT = {409: "request_in_progress"}
+# A service's refusal of a request id reused with another body (422) is not kept either: kept,
+# it would stand under the key for the first body too, whose retry must still finish its sale.
+_NOT_KEPT = {409: "request_in_progress", 422: IDEMPOTENCY_KEY_REUSED}
 
 
 def _kept_nothing(status: int, body: bytes) -> bool:
     """Nothing to replay: a request refused as it came (400, or 404 for something it names
     that does not exist: nothing happened, so the client may send the corrected body under the
-    same key, as Stripe allows), or a service's request still in progress."""
+    same key, as Stripe allows), a service's request still in progress, or a service's refusal
+    of the key reused with another body (the first body's retry is still to come)."""
     if status in (400, 404):
         return True
     if status not in _NOT_KEPT:

@@ -130,6 +130,7 @@ _PUBLIC_FIELDS = {"page_token": "cursor", "page_size": "limit"}
 
 
 CUSTOMER_ERASED = "customer_erased"
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 def customer_erased() -> Problem:
@@ -193,6 +194,11 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
         # (a 404 keeps nothing), so the key stays spent at the gateway too.
         return customer_erased()
     status = HTTP_FOR_GRPC.get(remote.status, 500)
+    if remote.reason == IDEMPOTENCY_KEY_REUSED:
+        # A service told the same request id with another body (the gateway's own store keeps
+        # nothing after a failed first attempt, so only the service can): the API's answer for
+        # a reused Idempotency-Key, whichever of the two noticed.
+        status = 422
     if status >= 500 and status not in (503, 504):
         # Internal failures say nothing about internals.
         return Problem(status, "internal_error", "an internal error occurred")
