@@ -1,16 +1,14 @@
 """a request's start keeps the request's fingerprint: the same request id with another body is
 refused, never taken on with the first body's order
 
-Revision ID: 0015
+Revision ID: 0013
 Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-# 0013 and 0014 are other changes' under way: this one follows whichever is the head when they
-# meet (its own step touches only checkout_starts).
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
