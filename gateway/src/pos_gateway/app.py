@@ -208,11 +208,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                             "Idempotent-Replayed"],
         )  # fmt: skip
 
-    app.add_middleware(problems.LastResort)
-    # Outermost: every layer (the edge's limits, the token exchange's, pairing) sees the
-    # client's address, never the proxy's (settings.trusted_proxies). uvicorn's own copy of
-    # this layer is off (__main__), so this setting is the only one that decides.
+    # Outside every layer of ours but the last resort: each (the edge's limits, the token
+    # exchange's, pairing) sees the client's address, never the proxy's
+    # (settings.trusted_proxies). uvicorn's own copy of this layer is off (__main__), so this
+    # setting is the only one that decides.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    # Added last: the outermost of the app's own middleware.
+    app.add_middleware(problems.LastResort)
 
     for module in (
         products,
