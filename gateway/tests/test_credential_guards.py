@@ -113,9 +113,15 @@ async def test_a_credential_grants_only_the_scopes_it_holds(gateway: Gateway) ->
     )
     assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
     assert refused.json()["errors"][0]["field"] == "scopes"
-    # Nothing was made.
+    # Nothing was made, and both attempts are in the audit log, naming the credential.
     assert gateway.scalar("SELECT count(*) FROM api_keys") == keys_before
     assert gateway.scalar("SELECT count(*) FROM oauth_clients") == clients_before
+    log = await gateway.http.get("/v1/audit-log", params={"action": "credential.refused"})
+    entries = [e for e in log.json()["data"] if e["credential_id"] == made.json()["id"]]
+    assert [(e["details"]["kind"], e["details"]["not_held"]) for e in entries] == [
+        ("oauth_client", ["payments:write"]),
+        ("api_key", ["payments:write", "orders:write"]),
+    ]
 
     # What it holds, it may grant; the merchant's first key (every scope) grants anything.
     own = {"name": "reader", "scopes": ["catalog:read"]}

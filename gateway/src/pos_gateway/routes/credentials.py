@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Form, Request
 from pydantic import Field
 
-from pos_gateway import admin, keys, tokens
+from pos_gateway import admin, audit, keys, tokens
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded
 from pos_gateway.auth import Principal
@@ -78,14 +78,22 @@ def _principal(request: Request) -> Principal:
     return principal
 
 
-def grantable(request: Request, asked: list[str]) -> tuple[str, ...]:
-    """The scopes a new credential may carry: only those the credential making it holds (one
-    holding every scope, as a merchant's first key does, may grant any). Anything else is a
-    403 naming the scopes it cannot grant, and nothing is made."""
-    held = _principal(request).scopes
+async def grantable(request: Request, kind: str, name: str, asked: list[str]) -> tuple[str, ...]:
+    """The scopes a new credential (`kind`) may carry: only those the credential making it
+    holds (one holding every scope, as a merchant's first key does, may grant any). Anything
+    else is a 403 naming the scopes it cannot grant, and nothing is made; the attempt is in
+    the audit log (`credential.refused`): a credential reaching for more than it holds is
+    worth a look."""
+    principal = _principal(request)
     wanted = tuple(dict.fromkeys(asked))
-    beyond = [s for s in wanted if s not in held]
+    beyond = [s for s in wanted if s not in principal.scopes]
     if beyond:
+        details = {"kind": kind, "name": name, "scopes": list(wanted), "not_held": beyond}
+        async with request.app.state.engine.begin() as conn:
+            await audit.record(
+                conn, principal.merchant_id, "credential.refused", audit.actor_of(principal),
+                None, details, request_id(),
+            )  # fmt: skip
         names = ", ".join(beyond)
         raise Problem(
             403,
@@ -147,9 +155,10 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
     """The key is in this answer only: it is stored as a keyed hash and cannot be shown again.
 
     A credential grants only scopes it holds itself (one holding every scope may grant any):
-    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`)."""
+    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`),
+    and the attempt is in the audit log (`credential.refused`)."""
     merchant = _principal(request).merchant_id
-    scopes = grantable(request, body.scopes)
+    scopes = await grantable(request, "api_key", body.name, body.scopes)
     state = request.app.state
     try:
         async with guarded(request, "api_key.created") as done:
@@ -217,9 +226,10 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
     """The client secret is in this answer only.
 
     A credential grants only scopes it holds itself (one holding every scope may grant any):
-    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`)."""
+    asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`),
+    and the attempt is in the audit log (`credential.refused`)."""
     merchant = _principal(request).merchant_id
-    scopes = grantable(request, body.scopes)
+    scopes = await grantable(request, "oauth_client", body.name, body.scopes)
     state = request.app.state
     try:
         async with guarded(request, "oauth_client.created") as done:
