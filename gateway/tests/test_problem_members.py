@@ -30,3 +30,11 @@ def test_stock_that_ran_out_is_available_per_sku_and_a_shortfall_per_line() -> N
 def test_the_common_members_are_never_overwritten_and_odd_figures_stay_as_sent() -> None:
     members = typed_members("x", {"status": "200", "code": "y", "refundable": "n/a"})
     assert members == {"refundable": "n/a"}
+
+
+def test_the_ids_of_payments_and_refunds_are_arrays_even_for_one() -> None:
+    members = typed_members(
+        "refund_partly_failed", {"payment_ids": "pay_1,pay_2", "return_id": "ret_1"}
+    )
+    assert members == {"payment_ids": ["pay_1", "pay_2"], "return_id": "ret_1"}
+    assert typed_members("refund_pending", {"refund_ids": "rfd_1"}) == {"refund_ids": ["rfd_1"]}

@@ -337,7 +337,7 @@ class EdgeMiddleware:
             raise
         if not captured["stored"]:
             # Our failure (a 5xx), not an answer: the client may retry with the same key. A
-            # request refused as it came (400, 404) keeps nothing either, not even the fingerprint
+            # request refused as it came (400, 403, 404) keeps nothing either, not even the fingerprint
             # of its body (which may have held a card number): the corrected request may use
             # the same key. Nor does a service's "still in progress" (409): kept, it would be
             # replayed after the work had finished.
@@ -408,11 +408,12 @@ _NOT_KEPT = {409: "request_in_progress", 422: IDEMPOTENCY_KEY_REUSED}
 
 
 def _kept_nothing(status: int, body: bytes) -> bool:
-    """Nothing to replay: a request refused as it came (400, or 404 for something it names
-    that does not exist: nothing happened, so the client may send the corrected body under the
-    same key, as Stripe allows), a service's request still in progress, or a service's refusal
-    of the key reused with another body (the first body's retry is still to come)."""
-    if status in (400, 404):
+    """Nothing to replay: a request refused as it came (400, 403 for a permission the caller
+    lacks, or 404 for something it names that does not exist: nothing happened, so the client
+    may send it again under the same key once corrected or once a manager's override waits, as
+    Stripe allows), a service's request still in progress, or a service's refusal of the key
+    reused with another body (the first body's retry is still to come)."""
+    if status in (400, 403, 404):
         return True
     if status not in _NOT_KEPT:
         return False

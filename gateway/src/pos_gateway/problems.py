@@ -155,7 +155,7 @@ _COUNTS = frozenset(
     {"available", "balance_due", "capturable", "code_index", "current_version",
      "expected_on_hand", "max_balance", "on_hand", "refundable", "window_days"}
 )  # fmt: skip
-_NAMES = frozenset({"skus", "lines"})
+_NAMES = frozenset({"skus", "lines", "payment_ids", "refund_ids"})
 
 
 def _count(text: str) -> int | str:
@@ -166,7 +166,8 @@ def _count(text: str) -> int | str:
 
 
 def typed_members(code: str, metadata: Mapping[str, str]) -> dict[str, Any]:
-    """A refusal's extension members as JSON: counts as integers, SKUs and lines as arrays;
+    """A refusal's extension members as JSON: counts as integers, SKUs, lines and the ids of
+    payments and refunds as arrays;
     stock that ran out as `available` per SKU, in the order of `skus` (an array even for one),
     and a shipment's shortfall as `short`, a list of `{sku, quantity}`."""
     members: dict[str, Any] = {}
