@@ -337,10 +337,10 @@ class EdgeMiddleware:
             raise
         if not captured["stored"]:
             # Our failure (a 5xx), not an answer: the client may retry with the same key. A
-            # request refused as it came (400, 403, 404) keeps nothing either, not even the fingerprint
-            # of its body (which may have held a card number): the corrected request may use
-            # the same key. Nor does a service's "still in progress" (409): kept, it would be
-            # replayed after the work had finished.
+            # request refused as it came (400, 403, 404) keeps nothing either, not even the
+            # fingerprint of its body (which may have held a card number): the corrected request
+            # may use the same key. Nor does a service's "still in progress" (409): kept, it
+            # would be replayed after the work had finished.
             await store.release(merchant_id, key)
 
 
