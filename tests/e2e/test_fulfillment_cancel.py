@@ -139,6 +139,9 @@ def test_a_split_shipment_cancels_one_store_and_the_other_ships_and_captures_its
         assert _kept(payment) == order["total"]["amount"] - shipped["cancelled_total"]["amount"]
         again = _ok(http.get(f"/v1/orders/{oid}"))
         assert again["paid"]["amount"] == shares[0]
+        # The cancelled share is sold to no one: nothing is due of it.
+        summary = _ok(http.get(f"/v1/orders/{oid}/payments"))
+        assert summary["balance_due"]["amount"] == 0, summary
 
         late = _cancel(http, oid, one["id"])
         assert late.status_code == 409 and late.json()["code"] == "fulfillment_left_store"

@@ -357,13 +357,16 @@ BEFORE_CONFIRMATION = (order_pb2.ORDER_STATUS_DRAFT, order_pb2.ORDER_STATUS_PEND
 async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
     """Every tender taken for the order, with what they authorised, captured and refunded,
     and what is still due of the order's total (an exchange's new order: of its total less the
-    returned goods' credit). Before the order is confirmed, money refunded is due again; after,
+    returned goods' credit; less `cancelled_total`, the share of fulfilments cancelled or
+    expired, which is not sold). Before the order is confirmed, money refunded is due again; after,
     a refund (a return, goodwill) owes nothing."""
     order = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
     due = order_pb2.Order().total
     due.CopyFrom(order.order.total)
     # An exchange's new order: the returned goods pay their credit, no tender does.
     due.amount -= order.order.exchange_credit.amount
+    # Fulfilments cancelled on their own are not sold: their share is owed by no one.
+    due.amount -= order.order.cancelled_total.amount
     try:
         answer = await svc.payment.GetOrderPayments(
             payment_pb2.GetOrderPaymentsRequest(order_id=order_id, order_total=due)
