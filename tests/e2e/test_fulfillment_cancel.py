@@ -200,6 +200,8 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
         assert [f["status"] for f in cancelled["fulfillments"]] == ["fulfilled", "cancelled"]
         assert cancelled["cancelled_total"] == pickup["amount"]
         assert cancelled["paid"] == in_store["amount"]
+        # Its capture went back, and the fulfilment says so beside what it captured.
+        assert cancelled["fulfillments"][1]["refunded"] == pickup["captured"]
         _ok(_cancel(http, oid, pickup["id"], key))
         assert _available(http, sku, there) == 10 and _available(http, sku, here) == 9
 

@@ -995,6 +995,9 @@ class Order:
                         t.refunded += r.amount
         f = self.fulfillment(fulfillment_id)
         assert f is not None
+        # What of its capture went back, shown beside `captured` (the event carries it too).
+        given_back = sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done)
+        f.refunded = max(f.refunded, given_back)
         if f.hold is HoldState.HELD or f.hold is HoldState.SENT:
             f.hold = HoldState.RELEASED
         elif f.hold is HoldState.COMMITTED:
