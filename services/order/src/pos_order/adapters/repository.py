@@ -151,6 +151,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         **({"announce_when_held": True} if saga.announce_when_held else {}),
         **({"cancelling": saga.cancelling} if saga.cancelling else {}),
         **({"stepping": saga.stepping} if saga.stepping else {}),
+        **({"expiring": saga.expiring} if saga.expiring else {}),
         **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
     }
 
@@ -204,6 +205,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         announce_when_held=found.get("announce_when_held", False),
         cancelling=list(found.get("cancelling", [])),
         stepping=list(found.get("stepping", [])),
+        expiring=list(found.get("expiring", [])),
         refunds=[Capture(**r) for r in found.get("refunds", [])],
     )
 

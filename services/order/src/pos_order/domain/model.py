@@ -347,6 +347,9 @@ class Saga:
     # both go ahead, and the resumer finishes a cancel whose driver is gone.
     cancelling: list[str] = field(default_factory=list)
     stepping: list[str] = field(default_factory=list)
+    # Those of `cancelling` ended by their pickup's expiry rather than a caller's cancel: the
+    # same steps under the same ids, ending `expired` (the resumer marks them when due).
+    expiring: list[str] = field(default_factory=list)
     # A cancelled fulfilment's captured share given back, planned per payment (from what the
     # payment service said was left to refund) and stored before it is asked for, so a re-run
     # asks the same amounts under the same ids (`<order>/refund/<fulfilment>/<payment>`).
@@ -902,6 +905,13 @@ class Order:
             from pos_kit.errors import NotFound
 
             raise NotFound("fulfillment", fulfillment_id)
+        if f.status is F.EXPIRED or f.id in self.saga.expiring:
+            # Its expiry came first (marked under this row's lock): it ends `expired`, and its
+            # driver (the resumer) gives it back under the ids a cancel would use.
+            raise Conflict(
+                "the pickup expired: its units are back in stock and its share given back",
+                "fulfillment_expired",
+            )
         if f.id in self.saga.cancelling or f.status is F.CANCELLED:
             return False
         if f.type is FulfillmentType.IN_STORE:
@@ -917,11 +927,6 @@ class Order:
                 f"the fulfilment is {f.status.value}: its goods left the store, return them "
                 "instead",
                 "fulfillment_left_store",
-            )
-        if f.status is F.EXPIRED:
-            raise Conflict(
-                "the pickup expired: its units are back in stock and its share given back",
-                "fulfillment_expired",
             )
         if self.status is not OrderStatus.CONFIRMED or self.saga.state is SagaState.COMPENSATING:
             doing = (
@@ -945,6 +950,31 @@ class Order:
                 "fulfillment_in_progress",
             )
         self.saga.cancelling.append(f.id)
+        self.saga.state = SagaState.RUNNING
+        return True
+
+    def begin_pickup_expiry(self, fulfillment_id: str, at: datetime) -> bool:
+        """Mark a pickup whose wait is over as being ended by its expiry, under the order row's
+        lock: it is then given back exactly as a cancelled fulfilment is (`cancelling`, the same
+        steps and ids), and ends `expired`. False when it is not due, or something else has it:
+        a cancel under way (the cancel gives back the same, under the same ids), or its hand-over
+        (the hand-over decided first and wins)."""
+        f = self.fulfillment(fulfillment_id)
+        if (
+            f is None
+            or f.type is not FulfillmentType.PICKUP
+            or f.status not in (F.RESERVED, F.READY_FOR_PICKUP)
+            or f.expires_at is None
+            or f.expires_at > at
+            or self.status is not OrderStatus.CONFIRMED
+            or self.saga.state is SagaState.COMPENSATING
+            or f.id in self.saga.cancelling
+            or f.id in self.saga.stepping
+            or any(c.fulfillment_id == f.id and not c.done for c in self.saga.captures)
+        ):
+            return False
+        self.saga.cancelling.append(f.id)
+        self.saga.expiring.append(f.id)
         self.saga.state = SagaState.RUNNING
         return True
 
@@ -980,38 +1010,45 @@ class Order:
 
     def fulfillment_cancelled(self, fulfillment_id: str, refunded: list[str], at: datetime) -> None:
         """Its units back in stock, its refunds (request ids) done: the fulfilment is
-        cancelled, `fulfillment_updated` raised. The last live fulfilment of an order of which
-        nothing was handed over takes the order with it (`begin_cancel`: the caller then
-        compensates what is left, coupons and points with it); with something handed over,
-        the order completes once the rest is done."""
+        cancelled (or, ended by its pickup's expiry, `expired`), `fulfillment_updated` raised.
+        The last live fulfilment of an order of which nothing was handed over takes the order
+        with it (`begin_cancel`, with the reason it ended for: the caller then compensates what
+        is left, coupons and points with it); with something handed over, the order completes
+        once the rest is done."""
         if fulfillment_id not in self.saga.cancelling:
             return
         self.saga.cancelling.remove(fulfillment_id)
+        expired = fulfillment_id in self.saga.expiring
+        if expired:
+            self.saga.expiring.remove(fulfillment_id)
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
         for r in self.saga.refunds:
             if r.request_id in refunded and not r.done:
                 r.done = True
                 for t in self.saga.tenders:
                     if t.payment_id == r.payment_id:
                         t.refunded += r.amount
-        f = self.fulfillment(fulfillment_id)
-        assert f is not None
-        # What of its capture went back, shown beside `captured` (the event carries it too).
-        given_back = sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done)
-        f.refunded = max(f.refunded, given_back)
+        # What of its capture went back, so `captured - refunded` reads as what it keeps.
+        f.refunded = max(
+            f.refunded,
+            sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done),
+        )
         if f.hold is HoldState.HELD or f.hold is HoldState.SENT:
             f.hold = HoldState.RELEASED
         elif f.hold is HoldState.COMMITTED:
             f.hold = HoldState.RESTOCKED
         self.steps_settled()
-        if f.status not in ENDED:  # an expiry that got there first keeps its word
-            self.fulfillment_moved(f, F.CANCELLED, at, reason="requested")
+        reason = "expired" if expired else "requested"
+        if f.status not in ENDED:
+            self.fulfillment_moved(f, F.EXPIRED if expired else F.CANCELLED, at, reason=reason)
         if (
             self.status is OrderStatus.CONFIRMED
             and self.saga.state is SagaState.DONE
             and all(x.status in ENDED for x in self.fulfillments)
             and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
         ):
-            self.begin_cancel("requested")
+            self.begin_cancel(reason)
 
     def steps_settled(self) -> None:
         """Nothing of a confirmed order under way any more (no capture planned, no step or

@@ -882,74 +882,27 @@ def _step_abandoned(o: Order) -> None:
 async def expire_pickups(
     new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy
 ) -> Order:
-    """A pickup not collected in time expires: its units go back to stock, its captured share
-    is refunded; when nothing else of the order is live, what is left authorised is voided."""
+    """A pickup not collected in time expires: it is ended exactly as a fulfilment cancelled on
+    its own (`cancel_fulfillment`: its units back in stock, its captured share refunded per
+    payment, its uncaptured share voided once nothing else of the order will capture, the same
+    request ids, resumable after a crash), with the state `expired`. The order is cancelled
+    whole only if nothing of it was handed over; otherwise it completes once the rest is done.
+    (Sent to the whole-order cancel instead, an order with goods handed over was refused there
+    for ever, and the pickup never expired.)"""
     at = now()
-    due = [
-        f
-        for f in order.fulfillments
-        if f.type is FulfillmentType.PICKUP
-        and f.status in (FulfillmentStatus.RESERVED, FulfillmentStatus.READY_FOR_PICKUP)
-        and f.expires_at is not None
-        and f.expires_at <= at
-    ]
-    if not due:
+    probe = copy.deepcopy(order)  # nothing due: no write, no new version for a change feed
+    if not any(probe.begin_pickup_expiry(f.id, at) for f in probe.fulfillments):
         return order
-    live = [f for f in order.fulfillments if f not in due and f.status not in _ENDED]
-    if not live and not any(
-        f.status in (FulfillmentStatus.PICKED_UP, FulfillmentStatus.DELIVERED)
-        for f in order.fulfillments
-    ):
-        # Nothing of the order was handed over: the whole order is undone.
-        return await cancel(new_uow, ports, order.id, policy, "expired")
-    payments = {p.payment_id: p for p in await ports.payments.of_order(order.id)}
-    refunded: dict[str, int] = {}  # what of each fulfilment's capture went back
-    for f in due:
-        assert ports.stock is not None
-        await ports.stock.restock(
-            f"{order.id}/restock/{f.id}",
-            f.location_id,
-            [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
-            order.id,
-        )
-        owed = f.captured
-        for c in order.saga.captures:
-            if c.fulfillment_id != f.id or not c.done or owed <= 0:
-                continue
-            p = payments.get(c.payment_id)
-            amount = min(c.amount, owed)
-            if p is not None and p.captured_amount - p.refunded_amount >= amount:
-                await ports.payments.refund(
-                    f"{order.id}/refund/{f.id}/{c.payment_id}",
-                    c.payment_id,
-                    Money(amount, order.currency),
-                )
-                owed -= amount
-        refunded[f.id] = f.captured - owed
 
-    def expired(o: Order) -> None:
-        for f in due:
-            found = o.fulfillment(f.id)
-            assert found is not None
-            if found.id in o.saga.cancelling or found.status is FulfillmentStatus.CANCELLED:
-                # Cancelled meanwhile: the cancel restocks and refunds under the same ids,
-                # so the units and the money come back once, and it says what became of it.
-                continue
-            found.hold = HoldState.RESTOCKED
-            found.refunded = max(found.refunded, refunded[f.id])
-            o.fulfillment_moved(found, FulfillmentStatus.EXPIRED, now(), reason="expired")
+    def mark(o: Order) -> list[str]:
+        return [f.id for f in o.fulfillments if o.begin_pickup_expiry(f.id, at)]
 
-    order, _ = await change(new_uow, order.id, expired)
+    order, marked = await change(new_uow, order.id, mark)
+    for fulfillment_id in marked:
+        if order.status is not OrderStatus.CONFIRMED:
+            break  # its last live fulfilment took the order with it
+        order = await cancel_fulfillment(new_uow, ports, order, fulfillment_id, policy)
     return order
-
-
-_ENDED = {
-    FulfillmentStatus.FULFILLED,
-    FulfillmentStatus.PICKED_UP,
-    FulfillmentStatus.DELIVERED,
-    FulfillmentStatus.CANCELLED,
-    FulfillmentStatus.EXPIRED,
-}
 
 
 def planned(order: Order) -> list[Capture]:
