@@ -460,3 +460,34 @@ def test_each_fulfilment_s_share_is_what_its_lines_cost_with_their_own_tax() -> 
     # Prices that hold their tax already: the tax is not added again.
     inside = build_fulfillments("ord_i", wanted, [tee, mug], asked, 3900, tax_inclusive=True)
     assert [f.amount for f in inside] == [1900, 2000]
+
+
+def test_a_cancel_of_a_pickup_whose_expiry_began_is_refused_and_the_expiry_ends_it() -> None:
+    """The expiry marked the pickup first (under the order row's lock): a cancel asked then is
+    a 409 `fulfillment_expired`, never a second giving back beside it, and the pickup ends
+    `expired` once its expiry is driven on (here by the resumer, as after a crash)."""
+    m = OrderLifecycle()
+    order_id = _paid_pickup(m)
+    m.confirm(Pick(m.order(order_id)))
+    (f,) = m.order(order_id).fulfillments
+    past = datetime.now(UTC)
+
+    def expiring(o: Order) -> bool:
+        f_ = o.fulfillment(f.id)
+        assert f_ is not None
+        f_.expires_at = past
+        return o.begin_pickup_expiry(f.id, past)
+
+    _, began = asyncio.run(saga.change(m.new_uow, order_id, expiring))
+    assert began
+    answer = m._attempt(
+        lambda: handlers.CancelFulfillment(
+            order_id, f.id, m.ports, m.new_uow, m.policy, lambda o: o
+        )
+    )
+    assert isinstance(answer, Conflict) and answer.code == "fulfillment_expired"
+    after = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+    assert after.status is OrderStatus.CANCELLED and after.cancel_reason == "expired"
+    assert after.fulfillments[0].status is FulfillmentStatus.EXPIRED
+    assert m.payments.held(order_id) == 0
+    _check(m)

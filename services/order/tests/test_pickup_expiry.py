@@ -164,28 +164,25 @@ async def _order(shop: Shop, merchant: str, order_id: str) -> order_pb2.Order:
 
 
 def _status_of(shop: Shop, order_id: str, index: int) -> str:
+    """The fulfilment's status, the saga's state, and what the order recorded voided of its
+    payment."""
     rows = shop.stack.rows(
         shop.stack.order_db,
-        "SELECT fulfillments->%s->>'status', saga_state FROM orders WHERE id = %s",
+        "SELECT fulfillments->%s->>'status', saga_state, "
+        "COALESCE((saga->'tenders'->0->>'voided')::bigint, 0) FROM orders WHERE id = %s",
         index,
         order_id,
     )
-    status, saga_state = rows[0]
-    return f"{status}/{saga_state}"
+    status, saga_state, voided = rows[0]
+    return f"{status}/{saga_state}/{voided}"
 
 
 async def _expired(
     shop: Shop, merchant: str, order_id: str, index: int, voided: int = 0
 ) -> order_pb2.Order:
     """The order once its pickup is recorded expired and, when a share is to be released,
-    once the void that follows the record is done."""
-    await until(
-        lambda: (
-            _status_of(shop, order_id, index) == "expired/done"
-            and _payment(shop, order_id)[2] == voided
-        ),
-        limit=30,
-    )
+    once the void that follows the record is done and recorded."""
+    await until(lambda: _status_of(shop, order_id, index) == f"expired/done/{voided}", limit=30)
     return await _order(shop, merchant, order_id)
 
 

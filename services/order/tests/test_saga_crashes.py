@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -382,4 +383,112 @@ async def test_a_process_killed_while_a_fulfilment_is_cancelled_is_finished_afte
         merchant,
     )
     assert on_hand == 10 - 2  # the first pickup's two sold, the cancelled one back once
+    assert healed(stack, merchant) == []
+
+
+async def test_a_process_killed_while_a_pickup_expires_is_finished_after_restart(
+    stack: Stack,
+) -> None:
+    """An endless-aisle sale (a T-shirt carried out, two for pickup, captured at confirmation)
+    whose pickup expires; the resumer's expiry dies once its refund and restock were asked,
+    before the pickup is recorded expired. The new process's resumer asks them again under the
+    same ids: the pickup's share refunded once, its units restocked once, the order completed
+    with the in-store goods sold."""
+    merchant = f"mer_fexpire_{uuid.uuid4().hex[:6]}"
+    location = await _shop(stack, merchant)
+    meta = (("x-merchant-id", merchant),)
+    saga.PAUSED.clear()
+    ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
+    pause = "fulfillment_given_back"
+    async with serve_order_on(
+        stack.order_db, *ports, saga_pause_at=pause, pickup_expiry_seconds=3600, **FAST
+    ) as doomed:
+        stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
+        await stub.UpdateOrderSettings(
+            order_pb2.UpdateOrderSettingsRequest(
+                request_id=str(uuid.uuid4()), capture_pickup_at_order=True
+            ),
+            metadata=meta,
+            timeout=10,
+        )
+        created = await stub.CreateOrder(
+            order_pb2.CreateOrderRequest(
+                request_id=str(uuid.uuid4()),
+                channel="web",
+                location_id=location,
+                lines=[
+                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                    order_pb2.OrderLineRequest(sku="TEE", quantity=2, fulfillment=1),
+                ],
+                fulfillments=[
+                    order_pb2.FulfillmentRequest(
+                        type=order_pb2.FULFILLMENT_TYPE_IN_STORE, location_id=location
+                    ),
+                    order_pb2.FulfillmentRequest(
+                        type=order_pb2.FULFILLMENT_TYPE_PICKUP, location_id=location
+                    ),
+                ],
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        order_id = created.order.id
+        await stub.AddTender(
+            order_pb2.AddTenderRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_visa",
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        confirmed = await stub.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
+            metadata=meta,
+            timeout=30,
+        )
+        pickup = confirmed.order.fulfillments[1]
+        assert pickup.captured.amount == pickup.amount.amount == 5000
+
+        def overdue(o: Any) -> None:
+            # The test hook the lifecycle machine uses: the pickup's wait is over.
+            f = o.fulfillment(pickup.id)
+            f.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+
+        await saga.change(lambda: doomed.runtime.uow().bind(merchant), order_id, overdue)
+        await until(lambda: pause in saga.PAUSED, limit=30)
+        # Leaving the block stops the process with no grace: the expiry dies at the boundary.
+
+    def pickup_state() -> tuple[str, str, str]:
+        ((state, status, order_status),) = _rows(
+            stack.order_db,
+            "SELECT saga_state, fulfillments->1->>'status', status FROM orders "
+            "WHERE merchant_id = %s",
+            merchant,
+        )
+        return state, status, order_status
+
+    assert pickup_state() == ("running", "reserved", "confirmed")  # given back, not recorded
+    async with serve_order_on(stack.order_db, *ports, pickup_expiry_seconds=3600, **FAST):
+        await until(lambda: pickup_state() == ("done", "expired", "completed"), limit=30)
+    ((captured, refunded),) = _rows(
+        stack.payment_db,
+        "SELECT captured, refunded FROM payments WHERE merchant_id = %s",
+        merchant,
+    )
+    assert (captured, refunded) == (7500, 5000)
+    refunds = _rows(stack.payment_db, "SELECT amount FROM refunds WHERE merchant_id = %s", merchant)
+    assert refunds == [(5000,)]
+
+    def on_hand() -> int:
+        ((units,),) = _rows(
+            stack.inventory_db,
+            "SELECT on_hand FROM stock WHERE merchant_id = %s AND sku = 'TEE'",
+            merchant,
+        )
+        return int(units)
+
+    # The T-shirt carried out sold (from the confirmation's event), the pickup's two back once.
+    await until(lambda: on_hand() == 10 - 1, limit=30)
     assert healed(stack, merchant) == []
