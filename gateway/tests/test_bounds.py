@@ -78,12 +78,12 @@ async def test_list_items_past_their_length_are_a_400(http: httpx.AsyncClient) -
     far = await http.get(
         "/v1/inventory/availability", params={"sku": "TEE", "location_id": "l" * 65}
     )
-    assert _fields(far) == ["location_id.0"]
+    assert _fields(far) == ["location_id[0]"]
     line = "TEE:" + "1" * 77  # 81 characters
     near = await http.get(
         "/v1/inventory/nearby", params={"sku": line, "latitude": 0, "longitude": 0}
     )
-    assert _fields(near) == ["sku.0"]
+    assert _fields(near) == ["sku[0]"]
 
 
 async def test_a_problem_keeps_the_first_errors_and_says_so(http: httpx.AsyncClient) -> None:
@@ -91,7 +91,7 @@ async def test_a_problem_keeps_the_first_errors_and_says_so(http: httpx.AsyncCli
     answer = await http.post("/v1/reservations", json={"location_id": "loc_1", "lines": lines})
     fields = _fields(answer)
     assert len(fields) == ERRORS_MAX
-    assert fields[:2] == ["lines.0.sku", "lines.0.quantity"]
+    assert fields[:2] == ["lines[0].sku", "lines[0].quantity"]
 
 
 def test_a_problem_detail_and_field_reasons_are_cut_to_their_maximum() -> None:

@@ -38,3 +38,12 @@ def test_the_ids_of_payments_and_refunds_are_arrays_even_for_one() -> None:
     )
     assert members == {"payment_ids": ["pay_1", "pay_2"], "return_id": "ret_1"}
     assert typed_members("refund_pending", {"refund_ids": "rfd_1"}) == {"refund_ids": ["rfd_1"]}
+
+
+def test_a_field_is_named_one_way_whichever_layer_refused_it() -> None:
+    from pos_gateway.problems import field_path
+
+    assert field_path(["lines", 0, "quantity"]) == "lines[0].quantity"
+    assert field_path(["location_id", 0]) == "location_id[0]"
+    assert field_path(["metadata", "colour"]) == "metadata.colour"
+    assert field_path([]) == "body"

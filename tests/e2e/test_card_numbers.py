@@ -113,15 +113,15 @@ def unique(node: Any, suffix: str) -> Any:
 
 
 def field_name(path: tuple[str, ...]) -> str:
-    """How the gateway names the field: `variants.0.name`; a list of strings or a map by its
-    own name (`barcodes`, `variants.0.options`)."""
-    parts = []
+    """How the gateway names the field: `variants[0].name`; a list of strings or a map by its
+    own name (`barcodes`, `variants[0].options`)."""
+    name = ""
     for i, part in enumerate(path):
         if part == "[]" and i < len(path) - 1:
-            parts.append("0")
+            name += "[0]"
         elif part not in ("[]", "*"):
-            parts.append(part)
-    return ".".join(parts)
+            name += ("." if name else "") + part
+    return name
 
 
 def plants(document: dict[str, Any]) -> Iterator[tuple[str, str, str, str, Any]]:

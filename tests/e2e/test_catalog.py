@@ -81,13 +81,13 @@ def test_bad_products_are_field_problems_and_write_nothing(platform: Running) ->
     bad_check_digit = http.post(
         "/v1/products", json=_tee("NEW-1", barcodes=["4006381333933"]), headers=_key()
     )
-    errors = _problem(bad_check_digit, 400, "invalid_argument")["errors"]
+    errors = _problem(bad_check_digit, 400, "invalid_request")["errors"]
     assert [e["field"] for e in errors] == ["barcodes[0]"]
     wrong_currency = _tee(
         "NEW-2", variants=[{"sku": "NEW-2-A", "price": {"amount": 1, "currency": "EUR"}}]
     )
     errors = _problem(
-        http.post("/v1/products", json=wrong_currency, headers=_key()), 400, "invalid_argument"
+        http.post("/v1/products", json=wrong_currency, headers=_key()), 400, "invalid_request"
     )["errors"]
     assert [e["field"] for e in errors] == ["variants[0].price.currency"]
     duplicate = http.post(

@@ -99,6 +99,13 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
         {"sku": lamp, "location_id": far, "quantity": 4, "expected_on_hand": 5},
     )
     assert counted.status_code == 201 and counted.json()["level"]["on_hand"] == 4
+    # Removing more than is there names the SKU and what is there as a hold's refusal does.
+    over = _post(http, "/v1/inventory/adjustments",
+                 {"sku": lamp, "location_id": far, "delta": -10, "reason": "damaged"})  # fmt: skip
+    assert over.status_code == 409, over.text
+    assert (over.json()["code"], over.json()["skus"], over.json()["available"]) == (
+        "insufficient_stock", [lamp], [4],
+    )  # fmt: skip
 
     moved = _post(
         http,
@@ -138,7 +145,7 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
         http, "/v1/reservations", {"location_id": near, "lines": [{"sku": lamp, "quantity": 0}]}
     )
     assert bad.status_code == 400
-    assert bad.json()["errors"][0]["field"] == "lines.0.quantity"
+    assert bad.json()["errors"][0]["field"] == "lines[0].quantity"
 
 
 def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -188,6 +188,20 @@ def typed_members(code: str, metadata: Mapping[str, str]) -> dict[str, Any]:
     return members
 
 
+def field_path(loc: Sequence[int | str]) -> str:
+    """A field as the services name it (`lines[0].quantity`), so a client reads one form
+    whichever layer refused the request."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + str(part)
+    return path or "body"
+
+
+# A request a service found invalid is the same problem as one the gateway's own checks
+# refused: one code for both.
+_PUBLIC_CODES = {"invalid_argument": "invalid_request"}
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
     if remote.reason == CUSTOMER_ERASED:
@@ -205,6 +219,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
         return Problem(status, "internal_error", "an internal error occurred")
     fallback = {503: "service_unavailable", 504: "service_timeout"}.get(status)
     code = remote.reason or fallback or remote.status.name.lower()
+    code = _PUBLIC_CODES.get(code, code)
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
     for field, public in _PUBLIC_FIELDS.items():
         detail = detail.replace(field, public)
@@ -263,8 +278,8 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-            field = ".".join(loc) or "body"
+            loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            field = field_path(loc)
             errors.append({"field": field, "reason": str(err.get("msg", "is not valid"))})
         kinds = {e.get("type") for e in exc.errors()}
         if "json_invalid" in kinds:

@@ -136,7 +136,14 @@ async def adjust_stock(
             f"not enough {adjustment.sku!r} on hand to remove {-adjustment.delta} "
             f"(on hand: {state.on_hand})",
             "insufficient_stock",
-            {"sku": adjustment.sku, "on_hand": str(state.on_hand)},
+            # `skus` and `available` as a hold's refusal names them, so a client reads every
+            # `insufficient_stock` one way; `sku` and `on_hand` as before.
+            {
+                "sku": adjustment.sku,
+                "on_hand": str(state.on_hand),
+                "skus": adjustment.sku,
+                "available": str(state.on_hand),
+            },
         )
     level, entry, threshold = await uow.stock.record(
         adjustment.sku,
