@@ -108,6 +108,18 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
     assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
     assert event.data["object"]["code_hint"] == "R-26" and "code" not in event.data["object"]
     assert "coupon.redeemed" in EVENT_TYPES
+    # Its order cancelled after confirmation: the use given back, the count down again.
+    released = promotion_events_pb2.CouponReleased(
+        coupon=promotion_pb2.Coupon(
+            id="cpn_1", promotion_id="promo_1", code_hint="R-26", max_uses=5, redeemed_count=0
+        ),
+        order_id="ord_1",
+    )
+    _stamped(released, released.coupon.created_at)
+    (event,) = public_events(released)
+    assert (event.type, event.resource_id) == ("coupon.released", "cpn_1")
+    assert event.data["object"]["redeemed_count"] == 0 and "code" not in event.data["object"]
+    assert "coupon.released" in EVENT_TYPES
 
 
 def _shift_closed() -> shifts_pb2.ShiftClosed:

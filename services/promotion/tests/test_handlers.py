@@ -11,7 +11,13 @@ import pytest
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 from pos_kit.paging import PageRequest
 from pos_promotion.adapters.codes import CodeHasher
-from pos_promotion.domain.coupons import Coupon, CouponRedeemed, CouponRefused, Reservation
+from pos_promotion.domain.coupons import (
+    Coupon,
+    CouponRedeemed,
+    CouponRefused,
+    CouponReleased,
+    Reservation,
+)
 from pos_promotion.domain.model import (
     CartLineInput,
     MoneyInput,
@@ -187,6 +193,24 @@ def test_reserving_is_all_or_nothing_and_a_used_promotion_cannot_be_deleted() ->
     assert used.value.code == "promotion_used"
     run(handlers.redeem_coupons(uow, "ord_1"))
     assert [type(e) for e in uow.published][-1] is CouponRedeemed
+
+
+def test_a_redeemed_use_released_comes_off_the_count_once() -> None:
+    """Its order cancelled after confirmation: the use is given back (and the customer's too),
+    announced once; asked again it changes nothing, and it is never redeemed again."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["ONCE"], 0, 1, 1, None))
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["once"], "cus_1", None, NOW))
+    run(handlers.redeem_coupons(uow, "ord_1"))
+    for _ in range(2):
+        [(r, c)] = run(handlers.release_coupons(uow, "ord_1"))  # type: ignore[misc]
+        assert (r.status, c.redeemed_count, c.reserved_count) == ("released", 0, 0)
+    assert [type(e) for e in uow.published][-2:] == [CouponRedeemed, CouponReleased]
+    with pytest.raises(Conflict) as err:
+        run(handlers.redeem_coupons(uow, "ord_1"))
+    assert err.value.code == "coupons_already_released"
+    run(handlers.reserve_coupons(uow, HASH, "ord_2", ["ONCE"], "cus_1", None, NOW))
 
 
 def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() -> None:

@@ -418,12 +418,6 @@ async def test_the_saga_reserves_redeems_and_releases_by_order_id(
     await running.stub.RedeemCoupons(
         pb.RedeemCouponsRequest(request_id="c-41", order_id="ord_1"), metadata=md(), timeout=10
     )
-    late = await refused(
-        running.stub.ReleaseCoupons(
-            pb.ReleaseCouponsRequest(request_id="c-42", order_id="ord_1"), metadata=md(), timeout=10
-        )
-    )
-    assert read_error(late).reason == "coupons_already_redeemed"
     listed = await running.stub.ListCoupons(
         pb.ListCouponsRequest(promotion_id=promo.id), metadata=md(), timeout=10
     )
@@ -450,6 +444,86 @@ async def test_the_saga_reserves_redeems_and_releases_by_order_id(
         await sub.unsubscribe()
     finally:
         await nc.close()
+
+
+async def released_events(infra: Infra, coupon_id: str) -> list[events_pb2.CouponReleased]:
+    """Every CouponReleased of the coupon in the stream so far (the outbox relay given time)."""
+    nc = await nats.connect(infra.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_service_streams(js, "promotion")
+        sub = await js.subscribe("pos.promotion.v1.coupon_released", ordered_consumer=True)
+        found: list[events_pb2.CouponReleased] = []
+        quiet_until = time.monotonic() + 3  # read until the stream has been quiet a while
+        while time.monotonic() < quiet_until:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except nats.errors.TimeoutError:
+                continue
+            message = events_pb2.CouponReleased.FromString(msg.data)
+            if message.coupon.id == coupon_id:
+                found.append(message)
+                quiet_until = time.monotonic() + 3
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+async def test_a_redeemed_use_is_released_once_and_announced_once(
+    running: Running, infra: Infra
+) -> None:
+    """An order cancelled after its confirmation gives its coupon back: the redeemed use comes
+    off `redeemed_count`, the coupon takes another order, and `CouponReleased` is published once
+    however often the release is asked (a retry with its request id, the resumer with another,
+    a second cancel). A released order is never redeemed again."""
+    promo, [coupon] = await coupon_offer(running, "c-60", codes=["ONCE-ONLY-60"], max_uses=1)
+    await reserve(running, "c-61", "ord_60", ["once-only-60"], "cus_60")
+    await running.stub.RedeemCoupons(
+        pb.RedeemCouponsRequest(request_id="c-62", order_id="ord_60"), metadata=md(), timeout=10
+    )
+    spent = await refused(reserve(running, "c-63", "ord_61", ["ONCE-ONLY-60"], "cus_61"))
+    assert read_error(spent).reason == "coupon_exhausted"
+
+    async def release(rid: str) -> pb.ReleaseCouponsResponse:
+        answer: pb.ReleaseCouponsResponse = await running.stub.ReleaseCoupons(
+            pb.ReleaseCouponsRequest(request_id=rid, order_id="ord_60"), metadata=md(), timeout=10
+        )
+        return answer
+
+    first = await release("ord_60/coupons/release")
+    assert [(r.coupon_id, r.status) for r in first.reservations] == [(coupon.id, "released")]
+    again = await release("ord_60/coupons/release")  # the same request retried
+    other = await release("c-64")  # the same order asked under another id
+    assert again.reservations == first.reservations == other.reservations
+
+    async def counts() -> tuple[int, int]:
+        listed = await running.stub.ListCoupons(
+            pb.ListCouponsRequest(promotion_id=promo.id), metadata=md(), timeout=10
+        )
+        [state] = listed.coupons
+        return state.redeemed_count, state.reserved_count
+
+    assert await counts() == (0, 0)
+    late = await refused(
+        running.stub.RedeemCoupons(
+            pb.RedeemCouponsRequest(request_id="c-65", order_id="ord_60"), metadata=md(), timeout=10
+        )
+    )
+    assert read_error(late).reason == "coupons_already_released"
+    assert await counts() == (0, 0)
+    # The use is free again: another order gets it.
+    taken = await reserve(running, "c-66", "ord_61", ["ONCE-ONLY-60"], "cus_61")
+    assert [r.status for r in taken.reservations] == ["reserved"]
+    assert await counts() == (0, 1)
+    [event] = await released_events(infra, coupon.id)
+    assert (event.order_id, event.customer_id) == ("ord_60", "cus_60")
+    assert event.coupon.code == "" and event.coupon.redeemed_count == 0
+    # A reservation released before its redemption was never announced: no event for it.
+    await running.stub.ReleaseCoupons(
+        pb.ReleaseCouponsRequest(request_id="c-67", order_id="ord_61"), metadata=md(), timeout=10
+    )
+    assert [e.order_id for e in await released_events(infra, coupon.id)] == ["ord_60"]
 
 
 async def test_500_concurrent_checkouts_of_a_50_use_code_get_exactly_50(running: Running) -> None:

@@ -21,8 +21,8 @@ _NAMES = """
     gift_card.activity_created
     shift.opened shift.closed register.paired register.retired staff.created staff.updated
     staff.deactivated override.granted promotion.created promotion.updated promotion.ended
-    coupon.redeemed customer.created customer.updated customer.merged customer.erased
-    loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
+    coupon.redeemed coupon.released customer.created customer.updated customer.merged
+    customer.erased loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
     loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled
     """
 EVENT_TYPES = tuple(_NAMES.split())

@@ -130,7 +130,8 @@ class OrderCoupon(Answer):
     status: str = Field(
         max_length=32,
         description="reserved (at checkout), redeemed (the order confirmed) or released (it "
-        "was cancelled before); more values may come",
+        "was cancelled, before or after its confirmation: the use is the customer's again); "
+        "more values may come",
         examples=["redeemed"],
     )
 

@@ -222,6 +222,9 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     promotion_events.CouponRedeemed: lambda m: [
         ("coupon.redeemed", m.coupon.id, _object(Coupon, m.coupon))
     ],
+    promotion_events.CouponReleased: lambda m: [
+        ("coupon.released", m.coupon.id, _object(Coupon, m.coupon))
+    ],
     customer_events.CustomerCreated: lambda m: [
         ("customer.created", m.customer.id, _object(Customer, m.customer))
     ],

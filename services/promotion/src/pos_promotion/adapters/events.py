@@ -5,7 +5,7 @@ from __future__ import annotations
 from pos.promotion.v1 import events_pb2
 from pos_kit.events import EventRegistry
 from pos_promotion.adapters import messages
-from pos_promotion.domain.coupons import CouponRedeemed
+from pos_promotion.domain.coupons import CouponRedeemed, CouponReleased
 from pos_promotion.domain.model import (
     PromotionCreated,
     PromotionDeleted,
@@ -39,6 +39,15 @@ def _deleted(event: PromotionDeleted) -> events_pb2.PromotionDeleted:
 @REGISTRY.maps(CouponRedeemed)
 def _redeemed(event: CouponRedeemed) -> events_pb2.CouponRedeemed:
     return events_pb2.CouponRedeemed(
+        coupon=messages.coupon_to_proto(event.coupon),
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+    )
+
+
+@REGISTRY.maps(CouponReleased)
+def _released(event: CouponReleased) -> events_pb2.CouponReleased:
+    return events_pb2.CouponReleased(
         coupon=messages.coupon_to_proto(event.coupon),
         order_id=event.order_id,
         customer_id=event.customer_id,

@@ -1,5 +1,6 @@
 """Coupon codes and their redemption: reserved at checkout, redeemed on confirmation, released on
-cancel. A use counts from its reservation, so a limit holds however many checkouts race."""
+cancel (before or after the confirmation: a cancelled order's use comes back either way). A use
+counts from its reservation, so a limit holds however many checkouts race."""
 
 from __future__ import annotations
 
@@ -95,6 +96,17 @@ class Coupon:
 
 @dataclass(frozen=True)
 class CouponRedeemed:
+    coupon: Coupon
+    order_id: str
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class CouponReleased:
+    """A redeemed use given back (its order cancelled after confirmation): `redeemed_count`
+    went down, so a partner that counted the `CouponRedeemed` hears it no longer counts. A
+    reservation released before its redemption was never announced and is not either."""
+
     coupon: Coupon
     order_id: str
     customer_id: str

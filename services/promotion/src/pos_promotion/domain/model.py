@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS, Money
 from pos_promotion.domain import engine
-from pos_promotion.domain.coupons import CouponRedeemed
+from pos_promotion.domain.coupons import CouponRedeemed, CouponReleased
 from pos_promotion.domain.engine import Context, Line, Manual, ManualKind, Priced
 from pos_promotion.domain.rules import ORDER_KINDS, Conditions, Kind, Level, Offer, Rule, Selector
 
@@ -389,4 +389,11 @@ def format_money(m: Money) -> str:
 
 
 # Every domain event this service raises; each has an integration event (adapters/events.py).
-EVENTS = (PromotionCreated, PromotionUpdated, PromotionEnded, PromotionDeleted, CouponRedeemed)
+EVENTS = (
+    PromotionCreated,
+    PromotionUpdated,
+    PromotionEnded,
+    PromotionDeleted,
+    CouponRedeemed,
+    CouponReleased,
+)

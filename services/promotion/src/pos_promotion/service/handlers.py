@@ -13,6 +13,7 @@ from pos_promotion.domain.coupons import (
     Coupon,
     CouponRedeemed,
     CouponRefused,
+    CouponReleased,
     Refusal,
     Reservation,
     ReservationStatus,
@@ -315,6 +316,10 @@ async def reserve_coupons(
 async def _settle(
     uow: PromotionUnitOfWork, order_id: str, to: ReservationStatus
 ) -> list[tuple[Reservation, Coupon]]:
+    """Redeem (reserved -> redeemed) or release (reserved or redeemed -> released) the order's
+    uses, under a lock on each coupon row. Keyed by the order, not the request: a use already
+    where it is asked to go is left as it is, so a retry, the resumer or a second request id
+    never moves a count twice."""
     raise_if(require(bool(order_id), "order_id", "is required"))
     reservations = await uow.coupons.reservations(order_id)
     if not reservations:
@@ -326,11 +331,20 @@ async def _settle(
         if r.status == to.value:
             out.append((r, coupon))  # already done: a retry changes nothing
             continue
-        if r.status != ReservationStatus.RESERVED.value:
+        # A redeemed use may still be released: its order was cancelled after confirmation
+        # and the customer gets the coupon back. Nothing released is redeemed again.
+        movable = r.status == ReservationStatus.RESERVED.value or (
+            to is ReservationStatus.RELEASED and r.status == ReservationStatus.REDEEMED.value
+        )
+        if not movable:
             raise Conflict(
                 f"the coupons of this order were already {r.status}", f"coupons_already_{r.status}"
             )
-        coupon.reserved_count -= 1
+        was_redeemed = r.status == ReservationStatus.REDEEMED.value
+        if was_redeemed:
+            coupon.redeemed_count -= 1
+        else:
+            coupon.reserved_count -= 1
         if to is ReservationStatus.REDEEMED:
             coupon.redeemed_count += 1
         r.status = to.value
@@ -338,6 +352,8 @@ async def _settle(
         await uow.coupons.set_status(r)
         if to is ReservationStatus.REDEEMED:
             uow.publish(CouponRedeemed(coupon, order_id, r.customer_id))
+        elif was_redeemed:
+            uow.publish(CouponReleased(coupon, order_id, r.customer_id))
         out.append((r, coupon))
     return out
 

@@ -572,7 +572,7 @@ class Order(_message.Message):
     @_builtins.property
     def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderCoupon]:
         """The coupons the order named (never their codes): reserved at checkout, redeemed when it
-        is confirmed, released when it is cancelled before.
+        is confirmed, released when it is cancelled (before or after its confirmation).
         """
 
     @_builtins.property

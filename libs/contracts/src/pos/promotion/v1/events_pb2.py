@@ -26,7 +26,7 @@ from pos.common.v1 import event_pb2 as pos_dot_common_dot_v1_dot_event__pb2
 from pos.promotion.v1 import promotion_pb2 as pos_dot_promotion_dot_v1_dot_promotion__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/promotion/v1/events.proto\x12\x10pos.promotion.v1\x1a\x19pos/common/v1/event.proto\x1a pos/promotion/v1/promotion.proto\"j\n\x10PromotionCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"j\n\x10PromotionUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"h\n\x0ePromotionEnded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"P\n\x10PromotionDeleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x14\n\x0cpromotion_id\x18\x02 \x01(\t\"\x89\x01\n\x0e\x43ouponRedeemed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x06\x63oupon\x18\x02 \x01(\x0b\x32\x18.pos.promotion.v1.Coupon\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/promotion/v1/events.proto\x12\x10pos.promotion.v1\x1a\x19pos/common/v1/event.proto\x1a pos/promotion/v1/promotion.proto\"j\n\x10PromotionCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"j\n\x10PromotionUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"h\n\x0ePromotionEnded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12.\n\tpromotion\x18\x02 \x01(\x0b\x32\x1b.pos.promotion.v1.Promotion\"P\n\x10PromotionDeleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x14\n\x0cpromotion_id\x18\x02 \x01(\t\"\x89\x01\n\x0e\x43ouponRedeemed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x06\x63oupon\x18\x02 \x01(\x0b\x32\x18.pos.promotion.v1.Coupon\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\"\x89\x01\n\x0e\x43ouponReleased\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x06\x63oupon\x18\x02 \x01(\x0b\x32\x18.pos.promotion.v1.Coupon\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,4 +43,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMOTIONDELETED']._serialized_end=514
   _globals['_COUPONREDEEMED']._serialized_start=517
   _globals['_COUPONREDEEMED']._serialized_end=654
+  _globals['_COUPONRELEASED']._serialized_start=657
+  _globals['_COUPONRELEASED']._serialized_end=794
 # @@protoc_insertion_point(module_scope)

@@ -152,3 +152,39 @@ class CouponRedeemed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CouponRedeemed: _TypeAlias = CouponRedeemed  # noqa: Y015
+
+@_typing.final
+class CouponReleased(_message.Message):
+    """Subject pos.promotion.v1.coupon_released
+    A redeemed use given back: its order was cancelled after confirmation, so the coupon's
+    redeemed_count went down by one. A reservation released before its redemption was never
+    announced (no CouponRedeemed) and raises no CouponReleased either.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    COUPON_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    customer_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def coupon(self) -> _promotion_pb2.Coupon: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        coupon: _promotion_pb2.Coupon | None = ...,
+        order_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "customer_id", b"customer_id", "meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponReleased: _TypeAlias = CouponReleased  # noqa: Y015

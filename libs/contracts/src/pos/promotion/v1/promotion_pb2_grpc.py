@@ -185,7 +185,10 @@ class PromotionServiceServicer:
 
     def ReserveCoupons(self, request, context):
         """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
-        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
+        (a reserved use, or a redeemed one when the order is cancelled after its confirmation:
+        redeemed_count goes down and CouponReleased is published). Redeem and release are
+        idempotent per order; a released order is never redeemed (coupons_already_released).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

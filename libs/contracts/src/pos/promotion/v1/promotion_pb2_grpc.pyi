@@ -52,7 +52,10 @@ class PromotionServiceStub:
     ListCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]
     ReserveCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]
     """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
-    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
+    (a reserved use, or a redeemed one when the order is cancelled after its confirmation:
+    redeemed_count goes down and CouponReleased is published). Redeem and release are
+    idempotent per order; a released order is never redeemed (coupons_already_released).
     """
     RedeemCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.RedeemCouponsRequest, _promotion_pb2.RedeemCouponsResponse]
     ReleaseCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsResponse]
@@ -81,7 +84,10 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     ListCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]  # type: ignore[assignment]
     ReserveCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]  # type: ignore[assignment]
     """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
-    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+    a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
+    (a reserved use, or a redeemed one when the order is cancelled after its confirmation:
+    redeemed_count goes down and CouponReleased is published). Redeem and release are
+    idempotent per order; a released order is never redeemed (coupons_already_released).
     """
     RedeemCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.RedeemCouponsRequest, _promotion_pb2.RedeemCouponsResponse]  # type: ignore[assignment]
     ReleaseCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsResponse]  # type: ignore[assignment]
@@ -179,7 +185,10 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promotion_pb2.ReserveCouponsResponse, _abc.Awaitable[_promotion_pb2.ReserveCouponsResponse]]:
         """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
-        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel.
+        a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
+        (a reserved use, or a redeemed one when the order is cancelled after its confirmation:
+        redeemed_count goes down and CouponReleased is published). Redeem and release are
+        idempotent per order; a released order is never redeemed (coupons_already_released).
         """
 
     @_abc_1.abstractmethod
