@@ -1,8 +1,9 @@
 """Coupons in the checkout saga, on in-memory fakes: a coupon that cannot apply stops the sale
 (nothing saved, nothing charged); one that applies is reserved under a request id derived from
 the order before the card is charged, redeemed when the sale is confirmed, and given back when
-it is declined, cancelled or abandoned (the resumer's compensation included); a redemption the
-promotion service could not take is asked again by the resumer."""
+it is declined, cancelled (before or after its confirmation) or abandoned (the resumer's
+compensation included); a redemption the promotion service could not take is asked again by the
+resumer."""
 
 from __future__ import annotations
 
@@ -82,7 +83,9 @@ class FakeCoupons:
         self.requests.append(request_id)
         if self.down:
             raise Unavailable("the promotion service is unavailable", "promotion_unavailable")
-        if self.reserved.get(order_id) == "reserved":
+        # As the promotion service: a reserved use, or a redeemed one (the order cancelled
+        # after its confirmation), comes back; once released it stays so.
+        if self.reserved.get(order_id) in ("reserved", "redeemed"):
             self.reserved[order_id] = "released"
 
 
@@ -187,6 +190,24 @@ async def test_a_redemption_promotion_could_not_take_is_asked_again_by_the_resum
     resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
     assert resumed.saga.coupons.step is CouponStep.REDEEMED and not resumed.coupons_due
     assert back.reserved == {order.id: "redeemed"}
+
+
+async def test_a_cancelled_order_whose_coupon_was_redeemed_gives_it_back_once() -> None:
+    """A confirmed order cancelled: its redeemed coupon is due to be released (the order's
+    cancellation asks it; failing that the resumer does), under the order's release id, and
+    once released nothing more is asked."""
+    shop = CouponShop()
+    order = (await _checkout(shop, _cmd(coupon_codes=("SAVE10",)))).order
+    assert order.saga.coupons.step is CouponStep.REDEEMED and not order.coupons_due
+    stored = shop.saved[("mer_a", order.id)]
+    stored.status = OrderStatus.CANCELLED  # as a cancel after confirmation leaves it
+    assert stored.saga.coupons.to_release and stored.coupons_due
+    new_uow = uow_factory(shop.store)
+    for _ in range(2):  # the resumer's pass, then another: released once
+        resumed = await saga.resume(new_uow, shop.ports, order.id, Policy())
+        assert resumed.saga.coupons.step is CouponStep.RELEASED and not resumed.coupons_due
+    assert shop.coupons.reserved == {order.id: "released"}
+    assert shop.coupons.requests.count(f"{order.id}/coupons/release") == 1
 
 
 def test_coupon_codes_are_checked_before_anything_is_claimed() -> None:

@@ -3,8 +3,9 @@ keeps only a keyed hash of a code, and the order keeps the coupon's id and last 
 
 A coupon's use is reserved at the promotion service before any payment (request
 `<order>/coupons/reserve`), redeemed when the order is confirmed (`<order>/coupons/redeem`) and
-released when it is cancelled before (`<order>/coupons/release`), all keyed by the order id, so
-a retry, the resumer or a compensation asks the same thing again and never twice.
+released when it is cancelled, before or after its confirmation (`<order>/coupons/release`: an
+order is cancelled once, so one id serves both), all keyed by the order id, so a retry, the
+resumer or a compensation asks the same thing again and never twice.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Coupons:
 
     @property
     def to_release(self) -> bool:
-        """Something may be reserved for the order: a cancelled order gives it back."""
-        return self.step in (CouponStep.SENT, CouponStep.RESERVED)
+        """Something may be reserved or redeemed for the order: a cancelled order gives it
+        back (the customer did not get the sale, so the coupon's use is theirs again)."""
+        return self.step in (CouponStep.SENT, CouponStep.RESERVED, CouponStep.REDEEMED)
 
     def to_json(self) -> dict[str, object]:
         return {

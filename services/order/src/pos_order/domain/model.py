@@ -483,7 +483,7 @@ class Order:
         """A redemption (confirmed) or a release (cancelled) of its coupons still to ask."""
         step = self.saga.coupons.step
         if self.status is OrderStatus.CANCELLED:
-            return step in (CouponStep.SENT, CouponStep.RESERVED)
+            return self.saga.coupons.to_release
         return step is CouponStep.RESERVED and self.status in (
             OrderStatus.CONFIRMED,
             OrderStatus.COMPLETED,

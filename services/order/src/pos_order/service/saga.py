@@ -765,7 +765,8 @@ async def compensate(
                 )
     if order.saga.coupons.to_release and ports.coupons is not None:
         # A promotion service that cannot answer stops the compensation here (it is retried):
-        # a use is never kept for an order that was not sold.
+        # a use is never kept for an order that was not sold, whether it was only reserved or
+        # already redeemed at the confirmation (the same request id: an order is cancelled once).
         await _quietly(ports.coupons.release(f"{order.id}/coupons/release", order.id))
     points = await give_back_points(ports, order)
     if finish is not None and not payments:
