@@ -241,7 +241,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         )
         answer = self._attempt(
             lambda: handlers.CancelOrder(
-                order.id, self.ports, self.new_uow, self.policy, lambda o: o
+                order.id, self.ports, self.new_uow, self.policy, lambda o, _: o
             )
         )
         if left:

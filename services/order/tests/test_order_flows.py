@@ -356,7 +356,7 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
         async with m.new_uow() as uow:  # the confirmation's intent, recorded first
             read = await confirm.read(uow)
             await uow.commit()
-        cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+        cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
         with pytest.raises(Conflict) as err:
             async with m.new_uow() as uow:
                 await cancel.read(uow)
@@ -426,7 +426,7 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     m = OrderLifecycle()
     order_id, fid = _confirmed_shipment(m)
     asyncio.run(_read(m, _step(m, order_id, fid, FulfillmentStatus.SHIPPED)))
-    cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
     refused = m._attempt(lambda: cancel)
     assert isinstance(refused, Conflict) and refused.code == "fulfillment_in_progress"
 

@@ -642,17 +642,45 @@ async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
     "/orders/{order_id}/cancel",
     **op("orders:write", "Cancel an order", (404, *CREATE), example=ex.ORDER),
 )
-async def cancel_order(order_id: PathId, svc: Svc) -> Order:
+async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
     """Before any of it left the store: releases the holds, voids the authorisations, refunds
     the captures. Goods already handed over or shipped are a 409 `order_fulfilled` (return
     them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
     it once it is confirmed), and one whose pickup is being handed over or shipment shipped
     (its share being captured), or one of whose fulfilments is being cancelled, a 409
-    `fulfillment_in_progress`. One fulfilment alone: `.../fulfillments/{id}/cancel`."""
-    answer = await svc.order.CancelOrder(
-        order_pb2.CancelOrderRequest(request_id=request_id(), order_id=order_id)
-    )
+    `fulfillment_in_progress`. One fulfilment alone: `.../fulfillments/{id}/cancel`.
+
+    At a register, a cancel that gives captured money back (cash taken, a capture at
+    confirmation), or one beside a tender whose answer is not known yet, takes the `refund`
+    permission or a manager's override (403 `permission_required`, nothing changed); one that
+    only voids authorisations and releases holds does not, and leaves a manager's waiting
+    override for the action it was given for. Every cancel is in the audit log
+    (`order.cancelled`) with who made it and what went back to each payment."""
+    async with guarded(request, "order.cancelled", "refund", required=False) as done:
+        answer = await svc.order.CancelOrder(
+            order_pb2.CancelOrderRequest(
+                request_id=request_id(),
+                order_id=order_id,
+                # The order service refuses, under the order's lock, a cancel that would
+                # give money back: captured between a check here and the cancel, it would not.
+                refund_not_permitted=not done.permitted,
+            )
+        )
+        done.needed = any(r.amount.amount > 0 for r in answer.refunds)
+        done.resource = ("order", order_id)
+        done.details = _cancel_audited(answer.refunds)
     return to_model(Order, answer.order)
+
+
+def _cancel_audited(refunds: Sequence[payment_pb2.TenderAmount]) -> dict[str, object]:
+    """A cancel's audit details: what went back to each payment."""
+    return {
+        "refunds": [
+            {"payment_id": r.payment_id, "amount": r.amount.amount, "currency": r.amount.currency}
+            for r in refunds
+        ],
+        "refunded": sum(r.amount.amount for r in refunds),
+    }
 
 
 class FulfillmentStepIn(Body):
@@ -696,7 +724,9 @@ async def step_fulfillment(
     "/orders/{order_id}/fulfillments/{fulfillment_id}/cancel",
     **op("orders:write", "Cancel one fulfilment", (404, *CREATE), example=ex.ORDER),
 )
-async def cancel_fulfillment(order_id: PathId, fulfillment_id: PathId, svc: Svc) -> Order:
+async def cancel_fulfillment(
+    order_id: PathId, fulfillment_id: PathId, request: Request, svc: Svc
+) -> Order:
     """One pickup or shipment of a confirmed order, before it left the store (a pickup
     `reserved` or `ready_for_pickup`, a shipment `reserved` or `picked`): its units go back to
     stock, what was captured for it is refunded to the payments it was captured from, and its
@@ -713,12 +743,28 @@ async def cancel_fulfillment(order_id: PathId, fulfillment_id: PathId, svc: Svc)
     being cancelled, and `fulfillment_in_progress` while it is being picked up or shipped (its
     share being captured): whichever of the step and the cancel reached the order first wins,
     the other is a 409 (a step after the cancel: `fulfillment_cancelled`). Retried with the same
-    Idempotency-Key, nothing is given back twice."""
-    answer = await svc.order.CancelFulfillment(
-        order_pb2.CancelFulfillmentRequest(
-            request_id=request_id(), order_id=order_id, fulfillment_id=fulfillment_id
+    Idempotency-Key, nothing is given back twice.
+
+    At a register, a cancel that gives captured money back (the fulfilment's share captured at
+    confirmation, cash taken; for the order's last live fulfilment, whatever the order holds)
+    takes the `refund` permission or a manager's override (403 `permission_required`, nothing
+    changed); one whose share was never captured does not, and leaves a manager's waiting
+    override for the action it was given for. Every cancel is in the audit log
+    (`fulfillment.cancelled`) with who made it, the fulfilment and what went back to each
+    payment."""
+    async with guarded(request, "fulfillment.cancelled", "refund", required=False) as done:
+        answer = await svc.order.CancelFulfillment(
+            order_pb2.CancelFulfillmentRequest(
+                request_id=request_id(),
+                order_id=order_id,
+                fulfillment_id=fulfillment_id,
+                # As the whole order's: the order service decides under the order's lock.
+                refund_not_permitted=not done.permitted,
+            )
         )
-    )
+        done.needed = any(r.amount.amount > 0 for r in answer.refunds)
+        done.resource = ("order", order_id)
+        done.details = {"fulfillment_id": fulfillment_id, **_cancel_audited(answer.refunds)}
     return to_model(Order, answer.order)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from pos_kit.errors import Conflict, FieldViolation, raise_if, require
+from pos_kit.errors import Conflict, DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import Money
 from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
 from pos_order.domain.pricing import LINE_KINDS, LineDiscount, Manual, validate_manual
@@ -460,6 +460,44 @@ class Order:
                 t.state = TenderState.VOIDED
                 return True
         return False
+
+    @property
+    def money_held(self) -> int:
+        """What the tenders captured and did not give back, by this order's own count: what
+        cancelling the whole order would refund."""
+        return sum(max(0, t.captured - t.refunded_now) for t in self.saga.tenders)
+
+    def refund_needs_permission(self, payments_held: int = 0) -> None:
+        """A cancel asked by a caller who may not give money back (a register's member
+        without the `refund` permission, no override): refused if it would refund anything
+        (`payments_held`: what the payment service says is captured and not refunded), or if
+        a tender's answer is not known yet (it may be money taken, given back with the rest).
+        Asked before the cancel is marked, under the row's lock."""
+        held = max(self.money_held, payments_held)
+        unanswered = any(
+            t.state in (TenderState.SENT, TenderState.PENDING) for t in self.saga.tenders
+        )
+        if held > 0 or unanswered:
+            raise refund_refused(
+                f"this cancel gives {held} back"
+                if held > 0
+                else "a tender's answer is not known yet: this cancel may give money back"
+            )
+
+    def fulfillment_refund_needs_permission(self, fulfillment_id: str) -> None:
+        """As `refund_needs_permission`, for one fulfilment marked `cancelling`: its captured
+        share goes back; the last live one of an order of which nothing left the store takes
+        the order with it, and whatever the order holds goes back too."""
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
+        share = max(0, f.captured - f.refunded)
+        last = not any(
+            x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
+        ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
+        if share > 0:
+            raise refund_refused(f"this cancel gives {share} back")
+        if last:
+            self.refund_needs_permission()
 
     @property
     def cancelled_total(self) -> int:
@@ -1065,6 +1103,16 @@ class Order:
     def touched(self, at: datetime) -> None:
         self.version += 1
         self.updated_at = at
+
+
+def refund_refused(what: str) -> DomainError:
+    return DomainError(
+        f"{what}: the signed-in member may not refund alone, a manager's override is needed "
+        "for this action",
+        "permission_required",
+        metadata={"permission": "refund"},
+        kind=ErrorKind.FORBIDDEN,
+    )
 
 
 def _part_of(

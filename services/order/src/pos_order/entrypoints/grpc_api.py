@@ -197,6 +197,14 @@ def _tender_response(order: Order, payment: PaymentResult | None) -> order_pb2.A
     return order_pb2.AddTenderResponse(order=order_to_proto(order), payment=_payment(payment))
 
 
+def _refunds(refunded: dict[str, int], currency: str) -> list[payment_pb2.TenderAmount]:
+    return [
+        payment_pb2.TenderAmount(payment_id=pid, amount=to_proto(Money(amount, currency)))
+        for pid, amount in refunded.items()
+        if amount > 0
+    ]
+
+
 def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
     return order_pb2.OrderSettings(
         capture_pickup_at_order=s.capture_pickup_at_order,
@@ -324,7 +332,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.ports,
             self.bound_uow,
             self.policy,
-            lambda o: order_pb2.CancelOrderResponse(order=order_to_proto(o)),
+            lambda o, refunded: order_pb2.CancelOrderResponse(
+                order=order_to_proto(o), refunds=_refunds(refunded, o.currency)
+            ),
+            refund_not_permitted=request.refund_not_permitted,
         )
 
     @across_calls(order_pb2.UpdateFulfillmentResponse)
@@ -356,7 +367,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.ports,
             self.bound_uow,
             self.policy,
-            lambda o: order_pb2.CancelFulfillmentResponse(order=order_to_proto(o)),
+            lambda o, refunded: order_pb2.CancelFulfillmentResponse(
+                order=order_to_proto(o), refunds=_refunds(refunded, o.currency)
+            ),
+            refund_not_permitted=request.refund_not_permitted,
         )
 
     async def CalculateCart(

@@ -814,7 +814,10 @@ class ConfirmOrder(Generic[R]):
 
 class CancelOrder(Generic[R]):
     """Before any fulfilment left the store: release holds, void authorisations, refund
-    captures. Recorded as `compensating` first, so a crash midway is finished by the resumer."""
+    captures. Recorded as `compensating` first, so a crash midway is finished by the resumer.
+    `refund_not_permitted`: the caller may not give money back, and a cancel that would is
+    refused before it is marked. `answer` is given the order and what this request refunded
+    of each payment."""
 
     def __init__(
         self,
@@ -822,15 +825,27 @@ class CancelOrder(Generic[R]):
         ports: CheckoutPorts,
         new_uow: NewUow,
         policy: Policy,
-        answer: Callable[[Order], R],
+        answer: Callable[[Order, dict[str, int]], R],
+        refund_not_permitted: bool = False,
     ) -> None:
         self.order_id = order_id
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        self.refund_not_permitted = refund_not_permitted
+        self.refunded: dict[str, int] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
+        payments_held = 0
+        if self.refund_not_permitted:
+            # The payment service's count too: a capture made through the payments API is
+            # refunded by the compensation though this order never heard of it. Asked before
+            # the row is locked, so no lock waits on another service.
+            seen = await uow.orders.get(self.order_id)
+            if seen is not None and seen.status is not OrderStatus.CANCELLED and seen.payment_ids:
+                payments = await self.ports.payments.of_order(self.order_id)
+                payments_held = sum(max(0, p.captured_amount - p.refunded_amount) for p in payments)
         order = await uow.orders.get(self.order_id, lock=True)
         if order is None:
             raise NotFound("order", self.order_id)
@@ -844,7 +859,13 @@ class CancelOrder(Generic[R]):
                 "the order is being confirmed; cancel it once it is confirmed",
                 "order_confirming",
             )
+        under_way = order.saga.state is SagaState.COMPENSATING
         order.begin_cancel("requested")
+        if self.refund_not_permitted and not under_way:
+            # Asked under the lock, after the cancel's own refusals and before it is saved:
+            # refused, nothing is written. A compensation already under way (begun by someone
+            # else, or the order's expiry) is only driven on.
+            order.refund_needs_permission(payments_held)
         order.touched(now())
         await uow.orders.save(order)
         return order
@@ -852,10 +873,12 @@ class CancelOrder(Generic[R]):
     async def call(self, claim: Claim, order: Order) -> Order:
         if order.status is OrderStatus.CANCELLED:
             return order
-        return await saga.compensate(self.new_uow, self.ports, order, self.policy)
+        return await saga.compensate(
+            self.new_uow, self.ports, order, self.policy, refunded=self.refunded
+        )
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(order, self.refunded)
 
 
 @dataclass(frozen=True)
@@ -951,7 +974,10 @@ class CancelFulfillment(Generic[R]):
     units back to stock, its captured share refunded, the rest of the order kept. Marked
     `cancelling` under the order row's lock first (a step of the same fulfilment begun before
     is a 409 here; one asked after is a 409 there), then given back step by step
-    (`saga.cancel_fulfillment`); a crash midway is finished by the resumer."""
+    (`saga.cancel_fulfillment`); a crash midway is finished by the resumer.
+    `refund_not_permitted`: the caller may not give money back, and a cancel that would is
+    refused before it is marked. `answer` is given the order and what was refunded of each
+    payment for the fulfilment (and, its last live one, for the order cancelled with it)."""
 
     def __init__(
         self,
@@ -960,7 +986,8 @@ class CancelFulfillment(Generic[R]):
         ports: CheckoutPorts,
         new_uow: NewUow,
         policy: Policy,
-        answer: Callable[[Order], R],
+        answer: Callable[[Order, dict[str, int]], R],
+        refund_not_permitted: bool = False,
     ) -> None:
         self.order_id = order_id
         self.fulfillment_id = fulfillment_id
@@ -968,23 +995,39 @@ class CancelFulfillment(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        self.refund_not_permitted = refund_not_permitted
+        self.refunded: dict[str, int] = {}
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
         if order is None:
             raise NotFound("order", self.order_id)
         if order.begin_fulfillment_cancel(self.fulfillment_id):
+            if self.refund_not_permitted:
+                # Refused before the mark is saved: the transaction ends with nothing written.
+                order.fulfillment_refund_needs_permission(self.fulfillment_id)
             order.touched(now())
             await uow.orders.save(order)
         return order
 
     async def call(self, claim: Claim, order: Order) -> Order:
         return await saga.cancel_fulfillment(
-            self.new_uow, self.ports, order, self.fulfillment_id, self.policy
+            self.new_uow,
+            self.ports,
+            order,
+            self.fulfillment_id,
+            self.policy,
+            compensated=self.refunded,
         )
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        # The fulfilment's refunds are planned and stored: read from the order, so a re-run
+        # after a failure still names what an earlier run gave back.
+        refunded = dict(self.refunded)
+        for r in order.saga.refunds:
+            if r.fulfillment_id == self.fulfillment_id and r.done:
+                refunded[r.payment_id] = refunded.get(r.payment_id, 0) + r.amount
+        return self.answer(order, refunded)
 
 
 async def customer_version(customers: CustomerLookup, customer_id: str) -> int:

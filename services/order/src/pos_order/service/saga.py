@@ -710,9 +710,11 @@ async def compensate(
     order: Order,
     policy: Policy,
     finish: Withdraw | None = None,
+    refunded: dict[str, int] | None = None,
 ) -> Order:
     """`finish`: what ends an order never announced, once all is given back, instead of its
-    cancellation (see `_short`)."""
+    cancellation (see `_short`). `refunded`: filled with what this run refunded of each
+    payment, for the caller's answer."""
     await boundary(policy, "compensating")
     payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
     if any(p.status == "pending" for p in payments):
@@ -728,6 +730,8 @@ async def compensate(
             await ports.payments.refund(
                 f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
             )
+            if refunded is not None:
+                refunded[p.payment_id] = refunded.get(p.payment_id, 0) + left
     await deactivate_gift_cards(ports, order)
     if ports.stock is not None:
         for f in order.fulfillments:
@@ -914,7 +918,12 @@ def planned(order: Order) -> list[Capture]:
 
 
 async def cancel_fulfillment(
-    new_uow: NewUow, ports: CheckoutPorts, order: Order, fulfillment_id: str, policy: Policy
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order: Order,
+    fulfillment_id: str,
+    policy: Policy,
+    compensated: dict[str, int] | None = None,
 ) -> Order:
     """Give back what a fulfilment marked `cancelling` took: its captured share refunded
     (`<order>/refund/<fulfilment>/<payment>`, planned first), its units back in stock (its hold
@@ -923,11 +932,12 @@ async def cancel_fulfillment(
     the stock comes back once whichever ends it), and, once no live fulfilment will capture
     more, what is left of the authorisations voided (`void_the_rest`). Then, in one short
     transaction, the fulfilment `cancelled`. A share never captured is simply never captured.
-    Driven by the request, its retry, or the resumer: each step is asked again under its id."""
+    Driven by the request, its retry, or the resumer: each step is asked again under its id.
+    `compensated`: filled with what a whole-order compensation that follows refunded."""
     f = order.fulfillment(fulfillment_id)
     if f is None or fulfillment_id not in order.saga.cancelling:
         if order.saga.state is SagaState.COMPENSATING:
-            return await compensate(new_uow, ports, order, policy)
+            return await compensate(new_uow, ports, order, policy, refunded=compensated)
         return order
     if f.captured > 0 and not any(r.fulfillment_id == f.id for r in order.saga.refunds):
         payments = await ports.payments.of_order(order.id)
@@ -960,7 +970,7 @@ async def cancel_fulfillment(
     if order.saga.state is SagaState.COMPENSATING:
         # Its last live fulfilment, and nothing of the order was handed over: the order is
         # cancelled whole (what is left authorised voided, coupons and points given back).
-        return await compensate(new_uow, ports, order, policy)
+        return await compensate(new_uow, ports, order, policy, refunded=compensated)
     return await void_the_rest(new_uow, ports, order)
 
 

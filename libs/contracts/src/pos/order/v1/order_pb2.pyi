@@ -1229,17 +1229,25 @@ class CancelOrderRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    REFUND_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
+    refund_not_permitted: _builtins.bool
+    """Set when the caller may not give money back (a register's member without the `refund`
+    permission): a cancel that would refund captured money, or one beside a tender whose
+    answer is not known yet, is refused, PERMISSION_DENIED `permission_required`, before
+    anything is written. One that only voids authorisations and releases holds goes ahead.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        refund_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "refund_not_permitted", b"refund_not_permitted", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1250,16 +1258,22 @@ class CancelOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[_payment_pb2.TenderAmount]:
+        """What this cancel refunded of each payment (none when it only voided and released)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        refunds: _abc.Iterable[_payment_pb2.TenderAmount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "refunds", b"refunds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1327,19 +1341,26 @@ class CancelFulfillmentRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     fulfillment_id: _builtins.str
+    refund_not_permitted: _builtins.bool
+    """As CancelOrderRequest's: a fulfilment whose captured share would be refunded (or, the
+    order's last live one, an order with captured money left) is refused,
+    PERMISSION_DENIED `permission_required`, before anything is written.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
         fulfillment_id: _builtins.str = ...,
+        refund_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "order_id", b"order_id", "refund_not_permitted", b"refund_not_permitted", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1350,16 +1371,22 @@ class CancelFulfillmentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def order(self) -> Global___Order: ...
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[_payment_pb2.TenderAmount]:
+        """What this cancel refunded of each payment (none when nothing was captured for it)."""
+
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        refunds: _abc.Iterable[_payment_pb2.TenderAmount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "refunds", b"refunds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
