@@ -6,36 +6,20 @@ every cancel made at a register is in the audit log with who made it and what we
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from pos_devstack.http_checks import eventually, ok, post
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
 
 USD = "USD"
-
-
-def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
-    return http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
-
-
-def _ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text
-    return answer.json()
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -53,31 +37,29 @@ class Till:
         self.http = http
         self.store = str(http.get("/v1/locations").json()["data"][0]["id"])
         self.sku = f"CG-{uuid.uuid4().hex[:8].upper()}"
-        _ok(_post(http, "/v1/products", {"sku": self.sku, "name": "Cancel guard probe",
+        ok(post(http, "/v1/products", {"sku": self.sku, "name": "Cancel guard probe",
             "price": {"amount": 1000, "currency": USD}}), 201)  # fmt: skip
         adjustment = {"sku": self.sku, "location_id": self.store, "delta": 20, "reason": "received"}
-        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+        ok(post(http, "/v1/inventory/adjustments", adjustment), 201)
         self.cashier = self._member("Cass", "cashier", pins[0])
         self.manager = self._member("Mona", "manager", pins[1])
         self.manager_pin = pins[1]
-        register = _ok(
-            _post(http, "/v1/registers", {"location_id": self.store, "name": "Till"}), 201
-        )
+        register = ok(post(http, "/v1/registers", {"location_id": self.store, "name": "Till"}), 201)
         self.register = str(register["id"])
-        code = _ok(_post(http, f"/v1/registers/{self.register}/pairing-codes", {}), 201)["code"]
+        code = ok(post(http, f"/v1/registers/{self.register}/pairing-codes", {}), 201)["code"]
         url = platform.platform.gateway_url
-        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+        paired = ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
         self.device = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15.0
         )
         signed = {"staff_id": self.cashier, "pin": pins[0]}
-        assert _post(self.device, "/v1/register-sessions", signed).is_success
+        assert post(self.device, "/v1/register-sessions", signed).is_success
         float_ = {"opening_float": {"amount": 10_000, "currency": USD}}
-        self.shift = str(_ok(_post(self.device, "/v1/shifts", float_), 201)["id"])
+        self.shift = str(ok(post(self.device, "/v1/shifts", float_), 201)["id"])
 
     def _member(self, name: str, role: str, pin: str) -> str:
         body = {"name": name, "role": role, "location_ids": [self.store], "pin": pin}
-        return str(_ok(_post(self.http, "/v1/staff", body), 201)["id"])
+        return str(ok(post(self.http, "/v1/staff", body), 201)["id"])
 
     def cash_order(self, fulfillments: list[str]) -> tuple[dict[str, Any], str]:
         """An order rung up here with a line per fulfilment (`in_store`, `pickup`), paid in cash
@@ -89,28 +71,28 @@ class Till:
                       for i in range(len(fulfillments))],
             "fulfillments": [{"type": t, "location_id": self.store} for t in fulfillments],
         }  # fmt: skip
-        order = _ok(_post(self.device, "/v1/orders", body), 201)
+        order = ok(post(self.device, "/v1/orders", body), 201)
         tender = {"tender_type": "cash", "cash_tendered": {"amount": 50_000, "currency": USD}}
-        paid = _ok(_post(self.device, f"/v1/orders/{order['id']}/tenders", tender), 201)
-        confirmed = _ok(_post(self.device, f"/v1/orders/{order['id']}/confirm", {}))
+        paid = ok(post(self.device, f"/v1/orders/{order['id']}/tenders", tender), 201)
+        confirmed = ok(post(self.device, f"/v1/orders/{order['id']}/confirm", {}))
         # In-store goods alone are handed over at once: such an order is completed.
         assert confirmed["status"] in ("confirmed", "completed")
         return confirmed, str(paid["payment"]["id"])
 
     def override(self) -> str:
         grant = {"manager_id": self.manager, "pin": self.manager_pin, "permission": "refund"}
-        return str(_ok(_post(self.device, "/v1/overrides", grant), 201)["id"])
+        return str(ok(post(self.device, "/v1/overrides", grant), 201)["id"])
 
     def cash_refunds(self) -> int:
-        report = _ok(self.http.get(f"/v1/shifts/{self.shift}"))["report"]
+        report = ok(self.http.get(f"/v1/shifts/{self.shift}"))["report"]
         return int(report["cash_refunds"]["amount"])
 
     def refunded(self, payment_id: str) -> int:
-        return int(_ok(self.http.get(f"/v1/payments/{payment_id}"))["refunded"]["amount"])
+        return int(ok(self.http.get(f"/v1/payments/{payment_id}"))["refunded"]["amount"])
 
     def audit(self, action: str) -> list[dict[str, Any]]:
         params = {"action": action, "register_id": self.register, "limit": 200}
-        entries: list[dict[str, Any]] = _ok(self.http.get("/v1/audit-log", params=params))["data"]
+        entries: list[dict[str, Any]] = ok(self.http.get("/v1/audit-log", params=params))["data"]
         return entries
 
 
@@ -131,15 +113,15 @@ def test_a_cashier_takes_no_cash_back_by_cancelling_a_captured_pickup_without_th
     assert pickup["captured"]["amount"] == share > 0
     cancel = f"/v1/orders/{oid}/fulfillments/{pickup['id']}/cancel"
 
-    _refused(_post(till.device, cancel, {}))
+    _refused(post(till.device, cancel, {}))
     # Nothing changed: the pickup waits, no cash went back, the drawer owes nothing.
-    kept = _ok(shop.get(f"/v1/orders/{oid}"))
+    kept = ok(shop.get(f"/v1/orders/{oid}"))
     assert [f["status"] for f in kept["fulfillments"]] == ["fulfilled", "reserved"]
     assert till.refunded(payment_id) == 0 and till.cash_refunds() == 0
     assert till.audit("fulfillment.cancelled") == []
 
     override = till.override()
-    cancelled = _ok(_post(till.device, cancel, {}))
+    cancelled = ok(post(till.device, cancel, {}))
     assert [f["status"] for f in cancelled["fulfillments"]] == ["fulfilled", "cancelled"]
     assert till.refunded(payment_id) == share
     (entry,) = till.audit("fulfillment.cancelled")
@@ -150,7 +132,7 @@ def test_a_cashier_takes_no_cash_back_by_cancelling_a_captured_pickup_without_th
     assert details["refunds"] == [{"payment_id": payment_id, "amount": share, "currency": USD}]
     assert details["refunded"] == share
     # The drawer counts the one refund the manager approved, and only it.
-    _eventually(lambda: till.cash_refunds() == share)
+    eventually(lambda: till.cash_refunds() == share)
 
 
 def test_a_cashier_takes_no_cash_back_by_cancelling_a_paid_order_without_the_permission(
@@ -162,17 +144,17 @@ def test_a_cashier_takes_no_cash_back_by_cancelling_a_paid_order_without_the_per
     total = order["total"]["amount"]
     assert order["fulfillments"][0]["captured"]["amount"] == total > 0
 
-    _refused(_post(till.device, f"/v1/orders/{oid}/cancel", {}))
+    _refused(post(till.device, f"/v1/orders/{oid}/cancel", {}))
     # One fulfilment alone is refused just the same: it is the order's last.
     fid = order["fulfillments"][0]["id"]
-    _refused(_post(till.device, f"/v1/orders/{oid}/fulfillments/{fid}/cancel", {}))
-    kept = _ok(shop.get(f"/v1/orders/{oid}"))
+    _refused(post(till.device, f"/v1/orders/{oid}/fulfillments/{fid}/cancel", {}))
+    kept = ok(shop.get(f"/v1/orders/{oid}"))
     assert kept["status"] == "confirmed" and kept["fulfillments"][0]["status"] == "reserved"
     assert till.refunded(payment_id) == 0 and till.cash_refunds() == 0
     assert till.audit("order.cancelled") == []
 
     override = till.override()
-    cancelled = _ok(_post(till.device, f"/v1/orders/{oid}/cancel", {}))
+    cancelled = ok(post(till.device, f"/v1/orders/{oid}/cancel", {}))
     assert cancelled["status"] == "cancelled"
     assert till.refunded(payment_id) == total
     (entry,) = till.audit("order.cancelled")
@@ -182,7 +164,7 @@ def test_a_cashier_takes_no_cash_back_by_cancelling_a_paid_order_without_the_per
     assert entry["details"]["refunds"] == [
         {"payment_id": payment_id, "amount": total, "currency": USD}
     ]
-    _eventually(lambda: till.cash_refunds() == total)
+    eventually(lambda: till.cash_refunds() == total)
 
 
 def test_a_cancel_giving_nothing_back_needs_no_permission_and_leaves_the_override_waiting(
@@ -192,12 +174,12 @@ def test_a_cancel_giving_nothing_back_needs_no_permission_and_leaves_the_overrid
     body = {"channel": "register", "location_id": till.store,
             "lines": [{"sku": till.sku, "quantity": 1}],
             "fulfillments": [{"type": "pickup", "location_id": till.store}]}  # fmt: skip
-    pending = _ok(_post(till.device, "/v1/orders", body), 201)
+    pending = ok(post(till.device, "/v1/orders", body), 201)
     assert pending["status"] == "pending_payment"
     override = till.override()
 
     # Nothing was taken for it: cancelling only releases its hold.
-    cancelled = _ok(_post(till.device, f"/v1/orders/{pending['id']}/cancel", {}))
+    cancelled = ok(post(till.device, f"/v1/orders/{pending['id']}/cancel", {}))
     assert cancelled["status"] == "cancelled"
     (entry,) = till.audit("order.cancelled")
     assert (entry["staff_id"], entry["approved_by"]) == (till.cashier, None)
@@ -208,7 +190,7 @@ def test_a_cancel_giving_nothing_back_needs_no_permission_and_leaves_the_overrid
     # The override still waits for the refund the manager gave it for.
     _, payment_id = till.cash_order(["in_store"])
     refund = {"amount": {"amount": 100, "currency": USD}, "reason": "goodwill"}
-    _ok(_post(till.device, f"/v1/payments/{payment_id}/refunds", refund), 201)
+    ok(post(till.device, f"/v1/payments/{payment_id}/refunds", refund), 201)
     (refunded,) = till.audit("refund")
     assert (refunded["approved_by"], refunded["details"]["override_id"]) == (
         till.manager,

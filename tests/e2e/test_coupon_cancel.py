@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from pos_devstack.http_checks import eventually, ok, post
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -22,41 +23,24 @@ pytestmark = pytest.mark.e2e
 CODE = "ONCE-ONLY"
 
 
-def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
-    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
-
-
-def _ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text
-    return answer.json()
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "the expected state was not reached in time"
-        time.sleep(0.2)
-    return value
-
-
 @pytest.fixture(scope="module")
 def shop(platform: Running) -> Iterator[tuple[httpx.Client, str, str, str]]:
     """A store with stock, a promotion that needs a coupon and its one-use code."""
     with platform.new_merchant(f"Coupon cancel {uuid.uuid4().hex[:8]}") as http:
-        store = _ok(_post(http, "/v1/locations",
+        store = ok(post(http, "/v1/locations",
                           {"name": "Coupon Rd", "currency": "USD", "tax_rate_bps": 0,
                            "ship_enabled": True}), 201)  # fmt: skip
         sku = "CC-TEE"
-        _ok(_post(http, "/v1/products",
+        ok(post(http, "/v1/products",
                   {"sku": sku, "name": "Tee", "price": {"amount": 2000, "currency": "USD"}}),
             201)  # fmt: skip
-        _ok(_post(http, "/v1/inventory/adjustments",
+        ok(post(http, "/v1/inventory/adjustments",
                   {"sku": sku, "location_id": store["id"], "delta": 50, "reason": "received"}),
             201)  # fmt: skip
-        promo = _ok(_post(http, "/v1/promotions",
+        promo = ok(post(http, "/v1/promotions",
                           {"name": "Ten off", "percent_off_bps": 1000, "requires_coupon": True}),
                     201)  # fmt: skip
-        _ok(_post(http, f"/v1/promotions/{promo['id']}/coupons",
+        ok(post(http, f"/v1/promotions/{promo['id']}/coupons",
                   {"codes": [CODE], "max_uses": 1}), 201)  # fmt: skip
         yield http, store["id"], sku, promo["id"]
 
@@ -76,24 +60,24 @@ def _order(http: httpx.Client, store: str, sku: str) -> dict[str, Any]:
         ],
         "coupon_codes": [CODE.lower()],
     }
-    order = _ok(_post(http, "/v1/orders", body), 201)
+    order = ok(post(http, "/v1/orders", body), 201)
     assert order["coupons"][0]["status"] == "reserved"
-    _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    ok(post(http, f"/v1/orders/{order['id']}/tenders",
               {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     assert confirmed["status"] == "confirmed"
     assert confirmed["coupons"][0]["status"] == "redeemed"
     return dict(confirmed)
 
 
 def _redeemed_count(http: httpx.Client, promotion_id: str) -> int:
-    [coupon] = _ok(http.get(f"/v1/promotions/{promotion_id}/coupons"))["data"]
+    [coupon] = ok(http.get(f"/v1/promotions/{promotion_id}/coupons"))["data"]
     return int(coupon["redeemed_count"])
 
 
 def _preview_reasons(http: httpx.Client, store: str, sku: str) -> list[str]:
     body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}], "coupon_codes": [CODE]}
-    quote = _ok(_post(http, "/v1/carts/calculate", body))
+    quote = ok(post(http, "/v1/carts/calculate", body))
     return [r["reason"] for r in quote["rejected_coupons"]]
 
 
@@ -103,7 +87,7 @@ def _given_back(http: httpx.Client, store: str, sku: str, promotion_id: str) -> 
 
 
 def _coupon_events(http: httpx.Client, kind: str) -> list[dict[str, Any]]:
-    feed = _ok(http.get("/v1/events", params={"types": "coupon.*", "limit": 200}))["data"]
+    feed = ok(http.get("/v1/events", params={"types": "coupon.*", "limit": 200}))["data"]
     return [e for e in feed if e["type"] == f"coupon.{kind}"]
 
 
@@ -116,16 +100,16 @@ def test_a_confirmed_order_cancelled_whole_gives_its_redeemed_coupon_back(
     assert _preview_reasons(http, store, sku) == ["coupon_exhausted"]
 
     key = str(uuid.uuid4())
-    cancelled = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}, key))
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}, key))
     assert cancelled["status"] == "cancelled"
     assert cancelled["coupons"][0]["status"] == "released"
     _given_back(http, store, sku, promotion_id)
     # Retried with its key, and again with another: given back once, nothing more moves.
-    assert _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}, key)) == cancelled
-    again = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert ok(post(http, f"/v1/orders/{order['id']}/cancel", {}, key)) == cancelled
+    again = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
     assert again["status"] == "cancelled" and again["coupons"][0]["status"] == "released"
     _given_back(http, store, sku, promotion_id)
-    assert _ok(http.get(f"/v1/orders/{order['id']}"))["coupons"][0]["status"] == "released"
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["coupons"][0]["status"] == "released"
     _next_order_takes_the_use_and_gives_it_back(http, store, sku, promotion_id)
 
 
@@ -136,16 +120,16 @@ def test_the_last_fulfilment_cancelled_gives_the_orders_redeemed_coupon_back(
     order = _order(http, store, sku)
     first, second = order["fulfillments"]
     path = f"/v1/orders/{order['id']}/fulfillments"
-    kept = _ok(_post(http, f"{path}/{first['id']}/cancel", {}))
+    kept = ok(post(http, f"{path}/{first['id']}/cancel", {}))
     # One shipment still goes: the order stands, and so does its coupon's use.
     assert kept["status"] == "confirmed" and kept["coupons"][0]["status"] == "redeemed"
     assert _redeemed_count(http, promotion_id) == 1
     key = str(uuid.uuid4())
-    last = _ok(_post(http, f"{path}/{second['id']}/cancel", {}, key))
+    last = ok(post(http, f"{path}/{second['id']}/cancel", {}, key))
     assert last["status"] == "cancelled"
     assert last["coupons"][0]["status"] == "released"
     _given_back(http, store, sku, promotion_id)
-    retried = _ok(_post(http, f"{path}/{second['id']}/cancel", {}, key))
+    retried = ok(post(http, f"{path}/{second['id']}/cancel", {}, key))
     assert retried["status"] == "cancelled" and retried["coupons"][0]["status"] == "released"
     _given_back(http, store, sku, promotion_id)
     _next_order_takes_the_use_and_gives_it_back(http, store, sku, promotion_id)
@@ -157,7 +141,7 @@ def _next_order_takes_the_use_and_gives_it_back(
     """The use is the next customer's: their order redeems it; cancelled, it is free again."""
     following = _order(http, store, sku)
     assert _redeemed_count(http, promotion_id) == 1
-    _ok(_post(http, f"/v1/orders/{following['id']}/cancel", {}))
+    ok(post(http, f"/v1/orders/{following['id']}/cancel", {}))
     _given_back(http, store, sku, promotion_id)
 
 
@@ -169,10 +153,10 @@ def test_partners_hear_each_redeemed_use_given_back_once(
     merchant's coupon is cancelled by the end of each test, so the two counts meet."""
     http, store, sku, promotion_id = shop
     order = _order(http, store, sku)
-    _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
-    _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))  # asked again: nothing more
-    spent = _eventually(lambda: _coupon_events(http, "redeemed"))
-    back = _eventually(lambda: (found := _coupon_events(http, "released")) and
+    ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))  # asked again: nothing more
+    spent = eventually(lambda: _coupon_events(http, "redeemed"))
+    back = eventually(lambda: (found := _coupon_events(http, "released")) and
                        len(found) >= len(spent) and found)  # fmt: skip
     time.sleep(1)  # a duplicate would have reached the feed by now
     assert len(_coupon_events(http, "released")) == len(back) == len(spent)

@@ -7,7 +7,6 @@ store, in-store goods or a step racing the cancel are 409s. Each test has a merc
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,46 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from pos_devstack.http_checks import available, eventually, ok, post, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
 
 SHIP = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "the expected state was not reached in time"
-        time.sleep(0.1)
-    return value
-
-
-def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
-    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
-
-
-def _ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text
-    return answer.json()
-
-
-def _stocked(http: httpx.Client, units: int = 10) -> tuple[str, list[str]]:
-    """A product of its own with `units` in each of the merchant's first two stores."""
-    sku = f"FC-{uuid.uuid4().hex[:8].upper()}"
-    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Cancel probe",
-        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
-    locations = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
-    for loc in locations:
-        adjustment = {"sku": sku, "location_id": loc, "delta": units, "reason": "received"}
-        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
-    return sku, locations
-
-
-def _available(http: httpx.Client, sku: str, location: str) -> int:
-    levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location}).json()
-    return int(levels["data"][0]["available"])
 
 
 @contextmanager
@@ -69,16 +35,16 @@ def _shop(platform: Running, name: str) -> Iterator[httpx.Client]:
 
 def _paid(http: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """An order made, paid by card and confirmed; and its payment's id."""
-    order = _ok(_post(http, "/v1/orders", body), 201)
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     assert confirmed["status"] == "confirmed"
     return confirmed, str(paid["payment"]["id"])
 
 
 def _cancel(http: httpx.Client, order_id: str, fid: str, key: str | None = None) -> Any:
-    return _post(http, f"/v1/orders/{order_id}/fulfillments/{fid}/cancel", {}, key)
+    return post(http, f"/v1/orders/{order_id}/fulfillments/{fid}/cancel", {}, key)
 
 
 def _kept(payment: dict[str, Any]) -> int:
@@ -105,47 +71,47 @@ def test_a_split_shipment_cancels_one_store_and_the_other_ships_and_captures_its
     platform: Running,
 ) -> None:
     with _shop(platform, "Split cancel shop") as http:
-        sku, (first, second) = _stocked(http)
+        sku, (first, second) = stocked(http, "FC")
         order, payment_id = _paid(http, _split(sku, first, second))
         oid = order["id"]
         (one, two) = order["fulfillments"]
         shares = [one["amount"]["amount"], two["amount"]["amount"]]
-        assert _available(http, sku, second) == 7
+        assert available(http, sku, second) == 7
 
         key = str(uuid.uuid4())
-        cancelled = _ok(_cancel(http, oid, two["id"], key))
+        cancelled = ok(_cancel(http, oid, two["id"], key))
         assert cancelled["status"] == "confirmed"
         assert [f["status"] for f in cancelled["fulfillments"]] == ["reserved", "cancelled"]
         assert cancelled["cancelled_total"]["amount"] == shares[1]
         assert f"{two['id']}:cancelled" in [c["status"] for c in cancelled["timeline"]]
-        assert _available(http, sku, second) == 10
+        assert available(http, sku, second) == 10
         # Retried, with its key and with another: the same order, the units back only once.
-        assert _ok(_cancel(http, oid, two["id"], key))["version"] == cancelled["version"]
-        assert _ok(_cancel(http, oid, two["id"]))["version"] == cancelled["version"]
-        assert _available(http, sku, second) == 10 and _available(http, sku, first) == 9
+        assert ok(_cancel(http, oid, two["id"], key))["version"] == cancelled["version"]
+        assert ok(_cancel(http, oid, two["id"]))["version"] == cancelled["version"]
+        assert available(http, sku, second) == 10 and available(http, sku, first) == 9
         # Nothing was captured for it: the authorisation stays, the other store captures from it.
-        payment = _ok(http.get(f"/v1/payments/{payment_id}"))
+        payment = ok(http.get(f"/v1/payments/{payment_id}"))
         assert payment["status"] == "authorized" and payment["captured"]["amount"] == 0
 
-        step = _post(http, f"/v1/orders/{oid}/fulfillments/{two['id']}/steps", SHIP)
+        step = post(http, f"/v1/orders/{oid}/fulfillments/{two['id']}/steps", SHIP)
         assert step.status_code == 409 and step.json()["code"] == "fulfillment_cancelled"
 
-        shipped = _ok(_post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
+        shipped = ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
         assert shipped["fulfillments"][0]["captured"]["amount"] == shares[0]
-        payment = _ok(http.get(f"/v1/payments/{payment_id}"))
+        payment = ok(http.get(f"/v1/payments/{payment_id}"))
         # Its own share captured, the cancelled store's share released: never captured.
         assert payment["captured"]["amount"] == shares[0]
         assert payment["voided"]["amount"] == shares[1]
         assert _kept(payment) == order["total"]["amount"] - shipped["cancelled_total"]["amount"]
-        again = _ok(http.get(f"/v1/orders/{oid}"))
+        again = ok(http.get(f"/v1/orders/{oid}"))
         assert again["paid"]["amount"] == shares[0]
         # The cancelled share is sold to no one: nothing is due of it.
-        summary = _ok(http.get(f"/v1/orders/{oid}/payments"))
+        summary = ok(http.get(f"/v1/orders/{oid}/payments"))
         assert summary["balance_due"]["amount"] == 0, summary
 
         late = _cancel(http, oid, one["id"])
         assert late.status_code == 409 and late.json()["code"] == "fulfillment_left_store"
-        done = _ok(_post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps",
+        done = ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps",
                          {"status": "delivered"}))  # fmt: skip
         assert done["status"] == "completed"
 
@@ -162,14 +128,14 @@ def test_a_split_shipment_cancels_one_store_and_the_other_ships_and_captures_its
                 and e["data"]["object"]["fulfillments"][0]["status"] == "reserved"
             ]
 
-        assert len(_eventually(cancel_event)) == 1
+        assert len(eventually(cancel_event)) == 1
 
 
 def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
     platform: Running,
 ) -> None:
     with _shop(platform, "Endless aisle cancel shop") as http:
-        sku, (here, there) = _stocked(http)
+        sku, (here, there) = stocked(http, "FC")
         body = {
             "channel": "register",
             "location_id": here,
@@ -188,13 +154,13 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
         assert in_store["status"] == "fulfilled"
         # The sandbox's authorisation is shorter than a pickup's wait: captured at confirmation.
         assert pickup["captured"] == pickup["amount"]
-        _eventually(lambda: _available(http, sku, here) == 9)
+        eventually(lambda: available(http, sku, here) == 9)
 
         refused = _cancel(http, oid, in_store["id"])
         assert refused.status_code == 409 and refused.json()["code"] == "fulfillment_in_store"
 
         key = str(uuid.uuid4())
-        cancelled = _ok(_cancel(http, oid, pickup["id"], key))
+        cancelled = ok(_cancel(http, oid, pickup["id"], key))
         # The in-store goods were handed over: the order is done, not cancelled.
         assert cancelled["status"] == "completed"
         assert [f["status"] for f in cancelled["fulfillments"]] == ["fulfilled", "cancelled"]
@@ -202,10 +168,10 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
         assert cancelled["paid"] == in_store["amount"]
         # Its capture went back, and the fulfilment says so beside what it captured.
         assert cancelled["fulfillments"][1]["refunded"] == pickup["captured"]
-        _ok(_cancel(http, oid, pickup["id"], key))
-        assert _available(http, sku, there) == 10 and _available(http, sku, here) == 9
+        ok(_cancel(http, oid, pickup["id"], key))
+        assert available(http, sku, there) == 10 and available(http, sku, here) == 9
 
-        payment = _ok(http.get(f"/v1/payments/{payment_id}"))
+        payment = ok(http.get(f"/v1/payments/{payment_id}"))
         assert payment["refunded"]["amount"] == pickup["amount"]["amount"]
         assert _kept(payment) == in_store["amount"]["amount"]
 
@@ -214,11 +180,11 @@ def test_the_last_fulfilment_cancelled_cancels_an_order_nothing_of_which_was_han
     platform: Running,
 ) -> None:
     with _shop(platform, "Last fulfilment shop") as http:
-        sku, (store, _) = _stocked(http)
+        sku, (store, _) = stocked(http, "FC")
         body = {"channel": "web", "location_id": store, "lines": [{"sku": sku, "quantity": 2}],
                 "fulfillments": [{"type": "shipment", "location_id": store,
                                   "ship_to": "3 Oak St"}]}  # fmt: skip
-        pending = _ok(_post(http, "/v1/orders", body), 201)
+        pending = ok(post(http, "/v1/orders", body), 201)
         early = _cancel(http, pending["id"], pending["fulfillments"][0]["id"])
         assert early.status_code == 409 and early.json()["code"] == "order_not_confirmed"
 
@@ -226,39 +192,39 @@ def test_the_last_fulfilment_cancelled_cancels_an_order_nothing_of_which_was_han
             "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0},
                       {"sku": sku, "quantity": 2, "fulfillment": 1}]})  # fmt: skip
         first, second = order["fulfillments"]
-        picked = _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{first['id']}/steps",
+        picked = ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{first['id']}/steps",
                            {"status": "picked"}))  # fmt: skip
         assert picked["fulfillments"][0]["status"] == "picked"
-        assert _ok(_cancel(http, order["id"], first["id"]))["status"] == "confirmed"
-        last = _ok(_cancel(http, order["id"], second["id"]))
+        assert ok(_cancel(http, order["id"], first["id"]))["status"] == "confirmed"
+        last = ok(_cancel(http, order["id"], second["id"]))
         assert last["status"] == "cancelled" and last["cancel_reason"] == "requested"
         assert last["cancelled_total"] == last["total"]
-        payment = _ok(http.get(f"/v1/payments/{payment_id}"))
+        payment = ok(http.get(f"/v1/payments/{payment_id}"))
         assert payment["status"] == "voided" and _kept(payment) == 0
         # The pending order's two units are still held; the cancelled order's are back.
-        assert _available(http, sku, store) == 8
+        assert available(http, sku, store) == 8
 
 
 def test_a_cancel_racing_the_shipment_of_the_same_fulfilment_is_one_or_the_other(
     platform: Running,
 ) -> None:
     with _shop(platform, "Race shop") as http:
-        sku, (first, second) = _stocked(http, units=40)
+        sku, (first, second) = stocked(http, "FC", units=40)
         for _ in range(4):
             order, payment_id = _paid(http, _split(sku, first, second))
             oid, (one, two) = order["id"], order["fulfillments"]
             share = two["amount"]["amount"]
             step, fid = f"/v1/orders/{oid}/fulfillments/{two['id']}/steps", two["id"]
             calls: list[Callable[[], httpx.Response]] = [
-                partial(_post, http, step, SHIP),
+                partial(post, http, step, SHIP),
                 partial(_cancel, http, oid, fid),
             ]
             with ThreadPoolExecutor(2) as pool:
                 shipped, cancelled = [f.result() for f in [pool.submit(c) for c in calls]]
             statuses = sorted([shipped.status_code, cancelled.status_code])
             assert statuses == [200, 409], (shipped.text, cancelled.text)
-            now = _ok(http.get(f"/v1/orders/{oid}"))["fulfillments"][1]
-            payment = _ok(http.get(f"/v1/payments/{payment_id}"))
+            now = ok(http.get(f"/v1/orders/{oid}"))["fulfillments"][1]
+            payment = ok(http.get(f"/v1/payments/{payment_id}"))
             if shipped.status_code == 200:
                 assert cancelled.json()["code"] in (
                     "fulfillment_in_progress",
@@ -269,7 +235,7 @@ def test_a_cancel_racing_the_shipment_of_the_same_fulfilment_is_one_or_the_other
                 assert shipped.json()["code"] == "fulfillment_cancelled"
                 assert now["status"] == "cancelled" and _kept(payment) == 0
             # The other store ships as usual either way.
-            _ok(_post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
-            payment = _ok(http.get(f"/v1/payments/{payment_id}"))
-            final = _ok(http.get(f"/v1/orders/{oid}"))
+            ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
+            payment = ok(http.get(f"/v1/payments/{payment_id}"))
+            final = ok(http.get(f"/v1/orders/{oid}"))
             assert _kept(payment) == final["total"]["amount"] - final["cancelled_total"]["amount"]

@@ -5,53 +5,18 @@ voided), bad input, and no oversell under concurrent web orders."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from pos_devstack.http_checks import available, eventually, ok, post, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "the expected state was not reached in time"
-        time.sleep(0.1)
-    return value
-
-
-def _post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
-    return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
-
-
-def _ok(answer: httpx.Response, status: int = 200) -> Any:
-    assert answer.status_code == status, answer.text
-    return answer.json()
-
-
-def _stocked(http: httpx.Client, units: int = 10) -> tuple[str, list[str]]:
-    """A product of its own with `units` in each of the merchant's first two stores."""
-    sku = f"ORD-{uuid.uuid4().hex[:8].upper()}"
-    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Order probe",
-        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
-    locations = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
-    for loc in locations:
-        adjustment = {"sku": sku, "location_id": loc, "delta": units, "reason": "received"}
-        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
-    return sku, locations
-
-
-def _available(http: httpx.Client, sku: str, location: str) -> int:
-    levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location}).json()
-    return int(levels["data"][0]["available"])
 
 
 def test_a_pickup_that_would_outlive_its_authorisation_is_captured_at_confirmation(
@@ -60,15 +25,15 @@ def test_a_pickup_that_would_outlive_its_authorisation_is_captured_at_confirmati
     """The sandbox's authorisations last an hour, a pickup waits a week by default: capturing
     at hand-over could meet an expired authorisation, so it is captured at confirmation."""
     http = platform.http
-    sku, (store, _) = _stocked(http)
+    sku, (store, _) = stocked(http, "ORD")
     body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
             "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
-    order = _ok(_post(http, "/v1/orders", body), 201)
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     assert confirmed["fulfillments"][0]["captured"] == confirmed["total"]
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == confirmed["total"]["amount"]
 
 
@@ -83,13 +48,13 @@ def test_a_pickup_is_held_paid_after_a_decline_and_captured_at_hand_over(
             json={"pickup_expiry_seconds": 3600, "authorization_window_seconds": 7200},
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
-        assert _ok(settings)["capture_pickup_at_order"] is False
+        assert ok(settings)["capture_pickup_at_order"] is False
         assert settings.json()["authorization_window_seconds"] == 7200
         _pickup_flow(http)
 
 
 def _pickup_flow(http: httpx.Client) -> None:
-    sku, (store, _) = _stocked(http)
+    sku, (store, _) = stocked(http, "ORD")
     body = {
         "channel": "web",
         "location_id": store,
@@ -99,62 +64,62 @@ def _pickup_flow(http: httpx.Client) -> None:
         "metadata": {"cart_id": "c_1"},
     }
     key = str(uuid.uuid4())
-    order = _ok(_post(http, "/v1/orders", body, key), 201)
-    assert _ok(_post(http, "/v1/orders", body, key), 201)["id"] == order["id"]  # replayed
+    order = ok(post(http, "/v1/orders", body, key), 201)
+    assert ok(post(http, "/v1/orders", body, key), 201)["id"] == order["id"]  # replayed
     assert order["status"] == "pending_payment" and order["channel"] == "web"
     (pickup,) = order["fulfillments"]
     assert (pickup["type"], pickup["status"]) == ("pickup", "reserved")
-    assert pickup["reservation_id"] and _available(http, sku, store) == 8
+    assert pickup["reservation_id"] and available(http, sku, store) == 8
 
-    declined = _post(http, f"/v1/orders/{order['id']}/tenders",
+    declined = post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_declined"})  # fmt: skip
     assert declined.status_code == 402, declined.text
-    again = _ok(http.get(f"/v1/orders/{order['id']}"))
-    assert again["status"] == "pending_payment" and _available(http, sku, store) == 8
+    again = ok(http.get(f"/v1/orders/{order['id']}"))
+    assert again["status"] == "pending_payment" and available(http, sku, store) == 8
 
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
     assert paid["payment"]["status"] == "authorized"
-    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     assert confirmed["status"] == "confirmed"
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == 0  # captured at hand-over (the default setting)
 
     step = f"/v1/orders/{order['id']}/fulfillments/{pickup['id']}/steps"
-    wrong = _post(http, step, {"status": "shipped", "carrier": "UPS", "tracking_number": "1"})
+    wrong = post(http, step, {"status": "shipped", "carrier": "UPS", "tracking_number": "1"})
     assert wrong.status_code == 409 and wrong.json()["code"] == "invalid_transition"
-    ready = _ok(_post(http, step, {"status": "ready_for_pickup"}))
+    ready = ok(post(http, step, {"status": "ready_for_pickup"}))
     assert ready["fulfillments"][0]["status"] == "ready_for_pickup"
-    done = _ok(_post(http, step, {"status": "picked_up"}))
+    done = ok(post(http, step, {"status": "picked_up"}))
     assert done["status"] == "completed"
     assert done["fulfillments"][0]["captured"] == done["total"]
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == done["total"]["amount"]
     assert [c["status"] for c in done["timeline"] if ":" not in c["status"]] == [
         "pending_payment",
         "confirmed",
         "completed",
     ]
-    listed = _ok(http.get("/v1/orders", params={"channel": "web", "status": "completed"}))
+    listed = ok(http.get("/v1/orders", params={"channel": "web", "status": "completed"}))
     assert order["id"] in [o["id"] for o in listed["data"]]
-    collected = _ok(http.get("/v1/orders", params={"fulfillment_status": "picked_up",
+    collected = ok(http.get("/v1/orders", params={"fulfillment_status": "picked_up",
                                                    "location_id": store}))  # fmt: skip
     assert [o["id"] for o in collected["data"]] == [order["id"]]
-    waiting = _ok(http.get("/v1/orders", params={"status": "pending_payment"}))
+    waiting = ok(http.get("/v1/orders", params={"status": "pending_payment"}))
     assert order["id"] not in [o["id"] for o in waiting["data"]]
 
     def feed() -> list[str]:
         events = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
         return [e["type"] for e in events if e["data"]["object"]["id"] == order["id"]]
 
-    kinds = _eventually(lambda: len(feed()) >= 5 and feed())
+    kinds = eventually(lambda: len(feed()) >= 5 and feed())
     assert kinds[0] == "order.created" and "order.confirmed" in kinds
     assert kinds.count("order.fulfillment_updated") == 2 and kinds[-1] == "order.completed"
 
 
 def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> None:
     http = platform.http
-    sku, (first, second) = _stocked(http)
+    sku, (first, second) = stocked(http, "ORD")
     body = {
         "channel": "web",
         "location_id": first,
@@ -167,24 +132,24 @@ def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> 
             {"type": "shipment", "location_id": second, "ship_to": "1 Main St, Springfield"},
         ],
     }
-    order = _ok(_post(http, "/v1/orders", body), 201)
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     shares = [f["amount"]["amount"] for f in order["fulfillments"]]
     assert sum(shares) == order["total"]["amount"]
 
     ids = [f["id"] for f in order["fulfillments"]]
     ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
-    shipped = _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[0]}/steps", ship))
+    shipped = ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[0]}/steps", ship))
     assert shipped["fulfillments"][0]["tracking_number"] == "1Z999AA10123456784"
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == shares[0]  # a partial capture: its share only
-    _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[1]}/steps", ship))
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[1]}/steps", ship))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == order["total"]["amount"]
     for fid in ids:
-        last = _ok(_post(http, f"/v1/orders/{order['id']}/fulfillments/{fid}/steps",
+        last = ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{fid}/steps",
                          {"status": "delivered"}))  # fmt: skip
     assert last["status"] == "completed"
 
@@ -193,28 +158,28 @@ def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
     platform: Running,
 ) -> None:
     http = platform.http
-    sku, (store, _) = _stocked(http)
+    sku, (store, _) = stocked(http, "ORD")
     body = {
         "location_id": store,
         "lines": [{"sku": sku, "quantity": 4}],
         "fulfillments": [{"type": "pickup", "location_id": store}],
     }
-    order = _ok(_post(http, "/v1/orders", body), 201)
+    order = ok(post(http, "/v1/orders", body), 201)
     # No tender yet: nothing taken, the whole total due (not a 404 for an order that exists).
-    unpaid = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    unpaid = ok(http.get(f"/v1/orders/{order['id']}/payments"))
     assert unpaid["payments"] == [] and unpaid["balance_due"] == order["total"]
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    assert _available(http, sku, store) == 6
-    cancelled = _ok(_post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert available(http, sku, store) == 6
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
     assert cancelled["paid"]["amount"] == 0
-    assert _ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
+    assert ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
     assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == "requested"
     assert cancelled["fulfillments"][0]["status"] == "cancelled"
-    assert _available(http, sku, store) == 10
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert available(http, sku, store) == 10
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["status"] == "voided"
-    late = _post(http, f"/v1/orders/{order['id']}/tenders", {"tender_type": "card",
+    late = post(http, f"/v1/orders/{order['id']}/tenders", {"tender_type": "card",
                  "card_token": "tok_visa"})  # fmt: skip
     assert late.status_code == 409
 
@@ -223,33 +188,33 @@ def test_cash_given_back_before_the_confirmation_is_due_again(platform: Running)
     """GET /orders/{id}/payments counts a refund made while the order is still open: the
     customer took that money back, so it is owed again (and the order cannot be confirmed)."""
     http = platform.http
-    sku, (store, _) = _stocked(http)
+    sku, (store, _) = stocked(http, "ORD")
     body = {
         "location_id": store,
         "lines": [{"sku": sku, "quantity": 1}],
         "fulfillments": [{"type": "pickup", "location_id": store}],
     }
-    order = _ok(_post(http, "/v1/orders", body), 201)
+    order = ok(post(http, "/v1/orders", body), 201)
     total, currency = order["total"]["amount"], order["total"]["currency"]
-    cash = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    cash = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "cash", "cash_tendered": order["total"]}), 201)  # fmt: skip
-    assert _ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
+    assert ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
     back = {"amount": {"amount": 400, "currency": currency}, "reason": "changed their mind"}
-    _ok(_post(http, f"/v1/payments/{cash['payment']['id']}/refunds", back), 201)
+    ok(post(http, f"/v1/payments/{cash['payment']['id']}/refunds", back), 201)
     # The order hears of the refund from the payment service's event.
-    _eventually(lambda: _ok(http.get(f"/v1/orders/{order['id']}"))["paid"]["amount"] == total - 400)
+    eventually(lambda: ok(http.get(f"/v1/orders/{order['id']}"))["paid"]["amount"] == total - 400)
 
-    summary = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    summary = ok(http.get(f"/v1/orders/{order['id']}/payments"))
 
     assert summary["refunded"]["amount"] == 400
     assert summary["balance_due"]["amount"] == 400
-    refused = _post(http, f"/v1/orders/{order['id']}/confirm", {})
+    refused = post(http, f"/v1/orders/{order['id']}/confirm", {})
     assert refused.status_code == 409 and refused.json()["code"] == "balance_due"
 
 
 def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Running) -> None:
     http = platform.http
-    sku, (here, there) = _stocked(http)
+    sku, (here, there) = stocked(http, "ORD")
     body = {
         "channel": "register",
         "location_id": here,
@@ -262,24 +227,24 @@ def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Run
             {"type": "shipment", "location_id": there, "ship_to": "2 Elm St"},
         ],
     }
-    order = _ok(_post(http, "/v1/orders", body), 201)
-    assert _available(http, sku, there) == 8  # the remote store's units are held
-    paid = _ok(_post(http, f"/v1/orders/{order['id']}/tenders",
+    order = ok(post(http, "/v1/orders", body), 201)
+    assert available(http, sku, there) == 8  # the remote store's units are held
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     in_store, shipment = confirmed["fulfillments"]
     assert (in_store["status"], shipment["status"]) == ("fulfilled", "reserved")
-    payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == in_store["amount"]["amount"]
     # The in-store unit leaves the shelf with the order's event; the held ones with their hold.
-    _eventually(lambda: _available(http, sku, here) == 9)
-    assert _available(http, sku, there) == 8
+    eventually(lambda: available(http, sku, here) == 9)
+    assert available(http, sku, there) == 8
 
 
 def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Running) -> None:
     http = platform.http
-    sku, (store, _) = _stocked(http)
-    before = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
+    sku, (store, _) = stocked(http, "ORD")
+    before = ok(http.get("/v1/orders", params={"limit": 200}))["data"]
     for body, field in [
         ({"location_id": store, "lines": []}, "lines"),
         ({"location_id": store, "lines": [{"sku": sku, "quantity": 1, "fulfillment": 1}]},
@@ -288,10 +253,10 @@ def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Ru
           "fulfillments": [{"type": "shipment", "location_id": store}]},
          "fulfillments[0].ship_to"),
     ]:  # fmt: skip
-        answer = _post(http, "/v1/orders", body)
+        answer = post(http, "/v1/orders", body)
         assert answer.status_code == 400, answer.text
         assert field in {e["field"] for e in answer.json()["errors"]}, answer.text
-    after = _ok(http.get("/v1/orders", params={"limit": 200}))["data"]
+    after = ok(http.get("/v1/orders", params={"limit": 200}))["data"]
     assert len(after) == len(before)
 
 
@@ -301,25 +266,25 @@ def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
     """A merchant of its own (the sandbox merchant's two stores are counted elsewhere): a shop
     that hands over pickups and ships, and a back office that does neither."""
     with platform.new_merchant("Back office merchant") as http:
-        shop = _ok(_post(http, "/v1/locations", {"name": "Shop", "currency": "USD",
+        shop = ok(post(http, "/v1/locations", {"name": "Shop", "currency": "USD",
                    "pickup_enabled": True, "ship_enabled": True}), 201)  # fmt: skip
-        office = _ok(_post(http, "/v1/locations", {"name": "Back office", "currency": "USD"}), 201)
-        _ok(_post(http, "/v1/products", {"sku": "BOX", "name": "Box",
+        office = ok(post(http, "/v1/locations", {"name": "Back office", "currency": "USD"}), 201)
+        ok(post(http, "/v1/products", {"sku": "BOX", "name": "Box",
             "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
         for at in (shop, office):
             stock = {"sku": "BOX", "location_id": at["id"], "delta": 5, "reason": "received"}
-            _ok(_post(http, "/v1/inventory/adjustments", stock), 201)
+            ok(post(http, "/v1/inventory/adjustments", stock), 201)
         line = [{"sku": "BOX", "quantity": 1}]
         for fulfillment in (
             {"type": "pickup", "location_id": office["id"]},
             {"type": "shipment", "location_id": office["id"], "ship_to": "1 Main St"},
         ):
             body = {"location_id": shop["id"], "lines": line, "fulfillments": [fulfillment]}
-            answer = _post(http, "/v1/orders", body)
+            answer = post(http, "/v1/orders", body)
             assert answer.status_code == 400, answer.text
             assert [e["field"] for e in answer.json()["errors"]] == ["fulfillments[0].location_id"]
-        assert _ok(http.get("/v1/orders"))["data"] == []
-        levels = _ok(http.get("/v1/inventory", params={"sku": "BOX"}))["data"]
+        assert ok(http.get("/v1/orders"))["data"] == []
+        levels = ok(http.get("/v1/inventory", params={"sku": "BOX"}))["data"]
         assert {lv["available"] for lv in levels} == {5}
         # The shop itself takes both; so does the office once the merchant says so.
         stale = http.patch(f"/v1/locations/{office['id']}", json={"pickup_enabled": True},
@@ -327,10 +292,10 @@ def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
         assert stale.status_code == 412, stale.text
         changed = http.patch(f"/v1/locations/{office['id']}", json={"pickup_enabled": True,
                              "ship_enabled": True}, headers={"If-Match": '"1"'})  # fmt: skip
-        assert _ok(changed)["pickup_enabled"] and changed.json()["version"] == 2
+        assert ok(changed)["pickup_enabled"] and changed.json()["version"] == 2
         assert changed.headers["ETag"] == '"2"'
         read = http.get(f"/v1/locations/{office['id']}")
-        assert _ok(read) == changed.json() and read.headers["ETag"] == '"2"'
+        assert ok(read) == changed.json() and read.headers["ETag"] == '"2"'
         assert http.get("/v1/locations/loc_nope").status_code == 404
         assert http.patch(f"/v1/locations/{office['id']}", json={}).status_code == 400
         for at, fulfillment in (
@@ -340,14 +305,14 @@ def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
             (office, {"type": "shipment", "location_id": office["id"], "ship_to": "1 Main St"}),
         ):
             body = {"location_id": at["id"], "lines": line, "fulfillments": [fulfillment]}
-            _ok(_post(http, "/v1/orders", body), 201)
+            ok(post(http, "/v1/orders", body), 201)
 
 
 def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
     """Scaled down from 1,000 orders on 100 units to 120 on 12 (the shared 2-core machine):
     the holds are what stops an oversell, at any scale."""
     http = platform.http
-    sku, (store, _) = _stocked(http, units=12)
+    sku, (store, _) = stocked(http, "ORD", units=12)
     body = {
         "location_id": store,
         "lines": [{"sku": sku, "quantity": 1}],
@@ -356,13 +321,13 @@ def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
 
     def buy(_: int) -> tuple[int, Any]:
         with httpx.Client(base_url=str(http.base_url), headers=http.headers, timeout=60) as c:
-            answer = _post(c, "/v1/orders", body)
+            answer = post(c, "/v1/orders", body)
             if answer.status_code != 201:
                 return answer.status_code, answer.json()
             order = answer.json()
-            _ok(_post(c, f"/v1/orders/{order['id']}/tenders",
+            ok(post(c, f"/v1/orders/{order['id']}/tenders",
                       {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-            return 200, _ok(_post(c, f"/v1/orders/{order['id']}/confirm", {}))
+            return 200, ok(post(c, f"/v1/orders/{order['id']}/confirm", {}))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(buy, range(120)))
@@ -371,7 +336,7 @@ def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
     assert len(confirmed) == 12
     assert len(refused) == 108
     assert all(r["code"] == "insufficient_stock" for r in refused)
-    assert _available(http, sku, store) == 0
+    assert available(http, sku, store) == 0
 
 
 def test_a_shipment_without_a_store_is_sourced_and_split_over_two_stores(
@@ -390,14 +355,14 @@ def _sourced_split(http: httpx.Client) -> None:
     for name, lat in (("near", 39.80), ("far", 41.88)):
         body = {"name": f"Ship {name} {tag}", "currency": "USD", "tax_rate_bps": 0,
                 "geo": {"latitude": lat, "longitude": -89.64}, "ship_enabled": True}  # fmt: skip
-        stores.append(_ok(_post(http, "/v1/locations", body), 201)["id"])
+        stores.append(ok(post(http, "/v1/locations", body), 201)["id"])
     sku = f"SRC-{tag.upper()}"
-    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Sourced",
+    ok(post(http, "/v1/products", {"sku": sku, "name": "Sourced",
         "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
     for store in stores:
         adjustment = {"sku": sku, "location_id": store, "delta": 3, "reason": "received"}
-        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
-    order = _ok(_post(http, "/v1/orders", {
+        ok(post(http, "/v1/inventory/adjustments", adjustment), 201)
+    order = ok(post(http, "/v1/orders", {
         "location_id": stores[0],
         "lines": [{"sku": sku, "quantity": 5}],
         "fulfillments": [{"type": "shipment", "ship_to": "1 Main St, Springfield",
@@ -410,4 +375,4 @@ def _sourced_split(http: httpx.Client) -> None:
     held = {f["location_id"]: sum(ln["quantity"] for ln in order["lines"]
             if ln["fulfillment_id"] == f["id"]) for f in parts}  # fmt: skip
     assert sorted(held.values()) == [2, 3]
-    assert all(_available(http, sku, s) == 3 - held[s] for s in stores)
+    assert all(available(http, sku, s) == 3 - held[s] for s in stores)
