@@ -887,14 +887,11 @@ def validate_credit_request(
     raise_if(violations)
 
 
-def set_aside(
-    payments: list[Payment], exchange_order_id: str, named: list[tuple[str, int, str]]
-) -> ExchangeCredit:
-    """The credit, each named payment's amount set aside on it: all or nothing, each at most
-    what the payment has left to refund."""
+def _named_payments(payments: list[Payment], named: list[tuple[str, int, str]]) -> None:
+    """Each named payment one of the order's, its amount in the payment's currency (a 400
+    naming the entry otherwise)."""
     by_id = {p.id: p for p in payments}
-    currency = payments[0].currency
-    for i, (payment_id, amount, cur) in enumerate(named):
+    for i, (payment_id, _, cur) in enumerate(named):
         payment = by_id.get(payment_id)
         if payment is None:
             raise InvalidArgument(
@@ -908,7 +905,18 @@ def set_aside(
                 f"must be the payment's currency ({payment.currency})",
             )
         )
-        _refundable_or_conflict(payment, amount, f"amounts[{i}].amount")
+
+
+def set_aside(
+    payments: list[Payment], exchange_order_id: str, named: list[tuple[str, int, str]]
+) -> ExchangeCredit:
+    """The credit, each named payment's amount set aside on it: all or nothing, each at most
+    what the payment has left to refund."""
+    _named_payments(payments, named)
+    by_id = {p.id: p for p in payments}
+    currency = payments[0].currency
+    for i, (payment_id, amount, _) in enumerate(named):
+        _refundable_or_conflict(by_id[payment_id], amount, f"amounts[{i}].amount")
     for payment_id, amount, _ in named:
         by_id[payment_id].credited += amount
     return ExchangeCredit(
@@ -998,22 +1006,9 @@ def pay_out_of_band(
     """The record, each named payment's amount set aside on it up to what it has left to
     refund. Not refused past that: the customer has the money already, and a payment refunded
     another way meanwhile (or with a refund in flight) has nothing more to give back of it."""
+    _named_payments(payments, named)
     by_id = {p.id: p for p in payments}
     currency = payments[0].currency
-    for i, (payment_id, _, cur) in enumerate(named):
-        payment = by_id.get(payment_id)
-        if payment is None:
-            raise InvalidArgument(
-                "a named payment is not one of the order's",
-                [FieldViolation(f"amounts[{i}].payment_id", "is not a payment of this order")],
-            )
-        raise_if(
-            require(
-                cur == payment.currency,
-                f"amounts[{i}].amount.currency",
-                f"must be the payment's currency ({payment.currency})",
-            )
-        )
     set_aside: dict[str, int] = {}
     for payment_id, amount, _ in named:
         payment = by_id[payment_id]
