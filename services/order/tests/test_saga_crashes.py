@@ -291,48 +291,14 @@ async def test_a_process_killed_while_a_fulfilment_is_cancelled_is_finished_afte
     meta = (("x-merchant-id", merchant),)
     saga.PAUSED.clear()
     ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
-    pickup = order_pb2.FulfillmentRequest(
-        type=order_pb2.FULFILLMENT_TYPE_PICKUP, location_id=location
-    )
     async with serve_order_on(stack.order_db, *ports, **FAST) as service:
         stub = order_pb2_grpc.OrderServiceStub(service.channel)
-        await stub.UpdateOrderSettings(
-            order_pb2.UpdateOrderSettingsRequest(
-                request_id=str(uuid.uuid4()), capture_pickup_at_order=True
-            ),
-            metadata=meta,
-            timeout=10,
-        )
-        created = await stub.CreateOrder(
-            order_pb2.CreateOrderRequest(
-                request_id=str(uuid.uuid4()),
-                channel="web",
-                location_id=location,
-                lines=[
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=2, fulfillment=0),
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
-                ],
-                fulfillments=[pickup, pickup],
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-        order_id = created.order.id
-        await stub.AddTender(
-            order_pb2.AddTenderRequest(
-                request_id=str(uuid.uuid4()),
-                order_id=order_id,
-                tender_type=payment_pb2.TENDER_TYPE_CARD,
-                card_token="tok_visa",
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-        confirmed = await stub.ConfirmOrder(
-            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
-            metadata=meta,
-            timeout=30,
-        )
+        confirmed = await _paid_at_order(
+            stub, meta, location,
+            [("TEE", 2, 0), ("TEE", 1, 1)],
+            [order_pb2.FULFILLMENT_TYPE_PICKUP, order_pb2.FULFILLMENT_TYPE_PICKUP],
+        )  # fmt: skip
+        order_id = confirmed.order.id
     _, second = confirmed.order.fulfillments
     assert second.captured.amount == second.amount.amount == 2500
 
@@ -404,50 +370,12 @@ async def test_a_process_killed_while_a_pickup_expires_is_finished_after_restart
         stack.order_db, *ports, saga_pause_at=pause, pickup_expiry_seconds=3600, **FAST
     ) as doomed:
         stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
-        await stub.UpdateOrderSettings(
-            order_pb2.UpdateOrderSettingsRequest(
-                request_id=str(uuid.uuid4()), capture_pickup_at_order=True
-            ),
-            metadata=meta,
-            timeout=10,
-        )
-        created = await stub.CreateOrder(
-            order_pb2.CreateOrderRequest(
-                request_id=str(uuid.uuid4()),
-                channel="web",
-                location_id=location,
-                lines=[
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=2, fulfillment=1),
-                ],
-                fulfillments=[
-                    order_pb2.FulfillmentRequest(
-                        type=order_pb2.FULFILLMENT_TYPE_IN_STORE, location_id=location
-                    ),
-                    order_pb2.FulfillmentRequest(
-                        type=order_pb2.FULFILLMENT_TYPE_PICKUP, location_id=location
-                    ),
-                ],
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-        order_id = created.order.id
-        await stub.AddTender(
-            order_pb2.AddTenderRequest(
-                request_id=str(uuid.uuid4()),
-                order_id=order_id,
-                tender_type=payment_pb2.TENDER_TYPE_CARD,
-                card_token="tok_visa",
-            ),
-            metadata=meta,
-            timeout=30,
-        )
-        confirmed = await stub.ConfirmOrder(
-            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
-            metadata=meta,
-            timeout=30,
-        )
+        confirmed = await _paid_at_order(
+            stub, meta, location,
+            [("TEE", 1, 0), ("TEE", 2, 1)],
+            [order_pb2.FULFILLMENT_TYPE_IN_STORE, order_pb2.FULFILLMENT_TYPE_PICKUP],
+        )  # fmt: skip
+        order_id = confirmed.order.id
         pickup = confirmed.order.fulfillments[1]
         assert pickup.captured.amount == pickup.amount.amount == 5000
 
@@ -492,3 +420,53 @@ async def test_a_process_killed_while_a_pickup_expires_is_finished_after_restart
     # The T-shirt carried out sold (from the confirmation's event), the pickup's two back once.
     await until(lambda: on_hand() == 10 - 1, limit=30)
     assert healed(stack, merchant) == []
+
+
+async def _paid_at_order(
+    stub: order_pb2_grpc.OrderServiceStub,
+    meta: tuple[tuple[str, str], ...],
+    location: str,
+    lines: list[tuple[str, int, int]],
+    types: list[Any],
+) -> order_pb2.ConfirmOrderResponse:
+    """A web order of `lines` (SKU, quantity, fulfilment) over fulfilments of `types` at
+    `location`, with pickups captured at confirmation, paid by card and confirmed."""
+    await stub.UpdateOrderSettings(
+        order_pb2.UpdateOrderSettingsRequest(
+            request_id=str(uuid.uuid4()), capture_pickup_at_order=True
+        ),
+        metadata=meta,
+        timeout=10,
+    )
+    created = await stub.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=location,
+            lines=[
+                order_pb2.OrderLineRequest(sku=sku, quantity=n, fulfillment=f)
+                for sku, n, f in lines
+            ],
+            fulfillments=[
+                order_pb2.FulfillmentRequest(type=t, location_id=location) for t in types
+            ],
+        ),
+        metadata=meta,
+        timeout=30,
+    )
+    await stub.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=created.order.id,
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=meta,
+        timeout=30,
+    )
+    confirmed: order_pb2.ConfirmOrderResponse = await stub.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=created.order.id),
+        metadata=meta,
+        timeout=30,
+    )
+    return confirmed
