@@ -136,9 +136,11 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
 ) -> None:
     with _shop(platform, "Endless aisle cancel shop") as http:
         sku, (here, there) = stocked(http, "FC")
+        customer = ok(post(http, "/v1/customers", {"given_name": "Aisle"}), 201)["id"]
         body = {
             "channel": "register",
             "location_id": here,
+            "customer_id": customer,
             "lines": [
                 {"sku": sku, "quantity": 1, "fulfillment": 0},
                 {"sku": sku, "quantity": 2, "fulfillment": 1},
@@ -174,6 +176,18 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
         payment = ok(http.get(f"/v1/payments/{payment_id}"))
         assert payment["refunded"]["amount"] == pickup["amount"]["amount"]
         assert _kept(payment) == in_store["amount"]["amount"]
+
+        # The pickup's goods never reached the customer: their share of the points goes back.
+        def points() -> list[dict[str, Any]]:
+            entries = ok(http.get(f"/v1/customers/{customer}/points"))["data"]
+            mine = [e for e in entries if e["order_id"] == oid]
+            return mine if any(e["kind"] == "reversed" for e in mine) else []
+
+        reversed_, earned = eventually(points)
+        assert earned["kind"] == "earned" and earned["points"] > 0
+        share = earned["points"] * pickup["amount"]["amount"] // order["total"]["amount"]
+        assert (reversed_["points"], reversed_["fulfillment_id"]) == (-share, pickup["id"])
+        assert reversed_["return_id"] == "" and share > 0
 
 
 def test_the_last_fulfilment_cancelled_cancels_an_order_nothing_of_which_was_handed_over(

@@ -544,3 +544,75 @@ async def test_a_merge_announces_both_sides_of_the_points_it_moves(
         (e.customer_id, e.kind, e.points, e.balance_after) for e in entries if "merged" in e.kind
     ]
     assert moved == [(loser.id, "merged_out", -40, 0), (winner.id, "merged_in", 40, 45)]
+
+
+async def test_a_cancelled_fulfilment_takes_back_the_points_of_goods_never_handed_over(
+    merchant: Caller, service: Service
+) -> None:
+    """An order of 60.00 earning 60 points, in two fulfilments of 40.00 and 20.00. The second
+    is cancelled (its goods never leave the store): a third of the points goes, once, the entry
+    naming the fulfilment. A return of 20.00 of the first then arrives carrying the growing
+    figure (40.00 given back): a third more, never both shares twice. Another order hears the
+    same events before its earn: the earn takes them back at once."""
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import (
+        names_a_customer,
+        on_fulfillment_updated,
+        on_order_returned,
+    )
+
+    c = await merchant.create(given_name="Pickup")
+
+    def usd(amount: int) -> money_pb2.Money:
+        return money_pb2.Money(amount=amount, currency="USD")
+
+    async def deliver(handler: Any, message: Any) -> None:
+        async with service.runtime.uow().bind(merchant.merchant) as uow:
+            await handler(uow, message)
+            await uow.commit()
+
+    def cancelled(order_id: str, given_back: int) -> order_events.OrderFulfillmentUpdated:
+        return order_events.OrderFulfillmentUpdated(
+            order=order_pb2.Order(id=order_id, customer_id=c.id, total=usd(6000)),
+            fulfillment_id=f"{order_id}-2",
+            goods_total=usd(6000),
+            goods_given_back=usd(given_back),
+        )
+
+    def returned(order_id: str, given_back: int) -> order_events.OrderReturned:
+        return order_events.OrderReturned(
+            order=order_pb2.Order(id=order_id, customer_id=c.id, total=usd(6000)),
+            order_return=order_pb2.Return(id=f"ret_{order_id}"),
+            goods_total=usd(6000),
+            goods_returned=usd(given_back),
+        )
+
+    # Only a cancellation or expiry says what it gave back; any other step is no business here.
+    step = order_events.OrderFulfillmentUpdated(
+        order=order_pb2.Order(id="ord_fc1", customer_id=c.id), fulfillment_id="ord_fc1-1"
+    )
+    assert not names_a_customer(step) and names_a_customer(cancelled("ord_fc1", 2000))
+
+    assert await _sale(service, merchant.merchant, "ord_fc1", c.id, 6000) == 60
+    await deliver(on_fulfillment_updated, cancelled("ord_fc1", 2000))
+    await deliver(on_fulfillment_updated, cancelled("ord_fc1", 2000))  # delivered again: once
+    assert await _balance(service, merchant, c.id) == (40, 40, 0)
+    await deliver(on_order_returned, returned("ord_fc1", 4000))
+    assert await _balance(service, merchant, c.id) == (20, 20, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert [(e.kind, e.points, e.return_id, e.fulfillment_id) for e in history.entries] == [
+        ("reversed", -20, "ret_ord_fc1", ""),
+        ("reversed", -20, "", "ord_fc1-2"),
+        ("earned", 60, "", ""),
+    ]
+    assert "not handed over" in history.entries[1].reason
+
+    # Both events before the order's earn, the later figure first: the earn keeps 20 of 60.
+    await deliver(on_order_returned, returned("ord_fc2", 4000))
+    await deliver(on_fulfillment_updated, cancelled("ord_fc2", 2000))
+    assert await _sale(service, merchant.merchant, "ord_fc2", c.id, 6000) == 60
+    assert await _balance(service, merchant, c.id) == (40, 40, 0)

@@ -205,6 +205,13 @@ class FakePriceBook:
         return self._uow.store.locations.get((m, location_id)), found
 
 
+class NoReturns:
+    """The sagas these fakes drive never see a return."""
+
+    async def of_order(self, order_id: str) -> list[Any]:
+        return []
+
+
 class FakeUow:
     """One transaction: orders written are staged and land on commit."""
 
@@ -236,6 +243,10 @@ class FakeUow:
     @property
     def prices(self) -> FakePriceBook:
         return FakePriceBook(self)
+
+    @property
+    def returns(self) -> NoReturns:
+        return NoReturns()
 
     def publish(self, event: object) -> None:
         self.events.append(event)

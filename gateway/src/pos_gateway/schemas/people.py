@@ -108,6 +108,12 @@ class PointsEntry(Answer):
         description="A `reversed` entry's return, whose units it takes points back for; empty "
         "for the order's own entries",
     )
+    fulfillment_id: str = Field(
+        "",
+        max_length=64,
+        description="A `reversed` entry's cancelled or expired fulfilment, whose goods never "
+        "reached the customer and take their share of the points back; empty otherwise",
+    )
     reason: str = Field(max_length=500)
     created_at: Timestamp
 

@@ -44,6 +44,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
                     order_events.OrderConfirmed: consumers.on_order_confirmed,
                     order_events.OrderCancelled: consumers.on_order_cancelled,
                     order_events.OrderReturned: consumers.on_order_returned,
+                    order_events.OrderFulfillmentUpdated: consumers.on_fulfillment_updated,
                 },
                 relevant=consumers.names_a_customer,
             )

@@ -125,7 +125,8 @@ def entry_to_proto(e: loyalty.Entry) -> loyalty_pb2.PointsEntry:
         balance_after=e.balance_after,
         order_id=e.order_id,
         reason=e.reason,
-        return_id=e.return_id,
+        return_id=e.order_return_id,
+        fulfillment_id=e.fulfillment_id,
     )
     if e.created_at is not None:
         msg.created_at.FromDatetime(e.created_at)

@@ -161,8 +161,17 @@ class Entry:
     # What it counts towards a tier, when not `points` (a cancellation's reversal: only the
     # earn it takes back, not the redeemed points it gives back).
     tier_points: int | None = None
-    # A return's reversal: the return whose units it takes back points for.
+    # A return's reversal: the return whose units it takes back points for; or a cancelled or
+    # expired fulfilment's, whose goods it takes back points for (`names_fulfillment`).
     return_id: str = ""
+
+    @property
+    def fulfillment_id(self) -> str:
+        return self.return_id if names_fulfillment(self.order_id, self.return_id) else ""
+
+    @property
+    def order_return_id(self) -> str:
+        return "" if names_fulfillment(self.order_id, self.return_id) else self.return_id
 
 
 @dataclass
@@ -237,3 +246,9 @@ def validate_points(points: int, where: str = "points", allow_negative: bool = F
             "must be a non-zero number of points" if allow_negative else "must be positive",
         )
     )
+
+
+def names_fulfillment(order_id: str, given_back_by: str) -> bool:
+    """Whether what a reversal was for is one of the order's fulfilments (their ids are the
+    order's, `-<n>` after it) rather than a return."""
+    return bool(order_id) and given_back_by.startswith(f"{order_id}-")

@@ -13,9 +13,15 @@ from pos_customer.service import points
 
 
 def names_a_customer(
-    message: order_events.OrderConfirmed | order_events.OrderCancelled | order_events.OrderReturned,
+    message: order_events.OrderConfirmed
+    | order_events.OrderCancelled
+    | order_events.OrderReturned
+    | order_events.OrderFulfillmentUpdated,
 ) -> bool:
-    """Only a sale to a known customer earns points; the rest need no transaction here."""
+    """Only a sale to a known customer earns points; the rest need no transaction here. Of a
+    fulfilment's updates, only its cancellation or expiry matters (it says what it gave back)."""
+    if isinstance(message, order_events.OrderFulfillmentUpdated):
+        return bool(message.order.customer_id) and message.HasField("goods_given_back")
     return bool(message.order.customer_id)
 
 
@@ -81,3 +87,21 @@ async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturne
     else:
         total, returned = order.total.amount, order.total.amount - order.paid.amount
     await points.reverse_returned(uow, order.id, message.order_return.id, total, returned)
+
+
+async def on_fulfillment_updated(
+    uow: CustomerUow, message: order_events.OrderFulfillmentUpdated
+) -> None:
+    """A fulfilment cancelled or expired after the order earned: its goods never reached the
+    customer, so their share of the points goes back, by the same growing figure returns use
+    (what the order's returns and its cancelled fulfilments took back so far)."""
+    if not message.HasField("goods_given_back"):
+        return
+    await points.reverse_returned(
+        uow,
+        message.order.id,
+        message.fulfillment_id,
+        message.goods_total.amount,
+        message.goods_given_back.amount,
+        why="not handed over",
+    )

@@ -116,7 +116,9 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     uow.publish(loyalty.PointsEarned(entry))
     await _retier(uow, customer, program)
     for return_id, total, refunded in reversals:
-        await reverse_returned(uow, sale.order_id, return_id, total, refunded)
+        cancelled_goods = loyalty.names_fulfillment(sale.order_id, return_id)
+        why = "not handed over" if cancelled_goods else "returned"
+        await reverse_returned(uow, sale.order_id, return_id, total, refunded, why)
     return points
 
 
@@ -274,14 +276,23 @@ async def reverse_cancelled(uow: CustomerUnitOfWork, order_id: str) -> list[loya
 
 
 async def reverse_returned(
-    uow: CustomerUnitOfWork, order_id: str, return_id: str, total: int, refunded: int
+    uow: CustomerUnitOfWork,
+    order_id: str,
+    return_id: str,
+    total: int,
+    refunded: int,
+    why: str = "returned",
 ) -> list[loyalty.Entry]:
     """Units returned take back their share of what the order earned: after each return, what
     all its returns took back is the points earned times the share of the order's total
     refunded so far, rounded down, so returning every unit takes back exactly what was earned
     and never more. Once per return. Points the order redeemed are not given back by a return
     (they paid for goods the customer had). A return arriving before the order's earn is
-    recorded, and the earn takes its share back then (credit_sale)."""
+    recorded, and the earn takes its share back then (credit_sale).
+
+    A fulfilment cancelled or expired comes the same way, its id in place of a return's and
+    `refunded` the same growing figure (returns and cancelled goods together), `why` saying
+    so in the entry's reason."""
     await uow.loyalty.lock_order(order_id)
     await uow.loyalty.record_reversal(order_id, return_id, total, refunded)
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
@@ -299,7 +310,7 @@ async def reverse_returned(
     customer = await _customer_now(uow, earned.customer_id)
     if customer is None:
         return []
-    note = f"units of order {order_id} returned"
+    note = f"units of order {order_id} {why}"
     if due > customer.available_points:
         due = customer.available_points
         note += " (cut to the available balance)"

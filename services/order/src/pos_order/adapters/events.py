@@ -42,9 +42,14 @@ def _completed(event: OrderCompleted) -> events_pb2.OrderCompleted:
 
 @REGISTRY.maps(OrderFulfillmentUpdated)
 def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentUpdated:
-    return events_pb2.OrderFulfillmentUpdated(
+    msg = events_pb2.OrderFulfillmentUpdated(
         order=order_to_proto(event.order), fulfillment_id=event.fulfillment_id
     )
+    if event.goods_given_back is not None:
+        currency = event.order.currency
+        msg.goods_total.CopyFrom(to_proto(Money(event.order.goods_total, currency)))
+        msg.goods_given_back.CopyFrom(to_proto(Money(event.goods_given_back, currency)))
+    return msg
 
 
 @REGISTRY.maps(OrderReturned)

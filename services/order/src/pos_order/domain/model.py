@@ -505,6 +505,23 @@ class Order:
         return sum(f.amount for f in self.fulfillments if f.status in (F.CANCELLED, F.EXPIRED))
 
     @property
+    def goods_total(self) -> int:
+        """What loyalty earns on: the order's total less the gift cards it sold."""
+        cards = sum(ln.line_total.amount for ln in self.lines if ln.gift_card)
+        return self.totals.total.amount - cards
+
+    @property
+    def cancelled_goods(self) -> int:
+        """What of the order's goods (gift cards sold apart, as for a return) went with its
+        cancelled and expired fulfilments: never handed over, so they keep no points."""
+        given_back = 0
+        for f in self.fulfillments:
+            if f.status in (F.CANCELLED, F.EXPIRED):
+                cards = sum(ln.line_total.amount for ln in self.lines_of(f) if ln.gift_card)
+                given_back += max(0, f.amount - cards)
+        return given_back
+
+    @property
     def balance_due(self) -> int:
         if self.status is OrderStatus.CANCELLED:
             return 0  # nothing is owed for an order that will not be fulfilled
@@ -1170,6 +1187,15 @@ class OrderCompleted:
 class OrderFulfillmentUpdated:
     order: Order
     fulfillment_id: str
+    # A fulfilment cancelled or expired: what loyalty reverses points by, as for a return
+    # (OrderReturned): what of the order's goods its completed returns and its cancelled and
+    # expired fulfilments took back so far. Set by the service, which reads the returns.
+    goods_given_back: int | None = None
+
+    @property
+    def gives_back(self) -> bool:
+        f = self.order.fulfillment(self.fulfillment_id)
+        return f is not None and f.status in (F.CANCELLED, F.EXPIRED)
 
 
 _GIFT_CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")

@@ -816,7 +816,8 @@ def lowest_sold(lines: list[SoldLine]) -> dict[str, int]:
 @dataclass(frozen=True)
 class OrderReturned:
     """A return completed: refunded and restocked. Carries the return and the order, and
-    what all the order's completed returns took back of its goods (gift cards apart)."""
+    what all the order's completed returns, and its cancelled and expired fulfilments, took
+    back of its goods (gift cards apart)."""
 
     order: Order
     ret: Return
@@ -824,8 +825,7 @@ class OrderReturned:
 
     @property
     def goods_total(self) -> int:
-        cards = sum(ln.line_total.amount for ln in self.order.lines if ln.gift_card)
-        return self.order.totals.total.amount - cards
+        return self.order.goods_total
 
 
 def goods_returned(returns: list[Return]) -> int:

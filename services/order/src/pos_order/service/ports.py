@@ -25,6 +25,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Buyer, Manual
+from pos_order.domain.returns import Return
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -119,8 +120,15 @@ class PriceBook(Protocol):
     ) -> tuple[SellingLocation | None, dict[str, PricedItem]]: ...
 
 
+class ReturnsOfOrder(Protocol):
+    async def of_order(self, order_id: str) -> list[Return]: ...
+
+
 class OrderUnitOfWork(Protocol):
     merchant_id: str
+
+    @property
+    def returns(self) -> ReturnsOfOrder: ...
 
     @property
     def prices(self) -> PriceBook: ...

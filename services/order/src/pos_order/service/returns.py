@@ -542,7 +542,10 @@ async def complete(
                 await uow.orders.save(source)
         await uow.returns.save(ret)
         earlier = [r for r in await uow.returns.of_order(order.id) if r.id != ret.id]
-        uow.publish(OrderReturned(order, ret, goods_returned([*earlier, ret])))
+        # Goods its cancelled fulfilments took back count too: loyalty takes points back by one
+        # figure that only grows (see OrderFulfillmentUpdated).
+        given_back = goods_returned([*earlier, ret]) + order.cancelled_goods
+        uow.publish(OrderReturned(order, ret, given_back))
     return ret, order
 
 

@@ -13,7 +13,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -29,6 +29,7 @@ from pos_order.domain.model import (
     HoldState,
     Order,
     OrderCreated,
+    OrderFulfillmentUpdated,
     OrderLine,
     OrderStatus,
     PointsState,
@@ -37,6 +38,7 @@ from pos_order.domain.model import (
     TenderRecord,
     TenderState,
 )
+from pos_order.domain.returns import goods_returned
 from pos_order.service.ports import (
     CartContext,
     CheckoutPorts,
@@ -134,7 +136,7 @@ async def change_in(
         known.touched(now())
         result = apply(known)
         if await uow.orders.save_if_version(known, seen):
-            _publish(uow, known)
+            await _publish(uow, known)
             return known, result
     order = await uow.orders.get(order_id, lock=True)
     if order is None:
@@ -142,12 +144,20 @@ async def change_in(
     order.touched(now())  # first: the events `apply` raises carry the new version
     result = apply(order)
     await uow.orders.save(order)
-    _publish(uow, order)
+    await _publish(uow, order)
     return order, result
 
 
-def _publish(uow: OrderUnitOfWork, order: Order) -> None:
+async def _publish(uow: OrderUnitOfWork, order: Order) -> None:
+    given_back: int | None = None
     for event in order.events:
+        if isinstance(event, OrderFulfillmentUpdated) and event.gives_back:
+            # Read under the order row's lock, which a return's completion takes too: the
+            # figure counts every return completed before this change, none twice.
+            if given_back is None:
+                returns = await uow.returns.of_order(order.id)
+                given_back = goods_returned(returns) + order.cancelled_goods
+            event = replace(event, goods_given_back=given_back)
         uow.publish(event)
     order.events.clear()
 

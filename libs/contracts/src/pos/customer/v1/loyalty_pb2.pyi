@@ -121,6 +121,7 @@ class PointsEntry(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     RETURN_ID_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     customer_id: _builtins.str
     kind: _builtins.str
@@ -131,6 +132,10 @@ class PointsEntry(_message.Message):
     reason: _builtins.str
     return_id: _builtins.str
     """The return whose units a `reversed` entry takes its share back for; empty otherwise."""
+    fulfillment_id: _builtins.str
+    """The cancelled or expired fulfilment whose goods a `reversed` entry takes its share back
+    for; empty otherwise.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -145,10 +150,11 @@ class PointsEntry(_message.Message):
         reason: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         return_id: _builtins.str = ...,
+        fulfillment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "kind", b"kind", "order_id", b"order_id", "points", b"points", "reason", b"reason", "return_id", b"return_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "created_at", b"created_at", "customer_id", b"customer_id", "fulfillment_id", b"fulfillment_id", "id", b"id", "kind", b"kind", "order_id", b"order_id", "points", b"points", "reason", b"reason", "return_id", b"return_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -132,21 +132,34 @@ class OrderFulfillmentUpdated(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
+    GOODS_TOTAL_FIELD_NUMBER: _builtins.int
+    GOODS_GIVEN_BACK_FIELD_NUMBER: _builtins.int
     fulfillment_id: _builtins.str
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
     def order(self) -> _order_pb2.Order: ...
+    @_builtins.property
+    def goods_total(self) -> _money_pb2.Money:
+        """Set when the fulfilment was cancelled or expired, for loyalty, as in OrderReturned: the
+        order's goods, and what its completed returns and its cancelled and expired fulfilments
+        took back of them so far, this one included.
+        """
+
+    @_builtins.property
+    def goods_given_back(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
         meta: _event_pb2.EventMeta | None = ...,
         order: _order_pb2.Order | None = ...,
         fulfillment_id: _builtins.str = ...,
+        goods_total: _money_pb2.Money | None = ...,
+        goods_given_back: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["goods_given_back", b"goods_given_back", "goods_total", b"goods_total", "meta", b"meta", "order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "meta", b"meta", "order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "goods_given_back", b"goods_given_back", "goods_total", b"goods_total", "meta", b"meta", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -173,7 +186,8 @@ class OrderReturned(_message.Message):
     def goods_total(self) -> _money_pb2.Money:
         """What loyalty reverses points by: the order's goods (its total less gift cards sold), and
         what all its completed returns took back of them so far (refunded or, in an exchange,
-        credited to the new order), this one included. Unset in events from before they said so.
+        credited to the new order), this one included, with what its cancelled and expired
+        fulfilments took. Unset in events from before they said so.
         """
 
     @_builtins.property
