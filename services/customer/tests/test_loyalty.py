@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_customer.domain.loyalty import Sale
 from pos_customer.service import points
@@ -43,6 +44,10 @@ async def _sale(
         earned = await points.credit_sale(uow, sale)
         await uow.commit()
     return earned
+
+
+def _usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
 
 
 async def _adjust(caller: Caller, customer_id: str, pts: int) -> loyalty_pb2.AdjustPointsResponse:
@@ -341,7 +346,6 @@ async def test_a_confirmed_order_cancelled_later_gives_back_what_it_earned_once(
 async def test_returned_units_take_back_their_share_of_the_points_once_and_never_more(
     merchant: Caller, service: Service
 ) -> None:
-    from pos.common.v1 import money_pb2
     from pos.order.v1 import events_pb2 as order_events
     from pos.order.v1 import order_pb2
     from pos_customer.entrypoints.consumers import on_order_cancelled, on_order_returned
@@ -349,17 +353,12 @@ async def test_returned_units_take_back_their_share_of_the_points_once_and_never
     c = await merchant.create(given_name="Returns")
     assert await _sale(service, merchant.merchant, "ord_rt1", c.id, 6040) == 60
 
-    def usd(amount: int) -> money_pb2.Money:
-        return money_pb2.Money(amount=amount, currency="USD")
-
     async def deliver(handler: Any, message: Any) -> None:
-        async with service.runtime.uow().bind(merchant.merchant) as uow:
-            await handler(uow, message)
-            await uow.commit()
+        await _deliver(service, merchant.merchant, (handler, message))
 
     def returned(return_id: str, still_paid: int) -> order_events.OrderReturned:
-        order = order_pb2.Order(id="ord_rt1", customer_id=c.id, total=usd(6040),
-                                paid=usd(still_paid))  # fmt: skip
+        order = order_pb2.Order(id="ord_rt1", customer_id=c.id, total=_usd(6040),
+                                paid=_usd(still_paid))  # fmt: skip
         return order_events.OrderReturned(order=order, order_return=order_pb2.Return(id=return_id))
 
     await deliver(on_order_returned, returned("ret_1", 6040 - 2013))  # a third back
@@ -388,36 +387,30 @@ async def test_returns_take_back_the_points_of_the_goods_returned_only(
     """A 50.00 gift card and a 12.00 mug: only the mug earns (12). Returning the card takes
     nothing back; a goodwill refund through the payments API takes nothing back either (it
     returns no goods); returning the mug takes back all it earned."""
-    from pos.common.v1 import money_pb2
     from pos.order.v1 import events_pb2 as order_events
     from pos.order.v1 import order_pb2
     from pos_customer.entrypoints.consumers import on_order_confirmed, on_order_returned
 
     c = await merchant.create(given_name="Gift")
 
-    def usd(amount: int) -> money_pb2.Money:
-        return money_pb2.Money(amount=amount, currency="USD")
-
     def order(paid: int) -> order_pb2.Order:
         card = order_pb2.OrderLine(
             sku="",
-            line_total=usd(5000),
+            line_total=_usd(5000),
             gift_card=order_pb2.OrderLineGiftCard(gift_card_id="gft_1"),
         )
-        mug = order_pb2.OrderLine(sku="MUG", line_total=usd(1200))
+        mug = order_pb2.OrderLine(sku="MUG", line_total=_usd(1200))
         return order_pb2.Order(id="ord_gc1", customer_id=c.id, location_id="loc_1",
-                               total=usd(6200), tax_total=usd(0), paid=usd(paid),
+                               total=_usd(6200), tax_total=_usd(0), paid=_usd(paid),
                                lines=[card, mug])  # fmt: skip
 
     async def deliver(handler: Any, message: Any) -> None:
-        async with service.runtime.uow().bind(merchant.merchant) as uow:
-            await handler(uow, message)
-            await uow.commit()
+        await _deliver(service, merchant.merchant, (handler, message))
 
     def returned(return_id: str, paid: int, goods_returned: int) -> order_events.OrderReturned:
         return order_events.OrderReturned(
             order=order(paid), order_return=order_pb2.Return(id=return_id),
-            goods_total=usd(1200), goods_returned=usd(goods_returned),
+            goods_total=_usd(1200), goods_returned=_usd(goods_returned),
         )  # fmt: skip
 
     await deliver(on_order_confirmed, order_events.OrderConfirmed(order=order(6200)))
@@ -432,7 +425,6 @@ async def test_returns_take_back_the_points_of_the_goods_returned_only(
 def _order_events(customer_id: str, order_id: str) -> dict[str, Any]:
     """The order's events as the order service publishes them: confirmed (6040 earns 60), a
     third returned, two thirds returned (refunded so far), cancelled; each with its handler."""
-    from pos.common.v1 import money_pb2
     from pos.order.v1 import events_pb2 as order_events
     from pos.order.v1 import order_pb2
     from pos_customer.entrypoints import consumers
@@ -554,7 +546,6 @@ async def test_a_cancelled_fulfilment_takes_back_the_points_of_goods_never_hande
     naming the fulfilment. A return of 20.00 of the first then arrives carrying the growing
     figure (40.00 given back): a third more, never both shares twice. Another order hears the
     same events before its earn: the earn takes them back at once."""
-    from pos.common.v1 import money_pb2
     from pos.order.v1 import events_pb2 as order_events
     from pos.order.v1 import order_pb2
     from pos_customer.entrypoints.consumers import (
@@ -565,28 +556,23 @@ async def test_a_cancelled_fulfilment_takes_back_the_points_of_goods_never_hande
 
     c = await merchant.create(given_name="Pickup")
 
-    def usd(amount: int) -> money_pb2.Money:
-        return money_pb2.Money(amount=amount, currency="USD")
-
     async def deliver(handler: Any, message: Any) -> None:
-        async with service.runtime.uow().bind(merchant.merchant) as uow:
-            await handler(uow, message)
-            await uow.commit()
+        await _deliver(service, merchant.merchant, (handler, message))
 
     def cancelled(order_id: str, given_back: int) -> order_events.OrderFulfillmentUpdated:
         return order_events.OrderFulfillmentUpdated(
-            order=order_pb2.Order(id=order_id, customer_id=c.id, total=usd(6000)),
+            order=order_pb2.Order(id=order_id, customer_id=c.id, total=_usd(6000)),
             fulfillment_id=f"{order_id}-2",
-            goods_total=usd(6000),
-            goods_given_back=usd(given_back),
+            goods_total=_usd(6000),
+            goods_given_back=_usd(given_back),
         )
 
     def returned(order_id: str, given_back: int) -> order_events.OrderReturned:
         return order_events.OrderReturned(
-            order=order_pb2.Order(id=order_id, customer_id=c.id, total=usd(6000)),
+            order=order_pb2.Order(id=order_id, customer_id=c.id, total=_usd(6000)),
             order_return=order_pb2.Return(id=f"ret_{order_id}"),
-            goods_total=usd(6000),
-            goods_returned=usd(given_back),
+            goods_total=_usd(6000),
+            goods_returned=_usd(given_back),
         )
 
     # Only a cancellation or expiry says what it gave back; any other step is no business here.
