@@ -120,7 +120,7 @@ def test_batch_upsert_answers_per_item_and_replays_once(platform: Running) -> No
     results = first.json()
     assert [r["status"] for r in results["data"]] == ["failed", "failed", "failed"]
     assert [r["error"]["code"] for r in results["data"]] == [
-        "duplicate_in_batch", "invalid_argument", "duplicate_in_batch"]  # fmt: skip
+        "duplicate_in_batch", "invalid_request", "duplicate_in_batch"]  # fmt: skip
     body = {"products": [item("a", "A"), item("b", "B")]}
     key = _key()
     made = http.post("/v1/products/batch-upsert", json=body, headers=key)

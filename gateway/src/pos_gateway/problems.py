@@ -202,6 +202,11 @@ def field_path(loc: Sequence[int | str]) -> str:
 _PUBLIC_CODES = {"invalid_argument": "invalid_request"}
 
 
+def public_code(code: str) -> str:
+    """A service's error code as the API names it (a batch item's error too)."""
+    return _PUBLIC_CODES.get(code, code)
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     remote = read_error(exc)
     if remote.reason == CUSTOMER_ERASED:
@@ -219,7 +224,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
         return Problem(status, "internal_error", "an internal error occurred")
     fallback = {503: "service_unavailable", 504: "service_timeout"}.get(status)
     code = remote.reason or fallback or remote.status.name.lower()
-    code = _PUBLIC_CODES.get(code, code)
+    code = public_code(code)
     detail = remote.message if status < 500 else "a service the request needs is unavailable"
     for field, public in _PUBLIC_FIELDS.items():
         detail = detail.replace(field, public)

@@ -12,7 +12,7 @@ from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.problems import Problem
+from pos_gateway.problems import Problem, public_code
 from pos_gateway.routes.common import (
     CREATE,
     Body,
@@ -337,7 +337,7 @@ def _result(r: inventory_pb2.UpsertProductResult) -> dict[str, Any]:
     }
     if r.HasField("error"):
         out["error"] = {
-            "code": r.error.code,
+            "code": public_code(r.error.code),
             "detail": r.error.message,
             "errors": [{"field": f.field, "reason": f.description} for f in r.error.field_errors],
         }
