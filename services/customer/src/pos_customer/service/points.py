@@ -116,8 +116,8 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     uow.publish(loyalty.PointsEarned(entry))
     await _retier(uow, customer, program)
     for return_id, total, refunded in reversals:
-        cancelled_goods = loyalty.names_fulfillment(sale.order_id, return_id)
-        why = "not handed over" if cancelled_goods else "returned"
+        by_fulfillment = loyalty.names_fulfillment(sale.order_id, return_id)
+        why = "not handed over" if by_fulfillment else "returned"
         await reverse_returned(uow, sale.order_id, return_id, total, refunded, why)
     return points
 
