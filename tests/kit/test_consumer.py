@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from pos_customer.adapters.tables import kit
 from pos_devstack.testing import Bus, until
-from pos_kit.consumer import Consumer, IncomingEvent
+from pos_kit.consumer import CommitGroup, Consumer, IncomingEvent
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import DLQ_STREAM, ensure_service_streams
 from pos_kit.uow import UnitOfWork
@@ -324,3 +325,92 @@ async def test_an_ordered_batch_applies_each_new_event_once_in_one_transaction(b
             .order_by(kit.inbox.c.event_id)
         )
         assert list(mine) == ["evt_b1", "evt_b2", "evt_b3", "evt_b4"]
+
+
+OTHER_SUBJECT = "pos.inventory.v1.stock_changed"
+
+
+async def _grouped(
+    bus: Bus, prefix: str, fail: set[str]
+) -> tuple[list[Consumer], list[tuple[str, str, int]], asyncio.Event, list[asyncio.Task[None]]]:
+    """Two consumers of two streams in one commit group; `fail`: events that fail once."""
+    js, engine = bus.js, bus.engine
+    applied: list[tuple[str, str, int]] = []  # (consumer, event, transaction id)
+
+    def handler(name: str) -> Any:
+        async def handle(uow: UnitOfWork, event: IncomingEvent) -> None:
+            txid = (await uow.conn.execute(select(func.txid_current()))).scalar_one()
+            applied.append((name, event.event_id, txid))
+            if event.event_id in fail:
+                fail.discard(event.event_id)
+                raise RuntimeError("not yet")
+
+        return handle
+
+    group = CommitGroup(lambda: UnitOfWork(engine, kit), interval=0.5)
+    consumers = [
+        Consumer(
+            js,
+            lambda: UnitOfWork(engine, kit),
+            name=f"{prefix}-{source}",
+            source_service=source,
+            subjects=[subject],
+            handler=handler(source),
+            base_delay=0.05,
+            group=group,
+        )
+        for source, subject in (("order", SUBJECT), ("inventory", OTHER_SUBJECT))
+    ]
+    await ensure_service_streams(js, "order")
+    await ensure_service_streams(js, "inventory")
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stop)) for c in consumers]
+    # A first event, committed at once (the group was idle): the next commit is due in 0.5 s,
+    # and whatever both streams bring until then goes into it.
+    await js.publish(SUBJECT, b"", headers=_headers(f"{prefix}_first", f"{prefix}-first"))
+    await until(lambda: consumers[0].applied == 1)
+    for n in range(3):
+        await js.publish(SUBJECT, b"", headers=_headers(f"{prefix}_o{n}", f"{prefix}-o{n}"))
+        await js.publish(OTHER_SUBJECT, b"", headers=_headers(f"{prefix}_i{n}", f"{prefix}-i{n}"))
+    await until(lambda: sum(c.applied for c in consumers) == 7)
+    assert not fail
+    return consumers, applied, stop, tasks
+
+
+async def _status(bus: Bus, txids: set[int]) -> dict[int, str]:
+    async with bus.engine.connect() as conn:
+        return {t: (await conn.execute(select(func.txid_status(t)))).scalar_one() for t in txids}
+
+
+async def test_a_commit_group_applies_several_streams_in_one_transaction(bus: Bus) -> None:
+    consumers, applied, stop, tasks = await _grouped(bus, "grp", fail=set())
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert sorted(e for _, e, _ in applied) == sorted(
+        ["grp_first"] + [f"grp_{k}{n}" for k in "oi" for n in range(3)]
+    )
+    # The streams' events after the first went into transactions together (each consumer's
+    # next fetch waited for the group's commit: two or three transactions, not six).
+    later = {t for _, e, t in applied if e != "grp_first"}
+    assert len(later) < 6
+    assert any({c for c, _, t in applied if t == txid} == {"order", "inventory"} for txid in later)
+    assert set((await _status(bus, later)).values()) == {"committed"}
+
+
+async def test_a_failure_in_a_commit_group_rolls_back_every_batch_then_each_goes_alone(
+    bus: Bus,
+) -> None:
+    """One stream's failing event fails the group's transaction for both streams; each
+    consumer then applies its batch message by message, every event once."""
+    consumers, applied, stop, tasks = await _grouped(bus, "grf", fail={"grf_i1"})
+    stop.set()
+    await asyncio.gather(*tasks)
+    status = await _status(bus, {t for _, _, t in applied})
+    kept = [(c, e) for c, e, t in applied if status[t] == "committed"]
+    assert sorted(e for _, e in kept) == sorted(
+        ["grf_first"] + [f"grf_{k}{n}" for k in "oi" for n in range(3)]
+    )
+    # Whatever the failed transaction had applied before the failure was rolled back with it.
+    assert "aborted" in status.values()
+    assert all(len({e for _, e, t in applied if t == txid}) == len(
+        [e for _, e, t in applied if t == txid]) for txid in status)  # fmt: skip

@@ -97,6 +97,7 @@ class Consumer:
         message_types: Mapping[str, type[Message]] | None = None,
         ordered: bool = False,
         batch_handler: BatchHandler | None = None,
+        group: CommitGroup | None = None,
     ) -> None:
         self._js = js
         # Ordered: never apply a message before one that came earlier (see `_run_batch`).
@@ -119,6 +120,8 @@ class Consumer:
         self._base_delay = base_delay
         self._ack_wait = ack_wait
         self._relevant = relevant
+        # Batches of several consumers of one service committed together (`CommitGroup`).
+        self._group = group
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -194,7 +197,9 @@ class Consumer:
                     continue
                 if self.ordered:
                     await self._run_batch(msgs)
-                elif len(msgs) < 2 or not await self._apply_together(msgs):
+                elif (len(msgs) < 2 and self._group is None) or not await self._apply_together(
+                    msgs
+                ):
                     for msg in msgs:
                         await self.handle(msg)
                 backoff = 0.2
@@ -233,7 +238,8 @@ class Consumer:
         self._next_delivery = (
             None if self._next_delivery is None else self._next_delivery + len(msgs)
         )
-        if self._batch_handler is not None and len(msgs) > 1 and await self._apply_together(msgs):
+        together = len(msgs) > 1 or self._group is not None
+        if self._batch_handler is not None and together and await self._apply_together(msgs):
             self._attempts.clear()
             return
         for msg in msgs:
@@ -269,26 +275,12 @@ class Consumer:
                     event = replace(event, message=self._decode(event))
                 if self._relevant is None or self._relevant(event):
                     by_merchant.setdefault(event.merchant_id, []).append(event)
-            for merchant, events in by_merchant.items():
-                async with self._uow_factory().bind(merchant) as uow:
-                    # One statement compiled once for any batch size (an array parameter, not
-                    # a VALUES row per event), sent with the BEGIN.
-                    first = await uow.all_rows(
-                        compiled_sql(uow.tables.inbox, "inbox_batch", _inbox_entries),
-                        {"consumer": self.name, "event_ids": [e.event_id for e in events]},
-                    )
-                    new = {row[0] for row in first}
-                    # Once each, even if the batch holds the same event twice.
-                    fresh = []
-                    for e in events:
-                        if e.event_id in new:
-                            new.discard(e.event_id)
-                            fresh.append(e)
-                    if fresh:
-                        await self._batch_handler(uow, fresh)
-                    await uow.commit()
-                self.applied += len(fresh)
-                self.duplicates += len(events) - len(fresh)
+            if not by_merchant:
+                pass  # nothing here needs this consumer: acknowledged with no transaction
+            elif self._group is not None:
+                await self._group.commit(self, by_merchant)
+            else:
+                await commit_batches(self._uow_factory, [(self, by_merchant)])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -413,6 +405,95 @@ class Consumer:
         await msg.ack()
 
 
+Part = tuple[Consumer, dict[str, list[IncomingEvent]]]
+
+
+async def commit_batches(uow_factory: Callable[[], UnitOfWork], parts: list[Part]) -> None:
+    """Fetched batches of one or more consumers: per merchant, one transaction holding every
+    consumer's events (each consumer's in its own order), counted in each consumer once
+    committed. A failure raises after the merchants already committed (their events are in
+    the inbox, so the callers' slow paths only acknowledge them)."""
+    merchants = list(dict.fromkeys(m for _, by_merchant in parts for m in by_merchant))
+    for merchant in merchants:
+        async with uow_factory().bind(merchant) as uow:
+            present = [(c, bm[merchant]) for c, bm in parts if merchant in bm]
+            # One statement for every consumer's events, compiled once for any batch size,
+            # sent with the BEGIN.
+            rows = await uow.all_rows(
+                compiled_sql(uow.tables.inbox, "inbox_batch", _inbox_entries),
+                {
+                    "consumers": [c.name for c, events in present for _ in events],
+                    "event_ids": [e.event_id for _, events in present for e in events],
+                },
+            )
+            new = {(row[0], row[1]) for row in rows}
+            # Consumers sharing a batch handler are handed their events in one call.
+            calls: dict[BatchHandler, list[IncomingEvent]] = {}
+            counts = []
+            for consumer, events in present:
+                fresh = []
+                for e in events:  # once each, even if a batch holds the same event twice
+                    if (consumer.name, e.event_id) in new:
+                        new.discard((consumer.name, e.event_id))
+                        fresh.append(e)
+                counts.append((consumer, len(fresh), len(events) - len(fresh)))
+                if fresh:
+                    assert consumer._batch_handler is not None
+                    calls.setdefault(consumer._batch_handler, []).extend(fresh)
+            for handler, fresh in calls.items():
+                await handler(uow, fresh)
+            await uow.commit()
+        for consumer, applied, duplicates in counts:
+            consumer.applied += applied
+            consumer.duplicates += duplicates
+
+
+class CommitGroup:
+    """Consumers of one service whose fetched batches are committed together (group commit):
+    at most one transaction every `interval` seconds, holding every batch that waits for it.
+    Idle, an event is committed as soon as it comes; under load, each consumer's next batch
+    holds what arrived while it waited, and a service reading several streams (the dispatcher
+    reads five) pays one commit for what would have been one per stream and per event. A
+    failure fails every batch of that transaction; each consumer then goes its own slow way,
+    message by message."""
+
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], interval: float = 0.0) -> None:
+        self._uow_factory = uow_factory
+        self._interval = interval
+        self._waiting: list[tuple[Part, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+        self._last = 0.0
+        self.commits = 0
+
+    async def commit(self, consumer: Consumer, by_merchant: dict[str, list[IncomingEvent]]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(((consumer, by_merchant), done))
+        async with self._lock:
+            if not done.done():
+                loop = asyncio.get_running_loop()
+                wait = self._last + self._interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the others' batches join this one meanwhile
+                taken, self._waiting = self._waiting, []
+                self._last = loop.time()
+                try:
+                    await commit_batches(self._uow_factory, [p for p, _ in taken])
+                    self.commits += 1
+                    for _, fut in taken:
+                        fut.set_result(None)
+                except BaseException as exc:
+                    # Every batch of the transaction fails with it, even if this task was
+                    # cancelled: the others must not wait for an answer that never comes.
+                    for _, fut in taken:
+                        if not fut.done():
+                            fut.set_exception(
+                                exc if isinstance(exc, Exception) else RuntimeError("stopped")
+                            )
+                    if not isinstance(exc, Exception):
+                        raise
+        done.result()
+
+
 def _inbox_entry(inbox: Table) -> ClauseElement:
     """The event's row in the inbox; no row back if it was there already (a redelivery)."""
     return (
@@ -424,14 +505,15 @@ def _inbox_entry(inbox: Table) -> ClauseElement:
 
 
 def _inbox_entries(inbox: Table) -> ClauseElement:
-    """A batch's rows in the inbox, from an array of event ids; back come the ids that were
-    not there already (an id twice in the array comes back once)."""
+    """A batch's rows in the inbox, from arrays of consumer names and event ids (pairwise);
+    back come the pairs that were not there already (a pair twice comes back once)."""
+    consumers = func.unnest(bindparam("consumers", type_=ARRAY(Text)))
     ids = func.unnest(bindparam("event_ids", type_=ARRAY(Text)))
     return (
         pg_insert(inbox)
-        .from_select(["consumer", "event_id"], select(bindparam("consumer", type_=Text), ids))
+        .from_select(["consumer", "event_id"], select(consumers, ids))
         .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
+        .returning(inbox.c.consumer, inbox.c.event_id)
     )
 
 

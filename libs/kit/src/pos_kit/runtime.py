@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from pos_kit.consumer import (
+    CommitGroup,
     Consumer,
     Handler,
     IncomingEvent,
@@ -33,6 +34,8 @@ from pos_kit.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 U = TypeVar("U", bound=UnitOfWork)
+# A service's consumers commit at most this often under load (`CommitGroup`); idle, at once.
+CONSUMER_COMMIT_INTERVAL = 0.05
 
 
 class ConsumerSpec:
@@ -135,6 +138,10 @@ class ServiceRuntime(Generic[U]):
                 log.warning("could not set up streams (%s); retrying", exc.__class__.__name__)
                 await asyncio.sleep(0.5)
         self.relay = OutboxRelay(self.engine, self.tables, self.js)
+        # The service's consumers commit together, at most one transaction every interval
+        # under load (`CommitGroup`): events are not on any request's path, and a sale's
+        # events then cost a share of a commit instead of one each.
+        group = CommitGroup(self.uow, CONSUMER_COMMIT_INTERVAL)
         self.consumers = [
             Consumer(
                 self.js,
@@ -145,6 +152,7 @@ class ServiceRuntime(Generic[U]):
                 handler=spec.handler,
                 relevant=spec.relevant,
                 message_types=spec.message_types,
+                group=group,
             )
             for spec in self.consumer_specs
         ]
