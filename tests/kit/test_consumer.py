@@ -332,7 +332,7 @@ OTHER_SUBJECT = "pos.inventory.v1.stock_changed"
 
 async def _grouped(
     bus: Bus, prefix: str, fail: set[str]
-) -> tuple[list[Consumer], list[tuple[str, str, int]], asyncio.Event, list[asyncio.Task[None]]]:
+) -> tuple[list[tuple[str, str, int]], asyncio.Event, list[asyncio.Task[None]]]:
     """Two consumers of two streams in one commit group; `fail`: events that fail once."""
     js, engine = bus.js, bus.engine
     applied: list[tuple[str, str, int]] = []  # (consumer, event, transaction id)
@@ -374,7 +374,7 @@ async def _grouped(
         await js.publish(OTHER_SUBJECT, b"", headers=_headers(f"{prefix}_i{n}", f"{prefix}-i{n}"))
     await until(lambda: sum(c.applied for c in consumers) == 7)
     assert not fail
-    return consumers, applied, stop, tasks
+    return applied, stop, tasks
 
 
 async def _status(bus: Bus, txids: set[int]) -> dict[int, str]:
@@ -383,7 +383,7 @@ async def _status(bus: Bus, txids: set[int]) -> dict[int, str]:
 
 
 async def test_a_commit_group_applies_several_streams_in_one_transaction(bus: Bus) -> None:
-    consumers, applied, stop, tasks = await _grouped(bus, "grp", fail=set())
+    applied, stop, tasks = await _grouped(bus, "grp", fail=set())
     stop.set()
     await asyncio.gather(*tasks)
     assert sorted(e for _, e, _ in applied) == sorted(
@@ -402,7 +402,7 @@ async def test_a_failure_in_a_commit_group_rolls_back_every_batch_then_each_goes
 ) -> None:
     """One stream's failing event fails the group's transaction for both streams; each
     consumer then applies its batch message by message, every event once."""
-    consumers, applied, stop, tasks = await _grouped(bus, "grf", fail={"grf_i1"})
+    applied, stop, tasks = await _grouped(bus, "grf", fail={"grf_i1"})
     stop.set()
     await asyncio.gather(*tasks)
     status = await _status(bus, {t for _, _, t in applied})
