@@ -41,7 +41,7 @@ MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
 # Settings the platform's processes take from the environment that starts them, to compare two
 # ways of running: GC_FREEZE=0 (pos_kit.heap), SQL_DIRECT=0 (pos_kit.db).
-PASSED_THROUGH = ("GC_FREEZE", "SQL_DIRECT")
+PASSED_THROUGH = ("GC_FREEZE", "SQL_DIRECT", "DATABASE_POOL_SIZE", "DATABASE_POOL_OVERFLOW")
 
 
 @dataclass
