@@ -322,7 +322,9 @@ def next_change(items: list[Any], limit: int, scope: str) -> str | None:
     return encode_change(last.updated_at, last.id, feed_scope(scope))
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hand-off on
+    # every request for one attribute read.
     svc: Services = request.app.state.services
     return svc
 
