@@ -155,11 +155,15 @@ class FakeCheckoutStarts:
         self._uow = uow
 
     async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
+        return (await self.start(request_id, fingerprint))[0]
+
+    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
         key = (self._uow.merchant_id, request_id)
+        fresh = key not in self._uow.store.starts
         at, first = self._uow.store.starts.setdefault(key, (datetime.now(UTC), fingerprint))
         if first != fingerprint:
             raise RequestIdReused()
-        return at
+        return at, fresh
 
     async def forget(self, request_id: str) -> None:
         self._uow.store.starts.pop((self._uow.merchant_id, request_id), None)

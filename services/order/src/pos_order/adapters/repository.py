@@ -640,6 +640,9 @@ class SqlCheckoutStarts:
         self._merchant = merchant_id
 
     async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
+        return (await self.start(request_id, fingerprint))[0]
+
+    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
         t = checkout_starts
         # The first claim's transaction stamps it (`now()`, the claim's own time) with the
         # request's fingerprint; a retry, serialised behind the kit's claim on the same request
@@ -649,7 +652,7 @@ class SqlCheckoutStarts:
         first = (await START_CHECKOUT.execute(self._conn, params)).first()
         if first is not None:
             started: datetime = first.started_at
-            return started
+            return started, True
         earlier = (
             await self._conn.execute(
                 select(t.c.started_at, t.c.fingerprint).where(
@@ -662,7 +665,7 @@ class SqlCheckoutStarts:
         if earlier.fingerprint is not None and bytes(earlier.fingerprint) != fingerprint:
             raise RequestIdReused()
         at: datetime = earlier.started_at
-        return at
+        return at, False
 
     async def forget(self, request_id: str) -> None:
         t = checkout_starts

@@ -106,9 +106,10 @@ async def _start(
 ) -> Started:
     # Another body under a request id whose start is kept is refused here, before its order is
     # read: it would go on with the first body's order (charge this body's card for that cart).
-    at = await uow.checkouts.started_at(request_id, fingerprint)
+    at, fresh = await uow.checkouts.start(request_id, fingerprint)
     order_id = Claim(uow.merchant_id, request_id, at).derived_id("ord")
-    existing = await uow.orders.get(order_id)
+    # A start made just now names an order id no run has used: nothing to look for.
+    existing = None if fresh else await uow.orders.get(order_id)
     if existing is not None:
         await uow.orders.touch(order_id)
     # One read tells whether the customer is known here and what pricing needs of them.

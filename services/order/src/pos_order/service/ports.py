@@ -96,6 +96,11 @@ class CheckoutStarts(Protocol):
         (`RequestIdReused`): its order or return is the first body's, never this one's."""
         ...
 
+    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
+        """As `started_at`, and whether this call made the start (the request's first run, or
+        its first since its order was withdrawn): then nothing derived from it exists yet."""
+        ...
+
     async def forget(self, request_id: str) -> None:
         """Its order was withdrawn: a retry of the request starts anew (a new order id)."""
         ...
