@@ -132,3 +132,27 @@ async def test_a_reading_unit_of_work_refuses_writes_and_keeps_prepared_statemen
         )
         await writer.commit()
     await pooled_connection_is_as_psycopg_makes_it(engine)
+
+
+async def test_a_first_statement_of_the_services_begins_the_transaction_with_it(
+    engine: AsyncEngine,
+) -> None:
+    """A service's statement that opens a unit of work travels with the BEGIN the kit sends
+    (the connection in autocommit meanwhile): still one transaction, all or nothing, and the
+    connection goes back to the pool as psycopg makes it."""
+    kept, dropped = str(uuid.uuid4()), str(uuid.uuid4())
+    async with uow(engine) as work:
+        await work.conn.execute(kit.inbox.insert().values(consumer="first", event_id=kept))
+        driver = await work.driver()
+        assert driver.autocommit  # the kit sent the BEGIN, with the statement
+        first = await work.conn.scalar(select(func.txid_current()))
+        assert await work.conn.scalar(select(func.txid_current())) == first
+        await work.commit()
+    await pooled_connection_is_as_psycopg_makes_it(engine)
+    with pytest.raises(RuntimeError):
+        async with uow(engine) as work:
+            await work.conn.execute(kit.inbox.insert().values(consumer="first", event_id=dropped))
+            raise RuntimeError("the unit of work fails after its first statement")
+    assert await count(engine, kit.inbox, kit.inbox.c.event_id == kept) == 1
+    assert await count(engine, kit.inbox, kit.inbox.c.event_id == dropped) == 0
+    await pooled_connection_is_as_psycopg_makes_it(engine)

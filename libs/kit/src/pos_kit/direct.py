@@ -18,7 +18,7 @@ usual way, so a statement either runs here with the same outcome or is not taken
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -34,7 +34,15 @@ from sqlalchemy.sql.selectable import Select
 _TAKEN = (Select, Insert, Update, Delete)
 
 
+# Opens a transaction with a statement (see `pos_kit.uow`): the cursor of that statement.
+Opener = Callable[[psycopg.AsyncConnection[Any], str, Mapping[str, Any]], Awaitable[Any]]
+
+
 class DirectConnection(AsyncConnection):
+    # Set by a unit of work for its connection: a transaction's first statement then travels
+    # with its BEGIN (one round trip, where psycopg would send the BEGIN and wait for it first).
+    opener: Opener | None = None
+
     async def execute(
         self,
         statement: Any,
@@ -53,7 +61,7 @@ class DirectConnection(AsyncConnection):
                 plan = _plan(sync, statement, parameters)
                 if plan is not None:
                     try:
-                        return await _run(sync, plan)
+                        return await _run(sync, plan, self.opener)
                     except psycopg.Error as exc:
                         error = _as_sqlalchemy_error(sync, plan.sql, exc)
                         if error.connection_invalidated:
@@ -104,7 +112,8 @@ class Prepared:
                 values = {k: (procs[k](v) if k in procs else v) for k, v in given.items()}
                 plan = _Plan(compiled.string, values, compiled, procs)
                 try:
-                    return await _run(sync, plan)
+                    assert isinstance(conn, DirectConnection)
+                    return await _run(sync, plan, conn.opener)
                 except psycopg.Error as exc:
                     error = _as_sqlalchemy_error(sync, plan.sql, exc)
                     if error.connection_invalidated:
@@ -205,11 +214,18 @@ def _plan(sync: Connection, statement: Any, parameters: Mapping[str, Any] | None
     return _Plan(sql, params, compiled, processors)
 
 
-async def _run(sync: Connection, plan: _Plan) -> DirectResult:
+async def _run(sync: Connection, plan: _Plan, opener: Opener | None = None) -> DirectResult:
     driver = sync.connection.driver_connection
     assert isinstance(driver, psycopg.AsyncConnection)
-    cursor = driver.cursor()
-    await cursor.execute(plan.sql, plan.params)
+    if (
+        opener is not None
+        and not driver.autocommit
+        and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    ):
+        cursor = await opener(driver, plan.sql, plan.params)
+    else:
+        cursor = driver.cursor()
+        await cursor.execute(plan.sql, plan.params)
     rows = await cursor.fetchall() if cursor.description is not None else []
     return DirectResult(plan.compiled, cursor.description, rows, cursor.rowcount)
 

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.sql.expression import ClauseElement
 
+from pos_kit.direct import DirectConnection
 from pos_kit.errors import AnswerWithdrawn, FieldViolation, InvalidArgument, RequestIdReused
 from pos_kit.events import EventRegistry, OutgoingEvent
 from pos_kit.tables import KitTables
@@ -79,6 +80,8 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
+        if isinstance(self._conn, DirectConnection):
+            self._conn.opener = self._open_with
         self._tx = await self._conn.begin()
         self._events = []
         self._with_commit = []
@@ -103,6 +106,8 @@ class UnitOfWork:
                     await self._tx.rollback()
         finally:
             if self._conn is not None:
+                if isinstance(self._conn, DirectConnection):
+                    self._conn.opener = None
                 try:
                     if self._read_only or self._explicit_begin:
                         await self._as_it_came(self._conn)
@@ -202,17 +207,25 @@ class UnitOfWork:
         driver = await self.driver()
         with _as_sqlalchemy_error(sql):
             if driver.info.transaction_status == TransactionStatus.IDLE:
-                self._explicit_begin = True
-                await driver.set_autocommit(True)  # idle: no round trip; see `restore`
-                async with driver.pipeline():
-                    await driver.execute(begin_statement(self._read_only))
-                    cursor = await driver.execute(sql, params)
+                cursor = await self._open_with(driver, sql, params)
             else:
                 cursor = await driver.execute(sql, params)
             if every:
                 return list(await cursor.fetchall())
             first = await cursor.fetchone()
             return [] if first is None else [first]
+
+    async def _open_with(
+        self, driver: DriverConnection[Any], sql: str, params: Mapping[str, Any]
+    ) -> psycopg.AsyncCursor[Any]:
+        """The transaction's first statement, sent with its BEGIN in one round trip (psycopg
+        would send its own BEGIN and wait for the answer first); the connection goes back to
+        psycopg's own BEGIN when the unit of work ends (`_as_it_came`)."""
+        self._explicit_begin = True
+        await driver.set_autocommit(True)  # idle: no round trip; see `restore`
+        async with driver.pipeline():
+            await driver.execute(begin_statement(self._read_only))
+            return await driver.execute(sql, params)
 
     def execute_with_commit(self, sql: str, params: Mapping[str, Any]) -> None:
         """Run a statement whose outcome nobody reads before the commit, with the COMMIT."""
