@@ -49,9 +49,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._publish_timeout = publish_timeout
-        # After a batch, at least this long before the next: idle, an event goes out as soon
-        # as it is committed; under load, a batch holds what many requests committed
-        # meanwhile (one claim and one commit for them all, not one a request).
+        # Under load (a batch of several rows), at least this long before the next batch, so
+        # that it holds what many requests committed meanwhile (one claim and one commit for
+        # them all, not one a request); quiet, an event goes out as soon as it is committed.
         self._interval = interval
         self._wake = asyncio.Event()
         self.published = 0
@@ -77,7 +77,10 @@ class OutboxRelay:
                 continue
             if sent >= self._batch_size:
                 continue
-            if sent:
+            if sent > 1:
+                # Several rows at once: requests are committing events faster than one batch
+                # each; let the next batch gather them. A lone event (a quiet moment) waits
+                # for nothing: the next one goes out as soon as it is committed.
                 await _wait(stop, self._interval)
             if self._wake.is_set():
                 continue
