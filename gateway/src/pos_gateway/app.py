@@ -118,7 +118,7 @@ def rate_limiter(
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Sized by DATABASE_POOL_SIZE (default 10) like every service: a pool below the
+        # Sized by DATABASE_POOL_SIZE (default 20) like every service: a pool below the
         # requests in flight opens and closes overflow connections, ~3 ms of server CPU each
         # (docs/performance.md).
         engine = make_engine(

@@ -29,10 +29,13 @@ class BaseServiceSettings(BaseSettings):
     # PostgreSQL over TLS (libpq's sslmode; verify-full with the server's CA on Kubernetes).
     # Folded into database_url, so every connection the process makes uses them.
     database_sslmode: SslMode | None = None
-    # The process's connection pool: this many kept, as many again at a peak, and how long a
-    # unit of work waits for one before failing (a long wait means overload, not patience).
-    database_pool_size: int = Field(10, ge=1)
-    database_pool_overflow: int = Field(10, ge=0)
+    # The process's connection pool: up to this many, opened as needed and kept; more at a peak
+    # only with an overflow, closed after each use (a new PostgreSQL connection costs the
+    # server ~3 ms of CPU, so a busy process churning overflow pays it again and again:
+    # docs/performance.md); and how long a unit of work waits for one before failing (a long
+    # wait means overload, not patience).
+    database_pool_size: int = Field(20, ge=1)
+    database_pool_overflow: int = Field(0, ge=0)
     database_pool_timeout_seconds: float = Field(10.0, gt=0)
     database_sslrootcert: str | None = None
     # NATS over TLS: tls:// URLs, verified against this CA (the system's roots without one).
