@@ -197,9 +197,7 @@ class Consumer:
                     continue
                 if self.ordered:
                     await self._run_batch(msgs)
-                elif (len(msgs) < 2 and self._group is None) or not await self._apply_together(
-                    msgs
-                ):
+                elif not (self._together(msgs) and await self._apply_together(msgs)):
                     for msg in msgs:
                         await self.handle(msg)
                 backoff = 0.2
@@ -238,8 +236,7 @@ class Consumer:
         self._next_delivery = (
             None if self._next_delivery is None else self._next_delivery + len(msgs)
         )
-        together = len(msgs) > 1 or self._group is not None
-        if self._batch_handler is not None and together and await self._apply_together(msgs):
+        if self._together(msgs) and await self._apply_together(msgs):
             self._attempts.clear()
             return
         for msg in msgs:
@@ -249,6 +246,12 @@ class Consumer:
                 self._attempts[seq] = failed
                 raise _Rewind(self._retry_delay(failed))
             self._attempts.pop(seq, None)
+
+    def _together(self, msgs: list[Msg]) -> bool:
+        """Whether the fast path is worth it: several messages, or one that may share its
+        group's transaction; and a batch handler to apply them (an ordered consumer may have
+        none)."""
+        return self._batch_handler is not None and (len(msgs) > 1 or self._group is not None)
 
     async def _apply_together(self, msgs: list[Msg]) -> bool:
         """The fast path of a batch: each merchant's events in one transaction (one
