@@ -790,7 +790,8 @@ async def test_a_terminal_checkout_stays_pending_until_the_reader_answers(
     settled = await terminal(running, checkout.id)
     assert settled.status == status
     events = running.sql(
-        "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.terminal_checkout_updated'"
+        "SELECT payload FROM outbox"
+        " WHERE subject = 'pos.payment.v1.terminal_checkout_updated' ORDER BY seq"
     )
     seen = [events_pb2.TerminalCheckoutUpdated.FromString(e[0]).checkout for e in events]
     assert [c.status for c in seen if c.id == checkout.id] == [
