@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from pos_devstack.testing import Infra
 from pos_kit.db import make_engine
 from pos_kit.events import EVENT_ID_HEADER, make_event
 from pos_kit.relay import OutboxRelay
-from pos_kit.streams import ensure_service_streams, stream_name
+from pos_kit.streams import connect, ensure_service_streams, stream_name
 from pos_kit.uow import UnitOfWork
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -183,3 +184,19 @@ async def test_stream_config_keeps_a_duplicate_window(infra: Infra) -> None:
         assert config.subjects == ["pos.promotion.v1.>"]
     finally:
         await nc.close()
+
+
+async def test_waiting_for_nats_ends_when_the_service_stops() -> None:
+    # A port held and never listened on: every attempt is refused, so `connect` keeps waiting
+    # until told to stop, and then it must give up at once instead of holding up a shutdown.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        stop = asyncio.Event()
+        waiting = asyncio.create_task(
+            connect([f"nats://127.0.0.1:{held.getsockname()[1]}"], "test", stop)
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # still retrying
+        stop.set()
+        with pytest.raises(ConnectionAbortedError):
+            await asyncio.wait_for(waiting, 5)

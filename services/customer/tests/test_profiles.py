@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import grpc
+import psycopg
 import pytest
 
-from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2
+from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 
 from .conftest import Caller, Service
@@ -402,3 +407,74 @@ async def test_a_retry_after_erasure_never_brings_the_customer_back(
     )
     fresh = (await merchant("CreateCustomer", again)).customer
     assert fresh.id != created.id and await _search(merchant, email=email) == [fresh.id]
+
+
+@pytest.fixture
+def silent_nats() -> Iterator[str]:
+    """A NATS address that refuses every connection (a port held, never listened on): the
+    service's relay never connects, so every event it writes stays in its outbox."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"nats://127.0.0.1:{held.getsockname()[1]}"
+
+
+async def test_an_erasure_sends_unpublished_events_with_the_erased_snapshot(
+    infra: Infra, silent_nats: str
+) -> None:
+    async with serve_in_process("customer", infra, nats_url=silent_nats) as svc:
+        service = Service(customer_pb2_grpc.CustomerServiceStub(svc.channel), svc.runtime, "")
+        merchant = Caller(service.stub, f"mer_{uuid.uuid4().hex[:12]}")
+        gone = await merchant.create(email="gone@example.com", given_name="Gonzo")
+        await merchant(
+            "UpdateCustomer", customer_pb2.UpdateCustomerRequest(id=gone.id, family_name="Away")
+        )
+        winner = await merchant.create(email="winner@example.com", given_name="Wendy")
+        loser = await merchant.create(email="loser@example.com", given_name="Lou")
+        await merchant(
+            "MergeCustomers",
+            customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=loser.id),
+        )
+        # One of the loser's events made it out before the erasure: that row goes.
+        with psycopg.connect(svc.database_url) as conn:
+            marked = conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE merchant_id = %s AND"
+                " event_type = 'pos.customer.v1.CustomerCreated'"
+                " AND position(convert_to(%s, 'UTF8') IN payload) > 0",
+                (merchant.merchant, loser.id),
+            )
+            assert marked.rowcount == 1
+        for erased in (gone.id, loser.id):
+            await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=erased))
+
+        rows = await service.sql(
+            "SELECT event_type, payload, published_at IS NULL FROM outbox"
+            " WHERE merchant_id = :m ORDER BY seq",
+            m=merchant.merchant,
+        )
+    sent = [
+        (t.rsplit(".", 1)[1], events_pb2.CustomerCreated.FromString(p), pending)
+        for t, p, pending in rows
+        if t != "pos.customer.v1.CustomerMerged" and t != "pos.customer.v1.CustomerErased"
+    ]
+    # The erased customer's creation and update are still sent, in order, without its data.
+    assert [(t, e.customer.id, e.customer.status) for t, e, _ in sent] == [
+        ("CustomerCreated", gone.id, "erased"),
+        ("CustomerUpdated", gone.id, "erased"),
+        ("CustomerCreated", winner.id, "active"),
+    ]
+    assert all(pending for *_, pending in sent)
+    assert sent[1][1].customer.version == 2 and sent[1][1].customer.HasField("created_at")
+    assert all(not (e.customer.email or e.customer.given_name) for _, e, _ in sent[:2])
+    # The merge is another customer's (the winner's): sent untouched, the winner's data in it.
+    merged = [
+        events_pb2.CustomerMerged.FromString(p)
+        for t, p, _ in rows
+        if t == "pos.customer.v1.CustomerMerged"
+    ]
+    assert [(m.winner.id, m.winner.email, m.loser_id) for m in merged] == [
+        (winner.id, "winner@example.com", loser.id)
+    ]
+    erasures = [t for t, *_ in rows if t == "pos.customer.v1.CustomerErased"]
+    assert len(erasures) == 2
+    for data in (b"gone@example.com", b"Gonzo", b"Away", b"loser@example.com", b"Lou"):
+        assert not any(data in p for _, p, _ in rows), data

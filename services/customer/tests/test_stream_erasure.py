@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2
@@ -98,6 +99,33 @@ async def _dead_letter_profiles(url: str) -> None:
         await nc.close()
 
 
+async def _publish_erased_snapshot(url: str, customer: str) -> int:
+    """A customer_created as the relay sends one an erasure rewrote; its stream sequence."""
+    snapshot = customer_pb2.Customer(id=customer, status="erased", version=1)
+    nc = await nats.connect(url)
+    try:
+        ack = await nc.jetstream().publish(
+            "pos.customer.v1.customer_created",
+            customer_events.CustomerCreated(customer=snapshot).SerializeToString(),
+            headers={MERCHANT_HEADER: "mer_erasure", "Nats-Msg-Id": uuid.uuid4().hex},
+        )
+        return ack.seq
+    finally:
+        await nc.close()
+
+
+async def _still_there(url: str, sequence: int) -> bool:
+    nc = await nats.connect(url)
+    try:
+        try:
+            await nc.jetstream().get_msg("POS_CUSTOMER", sequence)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
+    finally:
+        await nc.close()
+
+
 async def _until(check: object, what: str) -> None:
     deadline = time.monotonic() + 20
     while not await check():  # type: ignore[operator]
@@ -139,6 +167,9 @@ async def test_an_erased_customers_profile_messages_leave_the_stream(running: Ru
 
     await _until(published, "the profile messages never reached the stream")
     await _dead_letter_profiles(running.nats.url)
+    # An event the erasure rewrote in the outbox reaches the stream with the erased snapshot:
+    # it holds nothing personal, and its readers still need it, so it stays.
+    rewritten = await _publish_erased_snapshot(running.nats.url, customer)
 
     await running.stub.EraseCustomer(
         customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
@@ -161,6 +192,7 @@ async def test_an_erased_customers_profile_messages_leave_the_stream(running: Ru
     held = await _stream(running.nats.url)
     assert other_email.encode() in held  # nobody else's message was touched
     assert customer.encode() in held  # the erasure's own tombstone: the id only
+    assert await _still_there(running.nats.url, rewritten)
     engine = running.runtime.engine  # type: ignore[attr-defined]
     async with engine.connect() as conn:
         stamped = await conn.execute(

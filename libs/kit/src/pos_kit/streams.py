@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
@@ -18,6 +20,7 @@ DLQ_PREFIX = "pos.dlq"
 # JetStream drops a re-published event with the same Nats-Msg-Id inside this window.
 DUPLICATE_WINDOW_SECONDS = 120.0
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -74,22 +77,42 @@ async def connect(
     tls: ssl.SSLContext | None = None,
 ) -> NATS:
     """Connect, retrying until NATS answers: a service starts and takes writes without it.
-    With `tls` (tls:// servers), the server's certificate is verified with that context."""
+    With `tls` (tls:// servers), the server's certificate is verified with that context.
+    Setting `stop` ends the wait at once (ConnectionAbortedError): a service whose NATS is
+    down still shuts down promptly."""
     delay = 0.2
     while True:
+        attempt = nats.connect(
+            servers=servers,
+            name=name,
+            tls=tls,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+        )
         try:
-            return await nats.connect(
-                servers=servers,
-                name=name,
-                tls=tls,
-                connect_timeout=2,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                allow_reconnect=True,
-            )
+            return await _unless_stopped(attempt, stop)
+        except ConnectionAbortedError:
+            raise
         except Exception as exc:
-            if stop is not None and stop.is_set():
-                raise
             log.warning("NATS not reachable (%s); retrying", exc.__class__.__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await _unless_stopped(asyncio.sleep(delay), stop)
+        delay = min(delay * 2, 5.0)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event | None) -> T:
+    if stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ConnectionAbortedError("stopping")
+    return task.result()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from pos.customer.v1 import events_pb2
 from pos_customer.adapters import messages
 from pos_customer.domain import loyalty
@@ -66,3 +68,27 @@ def _tier(event: loyalty.TierChanged) -> events_pb2.LoyaltyTierChanged:
     return events_pb2.LoyaltyTierChanged(
         customer_id=event.customer_id, previous_tier=event.previous, tier=event.tier
     )
+
+
+# The events that carry a customer's profile, and the field that holds it.
+_PROFILE_FIELDS: dict[str, tuple[type[Message], str]] = {
+    events_pb2.CustomerCreated.DESCRIPTOR.full_name: (events_pb2.CustomerCreated, "customer"),
+    events_pb2.CustomerUpdated.DESCRIPTOR.full_name: (events_pb2.CustomerUpdated, "customer"),
+    events_pb2.CustomerMerged.DESCRIPTOR.full_name: (events_pb2.CustomerMerged, "winner"),
+}
+PROFILE_EVENT_TYPES = tuple(_PROFILE_FIELDS)
+
+
+def erased_in_event(event_type: str, payload: bytes, customer_id: str) -> bytes:
+    """An event not yet published, as an erasure of `customer_id` leaves it: still sent, so
+    its readers see the customer's history in order, but with the erased customer's snapshot
+    in place of the profile. Another customer's snapshot (a merge's winner, when the erased
+    customer was the loser) is not touched."""
+    kind, field = _PROFILE_FIELDS[event_type]
+    event = kind.FromString(payload)
+    held = getattr(event, field)
+    if held.id != customer_id:
+        return payload
+    held.CopyFrom(messages.erased_snapshot(held))
+    rewritten: bytes = event.SerializeToString()
+    return rewritten

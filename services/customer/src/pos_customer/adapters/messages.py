@@ -8,7 +8,7 @@ from typing import Any
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_customer.domain import loyalty
-from pos_customer.domain.model import Address, Consent, Customer, Profile
+from pos_customer.domain.model import ERASED, Address, Consent, Customer, Profile
 
 
 def _address_pb(a: Address) -> customer_pb2.Address:
@@ -45,6 +45,22 @@ def customer_to_proto(c: Customer) -> customer_pb2.Customer:
     if c.updated_at is not None:
         msg.updated_at.FromDatetime(c.updated_at)
     return msg
+
+
+# What an erased customer's snapshot keeps: no personal data, only what totals, audits and
+# ordering need (what `model.erased_copy` leaves as it was), and its times.
+_KEPT_WHEN_ERASED = ("id", "loyalty_points", "version", "merged_into", "points_held", "tier")
+
+
+def erased_snapshot(c: customer_pb2.Customer) -> customer_pb2.Customer:
+    """A snapshot as an erasure leaves it, for an event written before the erasure."""
+    kept = customer_pb2.Customer(status=ERASED, **{n: getattr(c, n) for n in _KEPT_WHEN_ERASED})
+    kept.marketing_consent.SetInParent()
+    if c.HasField("created_at"):
+        kept.created_at.CopyFrom(c.created_at)
+    if c.HasField("updated_at"):
+        kept.updated_at.CopyFrom(c.updated_at)
+    return kept
 
 
 def profile_from_proto(p: customer_pb2.ProfileFields) -> Profile:

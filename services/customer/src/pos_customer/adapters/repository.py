@@ -43,7 +43,6 @@ PROFILE_OPERATIONS = (
     "BatchUpsertCustomers",
     "MergeCustomers",
 )
-PROFILE_EVENTS = ("CustomerCreated", "CustomerUpdated", "CustomerMerged")
 # What a stored answer that held an erased customer becomes (a batch's whole answer, if it
 # held one): a retry under its request id gets this, NOT_FOUND `customer_erased`.
 ERASED_ANSWER = AnswerWithdrawn(
@@ -417,7 +416,7 @@ class SqlCustomerRepository:
             "m": self._merchant,
             "c": customer_id,
             "ops": list(PROFILE_OPERATIONS),
-            "types": [f"pos.customer.v1.{t}" for t in PROFILE_EVENTS],
+            "types": list(events.PROFILE_EVENT_TYPES),
             "withdrawn": ERASED_ANSWER.stored(),
         }
         await self._conn.execute(
@@ -428,13 +427,29 @@ class SqlCustomerRepository:
             ),
             params,
         )
+        holding = (
+            " FROM outbox WHERE merchant_id = :m AND event_type = ANY(:types)"
+            " AND position(convert_to(:c, 'UTF8') IN payload) > 0"
+        )
+        # Published events are out (the stream's erasure takes their copies there); one not
+        # yet published is still sent, with the erased customer's snapshot: deleting it would
+        # leave its readers (the feed, the order service) without the customer's creation,
+        # or without a merge that moved another customer's points.
         await self._conn.execute(
+            sql_text("DELETE" + holding + " AND published_at IS NOT NULL"), params
+        )
+        pending = await self._conn.execute(
             sql_text(
-                "DELETE FROM outbox WHERE merchant_id = :m AND event_type = ANY(:types)"
-                " AND position(convert_to(:c, 'UTF8') IN payload) > 0"
+                "SELECT seq, event_type, payload" + holding + " AND published_at IS NULL"
+                " ORDER BY seq FOR UPDATE"
             ),
             params,
         )
+        for seq, event_type, payload in pending.all():
+            await self._conn.execute(
+                sql_text("UPDATE outbox SET payload = :p WHERE seq = :s"),
+                {"p": events.erased_in_event(event_type, payload, customer_id), "s": seq},
+            )
 
     async def erased_at(self, customer_id: str) -> datetime | None:
         found: datetime | None = (

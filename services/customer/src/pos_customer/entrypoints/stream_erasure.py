@@ -16,8 +16,10 @@ Durable: an erasure is recorded (table `erasures`) in the transaction that erase
 a background task (every replica may run it; a message deleted twice is deleted once) scans
 the stream for each recorded erasure not yet purged, deletes what it finds, then stamps the
 erasure `stream_purged_at`. NATS down: it tries again next round. A message published after the
-scan cannot hold the customer: the erasure deleted every outbox row holding their profile in
-its own transaction, waiting for the relay's lock on a row being published.
+scan cannot hold the customer's personal data: in its own transaction the erasure deleted the
+published outbox rows holding their profile and rewrote the unpublished ones with the erased
+snapshot (`repository.purge_copies`), waiting for the relay's lock on a row being published;
+such a rewritten message is left in the stream (its readers still need it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import events_pb2 as order_events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import erasures
+from pos_customer.domain.model import ERASED
 from pos_kit.dead_letters import ORIGINAL_SUBJECT
 from pos_kit.events import MERCHANT_HEADER, subject_for
 from pos_kit.grpc_server import BackgroundTask
@@ -195,7 +198,10 @@ def _names(msg: Msg, subject: str, wanted: set[tuple[str, str]]) -> bool:
     except DecodeError:
         return False
     merchant = (msg.headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
-    return (merchant, getattr(message, field).id) in wanted
+    snapshot = getattr(message, field)
+    # A snapshot already erased holds no personal data: the event an erasure rewrote in the
+    # outbox (sent after it), which its readers still need.
+    return (merchant, snapshot.id) in wanted and snapshot.status != ERASED
 
 
 def _redacted_order(msg: Msg, wanted: set[tuple[str, str]]) -> bytes | None:
