@@ -11,6 +11,7 @@ once under any idempotency key.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -154,6 +155,9 @@ class PaymentMachine(RuleBasedStateMachine):
         self.terminals: dict[str, str] = {}  # checkout id -> its status in the model
         self.devices: dict[str, str] = {}
         self.counter = 0
+        # Unique per machine: `id(self)` is not (a machine collected, the next one may get its
+        # address, and its request ids, hence its processor keys, would repeat the earlier's).
+        self.name = uuid.uuid4().hex
 
     def run(self, work: Awaitable[T]) -> T:
         return self.loop.run_until_complete(work)
@@ -161,9 +165,12 @@ class PaymentMachine(RuleBasedStateMachine):
     def new_uow(self) -> PaymentUow:
         return PaymentUow(self.engine, kit).bind(MERCHANT)
 
+    def order_id(self) -> str:
+        return f"ord_{self.name}_{self.counter}"
+
     def rid(self) -> str:
         self.counter += 1
-        return f"machine-{id(self)}-{self.counter}"
+        return f"machine-{self.name}-{self.counter}"
 
     def steps(self, steps: Any) -> Any:
         return self.run(handlers.run_steps(self.new_uow, steps))
@@ -186,7 +193,7 @@ class PaymentMachine(RuleBasedStateMachine):
     def take(self, amount: int, capture: bool, lost: bool) -> str:
         token = "tok_timeout" if lost else "tok_visa"
         charge = validate_charge(
-            ChargeRequest(f"ord_{self.counter}", TenderType.CARD, amount, "USD", None, token,
+            ChargeRequest(self.order_id(), TenderType.CARD, amount, "USD", None, token,
                           capture=capture)
         )  # fmt: skip
         payment = self.steps(
@@ -309,7 +316,7 @@ class PaymentMachine(RuleBasedStateMachine):
             async with self.new_uow() as uow:
                 checkout = await handlers.create_terminal_checkout(
                     uow, self.reader, self.policy, self.rid(),
-                    (f"ord_{self.counter}", "", "loc_1", device), (amount, "USD"), None,
+                    (self.order_id(), "", "loc_1", device), (amount, "USD"), None,
                 )  # fmt: skip
                 await uow.commit()
                 return checkout.id
