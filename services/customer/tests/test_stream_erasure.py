@@ -298,3 +298,60 @@ async def test_an_erased_customers_order_dead_letters_lose_the_address_and_stay(
     # Another customer's order is untouched.
     assert orders[kept].fulfillments[0].ship_to == other_address
     assert orders[kept].notes == f"leave {tag}"
+
+
+async def test_a_reader_behind_gets_the_erased_customers_events_redacted(running: Running) -> None:
+    """A durable consumer that has not read a customer's creation when the customer is erased
+    (the dispatcher down, say) still gets it, as the erased snapshot, under its event id."""
+    tag = uuid.uuid4().hex[:10]
+    await asyncio.wait_for(running.runtime.ready.wait(), 20)  # type: ignore[attr-defined]
+    nc = await nats.connect(running.nats.url)
+    try:
+        js = nc.jetstream()
+        behind = await js.pull_subscribe(
+            "pos.customer.v1.customer_created",
+            durable=f"behind-{tag}",
+            stream="POS_CUSTOMER",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT),
+        )
+        made = await running.stub.CreateCustomer(
+            customer_pb2.CreateCustomerRequest(
+                request_id=uuid.uuid4().hex,
+                profile=customer_pb2.ProfileFields(email=f"late-{tag}@example.com"),
+            ),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        customer = made.customer.id
+
+        async def published() -> bool:
+            return f"late-{tag}".encode() in await _stream(running.nats.url)
+
+        await _until(published, "the customer's creation never reached the stream")
+        await running.stub.EraseCustomer(
+            customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+        async def purged() -> bool:
+            return f"late-{tag}".encode() not in await _stream(running.nats.url)
+
+        await _until(purged, "the erased customer's creation is still in the stream")
+        got: list[tuple[str, customer_pb2.Customer]] = []
+        while True:
+            try:
+                batch = await behind.fetch(64, timeout=0.5)
+            except nats.errors.TimeoutError:
+                break
+            for m in batch:
+                await m.ack()
+                created = customer_events.CustomerCreated.FromString(m.data).customer
+                if created.id == customer:
+                    got.append(((m.headers or {}).get(EVENT_ID_HEADER, ""), created))
+        assert len(got) == 1, got
+        event_id, snapshot = got[0]
+        assert event_id  # the original event's id, so a reader that had it skips the copy
+        assert (snapshot.status, snapshot.email, snapshot.version) == ("erased", "", 1)
+    finally:
+        await nc.close()

@@ -1,6 +1,8 @@
 """Erasure reaches the NATS stream: the customer_created, customer_updated and customer_merged
-messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence, and
-so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days; `pos_kit.dead_letters`).
+messages that hold an erased customer's profile are deleted from POS_CUSTOMER by sequence (one
+a durable consumer has not read yet is first sent again with the erased snapshot, so no reader
+misses the event), and so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days;
+`pos_kit.dead_letters`).
 The dead letters of the order events of the customer's orders lose what the order service
 erases from the orders (each fulfilment's `ship_to` and `destination`, the notes): each is
 replaced by a redacted copy, so that it can still be sent again to the consumer that failed
@@ -39,6 +41,7 @@ from sqlalchemy import func, select, update
 
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import events_pb2 as order_events
+from pos_customer.adapters import events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import erasures
 from pos_customer.domain.model import ERASED
@@ -107,12 +110,24 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
     if not rows:
         return 0
     wanted = {(r.merchant_id, r.customer_id) for r in rows}
-    found = [
-        (STREAM, msg.metadata.sequence.stream)
-        for msg in await _matching(
-            js, STREAM, "pos.customer.v1.>", lambda m: _names(m, m.subject, wanted)
-        )
-    ]
+    profiles = await _matching(
+        js, STREAM, "pos.customer.v1.>", lambda m: _names(m, m.subject, wanted)
+    )
+    # A message a consumer has not read yet (past its ack floor) is sent again with the erased
+    # snapshot before it goes: that reader still gets the customer's creation or merge, later
+    # than it was first sent; one that read it already has its event id and skips the copy.
+    floors = await _ack_floors(js, STREAM)
+    found = []
+    for msg in profiles:
+        sequence = msg.metadata.sequence.stream
+        if any(sequence > floor and _covers(f, msg.subject) for f, floor in floors):
+            headers = dict(msg.headers or {})
+            headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', sequence)}:erased"
+            kind, field = PROFILES[msg.subject]
+            snapshot = getattr(kind.FromString(msg.data), field)
+            copy = events.erased_in_event(kind.DESCRIPTOR.full_name, msg.data, snapshot.id)
+            await js.publish(msg.subject, copy, headers=headers)
+        found.append((STREAM, sequence))
     # A dead letter is a copy of the message under the consumer's subject; the original
     # subject rides in a header. A profile's goes; an order event's is replaced by a copy
     # without the personal data, published before the original is deleted (a pass that dies
@@ -149,8 +164,29 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
     return deleted
 
 
-def _own_subject(msg: Msg) -> str:
-    return msg.subject
+async def _ack_floors(js: JetStreamContext, stream: str) -> list[tuple[str, int]]:
+    """Each durable consumer's filters, with the last stream sequence it has read (acked)
+    every message up to; a passing scan's ephemeral consumers are not readers."""
+    floors = []
+    for info in await js.consumers_info(stream):
+        config = info.config
+        if not config.durable_name:
+            continue
+        filters = config.filter_subjects or [config.filter_subject or ">"]
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        floors += [(f, floor or 0) for f in filters]
+    return floors
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """A NATS subject filter (`*` one token, `>` the rest) matches the subject."""
+    wanted, parts = pattern.split("."), subject.split(".")
+    for i, part in enumerate(wanted):
+        if part == ">":
+            return len(parts) > i
+        if i >= len(parts) or part not in ("*", parts[i]):
+            return False
+    return len(wanted) == len(parts)
 
 
 def _dead_subject(msg: Msg) -> str:
