@@ -180,6 +180,9 @@ def healed(stack: Stack, merchant: str) -> list[str]:
     for oid, (status, total, _) in orders.items():
         if status in ("confirmed", "completed") and held.get(oid, 0) < total:
             wrong.append(f"order {oid} {status} without its payment ({held.get(oid, 0)}/{total})")
+        # A completed order captures what it keeps: nothing more stays authorised for it.
+        if status == "completed" and held.get(oid, 0) > total:
+            wrong.append(f"order {oid} completed holding {held.get(oid, 0)} for {total}")
     for rid, reference, status in _rows(
         stack.inventory_db,
         "SELECT id, reference, status FROM reservations WHERE merchant_id = %s",
@@ -352,6 +355,79 @@ async def test_a_process_killed_while_a_fulfilment_is_cancelled_is_finished_afte
     assert healed(stack, merchant) == []
 
 
+async def test_a_pickups_share_is_released_before_its_cancel_is_recorded(stack: Stack) -> None:
+    """Two pickups, captured at hand-over; the first collected (its share captured), the
+    second cancelled. Nothing will capture the second's share any more: it is voided before the
+    cancel is recorded, so a process killed just after the record leaves nothing authorised
+    (recorded first, the saga was done and no one voided it until the window ran out)."""
+    merchant = f"mer_fvoid_{uuid.uuid4().hex[:6]}"
+    location = await _shop(stack, merchant)
+    meta = (("x-merchant-id", merchant),)
+    saga.PAUSED.clear()
+    ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
+    # Pickups that wait an hour at most: within the authorisation's window, so captured at
+    # hand-over as the merchant's setting says (one that would outlive it captures at once).
+    async with serve_order_on(
+        stack.order_db, *ports, pickup_expiry_seconds=3600, **FAST
+    ) as service:
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        confirmed = await _paid_at_order(
+            stub, meta, location,
+            [("TEE", 2, 0), ("TEE", 1, 1)],
+            [order_pb2.FULFILLMENT_TYPE_PICKUP, order_pb2.FULFILLMENT_TYPE_PICKUP],
+            capture_at_order=False,
+        )  # fmt: skip
+        order_id = confirmed.order.id
+        first, second = confirmed.order.fulfillments
+        assert first.captured.amount == second.captured.amount == 0  # captured at hand-over
+        for status in (
+            order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+            order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+        ):
+            await stub.UpdateFulfillment(
+                order_pb2.UpdateFulfillmentRequest(
+                    request_id=str(uuid.uuid4()),
+                    order_id=order_id,
+                    fulfillment_id=first.id,
+                    status=status,
+                ),
+                metadata=meta,
+                timeout=30,
+            )
+
+    def payment() -> tuple[str, int, int, int]:
+        ((status, authorized, captured, voided),) = _rows(
+            stack.payment_db,
+            "SELECT status, authorized, captured, voided FROM payments WHERE merchant_id = %s",
+            merchant,
+        )
+        return status, authorized, captured, voided
+
+    assert payment() == ("captured", 7500, 5000, 0)  # the second's share still authorised
+    cancel = order_pb2.CancelFulfillmentRequest(
+        request_id=str(uuid.uuid4()), order_id=order_id, fulfillment_id=second.id
+    )
+    pause = "fulfillment_cancelled"
+    async with serve_order_on(
+        stack.order_db, *ports, saga_pause_at=pause, pickup_expiry_seconds=3600, **FAST
+    ) as doomed:
+        stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
+        running = asyncio.ensure_future(stub.CancelFulfillment(cancel, metadata=meta, timeout=30))
+        await until(lambda: pause in saga.PAUSED or running.done(), limit=30)
+        assert pause in saga.PAUSED, running.exception() if running.done() else "?"
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    ((saga_state, status, second_status),) = _rows(
+        stack.order_db,
+        "SELECT saga_state, status, fulfillments->1->>'status' FROM orders WHERE merchant_id = %s",
+        merchant,
+    )
+    assert (saga_state, status, second_status) == ("done", "completed", "cancelled")
+    assert payment() == ("captured", 7500, 5000, 2500)  # released before the record
+    assert healed(stack, merchant) == []
+
+
 async def test_a_process_killed_while_a_pickup_expires_is_finished_after_restart(
     stack: Stack,
 ) -> None:
@@ -428,12 +504,14 @@ async def _paid_at_order(
     location: str,
     lines: list[tuple[str, int, int]],
     types: list[Any],
+    capture_at_order: bool = True,
 ) -> order_pb2.ConfirmOrderResponse:
     """A web order of `lines` (SKU, quantity, fulfilment) over fulfilments of `types` at
-    `location`, with pickups captured at confirmation, paid by card and confirmed."""
+    `location`, with pickups captured at confirmation (or at hand-over), paid by card and
+    confirmed."""
     await stub.UpdateOrderSettings(
         order_pb2.UpdateOrderSettingsRequest(
-            request_id=str(uuid.uuid4()), capture_pickup_at_order=True
+            request_id=str(uuid.uuid4()), capture_pickup_at_order=capture_at_order
         ),
         metadata=meta,
         timeout=10,

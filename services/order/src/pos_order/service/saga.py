@@ -68,8 +68,9 @@ BOUNDARIES = (
     "exchange_saved",
     "exchange_refunded",
     # One fulfilment's cancel: its refunds and restock asked, the fulfilment not recorded
-    # cancelled yet.
+    # cancelled yet; then recorded cancelled, nothing after it run yet.
     "fulfillment_given_back",
+    "fulfillment_cancelled",
 )
 
 
@@ -970,6 +971,14 @@ async def cancel_fulfillment(
                 order.id,
             )
     await boundary(policy, "fulfillment_given_back")
+    # What nothing of the order will capture any more once this fulfilment is cancelled is
+    # released before the cancel is recorded: recorded first, the saga was done, and a crash
+    # before the void left the money authorised until its window ran out (the resumer does not
+    # take a done saga further). Asked again under its id if this dies before the record.
+    probe = copy.deepcopy(order)
+    probe.fulfillment_cancelled(fulfillment_id, refunded, now())
+    if probe.saga.state is not SagaState.COMPENSATING:
+        await _void(ports, order, rest_to_void(probe))
     after = await ports.payments.of_order(order.id) if order.saga.tenders else []
 
     def cancelled(o: Order) -> None:
@@ -977,6 +986,7 @@ async def cancel_fulfillment(
         o.fulfillment_cancelled(fulfillment_id, refunded, now())
 
     order, _ = await change(new_uow, order.id, cancelled)
+    await boundary(policy, "fulfillment_cancelled")
     if order.saga.state is SagaState.COMPENSATING:
         # Its last live fulfilment, and nothing of the order was handed over: the order is
         # cancelled whole (what is left authorised voided, coupons and points given back).
@@ -991,21 +1001,31 @@ async def void_the_rest(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> 
     effect as the whole-order cancel's, under the same id), so no money is held for goods the
     customer will not get. Before then a void would take the others' shares with it: the
     payment service voids a payment's whole rest or nothing."""
+    due = rest_to_void(order)
+    if not due:
+        return order
+    await _void(ports, order, due)
+    after = await ports.payments.of_order(order.id)
+    order, _ = await change(new_uow, order.id, lambda o: sync_tenders(o, after, give_up_sent=False))
+    return order
+
+
+def rest_to_void(order: Order) -> list[TenderRecord]:
+    """The tenders whose uncaptured rest is to be released: none while anything of the order
+    may still capture (a live fulfilment's share, a capture planned, a cancel under way)."""
     if order.status is not OrderStatus.CONFIRMED and order.status is not OrderStatus.COMPLETED:
-        return order
+        return []
     if order.still_to_capture() > 0 or planned(order) or order.saga.cancelling:
-        return order
-    due = [
+        return []
+    return [
         t
         for t in order.saga.tenders
         if t.payment_id
         and t.state is TenderState.AUTHORIZED
         and t.amount - t.voided - t.captured > 0
     ]
-    if not due:
-        return order
-    for t in due:
+
+
+async def _void(ports: CheckoutPorts, order: Order, tenders: list[TenderRecord]) -> None:
+    for t in tenders:
         await _quietly(ports.payments.void(f"{order.id}/void/{t.payment_id}", t.payment_id))
-    after = await ports.payments.of_order(order.id)
-    order, _ = await change(new_uow, order.id, lambda o: sync_tenders(o, after, give_up_sent=False))
-    return order
