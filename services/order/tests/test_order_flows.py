@@ -291,6 +291,33 @@ def test_a_shipment_without_a_store_is_sourced_and_split_by_what_each_store_hold
     assert a.hold is HoldState.HELD and b.hold is HoldState.HELD
 
 
+def test_a_split_shipments_lines_keep_the_order_the_buyer_gave() -> None:
+    """Sourced over two stores, each line's parts stand where the line stood (a partner that
+    shows or matches lines in the order it sent them still can), not grouped by store."""
+    usd = "USD"
+    lines = [
+        OrderLine("MUG", "Mug", 1, Money(800, usd), id="ln_1"),
+        OrderLine("TEE", "T-shirt", 3, Money(1000, usd), id="ln_2"),
+        OrderLine("CAP", "Cap", 1, Money(1200, usd), id="ln_3"),
+    ]
+    total = Money(5000, usd)
+    order = Order("ord_1", "loc_1", "", lines, Totals(total, Money(0, usd), total, total), True)
+    wanted = [FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))]
+    asked = [LineRequest("MUG", 1), LineRequest("TEE", 3), LineRequest("CAP", 1)]
+    order.fulfillments = build_fulfillments("ord_1", wanted, lines, asked, 5000)
+    (f,) = order.fulfillments
+    order.source(f.id, [Allocation("loc_a", [("TEE", 1), ("CAP", 1)], "res_a"),
+                        Allocation("loc_b", [("MUG", 1), ("TEE", 2)], "res_b")])  # fmt: skip
+    a, b = order.fulfillments
+    assert [(ln.id, ln.sku, ln.quantity, ln.fulfillment_id) for ln in order.lines] == [
+        ("ln_1", "MUG", 1, b.id),
+        ("ln_2", "TEE", 1, a.id),
+        ("ln_2.2", "TEE", 2, b.id),
+        ("ln_3", "CAP", 1, a.id),
+    ]
+    assert sum(ln.line_total.amount for ln in order.lines) == 5000
+
+
 def _cash_tender(m: OrderLifecycle, order_id: str, amount: int | None = None) -> Any:
     order = m.order(order_id)
     given = None if amount is None else Money(amount, order.currency)

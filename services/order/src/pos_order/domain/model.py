@@ -613,7 +613,8 @@ class Order:
                     destination=f.destination,
                 )
             )
-        self.lines = [ln for ln in self.lines if ln.fulfillment_id != f.id]
+        before = self.lines
+        parts: dict[str, list[OrderLine]] = {}  # each sku's parts, in the allocations' order
         # A line split over stores splits its discounts and taxes by quantity (the cents add up).
         quantities: dict[str, list[int]] = {}
         for allocation in allocations:
@@ -630,7 +631,11 @@ class Order:
                 part_line = _part_of(line, quantity, quantities[sku], k, part.id)
                 # A line split over stores keeps its id in the first, a suffix in the others.
                 part_line.id = line.id if k == 0 or not line.id else f"{line.id}.{k + 1}"
-                self.lines.append(part_line)
+                parts.setdefault(sku, []).append(part_line)
+        # The lines keep the order the buyer gave them: a line's parts stand where it stood.
+        self.lines = []
+        for ln in before:
+            self.lines.extend(parts.pop(ln.sku, []) if ln.fulfillment_id == f.id else [ln])
         weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
         for part, share in zip(made, split_total(f.amount, weights), strict=True):
             part.amount = share
