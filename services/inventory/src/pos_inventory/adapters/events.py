@@ -62,7 +62,10 @@ def _low_stock(event: LowStock) -> stock_events_pb2.LowStock:
     return stock_events_pb2.LowStock(level=level_to_proto(event.level), threshold=event.threshold)
 
 
-def _reservation_event(message: type[Message]) -> Callable[[ReservationChanged], Message]:
+def _reservation_event(
+    message: Callable[..., Message],
+) -> Callable[[ReservationChanged], Message]:
+    # `Callable[..., Message]`, not `type[Message]`: the base class's stubs take no fields.
     def mapper(event: ReservationChanged) -> Message:
         return message(
             reservation=reservation_to_proto(event.reservation),
