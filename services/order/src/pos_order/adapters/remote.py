@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -13,7 +14,7 @@ from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_kit.errors import Conflict, DomainError, NotFound, Unavailable
+from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -59,6 +60,13 @@ def _downstream(service: str, exc: grpc.aio.AioRpcError) -> DomainError:
 Resp = TypeVar("Resp")
 
 
+# How long a call waits, in all, for the same request (the same derived request id) that another
+# driver of the order has in flight at the other service (two cancels of one fulfilment, a
+# request beside the resumer): it is the same step, so its answer is ours too. Past this the
+# other service's retryable `request_in_progress` stands.
+IN_PROGRESS_WAIT_SECONDS = 5.0
+
+
 class _Client:
     """A client of another service: each call bounded by the client's deadline (seconds; None:
     none), its failure as our own error (_downstream)."""
@@ -67,21 +75,28 @@ class _Client:
     _timeout: float | None = None
 
     async def _call(self, method: Callable[..., Awaitable[Resp]], request: Message) -> Resp:
-        try:
-            return await method(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _downstream(self._service, exc) from None
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                return await method(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                error = _downstream(self._service, exc)
+            if error.code != "request_in_progress" or waited >= IN_PROGRESS_WAIT_SECONDS:
+                raise error
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.5)
 
     async def _call_if_found(
         self, method: Callable[..., Awaitable[Resp]], request: Message
     ) -> Resp | None:
         """As _call, but None when the other service has no such thing (NOT_FOUND)."""
         try:
-            return await method(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return await self._call(method, request)
+        except DomainError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
                 return None
-            raise _downstream(self._service, exc) from None
+            raise
 
 
 class InventoryCatalog(_Client):
