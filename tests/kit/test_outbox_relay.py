@@ -20,7 +20,7 @@ from pos_devstack.testing import Infra
 from pos_kit.db import make_engine
 from pos_kit.events import EVENT_ID_HEADER, make_event
 from pos_kit.relay import OutboxRelay
-from pos_kit.streams import connect, ensure_service_streams, stream_name
+from pos_kit.streams import StoppedWaiting, connect, ensure_service_streams, stream_name
 from pos_kit.uow import UnitOfWork
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -198,5 +198,5 @@ async def test_waiting_for_nats_ends_when_the_service_stops() -> None:
         await asyncio.sleep(0.3)
         assert not waiting.done()  # still retrying
         stop.set()
-        with pytest.raises(ConnectionAbortedError):
+        with pytest.raises(StoppedWaiting):
             await asyncio.wait_for(waiting, 5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra, serve_in_process, until
 from pos_kit.grpc_client import read_error
 
 from .conftest import Caller, Service
@@ -478,3 +479,43 @@ async def test_an_erasure_sends_unpublished_events_with_the_erased_snapshot(
     assert len(erasures) == 2
     for data in (b"gone@example.com", b"Gonzo", b"Away", b"loser@example.com", b"Lou"):
         assert not any(data in p for _, p, _ in rows), data
+
+
+async def test_an_event_published_while_the_erasure_waits_for_it_leaves_the_outbox(
+    infra: Infra, silent_nats: str
+) -> None:
+    """The relay holds a row (publishing it) when the erasure comes: the erasure waits for it
+    and, the row now published, deletes it. (Filtered on `published_at` as it stood when the
+    erasure began, the row dropped out of both the delete and the rewrite and kept the email.)"""
+    async with serve_in_process("customer", infra, nats_url=silent_nats) as svc:
+        service = Service(customer_pb2_grpc.CustomerServiceStub(svc.channel), svc.runtime, "")
+        merchant = Caller(service.stub, f"mer_{uuid.uuid4().hex[:12]}")
+        gone = await merchant.create(email="racing@example.com")
+        with psycopg.connect(svc.database_url) as relay:
+            # What the relay's claim does: the row locked, published, then committed.
+            (seq,) = relay.execute(
+                "SELECT seq FROM outbox WHERE merchant_id = %s FOR UPDATE",
+                (merchant.merchant,),
+            ).fetchone() or (None,)
+            erasing = asyncio.ensure_future(
+                merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=gone.id))
+            )
+
+            def waiting() -> bool:
+                with psycopg.connect(svc.database_url) as watcher:
+                    row = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                return bool(row and row[0])
+
+            await until(lambda: waiting() or erasing.done(), limit=20)
+            assert not erasing.done(), erasing.exception()
+            relay.execute("UPDATE outbox SET published_at = now() WHERE seq = %s", (seq,))
+            relay.commit()
+        await erasing
+        left = await service.sql(
+            "SELECT count(*) FROM outbox WHERE position(convert_to('racing@', 'UTF8') IN payload)"
+            " > 0"
+        )
+    assert left == [(0,)]

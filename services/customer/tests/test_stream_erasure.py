@@ -353,5 +353,6 @@ async def test_a_reader_behind_gets_the_erased_customers_events_redacted(running
         event_id, snapshot = got[0]
         assert event_id  # the original event's id, so a reader that had it skips the copy
         assert (snapshot.status, snapshot.email, snapshot.version) == ("erased", "", 1)
+        await js.delete_consumer("POS_CUSTOMER", f"behind-{tag}")
     finally:
         await nc.close()

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.natsd import LocalNats
@@ -33,6 +34,7 @@ from pos_kit.db import make_engine
 from pos_kit.grpc_client import read_error
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit, known_customers
+from pos_order.entrypoints import consumers
 from pos_order.service import handlers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -236,5 +238,27 @@ async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra
             assert row.scalar_one() == 3
         async with OrderUow(engine, kit).bind(B) as uow:
             assert not await uow.customers.contains("cus_1")
+    finally:
+        await engine.dispose()
+
+
+async def test_an_erased_snapshot_after_the_tombstone_never_makes_the_customer_known(
+    infra: Infra,
+) -> None:
+    """The customer service sends an event its erasure rewrote (a creation with the erased
+    snapshot) and may send it after `customer_erased` (another consumer, or a stream copy for
+    a reader that was behind): the id stays no customer here."""
+    engine = make_engine(infra.service_database("order"))
+    snapshot = customer_pb2.Customer(id="cus_gone", version=1, status="erased")
+    try:
+        async with OrderUow(engine, kit).bind(A) as uow:
+            await handlers.remember_customer(uow, "cus_gone", 1)
+            await handlers.erase_customer(uow, "cus_gone")  # the tombstone first
+            await consumers.on_customer_changed(
+                uow, customer_events.CustomerCreated(customer=snapshot)
+            )
+            await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            assert not await uow.customers.contains("cus_gone")
     finally:
         await engine.dispose()

@@ -70,6 +70,10 @@ async def ensure_service_streams(js: JetStreamContext, *services: str, replicas:
     )
 
 
+class StoppedWaiting(Exception):
+    """`connect` was told to stop (the service is stopping) before NATS answered."""
+
+
 async def connect(
     servers: list[str],
     name: str,
@@ -78,10 +82,12 @@ async def connect(
 ) -> NATS:
     """Connect, retrying until NATS answers: a service starts and takes writes without it.
     With `tls` (tls:// servers), the server's certificate is verified with that context.
-    Setting `stop` ends the wait at once (ConnectionAbortedError): a service whose NATS is
-    down still shuts down promptly."""
+    Setting `stop` ends the wait at once (StoppedWaiting): a service whose NATS is down still
+    shuts down promptly."""
     delay = 0.2
     while True:
+        # The client retries on its own (max_reconnect_attempts=-1); this loop is for what it
+        # gives up on (a TLS or an authorisation failure, say).
         attempt = nats.connect(
             servers=servers,
             name=name,
@@ -93,7 +99,7 @@ async def connect(
         )
         try:
             return await _unless_stopped(attempt, stop)
-        except ConnectionAbortedError:
+        except StoppedWaiting:
             raise
         except Exception as exc:
             log.warning("NATS not reachable (%s); retrying", exc.__class__.__name__)
@@ -112,7 +118,9 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event | No
         stopped.cancel()
         if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ConnectionAbortedError("stopping")
+            # Bounded: a cancellation the client's own retry loop swallows must not hold up a
+            # shutdown (the task is then left to the loop's end).
+            await asyncio.wait((task,), timeout=1.0)
+    if not task.done() or task.cancelled():
+        raise StoppedWaiting("stopped before NATS answered")
     return task.result()

@@ -435,20 +435,29 @@ class SqlCustomerRepository:
         # yet published is still sent, with the erased customer's snapshot: deleting it would
         # leave its readers (the feed, the order service) without the customer's creation,
         # or without a merge that moved another customer's points.
-        await self._conn.execute(
-            sql_text("DELETE" + holding + " AND published_at IS NOT NULL"), params
-        )
-        pending = await self._conn.execute(
+        # Every such row locked first, whether published or not: a row the relay is
+        # publishing is waited for and read as it left it (filtered on `published_at` in the
+        # same statement, a row published meanwhile would drop out of both the delete and the
+        # rewrite, and keep the profile).
+        held = await self._conn.execute(
             sql_text(
-                "SELECT seq, event_type, payload" + holding + " AND published_at IS NULL"
-                " ORDER BY seq FOR UPDATE"
+                "SELECT seq, event_type, payload, published_at IS NULL" + holding
+                + " ORDER BY seq FOR UPDATE"
             ),
             params,
-        )
-        for seq, event_type, payload in pending.all():
+        )  # fmt: skip
+        published = []
+        for seq, event_type, payload, pending in held.all():
+            if not pending:
+                published.append(seq)
+                continue
             await self._conn.execute(
                 sql_text("UPDATE outbox SET payload = :p WHERE seq = :s"),
                 {"p": events.erased_in_event(event_type, payload, customer_id), "s": seq},
+            )
+        if published:
+            await self._conn.execute(
+                sql_text("DELETE FROM outbox WHERE seq = ANY(:seqs)"), {"seqs": published}
             )
 
     async def erased_at(self, customer_id: str) -> datetime | None:

@@ -167,8 +167,14 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
 async def _ack_floors(js: JetStreamContext, stream: str) -> list[tuple[str, int]]:
     """Each durable consumer's filters, with the last stream sequence it has read (acked)
     every message up to; a passing scan's ephemeral consumers are not readers."""
+    consumers: list[Any] = []
+    while True:  # the server lists 256 a page
+        page = await js.consumers_info(stream, offset=len(consumers) or None)
+        consumers += page
+        if len(page) < 256:
+            break
     floors = []
-    for info in await js.consumers_info(stream):
+    for info in consumers:
         config = info.config
         if not config.durable_name:
             continue

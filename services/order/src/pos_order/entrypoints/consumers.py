@@ -23,6 +23,11 @@ async def on_customer_changed(
     customer = message.customer
     if not customer.id:
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a customer id")
+    if customer.status == "erased":
+        # An event the customer's erasure rewrote (sent later than the tombstone, maybe):
+        # the id is no customer any more, as the tombstone says; never known again.
+        await handlers.erase_customer(uow, customer.id)
+        return
     buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
     await handlers.remember_customer(uow, customer.id, customer.version, buyer)
 
