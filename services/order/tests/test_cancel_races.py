@@ -406,3 +406,23 @@ async def test_a_cancelled_orders_fulfilment_shows_its_capture_given_back(shop: 
         assert f.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
         assert (f.captured.amount, f.refunded.amount) == (2500, 2500)
         assert f.refunded.currency == "USD"
+
+
+async def test_a_cancel_beside_a_card_answer_not_known_yet_is_refused_and_writes_nothing(
+    shop: Shop,
+) -> None:
+    """`tok_timeout`: approved at the processor, its answer lost; the payment is pending until
+    the payment service's reconciler settles it. A cancel then is a 409 `payment_pending` that
+    changes nothing (recorded, it was a 503 for a cancel that then happened on its own, once
+    the answer was known)."""
+    order = await shop.create(KINDS["pickup"])
+    tendered = await shop.tender(order.id, tender_type=CARD, card_token="tok_timeout")
+    assert tendered.payment.status == payment_pb2.PAYMENT_STATUS_PENDING
+    before = await shop.order(order.id)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.cancel(order.id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err.value).reason == "payment_pending"
+    after = await shop.order(order.id)
+    assert (after.status, after.version) == (order_pb2.ORDER_STATUS_PENDING_PAYMENT, before.version)

@@ -648,10 +648,13 @@ async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
     them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
     it once it is confirmed), and one whose pickup is being handed over or shipment shipped
     (its share being captured), or one of whose fulfilments is being cancelled, a 409
-    `fulfillment_in_progress`. One fulfilment alone: `.../fulfillments/{id}/cancel`.
+    `fulfillment_in_progress`; one with a card payment whose answer is not known yet (the
+    payment `pending`, settled by the payment service within about a minute) a 409
+    `payment_pending`, nothing changed: cancel it once the answer is known. One fulfilment
+    alone: `.../fulfillments/{id}/cancel`.
 
     At a register, a cancel that gives captured money back (cash taken, a capture at
-    confirmation), or one beside a tender whose answer is not known yet, takes the `refund`
+    confirmation), or one beside a tender still being taken, takes the `refund`
     permission or a manager's override (403 `permission_required`, nothing changed); one that
     only voids authorisations and releases holds does not, and leaves a manager's waiting
     override for the action it was given for. Every cancel is in the audit log

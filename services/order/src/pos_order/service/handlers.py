@@ -861,6 +861,14 @@ class CancelOrder(Generic[R]):
                 "order_confirming",
             )
         under_way = order.saga.state is SagaState.COMPENSATING
+        if not under_way and any(t.state is TenderState.PENDING for t in order.saga.tenders):
+            # Recorded now, the cancel could only finish once the payment service knows the
+            # card's answer (its reconciler, within about a minute): the caller would be told
+            # 503 for a cancel that then happens on its own. Refused instead, nothing written.
+            raise Conflict(
+                "a tender's answer is not known yet; cancel the order once it is",
+                "payment_pending",
+            )
         order.begin_cancel("requested")
         if self.refund_not_permitted and not under_way:
             # Asked under the lock, after the cancel's own refusals and before it is saved:
