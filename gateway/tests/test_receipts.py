@@ -76,6 +76,38 @@ def test_several_taxes_and_rates_are_shown_per_rate() -> None:
     assert receipt.discounts == []
 
 
+def test_a_line_taxed_at_another_store_shows_the_rate_it_was_taxed_at() -> None:
+    """A shipment from a store at 7 % on an order sold at one at 8.25 %: the line's own rate
+    (kept at the sale), not the selling store's; a line priced before rates were kept still
+    reads the selling store's."""
+    usd = ex.usd
+    shipped = {
+        **ex.ORDER["lines"][0],
+        "discounts": [],
+        "discount_total": usd(0),  # type: ignore[index]
+        "line_total": usd(1800),
+        "tax_category": "",
+        "taxes": [{"name": "tax", "amount": usd(126), "rate_bps": 700}],
+    }
+    older = {
+        **ex.ORDER["lines"][1],
+        "discounts": [],
+        "discount_total": usd(0),  # type: ignore[index]
+        "line_total": usd(1000),
+        "tax_category": "",
+        "taxes": [{"name": "tax", "amount": usd(83)}],
+    }
+    order = {**ex.ORDER, "lines": [shipped, older], "discount_total": usd(0),
+             "tax_total": usd(209)}  # fmt: skip
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 825}
+    receipt = Receipt.model_validate(receipts.build(order, [], [], shop, 30))
+    assert [(t.rate_bps, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        (700, 1800, 126),
+        (825, 1000, 83),
+    ]
+    assert [t.name for t in receipt.lines[0].taxes] == ["Tax 7%"]
+
+
 def test_an_exchange_shows_on_both_orders_receipts() -> None:
     exchange = ex.EXCHANGE
     ret, new = exchange["order_return"], exchange["order"]

@@ -272,6 +272,12 @@ def test_vat_inclusive_prices_and_an_open_price_product_at_the_register(
     )
     for field in ("subtotal", "discount_total", "tax_total", "total"):
         assert sale["order"][field] == preview[field], field
+    # Each line keeps the rate it was taxed at (its receipt reads it, whatever the store's
+    # rates become).
+    assert [
+        [(t["name"], t["rate_bps"], t["amount"]["amount"]) for t in ln["taxes"]]
+        for ln in sale["order"]["lines"][1:]
+    ] == [[("tax", 700, 26)], [("tax", 700, 49)]]
     # The price of an open-price product is entered, and only its price is.
     missing = _post(
         http,

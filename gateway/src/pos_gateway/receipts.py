@@ -89,8 +89,15 @@ def _line_taxes(line: dict[str, Any], location: dict[str, Any]) -> list[tuple[st
     """The line's taxes as the pricing step stored them: (name, rate, taxable, amount)."""
     taxable = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
     category = line.get("tax_category", "")
+    # The rate the line was taxed at (the store its goods left from, at the sale); a line
+    # priced before rates were kept: the selling store's rate now.
     return [
-        (t["name"], _rate(location, t["name"], category), taxable, int(t["amount"]["amount"]))
+        (
+            t["name"],
+            int(t.get("rate_bps") or 0) or _rate(location, t["name"], category),
+            taxable,
+            int(t["amount"]["amount"]),
+        )
         for t in line.get("taxes") or []
         if int(t["amount"]["amount"])
     ]

@@ -122,3 +122,11 @@ def test_a_locations_taxes_make_one_rule_per_category() -> None:
     assert table.rule_for("food").rates == (TaxRate("state", 100), TaxRate("city", 0))
     assert table.rule_for("standard").rates == (TaxRate("state", 625), TaxRate("city", 225))
     assert line_tax(1999, table.rule_for("")).taxes == (("state", 125), ("city", 45))
+
+
+def test_each_line_keeps_the_rates_it_was_taxed_at_where_its_goods_leave_from() -> None:
+    """A line handed over at the selling store (8.25 %) and one shipped from another (7 %):
+    each priced line names the rate it was taxed at, for its receipt."""
+    selling, shipping = TaxTable.simple(825), TaxTable.simple(700)
+    lines, _ = price([1000, 1800], ["", ""], [[], []], selling, line_tables=[selling, shipping])
+    assert [(ln.tax, ln.rates) for ln in lines] == [(83, (("tax", 825),)), (126, (("tax", 700),))]

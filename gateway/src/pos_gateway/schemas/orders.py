@@ -51,6 +51,13 @@ class LineDiscount(Answer):
 class LineTax(Answer):
     name: str = Field(max_length=64, description="The tax's name at the location", examples=["tax"])
     amount: Money
+    rate_bps: int = Field(
+        0,
+        ge=0,
+        description="Its rate in basis points as the line was taxed, at the store the goods "
+        "were handed over at or left from; 0 on a line priced before rates were kept",
+        examples=[825],
+    )
 
 
 class OrderLineGiftCard(Answer):

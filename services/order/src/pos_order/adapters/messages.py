@@ -47,7 +47,11 @@ def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
             for d in ln.discounts
         ],
         taxes=[
-            order_pb2.LineTax(name=name, amount=to_proto(Money(amount, cur)))
+            order_pb2.LineTax(
+                name=name,
+                amount=to_proto(Money(amount, cur)),
+                rate_bps=ln.tax_rates.get(name, 0),
+            )
             for name, amount in ln.taxes
         ],
     )

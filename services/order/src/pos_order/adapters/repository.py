@@ -243,6 +243,7 @@ def _order(row: Row[Any]) -> Order:
                 tax=ln.get("tax", 0),
                 discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
                 taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
+                tax_rates=dict(ln.get("tax_rates") or {}),
                 product_id=ln.get("product_id", ""),
                 category=ln.get("category", ""),
                 # Lines saved before they had ids: by their place, as they were priced.
@@ -320,6 +321,7 @@ def _values(order: Order) -> dict[str, Any]:
                     [d.promotion_id, d.amount, d.reason, d.requested_by] for d in ln.discounts
                 ],
                 "taxes": [[name, amount] for name, amount in ln.taxes],
+                "tax_rates": ln.tax_rates,
                 "product_id": ln.product_id,
                 "category": ln.category,
                 "id": ln.id,

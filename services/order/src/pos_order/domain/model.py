@@ -210,6 +210,9 @@ class OrderLine:
     tax: int = 0
     discounts: list[LineDiscount] = field(default_factory=list)
     taxes: list[tuple[str, int]] = field(default_factory=list)
+    # Each tax's rate (basis points) as the line was taxed (empty: priced before they were
+    # kept); not compared: what the line is, its amounts say.
+    tax_rates: dict[str, int] = field(default_factory=dict, compare=False)
     product_id: str = ""
     category: str = ""
     # Asked for at the sale; what it gave is in `discounts` (promotion_id "manual").
@@ -1157,6 +1160,7 @@ def _part_of(
         tax=share(line.tax),
         discounts=[d for d in discounts if d.amount],
         taxes=taxes,
+        tax_rates=dict(line.tax_rates),
         product_id=line.product_id,
         category=line.category,
     )

@@ -130,6 +130,9 @@ class PricedLine:
     tax: int
     taxes: tuple[tuple[str, int], ...]
     discounts: tuple[LineDiscount, ...]
+    # The rate (basis points) of each tax that applied, by name: what the line was taxed at,
+    # where its goods were handed over or left from, kept for its receipt.
+    rates: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ def price(
         off = min(sum(d.amount for d in found), total)
         rule = own.rule_for(category)
         owed = line_tax(total - off, rule, exempt_customer or category == EXEMPT)
-        lines.append(PricedLine(total, off, owed.total, owed.taxes, tuple(found)))
+        rates = tuple((r.name, r.bps) for r in rule.rates)
+        lines.append(PricedLine(total, off, owed.total, owed.taxes, tuple(found), rates))
     subtotal = sum(ln.line_total for ln in lines)
     discount = sum(ln.discount for ln in lines)
     tax = sum(ln.tax for ln in lines)

@@ -341,8 +341,13 @@ class LineTax(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    RATE_BPS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The tax's name at the location ("tax", "state", "city", "VAT")."""
+    rate_bps: _builtins.int
+    """Its rate in basis points as the line was taxed (at the store the goods were handed over
+    at or left from); 0 on a line priced before rates were kept.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     def __init__(
@@ -350,10 +355,11 @@ class LineTax(_message.Message):
         *,
         name: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
+        rate_bps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "name", b"name", "rate_bps", b"rate_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
