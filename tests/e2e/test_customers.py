@@ -71,7 +71,7 @@ async def _streams(url: str) -> str:
             while info.state.messages:
                 try:
                     batch = await sub.fetch(512, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' own, or asyncio's when the deadline ran out first
                     break
                 out += [_text(m.data) for m in batch]
                 if batch[-1].metadata.num_pending == 0:

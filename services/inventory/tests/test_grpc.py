@@ -132,7 +132,7 @@ async def _published(running: Running, subject: str, match: object) -> bytes:
             assert time.monotonic() < deadline, f"nothing matching on {subject}"
             try:
                 msg = await sub.next_msg(timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's when the deadline ran out first
                 continue
             if match(msg.data):  # type: ignore[operator]
                 return bytes(msg.data)

@@ -34,7 +34,6 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import func, select, update
@@ -215,7 +214,7 @@ async def _matching(
         while True:
             try:
                 batch = await sub.fetch(256, timeout=1.0)
-            except NatsTimeout:
+            except TimeoutError:  # nats' own, or asyncio's when the deadline ran out first
                 break
             found += [msg for msg in batch if wanted(msg)]
             if batch and batch[-1].metadata.num_pending == 0:
