@@ -319,7 +319,7 @@ ORDER = {
                     "requested_by": "",
                 }
             ],
-            "taxes": [{"name": "tax", "amount": usd(371)}],
+            "taxes": [{"name": "tax", "amount": usd(371), "rate_bps": 825}],
             "id": "L1",
             "gift_card": None,
         },
@@ -341,7 +341,7 @@ ORDER = {
                     "requested_by": "",
                 }
             ],
-            "taxes": [{"name": "tax", "amount": usd(89)}],
+            "taxes": [{"name": "tax", "amount": usd(89), "rate_bps": 825}],
             "id": "L2",
             "gift_card": None,
         },
@@ -555,7 +555,7 @@ EXCHANGE = {
                 "discount_total": usd(0),
                 "tax_total": usd(99),
                 "discounts": [],
-                "taxes": [{"name": "tax", "amount": usd(99)}],
+                "taxes": [{"name": "tax", "amount": usd(99), "rate_bps": 825}],
                 "id": "L1",
             }
         ],

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pos_gateway.routes.common import INT64, INT64_MAX
+from pos_gateway.routes.common import INT32, INT64, INT64_MAX
 from pos_gateway.schemas.base import Answer, Id, Money, OptionalId, Page, Timestamp, Version
 from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.stock import GeoPoint
@@ -54,6 +54,8 @@ class LineTax(Answer):
     rate_bps: int = Field(
         0,
         ge=0,
+        le=10_000,
+        json_schema_extra=INT32,
         description="Its rate in basis points as the line was taxed, at the store the goods "
         "were handed over at or left from; 0 on a line priced before rates were kept",
         examples=[825],
