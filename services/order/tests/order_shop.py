@@ -144,9 +144,9 @@ async def serve_all(
     ]
 
 
-async def tee_shop(inventory: grpc.aio.Channel, merchant: str) -> str:
+async def tee_shop(inventory: grpc.aio.Channel, merchant: str, stock: int = 0) -> str:
     """The merchant's location (USD, no tax; it hands over pickups and ships) and a T-shirt at
-    25.00; the location's id."""
+    25.00, with `stock` of them received there; the location's id."""
     metadata = (("x-merchant-id", merchant),)
     catalog = inventory_pb2_grpc.InventoryServiceStub(inventory)
     location = await catalog.CreateLocation(
@@ -171,6 +171,18 @@ async def tee_shop(inventory: grpc.aio.Channel, merchant: str) -> str:
         metadata=metadata,
         timeout=5,
     )
+    if stock:
+        await catalog.AdjustStock(
+            inventory_pb2.AdjustStockRequest(
+                request_id=f"{merchant}-received",
+                sku="TEE",
+                location_id=location.location.id,
+                delta=stock,
+                reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+            ),
+            metadata=metadata,
+            timeout=5,
+        )
     return location.location.id
 
 

@@ -25,7 +25,6 @@ import pytest_asyncio
 from order_shop import serve_order, tee_shop
 
 from pos.common.v1 import money_pb2
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
@@ -206,18 +205,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                     infra, server.url, inventory.port, relay_port, pickup_expiry_seconds=3600
                 )
             )
-            location = await tee_shop(inventory.channel, MERCHANT[0][1])
-            await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).AdjustStock(
-                inventory_pb2.AdjustStockRequest(
-                    request_id="races-received",
-                    sku="TEE",
-                    location_id=location,
-                    delta=1000,
-                    reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
-                ),
-                metadata=MERCHANT,
-                timeout=5,
-            )
+            location = await tee_shop(inventory.channel, MERCHANT[0][1], stock=1000)
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),

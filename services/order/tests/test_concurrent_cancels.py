@@ -22,7 +22,6 @@ import pytest
 import pytest_asyncio
 from order_shop import serve_order, tee_shop
 
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra, serve_in_process, until
@@ -78,18 +77,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                     infra, server.url, inventory.port, payment.port, pickup_expiry_seconds=3600
                 )
             )
-            location = await tee_shop(inventory.channel, MERCHANT_ID)
-            await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).AdjustStock(
-                inventory_pb2.AdjustStockRequest(
-                    request_id="twice-received",
-                    sku="TEE",
-                    location_id=location,
-                    delta=10,
-                    reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
-                ),
-                metadata=MERCHANT,
-                timeout=5,
-            )
+            location = await tee_shop(inventory.channel, MERCHANT_ID, stock=10)
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel), payment.database_url, location
             )

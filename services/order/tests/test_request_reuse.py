@@ -27,7 +27,7 @@ import pytest_asyncio
 from order_shop import payments_for, serve_order, tee_shop
 
 from pos.common.v1 import money_pb2
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2
+from pos.inventory.v1 import stock_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
@@ -132,18 +132,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             order = await stack.enter_async_context(
                 serve_order(infra, server.url, inventory_port, payment_port)
             )
-            location = await tee_shop(inventory.channel, MERCHANT)
-            await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).AdjustStock(
-                inventory_pb2.AdjustStockRequest(
-                    request_id=f"{MERCHANT}-received",
-                    sku="TEE",
-                    location_id=location,
-                    delta=100,
-                    reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
-                ),
-                metadata=MD,
-                timeout=5,
-            )
+            location = await tee_shop(inventory.channel, MERCHANT, stock=100)
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),

@@ -30,7 +30,6 @@ import pytest_asyncio
 from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
 from order_shop import CrashStack as Stack
 
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra, until
@@ -49,19 +48,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
 
 
 async def _shop(stack: Stack, merchant: str) -> str:
-    location = await tee_shop(stack.inventory, merchant)
-    await inventory_pb2_grpc.InventoryServiceStub(stack.inventory).AdjustStock(
-        inventory_pb2.AdjustStockRequest(
-            request_id=f"{merchant}-received",
-            sku="TEE",
-            location_id=location,
-            delta=10,
-            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
-        ),
-        metadata=(("x-merchant-id", merchant),),
-        timeout=5,
-    )
-    return location
+    return await tee_shop(stack.inventory, merchant, stock=10)
 
 
 async def register_sale(
