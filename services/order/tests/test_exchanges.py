@@ -602,3 +602,77 @@ async def test_a_gift_card_code_tendered_enters_the_stored_fingerprint_keyed() -
     assert b"GIFT-1234-5678" not in printed.SerializeToString()
     assert printer.exchange(request) == printed  # a retry matches the first request
     assert request.tenders[0].gift_card_code == "GIFT-1234-5678"
+
+
+async def test_an_exchange_of_an_exchange_gives_every_cent_back_when_its_goods_return(
+    shop: Shop,
+) -> None:
+    """A tee exchanged for a tee and a mug (the mug charged to a second card), then both for a
+    cap alone (the mug's money back to the second card; the cap paid by the first tee's credit,
+    carried through the middle order), then the cap returned: each card has given back all it
+    took."""
+    first = await shop.sale(TEE=1)
+    middle = (await shop.exchange(shop.ask(first.id, [("L1", 1)], [("TEE", 1), ("MUG", 1)]))).order
+    assert len(middle.payment_ids) == 1
+    made = await shop.exchange(
+        shop.ask(middle.id, [(ln.id, ln.quantity) for ln in middle.lines], [("CAP", 1)], card=False)
+    )
+    last = made.order
+    assert made.refunded.amount == middle.total.amount - last.total.amount
+    assert await shop.money(middle.id) == (middle.paid.amount - first.total.amount,) * 2
+
+    back = await shop.give_back(last.id, ("L1", 1))
+
+    assert back.amount.amount == last.total.amount
+    assert [r.payment_id for r in back.refunds] == list(first.payment_ids)
+    assert await shop.money(first.id) == (first.total.amount, first.total.amount)
+    assert (await shop.order(last.id)).paid.amount == 0
+
+
+async def test_an_exchange_of_an_order_paid_by_credit_alone_refunds_the_first_card(
+    shop: Shop,
+) -> None:
+    """A tee exchanged for a cap (even: the cap has no payment of its own), then the cap for a
+    mug: the difference goes back to the tee's card, drawn on the cap's credit; the mug back,
+    the card has given back all it took and sets nothing aside any more."""
+    first = await shop.sale(TEE=1)
+    middle = (await shop.exchange(shop.ask(first.id, [("L1", 1)], [("CAP", 1)], card=False))).order
+    assert not middle.payment_ids
+
+    made = await shop.exchange(shop.ask(middle.id, [("L1", 1)], [("MUG", 1)], card=False))
+
+    owed = middle.total.amount - made.order.total.amount
+    assert made.refunded.amount == owed
+    assert [r.payment_id for r in made.order_return.refunds] == list(first.payment_ids)
+    assert await shop.money(first.id) == (first.total.amount, owed)
+
+    back = await shop.give_back(made.order.id, ("L1", 1))
+    assert back.amount.amount == made.order.total.amount
+    assert await shop.money(first.id) == (first.total.amount, first.total.amount)
+    (payment,) = first.payment_ids
+    card = await shop.payments.GetPayment(
+        payment_pb2.GetPaymentRequest(id=payment), metadata=MERCHANT, timeout=5
+    )
+    assert (card.payment.refunded.amount, card.payment.credited.amount) == (first.total.amount, 0)
+    assert (await shop.order(made.order.id)).paid.amount == 0
+
+
+async def test_an_exchange_of_an_exchange_not_made_leaves_the_credit_where_it_was(
+    shop: Shop,
+) -> None:
+    """The cap (paid by the tee's credit alone) exchanged for two caps with a declined card:
+    refused, and the credit it would have carried on is the cap's again; returning the cap
+    then gives the tee's card everything back."""
+    first = await shop.sale(TEE=1)
+    middle = (await shop.exchange(shop.ask(first.id, [("L1", 1)], [("CAP", 1)], card=False))).order
+    (payment,) = first.payment_ids
+
+    declined = shop.ask(middle.id, [("L1", 1)], [("CAP", 2)], card=False)
+    declined.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_declined")
+    refused = await shop.refused(declined)
+
+    assert read_error(refused).reason == "payment_declined"
+    back = await shop.give_back(middle.id, ("L1", 1))
+    assert back.amount.amount == middle.total.amount
+    assert [r.payment_id for r in back.refunds] == [payment]
+    assert await shop.money(first.id) == (first.total.amount, first.total.amount)

@@ -374,6 +374,71 @@ async def test_money_set_aside_for_an_exchange_is_refunded_only_by_a_return_of_i
     assert (await code_of(other))[0] == grpc.StatusCode.NOT_FOUND
 
 
+async def test_an_exchange_of_an_exchange_carries_the_credit_on_and_back(
+    running: Running,
+) -> None:
+    """3,000 of a 5,000 sale pays for order B; B exchanged in turn carries 2,000 of that credit
+    on to order C: still set aside on the sale's card, now C's. B's credit keeps 1,000 (a
+    draw on it for more is refused); C's is drawn by naming C against B; another order's
+    payment cannot be named; C's exchange not made puts the rest back on B's credit."""
+    order, b, c = f"ord_{rid()}", f"ord_{rid()}", f"ord_{rid()}"
+    visa = await pay(running, card(rid(), order, 5000))
+    stranger = await pay(running, card(rid(), f"ord_{rid()}", 700))
+
+    def credit(on: str, new: str, amount: int, payment: str = visa.id) -> Any:
+        return running.stub.CreditExchange(
+            P.CreditExchangeRequest(
+                request_id=rid(),
+                order_id=on,
+                exchange_order_id=new,
+                amounts=[P.TenderAmount(payment_id=payment, amount=usd(amount))],
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+
+    def draw(on: str, new: str, amount: int) -> Any:
+        return running.stub.CreateRefund(
+            P.CreateRefundRequest(
+                request_id=rid(),
+                order_id=on,
+                exchange_order_id=new,
+                amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(amount))],
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+
+    async def credited() -> int:
+        got = await running.stub.GetPayment(
+            P.GetPaymentRequest(id=visa.id), metadata=md(), timeout=10
+        )
+        return got.payment.credited.amount
+
+    await credit(order, b, 3000)
+    assert await code_of(credit(b, c, 3001)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "amount_exceeds_refundable",
+    )
+    assert (await code_of(credit(b, c, 1, stranger.id)))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    made = await credit(b, c, 2000)
+    assert made.credit.order_id == b and await credited() == 3000
+
+    assert (await code_of(draw(order, b, 1001)))[1] == "amount_exceeds_refundable"
+    await draw(b, c, 500)  # a return of C's goods
+    assert await credited() == 2500
+
+    await running.stub.ReleaseExchangeCredit(
+        P.ReleaseExchangeCreditRequest(request_id=rid(), exchange_order_id=c),
+        metadata=md(),
+        timeout=10,
+    )
+    assert await credited() == 2500  # still set aside: B's again
+    assert (await code_of(draw(order, b, 2501)))[1] == "amount_exceeds_refundable"
+    await draw(order, b, 2500)
+    assert await credited() == 0
+
+
 async def test_a_refund_paid_out_of_band_is_never_refunded_again(running: Running) -> None:
     """A return's 3,000 of a 5,000 card sale was refused at the processor and paid in cash
     instead. Recorded against the payment, it is no longer refundable: a refund asking for it

@@ -110,6 +110,7 @@ def return_to_json(r: Return) -> dict[str, Any]:
             else {}
         ),
         **({"credit_from": _amounts(r.credit_from)} if r.credit_from else {}),
+        **({"credit_carried": _amounts(r.credit_carried)} if r.credit_carried else {}),
         **({"refusal": r.refusal} if r.refusal else {}),
         **({"settlement": _settlement_to_json(r.settlement)} if r.settlement else {}),
     }
@@ -139,6 +140,7 @@ def _return(row: Any) -> Return:
         credit_amounts=[TenderRefund(**t) for t in b.get("credit_amounts", [])],
         credit_set_aside=b.get("credit_set_aside", False),
         credit_from=[TenderRefund(**t) for t in b.get("credit_from", [])],
+        credit_carried=[TenderRefund(**t) for t in b.get("credit_carried", [])],
         refusal=b.get("refusal", ""),
         settlement=_settlement(b.get("settlement")),
     )

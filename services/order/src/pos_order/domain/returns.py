@@ -229,6 +229,10 @@ class Return:
     # much each. Set aside there (the payment service's exchange credit), so no refund of the
     # original order gives that money back a second time; empty for an exchange made before.
     credit_from: list[TenderRefund] = field(default_factory=list)
+    # An exchange's return whose original order was itself an exchange's new order: the part
+    # of `credited` its own payments do not back, carried from that order's own credit (set
+    # aside on the payments of the order it came from, which keep it for the new order).
+    credit_carried: list[TenderRefund] = field(default_factory=list)
     # A return of an exchange's new order: its `credit_amounts` drawn on that credit.
     credit_set_aside: bool = False
     # Its refund refused for good (the payment service's code): it waits for a person to
@@ -497,9 +501,10 @@ def credit_left(backing: list[TenderRefund], earlier: list[Return]) -> list[tupl
     payments were taken (`credit_from` was spread from the last one backwards)."""
     taken: dict[str, int] = {}
     for r in earlier:
-        if r.credit_set_aside:
-            for t in r.credit_amounts:
-                taken[t.payment_id] = taken.get(t.payment_id, 0) + t.amount
+        drawn = [*r.credit_amounts] if r.credit_set_aside else []
+        # An exchange of the new order in turn carried part of the credit on to its own.
+        for t in [*drawn, *r.credit_carried]:
+            taken[t.payment_id] = taken.get(t.payment_id, 0) + t.amount
     return [(t.payment_id, t.amount - taken.get(t.payment_id, 0)) for t in reversed(backing)]
 
 
@@ -520,8 +525,9 @@ def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) 
 
 
 def credit_refunded(earlier: list[Return]) -> int:
-    """What returns of an exchange's new order took back of its credit (pending ones too)."""
-    return sum(t.amount for r in earlier for t in r.credit_amounts)
+    """What returns of an exchange's new order took back of its credit (pending ones too),
+    and what its own exchanges carried on to their new orders."""
+    return sum(t.amount for r in earlier for t in [*r.credit_amounts, *r.credit_carried])
 
 
 def refunded(

@@ -97,6 +97,7 @@ from pos_order.service.returns import (
     ReturnPorts,
     ReturnsUnitOfWork,
     complete,
+    credit_backing,
     gift_card_balances,
     give_up,
     move_money_and_stock,
@@ -331,6 +332,9 @@ class CreateExchange(Generic[R]):
         ret.exchange_order_id = order_id
         ret.credited = min(ret.amount, new_total)
         left = tenders_left(source, earlier)
+        # The original order an exchange's new order itself: what its own credit has left,
+        # on the payments of the order that credit came from.
+        inherited = await credit_backing(uow, source, earlier) or []
         if difference < 0:
             if req.refund_not_permitted:
                 raise DomainError(
@@ -340,12 +344,21 @@ class CreateExchange(Generic[R]):
                     metadata={"permission": "refund"},
                     kind=ErrorKind.FORBIDDEN,
                 )
-            ret.tender_amounts = spread_backwards(-difference, left)
+            # From the original order's own payments first, the rest drawn on its credit (as
+            # a plain return of the goods would be).
+            own = min(-difference, sum(max(0, x) for _, x in left))
+            ret.tender_amounts = spread_backwards(own, left) if own > 0 else []
             left = less(left, ret.tender_amounts)
-        # The payments whose money backs the credit (an exchange's new order's credit backs
-        # the rest of it: that order's own origin has it set aside already).
+            if own < -difference:
+                ret.credit_amounts = spread_backwards(-difference - own, inherited)
+                ret.credit_order_id, ret.credit_set_aside = source.saga.exchange_of, True
+                inherited = less(inherited, ret.credit_amounts)
+        # The payments whose money backs the credit: the original order's own, then what is
+        # left of the credit it was itself paid with (carried on: set aside where it is).
         backed = min(ret.credited, sum(max(0, x) for _, x in left))
         ret.credit_from = spread_backwards(backed, left) if backed > 0 else []
+        carried = min(ret.credited - backed, sum(max(0, x) for _, x in inherited))
+        ret.credit_carried = spread_backwards(carried, inherited) if carried > 0 else []
         order = self._new_order(order_id, source, ret, settings)
         order.saga.tenders = _plan_tenders(order, req.tenders, max(0, difference))
         await uow.orders.add(order)

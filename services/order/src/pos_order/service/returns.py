@@ -318,9 +318,9 @@ async def _plan_with_credit(
     if source is None:
         raise NotFound("order", order.saga.exchange_of)
     ret.credit_order_id = source.id
-    exchanged = await uow.returns.get(order.saga.exchange_return_id)
-    if exchanged is not None and exchanged.credit_from:
-        ret.credit_amounts = spread_backwards(rest, credit_left(exchanged.credit_from, earlier))
+    backing = await credit_backing(uow, order, earlier)
+    if backing is not None:
+        ret.credit_amounts = spread_backwards(rest, backing)
         ret.credit_set_aside = True
         return
     # An exchange made before its credit was set aside: from what the payments have left.
@@ -334,6 +334,22 @@ async def _plan_with_credit(
     ret.credit_amounts = spread_backwards(
         rest, tenders_left(source, await uow.returns.of_order(source.id) + planned)
     )
+
+
+async def credit_backing(
+    uow: ReturnsUnitOfWork, order: Order, earlier: list[Return]
+) -> list[tuple[str, int]] | None:
+    """An exchange's new order: what its credit has left on each payment backing it, after
+    what its returns (`earlier`, pending ones too) took back or carried on to exchanges of
+    their own. The payments are the original order's, or, for the part the exchange carried
+    from the original's own credit, those of the order that credit came from. None when the
+    exchange was made before its credit was set aside."""
+    if not order.saga.exchange_of:
+        return None
+    exchanged = await uow.returns.get(order.saga.exchange_return_id)
+    if exchanged is None or not (exchanged.credit_from or exchanged.credit_carried):
+        return None
+    return credit_left([*exchanged.credit_from, *exchanged.credit_carried], earlier)
 
 
 @dataclass(frozen=True)
@@ -400,19 +416,19 @@ async def set_credit_aside(ports: ReturnPorts, ret: Return) -> None:
     """An exchange's return: the money of its credit set aside on the original order's
     payments (`<return>/credit`), before the new order is sold and again (replayed) before
     the return completes, so no refund of the original gives it back a second time."""
-    if ret.credit_from:
+    if ret.credit_from or ret.credit_carried:
         await ports.payments.credit_exchange(
             f"{ret.id}/credit",
             ret.order_id,
             ret.exchange_order_id,
-            _asks(ret.credit_from, ret.currency),
+            _asks([*ret.credit_from, *ret.credit_carried], ret.currency),
         )
 
 
 async def release_credit(ports: ReturnPorts, ret: Return) -> None:
     """An exchange not made (its new order cancelled): its credit's money is refundable again
     (`<return>/credit/release`; one never set aside cannot be any more)."""
-    if ret.credit_from:
+    if ret.credit_from or ret.credit_carried:
         await ports.payments.release_exchange_credit(
             f"{ret.id}/credit/release", ret.exchange_order_id
         )
@@ -534,12 +550,21 @@ async def complete(
         # What went back to the original order's tenders no longer pays for this order.
         order.saga.credit_returned += sum(t.amount for t in credit)
         await uow.orders.save(order)
-        if credit:
-            source = await uow.orders.get(ret.credit_order_id, lock=True)
-            if source is not None:
+        # Each payment's part on the order that took it: the credit's order, or (for a part
+        # an exchange carried from that order's own credit) the one it came from, and so on.
+        source_id = ret.credit_order_id
+        while credit and source_id:
+            source = await uow.orders.get(source_id, lock=True)
+            if source is None:
+                break
+            mine = {t.payment_id for t in source.saga.tenders}
+            here = [t for t in credit if t.payment_id in mine]
+            if here or source_id == ret.credit_order_id:
                 source.touched(at)
-                refunded(source, ret, credit, credit=ret.credit_set_aside)
+                refunded(source, ret, here, credit=ret.credit_set_aside)
                 await uow.orders.save(source)
+            credit = [t for t in credit if t.payment_id not in mine]
+            source_id = source.saga.exchange_of
         await uow.returns.save(ret)
         earlier = [r for r in await uow.returns.of_order(order.id) if r.id != ret.id]
         # Goods its cancelled fulfilments took back count too: loyalty takes points back by one

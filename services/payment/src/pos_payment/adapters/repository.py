@@ -494,7 +494,13 @@ class SqlCreditRepository:
                     exchange_credits.c.merchant_id == self._merchant,
                     exchange_credits.c.exchange_order_id == credit.exchange_order_id,
                 )
-                .values(status=credit.status.value, updated_at=func.now())
+                .values(
+                    status=credit.status.value,
+                    # What it has on each payment moves when an exchange of its new order
+                    # carries part of it on (and back, if that exchange is not made).
+                    amounts=[{"payment_id": k, "amount": v} for k, v in credit.amounts.items()],
+                    updated_at=func.now(),
+                )
                 .returning(exchange_credits.c.updated_at)
             )
         ).one()

@@ -908,30 +908,57 @@ def _named_payments(payments: list[Payment], named: list[tuple[str, int, str]]) 
 
 
 def set_aside(
-    payments: list[Payment], exchange_order_id: str, named: list[tuple[str, int, str]]
+    payments: list[Payment],
+    order_id: str,
+    exchange_order_id: str,
+    named: list[tuple[str, int, str]],
+    source: ExchangeCredit | None = None,
 ) -> ExchangeCredit:
     """The credit, each named payment's amount set aside on it: all or nothing, each at most
-    what the payment has left to refund."""
+    what the payment has left to refund.
+
+    `order_id` may itself be an exchange's new order, paid (in part) by the credit `source`
+    set aside for it: a named payment of another order is one of that credit's, and the amount
+    is carried from it (at most what it has on the payment), staying set aside there."""
     _named_payments(payments, named)
     by_id = {p.id: p for p in payments}
-    currency = payments[0].currency
+    currency = payments[0].currency  # one at least: every named one is
     for i, (payment_id, amount, _) in enumerate(named):
-        _refundable_or_conflict(by_id[payment_id], amount, f"amounts[{i}].amount")
+        payment = by_id[payment_id]
+        if payment.order_id == order_id:
+            _refundable_or_conflict(payment, amount, f"amounts[{i}].amount")
+        elif source is None or payment_id not in source.amounts:
+            raise InvalidArgument(
+                "a named payment is not one of the order's",
+                [FieldViolation(f"amounts[{i}].payment_id", "is not a payment of this order")],
+            )
+        else:
+            _drawable_or_conflict(payment, source, amount, f"amounts[{i}].amount")
     for payment_id, amount, _ in named:
-        by_id[payment_id].credited += amount
+        if by_id[payment_id].order_id == order_id:
+            by_id[payment_id].credited += amount
+        elif source is not None:
+            source.amounts[payment_id] -= amount
     return ExchangeCredit(
         exchange_order_id,
-        payments[0].order_id,
+        order_id,
         currency,
         {payment_id: amount for payment_id, amount, _ in named},
     )
 
 
-def release(credit: ExchangeCredit, payments: list[Payment]) -> None:
-    """The exchange was not made: what the credit set aside is refundable again."""
+def release(
+    credit: ExchangeCredit, payments: list[Payment], source: ExchangeCredit | None = None
+) -> None:
+    """The exchange was not made: what the credit set aside is refundable again, and what it
+    carried from the credit its order was paid with (`source`) goes back to that credit."""
     if credit.status is CreditStatus.APPLIED:
         for p in payments:
-            p.credited = max(0, p.credited - credit.amounts.get(p.id, 0))
+            amount = credit.amounts.get(p.id, 0)
+            if p.order_id == credit.order_id:
+                p.credited = max(0, p.credited - amount)
+            elif source is not None and amount:
+                source.amounts[p.id] = source.amounts.get(p.id, 0) + amount
     credit.status = CreditStatus.RELEASED
 
 

@@ -530,7 +530,16 @@ class RefundPayments:
         if self.ask.payment_id:
             return [await _payment(uow, self.ask.payment_id, lock=True)]
         found = await uow.payments.for_order(self.ask.order_id, lock=True)
-        if not found:  # another merchant's order too: the same answer as a made-up id
+        if not found and not self.ask.exchange_order_id:
+            # another merchant's order too: the same answer as a made-up id
+            raise NotFound("order", self.ask.order_id)
+        if self.ask.exchange_order_id:
+            # The credit may hold money it carried from the credit its original order was
+            # paid with, on that order's origin's payments: locked too, before the credit.
+            seen = await uow.credits.get(self.ask.exchange_order_id)
+            if seen is not None and seen.order_id == self.ask.order_id:
+                found += await _payments_of(uow, set(seen.amounts) - {p.id for p in found})
+        if not found:
             raise NotFound("order", self.ask.order_id)
         return found
 
@@ -600,15 +609,32 @@ async def credit_exchange(
     stands (released, it is refused: the exchange was undone)."""
     validate_credit_request(order_id, exchange_order_id, named)
     payments = await uow.payments.for_order(order_id, lock=True)
-    if not payments:
+    # Named payments of another order: carried from the credit that paid for `order_id`
+    # (an exchange's new order in turn exchanged), which is read and then locked after the
+    # payments, as every writer locks them.
+    others = {payment_id for payment_id, _, _ in named} - {p.id for p in payments}
+    source = await uow.credits.get(order_id) if others else None
+    if source is not None and source.status is CreditStatus.APPLIED:
+        payments += await _payments_of(uow, others & set(source.amounts))
+    if not payments and source is None:
         raise NotFound("order", order_id)
     found = await uow.credits.get(exchange_order_id, lock=True)
     if found is None:
-        credit = set_aside(payments, exchange_order_id, named)
+        if source is not None:
+            source = await uow.credits.get(order_id, lock=True)
+        credit = set_aside(
+            payments,
+            order_id,
+            exchange_order_id,
+            named,
+            source if source is not None and source.status is CreditStatus.APPLIED else None,
+        )
         if await uow.credits.add(credit):
             for p in payments:
-                if p.id in credit.amounts:
+                if p.id in credit.amounts and p.order_id == order_id:
                     await uow.payments.save(p)
+            if source is not None and others:
+                await uow.credits.save(source)
             return credit, payments
         # Another request made it (or released it) a moment ago: that one stands.
         found = await uow.credits.get(exchange_order_id, lock=True)
@@ -638,15 +664,26 @@ async def release_exchange_credit(uow: PaymentUnitOfWork, exchange_order_id: str
         assert seen is not None
     # The payments first, then the credit: every writer locks in this order.
     payments = await uow.payments.for_order(seen.order_id, lock=True) if seen.order_id else []
+    carried = set(seen.amounts) - {p.id for p in payments}
+    payments += await _payments_of(uow, carried)
     credit = await uow.credits.get(exchange_order_id, lock=True)
     assert credit is not None
+    # What it carried from the credit that paid for its order goes back there.
+    source = await uow.credits.get(seen.order_id, lock=True) if carried else None
     if credit.status is CreditStatus.APPLIED:
-        release(credit, payments)
+        release(credit, payments, source)
         for p in payments:
-            if p.id in credit.amounts:
+            if p.id in credit.amounts and p.order_id == credit.order_id:
                 await uow.payments.save(p)
         await uow.credits.save(credit)
+        if source is not None:
+            await uow.credits.save(source)
     return credit
+
+
+async def _payments_of(uow: PaymentUnitOfWork, ids: set[str]) -> list[Payment]:
+    """Payments by id, locked in id order (as `for_order` locks an order's)."""
+    return [await _payment(uow, payment_id, lock=True) for payment_id in sorted(ids)]
 
 
 # --- refunds paid out of band ---------------------------------------------------------------
