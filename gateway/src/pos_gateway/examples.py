@@ -90,7 +90,7 @@ STOCK_LEVEL = {
     "updated_at": UPDATED,
 }
 LEDGER_ENTRY = {
-    "id": "led_1042",
+    "id": "led_01m8y0n0c4q2w7k9d3f5h6j8tv",
     "sku": "TEE-BLK-M",
     "location_id": LOCATION_ID,
     "kind": "adjustment",

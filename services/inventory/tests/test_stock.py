@@ -16,6 +16,7 @@ from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChange
 from pos_inventory.domain.reservations import OutOfStock, validate_hold
 from pos_inventory.service import availability, handlers, reservations, stock
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
+from pos_kit.ids import has_prefix
 from pos_kit.paging import PageRequest, page_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -326,3 +327,25 @@ async def test_history_is_newest_first_filtered_and_paged(db: Db) -> None:
     assert [e.quantity for e in first] == [4, 3, 2]
     assert [e.quantity for e in rest] == [1]
     assert foreign == []
+
+
+async def test_ledger_ids_say_nothing_of_other_merchants_entries(db: Db) -> None:
+    """An entry's id is opaque: not the table's sequence, which counts every merchant's
+    entries; another merchant's id ends a page (it names no entry of this merchant's)."""
+    sku = unique("ink")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 1)
+    await adjust(db, sku, loc, 2)
+    async with db.uow() as uow:
+        entries = await stock.stock_history(uow, sku, loc, PageRequest())
+        seqs = (
+            await uow.conn.execute(
+                select(stock_ledger.c.seq).where(stock_ledger.c.sku == sku).order_by("seq")
+            )
+        ).scalars()
+        assert [e.id for e in entries if e.id.removeprefix("led_") in map(str, seqs)] == []
+        assert all(has_prefix(e.id, "led") for e in entries)
+        assert len({e.id for e in entries}) == 2
+    async with db.uow("mer_b") as other:
+        theirs = await stock.stock_history(other, sku, "", PageRequest(after=entries[0].id))
+    assert theirs == []

@@ -35,10 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_inventory.adapters.tables import low_stock_thresholds, stock, stock_ledger
 from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Reason, StockLevel
+from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_kit.uow import compiled_sql
 
-ENTRY_PREFIX = "led_"
+ENTRY_PREFIX = "led"
 # What a changed stock row answers with, to become a StockLevel.
 LEVEL = (stock.c.sku, stock.c.location_id, stock.c.on_hand, stock.c.reserved, stock.c.updated_at)
 
@@ -54,6 +55,7 @@ _ENTRY_ARRAYS = (
     ("occurred_at", DateTime(timezone=True)),
     ("reference", Text),
     ("note", Text),
+    ("entry_id", Text),
 )
 
 
@@ -74,7 +76,7 @@ def entry_of(row: Row[Any]) -> LedgerEntry:
 
 def entry_from(m: Any) -> LedgerEntry:
     return LedgerEntry(
-        id=f"{ENTRY_PREFIX}{m['seq']}",
+        id=m["entry_id"],
         sku=m["sku"],
         location_id=m["location_id"],
         kind=EntryKind(m["kind"]),
@@ -159,6 +161,7 @@ def _record_all(table: Table) -> ClauseElement:
                 "occurred_at",
                 "reference",
                 "note",
+                "entry_id",
             ],
             select(
                 bindparam("merchant_id", type_=Text),
@@ -173,6 +176,7 @@ def _record_all(table: Table) -> ClauseElement:
                 given.c.occurred_at,
                 given.c.reference,
                 given.c.note,
+                given.c.entry_id,
             ).join_from(changed, given, given.c.sku == changed.c.sku),
         )
         .returning(*(stock_ledger.c[name] for name in _RECORDED_ENTRY))
@@ -193,9 +197,8 @@ def _record_all(table: Table) -> ClauseElement:
     ).join_from(changed, written, written.c.sku == changed.c.sku)
 
 
-def _entry_seq(entry_id: str) -> int | None:
-    digits = entry_id.removeprefix(ENTRY_PREFIX)
-    return int(digits) if entry_id.startswith(ENTRY_PREFIX) and digits.isdigit() else None
+def new_entry_id() -> str:
+    return new_id(ENTRY_PREFIX)
 
 
 class SqlStock:
@@ -264,6 +267,7 @@ class SqlStock:
                 "entry_occurred_at": [e.occurred_at for _, e in entries],
                 "entry_reference": [e.reference for _, e in entries],
                 "entry_note": [e.note for _, e in entries],
+                "entry_entry_id": [new_entry_id() for _ in entries],
             },
         )
         by_sku = {r[0]: r for r in rows}
@@ -332,6 +336,7 @@ class SqlStock:
                     occurred_at=entry.occurred_at,
                     reference=entry.reference,
                     note=entry.note,
+                    entry_id=new_entry_id(),
                 )
                 .returning(*stock_ledger.c)
             )
@@ -392,8 +397,17 @@ class SqlStock:
             query = query.where(stock_ledger.c.sku == sku)
         if location_id:
             query = query.where(stock_ledger.c.location_id == location_id)
-        before = _entry_seq(page.after) if page.after else None
-        if before is not None:
+        if page.after:
+            # The entry the last page ended with, by its id (never by `seq`, which a token
+            # would show); an id of no entry of the merchant's ends the list.
+            before = (
+                select(stock_ledger.c.seq)
+                .where(
+                    stock_ledger.c.merchant_id == self._merchant,
+                    stock_ledger.c.entry_id == page.after,
+                )
+                .scalar_subquery()
+            )
             query = query.where(stock_ledger.c.seq < before)
         newest_first = query.order_by(stock_ledger.c.seq.desc())
         rows = await self._conn.execute(newest_first.limit(page.fetch))

@@ -154,7 +154,11 @@ stock_ledger = Table(
     # When it happened, as the client says; the sequencing key.
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("note", Text, nullable=False, server_default=""),
+    # The entry's public id: opaque, as `seq` counts every merchant's entries (entries made
+    # before migration 0007 keep `led_<seq>`, the id they were shown).
+    Column("entry_id", Text, nullable=False),
     Index("stock_ledger_item", "merchant_id", "sku", "location_id", "seq"),
+    Index("stock_ledger_entry", "merchant_id", "entry_id", unique=True),
     Index("stock_ledger_occurred", "merchant_id", "sku", "location_id", "occurred_at"),
     Index("stock_ledger_merchant", "merchant_id", "seq"),
 )
