@@ -7,9 +7,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos.order.v1 import order_pb2
@@ -24,10 +25,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 MERCHANT = "mer_calls"
 
 
+@pytest.fixture
+def database(infra: Infra) -> str:
+    return infra.service_database("customer")
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
     # One connection, no overflow: an operation holding it across its calls starves the rest.
-    engine = make_engine(infra.service_database("customer"), pool_size=1, max_overflow=0)
+    engine = make_engine(database, pool_size=1, max_overflow=0)
     try:
         yield engine
     finally:
@@ -188,3 +194,55 @@ async def test_a_re_run_derives_the_same_ids_as_the_run_it_replaces(engine: Asyn
     assert op.claims[0].derived_id("ord") == op.claims[1].derived_id("ord")
     assert answers[0] == answers[1]
     assert op.recorded == [answers[0].order.id]
+
+
+async def test_a_record_that_loses_a_deadlock_runs_again(
+    engine: AsyncEngine, database: str
+) -> None:
+    """The recording transaction and another one lock two rows in opposite orders; PostgreSQL
+    breaks the deadlock by aborting the recording (it waited first). Nothing of it was applied,
+    so it runs again at once: the caller gets its answer, not an error and a claim held until
+    its lease ends."""
+    url = database
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute("CREATE TABLE deadlock_rows (id int PRIMARY KEY)")
+        await admin.execute("INSERT INTO deadlock_rows VALUES (1), (2)")
+    op = Operation(engine)
+    op.go.set()
+    attempts: list[str] = []
+    first_locked, other_locked = asyncio.Event(), asyncio.Event()
+    counted = op.record
+
+    async def record(uow: UnitOfWork, order_id: str) -> order_pb2.CheckoutResponse:
+        attempts.append(order_id)
+        await uow.conn.execute(text("SELECT id FROM deadlock_rows WHERE id = 1 FOR UPDATE"))
+        if len(attempts) == 1:
+            first_locked.set()
+            await other_locked.wait()
+        await uow.conn.execute(text("SELECT id FROM deadlock_rows WHERE id = 2 FOR UPDATE"))
+        return await counted(uow, order_id)
+
+    op.record = record  # type: ignore[method-assign]
+
+    async def other() -> None:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            await first_locked.wait()
+            await conn.execute("SELECT id FROM deadlock_rows WHERE id = 2 FOR UPDATE")
+            other_locked.set()
+            for _ in range(2000):  # until the recording waits for row 2 (20 s at most)
+                waiting = await conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                if (await waiting.fetchone()) != (0,):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the recording never waited for row 2")
+            await conn.execute("SELECT id FROM deadlock_rows WHERE id = 1 FOR UPDATE")
+            await conn.commit()
+
+    request_id = uuid.uuid4().hex
+    answer, _ = await asyncio.gather(op.run(request_id), other())
+    assert len(attempts) == 2 and op.recorded == [answer.order.id]
+    assert await op.run(request_id) == answer  # stored once, replayed

@@ -285,6 +285,16 @@ async def test_bad_returns_are_refused_and_write_nothing(shop: Shop) -> None:
     assert elsewhere.code() == grpc.StatusCode.NOT_FOUND
     no_reason = await refused(shop.ask(order.id, ("L1", 1), reason=""))
     assert [f.field for f in read_error(no_reason).violations] == ["reason"]
+    # One payment named twice (the amounts adding up): refused before anything is planned,
+    # so the unit is still there to return.
+    (payment,) = order.payment_ids
+    twice = shop.ask(order.id, ("L1", 1))
+    unit = order.total.amount - before[0][0].amount.amount  # the other tee's share
+    for amount in (unit - 1, 1):
+        twice.tender_amounts.add(payment_id=payment, amount=usd(amount))
+    named_twice = await refused(twice)
+    assert [f.field for f in read_error(named_twice).violations] == ["tender_amounts[1].payment_id"]
+    assert (await shop.returns_of(order.id), await shop.refunded(order.id)) == before
 
     # Past the window (0 days): refused without an override, taken with one.
     await shop.orders.UpdateOrderSettings(

@@ -37,3 +37,15 @@ def make_engine(
     if os.environ.get("SQL_DIRECT", "1") != "0":
         return DirectEngine(engine.sync_engine)
     return engine
+
+
+# PostgreSQL's answers to a transaction that lost to another one (deadlock_detected,
+# serialization_failure): nothing of it was applied, and running it again is safe.
+LOST_TO_ANOTHER = frozenset({"40P01", "40001"})
+
+
+def lost_to_another_transaction(exc: BaseException) -> bool:
+    """Whether `exc` (psycopg's error, or SQLAlchemy's wrapping it) is PostgreSQL aborting the
+    transaction for another's sake."""
+    error = getattr(exc, "orig", None) or exc
+    return getattr(error, "sqlstate", None) in LOST_TO_ANOTHER

@@ -36,6 +36,7 @@ from pos_kit.context import (
     request_id_var,
     staff_var,
 )
+from pos_kit.db import lost_to_another_transaction
 from pos_kit.errors import DomainError, Unavailable
 from pos_kit.grpc_errors import STATUS_OF_KIND
 from pos_kit.message_text import check_request
@@ -146,9 +147,22 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         status_for(Unavailable("the service is overloaded; retry", "overloaded"))
                     )
                 )
-            except Exception:
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except Exception as exc:
+                if not lost_to_another_transaction(exc):
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                # PostgreSQL aborted the transaction for another's sake (a deadlock it broke):
+                # nothing of it was applied, and the same request may be sent again.
+                log.warning("%s: the transaction lost to another (%s)", method, exc)
+                await context.abort_with_status(
+                    rpc_status.to_status(
+                        status_for(
+                            Unavailable(
+                                "the request collided with another one; retry it", "contention"
+                            )
+                        )
+                    )
+                )
             finally:
                 merchant_var.reset(tokens[0])
                 request_id_var.reset(tokens[1])

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, sele
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.expression import ClauseElement
 
+from pos_kit.db import lost_to_another_transaction
 from pos_kit.errors import (
     AnswerWithdrawn,
     FieldViolation,
@@ -179,11 +180,43 @@ async def once_across_calls(
 
     # A failure from here on keeps the claim: the calls have taken effect, so a retry waits for
     # the lease and runs again with the same derived ids, which the other services replay.
+    # A record that lost to another transaction (a deadlock PostgreSQL broke, say) applied
+    # nothing: it runs again at once, rather than leaving the caller a failure and a claim
+    # that holds the request until its lease ends.
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return await _record(
+                new_uow, table, merchant, request.request_id, operation, fingerprint,
+                response_type, outcome, record,
+            )  # fmt: skip
+        except Exception as exc:
+            if attempt == RECORD_ATTEMPTS or not lost_to_another_transaction(exc):
+                raise
+            log.warning("%s %s: recording lost to another transaction; again", operation,
+                        request.request_id)  # fmt: skip
+    raise AssertionError("unreachable")
+
+
+# How many times the recording transaction runs when it keeps losing to others.
+RECORD_ATTEMPTS = 3
+
+
+async def _record(
+    new_uow: Callable[[], U],
+    table: Table,
+    merchant: str,
+    request_id: str,
+    operation: str,
+    fingerprint: bytes,
+    response_type: type[R],
+    outcome: T,
+    record: Callable[[U, T], Awaitable[R]],
+) -> R:
     async with new_uow() as uow:
         # The row lock orders this run against any other run of the same request.
         current = await uow.first_row(
             compiled_sql(table, "lock", _lock_request),
-            {"merchant_id": merchant, "request_id": request.request_id},
+            {"merchant_id": merchant, "request_id": request_id},
         )
         if current is not None and current[0] is not None:
             AnswerWithdrawn.raise_if_stored(current[0])
@@ -197,7 +230,7 @@ async def once_across_calls(
                 pg_insert(table)
                 .values(
                     merchant_id=merchant,
-                    request_id=request.request_id,
+                    request_id=request_id,
                     operation=operation,
                     fingerprint=fingerprint,
                     response=answer,
@@ -208,7 +241,7 @@ async def once_across_calls(
             if again.first() is None:
                 raise RequestInProgress()
         else:
-            await uow.store_response(merchant, request.request_id, answer)
+            await uow.store_response(merchant, request_id, answer)
         await uow.commit()
     return response
 

@@ -280,8 +280,13 @@ def validate_request(req: ReturnRequest) -> None:
         "override_reason",
         f"must be at most {MAX_REASON} characters",
     )
+    named: set[str] = set()
     for i, t in enumerate(req.tender_amounts):
         violations += require(bool(t.payment_id), f"tender_amounts[{i}].payment_id", "is required")
+        violations += require(
+            t.payment_id not in named, f"tender_amounts[{i}].payment_id", "is named twice"
+        )
+        named.add(t.payment_id)
         violations += require(t.amount > 0, f"tender_amounts[{i}].amount", "must be more than 0")
     raise_if(violations)
 

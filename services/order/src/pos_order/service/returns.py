@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from pos_kit.errors import Conflict, DomainError, NotFound, Unavailable
+from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import Order, OrderStatus
@@ -238,10 +238,18 @@ class RefundRefused(Conflict):
     have gone through: those are the payment service's record)."""
 
     def __init__(
-        self, message: str, code: str, metadata: dict[str, str], made: list[Refunded]
+        self,
+        message: str,
+        code: str,
+        metadata: dict[str, str],
+        made: list[Refunded],
+        invalid: DomainError | None = None,
     ) -> None:
         super().__init__(message, code, dict(metadata))
         self.made = made
+        # The payment service found the refund request itself invalid: answered as it is
+        # (a 400 naming the field) when the return is dropped.
+        self.invalid = invalid
 
 
 def awaiting_person(ret: Return) -> Conflict:
@@ -257,7 +265,7 @@ def awaiting_person(ret: Return) -> Conflict:
 
 async def give_up(
     new_uow: Callable[[], ReturnsUnitOfWork], ret: Return, exc: RefundRefused
-) -> Conflict:
+) -> DomainError:
     """A return whose refund was refused for good is not asked again. A plain return that
     refunded nothing is dropped: nothing was refunded or restocked, and left pending it would
     hold its units (no later return could take them). Any other (an exchange's, whose new
@@ -271,7 +279,7 @@ async def give_up(
             await uow.returns.discard(ret.id)
             await uow.commit()
         log.warning("return %s dropped: its refund was refused (%s)", ret.id, exc.code)
-        return exc
+        return exc.invalid or exc
     async with new_uow() as uow:
         found = await uow.returns.get(ret.id)
         if found is not None and found.status is ReturnStatus.PENDING and not found.refusal:
@@ -478,6 +486,10 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
     except DomainError as exc:  # by code: the payment service's refusal is a DomainError
         if exc.code in REFUSED_FOR_GOOD:
             raise RefundRefused(exc.message, exc.code, exc.metadata, made) from None
+        if exc.kind is ErrorKind.INVALID:
+            # Asked again it is refused again: left pending, the return would hold its units
+            # for good and the resumer would ask for ever.
+            raise RefundRefused(exc.message, exc.code, exc.metadata, made, exc) from None
         raise
     _refunds_went_through(made)
     await restock(ports, ret)
