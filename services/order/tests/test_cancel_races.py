@@ -414,3 +414,87 @@ async def test_a_cancel_beside_a_card_answer_not_known_yet_is_refused_and_writes
     assert read_error(err.value).reason == "payment_pending"
     after = await shop.order(order.id)
     assert (after.status, after.version) == (order_pb2.ORDER_STATUS_PENDING_PAYMENT, before.version)
+
+
+async def test_money_refunded_beside_an_exchange_is_not_paid_out_again_at_its_settlement(
+    shop: Shop,
+) -> None:
+    """Two tees sold at a register, exchanged for one: the difference's refund waits at the
+    relay while a goodwill refund of everything refundable goes through. The exchange's refund
+    is then refused (the money is gone) and its return waits for a person. Settling it as paid
+    out of band would have the till pay the customer what the card already gave back: a 409
+    naming what is left (nothing), nothing recorded; settled as refused, it completes."""
+    made = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=shop.location,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=2)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.tender(made.order.id, tender_type=CARD, card_token="tok_visa")
+    sold = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=made.order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = sold.order
+    (payment,) = order.payment_ids
+    gate = shop.relay.gate("CreateRefund")
+    exchange = shop.orders.CreateExchange(
+        order_pb2.CreateExchangeRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=2, restock=True)],
+            new_lines=[order_pb2.ExchangeLine(sku="TEE", quantity=1)],
+            reason="wrong_size",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+
+    def goodwill() -> Awaitable[Any]:
+        return shop.payments.CreateRefund(
+            payment_pb2.CreateRefundRequest(
+                request_id=str(uuid.uuid4()), payment_id=payment, reason="goodwill"
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+
+    refused, refunded = await _beside(gate, exchange, goodwill)
+    _refused(refused, "amount_exceeds_refundable")
+    return_id = read_error(refused).metadata["return_id"]
+    assert sum(r.amount.amount for r in refunded.refunds) > 0
+
+    def settle(outcome: int, **fields: Any) -> Awaitable[Any]:
+        return shop.orders.SettleReturn(
+            order_pb2.SettleReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                return_id=return_id,
+                outcome=outcome,
+                settled_by="stf_till_1",
+                **fields,
+            ),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await settle(
+            order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            reason="gave cash",
+        )
+    _refused(err.value, "amount_exceeds_refundable")
+    assert read_error(err.value).metadata["refundable"] == "0"
+    (card,) = await shop.payments_of(order.id)
+    assert card.paid_out_of_band.amount == 0
+    assert card.refunded.amount + card.credited.amount == card.captured.amount
+
+    done = await settle(order_pb2.SETTLEMENT_OUTCOME_REFUSED, reason="refunded by goodwill")
+    assert done.order_return.status == "completed"
+    assert done.order_return.settlement.outcome == order_pb2.SETTLEMENT_OUTCOME_REFUSED

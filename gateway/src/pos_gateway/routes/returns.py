@@ -373,9 +373,12 @@ async def settle_return(
     payment processor.
 
     Paid out of band, the money is recorded on the order's payments it was to go back to
-    (their `paid_out_of_band`, each up to what it had left to refund): no later refund of the
-    order or of those payments gives it back a second time (a 409
-    `amount_exceeds_refundable`). Cash settled at a register with an open shift is a pay-out
+    (their `paid_out_of_band`): no later refund of the order or of those payments gives it
+    back a second time (a 409 `amount_exceeds_refundable`). When those payments no longer hold
+    it (a refund made outside the return, through the refunds routes, gave it back meanwhile),
+    it is a 409 `amount_exceeds_refundable` with `refundable` (what they still hold) and
+    nothing is recorded: paying it out too would pay the customer twice; settle it `refused`.
+    Cash settled at a register with an open shift is a pay-out
     of that shift's drawer (its reason names the return), so the drawer's expected cash
     counts it; cash settled anywhere else (the back office, a register with no shift open)
     moves no drawer: record the pay-out on the shift it came from

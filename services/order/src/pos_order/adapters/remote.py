@@ -547,6 +547,7 @@ class PaymentService(_Client):
         amounts: list[RefundAsk],
         tender: str,
         reference: str,
+        whole: bool = False,
     ) -> None:
         await self._call(
             self._stub.RecordOutOfBandRefund,
@@ -557,6 +558,7 @@ class PaymentService(_Client):
                 amounts=_tender_amounts(amounts),
                 tender_type=TENDERS.to_proto(Tender(tender)),
                 reference=reference,
+                whole=whole,
             ),
         )
 

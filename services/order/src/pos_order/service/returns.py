@@ -128,10 +128,13 @@ class RefundPayments(Protocol):
         amounts: list[RefundAsk],
         tender: str,
         reference: str,
+        whole: bool = False,
     ) -> None:
         """A return's refund the processor refused was paid another way (`tender`: cash or
         external): set aside on the order's payments, so no refund gives it back again; cash
-        at a register with an open shift is that drawer's pay-out. Once per return."""
+        at a register with an open shift is that drawer's pay-out. Once per return. `whole`:
+        refused (409 `amount_exceeds_refundable`, nothing written) when a payment has less
+        left than asked."""
         ...
 
 
@@ -720,6 +723,8 @@ class SettleReturn(Generic[R]):
         settlement = settle(ret, self.req, now())
         unpaid = unpaid_by_payment(ret)
         if settlement.outcome is SettlementOutcome.PAID_OUT_OF_BAND and unpaid:
+            # Whole or not at all: money a refund outside the return (goodwill, through the
+            # payments API) gave back meanwhile must not reach the customer a second time.
             await self.ports.payments.record_out_of_band(
                 f"{ret.id}/paid_out_of_band",
                 ret.order_id,
@@ -727,6 +732,7 @@ class SettleReturn(Generic[R]):
                 _asks(unpaid, ret.currency),
                 settlement.tender,
                 settlement.reference,
+                whole=True,
             )
         await restock(self.ports, ret)
         self.settlement = settlement

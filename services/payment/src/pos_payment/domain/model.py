@@ -1029,12 +1029,35 @@ def pay_out_of_band(
     named: list[tuple[str, int, str]],
     tender: TenderType,
     reference: str,
+    whole: bool = False,
 ) -> OutOfBandRefund:
     """The record, each named payment's amount set aside on it up to what it has left to
     refund. Not refused past that: the customer has the money already, and a payment refunded
-    another way meanwhile (or with a refund in flight) has nothing more to give back of it."""
+    another way meanwhile (or with a refund in flight) has nothing more to give back of it.
+
+    `whole` (the customer is not paid yet): a payment with less left than asked is refused,
+    nothing written, naming what is left: that money went back to the customer another way,
+    and paying it out too would pay them twice."""
     _named_payments(payments, named)
     by_id = {p.id: p for p in payments}
+    if whole:
+        short = [
+            FieldViolation(
+                f"amounts[{i}].amount",
+                f"must be at most {max(0, by_id[payment_id].refundable)}, what payment "
+                f"{payment_id} has left to refund (the rest went back another way)",
+            )
+            for i, (payment_id, amount, _) in enumerate(named)
+            if amount > by_id[payment_id].refundable
+        ]
+        if short:
+            left = sum(max(0, min(a, by_id[pid].refundable)) for pid, a, _ in named)
+            raise exceeds_refundable(
+                "the order's payments have less left to refund than the refund paid out of band "
+                "would give back",
+                left,
+                short,
+            )
     currency = payments[0].currency
     set_aside: dict[str, int] = {}
     for payment_id, amount, _ in named:

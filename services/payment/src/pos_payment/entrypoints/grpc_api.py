@@ -336,6 +336,7 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
             request.reference,
             register_var.get() or "",
             staff_var.get() or "",
+            whole=request.whole,
         )
         return payment_pb2.RecordOutOfBandRefundResponse(
             record=out_of_band_to_proto(record), payments=[payment_to_proto(p) for p in payments]

@@ -698,12 +698,14 @@ async def record_out_of_band_refund(
     reference: str,
     register_id: str = "",
     staff_id: str = "",
+    whole: bool = False,
 ) -> tuple[OutOfBandRefund, list[Payment]]:
     """A return's refund the processor refused was paid another way: set aside on the order's
     payments (their rows locked, as every refund of them locks them), so no refund gives it
     back again; cash at a register with an open shift is that drawer's pay-out, in the same
     transaction. One record per return: asked again (the payments' lock orders the askers),
-    the record as it stands, nothing set aside or paid out twice."""
+    the record as it stands, nothing set aside or paid out twice. `whole`: refused, writing
+    nothing, when a payment has less left than asked (see `pay_out_of_band`)."""
     tender = validate_out_of_band(order_id, return_id, named, tender, reference)
     payments = await uow.payments.for_order(order_id, lock=True)
     if not payments:
@@ -713,7 +715,7 @@ async def record_out_of_band_refund(
         if found.order_id != order_id:
             raise NotFound("return", return_id)
         return found, payments
-    record = pay_out_of_band(payments, return_id, named, tender, reference)
+    record = pay_out_of_band(payments, return_id, named, tender, reference, whole)
     if tender is TenderType.CASH and register_id:
         shift = await uow.out_of_band.open_shift_at(register_id)
         if shift is not None:

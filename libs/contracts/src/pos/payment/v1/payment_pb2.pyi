@@ -1491,6 +1491,7 @@ class RecordOutOfBandRefundRequest(_message.Message):
     AMOUNTS_FIELD_NUMBER: _builtins.int
     TENDER_TYPE_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    WHOLE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     """The order whose payments the refund was for."""
@@ -1500,6 +1501,12 @@ class RecordOutOfBandRefundRequest(_message.Message):
     """How: TENDER_TYPE_CASH or TENDER_TYPE_EXTERNAL."""
     reference: _builtins.str
     """The till's receipt, a transfer's reference; at most 128 characters."""
+    whole: _builtins.bool
+    """Refuse, writing nothing, when a named payment has less left to refund than its amount
+    (FAILED_PRECONDITION amount_exceeds_refundable, with what is left): the money went back
+    another way meanwhile, and paying it out again would pay the customer twice. Without it,
+    only what each payment has left is set aside (the customer was paid already).
+    """
     @_builtins.property
     def amounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderAmount]:
         """What each payment's refund did not pay and the customer was paid another way."""
@@ -1513,10 +1520,11 @@ class RecordOutOfBandRefundRequest(_message.Message):
         amounts: _abc.Iterable[Global___TenderAmount] | None = ...,
         tender_type: Global___TenderType.ValueType = ...,
         reference: _builtins.str = ...,
+        whole: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "return_id", b"return_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts", b"amounts", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "return_id", b"return_id", "tender_type", b"tender_type", "whole", b"whole"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
