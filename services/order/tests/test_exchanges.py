@@ -553,6 +553,14 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     )
     assert cancelled[1] == "cancelled" and await shop.money(cancelled[0]) == (0, 0)
 
+    # A token the processor never issued: a 400 naming the exchange's own field.
+    bogus = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    bogus.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_nonsense")
+    refused = await shop.refused(bogus)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(refused).violations] == ["tenders[0].card_token"]
+    await unchanged()
+
     # A declined card for the difference: 409, the caps' hold released, nothing refunded.
     caps = await shop.on_hand("CAP")
     declined = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)

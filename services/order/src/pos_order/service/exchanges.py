@@ -460,7 +460,9 @@ class CreateExchange(Generic[R]):
             order, _ = await change(
                 self.new_uow, order.id, lambda o: saga.sync_tenders(o, payments, False)
             )
-        for record, asked in zip(order.saga.tenders, self.req.tenders, strict=False):
+        for i, (record, asked) in enumerate(
+            zip(order.saga.tenders, self.req.tenders, strict=False)
+        ):
             if record.state is not TenderState.SENT:
                 continue
             try:
@@ -476,7 +478,7 @@ class CreateExchange(Generic[R]):
                 # Refused before anything was taken (a bad token, a spent gift card).
                 await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
                                   "payment_declined")  # fmt: skip
-                raise
+                raise _about_tender(exc, i) from None
             await boundary(self.policy, "after_authorization")
 
             def answered(o: Order, n: int = record.n, p: PaymentResult = payment) -> None:
@@ -598,6 +600,16 @@ async def _drop(new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, re
     async with new_uow() as uow:
         await uow.returns.discard(ret.id)
         await uow.commit()
+
+
+def _about_tender(exc: DomainError, i: int) -> DomainError:
+    """The payment service's refusals of a tender name its own fields (`card_token`): here
+    they are the exchange's `tenders[i]`."""
+    exc.violations = [
+        FieldViolation(f"tenders[{i}].{v.field}" if v.field else f"tenders[{i}]", v.description)
+        for v in exc.violations
+    ]
+    return exc
 
 
 def _about_new_lines(exc: DomainError, req: ExchangeRequest) -> DomainError:
