@@ -430,7 +430,10 @@ async def test_a_return_whose_refund_is_refused_leaves_nothing_pending(shop: Sho
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
-    assert read_error(err.value).reason == "amount_exceeds_refundable"
+    problem = read_error(err.value)
+    assert problem.reason == "amount_exceeds_refundable"
+    assert problem.metadata["refundable"] == str(order.total.amount - 1500)
+    assert [v.field for v in problem.violations] == ["lines"]  # whichever service noticed
     assert await shop.returns_of(order.id) == []
     assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]
     assert await shop.refunded(order.id) == {payment: (order.total.amount, 1500)}

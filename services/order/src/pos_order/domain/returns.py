@@ -431,6 +431,26 @@ def plan_return(
     )
 
 
+def exceeds_refundable(
+    amount: int,
+    refundable: int,
+    message: str = "the order's payments have less left to refund than these units are worth",
+) -> Conflict:
+    """The 409 of a return (or an exchange) worth more than the order's payments have left to
+    refund: what is left (`refundable`), and the field that asked for more. The payment
+    service's code for the same refusal: a client sees one, whichever of the two noticed first
+    (a refund made outside a return reaches the order by event)."""
+    refused = Conflict(message, "amount_exceeds_refundable", {"refundable": str(refundable)})
+    refused.violations = [
+        FieldViolation(
+            "lines",
+            f"the units are worth {amount} to refund; the order's payments have {refundable} "
+            "left (refunds made outside a return, or an exchange's credit, took the rest)",
+        )
+    ]
+    return refused
+
+
 def spread_backwards(amount: int, tenders: list[tuple[str, int]]) -> list[TenderRefund]:
     """`amount` over the tenders from the last one taken backwards, each up to what it has
     left. More than they have left together is refused: a refund is never more than what was
@@ -439,11 +459,7 @@ def spread_backwards(amount: int, tenders: list[tuple[str, int]]) -> list[Tender
     if amount > refundable:
         # The payment service's code for the same refusal: a client sees one, whichever of
         # the two noticed first (a refund made outside a return reaches the order by event).
-        raise Conflict(
-            "the order's payments have less left to refund than these units are worth",
-            "amount_exceeds_refundable",
-            {"refundable": str(refundable)},
-        )
+        raise exceeds_refundable(amount, refundable)
     out: list[TenderRefund] = []
     due = amount
     for payment_id, left in reversed(tenders):
@@ -520,11 +536,11 @@ def split_for_credit(amount: int, own: list[tuple[str, int]], credit_left: int) 
     from_own = min(amount, sum(left for _, left in own))
     rest = amount - from_own
     if rest > credit_left:
-        raise Conflict(
+        raise exceeds_refundable(
+            amount,
+            max(0, sum(left for _, left in own)) + credit_left,
             "the order's payments and its exchange credit have less left to refund than these "
             "units are worth",
-            "amount_exceeds_refundable",
-            {"refundable": str(max(0, sum(left for _, left in own)) + credit_left)},
         )
     return from_own, rest
 

@@ -83,6 +83,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     credit_refunded,
+    exceeds_refundable,
     less,
     plan_return,
     spread_backwards,
@@ -525,11 +526,7 @@ def _backed(source: Order, earlier: list[Return], amount: int) -> None:
     if source.saga.exchange_of:
         left += max(0, source.saga.credit - credit_refunded(earlier))
     if amount > left:
-        raise Conflict(
-            "the order's payments have less left to refund than these units are worth",
-            "amount_exceeds_refundable",
-            {"refundable": str(left)},
-        )
+        raise exceeds_refundable(amount, left)
 
 
 def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[TenderRecord]:

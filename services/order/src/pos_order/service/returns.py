@@ -44,6 +44,7 @@ from pos_order.domain.returns import (
     TenderRefund,
     credit_left,
     credit_refunded,
+    exceeds_refundable,
     goods_returned,
     plan_receiptless,
     plan_return,
@@ -282,6 +283,9 @@ async def give_up(
             await uow.returns.discard(ret.id)
             await uow.commit()
         log.warning("return %s dropped: its refund was refused (%s)", ret.id, exc.code)
+        if exc.code == "amount_exceeds_refundable" and exc.metadata.get("refundable", "").isdigit():
+            # As the order answers when it noticed first: naming the returned lines.
+            return exceeds_refundable(ret.amount, int(exc.metadata["refundable"]))
         return exc.invalid or exc
     async with new_uow() as uow:
         found = await uow.returns.get(ret.id)
