@@ -35,6 +35,8 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     SoldLine,
+    UnitsRefund,
+    adjustments,
     allocate,
     lowest_sold,
     order_paid_per_line,
@@ -306,3 +308,60 @@ def test_a_return_without_a_receipt_prices_a_unit_after_its_own_lines_discount()
     odd = SoldLine("TEE", 2500, 3, 1000, 1000, 7500, 1000)  # 65.00 for three: 21.66 each
     assert lowest_sold([tee, mug, odd]) == {"TEE": 2000, "MUG": 1200}
     assert lowest_sold([odd]) == {"TEE": 2166}
+
+
+def _adjusted_return(
+    order: Order, done: list[Return], asks: list[tuple[str, int]], refunds: list[UnitsRefund]
+) -> Return:
+    at = SOLD + timedelta(days=1, minutes=len(done))
+    req = ReturnRequest(
+        f"req-{len(done)}", order.id, [ReturnLineRequest(i, q) for i, q in asks], "unwanted"
+    )
+    ret = plan_return(
+        order, done, req, f"ret_{len(done)}", at, 30, tenders_left(order, done),
+        adjusted=adjustments(order, refunds, done),
+    )  # fmt: skip
+    ret.created_at, ret.status = at, ReturnStatus.COMPLETED
+    done.append(ret)
+    return ret
+
+
+def _named(amount: int, minutes: int, *lines: tuple[str, int]) -> UnitsRefund:
+    at = SOLD + timedelta(days=1, minutes=minutes)
+    return UnitsRefund(f"rfd_{minutes}", amount, False, at, (at, "adjust", lines), lines)
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        [[("L1", 3)], [("L2", 2)]],
+        [[("L2", 1)], [("L1", 1)], [("L1", 1), ("L2", 1)], [("L1", 1)]],
+        [[("L1", 1), ("L2", 2)], [("L1", 2)]],
+    ],
+)
+def test_units_a_refund_named_get_back_only_what_they_were_not_given(
+    asks: list[list[tuple[str, int]]],
+) -> None:
+    """Three of SKU0 and two of SKU1; 5.00 given back naming one SKU0 and one SKU1 (shared by
+    their worth) before any return. Whatever the order of the returns, everything back
+    refunds exactly what was paid less the 5.00, and no return asks more than its units'
+    worth."""
+    order = sold_order([(2000, 3), (1000, 2)], 0, 825, [1])
+    refunds = [_named(500, 0, ("SKU0", 1), ("SKU1", 1))]
+    done: list[Return] = []
+    paid = order_paid_per_line(order)
+    for step in asks:
+        ret = _adjusted_return(order, done, step, refunds)
+        for ln in ret.lines:
+            assert 0 <= ln.amount <= paid[ln.line_id].worth(ln.quantity) + 1
+    assert sum(r.amount for r in done) + 500 == order.totals.total.amount
+
+
+def test_a_unit_returned_before_the_refund_naming_its_sku_keeps_its_whole_refund() -> None:
+    """One of two SKU0 returned, then 3.00 given back naming the other: the second return is
+    the adjusted unit, refunded its worth less the 3.00."""
+    order = sold_order([(2000, 2)], 0, 0, [1])
+    done: list[Return] = []
+    first = _adjusted_return(order, done, [("L1", 1)], [])
+    second = _adjusted_return(order, done, [("L1", 1)], [_named(300, 60, ("SKU0", 1))])
+    assert (first.amount, second.amount) == (2000, 1700)

@@ -795,3 +795,40 @@ async def test_a_refund_paid_out_of_band_is_not_refunded_again_nor_settled_while
         gift: (1000, 0),
         card: (sold.total.amount - 1000, card_part + nxt.order_return.amount.amount),
     }
+
+
+async def test_units_a_refund_named_are_returned_for_what_they_were_not_given_back(
+    shop: Shop,
+) -> None:
+    """Two tees and a mug on one card; 1.00 given back for one tee (a refund naming it, through
+    the payments API). Returning that tee refunds what it was paid less the 1.00; the other tee
+    and the mug then get back all they were paid: together with the 1.00, exactly what the card
+    took, and no unit got back more than it was paid."""
+    order = await shop.sale(2, 1)
+    (payment,) = order.payment_ids
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()),
+            payment_id=payment,
+            amount=usd(100),
+            reason="price_adjust",
+            lines=[payment_pb2.RefundLine(sku="TEE", quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    tees = next(ln for ln in order.lines if ln.sku == "TEE")
+    mug = next(ln for ln in order.lines if ln.sku == "MUG")
+
+    first = await shop.orders.CreateReturn(
+        shop.ask(order.id, (tees.id, 1)), metadata=MERCHANT, timeout=20
+    )
+    second = await shop.orders.CreateReturn(
+        shop.ask(order.id, (tees.id, 1), (mug.id, 1)), metadata=MERCHANT, timeout=20
+    )
+
+    by_line = {ln.line_id: ln.amount.amount for ln in second.order_return.lines}
+    tee_paid = first.order_return.amount.amount + 100 + by_line[tees.id]
+    assert first.order_return.amount.amount + 100 <= by_line[tees.id] + 1  # a tee's worth
+    assert await shop.refunded(order.id) == {payment: (order.total.amount, order.total.amount)}
+    assert tee_paid + by_line[mug.id] == order.total.amount

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -29,7 +30,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Manual
-from pos_order.domain.returns import Refunded
+from pos_order.domain.returns import Refunded, UnitsRefund
 from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import (
     AppliedDiscount,
@@ -538,6 +539,32 @@ class PaymentService(_Client):
             .removeprefix("REFUND_STATUS_")
             .lower()
         )
+
+    async def refunds_of(self, order_id: str) -> list[UnitsRefund]:
+        found: list[UnitsRefund] = []
+        token = ""
+        while True:
+            page = await self._call_if_found(
+                self._stub.ListRefunds,
+                payment_pb2.ListRefundsRequest(order_id=order_id, page_size=200, page_token=token),
+            )
+            if page is None:
+                return found
+            for f in page.refunds:
+                lines = tuple((x.sku, x.quantity) for x in f.lines)
+                found.append(
+                    UnitsRefund(
+                        f.id,
+                        f.amount.amount,
+                        f.status == payment_pb2.REFUND_STATUS_FAILED,
+                        f.created_at.ToDatetime(tzinfo=UTC),
+                        (f.created_at.ToNanoseconds(), f.reason, lines),
+                        lines,
+                    )
+                )
+            token = page.next_page_token
+            if not token:
+                return found
 
     async def record_out_of_band(
         self,

@@ -17,7 +17,7 @@ Returns never change the order's status (commerce-states.md): they are objects o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -291,6 +291,91 @@ def validate_request(req: ReturnRequest) -> None:
     raise_if(violations)
 
 
+@dataclass(frozen=True)
+class UnitsRefund:
+    """A refund of the order's payments as the payment service lists it, with the units it
+    named (`lines`: a price adjustment, a gesture on an item); one per tender of its request,
+    which share `request` (its time, reason and lines)."""
+
+    refund_id: str
+    amount: int
+    failed: bool
+    at: datetime
+    request: tuple[object, ...]
+    lines: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    """What refunds made outside the returns gave back for `units` units of one SKU, together
+    (`amount`), from `since` (the first of them)."""
+
+    units: int
+    amount: int
+    since: datetime
+
+    def worth(self, units: int) -> int:
+        """What the first `units` of the adjusted units were given back, together."""
+        return self.amount * min(units, self.units) // self.units
+
+
+def adjustments(
+    order: Order, refunds: list[UnitsRefund], earlier: list[Return]
+) -> dict[str, Adjusted]:
+    """Per SKU, what refunds of the order made outside its returns gave back for the units
+    they named: a return of such a unit refunds what it was paid less that, or a price
+    adjustment would be paid back on top of the unit's whole price. A refund naming several
+    SKUs is shared among them by the units' paid value."""
+    of_returns = {x.refund_id for r in earlier for x in r.refunds}
+    requests: dict[tuple[object, ...], list[UnitsRefund]] = {}
+    for f in refunds:
+        if not f.failed and f.lines and f.refund_id not in of_returns:
+            requests.setdefault(f.request, []).append(f)
+    paid = order_paid_per_line(order)
+    unit: dict[str, int] = {}
+    for ln in order.lines:
+        if ln.sku and ln.id in paid and ln.sku not in unit:
+            unit[ln.sku] = paid[ln.id].worth(1)
+    units: dict[str, int] = {}
+    amounts: dict[str, int] = {}
+    since: dict[str, datetime] = {}
+    for made in requests.values():
+        listed = [(sku, q) for sku, q in made[0].lines if sku in unit and q > 0]
+        shares = allocate(sum(f.amount for f in made), [unit[sku] * q for sku, q in listed])
+        at = min(f.at for f in made)
+        for (sku, q), share in zip(listed, shares, strict=True):
+            units[sku] = units.get(sku, 0) + q
+            amounts[sku] = amounts.get(sku, 0) + share
+            since[sku] = min(since.get(sku, at), at)
+    return {sku: Adjusted(units[sku], amounts[sku], since[sku]) for sku in units}
+
+
+def less_adjustments(
+    made: list[ReturnLine], earlier: list[Return], adjusted: dict[str, Adjusted]
+) -> list[ReturnLine]:
+    """The returned lines' refunds less what refunds outside the returns gave back for their
+    units already. Which units of a SKU were adjusted is not known: the first ones returned
+    after the adjustment are taken to be them (so no unit ever gets more back than it was
+    paid); units returned before it were not."""
+    seen: dict[str, int] = {}
+    for r in earlier:
+        for ln in r.lines:
+            a = adjusted.get(ln.sku)
+            if a is not None and r.created_at is not None and r.created_at >= a.since:
+                seen[ln.sku] = seen.get(ln.sku, 0) + ln.quantity
+    out = []
+    for ln in made:
+        a = adjusted.get(ln.sku)
+        if a is None:
+            out.append(ln)
+            continue
+        before = seen.get(ln.sku, 0)
+        seen[ln.sku] = before + ln.quantity
+        taken = a.worth(before + ln.quantity) - a.worth(before)
+        out.append(replace(ln, amount=max(0, ln.amount - taken)))
+    return out
+
+
 def plan_return(
     order: Order,
     earlier: list[Return],
@@ -301,6 +386,7 @@ def plan_return(
     tenders: list[tuple[str, int]],
     gift_card_balances: dict[str, int] | None = None,
     spread: bool = True,
+    adjusted: dict[str, Adjusted] | None = None,
 ) -> Return:
     """The return the request asks for, against the order and every earlier return of it
     (pending ones included: their units are spoken for). Every rule is checked before anything
@@ -314,6 +400,8 @@ def plan_return(
     spread from the last payment taken backwards (commerce-states.md). The plan is stored with
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
     `spread` False: no refund planned here (an exchange plans only the difference it owes).
+    `adjusted`: what refunds outside the returns gave back for units they named
+    (`adjustments`), taken off the refund of those units.
     """
     gift_card_balances = gift_card_balances or {}
     if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
@@ -382,6 +470,8 @@ def plan_return(
             )
         )
     raise_if(violations)
+    if adjusted:
+        made = less_adjustments(made, earlier, adjusted)
     total = sum(ln.amount for ln in made)
     captured = dict(tenders)
     if not spread:

@@ -82,6 +82,8 @@ from pos_order.domain.returns import (
     ReturnLineRequest,
     ReturnRequest,
     ReturnStatus,
+    UnitsRefund,
+    adjustments,
     credit_refunded,
     exceeds_refundable,
     less,
@@ -102,6 +104,7 @@ from pos_order.service.returns import (
     gift_card_balances,
     give_up,
     move_money_and_stock,
+    refunds_naming_units,
     release_credit,
     set_credit_aside,
 )
@@ -239,6 +242,7 @@ class CreateExchange(Generic[R]):
         self.answer = answer
         self.balances: dict[str, int] = {}
         self.refunded: dict[str, int] = {}  # the original's payments: refunded in all
+        self.unit_refunds: list[UnitsRefund] = []  # its refunds that named units
         self.priced: Priced | None = None
 
     async def prepare(self) -> None:
@@ -254,6 +258,7 @@ class CreateExchange(Generic[R]):
         self.balances = await gift_card_balances(
             self.return_ports, order, {ln.line_id for ln in req.lines}
         )
+        self.unit_refunds = await refunds_naming_units(self.return_ports, order)
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
             # made through the payments API may not have reached the order yet, and the
@@ -326,6 +331,7 @@ class CreateExchange(Generic[R]):
             [],
             self.balances,
             spread=False,
+            adjusted=adjustments(source, self.unit_refunds, earlier),
         )
         _backed(source, earlier, ret.amount)
         new_total = priced.cart.totals.total.amount

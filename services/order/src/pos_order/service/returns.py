@@ -42,6 +42,8 @@ from pos_order.domain.returns import (
     SettlementOutcome,
     SettleRequest,
     TenderRefund,
+    UnitsRefund,
+    adjustments,
     credit_left,
     credit_refunded,
     exceeds_refundable,
@@ -121,6 +123,10 @@ class RefundPayments(Protocol):
         """A refund's status as the payment service has it now: pending, succeeded, failed."""
         ...
 
+    async def refunds_of(self, order_id: str) -> list[UnitsRefund]:
+        """Every refund of the order's payments, with the units each named."""
+        ...
+
     async def record_out_of_band(
         self,
         request_id: str,
@@ -165,6 +171,8 @@ class CreateReturn(Generic[R]):
         self.req = req
         # The balances of the gift cards returned, read before the claim (see `balances`).
         self.gift_card_balances: dict[str, int] = {}
+        # The order's refunds that named units, read before the claim too.
+        self.refunds: list[UnitsRefund] = []
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -181,6 +189,7 @@ class CreateReturn(Generic[R]):
         self.gift_card_balances = await gift_card_balances(
             self.ports, order, {ln.line_id for ln in self.req.lines}
         )
+        self.refunds = await refunds_naming_units(self.ports, order)
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
@@ -206,6 +215,7 @@ class CreateReturn(Generic[R]):
             own,
             self.gift_card_balances,
             spread=not credit,
+            adjusted=adjustments(order, self.refunds, earlier),
         )
         if credit:
             await _plan_with_credit(uow, order, earlier, own, ret)
@@ -299,6 +309,14 @@ async def give_up(
         exc.code,
         {**exc.metadata, "return_id": ret.id},
     )
+
+
+async def refunds_naming_units(ports: ReturnPorts, order: Order) -> list[UnitsRefund]:
+    """The order's refunds that named units (read with no connection held, before the claim):
+    what they gave back is taken off a return of those units (`adjustments`)."""
+    if not order.payment_ids:
+        return []
+    return [f for f in await ports.payments.refunds_of(order.id) if f.lines]
 
 
 async def gift_card_balances(ports: ReturnPorts, order: Order, asked: set[str]) -> dict[str, int]:
