@@ -745,3 +745,57 @@ def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: R
     assert closed.json()["over_short"] == 1
     event = _event_of(http, "shift.closed", shift["id"])
     assert event["data"]["object"]["report"]["expected_cash"]["amount"] == -1
+
+
+def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Running) -> None:
+    """Gift-card value and loyalty points handed out with no sale paying for them (a card
+    issued, loaded, refunded to or adjusted; points credited) take the `refund` permission at
+    a register: a cashier alone is refused and nothing moves; with a manager's PIN the action
+    is made and audited with both people."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Gale", "cashier", here, "2468")
+    manager = _member(http, "Max", "manager", here, "8642")
+    register, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2468"}).is_success
+
+    def usd(amount: int) -> dict[str, Any]:
+        return {"amount": amount, "currency": "USD"}
+
+    issued = _post(http, "/v1/gift-cards", {"amount": usd(1000)})  # the back office's key
+    assert issued.status_code == 201, issued.text
+    card = issued.json()["gift_card"]["id"]
+    spent = _post(
+        http, "/v1/gift-cards/redeem", {"code": issued.json()["code"], "amount": usd(300)}
+    )
+    assert spent.is_success, spent.text
+    customer = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@value.example"})
+    assert customer.status_code == 201, customer.text
+    asks = [
+        ("/v1/gift-cards", {"amount": usd(500)}),
+        (f"/v1/gift-cards/{card}/loads", {"amount": usd(500)}),
+        (f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)}),
+        (f"/v1/gift-cards/{card}/adjustments", {"amount": usd(500), "reason": "x"}),
+        (
+            f"/v1/customers/{customer.json()['id']}/points/adjustments",
+            {"points": 900, "reason": "x"},
+        ),
+    ]
+    for path, body in asks:
+        denied = _post(device, path, body)
+        assert (denied.status_code, denied.json()["code"]) == (403, "permission_required"), path
+        assert denied.json()["permission"] == "refund"
+    assert http.get(f"/v1/gift-cards/{card}").json()["balance"]["amount"] == 700
+    assert http.get(f"/v1/customers/{customer.json()['id']}").json()["loyalty_points"] == 0
+
+    approval = {"manager_id": manager, "pin": "8642", "permission": "refund"}
+    assert _post(device, "/v1/overrides", approval).status_code == 201
+    done = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
+    assert done.status_code == 201, done.text
+    (entry,) = _audit(http, action="gift_card.refunded", register_id=register["id"])
+    assert (entry["staff_id"], entry["approved_by"], entry["resource_id"]) == (
+        cashier,
+        manager,
+        card,
+    )
+    assert entry["details"]["amount"] == 100

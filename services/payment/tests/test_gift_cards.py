@@ -488,11 +488,11 @@ async def test_bad_input_is_refused_with_its_reason_and_writes_nothing(running: 
             grpc.StatusCode.INVALID_ARGUMENT,
             "currency_mismatch",
         ),
-        (  # a refund asked of the card itself is held to the maximum, as a load is
+        (  # a refund asked of the card itself gives back at most what it spent (nothing)
             running.cards.RefundToGiftCard,
-            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)),
+            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(1)),
             grpc.StatusCode.FAILED_PRECONDITION,
-            "gift_card_balance_limit",
+            "gift_card_refund_exceeds_spent",
         ),
         (
             running.cards.RedeemGiftCard,
@@ -644,3 +644,39 @@ async def test_no_gift_card_code_is_kept_in_any_table_log_stored_answer_or_event
             assert form not in streamed
     # What is kept: the last four, as for a card.
     assert generated.gift_card.code_last4 in dumped
+
+
+async def test_a_refund_to_a_card_gives_back_at_most_what_it_spent(running: Running) -> None:
+    """1,000 issued, 100 spent: a refund to the card of 500 would make 400 from nothing, so
+    it is refused naming what is left to give back (100), writing nothing; 100 is taken, and
+    then nothing more."""
+    m = merchant()
+    issued = await issue(running, m, 1000)
+    card_id = issued.gift_card.id
+    await running.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100)),
+        metadata=md(m),
+        timeout=30,
+    )
+
+    def refund(amount: int) -> Any:
+        return running.cards.RefundToGiftCard(
+            G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(amount)),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    before = footprint(running, m)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await refund(500)
+    problem = read_error(err.value)
+    assert (problem.reason, problem.metadata["refundable"]) == (
+        "gift_card_refund_exceeds_spent",
+        "100",
+    )
+    assert [v.field for v in problem.violations] == ["amount.amount"]
+    assert footprint(running, m) == before
+    assert (await refund(100)).gift_card.balance.amount == 1000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await refund(1)
+    assert read_error(err.value).metadata["refundable"] == "0"

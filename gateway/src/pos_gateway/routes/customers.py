@@ -13,6 +13,7 @@ from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
@@ -491,14 +492,19 @@ async def points_history(
                   "balance": 10}, status=201),
 )  # fmt: skip
 async def adjust_points(
-    customer_id: PathId, body: PointsAdjustmentIn, svc: Svc
+    customer_id: PathId, body: PointsAdjustmentIn, request: Request, svc: Svc
 ) -> PointsAdjustment:
     """A debit past the points available (the balance less what open orders hold) is a 409
-    `insufficient_points`."""
-    answer = await svc.customer.AdjustPoints(
-        loyalty_pb2.AdjustPointsRequest(
-            request_id=request_id(), customer_id=customer_id, points=body.points,
-            reason=body.reason,
-        )
-    )  # fmt: skip
+    `insufficient_points`. At a register (points are money off a later sale) it takes the
+    `refund` permission or a manager's override (403 `permission_required`) and is in the
+    audit log (`points.adjusted`, with the points and the reason)."""
+    async with guarded(request, "points.adjusted", "refund") as done:
+        answer = await svc.customer.AdjustPoints(
+            loyalty_pb2.AdjustPointsRequest(
+                request_id=request_id(), customer_id=customer_id, points=body.points,
+                reason=body.reason,
+            )
+        )  # fmt: skip
+        done.resource = ("customer", customer_id)
+        done.details = {"points": body.points, "reason": body.reason}
     return to_model(PointsAdjustment, answer)

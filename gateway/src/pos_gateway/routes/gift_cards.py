@@ -17,7 +17,7 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded, settings_changed
+from pos_gateway.actions import Done, guarded, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -137,6 +137,16 @@ class GiftCardIn(Body):
     location_id: QueryId = Field("", description="Where it was sold; yours, or a 404")
 
 
+def _audited(done: Done, answer: Any, **details: str) -> None:
+    """The card and the signed amount the action moved, for its audit entry (never the code)."""
+    done.resource = ("gift_card", answer.gift_card.id)
+    done.details = {
+        "amount": answer.activity.amount.amount,
+        "currency": answer.activity.amount.currency,
+        **details,
+    }
+
+
 def _moved(answer: Any) -> dict[str, Any]:
     """The card and the activity of any answer that carries both."""
     return {"gift_card": to_json(answer.gift_card), "activity": to_json(answer.activity)}
@@ -147,26 +157,32 @@ def _moved(answer: Any) -> dict[str, Any]:
     **op("payments:write", "Issue a gift card", (404, *CREATE), example=ex.NEW_GIFT_CARD,
          status=201, shown_once=("code",)),
 )  # fmt: skip
-async def issue_gift_card(body: GiftCardIn, svc: Svc) -> NewGiftCard:
+async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGiftCard:
     """Activates a card with its opening balance. The code is in this answer only: a replay
     of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
     true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
     than the maximum balance a 409 `gift_card_balance_limit`; an amount in another currency than
     the location's a 400 `currency_mismatch`. Store credit for a return without a receipt is a
-    card with `reason: store_credit` and the customer."""
+    card with `reason: store_credit` and the customer.
+
+    At a register it gives value no sale paid for (a card sold at the till is an order line):
+    it takes the `refund` permission or a manager's override (403 `permission_required`), and
+    is in the audit log (`gift_card.issued`, with the amount)."""
     await _known(svc, body.location_id, body.customer_id, body.order_id, body.amount.currency)
-    answer = await svc.gift_cards.IssueGiftCard(
-        G.IssueGiftCardRequest(
-            request_id=request_id(),
-            amount=body.amount.pb(),
-            code=body.code or "",
-            customer_id=body.customer_id,
-            order_id=body.order_id,
-            order_line_id=body.order_line_id,
-            reason=body.reason,
-            location_id=body.location_id,
+    async with guarded(request, "gift_card.issued", "refund") as done:
+        answer = await svc.gift_cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=request_id(),
+                amount=body.amount.pb(),
+                code=body.code or "",
+                customer_id=body.customer_id,
+                order_id=body.order_id,
+                order_line_id=body.order_line_id,
+                reason=body.reason,
+                location_id=body.location_id,
+            )
         )
-    )
+        _audited(done, answer)
     return NewGiftCard.model_validate(
         {
             **_moved(answer),
@@ -316,19 +332,25 @@ class LoadIn(Body):
     **op("payments:write", "Load value onto a gift card", (404, *CREATE),
          example=ex.GIFT_CARD_MOVED, status=201),
 )  # fmt: skip
-async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
+async def load_gift_card(
+    gift_card_id: PathId, body: LoadIn, request: Request, svc: Svc
+) -> GiftCardMoved:
     """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
-    card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`."""
+    card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`. At a
+    register (value no sale paid for) it takes the `refund` permission or a manager's override
+    and is in the audit log (`gift_card.loaded`)."""
     await _known(svc, body.location_id, currency=body.amount.currency)
-    answer = await svc.gift_cards.LoadGiftCard(
-        G.LoadGiftCardRequest(
-            request_id=request_id(),
-            id=gift_card_id,
-            amount=body.amount.pb(),
-            reference=body.reference,
-            location_id=body.location_id,
+    async with guarded(request, "gift_card.loaded", "refund") as done:
+        answer = await svc.gift_cards.LoadGiftCard(
+            G.LoadGiftCardRequest(
+                request_id=request_id(),
+                id=gift_card_id,
+                amount=body.amount.pb(),
+                reference=body.reference,
+                location_id=body.location_id,
+            )
         )
-    )
+        _audited(done, answer)
     return GiftCardMoved.model_validate(_moved(answer))
 
 
@@ -337,20 +359,26 @@ async def load_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCa
     **op("payments:write", "Give value back to a gift card", (404, *CREATE),
          example=ex.GIFT_CARD_MOVED, status=201),
 )  # fmt: skip
-async def refund_to_gift_card(gift_card_id: PathId, body: LoadIn, svc: Svc) -> GiftCardMoved:
+async def refund_to_gift_card(
+    gift_card_id: PathId, body: LoadIn, request: Request, svc: Svc
+) -> GiftCardMoved:
     """A return to the card it was paid with (a refund of a gift card payment does this by
-    itself). Up to your maximum balance, as a load (a 409 `gift_card_balance_limit` beyond
-    it)."""
+    itself): never more than the card has spent and not been given back (a 409
+    `gift_card_refund_exceeds_spent` with `refundable`), and up to your maximum balance, as a
+    load (a 409 `gift_card_balance_limit` beyond it). At a register it takes the `refund`
+    permission or a manager's override and is in the audit log (`gift_card.refunded`)."""
     await _known(svc, body.location_id, currency=body.amount.currency)
-    answer = await svc.gift_cards.RefundToGiftCard(
-        G.RefundToGiftCardRequest(
-            request_id=request_id(),
-            id=gift_card_id,
-            amount=body.amount.pb(),
-            reference=body.reference,
-            location_id=body.location_id,
+    async with guarded(request, "gift_card.refunded", "refund") as done:
+        answer = await svc.gift_cards.RefundToGiftCard(
+            G.RefundToGiftCardRequest(
+                request_id=request_id(),
+                id=gift_card_id,
+                amount=body.amount.pb(),
+                reference=body.reference,
+                location_id=body.location_id,
+            )
         )
-    )
+        _audited(done, answer)
     return GiftCardMoved.model_validate(_moved(answer))
 
 
@@ -366,12 +394,21 @@ class AdjustIn(Body):
     **op("payments:write", "Correct a gift card's balance", (404, *CREATE),
          example=ex.GIFT_CARD_MOVED, status=201),
 )  # fmt: skip
-async def adjust_gift_card(gift_card_id: PathId, body: AdjustIn, svc: Svc) -> GiftCardMoved:
-    answer = await svc.gift_cards.AdjustGiftCard(
-        G.AdjustGiftCardRequest(
-            request_id=request_id(), id=gift_card_id, amount=body.amount.pb(), reason=body.reason
+async def adjust_gift_card(
+    gift_card_id: PathId, body: AdjustIn, request: Request, svc: Svc
+) -> GiftCardMoved:
+    """At a register it takes the `refund` permission or a manager's override (403
+    `permission_required`) and is in the audit log (`gift_card.adjusted`, with the reason)."""
+    async with guarded(request, "gift_card.adjusted", "refund") as done:
+        answer = await svc.gift_cards.AdjustGiftCard(
+            G.AdjustGiftCardRequest(
+                request_id=request_id(),
+                id=gift_card_id,
+                amount=body.amount.pb(),
+                reason=body.reason,
+            )
         )
-    )
+        _audited(done, answer, reason=body.reason)
     return GiftCardMoved.model_validate(_moved(answer))
 
 

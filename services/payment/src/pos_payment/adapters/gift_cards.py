@@ -171,6 +171,21 @@ class SqlGiftCardRepository:
             )
         )
 
+    async def refundable(self, card_id: str) -> int:
+        """What the card has spent (its redemptions) and not been given back (its refunds)."""
+        t = gift_card_activities
+        kinds = (ActivityKind.REDEEM.value, ActivityKind.REFUND.value)
+        total = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(t.c.amount), 0)).where(
+                    t.c.merchant_id == self._merchant,
+                    t.c.gift_card_id == card_id,
+                    t.c.kind.in_(kinds),
+                )
+            )
+        ).scalar_one()
+        return max(0, -int(total))
+
     async def activities(self, card_id: str, page: PageRequest) -> list[Activity]:
         t = gift_card_activities
         query = select(t).where(t.c.merchant_id == self._merchant, t.c.gift_card_id == card_id)

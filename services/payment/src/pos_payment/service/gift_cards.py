@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, raise_if, require
+from pos_kit.errors import (
+    Conflict,
+    DomainError,
+    ErrorKind,
+    FieldViolation,
+    NotFound,
+    raise_if,
+    require,
+)
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_payment.domain.gift_cards import (
@@ -39,6 +47,11 @@ class CardRepository(Protocol):
     async def by_code(self, normalized_code: str, *, lock: bool = False) -> GiftCard | None: ...
     async def record(self, card: GiftCard, activity: Activity) -> None: ...
     async def activities(self, card_id: str, page: PageRequest) -> list[Activity]: ...
+
+    async def refundable(self, card_id: str) -> int:
+        """What the card has spent and not been given back."""
+        ...
+
     async def list(self, page: PageRequest, filters: CardFilters) -> list[GiftCard]: ...
 
 
@@ -219,6 +232,18 @@ async def refund_to(
     validate_money("amount", *amount)
     _texts(reference, location_id)
     card = await _card(uow, card_id, lock=True)
+    # Value back to the card it was spent from: never more than it spent and was not given
+    # back (read under the card's lock), or a refund would make money from nothing.
+    left = await uow.cards.refundable(card.id)
+    if amount[0] > left:
+        refused = Conflict(
+            f"the gift card has spent {left} that was not given back: a refund to it is at most "
+            "that (a load adds value instead)",
+            "gift_card_refund_exceeds_spent",
+            {"refundable": str(left)},
+        )
+        refused.violations = [FieldViolation("amount.amount", f"must be at most {left}")]
+        raise refused
     settings = await uow.card_settings.get()
     activity = card.refund(
         new_id("gca"), *amount, reference, location_id, max_balance=settings.max_balance
