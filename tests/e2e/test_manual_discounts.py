@@ -110,6 +110,15 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
         )
         assert within.status_code == 201, within.text
         assert _manual_discounts(within.json()["order"])[0][3] == members["cashier"]
+        # 10 % on the line and 10 % on the order, each within the limit, are 19 % off it.
+        both = _sale(
+            here,
+            {"kind": "percent", "value": 1000, "reason": "scuffed"},
+            order_manual={"kind": "percent", "value": 1000, "reason": "loyal"},
+        )
+        stacked = _post(till, "/v1/checkouts", both)
+        assert (stacked.status_code, stacked.json()["code"]) == (403, "permission_required")
+        assert stacked.json()["permission"] == "discount_above_limit"
         for manual, permission in (
             ({"kind": "price", "value": 900, "reason": "price match"}, "price_override"),
             ({"kind": "percent", "value": 2500, "reason": "end of line"}, "discount_above_limit"),

@@ -204,13 +204,30 @@ def _who(request: Request) -> str:
     return principal.staff_id or f"key:{principal.key_id}"
 
 
+def _percent_off(lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None) -> int:
+    """The most any line is sold below its price by the manual percentages, in basis points:
+    the line's and the order's compounded (each applies to what the other left)."""
+    whole = 10_000
+    on_order = order.value if order is not None and order.kind == "percent" else 0
+    on_lines = [
+        ln.manual.value if ln.manual is not None and ln.manual.kind == "percent" else 0
+        for ln in lines
+    ]
+    return max(
+        (whole - (whole - line) * (whole - on_order) // whole for line in on_lines),
+        default=on_order,
+    )
+
+
 @asynccontextmanager
 async def _manual_guards(
     request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
 ) -> AsyncIterator[None]:
     """A price override needs `price_override`; a discount above the member's limit needs
     `discount_above_limit` (or a manager's override for that one sale). The limit is a
-    percentage: an amount off cannot be judged before pricing, so it counts as above."""
+    percentage: an amount off cannot be judged before pricing, so it counts as above. A line's
+    discount and the order's together are what its units are sold below their price: 10 % on
+    the line and 10 % on the order is 19 % off that line."""
     asked = [ln.manual for ln in lines if ln.manual is not None]
     if order is not None:
         asked.append(order)
@@ -223,7 +240,7 @@ async def _manual_guards(
         limit = await staff.discount_limit(
             request.app.state.engine, principal.merchant_id, principal.staff_id
         )
-    above = any(m.kind == "amount" or (m.kind == "percent" and m.value > limit) for m in asked)
+    above = any(m.kind == "amount" for m in asked) or _percent_off(lines, order) > limit
     async with AsyncExitStack() as stack:
         if any(m.kind == "price" for m in asked):
             await stack.enter_async_context(
