@@ -225,6 +225,7 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
         f"/v1/customers/{a['id']}/merge", json={"duplicate_id": a["id"]}, headers=_key()
     )
     assert itself.status_code == 400
+    assert [e["field"] for e in itself.json()["errors"]] == ["duplicate_id"]
     merged = _post(http, f"/v1/customers/{a['id']}/merge", {"duplicate_id": b["id"]}, 200)
     assert merged["winner"]["loyalty_points"] == 40
     assert merged["winner"]["group_ids"] == [group["id"]]

@@ -332,6 +332,8 @@ def test_a_cashier_refunds_only_with_a_managers_pin_and_both_are_audited(
     # A wrong manager PIN grants nothing; a cashier cannot approve.
     wrong = {"manager_id": manager, "pin": "0000", "permission": "refund"}
     assert _post(device, "/v1/overrides", wrong).json()["code"] == "pin_incorrect"
+    failed = _audit(http, action="staff.pin_failed", register_id=register["id"])
+    assert [(e["resource_id"], e["approved_by"]) for e in failed] == [(manager, None)]
     peer = {"manager_id": cashier, "pin": "1357", "permission": "refund"}
     assert _post(device, "/v1/overrides", peer).json()["code"] == "approver_lacks_permission"
     granted = _post(device, "/v1/overrides", {**wrong, "pin": "9753"})
@@ -799,3 +801,8 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
         card,
     )
     assert entry["details"]["amount"] == 100
+    # An approval stands only while the manager may still do it: demoted since, it is spent.
+    assert _post(device, "/v1/overrides", approval).status_code == 201
+    assert http.patch(f"/v1/staff/{manager}", json={"role": "cashier"}).status_code == 200
+    late = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
+    assert (late.status_code, late.json()["code"]) == (403, "permission_required")

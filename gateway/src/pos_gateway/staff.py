@@ -8,7 +8,7 @@ override.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -437,6 +437,8 @@ async def _check_pin(
         await conn.execute(select(_T.c.pin_salt, _T.c.pin_hash).where(_T.c.id == staff_id))
     ).one()
     if not await pins.matches(secret, pin, bytes(salt), bytes(stored)):
+        # Nothing was approved: the entries name the member whose PIN it was as their resource.
+        actor = replace(actor, approved_by=None)
         failures = await conn.scalar(
             update(_T)
             .where(_T.c.id == staff_id)
@@ -682,7 +684,7 @@ async def use_override(
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(o.c.id)
+                select(o.c.id, o.c.merchant_id, o.c.approved_by)
                 .where(
                     o.c.session_id == session_id,
                     o.c.permission == permission,
@@ -697,6 +699,13 @@ async def use_override(
             )
         ).first()
         if row is None:
+            return None
+        # The manager's approval stands only while they may still do it themselves (not
+        # demoted, deactivated, or their role stripped of it since).
+        approver = await _member(conn, row.merchant_id, row.approved_by)
+        if approver is None or approver.status != "active":
+            return None
+        if permission not in await _permissions(conn, row.merchant_id, approver.role):
             return None
         taken = (
             await conn.execute(

@@ -18,7 +18,7 @@ from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.idempotency import Stored
-from pos_gateway.problems import PROBLEM_JSON, customer_erased, problem_response
+from pos_gateway.problems import PROBLEM_JSON, Problem, customer_erased, problem_response
 from pos_gateway.routes.common import (
     INT64,
     PROFILE_CREATE,
@@ -381,7 +381,11 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
 )  # fmt: skip
 async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> MergedCustomers:
     """The duplicate's points, purchase history, held points and groups move to this customer;
-    the duplicate keeps no personal data and answers `status: merged` with `merged_into`."""
+    the duplicate keeps no personal data and answers `status: merged` with `merged_into`.
+    A customer is not merged into itself (a 400 naming `duplicate_id`)."""
+    if body.duplicate_id == customer_id:
+        why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}
+        raise Problem(400, "invalid_request", "the request is not valid", [why])
     answer = await svc.customer.MergeCustomers(
         customer_pb2.MergeCustomersRequest(
             request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id
