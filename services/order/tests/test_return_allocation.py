@@ -328,7 +328,7 @@ def _adjusted_return(
 
 def _named(amount: int, minutes: int, *lines: tuple[str, int]) -> UnitsRefund:
     at = SOLD + timedelta(days=1, minutes=minutes)
-    return UnitsRefund(f"rfd_{minutes}", amount, False, at, (at, "adjust", lines), lines)
+    return UnitsRefund(f"rfd_{minutes}", amount, False, at, (at, "adjust", lines), lines, "adjust")
 
 
 @pytest.mark.parametrize(
@@ -365,3 +365,17 @@ def test_a_unit_returned_before_the_refund_naming_its_sku_keeps_its_whole_refund
     first = _adjusted_return(order, done, [("L1", 1)], [])
     second = _adjusted_return(order, done, [("L1", 1)], [_named(300, 60, ("SKU0", 1))])
     assert (first.amount, second.amount) == (2000, 1700)
+
+
+def test_a_pending_returns_own_refund_is_no_adjustment() -> None:
+    """A return whose refund was made but is not recorded on it yet (pending): that refund
+    names its lines under its reason, and is not taken off a later return of the SKU."""
+    order = sold_order([(2000, 2)], 0, 0, [1])
+    done: list[Return] = []
+    first = _adjusted_return(order, done, [("L1", 1)], [])
+    first.status = ReturnStatus.PENDING
+    at = SOLD + timedelta(days=1, minutes=30)
+    its_own = UnitsRefund("rfd_1", 2000, False, at, (at, "unwanted", (("SKU0", 1),)),
+                          (("SKU0", 1),), "unwanted")  # fmt: skip
+    second = _adjusted_return(order, done, [("L1", 1)], [its_own])
+    assert second.amount == 2000

@@ -560,6 +560,7 @@ class PaymentService(_Client):
                         f.created_at.ToDatetime(tzinfo=UTC),
                         (f.created_at.ToNanoseconds(), f.reason, lines),
                         lines,
+                        f.reason,
                     )
                 )
             token = page.next_page_token

@@ -303,6 +303,7 @@ class UnitsRefund:
     at: datetime
     request: tuple[object, ...]
     lines: tuple[tuple[str, int], ...]
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -327,10 +328,20 @@ def adjustments(
     adjustment would be paid back on top of the unit's whole price. A refund naming several
     SKUs is shared among them by the units' paid value."""
     of_returns = {x.refund_id for r in earlier for x in r.refunds}
+    # A pending return's refunds may be made and not recorded on it yet: they name its lines
+    # under its reason, as a return's refunds do.
+    pending = {
+        (r.reason, tuple((ln.sku, ln.quantity) for ln in r.lines))
+        for r in earlier
+        if r.status is ReturnStatus.PENDING
+    }
     requests: dict[tuple[object, ...], list[UnitsRefund]] = {}
     for f in refunds:
-        if not f.failed and f.lines and f.refund_id not in of_returns:
-            requests.setdefault(f.request, []).append(f)
+        if f.failed or not f.lines or f.refund_id in of_returns:
+            continue
+        if (f.reason, f.lines) in pending:
+            continue
+        requests.setdefault(f.request, []).append(f)
     paid = order_paid_per_line(order)
     unit: dict[str, int] = {}
     for ln in order.lines:
