@@ -231,6 +231,10 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     assert merged["winner"]["group_ids"] == [group["id"]]
     loser = http.get(f"/v1/customers/{b['id']}").json()
     assert (loser["status"], loser["merged_into"]) == ("merged", a["id"])
+    # Its points history is still readable, ending with the move of its balance.
+    history = http.get(f"/v1/customers/{b['id']}/points")
+    assert history.status_code == 200, history.text
+    assert history.json()["data"][0]["points"] == -40
 
     program = http.get("/v1/loyalty-program")
     assert program.json()["version"] == 1

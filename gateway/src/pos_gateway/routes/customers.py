@@ -478,7 +478,8 @@ async def customer_orders(
 async def points_history(
     customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
 ) -> PointsHistory:
-    """Newest first; each entry carries the balance after it."""
+    """Newest first; each entry carries the balance after it. A customer merged into another
+    keeps its history (its newest entry moves the balance there); an erased one is a 404."""
     answer = await svc.customer.ListPointsHistory(
         loyalty_pb2.ListPointsHistoryRequest(
             customer_id=customer_id, page_size=limit, page_token=cursor or ""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pos_customer.domain import loyalty
 from pos_customer.domain.model import MERGED, Customer
-from pos_customer.service.handlers import active_customer
+from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_kit.errors import Conflict, NotFound, raise_if, require
 from pos_kit.ids import new_id
@@ -349,7 +349,9 @@ async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
 async def history(
     uow: CustomerUnitOfWork, customer_id: str, page: PageRequest
 ) -> tuple[list[loyalty.Entry], str]:
-    await active_customer(uow, customer_id)
+    # A merged customer's history stays readable, as the customer does (its last entry is
+    # the move of its balance into the one it was merged into); an erased one is gone.
+    await get_customer(uow, customer_id)
     found = await uow.loyalty.history(customer_id, page)
     if len(found) <= page.limit:
         return found, ""
