@@ -414,29 +414,40 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
     assert [f.field for f in read_error(err.value).violations] == ["customer_id"]
 
 
-async def test_a_return_whose_refund_is_refused_leaves_nothing_pending(shop: Shop) -> None:
-    """Money refunded outside any return leaves the tenders less than a return of the whole
-    line plans: the order refuses it once the refund's event reached it, the payment service
-    before (the same 409 either way), and the return is dropped (nothing was refunded or
-    restocked), not left pending holding the units for ever."""
-    order = await shop.sale(1, 0)  # 20.00 or 25.00 and tax: another test changes the price
+async def test_after_a_goodwill_refund_only_the_last_units_back_take_what_is_left(
+    shop: Shop,
+) -> None:
+    """Two tees; most of the money given back by goodwill (through the payments API, read by
+    the return whether or not its event reached the order). A return of one tee, worth more
+    than the payments hold, is refused (409 naming the lines, nothing written); the return
+    that brings the last units back refunds what is left: together with the goodwill, exactly
+    what the card took."""
+    order = await shop.sale(2, 0)
     (payment,) = order.payment_ids
+    goodwill = order.total.amount - 1000
     await shop.payments.CreateRefund(
         payment_pb2.CreateRefundRequest(
-            request_id=str(uuid.uuid4()), payment_id=payment, amount=usd(1500), reason="goodwill"
+            request_id=str(uuid.uuid4()), payment_id=payment, amount=usd(goodwill),
+            reason="goodwill",
         ),
         metadata=MERCHANT,
         timeout=10,
-    )
+    )  # fmt: skip
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
     problem = read_error(err.value)
     assert problem.reason == "amount_exceeds_refundable"
-    assert problem.metadata["refundable"] == str(order.total.amount - 1500)
-    assert [v.field for v in problem.violations] == ["lines"]  # whichever service noticed
+    assert problem.metadata["refundable"] == "1000"
+    assert [v.field for v in problem.violations] == ["lines"]
     assert await shop.returns_of(order.id) == []
     assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]
-    assert await shop.refunded(order.id) == {payment: (order.total.amount, 1500)}
+
+    last = await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 2)), metadata=MERCHANT, timeout=20
+    )
+    assert last.order_return.amount.amount == 1000
+    assert sum(ln.amount.amount for ln in last.order_return.lines) == 1000
+    assert await shop.refunded(order.id) == {payment: (order.total.amount, order.total.amount)}
 
 
 async def test_a_refund_made_outside_a_return_counts_once_on_the_order(shop: Shop) -> None:

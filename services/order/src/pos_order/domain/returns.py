@@ -361,6 +361,14 @@ def adjustments(
     return {sku: Adjusted(units[sku], amounts[sku], since[sku]) for sku in units}
 
 
+def the_last(order: Order, earlier: list[Return], made: list[ReturnLine]) -> bool:
+    """Whether, with `made`, every unit of the order's goods lines will have come back."""
+    back: dict[str, int] = {}
+    for ln in [*(x for r in earlier for x in r.lines), *made]:
+        back[ln.line_id] = back.get(ln.line_id, 0) + ln.quantity
+    return all(back.get(ln.id, 0) >= ln.quantity for ln in order.lines if not ln.gift_card)
+
+
 def less_adjustments(
     made: list[ReturnLine], earlier: list[Return], adjusted: dict[str, Adjusted]
 ) -> list[ReturnLine]:
@@ -412,7 +420,9 @@ def plan_return(
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
     `spread` False: no refund planned here (an exchange plans only the difference it owes).
     `adjusted`: what refunds outside the returns gave back for units they named
-    (`adjustments`), taken off the refund of those units.
+    (`adjustments`), taken off the refund of those units. The return that brings the order's
+    last units back refunds at most what the payments still hold (`the_last`); any other
+    worth more than that is refused (409 `amount_exceeds_refundable`).
     """
     gift_card_balances = gift_card_balances or {}
     if order.status not in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
@@ -485,6 +495,15 @@ def plan_return(
         made = less_adjustments(made, earlier, adjusted)
     total = sum(ln.amount for ln in made)
     captured = dict(tenders)
+    if spread and not req.tender_amounts and the_last(order, earlier, made):
+        # The last units back get what the payments still hold: refunds made outside the
+        # returns (goodwill on the order) gave the rest back already, and refusing would
+        # leave the customer no way to return them.
+        held = max(0, sum(x for _, x in tenders))
+        if total > held:
+            for ln, part in zip(made, allocate(held, [ln.amount for ln in made]), strict=True):
+                ln.amount = part
+            total = held
     if not spread:
         planned: list[TenderRefund] = []
     elif not req.tender_amounts:

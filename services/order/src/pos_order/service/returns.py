@@ -63,7 +63,13 @@ from pos_order.domain.returns import (
     validate_settlement,
     went_through,
 )
-from pos_order.service.ports import GiftCards, NewUow, OrderSettings, OrderUnitOfWork
+from pos_order.service.ports import (
+    GiftCards,
+    NewUow,
+    OrderSettings,
+    OrderUnitOfWork,
+    PaymentResult,
+)
 from pos_order.service.saga import Policy, now
 
 R = TypeVar("R")
@@ -127,6 +133,10 @@ class RefundPayments(Protocol):
         """Every refund of the order's payments, with the units each named."""
         ...
 
+    async def of_order(self, order_id: str) -> list[PaymentResult]:
+        """The order's payments as the payment service has them now ([] for none)."""
+        ...
+
     async def record_out_of_band(
         self,
         request_id: str,
@@ -171,8 +181,10 @@ class CreateReturn(Generic[R]):
         self.req = req
         # The balances of the gift cards returned, read before the claim (see `balances`).
         self.gift_card_balances: dict[str, int] = {}
-        # The order's refunds that named units, read before the claim too.
+        # The order's refunds that named units, and its payments' refunds in all, read before
+        # the claim too.
         self.refunds: list[UnitsRefund] = []
+        self.refunded: dict[str, int] = {}
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -190,6 +202,13 @@ class CreateReturn(Generic[R]):
             self.ports, order, {ln.line_id for ln in self.req.lines}
         )
         self.refunds = await refunds_naming_units(self.ports, order)
+        if order.payment_ids:
+            # What its payments refunded so far, as the payment service says now: a refund
+            # made through the payments API may not have reached the order by its event yet.
+            self.refunded = {
+                p.payment_id: p.refunded_amount
+                for p in await self.ports.payments.of_order(order.id)
+            }
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
@@ -202,6 +221,8 @@ class CreateReturn(Generic[R]):
         if found is not None:  # a retry of a return whose refund or restock did not finish
             return found
         earlier = await uow.returns.of_order(order.id)
+        for payment_id, in_all in self.refunded.items():
+            order.refunded_in_all(payment_id, in_all)
         settings: OrderSettings = await uow.settings.get() or self.policy.defaults
         own = tenders_left(order, earlier)
         credit = order.saga.exchange_of and not req.tender_amounts
