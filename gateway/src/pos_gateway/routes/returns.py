@@ -142,7 +142,11 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     card line only while none of its balance was spent (its card is deactivated and its value
     refunded); `tender_amounts` add up to the refund, each a payment of the order and at
     most what it has left, in the order's currency. Past the return window an
-    `override_reason` is needed (409 `return_window_closed`). Concurrent returns of the same
+    `override_reason` is needed (409 `return_window_closed`). Units a refund named (its
+    `lines`: a price adjustment) are refunded less what it gave back for them. After refunds
+    made outside the returns, a return worth more than the payments still hold is a 409
+    `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that brings
+    the order's last units back: it refunds what is left. Concurrent returns of the same
     lines are taken one at a time. At a register it takes the `refund` permission or a
     manager's override (403 `permission_required`), and is in the audit log (`return`) with
     both people, its refunds and any `override_reason`."""
