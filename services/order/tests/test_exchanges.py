@@ -684,3 +684,29 @@ async def test_an_exchange_of_an_exchange_not_made_leaves_the_credit_where_it_wa
     assert back.amount.amount == middle.total.amount
     assert [r.payment_id for r in back.refunds] == [payment]
     assert await shop.money(first.id) == (first.total.amount, first.total.amount)
+
+
+async def test_after_goodwill_the_last_units_of_an_exchange_take_what_is_left(
+    shop: Shop,
+) -> None:
+    """A tee exchanged for a tee and a mug (the mug's difference charged to a card), then 5.00
+    of that card given back by goodwill: returning everything of the new order refunds what
+    its card and its credit still hold, and every card has given back all it took."""
+    first = await shop.sale(TEE=1)
+    made = await shop.exchange(shop.ask(first.id, [("L1", 1)], [("TEE", 1), ("MUG", 1)]))
+    middle = made.order
+    (card,) = middle.payment_ids
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), payment_id=card, amount=usd(500), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+
+    back = await shop.give_back(middle.id, *((ln.id, ln.quantity) for ln in middle.lines))
+
+    assert back.amount.amount == middle.total.amount - 500
+    assert await shop.money(first.id) == (first.total.amount, first.total.amount)
+    charged = made.charged.amount
+    assert await shop.money(middle.id) == (charged, charged)

@@ -369,6 +369,17 @@ def the_last(order: Order, earlier: list[Return], made: list[ReturnLine]) -> boo
     return all(back.get(ln.id, 0) >= ln.quantity for ln in order.lines if not ln.gift_card)
 
 
+def at_most(lines: list[ReturnLine], held: int) -> int:
+    """The lines' refunds scaled down (by their amounts) to `held` when they add up to more;
+    their total after."""
+    total = sum(ln.amount for ln in lines)
+    if total <= held:
+        return total
+    for ln, part in zip(lines, allocate(held, [ln.amount for ln in lines]), strict=True):
+        ln.amount = part
+    return held
+
+
 def less_adjustments(
     made: list[ReturnLine], earlier: list[Return], adjusted: dict[str, Adjusted]
 ) -> list[ReturnLine]:
@@ -499,11 +510,7 @@ def plan_return(
         # The last units back get what the payments still hold: refunds made outside the
         # returns (goodwill on the order) gave the rest back already, and refusing would
         # leave the customer no way to return them.
-        held = max(0, sum(x for _, x in tenders))
-        if total > held:
-            for ln, part in zip(made, allocate(held, [ln.amount for ln in made]), strict=True):
-                ln.amount = part
-            total = held
+        total = at_most(made, max(0, sum(x for _, x in tenders)))
     if not spread:
         planned: list[TenderRefund] = []
     elif not req.tender_amounts:

@@ -44,6 +44,7 @@ from pos_order.domain.returns import (
     TenderRefund,
     UnitsRefund,
     adjustments,
+    at_most,
     credit_left,
     credit_refunded,
     exceeds_refundable,
@@ -57,6 +58,7 @@ from pos_order.domain.returns import (
     spread_backwards,
     still_pending,
     tenders_left,
+    the_last,
     unpaid_by_payment,
     validate_receiptless,
     validate_request,
@@ -364,7 +366,12 @@ async def _plan_with_credit(
     """A return of an exchange's new order: refunded from its own payments, then from the
     original order's (the exchange credit, locked after the new order: always in that order):
     drawn on what the credit set aside on them, which no other refund of them can take."""
-    from_own, rest = split_for_credit(ret.amount, own, order.saga.credit - credit_refunded(earlier))
+    credit = order.saga.credit - credit_refunded(earlier)
+    if the_last(order, earlier, ret.lines):
+        # The last units back get what the payments and the credit still hold (see
+        # plan_return): a refund outside the returns gave the rest back already.
+        ret.amount = at_most(ret.lines, max(0, sum(x for _, x in own)) + max(0, credit))
+    from_own, rest = split_for_credit(ret.amount, own, credit)
     ret.tender_amounts = spread_backwards(from_own, own) if from_own else []
     if rest <= 0:
         return
