@@ -379,3 +379,17 @@ def test_a_pending_returns_own_refund_is_no_adjustment() -> None:
                           (("SKU0", 1),), "unwanted")  # fmt: skip
     second = _adjusted_return(order, done, [("L1", 1)], [its_own])
     assert second.amount == 2000
+
+
+def test_a_pending_returns_refund_leaves_its_gift_card_out_as_refunds_do() -> None:
+    """A pending return of a unit and a gift card line: its refund names only the unit (a gift
+    card line has no SKU), and is still known as its own."""
+    order = sold_order([(2000, 2)], 0, 0, [1], gift_cards=[1000])
+    done: list[Return] = []
+    first = _adjusted_return(order, done, [("L1", 1), ("L2", 1)], [])
+    first.status = ReturnStatus.PENDING
+    at = SOLD + timedelta(days=1, minutes=30)
+    its_own = UnitsRefund("rfd_1", 3000, False, at, (at, "unwanted", (("SKU0", 1),)),
+                          (("SKU0", 1),), "unwanted")  # fmt: skip
+    second = _adjusted_return(order, done, [("L1", 1)], [its_own])
+    assert second.amount == 2000

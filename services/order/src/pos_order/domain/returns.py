@@ -331,7 +331,8 @@ def adjustments(
     # A pending return's refunds may be made and not recorded on it yet: they name its lines
     # under its reason, as a return's refunds do.
     pending = {
-        (r.reason, tuple((ln.sku, ln.quantity) for ln in r.lines))
+        # As its refunds name them: gift card lines (no SKU) are left out there.
+        (r.reason, tuple((ln.sku, ln.quantity) for ln in r.lines if ln.sku))
         for r in earlier
         if r.status is ReturnStatus.PENDING
     }
@@ -394,6 +395,9 @@ def less_adjustments(
             if a is not None and r.created_at is not None and r.created_at >= a.since:
                 seen[ln.sku] = seen.get(ln.sku, 0) + ln.quantity
     out = []
+    # What a line could not take (its units worth less than their share of the adjustment:
+    # the SKU on two lines at different prices) is taken off the next line of the SKU.
+    carried: dict[str, int] = {}
     for ln in made:
         a = adjusted.get(ln.sku)
         if a is None:
@@ -401,7 +405,9 @@ def less_adjustments(
             continue
         before = seen.get(ln.sku, 0)
         seen[ln.sku] = before + ln.quantity
-        taken = a.worth(before + ln.quantity) - a.worth(before)
+        taken = a.worth(before + ln.quantity) - a.worth(before) + carried.pop(ln.sku, 0)
+        if taken > ln.amount:
+            carried[ln.sku] = taken - ln.amount
         out.append(replace(ln, amount=max(0, ln.amount - taken)))
     return out
 
