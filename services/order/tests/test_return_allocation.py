@@ -31,6 +31,7 @@ from pos_order.domain.model import (
 from pos_order.domain.returns import (
     Refunded,
     Return,
+    ReturnLine,
     ReturnLineRequest,
     ReturnRequest,
     ReturnStatus,
@@ -386,7 +387,8 @@ def test_a_pending_returns_refund_leaves_its_gift_card_out_as_refunds_do() -> No
     card line has no SKU), and is still known as its own."""
     order = sold_order([(2000, 2)], 0, 0, [1], gift_cards=[1000])
     done: list[Return] = []
-    first = _adjusted_return(order, done, [("L1", 1), ("L2", 1)], [])
+    first = _adjusted_return(order, done, [("L1", 1)], [])
+    first.lines.append(ReturnLine("L2", "", 1, False, "loc_1", 1000, "gc_1"))
     first.status = ReturnStatus.PENDING
     at = SOLD + timedelta(days=1, minutes=30)
     its_own = UnitsRefund("rfd_1", 3000, False, at, (at, "unwanted", (("SKU0", 1),)),
