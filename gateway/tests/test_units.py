@@ -14,6 +14,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import keys
 from pos_gateway.convert import to_json
+from pos_gateway.idempotency import canonical, fingerprints
 from pos_gateway.problems import HTTP_FOR_GRPC
 
 
@@ -120,3 +121,18 @@ def test_the_idempotency_fingerprint_is_keyed_so_a_short_secret_in_a_body_cannot
     )
     assert mine != hashlib.sha256(b"POST /v1/gift-cards/lookup\n" + body).digest()
     assert mine != fingerprint("POST", "/v1/gift-cards/lookup", b'{"code":"ABCD-1235"}', key)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"note": "\\ud800"}', b'{"delta": NaN}', b"[" * 5000 + b"]" * 5000],
+    ids=["lone-surrogate", "nan", "deep"],
+)
+def test_a_body_json_parses_but_no_route_takes_is_fingerprinted_as_its_bytes(
+    body: bytes,
+) -> None:
+    """Under an Idempotency-Key these were a 500 (the canonical form could not be written);
+    byte for byte, the request goes on and the route answers its 400."""
+    assert canonical(body) == body
+    assert len(fingerprints("POST", "/v1/customers", body)) == 1
+    assert canonical(b'{"b": 1, "a": 2}') == b'{"a":2,"b":1}'

@@ -44,6 +44,11 @@ def test_an_api_key_is_shown_once_scoped_and_revocable(platform: Running) -> Non
     assert denied.status_code == 403
     assert denied.json()["code"] == "insufficient_scope"
     assert 'error="insufficient_scope"' in denied.headers["www-authenticate"]
+    # The key that made it, replayed by a credential without the scope, is refused as a new
+    # request would be: no stored answer of another credential's is shown.
+    borrowed = reader.post("/v1/api-keys", json=body, headers=retry)
+    assert (borrowed.status_code, borrowed.json()["code"]) == (403, "insufficient_scope")
+    assert "idempotent-replayed" not in borrowed.headers
     assert http.get("/v1/api-keys").json()["data"] != []
     assert next(k for k in http.get("/v1/api-keys").json()["data"] if k["id"] == mine["id"])[
         "last_used_at"

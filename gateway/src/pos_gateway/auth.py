@@ -153,6 +153,15 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+def insufficient_scope(scope: str) -> Problem:
+    return Problem(
+        403,
+        "insufficient_scope",
+        f"this credential lacks the {scope} scope",
+        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+    )
+
+
 def require(scope: str) -> Any:
     """Route dependency: the request's credential must carry `scope`."""
 
@@ -161,12 +170,7 @@ def require(scope: str) -> Any:
         if principal is None:
             raise _unauthorized("an API key is required: Authorization: Bearer <key>")
         if scope not in principal.scopes:
-            raise Problem(
-                403,
-                "insufficient_scope",
-                f"this credential lacks the {scope} scope",
-                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
-            )
+            raise insufficient_scope(scope)
         return principal
 
     return Depends(check)

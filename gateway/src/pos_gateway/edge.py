@@ -23,13 +23,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway import confinement, metrics
-from pos_gateway.auth import authenticate
+from pos_gateway.auth import authenticate, insufficient_scope
 from pos_gateway.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
     Stored,
     fingerprints,
     redact,
+    required_scopes,
     shown_once,
 )
 from pos_gateway.problems import (
@@ -209,6 +210,12 @@ class EdgeMiddleware:
 
         key = headers.get("idempotency-key")
         if scope["method"] == "POST" and key is not None:
+            missing = [s for s in required_scopes(scope) if s not in principal.scopes]
+            if missing:
+                # Before the key is looked at: a replay runs no route, so no route's scope
+                # check; a credential without the scope never sees another's stored answer.
+                await problem_response(insufficient_scope(missing[0]))(scope, receive, send)
+                return
             await self._idempotent(scope, receive, send, principal.merchant_id, key)
             return
         request_id_var.set(str(uuid.uuid4()))

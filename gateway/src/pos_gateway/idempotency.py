@@ -59,15 +59,21 @@ class Claim:
 # Where a route names its shown-once fields: an extension of its operation in the OpenAPI
 # document, so what partners read is exactly what the store leaves out.
 SHOWN_ONCE = "x-shown-once"
+# Where an operation names the scopes it requires (op(), the route dependency checks them).
+REQUIRED_SCOPES = "x-required-scopes"
 
 
-def declared(document: Mapping[str, Any]) -> list[tuple[re.Pattern[str], str, tuple[str, ...]]]:
+def declared(
+    document: Mapping[str, Any], member: str = ""
+) -> list[tuple[re.Pattern[str], str, tuple[str, ...]]]:
     """(path pattern, method, fields) of every operation the document says has shown-once
-    secrets; a `{parameter}` in a path matches one segment."""
+    secrets (or, with `member`, that names values under that member); a `{parameter}` in a
+    path matches one segment."""
+    member = member or SHOWN_ONCE
     found = []
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
-            fields = operation.get(SHOWN_ONCE) if isinstance(operation, dict) else None
+            fields = operation.get(member) if isinstance(operation, dict) else None
             if fields:
                 parts = re.split(r"\{[^/}]+\}", path)
                 pattern = re.compile("[^/]+".join(re.escape(part) for part in parts))
@@ -93,6 +99,24 @@ def shown_once(scope: Mapping[str, Any]) -> tuple[str, ...]:
     for pattern, method, fields in table:
         if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
             return fields
+    return ()
+
+
+def required_scopes(scope: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scopes the operation of this request requires (`x-required-scopes`), read from the
+    declaration as `shown_once` is: a replay runs no route, so its scope check is made here."""
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    if state is None:
+        return ()
+    table = getattr(state, "scoped_operations", None)
+    if table is None:
+        build = getattr(app, "openapi", None)
+        table = declared(build(), REQUIRED_SCOPES) if callable(build) else []
+        state.scoped_operations = table  # the document does not change while serving
+    for pattern, method, scopes in table:
+        if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
+            return scopes
     return ()
 
 
@@ -135,11 +159,13 @@ def canonical(body: bytes) -> bytes:
     order, indentation) sends the same request. Anything not JSON is taken byte for byte."""
     try:
         data = json.loads(body)
-    except ValueError:
+        return json.dumps(
+            data, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+        ).encode()
+    except (ValueError, RecursionError):
+        # Not JSON, or JSON no route takes (NaN, a lone surrogate, nesting past any schema):
+        # byte for byte, and the route answers its 400.
         return body
-    return json.dumps(
-        data, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-    ).encode()
 
 
 def fingerprints(method: str, path: str, body: bytes, key: bytes = b"") -> tuple[bytes, ...]:
