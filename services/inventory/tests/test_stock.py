@@ -11,10 +11,11 @@ from inventory_db import Db, unique
 from sqlalchemy import func, select
 
 from pos_inventory.adapters.tables import stock_ledger
+from pos_inventory.domain.catalog import ProductFields
 from pos_inventory.domain.ledger import EntryKind
 from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChanged
 from pos_inventory.domain.reservations import OutOfStock, validate_hold
-from pos_inventory.service import availability, handlers, reservations, stock
+from pos_inventory.service import availability, catalog, handlers, reservations, stock
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 from pos_kit.ids import has_prefix
 from pos_kit.paging import PageRequest, page_of
@@ -349,3 +350,26 @@ async def test_ledger_ids_say_nothing_of_other_merchants_entries(db: Db) -> None
     async with db.uow("mer_b") as other:
         theirs = await stock.stock_history(other, sku, "", PageRequest(after=entries[0].id))
     assert theirs == []
+
+
+async def test_a_sku_with_stock_is_not_renamed_away_from_it(db: Db) -> None:
+    """A product whose SKU has units on hand is refused another SKU (409 `sku_has_stock`,
+    nothing changed): its stock and ledger are kept by SKU and would be left behind. At zero
+    the rename goes through."""
+    sku = unique("sx")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 3)
+    async with db.uow() as uow:
+        (product,) = await uow.products.by_skus([sku])
+    renamed = ProductFields(unique("sy"), product.name, product.price)
+    with pytest.raises(Conflict) as err:
+        async with db.tx() as uow:
+            await catalog.update_product(uow, product.id, renamed, {"sku"}, 0)
+    assert err.value.code == "sku_has_stock"
+    assert err.value.metadata["skus"] == sku
+    assert await on_hand(db, sku, loc) == 3
+
+    await adjust(db, sku, loc, -3)
+    async with db.tx() as uow:
+        moved = await catalog.update_product(uow, product.id, renamed, {"sku"}, 0)
+    assert moved.sku == renamed.sku

@@ -264,7 +264,10 @@ async def update_product(
     `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
     `current_version`. A change bumps `version` and `updated_at`; sending what is already
     there changes nothing. The product as changed keeps the rules of creating one (barcodes'
-    check digits, SKUs and barcodes that differ, variants priced in the product's currency)."""
+    check digits, SKUs and barcodes that differ, variants priced in the product's currency).
+    A SKU the change would take away (renamed, a variant dropped) while it has units on hand
+    or held is a 409 `sku_has_stock` naming `skus`: stock is kept by SKU, so bring it to zero
+    first (the batch upsert refuses such an item the same way)."""
     sent = patched(body)
     fields = inventory_pb2.ProductInput(
         sku=body.sku or "", name=body.name or "", description=body.description or "",

@@ -131,10 +131,35 @@ async def update_product(
     raise_if(product_violations(fields))
     if fields == before:
         return product  # nothing changed: no new version, no event
+    had = set(product.skus())
     product.describe(fields)
     with_variant_ids(product)
     await refuse_taken(uow, product)
+    held = await still_stocked(uow, had - set(product.skus()))
+    if held:
+        raise sku_has_stock(held)
     return await store(uow, product, ProductUpdated(product))
+
+
+async def still_stocked(uow: InventoryUnitOfWork, dropped: set[str]) -> list[str]:
+    """Of the SKUs a change would take off a product, those with units on hand or held: their
+    stock and ledger are kept by SKU, so renamed away they would be left behind (and a later
+    product given the SKU would inherit them)."""
+    if not dropped:
+        return []
+    levels = await uow.stock.levels(sorted(dropped), None)
+    return sorted({lv.sku for lv in levels if lv.on_hand or lv.reserved})
+
+
+def sku_has_stock(skus: list[str]) -> Conflict:
+    refused = Conflict(
+        f"{', '.join(skus)} still has stock on hand or held: bring it to zero (an adjustment "
+        "or a transfer) before the product stops selling it under that SKU",
+        "sku_has_stock",
+        {"skus": ",".join(skus)},
+    )
+    refused.violations = [FieldViolation("sku", f"{sku} still has stock") for sku in skus]
+    return refused
 
 
 async def archive_product(

@@ -16,7 +16,12 @@ from pos_inventory.domain.catalog import (
     product_violations,
 )
 from pos_inventory.domain.model import ProductCreated, ProductUpdated
-from pos_inventory.service.catalog import sku_fields, with_variant_ids
+from pos_inventory.service.catalog import (
+    sku_fields,
+    sku_has_stock,
+    still_stocked,
+    with_variant_ids,
+)
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import DomainError, FieldViolation, InvalidArgument
 from pos_kit.ids import new_id
@@ -157,6 +162,12 @@ async def upsert_products(
         elif normalized(product.fields()) == fields:
             results[i] = ItemResult(i, fields.external_id, Outcome.UNCHANGED, product)
         else:
+            had = set(product.skus())
+            held = await still_stocked(uow, had - set(Product.new("", fields).skus()))
+            if held:
+                refused = sku_has_stock(held)
+                results[i] = _failed(i, fields, refused.code, refused.violations)
+                continue
             product.describe(fields)
             with_variant_ids(product)
             product.version += 1
