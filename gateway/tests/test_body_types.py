@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pos_gateway.routes.common import MoneyIn
+from pos_gateway.routes.inventory import AdjustmentIn
 from pos_gateway.routes.returns import ReturnLineIn
 
 
@@ -34,4 +35,16 @@ def test_a_boolean_is_true_or_false_only() -> None:
     for sent in ("false", 0, 1, "yes"):
         assert _refusal(ReturnLineIn, {**line, "restock": sent}) == [
             (("restock",), "Value error, must be true or false")
+        ]
+
+
+def test_a_time_is_an_rfc_3339_string_never_a_number() -> None:
+    """A number (or a string of digits) would be read as seconds since 1970: an adjustment
+    stamped in 2023 and silently superseded."""
+    base = {"sku": "TEE", "location_id": "loc_1", "delta": 1, "reason": "received"}
+    sent = AdjustmentIn.model_validate({**base, "occurred_at": "2026-01-31T09:00:00Z"})
+    assert sent.occurred_at is not None and sent.occurred_at.year == 2026
+    for wrong in (1700000000, "1700000000", 1.5):
+        assert [loc for loc, _ in _refusal(AdjustmentIn, {**base, "occurred_at": wrong})] == [
+            ("occurred_at",)
         ]

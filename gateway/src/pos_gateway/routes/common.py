@@ -260,8 +260,21 @@ def _in_range(value: object) -> object:
 Rfc3339 = BeforeValidator(_rfc3339_only)
 InRange = AfterValidator(_in_range)
 TIME_SCHEMA = _time_bounded
-# A time in a body: its length is held to the document's maxLength, its value to the range.
-BodyTime = Annotated[datetime, BeforeValidator(_time_max), InRange]
+
+
+def _body_time(value: object) -> object:
+    # JSON's own types: a time is a string in RFC 3339 (a number would be taken by pydantic
+    # as seconds since 1970, and a count or an adjustment silently stamped in another year).
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-01-31T09:00:00Z")
+    return _rfc3339_only(value)
+
+
+# A time in a body: an RFC 3339 string, its length held to the document's maxLength, its
+# value to the range.
+BodyTime = Annotated[datetime, BeforeValidator(_body_time), InRange]
 
 
 UpdatedSince = Annotated[
