@@ -439,6 +439,46 @@ async def test_an_exchange_of_an_exchange_carries_the_credit_on_and_back(
     assert await credited() == 0
 
 
+async def test_a_draw_on_a_credit_lowers_that_credit_not_the_one_carried_beside_it(
+    running: Running,
+) -> None:
+    """Credit B holds 3,000 of a sale's card; a return of B's goods draws 2,000; an exchange
+    of B carries 600 on to C. B has 400 left: a draw of 401 on B is refused (it would take
+    C's money), C's 600 stay drawable."""
+    order, b, c = f"ord_{rid()}", f"ord_{rid()}", f"ord_{rid()}"
+    visa = await pay(running, card(rid(), order, 5000))
+
+    def tender(amount: int) -> list[Any]:
+        return [P.TenderAmount(payment_id=visa.id, amount=usd(amount))]
+
+    async def credit(on: str, new: str, amount: int) -> Any:
+        return await running.stub.CreditExchange(
+            P.CreditExchangeRequest(
+                request_id=rid(), order_id=on, exchange_order_id=new, amounts=tender(amount)
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+
+    def draw(on: str, new: str, amount: int) -> Any:
+        return running.stub.CreateRefund(
+            P.CreateRefundRequest(
+                request_id=rid(), order_id=on, exchange_order_id=new, amounts=tender(amount)
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+
+    await credit(order, b, 3000)
+    await draw(order, b, 2000)
+    await credit(b, c, 600)
+    assert (await code_of(draw(order, b, 401)))[1] == "amount_exceeds_refundable"
+    await draw(order, b, 400)
+    await draw(b, c, 600)
+    got = await running.stub.GetPayment(P.GetPaymentRequest(id=visa.id), metadata=md(), timeout=10)
+    assert (got.payment.refunded.amount, got.payment.credited.amount) == (3000, 0)
+
+
 async def test_a_refund_paid_out_of_band_is_never_refunded_again(running: Running) -> None:
     """A return's 3,000 of a 5,000 card sale was refused at the processor and paid in cash
     instead. Recorded against the payment, it is no longer refundable: a refund asking for it

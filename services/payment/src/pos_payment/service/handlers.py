@@ -518,28 +518,36 @@ class RefundPayments:
                 exchange_order_id=self.ask.exchange_order_id,
             )
             if credit is not None:
-                payment.credited -= plan.amount  # back to backing it if the refund fails
+                # Back to backing it if the refund fails. The credit's own figure goes down
+                # too: another credit may share the payment's `credited` (one carried on).
+                payment.credited -= plan.amount
+                credit.amounts[payment.id] = credit.amounts.get(payment.id, 0) - plan.amount
             payment.refunding += plan.amount
             await uow.refunds.add(refund)
             await uow.payments.save(payment)
             uow.publish(RefundCreated(refund))
             pairs.append((payment, refund))
+        if credit is not None:
+            await uow.credits.save(credit)
         return pairs
 
     async def _payments(self, uow: PaymentUnitOfWork) -> list[Payment]:
         if self.ask.payment_id:
             return [await _payment(uow, self.ask.payment_id, lock=True)]
-        found = await uow.payments.for_order(self.ask.order_id, lock=True)
-        if not found and not self.ask.exchange_order_id:
-            # another merchant's order too: the same answer as a made-up id
-            raise NotFound("order", self.ask.order_id)
+        carried: set[str] = set()
         if self.ask.exchange_order_id:
             # The credit may hold money it carried from the credit its original order was
-            # paid with, on that order's origin's payments: locked too, before the credit.
+            # paid with, on that order's origin's payments: locked too (all in id order),
+            # before the credit.
             seen = await uow.credits.get(self.ask.exchange_order_id)
             if seen is not None and seen.order_id == self.ask.order_id:
-                found += await _payments_of(uow, set(seen.amounts) - {p.id for p in found})
-        if not found:
+                carried = set(seen.amounts)
+        if carried:
+            own = {p.id for p in await uow.payments.for_order(self.ask.order_id)}
+            found = await _payments_of(uow, own | carried)
+        else:
+            found = await uow.payments.for_order(self.ask.order_id, lock=True)
+        if not found:  # another merchant's order too: the same answer as a made-up id
             raise NotFound("order", self.ask.order_id)
         return found
 
@@ -583,6 +591,13 @@ async def settle_refunds(uow: PaymentUnitOfWork, runs: Sequence[RefundRun]) -> R
         refund = await uow.refunds.get(refund_id, lock=True)
         assert refund is not None  # written by read, in a committed transaction
         events = refund.settle(payment, answer) if answer is not None else []
+        if events and refund.exchange_order_id and refund.status is OperationStatus.FAILED:
+            # The draw on an exchange's credit did not happen: the credit holds it again (its
+            # row locked after the payment's, as every writer locks them).
+            credit = await uow.credits.get(refund.exchange_order_id, lock=True)
+            if credit is not None:
+                credit.amounts[payment.id] = credit.amounts.get(payment.id, 0) + refund.amount
+                await uow.credits.save(credit)
         if events:
             await uow.refunds.save(refund)
             await uow.payments.save(payment)
@@ -608,14 +623,16 @@ async def credit_exchange(
     back, but one naming the new order. Asked again for the same new order: the credit as it
     stands (released, it is refused: the exchange was undone)."""
     validate_credit_request(order_id, exchange_order_id, named)
-    payments = await uow.payments.for_order(order_id, lock=True)
     # Named payments of another order: carried from the credit that paid for `order_id`
     # (an exchange's new order in turn exchanged), which is read and then locked after the
-    # payments, as every writer locks them.
-    others = {payment_id for payment_id, _, _ in named} - {p.id for p in payments}
+    # payments, as every writer locks them (payments in id order, the order's and those).
+    own = {p.id for p in await uow.payments.for_order(order_id)}
+    others = {payment_id for payment_id, _, _ in named} - own
     source = await uow.credits.get(order_id) if others else None
+    carried = set()
     if source is not None and source.status is CreditStatus.APPLIED:
-        payments += await _payments_of(uow, others & set(source.amounts))
+        carried = others & set(source.amounts)
+    payments = await _payments_of(uow, own | carried)
     if not payments and source is None:
         raise NotFound("order", order_id)
     found = await uow.credits.get(exchange_order_id, lock=True)
@@ -662,10 +679,11 @@ async def release_exchange_credit(uow: PaymentUnitOfWork, exchange_order_id: str
             return tombstone
         seen = await uow.credits.get(exchange_order_id)
         assert seen is not None
-    # The payments first, then the credit: every writer locks in this order.
-    payments = await uow.payments.for_order(seen.order_id, lock=True) if seen.order_id else []
-    carried = set(seen.amounts) - {p.id for p in payments}
-    payments += await _payments_of(uow, carried)
+    # The payments first (in id order, the order's and those carried from another's credit),
+    # then the credit: every writer locks in this order.
+    own = {p.id for p in await uow.payments.for_order(seen.order_id)} if seen.order_id else set()
+    carried = set(seen.amounts) - own
+    payments = await _payments_of(uow, own | carried)
     credit = await uow.credits.get(exchange_order_id, lock=True)
     assert credit is not None
     # What it carried from the credit that paid for its order goes back there.
