@@ -46,10 +46,15 @@ def test_a_product_with_variants_is_created_updated_by_version_and_archived(
     platform: Running,
 ) -> None:
     http = platform.new_merchant("Catalog e2e")
-    made = http.post("/v1/products", json=_tee("E2E-TEE"), headers=_key())
+    key = _key()
+    made = http.post("/v1/products", json=_tee("E2E-TEE"), headers=key)
     assert made.status_code == 201, made.text
     product = made.json()
     assert made.headers["ETag"] == '"1"'
+    # A replay carries the ETag too: it feeds the client's next If-Match.
+    again = http.post("/v1/products", json=_tee("E2E-TEE"), headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.headers["ETag"] == '"1"'
+    assert again.content == made.content
     assert [v["sku"] for v in product["variants"]] == ["E2E-TEE-M", "E2E-TEE-XL"]
     assert product["status"] == "active" and product["tax_category"] == "standard"
     pid = product["id"]

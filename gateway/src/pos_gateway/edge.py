@@ -298,20 +298,25 @@ class EdgeMiddleware:
                 content=redact(claim.replay.body, shown_once(scope)),
                 status_code=claim.replay.status_code,
                 media_type=claim.replay.content_type or None,
-                headers={"Idempotent-Replayed": "true"},
+                headers={
+                    "Idempotent-Replayed": "true",
+                    **({"ETag": claim.replay.etag} if claim.replay.etag else {}),
+                },
             )
         if answer is not None:
             await answer(scope, _replay(body), send)
             return
 
         request_id_var.set(key)
-        captured: dict[str, Any] = {"status": 500, "type": "", "body": [], "stored": False}
+        captured: dict[str, Any] = {
+            "status": 500, "type": "", "etag": "", "body": [], "stored": False
+        }  # fmt: skip
 
         async def keep(status: int, content: bytes) -> None:
             # Stored before the answer's last byte leaves: a client that retries the moment it
             # has the answer gets the replay, never "still running" (409).
             if status < 500 and not _kept_nothing(status, content):
-                answer = Stored(status, captured["type"], content)
+                answer = Stored(status, captured["type"], content, captured["etag"])
                 try:
                     # The route names the secrets not to keep (op's shown_once).
                     await store.complete(merchant_id, key, answer, shown_once(scope))
@@ -329,7 +334,9 @@ class EdgeMiddleware:
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
-                captured["type"] = Headers(raw=message.get("headers", [])).get("content-type", "")
+                headers = Headers(raw=message.get("headers", []))
+                captured["type"] = headers.get("content-type", "")
+                captured["etag"] = headers.get("etag", "")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
                 if not message.get("more_body", False):

@@ -44,6 +44,8 @@ class Stored:
     status_code: int
     content_type: str
     body: bytes
+    # The answer's ETag, replayed with it: it feeds the client's next If-Match.
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,9 @@ class IdempotencyStore:
                 return Claim(mismatch=True)
             if row.state == "done":
                 return Claim(
-                    replay=Stored(row.status_code, row.content_type or "", bytes(row.body))
+                    replay=Stored(
+                        row.status_code, row.content_type or "", bytes(row.body), row.etag or ""
+                    )
                 )
             # Still in progress: take it over only if its holder's lock has run out.
             taken = await conn.execute(
@@ -288,6 +292,7 @@ class IdempotencyStore:
                 "status_code": answer.status_code,
                 "content_type": answer.content_type,
                 "body": redact(answer.body, shown_once),
+                "etag": answer.etag or None,
             },
         )
 
@@ -330,5 +335,6 @@ def _answer(t: Table) -> ClauseElement:
             status_code=bindparam("status_code"),
             content_type=bindparam("content_type"),
             body=bindparam("body"),
+            etag=bindparam("etag"),
         )
     )

@@ -81,6 +81,8 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("content_type", Text),
     Column("body", LargeBinary),
+    # The answer's ETag (a version), replayed with it.
+    Column("etag", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "key", name="idempotency_keys_pkey"),
     Index("idempotency_keys_created", "created_at"),
