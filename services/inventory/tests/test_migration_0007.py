@@ -30,4 +30,11 @@ def test_entries_recorded_before_keep_their_ids(infra: Infra) -> None:
     kit_migrate.upgrade(MIGRATIONS, url, "head")
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT seq, entry_id FROM stock_ledger ORDER BY seq").fetchall()
+        # A process older than the migration inserts without the id: an opaque one still.
+        (made,) = conn.execute(
+            "INSERT INTO stock_ledger (merchant_id, sku, location_id, delta, reason,"
+            " on_hand_after) VALUES ('mer_1', 'PEN', 'loc_1', 1, 'received', 4)"
+            " RETURNING entry_id"
+        ).fetchone()  # type: ignore[misc]
     assert rows == [(seq, f"led_{seq}") for seq in seqs]
+    assert made.startswith("led_") and not made.removeprefix("led_").isdigit()

@@ -156,7 +156,13 @@ stock_ledger = Table(
     Column("note", Text, nullable=False, server_default=""),
     # The entry's public id: opaque, as `seq` counts every merchant's entries (entries made
     # before migration 0007 keep `led_<seq>`, the id they were shown).
-    Column("entry_id", Text, nullable=False),
+    Column(
+        "entry_id",
+        Text,
+        nullable=False,
+        # For a process older than migration 0007 during an upgrade; the service sends its own.
+        server_default=text("'led_' || replace(gen_random_uuid()::text, '-', '')"),
+    ),
     Index("stock_ledger_item", "merchant_id", "sku", "location_id", "seq"),
     Index("stock_ledger_entry", "merchant_id", "entry_id", unique=True),
     Index("stock_ledger_occurred", "merchant_id", "sku", "location_id", "occurred_at"),

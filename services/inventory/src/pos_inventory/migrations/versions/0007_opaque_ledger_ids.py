@@ -18,10 +18,15 @@ branch_labels = None
 depends_on = None
 
 
+# What an inventory process older than this migration gets when it inserts without the id
+# (a rolling upgrade): an opaque one all the same. The service always sends its own.
+OPAQUE = "'led_' || replace(gen_random_uuid()::text, '-', '')"
+
+
 def upgrade() -> None:
     op.add_column("stock_ledger", sa.Column("entry_id", sa.Text(), nullable=True))
     op.execute("UPDATE stock_ledger SET entry_id = 'led_' || seq")
-    op.alter_column("stock_ledger", "entry_id", nullable=False)
+    op.alter_column("stock_ledger", "entry_id", nullable=False, server_default=sa.text(OPAQUE))
     op.create_index("stock_ledger_entry", "stock_ledger", ["merchant_id", "entry_id"], unique=True)
 
 
