@@ -339,19 +339,10 @@ async def load_gift_card(
     card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`. At a
     register (value no sale paid for) it takes the `refund` permission or a manager's override
     and is in the audit log (`gift_card.loaded`)."""
-    await _known(svc, body.location_id, currency=body.amount.currency)
-    async with guarded(request, "gift_card.loaded", "refund") as done:
-        answer = await svc.gift_cards.LoadGiftCard(
-            G.LoadGiftCardRequest(
-                request_id=request_id(),
-                id=gift_card_id,
-                amount=body.amount.pb(),
-                reference=body.reference,
-                location_id=body.location_id,
-            )
-        )
-        _audited(done, answer)
-    return GiftCardMoved.model_validate(_moved(answer))
+    return await _value_in(
+        request, svc, "gift_card.loaded", svc.gift_cards.LoadGiftCard,
+        G.LoadGiftCardRequest, gift_card_id, body,
+    )  # fmt: skip
 
 
 @router.post(
@@ -367,10 +358,27 @@ async def refund_to_gift_card(
     `gift_card_refund_exceeds_spent` with `refundable`), and up to your maximum balance, as a
     load (a 409 `gift_card_balance_limit` beyond it). At a register it takes the `refund`
     permission or a manager's override and is in the audit log (`gift_card.refunded`)."""
+    return await _value_in(
+        request, svc, "gift_card.refunded", svc.gift_cards.RefundToGiftCard,
+        G.RefundToGiftCardRequest, gift_card_id, body,
+    )  # fmt: skip
+
+
+async def _value_in(
+    request: Request,
+    svc: Svc,
+    action: str,
+    call: Any,
+    message: Any,
+    gift_card_id: str,
+    body: LoadIn,
+) -> GiftCardMoved:
+    """Value onto a card (a load, a refund to it): at a register value no sale paid for, so
+    it takes the `refund` permission or an override, and is audited as `action`."""
     await _known(svc, body.location_id, currency=body.amount.currency)
-    async with guarded(request, "gift_card.refunded", "refund") as done:
-        answer = await svc.gift_cards.RefundToGiftCard(
-            G.RefundToGiftCardRequest(
+    async with guarded(request, action, "refund") as done:
+        answer = await call(
+            message(
                 request_id=request_id(),
                 id=gift_card_id,
                 amount=body.amount.pb(),
