@@ -139,3 +139,42 @@ def test_a_cursor_the_list_did_not_give_is_a_400_naming_cursor(platform: Running
         _refused(http, "/v1/customers", by_id["next_cursor"], updated_since=since)
         for cursor in MADE_UP:
             _refused(http, "/v1/customers", cursor, updated_since=since)
+
+
+def test_a_cursor_with_other_filters_is_a_400_naming_cursor(platform: Running) -> None:
+    """A cursor positions the list as filtered when it was given; with another filter it would
+    page on from a position in another list (skipping or repeating items without a word)."""
+    with platform.new_merchant("Cursor filters") as http:
+        here, there = (
+            _post(http, "/v1/locations", {"name": f"Store {n}", "currency": "USD"})["id"]
+            for n in range(2)
+        )
+        for n in range(3):
+            _post(http, "/v1/registers", {"location_id": here, "name": f"Till {n}"})
+        _post(http, "/v1/registers", {"location_id": there, "name": "Back"})
+
+        # The gateway's own list: the same filter walks on; another one, or none, is refused.
+        page = http.get("/v1/registers", params={"limit": 1, "location_id": here}).json()
+        cursor = page["next_cursor"]
+        again = http.get(
+            "/v1/registers", params={"limit": 5, "location_id": here, "cursor": cursor}
+        )
+        assert again.status_code == 200, again.text
+        assert len(again.json()["data"]) == 2
+        _refused(http, "/v1/registers", cursor, location_id=there)
+        _refused(http, "/v1/registers", cursor)
+        audit = http.get("/v1/audit-log", params={"limit": 1, "action": "register.*"}).json()
+        _refused(http, "/v1/audit-log", audit["next_cursor"])
+
+        # A service's list (the catalog's search): the same query walks on; another is refused.
+        word = f"Cf{uuid.uuid4().hex[:8]}"
+        for n in range(3):
+            _post(http, "/v1/products", {"sku": f"{word}-{n}", "name": f"{word} {n}",
+                                         "price": {"amount": 100, "currency": "USD"}})  # fmt: skip
+        found = http.get("/v1/products", params={"limit": 1, "query": word}).json()
+        cursor = found["next_cursor"]
+        walked = http.get("/v1/products", params={"limit": 5, "query": word, "cursor": cursor})
+        assert walked.status_code == 200, walked.text
+        assert len(walked.json()["data"]) == 2
+        _refused(http, "/v1/products", cursor, query=f"{word} 2")
+        _refused(http, "/v1/products", cursor, query=word, status="archived")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pos.customer.v1 import customer_pb2
+from pos.order.v1 import order_pb2
 from pos_kit.errors import InvalidArgument
 from pos_kit.paging import (
     TOKEN_MAX,
@@ -206,6 +207,39 @@ def test_a_token_is_good_for_its_own_list_only() -> None:
     assert page_request(_with_token(plain, by_id)).after == "cus_1"
     with pytest.raises(InvalidArgument):
         page_request(_with_token(feed, by_id))
+
+
+def test_a_cursor_is_good_for_its_filters_only() -> None:
+    """A cursor positions the list as filtered when it was given: with another filter it
+    would page on from a position of another list (skipping or repeating items), so it is
+    refused; another page size is still the same list."""
+    mine = order_pb2.ListOrdersRequest(page_size=2, customer_id="cus_1", channel="web")
+    token = encode_token("ord_5", page_scope(mine))
+    again = order_pb2.ListOrdersRequest(page_size=50, customer_id="cus_1", channel="web")
+    again.page_token = token
+    assert page_request(again).after == "ord_5"
+    for other in (
+        order_pb2.ListOrdersRequest(customer_id="cus_2", channel="web"),
+        order_pb2.ListOrdersRequest(customer_id="cus_1"),
+        order_pb2.ListOrdersRequest(customer_id="cus_1", channel="web", register_id="reg_1"),
+        order_pb2.ListOrdersRequest(
+            customer_id="cus_1", channel="web", status=order_pb2.ORDER_STATUS_CANCELLED
+        ),
+    ):
+        other.page_token = token
+        with pytest.raises(InvalidArgument) as caught:
+            page_request(other)
+        assert [v.field for v in caught.value.violations] == ["page_token"]
+    # A change feed's cursor is bound to its starting time too.
+    feed = order_pb2.ListOrdersRequest()
+    feed.updated_since.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+    change = encode_change(datetime(2026, 1, 2, tzinfo=UTC), "ord_1", page_scope(feed))
+    later = order_pb2.ListOrdersRequest(page_token=change)
+    later.updated_since.FromDatetime(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
+    with pytest.raises(InvalidArgument):
+        page_request(later)
+    feed.page_token = change
+    assert page_request(feed).cursor is not None
 
 
 def test_a_page_walk_reads_back_every_token_it_gives() -> None:

@@ -22,6 +22,7 @@ from pos_gateway.routes.common import (
     Limit,
     QueryId,
     Rfc3339,
+    bound,
     cursor_after,
     example,
     expected_version,
@@ -74,14 +75,15 @@ async def list_audit_log(
     if until is not None:
         timestamp(until, "until")
     filters = audit.Filters(action, staff_id, register_id, resource_id, since, until)
+    scope = bound(LIST_SCOPE, action, staff_id, register_id, resource_id, since, until)
     found = await audit.entries(
         request.app.state.engine, principal_of(request).merchant_id, filters,
-        cursor_after(cursor, LIST_SCOPE), limit + 1,
+        cursor_after(cursor, scope), limit + 1,
     )  # fmt: skip
     data = [_entry_json(r) for r in found[:limit]]
     more = len(found) > limit
     return AuditEntryList.model_validate(
-        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], scope) if more else None}
     )
 
 

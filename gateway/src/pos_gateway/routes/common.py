@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -190,7 +191,14 @@ PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX, description="The r
 QueryId = Annotated[str, StringConstraints(max_length=ID_MAX)]
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="next_cursor of the last page, sent with the same filters (another "
+        "filter with it is a 400 naming `cursor`; `limit` may change)",
+    ),
+]
 
 
 def refused_cursor() -> Problem:
@@ -199,6 +207,16 @@ def refused_cursor() -> Problem:
     refusal = invalid_token("cursor")
     errors = [{"field": v.field, "reason": v.description} for v in refusal.violations]
     return Problem(400, refusal.code, refusal.message, errors)
+
+
+def bound(scope: str, *filters: object) -> str:
+    """The scope of a list's cursors as filtered by `filters` (as the services bind theirs,
+    `pos_kit.paging.page_scope`): a cursor used with other filters is `refused_cursor()`,
+    never read as a position in a list it was not given for."""
+    if all(value is None for value in filters):
+        return scope
+    text = "\x00".join("" if value is None else str(value) for value in filters)
+    return f"{scope}|{hashlib.blake2b(text.encode(), digest_size=8).hexdigest()}"
 
 
 def cursor_after(cursor: str | None, scope: str) -> str:

@@ -28,6 +28,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     UpdatedSince,
+    bound,
     change_after,
     cursor_after,
     example,
@@ -130,26 +131,27 @@ async def list_registers(
     if location_id and principal.register_id is None:
         await location_of(svc, location_id)
     location_id = principal.location_id or location_id
+    scope = bound(LIST_SCOPE, location_id, updated_since)
     if updated_since is not None:
         changed = await registers.changed(
             request.app.state.engine, principal.merchant_id, location_id,
-            since_time(updated_since), change_after(cursor, LIST_SCOPE), limit + 1,
+            since_time(updated_since), change_after(cursor, scope), limit + 1,
         )  # fmt: skip
         return RegisterList.model_validate(
             {"data": [_register_json(r) for r in changed[:limit]],
-             "next_cursor": next_change(changed, limit, LIST_SCOPE)}
+             "next_cursor": next_change(changed, limit, scope)}
         )  # fmt: skip
     found = await registers.listed(
         request.app.state.engine,
         principal.merchant_id,
         location_id,
-        cursor_after(cursor, LIST_SCOPE),
+        cursor_after(cursor, scope),
         limit + 1,
     )
     data = [_register_json(r) for r in found[:limit]]
     more = len(found) > limit
     return RegisterList.model_validate(
-        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], scope) if more else None}
     )
 
 

@@ -25,6 +25,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     UpdatedSince,
+    bound,
     change_after,
     cursor_after,
     example,
@@ -129,23 +130,24 @@ async def list_staff(
     _manager(request)
     if location_id:
         await location_of(svc, location_id)
+    scope = bound(LIST_SCOPE, location_id, updated_since)
     if updated_since is not None:
         changed = await staff.changed(
             request.app.state.engine, principal_of(request).merchant_id, location_id,
-            since_time(updated_since), change_after(cursor, LIST_SCOPE), limit + 1,
+            since_time(updated_since), change_after(cursor, scope), limit + 1,
         )  # fmt: skip
         return StaffList.model_validate(
             {"data": [_member_json(m) for m in changed[:limit]],
-             "next_cursor": next_change(changed, limit, LIST_SCOPE)}
+             "next_cursor": next_change(changed, limit, scope)}
         )  # fmt: skip
     found = await staff.listed(
         request.app.state.engine, principal_of(request).merchant_id, location_id,
-        cursor_after(cursor, LIST_SCOPE), limit + 1,
+        cursor_after(cursor, scope), limit + 1,
     )  # fmt: skip
     data = [_member_json(m) for m in found[:limit]]
     more = len(found) > limit
     return StaffList.model_validate(
-        {"data": data, "next_cursor": encode_token(data[-1]["id"], LIST_SCOPE) if more else None}
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], scope) if more else None}
     )
 
 

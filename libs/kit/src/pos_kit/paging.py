@@ -133,13 +133,34 @@ class PageRequest:
         return self.limit + 1
 
 
+# What a list request carries that is not one of its filters: a next page may change them.
+PAGING_FIELDS = ("page_size", "page_token")
+
+
 def page_scope(request: Any) -> str:
-    """The scope of a list request's tokens: the request's message name, and whether it reads
-    the change feed (`updated_since`) or by key, as the two keys differ."""
+    """The scope of a list request's tokens: the request's message name, whether it reads the
+    change feed (`updated_since`) or by key (the two keys differ), and its filters. A cursor
+    positions a list as filtered when it was given; the same cursor with other filters would
+    page on from a position of another list, skipping or repeating items without a word, so
+    it is refused (as Square refuses a cursor used with another query)."""
     name: str = request.DESCRIPTOR.full_name
     if "updated_since" in request.DESCRIPTOR.fields_by_name and request.HasField("updated_since"):
-        return name + "|changes"
-    return name
+        name += "|changes"
+    filters = filters_of(request)
+    return f"{name}|{filters}" if filters else name
+
+
+def filters_of(request: Any) -> str:
+    """A digest of the request's fields other than its paging ("" with none set)."""
+    rest = type(request)()
+    rest.CopyFrom(request)
+    for paging in PAGING_FIELDS:
+        if paging in rest.DESCRIPTOR.fields_by_name:
+            rest.ClearField(paging)
+    serialized: bytes = rest.SerializeToString(deterministic=True)
+    if not serialized:
+        return ""
+    return hashlib.blake2b(serialized, digest_size=8).hexdigest()
 
 
 def page_request(request: Any) -> PageRequest:
