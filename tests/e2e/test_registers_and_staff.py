@@ -806,3 +806,29 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
     assert http.patch(f"/v1/staff/{manager}", json={"role": "cashier"}).status_code == 200
     late = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
     assert (late.status_code, late.json()["code"]) == (403, "permission_required")
+
+
+def test_a_customer_is_erased_at_a_register_by_someone_on_record(platform: Running) -> None:
+    """Erasing a customer cannot be undone: at a register no one erases anonymously (a member
+    must be signed in), and the erasure is in the audit log with the member (the id only)."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Erin", "cashier", here, "1357")
+    register, device = _paired_register(platform, here)
+    made = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@erase.example"})
+    assert made.status_code == 201, made.text
+    customer = made.json()["id"]
+    nobody = device.delete(f"/v1/customers/{customer}")
+    assert (nobody.status_code, nobody.json()["code"]) == (403, "staff_sign_in_required")
+    assert http.get(f"/v1/customers/{customer}").status_code == 200
+
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"}).is_success
+    erased = device.delete(f"/v1/customers/{customer}")
+    assert erased.status_code == 200, erased.text
+    assert http.get(f"/v1/customers/{customer}").status_code == 404
+    (entry,) = _audit(http, action="customer.erased", register_id=register["id"])
+    assert (entry["staff_id"], entry["resource_id"], entry["details"]) == (cashier, customer, {})
+    # The back office's key erases as before (recorded by the customer service as the key).
+    other = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@erase.example"})
+    assert http.delete(f"/v1/customers/{other.json()['id']}").status_code == 200
+    assert not _audit(http, action="customer.erased", resource_id=other.json()["id"])
