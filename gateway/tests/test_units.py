@@ -136,3 +136,19 @@ def test_a_body_json_parses_but_no_route_takes_is_fingerprinted_as_its_bytes(
     assert canonical(body) == body
     assert len(fingerprints("POST", "/v1/customers", body)) == 1
     assert canonical(b'{"b": 1, "a": 2}') == b'{"a":2,"b":1}'
+
+
+def test_which_query_parameters_take_many_values() -> None:
+    from typing import Annotated
+
+    from fastapi import Query
+
+    from pos_gateway.query_once import takes_many
+
+    assert takes_many(list[str])
+    assert takes_many(list[str] | None)
+    assert takes_many(Annotated[list[str] | None, Query()])
+    assert not takes_many(str)
+    assert not takes_many(str | None)
+    assert not takes_many(Annotated[int, Query()])
+    assert not takes_many(Annotated[str | None, Query(max_length=5)])

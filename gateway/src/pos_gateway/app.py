@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -25,6 +25,7 @@ from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore, declared, fingerprint_key
 from pos_gateway.messaging import JetStreamLink
+from pos_gateway.query_once import one_value_each
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
     audit as audit_routes,
@@ -176,6 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # operationId = the route function's name (`list_products`, `create_customer`): what
         # a generated SDK names its methods, so it must read well and stay put.
         generate_unique_id_function=lambda route: route.name,
+        dependencies=[Depends(one_value_each)],
     )
     problems.install(app)
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
