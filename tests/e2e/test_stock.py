@@ -156,6 +156,11 @@ def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running
         assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
     top = platform.http.get("/v1/inventory/nearby", params={"sku": "MUG-LOGO:3", **near})
     assert top.status_code == 200, top.text
+    # A SKU twice is the caller's `sku`, not the service's `lines[1].sku`.
+    twice = [("sku", "MUG-LOGO"), ("sku", "MUG-LOGO:2"), *near.items()]
+    answer = platform.http.get("/v1/inventory/nearby", params=twice)
+    assert answer.status_code == 400, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
 
 
 def test_a_variant_sku_is_received_sold_and_ordered_for_pickup(platform: Running) -> None:

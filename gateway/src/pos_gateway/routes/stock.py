@@ -253,7 +253,7 @@ SkuLine = Annotated[str, StringConstraints(max_length=80)]
 
 def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     """`SKU` or `SKU:quantity` (a colon never appears in a SKU)."""
-    lines = []
+    lines: list[stock_pb2.StockLine] = []
     for value in values:
         sku, colon, quantity = value.partition(":")
         # ASCII digits only (`str.isdigit` takes "²" too), a whole number from 1 to int64's top.
@@ -266,6 +266,15 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
                 "the request is not valid",
                 [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity, a quantity "
                   f"from 1 to {INT64_MAX}"}],
+            )  # fmt: skip
+        if any(line.sku == sku for line in lines):
+            # The service would name its own field (`lines[1].sku`); the caller wrote `sku`.
+            raise Problem(
+                400,
+                "invalid_request",
+                "the request is not valid",
+                [{"field": "sku", "reason": f"{sku!r} is given more than once; give each SKU "
+                  "once, with its quantity (SKU:quantity)"}],
             )  # fmt: skip
         lines.append(stock_pb2.StockLine(sku=sku, quantity=int(quantity or 1)))
     return lines
