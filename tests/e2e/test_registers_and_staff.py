@@ -832,3 +832,63 @@ def test_a_customer_is_erased_at_a_register_by_someone_on_record(platform: Runni
     other = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@erase.example"})
     assert http.delete(f"/v1/customers/{other.json()['id']}").status_code == 200
     assert not _audit(http, action="customer.erased", resource_id=other.json()["id"])
+
+
+def test_a_member_taken_off_a_location_stops_acting_there(platform: Running) -> None:
+    """Taken off the register's location, a member is signed out of its registers at once
+    (audited, `reason: moved`), and an override they approved there is no longer good."""
+    http = platform.http
+    here, there = _locations(http)[:2]
+    cashier = _member(http, "Moved Cass", "cashier", here, "2580")
+    manager = _member(http, "Moved Mona", "manager", here, "0852")
+    register, device = _paired_register(platform, here)
+    drawer = {"kind": "no_sale", "reason": "change"}
+
+    # The manager signs in, opens a shift, and is moved to the other store.
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "0852"}).is_success
+    opened = _post(device, "/v1/shifts", {"opening_float": {"amount": 0, "currency": "USD"}})
+    assert opened.status_code == 201, opened.text
+    shift = opened.json()["id"]
+    assert _post(device, f"/v1/shifts/{shift}/drawer-movements", drawer).status_code == 201
+    moved = http.patch(f"/v1/staff/{manager}", json={"location_ids": [there]})
+    assert moved.status_code == 200, moved.text
+    assert device.get("/v1/register-sessions/current").status_code == 404
+    late = _post(device, f"/v1/shifts/{shift}/drawer-movements", drawer)
+    assert (late.status_code, late.json()["code"]) == (403, "staff_sign_in_required")
+    (entry,) = _audit(
+        http, action="staff.signed_out", register_id=register["id"], staff_id=manager
+    )
+    assert entry["details"]["reason"] == "moved"
+    # A change that keeps the location signs no one out.
+    assert http.patch(f"/v1/staff/{manager}", json={"location_ids": [here, there]}).is_success
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "0852"}).is_success
+    assert http.patch(f"/v1/staff/{manager}", json={"name": "Mona M."}).is_success
+    assert device.get("/v1/register-sessions/current").json()["staff_id"] == manager
+
+    # An override the manager gave here is spent once they no longer work here.
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}).is_success
+    approval = {"manager_id": manager, "pin": "0852", "permission": "no_sale"}
+    assert _post(device, "/v1/overrides", approval).status_code == 201
+    assert http.patch(f"/v1/staff/{manager}", json={"location_ids": [there]}).is_success
+    refused = _post(device, f"/v1/shifts/{shift}/drawer-movements", drawer)
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_required")
+    # The replacement of one member by another at the register is a sign-out too.
+    replaced = _audit(http, action="staff.signed_out", register_id=register["id"])
+    assert {e["details"]["reason"] for e in replaced} == {"moved", "replaced"}
+
+
+def test_a_register_elsewhere_cannot_test_or_lock_a_members_pin(platform: Running) -> None:
+    """A member of another location is refused before their PIN is looked at: the answer is
+    the same for a right and a wrong PIN, and no guess counts toward their lock."""
+    http = platform.http
+    here, there = _locations(http)[:2]
+    far = _member(http, "Far Away", "manager", there, "4321")
+    _, device = _paired_register(platform, here)
+    for pin in ("0000", "4321", "1111", "2222", "3333", "4444", "5555"):
+        answer = _post(device, "/v1/register-sessions", {"staff_id": far, "pin": pin})
+        assert (answer.status_code, answer.json()["code"]) == (403, "staff_not_at_location")
+        assert "attempts_left" not in answer.json()
+    assert not _audit(http, action="staff.pin_failed", resource_id=far)
+    _, at_theirs = _paired_register(platform, there)
+    signed = _post(at_theirs, "/v1/register-sessions", {"staff_id": far, "pin": "4321"})
+    assert signed.status_code == 201, signed.text

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pos.gateway.v1 import events_pb2 as pb
 from pos_gateway import audit, keys, outbox
 from pos_gateway.outbox import stamp
+from pos_gateway.sessions import end_sessions
 from pos_gateway.tables import pairing_codes, register_sessions, registers
 from pos_kit.changes import list_changed
 from pos_kit.ids import new_id
@@ -189,13 +190,8 @@ async def retire(
             .returning(registers.c.id)
         )
         if changed.first() is not None:
-            await conn.execute(
-                update(register_sessions)
-                .where(
-                    register_sessions.c.register_id == register_id,
-                    register_sessions.c.ended_at.is_(None),
-                )
-                .values(ended_at=func.now())
+            await end_sessions(
+                conn, merchant_id, register_sessions.c.register_id == register_id, "retired", actor
             )
             found = await _get(conn, merchant_id, register_id)
             assert found is not None
@@ -304,14 +300,10 @@ async def pair(engine: AsyncEngine, secret: str, code: str) -> Paired:
         if changed.first() is None:
             raise Refused("register_retired")
         # A new device: whoever was signed in at the old one is signed out.
-        await conn.execute(
-            update(register_sessions)
-            .where(
-                register_sessions.c.register_id == row.register_id,
-                register_sessions.c.ended_at.is_(None),
-            )
-            .values(ended_at=func.now())
-        )
+        await end_sessions(
+            conn, row.merchant_id, register_sessions.c.register_id == row.register_id,
+            "paired", audit.Actor(register_id=row.register_id),
+        )  # fmt: skip
         found = await _get(conn, row.merchant_id, row.register_id)
         assert found is not None
         await audit.record(

@@ -20,6 +20,7 @@ from pos.gateway.v1 import events_pb2 as pb
 from pos_gateway import audit, outbox, pins
 from pos_gateway.outbox import stamp
 from pos_gateway.permissions import PERMISSIONS, built_in
+from pos_gateway.sessions import at_registers_outside, end_sessions
 from pos_gateway.tables import (
     audit_log,
     overrides,
@@ -238,6 +239,15 @@ async def update_member(
         )
         after = await _member(conn, merchant_id, staff_id)
         assert after is not None
+        if "location_ids" in fields:
+            # Taken off a location: signed out of its registers at once, as a new sign-in
+            # there would be refused (`staff_not_at_location`).
+            await end_sessions(
+                conn, merchant_id,
+                (register_sessions.c.staff_id == staff_id) & at_registers_outside(
+                    after.location_ids),
+                "moved", actor,
+            )  # fmt: skip
         changed = sorted({*fields, *(("pin",) if pin is not None else ())})
         await audit.record(
             conn, merchant_id, "staff.updated", actor, ("staff", staff_id),
@@ -277,12 +287,9 @@ async def deactivate(
             .where(_T.c.id == staff_id)
             .values(status="deactivated", version=_T.c.version + 1)  # and updated_at
         )
-        await conn.execute(
-            update(register_sessions)
-            .where(register_sessions.c.staff_id == staff_id,
-                   register_sessions.c.ended_at.is_(None))
-            .values(ended_at=func.now())
-        )  # fmt: skip
+        await end_sessions(
+            conn, merchant_id, register_sessions.c.staff_id == staff_id, "deactivated", actor
+        )
         after = await _member(conn, merchant_id, staff_id)
         assert after is not None
         await audit.record(
@@ -426,6 +433,10 @@ async def _check_pin(
     if member is None or member.status != "active":
         raise Refused("resource_missing", f"staff member {staff_id!r} was not found",
                       resource="staff")  # fmt: skip
+    # Before the PIN is looked at: a register elsewhere may neither test a member's PIN (a
+    # hit would answer differently from a miss) nor lock them out by guessing.
+    if location_id not in member.location_ids:
+        raise Refused("staff_not_at_location", "this member does not work at this location")
     locked = await conn.scalar(select(_T.c.locked_until > func.now()).where(_T.c.id == staff_id))
     if locked:
         raise Refused(
@@ -473,8 +484,6 @@ async def _check_pin(
             attempts_left=max(0, MAX_PIN_FAILURES - (failures or 0)),
         )
     await conn.execute(update(_T).where(_T.c.id == staff_id).values(failed_pin_attempts=0))
-    if location_id not in member.location_ids:
-        raise Refused("staff_not_at_location", "this member does not work at this location")
     return member
 
 
@@ -540,11 +549,7 @@ async def sign_in(
             refused = exc
         if refused is None:
             s = register_sessions
-            await conn.execute(
-                update(s)
-                .where(s.c.register_id == register_id, s.c.ended_at.is_(None))
-                .values(ended_at=func.now())
-            )
+            await end_sessions(conn, merchant_id, s.c.register_id == register_id, "replaced", actor)
             row = (
                 await conn.execute(
                     pg_insert(s)
@@ -684,7 +689,8 @@ async def use_override(
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(o.c.id, o.c.merchant_id, o.c.approved_by)
+                select(o.c.id, o.c.merchant_id, o.c.approved_by, registers.c.location_id)
+                .join(registers, registers.c.id == o.c.register_id)
                 .where(
                     o.c.session_id == session_id,
                     o.c.permission == permission,
@@ -695,15 +701,18 @@ async def use_override(
                 )
                 .order_by(o.c.used_by_request.is_(None), o.c.id)
                 .limit(1)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=o)
             )
         ).first()
         if row is None:
             return None
         # The manager's approval stands only while they may still do it themselves (not
-        # demoted, deactivated, or their role stripped of it since).
+        # demoted, deactivated, taken off this register's location, or their role stripped
+        # of it since).
         approver = await _member(conn, row.merchant_id, row.approved_by)
         if approver is None or approver.status != "active":
+            return None
+        if row.location_id not in approver.location_ids:
             return None
         if permission not in await _permissions(conn, row.merchant_id, approver.role):
             return None
