@@ -377,3 +377,29 @@ async def test_a_dry_run_sourcing_holds_nothing_and_is_answered_fresh_every_time
         assert fresh.strategy == st.SOURCING_STRATEGY_PICKUP
         assert [a.reservation_id for a in fresh.allocations] == [""]
     assert _invariants(svc, "DRY", here) == (3, 0)
+
+
+async def test_an_archived_products_units_are_not_held(svc: InProcessService) -> None:
+    """A hold is a sale in waiting: an archived product's units are refused (409
+    `product_archived`, naming the SKU, as a checkout is) and nothing is held, even beside a
+    sellable line; the product's units stay as they were."""
+    loc = await _setup(svc, {"ARCH-1": 4, "LIVE-1": 4}, "arch")
+    catalog = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    found = await catalog.SearchProducts(inv.SearchProductsRequest(sku="ARCH-1"), metadata=MD, timeout=5)
+    await catalog.ArchiveProduct(
+        inv.ArchiveProductRequest(request_id="arch-1", id=found.products[0].id),
+        metadata=MD,
+        timeout=5,
+    )
+    stub = stock_stub(svc.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateReservation(
+            _hold("arch-h1", loc, [("ARCH-1", 1), ("LIVE-1", 1)]), metadata=MD, timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    error = read_error(err.value)
+    assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-1")
+    assert _invariants(svc, "ARCH-1", loc) == (4, 0)
+    assert _invariants(svc, "LIVE-1", loc) == (4, 0)
+    held = await stub.CreateReservation(_hold("arch-h2", loc, [("LIVE-1", 1)]), metadata=MD, timeout=5)
+    assert held.reservation.id

@@ -32,8 +32,21 @@ from pos_kit.ids import new_id
 async def create_reservation(
     uow: InventoryUnitOfWork, hold: Hold
 ) -> tuple[Reservation, list[StockLevel]]:
-    """Hold every line or none. The hot path is one insert and one conditional update a line;
-    the reasons for a refusal are looked up only when there is one."""
+    """Hold every line or none. The hot path is a read of the lines' products, one insert and
+    one conditional update a line; the reasons for a short line are looked up only when there
+    is one. A hold is a sale in waiting: an archived product's units are not held (409
+    `product_archived`, as a checkout's), though they can still be counted and moved."""
+    skus = [sku for sku, _ in hold.lines]
+    archived = sorted(
+        {sku for p in await uow.products.by_skus(skus) if p.archived for sku in p.skus()}
+        & set(skus)
+    )
+    if archived:
+        raise Conflict(
+            f"archived products cannot be sold: {', '.join(archived)}",
+            "product_archived",
+            {"skus": ",".join(archived)},
+        )
     reservation = Reservation(new_id("res"), hold.location_id, hold.lines, hold.reference)
     await uow.reservations.add(reservation, hold.ttl_seconds)
     held, short_sku = await uow.stock.hold(hold.location_id, hold.lines)
