@@ -385,7 +385,9 @@ async def test_an_archived_products_units_are_not_held(svc: InProcessService) ->
     sellable line; the product's units stay as they were."""
     loc = await _setup(svc, {"ARCH-1": 4, "LIVE-1": 4}, "arch")
     catalog = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
-    found = await catalog.SearchProducts(inv.SearchProductsRequest(sku="ARCH-1"), metadata=MD, timeout=5)
+    found = await catalog.SearchProducts(
+        inv.SearchProductsRequest(sku="ARCH-1"), metadata=MD, timeout=5
+    )
     await catalog.ArchiveProduct(
         inv.ArchiveProductRequest(request_id="arch-1", id=found.products[0].id),
         metadata=MD,
@@ -401,5 +403,7 @@ async def test_an_archived_products_units_are_not_held(svc: InProcessService) ->
     assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-1")
     assert _invariants(svc, "ARCH-1", loc) == (4, 0)
     assert _invariants(svc, "LIVE-1", loc) == (4, 0)
-    held = await stub.CreateReservation(_hold("arch-h2", loc, [("LIVE-1", 1)]), metadata=MD, timeout=5)
+    held = await stub.CreateReservation(
+        _hold("arch-h2", loc, [("LIVE-1", 1)]), metadata=MD, timeout=5
+    )
     assert held.reservation.id
