@@ -855,9 +855,7 @@ def test_a_member_taken_off_a_location_stops_acting_there(platform: Running) -> 
     assert device.get("/v1/register-sessions/current").status_code == 404
     late = _post(device, f"/v1/shifts/{shift}/drawer-movements", drawer)
     assert (late.status_code, late.json()["code"]) == (403, "staff_sign_in_required")
-    (entry,) = _audit(
-        http, action="staff.signed_out", register_id=register["id"], staff_id=manager
-    )
+    (entry,) = _audit(http, action="staff.signed_out", register_id=register["id"], staff_id=manager)
     assert entry["details"]["reason"] == "moved"
     # A change that keeps the location signs no one out.
     assert http.patch(f"/v1/staff/{manager}", json={"location_ids": [here, there]}).is_success
