@@ -741,6 +741,18 @@ def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: R
     assert http.get("/v1/shifts", params={"register_id": "reg_nope"}).status_code == 404
     with platform.new_merchant("Register Lender") as other:
         assert other.get("/v1/shifts", params={"register_id": register["id"]}).status_code == 404
+    # The drawer moves at the register only: the back office's key neither pays out nor opens
+    # it, and nothing is recorded; another merchant's key still sees no such shift.
+    for kind, amount in (("pay_out", 500), ("pay_in", 500), ("no_sale", None)):
+        body: dict[str, Any] = {"kind": kind, "reason": "from the office"}
+        if amount:
+            body["amount"] = {"amount": amount, "currency": "USD"}
+        refused = _post(http, f"/v1/shifts/{shift['id']}/drawer-movements", body)
+        assert (refused.status_code, refused.json()["code"]) == (
+            403,
+            "register_credential_required",
+        ), refused.text
+    assert http.get(f"/v1/shifts/{shift['id']}").json()["report"]["expected_cash"]["amount"] == -1
     closed = _post(device, f"/v1/shifts/{shift['id']}/close",
                    {"counted_cash": {"amount": 0, "currency": "USD"}})  # fmt: skip
     assert closed.status_code == 200, closed.text

@@ -137,7 +137,14 @@ async def record_drawer_movement(
     """Each with a reason, the member and the register. A no-sale open takes the `no_sale`
     permission or a manager's override (403 `permission_required`) and moves no money; a
     pay-in or pay-out needs an amount in the shift's currency. A closed shift is a 409
-    `shift_closed`. Each is in the audit log."""
+    `shift_closed`. Each is in the audit log. Cash moves at the drawer: only the register's
+    own credential records a movement (403 `register_credential_required`), as it opens the
+    shift; the back office may close a shift left open."""
+    if principal_of(request).register_id is None:
+        # Another merchant's shift (or none) is still the 404 any id of theirs is.
+        await svc.shifts.GetShift(shifts_pb2.GetShiftRequest(id=shift_id))
+        raise Problem(403, "register_credential_required",
+                      "the drawer is moved from the register's own credential")  # fmt: skip
     if body.kind != "no_sale" and body.amount is None:
         raise Problem(400, "invalid_request", "a pay-in or pay-out needs an amount",
                       [{"field": "amount", "reason": "is required"}])  # fmt: skip
