@@ -206,7 +206,8 @@ def refused_cursor() -> Problem:
     service's refusal of its `page_token` reads at the gateway)."""
     refusal = invalid_token("cursor")
     errors = [{"field": v.field, "reason": v.description} for v in refusal.violations]
-    return Problem(400, refusal.code, refusal.message, errors)
+    # The public code of any invalid request, as a service's refusal reads at the gateway.
+    return Problem(400, "invalid_request", refusal.message, errors)
 
 
 def bound(scope: str, *filters: object) -> str:
