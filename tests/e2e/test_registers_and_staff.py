@@ -902,3 +902,31 @@ def test_a_register_elsewhere_cannot_test_or_lock_a_members_pin(platform: Runnin
     _, at_theirs = _paired_register(platform, there)
     signed = _post(at_theirs, "/v1/register-sessions", {"staff_id": far, "pin": "4321"})
     assert signed.status_code == 201, signed.text
+
+
+def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
+    """A name of spaces only is a 400 naming `name` and makes nothing; `Manager` is the
+    built-in role's name as `manager` is; an unknown location names its entry."""
+    http = platform.http
+    here = _locations(http)[0]
+    blank = {"name": "   ", "role": "cashier", "location_ids": [here], "pin": "1234"}
+    for path, body in (
+        ("/v1/staff", blank),
+        ("/v1/roles", {"name": " \t ", "permissions": ["refund"]}),
+    ):
+        answer = _post(http, path, body)
+        assert answer.status_code == 400, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == ["name"]
+    member = _member(http, "Named", "cashier", here, "1234")
+    renamed = http.patch(f"/v1/staff/{member}", json={"name": "  "})
+    assert renamed.status_code == 400, renamed.text
+    assert http.get(f"/v1/staff/{member}").json()["name"] == "Named"
+    for name in ("Manager", " admin ", "CASHIER"):
+        taken = _post(http, "/v1/roles", {"name": name, "permissions": []})
+        assert (taken.status_code, taken.json()["code"]) == (409, "role_name_taken"), name
+    unknown = {**blank, "name": "Lost", "location_ids": [here, "loc_nowhere"]}
+    answer = _post(http, "/v1/staff", unknown)
+    assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")
+    assert [e["field"] for e in answer.json()["errors"]] == ["location_ids[1]"]
+    moved = http.patch(f"/v1/staff/{member}", json={"location_ids": ["loc_nowhere"]})
+    assert [e["field"] for e in moved.json()["errors"]] == ["location_ids[0]"]

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pos.gateway.v1 import events_pb2 as pb
 from pos_gateway import audit, outbox, pins
 from pos_gateway.outbox import stamp
-from pos_gateway.permissions import PERMISSIONS, built_in
+from pos_gateway.permissions import BUILT_IN_ROLES, PERMISSIONS, built_in
 from pos_gateway.sessions import at_registers_outside, end_sessions
 from pos_gateway.tables import (
     audit_log,
@@ -340,7 +340,8 @@ async def create_role(
     actor: audit.Actor,
     request_id: str,
 ) -> Role:
-    if name in ("cashier", "manager", "admin"):
+    # `Manager` beside `manager` would read as the same role on every screen.
+    if name.strip().casefold() in BUILT_IN_ROLES:
         raise Refused("role_name_taken", f"{name!r} is a built-in role", field="name")
     async with engine.begin() as conn:
         ident = new_id("role")

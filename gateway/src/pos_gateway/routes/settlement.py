@@ -22,10 +22,12 @@ Svc = Annotated[Services, Depends(services)]
 DATE = r"^\d{4}-\d\d-\d\d$"
 
 
-async def locations_of(svc: Services, wanted: Sequence[str]) -> list[inventory_pb2.Location]:
+async def locations_of(
+    svc: Services, wanted: Sequence[str], field: str = ""
+) -> list[inventory_pb2.Location]:
     """The merchant's locations of these ids, in the order asked, from one listing (paged only
     until every one is found). The inventory service says which are yours: the first id that
-    is not (another merchant's too) is a 404 like a made-up one."""
+    is not (another merchant's too) is a 404 like a made-up one, naming `field[i]` if given."""
     if not wanted:
         return []
     found: dict[str, inventory_pb2.Location] = {}
@@ -38,12 +40,15 @@ async def locations_of(svc: Services, wanted: Sequence[str]) -> list[inventory_p
         token = page.next_page_token
         if not token or len(found) == len(set(wanted)):
             break
-    for location_id in wanted:
+    for index, location_id in enumerate(wanted):
         if location_id not in found:
+            # With `field`, the body's list the id came from: which entry, as a 400 names it.
+            errors = [{"field": f"{field}[{index}]", "reason": "no such location"}] if field else []
             raise Problem(
                 404,
                 "resource_missing",
                 f"location {location_id!r} was not found",
+                errors,
                 extra={"resource": "location"},
             )
     return [found[location_id] for location_id in wanted]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from pos_gateway import audit, staff
 from pos_gateway import examples as ex
@@ -54,6 +55,16 @@ RoleName = Annotated[
 Pin = Annotated[str, Field(pattern=PIN_PATTERN, max_length=8, description="4 to 8 digits")]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must hold more than spaces")
+    return value
+
+
+# A name a person reads on a receipt or in the audit log: not spaces only.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+
+
 def _member_json(m: staff.Member) -> dict[str, Any]:
     return {"id": m.id, "name": m.name, "role": m.role, "location_ids": m.location_ids,
             "status": m.status, "locked_until": ts(m.locked_until), "version": m.version,
@@ -84,7 +95,7 @@ class StaffIn(Body):
          "pin": "4821"}
     )  # fmt: skip
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     role: RoleName
     location_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         min_length=1, max_length=100, description="Where the member works; each one of yours"
@@ -101,7 +112,7 @@ async def create_staff(body: StaffIn, request: Request, svc: Svc) -> StaffMember
     location is a 404."""
     actor = _manager(request)
     locations = list(dict.fromkeys(body.location_ids))
-    await locations_of(svc, locations)
+    await locations_of(svc, locations, "location_ids")
     state = request.app.state
     fields = {"name": body.name, "role": body.role, "location_ids": locations}
     try:
@@ -170,7 +181,7 @@ async def get_staff(staff_id: PathId, request: Request, response: Response) -> S
 class StaffPatch(Body):
     model_config = example({"role": "manager", "pin": "9034"})
 
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = None
     role: RoleName | None = None
     location_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         None, min_length=1, max_length=100
@@ -204,7 +215,7 @@ async def update_staff(
         fields["role"] = body.role
     if body.location_ids is not None:
         fields["location_ids"] = list(dict.fromkeys(body.location_ids))
-        await locations_of(svc, fields["location_ids"])
+        await locations_of(svc, fields["location_ids"], "location_ids")
     state = request.app.state
     try:
         changed = await staff.update_member(
@@ -249,7 +260,7 @@ class RoleIn(Body):
         {"name": "shift lead", "permissions": ["refund", "no_sale"], "discount_limit_bps": 2000}
     )
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     permissions: list[PermissionName] = Field(max_length=len(PERMISSIONS))
     discount_limit_bps: int = Field(
         0, ge=0, le=10_000, json_schema_extra=INT32,
