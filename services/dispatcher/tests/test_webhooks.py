@@ -387,3 +387,68 @@ async def test_ingest_and_delivery_run_in_processes_of_their_own(infra, receiver
 
 async def _have_feed(running, n: int) -> bool:  # type: ignore[no-untyped-def]
     return len(await running.feed("mer_roles")) >= n
+
+
+async def test_a_subscription_deleted_mid_delivery_spoils_no_other_record(
+    dispatcher, receiver
+) -> None:
+    """A's deliveries are out when A is deleted; B's answers come back beside A's and are
+    recorded in the same batch: B's are recorded once each (A's, gone, are skipped), never
+    left leased to go out again."""
+    receiver.answer = lambda r: (200, {}, 1.0)
+    gone = await dispatcher.subscribe(receiver.at("/gone"), ["product.*"])
+    kept = await dispatcher.subscribe(receiver.at("/kept"), ["product.*"])
+    for n in range(4):
+        await dispatcher.publish(product_created(9100 + n))
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/gone", 4))
+    await dispatcher.call(
+        "DeleteSubscription",
+        pb.DeleteSubscriptionRequest(request_id="del-mid", id=gone.subscription.id),
+    )
+
+    async def kept_recorded() -> bool:
+        found = await dispatcher.deliveries(kept.subscription.id)
+        return len(found) == 4 and all(d.status == pb.DELIVERY_STATUS_SUCCEEDED for d in found)
+
+    await dispatcher.eventually(kept_recorded, limit=10)
+    assert all(len(d.attempts) == 1 for d in await dispatcher.deliveries(kept.subscription.id))
+
+
+async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
+    dispatcher, receiver
+) -> None:
+    """Many deliveries of a slow endpoint wait in the worker's queue; once the subscription is
+    disabled, they stay pending instead of going out (within a second), and go out once each
+    when it is enabled again."""
+    receiver.answer = lambda r: (200, {}, 0.5) if r.path == "/queued" else (204, {}, 0.0)
+    made = await dispatcher.subscribe(receiver.at("/queued"), ["product.*"])
+    events = 40
+    for n in range(events):
+        await dispatcher.publish(product_created(9200 + n))
+
+    # Every event has its delivery (a disabled subscription is given none) and some are out.
+    async def all_made() -> bool:
+        return len(await dispatcher.deliveries(made.subscription.id)) == events
+
+    await dispatcher.eventually(all_made)
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", 1))
+    changed = pb.UpdateSubscriptionRequest(
+        request_id="off-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
+    )
+    await dispatcher.call("UpdateSubscription", changed)
+    disabled_at = time.monotonic()
+    await asyncio.sleep(3.0)
+    sent = [r for r in receiver.got if r.path == "/queued"]
+    # Those already out, and at most a second's worth more (8 slots, half a second each).
+    assert len(sent) <= 8 + 2 * 8, len(sent)
+    assert not [r for r in sent if r.at > disabled_at + 1.6]
+    assert len(sent) < events
+
+    receiver.answer = lambda r: (204, {}, 0.0)
+    enabled = pb.UpdateSubscriptionRequest(
+        request_id="on-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_ENABLED
+    )
+    await dispatcher.call("UpdateSubscription", enabled)
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", events), limit=15)
+    ids = [r.headers["webhook-id"] for r in receiver.got if r.path == "/queued"]
+    assert len(set(ids)) == events

@@ -58,27 +58,44 @@ RETURNING d.merchant_id, d.id, d.subscription_id, d.event_id, d.body, d.attempt_
     t.next_attempt_at AS due_at, t.sequence
 """
 
-# Successful attempts of any merchants' deliveries, in one statement: their attempt rows, the
-# deliveries done, and their subscriptions no longer failing. Failures take the slower path
+# Successful attempts of any merchants' deliveries, in one statement: the deliveries done,
+# their attempt rows, and their subscriptions no longer failing. Only deliveries that still
+# exist are recorded: one deleted meanwhile (its subscription deleted while the request was
+# out) is skipped, never the reason the whole batch fails and every other merchant's
+# successes stay leased and go out again. Failures take the slower path
 # (DeliveryWorker._record_failures): each schedules its own retry.
 RECORD_SUCCESSES = """
-WITH tried AS (
-    INSERT INTO delivery_attempts (merchant_id, delivery_id, number, attempted_at,
-        status_code, latency_ms, response_excerpt, error)
-    SELECT a.m, a.i, a.n, %(now)s, a.c, a.l, a.x, ''
+WITH done AS (
+    UPDATE deliveries d SET status = 'succeeded', attempt_count = d.attempt_count + 1
     FROM unnest(%(merchants)b::text[], %(ids)b::text[], %(numbers)b::int[],
         %(codes)b::int[], %(latencies)b::bigint[], %(excerpts)b::text[])
         AS a(m, i, n, c, l, x)
-), done AS (
-    UPDATE deliveries d SET status = 'succeeded', attempt_count = d.attempt_count + 1
-    FROM unnest(%(merchants)b::text[], %(ids)b::text[]) AS a(m, i)
     WHERE d.merchant_id = a.m AND d.id = a.i
-    RETURNING d.merchant_id, d.subscription_id
+    RETURNING d.merchant_id, d.id, d.subscription_id, a.n, a.c, a.l, a.x
+), tried AS (
+    INSERT INTO delivery_attempts (merchant_id, delivery_id, number, attempted_at,
+        status_code, latency_ms, response_excerpt, error)
+    SELECT done.merchant_id, done.id, done.n, %(now)s, done.c, done.l, done.x, ''
+    FROM done
 )
 UPDATE webhook_subscriptions s SET failing_since = NULL
 FROM (SELECT DISTINCT merchant_id, subscription_id FROM done) AS o
 WHERE s.merchant_id = o.merchant_id AND s.id = o.subscription_id
   AND s.failing_since IS NOT NULL
+"""
+
+# Whether a subscription is still enabled and where it sends (None: deleted).
+SUBSCRIPTION_NOW = """
+SELECT url, status = 'enabled' AS enabled FROM webhook_subscriptions
+WHERE merchant_id = %(merchant)s AND id = %(id)s
+"""
+
+# Deliveries taken out of the local queue (their subscription changed) due again at once,
+# unless another claim has them by now.
+RELEASE = """
+UPDATE deliveries SET next_attempt_at = %(now)s
+WHERE merchant_id = %(merchant)s AND id = %(id)s AND status = 'pending'
+  AND next_attempt_at = %(lease_until)s
 """
 
 # Who wants the merchant's new events: (id, event type patterns) of its enabled subscriptions.

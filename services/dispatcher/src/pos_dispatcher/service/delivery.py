@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 1024
 COALESCE_SECONDS = 0.01
+# How old a read of a subscription may be when a delivery of it goes out: a subscription
+# deleted, disabled or pointed elsewhere gets nothing more at its old address after this.
+RECHECK_SECONDS = 1.0
 RECORD_COALESCE_SECONDS = 0.05
 USER_AGENT = "Omnitill-Webhooks/1"
 
@@ -76,6 +79,8 @@ class Job:
     attempt_count: int
     url: str
     secrets: list[str]
+    # The end of the claim's lease: the delivery is this worker's while it still reads so.
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,8 @@ class DeliveryWorker:
         # Answers waiting to be recorded: one transaction records many (`_recorder`).
         self._answers: list[tuple[Job, Answer]] = []
         self._answered = asyncio.Event()
+        # subscription id -> (when read, the read of its URL and status): `_still_wanted`.
+        self._checked: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self.sent = 0
 
     def wake(self) -> None:
@@ -238,19 +245,25 @@ class DeliveryWorker:
                 "lease_until": now + self._lease,
             },
         )
-        return [self._job(row, now) for row in sorted(rows, key=lambda r: (r.due_at, r.sequence))]
+        lease_until = now + self._lease
+        return [
+            self._job(row, now, lease_until)
+            for row in sorted(rows, key=lambda r: (r.due_at, r.sequence))
+        ]
 
-    def _job(self, row: Any, now: datetime) -> Job:
+    def _job(self, row: Any, now: datetime, lease_until: datetime) -> Job:
         keys = [self._box.open(row.secret, row.merchant_id, row.subscription_id)]
         if row.previous_secret is not None and row.previous_secret_until > now:
             keys.append(self._box.open(row.previous_secret, row.merchant_id, row.subscription_id))
         return Job(
             row.merchant_id, row.id, row.subscription_id, row.event_id, row.body,
-            row.attempt_count, row.url, keys,
+            row.attempt_count, row.url, keys, lease_until,
         )  # fmt: skip
 
     async def _attempt(self, job: Job) -> None:
         try:
+            if not await self._still_wanted(job):
+                return
             answer = await self._send(job)
         except Exception as exc:
             # Left leased: due again when the lease ends.
@@ -286,6 +299,45 @@ class DeliveryWorker:
                     log.warning("recording deliveries: %s", exc.__class__.__name__)
             if stop.is_set() and not self._answers:
                 return
+
+    async def _still_wanted(self, job: Job) -> bool:
+        """Whether the job's subscription is still enabled at the URL it was claimed with. A
+        claimed delivery may wait in the local queue for a while (a slow endpoint): one whose
+        subscription was since deleted, disabled or pointed elsewhere is not sent (the old
+        address gets nothing more within RECHECK_SECONDS of the change); a changed one is due
+        again at once, for its new address (a disabled one waits for it to be enabled). One
+        read a subscription at most every RECHECK_SECONDS, shared by its jobs."""
+        sub = job.subscription_id
+        now = time.monotonic()
+        checked = self._checked.get(sub)
+        if checked is None or now - checked[0] > RECHECK_SECONDS:
+            if len(self._checked) > 10_000:
+                self._checked.clear()
+            read = asyncio.ensure_future(self._subscription_now(job.merchant_id, sub))
+            checked = (now, read)
+            self._checked[sub] = checked
+        try:
+            found = await asyncio.shield(checked[1])
+        except Exception:
+            return True  # no answer from the database: send (at least once, as before)
+        if found is not None and found == (job.url, True):
+            return True
+        if found is not None:
+            await run_alone(
+                self._engine,
+                statements.RELEASE,
+                {"now": self._clock(), "merchant": job.merchant_id, "id": job.id,
+                 "lease_until": job.lease_until},
+            )  # fmt: skip
+        return False
+
+    async def _subscription_now(self, merchant_id: str, subscription_id: str) -> Any:
+        rows = await run_alone(
+            self._engine,
+            statements.SUBSCRIPTION_NOW,
+            {"merchant": merchant_id, "id": subscription_id},
+        )
+        return (rows[0].url, rows[0].enabled) if rows else None
 
     async def _send(self, job: Job) -> Answer:
         assert self._client is not None
@@ -361,6 +413,20 @@ class DeliveryWorker:
         transaction per merchant: the attempt row and the schedule move together."""
         now = self._clock()
         async with self._uow().bind(merchant) as uow:
+            d = deliveries.c
+            there = set(
+                (
+                    await uow.conn.execute(
+                        select(d.id)
+                        .where(d.merchant_id == merchant, d.id.in_([j.id for j, _ in answers]))
+                        .with_for_update()
+                    )
+                ).scalars()
+            )
+            # One deleted meanwhile (its subscription deleted) has nothing left to record.
+            answers = [(job, answer) for job, answer in answers if job.id in there]
+            if not answers:
+                return
             await uow.conn.execute(
                 attempts.insert(),
                 [
