@@ -122,7 +122,7 @@ def test_sealed_secrets_open_only_under_their_key_and_on_their_row() -> None:
     "address",
     ["127.0.0.1", "10.1.2.3", "192.168.0.10", "172.16.5.4", "::1", "fd00::1", "100.64.0.1",
      "169.254.169.254", "fe80::1", "224.0.0.1", "0.0.0.0", "::ffff:10.0.0.1", "fd00:ec2::254",
-     "240.0.0.1"],
+     "240.0.0.1", "fec0::1", "2002:7f00:1::1", "2002:a00:1::1", "64:ff9b::a00:1"],
 )  # fmt: skip
 def test_private_and_special_addresses_are_refused(address: str) -> None:
     assert NetworkRules().refused(address)
@@ -134,7 +134,12 @@ def test_the_sandbox_allows_private_addresses_but_never_metadata() -> None:
     assert not sandbox.refused("10.0.0.5")
     for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "fe80::1"):
         assert sandbox.refused(address)
+    # The metadata address wrapped in IPv6 (6to4, NAT64) is the metadata address.
+    for address in ("2002:a9fe:a9fe::1", "64:ff9b::a9fe:a9fe"):
+        assert sandbox.refused(address)
+        assert NetworkRules().refused(address)
     assert not NetworkRules().refused("93.184.215.14")
+    assert not NetworkRules().refused("2002:5db8:d70e::1")  # 6to4 of a public address
 
 
 async def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:

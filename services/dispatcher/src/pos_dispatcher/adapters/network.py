@@ -26,11 +26,30 @@ class AddressRefused(Exception):
     """The URL's host resolves to an address deliveries may not reach (or to none)."""
 
 
+# NAT64's well-known prefix: 64:ff9b::a.b.c.d reaches a.b.c.d through a translator.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _plain(ip: IpAddress) -> IpAddress:
     # ::ffff:10.0.0.1 is 10.0.0.1: judge the IPv4 address inside an IPv4-mapped one.
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def _carried(ip: IpAddress) -> list[IpAddress]:
+    """The IPv4 addresses an IPv6 one leads to (6to4, Teredo, NAT64): each is judged as if
+    the URL named it, so 2002:a9fe:a9fe:: is the metadata address 169.254.169.254 it wraps."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found: list[IpAddress] = []
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found += list(ip.teredo)
+    if ip in NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
 
 
 @dataclass(frozen=True)
@@ -39,14 +58,19 @@ class NetworkRules:
 
     def refused(self, address: str) -> bool:
         ip = _plain(ipaddress.ip_address(address))
+        return self._refused(ip) or any(self._refused(inner) for inner in _carried(ip))
+
+    def _refused(self, ip: IpAddress) -> bool:
         if ip in METADATA or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
             return True  # metadata (169.254.169.254 is link-local) is never allowed
         if ip.is_reserved:
             return True
         if self.allow_private:
             return False
-        # 100.64/10 (carrier-grade NAT) is neither global nor private: refused too.
-        return ip.is_loopback or ip.is_private or not ip.is_global
+        # 100.64/10 (carrier-grade NAT) is neither global nor private: refused too; so is
+        # IPv6's deprecated site-local fec0::/10, private in all but name.
+        site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+        return ip.is_loopback or ip.is_private or site_local or not ip.is_global
 
     async def resolve(self, url: str) -> str:
         """One address of the URL's host that deliveries may reach; refused if any is not,
