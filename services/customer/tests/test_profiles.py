@@ -105,6 +105,23 @@ async def test_a_stale_version_is_refused_with_the_current_one(merchant: Caller)
     assert read_error(err).metadata["current_version"] == "2"
 
 
+async def test_changes_without_a_version_all_land_when_they_race(merchant: Caller) -> None:
+    """Sixteen changes at once and none names a version: each applies on top of the one before
+    (none is told of a version it never sent), and the version counts every one."""
+    c = await merchant.create(given_name="Ada")
+    changes = [
+        merchant(
+            "UpdateCustomer",
+            customer_pb2.UpdateCustomerRequest(id=c.id, profile=P(notes=f"note {n}")),
+        )
+        for n in range(16)
+    ]
+    answers = await asyncio.gather(*changes)
+    assert sorted(a.customer.version for a in answers) == list(range(2, 18))
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.version == 17
+
+
 async def test_upsert_by_external_id_creates_then_updates(merchant: Caller) -> None:
     first = await merchant(
         "UpsertCustomer",

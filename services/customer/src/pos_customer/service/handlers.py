@@ -101,7 +101,9 @@ async def update_customer(
     uow: CustomerUnitOfWork, customer_id: str, profile: Profile, expected_version: int
 ) -> Customer:
     profile = normalise_profile(profile)
-    customer = await active_customer(uow, customer_id)
+    # Locked: without If-Match a change applies on top of whatever is current, so two at once
+    # both land (in turn) instead of the second being told of a version it never sent.
+    customer = await active_customer(uow, customer_id, for_update=True)
     if expected_version and expected_version != customer.version:
         raise _stale(customer.version)
     return await _write_update(uow, customer, profile)
