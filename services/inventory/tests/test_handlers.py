@@ -122,6 +122,9 @@ async def test_a_location_turns_pickup_and_shipping_on_and_off() -> None:
         uow, location.id, {"pickup_enabled": False, "ship_enabled": True}, 0
     )
     assert (both.pickup_enabled, both.ship_enabled, both.version) == (False, True, 3)
+    # Flags set to what they already are: no new version (no false change for a poller).
+    same = await handlers.update_location(uow, location.id, {"ship_enabled": True}, 3)
+    assert (same.pickup_enabled, same.ship_enabled, same.version) == (False, True, 3)
     with pytest.raises(Conflict) as stale:
         await handlers.update_location(uow, location.id, {"ship_enabled": False}, 2)
     assert stale.value.metadata == {"current_version": "3"}

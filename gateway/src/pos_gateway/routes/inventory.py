@@ -229,7 +229,8 @@ async def update_location(
     orders. An order's pickup at a location without `pickup_enabled`, or its shipment from a
     named location without `ship_enabled`, is refused (400), and sourcing ships only from
     locations with `ship_enabled`. Send `If-Match: "<version>"` to change only the version you
-    saw: a stale one is a 412 with `current_version`. Each change bumps `version`."""
+    saw: a stale one is a 412 with `current_version`. Each change bumps `version`; flags sent
+    as they already are change nothing."""
     sent = patched(body)
     request = inventory_pb2.UpdateLocationRequest(
         request_id=request_id(),

@@ -58,7 +58,9 @@ async def update_location(
     uow: InventoryUnitOfWork, location_id: str, changes: dict[str, bool], expected_version: int
 ) -> Location:
     """Turn pickup hand-over or shipping on or off at a location (the order service refuses a
-    pickup or a named shipping store that does not offer it). A new version each time."""
+    pickup or a named shipping store that does not offer it). A new version each time one
+    changes; flags set to what they already are change nothing (no version, no event), as a
+    product's fields."""
     raise_if(
         require(bool(location_id), "id", "is required")
         + require(
@@ -76,8 +78,11 @@ async def update_location(
             "version_mismatch",
             {"current_version": str(location.version)},
         )
-    location.pickup_enabled = changes.get("pickup_enabled", location.pickup_enabled)
-    location.ship_enabled = changes.get("ship_enabled", location.ship_enabled)
+    pickup = changes.get("pickup_enabled", location.pickup_enabled)
+    ship = changes.get("ship_enabled", location.ship_enabled)
+    if (pickup, ship) == (location.pickup_enabled, location.ship_enabled):
+        return location
+    location.pickup_enabled, location.ship_enabled = pickup, ship
     location.version += 1
     await uow.locations.save_flags(location)
     return location
