@@ -435,8 +435,20 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     changed = pb.UpdateSubscriptionRequest(
         request_id="off-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
     )
-    await dispatcher.call("UpdateSubscription", changed)
+    first = await dispatcher.call("UpdateSubscription", changed)
     disabled_at = time.monotonic()
+    # Disabled again, or sent what it already is: no new version.
+    for again in (
+        pb.UpdateSubscriptionRequest(
+            request_id="off-q2", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
+        ),
+        pb.UpdateSubscriptionRequest(
+            request_id="same-q", id=made.subscription.id, url=receiver.at("/queued"),
+            event_types=["product.*", "product.*"], replace_event_types=True,
+        ),
+    ):  # fmt: skip
+        kept = await dispatcher.call("UpdateSubscription", again)
+        assert kept.subscription.version == first.subscription.version
     await asyncio.sleep(3.0)
     sent = [r for r in receiver.got if r.path == "/queued"]
     # Those already out, and at most a second's worth more (8 slots, half a second each).

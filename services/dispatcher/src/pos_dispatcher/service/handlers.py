@@ -167,6 +167,7 @@ async def update_subscription(
             "version_mismatch",
             {"current_version": str(sub.version)},
         )
+    before = (sub.url, tuple(sub.event_types), sub.description, sub.status)
     if url is not None:
         await _reachable(uow, url)
         sub.url = url
@@ -178,6 +179,10 @@ async def update_subscription(
         sub.status, sub.disabled_reason, sub.failing_since = Status.ENABLED, "", None
     elif status is Status.DISABLED and sub.status is Status.ENABLED:
         sub.status, sub.disabled_reason = Status.DISABLED, DisabledReason.BY_REQUEST.value
+    if (sub.url, tuple(sub.event_types), sub.description, sub.status) == before:
+        # What it already is: no new version (no false change for a poller, no 412 for
+        # another writer), as a product's or a location's.
+        return sub
     return await uow.subscriptions.save(sub)
 
 
