@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import Field, StrictBool
+from pydantic import AfterValidator, Field, StrictBool
+from pydantic_core import PydanticCustomError
 
 from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
@@ -81,6 +83,18 @@ class LocationTaxIn(Body):
         )
 
 
+def _iana_zone(name: str) -> str:
+    """Checked here as well as by the inventory service, so a body with other bad fields
+    names this one too (every field error at once)."""
+    try:
+        valid = bool(name) and not name.startswith("/") and ".." not in name and ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        valid = False
+    if not valid:
+        raise PydanticCustomError("time_zone", "must be an IANA time zone, e.g. Europe/Paris")
+    return name
+
+
 class LocationIn(Body):
     model_config = example(
         {
@@ -104,7 +118,9 @@ class LocationIn(Body):
     kind: Literal["store", "warehouse"] = "store"
     address: AddressIn | None = None
     geo: GeoIn | None = None
-    time_zone: str = Field("UTC", max_length=64, examples=["America/Chicago"])
+    time_zone: Annotated[
+        str, Field(max_length=64, examples=["America/Chicago"]), AfterValidator(_iana_zone)
+    ] = "UTC"
     tax_rates_bps: dict[
         TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]
     ] = Field(

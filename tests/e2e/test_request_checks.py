@@ -1,5 +1,6 @@
-"""A query parameter that takes one value is given once: a repeated one is a 400 naming it,
-never the last value read as if nothing were odd; a list parameter takes every value."""
+"""Requests checked as a whole: a query parameter that takes one value is given once (a
+repeated one is a 400 naming it, never the last value read as if nothing were odd; a list
+parameter takes every value), and a body's field errors are all named at once."""
 
 from __future__ import annotations
 
@@ -38,3 +39,22 @@ def test_a_list_parameter_takes_every_value(platform: Running) -> None:
     both = http.get("/v1/inventory", params=[("sku", skus[0]), ("sku", skus[1])])
     assert both.status_code == 200, both.text
     assert {row["sku"] for row in both.json()["data"]} == set(skus)
+
+
+def test_a_location_with_many_bad_fields_names_every_one(platform: Running) -> None:
+    """Every field error at once, the time zone's beside the schema's."""
+    body = {"name": "", "currency": "DOLLARS", "tax_rate_bps": -1, "kind": "moon",
+            "time_zone": "Mars/Olympus"}  # fmt: skip
+    answer = platform.http.post(
+        "/v1/locations", json=body, headers={"Idempotency-Key": "bad-location-fields"}
+    )
+    assert answer.status_code == 400, answer.text
+    named = {e["field"] for e in answer.json()["errors"]}
+    assert named == {"name", "currency", "tax_rate_bps", "kind", "time_zone"}
+    # A zone alone is still the service's own check.
+    alone = platform.http.post(
+        "/v1/locations",
+        json={"name": "Zone", "currency": "USD", "time_zone": "../etc/passwd"},
+        headers={"Idempotency-Key": "bad-location-zone"},
+    )
+    assert [e["field"] for e in alone.json()["errors"]] == ["time_zone"]
