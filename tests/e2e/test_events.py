@@ -254,6 +254,12 @@ def test_the_live_stream_follows_the_feed_and_resumes_after_the_last_event_id(
             ).raise_for_status()
             (fourth,) = _frames(lines, 1)
         assert (third["id"], fourth["id"]) == ("3", "4")
+        # A position past the feed's head is refused naming where it came from.
+        for ahead, field in (({"Last-Event-ID": "99"}, "Last-Event-ID"), ({}, "after")):
+            params = {} if ahead else {"after": 99}
+            refused = http.get("/v1/events/stream", headers=ahead, params=params)
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == [field]
 
 
 def test_a_credential_holds_a_few_streams_at_once(platform: Running) -> None:

@@ -20,7 +20,7 @@ from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.feed_watch import PAGE_SIZE, FeedWatch
-from pos_gateway.problems import Problem
+from pos_gateway.problems import Problem, from_rpc_error
 from pos_gateway.routes.common import (
     CREATE,
     TIME_SCHEMA,
@@ -196,7 +196,13 @@ async def stream_events(
         if read_error(exc).reason == "cursor_expired":
             raise Problem(410, "cursor_expired", "this cursor is older than the feed keeps; "
                           "read again from after=0") from None  # fmt: skip
-        raise
+        problem = from_rpc_error(exc)
+        if last_event_id is not None:
+            # The position came in the header: name it, not the feed's `after`.
+            for error in problem.errors:
+                if error.get("field") == "after":
+                    error["field"] = "Last-Event-ID"
+        raise problem from None
     credential = request.state.principal.key_id
     if _streams[credential] >= STREAMS_PER_CREDENTIAL:
         raise Problem(
