@@ -464,3 +464,31 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", events), limit=15)
     ids = [r.headers["webhook-id"] for r in receiver.got if r.path == "/queued"]
     assert len(set(ids)) == events
+
+
+async def test_a_merchant_has_a_bounded_number_of_subscriptions(dispatcher, receiver) -> None:
+    """Each subscription multiplies what every event costs: the 51st is refused (409
+    `too_many_subscriptions`, nothing made), and deleting one makes room again."""
+    from pos_dispatcher.service.handlers import MAX_SUBSCRIPTIONS
+
+    merchant = "mer_many"
+    made = [
+        await dispatcher.subscribe(receiver.at(f"/many/{n}"), ["order.*"], merchant=merchant)
+        for n in range(MAX_SUBSCRIPTIONS)
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.subscribe(receiver.at("/many/more"), ["order.*"], merchant=merchant)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err.value).reason == "too_many_subscriptions"
+    listed = await dispatcher.call(
+        "ListSubscriptions", pb.ListSubscriptionsRequest(page_size=200), merchant
+    )
+    assert len(listed.subscriptions) == MAX_SUBSCRIPTIONS
+    await dispatcher.call(
+        "DeleteSubscription",
+        pb.DeleteSubscriptionRequest(request_id="many-del", id=made[0].subscription.id),
+        merchant,
+    )
+    await dispatcher.subscribe(receiver.at("/many/again"), ["order.*"], merchant=merchant)
+    # Another merchant's count is its own.
+    await dispatcher.subscribe(receiver.at("/many/other"), ["order.*"], merchant="mer_few")

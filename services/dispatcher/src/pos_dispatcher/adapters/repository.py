@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, text, update
+from sqlalchemy import Row, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_dispatcher.adapters import statements
@@ -279,6 +279,20 @@ class Subscriptions:
             )
         ).one()
         return _subscription(row)
+
+    async def count_for_adding(self) -> int:
+        """How many the merchant has, with the merchant's adds serialised until the
+        transaction ends (two at once cannot both be the last one allowed)."""
+        await self._conn.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(
+                "webhook_subscriptions:" + self._merchant, 0)))
+        )  # fmt: skip
+        found = await self._conn.scalar(
+            select(func.count())
+            .select_from(subscriptions)
+            .where(subscriptions.c.merchant_id == self._merchant)
+        )
+        return int(found or 0)
 
     async def get(self, subscription_id: str, lock: bool = False) -> Subscription | None:
         query = select(subscriptions).where(self._where(subscription_id))

@@ -122,11 +122,22 @@ async def _reachable(uow: DispatcherUow, url: str) -> None:
         raise InvalidArgument("the URL cannot receive webhooks", [violation]) from None
 
 
+# Subscriptions a merchant may have (enabled or disabled).
+MAX_SUBSCRIPTIONS = 50
+
+
 async def create_subscription(
     uow: DispatcherUow, url: str, event_types: list[str], description: str
 ) -> tuple[Subscription, str]:
     validate_subscription(url, event_types, description)
     await _reachable(uow, url)
+    if await uow.subscriptions.count_for_adding() >= MAX_SUBSCRIPTIONS:
+        # Each one multiplies the work every event costs: bounded, as every size is.
+        raise Conflict(
+            f"a merchant has at most {MAX_SUBSCRIPTIONS} webhook subscriptions; delete one",
+            "too_many_subscriptions",
+            {"limit": str(MAX_SUBSCRIPTIONS)},
+        )
     secret = signing.new_secret()
     sub = Subscription(new_id("whsub"), url, list(dict.fromkeys(event_types)), description)
     return await uow.subscriptions.add(sub, secret), secret
