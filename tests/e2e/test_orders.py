@@ -376,3 +376,42 @@ def _sourced_split(http: httpx.Client) -> None:
             if ln["fulfillment_id"] == f["id"]) for f in parts}  # fmt: skip
     assert sorted(held.values()) == [2, 3]
     assert all(available(http, sku, s) == 3 - held[s] for s in stores)
+
+
+def test_an_orders_payment_and_hold_are_the_orders_to_settle(platform: Running) -> None:
+    """An order's hold is sold by its confirmation and given back by its cancel, and its
+    payment captured by its steps: through the reservation and payment routes each is a 409
+    naming the order, and nothing moves (a hold committed behind a pending order's back was
+    gone with no sale when the order was then cancelled; a capture made beside the order's
+    own left it stuck, or charging twice)."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "ORD")
+    body = {"location_id": store, "lines": [{"sku": sku, "quantity": 2}],
+            "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    (pickup,) = order["fulfillments"]
+    held = pickup["reservation_id"]
+    for action in ("commit", "release"):
+        refused = post(http, f"/v1/reservations/{held}/{action}", {})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "reservation_managed_by_order"
+        assert refused.json()["order_id"] == order["id"]
+    assert ok(http.get(f"/v1/reservations/{held}"))["status"] == "active"
+    assert available(http, sku, store) == 8
+
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    payment = paid["payment"]["id"]
+    refused = post(http, f"/v1/payments/{payment}/capture", {})
+    assert (refused.status_code, refused.json()["code"]) == (409, "payment_managed_by_order")
+    assert ok(http.get(f"/v1/payments/{payment}"))["captured"]["amount"] == 0
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert cancelled["status"] == "cancelled"
+    assert available(http, sku, store) == 10
+    assert ok(http.get(f"/v1/payments/{payment}"))["status"] == "voided"
+
+    # A hold of the caller's own, whatever its reference looks like, is still theirs.
+    own = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+           "reference": "ord_not_an_order_of_ours"}  # fmt: skip
+    mine = ok(post(http, "/v1/reservations", own), 201)
+    assert ok(post(http, f"/v1/reservations/{mine['id']}/commit", {}))["status"] == "committed"

@@ -139,7 +139,19 @@ async def capture_payment(
     """Captures part or all of what is left of the authorisation; several captures may
     follow one another (each fulfilment capturing its share) up to the authorised total. More
     than is left is a 409 `amount_exceeds_authorization` (with `capturable`), an authorisation
-    past its window a 409 `authorization_expired`, a voided or failed payment a 409."""
+    past its window a 409 `authorization_expired`, a voided or failed payment a 409. A payment
+    of an order is captured by the order itself (its confirmation, or a fulfilment's `shipped`
+    or `picked_up` step, each its share): here it is a 409 `payment_managed_by_order`, so the
+    order never captures it a second time nor waits on money already taken."""
+    paid = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    if paid.payment.order_id:
+        raise Problem(
+            409,
+            "payment_managed_by_order",
+            f"this payment is order {paid.payment.order_id}'s: the order captures it, each "
+            "fulfilment its share",
+            extra={"order_id": paid.payment.order_id},
+        )
     capture = payment_pb2.CapturePaymentRequest(request_id=request_id(), payment_id=payment_id)
     if body.amount is not None:
         capture.amount.CopyFrom(body.amount.pb())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field, StringConstraints
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2
+from pos.order.v1 import order_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
@@ -343,11 +345,36 @@ async def get_reservation(reservation_id: PathId, svc: Svc) -> Reservation:
     return to_model(Reservation, answer.reservation)
 
 
+async def _not_an_orders(svc: Services, reservation_id: str) -> None:
+    """Refuse a hold one of the merchant's orders made: sold or released behind the order's
+    back, its units would be gone with no sale, or the order left holding nothing."""
+    found = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
+    reference = found.reservation.reference
+    if not reference.startswith("ord_"):
+        return
+    try:
+        await svc.order.GetOrder(order_pb2.GetOrderRequest(id=reference))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return  # a reference of the caller's own that only looks like an order's
+        raise
+    raise Problem(
+        409,
+        "reservation_managed_by_order",
+        f"this hold is order {reference}'s: it is sold by the order's confirmation and given "
+        "back by its cancel",
+        extra={"order_id": reference},
+    )
+
+
 @router.post(
     "/reservations/{reservation_id}/commit",
     **op("inventory:write", "Sell the held units", W, example=ex.HELD),
 )
 async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
+    """A hold an order made (its `reference` is the order's id) is the order's to sell or
+    give back, with its confirmation or its cancel: a 409 `reservation_managed_by_order`."""
+    await _not_an_orders(svc, reservation_id)
     answer = await svc.stock.CommitReservation(
         stock_pb2.CommitReservationRequest(request_id=request_id(), id=reservation_id)
     )
@@ -359,6 +386,9 @@ async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservatio
     **op("inventory:write", "Give the held units back", W, example=ex.HELD),
 )
 async def release_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
+    """A hold an order made is the order's (409 `reservation_managed_by_order`): cancel the
+    order, or its fulfilment, to give its units back."""
+    await _not_an_orders(svc, reservation_id)
     answer = await svc.stock.ReleaseReservation(
         stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)
     )
