@@ -415,3 +415,41 @@ def test_an_orders_payment_and_hold_are_the_orders_to_settle(platform: Running) 
            "reference": "ord_not_an_order_of_ours"}  # fmt: skip
     mine = ok(post(http, "/v1/reservations", own), 201)
     assert ok(post(http, f"/v1/reservations/{mine['id']}/commit", {}))["status"] == "committed"
+
+
+def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running) -> None:
+    """The card's authorisation voided after the confirmation (by hand here; the end of its
+    window does the same): shipping is a 409 and nothing moves, at once (the order not yet
+    told of the void: the capture is refused, and the step is not left half done) and once it
+    knows (refused before anything is asked). The order can still be cancelled whole."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "ORD")
+    body = {"channel": "web", "location_id": store, "lines": [{"sku": sku, "quantity": 2}],
+            "fulfillments": [{"type": "shipment", "location_id": store,
+                              "ship_to": "1 Main St, Springfield"}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    payment = paid["payment"]["id"]
+    assert ok(post(http, f"/v1/payments/{payment}/void", {}))["status"] == "voided"
+    (shipment,) = order["fulfillments"]
+    step = f"/v1/orders/{order['id']}/fulfillments/{shipment['id']}/steps"
+    ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
+    first = post(http, step, ship)
+    assert first.status_code == 409, first.text
+
+    def refused_up_front() -> Any:
+        answer = post(http, step, ship)
+        assert answer.status_code == 409, answer.text
+        return answer.json() if answer.json()["code"] == "payment_required" else None
+
+    problem = eventually(refused_up_front)
+    assert int(problem["amount_due"]) == order["total"]["amount"]
+    now = ok(http.get(f"/v1/orders/{order['id']}"))
+    assert now["fulfillments"][0]["status"] == "reserved"
+    assert now["fulfillments"][0]["captured"]["amount"] == 0
+    assert ok(http.get(f"/v1/payments/{payment}"))["captured"]["amount"] == 0
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert cancelled["status"] == "cancelled"
+    assert available(http, sku, store) == 10

@@ -470,6 +470,50 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     _check(m)
 
 
+def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> None:
+    """The authorisation was voided after the order planned the shipment's capture (the order
+    not told yet): the capture is refused, the step is a 409 and is dropped (not left for the
+    resumer to ask for ever, nor blocking a cancel); once the order knows, the step is refused
+    before anything is planned (`payment_required`, with what is due)."""
+    m = OrderLifecycle()
+    order_id, fid = _confirmed_shipment(m)
+    (payment,) = m.payments.payments.values()
+    payment.status = "voided"  # behind the order's back
+    step = _step(m, order_id, fid, FulfillmentStatus.SHIPPED)
+
+    async def run() -> Any:
+        read = await _read(m, step)
+        return await step.call(Claim("mer_a", "step-2", datetime.now(UTC)), read)
+
+    with pytest.raises(Conflict):
+        asyncio.run(run())
+    order = m.order(order_id)
+    assert not order.saga.stepping and not [c for c in order.saga.captures if not c.done]
+    assert order.saga.state is SagaState.DONE
+    assert order.fulfillments[0].status is FulfillmentStatus.RESERVED
+
+    # The order learns of the void: the step is refused up front, writing nothing.
+    async def learn_the_void() -> None:
+        async with m.new_uow() as uow:
+            known = await uow.orders.get(order_id, lock=True)
+            assert known is not None
+            for t in known.saga.tenders:
+                t.state, t.voided = TenderState.VOIDED, t.amount
+            await uow.orders.save(known)
+            await uow.commit()
+
+    asyncio.run(learn_the_void())
+    version = m.order(order_id).version
+    with pytest.raises(Conflict) as err:
+        asyncio.run(_read(m, _step(m, order_id, fid, FulfillmentStatus.SHIPPED)))
+    assert err.value.code == "payment_required"
+    assert err.value.metadata["amount_due"] == str(order.fulfillments[0].amount)
+    assert m.order(order_id).version == version and not m.order(order_id).saga.captures
+    m.cancel(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    assert m.stock.on_hand["TEE"] == UNITS
+
+
 def test_each_fulfilment_s_share_is_what_its_lines_cost_with_their_own_tax() -> None:
     """A pickup taxed at 8.25 % and a shipment from a store at 7 %: each share is its lines
     after discount plus their own tax, so a fulfilment captures (or refunds) its own goods."""

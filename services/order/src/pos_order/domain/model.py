@@ -751,6 +751,28 @@ class Order:
         self.saga.captures.extend(plan)
         return plan
 
+    def share_not_covered(self, f: Fulfillment) -> int:
+        """What of the fulfilment's share neither a capture (done or planned) nor an
+        authorisation still holds: more than zero once its card's authorisation was voided
+        (by hand, or at the end of its window) or taken by another capture. Its goods must
+        not leave the store for nothing."""
+        planned = sum(
+            c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
+        )
+        return max(0, f.amount - f.captured - planned)
+
+    def step_refused(self, fulfillment_id: str) -> None:
+        """A capture of the fulfilment's step was refused for good (the authorisation voided or
+        expired since): its planned captures are dropped and the step unmarked, so the order
+        is not left half-stepped (neither handed over nor cancellable) with the resumer asking
+        for ever; what was captured stays the fulfilment's."""
+        self.saga.captures = [
+            c for c in self.saga.captures if c.done or c.fulfillment_id != fulfillment_id
+        ]
+        if fulfillment_id in self.saga.stepping:
+            self.saga.stepping.remove(fulfillment_id)
+        self.steps_settled()
+
     def attribute_taken(self) -> None:
         """Money captured when it was taken (cash, an external tender, a register's card
         captured at once) is assigned to the fulfilments, first come first, as captures

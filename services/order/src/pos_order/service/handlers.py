@@ -942,6 +942,15 @@ class UpdateFulfillment(Generic[R]):
         f = order.step_fulfillment(step.fulfillment_id, step.to, step.carrier, step.tracking_number)
         if step.to in CAPTURES_AT and f.status is not step.to:
             order.plan_captures([f])
+            short = order.share_not_covered(f)
+            if short:
+                # Refused before anything is written: the goods stay in the store.
+                raise Conflict(
+                    f"{short} of this fulfilment's share is held by no authorisation (voided, "
+                    "or past its window): its goods cannot leave unpaid",
+                    "payment_required",
+                    {"amount_due": str(short), "fulfillment_id": f.id},
+                )
             order.saga.state = SagaState.RUNNING
             # Marked even when nothing is left to capture: a cancel of this fulfilment from
             # now until the step records is a 409 (the step wrote the row first).

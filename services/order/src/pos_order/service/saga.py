@@ -498,22 +498,42 @@ async def run_captures(
 ) -> Order:
     """Ask for every planned capture not recorded done; record them in one transaction."""
     done: list[str] = []
-    for c in order.saga.captures:
-        if c.done:
-            continue
-        await ports.payments.capture(c.request_id, c.payment_id, Money(c.amount, order.currency))
-        done.append(c.request_id)
-        await boundary(policy, "after_capture")
-    if not done:
-        return order
 
     def record(o: Order) -> None:
         for c in o.saga.captures:
             if c.request_id in done and not c.done:
                 o.captured(c)
 
+    for c in order.saga.captures:
+        if c.done:
+            continue
+        try:
+            await ports.payments.capture(
+                c.request_id, c.payment_id, Money(c.amount, order.currency)
+            )
+        except Conflict:
+            # A fulfilment's step refused for good (voided, past its window, not enough left):
+            # what was captured is recorded, the rest of the step is dropped (not left for the
+            # resumer to ask for ever), and the caller hears the refusal. (A confirmation's
+            # capture keeps its own way: the confirmation fails and is compensated.)
+            if c.fulfillment_id in order.saga.stepping:
+                await change(new_uow, order.id, _refused_after(record, c.fulfillment_id))
+            raise
+        done.append(c.request_id)
+        await boundary(policy, "after_capture")
+    if not done:
+        return order
+
     order, _ = await change(new_uow, order.id, record)
     return order
+
+
+def _refused_after(record: Callable[[Order], None], fulfillment_id: str) -> Callable[[Order], None]:
+    def drop(o: Order) -> None:
+        record(o)
+        o.step_refused(fulfillment_id)
+
+    return drop
 
 
 GIFT_CARDS_ASKED = "gift_cards_asked"
