@@ -514,6 +514,38 @@ def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> 
     assert m.stock.on_hand["TEE"] == UNITS
 
 
+def test_a_cancel_or_confirm_beside_one_under_way_makes_no_new_version() -> None:
+    """A second cancel (or confirmation) read while the first is under way only drives it on:
+    the order is written once, so a poller of `updated_since` sees one change, not ten."""
+    m = OrderLifecycle()
+    m.create("shipment", 1)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+
+    def confirm() -> Any:
+        return handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+
+    def cancel() -> Any:
+        return handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+
+    asyncio.run(_read(m, confirm()))
+    asked = m.order(order_id).version
+    asyncio.run(_read(m, confirm()))
+    assert m.order(order_id).version == asked
+    m.confirm(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CONFIRMED
+
+    asyncio.run(_read(m, cancel()))
+    begun = m.order(order_id)
+    assert begun.saga.state is SagaState.COMPENSATING
+    for _ in range(3):
+        asyncio.run(_read(m, cancel()))
+    assert m.order(order_id).version == begun.version
+    m.cancel(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CANCELLED
+    _check(m)
+
+
 def test_each_fulfilment_s_share_is_what_its_lines_cost_with_their_own_tax() -> None:
     """A pickup taxed at 8.25 % and a shipment from a store at 7 %: each share is its lines
     after discount plus their own tax, so a fulfilment captures (or refunds) its own goods."""

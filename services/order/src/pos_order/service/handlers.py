@@ -797,9 +797,13 @@ class ConfirmOrder(Generic[R]):
             raise NotFound("order", self.order_id)
         if order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
             return order
+        asked = order.saga.confirm_requested and order.saga.state is SagaState.RUNNING
         order.request_confirmation()
-        order.touched(now())
-        await uow.orders.save(order)
+        if not asked:
+            # A confirmation already asked (a retry, one beside it) is only driven on: no
+            # new version for nothing changed.
+            order.touched(now())
+            await uow.orders.save(order)
         return order
 
     async def call(self, claim: Claim, order: Order) -> Order:
@@ -869,11 +873,14 @@ class CancelOrder(Generic[R]):
                 "a tender's answer is not known yet; cancel the order once it is",
                 "payment_pending",
             )
+        if under_way:
+            # Begun by someone else (a cancel beside this one, the order's expiry): only driven
+            # on, with no new version for nothing changed.
+            return order
         order.begin_cancel("requested")
-        if self.refund_not_permitted and not under_way:
+        if self.refund_not_permitted:
             # Asked under the lock, after the cancel's own refusals and before it is saved:
-            # refused, nothing is written. A compensation already under way (begun by someone
-            # else, or the order's expiry) is only driven on.
+            # refused, nothing is written.
             order.refund_needs_permission(payments_held)
         order.touched(now())
         await uow.orders.save(order)
