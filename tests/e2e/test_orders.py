@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -82,6 +83,10 @@ def _pickup_flow(http: httpx.Client) -> None:
     assert paid["payment"]["status"] == "authorized"
     confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     assert confirmed["status"] == "confirmed"
+    # Confirmed, the pickup waits for its buyer until a deadline the web shop can tell them
+    # (an hour, this merchant's setting).
+    waits = datetime.fromisoformat(confirmed["fulfillments"][0]["expires_at"]) - datetime.now(UTC)
+    assert timedelta(minutes=55) < waits <= timedelta(hours=1)
     payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == 0  # captured at hand-over (the default setting)
 
@@ -92,6 +97,7 @@ def _pickup_flow(http: httpx.Client) -> None:
     assert ready["fulfillments"][0]["status"] == "ready_for_pickup"
     done = ok(post(http, step, {"status": "picked_up"}))
     assert done["status"] == "completed"
+    assert done["fulfillments"][0]["expires_at"] is None  # collected: no deadline any more
     assert done["fulfillments"][0]["captured"] == done["total"]
     payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == done["total"]["amount"]
@@ -138,6 +144,7 @@ def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> 
     ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
     shares = [f["amount"]["amount"] for f in order["fulfillments"]]
     assert sum(shares) == order["total"]["amount"]
+    assert [f["expires_at"] for f in order["fulfillments"]] == [None, None]  # pickups only
 
     ids = [f["id"] for f in order["fulfillments"]]
     ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}

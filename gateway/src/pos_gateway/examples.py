@@ -369,6 +369,7 @@ ORDER = {
             "amount": usd(6040),
             "captured": usd(6040),
             "refunded": usd(0),
+            "expires_at": None,
             "ship_to": "",
             "destination": None,
         }

@@ -116,6 +116,11 @@ class Fulfillment(Answer):
         "/v1/orders/{id}/returns`), not counted here. Null in an event published before the "
         "field existed",
     )
+    expires_at: Timestamp | None = Field(
+        None,
+        description="Pickup waiting to be collected (from its confirmation): when it expires "
+        "(its units back in stock, its money given back); null otherwise",
+    )
     ship_to: str = Field(max_length=500, description="Shipment only")
     destination: GeoPoint | None = Field(
         None, description="Shipment: where to, when sourcing picked the store"

@@ -22,6 +22,8 @@ STATUSES = ProtoEnum(OrderStatus, order_pb2.OrderStatus)
 TENDERS = ProtoEnum(Tender, payment_pb2.TenderType)
 FULFILLMENT_TYPES = ProtoEnum(FulfillmentType, order_pb2.FulfillmentType)
 FULFILLMENT_STATUSES = ProtoEnum(FulfillmentStatus, order_pb2.FulfillmentStatus)
+# A pickup's deadline is shown while it waits to be collected.
+WAITING_PICKUP = (FulfillmentStatus.RESERVED, FulfillmentStatus.READY_FOR_PICKUP)
 OUTCOMES = ProtoEnum(SettlementOutcome, order_pb2.SettlementOutcome)
 
 
@@ -109,6 +111,8 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         )
         if f.destination is not None:
             out.destination.latitude, out.destination.longitude = f.destination
+        if f.type is FulfillmentType.PICKUP and f.expires_at and f.status in WAITING_PICKUP:
+            out.expires_at.FromDatetime(f.expires_at)
     for use in o.saga.coupons.uses:
         msg.coupons.add(
             coupon_id=use.coupon_id,

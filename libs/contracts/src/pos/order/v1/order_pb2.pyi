@@ -152,6 +152,7 @@ class Fulfillment(_message.Message):
     SHIP_TO_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
     REFUNDED_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___FulfillmentType.ValueType
     status: Global___FulfillmentStatus.ValueType
@@ -182,6 +183,12 @@ class Fulfillment(_message.Message):
         published before the field existed.
         """
 
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Pickup: when it expires unless picked up (its units back in stock, its money given back);
+        unset for other fulfilments and once the pickup has ended.
+        """
+
     def __init__(
         self,
         *,
@@ -197,10 +204,11 @@ class Fulfillment(_message.Message):
         ship_to: _builtins.str = ...,
         destination: _inventory_pb2.GeoPoint | None = ...,
         refunded: _money_pb2.Money | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "destination", b"destination", "refunded", b"refunded"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "destination", b"destination", "expires_at", b"expires_at", "refunded", b"refunded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "destination", b"destination", "id", b"id", "location_id", b"location_id", "refunded", b"refunded", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "carrier", b"carrier", "destination", b"destination", "expires_at", b"expires_at", "id", b"id", "location_id", b"location_id", "refunded", b"refunded", "reservation_id", b"reservation_id", "ship_to", b"ship_to", "status", b"status", "tracking_number", b"tracking_number", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
