@@ -290,6 +290,18 @@ def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused(
             answer = post(http, "/v1/orders", body)
             assert answer.status_code == 400, answer.text
             assert [e["field"] for e in answer.json()["errors"]] == ["fulfillments[0].location_id"]
+        # A store that keeps its books in another currency fulfils none of this order.
+        paris = ok(post(http, "/v1/locations", {"name": "Paris", "currency": "EUR",
+                   "pickup_enabled": True, "ship_enabled": True}), 201)  # fmt: skip
+        for fulfillment in (
+            {"type": "pickup", "location_id": paris["id"]},
+            {"type": "shipment", "location_id": paris["id"], "ship_to": "1 rue de Rivoli"},
+        ):
+            body = {"location_id": shop["id"], "lines": line, "fulfillments": [fulfillment]}
+            answer = post(http, "/v1/orders", body)
+            assert answer.status_code == 400, answer.text
+            assert [e["field"] for e in answer.json()["errors"]] == ["fulfillments[0].location_id"]
+            assert "EUR" in answer.json()["errors"][0]["reason"]
         assert ok(http.get("/v1/orders"))["data"] == []
         levels = ok(http.get("/v1/inventory", params={"sku": "BOX"}))["data"]
         assert {lv["available"] for lv in levels} == {5}

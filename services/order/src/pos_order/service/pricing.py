@@ -118,10 +118,21 @@ def _offered(
 ) -> list[FieldViolation]:
     """A pickup goes to a store that hands pickups over, a shipment from a named store to one
     that ships (as the merchant set each location): the same rule inventory's sourcing keeps
-    when it picks the stores itself."""
+    when it picks the stores itself. Every store is in the order's currency."""
     violations = []
     for i, f in enumerate(fulfillments):
         store = stores.get(f.location_id, selling) if f.location_id else selling
+        if store.currency != selling.currency:
+            # One order, one currency: a store keeping its books in another would be taxed
+            # and paid in a currency that is not its own.
+            violations.append(
+                FieldViolation(
+                    f"fulfillments[{i}].location_id",
+                    f"location {store.id} sells in {store.currency}, this order in "
+                    f"{selling.currency}",
+                )
+            )
+            continue
         if f.type is FulfillmentType.PICKUP and not store.pickup_enabled:
             violations.append(
                 FieldViolation(
