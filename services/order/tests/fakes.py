@@ -347,6 +347,10 @@ class FakePayments:
         self.locations: list[str] = []
         self.down = False
         self.lose_next = False
+        # As the payment service does: a request's replay is its first answer, not the
+        # payment as it is now (the default here answers the latter).
+        self.replay_first_answer = False
+        self._first: dict[str, PaymentResult] = {}
         self._ids = itertools.count(1)
 
     def _result(self, p: FakePayment) -> PaymentResult:
@@ -405,11 +409,14 @@ class FakePayments:
     ) -> PaymentResult:
         body = ("charge", order_id, tender, amount, card_token)
         pid = self._replay(request_id, body)
+        if pid is not None and self.replay_first_answer and request_id in self._first:
+            return self._first[request_id]
         if pid is None:
             self.locations.append(location_id)
             pid = self._answer(
                 request_id, body, self._new(order_id, tender, amount, card_token, True)
             )
+            self._first[request_id] = self._result(self.payments[pid])
         return self._result(self.payments[pid])
 
     async def take(

@@ -191,6 +191,23 @@ async def test_a_lost_card_answer_never_records_a_decline_and_confirms_once_sett
     assert len(shop.payments.payments) == 1
 
 
+async def test_a_till_retrying_all_along_finishes_the_sale_once_the_card_is_settled() -> None:
+    """The payment service replays its first answer (pending) to the same request: the retry
+    asks what the payment is now, so a till retrying every few seconds learns of the capture
+    (it heard "pending" for as long as it kept retrying, the card captured)."""
+    shop = Shop()
+    shop.payments.replay_first_answer = True
+    with pytest.raises(Unavailable):
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    with pytest.raises(Unavailable) as err:
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    assert err.value.code == "payment_pending"
+    shop.payments.settle_pending()  # the payment reconciler captures it
+    retried, _ = await checkout(shop, _cmd(card_token="tok_timeout"))
+    assert retried.status is OrderStatus.COMPLETED
+    assert len(shop.payments.payments) == 1
+
+
 async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() -> None:
     shop = Shop()
     with pytest.raises(Unavailable):
@@ -226,6 +243,13 @@ async def test_the_resumer_cancels_a_sale_whose_card_never_reached_the_payment_s
     (order,) = shop.saved.values()
     resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
     assert resumed.status is OrderStatus.CANCELLED and resumed.cancel_reason == "abandoned"
+    assert shop.payments.payments == {}
+    # The till's retry after that is refused, naming why: never the cancelled order answered
+    # as a sale (a till would hand the goods over, unpaid).
+    with pytest.raises(Conflict) as err:
+        await checkout(shop, _cmd())
+    assert err.value.code == "sale_cancelled"
+    assert err.value.metadata == {"order_id": order.id, "cancel_reason": "abandoned"}
     assert shop.payments.payments == {}
 
 

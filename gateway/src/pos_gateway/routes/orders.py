@@ -280,7 +280,10 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     with the same Idempotency-Key, which finishes or cancels that same sale; left alone, it is
     finished (paid) or cancelled (not paid) by the order service a few seconds after the
     payment service has settled the card, which asks the processor about a lost answer after a
-    minute: within about a minute and a half. That key with another body is a 422
+    minute: within about a minute and a half. A retry that finds the sale cancelled by then
+    (abandoned: the card never answered, or the till's retries waited out the order service's
+    window) is a 409 `sale_cancelled` with `cancel_reason`: nothing was kept or charged; ring
+    it up again under a new key. That key with another body is a 422
     `idempotency_key_reused` after such a failure too (nothing is charged, and the first body's
     retry still finishes its sale)."""
     sale_request = order_pb2.CheckoutRequest(

@@ -342,6 +342,7 @@ class Checkout(Generic[R]):
             order = await saga.compensate(self.new_uow, self.ports, order, policy)
         if order.saga.state is SagaState.DONE:
             order = await saga.settle_coupons(self.new_uow, self.ports, order)
+            _not_a_sale(order)
             return Sale(order, await _last_payment(self.ports, order))
         if order.saga.coupons.step is CouponStep.SENT:
             cart = CartContext(order.location_id, order.channel, order.customer_id,
@@ -385,9 +386,17 @@ class Checkout(Generic[R]):
         await boundary(policy, "after_authorization")
         pending = saga.tender_state(payment) is TenderState.PENDING
         if pending and tender.state is TenderState.PENDING and tender.payment_id:
-            # A retry while the card's answer is still unknown: nothing new to write (a new
-            # version would show the order again to every change feed).
-            raise _payment_pending()
+            # The payment service replays its first answer (pending) to the same request: ask
+            # it what the payment is now. Settled since (its reconciler asked the processor),
+            # the retry finishes the sale; a till retrying all along would otherwise hear
+            # "pending" for ever while the card was captured.
+            now_ = [p for p in await self.ports.payments.of_order(order.id)
+                    if p.payment_id == tender.payment_id]  # fmt: skip
+            if not now_ or saga.tender_state(now_[0]) is TenderState.PENDING:
+                # Still unknown: nothing new to write (a new version would show the order
+                # again to every change feed).
+                raise _payment_pending()
+            payment = now_[0]
         settle = _settle(tender, payment)
         if _confirms_at_once(order, payment):
             self.confirmed_in_record = True
@@ -399,6 +408,7 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.DONE:
             # Confirmed: the coupons are redeemed; declined: given back.
             order = await saga.settle_coupons(self.new_uow, self.ports, order)
+            _not_a_sale(order)
             return Sale(order, payment)
         if order.saga.tenders[0].state is TenderState.PENDING:
             raise _payment_pending()
@@ -425,6 +435,20 @@ class Checkout(Generic[R]):
                 "the sale is being finished; retry with the same request id", "sale_in_progress"
             )
         return self.answer(order, sale.payment)
+
+
+def _not_a_sale(order: Order) -> None:
+    """A retry that finds its sale cancelled for another reason than a declined card (the
+    resumer ended it as abandoned while the till's retries waited): a refusal, never the
+    cancelled order as if sold (a till would hand the goods over). A decline keeps its own
+    answer (the gateway's 402 carries the order)."""
+    if order.status is OrderStatus.CANCELLED and order.cancel_reason != "payment_declined":
+        raise Conflict(
+            f"this sale was cancelled ({order.cancel_reason}): nothing of it was kept and "
+            "nothing is charged; ring it up again under a new Idempotency-Key",
+            "sale_cancelled",
+            {"order_id": order.id, "cancel_reason": order.cancel_reason},
+        )
 
 
 def _payment_pending() -> Unavailable:
