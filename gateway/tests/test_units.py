@@ -152,3 +152,22 @@ def test_which_query_parameters_take_many_values() -> None:
     assert not takes_many(str | None)
     assert not takes_many(Annotated[int, Query()])
     assert not takes_many(Annotated[str | None, Query(max_length=5)])
+
+
+def test_a_service_down_or_too_slow_says_when_to_retry() -> None:
+    import grpc
+
+    from pos_gateway.problems import from_rpc_error
+
+    for code, status in (
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    ):
+        error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "slow")
+        problem = from_rpc_error(error)
+        assert problem.status == status
+        assert int(problem.headers["Retry-After"]) > 0
+    refused = grpc.aio.AioRpcError(
+        grpc.StatusCode.FAILED_PRECONDITION, grpc.aio.Metadata(), grpc.aio.Metadata(), "no"
+    )
+    assert "Retry-After" not in from_rpc_error(refused).headers

@@ -235,9 +235,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
     # A refusal's figures (the current on_hand of a stale count, what was available of a
     # SKU that ran out) travel as problem extension members, so a client can act on them.
     extra = typed_members(code, remote.metadata)
-    # A service down or a processor unreachable is worth retrying (with the same
-    # Idempotency-Key: nothing was done twice); say when, as a 429 does.
-    headers = {"Retry-After": str(RETRY_UNAVAILABLE_AFTER)} if status == 503 else None
+    # A service down, one too slow to answer in time, or a processor unreachable is worth
+    # retrying (with the same Idempotency-Key: nothing was done twice); say when, as a 429
+    # does.
+    headers = {"Retry-After": str(RETRY_UNAVAILABLE_AFTER)} if status in (503, 504) else None
     return Problem(status, code, detail, errors, extra=extra, headers=headers)
 
 
