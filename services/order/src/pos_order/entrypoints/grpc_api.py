@@ -256,6 +256,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             steps.read,
             steps.call,
             steps.record,
+            # A call cut off (the gateway's deadline) leaves its claim behind: a till's retry
+            # takes the sale over once it ends, which must come before the resumer gives the
+            # sale up as abandoned (a till retrying all along would otherwise hear "in
+            # progress" until its sale was cancelled). Two runs at once are safe: every step's
+            # request id derives from the order, and the first to record wins.
+            lease_seconds=self.policy.abandon_after.total_seconds() * 2 / 3,
         )
         if steps.confirmed_in_record:
             await boundary(self.policy, "after_confirm_commit")
