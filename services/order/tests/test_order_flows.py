@@ -14,7 +14,7 @@ import pytest
 from test_coupons_saga import CouponDiscount, FakeCoupons
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
-from pos_kit.errors import Conflict, DomainError, InvalidArgument
+from pos_kit.errors import Conflict, DomainError, ErrorKind, InvalidArgument
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import (
@@ -479,14 +479,25 @@ def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> 
     order_id, fid = _confirmed_shipment(m)
     (payment,) = m.payments.payments.values()
     payment.status = "voided"  # behind the order's back
+    refuse = m.payments.capture
+
+    async def as_the_service_refuses(request_id: str, payment_id: str, amount: Money) -> Any:
+        # As the real client raises it: a plain DomainError of kind CONFLICT, not a Conflict.
+        try:
+            return await refuse(request_id, payment_id, amount)
+        except Conflict as exc:
+            raise DomainError(exc.message, exc.code, [], {}, ErrorKind.CONFLICT) from None
+
+    m.payments.capture = as_the_service_refuses  # type: ignore[method-assign]
     step = _step(m, order_id, fid, FulfillmentStatus.SHIPPED)
 
     async def run() -> Any:
         read = await _read(m, step)
         return await step.call(Claim("mer_a", "step-2", datetime.now(UTC)), read)
 
-    with pytest.raises(Conflict):
+    with pytest.raises(DomainError) as refused:
         asyncio.run(run())
+    assert refused.value.kind is ErrorKind.CONFLICT
     order = m.order(order_id)
     assert not order.saga.stepping and not [c for c in order.saga.captures if not c.done]
     assert order.saga.state is SagaState.DONE

@@ -511,7 +511,10 @@ async def run_captures(
             await ports.payments.capture(
                 c.request_id, c.payment_id, Money(c.amount, order.currency)
             )
-        except Conflict:
+        except DomainError as exc:
+            # By kind, not class: the payment service's refusal arrives as a plain DomainError.
+            if exc.kind is not ErrorKind.CONFLICT:
+                raise
             # A fulfilment's step refused for good (voided, past its window, not enough left):
             # what was captured is recorded, the rest of the step is dropped (not left for the
             # resumer to ask for ever), and the caller hears the refusal. (A confirmation's
