@@ -332,6 +332,7 @@ class FakePayment:
     captured: int = 0
     refunded: int = 0
     outcome: str = ""  # what a pending payment settles to
+    decline_code: str = ""
 
 
 class FakePayments:
@@ -361,6 +362,7 @@ class FakePayments:
             captured_amount=p.captured,
             refunded_amount=p.refunded,
             amount=p.amount,
+            decline_code=p.decline_code,
         )
 
     def _replay(self, request_id: str, body: tuple[Any, ...]) -> Any:
@@ -474,11 +476,13 @@ class FakePayments:
             raise Unavailable("the payment service is unavailable", "payment_unavailable")
         return [self._result(p) for p in self.payments.values() if p.order_id == order_id]
 
-    def settle_pending(self) -> None:
-        """The payment reconciler: a lost answer settles to the processor's truth."""
+    def settle_pending(self, unreached: bool = False) -> None:
+        """The payment reconciler: a lost answer settles to the processor's truth (with
+        `unreached`, the processor never had the request: failed, `processor_unavailable`)."""
         for p in self.payments.values():
             if p.status == "pending":
-                p.status = p.outcome
+                p.status = "failed" if unreached else p.outcome
+                p.decline_code = "processor_unavailable" if unreached else ""
                 if p.status == "captured":
                     p.captured = p.amount
 

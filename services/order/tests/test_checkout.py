@@ -208,6 +208,23 @@ async def test_a_till_retrying_all_along_finishes_the_sale_once_the_card_is_sett
     assert len(shop.payments.payments) == 1
 
 
+async def test_a_card_the_processor_never_saw_is_no_decline() -> None:
+    """The payment service crashed mid-charge and its reconciler found the processor never had
+    the request: the payment failed `processor_unavailable`. The till's retry hears the sale
+    was not taken (409 `sale_cancelled`, reason `payment_unavailable`), not "declined"."""
+    shop = Shop()
+    shop.payments.replay_first_answer = True
+    with pytest.raises(Unavailable):
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    shop.payments.settle_pending(unreached=True)
+    with pytest.raises(Conflict) as err:
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    assert err.value.code == "sale_cancelled"
+    assert err.value.metadata["cancel_reason"] == "payment_unavailable"
+    (order,) = shop.saved.values()
+    assert order.status is OrderStatus.CANCELLED and shop.payments.kept(order.id) == 0
+
+
 async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() -> None:
     shop = Shop()
     with pytest.raises(Unavailable):

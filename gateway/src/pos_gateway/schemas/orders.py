@@ -175,7 +175,8 @@ class Order(Answer):
     cancel_reason: str = Field(
         "",
         max_length=50,
-        description="requested, payment_declined, expired, abandoned, insufficient_stock, "
+        description="requested, payment_declined, payment_unavailable (the card never reached "
+        "the processor: nothing declined, nothing taken), expired, abandoned, insufficient_stock, "
         "confirmation_failed; an exchange's new order also amount_exceeds_refundable (the "
         "returned units' money was refunded from the original order meanwhile)",
     )

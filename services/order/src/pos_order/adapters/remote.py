@@ -383,6 +383,7 @@ def _result(payment: payment_pb2.Payment) -> PaymentResult:
         refunded_amount=payment.refunded.amount,
         amount=payment.total.amount or payment.amount.amount,
         voided_amount=payment.voided.amount,
+        decline_code=payment.decline_code,
     )
 
 

@@ -437,6 +437,10 @@ class Checkout(Generic[R]):
         return self.answer(order, sale.payment)
 
 
+# The payment service's decline code for a processor that was never reached.
+PROCESSOR_UNREACHED = "processor_unavailable"
+
+
 def _not_a_sale(order: Order) -> None:
     """A retry that finds its sale cancelled for another reason than a declined card (the
     resumer ended it as abandoned while the till's retries waited): a refusal, never the
@@ -470,7 +474,11 @@ def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], N
         state = o.saga.tenders[0].state
         held = o.saga.points_state is not None
         if state is TenderState.FAILED:
-            o.begin_cancel("payment_declined")
+            # The processor never reached (a payment-service crash mid-charge, settled by its
+            # reconciler) declined nothing: the sale ends as not taken, not as a decline, and
+            # the till hears `sale_cancelled`, not "declined".
+            unreached = payment.decline_code == PROCESSOR_UNREACHED
+            o.begin_cancel("payment_unavailable" if unreached else "payment_declined")
             if not held:  # points held are given back by the compensation below
                 o.cancelled(now())
         elif (

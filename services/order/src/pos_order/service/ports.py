@@ -276,6 +276,8 @@ class PaymentResult:
     amount: int = 0
     # Released without being captured (a void, the authorisation's expiry).
     voided_amount: int = 0
+    # Why a failed payment failed (the payment service's stable code).
+    decline_code: str = ""
 
     @property
     def captured(self) -> bool:
