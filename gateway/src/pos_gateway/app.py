@@ -23,7 +23,13 @@ from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore, declared, fingerprint_key
+from pos_gateway.idempotency import (
+    REQUIRED_SCOPES,
+    SHOWN_ONCE,
+    IdempotencyStore,
+    declared,
+    fingerprint_key,
+)
 from pos_gateway.messaging import JetStreamLink
 from pos_gateway.query_once import one_value_each
 from pos_gateway.ratelimit import Limiter, TokenBuckets
@@ -136,8 +142,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.idempotency = IdempotencyStore(
             engine, fingerprint_key(settings.gateway_secret_key)
         )
-        # Built now (about half a second) rather than on the first POST that needs it.
-        app.state.shown_once_operations = declared(app.openapi())
+        # Built now (about half a second) rather than on the first POST that needs them.
+        document = app.openapi()
+        app.state.declared_operations = {
+            member: declared(document, member) for member in (SHOWN_ONCE, REQUIRED_SCOPES)
+        }
         app.state.services = clients.connect(settings)
         app.state.jetstream = JetStreamLink(settings)
         await limits.start()

@@ -89,36 +89,33 @@ def shown_once(scope: Mapping[str, Any]) -> tuple[str, ...]:
     Taken from the declaration, not from running the route, so a replay (which runs no route)
     is redacted too: even an answer stored by an older gateway never shows its secret again.
     """
-    app = scope.get("app")
-    state = getattr(app, "state", None)
-    if state is None:
-        return ()
-    table = getattr(state, "shown_once_operations", None)
-    if table is None:
-        build = getattr(app, "openapi", None)
-        table = declared(build()) if callable(build) else []
-        state.shown_once_operations = table  # the document does not change while serving
-    for pattern, method, fields in table:
-        if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
-            return fields
-    return ()
+    return _declared_for(scope, SHOWN_ONCE)
 
 
 def required_scopes(scope: Mapping[str, Any]) -> tuple[str, ...]:
     """The scopes the operation of this request requires (`x-required-scopes`), read from the
     declaration as `shown_once` is: a replay runs no route, so its scope check is made here."""
+    return _declared_for(scope, REQUIRED_SCOPES)
+
+
+def _declared_for(scope: Mapping[str, Any], member: str) -> tuple[str, ...]:
+    """What the operation of this request names under `member` in the app's document (none by
+    default); each member's table is built once, as the document does not change while
+    serving."""
     app = scope.get("app")
     state = getattr(app, "state", None)
     if state is None:
         return ()
-    table = getattr(state, "scoped_operations", None)
+    tables: dict[str, Any] | None = getattr(state, "declared_operations", None)
+    if tables is None:
+        tables = state.declared_operations = {}
+    table = tables.get(member)
     if table is None:
         build = getattr(app, "openapi", None)
-        table = declared(build(), REQUIRED_SCOPES) if callable(build) else []
-        state.scoped_operations = table  # the document does not change while serving
-    for pattern, method, scopes in table:
+        table = tables[member] = declared(build(), member) if callable(build) else []
+    for pattern, method, values in table:
         if method == scope.get("method") and pattern.fullmatch(scope.get("path", "")):
-            return scopes
+            return tuple(values)
     return ()
 
 
