@@ -225,6 +225,20 @@ async def test_a_card_the_processor_never_saw_is_no_decline() -> None:
     assert order.status is OrderStatus.CANCELLED and shop.payments.kept(order.id) == 0
 
 
+async def test_the_resumer_names_a_card_the_processor_never_saw_unavailable() -> None:
+    """The same crash, with no till retrying: the resumer finds the payment failed
+    `processor_unavailable` and ends the sale as not taken, never as a declined card."""
+    shop = Shop()
+    with pytest.raises(Unavailable):
+        await checkout(shop, _cmd(card_token="tok_timeout"))
+    shop.payments.settle_pending(unreached=True)
+    (order,) = shop.saved.values()
+    resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
+    assert resumed.status is OrderStatus.CANCELLED
+    assert resumed.cancel_reason == "payment_unavailable"
+    assert shop.payments.kept(order.id) == 0
+
+
 async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() -> None:
     shop = Shop()
     with pytest.raises(Unavailable):

@@ -54,6 +54,7 @@ from pos_order.domain.model import (
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
+    PROCESSOR_UNREACHED,
     AppliedDiscount,
     CartContext,
     CheckoutCommand,
@@ -438,7 +439,6 @@ class Checkout(Generic[R]):
 
 
 # The payment service's decline code for a processor that was never reached.
-PROCESSOR_UNREACHED = "processor_unavailable"
 
 
 def _not_a_sale(order: Order) -> None:

@@ -284,6 +284,11 @@ class PaymentResult:
         return self.status == "captured"
 
 
+# The payment service's code for a card the processor never had (its reconciler's finding after
+# a crash mid-charge): no decline, the sale was not taken.
+PROCESSOR_UNREACHED = "processor_unavailable"
+
+
 @dataclass(frozen=True)
 class TenderAsk:
     """A tender as the caller gave it: what the payment service is asked to take."""

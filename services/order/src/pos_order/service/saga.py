@@ -40,6 +40,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.returns import goods_returned
 from pos_order.service.ports import (
+    PROCESSOR_UNREACHED,
     CartContext,
     CheckoutPorts,
     IssuedCard,
@@ -888,12 +889,17 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         if order.saga.confirm_requested:
             if order.balance_due == 0:
                 return await finish_confirmation(new_uow, ports, order, policy)
-            # A tender failed with a payment was declined; one without never reached the
-            # payment service.
-            declined = any(
-                t.state is TenderState.FAILED and t.payment_id for t in order.saga.tenders
-            )
-            reason = "payment_declined" if declined else "abandoned"
+            # A tender failed with a payment was declined, unless the processor never had it
+            # (the payment service's crash mid-charge); one without never reached the payment
+            # service.
+            unreached = {p.payment_id for p in payments if p.decline_code == PROCESSOR_UNREACHED}
+            failed = [
+                t for t in order.saga.tenders if t.state is TenderState.FAILED and t.payment_id
+            ]
+            if any(t.payment_id not in unreached for t in failed):
+                reason = "payment_declined"
+            else:
+                reason = "payment_unavailable" if failed else "abandoned"
             return await cancel(new_uow, ports, order.id, policy, reason)
         if order.expires_at is not None and order.expires_at <= now():
             return await cancel(new_uow, ports, order.id, policy, "expired")
