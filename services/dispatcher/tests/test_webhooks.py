@@ -330,6 +330,16 @@ async def test_a_url_pointing_inside_is_refused_at_creation(strict_dispatcher) -
         assert read_error(err.value).violations[0].field == "url"
 
 
+async def test_outside_the_sandbox_only_https_urls_are_taken(strict_dispatcher) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await strict_dispatcher.subscribe("http://93.184.215.14/hook", ["*"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (violation,) = read_error(err.value).violations
+    assert (violation.field, violation.description) == ("url", "must be an https URL")
+    made = await strict_dispatcher.subscribe("https://93.184.215.14/hook", ["*"])
+    assert made.subscription.url == "https://93.184.215.14/hook"
+
+
 async def test_an_address_is_checked_again_at_every_connection(dispatcher, receiver) -> None:
     made = await dispatcher.subscribe(receiver.url, ["product.*"])
     # The deployment stops allowing private addresses (as if the name now resolved inside).

@@ -326,7 +326,8 @@ async def create_webhook_subscription(body: SubscriptionIn, svc: Svc) -> NewWebh
     `webhook-signature`) with the `whsec_` secret in this answer; verify them with any library
     of the specification. A 2xx within 5 seconds is success; anything else is retried with
     backoff for a little over three days; a 410 disables the subscription at once. A merchant
-    has at most 50 subscriptions: the 51st is a 409 `too_many_subscriptions`."""
+    has at most 50 subscriptions: the 51st is a 409 `too_many_subscriptions`. The URL must be
+    `https` and reach a public address (a local sandbox also takes `http` and private ones)."""
     answer = await svc.dispatcher.CreateSubscription(
         pb.CreateSubscriptionRequest(
             request_id=request_id(),

@@ -4,6 +4,7 @@ their deliveries. Each is called inside a unit of work bound to one merchant."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from google.protobuf.message import Message
 from pydantic import ValidationError
@@ -115,6 +116,12 @@ async def get_event(uow: DispatcherUow, event_id: str) -> StoredEvent:
 
 
 async def _reachable(uow: DispatcherUow, url: str) -> None:
+    if not uow.network.allow_private and urlsplit(url).scheme != "https":
+        # Events carry customers' names and contacts: outside a developer's sandbox (where
+        # private addresses are allowed, and a laptop has no certificate) they travel
+        # encrypted only.
+        violation = FieldViolation("url", "must be an https URL")
+        raise InvalidArgument("the URL cannot receive webhooks", [violation])
     try:
         await uow.network.resolve(url)
     except AddressRefused as exc:
