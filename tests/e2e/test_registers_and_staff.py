@@ -924,6 +924,11 @@ def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
     for name in ("Manager", " admin ", "CASHIER"):
         taken = _post(http, "/v1/roles", {"name": name, "permissions": []})
         assert (taken.status_code, taken.json()["code"]) == (409, "role_name_taken"), name
+    made = _post(http, "/v1/roles", {"name": "Supervisor", "permissions": []})
+    assert made.status_code == 201, made.text
+    for name in ("supervisor", " SUPERVISOR "):
+        taken = _post(http, "/v1/roles", {"name": name, "permissions": []})
+        assert (taken.status_code, taken.json()["code"]) == (409, "role_name_taken"), name
     unknown = {**blank, "name": "Lost", "location_ids": [here, "loc_nowhere"]}
     answer = _post(http, "/v1/staff", unknown)
     assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")

@@ -357,7 +357,10 @@ async def create_role(
                 await conn.execute(
                     select(roles).where(
                         roles.c.merchant_id == merchant_id,
-                        or_(roles.c.request_id == request_id, roles.c.name == name),
+                        or_(
+                            roles.c.request_id == request_id,
+                            func.lower(func.btrim(roles.c.name)) == name.strip().lower(),
+                        ),
                     )
                 )
             ).first()

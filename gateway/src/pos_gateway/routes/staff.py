@@ -278,8 +278,8 @@ def _role_json(r: staff.Role) -> dict[str, Any]:
     **op("staff:manage", "Create a role", CREATE, example=ex.ROLE, status=201),
 )
 async def create_role(body: RoleIn, request: Request) -> Role:
-    """A role of your own, named by its id in a member's `role`. A name already taken (the
-    built-in ones included) is a 409 `role_name_taken`."""
+    """A role of your own, named by its id in a member's `role`. A name already taken in any
+    case, outer spaces aside (the built-in ones included), is a 409 `role_name_taken`."""
     actor = _manager(request)
     permissions = [p for p in PERMISSIONS if p in body.permissions]
     try:
