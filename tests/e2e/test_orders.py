@@ -246,6 +246,18 @@ def test_endless_aisle_sells_in_store_and_ships_from_another_store(platform: Run
     # The in-store unit leaves the shelf with the order's event; the held ones with their hold.
     eventually(lambda: available(http, sku, here) == 9)
     assert available(http, sku, there) == 8
+    # Each store's list holds it: sold at one, shipped from the other (whose till ships it).
+    since = {"updated_since": order["created_at"], "limit": 200}
+    for store in (here, there):
+        listed = ok(http.get("/v1/orders", params={**since, "location_id": store}))
+        assert order["id"] in [o["id"] for o in listed["data"]], store
+    shipping = ok(http.get("/v1/orders", params={**since, "location_id": there,
+                                                 "fulfillment_status": "reserved"}))  # fmt: skip
+    assert order["id"] in [o["id"] for o in shipping["data"]]
+    elsewhere = [loc["id"] for loc in http.get("/v1/locations").json()["data"][2:3]]
+    for store in elsewhere:
+        listed = ok(http.get("/v1/orders", params={**since, "location_id": store}))
+        assert order["id"] not in [o["id"] for o in listed["data"]]
 
 
 def test_bad_orders_are_problems_naming_the_field_and_write_nothing(platform: Running) -> None:

@@ -389,7 +389,10 @@ async def list_orders(
     channel: Annotated[
         str | None, Query(max_length=32, pattern=CHANNEL, description="Only this channel's")
     ] = None,
-    location_id: Annotated[QueryId | None, Query(description="Only orders sold there")] = None,
+    location_id: Annotated[
+        QueryId | None,
+        Query(description="Only orders sold there or with a fulfilment from there"),
+    ] = None,
     customer_id: Annotated[QueryId | None, Query(description="Only this customer's")] = None,
     fulfillment_status: Annotated[
         Literal[

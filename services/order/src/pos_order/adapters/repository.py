@@ -8,7 +8,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import LargeBinary, Row, bindparam, exists, func, select, text, update
+from sqlalchemy import LargeBinary, Row, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -478,7 +478,14 @@ class SqlOrderRepository:
         if f.channel:
             query = query.where(orders.c.channel == f.channel)
         if f.location_id:
-            query = query.where(orders.c.location_id == f.location_id)
+            # A location's orders are those sold there or fulfilled from there: its till
+            # hands over the web orders picked up there and ships the ones it sources.
+            query = query.where(
+                or_(
+                    orders.c.location_id == f.location_id,
+                    orders.c.fulfillments.contains([{"location_id": f.location_id}]),
+                )
+            )
         if f.customer_id:
             query = query.where(orders.c.customer_id == f.customer_id)
         if f.fulfillment_status:
