@@ -258,6 +258,42 @@ async def test_groups_and_the_customers_answer(merchant: Caller, other: Caller) 
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
+async def test_a_membership_change_is_a_change_of_the_customer(
+    merchant: Caller, service: Service
+) -> None:
+    """Promotions for a group are priced from customer events: joining or leaving a group is
+    a new version of the customer, announced; adding a member again changes nothing."""
+    vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP"))).group
+    a = await merchant.create(given_name="A")
+
+    async def updates() -> list[list[str]]:
+        rows = await service.sql(
+            "SELECT payload FROM outbox WHERE merchant_id = :m"
+            " AND event_type = 'pos.customer.v1.CustomerUpdated' ORDER BY seq",
+            m=merchant.merchant,
+        )
+        found = [events_pb2.CustomerUpdated.FromString(bytes(r.payload)) for r in rows]
+        return [list(e.customer.group_ids) for e in found if e.customer.id == a.id]
+
+    async def version() -> int:
+        got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=a.id))
+        return int(got.customer.version)
+
+    for _ in range(2):  # the second time it is a member already: no change
+        await merchant(
+            "AddGroupMembers",
+            customer_pb2.AddGroupMembersRequest(group_id=vip.id, customer_ids=[a.id]),
+        )
+        assert await version() == a.version + 1
+        assert await updates() == [[vip.id]]
+    await merchant(
+        "RemoveGroupMembers",
+        customer_pb2.RemoveGroupMembersRequest(group_id=vip.id, customer_ids=[a.id]),
+    )
+    assert await version() == a.version + 2
+    assert await updates() == [[vip.id], []]
+
+
 async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     merchant: Caller,
 ) -> None:

@@ -117,7 +117,9 @@ async def get_group(group_id: PathId, svc: Svc) -> Group:
     **op("customers:write", "Add customers to a group", (404,), example=ex.GROUP),
 )
 async def add_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
-    """Customers already in the group stay once; an unknown customer is a 404 and adds none."""
+    """Customers already in the group stay once; an unknown customer is a 404 and adds none.
+    Each customer who joins gets a new `version` and a `customer.updated` event (promotions
+    for the group apply to their next sale)."""
     answer = await svc.customer.AddGroupMembers(
         customer_pb2.AddGroupMembersRequest(
             request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids
@@ -131,6 +133,7 @@ async def add_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
     **op("customers:write", "Remove customers from a group", (404,), example=ex.GROUP),
 )
 async def remove_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
+    """Each customer who leaves gets a new `version` and a `customer.updated` event."""
     answer = await svc.customer.RemoveGroupMembers(
         customer_pb2.RemoveGroupMembersRequest(
             request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids

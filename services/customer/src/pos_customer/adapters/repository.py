@@ -515,27 +515,35 @@ class SqlGroupRepository:
             await self._conn.execute(query.order_by(customer_groups.c.id).limit(page.fetch))
         ).all()
 
-    async def add_members(self, group_id: str, customer_ids: Sequence[str]) -> None:
-        if customer_ids:
-            await self._conn.execute(
-                pg_insert(group_members)
-                .values(
-                    [
-                        {"merchant_id": self._merchant, "group_id": group_id, "customer_id": c}
-                        for c in customer_ids
-                    ]
-                )
-                .on_conflict_do_nothing()
+    async def add_members(self, group_id: str, customer_ids: Sequence[str]) -> Sequence[str]:
+        """The customers who were not members yet."""
+        if not customer_ids:
+            return []
+        added = await self._conn.execute(
+            pg_insert(group_members)
+            .values(
+                [
+                    {"merchant_id": self._merchant, "group_id": group_id, "customer_id": c}
+                    for c in customer_ids
+                ]
             )
+            .on_conflict_do_nothing()
+            .returning(group_members.c.customer_id)
+        )
+        return list(added.scalars())
 
-    async def remove_members(self, group_id: str, customer_ids: Sequence[str]) -> None:
-        await self._conn.execute(
-            delete(group_members).where(
+    async def remove_members(self, group_id: str, customer_ids: Sequence[str]) -> Sequence[str]:
+        """The customers who were members."""
+        removed = await self._conn.execute(
+            delete(group_members)
+            .where(
                 group_members.c.merchant_id == self._merchant,
                 group_members.c.group_id == group_id,
                 group_members.c.customer_id.in_(list(customer_ids)),
             )
+            .returning(group_members.c.customer_id)
         )
+        return list(removed.scalars())
 
     async def of(self, customer_id: str) -> Sequence[Row[Any]]:
         member = select(group_members.c.group_id).where(

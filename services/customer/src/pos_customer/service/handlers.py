@@ -371,16 +371,29 @@ async def change_members(
         )
     )
     await get_group(uow, group_id)
+    # Locked in one order (no deadlock between two changes of overlapping lists): each
+    # customer whose groups change gets a new version below.
     if add:
         # Another merchant's customer is one that does not exist: a 404 names it.
-        for customer_id in ids:
-            await active_customer(uow, customer_id)
-        await uow.groups.add_members(group_id, ids)
+        for customer_id in sorted(ids):
+            await active_customer(uow, customer_id, for_update=True)
+        changed = await uow.groups.add_members(group_id, ids)
     else:
-        for customer_id in ids:
-            if await uow.customers.get(customer_id) is None:
+        for customer_id in sorted(ids):
+            if await uow.customers.get(customer_id, for_update=True) is None:
                 raise NotFound("customer", customer_id)
-        await uow.groups.remove_members(group_id, ids)
+        changed = await uow.groups.remove_members(group_id, ids)
+    # A customer's groups are part of the customer: promotions for a group are priced from
+    # the customer's events, and a partner's copy keyed on its version must see the change.
+    for customer_id in sorted(changed):
+        customer = await uow.customers.get(customer_id)
+        if customer is None or customer.status != ACTIVE:
+            continue  # a merged customer's groups went to the winner; it is not announced
+        seen = customer.version
+        customer.version += 1
+        saved = await uow.customers.save(customer, seen)
+        assert saved, "locked above"
+        uow.publish(CustomerUpdated(customer))
     return await get_group(uow, group_id)
 
 
