@@ -167,6 +167,15 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
         },
     )
     other = _post(http, "/v1/gift-cards", {"amount": {"amount": 700, "currency": "USD"}})
+    # It holds her orders and gift cards: a key that may read customers only may not read it.
+    made = _post(http, "/v1/api-keys", {"name": "customers only", "scopes": ["customers:read"]})
+    with httpx.Client(
+        base_url=platform.platform.gateway_url, headers={"Authorization": f"Bearer {made['key']}"}
+    ) as reader:
+        assert reader.get(f"/v1/customers/{zoe['id']}").status_code == 200
+        denied = reader.get(f"/v1/customers/{zoe['id']}/export")
+        assert (denied.status_code, denied.json()["code"]) == (403, "insufficient_scope")
+        assert sale["order"]["id"] not in denied.text
     export = http.get(f"/v1/customers/{zoe['id']}/export")
     assert export.status_code == 200, export.text
     exported = export.json()

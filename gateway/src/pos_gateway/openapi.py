@@ -400,7 +400,8 @@ def with_scope_described(document: dict[str, Any]) -> None:
         scopes = operation.get("x-required-scopes")
         if scopes:
             secrets = tuple(operation.get(SHOWN_ONCE, ()))
-            needs = f"Requires the `{scopes[0]}` scope." + (
+            named = " and ".join(f"`{s}`" for s in scopes)
+            needs = f"Requires the {named} scope{'s' if len(scopes) > 1 else ''}." + (
                 shown_once_text(secrets) if secrets else ""
             )
             rules = operation.get("description", "")

@@ -456,12 +456,15 @@ def op(
     example: dict[str, Any],
     status: int = 200,
     shown_once: tuple[str, ...] = (),
+    also: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Everything a /v1 route declares besides its path: scope check, docs, its success answer
     (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
     besides the EDGE ones). `shown_once` names the answer's secret fields: the edge reads them
-    here (idempotency.shown_once), never stores them, and a replay has them null."""
-    extra: dict[str, Any] = {"security": [{"apiKey": [scope]}], "x-required-scopes": [scope]}
+    here (idempotency.shown_once), never stores them, and a replay has them null. `also`: the
+    scopes of other resources the answer holds, required as well."""
+    scopes = [scope, *also]
+    extra: dict[str, Any] = {"security": [{"apiKey": scopes}], "x-required-scopes": scopes}
     if shown_once:
         extra[SHOWN_ONCE] = list(shown_once)
     return {
@@ -469,7 +472,7 @@ def op(
         # No description here: FastAPI then takes the route's docstring (its rules), and
         # openapi.build puts the scope in front of it.
         "status_code": status,
-        "dependencies": [require(scope)],
+        "dependencies": [require(s) for s in scopes],
         "responses": {status: success(example), **problems(*EDGE, *errors)},
         "openapi_extra": extra,
     }

@@ -412,13 +412,15 @@ async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> Merge
     **op("customers:read", "Export everything held about a customer", (404,),
          example={"customer": ex.CUSTOMER, "groups": [ex.GROUP],
                   "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE],
-                  "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD]}),
+                  "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD]},
+         also=("orders:read", "payments:read")),
 )  # fmt: skip
 async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
     """What every service holds about the customer, as JSON: the profile, groups, points and
     purchase history (customer service), the orders with their addresses and notes (order
-    service) and the gift cards issued to them (payment service). An erased customer is a
-    404: nothing of them is left to export."""
+    service) and the gift cards issued to them (payment service): so it takes the scopes that
+    read orders and gift cards too. An erased customer is a 404: nothing of them is left to
+    export."""
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
     sales, cards = await asyncio.gather(_sales_of(svc, customer_id), _cards_of(svc, customer_id))
     exported = to_json(answer)
