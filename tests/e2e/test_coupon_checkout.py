@@ -171,3 +171,43 @@ def test_a_web_order_with_a_coupon_is_reserved_then_redeemed_or_given_back(
     confirmed = _ok(_post(http, f"/v1/orders/{third['id']}/confirm", {}), 200)
     assert confirmed["status"] == "completed"
     assert confirmed["coupons"][0]["status"] == "redeemed"
+
+
+def _promotion_with_codes(http: httpx.Client, **coupons: Any) -> tuple[str, list[str]]:
+    promo = _ok(
+        _post(
+            http,
+            "/v1/promotions",
+            {"name": "Ten off", "percent_off_bps": 1000, "requires_coupon": True},
+        )
+    )
+    codes = [f"{n}-{uuid.uuid4().hex[:8].upper()}" for n in coupons.pop("names")]
+    _ok(_post(http, f"/v1/promotions/{promo['id']}/coupons", {"codes": codes, **coupons}))
+    return promo["id"], codes
+
+
+def _uses(http: httpx.Client, promotion_id: str) -> list[int]:
+    listed = http.get(f"/v1/promotions/{promotion_id}/coupons").json()["data"]
+    return [c["reserved_count"] + c["redeemed_count"] for c in listed]
+
+
+def test_a_second_code_of_the_same_promotion_is_refused_and_not_used_up(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    http, store = shop
+    promotion_id, codes = _promotion_with_codes(http, names=["SU-1", "SU-2"], max_uses=1)
+    body = _sale(store, "")
+    body["coupon_codes"] = [c.lower() for c in codes]
+    answer = _post(http, "/v1/checkouts", body)
+    assert answer.status_code == 409, answer.text
+    assert (answer.json()["code"], answer.json()["code_index"]) == ("coupon_not_applicable", 1)
+    cart = {k: body[k] for k in ("location_id", "lines", "coupon_codes")}
+    quote = _ok(_post(http, "/v1/carts/calculate", cart), 200)
+    assert [(r["code_index"], r["reason"]) for r in quote["rejected_coupons"]] == [
+        (1, "coupon_not_applicable")
+    ]
+    assert quote["discount_total"]["amount"] == 200
+    assert _uses(http, promotion_id) == [0, 0]
+    body["coupon_codes"] = codes[:1]
+    assert _ok(_post(http, "/v1/checkouts", body))["order"]["discount_total"]["amount"] == 200
+

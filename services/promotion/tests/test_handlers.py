@@ -287,3 +287,55 @@ def test_a_preview_refuses_a_coupon_the_customer_has_used_up_as_the_sale_would()
     assert err.value.code == "coupon_customer_limit"
     assert quote("cus_2") == (500, [])
     assert quote("") == (500, [])
+
+
+class Active:
+    def __init__(self, uow: FakeUow) -> None:
+        self.uow = uow
+
+    async def active(self, merchant_id: str) -> list[Promotion]:
+        return list(self.uow.promotions.rows.values())
+
+
+class Lookup:
+    def __init__(self, uow: FakeUow) -> None:
+        self.uow = uow
+
+    async def coupons(self, merchant_id: str, hashes: list[bytes]) -> dict[bytes, Coupon]:
+        return await self.uow.coupons.by_hashes(hashes)
+
+    async def uses_by(self, merchant_id: str, coupon_id: str, customer_id: str) -> int:
+        return await self.uow.coupons.uses_by(coupon_id, customer_id)
+
+
+def preview(uow: FakeUow, codes: list[str], customer_id: str = "") -> tuple[int, list[str]]:
+    priced, refused = run(  # type: ignore[misc]
+        handlers.calculate_discounts(
+            Active(uow), Lookup(uow), HASH, "mer_a", cart(3000), codes, customer_id
+        )
+    )
+    return priced.total_discount, [f"{c}:{r.value}" for c, r in refused]
+
+
+def test_a_second_code_of_the_same_promotion_is_not_applicable_and_not_used_up() -> None:
+    """The offer applies once: the second code would spend a use for nothing."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["SU-111", "SU-222"], 0, 1, 0, None))
+    assert preview(uow, ["su-111", "su-222"]) == (500, ["su-222:coupon_not_applicable"])
+    with pytest.raises(CouponRefused) as err:
+        run(
+            handlers.reserve_coupons(
+                uow,
+                HASH,
+                "ord_1",
+                ["su-111", "su-222"],
+                "",
+                cart(3000),
+                NOW,  # type: ignore[arg-type]
+            )
+        )
+    assert (err.value.code, err.value.metadata) == ("coupon_not_applicable", {"code_index": "1"})
+    assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["su-111"], "", cart(3000), NOW))  # type: ignore[arg-type]
+    assert [c.reserved_count for c in uow.coupons.rows.values()] == [1, 0]

@@ -162,7 +162,9 @@ async def calculate_discounts(
         by_id = {p.id: p for p in promotions}
         hashes = [hasher(merchant_id, cp.normalize(c)) for c in codes[: cp.MAX_CODES_PER_CART]]
         found = await lookup.coupons(merchant_id, hashes)
-        allowed: set[str] = set()
+        # The code that enables each offer: an offer applies once, so a second code of the
+        # same promotion gives nothing and is refused (the reservation would not hold it).
+        enabling: dict[str, str] = {}
         at = cart.context.at or datetime.now(UTC)
         for code, h in zip(codes, hashes, strict=False):
             coupon = found.get(h)
@@ -176,19 +178,18 @@ async def calculate_discounts(
                 )
             ) is not None:
                 refused.append((code, why))
+            elif coupon.promotion_id in enabling:
+                refused.append((code, Refusal.NOT_APPLICABLE))
             else:
-                allowed.add(coupon.promotion_id)
-        cart = replace(cart, context=replace(cart.context, coupon_offers=frozenset(allowed)))
+                enabling[coupon.promotion_id] = code
+        cart = replace(cart, context=replace(cart.context, coupon_offers=frozenset(enabling)))
         priced = discounts_for(promotions, cart)
         gave = {a.source for a in priced.applied}
-        for code, h in zip(codes, hashes, strict=False):
-            coupon = found.get(h)
-            if (
-                coupon is not None
-                and coupon.promotion_id in allowed
-                and coupon.promotion_id not in gave
-            ):
-                refused.append((code, Refusal.NOT_APPLICABLE))
+        refused += [
+            (code, Refusal.NOT_APPLICABLE)
+            for promotion_id, code in enabling.items()
+            if promotion_id not in gave
+        ]
         return priced, refused
     return discounts_for(promotions, cart), refused
 
@@ -292,20 +293,27 @@ async def reserve_coupons(
         )
         if promotion is None or promotion.status is not Status.ACTIVE:
             raise CouponRefused(i, Refusal.INACTIVE)
-        promotions[promotion.id] = promotion
         uses = await uow.coupons.uses_by(coupon.id, customer_id) if customer_id else None
         why = coupon.refusal(at, uses, customer_id)
         if why is not None:
             raise CouponRefused(i, why)
-        if cart is not None:
-            with_coupon = replace(
-                cart, context=replace(cart.context, coupon_offers=frozenset({promotion.id}))
-            )
-            priced = discounts_for([promotion], with_coupon)
-            if not any(a.source == promotion.id for a in priced.applied):
-                raise CouponRefused(i, Refusal.NOT_APPLICABLE)
+        # An offer applies once however many of its codes are named: a second one would use
+        # up a redemption for nothing.
+        if promotion.id in promotions:
+            raise CouponRefused(i, Refusal.NOT_APPLICABLE)
+        promotions[promotion.id] = promotion
         coupon.reserved_count += 1
         out.append((Reservation(order_id, coupon.id, customer_id), coupon))
+    if cart is not None:
+        # Priced together, as the preview prices them: two offers that cannot combine do not
+        # both apply, and the code of the one left out gives nothing.
+        with_coupons = replace(
+            cart, context=replace(cart.context, coupon_offers=frozenset(promotions))
+        )
+        gave = {a.source for a in discounts_for(list(promotions.values()), with_coupons).applied}
+        for i, (_, coupon) in enumerate(out):
+            if coupon.promotion_id not in gave:
+                raise CouponRefused(i, Refusal.NOT_APPLICABLE)
     for reservation, coupon in out:
         await uow.coupons.count(coupon)
         await uow.coupons.save_reservation(reservation)
