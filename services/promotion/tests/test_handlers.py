@@ -339,3 +339,29 @@ def test_a_second_code_of_the_same_promotion_is_not_applicable_and_not_used_up()
     assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
     run(handlers.reserve_coupons(uow, HASH, "ord_1", ["su-111"], "", cart(3000), NOW))  # type: ignore[arg-type]
     assert [c.reserved_count for c in uow.coupons.rows.values()] == [1, 0]
+
+
+def test_an_edit_of_the_rule_or_the_conditions_alone_keeps_the_other_in_its_currency() -> None:
+    """The part not sent keeps its amounts as they were; a sent amount in another currency is
+    a 400 on the sent field, never a silent change of the kept one."""
+    uow = FakeUow()
+    amount = Offer("promo_a", "Two off", Rule(Kind.AMOUNT_OFF, amount=200), currency="USD")
+    run(handlers.create_promotion(uow, amount))
+    web = replace(amount, conditions=Conditions(channels=frozenset({"web"})), currency="")
+    edited = run(handlers.update_promotion(uow, "promo_a", 0, ["conditions"], web, []))
+    assert isinstance(edited, Promotion) and edited.offer.currency == "USD"
+    eur = replace(amount, conditions=Conditions(min_amount=100), currency="EUR")
+    with pytest.raises(InvalidArgument) as err:
+        run(handlers.update_promotion(uow, "promo_a", 0, ["conditions"], eur, []))
+    assert [v.field for v in err.value.violations] == ["conditions.min_amount.currency"]
+    assert uow.promotions.rows["promo_a"].offer.currency == "USD"
+
+    spend = Offer("promo_b", "Spend", TEN.rule, Conditions(min_amount=2000), currency="USD")
+    run(handlers.create_promotion(uow, spend))
+    deeper = replace(spend, rule=Rule(Kind.PERCENT_OFF, percent_bps=2000), currency="")
+    edited = run(handlers.update_promotion(uow, "promo_b", 0, ["rule"], deeper, []))
+    assert isinstance(edited, Promotion) and edited.offer.currency == "USD"
+    gbp = replace(spend, rule=Rule(Kind.AMOUNT_OFF, amount=300), currency="GBP")
+    with pytest.raises(InvalidArgument) as err:
+        run(handlers.update_promotion(uow, "promo_b", 0, ["rule"], gbp, []))
+    assert [v.field for v in err.value.violations] == ["rule.amount.currency"]

@@ -13,7 +13,16 @@ from pos_kit.proto_money import to_proto
 from pos_promotion.domain.coupons import Coupon, Reservation
 from pos_promotion.domain.engine import Context, Manual, ManualKind, Priced
 from pos_promotion.domain.model import CartLineInput, MoneyInput, Promotion, Status
-from pos_promotion.domain.rules import Conditions, Kind, Level, Offer, Rule, Selector, Tier
+from pos_promotion.domain.rules import (
+    MONEY_KINDS,
+    Conditions,
+    Kind,
+    Level,
+    Offer,
+    Rule,
+    Selector,
+    Tier,
+)
 
 KINDS = {
     pb.OFFER_KIND_PERCENT_OFF: Kind.PERCENT_OFF,
@@ -189,7 +198,7 @@ def promotion_to_proto(p: Promotion) -> pb.Promotion:
     rule.level = LEVELS_PB[r.level]
     rule.items.CopyFrom(_selector_pb(r.items))
     rule.percent_bps = r.percent_bps
-    if o.currency and r.kind in (Kind.AMOUNT_OFF, Kind.BUNDLE, Kind.SALE_PRICE):
+    if o.currency and r.kind in MONEY_KINDS:
         rule.amount.CopyFrom(to_proto(Money(r.amount, o.currency)))
     rule.buy_quantity = r.buy_quantity
     rule.get_quantity = r.get_quantity

@@ -14,7 +14,16 @@ from pos_kit.money import BPS, MINOR_UNITS, Money
 from pos_promotion.domain import engine
 from pos_promotion.domain.coupons import CouponRedeemed, CouponReleased
 from pos_promotion.domain.engine import Context, Line, Manual, ManualKind, Priced
-from pos_promotion.domain.rules import ORDER_KINDS, Conditions, Kind, Level, Offer, Rule, Selector
+from pos_promotion.domain.rules import (
+    MONEY_KINDS,
+    ORDER_KINDS,
+    Conditions,
+    Kind,
+    Level,
+    Offer,
+    Rule,
+    Selector,
+)
 
 MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 200
@@ -159,8 +168,7 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
         r.level is Level.ITEM or r.items.everything, "rule.items", "an order rule names no items"
     )
     v += require(r.limit_per_order >= 0, "rule.limit_per_order", "must not be negative")
-    uses_money = r.kind in (Kind.AMOUNT_OFF, Kind.BUNDLE, Kind.SALE_PRICE)
-    if uses_money:
+    if r.kind in MONEY_KINDS:
         v += _currency_violations("rule.amount.currency", currency)
         low = 1 if r.kind is Kind.AMOUNT_OFF else 0
         v += require(r.amount >= low, "rule.amount.amount", f"must be at least {low}")
@@ -249,6 +257,25 @@ def validate_offer(offer: Offer, parse_violations: list[FieldViolation] | None =
     v += _conditions_violations(offer.conditions, offer.currency)
     raise_if(v)
     return offer
+
+
+def edited_currency(
+    current: Offer, fields: set[str], sent: str
+) -> tuple[str, list[FieldViolation]]:
+    """The currency of an offer whose rule or conditions (`fields`) are replaced by parts whose
+    amounts are in `sent` (empty: they hold none). A part left as it was keeps its amounts in
+    the current currency, so a sent amount in another is refused."""
+    if "rule" not in fields and current.rule.kind in MONEY_KINDS:
+        sent_field = "conditions.min_amount.currency"
+    elif "conditions" not in fields and current.conditions.min_amount:
+        sent_field = "rule.amount.currency"
+    else:
+        return sent, []
+    return current.currency, require(
+        sent in ("", current.currency),
+        sent_field,
+        f"must be the promotion's currency {current.currency!r}",
+    )
 
 
 def first_kind_offer(

@@ -42,6 +42,8 @@ ITEM_STAGES: tuple[Kind, ...] = (
 )
 ORDER_STAGES: tuple[Kind, ...] = (Kind.PERCENT_OFF, Kind.AMOUNT_OFF)
 ORDER_KINDS = frozenset(ORDER_STAGES)
+# The kinds whose rule holds an amount, in the offer's currency.
+MONEY_KINDS = frozenset({Kind.AMOUNT_OFF, Kind.BUNDLE, Kind.SALE_PRICE})
 
 
 @dataclass(frozen=True)

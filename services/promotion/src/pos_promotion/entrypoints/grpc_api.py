@@ -103,8 +103,11 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     async def UpdatePromotion(
         self, request: pb.UpdatePromotionRequest, uow: PromotionUow
     ) -> pb.UpdatePromotionResponse:
+        # Only the parts being replaced are read: their currency is checked against the kept.
+        mask = set(request.update_mask)
         rule, conditions, currency, violations = messages.offer_parts(
-            request.rule, request.conditions
+            request.rule if "rule" in mask else pb.Rule(),
+            request.conditions if "conditions" in mask else pb.Conditions(),
         )
         changes = Offer(
             request.id,

@@ -28,6 +28,7 @@ from pos_promotion.domain.model import (
     PromotionUpdated,
     Status,
     discounts_for,
+    edited_currency,
     new_promotion,
     stale,
     validate_offer,
@@ -90,12 +91,18 @@ async def update_promotion(
     promotion.check_version(expected_version)
     o = promotion.offer
     fields = set(mask)
+    # Only what is being changed can have failed to parse.
+    relevant = [v for v in parse_violations if v.field.split(".")[0] in fields]
+    currency = o.currency
+    if fields & {"rule", "conditions"}:
+        currency, mixed = edited_currency(o, fields, changes.currency)
+        relevant += mixed
     new = replace(
         o,
         name=changes.name if "name" in fields else o.name,
         rule=changes.rule if "rule" in fields else o.rule,
         conditions=changes.conditions if "conditions" in fields else o.conditions,
-        currency=changes.currency if fields & {"rule", "conditions"} else o.currency,
+        currency=currency,
         priority=changes.priority if "priority" in fields else o.priority,
         exclusive=changes.exclusive if "exclusive" in fields else o.exclusive,
         stackable=changes.stackable if "stackable" in fields else o.stackable,
@@ -103,8 +110,6 @@ async def update_promotion(
         if "requires_coupon" in fields
         else o.requires_coupon,
     )
-    # Only what is being changed can have failed to parse.
-    relevant = [v for v in parse_violations if v.field.split(".")[0] in fields]
     new = validate_offer(new, relevant)
     seen = promotion.version
     promotion.redefine(new)
