@@ -211,3 +211,25 @@ def test_a_second_code_of_the_same_promotion_is_refused_and_not_used_up(
     body["coupon_codes"] = codes[:1]
     assert _ok(_post(http, "/v1/checkouts", body))["order"]["discount_total"]["amount"] == 200
 
+
+def test_a_code_limited_per_customer_is_refused_to_a_sale_without_one(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    http, store = shop
+    promotion_id, [code] = _promotion_with_codes(
+        http, names=["ONE-PER-CUST"], max_uses_per_customer=1
+    )
+    answer = _post(http, "/v1/checkouts", _sale(store, code))
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["code"] == "coupon_customer_required"
+    assert "customer_id" in answer.json()["detail"]
+    web = {
+        "location_id": store,
+        "lines": [{"sku": "CPN-TEE", "quantity": 1}],
+        "coupon_codes": [code],
+    }
+    refused = _post(http, "/v1/orders", web)
+    assert refused.status_code == 409 and refused.json()["code"] == "coupon_customer_required"
+    quote = _ok(_post(http, "/v1/carts/calculate", web), 200)
+    assert [r["reason"] for r in quote["rejected_coupons"]] == ["coupon_customer_required"]
+    assert _uses(http, promotion_id) == [0]

@@ -253,7 +253,7 @@ def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() ->
 
 def test_a_preview_refuses_a_coupon_the_customer_has_used_up_as_the_sale_would() -> None:
     """One use per customer: after the customer's first order the quote names the reason
-    (`coupon_customer_limit`) and gives no discount; another customer, or none, still gets it."""
+    (`coupon_customer_limit`) and gives no discount; another customer still gets it."""
     uow = FakeUow()
     run(handlers.create_promotion(uow, FIVE_OFF))
     run(handlers.create_coupons(uow, HASH, "promo_2", ["ONCE-1"], 0, 0, 1, None))
@@ -286,7 +286,6 @@ def test_a_preview_refuses_a_coupon_the_customer_has_used_up_as_the_sale_would()
         run(handlers.reserve_coupons(uow, HASH, "ord_2", ["ONCE-1"], "cus_1", None, NOW))
     assert err.value.code == "coupon_customer_limit"
     assert quote("cus_2") == (500, [])
-    assert quote("") == (500, [])
 
 
 class Active:
@@ -365,3 +364,16 @@ def test_an_edit_of_the_rule_or_the_conditions_alone_keeps_the_other_in_its_curr
     with pytest.raises(InvalidArgument) as err:
         run(handlers.update_promotion(uow, "promo_b", 0, ["rule"], gbp, []))
     assert [v.field for v in err.value.violations] == ["rule.amount.currency"]
+
+
+def test_a_code_limited_per_customer_needs_a_customer() -> None:
+    """Anonymous sales cannot be counted per customer, so they would use it without end."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["ONE-PER-CUST"], 0, 0, 1, None))
+    assert preview(uow, ["one-per-cust"]) == (0, ["one-per-cust:coupon_customer_required"])
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["one-per-cust"], "", None, NOW))
+    assert err.value.code == "coupon_customer_required" and "customer_id" in err.value.message
+    assert uow.coupons.held == []
+    assert preview(uow, ["one-per-cust"], "cus_1") == (500, [])

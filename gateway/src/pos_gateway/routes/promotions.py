@@ -226,7 +226,14 @@ class CouponsIn(Body):
     max_uses: StrictInt = Field(
         0, ge=0, le=2**31 - 1, json_schema_extra=INT32, description="0: no limit"
     )
-    max_uses_per_customer: StrictInt = Field(0, ge=0, le=2**31 - 1, json_schema_extra=INT32)
+    max_uses_per_customer: StrictInt = Field(
+        0,
+        ge=0,
+        le=2**31 - 1,
+        json_schema_extra=INT32,
+        description="0: no limit; with a limit a sale must name its customer_id "
+        "(409 coupon_customer_required)",
+    )
     expires_at: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
 
 

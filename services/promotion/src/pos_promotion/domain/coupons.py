@@ -48,6 +48,7 @@ class Refusal(StrEnum):
     EXPIRED = "coupon_expired"
     EXHAUSTED = "coupon_exhausted"
     CUSTOMER_LIMIT = "coupon_customer_limit"
+    CUSTOMER_REQUIRED = "coupon_customer_required"  # limited per customer; the sale names none
     INACTIVE = "coupon_inactive"  # its promotion is paused or ended
     NOT_APPLICABLE = "coupon_not_applicable"  # gives this cart nothing
 
@@ -57,6 +58,7 @@ MESSAGES = {
     Refusal.EXPIRED: "the coupon has expired",
     Refusal.EXHAUSTED: "the coupon has no uses left",
     Refusal.CUSTOMER_LIMIT: "this customer has used the coupon as often as it allows",
+    Refusal.CUSTOMER_REQUIRED: "the coupon is limited per customer: name the customer_id",
     Refusal.INACTIVE: "the coupon's promotion is not running",
     Refusal.NOT_APPLICABLE: "the coupon gives this cart no discount",
 }
@@ -88,9 +90,13 @@ class Coupon:
             return Refusal.EXPIRED
         if self.max_uses and self.redeemed_count + self.reserved_count >= self.max_uses:
             return Refusal.EXHAUSTED
-        limited = self.max_uses_per_customer and customer_id and customer_uses is not None
-        if limited and (customer_uses or 0) >= self.max_uses_per_customer:
-            return Refusal.CUSTOMER_LIMIT
+        if self.max_uses_per_customer:
+            # Without a customer the limit could not be counted: every anonymous sale would
+            # use the code again.
+            if not customer_id:
+                return Refusal.CUSTOMER_REQUIRED
+            if customer_uses is not None and customer_uses >= self.max_uses_per_customer:
+                return Refusal.CUSTOMER_LIMIT
         return None
 
 

@@ -1670,7 +1670,9 @@ class RejectedCoupon(_message.Message):
     code_index: _builtins.int
     """Its position in coupon_codes (the code itself is not repeated back)."""
     reason: _builtins.str
-    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable"""
+    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable,
+    coupon_customer_limit, coupon_customer_required
+    """
     message: _builtins.str
     def __init__(
         self,

@@ -1282,7 +1282,9 @@ class RejectedCoupon(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     reason: _builtins.str
-    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable"""
+    """coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, coupon_not_applicable,
+    coupon_customer_limit, coupon_customer_required
+    """
     message: _builtins.str
     def __init__(
         self,
