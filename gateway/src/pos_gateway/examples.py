@@ -284,7 +284,7 @@ PROMOTION = {
 COUPON = {
     "id": "cpn_01j9x6qa1b2c3d4e5f6g7h8j9k",
     "promotion_id": PROMOTION["id"],
-    "code_hint": "R-26",
+    "code_hint": "-26",
     "max_uses": 500,
     "max_uses_per_customer": 1,
     "redeemed_count": 0,

@@ -99,19 +99,19 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
         assert kind in SOURCES["promotion"] and event.type in EVENT_TYPES
     redeemed = promotion_events_pb2.CouponRedeemed(
         coupon=promotion_pb2.Coupon(
-            id="cpn_1", promotion_id="promo_1", code_hint="R-26", max_uses=5, redeemed_count=1
+            id="cpn_1", promotion_id="promo_1", code_hint="-26", max_uses=5, redeemed_count=1
         ),
         order_id="ord_1",
     )
     _stamped(redeemed, redeemed.coupon.created_at)
     (event,) = public_events(redeemed)
     assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
-    assert event.data["object"]["code_hint"] == "R-26" and "code" not in event.data["object"]
+    assert event.data["object"]["code_hint"] == "-26" and "code" not in event.data["object"]
     assert "coupon.redeemed" in EVENT_TYPES
     # Its order cancelled after confirmation: the use given back, the count down again.
     released = promotion_events_pb2.CouponReleased(
         coupon=promotion_pb2.Coupon(
-            id="cpn_1", promotion_id="promo_1", code_hint="R-26", max_uses=5, redeemed_count=0
+            id="cpn_1", promotion_id="promo_1", code_hint="-26", max_uses=5, redeemed_count=0
         ),
         order_id="ord_1",
     )

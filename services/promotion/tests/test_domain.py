@@ -7,7 +7,7 @@ from datetime import datetime, time
 import pytest
 
 from pos_kit.errors import InvalidArgument
-from pos_promotion.domain.coupons import normalize, validate_batch
+from pos_promotion.domain.coupons import hint, normalize, validate_batch
 from pos_promotion.domain.engine import Manual, ManualKind
 from pos_promotion.domain.model import (
     CartLineInput,
@@ -85,3 +85,13 @@ def test_coupon_codes_ignore_case_and_a_batch_is_checked_whole() -> None:
         validate_batch(["save10", "SAVE10", "a"], 0, -1, 0)
     assert set(fields(err)) == {"codes", "codes[2]", "max_uses"}
     assert validate_batch(["Summer-26"], 0, 5, 1) == ["SUMMER-26"]
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [("SU1", "1"), ("ABCD", "D"), ("SAVE10", "10"), ("WINTER-26", "-26"), ("K7M2P9Q3R4T6", "R4T6")],
+)
+def test_a_hint_never_shows_a_code_whole(code: str, shown: str) -> None:
+    """A third of the code at most, four characters at most: a 3-4 character code is not
+    given away by a coupon list, an order or an event."""
+    assert hint(code) == shown

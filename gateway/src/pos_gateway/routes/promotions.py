@@ -451,7 +451,7 @@ async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> Cou
 async def list_coupons(
     promotion_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
 ) -> CouponList:
-    """Never the codes: each shows its last four characters."""
+    """Never the codes: each shows its last characters (a third of it, four at most)."""
     answer = await svc.promotion.ListCoupons(
         pb.ListCouponsRequest(promotion_id=promotion_id, page_size=limit, page_token=cursor or "")
     )

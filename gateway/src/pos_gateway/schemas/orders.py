@@ -140,7 +140,11 @@ class StatusChange(Answer):
 class OrderCoupon(Answer):
     coupon_id: Id
     promotion_id: Id
-    code_hint: str = Field(max_length=8, description="The code's last four characters")
+    code_hint: str = Field(
+        max_length=8,
+        description="The code's last characters: a third of it, four at most (never the whole "
+        "code)",
+    )
     status: str = Field(
         max_length=32,
         description="reserved (at checkout), redeemed (the order confirmed) or released (it "

@@ -93,7 +93,11 @@ class PromotionList(Page[Promotion]):
 class Coupon(Answer):
     id: Id
     promotion_id: Id
-    code_hint: str = Field(max_length=4, description="The code's last four characters")
+    code_hint: str = Field(
+        max_length=4,
+        description="The code's last characters: a third of it, four at most (never the whole "
+        "code)",
+    )
     max_uses: int = Field(ge=0, le=2**31 - 1, json_schema_extra=INT32, description="0: no limit")
     max_uses_per_customer: int = Field(ge=0, le=2**31 - 1, json_schema_extra=INT32)
     redeemed_count: int = Field(ge=0, le=2**31 - 1, json_schema_extra=INT32)

@@ -32,7 +32,9 @@ def generate(count: int) -> list[str]:
 
 
 def hint(code: str) -> str:
-    return code[-4:]
+    """What a list may show of a code: its last characters, a third of it at most and never
+    more than four (a generated code shows four), so a short code is never shown whole."""
+    return code[len(code) - min(4, len(code) // 3) :]
 
 
 class ReservationStatus(StrEnum):
