@@ -3,6 +3,7 @@ shown once. A merchant of its own, so no other test's checkout sees these offers
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -117,3 +118,12 @@ def test_coupon_codes_are_shown_once_and_an_unused_promotion_is_deleted(
     deleted = shop.delete(f"/v1/promotions/{unused['id']}")
     assert deleted.status_code == 200 and deleted.json()["id"] == unused["id"]
     assert shop.get(f"/v1/promotions/{unused['id']}").status_code == 404
+    # A partner mirroring promotions hears of it: a tombstone in the feed.
+    deadline = time.monotonic() + 20
+    while True:
+        feed = shop.get("/v1/events", params={"types": "promotion.deleted"}).json()["data"]
+        tombstones = [e["data"]["object"] for e in feed]
+        if tombstones or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert tombstones == [{"id": unused["id"]}]

@@ -102,11 +102,15 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
             id="cpn_1", promotion_id="promo_1", code_hint="-26", max_uses=5, redeemed_count=1
         ),
         order_id="ord_1",
+        customer_id="cus_1",
     )
     _stamped(redeemed, redeemed.coupon.created_at)
     (event,) = public_events(redeemed)
     assert (event.type, event.resource_id) == ("coupon.redeemed", "cpn_1")
     assert event.data["object"]["code_hint"] == "-26" and "code" not in event.data["object"]
+    # Which sale used it, as the promotion's event says: a partner counting uses per order.
+    assert (event.data["order_id"], event.data["customer_id"]) == ("ord_1", "cus_1")
+    assert EventData.model_validate(event.data).model_dump()["order_id"] == "ord_1"
     assert "coupon.redeemed" in EVENT_TYPES
     # Its order cancelled after confirmation: the use given back, the count down again.
     released = promotion_events_pb2.CouponReleased(
@@ -119,7 +123,18 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
     (event,) = public_events(released)
     assert (event.type, event.resource_id) == ("coupon.released", "cpn_1")
     assert event.data["object"]["redeemed_count"] == 0 and "code" not in event.data["object"]
+    assert (event.data["order_id"], event.data["customer_id"]) == ("ord_1", "")
     assert "coupon.released" in EVENT_TYPES
+    # Deleted (never used): a tombstone, so a partner mirroring promotions drops it.
+    deleted = promotion_events_pb2.PromotionDeleted(promotion_id="promo_1")
+    _stamped(deleted)
+    (event,) = public_events(deleted)
+    assert (event.type, event.resource_id, event.data) == (
+        "promotion.deleted",
+        "promo_1",
+        {"object": {"id": "promo_1"}},
+    )
+    assert "promotion.deleted" in EVENT_TYPES
 
 
 def _shift_closed() -> shifts_pb2.ShiftClosed:

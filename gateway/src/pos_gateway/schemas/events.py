@@ -21,6 +21,7 @@ _NAMES = """
     gift_card.activity_created
     shift.opened shift.closed register.paired register.retired staff.created staff.updated
     staff.deactivated override.granted promotion.created promotion.updated promotion.ended
+    promotion.deleted
     coupon.redeemed coupon.released customer.created customer.updated customer.merged
     customer.erased loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
     loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled
@@ -50,15 +51,27 @@ LOW_STOCK_THRESHOLD = {
 }
 
 
+# The same for what a coupon's use carries beside the coupon.
+def _use_of(what: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "maxLength": 64,
+        "description": f"`coupon.redeemed` and `coupon.released` only: the {what} of the use",
+    }
+
+
 def _documented_extras(schema: dict[str, Any]) -> None:
     schema["properties"]["threshold"] = LOW_STOCK_THRESHOLD
+    schema["properties"]["order_id"] = _use_of("order")
+    schema["properties"]["customer_id"] = _use_of("customer (empty when the sale named none)")
 
 
 class EventData(Answer):
     """`object`, and for some types more beside it: `order.returned` carries the return as
     `object` and the order as it stands after it as `order`; `inventory.low_stock` carries
     the stock level (its `sku`, `location_id` and `available`) as `object` and the threshold
-    it fell to or below as `threshold`."""
+    it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
+    coupon as `object` and the `order_id` and `customer_id` of the use."""
 
     # The extras pass as they are; no other type gains a field.
     model_config = ConfigDict(extra="allow", json_schema_extra=_documented_extras)

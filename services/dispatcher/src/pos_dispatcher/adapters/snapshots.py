@@ -69,6 +69,12 @@ _SHIFT_TIMES = ("closed_at", "opened_at")
 _REGISTER_TIMES = ("retired_at", "paired_at", "created_at")
 
 
+def _use(m: Any) -> dict[str, Any]:
+    """A coupon's use: the coupon, and beside it the order and customer ("" when the sale named
+    none) it was redeemed or given back by."""
+    return {**_object(Coupon, m.coupon), "order_id": m.order_id, "customer_id": m.customer_id}
+
+
 def _level_id(level: Any) -> str:
     return f"{level.location_id}:{level.sku}"
 
@@ -219,12 +225,12 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     promotion_events.PromotionEnded: lambda m: [
         ("promotion.ended", m.promotion.id, _object(Promotion, m.promotion))
     ],
-    promotion_events.CouponRedeemed: lambda m: [
-        ("coupon.redeemed", m.coupon.id, _object(Coupon, m.coupon))
+    # A tombstone: the id only (a partner mirroring promotions drops it).
+    promotion_events.PromotionDeleted: lambda m: [
+        ("promotion.deleted", m.promotion_id, {"object": {"id": m.promotion_id}})
     ],
-    promotion_events.CouponReleased: lambda m: [
-        ("coupon.released", m.coupon.id, _object(Coupon, m.coupon))
-    ],
+    promotion_events.CouponRedeemed: lambda m: [("coupon.redeemed", m.coupon.id, _use(m))],
+    promotion_events.CouponReleased: lambda m: [("coupon.released", m.coupon.id, _use(m))],
     customer_events.CustomerCreated: lambda m: [
         ("customer.created", m.customer.id, _object(Customer, m.customer))
     ],
