@@ -55,9 +55,12 @@ class FakePromotions:
     async def remove(self, promotion_id: str) -> None:
         del self.rows[promotion_id]
 
-    async def mark_used(self, promotion_ids: set[str]) -> None:
-        for pid in promotion_ids:
+    async def mark_used(self, promotion_ids: set[str]) -> set[str]:
+        marked = {pid for pid in promotion_ids if not self.rows[pid].used}
+        for pid in marked:
             self.rows[pid].used = True
+            self.rows[pid].version += 1
+        return marked
 
     async def list(self, page: PageRequest) -> list[Promotion]:
         return sorted(self.rows.values(), key=lambda p: p.id)[: page.fetch]
@@ -377,3 +380,22 @@ def test_a_code_limited_per_customer_needs_a_customer() -> None:
     assert err.value.code == "coupon_customer_required" and "customer_id" in err.value.message
     assert uow.coupons.held == []
     assert preview(uow, ["one-per-cust"], "cus_1") == (500, [])
+
+
+def test_the_first_use_of_a_promotion_is_a_new_version_announced_once() -> None:
+    """`used` is part of the promotion as GET shows it: it changes with the version (and the
+    ETag), and partners hear of it; later uses change nothing."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["USE-A", "USE-B"], 0, 0, 0, None))
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["use-a"], "", None, NOW))
+    assert (uow.promotions.rows["promo_2"].used, uow.promotions.rows["promo_2"].version) == (
+        True,
+        2,
+    )
+    announced = uow.published[-1]
+    assert isinstance(announced, PromotionUpdated) and announced.promotion.used
+    assert announced.promotion.version == 2
+    count = len(uow.published)
+    run(handlers.reserve_coupons(uow, HASH, "ord_2", ["use-b"], "", None, NOW))
+    assert uow.promotions.rows["promo_2"].version == 2 and len(uow.published) == count

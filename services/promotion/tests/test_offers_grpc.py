@@ -297,6 +297,12 @@ async def test_delete_only_while_unused(running: Running) -> None:
     )
     assert await running.count(coupons, coupons.c.promotion_id == spare.id) == 0
     await reserve(running, "c-17", "ord_1", ["used1"])
+    # Its first use is a change GET shows: a new version (so a new ETag), not a silent flag.
+    got = await running.stub.GetPromotion(
+        pb.GetPromotionRequest(id=coupon_promo.id), metadata=md(), timeout=10
+    )
+    assert (got.promotion.used, got.promotion.version) == (True, coupon_promo.version + 1)
+    assert got.promotion.updated_at.ToDatetime() > coupon_promo.updated_at.ToDatetime()
     err = await refused(
         running.stub.DeletePromotion(
             pb.DeletePromotionRequest(request_id="c-18", id=coupon_promo.id),

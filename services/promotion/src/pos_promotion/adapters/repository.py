@@ -137,16 +137,18 @@ class SqlPromotionRepository:
         )
         return [_promotion(r) for r in rows]
 
-    async def mark_used(self, promotion_ids: set[str]) -> None:
-        await self._conn.execute(
+    async def mark_used(self, promotion_ids: set[str]) -> set[str]:
+        rows = await self._conn.execute(
             update(promotions)
             .where(
                 promotions.c.merchant_id == self._merchant,
                 promotions.c.id.in_(promotion_ids),
                 promotions.c.used.is_(False),
             )
-            .values(used=True)
+            .values(used=True, version=promotions.c.version + 1)
+            .returning(promotions.c.id)
         )
+        return set(rows.scalars())
 
 
 def _coupon(row: Any) -> Coupon:

@@ -322,7 +322,12 @@ async def reserve_coupons(
     for reservation, coupon in out:
         await uow.coupons.count(coupon)
         await uow.coupons.save_reservation(reservation)
-    await uow.promotions.mark_used(set(promotions))
+    # `used` is shown by GET and decides whether it can be deleted: its first use is a new
+    # version, announced like any other change.
+    for promotion_id in sorted(await uow.promotions.mark_used(set(promotions))):
+        now_used = await uow.promotions.get(promotion_id)
+        if now_used is not None:
+            uow.publish(PromotionUpdated(now_used))
     return out
 
 
