@@ -127,3 +127,36 @@ def test_coupon_codes_are_shown_once_and_an_unused_promotion_is_deleted(
             break
         time.sleep(0.2)
     assert tombstones == [{"id": unused["id"]}]
+
+
+def test_contradictory_input_is_a_400_naming_the_field(shop: httpx.Client) -> None:
+    def refused(path: str, body: dict[str, Any]) -> set[str]:
+        answer = _post(shop, path, body)
+        assert answer.status_code == 400, answer.text
+        return {e["field"] for e in answer.json()["errors"]}
+
+    both = {"name": "Both", "percent_off_bps": 1000}
+    both["rule"] = {"kind": "percent_off", "percent_bps": 500}
+    assert refused("/v1/promotions", both) == {"percent_off_bps"}
+    foreign = {
+        "name": "Foreign",
+        "rule": {
+            "kind": "amount_off",
+            "amount": {"amount": 500, "currency": "USD"},
+            "percent_bps": 500,
+        },
+    }
+    assert refused("/v1/promotions", foreign) == {"rule.percent_bps"}
+    channel = {"name": "Odd channel", "percent_off_bps": 100}
+    channel["rule"] = {"kind": "percent_off", "percent_bps": 100}
+    del channel["percent_off_bps"]
+    channel["conditions"] = {"channels": ["Web Shop"]}
+    assert refused("/v1/promotions", channel) == {"conditions.channels"}
+    # A channel of the merchant's own naming is fine, as the order service takes any such name.
+    channel["conditions"] = {"channels": ["bogus"]}
+    assert _post(shop, "/v1/promotions", channel).status_code == 201
+    promo = _post(
+        shop, "/v1/promotions", {"name": "Late", "percent_off_bps": 100, "requires_coupon": True}
+    ).json()
+    expired = {"codes": ["LATE-2025"], "expires_at": "2025-01-01T00:00:00Z"}
+    assert refused(f"/v1/promotions/{promo['id']}/coupons", expired) == {"expires_at"}

@@ -219,7 +219,9 @@ def test_a_redeemed_use_released_comes_off_the_count_once() -> None:
 def test_an_expired_coupon_is_refused_at_checkout_and_a_reason_in_a_preview() -> None:
     uow = FakeUow()
     run(handlers.create_promotion(uow, FIVE_OFF))
-    run(handlers.create_coupons(uow, HASH, "promo_2", ["OLD-1"], 0, 0, 0, NOW - timedelta(days=1)))
+    yesterday = NOW - timedelta(days=1)
+    made_before = NOW - timedelta(days=2)
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["OLD-1"], 0, 0, 0, yesterday, made_before))
     with pytest.raises(CouponRefused) as err:
         run(handlers.reserve_coupons(uow, HASH, "ord_1", ["old-1"], "", None, NOW))
     assert err.value.code == "coupon_expired"
@@ -399,3 +401,28 @@ def test_the_first_use_of_a_promotion_is_a_new_version_announced_once() -> None:
     count = len(uow.published)
     run(handlers.reserve_coupons(uow, HASH, "ord_2", ["use-b"], "", None, NOW))
     assert uow.promotions.rows["promo_2"].version == 2 and len(uow.published) == count
+
+
+def test_contradictory_or_impossible_input_is_a_400_naming_the_field() -> None:
+    """Nothing given is dropped without a word: a field the rule's kind does not use, a
+    channel no sale can name, coupons expired before they exist."""
+    uow = FakeUow()
+    foreign = replace(TEN, rule=Rule(Kind.AMOUNT_OFF, amount=500, percent_bps=500), currency="USD")
+    with pytest.raises(InvalidArgument) as err:
+        run(handlers.create_promotion(uow, foreign))
+    assert [v.field for v in err.value.violations] == ["rule.percent_bps"]
+    odd = replace(TEN, conditions=Conditions(channels=frozenset({"web", "Web Shop"})))
+    with pytest.raises(InvalidArgument) as err:
+        run(handlers.create_promotion(uow, odd))
+    assert [v.field for v in err.value.violations] == ["conditions.channels"]
+    # Free-form names, as the order service takes them: an offer for a channel of your own.
+    run(
+        handlers.create_promotion(
+            uow, replace(TEN, conditions=Conditions(channels=frozenset({"bogus"})))
+        )
+    )
+    run(handlers.create_promotion(uow, replace(FIVE_OFF, id="promo_c")))
+    with pytest.raises(InvalidArgument) as err:
+        run(handlers.create_coupons(uow, HASH, "promo_c", ["LATE-1"], 0, 0, 0, NOW, NOW))
+    assert [v.field for v in err.value.violations] == ["expires_at"]
+    assert uow.coupons.rows == {}

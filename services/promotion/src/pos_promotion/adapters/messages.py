@@ -155,6 +155,13 @@ def offer_from_create(
     promotion_id: str, r: pb.CreatePromotionRequest
 ) -> tuple[Offer, list[FieldViolation]]:
     rule, conditions, currency, violations = offer_parts(r.rule, r.conditions)
+    # The first version's fields would be dropped without a word: a contradiction, refused.
+    if r.percent_off_bps:
+        violations.append(FieldViolation("percent_off_bps", "give a rule or this, not both"))
+    if r.HasField("minimum_subtotal"):
+        violations.append(
+            FieldViolation("minimum_subtotal", "with a rule, use conditions.min_amount")
+        )
     offer = Offer(
         promotion_id,
         r.name,

@@ -129,10 +129,18 @@ class Reservation:
 
 
 def validate_batch(
-    codes: list[str], generate_count: int, max_uses: int, per_customer: int
+    codes: list[str],
+    generate_count: int,
+    max_uses: int,
+    per_customer: int,
+    expires_at: datetime | None = None,
+    at: datetime | None = None,
 ) -> list[str]:
     """The normalized codes to create, or InvalidArgument naming every field that is wrong."""
     v: list[FieldViolation] = []
+    if expires_at is not None and at is not None:
+        # Coupons no sale could ever use are a mistake in the request, not a batch to keep.
+        v += require(expires_at > at, "expires_at", "must be in the future")
     v += require(
         bool(codes) != bool(generate_count), "codes", "give codes or a count to generate, not both"
     )

@@ -4,6 +4,7 @@ or transport here. What an offer gives is in `rules.py`; how offers price a cart
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -25,6 +26,9 @@ from pos_promotion.domain.rules import (
     Selector,
 )
 
+# A sales channel's name, as the order service takes it (`register`, `web`, `marketplace_x`):
+# an offer for a channel no sale can name would never apply.
+CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 200
 MAX_SELECTOR_ENTRIES = 1_000
@@ -172,8 +176,22 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
         v += _currency_violations("rule.amount.currency", currency)
         low = 1 if r.kind is Kind.AMOUNT_OFF else 0
         v += require(r.amount >= low, "rule.amount.amount", f"must be at least {low}")
+    else:
+        v += require(not r.amount, "rule.amount", f"{r.kind} takes no amount")
     if r.kind in (Kind.PERCENT_OFF, Kind.BUY_X_GET_Y):
         v += require(1 <= r.percent_bps <= BPS, "rule.percent_bps", f"must be between 1 and {BPS}")
+    else:
+        v += require(not r.percent_bps, "rule.percent_bps", f"{r.kind} takes no percent_bps")
+    v += require(
+        r.kind is Kind.BUY_X_GET_Y or not r.buy_quantity,
+        "rule.buy_quantity",
+        "only for buy_x_get_y",
+    )
+    v += require(
+        r.kind in (Kind.BUY_X_GET_Y, Kind.BUNDLE, Kind.FREE_ITEM) or not r.get_quantity,
+        "rule.get_quantity",
+        "only for buy_x_get_y, bundle and free_item",
+    )
     if r.kind is Kind.BUY_X_GET_Y:
         v += require(1 <= r.buy_quantity <= MAX_UNITS, "rule.buy_quantity", "must be at least 1")
         v += require(1 <= r.get_quantity <= MAX_UNITS, "rule.get_quantity", "must be at least 1")
@@ -242,6 +260,11 @@ def _conditions_violations(c: Conditions, currency: str) -> list[FieldViolation]
         ("customer_groups", c.customer_groups),
     ):
         v += require(len(values) <= MAX_SELECTOR_ENTRIES, f"conditions.{part}", "too many entries")
+    v += [
+        FieldViolation("conditions.channels", f"{name!r} is not a channel name (like web)")
+        for name in sorted(c.channels)
+        if not CHANNEL.fullmatch(name)
+    ]
     return v
 
 

@@ -220,8 +220,11 @@ async def create_coupons(
     max_uses: int,
     per_customer: int,
     expires_at: datetime | None,
+    at: datetime | None = None,
 ) -> list[Coupon]:
-    normalized = cp.validate_batch(codes, generate, max_uses, per_customer)
+    normalized = cp.validate_batch(
+        codes, generate, max_uses, per_customer, expires_at, at or datetime.now(UTC)
+    )
     promotion = await get_promotion(uow, promotion_id)
     if promotion.status is Status.ENDED:
         raise Conflict("an ended promotion takes no new coupons", "promotion_ended")
