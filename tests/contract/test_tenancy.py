@@ -421,6 +421,10 @@ REFERENCES = {
     # An exchange's new lines leave from a store (new_lines[].location_id).
     "new_lines.location_id": "location",
     "tender_amounts.payment_id": "payment",
+    # An offer's targeting: the products and stores it applies to.
+    "rule.items.product_ids": "product",
+    "rule.get_items.product_ids": "product",
+    "conditions.location_ids": "location",
 }
 # Ids that name nothing of ours: the merchant's own key for a product, the OAuth client in
 # the token exchange (a credential that authenticates itself; no merchant is acting yet), and
@@ -449,13 +453,6 @@ NOT_REFERENCES = {
     # API key) do not hold: tests/e2e/test_registers_and_staff.py probes them with one.
     ("/v1/register-sessions", "staff_id"),
     ("/v1/overrides", "manager_id"),
-    # An offer's targeting: it applies where a cart's line or location matches these ids, so
-    # another merchant's id (or a made-up one) only makes an offer that never applies; nothing
-    # of theirs is read or written.
-    ("/v1/promotions", "product_ids"),
-    ("/v1/promotions", "location_ids"),
-    ("/v1/promotions/{promotion_id}", "product_ids"),
-    ("/v1/promotions/{promotion_id}", "location_ids"),
 }
 DEMO_SKU = "TEE-BLK-M"  # stocked at both demo stores
 # Where a write that slipped through would show: orders (a paid one names its payment), the
@@ -518,6 +515,7 @@ class Tenant:
     http: httpx.Client
     locations: list[str]
     customer: str
+    product: str
     sku: str
     order: str
     payment: str
@@ -529,6 +527,7 @@ def _tenant(http: httpx.Client) -> Tenant:
         http,
         [loc["id"] for loc in http.get("/v1/locations").json()["data"]],
         http.get("/v1/customers").json()["data"][0]["id"],
+        http.get("/v1/products").json()["data"][0]["id"],
         DEMO_SKU,
         sale["order"]["id"],
         sale["payment"]["id"],
@@ -613,13 +612,29 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("post", "/v1/customer-groups/{group_id}/members"): lambda t: {"customer_ids": [t.customer]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): lambda t: {
         "customer_ids": [t.customer]},
+    ("post", "/v1/promotions"): lambda t: _offer(t),
+    ("patch", "/v1/promotions/{promotion_id}"): lambda t: _offer(t),
 }  # fmt: skip
+
+
+def _offer(t: Tenant) -> dict[str, Any]:
+    """An offer naming a product (to buy and to get) and a store of the merchant's own."""
+    return {
+        "name": "Probe",
+        "rule": {"kind": "buy_x_get_y", "percent_bps": 10000, "buy_quantity": 1,
+                 "get_quantity": 1, "items": {"product_ids": [t.product]},
+                 "get_items": {"product_ids": [t.product]}},
+        "conditions": {"location_ids": [t.locations[0]]},
+    }  # fmt: skip
 
 
 def _with(request: dict[str, Any], field: str, value: str) -> dict[str, Any]:
     changed = dict(request)
     if "." in field:  # an id in the first item of a list: fulfillments[0].location_id
         outer, inner = field.split(".", 1)
+        if isinstance(changed[outer], dict):  # or in an object: conditions.location_ids
+            changed[outer] = _with(changed[outer], inner, value)
+            return changed
         items = [dict(item) for item in changed[outer]]
         items[0] = _with(items[0], inner, value)
         changed[outer] = items
@@ -654,6 +669,7 @@ def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_
     owned = {
         "location": owner.locations[0],
         "customer": owner.customer,
+        "product": owner.product,
         "order": owner.order,
         "payment": owner.payment,
         "register": _register(demo_merchant.http),

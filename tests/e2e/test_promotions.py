@@ -160,3 +160,29 @@ def test_contradictory_input_is_a_400_naming_the_field(shop: httpx.Client) -> No
     ).json()
     expired = {"codes": ["LATE-2025"], "expires_at": "2025-01-01T00:00:00Z"}
     assert refused(f"/v1/promotions/{promo['id']}/coupons", expired) == {"expires_at"}
+
+
+def test_an_offer_naming_ids_not_of_this_merchant_is_a_404_naming_the_field(
+    shop: httpx.Client,
+) -> None:
+    """Its products, stores and customer groups are checked on create and on update (a cart
+    is priced without calling anyone, so never on the checkout's path)."""
+
+    def missing(answer: httpx.Response) -> list[str]:
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "resource_missing"
+        return [e["field"] for e in answer.json()["errors"]]
+
+    store = _post(shop, "/v1/locations", {"name": "Offers St", "currency": "USD"}).json()
+    group = _post(shop, "/v1/customer-groups", {"name": "VIP"}).json()
+    offer = {"name": "Targeted", "percent_off_bps": 500}
+    offer["conditions"] = {"location_ids": [store["id"], "loc_missing"]}
+    assert missing(_post(shop, "/v1/promotions", offer)) == ["conditions.location_ids[1]"]
+    offer["conditions"] = {"location_ids": [store["id"]], "customer_groups": ["grp_nope"]}
+    assert missing(_post(shop, "/v1/promotions", offer)) == ["conditions.customer_groups[0]"]
+    offer["conditions"] = {"location_ids": [store["id"]], "customer_groups": [group["id"]]}
+    made = _post(shop, "/v1/promotions", offer)
+    assert made.status_code == 201, made.text
+    items = {"kind": "percent_off", "percent_bps": 500, "items": {"product_ids": ["prod_nope"]}}
+    patched = shop.patch(f"/v1/promotions/{made.json()['id']}", json={"rule": items})
+    assert missing(patched) == ["rule.items.product_ids[0]"]

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
+import grpc
 from fastapi import APIRouter, Depends, Response
 from pydantic import Field, StrictBool, StrictInt
 
+from pos.customer.v1 import customer_pb2
+from pos.inventory.v1 import inventory_pb2
 from pos.promotion.v1 import promotion_pb2 as pb
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
@@ -32,6 +38,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
+from pos_gateway.routes.settlement import locations_of
 from pos_gateway.schemas.promotions import (
     Coupon,
     CouponBatch,
@@ -237,6 +244,57 @@ class CouponsIn(Body):
     expires_at: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
 
 
+# Look-ups at once while checking a list of ids: a bound on what one request fans out to.
+LOOKUPS_AT_ONCE = 20
+
+
+async def _known(
+    ids: list[str], field: str, resource: str, fetch: Callable[[str], Awaitable[Any]]
+) -> None:
+    """Each id is one of the merchant's, or a 404 naming `field[i]`: another merchant's id
+    answers word for word as a made-up one (the service's NOT_FOUND says the same for both)."""
+    for start in range(0, len(ids), LOOKUPS_AT_ONCE):
+        chunk = ids[start : start + LOOKUPS_AT_ONCE]
+        answers = await asyncio.gather(*(fetch(i) for i in chunk), return_exceptions=True)
+        for offset, answer in enumerate(answers):
+            if not isinstance(answer, BaseException):
+                continue
+            if not (
+                isinstance(answer, grpc.aio.AioRpcError)
+                and answer.code() == grpc.StatusCode.NOT_FOUND
+            ):
+                raise answer
+            index = start + offset
+            raise Problem(
+                404,
+                "resource_missing",
+                f"{resource} {ids[index]!r} was not found",
+                [{"field": f"{field}[{index}]", "reason": f"no such {resource}"}],
+                extra={"resource": resource},
+            )
+
+
+async def _check_ids(svc: Services, rule: RuleIn | None, conditions: ConditionsIn | None) -> None:
+    """The ids an offer targets are the merchant's own. Checked here, on the writes only: the
+    promotion service prices carts on the checkout's path and calls no other service."""
+
+    async def product(product_id: str) -> Any:
+        return await svc.inventory.GetProduct(inventory_pb2.GetProductRequest(id=product_id))
+
+    async def group(group_id: str) -> Any:
+        return await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
+
+    if rule is not None:
+        for name, selector in (("items", rule.items), ("get_items", rule.get_items)):
+            if selector is not None:
+                await _known(selector.product_ids, f"rule.{name}.product_ids", "product", product)
+    if conditions is not None:
+        await locations_of(svc, conditions.location_ids, "conditions.location_ids")
+        await _known(
+            conditions.customer_groups, "conditions.customer_groups", "customer group", group
+        )
+
+
 def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
     response.headers["ETag"] = f'"{promotion.version}"'
     return to_model(Promotion, promotion)
@@ -244,13 +302,22 @@ def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
 
 @router.post(
     "/promotions",
-    **op("promotions:write", "Create a promotion", CREATE, example=ex.PROMOTION, status=201),
+    **op(
+        "promotions:write",
+        "Create a promotion",
+        (404, *CREATE),
+        example=ex.PROMOTION,
+        status=201,
+    ),
 )
 async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> Promotion:
     """An offer: a `rule` (percent or amount off items or the order, buy X get Y, bundles,
     quantity tiers, a sale price, free items) and its `conditions` (a window and hours in the
     location's time zone, days, channels, locations, customer groups, a minimum quantity or
-    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal`."""
+    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal`. A
+    product, location or customer group id the offer names that is not yours is a 404 naming
+    the field."""
+    await _check_ids(svc, body.rule, body.conditions)
     request = pb.CreatePromotionRequest(
         request_id=request_id(),
         name=body.name,
@@ -304,7 +371,10 @@ async def update_promotion(
     if_match: IfMatch = None,
 ) -> Promotion:
     """The fields you send replace the current ones (a rule or conditions whole). Send
-    `If-Match: "<version>"` to change only the version you saw; a stale one is a 412."""
+    `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
+    product, location or customer group id the offer names that is not yours is a 404 naming
+    the field."""
+    await _check_ids(svc, body.rule, body.conditions)
     request = pb.UpdatePromotionRequest(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
