@@ -193,3 +193,38 @@ def test_a_refund_the_processor_refused_gave_nothing_back() -> None:
     )
     assert receipt.refunded is not None and receipt.refunded.amount == 0
     assert [t.refunded.amount for t in receipt.tenders if t.refunded] == [0]
+
+
+def test_a_settled_return_s_receipt_shows_the_refunds_made_and_the_settlement() -> None:
+    """Split tender, the gift card's refund refused and paid in cash by a person: the slip
+    shows the card's refund and the cash, never the gift card's refund that did not happen."""
+    usd = ex.usd
+    card = {**ex.PAYMENT, "id": "pay_card", "card_brand": "visa", "card_last4": "4242"}
+    gift = {**ex.PAYMENT, "id": "pay_gift", "tender_type": "gift_card", "card_brand": "",
+            "card_last4": "9YFB"}  # fmt: skip
+    ret = {
+        **ex.RETURN_SETTLED,
+        "amount": usd(4871),
+        "refunds": [
+            {"refund_id": "rfd_1", "payment_id": "pay_card", "amount": usd(2000),
+             "status": "succeeded"},
+            {"refund_id": "rfd_2", "payment_id": "pay_gift", "amount": usd(2871),
+             "status": "failed"},
+        ],
+        "refusal_code": "refund_partly_failed",
+        "settlement": {**ex.RETURN_SETTLED["settlement"], "amount": usd(2871)},  # type: ignore[dict-item]
+    }  # fmt: skip
+    shop = {"id": ex.LOCATION_ID, "name": "Downtown", "time_zone": "UTC"}
+    slip = receipts.build(ex.ORDER, [card, gift], [ret], shop, 30, ret["id"])
+    receipt = Receipt.model_validate(slip)
+    assert [(t.payment_id, t.amount.amount) for t in receipt.tenders] == [("pay_card", 2000)]
+    assert receipt.settlement is not None
+    assert (receipt.settlement.tender_type, receipt.settlement.amount.amount) == ("cash", 2871)
+    for paper in (receipts.text(slip), receipts.html_page(slip)):
+        assert "visa **** 4242" in paper and "USD 20.00" in paper
+        assert "9YFB" not in paper
+        assert "cash" in paper and "USD 28.71" in paper and "till 2, receipt 4471" in paper
+    refused = {**ret, "settlement": {**ret["settlement"], "outcome": "refused",
+                                     "tender_type": None, "reference": ""}}  # fmt: skip
+    paper = receipts.text(receipts.build(ex.ORDER, [card, gift], [refused], shop, 30, ret["id"]))
+    assert "Not refunded" in paper and "USD 28.71" in paper and "cash" not in paper

@@ -199,13 +199,17 @@ def build(
                 for ln in ret["lines"]
             ],
             "total": ret["amount"],
+            # A refund the processor refused gave nothing back: what it owed is in the
+            # settlement, when a person settled it.
             "tenders": [
                 {
                     **_tender(by_payment.get(x["payment_id"], {"id": x["payment_id"]})),
                     "amount": x["amount"],
                 }
                 for x in ret["refunds"]
+                if x.get("status") != "failed"
             ],
+            "settlement": _settled(ret.get("settlement")),
             **_exchanged(ret),
         }
     taxes = _taxes(order, location)
@@ -275,6 +279,7 @@ def build(
             for r in returns
         ],
         "refunded": _money(refunded, currency),
+        "settlement": None,
         # An exchange's new order: the order its returned units came from, and their credit.
         "exchange_of": order.get("exchange_of", ""),
         "exchange_credit": order.get("exchange_credit") if order.get("exchange_of") else None,
@@ -314,6 +319,17 @@ def _back_per_payment(
     }
 
 
+def _settled(settlement: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not settlement:
+        return None
+    return {
+        "outcome": settlement["outcome"],
+        "tender_type": settlement.get("tender_type"),
+        "amount": settlement["amount"],
+        "reference": settlement.get("reference", ""),
+    }
+
+
 def _exchanged(ret: dict[str, Any]) -> dict[str, Any]:
     """A return made in an exchange: its new order, and what of it paid for that order."""
     if not ret.get("exchange_order_id"):
@@ -347,6 +363,15 @@ def text(receipt: dict[str, Any]) -> str:
             out.append(_row("REFUND", money_text(receipt["total"])))
         for t in receipt["tenders"]:
             out.append(_row(_tender_text(t), money_text(t["amount"])))
+        settled = receipt.get("settlement")
+        if settled and settled["outcome"] == "paid_out_of_band":
+            out.append(
+                _row(settled["tender_type"] or "paid otherwise", money_text(settled["amount"]))
+            )
+            if settled["reference"]:
+                out.append(f"  {settled['reference']}"[:WIDTH])
+        elif settled:
+            out.append(_row("Not refunded", money_text(settled["amount"])))
     else:
         out.append(receipt["at"] or "")
         if receipt.get("exchange_of"):

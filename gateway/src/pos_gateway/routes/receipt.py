@@ -82,8 +82,10 @@ async def get_receipt(
     window, then the merchant's `return_policy_text`);
     times in the selling store's time zone, money as the currency code and the amount with the
     currency's minor units (`USD 25.00`, `JPY 2500`). With `return_id`, that return's receipt:
-    the units back, the refund and the tenders refunded. JSON by default; `text/plain` or
-    `text/html` by the Accept header or `format`. A return not of this order is a 404."""
+    the units back, the refund, the tenders refunded (a refund the payment processor refused
+    is not among them) and how a person settled what they did not pay (`settlement`). JSON
+    by default; `text/plain` or `text/html` by the Accept header or `format`. A return not of
+    this order is a 404."""
     order = to_json((await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order)
     returns = [
         to_json(r)

@@ -85,6 +85,17 @@ class ReceiptReturn(Answer):
     credited: Money | None = CREDITED
 
 
+class ReceiptSettlement(Answer):
+    outcome: Literal["paid_out_of_band", "refused"] = Field(
+        description="`paid_out_of_band`: paid another way (`tender_type`); `refused`: not paid"
+    )
+    tender_type: Literal["cash", "external"] | None = Field(
+        description="Paid out of band: how; null when refused"
+    )
+    amount: Money = Field(description="What the refunds to the tenders did not pay")
+    reference: str = Field(max_length=128, description="The till's receipt, a transfer's id")
+
+
 class Receipt(Answer):
     kind: Literal["sale", "return"]
     order_id: Id
@@ -99,7 +110,8 @@ class Receipt(Answer):
     taxes: list[ReceiptTax] = Field(default_factory=list, max_length=20)
     total: Money = Field(description="A return's receipt: the refund")
     tenders: list[ReceiptTender] = Field(
-        max_length=50, description="Paid with (sale), or refunded to (return)"
+        max_length=50,
+        description="Paid with (sale), or refunded to (return: the refunds that were not refused)",
     )
     change_due: Money | None = None
     returns: list[ReceiptReturn] = Field(default_factory=list, max_length=200)
@@ -108,6 +120,11 @@ class Receipt(Answer):
         description="Sale receipts: what went back to the tenders: its returns' refunds (an "
         "exchange's credited part paid for its new order instead) and refunds made otherwise "
         "(through the payments API, by a cancellation)",
+    )
+    settlement: ReceiptSettlement | None = Field(
+        None,
+        description="Return receipts: what a person settled of a refund the payment processor "
+        "refused (the return's `settlement`); null otherwise",
     )
     return_policy: str = Field(max_length=500, description="The return window's sentence")
     return_policy_text: str = Field(
