@@ -44,6 +44,7 @@ from pos_order.domain.returns import (
     plan_return,
     refunded,
     tenders_left,
+    validate_request,
 )
 
 USD = "USD"
@@ -275,6 +276,27 @@ def test_bad_returns_are_refused_naming_the_field() -> None:
         tenders_left(order, done),
     )  # fmt: skip
     assert ret.amount == 1000
+
+
+def test_past_the_window_an_override_reason_of_spaces_is_no_reason() -> None:
+    """Blank after trimming it is a 400 naming it; the window's 409 names it as what to send;
+    one kept is kept trimmed."""
+    order = sold_order([(1000, 2)], 0, 0, [1])
+    late = SOLD + timedelta(days=31)
+    blank = ReturnRequest(
+        "late", order.id, [ReturnLineRequest("L1", 1)], "unwanted", override_reason="   "
+    )
+    with pytest.raises(InvalidArgument) as err:
+        validate_request(blank)
+    assert [v.field for v in err.value.violations] == ["override_reason"]
+    with pytest.raises(Conflict) as closed:
+        plan_return(order, [], blank, "ret_x", late, 30, tenders_left(order, []))
+    assert closed.value.code == "return_window_closed"
+    assert [v.field for v in closed.value.violations] == ["override_reason"]
+    padded = replace(blank, override_reason="  manager ok \n")
+    validate_request(padded)
+    ret = plan_return(order, [], padded, "ret_x", late, 30, tenders_left(order, []))
+    assert ret.override_reason == "manager ok"
 
 
 def test_a_line_refunds_its_own_discounts_and_tax_as_the_pricing_step_stored_them() -> None:

@@ -306,10 +306,14 @@ async def test_bad_returns_are_refused_and_write_nothing(shop: Shop) -> None:
         late = await refused(shop.ask(order.id, ("L1", 1)))
         assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert read_error(late).reason == "return_window_closed"
+        assert [f.field for f in read_error(late).violations] == ["override_reason"]
+        spaces = await refused(shop.ask(order.id, ("L1", 1), override="   "))
+        assert spaces.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [f.field for f in read_error(spaces).violations] == ["override_reason"]
         assert (await shop.returns_of(order.id), await shop.refunded(order.id)) == before
         assert await shop.returns_of(other.id) == []
         taken = await shop.orders.CreateReturn(
-            shop.ask(order.id, ("L1", 1), override="receipt shows a gift"),
+            shop.ask(order.id, ("L1", 1), override=" receipt shows a gift  "),
             metadata=MERCHANT,
             timeout=20,
         )

@@ -94,7 +94,12 @@ ReasonCode = Annotated[
     ),
 ]
 OverrideReason = Annotated[
-    str, Field(max_length=500, description="Required past the return window (the order settings')")
+    str,
+    Field(
+        max_length=500,
+        description="Required past the return window (the order settings'); not blank, kept "
+        "trimmed",
+    ),
 ]
 
 
@@ -142,7 +147,8 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     card line only while none of its balance was spent (its card is deactivated and its value
     refunded); `tender_amounts` add up to the refund, each a payment of the order and at
     most what it has left, in the order's currency. Past the return window an
-    `override_reason` is needed (409 `return_window_closed`). Units a refund named (its
+    `override_reason` is needed (409 `return_window_closed` naming it; one of spaces only is a
+    400 naming it; kept trimmed). Units a refund named (its
     `lines`: a price adjustment) are refunded less what it gave back for them. After refunds
     made outside the returns, a return worth more than the payments still hold is a 409
     `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that brings
@@ -164,7 +170,7 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     async with guarded(request, "return", "refund") as done:
         answer = await svc.order.CreateReturn(ask)
         done.resource = ("order", order_id)
-        done.details = _audited(answer.order_return, body.override_reason)
+        done.details = _audited(answer.order_return, answer.order_return.override_reason)
     return to_model(Return, answer.order_return)
 
 
@@ -269,7 +275,7 @@ async def create_exchange(
     for t in body.tenders:
         tender_into(ask.tenders.add(), t)
     async with guarded(request, "exchange", "refund", required=False) as done:
-        if not done.permitted and body.override_reason:
+        if not done.permitted and body.override_reason.strip():
             raise permission_refused("refund")
         # The order service refuses the exchange if it would give money back.
         ask.refund_not_permitted = not done.permitted
@@ -280,10 +286,10 @@ async def create_exchange(
             if problem.code != "payment_declined":
                 raise
             raise await _declined(svc, problem) from None
-        done.needed = answer.refunded.amount > 0 or bool(body.override_reason)
+        done.needed = answer.refunded.amount > 0 or bool(answer.order_return.override_reason)
         done.resource = ("order", order_id)
         done.details = {
-            **_audited(answer.order_return, body.override_reason),
+            **_audited(answer.order_return, answer.order_return.override_reason),
             "order_id": answer.order.id,
             "charged": answer.charged.amount,
             "refunded": answer.refunded.amount,

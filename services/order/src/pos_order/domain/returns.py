@@ -280,6 +280,12 @@ def validate_request(req: ReturnRequest) -> None:
         "override_reason",
         f"must be at most {MAX_REASON} characters",
     )
+    # Spaces alone would take a return past the window with no reason given.
+    violations += require(
+        req.override_reason == "" or bool(req.override_reason.strip()),
+        "override_reason",
+        "must not be blank: say why the return is taken past the window, or leave it out",
+    )
     named: set[str] = set()
     for i, t in enumerate(req.tender_amounts):
         violations += require(bool(t.payment_id), f"tender_amounts[{i}].payment_id", "is required")
@@ -448,12 +454,19 @@ def plan_return(
             "order_not_sold",
         )
     sold_at = order.created_at or at
-    if at > sold_at + timedelta(days=window_days) and not req.override_reason:
-        raise Conflict(
+    if at > sold_at + timedelta(days=window_days) and not req.override_reason.strip():
+        closed = Conflict(
             f"the order is past the {window_days}-day return window: an override_reason is needed",
             "return_window_closed",
             {"window_days": str(window_days)},
         )
+        closed.violations = [
+            FieldViolation(
+                "override_reason",
+                f"is required past the {window_days}-day return window: why it is taken anyway",
+            )
+        ]
+        raise closed
     lines = {ln.id: ln for ln in order.lines}
     paid = order_paid_per_line(order)
     violations: list[FieldViolation] = []
@@ -558,7 +571,7 @@ def plan_return(
         reason=req.reason,
         currency=order.currency,
         amount=total,
-        override_reason=req.override_reason,
+        override_reason=req.override_reason.strip(),
         tender_amounts=planned,
         created_at=at,
     )
