@@ -271,6 +271,50 @@ async def test_an_even_exchange_moves_no_money_and_sells_and_restocks_once(shop:
     assert dict(events)["pos.order.v1.order_confirmed"] == 1
 
 
+async def test_an_exchange_at_another_store_restocks_the_returned_units_there(
+    shop: Shop,
+) -> None:
+    """The units are handed in where the exchange is made, not where they were sold; a line
+    naming its own store still goes there."""
+    made = await shop.catalog.CreateLocation(
+        inventory_pb2.CreateLocationRequest(
+            request_id=str(uuid.uuid4()), name="Harbour", currency="USD", tax_rate_bps=825
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    harbour = made.location.id
+    await shop.catalog.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=str(uuid.uuid4()),
+            sku="CAP",
+            location_id=harbour,
+            delta=5,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    order = await shop.sale(TEE=2)
+    request = shop.ask(order.id, [("L1", 1)], [("CAP", 1)])
+    request.location_id = harbour
+    answer = await shop.exchange(request)
+    assert answer.order.location_id == harbour
+    assert [ln.location_id for ln in answer.order_return.lines] == [harbour]
+    found = await shop.catalog.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=["TEE"], location_id=harbour),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    assert sum(level.on_hand for level in found.levels) == 1
+
+    named = shop.ask(order.id, [("L1", 1)], [("CAP", 1)])
+    named.location_id = harbour
+    named.lines[0].location_id = shop.store
+    answer = await shop.exchange(named)
+    assert [ln.location_id for ln in answer.order_return.lines] == [shop.store]
+
+
 async def test_a_dearer_exchange_charges_only_the_difference(shop: Shop) -> None:
     order = await shop.sale(TEE=1, MUG=1)
     request = shop.ask(order.id, [("L2", 1)], [("HAT", 1), ("MUG", 1)])

@@ -54,7 +54,8 @@ class ReturnLineIn(Body):
         "",
         max_length=64,
         description="The store taking the units back, which may not be the one that sold them; "
-        "empty: the order's. One you do not have is a 404",
+        "empty: the order's (in an exchange: the exchange's `location_id`). One you do not "
+        "have is a 404",
     )
 
 
@@ -216,8 +217,9 @@ class ExchangeIn(Body):
     location_id: str = Field(
         "",
         max_length=64,
-        description="The store making the exchange (the new lines are sold there); empty: the "
-        "order's. One you do not have is a 404",
+        description="The store making the exchange: the new lines are sold there, and the "
+        "returned units go back to stock there unless a line names its own `location_id`; "
+        "empty: the order's. One you do not have is a 404",
     )
 
 

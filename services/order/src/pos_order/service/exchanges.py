@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Generic, TypeVar
 
@@ -146,7 +146,8 @@ class ExchangeRequest:
     reason: str
     override_reason: str = ""
     tenders: list[ExchangeTender] = field(default_factory=list)
-    # Where the exchange is made (the new lines are sold there); empty: the original order's.
+    # Where the exchange is made (the new lines are sold there, the returned units come back
+    # to stock there); empty: the original order's.
     location_id: str = ""
     # The caller may not give money back: an exchange owing a refund is refused.
     refund_not_permitted: bool = False
@@ -155,8 +156,11 @@ class ExchangeRequest:
 
     @property
     def as_return(self) -> ReturnRequest:
+        # The returned units are handed in where the exchange is made: back to stock there,
+        # unless a line names its own store.
+        lines = [replace(ln, location_id=ln.location_id or self.location_id) for ln in self.lines]
         return ReturnRequest(
-            self.request_id, self.order_id, self.lines, self.reason, self.override_reason
+            self.request_id, self.order_id, lines, self.reason, self.override_reason
         )
 
 
