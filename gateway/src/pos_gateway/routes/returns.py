@@ -247,14 +247,16 @@ async def create_exchange(
     exchange moves no money.
 
     The new lines' stock is held before anything is refunded: short stock is a 409
-    `insufficient_stock`, a declined tender a 402 `payment_declined` whose problem carries the
+    `insufficient_stock` and the new order is withdrawn (neither kept nor announced, as a
+    refused `POST /v1/orders`), a declined tender a 402 `payment_declined` whose problem carries the
     new `order` (`cancelled`) and the declined `payment`, and then nothing is charged,
     refunded or restocked. Once the new order is
     sold the refund and the restock follow; a failure after that is finished by a retry with
     the same `Idempotency-Key`, or by the service itself. The return rules are a return's (400
     naming the field; past the window a 409 `return_window_closed` without `override_reason`);
     an unknown SKU in `new_lines` is a 400 naming it. `order.returned` follows for the return;
-    the new order sends its usual events (`order.confirmed`, `order.completed`).
+    the new order sends its usual events (`order.created` once its stock is held,
+    `order.confirmed`, `order.completed`).
 
     At a register, an exchange that gives money back (`refunded` above zero) or carries an
     `override_reason` takes the `refund` permission or a manager's override (403

@@ -21,12 +21,14 @@ goods draws on it.
 Saga (each step idempotent by a request id derived from the new order or the return):
 1. claim, one transaction: the original order locked, the return planned and saved `pending`
    (its units spoken for, the payments backing its credit named), the new order saved
-   `pending_payment` with its in-store lines to hold, its tenders planned. Both or neither: a
+   `pending_payment` with its in-store lines to hold, its tenders checked. Both or neither: a
    refused request writes nothing.
-2. hold the new lines' stock (`<new order>/hold/<fulfilment>`): short, the new order is
-   cancelled and the return dropped (409 `insufficient_stock`, nothing charged or refunded).
-   Then the credit set aside (`<return>/credit`): refunded meanwhile, the same undoing (409
-   `amount_exceeds_refundable`).
+2. hold the new lines' stock (`<new order>/hold/<fulfilment>`): held, the new order is
+   announced (`order.created`) and its tenders recorded; short, it was never announced, so it
+   is withdrawn as a refused checkout's order is and the return dropped (409
+   `insufficient_stock`, nothing charged or refunded). Then the credit set aside
+   (`<return>/credit`): refunded meanwhile, the new order is cancelled and the return dropped
+   (409 `amount_exceeds_refundable`).
 3. take the difference due (`<new order>/payment/<n>`): declined, the same undoing (409
    `payment_declined`).
 4. confirm the new order: its hold committed (the sale), `order.confirmed`/`completed`.
@@ -93,7 +95,7 @@ from pos_order.domain.returns import (
     validate_request,
 )
 from pos_order.service import pricing, saga
-from pos_order.service.handlers import at_register, tender_ask
+from pos_order.service.handlers import _discard, at_register, tender_ask
 from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
 from pos_order.service.returns import (
     RefundRefused,
@@ -371,7 +373,9 @@ class CreateExchange(Generic[R]):
         carried = min(ret.credited - backed, sum(max(0, x) for _, x in inherited))
         ret.credit_carried = spread_backwards(carried, inherited) if carried > 0 else []
         order = self._new_order(order_id, source, ret, settings)
-        order.saga.tenders = _plan_tenders(order, req.tenders, max(0, difference))
+        # Checked now (a bad split is a 400 before anything is written), recorded once the
+        # stock is held: an order with tenders recorded is no longer withdrawn when short.
+        _plan_tenders(order, req.tenders, max(0, difference))
         await uow.orders.add(order)
         await uow.returns.add(ret)
         return Exchanged(ret, order)
@@ -412,7 +416,9 @@ class CreateExchange(Generic[R]):
         at = now()
         order.expires_at = at + timedelta(seconds=settings.hold_seconds)
         order.created_at = order.updated_at = at
-        # Not announced before it is sold, as a register sale: partners see it confirmed.
+        # Announced once its stock is held (`order.created` before its `order.confirmed`, as
+        # any order's); refused for short stock before that, it is withdrawn, never heard of.
+        order.saga.announce_when_held = True
         order.created(at, announce=False)
         return order
 
@@ -432,7 +438,10 @@ class CreateExchange(Generic[R]):
             raise _not_made(order)
         if order.status is OrderStatus.PENDING_PAYMENT:
             try:
-                order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy)
+                order = await saga.hold_stock(
+                    self.new_uow, self.ports, order, self.policy, self._withdraw
+                )
+                order = await self._record_tenders(order, ret)
                 await self._set_credit_aside(order, ret)
                 order = await self._pay(order)
                 order = await saga.finish_confirmation(self.new_uow, self.ports, order, self.policy)
@@ -449,6 +458,22 @@ class CreateExchange(Generic[R]):
             raise await give_up(self.new_uow, ret, exc) from None
         await boundary(self.policy, "exchange_refunded")
         return Exchanged(done, order)
+
+    async def _withdraw(self, order: Order) -> None:
+        # Its request's start forgotten too: a retry makes a new order, whose hold is asked
+        # anew rather than answered with this one's (released).
+        await _discard(self.new_uow, order.id, self.req.request_id)
+
+    async def _record_tenders(self, order: Order, ret: Return) -> Order:
+        due = order.totals.total.amount - ret.amount
+        if order.saga.tenders or due <= 0:
+            return order
+
+        def planned(o: Order) -> None:
+            o.saga.tenders = _plan_tenders(o, self.req.tenders, due)
+
+        order, _ = await change(self.new_uow, order.id, planned)
+        return order
 
     async def _set_credit_aside(self, order: Order, ret: Return) -> None:
         """The credit's money set aside on the original order's payments before anything is
