@@ -137,3 +137,17 @@ def test_an_order_whose_shipment_was_never_sourced_is_told_and_read_with_no_stor
     listed = to_page(OrderList, [message, order_to_proto(_ship_from_store())])
     assert [o.fulfillments[0].location_id for o in listed.data] == ["", ""]
     assert to_model(PublicOrder, message).cancel_reason == reason
+
+
+def test_a_return_without_a_receipt_is_told_with_no_order() -> None:
+    """Store credit for units with no order: `order.returned` with the return as `object`
+    (as `GET /v1/returns/{id}` answers it) and `order` null."""
+    ret = Return("ret_2", "", [ReturnLine("", "TEE", 1, True, "loc_a", 1000)], "no_receipt",
+                 USD, 1000, ReturnStatus.COMPLETED, created_at=AT, completed_at=AT,
+                 customer_id="cus_1", store_credit_gift_card_id="gc_1")  # fmt: skip
+    outgoing = REGISTRY.to_outgoing(OrderReturned(None, ret), "mer_a")
+    (told,) = public_events(events_pb2.OrderReturned.FromString(outgoing.payload))
+    assert told.type == "order.returned"
+    assert told.data["object"]["id"] == "ret_2" and told.data["object"]["order_id"] == ""
+    assert told.data["object"]["store_credit_gift_card_id"] == "gc_1"
+    assert told.data["order"] is None

@@ -92,6 +92,12 @@ def _sold_order(http: httpx.Client) -> str:
     return str(_sale(http)["order"]["id"])
 
 
+def _return(http: httpx.Client) -> str:
+    order = _sold_order(http)
+    body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"}
+    return str(_post(http, f"/v1/orders/{order}/returns", body)["id"])
+
+
 def _pending_order(http: httpx.Client) -> str:
     """A web order of merchant A waiting for payment (nothing held: in store)."""
     sku = f"TEN-{_unique()}"
@@ -241,6 +247,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/orders/{order_id}/exchanges": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
+    "/v1/returns/{return_id}": _return,
     "/v1/terminal-checkouts/{checkout_id}": _terminal_checkout,
     "/v1/terminal-checkouts/{checkout_id}/cancel": _terminal_checkout,
     "/v1/gift-cards/{gift_card_id}": _gift_card,

@@ -174,10 +174,26 @@ def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Run
     assert _on_hand(http, sku, outlet) == 2
     replay = _ok(_post(http, "/v1/returns", body, key), 201)
     assert replay["store_credit"] is None and replay["secret_redacted"] is True
+    # Read back by its id, and told as any return: `order.returned`, with no order.
+    assert _ok(http.get(f"/v1/returns/{ret['id']}")) == ret
+    assert http.get("/v1/returns/ret_made_up").status_code == 404
+    (event,) = _eventually(lambda: _fed(http, "order.returned", ret["id"]))
+    assert event["data"]["object"] == ret and event["data"]["order"] is None
     never_sold = {**body, "lines": [{"sku": "NEVER-SOLD-SKU", "quantity": 1}]}
     refused = _post(http, "/v1/returns", never_sold)
     assert refused.status_code == 400, refused.text
     assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]
+
+
+def _fed(http: httpx.Client, kind: str, object_id: str) -> list[dict[str, Any]]:
+    """The feed's events of one type about one object, the whole feed read page by page."""
+    found, after = [], 0
+    while True:
+        page = http.get("/v1/events", params={"types": kind, "limit": 200, "after": after}).json()
+        found += [e for e in page["data"] if e["data"]["object"]["id"] == object_id]
+        after = page["next_after"]
+        if not page["has_more"]:
+            return found
 
 
 def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Running) -> None:
@@ -220,6 +236,9 @@ def test_an_exchange_through_the_gateway_moves_only_the_difference(platform: Run
         assert paid["balance_due"]["amount"] == 0
         replay = _ok(_post(http, path, body, key), 201)
         assert replay["order"]["id"] == new["id"] and _on_hand(http, hat, store) == 1
+        # The new order is announced as any order is, first of all its events.
+        (created,) = _eventually(lambda: _fed(http, "order.created", new["id"]))
+        assert created["data"]["object"]["exchange_of"] == order["id"]
 
         receipt = _ok(http.get(f"/v1/orders/{order['id']}/receipt"))
         assert [r["exchange_order_id"] for r in receipt["returns"]] == [new["id"]]

@@ -399,6 +399,25 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
     replay = await shop.orders.CreateReceiptlessReturn(request, metadata=MERCHANT, timeout=20)
     assert replay.order_return == ret and replay.store_credit.code == ""
     assert await shop.on_hand(shop.outlet) == stocked + 2
+    # Told as any return is (once, with no order), and read back by its id, by its merchant.
+    told = [
+        order_events.OrderReturned.FromString(payload)
+        for (payload,) in shop.sql(
+            "SELECT payload FROM outbox WHERE subject = 'pos.order.v1.order_returned'"
+            " AND position(%s::bytea in payload) > 0",
+            ret.id.encode(),
+        )
+    ]
+    assert [e.order_return for e in told] == [ret] and not told[0].HasField("order")
+    got = await shop.orders.GetReturn(
+        order_pb2.GetReturnRequest(id=ret.id), metadata=MERCHANT, timeout=5
+    )
+    assert got.order_return == ret
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.GetReturn(
+            order_pb2.GetReturnRequest(id=ret.id), metadata=OTHER, timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
     never_sold = order_pb2.CreateReceiptlessReturnRequest(
         request_id=str(uuid.uuid4()),

@@ -327,6 +327,19 @@ async def list_returns(order_id: PathId, svc: Svc) -> ReturnList:
     return ReturnList(data=[to_model(Return, r) for r in answer.returns], next_cursor=None)
 
 
+@router.get(
+    "/returns/{return_id}",
+    **op("orders:read", "Get a return", (404,), example=ex.RETURN),
+)
+async def get_return(return_id: PathId, svc: Svc) -> Return:
+    """Any return of the merchant by its id: an order's (as its list has it), an exchange's,
+    or one without a receipt (`POST /v1/returns`: `order_id` empty, `customer_id` and
+    `store_credit_gift_card_id` set; its card's code is never shown again). Another
+    merchant's return is a 404, the same as one that does not exist."""
+    answer = await svc.order.GetReturn(order_pb2.GetReturnRequest(id=return_id))
+    return to_model(Return, answer.order_return)
+
+
 _OUTCOMES = {
     "paid_out_of_band": order_pb2.SETTLEMENT_OUTCOME_PAID_OUT_OF_BAND,
     "refused": order_pb2.SETTLEMENT_OUTCOME_REFUSED,
@@ -482,10 +495,11 @@ async def create_receiptless_return(
     order's discount, in the store's currency; restocked units go back to stock at
     `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
     sold in that time is a 400 naming the line; a store or customer you do not have is a
-    404. Store credit is money given back: at a register it takes the `refund` permission or
-    a manager's override (403 `permission_required`, nothing changed), and every such return
-    is in the audit log (`return`) with who made it, the credit's card and amount (never its
-    code)."""
+    404. The return is read back with `GET /v1/returns/{return_id}`, and `order.returned`
+    follows (the return as `object`, its `order` null). Store credit is money given back:
+    at a register it takes the `refund` permission or a manager's override (403
+    `permission_required`, nothing changed), and every such return is in the audit log
+    (`return`) with who made it, the credit's card and amount (never its code)."""
     ask = order_pb2.CreateReceiptlessReturnRequest(
         request_id=request_id(),
         location_id=body.location_id,

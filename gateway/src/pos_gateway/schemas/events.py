@@ -68,7 +68,8 @@ def _documented_extras(schema: dict[str, Any]) -> None:
 
 class EventData(Answer):
     """`object`, and for some types more beside it: `order.returned` carries the return as
-    `object` and the order as it stands after it as `order`; `inventory.low_stock` carries
+    `object` and the order as it stands after it as `order` (null for a return without a
+    receipt); `inventory.low_stock` carries
     the stock level (its `sku`, `location_id` and `available`) as `object` and the threshold
     it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
     coupon as `object` and the `order_id` and `customer_id` of the use."""

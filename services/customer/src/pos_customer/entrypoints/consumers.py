@@ -82,6 +82,8 @@ async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturne
     new order earns on them; money refunded outside a return does not). An event from before
     it said so: the order's total less what its tenders still hold."""
     order = message.order
+    if not order.id:
+        return  # a return without a receipt: store credit, no order that earned points
     if message.HasField("goods_total"):
         total, returned = message.goods_total.amount, message.goods_returned.amount
     else:

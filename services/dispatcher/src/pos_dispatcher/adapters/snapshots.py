@@ -163,12 +163,16 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     order_events.OrderFulfillmentUpdated: lambda m: [
         ("order.fulfillment_updated", m.order.id, _object(Order, m.order))
     ],
-    # The return is the object; the order as it stands after it rides beside it.
+    # The return is the object; the order as it stands after it rides beside it (null for a
+    # return without a receipt, which has none).
     order_events.OrderReturned: lambda m: [
         (
             "order.returned",
             m.order_return.id,
-            {**_object(Return, m.order_return), "order": _object(Order, m.order)["object"]},
+            {
+                **_object(Return, m.order_return),
+                "order": _object(Order, m.order)["object"] if m.HasField("order") else None,
+            },
         )
     ],
     payment_events.PaymentAuthorized: _payment("authorized"),

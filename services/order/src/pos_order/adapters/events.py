@@ -54,6 +54,8 @@ def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentU
 
 @REGISTRY.maps(OrderReturned)
 def _returned(event: OrderReturned) -> events_pb2.OrderReturned:
+    if event.order is None:  # without a receipt: no order, and no order's goods to count
+        return events_pb2.OrderReturned(order_return=return_to_proto(event.ret))
     currency = event.order.currency
     return events_pb2.OrderReturned(
         order=order_to_proto(event.order),

@@ -990,15 +990,16 @@ def lowest_sold(lines: list[SoldLine]) -> dict[str, int]:
 class OrderReturned:
     """A return completed: refunded and restocked. Carries the return and the order, and
     what all the order's completed returns, and its cancelled and expired fulfilments, took
-    back of its goods (gift cards apart)."""
+    back of its goods (gift cards apart). A return without a receipt has no order: `None`,
+    and nothing of an order's goods."""
 
-    order: Order
+    order: Order | None
     ret: Return
     goods_returned: int = 0
 
     @property
     def goods_total(self) -> int:
-        return self.order.goods_total
+        return self.order.goods_total if self.order is not None else 0
 
 
 def goods_returned(returns: list[Return]) -> int:

@@ -563,6 +563,13 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         return order_pb2.ListReturnsResponse(returns=[return_to_proto(r) for r in found])
 
     @query
+    async def GetReturn(
+        self, request: order_pb2.GetReturnRequest, uow: OrderUow
+    ) -> order_pb2.GetReturnResponse:
+        found = await returns.get_return(uow, request.id)
+        return order_pb2.GetReturnResponse(order_return=return_to_proto(found))
+
+    @query
     async def GetOrder(
         self, request: order_pb2.GetOrderRequest, uow: OrderUow
     ) -> order_pb2.GetOrderResponse:

@@ -9,7 +9,8 @@
    `<return id>/refund`, the amounts per tender planned in step 1) and the restock
    (`<return id>/restock/<line>` at the returning location), each idempotent on its side.
 3. `record`: the return completed with its refunds, the order's tenders updated, and
-   `order_returned` published with the return and the order, in one transaction.
+   `order_returned` published with the return and the order, in one transaction (a return
+   without a receipt: with no order).
 
 A failure in step 2 leaves the return `pending` with its plan: a retry with the same request id
 finds it (its id derives from the request and the time it was first claimed) and asks again
@@ -676,6 +677,8 @@ async def complete_credit(uow: ReturnsUnitOfWork, done: Credited) -> Return:
         ret.status, ret.completed_at = ReturnStatus.COMPLETED, now()
         ret.store_credit_gift_card_id = done.ret.store_credit_gift_card_id
         await uow.returns.save(ret)
+        # Partners hear of it as of any return: the same event, with no order.
+        uow.publish(OrderReturned(None, ret))
     return ret
 
 
@@ -794,6 +797,14 @@ class SettleReturn(Generic[R]):
         return self.answer(done, order)
 
 
+async def get_return(uow: ReturnsUnitOfWork, return_id: str) -> Return:
+    """Any return of the merchant, one without a receipt included."""
+    found = await uow.returns.get(return_id)
+    if found is None:
+        raise NotFound("return", return_id)
+    return found
+
+
 async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
     order = await uow.orders.get(order_id)
     if order is None:
@@ -801,4 +812,4 @@ async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
     return await uow.returns.of_order(order_id)
 
 
-__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "SettleReturn", "list_returns"]
+__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "SettleReturn", "get_return", "list_returns"]

@@ -105,6 +105,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
                 _registered_method=True)
+        self.GetReturn = channel.unary_unary(
+                '/pos.order.v1.OrderService/GetReturn',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.FromString,
+                _registered_method=True)
         self.CreateReceiptlessReturn = channel.unary_unary(
                 '/pos.order.v1.OrderService/CreateReceiptlessReturn',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
@@ -229,6 +234,13 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReturn(self, request, context):
+        """One return of the merchant by its id, a return without a receipt (no order) included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateReceiptlessReturn(self, request, context):
         """Units returned with no receipt: store credit (a gift card issued to the customer) at the
         lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -331,6 +343,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListReturns,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.SerializeToString,
+            ),
+            'GetReturn': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReturn,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.SerializeToString,
             ),
             'CreateReceiptlessReturn': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateReceiptlessReturn,
@@ -727,6 +744,33 @@ class OrderService:
             '/pos.order.v1.OrderService/ListReturns',
             pos_dot_order_dot_v1_dot_order__pb2.ListReturnsRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.ListReturnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReturn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/GetReturn',
+            pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,8 @@ class OrderServiceStub:
     """
     ListReturns: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]
     """The returns of an order, oldest first."""
+    GetReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]
+    """One return of the merchant by its id, a return without a receipt (no order) included."""
     CreateReceiptlessReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -133,6 +135,8 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """
     ListReturns: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]  # type: ignore[assignment]
     """The returns of an order, oldest first."""
+    GetReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]  # type: ignore[assignment]
+    """One return of the merchant by its id, a return without a receipt (no order) included."""
     CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -276,6 +280,14 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListReturnsResponse, _abc.Awaitable[_order_pb2.ListReturnsResponse]]:
         """The returns of an order, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetReturn(
+        self,
+        request: _order_pb2.GetReturnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.GetReturnResponse, _abc.Awaitable[_order_pb2.GetReturnResponse]]:
+        """One return of the merchant by its id, a return without a receipt (no order) included."""
 
     @_abc_1.abstractmethod
     def CreateReceiptlessReturn(
