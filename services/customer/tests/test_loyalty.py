@@ -602,3 +602,71 @@ async def test_a_cancelled_fulfilment_takes_back_the_points_of_goods_never_hande
     await deliver(on_fulfillment_updated, cancelled("ord_fc2", 2000))
     assert await _sale(service, merchant.merchant, "ord_fc2", c.id, 6000) == 60
     assert await _balance(service, merchant, c.id) == (40, 40, 0)
+
+
+async def _hold(caller: Caller, order_id: str, customer_id: str, pts: int) -> Any:
+    return await caller(
+        "HoldPoints",
+        loyalty_pb2.HoldPointsRequest(order_id=order_id, customer_id=customer_id, points=pts,
+                                      currency="USD"),
+    )  # fmt: skip
+
+
+async def _refused(work: Any) -> str:
+    err = await asyncio.gather(work, return_exceptions=True)
+    return str(read_error(err[0]).reason)  # type: ignore[arg-type]
+
+
+async def test_points_taken_back_after_they_were_held_or_spent_are_a_debt_never_lost(
+    merchant: Caller, service: Service
+) -> None:
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import on_order_cancelled, on_order_returned
+
+    c = await merchant.create(given_name="Debt")
+
+    async def cancelled(order_id: str) -> None:
+        message = order_events.OrderCancelled(order=order_pb2.Order(id=order_id, customer_id=c.id))
+        await _deliver(service, merchant.merchant, (on_order_cancelled, message))
+
+    # Held by an open order, then that order is cancelled too: nothing is left to redeem.
+    assert await _sale(service, merchant.merchant, "ord_db1", c.id, 9000) == 90
+    await _hold(merchant, "ord_db2", c.id, 90)
+    await cancelled("ord_db1")
+    assert await _balance(service, merchant, c.id) == (0, 0, 90)
+    await merchant("ReleasePoints", loyalty_pb2.ReleasePointsRequest(order_id="ord_db2"))
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)
+    assert await _refused(_hold(merchant, "ord_db3", c.id, 1)) == "insufficient_points"
+
+    # Held, then redeemed by the open order's confirmation: the balance goes below zero.
+    assert await _sale(service, merchant.merchant, "ord_db4", c.id, 9000) == 90
+    await _hold(merchant, "ord_db5", c.id, 90)
+    await cancelled("ord_db4")
+    await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_db5"))
+    assert await _balance(service, merchant, c.id) == (-90, -90, 0)
+    assert await _refused(_hold(merchant, "ord_db6", c.id, 1)) == "insufficient_points"
+    assert await _refused(_adjust(merchant, c.id, -1)) == "insufficient_points"
+
+    # Later earnings pay the debt off first.
+    assert await _sale(service, merchant.merchant, "ord_db7", c.id, 12000) == 120
+    assert await _balance(service, merchant, c.id) == (30, 30, 0)
+    await _hold(merchant, "ord_db8", c.id, 30)
+
+    # Spent, then the goods returned: the return's share is taken whole.
+    d = await merchant.create(given_name="Returned")
+    assert await _sale(service, merchant.merchant, "ord_dr1", d.id, 6000) == 60
+    await _hold(merchant, "ord_dr2", d.id, 50)
+    await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_dr2"))
+    order = order_pb2.Order(id="ord_dr1", customer_id=d.id, total=_usd(6000), paid=_usd(0))
+    returned = order_events.OrderReturned(order=order, order_return=order_pb2.Return(id="ret_db"))
+    await _deliver(service, merchant.merchant, (on_order_returned, returned))
+    assert await _balance(service, merchant, d.id) == (-50, -50, 0)
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=d.id)
+    )
+    assert [(e.kind, e.points, e.balance_after) for e in history.entries] == [
+        ("reversed", -60, -50),
+        ("redeemed", -50, 10),
+        ("earned", 60, 60),
+    ]

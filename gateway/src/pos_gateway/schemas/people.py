@@ -39,7 +39,13 @@ class Customer(Answer):
     email: str = Field(max_length=254, description="Empty when the customer has none")
     given_name: str = Field(max_length=100)
     family_name: str = Field(max_length=100)
-    loyalty_points: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    loyalty_points: int = Field(
+        ge=INT64_MIN,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="Below 0 when points taken back for a cancelled or returned order had "
+        "been spent: a debt that later earnings pay off; no points can be redeemed meanwhile",
+    )
     version: Version
     created_at: Timestamp
     updated_at: Timestamp
@@ -100,7 +106,7 @@ class PointsEntry(Answer):
         description="earned, reversed, redeemed, adjusted, expired, merged_in or merged_out",
     )
     points: Points
-    balance_after: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    balance_after: int = Field(ge=INT64_MIN, le=INT64_MAX, json_schema_extra=INT64)
     order_id: str = Field(max_length=64, description="The order it is for; empty for none")
     return_id: str = Field(
         "",
@@ -124,7 +130,7 @@ class PointsHistory(Page[PointsEntry]):
 
 class PointsAdjustment(Answer):
     entry: PointsEntry
-    balance: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
+    balance: int = Field(ge=INT64_MIN, le=INT64_MAX, json_schema_extra=INT64)
 
 
 class Purchase(Answer):

@@ -225,9 +225,10 @@ async def release(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
 
 async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> list[loyalty.Entry]:
     """An order cancelled after confirmation (or returned): what it earned is taken back and
-    what it redeemed is given back, in one `reversed` entry, once per order. The balance never
-    goes below what open orders hold: a debit the customer already spent is cut to what is
-    left (the entry's reason says so)."""
+    what it redeemed is given back, in one `reversed` entry, once per order. Points the
+    customer already spent or holds for an open order are taken all the same: the balance may
+    go below what is held, or below zero, a debt that blocks redemptions until later earnings
+    pay it (cutting it instead would let a fully refunded order keep its points)."""
     raise_if(require(bool(order_id), "order_id", "is required"))
     await uow.loyalty.lock_order(order_id)
     if await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None:
@@ -246,9 +247,6 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     kept = (earned.points if earned else 0) + await uow.loyalty.returned_points(order_id)
     net = -max(kept, 0) - (redeemed.points if redeemed else 0)
     note = reason.strip()[:MAX_REASON] or "order reversed"
-    if net < 0 and -net > customer.available_points:
-        net = -customer.available_points
-        note += " (cut to the available balance)"
     # Towards the tier the order then counts for nothing: what it earned and its returns did
     # not take back goes, and the redeemed points given back were never earned (with `net`
     # alone, cancelling an order that redeemed much would raise the customer's tier).
@@ -310,12 +308,8 @@ async def reverse_returned(
     customer = await _customer_now(uow, earned.customer_id)
     if customer is None:
         return []
+    # Taken whole even if spent or held, as reverse_order does.
     note = f"units of order {order_id} {why}"
-    if due > customer.available_points:
-        due = customer.available_points
-        note += " (cut to the available balance)"
-    if due <= 0:
-        return []
     entry = await _append(
         uow, customer, loyalty.REVERSED, -due, order_id, note, return_id=return_id
     )
