@@ -80,10 +80,46 @@ async def test_email_and_external_id_are_unique_per_merchant(
     await merchant.create(email="dup@example.com", external_id="x-1")
     err = await _refused(merchant.create(email="DUP@example.com"))
     assert (err.code(), read_error(err).reason) == (grpc.StatusCode.ALREADY_EXISTS, "email_taken")
+    assert _fields(err) == ["email"]
     err = await _refused(merchant.create(email="b@example.com", external_id="x-1"))
     assert read_error(err).reason == "external_id_taken"
+    assert _fields(err) == ["external_id"]
     # Another merchant may have the same ones.
     await other.create(email="dup@example.com", external_id="x-1")
+
+
+async def test_creates_and_upserts_racing_on_one_email_or_external_id_never_fail(
+    merchant: Caller,
+) -> None:
+    """Twenty requests at once with the same key: each looks before any writes, so the unique
+    index decides; the losers get the same answer as one that came later."""
+    creates = [merchant.create(email="race@example.com", given_name=f"N{n}") for n in range(20)]
+    done = await asyncio.gather(*creates, return_exceptions=True)
+    won = [c for c in done if isinstance(c, customer_pb2.Customer)]
+    lost = [read_error(e) for e in done if isinstance(e, grpc.aio.AioRpcError)]
+    assert (len(won), len(lost)) == (1, 19), done
+    assert {(e.reason, tuple(v.field for v in e.violations)) for e in lost} == {
+        ("email_taken", ("email",))
+    }
+
+    upserts = [
+        merchant(
+            "UpsertCustomer",
+            customer_pb2.UpsertCustomerRequest(profile=P(external_id="race-1", notes=f"n{n}")),
+        )
+        for n in range(20)
+    ]
+    answers = await asyncio.gather(*upserts)
+    assert [a.created for a in answers].count(True) == 1
+    assert len({a.customer.id for a in answers}) == 1
+
+    def batch() -> customer_pb2.BatchUpsertCustomersRequest:
+        profiles = [P(external_id=f"race-b{i}", given_name="B") for i in range(5)]
+        return customer_pb2.BatchUpsertCustomersRequest(customers=profiles)
+
+    batches = await asyncio.gather(*(merchant("BatchUpsertCustomers", batch()) for _ in range(10)))
+    assert sum(b.created for b in batches) == 5
+    assert len({c.id for b in batches for c in b.customers}) == 5
 
 
 async def test_a_stale_version_is_refused_with_the_current_one(merchant: Caller) -> None:

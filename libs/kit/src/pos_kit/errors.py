@@ -69,8 +69,13 @@ class NotFound(DomainError):
 
 
 class AlreadyExists(DomainError):
-    def __init__(self, message: str, code: str = "already_exists") -> None:
-        super().__init__(message, code, [], {}, ErrorKind.ALREADY_EXISTS)
+    def __init__(
+        self,
+        message: str,
+        code: str = "already_exists",
+        violations: list[FieldViolation] | None = None,
+    ) -> None:
+        super().__init__(message, code, violations or [], {}, ErrorKind.ALREADY_EXISTS)
 
 
 class Conflict(DomainError):

@@ -6,13 +6,15 @@ Every repository is bound to the merchant of the unit of work: no method takes a
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Text, and_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_customer.adapters import events
@@ -29,12 +31,15 @@ from pos_customer.adapters.tables import (
     purchases,
 )
 from pos_customer.domain import loyalty
-from pos_customer.domain.model import ACTIVE, Address, Consent, Customer
+from pos_customer.domain.model import ACTIVE, Address, Consent, Customer, KeyTaken
 from pos_kit.changes import list_page
 from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.errors import AnswerWithdrawn
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
+
+# The unique indexes on customers and the field each one keeps unique.
+_KEY_FIELDS = {"customers_email": "email", "customers_external_id": "external_id"}
 
 PROFILE_OPERATIONS = (
     "CreateCustomer",
@@ -210,6 +215,23 @@ class SqlCustomerRepository:
         for customer_id, group_id in found:
             groups.setdefault(customer_id, []).append(group_id)
         return [_customer(r, groups.get(r.id, ())) for r in rows]
+
+    @asynccontextmanager
+    async def claiming_keys(self) -> AsyncIterator[None]:
+        """Writes that may take an email or external_id another request took after it was
+        looked for: the unique index refuses it, and KeyTaken names the field, the writes
+        undone and the transaction still usable (a savepoint), so an upsert can read the
+        winner and update it."""
+        await self._conn.execute(sql_text("SAVEPOINT claiming_keys"))
+        try:
+            yield
+        except IntegrityError as exc:
+            field = _KEY_FIELDS.get(getattr(getattr(exc.orig, "diag", None), "constraint_name", ""))
+            if field is None:
+                raise
+            await self._conn.execute(sql_text("ROLLBACK TO SAVEPOINT claiming_keys"))
+            raise KeyTaken(field) from None
+        await self._conn.execute(sql_text("RELEASE SAVEPOINT claiming_keys"))
 
     async def add(self, customer: Customer) -> None:
         row = (

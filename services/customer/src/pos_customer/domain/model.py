@@ -156,6 +156,15 @@ def erased_copy(customer: Customer) -> Customer:
     )
 
 
+class KeyTaken(Exception):
+    """Another customer holds this email or external_id: one written after it was looked for
+    (the unique indexes are what decides)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class CustomerCreated:
     customer: Customer

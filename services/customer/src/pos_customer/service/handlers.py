@@ -15,6 +15,7 @@ from pos_customer.domain.model import (
     CustomerErased,
     CustomerMerged,
     CustomerUpdated,
+    KeyTaken,
     Profile,
     erased_copy,
     normalise_email,
@@ -48,19 +49,27 @@ def _stale(current: int) -> Conflict:
     )
 
 
+def _taken(field: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"a customer with this {field} already exists",
+        f"{field}_taken",
+        [FieldViolation(field, "is another customer's")],
+    )
+
+
 async def _unique_keys(uow: CustomerUnitOfWork, customer: Customer) -> None:
-    """Email and external_id are unique per merchant; a taken one is a field error."""
+    """Email and external_id are unique per merchant; a taken one is a field error. This is
+    the common case's answer; one taken by a request running at the same time is found by the
+    write (KeyTaken)."""
     if customer.email:
         other = await uow.customers.get_by_email(customer.email)
         if other is not None and other.id != customer.id:
-            raise AlreadyExists("a customer with this email already exists", "email_taken")
+            raise _taken("email")
     if customer.external_id:
         found = await uow.customers.get_by_external_ids([customer.external_id])
         other = found.get(customer.external_id)
         if other is not None and other.id != customer.id:
-            raise AlreadyExists(
-                "a customer with this external_id already exists", "external_id_taken"
-            )
+            raise _taken("external_id")
 
 
 async def create_customer(uow: CustomerUnitOfWork, profile: Profile) -> Customer:
@@ -69,7 +78,11 @@ async def create_customer(uow: CustomerUnitOfWork, profile: Profile) -> Customer
     customer.apply(profile)
     require_identity(customer)
     await _unique_keys(uow, customer)
-    await uow.customers.add(customer)
+    try:
+        async with uow.customers.claiming_keys():
+            await uow.customers.add(customer)
+    except KeyTaken as taken:
+        raise _taken(taken.field) from None
     uow.publish(CustomerCreated(customer))
     return customer
 
@@ -117,7 +130,12 @@ async def _write_update(uow: CustomerUnitOfWork, customer: Customer, profile: Pr
     seen = customer.version
     customer.version += 1
     # The write itself re-checks the version, so two concurrent updates cannot both win.
-    if not await uow.customers.save(customer, seen):
+    try:
+        async with uow.customers.claiming_keys():
+            saved = await uow.customers.save(customer, seen)
+    except KeyTaken as taken:
+        raise _taken(taken.field) from None
+    if not saved:
         current = await active_customer(uow, customer.id)
         raise _stale(current.version)
     uow.publish(CustomerUpdated(customer))
@@ -132,7 +150,15 @@ async def upsert_customer(
     external_id = profile.external_id or ""
     found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
     if found is None:
-        return await create_customer(uow, profile), True
+        try:
+            return await create_customer(uow, profile), True
+        except AlreadyExists as taken:
+            if taken.code != "external_id_taken":
+                raise
+        # Created by a request running at the same time: this one updates it.
+        found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
+        if found is None:
+            raise _taken("external_id")  # and gone again (erased, merged) at once
     if expected_version and expected_version != found.version:
         raise _stale(found.version)
     return await _write_update(uow, found, profile), False
@@ -179,9 +205,24 @@ async def batch_upsert(uow: CustomerUnitOfWork, profiles: Sequence[Profile]) -> 
                 )
             emails[p.email] = i
     raise_if(violations)
+    # Twice at most: a request running at the same time may create one of these external ids
+    # (or take an email) between the reads and the writes; read again, they are updates then.
+    for attempt in (1, 2):
+        try:
+            async with uow.customers.claiming_keys():
+                return await _write_batch(uow, clean, list(seen), list(emails))
+        except KeyTaken as taken:
+            if attempt == 2:
+                raise _taken(taken.field) from None
+    raise AssertionError("unreachable")
 
-    existing = await uow.customers.get_by_external_ids(list(seen))
-    taken = await uow.customers.taken_emails(list(emails))
+
+async def _write_batch(
+    uow: CustomerUnitOfWork, clean: list[Profile], external_ids: list[str], emails: list[str]
+) -> BatchResult:
+    violations: list[FieldViolation] = []
+    existing = await uow.customers.get_by_external_ids(external_ids)
+    taken = await uow.customers.taken_emails(emails)
     new: list[Customer] = []
     changed: list[Customer] = []
     result: list[Customer] = []
