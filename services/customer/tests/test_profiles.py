@@ -376,6 +376,31 @@ async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     assert await _search(merchant, email="w@example.com") == [winner.id]
 
 
+async def test_an_erasure_waits_for_the_open_order_holding_the_customers_points(
+    merchant: Caller,
+) -> None:
+    """Erased, the customer could not give the held points to the order's confirmation: the
+    order would fail after its card was charged."""
+    from pos.customer.v1 import loyalty_pb2
+
+    c = await merchant.create(given_name="Holder")
+    await merchant(
+        "AdjustPoints", loyalty_pb2.AdjustPointsRequest(customer_id=c.id, points=90, reason="x")
+    )
+    hold = loyalty_pb2.HoldPointsRequest(order_id="ord_er1", customer_id=c.id, points=90)
+    await merchant("HoldPoints", hold)
+    err = await _refused(merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id)))
+    assert (err.code(), read_error(err).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "points_held",
+    )
+    assert read_error(err).metadata["order_id"] == "ord_er1"
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.given_name == "Holder"
+    await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_er1"))
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id))
+
+
 async def test_erasure_leaves_no_personal_data_and_answers_404(
     merchant: Caller, service: Service
 ) -> None:

@@ -349,7 +349,7 @@ async def update_customer(
 
 @router.delete(
     "/customers/{customer_id}",
-    **op("customers:write", "Erase a customer's personal data", (404,),
+    **op("customers:write", "Erase a customer's personal data", (404, 409),
          example={"id": ex.CUSTOMER_ID, "erased_at": ex.UPDATED}),
 )  # fmt: skip
 async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> ErasedCustomer:
@@ -360,6 +360,10 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     credential). Every answer stored under an Idempotency-Key that held the customer is
     replaced by a 410 `customer_erased` problem: a retry of such a request (a create, an
     upsert, an import holding the customer) never runs again and never brings it back.
+
+    While an open order holds the customer's points (a sale redeeming them, not yet confirmed
+    or cancelled) the erasure is refused, 409 `points_held` with that order's `order_id`: the
+    order's confirmation redeems them from this customer. Erase once it is settled.
 
     At a register it cannot be undone by anyone, so someone must be signed in (403
     `staff_sign_in_required`), and it is in the audit log with the member (`customer.erased`,

@@ -862,6 +862,19 @@ class SqlLoyaltyRepository:
             .on_conflict_do_update(index_elements=["merchant_id", "order_id"], set_=values)
         )
 
+    async def open_holds(self, customer_id: str) -> list[str]:
+        """The orders holding this customer's points, oldest first."""
+        rows = await self._conn.execute(
+            select(points_holds.c.order_id)
+            .where(
+                points_holds.c.merchant_id == self._merchant,
+                points_holds.c.customer_id == customer_id,
+                points_holds.c.status == loyalty.HELD,
+            )
+            .order_by(points_holds.c.created_at, points_holds.c.order_id)
+        )
+        return list(rows.scalars())
+
     async def move_holds(self, loser_id: str, winner_id: str) -> None:
         await self._conn.execute(
             update(points_holds)

@@ -288,6 +288,15 @@ async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by
     customer = await uow.customers.get(customer_id, for_update=True)
     if customer is None or customer.status not in (ACTIVE, MERGED):
         raise NotFound("customer", customer_id)
+    # An open order redeeming points confirms by finalising them on this customer: erased,
+    # the order would fail after its card was charged. Holds are taken under the same lock.
+    held = await uow.loyalty.open_holds(customer.id) if customer.points_held else []
+    if held:
+        raise Conflict(
+            "an open order holds the customer's points: erase once it is confirmed or cancelled",
+            "points_held",
+            {"order_id": held[0]},
+        )
     erased = erased_copy(customer)
     await uow.customers.erase(erased, requested_by)
     await uow.groups.forget(customer_id)
