@@ -670,3 +670,48 @@ async def test_points_taken_back_after_they_were_held_or_spent_are_a_debt_never_
         ("redeemed", -50, 10),
         ("earned", 60, 60),
     ]
+
+
+async def test_a_merge_counts_both_histories_towards_the_winners_tier(
+    merchant: Caller, service: Service
+) -> None:
+    program = loyalty_pb2.LoyaltyProgram(
+        enabled=True,
+        points_per_unit=1,
+        tiers=[loyalty_pb2.Tier(name="silver", threshold_points=40, multiplier_bps=20_000)],
+        point_value_minor=1,
+    )
+    await merchant("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program))
+
+    async def tier(customer_id: str) -> str:
+        got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=customer_id))
+        return str(got.customer.tier)
+
+    async def merge(winner: str, loser: str) -> None:
+        request = customer_pb2.MergeCustomersRequest(winner_id=winner, loser_id=loser)
+        await merchant("MergeCustomers", request)
+
+    # The winner keeps its tier when the loser's order is returned after the merge.
+    a = await merchant.create(given_name="A")
+    b = await merchant.create(given_name="B")
+    assert await _sale(service, merchant.merchant, "ord_mt1", a.id, 4_500) == 45
+    assert await _sale(service, merchant.merchant, "ord_mt2", b.id, 3_700) == 37
+    assert (await tier(a.id), await tier(b.id)) == ("silver", "")
+    await merge(a.id, b.id)
+    assert await _balance(service, merchant, a.id) == (82, 82, 0)
+    await merchant("ReverseOrderPoints", loyalty_pb2.ReverseOrderPointsRequest(order_id="ord_mt2"))
+    assert await _balance(service, merchant, a.id) == (45, 45, 0)
+    assert await tier(a.id) == "silver"
+
+    # A winner below the tier reaches it with the loser's earns, at the merge.
+    c = await merchant.create(given_name="C")
+    d = await merchant.create(given_name="D")
+    e = await merchant.create(given_name="E")
+    assert await _sale(service, merchant.merchant, "ord_mt3", c.id, 1_000) == 10
+    assert await _sale(service, merchant.merchant, "ord_mt4", d.id, 2_000) == 20
+    assert await _sale(service, merchant.merchant, "ord_mt5", e.id, 1_500) == 15
+    await merge(d.id, e.id)
+    assert await tier(d.id) == ""
+    await merge(c.id, d.id)  # e's earns came through d's merge
+    assert await tier(c.id) == "silver"
+    assert await _sale(service, merchant.merchant, "ord_mt6", c.id, 1_000) == 20  # x2

@@ -829,10 +829,24 @@ class SqlLoyaltyRepository:
         return [r[0] for r in rows]
 
     async def earned_since(self, customer_id: str, since: datetime | None) -> int:
+        """What counts towards the customer's tier: its earns and reversals, and those of every
+        customer merged into it (directly or through an earlier merge), each at its own time
+        (a `merged_in` entry moves a balance, not what was earned, nor when)."""
+        merged = (
+            select(customers.c.id)
+            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer_id)
+            .cte("merged", recursive=True)
+        )
+        merged = merged.union(
+            select(customers.c.id).where(
+                customers.c.merchant_id == self._merchant,
+                customers.c.merged_into == merged.c.id,
+            )
+        )
         counted = func.coalesce(points_ledger.c.tier_points, points_ledger.c.points)
         query = select(func.coalesce(func.sum(counted), 0)).where(
             points_ledger.c.merchant_id == self._merchant,
-            points_ledger.c.customer_id == customer_id,
+            points_ledger.c.customer_id.in_(select(merged.c.id)),
             points_ledger.c.kind.in_([loyalty.EARNED, loyalty.REVERSED]),
         )
         if since is not None:

@@ -69,6 +69,13 @@ customers = Table(
         postgresql_where=text("external_id IS NOT NULL"),
     ),
     Index("customers_phone", "merchant_id", "phone", postgresql_where=text("phone IS NOT NULL")),
+    # The customers merged into one (their points history counts towards its tier); few.
+    Index(
+        "customers_merged_into",
+        "merchant_id",
+        "merged_into",
+        postgresql_where=text("merged_into IS NOT NULL"),
+    ),
 )
 
 # One row per word a text search finds a customer by (name words, email, phone digits): a

@@ -24,6 +24,7 @@ from pos_customer.domain.model import (
     require_identity,
 )
 from pos_customer.service.ports import CustomerUnitOfWork
+from pos_customer.service.tiers import retier
 from pos_kit.errors import (
     AlreadyExists,
     Conflict,
@@ -364,6 +365,8 @@ async def merge_customers(
     stub = erased_copy(loser)
     stub.status, stub.merged_into, stub.version = MERGED, winner.id, loser.version + 1
     await uow.customers.save(stub, loser.version)
+    # The loser's earns now count towards the winner's tier (earned_since follows merges).
+    await retier(uow, winner, await uow.loyalty.program())
     winner = await active_customer(uow, winner.id)
     uow.publish(CustomerMerged(winner, loser.id))
     return winner, stub

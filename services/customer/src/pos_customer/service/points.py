@@ -10,12 +10,13 @@ of the ledger.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pos_customer.domain import loyalty
 from pos_customer.domain.model import MERGED, Customer
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
+from pos_customer.service.tiers import retier
 from pos_kit.errors import Conflict, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -114,25 +115,12 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
         return 0
     entry = await _append(uow, customer, loyalty.EARNED, points, sale.order_id)
     uow.publish(loyalty.PointsEarned(entry))
-    await _retier(uow, customer, program)
+    await retier(uow, customer, program)
     for return_id, total, refunded in reversals:
         by_fulfillment = loyalty.names_fulfillment(sale.order_id, return_id)
         why = "not handed over" if by_fulfillment else "returned"
         await reverse_returned(uow, sale.order_id, return_id, total, refunded, why)
     return points
-
-
-async def _retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
-    if not program.tiers:
-        return
-    now = datetime.now(UTC)
-    earned = await uow.loyalty.earned_since(customer.id, loyalty.tier_since(program, now))
-    tier = program.tier_for(earned)
-    name = tier.name if tier else ""
-    if name != customer.tier:
-        previous, customer.tier = customer.tier, name
-        await uow.customers.save_points(customer)
-        uow.publish(loyalty.TierChanged(customer.id, previous, name))
 
 
 async def adjust(
@@ -255,7 +243,7 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     )
     await uow.purchases.mark_reversed(order_id)
     uow.publish(loyalty.PointsAdjusted(entry))
-    await _retier(uow, customer, await uow.loyalty.program())
+    await retier(uow, customer, await uow.loyalty.program())
     return [entry]
 
 
@@ -314,7 +302,7 @@ async def reverse_returned(
         uow, customer, loyalty.REVERSED, -due, order_id, note, return_id=return_id
     )
     uow.publish(loyalty.PointsAdjusted(entry))
-    await _retier(uow, customer, await uow.loyalty.program())
+    await retier(uow, customer, await uow.loyalty.program())
     return [entry]
 
 

@@ -1,0 +1,25 @@
+"""A customer's tier: what they earned in the program's period, their merged history included
+(the ledger's earns and reversals: redemptions, adjustments and expiry do not count)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pos_customer.domain import loyalty
+from pos_customer.domain.model import Customer
+from pos_customer.service.ports import CustomerUnitOfWork
+
+
+async def retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
+    """Set the tier from the ledger; a change is saved and announced. The customer's row must
+    be locked."""
+    if not program.tiers:
+        return
+    now = datetime.now(UTC)
+    earned = await uow.loyalty.earned_since(customer.id, loyalty.tier_since(program, now))
+    tier = program.tier_for(earned)
+    name = tier.name if tier else ""
+    if name != customer.tier:
+        previous, customer.tier = customer.tier, name
+        await uow.customers.save_points(customer)
+        uow.publish(loyalty.TierChanged(customer.id, previous, name))
