@@ -111,6 +111,19 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     found = http.get("/v1/customers/search", params={"q": "zoe mar"}).json()["data"]
     assert [c["id"] for c in found] == [zoe["id"]]
     assert http.get("/v1/customers/search", params={"phone": "0033612345678"}).json()["data"]
+    by_email = http.get("/v1/customers/search", params={"q": "zoe.martin@example.com"}).json()
+    assert [c["id"] for c in by_email["data"]] == [zoe["id"]]
+    # A page that is not the last gives its cursor, for the same search only.
+    for n in range(3):
+        _post(http, "/v1/customers", {"given_name": f"Zoey{n}"})
+    first = http.get("/v1/customers/search", params={"q": "zo", "limit": 2}).json()
+    assert len(first["data"]) == 2 and first["next_cursor"]
+    params = {"q": "zo", "limit": 2, "cursor": first["next_cursor"]}
+    rest = http.get("/v1/customers/search", params=params).json()
+    assert len(rest["data"]) == 2 and rest["next_cursor"] is None
+    assert len({c["id"] for c in first["data"] + rest["data"]}) == 4
+    other = http.get("/v1/customers/search", params={**params, "q": "zoey"})
+    assert (other.status_code, other.json()["errors"][0]["field"]) == (400, "cursor")
     empty = http.get("/v1/customers/search")
     assert empty.status_code == 400
 

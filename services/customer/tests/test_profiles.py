@@ -248,9 +248,56 @@ async def test_search_finds_by_every_key_and_never_another_merchants(
     assert await _search(merchant, query="33612") == [zoe.id]
     assert await _search(merchant, query="nobody") == []
     assert await _search(other, query="zoe") == [twin.id]
+    # A whole email, or its start, in the words.
+    assert await _search(merchant, query="zoe.dupont@example.com") == [zoe.id]
+    assert await _search(merchant, query="Zoë.Dupont@EXA") == [zoe.id]
+    assert await _search(merchant, query="zed@example.com zed") != [zoe.id]
     # Punctuation is no word (LIKE's wildcards never reach the query).
     err = await _refused(_search(merchant, query=" %_ "))
     assert _fields(err) == ["query"]
+
+
+async def test_a_search_pages_on_with_its_cursor_each_customer_once(merchant: Caller) -> None:
+    ids = set()
+    for n in range(25):
+        # Two terms for the word each ("ann" starts both): still one row each.
+        c = await merchant.create(given_name=f"Ann{n:02d}", family_name="Annick",
+                                  email=f"ann{n}@example.com")  # fmt: skip
+        ids.add(c.id)
+    for query in ({"query": "ann"}, {"query": "annick ann"}, {"query": "ann2"}):
+        pages, token = [], ""
+        while True:
+            answer = await merchant(
+                "SearchCustomers",
+                customer_pb2.SearchCustomersRequest(page_size=7, page_token=token, **query),
+            )
+            pages.append([c.id for c in answer.customers])
+            token = answer.next_page_token
+            if not token:
+                break
+        found = [i for page in pages for i in page]
+        assert len(found) == len(set(found)), query
+        if query["query"] == "ann2":
+            assert len(found) == 6  # ann2, ann20 .. ann24
+        else:
+            assert set(found) == ids and [len(p) for p in pages] == [7, 7, 7, 4]
+    assert len(await _search(merchant, query="ann2@")) == 1
+    by_email = customer_pb2.SearchCustomersRequest(email="ann3@example.com", page_size=1)
+    answer = await merchant("SearchCustomers", by_email)
+    assert len(answer.customers) == 1 and answer.next_page_token == ""
+    # A cursor is good for its own search only.
+    first = await merchant(
+        "SearchCustomers", customer_pb2.SearchCustomersRequest(query="ann", page_size=7)
+    )
+    err = await _refused(
+        merchant(
+            "SearchCustomers",
+            customer_pb2.SearchCustomersRequest(
+                query="annick", page_size=7, page_token=first.next_page_token
+            ),
+        )
+    )
+    assert _fields(err) == ["page_token"]
 
 
 async def test_list_by_change_time(merchant: Caller) -> None:

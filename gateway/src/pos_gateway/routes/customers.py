@@ -251,18 +251,26 @@ async def search_customers(
         Query(
             max_length=200,
             description="Words that start a word of the name, the email or the phone; case "
-            "and accents ignored",
+            "and accents ignored. A word with an @ starts the whole email (`ada@exa`)",
         ),
     ] = "",
     limit: Annotated[int, Query(ge=1, le=100, description="At most 100 (default 20)")] = 20,
+    cursor: Cursor = None,
 ) -> CustomerList:
-    """The filters that are given must all match; one of them is required."""
+    """The filters that are given must all match; one of them is required. Pages follow
+    `next_cursor`, good for the same filters only: by id for the exact ones, in the order of
+    the word that matched for `q`."""
     answer = await svc.customer.SearchCustomers(
         customer_pb2.SearchCustomersRequest(
-            email=email, phone=phone, external_id=external_id, query=q, page_size=limit
+            email=email,
+            phone=phone,
+            external_id=external_id,
+            query=q,
+            page_size=limit,
+            page_token=cursor or "",
         )
     )
-    return to_page(CustomerList, answer.customers)
+    return to_page(CustomerList, answer.customers, answer.next_page_token)
 
 
 @router.post(

@@ -11,7 +11,19 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Text, and_, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Row,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -366,7 +378,10 @@ class SqlCustomerRepository:
         external_id: str | None,
         words: Sequence[str],
         limit: int,
-    ) -> builtins.list[Customer]:
+        after: str | None = None,
+    ) -> tuple[builtins.list[Customer], str]:
+        """A page of the customers found, and the key of the page after it ("" at the end):
+        by id for exact keys, in term order for words."""
         query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
         if email is not None:
             query = query.where(customers.c.email == email)
@@ -374,42 +389,64 @@ class SqlCustomerRepository:
             query = query.where(customers.c.phone == phone)
         if external_id is not None:
             query = query.where(customers.c.external_id == external_id)
-        if words:
-            # The longest word drives the range scan (fewest rows); each other word must start
-            # a term of the same customer. Term order is a stable, index-ordered answer.
-            first, *rest = sorted(words, key=len, reverse=True)
-            candidates = (
-                select(customer_terms.c.customer_id)
+        if not words:
+            if after is not None:
+                query = query.where(customers.c.id > after)
+            query = query.order_by(customers.c.id).limit(limit + 1)
+            rows = (await self._conn.execute(query)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return await self._with_groups(rows), rows[-1].id if more else ""
+        # The longest word drives the range scan (fewest rows); each other word must start a
+        # term of the same customer. Term order is a stable, index-ordered answer, and the key
+        # of a page is its last (term, customer).
+        first, *rest = sorted(words, key=len, reverse=True)
+        terms, earlier = customer_terms, customer_terms.alias()
+        candidates = (
+            select(terms.c.term, terms.c.customer_id)
+            .where(
+                terms.c.merchant_id == self._merchant,
+                *_starts(terms.c.term, first),
+                # A customer once, by the first term the word starts ("ann" starts "anna" and
+                # "annie"): under the second it would come again on a later page.
+                ~select(literal(1))
                 .where(
-                    customer_terms.c.merchant_id == self._merchant,
-                    *_starts(customer_terms.c.term, first),
+                    earlier.c.merchant_id == self._merchant,
+                    earlier.c.customer_id == terms.c.customer_id,
+                    *_starts(earlier.c.term, first),
+                    earlier.c.term < terms.c.term,
                 )
-                .order_by(customer_terms.c.term, customer_terms.c.customer_id)
+                .exists(),
             )
-            for word in rest:
-                other = customer_terms.alias()
-                candidates = candidates.where(
-                    select(literal(1))
-                    .where(
-                        other.c.merchant_id == self._merchant,
-                        other.c.customer_id == customer_terms.c.customer_id,
-                        *_starts(other.c.term, word),
-                    )
-                    .exists()
+            .order_by(terms.c.term, terms.c.customer_id)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            term, _, customer_id = after.rpartition("|")
+            candidates = candidates.where(
+                tuple_(terms.c.term, terms.c.customer_id) > tuple_(literal(term), customer_id)
+            )
+        for word in rest:
+            other = customer_terms.alias()
+            candidates = candidates.where(
+                select(literal(1))
+                .where(
+                    other.c.merchant_id == self._merchant,
+                    other.c.customer_id == terms.c.customer_id,
+                    *_starts(other.c.term, word),
                 )
-            # A customer can match by two terms ("ann" starts "anna" and "annie"): read more
-            # than the page, keep the first of each.
-            ids = list(
-                dict.fromkeys(r[0] for r in await self._conn.execute(candidates.limit(limit * 4)))
-            )[:limit]
-            if not ids:
-                return []
-            rows = (await self._conn.execute(query.where(customers.c.id.in_(ids)))).all()
-            order = {cid: i for i, cid in enumerate(ids)}
-            found = await self._with_groups(rows)
-            return sorted(found, key=lambda c: order[c.id])
-        rows = (await self._conn.execute(query.order_by(customers.c.id).limit(limit))).all()
-        return await self._with_groups(rows)
+                .exists()
+            )
+        keys = (await self._conn.execute(candidates)).all()
+        more = len(keys) > limit
+        keys = keys[:limit]
+        if not keys:
+            return [], ""
+        ids = [k.customer_id for k in keys]
+        rows = (await self._conn.execute(query.where(customers.c.id.in_(ids)))).all()
+        order = {cid: i for i, cid in enumerate(ids)}
+        found = sorted(await self._with_groups(rows), key=lambda c: order[c.id])
+        return found, f"{keys[-1].term}|{keys[-1].customer_id}" if more else ""
 
     async def erase(self, erased: Customer, requested_by: str) -> None:
         await self._conn.execute(

@@ -16,3 +16,13 @@ def fold(value: str) -> str:
 
 def words(value: str) -> list[str]:
     return _WORD.findall(fold(value))
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a search: each word of the query, but a word holding an @ whole (folded),
+    as the email is a term of its own ("ada@example.com" would split into "ada", "example"
+    and "com", and the domain's words are no terms)."""
+    found: list[str] = []
+    for part in query.split():
+        found += [fold(part)] if "@" in part else words(part)
+    return found

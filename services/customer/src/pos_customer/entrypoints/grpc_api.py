@@ -15,7 +15,7 @@ from pos_customer.adapters.messages import customer_to_proto
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.domain.model import Profile
 from pos_customer.service import handlers, points
-from pos_kit.paging import encode_token, page_of, page_request
+from pos_kit.paging import decode_token, encode_token, page_of, page_request, page_scope
 from pos_kit.servicer import Servicer, mutation, query
 
 
@@ -99,11 +99,15 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def SearchCustomers(
         self, request: customer_pb2.SearchCustomersRequest, uow: CustomerUow
     ) -> customer_pb2.SearchCustomersResponse:
-        found = await handlers.search_customers(
+        scope = page_scope(request)
+        found, next_key = await handlers.search_customers(
             uow, request.email, request.phone, request.external_id, request.query,
-            request.page_size,
+            request.page_size, decode_token(request.page_token, scope=scope),
         )  # fmt: skip
-        return customer_pb2.SearchCustomersResponse(customers=[customer_to_proto(c) for c in found])
+        return customer_pb2.SearchCustomersResponse(
+            customers=[customer_to_proto(c) for c in found],
+            next_page_token=encode_token(next_key, scope) if next_key else "",
+        )
 
     @mutation(customer_pb2.EraseCustomerResponse)
     async def EraseCustomer(

@@ -256,7 +256,10 @@ async def search_customers(
     external_id: str,
     query: str,
     limit: int,
-) -> list[Customer]:
+    after: str | None = None,
+) -> tuple[list[Customer], str]:
+    """A page of the customers the search finds, and the key to page on from ("" at the
+    end)."""
     violations: list[FieldViolation] = []
     phone_key = None
     if phone:
@@ -264,7 +267,7 @@ async def search_customers(
         violations += require(
             phone_key is not None, "phone", "must be a phone number with its country code"
         )
-    words = text.words(query)
+    words = text.search_words(query)
     violations += require(
         bool(email or phone or external_id or words),
         "query",
@@ -280,6 +283,7 @@ async def search_customers(
         (external_id.strip() or None) if external_id else None,
         words,
         limit,
+        after,
     )
 
 

@@ -618,13 +618,18 @@ class SearchCustomersRequest(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     """Exact matches (after normalisation); the set ones must all hold."""
     phone: _builtins.str
     external_id: _builtins.str
     query: _builtins.str
-    """Words each starting a word of the name, email or phone; case and accents ignored."""
+    """Words each starting a word of the name, email or phone; case and accents ignored. A
+    word with an @ starts the whole email.
+    """
     page_size: _builtins.int
+    page_token: _builtins.str
+    """The next_page_token of the same search's previous page; empty for the first."""
     def __init__(
         self,
         *,
@@ -633,10 +638,11 @@ class SearchCustomersRequest(_message.Message):
         external_id: _builtins.str = ...,
         query: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "external_id", b"external_id", "page_size", b"page_size", "phone", b"phone", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "external_id", b"external_id", "page_size", b"page_size", "page_token", b"page_token", "phone", b"phone", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -647,16 +653,20 @@ class SearchCustomersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CUSTOMERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def customers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Customer]: ...
     def __init__(
         self,
         *,
         customers: _abc.Iterable[Global___Customer] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customers", b"customers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customers", b"customers", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
