@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -150,6 +150,34 @@ def test_a_program_is_checked_field_by_field() -> None:
         "rounding",
         "tiers[0].multiplier_bps",
         "tiers[0].name",
+    ]
+
+
+def test_a_program_refuses_repeated_tenders_and_two_tiers_at_one_threshold() -> None:
+    bad = loyalty.Program(
+        earning_tenders=("card", "cash", "card"),
+        tiers=(
+            loyalty.Tier("silver", 40, 15_000),
+            loyalty.Tier("gold", 100, 20_000),
+            loyalty.Tier("bronze", 40, 12_000),
+        ),
+    )
+    with pytest.raises(InvalidArgument) as err:
+        loyalty.validate_program(bad)
+    assert sorted((v.field, v.description) for v in err.value.violations) == [
+        ("earning_tenders[2]", "repeats earning_tenders[0]"),
+        ("tiers[2].threshold_points", "repeats tiers[0]"),
+    ]
+
+
+def test_a_birthday_in_the_future_is_refused() -> None:
+    tomorrow_somewhere = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    normalise_profile(Profile(birthday=tomorrow_somewhere))
+    later = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    with pytest.raises(InvalidArgument) as err:
+        normalise_profile(Profile(birthday=later))
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("birthday", "must not be in the future")
     ]
 
 

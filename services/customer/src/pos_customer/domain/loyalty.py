@@ -217,6 +217,8 @@ def validate_program(p: Program) -> None:
     v += require(p.rounding in ROUNDINGS, "rounding", "must be down or nearest")
     for i, tender in enumerate(p.earning_tenders):
         v += require(tender in TENDERS, f"earning_tenders[{i}]", f"one of {sorted(TENDERS)}")
+        first = p.earning_tenders.index(tender)
+        v += require(first == i, f"earning_tenders[{i}]", f"repeats earning_tenders[{first}]")
     v += require(len(p.excluded_skus) <= 1_000, "excluded_skus", "at most 1000")
     v += require(len(p.tiers) <= 20, "tiers", "at most 20 tiers")
     names = [t.name for t in p.tiers]
@@ -225,6 +227,11 @@ def validate_program(p: Program) -> None:
         v += require(0 < len(t.name) <= 50, f"tiers[{i}].name", "1 to 50 characters")
         v += require(
             0 <= t.threshold_points <= MAX_POINTS, f"tiers[{i}].threshold_points", "0 to 10^12"
+        )
+        # Two tiers at one threshold: which of them a customer reaches would be arbitrary.
+        same = [j for j, o in enumerate(p.tiers[:i]) if o.threshold_points == t.threshold_points]
+        v += require(
+            not same, f"tiers[{i}].threshold_points", f"repeats tiers[{same[0] if same else 0}]"
         )
         v += require(
             BPS <= t.multiplier_bps <= 10 * BPS,

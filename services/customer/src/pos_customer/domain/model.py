@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from pos_customer.domain import loyalty, text
 from pos_kit.errors import FieldViolation, raise_if, require
@@ -299,6 +299,9 @@ def _birthday(value: str, where: str) -> list[FieldViolation]:
         return [FieldViolation(where, "must be a date, YYYY-MM-DD")]
     if not re.fullmatch(r"\d{4}-\d\d-\d\d", value) or day.year < 1900:
         return [FieldViolation(where, "must be a date, YYYY-MM-DD, after 1900")]
+    # Today somewhere on Earth may be tomorrow in UTC.
+    if day > datetime.now(UTC).date() + timedelta(days=1):
+        return [FieldViolation(where, "must not be in the future")]
     return []
 
 
