@@ -680,3 +680,42 @@ async def test_a_refund_to_a_card_gives_back_at_most_what_it_spent(running: Runn
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await refund(1)
     assert read_error(err.value).metadata["refundable"] == "0"
+
+
+async def test_a_spend_given_back_once_is_not_given_back_again(running: Running) -> None:
+    """1,299 spent as a payment tender, then given back to the card by the gift card's own
+    refund: a refund of the payment would give the same 1,299 back a second time, so the card
+    declines it, and the balance is what was issued."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    card_id = issued.gift_card.id
+    sale = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_twice",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(1299),
+                gift_card_code=issued.code,
+                capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    await running.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(1299)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert balance(running, m, card_id) == 5000
+    try:
+        answer = await running.payments.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=sale.id, amount=usd(1299)),
+            metadata=md(m),
+            timeout=30,
+        )
+        assert [r.status for r in answer.refunds] == [P.REFUND_STATUS_FAILED], answer
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 5000

@@ -357,6 +357,10 @@ class GiftCardTender:
                 # The card was ended since: the value cannot go back to it. A refund to
                 # another tender is the caller's choice.
                 decline = "gift_card_inactive"
+            elif amount.amount > await uow.cards.refundable(card.id):
+                # Given back already by the card's own refund (POST /v1/gift-cards/{id}/
+                # refunds): the same spend is not given back twice.
+                decline = "gift_card_refund_exceeds_spent"
             else:
                 activity = card.refund(new_id("gca"), amount.amount, amount.currency, key, "")
                 await _apply(uow, card, activity)
