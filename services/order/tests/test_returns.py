@@ -436,6 +436,36 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
         await shop.orders.CreateReceiptlessReturn(nobody, metadata=MERCHANT, timeout=20)
     assert [f.field for f in read_error(err.value).violations] == ["customer_id"]
 
+    # A credit the gift cards refuse for good (more than a card may hold) is a refusal: no
+    # return is left behind for the resumer to complete later, once the limit is raised.
+    async def limit(max_balance: int) -> None:
+        await shop.cards.UpdateGiftCardSettings(
+            G.UpdateGiftCardSettingsRequest(request_id=str(uuid.uuid4()), max_balance=max_balance),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+    def pending() -> int:
+        ((count,),) = shop.sql("SELECT count(*) FROM order_returns WHERE status = 'pending'")
+        return int(count)
+
+    before, stocked = pending(), await shop.on_hand(shop.outlet)
+    was = await shop.cards.GetGiftCardSettings(
+        G.GetGiftCardSettingsRequest(), metadata=MERCHANT, timeout=5
+    )
+    await limit(1000)
+    try:
+        too_much = order_pb2.CreateReceiptlessReturnRequest()
+        too_much.CopyFrom(request)
+        too_much.request_id = str(uuid.uuid4())
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.orders.CreateReceiptlessReturn(too_much, metadata=MERCHANT, timeout=20)
+        assert read_error(err.value).reason == "gift_card_balance_limit"
+        assert pending() == before
+    finally:
+        await limit(was.settings.max_balance)
+    assert await shop.on_hand(shop.outlet) == stocked
+
 
 async def test_after_a_goodwill_refund_only_the_last_units_back_take_what_is_left(
     shop: Shop,

@@ -467,6 +467,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             req,
             store.currency,
             self.return_ports,
+            self.bound_uow,
             lambda r, card: order_pb2.CreateReceiptlessReturnResponse(
                 order_return=return_to_proto(r),
                 store_credit=order_pb2.IssuedGiftCard(gift_card_id=card),

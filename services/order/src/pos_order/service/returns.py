@@ -432,12 +432,14 @@ class CreateReceiptlessReturn(Generic[R]):
         req: ReceiptlessRequest,
         currency: str,
         ports: ReturnPorts,
+        new_uow: Callable[[], ReturnsUnitOfWork],
         answer: Callable[[Return, str], R],
     ) -> None:
         validate_receiptless(req)
         self.req = req
         self.currency = currency
         self.ports = ports
+        self.new_uow = new_uow
         self.answer = answer
         self.shown = ""  # the card's code, when this run issued it: never stored
 
@@ -457,7 +459,7 @@ class CreateReceiptlessReturn(Generic[R]):
         return ret
 
     async def call(self, claim: Claim, ret: Return) -> Credited:
-        credited = await credit_and_restock(self.ports, ret)
+        credited = await credit_or_drop(self.new_uow, self.ports, ret)
         self.shown = credited.code
         return credited
 
@@ -669,6 +671,24 @@ async def credit_and_restock(ports: ReturnPorts, ret: Return) -> Credited:
     return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)
 
 
+async def credit_or_drop(
+    new_uow: Callable[[], ReturnsUnitOfWork], ports: ReturnPorts, ret: Return
+) -> Credited:
+    """`credit_and_restock`, and a credit refused for good (more than a card may hold, say)
+    drops the return: the card is its first step, so nothing was done, and left pending the
+    resumer would complete what the caller was told was refused once the cause went away."""
+    try:
+        return await credit_and_restock(ports, ret)
+    except DomainError as exc:
+        if exc.kind not in (ErrorKind.INVALID, ErrorKind.CONFLICT):
+            raise  # unavailable: left pending, the resumer (or a retry) finishes it
+        async with new_uow() as uow:
+            await uow.returns.discard(ret.id)
+            await uow.commit()
+        log.warning("return %s dropped: its store credit was refused (%s)", ret.id, exc.code)
+        raise
+
+
 async def complete_credit(uow: ReturnsUnitOfWork, done: Credited) -> Return:
     ret = await uow.returns.get(done.ret.id)
     if ret is None:
@@ -704,7 +724,12 @@ async def resume(
             await complete(uow, done)
             await uow.commit()
     else:
-        credited = await credit_and_restock(ports, ret)
+        try:
+            credited = await credit_or_drop(new_uow, ports, ret)
+        except DomainError as exc:
+            if exc.kind in (ErrorKind.INVALID, ErrorKind.CONFLICT):
+                return  # dropped
+            raise
         async with new_uow() as uow:
             await complete_credit(uow, credited)
             await uow.commit()
