@@ -225,3 +225,35 @@ async def test_a_returned_gift_card_line_deactivates_its_card_unless_it_was_spen
         payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
     )
     assert paid.payments[0].refunded.amount == 3000
+
+
+async def test_a_returned_card_holding_more_than_its_line_is_not_wiped_out(shop: Shop) -> None:
+    """A card sold for 2,000 and loaded with 500 since: its return would refund 2,000 and
+    deactivate 2,500. The deactivation is only made while the card holds what the line refunds
+    (checked under the card's lock, so a spend racing the return is caught the same way): the
+    return is refused, nothing is refunded, and the card keeps its 2,500."""
+    _, sale = await shop.checkout(gift(2000))
+    order, (issued,) = sale.order, sale.gift_cards
+    card = await shop.lookup(issued.code)
+    await shop.cards.LoadGiftCard(
+        G.LoadGiftCardRequest(request_id=str(uuid.uuid4()), id=card.id, amount=usd(500)),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    back = order_pb2.CreateReturnRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=order.id,
+        lines=[order_pb2.ReturnLineRequest(line_id=issued.line_id, quantity=1)],
+        reason="unwanted",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(back, metadata=MERCHANT, timeout=20)
+    assert read_error(err.value).reason == "gift_card_balance_changed"
+    card = await shop.lookup(issued.code)
+    assert card.status == G.GIFT_CARD_STATUS_ACTIVE and card.balance.amount == 2500
+    paid = await shop.payments.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert paid.payments[0].refunded.amount == 0
+    # Dropped, not left for a person or the resumer: its units can be returned later.
+    assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]

@@ -146,7 +146,8 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     follows (the return and the order). Rules (each a 400 naming the field): a line of this
     order, handed over, at most the units not returned yet (earlier returns count); a gift
     card line only while none of its balance was spent (its card is deactivated and its value
-    refunded); `tender_amounts` add up to the refund, each a payment of the order and at
+    refunded; a card spent or loaded as the return is made is a 409 `gift_card_balance_changed`
+    and nothing is done); `tender_amounts` add up to the refund, each a payment of the order and at
     most what it has left, in the order's currency. Past the return window an
     `override_reason` is needed (409 `return_window_closed` naming it; one of spaces only is a
     400 naming it; kept trimmed). Units a refund named (its

@@ -736,11 +736,16 @@ class GiftCardIssuer(_Client):
         card = answer.gift_card
         return IssuedCard(card.id, card.code_last4, answer.code)
 
-    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None:
+    async def deactivate(
+        self, request_id: str, gift_card_id: str, reason: str, expected_balance: int = 0
+    ) -> None:
         await self._call(
             self._stub.DeactivateGiftCard,
             gift_cards_pb2.DeactivateGiftCardRequest(
-                request_id=request_id, id=gift_card_id, reason=reason
+                request_id=request_id,
+                id=gift_card_id,
+                reason=reason,
+                expected_balance=expected_balance,
             ),
         )
 

@@ -389,7 +389,13 @@ class GiftCards(Protocol):
         reason: str = "sale",
     ) -> IssuedCard: ...
 
-    async def deactivate(self, request_id: str, gift_card_id: str, reason: str) -> None: ...
+    async def deactivate(
+        self, request_id: str, gift_card_id: str, reason: str, expected_balance: int = 0
+    ) -> None:
+        """`expected_balance` set: only while the card holds exactly that (else a Conflict
+        `gift_card_balance_changed`, nothing changed)."""
+        ...
+
     async def balance(self, gift_card_id: str) -> int | None:
         """The card's balance; None when the merchant has no such card."""
         ...

@@ -271,6 +271,10 @@ REFUSED_FOR_GOOD = frozenset(
 )
 
 
+# The payment service's refusal to deactivate a card holding other than the line's value.
+CARD_CHANGED = "gift_card_balance_changed"
+
+
 class RefundRefused(Conflict):
     """A return's refund refused for good, with the refunds made before the refusal (some may
     have gone through: those are the payment service's record)."""
@@ -282,9 +286,12 @@ class RefundRefused(Conflict):
         metadata: dict[str, str],
         made: list[Refunded],
         invalid: DomainError | None = None,
+        untouched: bool = False,
     ) -> None:
         super().__init__(message, code, dict(metadata))
         self.made = made
+        # Refused before anything was done (no card deactivated, nothing refunded).
+        self.untouched = untouched
         # The payment service found the refund request itself invalid: answered as it is
         # (a 400 naming the field) when the return is dropped.
         self.invalid = invalid
@@ -312,7 +319,8 @@ async def give_up(
     (`SettleReturn`), and neither a retry nor the resumer asks the refund again. The error to
     answer with."""
     went = any(r.status != "failed" for r in exc.made)
-    if not ret.exchange_order_id and not went and not any(ln.gift_card_id for ln in ret.lines):
+    cards = any(ln.gift_card_id for ln in ret.lines) and not exc.untouched
+    if not ret.exchange_order_id and not went and not cards:
         async with new_uow() as uow:
             await uow.returns.discard(ret.id)
             await uow.commit()
@@ -506,17 +514,36 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
         return ret
     if ret.refusal:
         raise awaiting_person(ret)
+    deactivated = False
     for ln in ret.lines:
         if ln.gift_card_id:
-            # Before any money goes back: a card deactivated holds nothing to spend.
+            # Before any money goes back: a card deactivated holds nothing to spend. Only
+            # while it holds what the line refunds, checked under the card's lock: one spent
+            # (or loaded) since the return was planned is not refunded and wiped out as well.
             if ports.gift_cards is None:
                 raise Unavailable("gift cards cannot be deactivated now", "payment_unavailable")
             try:
                 await ports.gift_cards.deactivate(
-                    f"{ret.id}/deactivate/{ln.line_id}", ln.gift_card_id, "line_returned"
+                    f"{ret.id}/deactivate/{ln.line_id}",
+                    ln.gift_card_id,
+                    "line_returned",
+                    expected_balance=ln.amount,
                 )
-            except Conflict as exc:
+            except DomainError as exc:
+                if exc.code == CARD_CHANGED:
+                    # Nothing refunded yet: dropped, unless an earlier card was deactivated.
+                    raise RefundRefused(
+                        f"the gift card of line {ln.line_id} was spent or loaded since: it "
+                        "cannot be returned",
+                        CARD_CHANGED,
+                        {**exc.metadata, "line_id": ln.line_id},
+                        [],
+                        untouched=not deactivated,
+                    ) from None
+                if exc.kind is not ErrorKind.CONFLICT:
+                    raise
                 log.info("gift card of line %s already deactivated (%s)", ln.line_id, exc.code)
+            deactivated = True
     made: list[Refunded] = []
     try:
         await set_credit_aside(ports, ret)

@@ -190,7 +190,7 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
     async def DeactivateGiftCard(
         self, request: G.DeactivateGiftCardRequest, uow: GiftCardUow
     ) -> G.DeactivateGiftCardResponse:
-        moved = await handlers.deactivate(uow, request.id, request.reason)
+        moved = await handlers.deactivate(uow, request.id, request.reason, request.expected_balance)
         return G.DeactivateGiftCardResponse(
             gift_card=card_to_proto(moved.card), activity=activity_to_proto(moved.activity)
         )

@@ -29,6 +29,7 @@ from pos_payment.domain.gift_cards import (
     GiftCard,
     GiftCardActivityCreated,
     GiftCardSettings,
+    GiftCardStatus,
     IssueReason,
     generate_code,
     normalize_code,
@@ -263,9 +264,24 @@ async def adjust(uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reason: 
     return await _apply(uow, card, activity)
 
 
-async def deactivate(uow: GiftCardUnitOfWork, card_id: str, reason: str) -> Moved:
+async def deactivate(
+    uow: GiftCardUnitOfWork, card_id: str, reason: str, expected_balance: int = 0
+) -> Moved:
     raise_if(validate_text("reason", reason, MAX_REASON))
     card = await _card(uow, card_id, lock=True)
+    if (
+        expected_balance
+        and card.status is GiftCardStatus.ACTIVE
+        and (card.balance != expected_balance)
+    ):
+        # Read under the card's lock: a spend or a load since the caller looked (a return of
+        # the line that sold it) is not wiped out with the rest.
+        raise Conflict(
+            f"the gift card holds {card.balance}, not {expected_balance}: it was spent or "
+            "loaded since",
+            "gift_card_balance_changed",
+            {"balance": str(card.balance)},
+        )
     activity = card.deactivate(new_id("gca"), reason or "requested")
     return await _apply(uow, card, activity)
 

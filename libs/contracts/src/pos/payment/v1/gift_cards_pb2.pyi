@@ -486,20 +486,27 @@ class DeactivateGiftCardRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_BALANCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     id: _builtins.str
     reason: _builtins.str
     """Why: "order_cancelled", "line_returned", "lost", ..."""
+    expected_balance: _builtins.int
+    """Set: deactivated only while the card holds exactly this much (a sold card's line returned
+    while nothing of it is spent), else FAILED_PRECONDITION `gift_card_balance_changed`
+    (`balance` in the metadata) and nothing changes. 0: whatever it holds.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        expected_balance: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_balance", b"expected_balance", "id", b"id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
