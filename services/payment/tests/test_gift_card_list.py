@@ -62,6 +62,20 @@ async def walk(cards: Stub, m: str, page_size: int, **filters: Any) -> list[G.Gi
     raise AssertionError("the list never ended")
 
 
+async def caught_up(
+    cards: Stub, m: str, page_size: int, count: int, **filters: Any
+) -> list[G.GiftCard]:
+    """The change feed walked to its end, once it shows at least `count` cards: a feed stops at
+    the oldest transaction still open in the database (a background task's, on a loaded
+    machine), so a change just made joins it when that one ends. Fails after 20 seconds."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        seen = await walk(cards, m, page_size, **filters)
+        if len(seen) >= count or asyncio.get_running_loop().time() > deadline:
+            return seen
+        await asyncio.sleep(0.05)
+
+
 def stamp(moment: datetime) -> Timestamp:
     found = Timestamp()
     found.FromDatetime(moment)
@@ -143,7 +157,9 @@ async def test_the_list_walks_by_id_filters_and_never_shows_a_code(cards: Stub) 
     ):
         assert await walk(cards, stranger, 50, **filters) == []
     since = stamp(datetime(2000, 1, 1, tzinfo=UTC))
-    assert [c.id for c in await walk(cards, stranger, 50, updated_since=since)] == [theirs[0].id]
+    assert [c.id for c in await caught_up(cards, stranger, 50, 1, updated_since=since)] == [
+        theirs[0].id
+    ]
 
 
 async def test_the_change_feed_is_oldest_change_first_and_resumes_from_its_token(
@@ -166,16 +182,16 @@ async def test_the_change_feed_is_oldest_change_first_and_resumes_from_its_token
         timeout=10,
     )
     since = stamp(before)
-    feed = await walk(cards, m, 1, updated_since=since)
+    feed = await caught_up(cards, m, 1, 3, updated_since=since)
     assert [c.id for c in feed] == [second.id, third.id, first.id]
     assert feed[-1] == loaded.gift_card and feed[-1].balance.amount == 1500
     stamps = [c.updated_at.ToDatetime() for c in feed]
     assert stamps == sorted(stamps)
     # Filters hold in the feed too.
-    at_store = await walk(cards, m, 1, updated_since=since, location_id=store)
+    at_store = await caught_up(cards, m, 1, 2, updated_since=since, location_id=store)
     assert [c.id for c in at_store] == [third.id, first.id]
     # Polling again from the last change seen returns that change and nothing older.
-    again = await walk(cards, m, 10, updated_since=feed[-1].updated_at)
+    again = await caught_up(cards, m, 10, 1, updated_since=feed[-1].updated_at)
     assert [c.id for c in again] == [first.id]
     # A time after every change: nothing yet; then the next change appears.
     await asyncio.sleep(0.01)
@@ -186,7 +202,7 @@ async def test_the_change_feed_is_oldest_change_first_and_resumes_from_its_token
         metadata=md(m),
         timeout=10,
     )
-    assert await walk(cards, m, 10, updated_since=later) == [ended.gift_card]
+    assert await caught_up(cards, m, 10, 1, updated_since=later) == [ended.gift_card]
 
     # A token is good only for the list that gave it: the feed's and the list by id differ.
     by_id = await cards.ListGiftCards(
