@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -27,7 +28,11 @@ from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process, until
+from pos_kit.db import make_engine
+from pos_kit.errors import Conflict
 from pos_kit.grpc_client import read_error
+from pos_order.adapters.returns_repository import SqlReturns
+from pos_order.service import returns
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -896,3 +901,79 @@ async def test_units_a_refund_named_are_returned_for_what_they_were_not_given_ba
     assert first.order_return.amount.amount + 100 <= by_line[tees.id] + 1  # a tee's worth
     assert await shop.refunded(order.id) == {payment: (order.total.amount, order.total.amount)}
     assert tee_paid + by_line[mug.id] == order.total.amount
+
+
+async def test_a_refund_naming_units_holds_the_order_against_returns_and_other_such_refunds(
+    shop: Shop,
+) -> None:
+    """The gateway holds the order while a refund naming units checks them and is made: a
+    return (or another such refund) meanwhile would count the same units again. It is a 409
+    `refund_in_progress` until the hold ends; the holder may hold again (its retry)."""
+    order = await shop.sale(2, 0)
+
+    async def hold(request_id: str) -> None:
+        await shop.orders.HoldOrderForRefund(
+            order_pb2.HoldOrderForRefundRequest(request_id=request_id, order_id=order.id),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+    async def refused(call: Any) -> str:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return read_error(err.value).reason
+
+    await hold("adjust-1")
+    await hold("adjust-1")  # its own retry
+    assert await refused(hold("adjust-2")) == "refund_in_progress"
+    ask = shop.ask(order.id, ("L1", 1))
+    assert await refused(shop.orders.CreateReturn(ask, metadata=MERCHANT, timeout=20)) == (
+        "refund_in_progress"
+    )
+    assert await shop.returns_of(order.id) == []
+    await shop.orders.ReleaseOrderForRefund(
+        order_pb2.ReleaseOrderForRefundRequest(request_id="adjust-1", order_id=order.id),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    answer = await shop.orders.CreateReturn(ask, metadata=MERCHANT, timeout=20)
+    assert answer.order_return.status == "completed"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.HoldOrderForRefund(
+            order_pb2.HoldOrderForRefundRequest(request_id="x", order_id=order.id),
+            metadata=OTHER,
+            timeout=5,
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_return_that_read_the_refunds_before_a_hold_is_refused_at_its_claim(
+    shop: Shop,
+) -> None:
+    """The race the hold's count closes: a return reads the order's refunds, a refund naming
+    units holds the order, is made and lets go, then the return claims. Its read missed that
+    refund, so the claim (under the order's lock) is refused and the return is asked again."""
+    order = await shop.sale(1, 0)
+    engine = make_engine(shop.order_db)
+    try:
+        async with engine.connect() as conn:
+            uow: Any = SimpleNamespace(returns=SqlReturns(conn, MERCHANT[0][1]))
+            seen = await returns.refunds_settled(uow, order.id)
+            await returns.no_refund_since(uow, order.id, seen)  # nothing since: goes on
+            await shop.orders.HoldOrderForRefund(
+                order_pb2.HoldOrderForRefundRequest(request_id="adjust", order_id=order.id),
+                metadata=MERCHANT,
+                timeout=5,
+            )
+            await shop.orders.ReleaseOrderForRefund(
+                order_pb2.ReleaseOrderForRefundRequest(request_id="adjust", order_id=order.id),
+                metadata=MERCHANT,
+                timeout=5,
+            )
+            with pytest.raises(Conflict) as err:
+                await returns.no_refund_since(uow, order.id, seen)
+            assert err.value.code == "refund_in_progress"
+            assert await returns.refunds_settled(uow, order.id) == seen + 1
+    finally:
+        await engine.dispose()

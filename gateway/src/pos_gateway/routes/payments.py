@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -219,6 +221,24 @@ class RefundIn(Body):
         return request
 
 
+@asynccontextmanager
+async def _units_held(svc: Services, order_id: str) -> AsyncIterator[None]:
+    """A refund naming units holds its order (order service) from the check of its lines to
+    its end: a return or exchange of the order meanwhile, or another such refund, is a 409
+    `refund_in_progress`, so no unit is paid back twice (once by each). No order: nothing."""
+    if not order_id:
+        yield
+        return
+    held = order_pb2.HoldOrderForRefundRequest(request_id=request_id(), order_id=order_id)
+    await svc.order.HoldOrderForRefund(held)
+    try:
+        yield
+    finally:
+        await svc.order.ReleaseOrderForRefund(
+            order_pb2.ReleaseOrderForRefundRequest(request_id=held.request_id, order_id=order_id)
+        )
+
+
 async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) -> None:
     """A refund's `lines` name SKUs of the order, each at most what was sold less what its
     returns took back and its earlier refunds listed (a refund over several tenders lists
@@ -307,13 +327,19 @@ async def refund_payment(
     refunds, also when refunds race: beyond it is a 409 `amount_exceeds_refundable` (with
     `refundable`); nothing captured (voided, failed, only authorised) is a 409 `not_captured`.
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
+    One with `lines` holds its order while it is made: a return or exchange of the order, or
+    another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people."""
     async with guarded(request, "refund", "refund") as done:
+        order_id = ""
         if body.lines:
             paid = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
-            await _check_lines(svc, body.lines, paid.payment.order_id)
-        answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
+            order_id = paid.payment.order_id
+        async with _units_held(svc, order_id):
+            if body.lines:
+                await _check_lines(svc, body.lines, order_id)
+            answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
         done.resource = ("payment", payment_id)
         done.details = _refunded(answer.refunds)
     return RefundsCreated.model_validate({"data": [to_json(r) for r in answer.refunds]})
@@ -334,13 +360,16 @@ async def refund_order(
     `amount_exceeds_refundable` (with `refundable`); nothing captured (also an order with no
     payment yet) is a 409 `not_captured`.
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
+    One with `lines` holds its order while it is made: a return or exchange of the order, or
+    another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people."""
     async with guarded(request, "refund", "refund") as done:
-        if body.lines:
-            await _check_lines(svc, body.lines, order_id)
         try:
-            answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
+            async with _units_held(svc, order_id if body.lines else ""):
+                if body.lines:
+                    await _check_lines(svc, body.lines, order_id)
+                answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:
                 raise

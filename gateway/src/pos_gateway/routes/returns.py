@@ -155,9 +155,10 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     made outside the returns, a return worth more than the payments still hold is a 409
     `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that brings
     the order's last units back: it refunds what is left. Concurrent returns of the same
-    lines are taken one at a time. At a register it takes the `refund` permission or a
-    manager's override (403 `permission_required`), and is in the audit log (`return`) with
-    both people, its refunds and any `override_reason`."""
+    lines are taken one at a time; one made while a refund with `lines` of the order is under
+    way is a 409 `refund_in_progress` (retry it). At a register it takes the `refund`
+    permission or a manager's override (403 `permission_required`), and is in the audit log
+    (`return`) with both people, its refunds and any `override_reason`."""
     ask = order_pb2.CreateReturnRequest(
         request_id=request_id(),
         order_id=order_id,

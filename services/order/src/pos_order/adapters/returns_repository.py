@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_order.adapters.tables import order_returns
+from pos_order.adapters.tables import order_returns, refund_holds
 from pos_order.domain.returns import (
     Refunded,
     Return,
@@ -150,6 +150,52 @@ class SqlReturns:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
         self._merchant = merchant_id
+
+    async def refund_hold(self, order_id: str) -> tuple[bool, int]:
+        h = refund_holds
+        row = (
+            await self._conn.execute(
+                select(h.c.until > func.clock_timestamp(), h.c.generation).where(
+                    h.c.merchant_id == self._merchant, h.c.order_id == order_id
+                )
+            )
+        ).first()
+        return (bool(row[0]), int(row[1])) if row else (False, 0)
+
+    async def hold_for_refund(self, order_id: str, request_id: str, seconds: int) -> bool:
+        h = refund_holds
+        until = func.clock_timestamp() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+        insert = pg_insert(h).values(
+            merchant_id=self._merchant,
+            order_id=order_id,
+            request_id=request_id,
+            until=until,
+            generation=1,
+        )
+        held = await self._conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[h.c.merchant_id, h.c.order_id],
+                set_={
+                    "request_id": request_id,
+                    "until": until,
+                    "generation": h.c.generation + 1,
+                },
+                where=(h.c.until <= func.clock_timestamp()) | (h.c.request_id == request_id),
+            ).returning(h.c.generation)
+        )
+        return held.first() is not None
+
+    async def release_refund_hold(self, order_id: str, request_id: str) -> None:
+        h = refund_holds
+        await self._conn.execute(
+            update(h)
+            .where(
+                h.c.merchant_id == self._merchant,
+                h.c.order_id == order_id,
+                h.c.request_id == request_id,
+            )
+            .values(until=func.clock_timestamp())
+        )
 
     async def add(self, r: Return) -> None:
         await self._conn.execute(

@@ -170,6 +170,20 @@ selling_locations = Table(
 # changes). Read under the order row's lock when a new return is planned, so concurrent
 # returns of the same lines are serialized there. The return is one document (its lines, its
 # refund plan per tender, the refunds made), written whole.
+# A refund naming units (a price adjustment through the payments API) holds its order while it
+# checks the units and is made (`until`: a lease, in case its caller dies); `generation` counts
+# the holds, so a return that read the order's refunds before one can tell it came since.
+refund_holds = Table(
+    "refund_holds",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "order_id", name="refund_holds_pkey"),
+)
+
 order_returns = Table(
     "order_returns",
     metadata,

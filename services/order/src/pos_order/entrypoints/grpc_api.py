@@ -563,6 +563,23 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         found = await returns.list_returns(uow, request.order_id)
         return order_pb2.ListReturnsResponse(returns=[return_to_proto(r) for r in found])
 
+    async def HoldOrderForRefund(
+        self, request: order_pb2.HoldOrderForRefundRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.HoldOrderForRefundResponse:
+        # Not stored per request id: held again by its retry, never answered from memory.
+        async with self.bound_uow() as uow:
+            await returns.hold_for_refund(uow, request.order_id, request.request_id)
+            await uow.commit()
+        return order_pb2.HoldOrderForRefundResponse()
+
+    async def ReleaseOrderForRefund(
+        self, request: order_pb2.ReleaseOrderForRefundRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ReleaseOrderForRefundResponse:
+        async with self.bound_uow() as uow:
+            await uow.returns.release_refund_hold(request.order_id, request.request_id)
+            await uow.commit()
+        return order_pb2.ReleaseOrderForRefundResponse()
+
     @query
     async def GetReturn(
         self, request: order_pb2.GetReturnRequest, uow: OrderUow

@@ -106,7 +106,9 @@ from pos_order.service.returns import (
     gift_card_balances,
     give_up,
     move_money_and_stock,
+    no_refund_since,
     refunds_naming_units,
+    refunds_settled,
     release_credit,
     set_credit_aside,
 )
@@ -247,6 +249,8 @@ class CreateExchange(Generic[R]):
         self.policy = policy
         self.answer = answer
         self.balances: dict[str, int] = {}
+        # How many holds of refunds naming units the order had when its refunds were read.
+        self.holds = 0
         self.refunded: dict[str, int] = {}  # the original's payments: refunded in all
         self.unit_refunds: list[UnitsRefund] = []  # its refunds that named units
         self.priced: Priced | None = None
@@ -259,6 +263,7 @@ class CreateExchange(Generic[R]):
         async with self.new_uow() as uow:
             order = await uow.orders.get(req.order_id)
             buyer = await uow.customers.buyer(order.customer_id) if order else None
+            self.holds = await refunds_settled(uow, req.order_id)
         if order is None:
             raise NotFound("order", req.order_id)
         self.balances = await gift_card_balances(
@@ -323,6 +328,7 @@ class CreateExchange(Generic[R]):
         if made is not None:
             # Refused earlier (its new order cancelled, its return dropped): the same answer.
             raise _not_made(made)
+        await no_refund_since(uow, source.id, self.holds)
         earlier = await uow.returns.of_order(source.id)
         for payment_id, refunded in self.refunded.items():
             source.refunded_in_all(payment_id, refunded)

@@ -89,6 +89,15 @@ class ReturnRepository(Protocol):
     async def discard(self, return_id: str) -> None: ...
     async def touch(self, return_id: str) -> None: ...
     async def of_order(self, order_id: str) -> list[Return]: ...
+    async def refund_hold(self, order_id: str) -> tuple[bool, int]:
+        """Whether a refund naming units holds the order now, and how many holds it had."""
+        ...
+
+    async def hold_for_refund(self, order_id: str, request_id: str, seconds: int) -> bool:
+        """Held for `request_id` (again, for its retry) unless another holds it now."""
+        ...
+
+    async def release_refund_hold(self, order_id: str, request_id: str) -> None: ...
 
 
 class ReturnsUnitOfWork(OrderUnitOfWork, Protocol):
@@ -188,6 +197,8 @@ class CreateReturn(Generic[R]):
         # the claim too.
         self.refunds: list[UnitsRefund] = []
         self.refunded: dict[str, int] = {}
+        # How many holds of refunds naming units the order had when those were read.
+        self.holds = 0
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -199,6 +210,7 @@ class CreateReturn(Generic[R]):
         (milliseconds); the deactivation's own answer is logged."""
         async with self.new_uow() as uow:
             order = await uow.orders.get(self.req.order_id)
+            self.holds = await refunds_settled(uow, self.req.order_id)
         if order is None:
             return  # the claim's read answers the 404
         self.gift_card_balances = await gift_card_balances(
@@ -223,6 +235,7 @@ class CreateReturn(Generic[R]):
         found = await uow.returns.get(return_id)
         if found is not None:  # a retry of a return whose refund or restock did not finish
             return found
+        await no_refund_since(uow, order.id, self.holds)
         earlier = await uow.returns.of_order(order.id)
         for payment_id, in_all in self.refunded.items():
             order.refunded_in_all(payment_id, in_all)
@@ -269,6 +282,44 @@ REFUSED_FOR_GOOD = frozenset(
         "exchange_credit_released",
     }
 )
+
+
+# How long a refund naming units holds its order at most (its caller may die holding it).
+REFUND_HOLD_SECONDS = 60
+
+
+def _refund_in_progress(order_id: str) -> Conflict:
+    return Conflict(
+        "a refund naming units of this order is being made: retry in a moment",
+        "refund_in_progress",
+        {"order_id": order_id},
+    )
+
+
+async def refunds_settled(uow: ReturnsUnitOfWork, order_id: str) -> int:
+    """Before a return reads the order's refunds: none naming units is being made (a 409
+    `refund_in_progress`, retryable), and how many holds the order has had so far."""
+    live, generation = await uow.returns.refund_hold(order_id)
+    if live:
+        raise _refund_in_progress(order_id)
+    return generation
+
+
+async def no_refund_since(uow: ReturnsUnitOfWork, order_id: str, generation: int) -> None:
+    """At the claim, under the order's lock: no refund naming units was made or begun since the
+    refunds were read, or the return would count units that refund paid for."""
+    live, now_at = await uow.returns.refund_hold(order_id)
+    if live or now_at != generation:
+        raise _refund_in_progress(order_id)
+
+
+async def hold_for_refund(uow: ReturnsUnitOfWork, order_id: str, request_id: str) -> None:
+    """A refund naming units holds the order while it checks them and is made: no return is
+    claimed meanwhile, and no other such refund (each is then a 409 `refund_in_progress`)."""
+    if await uow.orders.get(order_id, lock=True) is None:
+        raise NotFound("order", order_id)
+    if not await uow.returns.hold_for_refund(order_id, request_id, REFUND_HOLD_SECONDS):
+        raise _refund_in_progress(order_id)
 
 
 # The payment service's refusal to deactivate a card holding other than the line's value.

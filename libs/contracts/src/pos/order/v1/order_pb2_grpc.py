@@ -110,6 +110,16 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.FromString,
                 _registered_method=True)
+        self.HoldOrderForRefund = channel.unary_unary(
+                '/pos.order.v1.OrderService/HoldOrderForRefund',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundResponse.FromString,
+                _registered_method=True)
+        self.ReleaseOrderForRefund = channel.unary_unary(
+                '/pos.order.v1.OrderService/ReleaseOrderForRefund',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.FromString,
+                _registered_method=True)
         self.CreateReceiptlessReturn = channel.unary_unary(
                 '/pos.order.v1.OrderService/CreateReceiptlessReturn',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
@@ -241,6 +251,22 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldOrderForRefund(self, request, context):
+        """A refund naming units of the order (a price adjustment made through the payments API)
+        holds the order while its units are checked and it is made, at most a minute: meanwhile a
+        return or exchange of the order, or another such refund, is FAILED_PRECONDITION
+        `refund_in_progress` (retryable). Held again by the same request id; released by it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseOrderForRefund(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateReceiptlessReturn(self, request, context):
         """Units returned with no receipt: store credit (a gift card issued to the customer) at the
         lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -348,6 +374,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.GetReturn,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.SerializeToString,
+            ),
+            'HoldOrderForRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldOrderForRefund,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundResponse.SerializeToString,
+            ),
+            'ReleaseOrderForRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseOrderForRefund,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.SerializeToString,
             ),
             'CreateReceiptlessReturn': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateReceiptlessReturn,
@@ -771,6 +807,60 @@ class OrderService:
             '/pos.order.v1.OrderService/GetReturn',
             pos_dot_order_dot_v1_dot_order__pb2.GetReturnRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.GetReturnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldOrderForRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/HoldOrderForRefund',
+            pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.HoldOrderForRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseOrderForRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/ReleaseOrderForRefund',
+            pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,13 @@ class OrderServiceStub:
     """The returns of an order, oldest first."""
     GetReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]
     """One return of the merchant by its id, a return without a receipt (no order) included."""
+    HoldOrderForRefund: _grpc.UnaryUnaryMultiCallable[_order_pb2.HoldOrderForRefundRequest, _order_pb2.HoldOrderForRefundResponse]
+    """A refund naming units of the order (a price adjustment made through the payments API)
+    holds the order while its units are checked and it is made, at most a minute: meanwhile a
+    return or exchange of the order, or another such refund, is FAILED_PRECONDITION
+    `refund_in_progress` (retryable). Held again by the same request id; released by it.
+    """
+    ReleaseOrderForRefund: _grpc.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderForRefundRequest, _order_pb2.ReleaseOrderForRefundResponse]
     CreateReceiptlessReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -137,6 +144,13 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """The returns of an order, oldest first."""
     GetReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]  # type: ignore[assignment]
     """One return of the merchant by its id, a return without a receipt (no order) included."""
+    HoldOrderForRefund: _aio.UnaryUnaryMultiCallable[_order_pb2.HoldOrderForRefundRequest, _order_pb2.HoldOrderForRefundResponse]  # type: ignore[assignment]
+    """A refund naming units of the order (a price adjustment made through the payments API)
+    holds the order while its units are checked and it is made, at most a minute: meanwhile a
+    return or exchange of the order, or another such refund, is FAILED_PRECONDITION
+    `refund_in_progress` (retryable). Held again by the same request id; released by it.
+    """
+    ReleaseOrderForRefund: _aio.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderForRefundRequest, _order_pb2.ReleaseOrderForRefundResponse]  # type: ignore[assignment]
     CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -288,6 +302,25 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.GetReturnResponse, _abc.Awaitable[_order_pb2.GetReturnResponse]]:
         """One return of the merchant by its id, a return without a receipt (no order) included."""
+
+    @_abc_1.abstractmethod
+    def HoldOrderForRefund(
+        self,
+        request: _order_pb2.HoldOrderForRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.HoldOrderForRefundResponse, _abc.Awaitable[_order_pb2.HoldOrderForRefundResponse]]:
+        """A refund naming units of the order (a price adjustment made through the payments API)
+        holds the order while its units are checked and it is made, at most a minute: meanwhile a
+        return or exchange of the order, or another such refund, is FAILED_PRECONDITION
+        `refund_in_progress` (retryable). Held again by the same request id; released by it.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseOrderForRefund(
+        self,
+        request: _order_pb2.ReleaseOrderForRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ReleaseOrderForRefundResponse, _abc.Awaitable[_order_pb2.ReleaseOrderForRefundResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateReceiptlessReturn(
