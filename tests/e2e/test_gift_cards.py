@@ -145,6 +145,17 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
         assert 429 in statuses and set(statuses) <= {404, 429}
         limited = _post(http, "/v1/gift-cards/lookup", {"code": "GUESS-LAST-XXXX"})
         assert limited.json()["code"] == "code_lookups_limited" and limited.headers["Retry-After"]
+        # A gift card tender takes a code too: it spends the same budget, before anything is
+        # looked at; a tender with no code does not.
+        guess = {"tender_type": "gift_card", "gift_card_code": "GUESS-TEND-XXXX"}
+        tendered = _post(http, "/v1/orders/ord_nowhere/tenders", guess)
+        assert (tendered.status_code, tendered.json()["code"]) == (429, "code_lookups_limited")
+        carded = _post(
+            http,
+            "/v1/orders/ord_nowhere/tenders",
+            {"tender_type": "card", "card_token": "tok_visa"},
+        )
+        assert carded.status_code == 404, carded.text
 
     logs = platform.platform.home / "logs"
     logged = "\n".join(p.read_bytes().decode("latin-1") for p in sorted(logs.glob("*.log")))

@@ -63,7 +63,9 @@ CODE_LOOKUP_RATE = 1.0
 CODE_LOOKUP_BURST = 20
 
 
-async def _code_budget(request: Request) -> None:
+async def spend_code_budget(request: Request) -> None:
+    """One look-up of a gift card code by the request's credential: a 429
+    `code_lookups_limited` once its budget is spent."""
     principal = getattr(request.state, "principal", None)
     limiter: Limiter = request.app.state.code_lookups
     # Its own bucket key: the API budget of the same credential is another row.
@@ -78,7 +80,7 @@ async def _code_budget(request: Request) -> None:
 
 
 # Spent by every route that takes a code, before the code goes anywhere.
-CodeBudget = Annotated[None, Depends(_code_budget)]
+CodeBudget = Annotated[None, Depends(spend_code_budget)]
 
 
 async def _known(

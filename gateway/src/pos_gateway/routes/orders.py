@@ -42,6 +42,7 @@ from pos_gateway.routes.common import (
     services,
     timestamp,
 )
+from pos_gateway.routes.gift_cards import spend_code_budget
 from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import change_payment_settings
 from pos_gateway.routes.settlement import location_of
@@ -609,7 +610,7 @@ def tender_into(
         status=201,
     ),
 )
-async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
+async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Request) -> Checkout:
     """Takes one tender (split tender: several, until the total is covered), authorised only:
     each fulfilment captures its share later. A decline is a 402 whose problem carries the
     order and the payment: the order stays `pending_payment` with its holds, and another tender
@@ -619,10 +620,13 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc) -> Checkout:
     the tenders already cover it (`balance_covered`). A tender the payment service refuses (a
     400: a missing or unknown card token, say) takes nothing and holds up no other tender. One
     whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
-    or refunded."""
-    request = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
-    tender_into(request, body)
-    answer = await svc.order.AddTender(request)
+    or refunded. A gift card's code spends the credential's code look-ups as
+    `/v1/gift-cards/lookup` does (429 `code_lookups_limited`)."""
+    if body.gift_card_code:
+        await spend_code_budget(request)
+    ask = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
+    tender_into(ask, body)
+    answer = await svc.order.AddTender(ask)
     payment = to_json(answer.payment) if answer.HasField("payment") else None
     result = Checkout.model_validate({"order": to_json(answer.order), "payment": payment})
     if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:

@@ -27,6 +27,7 @@ from pos_gateway.routes.common import (
     request_id,
     services,
 )
+from pos_gateway.routes.gift_cards import spend_code_budget
 from pos_gateway.routes.orders import TenderIn, tender_into
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment
@@ -279,6 +280,8 @@ async def create_exchange(
         location_id=body.location_id,
     )
     for t in body.tenders:
+        if t.gift_card_code:
+            await spend_code_budget(request)  # as the tender route does
         tender_into(ask.tenders.add(), t)
     async with guarded(request, "exchange", "refund", required=False) as done:
         if not done.permitted and body.override_reason.strip():
