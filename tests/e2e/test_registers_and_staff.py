@@ -790,6 +790,7 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
         (f"/v1/gift-cards/{card}/loads", {"amount": usd(500)}),
         (f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)}),
         (f"/v1/gift-cards/{card}/adjustments", {"amount": usd(500), "reason": "x"}),
+        (f"/v1/gift-cards/{card}/deactivate", {"reason": "lost"}),
         (
             f"/v1/customers/{customer.json()['id']}/points/adjustments",
             {"points": 900, "reason": "x"},
@@ -818,6 +819,13 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
     assert http.patch(f"/v1/staff/{manager}", json={"role": "cashier"}).status_code == 200
     late = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
     assert (late.status_code, late.json()["code"]) == (403, "permission_required")
+    # Zeroing a card is taking its value away: audited with who did it, and why.
+    ended = _post(http, f"/v1/gift-cards/{card}/deactivate", {"reason": "reported stolen"})
+    assert ended.status_code == 200, ended.text
+    (entry,) = _audit(http, action="gift_card.deactivated", resource_id=card)
+    assert entry["details"]["reason"] == "reported stolen"
+    taken = ended.json()["activity"]["amount"]["amount"]
+    assert taken < 0 and entry["details"]["amount"] == taken
 
 
 def test_a_customer_is_erased_at_a_register_by_someone_on_record(platform: Running) -> None:

@@ -437,14 +437,21 @@ _NO_REASON = DeactivateIn(reason="")
     **op("payments:write", "Deactivate a gift card", (404, *CREATE), example=ex.GIFT_CARD_MOVED),
 )
 async def deactivate_gift_card(
-    gift_card_id: PathId, svc: Svc, body: DeactivateIn = _NO_REASON
+    gift_card_id: PathId, request: Request, svc: Svc, body: DeactivateIn = _NO_REASON
 ) -> GiftCardMoved:
     """Its balance goes to zero (a `deactivate` activity) and it takes nothing more: the
     order saga does this when an order with a gift-card line is cancelled or the line returned.
-    A card already deactivated is a 409 `gift_card_inactive`."""
-    answer = await svc.gift_cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(request_id=request_id(), id=gift_card_id, reason=body.reason)
-    )
+    A card already deactivated is a 409 `gift_card_inactive`. It takes the value away: at a
+    register it takes the `refund` permission or a manager's override (403
+    `permission_required`), and it is in the audit log (`gift_card.deactivated`, with the
+    amount and the reason)."""
+    async with guarded(request, "gift_card.deactivated", "refund") as done:
+        answer = await svc.gift_cards.DeactivateGiftCard(
+            G.DeactivateGiftCardRequest(
+                request_id=request_id(), id=gift_card_id, reason=body.reason
+            )
+        )
+        _audited(done, answer, reason=body.reason)
     return GiftCardMoved.model_validate(_moved(answer))
 
 
