@@ -248,6 +248,9 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     )
     assert itself.status_code == 400
     assert [e["field"] for e in itself.json()["errors"]] == ["duplicate_id"]
+    credit = {"amount": {"amount": 900, "currency": "USD"}, "customer_id": b["id"],
+              "reason": "store_credit"}  # fmt: skip
+    card = _post(http, "/v1/gift-cards", credit)["gift_card"]
     merged = _post(http, f"/v1/customers/{a['id']}/merge", {"duplicate_id": b["id"]}, 200)
     assert merged["winner"]["loyalty_points"] == 40
     assert merged["winner"]["group_ids"] == [group["id"]]
@@ -275,6 +278,9 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     assert (batch.status_code, batch.json()["created"]) == (200, 3), batch.text
     export = http.get(f"/v1/customers/{a['id']}/export").json()
     assert [e["kind"] for e in export["points_history"]] == ["merged_in"]
+    # The duplicate is the same person: what is held under its id is in the export too.
+    assert export["merged_customer_ids"] == [b["id"]]
+    assert [c["id"] for c in export["gift_cards"]] == [card["id"]]
 
 
 def test_a_retry_after_erasure_never_brings_the_customer_back(platform: Running) -> None:

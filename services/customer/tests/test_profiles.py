@@ -680,3 +680,40 @@ async def test_an_event_published_while_the_erasure_waits_for_it_leaves_the_outb
             " > 0"
         )
     assert left == [(0,)]
+
+
+async def test_erasing_a_customer_erases_the_duplicates_merged_into_it(
+    merchant: Caller, service: Service
+) -> None:
+    """A merge keeps the duplicate (it says where it went) and the orders other services hold
+    under its id: they are the same person's. Erasing the survivor erases every customer
+    merged into it, directly or through an earlier merge, each announced, so the order
+    service blanks their orders' addresses and notes too."""
+    a = await merchant.create(email="ann@example.com", given_name="Ann")
+    b = await merchant.create(email="ann.b@example.com", given_name="Annie")
+    c = await merchant.create(email="ann.c@example.com", given_name="A.")
+    other = await merchant.create(email="bob@example.com", given_name="Bob")
+    await merchant(
+        "MergeCustomers", customer_pb2.MergeCustomersRequest(winner_id=b.id, loser_id=c.id)
+    )
+    await merchant(
+        "MergeCustomers", customer_pb2.MergeCustomersRequest(winner_id=a.id, loser_id=b.id)
+    )
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=a.id))
+
+    rows = await service.sql(
+        "SELECT payload FROM outbox WHERE merchant_id = :m"
+        " AND event_type = 'pos.customer.v1.CustomerErased'",
+        m=merchant.merchant,
+    )
+    told = {events_pb2.CustomerErased.FromString(bytes(r.payload)).customer_id for r in rows}
+    assert told == {a.id, b.id, c.id}
+    for gone in (a, b, c):
+        err = await _refused(merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=gone.id)))
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+    kept = await service.sql(
+        "SELECT count(*) AS n FROM customers WHERE merchant_id = :m AND email LIKE 'ann%'",
+        m=merchant.merchant,
+    )
+    assert kept[0].n == 0
+    assert (await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=other.id))).customer

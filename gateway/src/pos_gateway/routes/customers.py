@@ -424,7 +424,8 @@ async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> Merge
     **op("customers:read", "Export everything held about a customer", (404,),
          example={"customer": ex.CUSTOMER, "groups": [ex.GROUP],
                   "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE],
-                  "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD]},
+                  "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD],
+                  "merged_customer_ids": []},
          also=("orders:read", "payments:read")),
 )  # fmt: skip
 async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
@@ -434,10 +435,14 @@ async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
     read orders and gift cards too. An erased customer is a 404: nothing of them is left to
     export."""
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
-    sales, cards = await asyncio.gather(_sales_of(svc, customer_id), _cards_of(svc, customer_id))
+    # The duplicates merged into it are the same person: their orders and cards are theirs.
+    ids = [customer_id, *answer.merged_customer_ids]
+    sales = await asyncio.gather(*(_sales_of(svc, i) for i in ids))
+    cards = await asyncio.gather(*(_cards_of(svc, i) for i in ids))
     exported = to_json(answer)
-    exported["sales"] = [to_json(o) for o in sales]
-    exported["gift_cards"] = [to_json(c) for c in cards]
+    exported["sales"] = [to_json(o) for of_one in sales for o in of_one]
+    exported["gift_cards"] = [to_json(c) for of_one in cards for c in of_one]
+    exported["merged_customer_ids"] = list(answer.merged_customer_ids)
     return CustomerExport.model_validate(exported)
 
 

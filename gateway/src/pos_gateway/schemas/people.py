@@ -202,6 +202,11 @@ class CustomerExport(Answer):
         max_length=1_000_000,
         description="Gift cards issued to the customer (store credit included); never a code",
     )
+    merged_customer_ids: list[Id] = Field(
+        max_length=10_000,
+        description="The duplicates merged into this customer: their orders and gift cards "
+        "are in `sales` and `gift_cards` too",
+    )
 
 
 class CustomerList(Page[Customer]):

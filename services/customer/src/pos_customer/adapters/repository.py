@@ -322,6 +322,24 @@ class SqlCustomerRepository:
         )
         return {e: i for e, i in rows}
 
+    async def merged_into(self, customer_id: str) -> list[str]:
+        """Every customer merged into this one, directly or through an earlier merge."""
+        merged = (
+            select(customers.c.id)
+            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer_id)
+            .cte("merged", recursive=True)
+        )
+        merged = merged.union(
+            select(customers.c.id).where(
+                customers.c.merchant_id == self._merchant,
+                customers.c.merged_into == merged.c.id,
+            )
+        )
+        rows = await self._conn.execute(
+            select(merged.c.id).where(merged.c.id != customer_id).order_by(merged.c.id)
+        )
+        return [r[0] for r in rows]
+
     async def save(self, customer: Customer, seen_version: int) -> bool:
         """Write the profile if the stored version is still seen_version; False if not."""
         result = await self._conn.execute(

@@ -128,6 +128,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
             groups=[messages.group_to_proto(g) for g in found.groups],
             points_history=[messages.entry_to_proto(e) for e in found.entries],
             orders=[messages.purchase_to_proto(o) for o in found.purchases],
+            merged_customer_ids=found.merged,
         )
 
     @mutation(customer_pb2.MergeCustomersResponse)

@@ -302,11 +302,16 @@ async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by
             "points_held",
             {"order_id": held[0]},
         )
-    erased = erased_copy(customer)
-    await uow.customers.erase(erased, requested_by)
-    await uow.groups.forget(customer_id)
-    await uow.customers.purge_copies(customer_id)
-    uow.publish(CustomerErased(customer_id))
+    # The duplicates merged into it are the same person: their profiles, and what other
+    # services hold under their ids (orders' addresses and notes), go too.
+    for gone in [customer_id, *await uow.customers.merged_into(customer_id)]:
+        found = customer if gone == customer_id else await uow.customers.get(gone, for_update=True)
+        if found is None or found.status not in (ACTIVE, MERGED):
+            continue  # erased already
+        await uow.customers.erase(erased_copy(found), requested_by)
+        await uow.groups.forget(gone)
+        await uow.customers.purge_copies(gone)
+        uow.publish(CustomerErased(gone))
     return await uow.customers.erased_at(customer_id)
 
 
@@ -464,6 +469,7 @@ class Export:
     groups: list[Group]
     entries: list[Any]
     purchases: list[Any]
+    merged: list[str]
 
 
 async def export_customer(uow: CustomerUnitOfWork, customer_id: str) -> Export:
@@ -474,4 +480,5 @@ async def export_customer(uow: CustomerUnitOfWork, customer_id: str) -> Export:
         await groups_of(uow, customer.id),
         await uow.loyalty.history(customer.id, PageRequest(limit=10_000_000)),
         list(await uow.purchases.all_of(customer.id)),
+        await uow.customers.merged_into(customer.id),
     )

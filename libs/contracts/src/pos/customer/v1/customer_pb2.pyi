@@ -748,6 +748,7 @@ class ExportCustomerResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _builtins.int
     POINTS_HISTORY_FIELD_NUMBER: _builtins.int
     ORDERS_FIELD_NUMBER: _builtins.int
+    MERGED_CUSTOMER_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def customer(self) -> Global___Customer: ...
     @_builtins.property
@@ -756,6 +757,12 @@ class ExportCustomerResponse(_message.Message):
     def points_history(self) -> _containers.RepeatedCompositeFieldContainer[_loyalty_pb2.PointsEntry]: ...
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[_loyalty_pb2.Purchase]: ...
+    @_builtins.property
+    def merged_customer_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The customers merged into this one (directly or through an earlier merge): the same
+        person, whose orders and gift cards other services hold under these ids.
+        """
+
     def __init__(
         self,
         *,
@@ -763,10 +770,11 @@ class ExportCustomerResponse(_message.Message):
         groups: _abc.Iterable[Global___Group] | None = ...,
         points_history: _abc.Iterable[_loyalty_pb2.PointsEntry] | None = ...,
         orders: _abc.Iterable[_loyalty_pb2.Purchase] | None = ...,
+        merged_customer_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "groups", b"groups", "orders", b"orders", "points_history", b"points_history"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "groups", b"groups", "merged_customer_ids", b"merged_customer_ids", "orders", b"orders", "points_history", b"points_history"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
