@@ -408,6 +408,10 @@ def test_the_preview_prices_loyalty_points_as_the_sale_does(platform: Running) -
         "redeem_points": 250,
         "lines": [{"sku": "TEE-BLK-M", "quantity": 1}, {"sku": "MUG-LOGO", "quantity": 1}],
     }
+    # More than the customer has: the preview refuses as the sale would, naming what is left.
+    over = _post(http, "/v1/carts/calculate", {**cart, "redeem_points": 301})
+    assert (over.status_code, over.json()["code"]) == (409, "insufficient_points"), over.text
+    assert over.json()["available"] == 300
     preview = _ok(_post(http, "/v1/carts/calculate", cart), 200)
     sold = _ok(
         _post(http, "/v1/checkouts", {**cart, "tender_type": "card", "card_token": "tok_visa"})

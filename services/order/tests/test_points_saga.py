@@ -33,6 +33,9 @@ class FakeLoyalty:
     async def point_value(self) -> int:
         return self.value
 
+    async def available(self, customer_id: str) -> int | None:
+        return self.balance - sum(p for p, s in self.holds.values() if s == "held")
+
     async def hold(
         self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
     ) -> int:

@@ -1069,7 +1069,8 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
     The same cart sold at once (POST /v1/checkouts, or POST /v1/orders with the same channel,
     lines, fulfilments, customer and coupons) has the same totals. A location, product or
     customer you do not have is a 404; while promotions cannot be reached, list prices with
-    `discounts_applied: false`, or a 503 when a coupon is named."""
+    `discounts_applied: false`, or a 503 when a coupon is named. More `redeem_points` than the
+    customer has available is the sale's 409 `insufficient_points` (with `available`)."""
     answer = await svc.order.CalculateCart(
         order_pb2.CalculateCartRequest(
             location_id=body.location_id,

@@ -182,6 +182,14 @@ class CustomerDirectory(_Client):
 
     # -- loyalty points an order redeems (ports.Loyalty) ---------------------------------------
 
+    async def available(self, customer_id: str) -> int | None:
+        answer = await self._call_if_found(
+            self._stub.GetCustomer, customer_pb2.GetCustomerRequest(id=customer_id)
+        )
+        if answer is None:
+            return None
+        return int(answer.customer.loyalty_points - answer.customer.points_held)
+
     async def point_value(self) -> int:
         answer = await self._call(
             self._stub.GetLoyaltyProgram, loyalty_pb2.GetLoyaltyProgramRequest()

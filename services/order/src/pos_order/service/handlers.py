@@ -1295,6 +1295,14 @@ async def calculate_cart(
         # Priced as a sale prices them (nothing is held: a preview writes nothing).
         if ports.loyalty is None:
             raise Unavailable("loyalty points cannot be priced now", "customer_unavailable")
+        available = await ports.loyalty.available(cmd.customer_id)
+        if available is not None and cmd.redeem_points > available:
+            # As the sale's hold would refuse them: a preview shows no discount no sale gets.
+            raise Conflict(
+                "the customer does not have that many points available",
+                "insufficient_points",
+                {"available": str(max(available, 0))},
+            )
         worth = price_points(
             cmd.redeem_points,
             await ports.loyalty.point_value(),

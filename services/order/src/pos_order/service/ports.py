@@ -185,6 +185,10 @@ class Loyalty(Protocol):
         """What one point takes off an order (minor units); 0 when the program redeems none."""
         ...
 
+    async def available(self, customer_id: str) -> int | None:
+        """The points the customer may redeem now (held ones aside); None: no such customer."""
+        ...
+
     async def hold(
         self, request_id: str, order_id: str, customer_id: str, points: int, currency: str
     ) -> int:
