@@ -205,6 +205,22 @@ GET = Prepared(_get(lock=False))
 GET_LOCKED = Prepared(_get(lock=True))
 
 
+def lineage(merchant_id: str, customer_id: str) -> Any:
+    """The customer and every customer merged into it, directly or through an earlier merge
+    (a recursive CTE of their ids)."""
+    merged = (
+        select(customers.c.id)
+        .where(customers.c.merchant_id == merchant_id, customers.c.id == customer_id)
+        .cte("merged", recursive=True)
+    )
+    return merged.union(
+        select(customers.c.id).where(
+            customers.c.merchant_id == merchant_id,
+            customers.c.merged_into == merged.c.id,
+        )
+    )
+
+
 class SqlCustomerRepository:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
         self._conn = conn
@@ -324,17 +340,7 @@ class SqlCustomerRepository:
 
     async def merged_into(self, customer_id: str) -> list[str]:
         """Every customer merged into this one, directly or through an earlier merge."""
-        merged = (
-            select(customers.c.id)
-            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer_id)
-            .cte("merged", recursive=True)
-        )
-        merged = merged.union(
-            select(customers.c.id).where(
-                customers.c.merchant_id == self._merchant,
-                customers.c.merged_into == merged.c.id,
-            )
-        )
+        merged = lineage(self._merchant, customer_id)
         rows = await self._conn.execute(
             select(merged.c.id).where(merged.c.id != customer_id).order_by(merged.c.id)
         )
@@ -887,17 +893,7 @@ class SqlLoyaltyRepository:
         """What counts towards the customer's tier: its earns and reversals, and those of every
         customer merged into it (directly or through an earlier merge), each at its own time
         (a `merged_in` entry moves a balance, not what was earned, nor when)."""
-        merged = (
-            select(customers.c.id)
-            .where(customers.c.merchant_id == self._merchant, customers.c.id == customer_id)
-            .cte("merged", recursive=True)
-        )
-        merged = merged.union(
-            select(customers.c.id).where(
-                customers.c.merchant_id == self._merchant,
-                customers.c.merged_into == merged.c.id,
-            )
-        )
+        merged = lineage(self._merchant, customer_id)
         counted = func.coalesce(points_ledger.c.tier_points, points_ledger.c.points)
         query = select(func.coalesce(func.sum(counted), 0)).where(
             points_ledger.c.merchant_id == self._merchant,
