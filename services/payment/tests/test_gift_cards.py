@@ -719,3 +719,38 @@ async def test_a_spend_given_back_once_is_not_given_back_again(running: Running)
     except grpc.aio.AioRpcError as err:
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
     assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 5000
+
+
+async def test_an_authorisation_on_a_card_deactivated_since_is_still_voided(
+    running: Running,
+) -> None:
+    """1,000 held by an authorisation, then the card deactivated (reported stolen): its value
+    is gone, the held part with it, but the authorisation must still end (a cancelled order's
+    payment voided, never `authorized` for ever)."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    card_id = issued.gift_card.id
+    held = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_stolen",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(1000),
+                gift_card_code=issued.code,
+                capture=False,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    await running.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=rid(), id=card_id, reason="stolen"),
+        metadata=md(m),
+        timeout=30,
+    )
+    voided = await running.payments.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=held.id), metadata=md(m), timeout=30
+    )
+    assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 0

@@ -338,6 +338,10 @@ class GiftCardTender:
                 return known
             captured = await _sum_of(uow, reference, "capture")
             back = held - captured
+            if card.status is not GiftCardStatus.ACTIVE:
+                # Deactivated since (lost, stolen): its value is gone, the held part with the
+                # rest; the authorisation is still released, so the payment ends voided.
+                back = 0
             if back > 0:
                 activity = card.refund(new_id("gca"), back, card.currency, key, "")
                 await _apply(uow, card, activity)
