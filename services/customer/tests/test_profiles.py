@@ -424,6 +424,8 @@ async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     )
     assert merged.winner.loyalty_points == 100
     assert list(merged.winner.group_ids) == [group.id]
+    # Its groups and points changed: a new version, as its event says.
+    assert merged.winner.version == winner.version + 1
     got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=loser.id))
     assert (got.customer.status, got.customer.merged_into, got.customer.email) == (
         "merged",

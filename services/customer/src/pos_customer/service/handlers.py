@@ -380,6 +380,11 @@ async def merge_customers(
     # The loser's earns now count towards the winner's tier (earned_since follows merges).
     await retier(uow, winner, await uow.loyalty.program())
     winner = await active_customer(uow, winner.id)
+    # Its groups, points and history changed: a new version (locked above), as its event says.
+    seen = winner.version
+    winner.version += 1
+    saved = await uow.customers.save(winner, seen)
+    assert saved, "locked above"
     uow.publish(CustomerMerged(winner, loser.id))
     return winner, stub
 
