@@ -174,24 +174,6 @@ async def test_upsert_by_external_id_creates_then_updates(merchant: Caller) -> N
         merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(profile=P(given_name="x")))
     )
     assert _fields(err) == ["external_id"]
-    # A version sent for a customer that does not exist matches nothing (RFC 9110 If-Match):
-    # refused, and nobody is created.
-    err = await _refused(
-        merchant(
-            "UpsertCustomer",
-            customer_pb2.UpsertCustomerRequest(
-                profile=P(external_id="pos-8", given_name="Ada"), expected_version=3
-            ),
-        )
-    )
-    assert (err.code(), read_error(err).reason) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "version_mismatch",
-    )
-    found = await merchant(
-        "SearchCustomers", customer_pb2.SearchCustomersRequest(external_id="pos-8")
-    )
-    assert list(found.customers) == []
 
 
 async def test_a_batch_upsert_is_all_or_nothing(merchant: Caller, service: Service) -> None:

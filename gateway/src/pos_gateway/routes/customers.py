@@ -282,8 +282,7 @@ async def upsert_customer(
     body: CustomerUpsert, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> UpsertedCustomer:
     """Once the customer is erased, a retry with the same Idempotency-Key answers 410
-    `customer_erased` and neither creates nor updates anything. An `If-Match` for an
-    `external_id` no customer has matches nothing: a 412, and nothing is created."""
+    `customer_erased` and neither creates nor updates anything."""
     answer = await version_checked(
         svc.customer.UpsertCustomer(
             customer_pb2.UpsertCustomerRequest(

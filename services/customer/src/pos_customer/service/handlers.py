@@ -150,9 +150,6 @@ async def upsert_customer(
     profile = normalise_profile(profile)
     external_id = profile.external_id or ""
     found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
-    if found is None and expected_version:
-        # A version sent for no customer matches nothing (If-Match): nothing is created.
-        raise _stale(0)
     if found is None:
         try:
             return await create_customer(uow, profile), True
