@@ -943,3 +943,49 @@ def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
     assert [e["field"] for e in answer.json()["errors"]] == ["location_ids[1]"]
     moved = http.patch(f"/v1/staff/{member}", json={"location_ids": ["loc_nowhere"]})
     assert [e["field"] for e in moved.json()["errors"]] == ["location_ids[0]"]
+
+
+def test_a_registers_idempotency_key_replays_to_that_register_only(platform: Running) -> None:
+    http = platform.http
+    here, there = _locations(http)[:2]
+    made = _post(http, "/v1/staff", {"name": "Kit", "role": "cashier",
+                                     "location_ids": [here, there], "pin": "4646"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    member = made.json()["id"]
+    _, till = _paired_register(platform, here)
+    _, twin = _paired_register(platform, here)
+    _, away = _paired_register(platform, there)
+
+    def send(device: httpx.Client, path: str, body: dict[str, Any], key: str) -> httpx.Response:
+        return device.post(path, json=body, headers={"Idempotency-Key": key})
+
+    sign_in = {"staff_id": member, "pin": "4646"}
+    key = f"sign-in-{uuid.uuid4()}"
+    first = send(till, "/v1/register-sessions", sign_in, key)
+    assert first.status_code == 201, first.text
+    again = send(till, "/v1/register-sessions", sign_in, key)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
+    assert again.json()["id"] == first.json()["id"]
+    # Another till, here or at another store, sending the same key and body is another
+    # request: it is not handed the first till's session (nor does it sign anyone in).
+    for other in (twin, away):
+        taken = send(other, "/v1/register-sessions", sign_in, key)
+        assert (taken.status_code, taken.json()["code"]) == (422, "idempotency_key_reused")
+        assert other.get("/v1/register-sessions/current").status_code == 404
+
+    float_ = {"opening_float": {"amount": 5_000, "currency": "USD"}}
+    shift = _post(till, "/v1/shifts", float_)
+    assert shift.status_code == 201, shift.text
+    path = f"/v1/shifts/{shift.json()['id']}/drawer-movements"
+    out = {"kind": "pay_out", "amount": {"amount": 250, "currency": "USD"}, "reason": "stamps"}
+    key = f"pay-out-{uuid.uuid4()}"
+    assert send(till, path, out, key).status_code == 201
+    # The shift is the till's: a register elsewhere is told nothing of it, replay or not;
+    # the back office's key is another caller too.
+    assert away.get(path.rsplit("/", 1)[0]).status_code == 404
+    peeked = send(away, path, out, key)
+    assert peeked.status_code in (404, 422), peeked.text
+    assert "expected_cash" not in peeked.text and "stamps" not in peeked.text
+    assert send(http, path, out, key).status_code == 422
+    moves = http.get(path.rsplit("/", 1)[0]).json()["report"]
+    assert moves["expected_cash"]["amount"] == 5_000 - 250

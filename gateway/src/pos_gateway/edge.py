@@ -216,7 +216,9 @@ class EdgeMiddleware:
                 # check; a credential without the scope never sees another's stored answer.
                 await problem_response(insufficient_scope(missing[0]))(scope, receive, send)
                 return
-            await self._idempotent(scope, receive, send, principal.merchant_id, key)
+            await self._idempotent(
+                scope, receive, send, principal.merchant_id, key, principal.register_id
+            )
             return
         request_id_var.set(str(uuid.uuid4()))
         await self.app(scope, receive, send)
@@ -249,7 +251,13 @@ class EdgeMiddleware:
         return False
 
     async def _idempotent(
-        self, scope: Scope, receive: Receive, send: Send, merchant_id: str, key: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        merchant_id: str,
+        key: str,
+        register_id: str | None = None,
     ) -> None:
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             problem = Problem(
@@ -271,7 +279,7 @@ class EdgeMiddleware:
             return
         body = await _read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
-        prints = fingerprints("POST", scope["path"], body, store.fingerprint_key)
+        prints = fingerprints("POST", scope["path"], body, store.fingerprint_key, register_id)
         claim = await store.claim(merchant_id, key, prints)
         answer: Response | None = None
         if claim.mismatch:

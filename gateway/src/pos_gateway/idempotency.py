@@ -144,11 +144,15 @@ def redact(body: bytes, fields: Collection[str]) -> bytes:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def fingerprint(method: str, path: str, body: bytes, key: bytes = b"") -> bytes:
+def fingerprint(
+    method: str, path: str, body: bytes, key: bytes = b"", register_id: str | None = None
+) -> bytes:
     """Which request a key was used with. Keyed (HMAC-SHA256): a body may carry a bearer
     secret (a gift card's code), and a plain hash of it could be searched for a short code by
     anyone who reads the table; without the gateway's secret, this one cannot."""
     message = method.encode() + b" " + path.encode() + b"\n" + body
+    if register_id is not None:
+        message = b"register " + register_id.encode() + b"\n" + message
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
@@ -167,10 +171,19 @@ def canonical(body: bytes) -> bytes:
         return body
 
 
-def fingerprints(method: str, path: str, body: bytes, key: bytes = b"") -> tuple[bytes, ...]:
+def fingerprints(
+    method: str, path: str, body: bytes, key: bytes = b"", register_id: str | None = None
+) -> tuple[bytes, ...]:
     """The request's fingerprint (of its canonical body) first, then, when they differ, the
     one of its bytes as they came: the fingerprint a key claimed before bodies were compared
-    by meaning holds, so a retry across that upgrade is still the same request."""
+    by meaning holds, so a retry across that upgrade is still the same request.
+
+    A register's request is fingerprinted with the register: its credential sees only its own
+    location, and a replay runs no route, so another till (or an API key) sending the same
+    key and body must not be handed this register's stored answer (a shift's cash report, a
+    sale it never made): for them it is another request, a 422."""
+    if register_id is not None:
+        return (fingerprint(method, path, canonical(body), key, register_id),)
     mine = fingerprint(method, path, canonical(body), key)
     raw = fingerprint(method, path, body, key)
     return (mine,) if raw == mine else (mine, raw)
