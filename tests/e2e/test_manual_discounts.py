@@ -119,6 +119,8 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
         stacked = _post(till, "/v1/checkouts", both)
         assert (stacked.status_code, stacked.json()["code"]) == (403, "permission_required")
         assert stacked.json()["permission"] == "discount_above_limit"
+        declined: list[str] = []
+        sold: dict[str, str] = {}
         for manual, permission in (
             ({"kind": "price", "value": 900, "reason": "price match"}, "price_override"),
             ({"kind": "percent", "value": 2500, "reason": "end of line"}, "discount_above_limit"),
@@ -132,8 +134,16 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
                 {"manager_id": members["manager"], "pin": "8642", "permission": permission},
             )
             assert granted.status_code == 201, granted.text
+            # A declined card sold nothing: the override waits for the next attempt, and the
+            # attempt is no sale in the audit log.
+            card = {**_sale(here, manual), "tender_type": "card", "card_token": "tok_declined"}
+            del card["cash_tendered"]
+            refused = _post(till, "/v1/checkouts", card)
+            assert (refused.status_code, refused.json()["code"]) == (402, "payment_declined")
+            declined.append(refused.json()["order"]["id"])
             done = _post(till, "/v1/checkouts", _sale(here, manual))
             assert done.status_code == 201, done.text
+            sold[permission] = done.json()["order"]["id"]
             recorded = _manual_discounts(done.json()["order"])
             assert recorded and recorded[0][2].endswith(str(manual["reason"]))
             assert recorded[0][3] == members["cashier"]
@@ -142,9 +152,12 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
     entries = http.get(
         "/v1/audit-log", params={"register_id": register["id"], "limit": 200}
     ).json()["data"]
-    guarded = [(e["action"], e["staff_id"], e["approved_by"]) for e in entries
+    guarded = [(e["action"], e["staff_id"], e["approved_by"], e["resource_id"]) for e in entries
                if e["action"] in ("price_override", "discount")]  # fmt: skip
     assert sorted(guarded) == [
-        ("discount", members["cashier"], members["manager"]),
-        ("price_override", members["cashier"], members["manager"]),
+        ("discount", members["cashier"], members["manager"], sold["discount_above_limit"]),
+        ("price_override", members["cashier"], members["manager"], sold["price_override"]),
     ]
+    sales = {e["resource_id"] for e in entries if e["action"] == "sale"}
+    assert set(sold.values()) <= sales
+    assert not sales & set(declined)

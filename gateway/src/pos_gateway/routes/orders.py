@@ -17,7 +17,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway import staff
-from pos_gateway.actions import guarded, principal_of, settings_changed
+from pos_gateway.actions import Done, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -223,7 +223,7 @@ def _percent_off(lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManu
 @asynccontextmanager
 async def _manual_guards(
     request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
-) -> AsyncIterator[None]:
+) -> AsyncIterator[list[Done]]:
     """A price override needs `price_override`; a discount above the member's limit needs
     `discount_above_limit` (or a manager's override for that one sale). The limit is a
     percentage: an amount off cannot be judged before pricing, so it counts as above. A line's
@@ -232,8 +232,9 @@ async def _manual_guards(
     asked = [ln.manual for ln in lines if ln.manual is not None]
     if order is not None:
         asked.append(order)
+    entries: list[Done] = []
     if not asked:
-        yield
+        yield entries
         return
     principal = principal_of(request)
     limit = 10_000
@@ -244,14 +245,19 @@ async def _manual_guards(
     above = any(m.kind == "amount" for m in asked) or _percent_off(lines, order) > limit
     async with AsyncExitStack() as stack:
         if any(m.kind == "price" for m in asked):
-            await stack.enter_async_context(
-                guarded(request, "price_override", "price_override", always=False)
+            entries.append(
+                await stack.enter_async_context(
+                    guarded(request, "price_override", "price_override", always=False)
+                )
             )
         if above:
-            await stack.enter_async_context(
-                guarded(request, "discount", "discount_above_limit", always=False)
+            entries.append(
+                await stack.enter_async_context(
+                    guarded(request, "discount", "discount_above_limit", always=False)
+                )
             )
-        yield
+        # The route names the order on the entries once it has one.
+        yield entries
 
 
 @router.post(
@@ -317,25 +323,29 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     # At a register: a signed-in member is needed, and the sale is in the audit log with
     # them and the register.
     async with (
-        _manual_guards(request, body.lines, body.order_manual),
+        _manual_guards(request, body.lines, body.order_manual) as approvals,
         guarded(request, "sale", always=False) as done,
     ):
         answer = await svc.order.Checkout(sale_request)
-        done.resource = ("order", answer.order.id)
+        payment = to_json(answer.payment) if answer.HasField("payment") else None
+        result: dict[str, object] = {"order": to_json(answer.order), "payment": payment}
+        if answer.gift_cards:
+            result["gift_cards"] = _issued(answer.gift_cards)
+        sale = Checkout.model_validate(result)
+        if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
+            # Raised inside the guards: a declined card sold nothing, so it is no sale in the
+            # audit log, and a manager's override taken for its discount is given back for
+            # the next attempt.
+            raise Problem(
+                402,
+                "payment_declined",
+                f"the payment was declined: {answer.payment.decline_reason}",
+                extra=sale.model_dump(mode="json"),
+            )
+        for entry in (done, *approvals):
+            entry.resource = ("order", answer.order.id)
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
                         "currency": answer.order.total.currency}  # fmt: skip
-    payment = to_json(answer.payment) if answer.HasField("payment") else None
-    result: dict[str, object] = {"order": to_json(answer.order), "payment": payment}
-    if answer.gift_cards:
-        result["gift_cards"] = _issued(answer.gift_cards)
-    sale = Checkout.model_validate(result)
-    if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
-        raise Problem(
-            402,
-            "payment_declined",
-            f"the payment was declined: {answer.payment.decline_reason}",
-            extra=sale.model_dump(mode="json"),
-        )
     return sale
 
 
@@ -569,8 +579,10 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
         order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
         redeem_points=body.redeem_points,
     )
-    async with _manual_guards(request, body.lines, body.order_manual):
+    async with _manual_guards(request, body.lines, body.order_manual) as approvals:
         answer = await svc.order.CreateOrder(order_request)
+        for entry in approvals:
+            entry.resource = ("order", answer.order.id)
     return to_model(Order, answer.order)
 
 
