@@ -767,7 +767,7 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
     a register: a cashier alone is refused and nothing moves; with a manager's PIN the action
     is made and audited with both people."""
     http = platform.http
-    here = _locations(http)[0]
+    here, elsewhere = _locations(http)[:2]
     cashier = _member(http, "Gale", "cashier", here, "2468")
     manager = _member(http, "Max", "manager", here, "8642")
     register, device = _paired_register(platform, here)
@@ -814,11 +814,17 @@ def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Runnin
         card,
     )
     assert entry["details"]["amount"] == 100
-    # An approval stands only while the manager may still do it: demoted since, it is spent.
-    assert _post(device, "/v1/overrides", approval).status_code == 201
-    assert http.patch(f"/v1/staff/{manager}", json={"role": "cashier"}).status_code == 200
-    late = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
-    assert (late.status_code, late.json()["code"]) == (403, "permission_required")
+    # An approval stands only while the manager may still do it: demoted since, it is spent,
+    # and stays spent when they are promoted back (or moved away and back) before it is used.
+    for away, back in (({"role": "cashier"}, {"role": "manager"}),
+                       ({"location_ids": [elsewhere]}, {"location_ids": [here]})):  # fmt: skip
+        assert _post(device, "/v1/overrides", approval).status_code == 201
+        assert http.patch(f"/v1/staff/{manager}", json=away).status_code == 200
+        late = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
+        assert (late.status_code, late.json()["code"]) == (403, "permission_required")
+        assert http.patch(f"/v1/staff/{manager}", json=back).status_code == 200
+        later = _post(device, f"/v1/gift-cards/{card}/refunds", {"amount": usd(100)})
+        assert (later.status_code, later.json()["code"]) == (403, "permission_required")
     # Zeroing a card is taking its value away: audited with who did it, and why.
     ended = _post(http, f"/v1/gift-cards/{card}/deactivate", {"reason": "reported stolen"})
     assert ended.status_code == 200, ended.text

@@ -666,6 +666,7 @@ async def grant_override(
                         id=new_id("ovr"), merchant_id=merchant_id, register_id=register_id,
                         session_id=session.id, permission=permission,
                         requested_by=session.staff_id, approved_by=manager_id,
+                        approver_version=manager.version,
                         expires_at=func.now()
                         + func.make_interval(0, 0, 0, 0, 0, 0, OVERRIDE_SECONDS),
                     )
@@ -693,7 +694,13 @@ async def use_override(
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(o.c.id, o.c.merchant_id, o.c.approved_by, registers.c.location_id)
+                select(
+                    o.c.id,
+                    o.c.merchant_id,
+                    o.c.approved_by,
+                    o.c.approver_version,
+                    registers.c.location_id,
+                )
                 .join(registers, registers.c.id == o.c.register_id)
                 .where(
                     o.c.session_id == session_id,
@@ -712,9 +719,12 @@ async def use_override(
             return None
         # The manager's approval stands only while they may still do it themselves (not
         # demoted, deactivated, taken off this register's location, or their role stripped
-        # of it since).
+        # of it since). A change to the manager at all since they approved spends it, even one
+        # undone before it is used: demoted and promoted back, they approve again.
         approver = await _member(conn, row.merchant_id, row.approved_by)
         if approver is None or approver.status != "active":
+            return None
+        if row.approver_version is not None and approver.version != row.approver_version:
             return None
         if row.location_id not in approver.location_ids:
             return None

@@ -227,6 +227,9 @@ overrides = Table(
     Column("used_at", DateTime(timezone=True)),
     # The request that used it: a retry of that request may use it again, no other may.
     Column("used_by_request", Text),
+    # The approving manager's version when they gave their PIN: any change to them since (a
+    # role, their locations, a deactivation, even undone before the override is used) spends it.
+    Column("approver_version", Integer),
     Index("overrides_session", "session_id", "permission"),
 )
 
