@@ -919,7 +919,8 @@ def test_a_register_elsewhere_cannot_test_or_lock_a_members_pin(platform: Runnin
 
 
 def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
-    """A name of spaces only is a 400 naming `name` and makes nothing; `Manager` is the
+    """A name of spaces only (a member's, a role's, a register's) is a 400 naming `name` and
+    makes nothing; `Manager` is the
     built-in role's name as `manager` is; an unknown location names its entry."""
     http = platform.http
     here = _locations(http)[0]
@@ -927,6 +928,7 @@ def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
     for path, body in (
         ("/v1/staff", blank),
         ("/v1/roles", {"name": " \t ", "permissions": ["refund"]}),
+        ("/v1/registers", {"location_id": here, "name": "   "}),
     ):
         answer = _post(http, path, body)
         assert answer.status_code == 400, answer.text

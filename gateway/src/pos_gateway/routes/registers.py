@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from pos_gateway import audit, registers, staff
 from pos_gateway import examples as ex
@@ -86,11 +87,21 @@ def _merchant_only(principal: Principal) -> None:
         raise Problem(403, "insufficient_scope", "a register's credential cannot manage registers")
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must hold more than spaces")
+    return value
+
+
+# A name a person reads on a receipt or in the audit log: not spaces only.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+
+
 class RegisterIn(Body):
     model_config = example({"location_id": ex.LOCATION_ID, "name": "Till 1"})
 
     location_id: str = Field(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
 
 
 @router.post(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from pos_gateway import audit, staff
 from pos_gateway import examples as ex
@@ -38,7 +37,7 @@ from pos_gateway.routes.common import (
     services,
     since_time,
 )
-from pos_gateway.routes.registers import refusal, ts
+from pos_gateway.routes.registers import Name, refusal, ts
 from pos_gateway.routes.settlement import location_of, locations_of
 from pos_gateway.schemas.registers import Role, RoleList, StaffList, StaffMember
 from pos_kit.paging import encode_token
@@ -53,16 +52,6 @@ RoleName = Annotated[
     Field(min_length=1, max_length=64, description="`cashier`, `manager`, `admin` or a role id"),
 ]
 Pin = Annotated[str, Field(pattern=PIN_PATTERN, max_length=8, description="4 to 8 digits")]
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank", "must hold more than spaces")
-    return value
-
-
-# A name a person reads on a receipt or in the audit log: not spaces only.
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
 
 
 def _member_json(m: staff.Member) -> dict[str, Any]:
