@@ -287,7 +287,10 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     with the same Idempotency-Key, which finishes or cancels that same sale; left alone, it is
     finished (paid) or cancelled (not paid) by the order service a few seconds after the
     payment service has settled the card, which asks the processor about a lost answer after a
-    minute: within about a minute and a half. A retry that finds the sale cancelled by then
+    minute: within about a minute and a half. A sale with gift card lines is not finished
+    alone: their codes are shown to the retry that activates them, so, paid, it waits for the
+    retry until its expiry (the order settings' `hold_seconds`, 15 minutes by default), then is
+    cancelled and refunded. A retry that finds the sale cancelled by then
     (abandoned: the card never answered, or the till's retries waited out the order service's
     window) is a 409 `sale_cancelled` with `cancel_reason`: nothing was kept or charged; ring
     it up again under a new key. That key with another body is a 422

@@ -386,11 +386,13 @@ class Checkout(Generic[R]):
             raise
         await boundary(policy, "after_authorization")
         pending = saga.tender_state(payment) is TenderState.PENDING
-        if pending and tender.state is TenderState.PENDING and tender.payment_id:
+        if pending and tender.payment_id:
             # The payment service replays its first answer (pending) to the same request: ask
             # it what the payment is now. Settled since (its reconciler asked the processor),
             # the retry finishes the sale; a till retrying all along would otherwise hear
-            # "pending" for ever while the card was captured.
+            # "pending" for ever while the card was captured. So does a retry after the
+            # resumer recorded the capture (a sale whose gift cards wait for this retry):
+            # the replayed "pending" must not be written over the capture it knows of.
             now_ = [p for p in await self.ports.payments.of_order(order.id)
                     if p.payment_id == tender.payment_id]  # fmt: skip
             if not now_ or saga.tender_state(now_[0]) is TenderState.PENDING:

@@ -887,6 +887,16 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         if any(f.hold is HoldState.SENT for f in order.fulfillments):
             return await cancel(new_uow, ports, order.id, policy, "abandoned")
         if order.saga.confirm_requested:
+            if order.balance_due == 0 and gift_cards_due(order):
+                # Paid, its gift cards not activated yet: only the run that activates a card
+                # learns its code, and it shows it to whoever it answers. This one answers
+                # nobody: activated here, a card would be paid for and its code seen by no one.
+                # The till's retry (the same request) activates them and shows the codes; a
+                # sale nobody comes back for by its expiry is cancelled and refunded. (It was
+                # touched above: the resumer looks again after its window.)
+                if order.expires_at is not None and order.expires_at <= now():
+                    return await cancel(new_uow, ports, order.id, policy, "abandoned")
+                return order
             if order.balance_due == 0:
                 return await finish_confirmation(new_uow, ports, order, policy)
             # A tender failed with a payment was declined, unless the processor never had it
