@@ -262,3 +262,58 @@ def test_the_gift_card_list_pages_filters_and_follows_changes_without_a_code(
             assert foreign.text.replace(value, "ID") == made_up.text.replace(
                 f"{value[:4]}nosuch", "ID"
             )
+
+
+def test_a_gift_card_line_that_cannot_be_activated_is_refused_before_the_card_is_charged(
+    platform: Running,
+) -> None:
+    """A pre-printed code another card has, or a value over the merchant's maximum balance:
+    a 409 naming the line, before the sale is saved or its card charged. Before, the card was
+    charged, then refunded, and the sale's other cards activated and deactivated: counted as
+    sold in the day's settlement report."""
+    with platform.new_merchant("Gift Card Sales") as http:
+        store = _post(
+            http, "/v1/locations", {"name": "Quay", "currency": "USD", "time_zone": "UTC"}
+        )
+        assert store.status_code == 201, store.text
+        location = store.json()["id"]
+        printed = "QUAY-" + uuid.uuid4().hex[:12].upper()
+
+        def sale(*cards: dict[str, Any]) -> httpx.Response:
+            lines = [{"quantity": 1, "gift_card": card} for card in cards]
+            return _post(
+                http,
+                "/v1/checkouts",
+                {"location_id": location, "lines": lines, "tender_type": "card",
+                 "card_token": "tok_visa"},
+            )  # fmt: skip
+
+        sold = sale({"amount": _usd(1500), "code": printed})
+        assert sold.status_code == 201, sold.text
+        assert [c["code"] for c in sold.json()["gift_cards"]] == [printed]
+
+        over = sale({"amount": _usd(1000)}, {"amount": _usd(250_000)})
+        assert (over.status_code, over.json()["code"]) == (409, "gift_card_balance_limit")
+        assert [e["field"] for e in over.json()["errors"]] == ["lines[1].gift_card.amount"]
+        taken = sale({"amount": _usd(1000)}, {"amount": _usd(2000), "code": printed.lower()})
+        assert (taken.status_code, taken.json()["code"]) == (409, "gift_card_code_taken")
+        assert [e["field"] for e in taken.json()["errors"]] == ["lines[1].gift_card.code"]
+        assert printed not in taken.text and printed.lower() not in taken.text
+
+        # Nothing of either was kept: one order, one payment, one card, and the day's report
+        # counts the one card sold.
+        orders = http.get("/v1/orders", params={"location_id": location}).json()["data"]
+        assert [o["id"] for o in orders] == [sold.json()["order"]["id"]]
+        cards = http.get("/v1/gift-cards", params={"location_id": location}).json()["data"]
+        assert [c["status"] for c in cards] == ["active"]
+        payments = http.get(f"/v1/orders/{orders[0]['id']}/payments")
+        assert payments.status_code == 200, payments.text
+        today = datetime.now(UTC).date().isoformat()
+        report = http.get("/v1/settlement-reports", params={"location_id": location, "date": today})
+        assert report.status_code == 200, report.text
+        assert (report.json()["gift_cards_sold"], report.json()["gift_cards_sold_count"]) == (
+            _usd(1500),
+            1,
+        )
+        card_tender = next(t for t in report.json()["tenders"] if t["name"] == "card")
+        assert card_tender["captured"] == _usd(1500) and card_tender["refunded"] == _usd(0)

@@ -39,11 +39,27 @@ class Shop:
     cards: gift_cards_pb2_grpc.GiftCardServiceStub
     payments: payment_pb2_grpc.PaymentServiceStub
     order_db: str
+    payment_db: str
     location_id: str
 
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.order_db) as conn:
+    def sql(self, query: str, *args: Any, db: str = "") -> list[tuple[Any, ...]]:
+        with psycopg.connect(db or self.order_db) as conn:
             return conn.execute(query, args).fetchall()  # type: ignore[arg-type]
+
+    def kept(self) -> tuple[Any, ...]:
+        """How many orders, payments and gift cards the merchant has."""
+        merchant = MERCHANT[0][1]
+        return (
+            self.sql("SELECT count(*) FROM orders WHERE merchant_id = %s", merchant),
+            self.sql(
+                "SELECT count(*) FROM payments WHERE merchant_id = %s", merchant, db=self.payment_db
+            ),
+            self.sql(
+                "SELECT count(*) FROM gift_cards WHERE merchant_id = %s",
+                merchant,
+                db=self.payment_db,
+            ),
+        )
 
     async def checkout(self, *lines: order_pb2.CheckoutLine, card: str = "tok_visa") -> Any:
         request = order_pb2.CheckoutRequest(
@@ -82,6 +98,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                 gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),
                 order.database_url,
+                payment.database_url,
                 location_id,
             )
     finally:
@@ -162,31 +179,59 @@ async def test_a_declined_sale_activates_no_gift_card(shop: Shop) -> None:
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_a_card_that_cannot_be_activated_undoes_the_whole_sale(shop: Shop) -> None:
-    """The second card is over the merchant's maximum balance (2,000.00 by default): the
-    payment is refunded, the first card (already activated) is deactivated, the order is
-    cancelled, and the caller is told why."""
+async def test_a_card_over_the_maximum_balance_is_refused_before_anything_is_charged(
+    shop: Shop,
+) -> None:
+    """The second card is over the merchant's maximum balance (2,000.00 by default). Before,
+    it was found only at its activation, after the card tender was charged: the payment was
+    refunded and the first card activated then deactivated (counted as sold in the settlement
+    report). Now the sale is refused before it is saved, naming the line: no order, no
+    payment, no card."""
     first = "FIRSTCARD-" + uuid.uuid4().hex[:12].upper()
+    before = shop.kept()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.checkout(TEE, gift(10000, first), gift(250000))
-    assert err.value.code() in (
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.INVALID_ARGUMENT,
-    ), read_error(err.value)
-    card = await shop.lookup(first)
-    assert card.status == G.GIFT_CARD_STATUS_DEACTIVATED and card.balance.amount == 0
-    listed = await shop.orders.ListOrders(
-        order_pb2.ListOrdersRequest(page_size=200), metadata=MERCHANT, timeout=5
-    )
-    (order,) = [o for o in listed.orders if o.id == card.order_id]
-    assert order.status == order_pb2.ORDER_STATUS_CANCELLED
-    assert order.cancel_reason == "confirmation_failed"
-    paid = await shop.payments.GetOrderPayments(
-        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
-    )
-    (payment,) = paid.payments
-    assert payment.captured.amount == 2500 + 10000 + 250000
-    assert payment.refunded.amount == payment.captured.amount
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = read_error(err.value)
+    assert problem.reason == "gift_card_balance_limit"
+    assert [v.field for v in problem.violations] == ["lines[2].gift_card.amount"]
+    assert shop.kept() == before
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await shop.lookup(first)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_pre_printed_code_already_taken_is_refused_before_anything_is_charged(
+    shop: Shop,
+) -> None:
+    """Before, a code another card had was found only at the activation, after the payment:
+    refunded, and the sale's other cards activated and deactivated. Now the line is refused
+    first (the code written another way finds the same card), and the card that has the code
+    is untouched."""
+    printed = "TAKEN-" + uuid.uuid4().hex[:12].upper()
+    _, sold = await shop.checkout(gift(1500, printed))
+    (issued,) = sold.gift_cards
+    before = shop.kept()
+    again = "-".join(printed[i : i + 4] for i in range(0, len(printed), 4)).lower()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.checkout(TEE, gift(1000), gift(2000, again))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = read_error(err.value)
+    assert problem.reason == "gift_card_code_taken"
+    assert [v.field for v in problem.violations] == ["lines[2].gift_card.code"]
+    assert printed not in str(problem) and again not in str(problem)
+    assert shop.kept() == before
+    card = await shop.lookup(printed)
+    assert card.id == issued.gift_card_id and card.balance.amount == 1500
+    assert card.status == G.GIFT_CARD_STATUS_ACTIVE
+    # One sale naming the same code twice is refused the same way, on the second line.
+    fresh = "TWICE-" + uuid.uuid4().hex[:12].upper()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.checkout(gift(1000, fresh), gift(1000, fresh.lower()))
+    problem = read_error(err.value)
+    assert problem.reason == "gift_card_code_taken"
+    assert [v.field for v in problem.violations] == ["lines[1].gift_card.code"]
+    assert shop.kept() == before
 
 
 async def test_a_returned_gift_card_line_deactivates_its_card_unless_it_was_spent(

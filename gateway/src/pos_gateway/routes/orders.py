@@ -279,8 +279,12 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
     A line is a product (`sku`) or a gift card (`gift_card`, quantity 1): gift cards are
     activated once the sale is paid, and their codes are in `gift_cards` of this answer only
-    (a replay has `gift_cards: null` and `secret_redacted: true`); a card that cannot be
-    activated (over the merchant's maximum balance) undoes the whole sale.
+    (a replay has `gift_cards: null` and `secret_redacted: true`). A gift card line that could
+    not be activated is refused before anything is saved or charged: a value over the
+    merchant's maximum balance is a 409 `gift_card_balance_limit` on
+    `lines[i].gift_card.amount`, a pre-printed code another card (or another line) has a 409
+    `gift_card_code_taken` on `lines[i].gift_card.code`; each pre-printed code spends the
+    credential's code look-ups as `/v1/gift-cards/lookup` does (429 `code_lookups_limited`).
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
@@ -323,6 +327,10 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         sale_request.order_manual.CopyFrom(body.order_manual.pb(_who(request)))
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
+    # A pre-printed code is looked up before the sale (taken by another card?): a look-up.
+    for ln in body.lines:
+        if ln.gift_card is not None and ln.gift_card.code:
+            await spend_code_budget(request)
     # At a register: a signed-in member is needed, and the sale is in the audit log with
     # them and the register.
     async with (

@@ -766,3 +766,15 @@ class GiftCardIssuer(_Client):
         if answer.gift_card.status != gift_cards_pb2.GIFT_CARD_STATUS_ACTIVE:
             return 0
         return int(answer.gift_card.balance.amount)
+
+    async def max_balance(self) -> int:
+        answer = await self._call(
+            self._stub.GetGiftCardSettings, gift_cards_pb2.GetGiftCardSettingsRequest()
+        )
+        return int(answer.settings.max_balance)
+
+    async def code_taken(self, code: str) -> bool:
+        found = await self._call_if_found(
+            self._stub.LookupGiftCard, gift_cards_pb2.LookupGiftCardRequest(code=code)
+        )
+        return found is not None

@@ -328,6 +328,7 @@ class Checkout(Generic[R]):
             )
             order = priced.order
             validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
+            await check_gift_card_lines(ports, cmd.lines)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
@@ -512,6 +513,61 @@ def _confirms_at_once(order: Order, payment: PaymentResult) -> bool:
     )
 
 
+async def check_gift_card_lines(ports: CheckoutPorts, lines: list[LineRequest]) -> None:
+    """Before a new order is saved and anything is charged: each gift card line can be
+    activated once it is paid. Its value within the merchant's maximum balance, else a 409
+    `gift_card_balance_limit` on `lines[i].gift_card.amount`; a pre-printed code no card of the
+    merchant has (nor an earlier line of this sale, the code written any way it is read), else
+    a 409 `gift_card_code_taken` on `lines[i].gift_card.code`; the code never repeated. Found
+    only at the activation (before 2026-12-04), such a line undid the sale after its card was
+    charged: refunded, its other cards activated and deactivated. A card taken between this
+    check and the activation still undoes the sale that way."""
+    asked = [(i, ln.gift_card) for i, ln in enumerate(lines) if ln.gift_card is not None]
+    if not asked:
+        return
+    if ports.gift_cards is None:
+        raise Unavailable("gift cards cannot be sold now", "payment_unavailable")
+    most = await ports.gift_cards.max_balance()
+    over = [
+        FieldViolation(
+            f"lines[{i}].gift_card.amount",
+            f"must be at most {most}: the most one of your gift cards may hold",
+        )
+        for i, card in asked
+        if most and card.amount.amount > most
+    ]
+    if over:
+        raise DomainError(
+            f"a gift card may hold at most {most} minor units: nothing was charged",
+            "gift_card_balance_limit",
+            over,
+            {"max_balance": str(most)},
+            ErrorKind.CONFLICT,
+        )
+    taken: list[FieldViolation] = []
+    seen: set[str] = set()
+    for i, card in asked:
+        if not card.code:
+            continue
+        normalised = card.code.replace("-", "").upper()
+        if normalised in seen or await ports.gift_cards.code_taken(card.code):
+            taken.append(
+                FieldViolation(
+                    f"lines[{i}].gift_card.code",
+                    "another gift card (or another line of this sale) has this code",
+                )
+            )
+        seen.add(normalised)
+    if taken:
+        raise DomainError(
+            "a pre-printed gift card's code is taken already: nothing was charged",
+            "gift_card_code_taken",
+            taken,
+            {},
+            ErrorKind.CONFLICT,
+        )
+
+
 def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
     return {
         f"L{i + 1}": ln.gift_card.code
@@ -611,6 +667,7 @@ class CreateOrder(Generic[R]):
                 cmd.redeem_points,
             )
             order = priced.order
+            await check_gift_card_lines(self.ports, cmd.lines)
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
             # With stock to hold, the order is announced once it is held; else, with coupons,

@@ -404,6 +404,14 @@ class GiftCards(Protocol):
         """The card's balance; None when the merchant has no such card."""
         ...
 
+    async def max_balance(self) -> int:
+        """The most the merchant lets one card hold (0: not known)."""
+        ...
+
+    async def code_taken(self, code: str) -> bool:
+        """Whether one of the merchant's cards has this code (written any way it is read)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CheckoutPorts:
