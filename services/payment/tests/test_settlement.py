@@ -364,3 +364,56 @@ async def test_the_first_and_last_days_are_reported(running: Running) -> None:
             timeout=30,
         )
         assert answer.report.net.amount == 0
+
+
+async def test_a_sold_card_undone_by_its_order_is_not_counted_as_sold(running: Running) -> None:
+    """A card sold with an order and deactivated because the order was cancelled (the saga's
+    compensation) or the line returned was never sold: the deactivation nets it out, on the day
+    it was made (a closed day stays closed). Before, the activation counted and nothing took it
+    back, so a sale undone after the payment inflated `gift_cards_sold`. A card deactivated for
+    another reason (lost) was sold all the same."""
+    m = new_id("mer")
+    md = (("x-merchant-id", m),)
+    noon = START + timedelta(hours=12)
+
+    async def sold_with_order(amount: int, order: str, undo: str = "") -> None:
+        issued = await running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=rid(),
+                amount=usd(amount),
+                order_id=order,
+                order_line_id="L1",
+                reason="sale",
+                location_id=HERE,
+            ),
+            metadata=md,
+            timeout=30,
+        )
+        moved = [issued.activity.id]
+        if undo:
+            ended = await running.cards.DeactivateGiftCard(
+                G.DeactivateGiftCardRequest(request_id=rid(), id=issued.gift_card.id, reason=undo),
+                metadata=md,
+                timeout=30,
+            )
+            moved.append(ended.activity.id)
+        for activity_id in moved:
+            running.execute(
+                "UPDATE gift_card_activities SET created_at = %s WHERE merchant_id = %s "
+                "AND id = %s",
+                noon,
+                m,
+                activity_id,
+            )
+
+    await sold_with_order(4_000, "ord_kept")
+    await sold_with_order(2_500, "ord_compensated", undo="order_cancelled")
+    await sold_with_order(1_500, "ord_returned", undo="line_returned")
+    await sold_with_order(1_000, "ord_lost", undo="lost")
+    answer = await running.settlement.GetSettlementReport(
+        S.GetSettlementReportRequest(location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"),
+        metadata=md,
+        timeout=30,
+    )
+    report = answer.report
+    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 1_000, 2)

@@ -107,7 +107,11 @@ class SettlementReport(Answer):
     ends_at: Timestamp = Field(description="The next local midnight (23 to 25 hours later)")
     tenders: list[TenderTotals] = Field(max_length=16, description="Every tender type")
     card_brands: list[TenderTotals] = Field(max_length=64)
-    gift_cards_sold: Money = Field(description="Value put on cards here: issued and loaded")
+    gift_cards_sold: Money = Field(
+        description="Value put on cards here: issued and loaded, less the cards sold with an "
+        "order and deactivated because it was cancelled or the line returned (on the day they "
+        "were)"
+    )
     gift_cards_sold_count: Count
     gift_cards_redeemed: SignedMoney = Field(description="The gift card tender, net of refunds")
     tips: Money

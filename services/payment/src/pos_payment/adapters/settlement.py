@@ -12,9 +12,13 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_payment.adapters.gift_card_tables import gift_card_activities
+from pos_payment.adapters.gift_card_tables import gift_card_activities, gift_cards
 from pos_payment.adapters.tables import operations, payments, refunds
 from pos_payment.domain.settlement import Day, Movement
+
+# The deactivation reasons (DeactivateGiftCardRequest.reason) of a card whose sale was undone:
+# the order service's, when the order that sold it is cancelled or the line returned.
+SALE_UNDONE = ("order_cancelled", "line_returned")
 
 
 class SqlSettlementLedger:
@@ -110,8 +114,13 @@ class SqlSettlementLedger:
         return int(total)
 
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]:
-        """Value put on cards at the location: activations and loads, and how many."""
-        a = gift_card_activities
+        """Value put on cards at the location: activations and loads, and how many; less the
+        sales undone (a card sold with an order and deactivated because the order was
+        cancelled, its compensation included, or the line returned), counted the day they
+        were undone: such a card was never sold. Its deactivation carries no location: the
+        card's is where it was sold."""
+        a, g = gift_card_activities, gift_cards
+        in_day = (a.c.created_at >= day.starts_at, a.c.created_at < day.ends_at)
         row = (
             await self._conn.execute(
                 select(func.coalesce(func.sum(a.c.amount), 0), func.count()).where(
@@ -119,9 +128,26 @@ class SqlSettlementLedger:
                     a.c.location_id == day.location_id,
                     a.c.currency == day.currency,
                     a.c.kind.in_(("activate", "load")),
-                    a.c.created_at >= day.starts_at,
-                    a.c.created_at < day.ends_at,
+                    *in_day,
                 )
             )
         ).one()
-        return int(row[0]), int(row[1])
+        undone = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(a.c.amount), 0), func.count())
+                .select_from(
+                    a.join(g, and_(g.c.merchant_id == a.c.merchant_id, g.c.id == a.c.gift_card_id))
+                )
+                .where(
+                    a.c.merchant_id == self._merchant,
+                    a.c.kind == "deactivate",
+                    a.c.reference.in_(SALE_UNDONE),
+                    a.c.currency == day.currency,
+                    g.c.order_id != "",
+                    g.c.location_id == day.location_id,
+                    *in_day,
+                )
+            )
+        ).one()
+        # A deactivation's amount is what the card held, taken off (negative).
+        return int(row[0]) + int(undone[0]), int(row[1]) - int(undone[1])
