@@ -156,6 +156,13 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
             {"tender_type": "card", "card_token": "tok_visa"},
         )
         assert carded.status_code == 404, carded.text
+        # Issuing a card with a pre-printed code says whether a card holds it (a 409): the
+        # same budget, before anything is looked at; a card with no code given does not.
+        printed = {"amount": {"amount": 500, "currency": "USD"}, "code": "GUESS-ISSU-XXXX"}
+        issued = _post(http, "/v1/gift-cards", printed)
+        assert (issued.status_code, issued.json()["code"]) == (429, "code_lookups_limited")
+        plain = _post(http, "/v1/gift-cards", {"amount": {"amount": 500, "currency": "USD"}})
+        assert plain.status_code == 201, plain.text
 
     logs = platform.platform.home / "logs"
     logged = "\n".join(p.read_bytes().decode("latin-1") for p in sorted(logs.glob("*.log")))

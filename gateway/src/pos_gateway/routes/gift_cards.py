@@ -169,7 +169,11 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
 
     At a register it gives value no sale paid for (a card sold at the till is an order line):
     it takes the `refund` permission or a manager's override (403 `permission_required`), and
-    is in the audit log (`gift_card.issued`, with the amount)."""
+    is in the audit log (`gift_card.issued`, with the amount). A pre-printed code spends the
+    credential's code look-ups as `/v1/gift-cards/lookup` does (429 `code_lookups_limited`):
+    its 409 says whether a card holds that code."""
+    if body.code:
+        await spend_code_budget(request)
     await _known(svc, body.location_id, body.customer_id, body.order_id, body.amount.currency)
     async with guarded(request, "gift_card.issued", "refund") as done:
         answer = await svc.gift_cards.IssueGiftCard(
