@@ -51,6 +51,8 @@ PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
     # promotions.Coupon leaves out `code` on purpose: codes travel once, in CouponBatch.codes.
     (orders.OrderLine, order_pb2.OrderLine),
     (orders.Order, order_pb2.Order),
+    (orders.PricingWarning, order_pb2.PricingWarning),
+    (orders.CartQuote, order_pb2.CalculateCartResponse),
     (payments.Payment, payment_pb2.Payment),
     (payments.Refund, payment_pb2.Refund),
     (payments.RefundLine, payment_pb2.RefundLine),

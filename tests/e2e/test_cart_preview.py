@@ -204,6 +204,7 @@ def test_a_worked_cart_to_the_cent_with_a_coupon_that_does_not_apply(
         }
     ]
     assert quote["discounts_applied"] is True and quote["tax_inclusive"] is False
+    assert quote["warnings"] == []
 
 
 def test_vat_inclusive_prices_and_an_open_price_product_at_the_register(

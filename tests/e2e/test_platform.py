@@ -160,6 +160,17 @@ def test_checkout_goes_on_at_list_price_when_promotion_is_down(platform: Running
         assert order["discounts_applied"] is False
         assert order["discount_total"]["amount"] == 0
         assert order["total"]["amount"] == 6200 + 512  # 8.25 % of 62.00 = 5.115 -> 5.12
+        # The order says so with a warning (architecture: "When a service is down"), and so
+        # does every later read of it and the preview of the same cart.
+        assert [w["code"] for w in order["warnings"]] == ["discounts_unavailable"]
+        assert order["warnings"][0]["message"]
+        again = http.get(f"/v1/orders/{order['id']}").json()
+        assert again["warnings"] == order["warnings"]
+        lines = [{"sku": "TEE-BLK-M", "quantity": 2}, {"sku": "MUG-LOGO", "quantity": 1}]
+        quote = http.post("/v1/carts/calculate", json={"location_id": downtown, "lines": lines})
+        assert quote.status_code == 200, quote.text
+        assert quote.json()["discounts_applied"] is False
+        assert [w["code"] for w in quote.json()["warnings"]] == ["discounts_unavailable"]
     finally:
         platform.platform.restart_process("promotion")
 

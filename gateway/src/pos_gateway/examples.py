@@ -352,6 +352,7 @@ ORDER = {
     "total": usd(6040),
     "status": "completed",
     "discounts_applied": True,
+    "warnings": [],
     "payment_id": PAYMENT_ID,
     "created_at": UPDATED,
     "channel": "register",
@@ -480,6 +481,7 @@ CART = {
     "tax_total": usd(460),
     "total": usd(6040),
     "discounts_applied": True,
+    "warnings": [],
     "rejected_coupons": [
         {"code_index": 0, "reason": "coupon_expired", "message": "codes[0]: the coupon expired"}
     ],

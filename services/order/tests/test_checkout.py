@@ -21,6 +21,7 @@ from pos_kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.adapters.messages import order_to_proto
 from pos_order.domain.model import (
     FulfillmentRequest,
     FulfillmentType,
@@ -296,6 +297,15 @@ async def test_promotion_unavailable_sells_at_list_price_and_says_so() -> None:
     order, _ = await checkout(Shop(discounts=FixedDiscount(0, applied=False)), _cmd())
     assert order.discounts_applied is False
     assert order.totals.discount == Money(0, USD)
+    # Said in the order itself, as every answer and event carries it: a code and words.
+    (warning,) = order_to_proto(order).warnings
+    assert warning.code == "discounts_unavailable" and "list price" in warning.message
+
+
+async def test_an_order_priced_with_its_discounts_has_no_warning() -> None:
+    order, _ = await checkout(Shop(discounts=FixedDiscount(620)), _cmd())
+    assert order.discounts_applied is True
+    assert list(order_to_proto(order).warnings) == []
 
 
 @pytest.mark.parametrize(

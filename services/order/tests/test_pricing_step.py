@@ -9,6 +9,7 @@ from fakes import FixedDiscount
 
 from pos_kit.errors import InvalidArgument
 from pos_kit.money import Money
+from pos_order.adapters.messages import cart_to_proto
 from pos_order.domain.model import (
     FulfillmentRequest,
     FulfillmentType,
@@ -131,3 +132,16 @@ def test_the_read_model_names_a_variant_as_inventory_prices_it() -> None:
         ("TEE-M", "Tee / M"),
         ("TEE-X", "Tee"),
     ]
+
+
+async def test_a_cart_priced_without_promotions_says_so_in_a_warning() -> None:
+    lines = [LineRequest("TEE", 1)]
+    inside = [FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1")]
+    away = CheckoutPorts(TwoStores(), FixedDiscount(0, applied=False), None, None)  # type: ignore[arg-type]
+    cart = await pricing.price_cart(away, _no_uow, "loc_1", "", lines, inside, "web")  # type: ignore[arg-type]
+    answer = cart_to_proto(cart)
+    assert answer.discounts_applied is False
+    assert [w.code for w in answer.warnings] == ["discounts_unavailable"]
+    assert answer.warnings[0].message
+    cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "web")  # type: ignore[arg-type]
+    assert cart_to_proto(cart).warnings == []

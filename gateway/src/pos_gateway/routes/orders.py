@@ -285,6 +285,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     `lines[i].gift_card.amount`, a pre-printed code another card (or another line) has a 409
     `gift_card_code_taken` on `lines[i].gift_card.code`; each pre-printed code spends the
     credential's code look-ups as `/v1/gift-cards/lookup` does (429 `code_lookups_limited`).
+    While promotions cannot be reached the sale goes on at list price: the order says
+    `discounts_applied: false` with a `warnings` entry `discounts_unavailable` (a sale naming a
+    coupon is a 503 then).
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried
@@ -557,7 +560,9 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     none (for `hold_seconds` of the order settings; a shipment with a `destination` and no
     store is sourced then), and announces it (`order.created`) once held, its stores named.
     Short stock is a 409 `insufficient_stock` naming what is short: nothing stays held, and
-    no order is kept or announced. In-store lines are never refused for stock.
+    no order is kept or announced. In-store lines are never refused for stock. While
+    promotions cannot be reached, list prices: `discounts_applied: false` with a `warnings`
+    entry `discounts_unavailable`.
     Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
     order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
@@ -1092,7 +1097,8 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
     The same cart sold at once (POST /v1/checkouts, or POST /v1/orders with the same channel,
     lines, fulfilments, customer and coupons) has the same totals. A location, product or
     customer you do not have is a 404; while promotions cannot be reached, list prices with
-    `discounts_applied: false`, or a 503 when a coupon is named. More `redeem_points` than the
+    `discounts_applied: false` and a `warnings` entry `discounts_unavailable`, or a 503 when a
+    coupon is named. More `redeem_points` than the
     customer has available is the sale's 409 `insufficient_points` (with `available`)."""
     answer = await svc.order.CalculateCart(
         order_pb2.CalculateCartRequest(

@@ -127,6 +127,27 @@ class Fulfillment(Answer):
     )
 
 
+class PricingWarning(Answer):
+    """Something to know about how the order or cart was priced that is not an error."""
+
+    code: str = Field(
+        max_length=64,
+        description="Stable machine code: `discounts_unavailable` (promotions could not be "
+        "reached: list prices, no discount; `discounts_applied` is false). More may come: show "
+        "an unknown one by its `message`",
+        examples=["discounts_unavailable"],
+    )
+    message: str = Field(max_length=500, description="In words for people")
+
+
+WARNINGS: list[PricingWarning] = Field(
+    default_factory=list,
+    max_length=20,
+    description="What to know about how it was priced, though nothing failed (empty when "
+    "nothing): `discounts_unavailable` whenever `discounts_applied` is false",
+)
+
+
 class StatusChange(Answer):
     status: str = Field(
         max_length=100,
@@ -165,6 +186,7 @@ class Order(Answer):
     total: Money = Field(description="subtotal - discount_total + tax_total")
     status: str = Field(max_length=32, description=ORDER_STATUS_WORDS, examples=["confirmed"])
     discounts_applied: bool = Field(description="false when promotions could not be applied")
+    warnings: list[PricingWarning] = WARNINGS
     payment_id: OptionalId = Field(description="The last payment taken; all are in payment_ids")
     created_at: Timestamp
     channel: str = Field("register", max_length=32, examples=["web"])
@@ -332,5 +354,6 @@ class CartQuote(Answer):
         "subtotal - discount_total (tax_total is contained in it)"
     )
     discounts_applied: bool = Field(description="false when promotions could not be asked")
+    warnings: list[PricingWarning] = WARNINGS
     rejected_coupons: list[RejectedCoupon] = Field(max_length=10)
     tax_inclusive: bool

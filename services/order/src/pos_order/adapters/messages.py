@@ -15,6 +15,7 @@ from pos_order.domain.model import (
     OrderStatus,
     Tender,
 )
+from pos_order.domain.pricing import PricingWarning, pricing_warnings
 from pos_order.domain.returns import Return, SettlementOutcome
 from pos_order.service.pricing import PricedCart
 
@@ -25,6 +26,10 @@ FULFILLMENT_STATUSES = ProtoEnum(FulfillmentStatus, order_pb2.FulfillmentStatus)
 # A pickup's deadline is shown while it waits to be collected.
 WAITING_PICKUP = (FulfillmentStatus.RESERVED, FulfillmentStatus.READY_FOR_PICKUP)
 OUTCOMES = ProtoEnum(SettlementOutcome, order_pb2.SettlementOutcome)
+
+
+def warnings_to_proto(warnings: list[PricingWarning]) -> list[order_pb2.PricingWarning]:
+    return [order_pb2.PricingWarning(code=w.code, message=w.message) for w in warnings]
 
 
 def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
@@ -86,6 +91,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         register_id=o.register_id,
         staff_id=o.staff_id,
         points_redeemed=o.saga.points,
+        warnings=warnings_to_proto(o.warnings),
     )
     if o.saga.exchange_of:
         msg.exchange_of, msg.exchange_return_id = o.saga.exchange_of, o.saga.exchange_return_id
@@ -155,6 +161,7 @@ def cart_to_proto(cart: PricedCart) -> order_pb2.CalculateCartResponse:
             for r in cart.quote.rejected
         ],
         tax_inclusive=cart.location.tax_table.inclusive,
+        warnings=warnings_to_proto(pricing_warnings(cart.quote.applied)),
     )
 
 

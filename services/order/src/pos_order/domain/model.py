@@ -14,7 +14,14 @@ from enum import Enum
 from pos_kit.errors import Conflict, DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import Money
 from pos_order.domain.coupons import Coupons, CouponStep, CouponUse
-from pos_order.domain.pricing import LINE_KINDS, LineDiscount, Manual, validate_manual
+from pos_order.domain.pricing import (
+    LINE_KINDS,
+    LineDiscount,
+    Manual,
+    PricingWarning,
+    pricing_warnings,
+    validate_manual,
+)
 from pos_order.domain.tax import LocationTax, TaxTable
 
 MAX_LINES = 200
@@ -400,6 +407,11 @@ class Order:
     @property
     def cancel_reason(self) -> str:
         return self.saga.cancel_reason
+
+    @property
+    def warnings(self) -> list[PricingWarning]:
+        """What the order says of how it was priced (list prices while promotions were down)."""
+        return pricing_warnings(self.discounts_applied)
 
     @property
     def payment_ids(self) -> list[str]:

@@ -22,6 +22,27 @@ class LineDiscount:
     requested_by: str = ""  # a manual discount's: who asked
 
 
+@dataclass(frozen=True)
+class PricingWarning:
+    """A matter of how a sale or a cart was priced that is not an error (the architecture's
+    "the order says so with a warning"): a stable code for programs, words for people."""
+
+    code: str
+    message: str
+
+
+DISCOUNTS_UNAVAILABLE = PricingWarning(
+    "discounts_unavailable",
+    "Promotions could not be reached: sold at list price, no discount was applied.",
+)
+
+
+def pricing_warnings(discounts_applied: bool) -> list[PricingWarning]:
+    """What an order or a cart priced so says beside its totals. Derived from what is kept
+    (`discounts_applied`), never stored apart, so an order and its every snapshot agree."""
+    return [] if discounts_applied else [DISCOUNTS_UNAVAILABLE]
+
+
 # A customer the merchant tags so (in the customer service) buys without tax.
 TAX_EXEMPT_TAGS = frozenset({"tax_exempt", "tax-exempt"})
 

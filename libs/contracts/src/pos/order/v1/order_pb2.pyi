@@ -510,6 +510,7 @@ class Order(_message.Message):
     EXCHANGE_RETURN_ID_FIELD_NUMBER: _builtins.int
     EXCHANGE_CREDIT_FIELD_NUMBER: _builtins.int
     CANCELLED_TOTAL_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -598,6 +599,13 @@ class Order(_message.Message):
         cancelled order.
         """
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricingWarning]:
+        """What the client should know about how the order was priced, though nothing failed: one
+        entry per matter (empty when there is none). `discounts_unavailable` whenever
+        discounts_applied is false.
+        """
+
     def __init__(
         self,
         *,
@@ -633,14 +641,43 @@ class Order(_message.Message):
         exchange_return_id: _builtins.str = ...,
         exchange_credit: _money_pb2.Money | None = ...,
         cancelled_total: _money_pb2.Money | None = ...,
+        warnings: _abc.Iterable[Global___PricingWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_total", b"cancelled_total", "created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "cancelled_total", b"cancelled_total", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "cancelled_total", b"cancelled_total", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class PricingWarning(_message.Message):
+    """A matter of how a sale or a cart was priced that is not an error: a stable machine code and
+    words for people. Codes: `discounts_unavailable` (promotions could not be asked: list prices,
+    no discount; discounts_applied is false). More may come: an unknown code is shown, not
+    refused.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PricingWarning: _TypeAlias = PricingWarning  # noqa: Y015
 
 @_typing.final
 class OrderCoupon(_message.Message):
@@ -1702,6 +1739,7 @@ class CalculateCartResponse(_message.Message):
     DISCOUNTS_APPLIED_FIELD_NUMBER: _builtins.int
     REJECTED_COUPONS_FIELD_NUMBER: _builtins.int
     TAX_INCLUSIVE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     discounts_applied: _builtins.bool
     """false when promotions could not be asked: list prices (no coupon was named)."""
     tax_inclusive: _builtins.bool
@@ -1720,6 +1758,10 @@ class CalculateCartResponse(_message.Message):
     def total(self) -> _money_pb2.Money: ...
     @_builtins.property
     def rejected_coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedCoupon]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricingWarning]:
+        """As an order's: `discounts_unavailable` whenever discounts_applied is false."""
+
     def __init__(
         self,
         *,
@@ -1732,10 +1774,11 @@ class CalculateCartResponse(_message.Message):
         discounts_applied: _builtins.bool = ...,
         rejected_coupons: _abc.Iterable[Global___RejectedCoupon] | None = ...,
         tax_inclusive: _builtins.bool = ...,
+        warnings: _abc.Iterable[Global___PricingWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "discounts_applied", b"discounts_applied", "lines", b"lines", "rejected_coupons", b"rejected_coupons", "subtotal", b"subtotal", "tax_inclusive", b"tax_inclusive", "tax_total", b"tax_total", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_total", b"discount_total", "discounts", b"discounts", "discounts_applied", b"discounts_applied", "lines", b"lines", "rejected_coupons", b"rejected_coupons", "subtotal", b"subtotal", "tax_inclusive", b"tax_inclusive", "tax_total", b"tax_total", "total", b"total", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
