@@ -4,10 +4,12 @@ has a 409, neither charging anything."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from pos_devstack.testing import Running
@@ -57,3 +59,63 @@ def test_a_register_sale_redeems_points_as_a_discount(platform: Running) -> None
     short = _post(http, "/v1/checkouts", {**sale, "redeem_points": 500})
     assert (short.status_code, short.json()["code"]) == (409, "insufficient_points")
     assert len(http.get("/v1/payments", params={"limit": 200}).json()["data"]) == payments
+
+
+def _merge_known(platform: Running, duplicate: str) -> str | None:
+    """Where the order service's read model says the duplicate went (None: not learnt yet)."""
+    url = platform.platform.env_for("order")["DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT merged_into FROM known_customers WHERE customer_id = %s", (duplicate,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _wait(what: str, done: Any) -> Any:
+    deadline = time.monotonic() + 30
+    while not (found := done()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return found
+
+
+def test_a_sale_naming_a_merged_duplicate_is_the_survivors(platform: Running) -> None:
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    made = [_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@example.com"})
+            for _ in range(2)]  # fmt: skip
+    survivor, duplicate = (m.json()["id"] for m in made)
+    gift = {"points": 100, "reason": "gift"}
+    assert _post(http, f"/v1/customers/{duplicate}/points/adjustments", gift).status_code == 201
+    merged = _post(http, f"/v1/customers/{survivor}/merge", {"duplicate_id": duplicate})
+    assert merged.status_code == 200, merged.text
+    _wait("the order service never learnt the merge",
+          lambda: _merge_known(platform, duplicate) == survivor)  # fmt: skip
+
+    lines = [{"sku": "MUG-LOGO", "quantity": 1}]
+    # The preview prices the survivor's points (the duplicate's went to them with the merge).
+    quote = http.post(
+        "/v1/carts/calculate",
+        json={"location_id": location, "customer_id": duplicate, "redeem_points": 50,
+              "lines": lines},
+    )  # fmt: skip
+    assert quote.status_code == 200, quote.text
+    sale = {"location_id": location, "customer_id": duplicate, "tender_type": "card",
+            "card_token": "tok_visa", "lines": lines, "redeem_points": 50}  # fmt: skip
+    sold = _post(http, "/v1/checkouts", sale)
+    assert sold.status_code == 201, sold.text
+    order = sold.json()["order"]
+    assert order["customer_id"] == survivor and order["points_redeemed"] == 50
+    assert order["total"]["amount"] == quote.json()["total"]["amount"]
+    assert http.get(f"/v1/orders/{order['id']}").json()["customer_id"] == survivor
+
+    # What the sale earns, and its place in the history, are the survivor's.
+    def earned() -> list[Any]:
+        entries = http.get(f"/v1/customers/{survivor}/points").json()["data"]
+        return [e for e in entries if e["order_id"] == order["id"] and e["kind"] == "earned"]
+
+    _wait("the sale never earned the survivor points", earned)
+    history = http.get(f"/v1/customers/{survivor}/orders").json()["data"]
+    assert order["id"] in [h["order_id"] for h in history]
+    theirs = http.get(f"/v1/customers/{duplicate}/points").json()["data"]
+    assert [e for e in theirs if e["order_id"] == order["id"]] == []

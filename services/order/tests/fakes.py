@@ -31,9 +31,10 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
-from pos_order.domain.pricing import Buyer
+from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer
 from pos_order.service.ports import (
     CartContext,
+    CustomerFound,
     DiscountQuote,
     OrderFilters,
     OrderSettings,
@@ -56,6 +57,8 @@ class Store:
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
     buyers: dict[tuple[str, str], Buyer] = field(default_factory=dict)
+    # (merchant, duplicate) -> the customer it was merged into.
+    merges: dict[tuple[str, str], str] = field(default_factory=dict)
     # The last touch of each order: how much of the resumer's window it counted as spent.
     touched: dict[tuple[str, str], timedelta] = field(default_factory=dict)
 
@@ -140,11 +143,21 @@ class FakeKnownCustomers:
         if buyer is not None:
             self._uow.store.buyers[key] = buyer
 
-    async def buyer(self, customer_id: str) -> Buyer | None:
-        key = (self._uow.merchant_id, customer_id)
-        if key not in self._uow.store.customers:
-            return None
-        return self._uow.store.buyers.get(key, Buyer())
+    async def resolve(self, customer_id: str) -> KnownCustomer | None:
+        store, merchant = self._uow.store, self._uow.merchant_id
+        for _ in range(MAX_MERGE_HOPS):
+            key = (merchant, customer_id)
+            if key not in store.customers:
+                return None
+            if key not in store.merges:
+                return KnownCustomer(customer_id, store.buyers.get(key, Buyer()))
+            customer_id = store.merges[key]
+        return None
+
+    async def merged(self, loser_id: str, winner_id: str) -> None:
+        key = (self._uow.merchant_id, loser_id)
+        self._uow.store.customers.setdefault(key, 0)
+        self._uow.store.merges[key] = winner_id
 
     async def forget(self, customer_id: str) -> None:
         self._uow.store.customers.pop((self._uow.merchant_id, customer_id), None)
@@ -313,13 +326,16 @@ class FakeCustomerService:
     def __init__(self, *existing: str, down: bool = False) -> None:
         self.existing = set(existing)
         self.down = down
+        self.merged: dict[str, str] = {}  # duplicate -> the customer it was merged into
         self.asked: list[str] = []
 
-    async def version_of(self, customer_id: str) -> int | None:
+    async def find(self, customer_id: str) -> CustomerFound | None:
         self.asked.append(customer_id)
         if self.down:
             raise Unavailable("the customer service is unavailable", "customer_unavailable")
-        return 3 if customer_id in self.existing else None
+        if customer_id in self.merged:
+            return CustomerFound(4, self.merged[customer_id])
+        return CustomerFound(3) if customer_id in self.existing else None
 
 
 @dataclass

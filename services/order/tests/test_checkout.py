@@ -39,8 +39,15 @@ from pos_order.domain.model import (
     compute_totals,
     validate_order,
 )
+from pos_order.domain.pricing import Buyer
 from pos_order.service import handlers, saga
-from pos_order.service.ports import CheckoutCommand, CheckoutPorts, PaymentResult
+from pos_order.service.ports import (
+    CartContext,
+    CheckoutCommand,
+    CheckoutPorts,
+    DiscountQuote,
+    PaymentResult,
+)
 from pos_order.service.saga import Policy
 
 USD = "USD"
@@ -572,3 +579,55 @@ def test_an_address_on_a_pickup_is_refused_as_a_mixed_up_fulfilment() -> None:
     assert [v.field for v in err.value.violations] == ["fulfillments[0].ship_to"]
     shipment = FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_1", "1 Main St")
     validate_order("web", "loc_1", lines, [shipment], {})  # refuses nothing
+
+
+class SeenCarts(FixedDiscount):
+    """Records the cart each quote was asked for: whose it is, and their groups."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.carts: list[CartContext | None] = []
+
+    async def quote(
+        self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
+    ) -> DiscountQuote:
+        self.carts.append(cart)
+        return await super().quote(lines, currency, cart)
+
+
+def _merged_shop() -> tuple[Shop, SeenCarts]:
+    """cus_dup was merged into cus_1 (a VIP), as the read model learnt from the merge event."""
+    seen = SeenCarts()
+    shop = Shop(discounts=seen)
+    shop.store.buyers[("mer_a", "cus_1")] = Buyer(("grp_vip",))
+    shop.store.customers[("mer_a", "cus_dup")] = 1
+    shop.store.merges[("mer_a", "cus_dup")] = "cus_1"
+    return shop, seen
+
+
+async def test_a_sale_naming_a_merged_duplicate_is_recorded_under_the_survivor() -> None:
+    shop, seen = _merged_shop()
+    order, _ = await checkout(shop, _cmd(customer_id="cus_dup"))
+    assert order.customer_id == "cus_1"
+    assert shop.store.published[0].order.customer_id == "cus_1"  # type: ignore[attr-defined]
+    # Priced as the survivor: their groups, their coupons; no call to the customer service.
+    (cart,) = seen.carts
+    assert cart is not None and cart.customer_id == "cus_1" and cart.customer_groups == ("grp_vip",)
+    assert shop.customers.asked == []
+
+
+async def test_a_merged_duplicate_the_read_model_has_not_seen_is_asked_to_its_survivor() -> None:
+    shop = Shop(customers=FakeCustomerService("cus_9"))
+    shop.customers.merged["cus_dup"] = "cus_9"
+    order, _ = await checkout(shop, _cmd(customer_id="cus_dup"))
+    assert order.customer_id == "cus_9"
+    assert shop.customers.asked == ["cus_dup", "cus_9"]
+    assert shop.store.customers[("mer_a", "cus_9")] == 3  # the survivor is known now
+
+
+async def test_the_cart_preview_of_a_merged_duplicate_is_priced_for_the_survivor() -> None:
+    shop, seen = _merged_shop()
+    cmd = handlers.CartCommand("loc_1", "register", "cus_dup", [LineRequest("TEE", 1)], [])
+    await handlers.calculate_cart(cmd, shop.ports, uow_factory(shop.store))
+    (cart,) = seen.carts
+    assert cart is not None and cart.customer_id == "cus_1" and cart.customer_groups == ("grp_vip",)

@@ -101,6 +101,30 @@ class Stack:
             assert time.monotonic() < deadline, "the customer event never reached the read model"
             await asyncio.sleep(0.05)
 
+    async def merge(self, winner_id: str, loser_id: str) -> None:
+        await self.customers.MergeCustomers(
+            customer_pb2.MergeCustomersRequest(
+                request_id=uuid.uuid4().hex, winner_id=winner_id, loser_id=loser_id
+            ),
+            metadata=md(A),
+            timeout=5,
+        )
+
+    def merged_into(self, merchant: str, customer_id: str) -> str | None:
+        with psycopg.connect(self.order_db) as conn:
+            row = conn.execute(
+                "SELECT merged_into FROM known_customers WHERE merchant_id = %s"
+                " AND customer_id = %s",
+                (merchant, customer_id),
+            ).fetchone()
+        return row[0] if row else None
+
+    async def wait_merged(self, merchant: str, loser_id: str, winner_id: str) -> None:
+        deadline = time.monotonic() + 20
+        while self.merged_into(merchant, loser_id) != winner_id:
+            assert time.monotonic() < deadline, "the merge event never reached the read model"
+            await asyncio.sleep(0.05)
+
     def written(self) -> dict[str, int]:
         """Every row a checkout could leave: the order, its event, its stored answer, a payment."""
         counts = {}
@@ -260,5 +284,67 @@ async def test_an_erased_snapshot_after_the_tombstone_never_makes_the_customer_k
             await uow.commit()
         async with OrderUow(engine, kit).bind(A) as uow:
             assert not await uow.customers.contains("cus_gone")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_sale_naming_a_merged_duplicate_is_the_survivors(stack: Stack) -> None:
+    """The read model learns merges from `customer_merged`: a sale naming the duplicate is
+    recorded under the survivor (and so earns and enters history there), with no call."""
+    survivor, duplicate = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.wait_known(A, duplicate)
+    await stack.merge(survivor, duplicate)
+    await stack.wait_merged(A, duplicate, survivor)
+    await stack.stop_customer_service.aclose()  # the read model alone answers
+
+    sold = await stack.checkout(duplicate)
+
+    assert sold.order.customer_id == survivor
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    read = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=sold.order.id), metadata=md(A), timeout=5
+    )
+    assert read.order.customer_id == survivor
+
+
+async def test_a_merged_duplicate_not_seen_yet_is_looked_up_to_its_survivor(stack: Stack) -> None:
+    stack.nats.stop()  # neither customer's events, nor the merge's, reach the order service
+    survivor, duplicate = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.merge(survivor, duplicate)
+
+    sold = await stack.checkout(duplicate)
+
+    assert sold.order.customer_id == survivor
+    assert stack.known(A, survivor)  # the survivor's look-up is kept, as for any unseen id
+
+
+async def test_merges_hold_whatever_order_the_events_arrive_in(infra: Infra) -> None:
+    """The merge and the duplicate's own events come through different consumers: a creation
+    or an update of the duplicate after its merge leaves it merged, and merges chain (a
+    survivor merged away in turn leads on to its own survivor)."""
+    engine = make_engine(infra.service_database("order"))
+
+    def merged(winner: str, loser: str, version: int = 2) -> customer_events.CustomerMerged:
+        customer = customer_pb2.Customer(id=winner, version=version, status="active")
+        customer.group_ids.append("grp_vip")
+        return customer_events.CustomerMerged(winner=customer, loser_id=loser)
+
+    late = customer_pb2.Customer(id="cus_dup", version=1, status="active")
+    try:
+        async with OrderUow(engine, kit).bind(A) as uow:
+            await consumers.on_customer_merged(uow, merged("cus_mid", "cus_dup"))
+            await consumers.on_customer_changed(uow, customer_events.CustomerCreated(customer=late))
+            await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            found = await uow.customers.resolve("cus_dup")
+            assert found is not None and found.id == "cus_mid"
+            assert found.buyer.groups == ("grp_vip",)
+            await consumers.on_customer_merged(uow, merged("cus_top", "cus_mid", 5))
+            await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            found = await uow.customers.resolve("cus_dup")
+            assert found is not None and found.id == "cus_top"
+        async with OrderUow(engine, kit).bind(B) as uow:
+            assert await uow.customers.resolve("cus_dup") is None
     finally:
         await engine.dispose()

@@ -402,6 +402,8 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
 async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> MergedCustomers:
     """The duplicate's points, purchase history, held points and groups move to this customer;
     the duplicate keeps no personal data and answers `status: merged` with `merged_into`.
+    A sale, an order or a cart preview naming the duplicate afterwards is this customer's (the
+    order names this id; the order service learns the merge from its event, within moments).
     A customer is not merged into itself (a 400 naming `duplicate_id`)."""
     if body.duplicate_id == customer_id:
         why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}

@@ -182,7 +182,8 @@ class CheckoutIn(Body):
         "",
         max_length=64,
         description="One of your customers, or empty; an id you do not have (another merchant's "
-        "included) is a 404 `resource_missing` problem and nothing is sold",
+        "included) is a 404 `resource_missing` problem and nothing is sold. A duplicate merged "
+        "into another customer is that customer: the order names the survivor's id",
     )
     lines: list[CheckoutLineIn] = Field(min_length=1, max_length=200)
     tender_type: Literal["cash", "card"]
@@ -530,7 +531,12 @@ class OrderIn(Body):
     location_id: str = Field(
         min_length=1, max_length=64, description="Where it is sold: prices, currency and tax"
     )
-    customer_id: str = Field("", max_length=64, description="One of your customers, or empty")
+    customer_id: str = Field(
+        "",
+        max_length=64,
+        description="One of your customers, or empty. A duplicate merged into another customer "
+        "is that customer: the order names the survivor's id",
+    )
     lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
     fulfillments: list[FulfillmentIn] = Field(
         default_factory=list,
@@ -1064,7 +1070,12 @@ class CartIn(Body):
         description="The channel the sale will be made on (offers may be for some only): "
         "`register` for POST /v1/checkouts, the order's channel for POST /v1/orders",
     )
-    customer_id: str = Field("", max_length=64, description="One of your customers, or empty")
+    customer_id: str = Field(
+        "",
+        max_length=64,
+        description="One of your customers, or empty. A duplicate merged into another customer "
+        "is priced as that customer (their groups, coupons and points)",
+    )
     lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
     fulfillments: list[FulfillmentIn] = Field(
         default_factory=list,

@@ -124,6 +124,12 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
                 "customer",
                 {customer_events.CustomerErased: consumers.on_customer_erased},
             ),
+            # Its own durable too, for the same reason: which duplicate went to which survivor.
+            ConsumerSpec.typed(
+                "order-merges",
+                "customer",
+                {customer_events.CustomerMerged: consumers.on_customer_merged},
+            ),
             ConsumerSpec.typed(
                 "order-prices",
                 "inventory",

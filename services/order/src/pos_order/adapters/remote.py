@@ -35,6 +35,7 @@ from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import (
     AppliedDiscount,
     CartContext,
+    CustomerFound,
     DiscountQuote,
     IssuedCard,
     PaymentResult,
@@ -174,11 +175,16 @@ class CustomerDirectory(_Client):
         self._stub = customer_pb2_grpc.CustomerServiceStub(channel)
         self._timeout = timeout
 
-    async def version_of(self, customer_id: str) -> int | None:
+    async def find(self, customer_id: str) -> CustomerFound | None:
         answer = await self._call_if_found(
             self._stub.GetCustomer, customer_pb2.GetCustomerRequest(id=customer_id)
         )
-        return None if answer is None else int(answer.customer.version)
+        if answer is None:
+            return None
+        customer = answer.customer
+        # A duplicate merged away answers with where it went (status `merged`).
+        merged_into = customer.merged_into if customer.status == "merged" else ""
+        return CustomerFound(int(customer.version), merged_into)
 
     # -- loyalty points an order redeems (ports.Loyalty) ---------------------------------------
 

@@ -51,7 +51,7 @@ from pos_order.domain.model import (
     TenderState,
     Totals,
 )
-from pos_order.domain.pricing import Buyer, LineDiscount
+from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer, LineDiscount
 from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import OrderFilters, OrderSettings
 
@@ -611,15 +611,42 @@ class SqlKnownCustomers:
             )
         )
 
-    async def buyer(self, customer_id: str) -> Buyer | None:
-        params = {"w_merchant_id": self._merchant, "w_customer_id": customer_id}
-        row = (await BUYER.execute(self._conn, params)).first()
-        return Buyer(tuple(row.groups), row.tax_exempt) if row else None
+    async def resolve(self, customer_id: str) -> KnownCustomer | None:
+        # One read for an id of its own (every sale's case); one more per merge followed.
+        seen = {customer_id}
+        for _ in range(MAX_MERGE_HOPS):
+            params = {"w_merchant_id": self._merchant, "w_customer_id": customer_id}
+            row = (await BUYER.execute(self._conn, params)).first()
+            if row is None:
+                return None  # not known here (a survivor erased since: asked, then refused)
+            if not row.merged_into:
+                return KnownCustomer(customer_id, Buyer(tuple(row.groups), row.tax_exempt))
+            if row.merged_into in seen:
+                return None  # a loop no merge can make: ask the customer service instead
+            customer_id = row.merged_into
+            seen.add(customer_id)
+        return None
+
+    async def merged(self, loser_id: str, winner_id: str) -> None:
+        # A merge is final (the duplicate is never active again), so it holds whatever version
+        # of the duplicate arrives before or after it: remember() never touches merged_into.
+        t = known_customers
+        statement = pg_insert(t).values(
+            merchant_id=self._merchant, customer_id=loser_id, version=0, merged_into=winner_id
+        )
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="known_customers_pkey",
+                set_={"merged_into": statement.excluded.merged_into, "seen_at": func.now()},
+            )
+        )
 
 
 def _buyer() -> Any:
     t = known_customers
-    return select(t.c.groups, t.c.tax_exempt).where(keyed(t, "merchant_id", "customer_id"))
+    return select(t.c.groups, t.c.tax_exempt, t.c.merged_into).where(
+        keyed(t, "merchant_id", "customer_id")
+    )
 
 
 def _start_checkout() -> Any:

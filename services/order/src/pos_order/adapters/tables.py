@@ -105,6 +105,9 @@ known_customers = Table(
     # What pricing needs of the customer, as of `version`: their groups and tax exemption.
     Column("groups", JSONB, nullable=False, server_default="[]"),
     Column("tax_exempt", Boolean, nullable=False, server_default=text("false")),
+    # Merged into another customer (`customer.merged`): the survivor's id. A sale naming this
+    # id is the survivor's; NULL for a customer of its own.
+    Column("merged_into", Text, nullable=True),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
 )
 

@@ -61,6 +61,21 @@ class Buyer:
         return Buyer(tuple(sorted(group_ids)), exempt)
 
 
+@dataclass(frozen=True)
+class KnownCustomer:
+    """The customer a sale naming an id is for, as the read model knows them: the id itself, or
+    the survivor of the merges it went through (a duplicate merged away buys as the survivor),
+    with what pricing needs of them."""
+
+    id: str
+    buyer: Buyer
+
+
+# How many merges a read follows from an id to its survivor: far more than real chains, and a
+# bound if events ever made a loop.
+MAX_MERGE_HOPS = 10
+
+
 LINE_KINDS = ("percent", "amount", "price")
 ORDER_KINDS = ("percent", "amount")
 

@@ -1,4 +1,5 @@
-"""Events this service consumes: the customer ids each merchant has, and the prices a register
+"""Events this service consumes: the customer ids each merchant has (and which were merged
+into which), and the prices a register
 sale is priced from while inventory is down (the checkout's read models); refunds of its
 orders' payments and voids of their authorisations, wherever they were asked."""
 
@@ -30,6 +31,19 @@ async def on_customer_changed(
         return
     buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
     await handlers.remember_customer(uow, customer.id, customer.version, buyer)
+
+
+async def on_customer_merged(uow: OrderUow, message: customer_events.CustomerMerged) -> None:
+    """A duplicate merged into a customer: a sale naming the duplicate is the survivor's."""
+    winner = message.winner
+    if not winner.id or not message.loser_id:
+        raise PoisonMessage("CustomerMerged without both customer ids")
+    if winner.status == "erased":
+        # Rewritten by the survivor's erasure (its tombstones follow): neither id is a
+        # customer any more; remembering the merge would only bring an erased id back.
+        return
+    buyer = Buyer.of(list(winner.group_ids), list(winner.tags))
+    await handlers.customer_merged(uow, message.loser_id, winner.id, winner.version, buyer)
 
 
 async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucceeded) -> None:

@@ -221,6 +221,8 @@ class Priced:
     cart: pricing.PricedCart
     lines: list[LineRequest]
     fulfillments: list[FulfillmentRequest]
+    # The new order's customer: the original's, or the survivor it was merged into since.
+    customer_id: str
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,9 @@ class CreateExchange(Generic[R]):
         req = self.req
         async with self.new_uow() as uow:
             order = await uow.orders.get(req.order_id)
-            buyer = await uow.customers.buyer(order.customer_id) if order else None
+            # The original's customer as they are now: a duplicate merged away since is the
+            # survivor, whom the new sale is for.
+            who = await uow.customers.resolve(order.customer_id) if order else None
             self.holds = await refunds_settled(uow, req.order_id)
         if order is None:
             raise NotFound("order", req.order_id)
@@ -290,11 +294,11 @@ class CreateExchange(Generic[R]):
                 self.ports,
                 self.new_uow,
                 store,
-                order.customer_id,
+                who.id if who else order.customer_id,
                 lines,
                 fulfillments,
                 order.channel,
-                buyer=buyer or Buyer(),
+                buyer=who.buyer if who else Buyer(),
             )
         except DomainError as exc:
             raise _about_new_lines(exc, req) from None
@@ -308,7 +312,7 @@ class CreateExchange(Generic[R]):
                     )
                 ]
             )
-        self.priced = Priced(cart, lines, fulfillments)
+        self.priced = Priced(cart, lines, fulfillments, who.id if who else order.customer_id)
 
     async def read(self, uow: ReturnsUnitOfWork) -> Exchanged:
         req, priced = self.req, self.priced
@@ -396,7 +400,7 @@ class CreateExchange(Generic[R]):
         order = Order(
             id=order_id,
             location_id=cart.location.id,
-            customer_id=source.customer_id,
+            customer_id=priced.customer_id,
             lines=cart.lines,
             totals=cart.totals,
             discounts_applied=cart.quote.applied,

@@ -51,7 +51,7 @@ from pos_order.domain.model import (
     validate_register_tender,
     validate_total,
 )
-from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
+from pos_order.domain.pricing import MAX_MERGE_HOPS, ORDER_KINDS, Buyer, Manual, validate_manual
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
@@ -86,6 +86,9 @@ class Started:
     settings: OrderSettings
     # The customer's groups and tax exemption, from the read model.
     buyer: Buyer = field(default_factory=Buyer)
+    # The customer the sale is for, as the read model knows them: the id named, or the
+    # survivor it was merged into (a sale is never the merged-away duplicate's).
+    customer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,15 @@ async def _start(
     existing = None if fresh else await uow.orders.get(order_id)
     if existing is not None:
         await uow.orders.touch(order_id)
-    # One read tells whether the customer is known here and what pricing needs of them.
-    buyer = await uow.customers.buyer(customer_id) if customer_id and existing is None else None
-    known = existing is not None or not customer_id or buyer is not None
+    # One read tells whether the customer is known here, who they are now (a duplicate merged
+    # away is its survivor) and what pricing needs of them.
+    who = await uow.customers.resolve(customer_id) if customer_id and existing is None else None
+    known = existing is not None or not customer_id or who is not None
     # A register sale holds nothing: the merchant's hold settings do not concern it.
     found = await uow.settings.get() if need_settings else None
     settings = found or policy.defaults
-    return Started(at, known, order_id, existing, settings, buyer or Buyer())
+    buyer, resolved = (who.buyer, who.id) if who is not None else (Buyer(), customer_id)
+    return Started(at, known, order_id, existing, settings, buyer, resolved)
 
 
 def at_register() -> tuple[str, str]:
@@ -151,10 +156,13 @@ async def _priced_order(
     order_manual: Manual | None = None,
     redeem_points: int = 0,
 ) -> Priced:
-    # Before anything is priced or charged: another merchant's customer is no customer.
-    learnt = (
-        None if started.known_customer else await customer_version(ports.customers, customer_id)
-    )
+    # Before anything is priced or charged: another merchant's customer is no customer, and a
+    # duplicate merged away is the survivor (the sale, its points and its history are theirs).
+    learnt = None
+    if started.known_customer:
+        customer_id = started.customer_id
+    elif customer_id:
+        customer_id, learnt = await resolve_customer(ports.customers, customer_id)
     cart = await pricing.price_cart(
         ports,
         new_uow,
@@ -1146,19 +1154,34 @@ class CancelFulfillment(Generic[R]):
         return self.answer(order, refunded)
 
 
-async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
-    """Refuse a customer id the merchant does not have, exactly as one that exists nowhere.
+async def resolve_customer(customers: CustomerLookup, customer_id: str) -> tuple[str, int]:
+    """Refuse a customer id the merchant does not have, exactly as one that exists nowhere;
+    a duplicate merged into another customer is that customer (followed through every merge):
+    the id a sale is recorded under, and its version.
 
     Ids learnt from the customer service's events need no call (see `_start`), so a sale for a
     known customer goes on while that service is down. Only an id not seen yet is asked about;
-    its version is returned for the caller to remember with its own writes, so the next sale
-    needs no call. If the customer service cannot answer for such an id, the look-up's
-    Unavailable (503) stands: letting it through would let any id through.
+    the survivor's version is returned for the caller to remember with its own writes, so the
+    next sale needs no call. If the customer service cannot answer for such an id, the
+    look-up's Unavailable (503) stands: letting it through would let any id through.
     """
-    version = await customers.version_of(customer_id)
-    if version is None:
-        raise NotFound("customer", customer_id)
-    return version
+    current, seen = customer_id, {customer_id}
+    for _ in range(MAX_MERGE_HOPS):
+        found = await customers.find(current)
+        if found is None:
+            break
+        if not found.merged_into:
+            return current, found.version
+        if found.merged_into in seen:
+            break
+        current = found.merged_into
+        seen.add(current)
+    raise NotFound("customer", customer_id)
+
+
+async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
+    """As `resolve_customer`, for a caller that needs only to know the id is the merchant's."""
+    return (await resolve_customer(customers, customer_id))[1]
 
 
 async def remember_customer(
@@ -1167,6 +1190,16 @@ async def remember_customer(
     """A customer created or changed at the customer service: its id is now known here, with
     what pricing needs of it (groups, tax exemption)."""
     await uow.customers.remember(customer_id, version, buyer)
+
+
+async def customer_merged(
+    uow: OrderUnitOfWork, loser_id: str, winner_id: str, version: int, buyer: Buyer
+) -> None:
+    """The customer service merged a duplicate into a customer: the survivor is known as the
+    merge left it (a new version: its groups, points and history changed), and a sale naming
+    the duplicate is the survivor's from now on."""
+    await uow.customers.remember(winner_id, version, buyer)
+    await uow.customers.merged(loser_id, winner_id)
 
 
 async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
@@ -1328,18 +1361,21 @@ async def calculate_cart(
         + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
         + validate_redemption(cmd.redeem_points, cmd.customer_id)
     )
-    buyer = Buyer()
-    if cmd.customer_id:
+    buyer, customer_id = Buyer(), cmd.customer_id
+    if customer_id:
+        # Priced for the customer a sale would be recorded under (a duplicate merged away is
+        # its survivor: their groups, their coupons' limits, their points).
         async with new_uow() as uow:
-            found = await uow.customers.buyer(cmd.customer_id)
+            found = await uow.customers.resolve(customer_id)
         if found is None:
-            await customer_version(ports.customers, cmd.customer_id)
-        buyer = found or buyer
+            customer_id, _ = await resolve_customer(ports.customers, customer_id)
+        else:
+            buyer, customer_id = found.buyer, found.id
     cart = await pricing.price_cart(
         ports,
         new_uow,
         cmd.location_id,
-        cmd.customer_id,
+        customer_id,
         cmd.lines,
         fulfillments,
         cmd.channel or "register",
@@ -1354,7 +1390,7 @@ async def calculate_cart(
         # Priced as a sale prices them (nothing is held: a preview writes nothing).
         if ports.loyalty is None:
             raise Unavailable("loyalty points cannot be priced now", "customer_unavailable")
-        available = await ports.loyalty.available(cmd.customer_id)
+        available = await ports.loyalty.available(customer_id)
         if available is not None and cmd.redeem_points > available:
             # As the sale's hold would refuse them: a preview shows no discount no sale gets.
             raise Conflict(

@@ -24,7 +24,7 @@ from pos_order.domain.model import (
     SellingLocation,
     Tender,
 )
-from pos_order.domain.pricing import Buyer, Manual
+from pos_order.domain.pricing import Buyer, KnownCustomer, Manual
 from pos_order.domain.returns import Return
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
@@ -80,9 +80,14 @@ class KnownCustomers(Protocol):
     async def remember(
         self, customer_id: str, version: int, buyer: Buyer | None = None
     ) -> None: ...
-    async def buyer(self, customer_id: str) -> Buyer | None:
-        """The customer's groups and tax exemption as the events told; None: an id not known
-        here (one read answers both)."""
+    async def resolve(self, customer_id: str) -> KnownCustomer | None:
+        """The customer a sale naming this id is for: the id itself, or the survivor of the
+        merges it went through, with their groups and tax exemption as the events told; None:
+        an id (or a survivor) not known here (one read answers both for an unmerged id)."""
+        ...
+
+    async def merged(self, loser_id: str, winner_id: str) -> None:
+        """`loser_id` was merged into `winner_id`: a sale naming it is the winner's."""
         ...
 
     async def forget(self, customer_id: str) -> None: ...
@@ -172,9 +177,19 @@ class Catalog(Protocol):
     ) -> tuple[SellingLocation, dict[str, PricedItem]]: ...
 
 
+@dataclass(frozen=True)
+class CustomerFound:
+    """What the customer service answers of an id: its version, and, for a duplicate merged
+    into another customer, that customer's id."""
+
+    version: int
+    merged_into: str = ""
+
+
 class CustomerLookup(Protocol):
-    async def version_of(self, customer_id: str) -> int | None:
-        """The customer's current version, or None when the merchant has no such customer."""
+    async def find(self, customer_id: str) -> CustomerFound | None:
+        """The customer as it stands, or None when the merchant has no such customer (or it
+        was erased)."""
         ...
 
 
