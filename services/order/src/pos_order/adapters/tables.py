@@ -118,7 +118,7 @@ known_customers = Table(
 # `fingerprint`: the request that started it (the kit's fingerprint, bearer codes keyed), kept for
 # the same reason: once the claim is dropped it is all that tells a retry from the same request id
 # sent with another body, which must not go on with the first body's order (or return). NULL:
-# started before it was kept (migration 0015), told apart by nothing, as then.
+# started before it was kept (migration 0013), told apart by nothing, as then.
 checkout_starts = Table(
     "checkout_starts",
     metadata,
