@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -194,6 +195,25 @@ async def test_an_update_bumps_the_version_and_a_stale_one_is_refused(catalog: C
     bad_mask = await refused(api.UpdateProduct, inv.UpdateProductRequest(
         request_id=rid(), id=made.id, update_mask=FieldMask(paths=["version"])))  # fmt: skip
     assert [v.field for v in bad_mask.violations] == ["update_mask"]
+
+
+async def test_concurrent_updates_without_a_version_are_each_applied(catalog: Catalog) -> None:
+    """No expected version sent: no 412. Each change is applied in turn to what the others
+    left (a version nobody sent cannot be stale), each a version and an event of its own."""
+    api = catalog.call_for("mer_race")
+    made = (await api.CreateProduct(tee())).product
+    names = [f"Tee {n}" for n in range(8)]
+    answers = await asyncio.gather(*(
+        api.UpdateProduct(inv.UpdateProductRequest(
+            request_id=rid(), id=made.id, product=inv.ProductInput(name=name),
+            update_mask=FieldMask(paths=["name"]),
+        ))
+        for name in names
+    ))  # fmt: skip
+    assert sorted(a.product.version for a in answers) == list(range(2, 2 + len(names)))
+    assert catalog.events_of("mer_race", "ProductUpdated") == len(names)
+    last = max(answers, key=lambda a: a.product.version).product
+    assert (await api.GetProduct(inv.GetProductRequest(id=made.id))).product.name == last.name
 
 
 async def test_an_update_may_replace_variants_keeping_ids_by_sku(catalog: Catalog) -> None:

@@ -62,7 +62,7 @@ class FakeProducts:
         self._s.products[(self._m, product.id)] = product
         return True
 
-    async def get(self, product_id: str) -> Product | None:
+    async def get(self, product_id: str, lock: bool = False) -> Product | None:
         return self._s.products.get((self._m, product_id))
 
     async def by_skus(self, skus: list[str]) -> list[Product]:

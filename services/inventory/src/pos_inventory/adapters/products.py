@@ -248,12 +248,9 @@ class SqlProducts:
                 return False
         return True
 
-    async def get(self, product_id: str) -> Product | None:
-        row = (
-            await self._conn.execute(
-                select(products).where(self._mine(), products.c.id == product_id)
-            )
-        ).first()
+    async def get(self, product_id: str, lock: bool = False) -> Product | None:
+        query = select(products).where(self._mine(), products.c.id == product_id)
+        row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _product(row) if row else None
 
     def _owned(self, table: Table, match: ColumnElement[bool]) -> ColumnElement[bool]:

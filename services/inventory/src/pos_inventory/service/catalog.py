@@ -78,8 +78,8 @@ async def create_product(uow: InventoryUnitOfWork, sku: str, name: str, price: M
     return await add_product(uow, ProductFields(sku, name, price))
 
 
-async def get_product(uow: InventoryUnitOfWork, product_id: str) -> Product:
-    product = await uow.products.get(product_id)
+async def get_product(uow: InventoryUnitOfWork, product_id: str, lock: bool = False) -> Product:
+    product = await uow.products.get(product_id, lock)
     if product is None:
         raise NotFound("product", product_id)
     return product
@@ -94,7 +94,9 @@ def stale(current: int) -> Conflict:
 
 
 async def current(uow: InventoryUnitOfWork, product_id: str, expected_version: int) -> Product:
-    product = await get_product(uow, product_id)
+    # Locked for the change: two changes made without If-Match are applied one after the other
+    # (each to what the other left), never one refused as stale for a version nobody sent.
+    product = await get_product(uow, product_id, lock=True)
     if expected_version and expected_version != product.version:
         raise stale(product.version)
     return product
