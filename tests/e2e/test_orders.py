@@ -479,3 +479,76 @@ def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running
     cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
     assert cancelled["status"] == "cancelled"
     assert available(http, sku, store) == 10
+
+
+def _confirmed_pickup(http: httpx.Client) -> tuple[str, dict[str, Any], str, str]:
+    """A pickup of two units paid by card and confirmed at the demo merchant (captured at
+    confirmation: it would outlive its authorisation): its SKU, the order, the payment and
+    the fulfilment's step path."""
+    sku, (store, _) = stocked(http, "ORD")
+    body = {"channel": "web", "location_id": store, "lines": [{"sku": sku, "quantity": 2}],
+            "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["fulfillments"][0]["captured"] == confirmed["total"]
+    step = f"/v1/orders/{order['id']}/fulfillments/{order['fulfillments'][0]['id']}/steps"
+    ok(post(http, step, {"status": "ready_for_pickup"}))
+    return sku, confirmed, paid["payment"]["id"], step
+
+
+def test_a_refunded_pickup_is_not_handed_over(platform: Running) -> None:
+    """The card captured at confirmation, then refunded through the payments API (in part,
+    then in full): the hand-over is a 409 `payment_refunded` naming what is no longer paid,
+    at once (the order not yet told of the refund by its event) and nothing changes; the
+    order can still be cancelled, its units back in stock."""
+    http = platform.http
+    sku, order, payment, step = _confirmed_pickup(http)
+    store = order["location_id"]
+    total = order["total"]["amount"]
+    refund = {"amount": {"amount": 500, "currency": "USD"}, "reason": "goodwill"}
+    ok(post(http, f"/v1/payments/{payment}/refunds", refund), 201)
+    before = ok(http.get(f"/v1/orders/{order['id']}"))
+
+    refused = post(http, step, {"status": "picked_up"})
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["code"] == "payment_refunded" and int(problem["amount_due"]) == 500
+    now = ok(http.get(f"/v1/orders/{order['id']}"))
+    assert now["fulfillments"][0]["status"] == "ready_for_pickup"
+    assert now["status"] == "confirmed" and now["timeline"] == before["timeline"]
+    assert now["fulfillments"][0]["captured"] == before["fulfillments"][0]["captured"]
+
+    ok(post(http, f"/v1/payments/{payment}/refunds", {"reason": "the rest"}), 201)
+    again = post(http, step, {"status": "picked_up"})
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "payment_refunded"
+    assert int(again.json()["amount_due"]) == total
+    assert ok(http.get(f"/v1/payments/{payment}"))["refunded"]["amount"] == total
+    assert available(http, sku, store) == 8  # still kept aside for the buyer
+
+    def heard_of_refunds() -> dict[str, Any] | None:
+        got = ok(http.get(f"/v1/orders/{order['id']}"))
+        return got if got["paid"]["amount"] == 0 else None
+
+    eventually(heard_of_refunds)  # the refunds' events reached the order: refused the same
+    assert post(http, step, {"status": "picked_up"}).json()["code"] == "payment_refunded"
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["fulfillments"][0]["status"] == "cancelled"
+    assert ok(http.get(f"/v1/payments/{payment}"))["refunded"]["amount"] == total
+    assert available(http, sku, store) == 10
+
+
+def test_a_price_adjustment_on_a_pickup_still_hands_it_over(platform: Running) -> None:
+    """A refund naming the units it is for (a price adjustment) lowers what the goods are
+    sold for: the pickup is handed over."""
+    http = platform.http
+    sku, _, payment, step = _confirmed_pickup(http)
+    adjust = {"amount": {"amount": 300, "currency": "USD"}, "reason": "scuffed box",
+              "lines": [{"sku": sku, "quantity": 1}]}  # fmt: skip
+    ok(post(http, f"/v1/payments/{payment}/refunds", adjust), 201)
+    done = ok(post(http, step, {"status": "picked_up"}))
+    assert done["status"] == "completed"
+    assert done["fulfillments"][0]["status"] == "picked_up"

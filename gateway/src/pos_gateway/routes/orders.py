@@ -767,8 +767,12 @@ async def step_fulfillment(
     another), `delivered`. `picked_up` and `shipped`
     capture the fulfilment's share first; goods never leave unpaid: a share no authorisation
     holds any more (voided, or past its window) is a 409 `payment_required` with `amount_due`,
-    and a capture the payment service refuses is its 409; either way the step did nothing
-    and the order can still be cancelled. A step out of order is a 409 `invalid_transition`;
+    an order whose payments were refunded (in full or in part, through
+    `POST /v1/payments/{id}/refunds` or `/v1/orders/{id}/refunds`) by more than its returns,
+    cancelled fulfilments and price adjustments (refunds naming `lines`) account for is a 409
+    `payment_refunded` with `amount_due` (what it no longer holds), and a capture the payment
+    service refuses is its 409; either way the step did nothing and the order can still be
+    cancelled. A step out of order is a 409 `invalid_transition`;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being
     cancelled, or cancelled, is a 409 `order_not_confirmed`; a fulfilment cancelled or being

@@ -773,6 +773,25 @@ class Order:
         )
         return max(0, f.amount - f.captured - planned)
 
+    def unpaid_after_refunds(self, given_back: int, planned: dict[str, int]) -> int:
+        """What of the price the order is still sold for its tenders no longer hold, once
+        refunds are counted: more than zero after money went back that no return, cancel or
+        price adjustment accounts for (a refund through the payments API of the whole payment,
+        or of part of it). `given_back`: what the order's returns (pending ones too) and its
+        refunds naming units (price adjustments) took off its price; `planned`: per payment,
+        what its pending returns are to refund (the larger of that plus this service's own
+        count and the payment service's count is what went back, never their sum). What is
+        left authorised of a cancelled fulfilment's share only makes this smaller: it never
+        refuses a step for nothing."""
+        owed = self.totals.total.amount - self.cancelled_total - given_back
+        held = sum(
+            t.amount - t.voided - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen)
+            for t in self.saga.tenders
+            if t.state in LIVE_TENDERS
+        )
+        held += self.saga.credit - self.saga.credit_returned
+        return max(0, owed - held)
+
     def step_refused(self, fulfillment_id: str) -> None:
         """A capture of the fulfilment's step was refused for good (the authorisation voided or
         expired since): its planned captures are dropped and the step unmarked, so the order

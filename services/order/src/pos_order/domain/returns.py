@@ -368,6 +368,24 @@ def adjustments(
     return {sku: Adjusted(units[sku], amounts[sku], since[sku]) for sku in units}
 
 
+def price_given_back(
+    order: Order, earlier: list[Return], refunds: list[UnitsRefund]
+) -> tuple[int, dict[str, int]]:
+    """What the order's returns (`earlier`, pending ones too) and its refunds naming units
+    (price adjustments, gestures on an item) took off the price it is sold for, and, per
+    payment, what its pending returns plan to refund: for `Order.unpaid_after_refunds`. A
+    refund naming no units is no part of it: that money went back for nothing the order
+    accounts for."""
+    returned = sum(r.amount for r in earlier if r.order_id == order.id)
+    adjusted = sum(a.amount for a in adjustments(order, refunds, earlier).values())
+    planned: dict[str, int] = {}
+    for r in earlier:
+        if r.status is ReturnStatus.PENDING:
+            for t in r.tender_amounts:
+                planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
+    return returned + adjusted, planned
+
+
 def the_last(order: Order, earlier: list[Return], made: list[ReturnLine]) -> bool:
     """Whether, with `made`, every unit of the order's goods lines will have come back."""
     back: dict[str, int] = {}

@@ -344,10 +344,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             refund_not_permitted=request.refund_not_permitted,
         )
 
-    @across_calls(order_pb2.UpdateFulfillmentResponse)
-    def UpdateFulfillment(
-        self, request: order_pb2.UpdateFulfillmentRequest
-    ) -> handlers.UpdateFulfillment[order_pb2.UpdateFulfillmentResponse]:
+    async def UpdateFulfillment(
+        self, request: order_pb2.UpdateFulfillmentRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.UpdateFulfillmentResponse:
         try:
             to = FULFILLMENT_STATUSES.optional(request.status, "status")
         except InvalidArgument:
@@ -355,12 +354,25 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         step = handlers.FulfillmentStep(
             request.order_id, request.fulfillment_id, to, request.carrier, request.tracking_number
         )
-        return handlers.UpdateFulfillment(
+        steps = handlers.UpdateFulfillment(
             step,
             self.ports,
             self.bound_uow,
             self.policy,
             lambda o: order_pb2.UpdateFulfillmentResponse(order=order_to_proto(o)),
+            refunds_of=self.return_ports.payments.refunds_of,
+        )
+        # What the payments refunded, read before anything is claimed: a hand-over or a
+        # shipment of an order whose money went back is refused at the claim.
+        await steps.money_now()
+        return await once_across_calls(
+            self.bound_uow,
+            "UpdateFulfillment",
+            request,
+            order_pb2.UpdateFulfillmentResponse,
+            steps.read,
+            steps.call,
+            steps.record,
         )
 
     @across_calls(order_pb2.CancelFulfillmentResponse)

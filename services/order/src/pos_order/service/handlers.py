@@ -9,7 +9,7 @@ the order and its saga state are saved before any payment is taken.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
@@ -52,6 +52,7 @@ from pos_order.domain.model import (
     validate_total,
 )
 from pos_order.domain.pricing import MAX_MERGE_HOPS, ORDER_KINDS, Buyer, Manual, validate_manual
+from pos_order.domain.returns import UnitsRefund, price_given_back
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
@@ -1016,6 +1017,7 @@ class UpdateFulfillment(Generic[R]):
         new_uow: NewUow,
         policy: Policy,
         answer: Callable[[Order], R],
+        refunds_of: Callable[[str], Awaitable[list[UnitsRefund]]] | None = None,
     ) -> None:
         allowed = {
             FulfillmentStatus.READY_FOR_PICKUP,
@@ -1038,6 +1040,27 @@ class UpdateFulfillment(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        self.refunds_of = refunds_of
+        # Read before the claim (`money_now`), with no connection held.
+        self.refunded: dict[str, int] = {}
+        self.refunds: list[UnitsRefund] = []
+
+    async def money_now(self) -> None:
+        """Before the claim, no connection held, for a step that hands goods over: what the
+        order's payments refunded in all and its refunds, as the payment service says now. A
+        refund made through the payments API a moment ago may not have reached the order by
+        its event yet, and must still keep the goods in the store."""
+        if self.step.to not in CAPTURES_AT:
+            return
+        async with self.new_uow() as uow:
+            order = await uow.orders.get(self.step.order_id)
+        if order is None or not order.payment_ids:
+            return  # the claim's read answers the 404; nothing to refund without payments
+        self.refunded = {
+            p.payment_id: p.refunded_amount for p in await self.ports.payments.of_order(order.id)
+        }
+        if self.refunds_of is not None and any(self.refunded.values()):
+            self.refunds = await self.refunds_of(order.id)
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         step = self.step
@@ -1056,6 +1079,21 @@ class UpdateFulfillment(Generic[R]):
                     "or past its window): its goods cannot leave unpaid",
                     "payment_required",
                     {"amount_due": str(short), "fulfillment_id": f.id},
+                )
+            for payment_id, in_all in self.refunded.items():
+                order.refunded_in_all(payment_id, in_all)
+            earlier = await uow.returns.of_order(order.id)
+            unpaid = order.unpaid_after_refunds(*price_given_back(order, earlier, self.refunds))
+            if unpaid:
+                # Money went back that no return, cancel or price adjustment accounts for: the
+                # order no longer holds what its goods are sold for. Refused before anything
+                # is written (a confirmed order takes no new tender: cancel it, or this
+                # fulfilment, and sell again).
+                raise Conflict(
+                    f"{unpaid} of what this order is sold for was refunded: its goods cannot "
+                    "leave unpaid",
+                    "payment_refunded",
+                    {"amount_due": str(unpaid), "fulfillment_id": f.id},
                 )
             order.saga.state = SagaState.RUNNING
             # Marked even when nothing is left to capture: a cancel of this fulfilment from
