@@ -24,6 +24,7 @@ from pos_devstack.testing import Running
 pytestmark = pytest.mark.e2e
 
 SHIP = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
+PICKED = {"status": "picked"}
 
 
 @contextmanager
@@ -96,6 +97,7 @@ def test_a_split_shipment_cancels_one_store_and_the_other_ships_and_captures_its
         step = post(http, f"/v1/orders/{oid}/fulfillments/{two['id']}/steps", SHIP)
         assert step.status_code == 409 and step.json()["code"] == "fulfillment_cancelled"
 
+        ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", PICKED))
         shipped = ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
         assert shipped["fulfillments"][0]["captured"]["amount"] == shares[0]
         payment = ok(http.get(f"/v1/payments/{payment_id}"))
@@ -229,6 +231,7 @@ def test_a_cancel_racing_the_shipment_of_the_same_fulfilment_is_one_or_the_other
             oid, (one, two) = order["id"], order["fulfillments"]
             share = two["amount"]["amount"]
             step, fid = f"/v1/orders/{oid}/fulfillments/{two['id']}/steps", two["id"]
+            ok(post(http, step, PICKED))  # the step before `shipped`: it captures nothing
             calls: list[Callable[[], httpx.Response]] = [
                 partial(post, http, step, SHIP),
                 partial(_cancel, http, oid, fid),
@@ -249,7 +252,8 @@ def test_a_cancel_racing_the_shipment_of_the_same_fulfilment_is_one_or_the_other
                 assert shipped.json()["code"] == "fulfillment_cancelled"
                 assert now["status"] == "cancelled" and _kept(payment) == 0
             # The other store ships as usual either way.
-            ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", SHIP))
+            for body in (PICKED, SHIP):
+                ok(post(http, f"/v1/orders/{oid}/fulfillments/{one['id']}/steps", body))
             payment = ok(http.get(f"/v1/payments/{payment_id}"))
             final = ok(http.get(f"/v1/orders/{oid}"))
             assert _kept(payment) == final["total"]["amount"] - final["cancelled_total"]["amount"]

@@ -93,6 +93,9 @@ def _pickup_flow(http: httpx.Client) -> None:
     step = f"/v1/orders/{order['id']}/fulfillments/{pickup['id']}/steps"
     wrong = post(http, step, {"status": "shipped", "carrier": "UPS", "tracking_number": "1"})
     assert wrong.status_code == 409 and wrong.json()["code"] == "invalid_transition"
+    early = post(http, step, {"status": "picked_up"})  # not ready yet: one step at a time
+    assert early.status_code == 409 and early.json()["code"] == "invalid_transition"
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["fulfillments"][0]["status"] == "reserved"
     ready = ok(post(http, step, {"status": "ready_for_pickup"}))
     assert ready["fulfillments"][0]["status"] == "ready_for_pickup"
     done = ok(post(http, step, {"status": "picked_up"}))
@@ -148,10 +151,16 @@ def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> 
 
     ids = [f["id"] for f in order["fulfillments"]]
     ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
-    shipped = ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[0]}/steps", ship))
+    first_step = f"/v1/orders/{order['id']}/fulfillments/{ids[0]}/steps"
+    skipped = post(http, first_step, ship)  # not picked yet: `reserved -> picked -> shipped`
+    assert skipped.status_code == 409 and skipped.json()["code"] == "invalid_transition"
+    assert ok(http.get(f"/v1/payments/{paid['payment']['id']}"))["captured"]["amount"] == 0
+    ok(post(http, first_step, {"status": "picked"}))
+    shipped = ok(post(http, first_step, ship))
     assert shipped["fulfillments"][0]["tracking_number"] == "1Z999AA10123456784"
     payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == shares[0]  # a partial capture: its share only
+    ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[1]}/steps", {"status": "picked"}))
     ok(post(http, f"/v1/orders/{order['id']}/fulfillments/{ids[1]}/steps", ship))
     payment = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
     assert payment["captured"]["amount"] == order["total"]["amount"]
@@ -462,6 +471,7 @@ def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running
     (shipment,) = order["fulfillments"]
     step = f"/v1/orders/{order['id']}/fulfillments/{shipment['id']}/steps"
     ship = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
+    ok(post(http, step, {"status": "picked"}))  # captures nothing
     first = post(http, step, ship)
     assert first.status_code == 409, first.text
 
@@ -473,7 +483,7 @@ def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running
     problem = eventually(refused_up_front)
     assert int(problem["amount_due"]) == order["total"]["amount"]
     now = ok(http.get(f"/v1/orders/{order['id']}"))
-    assert now["fulfillments"][0]["status"] == "reserved"
+    assert now["fulfillments"][0]["status"] == "picked"
     assert now["fulfillments"][0]["captured"]["amount"] == 0
     assert ok(http.get(f"/v1/payments/{payment}"))["captured"]["amount"] == 0
     cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))

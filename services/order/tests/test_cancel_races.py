@@ -140,6 +140,25 @@ class Shop:
         )
         return answer.order
 
+    async def ready(self, order: order_pb2.Order) -> order_pb2.Order:
+        """The step before the hand-over (ready for pickup) or shipment (picked): one at a
+        time, as the state machines go; it captures nothing."""
+        f = order.fulfillments[0]
+        shipment = f.type == order_pb2.FULFILLMENT_TYPE_SHIPMENT
+        answer = await self.orders.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                fulfillment_id=f.id,
+                status=order_pb2.FULFILLMENT_STATUS_PICKED
+                if shipment
+                else order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return answer.order
+
     async def step(self, order: order_pb2.Order) -> order_pb2.Order:
         """The fulfilment's hand-over (pickup) or shipment (shipment)."""
         f = order.fulfillments[0]
@@ -255,7 +274,7 @@ KINDS = {
 async def test_a_cancel_while_a_fulfilment_step_captures_is_refused(shop: Shop, kind: str) -> None:
     """The step's capture is at the relay when the cancel comes: the step decided first, so
     the cancel is a 409 and the goods leave with their share captured."""
-    order = await shop.confirmed(KINDS[kind])
+    order = await shop.ready(await shop.confirmed(KINDS[kind]))
     gate = shop.relay.gate("CapturePayment")
 
     stepped, cancelled = await _beside(gate, shop.step(order), lambda: shop.cancel(order.id))
@@ -284,7 +303,7 @@ async def test_a_fulfilment_step_while_the_cancel_gives_back_the_money_is_refuse
 ) -> None:
     """The cancel's void is at the relay when the step comes: the cancel began first, so the
     step is a 409; nothing is captured, the authorisation is voided, the unit back in stock."""
-    order = await shop.confirmed(KINDS[kind])
+    order = await shop.ready(await shop.confirmed(KINDS[kind]))
     gate = shop.relay.gate("VoidPayment")
 
     cancelled, stepped = await _beside(gate, shop.cancel(order.id), lambda: shop.step(order))

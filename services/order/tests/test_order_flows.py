@@ -111,6 +111,7 @@ def test_a_split_shipment_captures_each_share_at_shipment() -> None:
     m.tender(Pick(m.order(order_id)), "tok_visa", False)  # the rest
     m.confirm(Pick(m.order(order_id)))
     first, second = m.order(order_id).fulfillments
+    m.step(Pick((order_id, first.id, FulfillmentStatus.PICKED)))
     m.step(Pick((order_id, first.id, FulfillmentStatus.SHIPPED)))
     assert m.payments.kept(order_id) == first.amount
     _check(m)
@@ -126,6 +127,7 @@ def test_a_split_shipment_captures_each_share_at_shipment() -> None:
         with pytest.raises(InvalidArgument) as bad:
             shipped.step_fulfillment(second.id, to, tracking_number="1Z")
         assert [v.field for v in bad.value.violations] == ["tracking_number"]
+    m.step(Pick((order_id, second.id, FulfillmentStatus.PICKED)))
     m.step(Pick((order_id, second.id, FulfillmentStatus.SHIPPED)))
     for f in (first, second):
         m.step(Pick((order_id, f.id, FulfillmentStatus.DELIVERED)))
@@ -400,12 +402,16 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
     _check(m)
 
 
-def _confirmed_shipment(m: OrderLifecycle) -> tuple[str, str]:
+def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, str]:
+    """A confirmed shipment of one unit paid by card; `picked`: moved on to `picked`, the
+    step before `shipped`."""
     m.create("shipment", 1)
     order_id = m.order_ids[-1]
     m.tender(Pick(m.order(order_id)), "tok_visa", False)
     m.confirm(Pick(m.order(order_id)))
     (f,) = m.order(order_id).fulfillments
+    if picked:
+        m.step(Pick((order_id, f.id, FulfillmentStatus.PICKED)))
     return order_id, f.id
 
 
@@ -451,7 +457,7 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     `fulfillment_in_progress` while it may still finish; the resumer makes the capture and gives
     the step up, and the order can be cancelled again (the capture refunded, the unit back)."""
     m = OrderLifecycle()
-    order_id, fid = _confirmed_shipment(m)
+    order_id, fid = _confirmed_shipment(m, picked=True)
     asyncio.run(_read(m, _step(m, order_id, fid, FulfillmentStatus.SHIPPED)))
     cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
     refused = m._attempt(lambda: cancel)
@@ -460,7 +466,7 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     after = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
 
     assert after.saga.state is SagaState.DONE and after.status is OrderStatus.CONFIRMED
-    assert after.fulfillments[0].status is FulfillmentStatus.RESERVED
+    assert after.fulfillments[0].status is FulfillmentStatus.PICKED
     assert m.payments.kept(order_id) == after.fulfillments[0].captured == after.totals.total.amount
     _check(m)
     m.cancel(Pick(m.order(order_id)))
@@ -476,7 +482,7 @@ def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> 
     resumer to ask for ever, nor blocking a cancel); once the order knows, the step is refused
     before anything is planned (`payment_required`, with what is due)."""
     m = OrderLifecycle()
-    order_id, fid = _confirmed_shipment(m)
+    order_id, fid = _confirmed_shipment(m, picked=True)
     (payment,) = m.payments.payments.values()
     payment.status = "voided"  # behind the order's back
     refuse = m.payments.capture
@@ -501,7 +507,7 @@ def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> 
     order = m.order(order_id)
     assert not order.saga.stepping and not [c for c in order.saga.captures if not c.done]
     assert order.saga.state is SagaState.DONE
-    assert order.fulfillments[0].status is FulfillmentStatus.RESERVED
+    assert order.fulfillments[0].status is FulfillmentStatus.PICKED
 
     # The order learns of the void: the step is refused up front, writing nothing.
     async def learn_the_void() -> None:
@@ -640,3 +646,38 @@ def test_a_shipment_whose_cash_was_refunded_is_not_shipped() -> None:
     assert after.version == version and not after.saga.stepping
     assert after.fulfillments[0].status is FulfillmentStatus.PICKED
     assert after.saga.state is SagaState.DONE
+
+
+@pytest.mark.parametrize(
+    ("kind", "to", "first"),
+    [
+        ("shipment", FulfillmentStatus.SHIPPED, FulfillmentStatus.PICKED),
+        ("pickup", FulfillmentStatus.PICKED_UP, FulfillmentStatus.READY_FOR_PICKUP),
+    ],
+)
+def test_a_step_that_skips_a_state_is_refused_and_writes_nothing(
+    kind: str, to: FulfillmentStatus, first: FulfillmentStatus
+) -> None:
+    """commerce-states.md: a shipment is `reserved -> picked -> shipped`, a pickup `reserved
+    -> ready_for_pickup -> picked_up`. Shipped straight from reserved (or picked up before it
+    was ready) is a 409 `invalid_transition` naming the next step, with nothing planned,
+    captured or written; taken one at a time, the same steps go through."""
+    m = OrderLifecycle()
+    m.create(kind, 1)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    m.confirm(Pick(m.order(order_id)))
+    (f,) = m.order(order_id).fulfillments
+    version = m.order(order_id).version
+    with pytest.raises(Conflict) as err:
+        asyncio.run(_read(m, _step(m, order_id, f.id, to)))
+    assert err.value.code == "invalid_transition"
+    assert first.value in err.value.message
+    after = m.order(order_id)
+    assert after.version == version and not after.saga.captures and not after.saga.stepping
+    assert after.fulfillments[0].status is FulfillmentStatus.RESERVED
+    assert m.payments.kept(order_id) == 0
+    m.step(Pick((order_id, f.id, first)))
+    m.step(Pick((order_id, f.id, to)))
+    assert m.order(order_id).fulfillments[0].status is to
+    _check(m)

@@ -145,6 +145,21 @@ def _uow(shop: Shop, merchant: str) -> Any:
     return lambda: shop.service.runtime.uow().bind(merchant)
 
 
+async def _collected(shop: Shop, merchant: str, order_id: str, fulfillment_id: str) -> None:
+    """The pickup made ready, then handed over: one step at a time, as the machine goes."""
+    for status in (F.FULFILLMENT_STATUS_READY_FOR_PICKUP, F.FULFILLMENT_STATUS_PICKED_UP):
+        await shop.stub.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                fulfillment_id=fulfillment_id,
+                status=status,
+            ),
+            metadata=(("x-merchant-id", merchant),),
+            timeout=30,
+        )
+
+
 async def _overdue(shop: Shop, merchant: str, order_id: str, fulfillment_id: str) -> None:
     """The test hook: the pickup's wait is over (the resumer looks at it on its next pass)."""
 
@@ -296,16 +311,7 @@ async def test_a_pickup_expiring_beside_one_collected_voids_its_share(shop: Shop
     pickup = order_pb2.FulfillmentRequest(type=PICKUP, location_id=here)
     order = await _sold(shop, merchant, [pickup, pickup], [1, 2], capture_at_order=False)
     first, second = order.fulfillments
-    await shop.stub.UpdateFulfillment(
-        order_pb2.UpdateFulfillmentRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            fulfillment_id=first.id,
-            status=F.FULFILLMENT_STATUS_PICKED_UP,
-        ),
-        metadata=(("x-merchant-id", merchant),),
-        timeout=30,
-    )
+    await _collected(shop, merchant, order.id, first.id)
     assert _payment(shop, order.id) == (7500, 2500, 0, 0)
 
     await _overdue(shop, merchant, order.id, second.id)
@@ -331,16 +337,7 @@ async def test_a_pickup_captured_in_two_parts_from_one_payment_is_refunded_once_
     order = await _sold(shop, merchant, [pickup, pickup], [1, 2], capture_at_order=True)
     first, second = order.fulfillments
     assert second.captured.amount == 5000
-    await shop.stub.UpdateFulfillment(
-        order_pb2.UpdateFulfillmentRequest(
-            request_id=str(uuid.uuid4()),
-            order_id=order.id,
-            fulfillment_id=first.id,
-            status=F.FULFILLMENT_STATUS_PICKED_UP,
-        ),
-        metadata=(("x-merchant-id", merchant),),
-        timeout=30,
-    )
+    await _collected(shop, merchant, order.id, first.id)
 
     def in_two_parts(o: Order) -> None:
         # The second pickup's 50.00 recorded as two captures from its one payment (30 + 20):

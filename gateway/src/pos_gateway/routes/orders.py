@@ -764,7 +764,8 @@ async def step_fulfillment(
 ) -> Order:
     """Pickup: `ready_for_pickup` (the web shop tells the buyer), `picked_up`. Shipment:
     `picked`, `shipped` (carrier and tracking number, given at this step only: a 400 at
-    another), `delivered`. `picked_up` and `shipped`
+    another), `delivered`. One step at a time, none skipped: a pickup is `ready_for_pickup`
+    before `picked_up`, a shipment `picked` before `shipped`. `picked_up` and `shipped`
     capture the fulfilment's share first; goods never leave unpaid: a share no authorisation
     holds any more (voided, or past its window) is a 409 `payment_required` with `amount_due`,
     an order whose payments were refunded (in full or in part, through
@@ -772,7 +773,8 @@ async def step_fulfillment(
     cancelled fulfilments and price adjustments (refunds naming `lines`) account for is a 409
     `payment_refunded` with `amount_due` (what it no longer holds), and a capture the payment
     service refuses is its 409; either way the step did nothing and the order can still be
-    cancelled. A step out of order is a 409 `invalid_transition`;
+    cancelled. A step out of order or skipping one is a 409 `invalid_transition` naming the
+    next step, and changes nothing;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being
     cancelled, or cancelled, is a 409 `order_not_confirmed`; a fulfilment cancelled or being

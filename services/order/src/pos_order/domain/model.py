@@ -69,15 +69,17 @@ class FulfillmentStatus(Enum):
 
 
 F = FulfillmentStatus
-# The steps a caller may take, per fulfilment type (expiry and cancellation are the saga's).
+# The steps a caller may take, per fulfilment type (expiry and cancellation are the saga's):
+# one at a time, as commerce-states.md draws them (a pickup is ready before it is picked up, a
+# shipment picked before it is shipped), so a partner reading the feed sees every state.
 STEPS: dict[FulfillmentType, dict[FulfillmentStatus, set[FulfillmentStatus]]] = {
     FulfillmentType.IN_STORE: {},
     FulfillmentType.PICKUP: {
-        F.RESERVED: {F.READY_FOR_PICKUP, F.PICKED_UP},
+        F.RESERVED: {F.READY_FOR_PICKUP},
         F.READY_FOR_PICKUP: {F.PICKED_UP},
     },
     FulfillmentType.SHIPMENT: {
-        F.RESERVED: {F.PICKED, F.SHIPPED},
+        F.RESERVED: {F.PICKED},
         F.PICKED: {F.SHIPPED},
         F.SHIPPED: {F.DELIVERED},
     },
