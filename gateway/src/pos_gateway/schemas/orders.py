@@ -24,7 +24,9 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
 ORDER_STATUS_WORDS = (
     "`draft`, `pending_payment`, `confirmed`, `completed` or `cancelled` (`payment_declined` "
     "only on orders sold before the checkout saga); more values may come: treat an unknown one "
-    "as not final"
+    "as not final. No route makes a `draft` order yet: `POST /v1/orders` saves an order "
+    "`pending_payment`, its stock held; `POST /v1/carts/calculate` prices a cart without "
+    "saving it"
 )
 FULFILLMENT_STATUS_WORDS = (
     "in_store: `fulfilled`; pickup: `reserved` → `ready_for_pickup` → `picked_up` (or "
