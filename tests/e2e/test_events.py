@@ -4,6 +4,7 @@ feed has it, its snapshot exactly what `GET` answers for the order."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -278,3 +279,40 @@ def test_a_credential_holds_a_few_streams_at_once(platform: Running) -> None:
                 return again.status_code == 200
 
         _eventually(reopened)
+
+
+def test_a_stream_ends_when_its_credential_is_revoked(platform: Running) -> None:
+    with platform.new_merchant(f"Revoked {uuid.uuid4().hex[:6]}") as http:
+        made = http.post(
+            "/v1/api-keys",
+            json={"name": "feed", "scopes": ["events:read"]},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert made.status_code == 201, made.text
+        reader = httpx.Client(
+            base_url=platform.platform.gateway_url,
+            headers={"Authorization": f"Bearer {made.json()['key']}"},
+        )
+
+        def customer(tag: str) -> str:
+            answer = http.post(
+                "/v1/customers",
+                json={"email": f"{tag}-{uuid.uuid4().hex[:6]}@revoked.example"},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            answer.raise_for_status()
+            return str(answer.json()["id"])
+
+        with reader, reader.stream("GET", "/v1/events/stream", params={"after": 0},
+                                   timeout=30) as live:  # fmt: skip
+            lines = live.iter_lines()
+            seen = customer("before")
+            (first,) = _frames(lines, 1)
+            assert json.loads(first["data"])["data"]["object"]["id"] == seen
+            assert http.delete(f"/v1/api-keys/{made.json()['id']}").status_code == 200
+            hidden = customer("after")
+            _eventually(lambda: len(http.get("/v1/events").json()["data"]) == 2)
+            # The stream ends instead of handing the revoked key what came next.
+            rest = list(lines)
+        assert ": credential revoked" in rest
+        assert not any(hidden in line for line in rest)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos_gateway import examples as ex
+from pos_gateway.auth import authenticate
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.feed_watch import PAGE_SIZE, FeedWatch
@@ -122,6 +123,8 @@ async def list_events(
 STREAMS_PER_CREDENTIAL = 5
 HEARTBEAT_SECONDS = 15.0
 WAKE_SECONDS = 1.0
+# How often an idle stream checks that its credential still stands.
+CHECK_SECONDS = 5.0
 STREAM_SECONDS = 300.0
 _streams: Counter[str] = Counter()
 # One watcher of each merchant's feed per process, shared by its streams (feed_watch.py).
@@ -171,7 +174,9 @@ async def stream_events(
     """The feed as server-sent events: each event's `id` is its sequence, `event` its type,
     `data` the event. A reconnecting client sends `Last-Event-ID` and gets what it missed;
     without it (or `after`) the stream starts at the head. A comment line comes every 15 s;
-    the server ends a stream after 5 minutes (reconnect). At most 5 streams per credential."""
+    the server ends a stream after 5 minutes (reconnect), and at once (a comment line
+    `: credential revoked`) when its credential is revoked or its access token expires. At
+    most 5 streams per credential."""
     start = after
     if last_event_id is not None:
         if not last_event_id.isascii() or not last_event_id.isdigit() or len(last_event_id) > 18:
@@ -215,14 +220,31 @@ async def stream_events(
 
     merchant = request.state.principal.merchant_id
 
+    async def still_valid() -> bool:
+        """The stream's credential as it stands now: a key or OAuth client revoked since the
+        stream opened (or its access token expired, or the register retired) ends it."""
+        try:
+            await authenticate(request)
+        except Problem:
+            return False
+        return True
+
     async def frames() -> AsyncIterator[str]:
         page, cursor = first, start
-        beat = ends = time.monotonic()
+        beat = checked = ends = time.monotonic()
         ends += STREAM_SECONDS
         try:
             yield ": connected\n\n"
             async with WATCH.following(svc, merchant, start) as head:
                 while time.monotonic() < ends and not await request.is_disconnected():
+                    # Checked before any event goes out, and now and then while idle: a
+                    # revoked credential reads nothing more (the check is a cache hit on
+                    # this replica, which forgets a credential it revokes at once).
+                    if page.events or time.monotonic() - checked >= CHECK_SECONDS:
+                        checked = time.monotonic()
+                        if not await still_valid():
+                            yield ": credential revoked\n\n"
+                            return
                     for event in page.events:
                         yield _frame(event)
                     cursor = page.next_after
