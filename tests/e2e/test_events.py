@@ -316,3 +316,41 @@ def test_a_stream_ends_when_its_credential_is_revoked(platform: Running) -> None
             rest = list(lines)
         assert ": credential revoked" in rest
         assert not any(hidden in line for line in rest)
+
+
+def test_a_hold_and_its_commit_announce_each_stock_change_once(platform: Running) -> None:
+    with platform.new_merchant(f"Holds {uuid.uuid4().hex[:6]}") as http:
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            answer = http.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            assert answer.status_code in (200, 201), answer.text
+            return answer.json()
+
+        store = post("/v1/locations", {"name": "Hold store", "currency": "USD", "tax_rate_bps": 0})
+        price = {"amount": 900, "currency": "USD"}
+        post("/v1/products", {"sku": "HOLD-1", "name": "Held", "price": price})
+        here = store["id"]
+        received = {"sku": "HOLD-1", "location_id": here, "delta": 5, "reason": "received"}
+        post("/v1/inventory/adjustments", received)
+        lines = [{"sku": "HOLD-1", "quantity": 2}]
+        held = post("/v1/reservations", {"location_id": here, "lines": lines})
+        post(f"/v1/reservations/{held['id']}/commit", {})
+
+        def all_in() -> Any:
+            events = http.get("/v1/events", params={"limit": 100}).json()["data"]
+            return events if any(e["type"] == "reservation.committed" for e in events) else None
+
+        events = _eventually(all_in)
+        stock = [
+            (e["type"], e["data"]["object"].get("on_hand"), e["data"]["object"].get("reserved"))
+            for e in events
+            if e["type"].startswith(("inventory.", "reservation."))
+        ]
+        # Received, held, sold: three changes of the level, each announced once.
+        changes = [(on_hand, reserved) for kind, on_hand, reserved in stock
+                   if kind == "inventory.changed"]  # fmt: skip
+        assert changes == [(5, 0), (5, 2), (3, 0)]
+        assert [k for k, *_ in stock if k.startswith("reservation.")] == [
+            "reservation.created",
+            "reservation.committed",
+        ]

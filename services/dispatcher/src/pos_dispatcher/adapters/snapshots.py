@@ -87,13 +87,17 @@ def _product(kind: str) -> Callable[[Any], list[Part]]:
     return lambda m: [(f"product.{kind}", m.product.id, _object(Product, m.product))]
 
 
-def _reservation(kind: str) -> Callable[[Any], list[Part]]:
+def _reservation(kind: str, levels: bool = True) -> Callable[[Any], list[Part]]:
     # A hold moves `reserved` (and `available`) of each level it touches: partners following
-    # stock see those changes as inventory.changed, after the reservation's own event.
+    # stock see those changes as inventory.changed, after the reservation's own event. A commit
+    # sells the units: each line is a ledger entry whose StockChanged already is that level's
+    # inventory.changed, so its own levels would announce the same change twice.
     def parts(m: Any) -> list[Part]:
         own = (f"reservation.{kind}", m.reservation.id, _object(Reservation, m.reservation))
-        levels = [("inventory.changed", _level_id(v), _object(StockLevel, v)) for v in m.levels]
-        return [own, *levels]
+        if not levels:
+            return [own]
+        moved = [("inventory.changed", _level_id(v), _object(StockLevel, v)) for v in m.levels]
+        return [own, *moved]
 
     return parts
 
@@ -147,7 +151,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     ],
     stock_events.LowStock: _low_stock,
     stock_events.ReservationCreated: _reservation("created"),
-    stock_events.ReservationCommitted: _reservation("committed"),
+    stock_events.ReservationCommitted: _reservation("committed", levels=False),
     stock_events.ReservationReleased: _reservation("released"),
     stock_events.ReservationExpired: _reservation("expired"),
     order_events.OrderCreated: lambda m: [("order.created", m.order.id, _object(Order, m.order))],
