@@ -354,3 +354,32 @@ def test_a_hold_and_its_commit_announce_each_stock_change_once(platform: Running
             "reservation.created",
             "reservation.committed",
         ]
+
+
+def test_a_merge_names_the_duplicate_it_took_in(platform: Running) -> None:
+    with platform.new_merchant(f"Merges {uuid.uuid4().hex[:6]}") as http:
+        ids = []
+        for tag in ("keep", "dupe"):
+            made = http.post(
+                "/v1/customers",
+                json={"email": f"{tag}-{uuid.uuid4().hex[:6]}@merge.example"},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["id"])
+        keep, dupe = ids
+        merged = http.post(
+            f"/v1/customers/{keep}/merge",
+            json={"duplicate_id": dupe},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert merged.status_code == 200, merged.text
+
+        def merge_event() -> Any:
+            page = http.get("/v1/events", params={"types": "customer.merged"}).json()
+            return page["data"]
+
+        (event,) = _eventually(merge_event)
+        assert event["data"]["object"]["id"] == keep
+        assert event["data"]["merged_customer_id"] == dupe
+        assert http.get(f"/v1/customers/{dupe}").json()["merged_into"] == keep

@@ -64,6 +64,12 @@ def _documented_extras(schema: dict[str, Any]) -> None:
     schema["properties"]["threshold"] = LOW_STOCK_THRESHOLD
     schema["properties"]["order_id"] = _use_of("order")
     schema["properties"]["customer_id"] = _use_of("customer (empty when the sale named none)")
+    schema["properties"]["merged_customer_id"] = {
+        "type": "string",
+        "maxLength": 64,
+        "description": "`customer.merged` only: the duplicate merged into `object` (its "
+        "`status` is `merged` and `merged_into` the survivor from then on)",
+    }
 
 
 class EventData(Answer):
@@ -72,7 +78,8 @@ class EventData(Answer):
     receipt); `inventory.low_stock` carries
     the stock level (its `sku`, `location_id` and `available`) as `object` and the threshold
     it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
-    coupon as `object` and the `order_id` and `customer_id` of the use."""
+    coupon as `object` and the `order_id` and `customer_id` of the use; `customer.merged`
+    carries the survivor as `object` and the duplicate's id as `merged_customer_id`."""
 
     # The extras pass as they are; no other type gains a field.
     model_config = ConfigDict(extra="allow", json_schema_extra=_documented_extras)

@@ -132,6 +132,14 @@ def _low_stock(m: stock_events.LowStock) -> list[Part]:
     return [("inventory.low_stock", _level_id(m.level), data)]
 
 
+def _merged(m: customer_events.CustomerMerged) -> list[Part]:
+    # The survivor as GET answers it, and beside it the duplicate merged into it: the only
+    # word a partner mirroring customers gets that the duplicate is gone (now `merged`).
+    data = _object(Customer, m.winner)
+    data["merged_customer_id"] = m.loser_id
+    return [("customer.merged", m.winner.id, data)]
+
+
 def _tier(m: customer_events.LoyaltyTierChanged) -> list[Part]:
     change = to_json(m)
     change.pop("meta", None)
@@ -246,9 +254,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
         ("customer.updated", m.customer.id, _object(Customer, m.customer))
     ],
     customer_events.LoyaltyPointsEarned: _loyalty,
-    customer_events.CustomerMerged: lambda m: [
-        ("customer.merged", m.winner.id, _object(Customer, m.winner))
-    ],
+    customer_events.CustomerMerged: _merged,
     # A tombstone: the id only.
     customer_events.CustomerErased: lambda m: [
         ("customer.erased", m.customer_id, {"object": {"id": m.customer_id}})
