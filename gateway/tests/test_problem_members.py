@@ -16,6 +16,15 @@ def test_counts_are_integers_and_names_are_arrays() -> None:
     }  # fmt: skip
 
 
+def test_every_figure_a_service_sends_is_a_number() -> None:
+    # A subscription cap, what a hand-over still needs, what a gift card holds.
+    assert typed_members("too_many_subscriptions", {"limit": "50"}) == {"limit": 50}
+    assert typed_members("payment_refunded", {"amount_due": "500", "fulfillment_id": "ful_1"}) == {
+        "amount_due": 500, "fulfillment_id": "ful_1",
+    }  # fmt: skip
+    assert typed_members("insufficient_balance", {"balance": "120"}) == {"balance": 120}
+
+
 def test_stock_that_ran_out_is_available_per_sku_and_a_shortfall_per_line() -> None:
     held = typed_members("insufficient_stock", {"skus": "MUG", "available": "0"})
     assert held == {"skus": ["MUG"], "available": [0]}

@@ -152,8 +152,9 @@ RETRY_UNAVAILABLE_AFTER = 2  # seconds: a restarted service is back within a few
 # The services' refusals carry their figures as strings (a gRPC error's metadata is a map of
 # strings); a client reads them as JSON numbers and arrays, as the rest of the API writes them.
 _COUNTS = frozenset(
-    {"available", "balance_due", "capturable", "code_index", "current_version",
-     "expected_on_hand", "max_balance", "on_hand", "refundable", "window_days"}
+    {"amount_due", "available", "balance", "balance_due", "capturable", "code_index",
+     "current_version", "expected_on_hand", "limit", "max_balance", "on_hand", "refundable",
+     "window_days"}
 )  # fmt: skip
 _NAMES = frozenset({"skus", "lines", "payment_ids", "refund_ids"})
 
