@@ -278,6 +278,10 @@ async def test_every_refusal_of_the_token_exchange_names_its_rfc_6749_error(
         ({**creds, "grant_type": "password"}, "unsupported_grant_type"),
         ({**creds, "grant_type": "client_credentials", "scope": "payments:write"},
          "invalid_scope"),
+        # A scope naming nothing grants nothing useful: refused, as are tabs between names.
+        ({**creds, "grant_type": "client_credentials", "scope": "   "}, "invalid_scope"),
+        ({**creds, "grant_type": "client_credentials", "scope": "catalog:read\tcatalog:read"},
+         "invalid_scope"),
     ]  # fmt: skip
     for form, error in cases:
         answer = await gateway.http.post(
@@ -292,6 +296,11 @@ async def test_every_refusal_of_the_token_exchange_names_its_rfc_6749_error(
         headers={"Authorization": ""},
     )  # fmt: skip
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    # A scope named twice is granted once.
+    twice = {**creds, "grant_type": "client_credentials", "scope": " catalog:read  catalog:read"}
+    granted = await gateway.http.post("/v1/oauth/token", data=twice, headers={"Authorization": ""})
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["scope"] == "catalog:read"
 
 
 async def test_failed_client_authentications_are_throttled_per_client(gateway: Gateway) -> None:
@@ -318,6 +327,7 @@ async def _throttled_per_client(gateway: Gateway, client: dict[str, Any], burst:
     assert statuses == [401] * burst + [429] * (60 - burst)
     limited = answers[-1]
     assert limited.json()["code"] == "rate_limited"
+    assert limited.json()["error"] == "temporarily_unavailable"
     assert int(limited.headers["retry-after"]) >= 1
     # Refused before the secret is checked: the right one waits too.
     assert (await gateway.http.post("/v1/oauth/token", data=good)).status_code == 429

@@ -378,10 +378,12 @@ async def _throttled(request: Request, client_id: str) -> list[str]:
             refused.append(decision.retry_after)
     if refused:
         await _give_back(request, spent)
-        raise Problem(
-            429, "rate_limited",
+        # RFC 6749 has no error for a budget spent: its `temporarily_unavailable` ("try again
+        # later") is the nearest, beside the problem's own code.
+        raise _oauth_error(
+            429, "temporarily_unavailable",
             "too many failed client authentications; retry after the given time",
-            headers={"Retry-After": str(max(refused))},
+            code="rate_limited", headers={"Retry-After": str(max(refused))},
         )  # fmt: skip
     return spent
 
@@ -402,7 +404,9 @@ async def _give_back(request: Request, spent: list[str]) -> None:
     "section 2.3.1) or with `client_id` and `client_secret` in the form, not both. The access "
     "token is a JWT (RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC "
     "6749's `error` beside the problem's `code` (`invalid_request`, `invalid_client`, "
-    "`unsupported_grant_type`, `invalid_scope`); a wrong secret sent with Basic answers "
+    "`unsupported_grant_type`, `invalid_scope`, and `temporarily_unavailable` on the 429 "
+    "below); `scope` is scope names apart by spaces, each granted once; a wrong secret sent "
+    "with Basic answers "
     "`WWW-Authenticate: Basic`. Failed client authentications are limited per client_id "
     f"({CLIENT_AUTH_BURST}, then one every {round(1 / CLIENT_AUTH_RATE)} s) and per source "
     "address: past that a 429 with Retry-After, before the secret is checked. Answers are "
@@ -443,7 +447,7 @@ async def token(
                            headers=challenge)  # fmt: skip
     await _give_back(request, spent)
     merchant, allowed = found
-    asked = scope.split() if scope else allowed
+    asked = _scopes(scope) if scope else allowed
     if not set(asked) <= set(allowed):
         raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
     now = int(time.time())
@@ -460,6 +464,19 @@ async def token(
 
 
 BASIC_CHALLENGE = 'Basic realm="omnitill"'
+
+
+def _scopes(scope: str) -> list[str]:
+    """RFC 6749 section 3.3: scope tokens apart by spaces (tabs and line breaks are no part of
+    it); a scope naming none is an error, not a token that may do nothing; a token named twice
+    is granted once."""
+    asked = [s for s in scope.split(" ") if s]
+    if not asked or any(not s.isprintable() for s in asked):
+        raise _oauth_error(
+            400, "invalid_scope", "scope must be scope names apart by spaces",
+            errors=[{"field": "scope", "reason": "scope names apart by spaces"}],
+        )  # fmt: skip
+    return list(dict.fromkeys(asked))
 
 
 def _text_rules(form: dict[str, str]) -> None:
