@@ -131,6 +131,8 @@ def test_private_and_special_addresses_are_refused(address: str) -> None:
 def test_the_sandbox_allows_private_addresses_but_never_metadata() -> None:
     sandbox = NetworkRules(allow_private=True)
     assert not sandbox.refused("127.0.0.1")
+    assert not sandbox.refused("::1")  # loopback in IPv6 too
+    assert NetworkRules().refused("::1")
     assert not sandbox.refused("10.0.0.5")
     for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "fe80::1"):
         assert sandbox.refused(address)

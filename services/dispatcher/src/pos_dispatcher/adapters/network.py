@@ -63,7 +63,9 @@ class NetworkRules:
     def _refused(self, ip: IpAddress) -> bool:
         if ip in METADATA or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
             return True  # metadata (169.254.169.254 is link-local) is never allowed
-        if ip.is_reserved:
+        # ::1 is in IPv6's reserved ::/8 too: loopback is judged as loopback (the sandbox's
+        # own machine), every other reserved address is refused.
+        if ip.is_reserved and not ip.is_loopback:
             return True
         if self.allow_private:
             return False
