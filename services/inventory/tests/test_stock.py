@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -373,3 +374,70 @@ async def test_a_sku_with_stock_is_not_renamed_away_from_it(db: Db) -> None:
     async with db.tx() as uow:
         moved = await catalog.update_product(uow, product.id, renamed, {"sku"}, 0)
     assert moved.sku == renamed.sku
+
+
+async def _stamps(db: Db, sku: str, loc: str) -> tuple[datetime, list[datetime]]:
+    """(the level's updated_at, its ledger entries' recorded_at in the order of the ledger)."""
+    async with db.uow() as uow:
+        (level,) = await uow.stock.levels([sku], [loc])
+        recorded = (
+            await uow.conn.execute(
+                select(stock_ledger.c.created_at)
+                .where(
+                    stock_ledger.c.merchant_id == "mer_a",
+                    stock_ledger.c.sku == sku,
+                    stock_ledger.c.location_id == loc,
+                )
+                .order_by(stock_ledger.c.seq)
+            )
+        ).scalars()
+        assert level.updated_at is not None
+        return level.updated_at, list(recorded)
+
+
+async def test_a_levels_updated_at_moves_forward_with_every_change_in_ledger_order(
+    db: Db,
+) -> None:
+    """`updated_at` is when the level last changed, not when its writer's transaction began:
+    a writer that started first but locked the row last stamps after the one before it, and
+    the ledger's `recorded_at` follows the ledger's order."""
+    sku = unique("stamp")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 100)
+    # A writer whose transaction began before another's change, but changed the row after it.
+    async with db.tx() as early:
+        await early.stock.levels([sku], [loc])  # its transaction has begun
+        async with db.tx() as late:
+            first, _ = await handlers.adjust_stock(late, Adjustment(sku, loc, -1, Reason.DAMAGED))
+        second, _ = await handlers.adjust_stock(early, Adjustment(sku, loc, -1, Reason.DAMAGED))
+    assert first.updated_at is not None and second.updated_at is not None
+    assert second.updated_at > first.updated_at
+
+    async def one() -> tuple[int, datetime, datetime]:
+        async with db.tx() as uow:
+            level, entry = await handlers.adjust_stock(
+                uow, Adjustment(sku, loc, -1, Reason.DAMAGED)
+            )
+        assert level.updated_at is not None
+        return level.on_hand, level.updated_at, entry.recorded_at
+
+    answers = await asyncio.gather(*(one() for _ in range(32)))
+    in_ledger_order = sorted(answers, key=lambda a: -a[0])
+    assert [a[0] for a in in_ledger_order] == list(range(97, 65, -1))
+    level_stamps = [a[1] for a in in_ledger_order]
+    assert level_stamps == sorted(level_stamps)
+    updated_at, recorded = await _stamps(db, sku, loc)
+    assert len(recorded) == 35 and recorded == sorted(recorded)
+    assert [a[2] for a in in_ledger_order] == recorded[3:]
+    assert updated_at == level_stamps[-1]
+
+    # A hold and its release change `reserved` and `available`: each moves updated_at forward.
+    async with db.tx() as uow:
+        made, (held,) = await reservations.create_reservation(
+            uow, validate_hold(loc, [(sku, 5)], 60, "")
+        )
+    assert held.updated_at is not None and held.updated_at > updated_at
+    async with db.tx() as uow:
+        _, (released,) = await reservations.release_reservation(uow, made.id)
+    assert released.updated_at is not None and released.updated_at > held.updated_at
+    assert (await _stamps(db, sku, loc))[0] == released.updated_at

@@ -95,7 +95,10 @@ class StockLevel(Answer):
     on_hand: Units = Field(description="May be negative: recorded sales beyond what was received")
     reserved: Count = Field(description="Held by active reservations")
     available: Count = Field(description="on_hand - reserved, never below zero")
-    updated_at: Timestamp | None = Field(description="When on_hand last changed; null: never")
+    updated_at: Timestamp | None = Field(
+        description="When on_hand or reserved (so available) last changed, moving forward with "
+        "every change in the order of the ledger; null: never"
+    )
 
 
 class LedgerEntry(Answer):
@@ -111,7 +114,9 @@ class LedgerEntry(Answer):
     on_hand_after: Units
     superseded: bool
     occurred_at: Timestamp
-    recorded_at: Timestamp
+    recorded_at: Timestamp = Field(
+        description="When it was written here; an item's entries in the order of its ledger"
+    )
     reference: str = Field(max_length=200, description="The order, reservation or transfer")
     note: str = Field(max_length=500)
 

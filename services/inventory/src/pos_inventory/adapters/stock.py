@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    case,
     func,
     insert,
     literal_column,
@@ -136,12 +135,8 @@ def _record_all(table: Table) -> ClauseElement:
             table.c.location_id == bindparam("location_id", type_=Text),
             table.c.sku == given.c.sku,
         )
-        .values(
-            on_hand=table.c.on_hand + given.c.delta,
-            updated_at=case(
-                (given.c.delta != literal_column("0"), func.now()), else_=table.c.updated_at
-            ),
-        )
+        # `updated_at` is stamped by the table's trigger when on_hand moves (migration 0008).
+        .values(on_hand=table.c.on_hand + given.c.delta)
         .returning(*(table.c[name] for name in _RECORDED_LEVEL))
         .cte("changed")
     )
@@ -307,8 +302,6 @@ class SqlStock:
             "on_hand": stock.c.on_hand + entry.applied.delta,
             "reserved": stock.c.reserved + reserved_delta,
         }
-        if entry.applied.delta:
-            values["updated_at"] = func.now()
         if count_key is not None and not entry.applied.superseded:
             values["counted_at"] = entry.occurred_at
             values["count_key"] = count_key

@@ -125,7 +125,12 @@ stock = Table(
     Column("on_hand", BigInteger, nullable=False),
     # Units held by active reservations; available = on_hand - reserved.
     Column("reserved", BigInteger, nullable=False, server_default="0"),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The moment of the latest change of on_hand or reserved: stamped by a trigger with
+    # clock_timestamp() on the locked row, never below the stamp it replaces, so the next
+    # writer of the row stamps later (migration 0008).
+    Column(
+        "updated_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
     # The latest physical count (by when it was taken, then its key): changes that happened
     # before it are already part of what was counted. See domain/ledger.py.
     Column("counted_at", DateTime(timezone=True), nullable=True),
@@ -145,8 +150,11 @@ stock_ledger = Table(
     Column("reason", Text, nullable=False),
     Column("reference", Text, nullable=False, server_default=""),
     Column("on_hand_after", BigInteger, nullable=False),
-    # When it was recorded here.
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When it was recorded here: the moment of the write (clock_timestamp()), under the
+    # item's row lock, so an item's entries are stamped in the order of the ledger.
+    Column(
+        "created_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
     Column("kind", Text, nullable=False, server_default="adjustment"),
     # What was asked: the signed change, or the quantity counted.
     Column("quantity", BigInteger, nullable=False, server_default="0"),

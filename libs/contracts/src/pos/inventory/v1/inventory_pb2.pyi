@@ -444,7 +444,9 @@ class StockLevel(_message.Message):
     """Units that can still be promised: on_hand - reserved, never below zero."""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
-        """When on_hand last changed."""
+        """When on_hand or reserved (so available) last changed: moves forward with every change
+        of the level, in the order of its ledger.
+        """
 
     def __init__(
         self,
@@ -1011,7 +1013,9 @@ class LedgerEntry(_message.Message):
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written here; an item's entries are stamped in the order of its ledger."""
+
     def __init__(
         self,
         *,
