@@ -144,7 +144,7 @@ class StockMachine(RuleBasedStateMachine):
         if held.status == "refused":
             return
         call = lambda uow: reservations.release_reservation(uow, held.id)  # noqa: E731
-        if held.status == "committed":
+        if held.status in ("committed", "expired"):
             with pytest.raises(Conflict):
                 self.tx(call)
             return

@@ -373,7 +373,9 @@ async def _not_an_orders(svc: Services, reservation_id: str) -> None:
 )
 async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
     """A hold an order made (its `reference` is the order's id) is the order's to sell or
-    give back, with its confirmation or its cancel: a 409 `reservation_managed_by_order`."""
+    give back, with its confirmation or its cancel: a 409 `reservation_managed_by_order`.
+    A hold past its `expires_at` (by the inventory's clock) is a 409 `reservation_expired`,
+    swept or not: it ends as expired, its units given back."""
     await _not_an_orders(svc, reservation_id)
     answer = await svc.stock.CommitReservation(
         stock_pb2.CommitReservationRequest(request_id=request_id(), id=reservation_id)
@@ -387,7 +389,10 @@ async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservatio
 )
 async def release_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
     """A hold an order made is the order's (409 `reservation_managed_by_order`): cancel the
-    order, or its fulfilment, to give its units back."""
+    order, or its fulfilment, to give its units back. Releasing again is a no-op; a hold
+    committed is a 409 `reservation_committed`, and one past its `expires_at` (by the
+    inventory's clock) a 409 `reservation_expired`, swept or not: it ends as expired, its
+    units given back by the expiry (`reservation.expired`), once."""
     await _not_an_orders(svc, reservation_id)
     answer = await svc.stock.ReleaseReservation(
         stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)

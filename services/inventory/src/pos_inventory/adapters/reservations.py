@@ -87,6 +87,23 @@ class SqlReservations:
         ).first()
         return reservation_of(row) if row else None
 
+    async def expire_if_due(self, reservation_id: str) -> Reservation | None:
+        """Mark an active reservation expired when it is due by the database clock, as the
+        sweep does; None when it is not active or not due."""
+        row = (
+            await self._conn.execute(
+                update(reservations)
+                .where(
+                    self._key(reservation_id),
+                    reservations.c.status == ReservationStatus.ACTIVE.value,
+                    reservations.c.expires_at <= func.now(),
+                )
+                .values(status=ReservationStatus.EXPIRED.value, updated_at=func.now())
+                .returning(*reservations.c)
+            )
+        ).first()
+        return reservation_of(row) if row else None
+
 
 class SqlExpiry:
     """The expiry sweep: not bound to a merchant, it serves them all."""

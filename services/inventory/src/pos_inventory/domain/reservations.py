@@ -110,6 +110,16 @@ def validate_hold(location_id: str, lines: list[Line], ttl_seconds: int, referen
     return Hold(location_id, sorted(lines), ttl_seconds or DEFAULT_TTL_SECONDS, reference)
 
 
+class HoldDue(Conflict):
+    """A commit or release of a hold whose time is up (by the database clock) that the sweep
+    has not yet reached: the hold ends as expired, as the sweep would end it, in a transaction
+    of its own (`reservations.expire_reservation`), and the caller is told it expired."""
+
+    def __init__(self, reservation_id: str, verb: str) -> None:
+        super().__init__(f"the reservation expired before it was {verb}", "reservation_expired")
+        self.reservation_id = reservation_id
+
+
 def check_can_commit(reservation: Reservation) -> bool:
     """True when the commit must do the work; False when it was already committed (a no-op)."""
     if reservation.status is ReservationStatus.COMMITTED:
@@ -122,7 +132,11 @@ def check_can_commit(reservation: Reservation) -> bool:
 
 
 def check_can_release(reservation: Reservation) -> bool:
-    """True when the release must do the work; False when nothing is held any more."""
+    """True when the release must do the work; False when it was already released (a no-op).
+    Committed or expired, it ended otherwise: a conflict, as a commit of a released or expired
+    hold is (an expired hold's units were given back by its expiry)."""
     if reservation.status is ReservationStatus.COMMITTED:
         raise Conflict("the reservation was committed: its units are sold", "reservation_committed")
+    if reservation.status is ReservationStatus.EXPIRED:
+        raise Conflict("the reservation expired before it was released", "reservation_expired")
     return reservation.status is ReservationStatus.ACTIVE

@@ -23,7 +23,7 @@ from pos_inventory.adapters.messages import (
 )
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import StockLevel
-from pos_inventory.domain.reservations import validate_hold
+from pos_inventory.domain.reservations import HoldDue, validate_hold
 from pos_inventory.service import availability, reservations, stock
 from pos_kit.paging import page_of, page_request, page_size
 from pos_kit.servicer import GrpcMethod, Servicer, mutation, query
@@ -58,6 +58,25 @@ def mutation_unless(
         return rpc
 
     return decorate
+
+
+def ending_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]:
+    """A commit or release that found its hold past its time (`HoldDue`) is refused, and its
+    transaction rolled back with its request id unclaimed; the hold then ends as expired in a
+    transaction of its own, as the sweep would end it (units back once, `ReservationExpired`),
+    so the refusal and the hold agree at once. A retry finds it expired: the same refusal."""
+
+    @functools.wraps(method)
+    async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except HoldDue as due:
+            async with self.bound_uow() as uow:
+                if await reservations.expire_reservation(uow, due.reservation_id):
+                    await uow.commit()
+            raise
+
+    return rpc
 
 
 def _levels(levels: list[StockLevel]) -> list[inventory_pb2.StockLevel]:
@@ -140,6 +159,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             reservation=reservation_to_proto(reservation), levels=_levels(levels)
         )
 
+    @ending_due_holds
     @mutation(S.CommitReservationResponse)
     async def CommitReservation(
         self, request: S.CommitReservationRequest, uow: InventoryUow
@@ -149,6 +169,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             reservation=reservation_to_proto(reservation), levels=_levels(levels)
         )
 
+    @ending_due_holds
     @mutation(S.ReleaseReservationResponse)
     async def ReleaseReservation(
         self, request: S.ReleaseReservationRequest, uow: InventoryUow

@@ -78,6 +78,7 @@ class ReservationRepository(Protocol):
     async def finish(
         self, reservation_id: str, status: ReservationStatus, unless_due: bool
     ) -> Reservation | None: ...
+    async def expire_if_due(self, reservation_id: str) -> Reservation | None: ...
 
 
 class ExpiryRepository(Protocol):

@@ -16,6 +16,7 @@ from pos_inventory.domain.model import (
 )
 from pos_inventory.domain.reservations import (
     Hold,
+    HoldDue,
     OutOfStock,
     Reservation,
     ReservationStatus,
@@ -92,8 +93,8 @@ async def commit_reservation(
     finished = await uow.reservations.finish(
         reservation_id, ReservationStatus.COMMITTED, unless_due=True
     )
-    if finished is None:
-        raise Conflict("the reservation expired before it was committed", "reservation_expired")
+    if finished is None:  # its time is up: it ends as expired (`expire_reservation`)
+        raise HoldDue(reservation_id, "committed")
     occurred_at = now()
     levels: list[StockLevel] = []
     for sku, quantity in finished.lines:
@@ -114,16 +115,35 @@ async def commit_reservation(
 async def release_reservation(
     uow: InventoryUnitOfWork, reservation_id: str
 ) -> tuple[Reservation, list[StockLevel]]:
+    """The held units are given back. A hold whose time is up expired, swept or not (the
+    database clock judges `expires_at`): `reservation_expired`, as a commit's."""
     reservation = await _locked(uow, reservation_id)
     if not check_can_release(reservation):
         return reservation, await _levels(uow, reservation)
     finished = await uow.reservations.finish(
-        reservation_id, ReservationStatus.RELEASED, unless_due=False
+        reservation_id, ReservationStatus.RELEASED, unless_due=True
     )
-    assert finished is not None  # it was active under our lock
+    if finished is None:  # its time is up: it ends as expired (`expire_reservation`)
+        raise HoldDue(reservation_id, "released")
     levels = await uow.stock.unhold(finished.location_id, finished.lines)
     uow.publish(ReservationReleased(finished, levels))
     return finished, levels
+
+
+async def expire_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> bool:
+    """End one of the merchant's holds as expired if it is active and due, as the sweep would:
+    its units back once and `ReservationExpired` published. For a commit or release that
+    found it due (`HoldDue`), in a transaction of their own, since theirs is rolled back.
+    False when it was no longer active (the sweep got there first) or is not due."""
+    reservation = await _locked(uow, reservation_id)
+    if reservation.status is not ReservationStatus.ACTIVE:
+        return False
+    expired = await uow.reservations.expire_if_due(reservation_id)
+    if expired is None:
+        return False
+    levels = await uow.stock.unhold(expired.location_id, expired.lines)
+    uow.publish(ReservationExpired(expired, levels))
+    return True
 
 
 async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | None = None) -> int:

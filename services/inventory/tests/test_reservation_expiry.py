@@ -1,0 +1,114 @@
+"""A hold past its time that the sweep has not reached yet: a commit or release of it ends it
+as expired, as the sweep would (its units back once, `reservation_expired` published), and is
+refused with `reservation_expired`; the sweep then finds nothing to give back again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from test_reservations import _db, _hold, _invariants, _setup, stock_stub
+
+from pos.inventory.v1 import stock_events_pb2 as inv_events
+from pos.inventory.v1 import stock_pb2 as st
+from pos_devstack.testing import Infra, InProcessService, serve_in_process
+from pos_inventory.entrypoints.sweeper import sweep_once
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MD = (("x-merchant-id", "mer_a"),)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def svc(infra: Infra) -> AsyncIterator[InProcessService]:
+    # The sweep runs once at start and then not for an hour: a due hold stays unswept until
+    # a test sweeps it.
+    async with serve_in_process("inventory", infra, reservation_sweep_seconds=3600) as running:
+        yield running
+
+
+def _events(svc: InProcessService, kind: str, reservation_id: str) -> int:
+    """How many `reservation_<kind>` events of this reservation were written to the outbox."""
+    event = {"expired": inv_events.ReservationExpired, "released": inv_events.ReservationReleased}
+    rows = _db(
+        svc,
+        "SELECT payload FROM outbox WHERE subject = %s",
+        f"pos.inventory.v1.reservation_{kind}",
+    )
+    decoded = [event[kind].FromString(bytes(payload)) for (payload,) in rows]  # type: ignore[arg-type]
+    return sum(1 for e in decoded if e.reservation.id == reservation_id)
+
+
+def _due(svc: InProcessService, reservation_id: str) -> None:
+    """Its time is up (moved into the past rather than waited for)."""
+    _db(
+        svc,
+        "UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = %s"
+        " RETURNING id",
+        reservation_id,
+    )
+
+
+@pytest.mark.parametrize("verb", ["release", "commit"])
+async def test_a_due_hold_not_yet_swept_ends_as_expired_when_released_or_committed(
+    svc: InProcessService, verb: str
+) -> None:
+    loc = await _setup(svc, {f"DUE-{verb}": 5}, f"due-{verb}")
+    sku = f"DUE-{verb}"
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(
+        _hold(f"d-{verb}-1", loc, [(sku, 3)]), metadata=MD, timeout=5
+    )
+    rid = made.reservation.id
+    _due(svc, rid)
+    assert _invariants(svc, sku, loc) == (5, 3)  # not swept: still held
+
+    async def ask(request_id: str) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            if verb == "release":
+                await stub.ReleaseReservation(
+                    st.ReleaseReservationRequest(request_id=request_id, id=rid),
+                    metadata=MD,
+                    timeout=5,
+                )
+            else:
+                await stub.CommitReservation(
+                    st.CommitReservationRequest(request_id=request_id, id=rid),
+                    metadata=MD,
+                    timeout=5,
+                )
+        return err.value
+
+    refused = await ask(f"d-{verb}-2")
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(refused).reason == "reservation_expired"
+    got = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert _invariants(svc, sku, loc) == (5, 0)  # given back, nothing sold
+    assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
+
+    # The same request again, and the sweep: nothing is given back twice.
+    assert read_error(await ask(f"d-{verb}-2")).reason == "reservation_expired"
+    await sweep_once(svc.runtime.uow)
+    assert _invariants(svc, sku, loc) == (5, 0)
+    assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
+
+
+async def test_a_release_of_a_swept_hold_is_the_same_refusal(svc: InProcessService) -> None:
+    loc = await _setup(svc, {"SWEPT": 2}, "swept")
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(_hold("sw-1", loc, [("SWEPT", 2)]), metadata=MD, timeout=5)
+    _due(svc, made.reservation.id)
+    assert await sweep_once(svc.runtime.uow) >= 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ReleaseReservation(
+            st.ReleaseReservationRequest(request_id="sw-2", id=made.reservation.id),
+            metadata=MD,
+            timeout=5,
+        )
+    assert read_error(err.value).reason == "reservation_expired"
+    assert _invariants(svc, "SWEPT", loc) == (2, 0)
+    assert _events(svc, "expired", made.reservation.id) == 1
