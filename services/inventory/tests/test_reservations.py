@@ -407,3 +407,46 @@ async def test_an_archived_products_units_are_not_held(svc: InProcessService) ->
         _hold("arch-h2", loc, [("LIVE-1", 1)]), metadata=MD, timeout=5
     )
     assert held.reservation.id
+
+
+async def test_sourcing_an_archived_product_is_refused_dry_run_or_not(
+    svc: InProcessService,
+) -> None:
+    """A dry run answers what the real call would: an archived product's units are not
+    sourced (409 `product_archived`, naming the SKU), with stock or without, and nothing is
+    held."""
+    loc = await _setup(svc, {"ARCH-S": 4, "LIVE-S": 4}, "arch-s")
+    _db(svc, "UPDATE locations SET pickup_enabled = true WHERE id = %s RETURNING id", loc)
+    catalog = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    found = await catalog.SearchProducts(
+        inv.SearchProductsRequest(sku="ARCH-S"), metadata=MD, timeout=5
+    )
+    await catalog.ArchiveProduct(
+        inv.ArchiveProductRequest(request_id="arch-s", id=found.products[0].id),
+        metadata=MD,
+        timeout=5,
+    )
+    stub = stock_stub(svc.channel)
+    for i, (dry_run, wanted) in enumerate([(True, 1), (False, 1), (True, 9), (False, 9)]):
+        ask = st.ProposeSourcingRequest(
+            request_id=f"arch-s-{i}",
+            lines=[
+                st.StockLine(sku="ARCH-S", quantity=wanted),
+                st.StockLine(sku="LIVE-S", quantity=1),
+            ],
+            pickup_location_id=loc,
+            dry_run=dry_run,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (dry_run, wanted)
+        error = read_error(err.value)
+        assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-S")
+    assert _invariants(svc, "ARCH-S", loc) == (4, 0)
+    assert _invariants(svc, "LIVE-S", loc) == (4, 0)
+    live = st.ProposeSourcingRequest(
+        lines=[st.StockLine(sku="LIVE-S", quantity=1)], pickup_location_id=loc, dry_run=True
+    )
+    assert (await stub.ProposeSourcing(live, metadata=MD, timeout=5)).strategy == (
+        st.SOURCING_STRATEGY_PICKUP
+    )

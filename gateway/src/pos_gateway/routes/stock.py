@@ -408,7 +408,8 @@ async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
     """Pickup, one location, or a split, with the reason; holds the stock unless dry_run. Give
     exactly one of `destination` (ship there) and `pickup_location_id` (collect there), else a
     400; each SKU appears once. A split has an allocation per location shipping a part, of a
-    merchant's 1,000 locations at most."""
+    merchant's 1,000 locations at most. An archived product's SKU is a 409 `product_archived`,
+    dry run or not, with stock or without: a dry run answers what the real call would."""
     request = stock_pb2.ProposeSourcingRequest(
         request_id=request_id(),
         lines=[line.pb() for line in body.lines],

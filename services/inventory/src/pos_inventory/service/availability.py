@@ -23,7 +23,7 @@ from pos_inventory.domain.sourcing import (
 )
 from pos_inventory.service.handlers import require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_inventory.service.reservations import create_reservation
+from pos_inventory.service.reservations import create_reservation, refuse_archived
 from pos_kit.errors import FieldViolation, NotFound, raise_if, require
 
 MAX_LOCATIONS_PER_CALL = 500
@@ -179,6 +179,8 @@ async def propose_sourcing(
     raise_if(violations)
     lines = sorted(lines)
     await require_items(uow, [sku for sku, _ in lines], [])
+    # Before any proposal, so a dry run answers what the real call would, whatever the stock.
+    await refuse_archived(uow, [sku for sku, _ in lines])
     if pickup_location_id:
         at = await uow.locations.get(pickup_location_id)
         if at is None:

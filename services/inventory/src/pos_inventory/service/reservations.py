@@ -37,17 +37,7 @@ async def create_reservation(
     one conditional update a line; the reasons for a short line are looked up only when there
     is one. A hold is a sale in waiting: an archived product's units are not held (409
     `product_archived`, as a checkout's), though they can still be counted and moved."""
-    skus = [sku for sku, _ in hold.lines]
-    archived = sorted(
-        {sku for p in await uow.products.by_skus(skus) if p.archived for sku in p.skus()}
-        & set(skus)
-    )
-    if archived:
-        raise Conflict(
-            f"archived products cannot be sold: {', '.join(archived)}",
-            "product_archived",
-            {"skus": ",".join(archived)},
-        )
+    await refuse_archived(uow, [sku for sku, _ in hold.lines])
     reservation = Reservation(new_id("res"), hold.location_id, hold.lines, hold.reference)
     await uow.reservations.add(reservation, hold.ttl_seconds)
     held, short_sku = await uow.stock.hold(hold.location_id, hold.lines)
@@ -59,6 +49,21 @@ async def create_reservation(
     for level, threshold in held:
         announce(uow, level, None, level.available + wanted[level.sku], threshold)
     return reservation, levels
+
+
+async def refuse_archived(uow: InventoryUnitOfWork, skus: list[str]) -> None:
+    """409 `product_archived` naming the SKUs of archived products among `skus`: their units
+    are not promised (held or sourced), though they can still be counted and moved."""
+    archived = sorted(
+        {sku for p in await uow.products.by_skus(skus) if p.archived for sku in p.skus()}
+        & set(skus)
+    )
+    if archived:
+        raise Conflict(
+            f"archived products cannot be sold: {', '.join(archived)}",
+            "product_archived",
+            {"skus": ",".join(archived)},
+        )
 
 
 async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
