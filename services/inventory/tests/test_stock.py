@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,13 +13,14 @@ from inventory_db import Db, unique
 from sqlalchemy import func, select
 
 from pos_inventory.adapters.tables import stock_ledger
-from pos_inventory.domain.catalog import ProductFields
+from pos_inventory.domain.catalog import ProductFields, Variant
 from pos_inventory.domain.ledger import EntryKind
 from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChanged
 from pos_inventory.domain.reservations import OutOfStock, validate_hold
-from pos_inventory.service import availability, catalog, handlers, reservations, stock
+from pos_inventory.service import availability, catalog, handlers, reservations, stock, upsert
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 from pos_kit.ids import has_prefix
+from pos_kit.money import Money
 from pos_kit.paging import PageRequest, page_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -441,3 +443,61 @@ async def test_a_levels_updated_at_moves_forward_with_every_change_in_ledger_ord
         _, (released,) = await reservations.release_reservation(uow, made.id)
     assert released.updated_at is not None and released.updated_at > held.updated_at
     assert (await _stamps(db, sku, loc))[0] == released.updated_at
+
+
+async def test_a_sku_kept_for_its_stock_is_named_by_the_field_that_took_it_away(db: Db) -> None:
+    """`sku_has_stock` names fields as every error does (`errors[].field`), alike for an
+    update and a batch upsert item: the product's own SKU is `sku`, a variant renamed in place
+    `variants[i].sku`, a variant dropped `variants` (no item of the request holds it)."""
+    own, tall, grande, venti = (unique(s) for s in ("own", "tall", "grande", "venti"))
+    fields = ProductFields(
+        own,
+        "Latte",
+        Money(450, "USD"),
+        external_id=unique("ext"),
+        variants=[
+            Variant("", tall, "Tall", {"size": "tall"}),
+            Variant("", grande, "Grande", {"size": "grande"}),
+        ],
+    )
+    async with db.tx() as uow:
+        product = await catalog.add_product(uow, fields)
+    loc = (await db.shop()).id
+    for sku in (own, tall, grande):
+        await adjust(db, sku, loc, 2)
+
+    cases = [
+        # The Grande dropped, the Tall kept.
+        (replace(fields, variants=fields.variants[:1]), [("variants", grande)]),
+        # The Grande renamed in place, now second of three.
+        (
+            replace(
+                fields,
+                variants=[
+                    fields.variants[0],
+                    Variant("", venti, "Venti", {"size": "venti"}),
+                    Variant("", unique("g2"), "Grande", {"size": "grande"}),
+                ],
+            ),
+            [("variants[2].sku", grande)],
+        ),
+        # The product renamed and every variant dropped.
+        (
+            replace(fields, sku=unique("own2"), variants=[]),
+            [("sku", own), ("variants", tall), ("variants", grande)],
+        ),
+    ]
+    for changed, named in cases:
+        with pytest.raises(Conflict) as err:
+            async with db.tx() as uow:
+                await catalog.update_product(uow, product.id, changed, {"sku", "variants"}, 0)
+        assert err.value.code == "sku_has_stock"
+        expected = sorted((path, f"{sku} still has stock") for path, sku in named)
+        assert sorted((v.field, v.description) for v in err.value.violations) == expected
+        async with db.tx() as uow:
+            (result,) = await upsert.upsert_products(uow, [changed])
+        assert result.outcome is upsert.Outcome.FAILED and result.error is not None
+        assert result.error.code == "sku_has_stock"
+        assert sorted((v.field, v.description) for v in result.error.violations) == expected
+    async with db.uow() as uow:
+        assert (await catalog.get_product(uow, product.id)).version == product.version

@@ -139,7 +139,7 @@ async def update_product(
     await refuse_taken(uow, product)
     held = await still_stocked(uow, had - set(product.skus()))
     if held:
-        raise sku_has_stock(held)
+        raise sku_has_stock(held, before, fields)
     return await store(uow, product, ProductUpdated(product))
 
 
@@ -153,15 +153,44 @@ async def still_stocked(uow: InventoryUnitOfWork, dropped: set[str]) -> list[str
     return sorted({lv.sku for lv in levels if lv.on_hand or lv.reserved})
 
 
-def sku_has_stock(skus: list[str]) -> Conflict:
+def sku_has_stock(skus: list[str], before: ProductFields, after: ProductFields) -> Conflict:
+    """The refusal of a change from `before` to `after` that takes away `skus`, each named by
+    the field of the request that took it away (`kept_fields`)."""
     refused = Conflict(
         f"{', '.join(skus)} still has stock on hand or held: bring it to zero (an adjustment "
         "or a transfer) before the product stops selling it under that SKU",
         "sku_has_stock",
         {"skus": ",".join(skus)},
     )
-    refused.violations = [FieldViolation("sku", f"{sku} still has stock") for sku in skus]
+    refused.violations = [
+        FieldViolation(path, f"{sku} still has stock")
+        for sku, path in kept_fields(skus, before, after)
+    ]
     return refused
+
+
+def kept_fields(
+    skus: list[str], before: ProductFields, after: ProductFields
+) -> list[tuple[str, str]]:
+    """(sku, field) for SKUs a change takes away, as `errors[].field` names fields everywhere:
+    the product's own is `sku`; a variant's is `variants[i].sku` when the request still has the
+    variant at `i` (the same name and options) under another SKU, else `variants` (the list
+    dropped it, so no item of the request holds it)."""
+    out: list[tuple[str, str]] = []
+    for sku in skus:
+        if sku == before.sku:
+            out.append((sku, "sku"))
+            continue
+        old = next((v for v in before.variants if v.sku == sku), None)
+        same = [
+            i
+            for i, v in enumerate(after.variants)
+            if old is not None
+            and (v.name, v.options) == (old.name, old.options)
+            and (v.name or v.options)
+        ]
+        out.append((sku, f"variants[{same[0]}].sku" if len(same) == 1 else "variants"))
+    return out
 
 
 async def archive_product(

@@ -165,7 +165,7 @@ async def upsert_products(
             had = set(product.skus())
             held = await still_stocked(uow, had - set(Product.new("", fields).skus()))
             if held:
-                refused = sku_has_stock(held)
+                refused = sku_has_stock(held, product.fields(), fields)
                 results[i] = _failed(i, fields, refused.code, refused.violations)
                 continue
             product.describe(fields)
