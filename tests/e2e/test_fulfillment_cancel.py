@@ -174,6 +174,10 @@ def test_an_endless_aisle_pickup_is_cancelled_and_the_in_store_goods_stay_sold(
         assert cancelled["fulfillments"][1]["refunded"] == pickup["captured"]
         ok(_cancel(http, oid, pickup["id"], key))
         assert available(http, sku, there) == 10 and available(http, sku, here) == 9
+        # The goods never left the store: the ledger corrects the sale, naming the order.
+        ledger = ok(http.get("/v1/inventory/history", params={"sku": sku, "location_id": there}))
+        back = [(e["reason"], e["delta"], e["reference"]) for e in ledger["data"] if e["delta"] > 0]
+        assert ("correction", 2, oid) in back
 
         payment = ok(http.get(f"/v1/payments/{payment_id}"))
         assert payment["refunded"]["amount"] == pickup["amount"]["amount"]

@@ -91,6 +91,11 @@ def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: R
     assert refund["payment_id"] == sale["payment"]["id"]
     assert refund["amount"] == returned["amount"]
     assert _on_hand(http, sku, outlet) == 2
+    # The ledger says what brought the units back: the return.
+    ledger = _ok(http.get("/v1/inventory/history", params={"sku": sku, "location_id": outlet}))
+    assert [(e["reason"], e["delta"], e["reference"]) for e in ledger["data"]] == [
+        ("returned", 2, returned["id"])
+    ]
     listed = _ok(http.get(f"/v1/orders/{order['id']}/returns"))
     assert [r["id"] for r in listed["data"]] == [returned["id"]]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from pos_inventory.domain.catalog import validate_product
@@ -79,13 +81,20 @@ def test_an_adjustment_changes_something_at_a_named_place() -> None:
     with pytest.raises(InvalidArgument) as err:
         validate_adjustment(Adjustment("SKU", "loc_1", 2_000_000_000, Reason.RECEIVED))
     assert _fields(err) == {"delta"}
+    validate_adjustment(Adjustment("SKU", "loc_1", 1, Reason.RETURNED, "ret_" + "x" * 60))
+    with pytest.raises(InvalidArgument) as err:
+        validate_adjustment(Adjustment("SKU", "loc_1", 1, Reason.RETURNED, "ret_" + "x" * 61))
+    assert _fields(err) == {"reference"}
 
 
-def test_only_a_recorded_sale_may_drive_stock_negative() -> None:
-    assert Adjustment("SKU", "loc_1", -1, Reason.SOLD, "ord_1").may_go_negative
-    # A sale keyed in by hand has no order behind it: it must be covered by what is on hand.
+def test_only_a_late_fact_may_drive_stock_negative() -> None:
+    # A sale keyed in by hand is a request to take units, reference or not: the sales of
+    # orders come from their events, never as adjustments.
+    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD, "ord_1").may_go_negative
     assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD).may_go_negative
     assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, "ord_1").may_go_negative
+    late = datetime(2026, 12, 1, tzinfo=UTC)
+    assert Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, occurred_at=late).may_go_negative
 
 
 def test_available_is_on_hand_less_reserved_and_never_below_zero() -> None:

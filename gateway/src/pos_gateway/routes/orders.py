@@ -261,6 +261,17 @@ async def _manual_guards(
         yield entries
 
 
+def _refuse_declined(payment: payment_pb2.Payment, answer: Checkout) -> None:
+    """A declined card is a 402 carrying the recorded order and payment."""
+    if payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
+        raise Problem(
+            402,
+            "payment_declined",
+            f"the payment was declined: {payment.decline_reason}",
+            extra=answer.model_dump(mode="json"),
+        )
+
+
 @router.post(
     "/checkouts",
     **op(
@@ -347,16 +358,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         if answer.gift_cards:
             result["gift_cards"] = _issued(answer.gift_cards)
         sale = Checkout.model_validate(result)
-        if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
-            # Raised inside the guards: a declined card sold nothing, so it is no sale in the
-            # audit log, and a manager's override taken for its discount is given back for
-            # the next attempt.
-            raise Problem(
-                402,
-                "payment_declined",
-                f"the payment was declined: {answer.payment.decline_reason}",
-                extra=sale.model_dump(mode="json"),
-            )
+        # Inside the guards: a declined card sold nothing, so it is no sale in the audit log,
+        # and a manager's override taken for its discount is given back for the next attempt.
+        _refuse_declined(answer.payment, sale)
         for entry in (done, *approvals):
             entry.resource = ("order", answer.order.id)
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
@@ -663,13 +667,7 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     answer = await svc.order.AddTender(ask)
     payment = to_json(answer.payment) if answer.HasField("payment") else None
     result = Checkout.model_validate({"order": to_json(answer.order), "payment": payment})
-    if answer.payment.status == payment_pb2.PAYMENT_STATUS_FAILED:
-        raise Problem(
-            402,
-            "payment_declined",
-            f"the payment was declined: {answer.payment.decline_reason}",
-            extra=result.model_dump(mode="json"),
-        )
+    _refuse_declined(answer.payment, result)
     return result
 
 

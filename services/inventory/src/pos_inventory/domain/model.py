@@ -124,15 +124,14 @@ class Adjustment:
     def may_go_negative(self) -> bool:
         """A reported fact may drive stock negative, visibly; a request to take units may not.
 
-        Facts are a sale already made at a till (it has an order behind it) and any change
-        stamped with when it happened (`occurred_at`): it arrives late, and refusing it would
-        make the outcome depend on what had arrived before it, against the promise that the
-        same changes end in the same levels in any order. Only a decrease meant as "now" (no
-        `occurred_at`) must be covered by what is on hand: most likely a typo otherwise.
+        A fact is a change stamped with when it happened (`occurred_at`): it arrives late, and
+        refusing it would make the outcome depend on what had arrived before it, against the
+        promise that the same changes end in the same levels in any order. Only a decrease
+        meant as "now" (no `occurred_at`) must be covered by what is on hand: most likely a
+        typo otherwise. (A sale made at a till is the order's event, recorded by `record_sale`,
+        never an adjustment: a reference a caller sends proves no sale.)
         """
-        return (self.reason is Reason.SOLD and bool(self.reference)) or (
-            self.occurred_at is not None
-        )
+        return self.occurred_at is not None
 
 
 def validate_location(location: Location) -> None:
@@ -228,6 +227,7 @@ def validate_adjustment(adj: Adjustment) -> None:
         abs(adj.delta) <= 1_000_000_000, "delta", "must be at most 1,000,000,000 units"
     )
     violations += require(len(adj.note) <= 500, "note", "must be at most 500 characters")
+    violations += require(len(adj.reference) <= 64, "reference", "must be at most 64 characters")
     raise_if(violations)
 
 

@@ -68,6 +68,7 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
             request.location_id,
             request.delta,
             REASONS.from_proto(request.reason, "reason"),
+            request.reference,
             occurred_at=when(request.occurred_at, request.HasField("occurred_at")),
             note=request.note,
         )

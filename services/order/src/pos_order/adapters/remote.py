@@ -689,9 +689,17 @@ class StockService(_Client):
         )
 
     async def return_to_stock(
-        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
+        self,
+        request_id: str,
+        location_id: str,
+        sku: str,
+        quantity: int,
+        reference: str,
+        note: str,
+        reason: int = inventory_pb2.ADJUSTMENT_REASON_RETURNED,
     ) -> None:
-        """Returned units back on the shelf at the returning store, once (by request id)."""
+        """Returned units back on the shelf at the returning store, once (by request id);
+        the ledger entry names what brought them back (`reference`)."""
         await self._call(
             self._catalog.AdjustStock,
             inventory_pb2.AdjustStockRequest(
@@ -699,18 +707,24 @@ class StockService(_Client):
                 sku=sku,
                 location_id=location_id,
                 delta=quantity,
-                reason=inventory_pb2.ADJUSTMENT_REASON_RETURNED,
-                note=reference,
+                reason=reason,  # type: ignore[arg-type]
+                note=note,
+                reference=reference,
             ),
         )
 
     async def restock(
         self, request_id: str, location_id: str, lines: list[tuple[str, int]], reference: str
     ) -> None:
-        """An uncollected order's units back on the shelf, a request per SKU."""
+        """An uncollected order's units back on the shelf, a request per SKU. The goods never
+        left the store: the sale's entry is corrected (`correction`, the order's id), no
+        customer returned anything."""
         for sku, quantity in lines:
-            note = f"order {reference}: not collected"
-            await self.return_to_stock(f"{request_id}/{sku}", location_id, sku, quantity, note)
+            await self.return_to_stock(
+                f"{request_id}/{sku}", location_id, sku, quantity, reference,
+                f"order {reference}: not collected",
+                inventory_pb2.ADJUSTMENT_REASON_CORRECTION,
+            )  # fmt: skip
 
 
 class GiftCardIssuer(_Client):

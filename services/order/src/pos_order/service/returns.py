@@ -169,8 +169,17 @@ class RefundPayments(Protocol):
 
 class ReturnStock(Protocol):
     async def return_to_stock(
-        self, request_id: str, location_id: str, sku: str, quantity: int, reference: str
-    ) -> None: ...
+        self,
+        request_id: str,
+        location_id: str,
+        sku: str,
+        quantity: int,
+        reference: str,
+        note: str,
+    ) -> None:
+        """Returned units back on the shelf; `reference` (the return's id) is the ledger
+        entry's reference, `note` the words beside it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -640,6 +649,7 @@ async def restock(ports: ReturnPorts, ret: Return) -> None:
                 ln.location_id,
                 ln.sku,
                 ln.quantity,
+                ret.id,
                 f"return {ret.id} of order {ret.order_id}",
             )
 
@@ -744,6 +754,7 @@ async def credit_and_restock(ports: ReturnPorts, ret: Return) -> Credited:
                 ln.location_id,
                 ln.sku,
                 ln.quantity,
+                ret.id,
                 f"return {ret.id} without a receipt",
             )
     return Credited(replace(ret, store_credit_gift_card_id=card.gift_card_id), card.code)

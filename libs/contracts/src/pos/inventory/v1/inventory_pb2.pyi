@@ -912,6 +912,7 @@ class AdjustStockRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sku: _builtins.str
     location_id: _builtins.str
@@ -922,6 +923,10 @@ class AdjustStockRequest(_message.Message):
     reason: Global___AdjustmentReason.ValueType
     note: _builtins.str
     """Free text for people, e.g. a delivery note number."""
+    reference: _builtins.str
+    """What the change answers to, kept as its ledger entry's reference (as a sale keeps its
+    order's id): the order or return whose units came back. At most 64 characters.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened (an offline till sends it late). Changes are sequenced by this time: one
@@ -939,10 +944,11 @@ class AdjustStockRequest(_message.Message):
         reason: Global___AdjustmentReason.ValueType = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         note: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "location_id", b"location_id", "note", b"note", "occurred_at", b"occurred_at", "reason", b"reason", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "location_id", b"location_id", "note", b"note", "occurred_at", b"occurred_at", "reason", b"reason", "reference", b"reference", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
