@@ -528,8 +528,8 @@ async def check_gift_card_lines(ports: CheckoutPorts, lines: list[LineRequest]) 
     `gift_card_balance_limit` on `lines[i].gift_card.amount`; a pre-printed code no card of the
     merchant has (nor an earlier line of this sale, the code written any way it is read), else
     a 409 `gift_card_code_taken` on `lines[i].gift_card.code`; the code never repeated. Found
-    only at the activation (before 2026-12-04), such a line undid the sale after its card was
-    charged: refunded, its other cards activated and deactivated. A card taken between this
+    only at the activation, such a line would undo the sale after its card was charged:
+    refunded, its other cards activated and deactivated. A card taken between this
     check and the activation still undoes the sale that way."""
     asked = [(i, ln.gift_card) for i, ln in enumerate(lines) if ln.gift_card is not None]
     if not asked:
