@@ -4,6 +4,7 @@ look-ups are limited per credential, and a location's day reads in its own time 
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -269,6 +270,41 @@ def test_the_gift_card_list_pages_filters_and_follows_changes_without_a_code(
             assert foreign.text.replace(value, "ID") == made_up.text.replace(
                 f"{value[:4]}nosuch", "ID"
             )
+
+
+def test_a_merged_duplicates_store_credit_is_the_survivors(platform: Running) -> None:
+    """A merge moves the duplicate's cards to the survivor (the payment service learns it from
+    `customer.merged`), and a card issued naming the duplicate afterwards is the survivor's."""
+    with platform.new_merchant("Merged Credit") as http:
+        survivor, duplicate = (
+            _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:8]}@gc.example"}).json()
+            for _ in range(2)
+        )
+        credit = _post(
+            http,
+            "/v1/gift-cards",
+            {"amount": _usd(2500), "customer_id": duplicate["id"], "reason": "store_credit"},
+        ).json()["gift_card"]
+        merged = _post(
+            http, f"/v1/customers/{survivor['id']}/merge", {"duplicate_id": duplicate["id"]}
+        )
+        assert merged.status_code == 200, merged.text
+
+        later = _post(
+            http,
+            "/v1/gift-cards",
+            {"amount": _usd(1000), "customer_id": duplicate["id"], "reason": "store_credit"},
+        )
+        assert later.status_code == 201, later.text
+        assert later.json()["gift_card"]["customer_id"] == survivor["id"]
+        deadline = time.monotonic() + 20
+        while len(theirs := _walk(http, customer_id=survivor["id"])) < 2:
+            assert time.monotonic() < deadline, "the merge never reached the gift cards"
+            time.sleep(0.05)
+        moved = next(card for card in theirs if card["id"] == credit["id"])
+        assert moved["customer_id"] == survivor["id"] and moved["balance"] == _usd(2500)
+        assert moved["version"] == credit["version"] + 1
+        assert _walk(http, customer_id=duplicate["id"]) == []
 
 
 def test_a_gift_card_line_that_cannot_be_activated_is_refused_before_the_card_is_charged(

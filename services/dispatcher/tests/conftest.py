@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import nats
 import pytest_asyncio
 import uvicorn
 from google.protobuf.message import Message
@@ -26,11 +25,9 @@ from pos_dispatcher.entrypoints import grpc_api
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos_devstack.natsd import LocalNats
-from pos_devstack.testing import Infra, until
+from pos_devstack.testing import Infra, publish_as_relay, until
 from pos_kit import service as kit_service
-from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, make_event
 from pos_kit.grpc_server import GrpcService
-from pos_kit.streams import ensure_service_streams
 
 
 class Clock:
@@ -160,25 +157,7 @@ class Running:
 
     async def publish(self, message: Message, merchant: str = "mer_a") -> str:
         """As a service's outbox relay publishes an integration event."""
-        event = make_event(message, merchant)
-        nc = await nats.connect(self.nats.url)
-        try:
-            js = nc.jetstream()
-            service = event.subject.split(".")[1]
-            await ensure_service_streams(js, service)
-            await js.publish(
-                event.subject,
-                event.payload,
-                headers={
-                    "Nats-Msg-Id": event.event_id,
-                    EVENT_ID_HEADER: event.event_id,
-                    EVENT_TYPE_HEADER: event.event_type,
-                    MERCHANT_HEADER: merchant,
-                },
-            )
-        finally:
-            await close_quietly(nc)
-        return event.event_id
+        return await publish_as_relay(self.nats.url, message, merchant)
 
     async def call(self, method: str, request: Message, merchant: str = "mer_a") -> Any:
         return await getattr(self.stub, method)(

@@ -15,9 +15,11 @@ import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import events_pb2 as customer_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra, publish_as_relay, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 
@@ -225,3 +227,29 @@ async def test_the_change_feed_is_oldest_change_first_and_resumes_from_its_token
     ):
         code, _, fields = await refused(cards.ListGiftCards(request, metadata=md(m), timeout=10))
         assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"])
+
+
+async def test_a_merged_duplicates_cards_are_the_survivors(cards: Stub, infra: Infra) -> None:
+    """Store credit issued to a duplicate follows the merge (`customer_merged`, consumer
+    `payment-customer-merges`): the survivor's list shows it at a new version, the duplicate's
+    shows nothing, and another merchant's customer of the same id keeps its card."""
+    m, other = new_id("mer"), new_id("mer")
+    survivor, duplicate = new_id("cus"), new_id("cus")
+    own = (await issue(cards, m, 1000, customer_id=survivor)).gift_card
+    credit = (await issue(cards, m, 2500, customer_id=duplicate)).gift_card
+    theirs = (await issue(cards, other, 700, customer_id=duplicate)).gift_card
+
+    winner_now = customer_pb2.Customer(id=survivor, version=3, status="active")
+    merged = customer_events.CustomerMerged(winner=winner_now, loser_id=duplicate)
+    await publish_as_relay(infra.nats_url, merged, m)
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(found := await walk(cards, m, 10, customer_id=survivor)) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the merge never reached the cards"
+        await asyncio.sleep(0.05)
+    assert sorted(c.id for c in found) == sorted([own.id, credit.id])
+    moved = next(c for c in found if c.id == credit.id)
+    assert moved.customer_id == survivor and moved.balance.amount == 2500
+    assert moved.version == credit.version + 1
+    assert await walk(cards, m, 10, customer_id=duplicate) == []
+    assert [c.id for c in await walk(cards, other, 10, customer_id=duplicate)] == [theirs.id]

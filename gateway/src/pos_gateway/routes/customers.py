@@ -404,7 +404,9 @@ async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> Merge
     the duplicate keeps no personal data and answers `status: merged` with `merged_into`.
     A sale, an order or a cart preview naming the duplicate afterwards is this customer's (the
     order names this id; the order service learns the merge from its event, within moments).
-    A customer is not merged into itself (a 400 naming `duplicate_id`)."""
+    The gift cards issued to the duplicate (store credit, cards bought for them) become this
+    customer's the same way: `GET /v1/gift-cards?customer_id=` lists them here, each at a new
+    version. A customer is not merged into itself (a 400 naming `duplicate_id`)."""
     if body.duplicate_id == customer_id:
         why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}
         raise Problem(400, "invalid_request", "the request is not valid", [why])

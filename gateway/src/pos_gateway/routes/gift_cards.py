@@ -85,11 +85,13 @@ CodeBudget = Annotated[None, Depends(spend_code_budget)]
 
 async def _known(
     svc: Services, location_id: str, customer_id: str = "", order_id: str = "", currency: str = ""
-) -> None:
+) -> str:
     """Ids a body names are the caller's own: another merchant's is a 404 exactly like a
     made-up one (the owning service answers for its own), and nothing is written. Value moved
     at a location is in its currency: the location's settlement report, in that currency,
-    counts it (another currency would leave it out of every report)."""
+    counts it (another currency would leave it out of every report). Answers the customer the
+    card is for: a duplicate merged away stands for its survivor, whose cards its own were
+    moved to."""
     if location_id:
         location = await location_of(svc, location_id)
         if currency and location.currency and currency != location.currency:
@@ -102,9 +104,23 @@ async def _known(
                   "currency of the location"}],
             )  # fmt: skip
     if customer_id:
-        await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+        customer_id = await _survivor(svc, customer_id)
     if order_id:
         await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    return customer_id
+
+
+# Merges chain (a survivor merged away in turn); a longer chain than this is not followed.
+MERGE_HOPS = 10
+
+
+async def _survivor(svc: Services, customer_id: str) -> str:
+    for _ in range(MERGE_HOPS):
+        found = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
+        if found.customer.status != "merged" or not found.customer.merged_into:
+            break
+        customer_id = found.customer.merged_into
+    return customer_id
 
 
 class PositiveMoneyIn(MoneyIn):
@@ -174,14 +190,16 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     its 409 says whether a card holds that code."""
     if body.code:
         await spend_code_budget(request)
-    await _known(svc, body.location_id, body.customer_id, body.order_id, body.amount.currency)
+    customer_id = await _known(
+        svc, body.location_id, body.customer_id, body.order_id, body.amount.currency
+    )
     async with guarded(request, "gift_card.issued", "refund") as done:
         answer = await svc.gift_cards.IssueGiftCard(
             G.IssueGiftCardRequest(
                 request_id=request_id(),
                 amount=body.amount.pb(),
                 code=body.code or "",
-                customer_id=body.customer_id,
+                customer_id=customer_id,
                 order_id=body.order_id,
                 order_line_id=body.order_line_id,
                 reason=body.reason,

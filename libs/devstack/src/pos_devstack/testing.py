@@ -204,6 +204,34 @@ async def bus(infra: Infra) -> AsyncIterator[Bus]:
         server.stop()
 
 
+async def publish_as_relay(nats_url: str, message: Any, merchant: str) -> str:
+    """An integration event published as a service's outbox relay publishes it (its stream made
+    if missing); answers its event id."""
+    import nats
+
+    from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER, make_event
+    from pos_kit.streams import ensure_service_streams
+
+    event = make_event(message, merchant)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_service_streams(js, event.subject.split(".")[1])
+        await js.publish(
+            event.subject,
+            event.payload,
+            headers={
+                "Nats-Msg-Id": event.event_id,
+                EVENT_ID_HEADER: event.event_id,
+                EVENT_TYPE_HEADER: event.event_type,
+                MERCHANT_HEADER: merchant,
+            },
+        )
+    finally:
+        await nc.close()
+    return event.event_id
+
+
 @dataclass
 class InProcessService:
     """A service built by its own bootstrap and serving on a free port in the test's loop."""

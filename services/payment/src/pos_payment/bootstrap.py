@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos.customer.v1 import events_pb2 as customer_events
 from pos.gateway.v1 import events_pb2 as gateway_events
 from pos.order.v1 import events_pb2 as order_events
 from pos_kit import migrate as kit_migrate
@@ -35,6 +36,7 @@ from pos_payment.adapters.tables import kit, metadata
 from pos_payment.domain import gift_cards, model, shifts
 from pos_payment.domain.model import TenderType
 from pos_payment.entrypoints import (
+    customer_merges,
     gift_cards_api,
     grpc_api,
     settlement_api,
@@ -168,6 +170,11 @@ def build(settings: Settings) -> tuple[ServiceRuntime[PaymentUow], GrpcService]:
                 "payment-shift-overrides",
                 "gateway",
                 {gateway_events.OverrideGranted: shift_activity.on_override_granted},
+            ),
+            ConsumerSpec.typed(
+                "payment-customer-merges",
+                "customer",
+                {customer_events.CustomerMerged: customer_merges.on_customer_merged},
             ),
         ],
     )
