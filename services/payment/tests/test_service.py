@@ -556,6 +556,64 @@ async def test_a_refund_paid_out_of_band_is_never_refunded_again(running: Runnin
     assert (await code_of(other))[0] == grpc.StatusCode.NOT_FOUND
 
 
+async def test_money_set_aside_or_paid_another_way_is_announced_as_the_payment_updated(
+    running: Running,
+) -> None:
+    """`credited` and `paid_out_of_band` change the payment with no other event of it: each
+    change is a `payment_updated` carrying the payment as it now stands (its new version), so
+    a copy kept from the event feed never misses one."""
+    order = f"ord_{rid()}"
+    visa = await pay(running, card(rid(), order, 5000))
+
+    def updates() -> list[P.Payment]:
+        rows = running.sql(
+            "SELECT payload FROM outbox WHERE subject = 'pos.payment.v1.payment_updated' "
+            "ORDER BY seq"
+        )
+        found = [events_pb2.PaymentUpdated.FromString(r[0]).payment for r in rows]
+        return [p for p in found if p.id == visa.id]
+
+    assert updates() == []
+    made = await running.stub.CreditExchange(
+        P.CreditExchangeRequest(
+            request_id=rid(),
+            order_id=order,
+            exchange_order_id=f"ord_{rid()}",
+            amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(1000))],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    await running.stub.ReleaseExchangeCredit(
+        P.ReleaseExchangeCreditRequest(
+            request_id=rid(), exchange_order_id=made.credit.exchange_order_id
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    paid = await running.stub.RecordOutOfBandRefund(
+        P.RecordOutOfBandRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            return_id=f"ret_{rid()}",
+            amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(700))],
+            tender_type=P.TENDER_TYPE_CASH,
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+
+    seen = updates()
+    assert [(p.credited.amount, p.paid_out_of_band.amount) for p in seen] == [
+        (1000, 0),
+        (0, 0),
+        (0, 700),
+    ]
+    assert [p.version for p in seen] == [visa.version + 1, visa.version + 2, visa.version + 3]
+    got = await running.stub.GetPayment(P.GetPaymentRequest(id=visa.id), metadata=md(), timeout=10)
+    assert seen[-1] == got.payment == paid.payments[0]
+
+
 async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Running) -> None:
     order = "ord_split"
     gift = await pay(

@@ -17,6 +17,7 @@ _NAMES = """
     reservation.created reservation.committed reservation.released reservation.expired
     order.created order.confirmed order.cancelled order.completed order.fulfillment_updated
     order.returned payment.authorized payment.captured payment.voided payment.failed
+    payment.updated
     refund.created refund.succeeded refund.failed terminal_checkout.updated
     gift_card.activity_created
     shift.opened shift.closed register.paired register.retired staff.created staff.updated

@@ -191,6 +191,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     payment_events.PaymentCaptured: _payment("captured"),
     payment_events.PaymentVoided: _payment("voided"),
     payment_events.PaymentFailed: _payment("failed"),
+    payment_events.PaymentUpdated: _payment("updated"),
     payment_events.RefundCreated: _refund("created"),
     payment_events.RefundSucceeded: _refund("succeeded"),
     payment_events.RefundFailed: _refund("failed"),

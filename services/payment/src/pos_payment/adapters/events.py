@@ -15,6 +15,7 @@ from pos_payment.domain.model import (
     PaymentAuthorized,
     PaymentCaptured,
     PaymentFailed,
+    PaymentUpdated,
     PaymentVoided,
     RefundCreated,
     RefundFailed,
@@ -46,6 +47,11 @@ def _voided(event: PaymentVoided) -> events_pb2.PaymentVoided:
 @REGISTRY.maps(PaymentFailed)
 def _failed(event: PaymentFailed) -> events_pb2.PaymentFailed:
     return events_pb2.PaymentFailed(payment=payment_to_proto(event.payment))
+
+
+@REGISTRY.maps(PaymentUpdated)
+def _updated(event: PaymentUpdated) -> events_pb2.PaymentUpdated:
+    return events_pb2.PaymentUpdated(payment=payment_to_proto(event.payment))
 
 
 @REGISTRY.maps(RefundCreated)

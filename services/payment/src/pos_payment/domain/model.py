@@ -438,6 +438,14 @@ class PaymentFailed:
 
 
 @dataclass(frozen=True)
+class PaymentUpdated:
+    """A change no other event of the payment announces: its `credited` (an exchange's credit
+    set aside or given back) or its `paid_out_of_band`."""
+
+    payment: Payment
+
+
+@dataclass(frozen=True)
 class RefundCreated:
     refund: Refund
 
@@ -465,6 +473,7 @@ EVENTS = (
     PaymentCaptured,
     PaymentVoided,
     PaymentFailed,
+    PaymentUpdated,
     RefundCreated,
     RefundSucceeded,
     RefundFailed,

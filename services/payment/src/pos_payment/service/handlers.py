@@ -49,6 +49,7 @@ from pos_payment.domain.model import (
     Payment,
     PaymentSettings,
     PaymentStatus,
+    PaymentUpdated,
     Refund,
     RefundCreated,
     RefundLine,
@@ -650,6 +651,7 @@ async def credit_exchange(
             for p in payments:
                 if p.id in credit.amounts and p.order_id == order_id:
                     await uow.payments.save(p)
+                    uow.publish(PaymentUpdated(p))
             if source is not None and others:
                 await uow.credits.save(source)
             return credit, payments
@@ -693,6 +695,7 @@ async def release_exchange_credit(uow: PaymentUnitOfWork, exchange_order_id: str
         for p in payments:
             if p.id in credit.amounts and p.order_id == credit.order_id:
                 await uow.payments.save(p)
+                uow.publish(PaymentUpdated(p))
         await uow.credits.save(credit)
         if source is not None:
             await uow.credits.save(source)
@@ -763,6 +766,7 @@ async def record_out_of_band_refund(
     for p in payments:
         if p.id in record.set_aside:
             await uow.payments.save(p)
+            uow.publish(PaymentUpdated(p))
     return record, payments
 
 

@@ -27,7 +27,7 @@ from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 from pos.payment.v1 import payment_pb2 as pos_dot_payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/payment/v1/events.proto\x12\x0epos.payment.v1\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x1cpos/payment/v1/payment.proto\"\x89\x01\n\x0fPaymentCaptured\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"e\n\x11PaymentAuthorized\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"q\n\rPaymentVoided\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12\x0e\n\x06reason\x18\x03 \x01(\t\"a\n\rPaymentFailed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"_\n\rRefundCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\"\x8b\x01\n\x0fRefundSucceeded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\x12(\n\x07payment\x18\x03 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"^\n\x0cRefundFailed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\"u\n\x17TerminalCheckoutUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x32\n\x08\x63heckout\x18\x02 \x01(\x0b\x32 .pos.payment.v1.TerminalCheckoutb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/payment/v1/events.proto\x12\x0epos.payment.v1\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x1cpos/payment/v1/payment.proto\"\x89\x01\n\x0fPaymentCaptured\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"e\n\x11PaymentAuthorized\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"q\n\rPaymentVoided\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\x12\x0e\n\x06reason\x18\x03 \x01(\t\"a\n\rPaymentFailed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"b\n\x0ePaymentUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12(\n\x07payment\x18\x02 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"_\n\rRefundCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\"\x8b\x01\n\x0fRefundSucceeded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\x12(\n\x07payment\x18\x03 \x01(\x0b\x32\x17.pos.payment.v1.Payment\"^\n\x0cRefundFailed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12&\n\x06refund\x18\x02 \x01(\x0b\x32\x16.pos.payment.v1.Refund\"u\n\x17TerminalCheckoutUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x32\n\x08\x63heckout\x18\x02 \x01(\x0b\x32 .pos.payment.v1.TerminalCheckoutb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,12 +42,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTVOIDED']._serialized_end=487
   _globals['_PAYMENTFAILED']._serialized_start=489
   _globals['_PAYMENTFAILED']._serialized_end=586
-  _globals['_REFUNDCREATED']._serialized_start=588
-  _globals['_REFUNDCREATED']._serialized_end=683
-  _globals['_REFUNDSUCCEEDED']._serialized_start=686
-  _globals['_REFUNDSUCCEEDED']._serialized_end=825
-  _globals['_REFUNDFAILED']._serialized_start=827
-  _globals['_REFUNDFAILED']._serialized_end=921
-  _globals['_TERMINALCHECKOUTUPDATED']._serialized_start=923
-  _globals['_TERMINALCHECKOUTUPDATED']._serialized_end=1040
+  _globals['_PAYMENTUPDATED']._serialized_start=588
+  _globals['_PAYMENTUPDATED']._serialized_end=686
+  _globals['_REFUNDCREATED']._serialized_start=688
+  _globals['_REFUNDCREATED']._serialized_end=783
+  _globals['_REFUNDSUCCEEDED']._serialized_start=786
+  _globals['_REFUNDSUCCEEDED']._serialized_end=925
+  _globals['_REFUNDFAILED']._serialized_start=927
+  _globals['_REFUNDFAILED']._serialized_end=1021
+  _globals['_TERMINALCHECKOUTUPDATED']._serialized_start=1023
+  _globals['_TERMINALCHECKOUTUPDATED']._serialized_end=1140
 # @@protoc_insertion_point(module_scope)

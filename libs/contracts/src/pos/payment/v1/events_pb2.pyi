@@ -134,6 +134,35 @@ class PaymentFailed(_message.Message):
 Global___PaymentFailed: _TypeAlias = PaymentFailed  # noqa: Y015
 
 @_typing.final
+class PaymentUpdated(_message.Message):
+    """Subject pos.payment.v1.payment_updated: a change of the payment no other event of it
+    announces (money set aside for an exchange's new order, or given back to it; a refund paid
+    another way than the processor's), so a copy kept from events never misses a version.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def payment(self) -> _payment_pb2.Payment: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        payment: _payment_pb2.Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentUpdated: _TypeAlias = PaymentUpdated  # noqa: Y015
+
+@_typing.final
 class RefundCreated(_message.Message):
     """Subject pos.payment.v1.refund_created"""
 
