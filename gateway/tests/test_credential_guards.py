@@ -145,6 +145,54 @@ async def test_an_access_token_grants_only_the_scopes_it_carries(gateway: Gatewa
         assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
 
 
+async def _live_key(gateway: Gateway, scopes: tuple[str, ...]) -> str:
+    """A live key of the fixture's merchant, made as the platform would (nothing on /v1 may
+    make the first one)."""
+    merchant = gateway.scalar("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")
+    engine = make_engine(gateway.database_url, pool_size=1)
+    try:
+        return (await issue_key(engine, SECRET, merchant, "live", scopes, "live")).key
+    finally:
+        await engine.dispose()
+
+
+async def test_a_test_credential_never_makes_a_live_key(gateway: Gateway) -> None:
+    keys_before = gateway.scalar("SELECT count(*) FROM api_keys")
+    live = {"name": "escalated", "scopes": ["catalog:read"], "mode": "live"}
+    # The merchant's first key is a test key, however many scopes it holds.
+    refused = await gateway.post("/v1/api-keys", live)
+    assert refused.status_code == 403, refused.text
+    problem = refused.json()
+    assert problem["code"] == "mode_not_grantable"
+    reason = "a test credential makes test keys only"
+    assert problem["errors"] == [{"field": "mode", "reason": reason}]
+    # An access token has no mode of its own: it counts as test, whichever key made its client.
+    client = await gateway.client(["credentials:manage", "catalog:read"])
+    form = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    token = (await gateway.http.post("/v1/oauth/token", data=form)).json()["access_token"]
+    headers = {**_bearer(token), "Idempotency-Key": str(uuid.uuid4())}
+    by_token = await gateway.http.post("/v1/api-keys", json=live, headers=headers)
+    assert by_token.status_code == 403 and by_token.json()["code"] == "mode_not_grantable"
+    assert gateway.scalar("SELECT count(*) FROM api_keys") == keys_before
+    log = await gateway.http.get("/v1/audit-log", params={"action": "credential.refused"})
+    modes = [(e["credential_id"], e["details"].get("mode"), e["details"].get("held_mode"))
+             for e in log.json()["data"] if e["details"]["name"] == "escalated"]  # fmt: skip
+    assert (client["client_id"], "live", "test") in modes
+    assert sum(1 for _, mode, held in modes if (mode, held) == ("live", "test")) == 2
+
+    # A test key may make test keys; a live key may make both.
+    assert (await gateway.post("/v1/api-keys", {**live, "mode": "test"})).status_code == 201
+    owner = _bearer(await _live_key(gateway, ("credentials:manage", "catalog:read")))
+    for mode in ("live", "test"):
+        made = await gateway.http.post(
+            "/v1/api-keys", json={**live, "name": f"by live: {mode}", "mode": mode},
+            headers={**owner, "Idempotency-Key": str(uuid.uuid4())},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert made.json()["mode"] == mode and made.json()["key"].startswith(f"pos_{mode}_")
+
+
 # --- rate-limit and cache headers ----------------------------------------------------------
 
 

@@ -68,7 +68,8 @@ async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
     engine = make_engine(url, pool_size=1)
     merchant = await create_merchant(engine, "Shown Once")
-    key = (await issue_key(engine, SECRET, merchant, "admin")).key
+    # Live: the tests make live keys, which only a live credential may.
+    key = (await issue_key(engine, SECRET, merchant, "admin", mode="live")).key
     await engine.dispose()
     settings = GatewaySettings(
         database_url=url,

@@ -34,6 +34,10 @@ class Principal:
     location_id: str | None = None
     staff_id: str | None = None
     session_id: str | None = None
+    # What the credential may mint (routes.credentials.grantable): an API key's own mode; an
+    # OAuth access token or a register's credential has none of its own (their clients and
+    # registers are made without one), so they count as test: never a way to a live key.
+    mode: str = "test"
 
 
 class KeyStore:
@@ -78,12 +82,16 @@ class KeyStore:
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
-                    select(api_keys.c.id, api_keys.c.merchant_id, api_keys.c.scopes).where(
-                        api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None)
-                    )
+                    select(
+                        api_keys.c.id, api_keys.c.merchant_id, api_keys.c.scopes, api_keys.c.mode
+                    ).where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
                 )
             ).first()
-            principal = Principal(row.merchant_id, row.id, frozenset(row.scopes)) if row else None
+            principal = (
+                Principal(row.merchant_id, row.id, frozenset(row.scopes), mode=row.mode)
+                if row
+                else None
+            )
             if row is not None:
                 await conn.execute(
                     update(api_keys).where(api_keys.c.id == row.id).values(last_used_at=func.now())

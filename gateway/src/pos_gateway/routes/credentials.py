@@ -78,22 +78,29 @@ def _principal(request: Request) -> Principal:
     return principal
 
 
-async def grantable(request: Request, kind: str, name: str, asked: list[str]) -> tuple[str, ...]:
+async def grantable(
+    request: Request, kind: str, name: str, asked: list[str], mode: str | None = None
+) -> tuple[str, ...]:
     """The scopes a new credential (`kind`) may carry: only those the credential making it
     holds (one holding every scope, as a merchant's first key does, may grant any). Anything
     else is a 403 naming the scopes it cannot grant, and nothing is made; the attempt is in
     the audit log (`credential.refused`): a credential reaching for more than it holds is
-    worth a look."""
+    worth a look. A new API key's `mode` is held the same way: a test credential (a key
+    pasted into a sandbox or a CI config) may make test keys only, never a live one."""
     principal = _principal(request)
     wanted = tuple(dict.fromkeys(asked))
+    details: dict[str, Any] = {"kind": kind, "name": name, "scopes": list(wanted)}
+    if mode is not None and mode not in ("test", principal.mode):
+        await _refused(request, {**details, "mode": mode, "held_mode": principal.mode})
+        raise Problem(
+            403,
+            "mode_not_grantable",
+            f"a {principal.mode} credential cannot create a {mode} key",
+            [{"field": "mode", "reason": f"a {principal.mode} credential makes test keys only"}],
+        )
     beyond = [s for s in wanted if s not in principal.scopes]
     if beyond:
-        details = {"kind": kind, "name": name, "scopes": list(wanted), "not_held": beyond}
-        async with request.app.state.engine.begin() as conn:
-            await audit.record(
-                conn, principal.merchant_id, "credential.refused", audit.actor_of(principal),
-                None, details, request_id(),
-            )  # fmt: skip
+        await _refused(request, {**details, "not_held": beyond})
         names = ", ".join(beyond)
         raise Problem(
             403,
@@ -102,6 +109,15 @@ async def grantable(request: Request, kind: str, name: str, asked: list[str]) ->
             [{"field": "scopes", "reason": f"not held by this credential: {names}"}],
         )
     return wanted
+
+
+async def _refused(request: Request, details: dict[str, Any]) -> None:
+    principal = _principal(request)
+    async with request.app.state.engine.begin() as conn:
+        await audit.record(
+            conn, principal.merchant_id, "credential.refused", audit.actor_of(principal),
+            None, details, request_id(),
+        )  # fmt: skip
 
 
 def _ts(value: Any) -> str | None:
@@ -156,9 +172,15 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
 
     A credential grants only scopes it holds itself (one holding every scope may grant any):
     asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`),
-    and the attempt is in the audit log (`credential.refused`)."""
+    and the attempt is in the audit log (`credential.refused`).
+
+    A credential makes keys of its own mode or test keys: a live key may make either, a test
+    key only test ones. An OAuth access token and a register's credential have no mode of
+    their own (OAuth clients and registers are made without one), so they count as test.
+    Asking for a `live` key with any of these is a 403 `mode_not_grantable` (`errors[]` on
+    `mode`); nothing is made and the attempt is in the audit log (`credential.refused`)."""
     merchant = _principal(request).merchant_id
-    scopes = await grantable(request, "api_key", body.name, body.scopes)
+    scopes = await grantable(request, "api_key", body.name, body.scopes, body.mode)
     state = request.app.state
     try:
         async with guarded(request, "api_key.created") as done:
@@ -227,7 +249,9 @@ async def create_client(body: ClientIn, request: Request) -> NewOAuthClient:
 
     A credential grants only scopes it holds itself (one holding every scope may grant any):
     asking for others is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`),
-    and the attempt is in the audit log (`credential.refused`)."""
+    and the attempt is in the audit log (`credential.refused`). A client has no mode: its
+    access tokens count as test credentials, so they make test API keys only, whatever
+    key made the client."""
     merchant = _principal(request).merchant_id
     scopes = await grantable(request, "oauth_client", body.name, body.scopes)
     state = request.app.state
