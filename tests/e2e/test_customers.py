@@ -283,6 +283,26 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     assert [c["id"] for c in export["gift_cards"]] == [card["id"]]
 
 
+def test_an_upsert_with_if_match_never_creates(platform: Running) -> None:
+    """If-Match on an external id no customer holds is false (RFC 9110, 13.1.1): a 412, and
+    no customer is made."""
+    http = platform.new_merchant("Upsert if-match e2e")
+    body = {"external_id": "crm-unseen", "given_name": "Ada"}
+    refused = http.post("/v1/customers/upsert", json=body, headers={"If-Match": '"1"', **_key()})
+    assert refused.status_code == 412, refused.text
+    problem = refused.json()
+    assert (problem["code"], problem["current_version"]) == ("version_mismatch", 0)
+    found = http.get("/v1/customers/search", params={"external_id": "crm-unseen"})
+    assert found.status_code == 200 and found.json()["data"] == []
+    made = _post(http, "/v1/customers/upsert", body, 200)
+    assert made["created"] and made["customer"]["version"] == 1
+    stale = http.post("/v1/customers/upsert", json=body, headers={"If-Match": '"7"', **_key()})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 1)
+    changed = http.post("/v1/customers/upsert", json={**body, "family_name": "King"},
+                        headers={"If-Match": '"1"', **_key()})  # fmt: skip
+    assert changed.status_code == 200 and not changed.json()["created"]
+
+
 def test_a_retry_after_erasure_never_brings_the_customer_back(platform: Running) -> None:
     """The probe: a customer made under an Idempotency-Key (a create, an upsert, an import),
     then erased; the same request under the same key again (a partner's queued retry) answers

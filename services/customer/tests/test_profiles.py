@@ -176,6 +176,32 @@ async def test_upsert_by_external_id_creates_then_updates(merchant: Caller) -> N
     assert _fields(err) == ["external_id"]
 
 
+async def test_an_upsert_with_a_version_never_creates(merchant: Caller, service: Service) -> None:
+    """If-Match is false when nothing is current (RFC 9110, 13.1.1): an upsert naming a
+    version only changes the customer it saw, and one that does not exist is not made."""
+    versioned = customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-unseen", given_name="Ada"), expected_version=1
+    )
+    err = await _refused(merchant("UpsertCustomer", versioned))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err).reason == "version_mismatch"
+    assert read_error(err).metadata["current_version"] == "0"  # nothing is current
+    rows = await service.sql(
+        "SELECT id FROM customers WHERE merchant_id = :m AND external_id = 'crm-unseen'",
+        m=merchant.merchant,
+    )
+    assert rows == []
+    # Once it exists, the version it has is the one that matches.
+    made = await merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-unseen", given_name="Ada")))  # fmt: skip
+    assert made.created
+    changed = await merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-unseen", family_name="King"), expected_version=1))  # fmt: skip
+    assert (changed.created, changed.customer.version) == (False, 2)
+    err = await _refused(merchant("UpsertCustomer", versioned))
+    assert read_error(err).metadata["current_version"] == "2"
+
+
 async def test_a_batch_upsert_is_all_or_nothing(merchant: Caller, service: Service) -> None:
     batch = [P(external_id=f"imp-{i}", given_name=f"Name{i}") for i in range(1000)]
     answer = await merchant(

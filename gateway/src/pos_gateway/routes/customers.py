@@ -275,13 +275,19 @@ async def search_customers(
 
 @router.post(
     "/customers/upsert",
-    **op("customers:write", "Create or update a customer by external_id", PROFILE_CREATE,
+    **op("customers:write", "Create or update a customer by external_id", (*PROFILE_CREATE, 412),
          example={"customer": ex.CUSTOMER, "created": False}),
 )  # fmt: skip
 async def upsert_customer(
     body: CustomerUpsert, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> UpsertedCustomer:
-    """Once the customer is erased, a retry with the same Idempotency-Key answers 410
+    """Send `If-Match: "<version>"` to update only the version you saw: a stale one is a 412
+    `version_mismatch` with `current_version`. With If-Match only an existing customer is
+    updated: when none has the external_id the answer is a 412 `version_mismatch` with
+    `current_version` 0 (RFC 9110: If-Match is false when there is nothing current), and
+    nothing is created.
+
+    Once the customer is erased, a retry with the same Idempotency-Key answers 410
     `customer_erased` and neither creates nor updates anything."""
     answer = await version_checked(
         svc.customer.UpsertCustomer(

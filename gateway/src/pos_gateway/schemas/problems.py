@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pos_gateway.problems import DETAIL_MAX, ERRORS_MAX
-from pos_gateway.routes.common import INT32
-from pos_gateway.schemas.base import FieldError, Version
+from pos_gateway.routes.common import INT32, INT64, INT64_MAX
+from pos_gateway.schemas.base import FieldError
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment
 
@@ -46,9 +48,18 @@ class PaymentDeclined(Problem):
 
 
 class VersionMismatch(Problem):
-    """If-Match named a version that is no longer current."""
+    """If-Match named a version that is no longer current, or one of a resource that does not
+    exist (an upsert by external id): its `current_version` is then 0."""
 
-    current_version: Version
+    current_version: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=INT64_MAX,
+            json_schema_extra=INT64,
+            description="The version now; 0 when the resource does not exist",
+        ),
+    ]
 
 
 # Error answers whose problem carries more than the common members, by status.

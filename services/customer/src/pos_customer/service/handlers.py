@@ -50,6 +50,15 @@ def _stale(current: int) -> Conflict:
     )
 
 
+def _missing_for_version(external_id: str) -> Conflict:
+    # Version 0: nothing current (a customer's first version is 1).
+    return Conflict(
+        f"no customer has external_id {external_id!r}, so no version of it can match",
+        "version_mismatch",
+        {"current_version": "0"},
+    )
+
+
 def _taken(field: str) -> AlreadyExists:
     return AlreadyExists(
         f"a customer with this {field} already exists",
@@ -150,6 +159,10 @@ async def upsert_customer(
     profile = normalise_profile(profile)
     external_id = profile.external_id or ""
     found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
+    if found is None and expected_version:
+        # If-Match is false when there is nothing current (RFC 9110, 13.1.1): the caller
+        # meant to change a customer it saw, so one that is gone is not made again.
+        raise _missing_for_version(external_id)
     if found is None:
         try:
             return await create_customer(uow, profile), True
