@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from pos_devstack.testing import Infra
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.app import create_app
+from pos_gateway.keys import ALL_SCOPES
 from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
@@ -191,6 +192,48 @@ async def test_a_test_credential_never_makes_a_live_key(gateway: Gateway) -> Non
         )  # fmt: skip
         assert made.status_code == 201, made.text
         assert made.json()["mode"] == mode and made.json()["key"].startswith(f"pos_{mode}_")
+
+
+async def test_the_platform_takes_a_merchant_live_with_a_key_of_every_scope(
+    gateway: Gateway,
+) -> None:
+    """A merchant's own credentials make no live key: the platform issues it. Shown once; a
+    retry with the same Idempotency-Key makes no second key; an unknown merchant is a 404
+    and a merchant's own key is no platform credential."""
+    made = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Going Live"}, headers=_bearer(ADMIN)
+    )
+    merchant, first = made.json()["id"], made.json()["api_key"]
+    headers = {**_bearer(ADMIN), "Idempotency-Key": str(uuid.uuid4())}
+    path = f"/v1/admin/merchants/{merchant}/api-keys"
+    issued = await gateway.http.post(path, json={"name": "live"}, headers=headers)
+    assert issued.status_code == 201, issued.text
+    key = issued.json()
+    assert key["mode"] == "live" and key["key"].startswith("pos_live_")
+    assert sorted(key["scopes"]) == sorted(ALL_SCOPES) and key["secret_redacted"] is False
+    replay = await gateway.http.post(path, json={"name": "live"}, headers=headers)
+    assert replay.status_code == 201
+    assert replay.json() == {**key, "key": None, "secret_redacted": True}
+    count = "SELECT count(*) FROM api_keys WHERE merchant_id = %s AND mode = 'live'"
+    assert gateway.scalar(count, merchant) == 1
+
+    # The live key is the merchant's, and may make live keys of its own.
+    live = _bearer(key["key"])
+    own = await gateway.http.get("/v1/api-keys", headers=live)
+    assert sorted(k["mode"] for k in own.json()["data"]) == ["live", "test"]
+    more = await gateway.http.post(
+        "/v1/api-keys", json={"name": "till", "scopes": ["orders:write"], "mode": "live"},
+        headers={**live, "Idempotency-Key": str(uuid.uuid4())},
+    )  # fmt: skip
+    assert more.status_code == 201 and more.json()["mode"] == "live", more.text
+
+    unknown = await gateway.http.post(
+        "/v1/admin/merchants/mer_nosuch/api-keys", json={"name": "live"}, headers=_bearer(ADMIN)
+    )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "resource_missing"
+    by_merchant = await gateway.http.post(path, json={"name": "x"}, headers=_bearer(first))
+    assert by_merchant.status_code == 401
+    assert gateway.scalar(count, merchant) == 2
 
 
 # --- rate-limit and cache headers ----------------------------------------------------------

@@ -127,6 +127,12 @@ async def _insert_once(
     return str(row.id)
 
 
+async def merchant_exists(engine: AsyncEngine, merchant_id: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id))
+        return found.first() is not None
+
+
 async def issue_key_once(
     engine: AsyncEngine,
     secret: str,

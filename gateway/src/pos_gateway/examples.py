@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pos_gateway.keys import ALL_SCOPES
+
 LOCATION_ID = "loc_01j9x6q2b3c4d5e6f7g8h9k0mn"
 CUSTOMER_ID = "cus_01j9x6q7r8s9t0v1w2x3y4z5ab"
 ORDER_ID = "ord_01j9x6r4c5d6e7f8g9h0j1k2mp"
@@ -617,6 +619,14 @@ NEW_API_KEY = {
     "last_used_at": None,
     "key": "pos_test_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
     "secret_redacted": False,
+}
+NEW_LIVE_API_KEY = {
+    **NEW_API_KEY,
+    "name": "live",
+    "mode": "live",
+    "key_hint": "pos_live_Xmp1…",
+    "scopes": list(ALL_SCOPES),
+    "key": "pos_live_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }
 REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
 OAUTH_CLIENT = {

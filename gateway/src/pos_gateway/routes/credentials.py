@@ -124,7 +124,7 @@ def _ts(value: Any) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _key_json(k: admin.KeyInfo) -> dict[str, Any]:
+def key_json(k: admin.KeyInfo) -> dict[str, Any]:
     return {
         "id": k.id,
         "name": k.name,
@@ -194,7 +194,7 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
         raise _reused() from None
     info = await admin.get_key(state.engine, merchant, key_id)
     assert info is not None  # this request made it, or an earlier attempt of it
-    return NewApiKey.model_validate({**_key_json(info), "key": key, REDACTED: key is None})
+    return NewApiKey.model_validate({**key_json(info), "key": key, REDACTED: key is None})
 
 
 @router.get(
@@ -213,7 +213,7 @@ async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) 
         cursor_after(cursor, KEYS),
         limit + 1,
     )
-    return ApiKeyList.model_validate(_page([_key_json(k) for k in found], limit, KEYS))
+    return ApiKeyList.model_validate(_page([key_json(k) for k in found], limit, KEYS))
 
 
 @router.delete(
@@ -230,7 +230,7 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
         done.resource = ("api_key", key_id)
         done.changed = now  # revoked already: one entry, from the revocation that did it
     request.app.state.keys.forget(key_id)
-    return ApiKey.model_validate(_key_json(revoked))
+    return ApiKey.model_validate(key_json(revoked))
 
 
 @router.post(

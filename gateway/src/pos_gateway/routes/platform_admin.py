@@ -10,13 +10,13 @@ from __future__ import annotations
 import hmac
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from nats.js.errors import NotFoundError
 from pydantic import Field
 
-from pos_gateway import admin
+from pos_gateway import admin, keys
 from pos_gateway import examples as ex
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
 from pos_gateway.problems import Problem
@@ -26,13 +26,15 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    PathId,
     cursor_after,
     example,
     problems,
     request_id,
     success,
 )
-from pos_gateway.schemas.credentials import Merchant
+from pos_gateway.routes.credentials import key_json
+from pos_gateway.schemas.credentials import Merchant, NewApiKey
 from pos_gateway.schemas.platform import DeadLetter, DeadLetterList, Redriven
 from pos_kit import dead_letters
 from pos_kit.paging import encode_token
@@ -88,6 +90,49 @@ async def create_merchant(body: MerchantIn, request: Request) -> Merchant:
     return Merchant.model_validate(
         {"id": merchant_id, "name": body.name, "api_key": key, REDACTED: key is None}
     )
+
+
+class MerchantKeyIn(Body):
+    model_config = example({"name": "live", "mode": "live"})
+
+    name: str = Field(min_length=1, max_length=100)
+    mode: Literal["test", "live"] = Field(
+        "live", description="`live` to take the merchant live: no merchant credential makes one"
+    )
+
+
+@router.post(
+    "/merchants/{merchant_id}/api-keys",
+    status_code=201,
+    summary="Issue a merchant an API key with every scope (a live key takes it live)",
+    description="Requires the platform credential. A merchant's own credentials make keys of "
+    "their own mode or test keys, and its first key is a test key: a live key comes from here, "
+    "when the platform takes the merchant live. The key (every scope) is shown in this answer "
+    "only, with `secret_redacted: false`; with an `Idempotency-Key` a retry makes no second key "
+    "and answers it with `key` null and `secret_redacted: true`. An unknown merchant is a 404. "
+    "Answers 404 like an unknown route when the deployment has no platform credential.",
+    responses={201: success(ex.NEW_LIVE_API_KEY), **problems(400, 401, 404, 413, 422, 429)},
+    openapi_extra={SHOWN_ONCE: ["key"]},
+)
+async def issue_merchant_key(
+    merchant_id: PathId, body: MerchantKeyIn, request: Request
+) -> NewApiKey:
+    _check(request)
+    state = request.app.state
+    if not await admin.merchant_exists(state.engine, merchant_id):
+        raise Problem(404, "resource_missing", f"merchant {merchant_id!r} was not found")
+    try:
+        key_id, key = await admin.issue_key_once(
+            state.engine, state.secret, merchant_id, body.name, keys.ALL_SCOPES, body.mode,
+            request_id(),
+        )  # fmt: skip
+    except admin.RequestReused:
+        raise Problem(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+        ) from None
+    info = await admin.get_key(state.engine, merchant_id, key_id)
+    assert info is not None  # this request made it, or an earlier attempt of it
+    return NewApiKey.model_validate({**key_json(info), "key": key, REDACTED: key is None})
 
 
 # --- dead letters -------------------------------------------------------------------------
