@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -188,6 +190,37 @@ def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Run
     refused = _post(http, "/v1/returns", never_sold)
     assert refused.status_code == 400, refused.text
     assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]
+
+
+def test_store_credit_of_a_return_is_not_a_gift_card_sold_in_the_settlement(
+    platform: Running,
+) -> None:
+    """The day a store sells one gift card and credits a return without a receipt: the report
+    counts the card sold and the store credit apart. Before, the credit's card counted as a gift
+    card sold, so a day of receiptless returns overstated its sales."""
+    with platform.new_merchant("Store Credit Settlement") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store = http.get("/v1/locations").json()["data"][0]
+        customer = http.get("/v1/customers").json()["data"][0]["id"]
+        gift_card = {"amount": {"amount": 2500, "currency": "USD"}}
+        sale = {"location_id": store["id"], "tender_type": "card", "card_token": "tok_visa",
+                "lines": [{"sku": "MUG-LOGO", "quantity": 1},
+                          {"quantity": 1, "gift_card": gift_card}]}  # fmt: skip
+        _ok(_post(http, "/v1/checkouts", sale), 201)
+        body = {"location_id": store["id"], "customer_id": customer,
+                "lines": [{"sku": "MUG-LOGO", "quantity": 1}], "reason": "no_receipt"}  # fmt: skip
+        credited = _ok(_post(http, "/v1/returns", body), 201)
+        credit = credited["order_return"]["amount"]
+        assert credit["amount"] > 0 and credited["store_credit"]["gift_card_id"]
+
+        today = datetime.now(ZoneInfo(store["time_zone"])).date().isoformat()
+        asked = {"location_id": store["id"], "date": today}
+        report = _ok(http.get("/v1/settlement-reports", params=asked))
+        assert (report["gift_cards_sold"], report["gift_cards_sold_count"]) == (
+            {"amount": 2500, "currency": "USD"},
+            1,
+        )
+        assert (report["store_credit_issued"], report["store_credit_issued_count"]) == (credit, 1)
 
 
 def _fed(http: httpx.Client, kind: str, object_id: str) -> list[dict[str, Any]]:

@@ -805,6 +805,8 @@ SETTLEMENT_REPORT = {
     "card_brands": [_tender("mastercard", 80990, 22, 0, 0), _tender("visa", 135000, 42, 6040, 2)],
     "gift_cards_sold": usd(15000),
     "gift_cards_sold_count": 3,
+    "store_credit_issued": usd(2400),
+    "store_credit_issued_count": 1,
     "gift_cards_redeemed": usd(12500),
     "tips": usd(9350),
     "net": usd(269460),

@@ -255,6 +255,16 @@ def observed(report: S.SettlementReport) -> dict[str, Any]:
     }
 
 
+async def report_of(running: Running, md: Any) -> S.SettlementReport:
+    """The report of HERE on DAY."""
+    answer = await running.settlement.GetSettlementReport(
+        S.GetSettlementReportRequest(location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"),
+        metadata=md,
+        timeout=30,
+    )
+    return answer.report
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_the_report_is_the_sum_of_the_local_days_captures_and_refunds(
     running: Running, seed: int
@@ -410,10 +420,54 @@ async def test_a_sold_card_undone_by_its_order_is_not_counted_as_sold(running: R
     await sold_with_order(2_500, "ord_compensated", undo="order_cancelled")
     await sold_with_order(1_500, "ord_returned", undo="line_returned")
     await sold_with_order(1_000, "ord_lost", undo="lost")
-    answer = await running.settlement.GetSettlementReport(
-        S.GetSettlementReportRequest(location_id=HERE, date=DAY, time_zone=ZONE, currency="USD"),
+    report = await report_of(running, md)
+    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 1_000, 2)
+
+
+async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: Running) -> None:
+    """A card issued as store credit (a return without a receipt) is money given back, not a
+    sale: it is `store_credit_issued`, never `gift_cards_sold`. Before, its activation counted
+    as a card sold. Value loaded on such a card later was sold, as on any card."""
+    m = new_id("mer")
+    md = (("x-merchant-id", m),)
+    noon = START + timedelta(hours=12)
+
+    async def issued(amount: int, reason: str, location: str = HERE) -> G.IssueGiftCardResponse:
+        card = await running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=rid(),
+                amount=usd(amount),
+                customer_id="cus_1" if reason == "store_credit" else "",
+                reason=reason,
+                location_id=location,
+            ),
+            metadata=md,
+            timeout=30,
+        )
+        at_noon(card.activity.id)
+        return card
+
+    def at_noon(activity_id: str) -> None:
+        running.execute(
+            "UPDATE gift_card_activities SET created_at = %s WHERE merchant_id = %s AND id = %s",
+            noon,
+            m,
+            activity_id,
+        )
+
+    await issued(4_000, "sale")
+    credit = await issued(1_200, "store_credit")
+    await issued(800, "store_credit")
+    await issued(5_000, "store_credit", location="loc_sf")  # another store's
+    loaded = await running.cards.LoadGiftCard(
+        G.LoadGiftCardRequest(
+            request_id=rid(), id=credit.gift_card.id, amount=usd(300), location_id=HERE
+        ),
         metadata=md,
         timeout=30,
     )
-    report = answer.report
-    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 1_000, 2)
+    at_noon(loaded.activity.id)
+    report = await report_of(running, md)
+    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 300, 2)
+    assert (report.store_credit_issued.amount, report.store_credit_issued_count) == (2_000, 2)
+    assert report.store_credit_issued.currency == "USD"

@@ -110,9 +110,14 @@ class SettlementReport(Answer):
     gift_cards_sold: Money = Field(
         description="Value put on cards here: issued and loaded, less the cards sold with an "
         "order and deactivated because it was cancelled or the line returned (on the day they "
-        "were)"
+        "were). Store credit is not a sale: it is in `store_credit_issued`"
     )
     gift_cards_sold_count: Count
+    store_credit_issued: Money = Field(
+        description="Value of the cards issued here as store credit (`reason: store_credit`, a "
+        "return without a receipt)"
+    )
+    store_credit_issued_count: Count
     gift_cards_redeemed: SignedMoney = Field(description="The gift card tender, net of refunds")
     tips: Money
     net: SignedMoney = Field(

@@ -1,5 +1,6 @@
-"""The settlement report's reads: one location's captures, refunds, tips and gift cards sold
-between two instants, summed by PostgreSQL (a day of 100,000 payments arrives as a few rows).
+"""The settlement report's reads: one location's captures, refunds, tips, gift cards sold and
+store credit issued between two instants, summed by PostgreSQL (a day of 100,000 payments
+arrives as a few rows).
 
 Each movement counts at the time it was asked for (its row's created_at): a sale captured at
 once, a later capture operation, a refund. Those times never change, so a closed day's report
@@ -9,16 +10,18 @@ processor settled late (pending, then reconciled) joins the day it was asked on.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Table, and_, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_payment.adapters.gift_card_tables import gift_card_activities, gift_cards
 from pos_payment.adapters.tables import operations, payments, refunds
+from pos_payment.domain.gift_cards import IssueReason
 from pos_payment.domain.settlement import Day, Movement
 
 # The deactivation reasons (DeactivateGiftCardRequest.reason) of a card whose sale was undone:
 # the order service's, when the order that sold it is cancelled or the line returned.
 SALE_UNDONE = ("order_cancelled", "line_returned")
+STORE_CREDIT = IssueReason.STORE_CREDIT.value
 
 
 class SqlSettlementLedger:
@@ -113,41 +116,60 @@ class SqlSettlementLedger:
         ).scalar_one()
         return int(total)
 
+    async def _card_activities(self, day: Day, *where: ColumnElement[bool]) -> tuple[int, int]:
+        """The sum and count of the merchant's gift card activities of the day, in its currency,
+        that `where` keeps (on the activity, or on its card, `gift_cards`)."""
+        a = gift_card_activities
+        row = (
+            await self._conn.execute(
+                select(func.coalesce(func.sum(a.c.amount), 0), func.count())
+                .select_from(a.join(gift_cards, _card_of(a)))
+                .where(
+                    a.c.merchant_id == self._merchant,
+                    a.c.currency == day.currency,
+                    a.c.created_at >= day.starts_at,
+                    a.c.created_at < day.ends_at,
+                    *where,
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]:
         """Value put on cards at the location: activations and loads, and how many; less the
         sales undone (a card sold with an order and deactivated because the order was
         cancelled, its compensation included, or the line returned), counted the day they
         were undone: such a card was never sold. Its deactivation carries no location: the
-        card's is where it was sold."""
+        card's is where it was sold. A card issued as store credit was not sold (it is money
+        given back: `store_credit_issued`); value loaded on it later was."""
         a, g = gift_card_activities, gift_cards
-        in_day = (a.c.created_at >= day.starts_at, a.c.created_at < day.ends_at)
-        row = (
-            await self._conn.execute(
-                select(func.coalesce(func.sum(a.c.amount), 0), func.count()).where(
-                    a.c.merchant_id == self._merchant,
-                    a.c.location_id == day.location_id,
-                    a.c.currency == day.currency,
-                    a.c.kind.in_(("activate", "load")),
-                    *in_day,
-                )
-            )
-        ).one()
-        undone = (
-            await self._conn.execute(
-                select(func.coalesce(func.sum(a.c.amount), 0), func.count())
-                .select_from(
-                    a.join(g, and_(g.c.merchant_id == a.c.merchant_id, g.c.id == a.c.gift_card_id))
-                )
-                .where(
-                    a.c.merchant_id == self._merchant,
-                    a.c.kind == "deactivate",
-                    a.c.reference.in_(SALE_UNDONE),
-                    a.c.currency == day.currency,
-                    g.c.order_id != "",
-                    g.c.location_id == day.location_id,
-                    *in_day,
-                )
-            )
-        ).one()
+        sold, count = await self._card_activities(
+            day,
+            a.c.location_id == day.location_id,
+            or_(a.c.kind == "load", and_(a.c.kind == "activate", g.c.reason != STORE_CREDIT)),
+        )
+        undone, undone_count = await self._card_activities(
+            day,
+            a.c.kind == "deactivate",
+            a.c.reference.in_(SALE_UNDONE),
+            g.c.order_id != "",
+            g.c.location_id == day.location_id,
+        )
         # A deactivation's amount is what the card held, taken off (negative).
-        return int(row[0]) + int(undone[0]), int(row[1]) - int(undone[1])
+        return sold + undone, count - undone_count
+
+    async def store_credit_issued(self, day: Day) -> tuple[int, int]:
+        """Value put on cards issued as store credit at the location (a return without a
+        receipt credits its customer on a new card), and how many."""
+        a, g = gift_card_activities, gift_cards
+        return await self._card_activities(
+            day,
+            a.c.location_id == day.location_id,
+            a.c.kind == "activate",
+            g.c.reason == STORE_CREDIT,
+        )
+
+
+def _card_of(a: Table) -> ColumnElement[bool]:
+    g = gift_cards
+    return and_(g.c.merchant_id == a.c.merchant_id, g.c.id == a.c.gift_card_id)

@@ -115,6 +115,9 @@ class SettlementReport:
     gift_cards_sold_count: int
     tips: int
     computed_at: datetime
+    # Cards issued as store credit (a return without a receipt): money given back, not taken.
+    store_credit_issued: int = 0
+    store_credit_issued_count: int = 0
 
     @property
     def gift_cards_redeemed(self) -> int:
@@ -131,6 +134,7 @@ def build_report(
     sold: tuple[int, int],
     tips: int,
     computed_at: datetime,
+    store_credit: tuple[int, int] = (0, 0),
 ) -> SettlementReport:
     """Every tender appears (zeros included), so a report always has the same shape."""
     tenders = {name: Totals(name) for name in TENDERS}
@@ -149,4 +153,6 @@ def build_report(
         sold[1],
         tips,
         computed_at,
+        store_credit[0],
+        store_credit[1],
     )

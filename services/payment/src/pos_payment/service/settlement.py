@@ -18,6 +18,7 @@ class SettlementLedger(Protocol):
     async def movements(self, day: Day) -> list[Movement]: ...
     async def tips(self, day: Day) -> int: ...
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]: ...
+    async def store_credit_issued(self, day: Day) -> tuple[int, int]: ...
 
 
 async def settlement_report(
@@ -32,4 +33,5 @@ async def settlement_report(
         await ledger.gift_cards_sold(day),
         await ledger.tips(day),
         computed_at,
+        await ledger.store_credit_issued(day),
     )

@@ -106,10 +106,13 @@ class SettlementReport(_message.Message):
     TIPS_FIELD_NUMBER: _builtins.int
     NET_FIELD_NUMBER: _builtins.int
     COMPUTED_AT_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_ISSUED_FIELD_NUMBER: _builtins.int
+    STORE_CREDIT_ISSUED_COUNT_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     date: _builtins.str
     time_zone: _builtins.str
     gift_cards_sold_count: _builtins.int
+    store_credit_issued_count: _builtins.int
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -120,7 +123,9 @@ class SettlementReport(_message.Message):
     def card_brands(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderTotals]: ...
     @_builtins.property
     def gift_cards_sold(self) -> _money_pb2.Money:
-        """Value put on gift cards (issued and loaded) at the location that day."""
+        """Value sold on gift cards (issued and loaded) at the location that day; store credit is not
+        a sale and is in store_credit_issued.
+        """
 
     @_builtins.property
     def gift_cards_redeemed(self) -> _money_pb2.Money:
@@ -132,6 +137,12 @@ class SettlementReport(_message.Message):
     def net(self) -> _money_pb2.Money: ...
     @_builtins.property
     def computed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def store_credit_issued(self) -> _money_pb2.Money:
+        """Store credit issued at the location that day: the value of the gift cards issued with
+        reason "store_credit" (a return without a receipt), and how many.
+        """
+
     def __init__(
         self,
         *,
@@ -148,10 +159,12 @@ class SettlementReport(_message.Message):
         tips: _money_pb2.Money | None = ...,
         net: _money_pb2.Money | None = ...,
         computed_at: _timestamp_pb2.Timestamp | None = ...,
+        store_credit_issued: _money_pb2.Money | None = ...,
+        store_credit_issued_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "starts_at", b"starts_at", "tips", b"tips"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "starts_at", b"starts_at", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
