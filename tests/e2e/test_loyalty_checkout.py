@@ -119,3 +119,32 @@ def test_a_sale_naming_a_merged_duplicate_is_the_survivors(platform: Running) ->
     assert order["id"] in [h["order_id"] for h in history]
     theirs = http.get(f"/v1/customers/{duplicate}/points").json()["data"]
     assert [e for e in theirs if e["order_id"] == order["id"]] == []
+
+
+def test_store_credit_for_a_merged_duplicate_is_the_survivors(platform: Running) -> None:
+    """A return without a receipt naming a duplicate merged away credits the survivor, as a
+    sale naming it is theirs: the return and its store credit card name the survivor."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    made = [_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@example.com"})
+            for _ in range(2)]  # fmt: skip
+    survivor, duplicate = (m.json()["id"] for m in made)
+    merged = _post(http, f"/v1/customers/{survivor}/merge", {"duplicate_id": duplicate})
+    assert merged.status_code == 200, merged.text
+    _wait("the order service never learnt the merge",
+          lambda: _merge_known(platform, duplicate) == survivor)  # fmt: skip
+    lines = [{"sku": "MUG-LOGO", "quantity": 1}]
+    sale = {"location_id": location, "tender_type": "card", "card_token": "tok_visa",
+            "lines": lines}  # fmt: skip
+    assert _post(http, "/v1/checkouts", sale).status_code == 201  # the price it is credited at
+
+    body = {"location_id": location, "customer_id": duplicate, "lines": lines,
+            "reason": "no_receipt"}  # fmt: skip
+    credited = _post(http, "/v1/returns", body)
+
+    assert credited.status_code == 201, credited.text
+    ret, card = credited.json()["order_return"], credited.json()["store_credit"]
+    assert ret["customer_id"] == survivor
+    assert http.get(f"/v1/returns/{ret['id']}").json()["customer_id"] == survivor
+    cards = http.get("/v1/gift-cards", params={"customer_id": survivor}).json()["data"]
+    assert card["gift_card_id"] in [c["id"] for c in cards]

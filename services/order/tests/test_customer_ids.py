@@ -26,6 +26,7 @@ from sqlalchemy import select
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos.customer.v1 import events_pb2 as customer_events
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.natsd import LocalNats
@@ -81,6 +82,43 @@ class Stack:
             request, metadata=md(A), timeout=10
         )
         return answer
+
+    async def receive(self, units: int) -> None:
+        """T-shirts received at the location."""
+        await inventory_pb2_grpc.InventoryServiceStub(self.inventory).AdjustStock(
+            inventory_pb2.AdjustStockRequest(
+                request_id=uuid.uuid4().hex,
+                sku="TEE",
+                location_id=self.location_id,
+                delta=units,
+                reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+            ),
+            metadata=md(A),
+            timeout=5,
+        )
+
+    async def receiptless(self, customer_id: str) -> order_pb2.CreateReceiptlessReturnResponse:
+        """A tee back without a receipt, credited to `customer_id` (a tee sold here first)."""
+        request = order_pb2.CreateReceiptlessReturnRequest(
+            request_id=uuid.uuid4().hex,
+            location_id=self.location_id,
+            customer_id=customer_id,
+            lines=[order_pb2.ReceiptlessReturnLine(sku="TEE", quantity=1, restock=True)],
+            reason="no_receipt",
+        )
+        answer: order_pb2.CreateReceiptlessReturnResponse = (
+            await self.order.CreateReceiptlessReturn(request, metadata=md(A), timeout=20)
+        )
+        return answer
+
+    def card_holder(self, gift_card_id: str) -> str:
+        with psycopg.connect(self.payment_db) as conn:
+            row = conn.execute(
+                "SELECT customer_id FROM gift_cards WHERE merchant_id = %s AND id = %s",
+                (A, gift_card_id),
+            ).fetchone()
+        assert row is not None
+        return str(row[0])
 
     async def refused(self, customer_id: str) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -316,6 +354,78 @@ async def test_a_merged_duplicate_not_seen_yet_is_looked_up_to_its_survivor(stac
 
     assert sold.order.customer_id == survivor
     assert stack.known(A, survivor)  # the survivor's look-up is kept, as for any unseen id
+
+
+async def test_a_return_and_an_exchange_naming_a_merged_duplicate_are_the_survivors(
+    stack: Stack,
+) -> None:
+    """As a sale: store credit for a return without a receipt naming a duplicate merged away
+    is the survivor's (the return and its card name them), and so is the new order of an
+    exchange of the duplicate's order. Before, the return kept the duplicate's id."""
+    survivor, duplicate = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.wait_known(A, duplicate)
+    sold = await stack.checkout(duplicate)  # before the merge: the duplicate's order
+    await stack.merge(survivor, duplicate)
+    await stack.wait_merged(A, duplicate, survivor)
+    await stack.stop_customer_service.aclose()  # the read model alone answers
+    await stack.receive(5)  # the exchange's new tee is held from them
+
+    credited = await stack.receiptless(duplicate)
+    exchanged = await stack.order.CreateExchange(
+        order_pb2.CreateExchangeRequest(
+            request_id=uuid.uuid4().hex,
+            order_id=sold.order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+            new_lines=[order_pb2.ExchangeLine(sku="TEE", quantity=1)],
+            reason="wrong_size",
+        ),
+        metadata=md(A),
+        timeout=20,
+    )
+
+    ret = credited.order_return
+    assert ret.customer_id == survivor and ret.status == "completed"
+    assert stack.card_holder(ret.store_credit_gift_card_id) == survivor
+    read = await stack.order.GetReturn(
+        order_pb2.GetReturnRequest(id=ret.id), metadata=md(A), timeout=5
+    )
+    assert read.order_return.customer_id == survivor
+    assert exchanged.order.customer_id == survivor
+
+
+async def test_a_return_naming_a_merged_duplicate_not_seen_yet_is_looked_up_to_its_survivor(
+    stack: Stack,
+) -> None:
+    stack.nats.stop()  # neither customer's events, nor the merge's, reach the order service
+    survivor, duplicate = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.merge(survivor, duplicate)
+    await stack.checkout("")  # a tee sold: the price the return is credited at
+
+    credited = await stack.receiptless(duplicate)
+
+    assert credited.order_return.customer_id == survivor
+    assert stack.card_holder(credited.store_credit.gift_card_id) == survivor
+
+
+async def test_a_return_naming_an_erased_customer_is_refused(stack: Stack) -> None:
+    erased = (await stack.customer(A)).id
+    await stack.wait_known(A, erased)
+    await stack.checkout("")
+    await stack.customers.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=erased),
+        metadata=md(A),
+        timeout=5,
+    )
+    deadline = time.monotonic() + 20
+    while stack.known(A, erased):
+        assert time.monotonic() < deadline, "the erasure never reached the read model"
+        await asyncio.sleep(0.05)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.receiptless(erased)
+
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert read_error(err.value).message == f"customer {erased!r} was not found"
 
 
 async def test_merges_hold_whatever_order_the_events_arrive_in(infra: Infra) -> None:

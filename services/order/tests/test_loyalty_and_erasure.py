@@ -23,7 +23,6 @@ from test_customer_ids import A, Stack, md
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_kit.grpc_client import read_error
@@ -182,7 +181,7 @@ async def test_an_order_waiting_for_its_holds_whose_points_are_refused_is_withdr
     is never asked for the hold it never needed (asked then released, before)."""
     customer = (await stack.customer(A)).id
     await _give(stack, customer, 10)
-    await _receive(stack, 1)  # what the hold would find, were it asked
+    await stack.receive(1)  # what the hold would find, were it asked
     request = order_pb2.CreateOrderRequest(
         request_id=uuid.uuid4().hex,
         channel="web",
@@ -209,20 +208,6 @@ async def _give(stack: Stack, customer_id: str, points: int) -> None:
     await stack.customers.AdjustPoints(
         loyalty_pb2.AdjustPointsRequest(
             request_id=uuid.uuid4().hex, customer_id=customer_id, points=points, reason="welcome"
-        ),
-        metadata=md(A),
-        timeout=5,
-    )
-
-
-async def _receive(stack: Stack, units: int) -> None:
-    await inventory_pb2_grpc.InventoryServiceStub(stack.inventory).AdjustStock(
-        inventory_pb2.AdjustStockRequest(
-            request_id=uuid.uuid4().hex,
-            sku="TEE",
-            location_id=stack.location_id,
-            delta=units,
-            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
         ),
         metadata=md(A),
         timeout=5,
@@ -290,17 +275,7 @@ async def test_an_erased_customers_orders_lose_their_addresses_and_notes(stack: 
         notes=note,
     )  # fmt: skip
     # The unit it ships (an order refused for want of stock is not kept).
-    await inventory_pb2_grpc.InventoryServiceStub(stack.inventory).AdjustStock(
-        inventory_pb2.AdjustStockRequest(
-            request_id=uuid.uuid4().hex,
-            sku="TEE",
-            location_id=stack.location_id,
-            delta=1,
-            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
-        ),
-        metadata=md(A),
-        timeout=5,
-    )
+    await stack.receive(1)
     made = await stack.order.CreateOrder(request, metadata=md(A), timeout=10)
     order_id = made.order.id
     assert address in _dump(stack) and note in _dump(stack)

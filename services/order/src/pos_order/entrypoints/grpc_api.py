@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import grpc
 
@@ -469,11 +470,13 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         validate_receiptless(req)
         # Before anything is claimed: the store and the customer must be the merchant's (a
-        # 404 otherwise, as for a made-up id); the store's currency is the credit's.
-        async with self.bound_uow() as uow:
-            known = await uow.customers.contains(req.customer_id)
-        if not known:
-            await handlers.customer_version(self.ports.customers, req.customer_id)
+        # 404 otherwise, as for a made-up id); the store's currency is the credit's. The
+        # credit is recorded under the customer as a sale would be: a duplicate merged away
+        # is its survivor, whose store credit it is.
+        survivor, _ = await handlers.current_customer(
+            self.bound_uow, self.ports.customers, req.customer_id
+        )
+        req = replace(req, customer_id=survivor)
         store = await self.ports.catalog.location(req.location_id)  # type: ignore[attr-defined]
         steps = returns.CreateReceiptlessReturn(
             req,

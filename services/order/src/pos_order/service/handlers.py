@@ -1217,9 +1217,19 @@ async def resolve_customer(customers: CustomerLookup, customer_id: str) -> tuple
     raise NotFound("customer", customer_id)
 
 
-async def customer_version(customers: CustomerLookup, customer_id: str) -> int:
-    """As `resolve_customer`, for a caller that needs only to know the id is the merchant's."""
-    return (await resolve_customer(customers, customer_id))[1]
+async def current_customer(
+    new_uow: NewUow, customers: CustomerLookup, customer_id: str
+) -> tuple[str, Buyer]:
+    """The customer `customer_id` is now, and what pricing needs of them: itself, or the
+    survivor a duplicate was merged into. The read model answers for an id it knows; only one
+    it does not is asked of the customer service (`resolve_customer`: an id the merchant does
+    not have, an erased one included, is a 404)."""
+    async with new_uow() as uow:
+        found = await uow.customers.resolve(customer_id)
+    if found is not None:
+        return found.id, found.buyer
+    survivor, _ = await resolve_customer(customers, customer_id)
+    return survivor, Buyer()
 
 
 async def remember_customer(
@@ -1403,12 +1413,7 @@ async def calculate_cart(
     if customer_id:
         # Priced for the customer a sale would be recorded under (a duplicate merged away is
         # its survivor: their groups, their coupons' limits, their points).
-        async with new_uow() as uow:
-            found = await uow.customers.resolve(customer_id)
-        if found is None:
-            customer_id, _ = await resolve_customer(ports.customers, customer_id)
-        else:
-            buyer, customer_id = found.buyer, found.id
+        customer_id, buyer = await current_customer(new_uow, ports.customers, customer_id)
     cart = await pricing.price_cart(
         ports,
         new_uow,
