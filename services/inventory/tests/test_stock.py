@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from inventory_db import Db, unique
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from pos_inventory.adapters.tables import reservations as reservations_table
 from pos_inventory.adapters.tables import stock_ledger
 from pos_inventory.domain.catalog import ProductFields, Variant
 from pos_inventory.domain.ledger import EntryKind
 from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChanged
-from pos_inventory.domain.reservations import OutOfStock, validate_hold
+from pos_inventory.domain.reservations import (
+    OutOfStock,
+    Reservation,
+    ReservationStatus,
+    validate_hold,
+)
 from pos_inventory.service import availability, catalog, handlers, reservations, stock, upsert
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 from pos_kit.ids import has_prefix
@@ -501,3 +508,47 @@ async def test_a_sku_kept_for_its_stock_is_named_by_the_field_that_took_it_away(
         assert sorted((v.field, v.description) for v in result.error.violations) == expected
     async with db.uow() as uow:
         assert (await catalog.get_product(uow, product.id)).version == product.version
+
+
+async def test_a_reservations_updated_at_moves_forward_when_it_ends(db: Db) -> None:
+    """A reservation's `updated_at` is the moment of its change, as a level's is: ended
+    (committed, released or expired) by a transaction that began before the hold was made, it
+    stamps after the hold, not at that transaction's start (which came before it)."""
+    sku = unique("held")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 10)
+
+    async def commit(uow: Any, reservation_id: str) -> Reservation:
+        return (await reservations.commit_reservation(uow, reservation_id))[0]
+
+    async def release(uow: Any, reservation_id: str) -> Reservation:
+        return (await reservations.release_reservation(uow, reservation_id))[0]
+
+    async def expire(uow: Any, reservation_id: str) -> Reservation:
+        # Due by the database clock: its time set in the past, as if it had run out.
+        await uow.conn.execute(
+            update(reservations_table)
+            .where(reservations_table.c.id == reservation_id)
+            .values(expires_at=func.now() - timedelta(hours=1))
+        )
+        assert await reservations.expire_reservation(uow, reservation_id)
+        return await reservations.get_reservation(uow, reservation_id)
+
+    for end, status in (
+        (commit, ReservationStatus.COMMITTED),
+        (release, ReservationStatus.RELEASED),
+        (expire, ReservationStatus.EXPIRED),
+    ):
+        async with db.tx() as early:
+            await early.stock.levels([sku], [loc])  # its transaction has begun
+            async with db.tx() as uow:
+                made, _ = await reservations.create_reservation(
+                    uow, validate_hold(loc, [(sku, 1)], 60, "")
+                )
+            ended = await end(early, made.id)
+        assert ended.status is status
+        assert made.updated_at is not None and ended.updated_at is not None
+        assert ended.updated_at > made.updated_at >= made.created_at
+        async with db.uow() as uow:
+            stored = await reservations.get_reservation(uow, made.id)
+        assert stored.updated_at == ended.updated_at

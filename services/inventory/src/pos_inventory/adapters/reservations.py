@@ -1,4 +1,7 @@
-"""PostgreSQL storage of reservations, and the sweep that expires them across merchants."""
+"""PostgreSQL storage of reservations, and the sweep that expires them across merchants.
+
+A reservation's `updated_at` is the table's to stamp (migration 0009): the moment it was made,
+then the moment its status changed, on the locked row, so it only moves forward."""
 
 from __future__ import annotations
 
@@ -81,9 +84,7 @@ class SqlReservations:
         if unless_due:
             query = query.where(reservations.c.expires_at > func.now())
         row = (
-            await self._conn.execute(
-                query.values(status=status.value, updated_at=func.now()).returning(*reservations.c)
-            )
+            await self._conn.execute(query.values(status=status.value).returning(*reservations.c))
         ).first()
         return reservation_of(row) if row else None
 
@@ -98,7 +99,7 @@ class SqlReservations:
                     reservations.c.status == ReservationStatus.ACTIVE.value,
                     reservations.c.expires_at <= func.now(),
                 )
-                .values(status=ReservationStatus.EXPIRED.value, updated_at=func.now())
+                .values(status=ReservationStatus.EXPIRED.value)
                 .returning(*reservations.c)
             )
         ).first()
@@ -129,7 +130,7 @@ class SqlExpiry:
         rows = await self._conn.execute(
             update(reservations)
             .where(reservations.c.merchant_id == due.c.merchant_id, reservations.c.id == due.c.id)
-            .values(status=ReservationStatus.EXPIRED.value, updated_at=func.now())
+            .values(status=ReservationStatus.EXPIRED.value)
             .returning(*reservations.c)
         )
         return [(r.merchant_id, reservation_of(r)) for r in rows]

@@ -199,7 +199,12 @@ reservations = Table(
     Column("reference", Text, nullable=False, server_default=""),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The moment of its latest change (made, then ended): clock_timestamp() when it is made,
+    # then stamped by a trigger on the locked row when its status changes, never below the
+    # stamp it replaces (migration 0009).
+    Column(
+        "updated_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
     PrimaryKeyConstraint("merchant_id", "id", name="reservations_pkey"),
     # The expiry sweep reads only active holds that are due.
     Index(
