@@ -807,6 +807,8 @@ SETTLEMENT_REPORT = {
     "gift_cards_sold_count": 3,
     "store_credit_issued": usd(2400),
     "store_credit_issued_count": 1,
+    "gift_card_sales_undone": usd(0),
+    "gift_card_sales_undone_count": 0,
     "gift_cards_redeemed": usd(12500),
     "tips": usd(9350),
     "net": usd(269460),

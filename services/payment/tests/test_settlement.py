@@ -378,10 +378,10 @@ async def test_the_first_and_last_days_are_reported(running: Running) -> None:
 
 async def test_a_sold_card_undone_by_its_order_is_not_counted_as_sold(running: Running) -> None:
     """A card sold with an order and deactivated because the order was cancelled (the saga's
-    compensation) or the line returned was never sold: the deactivation nets it out, on the day
-    it was made (a closed day stays closed). Before, the activation counted and nothing took it
-    back, so a sale undone after the payment inflated `gift_cards_sold`. A card deactivated for
-    another reason (lost) was sold all the same."""
+    compensation) or the line returned was a sale undone: `gift_card_sales_undone`, on the day
+    it was undone (a closed day stays closed). Before, nothing said so, and a sale undone after
+    the payment inflated what a day sold. A card deactivated for another reason (lost) was
+    sold all the same."""
     m = new_id("mer")
     md = (("x-merchant-id", m),)
     noon = START + timedelta(hours=12)
@@ -421,7 +421,63 @@ async def test_a_sold_card_undone_by_its_order_is_not_counted_as_sold(running: R
     await sold_with_order(1_500, "ord_returned", undo="line_returned")
     await sold_with_order(1_000, "ord_lost", undo="lost")
     report = await report_of(running, md)
-    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 1_000, 2)
+    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (
+        4_000 + 2_500 + 1_500 + 1_000,
+        4,
+    )
+    undone = (report.gift_card_sales_undone.amount, report.gift_card_sales_undone_count)
+    assert undone == (2_500 + 1_500, 2)
+
+
+async def test_a_day_undoing_an_earlier_days_sale_is_no_negative_day_of_sales(
+    running: Running,
+) -> None:
+    """A card sold the evening before and undone today (its order cancelled): today sold
+    nothing and undid one sale; the day before keeps its sale. Before, today's
+    `gift_cards_sold` was -2,500 over -1 cards, which the gateway's report refused (a 500)."""
+    m = new_id("mer")
+    md = (("x-merchant-id", m),)
+    issued = await running.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=rid(), amount=usd(2_500), order_id="ord_evening", order_line_id="L1",
+            reason="sale", location_id=HERE,
+        ),
+        metadata=md,
+        timeout=30,
+    )  # fmt: skip
+    ended = await running.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(
+            request_id=rid(), id=issued.gift_card.id, reason="order_cancelled"
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    for activity_id, at in (
+        (issued.activity.id, START - timedelta(hours=3)),
+        (ended.activity.id, START + timedelta(hours=9)),
+    ):
+        running.execute(
+            "UPDATE gift_card_activities SET created_at = %s WHERE merchant_id = %s AND id = %s",
+            at,
+            m,
+            activity_id,
+        )
+    today = await report_of(running, md)
+    assert (today.gift_cards_sold.amount, today.gift_cards_sold_count) == (0, 0)
+    undone = (today.gift_card_sales_undone.amount, today.gift_card_sales_undone_count)
+    assert undone == (2_500, 1)
+    before = await running.settlement.GetSettlementReport(
+        S.GetSettlementReportRequest(
+            location_id=HERE,
+            date=(START - timedelta(days=1)).date().isoformat(),
+            time_zone=ZONE,
+            currency="USD",
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    sold = (before.report.gift_cards_sold.amount, before.report.gift_cards_sold_count)
+    assert sold == (2_500, 1) and before.report.gift_card_sales_undone_count == 0
 
 
 async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: Running) -> None:

@@ -108,11 +108,16 @@ class SettlementReport(Answer):
     tenders: list[TenderTotals] = Field(max_length=16, description="Every tender type")
     card_brands: list[TenderTotals] = Field(max_length=64)
     gift_cards_sold: Money = Field(
-        description="Value put on cards here: issued and loaded, less the cards sold with an "
-        "order and deactivated because it was cancelled or the line returned (on the day they "
-        "were). Store credit is not a sale: it is in `store_credit_issued`"
+        description="Value put on cards here: issued and loaded. Store credit is not a sale: it "
+        "is in `store_credit_issued`; sales undone are in `gift_card_sales_undone`"
     )
     gift_cards_sold_count: Count
+    gift_card_sales_undone: Money = Field(
+        description="Cards sold here with an order and deactivated that day because the order "
+        "was cancelled or the line returned: what was taken off them. Apart from the day's "
+        "sales, so that a day undoing an earlier day's sale is never a negative day of sales"
+    )
+    gift_card_sales_undone_count: Count
     store_credit_issued: Money = Field(
         description="Value of the cards issued here as store credit (`reason: store_credit`, a "
         "return without a receipt)"

@@ -136,19 +136,24 @@ class SqlSettlementLedger:
         return int(row[0]), int(row[1])
 
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]:
-        """Value put on cards at the location: activations and loads, and how many; less the
-        sales undone (a card sold with an order and deactivated because the order was
-        cancelled, its compensation included, or the line returned), counted the day they
-        were undone: such a card was never sold. Its deactivation carries no location: the
-        card's is where it was sold. A card issued as store credit was not sold (it is money
-        given back: `store_credit_issued`); value loaded on it later was."""
+        """Value put on cards at the location that day: activations and loads, and how many. A
+        card issued as store credit was not sold (it is money given back:
+        `store_credit_issued`); value loaded on it later was."""
         a, g = gift_card_activities, gift_cards
-        sold, count = await self._card_activities(
+        return await self._card_activities(
             day,
             a.c.location_id == day.location_id,
             or_(a.c.kind == "load", and_(a.c.kind == "activate", g.c.reason != STORE_CREDIT)),
         )
-        undone, undone_count = await self._card_activities(
+
+    async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]:
+        """Sales undone that day: cards sold with an order and deactivated because the order
+        was cancelled (its compensation included) or the line returned, at the location the
+        card was sold (a deactivation carries none), with what was taken off them, and how
+        many. Counted the day they were undone, apart from the day's sales: a closed day stays
+        closed, and a day that undoes an earlier day's sale is not a negative day of sales."""
+        a, g = gift_card_activities, gift_cards
+        taken, count = await self._card_activities(
             day,
             a.c.kind == "deactivate",
             a.c.reference.in_(SALE_UNDONE),
@@ -156,7 +161,7 @@ class SqlSettlementLedger:
             g.c.location_id == day.location_id,
         )
         # A deactivation's amount is what the card held, taken off (negative).
-        return sold + undone, count - undone_count
+        return -taken, count
 
     async def store_credit_issued(self, day: Day) -> tuple[int, int]:
         """Value put on cards issued as store credit at the location (a return without a

@@ -118,6 +118,10 @@ class SettlementReport:
     # Cards issued as store credit (a return without a receipt): money given back, not taken.
     store_credit_issued: int = 0
     store_credit_issued_count: int = 0
+    # Cards sold with an order whose sale was undone that day (the order cancelled, the line
+    # returned): what was taken off them, apart from the day's sales.
+    gift_card_sales_undone: int = 0
+    gift_card_sales_undone_count: int = 0
 
     @property
     def gift_cards_redeemed(self) -> int:
@@ -135,6 +139,7 @@ def build_report(
     tips: int,
     computed_at: datetime,
     store_credit: tuple[int, int] = (0, 0),
+    undone: tuple[int, int] = (0, 0),
 ) -> SettlementReport:
     """Every tender appears (zeros included), so a report always has the same shape."""
     tenders = {name: Totals(name) for name in TENDERS}
@@ -155,4 +160,6 @@ def build_report(
         computed_at,
         store_credit[0],
         store_credit[1],
+        undone[0],
+        undone[1],
     )

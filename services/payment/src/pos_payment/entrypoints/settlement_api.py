@@ -40,6 +40,8 @@ def report_to_proto(report: SettlementReport) -> S.SettlementReport:
         gift_cards_sold_count=report.gift_cards_sold_count,
         store_credit_issued=money(report.store_credit_issued, c),
         store_credit_issued_count=report.store_credit_issued_count,
+        gift_card_sales_undone=money(report.gift_card_sales_undone, c),
+        gift_card_sales_undone_count=report.gift_card_sales_undone_count,
         gift_cards_redeemed=money(report.gift_cards_redeemed, c),
         tips=money(report.tips, c),
         net=money(report.net, c),

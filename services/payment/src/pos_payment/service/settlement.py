@@ -19,6 +19,7 @@ class SettlementLedger(Protocol):
     async def tips(self, day: Day) -> int: ...
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]: ...
     async def store_credit_issued(self, day: Day) -> tuple[int, int]: ...
+    async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]: ...
 
 
 async def settlement_report(
@@ -34,4 +35,5 @@ async def settlement_report(
         await ledger.tips(day),
         computed_at,
         await ledger.store_credit_issued(day),
+        await ledger.gift_card_sales_undone(day),
     )

@@ -108,11 +108,14 @@ class SettlementReport(_message.Message):
     COMPUTED_AT_FIELD_NUMBER: _builtins.int
     STORE_CREDIT_ISSUED_FIELD_NUMBER: _builtins.int
     STORE_CREDIT_ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_SALES_UNDONE_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_SALES_UNDONE_COUNT_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     date: _builtins.str
     time_zone: _builtins.str
     gift_cards_sold_count: _builtins.int
     store_credit_issued_count: _builtins.int
+    gift_card_sales_undone_count: _builtins.int
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -124,7 +127,7 @@ class SettlementReport(_message.Message):
     @_builtins.property
     def gift_cards_sold(self) -> _money_pb2.Money:
         """Value sold on gift cards (issued and loaded) at the location that day; store credit is not
-        a sale and is in store_credit_issued.
+        a sale and is in store_credit_issued; sales undone are in gift_card_sales_undone.
         """
 
     @_builtins.property
@@ -141,6 +144,14 @@ class SettlementReport(_message.Message):
     def store_credit_issued(self) -> _money_pb2.Money:
         """Store credit issued at the location that day: the value of the gift cards issued with
         reason "store_credit" (a return without a receipt), and how many.
+        """
+
+    @_builtins.property
+    def gift_card_sales_undone(self) -> _money_pb2.Money:
+        """Sales of gift cards undone that day (sold with an order, deactivated because the order was
+        cancelled or the line returned), at the location the card was sold: what was taken off the
+        cards, and how many. Apart from gift_cards_sold, so that a day undoing an earlier day's sale
+        is never a negative day of sales.
         """
 
     def __init__(
@@ -161,10 +172,12 @@ class SettlementReport(_message.Message):
         computed_at: _timestamp_pb2.Timestamp | None = ...,
         store_credit_issued: _money_pb2.Money | None = ...,
         store_credit_issued_count: _builtins.int = ...,
+        gift_card_sales_undone: _money_pb2.Money | None = ...,
+        gift_card_sales_undone_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_card_sales_undone_count", b"gift_card_sales_undone_count", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
