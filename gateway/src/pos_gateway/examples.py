@@ -809,6 +809,8 @@ SETTLEMENT_REPORT = {
     "store_credit_issued_count": 1,
     "gift_card_sales_undone": usd(0),
     "gift_card_sales_undone_count": 0,
+    "promotional_issued": usd(0),
+    "promotional_issued_count": 0,
     "gift_cards_redeemed": usd(12500),
     "tips": usd(9350),
     "net": usd(269460),

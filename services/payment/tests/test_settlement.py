@@ -482,8 +482,9 @@ async def test_a_day_undoing_an_earlier_days_sale_is_no_negative_day_of_sales(
 
 async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: Running) -> None:
     """A card issued as store credit (a return without a receipt) is money given back, not a
-    sale: it is `store_credit_issued`, never `gift_cards_sold`. Before, its activation counted
-    as a card sold. Value loaded on such a card later was sold, as on any card."""
+    sale: it is `store_credit_issued`, never `gift_cards_sold`; a promotional card is value
+    given away: `promotional_issued`. Before, their activations counted as cards sold. Value
+    loaded on such a card later was sold, as on any card."""
     m = new_id("mer")
     md = (("x-merchant-id", m),)
     noon = START + timedelta(hours=12)
@@ -512,6 +513,7 @@ async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: 
         )
 
     await issued(4_000, "sale")
+    await issued(1_500, "promotional")
     credit = await issued(1_200, "store_credit")
     await issued(800, "store_credit")
     await issued(5_000, "store_credit", location="loc_sf")  # another store's
@@ -526,4 +528,5 @@ async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: 
     report = await report_of(running, md)
     assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (4_000 + 300, 2)
     assert (report.store_credit_issued.amount, report.store_credit_issued_count) == (2_000, 2)
+    assert (report.promotional_issued.amount, report.promotional_issued_count) == (1_500, 1)
     assert report.store_credit_issued.currency == "USD"

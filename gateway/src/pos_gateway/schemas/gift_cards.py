@@ -108,8 +108,9 @@ class SettlementReport(Answer):
     tenders: list[TenderTotals] = Field(max_length=16, description="Every tender type")
     card_brands: list[TenderTotals] = Field(max_length=64)
     gift_cards_sold: Money = Field(
-        description="Value put on cards here: issued and loaded. Store credit is not a sale: it "
-        "is in `store_credit_issued`; sales undone are in `gift_card_sales_undone`"
+        description="Value put on cards here: issued and loaded. Store credit and promotional "
+        "cards are no sale: they are in `store_credit_issued` and `promotional_issued`; sales "
+        "undone are in `gift_card_sales_undone`"
     )
     gift_cards_sold_count: Count
     gift_card_sales_undone: Money = Field(
@@ -118,6 +119,10 @@ class SettlementReport(Answer):
         "sales, so that a day undoing an earlier day's sale is never a negative day of sales"
     )
     gift_card_sales_undone_count: Count
+    promotional_issued: Money = Field(
+        description="Value of the cards given away here as a promotion (`reason: promotional`)"
+    )
+    promotional_issued_count: Count
     store_credit_issued: Money = Field(
         description="Value of the cards issued here as store credit (`reason: store_credit`, a "
         "return without a receipt)"

@@ -22,6 +22,9 @@ from pos_payment.domain.settlement import Day, Movement
 # the order service's, when the order that sold it is cancelled or the line returned.
 SALE_UNDONE = ("order_cancelled", "line_returned")
 STORE_CREDIT = IssueReason.STORE_CREDIT.value
+PROMOTIONAL = IssueReason.PROMOTIONAL.value
+# Cards issued with nothing sold: money given back, value given away.
+NOT_SOLD = (STORE_CREDIT, PROMOTIONAL)
 
 
 class SqlSettlementLedger:
@@ -137,13 +140,14 @@ class SqlSettlementLedger:
 
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]:
         """Value put on cards at the location that day: activations and loads, and how many. A
-        card issued as store credit was not sold (it is money given back:
-        `store_credit_issued`); value loaded on it later was."""
+        card issued as store credit (money given back: `store_credit_issued`) or as a
+        promotion (value given away: `promotional_issued`) was not sold; value loaded on it
+        later was."""
         a, g = gift_card_activities, gift_cards
         return await self._card_activities(
             day,
             a.c.location_id == day.location_id,
-            or_(a.c.kind == "load", and_(a.c.kind == "activate", g.c.reason != STORE_CREDIT)),
+            or_(a.c.kind == "load", and_(a.c.kind == "activate", g.c.reason.not_in(NOT_SOLD))),
         )
 
     async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]:
@@ -166,12 +170,16 @@ class SqlSettlementLedger:
     async def store_credit_issued(self, day: Day) -> tuple[int, int]:
         """Value put on cards issued as store credit at the location (a return without a
         receipt credits its customer on a new card), and how many."""
+        return await self._issued_as(day, STORE_CREDIT)
+
+    async def promotional_issued(self, day: Day) -> tuple[int, int]:
+        """Value put on cards given away as a promotion at the location, and how many."""
+        return await self._issued_as(day, PROMOTIONAL)
+
+    async def _issued_as(self, day: Day, reason: str) -> tuple[int, int]:
         a, g = gift_card_activities, gift_cards
         return await self._card_activities(
-            day,
-            a.c.location_id == day.location_id,
-            a.c.kind == "activate",
-            g.c.reason == STORE_CREDIT,
+            day, a.c.location_id == day.location_id, a.c.kind == "activate", g.c.reason == reason
         )
 
 

@@ -122,6 +122,9 @@ class SettlementReport:
     # returned): what was taken off them, apart from the day's sales.
     gift_card_sales_undone: int = 0
     gift_card_sales_undone_count: int = 0
+    # Cards given away as a promotion: value no one paid for.
+    promotional_issued: int = 0
+    promotional_issued_count: int = 0
 
     @property
     def gift_cards_redeemed(self) -> int:
@@ -140,6 +143,7 @@ def build_report(
     computed_at: datetime,
     store_credit: tuple[int, int] = (0, 0),
     undone: tuple[int, int] = (0, 0),
+    promotional: tuple[int, int] = (0, 0),
 ) -> SettlementReport:
     """Every tender appears (zeros included), so a report always has the same shape."""
     tenders = {name: Totals(name) for name in TENDERS}
@@ -162,4 +166,6 @@ def build_report(
         store_credit[1],
         undone[0],
         undone[1],
+        promotional[0],
+        promotional[1],
     )

@@ -42,6 +42,8 @@ def report_to_proto(report: SettlementReport) -> S.SettlementReport:
         store_credit_issued_count=report.store_credit_issued_count,
         gift_card_sales_undone=money(report.gift_card_sales_undone, c),
         gift_card_sales_undone_count=report.gift_card_sales_undone_count,
+        promotional_issued=money(report.promotional_issued, c),
+        promotional_issued_count=report.promotional_issued_count,
         gift_cards_redeemed=money(report.gift_cards_redeemed, c),
         tips=money(report.tips, c),
         net=money(report.net, c),

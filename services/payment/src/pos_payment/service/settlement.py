@@ -20,6 +20,7 @@ class SettlementLedger(Protocol):
     async def gift_cards_sold(self, day: Day) -> tuple[int, int]: ...
     async def store_credit_issued(self, day: Day) -> tuple[int, int]: ...
     async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]: ...
+    async def promotional_issued(self, day: Day) -> tuple[int, int]: ...
 
 
 async def settlement_report(
@@ -36,4 +37,5 @@ async def settlement_report(
         computed_at,
         await ledger.store_credit_issued(day),
         await ledger.gift_card_sales_undone(day),
+        await ledger.promotional_issued(day),
     )

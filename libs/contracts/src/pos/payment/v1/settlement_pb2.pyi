@@ -110,12 +110,15 @@ class SettlementReport(_message.Message):
     STORE_CREDIT_ISSUED_COUNT_FIELD_NUMBER: _builtins.int
     GIFT_CARD_SALES_UNDONE_FIELD_NUMBER: _builtins.int
     GIFT_CARD_SALES_UNDONE_COUNT_FIELD_NUMBER: _builtins.int
+    PROMOTIONAL_ISSUED_FIELD_NUMBER: _builtins.int
+    PROMOTIONAL_ISSUED_COUNT_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     date: _builtins.str
     time_zone: _builtins.str
     gift_cards_sold_count: _builtins.int
     store_credit_issued_count: _builtins.int
     gift_card_sales_undone_count: _builtins.int
+    promotional_issued_count: _builtins.int
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -126,8 +129,9 @@ class SettlementReport(_message.Message):
     def card_brands(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderTotals]: ...
     @_builtins.property
     def gift_cards_sold(self) -> _money_pb2.Money:
-        """Value sold on gift cards (issued and loaded) at the location that day; store credit is not
-        a sale and is in store_credit_issued; sales undone are in gift_card_sales_undone.
+        """Value sold on gift cards (issued and loaded) at the location that day; store credit and
+        promotional cards are no sale (store_credit_issued, promotional_issued); sales undone are
+        in gift_card_sales_undone.
         """
 
     @_builtins.property
@@ -154,6 +158,12 @@ class SettlementReport(_message.Message):
         is never a negative day of sales.
         """
 
+    @_builtins.property
+    def promotional_issued(self) -> _money_pb2.Money:
+        """Gift cards given away as a promotion at the location that day (reason "promotional"):
+        their value, and how many.
+        """
+
     def __init__(
         self,
         *,
@@ -174,10 +184,12 @@ class SettlementReport(_message.Message):
         store_credit_issued_count: _builtins.int = ...,
         gift_card_sales_undone: _money_pb2.Money | None = ...,
         gift_card_sales_undone_count: _builtins.int = ...,
+        promotional_issued: _money_pb2.Money | None = ...,
+        promotional_issued_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "promotional_issued", b"promotional_issued", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_card_sales_undone_count", b"gift_card_sales_undone_count", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_card_sales_undone_count", b"gift_card_sales_undone_count", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "promotional_issued", b"promotional_issued", "promotional_issued_count", b"promotional_issued_count", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
