@@ -308,8 +308,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     payment service has settled the card, which asks the processor about a lost answer after a
     minute: within about a minute and a half. A sale with gift card lines is not finished
     alone: their codes are shown to the retry that activates them, so, paid, it waits for the
-    retry until its expiry (the order settings' `hold_seconds`, 15 minutes by default), then is
-    cancelled and refunded. A retry that finds the sale cancelled by then
+    retry until its expiry (the order service's own hold, 15 minutes unless its deployment sets
+    another: a register sale holds no stock, so the merchant's `hold_seconds` does not apply),
+    then is cancelled and refunded. A retry that finds the sale cancelled by then
     (abandoned: the card never answered, or the till's retries waited out the order service's
     window) is a 409 `sale_cancelled` with `cancel_reason`: nothing was kept or charged; ring
     it up again under a new key. That key with another body is a 422

@@ -29,7 +29,8 @@ ORDER_STATUS_WORDS = (
     "saving it"
 )
 FULFILLMENT_STATUS_WORDS = (
-    "in_store: `fulfilled`; pickup: `reserved` → `ready_for_pickup` → `picked_up` (or "
+    "in_store: `reserved` until the order is confirmed, then `fulfilled`; pickup: `reserved` "
+    "→ `ready_for_pickup` → `picked_up` (or "
     "`cancelled`, `expired`); shipment: `reserved` → `picked` → `shipped` → `delivered` (or "
     "`cancelled`); more values may come"
 )
