@@ -14,6 +14,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import keys
 from pos_gateway.convert import to_json
+from pos_gateway.edge import service_request_id
 from pos_gateway.idempotency import canonical, fingerprints
 from pos_gateway.problems import HTTP_FOR_GRPC
 
@@ -171,3 +172,13 @@ def test_a_service_down_or_too_slow_says_when_to_retry() -> None:
         grpc.StatusCode.FAILED_PRECONDITION, grpc.aio.Metadata(), grpc.aio.Metadata(), "no"
     )
     assert "Retry-After" not in from_rpc_error(refused).headers
+
+
+def test_a_clients_key_is_set_apart_from_the_ids_the_platform_derives() -> None:
+    # Derived ids hold a '/': a key holding one is prefixed; any other is the request id.
+    uuid_key = "5f0c2a8e-6a57-4c43-9d2f-0b8c6f1f3e21"
+    assert service_request_id(uuid_key) == uuid_key
+    assert service_request_id("ord_1/release/ord_1-1") == "key:ord_1/release/ord_1-1"
+    assert service_request_id("key:x/y") == "key:key:x/y"
+    derived = f"{service_request_id('K')}/payment"
+    assert service_request_id(derived) != derived

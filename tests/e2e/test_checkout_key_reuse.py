@@ -13,7 +13,7 @@ import uuid
 import httpx
 import pytest
 
-from pos_devstack.http_checks import eventually, ok, post
+from pos_devstack.http_checks import available, eventually, ok, post, stocked
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -69,3 +69,37 @@ def test_a_key_reused_with_another_cart_after_a_failure_is_a_422_and_charges_not
         assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
         # The other body is still refused, now by the gateway's own store.
         assert post(http, "/v1/checkouts", other, key).status_code == 422
+
+
+def test_a_clients_key_never_names_a_step_of_the_saga(platform: Running) -> None:
+    """The saga's own steps have request ids derived from the order (`<order>/release/<f>`, a
+    public pattern). A client's Idempotency-Key spelled like one is set apart from them: the
+    stock adjustment sent under it is the client's own, and the order's cancel still releases
+    its hold and voids its card (before, the saga's release was answered 422 as a reused id,
+    the cancel answered 422 and the order was left half cancelled)."""
+    with platform.new_merchant("Keys apart") as http:
+        ok(
+            post(
+                http,
+                "/v1/locations",
+                {"name": "Keys St", "currency": "USD", "pickup_enabled": True},
+            ),
+            201,
+        )
+        sku, [store] = stocked(http, "KEY")
+        body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+        order = ok(post(http, "/v1/orders", body), 201)
+        (pickup,) = order["fulfillments"]
+        paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                       {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+        assert available(http, sku, store) == 9
+
+        added = {"sku": sku, "location_id": store, "delta": 1, "reason": "received"}
+        ok(post(http, "/v1/inventory/adjustments", added, f"{order['id']}/release/{pickup['id']}"),
+           201)  # fmt: skip
+        cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {"reason": "requested"}))
+
+        assert cancelled["status"] == "cancelled"
+        assert ok(http.get(f"/v1/payments/{paid['payment']['id']}"))["status"] == "voided"
+        assert eventually(lambda: available(http, sku, store) == 11)

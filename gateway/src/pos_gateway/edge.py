@@ -97,6 +97,16 @@ def hsts_value(max_age_seconds: int) -> bytes | None:
     return f"max-age={max_age_seconds}; includeSubDomains".encode()
 
 
+def service_request_id(key: str) -> str:
+    """The services' `request_id` for a client's Idempotency-Key. Every id the platform derives
+    for a step of its own holds a '/' (the saga's `<order>/void/<payment>`, a route's
+    `<key>/payment`), so a key holding one is set apart: a client's key never names one of
+    those steps (it would be refused as reused, or its answer replayed, when the saga takes
+    it). A key without a '/' (a UUID, as most are) is the request id as it always was.
+    Unit: gateway/tests/test_units.py; end to end: tests/e2e/test_checkout_key_reuse.py."""
+    return f"key:{key}" if "/" in key else key
+
+
 class EdgeMiddleware:
     def __init__(
         self, app: ASGIApp, limits: Limiter, max_body: int, hsts_max_age_seconds: int = 0
@@ -315,7 +325,7 @@ class EdgeMiddleware:
             await answer(scope, _replay(body), send)
             return
 
-        request_id_var.set(key)
+        request_id_var.set(service_request_id(key))
         captured: dict[str, Any] = {
             "status": 500, "type": "", "etag": "", "body": [], "stored": False
         }  # fmt: skip
