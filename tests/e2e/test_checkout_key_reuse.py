@@ -103,3 +103,23 @@ def test_a_clients_key_never_names_a_step_of_the_saga(platform: Running) -> None
         assert cancelled["status"] == "cancelled"
         assert ok(http.get(f"/v1/payments/{paid['payment']['id']}"))["status"] == "voided"
         assert eventually(lambda: available(http, sku, store) == 11)
+
+
+def test_a_key_refused_as_not_found_may_carry_the_corrected_request(platform: Running) -> None:
+    """A sale or an order naming an unknown SKU is a 404 and keeps nothing: the corrected
+    request under the same key goes through (before, the kept start made it a 422)."""
+    with platform.new_merchant("Corrected") as http:
+        ok(post(http, "/v1/locations", {"name": "Fix St", "currency": "USD",
+                                        "pickup_enabled": True}), 201)  # fmt: skip
+        sku, [store] = stocked(http, "FIX")
+        sale = {"location_id": store, "lines": [{"sku": "NO-SUCH", "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        order = {"location_id": store, "lines": [{"sku": "NO-SUCH", "quantity": 1}],
+                 "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+        for path, body, status in (("/v1/checkouts", sale, 201), ("/v1/orders", order, 201)):
+            key = str(uuid.uuid4())
+            refused = post(http, path, body, key)
+            assert refused.status_code == 404, refused.text
+            corrected = {**body, "lines": [{"sku": sku, "quantity": 1}]}
+            made = ok(post(http, path, corrected, key), status)
+            assert ok(post(http, path, corrected, key), status) == made  # replayed

@@ -9,7 +9,8 @@ the order and its saga state are saved before any payment is taken.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
@@ -321,23 +322,24 @@ class Checkout(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            priced = await _priced_order(
-                ports,
-                self.new_uow,
-                started,
-                order_id,
-                cmd.location_id,
-                cmd.customer_id,
-                cmd.lines,
-                [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
-                "register",
-                cmd.coupon_codes,
-                cmd.order_manual,
-                cmd.redeem_points,
-            )
-            order = priced.order
-            validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
-            await check_gift_card_lines(ports, cmd.lines)
+            async with _nothing_kept_if_refused(self.new_uow, cmd.request_id):
+                priced = await _priced_order(
+                    ports,
+                    self.new_uow,
+                    started,
+                    order_id,
+                    cmd.location_id,
+                    cmd.customer_id,
+                    cmd.lines,
+                    [FulfillmentRequest(FulfillmentType.IN_STORE, cmd.location_id)],
+                    "register",
+                    cmd.coupon_codes,
+                    cmd.order_manual,
+                    cmd.redeem_points,
+                )
+                order = priced.order
+                validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
+                await check_gift_card_lines(ports, cmd.lines)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
@@ -585,6 +587,26 @@ def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
     }
 
 
+@asynccontextmanager
+async def _nothing_kept_if_refused(new_uow: NewUow, request_id: str) -> AsyncIterator[None]:
+    """Pricing a new sale or order, before it is saved: refused there (an unknown SKU, location
+    or customer, a gift card line that cannot be activated, a service away), nothing happened,
+    so the request's first moment is forgotten too. The corrected request may then use the same
+    key, as the gateway promises of a 4xx or 5xx (it keeps nothing of them either); before, the
+    kept start answered it 422 `idempotency_key_reused`."""
+    try:
+        yield
+    except Exception:
+        try:
+            async with new_uow() as uow:
+                await uow.checkouts.forget(request_id)
+                await uow.commit()
+        except Exception as exc:
+            # The start then stays, as before: the refusal itself is what to report.
+            log.warning("could not forget a refused request's start: %s", type(exc).__name__)
+        raise
+
+
 async def _discard(new_uow: NewUow, order_id: str, request_id: str = "") -> None:
     """`request_id`: the request's first moment is forgotten with its order, so a retry of it
     makes an order of a new id, never one whose step ids the other services would answer
@@ -661,22 +683,23 @@ class CreateOrder(Generic[R]):
         order = started.existing
         if order is None:
             order_id = replace(claim, claimed_at=started.at).derived_id("ord")
-            priced = await _priced_order(
-                self.ports,
-                self.new_uow,
-                started,
-                order_id,
-                cmd.location_id,
-                cmd.customer_id,
-                cmd.lines,
-                cmd.fulfillments,
-                cmd.channel,
-                cmd.coupon_codes,
-                cmd.order_manual,
-                cmd.redeem_points,
-            )
-            order = priced.order
-            await check_gift_card_lines(self.ports, cmd.lines)
+            async with _nothing_kept_if_refused(self.new_uow, cmd.request_id):
+                priced = await _priced_order(
+                    self.ports,
+                    self.new_uow,
+                    started,
+                    order_id,
+                    cmd.location_id,
+                    cmd.customer_id,
+                    cmd.lines,
+                    cmd.fulfillments,
+                    cmd.channel,
+                    cmd.coupon_codes,
+                    cmd.order_manual,
+                    cmd.redeem_points,
+                )
+                order = priced.order
+                await check_gift_card_lines(self.ports, cmd.lines)
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
             # With stock to hold, the order is announced once it is held; else, with coupons,
