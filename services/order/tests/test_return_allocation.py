@@ -278,6 +278,30 @@ def test_bad_returns_are_refused_naming_the_field() -> None:
     assert ret.amount == 1000
 
 
+def test_units_a_return_still_being_made_holds_are_a_conflict_not_a_bad_request() -> None:
+    """3 sold, 1 returned, 2 in a return whose refunds are under way (it may yet fail and give
+    them back): asking for 1 more is a 409 `return_in_progress` naming the quantity, to retry;
+    asking for more than the 2 the order could ever give back is still the 400."""
+    order = sold_order([(1000, 3)], 0, 0, [1])
+    done: list[Return] = []
+    do_return(order, done, [("L1", 1)])
+    req = ReturnRequest("req-p", order.id, [ReturnLineRequest("L1", 2)], "unwanted")
+    making = plan_return(
+        order, done, req, "ret_p", SOLD + timedelta(days=1), 30, tenders_left(order, done)
+    )
+    assert making.status is ReturnStatus.PENDING
+    earlier = [*done, making]
+    with pytest.raises(Conflict) as busy:
+        do_return(order, earlier, [("L1", 1)])
+    assert busy.value.code == "return_in_progress"
+    assert [v.field for v in busy.value.violations] == ["lines[0].quantity"]
+    with pytest.raises(InvalidArgument) as bad:
+        do_return(order, earlier, [("L1", 3)])
+    assert (
+        "1 already returned, 2 in a return still being made" in bad.value.violations[0].description
+    )
+
+
 def test_past_the_window_an_override_reason_of_spaces_is_no_reason() -> None:
     """Blank after trimming it is a 400 naming it; the window's 409 names it as what to send;
     one kept is kept trimmed."""

@@ -352,7 +352,11 @@ async def test_fifty_concurrent_returns_of_one_line_refund_at_most_what_it_paid(
     made = [o for o in outcomes if isinstance(o, order_pb2.Return)]
     refused = [o for o in outcomes if not isinstance(o, order_pb2.Return)]
     assert len(made) == 10
-    assert {e.code() for e in refused} == {grpc.StatusCode.INVALID_ARGUMENT}
+    # None left (a 400), or units a return still being made holds (a 409: retry).
+    assert {e.code() for e in refused} <= {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
     assert sum(r.amount.amount for r in made) == 27063
     ((captured, refunded),) = (await shop.refunded(order.id)).values()
     assert captured == refunded == 27063

@@ -488,6 +488,7 @@ def plan_return(
     lines = {ln.id: ln for ln in order.lines}
     paid = order_paid_per_line(order)
     violations: list[FieldViolation] = []
+    in_flight: list[FieldViolation] = []
     made: list[ReturnLine] = []
     for i, ask in enumerate(req.lines):
         line = lines.get(ask.line_id)
@@ -516,12 +517,25 @@ def plan_return(
                 )
                 continue
         before = sum(r.units(line.id) for r in earlier)
+        making = sum(r.units(line.id) for r in earlier if r.status is ReturnStatus.PENDING)
         left = line.quantity - before
         if ask.quantity > left:
+            if ask.quantity <= left + making:
+                # Units of a return still being made, which may yet fail and give them back:
+                # not a wrong request, a conflict with that return (retry once it is done).
+                in_flight.append(
+                    FieldViolation(
+                        f"lines[{i}].quantity",
+                        f"{making} of its units are in a return still being made: at most "
+                        f"{left} can be returned until it is done",
+                    )
+                )
+                continue
             violations.append(
                 FieldViolation(
                     f"lines[{i}].quantity",
-                    f"must be at most {left}: {line.quantity} sold, {before} already returned",
+                    f"must be at most {left}: {line.quantity} sold, {before - making} already "
+                    f"returned" + (f", {making} in a return still being made" if making else ""),
                 )
             )
             continue
@@ -539,6 +553,13 @@ def plan_return(
             )
         )
     raise_if(violations)
+    if in_flight:
+        busy = Conflict(
+            "units asked for are in a return of this order still being made: retry once it is done",
+            "return_in_progress",
+        )
+        busy.violations = in_flight
+        raise busy
     if adjusted:
         made = less_adjustments(made, earlier, adjusted)
     total = sum(ln.amount for ln in made)
