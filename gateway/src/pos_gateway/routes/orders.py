@@ -899,7 +899,9 @@ class OrderSettingsIn(Body):
 
     # Strict: JSON's 0 and 1 are numbers, not a yes or a no.
     capture_pickup_at_order: StrictBool | None = Field(
-        None, description="Capture pickups at confirmation (true) or at hand-over (false)"
+        None,
+        description="Capture pickups at confirmation (true) or at hand-over (false: only those "
+        "whose wait ends within the authorisation window; the others at confirmation)",
     )
     pickup_expiry_seconds: int | None = Field(None, ge=3600, le=7_776_000, json_schema_extra=INT64)
     hold_seconds: int | None = Field(None, ge=60, le=604_800, json_schema_extra=INT64)

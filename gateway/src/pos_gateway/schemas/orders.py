@@ -295,7 +295,10 @@ class OrderList(Page[Order]):
 
 class OrderSettings(Answer):
     capture_pickup_at_order: bool = Field(
-        description="Pickups captured at confirmation (true) or at hand-over (false)"
+        description="Pickups captured at confirmation (true) or at hand-over (false). Even "
+        "when false, a pickup whose wait (`pickup_expiry_seconds`) outlasts the authorisation "
+        "(`authorization_window_seconds`) is captured at confirmation: an authorisation must "
+        "never lapse before the goods are collected"
     )
     pickup_expiry_seconds: int = Field(
         ge=0, le=INT64_MAX, json_schema_extra=INT64, description="How long a pickup waits"
