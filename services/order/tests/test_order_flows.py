@@ -14,7 +14,7 @@ import pytest
 from test_coupons_saga import CouponDiscount, FakeCoupons
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
-from pos_kit.errors import Conflict, DomainError, ErrorKind, InvalidArgument
+from pos_kit.errors import Conflict, DomainError, ErrorKind, InvalidArgument, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import (
@@ -681,3 +681,20 @@ def test_a_step_that_skips_a_state_is_refused_and_writes_nothing(
     m.step(Pick((order_id, f.id, to)))
     assert m.order(order_id).fulfillments[0].status is to
     _check(m)
+
+
+def test_a_hand_over_reads_the_money_before_its_claim_and_needs_it_only_when_fresh() -> None:
+    """What the payments refunded is read before the claim, with the payment service away
+    answering nothing: that read no longer fails the request (a retry of a step already made
+    replays its answer at the claim, without the payment service); a fresh hand-over still
+    needs the figures, and is a 503 writing nothing."""
+    m = OrderLifecycle()
+    order_id, fid = _confirmed_shipment(m, picked=True)
+    m.ports.payments.down = True  # type: ignore[union-attr]
+    steps = _step(m, order_id, fid, FulfillmentStatus.SHIPPED)
+    asyncio.run(steps.money_now())
+    version = m.order(order_id).version
+    with pytest.raises(Unavailable):
+        asyncio.run(_read(m, steps))
+    assert m.order(order_id).version == version
+    assert m.order(order_id).fulfillments[0].status is FulfillmentStatus.PICKED

@@ -1067,6 +1067,9 @@ class UpdateFulfillment(Generic[R]):
         # Read before the claim (`money_now`), with no connection held.
         self.refunded: dict[str, int] = {}
         self.refunds: list[UnitsRefund] = []
+        # The payment service away when they were read: only a fresh step needs them (a
+        # retry of one already made replays its answer at the claim).
+        self.money_unknown: Unavailable | None = None
 
     async def money_now(self) -> None:
         """Before the claim, no connection held, for a step that hands goods over: what the
@@ -1079,11 +1082,15 @@ class UpdateFulfillment(Generic[R]):
             order = await uow.orders.get(self.step.order_id)
         if order is None or not order.payment_ids:
             return  # the claim's read answers the 404; nothing to refund without payments
-        self.refunded = {
-            p.payment_id: p.refunded_amount for p in await self.ports.payments.of_order(order.id)
-        }
-        if self.refunds_of is not None and any(self.refunded.values()):
-            self.refunds = await self.refunds_of(order.id)
+        try:
+            self.refunded = {
+                p.payment_id: p.refunded_amount
+                for p in await self.ports.payments.of_order(order.id)
+            }
+            if self.refunds_of is not None and any(self.refunded.values()):
+                self.refunds = await self.refunds_of(order.id)
+        except Unavailable as exc:
+            self.money_unknown = exc
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         step = self.step
@@ -1093,6 +1100,8 @@ class UpdateFulfillment(Generic[R]):
             raise NotFound("order", step.order_id)
         f = order.step_fulfillment(step.fulfillment_id, step.to, step.carrier, step.tracking_number)
         if step.to in CAPTURES_AT and f.status is not step.to:
+            if self.money_unknown is not None:
+                raise self.money_unknown
             order.plan_captures([f])
             short = order.share_not_covered(f)
             if short:
