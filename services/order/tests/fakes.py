@@ -600,6 +600,8 @@ class FakeStock:
         r = self.reservations.get(reservation_id)
         if r is None:
             raise NotFound("reservation", reservation_id)
+        if r.status == "committed":  # as inventory answers: its units are sold
+            raise Conflict("the reservation was committed", "reservation_committed")
         if r.status != "active":
             raise Conflict(f"the reservation is {r.status}", "reservation_not_active")
         for s, q in r.lines:

@@ -4,7 +4,8 @@ with request ids derived from the order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,18 @@ import pytest
 from fakes import FakeStock, uow_factory
 from test_checkout import Shop, _cmd, checkout
 
-from pos_kit.errors import Conflict, NotFound, Unavailable
+from pos_kit.errors import Conflict, DomainError, NotFound, RequestIdReused, Unavailable
 from pos_kit.idempotency import Claim
-from pos_order.domain.model import LineRequest, OrderStatus, PointsState
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    HoldState,
+    LineRequest,
+    OrderStatus,
+    PointsState,
+    Tender,
+)
 from pos_order.service import handlers, saga
 from pos_order.service.ports import CheckoutPorts, CreateOrderCommand
 from pos_order.service.saga import Policy
@@ -159,3 +169,75 @@ def _kept(order: Any, _refunded: Any) -> Any:
 
 def _same(order: Any) -> Any:
     return order
+
+
+@dataclass
+class RefusingLoyalty(FakeLoyalty):
+    """The finalisation is refused for good (its derived request id already used with another
+    body: `idempotency_key_reused`); `down_at_release`: the customer service cannot answer
+    the compensation's release that many times."""
+
+    down_at_release: int = 0
+
+    async def finalize(self, request_id: str, order_id: str) -> None:
+        self.requests.append(request_id)
+        raise RequestIdReused()
+
+    async def release(self, request_id: str, order_id: str) -> None:
+        if self.down_at_release:
+            self.down_at_release -= 1
+            raise Unavailable("the customer service is unavailable", "customer_unavailable")
+        await super().release(request_id, order_id)
+
+
+@pytest.mark.parametrize("interrupted", ["no", "after_the_restock", "at_the_compensation"])
+async def test_a_confirmation_failing_after_its_holds_were_committed_restocks_them_once(
+    interrupted: str,
+) -> None:
+    """The pickup's hold is committed (its units sold), then the points' finalisation is
+    refused: the confirmation is compensated, and the units come back to stock once (they
+    stayed sold before: the hold, committed, could no longer be released). So they do when
+    the compensation is cut short after the restock, or at its start, and the resumer
+    finishes it: the restock is asked under its derived request id, never applied twice."""
+    cut_short = interrupted == "after_the_restock"
+    shop = PointsShop(loyalty=RefusingLoyalty(down_at_release=int(cut_short)))
+    new_uow = uow_factory(shop.store, "mer_a")
+    pickup = FulfillmentRequest(FulfillmentType.PICKUP, "loc_1")
+    cmd = CreateOrderCommand(
+        "req-web", "web", "loc_1", "cus_1", [LineRequest("TEE", 2)], [pickup], redeem_points=100
+    )
+    order = await _run(handlers.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
+                       cmd.request_id)  # fmt: skip
+    tender = handlers.TenderCommand(
+        "req-card", order.id, None, Tender.CARD, Money(order.balance_due, order.currency),
+        card_token="tok_visa",
+    )  # fmt: skip
+    await _run(handlers.AddTender(tender, shop.ports, new_uow, Policy(), _kept), shop, "req-card")
+    assert shop.stock.on_hand["TEE"] == 10 and shop.stock.available("TEE") == 8
+    policy = Policy()
+    if interrupted == "at_the_compensation":
+        policy = replace(policy, pause_at=frozenset({"compensating"}))
+    confirm = handlers.ConfirmOrder(order.id, shop.ports, new_uow, policy, _same)
+
+    if interrupted == "at_the_compensation":  # the process dies there (the test hook)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_run(confirm, shop, "req-confirm"), 0.5)
+    else:
+        with pytest.raises(DomainError) as err:
+            await _run(confirm, shop, "req-confirm")
+        assert err.value.code == ("customer_unavailable" if cut_short else "idempotency_key_reused")
+    (fulfillment,) = order.fulfillments
+    (hold,) = shop.stock.reservations.values()
+    assert hold.status == "committed"  # the confirmation got that far
+    if interrupted != "no":
+        assert shop.saved[("mer_a", order.id)].status is OrderStatus.PENDING_PAYMENT
+        resumed = await saga.resume(new_uow, shop.ports, order.id, Policy())
+        assert resumed.status is OrderStatus.CANCELLED
+
+    after = shop.saved[("mer_a", order.id)]
+    assert (after.status, after.cancel_reason) == (OrderStatus.CANCELLED, "confirmation_failed")
+    assert shop.stock.on_hand["TEE"] == 10 and shop.stock.available("TEE") == 10
+    assert after.fulfillments[0].hold is HoldState.RESTOCKED
+    assert f"{order.id}/restock/{fulfillment.id}" in shop.stock.requests
+    assert shop.payments.kept(order.id) == 0 and shop.payments.held(order.id) == 0
+    assert shop.loyalty.holds[order.id] == (100, "released") and shop.loyalty.balance == 1000

@@ -768,6 +768,7 @@ async def compensate(
             if refunded is not None:
                 refunded[p.payment_id] = refunded.get(p.payment_id, 0) + left
     await deactivate_gift_cards(ports, order)
+    restocked: set[str] = set()  # held here, yet committed by the confirmation: restocked
     if ports.stock is not None:
         for f in order.fulfillments:
             if f.hold is HoldState.SENT and order.saga.hold_ttl and order.stock_asked:
@@ -790,18 +791,14 @@ async def compensate(
                     if exc.kind in TRANSIENT:
                         raise
             if f.hold is HoldState.HELD:
-                await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
+                if await _release_hold(ports, order, f):
+                    restocked.add(f.id)
             elif f.hold is HoldState.COMMITTED and f.status not in (
                 FulfillmentStatus.PICKED_UP,
                 FulfillmentStatus.SHIPPED,
                 FulfillmentStatus.DELIVERED,
             ):
-                await ports.stock.restock(
-                    f"{order.id}/restock/{f.id}",
-                    f.location_id,
-                    [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
-                    order.id,
-                )
+                await _restock(ports, order, f)
     if order.saga.coupons.to_release and ports.coupons is not None:
         # A promotion service that cannot answer stops the compensation here (it is retried):
         # a use is never kept for an order that was not sold, whether it was only reserved or
@@ -819,10 +816,10 @@ async def compensate(
         o.saga.points_state = points
         sync_tenders(o, after, give_up_sent=True)
         for f in o.fulfillments:
-            if f.hold in (HoldState.HELD, HoldState.SENT):
-                f.hold = HoldState.RELEASED
-            elif f.hold is HoldState.COMMITTED:
+            if f.hold is HoldState.COMMITTED or f.id in restocked:
                 f.hold = HoldState.RESTOCKED
+            elif f.hold in (HoldState.HELD, HoldState.SENT):
+                f.hold = HoldState.RELEASED
             # Every capture of the order was refunded above, and an order is cancelled only
             # before any of its goods left: what each fulfilment captured went back.
             f.refunded = f.captured
@@ -834,19 +831,53 @@ async def compensate(
     return order
 
 
+async def _release_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> bool:
+    """Release a fulfilment's hold; True when it was committed instead, and its units were
+    restocked. The order records its holds committed only with the confirmation, so one that
+    failed after committing them (a capture, a gift card or the points refused) still reads
+    them as held: inventory's `reservation_committed` tells, and the units sold come back
+    (`<order>/restock/<fulfilment>`: asked again by a compensation resumed, never twice)."""
+    assert ports.stock is not None
+    try:
+        await ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id)
+    except DomainError as exc:
+        if exc.code == "reservation_committed":
+            await _restock(ports, order, f)
+            return True
+        if not _already_final(exc):
+            raise
+    return False
+
+
+async def _restock(ports: CheckoutPorts, order: Order, f: Fulfillment) -> None:
+    assert ports.stock is not None
+    await ports.stock.restock(
+        f"{order.id}/restock/{f.id}",
+        f.location_id,
+        [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
+        order.id,
+    )
+
+
 async def _quietly(call: object) -> None:
     """A void or release of something already final is done, not an error."""
     try:
         await call  # type: ignore[misc]
     except DomainError as exc:
-        # By kind, not class: another service's refusal arrives as a plain DomainError
-        # (pos_kit.grpc_client.RemoteError.to_domain keeps the kind and the code).
-        if exc.kind is ErrorKind.CONFLICT:
-            log.info("compensation step already final: %s", exc.code)
-        elif exc.kind is ErrorKind.NOT_FOUND:
-            log.info("compensation step: nothing to undo")
-        else:
+        if not _already_final(exc):
             raise
+
+
+def _already_final(exc: DomainError) -> bool:
+    # By kind, not class: another service's refusal arrives as a plain DomainError
+    # (pos_kit.grpc_client.RemoteError.to_domain keeps the kind and the code).
+    if exc.kind is ErrorKind.CONFLICT:
+        log.info("compensation step already final: %s", exc.code)
+        return True
+    if exc.kind is ErrorKind.NOT_FOUND:
+        log.info("compensation step: nothing to undo")
+        return True
+    return False
 
 
 # --- the resumer's pass over one order -------------------------------------------------------
@@ -1003,12 +1034,7 @@ async def cancel_fulfillment(
         if f.hold is HoldState.HELD:
             await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
         elif f.hold is HoldState.COMMITTED:
-            await ports.stock.restock(
-                f"{order.id}/restock/{f.id}",
-                f.location_id,
-                [(ln.sku, ln.quantity) for ln in order.lines_of(f)],
-                order.id,
-            )
+            await _restock(ports, order, f)
     await boundary(policy, "fulfillment_given_back")
     # What nothing of the order will capture any more once this fulfilment is cancelled is
     # released before the cancel is recorded: recorded first, the saga was done, and a crash
