@@ -517,3 +517,29 @@ async def test_money_refunded_beside_an_exchange_is_not_paid_out_again_at_its_se
     done = await settle(order_pb2.SETTLEMENT_OUTCOME_REFUSED, reason="refunded by goodwill")
     assert done.order_return.status == "completed"
     assert done.order_return.settlement.outcome == order_pb2.SETTLEMENT_OUTCOME_REFUSED
+
+
+async def test_a_cancel_beside_a_tender_whose_payment_is_made_but_unanswered_is_done(
+    shop: Shop,
+) -> None:
+    """The payment service made the tender's payment (`tok_timeout`: pending) and its answer is
+    held at the relay, so the order has not heard of it when the cancel comes: the cancel goes
+    on and answers the order cancelled (it was a 503 `payment_pending` for a cancel carried out
+    all the same). The tender, answered then, gives its payment back once it is settled: it
+    is the 503 `payment_pending` of a payment whose answer is awaited."""
+    order = await shop.create(KINDS["pickup"])
+    gate = shop.relay.gate("CreatePayment", after=True)
+
+    tendered, cancelled = await _beside(
+        gate,
+        shop.tender(order.id, tender_type=CARD, card_token="tok_timeout"),
+        lambda: shop.cancel(order.id),
+    )
+
+    assert isinstance(cancelled, order_pb2.Order), cancelled
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert isinstance(tendered, grpc.aio.AioRpcError), tendered
+    assert read_error(tendered).reason == "payment_pending"
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_CANCELLED

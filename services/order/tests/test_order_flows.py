@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fakes import FakePayments
 from test_coupons_saga import CouponDiscount, FakeCoupons
 from test_lifecycle_machine import UNITS, OrderLifecycle
 
@@ -35,7 +36,7 @@ from pos_order.domain.model import (
     build_fulfillments,
 )
 from pos_order.service import handlers, saga
-from pos_order.service.ports import CreateOrderCommand
+from pos_order.service.ports import CreateOrderCommand, PaymentResult, TenderAsk
 
 
 class Pick:
@@ -399,6 +400,112 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
     m.cancel(Pick(m.order(order_id)))
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0 and m.stock.on_hand["TEE"] == UNITS
+    _check(m)
+
+
+class PaymentAtTheProcessor(FakePayments):
+    """The payment service while it asks the processor: a payment `take` makes is `pending`
+    until `answered` is set (`at_processor` says it is there), then it is what the processor
+    said and the answer goes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_processor = asyncio.Event()
+        self.answered = asyncio.Event()
+
+    async def take(
+        self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
+    ) -> PaymentResult:
+        made = self.payments[
+            (await super().take(request_id, order_id, location_id, ask)).payment_id
+        ]
+        said, made.status = made.status, "pending"
+        self.at_processor.set()
+        await self.answered.wait()
+        made.status = said
+        return self._result(made)
+
+
+def _card_for_the_balance(m: OrderLifecycle, order_id: str, token: str, policy: Any) -> Any:
+    cmd = handlers.TenderCommand(
+        m._request_id(), order_id, None, Tender.CARD, None, card_token=token
+    )
+    return handlers.AddTender(cmd, m.ports, m.new_uow, policy, lambda o, p: (o, p))
+
+
+def _cancel(m: OrderLifecycle, order_id: str) -> Any:
+    return handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+
+
+def test_a_cancel_beside_a_tender_at_the_processor_is_done_and_answered_done() -> None:
+    """The tender's payment is made, `pending` while the processor is asked, when the cancel
+    comes: the cancel goes on and answers the order cancelled (it was a 503 `payment_pending`
+    for a cancel carried out all the same). The tender, answered then, finds the order
+    cancelled, voids its payment and is a 409 `order_not_pending`."""
+    m = OrderLifecycle()
+    m.payments = processor = PaymentAtTheProcessor()
+    m.ports = replace(m.ports, payments=processor)
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+
+    async def race() -> tuple[Any, Any]:
+        tender = _card_for_the_balance(m, order_id, "tok_visa", m.policy)
+        tendering = asyncio.ensure_future(m._steps(tender))
+        there = asyncio.ensure_future(processor.at_processor.wait())
+        await asyncio.wait([tendering, there], return_when=asyncio.FIRST_COMPLETED)
+        assert processor.at_processor.is_set(), tendering.exception()
+        try:
+            cancelled = await m._steps(_cancel(m, order_id))
+        except DomainError as exc:
+            cancelled = exc
+        finally:
+            processor.answered.set()
+        try:
+            return cancelled, await tendering
+        except DomainError as exc:
+            return cancelled, exc
+
+    cancelled, tendered = asyncio.run(race())
+
+    assert isinstance(cancelled, Order), cancelled
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert isinstance(tendered, Conflict) and tendered.code == "order_not_pending", tendered
+    after = m.order(order_id)
+    assert (after.status, after.saga.state) == (OrderStatus.CANCELLED, SagaState.DONE)
+    (payment,) = processor.payments.values()
+    assert payment.status == "voided" and after.saga.tenders[0].state is TenderState.VOIDED
+    assert m.stock.available("TEE") == UNITS
+    _check(m)
+
+
+def test_a_cancel_beside_a_tender_whose_driver_died_is_done_and_the_resumer_voids_it() -> None:
+    """The tender's driver dies once its payment is made (`pending`: the processor's answer
+    lost) and before the order heard of it: the cancel answers the order cancelled, which stays
+    compensating until the payment is settled; then the resumer voids it."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    dying = replace(m.policy, pause_at=frozenset({"after_authorization"}))
+
+    async def dies() -> None:
+        with pytest.raises(TimeoutError):
+            tender = _card_for_the_balance(m, order_id, "tok_timeout", dying)
+            await asyncio.wait_for(m._steps(tender), 0.5)
+
+    asyncio.run(dies())
+    assert m.order(order_id).saga.tenders[0].state is TenderState.SENT
+
+    cancelled = m._attempt(lambda: _cancel(m, order_id))
+
+    assert isinstance(cancelled, Order), cancelled
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert m.order(order_id).saga.state is SagaState.COMPENSATING
+    assert m.stock.available("TEE") == UNITS
+    m.payments.settle_pending()  # the reconciler: the card was authorised
+    assert m.payments.held(order_id) > 0
+    healed = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+    assert (healed.status, healed.saga.state) == (OrderStatus.CANCELLED, SagaState.DONE)
+    assert m.payments.held(order_id) == 0 and m.payments.kept(order_id) == 0
     _check(m)
 
 

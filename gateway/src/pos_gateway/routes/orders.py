@@ -708,10 +708,12 @@ async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
     them instead); an order whose confirmation is under way a 409 `order_confirming` (cancel
     it once it is confirmed), and one whose pickup is being handed over or shipment shipped
     (its share being captured), or one of whose fulfilments is being cancelled, a 409
-    `fulfillment_in_progress`; one with a card payment whose answer is not known yet (the
-    payment `pending`, settled by the payment service within about a minute) a 409
-    `payment_pending`, nothing changed: cancel it once the answer is known. One fulfilment
-    alone: `.../fulfillments/{id}/cancel`.
+    `fulfillment_in_progress`; one with a card tender answered `pending` (its answer not
+    known yet, settled by the payment service within about a minute) a 409
+    `payment_pending`, nothing changed: cancel it once the answer is known. A tender still
+    being taken loses to the cancel: the order is cancelled, and that tender's payment given
+    back (the tender is a 409 `order_not_pending`). One fulfilment alone:
+    `.../fulfillments/{id}/cancel`.
 
     At a register, a cancel that gives captured money back (cash taken, a capture at
     confirmation), or one beside a tender still being taken, takes the `refund`

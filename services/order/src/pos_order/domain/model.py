@@ -908,13 +908,17 @@ class Order:
         self.saga.state = SagaState.COMPENSATING
         self.saga.cancel_reason = reason
 
-    def cancelled(self, at: datetime) -> None:
+    def cancelled(self, at: datetime, awaiting: bool = False) -> None:
+        """`awaiting`: a payment of the order is still `pending` (taken beside the cancel):
+        the order is cancelled, and its saga stays compensating, for the resumer to give that
+        payment back once it is settled, should its tender's driver not."""
+        state = SagaState.COMPENSATING if awaiting else SagaState.DONE
         if self.status is OrderStatus.CANCELLED:
             # A compensation done again (a tender answered after the cancel): nothing new.
-            self.saga.state = SagaState.DONE
+            self.saga.state = state
             return
         self.status = OrderStatus.CANCELLED
-        self.saga.state = SagaState.DONE
+        self.saga.state = state
         # An exchange's new order cancelled: its return is dropped, so no credit stands.
         self.saga.credit = 0
         self._moved(self.status.value, at, self.saga.cancel_reason)

@@ -1012,9 +1012,15 @@ class CancelOrder(Generic[R]):
     async def call(self, claim: Claim, order: Order) -> Order:
         if order.status is OrderStatus.CANCELLED:
             return order
+        # A payment pending now is a tender being taken beside this cancel (one whose answer
+        # was recorded pending refused the cancel in `read`): the cancel goes on and answers
+        # cancelled, as it does when that payment does not exist yet; the tender's driver
+        # gives it back (`_unless_cancelled`). Stopped by it, the cancel answered 503 for
+        # work that was done all the same.
         return await saga.compensate(
-            self.new_uow, self.ports, order, self.policy, refunded=self.refunded
-        )
+            self.new_uow, self.ports, order, self.policy, refunded=self.refunded,
+            leave_pending=True,
+        )  # fmt: skip
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order, self.refunded)

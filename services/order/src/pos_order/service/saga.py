@@ -746,13 +746,17 @@ async def compensate(
     policy: Policy,
     finish: Withdraw | None = None,
     refunded: dict[str, int] | None = None,
+    leave_pending: bool = False,
 ) -> Order:
     """`finish`: what ends an order never announced, once all is given back, instead of its
     cancellation (see `_short`). `refunded`: filled with what this run refunded of each
-    payment, for the caller's answer."""
+    payment, for the caller's answer. `leave_pending`: a payment whose answer is not known yet
+    (a tender being taken beside a cancel) does not stop this; the order is cancelled, and
+    stays compensating until that payment is given back (by its tender's driver, which finds
+    the order cancelled, or by the resumer once the payment is settled)."""
     await boundary(policy, "compensating")
     payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
-    if any(p.status == "pending" for p in payments):
+    if not leave_pending and any(p.status == "pending" for p in payments):
         raise Unavailable(
             "a payment's answer is not known yet; the order is cancelled once it is",
             "payment_pending",
@@ -823,7 +827,7 @@ async def compensate(
             # Every capture of the order was refunded above, and an order is cancelled only
             # before any of its goods left: what each fulfilment captured went back.
             f.refunded = f.captured
-        o.cancelled(now())
+        o.cancelled(now(), awaiting=any(p.status == "pending" for p in (*payments, *after)))
         if ports.coupons is not None:
             o.coupons_settled()
 
