@@ -68,7 +68,8 @@ class FakeProducts:
     async def by_skus(self, skus: list[str]) -> list[Product]:
         return [p for (m, _), p in self._s.products.items() if m == self._m and p.sku in skus]
 
-    async def known_skus(self, skus: list[str]) -> set[str]:
+    async def known_skus(self, skus: list[str], hold: bool = False) -> set[str]:
+        # `hold` locks rows against concurrent changes; nothing runs concurrently here.
         mine = (p for (m, _), p in self._s.products.items() if m == self._m)
         return {sku for p in mine for sku in p.skus() if sku in skus}
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    all_,
     any_,
     bindparam,
     delete,
@@ -131,10 +132,18 @@ def _known_skus() -> Any:
     )
 
 
-# Every sale prices its lines by SKU, and every hold that fails checks them: the statements are
-# built once (pos_kit.direct.Prepared).
+def _kept_skus() -> Any:
+    # KEY SHARE: taken in SKU order like every lock here; it waits for a change taking a SKU
+    # away (FOR UPDATE, DELETE) and for nothing else, so writers of stock never queue on each
+    # other or on a change that keeps the SKU.
+    return _known_skus().order_by(product_skus.c.sku).with_for_update(read=True, key_share=True)
+
+
+# Every sale prices its lines by SKU, every hold that fails and every stock write checks them:
+# the statements are built once (pos_kit.direct.Prepared).
 BY_SKUS = Prepared(_by_skus)
 KNOWN_SKUS = Prepared(_known_skus)
+KEPT_SKUS = Prepared(_kept_skus)
 
 
 class SqlProducts:
@@ -188,8 +197,7 @@ class SqlProducts:
         if row is None:
             return False
         product.updated_at = row.updated_at
-        await self._unindex([product.id])
-        if not await self._index([product]):
+        if not await self._index([product], replacing=True):
             raise concurrent_change()
         return True
 
@@ -213,20 +221,17 @@ class SqlProducts:
         stamps = {r.id: r.updated_at for r in stamped}
         for p in changed:
             p.updated_at = stamps[p.id]
-        await self._unindex([p.id for p in changed])
-        if not await self._index(changed):
+        if not await self._index(changed, replacing=True):
             raise concurrent_change()
 
-    async def _unindex(self, ids: list[str]) -> None:
-        for table in (product_skus, product_barcodes):
-            await self._conn.execute(
-                delete(table).where(
-                    table.c.merchant_id == self._merchant, table.c.product_id == _any(ids)
-                )
-            )
+    async def _index(self, items: list[Product], replacing: bool = False) -> bool:
+        """Claim every SKU and barcode of `items`; False when one is another product's.
 
-    async def _index(self, items: list[Product]) -> bool:
-        """Claim every SKU and barcode of `items`; False when one is another product's."""
+        `replacing`: the products are already indexed; the SKUs and barcodes they no longer
+        have are given up, the ones they keep stay where they are. (Dropped and claimed again,
+        a kept SKU's row was gone for a moment: a stock write holding the SKU, which waits for
+        such a row, then found no SKU and refused units for a product that still sells it.)
+        """
         skus = [
             {"merchant_id": self._merchant, "sku": sku, "product_id": p.id}
             for p in items
@@ -238,12 +243,27 @@ class SqlProducts:
             for key, sku in p.barcode_skus().items()
         ]
         for table, rows in ((product_skus, skus), (product_barcodes, codes)):
+            key = table.primary_key.columns.values()[1]
+            if replacing:
+                await self._conn.execute(
+                    delete(table).where(
+                        table.c.merchant_id == self._merchant,
+                        table.c.product_id == _any([p.id for p in items]),
+                        key != all_(bindparam(None, [r[key.name] for r in rows], ARRAY(Text))),
+                    )
+                )
             if not rows:
                 continue
-            key = table.primary_key.columns.values()[1]
-            got = await self._conn.execute(
-                pg_insert(table).on_conflict_do_nothing().returning(key), rows
+            insert = pg_insert(table)
+            # A row the product already has is rewritten in place (the same key, never a key
+            # update, so a stock write's KEY SHARE lock neither waits nor is waited for); a
+            # row of another product is left alone and not returned.
+            claim = insert.on_conflict_do_update(
+                constraint=table.primary_key,
+                set_={c.name: insert.excluded[c.name] for c in table.c if not c.primary_key},
+                where=table.c.product_id == insert.excluded.product_id,
             )
+            got = await self._conn.execute(claim.returning(key), rows)
             if len(got.all()) != len(rows):
                 return False
         return True
@@ -268,13 +288,33 @@ class SqlProducts:
         rows = await BY_SKUS.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
         return [_product(r) for r in rows]
 
-    async def known_skus(self, skus: list[str]) -> set[str]:
+    async def known_skus(self, skus: list[str], hold: bool = False) -> set[str]:
         """Which of `skus` the catalog sells (a product's own or a variant's, archived or not):
-        one index-only read of product_skus, no product rows."""
+        one index-only read of product_skus, no product rows.
+
+        `hold`: for a stock write, each SKU found stays the catalog's until this transaction
+        ends (its product_skus row key-share locked), so a change taking it away waits for the
+        write and then sees its units (see `lock_skus`); one that went first has removed the
+        row, and the SKU is not found."""
         if not skus:
             return set()
-        rows = await KNOWN_SKUS.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
+        statement = KEPT_SKUS if hold else KNOWN_SKUS
+        rows = await statement.execute(self._conn, {"w_merchant_id": self._merchant, "skus": skus})
         return {r[0] for r in rows}
+
+    async def lock_skus(self, skus: list[str]) -> None:
+        """Lock the SKUs a change is about to take away, in SKU order, until it ends: a stock
+        write holding one (`known_skus(hold=True)`) is waited for, and one that comes later
+        waits for the change, so stock read after this is all the stock there will be."""
+        if skus:
+            await self._conn.execute(
+                select(product_skus.c.sku)
+                .where(
+                    product_skus.c.merchant_id == self._merchant, product_skus.c.sku == _any(skus)
+                )
+                .order_by(product_skus.c.sku)
+                .with_for_update()
+            )
 
     async def by_barcodes(self, keys: list[str]) -> list[Product]:
         code = product_barcodes.c.barcode

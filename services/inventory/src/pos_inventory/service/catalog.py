@@ -146,9 +146,14 @@ async def update_product(
 async def still_stocked(uow: InventoryUnitOfWork, dropped: set[str]) -> list[str]:
     """Of the SKUs a change would take off a product, those with units on hand or held: their
     stock and ledger are kept by SKU, so renamed away they would be left behind (and a later
-    product given the SKU would inherit them)."""
+    product given the SKU would inherit them).
+
+    The SKUs are locked first: a stock write that found one in the catalog has it held until
+    it commits, so its units are read here; a later one waits for this change and, the SKU
+    gone, is refused (`require_items`)."""
     if not dropped:
         return []
+    await uow.products.lock_skus(sorted(dropped))
     levels = await uow.stock.levels(sorted(dropped), None)
     return sorted({lv.sku for lv in levels if lv.on_hand or lv.reserved})
 

@@ -92,12 +92,20 @@ async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Lo
     return await uow.locations.list(page)
 
 
-async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]) -> None:
+async def require_items(
+    uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str], to_stock: bool = False
+) -> None:
     """NotFound for an unknown location or SKU, exactly as for another merchant's.
 
     A SKU is known when the catalog sells under it: a product's own or one of its variants'
     (stock is kept per SKU, and a variant is sold like any product). An archived product's SKUs
-    stay known, so its remaining stock can still be counted, moved and written off."""
+    stay known, so its remaining stock can still be counted, moved and written off.
+
+    `to_stock`: the caller goes on to write the SKUs' levels, so the SKUs are held in the
+    catalog until it commits. Checked and written in two statements, a rename between them
+    saw no stock yet and left the units under a SKU no product has (a later product given it
+    inherited them); held, the rename waits for the write and is refused `sku_has_stock`, or
+    went first and the SKU is not found."""
     wanted = list(dict.fromkeys(location_ids))
     found = {loc.id for loc in await uow.locations.many(wanted)} if wanted else set()
     for location_id in wanted:
@@ -105,7 +113,7 @@ async def require_items(uow: InventoryUnitOfWork, skus: list[str], location_ids:
             raise NotFound("location", location_id)
     if not skus:
         return
-    known = await uow.products.known_skus(list(dict.fromkeys(skus)))
+    known = await uow.products.known_skus(list(dict.fromkeys(skus)), hold=to_stock)
     missing = sorted(set(skus) - known)
     if missing:
         error = NotFound("product", ", ".join(missing))
@@ -133,7 +141,7 @@ async def adjust_stock(
     occurred_at = adjustment.occurred_at or now()
     validate_adjustment(adjustment)
     raise_if(validate_occurred_at(occurred_at, now()))
-    await require_items(uow, [adjustment.sku], [adjustment.location_id])
+    await require_items(uow, [adjustment.sku], [adjustment.location_id], to_stock=True)
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
     if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:

@@ -29,8 +29,14 @@ class ProductRepository(Protocol):
     async def add(self, product: Product) -> bool: ...  # False when the sku is taken
     async def get(self, product_id: str, lock: bool = False) -> Product | None: ...
     async def by_skus(self, skus: list[str]) -> list[Product]: ...
-    async def known_skus(self, skus: list[str]) -> set[str]:
-        """Which of `skus` are in the catalog: a product's own SKU or a variant's."""
+    async def known_skus(self, skus: list[str], hold: bool = False) -> set[str]:
+        """Which of `skus` are in the catalog: a product's own SKU or a variant's. `hold`: the
+        ones found stay in it until the transaction ends (a change taking one away waits)."""
+        ...
+
+    async def lock_skus(self, skus: list[str]) -> None:
+        """Before a change takes `skus` away: waits for the stock writes holding them, and
+        makes later ones wait for the change (then not finding them)."""
         ...
 
     # The catalog's own (service/catalog.py, service/upsert.py):

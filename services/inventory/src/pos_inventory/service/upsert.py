@@ -129,6 +129,14 @@ async def upsert_products(
         for p in await uow.products.by_skus([s for f in good.values() for s in _skus(f)])
         for s in p.skus()
     }
+    # The SKUs each item would take off its product, locked and read for stock in one go (in
+    # SKU order, like every lock of SKUs: one item at a time could deadlock with a transfer).
+    dropping = {
+        i: set(existing[f.external_id].skus()) - set(_skus(f))
+        for i, f in good.items()
+        if f.external_id in existing
+    }
+    stocked = set(await still_stocked(uow, set().union(*dropping.values())))
     all_keys = [k for f in good.values() for k in _keys(f)]
     code_owner = (
         {k: p.id for p in await uow.products.by_barcodes(all_keys) for k in p.barcode_skus()}
@@ -162,8 +170,7 @@ async def upsert_products(
         elif normalized(product.fields()) == fields:
             results[i] = ItemResult(i, fields.external_id, Outcome.UNCHANGED, product)
         else:
-            had = set(product.skus())
-            held = await still_stocked(uow, had - set(Product.new("", fields).skus()))
+            held = sorted(dropping[i] & stocked)
             if held:
                 refused = sku_has_stock(held, product.fields(), fields)
                 results[i] = _failed(i, fields, refused.code, refused.violations)
