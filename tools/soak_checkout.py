@@ -80,7 +80,10 @@ async def _sell(
             if answer.status_code == 201:
                 tally.sold[key] = str(answer.json()["order"]["id"])
                 return
-            if 400 <= answer.status_code < 500 and answer.status_code != 409:
+            # A 409 is "still running, retry" but for `sale_cancelled`: the sale was abandoned
+            # (nothing kept or charged), a final answer; the till rings it up again.
+            final_409 = answer.status_code == 409 and code == "sale_cancelled"
+            if 400 <= answer.status_code < 500 and (answer.status_code != 409 or final_409):
                 tally.refused[key] = code
                 return
         if time.monotonic() > give_up_at:
