@@ -1,6 +1,6 @@
-"""The settlement report's reads: one location's captures, refunds, tips, gift cards sold and
-store credit issued between two instants, summed by PostgreSQL (a day of 100,000 payments
-arrives as a few rows).
+"""The settlement report's reads: one location's captures, refunds, tips, and gift cards sold,
+issued without a sale (store credit, promotions) and undone, between two instants, summed by
+PostgreSQL (a day of 100,000 payments arrives as a few rows).
 
 Each movement counts at the time it was asked for (its row's created_at): a sale captured at
 once, a later capture operation, a refund. Those times never change, so a closed day's report
