@@ -509,6 +509,93 @@ def test_a_cancel_beside_a_tender_whose_driver_died_is_done_and_the_resumer_void
     _check(m)
 
 
+class PaymentOnItsWay(FakePayments):
+    """The tender's call on its way to the payment service: `take` waits at `gate` (`waiting`
+    says it is there) before it makes anything, so a cancel can ask for the order's payments
+    and find none; once `gate` opens the payment is made as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def take(
+        self, request_id: str, order_id: str, location_id: str, ask: TenderAsk
+    ) -> PaymentResult:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().take(request_id, order_id, location_id, ask)
+
+
+def test_a_cancel_before_a_tenders_payment_exists_voids_it_though_its_driver_dies() -> None:
+    """The cancel finds no payment yet (the tender's call is still on its way), so it ends
+    cancelled; then the payment is made, authorised, and the tender's driver dies before it
+    could give it back. The cancelled order stays compensating while that tender is
+    unanswered, and the resumer voids the authorisation (it stayed held until its window
+    ended, before: money held on a cancelled order)."""
+    m = OrderLifecycle()
+    m.payments = slow = PaymentOnItsWay()
+    m.ports = replace(m.ports, payments=slow)
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    dying = replace(m.policy, pause_at=frozenset({"after_authorization"}))
+
+    async def race() -> Any:
+        tender = _card_for_the_balance(m, order_id, "tok_visa", dying)
+        tendering = asyncio.ensure_future(m._steps(tender))
+        there = asyncio.ensure_future(slow.waiting.wait())
+        await asyncio.wait([tendering, there], return_when=asyncio.FIRST_COMPLETED)
+        assert slow.waiting.is_set(), tendering.exception()
+        try:
+            cancelled = await m._steps(_cancel(m, order_id))
+        finally:
+            slow.gate.set()
+        # The payment is made; the driver stops at the boundary after it, as if killed.
+        await asyncio.wait([tendering], timeout=0.5)
+        assert saga.PAUSED[-1:] == ["after_authorization"] and not tendering.done()
+        tendering.cancel()
+        return cancelled
+
+    saga.PAUSED.clear()
+    cancelled = asyncio.run(race())
+
+    assert isinstance(cancelled, Order), cancelled
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert m.payments.held(order_id) > 0  # authorised after the cancel looked
+    assert m.order(order_id).saga.state is SagaState.COMPENSATING
+    healed = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+    assert (healed.status, healed.saga.state) == (OrderStatus.CANCELLED, SagaState.DONE)
+    assert m.payments.held(order_id) == 0 and m.payments.kept(order_id) == 0
+    assert m.stock.available("TEE") == UNITS
+    _check(m)
+
+
+def test_a_cancel_beside_a_tender_that_never_reached_the_payment_service_ends() -> None:
+    """The tender's driver died before its call left (nothing made): the cancelled order waits
+    for that tender only until the resumer, which finds no payment and gives the tender up."""
+    m = OrderLifecycle()
+    m.payments = slow = PaymentOnItsWay()
+    m.ports = replace(m.ports, payments=slow)
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+
+    async def dies() -> None:
+        tender = _card_for_the_balance(m, order_id, "tok_visa", m.policy)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(m._steps(tender), 0.2)
+
+    asyncio.run(dies())
+    cancelled = m._attempt(lambda: _cancel(m, order_id))
+
+    assert isinstance(cancelled, Order) and cancelled.status is OrderStatus.CANCELLED
+    assert m.order(order_id).saga.state is SagaState.COMPENSATING
+    healed = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+    assert (healed.status, healed.saga.state) == (OrderStatus.CANCELLED, SagaState.DONE)
+    assert healed.saga.tenders[0].state is TenderState.FAILED
+    assert slow.payments == {}
+    _check(m)
+
+
 def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, str]:
     """A confirmed shipment of one unit paid by card; `picked`: moved on to `picked`, the
     step before `shipped`."""

@@ -728,15 +728,21 @@ def _expiry(p: PaymentResult) -> datetime | None:
 
 
 async def cancel(
-    new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: Policy, reason: str
+    new_uow: NewUow,
+    ports: CheckoutPorts,
+    order_id: str,
+    policy: Policy,
+    reason: str,
+    driver_gone: bool = False,
 ) -> Order:
     """Mark the order compensating (recorded first), then undo: void what is authorised,
     refund what is captured, release or restock what is held. A payment whose answer is not
-    known yet stops here: the resumer comes back once the payment service has settled it."""
+    known yet stops here: the resumer comes back once the payment service has settled it.
+    `driver_gone`: see `compensate`."""
     order, _ = await change(new_uow, order_id, lambda o: o.begin_cancel(reason))
     if order.status is OrderStatus.CANCELLED:
         return order
-    return await compensate(new_uow, ports, order, policy)
+    return await compensate(new_uow, ports, order, policy, driver_gone=driver_gone)
 
 
 async def compensate(
@@ -747,13 +753,19 @@ async def compensate(
     finish: Withdraw | None = None,
     refunded: dict[str, int] | None = None,
     leave_pending: bool = False,
+    driver_gone: bool = False,
 ) -> Order:
     """`finish`: what ends an order never announced, once all is given back, instead of its
     cancellation (see `_short`). `refunded`: filled with what this run refunded of each
     payment, for the caller's answer. `leave_pending`: a payment whose answer is not known yet
     (a tender being taken beside a cancel) does not stop this; the order is cancelled, and
     stays compensating until that payment is given back (by its tender's driver, which finds
-    the order cancelled, or by the resumer once the payment is settled)."""
+    the order cancelled, or by the resumer once the payment is settled). `driver_gone`: run by
+    the resumer, after the order was idle longer than any payment call may take: a tender with
+    no payment never reached the payment service and is given up. Run by anyone else, such a
+    tender's call may still be on its way (the payment made after this looked): the order is
+    cancelled and stays compensating, for that tender's driver or the resumer to give the
+    payment back."""
     await boundary(policy, "compensating")
     payments = await ports.payments.of_order(order.id) if order.saga.tenders else []
     if not leave_pending and any(p.status == "pending" for p in payments):
@@ -818,7 +830,7 @@ async def compensate(
 
     def done(o: Order) -> None:
         o.saga.points_state = points
-        sync_tenders(o, after, give_up_sent=True)
+        sync_tenders(o, after, give_up_sent=driver_gone)
         for f in o.fulfillments:
             if f.hold is HoldState.COMMITTED or f.id in restocked:
                 f.hold = HoldState.RESTOCKED
@@ -827,7 +839,11 @@ async def compensate(
             # Every capture of the order was refunded above, and an order is cancelled only
             # before any of its goods left: what each fulfilment captured went back.
             f.refunded = f.captured
-        o.cancelled(now(), awaiting=any(p.status == "pending" for p in (*payments, *after)))
+        on_its_way = any(t.state is TenderState.SENT and not t.payment_id for t in o.saga.tenders)
+        o.cancelled(
+            now(),
+            awaiting=on_its_way or any(p.status == "pending" for p in (*payments, *after)),
+        )
         if ports.coupons is not None:
             o.coupons_settled()
 
@@ -892,7 +908,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
     what can be finished, compensate what was abandoned."""
     order = await load(new_uow, order_id)
     if order.saga.state is SagaState.COMPENSATING:
-        return await compensate(new_uow, ports, order, policy)
+        return await compensate(new_uow, ports, order, policy, driver_gone=True)
     if order.saga.state is SagaState.DONE:
         order = await settle_coupons(new_uow, ports, order)
         if order.status is OrderStatus.CONFIRMED:
@@ -920,7 +936,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         if any(t.state is TenderState.PENDING for t in order.saga.tenders):
             return order  # the payment reconciler settles it first
         if any(f.hold is HoldState.SENT for f in order.fulfillments):
-            return await cancel(new_uow, ports, order.id, policy, "abandoned")
+            return await cancel(new_uow, ports, order.id, policy, "abandoned", True)
         if order.saga.confirm_requested:
             if order.balance_due == 0 and gift_cards_due(order):
                 # Paid, its gift cards not activated yet: only the run that activates a card
@@ -930,7 +946,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
                 # sale nobody comes back for by its expiry is cancelled and refunded. (It was
                 # touched above: the resumer looks again after its window.)
                 if order.expires_at is not None and order.expires_at <= now():
-                    return await cancel(new_uow, ports, order.id, policy, "abandoned")
+                    return await cancel(new_uow, ports, order.id, policy, "abandoned", True)
                 return order
             if order.balance_due == 0:
                 return await finish_confirmation(new_uow, ports, order, policy)
@@ -945,9 +961,9 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
                 reason = "payment_declined"
             else:
                 reason = "payment_unavailable" if failed else "abandoned"
-            return await cancel(new_uow, ports, order.id, policy, reason)
+            return await cancel(new_uow, ports, order.id, policy, reason, True)
         if order.expires_at is not None and order.expires_at <= now():
-            return await cancel(new_uow, ports, order.id, policy, "expired")
+            return await cancel(new_uow, ports, order.id, policy, "expired", True)
         return order
     if order.status is OrderStatus.CONFIRMED:  # a fulfilment's capture or cancel under way
         order = await run_captures(new_uow, ports, order, policy)
