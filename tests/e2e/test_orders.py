@@ -491,6 +491,37 @@ def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running
     assert available(http, sku, store) == 10
 
 
+def test_a_tender_is_replaced_by_voiding_it_then_adding_another(platform: Running) -> None:
+    """A shopper changes card before the order is confirmed: the first card's payment voided
+    through the payments API, the new card is taken at once (the order asks the payment
+    service instead of waiting for the void's event), and the order is confirmed on it."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "ORD")
+    body = {"channel": "web", "location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "fulfillments": [{"type": "pickup", "location_id": store}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    first = ok(post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    covered = post(http, tenders, {"tender_type": "card", "card_token": "tok_mastercard"})
+    assert covered.status_code == 409 and covered.json()["code"] == "balance_covered"
+    voided = ok(post(http, f"/v1/payments/{first['payment']['id']}/void", {}))
+    assert voided["status"] == "voided"
+
+    second = ok(post(http, tenders, {"tender_type": "card", "card_token": "tok_mastercard"}), 201)
+
+    assert second["payment"]["status"] == "authorized"
+    assert second["payment"]["amount"] == order["total"]
+    assert second["order"]["paid"] == order["total"]
+    assert second["order"]["payment_ids"] == [first["payment"]["id"], second["payment"]["id"]]
+    confirmed = ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["status"] == "confirmed"
+    taken = ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    payments = {p["id"]: p["status"] for p in taken["payments"]}
+    assert taken["balance_due"]["amount"] == 0
+    assert payments[first["payment"]["id"]] == "voided"
+    assert payments[second["payment"]["id"]] in ("authorized", "captured")
+
+
 def _confirmed_pickup(http: httpx.Client) -> tuple[str, dict[str, Any], str, str]:
     """A pickup of two units paid by card and confirmed at the demo merchant (captured at
     confirmation: it would outlive its authorisation): its SKU, the order, the payment and

@@ -596,6 +596,49 @@ def test_a_cancel_beside_a_tender_that_never_reached_the_payment_service_ends() 
     _check(m)
 
 
+def test_a_tender_voided_through_the_payments_api_is_replaced_at_once() -> None:
+    """Replacing a tender: its payment voided at the payment service (the order not told yet:
+    its event still on its way), a new tender for the balance is taken at once (it was a 409
+    `balance_covered` until the event came), and the order is confirmed on the new one."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    (first,) = m.order(order_id).payment_ids
+    asyncio.run(m.payments.void("payments-api-void", first))
+    assert m.order(order_id).balance_due == 0  # the order has not heard of the void
+
+    tender = _card_for_the_balance(m, order_id, "tok_visa", m.policy)
+    asyncio.run(tender.prepare())
+    order, payment = m._attempt(lambda: tender)
+
+    assert payment.status == "authorized" and payment.payment_id != first
+    assert order.balance_due == 0
+    assert [t.state for t in order.saga.tenders] == [TenderState.VOIDED, TenderState.AUTHORIZED]
+    m.confirm(Pick(m.order(order_id)))
+    assert m.order(order_id).status is OrderStatus.CONFIRMED
+    assert m.payments.held(order_id) == m.order(order_id).totals.total.amount
+    _check(m)
+
+
+def test_a_tender_is_still_refused_when_the_payments_leave_nothing_due() -> None:
+    """Asking the payment service changes nothing when nothing was voided: the new tender is
+    the 409 `balance_covered` it always was, and the order is not written."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    version = m.order(order_id).version
+
+    tender = _card_for_the_balance(m, order_id, "tok_visa", m.policy)
+    asyncio.run(tender.prepare())
+    refused = m._attempt(lambda: tender)
+
+    assert isinstance(refused, Conflict) and refused.code == "balance_covered", refused
+    assert m.order(order_id).version == version
+    _check(m)
+
+
 def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, str]:
     """A confirmed shipment of one unit paid by card; `picked`: moved on to `picked`, the
     step before `shipped`."""
@@ -886,7 +929,7 @@ def test_a_hand_over_reads_the_money_before_its_claim_and_needs_it_only_when_fre
     order_id, fid = _confirmed_shipment(m, picked=True)
     m.ports.payments.down = True  # type: ignore[union-attr]
     steps = _step(m, order_id, fid, FulfillmentStatus.SHIPPED)
-    asyncio.run(steps.money_now())
+    asyncio.run(steps.prepare())
     version = m.order(order_id).version
     with pytest.raises(Unavailable):
         asyncio.run(_read(m, steps))

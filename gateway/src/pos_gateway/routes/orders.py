@@ -660,7 +660,10 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     400: a missing or unknown card token, say) takes nothing and holds up no other tender. One
     whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
     or refunded. A gift card's code spends the credential's code look-ups as
-    `/v1/gift-cards/lookup` does (429 `code_lookups_limited`)."""
+    `/v1/gift-cards/lookup` does (429 `code_lookups_limited`). To replace a tender before the
+    order is confirmed (the shopper changes card), void its payment (`POST
+    /v1/payments/{id}/void`) and add the new one: it is taken at once, the order asking the
+    payment service when its tenders seem to cover the balance."""
     if body.gift_card_code:
         await spend_code_budget(request)
     ask = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)

@@ -89,7 +89,9 @@ def query(method: Callable[[S, Req, U], Awaitable[R]]) -> GrpcMethod[S, Req, R]:
 class CallingOperation(Protocol[U, P, T, R]):  # type: ignore[misc]
     """An operation in three steps, so that no transaction spans the calls to other services:
     `read` (in the claiming transaction), `call` (no connection held), `record` (the effect,
-    its events and the answer, in one short transaction)."""
+    its events and the answer, in one short transaction). An operation may also have
+    `prepare()`: what it must ask other services before its claim's read, with no connection
+    held (run on every attempt, a replay's too)."""
 
     async def read(self, uow: U) -> P: ...
     async def call(self, claim: Claim, read: P) -> T: ...
@@ -113,6 +115,9 @@ def across_calls(
         @functools.wraps(method)
         async def rpc(self: S, request: Req, context: grpc.aio.ServicerContext) -> R:
             steps = method(self, request)  # refuses bad input before anything is claimed
+            prepare = getattr(steps, "prepare", None)
+            if prepare is not None:
+                await prepare()
             printed = request if fingerprint_of is None else fingerprint_of(self, request)
             return await once_across_calls(
                 self.bound_uow,

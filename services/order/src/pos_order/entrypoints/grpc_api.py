@@ -365,7 +365,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         # What the payments refunded, read before anything is claimed: a hand-over or a
         # shipment of an order whose money went back is refused at the claim.
-        await steps.money_now()
+        await steps.prepare()
         return await once_across_calls(
             self.bound_uow,
             "UpdateFulfillment",

@@ -801,12 +801,39 @@ class AddTender(Generic[R]):
         self.new_uow = new_uow
         self.policy = policy
         self.answer = answer
+        # The order's payments as the payment service says now (`prepare`), or none.
+        self.payments_now: list[PaymentResult] = []
+
+    async def prepare(self) -> None:
+        """Before the claim, no connection held: when the order's tenders leave nothing for a
+        new one, what the payment service says of them now. Replacing a tender is voiding it
+        (`POST /v1/payments/{id}/void`) and adding the new one; the order hears of the void by
+        its event, which may not have arrived yet, and the new tender must not be refused as
+        covered meanwhile (nor after a refund made there)."""
+        async with self.new_uow() as uow:
+            order = await uow.orders.get(self.cmd.order_id)
+        if (
+            order is None
+            or order.status is not OrderStatus.PENDING_PAYMENT
+            or order.unclaimed > 0
+            or not order.payment_ids
+        ):
+            return
+        try:
+            self.payments_now = await self.ports.payments.of_order(order.id)
+        except Unavailable:
+            return  # the order's own count stands: a tender it covers is refused as before
 
     async def read(self, uow: OrderUnitOfWork) -> tuple[Order, int]:
         cmd = self.cmd
         order = await uow.orders.get(cmd.order_id, lock=True)
         if order is None:
             raise NotFound("order", cmd.order_id)
+        for p in self.payments_now:
+            # Written with the new tender only: refused, the events still tell the order.
+            if p.status == "voided":
+                order.payment_voided(p.payment_id)
+            order.refunded_in_all(p.payment_id, p.refunded_amount)
         record = order.tender_for(cmd.request_id)
         if record is not None and record.fingerprint not in ("", cmd.fingerprint.hex()):
             # The same request id with another body after a failed attempt (whose claim was
@@ -1070,14 +1097,14 @@ class UpdateFulfillment(Generic[R]):
         self.policy = policy
         self.answer = answer
         self.refunds_of = refunds_of
-        # Read before the claim (`money_now`), with no connection held.
+        # Read before the claim (`prepare`), with no connection held.
         self.refunded: dict[str, int] = {}
         self.refunds: list[UnitsRefund] = []
         # The payment service away when they were read: only a fresh step needs them (a
         # retry of one already made replays its answer at the claim).
         self.money_unknown: Unavailable | None = None
 
-    async def money_now(self) -> None:
+    async def prepare(self) -> None:
         """Before the claim, no connection held, for a step that hands goods over: what the
         order's payments refunded in all and its refunds, as the payment service says now. A
         refund made through the payments API a moment ago may not have reached the order by
