@@ -990,17 +990,26 @@ class CancelOrder(Generic[R]):
         self.answer = answer
         self.refund_not_permitted = refund_not_permitted
         self.refunded: dict[str, int] = {}
+        self.payments_held = 0  # see `prepare`
+
+    async def prepare(self) -> None:
+        """For a caller who may not refund, the payment service's count of what the order's
+        payments hold captured: a capture made through the payments API is refunded by the
+        compensation though this order never heard of it. Asked before the claim, with no
+        connection held (it was asked inside the claiming transaction, which kept a pooled
+        connection through the call)."""
+        if not self.refund_not_permitted:
+            return
+        async with self.new_uow() as uow:
+            seen = await uow.orders.get(self.order_id)
+        if seen is not None and seen.status is not OrderStatus.CANCELLED and seen.payment_ids:
+            payments = await self.ports.payments.of_order(self.order_id)
+            self.payments_held = sum(
+                max(0, p.captured_amount - p.refunded_amount) for p in payments
+            )
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
-        payments_held = 0
-        if self.refund_not_permitted:
-            # The payment service's count too: a capture made through the payments API is
-            # refunded by the compensation though this order never heard of it. Asked before
-            # the row is locked, so no lock waits on another service.
-            seen = await uow.orders.get(self.order_id)
-            if seen is not None and seen.status is not OrderStatus.CANCELLED and seen.payment_ids:
-                payments = await self.ports.payments.of_order(self.order_id)
-                payments_held = sum(max(0, p.captured_amount - p.refunded_amount) for p in payments)
+        payments_held = self.payments_held
         order = await uow.orders.get(self.order_id, lock=True)
         if order is None:
             raise NotFound("order", self.order_id)
