@@ -20,9 +20,10 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from pos_devstack.testing import Infra
+from pos_gateway import audit, registers
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.app import create_app
-from pos_gateway.keys import ALL_SCOPES
+from pos_gateway.keys import ALL_SCOPES, REGISTER_SCOPES
 from pos_gateway.ratelimit import TokenBuckets
 from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
@@ -144,6 +145,82 @@ async def test_an_access_token_grants_only_the_scopes_it_carries(gateway: Gatewa
         headers = {**_bearer(token), "Idempotency-Key": str(uuid.uuid4())}
         refused = await gateway.http.post(path, json=body, headers=headers)
         assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
+
+
+async def _register(gateway: Gateway) -> str:
+    """An unpaired register of the fixture's merchant, made directly: `POST /v1/registers`
+    would ask the inventory service for its location, and these tests run no services."""
+    merchant = gateway.scalar("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")
+    engine = make_engine(gateway.database_url, pool_size=1)
+    try:
+        made = await registers.create(
+            engine, merchant, "loc_guarded", "Till", audit.Actor(), str(uuid.uuid4())
+        )
+    finally:
+        await engine.dispose()
+    return made.id
+
+
+async def test_a_pairing_code_needs_every_scope_its_register_will_carry(gateway: Gateway) -> None:
+    """The device redeeming a code gets every register scope: `registers:manage` alone is no
+    way to them. Refused as a key asking for more than it holds is, and nothing is written."""
+    register = await _register(gateway)
+    path = f"/v1/registers/{register}/pairing-codes"
+    selling = [s for s in ALL_SCOPES if s in REGISTER_SCOPES]
+    manager = await gateway.post(
+        "/v1/api-keys", {"name": "registers only", "scopes": ["registers:manage"]}
+    )
+    assert manager.status_code == 201, manager.text
+    client = await gateway.client(["registers:manage", "catalog:read", "orders:write"])
+    form = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    token = (await gateway.http.post("/v1/oauth/token", data=form)).json()["access_token"]
+    audit_before = gateway.scalar("SELECT count(*) FROM audit_log")
+    key = str(uuid.uuid4())
+
+    held_by_client = ("catalog:read", "orders:write")
+    cases = [
+        (manager.json()["key"], selling),
+        (token, [s for s in selling if s not in held_by_client]),
+    ]
+    for credential, missing in cases:
+        refused = await gateway.http.post(
+            path, headers={**_bearer(credential), "Idempotency-Key": key}
+        )
+        assert refused.status_code == 403, refused.text
+        problem = refused.json()
+        names = ", ".join(missing)
+        assert problem["code"] == "scope_not_grantable" and names in problem["detail"]
+        assert problem["errors"] == [
+            {"field": "scopes", "reason": f"not held by this credential: {names}"}
+        ]
+    # No code, no audit entry, and the Idempotency-Key kept nothing.
+    count = "SELECT count(*) FROM register_pairing_codes WHERE register_id = %s"
+    assert gateway.scalar(count, register) == 0
+    assert gateway.scalar("SELECT count(*) FROM audit_log") == audit_before
+
+    # Holding every register scope is enough; the merchant's full key may as ever, and its
+    # retry of the refused requests' Idempotency-Key is a first attempt.
+    seller = await gateway.post(
+        "/v1/api-keys", {"name": "pairs tills", "scopes": ["registers:manage", *selling]}
+    )
+    for credential, idempotency_key in ((seller.json()["key"], str(uuid.uuid4())), (None, key)):
+        headers = {"Idempotency-Key": idempotency_key}
+        if credential is not None:
+            headers.update(_bearer(credential))
+        issued = await gateway.http.post(path, headers=headers)
+        assert issued.status_code == 201, issued.text
+        assert issued.headers.get("idempotent-replayed") is None and issued.json()["code"]
+    paired = await gateway.http.post(
+        "/v1/registers/pair", json={"code": issued.json()["code"]}, headers={"Authorization": ""}
+    )
+    assert paired.status_code == 201, paired.text
+    assert sorted(paired.json()["scopes"]) == sorted(REGISTER_SCOPES)
+
+    # The operation's description names every scope the register credential carries.
+    document = gateway.app.openapi()
+    described = document["paths"]["/v1/registers/{register_id}/pairing-codes"]["post"]
+    assert all(f"`{s}`" in described["description"] for s in REGISTER_SCOPES)
 
 
 async def _live_key(gateway: Gateway, scopes: tuple[str, ...]) -> str:

@@ -101,14 +101,20 @@ async def grantable(
     beyond = [s for s in wanted if s not in principal.scopes]
     if beyond:
         await _refused(request, {**details, "not_held": beyond})
-        names = ", ".join(beyond)
-        raise Problem(
-            403,
-            "scope_not_grantable",
-            f"this credential cannot grant scopes it does not hold itself: {names}",
-            [{"field": "scopes", "reason": f"not held by this credential: {names}"}],
-        )
+        raise not_grantable(beyond)
     return wanted
+
+
+def not_grantable(beyond: list[str]) -> Problem:
+    """The 403 for a credential asking to give out scopes it does not hold (`errors[]` on
+    `scopes`, naming them)."""
+    names = ", ".join(beyond)
+    return Problem(
+        403,
+        "scope_not_grantable",
+        f"this credential cannot grant scopes it does not hold itself: {names}",
+        [{"field": "scopes", "reason": f"not held by this credential: {names}"}],
+    )
 
 
 async def _refused(request: Request, details: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from pos_gateway.actions import principal_of
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.idempotency import REDACTED
-from pos_gateway.keys import REGISTER_SCOPES
+from pos_gateway.keys import ALL_SCOPES, REGISTER_SCOPES
 from pos_gateway.permissions import PERMISSIONS
 from pos_gateway.pins import PIN_PATTERN
 from pos_gateway.problems import Problem
@@ -41,6 +41,7 @@ from pos_gateway.routes.common import (
     since_time,
     success,
 )
+from pos_gateway.routes.credentials import not_grantable
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.registers import (
     Override,
@@ -209,9 +210,23 @@ async def retire_register(register_id: PathId, request: Request) -> Register:
 async def create_pairing_code(register_id: PathId, request: Request) -> PairingCode:
     """A code of ten characters, valid ten minutes, exchanged once by the device at
     `POST /v1/registers/pair` for the register's credential. A retired register is a 409
-    `register_retired`. Pairing again replaces the earlier device: its credential stops."""
+    `register_retired`. Pairing again replaces the earlier device: its credential stops.
+
+    The code hands out a credential with every register scope (`catalog:read`,
+    `inventory:read`, `customers:read`, `customers:write`, `promotions:read`, `orders:read`,
+    `orders:write`, `payments:read`, `payments:write`, `registers:read`, `register:session`),
+    so, as for API keys, the credential issuing it must hold each of them as well as
+    `registers:manage` (one holding every scope, such as a merchant's full key, may): any it
+    lacks is a 403 `scope_not_grantable` naming them (`errors[]` on `scopes`), and no code is
+    issued. A register's credential has no mode of its own and counts as test (it can never
+    make a live key), so a test credential may pair as a live one may."""
     principal = principal_of(request)
     _merchant_only(principal)
+    # Without this, `registers:manage` alone would be a way to every register scope: the
+    # device redeeming the code gets them all, whatever the issuer held.
+    beyond = [s for s in ALL_SCOPES if s in REGISTER_SCOPES and s not in principal.scopes]
+    if beyond:
+        raise not_grantable(beyond)
     state = request.app.state
     try:
         issued = await registers.new_pairing_code(
