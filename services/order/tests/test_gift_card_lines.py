@@ -5,6 +5,7 @@ not confirmed leaves no live card and no money taken."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -177,6 +178,10 @@ async def test_a_declined_sale_activates_no_gift_card(shop: Shop) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.lookup(printed)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # The code the declined sale reserved was released with it: the card can be sold.
+    _, again = await shop.checkout(gift(3000, printed))
+    assert again.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert [c.code for c in again.gift_cards] == [printed]
 
 
 async def test_a_card_over_the_maximum_balance_is_refused_before_anything_is_charged(
@@ -232,6 +237,42 @@ async def test_a_pre_printed_code_already_taken_is_refused_before_anything_is_ch
     assert problem.reason == "gift_card_code_taken"
     assert [v.field for v in problem.violations] == ["lines[1].gift_card.code"]
     assert shop.kept() == before
+
+
+async def test_concurrent_sales_of_one_pre_printed_code_charge_only_the_one_that_sells_it(
+    shop: Shop,
+) -> None:
+    """Five tills sell the same pre-printed card at once. Before, each one's check found the
+    code free, each card was charged, and all but one lost at the activation: refunded, the
+    customers saw a charge and a refund. Now the code is reserved for the sale's order at the
+    payment service before anything is charged (atomically: one reservation per code): one
+    sale is charged and sells the card, the others are refused first with the 409 the taken
+    code gets, and nothing of theirs is kept (no order, no payment)."""
+    printed = "RACE-" + uuid.uuid4().hex[:12].upper()
+    refunds = "SELECT count(*) FROM refunds WHERE merchant_id = %s"
+    before, refunded = shop.kept(), shop.sql(refunds, MERCHANT[0][1], db=shop.payment_db)
+    answers = await asyncio.gather(
+        *(shop.checkout(TEE, gift(2000, printed)) for _ in range(5)), return_exceptions=True
+    )
+    sold = [a for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    assert len(sold) == 1, answers
+    (_, sale) = sold[0]
+    assert sale.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert [c.code for c in sale.gift_cards] == [printed]
+    for err in refused:
+        assert isinstance(err, grpc.aio.AioRpcError), err
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        problem = read_error(err)
+        assert problem.reason == "gift_card_code_taken"
+        assert [v.field for v in problem.violations] == ["lines[1].gift_card.code"]
+        assert printed not in str(problem)
+    # One order, one payment (charged once, nothing refunded), one card.
+    assert tuple(n[0][0] for n in shop.kept()) == tuple(n[0][0] + 1 for n in before)
+    assert shop.sql(refunds, MERCHANT[0][1], db=shop.payment_db) == refunded
+    card = await shop.lookup(printed)
+    assert card.order_id == sale.order.id and card.balance.amount == 2000
+    assert card.status == G.GIFT_CARD_STATUS_ACTIVE
 
 
 async def test_a_returned_gift_card_line_deactivates_its_card_unless_it_was_spent(

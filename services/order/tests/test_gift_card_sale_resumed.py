@@ -215,3 +215,77 @@ async def test_a_gift_card_sale_nobody_comes_back_for_is_refunded_and_leaves_no_
             assert read_error(err.value).reason == "sale_cancelled"
     finally:
         await payment_channel.close()
+
+
+async def test_a_code_held_by_a_sale_in_progress_is_sold_again_once_that_sale_is_abandoned(
+    stack: Stack,
+) -> None:
+    """A sale whose card's answer was lost holds its pre-printed code: another till selling
+    the same card meanwhile is refused before its card is charged (before, it was charged and
+    then refunded, or the first sale was). Nobody comes back for the first sale: the resumer
+    cancels it, and its compensation releases the code, which the next sale sells."""
+    merchant = f"mer_giftheld_{uuid.uuid4().hex[:6]}"
+    location = await tee_shop(stack.inventory, merchant)
+    meta = (("x-merchant-id", merchant),)
+    ports = (stack.nats_url, stack.inventory_port, stack.payment_port)
+    printed = "HELD-" + uuid.uuid4().hex[:12].upper()
+
+    def sale(card_token: str, *lines: order_pb2.CheckoutLine) -> order_pb2.CheckoutRequest:
+        return order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=location,
+            lines=list(lines),
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token=card_token,
+        )
+
+    def payments() -> list[tuple[Any, ...]]:
+        return rows(
+            stack.payment_db,
+            "SELECT order_id, status FROM payments WHERE merchant_id = %s ORDER BY created_at",
+            merchant,
+        )
+
+    async with serve_order_on(stack.order_db, *ports, **FAST) as service:
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Checkout(sale("tok_timeout", gift(2500, printed)), metadata=meta, timeout=30)
+        assert read_error(err.value).reason == "payment_pending"
+        ((held_by,),) = rows(
+            stack.order_db, "SELECT id FROM orders WHERE merchant_id = %s", merchant
+        )
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Checkout(
+                sale("tok_visa", TEE, gift(2500, printed.lower())), metadata=meta, timeout=30
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        problem = read_error(err.value)
+        assert problem.reason == "gift_card_code_taken"
+        assert [v.field for v in problem.violations] == ["lines[1].gift_card.code"]
+        assert printed not in str(problem) and printed.lower() not in str(problem)
+        # Nothing of the refused sale was kept or charged: the one order, its one payment.
+        assert rows(stack.order_db, "SELECT id FROM orders WHERE merchant_id = %s", merchant) == [
+            (held_by,)
+        ]
+        assert [order_id for order_id, _ in payments()] == [held_by]
+
+        # Nobody comes back for the first sale by its expiry (moved to now).
+        await until(lambda: seen_captured(stack, held_by), limit=30)
+        with psycopg.connect(stack.order_db) as conn:
+            conn.execute("UPDATE orders SET due_at = now() WHERE id = %s", (held_by,))
+
+        def ended() -> bool:
+            found = rows(stack.order_db, "SELECT status FROM orders WHERE id = %s", held_by)
+            return found == [("cancelled",)]
+
+        await until(ended, limit=30)
+        sold = await stub.Checkout(sale("tok_visa", gift(2500, printed)), metadata=meta, timeout=30)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert [c.code for c in sold.gift_cards] == [printed]
+    live = rows(
+        stack.payment_db,
+        "SELECT order_id FROM gift_cards WHERE merchant_id = %s AND status = 'active'",
+        merchant,
+    )
+    assert live == [(sold.order.id,)]

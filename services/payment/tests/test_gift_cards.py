@@ -302,6 +302,103 @@ async def test_a_card_sold_on_an_order_line_is_activated_on_confirm_and_deactiva
     assert (credit.gift_card.reason, credit.gift_card.customer_id) == ("store_credit", "cus_1")
 
 
+async def test_a_pre_printed_code_reserved_for_an_order_line_is_its_until_activated_or_released(
+    running: Running,
+) -> None:
+    """The order saga reserves a pre-printed code before the sale is charged: of concurrent
+    reservations of one code exactly one holds it; while it does, no other order may reserve
+    or activate the code, nor the API issue a card with it; its own activation consumes it, and
+    a release (the order cancelled) frees it for the next sale."""
+    m = merchant()
+    code = "HELD-" + new_id("c")[-12:].upper()
+
+    def reserve(order: str, line: str = "L1", request_id: str = "", **fields: Any) -> Any:
+        return running.cards.ReserveGiftCardCode(
+            G.ReserveGiftCardCodeRequest(
+                request_id=request_id or f"{order}/gift_card_reserve/{line}",
+                code=fields.pop("code", code),
+                order_id=order,
+                order_line_id=line,
+                **fields,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    def release(order: str) -> Any:
+        return running.cards.ReleaseGiftCardCodes(
+            G.ReleaseGiftCardCodesRequest(request_id=rid(), order_id=order),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    def activate(order: str, line: str = "L1", written: str = code) -> Any:
+        return running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=f"{order}/gift_card/{line}",
+                amount=usd(2500),
+                code=written,
+                order_id=order,
+                order_line_id=line,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    answers = await asyncio.gather(
+        *(reserve(f"ord_race_{n}") for n in range(20)), return_exceptions=True
+    )
+    won = [n for n, a in enumerate(answers) if not isinstance(a, BaseException)]
+    assert len(won) == 1, answers
+    for a in answers:
+        if isinstance(a, grpc.aio.AioRpcError):
+            assert (a.code(), read_error(a).reason) == (
+                grpc.StatusCode.ALREADY_EXISTS,
+                "gift_card_code_taken",
+            )
+    holder = f"ord_race_{won[0]}"
+    held = answers[won[0]]
+    assert isinstance(held, G.ReserveGiftCardCodeResponse)
+    assert held.HasField("expires_at") and not held.activated
+    # The saga retried: the same reservation.
+    assert await reserve(holder) == held
+
+    taken = (grpc.StatusCode.ALREADY_EXISTS, "gift_card_code_taken")
+    other = "ord_other"
+    assert await refused(reserve(other)) == taken
+    assert await refused(activate(other, written=code.lower())) == taken
+    assert await refused(issue(running, m, 1000, code=code)) == taken
+    count = "SELECT count(*) FROM gift_cards WHERE merchant_id = %s"
+    assert running.one(count, m) == 0
+
+    # Released (its order cancelled): the next sale reserves and activates it, consuming it.
+    assert (await release(other)).released == 0
+    assert (await release(holder)).released == 1
+    await reserve(other)
+    card = (await activate(other)).gift_card
+    assert (card.order_id, card.order_line_id, card.balance.amount) == (other, "L1", 2500)
+    reservations = "SELECT count(*) FROM gift_card_code_reservations WHERE merchant_id = %s"
+    assert running.one(reservations, m) == 0
+    # Now the card has it: refused to any other order; its own line again hears `activated`.
+    assert await refused(reserve(holder, request_id=rid())) == taken
+    again = await reserve(other, request_id=rid())
+    assert again.activated and not again.HasField("expires_at")
+
+    # A reservation that lapsed (its order vanished before its saga could release it) is
+    # taken over by the next sale.
+    lapsed = "LAPSED-" + new_id("c")[-12:].upper()
+    await reserve("ord_gone", code=lapsed, ttl_seconds=60)
+    assert await refused(reserve("ord_next", code=lapsed)) == taken
+    with psycopg.connect(running.database_url) as conn:
+        conn.execute(
+            "UPDATE gift_card_code_reservations SET expires_at = now() - interval '1 second' "
+            "WHERE merchant_id = %s AND order_id = 'ord_gone'",
+            (m,),
+        )
+    await reserve("ord_next", code=lapsed)
+    assert await refused(reserve("ord_gone", code=lapsed, request_id=rid())) == taken
+
+
 # --- never negative --------------------------------------------------------------------------
 
 
@@ -437,7 +534,13 @@ async def test_every_gift_card_mutation_replayed_with_its_request_id_applies_onc
 def footprint(running: Running, m: str) -> tuple[Any, ...]:
     return tuple(
         running.one(f"SELECT count(*) FROM {table} WHERE merchant_id = %s", m)  # noqa: S608
-        for table in ("gift_cards", "gift_card_activities", "processed_requests", "outbox")
+        for table in (
+            "gift_cards",
+            "gift_card_activities",
+            "gift_card_code_reservations",
+            "processed_requests",
+            "outbox",
+        )
     )
 
 
@@ -536,6 +639,42 @@ async def test_bad_input_is_refused_with_its_reason_and_writes_nothing(running: 
             grpc.StatusCode.NOT_FOUND,
             "resource_missing",
         ),
+        (  # a code a card has is not reserved for an order
+            running.cards.ReserveGiftCardCode,
+            G.ReserveGiftCardCodeRequest(
+                request_id=rid(), code=issued.code, order_id="ord_x", order_line_id="L1"
+            ),
+            grpc.StatusCode.ALREADY_EXISTS,
+            "gift_card_code_taken",
+        ),
+        (
+            running.cards.ReserveGiftCardCode,
+            G.ReserveGiftCardCodeRequest(
+                request_id=rid(), code="PRINTED-0001", order_id="", order_line_id="L1"
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.ReserveGiftCardCode,
+            G.ReserveGiftCardCodeRequest(
+                request_id=rid(), code="short", order_id="ord_x", order_line_id="L1"
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
+        (
+            running.cards.ReserveGiftCardCode,
+            G.ReserveGiftCardCodeRequest(
+                request_id=rid(),
+                code="PRINTED-0001",
+                order_id="ord_x",
+                order_line_id="L1",
+                ttl_seconds=-1,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        ),
     ]
     for method, request, status, reason in cases:
         assert await refused(method(request, metadata=md(m), timeout=30)) == (status, reason), (
@@ -592,6 +731,16 @@ async def test_no_gift_card_code_is_kept_in_any_table_log_stored_answer_or_event
     generated = await issue(running, m, 4000)
     supplied = await issue(running, m, 4000, code="MERCHANT-CARD-777-XQ")
     codes = [generated.code, supplied.code]
+    # A code reserved for an order's line (the saga's step before the sale is paid) is kept as
+    # the card's would be: its keyed hash.
+    reserved = "RESERVED-CARD-888-ZK"
+    await running.cards.ReserveGiftCardCode(
+        G.ReserveGiftCardCodeRequest(
+            request_id=rid(), code=reserved, order_id="ord_dump", order_line_id="L9"
+        ),
+        metadata=md(m),
+        timeout=30,
+    )
     for n, code in enumerate(codes):
         card_id = (generated, supplied)[n].gift_card.id
         await running.cards.LoadGiftCard(
@@ -637,7 +786,7 @@ async def test_no_gift_card_code_is_kept_in_any_table_log_stored_answer_or_event
     dumped = database_text(running)
     logged = "\n".join(r.getMessage() + str(r.args) + str(r.exc_info) for r in caplog.records)
     assert caplog.records and m in dumped
-    for code in codes:
+    for code in [*codes, reserved]:
         for form in {code, code.replace("-", ""), code.upper(), code.replace("-", "").upper()}:
             assert form not in dumped
             assert form not in logged

@@ -728,8 +728,9 @@ class StockService(_Client):
 
 
 class GiftCardIssuer(_Client):
-    """Gift card lines: activated (IssueGiftCard) when their order is confirmed, deactivated
-    when it is cancelled, each under the saga's derived request id."""
+    """Gift card lines: a pre-printed code reserved (ReserveGiftCardCode) before its order is
+    saved, activated (IssueGiftCard) when the order is confirmed, deactivated (and its codes'
+    reservations released) when it is cancelled, each under the saga's derived request id."""
 
     _service = "payment"
 
@@ -793,8 +794,22 @@ class GiftCardIssuer(_Client):
         )
         return int(answer.settings.max_balance)
 
-    async def code_taken(self, code: str) -> bool:
-        found = await self._call_if_found(
-            self._stub.LookupGiftCard, gift_cards_pb2.LookupGiftCardRequest(code=code)
+    async def reserve_code(
+        self, request_id: str, code: str, order_id: str, line_id: str, ttl_seconds: int
+    ) -> None:
+        await self._call(
+            self._stub.ReserveGiftCardCode,
+            gift_cards_pb2.ReserveGiftCardCodeRequest(
+                request_id=request_id,
+                code=code,
+                order_id=order_id,
+                order_line_id=line_id,
+                ttl_seconds=ttl_seconds,
+            ),
         )
-        return found is not None
+
+    async def release_codes(self, request_id: str, order_id: str) -> None:
+        await self._call(
+            self._stub.ReleaseGiftCardCodes,
+            gift_cards_pb2.ReleaseGiftCardCodesRequest(request_id=request_id, order_id=order_id),
+        )

@@ -242,12 +242,15 @@ async def _reserve_or_drop(
 ) -> Order:
     """The coupons reserved before anything else is taken for the order; refused, the order
     is dropped with its request's start (nothing was held or paid, and it was not announced:
-    a retry starts anew) and the refusal stands."""
+    a retry starts anew) and the refusal stands. The pre-printed gift card codes it reserved
+    are released first: dropped, the order is compensated by nobody (the payment service away,
+    the order stays, for the retry or the resumer's compensation)."""
     try:
         return await saga.reserve_coupons(new_uow, ports, order, cart, announce)
     except DomainError as exc:
         if exc.kind in saga.TRANSIENT:
             raise
+        await saga.release_gift_card_codes(ports, order)
         await _discard(new_uow, order.id, request_id)
         raise
 
@@ -339,7 +342,7 @@ class Checkout(Generic[R]):
                 )
                 order = priced.order
                 validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
-                await check_gift_card_lines(ports, cmd.lines)
+                await check_gift_card_lines(ports, cmd.lines, order, started.settings.hold_seconds)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
@@ -486,14 +489,15 @@ def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], N
             tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
         )
         state = o.saga.tenders[0].state
-        held = o.saga.points_state is not None
+        # Points held, or pre-printed gift card codes reserved: given back by the compensation.
+        held = o.saga.points_state is not None or any(ln.code_supplied for ln in o.lines)
         if state is TenderState.FAILED:
             # The processor never reached (a payment-service crash mid-charge, settled by its
             # reconciler) declined nothing: the sale ends as not taken, not as a decline, and
             # the till hears `sale_cancelled`, not "declined".
             unreached = payment.decline_code == PROCESSOR_UNREACHED
             o.begin_cancel("payment_unavailable" if unreached else "payment_declined")
-            if not held:  # points held are given back by the compensation below
+            if not held:  # what is held is given back by the compensation below
                 o.cancelled(now())
         elif (
             state is TenderState.CAPTURED
@@ -524,15 +528,19 @@ def _confirms_at_once(order: Order, payment: PaymentResult) -> bool:
     )
 
 
-async def check_gift_card_lines(ports: CheckoutPorts, lines: list[LineRequest]) -> None:
+async def check_gift_card_lines(
+    ports: CheckoutPorts, lines: list[LineRequest], order: Order, hold_seconds: int
+) -> None:
     """Before a new order is saved and anything is charged: each gift card line can be
     activated once it is paid. Its value within the merchant's maximum balance, else a 409
-    `gift_card_balance_limit` on `lines[i].gift_card.amount`; a pre-printed code no card of the
-    merchant has (nor an earlier line of this sale, the code written any way it is read), else
-    a 409 `gift_card_code_taken` on `lines[i].gift_card.code`; the code never repeated. Found
-    only at the activation, such a line would undo the sale after its card was charged:
-    refunded, its other cards activated and deactivated. A card taken between this
-    check and the activation still undoes the sale that way."""
+    `gift_card_balance_limit` on `lines[i].gift_card.amount`. A pre-printed code is reserved
+    for the order's line (`saga.reserve_gift_card_code`); one a card of the merchant has, one
+    another sale holds, or one an earlier line of this sale names (the code written any way it
+    is read) is a 409 `gift_card_code_taken` on `lines[i].gift_card.code`, the code never
+    repeated, and what this sale reserved is released. Found only at the activation, such a
+    line would undo the sale after its card was charged: refunded, its other cards activated
+    and deactivated. The reservation is the check: of concurrent sales of one card, one is
+    charged and sells it, the others are refused before anything is charged."""
     asked = [(i, ln.gift_card) for i, ln in enumerate(lines) if ln.gift_card is not None]
     if not asked:
         return
@@ -557,26 +565,50 @@ async def check_gift_card_lines(ports: CheckoutPorts, lines: list[LineRequest]) 
         )
     taken: list[FieldViolation] = []
     seen: set[str] = set()
-    for i, card in asked:
-        if not card.code:
-            continue
-        normalised = card.code.replace("-", "").upper()
-        if normalised in seen or await ports.gift_cards.code_taken(card.code):
-            taken.append(
-                FieldViolation(
-                    f"lines[{i}].gift_card.code",
-                    "another gift card (or another line of this sale) has this code",
+    try:
+        for i, card in asked:
+            if not card.code:
+                continue
+            normalised = card.code.replace("-", "").upper()
+            if normalised in seen or not await _reserved(ports, order, i, card.code, hold_seconds):
+                taken.append(
+                    FieldViolation(
+                        f"lines[{i}].gift_card.code",
+                        "another gift card, another sale or another line of this sale has "
+                        "this code",
+                    )
                 )
+            seen.add(normalised)
+        if taken:
+            raise DomainError(
+                "a pre-printed gift card's code is taken already: nothing was charged",
+                "gift_card_code_taken",
+                taken,
+                {},
+                ErrorKind.CONFLICT,
             )
-        seen.add(normalised)
-    if taken:
-        raise DomainError(
-            "a pre-printed gift card's code is taken already: nothing was charged",
-            "gift_card_code_taken",
-            taken,
-            {},
-            ErrorKind.CONFLICT,
-        )
+    except Exception:
+        # The order is not saved: nothing else would release what it reserved (the
+        # reservations would only lapse). Not released (the payment service away), they do.
+        try:
+            await saga.release_gift_card_codes(ports, order)
+        except DomainError as exc:
+            log.warning("codes of order %s left to lapse: %s", order.id, exc.code)
+        raise
+
+
+async def _reserved(
+    ports: CheckoutPorts, order: Order, i: int, code: str, hold_seconds: int
+) -> bool:
+    """Whether line `i`'s code is now reserved for the order (False: taken)."""
+    try:
+        await saga.reserve_gift_card_code(ports, order, f"L{i + 1}", code, hold_seconds)
+    except DomainError as exc:
+        # By its code: the payment service's refusal arrives as a plain DomainError.
+        if exc.code == "gift_card_code_taken":
+            return False
+        raise
+    return True
 
 
 def gift_card_codes(lines: list[LineRequest]) -> dict[str, str]:
@@ -699,7 +731,9 @@ class CreateOrder(Generic[R]):
                     cmd.redeem_points,
                 )
                 order = priced.order
-                await check_gift_card_lines(self.ports, cmd.lines)
+                await check_gift_card_lines(
+                    self.ports, cmd.lines, order, started.settings.hold_seconds
+                )
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
             order.saga.hold_ttl = started.settings.hold_seconds
             # With stock to hold, the order is announced once it is held; else, with coupons,

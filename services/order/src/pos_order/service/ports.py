@@ -423,8 +423,17 @@ class GiftCards(Protocol):
         """The most the merchant lets one card hold (0: not known)."""
         ...
 
-    async def code_taken(self, code: str) -> bool:
-        """Whether one of the merchant's cards has this code (written any way it is read)."""
+    async def reserve_code(
+        self, request_id: str, code: str, order_id: str, line_id: str, ttl_seconds: int
+    ) -> None:
+        """Hold a pre-printed code for the order's line until its card is activated (which
+        consumes the hold), the order's codes are released, or `ttl_seconds` pass. A code a
+        card has (written any way it is read), or one another order holds: a DomainError
+        `gift_card_code_taken`, nothing held."""
+        ...
+
+    async def release_codes(self, request_id: str, order_id: str) -> None:
+        """End the order's holds that no activation consumed (none: nothing to do)."""
         ...
 
 

@@ -609,10 +609,43 @@ async def issue_gift_cards(
     return order
 
 
+# How long past the sale's own expiry (when the resumer cancels a sale nobody came back for) a
+# pre-printed code stays reserved for it: the compensation releases it before; the rest bounds
+# what a sale that vanished before it was saved keeps, or one whose card's answer is awaited.
+CODE_HELD_PAST_EXPIRY = timedelta(minutes=15)
+
+
+async def reserve_gift_card_code(
+    ports: CheckoutPorts, order: Order, line_id: str, code: str, hold_seconds: int
+) -> None:
+    """Reserve a pre-printed card's code for the order's line at the payment service
+    (`<order>/gift_card_reserve/<line>`) before anything is charged for the order: of
+    concurrent sales of one physical card, one holds its code and the others are refused
+    (`gift_card_code_taken`) before they are charged. The activation consumes it;
+    `release_gift_card_codes` gives it back; `hold_seconds` (the sale's life) and
+    `CODE_HELD_PAST_EXPIRY` bound it."""
+    assert ports.gift_cards is not None
+    seconds = hold_seconds + int(CODE_HELD_PAST_EXPIRY.total_seconds())
+    await ports.gift_cards.reserve_code(
+        f"{order.id}/gift_card_reserve/{line_id}", code, order.id, line_id, seconds
+    )
+
+
+async def release_gift_card_codes(ports: CheckoutPorts, order: Order) -> None:
+    """The order's pre-printed codes not activated for it can be sold again
+    (`<order>/gift_card_release`; one the order's card was activated with stays that card's).
+    The payment service down: raised, so the compensation stops here and is run again."""
+    if ports.gift_cards is None or not any(ln.code_supplied for ln in order.lines):
+        return
+    await _quietly(ports.gift_cards.release_codes(f"{order.id}/gift_card_release", order.id))
+
+
 async def deactivate_gift_cards(ports: CheckoutPorts, order: Order) -> None:
-    """A cancelled order's gift cards end (`<order>/gift_card_deactivate/<line>`). A card whose
-    issue was asked but whose answer was never recorded is asked again under the same id: the
-    payment service answers the card it made, if it made one."""
+    """A cancelled order's gift cards end (`<order>/gift_card_deactivate/<line>`), and the
+    pre-printed codes it reserved and did not activate are released. A card whose issue was
+    asked but whose answer was never recorded is asked again under the same id: the payment
+    service answers the card it made, if it made one."""
+    await release_gift_card_codes(ports, order)
     if GIFT_CARDS_ASKED not in order.saga.done_steps or ports.gift_cards is None:
         return
     for ln in order.lines:

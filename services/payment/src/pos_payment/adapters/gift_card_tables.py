@@ -70,6 +70,23 @@ gift_cards = Table(
     Index("gift_cards_inactive", "merchant_id", "id", postgresql_where=text("status <> 'active'")),
 )
 
+# Pre-printed codes held for an order's line until its card is activated, the order ends unpaid
+# (released) or `expires_at` passes: what keeps two sales of one physical card from both being
+# charged. Found by the code's keyed hash, as a card is; never a card, never in a list or event.
+gift_card_code_reservations = Table(
+    "gift_card_code_reservations",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("order_id", Text, nullable=False),
+    Column("order_line_id", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "code_hash", name="gift_card_code_reservations_pkey"),
+    # An order's reservations, for their release.
+    Index("gift_card_code_reservations_order", "merchant_id", "order_id"),
+)
+
 # The ledger: append only. Sum of amount per card == the card's balance.
 gift_card_activities = Table(
     "gift_card_activities",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +27,7 @@ from pos_kit.uow import UnitOfWork
 from pos_payment.adapters.gift_card_messages import REGISTRY
 from pos_payment.adapters.gift_card_tables import (
     gift_card_activities,
+    gift_card_code_reservations,
     gift_card_settings,
     gift_card_tender_calls,
     gift_cards,
@@ -34,6 +36,7 @@ from pos_payment.domain.gift_cards import (
     Activity,
     ActivityKind,
     CardFilters,
+    CodeReservation,
     GiftCard,
     GiftCardActivityCreated,
     GiftCardSettings,
@@ -138,6 +141,78 @@ class SqlGiftCardRepository:
         query = select(gift_cards).where(self._mine(), gift_cards.c.code_hash == digest)
         row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _card(row) if row else None
+
+    async def lock_code(self, normalized_code: str) -> None:
+        """Serialise, until this transaction ends, everything that decides who may have the
+        code: its reservation and a card's creation with it. (A row lock cannot: neither the
+        card nor the reservation may exist yet.) Keyed by the code's keyed hash; two codes
+        sharing the key only wait for each other."""
+        digest = self._hash(self._merchant, normalized_code)
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def reservation(self, normalized_code: str) -> CodeReservation | None:
+        t = gift_card_code_reservations
+        row = (
+            await self._conn.execute(
+                select(
+                    t.c.order_id,
+                    t.c.order_line_id,
+                    t.c.expires_at,
+                    (t.c.expires_at > func.now()).label("live"),
+                ).where(
+                    t.c.merchant_id == self._merchant,
+                    t.c.code_hash == self._hash(self._merchant, normalized_code),
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return CodeReservation(row.order_id, row.order_line_id, row.expires_at, row.live)
+
+    async def reserve(
+        self, normalized_code: str, order_id: str, order_line_id: str, seconds: int
+    ) -> datetime:
+        """Hold the code for the order's line (replacing whatever reservation it had: the
+        caller decided under `lock_code` that it may). Answers when it lapses."""
+        t = gift_card_code_reservations
+        until = func.now() + timedelta(seconds=seconds)
+        values = {"order_id": order_id, "order_line_id": order_line_id, "expires_at": until}
+        expires: datetime = (
+            await self._conn.execute(
+                pg_insert(t)
+                .values(
+                    merchant_id=self._merchant,
+                    code_hash=self._hash(self._merchant, normalized_code),
+                    **values,
+                )
+                .on_conflict_do_update(
+                    index_elements=[t.c.merchant_id, t.c.code_hash],
+                    set_={**values, "created_at": func.now()},
+                )
+                .returning(t.c.expires_at)
+            )
+        ).scalar_one()
+        return expires
+
+    async def unreserve(self, normalized_code: str) -> None:
+        t = gift_card_code_reservations
+        await self._conn.execute(
+            delete(t).where(
+                t.c.merchant_id == self._merchant,
+                t.c.code_hash == self._hash(self._merchant, normalized_code),
+            )
+        )
+
+    async def release_order(self, order_id: str) -> int:
+        """End every reservation of the order; how many there were."""
+        t = gift_card_code_reservations
+        ended = await self._conn.execute(
+            delete(t)
+            .where(t.c.merchant_id == self._merchant, t.c.order_id == order_id)
+            .returning(t.c.code_hash)
+        )
+        return len(ended.all())
 
     async def record(self, card: GiftCard, activity: Activity) -> None:
         """The activity and the card's new balance, in the caller's transaction."""

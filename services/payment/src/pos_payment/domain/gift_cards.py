@@ -228,6 +228,26 @@ def _above_maximum(max_balance: int) -> Conflict:
 
 
 @dataclass(frozen=True)
+class CodeReservation:
+    """A pre-printed code held for an order's line until its card is activated (see
+    `service.gift_cards.reserve_code`). `live`: not expired yet, as the database's clock
+    reads it."""
+
+    order_id: str
+    order_line_id: str
+    expires_at: datetime
+    live: bool
+
+    def holds_for(self, order_id: str, order_line_id: str) -> bool:
+        return (self.order_id, self.order_line_id) == (order_id, order_line_id)
+
+
+# How long a reservation lasts when the caller names no time, and the most it may ask.
+DEFAULT_RESERVATION_SECONDS = 3600
+MAX_RESERVATION_SECONDS = 7 * 86400
+
+
+@dataclass(frozen=True)
 class CardFilters:
     """What narrows a list of cards: each one set must hold ("" / None: any)."""
 

@@ -129,6 +129,34 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
             code_redacted=True,
         )
 
+    async def ReserveGiftCardCode(
+        self, request: G.ReserveGiftCardCodeRequest, context: grpc.aio.ServicerContext
+    ) -> G.ReserveGiftCardCodeResponse:
+        # Refused before anything is claimed: a bad request leaves no trace.
+        code, seconds = handlers.validate_reservation(
+            request.code, request.order_id, request.order_line_id, request.ttl_seconds
+        )
+        work = functools.partial(
+            self._reserve, code, request.order_id, request.order_line_id, seconds
+        )
+        return await self._once("ReserveGiftCardCode", request, G.ReserveGiftCardCodeResponse, work)
+
+    async def _reserve(
+        self, code: str, order_id: str, line_id: str, seconds: int, uow: GiftCardUow
+    ) -> G.ReserveGiftCardCodeResponse:
+        held = await handlers.reserve_code(uow, code, order_id, line_id, seconds)
+        answer = G.ReserveGiftCardCodeResponse(activated=held.activated)
+        if held.expires_at is not None:
+            answer.expires_at.FromDatetime(held.expires_at)
+        return answer
+
+    @mutation(G.ReleaseGiftCardCodesResponse)
+    async def ReleaseGiftCardCodes(
+        self, request: G.ReleaseGiftCardCodesRequest, uow: GiftCardUow
+    ) -> G.ReleaseGiftCardCodesResponse:
+        released = await handlers.release_codes(uow, request.order_id)
+        return G.ReleaseGiftCardCodesResponse(released=released)
+
     async def RedeemGiftCard(
         self, request: G.RedeemGiftCardRequest, context: grpc.aio.ServicerContext
     ) -> G.RedeemGiftCardResponse:

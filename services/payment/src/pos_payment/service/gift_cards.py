@@ -7,6 +7,7 @@ an unknown code gets the same answer whether or not any card ever had it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from pos_kit.errors import (
@@ -21,11 +22,14 @@ from pos_kit.errors import (
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_payment.domain.gift_cards import (
+    DEFAULT_RESERVATION_SECONDS,
     MAX_ID,
     MAX_REASON,
     MAX_REFERENCE,
+    MAX_RESERVATION_SECONDS,
     Activity,
     CardFilters,
+    CodeReservation,
     GiftCard,
     GiftCardActivityCreated,
     GiftCardSettings,
@@ -54,6 +58,17 @@ class CardRepository(Protocol):
         ...
 
     async def list(self, page: PageRequest, filters: CardFilters) -> list[GiftCard]: ...
+
+    async def lock_code(self, normalized_code: str) -> None:
+        """Held to the transaction's end: whoever decides who may have this code waits."""
+        ...
+
+    async def reservation(self, normalized_code: str) -> CodeReservation | None: ...
+    async def reserve(
+        self, normalized_code: str, order_id: str, order_line_id: str, seconds: int
+    ) -> datetime: ...
+    async def unreserve(self, normalized_code: str) -> None: ...
+    async def release_order(self, order_id: str) -> int: ...
 
 
 class CardSettingsRepository(Protocol):
@@ -158,16 +173,77 @@ async def issue(uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueRea
     )
     activity = card.activate(new_id("gca"), amount, settings.max_balance)
     card.balance = 0  # stored empty; the activation's activity puts the value on it
+    if ask.code:
+        # A pre-printed code another order holds is not this card's, even if that order has
+        # not been paid yet; this order's own reservation is consumed by its card.
+        await uow.cards.lock_code(code)
+        held = await uow.cards.reservation(code)
+        if held is not None:
+            if held.live and not held.holds_for(ask.order_id, ask.order_line_id):
+                raise _code_taken("another sale holds this gift card code")
+            await uow.cards.unreserve(code)
     if not await uow.cards.add(card, code):
-        raise DomainError(
-            "this merchant already has a gift card with that code",
-            "gift_card_code_taken",
-            [],
-            {},
-            ErrorKind.ALREADY_EXISTS,
-        )
+        raise _code_taken("this merchant already has a gift card with that code")
     card.balance = activity.balance_after
     return await _apply(uow, card, activity)
+
+
+def _code_taken(message: str) -> DomainError:
+    # The same answer whether a card has the code or a sale holds it: the caller's remedy is
+    # the same (another card), and it names no code.
+    return DomainError(message, "gift_card_code_taken", [], {}, ErrorKind.ALREADY_EXISTS)
+
+
+@dataclass(frozen=True)
+class Reserved:
+    expires_at: datetime | None  # None: `activated`
+    activated: bool = False
+
+
+def validate_reservation(
+    code: str, order_id: str, order_line_id: str, seconds: int
+) -> tuple[str, int]:
+    """The normalised code and the reservation's length in seconds."""
+    violations = require(bool(code), "code", "is required")
+    for name, value in (("order_id", order_id), ("order_line_id", order_line_id)):
+        violations += require(bool(value), name, "is required")
+        violations += validate_text(name, value, MAX_ID)
+    violations += require(
+        0 <= seconds <= MAX_RESERVATION_SECONDS,
+        "ttl_seconds",
+        f"must be between 1 and {MAX_RESERVATION_SECONDS} (0: {DEFAULT_RESERVATION_SECONDS})",
+    )
+    raise_if(violations)
+    return validate_supplied_code(code), seconds or DEFAULT_RESERVATION_SECONDS
+
+
+async def reserve_code(
+    uow: GiftCardUnitOfWork, code: str, order_id: str, order_line_id: str, seconds: int
+) -> Reserved:
+    """Hold a pre-printed code for an order's line before the order is paid: the check that
+    the code is free and the hold are one step (under `lock_code`, which `issue` takes too),
+    so of concurrent sales of one card exactly one gets it and the others are refused before
+    anything is charged. `code` is already normalised. The same line again renews its hold;
+    an expired hold of another order is taken over."""
+    await uow.cards.lock_code(code)
+    card = await uow.cards.by_code(code)
+    if card is not None:
+        if card.order_id == order_id and card.order_line_id == order_line_id:
+            return Reserved(None, activated=True)  # the sale went through already
+        raise _code_taken("this merchant already has a gift card with that code")
+    held = await uow.cards.reservation(code)
+    if held is not None and held.live and not held.holds_for(order_id, order_line_id):
+        raise _code_taken("another sale holds this gift card code")
+    return Reserved(await uow.cards.reserve(code, order_id, order_line_id, seconds))
+
+
+async def release_codes(uow: GiftCardUnitOfWork, order_id: str) -> int:
+    """End the order's reservations that no activation consumed: the codes are free again."""
+    raise_if(
+        require(bool(order_id), "order_id", "is required")
+        + validate_text("order_id", order_id, MAX_ID)
+    )
+    return await uow.cards.release_order(order_id)
 
 
 async def _card(uow: GiftCardUnitOfWork, card_id: str, *, lock: bool = False) -> GiftCard:

@@ -99,6 +99,16 @@ class GiftCardServiceStub:
                 request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsRequest.SerializeToString,
                 response_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsResponse.FromString,
                 _registered_method=True)
+        self.ReserveGiftCardCode = channel.unary_unary(
+                '/pos.payment.v1.GiftCardService/ReserveGiftCardCode',
+                request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeResponse.FromString,
+                _registered_method=True)
+        self.ReleaseGiftCardCodes = channel.unary_unary(
+                '/pos.payment.v1.GiftCardService/ReleaseGiftCardCodes',
+                request_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesRequest.SerializeToString,
+                response_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesResponse.FromString,
+                _registered_method=True)
 
 
 class GiftCardServiceServicer:
@@ -195,6 +205,28 @@ class GiftCardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveGiftCardCode(self, request, context):
+        """Hold a pre-printed card's code for an order's line before the order is paid, so that two
+        sales of one physical card cannot both be charged: until the reservation is consumed (by
+        IssueGiftCard naming the same order and line), released (ReleaseGiftCardCodes) or expires,
+        no other order may reserve or activate the code, nor IssueGiftCard take it. A code a card
+        has, or one reserved for another order, is ALREADY_EXISTS `gift_card_code_taken` (nothing
+        changed); the same order and line again renew their reservation, and a card already
+        activated for that very line is answered `activated` (a retry after the sale went
+        through).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseGiftCardCodes(self, request, context):
+        """End every reservation of an order that its activation did not consume (the order was
+        cancelled or never paid): the codes can be sold again. Nothing reserved is no error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GiftCardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +289,16 @@ def add_GiftCardServiceServicer_to_server(servicer, server):
                     servicer.UpdateGiftCardSettings,
                     request_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsRequest.FromString,
                     response_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsResponse.SerializeToString,
+            ),
+            'ReserveGiftCardCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveGiftCardCode,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeResponse.SerializeToString,
+            ),
+            'ReleaseGiftCardCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseGiftCardCodes,
+                    request_deserializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesRequest.FromString,
+                    response_serializer=pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -588,6 +630,60 @@ class GiftCardService:
             '/pos.payment.v1.GiftCardService/UpdateGiftCardSettings',
             pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsRequest.SerializeToString,
             pos_dot_payment_dot_v1_dot_gift__cards__pb2.UpdateGiftCardSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveGiftCardCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.GiftCardService/ReserveGiftCardCode',
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReserveGiftCardCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseGiftCardCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.payment.v1.GiftCardService/ReleaseGiftCardCodes',
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesRequest.SerializeToString,
+            pos_dot_payment_dot_v1_dot_gift__cards__pb2.ReleaseGiftCardCodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,20 @@ class GiftCardServiceStub:
     GetGiftCardSettings: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]
     """What the merchant allows: the most a card may hold."""
     UpdateGiftCardSettings: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.UpdateGiftCardSettingsRequest, _gift_cards_pb2.UpdateGiftCardSettingsResponse]
+    ReserveGiftCardCode: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ReserveGiftCardCodeRequest, _gift_cards_pb2.ReserveGiftCardCodeResponse]
+    """Hold a pre-printed card's code for an order's line before the order is paid, so that two
+    sales of one physical card cannot both be charged: until the reservation is consumed (by
+    IssueGiftCard naming the same order and line), released (ReleaseGiftCardCodes) or expires,
+    no other order may reserve or activate the code, nor IssueGiftCard take it. A code a card
+    has, or one reserved for another order, is ALREADY_EXISTS `gift_card_code_taken` (nothing
+    changed); the same order and line again renew their reservation, and a card already
+    activated for that very line is answered `activated` (a retry after the sale went
+    through).
+    """
+    ReleaseGiftCardCodes: _grpc.UnaryUnaryMultiCallable[_gift_cards_pb2.ReleaseGiftCardCodesRequest, _gift_cards_pb2.ReleaseGiftCardCodesResponse]
+    """End every reservation of an order that its activation did not consume (the order was
+    cancelled or never paid): the codes can be sold again. Nothing reserved is no error.
+    """
 
 @_typing.type_check_only
 class GiftCardServiceAsyncStub(GiftCardServiceStub):
@@ -107,6 +121,20 @@ class GiftCardServiceAsyncStub(GiftCardServiceStub):
     GetGiftCardSettings: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.GetGiftCardSettingsRequest, _gift_cards_pb2.GetGiftCardSettingsResponse]  # type: ignore[assignment]
     """What the merchant allows: the most a card may hold."""
     UpdateGiftCardSettings: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.UpdateGiftCardSettingsRequest, _gift_cards_pb2.UpdateGiftCardSettingsResponse]  # type: ignore[assignment]
+    ReserveGiftCardCode: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ReserveGiftCardCodeRequest, _gift_cards_pb2.ReserveGiftCardCodeResponse]  # type: ignore[assignment]
+    """Hold a pre-printed card's code for an order's line before the order is paid, so that two
+    sales of one physical card cannot both be charged: until the reservation is consumed (by
+    IssueGiftCard naming the same order and line), released (ReleaseGiftCardCodes) or expires,
+    no other order may reserve or activate the code, nor IssueGiftCard take it. A code a card
+    has, or one reserved for another order, is ALREADY_EXISTS `gift_card_code_taken` (nothing
+    changed); the same order and line again renew their reservation, and a card already
+    activated for that very line is answered `activated` (a retry after the sale went
+    through).
+    """
+    ReleaseGiftCardCodes: _aio.UnaryUnaryMultiCallable[_gift_cards_pb2.ReleaseGiftCardCodesRequest, _gift_cards_pb2.ReleaseGiftCardCodesResponse]  # type: ignore[assignment]
+    """End every reservation of an order that its activation did not consume (the order was
+    cancelled or never paid): the codes can be sold again. Nothing reserved is no error.
+    """
 
 class GiftCardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Gift cards: stored value that never goes negative, with an activity ledger whose sum is the
@@ -216,5 +244,31 @@ class GiftCardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gift_cards_pb2.UpdateGiftCardSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gift_cards_pb2.UpdateGiftCardSettingsResponse, _abc.Awaitable[_gift_cards_pb2.UpdateGiftCardSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReserveGiftCardCode(
+        self,
+        request: _gift_cards_pb2.ReserveGiftCardCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gift_cards_pb2.ReserveGiftCardCodeResponse, _abc.Awaitable[_gift_cards_pb2.ReserveGiftCardCodeResponse]]:
+        """Hold a pre-printed card's code for an order's line before the order is paid, so that two
+        sales of one physical card cannot both be charged: until the reservation is consumed (by
+        IssueGiftCard naming the same order and line), released (ReleaseGiftCardCodes) or expires,
+        no other order may reserve or activate the code, nor IssueGiftCard take it. A code a card
+        has, or one reserved for another order, is ALREADY_EXISTS `gift_card_code_taken` (nothing
+        changed); the same order and line again renew their reservation, and a card already
+        activated for that very line is answered `activated` (a retry after the sale went
+        through).
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseGiftCardCodes(
+        self,
+        request: _gift_cards_pb2.ReleaseGiftCardCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gift_cards_pb2.ReleaseGiftCardCodesResponse, _abc.Awaitable[_gift_cards_pb2.ReleaseGiftCardCodesResponse]]:
+        """End every reservation of an order that its activation did not consume (the order was
+        cancelled or never paid): the codes can be sold again. Nothing reserved is no error.
+        """
 
 def add_GiftCardServiceServicer_to_server(servicer: GiftCardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
