@@ -178,7 +178,8 @@ def _moved(answer: Any) -> dict[str, Any]:
 async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGiftCard:
     """Activates a card with its opening balance. The code is in this answer only: a replay
     of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
-    true`. A pre-printed code the merchant already used is a 409 `gift_card_code_taken`; more
+    true`. A pre-printed code the merchant already used, or one a sale in progress holds (from
+    before its card is charged until it is paid or ends), is a 409 `gift_card_code_taken`; more
     than the maximum balance a 409 `gift_card_balance_limit`; an amount in another currency than
     the location's a 400 `currency_mismatch`. Store credit for a return without a receipt is a
     card with `reason: store_credit` and the customer.

@@ -294,9 +294,12 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     (a replay has `gift_cards: null` and `secret_redacted: true`). A gift card line that could
     not be activated is refused before anything is saved or charged: a value over the
     merchant's maximum balance is a 409 `gift_card_balance_limit` on
-    `lines[i].gift_card.amount`, a pre-printed code another card (or another line) has a 409
-    `gift_card_code_taken` on `lines[i].gift_card.code`; each pre-printed code spends the
-    credential's code look-ups as `/v1/gift-cards/lookup` does (429 `code_lookups_limited`).
+    `lines[i].gift_card.amount`, a pre-printed code another card has, another sale in progress
+    holds (or another line names) a 409 `gift_card_code_taken` on `lines[i].gift_card.code`: a
+    sale holds its pre-printed codes from before its card is charged until it is paid (or
+    ends), so of several tills selling one card at once, one sells it and the others are
+    refused, uncharged. Each pre-printed code spends the credential's code look-ups as
+    `/v1/gift-cards/lookup` does (429 `code_lookups_limited`).
     While promotions cannot be reached the sale goes on at list price: the order says
     `discounts_applied: false` with a `warnings` entry `discounts_unavailable` (a sale naming a
     coupon is a 503 then).
@@ -343,7 +346,8 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         sale_request.order_manual.CopyFrom(body.order_manual.pb(_who(request)))
     if body.cash_tendered is not None:
         sale_request.cash_tendered.CopyFrom(body.cash_tendered.pb())
-    # A pre-printed code is looked up before the sale (taken by another card?): a look-up.
+    # A pre-printed code is reserved before the sale (taken by another card or sale?): its
+    # answer tells as a look-up's does.
     for ln in body.lines:
         if ln.gift_card is not None and ln.gift_card.code:
             await spend_code_budget(request)
