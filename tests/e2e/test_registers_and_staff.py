@@ -997,3 +997,60 @@ def test_a_registers_idempotency_key_replays_to_that_register_only(platform: Run
     assert send(http, path, out, key).status_code == 422
     moves = http.get(path.rsplit("/", 1)[0]).json()["report"]
     assert moves["expected_cash"]["amount"] == 5_000 - 250
+
+
+REGISTER_SETTINGS = [
+    ("put", "/v1/loyalty-program", {"enabled": True, "points_per_unit": 1,
+                                    "point_value_minor": 1000}),
+    ("patch", "/v1/order-settings", {"return_window_days": 365}),
+    ("put", "/v1/payment-settings", {"authorization_window_seconds": 7200}),
+    ("put", "/v1/gift-card-settings", {"max_balance": 90_000}),
+]  # fmt: skip
+
+
+def test_a_register_changes_no_merchant_settings(platform: Running) -> None:
+    """A till's credential carries the scopes these routes ask for (it sells), yet what they
+    change is every store's (a point worth ten dollars, a return window of a year): a
+    register's credential is refused them, whoever is signed in at it (a manager too), and
+    nothing changes. The loyalty program's changes are audited like the other settings'."""
+    with platform.new_merchant(f"Guarded Settings {uuid.uuid4().hex[:6]}") as http:
+        store = {"name": "Guarded St", "currency": "USD", "tax_rate_bps": 0}
+        here = _post(http, "/v1/locations", store).json()["id"]
+        cashier = _member(http, "Cora", "cashier", here, "1357")
+        manager = _member(http, "Mona", "manager", here, "7531")
+        made = _post(http, "/v1/registers", {"location_id": here, "name": "Till"}).json()
+        code = _post(http, f"/v1/registers/{made['id']}/pairing-codes").json()["code"]
+        paired = httpx.post(
+            platform.platform.gateway_url + "/v1/registers/pair", json={"code": code}
+        ).json()
+        device = _device(platform, paired["credential"])
+        before = {path: http.get(path).json() for _, path, _ in REGISTER_SETTINGS}
+
+        for member, pin in ((None, ""), (cashier, "1357"), (manager, "7531")):
+            if member is not None:
+                signed = _post(device, "/v1/register-sessions", {"staff_id": member, "pin": pin})
+                assert signed.is_success, signed.text
+            for method, path, body in REGISTER_SETTINGS:
+                refused = device.request(method, path, json=body)
+                assert (refused.status_code, refused.json()["code"]) == (
+                    403,
+                    "insufficient_scope",
+                ), (member, path, refused.text)
+            if member is not None:
+                assert _post(device, "/v1/register-sessions/current/end").is_success
+        assert {path: http.get(path).json() for _, path, _ in REGISTER_SETTINGS} == before
+        assert _audit(http, action="settings.loyalty_changed") == []
+
+        method, path, body = REGISTER_SETTINGS[0]
+        changed = http.request(method, path, json=body)
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["point_value_minor"] == 1000
+        (entry,) = _audit(http, action="settings.loyalty_changed")
+        assert entry["credential_id"] and entry["staff_id"] is None
+        assert entry["details"]["point_value_minor"] == 1000
+        assert entry["details"]["from"]["point_value_minor"] == before[path]["point_value_minor"]
+        assert entry["details"]["version"] == changed.json()["version"]
+        # The same program again changes nothing: no new version, no entry.
+        again = http.request(method, path, json=body)
+        assert again.json()["version"] == changed.json()["version"]
+        assert len(_audit(http, action="settings.loyalty_changed")) == 1

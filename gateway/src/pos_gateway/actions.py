@@ -68,6 +68,15 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+def back_office_only(principal: Principal, what: str) -> None:
+    """Merchant-wide settings are the back office's (an API key, an OAuth client): a till's
+    credential carries the scopes their routes ask for (it sells), but what they change is
+    every store's, so a register's is refused whoever is signed in at it, as it is for
+    managing registers and staff."""
+    if principal.register_id is not None:
+        raise Problem(403, "insufficient_scope", f"a register's credential cannot change {what}")
+
+
 def signed_in(principal: Principal) -> Principal:
     if principal.register_id is not None and principal.staff_id is None:
         raise Problem(
@@ -84,13 +93,17 @@ async def guarded(
     always: bool = True,
     entry_key: str | None = None,
     required: bool = True,
+    settings: str | None = None,
 ) -> AsyncIterator[Done]:
     """Around a sensitive action: the permission check before, the audit entry after (for a
     register's request always; for any other credential only when `always`). The entry is
     written once per request and action; `entry_key` in place of the request's id tells a
     second action of the same kind in one request from a retry of the first. `required`
     False: a member without the permission (and no override) is not refused here, but
-    `done.permitted` is False, for an action that needs it only in some cases."""
+    `done.permitted` is False, for an action that needs it only in some cases. `settings`:
+    the merchant-wide settings the action changes, refused to a register (`back_office_only`)."""
+    if settings is not None:
+        back_office_only(principal_of(request), settings)
     principal = signed_in(principal_of(request))
     engine = request.app.state.engine
     request_id = request_id_var.get() or ""

@@ -532,9 +532,12 @@ async def put_gift_card_settings(
 ) -> GiftCardSettings:
     """A change bumps `version` and is in the audit log (`settings.gift_cards_changed`); the
     same maximum again changes nothing. Send `If-Match: "<version>"` to change only the version
-    you saw: a stale one is a 412 `version_mismatch` with `current_version`."""
+    you saw: a stale one is a 412 `version_mismatch` with `current_version`. A register's
+    credential is refused (403 `insufficient_scope`): settings are the back office's."""
     version = expected_version(if_match)
-    async with guarded(request, "settings.gift_cards_changed") as done:
+    async with guarded(
+        request, "settings.gift_cards_changed", settings="the gift card settings"
+    ) as done:
         answer = await version_checked(
             svc.gift_cards.UpdateGiftCardSettings(
                 G.UpdateGiftCardSettingsRequest(

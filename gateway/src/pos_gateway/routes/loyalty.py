@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
+from pos_gateway.actions import guarded, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
 from pos_gateway.routes.common import (
@@ -158,23 +159,35 @@ async def get_program(svc: Svc, response: Response) -> LoyaltyProgram:
     **op("customers:write", "Set the loyalty program", (409, 412), example=ex.LOYALTY_PROGRAM),
 )
 async def set_program(
-    body: ProgramIn, svc: Svc, response: Response, if_match: IfMatch = None
+    body: ProgramIn, request: Request, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> LoyaltyProgram:
     """The whole program. Send `If-Match` with the version you read to replace only that
     version (a stale one is a 412 with `current_version`); without it the program is replaced
-    whatever its version. Each change bumps `version`."""
+    whatever its version. Each change bumps `version` and is in the audit log
+    (`settings.loyalty_changed`, each field from and to); the same program again changes
+    nothing. A register's credential is refused (403 `insufficient_scope`), whoever is signed
+    in at it: the program is every store's, and what a point is worth is money."""
     program = loyalty_pb2.LoyaltyProgram(
         **body.model_dump(exclude={"tiers"}),
         tiers=[loyalty_pb2.Tier(**t.model_dump()) for t in body.tiers],
     )
-    answer = await version_checked(
-        svc.customer.SetLoyaltyProgram(
-            loyalty_pb2.SetLoyaltyProgramRequest(
-                request_id=request_id(),
-                program=program,
-                expected_version=expected_version(if_match),
+    async with guarded(request, "settings.loyalty_changed", settings="the loyalty program") as done:
+        answer = await version_checked(
+            svc.customer.SetLoyaltyProgram(
+                loyalty_pb2.SetLoyaltyProgramRequest(
+                    request_id=request_id(),
+                    program=program,
+                    expected_version=expected_version(if_match),
+                )
             )
         )
-    )
+        settings_changed(
+            done, _fields(answer.previous), _fields(answer.program), answer.program.version
+        )
     response.headers["ETag"] = f'"{answer.program.version}"'
     return to_model(LoyaltyProgram, answer.program)
+
+
+def _fields(program: loyalty_pb2.LoyaltyProgram) -> dict[str, object]:
+    """The program as its audit entry shows it: every field but the version."""
+    return to_model(LoyaltyProgram, program).model_dump(mode="json", exclude={"version"})

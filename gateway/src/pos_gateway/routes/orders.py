@@ -950,12 +950,13 @@ async def update_order_settings(
     is the payment settings' (`PUT /v1/payment-settings`): set from here, it is their change
     (`settings.payments_changed`, their version), made first; should the order fields then
     fail to change, it is set back and the error answered, so a failed change is never half
-    made. A pickup that would outlive the window captures at confirmation."""
+    made. A pickup that would outlive the window captures at confirmation. A register's
+    credential is refused (403 `insufficient_scope`): settings are the back office's."""
     patched(body)  # a field set to null, or none sent, is a 400: never a silent no-op
     version = expected_version(if_match)
     request = _order_change(body)
     window = body.authorization_window_seconds
-    async with guarded(http, "settings.orders_changed") as done:
+    async with guarded(http, "settings.orders_changed", settings="the order settings") as done:
         seen = await _settings_now(svc) if version else None
         if seen is not None and _version(*seen) != version:
             raise await _stale(svc)

@@ -588,7 +588,9 @@ async def change_payment_settings(
     replaced. `second`: the request's second change of the window (the order settings
     setting back the one their failed change set), with an entry of its own."""
     entry_key = key if second else None
-    async with guarded(request, "settings.payments_changed", entry_key=entry_key) as done:
+    async with guarded(
+        request, "settings.payments_changed", entry_key=entry_key, settings="the payment settings"
+    ) as done:
         answer: payment_pb2.UpdatePaymentSettingsResponse = await version_checked(
             svc.payment.UpdatePaymentSettings(
                 payment_pb2.UpdatePaymentSettingsRequest(
@@ -619,7 +621,8 @@ async def put_payment_settings(
     """A change bumps `version` and is in the audit log (`settings.payments_changed`); the
     same window again changes nothing. Send `If-Match: "<version>"` to change only the version
     you saw: a stale one is a 412 `version_mismatch` with `current_version`. The order
-    settings show the window too: a change of it moves their version on as well."""
+    settings show the window too: a change of it moves their version on as well. A register's
+    credential is refused (403 `insufficient_scope`): settings are the back office's."""
     answer = await change_payment_settings(
         request, svc, body.authorization_window_seconds, expected_version(if_match), request_id()
     )

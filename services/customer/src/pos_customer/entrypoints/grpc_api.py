@@ -218,10 +218,13 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def SetLoyaltyProgram(
         self, request: loyalty_pb2.SetLoyaltyProgramRequest, uow: CustomerUow
     ) -> loyalty_pb2.SetLoyaltyProgramResponse:
-        program = await points.set_program(
+        before, program = await points.set_program(
             uow, messages.program_from_proto(request.program), request.expected_version
         )
-        return loyalty_pb2.SetLoyaltyProgramResponse(program=messages.program_to_proto(program))
+        return loyalty_pb2.SetLoyaltyProgramResponse(
+            program=messages.program_to_proto(program),
+            previous=messages.program_to_proto(before),
+        )
 
     @query
     async def ListPointsHistory(

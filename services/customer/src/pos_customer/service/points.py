@@ -30,7 +30,9 @@ async def get_program(uow: CustomerUnitOfWork) -> loyalty.Program:
 
 async def set_program(
     uow: CustomerUnitOfWork, program: loyalty.Program, expected_version: int
-) -> loyalty.Program:
+) -> tuple[loyalty.Program, loyalty.Program]:
+    """(the program before, the program now). The same program again changes nothing: no new
+    version (as the other settings)."""
     loyalty.validate_program(program)
     # Twice at most: read locked, the program can still change under a first change (no row to
     # lock yet) or between the read and the write of the stored one; without If-Match the new
@@ -39,9 +41,11 @@ async def set_program(
         current = await uow.loyalty.program(lock=True)
         if expected_version and expected_version != current.version:
             raise _program_changed(current.version)
+        if replace(program, version=current.version) == current:
+            return current, current
         saved = replace(program, version=current.version + 1)
         if await uow.loyalty.save_program(saved, current.version):
-            return saved
+            return current, saved
         if expected_version or attempt == 2:
             raise _program_changed((await uow.loyalty.program()).version)
     raise AssertionError("unreachable")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/customer/v1/loyalty.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"F\n\x04Tier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10threshold_points\x18\x02 \x01(\x03\x12\x16\n\x0emultiplier_bps\x18\x03 \x01(\x05\"\xfd\x01\n\x0eLoyaltyProgram\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x17\n\x0fpoints_per_unit\x18\x02 \x01(\x03\x12\x10\n\x08rounding\x18\x03 \x01(\t\x12\x17\n\x0f\x65\x61rning_tenders\x18\x04 \x03(\t\x12\x15\n\rexcluded_skus\x18\x05 \x03(\t\x12$\n\x05tiers\x18\x06 \x03(\x0b\x32\x15.pos.customer.v1.Tier\x12\x13\n\x0b\x65xpiry_days\x18\x07 \x01(\x05\x12\x18\n\x10tier_period_days\x18\x08 \x01(\x05\x12\x19\n\x11point_value_minor\x18\t \x01(\x03\x12\x0f\n\x07version\x18\n \x01(\x03\"\xe0\x01\n\x0bPointsEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treturn_id\x18\t \x01(\t\x12\x16\n\x0e\x66ulfillment_id\x18\n \x01(\t\"{\n\nPointsHold\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12&\n\x08\x64iscount\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xd5\x01\n\x08Purchase\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12#\n\x05total\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x15\n\rpoints_earned\x18\x04 \x01(\x03\x12.\n\nordered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x06 \x01(\t\x12&\n\x08returned\x18\x07 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xe0\x01\n\x0fPurchaseSummary\x12,\n\x0elifetime_spend\x18\x01 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x13\n\x0bvisit_count\x18\x02 \x01(\x03\x12\x31\n\rlast_visit_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x66\x61vourite_location_id\x18\x04 \x01(\t\x12\x38\n\x1alifetime_spend_by_currency\x18\x05 \x03(\x0b\x32\x14.pos.common.v1.Money\"\x1a\n\x18GetLoyaltyProgramRequest\"M\n\x19GetLoyaltyProgramResponse\x12\x30\n\x07program\x18\x01 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\"z\n\x18SetLoyaltyProgramRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07program\x18\x02 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"M\n\x19SetLoyaltyProgramResponse\x12\x30\n\x07program\x18\x01 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\"V\n\x18ListPointsHistoryRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x19ListPointsHistoryResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.pos.customer.v1.PointsEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x13\x41\x64justPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"T\n\x14\x41\x64justPointsResponse\x12+\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"p\n\x11HoldPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"?\n\x12HoldPointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"=\n\x15\x46inalizePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"C\n\x16\x46inalizePointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"<\n\x14ReleasePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"B\n\x15ReleasePointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"Q\n\x19ReverseOrderPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"K\n\x1aReverseOrderPointsResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"T\n\x13\x45xpirePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x14\x45xpirePointsResponse\x12\x11\n\tcustomers\x18\x01 \x01(\x03\x12\x0e\n\x06points\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/customer/v1/loyalty.proto\x12\x0fpos.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/money.proto\"F\n\x04Tier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10threshold_points\x18\x02 \x01(\x03\x12\x16\n\x0emultiplier_bps\x18\x03 \x01(\x05\"\xfd\x01\n\x0eLoyaltyProgram\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x17\n\x0fpoints_per_unit\x18\x02 \x01(\x03\x12\x10\n\x08rounding\x18\x03 \x01(\t\x12\x17\n\x0f\x65\x61rning_tenders\x18\x04 \x03(\t\x12\x15\n\rexcluded_skus\x18\x05 \x03(\t\x12$\n\x05tiers\x18\x06 \x03(\x0b\x32\x15.pos.customer.v1.Tier\x12\x13\n\x0b\x65xpiry_days\x18\x07 \x01(\x05\x12\x18\n\x10tier_period_days\x18\x08 \x01(\x05\x12\x19\n\x11point_value_minor\x18\t \x01(\x03\x12\x0f\n\x07version\x18\n \x01(\x03\"\xe0\x01\n\x0bPointsEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treturn_id\x18\t \x01(\t\x12\x16\n\x0e\x66ulfillment_id\x18\n \x01(\t\"{\n\nPointsHold\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12&\n\x08\x64iscount\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xd5\x01\n\x08Purchase\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12#\n\x05total\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x15\n\rpoints_earned\x18\x04 \x01(\x03\x12.\n\nordered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x06 \x01(\t\x12&\n\x08returned\x18\x07 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xe0\x01\n\x0fPurchaseSummary\x12,\n\x0elifetime_spend\x18\x01 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x13\n\x0bvisit_count\x18\x02 \x01(\x03\x12\x31\n\rlast_visit_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x66\x61vourite_location_id\x18\x04 \x01(\t\x12\x38\n\x1alifetime_spend_by_currency\x18\x05 \x03(\x0b\x32\x14.pos.common.v1.Money\"\x1a\n\x18GetLoyaltyProgramRequest\"M\n\x19GetLoyaltyProgramResponse\x12\x30\n\x07program\x18\x01 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\"z\n\x18SetLoyaltyProgramRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07program\x18\x02 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"\x80\x01\n\x19SetLoyaltyProgramResponse\x12\x30\n\x07program\x18\x01 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\x12\x31\n\x08previous\x18\x02 \x01(\x0b\x32\x1f.pos.customer.v1.LoyaltyProgram\"V\n\x18ListPointsHistoryRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x19ListPointsHistoryResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.pos.customer.v1.PointsEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x13\x41\x64justPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"T\n\x14\x41\x64justPointsResponse\x12+\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"p\n\x11HoldPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"?\n\x12HoldPointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"=\n\x15\x46inalizePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"C\n\x16\x46inalizePointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"<\n\x14ReleasePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"B\n\x15ReleasePointsResponse\x12)\n\x04hold\x18\x01 \x01(\x0b\x32\x1b.pos.customer.v1.PointsHold\"Q\n\x19ReverseOrderPointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"K\n\x1aReverseOrderPointsResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"T\n\x13\x45xpirePointsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x14\x45xpirePointsResponse\x12\x11\n\tcustomers\x18\x01 \x01(\x03\x12\x0e\n\x06points\x18\x02 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,34 +51,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETLOYALTYPROGRAMRESPONSE']._serialized_end=1338
   _globals['_SETLOYALTYPROGRAMREQUEST']._serialized_start=1340
   _globals['_SETLOYALTYPROGRAMREQUEST']._serialized_end=1462
-  _globals['_SETLOYALTYPROGRAMRESPONSE']._serialized_start=1464
-  _globals['_SETLOYALTYPROGRAMRESPONSE']._serialized_end=1541
-  _globals['_LISTPOINTSHISTORYREQUEST']._serialized_start=1543
-  _globals['_LISTPOINTSHISTORYREQUEST']._serialized_end=1629
-  _globals['_LISTPOINTSHISTORYRESPONSE']._serialized_start=1631
-  _globals['_LISTPOINTSHISTORYRESPONSE']._serialized_end=1730
-  _globals['_ADJUSTPOINTSREQUEST']._serialized_start=1732
-  _globals['_ADJUSTPOINTSREQUEST']._serialized_end=1826
-  _globals['_ADJUSTPOINTSRESPONSE']._serialized_start=1828
-  _globals['_ADJUSTPOINTSRESPONSE']._serialized_end=1912
-  _globals['_HOLDPOINTSREQUEST']._serialized_start=1914
-  _globals['_HOLDPOINTSREQUEST']._serialized_end=2026
-  _globals['_HOLDPOINTSRESPONSE']._serialized_start=2028
-  _globals['_HOLDPOINTSRESPONSE']._serialized_end=2091
-  _globals['_FINALIZEPOINTSREQUEST']._serialized_start=2093
-  _globals['_FINALIZEPOINTSREQUEST']._serialized_end=2154
-  _globals['_FINALIZEPOINTSRESPONSE']._serialized_start=2156
-  _globals['_FINALIZEPOINTSRESPONSE']._serialized_end=2223
-  _globals['_RELEASEPOINTSREQUEST']._serialized_start=2225
-  _globals['_RELEASEPOINTSREQUEST']._serialized_end=2285
-  _globals['_RELEASEPOINTSRESPONSE']._serialized_start=2287
-  _globals['_RELEASEPOINTSRESPONSE']._serialized_end=2353
-  _globals['_REVERSEORDERPOINTSREQUEST']._serialized_start=2355
-  _globals['_REVERSEORDERPOINTSREQUEST']._serialized_end=2436
-  _globals['_REVERSEORDERPOINTSRESPONSE']._serialized_start=2438
-  _globals['_REVERSEORDERPOINTSRESPONSE']._serialized_end=2513
-  _globals['_EXPIREPOINTSREQUEST']._serialized_start=2515
-  _globals['_EXPIREPOINTSREQUEST']._serialized_end=2599
-  _globals['_EXPIREPOINTSRESPONSE']._serialized_start=2601
-  _globals['_EXPIREPOINTSRESPONSE']._serialized_end=2658
+  _globals['_SETLOYALTYPROGRAMRESPONSE']._serialized_start=1465
+  _globals['_SETLOYALTYPROGRAMRESPONSE']._serialized_end=1593
+  _globals['_LISTPOINTSHISTORYREQUEST']._serialized_start=1595
+  _globals['_LISTPOINTSHISTORYREQUEST']._serialized_end=1681
+  _globals['_LISTPOINTSHISTORYRESPONSE']._serialized_start=1683
+  _globals['_LISTPOINTSHISTORYRESPONSE']._serialized_end=1782
+  _globals['_ADJUSTPOINTSREQUEST']._serialized_start=1784
+  _globals['_ADJUSTPOINTSREQUEST']._serialized_end=1878
+  _globals['_ADJUSTPOINTSRESPONSE']._serialized_start=1880
+  _globals['_ADJUSTPOINTSRESPONSE']._serialized_end=1964
+  _globals['_HOLDPOINTSREQUEST']._serialized_start=1966
+  _globals['_HOLDPOINTSREQUEST']._serialized_end=2078
+  _globals['_HOLDPOINTSRESPONSE']._serialized_start=2080
+  _globals['_HOLDPOINTSRESPONSE']._serialized_end=2143
+  _globals['_FINALIZEPOINTSREQUEST']._serialized_start=2145
+  _globals['_FINALIZEPOINTSREQUEST']._serialized_end=2206
+  _globals['_FINALIZEPOINTSRESPONSE']._serialized_start=2208
+  _globals['_FINALIZEPOINTSRESPONSE']._serialized_end=2275
+  _globals['_RELEASEPOINTSREQUEST']._serialized_start=2277
+  _globals['_RELEASEPOINTSREQUEST']._serialized_end=2337
+  _globals['_RELEASEPOINTSRESPONSE']._serialized_start=2339
+  _globals['_RELEASEPOINTSRESPONSE']._serialized_end=2405
+  _globals['_REVERSEORDERPOINTSREQUEST']._serialized_start=2407
+  _globals['_REVERSEORDERPOINTSREQUEST']._serialized_end=2488
+  _globals['_REVERSEORDERPOINTSRESPONSE']._serialized_start=2490
+  _globals['_REVERSEORDERPOINTSRESPONSE']._serialized_end=2565
+  _globals['_EXPIREPOINTSREQUEST']._serialized_start=2567
+  _globals['_EXPIREPOINTSREQUEST']._serialized_end=2651
+  _globals['_EXPIREPOINTSRESPONSE']._serialized_start=2653
+  _globals['_EXPIREPOINTSRESPONSE']._serialized_end=2710
 # @@protoc_insertion_point(module_scope)

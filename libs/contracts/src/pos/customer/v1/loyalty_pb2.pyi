@@ -344,16 +344,24 @@ class SetLoyaltyProgramResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROGRAM_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def program(self) -> Global___LoyaltyProgram: ...
+    @_builtins.property
+    def previous(self) -> Global___LoyaltyProgram:
+        """The program this change replaced (for the caller's audit trail); the same as `program`
+        when the change changed nothing.
+        """
+
     def __init__(
         self,
         *,
         program: Global___LoyaltyProgram | None = ...,
+        previous: Global___LoyaltyProgram | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["program", b"program"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "program", b"program"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["program", b"program"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "program", b"program"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
