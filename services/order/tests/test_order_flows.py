@@ -639,6 +639,52 @@ def test_a_tender_is_still_refused_when_the_payments_leave_nothing_due() -> None
     _check(m)
 
 
+def test_a_cancel_while_the_payment_service_is_away_records_nothing() -> None:
+    """The order's payments cannot be asked about: the cancel is a 503 and the order is as it
+    was (it was recorded, answered 503, and carried out by the resumer later while the order
+    read `pending_payment` and refused every tender). Once the service is back, the cancel
+    is made."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    before = m.order(order_id)
+    m.payments.down = True
+    cancel = _cancel(m, order_id)
+
+    with pytest.raises(Unavailable):
+        asyncio.run(cancel.prepare())
+
+    after = m.order(order_id)
+    assert (after.version, after.saga.state, after.cancel_reason) == (
+        before.version,
+        SagaState.RUNNING,
+        before.cancel_reason,
+    )
+    m.payments.down = False
+    cancel = _cancel(m, order_id)
+    asyncio.run(cancel.prepare())
+    cancelled = m._attempt(lambda: cancel)
+    assert isinstance(cancelled, Order) and cancelled.status is OrderStatus.CANCELLED
+    assert m.payments.held(order_id) == 0
+    _check(m)
+
+
+def test_an_order_being_cancelled_says_so_when_it_refuses_a_tender() -> None:
+    """Its cancel recorded and not finished (a service away midway): a tender is refused as
+    for an order being cancelled, not as for a pending order."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    asyncio.run(saga.change(m.new_uow, order_id, lambda o: o.begin_cancel("requested")))
+
+    refused = m._attempt(lambda: _card_for_the_balance(m, order_id, "tok_visa", m.policy))
+
+    assert isinstance(refused, Conflict) and refused.code == "order_not_pending", refused
+    assert "being cancelled" in str(refused)
+
+
 def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, str]:
     """A confirmed shipment of one unit paid by card; `picked`: moved on to `picked`, the
     step before `shipped`."""

@@ -662,6 +662,12 @@ class Order:
             self._moved(f"{part.id}:{part.status.value}", at)
 
     def require_pending(self, doing: str = "it takes no more tenders") -> None:
+        if self.status is OrderStatus.PENDING_PAYMENT and self.saga.state is (
+            SagaState.COMPENSATING
+        ):
+            # Its cancel (or abandonment) is recorded and being carried out: it reads pending
+            # until its holds and payments are given back, but is waiting for nothing.
+            raise Conflict(f"the order is being cancelled: {doing}", "order_not_pending")
         if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.state is not (
             SagaState.RUNNING
         ):

@@ -1027,17 +1027,22 @@ class CancelOrder(Generic[R]):
         self.payments_held = 0  # see `prepare`
 
     async def prepare(self) -> None:
-        """For a caller who may not refund, the payment service's count of what the order's
-        payments hold captured: a capture made through the payments API is refunded by the
-        compensation though this order never heard of it. Asked before the claim, with no
-        connection held (it was asked inside the claiming transaction, which kept a pooled
-        connection through the call)."""
-        if not self.refund_not_permitted:
-            return
+        """Before the claim, with no connection held, for an order with tenders: the payment
+        service's word on its payments. Away, the cancel is a 503 that records nothing (it was
+        recorded, then answered 503 as the compensation could not ask it, and carried out by
+        the resumer half a minute later while the order read `pending_payment` and refused
+        every tender). For a caller who may not refund, what they hold captured: a capture
+        made through the payments API is refunded by the compensation though this order never
+        heard of it (asked inside the claiming transaction until 2026-12-04, which kept a
+        pooled connection through the call)."""
         async with self.new_uow() as uow:
             seen = await uow.orders.get(self.order_id)
-        if seen is not None and seen.status is not OrderStatus.CANCELLED and seen.payment_ids:
-            payments = await self.ports.payments.of_order(self.order_id)
+        if seen is None or seen.status is OrderStatus.CANCELLED or not seen.saga.tenders:
+            return
+        if seen.saga.state is SagaState.COMPENSATING:
+            return  # recorded already: the cancel drives it on (or answers 503 again)
+        payments = await self.ports.payments.of_order(self.order_id)
+        if self.refund_not_permitted:
             self.payments_held = sum(
                 max(0, p.captured_amount - p.refunded_amount) for p in payments
             )
