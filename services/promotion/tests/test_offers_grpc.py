@@ -11,16 +11,20 @@ from typing import Any
 
 import grpc
 import nats
+import psycopg
 import pytest
 import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import event, func, select, text
 
 from pos.common.v1 import money_pb2
+from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import events_pb2 as customer_events
 from pos.promotion.v1 import events_pb2, promotion_pb2_grpc
 from pos.promotion.v1 import promotion_pb2 as pb
-from pos_devstack.testing import Infra, serve_in_process, until
+from pos_devstack.testing import Infra, publish_as_relay, serve_in_process, until
 from pos_kit.grpc_client import read_error
+from pos_kit.ids import new_id
 from pos_kit.streams import ensure_service_streams
 from pos_promotion.adapters.tables import coupon_reservations, coupons, kit, promotions
 from pos_promotion.domain.model import Status
@@ -553,3 +557,92 @@ async def test_500_concurrent_checkouts_of_a_50_use_code_get_exactly_50(running:
             await conn.execute(select(coupons.c.reserved_count).where(coupons.c.id == coupon.id))
         ).scalar_one()
     assert reserved == 50
+
+
+async def merge(
+    running: Running, infra: Infra, duplicate: str, survivor: str, merchant: str
+) -> None:
+    """The customer service's `customer_merged`, as its relay publishes it; back once this
+    service's consumer has applied it (its event id in the inbox)."""
+    winner = customer_pb2.Customer(id=survivor, version=2, status="active")
+    event_id = await publish_as_relay(
+        infra.nats_url, customer_events.CustomerMerged(winner=winner, loser_id=duplicate), merchant
+    )
+
+    def applied() -> bool:
+        with psycopg.connect(running.runtime.settings.database_url) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM inbox WHERE consumer = %s AND event_id = %s",
+                ("promotion-customer-merges", event_id),
+            ).fetchone()
+        return row is not None
+
+    await until(applied, limit=30)
+
+
+async def test_a_merged_duplicates_coupon_uses_are_the_survivors(
+    running: Running, infra: Infra
+) -> None:
+    """A duplicate merged into a customer is the same person (`customer_merged`, consumer
+    `promotion-customer-merges`): a coupon once per customer used under either id is used
+    under both, in the quote and the checkout, whichever id the checkout names; merges chain
+    and may be heard in any order; another merchant's merge of the same ids changes nothing."""
+    await coupon_offer(running, "c-70", codes=["ONCE-EACH-70"], max_uses_per_customer=1)
+    survivor, duplicate, top, early = (new_id("cus") for _ in range(4))
+    cart = pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 2500)])
+    await reserve(running, "c-71", "ord_70", ["once-each-70"], duplicate, cart=cart)
+    await running.stub.RedeemCoupons(
+        pb.RedeemCouponsRequest(request_id="c-72", order_id="ord_70"), metadata=md(), timeout=10
+    )
+
+    async def reasons(customer: str) -> list[str]:
+        quote = await calc(
+            running, line("X", 1, 2500), coupon_codes=["ONCE-EACH-70"], customer_id=customer
+        )
+        return [r.reason for r in quote.rejected_coupons]
+
+    await merge(running, infra, duplicate, survivor, "mer_b")
+    assert await reasons(survivor) == []  # another merchant's customers: nothing here
+    await merge(running, infra, duplicate, survivor, "mer_a")
+    assert await reasons(survivor) == await reasons(duplicate) == ["coupon_customer_limit"]
+    for i, named in enumerate((survivor, duplicate)):
+        err = await refused(reserve(running, f"c-73-{i}", f"ord_71_{i}", ["ONCE-EACH-70"], named))
+        assert read_error(err).reason == "coupon_customer_limit"
+    # The duplicate's order cancelled: the person has the coupon again, under either id.
+    await running.stub.ReleaseCoupons(
+        pb.ReleaseCouponsRequest(request_id="c-74", order_id="ord_70"), metadata=md(), timeout=10
+    )
+    await reserve(running, "c-75", "ord_72", ["ONCE-EACH-70"], survivor)
+    err = await refused(reserve(running, "c-76", "ord_73", ["ONCE-EACH-70"], duplicate))
+    assert read_error(err).reason == "coupon_customer_limit"
+    # The survivor merged on into another customer: that one has used it too. And a merge of
+    # an earlier duplicate into the first one, heard only now, goes where the first one went.
+    await merge(running, infra, survivor, top, "mer_a")
+    await merge(running, infra, early, duplicate, "mer_a")
+    for i, named in enumerate((top, survivor, duplicate, early)):
+        err = await refused(reserve(running, f"c-77-{i}", f"ord_74_{i}", ["ONCE-EACH-70"], named))
+        assert read_error(err).reason == "coupon_customer_limit"
+    assert await reasons(early) == ["coupon_customer_limit"]
+    assert await reasons(new_id("cus")) == []
+
+
+async def test_concurrent_checkouts_under_both_ids_of_a_merged_customer_use_it_once(
+    running: Running, infra: Infra
+) -> None:
+    """After the merge, checkouts naming the survivor and the duplicate at once: the coupon
+    row's lock orders them and each counts the other's use, so exactly one gets it."""
+    await coupon_offer(running, "c-80", codes=["ONCE-EACH-80"], max_uses_per_customer=1)
+    survivor, duplicate = new_id("cus"), new_id("cus")
+    await merge(running, infra, duplicate, survivor, "mer_a")
+
+    async def checkout(i: int) -> bool:
+        named = survivor if i % 2 else duplicate
+        try:
+            await reserve(running, f"c-80-{i}", f"ord_80_{i}", ["ONCE-EACH-80"], named)
+        except grpc.aio.AioRpcError as exc:
+            assert read_error(exc).reason == "coupon_customer_limit"
+            return False
+        return True
+
+    results = await asyncio.gather(*(checkout(i) for i in range(20)))
+    assert sum(results) == 1

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from pydantic import Field
 
+from pos.customer.v1 import events_pb2 as customer_events
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
 from pos_kit.grpc_server import GrpcService
-from pos_kit.runtime import ServiceRuntime
+from pos_kit.runtime import ConsumerSpec, ServiceRuntime
 from pos_kit.settings import GrpcServiceSettings, refuse_placeholder
 from pos_promotion.adapters import events
 from pos_promotion.adapters.cache import ActiveOffers, invalidator
@@ -17,7 +18,7 @@ from pos_promotion.adapters.codes import CodeHasher
 from pos_promotion.adapters.repository import PromotionUow, SqlActivePromotions
 from pos_promotion.adapters.tables import kit, metadata
 from pos_promotion.domain import model
-from pos_promotion.entrypoints import grpc_api
+from pos_promotion.entrypoints import consumers, grpc_api
 
 NAME = "promotion"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,7 +44,21 @@ class PromotionRuntime(ServiceRuntime[PromotionUow]):
 
 def build(settings: Settings) -> tuple[PromotionRuntime, GrpcService]:
     events.REGISTRY.check(model.EVENTS)
-    runtime = PromotionRuntime(NAME, settings, kit, PromotionUow)
+    runtime = PromotionRuntime(
+        NAME,
+        settings,
+        kit,
+        PromotionUow,
+        consumers=[
+            # A duplicate merged into a customer is the same person: their uses of a coupon
+            # limited per customer count together.
+            ConsumerSpec.typed(
+                "promotion-customer-merges",
+                "customer",
+                {customer_events.CustomerMerged: consumers.on_customer_merged},
+            ),
+        ],
+    )
     reader = SqlActivePromotions(runtime.engine)
     cache = ActiveOffers(reader.active, settings.offer_cache_seconds)
     runtime.offers = cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, delete, func, insert, select, update
+from sqlalchemy import Row, Select, and_, delete, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -12,7 +12,12 @@ from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
 from pos_promotion.adapters import definition, events
-from pos_promotion.adapters.tables import coupon_reservations, coupons, promotions
+from pos_promotion.adapters.tables import (
+    coupon_reservations,
+    coupons,
+    customer_merges,
+    promotions,
+)
 from pos_promotion.domain.coupons import Coupon, Reservation
 from pos_promotion.domain.model import MoneyInput, Promotion, Status, first_kind_offer
 from pos_promotion.domain.rules import Kind, Level
@@ -257,11 +262,28 @@ class SqlCouponRepository:
         return [Reservation(r.order_id, r.coupon_id, r.customer_id, r.status) for r in rows]
 
     async def uses_by(self, coupon_id: str, customer_id: str) -> int:
-        """Reservations held or redeemed by a customer, all orders."""
+        """Reservations held or redeemed by a customer, all orders, under any id the person
+        had: the customer a named duplicate was merged into, and every duplicate merged into
+        that one (`customer_merges`, kept flat so this is one statement). A reservation
+        counts this under its lock on the coupon row, which every checkout of the coupon
+        takes whichever id it names: two sales of one person never both pass."""
+        merged = customer_merges.c
+        survivor = func.coalesce(
+            select(merged.survivor_id)
+            .where(merged.merchant_id == self._merchant, merged.duplicate_id == customer_id)
+            .scalar_subquery(),
+            customer_id,
+        )
+        known_as = union_all(
+            select(survivor),
+            select(merged.duplicate_id).where(
+                merged.merchant_id == self._merchant, merged.survivor_id == survivor
+            ),
+        )
         held = and_(
             coupon_reservations.c.merchant_id == self._merchant,
             coupon_reservations.c.coupon_id == coupon_id,
-            coupon_reservations.c.customer_id == customer_id,
+            coupon_reservations.c.customer_id.in_(known_as),
             coupon_reservations.c.status.in_(("reserved", "redeemed")),
         )
         query = select(func.count()).select_from(coupon_reservations).where(held)
@@ -287,6 +309,50 @@ class SqlCouponRepository:
                 coupon_reservations.c.coupon_id == r.coupon_id,
             )
             .values(status=r.status, updated_at=func.now())
+        )
+
+
+class SqlCustomerMerges:
+    """Which duplicate went to which customer, as the customer service's merges said."""
+
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def lock(self) -> None:
+        """Until the transaction ends, no other merge of the merchant is recorded: two merges of
+        a chain (X into Y, Y into Z) recorded at once by two replicas would each miss the
+        other's row and leave X pointing at a duplicate."""
+        key = func.hashtext(f"customer-merges:{self._merchant}")
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def survivor_of(self, customer_id: str) -> str:
+        row = (
+            await self._conn.execute(
+                select(customer_merges.c.survivor_id).where(
+                    customer_merges.c.merchant_id == self._merchant,
+                    customer_merges.c.duplicate_id == customer_id,
+                )
+            )
+        ).first()
+        return str(row.survivor_id) if row else customer_id
+
+    async def record(self, duplicate_id: str, survivor_id: str) -> None:
+        """The duplicate is the survivor now, and so is everything merged into it before."""
+        await self._conn.execute(
+            pg_insert(customer_merges)
+            .values(merchant_id=self._merchant, duplicate_id=duplicate_id, survivor_id=survivor_id)
+            .on_conflict_do_update(
+                constraint="customer_merges_pkey", set_={"survivor_id": survivor_id}
+            )
+        )
+        await self._conn.execute(
+            update(customer_merges)
+            .where(
+                customer_merges.c.merchant_id == self._merchant,
+                customer_merges.c.survivor_id == duplicate_id,
+            )
+            .values(survivor_id=survivor_id)
         )
 
 
@@ -328,3 +394,7 @@ class PromotionUow(UnitOfWork):
     @property
     def coupons(self) -> SqlCouponRepository:
         return SqlCouponRepository(self.conn, self.merchant_id)
+
+    @property
+    def merges(self) -> SqlCustomerMerges:
+        return SqlCustomerMerges(self.conn, self.merchant_id)

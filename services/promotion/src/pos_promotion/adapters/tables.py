@@ -90,3 +90,18 @@ Index(
     coupon_reservations.c.coupon_id,
     coupon_reservations.c.customer_id,
 )
+
+# The customer service's merges (`customer_merged`): each duplicate and the customer it is now.
+# Kept flat: `survivor_id` is never itself a duplicate here (a later merge of the survivor
+# rewrites the rows pointing at it), so one lookup finds a person and one index scan all the
+# ids they were known by; a once-per-customer coupon is counted over all of them.
+customer_merges = Table(
+    "customer_merges",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("duplicate_id", Text, nullable=False),
+    Column("survivor_id", Text, nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "duplicate_id", name="customer_merges_pkey"),
+)
+Index("customer_merges_by_survivor", customer_merges.c.merchant_id, customer_merges.c.survivor_id)

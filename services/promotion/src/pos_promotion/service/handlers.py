@@ -389,3 +389,19 @@ async def release_coupons(
     uow: PromotionUnitOfWork, order_id: str
 ) -> list[tuple[Reservation, Coupon]]:
     return await _settle(uow, order_id, ReservationStatus.RELEASED)
+
+
+# ---------- customers ----------
+
+
+async def customer_merged(uow: PromotionUnitOfWork, duplicate_id: str, survivor_id: str) -> None:
+    """The customer service merged a duplicate into a customer: the same person, so a coupon
+    limited per customer counts their uses under either id together (`uses_by`), and a
+    duplicate named later is the survivor. Recorded flat: if the survivor was itself merged
+    away (its merge heard first), the duplicate goes where it went, and the duplicates merged
+    into this one before follow it."""
+    await uow.merges.lock()
+    survivor = await uow.merges.survivor_of(survivor_id)
+    if survivor == duplicate_id:
+        return  # a merge back into its own duplicate: never made, and it would be a cycle
+    await uow.merges.record(duplicate_id, survivor)
