@@ -6,7 +6,7 @@ Every repository is bound to the merchant of the unit of work: no method takes a
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -167,7 +167,7 @@ def _get(lock: bool) -> Callable[[], Any]:
 
 def _record_purchase() -> Any:
     names = ("merchant_id", "order_id", "customer_id", "location_id", "total_amount",
-             "currency", "points_earned")  # fmt: skip
+             "currency", "points_earned", "earning_lines")  # fmt: skip
     values: dict[str, Any] = bound(purchases, names)
     values["ordered_at"] = func.coalesce(
         bindparam("ordered_at", type_=purchases.c.ordered_at.type), func.now()
@@ -779,9 +779,15 @@ class SqlLoyaltyRepository:
         await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
 
     async def record_reversal(
-        self, order_id: str, return_id: str = "", total: int = 0, refunded: int = 0
+        self,
+        order_id: str,
+        return_id: str = "",
+        total: int = 0,
+        refunded: int = 0,
+        lines: Mapping[str, int] | None = None,
     ) -> None:
-        """That the order was cancelled (no return id) or had a return; once each."""
+        """That the order was cancelled (no return id) or had a return; once each. `lines`: the
+        units the return took back, by line id, when its event said."""
         await self._conn.execute(
             pg_insert(order_reversals)
             .values(
@@ -790,23 +796,29 @@ class SqlLoyaltyRepository:
                 return_id=return_id,
                 order_total=total,
                 refunded=refunded,
+                lines=dict(lines) if lines is not None else None,
             )
             .on_conflict_do_nothing()
         )
 
-    async def reversals(self, order_id: str) -> list[tuple[str, int, int]]:
-        """The order's recorded cancellation and returns as (return id, total, refunded), the
-        cancellation ('') first, then the returns in the order of what they refunded."""
+    async def reversals(self, order_id: str) -> list[loyalty.Reversal]:
+        """The order's recorded cancellation and returns, the cancellation ('') first, then the
+        returns in the order of what they refunded."""
+        t = order_reversals
         rows = await self._conn.execute(
-            select(order_reversals.c.return_id, order_reversals.c.order_total,
-                   order_reversals.c.refunded)
-            .where(
-                order_reversals.c.merchant_id == self._merchant,
-                order_reversals.c.order_id == order_id,
+            select(t.c.return_id, t.c.order_total, t.c.refunded, t.c.lines)
+            .where(t.c.merchant_id == self._merchant, t.c.order_id == order_id)
+            .order_by(t.c.refunded, t.c.return_id)
+        )
+        return [
+            loyalty.Reversal(
+                r.return_id,
+                int(r.order_total),
+                int(r.refunded),
+                None if r.lines is None else {k: int(v) for k, v in r.lines.items()},
             )
-            .order_by(order_reversals.c.refunded, order_reversals.c.return_id)
-        )  # fmt: skip
-        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+            for r in rows
+        ]
 
     async def entry_for_order(
         self, kind: str, order_id: str, return_id: str = ""
@@ -974,8 +986,14 @@ class SqlPurchaseRepository:
         )
         return func.least(func.greatest(taken, 0), purchases.c.total_amount)
 
-    async def record(self, sale: loyalty.Sale, points: int) -> bool:
-        """False when the order is already recorded."""
+    async def record(
+        self,
+        sale: loyalty.Sale,
+        points: int,
+        lines: Mapping[str, loyalty.EarningLine] | None = None,
+    ) -> bool:
+        """False when the order is already recorded. `lines`: each line's part in what it
+        earned (what its returns take back)."""
         values = {
             "merchant_id": self._merchant,
             "order_id": sale.order_id,
@@ -985,9 +1003,22 @@ class SqlPurchaseRepository:
             "currency": sale.currency,
             "points_earned": points,
             "ordered_at": sale.ordered_at,
+            "earning_lines": None
+            if lines is None
+            else {k: [v.quantity, v.eligible_minor] for k, v in lines.items()},
         }
         result = await RECORD_PURCHASE.execute(self._conn, values)
         return result.first() is not None
+
+    async def earning_lines(self, order_id: str) -> dict[str, loyalty.EarningLine] | None:
+        """What each line of the order earned on, as recorded at its earn; None when it was not
+        (no purchase yet, one recorded before lines were kept, or lines without ids)."""
+        found = await self._conn.scalar(
+            select(purchases.c.earning_lines).where(self._mine(), purchases.c.order_id == order_id)
+        )
+        if found is None:
+            return None
+        return {k: loyalty.EarningLine(int(q), int(v)) for k, (q, v) in found.items()}
 
     async def mark_reversed(self, order_id: str) -> None:
         await self._conn.execute(

@@ -191,6 +191,11 @@ purchases = Table(
     Column("points_earned", BigInteger, nullable=False, server_default="0"),
     Column("ordered_at", DateTime(timezone=True), nullable=False),
     Column("status", Text, nullable=False, server_default="confirmed"),
+    # Each line's part in what the sale earned, by line id ({"L1": [units, value earned on]}),
+    # as the program stood at the sale: what a return's units take back. Null for a purchase
+    # recorded before it was kept (migration 0009) or whose lines had no ids: its returns take
+    # the share of the goods' value instead.
+    Column("earning_lines", JSONB, nullable=True),
     PrimaryKeyConstraint("merchant_id", "order_id", name="purchases_pkey"),
     Index("purchases_customer", "merchant_id", "customer_id", "ordered_at"),
 )
@@ -209,6 +214,9 @@ order_reversals = Table(
     Column("order_total", BigInteger, nullable=False, server_default="0"),
     Column("refunded", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The units this return (or cancelled or expired fulfilment) took back, by line id
+    # ({"L1": 2}); null when its event did not say or it came before they were kept (0009).
+    Column("lines", JSONB, nullable=True),
     PrimaryKeyConstraint("merchant_id", "order_id", "return_id", name="order_reversals_pkey"),
 )
 

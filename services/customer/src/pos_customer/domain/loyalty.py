@@ -7,8 +7,11 @@ only lower what can be held or redeemed next (`available`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
+from math import floor
 
 from pos_kit.errors import FieldViolation, raise_if, require
 from pos_kit.money import MINOR_UNITS, round_half_away
@@ -71,6 +74,10 @@ class SaleLine:
     # A gift card sold is stored value, not a purchase: it earns nothing, and the points come
     # when the card is spent (if the program earns on gift-card tenders), never twice.
     gift_card: bool = False
+    # The order line's id (`L<n>`) and units: what its returns name (empty in an event from
+    # before lines had ids).
+    line_id: str = ""
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,76 @@ def points_for(program: Program, sale: Sale, tier: str = "") -> int:
     if program.rounding == "nearest":
         return max(0, int(round_half_away(numerator, denominator)))
     return int(numerator // denominator)
+
+
+@dataclass(frozen=True)
+class EarningLine:
+    """A line's part in what its sale earned, as the program stood at the sale: its units and
+    the value it earned on (what was paid for it before tax; 0 for an excluded SKU or a gift
+    card sold, which earned nothing)."""
+
+    quantity: int
+    eligible_minor: int
+
+
+def earning_lines(program: Program, sale: Sale) -> dict[str, EarningLine] | None:
+    """Each line's part in what the sale earns, by line id; None when the lines cannot say
+    which units a return takes (no lines, or lines without ids or units, as in old events)."""
+    ids = [line.line_id for line in sale.lines]
+    if not ids or not all(ids) or len(set(ids)) != len(ids):
+        return None
+    if any(line.quantity <= 0 for line in sale.lines):
+        return None
+    excluded = set(program.excluded_skus)
+    return {
+        line.line_id: EarningLine(
+            line.quantity,
+            0 if line.gift_card or line.sku in excluded else max(line.total_minor, 0),
+        )
+        for line in sale.lines
+    }
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """An order's cancellation (no return id) or one of its returns or cancelled or expired
+    fulfilments, as recorded when its event came: the order's goods and what the returns and
+    fulfilments took back of them so far (a growing figure), and the units it took back by
+    line id (None when the event did not say, or it was recorded before units were kept)."""
+
+    return_id: str
+    total: int
+    refunded: int
+    lines: Mapping[str, int] | None = None
+
+
+def taken_back(
+    earned: int, lines: Mapping[str, EarningLine], given_back: Sequence[Mapping[str, int]]
+) -> int | None:
+    """What the units given back (each return's or fulfilment's, by line id) take back in all of
+    the `earned` points: their share of the value the sale earned on, rounded down. Returning
+    every unit that earned takes back exactly `earned`; units of a line that earned nothing (an
+    excluded SKU, a gift card) take back nothing; a line's units count at most once each, so
+    returns together never take more than was earned. None when the lines cannot say (a unit of
+    a line the sale did not record, or no line that earned): the caller then takes the share of
+    the goods' value, as before lines were kept."""
+    eligible = sum(line.eligible_minor for line in lines.values())
+    if eligible <= 0:
+        return None
+    units: dict[str, int] = {}
+    for each in given_back:
+        for line_id, quantity in each.items():
+            if line_id not in lines:
+                return None
+            units[line_id] = units.get(line_id, 0) + max(quantity, 0)
+    returned = sum(
+        (
+            Fraction(lines[i].eligible_minor * min(n, lines[i].quantity), lines[i].quantity)
+            for i, n in units.items()
+        ),
+        Fraction(0),
+    )
+    return min(earned, floor(earned * returned / eligible))
 
 
 def expirable(credits_before_cutoff: int, debits_ever: int, available: int) -> int:

@@ -3,6 +3,7 @@ purchase history."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC
 
 from pos.order.v1 import events_pb2 as order_events
@@ -39,6 +40,8 @@ def _paid_for(order: order_pb2.Order) -> list[SaleLine]:
             - line.discount_total.amount
             - (line.tax_total.amount if inclusive else 0),
             line.HasField("gift_card"),
+            line.id,
+            line.quantity,
         )
         for line in order.lines
     ]
@@ -75,12 +78,23 @@ async def on_order_cancelled(uow: CustomerUow, message: order_events.OrderCancel
     await points.reverse_cancelled(uow, message.order.id)
 
 
+def _units(lines: Iterable[tuple[str, int]]) -> dict[str, int] | None:
+    """Units by line id; None when there are none or one has no id (the event cannot say)."""
+    units: dict[str, int] = {}
+    for line_id, quantity in lines:
+        if not line_id:
+            return None
+        units[line_id] = units.get(line_id, 0) + quantity
+    return units or None
+
+
 async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturned) -> None:
-    """Returned units take back their share of the points the order earned (see
-    points.reverse_returned): the share of the order's goods its returns took back so far
-    (gift cards sold apart, as they earned nothing; an exchange's credited units count, as the
-    new order earns on them; money refunded outside a return does not). An event from before
-    it said so: the order's total less what its tenders still hold."""
+    """Returned units take back the points they earned (see points.reverse_returned): by the
+    return's lines, what each earned at the sale (an excluded SKU or a gift card nothing; an
+    exchange's credited units count, as the new order earns on them; money refunded outside a
+    return takes nothing). For an order whose lines were not recorded at its earn: the share of
+    the order's goods its returns took back so far, or, in an event from before it said so, the
+    order's total less what its tenders still hold."""
     order = message.order
     if not order.id:
         return  # a return without a receipt: store credit, no order that earned points
@@ -88,22 +102,26 @@ async def on_order_returned(uow: CustomerUow, message: order_events.OrderReturne
         total, returned = message.goods_total.amount, message.goods_returned.amount
     else:
         total, returned = order.total.amount, order.total.amount - order.paid.amount
-    await points.reverse_returned(uow, order.id, message.order_return.id, total, returned)
+    units = _units((ln.line_id, ln.quantity) for ln in message.order_return.lines)
+    await points.reverse_returned(uow, order.id, message.order_return.id, total, returned, units)
 
 
 async def on_fulfillment_updated(
     uow: CustomerUow, message: order_events.OrderFulfillmentUpdated
 ) -> None:
     """A fulfilment cancelled or expired after the order earned: its goods never reached the
-    customer, so their share of the points goes back, by the same growing figure returns use
-    (what the order's returns and its cancelled fulfilments took back so far)."""
+    customer, so the points its lines' units earned go back, as a return's do (or, for an order
+    whose lines were not recorded, the share of the goods by the same growing figure returns
+    use: what the order's returns and its cancelled fulfilments took back so far)."""
     if not message.HasField("goods_given_back"):
         return
+    mine = message.fulfillment_id
+    units = _units((ln.id, ln.quantity) for ln in message.order.lines if ln.fulfillment_id == mine)
     await points.reverse_returned(
         uow,
         message.order.id,
-        message.fulfillment_id,
+        mine,
         message.goods_total.amount,
         message.goods_given_back.amount,
-        why="not handed over",
+        units,
     )

@@ -9,6 +9,7 @@ of the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -108,9 +109,12 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     sale = replace(sale, customer_id=customer.id)
     program = await uow.loyalty.program()
     reversals = await uow.loyalty.reversals(sale.order_id)
-    cancelled = any(not return_id for return_id, _, _ in reversals)
+    cancelled = any(not r.return_id for r in reversals)
     points = 0 if cancelled else loyalty.points_for(program, sale, customer.tier)
-    if not await uow.purchases.record(sale, points):
+    # What each line earned on, under the program as it is now: what its returns take back,
+    # whatever the program says by then.
+    lines = loyalty.earning_lines(program, sale)
+    if not await uow.purchases.record(sale, points, lines):
         return 0
     if cancelled:
         await uow.purchases.mark_reversed(sale.order_id)
@@ -120,10 +124,10 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     entry = await _append(uow, customer, loyalty.EARNED, points, sale.order_id)
     uow.publish(loyalty.PointsEarned(entry))
     await retier(uow, customer, program)
-    for return_id, total, refunded in reversals:
-        by_fulfillment = loyalty.names_fulfillment(sale.order_id, return_id)
-        why = "not handed over" if by_fulfillment else "returned"
-        await reverse_returned(uow, sale.order_id, return_id, total, refunded, why)
+    # Each return heard before the earn takes what the returns up to it (in the order of the
+    # growing figure they carry) take in all, less what those before it took.
+    for n, reversal in enumerate(reversals):
+        await _take_back(uow, sale.order_id, reversal, reversals[: n + 1])
     return points
 
 
@@ -271,43 +275,86 @@ async def reverse_returned(
     return_id: str,
     total: int,
     refunded: int,
-    why: str = "returned",
+    units: Mapping[str, int] | None = None,
 ) -> list[loyalty.Entry]:
-    """Units returned take back their share of what the order earned: after each return, what
-    all its returns took back is the points earned times the share of the order's total
-    refunded so far, rounded down, so returning every unit takes back exactly what was earned
-    and never more. Once per return. Points the order redeemed are not given back by a return
-    (they paid for goods the customer had). A return arriving before the order's earn is
-    recorded, and the earn takes its share back then (credit_sale).
+    """Units returned take back the points they earned: after each return, what all the
+    order's returns took back is the points earned times the share of the value the sale
+    earned on that their units come to (each line's units at what the line earned on, as
+    recorded at the earn: nothing for an excluded SKU or a gift card), rounded down, so
+    returning every unit takes back exactly what was earned and never more, and returning
+    units that earned nothing takes nothing. Once per return. Points the order redeemed are not
+    given back by a return (they paid for goods the customer had). A return arriving before the
+    order's earn is recorded, and the earn takes its share back then (credit_sale).
 
-    A fulfilment cancelled or expired comes the same way, its id in place of a return's and
-    `refunded` the same growing figure (returns and cancelled goods together), `why` saying
-    so in the entry's reason."""
+    `units` are the return's units by line id; without them (an event that does not name its
+    lines), or for an order whose earn was recorded before lines were kept (migration 0009), or
+    with a return recorded before then, the share is of the goods' value instead: `refunded` of
+    `total`, the growing figure of the order's goods its returns took back so far.
+
+    A fulfilment cancelled or expired comes the same way, its id in place of a return's, its
+    lines' units and `refunded` the same growing figure (returns and cancelled goods together),
+    the entry's reason saying its goods were not handed over."""
     await uow.loyalty.lock_order(order_id)
-    await uow.loyalty.record_reversal(order_id, return_id, total, refunded)
+    await uow.loyalty.record_reversal(order_id, return_id, total, refunded, units)
+    this = loyalty.Reversal(return_id, total, refunded, units)
+    return await _take_back(uow, order_id, this, [*await uow.loyalty.reversals(order_id)])
+
+
+async def _take_back(
+    uow: CustomerUnitOfWork,
+    order_id: str,
+    this: loyalty.Reversal,
+    recorded: list[loyalty.Reversal],
+) -> list[loyalty.Entry]:
+    """The entry of one return (or cancelled fulfilment), `this`: what the returns `recorded`
+    so far (this one among them) take back in all, less what earlier ones took. The order's
+    lock is held."""
+    if not this.return_id:
+        return []  # the cancellation: reverse_order's
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
     if (
         earned is None
-        or total <= 0
         or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None
-        or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id, return_id) is not None
+        or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id, this.return_id) is not None
     ):
         return []
-    target = earned.points * min(max(refunded, 0), total) // total
+    target = await _returns_take(uow, order_id, earned.points, this, recorded)
     due = target + await uow.loyalty.returned_points(order_id)
     if due <= 0:
         return []
     customer = await _customer_now(uow, earned.customer_id)
     if customer is None:
         return []
+    why = "not handed over" if loyalty.names_fulfillment(order_id, this.return_id) else "returned"
     # Taken whole even if spent or held, as reverse_order does.
     note = f"units of order {order_id} {why}"
     entry = await _append(
-        uow, customer, loyalty.REVERSED, -due, order_id, note, return_id=return_id
+        uow, customer, loyalty.REVERSED, -due, order_id, note, return_id=this.return_id
     )
     uow.publish(loyalty.PointsAdjusted(entry))
     await retier(uow, customer, await uow.loyalty.program())
     return [entry]
+
+
+async def _returns_take(
+    uow: CustomerUnitOfWork,
+    order_id: str,
+    earned: int,
+    this: loyalty.Reversal,
+    recorded: list[loyalty.Reversal],
+) -> int:
+    """What the order's returns `recorded` take back of `earned` in all: the points their units
+    earned, when the earn recorded its lines and every return its units; else the share of the
+    goods' value `this` one's growing figure says (the rule before lines were kept)."""
+    given_back = [r.lines for r in recorded if r.return_id]
+    lines = await uow.purchases.earning_lines(order_id)
+    if lines is not None and all(g is not None for g in given_back):
+        target = loyalty.taken_back(earned, lines, [g for g in given_back if g is not None])
+        if target is not None:
+            return target
+    if this.total <= 0:
+        return 0
+    return earned * min(max(this.refunded, 0), this.total) // this.total
 
 
 async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
