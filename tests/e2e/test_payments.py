@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -159,6 +160,63 @@ def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Runni
     waiting = _post(http, "/v1/terminal-checkouts", {**body, "device_id": "sandbox_reader_timeout"})
     cancelled = _post(http, f"/v1/terminal-checkouts/{waiting.json()['id']}/cancel", {})
     assert cancelled.json()["status"] == "cancelled"
+
+
+def test_cancels_of_one_terminal_checkout_all_answer_it_cancelled(platform: Running) -> None:
+    """Five cancels at once, then another: each answers 200 with the checkout cancelled,
+    whether it cancelled it or found it so; under one Idempotency-Key the ones sent while the
+    first runs are told so (409 `idempotency_request_in_progress`), the later one replays."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {
+        "location_id": location,
+        "device_id": "sandbox_reader_timeout",  # never answers: the register cancels
+        "amount": {"amount": 900, "currency": "USD"},
+        "reference": "register 1 sale 8",
+    }
+
+    async def cancel_five_at_once(checkout_id: str, keys: list[str]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=platform.platform.gateway_url,
+            headers={"Authorization": f"Bearer {platform.key}"},
+            timeout=15.0,
+        ) as client:
+            path = f"/v1/terminal-checkouts/{checkout_id}/cancel"
+            return list(
+                await asyncio.gather(
+                    *(client.post(path, json={}, headers={"Idempotency-Key": k}) for k in keys)
+                )
+            )
+
+    # Each with its own key.
+    created = _post(http, "/v1/terminal-checkouts", body)
+    assert created.status_code == 201, created.text
+    checkout_id = created.json()["id"]
+    keys = [str(uuid.uuid4()) for _ in range(5)]
+    answers = asyncio.run(cancel_five_at_once(checkout_id, keys))
+    answers.append(_post(http, f"/v1/terminal-checkouts/{checkout_id}/cancel", {}))
+    answers.append(_post(http, f"/v1/terminal-checkouts/{checkout_id}/cancel", {}, keys[0]))
+    ended = http.get(f"/v1/terminal-checkouts/{checkout_id}").json()
+    assert ended["status"] == "cancelled"
+    assert [(a.status_code, a.json()) for a in answers] == [(200, ended)] * 7
+    assert answers[-1].headers["Idempotent-Replayed"] == "true"
+
+    # All under one key.
+    created = _post(http, "/v1/terminal-checkouts", body)
+    checkout_id = created.json()["id"]
+    key = str(uuid.uuid4())
+    answers = asyncio.run(cancel_five_at_once(checkout_id, [key] * 5))
+    ended = http.get(f"/v1/terminal-checkouts/{checkout_id}").json()
+    assert ended["status"] == "cancelled"
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["code"] == "idempotency_request_in_progress", answer.text
+        else:
+            assert (answer.status_code, answer.json()) == (200, ended)
+    assert 200 in [a.status_code for a in answers]
+    replayed = _post(http, f"/v1/terminal-checkouts/{checkout_id}/cancel", {}, key)
+    assert (replayed.status_code, replayed.json()) == (200, ended)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
 
 
 def test_the_authorisation_window_is_the_merchants_setting(platform: Running) -> None:

@@ -357,6 +357,10 @@ class PaymentMachine(RuleBasedStateMachine):
     @rule(target=paid, checkout=sent)
     def register_cancels(self, checkout: str) -> Any:
         steps = handlers.CancelTerminalCheckout(checkout, self.reader)
+        if self.terminals[checkout] == "cancelled":
+            # Cancelled already: answered so again, nothing asked of the reader.
+            assert self.steps(steps).status.value == "cancelled"
+            return multiple()
         if self.terminals[checkout] != "pending":
             assert self.refused(steps) == "terminal_checkout_final"
             return multiple()

@@ -991,14 +991,82 @@ async def test_the_register_cancels_a_pending_checkout_once(running: Running) ->
     assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_CANCELLED
     again = await running.stub.CancelTerminalCheckout(cancel, metadata=md(), timeout=10)
     assert again == answer  # a retry replays
-    code, reason = await code_of(
-        running.stub.CancelTerminalCheckout(
-            P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id),
-            metadata=md(),
-            timeout=10,
-        )
+    # Another cancel of it (a second tap at the register) finds it cancelled: the same answer.
+    later = await running.stub.CancelTerminalCheckout(
+        P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id),
+        metadata=md(),
+        timeout=10,
     )
-    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "terminal_checkout_final")
+    assert later.checkout == answer.checkout
+    assert _terminal_updates(running, checkout.id) == [
+        P.TERMINAL_CHECKOUT_STATUS_PENDING,
+        P.TERMINAL_CHECKOUT_STATUS_CANCELLED,
+    ]
+
+
+def _terminal_updates(running: Running, checkout_id: str) -> list[int]:
+    events = running.sql(
+        "SELECT payload FROM outbox"
+        " WHERE subject = 'pos.payment.v1.terminal_checkout_updated' ORDER BY seq"
+    )
+    seen = [events_pb2.TerminalCheckoutUpdated.FromString(e[0]).checkout for e in events]
+    return [c.status for c in seen if c.id == checkout_id]
+
+
+async def test_concurrent_cancels_of_one_checkout_all_answer_it_cancelled(
+    running: Running,
+) -> None:
+    """Each cancel answers as a sequential one would: the checkout, cancelled, whether it
+    cancelled it or found it cancelled by another (before or while it ran); one write."""
+    checkout = await send_to_reader(running, "sandbox_reader_timeout")
+
+    async def cancel(request_id: str) -> Any:
+        request = P.CancelTerminalCheckoutRequest(request_id=request_id, id=checkout.id)
+        return await running.stub.CancelTerminalCheckout(request, metadata=md(), timeout=10)
+
+    answers = await asyncio.gather(*(cancel(rid()) for _ in range(5)))
+    answers.append(await cancel(rid()))
+    ended = await terminal(running, checkout.id)
+    assert ended.status == P.TERMINAL_CHECKOUT_STATUS_CANCELLED
+    assert [a.checkout for a in answers] == [ended] * 6
+    assert _terminal_updates(running, checkout.id) == [
+        P.TERMINAL_CHECKOUT_STATUS_PENDING,
+        P.TERMINAL_CHECKOUT_STATUS_CANCELLED,
+    ]
+
+    # One request id sent five times at once: one runs, the others are told it is still
+    # running (ABORTED) or replay its answer; none is a refusal of the checkout.
+    again = await send_to_reader(running, "sandbox_reader_timeout")
+    one = P.CancelTerminalCheckoutRequest(request_id=rid(), id=again.id)
+    results = await asyncio.gather(
+        *(running.stub.CancelTerminalCheckout(one, metadata=md(), timeout=10) for _ in range(5)),
+        return_exceptions=True,
+    )
+    cancelled = await terminal(running, again.id)
+    for result in results:
+        if isinstance(result, grpc.aio.AioRpcError):
+            assert result.code() == grpc.StatusCode.ABORTED, result
+        else:
+            assert result.checkout == cancelled
+    assert any(not isinstance(r, BaseException) for r in results)
+    replay = await running.stub.CancelTerminalCheckout(one, metadata=md(), timeout=10)
+    assert replay.checkout == cancelled
+
+
+async def test_a_checkout_that_ended_otherwise_cannot_be_cancelled(running: Running) -> None:
+    # Paid (or declined) at the reader, or timed out: not cancelled, and never will be.
+    paid = await send_to_reader(running, "sandbox_reader_approve")
+    await running.sweep()
+    assert (await terminal(running, paid.id)).status == P.TERMINAL_CHECKOUT_STATUS_COMPLETED
+    for _ in range(2):
+        code, reason = await code_of(
+            running.stub.CancelTerminalCheckout(
+                P.CancelTerminalCheckoutRequest(request_id=rid(), id=paid.id),
+                metadata=md(),
+                timeout=10,
+            )
+        )
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "terminal_checkout_final")
 
 
 async def test_a_customer_quicker_than_the_register_has_paid(infra: Infra) -> None:

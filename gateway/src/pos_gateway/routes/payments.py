@@ -539,8 +539,10 @@ async def get_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalChecko
 )  # fmt: skip
 async def cancel_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
     """From the register, while the checkout is `pending`. The reader has the last word: a
-    customer who paid a moment before is `completed`, and that is the answer. One that is no
-    longer pending is a 409 `terminal_checkout_final`."""
+    customer who paid a moment before is `completed`, and that is the answer. One cancelled
+    already (by another cancel, at once or earlier, or at the reader) answers the same way
+    every time: 200, `cancelled`. One that ended otherwise (`completed`, `declined`,
+    `timed_out`) is a 409 `terminal_checkout_final`."""
     answer = await svc.payment.CancelTerminalCheckout(
         payment_pb2.CancelTerminalCheckoutRequest(request_id=request_id(), id=checkout_id)
     )

@@ -905,7 +905,13 @@ async def record_reader_answer(
 
 class CancelTerminalCheckout:
     """Cancel from the register while the checkout is pending; the reader has the last word
-    (a customer who paid a moment earlier has paid)."""
+    (a customer who paid a moment earlier has paid).
+
+    A checkout cancelled already (by an earlier or a concurrent cancel, or at the reader)
+    answers cancelled again, with nothing asked or written: a cancel answers by the state it
+    leaves, not by whether it was the one that wrote it, so concurrent cancels and a repeat
+    answer alike. One that ended otherwise (completed, declined, timed out) is a
+    `terminal_checkout_final` conflict."""
 
     def __init__(self, checkout_id: str, reader: TerminalReader) -> None:
         self.checkout_id = checkout_id
@@ -917,17 +923,25 @@ class CancelTerminalCheckout:
         )
         if checkout is None:
             raise NotFound("terminal checkout", self.checkout_id)
-        if checkout.status is not TerminalStatus.PENDING:
+        if checkout.status not in (TerminalStatus.PENDING, TerminalStatus.CANCELLED):
             raise Conflict(
                 f"the terminal checkout is already {checkout.status.value}",
                 "terminal_checkout_final",
             )
         return checkout
 
-    async def call(self, claim: object, checkout: TerminalCheckout) -> ProcessorAnswer:
+    async def call(self, claim: object, checkout: TerminalCheckout) -> ProcessorAnswer | None:
+        if checkout.status is TerminalStatus.CANCELLED:
+            return None  # nothing left to ask the reader
         return await self.reader.cancel(checkout.request_key)
 
-    async def record(self, uow: PaymentUnitOfWork, answer: ProcessorAnswer) -> TerminalCheckout:
+    async def record(
+        self, uow: PaymentUnitOfWork, answer: ProcessorAnswer | None
+    ) -> TerminalCheckout:
+        if answer is None:
+            return await get_terminal_checkout(uow, self.checkout_id)
+        # A cancel beside this one may have recorded the reader's answer first: then this
+        # finds the checkout final and answers it as it is (cancelled, or paid at the reader).
         return await record_reader_answer(uow, self.checkout_id, answer, TerminalStatus.CANCELLED)
 
 
