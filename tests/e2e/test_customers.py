@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -216,7 +217,9 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     assert "zoe.martin@example.com" not in str(feed)
     assert "+33612345678" not in str(feed)
     mine = [e for e in feed["data"] if e["data"]["object"]["id"] == zoe["id"]]
-    assert [e["type"] for e in mine] == ["customer.created", "customer.erased"]
+    # Her points' change (the sale she earned on) was a new version of her, announced too.
+    assert [e["type"] for e in mine] == ["customer.created", "customer.updated", "customer.erased"]
+    assert all(e["data"]["object"].get("redacted") for e in mine[:2])
     assert http.get(f"/v1/customers/{zoe['id']}/export").status_code == 404
 
     # No trace anywhere: every service's database, every NATS stream, every service's log.
@@ -230,6 +233,57 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
     while found := traces():
         assert time.monotonic() < deadline, f"still held somewhere: {found}"
         time.sleep(0.5)
+
+
+def test_a_points_change_is_a_new_version_of_the_customer(platform: Running) -> None:
+    """GET answers a customer's balance with its version and ETag: a sale that earns points and
+    an adjustment are each a new version (ETag and `updated_at` move, an If-Match of the one
+    before is a 412, an `updated_since` poll from the last change finds it) and a
+    `customer.updated` event carrying it, as GET answers it."""
+    http = platform.new_merchant("Points versions e2e")
+    loc = _post(http, "/v1/locations", {"name": "Store", "currency": "USD", "time_zone": "UTC"})
+    sku = f"PTS-{uuid.uuid4().hex[:8].upper()}"
+    _post(http, "/v1/products",
+          {"sku": sku, "name": "Mug", "price": {"amount": 2550, "currency": "USD"}})  # fmt: skip
+    _post(http, "/v1/inventory/adjustments",
+          {"sku": sku, "location_id": loc["id"], "delta": 5, "reason": "received"})  # fmt: skip
+    ada = _post(http, "/v1/customers", {"email": "ada.points@example.com", "given_name": "Ada"})
+    path = f"/v1/customers/{ada['id']}"
+    first = http.get(path)
+    assert (first.headers["ETag"], first.json()["loyalty_points"]) == ('"1"', 0)
+
+    _post(http, "/v1/checkouts",
+          {"location_id": loc["id"], "customer_id": ada["id"], "tender_type": "cash",
+           "cash_tendered": {"amount": 10_000, "currency": "USD"},
+           "lines": [{"sku": sku, "quantity": 1}]})  # fmt: skip
+    earned = _eventually(lambda: (got := http.get(path)).json()["loyalty_points"] and got)
+    assert (earned.json()["version"], earned.headers["ETag"]) == (2, '"2"')
+
+    def stamp(answer: httpx.Response) -> datetime:
+        return datetime.fromisoformat(answer.json()["updated_at"])
+
+    assert stamp(earned) > stamp(first)
+    stale = http.patch(path, json={"family_name": "Lovelace"}, headers={"If-Match": '"1"'})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 2), stale.text
+    since = {"updated_since": first.json()["updated_at"]}
+    polled = http.get("/v1/customers", params=since).json()["data"]
+    assert [c["version"] for c in polled if c["id"] == ada["id"]] == [2]
+
+    _post(http, f"{path}/points/adjustments", {"points": 5, "reason": "goodwill"})
+    adjusted = http.get(path)
+    assert adjusted.json()["loyalty_points"] == earned.json()["loyalty_points"] + 5
+    assert (adjusted.json()["version"], adjusted.headers["ETag"]) == (3, '"3"')
+    assert stamp(adjusted) > stamp(earned)
+    since = {"updated_since": earned.json()["updated_at"]}
+    polled = http.get("/v1/customers", params=since).json()["data"]
+    assert [c["version"] for c in polled if c["id"] == ada["id"]] == [3]
+
+    def announced() -> list[dict[str, Any]]:
+        page = http.get("/v1/events", params={"types": "customer.updated", "limit": 200})
+        found = [e["data"]["object"] for e in page.json()["data"]]
+        return found if len(found) == 2 else []
+
+    assert _eventually(announced) == [earned.json(), adjusted.json()]
 
 
 def test_groups_merge_and_the_program(platform: Running) -> None:

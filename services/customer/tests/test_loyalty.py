@@ -715,3 +715,97 @@ async def test_a_merge_counts_both_histories_towards_the_winners_tier(
     await merge(c.id, d.id)  # e's earns came through d's merge
     assert await tier(c.id) == "silver"
     assert await _sale(service, merchant.merchant, "ord_mt6", c.id, 1_000) == 20  # x2
+
+
+async def test_every_change_of_points_is_a_new_version_of_the_customer(
+    merchant: Caller, service: Service
+) -> None:
+    """The balance, the points held and the tier are part of the customer (GET answers them
+    with its `version`, the gateway's ETag): each change of them, by hand, an earn, a hold, a
+    redemption, a release, a reversal or an expiry, is one new version (however many rows
+    its transaction wrote: an earn that reaches a tier is one), with `updated_at` moved so the
+    change feed finds it, and a `customer_updated` carrying the customer as it now stands. A
+    repeat that changes nothing is no new version."""
+    from pos.customer.v1 import events_pb2
+
+    program = loyalty_pb2.LoyaltyProgram(
+        enabled=True,
+        points_per_unit=1,
+        tiers=[loyalty_pb2.Tier(name="gold", threshold_points=100, multiplier_bps=10_000)],
+        expiry_days=30,
+        point_value_minor=1,
+    )
+    await merchant("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program))
+    c = await merchant.create(given_name="Versioned")
+    last = c
+
+    async def announced() -> list[tuple[int, int, int, str]]:
+        rows = await service.sql(
+            "SELECT payload FROM outbox WHERE merchant_id = :m AND event_type = :t ORDER BY seq",
+            m=merchant.merchant,
+            t=events_pb2.CustomerUpdated.DESCRIPTOR.full_name,
+        )
+        found = [events_pb2.CustomerUpdated.FromString(bytes(r.payload)).customer for r in rows]
+        return [(e.version, e.loyalty_points, e.points_held, e.tier) for e in found]
+
+    async def changed_to(balance: int, held: int, tier: str) -> None:
+        nonlocal last
+        got = (await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))).customer
+        assert (got.loyalty_points, got.points_held, got.tier) == (balance, held, tier)
+        assert got.version == last.version + 1
+        assert got.updated_at.ToDatetime() > last.updated_at.ToDatetime()
+        # A partner polling from the last change it saw finds this one.
+        feed = customer_pb2.ListCustomersRequest(updated_since=last.updated_at)
+        listed = (await merchant("ListCustomers", feed)).customers
+        assert [x.version for x in listed if x.id == c.id] == [got.version]
+        assert (await announced())[-1] == (got.version, balance, held, tier)
+        last = got
+
+    async def unchanged() -> None:
+        got = (await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))).customer
+        assert got == last
+
+    await _adjust(merchant, c.id, 300)
+    await changed_to(300, 0, "")
+    await _sale(service, merchant.merchant, "ord_v1", c.id, 10_000)  # 100 more: gold, at once
+    await changed_to(400, 0, "gold")
+    assert await _sale(service, merchant.merchant, "ord_v1", c.id, 10_000) == 0
+    await unchanged()
+    later = loyalty_pb2.ExpirePointsRequest()
+    later.as_of.FromDatetime(datetime.now(UTC) + timedelta(days=31))
+    assert (await merchant("ExpirePoints", later)).points == 100  # what was earned
+    await changed_to(300, 0, "gold")
+    hold = loyalty_pb2.HoldPointsRequest(order_id="ord_v2", customer_id=c.id, points=20)
+    await merchant("HoldPoints", hold)
+    await changed_to(300, 20, "gold")
+    for _ in range(2):
+        await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_v2"))
+    await changed_to(280, 0, "gold")
+    await merchant("HoldPoints", loyalty_pb2.HoldPointsRequest(
+        order_id="ord_v3", customer_id=c.id, points=10))  # fmt: skip
+    await changed_to(280, 10, "gold")
+    for _ in range(2):
+        await merchant("ReleasePoints", loyalty_pb2.ReleasePointsRequest(order_id="ord_v3"))
+    await changed_to(280, 0, "gold")
+    async with service.runtime.uow().bind(merchant.merchant) as uow:
+        await points.reverse_returned(uow, "ord_v1", "ret_v1", 10_000, 5_000)
+        await uow.commit()
+    await changed_to(230, 0, "")  # half of the order's 100 back: below gold
+    for _ in range(2):
+        await merchant(
+            "ReverseOrderPoints", loyalty_pb2.ReverseOrderPointsRequest(order_id="ord_v1")
+        )
+    await changed_to(180, 0, "")
+    assert len(await announced()) == 9  # one a change, none for the repeats
+
+    # A return heard before its order's earn changes no customer; the earn then takes the
+    # return's share back at once: one version for both, announced once.
+    d = await merchant.create(given_name="Returned early")
+    async with service.runtime.uow().bind(merchant.merchant) as uow:
+        await points.reverse_returned(uow, "ord_v4", "ret_v4", 10_000, 5_000)
+        await uow.commit()
+    assert len(await announced()) == 9
+    await _sale(service, merchant.merchant, "ord_v4", d.id, 10_000)
+    got = (await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=d.id))).customer
+    assert (got.loyalty_points, got.version) == (50, d.version + 1)
+    assert (await announced())[9:] == [(got.version, 50, 0, "")]

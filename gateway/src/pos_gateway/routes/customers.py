@@ -332,7 +332,9 @@ async def import_customers(body: CustomerBatch, svc: Svc) -> CustomerImport:
     **op("customers:read", "Get a customer with its loyalty balance", (404,), example=ex.CUSTOMER),
 )
 async def get_customer(customer_id: PathId, svc: Svc, response: Response) -> Customer:
-    """A customer merged into another answers with `status: merged` and `merged_into`."""
+    """A customer merged into another answers with `status: merged` and `merged_into`. The
+    ETag is the `version`, which changes with anything answered here: a change of the loyalty
+    balance, the points held or the tier too (announced as `customer.updated`)."""
     answer = await svc.customer.GetCustomer(customer_pb2.GetCustomerRequest(id=customer_id))
     response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_model(Customer, answer.customer)

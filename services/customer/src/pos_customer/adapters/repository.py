@@ -197,10 +197,29 @@ def _save_points() -> Any:
     )
 
 
+def _new_version() -> Any:
+    groups = (
+        select(group_members.c.group_id)
+        .where(
+            group_members.c.merchant_id == customers.c.merchant_id,
+            group_members.c.customer_id == customers.c.id,
+        )
+        .order_by(group_members.c.group_id)
+        .correlate(customers)
+    )
+    return (
+        update(customers)
+        .where(keyed(customers, "merchant_id", "id"))
+        .values(version=customers.c.version + 1)
+        .returning(*customers.c, func.array(groups.scalar_subquery()).label("group_ids"))
+    )
+
+
 # Written for every sale a customer earns points on: built once (pos_kit.direct.Prepared).
 RECORD_PURCHASE = Prepared(_record_purchase)
 APPEND_POINTS = Prepared(_append_points)
 SAVE_POINTS = Prepared(_save_points)
+NEW_VERSION = Prepared(_new_version)
 GET = Prepared(_get(lock=False))
 GET_LOCKED = Prepared(_get(lock=True))
 
@@ -389,6 +408,13 @@ class SqlCustomerRepository:
         }
         row = (await SAVE_POINTS.execute(self._conn, values)).one()
         customer.updated_at = row.updated_at
+
+    async def new_version(self, customer_id: str) -> Customer:
+        """The next version of a customer whose row this transaction locked and changed, as
+        it now stands (groups included), in one round trip."""
+        params = {"w_merchant_id": self._merchant, "w_id": customer_id}
+        row = (await NEW_VERSION.execute(self._conn, params)).one()
+        return _customer(row, row.group_ids)
 
     async def list(self, page: PageRequest) -> list[Customer]:
         query = select(customers).where(self._mine(), customers.c.status == ACTIVE)

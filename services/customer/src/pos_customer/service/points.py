@@ -5,6 +5,10 @@ Every change of a balance locks the customer's row first (SELECT ... FOR UPDATE)
 the ledger entry and the new balance in the same transaction: concurrent redemptions queue on
 the lock, so none sees a balance another is about to spend, and the balance is always the sum
 of the ledger.
+
+The balance, the points held and the tier are part of the customer (`GetCustomer` answers them
+with its `version`, the gateway's ETag): each use case that changes them ends with `_announce`,
+one new version of the customer however many rows it wrote, announced as `customer_updated`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from pos_customer.domain import loyalty
-from pos_customer.domain.model import MERGED, Customer
+from pos_customer.domain.model import MERGED, Customer, CustomerUpdated
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_customer.service.tiers import retier
@@ -81,6 +85,15 @@ async def _append(
     return entry
 
 
+async def _announce(uow: CustomerUnitOfWork, customer_id: str) -> None:
+    """The customer's points changed in this transaction (its row is locked): a new version
+    of it, `updated_at` moved with it (the change feed's trigger), announced as every other
+    change of a customer is. Without it a conditional request, or a partner's copy keyed on
+    the version, would take a changed balance for the one it had."""
+    customer = await uow.customers.new_version(customer_id)
+    uow.publish(CustomerUpdated(customer))
+
+
 async def _customer_now(uow: CustomerUnitOfWork, customer_id: str) -> Customer | None:
     """The active customer an id leads to, following merges; None if there is none."""
     for _ in range(10):
@@ -128,6 +141,7 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     # growing figure they carry) take in all, less what those before it took.
     for n, reversal in enumerate(reversals):
         await _take_back(uow, sale.order_id, reversal, reversals[: n + 1])
+    await _announce(uow, customer.id)  # one version, what the returns took back included
     return points
 
 
@@ -141,6 +155,7 @@ async def adjust(
         raise _insufficient(customer)
     entry = await _append(uow, customer, loyalty.ADJUSTED, points, reason=reason.strip())
     uow.publish(loyalty.PointsAdjusted(entry))
+    await _announce(uow, customer.id)
     return entry, customer.loyalty_points
 
 
@@ -175,6 +190,8 @@ async def hold(
                         program.point_value_minor)  # fmt: skip
     await uow.loyalty.save_hold(held)
     await uow.customers.save_points(customer)
+    if points != already:  # holding the same points again changes nothing of the customer
+        await _announce(uow, customer.id)
     return held
 
 
@@ -200,6 +217,7 @@ async def finalize(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
     found.status, found.customer_id = loyalty.FINALIZED, customer.id
     await uow.loyalty.save_hold(found)
     uow.publish(loyalty.PointsRedeemed(entry))
+    await _announce(uow, customer.id)
     return found
 
 
@@ -214,6 +232,7 @@ async def release(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:
     if customer is not None:
         customer.points_held -= found.points
         await uow.customers.save_points(customer)
+        await _announce(uow, customer.id)
     found.status = loyalty.RELEASED
     await uow.loyalty.save_hold(found)
     return found
@@ -252,6 +271,7 @@ async def reverse_order(uow: CustomerUnitOfWork, order_id: str, reason: str) -> 
     await uow.purchases.mark_reversed(order_id)
     uow.publish(loyalty.PointsAdjusted(entry))
     await retier(uow, customer, await uow.loyalty.program())
+    await _announce(uow, customer.id)
     return [entry]
 
 
@@ -297,7 +317,11 @@ async def reverse_returned(
     await uow.loyalty.lock_order(order_id)
     await uow.loyalty.record_reversal(order_id, return_id, total, refunded, units)
     this = loyalty.Reversal(return_id, total, refunded, units)
-    return await _take_back(uow, order_id, this, [*await uow.loyalty.reversals(order_id)])
+    recorded = [*await uow.loyalty.reversals(order_id)]
+    entries, customer = await _take_back(uow, order_id, this, recorded)
+    if customer is not None:
+        await _announce(uow, customer.id)
+    return entries
 
 
 async def _take_back(
@@ -305,26 +329,27 @@ async def _take_back(
     order_id: str,
     this: loyalty.Reversal,
     recorded: list[loyalty.Reversal],
-) -> list[loyalty.Entry]:
+) -> tuple[list[loyalty.Entry], Customer | None]:
     """The entry of one return (or cancelled fulfilment), `this`: what the returns `recorded`
-    so far (this one among them) take back in all, less what earlier ones took. The order's
-    lock is held."""
+    so far (this one among them) take back in all, less what earlier ones took; and the
+    customer, if it changed one (not announced here: an earn that takes back its returns'
+    share at once announces both as one version). The order's lock is held."""
     if not this.return_id:
-        return []  # the cancellation: reverse_order's
+        return [], None  # the cancellation: reverse_order's
     earned = await uow.loyalty.entry_for_order(loyalty.EARNED, order_id)
     if (
         earned is None
         or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id) is not None
         or await uow.loyalty.entry_for_order(loyalty.REVERSED, order_id, this.return_id) is not None
     ):
-        return []
+        return [], None
     target = await _returns_take(uow, order_id, earned.points, this, recorded)
     due = target + await uow.loyalty.returned_points(order_id)
     if due <= 0:
-        return []
+        return [], None
     customer = await _customer_now(uow, earned.customer_id)
     if customer is None:
-        return []
+        return [], None
     why = "not handed over" if loyalty.names_fulfillment(order_id, this.return_id) else "returned"
     # Taken whole even if spent or held, as reverse_order does.
     note = f"units of order {order_id} {why}"
@@ -333,7 +358,7 @@ async def _take_back(
     )
     uow.publish(loyalty.PointsAdjusted(entry))
     await retier(uow, customer, await uow.loyalty.program())
-    return [entry]
+    return [entry], customer
 
 
 async def _returns_take(
@@ -375,6 +400,7 @@ async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
             continue
         entry = await _append(uow, customer, loyalty.EXPIRED, -amount, reason="expired")
         uow.publish(loyalty.PointsExpired(entry))
+        await _announce(uow, customer.id)
         customers, points = customers + 1, points + amount
     return customers, points
 
