@@ -501,12 +501,13 @@ async def create_receiptless_return(
     never a card refund) at the lowest price each SKU sold for in the last 30 days, after its
     order's discount, in the store's currency; restocked units go back to stock at
     `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
-    sold in that time is a 400 naming the line; a store or customer you do not have is a
-    404. The return is read back with `GET /v1/returns/{return_id}`, and `order.returned`
-    follows (the return as `object`, its `order` null). Store credit is money given back:
-    at a register it takes the `refund` permission or a manager's override (403
-    `permission_required`, nothing changed), and every such return is in the audit log
-    (`return`) with who made it, the credit's card and amount (never its code)."""
+    sold in that time, or sold only for nothing (given away: no credit to give), is a 400
+    naming the line; a store or customer you do not have is a 404. The return is read back
+    with `GET /v1/returns/{return_id}`, and `order.returned` follows (the return as `object`,
+    its `order` null). Store credit is money given back: at a register it takes the `refund`
+    permission or a manager's override (403 `permission_required`, nothing changed), and every
+    such return is in the audit log (`return`) with who made it, the credit's card and amount
+    (never its code)."""
     ask = order_pb2.CreateReceiptlessReturnRequest(
         request_id=request_id(),
         location_id=body.location_id,

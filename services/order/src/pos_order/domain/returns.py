@@ -953,15 +953,18 @@ def plan_receiptless(
 ) -> Return:
     """Credit each unit at the lowest price its SKU sold for in the lookback (`lowest`, per
     unit after its order's discount share, in the store's currency). A SKU not sold there in
-    that time has no price to credit: refused, naming the line."""
+    that time has no price to credit, nor has one that sold for nothing there (given away, a
+    100 % discount): refused, naming the line."""
+    days = RECEIPTLESS_LOOKBACK.days
     violations = [
         FieldViolation(
             f"lines[{i}].sku",
-            f"was not sold in the last {RECEIPTLESS_LOOKBACK.days} days in {currency}: no price "
-            "to credit",
+            f"was not sold in the last {days} days in {currency}: no price to credit"
+            if ln.sku not in lowest
+            else f"sold for nothing in the last {days} days: no store credit to give",
         )
         for i, ln in enumerate(req.lines)
-        if ln.sku not in lowest
+        if lowest.get(ln.sku, 0) <= 0
     ]
     raise_if(violations)
     lines = [
