@@ -289,3 +289,82 @@ async def test_a_code_held_by_a_sale_in_progress_is_sold_again_once_that_sale_is
         merchant,
     )
     assert live == [(sold.order.id,)]
+
+
+async def test_a_pre_printed_card_whose_answer_was_lost_is_deactivated_with_its_sale(
+    stack: Stack,
+) -> None:
+    """The card was made with its code, its answer lost (held at a relay past the order
+    service's deadline); nobody came back, so the sale is cancelled and refunded at its expiry.
+    Asked again without its code (the resumer never has it), the issue is another request to
+    the payment service: the card is found by its order line and deactivated (it stayed live,
+    before: refunded money and a card holding it)."""
+    from test_cancel_races import Relay
+
+    merchant = f"mer_giftlost_{uuid.uuid4().hex[:6]}"
+    location = await tee_shop(stack.inventory, merchant)
+    meta = (("x-merchant-id", merchant),)
+    payment_channel = grpc.aio.insecure_channel(f"127.0.0.1:{stack.payment_port}")
+    relay = Relay(payment_channel)
+    relay_server = grpc.aio.server()
+    relay_server.add_generic_rpc_handlers((relay,))
+    relay_port = relay_server.add_insecure_port("127.0.0.1:0")
+    await relay_server.start()
+    ports = (stack.nats_url, stack.inventory_port, relay_port)
+    try:
+        async with serve_order_on(stack.order_db, *ports, **FAST) as service:
+            stub = order_pb2_grpc.OrderServiceStub(service.channel)
+            gate = relay.gate("IssueGiftCard", after=True)
+            request = order_pb2.CheckoutRequest(
+                request_id=str(uuid.uuid4()),
+                location_id=location,
+                lines=[gift(3000, code=f"PRE-{uuid.uuid4().hex[:10]}")],
+                tender_type=payment_pb2.TENDER_TYPE_CARD,
+                card_token="tok_visa",
+            )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Checkout(request, metadata=meta, timeout=30)
+            assert gate.arrived.is_set()  # the card was made; its answer never came back
+            gate.opened.set()
+            ((order_id,),) = rows(
+                stack.order_db, "SELECT id FROM orders WHERE merchant_id = %s", merchant
+            )
+            made = rows(
+                stack.payment_db, "SELECT status FROM gift_cards WHERE order_id = %s", order_id
+            )
+            assert made == [("active",)]
+            with psycopg.connect(stack.order_db) as conn:
+                conn.execute("UPDATE orders SET due_at = now() WHERE id = %s", (order_id,))
+
+            def ended() -> bool:
+                found = rows(stack.order_db, "SELECT status FROM orders WHERE id = %s", order_id)
+                return found == [("cancelled",)]
+
+            await until(ended, limit=30)
+            await until(
+                lambda: (
+                    rows(
+                        stack.payment_db,
+                        "SELECT status FROM gift_cards WHERE order_id = %s",
+                        order_id,
+                    )
+                    != [("active",)]
+                ),
+                limit=10,
+            )
+        payments = payment_pb2_grpc.PaymentServiceStub(payment_channel)
+        paid = await payments.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order_id), metadata=meta, timeout=5
+        )
+        (payment,) = paid.payments
+        assert payment.captured.amount == payment.refunded.amount == 3000
+        ((status, balance),) = rows(
+            stack.payment_db,
+            "SELECT status, balance FROM gift_cards WHERE order_id = %s",
+            order_id,
+        )
+        assert (status, balance) != ("active", 3000)
+        assert balance == 0
+    finally:
+        await relay_server.stop(None)
+        await payment_channel.close()

@@ -808,6 +808,13 @@ class GiftCardIssuer(_Client):
             ),
         )
 
+    async def card_of_line(self, order_id: str, line_id: str) -> str | None:
+        answer = await self._call(
+            self._stub.ListGiftCards,
+            gift_cards_pb2.ListGiftCardsRequest(order_id=order_id, page_size=100),
+        )
+        return next((c.id for c in answer.gift_cards if c.order_line_id == line_id), None)
+
     async def release_codes(self, request_id: str, order_id: str) -> None:
         await self._call(
             self._stub.ReleaseGiftCardCodes,

@@ -436,6 +436,10 @@ class GiftCards(Protocol):
         """End the order's holds that no activation consumed (none: nothing to do)."""
         ...
 
+    async def card_of_line(self, order_id: str, line_id: str) -> str | None:
+        """The id of the card the order's line sold, if one was made."""
+        ...
+
 
 @dataclass(frozen=True)
 class CheckoutPorts:

@@ -666,10 +666,18 @@ async def deactivate_gift_cards(ports: CheckoutPorts, order: Order) -> None:
             except DomainError as exc:
                 if exc.kind in TRANSIENT:
                     raise
-                # A pre-printed card's request cannot be repeated without its code; it was
-                # refused, so no card was made under that request id.
-                log.info("gift card line %s: nothing to deactivate (%s)", ln.id, exc.code)
-                continue
+                # A pre-printed card's request cannot be repeated without its code: asked
+                # with it first, this one is another body to the payment service, which says
+                # so (a card was made, its answer lost); refused otherwise, none was made.
+                # Found by its order line, it is deactivated: it must not stay live holding
+                # what the cancel refunds.
+                found = None
+                if exc.code == "idempotency_key_reused":
+                    found = await ports.gift_cards.card_of_line(order.id, ln.id)
+                if found is None:
+                    log.info("gift card line %s: nothing to deactivate (%s)", ln.id, exc.code)
+                    continue
+                card = IssuedCard(found, "", "")
             card_id = card.gift_card_id
         await _quietly(
             ports.gift_cards.deactivate(

@@ -54,6 +54,13 @@ gift_cards = Table(
         "id",
         postgresql_where=text("customer_id <> ''"),
     ),
+    # The cards an order sold (its compensation finds a line's card by it).
+    Index(
+        "gift_cards_order",
+        "merchant_id",
+        "order_id",
+        postgresql_where=text("order_id <> ''"),
+    ),
     # The list as a change feed (`updated_at` stamped by the kit's trigger: pos_kit/changes.py).
     Index("gift_cards_changes", "merchant_id", "updated_at", "id"),
     # The list's location filter: the cards sold at a store.

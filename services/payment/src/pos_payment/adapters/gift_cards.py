@@ -282,6 +282,8 @@ class SqlGiftCardRepository:
             query = query.where(t.c.location_id == filters.location_id)
         if filters.status is not None:
             query = query.where(t.c.status == filters.status.value)
+        if filters.order_id:
+            query = query.where(t.c.order_id == filters.order_id)
         rows = await list_page(self._conn, query, t.c.updated_at, t.c.id, page)
         return [_card(r) for r in rows]
 

@@ -254,6 +254,7 @@ class CardFilters:
     customer_id: str = ""
     location_id: str = ""
     status: GiftCardStatus | None = None
+    order_id: str = ""
 
 
 @dataclass(frozen=True)

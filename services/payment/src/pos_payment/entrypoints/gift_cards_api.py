@@ -256,6 +256,7 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
             customer_id=request.customer_id,
             location_id=request.location_id,
             status=CARD_STATUSES.optional(request.status, "status"),
+            order_id=request.order_id,
         )
         found = await handlers.list_cards(uow, page, filters)
         items, token = page_of(found, page)

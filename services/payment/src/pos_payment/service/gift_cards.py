@@ -382,6 +382,7 @@ async def list_cards(
     raise_if(
         validate_text("customer_id", filters.customer_id, MAX_ID)
         + validate_text("location_id", filters.location_id, MAX_ID)
+        + validate_text("order_id", filters.order_id, MAX_ID)
     )
     return await uow.cards.list(page, filters)
 

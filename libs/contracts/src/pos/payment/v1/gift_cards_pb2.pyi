@@ -819,6 +819,7 @@ class ListGiftCardsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     customer_id: _builtins.str
@@ -826,6 +827,8 @@ class ListGiftCardsRequest(_message.Message):
     """Only cards in this status (UNSPECIFIED: every status)."""
     location_id: _builtins.str
     """Only cards sold (issued) at this location."""
+    order_id: _builtins.str
+    """Only the cards this order sold (as its gift card lines)."""
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """Set: only cards changed at or after it, oldest change first (the kit's change feed; its
@@ -841,10 +844,11 @@ class ListGiftCardsRequest(_message.Message):
         status: Global___GiftCardStatus.ValueType = ...,
         location_id: _builtins.str = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
+        order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
