@@ -162,6 +162,31 @@ def test_a_terminal_checkout_is_pending_until_the_reader_answers(platform: Runni
     assert cancelled.json()["status"] == "cancelled"
 
 
+def test_a_terminal_checkout_in_another_currency_than_its_locations_is_refused(
+    platform: Running,
+) -> None:
+    """A USD store's reader asked for euros: a 400 on `amount.currency` and nothing sent to
+    the reader (it was taken, and the store's settlement report, in USD, left it out)."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]
+    assert location["currency"] == "USD"
+    body = {
+        "location_id": location["id"],
+        "device_id": "sandbox_reader_approve",
+        "amount": {"amount": 900, "currency": "EUR"},
+        "tip": {"amount": 100, "currency": "USD"},
+        "reference": f"eur {uuid.uuid4().hex[:8]}",
+    }
+    before = http.get("/v1/payments", params={"location_id": location["id"], "limit": 200})
+
+    refused = _post(http, "/v1/terminal-checkouts", body)
+
+    assert (refused.status_code, refused.json()["code"]) == (400, "currency_mismatch")
+    assert [e["field"] for e in refused.json()["errors"]] == ["amount.currency"]
+    after = http.get("/v1/payments", params={"location_id": location["id"], "limit": 200})
+    assert after.json()["data"] == before.json()["data"]
+
+
 def test_cancels_of_one_terminal_checkout_all_answer_it_cancelled(platform: Running) -> None:
     """Five cancels at once, then another: each answers 200 with the checkout cancelled,
     whether it cancelled it or found it so; under one Idempotency-Key the ones sent while the

@@ -41,7 +41,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
-from pos_gateway.routes.settlement import location_of
+from pos_gateway.routes.settlement import in_its_currency, location_of
 from pos_gateway.schemas.gift_cards import (
     GiftCard,
     GiftCardActivityList,
@@ -93,16 +93,7 @@ async def _known(
     card is for: a duplicate merged away stands for its survivor, whose cards its own were
     moved to."""
     if location_id:
-        location = await location_of(svc, location_id)
-        if currency and location.currency and currency != location.currency:
-            raise Problem(
-                400,
-                "currency_mismatch",
-                f"the amount is in {currency} but location {location_id} sells in "
-                f"{location.currency}",
-                [{"field": "amount.currency", "reason": f"must be {location.currency}, the "
-                  "currency of the location"}],
-            )  # fmt: skip
+        in_its_currency(await location_of(svc, location_id), currency)
     if customer_id:
         customer_id = await _survivor(svc, customer_id)
     if order_id:

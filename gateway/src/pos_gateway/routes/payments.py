@@ -42,7 +42,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
-from pos_gateway.routes.settlement import location_of
+from pos_gateway.routes.settlement import in_its_currency, location_of
 from pos_gateway.schemas.payments import (
     OrderPayments,
     Payment,
@@ -506,8 +506,10 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     """The card-present flow: the checkout is `pending` until the reader answers, which takes
     as long as the customer takes. Poll it, or listen for its outcome: the
     `terminal_checkout.updated` event, and the payment's own `payment.captured` or
-    `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`)."""
-    await location_of(svc, body.location_id)
+    `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`).
+    The amount is in the location's currency (else a 400 `currency_mismatch`: the location's
+    settlement report, in its currency, would leave the payment out)."""
+    in_its_currency(await location_of(svc, body.location_id), body.amount.currency)
     request = payment_pb2.CreateTerminalCheckoutRequest(
         request_id=request_id(),
         reference=body.reference,

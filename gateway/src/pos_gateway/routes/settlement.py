@@ -60,6 +60,21 @@ async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location
     return location
 
 
+def in_its_currency(location: inventory_pb2.Location, currency: str) -> None:
+    """Value moved at a location is in its currency: the location's settlement report, in that
+    currency, counts it (another currency would leave it out of every report). 400
+    `currency_mismatch` on `amount.currency` otherwise."""
+    if currency and location.currency and currency != location.currency:
+        raise Problem(
+            400,
+            "currency_mismatch",
+            f"the amount is in {currency} but location {location.id} sells in "
+            f"{location.currency}",
+            [{"field": "amount.currency", "reason": f"must be {location.currency}, the "
+              "currency of the location"}],
+        )  # fmt: skip
+
+
 @router.get(
     "/settlement-reports",
     **op("payments:read", "A location's settlement report for a day", (404,),
