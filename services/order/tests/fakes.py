@@ -349,6 +349,7 @@ class FakePayment:
     refunded: int = 0
     outcome: str = ""  # what a pending payment settles to
     decline_code: str = ""
+    voided: int = 0  # the rest released after captures (a void of a captured payment)
 
 
 class FakePayments:
@@ -379,6 +380,7 @@ class FakePayments:
             refunded_amount=p.refunded,
             amount=p.amount,
             decline_code=p.decline_code,
+            voided_amount=p.voided,
         )
 
     def _replay(self, request_id: str, body: tuple[Any, ...]) -> Any:
@@ -457,7 +459,8 @@ class FakePayments:
         done = self._replay(request_id, body)
         p = self.payments[payment_id]
         if done is None:
-            if p.status not in ("authorized", "captured") or p.captured + amount.amount > p.amount:
+            left = p.amount - p.voided
+            if p.status not in ("authorized", "captured") or p.captured + amount.amount > left:
                 raise Conflict("nothing left to capture", "capture_exceeds_authorization")
             p.captured += amount.amount
             p.status = "captured"
@@ -471,8 +474,8 @@ class FakePayments:
         if done is None:
             if p.status == "authorized":
                 p.status = "voided"
-            elif p.status == "captured" and p.captured < p.amount:
-                p.amount = p.captured  # the rest released
+            elif p.status == "captured" and p.captured + p.voided < p.amount:
+                p.voided = p.amount - p.captured  # the rest released, as the service does
             else:
                 raise Conflict(f"the payment is already {p.status}", "payment_final")
             self._answer(request_id, body, True)
@@ -512,7 +515,7 @@ class FakePayments:
     def held(self, order_id: str) -> int:
         """Authorised and neither captured nor released."""
         return sum(
-            p.amount - p.captured
+            p.amount - p.captured - p.voided
             for p in self.payments.values()
             if p.order_id == order_id and p.status in ("authorized", "captured")
         )

@@ -759,6 +759,50 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     _check(m)
 
 
+def test_a_shipment_whose_authorisation_was_voided_after_a_partial_capture_is_refused() -> None:
+    """Two shipments on one card: the first shipped (captured its share), then the rest of the
+    authorisation voided through the payments API (the order not told yet). Shipping the
+    second is refused up front as unpaid, 409 `payment_required` with what is due, and
+    nothing is written (it was sent to a capture the payment service refused,
+    `payment_captured`, an answer that pointed nowhere). Told by the void's event, the order
+    holds the same."""
+    m = OrderLifecycle()
+    m.create("split", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    m.confirm(Pick(m.order(order_id)))
+    first, second = m.order(order_id).fulfillments
+    for f, to in ((first, FulfillmentStatus.PICKED), (first, FulfillmentStatus.SHIPPED),
+                  (second, FulfillmentStatus.PICKED)):  # fmt: skip
+        m.step(Pick((order_id, f.id, to)))
+    (payment,) = m.payments.payments.values()
+    assert payment.captured == first.amount
+    asyncio.run(m.payments.void("payments-api-void", payment.id))  # behind the order's back
+    version = m.order(order_id).version
+    step = _step(m, order_id, second.id, FulfillmentStatus.SHIPPED)
+    asyncio.run(step.prepare())
+
+    with pytest.raises(Conflict) as err:
+        asyncio.run(_read(m, step))
+
+    assert err.value.code == "payment_required"
+    assert err.value.metadata["amount_due"] == str(second.amount)
+    assert m.order(order_id).version == version
+    assert payment.captured == first.amount
+    # The void's event: the order keeps what was captured and holds nothing more.
+    asyncio.run(_told_voided(m, order_id, payment.id, payment.voided))
+    told = m.order(order_id)
+    (tender,) = told.saga.tenders
+    assert (tender.captured, tender.voided) == (first.amount, second.amount)
+    assert told.share_not_covered(told.fulfillments[1]) == second.amount
+
+
+async def _told_voided(m: OrderLifecycle, order_id: str, payment_id: str, voided: int) -> None:
+    async with m.new_uow() as uow:
+        await handlers.payment_voided(uow, order_id, payment_id, voided)
+        await uow.commit()
+
+
 def test_a_step_whose_capture_is_refused_for_good_leaves_nothing_half_done() -> None:
     """The authorisation was voided after the order planned the shipment's capture (the order
     not told yet): the capture is refused, the step is a 409 and is dropped (not left for the

@@ -468,13 +468,21 @@ class Order:
                 return t.refunded_now != before
         return False
 
-    def payment_voided(self, payment_id: str) -> bool:
+    def payment_voided(self, payment_id: str, voided: int = 0) -> bool:
         """The payment service voided a payment of the order that was only authorised (through
         the payments API, or its authorisation window passed): its tender pays for nothing any
-        more, and what it held is due again. True when it changed."""
+        more, and what it held is due again. One captured in part and then voided (`voided`:
+        what the void released) keeps its captures and holds nothing more: a fulfilment that
+        was to capture the rest is refused as unpaid (`share_not_covered`), not sent to a
+        capture the payment service refuses. True when it changed."""
         for t in self.saga.tenders:
-            if t.payment_id == payment_id and t.state is TenderState.AUTHORIZED and not t.captured:
+            if t.payment_id != payment_id:
+                continue
+            if t.state is TenderState.AUTHORIZED and not t.captured:
                 t.state = TenderState.VOIDED
+                return True
+            if t.captured and voided > t.voided:
+                t.voided = voided
                 return True
         return False
 

@@ -61,8 +61,10 @@ async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucce
 
 async def on_payment_voided(uow: OrderUow, message: payment_events.PaymentVoided) -> None:
     payment = message.payment
-    if payment.order_id and payment.status == payment_pb2.PAYMENT_STATUS_VOIDED:
-        await handlers.payment_voided(uow, payment.order_id, payment.id)
+    if payment.order_id and (
+        payment.status == payment_pb2.PAYMENT_STATUS_VOIDED or payment.voided.amount > 0
+    ):
+        await handlers.payment_voided(uow, payment.order_id, payment.id, payment.voided.amount)
 
 
 async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:

@@ -1147,6 +1147,7 @@ class UpdateFulfillment(Generic[R]):
         self.refunds_of = refunds_of
         # Read before the claim (`prepare`), with no connection held.
         self.refunded: dict[str, int] = {}
+        self.voided: dict[str, int] = {}
         self.refunds: list[UnitsRefund] = []
         # The payment service away when they were read: only a fresh step needs them (a
         # retry of one already made replays its answer at the claim).
@@ -1164,9 +1165,13 @@ class UpdateFulfillment(Generic[R]):
         if order is None or not order.payment_ids:
             return  # the claim's read answers the 404; nothing to refund without payments
         try:
-            self.refunded = {
-                p.payment_id: p.refunded_amount
-                for p in await self.ports.payments.of_order(order.id)
+            payments = await self.ports.payments.of_order(order.id)
+            self.refunded = {p.payment_id: p.refunded_amount for p in payments}
+            # Released by a void the order may not have heard of yet (the payments API).
+            self.voided = {
+                p.payment_id: p.voided_amount
+                for p in payments
+                if p.status == "voided" or p.voided_amount > 0
             }
             if self.refunds_of is not None and any(self.refunded.values()):
                 self.refunds = await self.refunds_of(order.id)
@@ -1183,6 +1188,8 @@ class UpdateFulfillment(Generic[R]):
         if step.to in CAPTURES_AT and f.status is not step.to:
             if self.money_unknown is not None:
                 raise self.money_unknown
+            for payment_id, voided in self.voided.items():
+                order.payment_voided(payment_id, voided)
             order.plan_captures([f])
             short = order.share_not_covered(f)
             if short:
@@ -1385,10 +1392,13 @@ async def refund_made(
         await uow.orders.save(order)
 
 
-async def payment_voided(uow: OrderUnitOfWork, order_id: str, payment_id: str) -> None:
-    """A payment of the order voided at the payment service: its tender no longer pays."""
+async def payment_voided(
+    uow: OrderUnitOfWork, order_id: str, payment_id: str, voided: int = 0
+) -> None:
+    """A payment of the order voided at the payment service (`voided`: what it released): its
+    tender no longer pays, or no more than it captured."""
     order = await uow.orders.get(order_id, lock=True)
-    if order is not None and order.payment_voided(payment_id):
+    if order is not None and order.payment_voided(payment_id, voided):
         order.touched(now())
         await uow.orders.save(order)
 
