@@ -522,6 +522,26 @@ def test_a_tender_is_replaced_by_voiding_it_then_adding_another(platform: Runnin
     assert payments[second["payment"]["id"]] in ("authorized", "captured")
 
 
+def test_an_in_store_fulfilment_at_another_store_is_refused_and_holds_nothing(
+    platform: Running,
+) -> None:
+    """A web order selling five units "in store" at another store, which has two: in store is
+    where the sale is made, so another store is a 400 naming the fulfilment's location and
+    nothing is sold (it was confirmed, and that store's on hand went below zero)."""
+    http = platform.http
+    sku, (here, there) = stocked(http, "ORD", units=2)
+    body = {"channel": "web", "location_id": here, "lines": [{"sku": sku, "quantity": 5}],
+            "fulfillments": [{"type": "in_store", "location_id": there}]}  # fmt: skip
+
+    refused = post(http, "/v1/orders", body)
+
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["fulfillments[0].location_id"]
+    assert available(http, sku, there) == 2 and available(http, sku, here) == 2
+    listed = ok(http.get("/v1/orders", params={"location_id": here, "limit": 100}))["data"]
+    assert not [o for o in listed if o["lines"][0]["sku"] == sku]
+
+
 def _confirmed_pickup(http: httpx.Client) -> tuple[str, dict[str, Any], str, str]:
     """A pickup of two units paid by card and confirmed at the demo merchant (captured at
     confirmation: it would outlive its authorisation): its SKU, the order, the payment and

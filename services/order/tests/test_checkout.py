@@ -581,6 +581,20 @@ def test_an_address_on_a_pickup_is_refused_as_a_mixed_up_fulfilment() -> None:
     validate_order("web", "loc_1", lines, [shipment], {})  # refuses nothing
 
 
+def test_an_in_store_fulfilment_at_another_store_is_refused() -> None:
+    """In store is where the sale is made (goods in hand, never refused for stock); at another
+    store nobody hands them over and nothing is held, so a web order sold units that store did
+    not have and its on hand went negative. A pickup or a shipment from there is the way."""
+    lines = [LineRequest("TEE", 5)]
+    elsewhere = FulfillmentRequest(FulfillmentType.IN_STORE, "loc_2")
+    with pytest.raises(InvalidArgument) as err:
+        validate_order("web", "loc_1", lines, [elsewhere], {})
+    assert [v.field for v in err.value.violations] == ["fulfillments[0].location_id"]
+    for fine in (FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1"),
+                 FulfillmentRequest(FulfillmentType.PICKUP, "loc_2")):  # fmt: skip
+        validate_order("web", "loc_1", lines, [fine], {})  # refuses nothing
+
+
 class SeenCarts(FixedDiscount):
     """Records the cart each quote was asked for: whose it is, and their groups."""
 

@@ -1473,6 +1473,19 @@ def validate_order(
             violations += require(
                 f.destination is None, f"fulfillments[{i}].destination", "is only for a shipment"
             )
+            # In store, the goods are in the buyer's hands where the sale is made: never
+            # refused for stock, nothing held. At another store nobody hands them over, and
+            # nothing would stop a sale of units that store does not have (on hand gone
+            # negative): that is a pickup there (held), or a shipment from it.
+            violations += require(
+                f.type is not FulfillmentType.IN_STORE
+                or not f.location_id
+                or not location_id
+                or f.location_id == location_id,
+                f"fulfillments[{i}].location_id",
+                "an in-store fulfilment is at the order's location_id, where the goods are "
+                "handed over: sell from another store with a pickup or a shipment",
+            )
     violations += validate_lines(lines, max(1, len(fulfillments)))
     for i, line in enumerate(lines[:MAX_LINES]):
         # A gift card is handed over with the sale: no stock to hold, source or restock.
