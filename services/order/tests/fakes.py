@@ -588,6 +588,8 @@ class FakeStock:
         r = self.reservations.get(reservation_id)
         if r is None:
             raise NotFound("reservation", reservation_id)
+        if r.status == "expired":  # as the service answers a commit after the hold's end
+            raise Conflict("the reservation expired before it was committed", "reservation_expired")
         if r.status != "active":
             raise Conflict(f"the reservation is {r.status}", "reservation_not_active")
         for s, q in r.lines:

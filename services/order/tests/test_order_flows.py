@@ -685,6 +685,28 @@ def test_an_order_being_cancelled_says_so_when_it_refuses_a_tender() -> None:
     assert "being cancelled" in str(refused)
 
 
+def test_a_confirmation_after_the_hold_ran_out_cancels_the_order_as_expired() -> None:
+    """The hold's time passed (the inventory service ended it) just before the confirmation:
+    refused `reservation_expired`, and the order is cancelled `expired`, as the resumer would
+    have cancelled it a moment later (it read `confirmation_failed`: one cause, two reasons)."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    (hold,) = m.stock.reservations.values()
+    hold.status = "expired"  # the inventory service's sweep
+    for sku, quantity in hold.lines:
+        m.stock.reserved[sku] -= quantity
+    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+
+    refused = m._attempt(lambda: confirm)
+
+    assert isinstance(refused, DomainError) and refused.code == "reservation_expired", refused
+    after = m.order(order_id)
+    assert (after.status, after.cancel_reason) == (OrderStatus.CANCELLED, "expired")
+    assert m.payments.held(order_id) == 0 and m.stock.available("TEE") == UNITS
+
+
 def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, str]:
     """A confirmed shipment of one unit paid by card; `picked`: moved on to `picked`, the
     step before `shipped`."""

@@ -735,7 +735,12 @@ async def finish_confirmation(
         if exc.kind in TRANSIENT:
             raise
         log.warning("order %s cannot be confirmed (%s): compensating", order.id, exc)
-        await cancel(new_uow, ports, order.id, policy, "confirmation_failed")
+        # Its hold ran out before the confirmation came: the order expired, as the resumer
+        # would have said a moment later (one cause, one reason).
+        expired = exc.code == "reservation_expired"
+        await cancel(
+            new_uow, ports, order.id, policy, "expired" if expired else "confirmation_failed"
+        )
         raise
     await boundary(policy, "before_confirm_commit")
     if pickups:
