@@ -13,59 +13,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
-import grpc
 import pytest
 import pytest_asyncio
-from order_shop import serve_order, tee_shop
-from test_cancel_races import CARD, KINDS, MERCHANT, Relay, Shop
+from test_cancel_races import CARD, KINDS, MERCHANT, Shop, relayed_shop
 
-from pos.order.v1 import order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos.order.v1 import order_pb2
+from pos_devstack.testing import Infra
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def shop(infra: Infra) -> AsyncIterator[Shop]:
-    server = infra.new_nats()
-    try:
-        async with AsyncExitStack() as stack:
-            inventory = await stack.enter_async_context(
-                serve_in_process("inventory", infra, server.url)
-            )
-            payment = await stack.enter_async_context(
-                serve_in_process("payment", infra, server.url)
-            )
-            relay = Relay(payment.channel)
-            relay_server = grpc.aio.server()
-            relay_server.add_generic_rpc_handlers((relay,))
-            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
-            await relay_server.start()
-            stack.push_async_callback(relay_server.stop, None)
-            order = await stack.enter_async_context(
-                serve_order(
-                    infra,
-                    server.url,
-                    inventory.port,
-                    relay_port,
-                    pickup_expiry_seconds=3600,
-                    database_pool_size=1,
-                    database_pool_overflow=0,
-                    database_pool_timeout_seconds=1.5,
-                )
-            )
-            location = await tee_shop(inventory.channel, MERCHANT[0][1], stock=100)
-            yield Shop(
-                order_pb2_grpc.OrderServiceStub(order.channel),
-                payment_pb2_grpc.PaymentServiceStub(payment.channel),
-                relay,
-                location,
-            )
-    finally:
-        server.stop()
+    pool_of_one = {
+        "database_pool_size": 1,
+        "database_pool_overflow": 0,
+        "database_pool_timeout_seconds": 1.5,
+    }
+    async with relayed_shop(infra, **pool_of_one) as found:
+        yield found
 
 
 async def test_a_cancel_reading_the_payments_holds_no_connection(shop: Shop) -> None:

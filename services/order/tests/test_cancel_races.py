@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +200,10 @@ class Shop:
         return held
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def shop(infra: Infra) -> AsyncIterator[Shop]:
+@asynccontextmanager
+async def relayed_shop(infra: Infra, **order_settings: Any) -> AsyncIterator[Shop]:
+    """Inventory, payment and order in this process, the order service's payment calls through
+    a relay; `order_settings` are the order service's, beside the pickups' hour."""
     server = infra.new_nats()
     try:
         async with AsyncExitStack() as stack:
@@ -221,7 +223,12 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             # hand-over, not at confirmation.
             order = await stack.enter_async_context(
                 serve_order(
-                    infra, server.url, inventory.port, relay_port, pickup_expiry_seconds=3600
+                    infra,
+                    server.url,
+                    inventory.port,
+                    relay_port,
+                    pickup_expiry_seconds=3600,
+                    **order_settings,
                 )
             )
             location = await tee_shop(inventory.channel, MERCHANT[0][1], stock=1000)
@@ -233,6 +240,12 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             )
     finally:
         server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    async with relayed_shop(infra) as found:
+        yield found
 
 
 async def _beside(
