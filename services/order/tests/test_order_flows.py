@@ -1047,3 +1047,138 @@ def test_a_hand_over_reads_the_money_before_its_claim_and_needs_it_only_when_fre
         asyncio.run(_read(m, steps))
     assert m.order(order_id).version == version
     assert m.order(order_id).fulfillments[0].status is FulfillmentStatus.PICKED
+
+
+def _tender_for_what_is_due(
+    m: OrderLifecycle, order_id: str, tender: Tender, amount: int | None, token: str = ""
+) -> Any:
+    """A tender asked of a confirmed order, its `prepare` run first (as the kit runs it):
+    the answer, or the refusal."""
+    order = m.order(order_id)
+    cash = Money(10**6, order.currency) if tender is Tender.CASH else None
+    cmd = handlers.TenderCommand(
+        m._request_id(),
+        order_id,
+        None,
+        tender,
+        None if amount is None else Money(amount, order.currency),
+        card_token=token,
+        cash_tendered=cash,
+    )
+    steps = handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+    asyncio.run(steps.prepare())
+    return m._attempt(lambda: steps)
+
+
+def _prepared_step(m: OrderLifecycle, order_id: str, fid: str, to: FulfillmentStatus) -> Any:
+    step = _step(m, order_id, fid, to)
+    asyncio.run(step.prepare())
+    return m._attempt(lambda: step)
+
+
+def test_a_shipment_whose_rest_was_voided_takes_a_card_for_what_is_due_and_ships() -> None:
+    """Two shipments on one card, the first shipped, the rest voided through the payments API
+    (the order not told): the second's `shipped` is a 409 `payment_required`. A confirmed
+    order now takes a tender for what is due, and no more (a 400 on `amount` above it; a
+    decline leaves it due); the step then captures the second share from the new card, and
+    the order completes holding exactly its total. Before, a confirmed order took no tender
+    (409 `order_not_pending`): cancelled and sold again."""
+    m = OrderLifecycle()
+    m.create("split", 2)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    m.confirm(Pick(m.order(order_id)))
+    first, second = m.order(order_id).fulfillments
+    for f, to in ((first, FulfillmentStatus.PICKED), (first, FulfillmentStatus.SHIPPED),
+                  (second, FulfillmentStatus.PICKED)):  # fmt: skip
+        m.step(Pick((order_id, f.id, to)))
+    (old,) = m.payments.payments.values()
+    asyncio.run(m.payments.void("payments-api-void", old.id))  # behind the order's back
+    refused = _prepared_step(m, order_id, second.id, FulfillmentStatus.SHIPPED)
+    assert isinstance(refused, Conflict) and refused.code == "payment_required", refused
+    assert refused.metadata["amount_due"] == str(second.amount)
+
+    too_much = _tender_for_what_is_due(m, order_id, Tender.CARD, second.amount + 1, "tok_visa")
+    assert isinstance(too_much, InvalidArgument), too_much
+    assert [v.field for v in too_much.violations] == ["amount"]
+    declined = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_declined")
+    order, payment = declined
+    assert payment.status == "failed" and order.status is OrderStatus.CONFIRMED
+    assert order.amount_due == second.amount
+    order, payment = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_visa")
+    assert payment.status == "authorized" and payment.amount == second.amount
+    assert order.status is OrderStatus.CONFIRMED and order.amount_due == 0
+
+    shipped = _prepared_step(m, order_id, second.id, FulfillmentStatus.SHIPPED)
+
+    assert not isinstance(shipped, DomainError), shipped
+    assert shipped.fulfillment(second.id).captured == second.amount
+    new = m.payments.payments[payment.payment_id]
+    assert (new.captured, old.captured) == (second.amount, first.amount)
+    nothing_due = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_visa")
+    assert isinstance(nothing_due, Conflict), nothing_due
+    assert nothing_due.code == "payment_not_required"
+    for f in (first, second):
+        m.step(Pick((order_id, f.id, FulfillmentStatus.DELIVERED)))
+    assert m.order(order_id).status is OrderStatus.COMPLETED
+    assert m.payments.kept(order_id) == m.order(order_id).totals.total.amount
+    _check(m)
+
+
+def test_a_confirmed_order_with_nothing_due_takes_no_tender() -> None:
+    """Its authorisation holds every share still to capture: a tender is a 409
+    `payment_not_required`, and nothing is written or taken."""
+    m = OrderLifecycle()
+    order_id, _ = _confirmed_shipment(m)
+    version, charges = m.order(order_id).version, list(m.payments.charges)
+
+    refused = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_visa")
+
+    assert isinstance(refused, Conflict) and refused.code == "payment_not_required", refused
+    assert m.order(order_id).version == version and m.payments.charges == charges
+
+
+def test_cash_for_a_voided_pickup_is_its_capture_and_a_cancel_gives_it_back() -> None:
+    """A pickup's authorisation voided: cash for what is due is captured when taken and
+    assigned to the pickup at once, so the hand-over captures nothing more; cancelled
+    instead, the order refunds the cash and holds nothing."""
+    m = OrderLifecycle()
+    order_id = _paid_pickup(m)
+    m.confirm(Pick(m.order(order_id)))
+    (pickup,) = m.order(order_id).fulfillments
+    (old,) = m.payments.payments.values()
+    asyncio.run(m.payments.void("payments-api-void", old.id))
+
+    order, payment = _tender_for_what_is_due(m, order_id, Tender.CASH, None)
+
+    assert payment.status == "captured" and payment.captured_amount == pickup.amount
+    assert order.fulfillments[0].captured == pickup.amount and order.amount_due == 0
+    _check(m)
+    m.cancel(Pick(m.order(order_id)))
+    after = m.order(order_id)
+    assert after.status is OrderStatus.CANCELLED
+    assert m.payments.payments[payment.payment_id].refunded == pickup.amount
+    assert m.payments.kept(order_id) == 0 and m.payments.held(order_id) == 0
+    _check(m)
+
+
+def test_a_tender_for_what_is_due_answered_later_is_learnt_by_the_step() -> None:
+    """The card's answer is not known when it is taken (`pending`): it speaks for what is
+    due (another tender is a 409 `payment_pending`). Once the payment service settles it, the
+    step learns it when it reads the payments and captures from it: no resumer looks at a
+    confirmed order's tenders, and it held up every step and cancel for ever."""
+    m = OrderLifecycle()
+    order_id, fid = _confirmed_shipment(m, picked=True)
+    (old,) = m.payments.payments.values()
+    asyncio.run(m.payments.void("payments-api-void", old.id))
+    order, payment = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_timeout")
+    assert payment.status == "pending"
+    waiting = _tender_for_what_is_due(m, order_id, Tender.CARD, None, "tok_visa")
+    assert isinstance(waiting, Conflict) and waiting.code == "payment_pending", waiting
+    m.payments.settle_pending()
+
+    shipped = _prepared_step(m, order_id, fid, FulfillmentStatus.SHIPPED)
+
+    assert not isinstance(shipped, DomainError), shipped
+    assert m.payments.payments[payment.payment_id].captured == order.totals.total.amount
+    assert shipped.fulfillments[0].status is FulfillmentStatus.SHIPPED

@@ -686,16 +686,40 @@ class Order:
     @property
     def unclaimed(self) -> int:
         """What neither a live tender nor one whose answer is awaited covers: what a new
-        tender may take. A tender in flight may still be approved, so its amount is spoken
-        for until it is declined: two tenders sent at once never both take the balance."""
+        tender may take (of a confirmed order, what is due: `amount_due`). A tender in flight
+        may still be approved, so its amount is spoken for until it is declined: two tenders
+        sent at once never both take the balance."""
         in_flight = sum(
             t.amount
             for t in self.saga.tenders
             if t.state in (TenderState.SENT, TenderState.PENDING)
         )
-        return max(0, self.balance_due - in_flight)
+        owed = self.amount_due if self.status is OrderStatus.CONFIRMED else self.balance_due
+        return max(0, owed - in_flight)
+
+    @property
+    def amount_due(self) -> int:
+        """A confirmed order: what its fulfilments still to capture (a pickup not picked up, a
+        shipment not shipped, none being cancelled) need that neither a capture (done or
+        planned) nor what is left of a live authorisation holds. More than zero once an
+        authorisation was voided (through the payments API, what a partial capture left, or
+        at the end of its window): the step that captures is refused (`payment_required`)
+        until a new tender takes it. Zero for any other order (`balance_due` is theirs)."""
+        if self.status is not OrderStatus.CONFIRMED:
+            return 0
+        need = sum(
+            max(0, f.amount - f.captured - self._planned_for(f)) for f in self._still_capturing()
+        )
+        held = sum(
+            max(0, t.amount - t.voided - t.captured - _planned(self.saga.captures, t.payment_id))
+            for t in self.saga.tenders
+            if t.state is TenderState.AUTHORIZED
+        )
+        return max(0, need - held)
 
     def add_tender(self, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
+        if self.status is OrderStatus.CONFIRMED and self.saga.state is not (SagaState.COMPENSATING):
+            return self._tender_for_what_is_due(tender, amount, asked_by)
         self.require_pending()
         open_amount = self.unclaimed
         if open_amount == 0 and self.balance_due > 0:
@@ -710,6 +734,40 @@ class Order:
             raise_if(
                 [FieldViolation("amount", f"must be between 1 and the balance due ({open_amount})")]
             )
+        return self._new_tender(tender, amount, asked_by)
+
+    def _tender_for_what_is_due(self, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
+        """A confirmed order takes a tender only for what its authorisations and captures no
+        longer hold of its unfinished fulfilments' shares (`amount_due`): the capture plan
+        then takes the rest from it, so the refused step goes ahead. Anything more would be
+        money held for nothing."""
+        if self.saga.state is SagaState.RUNNING:
+            # A step capturing or a fulfilment being cancelled: what is due is changing.
+            raise Conflict(
+                "a fulfilment of this order is being handed over, shipped or cancelled: "
+                "add the tender once it is",
+                "fulfillment_in_progress",
+            )
+        open_amount = self.unclaimed
+        if open_amount == 0 and self.amount_due > 0:
+            raise Conflict(
+                "another tender's answer is not known yet and would cover what is due; "
+                "try again shortly",
+                "payment_pending",
+            )
+        if open_amount == 0:
+            raise Conflict(
+                "the order is confirmed and its payments hold what its fulfilments still "
+                "need: nothing is due",
+                "payment_not_required",
+            )
+        if amount <= 0 or amount > open_amount:
+            raise_if(
+                [FieldViolation("amount", f"must be between 1 and the amount due ({open_amount})")]
+            )
+        return self._new_tender(tender, amount, asked_by)
+
+    def _new_tender(self, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
         n = len(self.saga.tenders) + 1
         record = TenderRecord(n, tender, amount, f"{self.id}/payment/{n}", asked_by)
         self.saga.tenders.append(record)
@@ -826,28 +884,45 @@ class Order:
         already done: each fulfilment shows what was captured for it, what a later capture
         takes is only the rest, and a pickup that expires refunds its share."""
         for t in self.saga.tenders:
-            if not t.payment_id:
+            self._assign_taken(t, self.fulfillments)
+
+    def taken_for_what_is_due(self, n: int) -> None:
+        """Tender `n` of a confirmed order (`amount_due`) was captured when taken (cash, an
+        external tender): assigned at once to the fulfilments still to capture, as at a
+        confirmation, so their step captures nothing more and a cancel refunds it."""
+        self._assign_taken(self.saga.tenders[n - 1], self._still_capturing())
+
+    def _assign_taken(self, t: TenderRecord, fulfillments: list[Fulfillment]) -> None:
+        if not t.payment_id:
+            return
+        done = sum(c.amount for c in self.saga.captures if c.payment_id == t.payment_id and c.done)
+        # What was refunded of it before (through the payments API) pays for nothing: the
+        # other tenders' captures take that part.
+        free = t.captured - t.refunded_now - done
+        for f in fulfillments:
+            if free <= 0:
+                break
+            take = min(f.amount - f.captured - self._planned_for(f), free)
+            if take <= 0:
                 continue
-            done = sum(
-                c.amount for c in self.saga.captures if c.payment_id == t.payment_id and c.done
+            self.saga.captures.append(
+                Capture(f"{self.id}/taken/{f.id}/{t.n}", t.payment_id, take, f.id, done=True)
             )
-            # What was refunded of it before (through the payments API) pays for nothing: the
-            # other tenders' captures take that part.
-            free = t.captured - t.refunded_now - done
-            for f in self.fulfillments:
-                if free <= 0:
-                    break
-                pending = sum(
-                    c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
-                )
-                take = min(f.amount - f.captured - pending, free)
-                if take <= 0:
-                    continue
-                self.saga.captures.append(
-                    Capture(f"{self.id}/taken/{f.id}/{t.n}", t.payment_id, take, f.id, done=True)
-                )
-                f.captured += take
-                free -= take
+            f.captured += take
+            free -= take
+
+    def _planned_for(self, f: Fulfillment) -> int:
+        """The captures of the fulfilment still to ask for."""
+        return sum(c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done)
+
+    def _still_capturing(self) -> list[Fulfillment]:
+        """A confirmed order's fulfilments whose share is captured by a step still to come
+        (picked up, shipped), none being cancelled."""
+        return [
+            f
+            for f in self.fulfillments
+            if f.status not in ENDED | LEFT_THE_STORE and f.id not in self.saga.cancelling
+        ]
 
     def captured(self, capture: Capture) -> None:
         capture.done = True

@@ -813,7 +813,11 @@ class TenderCommand:
 
 class AddTender(Generic[R]):
     """Take one tender for a pending order (`<order>/payment/<n>`), authorised only: captures
-    follow the fulfilments. A decline is an answer: the order stays pending, holds in place."""
+    follow the fulfilments. A decline is an answer: the order stays pending, holds in place.
+    A confirmed order takes one only for what its authorisations and captures no longer hold
+    of its unfinished fulfilments' shares (`Order.amount_due`: an authorisation voided, or
+    past its window): the refused step then captures from it. Declined, the order stays
+    confirmed, and as much is due."""
 
     def __init__(
         self,
@@ -840,17 +844,18 @@ class AddTender(Generic[R]):
 
     async def prepare(self) -> None:
         """Before the claim, no connection held: when the order's tenders leave nothing for a
-        new one, what the payment service says of them now. Replacing a tender is voiding it
-        (`POST /v1/payments/{id}/void`) and adding the new one; the order hears of the void by
-        its event, which may not have arrived yet, and the new tender must not be refused as
-        covered meanwhile (nor after a refund made there)."""
+        new one, or the order is confirmed, what the payment service says of them now.
+        Replacing a tender is voiding it (`POST /v1/payments/{id}/void`) and adding the new
+        one; the order hears of the void by its event, which may not have arrived yet, and the
+        new tender must not be refused as covered meanwhile (nor after a refund made there).
+        A confirmed order's tender is for what such a void left due."""
         async with self.new_uow() as uow:
             order = await uow.orders.get(self.cmd.order_id)
-        if (
-            order is None
-            or order.status is not OrderStatus.PENDING_PAYMENT
-            or order.unclaimed > 0
-            or not order.payment_ids
+        if order is None or not order.payment_ids:
+            return
+        confirmed = order.status is OrderStatus.CONFIRMED
+        if not confirmed and (
+            order.status is not OrderStatus.PENDING_PAYMENT or order.unclaimed > 0
         ):
             return
         try:
@@ -863,11 +868,8 @@ class AddTender(Generic[R]):
         order = await uow.orders.get(cmd.order_id, lock=True)
         if order is None:
             raise NotFound("order", cmd.order_id)
-        for p in self.payments_now:
-            # Written with the new tender only: refused, the events still tell the order.
-            if p.status == "voided":
-                order.payment_voided(p.payment_id)
-            order.refunded_in_all(p.payment_id, p.refunded_amount)
+        # Written with the new tender only: refused, the events still tell the order.
+        learn_payments(order, self.payments_now)
         record = order.tender_for(cmd.request_id)
         if record is not None and record.fingerprint not in ("", cmd.fingerprint.hex()):
             # The same request id with another body after a failed attempt (whose claim was
@@ -918,9 +920,30 @@ class AddTender(Generic[R]):
             order.tender_answered(
                 record.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
             )
+            if order.status is OrderStatus.CONFIRMED:
+                # Cash, an external tender: captured already, for the steps still to come.
+                order.taken_for_what_is_due(record.n)
             order.touched(now())
             await uow.orders.save(order)
         return self.answer(order, payment)
+
+
+def learn_payments(order: Order, payments: list[PaymentResult]) -> None:
+    """What the payment service said of the order's payments (read before the claim): voids
+    (the payments API, what a partial capture left, an authorisation's window), refunds in
+    all, and the answers of tenders recorded `pending` (its reconciler settles them: a
+    confirmed order's resumer does not ask, and such a tender would hold up every tender,
+    step and cancel of it for ever)."""
+    for p in payments:
+        if p.status == "voided" or p.voided_amount > 0:
+            order.payment_voided(p.payment_id, p.voided_amount)
+        order.refunded_in_all(p.payment_id, p.refunded_amount)
+        state = saga.tender_state(p)
+        if state is TenderState.PENDING:
+            continue
+        for t in order.saga.tenders:
+            if t.payment_id == p.payment_id and t.state is TenderState.PENDING:
+                order.tender_answered(t.n, p.payment_id, state, p.captured_amount)
 
 
 async def _unless_cancelled(
@@ -1025,6 +1048,7 @@ class CancelOrder(Generic[R]):
         self.refund_not_permitted = refund_not_permitted
         self.refunded: dict[str, int] = {}
         self.payments_held = 0  # see `prepare`
+        self.payments_now: list[PaymentResult] = []  # see `prepare`
 
     async def prepare(self) -> None:
         """Before the claim, with no connection held, for an order with tenders: the payment
@@ -1041,7 +1065,7 @@ class CancelOrder(Generic[R]):
             return
         if seen.saga.state is SagaState.COMPENSATING:
             return  # recorded already: the cancel drives it on (or answers 503 again)
-        payments = await self.ports.payments.of_order(self.order_id)
+        payments = self.payments_now = await self.ports.payments.of_order(self.order_id)
         if self.refund_not_permitted:
             self.payments_held = sum(
                 max(0, p.captured_amount - p.refunded_amount) for p in payments
@@ -1063,6 +1087,10 @@ class CancelOrder(Generic[R]):
                 "order_confirming",
             )
         under_way = order.saga.state is SagaState.COMPENSATING
+        if not under_way:
+            # A tender answered `pending` and settled since (a confirmed order's tender for
+            # what was due: no resumer asks for it) holds the cancel up no more.
+            learn_payments(order, self.payments_now)
         if not under_way and any(t.state is TenderState.PENDING for t in order.saga.tenders):
             # Recorded now, the cancel could only finish once the payment service knows the
             # card's answer (its reconciler, within about a minute): the caller would be told
@@ -1147,8 +1175,8 @@ class UpdateFulfillment(Generic[R]):
         self.refunds_of = refunds_of
         # Read before the claim (`prepare`), with no connection held.
         self.refunded: dict[str, int] = {}
-        self.voided: dict[str, int] = {}
         self.refunds: list[UnitsRefund] = []
+        self.payments: list[PaymentResult] = []
         # The payment service away when they were read: only a fresh step needs them (a
         # retry of one already made replays its answer at the claim).
         self.money_unknown: Unavailable | None = None
@@ -1165,14 +1193,8 @@ class UpdateFulfillment(Generic[R]):
         if order is None or not order.payment_ids:
             return  # the claim's read answers the 404; nothing to refund without payments
         try:
-            payments = await self.ports.payments.of_order(order.id)
+            payments = self.payments = await self.ports.payments.of_order(order.id)
             self.refunded = {p.payment_id: p.refunded_amount for p in payments}
-            # Released by a void the order may not have heard of yet (the payments API).
-            self.voided = {
-                p.payment_id: p.voided_amount
-                for p in payments
-                if p.status == "voided" or p.voided_amount > 0
-            }
             if self.refunds_of is not None and any(self.refunded.values()):
                 self.refunds = await self.refunds_of(order.id)
         except Unavailable as exc:
@@ -1188,27 +1210,27 @@ class UpdateFulfillment(Generic[R]):
         if step.to in CAPTURES_AT and f.status is not step.to:
             if self.money_unknown is not None:
                 raise self.money_unknown
-            for payment_id, voided in self.voided.items():
-                order.payment_voided(payment_id, voided)
+            # A void the order may not have heard of yet (the payments API), and a tender for
+            # what is due answered `pending` and settled since (its authorisation is used).
+            learn_payments(order, self.payments)
             order.plan_captures([f])
             short = order.share_not_covered(f)
             if short:
                 # Refused before anything is written: the goods stay in the store.
                 raise Conflict(
                     f"{short} of this fulfilment's share is held by no authorisation (voided, "
-                    "or past its window): its goods cannot leave unpaid",
+                    "or past its window): its goods cannot leave unpaid; add a tender for what "
+                    "is due",
                     "payment_required",
                     {"amount_due": str(short), "fulfillment_id": f.id},
                 )
-            for payment_id, in_all in self.refunded.items():
-                order.refunded_in_all(payment_id, in_all)
             earlier = await uow.returns.of_order(order.id)
             unpaid = order.unpaid_after_refunds(*price_given_back(order, earlier, self.refunds))
             if unpaid:
                 # Money went back that no return, cancel or price adjustment accounts for: the
                 # order no longer holds what its goods are sold for. Refused before anything
-                # is written (a confirmed order takes no new tender: cancel it, or this
-                # fulfilment, and sell again).
+                # is written (a confirmed order takes no new tender for money refunded, only
+                # for an authorisation voided: cancel it, or this fulfilment, and sell again).
                 raise Conflict(
                     f"{unpaid} of what this order is sold for was refunded: its goods cannot "
                     "leave unpaid",
