@@ -491,6 +491,141 @@ def test_goods_do_not_leave_once_their_authorisation_is_voided(platform: Running
     assert available(http, sku, store) == 10
 
 
+def _shipment_whose_authorisation_was_voided(
+    http: httpx.Client,
+) -> tuple[str, str, dict[str, Any], str, str]:
+    """A shipment of two units paid by card, confirmed, picked, then its authorisation voided
+    through the payments API: its SKU, store, the order, the voided payment and the step
+    path, once shipping is refused as unpaid (`payment_required`, all of it due)."""
+    sku, (store, _) = stocked(http, "ORD")
+    body = {"channel": "web", "location_id": store, "lines": [{"sku": sku, "quantity": 2}],
+            "fulfillments": [{"type": "shipment", "location_id": store,
+                              "ship_to": "1 Main St, Springfield"}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    voided = paid["payment"]["id"]
+    assert ok(post(http, f"/v1/payments/{voided}/void", {}))["status"] == "voided"
+    step = f"/v1/orders/{order['id']}/fulfillments/{order['fulfillments'][0]['id']}/steps"
+    ok(post(http, step, {"status": "picked"}))
+    refused = post(http, step, SHIP)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "payment_required", refused.text
+    assert int(refused.json()["amount_due"]) == order["total"]["amount"]
+    return sku, store, order, voided, step
+
+
+SHIP = {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z999AA10123456784"}
+
+
+def _due(http: httpx.Client, order_id: str) -> int:
+    due: int = ok(http.get(f"/v1/orders/{order_id}/payments"))["balance_due"]["amount"]
+    return due
+
+
+def test_a_confirmed_order_whose_authorisation_was_voided_takes_a_tender_and_ships(
+    platform: Running,
+) -> None:
+    """The card's authorisation voided after the confirmation: shipping is a 409
+    `payment_required`, and the order takes a new tender for what is due (no more: a 400 on
+    `amount`; a decline is a 402 and leaves it due; the same Idempotency-Key replays it), so
+    the shipment goes and captures its share from the new card. Then nothing is due: another
+    tender is a 409 `payment_not_required`. Before, a confirmed order took no tender (409
+    `order_not_pending`): cancelled and sold again."""
+    http = platform.http
+    _, _, order, voided, step = _shipment_whose_authorisation_was_voided(http)
+    total = order["total"]["amount"]
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    assert _due(http, order["id"]) == total
+
+    more = {"amount": total + 1, "currency": "USD"}
+    too_much = post(
+        http, tenders, {"tender_type": "card", "card_token": "tok_visa", "amount": more}
+    )
+    assert too_much.status_code == 400, too_much.text
+    assert [e["field"] for e in too_much.json()["errors"]] == ["amount"]
+    declined = post(http, tenders, {"tender_type": "card", "card_token": "tok_declined"})
+    assert declined.status_code == 402, declined.text
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["status"] == "confirmed"
+    assert post(http, step, SHIP).json()["code"] == "payment_required"
+    key = str(uuid.uuid4())
+    card = {"tender_type": "card", "card_token": "tok_mastercard"}
+    paid = ok(post(http, tenders, card, key), 201)
+    assert ok(post(http, tenders, card, key), 201)["payment"]["id"] == paid["payment"]["id"]
+    assert paid["payment"]["status"] == "authorized"
+    assert paid["payment"]["amount"]["amount"] == total
+    assert paid["order"]["status"] == "confirmed"
+    assert _due(http, order["id"]) == 0
+
+    shipped = ok(post(http, step, SHIP))
+
+    assert shipped["fulfillments"][0]["status"] == "shipped"
+    assert shipped["fulfillments"][0]["captured"]["amount"] == total
+    new = ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+    assert new["captured"]["amount"] == total
+    assert ok(http.get(f"/v1/payments/{voided}"))["captured"]["amount"] == 0
+    again = post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"})
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "payment_not_required"
+    payments = ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]
+    assert len(payments) == 3  # the voided, the declined and the new one: nothing more taken
+
+
+def test_a_second_shipment_whose_share_was_voided_takes_a_tender_for_that_share(
+    platform: Running,
+) -> None:
+    """Two shipments on one card: the first shipped (its share captured), then what the card
+    had left voided through the payments API. The second is refused as unpaid for its own
+    share only; a tender for the balance takes exactly that, and the second shipment captures
+    it from the new card (the first card keeps the first share)."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "ORD")
+    where = {"type": "shipment", "location_id": store, "ship_to": "1 Main St, Springfield"}
+    body = {"channel": "web", "location_id": store, "fulfillments": [where, where],
+            "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0},
+                      {"sku": sku, "quantity": 2, "fulfillment": 1}]}  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    first_card = ok(post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    first, second = order["fulfillments"]
+    steps = [f"/v1/orders/{order['id']}/fulfillments/{f['id']}/steps" for f in (first, second)]
+    for path, step in ((steps[0], {"status": "picked"}), (steps[0], SHIP),
+                       (steps[1], {"status": "picked"})):  # fmt: skip
+        ok(post(http, path, step))
+    old = first_card["payment"]["id"]
+    ok(post(http, f"/v1/payments/{old}/void", {}))
+    refused = post(http, steps[1], SHIP)
+    assert refused.status_code == 409 and refused.json()["code"] == "payment_required"
+    share = second["amount"]["amount"]
+    assert int(refused.json()["amount_due"]) == share
+
+    paid = ok(post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+
+    assert paid["payment"]["amount"]["amount"] == share
+    shipped = ok(post(http, steps[1], SHIP))
+    assert [f["status"] for f in shipped["fulfillments"]] == ["shipped", "shipped"]
+    assert ok(http.get(f"/v1/payments/{paid['payment']['id']}"))["captured"]["amount"] == share
+    kept = ok(http.get(f"/v1/payments/{old}"))["captured"]["amount"]
+    assert kept == first["amount"]["amount"] and kept + share == order["total"]["amount"]
+
+
+def test_a_cancel_after_a_tender_for_what_was_due_voids_the_new_tender(platform: Running) -> None:
+    """Cancelled instead of shipped, the order gives back everything it holds, the new
+    tender's authorisation included, and its units are back in stock."""
+    http = platform.http
+    sku, store, order, _, _ = _shipment_whose_authorisation_was_voided(http)
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+
+    cancelled = ok(post(http, f"/v1/orders/{order['id']}/cancel", {}))
+
+    assert cancelled["status"] == "cancelled"
+    assert ok(http.get(f"/v1/payments/{paid['payment']['id']}"))["status"] == "voided"
+    assert available(http, sku, store) == 10
+
+
 def test_a_tender_is_replaced_by_voiding_it_then_adding_another(platform: Running) -> None:
     """A shopper changes card before the order is confirmed: the first card's payment voided
     through the payments API, the new card is taken at once (the order asks the payment

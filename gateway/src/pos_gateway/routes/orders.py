@@ -667,7 +667,15 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     `/v1/gift-cards/lookup` does (429 `code_lookups_limited`). To replace a tender before the
     order is confirmed (the shopper changes card), void its payment (`POST
     /v1/payments/{id}/void`) and add the new one: it is taken at once, the order asking the
-    payment service when its tenders seem to cover the balance."""
+    payment service when its tenders seem to cover the balance.
+
+    A confirmed order takes a tender only when its authorisations and captures no longer hold
+    what its pickups not yet picked up and shipments not yet shipped still need (an
+    authorisation voided, or past its window: their step is a 409 `payment_required` with
+    `amount_due`; `balance_due` of `GET /v1/orders/{id}/payments` says the same), for at most
+    that amount (absent: all of it; more is a 400 on `amount`); nothing due is a 409
+    `payment_not_required`. Its step then captures from the new tender; a decline (402)
+    leaves the order confirmed and as much due; a cancel gives it back with the rest."""
     if body.gift_card_code:
         await spend_code_budget(request)
     ask = order_pb2.AddTenderRequest(request_id=request_id(), order_id=order_id)
@@ -781,8 +789,9 @@ async def step_fulfillment(
     cancelled fulfilments and price adjustments (refunds naming `lines`) account for is a 409
     `payment_refunded` with `amount_due` (what it no longer holds), and a capture the payment
     service refuses is its 409; either way the step did nothing and the order can still be
-    cancelled. A step out of order or skipping one is a 409 `invalid_transition` naming the
-    next step, and changes nothing;
+    cancelled (after `payment_required`, a tender for `amount_due` lets the step go ahead:
+    `POST /v1/orders/{id}/tenders`). A step out of order or skipping one is a 409
+    `invalid_transition` naming the next step, and changes nothing;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being
     cancelled, or cancelled, is a 409 `order_not_confirmed`; a fulfilment cancelled or being
