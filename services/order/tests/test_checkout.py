@@ -35,7 +35,9 @@ from pos_order.domain.model import (
     PricedItem,
     SagaState,
     Tender,
+    TenderRecord,
     TenderState,
+    Totals,
     compute_totals,
     validate_order,
 )
@@ -271,6 +273,37 @@ async def test_the_resumer_confirms_a_sale_whose_lost_answer_settles_captured() 
     resumed = await saga.resume(new_uow, shop.ports, order.id, Policy())
     assert resumed.status is OrderStatus.COMPLETED
     assert shop.payments.kept(order.id) == order.totals.total.amount
+
+
+async def test_cash_taken_while_its_answer_was_lost_is_recorded_once() -> None:
+    """The payment service took the cash but its answer never came back (as if it were away):
+    the sale is confirmed with the cash to record, and the resumer's record, under the sale's
+    own request id, is answered with that payment: one payment, never two."""
+    shop = Shop()
+    shop.payments.lose_next = True
+    cash = _cmd(tender=Tender.CASH, card_token="", cash_tendered=Money(10_000, USD))
+    order, payment = await checkout(shop, cash)
+    assert order.status is OrderStatus.COMPLETED and payment is None
+    assert [t.to_record for t in order.saga.tenders] == [True] and order.payment_ids == []
+    (taken,) = order_to_proto(order).tenders_to_record
+    assert taken.change_due.amount == 10_000 - order.totals.total.amount
+    resumed = await saga.resume(uow_factory(shop.store), shop.ports, order.id, Policy())
+    assert resumed.payment_ids == list(shop.payments.payments) == ["pay_1"]
+    assert resumed.tenders_to_record == [] and resumed.balance_due == 0
+    assert resumed.fulfillments[0].captured == order.totals.total.amount
+
+
+def test_cash_to_record_is_matched_to_the_payment_found_for_it() -> None:
+    """An order whose cash is to be recorded, found with a payment it does not know of (taken,
+    its answer lost): that payment is the cash's, not another tender to compensate."""
+    usd = Money(2500, USD)
+    order = Order("ord_1", "loc_1", "", [], Totals(usd, Money(0, USD), Money(0, USD), usd), True)
+    order.saga.tenders.append(TenderRecord(1, Tender.CASH, 2500, "ord_1/payment/1"))
+    order.tender_taken_in_hand(1, 3000)
+    found = PaymentResult("pay_9", "captured", None, captured_amount=2500, amount=2500)
+    saga.sync_tenders(order, [found], give_up_sent=True)
+    assert [(t.payment_id, t.to_record) for t in order.saga.tenders] == [("pay_9", False)]
+    assert order.paid == 2500
 
 
 async def test_the_resumer_cancels_a_sale_whose_card_never_reached_the_payment_service() -> None:

@@ -96,6 +96,13 @@ def order_to_proto(o: Order) -> order_pb2.Order:
     if o.saga.exchange_of:
         msg.exchange_of, msg.exchange_return_id = o.saga.exchange_of, o.saga.exchange_return_id
         msg.exchange_credit.CopyFrom(to_proto(Money(o.saga.credit, cur)))
+    for t in o.tenders_to_record:
+        taken = msg.tenders_to_record.add(
+            tender_type=t.tender.value, amount=to_proto(Money(t.amount, cur))
+        )
+        if t.cash_tendered is not None:
+            taken.cash_tendered.CopyFrom(to_proto(Money(t.cash_tendered, cur)))
+            taken.change_due.CopyFrom(to_proto(Money(t.cash_tendered - t.amount, cur)))
     for line, ln in zip(msg.lines, o.lines, strict=True):
         line.id = ln.id
         if ln.gift_card:

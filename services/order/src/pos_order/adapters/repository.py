@@ -127,6 +127,8 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 "refunded_seen": t.refunded_seen,
                 **({"credit_refunded": t.credit_refunded} if t.credit_refunded else {}),
                 **({"voided": t.voided} if t.voided else {}),
+                **({"to_record": True} if t.to_record else {}),
+                **({"cash_tendered": t.cash_tendered} if t.cash_tendered is not None else {}),
             }
             for t in saga.tenders
         ],
@@ -187,6 +189,8 @@ def _saga(found: dict[str, Any]) -> Saga:
                 refunded_seen=t.get("refunded_seen", 0),
                 credit_refunded=t.get("credit_refunded", 0),
                 voided=t.get("voided", 0),
+                to_record=t.get("to_record", False),
+                cash_tendered=t.get("cash_tendered"),
             )
             for t in found["tenders"]
         ],
@@ -286,9 +290,10 @@ def _due_at(order: Order) -> datetime | None:
     run out; a pickup waits no longer."""
     if order.status is OrderStatus.PENDING_PAYMENT and order.saga.state is SagaState.RUNNING:
         return order.expires_at
-    if order.saga.state is SagaState.DONE and order.coupons_due:
-        # A redemption (confirmed) or a release (cancelled) that could not be asked yet: the
-        # resumer asks it on its next pass.
+    if order.saga.state is SagaState.DONE and (order.coupons_due or order.tenders_to_record):
+        # A redemption (confirmed) or a release (cancelled) that could not be asked yet, or
+        # cash taken while the payment service was away: the resumer asks it on its next pass
+        # (and on each pass after while that service is still away).
         return order.updated_at
     if order.status is OrderStatus.CONFIRMED:
         waits = [

@@ -107,6 +107,10 @@ class TenderState(Enum):
 
 
 LIVE_TENDERS = {TenderState.AUTHORIZED, TenderState.CAPTURED}
+# Tenders whose money is in hand when taken (in the drawer, or taken by another system), never
+# authorised: a register sale paid so goes on while the payment service is away, and its payment
+# is recorded there later (`TenderRecord.to_record`). A card or a gift card must be asked.
+TAKEN_IN_HAND = {Tender.CASH, Tender.EXTERNAL}
 
 
 class PointsState(Enum):
@@ -304,6 +308,13 @@ class TenderRecord:
     # once no fulfilment would capture more, or the authorisation's expiry): it pays for
     # nothing.
     voided: int = 0
+    # Taken at the till while the payment service was away (cash in the drawer): captured here
+    # with no payment yet. The resumer records it under `request_id` once that service is back
+    # (the same request a retry of the sale sends, so it is recorded once); then it has its
+    # `payment_id` and this is False.
+    to_record: bool = False
+    # The cash handed over (minor units), kept so the payment is recorded as the till took it.
+    cash_tendered: int | None = None
 
     @property
     def refunded_now(self) -> int:
@@ -782,6 +793,44 @@ class Order:
         if record.state is TenderState.SENT and not record.payment_id:
             record.state = TenderState.FAILED
             record.asked_by = ""
+
+    @property
+    def tenders_to_record(self) -> list[TenderRecord]:
+        """Tenders taken in hand while the payment service was away, not recorded there yet."""
+        return [t for t in self.saga.tenders if t.to_record]
+
+    def refuse_while_unrecorded(self, what: str) -> None:
+        """Money cannot go back through a payment that is not recorded yet: a 409 to retry
+        once the resumer has recorded it (seconds after the payment service is back)."""
+        if self.tenders_to_record:
+            raise Conflict(
+                f"{what}: this sale's {self.tenders_to_record[0].tender.value} is not recorded "
+                "by the payment service yet (it was away at the sale); retry shortly",
+                "payment_not_recorded",
+                {"order_id": self.id},
+            )
+
+    def tender_taken_in_hand(self, n: int, cash_tendered: int | None) -> None:
+        """Tender `n` (cash, an external tender) was taken while the payment service could not
+        record it: the money is in hand, so it is captured for the order, to be recorded."""
+        record = self.saga.tenders[n - 1]
+        if record.payment_id or record.tender not in TAKEN_IN_HAND:
+            return
+        record.state = TenderState.CAPTURED
+        record.captured = record.amount
+        record.to_record = True
+        record.cash_tendered = cash_tendered
+
+    def tender_recorded(self, n: int, payment_id: str, refunded: int = 0) -> None:
+        """The payment service recorded tender `n` taken in hand: it has its payment now, and
+        what it captured is the fulfilments' as for money recorded at the sale."""
+        record = self.saga.tenders[n - 1]
+        if not record.to_record:
+            return
+        record.payment_id = payment_id
+        record.to_record = False
+        record.refunded_seen = max(record.refunded_seen, refunded)
+        self.attribute_taken()
 
     def tender_answered(
         self, n: int, payment_id: str, state: TenderState, captured: int = 0

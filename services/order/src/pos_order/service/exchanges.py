@@ -332,6 +332,7 @@ class CreateExchange(Generic[R]):
         if made is not None:
             # Refused earlier (its new order cancelled, its return dropped): the same answer.
             raise _not_made(made)
+        source.refuse_while_unrecorded("nothing can be exchanged yet")
         await no_refund_since(uow, source.id, self.holds)
         earlier = await uow.returns.of_order(source.id)
         for payment_id, refunded in self.refunded.items():

@@ -32,6 +32,7 @@ from pos_kit.paging import PageRequest
 from pos_order.domain.coupons import CouponStep, validate_codes
 from pos_order.domain.model import (
     CAPTURES_AT,
+    TAKEN_IN_HAND,
     FulfillmentRequest,
     FulfillmentStatus,
     FulfillmentType,
@@ -359,6 +360,9 @@ class Checkout(Generic[R]):
         if order.saga.state is SagaState.DONE:
             order = await saga.settle_coupons(self.new_uow, self.ports, order)
             _not_a_sale(order)
+            # Cash taken while the payment service was away: recorded now if it is back (the
+            # resumer's request, answered once), else left to the resumer.
+            order = await saga.record_taken(self.new_uow, self.ports, order, quietly=True)
             return Sale(order, await _last_payment(self.ports, order))
         if order.saga.coupons.step is CouponStep.SENT:
             cart = CartContext(order.location_id, order.channel, order.customer_id,
@@ -386,6 +390,11 @@ class Checkout(Generic[R]):
                 cmd.card_token,
             )
         except DomainError as exc:
+            if _payment_service_away(tender, exc):
+                # Cash in the drawer is taken whether or not the payment service hears of it
+                # now: the sale goes on, and its payment is recorded later (`saga.record_taken`).
+                taken = _taken_in_hand(tender, cmd.cash_tendered)
+                return await self._settled(order, taken, TenderState.CAPTURED)
             # By kind, not class: the payment service's refusal arrives as a plain DomainError.
             # A reused request id refuses this request, not the sale: the order is the one an
             # earlier request with another body made (and perhaps paid for), and stays for it.
@@ -416,7 +425,19 @@ class Checkout(Generic[R]):
                 raise _payment_pending()
             payment = now_[0]
         settle = _settle(tender, payment)
-        if _confirms_at_once(order, payment):
+        return await self._settled(order, settle, saga.tender_state(payment), payment)
+
+    async def _settled(
+        self,
+        order: Order,
+        settle: Callable[[Order], None],
+        state: TenderState,
+        payment: PaymentResult | None = None,
+    ) -> Sale:
+        """The tender's answer (`state`, written on the order by `settle`), and the sale
+        finished."""
+        policy = self.policy
+        if _confirms_at_once(order, state):
             self.confirmed_in_record = True
             return Sale(order, payment, settle)
         order, _ = await change(self.new_uow, order.id, settle)
@@ -480,6 +501,24 @@ def _payment_pending() -> Unavailable:
     )
 
 
+def _payment_service_away(tender: TenderRecord, exc: DomainError) -> bool:
+    """The payment service could not be reached for a tender taken in hand (cash): no word of
+    it, so it may not have heard of the payment at all (or it did and the answer was lost: the
+    later record under the same request id is answered with that payment)."""
+    return tender.tender in TAKEN_IN_HAND and exc.code == "payment_unavailable"
+
+
+def _taken_in_hand(tender: TenderRecord, cash_tendered: Money | None) -> Callable[[Order], None]:
+    """The tender taken while the payment service was away, written on the order as captured
+    (to be recorded there later), and the sale confirmed as any cash sale is."""
+
+    def settle(o: Order) -> None:
+        o.tender_taken_in_hand(tender.n, None if cash_tendered is None else cash_tendered.amount)
+        _confirm_if_paid(o)
+
+    return settle
+
+
 def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], None]:
     """The payment's answer written on the order: confirmed when that ends the sale (in store,
     captured in full, nothing else to do), cancelled when declined."""
@@ -488,38 +527,44 @@ def _settle(tender: TenderRecord, payment: PaymentResult) -> Callable[[Order], N
         o.tender_answered(
             tender.n, payment.payment_id, saga.tender_state(payment), payment.captured_amount
         )
-        state = o.saga.tenders[0].state
-        # Points held, or pre-printed gift card codes reserved: given back by the compensation.
-        held = o.saga.points_state is not None or any(ln.code_supplied for ln in o.lines)
-        if state is TenderState.FAILED:
-            # The processor never reached (a payment-service crash mid-charge, settled by its
-            # reconciler) declined nothing: the sale ends as not taken, not as a decline, and
-            # the till hears `sale_cancelled`, not "declined".
-            unreached = payment.decline_code == PROCESSOR_UNREACHED
-            o.begin_cancel("payment_unavailable" if unreached else "payment_declined")
-            if not held:  # what is held is given back by the compensation below
-                o.cancelled(now())
-        elif (
-            state is TenderState.CAPTURED
-            and o.balance_due == 0
-            and not held
-            and not saga.gift_cards_due(o)
-        ):
-            # In store, captured at once: nothing held, nothing more to capture, so the
-            # payment's answer and the confirmation commit together (one transaction).
-            o.attribute_taken()
-            o.confirm(now())
+        _confirm_if_paid(o, payment)
 
     return settle
 
 
-def _confirms_at_once(order: Order, payment: PaymentResult) -> bool:
-    """Whether the payment's answer confirms the sale with nothing left to ask another
-    service (no points, gift cards or coupons to settle): then it is written with the stored
-    answer of the request."""
+def _confirm_if_paid(o: Order, payment: PaymentResult | None = None) -> None:
+    """After the one tender's answer: cancelled when it failed, confirmed when it ends the sale
+    (in store, captured in full, nothing else to do)."""
+    state = o.saga.tenders[0].state
+    # Points held, or pre-printed gift card codes reserved: given back by the compensation.
+    held = o.saga.points_state is not None or any(ln.code_supplied for ln in o.lines)
+    if state is TenderState.FAILED:
+        # The processor never reached (a payment-service crash mid-charge, settled by its
+        # reconciler) declined nothing: the sale ends as not taken, not as a decline, and
+        # the till hears `sale_cancelled`, not "declined".
+        unreached = payment is not None and payment.decline_code == PROCESSOR_UNREACHED
+        o.begin_cancel("payment_unavailable" if unreached else "payment_declined")
+        if not held:  # what is held is given back by the compensation below
+            o.cancelled(now())
+    elif (
+        state is TenderState.CAPTURED
+        and o.balance_due == 0
+        and not held
+        and not saga.gift_cards_due(o)
+    ):
+        # In store, captured at once: nothing held, nothing more to capture, so the
+        # payment's answer and the confirmation commit together (one transaction).
+        o.attribute_taken()
+        o.confirm(now())
+
+
+def _confirms_at_once(order: Order, state: TenderState) -> bool:
+    """Whether the tender's answer (`state`) confirms the sale with nothing left to ask
+    another service (no points, gift cards or coupons to settle): then it is written with the
+    stored answer of the request."""
     return (
         len(order.saga.tenders) == 1
-        and saga.tender_state(payment) is TenderState.CAPTURED
+        and state is TenderState.CAPTURED
         and order.saga.tenders[0].amount >= order.totals.total.amount
         and order.saga.state is SagaState.RUNNING
         and order.saga.points_state is None
@@ -1063,6 +1108,8 @@ class CancelOrder(Generic[R]):
             seen = await uow.orders.get(self.order_id)
         if seen is None or seen.status is OrderStatus.CANCELLED or not seen.saga.tenders:
             return
+        if seen.status is OrderStatus.COMPLETED:
+            return  # refused in `read` (`order_final`), the payment service away or not
         if seen.saga.state is SagaState.COMPENSATING:
             return  # recorded already: the cancel drives it on (or answers 503 again)
         payments = self.payments_now = await self.ports.payments.of_order(self.order_id)

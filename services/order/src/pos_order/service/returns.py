@@ -244,6 +244,9 @@ class CreateReturn(Generic[R]):
         found = await uow.returns.get(return_id)
         if found is not None:  # a retry of a return whose refund or restock did not finish
             return found
+        # Nothing is refunded of a payment not recorded yet (cash taken while the payment
+        # service was away): a 409 to retry once the resumer has recorded it.
+        order.refuse_while_unrecorded("nothing can be returned yet")
         await no_refund_since(uow, order.id, self.holds)
         earlier = await uow.returns.of_order(order.id)
         for payment_id, in_all in self.refunded.items():

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_order.domain.coupons import CouponStep
@@ -443,7 +445,11 @@ def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool
     known = {t.payment_id for t in order.saga.tenders if t.payment_id}
     unmatched = [p for p in payments if p.payment_id not in known]
     for t in order.saga.tenders:
-        if not t.payment_id and t.state in (TenderState.SENT, TenderState.PENDING):
+        # Cash taken while the payment service was away is matched as an unanswered tender
+        # (it may have been taken there, its answer lost), but never given up: it is in hand.
+        if not t.payment_id and t.to_record and unmatched:
+            t.payment_id, t.to_record = unmatched.pop(0).payment_id, False
+        elif not t.payment_id and t.state in (TenderState.SENT, TenderState.PENDING):
             if unmatched:
                 t.payment_id = unmatched.pop(0).payment_id
             elif give_up_sent:
@@ -470,6 +476,54 @@ def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool
                 refunded=p.refunded_amount,
             )
         )
+
+
+@contextmanager
+def at_register_of(order: Order) -> Iterator[None]:
+    """Calls made for the order as from the register it was sold at (its metadata, which the
+    kit forwards), whoever drives them: the payment service keeps the register and member on
+    the payment and counts its money towards that register's open shift."""
+    register = register_var.set(order.register_id or None)
+    staff = staff_var.set(order.staff_id or None)
+    try:
+        yield
+    finally:
+        staff_var.reset(staff)
+        register_var.reset(register)
+
+
+async def record_taken(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, quietly: bool = False
+) -> Order:
+    """Cash taken while the payment service was away (the sale confirmed at once): its payment
+    recorded there now, under the request id the sale used (`<order>/payment/<n>`) and as the
+    till asked it, so a sale that reached it after all, a retry and the resumer all find the
+    one payment. `quietly`: a record that fails (the payment service still away) is left for
+    the resumer's next pass instead of failing the caller."""
+    for t in order.tenders_to_record:
+        cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
+        try:
+            with at_register_of(order):
+                payment = await ports.payments.charge(
+                    t.request_id,
+                    order.id,
+                    order.location_id,
+                    t.tender,
+                    Money(t.amount, order.currency),
+                    cash,
+                    "",
+                )
+        except DomainError as exc:
+            if quietly:  # the sale is made: what the record met is the resumer's to retry
+                log.info("cash of order %s left to the resumer: %s", order.id, exc.code)
+                return order
+            raise
+
+        def recorded(o: Order, n: int = t.n, p: PaymentResult = payment) -> None:
+            o.tender_recorded(n, p.payment_id, p.refunded_amount)
+
+        order, _ = await change(new_uow, order.id, recorded)
+    return order
 
 
 # --- confirming ------------------------------------------------------------------------------
@@ -957,6 +1011,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
         return await compensate(new_uow, ports, order, policy, driver_gone=True)
     if order.saga.state is SagaState.DONE:
         order = await settle_coupons(new_uow, ports, order)
+        order = await record_taken(new_uow, ports, order)
         if order.status is OrderStatus.CONFIRMED:
             return await expire_pickups(new_uow, ports, order, policy)
         return order

@@ -505,6 +505,7 @@ class Order(_message.Message):
     POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
     TENDER_TYPES_FIELD_NUMBER: _builtins.int
     TENDER_AMOUNTS_FIELD_NUMBER: _builtins.int
+    TENDERS_TO_RECORD_FIELD_NUMBER: _builtins.int
     COUPONS_FIELD_NUMBER: _builtins.int
     EXCHANGE_OF_FIELD_NUMBER: _builtins.int
     EXCHANGE_RETURN_ID_FIELD_NUMBER: _builtins.int
@@ -585,6 +586,14 @@ class Order(_message.Message):
         """
 
     @_builtins.property
+    def tenders_to_record(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenderToRecord]:
+        """Tenders taken in hand (cash) while the payment service was away: the sale is confirmed
+        and the money in the drawer, but no payment records it yet (so it is in none of the
+        fields above but `paid`). The order service records it there once that service is back,
+        under the sale's own request id, and it then moves to payment_ids.
+        """
+
+    @_builtins.property
     def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderCoupon]:
         """The coupons the order named (never their codes): reserved at checkout, redeemed when it
         is confirmed, released when it is cancelled (before or after its confirmation).
@@ -636,6 +645,7 @@ class Order(_message.Message):
         points_redeemed: _builtins.int = ...,
         tender_types: _abc.Iterable[_builtins.str] | None = ...,
         tender_amounts: _abc.Iterable[_builtins.int] | None = ...,
+        tenders_to_record: _abc.Iterable[Global___TenderToRecord] | None = ...,
         coupons: _abc.Iterable[Global___OrderCoupon] | None = ...,
         exchange_of: _builtins.str = ...,
         exchange_return_id: _builtins.str = ...,
@@ -645,11 +655,45 @@ class Order(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_total", b"cancelled_total", "created_at", b"created_at", "discount_total", b"discount_total", "exchange_credit", b"exchange_credit", "paid", b"paid", "subtotal", b"subtotal", "tax_total", b"tax_total", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "cancelled_total", b"cancelled_total", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "cancelled_total", b"cancelled_total", "channel", b"channel", "coupons", b"coupons", "created_at", b"created_at", "customer_id", b"customer_id", "discount_total", b"discount_total", "discounts_applied", b"discounts_applied", "exchange_credit", b"exchange_credit", "exchange_of", b"exchange_of", "exchange_return_id", b"exchange_return_id", "fulfillments", b"fulfillments", "id", b"id", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "paid", b"paid", "payment_id", b"payment_id", "payment_ids", b"payment_ids", "points_redeemed", b"points_redeemed", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "subtotal", b"subtotal", "tax_total", b"tax_total", "tender_amounts", b"tender_amounts", "tender_types", b"tender_types", "tenders_to_record", b"tenders_to_record", "timeline", b"timeline", "total", b"total", "updated_at", b"updated_at", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class TenderToRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENDER_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CASH_TENDERED_FIELD_NUMBER: _builtins.int
+    CHANGE_DUE_FIELD_NUMBER: _builtins.int
+    tender_type: _builtins.str
+    """"cash" (or "external")"""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def cash_tendered(self) -> _money_pb2.Money:
+        """Cash: what the customer handed over, and the change given (computed at the sale)."""
+
+    @_builtins.property
+    def change_due(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        tender_type: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        cash_tendered: _money_pb2.Money | None = ...,
+        change_due: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "change_due", b"change_due"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "tender_type", b"tender_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenderToRecord: _TypeAlias = TenderToRecord  # noqa: Y015
 
 @_typing.final
 class PricingWarning(_message.Message):

@@ -1,0 +1,311 @@
+"""Payment down: a register's cash sale goes on (the money is in the drawer), and its payment is
+recorded once the payment service is back, exactly once, in the register's shift. Real
+PostgreSQL, NATS JetStream, inventory, payment and order services in this process.
+
+Between the order and payment services sits a relay that passes every call through while the
+payment service is "up", and answers UNAVAILABLE without reaching it while it is "down" (as a
+stopped process is answered): the payment service itself stays up for the test to read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from order_shop import payments_for, serve_order, tee_shop
+
+from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
+from pos_kit.grpc_client import read_error
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MERCHANT_ID = "mer_payment_down"
+REGISTER = "reg_front"
+AT_TILL = (("x-merchant-id", MERCHANT_ID), ("x-register-id", REGISTER), ("x-staff-id", "stf_1"))
+MERCHANT = (("x-merchant-id", MERCHANT_ID),)
+
+
+class SwitchedRelay(grpc.GenericRpcHandler):
+    """The payment service as the order service reaches it: passed through, or away."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.down = False
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
+        method: str = details.method  # type: ignore[attr-defined]
+        forward = self.channel.unary_unary(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+            if self.down:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "connection refused")
+            metadata = [
+                (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
+            ]
+            return await forward(request, metadata=metadata, timeout=10)
+
+        return grpc.unary_unary_rpc_method_handler(handle)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stack:
+    orders: order_pb2_grpc.OrderServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    shifts: shifts_pb2_grpc.ShiftServiceStub
+    levels: inventory_pb2_grpc.InventoryServiceStub
+    relay: SwitchedRelay
+    location_id: str
+    payment_db: str
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def stack(infra: Infra) -> AsyncIterator[Stack]:
+    server = infra.new_nats()
+    try:
+        async with AsyncExitStack() as stack:
+            inventory = await stack.enter_async_context(
+                serve_in_process("inventory", infra, server.url)
+            )
+            payment = await stack.enter_async_context(
+                serve_in_process("payment", infra, server.url)
+            )
+            relay = SwitchedRelay(payment.channel)
+            relay_server = grpc.aio.server()
+            relay_server.add_generic_rpc_handlers((relay,))
+            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
+            await relay_server.start()
+            stack.push_async_callback(relay_server.stop, None)
+            # The resumer looks every 0.2 s.
+            order = await stack.enter_async_context(
+                serve_order(
+                    infra,
+                    server.url,
+                    inventory.port,
+                    relay_port,
+                    payment_timeout_seconds=0.5,
+                    saga_abandon_seconds=1.0,
+                    saga_sweep_seconds=0.2,
+                )
+            )
+            location_id = await tee_shop(inventory.channel, MERCHANT_ID, stock=10)
+            yield Stack(
+                order_pb2_grpc.OrderServiceStub(order.channel),
+                payment_pb2_grpc.PaymentServiceStub(payment.channel),
+                shifts_pb2_grpc.ShiftServiceStub(payment.channel),
+                inventory_pb2_grpc.InventoryServiceStub(inventory.channel),
+                relay,
+                location_id,
+                payment.database_url,
+            )
+    finally:
+        server.stop()
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+def cash_sale(stack: Stack, quantity: int = 2) -> order_pb2.CheckoutRequest:
+    return order_pb2.CheckoutRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=stack.location_id,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=quantity)],
+        tender_type=payment_pb2.TENDER_TYPE_CASH,
+        cash_tendered=usd(6000),
+    )
+
+
+async def on_hand(stack: Stack) -> int:
+    found = await stack.levels.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=["TEE"], location_id=stack.location_id),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    return int(found.levels[0].on_hand)
+
+
+async def get_order(stack: Stack, order_id: str) -> order_pb2.Order:
+    found = await stack.orders.GetOrder(
+        order_pb2.GetOrderRequest(id=order_id), metadata=MERCHANT, timeout=5
+    )
+    return found.order
+
+
+async def test_a_cash_sale_goes_on_while_payment_is_down_and_is_recorded_once_after(
+    stack: Stack,
+) -> None:
+    opened = await stack.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=str(uuid.uuid4()), location_id=stack.location_id, opening_float=usd(10000)
+        ),
+        metadata=AT_TILL,
+        timeout=10,
+    )
+    before = await on_hand(stack)
+    stack.relay.down = True
+    request = cash_sale(stack)
+
+    sold = await stack.orders.Checkout(request, metadata=AT_TILL, timeout=10)
+
+    # Confirmed and handed over at once, as any cash sale, change computed here.
+    order = sold.order
+    assert order.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert not sold.HasField("payment")
+    assert order.paid == usd(5000) and list(order.payment_ids) == [] and order.payment_id == ""
+    (taken,) = order.tenders_to_record
+    assert (taken.tender_type, taken.amount, taken.cash_tendered, taken.change_due) == (
+        "cash", usd(5000), usd(6000), usd(1000),
+    )  # fmt: skip
+    assert order.register_id == REGISTER
+    # The order's events went out as usual: inventory sold the units from `order_confirmed`.
+    await until_async(lambda: on_hand_is(stack, before - 2))
+
+    # The till retries (a lost answer): the same sale, nothing new.
+    again = await stack.orders.Checkout(request, metadata=AT_TILL, timeout=10)
+    assert again.order.id == order.id and again.order.status == order.status
+
+    # Nothing breaks meanwhile: the order reads honestly, a return is refused for now
+    # (retryable), a cancel is refused as for any sale handed over.
+    seen = await get_order(stack, order.id)
+    assert list(seen.tenders_to_record) == [taken] and list(seen.payment_ids) == []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+                reason="unwanted",
+            ),
+            metadata=AT_TILL,
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(refused.value).reason == "payment_not_recorded"
+    with pytest.raises(grpc.aio.AioRpcError) as final:
+        await stack.orders.CancelOrder(
+            order_pb2.CancelOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=AT_TILL,
+            timeout=10,
+        )
+    assert read_error(final.value).reason == "order_final"
+
+    # A card is still refused while the payment service is away.
+    card = cash_sale(stack, 1)
+    card.tender_type, card.card_token = payment_pb2.TENDER_TYPE_CARD, "tok_visa"
+    card.ClearField("cash_tendered")
+    with pytest.raises(grpc.aio.AioRpcError) as down:
+        await stack.orders.Checkout(card, metadata=AT_TILL, timeout=10)
+    assert read_error(down.value).reason == "payment_unavailable"
+    assert payments_for(stack.payment_db, order.id) == 0
+
+    # Back: the resumer records the cash, once, under the sale's own request id, in the shift.
+    stack.relay.down = False
+
+    async def recorded() -> bool:
+        return bool((await get_order(stack, order.id)).payment_ids)
+
+    await until_async(recorded)
+    settled = await get_order(stack, order.id)
+    assert list(settled.tenders_to_record) == []
+    assert list(settled.tender_types) == ["cash"] and list(settled.tender_amounts) == [5000]
+    assert settled.fulfillments[0].captured == usd(5000)
+    (payment,) = (
+        await stack.payments.GetOrderPayments(
+            payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+    ).payments
+    assert payment.id == settled.payment_id
+    assert payment.status == payment_pb2.PAYMENT_STATUS_CAPTURED
+    assert payment.change_due == usd(1000)
+    shift = (
+        await stack.shifts.GetShift(
+            shifts_pb2.GetShiftRequest(id=opened.shift.id), metadata=AT_TILL, timeout=5
+        )
+    ).shift
+    assert shift.report.cash_sales == usd(5000)
+    assert shift.report.expected_cash == usd(15000)
+
+    # A retry after: still the same sale and the one payment; the return now goes through.
+    late = await stack.orders.Checkout(request, metadata=AT_TILL, timeout=10)
+    assert late.order.id == order.id
+    await stack.orders.CreateReturn(
+        order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+            reason="unwanted",
+        ),
+        metadata=AT_TILL,
+        timeout=10,
+    )
+    assert payments_for(stack.payment_db, order.id) == 1
+
+
+async def on_hand_is(stack: Stack, units: int) -> bool:
+    return await on_hand(stack) == units
+
+
+async def until_async(check: Callable[[], Awaitable[bool]], limit: float = 20.0) -> None:
+    """Wait for an async condition (a background task's doing); fail past `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def test_cash_recorded_after_its_shift_closed_counts_in_the_shift_open_then(
+    stack: Stack,
+) -> None:
+    """The payment service attaches money to the register's shift open when the money is
+    recorded: cash sold in a shift that closed before the payment service came back lands in
+    the register's next shift (the closed one counted it in its drawer: over by that much)."""
+    at_back = (("x-merchant-id", MERCHANT_ID), ("x-register-id", "reg_back"), ("x-staff-id", "s"))
+
+    async def open_shift() -> str:
+        opened = await stack.shifts.OpenShift(
+            shifts_pb2.OpenShiftRequest(
+                request_id=str(uuid.uuid4()), location_id=stack.location_id, opening_float=usd(0)
+            ),
+            metadata=at_back,
+            timeout=10,
+        )
+        return str(opened.shift.id)
+
+    first = await open_shift()
+    stack.relay.down = True
+    sold = await stack.orders.Checkout(cash_sale(stack), metadata=at_back, timeout=10)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    closed = await stack.shifts.CloseShift(
+        shifts_pb2.CloseShiftRequest(
+            request_id=str(uuid.uuid4()), shift_id=first, counted_cash=usd(5000)
+        ),
+        metadata=at_back,
+        timeout=10,
+    )
+    assert closed.shift.report.cash_sales == usd(0) and closed.shift.over_short == 5000
+    second = await open_shift()
+    stack.relay.down = False
+
+    async def recorded() -> bool:
+        return bool((await get_order(stack, sold.order.id)).payment_ids)
+
+    await until_async(recorded)
+    shift = (
+        await stack.shifts.GetShift(
+            shifts_pb2.GetShiftRequest(id=second), metadata=at_back, timeout=5
+        )
+    ).shift
+    assert shift.report.cash_sales == usd(5000)
+    assert payments_for(stack.payment_db, sold.order.id) == 1
