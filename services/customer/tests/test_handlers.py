@@ -223,6 +223,25 @@ def test_a_sale_is_judged_by_the_tenders_its_order_names() -> None:
     )
 
 
+def test_cash_not_recorded_yet_is_a_tender_of_the_sale() -> None:
+    """Cash taken while the payment service was away is in no payment yet (the order's
+    `tenders_to_record`): still the sale's tender, so a card-only program gives it nothing
+    (named no tender, the sale would earn as on every program)."""
+    from pos.common.v1 import money_pb2
+    from pos.order.v1 import events_pb2 as order_events
+    from pos.order.v1 import order_pb2
+    from pos_customer.entrypoints.consumers import sale_of
+
+    usd = money_pb2.Money(amount=5000, currency="USD")
+    order = order_pb2.Order(id="ord_t", customer_id="cus_1", location_id="loc_1", total=usd)
+    order.tax_total.currency = "USD"
+    order.tenders_to_record.add(tender_type="cash", amount=usd)
+    sale = sale_of(order_events.OrderConfirmed(order=order))
+    assert (sale.tenders, sale.tender_amounts) == (("cash",), (5000,))
+    assert loyalty.points_for(loyalty.Program(earning_tenders=("card",)), sale) == 0
+    assert loyalty.points_for(loyalty.DEFAULT_PROGRAM, sale) == 50
+
+
 def test_an_excluded_line_takes_off_what_was_paid_for_it_not_its_shelf_price() -> None:
     from pos.common.v1 import money_pb2
     from pos.order.v1 import events_pb2 as order_events

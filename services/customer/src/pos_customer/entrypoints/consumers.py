@@ -59,8 +59,13 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         lines=tuple(_paid_for(order)),
         # The tenders that paid it, for a program that earns on some tenders only (an order
         # from before orders named them carries none, and earns as before).
-        tenders=tuple(order.tender_types),
-        tender_amounts=tuple(order.tender_amounts),
+        # Cash taken while the payment service was away paid too, though in no payment yet:
+        # without it such a sale would name no tender and earn on every program.
+        tenders=(*order.tender_types, *(t.tender_type for t in order.tenders_to_record)),
+        tender_amounts=(
+            *order.tender_amounts,
+            *(t.amount.amount for t in order.tenders_to_record),
+        ),
         ordered_at=order.created_at.ToDatetime(tzinfo=UTC)
         if order.HasField("created_at")
         else None,
