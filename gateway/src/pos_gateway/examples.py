@@ -390,6 +390,7 @@ ORDER = {
     "payment_ids": [PAYMENT_ID],
     "tender_types": ["card"],
     "tender_amounts": [6040],
+    "tenders_to_record": [],
     "paid": usd(6040),
     "cancelled_total": usd(0),
     "coupons": [],

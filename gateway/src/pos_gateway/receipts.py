@@ -229,6 +229,15 @@ def build(
                 "refunded": _money(back.get(payment_id, 0), currency),
             }
         )
+    # Cash taken while the payment service was away: paid, though no payment records it yet.
+    to_record = [
+        {"tender_type": t["tender_type"], "amount": t["amount"]}
+        for t in order.get("tenders_to_record") or []
+    ]
+    change += sum(
+        int((t.get("change_due") or {}).get("amount", 0))
+        for t in order.get("tenders_to_record") or []
+    )
     refunded = sum(back.get(pid, 0) for pid in order.get("payment_ids", []))
     return {
         **head,
@@ -264,6 +273,7 @@ def build(
         "taxes": taxes,
         "total": order["total"],
         "tenders": tenders,
+        "tenders_to_record": to_record,
         "change_due": _money(change, currency),
         "returns": [
             {
@@ -363,6 +373,8 @@ def text(receipt: dict[str, Any]) -> str:
             out.append(_row("REFUND", money_text(receipt["total"])))
         for t in receipt["tenders"]:
             out.append(_row(_tender_text(t), money_text(t["amount"])))
+        for t in receipt.get("tenders_to_record") or []:
+            out.append(_row(str(t["tender_type"]), money_text(t["amount"])))
         settled = receipt.get("settlement")
         if settled and settled["outcome"] == "paid_out_of_band":
             out.append(

@@ -178,6 +178,16 @@ class OrderCoupon(Answer):
     )
 
 
+class TenderToRecord(Answer):
+    """Cash taken while the payment service was away: the sale is made and the money in the
+    drawer, but no payment records it yet."""
+
+    tender_type: str = Field(max_length=32, description="`cash` (an open list)", examples=["cash"])
+    amount: Money
+    cash_tendered: Money | None = Field(None, description="Cash: what the customer handed over")
+    change_due: Money | None = Field(None, description="Cash: tendered minus the amount")
+
+
 class Order(Answer):
     id: Id
     location_id: Id
@@ -227,6 +237,15 @@ class Order(Answer):
     )
     paid: Money | None = Field(
         None, description="What the tenders authorised or captured, net of voids and refunds"
+    )
+    tenders_to_record: list[TenderToRecord] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Cash taken at the register while the payment service was away: counted in "
+        "`paid`, in no payment yet (nor in payment_ids). The order service records it there "
+        "as soon as that service is back (once, under the sale's own request), then it is in "
+        "payment_ids and no longer here; until then a return of the sale is a 409 "
+        "`payment_not_recorded` to retry",
     )
     cancelled_total: Money | None = Field(
         None,
@@ -278,7 +297,10 @@ REDACTED = Field(False, description="true in a replay that had gift card codes: 
 class Checkout(Answer):
     order: Order
     payment: Payment | None = Field(
-        None, description="The sale's payment; null for a zero total, which needs none"
+        None,
+        description="The sale's payment; null for a zero total, which needs none, and for cash "
+        "taken while the payment service was away (the order's `tenders_to_record`, with the "
+        "change due)",
     )
     gift_cards: list[IssuedGiftCard] | None = ISSUED
     secret_redacted: bool = REDACTED

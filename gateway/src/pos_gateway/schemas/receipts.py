@@ -66,6 +66,11 @@ class ReceiptTender(Answer):
     )
 
 
+class ReceiptTenderToRecord(Answer):
+    tender_type: str = Field(max_length=32)
+    amount: Money
+
+
 class ReceiptReturnLine(Answer):
     line_id: str = Field(max_length=32)
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
@@ -112,6 +117,12 @@ class Receipt(Answer):
     tenders: list[ReceiptTender] = Field(
         max_length=50,
         description="Paid with (sale), or refunded to (return: the refunds that were not refused)",
+    )
+    tenders_to_record: list[ReceiptTenderToRecord] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Sale receipts: cash taken while the payment service was away, not in a "
+        "payment yet (the order's `tenders_to_record`); once recorded it is among `tenders`",
     )
     change_due: Money | None = None
     returns: list[ReceiptReturn] = Field(default_factory=list, max_length=200)
