@@ -9,6 +9,9 @@ register's open shift. Before, the cash sale was a 503 like a card's."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
 from typing import Any
 
@@ -119,6 +122,44 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
         assert late.status_code == 201 and late.json()["order"]["id"] == order["id"]
         assert len(ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]) == 1
         ok(post(http, f"/v1/orders/{order['id']}/returns", back), 201)
+
+
+def test_a_cash_sale_is_answered_in_time_while_payment_is_frozen(platform: Running) -> None:
+    """A payment service that takes the call and never answers (stopped, not gone): the order
+    service's call to it ends a little before the gateway's own deadline, so the till hears the
+    sale (its cash recorded later) instead of a 504; the late payment, if the frozen process
+    took it, is the same request and is replayed, never doubled."""
+    running = platform.platform
+    with platform.new_merchant("Cash while payment is frozen") as http:
+        store = ok(post(http, "/v1/locations", {"name": "Frozen St", "currency": USD}), 201)["id"]
+        ok(post(http, "/v1/products", {"sku": "CAP", "name": "Cap",
+            "price": {"amount": 1500, "currency": USD}}), 201)  # fmt: skip
+        device = _device(platform, http, store)
+        ok(post(device, "/v1/shifts", {"opening_float": {"amount": 0, "currency": USD}}), 201)
+        tendered = {"amount": 2000, "currency": USD}
+        sale = {"location_id": store, "lines": [{"sku": "CAP", "quantity": 1}],
+                "tender_type": "cash", "cash_tendered": tendered}  # fmt: skip
+        (payment,) = [p.popen.pid for p in running.procs if p.name == "payment"]
+        os.kill(payment, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            answer = post(device, "/v1/checkouts", sale, str(uuid.uuid4()))
+            waited = time.monotonic() - started
+        finally:
+            os.kill(payment, signal.SIGCONT)
+        assert answer.status_code == 201, answer.text
+        order = answer.json()["order"]
+        assert order["status"] == "completed" and answer.json()["payment"] is None
+        assert waited < 10.0  # the gateway's deadline for the order service's answer
+
+        def recorded() -> list[dict[str, Any]] | None:
+            path = f"/v1/orders/{order['id']}/payments"
+            found: list[dict[str, Any]] = ok(http.get(path))["payments"]
+            return found or None
+
+        payments = eventually(recorded, timeout=90)
+        assert [p["status"] for p in payments] == ["captured"]
+        assert ok(http.get(f"/v1/orders/{order['id']}"))["tenders_to_record"] == []
 
 
 def _on_hand(http: httpx.Client, store: str) -> int:

@@ -27,6 +27,21 @@ from pos_kit.tls import GrpcTls
 
 DEFAULT_TIMEOUT = 5.0
 
+# A downstream call ends this share of the time left before the call it serves (at most
+# ANSWER_MARGIN_SECONDS), so the server still has time to record what it knows and answer in
+# its own words (a 503 naming the service that did not answer, a sale whose cash is recorded
+# later), instead of its caller hearing only that its own deadline passed.
+ANSWER_MARGIN_SHARE = 0.1
+ANSWER_MARGIN_SECONDS = 1.0
+
+
+def downstream_timeout(timeout: float, remaining: float | None) -> float:
+    """The deadline of a call made while serving one with `remaining` seconds left."""
+    if remaining is None:
+        return timeout
+    margin = min(ANSWER_MARGIN_SECONDS, remaining * ANSWER_MARGIN_SHARE)
+    return max(0.0, min(timeout, remaining - margin))
+
 
 class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, default_timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -51,10 +66,8 @@ class ContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
             if value and header not in present:
                 metadata.append((header, value))
         timeout = details.timeout if details.timeout is not None else self._default
-        remaining = remaining_seconds()
-        if remaining is not None:
-            # Never let a downstream call outlive the call it serves.
-            timeout = min(timeout, remaining)
+        # Never let a downstream call outlive the call it serves.
+        timeout = downstream_timeout(timeout, remaining_seconds())
         new_details = grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=timeout,
