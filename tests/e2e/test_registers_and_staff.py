@@ -1008,6 +1008,40 @@ REGISTER_SETTINGS = [
 ]  # fmt: skip
 
 
+def test_a_register_changes_no_customer_group(platform: Running) -> None:
+    """Joining a group gives its promotions' prices at every store: a till could otherwise put
+    its own customer in the staff or VIP group. A register's credential (a manager signed in
+    too) creates no group and adds or removes no member; the back office does."""
+    with platform.new_merchant(f"Guarded Groups {uuid.uuid4().hex[:6]}") as http:
+        store = {"name": "Group St", "currency": "USD", "tax_rate_bps": 0}
+        here = _post(http, "/v1/locations", store).json()["id"]
+        manager = _member(http, "Mona", "manager", here, "7531")
+        vip = _post(http, "/v1/customer-groups", {"name": "VIP"}).json()["id"]
+        friend = _post(http, "/v1/customers", {"given_name": "Fran"}).json()["id"]
+        made = _post(http, "/v1/registers", {"location_id": here, "name": "Till"}).json()
+        code = _post(http, f"/v1/registers/{made['id']}/pairing-codes").json()["code"]
+        paired = httpx.post(
+            platform.platform.gateway_url + "/v1/registers/pair", json={"code": code}
+        ).json()
+        device = _device(platform, paired["credential"])
+        signed = _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "7531"})
+        assert signed.is_success, signed.text
+        members = {"customer_ids": [friend]}
+        for path, body in (("/v1/customer-groups", {"name": "Staff"}),
+                           (f"/v1/customer-groups/{vip}/members", members),
+                           (f"/v1/customer-groups/{vip}/members/remove", members)):  # fmt: skip
+            refused = _post(device, path, body)
+            assert (refused.status_code, refused.json()["code"]) == (
+                403,
+                "insufficient_scope",
+            ), (path, refused.text)
+        assert [g["name"] for g in http.get("/v1/customer-groups").json()["data"]] == ["VIP"]
+        assert http.get(f"/v1/customers/{friend}").json()["group_ids"] == []
+        joined = _post(http, f"/v1/customer-groups/{vip}/members", members)
+        assert joined.status_code == 200, joined.text
+        assert http.get(f"/v1/customers/{friend}").json()["group_ids"] == [vip]
+
+
 def test_a_register_changes_no_merchant_settings(platform: Running) -> None:
     """A till's credential carries the scopes these routes ask for (it sells), yet what they
     change is every store's (a point worth ten dollars, a return window of a year): a

@@ -9,7 +9,7 @@ from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded, settings_changed
+from pos_gateway.actions import back_office_only, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
 from pos_gateway.routes.common import (
@@ -85,7 +85,9 @@ class ProgramIn(Body):
     "/customer-groups",
     **op("customers:write", "Create a customer group", CREATE, example=ex.GROUP, status=201),
 )
-async def create_group(body: GroupIn, svc: Svc) -> Group:
+async def create_group(body: GroupIn, svc: Svc, request: Request) -> Group:
+    """Back office only: a group's members get its promotions' prices (see the members route)."""
+    back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.CreateGroup(
         customer_pb2.CreateGroupRequest(
             request_id=request_id(), name=body.name, description=body.description
@@ -117,10 +119,14 @@ async def get_group(group_id: PathId, svc: Svc) -> Group:
     "/customer-groups/{group_id}/members",
     **op("customers:write", "Add customers to a group", (404,), example=ex.GROUP),
 )
-async def add_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
+async def add_members(group_id: PathId, body: MembersIn, svc: Svc, request: Request) -> Group:
     """Customers already in the group stay once; an unknown customer is a 404 and adds none.
     Each customer who joins gets a new `version` and a `customer.updated` event (promotions
-    for the group apply to their next sale)."""
+    for the group apply to their next sale). Back office only: a register's credential is
+    refused (403 `insufficient_scope`), whoever is signed in at it, since joining a group
+    gives its prices at every store (a till could otherwise give its own customer a staff or
+    VIP discount no manager approved)."""
+    back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.AddGroupMembers(
         customer_pb2.AddGroupMembersRequest(
             request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids
@@ -133,8 +139,10 @@ async def add_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
     "/customer-groups/{group_id}/members/remove",
     **op("customers:write", "Remove customers from a group", (404,), example=ex.GROUP),
 )
-async def remove_members(group_id: PathId, body: MembersIn, svc: Svc) -> Group:
-    """Each customer who leaves gets a new `version` and a `customer.updated` event."""
+async def remove_members(group_id: PathId, body: MembersIn, svc: Svc, request: Request) -> Group:
+    """Each customer who leaves gets a new `version` and a `customer.updated` event. Back
+    office only, as adding members is."""
+    back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.RemoveGroupMembers(
         customer_pb2.RemoveGroupMembersRequest(
             request_id=request_id(), group_id=group_id, customer_ids=body.customer_ids
