@@ -206,9 +206,7 @@ class EdgeMiddleware:
             # as if it did not exist, whether named in the path, the query or the body.
             receive, elsewhere = await _other_location(scope, receive, principal.location_id)
             if elsewhere is not None:
-                problem = Problem(404, "resource_missing", f"location {elsewhere!r} was not found",
-                                  extra={"resource": "location"})  # fmt: skip
-                await problem_response(problem)(scope, receive, send)
+                await problem_response(_location_missing(*elsewhere))(scope, receive, send)
                 return
             receive, outside = await _confined(scope, receive, principal.location_id)
             if outside is not None:
@@ -399,15 +397,18 @@ async def _confined(scope: Scope, receive: Receive, own: str) -> tuple[Receive, 
     return receive, refused
 
 
-async def _other_location(scope: Scope, receive: Receive, own: str) -> tuple[Receive, str | None]:
+async def _other_location(
+    scope: Scope, receive: Receive, own: str
+) -> tuple[Receive, tuple[str, str] | None]:
     """The first location other than `own` the request names (in its path, a query
-    parameter or a top-level body field ending in `location_id`), and the body to read on."""
-    named: list[str] = []
+    parameter or a top-level body field ending in `location_id`) with the body field naming
+    it (empty for the path and the query, whose 404s name no field), and the body to read on."""
+    named: list[tuple[str, str]] = []
     path = _LOCATION_PATH.match(scope["path"])
     if path is not None:
-        named.append(path.group(1))
+        named.append((path.group(1), ""))
     query = QueryParams(scope.get("query_string", b""))
-    named += [v for k, v in query.multi_items() if k.endswith("location_id")]
+    named += [(v, "") for k, v in query.multi_items() if k.endswith("location_id")]
     if scope["method"] in ("POST", "PUT", "PATCH"):
         body = await _read_body(receive)
         receive = _replay(body)
@@ -416,9 +417,18 @@ async def _other_location(scope: Scope, receive: Receive, own: str) -> tuple[Rec
         except ValueError:
             parsed = None  # the route answers a malformed body
         if isinstance(parsed, dict):
-            named += [v for k, v in parsed.items() if k.endswith("location_id") and
+            named += [(v, k) for k, v in parsed.items() if k.endswith("location_id") and
                       isinstance(v, str) and v]  # fmt: skip
-    return receive, next((n for n in named if n != own), None)
+    return receive, next((n for n in named if n[0] != own), None)
+
+
+def _location_missing(location_id: str, field: str) -> Problem:
+    """Another location, to a register confined to its own: the 404 the services answer for a
+    made-up one, word for word, so nothing tells the two apart (a field that named it is in
+    `errors[]`, as theirs)."""
+    errors = [{"field": field, "reason": "no such location"}] if field else None
+    return Problem(404, "resource_missing", f"location {location_id!r} was not found", errors,
+                   extra={"resource": "location"})  # fmt: skip
 
 
 def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:

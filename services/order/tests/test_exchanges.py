@@ -93,6 +93,7 @@ class Shop:
             new_lines=[order_pb2.ExchangeLine(sku=s, quantity=q) for s, q in new],
             reason="wrong_size",
             override_reason=extra.get("override", ""),
+            location_id=extra.get("location_id", ""),
             tenders=[
                 order_pb2.ExchangeTender(
                     tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_mastercard"
@@ -585,6 +586,17 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert [f.field for f in read_error(broke).violations] == ["tenders"]
     foreign = await shop.refused(shop.ask(order.id, [("L1", 1)], [("MUG", 1)]), OTHER)
     assert foreign.code() == grpc.StatusCode.NOT_FOUND
+    # A store the merchant does not have is a 404 naming the exchange's own fields (pricing
+    # names the checkout's: `location_id`, one fulfilment per store).
+    elsewhere = shop.ask(order.id, [("L1", 1)], [("MUG", 1), ("HAT", 1)])
+    elsewhere.new_lines[1].location_id = "loc_nope"
+    nowhere = await shop.refused(elsewhere)
+    assert nowhere.code() == grpc.StatusCode.NOT_FOUND
+    assert [f.field for f in read_error(nowhere).violations] == ["new_lines[1].location_id"]
+    moved = shop.ask(order.id, [("L1", 1)], [("MUG", 1)], location_id="loc_nope")
+    nowhere = await shop.refused(moved)
+    assert nowhere.code() == grpc.StatusCode.NOT_FOUND
+    assert [f.field for f in read_error(nowhere).violations] == ["location_id"]
     await unchanged()
 
     # Short stock for the new lines (a difference to pay: tenders given): 409, nothing

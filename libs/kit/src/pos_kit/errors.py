@@ -9,6 +9,7 @@ RFC 9457 problems. Nothing else about an exception ever leaves a process.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,14 +59,39 @@ class InvalidArgument(DomainError):
 
 
 class NotFound(DomainError):
-    def __init__(self, resource: str, resource_id: str) -> None:
+    """No such resource for this merchant (another merchant's is the same: nothing tells
+    them apart). `fields`: the request fields that named it, when it was named in the body
+    (`lines[1].sku`, `customer_id`), each a field violation like a 400's, so the caller
+    learns which reference to fix; a resource named by the path needs none."""
+
+    def __init__(self, resource: str, resource_id: str, fields: Iterable[str] = ()) -> None:
         super().__init__(
             f"{resource} {resource_id!r} was not found",
             "resource_missing",
-            [],
+            missing_at(resource, fields),
             {"resource": resource},
             ErrorKind.NOT_FOUND,
         )
+
+
+def missing_at(resource: str, fields: Iterable[str]) -> list[FieldViolation]:
+    """The field violations of a reference to a resource the merchant does not have."""
+    return [FieldViolation(f, f"no such {resource}") for f in fields]
+
+
+def named_by(error: DomainError, fields: Iterable[str]) -> DomainError:
+    """A NotFound, ours or another service's (read back from its status, so of no class of
+    its own), told as the caller's request fields that named the missing resource: the callee
+    names its own request's fields, or none, and only the caller knows which of its fields
+    the reference came from. The code, message and metadata stay as they were."""
+    resource = error.metadata.get("resource", "resource")
+    return DomainError(
+        error.message,
+        error.code,
+        missing_at(resource, fields),
+        dict(error.metadata),
+        error.kind,
+    )
 
 
 class AlreadyExists(DomainError):

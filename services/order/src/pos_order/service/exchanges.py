@@ -45,6 +45,7 @@ ids and completes the return).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -58,6 +59,7 @@ from pos_kit.errors import (
     InvalidArgument,
     NotFound,
     Unavailable,
+    named_by,
     raise_if,
     require,
 )
@@ -301,7 +303,7 @@ class CreateExchange(Generic[R]):
                 buyer=who.buyer if who else Buyer(),
             )
         except DomainError as exc:
-            raise _about_new_lines(exc, req) from None
+            raise _about_new_lines(exc, req, store) from None
         if cart.location.currency != order.currency:
             raise_if(
                 [
@@ -655,20 +657,42 @@ def _about_tender(exc: DomainError, i: int) -> DomainError:
     return exc
 
 
-def _about_new_lines(exc: DomainError, req: ExchangeRequest) -> DomainError:
-    """Pricing's refusals name the checkout's fields (`lines[i]`) or, for a SKU the catalog
-    does not have, no field at all: here they are the exchange's `new_lines[i]`."""
+def _about_new_lines(exc: DomainError, req: ExchangeRequest, store: str) -> DomainError:
+    """Pricing's refusals name the checkout's fields (`lines[i]`, `location_id`,
+    `fulfillments[j].location_id`, one fulfilment per store the new lines leave from): here
+    they are the exchange's `new_lines[i]` and `location_id`. A SKU the catalog does not have
+    is a 400 naming the line; a store the merchant does not have, a 404 naming the fields
+    that name it."""
+    if exc.kind is ErrorKind.NOT_FOUND:
+        return _missing_for_exchange(exc, req, store)
     if exc.violations:
         return InvalidArgument(exc.message, _renamed(exc.violations, "lines", "new_lines"))
+    return exc
+
+
+_FULFILLMENT_STORE = re.compile(r"fulfillments\[(\d+)\]\.location_id")
+
+
+def _missing_for_exchange(exc: DomainError, req: ExchangeRequest, store: str) -> DomainError:
     missing = set(exc.metadata.get("skus", "").split(",")) - {""}
     unknown = [
         FieldViolation(f"new_lines[{i}].sku", "is not a product of the catalog")
         for i, ln in enumerate(req.new_lines)
         if ln.sku in missing
     ]
-    if exc.kind is ErrorKind.NOT_FOUND and unknown:
+    if unknown:
         return InvalidArgument("the request is not valid", unknown)
-    return exc
+    if exc.metadata.get("resource") != "location":
+        return exc
+    places = list(dict.fromkeys(ln.location_id or store for ln in req.new_lines))
+    gone = set()
+    for v in exc.violations:
+        found = _FULFILLMENT_STORE.fullmatch(v.field)
+        gone.add(places[int(found[1])] if found else store)
+    fields = ["location_id"] if req.location_id in gone else []
+    fields += [f"new_lines[{i}].location_id" for i, ln in enumerate(req.new_lines)
+               if ln.location_id in gone]  # fmt: skip
+    return named_by(exc, fields)
 
 
 __all__ = ["CreateExchange", "ExchangeRequest", "ExchangeTender", "NewLine"]

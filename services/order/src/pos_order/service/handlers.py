@@ -1403,7 +1403,8 @@ async def resolve_customer(customers: CustomerLookup, customer_id: str) -> tuple
             break
         current = found.merged_into
         seen.add(current)
-    raise NotFound("customer", customer_id)
+    # Every request that names a customer names it as `customer_id`.
+    raise NotFound("customer", customer_id, ["customer_id"])
 
 
 async def current_customer(

@@ -7,7 +7,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pos_kit.errors import FieldViolation, Unavailable, raise_if
+from pos_kit.errors import (
+    DomainError,
+    ErrorKind,
+    FieldViolation,
+    Unavailable,
+    named_by,
+    raise_if,
+)
 from pos_kit.money import Money
 from pos_order.domain import pricing
 from pos_order.domain.model import (
@@ -75,14 +82,27 @@ async def price_cart(
 ) -> PricedCart:
     buyer = buyer or Buyer()
     skus = sorted({ln.sku for ln in lines if ln.gift_card is None})
-    location, items, live = await price_snapshot(ports, new_uow, location_id, skus, fulfillments)
+    try:
+        location, items, live = await price_snapshot(
+            ports, new_uow, location_id, skus, fulfillments
+        )
+    except DomainError as exc:
+        raise _named_in_request(exc, lines) from None
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held. Its tax rules are
     # those of the lines it hands over or ships (where the goods leave from).
     stores = {location.id: location}
     for elsewhere in sorted({f.location_id for f in fulfillments} - {location.id, ""}):
-        stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
+        try:
+            stores[elsewhere] = (await ports.catalog.price_snapshot(elsewhere, skus))[0]
+        except DomainError as exc:
+            named = [
+                f"fulfillments[{i}].location_id"
+                for i, f in enumerate(fulfillments)
+                if f.location_id == elsewhere
+            ]
+            raise _missing(exc, named) from None
     raise_if(_offered(fulfillments, stores, location))
     cart = CartContext(
         location.id,
@@ -109,6 +129,31 @@ async def price_cart(
     )
     totals = _with_cards(apply(goods, quote, location, goods_from, buyer.tax_exempt), priced)
     return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+def _named_in_request(exc: DomainError, lines: list[LineRequest]) -> DomainError:
+    """The catalog's NotFound as the fields of this request that named what is missing (a 404
+    with `errors[]`, as a 400 names its fields): the selling store as `location_id`, an
+    unknown SKU (another merchant's too: the catalog cannot tell them apart) as each line
+    selling it. The catalog names its own request's fields, which the caller never sent."""
+    if exc.metadata.get("resource") == "location":
+        return _missing(exc, ["location_id"])
+    unknown = set(exc.metadata.get("skus", "").split(",")) - {""}
+    return _missing(
+        exc,
+        [
+            f"lines[{i}].sku"
+            for i, ln in enumerate(lines)
+            if ln.gift_card is None and ln.sku in unknown
+        ],
+    )
+
+
+def _missing(exc: DomainError, fields: list[str]) -> DomainError:
+    """A NotFound named by `fields`; any other refusal as it is."""
+    if exc.kind is not ErrorKind.NOT_FOUND or not fields:
+        return exc
+    return named_by(exc, fields)
 
 
 def _offered(
