@@ -530,3 +530,67 @@ async def test_store_credit_is_reported_apart_from_the_gift_cards_sold(running: 
     assert (report.store_credit_issued.amount, report.store_credit_issued_count) == (2_000, 2)
     assert (report.promotional_issued.amount, report.promotional_issued_count) == (1_500, 1)
     assert report.store_credit_issued.currency == "USD"
+
+
+async def test_cards_redeemed_count_the_gift_card_api_at_the_location_as_the_tender(
+    running: Running,
+) -> None:
+    """Value taken off cards at the location is redeemed there whatever the route: as a
+    payment's gift card tender, or directly through the gift card API naming the location
+    (less what the API gave back to cards there), as cards sold there count whatever the
+    route. Before, only the tender counted. The tender stays the payments' only; an API
+    redemption at another store, or naming none, is not this store's."""
+    m = new_id("mer")
+    md = (("x-merchant-id", m),)
+    noon = START + timedelta(hours=12)
+
+    def at_noon(table: str, row_id: str) -> None:
+        running.execute(
+            f"UPDATE {table} SET created_at = %s WHERE merchant_id = %s AND id = %s",  # noqa: S608
+            noon,
+            m,
+            row_id,
+        )
+
+    card = await running.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=rid(), amount=usd(10_000), location_id=HERE),
+        metadata=md,
+        timeout=30,
+    )
+    paid = await running.payments.CreatePayment(
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id="ord_redeemed",
+            tender_type=P.TENDER_TYPE_GIFT_CARD,
+            amount=usd(1_000),
+            gift_card_code=card.code,
+            location_id=HERE,
+            capture=True,
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    assert paid.payment.status == P.PAYMENT_STATUS_CAPTURED
+    at_noon("payments", paid.payment.id)
+    for amount, location in ((700, HERE), (400, "loc_sf"), (200, "")):
+        taken = await running.cards.RedeemGiftCard(
+            G.RedeemGiftCardRequest(
+                request_id=rid(), code=card.code, amount=usd(amount), location_id=location
+            ),
+            metadata=md,
+            timeout=30,
+        )
+        at_noon("gift_card_activities", taken.activity.id)
+    back = await running.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=rid(), id=card.gift_card.id, amount=usd(100), location_id=HERE
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    at_noon("gift_card_activities", back.activity.id)
+    report = await report_of(running, md)
+    tender = next(t for t in report.tenders if t.name == "gift_card")
+    assert (tender.captured.amount, tender.net.amount) == (1_000, 1_000)
+    assert report.gift_cards_redeemed.amount == 1_000 + 700 - 100
+    assert report.net.amount == 1_000  # no tender of ours took the API's redemptions

@@ -302,7 +302,11 @@ class RedeemIn(Body):
         False, description="Take what the balance covers, the rest due on another tender"
     )
     reference: str = Field("", max_length=128)
-    location_id: QueryId = ""
+    location_id: QueryId = Field(
+        "",
+        description="Where the value was taken; yours, or a 404. Counted in that location's "
+        "settlement report (`gift_cards_redeemed`); empty: in no location's",
+    )
 
 
 @router.post(
@@ -340,7 +344,11 @@ class LoadIn(Body):
 
     amount: PositiveMoneyIn
     reference: str = Field("", max_length=128)
-    location_id: QueryId = ""
+    location_id: QueryId = Field(
+        "",
+        description="Where; yours, or a 404. In that location's settlement report a load "
+        "counts in `gift_cards_sold`, a refund to the card comes off `gift_cards_redeemed`",
+    )
 
 
 @router.post(

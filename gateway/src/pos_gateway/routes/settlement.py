@@ -87,7 +87,8 @@ async def get_settlement_report(
 ) -> SettlementReport:
     """The day is the location's calendar day in its own time zone, in its currency. Per
     tender: captured, refunded and net amounts and counts; card totals by brand; gift cards
-    sold (issued and loaded there) against redeemed; store credit issued there (returns
+    sold (issued and loaded there) against redeemed there (as a tender, or through
+    `/v1/gift-cards/redeem` naming the location); store credit issued there (returns
     without a receipt), apart from the cards sold; tips. A movement counts on the day it
     was asked for; the same sales split into different payments give the same totals. A
     report of a day not yet over changes as it goes on: `computed_at` says when it was made."""

@@ -128,7 +128,13 @@ class SettlementReport(Answer):
         "return without a receipt)"
     )
     store_credit_issued_count: Count
-    gift_cards_redeemed: SignedMoney = Field(description="The gift card tender, net of refunds")
+    gift_cards_redeemed: SignedMoney = Field(
+        description="Value taken off gift cards here, whatever the route: the gift card "
+        "tender net of its refunds, and redemptions through `POST /v1/gift-cards/redeem` "
+        "naming this `location_id`, net of value given back to cards here through "
+        "`POST /v1/gift-cards/{id}/refunds`; so it may exceed the `gift_card` tender's net. A "
+        "redemption naming no location is in no location's report"
+    )
     tips: Money
     net: SignedMoney = Field(
         description="Every tender's net: below zero on a day that gave back more than it took"

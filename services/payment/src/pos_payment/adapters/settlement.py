@@ -167,6 +167,19 @@ class SqlSettlementLedger:
         # A deactivation's amount is what the card held, taken off (negative).
         return -taken, count
 
+    async def redeemed_directly(self, day: Day) -> int:
+        """Value taken off cards at the location through the gift card API (`RedeemGiftCard`
+        naming the location), less value given back to cards there the same way
+        (`RefundToGiftCard`). The gift card tender's own redemptions and refunds name no
+        location on the card's ledger (they are the payments', counted by tender), so nothing
+        is counted twice; an API redemption naming no location is no location's."""
+        a = gift_card_activities
+        taken, _ = await self._card_activities(
+            day, a.c.location_id == day.location_id, a.c.kind.in_(("redeem", "refund"))
+        )
+        # A redemption's amount is taken off the card (negative), a refund's given back.
+        return -taken
+
     async def store_credit_issued(self, day: Day) -> tuple[int, int]:
         """Value put on cards issued as store credit at the location (a return without a
         receipt credits its customer on a new card), and how many."""

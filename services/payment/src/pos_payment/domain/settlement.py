@@ -125,10 +125,18 @@ class SettlementReport:
     # Cards given away as a promotion: value no one paid for.
     promotional_issued: int = 0
     promotional_issued_count: int = 0
+    # Value taken off cards at the location through the gift card API rather than as a
+    # payment's tender, net of what the API gave back to cards there: no payment of ours, so
+    # in no tender, but value redeemed at the store all the same.
+    redeemed_directly: int = 0
 
     @property
     def gift_cards_redeemed(self) -> int:
-        return next(t.net for t in self.tenders if t.name == "gift_card")
+        """Value taken off gift cards at the location that day, whatever the route: the gift
+        card tender's net and the gift card API's redemptions there, so that it stands against
+        `gift_cards_sold`, which counts cards sold there whatever the route too."""
+        tender = next(t.net for t in self.tenders if t.name == "gift_card")
+        return tender + self.redeemed_directly
 
     @property
     def net(self) -> int:
@@ -144,6 +152,7 @@ def build_report(
     store_credit: tuple[int, int] = (0, 0),
     undone: tuple[int, int] = (0, 0),
     promotional: tuple[int, int] = (0, 0),
+    redeemed_directly: int = 0,
 ) -> SettlementReport:
     """Every tender appears (zeros included), so a report always has the same shape."""
     tenders = {name: Totals(name) for name in TENDERS}
@@ -168,4 +177,5 @@ def build_report(
         undone[1],
         promotional[0],
         promotional[1],
+        redeemed_directly,
     )

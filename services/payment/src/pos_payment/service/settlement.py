@@ -21,6 +21,7 @@ class SettlementLedger(Protocol):
     async def store_credit_issued(self, day: Day) -> tuple[int, int]: ...
     async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]: ...
     async def promotional_issued(self, day: Day) -> tuple[int, int]: ...
+    async def redeemed_directly(self, day: Day) -> int: ...
 
 
 async def settlement_report(
@@ -38,4 +39,5 @@ async def settlement_report(
         await ledger.store_credit_issued(day),
         await ledger.gift_card_sales_undone(day),
         await ledger.promotional_issued(day),
+        await ledger.redeemed_directly(day),
     )

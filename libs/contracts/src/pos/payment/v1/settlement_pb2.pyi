@@ -136,7 +136,12 @@ class SettlementReport(_message.Message):
 
     @_builtins.property
     def gift_cards_redeemed(self) -> _money_pb2.Money:
-        """Gift-card tender captures, net of refunds to the cards."""
+        """Value taken off gift cards at the location that day, whatever the route: the gift card
+        tender's captures net of its refunds, and redemptions made directly through the gift card
+        API naming the location, net of value the API gave back to cards there (RefundToGiftCard).
+        So it may exceed the gift_card tender's net; a direct redemption naming no location is in
+        no location's report.
+        """
 
     @_builtins.property
     def tips(self) -> _money_pb2.Money: ...
