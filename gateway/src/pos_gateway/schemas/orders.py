@@ -52,7 +52,13 @@ class LineDiscount(Answer):
 
 
 class LineTax(Answer):
-    name: str = Field(max_length=64, description="The tax's name at the location", examples=["tax"])
+    name: str = Field(
+        max_length=64,
+        description="The tax's name at the location, one of its `taxes`; `tax` for a location "
+        "taxing at a single rate, which has no name. A receipt labels each tax with its rate "
+        "(`Tax 8.25%`, `State 6%`): the name and `rate_bps` here are what it is made of",
+        examples=["tax"],
+    )
     amount: Money
     rate_bps: int = Field(
         0,

@@ -351,7 +351,9 @@ class LineTax(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     RATE_BPS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The tax's name at the location ("tax", "state", "city", "VAT")."""
+    """The tax's name at the location ("state", "city", "VAT"; "tax" for a location's single
+    rate, which has no name). A receipt labels it with its rate ("Tax 8.25%").
+    """
     rate_bps: _builtins.int
     """Its rate in basis points as the line was taxed (at the store the goods were handed over
     at or left from); 0 on a line priced before rates were kept.
