@@ -97,3 +97,39 @@ def test_a_register_naming_another_store_in_the_body_is_told_the_field(
             body.pop("fulfillments", None)
             answer = device.post(path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
             assert _fields(_missing(answer)) == ["location_id"], path
+
+
+def test_stock_routes_name_the_missing_sku_or_store_in_the_body(platform: Running) -> None:
+    """Adjustments, counts, transfers and thresholds name the body field of a SKU or store
+    the merchant does not have, made up or another merchant's alike; nothing moves."""
+    http = platform.http
+    sku, (here, there) = stocked(http, "STK")
+    with platform.new_merchant("Stock reference shop") as other:
+        theirs_store = ok(post(other, "/v1/locations", {"name": "Theirs", "currency": "USD"}),
+                          201)["id"]  # fmt: skip
+        theirs_sku, _ = stocked(other, "THEIRS")
+    adjust = {"sku": sku, "location_id": here, "delta": 1, "reason": "received"}
+    count = {"sku": sku, "location_id": here, "quantity": 3}
+    move = {"from_location_id": here, "to_location_id": there,
+            "lines": [{"sku": sku, "quantity": 1}, {"sku": sku + "-2", "quantity": 1}]}  # fmt: skip
+    cases = [
+        ("/v1/inventory/adjustments", {**adjust, "sku": "{sku}"}, ["sku"]),
+        ("/v1/inventory/adjustments", {**adjust, "location_id": "{store}"}, ["location_id"]),
+        ("/v1/inventory/counts", {**count, "sku": "{sku}"}, ["sku"]),
+        ("/v1/inventory/counts", {**count, "location_id": "{store}"}, ["location_id"]),
+        ("/v1/inventory/transfers", {**move, "to_location_id": "{store}"}, ["to_location_id"]),
+        ("/v1/inventory/transfers", {**move, "from_location_id": "{store}"},
+         ["from_location_id"]),
+        ("/v1/inventory/low-stock-thresholds", {"sku": "{sku}", "threshold": 2}, ["sku"]),
+    ]  # fmt: skip
+    for path, template, fields in cases:
+        made_up = {"sku": "NO-SUCH-SKU", "store": "loc_nosuchstore"}
+        theirs = {"sku": theirs_sku, "store": theirs_store}
+        for ids in (made_up, theirs):
+            body = json.loads(json.dumps(template).replace("{sku}", ids["sku"])
+                              .replace("{store}", ids["store"]))  # fmt: skip
+            assert _fields(_missing(post(http, path, body))) == fields, (path, body)
+    # The second line's SKU of a transfer, which no product sells: the line that named it.
+    missing_line = _missing(post(http, "/v1/inventory/transfers", move))
+    assert _fields(missing_line) == ["lines[1].sku"]
+    assert available(http, sku, here) == 10 and available(http, sku, there) == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pos_inventory.domain.ledger import (
@@ -93,9 +94,18 @@ async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Lo
 
 
 async def require_items(
-    uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str], to_stock: bool = False
+    uow: InventoryUnitOfWork,
+    skus: list[str],
+    location_ids: list[str],
+    to_stock: bool = False,
+    sku_fields: Sequence[str] = (),
+    location_fields: Sequence[str] = (),
 ) -> None:
     """NotFound for an unknown location or SKU, exactly as for another merchant's.
+
+    `sku_fields` and `location_fields`, beside `skus` and `location_ids`: the request fields
+    that named each (`lines[1].sku`, `to_location_id`), so the refusal tells the caller which
+    reference to fix (`errors[]` at the gateway); none for references in a path or a filter.
 
     A SKU is known when the catalog sells under it: a product's own or one of its variants'
     (stock is kept per SKU, and a variant is sold like any product). An archived product's SKUs
@@ -110,13 +120,16 @@ async def require_items(
     found = {loc.id for loc in await uow.locations.many(wanted)} if wanted else set()
     for location_id in wanted:
         if location_id not in found:
-            raise NotFound("location", location_id)
+            named = [f for f, loc in zip(location_fields, location_ids, strict=False)
+                     if loc == location_id]  # fmt: skip
+            raise NotFound("location", location_id, named)
     if not skus:
         return
     known = await uow.products.known_skus(list(dict.fromkeys(skus)), hold=to_stock)
     missing = sorted(set(skus) - known)
     if missing:
-        error = NotFound("product", ", ".join(missing))
+        named = [f for f, sku in zip(sku_fields, skus, strict=False) if sku not in known]
+        error = NotFound("product", ", ".join(missing), named)
         error.metadata["skus"] = ",".join(missing)
         raise error
 
@@ -141,7 +154,14 @@ async def adjust_stock(
     occurred_at = adjustment.occurred_at or now()
     validate_adjustment(adjustment)
     raise_if(validate_occurred_at(occurred_at, now()))
-    await require_items(uow, [adjustment.sku], [adjustment.location_id], to_stock=True)
+    await require_items(
+        uow,
+        [adjustment.sku],
+        [adjustment.location_id],
+        to_stock=True,
+        sku_fields=["sku"],
+        location_fields=["location_id"],
+    )
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
     if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:

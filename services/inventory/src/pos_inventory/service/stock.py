@@ -38,7 +38,14 @@ async def count_stock(
     when = occurred_at or now()
     validate_count(sku, location_id, counted, when, now())
     raise_if(validate_note(note))
-    await require_items(uow, [sku], [location_id], to_stock=True)
+    await require_items(
+        uow,
+        [sku],
+        [location_id],
+        to_stock=True,
+        sku_fields=["sku"],
+        location_fields=["location_id"],
+    )
     state = await uow.stock.lock(sku, location_id)
     if expected_on_hand is not None and expected_on_hand != state.on_hand:
         # The counter saw a figure that has changed since: their count may be stale, so they
@@ -88,7 +95,12 @@ async def transfer_stock(
     violations += validate_note(note)
     raise_if(violations)
     await require_items(
-        uow, [sku for sku, _ in lines], [from_location_id, to_location_id], to_stock=True
+        uow,
+        [sku for sku, _ in lines],
+        [from_location_id, to_location_id],
+        to_stock=True,
+        sku_fields=[f"lines[{i}].sku" for i in range(len(lines))],
+        location_fields=["from_location_id", "to_location_id"],
     )
     transfer_id = new_id("trf")
     wanted = dict(lines)
@@ -137,5 +149,5 @@ async def set_low_stock_threshold(
             0 <= threshold <= MAX_UNITS, "threshold", "must be from 0 to 1,000,000,000"
         )
     raise_if(violations)
-    await require_items(uow, [sku], [], to_stock=True)
+    await require_items(uow, [sku], [], to_stock=True, sku_fields=["sku"])
     await uow.stock.set_threshold(sku, threshold)
