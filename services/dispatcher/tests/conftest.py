@@ -69,6 +69,8 @@ class Receiver:
     port: int = 0
     got: list[Received] = field(default_factory=list)
     answer: Callable[[Received], tuple[int, dict[str, str], float]] = lambda r: (204, {}, 0.0)
+    # The body of each reply other than a 204 (an endpoint may answer any bytes).
+    reply: bytes = b"thanks"
 
     @property
     def url(self) -> str:
@@ -103,7 +105,7 @@ class Receiver:
                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
             }
         )
-        await send({"type": "http.response.body", "body": b"" if status == 204 else b"thanks"})
+        await send({"type": "http.response.body", "body": b"" if status == 204 else self.reply})
 
     def ids(self) -> set[str]:
         return {r.headers["webhook-id"] for r in self.got}

@@ -502,3 +502,30 @@ async def test_a_merchant_has_a_bounded_number_of_subscriptions(dispatcher, rece
     await dispatcher.subscribe(receiver.at("/many/again"), ["order.*"], merchant=merchant)
     # Another merchant's count is its own.
     await dispatcher.subscribe(receiver.at("/many/other"), ["order.*"], merchant="mer_few")
+
+
+async def test_an_answer_holding_nul_bytes_is_recorded(dispatcher, receiver) -> None:
+    """An endpoint may answer any bytes; a NUL, which PostgreSQL text cannot hold, once failed
+    the statement recording the answer (every merchant's successes in it stayed leased, to be
+    sent again, and a failure was never recorded). The excerpt keeps a visible stand-in."""
+    receiver.reply = b"ok\x00\xff\x00"
+    receiver.answer = lambda r: (200, {}, 0.0) if r.path == "/ok" else (500, {}, 0.0)
+    good = await dispatcher.subscribe(receiver.at("/ok"), ["product.*"])
+    bad = await dispatcher.subscribe(receiver.at("/bad"), ["product.*"])
+    await dispatcher.publish(product_created(9300))
+
+    async def both_recorded() -> bool:
+        ok = await dispatcher.deliveries(good.subscription.id)
+        failed = await dispatcher.deliveries(bad.subscription.id)
+        return (
+            [d.status for d in ok] == [pb.DELIVERY_STATUS_SUCCEEDED]
+            and bool(failed)
+            and len(failed[0].attempts) == 1
+        )
+
+    await dispatcher.eventually(both_recorded, limit=10)
+    (ok,) = await dispatcher.deliveries(good.subscription.id)
+    (failed,) = await dispatcher.deliveries(bad.subscription.id)
+    assert ok.attempts[0].response_excerpt == "ok\ufffd\ufffd\ufffd"
+    assert (failed.attempts[0].status_code, failed.status) == (500, pb.DELIVERY_STATUS_PENDING)
+    assert len(receiver.ids()) == 1 and len(receiver.got) == 2  # nothing sent twice

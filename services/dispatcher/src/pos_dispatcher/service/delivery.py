@@ -69,6 +69,14 @@ RECORD_COALESCE_SECONDS = 0.05
 USER_AGENT = "Omnitill-Webhooks/1"
 
 
+def excerpt_text(raw: bytes) -> str:
+    """An answer's first bytes as text a row can hold. An endpoint may answer any bytes, and
+    PostgreSQL text refuses a NUL: kept, it failed the statement recording every answer of
+    the batch, which left them leased to be sent again. It shows as U+FFFD, as bytes that
+    are not UTF-8 do."""
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     merchant_id: str
@@ -381,7 +389,7 @@ class DeliveryWorker:
                     return Answer(
                         response.status,
                         latency,
-                        excerpt.decode("utf-8", "replace"),
+                        excerpt_text(excerpt),
                         "",
                         response.headers.get("retry-after"),
                     )
