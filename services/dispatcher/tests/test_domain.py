@@ -70,6 +70,14 @@ def test_retry_after_is_a_floor_never_a_shortcut() -> None:
     assert model.parse_retry_after("soon", NOW) is None
 
 
+def test_any_retry_after_a_receiver_sends_is_read_without_failing() -> None:
+    """Past the cap is the cap, however many digits; digits of other scripts are no number."""
+    for far in ("9" * 20, "9" * 5000):
+        assert model.parse_retry_after(far, NOW) == model.MAX_RETRY_AFTER
+    assert model.parse_retry_after("\u00b2", NOW) is None
+    assert model.parse_retry_after("\u0663\u0660", NOW) is None
+
+
 def test_verdicts() -> None:
     assert model.verdict(200) is model.Verdict.SUCCEEDED
     assert model.verdict(204) is model.Verdict.SUCCEEDED

@@ -172,8 +172,12 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # Any wait past the cap is the cap: a longer figure (up to the header's 8 KiB of
+        # digits) overflowed timedelta, and the failure it was part of went unrecorded.
+        if len(value) > len(str(int(MAX_RETRY_AFTER.total_seconds()))):
+            return MAX_RETRY_AFTER
+        return min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
