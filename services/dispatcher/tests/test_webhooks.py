@@ -529,3 +529,29 @@ async def test_an_answer_holding_nul_bytes_is_recorded(dispatcher, receiver) -> 
     assert ok.attempts[0].response_excerpt == "ok\ufffd\ufffd\ufffd"
     assert (failed.attempts[0].status_code, failed.status) == (500, pb.DELIVERY_STATUS_PENDING)
     assert len(receiver.ids()) == 1 and len(receiver.got) == 2  # nothing sent twice
+
+
+async def test_a_status_outside_http_s_range_is_no_answer(dispatcher) -> None:
+    """HTTP status codes are 100 to 599 and the API documents `status_code` so; a receiver
+    answering 999 (aiohttp reads any three digits) was recorded as 999, and the gateway
+    then failed every listing of the subscription's deliveries."""
+    heard: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 999 Odd\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        made = await dispatcher.subscribe(f"http://127.0.0.1:{port}/hooks", ["product.*"])
+        await dispatcher.publish(product_created(9400))
+        await dispatcher.eventually(lambda: _attempts(dispatcher, made, 1))
+    finally:
+        server.close()
+    (delivery,) = await dispatcher.deliveries(made.subscription.id)
+    (attempt,) = delivery.attempts
+    assert (attempt.status_code, attempt.error) == (0, "answered with status 999, not HTTP's")
+    assert delivery.status == pb.DELIVERY_STATUS_PENDING  # retried as any failure is

@@ -386,6 +386,11 @@ class DeliveryWorker:
                             break
                         excerpt += chunk
                     latency = int((time.monotonic() - started) * 1000)
+                    if not 100 <= response.status <= 599:
+                        # aiohttp reads any three digits; past HTTP's range it is no answer
+                        # (retried), and the API's `status_code` stays within 0-599.
+                        error = f"answered with status {response.status}, not HTTP's"
+                        return Answer(0, latency, excerpt_text(excerpt), error)
                     return Answer(
                         response.status,
                         latency,
