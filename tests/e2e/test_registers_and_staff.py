@@ -122,6 +122,37 @@ def test_a_paired_register_works_only_at_its_location_for_register_scopes(
         assert _post(other, f"/v1/registers/{elsewhere['id']}/retire").status_code == 404
 
 
+def test_a_register_names_no_other_location_at_any_depth_of_a_body(platform: Running) -> None:
+    """A line's or a fulfilment's `location_id` is a location named as much as a top-level
+    one: a till that cannot read another store's stock can neither hold it for an order nor
+    restock a return there (both went through before), and nothing happens to that stock."""
+    http = platform.http
+    here, there = _locations(http)[:2]
+    manager = _member(http, "Nested", "manager", here, "2468")
+    _, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": manager, "pin": "2468"}).is_success
+
+    def level() -> dict[str, Any]:
+        params = {"sku": "MUG-LOGO", "location_id": there}
+        found: dict[str, Any] = http.get("/v1/inventory", params=params).json()["data"][0]
+        return found
+
+    before = level()
+    pickup_there = {"location_id": here, "channel": "register",
+                    "fulfillments": [{"type": "pickup", "location_id": there}],
+                    "lines": [{"sku": "MUG-LOGO", "quantity": 1, "fulfillment": 0}]}  # fmt: skip
+    held = _post(device, "/v1/orders", pickup_there)
+    assert (held.status_code, held.json().get("code")) == (404, "resource_missing"), held.text
+    sale = _card_sale(device, here)
+    back = {"lines": [{"line_id": "L1", "quantity": 1, "location_id": there}], "reason": "x"}
+    refused = _post(device, f"/v1/orders/{sale['order_id']}/returns", back)
+    assert (refused.status_code, refused.json().get("code")) == (404, "resource_missing")
+    assert level() == before
+    # Its own location, named at depth, is as good as ever.
+    back["lines"][0]["location_id"] = here
+    assert _post(device, f"/v1/orders/{sale['order_id']}/returns", back).status_code == 201
+
+
 def test_a_register_sees_and_moves_only_its_own_locations_sales_and_money(
     platform: Running,
 ) -> None:

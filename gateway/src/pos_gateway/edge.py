@@ -397,12 +397,33 @@ async def _confined(scope: Scope, receive: Receive, own: str) -> tuple[Receive, 
     return receive, refused
 
 
+def _locations_named(value: Any) -> list[tuple[str, str]]:
+    """Every non-empty string under a key ending in `location_id`, at any depth, with the
+    field naming it (`fulfillments[0].location_id`): a line's or a fulfilment's store (a
+    return restocked there, an order holding its stock) is a location named as much as a
+    top-level one. A walk with a stack: a body may nest as deep as the JSON parser allows."""
+    named: list[tuple[str, str]] = []
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:
+        item, at = pending.pop()
+        if isinstance(item, list):
+            pending += reversed([(inner, f"{at}[{i}]") for i, inner in enumerate(item)])
+        elif isinstance(item, dict):
+            inside = [(inner, f"{at}.{key}" if at else str(key)) for key, inner in item.items()]
+            for (inner, field), key in zip(inside, item, strict=True):
+                if key.endswith("location_id") and isinstance(inner, str) and inner:
+                    named.append((inner, field))
+            pending += reversed(inside)
+    return named
+
+
 async def _other_location(
     scope: Scope, receive: Receive, own: str
 ) -> tuple[Receive, tuple[str, str] | None]:
     """The first location other than `own` the request names (in its path, a query
-    parameter or a top-level body field ending in `location_id`) with the body field naming
-    it (empty for the path and the query, whose 404s name no field), and the body to read on."""
+    parameter or a body field ending in `location_id`, at any depth) with the body field
+    naming it (empty for the path and the query, whose 404s name no field), and the body to
+    read on."""
     named: list[tuple[str, str]] = []
     path = _LOCATION_PATH.match(scope["path"])
     if path is not None:
@@ -415,10 +436,8 @@ async def _other_location(
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
-            parsed = None  # the route answers a malformed body
-        if isinstance(parsed, dict):
-            named += [(v, k) for k, v in parsed.items() if k.endswith("location_id") and
-                      isinstance(v, str) and v]  # fmt: skip
+            parsed = None  # the route answers a malformed (or too deeply nested) body
+        named += _locations_named(parsed)
     return receive, next((n for n in named if n[0] != own), None)
 
 
