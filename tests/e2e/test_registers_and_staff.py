@@ -153,6 +153,24 @@ def test_a_register_names_no_other_location_at_any_depth_of_a_body(platform: Run
     assert _post(device, f"/v1/orders/{sale['order_id']}/returns", back).status_code == 201
 
 
+def test_a_body_nested_past_the_parsers_depth_is_a_400_from_a_register_too(
+    platform: Running,
+) -> None:
+    """The edge reads a register's body for the locations and records it names; a body
+    nested deeper than the JSON parser goes was a 500 there, while an API key got the
+    route's 400."""
+    here = _locations(platform.http)[0]
+    _, device = _paired_register(platform, here)
+    for body in (b"[" * 100_000, b'{"order_id":' * 50_000):
+        for path in ("/v1/customers", "/v1/orders/ord_x/returns"):
+            refused = device.post(
+                path,
+                content=body,
+                headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert refused.status_code == 400, (path, refused.text)
+
+
 def test_a_register_sees_and_moves_only_its_own_locations_sales_and_money(
     platform: Running,
 ) -> None:

@@ -87,8 +87,8 @@ def _named(path: str, body: bytes) -> list[tuple[str, str]]:
     if body:
         try:
             parsed = json.loads(body)
-        except ValueError:
-            parsed = None  # the route answers a malformed body
+        except (ValueError, RecursionError):
+            parsed = None  # the route answers a malformed (or too deeply nested) body
         if isinstance(parsed, dict):
             for field, collection in _BODY_REFERENCES.items():
                 value = parsed.get(field)

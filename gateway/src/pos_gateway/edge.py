@@ -435,7 +435,7 @@ async def _other_location(
         receive = _replay(body)
         try:
             parsed = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None  # the route answers a malformed (or too deeply nested) body
         named += _locations_named(parsed)
     return receive, next((n for n in named if n[0] != own), None)
