@@ -122,6 +122,22 @@ def test_a_paired_register_works_only_at_its_location_for_register_scopes(
         assert _post(other, f"/v1/registers/{elsewhere['id']}/retire").status_code == 404
 
 
+def test_pairing_spends_every_code_still_out_for_the_register(platform: Running) -> None:
+    """An older code (shown on a screen, then another one asked for) no longer takes over a
+    register once a device is paired with it: it did, within its ten minutes, and stopped
+    the device just paired."""
+    http = platform.http
+    made = _post(http, "/v1/registers", {"location_id": _locations(http)[0], "name": "Two codes"})
+    register = made.json()["id"]
+    older, newer = (_post(http, f"/v1/registers/{register}/pairing-codes") for _ in range(2))
+    pair = platform.platform.gateway_url + "/v1/registers/pair"
+    paired = httpx.post(pair, json={"code": newer.json()["code"]})
+    assert paired.status_code == 201, paired.text
+    late = httpx.post(pair, json={"code": older.json()["code"]})
+    assert (late.status_code, late.json().get("code")) == (401, "pairing_code_invalid")
+    assert _device(platform, paired.json()["credential"]).get("/v1/products").status_code == 200
+
+
 def test_a_register_names_no_other_location_at_any_depth_of_a_body(platform: Running) -> None:
     """A line's or a fulfilment's `location_id` is a location named as much as a top-level
     one: a till that cannot read another store's stock can neither hold it for an order nor

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -282,11 +282,22 @@ async def pair(engine: AsyncEngine, secret: str, code: str) -> Paired:
         ).first()  # fmt: skip
         if row is None:
             raise Refused("pairing_code_invalid")
+        # The register has its device: every other code still out for it is spent with this
+        # one, so an older code (shown on a screen, then another asked for) cannot take the
+        # register over later. One that another pairing holds right now is skipped, not
+        # waited for: that pairing finishes last and wins, as before.
+        still_out = (
+            select(p.c.code_hash)
+            .where(p.c.merchant_id == row.merchant_id, p.c.register_id == row.register_id,
+                   p.c.used_at.is_(None))
+            .with_for_update(skip_locked=True)
+        )  # fmt: skip
         await conn.execute(
             update(p)
-            .where(p.c.code_hash == keys.keyed_hash(secret, code))
+            .where(or_(p.c.code_hash == keys.keyed_hash(secret, code),
+                       p.c.code_hash.in_(still_out)))
             .values(used_at=func.now())
-        )
+        )  # fmt: skip
         changed = await conn.execute(
             update(registers)
             .where(registers.c.id == row.register_id, registers.c.status != "retired")
