@@ -925,6 +925,31 @@ def test_a_customer_is_erased_at_a_register_by_someone_on_record(platform: Runni
     assert not _audit(http, action="customer.erased", resource_id=other.json()["id"])
 
 
+def test_customers_are_merged_at_a_register_by_someone_on_record(platform: Running) -> None:
+    """A merge cannot be undone either (the duplicate keeps no personal data, its points move):
+    at a register someone must be signed in, and it is in the audit log with the member. A
+    till with no one signed in merged any two customers, and nothing recorded who."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Merle", "cashier", here, "1357")
+    register, device = _paired_register(platform, here)
+    winner, duplicate = (
+        _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@merge.example"}).json()
+        for _ in range(2)
+    )
+    merge = f"/v1/customers/{winner['id']}/merge"
+    nobody = _post(device, merge, {"duplicate_id": duplicate["id"]})
+    assert (nobody.status_code, nobody.json().get("code")) == (403, "staff_sign_in_required")
+    assert http.get(f"/v1/customers/{duplicate['id']}").json()["status"] == "active"
+
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"}).is_success
+    merged = _post(device, merge, {"duplicate_id": duplicate["id"]})
+    assert merged.status_code == 200, merged.text
+    (entry,) = _audit(http, action="customer.merged", register_id=register["id"])
+    assert (entry["staff_id"], entry["resource_id"]) == (cashier, winner["id"])
+    assert entry["details"] == {"duplicate_id": duplicate["id"]}
+
+
 def test_a_member_taken_off_a_location_stops_acting_there(platform: Running) -> None:
     """Taken off the register's location, a member is signed out of its registers at once
     (audited, `reason: moved`), and an override they approved there is no longer good."""

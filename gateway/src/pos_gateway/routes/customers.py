@@ -407,22 +407,31 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     **op("customers:write", "Merge a duplicate into this customer", (404, 409, 410),
          example={"winner": ex.CUSTOMER, "loser": ex.CUSTOMER | {"status": "merged"}}),
 )  # fmt: skip
-async def merge_customers(customer_id: PathId, body: MergeIn, svc: Svc) -> MergedCustomers:
+async def merge_customers(
+    customer_id: PathId, body: MergeIn, svc: Svc, request: Request
+) -> MergedCustomers:
     """The duplicate's points, purchase history, held points and groups move to this customer;
     the duplicate keeps no personal data and answers `status: merged` with `merged_into`.
     A sale, an order or a cart preview naming the duplicate afterwards is this customer's (the
     order names this id; the order service learns the merge from its event, within moments).
     The gift cards issued to the duplicate (store credit, cards bought for them) become this
     customer's the same way: `GET /v1/gift-cards?customer_id=` lists them here, each at a new
-    version. A customer is not merged into itself (a 400 naming `duplicate_id`)."""
+    version. A customer is not merged into itself (a 400 naming `duplicate_id`).
+
+    At a register, as an erasure, it cannot be undone by anyone, so someone must be signed in
+    (403 `staff_sign_in_required`), and it is in the audit log with the member
+    (`customer.merged`, the duplicate's id)."""
     if body.duplicate_id == customer_id:
         why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}
         raise Problem(400, "invalid_request", "the request is not valid", [why])
-    answer = await svc.customer.MergeCustomers(
-        customer_pb2.MergeCustomersRequest(
-            request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id
+    async with guarded(request, "customer.merged", always=False) as done:
+        answer = await svc.customer.MergeCustomers(
+            customer_pb2.MergeCustomersRequest(
+                request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id
+            )
         )
-    )
+        done.resource = ("customer", customer_id)
+        done.details = {"duplicate_id": body.duplicate_id}
     return MergedCustomers.model_validate(
         {
             "winner": to_model(Customer, answer.winner).model_dump(),
