@@ -159,10 +159,13 @@ def test_a_register_names_no_other_location_at_any_depth_of_a_body(platform: Run
                     "lines": [{"sku": "MUG-LOGO", "quantity": 1, "fulfillment": 0}]}  # fmt: skip
     held = _post(device, "/v1/orders", pickup_there)
     assert (held.status_code, held.json().get("code")) == (404, "resource_missing"), held.text
+    # The field that named it, at its depth, as the services name a made-up store's.
+    assert [e["field"] for e in held.json()["errors"]] == ["fulfillments[0].location_id"]
     sale = _card_sale(device, here)
     back = {"lines": [{"line_id": "L1", "quantity": 1, "location_id": there}], "reason": "x"}
     refused = _post(device, f"/v1/orders/{sale['order_id']}/returns", back)
     assert (refused.status_code, refused.json().get("code")) == (404, "resource_missing")
+    assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].location_id"]
     assert level() == before
     # Its own location, named at depth, is as good as ever.
     back["lines"][0]["location_id"] = here
