@@ -1101,6 +1101,44 @@ REGISTER_SETTINGS = [
 ]  # fmt: skip
 
 
+def test_a_register_lists_who_may_sign_in_at_it(platform: Running) -> None:
+    """A till shows a sign-in picker: the active members of its own location, with no PIN
+    and nothing the back office manages; a register still may not list staff, and another
+    credential has no register to list for."""
+    with platform.new_merchant(f"Picker {uuid.uuid4().hex[:6]}") as http:
+        here = _post(http, "/v1/locations", {"name": "Here", "currency": "USD"}).json()["id"]
+        there = _post(http, "/v1/locations", {"name": "There", "currency": "USD"}).json()["id"]
+        ada = _member(http, "Ada", "cashier", here, "1111")
+        bo = _member(http, "Bo", "manager", here, "2222")
+        _member(http, "Cy", "cashier", there, "3333")
+        gone = _member(http, "Di", "cashier", here, "4444")
+        assert _post(http, f"/v1/staff/{gone}/deactivate").is_success
+        made = _post(http, "/v1/registers", {"location_id": here, "name": "Till"}).json()
+        code = _post(http, f"/v1/registers/{made['id']}/pairing-codes").json()["code"]
+        paired = httpx.post(
+            platform.platform.gateway_url + "/v1/registers/pair", json={"code": code}
+        ).json()
+        device = _device(platform, paired["credential"])
+
+        listed = device.get("/v1/register-sessions/members")
+        assert listed.status_code == 200, listed.text
+        members = listed.json()["data"]
+        assert {m["id"] for m in members} == {ada, bo}
+        assert {m["name"]: m["role"] for m in members} == {"Ada": "cashier", "Bo": "manager"}
+        assert all(set(m) == {"id", "name", "role", "locked_until"} for m in members)
+        # One at a time, the same members.
+        first = device.get("/v1/register-sessions/members", params={"limit": 1}).json()
+        rest = device.get("/v1/register-sessions/members",
+                          params={"limit": 1, "cursor": first["next_cursor"]}).json()  # fmt: skip
+        assert [m["id"] for m in first["data"] + rest["data"]] == [m["id"] for m in members]
+        assert device.get("/v1/staff").status_code == 403
+        refused = http.get("/v1/register-sessions/members")
+        assert (refused.status_code, refused.json()["code"]) == (
+            403,
+            "register_credential_required",
+        )
+
+
 def test_a_register_changes_no_customer_group(platform: Running) -> None:
     """Joining a group gives its promotions' prices at every store: a till could otherwise put
     its own customer in the staff or VIP group. A register's credential (a manager signed in

@@ -103,7 +103,12 @@ async def get(engine: AsyncEngine, merchant_id: str, staff_id: str) -> Member | 
 
 
 async def listed(
-    engine: AsyncEngine, merchant_id: str, location_id: str | None, before: str, limit: int
+    engine: AsyncEngine,
+    merchant_id: str,
+    location_id: str | None,
+    before: str,
+    limit: int,
+    active_only: bool = False,
 ) -> list[Member]:
     query = (
         select(*_COLUMNS)
@@ -111,6 +116,7 @@ async def listed(
             _T.c.merchant_id == merchant_id,
             _T.c.location_ids.any(location_id) if location_id else true(),
             _T.c.id < before if before else true(),
+            _T.c.status == "active" if active_only else true(),
         )
         .order_by(_T.c.id.desc())
         .limit(limit)

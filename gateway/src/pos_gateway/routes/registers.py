@@ -50,6 +50,7 @@ from pos_gateway.schemas.registers import (
     Register,
     RegisterList,
     RegisterSession,
+    SignInMemberList,
 )
 from pos_kit.paging import encode_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
@@ -368,6 +369,36 @@ async def sign_in(body: SignInIn, request: Request) -> RegisterSession:
     except staff.Refused as exc:
         raise refusal(exc) from None
     return RegisterSession.model_validate(session_json(session))
+
+
+# The scope of the sign-in list's cursors: another list's are refused.
+MEMBERS_SCOPE = "gateway.register-members"
+
+
+@session_router.get(
+    "/register-sessions/members",
+    **op("register:session", "Who may sign in at this register",
+         example=ex.page({k: ex.STAFF[k] for k in ("id", "name", "role", "locked_until")})),
+)  # fmt: skip
+async def sign_in_members(
+    request: Request, limit: Limit = 50, cursor: Cursor = None
+) -> SignInMemberList:
+    """With a paired register's own credential: the active members who work at its location,
+    newest first, for the till's sign-in picker (a register may not list staff: that is the
+    back office's `staff:manage`). Their id, name, role and any lock; never a PIN."""
+    principal = _at_register(request)
+    assert principal.location_id is not None
+    scope = bound(MEMBERS_SCOPE, principal.location_id)
+    found = await staff.listed(
+        request.app.state.engine, principal.merchant_id, principal.location_id,
+        cursor_after(cursor, scope), limit + 1, active_only=True,
+    )  # fmt: skip
+    data = [{"id": m.id, "name": m.name, "role": m.role, "locked_until": ts(m.locked_until)}
+            for m in found[:limit]]  # fmt: skip
+    more = len(found) > limit
+    return SignInMemberList.model_validate(
+        {"data": data, "next_cursor": encode_token(found[limit - 1].id, scope) if more else None}
+    )
 
 
 @session_router.get(

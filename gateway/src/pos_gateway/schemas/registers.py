@@ -101,6 +101,21 @@ class StaffList(Page[StaffMember]):
     pass
 
 
+class SignInMember(Answer):
+    """A member a till may offer to sign in: who, not how to reach or manage them."""
+
+    id: Id
+    name: str = Field(min_length=1, max_length=100)
+    role: str = Field(
+        min_length=1, max_length=64, description="`cashier`, `manager`, `admin` or a role's id"
+    )
+    locked_until: Timestamp | None = Field(description="Set after too many wrong PINs")
+
+
+class SignInMemberList(Page[SignInMember]):
+    pass
+
+
 class Role(Answer):
     id: str = Field(min_length=1, max_length=64, description="A built-in role's id is its name")
     name: str = Field(min_length=1, max_length=100)
