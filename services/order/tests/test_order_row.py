@@ -3,10 +3,23 @@
 
 from __future__ import annotations
 
+import json
+
 from pos_kit.money import Money
 from pos_order.adapters import repository
 from pos_order.adapters.tables import orders
-from pos_order.domain.model import Order, OrderLine, compute_totals
+from pos_order.domain.model import (
+    DraftAsk,
+    FulfillmentRequest,
+    FulfillmentType,
+    GiftCardAsk,
+    LineRequest,
+    Order,
+    OrderLine,
+    Saga,
+    compute_totals,
+)
+from pos_order.domain.pricing import Manual
 
 
 def test_the_prepared_statements_write_every_value_of_an_order() -> None:
@@ -22,3 +35,25 @@ def test_the_prepared_statements_write_every_value_of_an_order() -> None:
     written = repository._values(order)
     assert tuple(written) == repository.VALUE_COLUMNS
     assert set(repository.VALUE_COLUMNS) <= {c.name for c in orders.c}
+
+
+def test_a_drafts_cart_is_read_back_as_it_was_written() -> None:
+    ask = DraftAsk(
+        [
+            LineRequest("TEE", 2, 0, Manual("percent", 1000, "loyal", "stf_1")),
+            LineRequest("OPEN", 1, 1, unit_price=Money(999, "USD")),
+            LineRequest("", 1, 0, gift_card=GiftCardAsk(Money(5000, "USD"))),
+        ],
+        [
+            FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1"),
+            FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (40.7, -74.0)),
+        ],
+        ("SAVE10",),
+        Manual("amount", 500, "sorry", "key:k1"),
+        300,
+    )
+    saga = Saga(draft=ask, submits=2)
+    # Through JSON, as the jsonb column keeps it.
+    found = repository._saga(json.loads(json.dumps(repository.saga_to_json(saga))))
+    assert found.draft == ask and found.submits == 2
+    assert repository._saga(repository.saga_to_json(Saga())).draft is None

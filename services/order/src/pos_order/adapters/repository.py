@@ -33,10 +33,14 @@ from pos_order.domain.coupons import Coupons
 from pos_order.domain.model import (
     ENDED,
     Capture,
+    DraftAsk,
     Fulfillment,
+    FulfillmentRequest,
     FulfillmentStatus,
     FulfillmentType,
+    GiftCardAsk,
     HoldState,
+    LineRequest,
     Order,
     OrderLine,
     OrderStatus,
@@ -51,7 +55,7 @@ from pos_order.domain.model import (
     TenderState,
     Totals,
 )
-from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer, LineDiscount
+from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer, LineDiscount, Manual
 from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import OrderFilters, OrderSettings
 
@@ -155,7 +159,88 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         **({"stepping": saga.stepping} if saga.stepping else {}),
         **({"expiring": saga.expiring} if saga.expiring else {}),
         **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
+        **({"draft": _draft_json(saga.draft)} if saga.draft is not None else {}),
+        **({"submits": saga.submits} if saga.submits else {}),
     }
+
+
+def _money_json(m: Money | None) -> list[Any] | None:
+    return [m.amount, m.currency] if m is not None else None
+
+
+def _money(found: list[Any] | None) -> Money | None:
+    return Money(found[0], found[1]) if found else None
+
+
+def _manual_json(m: Manual | None) -> list[Any] | None:
+    return [m.kind, m.value, m.reason, m.requested_by] if m is not None else None
+
+
+def _manual(found: list[Any] | None) -> Manual | None:
+    return Manual(*found) if found else None
+
+
+def _draft_json(ask: DraftAsk) -> dict[str, Any]:
+    return {
+        "lines": [
+            {
+                "sku": ln.sku,
+                "quantity": ln.quantity,
+                "fulfillment": ln.fulfillment,
+                "manual": _manual_json(ln.manual),
+                "unit_price": _money_json(ln.unit_price),
+                # Only a card's value: a pre-printed code is never taken by an order kept
+                # for later (CreateOrder refuses one).
+                "gift_card": _money_json(ln.gift_card.amount) if ln.gift_card else None,
+            }
+            for ln in ask.lines
+        ],
+        "fulfillments": [
+            {
+                "type": f.type.value,
+                "location_id": f.location_id,
+                "ship_to": f.ship_to,
+                "destination": list(f.destination) if f.destination else None,
+            }
+            for f in ask.fulfillments
+        ],
+        "coupon_codes": list(ask.coupon_codes),
+        "order_manual": _manual_json(ask.order_manual),
+        "redeem_points": ask.redeem_points,
+    }
+
+
+def _draft(found: dict[str, Any] | None) -> DraftAsk | None:
+    if not found:
+        return None
+    lines = []
+    for ln in found["lines"]:
+        card = _money(ln.get("gift_card"))
+        lines.append(
+            LineRequest(
+                ln["sku"],
+                ln["quantity"],
+                ln["fulfillment"],
+                _manual(ln.get("manual")),
+                _money(ln.get("unit_price")),
+                GiftCardAsk(card) if card is not None else None,
+            )
+        )
+    return DraftAsk(
+        lines,
+        [
+            FulfillmentRequest(
+                FulfillmentType(f["type"]),
+                f["location_id"],
+                f["ship_to"],
+                tuple(f["destination"]) if f.get("destination") else None,
+            )
+            for f in found["fulfillments"]
+        ],
+        tuple(found.get("coupon_codes", [])),
+        _manual(found.get("order_manual")),
+        found.get("redeem_points", 0),
+    )
 
 
 def _capture_json(c: Capture) -> dict[str, Any]:
@@ -211,6 +296,8 @@ def _saga(found: dict[str, Any]) -> Saga:
         stepping=list(found.get("stepping", [])),
         expiring=list(found.get("expiring", [])),
         refunds=[Capture(**r) for r in found.get("refunds", [])],
+        draft=_draft(found.get("draft")),
+        submits=found.get("submits", 0),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from pos_kit.errors import Conflict, DomainError, ErrorKind, FieldViolation, raise_if, require
@@ -334,6 +334,21 @@ class Capture:
     done: bool = False
 
 
+@dataclass(frozen=True)
+class DraftAsk:
+    """What a draft asks for, as its caller gave it (the cart): priced again at each edit and
+    at its submit, since the catalog, the promotions, the customer and the loyalty program may
+    change while it waits. Its coupon codes are kept with it, as a web cart keeps what the
+    shopper typed, and dropped once it is submitted (the reservation then names the coupons)
+    or cancelled."""
+
+    lines: list[LineRequest]
+    fulfillments: list[FulfillmentRequest]
+    coupon_codes: tuple[str, ...] = ()
+    order_manual: Manual | None = None
+    redeem_points: int = 0
+
+
 @dataclass
 class Saga:
     state: SagaState = SagaState.RUNNING
@@ -377,6 +392,13 @@ class Saga:
     # payment service said was left to refund) and stored before it is asked for, so a re-run
     # asks the same amounts under the same ids (`<order>/refund/<fulfilment>/<payment>`).
     refunds: list[Capture] = field(default_factory=list)
+    # A draft's cart (see DraftAsk): set while it is a draft and until its submit has held,
+    # reserved and set aside everything; None for any other order.
+    draft: DraftAsk | None = None
+    # How many times the draft was submitted: a submit refused (short stock) puts it back to
+    # draft, and the next one holds under new request ids (`Order.hold_key`), since inventory
+    # answers a request id with what it did for it (a hold released since).
+    submits: int = 0
 
 
 @dataclass(frozen=True)
@@ -598,10 +620,18 @@ class Order:
         """Whether inventory may have been asked to hold the order's stock. The holds are
         asked once its coupons are reserved and its points held (`CreateOrder`), so an order
         stopped before those (refused, abandoned) asked for none."""
+        if self.saga.draft is not None:
+            return True  # a draft's submit holds its stock first (SubmitOrder)
         return (
             self.saga.coupons.step is not CouponStep.SENT
             and self.saga.points_state is not PointsState.SENT
         )
+
+    def hold_key(self, f: Fulfillment) -> str:
+        """The fulfilment as its hold's request ids name it (`<order>/hold/<key>`, release,
+        sourcing): its id, and for a draft submitted again after a refusal, the submit's
+        number too, so that submit holds anew rather than hearing the first one's answer."""
+        return f.id if self.saga.submits <= 1 else f"{f.id}~{self.saga.submits}"
 
     def tender_for(self, asked_by: str) -> TenderRecord | None:
         return next((t for t in self.saga.tenders if t.asked_by == asked_by), None)
@@ -1059,6 +1089,7 @@ class Order:
         self.saga.state = state
         # An exchange's new order cancelled: its return is dropped, so no credit stands.
         self.saga.credit = 0
+        self.saga.draft = None  # a draft's codes are kept no longer than the draft
         self._moved(self.status.value, at, self.saga.cancel_reason)
         for f in self.fulfillments:
             if f.status not in ENDED:
@@ -1321,6 +1352,84 @@ class Order:
             and not any(not c.done for c in self.saga.captures)
         ):
             self.saga.state = SagaState.DONE
+
+    # -- drafts -------------------------------------------------------------------------------
+
+    def made_draft(self, ask: DraftAsk) -> None:
+        """A new order kept unsubmitted: priced, nothing held, reserved or set aside, nothing
+        for the resumer to do (its saga done) and no expiry."""
+        self.status = OrderStatus.DRAFT
+        self.expires_at = None
+        points, discount = self.saga.points, self.saga.points_discount
+        self.saga = Saga(SagaState.DONE, points=points, points_discount=discount, draft=ask)
+        for f in self.fulfillments:
+            f.hold = None
+
+    def require_draft(self, doing: str) -> None:
+        if self.status is not OrderStatus.DRAFT:
+            raise Conflict(
+                f"the order is {self.status.value}: {doing}",
+                "order_not_draft",
+                {"status": self.status.value},
+            )
+
+    def repriced(self, priced: Order, ask: DraftAsk) -> None:
+        """A draft edited (or about to be submitted): what `priced` is (the same order priced
+        again from `ask`) replaces its lines, totals, customer and fulfilments."""
+        self.require_draft("only a draft is edited")
+        self.customer_id = priced.customer_id
+        self.lines, self.totals = priced.lines, priced.totals
+        self.discounts_applied = priced.discounts_applied
+        self.fulfillments = priced.fulfillments
+        for f in self.fulfillments:
+            f.hold = None
+        self.saga.points, self.saga.points_discount = (
+            priced.saga.points,
+            priced.saga.points_discount,
+        )
+        self.saga.draft = ask
+
+    def submit(self, priced: Order, hold_seconds: int, at: datetime) -> None:
+        """The draft, priced again now, waits for payment: its pickups and shipments to be
+        held (all or none), its coupons reserved and its points held, in that order; until
+        they are, `saga.draft` is kept, so a refusal can put it back (`back_to_draft`)."""
+        ask = self.saga.draft
+        assert ask is not None
+        self.repriced(priced, ask)
+        self.status = OrderStatus.PENDING_PAYMENT
+        self.expires_at = at + timedelta(seconds=hold_seconds)
+        self.saga.state = SagaState.RUNNING
+        self.saga.submits += 1
+        self.saga.hold_ttl = hold_seconds
+        self.saga.cancel_reason = ""
+        if ask.coupon_codes:
+            self.saga.coupons = Coupons(CouponStep.SENT)
+        if self.saga.points:
+            self.saga.points_state = PointsState.SENT
+        for f in self.fulfillments:
+            if f.held:
+                f.hold = HoldState.SENT
+        self._moved(self.status.value, at)
+
+    def submitted(self) -> None:
+        """Everything the submit takes is taken: the draft's cart (its codes) is dropped."""
+        if self.status is OrderStatus.PENDING_PAYMENT:
+            self.saga.draft = None
+
+    def back_to_draft(self, at: datetime, reason: str) -> None:
+        """A submit refused (short stock, a coupon or the points refused) once what it took is
+        given back: a draft again, as it was asked (priced again at its next edit or submit)."""
+        if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.draft is None:
+            return
+        self.status = OrderStatus.DRAFT
+        self.expires_at = None
+        self.saga.state = SagaState.DONE
+        self.saga.cancel_reason = ""
+        self.saga.coupons = Coupons()
+        self.saga.points_state = None
+        for f in self.fulfillments:
+            f.hold, f.reservation_id = None, ""
+        self._moved(self.status.value, at, reason)
 
     def touched(self, at: datetime) -> None:
         self.version += 1

@@ -9,7 +9,7 @@ import grpc
 
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
-from pos_kit.errors import InvalidArgument
+from pos_kit.errors import FieldViolation, InvalidArgument, raise_if, require
 from pos_kit.idempotency import once_across_calls, request_fingerprint_of
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request
@@ -44,6 +44,7 @@ from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
     CreateOrderCommand,
+    DraftChange,
     OrderFilters,
     OrderSettings,
     PaymentResult,
@@ -181,6 +182,41 @@ def _create_command(
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
         fingerprint=fingerprint,
+        draft=request.draft,
+    )
+
+
+# What UpdateDraftOrder's update_mask may name.
+DRAFT_FIELDS = frozenset(
+    {"customer_id", "lines", "fulfillments", "coupon_codes", "order_manual", "redeem_points",
+     "notes", "metadata"}
+)  # fmt: skip
+
+
+def _draft_change(request: order_pb2.UpdateDraftOrderRequest) -> DraftChange:
+    mask = set(request.update_mask.paths)
+    unknown = sorted(mask - DRAFT_FIELDS)
+    raise_if(
+        [FieldViolation("update_mask", f"names no field of a draft: {', '.join(unknown)}")]
+        if unknown
+        else require(bool(mask), "update_mask", "must name at least one field")
+    )
+    return DraftChange(
+        request_id=request.request_id,
+        order_id=request.order_id,
+        expected_version=request.expected_version,
+        customer_id=request.customer_id if "customer_id" in mask else None,
+        lines=_line_requests(request.lines) if "lines" in mask else None,
+        fulfillments=_fulfillment_requests(request.fulfillments)
+        if "fulfillments" in mask
+        else None,
+        coupon_codes=tuple(request.coupon_codes) if "coupon_codes" in mask else None,
+        order_manual=_manual(request.order_manual, request.HasField("order_manual"))
+        if "order_manual" in mask
+        else None,
+        redeem_points=request.redeem_points if "redeem_points" in mask else None,
+        notes=request.notes if "notes" in mask else None,
+        metadata=dict(request.metadata) if "metadata" in mask else None,
     )
 
 
@@ -281,6 +317,31 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.bound_uow,
             self.policy,
             lambda o: order_pb2.CreateOrderResponse(order=order_to_proto(o)),
+        )
+
+    @across_calls(order_pb2.UpdateDraftOrderResponse)
+    def UpdateDraftOrder(
+        self, request: order_pb2.UpdateDraftOrderRequest
+    ) -> handlers.UpdateDraftOrder[order_pb2.UpdateDraftOrderResponse]:
+        return handlers.UpdateDraftOrder(
+            _draft_change(request),
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.UpdateDraftOrderResponse(order=order_to_proto(o)),
+        )
+
+    @across_calls(order_pb2.SubmitOrderResponse)
+    def SubmitOrder(
+        self, request: order_pb2.SubmitOrderRequest
+    ) -> handlers.SubmitOrder[order_pb2.SubmitOrderResponse]:
+        return handlers.SubmitOrder(
+            request.request_id,
+            request.order_id,
+            self.ports,
+            self.bound_uow,
+            self.policy,
+            lambda o: order_pb2.SubmitOrderResponse(order=order_to_proto(o)),
         )
 
     @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: self.codes.tender(r))

@@ -33,9 +33,11 @@ from pos_order.domain.coupons import CouponStep, validate_codes
 from pos_order.domain.model import (
     CAPTURES_AT,
     TAKEN_IN_HAND,
+    DraftAsk,
     FulfillmentRequest,
     FulfillmentStatus,
     FulfillmentType,
+    HoldState,
     LineRequest,
     Order,
     OrderStatus,
@@ -65,6 +67,7 @@ from pos_order.service.ports import (
     CreateOrderCommand,
     CustomerLookup,
     DiscountQuote,
+    DraftChange,
     NewUow,
     OrderFilters,
     OrderSettings,
@@ -715,7 +718,7 @@ class CreateOrder(Generic[R]):
     shipment lines held (all or none), and announced (`order.created`) once they are: a
     sourced shipment's store is then known. Short stock: 409 naming the short lines, every
     hold, coupon and points hold it took given back, and the order withdrawn (nobody was told
-    of it)."""
+    of it). `draft`: priced and saved `draft`, announced at once, nothing held (SubmitOrder)."""
 
     def __init__(
         self,
@@ -733,17 +736,7 @@ class CreateOrder(Generic[R]):
         raise_if(
             validate_codes(cmd.coupon_codes)
             + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
-            # The order is confirmed by a later request (or the resumer): a pre-printed card's
-            # code would have to be kept until then, and codes are never stored. The
-            # register's one-call checkout takes them.
-            + [
-                FieldViolation(
-                    f"lines[{i}].gift_card.code",
-                    "a pre-printed card's code is taken by the one-call checkout only",
-                )
-                for i, ln in enumerate(cmd.lines)
-                if ln.gift_card is not None and ln.gift_card.code
-            ]
+            + _no_printed_codes(cmd.lines)
         )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
@@ -780,6 +773,11 @@ class CreateOrder(Generic[R]):
                     self.ports, cmd.lines, order, started.settings.hold_seconds
                 )
             order.notes, order.metadata = cmd.notes, dict(cmd.metadata)
+            if cmd.draft:
+                # Announced now, as a draft: nothing is held, reserved or set aside until
+                # its submit (SubmitOrder), which prices it again.
+                order.made_draft(_ask_of(cmd))
+                return await _save_new(self.new_uow, priced)
             order.saga.hold_ttl = started.settings.hold_seconds
             # With stock to hold, the order is announced once it is held; else, with coupons,
             # once they are reserved (a refusal drops an order nobody was told of).
@@ -810,6 +808,271 @@ class CreateOrder(Generic[R]):
 
     async def _withdraw(self, order: Order) -> None:
         await _discard(self.new_uow, order.id, self.cmd.request_id)
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+def _no_printed_codes(lines: list[LineRequest]) -> list[FieldViolation]:
+    # The order is confirmed by a later request (or the resumer): a pre-printed card's code
+    # would have to be kept until then, and codes are never stored. The register's one-call
+    # checkout takes them.
+    return [
+        FieldViolation(
+            f"lines[{i}].gift_card.code",
+            "a pre-printed card's code is taken by the one-call checkout only",
+        )
+        for i, ln in enumerate(lines)
+        if ln.gift_card is not None and ln.gift_card.code
+    ]
+
+
+def _ask_of(cmd: CreateOrderCommand) -> DraftAsk:
+    return DraftAsk(
+        list(cmd.lines),
+        list(cmd.fulfillments),
+        tuple(cmd.coupon_codes),
+        cmd.order_manual,
+        cmd.redeem_points,
+    )
+
+
+def _validate_draft(
+    order: Order, ask: DraftAsk, customer_id: str, metadata: dict[str, str]
+) -> None:
+    """A draft's cart as edited, checked as CreateOrder checks a new one: bad input is a 400
+    naming each field, nothing written."""
+    raise_if(validate_redemption(ask.redeem_points, customer_id))
+    validate_order(order.channel, order.location_id, ask.lines, ask.fulfillments, metadata)
+    raise_if(
+        validate_codes(ask.coupon_codes)
+        + validate_manual(ask.order_manual, "order_manual", ORDER_KINDS)
+        + _no_printed_codes(ask.lines)
+    )
+
+
+async def _draft_start(
+    uow: OrderUnitOfWork, order: Order, customer_id: str, policy: Policy
+) -> Started:
+    """What pricing a draft again reads in the claiming transaction: the customer as the read
+    model knows them (merged away: the survivor), and the merchant's settings."""
+    who = await uow.customers.resolve(customer_id) if customer_id else None
+    settings = await uow.settings.get() or policy.defaults
+    buyer, resolved = (who.buyer, who.id) if who is not None else (Buyer(), customer_id)
+    known = not customer_id or who is not None
+    return Started(now(), known, order.id, order, settings, buyer, resolved)
+
+
+async def _price_draft(
+    ports: CheckoutPorts, new_uow: NewUow, started: Started, ask: DraftAsk, customer_id: str
+) -> Priced:
+    """The draft priced from its cart as the catalog, the promotions, the tax and the loyalty
+    program stand now (no write): what CreateOrder's pricing step gives a new order."""
+    order = started.existing
+    assert order is not None
+    priced = await _priced_order(
+        ports,
+        new_uow,
+        started,
+        order.id,
+        order.location_id,
+        customer_id,
+        ask.lines,
+        ask.fulfillments,
+        order.channel,
+        ask.coupon_codes,
+        ask.order_manual,
+        ask.redeem_points,
+    )
+    await check_gift_card_lines(ports, ask.lines, priced.order, started.settings.hold_seconds)
+    return priced
+
+
+def _draft_changed(current: int) -> Conflict:
+    return Conflict(
+        "the draft changed since the version you sent (or while this was priced)",
+        "version_mismatch",
+        {"current_version": str(current)},
+    )
+
+
+async def _change_draft(
+    new_uow: NewUow, priced: Priced, seen: int, apply: Callable[[Order], None]
+) -> Order:
+    """One short transaction: the draft read locked, still at the version it was priced from
+    (changed since, the pricing would undo the other change: a 409 `version_mismatch`, nothing
+    written), changed by `apply`, saved as a new version with what pricing learnt."""
+    async with new_uow() as uow:
+        order = await uow.orders.get(priced.order.id, lock=True)
+        if order is None:
+            raise NotFound("order", priced.order.id)
+        order.require_draft("only a draft is edited or submitted")
+        if order.version != seen:
+            raise _draft_changed(order.version)
+        if priced.learnt is not None:
+            await uow.customers.remember(priced.order.customer_id, priced.learnt)
+        if priced.location is not None:
+            await uow.prices.remember_location(priced.location)
+        order.touched(now())
+        apply(order)
+        await uow.orders.save(order)
+        for event in order.events:
+            uow.publish(event)
+        order.events.clear()
+        await uow.commit()
+    return order
+
+
+class UpdateDraftOrder(Generic[R]):
+    """A draft's cart edited: each field given replaces the draft's (lines, fulfilments,
+    customer, coupons, manual discount, points, notes, metadata), and the draft is priced again
+    from what it then asks, as the catalog, the promotions and the customer stand now: a new
+    version. Nothing is held or reserved. `expected_version` (0: any) not the draft's is a 409
+    `version_mismatch` with `current_version`, nothing written, and so is a change that came in
+    while this one was priced; an order that is no longer a draft is a 409 `order_not_draft`.
+    No event: commerce-states.md names none for an edit (the change feed shows it)."""
+
+    def __init__(
+        self,
+        cmd: DraftChange,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        self.cmd = cmd
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    def _ask(self, draft: DraftAsk) -> DraftAsk:
+        cmd = self.cmd
+        return DraftAsk(
+            draft.lines if cmd.lines is None else cmd.lines,
+            draft.fulfillments if cmd.fulfillments is None else cmd.fulfillments,
+            draft.coupon_codes if cmd.coupon_codes is None else cmd.coupon_codes,
+            draft.order_manual if cmd.order_manual is None else cmd.order_manual,
+            draft.redeem_points if cmd.redeem_points is None else cmd.redeem_points,
+        )
+
+    async def read(self, uow: OrderUnitOfWork) -> tuple[Started, DraftAsk]:
+        cmd = self.cmd
+        order = await uow.orders.get(cmd.order_id)
+        if order is None:
+            raise NotFound("order", cmd.order_id)
+        order.require_draft("only a draft is edited")
+        if cmd.expected_version and cmd.expected_version != order.version:
+            raise _draft_changed(order.version)
+        assert order.saga.draft is not None
+        ask = self._ask(order.saga.draft)
+        given = cmd.fulfillments if cmd.fulfillments is not None else ask.fulfillments
+        fulfillments = given or [FulfillmentRequest(FulfillmentType.IN_STORE, order.location_id)]
+        ask = replace(ask, fulfillments=fulfillments)
+        customer_id = order.customer_id if cmd.customer_id is None else cmd.customer_id
+        metadata = order.metadata if cmd.metadata is None else cmd.metadata
+        _validate_draft(order, ask, customer_id, metadata)
+        return await _draft_start(uow, order, customer_id, self.policy), ask
+
+    async def call(self, claim: Claim, read: tuple[Started, DraftAsk]) -> Order:
+        started, ask = read
+        cmd = self.cmd
+        assert started.existing is not None
+        customer_id = started.existing.customer_id if cmd.customer_id is None else cmd.customer_id
+        priced = await _price_draft(self.ports, self.new_uow, started, ask, customer_id)
+
+        def revise(o: Order) -> None:
+            o.repriced(priced.order, ask)
+            if cmd.notes is not None:
+                o.notes = cmd.notes
+            if cmd.metadata is not None:
+                o.metadata = dict(cmd.metadata)
+
+        return await _change_draft(self.new_uow, priced, started.existing.version, revise)
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+class SubmitOrder(Generic[R]):
+    """A draft submitted: priced again from its cart (a draft may be days old: the catalog,
+    promotions, tax and point value as they stand now), saved `pending_payment`, then its
+    pickup and shipment lines held exactly as CreateOrder holds a new order's (all or none),
+    its coupons reserved and its points held, in that order. Short stock is the 409
+    `insufficient_stock` CreateOrder answers, every hold taken released, and the order is a
+    draft again (its timeline says why); so is a coupon refused at its reservation. Points
+    refused once its coupons are reserved cancel it (the promotion service would answer a
+    later submit with the released reservation). An order submitted already and waiting for
+    payment is answered as it is (a submit under way is driven on); any other is a 409
+    `order_not_draft`."""
+
+    def __init__(
+        self,
+        request_id: str,
+        order_id: str,
+        ports: CheckoutPorts,
+        new_uow: NewUow,
+        policy: Policy,
+        answer: Callable[[Order], R],
+    ) -> None:
+        self.request_id = request_id
+        self.order_id = order_id
+        self.ports = ports
+        self.new_uow = new_uow
+        self.policy = policy
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Started:
+        order = await uow.orders.get(self.order_id)
+        if order is None:
+            raise NotFound("order", self.order_id)
+        if order.status is OrderStatus.PENDING_PAYMENT and order.saga.submits:
+            return Started(now(), True, order.id, order, self.policy.defaults)
+        order.require_draft("only a draft is submitted")
+        return await _draft_start(uow, order, order.customer_id, self.policy)
+
+    async def call(self, claim: Claim, started: Started) -> Order:
+        order = started.existing
+        assert order is not None
+        if order.status is OrderStatus.DRAFT:
+            ask = order.saga.draft
+            assert ask is not None
+            priced = await _price_draft(self.ports, self.new_uow, started, ask, order.customer_id)
+            hold_seconds = started.settings.hold_seconds
+            order = await _change_draft(
+                self.new_uow,
+                priced,
+                order.version,
+                lambda o: o.submit(priced.order, hold_seconds, now()),
+            )
+        return await self._drive(order)
+
+    async def _drive(self, order: Order) -> Order:
+        if order.saga.draft is None or order.saga.state is not SagaState.RUNNING:
+            return order  # submitted in full already (or cancelled since)
+        back = saga.back_to_draft(self.new_uow)
+        if any(f.hold is HoldState.SENT for f in order.fulfillments) and self.ports.stock is None:
+            raise Unavailable("stock cannot be held now", "inventory_unavailable")
+        # Stock first: refused, nothing was asked of the promotion or customer service, which
+        # keep one reservation or hold per order and would answer a later submit with it.
+        order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy, back)
+        if order.saga.coupons.step is CouponStep.SENT:
+            codes = order.saga.draft.coupon_codes if order.saga.draft else ()
+            cart = CartContext(order.location_id, order.channel, order.customer_id, codes)
+            try:
+                order = await saga.reserve_coupons(self.new_uow, self.ports, order, cart)
+            except DomainError as exc:
+                if exc.kind in saga.TRANSIENT:
+                    raise
+                # All or none: nothing was reserved, and a later submit may ask again.
+                await saga.refused(self.new_uow, self.ports, order, self.policy, exc.code, back)
+                raise
+        unreserved = order.saga.coupons.step is CouponStep.NONE
+        order = await saga.hold_points(
+            self.new_uow, self.ports, order, self.policy, back if unreserved else None
+        )
+        order, _ = await change(self.new_uow, order.id, lambda o: o.submitted())
+        return order
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         return self.answer(order)

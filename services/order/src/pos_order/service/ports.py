@@ -488,3 +488,22 @@ class CreateOrderCommand:
     # The request's fingerprint (pos_kit.idempotency.request_fingerprint_of, bearer codes keyed),
     # kept with its start: the same request id with another body is refused, not run on.
     fingerprint: bytes = b""
+    # Kept as a draft: priced, nothing held, no tender, until SubmitOrder.
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class DraftChange:
+    """An edit of a draft: each field given (not None) replaces the draft's; the rest stay."""
+
+    request_id: str
+    order_id: str
+    expected_version: int = 0  # 0: whatever the draft's version is
+    customer_id: str | None = None
+    lines: list[LineRequest] | None = None
+    fulfillments: list[FulfillmentRequest] | None = None
+    coupon_codes: tuple[str, ...] | None = None
+    order_manual: Manual | None = None
+    redeem_points: int | None = None
+    notes: str | None = None
+    metadata: dict[str, str] | None = None

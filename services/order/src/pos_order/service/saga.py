@@ -267,11 +267,12 @@ async def _short(
     new_uow: NewUow, ports: CheckoutPorts, order: Order, policy: Policy, withdraw: Withdraw | None
 ) -> None:
     """Short stock. An order partners were told of is cancelled; one not announced yet (it
-    waits for its holds) is withdrawn (`refused`)."""
-    unannounced = order.saga.announce_when_held and not order.saga.tenders
-    await refused(
-        new_uow, ports, order, policy, "insufficient_stock", withdraw if unannounced else None
+    waits for its holds), or a draft being submitted (put back to draft), is given back and
+    then `withdraw` ends it (`refused`)."""
+    undone = (order.saga.announce_when_held or order.saga.draft is not None) and not (
+        order.saga.tenders
     )
+    await refused(new_uow, ports, order, policy, "insufficient_stock", withdraw if undone else None)
 
 
 async def refused(
@@ -297,11 +298,25 @@ async def refused(
         await compensate(new_uow, ports, order, policy, finish=withdraw)
 
 
+def back_to_draft(new_uow: NewUow) -> Withdraw:
+    """What ends a draft's submit refused once all it took is given back (`refused`): the
+    order is a draft again, its timeline saying why (the reason it was refused for)."""
+
+    async def back(order: Order) -> None:
+        await change(new_uow, order.id, lambda o: o.back_to_draft(now(), o.saga.cancel_reason))
+
+    return back
+
+
 async def _ask_sourcing(ports: CheckoutPorts, order: Order, f: Fulfillment) -> list[Allocation]:
     assert ports.stock is not None and f.destination is not None
     lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
     return await ports.stock.source(
-        f"{order.id}/source/{f.id}", lines, f.destination, order.saga.hold_ttl, order.id
+        f"{order.id}/source/{order.hold_key(f)}",
+        lines,
+        f.destination,
+        order.saga.hold_ttl,
+        order.id,
     )
 
 
@@ -336,7 +351,7 @@ async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:
     assert ports.stock is not None
     lines = [(ln.sku, ln.quantity) for ln in order.lines_of(f)]
     return await ports.stock.hold(
-        f"{order.id}/hold/{f.id}", f.location_id, lines, order.saga.hold_ttl, order.id
+        f"{order.id}/hold/{order.hold_key(f)}", f.location_id, lines, order.saga.hold_ttl, order.id
     )
 
 
@@ -896,7 +911,7 @@ async def compensate(
                         for a in await _ask_sourcing(ports, order, f):
                             await _quietly(
                                 ports.stock.release(
-                                    f"{order.id}/release/{f.id}/{a.reservation_id}",
+                                    f"{order.id}/release/{order.hold_key(f)}/{a.reservation_id}",
                                     a.reservation_id,
                                 )
                             )
@@ -959,7 +974,7 @@ async def _release_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> b
     (`<order>/restock/<fulfilment>`: asked again by a compensation resumed, never twice)."""
     assert ports.stock is not None
     try:
-        await ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id)
+        await ports.stock.release(f"{order.id}/release/{order.hold_key(f)}", f.reservation_id)
     except DomainError as exc:
         if exc.code == "reservation_committed":
             await _restock(ports, order, f)
@@ -1007,8 +1022,18 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
     """Take an order whose driver is gone (or which has something due) one step further: finish
     what can be finished, compensate what was abandoned."""
     order = await load(new_uow, order_id)
+    submitting = order.saga.draft is not None and not order.saga.tenders
     if order.saga.state is SagaState.COMPENSATING:
-        return await compensate(new_uow, ports, order, policy, driver_gone=True)
+        # A draft's refused submit, given back half way: finished, a draft again (a cancel
+        # asked of it is `requested`, and ends cancelled).
+        unsubmit = submitting and order.saga.cancel_reason != "requested"
+        finish = back_to_draft(new_uow) if unsubmit else None
+        return await compensate(new_uow, ports, order, policy, finish, driver_gone=True)
+    if submitting and order.status is OrderStatus.PENDING_PAYMENT:
+        # A draft's submit whose driver is gone before it held everything (its caller heard a
+        # 5xx, or nothing): what it took is given back, and it is a draft again.
+        order, _ = await change(new_uow, order.id, lambda o: o.begin_cancel("abandoned"))
+        return await compensate(new_uow, ports, order, policy, back_to_draft(new_uow))
     if order.saga.state is SagaState.DONE:
         order = await settle_coupons(new_uow, ports, order)
         order = await record_taken(new_uow, ports, order)
@@ -1153,7 +1178,9 @@ async def cancel_fulfillment(
         refunded.append(r.request_id)
     if ports.stock is not None:
         if f.hold is HoldState.HELD:
-            await _quietly(ports.stock.release(f"{order.id}/release/{f.id}", f.reservation_id))
+            await _quietly(
+                ports.stock.release(f"{order.id}/release/{order.hold_key(f)}", f.reservation_id)
+            )
         elif f.hold is HoldState.COMMITTED:
             await _restock(ports, order, f)
     await boundary(policy, "fulfillment_given_back")

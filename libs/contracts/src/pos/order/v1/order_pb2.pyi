@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -1139,6 +1140,7 @@ class CreateOrderRequest(_message.Message):
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
+    DRAFT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
@@ -1147,6 +1149,10 @@ class CreateOrderRequest(_message.Message):
     notes: _builtins.str
     redeem_points: _builtins.int
     """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
+    draft: _builtins.bool
+    """Saved as a `draft`: priced (discounts, tax, totals), announced, nothing held, reserved or
+    set aside, no tender taken, until SubmitOrder.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
     @_builtins.property
@@ -1175,10 +1181,11 @@ class CreateOrderRequest(_message.Message):
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
         redeem_points: _builtins.int = ...,
+        draft: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "draft", b"draft", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1203,6 +1210,151 @@ class CreateOrderResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateOrderResponse: _TypeAlias = CreateOrderResponse  # noqa: Y015
+
+@_typing.final
+class UpdateDraftOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FULFILLMENTS_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
+    ORDER_MANUAL_FIELD_NUMBER: _builtins.int
+    REDEEM_POINTS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    expected_version: _builtins.int
+    """The version the caller last saw; zero means "whatever the current version is"."""
+    customer_id: _builtins.str
+    redeem_points: _builtins.int
+    notes: _builtins.str
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which fields replace the draft's: customer_id, lines, fulfillments, coupon_codes,
+        order_manual, redeem_points, notes, metadata; at least one.
+        """
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
+    @_builtins.property
+    def fulfillments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FulfillmentRequest]: ...
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def order_manual(self) -> Global___ManualAdjustment: ...
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        customer_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___OrderLineRequest] | None = ...,
+        fulfillments: _abc.Iterable[Global___FulfillmentRequest] | None = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        order_manual: Global___ManualAdjustment | None = ...,
+        redeem_points: _builtins.int = ...,
+        notes: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "expected_version", b"expected_version", "fulfillments", b"fulfillments", "lines", b"lines", "metadata", b"metadata", "notes", b"notes", "order_id", b"order_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDraftOrderRequest: _TypeAlias = UpdateDraftOrderRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDraftOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDraftOrderResponse: _TypeAlias = UpdateDraftOrderResponse  # noqa: Y015
+
+@_typing.final
+class SubmitOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitOrderRequest: _TypeAlias = SubmitOrderRequest  # noqa: Y015
+
+@_typing.final
+class SubmitOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitOrderResponse: _TypeAlias = SubmitOrderResponse  # noqa: Y015
 
 @_typing.final
 class AddTenderRequest(_message.Message):

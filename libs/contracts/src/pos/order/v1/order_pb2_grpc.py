@@ -55,6 +55,16 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.FromString,
                 _registered_method=True)
+        self.UpdateDraftOrder = channel.unary_unary(
+                '/pos.order.v1.OrderService/UpdateDraftOrder',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderResponse.FromString,
+                _registered_method=True)
+        self.SubmitOrder = channel.unary_unary(
+                '/pos.order.v1.OrderService/SubmitOrder',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderResponse.FromString,
+                _registered_method=True)
         self.AddTender = channel.unary_unary(
                 '/pos.order.v1.OrderService/AddTender',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.AddTenderRequest.SerializeToString,
@@ -163,6 +173,24 @@ class OrderServiceServicer:
     def CreateOrder(self, request, context):
         """An order from any channel: priced, pickup and shipment lines held (all or none), saved
         as `pending_payment` before any payment is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDraftOrder(self, request, context):
+        """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
+        and it is priced again, a new version; nothing held. FAILED_PRECONDITION
+        `version_mismatch` (a stale expected_version) or `order_not_draft`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitOrder(self, request, context):
+        """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
+        or none, as CreateOrder holds them), its coupons reserved and its points held. Refused
+        (short stock), it stays a draft.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,6 +347,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CreateOrder,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.SerializeToString,
+            ),
+            'UpdateDraftOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDraftOrder,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderResponse.SerializeToString,
+            ),
+            'SubmitOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitOrder,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderResponse.SerializeToString,
             ),
             'AddTender': grpc.unary_unary_rpc_method_handler(
                     servicer.AddTender,
@@ -510,6 +548,60 @@ class OrderService:
             '/pos.order.v1.OrderService/CreateOrder',
             pos_dot_order_dot_v1_dot_order__pb2.CreateOrderRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDraftOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/UpdateDraftOrder',
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.UpdateDraftOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/SubmitOrder',
+            pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.SubmitOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,16 @@ class OrderServiceStub:
     """An order from any channel: priced, pickup and shipment lines held (all or none), saved
     as `pending_payment` before any payment is taken.
     """
+    UpdateDraftOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateDraftOrderRequest, _order_pb2.UpdateDraftOrderResponse]
+    """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
+    and it is priced again, a new version; nothing held. FAILED_PRECONDITION
+    `version_mismatch` (a stale expected_version) or `order_not_draft`.
+    """
+    SubmitOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.SubmitOrderRequest, _order_pb2.SubmitOrderResponse]
+    """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
+    or none, as CreateOrder holds them), its coupons reserved and its points held. Refused
+    (short stock), it stays a draft.
+    """
     AddTender: _grpc.UnaryUnaryMultiCallable[_order_pb2.AddTenderRequest, _order_pb2.AddTenderResponse]
     """Take a tender for a pending order: authorised (captured at once when the fulfilment says
     so). A decline is an answer: the order stays pending, its holds in place.
@@ -111,6 +121,16 @@ class OrderServiceAsyncStub(OrderServiceStub):
     CreateOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateOrderRequest, _order_pb2.CreateOrderResponse]  # type: ignore[assignment]
     """An order from any channel: priced, pickup and shipment lines held (all or none), saved
     as `pending_payment` before any payment is taken.
+    """
+    UpdateDraftOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateDraftOrderRequest, _order_pb2.UpdateDraftOrderResponse]  # type: ignore[assignment]
+    """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
+    and it is priced again, a new version; nothing held. FAILED_PRECONDITION
+    `version_mismatch` (a stale expected_version) or `order_not_draft`.
+    """
+    SubmitOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.SubmitOrderRequest, _order_pb2.SubmitOrderResponse]  # type: ignore[assignment]
+    """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
+    or none, as CreateOrder holds them), its coupons reserved and its points held. Refused
+    (short stock), it stays a draft.
     """
     AddTender: _aio.UnaryUnaryMultiCallable[_order_pb2.AddTenderRequest, _order_pb2.AddTenderResponse]  # type: ignore[assignment]
     """Take a tender for a pending order: authorised (captured at once when the fulfilment says
@@ -203,6 +223,28 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.CreateOrderResponse, _abc.Awaitable[_order_pb2.CreateOrderResponse]]:
         """An order from any channel: priced, pickup and shipment lines held (all or none), saved
         as `pending_payment` before any payment is taken.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateDraftOrder(
+        self,
+        request: _order_pb2.UpdateDraftOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.UpdateDraftOrderResponse, _abc.Awaitable[_order_pb2.UpdateDraftOrderResponse]]:
+        """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
+        and it is priced again, a new version; nothing held. FAILED_PRECONDITION
+        `version_mismatch` (a stale expected_version) or `order_not_draft`.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitOrder(
+        self,
+        request: _order_pb2.SubmitOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.SubmitOrderResponse, _abc.Awaitable[_order_pb2.SubmitOrderResponse]]:
+        """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
+        or none, as CreateOrder holds them), its coupons reserved and its points held. Refused
+        (short stock), it stays a draft.
         """
 
     @_abc_1.abstractmethod

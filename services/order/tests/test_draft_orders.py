@@ -1,0 +1,233 @@
+"""Drafts on in-memory fakes: created priced with nothing held, edited (priced again, a new
+version, a stale one refused), submitted (held as CreateOrder holds, or refused for short stock
+and still a draft, then submitted again under new hold ids), cancelled with nothing to give
+back, and left alone by the resumer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fakes import FakeCatalog, FakeCustomerService, FakePayments, FakeStock, FixedDiscount, Store
+from fakes import uow_factory as fake_uows
+
+from pos_kit.errors import Conflict, DomainError, InvalidArgument
+from pos_kit.idempotency import Claim
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    FulfillmentType,
+    HoldState,
+    LineRequest,
+    Order,
+    OrderCancelled,
+    OrderCreated,
+    OrderStatus,
+    SagaState,
+    Tender,
+)
+from pos_order.service import handlers, saga
+from pos_order.service.ports import (
+    CheckoutPorts,
+    CreateOrderCommand,
+    DraftChange,
+    OrderSettings,
+)
+from pos_order.service.saga import Policy
+
+PICKUP = [FulfillmentRequest(FulfillmentType.PICKUP, "loc_1")]
+
+
+class Shop:
+    def __init__(self, tees: int = 5) -> None:
+        self.store = Store()
+        self.stock = FakeStock(TEE=tees, MUG=100)
+        self.catalog = FakeCatalog(tax_bps=1000)
+        self.ports = CheckoutPorts(
+            self.catalog, FixedDiscount(500), FakePayments(), FakeCustomerService(), self.stock
+        )
+        self.policy = Policy(defaults=OrderSettings(hold_seconds=600))
+        self.new_uow = fake_uows(self.store)
+        self.requests = 0
+
+    def run(self, steps: Any) -> Any:
+        async def go() -> Any:
+            async with self.new_uow() as uow:
+                read = await steps.read(uow)
+                await uow.commit()
+            self.requests += 1
+            outcome = await steps.call(Claim("mer_a", f"r{self.requests}", datetime.now(UTC)), read)
+            async with self.new_uow() as uow:
+                answer = await steps.record(uow, outcome)
+                await uow.commit()
+            return answer
+
+        return asyncio.run(go())
+
+    def draft(self, quantity: int = 2, **fields: Any) -> Order:
+        self.requests += 1
+        cmd = CreateOrderCommand(
+            f"create-{self.requests}", "web", "loc_1", "", [LineRequest("TEE", quantity)],
+            PICKUP, draft=True, **fields,
+        )  # fmt: skip
+        return self.run(handlers.CreateOrder(cmd, self.ports, self.new_uow, self.policy, _same))
+
+    def edit(self, order: Order, **fields: Any) -> Order:
+        change = DraftChange(f"edit-{self.requests}", order.id, **fields)
+        return self.run(
+            handlers.UpdateDraftOrder(change, self.ports, self.new_uow, self.policy, _same)
+        )
+
+    def submit(self, order: Order) -> Order:
+        return self.run(
+            handlers.SubmitOrder("s", order.id, self.ports, self.new_uow, self.policy, _same)
+        )
+
+    def cancel(self, order: Order) -> Order:
+        return self.run(
+            handlers.CancelOrder(order.id, self.ports, self.new_uow, self.policy, lambda o, _: o)
+        )
+
+    def order(self, order_id: str) -> Order:
+        return self.store.orders[("mer_a", order_id)]
+
+    def published(self, kind: type) -> list[str]:
+        return [e.order.id for e in self.store.published if isinstance(e, kind)]
+
+
+def _same(o: Order) -> Order:
+    return o
+
+
+def test_a_draft_is_priced_and_announced_with_nothing_held() -> None:
+    shop = Shop()
+    draft = shop.draft(2, notes="gift", metadata={"cart": "c1"})
+    assert draft.status is OrderStatus.DRAFT
+    # Priced as an order is: 2 x 25.00, 5.00 off, 10 % tax on the rest.
+    assert (draft.totals.subtotal.amount, draft.totals.discount.amount) == (5000, 500)
+    assert (draft.totals.tax.amount, draft.totals.total.amount) == (450, 4950)
+    assert shop.stock.available("TEE") == 5 and shop.stock.requests == {}
+    assert all(f.hold is None for f in draft.fulfillments)
+    # Nothing for the resumer, no expiry; order.created once, as a draft.
+    assert draft.saga.state is SagaState.DONE and draft.expires_at is None
+    assert shop.published(OrderCreated) == [draft.id]
+    assert draft.timeline[0].status == "draft"
+    # No tender, no confirmation while it is a draft.
+    with pytest.raises(Conflict) as err:
+        shop.order(draft.id).add_tender(Tender.CASH, 100, "t")
+    assert err.value.code == "order_not_pending"
+
+
+def test_an_edit_prices_the_draft_again_as_a_new_version() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    edited = shop.edit(
+        draft,
+        expected_version=draft.version,
+        lines=[LineRequest("TEE", 1), LineRequest("MUG", 3)],
+        notes="ring the bell",
+    )
+    assert edited.version == draft.version + 1
+    assert [(ln.sku, ln.quantity) for ln in edited.lines] == [("TEE", 1), ("MUG", 3)]
+    assert edited.totals.subtotal.amount == 2500 + 3600 and edited.notes == "ring the bell"
+    assert shop.stock.requests == {}
+    # The version seen before the edit is stale now: refused, nothing written.
+    with pytest.raises(Conflict) as stale:
+        shop.edit(draft, expected_version=draft.version, notes="lost")
+    assert stale.value.code == "version_mismatch"
+    assert stale.value.metadata["current_version"] == str(edited.version)
+    assert shop.order(draft.id).notes == "ring the bell"
+    # Bad input names its field, nothing written.
+    with pytest.raises(InvalidArgument) as bad:
+        shop.edit(edited, lines=[LineRequest("TEE", 0)])
+    assert [v.field for v in bad.value.violations] == ["lines[0].quantity"]
+    assert shop.order(draft.id).version == edited.version
+    assert shop.published(OrderCreated) == [draft.id]  # an edit announces nothing
+
+
+def test_a_submit_holds_the_draft_repriced_now() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    # The catalog changed while the draft waited: the submit sells at today's price.
+    shop.catalog.items["TEE"] = replace(shop.catalog.items["TEE"], unit_price=Money(3000, "USD"))
+    order = shop.submit(draft)
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert order.lines[0].unit_price.amount == 3000 and order.totals.subtotal.amount == 6000
+    assert order.fulfillments[0].hold is HoldState.HELD and shop.stock.available("TEE") == 3
+    assert order.saga.draft is None and order.expires_at is not None
+    assert [c.status for c in order.timeline if ":" not in c.status] == [
+        "draft",
+        "pending_payment",
+    ]
+    # Submitted again (another request): answered as it is, nothing held twice.
+    assert shop.submit(draft).status is OrderStatus.PENDING_PAYMENT
+    assert shop.stock.available("TEE") == 3
+    # No longer a draft: no edit.
+    with pytest.raises(Conflict) as err:
+        shop.edit(order, notes="late")
+    assert err.value.code == "order_not_draft"
+
+
+def test_a_submit_short_of_stock_leaves_a_draft_that_may_be_submitted_again() -> None:
+    shop = Shop(tees=5)
+    draft = shop.draft(2)
+    # Two pickups: the mugs' hold is taken, the shirts' refused.
+    draft = shop.edit(
+        draft,
+        lines=[LineRequest("MUG", 1, 0), LineRequest("TEE", 4, 1)],
+        fulfillments=PICKUP * 2,
+    )
+    shop.stock.on_hand["TEE"] = 3
+    with pytest.raises(DomainError) as short:
+        shop.submit(draft)
+    assert short.value.code == "insufficient_stock"
+    back = shop.order(draft.id)
+    assert back.status is OrderStatus.DRAFT and back.saga.state is SagaState.DONE
+    assert back.timeline[-1].status == "draft" and back.timeline[-1].reason == "insufficient_stock"
+    assert all(f.hold is None for f in back.fulfillments)
+    assert shop.stock.available("TEE") == 3 and shop.stock.available("MUG") == 100
+    assert shop.published(OrderCancelled) == []
+    # Stock arrives: the same draft is submitted again, and holds anew (the first submit's
+    # hold ids answered with what they did then).
+    shop.stock.on_hand["TEE"] = 10
+    order = shop.submit(back)
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert shop.stock.available("TEE") == 6 and shop.stock.available("MUG") == 99
+
+
+def test_a_cancelled_draft_gives_nothing_back_and_keeps_no_codes() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    cancelled = shop.cancel(draft)
+    assert cancelled.status is OrderStatus.CANCELLED and cancelled.saga.draft is None
+    assert shop.stock.requests == {} and shop.published(OrderCancelled) == [draft.id]
+    with pytest.raises(Conflict) as err:
+        shop.submit(draft)
+    assert err.value.code == "order_not_draft"
+
+
+def test_the_resumer_leaves_a_draft_alone() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    resumed = asyncio.run(saga.resume(shop.new_uow, shop.ports, draft.id, shop.policy))
+    assert resumed.status is OrderStatus.DRAFT and resumed.version == draft.version
+
+
+def test_a_submit_whose_driver_is_gone_is_put_back_to_draft_by_the_resumer() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    steps = handlers.SubmitOrder("s", draft.id, shop.ports, shop.new_uow, shop.policy, _same)
+    shop.stock.down = True  # the submit stops after saving it pending, its hold not asked
+    with pytest.raises(DomainError):
+        shop.run(steps)
+    assert shop.order(draft.id).status is OrderStatus.PENDING_PAYMENT
+    shop.stock.down = False
+    asyncio.run(saga.resume(shop.new_uow, shop.ports, draft.id, shop.policy))
+    back = shop.order(draft.id)
+    assert back.status is OrderStatus.DRAFT and back.timeline[-1].reason == "abandoned"
+    # Its hold, asked again by the compensation to learn whether one was made, is released.
+    assert shop.stock.available("TEE") == 5
+    assert shop.submit(back).status is OrderStatus.PENDING_PAYMENT
