@@ -66,7 +66,7 @@ CROSS_FIELD = "|".join(
 # The cart preview takes an order's lines and fulfilments, with their rules (400), and a manual
 # discount's percent or new price within bounds the schema can't tie to its kind (400).
 ORDER_RULES = "|".join(
-    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns|exchanges)",
+    ("POST /v1/orders", "POST /v1/orders/[^/]+/(tenders|confirm|cancel|returns|exchanges|submit)",
      "POST /v1/carts/calculate", "POST /v1/returns",
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
      "POST /v1/orders/[^/]+/returns/[^/]+/settle")
@@ -156,6 +156,11 @@ include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/archive
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^PATCH /v1/locations/[^/]+$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+# A draft order's edit: its If-Match as above, and an order's rules across fields (400; a
+# field sent as null is one too, as on every PATCH).
+[[operations]]
+include-name-regex = "^PATCH /v1/orders/[^/]+$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 # The same on a staff member and on the settings (an order setting's rules: 400).
 [[operations]]

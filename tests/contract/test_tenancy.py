@@ -109,6 +109,17 @@ def _pending_order(http: httpx.Client) -> str:
     return str(order["id"])
 
 
+def _draft_order(http: httpx.Client) -> str:
+    """A draft of merchant A (priced, nothing held)."""
+    sku = f"TEN-{_unique()}"
+    _post(http, "/v1/products", {"sku": sku, "name": "Drafted", "price": {"amount": 700,
+          "currency": "USD"}})  # fmt: skip
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    order = _post(http, "/v1/orders", {"location_id": location, "status": "draft",
+                  "lines": [{"sku": sku, "quantity": 1}]})  # fmt: skip
+    return str(order["id"])
+
+
 def _reservation(http: httpx.Client) -> str:
     sku = _unique()
     _post(
@@ -228,7 +239,9 @@ FACTORIES: dict[str, Factory] = {
     "/v1/promotions/{promotion_id}/resume": _promotion,
     "/v1/promotions/{promotion_id}/end": _promotion,
     "/v1/promotions/{promotion_id}/coupons": _coupon_promotion,
-    "/v1/orders/{order_id}": lambda http: str(_sale(http)["order"]["id"]),
+    # A draft: the order a PATCH changes (and any order reads as one).
+    "/v1/orders/{order_id}": _draft_order,
+    "/v1/orders/{order_id}/submit": _draft_order,
     "/v1/orders/{order_id}/tenders": _pending_order,
     "/v1/orders/{order_id}/confirm": _pending_order,
     "/v1/orders/{order_id}/cancel": _pending_order,
@@ -284,6 +297,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/customer-groups/{group_id}/members"): {"customer_ids": ["cus_made_up"]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
     ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
+    ("patch", "/v1/orders/{order_id}"): {"notes": "Mallory's"},
     ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
         "kind": "pay_in",
         "amount": {"amount": 1, "currency": "USD"},
@@ -560,6 +574,9 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "lines": [{"sku": t.sku, "quantity": 1}],
         "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
     ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
+    ("patch", "/v1/orders/{order_id}"): lambda t: {
+        "customer_id": t.customer, "lines": [{"sku": t.sku, "quantity": 1}],
+        "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
     ("post", "/v1/carts/calculate"): lambda t: {
         "location_id": t.locations[0], "customer_id": t.customer,
         "lines": [{"sku": t.sku, "quantity": 1}],

@@ -41,6 +41,7 @@ from pos_gateway.routes.common import (
     request_id,
     services,
     timestamp,
+    version_checked,
 )
 from pos_gateway.routes.gift_cards import spend_code_budget
 from pos_gateway.routes.inventory import GeoIn
@@ -568,6 +569,33 @@ class OrderIn(Body):
     )
     redeem_points: int = Field(0, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
                                description=REDEEM)  # fmt: skip
+    status: Literal["pending_payment", "draft"] = Field(
+        "pending_payment",
+        description="`draft`: saved priced (discounts, tax, totals) with nothing held, reserved "
+        "or charged, and no tender taken, until `POST /v1/orders/{id}/submit`; edited with "
+        "`PATCH /v1/orders/{id}` meanwhile (a web cart). `pending_payment` (the default): its "
+        "stock held now",
+    )
+
+
+def _line_pb(ln: OrderLineIn, request: Request) -> order_pb2.OrderLineRequest:
+    return order_pb2.OrderLineRequest(
+        sku=ln.sku,
+        quantity=ln.quantity,
+        fulfillment=ln.fulfillment,
+        manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
+        unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+        gift_card=_gift_card_line(ln),
+    )
+
+
+def _fulfillment_pb(f: FulfillmentIn) -> order_pb2.FulfillmentRequest:
+    return order_pb2.FulfillmentRequest(
+        type=_FULFILLMENT_TYPES[f.type],
+        location_id=f.location_id,
+        ship_to=f.ship_to,
+        destination=f.destination.pb() if f.destination is not None else None,
+    )
 
 
 @router.post(
@@ -583,42 +611,119 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     no order is kept or announced. In-store lines are never refused for stock. While
     promotions cannot be reached, list prices: `discounts_applied: false` with a `warnings`
     entry `discounts_unavailable`.
-    Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out."""
+    Then add tenders and confirm it; unconfirmed, it is cancelled when its holds run out.
+
+    With `"status": "draft"` the order is priced the same way and saved `draft`, announced
+    (`order.created`, status `draft`), with nothing held, no coupon reserved, no points held:
+    a tender or a confirmation is a 409 `order_not_pending` until it is submitted. Edit it
+    with `PATCH /v1/orders/{id}`, submit it with `POST /v1/orders/{id}/submit`, or cancel it.
+    A draft does not expire."""
     order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
         channel=body.channel,
         location_id=body.location_id,
         customer_id=body.customer_id,
-        lines=[
-            order_pb2.OrderLineRequest(
-                sku=ln.sku,
-                quantity=ln.quantity,
-                fulfillment=ln.fulfillment,
-                manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
-                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
-                gift_card=_gift_card_line(ln),
-            )
-            for ln in body.lines
-        ],
-        fulfillments=[
-            order_pb2.FulfillmentRequest(
-                type=_FULFILLMENT_TYPES[f.type],
-                location_id=f.location_id,
-                ship_to=f.ship_to,
-                destination=f.destination.pb() if f.destination is not None else None,
-            )
-            for f in body.fulfillments
-        ],
+        lines=[_line_pb(ln, request) for ln in body.lines],
+        fulfillments=[_fulfillment_pb(f) for f in body.fulfillments],
         notes=body.notes,
         metadata=body.metadata,
         coupon_codes=body.coupon_codes,
         order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
         redeem_points=body.redeem_points,
+        draft=body.status == "draft",
     )
     async with _manual_guards(request, body.lines, body.order_manual) as approvals:
         answer = await svc.order.CreateOrder(order_request)
         for entry in approvals:
             entry.resource = ("order", answer.order.id)
+    return to_model(Order, answer.order)
+
+
+class OrderPatch(Body):
+    model_config = example(
+        {"lines": [{"sku": "TEE-BLK-M", "quantity": 3}], "notes": "Gift wrap, please"}
+    )
+
+    customer_id: str | None = Field(
+        None, max_length=64, description="One of your customers, or empty for none"
+    )
+    lines: list[OrderLineIn] | None = Field(None, min_length=1, max_length=200)
+    fulfillments: list[FulfillmentIn] | None = Field(
+        None, max_length=20, description="Empty: one in-store fulfilment at location_id"
+    )
+    coupon_codes: list[CouponCode] | None = Field(None, max_length=10, description=COUPONS)
+    order_manual: OrderManualIn | None = Field(
+        None, description="A manual discount on the whole order, as at creation"
+    )
+    redeem_points: int | None = Field(None, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
+                                      description=REDEEM)  # fmt: skip
+    notes: str | None = Field(None, max_length=2000)
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=50)
+
+
+@router.patch(
+    "/orders/{order_id}",
+    **op("orders:write", "Edit a draft order", (404, 409, 412), example=ex.ORDER),
+)
+async def update_draft_order(
+    order_id: PathId,
+    body: OrderPatch,
+    request: Request,
+    svc: Svc,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Order:
+    """A draft only (`"status": "draft"` at creation): each field sent replaces the draft's
+    (`lines` and `fulfillments` whole, as at creation; `lines[].fulfillment` indexes the
+    fulfilments the draft has after this change), the others stay. The draft is then priced
+    again (the catalog's prices, promotions, tax and the loyalty point value as they are now)
+    and answered as a new `version`; nothing is held. Send `If-Match: "<version>"` to change
+    only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
+    as is a change that came in while this one was priced. An order that is no longer a draft
+    is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. No event
+    is sent for an edit (the event types have none for it): `updated_since` on
+    `GET /v1/orders` shows it."""
+    sent = patched(body)
+    ask = order_pb2.UpdateDraftOrderRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        expected_version=expected_version(if_match),
+        customer_id=body.customer_id or "",
+        lines=[_line_pb(ln, request) for ln in body.lines or []],
+        fulfillments=[_fulfillment_pb(f) for f in body.fulfillments or []],
+        coupon_codes=body.coupon_codes or [],
+        order_manual=body.order_manual.pb(_who(request)) if body.order_manual else None,
+        redeem_points=body.redeem_points or 0,
+        notes=body.notes or "",
+        metadata=body.metadata or {},
+    )
+    ask.update_mask.paths.extend(sorted(sent))
+    async with _manual_guards(request, body.lines or [], body.order_manual) as approvals:
+        answer = await version_checked(svc.order.UpdateDraftOrder(ask))
+        for entry in approvals:
+            entry.resource = ("order", answer.order.id)
+    response.headers["ETag"] = f'"{answer.order.version}"'
+    return to_model(Order, answer.order)
+
+
+@router.post(
+    "/orders/{order_id}/submit",
+    **op("orders:write", "Submit a draft order", (404, *CREATE), example=ex.ORDER),
+)
+async def submit_order(order_id: PathId, svc: Svc) -> Order:
+    """Prices the draft again (a draft may be days old: the catalog's prices, promotions, tax
+    and the loyalty point value as they are now, which may differ from what the draft showed),
+    saves it `pending_payment`, then holds its pickup and shipment lines exactly as
+    `POST /v1/orders` does (all or none, for `hold_seconds`), reserves its coupons and holds
+    its points. Short stock is the 409 `insufficient_stock` naming what is short, as at
+    creation: nothing stays held and the order is still a draft (its timeline says why);
+    so is a coupon refused at its reservation (409 with the coupon's reason). Points refused
+    once its coupons are reserved cancel it. Then add tenders and confirm it as any order.
+    Submitting an order submitted already answers it as it is; any other order that is not a
+    draft is a 409 `order_not_draft`."""
+    answer = await svc.order.SubmitOrder(
+        order_pb2.SubmitOrderRequest(request_id=request_id(), order_id=order_id)
+    )
     return to_model(Order, answer.order)
 
 

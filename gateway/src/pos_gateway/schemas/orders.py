@@ -24,9 +24,10 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
 ORDER_STATUS_WORDS = (
     "`draft`, `pending_payment`, `confirmed`, `completed` or `cancelled` (`payment_declined` "
     "only on orders sold before the checkout saga); more values may come: treat an unknown one "
-    "as not final. No route makes a `draft` order yet: `POST /v1/orders` saves an order "
-    "`pending_payment`, its stock held; `POST /v1/carts/calculate` prices a cart without "
-    "saving it"
+    'as not final. `draft`: `POST /v1/orders` with `"status": "draft"` saves it priced '
+    "with nothing held (edited with `PATCH /v1/orders/{id}`, held and made `pending_payment` "
+    "by `POST /v1/orders/{id}/submit`); otherwise `POST /v1/orders` saves it `pending_payment`, "
+    "its stock held. `POST /v1/carts/calculate` prices a cart without saving it"
 )
 FULFILLMENT_STATUS_WORDS = (
     "in_store: `reserved` until the order is confirmed, then `fulfilled`; pickup: `reserved` "

@@ -1,0 +1,137 @@
+"""Draft orders through the gateway, every service a separate process: a draft is priced with
+nothing held, edited under If-Match (a stale version refused), submitted (held as a new order
+is, then paid and confirmed), refused for short stock and still a draft, cancelled with nothing
+to give back; an edit of an order that is not a draft is refused, and another merchant's draft
+is not found."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pos_devstack.http_checks import available, eventually, ok, post, stocked
+from pos_devstack.testing import Running
+
+pytestmark = pytest.mark.e2e
+
+
+def _patch(http: httpx.Client, order_id: str, body: dict[str, Any], version: int) -> Any:
+    return http.patch(
+        f"/v1/orders/{order_id}",
+        json=body,
+        headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": f'"{version}"'},
+    )
+
+
+def _pickup_draft(store: str, sku: str, quantity: int) -> dict[str, Any]:
+    return {
+        "status": "draft",
+        "channel": "web",
+        "location_id": store,
+        "lines": [{"sku": sku, "quantity": quantity}],
+        "fulfillments": [{"type": "pickup", "location_id": store}],
+        "notes": "cart",
+        "metadata": {"cart_id": "c_9"},
+    }
+
+
+def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> None:
+    http = platform.http
+    sku, (store, _) = stocked(http, "DRF")
+    key = str(uuid.uuid4())
+    draft = ok(post(http, "/v1/orders", _pickup_draft(store, sku, 2), key), 201)
+    assert ok(post(http, "/v1/orders", _pickup_draft(store, sku, 2), key), 201) == draft
+    assert draft["status"] == "draft" and draft["total"]["amount"] >= 2000
+    assert draft["subtotal"]["amount"] == 2000 and not draft["fulfillments"][0]["reservation_id"]
+    assert available(http, sku, store) == 10  # nothing held
+    # No tender while it is a draft.
+    tender = post(http, f"/v1/orders/{draft['id']}/tenders", {"tender_type": "cash",
+                  "cash_tendered": {"amount": 5000, "currency": "USD"}})  # fmt: skip
+    assert tender.status_code == 409 and tender.json()["code"] == "order_not_pending"
+    listed = ok(http.get("/v1/orders", params={"status": "draft", "location_id": store}))
+    assert draft["id"] in [o["id"] for o in listed["data"]]
+
+    edited = _patch(http, draft["id"], {"lines": [{"sku": sku, "quantity": 3}],
+                                        "notes": "three"}, draft["version"])  # fmt: skip
+    assert edited.headers["ETag"] == f'"{draft["version"] + 1}"'
+    edited = ok(edited)
+    assert edited["version"] == draft["version"] + 1 and edited["notes"] == "three"
+    assert edited["lines"][0]["quantity"] == 3 and edited["subtotal"]["amount"] == 3000
+    assert edited["metadata"] == {"cart_id": "c_9"}  # not sent: kept
+    assert available(http, sku, store) == 10
+    feed = ok(http.get("/v1/orders", params={"updated_since": draft["updated_at"]}))
+    assert draft["id"] in [o["id"] for o in feed["data"]]
+
+    stale = _patch(http, draft["id"], {"notes": "lost"}, draft["version"])
+    assert stale.status_code == 412, stale.text
+    assert stale.json()["current_version"] == edited["version"]
+    bad = _patch(http, draft["id"], {"lines": [{"sku": sku, "quantity": 1, "fulfillment": 3}]},
+                 edited["version"])  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "lines[0].fulfillment"
+    assert ok(http.get(f"/v1/orders/{draft['id']}"))["version"] == edited["version"]
+
+    key = str(uuid.uuid4())
+    submitted = ok(post(http, f"/v1/orders/{draft['id']}/submit", {}, key))
+    assert ok(post(http, f"/v1/orders/{draft['id']}/submit", {}, key)) == submitted
+    assert submitted["status"] == "pending_payment"
+    assert submitted["fulfillments"][0]["reservation_id"]
+    assert available(http, sku, store) == 7
+    not_draft = _patch(http, draft["id"], {"notes": "late"}, submitted["version"])
+    assert not_draft.status_code == 409 and not_draft.json()["code"] == "order_not_draft"
+
+    ok(post(http, f"/v1/orders/{draft['id']}/tenders",
+            {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    confirmed = ok(post(http, f"/v1/orders/{draft['id']}/confirm", {}))
+    assert confirmed["status"] == "confirmed"
+    assert [c["status"] for c in confirmed["timeline"] if ":" not in c["status"]] == [
+        "draft",
+        "pending_payment",
+        "confirmed",
+    ]
+
+    def created() -> list[dict[str, Any]]:
+        page = http.get("/v1/events", params={"types": "order.created", "limit": 200}).json()
+        return [e for e in page["data"] if e["data"]["object"]["id"] == draft["id"]]
+
+    (announced,) = eventually(created)
+    assert announced["data"]["object"]["status"] == "draft"
+
+
+def test_a_draft_short_of_stock_stays_a_draft_and_is_cancelled(platform: Running) -> None:
+    http = platform.http
+    sku, (store, _) = stocked(http, "DRS", units=2)
+    draft = ok(post(http, "/v1/orders", _pickup_draft(store, sku, 3)), 201)
+    short = post(http, f"/v1/orders/{draft['id']}/submit", {})
+    assert short.status_code == 409, short.text
+    problem = short.json()
+    assert problem["code"] == "insufficient_stock"
+    # The same problem as a new order short of stock gets.
+    new = post(http, "/v1/orders", {**_pickup_draft(store, sku, 3), "status": "pending_payment"})
+    assert new.status_code == 409 and new.json()["code"] == problem["code"]
+    assert new.json().keys() == problem.keys()
+    still = ok(http.get(f"/v1/orders/{draft['id']}"))
+    assert still["status"] == "draft" and available(http, sku, store) == 2
+    assert still["timeline"][-1]["reason"] == "insufficient_stock"
+
+    cancelled = ok(post(http, f"/v1/orders/{draft['id']}/cancel", {}))
+    assert cancelled["status"] == "cancelled" and available(http, sku, store) == 2
+    gone = post(http, f"/v1/orders/{draft['id']}/submit", {})
+    assert gone.status_code == 409 and gone.json()["code"] == "order_not_draft"
+
+
+def test_another_merchants_draft_is_not_found(platform: Running) -> None:
+    http = platform.http
+    sku, (store, _) = stocked(http, "DRT")
+    draft = ok(post(http, "/v1/orders", _pickup_draft(store, sku, 1)), 201)
+    with platform.new_merchant("Someone else") as other:
+        for answer in (
+            other.get(f"/v1/orders/{draft['id']}"),
+            _patch(other, draft["id"], {"notes": "mine"}, draft["version"]),
+            post(other, f"/v1/orders/{draft['id']}/submit", {}),
+            post(other, f"/v1/orders/{draft['id']}/cancel", {}),
+        ):
+            assert answer.status_code == 404, answer.text
+    assert ok(http.get(f"/v1/orders/{draft['id']}"))["version"] == draft["version"]
