@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fakes import FakeCatalog, FakeCustomerService, FakePayments, FakeStock, FixedDiscount, Store
 from fakes import uow_factory as fake_uows
+from test_coupons_saga import CouponDiscount, FakeCoupons
 
 from pos_kit.errors import Conflict, DomainError, InvalidArgument
 from pos_kit.idempotency import Claim
@@ -231,3 +232,43 @@ def test_a_submit_whose_driver_is_gone_is_put_back_to_draft_by_the_resumer() -> 
     # Its hold, asked again by the compensation to learn whether one was made, is released.
     assert shop.stock.available("TEE") == 5
     assert shop.submit(back).status is OrderStatus.PENDING_PAYMENT
+
+
+def test_no_tender_is_taken_while_a_submit_is_unfinished() -> None:
+    shop = Shop()
+    draft = shop.draft(2)
+    shop.stock.down = True  # the submit stops after saving it pending, its hold not asked
+    with pytest.raises(DomainError):
+        shop.submit(draft)
+    pending = shop.order(draft.id)
+    assert pending.status is OrderStatus.PENDING_PAYMENT
+    with pytest.raises(Conflict) as err:
+        pending.add_tender(Tender.CASH, 100, "t")
+    assert err.value.code == "order_submitting"
+    # Its submit, retried, finishes it: then the tender is taken.
+    shop.stock.down = False
+    order = shop.submit(draft)
+    assert order.saga.draft is None and shop.stock.available("TEE") == 3
+    assert order.add_tender(Tender.CASH, 100, "t").amount == 100
+
+
+def test_a_drafts_coupon_is_reserved_only_once_its_stock_is_held() -> None:
+    shop = Shop(tees=1)
+    coupons = FakeCoupons()
+    shop.ports = CheckoutPorts(
+        shop.catalog, CouponDiscount(), FakePayments(), FakeCustomerService(), shop.stock,
+        coupons=coupons,
+    )  # fmt: skip
+    draft = shop.draft(2, coupon_codes=("SAVE10",))
+    assert draft.totals.discount.amount == 1000 and coupons.requests == []
+    with pytest.raises(DomainError) as short:
+        shop.submit(draft)
+    assert short.value.code == "insufficient_stock"
+    # Refused for stock before the promotion service was asked anything: its one reservation
+    # per order is still to be made (given back, it would answer the next submit so).
+    assert shop.order(draft.id).status is OrderStatus.DRAFT and coupons.reserved == {}
+    shop.stock.on_hand["TEE"] = 5
+    order = shop.submit(draft)
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert coupons.reserved == {draft.id: "reserved"} and order.saga.coupons.uses
+    assert order.saga.draft is None  # its codes are kept no longer

@@ -723,6 +723,13 @@ class Order:
             raise Conflict(f"the order is {self.status.value}: {doing}", "order_not_pending")
         if self.saga.confirm_requested:
             raise Conflict("the order is being confirmed", "order_confirming")
+        if self.saga.draft is not None:
+            # A draft's submit under way (its holds, coupons or points not all taken yet): a
+            # tender now could confirm it with stock not held. Its submit, retried, ends it.
+            raise Conflict(
+                f"the order's submit is not finished: {doing}; submit it again",
+                "order_submitting",
+            )
 
     @property
     def unclaimed(self) -> int:
@@ -1391,8 +1398,8 @@ class Order:
 
     def submit(self, priced: Order, hold_seconds: int, at: datetime) -> None:
         """The draft, priced again now, waits for payment: its pickups and shipments to be
-        held (all or none), its coupons reserved and its points held, in that order; until
-        they are, `saga.draft` is kept, so a refusal can put it back (`back_to_draft`)."""
+        held (all or none), then its coupons reserved and its points held (`stock_held`);
+        until they are, `saga.draft` is kept, so a refusal can put it back (`back_to_draft`)."""
         ask = self.saga.draft
         assert ask is not None
         self.repriced(priced, ask)
@@ -1402,14 +1409,43 @@ class Order:
         self.saga.submits += 1
         self.saga.hold_ttl = hold_seconds
         self.saga.cancel_reason = ""
-        if ask.coupon_codes:
-            self.saga.coupons = Coupons(CouponStep.SENT)
-        if self.saga.points:
-            self.saga.points_state = PointsState.SENT
         for f in self.fulfillments:
             if f.held:
                 f.hold = HoldState.SENT
         self._moved(self.status.value, at)
+
+    @property
+    def asks_coupons_or_points(self) -> bool:
+        """A submitting draft's coupons or points still to be asked for (`stock_held`)."""
+        ask = self.saga.draft
+        return ask is not None and (
+            (bool(ask.coupon_codes) and self.saga.coupons.step is CouponStep.NONE)
+            or (bool(self.saga.points) and self.saga.points_state is None)
+        )
+
+    def stock_held(self) -> None:
+        """A submitting draft's stock is held: its coupons and points are asked for next. Only
+        now, so a submit refused for stock (or left by its driver before its holds) has asked
+        nothing of the promotion and customer services, which keep one reservation and one
+        points hold per order and would answer a later submit with the one given back."""
+        if not self.asks_coupons_or_points:
+            return
+        assert self.saga.draft is not None
+        if self.saga.draft.coupon_codes and self.saga.coupons.step is CouponStep.NONE:
+            self.saga.coupons = Coupons(CouponStep.SENT)
+        if self.saga.points and self.saga.points_state is None:
+            self.saga.points_state = PointsState.SENT
+
+    @property
+    def may_be_draft_again(self) -> bool:
+        """Whether a submitting draft whose submit is given up may be a draft again: nothing
+        was asked of the promotion or customer services for it (else it is cancelled)."""
+        return (
+            self.saga.draft is not None
+            and not self.saga.tenders
+            and self.saga.coupons.step is CouponStep.NONE
+            and self.saga.points_state is None
+        )
 
     def submitted(self) -> None:
         """Everything the submit takes is taken: the draft's cart (its codes) is dropped."""

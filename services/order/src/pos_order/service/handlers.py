@@ -1056,6 +1056,8 @@ class SubmitOrder(Generic[R]):
         # Stock first: refused, nothing was asked of the promotion or customer service, which
         # keep one reservation or hold per order and would answer a later submit with it.
         order = await saga.hold_stock(self.new_uow, self.ports, order, self.policy, back)
+        if order.asks_coupons_or_points:
+            order, _ = await change(self.new_uow, order.id, lambda o: o.stock_held())
         if order.saga.coupons.step is CouponStep.SENT:
             codes = order.saga.draft.coupon_codes if order.saga.draft else ()
             cart = CartContext(order.location_id, order.channel, order.customer_id, codes)
@@ -1067,6 +1069,9 @@ class SubmitOrder(Generic[R]):
                 # All or none: nothing was reserved, and a later submit may ask again.
                 await saga.refused(self.new_uow, self.ports, order, self.policy, exc.code, back)
                 raise
+        # Refused by the customer service, its points hold was not made; refused here (their
+        # value changed since the draft was priced) it was, and is released: either way, once
+        # its coupons were reserved, a later submit would hear the reservation given back.
         unreserved = order.saga.coupons.step is CouponStep.NONE
         order = await saga.hold_points(
             self.new_uow, self.ports, order, self.policy, back if unreserved else None

@@ -388,6 +388,10 @@ async def hold_points(
         if exc.kind in TRANSIENT:
             raise
         reason = "insufficient_points" if exc.code == "insufficient_points" else "points_refused"
+        if exc.code == "points_value_changed" and order.saga.draft is not None:
+            # The hold was made: released, the customer service would refuse the draft's next
+            # submit (`hold_released`), so the draft is cancelled rather than put back.
+            withdraw = None
         await refused(new_uow, ports, order, policy, reason, withdraw)
         raise exc from None
 
@@ -1022,16 +1026,15 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
     """Take an order whose driver is gone (or which has something due) one step further: finish
     what can be finished, compensate what was abandoned."""
     order = await load(new_uow, order_id)
-    submitting = order.saga.draft is not None and not order.saga.tenders
     if order.saga.state is SagaState.COMPENSATING:
-        # A draft's refused submit, given back half way: finished, a draft again (a cancel
-        # asked of it is `requested`, and ends cancelled).
-        unsubmit = submitting and order.saga.cancel_reason != "requested"
+        # A draft's submit refused for stock, given back half way: finished, a draft again.
+        unsubmit = order.may_be_draft_again and order.saga.cancel_reason == "insufficient_stock"
         finish = back_to_draft(new_uow) if unsubmit else None
         return await compensate(new_uow, ports, order, policy, finish, driver_gone=True)
-    if submitting and order.status is OrderStatus.PENDING_PAYMENT:
-        # A draft's submit whose driver is gone before it held everything (its caller heard a
-        # 5xx, or nothing): what it took is given back, and it is a draft again.
+    if order.status is OrderStatus.PENDING_PAYMENT and order.may_be_draft_again:
+        # A draft's submit whose driver is gone before its stock was held (its caller heard a
+        # 5xx, or nothing): what it took is given back, and it is a draft again. Gone later,
+        # coupons or points asked for, it is abandoned as any order (below).
         order, _ = await change(new_uow, order.id, lambda o: o.begin_cancel("abandoned"))
         return await compensate(new_uow, ports, order, policy, back_to_draft(new_uow))
     if order.saga.state is SagaState.DONE:
