@@ -291,6 +291,7 @@ FACTORIES: dict[str, Factory] = {
 # A valid body for operations that need one: the answer must be the 404, not a 400 about it.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
+    ("post", "/v1/orders/{order_id}/submit"): {},
     # A made-up duplicate: the 404 must be about the customer in the path, whoever asks.
     ("post", "/v1/customers/{customer_id}/merge"): {"duplicate_id": "cus_made_up"},
     ("post", "/v1/customers/{customer_id}/points/adjustments"): {"points": 5, "reason": "x"},

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from pos_devstack.http_checks import available, eventually, ok, post, stocked
@@ -135,3 +136,35 @@ def test_another_merchants_draft_is_not_found(platform: Running) -> None:
         ):
             assert answer.status_code == 404, answer.text
     assert ok(http.get(f"/v1/orders/{draft['id']}"))["version"] == draft["version"]
+
+
+def test_a_drafts_coupon_is_given_with_its_submit_and_never_stored(platform: Running) -> None:
+    """A coupon code is a bearer's claim on a discount and is never stored: a draft takes none
+    (400 naming the field, on creation and on an edit), and its submit, given the code, prices
+    the draft with it and reserves it; the order service's database holds no trace of it."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "DRC")
+    promo = ok(post(http, "/v1/promotions", {"name": "Ten off", "percent_off_bps": 1000,
+                                             "requires_coupon": True}), 201)  # fmt: skip
+    code = f"DRAFT-{uuid.uuid4().hex[:8].upper()}"
+    ok(post(http, f"/v1/promotions/{promo['id']}/coupons", {"codes": [code], "max_uses": 1}), 201)
+
+    refused = post(http, "/v1/orders", {**_pickup_draft(store, sku, 1), "coupon_codes": [code]})
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["coupon_codes"]
+    draft = ok(post(http, "/v1/orders", _pickup_draft(store, sku, 1)), 201)
+    edit = _patch(http, draft["id"], {"coupon_codes": [code]}, draft["version"])
+    assert edit.status_code == 400 and edit.json()["errors"][0]["field"] == "coupon_codes"
+
+    submitted = ok(post(http, f"/v1/orders/{draft['id']}/submit", {"coupon_codes": [code]}))
+    assert submitted["status"] == "pending_payment"
+    assert submitted["discount_total"]["amount"] == 100
+    assert [(c["status"], c["code_hint"]) for c in submitted["coupons"]] == [
+        ("reserved", code[-4:])
+    ]
+    url = platform.platform.env_for("order")["DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(url) as conn:
+        holding = conn.execute(
+            "SELECT count(*) FROM orders o WHERE o::text ILIKE %s", (f"%{code}%",)
+        ).fetchone()
+    assert holding == (0,)

@@ -82,9 +82,9 @@ class Shop:
             handlers.UpdateDraftOrder(change, self.ports, self.new_uow, self.policy, _same)
         )
 
-    def submit(self, order: Order) -> Order:
+    def submit(self, order: Order, codes: tuple[str, ...] = ()) -> Order:
         return self.run(
-            handlers.SubmitOrder("s", order.id, self.ports, self.new_uow, self.policy, _same)
+            handlers.SubmitOrder("s", order.id, codes, self.ports, self.new_uow, self.policy, _same)
         )
 
     def cancel(self, order: Order) -> Order:
@@ -220,7 +220,7 @@ def test_the_resumer_leaves_a_draft_alone() -> None:
 def test_a_submit_whose_driver_is_gone_is_put_back_to_draft_by_the_resumer() -> None:
     shop = Shop()
     draft = shop.draft(2)
-    steps = handlers.SubmitOrder("s", draft.id, shop.ports, shop.new_uow, shop.policy, _same)
+    steps = handlers.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
     shop.stock.down = True  # the submit stops after saving it pending, its hold not asked
     with pytest.raises(DomainError):
         shop.run(steps)
@@ -252,23 +252,33 @@ def test_no_tender_is_taken_while_a_submit_is_unfinished() -> None:
     assert order.add_tender(Tender.CASH, 100, "t").amount == 100
 
 
-def test_a_drafts_coupon_is_reserved_only_once_its_stock_is_held() -> None:
+def test_a_drafts_coupon_is_given_at_its_submit_and_reserved_once_its_stock_is_held() -> None:
+    """A code is never stored: a draft takes none (400, nothing saved), and its submit, given
+    them, prices the draft with them and reserves them once its stock is held."""
     shop = Shop(tees=1)
     coupons = FakeCoupons()
     shop.ports = CheckoutPorts(
         shop.catalog, CouponDiscount(), FakePayments(), FakeCustomerService(), shop.stock,
         coupons=coupons,
     )  # fmt: skip
-    draft = shop.draft(2, coupon_codes=("SAVE10",))
-    assert draft.totals.discount.amount == 1000 and coupons.requests == []
+    with pytest.raises(DomainError) as refused:
+        shop.draft(2, coupon_codes=("SAVE10",))
+    assert [v.field for v in refused.value.violations] == ["coupon_codes"]
+    assert shop.store.orders == {}
+    draft = shop.draft(2)
+    with pytest.raises(DomainError) as edited:
+        shop.edit(draft, coupon_codes=("SAVE10",))
+    assert [v.field for v in edited.value.violations] == ["coupon_codes"]
+    assert draft.totals.discount.amount == 0 and coupons.requests == []
     with pytest.raises(DomainError) as short:
-        shop.submit(draft)
+        shop.submit(draft, ("SAVE10",))
     assert short.value.code == "insufficient_stock"
     # Refused for stock before the promotion service was asked anything: its one reservation
     # per order is still to be made (given back, it would answer the next submit so).
     assert shop.order(draft.id).status is OrderStatus.DRAFT and coupons.reserved == {}
+    assert "SAVE10" not in repr(shop.order(draft.id))  # nothing of the code was kept
     shop.stock.on_hand["TEE"] = 5
-    order = shop.submit(draft)
-    assert order.status is OrderStatus.PENDING_PAYMENT
+    order = shop.submit(draft, ("SAVE10",))
+    assert order.status is OrderStatus.PENDING_PAYMENT and order.totals.discount.amount == 1000
     assert coupons.reserved == {draft.id: "reserved"} and order.saga.coupons.uses
-    assert order.saga.draft is None  # its codes are kept no longer
+    assert order.saga.draft is None

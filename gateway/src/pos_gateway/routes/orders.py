@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Body as BodyParam
 from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2
@@ -560,8 +561,12 @@ class OrderIn(Body):
     )
     notes: str = Field("", max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=50)
-    coupon_codes: list[CouponCode] = Field(default_factory=list, max_length=10,
-                                           description=COUPONS)  # fmt: skip
+    coupon_codes: list[CouponCode] = Field(
+        default_factory=list,
+        max_length=10,
+        description=COUPONS + ". Not on a draft (400): a code is never stored, so a draft's "
+        "are given with its submit",
+    )
     order_manual: OrderManualIn | None = Field(
         None,
         description="A manual discount on the whole order (percent or amount), with its "
@@ -651,7 +656,12 @@ class OrderPatch(Body):
     fulfillments: list[FulfillmentIn] | None = Field(
         None, max_length=20, description="Empty: one in-store fulfilment at location_id"
     )
-    coupon_codes: list[CouponCode] | None = Field(None, max_length=10, description=COUPONS)
+    coupon_codes: list[CouponCode] | None = Field(
+        None,
+        max_length=10,
+        description="Only an empty list: a draft keeps no coupon code (a code is never "
+        "stored); give them with `POST /v1/orders/{id}/submit`",
+    )
     order_manual: OrderManualIn | None = Field(
         None, description="A manual discount on the whole order, as at creation"
     )
@@ -706,11 +716,31 @@ async def update_draft_order(
     return to_model(Order, answer.order)
 
 
+SUBMIT_EXAMPLE = {"coupon_codes": ["SPRING-7Q2X"]}
+
+
+class SubmitIn(Body):
+    model_config = example(SUBMIT_EXAMPLE)
+
+    coupon_codes: list[CouponCode] = Field(
+        default_factory=list,
+        max_length=10,
+        description=COUPONS + ". A draft keeps none (a code is never stored): they are given "
+        "here, priced with the draft and reserved at once",
+    )
+
+
 @router.post(
     "/orders/{order_id}/submit",
     **op("orders:write", "Submit a draft order", (404, *CREATE), example=ex.ORDER),
 )
-async def submit_order(order_id: PathId, svc: Svc) -> Order:
+async def submit_order(
+    order_id: PathId,
+    svc: Svc,
+    body: Annotated[
+        SubmitIn | None, BodyParam(openapi_examples={"coupons": {"value": SUBMIT_EXAMPLE}})
+    ] = None,
+) -> Order:
     """Prices the draft again (a draft may be days old: the catalog's prices, promotions, tax
     and the loyalty point value as they are now, which may differ from what the draft showed),
     saves it `pending_payment`, then holds its pickup and shipment lines exactly as
@@ -722,7 +752,11 @@ async def submit_order(order_id: PathId, svc: Svc) -> Order:
     Submitting an order submitted already answers it as it is; any other order that is not a
     draft is a 409 `order_not_draft`."""
     answer = await svc.order.SubmitOrder(
-        order_pb2.SubmitOrderRequest(request_id=request_id(), order_id=order_id)
+        order_pb2.SubmitOrderRequest(
+            request_id=request_id(),
+            order_id=order_id,
+            coupon_codes=body.coupon_codes if body is not None else [],
+        )
     )
     return to_model(Order, answer.order)
 

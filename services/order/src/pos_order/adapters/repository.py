@@ -204,7 +204,9 @@ def _draft_json(ask: DraftAsk) -> dict[str, Any]:
             }
             for f in ask.fulfillments
         ],
-        "coupon_codes": list(ask.coupon_codes),
+        # Never its coupon codes: a code is not stored (the submit that was given them has
+        # them), only how many there are to reserve.
+        "coupons_given": ask.coupons_given,
         "order_manual": _manual_json(ask.order_manual),
         "redeem_points": ask.redeem_points,
     }
@@ -237,9 +239,10 @@ def _draft(found: dict[str, Any] | None) -> DraftAsk | None:
             )
             for f in found["fulfillments"]
         ],
-        tuple(found.get("coupon_codes", [])),
+        (),
         _manual(found.get("order_manual")),
         found.get("redeem_points", 0),
+        found.get("coupons_given", 0),
     )
 
 

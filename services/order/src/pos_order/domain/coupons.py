@@ -1,7 +1,6 @@
 """The coupons an order names, as the saga tracks them (never their codes: the promotion service
 keeps only a keyed hash of a code, and the order keeps the coupon's id and last four). A draft
-is the one exception: its cart keeps the codes typed into it until it is submitted or
-cancelled (model.DraftAsk), since they are reserved only at its submit.
+keeps none either: its codes are given with its submit, which reserves them at once.
 
 A coupon's use is reserved at the promotion service before any payment (request
 `<order>/coupons/reserve`), redeemed when the order is confirmed (`<order>/coupons/redeem`) and

@@ -7,7 +7,7 @@ Plain Python: no storage or transport here. States and names follow
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
@@ -338,15 +338,17 @@ class Capture:
 class DraftAsk:
     """What a draft asks for, as its caller gave it (the cart): priced again at each edit and
     at its submit, since the catalog, the promotions, the customer and the loyalty program may
-    change while it waits. Its coupon codes are kept with it, as a web cart keeps what the
-    shopper typed, and dropped once it is submitted (the reservation then names the coupons)
-    or cancelled."""
+    change while it waits. `coupon_codes` is only ever filled in memory, by a submit that
+    was given them: a code is never stored, so a draft keeps none."""
 
     lines: list[LineRequest]
     fulfillments: list[FulfillmentRequest]
     coupon_codes: tuple[str, ...] = ()
     order_manual: Manual | None = None
     redeem_points: int = 0
+    # How many coupon codes its submit was given, to be reserved once its stock is held (the
+    # codes themselves stay with the submit's request).
+    coupons_given: int = 0
 
 
 @dataclass
@@ -1396,13 +1398,14 @@ class Order:
         )
         self.saga.draft = ask
 
-    def submit(self, priced: Order, hold_seconds: int, at: datetime) -> None:
-        """The draft, priced again now, waits for payment: its pickups and shipments to be
-        held (all or none), then its coupons reserved and its points held (`stock_held`);
-        until they are, `saga.draft` is kept, so a refusal can put it back (`back_to_draft`)."""
+    def submit(self, priced: Order, hold_seconds: int, at: datetime, coupons: int = 0) -> None:
+        """The draft, priced again now (with the `coupons` codes its submit was given), waits
+        for payment: its pickups and shipments to be held (all or none), then its coupons
+        reserved and its points held (`stock_held`); until they are, `saga.draft` is kept, so
+        a refusal can put it back (`back_to_draft`)."""
         ask = self.saga.draft
         assert ask is not None
-        self.repriced(priced, ask)
+        self.repriced(priced, replace(ask, coupon_codes=(), coupons_given=coupons))
         self.status = OrderStatus.PENDING_PAYMENT
         self.expires_at = at + timedelta(seconds=hold_seconds)
         self.saga.state = SagaState.RUNNING
@@ -1419,7 +1422,7 @@ class Order:
         """A submitting draft's coupons or points still to be asked for (`stock_held`)."""
         ask = self.saga.draft
         return ask is not None and (
-            (bool(ask.coupon_codes) and self.saga.coupons.step is CouponStep.NONE)
+            (ask.coupons_given > 0 and self.saga.coupons.step is CouponStep.NONE)
             or (bool(self.saga.points) and self.saga.points_state is None)
         )
 
@@ -1431,7 +1434,7 @@ class Order:
         if not self.asks_coupons_or_points:
             return
         assert self.saga.draft is not None
-        if self.saga.draft.coupon_codes and self.saga.coupons.step is CouponStep.NONE:
+        if self.saga.draft.coupons_given and self.saga.coupons.step is CouponStep.NONE:
             self.saga.coupons = Coupons(CouponStep.SENT)
         if self.saga.points and self.saga.points_state is None:
             self.saga.points_state = PointsState.SENT

@@ -41,6 +41,15 @@ class CodePrinter:
                     ln.gift_card.code = self._keyed(ln.gift_card.code)
         return printed
 
+    def submit(self, request: order_pb2.SubmitOrderRequest) -> order_pb2.SubmitOrderRequest:
+        """A draft's submit: its coupon codes."""
+        if not request.coupon_codes:
+            return request
+        printed = order_pb2.SubmitOrderRequest()
+        printed.CopyFrom(request)
+        printed.coupon_codes[:] = [self._keyed(c) for c in request.coupon_codes]
+        return printed
+
     def tender(self, request: order_pb2.AddTenderRequest) -> order_pb2.AddTenderRequest:
         """A gift card tender's code."""
         if not request.gift_card_code:

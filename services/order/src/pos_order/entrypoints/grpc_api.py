@@ -331,13 +331,16 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             lambda o: order_pb2.UpdateDraftOrderResponse(order=order_to_proto(o)),
         )
 
-    @across_calls(order_pb2.SubmitOrderResponse)
+    @across_calls(
+        order_pb2.SubmitOrderResponse, fingerprint_of=lambda self, r: self.codes.submit(r)
+    )
     def SubmitOrder(
         self, request: order_pb2.SubmitOrderRequest
     ) -> handlers.SubmitOrder[order_pb2.SubmitOrderResponse]:
         return handlers.SubmitOrder(
             request.request_id,
             request.order_id,
+            tuple(request.coupon_codes),
             self.ports,
             self.bound_uow,
             self.policy,

@@ -9,7 +9,7 @@ the order and its saga state are saved before any payment is taken.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,6 +25,7 @@ from pos_kit.errors import (
     RequestIdReused,
     Unavailable,
     raise_if,
+    require,
 )
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
@@ -737,6 +738,7 @@ class CreateOrder(Generic[R]):
             validate_codes(cmd.coupon_codes)
             + validate_manual(cmd.order_manual, "order_manual", ORDER_KINDS)
             + _no_printed_codes(cmd.lines)
+            + (_no_draft_codes(cmd.coupon_codes) if cmd.draft else [])
         )
         self.cmd = replace(cmd, fulfillments=fulfillments)
         self.ports = ports
@@ -837,6 +839,17 @@ def _ask_of(cmd: CreateOrderCommand) -> DraftAsk:
     )
 
 
+def _no_draft_codes(codes: Sequence[str]) -> list[FieldViolation]:
+    """A coupon code is a bearer's claim on a discount, and the platform never stores one (the
+    promotion service keeps a keyed hash, the order the coupon's id and last four): a draft,
+    which waits, keeps none. They are given with its submit, which reserves them at once."""
+    return require(
+        not codes,
+        "coupon_codes",
+        "a draft keeps no coupon code: give the codes with its submit",
+    )
+
+
 def _validate_draft(
     order: Order, ask: DraftAsk, customer_id: str, metadata: dict[str, str]
 ) -> None:
@@ -845,7 +858,7 @@ def _validate_draft(
     raise_if(validate_redemption(ask.redeem_points, customer_id))
     validate_order(order.channel, order.location_id, ask.lines, ask.fulfillments, metadata)
     raise_if(
-        validate_codes(ask.coupon_codes)
+        _no_draft_codes(ask.coupon_codes)
         + validate_manual(ask.order_manual, "order_manual", ORDER_KINDS)
         + _no_printed_codes(ask.lines)
     )
@@ -1010,13 +1023,18 @@ class SubmitOrder(Generic[R]):
         self,
         request_id: str,
         order_id: str,
+        coupon_codes: tuple[str, ...],
         ports: CheckoutPorts,
         new_uow: NewUow,
         policy: Policy,
         answer: Callable[[Order], R],
     ) -> None:
+        # Refused before a request id is claimed: nothing to undo.
+        raise_if(validate_codes(coupon_codes))
         self.request_id = request_id
         self.order_id = order_id
+        # Kept in memory for this run only, as every code the order is given.
+        self.coupon_codes = coupon_codes
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -1035,15 +1053,15 @@ class SubmitOrder(Generic[R]):
         order = started.existing
         assert order is not None
         if order.status is OrderStatus.DRAFT:
-            ask = order.saga.draft
-            assert ask is not None
+            assert order.saga.draft is not None
+            ask = replace(order.saga.draft, coupon_codes=self.coupon_codes)
             priced = await _price_draft(self.ports, self.new_uow, started, ask, order.customer_id)
             hold_seconds = started.settings.hold_seconds
             order = await _change_draft(
                 self.new_uow,
                 priced,
                 order.version,
-                lambda o: o.submit(priced.order, hold_seconds, now()),
+                lambda o: o.submit(priced.order, hold_seconds, now(), len(self.coupon_codes)),
             )
         return await self._drive(order)
 
@@ -1059,8 +1077,9 @@ class SubmitOrder(Generic[R]):
         if order.asks_coupons_or_points:
             order, _ = await change(self.new_uow, order.id, lambda o: o.stock_held())
         if order.saga.coupons.step is CouponStep.SENT:
-            codes = order.saga.draft.coupon_codes if order.saga.draft else ()
-            cart = CartContext(order.location_id, order.channel, order.customer_id, codes)
+            cart = CartContext(
+                order.location_id, order.channel, order.customer_id, self.coupon_codes
+            )
             try:
                 order = await saga.reserve_coupons(self.new_uow, self.ports, order, cart)
             except DomainError as exc:

@@ -1320,17 +1320,25 @@ class SubmitOrderRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    COUPON_CODES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
+    @_builtins.property
+    def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The coupon codes to reserve for the order (a draft keeps none: codes are never stored, so
+        they are given here, and a retry of the submit gives them again).
+        """
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_codes", b"coupon_codes", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
