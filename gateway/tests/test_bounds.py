@@ -74,6 +74,12 @@ async def test_a_time_longer_than_any_time_is_a_400(http: httpx.AsyncClient) -> 
     assert _fields(adjusted) == ["occurred_at"]
 
 
+async def test_a_query_parameter_named_query_is_named_so(http: httpx.AsyncClient) -> None:
+    # The catalog's text search is the `query` parameter: a refusal names it, not the body.
+    searched = await http.get("/v1/products", params={"query": "q" * 201})
+    assert _fields(searched) == ["query"]
+
+
 async def test_list_items_past_their_length_are_a_400(http: httpx.AsyncClient) -> None:
     far = await http.get(
         "/v1/inventory/availability", params={"sku": "TEE", "location_id": "l" * 65}

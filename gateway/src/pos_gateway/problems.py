@@ -285,7 +285,11 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for err in exc.errors():
-            loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            # Only the first part says where the field came from: a field may itself be
+            # named `query` (the catalog's text search), which is still its name.
+            loc = list(err.get("loc", ()))
+            if loc and loc[0] in ("body", "query", "path"):
+                loc = loc[1:]
             field = field_path(loc)
             errors.append({"field": field, "reason": str(err.get("msg", "is not valid"))})
         kinds = {e.get("type") for e in exc.errors()}
