@@ -445,3 +445,27 @@ def test_a_retry_after_erasure_never_brings_the_customer_back(platform: Running)
     erased_events = [o for o in others if o["id"] in made.values()]
     assert erased_events and all(o.get("redacted") for o in erased_events)
     assert not [p for p in personal[:-1] if p in json.dumps(others)]
+
+
+def test_erasing_a_customer_withdraws_the_answers_of_its_merged_duplicates(
+    platform: Running,
+) -> None:
+    """A duplicate merged into a customer is the same person, erased with it: the answer that
+    created the duplicate (its email, phone, name) is withdrawn from the Idempotency-Key store
+    too, though the erasure named only the survivor (the duplicate answers 404 from then on,
+    so nothing else could withdraw it)."""
+    http = platform.new_merchant("Merged erasure e2e")
+    keep = _post(http, "/v1/customers", {"email": "keeper.m@example.com", "given_name": "Kept"})
+    body = {"email": "dupe.m@example.com", "phone": "+14155550123", "given_name": "Dupington"}
+    key = _key()
+    dupe = http.post("/v1/customers", json=body, headers=key)
+    assert dupe.status_code == 201, dupe.text
+    into_keep = {"duplicate_id": dupe.json()["id"]}
+    merged = http.post(f"/v1/customers/{keep['id']}/merge", json=into_keep, headers=_key())
+    assert merged.status_code == 200, merged.text
+    assert http.delete(f"/v1/customers/{keep['id']}").status_code == 200
+
+    again = http.post("/v1/customers", json=body, headers=key)
+    assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert not [p for p in ("dupe.m@", "4155550123", "Dupington") if p in again.text]

@@ -396,9 +396,12 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
         done.resource = ("customer", customer_id)
     # The answers stored under Idempotency-Keys that hold the customer become a 410
     # `customer_erased`: their keys stay spent, so a retry cannot create the customer again.
-    await request.app.state.idempotency.withdraw_answers_naming(
-        principal.merchant_id, customer_id, ERASED_ANSWER
-    )
+    # The duplicates merged into it went with it: the answers that created them held the
+    # same person's email, phone and name.
+    for erased in (customer_id, *answer.merged_customer_ids):
+        await request.app.state.idempotency.withdraw_answers_naming(
+            principal.merchant_id, erased, ERASED_ANSWER
+        )
     return to_model(ErasedCustomer, answer)
 
 

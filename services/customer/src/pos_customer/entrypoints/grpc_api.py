@@ -113,8 +113,8 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def EraseCustomer(
         self, request: customer_pb2.EraseCustomerRequest, uow: CustomerUow
     ) -> customer_pb2.EraseCustomerResponse:
-        erased_at = await handlers.erase_customer(uow, request.id, request.requested_by)
-        answer = customer_pb2.EraseCustomerResponse(id=request.id)
+        erased_at, merged = await handlers.erase_customer(uow, request.id, request.requested_by)
+        answer = customer_pb2.EraseCustomerResponse(id=request.id, merged_customer_ids=merged)
         answer.erased_at.FromDatetime(erased_at)
         return answer
 

@@ -300,9 +300,12 @@ async def search_customers(
     )
 
 
-async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by: str) -> Any:
+async def erase_customer(
+    uow: CustomerUnitOfWork, customer_id: str, requested_by: str
+) -> tuple[Any, list[str]]:
     """Personal data goes; the customer id, its points ledger and purchases (no personal data
-    in them) stay, so totals and audits still add up. The erasure is recorded without any."""
+    in them) stay, so totals and audits still add up. The erasure is recorded without any.
+    Answers when, and the ids of the duplicates merged into it, erased with it."""
     customer = await uow.customers.get(customer_id, for_update=True)
     if customer is None or customer.status not in (ACTIVE, MERGED):
         raise NotFound("customer", customer_id)
@@ -317,7 +320,8 @@ async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by
         )
     # The duplicates merged into it are the same person: their profiles, and what other
     # services hold under their ids (orders' addresses and notes), go too.
-    for gone in [customer_id, *await uow.customers.merged_into(customer_id)]:
+    merged = list(await uow.customers.merged_into(customer_id))
+    for gone in [customer_id, *merged]:
         found = customer if gone == customer_id else await uow.customers.get(gone, for_update=True)
         if found is None or found.status not in (ACTIVE, MERGED):
             continue  # erased already
@@ -325,7 +329,7 @@ async def erase_customer(uow: CustomerUnitOfWork, customer_id: str, requested_by
         await uow.groups.forget(gone)
         await uow.customers.purge_copies(gone)
         uow.publish(CustomerErased(gone))
-    return await uow.customers.erased_at(customer_id)
+    return await uow.customers.erased_at(customer_id), merged
 
 
 async def merge_customers(

@@ -704,18 +704,26 @@ class EraseCustomerResponse(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ERASED_AT_FIELD_NUMBER: _builtins.int
+    MERGED_CUSTOMER_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     @_builtins.property
     def erased_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def merged_customer_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The customers merged into this one (directly or through an earlier merge), erased with
+        it: the same person, whose earlier answers other layers hold under these ids.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         erased_at: _timestamp_pb2.Timestamp | None = ...,
+        merged_customer_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["erased_at", b"erased_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased_at", b"erased_at", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased_at", b"erased_at", "id", b"id", "merged_customer_ids", b"merged_customer_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
