@@ -469,3 +469,21 @@ def test_erasing_a_customer_withdraws_the_answers_of_its_merged_duplicates(
     assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert not [p for p in ("dupe.m@", "4155550123", "Dupington") if p in again.text]
+
+
+def test_a_created_customer_answers_its_version_as_an_etag(platform: Running) -> None:
+    """As a product's creation does: the partner's first PATCH needs the version it made."""
+    http = platform.new_merchant("Customer ETag e2e")
+    key = _key()
+    made = http.post("/v1/customers", json={"given_name": "Etta"}, headers=key)
+    assert made.status_code == 201, made.text
+    assert made.headers.get("ETag") == f'"{made.json()["version"]}"'
+    again = http.post("/v1/customers", json={"given_name": "Etta"}, headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers.get("ETag") == made.headers["ETag"]
+    changed = http.patch(
+        f"/v1/customers/{made.json()['id']}",
+        json={"family_name": "Tag"},
+        headers={"If-Match": made.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text

@@ -269,8 +269,8 @@ RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
 # The operations whose success answer carries the resource's version as an ETag.
 ETAG_OPERATIONS = frozenset(
     {"get_product", "update_product", "create_product", "archive_product", "get_customer",
-     "update_customer", "upsert_customer", "get_program", "set_program", "get_staff",
-     "update_staff", "deactivate_staff", "get_order_settings", "update_order_settings",
+     "create_customer", "update_customer", "upsert_customer", "get_program", "set_program",
+     "get_staff", "update_staff", "deactivate_staff", "get_order_settings", "update_order_settings",
      "get_payment_settings", "put_payment_settings", "get_gift_card_settings",
      "put_gift_card_settings", "get_audit_settings", "put_audit_settings"}
 )  # fmt: skip

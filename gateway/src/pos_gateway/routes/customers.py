@@ -213,14 +213,15 @@ def _principal(request: Request) -> Principal:
     **op("customers:write", "Create a customer", PROFILE_CREATE, example=ex.CUSTOMER,
          status=201),
 )  # fmt: skip
-async def create_customer(body: CustomerIn, svc: Svc) -> Customer:
+async def create_customer(body: CustomerIn, svc: Svc, response: Response) -> Customer:
     """A customer needs an email, a phone, a name or an external_id; email and external_id
-    are unique per merchant (409 `email_taken`, `external_id_taken`). Once the customer is
-    erased, a retry with the same Idempotency-Key answers 410 `customer_erased` and creates
-    nothing."""
+    are unique per merchant (409 `email_taken`, `external_id_taken`). The ETag is the
+    version, for the first PATCH's If-Match. Once the customer is erased, a retry with the
+    same Idempotency-Key answers 410 `customer_erased` and creates nothing."""
     answer = await svc.customer.CreateCustomer(
         customer_pb2.CreateCustomerRequest(request_id=request_id(), profile=body.pb())
     )
+    response.headers["ETag"] = f'"{answer.customer.version}"'
     return to_model(Customer, answer.customer)
 
 
