@@ -283,6 +283,28 @@ async def test_search_by_sku_barcode_and_words_pages_by_cursor(catalog: Catalog)
     assert [v.field for v in empty.violations] == ["query"]
 
 
+async def test_a_sku_with_a_number_after_a_hyphen_is_found_by_its_words(catalog: Catalog) -> None:
+    # PostgreSQL's parser reads `MUG-042` as `mug` and the integer `-042`: the SKU's words
+    # are indexed too, so a search for the SKU, or its number alone, finds it.
+    api = catalog.call_for("mer_sku_words")
+    mug = (await api.CreateProduct(inv.CreateProductRequest(
+        request_id=rid(), sku="MUG-042", name="Mug", price=usd(900)))).product  # fmt: skip
+    sizes = [inv.ProductVariant(sku="SHOE-7.5/W", name="7.5")]
+    shoe_in = inv.CreateProductRequest(
+        request_id=rid(), sku="SHOE", name="Shoe", price=usd(900), variants=sizes
+    )
+    shoe = (await api.CreateProduct(shoe_in)).product
+
+    async def ids(query: str) -> list[str]:
+        answer = await api.SearchProducts(inv.SearchProductsRequest(query=query))
+        return [p.id for p in answer.products]
+
+    assert await ids("MUG-042") == [mug.id]
+    assert await ids("042") == [mug.id]
+    assert await ids("mug-04") == [mug.id]
+    assert await ids("shoe-7.5/w") == [shoe.id]
+
+
 def item(ext: str, sku: str, **over: Any) -> inv.ProductInput:
     fields: dict[str, Any] = {"external_id": ext, "sku": sku, "name": sku, "price": usd(500)}
     fields.update(over)

@@ -8,6 +8,7 @@ variants, because stock, prices and orders refer to SKUs only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -16,6 +17,9 @@ from pos_inventory.domain.barcodes import barcode_key, barcode_problem
 from pos_inventory.domain.model import SKU, TAX_CATEGORY
 from pos_kit.errors import DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import MINOR_UNITS, Money
+
+# A SKU's words, as text search splits a query into words (letters, digits, '_').
+SKU_WORD = re.compile(r"[A-Za-z0-9_]+")
 
 MAX_VARIANTS = 100
 MAX_BARCODES = 20
@@ -131,9 +135,12 @@ class Product:
         return self
 
     def search_text(self) -> str:
-        """What text search matches: names, description and every SKU."""
+        """What text search matches: names, description and every SKU, each SKU also as its
+        words. PostgreSQL's parser reads `MUG-042` as `mug` and the integer `-042`, so a
+        search for the SKU (`mug 042`, its words) or its number alone would miss it."""
         parts = [self.name, self.description, self.category, *self.skus()]
         parts += [v.name for v in self.variants]
+        parts += [" ".join(SKU_WORD.findall(sku)) for sku in self.skus()]
         return " ".join(p for p in parts if p)
 
 
