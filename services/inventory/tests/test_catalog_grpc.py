@@ -281,6 +281,10 @@ async def test_search_by_sku_barcode_and_words_pages_by_cursor(catalog: Catalog)
     assert len({p.id for p in [*first.products, *rest.products]}) == 3
     empty = await refused(api.SearchProducts, inv.SearchProductsRequest(query="  "))
     assert [v.field for v in empty.violations] == ["query"]
+    # No word to look for is no search either, not a search that finds everything.
+    for wordless in ("%", "--", "/"):
+        nothing = await refused(api.SearchProducts, inv.SearchProductsRequest(query=wordless))
+        assert [v.field for v in nothing.violations] == ["query"]
 
 
 async def test_a_sku_with_a_number_after_a_hyphen_is_found_by_its_words(catalog: Catalog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pos_inventory.domain.barcodes import barcode_key
@@ -9,6 +10,8 @@ from pos_inventory.domain.catalog import ProductStatus
 from pos_kit.errors import raise_if, require
 
 MAX_QUERY = 200
+# Text search matches words (letters, digits, '_'); the rest of a query only separates them.
+WORD = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -32,5 +35,11 @@ def validate_query(query: ProductQuery) -> None:
             bool(query.text.strip() or query.sku or query.barcode),
             "query",
             "name a query, a sku or a barcode",
+        )
+        # `%` or `--` holds no word to look for: searched as nothing, it found every product.
+        + require(
+            not query.text.strip() or bool(WORD.search(query.text)),
+            "query",
+            "must hold a letter or a digit",
         )
     )
