@@ -6,6 +6,7 @@ another customer's messages stay. Real PostgreSQL and NATS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import nats
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
@@ -354,5 +356,92 @@ async def test_a_reader_behind_gets_the_erased_customers_events_redacted(running
         assert event_id  # the original event's id, so a reader that had it skips the copy
         assert (snapshot.status, snapshot.email, snapshot.version) == ("erased", "", 1)
         await js.delete_consumer("POS_CUSTOMER", f"behind-{tag}")
+    finally:
+        await nc.close()
+
+
+async def _published_order(js: JetStreamContext, customer_id: str, ship_to: str) -> str:
+    """A confirmed shipment order of the customer in POS_ORDER, as the order service's relay
+    publishes it; the event's id."""
+    order = order_pb2.Order(
+        id=f"ord_{uuid.uuid4().hex[:12]}",
+        customer_id=customer_id,
+        notes=f"notes of {ship_to}",
+        fulfillments=[order_pb2.Fulfillment(id="ful_1", ship_to=ship_to)],
+    )
+    event = make_event(order_events.OrderConfirmed(order=order), "mer_erasure")
+    await js.publish(
+        event.subject,
+        event.payload,
+        headers={
+            "Nats-Msg-Id": event.event_id,
+            EVENT_ID_HEADER: event.event_id,
+            EVENT_TYPE_HEADER: event.event_type,
+            MERCHANT_HEADER: "mer_erasure",
+        },
+    )
+    return event.event_id
+
+
+async def test_an_erased_customers_order_events_lose_the_address_in_the_order_stream(
+    running: Running,
+) -> None:
+    """The order service erases a customer's shipment addresses and notes from its orders; the
+    events in POS_ORDER that carried them go too, and a durable reader behind (a consumer
+    down) still gets each, redacted, under its event id. Another customer's stay whole."""
+    tag = uuid.uuid4().hex[:10]
+    await asyncio.wait_for(running.runtime.ready.wait(), 20)  # type: ignore[attr-defined]
+    ids = []
+    for email in (f"orders-{tag}@example.com", f"stays-{tag}@example.com"):
+        made = await running.stub.CreateCustomer(
+            customer_pb2.CreateCustomerRequest(request_id=uuid.uuid4().hex, email=email),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+        ids.append(made.customer.id)
+    customer, other = ids
+    address, other_address = f"9 Secret Row {tag}", f"4 Public Way {tag}"
+    nc = await nats.connect(running.nats.url)
+    try:
+        js = nc.jetstream()
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.add_stream(name="POS_ORDER", subjects=["pos.order.v1.>"])
+        behind = await js.pull_subscribe(
+            "pos.order.v1.order_confirmed",
+            durable=f"behind-{tag}",
+            stream="POS_ORDER",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT),
+        )
+        gone = await _published_order(js, customer, address)
+        await _published_order(js, other, other_address)
+        await running.stub.EraseCustomer(
+            customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+            metadata=MERCHANT,
+            timeout=5,
+        )
+
+        async def purged() -> bool:
+            held = await _stream(running.nats.url, "POS_ORDER", "pos.order.v1.>")
+            return address.encode() not in held and f"notes of {address}".encode() not in held
+
+        await _until(purged, "the erased customer's order events still hold the address")
+        assert other_address.encode() in await _stream(
+            running.nats.url, "POS_ORDER", "pos.order.v1.>"
+        )
+        got: dict[str, order_pb2.Order] = {}
+        while True:
+            try:
+                batch = await behind.fetch(64, timeout=0.5)
+            except TimeoutError:  # nats' own, or asyncio's when the deadline ran out first
+                break
+            for m in batch:
+                await m.ack()
+                event_id = (m.headers or {}).get(EVENT_ID_HEADER, "")
+                got[event_id] = order_events.OrderConfirmed.FromString(m.data).order
+        # The reader gets the erased customer's order, redacted, under the event's own id.
+        assert got[gone].customer_id == customer
+        assert (got[gone].notes, got[gone].fulfillments[0].ship_to) == ("", "")
+        assert other_address in [o.fulfillments[0].ship_to for o in got.values()]
+        await js.delete_consumer("POS_ORDER", f"behind-{tag}")
     finally:
         await nc.close()

@@ -3,10 +3,12 @@ messages that hold an erased customer's profile are deleted from POS_CUSTOMER by
 a durable consumer has not read yet is first sent again with the erased snapshot, so no reader
 misses the event), and so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days;
 `pos_kit.dead_letters`).
-The dead letters of the order events of the customer's orders lose what the order service
-erases from the orders (each fulfilment's `ship_to` and `destination`, the notes): each is
-replaced by a redacted copy, so that it can still be sent again to the consumer that failed
-(the order's lines, money and ids are no personal data, and that consumer still needs them).
+The order events of the customer's orders lose what the order service erases from the orders
+(each fulfilment's `ship_to` and `destination`, the notes), in POS_ORDER as in their dead
+letters: a dead letter is replaced by a redacted copy, so that it can still be sent again to
+the consumer that failed (the order's lines, money and ids are no personal data, and that
+consumer still needs them); an event in POS_ORDER is deleted, and first sent again redacted
+(under its event id) when a durable reader has not read it yet.
 
 Why deletes by sequence rather than per-customer subjects and a purge by subject: every
 consumer of this stream (the order service's, the dispatcher's) filters on the event's subject
@@ -36,6 +38,7 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy import func, select, update
 
 from pos.customer.v1 import events_pb2 as customer_events
@@ -53,6 +56,7 @@ from pos_kit.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 log = logging.getLogger(__name__)
 
 STREAM = stream_name("customer")
+ORDER_STREAM = stream_name("order")
 BATCH = 100
 # The messages that carry a profile, and where in each its customer's id is.
 PROFILES: dict[str, tuple[type[Message], str]] = {
@@ -145,6 +149,19 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
             headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', sequence)}:erased"
             await js.publish(msg.subject, redacted, headers=headers)
         found.append((DLQ_STREAM, sequence))
+    # The order stream's own events of their orders go the same way as the dead letters: a
+    # reader behind gets the redacted copy (under the event's id), and the original goes.
+    orders = await _order_events(js, wanted)
+    order_floors = await _ack_floors(js, ORDER_STREAM) if orders else []
+    for msg in orders:
+        sequence = msg.metadata.sequence.stream
+        if any(sequence > floor and _covers(f, msg.subject) for f, floor in order_floors):
+            redacted = _redacted_order(msg, wanted, msg.subject)
+            assert redacted is not None
+            headers = dict(msg.headers or {})
+            headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', sequence)}:erased"
+            await js.publish(msg.subject, redacted, headers=headers)
+        found.append((ORDER_STREAM, sequence))
     deleted = 0
     for stream, seq in found:
         with contextlib.suppress(Exception):  # already gone (another replica, or aged out)
@@ -161,6 +178,21 @@ async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> 
     if deleted:
         log.info("deleted %d stream messages of %d erased customers", deleted, len(wanted))
     return deleted
+
+
+async def _order_events(js: JetStreamContext, wanted: set[tuple[str, str]]) -> list[Msg]:
+    """The events in POS_ORDER holding personal data of the customers' orders; none while the
+    order service has not made its stream yet (nothing of theirs can be in it)."""
+    try:
+        await js.stream_info(ORDER_STREAM)
+    except NotFoundError:
+        return []
+    return await _matching(
+        js,
+        ORDER_STREAM,
+        "pos.order.v1.>",
+        lambda m: _redacted_order(m, wanted, m.subject) is not None,
+    )
 
 
 async def _ack_floors(js: JetStreamContext, stream: str) -> list[tuple[str, int]]:
@@ -245,10 +277,13 @@ def _names(msg: Msg, subject: str, wanted: set[tuple[str, str]]) -> bool:
     return (merchant, snapshot.id) in wanted and snapshot.status != ERASED
 
 
-def _redacted_order(msg: Msg, wanted: set[tuple[str, str]]) -> bytes | None:
-    """An order event's dead letter of one of the customers, without what the order service
-    erases from the order; None if it is none of theirs or holds none of it."""
-    message_type = ORDERS.get(_dead_subject(msg))
+def _redacted_order(
+    msg: Msg, wanted: set[tuple[str, str]], subject: str | None = None
+) -> bytes | None:
+    """An order event (a dead letter of one, by default: its original `subject` from its
+    header) of one of the customers, without what the order service erases from the order;
+    None if it is none of theirs or holds none of it."""
+    message_type = ORDERS.get(_dead_subject(msg) if subject is None else subject)
     if message_type is None:
         return None
     message: Any = message_type()
