@@ -94,8 +94,18 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     ]
 
     def created() -> list[dict[str, Any]]:
-        page = http.get("/v1/events", params={"types": "order.created", "limit": 200}).json()
-        return [e for e in page["data"] if e["data"]["object"]["id"] == draft["id"]]
+        # Every page of the merchant's order.created events: the other tests' orders come
+        # before this one's.
+        found, after = [], None
+        while True:
+            params: dict[str, Any] = {"types": "order.created", "limit": 200}
+            if after is not None:
+                params["after"] = after
+            page = http.get("/v1/events", params=params).json()
+            found += [e for e in page["data"] if e["data"]["object"]["id"] == draft["id"]]
+            if not page["has_more"]:
+                return found
+            after = page["next_after"]
 
     (announced,) = eventually(created)
     assert announced["data"]["object"]["status"] == "draft"
