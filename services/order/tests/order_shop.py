@@ -144,6 +144,17 @@ async def serve_all(
     ]
 
 
+async def serve_relay(stack: AsyncExitStack, handler: grpc.GenericRpcHandler) -> int:
+    """A gRPC server on a free port passing calls through `handler` (a relay in front of a
+    service, that a test slows, cuts or makes lose answers), stopped with `stack`; its port."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    stack.push_async_callback(server.stop, None)
+    return port
+
+
 async def tee_shop(inventory: grpc.aio.Channel, merchant: str, stock: int = 0) -> str:
     """The merchant's location (USD, no tax; it hands over pickups and ships) and a T-shirt at
     25.00, with `stock` of them received there; the location's id."""

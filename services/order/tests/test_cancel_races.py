@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from order_shop import serve_order, tee_shop
+from order_shop import serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
@@ -214,11 +214,7 @@ async def relayed_shop(infra: Infra, **order_settings: Any) -> AsyncIterator[Sho
                 serve_in_process("payment", infra, server.url)
             )
             relay = Relay(payment.channel)
-            relay_server = grpc.aio.server()
-            relay_server.add_generic_rpc_handlers((relay,))
-            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
-            await relay_server.start()
-            stack.push_async_callback(relay_server.stop, None)
+            relay_port = await serve_relay(stack, relay)
             # Pickups wait an hour at most, well within a card's authorisation: captured at
             # hand-over, not at confirmation.
             order = await stack.enter_async_context(

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from order_shop import payments_for, serve_order, tee_shop
+from order_shop import payments_for, serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -82,11 +82,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 serve_in_process("payment", infra, server.url)
             )
             relay = SwitchedRelay(payment.channel)
-            relay_server = grpc.aio.server()
-            relay_server.add_generic_rpc_handlers((relay,))
-            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
-            await relay_server.start()
-            stack.push_async_callback(relay_server.stop, None)
+            relay_port = await serve_relay(stack, relay)
             # The resumer looks every 0.2 s.
             order = await stack.enter_async_context(
                 serve_order(

@@ -23,7 +23,7 @@ import grpc
 import psycopg
 import pytest
 import pytest_asyncio
-from order_shop import serve_order, tee_shop
+from order_shop import serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
@@ -98,11 +98,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 serve_in_process("payment", infra, server.url)
             )
             relay = LosingRelay(payment.channel)
-            relay_server = grpc.aio.server()
-            relay_server.add_generic_rpc_handlers((relay,))
-            relay_port = relay_server.add_insecure_port("127.0.0.1:0")
-            await relay_server.start()
-            stack.push_async_callback(relay_server.stop, None)
+            relay_port = await serve_relay(stack, relay)
             # The resumer takes over a return idle for a second, looking every 0.2 s.
             order = await stack.enter_async_context(
                 serve_order(
