@@ -186,3 +186,22 @@ def test_an_offer_naming_ids_not_of_this_merchant_is_a_404_naming_the_field(
     items = {"kind": "percent_off", "percent_bps": 500, "items": {"product_ids": ["prod_nope"]}}
     patched = shop.patch(f"/v1/promotions/{made.json()['id']}", json={"rule": items})
     assert missing(patched) == ["rule.items.product_ids[0]"]
+
+
+def test_a_percent_off_without_a_rule_keeps_its_conditions(shop: httpx.Client) -> None:
+    made = _post(
+        shop,
+        "/v1/promotions",
+        {"name": "Weekends", "percent_off_bps": 1000, "conditions": {"days_of_week": [6, 7]}},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["conditions"]["days_of_week"] == [6, 7]
+    got = shop.get(f"/v1/promotions/{made.json()['id']}").json()
+    assert got["conditions"]["days_of_week"] == [6, 7]
+    bad = _post(
+        shop,
+        "/v1/promotions",
+        {"name": "Nowhere", "percent_off_bps": 1000, "conditions": {"time_zone": "Mars/Base"}},
+    )
+    assert bad.status_code == 400, bad.text
+    assert [e["field"] for e in bad.json()["errors"]] == ["conditions.time_zone"]

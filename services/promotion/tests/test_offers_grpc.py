@@ -646,3 +646,56 @@ async def test_concurrent_checkouts_under_both_ids_of_a_merged_customer_use_it_o
 
     results = await asyncio.gather(*(checkout(i) for i in range(20)))
     assert sum(results) == 1
+
+
+async def test_a_percent_off_the_order_keeps_its_conditions(running: Running) -> None:
+    # The first API version's shape (`percent_off_bps`, no rule) with conditions: they were
+    # dropped without a word, so "10 % off on the web" was 10 % off everywhere, always.
+    merchant = "mer_first_kind_conditions"
+    promo = await create(
+        running,
+        "fk-1",
+        merchant=merchant,
+        name="Web only",
+        percent_off_bps=1000,
+        conditions=pb.Conditions(channels=["web"], min_amount=usd(500)),
+    )
+    assert list(promo.conditions.channels) == ["web"]
+    assert promo.conditions.min_amount == usd(500)
+    stored = await running.stub.GetPromotion(
+        pb.GetPromotionRequest(id=promo.id), metadata=md(merchant), timeout=10
+    )
+    assert list(stored.promotion.conditions.channels) == ["web"]
+    web = await calc(running, line("X", 1, 1000), channel="web", merchant=merchant)
+    at_till = await calc(running, line("X", 1, 1000), channel="register", merchant=merchant)
+    small = await calc(running, line("X", 1, 400), channel="web", merchant=merchant)
+    assert web.total_discount == usd(100)
+    assert at_till.total_discount.amount == 0 and small.total_discount.amount == 0
+    # Conditions that cannot hold are refused, named, with the shape's own fields, at once.
+    bad = await refused(
+        create(
+            running,
+            "fk-2",
+            merchant=merchant,
+            name="Bad",
+            percent_off_bps=0,
+            minimum_subtotal=usd(100),
+            conditions=pb.Conditions(
+                starts_at="2027-01-02T00:00",
+                ends_at="2027-01-01T00:00",
+                time_zone="Mars/Base",
+                hours_from="25:00",
+                hours_until="26:00",
+                min_amount=usd(100),
+            ),
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in read_error(bad).violations} == {
+        "percent_off_bps",
+        "minimum_subtotal",
+        "conditions.ends_at",
+        "conditions.time_zone",
+        "conditions.hours_from",
+        "conditions.hours_until",
+    }

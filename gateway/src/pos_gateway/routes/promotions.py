@@ -314,9 +314,9 @@ async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> P
     """An offer: a `rule` (percent or amount off items or the order, buy X get Y, bundles,
     quantity tiers, a sale price, free items) and its `conditions` (a window and hours in the
     location's time zone, days, channels, locations, customer groups, a minimum quantity or
-    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal`. A
-    product, location or customer group id the offer names that is not yours is a 404 naming
-    the field."""
+    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal` (or
+    `conditions.min_amount`, not both), under the same `conditions`. A product, location or
+    customer group id the offer names that is not yours is a 404 naming the field."""
     await _check_ids(svc, body.rule, body.conditions)
     request = pb.CreatePromotionRequest(
         request_id=request_id(),

@@ -151,6 +151,22 @@ def offer_parts(
     return parsed_rule, parsed_conditions, (currencies[0] if currencies else ""), p.violations
 
 
+def first_kind_conditions(
+    r: pb.CreatePromotionRequest,
+) -> tuple[Conditions, str, list[FieldViolation]]:
+    """The conditions of a request in the first API version's shape (`percent_off_bps`): read
+    as a rule's would be, so a window, days, hours, channels, stores or groups are kept, never
+    dropped without a word. Its subtotal is `minimum_subtotal` or `conditions.min_amount`."""
+    p = _Parse()
+    conditions = _conditions(r.conditions, p)
+    if r.HasField("minimum_subtotal") and r.conditions.HasField("min_amount"):
+        p.violations.append(
+            FieldViolation("minimum_subtotal", "give this or conditions.min_amount, not both")
+        )
+    currencies = sorted(p.currencies)
+    return conditions, (currencies[0] if currencies else ""), p.violations
+
+
 def offer_from_create(
     promotion_id: str, r: pb.CreatePromotionRequest
 ) -> tuple[Offer, list[FieldViolation]]:

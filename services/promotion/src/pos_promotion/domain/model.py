@@ -302,20 +302,33 @@ def edited_currency(
 
 
 def first_kind_offer(
-    promotion_id: str, name: str, percent_off_bps: int, minimum: MoneyInput | None
+    promotion_id: str,
+    name: str,
+    percent_off_bps: int,
+    minimum: MoneyInput | None,
+    conditions: Conditions | None = None,
+    conditions_currency: str = "",
+    parse_violations: list[FieldViolation] | None = None,
 ) -> Offer:
-    """The promotion the first API version knew: a percent off the order from a subtotal."""
-    threshold = 0 if minimum is None else minimum.amount
-    currency = "" if minimum is None else minimum.currency
-    v = require(1 <= percent_off_bps <= BPS, "percent_off_bps", f"must be between 1 and {BPS}")
+    """The promotion the first API version knew: a percent off the order from a subtotal,
+    under `conditions` if any (a window, days, hours, channels, ...)."""
+    conditions = conditions or Conditions()
+    threshold = conditions.min_amount if minimum is None else minimum.amount
+    currency = conditions_currency if minimum is None else minimum.currency
+    v = list(parse_violations or [])
+    v += require(1 <= percent_off_bps <= BPS, "percent_off_bps", f"must be between 1 and {BPS}")
     if minimum is not None:
         v += _currency_violations("minimum_subtotal.currency", minimum.currency)
         v += require(minimum.amount >= 0, "minimum_subtotal.amount", "must not be negative")
+        # The subtotal is checked above as the field it was sent in.
+        v += _conditions_violations(replace(conditions, min_amount=0), currency)
+    else:
+        v += _conditions_violations(conditions, currency)
     offer = Offer(
         promotion_id,
         name,
         Rule(Kind.PERCENT_OFF, Level.ORDER, percent_bps=percent_off_bps),
-        Conditions(min_amount=max(threshold, 0)),
+        replace(conditions, min_amount=max(threshold, 0)),
         currency=currency,
     )
     # Checked together so every bad field is named at once; the rule's own check would repeat

@@ -70,8 +70,17 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
                 if request.HasField("minimum_subtotal")
                 else None
             )
+            conditions, currency, parsed = messages.first_kind_conditions(request)
             offer = replace(
-                first_kind_offer(promotion_id, request.name, request.percent_off_bps, minimum),
+                first_kind_offer(
+                    promotion_id,
+                    request.name,
+                    request.percent_off_bps,
+                    minimum,
+                    conditions,
+                    currency,
+                    parsed,
+                ),
                 priority=request.priority,
                 exclusive=request.exclusive,
                 stackable=request.stackable if request.HasField("stackable") else True,
