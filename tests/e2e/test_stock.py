@@ -106,6 +106,11 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
     assert (over.json()["code"], over.json()["skus"], over.json()["available"]) == (
         "insufficient_stock", [lamp], [4],
     )  # fmt: skip
+    # A "received" that takes units away is a contradiction: refused, naming the delta.
+    taken = {"sku": lamp, "location_id": far, "delta": -1, "reason": "received"}
+    backwards = _post(http, "/v1/inventory/adjustments", taken)
+    assert backwards.status_code == 400, backwards.text
+    assert [e["field"] for e in backwards.json()["errors"]] == ["delta"]
 
     moved = _post(
         http,

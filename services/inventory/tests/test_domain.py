@@ -87,6 +87,23 @@ def test_an_adjustment_changes_something_at_a_named_place() -> None:
     assert _fields(err) == {"reference"}
 
 
+@pytest.mark.parametrize(
+    ("reason", "delta"),
+    [(Reason.RECEIVED, -1), (Reason.RETURNED, -4), (Reason.DAMAGED, 1), (Reason.LOST, 2),
+     (Reason.SOLD, 3)],
+)  # fmt: skip
+def test_a_reason_says_which_way_the_units_went(reason: Reason, delta: int) -> None:
+    validate_adjustment(Adjustment("SKU", "loc_1", -delta, reason))
+    with pytest.raises(InvalidArgument) as err:
+        validate_adjustment(Adjustment("SKU", "loc_1", delta, reason))
+    assert _fields(err) == {"delta"}
+
+
+def test_a_correction_goes_either_way() -> None:
+    validate_adjustment(Adjustment("SKU", "loc_1", 5, Reason.CORRECTION))
+    validate_adjustment(Adjustment("SKU", "loc_1", -5, Reason.CORRECTION))
+
+
 def test_only_a_late_fact_may_drive_stock_negative() -> None:
     # A sale keyed in by hand is a request to take units, reference or not: the sales of
     # orders come from their events, never as adjustments.

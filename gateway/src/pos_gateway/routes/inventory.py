@@ -312,7 +312,10 @@ async def stock_levels(
     ),
 )
 async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
-    """Answers the new level, with the ledger `entry` the change wrote."""
+    """Answers the new level, with the ledger `entry` the change wrote. The reason says which
+    way the units went: `received` and `returned` add units (a positive `delta`), `sold`,
+    `damaged` and `lost` take them away (negative), `correction` either; the other sign is a
+    400 naming `delta`."""
     request = inventory_pb2.AdjustStockRequest(
         request_id=request_id(),
         sku=body.sku,

@@ -218,11 +218,26 @@ def is_time_zone(name: str) -> bool:
     return True
 
 
+# What a reason says the units did: came in, went out, or either (a count put right). A
+# "received" that takes units away (or a "damaged" that adds them) would make the ledger and
+# every report by reason lie about what happened.
+ADDS_UNITS = frozenset({Reason.RECEIVED, Reason.RETURNED})
+TAKES_UNITS = frozenset({Reason.SOLD, Reason.DAMAGED, Reason.LOST})
+
+
 def validate_adjustment(adj: Adjustment) -> None:
     violations: list[FieldViolation] = []
     violations += require(bool(adj.sku), "sku", "is required")
     violations += require(bool(adj.location_id), "location_id", "is required")
     violations += require(adj.delta != 0, "delta", "must not be zero")
+    if adj.delta > 0 and adj.reason in TAKES_UNITS:
+        violations.append(
+            FieldViolation("delta", f"must be negative: {adj.reason.value} takes units away")
+        )
+    if adj.delta < 0 and adj.reason in ADDS_UNITS:
+        violations.append(
+            FieldViolation("delta", f"must be positive: {adj.reason.value} adds units")
+        )
     violations += require(
         abs(adj.delta) <= 1_000_000_000, "delta", "must be at most 1,000,000,000 units"
     )
