@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pos_inventory.domain.catalog import Product
-from pos_inventory.domain.model import Adjustment, Location, ProductCreated
+from pos_inventory.domain.model import Address, Adjustment, GeoPoint, Location, ProductCreated
 from pos_inventory.service import catalog, handlers
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pos_kit.money import Money
@@ -38,7 +38,7 @@ class FakeLocations:
     async def get(self, location_id: str, lock: bool = False) -> Location | None:
         return self._s.locations.get((self._m, location_id))
 
-    async def save_flags(self, location: Location) -> None:
+    async def save(self, location: Location) -> None:
         self._s.locations[(self._m, location.id)] = location
 
     async def many(self, location_ids: list[str]) -> list[Location]:
@@ -129,13 +129,47 @@ async def test_a_location_turns_pickup_and_shipping_on_and_off() -> None:
     with pytest.raises(Conflict) as stale:
         await handlers.update_location(uow, location.id, {"ship_enabled": False}, 2)
     assert stale.value.metadata == {"current_version": "3"}
-    for changes in ({}, {"name": True}):
+    # A location's currency and kind never change; nothing named is no change either.
+    for changes in ({}, {"currency": "EUR"}, {"kind": None}):
         with pytest.raises(InvalidArgument) as err:
             await handlers.update_location(uow, location.id, changes, 0)
         assert [v.field for v in err.value.violations] == ["update_mask"]
     with pytest.raises(NotFound):
         await handlers.update_location(uow, "loc_nope", {"ship_enabled": True}, 0)
     assert (await uow.locations.get(location.id)) == both
+
+
+async def test_a_location_changes_its_name_address_and_taxes() -> None:
+    uow = FakeUow()
+    location = await _shop(uow)
+    moved = await handlers.update_location(
+        uow,
+        location.id,
+        {
+            "name": "  Harbor  ",
+            "address": Address(line1="9 Pier Rd", city="Portland", country="US"),
+            "geo": GeoPoint(45.52, -122.68),
+            "time_zone": "America/Los_Angeles",
+            "tax_rate_bps": 900,
+            "tax_rates_bps": {"food": 0},
+        },
+        1,
+    )
+    assert (moved.name, moved.address.city, moved.time_zone, moved.version) == (
+        "Harbor", "Portland", "America/Los_Angeles", 2,
+    )  # fmt: skip
+    assert (moved.tax_rate_for("food"), moved.tax_rate_for("standard")) == (0, 900)
+    assert await uow.locations.get(location.id) == moved
+    # Coordinates cleared; the same name again is no change of its own.
+    cleared = await handlers.update_location(uow, location.id, {"geo": None, "name": "Harbor"}, 2)
+    assert (cleared.geo, cleared.version) == (None, 3)
+    # Bad values are refused field by field, and nothing of the change is kept.
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.update_location(
+            uow, location.id, {"name": " ", "time_zone": "Mars/Base", "tax_rate_bps": -1}, 3
+        )
+    assert {v.field for v in err.value.violations} == {"name", "time_zone", "tax_rate_bps"}
+    assert await uow.locations.get(location.id) == cleared
 
 
 async def test_a_bad_location_is_refused_field_by_field_and_not_stored() -> None:

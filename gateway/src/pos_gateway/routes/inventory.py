@@ -225,37 +225,71 @@ async def create_location(body: LocationIn, svc: Svc) -> Location:
 
 
 class LocationPatch(Body):
-    model_config = example({"pickup_enabled": True})
+    model_config = example({"pickup_enabled": True, "tax_rate_bps": 875})
 
+    name: str | None = Field(None, min_length=1, max_length=200, examples=["Harbor Store"])
+    address: AddressIn | None = Field(None, description="Replaced whole")
+    geo: GeoIn | None = Field(None, description="Replaced whole; null clears it")
+    time_zone: Annotated[
+        str | None, Field(max_length=64, examples=["America/Chicago"]), AfterValidator(_iana_zone)
+    ] = None
+    tax_rate_bps: int | None = Field(
+        None, ge=0, le=10_000, json_schema_extra=INT32, description="825 = 8.25 %"
+    )
+    tax_rates_bps: (
+        dict[TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]] | None
+    ) = Field(None, max_length=50, description="Replaced whole; {} clears them")
+    prices_include_tax: StrictBool | None = None
+    taxes: list[LocationTaxIn] | None = Field(
+        None, max_length=5, description="Replaced whole; [] goes back to tax_rate_bps"
+    )
     pickup_enabled: StrictBool | None = Field(
         None, description="Customers may collect online orders here"
     )
     ship_enabled: StrictBool | None = Field(None, description="Online orders may ship from here")
 
+    def pb(self) -> inventory_pb2.UpdateLocationRequest:
+        request = inventory_pb2.UpdateLocationRequest(
+            name=self.name or "",
+            time_zone=self.time_zone or "",
+            tax_rate_bps=self.tax_rate_bps or 0,
+            tax_rates_bps=self.tax_rates_bps or {},
+            prices_include_tax=bool(self.prices_include_tax),
+            taxes=[t.pb() for t in self.taxes or []],
+            pickup_enabled=bool(self.pickup_enabled),
+            ship_enabled=bool(self.ship_enabled),
+        )
+        if self.address is not None:
+            request.address.CopyFrom(inventory_pb2.Address(**self.address.model_dump()))
+        if self.geo is not None:
+            request.geo.CopyFrom(self.geo.pb())
+        return request
+
 
 @router.patch(
     "/locations/{location_id}",
-    **op("inventory:write", "Change what a location does for online orders", (404, 409, 412),
+    **op("inventory:write", "Update a location", (404, 409, 412),
          example={**ex.LOCATION, "version": 2}),
 )  # fmt: skip
 async def update_location(
     location_id: PathId, body: LocationPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Location:
-    """Only the fields sent change: whether the location hands over pickups and ships online
-    orders. An order's pickup at a location without `pickup_enabled`, or its shipment from a
-    named location without `ship_enabled`, is refused (400), and sourcing ships only from
-    locations with `ship_enabled`. Send `If-Match: "<version>"` to change only the version you
-    saw: a stale one is a 412 with `current_version`. Each change bumps `version`; flags sent
-    as they already are change nothing."""
-    sent = patched(body)
-    request = inventory_pb2.UpdateLocationRequest(
-        request_id=request_id(),
-        id=location_id,
-        expected_version=expected_version(if_match),
-        pickup_enabled=bool(body.pickup_enabled),
-        ship_enabled=bool(body.ship_enabled),
-        update_mask=FieldMask(paths=sorted(sent)),
-    )
+    """Only the fields sent change; an address, a geo point, rates or taxes are replaced whole
+    (`geo: null` clears the point). The tax fields price every sale from the change on (an
+    order priced before keeps its tax); `time_zone` is the day of the location's settlement
+    report and its offers' hours. A location's `currency` and `kind` never change.
+    `pickup_enabled` and `ship_enabled` decide what online orders may do here: an order's
+    pickup at a location without `pickup_enabled`, or its shipment from a named location
+    without `ship_enabled`, is refused (400), and sourcing ships only from locations with
+    `ship_enabled`. Send `If-Match: "<version>"` to change only the version you saw: a stale
+    one is a 412 with `current_version`. Each change bumps `version`; fields sent as they
+    already are change nothing."""
+    sent = patched(body, nullable=frozenset({"geo"}))
+    request = body.pb()
+    request.request_id = request_id()
+    request.id = location_id
+    request.expected_version = expected_version(if_match)
+    request.update_mask.CopyFrom(FieldMask(paths=sorted(sent)))
     answer = await version_checked(svc.inventory.UpdateLocation(request))
     response.headers["ETag"] = f'"{answer.location.version}"'
     return to_model(Location, answer.location)

@@ -80,25 +80,40 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
 
 
 def location_from_proto(request: inventory_pb2.CreateLocationRequest) -> Location:
-    a = request.address
     return Location(
         id="",
-        name=request.name,
         currency=request.currency,
-        tax_rate_bps=request.tax_rate_bps,
         kind=KINDS.optional(request.kind, "kind") or LocationKind.STORE,
-        address=Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country),
-        geo=geo_from_proto(request.geo) if request.HasField("geo") else None,
-        time_zone=request.time_zone or "UTC",
-        tax_rates_bps=dict(request.tax_rates_bps),
-        pickup_enabled=request.pickup_enabled,
-        ship_enabled=request.ship_enabled,
-        prices_include_tax=request.prices_include_tax,
-        taxes=[
-            LocationTax(t.name.strip(), t.rate_bps, dict(t.rates_bps), t.compound)
-            for t in request.taxes
-        ],
+        **_settings(request),  # type: ignore[arg-type]
     )
+
+
+def location_changes(request: inventory_pb2.UpdateLocationRequest) -> dict[str, object]:
+    """The fields the request's mask names, as the domain holds them; a name that is no
+    changeable field is kept (valued None), for the handler to refuse."""
+    values = _settings(request)
+    return {name: values.get(name) for name in request.update_mask.paths}
+
+
+def _settings(
+    r: inventory_pb2.CreateLocationRequest | inventory_pb2.UpdateLocationRequest,
+) -> dict[str, object]:
+    """What a location's creation sets and a change may change, read one way for both."""
+    a = r.address
+    return {
+        "name": r.name,
+        "tax_rate_bps": r.tax_rate_bps,
+        "address": Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country),
+        "geo": geo_from_proto(r.geo) if r.HasField("geo") else None,
+        "time_zone": r.time_zone or "UTC",
+        "tax_rates_bps": dict(r.tax_rates_bps),
+        "pickup_enabled": r.pickup_enabled,
+        "ship_enabled": r.ship_enabled,
+        "prices_include_tax": r.prices_include_tax,
+        "taxes": [
+            LocationTax(t.name.strip(), t.rate_bps, dict(t.rates_bps), t.compound) for t in r.taxes
+        ],
+    }
 
 
 def geo_to_proto(g: GeoPoint) -> inventory_pb2.GeoPoint:

@@ -97,13 +97,22 @@ class SqlLocations:
         row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _location(row) if row else None
 
-    async def save_flags(self, location: Location) -> None:
+    async def save(self, location: Location) -> None:
         changed = await self._conn.execute(
             update(locations)
             .where(locations.c.merchant_id == self._merchant, locations.c.id == location.id)
             .values(
+                name=location.name,
+                tax_rate_bps=location.tax_rate_bps,
+                address=asdict(location.address),
+                latitude=location.geo.latitude if location.geo else None,
+                longitude=location.geo.longitude if location.geo else None,
+                time_zone=location.time_zone,
+                tax_rates=location.tax_rates_bps,
                 pickup_enabled=location.pickup_enabled,
                 ship_enabled=location.ship_enabled,
+                prices_include_tax=location.prices_include_tax,
+                taxes=[asdict(t) for t in location.taxes],
                 version=location.version,
             )
             .returning(locations.c.updated_at)

@@ -15,6 +15,7 @@ from pos_inventory.adapters.messages import (
     REASONS,
     entry_to_proto,
     level_to_proto,
+    location_changes,
     location_from_proto,
     location_to_proto,
     when,
@@ -41,10 +42,8 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
     async def UpdateLocation(
         self, request: I.UpdateLocationRequest, uow: InventoryUow
     ) -> I.UpdateLocationResponse:
-        mask = set(request.update_mask.paths)
-        changes = {name: bool(getattr(request, name, False)) for name in mask}
         location = await handlers.update_location(
-            uow, request.id, changes, request.expected_version
+            uow, request.id, location_changes(request), request.expected_version
         )
         return I.UpdateLocationResponse(location=location_to_proto(location))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from pos_inventory.domain.ledger import (
@@ -51,23 +52,37 @@ async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location
     return draft
 
 
-# What a location does for online orders; the only fields a location changes so far.
-LOCATION_FLAGS = ("pickup_enabled", "ship_enabled")
+# What a location's change may set; its currency and kind never change (its products'
+# prices, its orders, its settlement reports and its stock are in that currency, of that kind).
+LOCATION_FIELDS = (
+    "name",
+    "address",
+    "geo",
+    "time_zone",
+    "tax_rate_bps",
+    "tax_rates_bps",
+    "taxes",
+    "prices_include_tax",
+    "pickup_enabled",
+    "ship_enabled",
+)
 
 
 async def update_location(
-    uow: InventoryUnitOfWork, location_id: str, changes: dict[str, bool], expected_version: int
+    uow: InventoryUnitOfWork, location_id: str, changes: dict[str, object], expected_version: int
 ) -> Location:
-    """Turn pickup hand-over or shipping on or off at a location (the order service refuses a
-    pickup or a named shipping store that does not offer it). A new version each time one
-    changes; flags set to what they already are change nothing (no version, no event), as a
-    product's fields."""
+    """Change a location's fields named in `changes` (each replaced whole: an address, a set
+    of rates, a list of taxes). Pickup and shipping flags decide what online orders may do
+    there (the order service refuses a pickup or a named shipping store that does not offer
+    it); the tax fields price every sale from the change on (an order priced before keeps its
+    tax). A new version each time something changes; fields sent as they already are change
+    nothing (no version), as a product's."""
     raise_if(
         require(bool(location_id), "id", "is required")
         + require(
-            bool(changes) and set(changes) <= set(LOCATION_FLAGS),
+            bool(changes) and set(changes) <= set(LOCATION_FIELDS),
             "update_mask",
-            f"names one or more of {', '.join(LOCATION_FLAGS)}",
+            f"names one or more of {', '.join(LOCATION_FIELDS)}",
         )
     )
     location = await uow.locations.get(location_id, lock=True)
@@ -79,14 +94,14 @@ async def update_location(
             "version_mismatch",
             {"current_version": str(location.version)},
         )
-    pickup = changes.get("pickup_enabled", location.pickup_enabled)
-    ship = changes.get("ship_enabled", location.ship_enabled)
-    if (pickup, ship) == (location.pickup_enabled, location.ship_enabled):
+    changed = replace(location, **changes)  # type: ignore[arg-type]
+    validate_location(changed)
+    changed.name = changed.name.strip()
+    if changed == location:
         return location
-    location.pickup_enabled, location.ship_enabled = pickup, ship
-    location.version += 1
-    await uow.locations.save_flags(location)
-    return location
+    changed.version += 1
+    await uow.locations.save(changed)
+    return changed
 
 
 async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Location]:

@@ -571,22 +571,65 @@ Global___CreateLocationResponse: _TypeAlias = CreateLocationResponse  # noqa: Y0
 class UpdateLocationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TaxRatesBpsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     PICKUP_ENABLED_FIELD_NUMBER: _builtins.int
     SHIP_ENABLED_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    GEO_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    TAX_RATE_BPS_FIELD_NUMBER: _builtins.int
+    TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
+    PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
+    TAXES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     id: _builtins.str
     expected_version: _builtins.int
     """The version the caller last saw; zero means "whatever the current version is"."""
     pickup_enabled: _builtins.bool
     ship_enabled: _builtins.bool
+    name: _builtins.str
+    time_zone: _builtins.str
+    tax_rate_bps: _builtins.int
+    prices_include_tax: _builtins.bool
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Which of the two to change (pickup_enabled, ship_enabled); at least one."""
+        """The fields to change, at least one: pickup_enabled, ship_enabled, name, address, geo
+        (named and unset: cleared), time_zone, tax_rate_bps, tax_rates_bps, prices_include_tax,
+        taxes. A location's currency and kind never change.
+        """
 
+    @_builtins.property
+    def address(self) -> Global___Address: ...
+    @_builtins.property
+    def geo(self) -> Global___GeoPoint: ...
+    @_builtins.property
+    def tax_rates_bps(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationTax]: ...
     def __init__(
         self,
         *,
@@ -596,10 +639,18 @@ class UpdateLocationRequest(_message.Message):
         pickup_enabled: _builtins.bool = ...,
         ship_enabled: _builtins.bool = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        name: _builtins.str = ...,
+        address: Global___Address | None = ...,
+        geo: Global___GeoPoint | None = ...,
+        time_zone: _builtins.str = ...,
+        tax_rate_bps: _builtins.int = ...,
+        tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        prices_include_tax: _builtins.bool = ...,
+        taxes: _abc.Iterable[Global___LocationTax] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "geo", b"geo", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "pickup_enabled", b"pickup_enabled", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "expected_version", b"expected_version", "geo", b"geo", "id", b"id", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
