@@ -748,3 +748,32 @@ def test_a_price_adjustment_on_a_pickup_still_hands_it_over(platform: Running) -
     done = ok(post(http, step, {"status": "picked_up"}))
     assert done["status"] == "completed"
     assert done["fulfillments"][0]["status"] == "picked_up"
+
+
+def test_orders_are_listed_by_when_they_were_created(platform: Running) -> None:
+    with platform.new_merchant(f"Created {uuid.uuid4().hex[:8]}") as http:
+        for name in ("Day St", "Night St"):
+            ok(post(http, "/v1/locations", {"name": name, "currency": "USD"}), 201)
+        sku, (store, _) = stocked(http, "DAY")
+        body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}]}
+        first = ok(post(http, "/v1/orders", body), 201)
+        second = ok(post(http, "/v1/orders", body), 201)
+        assert second["created_at"] > first["created_at"]
+
+        def listed(**window: str) -> list[str]:
+            return [o["id"] for o in ok(http.get("/v1/orders", params=window))["data"]]
+
+        assert listed(created_since=second["created_at"]) == [second["id"]]
+        assert listed(created_before=second["created_at"]) == [first["id"]]
+        assert listed(created_since=first["created_at"], created_before=second["created_at"]) == [
+            first["id"]
+        ]
+        for window, field in (
+            ({"created_since": second["created_at"], "created_before": first["created_at"]},
+             "created_before"),
+            ({"created_since": "yesterday"}, "created_since"),
+            ({"created_before": "2026-12-01T00:00:00"}, "created_before"),
+        ):  # fmt: skip
+            refused = http.get("/v1/orders", params=window)
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text

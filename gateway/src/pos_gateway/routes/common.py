@@ -309,6 +309,26 @@ UpdatedSince = Annotated[
 ]
 
 
+CreatedSince = Annotated[
+    datetime | None,
+    Rfc3339,
+    InRange,
+    Query(
+        description="Only what was created at or after this RFC 3339 time",
+        json_schema_extra=TIME_SCHEMA,
+    ),
+]
+CreatedBefore = Annotated[
+    datetime | None,
+    Rfc3339,
+    InRange,
+    Query(
+        description="Only what was created before this RFC 3339 time",
+        json_schema_extra=TIME_SCHEMA,
+    ),
+]
+
+
 def timestamp(value: datetime, name: str = "updated_since") -> Timestamp:
     if value.tzinfo is None:
         raise Problem(

@@ -27,6 +27,8 @@ from pos_gateway.routes.common import (
     INT32,
     INT64,
     Body,
+    CreatedBefore,
+    CreatedSince,
     Cursor,
     IfMatch,
     Limit,
@@ -458,9 +460,13 @@ async def list_orders(
     staff_id: Annotated[
         QueryId | None, Query(description="Only the sales made by this staff member")
     ] = None,
+    created_since: CreatedSince = None,
+    created_before: CreatedBefore = None,
 ) -> OrderList:
-    """By id; each filter narrows the list. A location, customer, register or staff member
-    you do not have (another merchant's included) is a 404 `resource_missing` problem."""
+    """By id; each filter narrows the list (`created_since` and `created_before` together: a
+    day's or a shift's orders, the second after the first, else a 400). A location, customer,
+    register or staff member you do not have (another merchant's included) is a 404
+    `resource_missing` problem."""
     if location_id:
         await location_of(svc, location_id)
     if customer_id:
@@ -486,6 +492,10 @@ async def list_orders(
     )
     if updated_since is not None:
         ask.updated_since.CopyFrom(timestamp(updated_since))
+    if created_since is not None:
+        ask.created_since.CopyFrom(timestamp(created_since, "created_since"))
+    if created_before is not None:
+        ask.created_before.CopyFrom(timestamp(created_before, "created_before"))
     answer = await svc.order.ListOrders(ask)
     return to_page(OrderList, answer.orders, answer.next_page_token)
 

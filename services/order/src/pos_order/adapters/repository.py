@@ -591,6 +591,10 @@ class SqlOrderRepository:
             query = query.where(orders.c.register_id == f.register_id)
         if f.staff_id:
             query = query.where(orders.c.staff_id == f.staff_id)
+        if f.created_since is not None:
+            query = query.where(orders.c.created_at >= f.created_since)
+        if f.created_before is not None:
+            query = query.where(orders.c.created_at < f.created_before)
         # With `updated_since` (in `page.since`): the kit's change feed, oldest change first,
         # resumed from the (updated_at, id) cursor; otherwise by id.
         rows = await list_page(self._conn, query, orders.c.updated_at, orders.c.id, page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC
 
 import grpc
 
@@ -688,6 +689,14 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             ),
             register_id=request.register_id,
             staff_id=request.staff_id,
+            created_since=(
+                request.created_since.ToDatetime(UTC) if request.HasField("created_since") else None
+            ),
+            created_before=(
+                request.created_before.ToDatetime(UTC)
+                if request.HasField("created_before")
+                else None
+            ),
         )
         found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(

@@ -1770,7 +1770,17 @@ async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
 async def list_orders(
     uow: OrderUnitOfWork, page: PageRequest, filters: OrderFilters | None = None
 ) -> list[Order]:
-    return await uow.orders.list(page, filters)
+    f = filters or OrderFilters()
+    if f.created_since is not None and f.created_before is not None:
+        # An empty window is a mistake (the two swapped), never a silent empty list.
+        raise_if(
+            require(
+                f.created_before > f.created_since,
+                "created_before",
+                "must be after created_since",
+            )
+        )
+    return await uow.orders.list(page, f)
 
 
 async def get_settings(uow: OrderUnitOfWork, policy: Policy) -> OrderSettings:

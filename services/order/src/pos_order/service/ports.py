@@ -39,6 +39,9 @@ class OrderFilters:
     fulfillment_status: FulfillmentStatus | None = None
     register_id: str = ""
     staff_id: str = ""
+    # Created in [created_since, created_before): a day's or a shift's orders.
+    created_since: datetime | None = None
+    created_before: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -970,6 +970,8 @@ class ListOrdersRequest(_message.Message):
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     REGISTER_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
+    CREATED_SINCE_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___OrderStatus.ValueType
@@ -982,6 +984,12 @@ class ListOrdersRequest(_message.Message):
     staff_id: _builtins.str
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_since(self) -> _timestamp_pb2.Timestamp:
+        """Only orders created at or after this moment, and before that one (each optional)."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -995,10 +1003,12 @@ class ListOrdersRequest(_message.Message):
         updated_since: _timestamp_pb2.Timestamp | None = ...,
         register_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
+        created_since: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "created_before", b"created_before", "created_since", b"created_since", "customer_id", b"customer_id", "fulfillment_status", b"fulfillment_status", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
