@@ -118,7 +118,7 @@ class FakeOrders:
     async def erase_customer(self, customer_id: str) -> None:
         for (m, _), o in self._uow.view_orders().items():
             if m == self._key and o.customer_id == customer_id:
-                o.notes = ""
+                o.notes, o.metadata = "", {}
                 for f in o.fulfillments:
                     f.ship_to, f.destination = "", None
 

@@ -307,3 +307,76 @@ def _dump(stack: Stack) -> str:
             for row in conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
         ]
     return "\n".join(rows)
+
+
+async def test_an_erased_customers_orders_lose_their_metadata_and_no_one_elses_copies_go(
+    stack: Stack,
+) -> None:
+    """Metadata a partner set on an order may name the buyer: the erasure blanks it as it
+    blanks the notes, and deletes this service's stored answers and published events that
+    hold it. Metadata values are short and common ("1"): another order holding the same value
+    keeps its stored answer."""
+    customer, other = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.wait_known(A, other)
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+
+    async def create(customer_id: str, metadata: dict[str, str]) -> order_pb2.Order:
+        request = order_pb2.CreateOrderRequest(
+            request_id=uuid.uuid4().hex, channel="web", location_id=stack.location_id,
+            customer_id=customer_id, lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+            metadata=metadata,
+        )  # fmt: skip
+        return (await stack.order.CreateOrder(request, metadata=md(A), timeout=10)).order
+
+    gone = await create(customer, {"buyer_email": email, "gift": "1"})
+    kept = await create(other, {"gift": "1"})
+    # Published first: an outbox row the relay has not sent yet is left to go out.
+    deadline = time.monotonic() + 20
+    while _unpublished(stack, email):
+        assert time.monotonic() < deadline, "the order's events were never published"
+        await asyncio.sleep(0.05)
+    assert email in _dump(stack) and _answers(stack, kept.id) == 1
+
+    await stack.customers.EraseCustomer(
+        customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=customer),
+        metadata=md(A),
+        timeout=5,
+    )
+
+    deadline = time.monotonic() + 20
+    while email in _dump(stack):
+        assert time.monotonic() < deadline, "the erasure never reached the order's metadata"
+        await asyncio.sleep(0.1)
+    erased = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=gone.id), metadata=md(A), timeout=5
+    )
+    assert dict(erased.order.metadata) == {} and erased.order.total == gone.total
+    assert erased.order.version > gone.version
+    other_order = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=kept.id), metadata=md(A), timeout=5
+    )
+    assert dict(other_order.order.metadata) == {"gift": "1"}
+    assert _answers(stack, kept.id) == 1
+
+
+def _unpublished(stack: Stack, value: str) -> bool:
+    with psycopg.connect(stack.order_db) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM outbox WHERE published_at IS NULL"
+            " AND position(convert_to(%s, 'UTF8') in payload) > 0",
+            (value,),
+        ).fetchone()
+    return row is not None
+
+
+def _answers(stack: Stack, order_id: str) -> int:
+    """The stored answers that hold the order."""
+    with psycopg.connect(stack.order_db) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM processed_requests"
+            " WHERE position(convert_to(%s, 'UTF8') in response) > 0",
+            (order_id,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -8,7 +8,19 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import LargeBinary, Row, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    LargeBinary,
+    Row,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -611,23 +623,28 @@ class SqlOrderRepository:
         )
 
     async def erase_customer(self, customer_id: str) -> None:
-        """Blank the addresses, destinations and notes of the customer's orders (a new version
-        each, no event: nothing about the sale changed), then delete this service's stored
-        answers and published events whose bytes hold any of them."""
+        """Blank the addresses, destinations, notes and metadata of the customer's orders (a
+        new version each, no event: nothing about the sale changed), then delete this
+        service's stored answers and published events whose bytes hold any of them."""
         found = (
             await self._conn.execute(
-                select(orders.c.id, orders.c.fulfillments, orders.c.notes)
+                select(orders.c.id, orders.c.fulfillments, orders.c.notes, orders.c.metadata)
                 .where(orders.c.merchant_id == self._merchant, orders.c.customer_id == customer_id)
                 .with_for_update()
             )
         ).all()
         personal: set[str] = set()
+        tagged: dict[str, set[str]] = {}
         for row in found:
             held = {f["ship_to"] for f in row.fulfillments if f.get("ship_to")}
             placed = any(f.get("destination") for f in row.fulfillments)
-            if not held and not placed and not row.notes:
+            if not held and not placed and not row.notes and not row.metadata:
                 continue
             personal |= held | ({row.notes} if row.notes else set())
+            # A partner's metadata may name the buyer in its keys as in its values.
+            tags = {t for pair in row.metadata.items() for t in pair if t}
+            if tags:
+                tagged[row.id] = tags
             blanked = [{**f, "ship_to": "", "destination": None} for f in row.fulfillments]
             await self._conn.execute(
                 update(orders)
@@ -635,28 +652,43 @@ class SqlOrderRepository:
                 .values(
                     fulfillments=blanked,
                     notes="",
+                    metadata={},
                     version=orders.c.version + 1,
                     updated_at=func.now(),
                 )
             )
         for value in sorted(personal):
             needle = bindparam("needle", value.encode(), type_=LargeBinary)
-            # A stored answer would replay the order as it was; a published event's row is
-            # kept only as a record that it went out. Unpublished rows have yet to go out (the
-            # relay reads them), so they stay.
-            await self._conn.execute(
-                kit.requests.delete().where(
-                    kit.requests.c.merchant_id == self._merchant,
-                    text("position(:needle in response) > 0").bindparams(needle),
-                )
+            await self._drop_copies("position(:needle in {held}) > 0", needle)
+        for order_id, tags in sorted(tagged.items()):
+            # Metadata is short and free-form ("1", "web", "gift"): bytes holding such a value
+            # are this order's copies only when they also hold its id; others are kept.
+            await self._drop_copies(
+                "position(:order_id in {held}) > 0 AND EXISTS"
+                " (SELECT 1 FROM unnest(:tags) AS tag"
+                " WHERE position(tag in {held}) > 0)",
+                bindparam("order_id", order_id.encode(), type_=LargeBinary),
+                bindparam("tags", [t.encode() for t in sorted(tags)], type_=ARRAY(LargeBinary)),
             )
-            await self._conn.execute(
-                kit.outbox.delete().where(
-                    kit.outbox.c.merchant_id == self._merchant,
-                    kit.outbox.c.published_at.is_not(None),
-                    text("position(:needle in payload) > 0").bindparams(needle),
-                )
+
+    async def _drop_copies(self, holding: str, *params: BindParameter[Any]) -> None:
+        """Delete the stored answers and published outbox rows whose bytes (`{held}` in the
+        condition `holding`) match it. A stored answer would replay the order as it was; a
+        published event's row is kept only as a record that it went out. Unpublished rows
+        have yet to go out (the relay reads them), so they stay."""
+        await self._conn.execute(
+            kit.requests.delete().where(
+                kit.requests.c.merchant_id == self._merchant,
+                text(holding.format(held="response")).bindparams(*params),
             )
+        )
+        await self._conn.execute(
+            kit.outbox.delete().where(
+                kit.outbox.c.merchant_id == self._merchant,
+                kit.outbox.c.published_at.is_not(None),
+                text(holding.format(held="payload")).bindparams(*params),
+            )
+        )
 
     async def touch(self, order_id: str, idle_for: timedelta = timedelta(0)) -> None:
         """A caller drives this order's saga now: the resumer leaves it alone a while (its
