@@ -244,6 +244,7 @@ def _order(order_id: str, customer_id: str, address: str) -> order_pb2.Order:
         subtotal=usd, discount_total=money_pb2.Money(amount=0, currency="USD"),
         tax_total=money_pb2.Money(amount=0, currency="USD"), total=usd,
         status=order_pb2.ORDER_STATUS_CONFIRMED, channel="web", version=2, notes="ring twice",
+        metadata={"buyer_phone": "+14155550199", "gift": "1"},
         fulfillments=[order_pb2.Fulfillment(
             id=f"{order_id}-1", type=order_pb2.FULFILLMENT_TYPE_SHIPMENT,
             status=order_pb2.FULFILLMENT_STATUS_RESERVED, location_id="loc_1",
@@ -253,12 +254,12 @@ def _order(order_id: str, customer_id: str, address: str) -> order_pb2.Order:
     )  # fmt: skip
 
 
-async def test_an_erasure_blanks_the_addresses_and_notes_of_the_customers_order_events(
+async def test_an_erasure_blanks_the_addresses_notes_and_metadata_of_the_customers_order_events(
     dispatcher,
 ) -> None:
     """The order events keep the order (id, lines, money, the customer's id as a tombstone)
-    but lose its shipment address and notes, as the order service erases them; another
-    customer's order keeps its own."""
+    but lose its shipment address, notes and metadata, as the order service erases them;
+    another customer's order keeps its own."""
     await dispatcher.publish(
         order_events.OrderConfirmed(order=_order("ord_gone", "cus_gone2", "1 Erased Road")),
         "mer_f",
@@ -276,5 +277,7 @@ async def test_an_erasure_blanks_the_addresses_and_notes_of_the_customers_order_
     gone, kept = objects["ord_gone"], objects["ord_kept"]
     assert (gone["customer_id"], gone["total"]["amount"], gone["notes"]) == ("cus_gone2", 2500, "")
     assert [f["ship_to"] for f in gone["fulfillments"]] == [""]
+    assert gone["metadata"] == {}
     assert [f["ship_to"] for f in kept["fulfillments"]] == ["2 Kept Road"]
     assert kept["notes"] == "ring twice"
+    assert kept["metadata"] == {"buyer_phone": "+14155550199", "gift": "1"}

@@ -140,11 +140,14 @@ class Feed:
     async def erase_from_orders(self, customer_id: str) -> int:
         """The customer's order events keep the order (its id, lines, money and the customer's
         id) but lose what the order service erases from it: each fulfilment's `ship_to` and
-        `destination`, and the notes (and so do their deliveries' bodies)."""
+        `destination`, the notes and the metadata (and so do their deliveries' bodies)."""
+        # The metadata only where the event has it: an older event's object may not.
         blanked = text(
             """
             jsonb_set(
-                jsonb_set(data, '{object,notes}', '""'::jsonb),
+                jsonb_set(
+                    jsonb_set(data, '{object,notes}', '""'::jsonb),
+                    '{object,metadata}', '{}'::jsonb, false),
                 '{object,fulfillments}',
                 coalesce(
                     (SELECT jsonb_agg(f || '{"ship_to": "", "destination": null}'::jsonb)
