@@ -211,6 +211,7 @@ async def _dead_letter_order(url: str, customer_id: str, ship_to: str, notes: st
         id=f"ord_{uuid.uuid4().hex[:12]}",
         customer_id=customer_id,
         notes=notes,
+        metadata={"contact": f"{notes} by phone", "gift": "1"},
         fulfillments=[
             order_pb2.Fulfillment(
                 id="ful_1",
@@ -287,19 +288,20 @@ async def test_an_erased_customers_order_dead_letters_lose_the_address_and_stay(
 
     async def redacted() -> bool:
         held = await _stream(running.nats.url, "POS_DLQ", "pos.dlq.>")
-        return address.encode() not in held and f"ring twice {tag}".encode() not in held
+        return not [p for p in (address, f"ring twice {tag}") if p.encode() in held]
 
     await _until(redacted, "the erased customer's order dead letters still hold the address")
     orders = await _dead_orders(running.nats.url)
     # Still there to be sent again, the order whole but for what the erasure takes.
     assert gone in orders
     assert orders[gone].customer_id == customer
-    assert orders[gone].notes == ""
+    assert orders[gone].notes == "" and dict(orders[gone].metadata) == {}
     assert [f.ship_to for f in orders[gone].fulfillments] == [""]
     assert not orders[gone].fulfillments[0].HasField("destination")
     # Another customer's order is untouched.
     assert orders[kept].fulfillments[0].ship_to == other_address
     assert orders[kept].notes == f"leave {tag}"
+    assert orders[kept].metadata["contact"] == f"leave {tag} by phone"
 
 
 async def test_a_reader_behind_gets_the_erased_customers_events_redacted(running: Running) -> None:
@@ -367,6 +369,7 @@ async def _published_order(js: JetStreamContext, customer_id: str, ship_to: str)
         id=f"ord_{uuid.uuid4().hex[:12]}",
         customer_id=customer_id,
         notes=f"notes of {ship_to}",
+        metadata={"contact": f"phone of {ship_to}"},
         fulfillments=[order_pb2.Fulfillment(id="ful_1", ship_to=ship_to)],
     )
     event = make_event(order_events.OrderConfirmed(order=order), "mer_erasure")
@@ -422,7 +425,8 @@ async def test_an_erased_customers_order_events_lose_the_address_in_the_order_st
 
         async def purged() -> bool:
             held = await _stream(running.nats.url, "POS_ORDER", "pos.order.v1.>")
-            return address.encode() not in held and f"notes of {address}".encode() not in held
+            gone = (address, f"notes of {address}", f"phone of {address}")
+            return not [p for p in gone if p.encode() in held]
 
         await _until(purged, "the erased customer's order events still hold the address")
         assert other_address.encode() in await _stream(
@@ -441,6 +445,7 @@ async def test_an_erased_customers_order_events_lose_the_address_in_the_order_st
         # The reader gets the erased customer's order, redacted, under the event's own id.
         assert got[gone].customer_id == customer
         assert (got[gone].notes, got[gone].fulfillments[0].ship_to) == ("", "")
+        assert dict(got[gone].metadata) == {}
         assert other_address in [o.fulfillments[0].ship_to for o in got.values()]
         await js.delete_consumer("POS_ORDER", f"behind-{tag}")
     finally:

@@ -4,9 +4,9 @@ a durable consumer has not read yet is first sent again with the erased snapshot
 misses the event), and so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days;
 `pos_kit.dead_letters`).
 The order events of the customer's orders lose what the order service erases from the orders
-(each fulfilment's `ship_to` and `destination`, the notes), in POS_ORDER as in their dead
-letters: a dead letter is replaced by a redacted copy, so that it can still be sent again to
-the consumer that failed (the order's lines, money and ids are no personal data, and that
+(each fulfilment's `ship_to` and `destination`, the notes, the metadata), in POS_ORDER as in
+their dead letters: a dead letter is replaced by a redacted copy, so that it can still be sent
+again to the consumer that failed (the order's lines, money and ids are no personal data, and that
 consumer still needs them); an event in POS_ORDER is deleted, and first sent again redacted
 (under its event id) when a durable reader has not read it yet.
 
@@ -295,12 +295,15 @@ def _redacted_order(
     merchant = (msg.headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
     if (merchant, order.customer_id) not in wanted:
         return None
-    personal = bool(order.notes) or any(
-        f.ship_to or f.HasField("destination") for f in order.fulfillments
+    personal = (
+        bool(order.notes)
+        or bool(order.metadata)
+        or any(f.ship_to or f.HasField("destination") for f in order.fulfillments)
     )
     if not personal:
         return None
     order.notes = ""
+    order.metadata.clear()
     for fulfillment in order.fulfillments:
         fulfillment.ship_to = ""
         fulfillment.ClearField("destination")
