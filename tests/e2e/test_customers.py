@@ -487,3 +487,51 @@ def test_a_created_customer_answers_its_version_as_an_etag(platform: Running) ->
         headers={"If-Match": made.headers["ETag"]},
     )
     assert changed.status_code == 200, changed.text
+
+
+def test_erasing_a_customer_blanks_the_metadata_of_their_orders(platform: Running) -> None:
+    """Metadata a partner set on an order may name the buyer: once the customer is erased,
+    the order answers with none, the partner feed's order events hold none, and the create's
+    Idempotency-Key replays the 410 `customer_erased`, not the order as it was."""
+    http = platform.new_merchant("Order metadata erasure e2e")
+    tag = uuid.uuid4().hex[:8]
+    buyer = _post(http, "/v1/customers", {"email": f"meta-{tag}@example.com"})
+    location = http.get("/v1/locations").json()["data"]
+    if not location:
+        location = [_post(http, "/v1/locations", {"name": "Store", "currency": "USD",
+                                                  "time_zone": "UTC"})]  # fmt: skip
+    store = location[0]["id"]
+    sku = f"META-{tag.upper()}"
+    _post(http, "/v1/products",
+          {"sku": sku, "name": "Mug", "price": {"amount": 1200, "currency": "USD"}})  # fmt: skip
+    _post(http, "/v1/inventory/adjustments",
+          {"sku": sku, "location_id": store, "delta": 2, "reason": "received"})  # fmt: skip
+    personal = {"recipient": f"Metadora {tag}", "recipient_phone": "+14155550142"}
+    body = {"location_id": store, "customer_id": buyer["id"], "metadata": {**personal, "gift": "1"},
+            "lines": [{"sku": sku, "quantity": 1}]}  # fmt: skip
+    key = _key()
+    made = http.post("/v1/orders", json=body, headers=key)
+    assert made.status_code == 201, made.text
+    order = made.json()
+    assert order["metadata"] == body["metadata"]
+
+    assert http.delete(f"/v1/customers/{buyer['id']}").status_code == 200
+
+    def blanked() -> Any:
+        got = http.get(f"/v1/orders/{order['id']}")
+        assert got.status_code == 200, got.text
+        return got.json() if got.json()["metadata"] == {} else None
+
+    kept = _eventually(blanked)
+    assert (kept["customer_id"], kept["total"]) == (buyer["id"], order["total"])
+
+    def feed_blanked() -> Any:
+        feed = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
+        mine = [e for e in feed if e["data"]["object"]["id"] == order["id"]]
+        return mine if mine and all(e["data"]["object"]["metadata"] == {} for e in mine) else None
+
+    assert not [p for p in personal.values() if p in json.dumps(_eventually(feed_blanked))]
+    again = http.post("/v1/orders", json=body, headers=key)
+    assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert not [p for p in personal.values() if p in again.text]
