@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import psycopg
@@ -17,6 +18,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg import sql
 
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc
 from pos_devstack.platform import PROCESSES, SERVICES
 from pos_devstack.testing import Running
 
@@ -469,6 +471,51 @@ def test_erasing_a_customer_withdraws_the_answers_of_its_merged_duplicates(
     assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert not [p for p in ("dupe.m@", "4155550123", "Dupington") if p in again.text]
+
+
+def test_a_retried_erasure_withdraws_what_a_lost_first_one_did_not(platform: Running) -> None:
+    """An erasure that committed at the customer service but never got its answer back to
+    the gateway (the gateway stopped, the call timed out) withdrew nothing from the
+    Idempotency-Key store: the client's retry of the DELETE is a 404 (erased already), and it
+    withdraws the answers the first one should have, the survivor's and those of the
+    duplicates merged into it, each replayed from then on as the 410 `customer_erased`."""
+    http = platform.new_merchant("Lost erasure e2e")
+    keep_body = {"email": "keeper.l@example.com", "given_name": "Keepling"}
+    dupe_body = {"email": "dupe.l@example.com", "phone": "+14155550177", "given_name": "Dupelost"}
+    keep_key, dupe_key = _key(), _key()
+    keep = http.post("/v1/customers", json=keep_body, headers=keep_key)
+    dupe = http.post("/v1/customers", json=dupe_body, headers=dupe_key)
+    assert (keep.status_code, dupe.status_code) == (201, 201), dupe.text
+    keep_id = keep.json()["id"]
+    merged = http.post(
+        f"/v1/customers/{keep_id}/merge", json={"duplicate_id": dupe.json()["id"]}, headers=_key()
+    )
+    assert merged.status_code == 200, merged.text
+    gateway_db = platform.platform.env_for("gateway")["DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(gateway_db) as conn:
+        row = conn.execute(
+            "SELECT merchant_id FROM idempotency_keys WHERE key = %s",
+            (dupe_key["Idempotency-Key"],),
+        ).fetchone()
+    assert row is not None
+    # The erasure as the gateway asks for it, whose answer the gateway never had.
+    address = f"127.0.0.1:{platform.platform.ports.services['customer']}"
+    with grpc.insecure_channel(address) as channel:
+        customer_pb2_grpc.CustomerServiceStub(channel).EraseCustomer(
+            customer_pb2.EraseCustomerRequest(request_id=uuid.uuid4().hex, id=keep_id),
+            metadata=(("x-merchant-id", row[0]),),
+            timeout=10,
+        )
+
+    retried = http.delete(f"/v1/customers/{keep_id}")
+    assert retried.status_code == 404, retried.text
+    assert "erased_ids" not in retried.json()
+    personal = ("keeper.l@", "Keepling", "dupe.l@", "4155550177", "Dupelost")
+    for key, body in ((keep_key, keep_body), (dupe_key, dupe_body)):
+        again = http.post("/v1/customers", json=body, headers=key)
+        assert (again.status_code, again.json().get("code")) == (410, "customer_erased"), again.text
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert not [p for p in personal if p in again.text]
 
 
 def test_a_created_customer_answers_its_version_as_an_etag(platform: Running) -> None:

@@ -67,7 +67,17 @@ TITLES = {
 }
 
 
-_RESERVED_MEMBERS = {"type", "title", "status", "detail", "code", "errors", "instance"}
+# Besides the problem's own members, ERASED_IDS: for the gateway, never for the client.
+_RESERVED_MEMBERS = {
+    "type",
+    "title",
+    "status",
+    "detail",
+    "code",
+    "errors",
+    "instance",
+    "erased_ids",
+}
 
 # A problem's size is bounded whatever went wrong, so a client can size what it keeps: `detail`
 # (a service's words, which may quote what was sent) is cut to DETAIL_MAX characters, and
@@ -130,6 +140,10 @@ _PUBLIC_FIELDS = {"page_token": "cursor", "page_size": "limit"}
 
 
 CUSTOMER_ERASED = "customer_erased"
+# What the customer service's 404 to an erasure of a customer erased already names: the ids
+# erased then (the customer and its merged duplicates), whose stored answers the route withdraws
+# again in case the first erasure's answer was lost before it did (routes.customers).
+ERASED_IDS = "erased_ids"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 

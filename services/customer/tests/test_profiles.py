@@ -740,6 +740,15 @@ async def test_erasing_a_customer_erases_the_duplicates_merged_into_it(
     for gone in (a, b, c):
         err = await _refused(merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=gone.id)))
         assert err.code() == grpc.StatusCode.NOT_FOUND
+    # Erased again: no such customer, but the refusal names what the erasure took, so a caller
+    # whose first attempt lost its answer still withdraws its copies of them (the gateway).
+    again = await _refused(merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=a.id)))
+    assert again.code() == grpc.StatusCode.NOT_FOUND
+    assert sorted(read_error(again).metadata["erased_ids"].split(",")) == sorted((a.id, b.id, c.id))
+    missing = customer_pb2.EraseCustomerRequest(id="cus_never")
+    assert (
+        "erased_ids" not in read_error(await _refused(merchant("EraseCustomer", missing))).metadata
+    )
     kept = await service.sql(
         "SELECT count(*) AS n FROM customers WHERE merchant_id = :m AND email LIKE 'ann%'",
         m=merchant.merchant,

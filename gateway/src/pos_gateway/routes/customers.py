@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BeforeValidator, Field, StrictBool
 
@@ -18,7 +19,13 @@ from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.idempotency import Stored
-from pos_gateway.problems import PROBLEM_JSON, Problem, customer_erased, problem_response
+from pos_gateway.problems import (
+    ERASED_IDS,
+    PROBLEM_JSON,
+    Problem,
+    customer_erased,
+    problem_response,
+)
 from pos_gateway.routes.common import (
     INT64,
     PROFILE_CREATE,
@@ -51,6 +58,7 @@ from pos_gateway.schemas.people import (
     PurchaseHistory,
     UpsertedCustomer,
 )
+from pos_kit.grpc_client import read_error
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -388,22 +396,33 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     principal = _principal(request)
     # No permission of its own: a new value of the public `Permission` enum (which overrides
     # answer too) would break clients of this API version; accountable by name meanwhile.
-    async with guarded(request, "customer.erased", always=False) as done:
-        answer = await svc.customer.EraseCustomer(
-            customer_pb2.EraseCustomerRequest(
-                request_id=request_id(), id=customer_id, requested_by=principal.key_id
+    try:
+        async with guarded(request, "customer.erased", always=False) as done:
+            answer = await svc.customer.EraseCustomer(
+                customer_pb2.EraseCustomerRequest(
+                    request_id=request_id(), id=customer_id, requested_by=principal.key_id
+                )
             )
-        )
-        done.resource = ("customer", customer_id)
-    # The answers stored under Idempotency-Keys that hold the customer become a 410
-    # `customer_erased`: their keys stay spent, so a retry cannot create the customer again.
+            done.resource = ("customer", customer_id)
+    except grpc.aio.AioRpcError as exc:
+        # Erased already: still a 404, but an earlier erasure may have committed and failed
+        # here before withdrawing (its answer lost, this gateway stopped): the retry does it.
+        erased = read_error(exc).metadata.get(ERASED_IDS, "")
+        await _withdraw(request, principal.merchant_id, [i for i in erased.split(",") if i])
+        raise
     # The duplicates merged into it went with it: the answers that created them held the
     # same person's email, phone and name.
-    for erased in (customer_id, *answer.merged_customer_ids):
-        await request.app.state.idempotency.withdraw_answers_naming(
-            principal.merchant_id, erased, ERASED_ANSWER
-        )
+    await _withdraw(request, principal.merchant_id, [customer_id, *answer.merged_customer_ids])
     return to_model(ErasedCustomer, answer)
+
+
+async def _withdraw(request: Request, merchant_id: str, erased: list[str]) -> None:
+    """The answers stored under Idempotency-Keys that hold these erased customers become a 410
+    `customer_erased`: their keys stay spent, so a retry cannot create a customer again."""
+    for customer_id in erased:
+        await request.app.state.idempotency.withdraw_answers_naming(
+            merchant_id, customer_id, ERASED_ANSWER
+        )
 
 
 @router.post(

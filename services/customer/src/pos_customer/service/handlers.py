@@ -9,6 +9,7 @@ from typing import Any
 from pos_customer.domain import loyalty, text
 from pos_customer.domain.model import (
     ACTIVE,
+    ERASED,
     MERGED,
     Customer,
     CustomerCreated,
@@ -40,6 +41,9 @@ from pos_kit.paging import PageRequest
 MAX_BATCH = 1_000
 MAX_SEARCH = 100
 MAX_GROUP_CHANGE = 1_000
+# The metadata of the refusal of an erasure of a customer erased already that names the ids
+# erased with it (`_erased_before`; the gateway reads it as `problems.ERASED_IDS`).
+ERASED_IDS = "erased_ids"
 
 
 def _stale(current: int) -> Conflict:
@@ -307,6 +311,8 @@ async def erase_customer(
     in them) stay, so totals and audits still add up. The erasure is recorded without any.
     Answers when, and the ids of the duplicates merged into it, erased with it."""
     customer = await uow.customers.get(customer_id, for_update=True)
+    if customer is not None and customer.status == ERASED:
+        raise await _erased_before(uow, customer_id)
     if customer is None or customer.status not in (ACTIVE, MERGED):
         raise NotFound("customer", customer_id)
     # An open order redeeming points confirms by finalising them on this customer: erased,
@@ -330,6 +336,18 @@ async def erase_customer(
         await uow.customers.purge_copies(gone)
         uow.publish(CustomerErased(gone))
     return await uow.customers.erased_at(customer_id), merged
+
+
+async def _erased_before(uow: CustomerUnitOfWork, customer_id: str) -> NotFound:
+    """An erasure of a customer erased already: no such customer, as for any caller, but the
+    refusal names (metadata `erased_ids`) the customer and the duplicates erased with it. The
+    caller that erased them may have failed after this service's commit, before withdrawing
+    its own copies of them (the gateway's Idempotency-Key answers); its retry, refused here,
+    still finishes that."""
+    refused = NotFound("customer", customer_id)
+    erased = [customer_id, *await uow.customers.merged_into(customer_id)]
+    refused.metadata[ERASED_IDS] = ",".join(erased)
+    return refused
 
 
 async def merge_customers(
