@@ -314,8 +314,9 @@ async def test_an_erased_customers_orders_lose_their_metadata_and_no_one_elses_c
 ) -> None:
     """Metadata a partner set on an order may name the buyer: the erasure blanks it as it
     blanks the notes, and deletes this service's stored answers and published events that
-    hold it. Metadata values are short and common ("1"): another order holding the same value
-    keeps its stored answer."""
+    hold it. Metadata values and notes are short and common ("1", "gift wrap"): another order
+    holding the same value keeps its stored answer (deleting it would let a retry of that
+    request run again)."""
     customer, other = (await stack.customer(A)).id, (await stack.customer(A)).id
     await stack.wait_known(A, customer)
     await stack.wait_known(A, other)
@@ -325,7 +326,7 @@ async def test_an_erased_customers_orders_lose_their_metadata_and_no_one_elses_c
         request = order_pb2.CreateOrderRequest(
             request_id=uuid.uuid4().hex, channel="web", location_id=stack.location_id,
             customer_id=customer_id, lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
-            metadata=metadata,
+            metadata=metadata, notes="gift wrap",
         )  # fmt: skip
         return (await stack.order.CreateOrder(request, metadata=md(A), timeout=10)).order
 
@@ -357,6 +358,7 @@ async def test_an_erased_customers_orders_lose_their_metadata_and_no_one_elses_c
         order_pb2.GetOrderRequest(id=kept.id), metadata=md(A), timeout=5
     )
     assert dict(other_order.order.metadata) == {"gift": "1"}
+    assert other_order.order.notes == "gift wrap" and erased.order.notes == ""
     assert _answers(stack, kept.id) == 1
 
 

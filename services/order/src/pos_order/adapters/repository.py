@@ -625,7 +625,8 @@ class SqlOrderRepository:
     async def erase_customer(self, customer_id: str) -> None:
         """Blank the addresses, destinations, notes and metadata of the customer's orders (a
         new version each, no event: nothing about the sale changed), then delete this
-        service's stored answers and published events whose bytes hold any of them."""
+        service's stored answers and published events whose bytes hold any of them with the
+        order's id."""
         found = (
             await self._conn.execute(
                 select(orders.c.id, orders.c.fulfillments, orders.c.notes, orders.c.metadata)
@@ -633,16 +634,15 @@ class SqlOrderRepository:
                 .with_for_update()
             )
         ).all()
-        personal: set[str] = set()
         tagged: dict[str, set[str]] = {}
         for row in found:
             held = {f["ship_to"] for f in row.fulfillments if f.get("ship_to")}
             placed = any(f.get("destination") for f in row.fulfillments)
             if not held and not placed and not row.notes and not row.metadata:
                 continue
-            personal |= held | ({row.notes} if row.notes else set())
             # A partner's metadata may name the buyer in its keys as in its values.
             tags = {t for pair in row.metadata.items() for t in pair if t}
+            tags |= held | ({row.notes} if row.notes else set())
             if tags:
                 tagged[row.id] = tags
             blanked = [{**f, "ship_to": "", "destination": None} for f in row.fulfillments]
@@ -657,12 +657,11 @@ class SqlOrderRepository:
                     updated_at=func.now(),
                 )
             )
-        for value in sorted(personal):
-            needle = bindparam("needle", value.encode(), type_=LargeBinary)
-            await self._drop_copies("position(:needle in {held}) > 0", needle)
         for order_id, tags in sorted(tagged.items()):
-            # Metadata is short and free-form ("1", "web", "gift"): bytes holding such a value
-            # are this order's copies only when they also hold its id; others are kept.
+            # Notes and metadata are short and free-form ("ok", "1", "gift wrap"): bytes
+            # holding such a value are this order's copies only when they also hold its id.
+            # Another order's stored answer is kept: deleted, a retry of its request would
+            # run again.
             await self._drop_copies(
                 "position(:order_id in {held}) > 0 AND EXISTS"
                 " (SELECT 1 FROM unnest(:tags) AS tag"
