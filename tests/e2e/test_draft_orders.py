@@ -1,8 +1,8 @@
 """Draft orders through the gateway, every service a separate process: a draft is priced with
-nothing held, edited under If-Match (a stale version refused), submitted (held as a new order
-is, then paid and confirmed), refused for short stock and still a draft, cancelled with nothing
-to give back; an edit of an order that is not a draft is refused, and another merchant's draft
-is not found."""
+nothing held, edited under If-Match (a stale version refused; each edit in the event feed as
+`order.updated`), submitted (held as a new order is and announced as one, then paid and
+confirmed), refused for short stock and still a draft, cancelled with nothing to give back; an
+edit of an order that is not a draft is refused, and another merchant's draft is not found."""
 
 from __future__ import annotations
 
@@ -25,6 +25,33 @@ def _patch(http: httpx.Client, order_id: str, body: dict[str, Any], version: int
         json=body,
         headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": f'"{version}"'},
     )
+
+
+class _Feed:
+    """The merchant's `order.*` events of one order, read from the feed as they come: each read
+    goes on from where the last one stopped (the other tests' orders come before this one's)."""
+
+    def __init__(self, http: httpx.Client, order_id: str) -> None:
+        self.http, self.order_id = http, order_id
+        self.after: int | None = None
+        self.found: list[dict[str, Any]] = []
+
+    def read(self) -> list[tuple[str, str, int]]:
+        """Each event of the order so far: its type, and the order's status and version."""
+        while True:
+            params: dict[str, Any] = {"types": "order.*", "limit": 200}
+            if self.after is not None:
+                params["after"] = self.after
+            page = ok(self.http.get("/v1/events", params=params))
+            self.found += [e for e in page["data"] if e["data"]["object"]["id"] == self.order_id]
+            self.after = page["next_after"]
+            if not page["has_more"]:
+                break
+        return [(e["type"], e["data"]["object"]["status"], e["data"]["object"]["version"])
+                for e in self.found]  # fmt: skip
+
+    def until(self, count: int) -> list[tuple[str, str, int]]:
+        return eventually(lambda: (told := self.read())[count - 1 :] and told)
 
 
 def _pickup_draft(store: str, sku: str, quantity: int) -> dict[str, Any]:
@@ -93,22 +120,17 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
         "confirmed",
     ]
 
-    def created() -> list[dict[str, Any]]:
-        # Every page of the merchant's order.created events: the other tests' orders come
-        # before this one's.
-        found, after = [], None
-        while True:
-            params: dict[str, Any] = {"types": "order.created", "limit": 200}
-            if after is not None:
-                params["after"] = after
-            page = http.get("/v1/events", params=params).json()
-            found += [e for e in page["data"] if e["data"]["object"]["id"] == draft["id"]]
-            if not page["has_more"]:
-                return found
-            after = page["next_after"]
-
-    (announced,) = eventually(created)
-    assert announced["data"]["object"]["status"] == "draft"
+    # Created as a draft, edited (once: the refused edits wrote nothing), submitted and
+    # announced as a new order is, then confirmed: each version in the feed, in that order.
+    feed = _Feed(http, draft["id"])
+    told = feed.until(4)
+    assert told[:4] == [
+        ("order.created", "draft", draft["version"]),
+        ("order.updated", "draft", edited["version"]),
+        ("order.created", "pending_payment", submitted["version"]),
+        ("order.confirmed", "confirmed", confirmed["version"]),
+    ]
+    assert feed.found[1]["data"]["object"] == edited  # as GET answered it at that version
 
 
 def test_a_draft_short_of_stock_stays_a_draft_and_is_cancelled(platform: Running) -> None:

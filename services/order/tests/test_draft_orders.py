@@ -27,6 +27,7 @@ from pos_order.domain.model import (
     OrderCancelled,
     OrderCreated,
     OrderStatus,
+    OrderUpdated,
     SagaState,
     Tender,
 )
@@ -98,6 +99,14 @@ class Shop:
     def published(self, kind: type) -> list[str]:
         return [e.order.id for e in self.store.published if isinstance(e, kind)]
 
+    def told(self) -> list[tuple[str, str, int]]:
+        """Each event of an order as published: its type, the order's status and version."""
+        return [
+            (type(e).__name__, e.order.status.value, e.order.version)
+            for e in self.store.published
+            if hasattr(e, "order")
+        ]
+
 
 def _same(o: Order) -> Order:
     return o
@@ -146,7 +155,9 @@ def test_an_edit_prices_the_draft_again_as_a_new_version() -> None:
         shop.edit(edited, lines=[LineRequest("TEE", 0)])
     assert [v.field for v in bad.value.violations] == ["lines[0].quantity"]
     assert shop.order(draft.id).version == edited.version
-    assert shop.published(OrderCreated) == [draft.id]  # an edit announces nothing
+    # The edit is announced with the draft at its new version; what was refused, not.
+    assert shop.published(OrderCreated) == shop.published(OrderUpdated) == [draft.id]
+    assert shop.told()[1:] == [("OrderUpdated", "draft", edited.version)]
 
 
 def test_a_submit_holds_the_draft_repriced_now() -> None:
@@ -163,9 +174,14 @@ def test_a_submit_holds_the_draft_repriced_now() -> None:
         "draft",
         "pending_payment",
     ]
-    # Submitted again (another request): answered as it is, nothing held twice.
+    # Announced as a new order is once its stock is held: `created`, waiting for payment.
+    assert shop.told() == [
+        ("OrderCreated", "draft", draft.version),
+        ("OrderCreated", "pending_payment", order.version),
+    ]
+    # Submitted again (another request): answered as it is, nothing held or told twice.
     assert shop.submit(draft).status is OrderStatus.PENDING_PAYMENT
-    assert shop.stock.available("TEE") == 3
+    assert shop.stock.available("TEE") == 3 and len(shop.told()) == 2
     # No longer a draft: no edit.
     with pytest.raises(Conflict) as err:
         shop.edit(order, notes="late")
@@ -191,12 +207,16 @@ def test_a_submit_short_of_stock_leaves_a_draft_that_may_be_submitted_again() ->
     assert all(f.hold is None for f in back.fulfillments)
     assert shop.stock.available("TEE") == 3 and shop.stock.available("MUG") == 100
     assert shop.published(OrderCancelled) == []
+    # Never announced as placed; a draft again, priced by the submit: announced as changed.
+    assert shop.published(OrderCreated) == [draft.id]
+    assert shop.told()[-1] == ("OrderUpdated", "draft", back.version)
     # Stock arrives: the same draft is submitted again, and holds anew (the first submit's
     # hold ids answered with what they did then).
     shop.stock.on_hand["TEE"] = 10
     order = shop.submit(back)
     assert order.status is OrderStatus.PENDING_PAYMENT
     assert shop.stock.available("TEE") == 6 and shop.stock.available("MUG") == 99
+    assert shop.told()[-1] == ("OrderCreated", "pending_payment", order.version)
 
 
 def test_a_cancelled_draft_gives_nothing_back_and_keeps_no_codes() -> None:
@@ -229,6 +249,7 @@ def test_a_submit_whose_driver_is_gone_is_put_back_to_draft_by_the_resumer() -> 
     asyncio.run(saga.resume(shop.new_uow, shop.ports, draft.id, shop.policy))
     back = shop.order(draft.id)
     assert back.status is OrderStatus.DRAFT and back.timeline[-1].reason == "abandoned"
+    assert shop.told()[-1] == ("OrderUpdated", "draft", back.version)
     # Its hold, asked again by the compensation to learn whether one was made, is released.
     assert shop.stock.available("TEE") == 5
     assert shop.submit(back).status is OrderStatus.PENDING_PAYMENT
@@ -249,6 +270,9 @@ def test_no_tender_is_taken_while_a_submit_is_unfinished() -> None:
     shop.stock.down = False
     order = shop.submit(draft)
     assert order.saga.draft is None and shop.stock.available("TEE") == 3
+    # Announced once its submit finished, not when it was left unfinished.
+    assert [t[:2] for t in shop.told()] == [("OrderCreated", "draft"),
+                                           ("OrderCreated", "pending_payment")]  # fmt: skip
     assert order.add_tender(Tender.CASH, 100, "t").amount == 100
 
 

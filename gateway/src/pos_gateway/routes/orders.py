@@ -631,8 +631,9 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     With `"status": "draft"` the order is priced the same way and saved `draft`, announced
     (`order.created`, status `draft`), with nothing held, no coupon reserved, no points held:
     a tender or a confirmation is a 409 `order_not_pending` until it is submitted. Edit it
-    with `PATCH /v1/orders/{id}`, submit it with `POST /v1/orders/{id}/submit`, or cancel it.
-    A draft does not expire."""
+    with `PATCH /v1/orders/{id}` (each edit is an `order.updated`), submit it with
+    `POST /v1/orders/{id}/submit` (announced as a new order is: `order.created`, status
+    `pending_payment`, once held), or cancel it. A draft does not expire."""
     order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
         channel=body.channel,
@@ -700,9 +701,9 @@ async def update_draft_order(
     and answered as a new `version`; nothing is held. Send `If-Match: "<version>"` to change
     only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
     as is a change that came in while this one was priced. An order that is no longer a draft
-    is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. No event
-    is sent for an edit (the event types have none for it): `updated_since` on
-    `GET /v1/orders` shows it."""
+    is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. Each edit
+    is announced as `order.updated` (the draft as GET answers it at its new version); what is
+    refused announces nothing."""
     sent = patched(body)
     ask = order_pb2.UpdateDraftOrderRequest(
         request_id=request_id(),
@@ -755,12 +756,14 @@ async def submit_order(
     and the loyalty point value as they are now, which may differ from what the draft showed),
     saves it `pending_payment`, then holds its pickup and shipment lines exactly as
     `POST /v1/orders` does (all or none, for `hold_seconds`), reserves its coupons and holds
-    its points. Short stock is the 409 `insufficient_stock` naming what is short, as at
-    creation: nothing stays held and the order is still a draft (its timeline says why);
-    so is a coupon refused at its reservation (409 with the coupon's reason). Points refused
-    once its coupons are reserved cancel it. Then add tenders and confirm it as any order.
-    Submitting an order submitted already answers it as it is; any other order that is not a
-    draft is a 409 `order_not_draft`."""
+    its points, and announces it as a new order is announced (`order.created`, status
+    `pending_payment`; the draft's own `order.created` came before). Short stock is the 409
+    `insufficient_stock` naming what is short, as at creation: nothing stays held and the
+    order is still a draft (its timeline says why; `order.updated`, as the submit priced it
+    again); so is a coupon refused at its reservation (409 with the coupon's reason). Points
+    refused once its coupons are reserved cancel it. Then add tenders and confirm it as any
+    order. Submitting an order submitted already answers it as it is; any other order that is
+    not a draft is a 409 `order_not_draft`."""
     answer = await svc.order.SubmitOrder(
         order_pb2.SubmitOrderRequest(
             request_id=request_id(),

@@ -16,7 +16,7 @@ _NAMES = """
     product.created product.updated product.archived inventory.changed inventory.low_stock
     reservation.created reservation.committed reservation.released reservation.expired
     order.created order.confirmed order.cancelled order.completed order.fulfillment_updated
-    order.returned payment.authorized payment.captured payment.voided payment.failed
+    order.returned order.updated payment.authorized payment.captured payment.voided payment.failed
     payment.updated
     refund.created refund.succeeded refund.failed terminal_checkout.updated
     gift_card.activity_created

@@ -166,6 +166,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     order_events.OrderConfirmed: lambda m: [
         ("order.confirmed", m.order.id, _object(Order, m.order))
     ],
+    order_events.OrderUpdated: lambda m: [("order.updated", m.order.id, _object(Order, m.order))],
     order_events.OrderCancelled: lambda m: [
         ("order.cancelled", m.order.id, _object(Order, m.order))
     ],

@@ -14,6 +14,7 @@ from pos_order.domain.model import (
     OrderConfirmed,
     OrderCreated,
     OrderFulfillmentUpdated,
+    OrderUpdated,
 )
 from pos_order.domain.returns import OrderReturned
 
@@ -28,6 +29,11 @@ def _created(event: OrderCreated) -> events_pb2.OrderCreated:
 @REGISTRY.maps(OrderConfirmed)
 def _confirmed(event: OrderConfirmed) -> events_pb2.OrderConfirmed:
     return events_pb2.OrderConfirmed(order=order_to_proto(event.order))
+
+
+@REGISTRY.maps(OrderUpdated)
+def _updated(event: OrderUpdated) -> events_pb2.OrderUpdated:
+    return events_pb2.OrderUpdated(order=order_to_proto(event.order))
 
 
 @REGISTRY.maps(OrderCancelled)

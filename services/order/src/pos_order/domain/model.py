@@ -1398,6 +1398,12 @@ class Order:
         )
         self.saga.draft = ask
 
+    def edited(self, priced: Order, ask: DraftAsk) -> None:
+        """A draft's cart edited, priced again (`repriced`) and announced (`updated`): a
+        partner keeping orders from events sees each version of the cart."""
+        self.repriced(priced, ask)
+        self.events.append(OrderUpdated(self))
+
     def submit(self, priced: Order, hold_seconds: int, at: datetime, coupons: int = 0) -> None:
         """The draft, priced again now (with the `coupons` codes its submit was given), waits
         for payment: its pickups and shipments to be held (all or none), then its coupons
@@ -1451,9 +1457,13 @@ class Order:
         )
 
     def submitted(self) -> None:
-        """Everything the submit takes is taken: the draft's cart (its codes) is dropped."""
-        if self.status is OrderStatus.PENDING_PAYMENT:
+        """Everything the submit takes is taken: the draft's cart (its codes) is dropped, and
+        the order is announced as a new order is once its stock is held (`created`, status
+        `pending_payment`): a partner that waits for placed orders hears of it the same way,
+        and never of a submit refused and put back to draft. Once: a later call finds no cart."""
+        if self.status is OrderStatus.PENDING_PAYMENT and self.saga.draft is not None:
             self.saga.draft = None
+            self.events.append(OrderCreated(self))
 
     def back_to_draft(self, at: datetime, reason: str) -> None:
         """A submit refused (short stock, a coupon or the points refused) once what it took is
@@ -1469,6 +1479,9 @@ class Order:
         for f in self.fulfillments:
             f.hold, f.reservation_id = None, ""
         self._moved(self.status.value, at, reason)
+        # The submit priced it again (today's prices may differ from what the draft showed),
+        # and no event told of that: this one does, with the reason in its timeline.
+        self.events.append(OrderUpdated(self))
 
     def touched(self, at: datetime) -> None:
         self.version += 1
@@ -1524,6 +1537,13 @@ class OrderCreated:
 
 @dataclass(frozen=True)
 class OrderConfirmed:
+    order: Order
+
+
+@dataclass(frozen=True)
+class OrderUpdated:
+    """A draft changed with no other event of it: edited, or put back after a refused submit."""
+
     order: Order
 
 
@@ -1953,4 +1973,11 @@ def build_fulfillments(
 
 
 # Every domain event this service raises; each has an integration event (adapters/events.py).
-EVENTS = (OrderCreated, OrderConfirmed, OrderCancelled, OrderCompleted, OrderFulfillmentUpdated)
+EVENTS = (
+    OrderCreated,
+    OrderConfirmed,
+    OrderUpdated,
+    OrderCancelled,
+    OrderCompleted,
+    OrderFulfillmentUpdated,
+)

@@ -943,7 +943,8 @@ class UpdateDraftOrder(Generic[R]):
     version. Nothing is held or reserved. `expected_version` (0: any) not the draft's is a 409
     `version_mismatch` with `current_version`, nothing written, and so is a change that came in
     while this one was priced; an order that is no longer a draft is a 409 `order_not_draft`.
-    No event: commerce-states.md names none for an edit (the change feed shows it)."""
+    Each edit is announced (`order_updated`, the draft at its new version), so a partner
+    following events sees every version of the cart."""
 
     def __init__(
         self,
@@ -995,7 +996,7 @@ class UpdateDraftOrder(Generic[R]):
         priced = await _price_draft(self.ports, self.new_uow, started, ask, customer_id)
 
         def revise(o: Order) -> None:
-            o.repriced(priced.order, ask)
+            o.edited(priced.order, ask)
             if cmd.notes is not None:
                 o.notes = cmd.notes
             if cmd.metadata is not None:

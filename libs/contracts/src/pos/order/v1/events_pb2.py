@@ -27,7 +27,7 @@ from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 from pos.order.v1 import order_pb2 as pos_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pos/order/v1/events.proto\x12\x0cpos.order.v1\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x18pos/order/v1/order.proto\"\\\n\x0eOrderConfirmed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"Z\n\x0cOrderCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCancelled\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCompleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\xd8\x01\n\x17OrderFulfillmentUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12\x16\n\x0e\x66ulfillment_id\x18\x03 \x01(\t\x12)\n\x0bgoods_total\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12.\n\x10goods_given_back\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xe0\x01\n\rOrderReturned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12*\n\x0corder_return\x18\x03 \x01(\x0b\x32\x14.pos.order.v1.Return\x12)\n\x0bgoods_total\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12,\n\x0egoods_returned\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Moneyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pos/order/v1/events.proto\x12\x0cpos.order.v1\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x18pos/order/v1/order.proto\"\\\n\x0eOrderConfirmed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"Z\n\x0cOrderCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"Z\n\x0cOrderUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCancelled\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\\\n\x0eOrderCompleted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\"\xd8\x01\n\x17OrderFulfillmentUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12\x16\n\x0e\x66ulfillment_id\x18\x03 \x01(\t\x12)\n\x0bgoods_total\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12.\n\x10goods_given_back\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\"\xe0\x01\n\rOrderReturned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\"\n\x05order\x18\x02 \x01(\x0b\x32\x13.pos.order.v1.Order\x12*\n\x0corder_return\x18\x03 \x01(\x0b\x32\x14.pos.order.v1.Return\x12)\n\x0bgoods_total\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12,\n\x0egoods_returned\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Moneyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,12 +38,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERCONFIRMED']._serialized_end=215
   _globals['_ORDERCREATED']._serialized_start=217
   _globals['_ORDERCREATED']._serialized_end=307
-  _globals['_ORDERCANCELLED']._serialized_start=309
-  _globals['_ORDERCANCELLED']._serialized_end=401
-  _globals['_ORDERCOMPLETED']._serialized_start=403
-  _globals['_ORDERCOMPLETED']._serialized_end=495
-  _globals['_ORDERFULFILLMENTUPDATED']._serialized_start=498
-  _globals['_ORDERFULFILLMENTUPDATED']._serialized_end=714
-  _globals['_ORDERRETURNED']._serialized_start=717
-  _globals['_ORDERRETURNED']._serialized_end=941
+  _globals['_ORDERUPDATED']._serialized_start=309
+  _globals['_ORDERUPDATED']._serialized_end=399
+  _globals['_ORDERCANCELLED']._serialized_start=401
+  _globals['_ORDERCANCELLED']._serialized_end=493
+  _globals['_ORDERCOMPLETED']._serialized_start=495
+  _globals['_ORDERCOMPLETED']._serialized_end=587
+  _globals['_ORDERFULFILLMENTUPDATED']._serialized_start=590
+  _globals['_ORDERFULFILLMENTUPDATED']._serialized_end=806
+  _globals['_ORDERRETURNED']._serialized_start=809
+  _globals['_ORDERRETURNED']._serialized_end=1033
 # @@protoc_insertion_point(module_scope)

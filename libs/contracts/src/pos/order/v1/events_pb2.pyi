@@ -72,6 +72,35 @@ class OrderCreated(_message.Message):
 Global___OrderCreated: _TypeAlias = OrderCreated  # noqa: Y015
 
 @_typing.final
+class OrderUpdated(_message.Message):
+    """Subject pos.order.v1.order_updated: a change of a draft no other event of it announces (an
+    edit, or a submit refused and given back as a draft), so a copy kept from events never
+    misses a version of the cart.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def order(self) -> _order_pb2.Order: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderUpdated: _TypeAlias = OrderUpdated  # noqa: Y015
+
+@_typing.final
 class OrderCancelled(_message.Message):
     """Subject pos.order.v1.order_cancelled"""
 
