@@ -1,8 +1,9 @@
 """Draft orders through the gateway, every service a separate process: a draft is priced with
 nothing held, edited under If-Match (a stale version refused; each edit in the event feed as
-`order.updated`), submitted (held as a new order is and announced as one, then paid and
-confirmed), refused for short stock and still a draft, cancelled with nothing to give back; an
-edit of an order that is not a draft is refused, and another merchant's draft is not found."""
+`order.updated`; its manual discount removed by a null), submitted (held as a new order is and
+announced as one, then paid and confirmed), refused for short stock and still a draft,
+cancelled with nothing to give back; an edit of an order that is not a draft is refused, and
+another merchant's draft is not found."""
 
 from __future__ import annotations
 
@@ -131,6 +132,36 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
         ("order.confirmed", "confirmed", confirmed["version"]),
     ]
     assert feed.found[1]["data"]["object"] == edited  # as GET answered it at that version
+
+
+def test_a_drafts_manual_discount_is_removed_by_a_null(platform: Running) -> None:
+    """JSON merge-patch: `"order_manual": null` removes the draft's discount on the whole
+    order, a field left out keeps it."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "DRM")
+    # What the same cart costs with no manual discount (the sandbox merchant's promotions
+    # may take something off it too).
+    plain = ok(post(http, "/v1/orders", _pickup_draft(store, sku, 2)), 201)
+    manual = {"kind": "percent", "value": 5000, "reason": "regular customer"}
+    draft = ok(post(http, "/v1/orders", {**_pickup_draft(store, sku, 2), "order_manual": manual}),
+               201)  # fmt: skip
+    assert draft["total"]["amount"] < plain["total"]["amount"]
+    kept = ok(_patch(http, draft["id"], {"notes": "still half off"}, draft["version"]))
+    assert kept["total"] == draft["total"]  # not sent: kept
+    cleared = _patch(http, draft["id"], {"order_manual": None}, kept["version"])
+    assert cleared.status_code == 200, cleared.text
+    cleared_order = cleared.json()
+    assert cleared_order["version"] == kept["version"] + 1
+    for field in ("subtotal", "discount_total", "tax_total", "total"):
+        assert cleared_order[field] == plain[field], field
+    assert cleared_order["notes"] == "still half off"
+    # Gone for good: the submit prices the cart without it.
+    submitted = ok(post(http, f"/v1/orders/{draft['id']}/submit", {}))
+    assert submitted["total"] == plain["total"]
+    # Any other field set to null is still a 400 naming it, nothing changed.
+    bad = _patch(http, draft["id"], {"notes": None}, submitted["version"])
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "notes"
+    ok(post(http, f"/v1/orders/{plain['id']}/cancel", {}))
 
 
 def test_a_draft_short_of_stock_stays_a_draft_and_is_cancelled(platform: Running) -> None:

@@ -31,6 +31,7 @@ from pos_order.domain.model import (
     SagaState,
     Tender,
 )
+from pos_order.domain.pricing import Manual
 from pos_order.service import handlers, saga
 from pos_order.service.ports import (
     CheckoutPorts,
@@ -158,6 +159,19 @@ def test_an_edit_prices_the_draft_again_as_a_new_version() -> None:
     # The edit is announced with the draft at its new version; what was refused, not.
     assert shop.published(OrderCreated) == shop.published(OrderUpdated) == [draft.id]
     assert shop.told()[1:] == [("OrderUpdated", "draft", edited.version)]
+
+
+def test_an_edit_removes_the_drafts_manual_discount_only_when_told_to() -> None:
+    shop = Shop()
+    manual = Manual("percent", 1000, "regular customer", "key_1")
+    draft = shop.draft(2, order_manual=manual)
+    assert draft.saga.draft is not None and draft.saga.draft.order_manual == manual
+    kept = shop.edit(draft, notes="still ten off")
+    assert kept.saga.draft is not None and kept.saga.draft.order_manual == manual
+    cleared = shop.edit(kept, clear_order_manual=True)
+    assert cleared.saga.draft is not None and cleared.saga.draft.order_manual is None
+    assert cleared.version == kept.version + 1 and cleared.notes == "still ten off"
+    assert shop.told()[-1] == ("OrderUpdated", "draft", cleared.version)
 
 
 def test_a_submit_holds_the_draft_repriced_now() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -105,11 +105,11 @@ class Body(BaseModel):
         return value
 
 
-def patched(body: Body, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The fields a PATCH sent (each optional): none set to null (but those `nullable`, where
-    null clears the field), at least one, else a 400."""
+def patched(body: Body, clearable: Collection[str] = ()) -> dict[str, Any]:
+    """The fields a PATCH sent (each optional): none set to null but those `clearable` (JSON
+    merge-patch: null removes the value, absent keeps it), at least one, else a 400."""
     sent = body.model_dump(exclude_unset=True)
-    nulls = sorted(k for k, v in sent.items() if v is None and k not in nullable)
+    nulls = sorted(k for k, v in sent.items() if v is None and k not in clearable)
     if nulls:
         raise Problem(400, "invalid_request", "a field cannot be set to null",
                       [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip

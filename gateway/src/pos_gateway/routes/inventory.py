@@ -284,7 +284,7 @@ async def update_location(
     `ship_enabled`. Send `If-Match: "<version>"` to change only the version you saw: a stale
     one is a 412 with `current_version`. Each change bumps `version`; fields sent as they
     already are change nothing."""
-    sent = patched(body, nullable=frozenset({"geo"}))
+    sent = patched(body, clearable=("geo",))
     request = body.pb()
     request.request_id = request_id()
     request.id = location_id

@@ -674,12 +674,19 @@ class OrderPatch(Body):
         "stored); give them with `POST /v1/orders/{id}/submit`",
     )
     order_manual: OrderManualIn | None = Field(
-        None, description="A manual discount on the whole order, as at creation"
+        None,
+        description="A manual discount on the whole order, as at creation; null removes the "
+        "draft's (left out, it is kept). The only field that takes null",
     )
     redeem_points: int | None = Field(None, ge=0, le=MAX_REDEEM_POINTS, json_schema_extra=INT64,
                                       description=REDEEM)  # fmt: skip
     notes: str | None = Field(None, max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=50)
+
+
+# What an edit of a draft removes when sent as null (JSON merge-patch); any other field sent as
+# null is a 400, as in every PATCH: it has an empty value of its own to send instead.
+DRAFT_CLEARABLE = ("order_manual",)
 
 
 @router.patch(
@@ -696,15 +703,18 @@ async def update_draft_order(
 ) -> Order:
     """A draft only (`"status": "draft"` at creation): each field sent replaces the draft's
     (`lines` and `fulfillments` whole, as at creation; `lines[].fulfillment` indexes the
-    fulfilments the draft has after this change), the others stay. The draft is then priced
-    again (the catalog's prices, promotions, tax and the loyalty point value as they are now)
-    and answered as a new `version`; nothing is held. Send `If-Match: "<version>"` to change
+    fulfilments the draft has after this change), the others stay; `"order_manual": null`
+    removes the draft's manual discount on the whole order (JSON merge-patch: null removes,
+    absent keeps; any other field sent as null is a 400). The draft is then priced again (the
+    catalog's prices, promotions, tax and the loyalty point value as they are now) and
+    answered as a new `version`; nothing is held. Send `If-Match: "<version>"` to change
     only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
     as is a change that came in while this one was priced. An order that is no longer a draft
     is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. Each edit
     is announced as `order.updated` (the draft as GET answers it at its new version); what is
     refused announces nothing."""
-    sent = patched(body)
+    # Named in the mask and left unset, order_manual is removed (the service's FieldMask reading).
+    sent = patched(body, DRAFT_CLEARABLE)
     ask = order_pb2.UpdateDraftOrderRequest(
         request_id=request_id(),
         order_id=order_id,

@@ -218,6 +218,9 @@ def _draft_change(request: order_pb2.UpdateDraftOrderRequest) -> DraftChange:
         redeem_points=request.redeem_points if "redeem_points" in mask else None,
         notes=request.notes if "notes" in mask else None,
         metadata=dict(request.metadata) if "metadata" in mask else None,
+        # A field named in the mask and left unset clears it (AIP-134): here the only one whose
+        # unset value is no value of its own.
+        clear_order_manual="order_manual" in mask and not request.HasField("order_manual"),
     )
 
 

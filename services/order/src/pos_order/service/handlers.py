@@ -944,7 +944,8 @@ class UpdateDraftOrder(Generic[R]):
     `version_mismatch` with `current_version`, nothing written, and so is a change that came in
     while this one was priced; an order that is no longer a draft is a 409 `order_not_draft`.
     Each edit is announced (`order_updated`, the draft at its new version), so a partner
-    following events sees every version of the cart."""
+    following events sees every version of the cart. `clear_order_manual`: the draft's manual
+    discount on the whole order is removed (`order_manual` None keeps it)."""
 
     def __init__(
         self,
@@ -966,9 +967,15 @@ class UpdateDraftOrder(Generic[R]):
             draft.lines if cmd.lines is None else cmd.lines,
             draft.fulfillments if cmd.fulfillments is None else cmd.fulfillments,
             draft.coupon_codes if cmd.coupon_codes is None else cmd.coupon_codes,
-            draft.order_manual if cmd.order_manual is None else cmd.order_manual,
+            self._order_manual(draft),
             draft.redeem_points if cmd.redeem_points is None else cmd.redeem_points,
         )
+
+    def _order_manual(self, draft: DraftAsk) -> Manual | None:
+        cmd = self.cmd
+        if cmd.clear_order_manual:
+            return None
+        return draft.order_manual if cmd.order_manual is None else cmd.order_manual
 
     async def read(self, uow: OrderUnitOfWork) -> tuple[Started, DraftAsk]:
         cmd = self.cmd

@@ -510,3 +510,6 @@ class DraftChange:
     redeem_points: int | None = None
     notes: str | None = None
     metadata: dict[str, str] | None = None
+    # The manual discount on the whole order removed (`order_manual` named with no value): None
+    # above cannot say it, as it means "keep the draft's".
+    clear_order_manual: bool = False

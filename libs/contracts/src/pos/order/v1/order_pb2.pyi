@@ -1267,7 +1267,8 @@ class UpdateDraftOrderRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Which fields replace the draft's: customer_id, lines, fulfillments, coupon_codes,
-        order_manual, redeem_points, notes, metadata; at least one.
+        order_manual, redeem_points, notes, metadata; at least one. A field named and left unset
+        is cleared (order_manual named with none: the draft's manual discount is removed).
         """
 
     @_builtins.property
