@@ -121,14 +121,14 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
         "confirmed",
     ]
 
-    # Created as a draft, edited (once: the refused edits wrote nothing), submitted and
-    # announced as a new order is, then confirmed: each version in the feed, in that order.
+    # Created (once) as a draft, edited (once: the refused edits wrote nothing), submitted
+    # (an update, its stock held), then confirmed: each version in the feed, in that order.
     feed = _Feed(http, draft["id"])
     told = feed.until(4)
     assert told[:4] == [
         ("order.created", "draft", draft["version"]),
         ("order.updated", "draft", edited["version"]),
-        ("order.created", "pending_payment", submitted["version"]),
+        ("order.updated", "pending_payment", submitted["version"]),
         ("order.confirmed", "confirmed", confirmed["version"]),
     ]
     assert feed.found[1]["data"]["object"] == edited  # as GET answered it at that version

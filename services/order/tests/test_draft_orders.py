@@ -188,10 +188,10 @@ def test_a_submit_holds_the_draft_repriced_now() -> None:
         "draft",
         "pending_payment",
     ]
-    # Announced as a new order is once its stock is held: `created`, waiting for payment.
+    # Created once, as a draft; the submit, once its stock is held, is its update.
     assert shop.told() == [
         ("OrderCreated", "draft", draft.version),
-        ("OrderCreated", "pending_payment", order.version),
+        ("OrderUpdated", "pending_payment", order.version),
     ]
     # Submitted again (another request): answered as it is, nothing held or told twice.
     assert shop.submit(draft).status is OrderStatus.PENDING_PAYMENT
@@ -230,7 +230,8 @@ def test_a_submit_short_of_stock_leaves_a_draft_that_may_be_submitted_again() ->
     order = shop.submit(back)
     assert order.status is OrderStatus.PENDING_PAYMENT
     assert shop.stock.available("TEE") == 6 and shop.stock.available("MUG") == 99
-    assert shop.told()[-1] == ("OrderCreated", "pending_payment", order.version)
+    assert shop.told()[-1] == ("OrderUpdated", "pending_payment", order.version)
+    assert shop.published(OrderCreated) == [draft.id]
 
 
 def test_a_cancelled_draft_gives_nothing_back_and_keeps_no_codes() -> None:
@@ -286,7 +287,7 @@ def test_no_tender_is_taken_while_a_submit_is_unfinished() -> None:
     assert order.saga.draft is None and shop.stock.available("TEE") == 3
     # Announced once its submit finished, not when it was left unfinished.
     assert [t[:2] for t in shop.told()] == [("OrderCreated", "draft"),
-                                           ("OrderCreated", "pending_payment")]  # fmt: skip
+                                           ("OrderUpdated", "pending_payment")]  # fmt: skip
     assert order.add_tender(Tender.CASH, 100, "t").amount == 100
 
 

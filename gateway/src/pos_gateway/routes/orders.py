@@ -632,8 +632,8 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     (`order.created`, status `draft`), with nothing held, no coupon reserved, no points held:
     a tender or a confirmation is a 409 `order_not_pending` until it is submitted. Edit it
     with `PATCH /v1/orders/{id}` (each edit is an `order.updated`), submit it with
-    `POST /v1/orders/{id}/submit` (announced as a new order is: `order.created`, status
-    `pending_payment`, once held), or cancel it. A draft does not expire."""
+    `POST /v1/orders/{id}/submit` (an `order.updated`, status `pending_payment`, once held:
+    an order is created once), or cancel it. A draft does not expire."""
     order_request = order_pb2.CreateOrderRequest(
         request_id=request_id(),
         channel=body.channel,
@@ -766,8 +766,8 @@ async def submit_order(
     and the loyalty point value as they are now, which may differ from what the draft showed),
     saves it `pending_payment`, then holds its pickup and shipment lines exactly as
     `POST /v1/orders` does (all or none, for `hold_seconds`), reserves its coupons and holds
-    its points, and announces it as a new order is announced (`order.created`, status
-    `pending_payment`; the draft's own `order.created` came before). Short stock is the 409
+    its points, and announces the change (`order.updated`, status `pending_payment`; the
+    order was created once, as a draft, with its `order.created`). Short stock is the 409
     `insufficient_stock` naming what is short, as at creation: nothing stays held and the
     order is still a draft (its timeline says why; `order.updated`, as the submit priced it
     again); so is a coupon refused at its reservation (409 with the coupon's reason). Points

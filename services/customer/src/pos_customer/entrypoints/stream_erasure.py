@@ -70,6 +70,7 @@ ORDERS: dict[str, type[Message]] = {
     for kind in (
         order_events.OrderCreated,
         order_events.OrderConfirmed,
+        order_events.OrderUpdated,
         order_events.OrderCancelled,
         order_events.OrderCompleted,
         order_events.OrderFulfillmentUpdated,

@@ -1458,12 +1458,13 @@ class Order:
 
     def submitted(self) -> None:
         """Everything the submit takes is taken: the draft's cart (its codes) is dropped, and
-        the order is announced as a new order is once its stock is held (`created`, status
-        `pending_payment`): a partner that waits for placed orders hears of it the same way,
-        and never of a submit refused and put back to draft. Once: a later call finds no cart."""
+        the change is announced (`updated`, status `pending_payment`, its stock held): the
+        order was announced `created` once, as a draft, and is never created twice; a submit
+        refused and put back to draft is told as its own update. Once: a later call finds no
+        cart."""
         if self.status is OrderStatus.PENDING_PAYMENT and self.saga.draft is not None:
             self.saga.draft = None
-            self.events.append(OrderCreated(self))
+            self.events.append(OrderUpdated(self))
 
     def back_to_draft(self, at: datetime, reason: str) -> None:
         """A submit refused (short stock, a coupon or the points refused) once what it took is
