@@ -259,6 +259,47 @@ async def test_an_ordered_consumer_restarted_after_a_crash_keeps_the_stream_orde
     assert after.rewinds == 1
 
 
+async def test_an_ordered_consumer_reads_the_event_types_a_new_release_adds(bus: Bus) -> None:
+    """A release that reads one more event type starts the same durable consumer with one
+    more subject: its events (those published since the last one applied, and later ones)
+    are handed out, in stream order, and nothing applied before comes again."""
+    applied: list[str] = []
+    added = "pos.order.v1.order_updated"
+
+    async def handler(uow: UnitOfWork, event: IncomingEvent) -> None:
+        applied.append(event.event_id)
+
+    await ensure_service_streams(bus.js, "order")
+    await bus.js.publish(SUBJECT, b"", headers=_headers("evt_1", "filter-1"))
+    before = _ordered(bus, "test-ordered-filter", handler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(before.run(stop))
+    await until(lambda: applied == ["evt_1"])
+    stop.set()
+    await task
+    await bus.js.publish(added, b"", headers=_headers("evt_new_1", "filter-2"))
+    await bus.js.publish(SUBJECT, b"", headers=_headers("evt_2", "filter-3"))
+    await bus.js.publish(added, b"", headers=_headers("evt_new_2", "filter-4"))
+
+    after = Consumer(
+        bus.js,
+        lambda: UnitOfWork(bus.engine, kit),
+        name="test-ordered-filter",
+        source_service="order",
+        subjects=[SUBJECT, added],
+        handler=handler,
+        ordered=True,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(after.run(stop))
+    await until(lambda: "evt_new_2" in applied)
+    stop.set()
+    await task
+    assert applied == ["evt_1", "evt_new_1", "evt_2", "evt_new_2"]
+    info = await bus.js.consumer_info("POS_ORDER", "test-ordered-filter")
+    assert sorted(info.config.filter_subjects or []) == sorted([SUBJECT, added])
+
+
 async def test_an_ordered_consumer_retries_a_failing_event_before_any_later_one(bus: Bus) -> None:
     applied: list[str] = []
     failures = {"evt_2": 2}

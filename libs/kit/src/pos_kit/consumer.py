@@ -174,14 +174,21 @@ class Consumer:
             await self._js.add_consumer(stream, self._config())
             self._next_delivery = 1
             return
-        if not info.num_ack_pending:
+        # A new release may read more event types than the consumer was made for: kept as it
+        # was, it would never hand out the new ones. Made again from the same point instead.
+        was = info.config.filter_subjects or (
+            [info.config.filter_subject] if info.config.filter_subject else []
+        )
+        same_filter = sorted(was) == sorted(self._subjects)
+        if not info.num_ack_pending and same_filter:
             self._next_delivery = (info.delivered.consumer_seq if info.delivered else 0) + 1
             return
         self._next_delivery = 1
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         await self._js.delete_consumer(stream, self.name)
         await self._js.add_consumer(stream, self._config(start_after=floor))
-        self.rewinds += 1
+        if same_filter:
+            self.rewinds += 1
         log.info("consumer %s: starting again after stream sequence %d", self.name, floor)
 
     async def run(self, stop: asyncio.Event) -> None:
