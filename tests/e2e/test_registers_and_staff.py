@@ -783,10 +783,36 @@ def test_register_staff_and_override_changes_reach_the_event_feed(platform: Runn
     assert grants == [granted.json()["id"]]  # the wrong PIN granted nothing, published nothing
 
 
+def test_a_pay_out_takes_no_more_than_the_drawer_holds(platform: Running) -> None:
+    """A pay-out past the cash the drawer is expected to hold is a 409
+    `insufficient_cash_in_drawer` naming the amount, and nothing is recorded: it was taken,
+    and left the drawer's expected cash below zero."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Short Drawer", "cashier", here, "4681")
+    _, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "4681"}).is_success
+    opened = _post(device, "/v1/shifts", {"opening_float": {"amount": 1000, "currency": "USD"}})
+    assert opened.status_code == 201, opened.text
+    shift = opened.json()
+    movements = f"/v1/shifts/{shift['id']}/drawer-movements"
+    out = {"kind": "pay_out", "amount": {"amount": 1001, "currency": "USD"}, "reason": "supplier"}
+    refused = _post(device, movements, out)
+    assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_cash_in_drawer")
+    assert [e["field"] for e in refused.json()["errors"]] == ["amount.amount"]
+    read = http.get(f"/v1/shifts/{shift['id']}").json()["report"]
+    assert (read["expected_cash"]["amount"], read["pay_outs"]["amount"]) == (1000, 0)
+    assert not _audit(http, action="drawer.pay_out", resource_id=shift["id"])
+    # All of it may go.
+    out["amount"]["amount"] = 1000
+    assert _post(device, movements, out).status_code == 201
+    assert http.get(f"/v1/shifts/{shift['id']}").json()["report"]["expected_cash"]["amount"] == 0
+
+
 def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: Running) -> None:
-    """A pay-out beyond the float (or a cash refund of another till's sale) takes the expected
-    cash below zero: the report says so, the shift can be read, listed and closed, and its
-    close reaches the event feed."""
+    """A cash refund of a sale taken elsewhere may take the expected cash below zero (the
+    customer is owed it; a pay-out may not): the report says so, the shift can be read,
+    listed and closed, and its close reaches the event feed."""
     http = platform.http
     here = _locations(http)[0]
     cashier = _member(http, "Neg Drawer", "manager", here, "4680")
@@ -795,9 +821,16 @@ def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: R
     opened = _post(device, "/v1/shifts", {"opening_float": {"amount": 1000, "currency": "USD"}})
     assert opened.status_code == 201, opened.text
     shift = opened.json()
-    out = {"kind": "pay_out", "amount": {"amount": 1001, "currency": "USD"}, "reason": "supplier"}
-    moved = _post(device, f"/v1/shifts/{shift['id']}/drawer-movements", out)
-    assert moved.status_code == 201, moved.text
+    tendered = {"amount": 100_000, "currency": "USD"}
+    sale = {"location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "cash", "cash_tendered": tendered}  # fmt: skip
+    sold = _post(http, "/v1/checkouts", sale)  # taken elsewhere
+    assert sold.status_code == 201, sold.text
+    taken = sold.json()["payment"]["captured"]["amount"]
+    back = {"amount": {"amount": 1001, "currency": "USD"}, "reason": "returned at the other till"}
+    assert taken > 1001
+    refunded = _post(device, f"/v1/payments/{sold.json()['payment']['id']}/refunds", back)
+    assert refunded.status_code == 201, refunded.text
 
     read = http.get(f"/v1/shifts/{shift['id']}")
     assert read.status_code == 200, read.text

@@ -203,8 +203,40 @@ OPS = st.lists(
 )
 
 
-async def _work(r: Running, register: str, shift: str, ops: list[tuple[str, int, int]]) -> int:
-    """Run one register's work; what the drawer should have moved by, by the model."""
+async def test_a_pay_out_takes_no_more_than_the_drawer_holds(running: Running) -> None:
+    """A pay-out past the cash the drawer is expected to hold is refused (409
+    `insufficient_cash_in_drawer`, naming the amount) and records nothing; up to it, it is
+    made, and the drawer then holds nothing."""
+    r = running
+    till = new_id("reg")
+    shift = await open_shift(r, till, 1000)
+    await cash_sale(r, till, 500)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 1501, "supplier")
+    refusal = read_error(err.value)
+    assert (err.value.code(), refusal.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "insufficient_cash_in_drawer",
+    )
+    assert refusal.metadata["expected_cash"] == "1500"
+    assert [v.field for v in refusal.violations] == ["amount.amount"]
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    assert (got.shift.report.pay_outs.amount, got.shift.report.expected_cash.amount) == (0, 1500)
+
+    made = await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 1500, "supplier")
+    assert made.shift.report.expected_cash.amount == 0
+    empty = move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 1, "one more")
+    assert (await refused(empty))[1] == "insufficient_cash_in_drawer"
+    # Paying in still works, and what it brought can be paid out again.
+    await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, 200, "change from the bank")
+    await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 200, "back to the bank")
+
+
+async def _work(
+    r: Running, register: str, shift: str, ops: list[tuple[str, int, int]], float_: int
+) -> int:
+    """Run one register's work; what the drawer should have moved by, by the model. A pay-out
+    past what the drawer holds then is refused and moves nothing."""
     moved = 0
     for kind, amount, percent_back in ops:
         if kind == "cash":
@@ -219,6 +251,9 @@ async def _work(r: Running, register: str, shift: str, ops: list[tuple[str, int,
         elif kind == "in":
             await move(r, register, shift, S.DRAWER_MOVEMENT_KIND_PAY_IN, amount, "in")
             moved += amount
+        elif amount > float_ + moved:
+            out = move(r, register, shift, S.DRAWER_MOVEMENT_KIND_PAY_OUT, amount, "out")
+            assert (await refused(out))[1] == "insufficient_cash_in_drawer"
         else:
             await move(r, register, shift, S.DRAWER_MOVEMENT_KIND_PAY_OUT, amount, "out")
             moved -= amount
@@ -246,7 +281,10 @@ async def test_expected_cash_is_float_plus_cash_in_minus_cash_out_across_two_reg
     shifts = [await open_shift(r, t, f) for t, f in zip(tills, floats, strict=True)]
     # Both registers of the location sell at the same time.
     moved = await asyncio.gather(
-        *(_work(r, t, s.id, ops) for t, s, ops in zip(tills, shifts, work, strict=True))
+        *(
+            _work(r, t, s.id, ops, f)
+            for t, s, ops, f in zip(tills, shifts, work, floats, strict=True)
+        )
     )
     # A cash sale races the first register's close: it lands in the shift or after it,
     # never half in (the close's total is what the shift holds once closed).
@@ -264,8 +302,7 @@ async def test_expected_cash_is_float_plus_cash_in_minus_cash_out_across_two_reg
     expected = floats[0] + moved[0] + (racing if raced_in else 0)
     assert closed.report.expected_cash.amount == expected
     assert closed.over_short == -expected
-    # Pay-outs may exceed what came in: the drawer is then short whatever is counted.
-    counted = max(0, floats[1] + moved[1] + 7)
+    counted = floats[1] + moved[1] + 7
     second = await close(r, tills[1], shifts[1].id, counted)
     assert second.report.expected_cash.amount == floats[1] + moved[1]
     assert second.over_short == counted - (floats[1] + moved[1])

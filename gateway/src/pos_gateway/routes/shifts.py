@@ -136,7 +136,9 @@ async def record_drawer_movement(
 ) -> DrawerMovementMade:
     """Each with a reason, the member and the register. A no-sale open takes the `no_sale`
     permission or a manager's override (403 `permission_required`) and moves no money; a
-    pay-in or pay-out needs an amount in the shift's currency. A closed shift is a 409
+    pay-in or pay-out needs an amount in the shift's currency; a pay-out past the cash the
+    drawer is expected to hold is a 409 `insufficient_cash_in_drawer` naming `amount.amount`
+    (with `expected_cash`), and nothing is recorded. A closed shift is a 409
     `shift_closed`. Each is in the audit log. Cash moves at the drawer: only the register's
     own credential records a movement (403 `register_credential_required`), as it opens the
     shift; the back office may close a shift left open."""

@@ -158,6 +158,28 @@ def validate_movement(kind: MovementKind, amount: int, currency: str, reason: st
     )
 
 
+def check_pay_out(shift: Shift, amount: int) -> None:
+    """A pay-out takes cash out of the drawer: never more than it is expected to hold now
+    (one past it is a drawer the till cannot count down from: left below zero, every later
+    close is short by it). The shift's row is locked and its totals read after the lock, so
+    two pay-outs at once cannot both take the last of it."""
+    held = shift.expected
+    if amount > held:
+        refused = Conflict(
+            f"the drawer is expected to hold {held} ({shift.currency} minor units); a pay-out "
+            "takes no more than that",
+            "insufficient_cash_in_drawer",
+            {"expected_cash": str(held)},
+        )
+        refused.violations = [
+            FieldViolation(
+                "amount.amount",
+                f"must be at most {max(held, 0)}, the cash the drawer is expected to hold",
+            )
+        ]
+        raise refused
+
+
 def check_currency_of(shift: Shift, currency: str, name: str) -> None:
     if currency != shift.currency:
         raise InvalidArgument(

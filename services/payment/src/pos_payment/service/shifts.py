@@ -18,6 +18,7 @@ from pos_payment.domain.shifts import (
     ShiftOpened,
     ShiftStatus,
     check_currency_of,
+    check_pay_out,
     money_violations,
     validate_movement,
     validate_open,
@@ -85,6 +86,8 @@ async def record_movement(
         raise Conflict("the shift is closed", "shift_closed")
     if kind is not MovementKind.NO_SALE:
         check_currency_of(shift, currency, "amount")
+    if kind is MovementKind.PAY_OUT:
+        check_pay_out(shift, amount)
     movement = await uow.shifts.add_movement(
         Movement(new_id("drw"), shift.id, kind, amount, shift.currency, reason.strip(),
                  staff_id, register_id or shift.register_id)
