@@ -1027,6 +1027,28 @@ def test_a_member_taken_off_a_location_stops_acting_there(platform: Running) -> 
     assert {e["details"]["reason"] for e in replaced} == {"moved", "replaced"}
 
 
+def test_a_deactivated_member_signing_in_is_told_so_not_a_404(platform: Running) -> None:
+    """The merchant's own member, deactivated, is a 409 `staff_deactivated` at sign-in (and as
+    an override's approver), before the PIN is looked at; a made-up member and another
+    merchant's stay the same 404."""
+    http = platform.http
+    here = _locations(http)[0]
+    leaver = _member(http, "Left Us", "manager", here, "3691")
+    cashier = _member(http, "Stays", "cashier", here, "1963")
+    _, device = _paired_register(platform, here)
+    assert _post(http, f"/v1/staff/{leaver}/deactivate").status_code == 200
+    for pin in ("3691", "0000"):
+        refused = _post(device, "/v1/register-sessions", {"staff_id": leaver, "pin": pin})
+        assert (refused.status_code, refused.json()["code"]) == (409, "staff_deactivated"), pin
+    assert not _audit(http, action="staff.pin_failed", staff_id=leaver)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1963"}).is_success
+    approval = {"manager_id": leaver, "pin": "3691", "permission": "refund"}
+    refused = _post(device, "/v1/overrides", approval)
+    assert (refused.status_code, refused.json()["code"]) == (409, "staff_deactivated")
+    made_up = _post(device, "/v1/register-sessions", {"staff_id": "stf_nope", "pin": "3691"})
+    assert (made_up.status_code, made_up.json()["code"]) == (404, "resource_missing")
+
+
 def test_a_register_elsewhere_cannot_test_or_lock_a_members_pin(platform: Running) -> None:
     """A member of another location is refused before their PIN is looked at: the answer is
     the same for a right and a wrong PIN, and no guess counts toward their lock."""

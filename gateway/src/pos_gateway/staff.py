@@ -440,9 +440,16 @@ async def _check_pin(
     if actor.register_id:
         await _register_budget(conn, merchant_id, actor)
     member = await _member(conn, merchant_id, staff_id, lock=True)
-    if member is None or member.status != "active":
+    if member is None:
         raise Refused("resource_missing", f"staff member {staff_id!r} was not found",
                       resource="staff")  # fmt: skip
+    if member.status != "active":
+        # The merchant's own member: a 404 would send the till looking for a typo. Said
+        # before the PIN is looked at, so it tests no PIN (another merchant's is still 404).
+        raise Refused(
+            "staff_deactivated",
+            "this staff member is deactivated: they neither sign in nor approve",
+        )
     # Before the PIN is looked at: a register elsewhere may neither test a member's PIN (a
     # hit would answer differently from a miss) nor lock them out by guessing.
     if location_id not in member.location_ids:

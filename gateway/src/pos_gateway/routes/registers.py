@@ -358,7 +358,8 @@ async def sign_in(body: SignInIn, request: Request) -> RegisterSession:
     minutes (403 `staff_locked`, with `locked_until`); both are in the audit log. Twenty wrong
     PINs at one register within 15 minutes, for any members, spend its budget: it signs no one
     in until they age out (403 `register_pin_budget_exhausted`). A member
-    who does not work at the register's location is a 403 `staff_not_at_location`."""
+    who does not work at the register's location is a 403 `staff_not_at_location`; one
+    deactivated a 409 `staff_deactivated` (another merchant's, or none, a 404)."""
     principal = _at_register(request)
     state = request.app.state
     try:
@@ -459,7 +460,8 @@ async def grant_override(body: OverrideIn, request: Request) -> Override:
     """The manager gives their PIN at the register; the signed-in member's next action that
     needs `permission` (within two minutes, once) then succeeds, and its audit entry names
     both. The manager must hold the permission (403 `approver_lacks_permission`) and work at
-    the location; wrong PINs count towards the manager's lock as at sign-in."""
+    the location; wrong PINs count towards the manager's lock as at sign-in. A deactivated
+    manager is a 409 `staff_deactivated`."""
     principal = _at_register(request)
     state = request.app.state
     session = None
