@@ -1049,6 +1049,49 @@ def test_a_deactivated_member_signing_in_is_told_so_not_a_404(platform: Running)
     assert (made_up.status_code, made_up.json()["code"]) == (404, "resource_missing")
 
 
+def test_a_cashier_moves_no_points_by_merging_without_a_managers_pin(platform: Running) -> None:
+    """Merging a duplicate that has points moves them as a points adjustment does: at a
+    register it takes the same `refund` permission or a manager's override, and nothing is
+    merged without it; a duplicate without points merges as before."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Merry", "cashier", here, "2580")
+    manager = _member(http, "Mandy", "manager", here, "0852")
+    register, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}).is_success
+
+    def customer() -> str:
+        made = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@pts.example"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    winner, rich = customer(), customer()
+    given = _post(http, f"/v1/customers/{rich}/points/adjustments", {"points": 500, "reason": "x"})
+    assert given.status_code == 201, given.text
+    merge = f"/v1/customers/{winner}/merge"
+    denied = _post(device, merge, {"duplicate_id": rich})
+    assert (denied.status_code, denied.json()["code"]) == (403, "permission_required"), denied.text
+    assert denied.json()["permission"] == "refund"
+    assert http.get(f"/v1/customers/{rich}").json()["status"] == "active"
+    assert http.get(f"/v1/customers/{winner}").json()["loyalty_points"] == 0
+    assert not _audit(http, action="customer.merged", register_id=register["id"])
+
+    # Nothing to move: no permission needed.
+    poor = customer()
+    assert _post(device, merge, {"duplicate_id": poor}).status_code == 200
+
+    approval = {"manager_id": manager, "pin": "0852", "permission": "refund"}
+    assert _post(device, "/v1/overrides", approval).status_code == 201
+    merged = _post(device, merge, {"duplicate_id": rich})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["winner"]["loyalty_points"] == 500
+    entries = _audit(http, action="customer.merged", register_id=register["id"])
+    assert [(e["details"]["duplicate_id"], e["approved_by"]) for e in entries] == [
+        (rich, manager),
+        (poor, None),
+    ]
+
+
 def test_a_register_elsewhere_cannot_test_or_lock_a_members_pin(platform: Running) -> None:
     """A member of another location is refused before their PIN is looked at: the answer is
     the same for a right and a wrong PIN, and no guess counts toward their lock."""

@@ -443,16 +443,19 @@ async def merge_customers(
 
     At a register, as an erasure, it cannot be undone by anyone, so someone must be signed in
     (403 `staff_sign_in_required`), and it is in the audit log with the member
-    (`customer.merged`, the duplicate's id)."""
+    (`customer.merged`, the duplicate's id). A duplicate with points (or points held) moves
+    them as a points adjustment would: at a register that takes the `refund` permission or a
+    manager's override (403 `permission_required`), and nothing is merged without it."""
     if body.duplicate_id == customer_id:
         why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}
         raise Problem(400, "invalid_request", "the request is not valid", [why])
-    async with guarded(request, "customer.merged", always=False) as done:
+    async with guarded(request, "customer.merged", "refund", always=False, required=False) as done:
         answer = await svc.customer.MergeCustomers(
             customer_pb2.MergeCustomersRequest(
-                request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id
+                request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id,
+                points_not_permitted=not done.permitted,
             )
-        )
+        )  # fmt: skip
         done.resource = ("customer", customer_id)
         done.details = {"duplicate_id": body.duplicate_id}
     return MergedCustomers.model_validate(

@@ -135,7 +135,9 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def MergeCustomers(
         self, request: customer_pb2.MergeCustomersRequest, uow: CustomerUow
     ) -> customer_pb2.MergeCustomersResponse:
-        winner, loser = await handlers.merge_customers(uow, request.winner_id, request.loser_id)
+        winner, loser = await handlers.merge_customers(
+            uow, request.winner_id, request.loser_id, request.points_not_permitted
+        )
         return customer_pb2.MergeCustomersResponse(
             winner=customer_to_proto(winner), loser=customer_to_proto(loser)
         )

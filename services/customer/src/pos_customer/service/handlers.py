@@ -29,6 +29,8 @@ from pos_customer.service.tiers import retier
 from pos_kit.errors import (
     AlreadyExists,
     Conflict,
+    DomainError,
+    ErrorKind,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -351,8 +353,11 @@ async def _erased_before(uow: CustomerUnitOfWork, customer_id: str) -> NotFound:
 
 
 async def merge_customers(
-    uow: CustomerUnitOfWork, winner_id: str, loser_id: str
+    uow: CustomerUnitOfWork, winner_id: str, loser_id: str, points_not_permitted: bool = False
 ) -> tuple[Customer, Customer]:
+    """`points_not_permitted`: the caller may not move points by hand (a register's member
+    without the permission AdjustPoints takes there); a merge that would move some is refused,
+    decided on the duplicate as locked, so points earned meanwhile are not moved unchecked."""
     raise_if(
         require(winner_id != loser_id, "loser_id", "cannot merge a customer into itself")
         + require(bool(winner_id), "winner_id", "is required")
@@ -368,6 +373,15 @@ async def merge_customers(
         second: await active_customer(uow, second, for_update=True),
     }
     winner, loser = locked[winner_id], locked[loser_id]
+    if points_not_permitted and (loser.loyalty_points or loser.points_held):
+        raise DomainError(
+            f"the duplicate has {loser.loyalty_points} points that the merge would move: the "
+            "signed-in member may not move points alone, a manager's override is needed for "
+            "this action",
+            "permission_required",
+            metadata={"permission": "refund"},
+            kind=ErrorKind.FORBIDDEN,
+        )
     moved = loser.loyalty_points
     if moved:
         loser.loyalty_points = 0

@@ -795,19 +795,26 @@ class MergeCustomersRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     WINNER_ID_FIELD_NUMBER: _builtins.int
     LOSER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     winner_id: _builtins.str
     loser_id: _builtins.str
+    points_not_permitted: _builtins.bool
+    """The caller may not move points by hand (a register's member without the `refund`
+    permission, as for AdjustPoints): a merge whose duplicate has points (or holds some) is
+    refused FORBIDDEN `permission_required`, decided under the customers' locks.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         winner_id: _builtins.str = ...,
         loser_id: _builtins.str = ...,
+        points_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["loser_id", b"loser_id", "request_id", b"request_id", "winner_id", b"winner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loser_id", b"loser_id", "points_not_permitted", b"points_not_permitted", "request_id", b"request_id", "winner_id", b"winner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
