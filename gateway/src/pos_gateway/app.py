@@ -31,6 +31,7 @@ from pos_gateway.idempotency import (
     fingerprint_key,
 )
 from pos_gateway.messaging import JetStreamLink
+from pos_gateway.query_declared import only_declared
 from pos_gateway.query_once import one_value_each
 from pos_gateway.ratelimit import Limiter, TokenBuckets
 from pos_gateway.routes import (
@@ -75,7 +76,8 @@ access token from `/v1/oauth/token`).
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
 `application/problem+json` with a stable `code`. Card data is never accepted: a text value
 holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check) is a 400
-`card_number_not_allowed` naming the field; card payments take the processor's token.
+`card_number_not_allowed` naming the field; card payments take the processor's token. A query
+parameter an operation does not take is a 400 `unknown_parameter` naming it, never ignored.
 
 Every POST takes an `Idempotency-Key` header (up to 255 characters, scoped to your merchant).
 The first answer is kept for 24 hours and replayed byte for byte with `Idempotent-Replayed:
@@ -186,7 +188,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # operationId = the route function's name (`list_products`, `create_customer`): what
         # a generated SDK names its methods, so it must read well and stay put.
         generate_unique_id_function=lambda route: route.name,
-        dependencies=[Depends(one_value_each)],
+        # Every route's query checked as a whole before the route reads it: no parameter it
+        # does not take, none it takes once given twice.
+        dependencies=[Depends(only_declared), Depends(one_value_each)],
     )
     problems.install(app)
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)

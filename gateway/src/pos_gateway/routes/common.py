@@ -399,7 +399,10 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 _ERRORS = {
-    400: "Invalid request: `errors[]` names each field",
+    400: (
+        "Invalid request: `errors[]` names each field, and each query parameter the operation"
+        " does not take (`unknown_parameter`: never ignored, so a misspelt filter is no filter)"
+    ),
     401: "Missing or invalid API key",
     402: "The payment was declined; the order and payment are in the problem",
     403: "The credential lacks the required scope (`insufficient_scope`)",
