@@ -182,3 +182,16 @@ def test_a_clients_key_is_set_apart_from_the_ids_the_platform_derives() -> None:
     assert service_request_id("key:x/y") == "key:key:x/y"
     derived = f"{service_request_id('K')}/payment"
     assert service_request_id(derived) != derived
+
+
+def test_if_match_star_is_any_version_and_other_tags_still_a_version() -> None:
+    from pos_gateway.problems import Problem
+    from pos_gateway.routes.common import any_version, expected_version
+
+    # RFC 9110 13.1.1: `*` matches whatever version is current (0: no check at the services).
+    assert expected_version("*") == 0 and expected_version(" * ") == 0
+    assert any_version("*") and not any_version('"3"') and not any_version(None)
+    assert [expected_version(t) for t in ('"3"', 'W/"3"', "3", None)] == [3, 3, 3, 0]
+    for bad in ("**", '"*"', "W/*", "0", "abc"):
+        with pytest.raises(Problem):
+            expected_version(bad)

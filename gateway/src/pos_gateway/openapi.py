@@ -214,7 +214,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "in": "header",
         "required": False,
         "description": 'The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a '
-        "412 carrying `current_version`",
+        "412 carrying `current_version`. `*` matches whatever version is current (RFC 9110): "
+        "the change goes ahead, and a resource that does not exist is still a 404 (or on an "
+        "upsert a 412 with `current_version` 0)",
         "schema": {"type": "string", "maxLength": 22, "pattern": IF_MATCH},
         "example": '"3"',
     },

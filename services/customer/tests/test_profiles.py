@@ -202,6 +202,33 @@ async def test_an_upsert_with_a_version_never_creates(merchant: Caller, service:
     assert read_error(err).metadata["current_version"] == "2"
 
 
+async def test_an_upsert_of_any_existing_version_never_creates(
+    merchant: Caller, service: Service
+) -> None:
+    """If-Match: * is false when nothing is current, true of whatever version is (RFC 9110,
+    13.1.1): require_existing changes an existing customer at any version, and makes none."""
+    existing = customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-any", given_name="Ada"), require_existing=True
+    )
+    err = await _refused(merchant("UpsertCustomer", existing))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert read_error(err).reason == "version_mismatch"
+    assert read_error(err).metadata["current_version"] == "0"
+    rows = await service.sql(
+        "SELECT id FROM customers WHERE merchant_id = :m AND external_id = 'crm-any'",
+        m=merchant.merchant,
+    )
+    assert rows == []
+    await merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-any", given_name="Ada")))  # fmt: skip
+    await merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-any", family_name="King")))  # fmt: skip
+    changed = await merchant("UpsertCustomer", customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id="crm-any", given_name="Augusta"), require_existing=True))  # fmt: skip
+    assert (changed.created, changed.customer.version) == (False, 3)
+    assert changed.customer.given_name == "Augusta"
+
+
 async def test_a_batch_upsert_is_all_or_nothing(merchant: Caller, service: Service) -> None:
     batch = [P(external_id=f"imp-{i}", given_name=f"Name{i}") for i in range(1000)]
     answer = await merchant(

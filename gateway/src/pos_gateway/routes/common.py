@@ -502,20 +502,29 @@ def op(
     }
 
 
-# An entity tag holding a version: `"3"`, `W/"3"` or a bare 3.
-IF_MATCH = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+# An entity tag holding a version: `"3"`, `W/"3"` or a bare 3; or `*`, any version (RFC 9110).
+IF_MATCH = r'^(\*|(W/)?"?[1-9][0-9]{0,17}"?)$'
 IfMatch = Annotated[
     str | None,
     Header(
-        description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a 412',
+        description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a '
+        "412. `*` matches whatever version is current",
         json_schema_extra={"pattern": IF_MATCH},
     ),
 ]
 
 
+def any_version(if_match: str | None) -> bool:
+    """`If-Match: *`: true of any current representation, false when there is none (RFC 9110,
+    13.1.1), so a change goes ahead whatever the version, and a missing resource is still
+    missing (a 404, or on an upsert the 412 of no current version: nothing is created)."""
+    return if_match is not None and if_match.strip() == "*"
+
+
 def expected_version(if_match: str | None) -> int:
-    """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3; none is 0."""
-    if if_match is None:
+    """If-Match carries the version as an entity tag: `"3"`, `W/"3"` or a bare 3; none is 0,
+    and so is `*`: the services read 0 as "whatever the current version is"."""
+    if if_match is None or any_version(if_match):
         return 0
     tag = if_match.strip().removeprefix("W/").strip('"')
     # ASCII digits only and at most 18 of them: int() takes other scripts' digits, and a

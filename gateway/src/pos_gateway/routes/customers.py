@@ -38,6 +38,7 @@ from pos_gateway.routes.common import (
     PathId,
     Rfc3339,
     UpdatedSince,
+    any_version,
     example,
     expected_version,
     op,
@@ -294,7 +295,8 @@ async def upsert_customer(
     `version_mismatch` with `current_version`. With If-Match only an existing customer is
     updated: when none has the external_id the answer is a 412 `version_mismatch` with
     `current_version` 0 (RFC 9110: If-Match is false when there is nothing current), and
-    nothing is created.
+    nothing is created; `If-Match: *` updates the customer whatever its version, and likewise
+    creates none.
 
     Once the customer is erased, a retry with the same Idempotency-Key answers 410
     `customer_erased` and neither creates nor updates anything."""
@@ -304,6 +306,7 @@ async def upsert_customer(
                 request_id=request_id(),
                 profile=body.pb(),
                 expected_version=expected_version(if_match),
+                require_existing=any_version(if_match),
             )
         )
     )

@@ -59,7 +59,10 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         self, request: customer_pb2.UpsertCustomerRequest, uow: CustomerUow
     ) -> customer_pb2.UpsertCustomerResponse:
         customer, created = await handlers.upsert_customer(
-            uow, messages.profile_from_proto(request.profile), request.expected_version
+            uow,
+            messages.profile_from_proto(request.profile),
+            request.expected_version,
+            request.require_existing,
         )
         return customer_pb2.UpsertCustomerResponse(
             customer=customer_to_proto(customer), created=created

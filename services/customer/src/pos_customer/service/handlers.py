@@ -159,13 +159,19 @@ async def _write_update(uow: CustomerUnitOfWork, customer: Customer, profile: Pr
 
 
 async def upsert_customer(
-    uow: CustomerUnitOfWork, profile: Profile, expected_version: int
+    uow: CustomerUnitOfWork,
+    profile: Profile,
+    expected_version: int,
+    require_existing: bool = False,
 ) -> tuple[Customer, bool]:
+    """(the customer, whether it was created). With `expected_version` only that version is
+    changed, with `require_existing` any version (If-Match: *): either way one that does not
+    exist is not made."""
     raise_if(require(bool((profile.external_id or "").strip()), "external_id", "is required"))
     profile = normalise_profile(profile)
     external_id = profile.external_id or ""
     found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
-    if found is None and expected_version:
+    if found is None and (expected_version or require_existing):
         # If-Match is false when there is nothing current (RFC 9110, 13.1.1): the caller
         # meant to change a customer it saw, so one that is gone is not made again.
         raise _missing_for_version(external_id)

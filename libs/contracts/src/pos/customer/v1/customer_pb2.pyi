@@ -516,8 +516,13 @@ class UpsertCustomerRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    REQUIRE_EXISTING_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     expected_version: _builtins.int
+    require_existing: _builtins.bool
+    """Only an existing customer is changed, whatever its version (If-Match: *): when none holds
+    the external_id, FAILED_PRECONDITION version_mismatch with current_version 0.
+    """
     @_builtins.property
     def profile(self) -> Global___ProfileFields:
         """external_id is required."""
@@ -528,10 +533,11 @@ class UpsertCustomerRequest(_message.Message):
         request_id: _builtins.str = ...,
         profile: Global___ProfileFields | None = ...,
         expected_version: _builtins.int = ...,
+        require_existing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "profile", b"profile", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "profile", b"profile", "request_id", b"request_id", "require_existing", b"require_existing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -193,9 +193,10 @@ class CustomerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpsertCustomer(self, request, context):
-        """Create or change the customer holding profile.external_id. With expected_version set it
-        only changes: a stale version, or no customer holding it, is FAILED_PRECONDITION
-        (version_mismatch; current_version "0" when there is none) and nothing is created.
+        """Create or change the customer holding profile.external_id. With expected_version (or
+        require_existing) set it only changes: a stale version, or no customer holding it, is
+        FAILED_PRECONDITION (version_mismatch; current_version "0" when there is none) and nothing
+        is created.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,9 +40,10 @@ class CustomerServiceStub:
     UpdateCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]
     """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
     UpsertCustomer: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpsertCustomerRequest, _customer_pb2.UpsertCustomerResponse]
-    """Create or change the customer holding profile.external_id. With expected_version set it
-    only changes: a stale version, or no customer holding it, is FAILED_PRECONDITION
-    (version_mismatch; current_version "0" when there is none) and nothing is created.
+    """Create or change the customer holding profile.external_id. With expected_version (or
+    require_existing) set it only changes: a stale version, or no customer holding it, is
+    FAILED_PRECONDITION (version_mismatch; current_version "0" when there is none) and nothing
+    is created.
     """
     BatchUpsertCustomers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.BatchUpsertCustomersRequest, _customer_pb2.BatchUpsertCustomersResponse]
     """Up to 1,000 upserts by external_id in one transaction: all of them or none."""
@@ -87,9 +88,10 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     UpdateCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpdateCustomerRequest, _customer_pb2.UpdateCustomerResponse]  # type: ignore[assignment]
     """Change a profile; with expected_version set, a stale version is FAILED_PRECONDITION."""
     UpsertCustomer: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpsertCustomerRequest, _customer_pb2.UpsertCustomerResponse]  # type: ignore[assignment]
-    """Create or change the customer holding profile.external_id. With expected_version set it
-    only changes: a stale version, or no customer holding it, is FAILED_PRECONDITION
-    (version_mismatch; current_version "0" when there is none) and nothing is created.
+    """Create or change the customer holding profile.external_id. With expected_version (or
+    require_existing) set it only changes: a stale version, or no customer holding it, is
+    FAILED_PRECONDITION (version_mismatch; current_version "0" when there is none) and nothing
+    is created.
     """
     BatchUpsertCustomers: _aio.UnaryUnaryMultiCallable[_customer_pb2.BatchUpsertCustomersRequest, _customer_pb2.BatchUpsertCustomersResponse]  # type: ignore[assignment]
     """Up to 1,000 upserts by external_id in one transaction: all of them or none."""
@@ -161,9 +163,10 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _customer_pb2.UpsertCustomerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.UpsertCustomerResponse, _abc.Awaitable[_customer_pb2.UpsertCustomerResponse]]:
-        """Create or change the customer holding profile.external_id. With expected_version set it
-        only changes: a stale version, or no customer holding it, is FAILED_PRECONDITION
-        (version_mismatch; current_version "0" when there is none) and nothing is created.
+        """Create or change the customer holding profile.external_id. With expected_version (or
+        require_existing) set it only changes: a stale version, or no customer holding it, is
+        FAILED_PRECONDITION (version_mismatch; current_version "0" when there is none) and nothing
+        is created.
         """
 
     @_abc_1.abstractmethod
