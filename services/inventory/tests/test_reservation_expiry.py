@@ -1,6 +1,8 @@
 """A hold past its time that the sweep has not reached yet: a commit or release of it ends it
-as expired, as the sweep would (its units back once, `reservation_expired` published), and is
-refused with `reservation_expired`; the sweep then finds nothing to give back again."""
+as expired, as the sweep would (its units back once, `reservation_expired` published). A commit
+is refused with `reservation_expired` (nothing was sold); a release answers the hold in its
+final state, expired, as a release of a released one answers it: its units are let go either
+way. The sweep then finds nothing to give back again."""
 
 from __future__ import annotations
 
@@ -52,15 +54,14 @@ def _due(svc: InProcessService, reservation_id: str) -> None:
     )
 
 
-@pytest.mark.parametrize("verb", ["release", "commit"])
-async def test_a_due_hold_not_yet_swept_ends_as_expired_when_released_or_committed(
-    svc: InProcessService, verb: str
+async def test_a_due_hold_not_yet_swept_ends_as_expired_when_committed(
+    svc: InProcessService,
 ) -> None:
-    loc = await _setup(svc, {f"DUE-{verb}": 5}, f"due-{verb}")
-    sku = f"DUE-{verb}"
+    loc = await _setup(svc, {"DUE-commit": 5}, "due-commit")
+    sku = "DUE-commit"
     stub = stock_stub(svc.channel)
     made = await stub.CreateReservation(
-        _hold(f"d-{verb}-1", loc, [(sku, 3)]), metadata=MD, timeout=5
+        _hold("d-commit-1", loc, [(sku, 3)]), metadata=MD, timeout=5
     )
     rid = made.reservation.id
     _due(svc, rid)
@@ -68,21 +69,14 @@ async def test_a_due_hold_not_yet_swept_ends_as_expired_when_released_or_committ
 
     async def ask(request_id: str) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            if verb == "release":
-                await stub.ReleaseReservation(
-                    st.ReleaseReservationRequest(request_id=request_id, id=rid),
-                    metadata=MD,
-                    timeout=5,
-                )
-            else:
-                await stub.CommitReservation(
-                    st.CommitReservationRequest(request_id=request_id, id=rid),
-                    metadata=MD,
-                    timeout=5,
-                )
+            await stub.CommitReservation(
+                st.CommitReservationRequest(request_id=request_id, id=rid),
+                metadata=MD,
+                timeout=5,
+            )
         return err.value
 
-    refused = await ask(f"d-{verb}-2")
+    refused = await ask("d-commit-2")
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert read_error(refused).reason == "reservation_expired"
     got = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
@@ -91,24 +85,60 @@ async def test_a_due_hold_not_yet_swept_ends_as_expired_when_released_or_committ
     assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
 
     # The same request again, and the sweep: nothing is given back twice.
-    assert read_error(await ask(f"d-{verb}-2")).reason == "reservation_expired"
+    assert read_error(await ask("d-commit-2")).reason == "reservation_expired"
     await sweep_once(svc.runtime.uow)
     assert _invariants(svc, sku, loc) == (5, 0)
     assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
 
 
-async def test_a_release_of_a_swept_hold_is_the_same_refusal(svc: InProcessService) -> None:
+async def test_a_due_hold_not_yet_swept_released_answers_it_expired(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"DUE-release": 5}, "due-release")
+    sku = "DUE-release"
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(
+        _hold("d-release-1", loc, [(sku, 3)]), metadata=MD, timeout=5
+    )
+    rid = made.reservation.id
+    _due(svc, rid)
+    assert _invariants(svc, sku, loc) == (5, 3)  # not swept: still held
+
+    async def release(request_id: str) -> st.ReleaseReservationResponse:
+        request = st.ReleaseReservationRequest(request_id=request_id, id=rid)
+        answer: st.ReleaseReservationResponse = await stub.ReleaseReservation(
+            request, metadata=MD, timeout=5
+        )
+        return answer
+
+    released = await release("d-release-2")
+    assert released.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert [(lv.sku, lv.on_hand, lv.reserved) for lv in released.levels] == [(sku, 5, 0)]
+    assert _invariants(svc, sku, loc) == (5, 0)  # given back once, by its expiry
+    assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
+
+    # The same request again, another one, and the sweep: nothing is given back twice.
+    assert await release("d-release-2") == released
+    again = await release("d-release-3")
+    assert again.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    await sweep_once(svc.runtime.uow)
+    assert _invariants(svc, sku, loc) == (5, 0)
+    assert (_events(svc, "expired", rid), _events(svc, "released", rid)) == (1, 0)
+
+
+async def test_a_release_of_a_swept_hold_answers_it_expired(svc: InProcessService) -> None:
     loc = await _setup(svc, {"SWEPT": 2}, "swept")
     stub = stock_stub(svc.channel)
     made = await stub.CreateReservation(_hold("sw-1", loc, [("SWEPT", 2)]), metadata=MD, timeout=5)
     _due(svc, made.reservation.id)
     assert await sweep_once(svc.runtime.uow) >= 1
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ReleaseReservation(
-            st.ReleaseReservationRequest(request_id="sw-2", id=made.reservation.id),
-            metadata=MD,
-            timeout=5,
-        )
-    assert read_error(err.value).reason == "reservation_expired"
+    released = await stub.ReleaseReservation(
+        st.ReleaseReservationRequest(request_id="sw-2", id=made.reservation.id),
+        metadata=MD,
+        timeout=5,
+    )
+    assert released.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert [(lv.on_hand, lv.reserved) for lv in released.levels] == [(2, 0)]
     assert _invariants(svc, "SWEPT", loc) == (2, 0)
     assert _events(svc, "expired", made.reservation.id) == 1
+    assert _events(svc, "released", made.reservation.id) == 0

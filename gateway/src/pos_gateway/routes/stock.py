@@ -389,10 +389,11 @@ async def commit_reservation(reservation_id: PathId, svc: Svc) -> HeldReservatio
 )
 async def release_reservation(reservation_id: PathId, svc: Svc) -> HeldReservation:
     """A hold an order made is the order's (409 `reservation_managed_by_order`): cancel the
-    order, or its fulfilment, to give its units back. Releasing again is a no-op; a hold
-    committed is a 409 `reservation_committed`, and one past its `expires_at` (by the
-    inventory's clock) a 409 `reservation_expired`, swept or not: it ends as expired, its
-    units given back by the expiry (`reservation.expired`), once."""
+    order, or its fulfilment, to give its units back. Releasing again is a no-op answering the
+    hold `released`, and so is releasing one past its `expires_at` (by the inventory's clock),
+    swept or not: it ends as expired, its units given back by the expiry
+    (`reservation.expired`), once, and is answered `expired`. A hold committed is a 409
+    `reservation_committed`: its units are sold."""
     await _not_an_orders(svc, reservation_id)
     answer = await svc.stock.ReleaseReservation(
         stock_pb2.ReleaseReservationRequest(request_id=request_id(), id=reservation_id)

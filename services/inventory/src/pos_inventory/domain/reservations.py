@@ -111,9 +111,9 @@ def validate_hold(location_id: str, lines: list[Line], ttl_seconds: int, referen
 
 
 class HoldDue(Conflict):
-    """A commit or release of a hold whose time is up (by the database clock) that the sweep
-    has not yet reached: the hold ends as expired, as the sweep would end it, in a transaction
-    of its own (`reservations.expire_reservation`), and the caller is told it expired."""
+    """A commit of a hold whose time is up (by the database clock) that the sweep has not yet
+    reached: the hold ends as expired, as the sweep would end it, in a transaction of its own
+    (`reservations.expire_reservation`), and the caller is told it expired."""
 
     def __init__(self, reservation_id: str, verb: str) -> None:
         super().__init__(f"the reservation expired before it was {verb}", "reservation_expired")
@@ -132,11 +132,10 @@ def check_can_commit(reservation: Reservation) -> bool:
 
 
 def check_can_release(reservation: Reservation) -> bool:
-    """True when the release must do the work; False when it was already released (a no-op).
-    Committed or expired, it ended otherwise: a conflict, as a commit of a released or expired
-    hold is (an expired hold's units were given back by its expiry)."""
+    """True when the release must do the work; False when there is nothing left to let go (a
+    no-op answering the hold as it ended): released already, or expired, whose units its expiry
+    gave back, which is all a release asks. Committed, its units are sold: a conflict, as a
+    commit of a released or expired hold is (nothing was sold then)."""
     if reservation.status is ReservationStatus.COMMITTED:
         raise Conflict("the reservation was committed: its units are sold", "reservation_committed")
-    if reservation.status is ReservationStatus.EXPIRED:
-        raise Conflict("the reservation expired before it was released", "reservation_expired")
     return reservation.status is ReservationStatus.ACTIVE

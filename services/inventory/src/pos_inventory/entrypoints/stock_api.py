@@ -61,10 +61,11 @@ def mutation_unless(
 
 
 def ending_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]:
-    """A commit or release that found its hold past its time (`HoldDue`) is refused, and its
-    transaction rolled back with its request id unclaimed; the hold then ends as expired in a
-    transaction of its own, as the sweep would end it (units back once, `ReservationExpired`),
-    so the refusal and the hold agree at once. A retry finds it expired: the same refusal."""
+    """A commit that found its hold past its time (`HoldDue`) is refused, and its transaction
+    rolled back with its request id unclaimed; the hold then ends as expired in a transaction
+    of its own, as the sweep would end it (units back once, `ReservationExpired`), so the
+    refusal and the hold agree at once. A retry finds it expired: the same refusal. (A release
+    needs none of this: it ends a due hold as expired itself, and answers it so.)"""
 
     @functools.wraps(method)
     async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
@@ -169,7 +170,6 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             reservation=reservation_to_proto(reservation), levels=_levels(levels)
         )
 
-    @ending_due_holds
     @mutation(S.ReleaseReservationResponse)
     async def ReleaseReservation(
         self, request: S.ReleaseReservationRequest, uow: InventoryUow

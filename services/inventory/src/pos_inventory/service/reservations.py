@@ -120,16 +120,21 @@ async def commit_reservation(
 async def release_reservation(
     uow: InventoryUnitOfWork, reservation_id: str
 ) -> tuple[Reservation, list[StockLevel]]:
-    """The held units are given back. A hold whose time is up expired, swept or not (the
-    database clock judges `expires_at`): `reservation_expired`, as a commit's."""
+    """The held units are given back. Released or expired already (swept or not: the
+    database clock judges `expires_at`), nothing is left to let go: the hold is answered as it
+    ended, as a second release is, and its units are given back once, by whichever came first.
+    A hold due but not yet swept ends here as expired, as the sweep would end it."""
     reservation = await _locked(uow, reservation_id)
     if not check_can_release(reservation):
         return reservation, await _levels(uow, reservation)
     finished = await uow.reservations.finish(
         reservation_id, ReservationStatus.RELEASED, unless_due=True
     )
-    if finished is None:  # its time is up: it ends as expired (`expire_reservation`)
-        raise HoldDue(reservation_id, "released")
+    if finished is None:  # its time is up: it expires now, in this transaction
+        ended = await _expire_locked(uow, reservation_id)
+        if ended is None:
+            raise AssertionError(f"reservation {reservation_id} neither active nor due")
+        return ended
     levels = await uow.stock.unhold(finished.location_id, finished.lines)
     uow.publish(ReservationReleased(finished, levels))
     return finished, levels
@@ -137,18 +142,25 @@ async def release_reservation(
 
 async def expire_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> bool:
     """End one of the merchant's holds as expired if it is active and due, as the sweep would:
-    its units back once and `ReservationExpired` published. For a commit or release that
-    found it due (`HoldDue`), in a transaction of their own, since theirs is rolled back.
-    False when it was no longer active (the sweep got there first) or is not due."""
+    its units back once and `ReservationExpired` published. For a commit that found it due
+    (`HoldDue`), in a transaction of its own, since the commit's is rolled back. False when
+    it was no longer active (the sweep got there first) or is not due."""
     reservation = await _locked(uow, reservation_id)
     if reservation.status is not ReservationStatus.ACTIVE:
         return False
+    return await _expire_locked(uow, reservation_id) is not None
+
+
+async def _expire_locked(
+    uow: InventoryUnitOfWork, reservation_id: str
+) -> tuple[Reservation, list[StockLevel]] | None:
+    """The sweep's work for one active hold, locked by the caller, if it is due: None if not."""
     expired = await uow.reservations.expire_if_due(reservation_id)
     if expired is None:
-        return False
+        return None
     levels = await uow.stock.unhold(expired.location_id, expired.lines)
     uow.publish(ReservationExpired(expired, levels))
-    return True
+    return expired, levels
 
 
 async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | None = None) -> int:
