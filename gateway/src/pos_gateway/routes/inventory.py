@@ -14,6 +14,7 @@ from pos.inventory.v1 import inventory_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
@@ -33,6 +34,7 @@ from pos_gateway.routes.common import (
     expected_version,
     op,
     patched,
+    refused_cursor,
     request_id,
     services,
     timestamp,
@@ -324,15 +326,32 @@ async def list_locations(
 )
 async def stock_levels(
     svc: Svc,
-    sku: Annotated[list[Sku], Query(min_length=1, max_length=SKUS_ASKED_MAX)],
+    sku: Annotated[
+        list[Sku] | None,
+        Query(
+            max_length=SKUS_ASKED_MAX,
+            description="The SKUs to read; none: every SKU at `location_id`, in pages",
+        ),
+    ] = None,
     location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> StockLevelList:
-    """One level per SKU and location that has it: at most 200 SKUs at each of a merchant's
-    1,000 locations at most."""
-    answer = await svc.inventory.GetStockLevels(
-        inventory_pb2.GetStockLevelsRequest(skus=sku, location_id=location_id or "")
-    )
-    return to_page(StockLevelList, answer.levels)
+    """With `sku`: one level per SKU and location that has it, at most 200 SKUs at each of a
+    merchant's 1,000 locations at most, in one answer (`next_cursor` null). With
+    `location_id` alone: every level at that location, a store's whole stock, by SKU in pages
+    (`limit`, `cursor`). Neither is a 400 naming `sku`; a `cursor` with `sku` a 400 naming
+    `cursor` (those answers are never paged)."""
+    if sku and cursor:
+        raise refused_cursor()
+    if not sku and not location_id:
+        reason = "give SKUs, or a location_id to list its stock"
+        raise Problem(400, "invalid_request", reason, [{"field": "sku", "reason": reason}])
+    request = inventory_pb2.GetStockLevelsRequest(skus=sku or [], location_id=location_id or "")
+    if not sku:
+        request.page_size, request.page_token = limit, cursor or ""
+    answer = await svc.inventory.GetStockLevels(request)
+    return to_page(StockLevelList, answer.levels, answer.next_page_token)
 
 
 @router.post(

@@ -384,6 +384,15 @@ class SqlStock:
         rows = await self._conn.execute(query.order_by(stock.c.sku, stock.c.location_id))
         return [level_of(r._mapping) for r in rows]
 
+    async def levels_at(self, location_id: str, after: str | None, fetch: int) -> list[StockLevel]:
+        query = select(stock).where(
+            stock.c.merchant_id == self._merchant, stock.c.location_id == location_id
+        )
+        if after:
+            query = query.where(stock.c.sku > after)
+        rows = await self._conn.execute(query.order_by(stock.c.sku).limit(fetch))
+        return [level_of(r._mapping) for r in rows]
+
     async def history(self, sku: str, location_id: str, page: PageRequest) -> list[LedgerEntry]:
         query = select(stock_ledger).where(stock_ledger.c.merchant_id == self._merchant)
         if sku:

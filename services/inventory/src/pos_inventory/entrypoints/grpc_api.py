@@ -78,6 +78,11 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
     async def GetStockLevels(
         self, request: I.GetStockLevelsRequest, uow: InventoryUow
     ) -> I.GetStockLevelsResponse:
+        if not request.skus:
+            at, token = await handlers.stock_at(uow, request.location_id, page_request(request))
+            return I.GetStockLevelsResponse(
+                levels=[level_to_proto(x) for x in at], next_page_token=token
+            )
         levels = await handlers.stock_levels(uow, list(request.skus), request.location_id or None)
         return I.GetStockLevelsResponse(levels=[level_to_proto(x) for x in levels])
 

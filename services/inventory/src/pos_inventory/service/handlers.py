@@ -28,7 +28,7 @@ from pos_inventory.domain.model import (
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import Conflict, InvalidArgument, NotFound, raise_if, require
 from pos_kit.ids import new_id
-from pos_kit.paging import PageRequest
+from pos_kit.paging import PageRequest, encode_token
 
 
 def now() -> datetime:
@@ -255,6 +255,20 @@ async def record_sale(
     for sku, (level, entry, threshold) in zip(skus, recorded, strict=True):
         state = states[sku]
         announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+
+
+async def stock_at(
+    uow: InventoryUnitOfWork, location_id: str, page: PageRequest
+) -> tuple[list[StockLevel], str]:
+    """Every level at a location, by SKU, a page at a time (a store's whole stock, as Square
+    counts inventory by location), and the token of the next page ("" at the end)."""
+    raise_if(require(bool(location_id), "skus", "give SKUs, or a location_id to list its stock"))
+    await require_items(uow, [], [location_id])
+    found = await uow.stock.levels_at(location_id, page.after, page.fetch)
+    levels = found[: page.limit]
+    if len(found) <= page.limit:
+        return levels, ""
+    return levels, encode_token(levels[-1].sku, page.scope)
 
 
 async def stock_levels(

@@ -1104,19 +1104,28 @@ class GetStockLevelsRequest(_message.Message):
 
     SKUS_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     """Empty means every location."""
+    page_size: _builtins.int
+    """Read only without skus: the levels of a few SKUs are answered whole."""
+    page_token: _builtins.str
     @_builtins.property
-    def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Without skus, every level at location_id (then required), by SKU, in pages."""
+
     def __init__(
         self,
         *,
         skus: _abc.Iterable[_builtins.str] | None = ...,
         location_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "skus", b"skus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "skus", b"skus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1127,16 +1136,20 @@ class GetStockLevelsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEVELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Only when listing a location's stock without skus: "" on the last page."""
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLevel]: ...
     def __init__(
         self,
         *,
         levels: _abc.Iterable[Global___StockLevel] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
