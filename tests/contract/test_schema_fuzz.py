@@ -57,11 +57,12 @@ PAYMENT_RULES = "|".join(
 # Catalog and stock operations with rules JSON Schema can't state: a barcode's GTIN check
 # digit, the tax category code and variant SKUs unique within a product, an IANA time zone, two
 # different locations in a transfer, SKUs named once per reservation, a destination or a
-# pickup location (not both), `SKU:quantity` in a query. Each is a 400 naming the field.
+# pickup location (not both), `SKU:quantity` in a query, SKUs or a location to read stock
+# at (a cursor only with the location alone). Each is a 400 naming the field.
 CROSS_FIELD = "|".join(
     ("POST /v1/products", "POST /v1/products/batch-upsert", "PATCH /v1/products/[^/]+",
      "POST /v1/locations", "POST /v1/inventory/transfers", "POST /v1/reservations",
-     "POST /v1/sourcing", "GET /v1/inventory/nearby")
+     "POST /v1/sourcing", "GET /v1/inventory/nearby", "GET /v1/inventory")
 )  # fmt: skip
 # The cart preview takes an order's lines and fulfilments, with their rules (400), and a manual
 # discount's percent or new price within bounds the schema can't tie to its kind (400).
