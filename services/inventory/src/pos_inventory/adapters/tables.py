@@ -136,6 +136,8 @@ stock = Table(
     Column("counted_at", DateTime(timezone=True), nullable=True),
     Column("count_key", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "sku", "location_id", name="stock_pkey"),
+    # A store's levels by SKU, a page at a time (GET /v1/inventory?location_id=).
+    Index("stock_by_location", "merchant_id", "location_id", "sku"),
 )
 
 stock_ledger = Table(
