@@ -422,11 +422,12 @@ _ERRORS = {
 }
 # What any authenticated /v1 operation may answer, whatever it does.
 EDGE = (400, 401, 403, 413, 429, 503, 504)
-# What a POST adds: a conflict (or its Idempotency-Key still running), a reused key.
-CREATE = (409, 422)
-# What a POST whose answer holds a customer's profile adds: once that customer is erased, its
-# Idempotency-Key answers 410 `customer_erased` (routes.customers.erase_customer).
-PROFILE_CREATE = (*CREATE, 410)
+# What a POST adds: a conflict (or its Idempotency-Key still running), a reused key, and a
+# replay of an answer that named a customer erased since: its Idempotency-Key answers 410
+# `customer_erased` (routes.customers.erase_customer withdraws every stored answer naming the
+# customer: an order's, a return's, a gift card's, a profile's).
+CREATE = (409, 410, 422)
+PROFILE_CREATE = CREATE
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
