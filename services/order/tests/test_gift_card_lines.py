@@ -343,3 +343,22 @@ async def test_a_returned_card_holding_more_than_its_line_is_not_wiped_out(shop:
     assert paid.payments[0].refunded.amount == 0
     # Dropped, not left for a person or the resumer: its units can be returned later.
     assert shop.sql("SELECT count(*) FROM order_returns WHERE order_id = %s", order.id) == [(0,)]
+
+
+async def test_a_gift_card_line_with_a_discount_or_an_entered_price_is_refused(
+    shop: Shop,
+) -> None:
+    """A gift card is sold at its value, never discounted: a `manual` discount or an entered
+    `unit_price` on its line is a 400 naming that field and nothing is sold. Before, both were
+    accepted and dropped without a word (the card sold at full value, 201)."""
+    before = shop.kept()
+    line = gift(2500)
+    line.manual.CopyFrom(order_pb2.ManualAdjustment(kind="percent", value=5000, reason="promo"))
+    priced = gift(2500)
+    priced.unit_price.CopyFrom(usd(100))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.checkout(TEE, line, priced)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = [v.field for v in read_error(err.value).violations]
+    assert fields == ["lines[1].manual", "lines[2].unit_price"]
+    assert shop.kept() == before

@@ -1583,6 +1583,17 @@ def validate_gift_card_line(i: int, line: LineRequest) -> list[FieldViolation]:
     return [
         *require(not line.sku, f"lines[{i}].sku", "must be empty on a gift card line"),
         *require(line.quantity == 1, f"lines[{i}].quantity", "must be 1 on a gift card line"),
+        # A card sells at its value, never discounted: refused rather than dropped unread.
+        *require(
+            line.manual is None,
+            f"lines[{i}].manual",
+            "must be absent on a gift card line: a gift card is not discounted",
+        ),
+        *require(
+            line.unit_price is None,
+            f"lines[{i}].unit_price",
+            "must be absent on a gift card line: its value is gift_card.amount",
+        ),
         *require(
             1 <= card.amount.amount <= MAX_GIFT_CARD,
             f"lines[{i}].gift_card.amount",
