@@ -233,3 +233,49 @@ def test_a_code_limited_per_customer_is_refused_to_a_sale_without_one(
     quote = _ok(_post(http, "/v1/carts/calculate", web), 200)
     assert [r["reason"] for r in quote["rejected_coupons"]] == ["coupon_customer_required"]
     assert _uses(http, promotion_id) == [0]
+
+
+def test_a_sale_of_gift_cards_only_refuses_a_coupon_or_an_order_discount_it_cannot_give(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """Gift cards are never discounted, so a cart of gift card lines alone has nothing a
+    coupon or an order's manual discount could take off. Before, the promotion service was
+    not asked: the coupon was used up (`redeemed`) for no discount and `order_manual` was
+    dropped unread, both with a 201. Now the coupon is a 409 `coupon_not_applicable` naming
+    it (as for any cart it gives nothing), the manual discount a 400 naming `order_manual`,
+    and nothing is sold."""
+    http, store = shop
+    promotion_id, codes = _promotion_with_codes(http, names=["GC"], max_uses=1)
+    cards_only = {
+        "location_id": store,
+        "lines": [{"quantity": 1, "gift_card": {"amount": {"amount": 2500, "currency": "USD"}}}],
+        "tender_type": "card",
+        "card_token": "tok_visa",
+    }
+    before = len(http.get("/v1/orders", params={"location_id": store, "limit": 200}).json()["data"])
+
+    refused = _post(http, "/v1/checkouts", {**cards_only, "coupon_codes": codes})
+    assert refused.status_code == 409, refused.text
+    assert (refused.json()["code"], refused.json()["code_index"]) == ("coupon_not_applicable", 0)
+    assert _uses(http, promotion_id) == [0]
+    order = {k: cards_only[k] for k in ("location_id", "lines")}
+    refused = _post(http, "/v1/orders", {**order, "coupon_codes": codes})
+    assert refused.status_code == 409 and refused.json()["code"] == "coupon_not_applicable"
+    quote = _ok(_post(http, "/v1/carts/calculate", {**order, "coupon_codes": codes}), 200)
+    assert [(r["code_index"], r["reason"]) for r in quote["rejected_coupons"]] == [
+        (0, "coupon_not_applicable")
+    ]
+
+    manual = {"kind": "percent", "value": 5000, "reason": "friends and family"}
+    refused = _post(http, "/v1/checkouts", {**cards_only, "order_manual": manual})
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["order_manual"]
+
+    listed = http.get("/v1/orders", params={"location_id": store, "limit": 200}).json()["data"]
+    assert len(listed) == before
+    assert _uses(http, promotion_id) == [0]
+    # With goods beside the card the coupon applies to the goods, as before.
+    body = {**cards_only, "coupon_codes": codes}
+    body["lines"] = [*cards_only["lines"], {"sku": "CPN-TEE", "quantity": 1}]
+    sold = _ok(_post(http, "/v1/checkouts", body))["order"]
+    assert sold["discount_total"]["amount"] == 200 and sold["total"]["amount"] == 2500 + 1800

@@ -14,6 +14,7 @@ from pos_kit.errors import (
     Unavailable,
     named_by,
     raise_if,
+    require,
 )
 from pos_kit.money import Money
 from pos_order.domain import pricing
@@ -28,7 +29,13 @@ from pos_order.domain.model import (
     price_lines,
 )
 from pos_order.domain.pricing import Buyer, Manual
-from pos_order.service.ports import CartContext, CheckoutPorts, DiscountQuote, NewUow
+from pos_order.service.ports import (
+    CartContext,
+    CheckoutPorts,
+    DiscountQuote,
+    NewUow,
+    RejectedCoupon,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +132,35 @@ async def price_cart(
     quote = (
         await ports.discounts.quote(goods, location.currency, cart)
         if goods
-        else DiscountQuote(Money.zero(location.currency), applied=True)
+        else _nothing_to_discount(location.currency, coupon_codes, order_manual)
     )
     totals = _with_cards(apply(goods, quote, location, goods_from, buyer.tax_exempt), priced)
     return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+
+
+# The promotion service's refusal of a code that gives the cart no discount.
+NOT_APPLICABLE = "coupon_not_applicable"
+
+
+def _nothing_to_discount(
+    currency: str, coupon_codes: tuple[str, ...], order_manual: Manual | None
+) -> DiscountQuote:
+    """A cart of gift cards alone, which the promotion service is not asked about: its coupons
+    give it nothing (refused as the promotion service refuses such a code, rather than used
+    up for no discount), and a manual discount of the order has nothing to take off (refused
+    rather than dropped unread)."""
+    raise_if(
+        require(
+            order_manual is None,
+            "order_manual",
+            "has nothing to discount: gift card lines are not discounted",
+        )
+    )
+    rejected = tuple(
+        RejectedCoupon(i, NOT_APPLICABLE, "the coupon gives this cart no discount")
+        for i in range(len(coupon_codes))
+    )
+    return DiscountQuote(Money.zero(currency), applied=True, rejected=rejected)
 
 
 def _named_in_request(exc: DomainError, lines: list[LineRequest]) -> DomainError:
