@@ -490,3 +490,31 @@ def test_a_refund_settled_as_paid_in_cash_at_a_register_is_not_refunded_again(
             assert [(r["payment_id"], r["status"]) for r in other["refunds"]] == [
                 (by_tender["card"], "succeeded")
             ]
+
+
+def test_an_exchange_for_an_open_price_product_names_the_line_that_asks_for_it(
+    platform: Running,
+) -> None:
+    """An exchange's new lines are priced from the catalog and take no entered price, so an
+    open-price product (its price entered at a sale) cannot be one. The refusal names
+    `new_lines[i].sku`, the field that asked for it; before, it was a 400 on
+    `new_lines[i].unit_price`, a field an exchange does not have, so no client could act on
+    it. Nothing is written."""
+    http = platform.http
+    sku, fixed = (f"OPEN-{uuid.uuid4().hex[:8].upper()}", f"FIX-{uuid.uuid4().hex[:8].upper()}")
+    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Repair", "open_price": True,
+        "price": {"amount": 500, "currency": "USD"}}), 201)  # fmt: skip
+    _ok(_post(http, "/v1/products", {"sku": fixed, "name": "Fixed",
+        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+    store = http.get("/v1/locations").json()["data"][0]["id"]
+    _ok(_post(http, "/v1/inventory/adjustments",
+        {"sku": fixed, "location_id": store, "delta": 5, "reason": "received"}), 201)  # fmt: skip
+    sale = {"location_id": store, "lines": [{"sku": fixed, "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+
+    ask = {**_ask("L1", 1), "new_lines": [{"sku": sku, "quantity": 1}]}
+    refused = _post(http, f"/v1/orders/{order['id']}/exchanges", ask)
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].sku"]
+    assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []

@@ -666,8 +666,26 @@ def _about_new_lines(exc: DomainError, req: ExchangeRequest, store: str) -> Doma
     if exc.kind is ErrorKind.NOT_FOUND:
         return _missing_for_exchange(exc, req, store)
     if exc.violations:
-        return InvalidArgument(exc.message, _renamed(exc.violations, "lines", "new_lines"))
+        renamed = _renamed(exc.violations, "lines", "new_lines")
+        return InvalidArgument(exc.message, [_entered_price(v) for v in renamed])
     return exc
+
+
+_ENTERED_PRICE = re.compile(r"(new_lines\[\d+\])\.unit_price")
+
+
+def _entered_price(violation: FieldViolation) -> FieldViolation:
+    """An exchange's new lines take no entered price (an open-price product's price is given
+    at a sale): pricing's refusal of the missing `unit_price`, a field the exchange does not
+    have, is about the line's SKU."""
+    found = _ENTERED_PRICE.fullmatch(violation.field)
+    if found is None:
+        return violation
+    return FieldViolation(
+        f"{found[1]}.sku",
+        "is an open-price product: its price is entered at a sale, which an exchange does "
+        "not take; return the units and sell it with a checkout",
+    )
 
 
 _FULFILLMENT_STORE = re.compile(r"fulfillments\[(\d+)\]\.location_id")
