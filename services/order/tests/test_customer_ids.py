@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import psycopg
@@ -58,6 +59,7 @@ class Stack:
     stop_customer_service: AsyncExitStack
     inventory: grpc.aio.Channel
     inventory_db: str = ""
+    order_runtime: Any = None  # the order service's ServiceRuntime (its relay)
 
     async def customer(self, merchant: str) -> customer_pb2.Customer:
         answer = await self.customers.CreateCustomer(
@@ -205,6 +207,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 stop_customer_service=customer_stack,
                 inventory=inventory.channel,
                 inventory_db=inventory.database_url,
+                order_runtime=order.runtime,
             )
     finally:
         server.stop()

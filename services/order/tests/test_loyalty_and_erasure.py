@@ -13,19 +13,31 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import grpc
+import nats
 import psycopg
 import pytest
 import test_customer_ids
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg import sql
 from test_customer_ids import A, Stack, md
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
-from pos.order.v1 import order_pb2
+from pos.customer.v1 import events_pb2 as customer_events
+from pos.inventory.v1 import inventory_pb2
+from pos.order.v1 import events_pb2, order_pb2
 from pos.payment.v1 import payment_pb2
+from pos_kit.db import make_engine
+from pos_kit.events import EVENT_TYPE_HEADER
 from pos_kit.grpc_client import read_error
+from pos_kit.streams import stream_name
+from pos_order.adapters.repository import OrderUow
+from pos_order.adapters.tables import kit
+from pos_order.entrypoints import consumers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 stack = test_customer_ids.stack  # the services, in this process, for each test
@@ -360,6 +372,144 @@ async def test_an_erased_customers_orders_lose_their_metadata_and_no_one_elses_c
     assert dict(other_order.order.metadata) == {"gift": "1"}
     assert other_order.order.notes == "gift wrap" and erased.order.notes == ""
     assert _answers(stack, kept.id) == 1
+
+
+async def test_an_order_event_not_yet_published_at_the_erasure_goes_out_without_the_personal_data(
+    stack: Stack,
+) -> None:
+    """An order event still in the outbox when the erasure runs (the relay held back) is
+    rewritten in the erasure's transaction, not deleted: it reaches the stream under its own
+    event id, with the order's lines, without its address, destination, notes and metadata.
+    Another customer's order event goes out as it was."""
+    customer, other = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.wait_known(A, other)
+    await stack.receive(2)  # the units the two orders ship
+    tag = uuid.uuid4().hex[:8]
+    release = await _hold_relay(stack)
+    try:
+        gone = await _shipped(stack, customer, f"gone {tag}")
+        kept = await _shipped(stack, other, f"kept {tag}")
+        held = _outbox(stack, gone.id)
+        pending = held | _outbox(stack, kept.id)
+        assert held and all(published is None for published in pending.values())
+        # What consumer order-erasures runs on the customer service's customer_erased.
+        engine = make_engine(stack.order_db)
+        try:
+            async with OrderUow(engine, kit).bind(A) as uow:
+                erased = customer_events.CustomerErased(customer_id=customer)
+                await consumers.on_customer_erased(uow, erased)
+                await uow.commit()
+        finally:
+            await engine.dispose()
+        assert _outbox(stack, gone.id) == held  # the same events, still to go out
+    finally:
+        release()
+
+    sent = await _on_stream(stack, set(pending))
+    for event_type, payload in sent.values():
+        order = _event(event_type, payload).order
+        assert order.id in (gone.id, kept.id) and len(order.lines) == 1
+        if order.id == gone.id:
+            assert f"gone {tag}".encode() not in payload, event_type
+            assert order.notes == "" and dict(order.metadata) == {}
+            assert [(f.ship_to, f.HasField("destination")) for f in order.fulfillments] == [
+                ("", False)
+            ]
+            assert order.customer_id == customer
+        else:
+            assert order.notes == f"call kept {tag}"
+            assert dict(order.metadata) == {"buyer": f"kept {tag}"}
+            assert [f.ship_to for f in order.fulfillments] == [f"kept {tag} Lane"]
+            assert order.fulfillments[0].destination.latitude == 52.5
+    assert f"gone {tag}" not in _dump(stack)
+
+
+async def _shipped(stack: Stack, customer_id: str, who: str) -> order_pb2.Order:
+    """A web order of one shipped tee, its address, destination, notes and metadata naming
+    `who`."""
+    request = order_pb2.CreateOrderRequest(
+        request_id=uuid.uuid4().hex, channel="web", location_id=stack.location_id,
+        customer_id=customer_id,
+        lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0)],
+        fulfillments=[order_pb2.FulfillmentRequest(
+            # No store named: sourcing picks one nearest the destination.
+            type=order_pb2.FULFILLMENT_TYPE_SHIPMENT, ship_to=f"{who} Lane",
+            destination=inventory_pb2.GeoPoint(latitude=52.5, longitude=13.4),
+        )],
+        notes=f"call {who}", metadata={"buyer": who},
+    )  # fmt: skip
+    return (await stack.order.CreateOrder(request, metadata=md(A), timeout=10)).order
+
+
+async def _hold_relay(stack: Stack) -> Callable[[], None]:
+    """Hold the order service's relay back (NATS up: nothing is sent, nothing half-sent)
+    until the returned function is called. Returns once the relay waits in its next batch,
+    so that no batch begun before can claim what is written from now on."""
+    relay = stack.order_runtime.relay
+    publish, waiting, go = relay.publish_batch, asyncio.Event(), asyncio.Event()
+
+    async def held() -> int:
+        waiting.set()
+        await go.wait()
+        return int(await publish())
+
+    relay.publish_batch = held
+    stack.order_runtime.wake_relay()
+    await asyncio.wait_for(waiting.wait(), 10)
+
+    def release() -> None:
+        relay.publish_batch = publish
+        go.set()
+
+    return release
+
+
+def _outbox(stack: Stack, order_id: str) -> dict[str, object]:
+    """The order's outbox rows: event id -> when it was published (None: not yet)."""
+    with psycopg.connect(stack.order_db) as conn:
+        rows = conn.execute(
+            "SELECT event_id, published_at FROM outbox"
+            " WHERE position(convert_to(%s, 'UTF8') in payload) > 0",
+            (order_id,),
+        ).fetchall()
+    return {event_id: published for event_id, published in rows}
+
+
+async def _on_stream(stack: Stack, event_ids: set[str]) -> dict[str, tuple[str, bytes]]:
+    """The events in POS_ORDER under these ids (Nats-Msg-Id), once all are there: each one's
+    type and bytes; each id's meta.event_id is its own."""
+    nc = await nats.connect(stack.nats.url)
+    found: dict[str, tuple[str, bytes]] = {}
+    try:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30
+        )
+        sub = await nc.jetstream().pull_subscribe(
+            "pos.order.v1.>", stream=stream_name("order"), config=config
+        )
+        deadline = time.monotonic() + 30
+        while not event_ids <= found.keys():
+            assert time.monotonic() < deadline, f"never published: {event_ids - found.keys()}"
+            try:
+                batch = await sub.fetch(100, timeout=1.0)
+            except TimeoutError:
+                continue
+            for msg in batch:
+                headers = msg.headers or {}
+                event_id = headers.get("Nats-Msg-Id", "")
+                if event_id in event_ids:
+                    event_type = headers[EVENT_TYPE_HEADER]
+                    found[event_id] = (event_type, msg.data)
+                    assert _event(event_type, msg.data).meta.event_id == event_id
+    finally:
+        await nc.close()
+    return found
+
+
+def _event(event_type: str, payload: bytes) -> Any:
+    """An order event (pos.order.v1.OrderCreated …) from its bytes."""
+    return getattr(events_pb2, event_type.rpartition(".")[2]).FromString(payload)
 
 
 def _unpublished(stack: Stack, value: str) -> bool:

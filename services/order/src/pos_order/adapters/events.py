@@ -3,6 +3,10 @@ the whole order as GetOrder answers it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+
 from pos.order.v1 import events_pb2
 from pos_kit.events import EventRegistry
 from pos_kit.money import Money
@@ -69,3 +73,55 @@ def _returned(event: OrderReturned) -> events_pb2.OrderReturned:
         goods_total=to_proto(Money(event.goods_total, currency)),
         goods_returned=to_proto(Money(event.goods_returned, currency)),
     )
+
+
+# The events that carry the whole order (`order`), by event type (the outbox's `event_type`).
+ORDER_EVENTS: dict[str, type[Message]] = {
+    kind.DESCRIPTOR.full_name: kind
+    for kind in (
+        events_pb2.OrderCreated,
+        events_pb2.OrderConfirmed,
+        events_pb2.OrderUpdated,
+        events_pb2.OrderCancelled,
+        events_pb2.OrderCompleted,
+        events_pb2.OrderFulfillmentUpdated,
+        events_pb2.OrderReturned,
+    )
+}
+
+
+def erased_in_event(
+    event_type: str, payload: bytes, customer_id: str, order_ids: set[str]
+) -> bytes | None:
+    """An event not yet published, as the erasure of `customer_id` (whose orders are
+    `order_ids`) leaves it: still sent (its readers need the sale: inventory decrements stock
+    on a confirmation), without what the erasure blanks in the order (each fulfilment's
+    `ship_to` and `destination`, the notes, the metadata); the rest, its event id with it, as
+    it was. None when it is none of the customer's orders or holds none of that."""
+    kind = ORDER_EVENTS.get(event_type)
+    if kind is None:
+        return None
+    event: Any = kind()
+    try:
+        event.ParseFromString(payload)
+    except DecodeError:
+        return None
+    if not event.HasField("order"):
+        return None  # a return without a receipt: no order
+    order = event.order
+    if order.customer_id != customer_id and order.id not in order_ids:
+        return None
+    personal = (
+        bool(order.notes)
+        or bool(order.metadata)
+        or any(f.ship_to or f.HasField("destination") for f in order.fulfillments)
+    )
+    if not personal:
+        return None
+    order.notes = ""
+    order.metadata.clear()
+    for fulfillment in order.fulfillments:
+        fulfillment.ship_to = ""
+        fulfillment.ClearField("destination")
+    rewritten: bytes = event.SerializeToString()
+    return rewritten

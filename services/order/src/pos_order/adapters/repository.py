@@ -624,9 +624,9 @@ class SqlOrderRepository:
 
     async def erase_customer(self, customer_id: str) -> None:
         """Blank the addresses, destinations, notes and metadata of the customer's orders (a
-        new version each, no event: nothing about the sale changed), then delete this
-        service's stored answers and published events whose bytes hold any of them with the
-        order's id."""
+        new version each, no event: nothing about the sale changed), rewrite their events not
+        yet published without them, then delete this service's stored answers and published
+        events whose bytes hold any of them with the order's id."""
         found = (
             await self._conn.execute(
                 select(orders.c.id, orders.c.fulfillments, orders.c.notes, orders.c.metadata)
@@ -657,6 +657,9 @@ class SqlOrderRepository:
                     updated_at=func.now(),
                 )
             )
+        # Before the published rows go: a row the relay is sending now is waited for there,
+        # and is then a published one, which the deletion below (a later snapshot) sees.
+        await self._redact_unpublished(customer_id, {row.id for row in found})
         for order_id, tags in sorted(tagged.items()):
             # Notes and metadata are short and free-form ("ok", "1", "gift wrap"): bytes
             # holding such a value are this order's copies only when they also hold its id.
@@ -670,11 +673,43 @@ class SqlOrderRepository:
                 bindparam("tags", [t.encode() for t in sorted(tags)], type_=ARRAY(LargeBinary)),
             )
 
+    async def _redact_unpublished(self, customer_id: str, order_ids: set[str]) -> None:
+        """The customer's order events still in the outbox go out without what the erasure
+        blanked (events.erased_in_event), under their own event ids: deleted, their readers
+        would miss the sale (inventory a confirmation's stock decrement).
+        Locked as the relay claims them (FOR UPDATE; it skips locked rows): a row the relay
+        is publishing is waited for, and drops out here once it is marked published."""
+        outbox = kit.outbox
+        names = sorted({customer_id, *order_ids})
+        held = await self._conn.execute(
+            select(outbox.c.seq, outbox.c.event_type, outbox.c.payload)
+            .where(
+                outbox.c.merchant_id == self._merchant,
+                outbox.c.published_at.is_(None),
+                outbox.c.event_type.in_(list(events.ORDER_EVENTS)),
+                # Only rows naming the customer or one of the orders are read and locked.
+                text(
+                    "EXISTS (SELECT 1 FROM unnest(:names) AS name"
+                    " WHERE position(name in payload) > 0)"
+                ).bindparams(
+                    bindparam("names", [n.encode() for n in names], type_=ARRAY(LargeBinary))
+                ),
+            )
+            .order_by(outbox.c.seq)
+            .with_for_update()
+        )
+        for seq, event_type, payload in held.all():
+            redacted = events.erased_in_event(event_type, payload, customer_id, order_ids)
+            if redacted is not None:
+                await self._conn.execute(
+                    update(outbox).where(outbox.c.seq == seq).values(payload=redacted)
+                )
+
     async def _drop_copies(self, holding: str, *params: BindParameter[Any]) -> None:
         """Delete the stored answers and published outbox rows whose bytes (`{held}` in the
         condition `holding`) match it. A stored answer would replay the order as it was; a
         published event's row is kept only as a record that it went out. Unpublished rows
-        have yet to go out (the relay reads them), so they stay."""
+        have yet to go out (the relay reads them): the erasure rewrote them instead."""
         await self._conn.execute(
             kit.requests.delete().where(
                 kit.requests.c.merchant_id == self._merchant,

@@ -1739,8 +1739,8 @@ async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
     """The customer asked to be forgotten: their orders keep the customer id (a tombstone),
     lines and money, and lose what could be personal (shipment addresses and destinations,
     notes, the metadata a partner set); the stored answers and published events of this
-    service that hold those go too, and the id is no customer any more (a sale naming it asks
-    the customer service: 404).
+    service that hold those go too, its events not sent yet go out without them, and the id
+    is no customer any more (a sale naming it asks the customer service: 404).
     Idempotent: a redelivery finds nothing left to erase."""
     await uow.orders.erase_customer(customer_id)
     await uow.customers.forget(customer_id)
