@@ -393,13 +393,9 @@ async def test_an_order_event_not_yet_published_at_the_erasure_goes_out_without_
         held = _outbox(stack, gone.id)
         pending = held | _outbox(stack, kept.id)
         assert held and all(published is None for published in pending.values())
-        # What consumer order-erasures runs on the customer service's customer_erased.
         engine = make_engine(stack.order_db)
         try:
-            async with OrderUow(engine, kit).bind(A) as uow:
-                erased = customer_events.CustomerErased(customer_id=customer)
-                await consumers.on_customer_erased(uow, erased)
-                await uow.commit()
+            await _erase(engine, customer)
         finally:
             await engine.dispose()
         assert _outbox(stack, gone.id) == held  # the same events, still to go out
@@ -423,6 +419,64 @@ async def test_an_order_event_not_yet_published_at_the_erasure_goes_out_without_
             assert [f.ship_to for f in order.fulfillments] == [f"kept {tag} Lane"]
             assert order.fulfillments[0].destination.latitude == 52.5
     assert f"gone {tag}" not in _dump(stack)
+
+
+async def test_an_erasure_waits_for_an_order_event_the_relay_is_sending(stack: Stack) -> None:
+    """The relay claims its rows FOR UPDATE: an erasure meeting a row of the customer's being
+    sent waits for it, finds it published (out as it was: the customer service's pass over the
+    stream takes that copy) and deletes it, rather than leaving it in the outbox with the
+    address and notes."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.receive(1)
+    tag = uuid.uuid4().hex[:8]
+    release = await _hold_relay(stack)
+    try:
+        gone = await _shipped(stack, customer, f"gone {tag}")
+        assert set(_outbox(stack, gone.id).values()) == {None}
+        async with await psycopg.AsyncConnection.connect(stack.order_db) as sending:
+            # What the relay's claim does, then its publish in flight.
+            await sending.execute(
+                "SELECT seq FROM outbox WHERE published_at IS NULL ORDER BY seq"
+                " FOR UPDATE SKIP LOCKED"
+            )
+            engine = make_engine(stack.order_db)
+            try:
+                erasure = asyncio.ensure_future(_erase(engine, customer))
+                await _until_waiting_for_a_lock(stack)
+                assert not erasure.done()
+                await sending.execute("UPDATE outbox SET published_at = now()")
+                await sending.commit()
+                await asyncio.wait_for(erasure, 10)
+            finally:
+                await engine.dispose()
+        assert _outbox(stack, gone.id) == {}
+        assert f"gone {tag}" not in _dump(stack)
+    finally:
+        release()
+
+
+async def _erase(engine: Any, customer_id: str) -> None:
+    """What consumer order-erasures runs on the customer service's customer_erased."""
+    async with OrderUow(engine, kit).bind(A) as uow:
+        await consumers.on_customer_erased(
+            uow, customer_events.CustomerErased(customer_id=customer_id)
+        )
+        await uow.commit()
+
+
+async def _until_waiting_for_a_lock(stack: Stack) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(stack.order_db) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%outbox%'"
+            ).fetchone()
+        if row is not None:
+            return
+        assert time.monotonic() < deadline, "the erasure never waited for the relay's lock"
+        await asyncio.sleep(0.02)
 
 
 async def _shipped(stack: Stack, customer_id: str, who: str) -> order_pb2.Order:
