@@ -248,6 +248,10 @@ def _tees(stack: Stack, merchant: str) -> int:
     )
 
 
+# What a retry of an exchange may hear while its card's answer is unknown.
+RETRIED = ("payment_pending", "request_in_progress", "payment_unavailable")
+
+
 async def test_a_lost_card_answer_finishes_the_exchange_once_the_payment_is_settled(
     stack: Stack,
 ) -> None:
@@ -275,7 +279,9 @@ async def test_a_lost_card_answer_finishes_the_exchange_once_the_payment_is_sett
                 answer = await stub.CreateExchange(request, metadata=meta, timeout=30)
             except grpc.aio.AioRpcError as exc:
                 reason = read_error(exc).reason
-                assert reason in ("payment_pending", "request_in_progress"), reason
+                # Each a 503 or 409 a till retries: a payment call that ran out of time on a
+                # loaded machine (`payment_unavailable`) is one too, and changes nothing.
+                assert reason in RETRIED, reason
                 assert asyncio.get_running_loop().time() < deadline, "never settled"
                 await asyncio.sleep(0.2)
         assert answer.charged.amount == 1500 and answer.order_return.status == "completed"
