@@ -7,6 +7,7 @@ from datetime import datetime, time
 import pytest
 
 from pos_kit.errors import InvalidArgument
+from pos_kit.money import BPS
 from pos_promotion.domain.coupons import hint, normalize, validate_batch
 from pos_promotion.domain.engine import Manual, ManualKind
 from pos_promotion.domain.model import (
@@ -95,3 +96,40 @@ def test_a_hint_never_shows_a_code_whole(code: str, shown: str) -> None:
     """A third of the code at most, four characters at most: a 3-4 character code is not
     given away by a coupon list, an order or an event."""
     assert hint(code) == shown
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Rule(Kind.PERCENT_OFF, Level.ITEM, percent_bps=1000, limit_per_order=1),
+        Rule(Kind.PERCENT_OFF, Level.ORDER, percent_bps=1000, limit_per_order=1),
+        Rule(Kind.AMOUNT_OFF, Level.ORDER, amount=500, limit_per_order=1),
+        Rule(Kind.TIERS, Level.ITEM, tiers=(Tier(2, 1000),), limit_per_order=1),
+        Rule(Kind.SALE_PRICE, Level.ITEM, amount=500, limit_per_order=1),
+        Rule(Kind.FREE_ITEM, Level.ITEM, get_quantity=1, limit_per_order=1),
+    ],
+    ids=lambda r: f"{r.kind}-{r.level}",
+)
+def test_a_limit_per_order_on_a_rule_that_does_not_count_uses_is_refused(rule: Rule) -> None:
+    """Only buy X get Y sets, bundles and an item amount off's units are counted: on any
+    other rule the limit would be kept and shown, and never hold (a 10 % off "once" took 10 %
+    off every matching line)."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_offer(Offer("p", "Limited", rule, currency="USD"))
+    assert fields(err) == ["rule.limit_per_order"]
+
+
+def test_a_limit_per_order_is_kept_where_it_counts() -> None:
+    for rule in (
+        Rule(Kind.AMOUNT_OFF, Level.ITEM, amount=500, limit_per_order=2),
+        Rule(Kind.BUNDLE, Level.ITEM, amount=500, get_quantity=2, limit_per_order=2),
+        Rule(
+            Kind.BUY_X_GET_Y,
+            Level.ITEM,
+            percent_bps=BPS,
+            buy_quantity=1,
+            get_quantity=1,
+            limit_per_order=2,
+        ),
+    ):
+        assert validate_offer(Offer("p", "Limited", rule, currency="USD")).rule == rule

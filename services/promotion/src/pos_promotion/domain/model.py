@@ -172,6 +172,16 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
         r.level is Level.ITEM or r.items.everything, "rule.items", "an order rule names no items"
     )
     v += require(r.limit_per_order >= 0, "rule.limit_per_order", "must not be negative")
+    # Only these count what they give per order; on another rule the limit would be stored,
+    # shown and never hold.
+    counted = r.kind in (Kind.BUY_X_GET_Y, Kind.BUNDLE) or (
+        r.kind is Kind.AMOUNT_OFF and r.level is Level.ITEM
+    )
+    v += require(
+        counted or not r.limit_per_order,
+        "rule.limit_per_order",
+        "only for buy_x_get_y, bundle and an item amount_off",
+    )
     if r.kind in MONEY_KINDS:
         v += _currency_violations("rule.amount.currency", currency)
         low = 1 if r.kind is Kind.AMOUNT_OFF else 0
