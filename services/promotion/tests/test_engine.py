@@ -317,6 +317,21 @@ def test_buy_x_get_y_limit_per_order() -> None:
     assert priced.total_discount == 1000  # two sets, one half-price shirt each
 
 
+def test_an_amount_off_each_unit_skips_the_units_already_given_free() -> None:
+    """5.00 off each shirt after buy one get one free: the free shirt has nothing left to take
+    5.00 off, so the paid one alone gets it. Capped at the line only, the 5.00 of the free
+    unit came off the paid one and two 10.00 shirts cost nothing."""
+    two = [shirt("C", 1000, 2)]
+    priced = price([BOGO, ITEM_5_OFF], two, USD)
+    assert priced.total_discount == 1000 + 500
+    assert [(a.source, a.amount) for a in priced.applied] == [("bogo", 1000), ("item5", 500)]
+    tote = offer("tote", Rule(Kind.FREE_ITEM, Level.ITEM, SHIRTS, get_quantity=1), priority=1)
+    assert price([tote, ITEM_5_OFF], two, USD).total_discount == 1000 + 500
+    # A unit bought for the set (paid in full) still takes its 5.00.
+    three = [shirt("C", 1000, 3)]
+    assert price([BOGO, ITEM_5_OFF], three, USD).total_discount == 1000 + 2 * 500
+
+
 def test_buy_a_get_b_discounts_only_b() -> None:
     rule = Rule(
         Kind.BUY_X_GET_Y,

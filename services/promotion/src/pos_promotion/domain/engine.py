@@ -214,6 +214,9 @@ class _Cart:
         self.base = [u * ln.quantity for u, ln in zip(self.unit, self.lines, strict=True)]
         self.remaining = list(self.base)
         self.used = [0] * len(self.lines)  # units taken by buy X get Y, bundles, free items
+        # Units given away whole (a free item, a set's unit at 100 %): nothing left on them for
+        # an amount off each unit to take.
+        self.free = [0] * len(self.lines)
         self._matched: dict[Selector, list[int]] = {}
 
     def matching(self, selector: Selector) -> list[int]:
@@ -429,14 +432,16 @@ def _item(rule: Rule, cart: _Cart) -> list[int]:
         bps = max(reached, key=lambda t: t.min_quantity).percent_bps
         return cart.take({p: round_half_away(cart.remaining[p] * bps, BPS) for p in positions})
     if rule.kind is Kind.AMOUNT_OFF:
-        units = rule.limit_per_order or sum(cart.lines[p].quantity for p in positions)
+        payable = {p: cart.lines[p].quantity - cart.free[p] for p in positions}
+        units = rule.limit_per_order or sum(payable.values())
         taken = {}
         for p in sorted(positions, key=lambda p: (cart.unit[p], p)):
-            n = min(units, cart.lines[p].quantity)
-            if n <= 0:
+            if units <= 0:
                 break
-            taken[p] = rule.amount * n
-            units -= n
+            n = min(units, payable[p])
+            if n > 0:
+                taken[p] = rule.amount * n
+                units -= n
         return cart.take(taken)
     if rule.kind is Kind.FREE_ITEM:
         picked = cart.cheapest(positions, rule.get_quantity, {})
@@ -449,6 +454,8 @@ def _item(rule: Rule, cart: _Cart) -> list[int]:
 def _use(cart: _Cart, picked: dict[int, int], bps: int) -> list[int]:
     for p, n in picked.items():
         cart.used[p] += n
+        if bps >= BPS:
+            cart.free[p] += n
     return cart.take({p: round_half_away(cart.unit[p] * n * bps, BPS) for p, n in picked.items()})
 
 
