@@ -250,6 +250,33 @@ def test_non_stackable_offers_keep_the_highest_priority_one_per_level() -> None:
     assert priced.total_discount == 1000 + 100
 
 
+def test_a_non_stackable_offer_that_gives_the_cart_nothing_does_not_shut_out_another() -> None:
+    """Shoes 20 % off (priority 5) names nothing in a cart of tea: it cannot win the level,
+    or the tea's 10 % would be dropped for an offer that takes nothing either."""
+    shoes = offer(
+        "shoes",
+        Rule(Kind.PERCENT_OFF, Level.ITEM, Selector(skus=frozenset({"SHOE"})), percent_bps=2000),
+        stackable=False,
+        priority=5,
+    )
+    tea = offer(
+        "tea",
+        Rule(Kind.PERCENT_OFF, Level.ITEM, Selector(skus=frozenset({"TEA"})), percent_bps=1000),
+        stackable=False,
+    )
+    three_for_two = offer(
+        "sets",
+        Rule(Kind.BUY_X_GET_Y, Level.ITEM, percent_bps=10000, buy_quantity=2, get_quantity=1),
+        stackable=False,
+        priority=9,
+    )  # one unit in the cart: no set is formed
+    priced = price([shoes, tea, three_for_two], [Line("TEA", 1, 400)], USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("tea", 40)]
+    # With shoes in the cart the priority decides, as before.
+    both = [Line("TEA", 1, 400), Line("SHOE", 1, 5000)]
+    assert [a.source for a in price([shoes, tea], both, USD).applied] == ["shoes"]
+
+
 def test_conditions_channel_location_groups_and_minimum_quantity() -> None:
     vip = offer(
         "vip",

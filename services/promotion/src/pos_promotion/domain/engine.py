@@ -17,7 +17,8 @@ or quantity) is judged on the prices before any discount, so one offer never dis
 another.
 
 Combination: every offer that qualifies is a candidate. Non-stackable offers compete within
-their level (item or order): the highest priority (then lowest id) stays. Exclusive offers apply
+their level (item or order): the highest priority (then lowest id) that gives the cart something
+on its own stays. Exclusive offers apply
 alone: the engine prices the cart with the stack of non-exclusive candidates and with each
 exclusive one alone, and keeps the largest discount for the customer (ties: the stack, then
 priority, then id).
@@ -312,13 +313,22 @@ def _step(offer: Offer) -> tuple[int, int, str]:
     return (_STAGE[(offer.level, offer.rule.kind)], -offer.priority, offer.id)
 
 
-def _stack(candidates: Sequence[Offer]) -> list[Offer]:
-    """The non-exclusive candidates, with one non-stackable offer per level at most."""
+def _gives(offer: Offer, lines: Sequence[Line], ctx: Context) -> bool:
+    """Whether the offer alone takes anything off this cart (it names a line, forms a set)."""
+    _, steps = _run([offer], lines, ctx)
+    return any(sum(cuts) > 0 for source, _, cuts, _, _ in steps if source == offer.id)
+
+
+def _stack(candidates: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> list[Offer]:
+    """The non-exclusive candidates, with one non-stackable offer per level at most: the
+    highest ranked that gives the cart something (one for other goods, or forming no set,
+    would shut out the others and take nothing itself)."""
     kept: list[Offer] = []
     for level in (Level.ITEM, Level.ORDER):
         mine = [o for o in candidates if o.level is level]
         solo = sorted((o for o in mine if not o.stackable), key=_rank)
-        kept += [o for o in mine if o.stackable] + solo[:1]
+        winner = next((o for o in solo if _gives(o, lines, ctx)), None)
+        kept += [o for o in mine if o.stackable] + ([winner] if winner else [])
     return kept
 
 
@@ -327,7 +337,7 @@ def price(
 ) -> Priced:
     """Apply the offers that qualify to the cart and say what each took off, line by line."""
     candidates = [o for o in offers if qualifies(o, lines, currency, ctx)]
-    options = [_stack([o for o in candidates if not o.exclusive])]
+    options = [_stack([o for o in candidates if not o.exclusive], lines, ctx)]
     options += [[o] for o in sorted((o for o in candidates if o.exclusive), key=_rank)]
     best: tuple[int, _Cart, list[_Step]] | None = None
     for option in options:
