@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
@@ -809,3 +810,57 @@ async def test_every_change_of_points_is_a_new_version_of_the_customer(
     got = (await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=d.id))).customer
     assert (got.loyalty_points, got.version) == (50, d.version + 1)
     assert (await announced())[9:] == [(got.version, 50, 0, "")]
+
+
+async def _set_program(caller: Caller, **fields: Any) -> None:
+    program = loyalty_pb2.LoyaltyProgram(enabled=True, points_per_unit=1, point_value_minor=1)
+    for name, value in fields.items():
+        if name == "tiers":
+            program.tiers.extend(value)
+        else:
+            setattr(program, name, value)
+    await caller("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=program))
+
+
+async def test_a_sale_earns_at_the_tier_the_customer_holds_when_it_is_heard(
+    merchant: Caller, service: Service
+) -> None:
+    """The multiplier is the tier the ledger gives the customer now, not the one stored at
+    their last earn: a tier every customer holds from the start (threshold 0) multiplies the
+    first sale, a tier whose period has passed no longer multiplies, and a program without
+    tiers takes the old tier away at the next earn."""
+    await _set_program(
+        merchant,
+        tiers=[loyalty_pb2.Tier(name="member", threshold_points=0, multiplier_bps=20_000)],
+    )
+    new = await merchant.create(given_name="New")
+    assert await _sale(service, merchant.merchant, "ord_tt1", new.id, 1_000) == 20
+
+    await _set_program(
+        merchant,
+        tier_period_days=30,
+        tiers=[loyalty_pb2.Tier(name="gold", threshold_points=100, multiplier_bps=20_000)],
+    )
+    c = await merchant.create(given_name="Lapsed")
+    await _sale(service, merchant.merchant, "ord_tt2", c.id, 10_000)  # 100 points: gold
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == "gold"
+    # Those 100 points were earned 60 days ago: out of the 30-day period by now.
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE points_ledger SET created_at = now() - interval '60 days'"
+                " WHERE merchant_id = :m AND customer_id = :c"
+            ),
+            {"m": merchant.merchant, "c": c.id},
+        )
+    assert await _sale(service, merchant.merchant, "ord_tt3", c.id, 1_000) == 10  # x1
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+    assert got.customer.tier == ""
+
+    d = await merchant.create(given_name="Gold")
+    await _sale(service, merchant.merchant, "ord_tt4", d.id, 10_000)
+    await _set_program(merchant)  # no tiers any more
+    assert await _sale(service, merchant.merchant, "ord_tt5", d.id, 1_000) == 10
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=d.id))
+    assert got.customer.tier == ""

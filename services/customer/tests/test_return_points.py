@@ -167,18 +167,18 @@ async def test_partial_returns_take_each_units_share_and_never_more_than_was_ear
     take exactly 20 and never more; X back between them takes nothing."""
     await _program(merchant, ["X"], multiplier_bps=20_000)
     c = await merchant.create(given_name="Partial")
-    await Order(service, merchant, c.id, "ord_p0").confirmed()  # 10 points, and the tier
+    await Order(service, merchant, c.id, "ord_p0").confirmed()  # 20: the tier is every customer's
     sale = Order(service, merchant, c.id, "ord_p1", y_units=3)
     await sale.confirmed()
     assert await sale.entries() == [("earned", 20)]
     await sale.deliver(on_order_returned, sale.returned(L2=1))  # 20 * 1/3 = 6
     await sale.deliver(on_order_returned, sale.returned(L1=1))  # X: nothing
     await sale.deliver(on_order_returned, sale.returned(L2=1))  # 20 * 2/3 = 13 in all
-    assert await _balance(service, merchant, c.id) == 10 + 20 - 13
+    assert await _balance(service, merchant, c.id) == 20 + 20 - 13
     await sale.deliver(on_order_returned, sale.returned(L2=1))  # the last: all 20
     assert await sale.entries() == [("earned", 20), ("reversed", -6), ("reversed", -7),
                                     ("reversed", -7)]  # fmt: skip
-    assert await _balance(service, merchant, c.id) == 10
+    assert await _balance(service, merchant, c.id) == 20
 
 
 async def test_what_a_line_earned_is_fixed_at_the_sale_and_in_any_arrival_order(

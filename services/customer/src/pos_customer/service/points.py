@@ -21,7 +21,7 @@ from pos_customer.domain import loyalty
 from pos_customer.domain.model import MERGED, Customer, CustomerUpdated
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
-from pos_customer.service.tiers import retier
+from pos_customer.service.tiers import retier, tier_now
 from pos_kit.errors import Conflict, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -123,7 +123,10 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
     program = await uow.loyalty.program()
     reversals = await uow.loyalty.reversals(sale.order_id)
     cancelled = any(not r.return_id for r in reversals)
-    points = 0 if cancelled else loyalty.points_for(program, sale, customer.tier)
+    # The tier the customer holds as the sale is heard, from the ledger: the stored one may be
+    # from an earn before the program's period or before the program changed.
+    tier = await tier_now(uow, customer, program)
+    points = 0 if cancelled else loyalty.points_for(program, sale, tier)
     # What each line earned on, under the program as it is now: what its returns take back,
     # whatever the program says by then.
     lines = loyalty.earning_lines(program, sale)

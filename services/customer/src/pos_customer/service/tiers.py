@@ -10,15 +10,22 @@ from pos_customer.domain.model import Customer
 from pos_customer.service.ports import CustomerUnitOfWork
 
 
-async def retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
-    """Set the tier from the ledger; a change is saved and announced. The customer's row must
-    be locked."""
+async def tier_now(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> str:
+    """The tier the ledger gives the customer under the program now. The stored tier is the one
+    of their last earn or reversal: a period passed since, or a program changed, can have
+    moved it (a tier at threshold 0 is every customer's from the start)."""
     if not program.tiers:
-        return
+        return ""
     now = datetime.now(UTC)
     earned = await uow.loyalty.earned_since(customer.id, loyalty.tier_since(program, now))
     tier = program.tier_for(earned)
-    name = tier.name if tier else ""
+    return tier.name if tier else ""
+
+
+async def retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
+    """Set the tier from the ledger (none when the program has no tiers any more); a change is
+    saved and announced. The customer's row must be locked."""
+    name = await tier_now(uow, customer, program)
     if name != customer.tier:
         previous, customer.tier = customer.tier, name
         await uow.customers.save_points(customer)
