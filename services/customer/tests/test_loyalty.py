@@ -864,3 +864,30 @@ async def test_a_sale_earns_at_the_tier_the_customer_holds_when_it_is_heard(
     assert await _sale(service, merchant.merchant, "ord_tt5", d.id, 1_000) == 10
     got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=d.id))
     assert got.customer.tier == ""
+
+
+async def test_taking_back_a_recent_earn_leaves_old_points_to_expire(
+    merchant: Caller, service: Service
+) -> None:
+    """Expiry spends the oldest credits first, but a reversal takes back its own order's earn,
+    not the oldest points: 100 earned 60 days ago, 50 earned today and taken back today by the
+    order's cancellation, a 30-day expiry: the 100 old points are unspent and all expire."""
+    await _set_program(merchant, expiry_days=30)
+    c = await merchant.create(given_name="Lapsing")
+    await _sale(service, merchant.merchant, "ord_xo1", c.id, 10_000)
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE points_ledger SET created_at = now() - interval '60 days'"
+                " WHERE merchant_id = :m AND customer_id = :c"
+            ),
+            {"m": merchant.merchant, "c": c.id},
+        )
+    await _sale(service, merchant.merchant, "ord_xo2", c.id, 5_000)
+    async with service.runtime.uow().bind(merchant.merchant) as uow:
+        await points.reverse_order(uow, "ord_xo2", "cancelled")
+        await uow.commit()
+    assert await _balance(service, merchant, c.id) == (100, 100, 0)
+    expired = await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())
+    assert expired.points == 100
+    assert await _balance(service, merchant, c.id) == (0, 0, 0)

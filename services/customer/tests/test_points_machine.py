@@ -41,7 +41,8 @@ class PointsMachine(RuleBasedStateMachine):
         self.merchant = f"mer_pm{next(_run)}"
         self.n = itertools.count(1)
         self.balance: dict[str, int] = {}
-        # What expiry may take: credits that expire (earned, merged in) less every debit.
+        # What expiry may take: credits that expire (earned, merged in, less the earns taken
+        # back) less every other debit.
         self.credits: dict[str, int] = {}
         self.debits: dict[str, int] = {}
         self.earned: dict[str, tuple[str, int]] = {}  # order -> (customer, points)
@@ -127,10 +128,10 @@ class PointsMachine(RuleBasedStateMachine):
         self.tx(lambda uow: points.reverse_order(uow, order, "test"))
         self.tx(lambda uow: points.reverse_order(uow, order, "again"))  # once only
         self.reversed.add(order)
-        if net >= 0:
-            self._credit(owner, net, expiring=False)
-        else:
-            self._debit(owner, -net)
+        # The reversal takes back its own order's earn (every earn is older than expiry's
+        # cutoff here): off the credits that expire, not a debit of the oldest ones.
+        self.balance[owner] += net
+        self.credits[owner] -= self.earned.get(order, ("", 0))[1]
 
     @rule(who=st.integers(0, 9), pts=st.integers(-300, 300).filter(bool))
     def adjust(self, who: int, pts: int) -> None:

@@ -898,18 +898,40 @@ class SqlLoyaltyRepository:
         return int(total)
 
     async def expiry_figures(self, customer_id: str, cutoff: datetime) -> tuple[int, int]:
-        """(credits before the cutoff, every debit ever as a positive number)."""
+        """(credits before the cutoff, every debit ever as a positive number).
+
+        A reversal takes back its own order's earn, not the oldest credits: what it takes back
+        of the earn (`tier_points` of a cancellation, which also gives back what was redeemed)
+        comes off the credits when that earn is older than the cutoff, and off nothing when it
+        is newer (a debit would spend old points a recent order earned and had taken back)."""
         mine = and_(
             points_ledger.c.merchant_id == self._merchant,
             points_ledger.c.customer_id == customer_id,
         )
+        earn = points_ledger.alias("earn")
+        old_earn = (
+            select(earn.c.id)
+            .where(
+                earn.c.merchant_id == points_ledger.c.merchant_id,
+                earn.c.order_id == points_ledger.c.order_id,
+                earn.c.kind == loyalty.EARNED,
+                earn.c.created_at < cutoff,
+            )
+            .exists()
+        )
+        reversed_ = points_ledger.c.kind == loyalty.REVERSED
         credit = points_ledger.c.kind.in_(sorted(loyalty.CREDITS))
         old_credits = func.coalesce(
             func.sum(points_ledger.c.points).filter(credit, points_ledger.c.created_at < cutoff),
             0,
+        ) + func.coalesce(
+            func.sum(func.coalesce(points_ledger.c.tier_points, points_ledger.c.points)).filter(
+                reversed_, points_ledger.c.order_id != "", old_earn
+            ),
+            0,
         )
         debits = func.coalesce(
-            func.sum(-points_ledger.c.points).filter(points_ledger.c.points < 0), 0
+            func.sum(-points_ledger.c.points).filter(points_ledger.c.points < 0, ~reversed_), 0
         )
         row = (await self._conn.execute(select(old_credits, debits).where(mine))).one()
         return int(row[0]), int(row[1])
