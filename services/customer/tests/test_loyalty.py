@@ -891,3 +891,32 @@ async def test_taking_back_a_recent_earn_leaves_old_points_to_expire(
     expired = await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())
     assert expired.points == 100
     assert await _balance(service, merchant, c.id) == (0, 0, 0)
+
+
+async def test_a_merge_does_not_renew_the_points_it_moves(
+    merchant: Caller, service: Service
+) -> None:
+    """Points keep their age through a merge: 100 earned 60 days ago by a duplicate merged
+    today expire under a 30-day expiry, as they would have on the duplicate."""
+    await _set_program(merchant, expiry_days=30)
+    old = await merchant.create(given_name="Duplicate")
+    await _sale(service, merchant.merchant, "ord_xm1", old.id, 10_000)
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE points_ledger SET created_at = now() - interval '60 days'"
+                " WHERE merchant_id = :m AND customer_id = :c"
+            ),
+            {"m": merchant.merchant, "c": old.id},
+        )
+    winner = await merchant.create(given_name="Winner")
+    await _sale(service, merchant.merchant, "ord_xm2", winner.id, 2_000)  # 20 recent
+    await merchant(
+        "MergeCustomers",
+        customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=old.id),
+    )
+    assert await _balance(service, merchant, winner.id) == (120, 120, 0)
+    expired = await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())
+    assert (expired.customers, expired.points) == (1, 100)
+    assert await _balance(service, merchant, winner.id) == (20, 20, 0)
+    assert (await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())).points == 0

@@ -41,8 +41,8 @@ class PointsMachine(RuleBasedStateMachine):
         self.merchant = f"mer_pm{next(_run)}"
         self.n = itertools.count(1)
         self.balance: dict[str, int] = {}
-        # What expiry may take: credits that expire (earned, merged in, less the earns taken
-        # back) less every other debit.
+        # What expiry may take: credits that expire (earned, less the earns taken back; a merged
+        # duplicate's with them) less every other debit.
         self.credits: dict[str, int] = {}
         self.debits: dict[str, int] = {}
         self.earned: dict[str, tuple[str, int]] = {}  # order -> (customer, points)
@@ -166,9 +166,11 @@ class PointsMachine(RuleBasedStateMachine):
             return
         self.tx(lambda uow: handlers.merge_customers(uow, winner, loser))
         moved = self.balance[loser]
-        if moved:
-            self._debit(loser, moved)
-            self._credit(winner, moved, expiring=True)
+        self.balance[loser] -= moved
+        self.balance[winner] += moved
+        # Expiry counts the duplicate's own credits and debits, at their own time.
+        self.credits[winner] += self.credits[loser]
+        self.debits[winner] += self.debits[loser]
         self.active.remove(loser)
         self.merged_into[loser] = winner
 

@@ -903,10 +903,16 @@ class SqlLoyaltyRepository:
         A reversal takes back its own order's earn, not the oldest credits: what it takes back
         of the earn (`tier_points` of a cancellation, which also gives back what was redeemed)
         comes off the credits when that earn is older than the cutoff, and off nothing when it
-        is newer (a debit would spend old points a recent order earned and had taken back)."""
+        is newer (a debit would spend old points a recent order earned and had taken back).
+
+        The customers merged into this one count with their entries, each at its own time, and
+        the moves of a merge (`merged_out`, `merged_in`, which cancel out) do not: a merge
+        moves points, it does not renew them."""
+        merged = lineage(self._merchant, customer_id)
         mine = and_(
             points_ledger.c.merchant_id == self._merchant,
-            points_ledger.c.customer_id == customer_id,
+            points_ledger.c.customer_id.in_(select(merged.c.id)),
+            points_ledger.c.kind.not_in([loyalty.MERGED_IN, loyalty.MERGED_OUT]),
         )
         earn = points_ledger.alias("earn")
         old_earn = (

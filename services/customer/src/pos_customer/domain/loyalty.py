@@ -24,8 +24,9 @@ EARNED, REVERSED, REDEEMED, ADJUSTED, EXPIRED = (
     "expired",
 )
 MERGED_IN, MERGED_OUT = "merged_in", "merged_out"
-# Entries that add points, for expiry: the oldest credits are spent first.
-CREDITS = frozenset({EARNED, MERGED_IN})
+# Entries that add points, for expiry: the oldest credits are spent first. A merge's move is
+# not one: the duplicate's own credits count, at their own time.
+CREDITS = frozenset({EARNED})
 HELD, FINALIZED, RELEASED = "held", "finalized", "released"
 TENDERS = frozenset({"card", "cash", "gift_card", "external"})
 ROUNDINGS = frozenset({"down", "nearest"})

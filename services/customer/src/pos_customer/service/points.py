@@ -393,11 +393,22 @@ async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
     if cutoff is None:
         return 0, 0
     customers = points = 0
-    for customer_id in await uow.loyalty.customers_with_credits_before(cutoff):
-        customer = await uow.customers.get(customer_id, for_update=True)
+    done: set[str] = set()
+    for credited in await uow.loyalty.customers_with_credits_before(cutoff):
+        # A merged customer's old credits are the winner's now (expiry_figures counts them).
+        # The chain is read unlocked and only the winner locked, as a merge locks it.
+        customer = await uow.customers.get(credited)
+        for _ in range(10):
+            if customer is None or customer.status != MERGED or not customer.merged_into:
+                break
+            customer = await uow.customers.get(customer.merged_into)
+        if customer is None or customer.id in done:
+            continue
+        customer = await uow.customers.get(customer.id, for_update=True)
         if customer is None or customer.status != "active":
             continue
-        old, spent = await uow.loyalty.expiry_figures(customer_id, cutoff)
+        done.add(customer.id)
+        old, spent = await uow.loyalty.expiry_figures(customer.id, cutoff)
         amount = loyalty.expirable(old, spent, customer.available_points)
         if amount <= 0:
             continue
