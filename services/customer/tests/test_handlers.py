@@ -170,6 +170,17 @@ def test_a_program_refuses_repeated_tenders_and_two_tiers_at_one_threshold() -> 
     ]
 
 
+def test_a_program_refuses_a_repeated_excluded_sku() -> None:
+    """A SKU twice excludes nothing more: stored as sent, the same program written twice was
+    a different one (a new version and audit entry for no change)."""
+    bad = loyalty.Program(excluded_skus=("GIFT-CARD", "MUG", "GIFT-CARD"))
+    with pytest.raises(InvalidArgument) as err:
+        loyalty.validate_program(bad)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("excluded_skus[2]", "repeats excluded_skus[0]")
+    ]
+
+
 def test_a_birthday_in_the_future_is_refused() -> None:
     tomorrow_somewhere = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     normalise_profile(Profile(birthday=tomorrow_somewhere))

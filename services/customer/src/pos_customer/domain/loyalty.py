@@ -298,6 +298,10 @@ def validate_program(p: Program) -> None:
         first = p.earning_tenders.index(tender)
         v += require(first == i, f"earning_tenders[{i}]", f"repeats earning_tenders[{first}]")
     v += require(len(p.excluded_skus) <= 1_000, "excluded_skus", "at most 1000")
+    first_of: dict[str, int] = {}
+    for i, sku in enumerate(p.excluded_skus):
+        first = first_of.setdefault(sku, i)
+        v += require(first == i, f"excluded_skus[{i}]", f"repeats excluded_skus[{first}]")
     v += require(len(p.tiers) <= 20, "tiers", "at most 20 tiers")
     names = [t.name for t in p.tiers]
     v += require(len(set(names)) == len(names), "tiers", "tier names must differ")
