@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -268,3 +269,37 @@ async def test_the_same_body_sent_again_in_other_json_form_is_the_same_request(
     assert replayed.headers["idempotent-replayed"] == "true"
     changed = await post(two, "canon-old", b'{"quantity": 6, "sku": "B"}')
     assert changed.status_code == 422
+
+
+async def test_a_refused_requests_key_is_let_go_before_its_answer_leaves(
+    harness: Harness,
+) -> None:
+    """A client correcting a 404 the moment it has it sends the corrected body under the same
+    key: the key must be free by then (it was let go after the answer had left: the retry
+    got a 422 for another body, or a 500 when it was let go between the claim's statements)."""
+    h = harness
+    key = "fix-sku-at-once"
+    inner = h.client._transport.app  # type: ignore[attr-defined]
+    held_as_it_left: list[bool] = []
+
+    async def watching(scope, receive, send):  # type: ignore[no-untyped-def]
+        async def watch(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                async with h.store._engine.connect() as conn:  # type: ignore[union-attr]
+                    found = await conn.execute(
+                        text("SELECT count(*) FROM idempotency_keys WHERE key = :key"),
+                        {"key": key},
+                    )
+                    held_as_it_left.append(bool(found.scalar_one()))
+            await send(message)
+
+        await inner(scope, receive, watch)
+
+    headers = {"Authorization": f"Bearer {h.strict_key_2}", "Idempotency-Key": key}
+    transport = httpx.ASGITransport(app=watching)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        unknown = await client.post("/v1/strict", json={"sku": "NOPE"}, headers=headers)
+        assert unknown.status_code == 404
+        assert held_as_it_left == [False]
+        fixed = await client.post("/v1/strict", json={"sku": "TEE"}, headers=headers)
+    assert fixed.status_code == 201 and held_as_it_left == [False, True]

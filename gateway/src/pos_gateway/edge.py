@@ -8,6 +8,7 @@ and memory streams per request, which measured at several times the cost of a wh
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -325,27 +326,38 @@ class EdgeMiddleware:
 
         request_id_var.set(service_request_id(key))
         captured: dict[str, Any] = {
-            "status": 500, "type": "", "etag": "", "body": [], "stored": False
+            "status": 500, "type": "", "etag": "", "body": [], "stored": False, "released": False
         }  # fmt: skip
 
+        async def let_go() -> None:
+            # Once: after it, the key may be another request's (a retry's) claim.
+            if not captured["stored"] and not captured["released"]:
+                await store.release(merchant_id, key)
+                captured["released"] = True
+
         async def keep(status: int, content: bytes) -> None:
-            # Stored before the answer's last byte leaves: a client that retries the moment it
-            # has the answer gets the replay, never "still running" (409).
+            # Stored, or let go, before the answer's last byte leaves: a client that retries
+            # the moment it has the answer gets the replay, or runs again (a corrected body
+            # after a 404), never "still running" (409) nor another body's 422.
             if status < 500 and not _kept_nothing(status, content):
                 answer = Stored(status, captured["type"], content, captured["etag"])
                 try:
                     # The route names the secrets not to keep (op's shown_once).
                     await store.complete(merchant_id, key, answer, shown_once(scope))
+                    captured["stored"] = True
+                    return
                 except Exception as exc:
                     # The client still gets its answer; only the stored copy failed (the
                     # database is gone, or refused an answer holding a secret) and the key is
-                    # released below, so a retry runs again: the services and the credential
-                    # routes replay by request_id. The error's text stays out of the log: it
-                    # quotes the SQL parameters, the answer among them.
+                    # let go, so a retry runs again: the services and the credential routes
+                    # replay by request_id. The error's text stays out of the log: it quotes
+                    # the SQL parameters, the answer among them.
                     log.error("could not store the answer of an Idempotency-Key request: %s",
                               type(exc).__name__)  # fmt: skip
-                    return
-                captured["stored"] = True
+            with contextlib.suppress(Exception):
+                # Not let go here (the database is away): tried again once the answer is out,
+                # else its lock runs out.
+                await let_go()
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -362,16 +374,15 @@ class EdgeMiddleware:
         try:
             await self.app(scope, _replay(body), capture)
         except BaseException:
-            if not captured["stored"]:
-                await store.release(merchant_id, key)
+            await let_go()
             raise
-        if not captured["stored"]:
-            # Our failure (a 5xx), not an answer: the client may retry with the same key. A
-            # request refused as it came (400, 403, 404) keeps nothing either, not even the
-            # fingerprint of its body (which may have held a card number): the corrected request
-            # may use the same key. Nor does a service's "still in progress" (409): kept, it
-            # would be replayed after the work had finished.
-            await store.release(merchant_id, key)
+        # Our failure (a 5xx), not an answer: the client may retry with the same key. A
+        # request refused as it came (400, 403, 404) keeps nothing either, not even the
+        # fingerprint of its body (which may have held a card number): the corrected request
+        # may use the same key. Nor does a service's "still in progress" (409): kept, it would
+        # be replayed after the work had finished. (Let go in `keep` as the answer left; here
+        # if it never did.)
+        await let_go()
 
 
 _LOCATION_PATH = re.compile(r"^/v1/locations/([^/]+)")

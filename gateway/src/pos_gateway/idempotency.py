@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from pos_gateway.tables import idempotency_keys as keys_table
 from pos_kit.uow import compiled_sql
@@ -194,6 +194,10 @@ def fingerprint_key(secret: str) -> bytes:
     return hashlib.sha256(b"omnitill idempotency fingerprint\0" + secret.encode()).digest()
 
 
+# How often a claim runs again when the key it found is let go before it could read it.
+CLAIM_ATTEMPTS = 3
+
+
 class IdempotencyStore:
     """Every request with a key costs this store a claim and a completion; each is one
     statement on its own (autocommit: one round trip, where a transaction would take three),
@@ -258,13 +262,32 @@ class IdempotencyStore:
             .on_conflict_do_nothing()
             .returning(t.c.key)
         )
+        for _ in range(CLAIM_ATTEMPTS):
+            claim = await self._claim_seen(merchant_id, key, prints, new_key, now)
+            if claim is not None:
+                return claim
+        return Claim(in_progress=True)
+
+    async def _claim_seen(
+        self,
+        merchant_id: str,
+        key: str,
+        prints: Sequence[bytes],
+        new_key: Executable,
+        now: datetime,
+    ) -> Claim | None:
+        """A key seen before: None when it was let go between the two statements (its
+        request refused as it came, or failed): claimed again by the next attempt."""
+        t = keys_table
         async with self._engine.begin() as conn:
             # Claimed again in this transaction: the row may have been released meanwhile.
             if (await conn.execute(new_key)).first() is not None:
                 return Claim(proceed=True)
             row = (
                 await conn.execute(select(t).where(t.c.merchant_id == merchant_id, t.c.key == key))
-            ).one()
+            ).first()
+            if row is None:
+                return None
             if bytes(row.fingerprint) not in prints:
                 return Claim(mismatch=True)
             if row.state == "done":
