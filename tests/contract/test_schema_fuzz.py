@@ -96,8 +96,8 @@ CUSTOMER_RULES = "|".join(
      "POST /v1/customer-groups/[^/]+/members(/remove)?", "PUT /v1/loyalty-program")
 )  # fmt: skip
 PAGED_LISTS = "|".join(
-    ("locations", "products", "customers", "orders", "promotions", "promotions/[^/]+/coupons",
-     "inventory/history",
+    ("locations", "products", "customers", "orders", "orders/[^/]+/returns", "promotions",
+     "promotions/[^/]+/coupons", "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
      "staff", "roles", "api-keys", "oauth-clients", "gift-cards")

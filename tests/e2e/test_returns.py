@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from pos_devstack.http_checks import stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -518,3 +519,35 @@ def test_an_exchange_for_an_open_price_product_names_the_line_that_asks_for_it(
     assert refused.status_code == 400, refused.text
     assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].sku"]
     assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+
+
+def test_an_orders_returns_are_listed_a_page_at_a_time(platform: Running) -> None:
+    """An order of a large quantity can have thousands of returns: its list pages as every
+    list does (`limit`, `cursor`), oldest first, and a cursor walks its own order's list only.
+    Before, every return came in one page and `limit` was not read."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "PAGED")
+    sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 3}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+    other = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+    path = f"/v1/orders/{order['id']}/returns"
+    made = [_ok(_post(http, path, _ask("L1", 1)), 201)["id"] for _ in range(3)]
+    _ok(_post(http, f"/v1/orders/{other['id']}/returns", _ask("L1", 1)), 201)
+
+    first = _ok(http.get(path, params={"limit": 2}))
+    assert [r["id"] for r in first["data"]] == made[:2] and first["next_cursor"]
+    rest = _ok(http.get(path, params={"limit": 2, "cursor": first["next_cursor"]}))
+    assert [r["id"] for r in rest["data"]] == made[2:] and rest["next_cursor"] is None
+    whole = _ok(http.get(path))  # 50 to a page unless asked
+    assert [r["id"] for r in whole["data"]] == made and whole["next_cursor"] is None
+
+    for where, params, field in (
+        (f"/v1/orders/{other['id']}/returns", {"cursor": first["next_cursor"]}, "cursor"),
+        (path, {"cursor": "garbage"}, "cursor"),
+        (path, {"limit": 0}, "limit"),
+        (path, {"limit": 201}, "limit"),
+    ):
+        refused = http.get(where, params=params)
+        assert refused.status_code == 400, (params, refused.text)
+        assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text

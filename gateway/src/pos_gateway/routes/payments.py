@@ -21,6 +21,7 @@ from pos_gateway.actions import guarded, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
+from pos_gateway.returns_of import order_returns
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
@@ -249,7 +250,7 @@ async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) 
         raise Problem(400, "invalid_request", "the request is not valid", errors)
     order, returns, refunds = await asyncio.gather(
         svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id)),
-        svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id)),
+        order_returns(svc, order_id),
         _order_refunds(svc, order_id),
     )
     sold = Counter[str]()
@@ -258,7 +259,7 @@ async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) 
             sold[ln.sku] += ln.quantity
     used = Counter[str]()
     of_returns = set()
-    for r in returns.returns:
+    for r in returns:
         of_returns |= {x.refund_id for x in r.refunds}
         for rl in r.lines:
             used[rl.sku] += rl.quantity

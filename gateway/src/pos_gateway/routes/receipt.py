@@ -14,6 +14,7 @@ from pos_gateway import receipts
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
+from pos_gateway.returns_of import order_returns
 from pos_gateway.routes.common import PathId, QueryId, op, services
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.receipts import Receipt
@@ -87,12 +88,7 @@ async def get_receipt(
     by default; `text/plain` or `text/html` by the Accept header or `format`. A return not of
     this order is a 404."""
     order = to_json((await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order)
-    returns = [
-        to_json(r)
-        for r in (
-            await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
-        ).returns
-    ]
+    returns = [to_json(r) for r in await order_returns(svc, order_id)]
     payments: list[dict[str, Any]] = []
     if order.get("payment_ids"):
         found = await svc.payment.GetOrderPayments(

@@ -13,12 +13,14 @@ from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded, permission_refused, principal_of
 from pos_gateway.clients import Services
-from pos_gateway.convert import to_model
+from pos_gateway.convert import to_model, to_page
 from pos_gateway.problems import Problem, from_rpc_error
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
     Body,
+    Cursor,
+    Limit,
     MoneyIn,
     PathId,
     Sku,
@@ -328,10 +330,16 @@ async def _declined(svc: Services, problem: Problem) -> Problem:
     "/orders/{order_id}/returns",
     **op("orders:read", "List an order's returns", (404,), example=ex.page(ex.RETURN)),
 )
-async def list_returns(order_id: PathId, svc: Svc) -> ReturnList:
-    """Every return of the order, oldest first, in one page (`next_cursor` is null)."""
-    answer = await svc.order.ListReturns(order_pb2.ListReturnsRequest(order_id=order_id))
-    return ReturnList(data=[to_model(Return, r) for r in answer.returns], next_cursor=None)
+async def list_returns(
+    order_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+) -> ReturnList:
+    """The order's returns (its exchanges' included) by id, oldest first, a page at a time
+    (`next_cursor` null on the last). A cursor is good for this order's list only: another's
+    is a 400 naming `cursor`."""
+    answer = await svc.order.ListReturns(
+        order_pb2.ListReturnsRequest(order_id=order_id, page_size=limit, page_token=cursor or "")
+    )
+    return to_page(ReturnList, answer.returns, answer.next_page_token)
 
 
 @router.get(

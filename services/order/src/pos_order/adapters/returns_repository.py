@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.paging import PageRequest
 from pos_order.adapters.tables import order_returns, refund_holds
 from pos_order.domain.returns import (
     Refunded,
@@ -315,4 +316,15 @@ class SqlReturns:
             )
             .order_by(order_returns.c.created_at, order_returns.c.id)
         )
+        return [_return(row) for row in rows]
+
+    async def page_of_order(self, order_id: str, page: PageRequest) -> list[Return]:
+        # By id, as every list pages: a return's id starts with the time it was asked for, so
+        # this is oldest first, and a cursor stays good while more returns are made.
+        query = select(order_returns).where(
+            order_returns.c.merchant_id == self._merchant, order_returns.c.order_id == order_id
+        )
+        if page.after:
+            query = query.where(order_returns.c.id > page.after)
+        rows = await self._conn.execute(query.order_by(order_returns.c.id).limit(page.fetch))
         return [_return(row) for row in rows]

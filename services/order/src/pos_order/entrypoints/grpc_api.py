@@ -643,8 +643,11 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     async def ListReturns(
         self, request: order_pb2.ListReturnsRequest, uow: OrderUow
     ) -> order_pb2.ListReturnsResponse:
-        found = await returns.list_returns(uow, request.order_id)
-        return order_pb2.ListReturnsResponse(returns=[return_to_proto(r) for r in found])
+        page = page_request(request)
+        found, token = page_of(await returns.list_returns(uow, request.order_id, page), page)
+        return order_pb2.ListReturnsResponse(
+            returns=[return_to_proto(r) for r in found], next_page_token=token
+        )
 
     async def HoldOrderForRefund(
         self, request: order_pb2.HoldOrderForRefundRequest, context: grpc.aio.ServicerContext

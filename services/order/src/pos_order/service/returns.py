@@ -30,6 +30,7 @@ from typing import Generic, Protocol, TypeVar
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
+from pos_kit.paging import PageRequest
 from pos_order.domain.model import Order, OrderStatus
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
@@ -89,6 +90,10 @@ class ReturnRepository(Protocol):
     async def discard(self, return_id: str) -> None: ...
     async def touch(self, return_id: str) -> None: ...
     async def of_order(self, order_id: str) -> list[Return]: ...
+    async def page_of_order(self, order_id: str, page: PageRequest) -> list[Return]:
+        """A page of the order's returns by id (one more than the page, see `PageRequest`)."""
+        ...
+
     async def refund_hold(self, order_id: str) -> tuple[bool, int]:
         """Whether a refund naming units holds the order now, and how many holds it had."""
         ...
@@ -922,11 +927,11 @@ async def get_return(uow: ReturnsUnitOfWork, return_id: str) -> Return:
     return found
 
 
-async def list_returns(uow: ReturnsUnitOfWork, order_id: str) -> list[Return]:
+async def list_returns(uow: ReturnsUnitOfWork, order_id: str, page: PageRequest) -> list[Return]:
     order = await uow.orders.get(order_id)
     if order is None:
         raise NotFound("order", order_id)
-    return await uow.returns.of_order(order_id)
+    return await uow.returns.page_of_order(order_id, page)
 
 
 __all__ = ["CreateReturn", "NewUow", "ReturnPorts", "SettleReturn", "get_return", "list_returns"]
