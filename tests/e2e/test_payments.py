@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pos_devstack.http_checks import ok, post, stocked
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -274,3 +275,69 @@ def test_a_processor_out_of_reach_is_a_503_naming_it_and_a_retry_finishes_the_sa
     assert down.headers["Retry-After"]
     again = _post(http, "/v1/checkouts", body, key)
     assert (again.status_code, again.json()["code"]) == (503, "processor_unavailable")
+
+
+def _window_refused(http: httpx.Client, path: str, first: str, second: str) -> None:
+    """The windows a list refuses, each a 400 naming its field: swapped, not a time, no zone."""
+    for window, field in (
+        ({"created_since": second, "created_before": first}, "created_before"),
+        ({"created_since": "yesterday"}, "created_since"),
+        ({"created_before": "2026-12-01T00:00:00"}, "created_before"),
+    ):
+        refused = http.get(path, params=window)
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+
+
+def _created_lists(http: httpx.Client, path: str) -> Callable[..., list[str]]:
+    def listed(**window: str) -> list[str]:
+        answer = http.get(path, params=window)
+        assert answer.status_code == 200, answer.text
+        return [x["id"] for x in answer.json()["data"]]
+
+    return listed
+
+
+def test_payments_are_listed_by_when_they_were_created(platform: Running) -> None:
+    """`created_since` and `created_before` as on /v1/orders: a day's or a shift's payments.
+    Before, the list did not read them and answered every payment."""
+    with platform.new_merchant(f"Paid {uuid.uuid4().hex[:8]}") as http:
+        ok(post(http, "/v1/locations", {"name": "Till St", "currency": "USD"}), 201)
+        sku, (store, *_) = stocked(http, "PAID")
+        body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        first = ok(post(http, "/v1/checkouts", body), 201)["payment"]
+        second = ok(post(http, "/v1/checkouts", body), 201)["payment"]
+        assert second["created_at"] > first["created_at"]
+
+        listed = _created_lists(http, "/v1/payments")
+        assert listed(created_since=second["created_at"]) == [second["id"]]
+        assert listed(created_before=second["created_at"]) == [first["id"]]
+        assert listed(created_since=first["created_at"], created_before=second["created_at"]) == [
+            first["id"]
+        ]
+        _window_refused(http, "/v1/payments", first["created_at"], second["created_at"])
+
+
+def test_refunds_are_listed_by_when_they_were_created(platform: Running) -> None:
+    """`created_since` and `created_before` as on /v1/orders: a day's or a shift's refunds.
+    Before, the list did not read them and answered every refund."""
+    with platform.new_merchant(f"Refunded {uuid.uuid4().hex[:8]}") as http:
+        ok(post(http, "/v1/locations", {"name": "Till St", "currency": "USD"}), 201)
+        sku, (store, *_) = stocked(http, "REFUNDED")
+        body = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        payment = ok(post(http, "/v1/checkouts", body), 201)["payment"]
+        part = {"amount": {"amount": 100, "currency": "USD"}, "reason": "scratched"}
+        refunds = f"/v1/payments/{payment['id']}/refunds"
+        (first,) = ok(post(http, refunds, part), 201)["data"]
+        (second,) = ok(post(http, refunds, part), 201)["data"]
+        assert second["created_at"] > first["created_at"]
+
+        listed = _created_lists(http, "/v1/refunds")
+        assert listed(created_since=second["created_at"]) == [second["id"]]
+        assert listed(created_before=second["created_at"]) == [first["id"]]
+        assert listed(created_since=first["created_at"], created_before=second["created_at"]) == [
+            first["id"]
+        ]
+        _window_refused(http, "/v1/refunds", first["created_at"], second["created_at"])

@@ -329,6 +329,17 @@ CreatedBefore = Annotated[
 ]
 
 
+def created_window(
+    request: Any, created_since: datetime | None, created_before: datetime | None
+) -> None:
+    """A list request's `created_since` and `created_before`, those given (the service
+    checks that the second is after the first)."""
+    if created_since is not None:
+        request.created_since.CopyFrom(timestamp(created_since, "created_since"))
+    if created_before is not None:
+        request.created_before.CopyFrom(timestamp(created_before, "created_before"))
+
+
 def timestamp(value: datetime, name: str = "updated_since") -> Timestamp:
     if value.tzinfo is None:
         raise Problem(

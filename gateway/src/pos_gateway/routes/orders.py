@@ -36,6 +36,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     UpdatedSince,
+    created_window,
     example,
     expected_version,
     known_register,
@@ -492,10 +493,7 @@ async def list_orders(
     )
     if updated_since is not None:
         ask.updated_since.CopyFrom(timestamp(updated_since))
-    if created_since is not None:
-        ask.created_since.CopyFrom(timestamp(created_since, "created_since"))
-    if created_before is not None:
-        ask.created_before.CopyFrom(timestamp(created_before, "created_before"))
+    created_window(ask, created_since, created_before)
     answer = await svc.order.ListOrders(ask)
     return to_page(OrderList, answer.orders, answer.next_page_token)
 

@@ -27,6 +27,8 @@ from pos_gateway.routes.common import (
     INT64,
     UNKNOWN_LOCATION,
     Body,
+    CreatedBefore,
+    CreatedSince,
     Cursor,
     IfMatch,
     Limit,
@@ -35,6 +37,7 @@ from pos_gateway.routes.common import (
     QueryId,
     Sku,
     UpdatedSince,
+    created_window,
     example,
     expected_version,
     op,
@@ -86,9 +89,13 @@ async def list_payments(
         Literal["pending", "authorized", "captured", "voided", "failed"] | None,
         Query(description="Only payments in this status"),
     ] = None,
+    created_since: CreatedSince = None,
+    created_before: CreatedBefore = None,
 ) -> PaymentList:
     """By id, or with `updated_since` the change feed (oldest change first), so a partner
-    polling it sees every capture, void and refund."""
+    polling it sees every capture, void and refund. Each filter narrows the list
+    (`created_since` and `created_before` together: a day's or a shift's payments, the second
+    after the first, else a 400 naming `created_before`)."""
     if location_id:
         await location_of(svc, location_id)
     request = payment_pb2.ListPaymentsRequest(
@@ -100,6 +107,7 @@ async def list_payments(
     )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
+    created_window(request, created_since, created_before)
     answer = await svc.payment.ListPayments(request)
     return to_page(PaymentList, answer.payments, answer.next_page_token)
 
@@ -450,7 +458,12 @@ async def list_refunds(
         QueryId | None,
         Query(description="Only refunds of payments taken there. " + UNKNOWN_LOCATION),
     ] = None,
+    created_since: CreatedSince = None,
+    created_before: CreatedBefore = None,
 ) -> RefundList:
+    """By id, or with `updated_since` the change feed (oldest change first). Each filter
+    narrows the list (`created_since` and `created_before` together: a day's or a shift's
+    refunds, the second after the first, else a 400 naming `created_before`)."""
     if location_id:
         await location_of(svc, location_id)
     request = payment_pb2.ListRefundsRequest(
@@ -462,6 +475,7 @@ async def list_refunds(
     )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
+    created_window(request, created_since, created_before)
     answer = await svc.payment.ListRefunds(request)
     return to_page(RefundList, answer.refunds, answer.next_page_token)
 

@@ -8,7 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
+    Select,
     Table,
     delete,
     func,
@@ -37,6 +39,7 @@ from pos_payment.adapters.tables import (
     terminal_checkouts,
 )
 from pos_payment.domain.model import (
+    CreatedWindow,
     CreditStatus,
     ExchangeCredit,
     Operation,
@@ -252,9 +255,14 @@ class SqlPaymentRepository:
         )
 
     async def list(
-        self, page: PageRequest, order_id: str, location_id: str, status: PaymentStatus | None
+        self,
+        page: PageRequest,
+        order_id: str,
+        location_id: str,
+        status: PaymentStatus | None,
+        created: CreatedWindow,
     ) -> list[Payment]:
-        query = select(payments).where(self._mine())
+        query = _created_in(select(payments).where(self._mine()), payments.c.created_at, created)
         if order_id:
             query = query.where(payments.c.order_id == order_id)
         if location_id:
@@ -263,6 +271,16 @@ class SqlPaymentRepository:
             query = query.where(payments.c.status == status.value)
         rows = await list_page(self._conn, query, payments.c.updated_at, payments.c.id, page)
         return [_payment(r) for r in rows]
+
+
+def _created_in(
+    query: Select[Any], column: ColumnElement[Any], created: CreatedWindow
+) -> Select[Any]:
+    if created.since is not None:
+        query = query.where(column >= created.since)
+    if created.before is not None:
+        query = query.where(column < created.before)
+    return query
 
 
 def _operation(row: Row[Any]) -> Operation:
@@ -419,9 +437,14 @@ class SqlRefundRepository:
         await self._attach(refund.id)
 
     async def list(
-        self, page: PageRequest, payment_id: str, order_id: str, location_id: str
+        self,
+        page: PageRequest,
+        payment_id: str,
+        order_id: str,
+        location_id: str,
+        created: CreatedWindow,
     ) -> list[Refund]:
-        query = select(refunds).where(self._mine())
+        query = _created_in(select(refunds).where(self._mine()), refunds.c.created_at, created)
         if payment_id:
             query = query.where(refunds.c.payment_id == payment_id)
         if order_id:

@@ -1106,3 +1106,11 @@ class OrderPayments:
     def balance_due(self, total: int) -> int:
         """What the tenders do not cover yet: authorised (net of voids) counts as covered."""
         return max(0, total - self.authorized)
+
+
+@dataclass(frozen=True)
+class CreatedWindow:
+    """Created in [since, before): a day's or a shift's payments or refunds (each optional)."""
+
+    since: datetime | None = None
+    before: datetime | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -29,7 +30,13 @@ from pos_payment.adapters.messages import (
     terminal_to_proto,
 )
 from pos_payment.adapters.repository import PaymentUow
-from pos_payment.domain.model import ChargeRequest, Payment, RefundLine, validate_charge
+from pos_payment.domain.model import (
+    ChargeRequest,
+    CreatedWindow,
+    Payment,
+    RefundLine,
+    validate_charge,
+)
 from pos_payment.service import handlers
 from pos_payment.service.handlers import Amount, Policy
 from pos_payment.service.ports import Processors, TerminalReader
@@ -64,6 +71,15 @@ def _amount(message: Any, name: str) -> Amount | None:
         return None
     money: money_pb2.Money = getattr(message, name)
     return money.amount, money.currency
+
+
+def _created_window(request: Any) -> CreatedWindow:
+    """A list request's `created_since` and `created_before`, each unset for none."""
+
+    def at(name: str) -> datetime | None:
+        return getattr(request, name).ToDatetime(UTC) if request.HasField(name) else None
+
+    return CreatedWindow(at("created_since"), at("created_before"))
 
 
 def charge_request(request: payment_pb2.CreatePaymentRequest) -> ChargeRequest:
@@ -224,7 +240,7 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
         page = page_request(request)
         status = STATUSES.optional(request.status, "status")
         found = await handlers.list_payments(
-            uow, page, request.order_id, request.location_id, status
+            uow, page, request.order_id, request.location_id, status, _created_window(request)
         )
         items, token = page_of(found, page)
         return payment_pb2.ListPaymentsResponse(
@@ -253,7 +269,12 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.ListRefundsResponse:
         page = page_request(request)
         found = await handlers.list_refunds(
-            uow, page, request.payment_id, request.order_id, request.location_id
+            uow,
+            page,
+            request.payment_id,
+            request.order_id,
+            request.location_id,
+            _created_window(request),
         )
         items, token = page_of(found, page)
         return payment_pb2.ListRefundsResponse(

@@ -38,6 +38,7 @@ from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
     UNKNOWN,
     Charge,
+    CreatedWindow,
     CreditStatus,
     ExchangeCredit,
     Operation,
@@ -784,10 +785,20 @@ async def list_payments(
     order_id: str,
     location_id: str,
     status: PaymentStatus | None,
+    created: CreatedWindow,
 ) -> list[Payment]:
+    _check_window(created)
     if order_id:
         await _known_order(uow, order_id)
-    return await uow.payments.list(page, order_id, location_id, status)
+    return await uow.payments.list(page, order_id, location_id, status, created)
+
+
+def _check_window(created: CreatedWindow) -> None:
+    if created.since is not None and created.before is not None:
+        # An empty window is a mistake (the two swapped), never a silent empty list.
+        raise_if(
+            require(created.before > created.since, "created_before", "must be after created_since")
+        )
 
 
 async def _known_order(uow: PaymentUnitOfWork, order_id: str) -> list[Payment]:
@@ -821,13 +832,19 @@ async def get_refund(uow: PaymentUnitOfWork, refund_id: str) -> Refund:
 
 
 async def list_refunds(
-    uow: PaymentUnitOfWork, page: PageRequest, payment_id: str, order_id: str, location_id: str
+    uow: PaymentUnitOfWork,
+    page: PageRequest,
+    payment_id: str,
+    order_id: str,
+    location_id: str,
+    created: CreatedWindow,
 ) -> list[Refund]:
+    _check_window(created)
     if payment_id:
         await _payment(uow, payment_id)
     if order_id:
         await _known_order(uow, order_id)
-    return await uow.refunds.list(page, payment_id, order_id, location_id)
+    return await uow.refunds.list(page, payment_id, order_id, location_id, created)
 
 
 # --- card-present terminal checkouts ------------------------------------------------------

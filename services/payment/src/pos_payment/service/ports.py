@@ -13,6 +13,7 @@ from typing import Protocol
 
 from pos_kit.paging import PageRequest
 from pos_payment.domain.model import (
+    CreatedWindow,
     ExchangeCredit,
     Operation,
     OutOfBandRefund,
@@ -43,7 +44,12 @@ class PaymentRepository(Protocol):
 
     async def forget(self, payment_id: str) -> None: ...
     async def list(
-        self, page: PageRequest, order_id: str, location_id: str, status: PaymentStatus | None
+        self,
+        page: PageRequest,
+        order_id: str,
+        location_id: str,
+        status: PaymentStatus | None,
+        created: CreatedWindow,
     ) -> list[Payment]: ...
 
 
@@ -61,7 +67,12 @@ class RefundRepository(Protocol):
     async def of_request(self, key: str) -> list[Refund]: ...
     async def save(self, refund: Refund) -> None: ...
     async def list(
-        self, page: PageRequest, payment_id: str, order_id: str, location_id: str
+        self,
+        page: PageRequest,
+        payment_id: str,
+        order_id: str,
+        location_id: str,
+        created: CreatedWindow,
     ) -> list[Refund]: ...
 
 

@@ -610,6 +610,8 @@ class ListPaymentsRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_SINCE_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     order_id: _builtins.str
@@ -619,6 +621,12 @@ class ListPaymentsRequest(_message.Message):
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """Only what changed at or after this time, oldest change first (then by id)."""
 
+    @_builtins.property
+    def created_since(self) -> _timestamp_pb2.Timestamp:
+        """Only payments created at or after this moment, and before that one (each optional)."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -628,10 +636,12 @@ class ListPaymentsRequest(_message.Message):
         order_id: _builtins.str = ...,
         location_id: _builtins.str = ...,
         status: Global___PaymentStatus.ValueType = ...,
+        created_since: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -963,6 +973,8 @@ class ListRefundsRequest(_message.Message):
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    CREATED_SINCE_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     payment_id: _builtins.str
@@ -971,6 +983,12 @@ class ListRefundsRequest(_message.Message):
     """Only refunds of payments taken at this location."""
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_since(self) -> _timestamp_pb2.Timestamp:
+        """Only refunds created at or after this moment, and before that one (each optional)."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -980,10 +998,12 @@ class ListRefundsRequest(_message.Message):
         payment_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
         location_id: _builtins.str = ...,
+        created_since: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
