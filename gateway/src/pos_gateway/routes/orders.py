@@ -1307,17 +1307,7 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
             location_id=body.location_id,
             channel=body.channel,
             customer_id=body.customer_id,
-            lines=[
-                order_pb2.OrderLineRequest(
-                    sku=ln.sku,
-                    quantity=ln.quantity,
-                    fulfillment=ln.fulfillment,
-                    manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
-                    unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
-                    gift_card=_gift_card_line(ln),
-                )
-                for ln in body.lines
-            ],
+            lines=[_line_pb(ln, request) for ln in body.lines],
             fulfillments=[
                 order_pb2.FulfillmentRequest(
                     type=_FULFILLMENT_TYPES[f.type],
