@@ -281,3 +281,44 @@ async def test_an_erasure_blanks_the_addresses_notes_and_metadata_of_the_custome
     assert [f["ship_to"] for f in kept["fulfillments"]] == ["2 Kept Road"]
     assert kept["notes"] == "ring twice"
     assert kept["metadata"] == {"buyer_phone": "+14155550199", "gift": "1"}
+
+
+def _return(return_id: str, order_id: str, customer_id: str = "") -> order_pb2.Return:
+    return order_pb2.Return(
+        id=return_id, order_id=order_id, reason="too small", status="completed",
+        amount=money_pb2.Money(amount=2500, currency="USD"), customer_id=customer_id,
+        lines=[order_pb2.ReturnLine(line_id="L1", sku="TEE", quantity=1, restock=True,
+                                    location_id="loc_1",
+                                    amount=money_pb2.Money(amount=2500, currency="USD"))],
+        created_at=stamp(), completed_at=stamp(),
+    )  # fmt: skip
+
+
+async def test_an_erasure_blanks_the_order_beside_a_return_and_leaves_the_return_as_it_is(
+    dispatcher,
+) -> None:
+    """order.returned carries the return as its object and the order beside it: the order of
+    an erased customer loses its address, notes and metadata there too. A return without a
+    receipt names the customer on the return itself; it holds nothing personal and keeps its
+    shape (no order fields added to it)."""
+    order = _order("ord_ret", "cus_gone3", "3 Erased Road")
+    await dispatcher.publish(
+        order_events.OrderReturned(order=order, order_return=_return("ret_1", "ord_ret")),
+        "mer_g",
+    )
+    await dispatcher.publish(
+        order_events.OrderReturned(order_return=_return("ret_2", "", "cus_gone3")), "mer_g"
+    )
+    await until_async(lambda: _count(dispatcher, "mer_g", 2))
+    before = {json.loads(e.data_json)["object"]["id"]: e for e in await dispatcher.feed("mer_g")}
+    await dispatcher.publish(customer_events.CustomerErased(customer_id="cus_gone3"), "mer_g")
+    await until_async(lambda: _count(dispatcher, "mer_g", 3))
+    after = {
+        (d := json.loads(e.data_json))["object"].get("id"): d
+        for e in await dispatcher.feed("mer_g")
+    }
+    beside = after["ret_1"]["order"]
+    assert (beside["id"], beside["notes"], beside["metadata"]) == ("ord_ret", "", {})
+    assert [f["ship_to"] for f in beside["fulfillments"]] == [""]
+    assert after["ret_1"]["object"]["reason"] == "too small"
+    assert after["ret_2"] == json.loads(before["ret_2"].data_json)

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import UTC, datetime
+from typing import Any
 
-from pos_dispatcher.adapters.snapshots import SOURCES, public_events
+from pos_dispatcher.adapters.snapshots import (
+    ORDER_EVENT_OBJECT,
+    ORDER_EVENT_PARTS,
+    SOURCES,
+    public_events,
+)
 
 from pos.common.v1 import money_pb2
 from pos.gateway.v1 import events_pb2 as gateway_events_pb2
 from pos.inventory.v1 import events_pb2 as inventory_events_pb2
 from pos.inventory.v1 import inventory_pb2, stock_events_pb2
+from pos.order.v1 import events_pb2 as order_events_pb2
+from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2, shifts_pb2
 from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.schemas.events import EVENT_TYPES, EventData
+from pos_kit import personal
 
 
 def _activity_created() -> gift_cards_pb2.GiftCardActivityCreated:
@@ -245,3 +256,67 @@ def test_low_stock_carries_the_level_and_the_threshold_it_crossed() -> None:
         inventory_events_pb2.StockChanged(meta=message.meta, level=message.level)
     )
     assert set(changed.data) == {"object"}
+
+
+def _personal_order() -> order_pb2.Order:
+    usd = money_pb2.Money(amount=2500, currency="USD")
+    zero = money_pb2.Money(amount=0, currency="USD")
+    order = order_pb2.Order(
+        id="ord_1", location_id="loc_1", customer_id="cus_1",
+        lines=[order_pb2.OrderLine(sku="TEE", name="T-shirt", quantity=1, unit_price=usd,
+                                   line_total=usd, fulfillment_id="ful_1")],
+        subtotal=usd, discount_total=zero, tax_total=zero, total=usd,
+        status=order_pb2.ORDER_STATUS_CONFIRMED, channel="web", version=2, notes="ring twice",
+        metadata={"buyer_phone": "+14155550199"},
+        fulfillments=[order_pb2.Fulfillment(
+            id="ful_1", type=order_pb2.FULFILLMENT_TYPE_SHIPMENT,
+            status=order_pb2.FULFILLMENT_STATUS_RESERVED, location_id="loc_1", amount=usd,
+            captured=zero, ship_to="1 Erased Road",
+            destination=inventory_pb2.GeoPoint(latitude=51.5, longitude=-0.1),
+        )],
+    )  # fmt: skip
+    for stamped in (order.created_at, order.updated_at):
+        stamped.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    return order
+
+
+def _order_events() -> list[Any]:
+    usd = money_pb2.Money(amount=2500, currency="USD")
+    returned = order_pb2.Return(
+        id="ret_1", order_id="ord_1", reason="too small", status="completed", amount=usd,
+        lines=[order_pb2.ReturnLine(line_id="L1", sku="TEE", quantity=1, location_id="loc_1",
+                                    amount=usd)],
+    )  # fmt: skip
+    returned.created_at.FromDatetime(datetime(2026, 12, 2, tzinfo=UTC))
+    made = []
+    kinds: list[Any] = SOURCES["order"]
+    for kind in kinds:
+        message = kind(order=_personal_order())
+        if kind is order_events_pb2.OrderReturned:
+            message.order_return.CopyFrom(returned)
+        if kind is order_events_pb2.OrderFulfillmentUpdated:
+            message.fulfillment_id = "ful_1"
+        message.meta.event_id = "evt_1"
+        message.meta.occurred_at.FromDatetime(datetime(2026, 12, 2, tzinfo=UTC))
+        made.append(message)
+    return made
+
+
+def test_the_feed_blanks_an_order_events_data_as_erasure_blanks_the_message() -> None:
+    """The feed's stored JSON of every order event, blanked where its parts hold an order,
+    is the JSON of the event whose message was blanked: the public names are the contract's,
+    so the one rule (`pos_kit.personal`) reads the same on both."""
+    seen = set()
+    for message in _order_events():
+        (before,) = public_events(message)
+        blanked = copy.deepcopy(before.data)
+        parts = ORDER_EVENT_PARTS.get(before.type, ORDER_EVENT_OBJECT)
+        assert any(personal.blank_json(blanked[key], parts[key]) for key in parts)
+        assert personal.blank(message)
+        (after,) = public_events(message)
+        assert blanked == after.data, before.type
+        assert "1 Erased Road" not in json.dumps(blanked) and "ring twice" not in json.dumps(
+            blanked
+        )
+        seen.add(before.type)
+    assert {"order.confirmed", "order.returned", "order.fulfillment_updated"} <= seen

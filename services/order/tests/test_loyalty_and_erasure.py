@@ -31,6 +31,7 @@ from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import events_pb2, order_pb2
 from pos.payment.v1 import payment_pb2
+from pos_kit import personal
 from pos_kit.db import make_engine
 from pos_kit.events import EVENT_TYPE_HEADER
 from pos_kit.grpc_client import read_error
@@ -307,6 +308,8 @@ async def test_an_erased_customers_orders_lose_their_addresses_and_notes(stack: 
     )
     assert kept.order.customer_id == customer and kept.order.total.amount == 5000
     assert {f.ship_to for f in kept.order.fulfillments} == {""} and kept.order.notes == ""
+    # Nothing the contract marks personal is left in the order (what the events' copies lose).
+    assert not personal.blank(kept.order)
     assert not stack.known(A, customer)
 
 

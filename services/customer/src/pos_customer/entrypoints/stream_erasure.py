@@ -3,8 +3,9 @@ messages that hold an erased customer's profile are deleted from POS_CUSTOMER by
 a durable consumer has not read yet is first sent again with the erased snapshot, so no reader
 misses the event), and so are their copies a consumer dead-lettered (POS_DLQ, kept 30 days;
 `pos_kit.dead_letters`).
-The order events of the customer's orders lose what the order service erases from the orders
-(each fulfilment's `ship_to` and `destination`, the notes, the metadata), in POS_ORDER as in
+The order events of the customer's orders lose the fields the contract marks personal
+(`pos_kit.personal`: the notes, the metadata, each fulfilment's `ship_to` and `destination`,
+as the order service erases them from the orders), in POS_ORDER as in
 their dead letters: a dead letter is replaced by a redacted copy, so that it can still be sent
 again to the consumer that failed (the order's lines, money and ids are no personal data, and that
 consumer still needs them); an event in POS_ORDER is deleted, and first sent again redacted
@@ -47,6 +48,7 @@ from pos_customer.adapters import events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import erasures
 from pos_customer.domain.model import ERASED
+from pos_kit import personal
 from pos_kit.dead_letters import ORIGINAL_SUBJECT
 from pos_kit.events import MERCHANT_HEADER, subject_for
 from pos_kit.grpc_server import BackgroundTask
@@ -282,8 +284,8 @@ def _redacted_order(
     msg: Msg, wanted: set[tuple[str, str]], subject: str | None = None
 ) -> bytes | None:
     """An order event (a dead letter of one, by default: its original `subject` from its
-    header) of one of the customers, without what the order service erases from the order;
-    None if it is none of theirs or holds none of it."""
+    header) of one of the customers, without its fields the contract marks personal
+    (`pos_kit.personal`); None if it is none of theirs or holds none of them."""
     message_type = ORDERS.get(_dead_subject(msg) if subject is None else subject)
     if message_type is None:
         return None
@@ -296,16 +298,6 @@ def _redacted_order(
     merchant = (msg.headers or {}).get(MERCHANT_HEADER) or message.meta.merchant_id
     if (merchant, order.customer_id) not in wanted:
         return None
-    personal = (
-        bool(order.notes)
-        or bool(order.metadata)
-        or any(f.ship_to or f.HasField("destination") for f in order.fulfillments)
-    )
-    if not personal:
+    if not personal.blank(message):
         return None
-    order.notes = ""
-    order.metadata.clear()
-    for fulfillment in order.fulfillments:
-        fulfillment.ship_to = ""
-        fulfillment.ClearField("destination")
     return bytes(message.SerializeToString())

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, text, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_dispatcher.adapters import statements
 from pos_dispatcher.adapters.network import NetworkRules
 from pos_dispatcher.adapters.secrets import SecretBox
-from pos_dispatcher.adapters.snapshots import PublicEvent
+from pos_dispatcher.adapters.snapshots import ORDER_EVENT_OBJECT, ORDER_EVENT_PARTS, PublicEvent
 from pos_dispatcher.adapters.tables import (
     attempts,
     deliveries,
@@ -23,6 +23,7 @@ from pos_dispatcher.adapters.tables import (
     subscriptions,
 )
 from pos_dispatcher.domain.model import Status, Subscription, matches
+from pos_kit import personal
 from pos_kit.changes import list_page
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -139,41 +140,49 @@ class Feed:
 
     async def erase_from_orders(self, customer_id: str) -> int:
         """The customer's order events keep the order (its id, lines, money and the customer's
-        id) but lose what the order service erases from it: each fulfilment's `ship_to` and
-        `destination`, the notes and the metadata (and so do their deliveries' bodies)."""
-        # The metadata only where the event has it: an older event's object may not.
-        blanked = text(
-            """
-            jsonb_set(
-                jsonb_set(
-                    jsonb_set(data, '{object,notes}', '""'::jsonb),
-                    '{object,metadata}', '{}'::jsonb, false),
-                '{object,fulfillments}',
-                coalesce(
-                    (SELECT jsonb_agg(f || '{"ship_to": "", "destination": null}'::jsonb)
-                     FROM jsonb_array_elements(data->'object'->'fulfillments') AS f),
-                    '[]'::jsonb))
-            """
-        )
-        rows = (
+        id) but lose the fields the contract marks personal (`pos_kit.personal`: each
+        fulfilment's `ship_to` and `destination`, the notes and the metadata), wherever the
+        event's data holds the order: its object, or beside a return (and so do their
+        deliveries' bodies)."""
+        data = events.c.data
+        found = (
             await self._conn.execute(
-                update(events)
-                .where(
+                select(events.c.id, events.c.type, data).where(
                     events.c.merchant_id == self._merchant,
                     events.c.type.startswith("order."),
-                    events.c.data["object"]["customer_id"].astext == customer_id,
+                    or_(
+                        data["object"]["customer_id"].astext == customer_id,
+                        data["order"]["customer_id"].astext == customer_id,
+                    ),
                 )
-                .values(data=blanked)
-                .returning(events)
             )
         ).all()
-        for row in rows:
+        changed = 0
+        for event_id, event_type, stored in found:
+            blanked = dict(stored)
+            parts = ORDER_EVENT_PARTS.get(event_type, ORDER_EVENT_OBJECT)
+            hit = False
+            for key, descriptor in parts.items():
+                if isinstance(blanked.get(key), dict):
+                    blanked[key] = dict(blanked[key])
+                    hit = personal.blank_json(blanked[key], descriptor) or hit
+            if not hit:
+                continue
+            row = (
+                await self._conn.execute(
+                    update(events)
+                    .where(events.c.merchant_id == self._merchant, events.c.id == event_id)
+                    .values(data=blanked)
+                    .returning(events)
+                )
+            ).one()
             await self._conn.execute(
                 update(deliveries)
                 .where(deliveries.c.merchant_id == self._merchant, deliveries.c.event_id == row.id)
                 .values(body=_event(row).body())
             )
-        return len(rows)
+            changed += 1
+        return changed
 
     async def append(
         self, new: Sequence[PublicEvent], uow: UnitOfWork, *, defer: bool = False

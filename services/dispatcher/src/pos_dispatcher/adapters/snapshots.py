@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
@@ -20,6 +21,7 @@ from pos.gateway.v1 import events_pb2 as gateway_events
 from pos.inventory.v1 import events_pb2 as inventory_events
 from pos.inventory.v1 import stock_events_pb2 as stock_events
 from pos.order.v1 import events_pb2 as order_events
+from pos.order.v1 import order_pb2
 from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as gift_card_messages
 from pos.payment.v1 import shifts_pb2 as shift_messages
@@ -77,6 +79,14 @@ def _use(m: Any) -> dict[str, Any]:
 
 def _level_id(level: Any) -> str:
     return f"{level.location_id}:{level.sku}"
+
+
+# What each part of an order event's data is, for erasure (`pos_kit.personal`): the order is
+# the object, but for order.returned, whose object is the return with the order beside it.
+ORDER_EVENT_OBJECT: dict[str, Descriptor] = {"object": order_pb2.Order.DESCRIPTOR}
+ORDER_EVENT_PARTS: dict[str, dict[str, Descriptor]] = {
+    "order.returned": {"object": order_pb2.Return.DESCRIPTOR, "order": order_pb2.Order.DESCRIPTOR},
+}
 
 
 # One entry per integration event type the dispatcher reads: (public type, resource id, data).

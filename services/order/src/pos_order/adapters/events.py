@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from pos.order.v1 import events_pb2
+from pos_kit import personal
 from pos_kit.events import EventRegistry
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -95,9 +96,10 @@ def erased_in_event(
 ) -> bytes | None:
     """An event not yet published, as the erasure of `customer_id` (whose orders are
     `order_ids`) leaves it: still sent (its readers need the sale: inventory decrements stock
-    on a confirmation), without what the erasure blanks in the order (each fulfilment's
-    `ship_to` and `destination`, the notes, the metadata); the rest, its event id with it, as
-    it was. None when it is none of the customer's orders or holds none of that."""
+    on a confirmation), without its fields the contract marks personal (`pos_kit.personal`:
+    the order's notes and metadata, each fulfilment's `ship_to` and `destination`); the rest,
+    its event id with it, as it was. None when it is none of the customer's orders or holds
+    none of that."""
     kind = ORDER_EVENTS.get(event_type)
     if kind is None:
         return None
@@ -111,17 +113,7 @@ def erased_in_event(
     order = event.order
     if order.customer_id != customer_id and order.id not in order_ids:
         return None
-    personal = (
-        bool(order.notes)
-        or bool(order.metadata)
-        or any(f.ship_to or f.HasField("destination") for f in order.fulfillments)
-    )
-    if not personal:
+    if not personal.blank(event):
         return None
-    order.notes = ""
-    order.metadata.clear()
-    for fulfillment in order.fulfillments:
-        fulfillment.ship_to = ""
-        fulfillment.ClearField("destination")
     rewritten: bytes = event.SerializeToString()
     return rewritten
