@@ -71,8 +71,9 @@ def _coupon_promotion(http: httpx.Client) -> str:
     return str(_post(http, "/v1/promotions", body)["id"])
 
 
-def _sale(http: httpx.Client) -> dict[str, Any]:
-    """A real paid order of merchant A: its own product, stock received, a cash checkout."""
+def _sale(http: httpx.Client, card: bool = False) -> dict[str, Any]:
+    """A real paid order of merchant A: its own product, stock received, a cash checkout (or
+    a card one: a return refunding cash needs a register with an open shift)."""
     sku = f"TEN-{_unique()}"
     _post(http, "/v1/products", {"sku": sku, "name": "Sold", "price": {"amount": 700,
           "currency": "USD"}})  # fmt: skip
@@ -85,6 +86,9 @@ def _sale(http: httpx.Client) -> dict[str, Any]:
         "tender_type": "cash",
         "cash_tendered": {"amount": 100_000, "currency": location["currency"]},
     }
+    if card:
+        checkout.update(tender_type="card", card_token="tok_visa")
+        del checkout["cash_tendered"]
     return _post(http, "/v1/checkouts", checkout)
 
 
@@ -93,7 +97,7 @@ def _sold_order(http: httpx.Client) -> str:
 
 
 def _return(http: httpx.Client) -> str:
-    order = _sold_order(http)
+    order = str(_sale(http, card=True)["order"]["id"])
     body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"}
     return str(_post(http, f"/v1/orders/{order}/returns", body)["id"])
 

@@ -121,7 +121,18 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
         late = post(device, "/v1/checkouts", sale, key)
         assert late.status_code == 201 and late.json()["order"]["id"] == order["id"]
         assert len(ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]) == 1
-        ok(post(http, f"/v1/orders/{order['id']}/returns", back), 201)
+        # Its cash goes back out of the drawer: at the register, while its shift is open (a
+        # manager signed in, who may refund), not from the back office.
+        away = post(http, f"/v1/orders/{order['id']}/returns", back)
+        assert away.status_code == 409 and away.json()["code"] == "cash_refund_needs_open_shift"
+        member = {"name": "Max", "role": "manager", "location_ids": [store], "pin": "8642"}
+        manager = ok(post(http, "/v1/staff", member), 201)["id"]
+        assert post(
+            device, "/v1/register-sessions", {"staff_id": manager, "pin": "8642"}
+        ).is_success
+        ok(post(device, f"/v1/orders/{order['id']}/returns", back), 201)
+        report = ok(http.get(f"/v1/shifts/{shift['id']}"))["report"]
+        assert report["cash_refunds"] == {"amount": 1500, "currency": USD}
 
 
 def test_a_cash_sale_is_answered_in_time_while_payment_is_frozen(platform: Running) -> None:

@@ -493,6 +493,62 @@ def test_a_refund_settled_as_paid_in_cash_at_a_register_is_not_refunded_again(
             ]
 
 
+def test_a_cash_refund_is_taken_at_a_register_with_an_open_shift_only(
+    platform: Running,
+) -> None:
+    """Two tees sold for cash at a register. Returned from the back office, the cash would
+    leave the drawer and count in no shift: a 409 `cash_refund_needs_open_shift` naming
+    `tender_amounts`, and nothing is done (no return, no restock, no refund). Taken at the
+    register while its shift is open, it goes through: the return names the register, the
+    member and the shift, and the shift's drawer expects the cash gone."""
+    with platform.new_merchant("Cash Refund Drawer") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store, (tee,) = _products(http, 2500)
+        manager = _ok(_post(http, "/v1/staff", {"name": "Mo", "role": "manager",
+                      "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
+        register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+        code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+        url = platform.platform.gateway_url
+        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
+        ) as device:
+            signed_in = {"staff_id": manager, "pin": "8642"}
+            assert _post(device, "/v1/register-sessions", signed_in).is_success
+            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+            shift = _ok(_post(device, "/v1/shifts", float_), 201)
+            sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                    "tender_type": "cash",
+                    "cash_tendered": {"amount": 10_000, "currency": "USD"}}  # fmt: skip
+            sold = _ok(_post(device, "/v1/checkouts", sale), 201)
+            order, payment = sold["order"], sold["payment"]
+            returns = f"/v1/orders/{order['id']}/returns"
+            on_hand = 10 - 2  # once the sale is heard (stock sold by its event)
+            _eventually(lambda: _on_hand(http, tee, store) == on_hand)
+
+            refused = _post(http, returns, _ask("L1", 1))
+            assert refused.status_code == 409, refused.text
+            problem = refused.json()
+            assert problem["code"] == "cash_refund_needs_open_shift"
+            assert [e["field"] for e in problem["errors"]] == ["tender_amounts"]
+            assert payment["id"] in problem["errors"][0]["reason"]
+            assert _ok(http.get(returns))["data"] == []
+            assert _on_hand(http, tee, store) == on_hand
+            assert _ok(http.get(f"/v1/payments/{payment['id']}"))["refunded"]["amount"] == 0
+
+            ret = _ok(_post(device, returns, _ask("L1", 1)), 201)
+            assert ret["status"] == "completed"
+            assert (ret["register_id"], ret["staff_id"], ret["shift_id"]) == (
+                register["id"], manager, shift["id"],
+            )  # fmt: skip
+            assert _ok(http.get(f"/v1/returns/{ret['id']}"))["shift_id"] == shift["id"]
+            assert _on_hand(http, tee, store) == on_hand + 1
+            report = _ok(device.get(f"/v1/shifts/{shift['id']}"))["report"]
+            assert report["cash_refunds"] == ret["amount"]
+            expected = 10_000 + order["total"]["amount"] - ret["amount"]["amount"]
+            assert report["expected_cash"]["amount"] == expected
+
+
 def test_an_exchange_for_an_open_price_product_names_the_line_that_asks_for_it(
     platform: Running,
 ) -> None:

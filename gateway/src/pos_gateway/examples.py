@@ -524,6 +524,28 @@ RETURN: dict[str, Any] = {
     "store_credit_gift_card_id": "",
     "refusal_code": "",
     "settlement": None,
+    # Taken from the back office: a card refund needs no register (a cash one does).
+    "register_id": "",
+    "staff_id": "",
+    "shift_id": "",
+}
+# A cash refund asked from the back office (the problem of POST /v1/orders/{id}/returns).
+CASH_REFUND_NEEDS_OPEN_SHIFT = {
+    "type": "https://docs.omnitill.dev/problems/cash_refund_needs_open_shift",
+    "title": "Conflict",
+    "status": 409,
+    "detail": "a cash refund is paid out of a register's drawer and needs a register with an "
+    "open shift: it is made from the back office",
+    "code": "cash_refund_needs_open_shift",
+    "errors": [
+        {
+            "field": "tender_amounts",
+            "reason": f"the refund goes back to a cash payment ({PAYMENT_ID}), which needs a "
+            "register with an open shift: it is made from the back office; take the return "
+            "at a register with an open shift, or name tender_amounts on the order's other "
+            "payments",
+        }
+    ],
 }
 # A return whose card refund the processor refused (the card was closed), settled by the member
 # at the register with cash from the till.

@@ -28,7 +28,13 @@ from order_shop import serve_order, serve_relay, tee_shop
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2 as G
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    shifts_pb2,
+    shifts_pb2_grpc,
+)
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 
@@ -80,6 +86,7 @@ class Stack:
     location_id: str
     database_url: str
     cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    shifts: shifts_pb2_grpc.ShiftServiceStub
 
     def refunds_of(self, return_id: str) -> int:
         """How many times a refund of this return was asked of the payment service."""
@@ -119,6 +126,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 location_id,
                 order.database_url,
                 gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
+                shifts_pb2_grpc.ShiftServiceStub(payment.channel),
             )
     finally:
         server.stop()
@@ -352,3 +360,170 @@ async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: 
     assert answer.order_return.status == "completed"
     assert answer.order_return.settlement.amount.amount == 1000
     assert stack.refunds_of(held) == 1
+
+
+def _usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(amount=amount, currency="USD")
+
+
+def _till(register: str) -> tuple[tuple[str, str], ...]:
+    """A register's calls, a member signed in at it (as the gateway sends them)."""
+    return (*MERCHANT, ("x-register-id", register), ("x-staff-id", "stf_cashier"))
+
+
+async def _open_shift(stack: Stack, till: Any, opening_float: int) -> str:
+    opened = await stack.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            opening_float=_usd(opening_float),
+        ),
+        metadata=till,
+        timeout=10,
+    )
+    return str(opened.shift.id)
+
+
+async def _shift(stack: Stack, shift_id: str) -> shifts_pb2.Shift:
+    found = await stack.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=shift_id), metadata=MERCHANT, timeout=5
+    )
+    return found.shift
+
+
+async def _cash_sale(stack: Stack, till: Any) -> order_pb2.Order:
+    """One tee (25.00) sold at the register for cash."""
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            cash_tendered=_usd(2500),
+        ),
+        metadata=till,
+        timeout=20,
+    )
+    return sale.order
+
+
+def _return_of(order_id: str) -> order_pb2.CreateReturnRequest:
+    return order_pb2.CreateReturnRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=order_id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+        reason="unwanted",
+    )
+
+
+async def test_a_cash_refund_is_refused_up_front_without_a_registers_open_shift(
+    stack: Stack,
+) -> None:
+    """Cash given back leaves a drawer, so a return refunding a cash payment is taken at a
+    register with a shift open. From the back office (no register), or at a register whose
+    shift is closed, it is refused before anything is written: no return, no refund asked.
+    Taken at the register while its shift is open, it goes through and the shift counts it.
+    A card refund needs no drawer, and is made from the back office as before."""
+    stack.relay.refunds = max(stack.relay.refunds, 1)  # no answer of this test's is lost
+    till = _till("reg_refusing")
+    shift = await _open_shift(stack, till, 10_000)
+    order = await _cash_sale(stack, till)
+
+    async def refused(metadata: Any, request: order_pb2.CreateReturnRequest) -> Any:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.orders.CreateReturn(request, metadata=metadata, timeout=20)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return read_error(err.value)
+
+    back_office = await refused(MERCHANT, _return_of(order.id))
+    assert back_office.reason == "cash_refund_needs_open_shift"
+    assert [v.field for v in back_office.violations] == ["tender_amounts"]
+    # Naming the cash payment itself: that entry is the field at fault.
+    named = _return_of(order.id)
+    named.tender_amounts.add(payment_id=order.payment_id, amount=_usd(2500))
+    by_name = await refused(MERCHANT, named)
+    assert by_name.reason == "cash_refund_needs_open_shift"
+    assert [v.field for v in by_name.violations] == ["tender_amounts[0].payment_id"]
+
+    await stack.shifts.CloseShift(
+        shifts_pb2.CloseShiftRequest(
+            request_id=str(uuid.uuid4()), shift_id=shift, counted_cash=_usd(12_500)
+        ),
+        metadata=till,
+        timeout=10,
+    )
+    no_shift = await refused(till, _return_of(order.id))
+    assert no_shift.reason == "cash_refund_needs_open_shift"
+    assert "reg_refusing" in no_shift.violations[0].description
+    listed = await stack.orders.ListReturns(
+        order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert list(listed.returns) == []
+    assert not any(order.id.encode() in asked for asked in stack.relay.asked)
+
+    again = await _open_shift(stack, till, 5000)
+    taken = await stack.orders.CreateReturn(_return_of(order.id), metadata=till, timeout=20)
+    ret = taken.order_return
+    assert ret.status == "completed" and [r.status for r in ret.refunds] == ["succeeded"]
+    assert (ret.register_id, ret.staff_id, ret.shift_id) == ("reg_refusing", "stf_cashier", again)
+    report = (await _shift(stack, again)).report
+    assert report.cash_refunds == _usd(2500) and report.expected_cash == _usd(2500)
+
+    # Only cash needs a drawer: a card sale is returned from the back office as before.
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=till,
+        timeout=20,
+    )
+    card = await stack.orders.CreateReturn(_return_of(sale.order.id), metadata=MERCHANT, timeout=20)
+    assert card.order_return.status == "completed"
+    assert (card.order_return.register_id, card.order_return.shift_id) == ("", "")
+
+
+async def test_a_resumed_cash_refund_lands_in_the_registers_next_shift(stack: Stack) -> None:
+    """A cash return taken at a register whose refund did not go through (the payment service
+    away): the resumer finishes it later, with no register of its own, after the shift it was
+    taken in was closed. The return is not dropped: its refund is made as from its register
+    (kept with the return) and counts in the shift open there when it is paid, the
+    register's next one. The closed shift's count stays as it was counted."""
+    stack.relay.refunds = max(stack.relay.refunds, 1)
+    till = _till("reg_resumed")
+    first = await _open_shift(stack, till, 10_000)
+    order = await _cash_sale(stack, till)
+    stack.relay.down = True
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.orders.CreateReturn(_return_of(order.id), metadata=till, timeout=20)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        closed = await stack.shifts.CloseShift(
+            shifts_pb2.CloseShiftRequest(
+                request_id=str(uuid.uuid4()), shift_id=first, counted_cash=_usd(12_500)
+            ),
+            metadata=till,
+            timeout=10,
+        )
+        assert closed.shift.over_short == 0
+        second = await _open_shift(stack, till, 5000)
+    finally:
+        stack.relay.down = False
+
+    async def completed() -> Any:
+        found = await stack.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+        done = [r for r in found.returns if r.status == "completed"]
+        return done[0] if done else None
+
+    ret = await _eventually(completed)
+    assert [r.status for r in ret.refunds] == ["succeeded"]
+    assert (ret.register_id, ret.staff_id, ret.shift_id) == ("reg_resumed", "stf_cashier", first)
+    now_open = (await _shift(stack, second)).report
+    assert now_open.cash_refunds == _usd(2500) and now_open.expected_cash == _usd(2500)
+    was = await _shift(stack, first)
+    assert was.report.cash_refunds == _usd(0) and was.over_short == 0

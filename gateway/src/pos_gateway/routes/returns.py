@@ -131,16 +131,23 @@ class ReturnIn(Body):
     )
 
 
-@router.post(
-    "/orders/{order_id}/returns",
-    **op(
-        "orders:write",
-        "Return units of an order",
-        (404, *CREATE),
-        example=ex.RETURN,
-        status=201,
-    ),
+_create_return_op = op(
+    "orders:write", "Return units of an order", (404, *CREATE), example=ex.RETURN, status=201
 )
+# The conflict a till meets first when it refunds cash: said on the route, with its example.
+_create_return_op["responses"][409] = {
+    **_create_return_op["responses"][409],
+    "description": "Conflict with the current state, or the same Idempotency-Key still "
+    "running; among them `cash_refund_needs_open_shift`: the refund goes to a cash payment, "
+    "and the return is made from the back office or at a register with no shift open "
+    "(nothing is done)",
+}
+_create_return_op["responses"][409]["content"]["application/problem+json"]["example"] = (
+    ex.CASH_REFUND_NEEDS_OPEN_SHIFT
+)
+
+
+@router.post("/orders/{order_id}/returns", **_create_return_op)
 async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc: Svc) -> Return:
     """Takes back units of the order's lines and refunds them to the tenders they were paid
     with: each unit's share of what its line paid after every discount, with its tax, so all
@@ -163,7 +170,20 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     still taking back (it may yet fail and leave them) a 409 `return_in_progress` naming
     `lines[i].quantity` (retry it once that one is done). At a register it takes the `refund`
     permission or a manager's override (403 `permission_required`), and is in the audit log
-    (`return`) with both people, its refunds and any `override_reason`."""
+    (`return`) with both people, its refunds and any `override_reason`.
+
+    Cash given back leaves a register's drawer: a return whose refund goes to a cash payment
+    is taken at a register with a shift open (that drawer's count then expects the cash
+    gone). From the back office (a key that is no register's), or at a register with no shift
+    open, it is a 409 `cash_refund_needs_open_shift` naming `tender_amounts` (the refund spread
+    over the tenders reaches the cash payment) or `tender_amounts[i].payment_id` (the entry
+    naming it), and nothing is done: no return, no restock, no refund. Take it at the
+    register, or send the refund to the order's other payments with `tender_amounts`. Refunds
+    to cards, gift cards and other tenders need no register. The return keeps the register,
+    member and shift it was taken at (`register_id`, `staff_id`, `shift_id`): a refund
+    finished later (a retry, or the service itself after a crash) is still that register's,
+    and its cash counts in the shift open there when it is paid: the return's own, or, closed
+    meanwhile, the register's next one (a closed shift's count is never reopened)."""
     ask = order_pb2.CreateReturnRequest(
         request_id=request_id(),
         order_id=order_id,

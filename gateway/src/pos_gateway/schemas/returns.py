@@ -100,6 +100,21 @@ class Return(Answer):
     settlement: ReturnSettlement | None = Field(
         None, description="How a person settled a refund refused for good; null otherwise"
     )
+    register_id: OptionalId = Field(
+        "",
+        description="Taken at a register: that register (a refund finished later, by a retry "
+        "or by the service itself, is still that register's); empty from the back office",
+    )
+    staff_id: OptionalId = Field(
+        "", description="Taken at a register: the staff member signed in there; empty otherwise"
+    )
+    shift_id: OptionalId = Field(
+        "",
+        description="A return refunding cash: the register's shift open when it was taken. Its "
+        "cash counts in the shift open at that register when the refund is paid: this one, "
+        "or, if it was closed before the refund went through, the register's next one; "
+        "empty when no cash goes back",
+    )
 
 
 class StoreCredit(Answer):

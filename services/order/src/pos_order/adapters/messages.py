@@ -194,6 +194,9 @@ def return_to_proto(r: Return) -> order_pb2.Return:
         status=r.status.value,
         customer_id=r.customer_id,
         store_credit_gift_card_id=r.store_credit_gift_card_id,
+        register_id=r.register_id,
+        staff_id=r.staff_id,
+        shift_id=r.shift_id,
         refunds=[
             order_pb2.ReturnRefund(
                 refund_id=x.refund_id,

@@ -13,7 +13,14 @@ from google.protobuf.message import Message
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc, stock_pb2, stock_pb2_grpc
-from pos.payment.v1 import gift_cards_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2,
+    gift_cards_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    shifts_pb2,
+    shifts_pb2_grpc,
+)
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.grpc_client import read_error
@@ -417,7 +424,20 @@ class PaymentService(_Client):
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
         self._stub = payment_pb2_grpc.PaymentServiceStub(channel)
+        self._shifts = shifts_pb2_grpc.ShiftServiceStub(channel)
         self._timeout = timeout
+
+    async def open_shift_at(self, register_id: str) -> str:
+        """The id of the shift open at the register, or "" for none. A register has at most
+        one open, and it is its newest (another opens only once it is closed)."""
+        answer = await self._call(
+            self._shifts.ListShifts,
+            shifts_pb2.ListShiftsRequest(page_size=1, register_id=register_id),
+        )
+        newest = answer.shifts[0] if answer.shifts else None
+        if newest is None or newest.status != shifts_pb2.SHIFT_STATUS_OPEN:
+            return ""
+        return str(newest.id)
 
     async def charge(
         self,

@@ -144,6 +144,9 @@ def _return(row: Any) -> Return:
         credit_carried=[TenderRefund(**t) for t in b.get("credit_carried", [])],
         refusal=b.get("refusal", ""),
         settlement=_settlement(b.get("settlement")),
+        register_id=m["register_id"],
+        staff_id=m["staff_id"],
+        shift_id=m["shift_id"],
     )
 
 
@@ -210,6 +213,9 @@ class SqlReturns:
                 body=return_to_json(r),
                 created_at=r.created_at,
                 updated_at=r.created_at,
+                register_id=r.register_id,
+                staff_id=r.staff_id,
+                shift_id=r.shift_id,
             )
             .on_conflict_do_nothing()
         )

@@ -200,6 +200,11 @@ order_returns = Table(
     Column("body", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Where it was taken (empty from the back office), and the register's shift open then:
+    # a refund finished later is still that register's (migration 0016).
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("staff_id", Text, nullable=False, server_default=""),
+    Column("shift_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="order_returns_pkey"),
     Index("order_returns_by_order", "merchant_id", "order_id", "created_at"),
     # The resumer's look-up, across merchants: returns left pending, not waiting for a person.

@@ -22,7 +22,14 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
-from pos_order.domain.model import LEFT_THE_STORE, Order, OrderLine, OrderStatus, Totals
+from pos_order.domain.model import (
+    LEFT_THE_STORE,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Tender,
+    Totals,
+)
 
 MAX_RETURN_LINES = 200
 MAX_REASON = 500
@@ -239,6 +246,13 @@ class Return:
     # settle it, and nothing asks the refund again meanwhile. Kept once settled.
     refusal: str = ""
     settlement: Settlement | None = None
+    # Where it was taken: the register and the member signed in there (empty from the back
+    # office), and that register's shift open then (empty when no cash goes back). A refund
+    # finished later (a retry, the resumer after a crash) is made as from that register, so
+    # its cash counts in the shift open there when it is paid.
+    register_id: str = ""
+    staff_id: str = ""
+    shift_id: str = ""
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)
@@ -254,6 +268,63 @@ class ReturnRequest:
     tender_amounts: list[TenderRefund] = field(default_factory=list)
     # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
     fingerprint: bytes = b""
+    # Where it is asked: the register and the member signed in there (the call's metadata),
+    # empty from the back office.
+    register_id: str = ""
+    staff_id: str = ""
+
+
+CASH_NEEDS_SHIFT = "cash_refund_needs_open_shift"
+
+
+def cash_payments(order: Order) -> set[str]:
+    """The order's payments taken in cash: what goes back to them leaves a drawer."""
+    return {t.payment_id for t in order.saga.tenders if t.tender is Tender.CASH and t.payment_id}
+
+
+def refuse_cash_without_drawer(
+    ret: Return, req: ReturnRequest, cash: set[str], register_id: str, shift_id: str
+) -> bool:
+    """Cash goes back out of a register's drawer, so a return that refunds any is taken at a
+    register with a shift open: its drawer's count then expects the cash to be gone. From the
+    back office (no register) or at a register with no shift open it would count in no shift,
+    and the drawer it left would come up short with no record of why: refused (409
+    `cash_refund_needs_open_shift`) before anything is written, naming the field that sends
+    money to cash. Refunds to cards, gift cards and other tenders need no drawer. Whether
+    cash goes back."""
+    to_cash = [t for t in ret.tender_amounts if t.payment_id in cash and t.amount > 0]
+    if not to_cash or (register_id and shift_id):
+        return bool(to_cash)
+    why = (
+        "a register with an open shift: it is made from the back office"
+        if not register_id
+        else f"a shift open at register {register_id}, which has none"
+    )
+    if req.tender_amounts:
+        violations = [
+            FieldViolation(
+                f"tender_amounts[{i}].payment_id",
+                f"is a cash payment: cash given back leaves a drawer and needs {why}",
+            )
+            for i, t in enumerate(req.tender_amounts)
+            if t.payment_id in cash and t.amount > 0
+        ]
+    else:
+        violations = [
+            FieldViolation(
+                "tender_amounts",
+                f"the refund goes back to a cash payment ({to_cash[0].payment_id}), which "
+                f"needs {why}; take the return at a register with an open shift, or name "
+                "tender_amounts on the order's other payments",
+            )
+        ]
+    refused = Conflict(
+        f"a cash refund is paid out of a register's drawer and needs {why}",
+        CASH_NEEDS_SHIFT,
+        {"register_id": register_id} if register_id else {},
+    )
+    refused.violations = violations
+    raise refused
 
 
 def validate_request(req: ReturnRequest) -> None:

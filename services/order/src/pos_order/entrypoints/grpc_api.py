@@ -481,6 +481,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     async def CreateReturn(
         self, request: order_pb2.CreateReturnRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CreateReturnResponse:
+        register_id, staff_id = handlers.at_register()
         req = ReturnRequest(
             request_id=request.request_id,
             order_id=request.order_id,
@@ -496,6 +497,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 for amount in (from_proto(f"tender_amounts[{i}].amount", t.amount),)
             ],
             fingerprint=request_fingerprint_of("CreateReturn", request),
+            register_id=register_id,
+            staff_id=staff_id,
         )
         steps = returns.CreateReturn(
             req,

@@ -385,6 +385,8 @@ class CreateExchange(Generic[R]):
         ret.credit_from = spread_backwards(backed, left) if backed > 0 else []
         carried = min(ret.credited - backed, sum(max(0, x) for _, x in inherited))
         ret.credit_carried = spread_backwards(carried, inherited) if carried > 0 else []
+        # Kept with the return, so its refund, finished later, is still the register's.
+        ret.register_id, ret.staff_id = at_register()
         order = self._new_order(order_id, source, ret, settings)
         # Checked now (a bad split is a 400 before anything is written), recorded once the
         # stock is held: an order with tenders recorded is no longer withdrawn when short.

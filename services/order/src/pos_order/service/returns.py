@@ -22,11 +22,13 @@ person, who settles it (`SettleReturn`: paid another way, or refused).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
@@ -47,6 +49,7 @@ from pos_order.domain.returns import (
     UnitsRefund,
     adjustments,
     at_most,
+    cash_payments,
     credit_left,
     credit_refunded,
     exceeds_refundable,
@@ -54,6 +57,7 @@ from pos_order.domain.returns import (
     plan_receiptless,
     plan_return,
     refunded,
+    refuse_cash_without_drawer,
     settle,
     settleable,
     split_for_credit,
@@ -146,6 +150,10 @@ class RefundPayments(Protocol):
         """A refund's status as the payment service has it now: pending, succeeded, failed."""
         ...
 
+    async def open_shift_at(self, register_id: str) -> str:
+        """The id of the shift open at the register now, or "" when none is."""
+        ...
+
     async def refunds_of(self, order_id: str) -> list[UnitsRefund]:
         """Every refund of the order's payments, with the units each named."""
         ...
@@ -213,6 +221,9 @@ class CreateReturn(Generic[R]):
         self.refunded: dict[str, int] = {}
         # How many holds of refunds naming units the order had when those were read.
         self.holds = 0
+        # The shift open at the asking register, read before the claim when the order took
+        # cash (see `refuse_cash_without_drawer`).
+        self.shift_id = ""
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -231,6 +242,8 @@ class CreateReturn(Generic[R]):
             self.ports, order, {ln.line_id for ln in self.req.lines}
         )
         self.refunds = await refunds_naming_units(self.ports, order)
+        if self.req.register_id and cash_payments(order):
+            self.shift_id = await self.ports.payments.open_shift_at(self.req.register_id)
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
             # made through the payments API may not have reached the order by its event yet.
@@ -273,6 +286,11 @@ class CreateReturn(Generic[R]):
         )
         if credit:
             await _plan_with_credit(uow, order, earlier, own, ret)
+        to_cash = refuse_cash_without_drawer(
+            ret, req, cash_payments(order), req.register_id, self.shift_id
+        )
+        ret.register_id, ret.staff_id = req.register_id, req.staff_id
+        ret.shift_id = self.shift_id if to_cash else ""
         await uow.returns.add(ret)
         return ret
 
@@ -616,24 +634,25 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
     try:
         await set_credit_aside(ports, ret)
         # What goes back to the tenders: the whole refund, or an exchange's difference owed.
-        if sum(t.amount for t in ret.tender_amounts) > 0:
-            made = await ports.payments.refund_order(
-                f"{ret.id}/refund",
-                ret.order_id,
-                _asks(ret.tender_amounts, ret.currency),
-                ret.reason,
-                [(ln.sku, ln.quantity) for ln in ret.lines],
-            )
-        if ret.credit_amounts:
-            # The exchange credit's part, to the original order's payments.
-            made += await ports.payments.refund_order(
-                f"{ret.id}/refund/credit",
-                ret.credit_order_id,
-                _asks(ret.credit_amounts, ret.currency),
-                ret.reason,
-                [],
-                ret.order_id if ret.credit_set_aside else "",
-            )
+        with taken_at_register(ret):
+            if sum(t.amount for t in ret.tender_amounts) > 0:
+                made = await ports.payments.refund_order(
+                    f"{ret.id}/refund",
+                    ret.order_id,
+                    _asks(ret.tender_amounts, ret.currency),
+                    ret.reason,
+                    [(ln.sku, ln.quantity) for ln in ret.lines],
+                )
+            if ret.credit_amounts:
+                # The exchange credit's part, to the original order's payments.
+                made += await ports.payments.refund_order(
+                    f"{ret.id}/refund/credit",
+                    ret.credit_order_id,
+                    _asks(ret.credit_amounts, ret.currency),
+                    ret.reason,
+                    [],
+                    ret.order_id if ret.credit_set_aside else "",
+                )
     except DomainError as exc:  # by code: the payment service's refusal is a DomainError
         if exc.code in REFUSED_FOR_GOOD:
             raise RefundRefused(exc.message, exc.code, exc.metadata, made) from None
@@ -645,6 +664,27 @@ async def move_money_and_stock(ports: ReturnPorts, ret: Return) -> Return:
     _refunds_went_through(made)
     await restock(ports, ret)
     return replace(ret, refunds=made)
+
+
+@contextmanager
+def taken_at_register(ret: Return) -> Iterator[None]:
+    """The refund asked as from the register the return was taken at (its metadata, which the
+    kit forwards), whoever asks it: the request, its retry, or the resumer after a crash,
+    which has no register of its own. The payment service keeps the register and member on
+    each refund and counts its cash in the shift open at that register when it is paid: the
+    return's own shift, or, closed meanwhile, the register's next one (a closed shift's count
+    is never reopened). A return taken from the back office, or kept before returns recorded
+    their register, leaves the call's own metadata as it is."""
+    if not ret.register_id:
+        yield
+        return
+    register = register_var.set(ret.register_id)
+    staff = staff_var.set(ret.staff_id or None)
+    try:
+        yield
+    finally:
+        staff_var.reset(staff)
+        register_var.reset(register)
 
 
 async def restock(ports: ReturnPorts, ret: Return) -> None:

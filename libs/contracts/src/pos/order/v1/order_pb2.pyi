@@ -2161,6 +2161,9 @@ class Return(_message.Message):
     CREDITED_FIELD_NUMBER: _builtins.int
     REFUSAL_CODE_FIELD_NUMBER: _builtins.int
     SETTLEMENT_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
+    SHIFT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
@@ -2179,6 +2182,14 @@ class Return(_message.Message):
     amount_exceeds_refundable, not_captured): pending, it waits for a person (SettleReturn).
     Kept once settled.
     """
+    register_id: _builtins.str
+    """Where it was taken: the register and the member signed in there (empty from the back
+    office), and the register's shift open then (empty when none was looked for: no cash to
+    give back). Kept with the return, so a refund finished later (a retry, the resumer) is
+    still the register's: its cash counts in the shift open at that register when it is paid.
+    """
+    staff_id: _builtins.str
+    shift_id: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
     @_builtins.property
@@ -2216,10 +2227,13 @@ class Return(_message.Message):
         credited: _money_pb2.Money | None = ...,
         refusal_code: _builtins.str = ...,
         settlement: Global___ReturnSettlement | None = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
+        shift_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "settlement", b"settlement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "refusal_code", b"refusal_code", "settlement", b"settlement", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "refusal_code", b"refusal_code", "register_id", b"register_id", "settlement", b"settlement", "shift_id", b"shift_id", "staff_id", b"staff_id", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
