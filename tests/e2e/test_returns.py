@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -607,3 +608,75 @@ def test_an_orders_returns_are_listed_a_page_at_a_time(platform: Running) -> Non
         refused = http.get(where, params=params)
         assert refused.status_code == 400, (params, refused.text)
         assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+
+
+def test_a_receiptless_limit_caps_each_customers_store_credit(platform: Running) -> None:
+    """The order setting `receiptless_limit`: none by default; set, a return without a receipt
+    that would take its customer past it is a 409 with what is left and does nothing (no card,
+    no stock); a replay counts once; concurrent returns never pass it together; null lifts it."""
+    with platform.new_merchant("Receiptless Limit") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        sku = f"RLM-{uuid.uuid4().hex[:8].upper()}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": "Limit probe",
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        store = http.get("/v1/locations").json()["data"][0]["id"]
+        customer = http.get("/v1/customers").json()["data"][0]["id"]
+        sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        _ok(_post(http, "/v1/checkouts", sale), 201)
+
+        def patch(fields: dict[str, Any]) -> httpx.Response:
+            return http.patch("/v1/order-settings", json=fields,
+                              headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+
+        def back(who: str, units: int, key: str | None = None) -> httpx.Response:
+            body = {"location_id": store, "customer_id": who,
+                    "lines": [{"sku": sku, "quantity": units}], "reason": "no_receipt"}  # fmt: skip
+            return _post(http, "/v1/returns", body, key)
+
+        def cards(who: str) -> int:
+            found = _ok(http.get("/v1/gift-cards", params={"customer_id": who, "limit": 100}))
+            return len(found["data"])
+
+        before = _ok(http.get("/v1/order-settings"))
+        assert before["receiptless_limit"] is None
+        bad = patch({"receiptless_limit": {"amount": 2500, "days": 0}})
+        assert bad.status_code == 400, bad.text
+        assert [e["field"] for e in bad.json()["errors"]] == ["receiptless_limit.days"]
+        limited = _ok(patch({"receiptless_limit": {"amount": 2500, "days": 30}}))
+        assert limited["receiptless_limit"] == {"amount": 2500, "days": 30}
+        assert limited["version"] == before["version"] + 1
+        assert _ok(http.get("/v1/order-settings"))["receiptless_limit"] == {
+            "amount": 2500,
+            "days": 30,
+        }
+
+        key = str(uuid.uuid4())
+        first = _ok(back(customer, 1, key), 201)["order_return"]
+        assert first["amount"]["amount"] == 1000
+        stocked = _on_hand(http, sku, store)
+        over = back(customer, 2)
+        assert over.status_code == 409, over.text
+        problem = over.json()
+        assert problem["code"] == "receiptless_limit_exceeded" and problem["remaining"] == 1500
+        assert _on_hand(http, sku, store) == stocked and cards(customer) == 1
+        replay = _ok(back(customer, 1, key), 201)
+        assert replay["order_return"]["id"] == first["id"] and cards(customer) == 1
+        _ok(back(customer, 1), 201)  # 20.00 of 25.00
+        assert back(customer, 1).json()["remaining"] == 500
+
+        # Concurrent returns for another customer: two fit, the others are refused.
+        other = _ok(_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@rl.example"}),
+                    201)["id"]  # fmt: skip
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda _: back(other, 1), range(6)))
+        assert sorted(a.status_code for a in answers) == [201, 201, 409, 409, 409, 409]
+        assert {a.json()["code"] for a in answers if a.status_code == 409} == {
+            "receiptless_limit_exceeded"
+        }
+        assert cards(other) == 2
+
+        lifted = _ok(patch({"receiptless_limit": None}))
+        assert lifted["receiptless_limit"] is None
+        _ok(back(customer, 3), 201)
+        assert cards(customer) == 3

@@ -625,6 +625,7 @@ ORDER_SETTINGS = {
     "authorization_window_seconds": 0,
     "return_window_days": 30,
     "return_policy_text": "Sale items: exchange only. Keep the tags on.",
+    "receiptless_limit": {"amount": 20000, "days": 30},
     "version": 2,
 }
 API_KEY = {

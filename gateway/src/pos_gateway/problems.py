@@ -168,7 +168,7 @@ RETRY_UNAVAILABLE_AFTER = 2  # seconds: a restarted service is back within a few
 _COUNTS = frozenset(
     {"amount_due", "available", "balance", "balance_due", "capturable", "code_index",
      "current_version", "expected_on_hand", "limit", "max_balance", "on_hand", "refundable",
-     "window_days"}
+     "remaining", "window_days"}
 )  # fmt: skip
 _NAMES = frozenset({"skus", "lines", "payment_ids", "refund_ids"})
 

@@ -52,6 +52,7 @@ from pos_gateway.routes.inventory import GeoIn
 from pos_gateway.routes.payments import change_payment_settings
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.orders import (
+    RECEIPTLESS_LIMIT_WORDS,
     CartQuote,
     Checkout,
     ConfirmedOrder,
@@ -1077,6 +1078,17 @@ async def _stale(svc: Services) -> Problem:
     )
 
 
+class ReceiptlessLimitIn(Body):
+    amount: int = Field(
+        ge=0,
+        le=1_000_000_000_000_000,
+        json_schema_extra=INT64,
+        description="At most this much store credit in the window, in minor units of the "
+        "returning store's currency (0: no return without a receipt at all)",
+    )
+    days: int = Field(ge=1, le=365, json_schema_extra=INT64, description="The rolling window")
+
+
 class OrderSettingsIn(Body):
     model_config = example({"capture_pickup_at_order": True, "pickup_expiry_seconds": 259200})
 
@@ -1102,6 +1114,10 @@ class OrderSettingsIn(Body):
         description="Your return policy in your words, printed on receipts after the window's "
         "sentence (empty: that sentence alone)",
     )
+    receiptless_limit: ReceiptlessLimitIn | None = Field(
+        None,
+        description=RECEIPTLESS_LIMIT_WORDS + "; replaced whole, and `null` lifts it",
+    )
 
 
 @router.patch(
@@ -1116,7 +1132,8 @@ async def update_order_settings(
     if_match: IfMatch = None,
 ) -> OrderSettings:
     """Only the fields sent change, as one change: a field out of bounds or set to null is a
-    400 naming it (and a body with no field a 400) and nothing changes, the window included.
+    400 naming it (and a body with no field a 400) and nothing changes, the window included;
+    but `receiptless_limit`, which `null` lifts (no limit on returns without a receipt).
     A change moves `version` on and is in the audit log (`settings.orders_changed`, each field
     from and to). Send `If-Match: "<version>"` to
     change only the version you saw (the version covers the window too): a stale one is a 412
@@ -1126,9 +1143,11 @@ async def update_order_settings(
     fail to change, it is set back and the error answered, so a failed change is never half
     made. A pickup that would outlive the window captures at confirmation. A register's
     credential is refused (403 `insufficient_scope`): settings are the back office's."""
-    patched(body)  # a field set to null, or none sent, is a 400: never a silent no-op
+    # A field set to null (but the limit, which null lifts), or none sent, is a 400: never a
+    # silent no-op.
+    sent = patched(body, clearable=("receiptless_limit",))
     version = expected_version(if_match)
-    request = _order_change(body)
+    request = _order_change(body, sent)
     window = body.authorization_window_seconds
     async with guarded(http, "settings.orders_changed", settings="the order settings") as done:
         seen = await _settings_now(svc) if version else None
@@ -1172,8 +1191,15 @@ async def update_order_settings(
     return settings
 
 
-def _order_change(body: OrderSettingsIn) -> order_pb2.UpdateOrderSettingsRequest:
+def _order_change(
+    body: OrderSettingsIn, sent: dict[str, object]
+) -> order_pb2.UpdateOrderSettingsRequest:
     request = order_pb2.UpdateOrderSettingsRequest(request_id=request_id())
+    if body.receiptless_limit is not None:
+        request.receiptless_limit.amount = body.receiptless_limit.amount
+        request.receiptless_limit.days = body.receiptless_limit.days
+    elif "receiptless_limit" in sent:
+        request.clear_receiptless_limit = True
     if body.capture_pickup_at_order is not None:
         request.capture_pickup_at_order = body.capture_pickup_at_order
     if body.pickup_expiry_seconds is not None:
@@ -1236,7 +1262,11 @@ async def _set_window_back(
 def _order_fields(settings: order_pb2.OrderSettings) -> dict[str, object]:
     names = ("capture_pickup_at_order", "pickup_expiry_seconds", "hold_seconds",
              "return_window_days", "return_policy_text")  # fmt: skip
-    return {name: getattr(settings, name) for name in names}
+    fields: dict[str, object] = {name: getattr(settings, name) for name in names}
+    fields["receiptless_limit"] = (
+        to_json(settings.receiptless_limit) if settings.HasField("receiptless_limit") else None
+    )
+    return fields
 
 
 class CartIn(Body):

@@ -530,7 +530,13 @@ async def create_receiptless_return(
     order's discount, in the store's currency; restocked units go back to stock at
     `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
     sold in that time, or sold only for nothing (given away: no credit to give), is a 400
-    naming the line; a store or customer you do not have is a 404. The return is read back
+    naming the line; a store or customer you do not have is a 404. Where the order settings
+    set a `receiptless_limit`, a return that would take the customer past it (their returns
+    without a receipt within its `days`, and those of duplicates merged into them, counted) is
+    a 409 `receiptless_limit_exceeded` with `remaining`, the store credit they may still
+    receive, and nothing is done (no card, no stock moved, no return); concurrent returns for
+    one customer never pass it together, and a retry with the same Idempotency-Key replays
+    the first answer without counting twice. The return is read back
     with `GET /v1/returns/{return_id}`, and `order.returned` follows (the return as `object`,
     its `order` null). Store credit is money given back: at a register it takes the `refund`
     permission or a manager's override (403 `permission_required`, nothing changed), and every

@@ -322,6 +322,31 @@ class OrderList(Page[Order]):
     pass
 
 
+RECEIPTLESS_LIMIT_WORDS = (
+    "The most store credit one customer may receive from returns without a receipt (`POST "
+    "/v1/returns`) within the last `days` days, rolling: `amount` in minor units of the "
+    "returning store's currency (a return in another currency counts against a cap of its own "
+    "at the same figure). A customer's earlier such returns in the window count, and so do "
+    "those of duplicates merged into them. A return that would take the customer past it is "
+    "refused before anything is done (no store credit, no stock moved, no return): a 409 "
+    "`receiptless_limit_exceeded` with `remaining`, what is left. null: no limit (the default)"
+)
+
+
+class ReceiptlessLimit(Answer):
+    amount: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        json_schema_extra=INT64,
+        description="At most this much store credit in the window, in minor units (0: no "
+        "return without a receipt at all)",
+        examples=[20000],
+    )
+    days: int = Field(
+        ge=1, le=365, json_schema_extra=INT64, description="The rolling window", examples=[30]
+    )
+
+
 class OrderSettings(Answer):
     capture_pickup_at_order: bool = Field(
         description="Pickups captured at confirmation (true) or at hand-over (false). Even "
@@ -352,6 +377,7 @@ class OrderSettings(Answer):
         description="The merchant's return policy, printed on receipts after the window's "
         "sentence; empty: that sentence alone",
     )
+    receiptless_limit: ReceiptlessLimit | None = Field(None, description=RECEIPTLESS_LIMIT_WORDS)
     version: Version = Field(
         description="Moved on by every change of any field shown here, the authorisation "
         "window included (1 while the defaults apply); send it back in If-Match. The window "

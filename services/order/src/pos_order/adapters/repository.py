@@ -68,6 +68,7 @@ from pos_order.domain.model import (
     Totals,
 )
 from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer, LineDiscount, Manual
+from pos_order.domain.returns import ReceiptlessLimit
 from pos_order.domain.tax import LocationTax
 from pos_order.service.ports import OrderFilters, OrderSettings
 
@@ -893,10 +894,16 @@ class SqlOrderSettings:
             return_window_days=row.return_window_days,
             return_policy_text=row.return_policy_text,
             version=row.version,
+            receiptless_limit=ReceiptlessLimit(
+                row.receiptless_limit_amount, row.receiptless_limit_days
+            )
+            if row.receiptless_limit_amount is not None and row.receiptless_limit_days is not None
+            else None,
         )
 
     async def put(self, settings: OrderSettings) -> bool:
         t = order_settings
+        limit = settings.receiptless_limit
         values = {
             "capture_pickup_at_order": settings.capture_pickup_at_order,
             "pickup_expiry_seconds": settings.pickup_expiry_seconds,
@@ -904,6 +911,8 @@ class SqlOrderSettings:
             "return_window_days": settings.return_window_days,
             "return_policy_text": settings.return_policy_text,
             "version": settings.version,
+            "receiptless_limit_amount": limit.amount if limit else None,
+            "receiptless_limit_days": limit.days if limit else None,
         }
         statement = pg_insert(t).values(merchant_id=self._merchant, **values)
         written = await self._conn.execute(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.paging import PageRequest
 from pos_order.adapters.tables import order_returns, refund_holds
+from pos_order.domain.pricing import MAX_MERGE_HOPS
 from pos_order.domain.returns import (
     Refunded,
     Return,
@@ -208,6 +209,7 @@ class SqlReturns:
                 merchant_id=self._merchant,
                 id=r.id,
                 order_id=r.order_id,
+                customer_id=r.customer_id,
                 status=r.status.value,
                 refusal=r.refusal,
                 body=return_to_json(r),
@@ -312,6 +314,46 @@ class SqlReturns:
                 for row in rows
             ]
         )
+
+    async def lock_receiptless(self, customer_id: str) -> None:
+        """Until this transaction ends, no other return without a receipt for `customer_id` is
+        planned: each counts the ones before it. (No row to lock: the customer's first return
+        has none yet.) Two customers sharing the key only wait for each other."""
+        key = func.hashtextextended(f"receiptless:{self._merchant}:{customer_id}", 0)
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def receiptless_credited(self, customer_id: str, currency: str, since: datetime) -> int:
+        """The store credit of the returns without a receipt of `customer_id` and of every
+        duplicate merged into them (as far as this service has heard of the merges), made
+        since `since` in `currency`: completed ones and those still being made."""
+        found = await self._conn.execute(
+            text(
+                """
+                WITH RECURSIVE merged(customer_id, hops) AS (
+                    SELECT CAST(:customer AS text), 0
+                    UNION
+                    SELECT k.customer_id, m.hops + 1
+                      FROM known_customers k JOIN merged m ON k.merged_into = m.customer_id
+                     WHERE k.merchant_id = :merchant AND m.hops < :hops
+                )
+                SELECT coalesce(sum((r.body->>'amount')::bigint), 0)::bigint
+                  FROM order_returns r
+                 WHERE r.merchant_id = :merchant
+                   AND r.order_id = ''
+                   AND r.customer_id IN (SELECT customer_id FROM merged)
+                   AND r.created_at >= :since
+                   AND r.body->>'currency' = :currency
+                """
+            ),
+            {
+                "merchant": self._merchant,
+                "customer": customer_id,
+                "hops": MAX_MERGE_HOPS,
+                "since": since,
+                "currency": currency,
+            },
+        )
+        return int(found.scalar_one())
 
     async def of_order(self, order_id: str) -> list[Return]:
         rows = await self._conn.execute(

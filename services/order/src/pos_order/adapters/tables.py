@@ -89,6 +89,10 @@ order_settings = Table(
     Column("return_policy_text", Text, nullable=False, server_default=""),
     # Bumped by every change (1 is the defaults, before any row): If-Match on the settings.
     Column("version", BigInteger, nullable=False, server_default="2"),
+    # The cap on store credit from returns without a receipt per customer (minor units) over
+    # a rolling number of days; both NULL: no limit.
+    Column("receiptless_limit_amount", BigInteger, nullable=True),
+    Column("receiptless_limit_days", BigInteger, nullable=True),
     PrimaryKeyConstraint("merchant_id", name="order_settings_pkey"),
 )
 
@@ -109,6 +113,13 @@ known_customers = Table(
     # id is the survivor's; NULL for a customer of its own.
     Column("merged_into", Text, nullable=True),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
+    # The duplicates merged into a customer: their returns without a receipt count as theirs.
+    Index(
+        "known_customers_by_survivor",
+        "merchant_id",
+        "merged_into",
+        postgresql_where=text("merged_into IS NOT NULL"),
+    ),
 )
 
 # When each checkout request was first claimed. The order id derives from it, so it must outlive
@@ -205,8 +216,18 @@ order_returns = Table(
     Column("register_id", Text, nullable=False, server_default=""),
     Column("staff_id", Text, nullable=False, server_default=""),
     Column("shift_id", Text, nullable=False, server_default=""),
+    # Who a return without a receipt credited (the body's customer_id, as a column so the
+    # limit on such returns finds a customer's recent ones by index).
+    Column("customer_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="order_returns_pkey"),
     Index("order_returns_by_order", "merchant_id", "order_id", "created_at"),
+    Index(
+        "order_returns_receiptless",
+        "merchant_id",
+        "customer_id",
+        "created_at",
+        postgresql_where=text("order_id = ''"),
+    ),
     # The resumer's look-up, across merchants: returns left pending, not waiting for a person.
     Index(
         "order_returns_pending",

@@ -1056,6 +1056,59 @@ def plan_receiptless(
     )
 
 
+@dataclass(frozen=True)
+class ReceiptlessLimit:
+    """The merchant's cap on returns without a receipt (a fraud control): at most `amount` of
+    store credit (minor units of the returning store's currency) to one customer from such
+    returns within the last `days` days, rolling. A duplicate merged into the customer counts
+    as them; returns in another currency count against a cap of their own."""
+
+    amount: int
+    days: int
+
+
+# Bounds of the limit: a window of a day to a year, and an amount far below what int64 sums
+# of many returns could overflow (0 takes no return without a receipt at all).
+MAX_RECEIPTLESS_DAYS = 365
+MAX_RECEIPTLESS_AMOUNT = 10**15
+
+
+def receiptless_limit_violations(limit: ReceiptlessLimit, field: str) -> list[FieldViolation]:
+    return [
+        *require(
+            0 <= limit.amount <= MAX_RECEIPTLESS_AMOUNT,
+            f"{field}.amount",
+            f"must be between 0 and {MAX_RECEIPTLESS_AMOUNT} (minor units)",
+        ),
+        *require(
+            1 <= limit.days <= MAX_RECEIPTLESS_DAYS,
+            f"{field}.days",
+            f"must be between 1 and {MAX_RECEIPTLESS_DAYS}",
+        ),
+    ]
+
+
+def within_receiptless_limit(limit: ReceiptlessLimit, credited: int, ret: Return) -> None:
+    """A return without a receipt that would take its customer past the limit, counting the
+    credit of their earlier ones in the window (`credited`), is refused whole: a 409
+    `receiptless_limit_exceeded` saying what is left (`remaining`, never below 0)."""
+    remaining = max(0, limit.amount - credited)
+    if ret.amount <= remaining:
+        return
+    raise Conflict(
+        f"this return's store credit ({ret.amount}) would take the customer past the limit on "
+        f"returns without a receipt: {remaining} of {limit.amount} {ret.currency} is left "
+        f"within {limit.days} days",
+        "receiptless_limit_exceeded",
+        {
+            "remaining": str(remaining),
+            "limit": str(limit.amount),
+            "window_days": str(limit.days),
+            "currency": ret.currency,
+        },
+    )
+
+
 def unit_price_after_discount(unit_price: int, goods: int, discount: int) -> int:
     """What one unit sold for after its order's discount, shared by value (floor): the
     merchant never credits more than the unit brought in."""

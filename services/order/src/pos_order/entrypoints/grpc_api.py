@@ -30,6 +30,7 @@ from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
 from pos_order.domain.pricing import Manual
 from pos_order.domain.returns import (
+    ReceiptlessLimit,
     ReceiptlessLine,
     ReceiptlessRequest,
     ReturnLineRequest,
@@ -254,6 +255,11 @@ def _settings(s: OrderSettings) -> order_pb2.OrderSettings:
         return_window_days=s.return_window_days,
         return_policy_text=s.return_policy_text,
         version=s.version,
+        receiptless_limit=order_pb2.ReceiptlessLimit(
+            amount=s.receiptless_limit.amount, days=s.receiptless_limit.days
+        )
+        if s.receiptless_limit is not None
+        else None,
     )
 
 
@@ -554,6 +560,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             store.currency,
             self.return_ports,
             self.bound_uow,
+            self.policy,
             lambda r, card: order_pb2.CreateReceiptlessReturnResponse(
                 order_return=return_to_proto(r),
                 store_credit=order_pb2.IssuedGiftCard(gift_card_id=card),
@@ -739,6 +746,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             return_policy_text=(
                 request.return_policy_text if request.HasField("return_policy_text") else None
             ),
+            receiptless_limit=(
+                ReceiptlessLimit(request.receiptless_limit.amount, request.receiptless_limit.days)
+                if request.HasField("receiptless_limit")
+                else None
+            ),
+            clear_receiptless_limit=request.clear_receiptless_limit,
         )
         before, found = await handlers.update_settings(
             uow, self.policy, change, request.expected_version

@@ -57,7 +57,12 @@ from pos_order.domain.model import (
     validate_total,
 )
 from pos_order.domain.pricing import MAX_MERGE_HOPS, ORDER_KINDS, Buyer, Manual, validate_manual
-from pos_order.domain.returns import UnitsRefund, price_given_back
+from pos_order.domain.returns import (
+    ReceiptlessLimit,
+    UnitsRefund,
+    price_given_back,
+    receiptless_limit_violations,
+)
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
@@ -1803,6 +1808,9 @@ class SettingsChange:
     hold_seconds: int | None = None
     return_window_days: int | None = None
     return_policy_text: str | None = None
+    # A new limit on returns without a receipt; `clear_receiptless_limit`: none any more.
+    receiptless_limit: ReceiptlessLimit | None = None
+    clear_receiptless_limit: bool = False
 
 
 MAX_POLICY_TEXT = 1_000
@@ -1839,6 +1847,12 @@ async def update_settings(
         violations.append(
             FieldViolation("return_policy_text", f"must be at most {MAX_POLICY_TEXT} characters")
         )
+    if change_.receiptless_limit is not None:
+        if change_.clear_receiptless_limit:
+            violations.append(
+                FieldViolation("receiptless_limit", "cannot be set and cleared at once")
+            )
+        violations += receiptless_limit_violations(change_.receiptless_limit, "receiptless_limit")
     raise_if(violations)
     # Twice at most: a merchant's first change can lose the race to create the row to another
     # first change; without If-Match it is then applied on top of the winner's, as any later.
@@ -1871,6 +1885,9 @@ async def _settings_after(
         return_window_days=_or(change_.return_window_days, current.return_window_days),
         return_policy_text=_or(change_.return_policy_text, current.return_policy_text),
         version=current.version,
+        receiptless_limit=None
+        if change_.clear_receiptless_limit
+        else _or(change_.receiptless_limit, current.receiptless_limit),
     )
     return current, updated
 

@@ -25,7 +25,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Buyer, KnownCustomer, Manual
-from pos_order.domain.returns import Return
+from pos_order.domain.returns import ReceiptlessLimit, Return
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -54,6 +54,9 @@ class OrderSettings:
     return_policy_text: str = ""
     # Bumped by every change; 1 while the service's defaults apply.
     version: int = 1
+    # Returns without a receipt: the most store credit one customer may get from them in a
+    # rolling window. None: no limit.
+    receiptless_limit: ReceiptlessLimit | None = None
 
 
 class OrderRepository(Protocol):

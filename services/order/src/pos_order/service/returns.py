@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from pos_kit.context import register_var, staff_var
@@ -70,6 +70,7 @@ from pos_order.domain.returns import (
     validate_request,
     validate_settlement,
     went_through,
+    within_receiptless_limit,
 )
 from pos_order.service.ports import (
     GiftCards,
@@ -88,6 +89,16 @@ class ReturnRepository(Protocol):
     async def lowest_prices(
         self, skus: list[str], currency: str, since: datetime
     ) -> dict[str, int]: ...
+    async def lock_receiptless(self, customer_id: str) -> None:
+        """Serialise, until the transaction ends, the returns without a receipt of one
+        customer."""
+        ...
+
+    async def receiptless_credited(self, customer_id: str, currency: str, since: datetime) -> int:
+        """The store credit of the customer's returns without a receipt (and of duplicates
+        merged into them) since `since` in `currency`, pending ones included."""
+        ...
+
     async def add(self, r: Return) -> None: ...
     async def save(self, r: Return) -> None: ...
     async def get(self, return_id: str) -> Return | None: ...
@@ -519,7 +530,8 @@ class CreateReceiptlessReturn(Generic[R]):
     (`<return>/store_credit`, reason `store_credit`), never a card refund, at the lowest price
     each SKU sold for in the last 30 days in this service's own orders; restocked as asked
     (`<return>/restock/<sku>`). The store's currency is the caller's to give (its location,
-    checked before anything is claimed)."""
+    checked before anything is claimed). Under the merchant's `receiptless_limit`, a return
+    that would take the customer past it is refused in the claim, before anything is done."""
 
     def __init__(
         self,
@@ -527,12 +539,14 @@ class CreateReceiptlessReturn(Generic[R]):
         currency: str,
         ports: ReturnPorts,
         new_uow: Callable[[], ReturnsUnitOfWork],
+        policy: Policy,
         answer: Callable[[Return, str], R],
     ) -> None:
         validate_receiptless(req)
         self.req = req
         self.currency = currency
         self.ports = ports
+        self.policy = policy
         self.new_uow = new_uow
         self.answer = answer
         self.shown = ""  # the card's code, when this run issued it: never stored
@@ -549,6 +563,16 @@ class CreateReceiptlessReturn(Generic[R]):
             sorted({ln.sku for ln in req.lines}), self.currency, when - RECEIPTLESS_LOOKBACK
         )
         ret = plan_receiptless(req, return_id, self.currency, lowest, when)
+        settings: OrderSettings = await uow.settings.get() or self.policy.defaults
+        limit = settings.receiptless_limit
+        if limit is not None:
+            # Under the customer's lock until this claim commits with the return saved: a
+            # concurrent one for the same customer waits here and then counts this one.
+            await uow.returns.lock_receiptless(req.customer_id)
+            credited = await uow.returns.receiptless_credited(
+                req.customer_id, self.currency, when - timedelta(days=limit.days)
+            )
+            within_receiptless_limit(limit, credited, ret)
         await uow.returns.add(ret)
         return ret
 

@@ -1671,6 +1671,7 @@ class OrderSettings(_message.Message):
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    RECEIPTLESS_LIMIT_FIELD_NUMBER: _builtins.int
     capture_pickup_at_order: _builtins.bool
     """Pickup orders: captured at confirmation (true) or at hand-over (false)."""
     pickup_expiry_seconds: _builtins.int
@@ -1689,6 +1690,12 @@ class OrderSettings(_message.Message):
     """Bumped by every change of the fields above but the authorisation window (the payment
     settings' own); 1 while the defaults apply.
     """
+    @_builtins.property
+    def receiptless_limit(self) -> Global___ReceiptlessLimit:
+        """The most store credit one customer may receive from returns without a receipt within a
+        rolling number of days; unset: no limit (the default).
+        """
+
     def __init__(
         self,
         *,
@@ -1699,14 +1706,44 @@ class OrderSettings(_message.Message):
         return_window_days: _builtins.int = ...,
         return_policy_text: _builtins.str = ...,
         version: _builtins.int = ...,
+        receiptless_limit: Global___ReceiptlessLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receiptless_limit", b"receiptless_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_window_seconds", b"authorization_window_seconds", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderSettings: _TypeAlias = OrderSettings  # noqa: Y015
+
+@_typing.final
+class ReceiptlessLimit(_message.Message):
+    """A cap on store credit from returns without a receipt, per customer (a duplicate merged into
+    them counts as them), over the last `days` days, in minor units of the returning store's
+    currency (returns in another currency count against their own cap).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    amount: _builtins.int
+    """At most this much credit in the window (0: no return without a receipt at all)."""
+    days: _builtins.int
+    """The rolling window, 1 to 365 days."""
+    def __init__(
+        self,
+        *,
+        amount: _builtins.int = ...,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "days", b"days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptlessLimit: _TypeAlias = ReceiptlessLimit  # noqa: Y015
 
 @_typing.final
 class GetOrderSettingsRequest(_message.Message):
@@ -1754,6 +1791,8 @@ class UpdateOrderSettingsRequest(_message.Message):
     RETURN_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     RETURN_POLICY_TEXT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    RECEIPTLESS_LIMIT_FIELD_NUMBER: _builtins.int
+    CLEAR_RECEIPTLESS_LIMIT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     capture_pickup_at_order: _builtins.bool
     pickup_expiry_seconds: _builtins.int
@@ -1764,6 +1803,14 @@ class UpdateOrderSettingsRequest(_message.Message):
     """With it set, a stale version is FAILED_PRECONDITION `version_mismatch` (current_version in
     the error metadata) and nothing changes.
     """
+    clear_receiptless_limit: _builtins.bool
+    """No limit on returns without a receipt any more (with receiptless_limit set as well: an
+    INVALID_ARGUMENT).
+    """
+    @_builtins.property
+    def receiptless_limit(self) -> Global___ReceiptlessLimit:
+        """Set: the limit on returns without a receipt becomes this one."""
+
     def __init__(
         self,
         *,
@@ -1774,10 +1821,12 @@ class UpdateOrderSettingsRequest(_message.Message):
         return_window_days: _builtins.int | None = ...,
         return_policy_text: _builtins.str | None = ...,
         expected_version: _builtins.int = ...,
+        receiptless_limit: Global___ReceiptlessLimit | None = ...,
+        clear_receiptless_limit: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "expected_version", b"expected_version", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "clear_receiptless_limit", b"clear_receiptless_limit", "expected_version", b"expected_version", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__capture_pickup_at_order: _TypeAlias = _typing.Literal["capture_pickup_at_order"]  # noqa: Y015
     _WhichOneofArgType__capture_pickup_at_order: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order"]  # noqa: Y015
