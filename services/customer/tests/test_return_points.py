@@ -5,6 +5,7 @@ handler in its own transaction, on real PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -81,8 +82,12 @@ class Order:
             await handler(uow, message)
             await uow.commit()
 
-    async def confirmed(self) -> None:
-        await self.deliver(on_order_confirmed, order_events.OrderConfirmed(order=self.order()))
+    async def confirmed(self, at: datetime | None = None) -> None:
+        """The order_confirmed event; `at` the time it says the order was confirmed."""
+        message = order_events.OrderConfirmed(order=self.order())
+        if at is not None:
+            message.meta.occurred_at.FromDatetime(at)
+        await self.deliver(on_order_confirmed, message)
 
     def returned(self, **units: int) -> order_events.OrderReturned:
         self.returns += 1
@@ -239,3 +244,39 @@ async def test_an_earn_recorded_before_lines_were_kept_takes_the_share_of_value(
         )
     await sale.deliver(on_order_returned, sale.returned(L1=1))  # 90% of the goods' value
     assert await sale.entries() == [("earned", 10), ("reversed", -9)]
+
+
+async def test_a_sale_earns_under_the_program_in_force_when_it_was_made(
+    merchant: Caller, service: Service
+) -> None:
+    """The sale is made under a program excluding X and doubling every customer's points; its
+    event comes after the merchant changed to ten points a unit, X included, no tiers (a
+    backlog, a consumer down): it earns under the program of its time, 10.00 of Y doubled,
+    20, not 1,000; its returns take back what it earned, X's nothing. A sale made after the
+    change earns under the new program, one made before the merchant set any program under
+    the one every merchant starts with (one point a unit)."""
+    await _program(merchant, ["X"], multiplier_bps=20_000)
+    made = datetime.now(UTC)
+    newer = loyalty_pb2.LoyaltyProgram(enabled=True, points_per_unit=10, point_value_minor=10)
+    await merchant("SetLoyaltyProgram", loyalty_pb2.SetLoyaltyProgramRequest(program=newer))
+    c = await merchant.create(given_name="Backlog")
+
+    sale = Order(service, merchant, c.id, "ord_h1")
+    await sale.confirmed(at=made)
+    assert await sale.entries() == [("earned", 20)]
+    await sale.deliver(on_order_returned, sale.returned(L1=1))  # X: it earned nothing
+    assert await _balance(service, merchant, c.id) == 20
+    await sale.deliver(on_order_returned, sale.returned(L2=1))
+    assert await sale.entries() == [("earned", 20), ("reversed", -20)]
+    assert await _balance(service, merchant, c.id) == 0
+
+    now = Order(service, merchant, c.id, "ord_h2")
+    await now.confirmed(at=datetime.now(UTC))
+    assert await now.entries() == [("earned", 1_000)]
+    old = Order(service, merchant, c.id, "ord_h3")
+    await old.confirmed(at=datetime(2020, 1, 1, tzinfo=UTC))
+    assert await old.entries() == [("earned", 100)]
+    # An event that does not say when (from before events did) earns under today's program.
+    undated = Order(service, merchant, c.id, "ord_h4")
+    await undated.confirmed()
+    assert await undated.entries() == [("earned", 1_000)]

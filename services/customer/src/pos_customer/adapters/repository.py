@@ -36,6 +36,7 @@ from pos_customer.adapters.tables import (
     customers,
     erasures,
     group_members,
+    loyalty_program_versions,
     loyalty_programs,
     order_reversals,
     points_holds,
@@ -738,6 +739,20 @@ class SqlLoyaltyRepository:
         row = (await self._conn.execute(query)).first()
         return loyalty.DEFAULT_PROGRAM if row is None else _program(row.program, row.version)
 
+    async def program_at(self, when: datetime) -> loyalty.Program:
+        """The program in force at `when`: the last version that took effect by then, or the one
+        every merchant starts with before the merchant's first change."""
+        t = loyalty_program_versions
+        row = (
+            await self._conn.execute(
+                select(t.c.program, t.c.version)
+                .where(t.c.merchant_id == self._merchant, t.c.effective_at <= when)
+                .order_by(t.c.effective_at.desc(), t.c.version.desc())
+                .limit(1)
+            )
+        ).first()
+        return loyalty.DEFAULT_PROGRAM if row is None else _program(row.program, row.version)
+
     async def save_program(self, program: loyalty.Program, seen_version: int) -> bool:
         body = {
             k: v
@@ -747,13 +762,29 @@ class SqlLoyaltyRepository:
         body["tiers"] = [t.__dict__ for t in program.tiers]
         body["earning_tenders"] = list(program.earning_tenders)
         body["excluded_skus"] = list(program.excluded_skus)
+        if await self._replace_program(body, program.version, seen_version):
+            # In force from now on. The clock when it is written, not the transaction's start:
+            # the program's row is locked by then, so each version takes effect after the one
+            # before it, however the transactions that changed them began.
+            await self._conn.execute(
+                insert(loyalty_program_versions).values(
+                    merchant_id=self._merchant,
+                    version=program.version,
+                    program=body,
+                    effective_at=func.clock_timestamp(),
+                )
+            )
+            return True
+        return False
+
+    async def _replace_program(self, body: dict[str, Any], version: int, seen_version: int) -> bool:
         result = await self._conn.execute(
             update(loyalty_programs)
             .where(
                 loyalty_programs.c.merchant_id == self._merchant,
                 loyalty_programs.c.version == seen_version,
             )
-            .values(program=body, version=program.version)
+            .values(program=body, version=version)
             .returning(loyalty_programs.c.version)
         )
         if result.first() is not None:
@@ -763,7 +794,7 @@ class SqlLoyaltyRepository:
         # The first change of the program every merchant starts with: nothing stored yet.
         result = await self._conn.execute(
             pg_insert(loyalty_programs)
-            .values(merchant_id=self._merchant, program=body, version=program.version)
+            .values(merchant_id=self._merchant, program=body, version=version)
             .on_conflict_do_nothing()
             .returning(loyalty_programs.c.version)
         )

@@ -129,6 +129,21 @@ loyalty_programs = Table(
     PrimaryKeyConstraint("merchant_id", name="loyalty_programs_pkey"),
 )
 
+# Every version of a merchant's program and when it took effect: a sale earns under the one in
+# force when it was made, however late its event is heard (a backlog, the consumer down while
+# the merchant changed the program). Versions from before it was kept took effect at
+# -infinity: sales before then earn under them, as they did.
+loyalty_program_versions = Table(
+    "loyalty_program_versions",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("program", JSONB, nullable=False),
+    Column("effective_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("merchant_id", "version", name="loyalty_program_versions_pkey"),
+    Index("loyalty_program_versions_effective", "merchant_id", "effective_at"),
+)
+
 points_ledger = Table(
     "points_ledger",
     metadata,

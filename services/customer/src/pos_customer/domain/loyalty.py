@@ -97,6 +97,9 @@ class Sale:
     # What each of `tenders` paid, in the same order (an order from before orders said so
     # carries none: then any earning tender earns the whole sale, as it did).
     tender_amounts: tuple[int, ...] = ()
+    # When the sale was made (the order confirmed): it earns under the program in force then,
+    # however late it is heard. None (an event that does not say): the program as it stands.
+    sold_at: datetime | None = None
 
     def earning_share(self, earning: tuple[str, ...]) -> tuple[int, int]:
         """The part of the sale the earning tenders paid, as (their amount, all tenders'):

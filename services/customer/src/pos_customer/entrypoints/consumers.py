@@ -69,6 +69,11 @@ def sale_of(message: order_events.OrderConfirmed) -> Sale:
         ordered_at=order.created_at.ToDatetime(tzinfo=UTC)
         if order.HasField("created_at")
         else None,
+        # The event's time is the confirmation's (written in the transaction that confirmed
+        # the order): when the sale was made, whenever it is heard.
+        sold_at=message.meta.occurred_at.ToDatetime(tzinfo=UTC)
+        if message.HasField("meta") and message.meta.HasField("occurred_at")
+        else None,
     )
 
 

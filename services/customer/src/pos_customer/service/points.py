@@ -121,15 +121,20 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
         return 0  # an unknown or erased customer earns nothing
     sale = replace(sale, customer_id=customer.id)
     program = await uow.loyalty.program()
+    # The sale earns under the program in force when it was made: its event can be heard after
+    # the merchant changed the rate, the tiers or the excluded SKUs (a backlog, the consumer
+    # down), and the sale was made under the old ones.
+    made_under = program if sale.sold_at is None else await uow.loyalty.program_at(sale.sold_at)
     reversals = await uow.loyalty.reversals(sale.order_id)
     cancelled = any(not r.return_id for r in reversals)
-    # The tier the customer holds as the sale is heard, from the ledger: the stored one may be
-    # from an earn before the program's period or before the program changed.
-    tier = await tier_now(uow, customer, program)
-    points = 0 if cancelled else loyalty.points_for(program, sale, tier)
-    # What each line earned on, under the program as it is now: what its returns take back,
-    # whatever the program says by then.
-    lines = loyalty.earning_lines(program, sale)
+    # The tier the customer holds as the sale is heard, from the ledger, by that program's
+    # tiers: the stored one may be from an earn before the program's period or before the
+    # program changed.
+    tier = await tier_now(uow, customer, made_under)
+    points = 0 if cancelled else loyalty.points_for(made_under, sale, tier)
+    # What each line earned on, under that same program: what its returns take back, whatever
+    # the program says by then.
+    lines = loyalty.earning_lines(made_under, sale)
     if not await uow.purchases.record(sale, points, lines):
         return 0
     if cancelled:
@@ -139,7 +144,7 @@ async def credit_sale(uow: CustomerUnitOfWork, sale: loyalty.Sale) -> int:
         return 0
     entry = await _append(uow, customer, loyalty.EARNED, points, sale.order_id)
     uow.publish(loyalty.PointsEarned(entry))
-    await retier(uow, customer, program)
+    await retier(uow, customer, program)  # the tier they hold is today's program's
     # Each return heard before the earn takes what the returns up to it (in the order of the
     # growing figure they carry) take in all, less what those before it took.
     for n, reversal in enumerate(reversals):
