@@ -772,9 +772,16 @@ async def test_every_change_of_points_is_a_new_version_of_the_customer(
     await changed_to(400, 0, "gold")
     assert await _sale(service, merchant.merchant, "ord_v1", c.id, 10_000) == 0
     await unchanged()
-    later = loyalty_pb2.ExpirePointsRequest()
-    later.as_of.FromDatetime(datetime.now(UTC) + timedelta(days=31))
-    assert (await merchant("ExpirePoints", later)).points == 100  # what was earned
+    # The order's earn was 60 days ago: it expires, the 300 credited by hand today do not.
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE points_ledger SET created_at = now() - interval '60 days'"
+                " WHERE merchant_id = :m AND order_id = 'ord_v1'"
+            ),
+            {"m": merchant.merchant},
+        )
+    assert (await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())).points == 100
     await changed_to(300, 0, "gold")
     hold = loyalty_pb2.HoldPointsRequest(order_id="ord_v2", customer_id=c.id, points=20)
     await merchant("HoldPoints", hold)
@@ -920,3 +927,42 @@ async def test_a_merge_does_not_renew_the_points_it_moves(
     assert (expired.customers, expired.points) == (1, 100)
     assert await _balance(service, merchant, winner.id) == (20, 20, 0)
     assert (await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())).points == 0
+
+
+async def test_points_credited_by_hand_expire_as_earned_points_do(
+    merchant: Caller, service: Service
+) -> None:
+    """A credit by hand is points like any other: under a 30-day expiry, 100 credited 60 days
+    ago expire (the sweep finds a customer whose only old credit is one), 30 credited today
+    and 20 earned today do not; a debit by hand spends the oldest credits first, as a
+    redemption does."""
+    await _set_program(merchant, expiry_days=30)
+    c = await merchant.create(given_name="Credited")
+    await _adjust(merchant, c.id, 100)
+    d = await merchant.create(given_name="Debited")
+    await _adjust(merchant, d.id, 100)
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE points_ledger SET created_at = now() - interval '60 days'"
+                " WHERE merchant_id = :m"
+            ),
+            {"m": merchant.merchant},
+        )
+    await _adjust(merchant, c.id, 30)
+    await _sale(service, merchant.merchant, "ord_xa1", c.id, 2_000)
+    await _adjust(merchant, d.id, -40)
+    expired = await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())
+    assert (expired.customers, expired.points) == (2, 160)
+    assert await _balance(service, merchant, c.id) == (50, 50, 0)
+    assert await _balance(service, merchant, d.id) == (0, 0, 0)
+    assert (await merchant("ExpirePoints", loyalty_pb2.ExpirePointsRequest())).points == 0
+    history = await merchant(
+        "ListPointsHistory", loyalty_pb2.ListPointsHistoryRequest(customer_id=c.id)
+    )
+    assert [(e.kind, e.points) for e in history.entries] == [
+        ("expired", -100),
+        ("earned", 20),
+        ("adjusted", 30),
+        ("adjusted", 100),
+    ]

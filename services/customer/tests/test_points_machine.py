@@ -41,7 +41,7 @@ class PointsMachine(RuleBasedStateMachine):
         self.merchant = f"mer_pm{next(_run)}"
         self.n = itertools.count(1)
         self.balance: dict[str, int] = {}
-        # What expiry may take: credits that expire (earned, less the earns taken back; a merged
+        # What expiry may take: credits (earned or by hand, less the earns taken back; a merged
         # duplicate's with them) less every other debit.
         self.credits: dict[str, int] = {}
         self.debits: dict[str, int] = {}
@@ -68,10 +68,9 @@ class PointsMachine(RuleBasedStateMachine):
             customer = self.merged_into[customer]
         return customer
 
-    def _credit(self, c: str, pts: int, expiring: bool) -> None:
+    def _credit(self, c: str, pts: int) -> None:
         self.balance[c] += pts
-        if expiring:
-            self.credits[c] += pts
+        self.credits[c] += pts
 
     def _debit(self, c: str, pts: int) -> None:
         self.balance[c] -= pts
@@ -98,7 +97,7 @@ class PointsMachine(RuleBasedStateMachine):
         # A second delivery of the same order earns nothing.
         assert self.tx(lambda uow: points.credit_sale(uow, sale)) == 0
         if got:
-            self._credit(c, got, expiring=True)
+            self._credit(c, got)
             self.earned[order] = (c, got)
 
     @rule(who=st.integers(0, 9), pts=st.integers(1, 300))
@@ -142,7 +141,7 @@ class PointsMachine(RuleBasedStateMachine):
             assert -pts > self.balance[c]
             return
         if pts > 0:
-            self._credit(c, pts, expiring=False)
+            self._credit(c, pts)
         else:
             self._debit(c, -pts)
 

@@ -577,7 +577,9 @@ async def adjust_points(
     customer_id: PathId, body: PointsAdjustmentIn, request: Request, svc: Svc
 ) -> PointsAdjustment:
     """A debit past the points available (the balance less what open orders hold) is a 409
-    `insufficient_points`. At a register (points are money off a later sale) it takes the
+    `insufficient_points`. A credit expires as earned points do, under the program's
+    `expiry_days`, counted from the credit's date; a debit spends the oldest points first,
+    as a redemption does. At a register (points are money off a later sale) it takes the
     `refund` permission or a manager's override (403 `permission_required`) and is in the
     audit log (`points.adjusted`, with the points and the reason)."""
     async with guarded(request, "points.adjusted", "refund") as done:

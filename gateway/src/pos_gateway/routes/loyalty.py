@@ -72,7 +72,14 @@ class ProgramIn(Body):
     )
     excluded_skus: list[Sku] = Field([], max_length=1000)
     tiers: list[LoyaltyTierIn] = Field([], max_length=20)
-    expiry_days: int = Field(0, ge=0, le=3650, json_schema_extra=INT32, description="0: never")
+    expiry_days: int = Field(
+        0,
+        ge=0,
+        le=3650,
+        json_schema_extra=INT32,
+        description="Points earned or credited by hand expire this many days after they were "
+        "credited, oldest first; 0: never",
+    )
     tier_period_days: int = Field(
         0, ge=0, le=3650, json_schema_extra=INT32, description="0: all time"
     )

@@ -180,7 +180,13 @@ class LoyaltyProgram(Answer):
     earning_tenders: list[Annotated[str, Field(max_length=20)]] = Field(max_length=4)
     excluded_skus: list[Annotated[str, Field(max_length=64)]] = Field(max_length=1000)
     tiers: list[LoyaltyTier] = Field(max_length=20)
-    expiry_days: int = Field(ge=0, le=3650, json_schema_extra=INT32)
+    expiry_days: int = Field(
+        ge=0,
+        le=3650,
+        json_schema_extra=INT32,
+        description="Points earned or credited by hand expire this many days after they were "
+        "credited, oldest first; 0: never",
+    )
     tier_period_days: int = Field(ge=0, le=3650, json_schema_extra=INT32)
     point_value_minor: int = Field(ge=0, le=1_000_000, json_schema_extra=INT64)
     version: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)

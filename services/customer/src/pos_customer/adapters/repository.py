@@ -957,7 +957,8 @@ class SqlLoyaltyRepository:
             .exists()
         )
         reversed_ = points_ledger.c.kind == loyalty.REVERSED
-        credit = points_ledger.c.kind.in_(sorted(loyalty.CREDITS))
+        # A debit by hand is an adjustment too: a debit, not a credit.
+        credit = and_(points_ledger.c.kind.in_(sorted(loyalty.CREDITS)), points_ledger.c.points > 0)
         old_credits = func.coalesce(
             func.sum(points_ledger.c.points).filter(credit, points_ledger.c.created_at < cutoff),
             0,
@@ -979,6 +980,7 @@ class SqlLoyaltyRepository:
             .where(
                 points_ledger.c.merchant_id == self._merchant,
                 points_ledger.c.kind.in_(sorted(loyalty.CREDITS)),
+                points_ledger.c.points > 0,
                 points_ledger.c.created_at < cutoff,
             )
             .distinct()

@@ -24,9 +24,12 @@ EARNED, REVERSED, REDEEMED, ADJUSTED, EXPIRED = (
     "expired",
 )
 MERGED_IN, MERGED_OUT = "merged_in", "merged_out"
-# Entries that add points, for expiry: the oldest credits are spent first. A merge's move is
-# not one: the duplicate's own credits count, at their own time.
-CREDITS = frozenset({EARNED})
+# Entries that add points (those of them above zero), for expiry: the oldest credits are spent
+# first, and each expires `expiry_days` after it was written. A credit by hand is one as an earn
+# is: points are points once in the balance, and a credit that never expired would outlive
+# every earned point beside it. A merge's move is not one: the duplicate's own credits count,
+# at their own time.
+CREDITS = frozenset({EARNED, ADJUSTED})
 HELD, FINALIZED, RELEASED = "held", "finalized", "released"
 TENDERS = frozenset({"card", "cash", "gift_card", "external"})
 ROUNDINGS = frozenset({"down", "nearest"})
