@@ -966,3 +966,44 @@ async def test_points_credited_by_hand_expire_as_earned_points_do(
         ("adjusted", 30),
         ("adjusted", 100),
     ]
+
+
+async def test_a_hold_naming_a_duplicate_merged_away_holds_the_survivors_points(
+    merchant: Caller, service: Service
+) -> None:
+    """A sale rung up for a duplicate just merged away (the order service has not heard of the
+    merge yet) redeems the survivor's points, as its earn and its finalisation are theirs:
+    the duplicate's 100 points moved to the survivor with the merge, and the hold for 80
+    takes them there instead of refusing the customer as unknown."""
+    survivor = await merchant.create(given_name="Survivor")
+    duplicate = await merchant.create(given_name="Duplicate")
+    await _adjust(merchant, duplicate.id, 100)
+    await merchant(
+        "MergeCustomers",
+        customer_pb2.MergeCustomersRequest(winner_id=survivor.id, loser_id=duplicate.id),
+    )
+
+    held = await merchant(
+        "HoldPoints",
+        loyalty_pb2.HoldPointsRequest(order_id="ord_hm1", customer_id=duplicate.id, points=80,
+                                      currency="USD"),
+    )  # fmt: skip
+
+    assert (held.hold.customer_id, held.hold.points) == (survivor.id, 80)
+    assert await _balance(service, merchant, survivor.id) == (100, 100, 80)
+    # Holding again under either id is the same hold; past what is left is refused.
+    for named in (duplicate.id, survivor.id):
+        again = loyalty_pb2.HoldPointsRequest(order_id="ord_hm1", customer_id=named, points=80)
+        assert (await merchant("HoldPoints", again)).hold.customer_id == survivor.id
+    err = await asyncio.gather(
+        merchant(
+            "HoldPoints",
+            loyalty_pb2.HoldPointsRequest(order_id="ord_hm2", customer_id=duplicate.id,
+                                          points=21),
+        ),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert read_error(err[0]).reason == "insufficient_points"  # type: ignore[arg-type]
+    await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_hm1"))
+    assert await _balance(service, merchant, survivor.id) == (20, 20, 0)
+    assert await _balance(service, merchant, duplicate.id) == (0, 0, 0)

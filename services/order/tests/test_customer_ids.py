@@ -25,7 +25,7 @@ from psycopg import sql
 from sqlalchemy import select
 
 from pos.common.v1 import money_pb2
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
@@ -71,7 +71,9 @@ class Stack:
         )
         return answer.customer
 
-    async def checkout(self, customer_id: str) -> order_pb2.CheckoutResponse:
+    async def checkout(
+        self, customer_id: str, redeem_points: int = 0
+    ) -> order_pb2.CheckoutResponse:
         request = order_pb2.CheckoutRequest(
             request_id=uuid.uuid4().hex,
             location_id=self.location_id,
@@ -79,6 +81,7 @@ class Stack:
             lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
             tender_type=payment_pb2.TENDER_TYPE_CASH,
             cash_tendered=money_pb2.Money(amount=10_000, currency="USD"),
+            redeem_points=redeem_points,
         )
         answer: order_pb2.CheckoutResponse = await self.order.Checkout(
             request, metadata=md(A), timeout=10
@@ -357,6 +360,47 @@ async def test_a_merged_duplicate_not_seen_yet_is_looked_up_to_its_survivor(stac
 
     assert sold.order.customer_id == survivor
     assert stack.known(A, survivor)  # the survivor's look-up is kept, as for any unseen id
+
+
+async def test_points_of_a_duplicate_merged_before_the_order_service_heard_are_the_survivors(
+    stack: Stack,
+) -> None:
+    """The order service knows both customers, then the merge's event is late (a cashier merges
+    two profiles to put their points together and rings the sale at once): the sale naming the
+    duplicate redeems the points the merge moved to the survivor, and its preview prices them,
+    rather than finding the duplicate without points (409) or without a customer (404)."""
+    survivor, duplicate = (await stack.customer(A)).id, (await stack.customer(A)).id
+    await stack.customers.AdjustPoints(
+        loyalty_pb2.AdjustPointsRequest(
+            request_id=uuid.uuid4().hex, customer_id=duplicate, points=100, reason="gift"
+        ),
+        metadata=md(A),
+        timeout=5,
+    )
+    await stack.wait_known(A, survivor)
+    await stack.wait_known(A, duplicate)
+    stack.nats.stop()  # the merge's event does not reach the order service
+    await stack.merge(survivor, duplicate)
+
+    quote = await stack.order.CalculateCart(
+        order_pb2.CalculateCartRequest(
+            location_id=stack.location_id,
+            customer_id=duplicate,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+            redeem_points=80,
+        ),
+        metadata=md(A),
+        timeout=10,
+    )
+    sold = await stack.checkout(duplicate, redeem_points=80)
+
+    assert quote.discount_total.amount == 80
+    assert sold.order.points_redeemed == 80
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    got = await stack.customers.GetCustomer(
+        customer_pb2.GetCustomerRequest(id=survivor), metadata=md(A), timeout=5
+    )
+    assert (got.customer.loyalty_points, got.customer.points_held) == (20, 0)
 
 
 async def test_a_return_and_an_exchange_naming_a_merged_duplicate_are_the_survivors(

@@ -181,7 +181,7 @@ async def hold(
     """Set aside points for an open order (one hold per order; holding again changes it)."""
     raise_if(require(bool(order_id), "order_id", "is required"))
     loyalty.validate_points(points)
-    customer = await active_customer(uow, customer_id, for_update=True)
+    customer = await _survivor(uow, customer_id)
     existing = await uow.loyalty.hold(order_id, for_update=True)
     already = 0
     if existing is not None:
@@ -201,6 +201,31 @@ async def hold(
     if points != already:  # holding the same points again changes nothing of the customer
         await _announce(uow, customer.id)
     return held
+
+
+async def _survivor(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
+    """The active customer `customer_id` is now, locked: itself, or the survivor a duplicate
+    was merged into. An order rung up for a duplicate just merged away (the order service
+    learns of merges by event) redeems the survivor's points, as its earn and its
+    finalisation are theirs; refusing it as unknown would refuse a sale of points the merge
+    had just brought together. The merges are followed unlocked and only the survivor is
+    locked, as a merge locks it: locking the duplicate too could deadlock with a merge naming
+    the duplicate, which locks the pair in id order."""
+    current, lock = customer_id, False
+    for _ in range(20):
+        found = await uow.customers.get(current, for_update=lock)
+        if found is None:
+            break
+        if found.status == MERGED and found.merged_into:
+            # Followed unlocked; merged away while we looked (locked): on to its survivor.
+            current, lock = found.merged_into, False
+            continue
+        if found.status != "active":
+            break
+        if lock:
+            return found
+        lock = True  # the end of the chain: read it again, locked
+    raise NotFound("customer", customer_id)
 
 
 async def _held(uow: CustomerUnitOfWork, order_id: str) -> loyalty.Hold:

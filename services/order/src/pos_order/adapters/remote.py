@@ -196,12 +196,22 @@ class CustomerDirectory(_Client):
     # -- loyalty points an order redeems (ports.Loyalty) ---------------------------------------
 
     async def available(self, customer_id: str) -> int | None:
-        answer = await self._call_if_found(
-            self._stub.GetCustomer, customer_pb2.GetCustomerRequest(id=customer_id)
-        )
-        if answer is None:
-            return None
-        return int(answer.customer.loyalty_points - answer.customer.points_held)
+        # A duplicate merged away whose merge this service has not heard of yet: its points
+        # went to the survivor, whose points a sale naming it holds (the customer service
+        # follows the merge there), so they are the survivor's to price.
+        current = customer_id
+        for _ in range(10):
+            answer = await self._call_if_found(
+                self._stub.GetCustomer, customer_pb2.GetCustomerRequest(id=current)
+            )
+            if answer is None:
+                return None
+            customer = answer.customer
+            if customer.status == "merged" and customer.merged_into:
+                current = customer.merged_into
+                continue
+            return int(customer.loyalty_points - customer.points_held)
+        return None
 
     async def point_value(self) -> int:
         answer = await self._call(
