@@ -17,6 +17,7 @@ from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2
 from pos_customer.entrypoints.consumers import (
     on_fulfillment_updated,
+    on_order_cancelled,
     on_order_confirmed,
     on_order_returned,
 )
@@ -276,6 +277,10 @@ async def test_a_sale_earns_under_the_program_in_force_when_it_was_made(
     old = Order(service, merchant, c.id, "ord_h3")
     await old.confirmed(at=datetime(2020, 1, 1, tzinfo=UTC))
     assert await old.entries() == [("earned", 100)]
+    # Its cancellation takes back what it earned, not what today's program would have.
+    cancelled = order_events.OrderCancelled(order=old.order())
+    await old.deliver(on_order_cancelled, cancelled)
+    assert await old.entries() == [("earned", 100), ("reversed", -100)]
     # An event that does not say when (from before events did) earns under today's program.
     undated = Order(service, merchant, c.id, "ord_h4")
     await undated.confirmed()
