@@ -165,6 +165,31 @@ def test_a_gift_card_line_is_previewed_as_it_sells(shop: tuple[httpx.Client, str
     assert card["discount_total"]["amount"] == card["tax_total"]["amount"] == 0
 
 
+def test_points_worth_more_than_the_goods_beside_a_gift_card_are_refused_as_by_the_sale(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """Points discount the goods only, never a gift card sold beside them (stored value): 40.00
+    of points on a mug and a 50.00 card are more than the mug costs. The sale refuses them, a
+    400 naming redeem_points, and the preview refuses them the same way instead of pricing the
+    mug below nothing."""
+    http, store = shop
+    customer = _ok(_post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@pts.example"}))
+    gift = {"points": 4000, "reason": "gift"}
+    _ok(_post(http, f"/v1/customers/{customer['id']}/points/adjustments", gift))
+    lines = [{"gift_card": {"amount": {"amount": 5000, "currency": "USD"}}, "quantity": 1},
+             {"sku": "PV-MUG", "quantity": 1}]  # fmt: skip
+    cart = {"location_id": store, "customer_id": customer["id"], "lines": lines,
+            "redeem_points": 4000}  # fmt: skip
+
+    preview = _post(http, "/v1/carts/calculate", cart)
+    sale = _post(http, "/v1/checkouts", {**cart, "tender_type": "card", "card_token": "tok_visa"})
+
+    assert sale.status_code == 400, sale.text
+    assert preview.status_code == 400, preview.text
+    assert [e["field"] for e in preview.json()["errors"]] == ["redeem_points"]
+    assert preview.json()["errors"] == sale.json()["errors"]
+
+
 def test_a_worked_cart_to_the_cent_with_a_coupon_that_does_not_apply(
     shop: tuple[httpx.Client, str],
 ) -> None:

@@ -197,12 +197,8 @@ async def _priced_order(
         # leaves nothing behind; the hold itself comes once the order is saved.
         if ports.loyalty is None:
             raise Unavailable("loyalty points cannot be redeemed now", "customer_unavailable")
-        # Worth at most what the goods still cost: gift cards sold as lines are not discounted.
-        cards = sum(ln.line_total.amount for ln in priced if ln.gift_card)
         points_discount = price_points(
-            redeem_points,
-            await ports.loyalty.point_value(),
-            totals.subtotal - totals.discount - Money(cards, location.currency),
+            redeem_points, await ports.loyalty.point_value(), _points_may_discount(cart)
         )
         # An order-level discount after the promotions', before tax (the pricing step's).
         totals = pricing.apply_points(cart, points_discount.amount)
@@ -1681,6 +1677,15 @@ class CancelFulfillment(Generic[R]):
         return self.answer(order, refunded)
 
 
+def _points_may_discount(cart: pricing.PricedCart) -> Money:
+    """What redeemed points may take off a cart, the sale's and its preview's alike: what the
+    goods still cost after the promotions. A gift card sold as a line is stored value, never
+    discounted (the preview once took it in, and priced points worth more than the goods
+    beside a card that the sale refused)."""
+    cards = sum(ln.line_total.amount for ln in cart.lines if ln.gift_card)
+    return cart.totals.subtotal - cart.totals.discount - Money(cards, cart.location.currency)
+
+
 async def resolve_customer(customers: CustomerLookup, customer_id: str) -> tuple[str, int]:
     """Refuse a customer id the merchant does not have, exactly as one that exists nowhere;
     a duplicate merged into another customer is that customer (followed through every merge):
@@ -1958,9 +1963,7 @@ async def calculate_cart(
                 {"available": str(max(available, 0))},
             )
         worth = price_points(
-            cmd.redeem_points,
-            await ports.loyalty.point_value(),
-            cart.totals.subtotal - cart.totals.discount,
+            cmd.redeem_points, await ports.loyalty.point_value(), _points_may_discount(cart)
         )
         # The answer's order discounts name it too, as they name every other one.
         redeemed = AppliedDiscount(
