@@ -359,6 +359,50 @@ def test_an_amount_off_each_unit_skips_the_units_already_given_free() -> None:
     assert price([BOGO, ITEM_5_OFF], three, USD).total_discount == 1000 + 2 * 500
 
 
+def test_an_amount_off_each_unit_after_a_partial_set_is_capped_unit_by_unit() -> None:
+    """A set discounts some of a line's units: those units have only what the set left them,
+    the others their full price. 9.00 off each of three 10.00 shirts after "any 2 for 15.00":
+    the two bundled shirts have 7.50 left each (7.50 off each, not 9.00), the third takes the
+    whole 9.00. Capped at the line instead, the bundled shirts' excess came off the third and
+    the three cost nothing."""
+    nine = offer("item9", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=900))
+    two_for_15 = offer("two4", Rule(Kind.BUNDLE, Level.ITEM, SHIRTS, amount=1500, get_quantity=2))
+    three = [shirt("A", 1000, 3)]
+    priced = price([two_for_15, nine], three, USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("two4", 500), ("item9", 2400)]
+    assert priced.total == 100
+    # Buy 2 get 1 half price: the half-price shirt has 5.00 left, so 6.00 off each takes 5.00
+    # off it and 6.00 off each of the two bought in full.
+    six = offer("item6", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=600))
+    half = offer(
+        "half",
+        Rule(
+            Kind.BUY_X_GET_Y, Level.ITEM, SHIRTS, percent_bps=5000, buy_quantity=2, get_quantity=1
+        ),
+    )
+    priced = price([half, six], three, USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("half", 500), ("item6", 1700)]
+    # A rate off the line between them shrinks every unit alike: 10 % leaves the half-price
+    # shirt 4.50 and the others 9.00 each.
+    ten = offer("ten", Rule(Kind.PERCENT_OFF, Level.ITEM, SHIRTS, percent_bps=1000))
+    priced = price([half, ten, six], three, USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [
+        ("half", 500),
+        ("ten", 250),
+        ("item6", 450 + 600 + 600),
+    ]
+    # Limited to one unit: it goes where the whole amount lands, a unit bought in full.
+    one = offer("one6", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=600, limit_per_order=1))
+    priced = price([half, one], [shirt("A", 1000, 3)], USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("half", 500), ("one6", 600)]
+    # Across lines: a bundle that groups a dear shirt with a cheap one leaves the cheap one's
+    # bundled unit 5.00 (its share of the 15.00 saved is 5.00); the cheap line's other unit is
+    # still 10.00 and takes the whole 8.00.
+    eight = offer("item8", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=800))
+    priced = price([two_for_15, eight], [shirt("A", 2000), shirt("B", 1000, 2)], USD)
+    assert list(priced.line_discounts) == [1000 + 800, 500 + 500 + 800]
+
+
 def test_buy_a_get_b_discounts_only_b() -> None:
     rule = Rule(
         Kind.BUY_X_GET_Y,

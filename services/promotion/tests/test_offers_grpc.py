@@ -321,11 +321,12 @@ async def test_delete_only_while_unused(running: Running) -> None:
 async def reserve(
     running: Running, rid: str, order_id: str, codes: list[str], customer: str = "", **kw: Any
 ) -> pb.ReserveCouponsResponse:
+    merchant = kw.pop("merchant", "mer_a")
     answer: pb.ReserveCouponsResponse = await running.stub.ReserveCoupons(
         pb.ReserveCouponsRequest(
             request_id=rid, order_id=order_id, codes=codes, customer_id=customer, **kw
         ),
-        metadata=md(kw.pop("merchant", "mer_a")),
+        metadata=md(merchant),
         timeout=60,
     )
     return answer
@@ -699,3 +700,37 @@ async def test_a_percent_off_the_order_keeps_its_conditions(running: Running) ->
         "conditions.hours_from",
         "conditions.hours_until",
     }
+
+
+async def test_an_amount_off_each_unit_after_a_bundle_is_capped_unit_by_unit(
+    running: Running,
+) -> None:
+    """Three 10.00 shirts, "any 2 for 15.00" then 9.00 off each: the two bundled shirts have
+    7.50 left each and take 7.50, the third takes 9.00, so the three cost 1.00, not nothing."""
+    merchant = "mer_amount_after_set"
+    shirts = pb.ItemSelector(categories=["shirts"])
+    await create(
+        running,
+        "as-1",
+        merchant=merchant,
+        name="Any 2",
+        rule=pb.Rule(
+            kind=pb.OFFER_KIND_BUNDLE,
+            level=pb.OFFER_LEVEL_ITEM,
+            items=shirts,
+            amount=usd(1500),
+            get_quantity=2,
+        ),
+    )
+    nine = await create(
+        running,
+        "as-2",
+        merchant=merchant,
+        name="Nine off",
+        rule=pb.Rule(
+            kind=pb.OFFER_KIND_AMOUNT_OFF, level=pb.OFFER_LEVEL_ITEM, items=shirts, amount=usd(900)
+        ),
+    )
+    answer = await calc(running, line("A", 3, 1000, "shirts"), merchant=merchant)
+    assert answer.total_discount == usd(2900)
+    assert {d.promotion_id: d.amount.amount for d in answer.discounts}[nine.id] == 750 * 2 + 900

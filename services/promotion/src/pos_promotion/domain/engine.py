@@ -12,9 +12,10 @@ The order of application, stated once (README "How discounts combine" repeats it
 4. the manual order discount.
 Every step takes off what the steps before it left, capped at it, so no line and no order ever
 goes below zero and percentages compound (10 % then 5 % is 14.5 %). Units picked by buy X get Y,
-bundles and free items are used up: one unit serves one such offer. Qualifying (minimum amount
-or quantity) is judged on the prices before any discount, so one offer never disqualifies
-another.
+bundles and free items are used up: one unit serves one such offer; an amount off each unit
+is capped unit by unit (what a set left a unit, not what the whole line has left).
+Qualifying (minimum amount or quantity) is judged on the prices before any discount, so one
+offer never disqualifies another.
 
 Combination: every offer that qualifies is a candidate. Non-stackable offers compete within
 their level (item or order): the highest priority (then lowest id) that gives the cart something
@@ -215,9 +216,11 @@ class _Cart:
         self.base = [u * ln.quantity for u, ln in zip(self.unit, self.lines, strict=True)]
         self.remaining = list(self.base)
         self.used = [0] * len(self.lines)  # units taken by buy X get Y, bundles, free items
-        # Units given away whole (a free item, a set's unit at 100 %): nothing left on them for
-        # an amount off each unit to take.
-        self.free = [0] * len(self.lines)
+        # Each line's units as groups of alike units, [units, what they have left]: the first
+        # holds the units no set discounted, each set's units of the line are a group of their
+        # own. An amount off each unit is capped unit by unit, so a unit a set left 5.00 takes
+        # 5.00 at most, and a unit no set touched can take its whole price.
+        self.groups = [[[ln.quantity, b]] for ln, b in zip(self.lines, self.base, strict=True)]
         self._matched: dict[Selector, list[int]] = {}
 
     def matching(self, selector: Selector) -> list[int]:
@@ -234,13 +237,59 @@ class _Cart:
         return self.lines[p].quantity - self.used[p]
 
     def take(self, taken: dict[int, int]) -> list[int]:
-        """Apply per-position discounts, each capped at what the line has left."""
+        """Apply per-position discounts, each capped at what the line has left and shared by
+        its groups of units in proportion to what each has left (a rate shrinks every unit
+        alike)."""
         out = [0] * len(self.lines)
         for p, amount in taken.items():
             d = max(0, min(amount, self.remaining[p]))
             self.remaining[p] -= d
             out[p] = d
+            groups = self.groups[p]
+            if d and len(groups) > 1:
+                for g, share in zip(groups, allocate(d, [g[1] for g in groups]), strict=True):
+                    g[1] -= share
+            elif d:
+                groups[0][1] -= d
         return out
+
+    def take_set(self, p: int, units: int, amount: int) -> int:
+        """A set's discount on `units` of the line's undiscounted units: they become a group
+        of their own, with what the set left them."""
+        plain = self.groups[p][0]
+        worth = plain[1] * units // plain[0]
+        d = max(0, min(amount, worth))
+        plain[0] -= units
+        plain[1] -= worth
+        self.groups[p].append([units, worth - d])
+        self.remaining[p] -= d
+        return d
+
+    def take_each(self, p: int, amount: int, most: int) -> tuple[int, int]:
+        """`amount` off each of up to `most` units of the line, each unit capped at what it
+        has left; the units with the most left first, a unit with nothing left skipped. What
+        it took, and from how many units."""
+        total = counted = 0
+        for g in sorted(self.groups[p], key=lambda g: -g[1] / g[0] if g[0] else 0):
+            units, left = g
+            if counted >= most or units == 0 or left == 0:
+                continue
+            # A group's units share what it has left evenly, the odd cents on some of them.
+            each, odd = divmod(left, units)
+            worth = units if each else odd
+            m = min(worth, most - counted)
+            big = min(m, odd)
+            cut = big * min(amount, each + 1) + (m - big) * min(amount, each)
+            if m < units:  # the units it took from become a group of their own
+                value = big * (each + 1) + (m - big) * each
+                g[0], g[1] = units - m, left - value
+                self.groups[p].append([m, value - cut])
+            else:
+                g[1] -= cut
+            total += cut
+            counted += m
+        self.remaining[p] -= total
+        return total, counted
 
     def cheapest(
         self, positions: Iterable[int], units: int, held: dict[int, int]
@@ -442,17 +491,15 @@ def _item(rule: Rule, cart: _Cart) -> list[int]:
         bps = max(reached, key=lambda t: t.min_quantity).percent_bps
         return cart.take({p: round_half_away(cart.remaining[p] * bps, BPS) for p in positions})
     if rule.kind is Kind.AMOUNT_OFF:
-        payable = {p: cart.lines[p].quantity - cart.free[p] for p in positions}
-        units = rule.limit_per_order or sum(payable.values())
-        taken = {}
+        # A unit a free item or a set at 100 % gave away has nothing left and is not counted.
+        units = rule.limit_per_order or sum(cart.lines[p].quantity for p in positions)
+        out = [0] * len(cart.lines)
         for p in sorted(positions, key=lambda p: (cart.unit[p], p)):
             if units <= 0:
                 break
-            n = min(units, payable[p])
-            if n > 0:
-                taken[p] = rule.amount * n
-                units -= n
-        return cart.take(taken)
+            out[p], counted = cart.take_each(p, rule.amount, units)
+            units -= counted
+        return out
     if rule.kind is Kind.FREE_ITEM:
         picked = cart.cheapest(positions, rule.get_quantity, {})
         return _use(cart, picked, BPS)
@@ -462,11 +509,11 @@ def _item(rule: Rule, cart: _Cart) -> list[int]:
 
 
 def _use(cart: _Cart, picked: dict[int, int], bps: int) -> list[int]:
+    out = [0] * len(cart.lines)
     for p, n in picked.items():
         cart.used[p] += n
-        if bps >= BPS:
-            cart.free[p] += n
-    return cart.take({p: round_half_away(cart.unit[p] * n * bps, BPS) for p, n in picked.items()})
+        out[p] = cart.take_set(p, n, round_half_away(cart.unit[p] * n * bps, BPS))
+    return out
 
 
 def _buy_x_get_y(rule: Rule, cart: _Cart, buy: list[int]) -> list[int]:
@@ -564,7 +611,10 @@ def _bundle(rule: Rule, cart: _Cart, positions: list[int]) -> list[int]:
         cart.used[p] += k
     keys = sorted(value)
     shares = allocate(sum(value.values()) - bundles * price_of, [value[p] for p in keys])
-    return cart.take(dict(zip(keys, shares, strict=True)))
+    out = [0] * len(cart.lines)
+    for p, share in zip(keys, shares, strict=True):
+        out[p] = cart.take_set(p, used[p], share)
+    return out
 
 
 def _result(cart: _Cart, steps: list[_Step]) -> Priced:
