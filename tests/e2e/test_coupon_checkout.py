@@ -279,3 +279,57 @@ def test_a_sale_of_gift_cards_only_refuses_a_coupon_or_an_order_discount_it_cann
     body["lines"] = [*cards_only["lines"], {"sku": "CPN-TEE", "quantity": 1}]
     sold = _ok(_post(http, "/v1/checkouts", body))["order"]
     assert sold["discount_total"]["amount"] == 200 and sold["total"]["amount"] == 2500 + 1800
+
+
+def test_a_gift_card_beside_the_goods_does_not_change_what_the_coupon_is_judged_on(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """The preview prices the goods alone (a gift card is never discounted and spends nothing
+    towards an offer), and so must the reservation: a non-stackable automatic 8.00 off orders
+    of 30.00 does not apply to a 20.00 tee, so the coupon's 5.00 does, whatever card is sold
+    beside it. Judged with the card's 25.00 as spend, the automatic offer won and the sale
+    the preview had priced with the coupon was a 409."""
+    http, _ = shop
+    store = _ok(
+        _post(http, "/v1/locations", {"name": "Card St", "currency": "USD", "tax_rate_bps": 0})
+    )["id"]
+    _ok(
+        _post(
+            http,
+            "/v1/promotions",
+            {
+                "name": "Eight off thirty",
+                "rule": {"kind": "amount_off", "amount": {"amount": 800, "currency": "USD"}},
+                "conditions": {
+                    "location_ids": [store],
+                    "min_amount": {"amount": 3000, "currency": "USD"},
+                },
+                "stackable": False,
+                "priority": 5,
+            },
+        )
+    )
+    promo = _ok(
+        _post(
+            http,
+            "/v1/promotions",
+            {
+                "name": "Five off",
+                "rule": {"kind": "amount_off", "amount": {"amount": 500, "currency": "USD"}},
+                "stackable": False,
+                "requires_coupon": True,
+            },
+        )
+    )
+    code = f"CARD-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, f"/v1/promotions/{promo['id']}/coupons", {"codes": [code], "max_uses": 5}))
+    card = {"quantity": 1, "gift_card": {"amount": {"amount": 2500, "currency": "USD"}}}
+    body = _sale(store, code)
+    body["lines"] = [{"sku": "CPN-TEE", "quantity": 1}, card]
+    cart = {k: body[k] for k in ("location_id", "lines", "coupon_codes")}
+    quote = _ok(_post(http, "/v1/carts/calculate", cart), 200)
+    assert quote["rejected_coupons"] == [] and quote["discount_total"]["amount"] == 500
+    sold = _post(http, "/v1/checkouts", body)
+    assert sold.status_code == 201, sold.text
+    assert sold.json()["order"]["discount_total"]["amount"] == 500
+    assert _uses(http, promo["id"]) == [1]

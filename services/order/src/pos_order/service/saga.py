@@ -186,8 +186,12 @@ async def reserve_coupons(
         return order
     if ports.coupons is None:
         raise Unavailable("coupons cannot be reserved now", "promotion_unavailable")
+    # The goods alone, as the quote priced them (pricing.py): a gift card sold beside them is
+    # never discounted and spends nothing towards an offer, and judged with it the promotion
+    # service could find the coupon beaten by an automatic offer the quote never applied.
+    goods = [ln for ln in order.lines if not ln.gift_card]
     uses = await ports.coupons.reserve(
-        f"{order.id}/coupons/reserve", order.id, order.lines, order.currency, cart
+        f"{order.id}/coupons/reserve", order.id, goods, order.currency, cart
     )
 
     def reserved(o: Order) -> None:
