@@ -62,6 +62,9 @@ class FakePromotions:
             self.rows[pid].version += 1
         return marked
 
+    async def active(self) -> list[Promotion]:
+        return [replace(p) for p in self.rows.values() if p.status is Status.ACTIVE]
+
     async def list(self, page: PageRequest) -> list[Promotion]:
         return sorted(self.rows.values(), key=lambda p: p.id)[: page.fetch]
 
@@ -426,3 +429,36 @@ def test_contradictory_or_impossible_input_is_a_400_naming_the_field() -> None:
         run(handlers.create_coupons(uow, HASH, "promo_c", ["LATE-1"], 0, 0, 0, NOW, NOW))
     assert [v.field for v in err.value.violations] == ["expires_at"]
     assert uow.coupons.rows == {}
+
+
+def test_a_coupon_the_automatic_offers_leave_nothing_to_is_not_reserved() -> None:
+    """The reservation prices the cart as the preview does: with the automatic offers. A
+    non-stackable automatic offer of higher priority wins the order level, so the coupon's
+    5.00 gives nothing: the preview says so and the reservation refuses it rather than spend a
+    use on it. Priced with the coupon's offers alone it was reserved."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, replace(FIVE_OFF, stackable=False)))
+    automatic = Offer(
+        "promo_3", "Eight off", Rule(Kind.AMOUNT_OFF, Level.ORDER, amount=800), currency="USD"
+    )
+    run(handlers.create_promotion(uow, replace(automatic, stackable=False, priority=5)))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["SAVE5"], 0, 10, 0, None))
+    assert preview(uow, ["save5"]) == (800, ["save5:coupon_not_applicable"])
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "", cart(3000), NOW))  # type: ignore[arg-type]
+    assert (err.value.code, err.value.metadata) == ("coupon_not_applicable", {"code_index": "0"})
+    assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
+    # An exclusive automatic offer that gives more than the coupon's stack: the same.
+    uow.promotions.rows["promo_3"] = replace(
+        uow.promotions.rows["promo_3"],
+        offer=Offer("promo_3", "Half", Rule(Kind.PERCENT_OFF, percent_bps=5000), exclusive=True),
+    )
+    uow.promotions.rows["promo_2"].offer = replace(FIVE_OFF)
+    assert preview(uow, ["save5"]) == (1500, ["save5:coupon_not_applicable"])
+    with pytest.raises(CouponRefused):
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "", cart(3000), NOW))  # type: ignore[arg-type]
+    # Paused, the automatic offer is out of both: the coupon applies and is reserved.
+    uow.promotions.rows["promo_3"].status = Status.PAUSED
+    assert preview(uow, ["save5"]) == (500, [])
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "", cart(3000), NOW))  # type: ignore[arg-type]
+    assert [c.reserved_count for c in uow.coupons.rows.values()] == [1]

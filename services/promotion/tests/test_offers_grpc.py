@@ -734,3 +734,49 @@ async def test_an_amount_off_each_unit_after_a_bundle_is_capped_unit_by_unit(
     answer = await calc(running, line("A", 3, 1000, "shirts"), merchant=merchant)
     assert answer.total_discount == usd(2900)
     assert {d.promotion_id: d.amount.amount for d in answer.discounts}[nine.id] == 750 * 2 + 900
+
+
+async def test_a_coupon_an_automatic_offer_outranks_is_not_reserved(running: Running) -> None:
+    """The reservation prices the cart as CalculateDiscounts does, automatic offers and all:
+    a non-stackable automatic 8.00 off of higher priority wins the order level, so the
+    coupon's 5.00 gives nothing, and reserving it would burn a use for nothing."""
+    merchant = "mer_coupon_vs_automatic"
+    await create(
+        running,
+        "ca-1",
+        merchant=merchant,
+        name="Eight off",
+        rule=pb.Rule(kind=pb.OFFER_KIND_AMOUNT_OFF, amount=usd(800)),
+        stackable=False,
+        priority=5,
+    )
+    coupon_promo = await create(
+        running,
+        "ca-2",
+        merchant=merchant,
+        name="Five off",
+        rule=pb.Rule(kind=pb.OFFER_KIND_AMOUNT_OFF, amount=usd(500)),
+        requires_coupon=True,
+        stackable=False,
+    )
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(
+            request_id="ca-3", promotion_id=coupon_promo.id, codes=["LOSES-1"], max_uses=5
+        ),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    quote = await calc(running, line("X", 1, 3000), coupon_codes=["loses-1"], merchant=merchant)
+    assert quote.total_discount == usd(800)
+    assert [r.reason for r in quote.rejected_coupons] == ["coupon_not_applicable"]
+    cart = pb.CalculateDiscountsRequest(
+        currency=USD, lines=[line("X", 1, 3000)], coupon_codes=["loses-1"]
+    )
+    err = await refused(
+        reserve(running, "ca-4", "ord_ca_1", ["loses-1"], cart=cart, merchant=merchant)
+    )
+    assert read_error(err).reason == "coupon_not_applicable"
+    listed = await running.stub.ListCoupons(
+        pb.ListCouponsRequest(promotion_id=coupon_promo.id), metadata=md(merchant), timeout=10
+    )
+    assert [(c.reserved_count, c.redeemed_count) for c in listed.coupons] == [(0, 0)]

@@ -136,6 +136,10 @@ class SqlPromotionRepository:
             )
         )
 
+    async def active(self) -> list[Promotion]:
+        query = _select(self._merchant).where(promotions.c.status == Status.ACTIVE.value)
+        return [_promotion(r) for r in (await self._conn.execute(query)).all()]
+
     async def list(self, page: PageRequest) -> list[Promotion]:
         rows = await list_page(
             self._conn, _select(self._merchant), promotions.c.updated_at, promotions.c.id, page

@@ -457,6 +457,19 @@ def discounts_for(promotions: list[Promotion], cart: Cart) -> Priced:
     return engine.price(offers, cart.lines, cart.currency, cart.context)
 
 
+def price_with_coupons(
+    promotions: list[Promotion], cart: Cart, coupon_offers: frozenset[str]
+) -> tuple[Priced, frozenset[str]]:
+    """The cart priced with every active offer, the coupon offers its codes enable among them,
+    and which of those coupon offers gave nothing. The one way a preview and a reservation
+    price a cart with coupons: a coupon whose offer loses to an automatic one (a non-stackable
+    of higher priority, an exclusive that gives more) gives nothing, and is not reserved."""
+    with_coupons = replace(cart, context=replace(cart.context, coupon_offers=coupon_offers))
+    priced = discounts_for(promotions, with_coupons)
+    gave = {a.source for a in priced.applied}
+    return priced, coupon_offers - gave
+
+
 def format_money(m: Money) -> str:
     return engine.format_amount(m.amount, m.currency)
 

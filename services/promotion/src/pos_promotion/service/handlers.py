@@ -27,9 +27,9 @@ from pos_promotion.domain.model import (
     PromotionEnded,
     PromotionUpdated,
     Status,
-    discounts_for,
     edited_currency,
     new_promotion,
+    price_with_coupons,
     stale,
     validate_offer,
 )
@@ -163,13 +163,13 @@ async def calculate_discounts(
     reservation would, so a preview and the sale agree)."""
     promotions = await active.active(merchant_id)
     refused: list[tuple[str, Refusal]] = []
+    # The code that enables each offer: an offer applies once, so a second code of the same
+    # promotion gives nothing and is refused (the reservation would not hold it).
+    enabling: dict[str, str] = {}
     if codes:
         by_id = {p.id: p for p in promotions}
         hashes = [hasher(merchant_id, cp.normalize(c)) for c in codes[: cp.MAX_CODES_PER_CART]]
         found = await lookup.coupons(merchant_id, hashes)
-        # The code that enables each offer: an offer applies once, so a second code of the
-        # same promotion gives nothing and is refused (the reservation would not hold it).
-        enabling: dict[str, str] = {}
         at = cart.context.at or datetime.now(UTC)
         for code, h in zip(codes, hashes, strict=False):
             coupon = found.get(h)
@@ -187,16 +187,13 @@ async def calculate_discounts(
                 refused.append((code, Refusal.NOT_APPLICABLE))
             else:
                 enabling[coupon.promotion_id] = code
-        cart = replace(cart, context=replace(cart.context, coupon_offers=frozenset(enabling)))
-        priced = discounts_for(promotions, cart)
-        gave = {a.source for a in priced.applied}
-        refused += [
-            (code, Refusal.NOT_APPLICABLE)
-            for promotion_id, code in enabling.items()
-            if promotion_id not in gave
-        ]
-        return priced, refused
-    return discounts_for(promotions, cart), refused
+    priced, gave_nothing = price_with_coupons(promotions, cart, frozenset(enabling))
+    refused += [
+        (code, Refusal.NOT_APPLICABLE)
+        for promotion_id, code in enabling.items()
+        if promotion_id in gave_nothing
+    ]
+    return priced, refused
 
 
 async def _uses(
@@ -313,14 +310,13 @@ async def reserve_coupons(
         coupon.reserved_count += 1
         out.append((Reservation(order_id, coupon.id, customer_id), coupon))
     if cart is not None:
-        # Priced together, as the preview prices them: two offers that cannot combine do not
-        # both apply, and the code of the one left out gives nothing.
-        with_coupons = replace(
-            cart, context=replace(cart.context, coupon_offers=frozenset(promotions))
-        )
-        gave = {a.source for a in discounts_for(list(promotions.values()), with_coupons).applied}
+        # Priced as the preview prices it, with the automatic offers running now: an offer
+        # that cannot combine with one that wins (or two coupons' that cannot combine) gives
+        # nothing, and its code would spend a use for nothing.
+        running = await uow.promotions.active()
+        _, gave_nothing = price_with_coupons(running, cart, frozenset(promotions))
         for i, (_, coupon) in enumerate(out):
-            if coupon.promotion_id not in gave:
+            if coupon.promotion_id in gave_nothing:
                 raise CouponRefused(i, Refusal.NOT_APPLICABLE)
     for reservation, coupon in out:
         await uow.coupons.count(coupon)

@@ -20,6 +20,10 @@ class PromotionRepository(Protocol):
         """Marks them used: the ids that were not yet, each at a new version."""
         ...
 
+    async def active(self) -> list[Promotion]:
+        """Every active promotion, as this unit of work sees them."""
+        ...
+
     async def list(self, page: PageRequest) -> list[Promotion]:
         """By id after `page.after`, or changed since `page.since`: up to `page.fetch`."""
         ...
