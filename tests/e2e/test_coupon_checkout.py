@@ -333,3 +333,48 @@ def test_a_gift_card_beside_the_goods_does_not_change_what_the_coupon_is_judged_
     assert sold.status_code == 201, sold.text
     assert sold.json()["order"]["discount_total"]["amount"] == 500
     assert _uses(http, promo["id"]) == [1]
+
+
+def test_a_code_of_an_offer_edited_to_need_none_is_refused_and_not_used_up(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """The offer was edited to apply without a coupon: it discounts every sale, so a code of
+    it adds nothing. Before, naming the code spent its one use, and the next sale naming it
+    was a 409 `coupon_exhausted` though the offer applied to it anyway. Now the code is
+    `coupon_not_applicable` (a reason in the preview, a 409 at checkout) and never used up."""
+    http, _ = shop
+    # A store of its own: the edited offer applies to this test's sales alone.
+    store = _ok(
+        _post(http, "/v1/locations", {"name": "Edited St", "currency": "USD", "tax_rate_bps": 0})
+    )["id"]
+    promo = _ok(
+        _post(
+            http,
+            "/v1/promotions",
+            {
+                "name": "Ten off",
+                "rule": {"kind": "percent_off", "percent_bps": 1000},
+                "conditions": {"location_ids": [store]},
+                "requires_coupon": True,
+            },
+        )
+    )
+    code = f"WAS-{uuid.uuid4().hex[:8].upper()}"
+    _ok(_post(http, f"/v1/promotions/{promo['id']}/coupons", {"codes": [code], "max_uses": 1}))
+    edited = http.patch(
+        f"/v1/promotions/{promo['id']}",
+        json={"requires_coupon": False},
+        headers={"If-Match": f'"{promo["version"]}"'},
+    )
+    assert edited.status_code == 200, edited.text
+    cart = {"location_id": store, "lines": [{"sku": "CPN-TEE", "quantity": 1}]}
+    quote = _ok(_post(http, "/v1/carts/calculate", {**cart, "coupon_codes": [code]}), 200)
+    assert quote["discount_total"]["amount"] == 200
+    assert [r["reason"] for r in quote["rejected_coupons"]] == ["coupon_not_applicable"]
+    for _ in range(2):
+        named = _post(http, "/v1/checkouts", _sale(store, code))
+        assert named.status_code == 409, named.text
+        assert named.json()["code"] == "coupon_not_applicable"
+    assert _uses(http, promo["id"]) == [0]
+    sold = _ok(_post(http, "/v1/checkouts", _sale(store, "") | {"coupon_codes": []}))
+    assert sold["order"]["discount_total"]["amount"] == 200

@@ -462,3 +462,20 @@ def test_a_coupon_the_automatic_offers_leave_nothing_to_is_not_reserved() -> Non
     assert preview(uow, ["save5"]) == (500, [])
     run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "", cart(3000), NOW))  # type: ignore[arg-type]
     assert [c.reserved_count for c in uow.coupons.rows.values()] == [1]
+
+
+def test_a_code_of_an_offer_that_no_longer_needs_one_is_not_used_up() -> None:
+    """An offer edited to apply without a coupon gives the cart its discount whoever names a
+    code: the code adds nothing, so it is not applicable rather than a spent use (which, once
+    the uses ran out, refused a sale the offer applied to anyway)."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_coupons(uow, HASH, "promo_2", ["WAS-CODE"], 0, 1, 0, None))
+    changes = replace(FIVE_OFF, requires_coupon=False)
+    run(handlers.update_promotion(uow, "promo_2", 1, ["requires_coupon"], changes, []))
+    assert preview(uow, []) == (500, [])
+    assert preview(uow, ["was-code"]) == (500, ["was-code:coupon_not_applicable"])
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_1", ["was-code"], "", cart(3000), NOW))  # type: ignore[arg-type]
+    assert err.value.code == "coupon_not_applicable"
+    assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used

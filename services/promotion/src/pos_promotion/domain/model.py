@@ -463,10 +463,12 @@ def price_with_coupons(
     """The cart priced with every active offer, the coupon offers its codes enable among them,
     and which of those coupon offers gave nothing. The one way a preview and a reservation
     price a cart with coupons: a coupon whose offer loses to an automatic one (a non-stackable
-    of higher priority, an exclusive that gives more) gives nothing, and is not reserved."""
+    of higher priority, an exclusive that gives more) gives nothing, and is not reserved; nor is
+    the code of an offer that no longer asks for one (it applies without the code)."""
     with_coupons = replace(cart, context=replace(cart.context, coupon_offers=coupon_offers))
     priced = discounts_for(promotions, with_coupons)
-    gave = {a.source for a in priced.applied}
+    needs_code = {p.id for p in promotions if p.offer.requires_coupon}
+    gave = {a.source for a in priced.applied} & needs_code
     return priced, coupon_offers - gave
 
 
