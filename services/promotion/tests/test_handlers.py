@@ -94,6 +94,9 @@ class FakeCoupons:
             if c.id == coupon.id:
                 self.rows[h] = replace(coupon, code="")
 
+    async def lock_order(self, order_id: str) -> None:
+        pass  # one task at a time here
+
     async def reservations(self, order_id: str) -> list[Reservation]:
         return [replace(r) for r in self.held if r.order_id == order_id]
 

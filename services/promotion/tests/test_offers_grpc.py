@@ -780,3 +780,90 @@ async def test_a_coupon_an_automatic_offer_outranks_is_not_reserved(running: Run
         pb.ListCouponsRequest(promotion_id=coupon_promo.id), metadata=md(merchant), timeout=10
     )
     assert [(c.reserved_count, c.redeemed_count) for c in listed.coupons] == [(0, 0)]
+
+
+async def test_one_order_reserving_twice_at_once_holds_one_use(running: Running) -> None:
+    """The saga and its resumer (or a retried checkout) may ask for the same order's coupons
+    at the same moment under different request ids: one use is held, and both are answered
+    with it."""
+    merchant = "mer_reserve_twice"
+    promo = await create(
+        running,
+        "rt-1",
+        merchant=merchant,
+        name="Five off",
+        rule=pb.Rule(kind=pb.OFFER_KIND_AMOUNT_OFF, amount=usd(500)),
+        requires_coupon=True,
+    )
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="rt-2", promotion_id=promo.id, codes=["TWICE-1"]),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    answers = await asyncio.gather(
+        *(
+            reserve(running, f"rt-3-{i}", "ord_rt_1", ["twice-1"], merchant=merchant)
+            for i in range(6)
+        ),
+        return_exceptions=True,
+    )
+    failed = [(a.code(), a.details()) for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert failed == []
+    assert len({a.SerializeToString() for a in answers}) == 1  # type: ignore[union-attr]
+    listed = await running.stub.ListCoupons(
+        pb.ListCouponsRequest(promotion_id=promo.id), metadata=md(merchant), timeout=10
+    )
+    assert [c.reserved_count for c in listed.coupons] == [1]
+
+
+async def test_one_orders_coupons_redeemed_twice_at_once_count_once(running: Running) -> None:
+    """Redeem is keyed by the order: the saga and its resumer redeeming at the same moment
+    under different request ids move the use once (one redemption, nothing reserved), and a
+    cancellation racing them leaves the counts as one of them alone would."""
+    merchant = "mer_redeem_twice"
+    promo = await create(
+        running,
+        "rd-1",
+        merchant=merchant,
+        name="Five off",
+        rule=pb.Rule(kind=pb.OFFER_KIND_AMOUNT_OFF, amount=usd(500)),
+        requires_coupon=True,
+    )
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="rd-2", promotion_id=promo.id, codes=["RACE-1"]),
+        metadata=md(merchant),
+        timeout=10,
+    )
+
+    async def counts() -> tuple[int, int]:
+        listed = await running.stub.ListCoupons(
+            pb.ListCouponsRequest(promotion_id=promo.id), metadata=md(merchant), timeout=10
+        )
+        [c] = listed.coupons
+        return c.reserved_count, c.redeemed_count
+
+    def settle(kind: str, rid: str, order_id: str) -> Any:
+        if kind == "redeem":
+            return running.stub.RedeemCoupons(
+                pb.RedeemCouponsRequest(request_id=rid, order_id=order_id),
+                metadata=md(merchant),
+                timeout=30,
+            )
+        return running.stub.ReleaseCoupons(
+            pb.ReleaseCouponsRequest(request_id=rid, order_id=order_id),
+            metadata=md(merchant),
+            timeout=30,
+        )
+
+    await reserve(running, "rd-3", "ord_rd_1", ["race-1"], merchant=merchant)
+    await asyncio.gather(*(settle("redeem", f"rd-4-{i}", "ord_rd_1") for i in range(6)))
+    assert await counts() == (0, 1)
+    # Redeem and release of another order at once: whichever comes second sees the first.
+    await reserve(running, "rd-5", "ord_rd_2", ["race-1"], merchant=merchant)
+    answers = await asyncio.gather(
+        *(settle(k, f"rd-6-{k}-{i}", "ord_rd_2") for i in range(3) for k in ("redeem", "release")),
+        return_exceptions=True,
+    )
+    refusals = {read_error(a).reason for a in answers if isinstance(a, grpc.aio.AioRpcError)}
+    assert refusals <= {"coupons_already_released"}
+    assert await counts() == (0, 1)  # ord_rd_2's use came back whichever order they ran in

@@ -252,6 +252,10 @@ class SqlCouponRepository:
             .values(redeemed_count=coupon.redeemed_count, reserved_count=coupon.reserved_count)
         )
 
+    async def lock_order(self, order_id: str) -> None:
+        key = func.hashtext(f"coupon-order:{self._merchant}:{order_id}")
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
     async def reservations(self, order_id: str) -> list[Reservation]:
         rows = (
             await self._conn.execute(

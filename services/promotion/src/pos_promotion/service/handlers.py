@@ -277,6 +277,10 @@ async def reserve_coupons(
         + require(bool(codes), "codes", "name at least one code")
         + require(len(codes) <= cp.MAX_CODES_PER_CART, "codes", f"at most {cp.MAX_CODES_PER_CART}")
     )
+    # One order's coupon steps one at a time: the saga, its resumer or a retried checkout
+    # asking at once under other request ids would each read "nothing reserved yet" and
+    # reserve again.
+    await uow.coupons.lock_order(order_id)
     existing = await uow.coupons.reservations(order_id)
     if existing:  # this order already reserved (a retry with another request id): same answer
         held = await uow.coupons.by_ids([r.coupon_id for r in existing])
@@ -338,6 +342,10 @@ async def _settle(
     where it is asked to go is left as it is, so a retry, the resumer or a second request id
     never moves a count twice."""
     raise_if(require(bool(order_id), "order_id", "is required"))
+    # Read under the order's lock: two settlements at once (the saga and its resumer, a
+    # cancellation racing the confirmation) would each move the use from where it was before
+    # the other moved it, counting it twice.
+    await uow.coupons.lock_order(order_id)
     reservations = await uow.coupons.reservations(order_id)
     if not reservations:
         raise NotFound("coupon reservation", order_id)
