@@ -800,6 +800,8 @@ def test_a_pay_out_takes_no_more_than_the_drawer_holds(platform: Running) -> Non
     refused = _post(device, movements, out)
     assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_cash_in_drawer")
     assert [e["field"] for e in refused.json()["errors"]] == ["amount.amount"]
+    # A figure, as every refusal's figures are: it was the string "1000".
+    assert refused.json()["expected_cash"] == 1000
     read = http.get(f"/v1/shifts/{shift['id']}").json()["report"]
     assert (read["expected_cash"]["amount"], read["pay_outs"]["amount"]) == (1000, 0)
     assert not _audit(http, action="drawer.pay_out", resource_id=shift["id"])

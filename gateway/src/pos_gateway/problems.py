@@ -167,8 +167,8 @@ RETRY_UNAVAILABLE_AFTER = 2  # seconds: a restarted service is back within a few
 # strings); a client reads them as JSON numbers and arrays, as the rest of the API writes them.
 _COUNTS = frozenset(
     {"amount_due", "available", "balance", "balance_due", "capturable", "code_index",
-     "current_version", "expected_on_hand", "limit", "max_balance", "on_hand", "refundable",
-     "remaining", "window_days"}
+     "current_version", "expected_cash", "expected_on_hand", "limit", "max_balance", "on_hand",
+     "refundable", "remaining", "window_days"}
 )  # fmt: skip
 _NAMES = frozenset({"skus", "lines", "payment_ids", "refund_ids"})
 
