@@ -1319,3 +1319,30 @@ def test_a_register_changes_no_merchant_settings(platform: Running) -> None:
         again = http.request(method, path, json=body)
         assert again.json()["version"] == changed.json()["version"]
         assert len(_audit(http, action="settings.loyalty_changed")) == 1
+
+
+def test_a_register_asking_for_another_registers_shifts_is_a_404_not_its_own(
+    platform: Running,
+) -> None:
+    """A register sees its own shifts only: naming another register of its location is the
+    404 of a register it does not have. It used to answer the asking register's own shifts
+    as if they were the other's."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Two Tills", "cashier", here, "3579")
+    mine, device = _paired_register(platform, here)
+    theirs, their_device = _paired_register(platform, here)
+    shifts = {}
+    for register, till in ((mine, device), (theirs, their_device)):
+        assert _post(till, "/v1/register-sessions", {"staff_id": cashier, "pin": "3579"}).is_success
+        opened = _post(till, "/v1/shifts", {"opening_float": {"amount": 500, "currency": "USD"}})
+        assert opened.status_code == 201, opened.text
+        shifts[register["id"]] = opened.json()["id"]
+    asked = device.get("/v1/shifts", params={"register_id": theirs["id"]})
+    assert (asked.status_code, asked.json()["code"]) == (404, "resource_missing"), asked.text
+    own = device.get("/v1/shifts", params={"register_id": mine["id"]}).json()["data"]
+    assert [s["id"] for s in own] == [shifts[mine["id"]]]
+    # The back office reads either register's.
+    for register_id, shift_id in shifts.items():
+        listed = http.get("/v1/shifts", params={"register_id": register_id}).json()["data"]
+        assert [s["id"] for s in listed] == [shift_id]

@@ -573,5 +573,10 @@ async def known_register(request: Request, register_id: str) -> None:
     principal = principal_of(request)
     found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
     if found is None or principal.location_id not in (None, found.location_id):
-        raise Problem(404, "resource_missing", f"register {register_id!r} was not found",
-                      extra={"resource": "register"})  # fmt: skip
+        raise register_missing(register_id)
+
+
+def register_missing(register_id: str) -> Problem:
+    """The 404 of a register the caller does not have, as for a made-up id."""
+    return Problem(404, "resource_missing", f"register {register_id!r} was not found",
+                   extra={"resource": "register"})  # fmt: skip

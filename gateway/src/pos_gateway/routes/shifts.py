@@ -25,6 +25,7 @@ from pos_gateway.routes.common import (
     example,
     known_register,
     op,
+    register_missing,
     request_id,
     services,
     timestamp,
@@ -98,6 +99,11 @@ async def list_shifts(
     moves in it when it is opened or closed); each with its report as it stands."""
     if register_id:
         await known_register(request, register_id)
+        own = principal_of(request).register_id
+        if own is not None and register_id != own:
+            # Another register of its location is one a register knows, but its shifts are
+            # not the register's to read (GetShift answers them 404 too).
+            raise register_missing(register_id)
     ask = shifts_pb2.ListShiftsRequest(
         page_size=limit, page_token=cursor or "", register_id=register_id or ""
     )

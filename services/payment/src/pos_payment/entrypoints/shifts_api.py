@@ -38,8 +38,11 @@ class ShiftApi(Servicer[ShiftUow], shifts_pb2_grpc.ShiftServiceServicer):
     @query
     async def ListShifts(self, request: S.ListShiftsRequest, uow: ShiftUow) -> S.ListShiftsResponse:
         page = page_request(request)
-        register = _actor()[0] or request.register_id
-        found, token = page_of(await uow.shifts.list(page, register), page)
+        register = _actor()[0]
+        if register and request.register_id not in ("", register):
+            # A register reads its own shifts only: another's are none of its own.
+            return S.ListShiftsResponse()
+        found, token = page_of(await uow.shifts.list(page, register or request.register_id), page)
         return S.ListShiftsResponse(
             shifts=[shift_to_proto(s) for s in found], next_page_token=token
         )
