@@ -1346,3 +1346,23 @@ def test_a_register_asking_for_another_registers_shifts_is_a_404_not_its_own(
     for register_id, shift_id in shifts.items():
         listed = http.get("/v1/shifts", params={"register_id": register_id}).json()["data"]
         assert [s["id"] for s in listed] == [shift_id]
+
+
+def test_a_register_at_an_unknown_location_names_the_field(platform: Running) -> None:
+    """The 404 of a location the body names says which field named it, as a member's
+    `location_ids[i]` does; another merchant's location reads the same as a made-up one."""
+    http = platform.http
+    with platform.new_merchant("Register Elsewhere") as other:
+        made = _post(other, "/v1/locations", {"name": "Far", "currency": "USD"})
+        assert made.status_code == 201, made.text
+        theirs = made.json()["id"]
+    before = http.get("/v1/registers", params={"limit": 200}).json()["data"]
+    answers = [
+        _post(http, "/v1/registers", {"location_id": location, "name": "Till"})
+        for location in ("loc_made_up", theirs)
+    ]
+    for answer in answers:
+        assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")
+        assert answer.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
+    assert answers[0].json()["detail"].replace("loc_made_up", theirs) == answers[1].json()["detail"]
+    assert http.get("/v1/registers", params={"limit": 200}).json()["data"] == before

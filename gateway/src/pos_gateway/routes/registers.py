@@ -115,7 +115,7 @@ async def create_register(body: RegisterIn, request: Request, svc: Svc) -> Regis
     """The register is `unpaired` until a device exchanges a pairing code for it."""
     principal = principal_of(request)
     _merchant_only(principal)
-    await location_of(svc, body.location_id)
+    await location_of(svc, body.location_id, "location_id")
     try:
         made = await registers.create(
             request.app.state.engine, principal.merchant_id, body.location_id, body.name,

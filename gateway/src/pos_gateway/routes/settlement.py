@@ -23,11 +23,12 @@ DATE = r"^\d{4}-\d\d-\d\d$"
 
 
 async def locations_of(
-    svc: Services, wanted: Sequence[str], field: str = ""
+    svc: Services, wanted: Sequence[str], field: str = "", *, listed: bool = True
 ) -> list[inventory_pb2.Location]:
     """The merchant's locations of these ids, in the order asked, from one listing (paged only
     until every one is found). The inventory service says which are yours: the first id that
-    is not (another merchant's too) is a 404 like a made-up one, naming `field[i]` if given."""
+    is not (another merchant's too) is a 404 like a made-up one, naming `field[i]` if given
+    (`field` itself when the body holds one id there, not a list: `listed=False`)."""
     if not wanted:
         return []
     found: dict[str, inventory_pb2.Location] = {}
@@ -43,7 +44,8 @@ async def locations_of(
     for index, location_id in enumerate(wanted):
         if location_id not in found:
             # With `field`, the body's list the id came from: which entry, as a 400 names it.
-            errors = [{"field": f"{field}[{index}]", "reason": "no such location"}] if field else []
+            named = f"{field}[{index}]" if listed else field
+            errors = [{"field": named, "reason": "no such location"}] if field else []
             raise Problem(
                 404,
                 "resource_missing",
@@ -54,9 +56,10 @@ async def locations_of(
     return [found[location_id] for location_id in wanted]
 
 
-async def location_of(svc: Services, location_id: str) -> inventory_pb2.Location:
-    """The location owns the day's time zone and the currency (see locations_of)."""
-    (location,) = await locations_of(svc, [location_id])
+async def location_of(svc: Services, location_id: str, field: str = "") -> inventory_pb2.Location:
+    """The location owns the day's time zone and the currency (see locations_of); `field` is
+    the body's field that named it, for the 404's `errors[]`."""
+    (location,) = await locations_of(svc, [location_id], field, listed=False)
     return location
 
 
