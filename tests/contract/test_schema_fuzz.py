@@ -199,7 +199,7 @@ include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscri
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 
 # A cursor is opaque: any string fits the schema, only one the list gave out is valid, and
-# any other is a 400 (`cursor` in errors[]; the roles list is one page and gives none).
+# any other is a 400 (`cursor` in errors[]).
 [[operations]]
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}

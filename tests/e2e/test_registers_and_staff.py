@@ -1366,3 +1366,29 @@ def test_a_register_at_an_unknown_location_names_the_field(platform: Running) ->
         assert answer.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
     assert answers[0].json()["detail"].replace("loc_made_up", theirs) == answers[1].json()["detail"]
     assert http.get("/v1/registers", params={"limit": 200}).json()["data"] == before
+
+
+def test_roles_are_listed_in_pages_however_many_there_are(platform: Running) -> None:
+    """A merchant may make many roles: the list pages them (`limit`, `cursor`), the built-in
+    ones first. It used to answer them all in one page, and past the page's 200 a 500."""
+    with platform.new_merchant("Many Roles") as http:
+        made = []
+        for number in range(198):
+            answer = _post(http, "/v1/roles", {"name": f"role {number}", "permissions": []})
+            assert answer.status_code == 201, answer.text
+            made.append(answer.json()["id"])
+        first = http.get("/v1/roles")
+        assert first.status_code == 200, first.text
+        assert len(first.json()["data"]) == 50
+        seen: list[str] = []
+        params: dict[str, Any] = {"limit": 64}
+        while True:
+            page = http.get("/v1/roles", params=params)
+            assert page.status_code == 200, page.text
+            seen += [role["id"] for role in page.json()["data"]]
+            if page.json()["next_cursor"] is None:
+                break
+            params["cursor"] = page.json()["next_cursor"]
+        assert seen == ["cashier", "manager", "admin", *sorted(made)]
+        bad = http.get("/v1/roles", params={"cursor": "not-one-of-ours"})
+        assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "cursor")

@@ -326,15 +326,30 @@ def built_in_roles() -> list[Role]:
     return found
 
 
-async def list_roles(engine: AsyncEngine, merchant_id: str) -> list[Role]:
+async def list_roles(engine: AsyncEngine, merchant_id: str, after: str, limit: int) -> list[Role]:
+    """The built-in roles in their order, then the merchant's by id: the `limit` next after
+    the role `after` ("": from the start). A merchant's role ids (`role_...`) are never a
+    built-in one's name, so one key says where either part resumes."""
+    fixed = built_in_roles()
+    names = [r.id for r in fixed]
+    if after in names:
+        fixed, own_after = fixed[names.index(after) + 1 :], ""
+    elif after:
+        fixed, own_after = [], after
+    else:
+        own_after = ""
+    found = fixed[:limit]
+    if len(found) == limit:
+        return found
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(roles.c.id, roles.c.name, roles.c.permissions, roles.c.discount_limit_bps)
-            .where(roles.c.merchant_id == merchant_id)
+            .where(roles.c.merchant_id == merchant_id, roles.c.id > own_after)
             .order_by(roles.c.id)
+            .limit(limit - len(found))
         )
         own = [Role(r.id, r.name, list(r.permissions), r.discount_limit_bps, False) for r in rows]
-    return [*built_in_roles(), *own]
+    return [*found, *own]
 
 
 async def create_role(

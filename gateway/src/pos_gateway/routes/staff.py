@@ -32,7 +32,6 @@ from pos_gateway.routes.common import (
     expected_version,
     next_change,
     op,
-    refused_cursor,
     request_id,
     services,
     since_time,
@@ -45,6 +44,7 @@ from pos_kit.paging import encode_token
 router = APIRouter(prefix="/v1", tags=["staff"])
 # The scope of this module's list cursors (pos_kit.paging): another list's are refused.
 LIST_SCOPE = "gateway.staff"
+ROLES_SCOPE = "gateway.roles"
 Svc = Annotated[Services, Depends(services)]
 PermissionName = Literal[PERMISSIONS]  # type: ignore[valid-type]
 RoleName = Annotated[
@@ -284,12 +284,17 @@ async def create_role(body: RoleIn, request: Request) -> Role:
 
 
 @router.get("/roles", **op("staff:manage", "List roles", example=ex.listed(ex.ROLE)))
-async def list_roles(request: Request, cursor: Cursor = None) -> RoleList:
+async def list_roles(request: Request, limit: Limit = 50, cursor: Cursor = None) -> RoleList:
     """The built-in roles (`cashier`: no permission, discounts up to 10 %; `manager` and
-    `admin`: every permission), then yours, in one page (`next_cursor` is null, so a `cursor`
-    is never one this list gave: a 400)."""
+    `admin`: every permission), then yours by id, in pages: a merchant may make any number
+    of roles."""
     _manager(request)
-    if cursor:
-        raise refused_cursor()
-    found = await staff.list_roles(request.app.state.engine, principal_of(request).merchant_id)
-    return RoleList.model_validate({"data": [_role_json(r) for r in found], "next_cursor": None})
+    found = await staff.list_roles(
+        request.app.state.engine, principal_of(request).merchant_id,
+        cursor_after(cursor, ROLES_SCOPE), limit + 1,
+    )  # fmt: skip
+    data = [_role_json(r) for r in found[:limit]]
+    more = len(found) > limit
+    return RoleList.model_validate(
+        {"data": data, "next_cursor": encode_token(data[-1]["id"], ROLES_SCOPE) if more else None}
+    )
