@@ -383,3 +383,30 @@ def test_a_merge_names_the_duplicate_it_took_in(platform: Running) -> None:
         assert event["data"]["object"]["id"] == keep
         assert event["data"]["merged_customer_id"] == dupe
         assert http.get(f"/v1/customers/{dupe}").json()["merged_into"] == keep
+
+
+def test_a_delivery_window_that_ends_before_it_starts_is_a_400(platform: Running) -> None:
+    """`created_before` before (or at) `created_after` is the two swapped: listing or
+    replaying such a window is a 400 naming `created_before`, as the payments' and orders'
+    lists answer, never an empty page or a replay of nothing that says all is well."""
+    http = platform.http
+    made = http.post(
+        "/v1/webhook-subscriptions",
+        json={"url": "http://127.0.0.1:9/window", "event_types": ["order.*"]},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert made.status_code == 201, made.text
+    one = f"/v1/webhook-subscriptions/{made.json()['subscription']['id']}"
+    swapped = {"created_after": "2026-12-05T00:00:00Z", "created_before": "2026-12-01T00:00:00Z"}
+    same = {**swapped, "created_before": swapped["created_after"]}
+    reason = [{"field": "created_before", "reason": "must be after created_after"}]
+    for window in (swapped, same):
+        listed = http.get(f"{one}/deliveries", params=window)
+        assert (listed.status_code, listed.json().get("errors")) == (400, reason), listed.text
+        replayed = http.post(
+            f"{one}/replay-failed", json=window, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        assert (replayed.status_code, replayed.json().get("errors")) == (400, reason)
+    fine = {"created_after": "2026-12-01T00:00:00Z", "created_before": "2026-12-05T00:00:00Z"}
+    assert http.get(f"{one}/deliveries", params=fine).status_code == 200
+    assert http.delete(one).status_code == 200

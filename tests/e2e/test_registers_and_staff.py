@@ -1392,3 +1392,16 @@ def test_roles_are_listed_in_pages_however_many_there_are(platform: Running) -> 
         assert seen == ["cashier", "manager", "admin", *sorted(made)]
         bad = http.get("/v1/roles", params={"cursor": "not-one-of-ours"})
         assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "cursor")
+
+
+def test_an_audit_window_that_ends_before_it_starts_is_a_400(platform: Running) -> None:
+    """`until` before (or at) `since` is a mistake, the two swapped: a 400 naming `until`, as
+    the payments' and orders' lists answer, never an empty page that reads as no activity."""
+    http = platform.http
+    window = {"since": "2026-12-05T00:00:00Z", "until": "2026-12-01T00:00:00Z"}
+    for until in (window["until"], window["since"]):
+        answer = http.get("/v1/audit-log", params={**window, "until": until})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"] == [{"field": "until", "reason": "must be after since"}]
+    both = {"since": "2026-12-01T00:00:00Z", "until": "2026-12-05T00:00:00Z"}
+    assert http.get("/v1/audit-log", params=both).status_code == 200

@@ -69,11 +69,16 @@ async def list_audit_log(
     cursor: Cursor = None,
 ) -> AuditEntryList:
     """Newest first. Entries are never changed; they are dropped after the retention period
-    (`/v1/audit-settings`). Ids that are not yours match nothing."""
+    (`/v1/audit-settings`). Ids that are not yours match nothing. `since` and `until`
+    together: the second after the first, else a 400 naming `until`."""
     if since is not None:
         timestamp(since, "since")
     if until is not None:
         timestamp(until, "until")
+    if since is not None and until is not None and until <= since:
+        # An empty window is a mistake (the two swapped), never a page of no activity.
+        raise Problem(400, "invalid_request", "the request is not valid",
+                      [{"field": "until", "reason": "must be after since"}])  # fmt: skip
     filters = audit.Filters(action, staff_id, register_id, resource_id, since, until)
     scope = bound(LIST_SCOPE, action, staff_id, register_id, resource_id, since, until)
     found = await audit.entries(

@@ -499,6 +499,8 @@ async def list_webhook_deliveries(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> DeliveryList:
+    """Oldest first; each filter narrows the list (`created_after` and `created_before`
+    together: the second after the first, else a 400 naming `created_before`)."""
     request = pb.ListDeliveriesRequest(
         subscription_id=subscription_id,
         status=_STATUS[status] if status else pb.DELIVERY_STATUS_UNSPECIFIED,
@@ -538,7 +540,8 @@ async def replay_webhook_delivery(
          (404, *CREATE), example={"replayed": 3}),
 )  # fmt: skip
 async def replay_failed_webhooks(subscription_id: PathId, body: ReplayWindow, svc: Svc) -> Replayed:
-    """Up to 1,000 failed deliveries created in the window (open ends: no bound)."""
+    """Up to 1,000 failed deliveries created in the window (open ends: no bound; both ends:
+    `created_before` after `created_after`, else a 400 naming `created_before`)."""
     request = pb.ReplayFailedDeliveriesRequest(
         request_id=request_id(), subscription_id=subscription_id
     )

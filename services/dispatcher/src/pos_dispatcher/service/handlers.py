@@ -31,7 +31,14 @@ from pos_dispatcher.domain.model import (
     validate_subscription,
 )
 from pos_kit.consumer import PoisonMessage
-from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, raise_if
+from pos_kit.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    raise_if,
+    require,
+)
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 
@@ -257,6 +264,7 @@ async def list_deliveries(
     created_before: datetime | None,
     page: PageRequest,
 ) -> list[DeliveryRow]:
+    _check_window(created_after, created_before)
     await get_subscription(uow, subscription_id)
     return await uow.deliveries.list(
         subscription_id,
@@ -283,6 +291,7 @@ async def replay_delivery(
 async def replay_failed(
     uow: DispatcherUow, subscription_id: str, after: datetime | None, before: datetime | None
 ) -> int:
+    _check_window(after, before)
     await get_subscription(uow, subscription_id)
     failed = await uow.deliveries.list(
         subscription_id,
@@ -294,6 +303,12 @@ async def replay_failed(
     copies = await uow.deliveries.copy([d.id for d in failed], uow.now())
     uow.deliveries_enqueued = bool(copies)
     return len(copies)
+
+
+def _check_window(after: datetime | None, before: datetime | None) -> None:
+    if after is not None and before is not None:
+        # An empty window is a mistake (the two swapped), never a silent empty answer.
+        raise_if(require(before > after, "created_before", "must be after created_after"))
 
 
 def disabled(sub: Subscription, reason: DisabledReason) -> Subscription:
