@@ -571,6 +571,18 @@ def test_signing_in_with_another_merchants_member_is_a_404(platform: Running) ->
     assert foreign.json()["detail"].replace(theirs, "ID") == made_up.json()["detail"].replace(
         "stf_nope", "ID"
     )
+    # Each names the field that named the member, as a member's unknown role does.
+    assert [e["field"] for e in made_up.json()["errors"]] == ["staff_id"]
+    assert [e["field"] for e in foreign.json()["errors"]] == ["staff_id"]
+    # So does an override's approver, once someone is signed in to ask for one.
+    here = _locations(http)[0]
+    cashier = _member(http, "Asks", "cashier", here, "8642")
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "8642"}).is_success
+    for manager in ("stf_nope", theirs):
+        asked = {"manager_id": manager, "pin": "1234", "permission": "refund"}
+        approved = _post(device, "/v1/overrides", asked)
+        assert approved.status_code == 404, approved.text
+        assert [e["field"] for e in approved.json()["errors"]] == ["manager_id"]
 
 
 def test_credential_and_settings_changes_are_in_the_audit_log(platform: Running) -> None:

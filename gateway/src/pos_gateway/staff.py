@@ -449,15 +449,17 @@ async def _check_pin(
     pin: str,
     location_id: str,
     actor: audit.Actor,
+    field: str,
 ) -> Member:
     """The member, if the PIN is theirs and they may work here; each refusal is recorded
-    (a wrong PIN's entry is committed even though the caller's request fails)."""
+    (a wrong PIN's entry is committed even though the caller's request fails). `field` is
+    the body's field that named the member, for the 404 of one that is not the merchant's."""
     if actor.register_id:
         await _register_budget(conn, merchant_id, actor)
     member = await _member(conn, merchant_id, staff_id, lock=True)
     if member is None:
         raise Refused("resource_missing", f"staff member {staff_id!r} was not found",
-                      resource="staff")  # fmt: skip
+                      resource="staff", field=field)  # fmt: skip
     if member.status != "active":
         # The merchant's own member: a 404 would send the till looking for a typo. Said
         # before the PIN is looked at, so it tests no PIN (another merchant's is still 404).
@@ -576,7 +578,9 @@ async def sign_in(
     refused: Refused | None = None
     async with engine.begin() as conn:
         try:
-            await _check_pin(conn, secret, merchant_id, staff_id, pin, location_id, actor)
+            await _check_pin(
+                conn, secret, merchant_id, staff_id, pin, location_id, actor, "staff_id"
+            )
         except Refused as exc:
             refused = exc
         if refused is None:
@@ -676,7 +680,7 @@ async def grant_override(
     async with engine.begin() as conn:
         try:
             manager = await _check_pin(
-                conn, secret, merchant_id, manager_id, pin, location_id, actor
+                conn, secret, merchant_id, manager_id, pin, location_id, actor, "manager_id"
             )
             if permission not in await _permissions(conn, merchant_id, manager.role):
                 raise Refused(
