@@ -360,3 +360,14 @@ def test_a_gift_card_line_that_cannot_be_activated_is_refused_before_the_card_is
         )
         card_tender = next(t for t in report.json()["tenders"] if t["name"] == "card")
         assert card_tender["captured"] == _usd(1500) and card_tender["refunded"] == _usd(0)
+
+
+def test_a_gift_card_at_an_unknown_location_names_the_field(platform: Running) -> None:
+    """Issued or loaded at a location that is not the merchant's: the 404 names
+    `location_id`, as the services' references do, and no card is made."""
+    http = platform.http
+    before = http.get("/v1/gift-cards", params={"limit": 200}).json()["data"]
+    issued = _post(http, "/v1/gift-cards", {"amount": _usd(500), "location_id": "loc_made_up"})
+    assert (issued.status_code, issued.json()["code"]) == (404, "resource_missing")
+    assert issued.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
+    assert http.get("/v1/gift-cards", params={"limit": 200}).json()["data"] == before

@@ -341,3 +341,18 @@ def test_refunds_are_listed_by_when_they_were_created(platform: Running) -> None
             first["id"]
         ]
         _window_refused(http, "/v1/refunds", first["created_at"], second["created_at"])
+
+
+def test_a_terminal_checkout_at_an_unknown_location_names_the_field(platform: Running) -> None:
+    """The 404 of a location the body names says which field named it, as the services'
+    references do; nothing goes to the reader."""
+    http = platform.http
+    body = {
+        "location_id": "loc_made_up",
+        "device_id": "sandbox_reader_approve",
+        "amount": {"amount": 900, "currency": "USD"},
+        "reference": f"nowhere {uuid.uuid4().hex[:8]}",
+    }
+    refused = _post(http, "/v1/terminal-checkouts", body)
+    assert (refused.status_code, refused.json()["code"]) == (404, "resource_missing")
+    assert refused.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]

@@ -93,7 +93,7 @@ async def _known(
     card is for: a duplicate merged away stands for its survivor, whose cards its own were
     moved to."""
     if location_id:
-        in_its_currency(await location_of(svc, location_id), currency)
+        in_its_currency(await location_of(svc, location_id, "location_id"), currency)
     if customer_id:
         customer_id = await _survivor(svc, customer_id)
     if order_id:

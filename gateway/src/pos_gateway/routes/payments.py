@@ -524,7 +524,8 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`).
     The amount is in the location's currency (else a 400 `currency_mismatch`: the location's
     settlement report, in its currency, would leave the payment out)."""
-    in_its_currency(await location_of(svc, body.location_id), body.amount.currency)
+    location = await location_of(svc, body.location_id, "location_id")
+    in_its_currency(location, body.amount.currency)
     request = payment_pb2.CreateTerminalCheckoutRequest(
         request_id=request_id(),
         reference=body.reference,
