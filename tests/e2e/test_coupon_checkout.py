@@ -113,6 +113,9 @@ def test_a_coupon_with_n_uses_discounts_exactly_n_of_many_concurrent_sales(
     assert all(o["coupons"][0]["status"] == "redeemed" for o in sold)
     assert all(o["coupons"][0]["code_hint"] == code[-4:] for o in sold)
     assert {r["code"] for r in refused} == {"coupon_exhausted"}
+    # Each names the code as the request does, whichever step refused it (the promotion
+    # service's own field is `codes`).
+    assert {r["detail"].split(":")[0] for r in refused} == {"coupon_codes[0]"}
     # A refused sale left no order behind.
     listed = http.get("/v1/orders", params={"location_id": store, "limit": 200}).json()["data"]
     assert len(listed) - before == USES
@@ -157,6 +160,7 @@ def test_a_web_order_with_a_coupon_is_reserved_then_redeemed_or_given_back(
     # Its one use is held by the first order: a second is refused.
     second = _post(http, "/v1/orders", body)
     assert second.status_code == 409 and second.json()["code"] == "coupon_exhausted"
+    assert second.json()["detail"].startswith("coupon_codes[0]: "), second.json()
     cancelled = _ok(_post(http, f"/v1/orders/{first['id']}/cancel", {}), 200)
     assert cancelled["coupons"][0]["status"] == "released"
     # Given back: the next order gets it, and its confirmation redeems it.

@@ -22,7 +22,14 @@ from pos.payment.v1 import (
     shifts_pb2_grpc,
 )
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
-from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
+from pos_kit.errors import (
+    Conflict,
+    DomainError,
+    ErrorKind,
+    FieldViolation,
+    NotFound,
+    Unavailable,
+)
 from pos_kit.grpc_client import read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -380,7 +387,10 @@ class PromotionCoupons(_Client):
             customer_id=cart.customer_id,
             cart=cart_request(lines, currency, cart),
         )
-        answer = await self._call(self._stub.ReserveCoupons, request)
+        try:
+            answer = await self._call(self._stub.ReserveCoupons, request)
+        except DomainError as exc:
+            raise _as_coupon_codes(exc) from None
         return [CouponUse(r.coupon_id, r.promotion_id, r.code_hint) for r in answer.reservations]
 
     async def redeem(self, request_id: str, order_id: str) -> None:
@@ -394,6 +404,18 @@ class PromotionCoupons(_Client):
             self._stub.ReleaseCoupons,
             promotion_pb2.ReleaseCouponsRequest(request_id=request_id, order_id=order_id),
         )
+
+
+def _as_coupon_codes(exc: DomainError) -> DomainError:
+    """The promotion service names a code by its own request's field (`codes[1]`); the caller
+    sent it as `coupon_codes[1]`, which is what the refusal must say to them."""
+    if exc.message.startswith("codes["):
+        exc.message = f"coupon_{exc.message}"
+    exc.violations = [
+        FieldViolation(f"coupon_{v.field}", v.description) if v.field.startswith("codes[") else v
+        for v in exc.violations
+    ]
+    return exc
 
 
 _STATUS = {
