@@ -550,32 +550,51 @@ def test_a_cash_refund_is_taken_at_a_register_with_an_open_shift_only(
             assert report["expected_cash"]["amount"] == expected
 
 
-def test_an_exchange_for_an_open_price_product_names_the_line_that_asks_for_it(
+def test_an_exchange_sells_an_open_price_product_at_the_price_entered(
     platform: Running,
 ) -> None:
-    """An exchange's new lines are priced from the catalog and take no entered price, so an
-    open-price product (its price entered at a sale) cannot be one. The refusal names
-    `new_lines[i].sku`, the field that asked for it; before, it was a 400 on
-    `new_lines[i].unit_price`, a field an exchange does not have, so no client could act on
-    it. Nothing is written."""
-    http = platform.http
-    sku, fixed = (f"OPEN-{uuid.uuid4().hex[:8].upper()}", f"FIX-{uuid.uuid4().hex[:8].upper()}")
-    _ok(_post(http, "/v1/products", {"sku": sku, "name": "Repair", "open_price": True,
-        "price": {"amount": 500, "currency": "USD"}}), 201)  # fmt: skip
-    _ok(_post(http, "/v1/products", {"sku": fixed, "name": "Fixed",
-        "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
-    store = http.get("/v1/locations").json()["data"][0]["id"]
-    _ok(_post(http, "/v1/inventory/adjustments",
-        {"sku": fixed, "location_id": store, "delta": 5, "reason": "received"}), 201)  # fmt: skip
-    sale = {"location_id": store, "lines": [{"sku": fixed, "quantity": 1}],
-            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
-    order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+    """An exchange's new lines take `unit_price` as a checkout's and an order's lines do:
+    required for an open-price product, which is sold at it; refused for a fixed-price one.
+    Each refusal is a 400 naming `new_lines[i].unit_price`, and nothing is written. Before, a
+    new line had no `unit_price`, so an open-price product could not be exchanged for."""
+    with platform.new_merchant(f"Open-price exchange {uuid.uuid4().hex[:8]}") as http:
+        store = _ok(_post(http, "/v1/locations", {"name": "Main", "currency": "USD",
+                    "tax_rate_bps": 1000}), 201)["id"]  # fmt: skip
+        _ok(_post(http, "/v1/products", {"sku": "REPAIR", "name": "Repair", "open_price": True,
+            "price": {"amount": 500, "currency": "USD"}}), 201)  # fmt: skip
+        _ok(_post(http, "/v1/products", {"sku": "FIXED", "name": "Fixed",
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        for sku in ("REPAIR", "FIXED"):
+            received = {"sku": sku, "location_id": store, "delta": 5, "reason": "received"}
+            _ok(_post(http, "/v1/inventory/adjustments", received), 201)
+        sale = {"location_id": store, "lines": [{"sku": "FIXED", "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+        path = f"/v1/orders/{order['id']}/exchanges"
+        price = {"amount": 1500, "currency": "USD"}
 
-    ask = {**_ask("L1", 1), "new_lines": [{"sku": sku, "quantity": 1}]}
-    refused = _post(http, f"/v1/orders/{order['id']}/exchanges", ask)
-    assert refused.status_code == 400, refused.text
-    assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].sku"]
-    assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+        for new_line in (
+            {"sku": "REPAIR", "quantity": 1},
+            {"sku": "FIXED", "quantity": 1, "unit_price": price},
+        ):
+            refused = _post(http, path, {**_ask("L1", 1), "new_lines": [new_line]})
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].unit_price"]
+        assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+
+        # 15.00 + 10 % = 16.50 for the repair; the unit returned paid 11.00: 5.50 due.
+        repair = {"sku": "REPAIR", "quantity": 1, "unit_price": price}
+        ask = {**_ask("L1", 1), "new_lines": [repair],
+               "tenders": [{"tender_type": "card", "card_token": "tok_visa"}]}  # fmt: skip
+        key = str(uuid.uuid4())
+        made = _ok(_post(http, path, ask, key), 201)
+        (line,) = made["order"]["lines"]
+        assert (line["sku"], line["unit_price"]) == ("REPAIR", price)
+        assert made["order"]["total"]["amount"] == 1650
+        assert made["charged"]["amount"] == 550 and made["refunded"]["amount"] == 0
+        again = _post(http, path, ask, key)
+        assert again.json()["order"]["id"] == made["order"]["id"], again.text
+        assert len(_ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"]) == 1
 
 
 def test_an_orders_returns_are_listed_a_page_at_a_time(platform: Running) -> None:

@@ -774,3 +774,54 @@ async def test_after_goodwill_the_last_units_of_an_exchange_take_what_is_left(
     assert await shop.money(first.id) == (first.total.amount, first.total.amount)
     charged = made.charged.amount
     assert await shop.money(middle.id) == (charged, charged)
+
+
+async def test_an_open_price_product_is_exchanged_for_at_the_price_entered(shop: Shop) -> None:
+    """An exchange's new lines take an entered price as a checkout's or an order's lines do:
+    required for an open-price product (sold at it), refused for any other; each refusal a
+    400 naming the line's `unit_price`, and nothing written."""
+    sku = f"REPAIR-{uuid.uuid4().hex[:6].upper()}"
+    await shop.catalog.CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            request_id=str(uuid.uuid4()), sku=sku, name="Repair", price=usd(100), open_price=True
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    await shop.catalog.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=str(uuid.uuid4()),
+            sku=sku,
+            location_id=shop.store,
+            delta=5,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    order = await shop.sale(TEE=2)
+
+    unpriced = await shop.refused(shop.ask(order.id, [("L1", 1)], [(sku, 1)]))
+    assert unpriced.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(unpriced).violations] == ["new_lines[0].unit_price"]
+    fixed = shop.ask(order.id, [("L1", 1)], [("MUG", 1)])
+    fixed.new_lines[0].unit_price.CopyFrom(usd(1))
+    refused = await shop.refused(fixed)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(refused).violations] == ["new_lines[0].unit_price"]
+    odd = shop.ask(order.id, [("L1", 1)], [(sku, 1)])
+    odd.new_lines[0].unit_price.CopyFrom(money_pb2.Money(amount=100, currency="EUR"))
+    refused = await shop.refused(odd)
+    assert [v.field for v in read_error(refused).violations] == ["new_lines[0].unit_price"]
+    assert await shop.returns_of(order.id) == []
+
+    # 40.00 + 8.25 % = 43.30 for the repair; the tee returned paid 27.06: 16.24 due.
+    priced = shop.ask(order.id, [("L1", 1)], [(sku, 1)])
+    priced.new_lines[0].unit_price.CopyFrom(usd(4000))
+    answer = await shop.exchange(priced)
+    line = answer.order.lines[0]
+    assert (line.sku, line.unit_price.amount) == (sku, 4000)
+    assert answer.order.total.amount == 4330
+    assert answer.charged.amount == 4330 - answer.order_return.amount.amount == 1624
+    again = await shop.exchange(priced)
+    assert again.order.id == answer.order.id and again.charged == answer.charged

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Body as BodyParam
 from pydantic import Field, StrictBool
 
+from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
@@ -91,6 +92,14 @@ ENTERED = (
     "The price entered at the sale, for an open-price product (required for one, a 400 for "
     "any other)"
 )
+
+
+def entered_pb(price: MoneyIn | None) -> money_pb2.Money | None:
+    """A line's entered price (`unit_price`) as the order service reads it: the same on every
+    line that sells (a checkout's, an order's or a draft's, an exchange's new one)."""
+    return price.pb() if price is not None else None
+
+
 MANUAL_VALUE = (
     "percent: basis points (1000 = 10 %, at most 10000); amount: minor units (off each unit of "
     "a line, or once off the order); price: the new unit price in minor units (at most the list "
@@ -339,7 +348,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
                 sku=ln.sku,
                 quantity=ln.quantity,
                 manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
-                unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+                unit_price=entered_pb(ln.unit_price),
                 gift_card=_gift_card_line(ln),
             )
             for ln in body.lines
@@ -598,7 +607,7 @@ def _line_pb(ln: OrderLineIn, request: Request) -> order_pb2.OrderLineRequest:
         quantity=ln.quantity,
         fulfillment=ln.fulfillment,
         manual=ln.manual.pb(_who(request)) if ln.manual is not None else None,
-        unit_price=ln.unit_price.pb() if ln.unit_price is not None else None,
+        unit_price=entered_pb(ln.unit_price),
         gift_card=_gift_card_line(ln),
     )
 

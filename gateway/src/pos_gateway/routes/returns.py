@@ -30,7 +30,7 @@ from pos_gateway.routes.common import (
     services,
 )
 from pos_gateway.routes.gift_cards import spend_code_budget
-from pos_gateway.routes.orders import TenderIn, tender_into
+from pos_gateway.routes.orders import ENTERED, TenderIn, entered_pb, tender_into
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.returns import (
@@ -211,6 +211,7 @@ class ExchangeLineIn(Body):
         description="The store the units leave from (sold in store there); empty: the "
         "exchange's `location_id`. One you do not have is a 404",
     )
+    unit_price: MoneyIn | None = Field(None, description=ENTERED)
 
 
 class ExchangeIn(Body):
@@ -281,7 +282,9 @@ async def create_exchange(
     sold the refund and the restock follow; a failure after that is finished by a retry with
     the same `Idempotency-Key`, or by the service itself. The return rules are a return's (400
     naming the field; past the window a 409 `return_window_closed` without `override_reason`);
-    an unknown SKU in `new_lines` is a 400 naming it. `order.returned` follows for the return;
+    an unknown SKU in `new_lines` is a 400 naming it, and a new line's `unit_price` is taken
+    as a checkout's line takes it (required for an open-price product, a 400 naming it for
+    any other). `order.returned` follows for the return;
     the new order sends its usual events (`order.created` once its stock is held,
     `order.confirmed`, `order.completed`).
 
@@ -296,7 +299,12 @@ async def create_exchange(
         order_id=order_id,
         lines=_return_lines(body.lines),
         new_lines=[
-            order_pb2.ExchangeLine(sku=ln.sku, quantity=ln.quantity, location_id=ln.location_id)
+            order_pb2.ExchangeLine(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                location_id=ln.location_id,
+                unit_price=entered_pb(ln.unit_price),
+            )
             for ln in body.new_lines
         ],
         reason=body.reason,

@@ -93,11 +93,14 @@ def _manual(found: order_pb2.ManualAdjustment, present: bool) -> Manual | None:
     return Manual(found.kind, found.value, found.reason, found.requested_by)
 
 
-def _entered(i: int, line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest) -> Money | None:
-    """An open-price product's price as entered at the sale."""
+def _entered(
+    where: str,
+    line: order_pb2.CheckoutLine | order_pb2.OrderLineRequest | order_pb2.ExchangeLine,
+) -> Money | None:
+    """An open-price product's price as entered at the sale (`where`: the line's field)."""
     if not line.HasField("unit_price"):
         return None
-    return from_proto(f"lines[{i}].unit_price", line.unit_price)
+    return from_proto(f"{where}.unit_price", line.unit_price)
 
 
 def _command(request: order_pb2.CheckoutRequest, fingerprint: bytes) -> CheckoutCommand:
@@ -131,7 +134,7 @@ def _line(
         line.quantity,
         fulfillment,
         manual=_manual(line.manual, line.HasField("manual")),
-        unit_price=_entered(i, line),
+        unit_price=_entered(f"lines[{i}]", line),
         gift_card=card,
     )
 
@@ -591,7 +594,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 for ln in request.lines
             ],
             new_lines=[
-                exchanges.NewLine(ln.sku, ln.quantity, ln.location_id) for ln in request.new_lines
+                exchanges.NewLine(
+                    ln.sku, ln.quantity, ln.location_id, _entered(f"new_lines[{i}]", ln)
+                )
+                for i, ln in enumerate(request.new_lines)
             ],
             reason=request.reason,
             override_reason=request.override_reason,

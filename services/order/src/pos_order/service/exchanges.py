@@ -128,6 +128,8 @@ class NewLine:
     quantity: int
     # The store the unit leaves from; empty: the exchange's store.
     location_id: str = ""
+    # An open-price product's price, entered at the exchange as at any sale.
+    unit_price: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,9 @@ class CreateExchange(Generic[R]):
         places = list(dict.fromkeys(ln.location_id or store for ln in req.new_lines))
         fulfillments = [FulfillmentRequest(FulfillmentType.IN_STORE, p) for p in places]
         lines = [
-            LineRequest(ln.sku, ln.quantity, places.index(ln.location_id or store))
+            LineRequest(
+                ln.sku, ln.quantity, places.index(ln.location_id or store), unit_price=ln.unit_price
+            )
             for ln in req.new_lines
         ]
         try:
@@ -668,26 +672,8 @@ def _about_new_lines(exc: DomainError, req: ExchangeRequest, store: str) -> Doma
     if exc.kind is ErrorKind.NOT_FOUND:
         return _missing_for_exchange(exc, req, store)
     if exc.violations:
-        renamed = _renamed(exc.violations, "lines", "new_lines")
-        return InvalidArgument(exc.message, [_entered_price(v) for v in renamed])
+        return InvalidArgument(exc.message, _renamed(exc.violations, "lines", "new_lines"))
     return exc
-
-
-_ENTERED_PRICE = re.compile(r"(new_lines\[\d+\])\.unit_price")
-
-
-def _entered_price(violation: FieldViolation) -> FieldViolation:
-    """An exchange's new lines take no entered price (an open-price product's price is given
-    at a sale): pricing's refusal of the missing `unit_price`, a field the exchange does not
-    have, is about the line's SKU."""
-    found = _ENTERED_PRICE.fullmatch(violation.field)
-    if found is None:
-        return violation
-    return FieldViolation(
-        f"{found[1]}.sku",
-        "is an open-price product: its price is entered at a sale, which an exchange does "
-        "not take; return the units and sell it with a checkout",
-    )
 
 
 _FULFILLMENT_STORE = re.compile(r"fulfillments\[(\d+)\]\.location_id")

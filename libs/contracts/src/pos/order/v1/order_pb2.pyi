@@ -2680,20 +2680,28 @@ class ExchangeLine(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     quantity: _builtins.int
     location_id: _builtins.str
     """The store the units leave from; empty: the exchange's store."""
+    @_builtins.property
+    def unit_price(self) -> _money_pb2.Money:
+        """As in CheckoutLine: an open-price product's price, entered at the sale (required for one,
+        refused for another).
+        """
+
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         location_id: _builtins.str = ...,
+        unit_price: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
