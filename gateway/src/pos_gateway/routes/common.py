@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 import grpc
 from fastapi import Header, Path, Query, Request
@@ -17,11 +17,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from pos.common.v1 import money_pb2
 from pos_gateway import registers
@@ -105,14 +107,50 @@ class Body(BaseModel):
         return value
 
 
-def patched(body: Body, clearable: Collection[str] = ()) -> dict[str, Any]:
-    """The fields a PATCH sent (each optional): none set to null but those `clearable` (JSON
-    merge-patch: null removes the value, absent keeps it), at least one, else a 400."""
+class Patch(Body):
+    """A PATCH body: each field optional, left out to keep it. Null is taken only by the fields
+    `CLEARABLE` names (JSON merge-patch: null removes the value); on any other it is a 400
+    naming the field, as every other field has an empty value of its own to send instead. The
+    document says the same: only those fields are nullable there."""
+
+    CLEARABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_clears(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.CLEARABLE:
+            raise PydanticCustomError("null_not_allowed", "must not be null")
+        return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        found = handler.resolve_ref_schema(schema)
+        for name, field in found.get("properties", {}).items():
+            if name not in cls.CLEARABLE:
+                _not_nullable(field)
+        return schema
+
+
+def _not_nullable(field: dict[str, Any]) -> None:
+    """A field's schema without its null branch (and without the null default it implies)."""
+    branches = [b for b in field.get("anyOf", []) if b != {"type": "null"}]
+    if "anyOf" in field:
+        del field["anyOf"]
+        if len(branches) == 1:
+            field.update({k: v for k, v in branches[0].items() if k not in field})
+        else:
+            field["anyOf"] = branches
+    if "default" in field and field["default"] is None:
+        del field["default"]
+
+
+def patched(body: Patch) -> dict[str, Any]:
+    """The fields a PATCH sent (a null only on a field the body's CLEARABLE names: the model
+    refuses any other): at least one, else a 400."""
     sent = body.model_dump(exclude_unset=True)
-    nulls = sorted(k for k, v in sent.items() if v is None and k not in clearable)
-    if nulls:
-        raise Problem(400, "invalid_request", "a field cannot be set to null",
-                      [{"field": k, "reason": "must not be null"} for k in nulls])  # fmt: skip
     if not sent:
         raise Problem(400, "invalid_request", "send at least one field to change")
     return sent

@@ -35,6 +35,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    Patch,
     PathId,
     Rfc3339,
     UpdatedSince,
@@ -168,7 +169,7 @@ class ProfileIn(Body):
         return out
 
 
-class CustomerPatch(ProfileIn):
+class CustomerPatch(Patch, ProfileIn):
     model_config = example({"given_name": "Augusta Ada", "tags": ["vip", "newsletter"]})
 
 
@@ -363,7 +364,9 @@ async def update_customer(
     response: Response,
     if_match: IfMatch = None,
 ) -> Customer:
-    """Send `If-Match: "<version>"` to update only the version you saw; a stale one is a 412."""
+    """Only the fields sent change (an empty string clears one; null is a 400 naming the
+    field, nothing changed). Send `If-Match: "<version>"` to update only the version you saw;
+    a stale one is a 412."""
     request = customer_pb2.UpdateCustomerRequest(
         request_id=request_id(),
         id=customer_id,

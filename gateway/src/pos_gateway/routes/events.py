@@ -31,6 +31,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     InRange,
     Limit,
+    Patch,
     PathId,
     QueryId,
     Rfc3339,
@@ -297,7 +298,7 @@ class SubscriptionIn(Body):
     description: str = Field("", max_length=500)
 
 
-class SubscriptionPatch(Body):
+class SubscriptionPatch(Patch):
     model_config = example({"status": "disabled"})
 
     url: str | None = Field(None, max_length=2048, pattern=URL)
@@ -398,7 +399,8 @@ async def update_webhook_subscription(
     response: Response,
     if_match: IfMatch = None,
 ) -> WebhookSubscription:
-    """Enabling a subscription that was disabled (by you, by a 410 or by days of failures)
+    """Only the fields sent change; one sent as null is a 400 naming it, nothing changed.
+    Enabling a subscription that was disabled (by you, by a 410 or by days of failures)
     resumes its deliveries, pending ones included."""
     request = pb.UpdateSubscriptionRequest(
         request_id=request_id(), id=subscription_id, expected_version=expected_version(if_match)

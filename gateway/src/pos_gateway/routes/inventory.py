@@ -27,6 +27,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    Patch,
     PathId,
     Sku,
     UpdatedSince,
@@ -226,8 +227,9 @@ async def create_location(body: LocationIn, svc: Svc) -> Location:
     return to_model(Location, answer.location)
 
 
-class LocationPatch(Body):
+class LocationPatch(Patch):
     model_config = example({"pickup_enabled": True, "tax_rate_bps": 875})
+    CLEARABLE = frozenset({"geo"})
 
     name: str | None = Field(None, min_length=1, max_length=200, examples=["Harbor Store"])
     address: AddressIn | None = Field(None, description="Replaced whole")
@@ -277,16 +279,17 @@ async def update_location(
     location_id: PathId, body: LocationPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Location:
     """Only the fields sent change; an address, a geo point, rates or taxes are replaced whole
-    (`geo: null` clears the point). The tax fields price every sale from the change on (an
-    order priced before keeps its tax); `time_zone` is the day of the location's settlement
-    report and its offers' hours. A location's `currency` and `kind` never change.
+    (`geo: null` clears the point; null on any other field is a 400 naming it). The tax
+    fields price every sale from the change on (an order priced before keeps its tax);
+    `time_zone` is the day of the location's settlement report and its offers' hours. A
+    location's `currency` and `kind` never change.
     `pickup_enabled` and `ship_enabled` decide what online orders may do here: an order's
     pickup at a location without `pickup_enabled`, or its shipment from a named location
     without `ship_enabled`, is refused (400), and sourcing ships only from locations with
     `ship_enabled`. Send `If-Match: "<version>"` to change only the version you saw: a stale
     one is a 412 with `current_version`. Each change bumps `version`; fields sent as they
     already are change nothing."""
-    sent = patched(body, clearable=("geo",))
+    sent = patched(body)
     request = body.pb()
     request.request_id = request_id()
     request.id = location_id

@@ -34,6 +34,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     MoneyIn,
+    Patch,
     PathId,
     QueryId,
     UpdatedSince,
@@ -663,10 +664,12 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     return to_model(Order, answer.order)
 
 
-class OrderPatch(Body):
+class OrderPatch(Patch):
     model_config = example(
         {"lines": [{"sku": "TEE-BLK-M", "quantity": 3}], "notes": "Gift wrap, please"}
     )
+    # What an edit of a draft removes when sent as null (JSON merge-patch).
+    CLEARABLE = frozenset({"order_manual"})
 
     customer_id: str | None = Field(
         None, max_length=64, description="One of your customers, or empty for none"
@@ -690,11 +693,6 @@ class OrderPatch(Body):
                                       description=REDEEM)  # fmt: skip
     notes: str | None = Field(None, max_length=2000)
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=50)
-
-
-# What an edit of a draft removes when sent as null (JSON merge-patch); any other field sent as
-# null is a 400, as in every PATCH: it has an empty value of its own to send instead.
-DRAFT_CLEARABLE = ("order_manual",)
 
 
 @router.patch(
@@ -722,7 +720,7 @@ async def update_draft_order(
     is announced as `order.updated` (the draft as GET answers it at its new version); what is
     refused announces nothing."""
     # Named in the mask and left unset, order_manual is removed (the service's FieldMask reading).
-    sent = patched(body, DRAFT_CLEARABLE)
+    sent = patched(body)
     ask = order_pb2.UpdateDraftOrderRequest(
         request_id=request_id(),
         order_id=order_id,
@@ -1098,8 +1096,9 @@ class ReceiptlessLimitIn(Body):
     days: int = Field(ge=1, le=365, json_schema_extra=INT64, description="The rolling window")
 
 
-class OrderSettingsIn(Body):
+class OrderSettingsIn(Patch):
     model_config = example({"capture_pickup_at_order": True, "pickup_expiry_seconds": 259200})
+    CLEARABLE = frozenset({"receiptless_limit"})
 
     # Strict: JSON's 0 and 1 are numbers, not a yes or a no.
     capture_pickup_at_order: StrictBool | None = Field(
@@ -1154,7 +1153,7 @@ async def update_order_settings(
     credential is refused (403 `insufficient_scope`): settings are the back office's."""
     # A field set to null (but the limit, which null lifts), or none sent, is a 400: never a
     # silent no-op.
-    sent = patched(body, clearable=("receiptless_limit",))
+    sent = patched(body)
     version = expected_version(if_match)
     request = _order_change(body, sent)
     window = body.authorization_window_seconds

@@ -20,6 +20,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     MoneyIn,
+    Patch,
     PathId,
     Sku,
     UpdatedSince,
@@ -125,7 +126,7 @@ class ProductIn(Body):
         )
 
 
-class ProductPatch(Body):
+class ProductPatch(Patch):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"name": "Tee, jet black", "price": TEE["price"]}]},
@@ -260,7 +261,8 @@ async def get_product(product_id: PathId, svc: Svc, response: Response) -> Produ
 async def update_product(
     product_id: PathId, body: ProductPatch, svc: Svc, response: Response, if_match: IfMatch = None
 ) -> Product:
-    """Only the fields sent change; `barcodes` and `variants` are replaced whole. Send
+    """Only the fields sent change; `barcodes` and `variants` are replaced whole; a field sent
+    as null is a 400 naming it. Send
     `If-Match: "<version>"` to update only the version you saw: a stale one is a 412 with
     `current_version`. A change bumps `version` and `updated_at`; sending what is already
     there changes nothing. The product as changed keeps the rules of creating one (barcodes'

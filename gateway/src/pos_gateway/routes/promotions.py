@@ -28,6 +28,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     MoneyIn,
+    Patch,
     PathId,
     UpdatedSince,
     example,
@@ -208,7 +209,7 @@ class PromotionIn(Body):
     requires_coupon: StrictBool = False
 
 
-class PromotionPatch(Body):
+class PromotionPatch(Patch):
     model_config = example({"name": "Shirts: buy one, get one half price", "priority": 10})
 
     name: str | None = Field(None, min_length=1, max_length=200)
@@ -370,7 +371,8 @@ async def update_promotion(
     response: Response,
     if_match: IfMatch = None,
 ) -> Promotion:
-    """The fields you send replace the current ones (a rule or conditions whole). Send
+    """The fields you send replace the current ones (a rule or conditions whole); one sent as
+    null is a 400 naming it, nothing changed. Send
     `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
     product, location or customer group id the offer names that is not yours is a 404 naming
     the field."""
@@ -379,9 +381,7 @@ async def update_promotion(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
     sent = body.model_dump(exclude_unset=True)
-    for name in sent:
-        if sent[name] is None:
-            continue
+    for name in sent:  # never null: a PromotionPatch refuses it
         request.update_mask.append(name)
         if name == "rule" and body.rule is not None:
             request.rule.CopyFrom(body.rule.pb())

@@ -22,6 +22,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    Patch,
     PathId,
     QueryId,
     UpdatedSince,
@@ -167,7 +168,7 @@ async def get_staff(staff_id: PathId, request: Request, response: Response) -> S
     return _etag(response, found)
 
 
-class StaffPatch(Body):
+class StaffPatch(Patch):
     model_config = example({"role": "manager", "pin": "9034"})
 
     name: Name | None = None
@@ -191,7 +192,8 @@ async def update_staff(
     svc: Svc,
     if_match: IfMatch = None,
 ) -> StaffMember:
-    """Only the fields given change; each change bumps `version`. Send `If-Match:
+    """Only the fields given change (one sent as null is a 400 naming it, nothing changed);
+    each change bumps `version`. Send `If-Match:
     "<version>"` to change only the version you saw: a stale one is a 412 `version_mismatch`
     with `current_version`, and nothing changes. A deactivated member is a 409
     `staff_deactivated`."""

@@ -1,0 +1,105 @@
+"""A PATCH body's document says where null is taken: a field it marks nullable is one the
+route takes null for (JSON merge-patch: null removes the value, as a location's `geo` or a
+draft's `order_manual`), and null on any other field is a 400 naming it, nothing changed. A
+client generated from the document never sends a null the route refuses, nor is told it may
+not send one the route takes.
+
+The real gateway application against its real database; the services are never dialled: a
+refused null is answered before one would be, and a null taken reaches for one (a 503) or for
+the gateway's own rows (a 404 here, where no such resource is).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from fastapi import FastAPI
+
+from pos_devstack.testing import Infra
+from pos_gateway.admin import create_merchant, issue_key
+from pos_gateway.app import create_app
+from pos_gateway.settings import GatewaySettings
+from pos_kit.db import make_engine
+
+SECRET = "patch-nulls-test-secret-0123456789abcdef"
+NOWHERE = "127.0.0.1:9"  # never dialled
+SETTINGS = {
+    name: NOWHERE
+    for name in ("inventory_addr", "promotion_addr", "customer_addr", "payment_addr",
+                 "order_addr", "dispatcher_addr")
+}  # fmt: skip
+# The fields whose null the routes take: the document must say so of these and no other.
+CLEARABLE = {
+    "PATCH /v1/locations/{location_id}": {"geo"},
+    "PATCH /v1/orders/{order_id}": {"order_manual"},
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gateway(infra: Infra) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    url = infra.service_database("gateway")
+    engine = make_engine(url, pool_size=1)
+    key = (await issue_key(engine, SECRET, await create_merchant(engine, "Nulls"), "admin")).key
+    await engine.dispose()
+    settings = GatewaySettings(
+        database_url=url, gateway_secret_key=SECRET, token_signing_keys=["nulls-" + SECRET],
+        **SETTINGS,
+    )  # fmt: skip
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client,
+    ):
+        yield app, client
+
+
+def _nullable(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "null" or any(
+        _nullable(branch) for branch in schema.get("anyOf", []) + schema.get("oneOf", [])
+    )
+
+
+def _patch_fields(document: dict[str, Any]) -> dict[str, dict[str, bool]]:
+    """Each PATCH operation's body fields, and whether the document marks each nullable."""
+    schemas = document["components"]["schemas"]
+    found = {}
+    for path, item in document["paths"].items():
+        if "patch" not in item:
+            continue
+        body = item["patch"]["requestBody"]["content"]["application/json"]["schema"]
+        body = schemas[body["$ref"].rsplit("/", 1)[-1]] if "$ref" in body else body
+        found[f"PATCH {path}"] = {
+            name: _nullable(field) for name, field in body.get("properties", {}).items()
+        }
+    return found
+
+
+async def test_a_patch_documents_null_exactly_where_its_route_takes_it(
+    gateway: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, http = gateway
+    fields = _patch_fields(app.openapi())
+    assert set(CLEARABLE) <= set(fields) and len(fields) >= 8, sorted(fields)
+    wrong: dict[str, object] = {}
+    for operation, nullable in sorted(fields.items()):
+        path = re.sub(r"\{[^}]+\}", "x_1", operation.removeprefix("PATCH "))
+        for name, documented in sorted(nullable.items()):
+            answer = await http.patch(path, json={name: None})
+            refused = answer.status_code == 400 and {
+                "field": name,
+                "reason": "must not be null",
+            } in (answer.json().get("errors") or [])
+            if refused != (not documented):
+                wrong[f"{operation} {name}"] = (documented, answer.status_code, answer.text[:200])
+            taken = name in CLEARABLE.get(operation, set())
+            if taken != documented:
+                wrong[f"{operation} {name} (clearable)"] = (documented, taken)
+    assert not wrong, wrong
