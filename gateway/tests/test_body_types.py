@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from pos_gateway.routes.common import MoneyIn
-from pos_gateway.routes.inventory import AdjustmentIn
+from pos_gateway.routes.inventory import (
+    AdjustmentIn,
+    GeoIn,
+    LocationIn,
+    LocationPatch,
+    LocationTaxIn,
+)
 from pos_gateway.routes.returns import ReturnLineIn
 
 
@@ -27,6 +33,14 @@ def test_an_integer_sent_as_a_string_or_a_boolean_is_refused_naming_its_field() 
     assert _refusal(MoneyIn, {"amount": True, "currency": "USD"}) == [
         (("amount",), "Value error, must be an integer, not a boolean")
     ]
+
+
+def test_a_number_is_a_json_number_never_a_boolean_or_a_string() -> None:
+    """A point's longitude of `false` was read as 0 (a store moved to the meridian)."""
+    assert GeoIn.model_validate({"latitude": 39.78, "longitude": -89}).longitude == -89.0
+    for wrong, reason in ((False, "not a boolean"), ("-89.65", "not a string")):
+        refused = _refusal(GeoIn, {"latitude": 39.78, "longitude": wrong})
+        assert [loc for loc, _ in refused] == [("longitude",)] and reason in refused[0][1]
 
 
 def test_a_boolean_is_true_or_false_only() -> None:
@@ -48,3 +62,19 @@ def test_a_time_is_an_rfc_3339_string_never_a_number() -> None:
         assert [loc for loc, _ in _refusal(AdjustmentIn, {**base, "occurred_at": wrong})] == [
             ("occurred_at",)
         ]
+
+
+def test_an_integer_in_a_map_is_a_json_number_too() -> None:
+    """A location's tax rates per category: `false` or `"200"` is not a rate (it was read as
+    0 or 200, and a sale taxed at it)."""
+    tax = {"name": "state", "rate_bps": 625}
+    assert LocationTaxIn.model_validate({**tax, "rates_bps": {"food": 200}}).rates_bps == {
+        "food": 200
+    }
+    for wrong in (False, True, "200"):
+        assert [
+            loc for loc, _ in _refusal(LocationTaxIn, {**tax, "rates_bps": {"food": wrong}})
+        ] == [("rates_bps", "food")]
+        for model, base in ((LocationIn, {"name": "Main", "currency": "USD"}), (LocationPatch, {})):
+            refused = _refusal(model, {**base, "tax_rates_bps": {"food": wrong}})
+            assert [loc for loc, _ in refused] == [("tax_rates_bps", "food")]

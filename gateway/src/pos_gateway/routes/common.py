@@ -89,6 +89,11 @@ class Body(BaseModel):
                 raise ValueError("must be an integer, not a boolean")
             if isinstance(value, str):
                 raise ValueError("must be a JSON number, not a string")
+        elif field.annotation in (float, float | None):
+            if isinstance(value, bool):
+                raise ValueError("must be a number, not a boolean")
+            if isinstance(value, str):
+                raise ValueError("must be a JSON number, not a string")
         elif field.annotation in (bool, bool | None) and not isinstance(value, bool):
             raise ValueError("must be true or false")
         return value

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import AfterValidator, Field, StrictBool
+from pydantic import AfterValidator, Field, StrictBool, StrictInt
 from pydantic_core import PydanticCustomError
 
 from pos.inventory.v1 import inventory_pb2
@@ -72,11 +72,16 @@ class GeoIn(Body):
         return inventory_pb2.GeoPoint(latitude=self.latitude, longitude=self.longitude)
 
 
+# A tax rate in a map of them: a JSON number, as every integer of a body is (a map's values are
+# not the fields Body's own check reads, so strict here: `false` or "200" is no rate).
+RateBps = Annotated[StrictInt, Field(ge=0, le=10_000, json_schema_extra=INT32)]
+
+
 class LocationTaxIn(Body):
     name: str = Field(min_length=1, max_length=32, examples=["state"])
     rate_bps: int = Field(ge=0, le=10_000, json_schema_extra=INT32, description="625 = 6.25 %")
-    rates_bps: dict[TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]] = (
-        Field(default_factory=dict, max_length=50, description="Per tax category")
+    rates_bps: dict[TaxRateKey, RateBps] = Field(
+        default_factory=dict, max_length=50, description="Per tax category"
     )
     compound: StrictBool = False
 
@@ -124,9 +129,7 @@ class LocationIn(Body):
     time_zone: Annotated[
         str, Field(max_length=64, examples=["America/Chicago"]), AfterValidator(_iana_zone)
     ] = "UTC"
-    tax_rates_bps: dict[
-        TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]
-    ] = Field(
+    tax_rates_bps: dict[TaxRateKey, RateBps] = Field(
         default_factory=dict,
         max_length=50,
         description='Basis points per tax category, e.g. {"food": 200}; others pay tax_rate_bps',
@@ -240,9 +243,9 @@ class LocationPatch(Patch):
     tax_rate_bps: int | None = Field(
         None, ge=0, le=10_000, json_schema_extra=INT32, description="825 = 8.25 %"
     )
-    tax_rates_bps: (
-        dict[TaxRateKey, Annotated[int, Field(ge=0, le=10_000, json_schema_extra=INT32)]] | None
-    ) = Field(None, max_length=50, description="Replaced whole; {} clears them")
+    tax_rates_bps: dict[TaxRateKey, RateBps] | None = Field(
+        None, max_length=50, description="Replaced whole; {} clears them"
+    )
     prices_include_tax: StrictBool | None = None
     taxes: list[LocationTaxIn] | None = Field(
         None, max_length=5, description="Replaced whole; [] goes back to tax_rate_bps"
