@@ -550,6 +550,67 @@ def test_a_cash_refund_is_taken_at_a_register_with_an_open_shift_only(
             assert report["expected_cash"]["amount"] == expected
 
 
+def test_an_exchange_giving_cash_back_is_made_at_a_register_with_an_open_shift_only(
+    platform: Running,
+) -> None:
+    """Two tees sold for cash at a register, exchanged for a mug: the difference goes back
+    to the cash payment. From the back office it would leave the drawer and count in no
+    shift: a 409 `cash_refund_needs_open_shift` naming `new_lines`, and nothing is done (no
+    return, no new order, nothing refunded, held or restocked). Made at the register while
+    its shift is open, it goes through: the return names the register, the member and the
+    shift, and the shift's drawer expects the difference gone."""
+    with platform.new_merchant("Cash Exchange Drawer") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store, (tee, mug) = _products(http, 2500, 1000)
+        manager = _ok(_post(http, "/v1/staff", {"name": "Mo", "role": "manager",
+                      "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
+        register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+        code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+        url = platform.platform.gateway_url
+        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
+        ) as device:
+            signed_in = {"staff_id": manager, "pin": "8642"}
+            assert _post(device, "/v1/register-sessions", signed_in).is_success
+            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+            shift = _ok(_post(device, "/v1/shifts", float_), 201)
+            sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                    "tender_type": "cash",
+                    "cash_tendered": {"amount": 10_000, "currency": "USD"}}  # fmt: skip
+            sold = _ok(_post(device, "/v1/checkouts", sale), 201)
+            order, payment = sold["order"], sold["payment"]
+            _eventually(lambda: _on_hand(http, tee, store) == 10 - 2)
+            exchanges = f"/v1/orders/{order['id']}/exchanges"
+            cheaper = {"lines": [{"line_id": "L1", "quantity": 2}], "reason": "wrong_size",
+                       "new_lines": [{"sku": mug, "quantity": 1}]}  # fmt: skip
+
+            refused = _post(http, exchanges, cheaper)
+            assert refused.status_code == 409, refused.text
+            problem = refused.json()
+            assert problem["code"] == "cash_refund_needs_open_shift"
+            assert [e["field"] for e in problem["errors"]] == ["new_lines"]
+            assert payment["id"] in problem["errors"][0]["reason"]
+            assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+            assert _ok(http.get(f"/v1/payments/{payment['id']}"))["refunded"]["amount"] == 0
+            assert (_on_hand(http, tee, store), _on_hand(http, mug, store)) == (8, 10)
+            levels = _ok(http.get("/v1/inventory", params={"sku": mug, "location_id": store}))
+            assert levels["data"][0]["available"] == 10  # no mug held for a new order
+
+            made = _ok(_post(device, exchanges, cheaper), 201)
+            ret, new = made["order_return"], made["order"]
+            owed = ret["amount"]["amount"] - new["total"]["amount"]
+            assert owed > 0 and made["refunded"]["amount"] == owed
+            assert ret["status"] == "completed" and new["exchange_of"] == order["id"]
+            assert (ret["register_id"], ret["staff_id"], ret["shift_id"]) == (
+                register["id"], manager, shift["id"],
+            )  # fmt: skip
+            report = _ok(device.get(f"/v1/shifts/{shift['id']}"))["report"]
+            assert report["cash_refunds"] == {"amount": owed, "currency": "USD"}
+            expected = 10_000 + order["total"]["amount"] - owed
+            assert report["expected_cash"]["amount"] == expected
+
+
 def test_an_exchange_sells_an_open_price_product_at_the_price_entered(
     platform: Running,
 ) -> None:

@@ -529,7 +529,8 @@ RETURN: dict[str, Any] = {
     "staff_id": "",
     "shift_id": "",
 }
-# A cash refund asked from the back office (the problem of POST /v1/orders/{id}/returns).
+# A cash refund asked from the back office (the problem of POST /v1/orders/{id}/returns; an
+# exchange's below).
 CASH_REFUND_NEEDS_OPEN_SHIFT = {
     "type": "https://docs.omnitill.dev/problems/cash_refund_needs_open_shift",
     "title": "Conflict",
@@ -544,6 +545,19 @@ CASH_REFUND_NEEDS_OPEN_SHIFT = {
             "register with an open shift: it is made from the back office; take the return "
             "at a register with an open shift, or name tender_amounts on the order's other "
             "payments",
+        }
+    ],
+}
+# The same refusal of an exchange whose difference goes back to a cash payment, made from the
+# back office (POST /v1/orders/{id}/exchanges).
+EXCHANGE_CASH_NEEDS_OPEN_SHIFT = {
+    **CASH_REFUND_NEEDS_OPEN_SHIFT,
+    "errors": [
+        {
+            "field": "new_lines",
+            "reason": "cost less than the returned units, and the difference goes back to a "
+            f"cash payment ({PAYMENT_ID}), which needs a register with an open shift: it is "
+            "made from the back office; make the exchange at a register with an open shift",
         }
     ],
 }

@@ -24,7 +24,13 @@ from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2 as G
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    shifts_pb2,
+    shifts_pb2_grpc,
+)
 from pos_devstack.testing import Infra
 from pos_kit.grpc_client import read_error
 from pos_order.entrypoints.fingerprints import CodePrinter
@@ -57,6 +63,7 @@ class Shop:
     order_db: str
     store: str  # sells, 8.25 % tax
     cards: gift_cards_pb2_grpc.GiftCardServiceStub
+    shifts: shifts_pb2_grpc.ShiftServiceStub
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.order_db) as conn:
@@ -215,6 +222,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                 order.database_url,
                 store,
                 gift_cards_pb2_grpc.GiftCardServiceStub(payment.channel),
+                shifts_pb2_grpc.ShiftServiceStub(payment.channel),
             )
     finally:
         server.stop()
@@ -825,3 +833,99 @@ async def test_an_open_price_product_is_exchanged_for_at_the_price_entered(shop:
     assert answer.charged.amount == 4330 - answer.order_return.amount.amount == 1624
     again = await shop.exchange(priced)
     assert again.order.id == answer.order.id and again.charged == answer.charged
+
+
+def _till(register: str) -> tuple[tuple[str, str], ...]:
+    """A register's calls, a member signed in at it (as the gateway sends them)."""
+    return (*MERCHANT, ("x-register-id", register), ("x-staff-id", "stf_cashier"))
+
+
+async def _open_shift(shop: Shop, till: Any, opening_float: int) -> str:
+    opened = await shop.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=str(uuid.uuid4()), location_id=shop.store, opening_float=usd(opening_float)
+        ),
+        metadata=till,
+        timeout=10,
+    )
+    return str(opened.shift.id)
+
+
+async def _cash_report(shop: Shop, shift_id: str) -> shifts_pb2.ShiftReport:
+    found = await shop.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=shift_id), metadata=MERCHANT, timeout=5
+    )
+    return found.shift.report
+
+
+async def test_an_exchange_giving_cash_back_is_made_at_a_register_with_an_open_shift_only(
+    shop: Shop,
+) -> None:
+    """Two tees sold for cash at a register, exchanged for a mug: the difference goes back to
+    the cash payment, out of a drawer. From the back office, or at a register with no shift
+    open, the exchange is refused before anything is written (409
+    `cash_refund_needs_open_shift` naming `new_lines`, as a return refunding cash is): no
+    return, no new order, nothing held, refunded or restocked. At the register with a shift
+    open it is made, and that shift's drawer expects the cash gone. An even exchange moves no
+    money and needs no drawer."""
+    till = _till("reg_exchanges")
+    first = await _open_shift(shop, till, 10_000)
+    sold = await shop.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=shop.store,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=3)],
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            cash_tendered=usd(10_000),
+        ),
+        metadata=till,
+        timeout=20,
+    )
+    order = sold.order
+    await settled(shop)
+    tees, mugs = await shop.on_hand("TEE"), await shop.on_hand("MUG")
+
+    async def unchanged() -> None:
+        assert await shop.returns_of(order.id) == []
+        assert await shop.money(order.id) == (order.total.amount, 0)
+        assert shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", order.id) == []
+        assert (await shop.on_hand("TEE"), await shop.on_hand("MUG")) == (tees, mugs)
+
+    cheaper = shop.ask(order.id, [("L1", 2)], [("MUG", 1)], card=False)
+    back_office = await shop.refused(cheaper)
+    assert back_office.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = read_error(back_office)
+    assert problem.reason == "cash_refund_needs_open_shift"
+    assert [v.field for v in problem.violations] == ["new_lines"]
+    assert order.payment_ids[0] in problem.violations[0].description
+    await unchanged()
+    # Refused before the claim's writes: the same request again is refused the same way.
+    assert read_error(await shop.refused(cheaper)).reason == "cash_refund_needs_open_shift"
+
+    await shop.shifts.CloseShift(
+        shifts_pb2.CloseShiftRequest(
+            request_id=str(uuid.uuid4()),
+            shift_id=first,
+            counted_cash=usd(10_000 + order.total.amount),
+        ),
+        metadata=till,
+        timeout=10,
+    )
+    no_shift = read_error(await shop.refused(cheaper, till))
+    assert no_shift.reason == "cash_refund_needs_open_shift"
+    assert "reg_exchanges" in no_shift.violations[0].description
+    await unchanged()
+
+    # An even exchange gives nothing back: made from the back office as before.
+    even = await shop.exchange(shop.ask(order.id, [("L1", 1)], [("CAP", 1)], card=False))
+    assert even.order_return.status == "completed" and even.order_return.shift_id == ""
+
+    second = await _open_shift(shop, till, 5000)
+    made = await shop.orders.CreateExchange(cheaper, metadata=till, timeout=30)
+    ret, new = made.order_return, made.order
+    owed = ret.amount.amount - new.total.amount
+    assert owed > 0 and made.refunded.amount == owed
+    assert ret.status == "completed" and [r.amount.amount for r in ret.refunds] == [owed]
+    assert (ret.register_id, ret.staff_id, ret.shift_id) == ("reg_exchanges", "stf_cashier", second)
+    report = await _cash_report(shop, second)
+    assert report.cash_refunds == usd(owed) and report.expected_cash == usd(5000 - owed)

@@ -118,7 +118,8 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                     saga_sweep_seconds=0.2,
                 )
             )
-            location_id = await tee_shop(inventory.channel, MERCHANT[0][1])
+            # Tees in stock: an exchange holds the tees it sells.
+            location_id = await tee_shop(inventory.channel, MERCHANT[0][1], stock=20)
             yield Stack(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),
@@ -527,3 +528,67 @@ async def test_a_resumed_cash_refund_lands_in_the_registers_next_shift(stack: St
     assert now_open.cash_refunds == _usd(2500) and now_open.expected_cash == _usd(2500)
     was = await _shift(stack, first)
     assert was.report.cash_refunds == _usd(0) and was.over_short == 0
+
+
+async def test_a_resumed_exchange_gives_its_cash_back_in_the_registers_next_shift(
+    stack: Stack,
+) -> None:
+    """Two tees sold for cash at a register, exchanged there for one: the new tee is sold,
+    then the refund of the difference does not go through (the payment service away). The
+    resumer finishes it after the shift it was taken in was closed, with no register of its
+    own: as a return's, the refund is made as from the exchange's register and counts in the
+    shift open there when it is paid. The exchange keeps its register, member and shift."""
+    stack.relay.refunds = max(stack.relay.refunds, 1)
+    till = _till("reg_exchange_resumed")
+    first = await _open_shift(stack, till, 10_000)
+    sale = await stack.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=stack.location_id,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            cash_tendered=_usd(5000),
+        ),
+        metadata=till,
+        timeout=20,
+    )
+    order = sale.order
+    exchange = order_pb2.CreateExchangeRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=order.id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=2, restock=True)],
+        new_lines=[order_pb2.ExchangeLine(sku="TEE", quantity=1)],
+        reason="unwanted",
+    )
+    stack.relay.down = True
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.orders.CreateExchange(exchange, metadata=till, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        await stack.shifts.CloseShift(
+            shifts_pb2.CloseShiftRequest(
+                request_id=str(uuid.uuid4()), shift_id=first, counted_cash=_usd(15_000)
+            ),
+            metadata=till,
+            timeout=10,
+        )
+        second = await _open_shift(stack, till, 5000)
+    finally:
+        stack.relay.down = False
+
+    async def completed() -> Any:
+        found = await stack.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+        done = [r for r in found.returns if r.status == "completed"]
+        return done[0] if done else None
+
+    ret = await _eventually(completed)
+    assert ret.exchange_order_id and [r.amount for r in ret.refunds] == [_usd(2500)]
+    assert [r.status for r in ret.refunds] == ["succeeded"]
+    assert (ret.register_id, ret.staff_id, ret.shift_id) == (
+        "reg_exchange_resumed", "stf_cashier", first,
+    )  # fmt: skip
+    now_open = (await _shift(stack, second)).report
+    assert now_open.cash_refunds == _usd(2500) and now_open.expected_cash == _usd(2500)
+    assert (await _shift(stack, first)).report.cash_refunds == _usd(0)

@@ -557,6 +557,20 @@ def op(
     }
 
 
+def conflict_shown(operation: dict[str, Any], description: str, example: Any) -> dict[str, Any]:
+    """The route's 409 answer said in its own words, with `example` as its problem: the
+    conflict a caller meets first there (a cash refund asked from the back office, say)."""
+    answer = operation["responses"][409]
+    operation["responses"][409] = {
+        **answer,
+        "description": description,
+        "content": {
+            media: {**shown, "example": example} for media, shown in answer["content"].items()
+        },
+    }
+    return operation
+
+
 # An entity tag holding a version: `"3"`, `W/"3"` or a bare 3; or `*`, any version (RFC 9110).
 IF_MATCH = r'^(\*|(W/)?"?[1-9][0-9]{0,17}"?)$'
 IfMatch = Annotated[

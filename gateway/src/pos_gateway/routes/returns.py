@@ -24,6 +24,7 @@ from pos_gateway.routes.common import (
     MoneyIn,
     PathId,
     Sku,
+    conflict_shown,
     example,
     op,
     request_id,
@@ -131,19 +132,13 @@ class ReturnIn(Body):
     )
 
 
-_create_return_op = op(
-    "orders:write", "Return units of an order", (404, *CREATE), example=ex.RETURN, status=201
-)
 # The conflict a till meets first when it refunds cash: said on the route, with its example.
-_create_return_op["responses"][409] = {
-    **_create_return_op["responses"][409],
-    "description": "Conflict with the current state, or the same Idempotency-Key still "
-    "running; among them `cash_refund_needs_open_shift`: the refund goes to a cash payment, "
-    "and the return is made from the back office or at a register with no shift open "
-    "(nothing is done)",
-}
-_create_return_op["responses"][409]["content"]["application/problem+json"]["example"] = (
-    ex.CASH_REFUND_NEEDS_OPEN_SHIFT
+_create_return_op = conflict_shown(
+    op("orders:write", "Return units of an order", (404, *CREATE), example=ex.RETURN, status=201),
+    "Conflict with the current state, or the same Idempotency-Key still running; among them "
+    "`cash_refund_needs_open_shift`: the refund goes to a cash payment, and the return is made "
+    "from the back office or at a register with no shift open (nothing is done)",
+    ex.CASH_REFUND_NEEDS_OPEN_SHIFT,
 )
 
 
@@ -251,16 +246,23 @@ class ExchangeIn(Body):
     )
 
 
-@router.post(
-    "/orders/{order_id}/exchanges",
-    **op(
+_create_exchange_op = conflict_shown(
+    op(
         "orders:write",
         "Exchange units of an order for new lines",
         (402, 404, *CREATE),
         example=ex.EXCHANGE,
         status=201,
     ),
+    "Conflict with the current state, or the same Idempotency-Key still running; among them "
+    "`cash_refund_needs_open_shift`: the difference goes back to a cash payment, and the "
+    "exchange is made from the back office or at a register with no shift open (nothing is "
+    "done)",
+    ex.EXCHANGE_CASH_NEEDS_OPEN_SHIFT,
 )
+
+
+@router.post("/orders/{order_id}/exchanges", **_create_exchange_op)
 async def create_exchange(
     order_id: PathId, body: ExchangeIn, request: Request, svc: Svc
 ) -> Exchange:
@@ -293,7 +295,18 @@ async def create_exchange(
     `permission_required`, nothing changed); an even exchange or one the customer pays up
     does not, and leaves a manager's waiting override for the action it was given for. Every
     exchange is in the audit log (`exchange`) with who made it, its refunds and any
-    `override_reason`."""
+    `override_reason`.
+
+    A difference given back to a cash payment leaves a register's drawer, as a return's cash
+    refund does: such an exchange is made at a register with a shift open (that drawer's
+    count then expects the cash gone). From the back office, or at a register with no shift
+    open, it is a 409 `cash_refund_needs_open_shift` naming `new_lines` (they cost less than
+    the returned units), and nothing is done: no return, no new order, nothing held,
+    refunded or restocked. An even exchange, one the customer pays up, and one whose
+    difference goes back to cards, gift cards or other tenders need no register. The return
+    keeps the register, member and shift it was made at (`order_return.register_id`,
+    `staff_id`, `shift_id`): a refund finished later (a retry, or the service itself after a
+    crash) counts its cash in the shift open at that register when it is paid."""
     ask = order_pb2.CreateExchangeRequest(
         request_id=request_id(),
         order_id=order_id,

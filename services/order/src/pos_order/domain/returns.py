@@ -283,16 +283,26 @@ def cash_payments(order: Order) -> set[str]:
 
 
 def refuse_cash_without_drawer(
-    ret: Return, req: ReturnRequest, cash: set[str], register_id: str, shift_id: str
+    ret: Return,
+    req: ReturnRequest,
+    cash: set[str],
+    register_id: str,
+    shift_id: str,
+    exchange: bool = False,
 ) -> bool:
     """Cash goes back out of a register's drawer, so a return that refunds any is taken at a
     register with a shift open: its drawer's count then expects the cash to be gone. From the
     back office (no register) or at a register with no shift open it would count in no shift,
     and the drawer it left would come up short with no record of why: refused (409
     `cash_refund_needs_open_shift`) before anything is written, naming the field that sends
-    money to cash. Refunds to cards, gift cards and other tenders need no drawer. Whether
-    cash goes back."""
-    to_cash = [t for t in ret.tender_amounts if t.payment_id in cash and t.amount > 0]
+    money to cash. An exchange (`exchange`) owes back the difference when its new lines cost
+    less than the returned units, to the original order's tenders: its `new_lines` are named.
+    Refunds to cards, gift cards and other tenders need no drawer. Whether cash goes back."""
+    to_cash = [
+        t
+        for t in (*ret.tender_amounts, *ret.credit_amounts)
+        if t.payment_id in cash and t.amount > 0
+    ]
     if not to_cash or (register_id and shift_id):
         return bool(to_cash)
     why = (
@@ -300,7 +310,16 @@ def refuse_cash_without_drawer(
         if not register_id
         else f"a shift open at register {register_id}, which has none"
     )
-    if req.tender_amounts:
+    if exchange:
+        violations = [
+            FieldViolation(
+                "new_lines",
+                "cost less than the returned units, and the difference goes back to a cash "
+                f"payment ({to_cash[0].payment_id}), which needs {why}; make the exchange at "
+                "a register with an open shift",
+            )
+        ]
+    elif req.tender_amounts:
         violations = [
             FieldViolation(
                 f"tender_amounts[{i}].payment_id",

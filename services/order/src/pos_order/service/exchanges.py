@@ -88,10 +88,12 @@ from pos_order.domain.returns import (
     ReturnStatus,
     UnitsRefund,
     adjustments,
+    cash_payments,
     credit_refunded,
     exceeds_refundable,
     less,
     plan_return,
+    refuse_cash_without_drawer,
     spread_backwards,
     tenders_left,
     validate_request,
@@ -260,6 +262,9 @@ class CreateExchange(Generic[R]):
         self.refunded: dict[str, int] = {}  # the original's payments: refunded in all
         self.unit_refunds: list[UnitsRefund] = []  # its refunds that named units
         self.priced: Priced | None = None
+        # The shift open at the asking register, read before the claim when the original
+        # order took cash (see `refuse_cash_without_drawer`).
+        self.shift_id = ""
 
     async def prepare(self) -> None:
         """Before the claim: the original order must be the merchant's (404), the gift cards
@@ -278,6 +283,9 @@ class CreateExchange(Generic[R]):
             self.return_ports, order, {ln.line_id for ln in req.lines}
         )
         self.unit_refunds = await refunds_naming_units(self.return_ports, order)
+        register_id, _ = at_register()
+        if register_id and cash_payments(order):
+            self.shift_id = await self.return_ports.payments.open_shift_at(register_id)
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
             # made through the payments API may not have reached the order yet, and the
@@ -389,8 +397,16 @@ class CreateExchange(Generic[R]):
         ret.credit_from = spread_backwards(backed, left) if backed > 0 else []
         carried = min(ret.credited - backed, sum(max(0, x) for _, x in inherited))
         ret.credit_carried = spread_backwards(carried, inherited) if carried > 0 else []
-        # Kept with the return, so its refund, finished later, is still the register's.
-        ret.register_id, ret.staff_id = at_register()
+        # A difference given back to cash leaves a drawer: refused as a return's would be,
+        # before anything is written.
+        register_id, staff_id = at_register()
+        to_cash = refuse_cash_without_drawer(
+            ret, req.as_return, cash_payments(source), register_id, self.shift_id, exchange=True
+        )
+        # Kept with the return, so its refund, finished later, is still the register's (and
+        # its cash counts in the shift open there then).
+        ret.register_id, ret.staff_id = register_id, staff_id
+        ret.shift_id = self.shift_id if to_cash else ""
         order = self._new_order(order_id, source, ret, settings)
         # Checked now (a bad split is a 400 before anything is written), recorded once the
         # stock is held: an order with tenders recorded is no longer withdrawn when short.
