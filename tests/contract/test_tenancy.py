@@ -73,7 +73,7 @@ def _coupon_promotion(http: httpx.Client) -> str:
 
 def _sale(http: httpx.Client, card: bool = False) -> dict[str, Any]:
     """A real paid order of merchant A: its own product, stock received, a cash checkout (or
-    a card one: a return refunding cash needs a register with an open shift)."""
+    a card one: a return or refund giving cash back needs a register with an open shift)."""
     sku = f"TEN-{_unique()}"
     _post(http, "/v1/products", {"sku": sku, "name": "Sold", "price": {"amount": 700,
           "currency": "USD"}})  # fmt: skip
@@ -139,7 +139,7 @@ def _reservation(http: httpx.Client) -> str:
 
 
 def _refund(http: httpx.Client) -> str:
-    payment = _sale(http)["payment"]["id"]
+    payment = _sale(http, card=True)["payment"]["id"]
     return str(_post(http, f"/v1/payments/{payment}/refunds", {"reason": "probe"})["data"][0]["id"])
 
 

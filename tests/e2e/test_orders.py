@@ -200,6 +200,24 @@ def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
     assert late.status_code == 409
 
 
+def _till(platform: Running, http: httpx.Client, store: str) -> httpx.Client:
+    """A paired register of `store` with a manager signed in and a shift open."""
+    register = ok(post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+    code = ok(post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+    url = platform.platform.gateway_url
+    paired = ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+    device = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15.0
+    )
+    pin = f"{uuid.uuid4().int % 10**6:06d}"
+    member = {"name": "Max", "role": "manager", "location_ids": [store], "pin": pin}
+    manager = ok(post(http, "/v1/staff", member), 201)["id"]
+    assert post(device, "/v1/register-sessions", {"staff_id": manager, "pin": pin}).is_success
+    float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+    ok(post(device, "/v1/shifts", float_), 201)
+    return device
+
+
 def test_cash_given_back_before_the_confirmation_is_due_again(platform: Running) -> None:
     """GET /orders/{id}/payments counts a refund made while the order is still open: the
     customer took that money back, so it is owed again (and the order cannot be confirmed)."""
@@ -216,7 +234,13 @@ def test_cash_given_back_before_the_confirmation_is_due_again(platform: Running)
                      {"tender_type": "cash", "cash_tendered": order["total"]}), 201)  # fmt: skip
     assert ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]["amount"] == 0
     back = {"amount": {"amount": 400, "currency": currency}, "reason": "changed their mind"}
-    ok(post(http, f"/v1/payments/{cash['payment']['id']}/refunds", back), 201)
+    # Cash handed back leaves a drawer: at a register with its shift open (a manager signed
+    # in, who may refund), not from the back office.
+    device = _till(platform, http, store)
+    try:
+        ok(post(device, f"/v1/payments/{cash['payment']['id']}/refunds", back), 201)
+    finally:
+        device.close()
     # The order hears of the refund from the payment service's event.
     eventually(lambda: ok(http.get(f"/v1/orders/{order['id']}"))["paid"]["amount"] == total - 400)
 

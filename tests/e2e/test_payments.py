@@ -356,3 +356,57 @@ def test_a_terminal_checkout_at_an_unknown_location_names_the_field(platform: Ru
     refused = _post(http, "/v1/terminal-checkouts", body)
     assert (refused.status_code, refused.json()["code"]) == (404, "resource_missing")
     assert refused.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
+
+
+def test_a_cash_refund_is_made_at_a_register_with_an_open_shift_only(platform: Running) -> None:
+    """A tee sold for cash at a register, refunded through the payments API. From the back
+    office the cash would leave a drawer and count in no shift: a 409
+    `cash_refund_needs_open_shift` naming `amount`, on the payment's refunds and the order's,
+    and nothing is refunded. At the register while its shift is open it is made, and the
+    shift's drawer expects the cash gone. A card's refund from the back office is made as
+    before."""
+    with platform.new_merchant(f"Cash Back {uuid.uuid4().hex[:8]}") as http:
+        ok(post(http, "/v1/locations", {"name": "Till St", "currency": "USD"}), 201)
+        sku, (store, *_) = stocked(http, "CASHBACK")
+        manager = ok(post(http, "/v1/staff", {"name": "Mo", "role": "manager",
+                     "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
+        register = ok(post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+        code = ok(post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+        url = platform.platform.gateway_url
+        paired = ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
+        ) as device:
+            signed_in = {"staff_id": manager, "pin": "8642"}
+            assert post(device, "/v1/register-sessions", signed_in).is_success
+            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
+            shift = ok(post(device, "/v1/shifts", float_), 201)
+            sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                    "tender_type": "cash",
+                    "cash_tendered": {"amount": 5000, "currency": "USD"}}  # fmt: skip
+            sold = ok(post(device, "/v1/checkouts", sale), 201)
+            order, payment = sold["order"], sold["payment"]
+            part = {"amount": {"amount": 400, "currency": "USD"}, "reason": "scratched"}
+
+            for path in (f"/v1/payments/{payment['id']}/refunds",
+                         f"/v1/orders/{order['id']}/refunds"):  # fmt: skip
+                refused = post(http, path, part)
+                assert refused.status_code == 409, refused.text
+                problem = refused.json()
+                assert problem["code"] == "cash_refund_needs_open_shift"
+                assert [e["field"] for e in problem["errors"]] == ["amount"]
+                assert payment["id"] in problem["errors"][0]["reason"]
+            assert ok(http.get(f"/v1/payments/{payment['id']}"))["refunded"]["amount"] == 0
+            assert ok(http.get("/v1/refunds", params={"order_id": order["id"]}))["data"] == []
+
+            (made,) = ok(post(device, f"/v1/payments/{payment['id']}/refunds", part), 201)["data"]
+            assert (made["status"], made["amount"]["amount"]) == ("succeeded", 400)
+            report = ok(device.get(f"/v1/shifts/{shift['id']}"))["report"]
+            assert report["cash_refunds"] == {"amount": 400, "currency": "USD"}
+            expected = 10_000 + order["total"]["amount"] - 400
+            assert report["expected_cash"]["amount"] == expected
+
+        card = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        carded = ok(post(http, "/v1/checkouts", card), 201)
+        ok(post(http, f"/v1/orders/{carded['order']['id']}/refunds", part), 201)

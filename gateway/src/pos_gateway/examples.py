@@ -530,7 +530,7 @@ RETURN: dict[str, Any] = {
     "shift_id": "",
 }
 # A cash refund asked from the back office (the problem of POST /v1/orders/{id}/returns; an
-# exchange's below).
+# exchange's and a refund's below).
 CASH_REFUND_NEEDS_OPEN_SHIFT = {
     "type": "https://docs.omnitill.dev/problems/cash_refund_needs_open_shift",
     "title": "Conflict",
@@ -558,6 +558,19 @@ EXCHANGE_CASH_NEEDS_OPEN_SHIFT = {
             "reason": "cost less than the returned units, and the difference goes back to a "
             f"cash payment ({PAYMENT_ID}), which needs a register with an open shift: it is "
             "made from the back office; make the exchange at a register with an open shift",
+        }
+    ],
+}
+# And of a refund through the payments API of a cash payment, asked from the back office
+# (POST /v1/payments/{id}/refunds, POST /v1/orders/{id}/refunds).
+REFUND_CASH_NEEDS_OPEN_SHIFT = {
+    **CASH_REFUND_NEEDS_OPEN_SHIFT,
+    "errors": [
+        {
+            "field": "amount",
+            "reason": f"goes back to a cash payment ({PAYMENT_ID}), which needs a register with "
+            "an open shift: it is made from the back office; refund it at a register with an "
+            "open shift",
         }
     ],
 }

@@ -353,3 +353,67 @@ async def test_a_refund_paid_in_cash_at_a_register_is_a_pay_out_of_its_shift(
     assert "ret_cash" in rows[0][3]
     closed = await close(running, register, shift.id, 8500)
     assert closed.over_short == 0
+
+
+async def test_a_cash_refund_through_the_payments_api_needs_a_registers_open_shift(
+    running: Running,
+) -> None:
+    """A refund asked through the payments API (`cash_needs_open_shift`, as the gateway asks
+    it) that gives cash back comes out of the asking register's drawer. From the back office,
+    or at a register with no shift open, it would count in no shift: refused before anything
+    is written (409 `cash_refund_needs_open_shift` naming `amount`, or the named tender's
+    `amounts[i].payment_id`). At a register with a shift open it is made and that shift counts
+    it. A card refund needs no drawer; a return's refund (the flag unset) is not refused."""
+    r = running
+    till, bare = new_id("reg"), new_id("reg")
+    shift = await open_shift(r, till, 10_000)
+    sold = await cash_sale(r, till, 3000)
+    card = await card_sale(r, till, 2000)
+
+    def asked(register: str, **fields: Any) -> Any:
+        request = P.CreateRefundRequest(request_id=new_id("req"), cash_needs_open_shift=True)
+        for name, value in fields.items():
+            if name == "amounts":
+                request.amounts.extend(value)
+            elif name == "amount":
+                request.amount.CopyFrom(value)
+            else:
+                setattr(request, name, value)
+        return r.payments.CreateRefund(request, metadata=at(register), timeout=10)
+
+    async def problem(call: Any) -> Any:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        found = read_error(err.value)
+        assert found.reason == "cash_refund_needs_open_shift"
+        return found
+
+    back_office = await problem(asked("", payment_id=sold.id, amount=usd(500)))
+    assert [v.field for v in back_office.violations] == ["amount"]
+    assert sold.id in back_office.violations[0].description
+    named = P.TenderAmount(payment_id=sold.id, amount=usd(500))
+    by_order = await problem(asked("", order_id=sold.order_id, amounts=[named]))
+    assert [v.field for v in by_order.violations] == ["amounts[0].payment_id"]
+    no_shift = await problem(asked(bare, payment_id=sold.id))
+    assert bare in no_shift.violations[0].description
+    listed = await r.payments.ListRefunds(
+        P.ListRefundsRequest(payment_id=sold.id), metadata=at(), timeout=10
+    )
+    assert list(listed.refunds) == []
+    got = await r.payments.GetPayment(P.GetPaymentRequest(id=sold.id), metadata=at(), timeout=10)
+    assert got.payment.refunded.amount == 0
+
+    # A card goes back to the card: no drawer needed.
+    carded = await asked("", payment_id=card.id, amount=usd(500))
+    assert [x.status for x in carded.refunds] == [P.REFUND_STATUS_SUCCEEDED]
+    # At the register with its shift open: made, and counted in that shift.
+    made = await asked(till, payment_id=sold.id, amount=usd(500))
+    assert [x.amount.amount for x in made.refunds] == [500]
+    # A return's refund (the order service's, the flag unset) was checked when it was taken.
+    await refund(r, "", sold.id, 200)
+    report = (
+        await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    ).shift.report
+    assert report.cash_refunds.amount == 500
+    assert report.expected_cash.amount == 10_000 + 3000 - 500

@@ -37,6 +37,7 @@ from pos_gateway.routes.common import (
     QueryId,
     Sku,
     UpdatedSince,
+    conflict_shown,
     created_window,
     example,
     expected_version,
@@ -224,6 +225,8 @@ class RefundIn(Body):
             order_id=order_id,
             reason=self.reason,
             lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in self.lines],
+            # Cash given back here leaves the asking register's drawer: only with a shift open.
+            cash_needs_open_shift=True,
         )
         if self.amount is not None:
             request.amount.CopyFrom(self.amount.pb())
@@ -323,10 +326,22 @@ def _refunded(refunds: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# The conflict a till meets first when it gives cash back: said on the route, with its example.
+_CASH_CONFLICT = (
+    "Conflict with the current state, or the same Idempotency-Key still running; among them "
+    "`cash_refund_needs_open_shift`: the refund goes to a cash payment, and it is asked from "
+    "the back office or at a register with no shift open (nothing is refunded)"
+)
+
+
 @router.post(
     "/payments/{payment_id}/refunds",
-    **op("payments:write", "Refund a payment", (404, *CREATE), example={"data": [ex.REFUND]},
-         status=201),
+    **conflict_shown(
+        op("payments:write", "Refund a payment", (404, *CREATE),
+           example={"data": [ex.REFUND]}, status=201),
+        _CASH_CONFLICT,
+        ex.REFUND_CASH_NEEDS_OPEN_SHIFT,
+    ),
 )  # fmt: skip
 async def refund_payment(
     payment_id: PathId, body: RefundIn, request: Request, svc: Svc
@@ -339,7 +354,13 @@ async def refund_payment(
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
     At a register it takes the `refund` permission or a manager's override (403
-    `permission_required`), and is in the audit log with both people."""
+    `permission_required`), and is in the audit log with both people.
+
+    Cash given back leaves a register's drawer: a refund reaching a cash payment is made at
+    a register with a shift open, and counts in that shift (its drawer then expects the cash
+    gone). From the back office (a key that is no register's), or at a register with no
+    shift open, it is a 409 `cash_refund_needs_open_shift` naming `amount`, and nothing is
+    refunded. Refunds to cards, gift cards and other tenders need no register."""
     async with guarded(request, "refund", "refund") as done:
         order_id = ""
         if body.lines:
@@ -356,8 +377,12 @@ async def refund_payment(
 
 @router.post(
     "/orders/{order_id}/refunds",
-    **op("payments:write", "Refund an order's tenders", (404, *CREATE),
-         example={"data": [ex.REFUND]}, status=201),
+    **conflict_shown(
+        op("payments:write", "Refund an order's tenders", (404, *CREATE),
+           example={"data": [ex.REFUND]}, status=201),
+        _CASH_CONFLICT,
+        ex.REFUND_CASH_NEEDS_OPEN_SHIFT,
+    ),
 )  # fmt: skip
 async def refund_order(
     order_id: PathId, body: RefundIn, request: Request, svc: Svc
@@ -372,7 +397,13 @@ async def refund_order(
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
     At a register it takes the `refund` permission or a manager's override (403
-    `permission_required`), and is in the audit log with both people."""
+    `permission_required`), and is in the audit log with both people.
+
+    Cash given back leaves a register's drawer: a refund reaching a cash payment is made at
+    a register with a shift open, and counts in that shift (its drawer then expects the cash
+    gone). From the back office (a key that is no register's), or at a register with no
+    shift open, it is a 409 `cash_refund_needs_open_shift` naming `amount`, and nothing is
+    refunded. Refunds to cards, gift cards and other tenders need no register."""
     async with guarded(request, "refund", "refund") as done:
         try:
             async with _units_held(svc, order_id if body.lines else ""):

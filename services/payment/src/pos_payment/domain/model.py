@@ -750,6 +750,43 @@ def exceeds_refundable(message: str, refundable: int, violations: list[FieldViol
     return refused
 
 
+CASH_NEEDS_SHIFT = "cash_refund_needs_open_shift"
+
+
+def cash_refund_needs_open_shift(cash: list[str], register_id: str, named: list[str]) -> Conflict:
+    """A refund giving cash back (to the payments `cash`) asked from the back office, or at a
+    register with no shift open: the cash would leave a drawer and count in no shift, so the
+    drawer would come up short with no record of why. The order service refuses a return the
+    same way (409 `cash_refund_needs_open_shift`). The field at fault: the named tender's
+    entry (`amounts[i].payment_id`), or `amount`, what the refund gives back."""
+    why = (
+        "a register with an open shift: it is made from the back office"
+        if not register_id
+        else f"a shift open at register {register_id}, which has none"
+    )
+    violations = [
+        FieldViolation(
+            f"amounts[{i}].payment_id",
+            f"is a cash payment: cash given back leaves a drawer and needs {why}",
+        )
+        for i, payment_id in enumerate(named)
+        if payment_id in cash
+    ] or [
+        FieldViolation(
+            "amount",
+            f"goes back to a cash payment ({cash[0]}), which needs {why}; refund it at a "
+            "register with an open shift",
+        )
+    ]
+    refused = Conflict(
+        f"a cash refund is paid out of a register's drawer and needs {why}",
+        CASH_NEEDS_SHIFT,
+        {"register_id": register_id} if register_id else {},
+    )
+    refused.violations = violations
+    return refused
+
+
 def plan_refund(
     payments: list[Payment],
     amount: int | None,

@@ -221,6 +221,8 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
                 reason=request.reason,
                 lines=[RefundLine(x.sku, x.quantity) for x in request.lines],
                 exchange_order_id=request.exchange_order_id,
+                cash_needs_open_shift=request.cash_needs_open_shift,
+                register_id=register_var.get() or "",
             )
         )
         steps = handlers.RefundPayments(ask, request.request_id, self.processors, self.policy)

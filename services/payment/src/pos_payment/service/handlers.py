@@ -54,10 +54,12 @@ from pos_payment.domain.model import (
     Refund,
     RefundCreated,
     RefundLine,
+    RefundPlan,
     TenderType,
     TerminalCheckout,
     TerminalCheckoutUpdated,
     TerminalStatus,
+    cash_refund_needs_open_shift,
     pay_out_of_band,
     plan_refund,
     release,
@@ -444,6 +446,10 @@ class RefundAsk:
     lines: Sequence[RefundLine]
     # A return of this exchange's new order: drawn on the credit set aside for it.
     exchange_order_id: str = ""
+    # Cash given back only from a register with a shift open (the payments API's refunds),
+    # and the register asking (empty from the back office).
+    cash_needs_open_shift: bool = False
+    register_id: str = ""
 
 
 def validate_refund(req: RefundAsk) -> RefundAsk:
@@ -504,8 +510,11 @@ class RefundPayments:
                 or credit.status is not CreditStatus.APPLIED
             ):
                 raise NotFound("exchange credit", self.ask.exchange_order_id)
+        plans = plan_refund(payments, wanted, named, credit)
+        if self.ask.cash_needs_open_shift:
+            await self._drawer_for_cash(uow, plans)
         pairs = []
-        for n, plan in enumerate(plan_refund(payments, wanted, named, credit)):
+        for n, plan in enumerate(plans):
             payment = plan.payment
             refund = Refund(
                 new_id("rfd"),
@@ -532,6 +541,19 @@ class RefundPayments:
         if credit is not None:
             await uow.credits.save(credit)
         return pairs
+
+    async def _drawer_for_cash(self, uow: PaymentUnitOfWork, plans: list[RefundPlan]) -> None:
+        """Cash given back through the payments API comes out of the asking register's drawer:
+        with no register, or none open there, it would count in no shift (refused before
+        anything is written). The shift read here is held until the claim commits."""
+        cash = [p.payment.id for p in plans if p.payment.tender_type is TenderType.CASH]
+        if not cash:
+            return
+        register = self.ask.register_id
+        if register and await uow.out_of_band.open_shift_at(register) is not None:
+            return
+        named = [payment_id for payment_id, _ in self.ask.named]
+        raise cash_refund_needs_open_shift(cash, register, named)
 
     async def _payments(self, uow: PaymentUnitOfWork) -> list[Payment]:
         if self.ask.payment_id:

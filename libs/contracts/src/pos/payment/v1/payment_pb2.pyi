@@ -853,6 +853,7 @@ class CreateRefundRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     EXCHANGE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    CASH_NEEDS_OPEN_SHIFT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     payment_id: _builtins.str
     """Exactly one of payment_id and order_id."""
@@ -863,6 +864,14 @@ class CreateRefundRequest(_message.Message):
     payments: the refund draws on what CreditExchange set aside for that new order (named
     amounts per payment, each at most what the payment has set aside), not on what is
     refundable. The original order is order_id.
+    """
+    cash_needs_open_shift: _builtins.bool
+    """Asked through the payments API (the gateway sets it): cash given back leaves a register's
+    drawer, so a refund reaching a cash payment is refused (FAILED_PRECONDITION
+    cash_refund_needs_open_shift, naming amount or amounts[i].payment_id) before anything is
+    written unless the call comes from a register (its metadata) with a shift open. A
+    return's or a cancellation's refund (the order service) leaves it unset: a return checked
+    the rule when it was taken, and its refund, finished later, is not refused for it.
     """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
@@ -887,10 +896,11 @@ class CreateRefundRequest(_message.Message):
         reason: _builtins.str = ...,
         lines: _abc.Iterable[Global___RefundLine] | None = ...,
         exchange_order_id: _builtins.str = ...,
+        cash_needs_open_shift: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amounts", b"amounts", "exchange_order_id", b"exchange_order_id", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amounts", b"amounts", "cash_needs_open_shift", b"cash_needs_open_shift", "exchange_order_id", b"exchange_order_id", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
