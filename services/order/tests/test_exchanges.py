@@ -929,3 +929,61 @@ async def test_an_exchange_giving_cash_back_is_made_at_a_register_with_an_open_s
     assert (ret.register_id, ret.staff_id, ret.shift_id) == ("reg_exchanges", "stf_cashier", second)
     report = await _cash_report(shop, second)
     assert report.cash_refunds == usd(owed) and report.expected_cash == usd(5000 - owed)
+
+
+async def test_cash_an_exchange_credit_gives_back_needs_a_register_with_an_open_shift(
+    shop: Shop,
+) -> None:
+    """Two tees sold for cash at a register, exchanged evenly for two caps (no money moves:
+    made from the back office). The caps' order was paid by the exchange credit alone, whose
+    money is the tees' cash payment: a return of a cap, or an exchange of the caps for a
+    cheaper mug, gives that cash back. From the back office both are refused before anything
+    is written (409 `cash_refund_needs_open_shift`, naming `tender_amounts` and `new_lines`);
+    at the register with its shift open the return is made and counted in that shift."""
+    till = _till("reg_credit_cash")
+    shift = await _open_shift(shop, till, 10_000)
+    sold = await shop.orders.Checkout(
+        order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=shop.store,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=2)],
+            tender_type=payment_pb2.TENDER_TYPE_CASH,
+            cash_tendered=usd(10_000),
+        ),
+        metadata=till,
+        timeout=20,
+    )
+    order = sold.order
+    even = await shop.exchange(shop.ask(order.id, [("L1", 2)], [("CAP", 2)], card=False))
+    caps = even.order
+    assert even.refunded.amount == 0 and caps.exchange_credit.amount == caps.total.amount
+    cap_back = order_pb2.CreateReturnRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=caps.id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+        reason="unwanted",
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(cap_back, metadata=MERCHANT, timeout=20)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    returned = read_error(err.value)
+    assert returned.reason == "cash_refund_needs_open_shift"
+    assert [v.field for v in returned.violations] == ["tender_amounts"]
+    assert order.payment_ids[0] in returned.violations[0].description
+    exchanged = read_error(
+        await shop.refused(shop.ask(caps.id, [("L1", 2)], [("MUG", 1)], card=False))
+    )
+    assert exchanged.reason == "cash_refund_needs_open_shift"
+    assert [v.field for v in exchanged.violations] == ["new_lines"]
+    assert await shop.returns_of(caps.id) == []
+    assert await shop.money(order.id) == (order.total.amount, 0)
+
+    taken = await shop.orders.CreateReturn(cap_back, metadata=till, timeout=20)
+    ret = taken.order_return
+    assert ret.status == "completed" and [r.payment_id for r in ret.refunds] == [
+        order.payment_ids[0]
+    ]
+    assert (ret.register_id, ret.shift_id) == ("reg_credit_cash", shift)
+    report = await _cash_report(shop, shift)
+    assert report.cash_refunds == ret.amount

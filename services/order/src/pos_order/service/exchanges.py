@@ -105,6 +105,7 @@ from pos_order.service.returns import (
     RefundRefused,
     ReturnPorts,
     ReturnsUnitOfWork,
+    cash_behind,
     complete,
     credit_backing,
     gift_card_balances,
@@ -263,7 +264,7 @@ class CreateExchange(Generic[R]):
         self.unit_refunds: list[UnitsRefund] = []  # its refunds that named units
         self.priced: Priced | None = None
         # The shift open at the asking register, read before the claim when the original
-        # order took cash (see `refuse_cash_without_drawer`).
+        # order took cash or was paid by an exchange credit (see `refuse_cash_without_drawer`).
         self.shift_id = ""
 
     async def prepare(self) -> None:
@@ -284,7 +285,7 @@ class CreateExchange(Generic[R]):
         )
         self.unit_refunds = await refunds_naming_units(self.return_ports, order)
         register_id, _ = at_register()
-        if register_id and cash_payments(order):
+        if register_id and (cash_payments(order) or order.saga.exchange_of):
             self.shift_id = await self.return_ports.payments.open_shift_at(register_id)
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
@@ -401,7 +402,12 @@ class CreateExchange(Generic[R]):
         # before anything is written.
         register_id, staff_id = at_register()
         to_cash = refuse_cash_without_drawer(
-            ret, req.as_return, cash_payments(source), register_id, self.shift_id, exchange=True
+            ret,
+            req.as_return,
+            await cash_behind(uow, source),
+            register_id,
+            self.shift_id,
+            exchange=True,
         )
         # Kept with the return, so its refund, finished later, is still the register's (and
         # its cash counts in the shift open there then).

@@ -233,7 +233,7 @@ class CreateReturn(Generic[R]):
         # How many holds of refunds naming units the order had when those were read.
         self.holds = 0
         # The shift open at the asking register, read before the claim when the order took
-        # cash (see `refuse_cash_without_drawer`).
+        # cash or was paid by an exchange credit (see `refuse_cash_without_drawer`).
         self.shift_id = ""
         self.ports = ports
         self.new_uow = new_uow
@@ -253,7 +253,7 @@ class CreateReturn(Generic[R]):
             self.ports, order, {ln.line_id for ln in self.req.lines}
         )
         self.refunds = await refunds_naming_units(self.ports, order)
-        if self.req.register_id and cash_payments(order):
+        if self.req.register_id and (cash_payments(order) or order.saga.exchange_of):
             self.shift_id = await self.ports.payments.open_shift_at(self.req.register_id)
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
@@ -298,7 +298,7 @@ class CreateReturn(Generic[R]):
         if credit:
             await _plan_with_credit(uow, order, earlier, own, ret)
         to_cash = refuse_cash_without_drawer(
-            ret, req, cash_payments(order), req.register_id, self.shift_id
+            ret, req, await cash_behind(uow, order), req.register_id, self.shift_id
         )
         ret.register_id, ret.staff_id = req.register_id, req.staff_id
         ret.shift_id = self.shift_id if to_cash else ""
@@ -501,6 +501,23 @@ async def _plan_with_credit(
     ret.credit_amounts = spread_backwards(
         rest, tenders_left(source, await uow.returns.of_order(source.id) + planned)
     )
+
+
+async def cash_behind(uow: ReturnsUnitOfWork, order: Order) -> set[str]:
+    """The cash payments a refund of the order may reach: its own, and, for an exchange's new
+    order, those of the orders its credit came from (its original, and that one's original
+    when it was itself an exchange's new order), which the credit's part goes back to."""
+    cash = cash_payments(order)
+    seen = {order.id}
+    origin = order.saga.exchange_of
+    while origin and origin not in seen:
+        seen.add(origin)
+        found = await uow.orders.get(origin)
+        if found is None:
+            break
+        cash |= cash_payments(found)
+        origin = found.saga.exchange_of
+    return cash
 
 
 async def credit_backing(
