@@ -36,6 +36,7 @@ SETTINGS = {
 CLEARABLE = {
     "PATCH /v1/locations/{location_id}": {"geo"},
     "PATCH /v1/orders/{order_id}": {"order_manual"},
+    "PATCH /v1/order-settings": {"receiptless_limit"},
 }
 
 
@@ -102,4 +103,21 @@ async def test_a_patch_documents_null_exactly_where_its_route_takes_it(
             taken = name in CLEARABLE.get(operation, set())
             if taken != documented:
                 wrong[f"{operation} {name} (clearable)"] = (documented, taken)
+    assert not wrong, wrong
+
+
+async def test_a_patch_that_sends_no_field_is_a_400_on_every_route(
+    gateway: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """`{}` changes nothing: every PATCH says so with a 400 before anything is asked (a silent
+    200 would let a client believe a change it built wrong was made, and move no version)."""
+    app, http = gateway
+    operations = sorted(_patch_fields(app.openapi()))
+    assert len(operations) >= 8, operations
+    wrong = {}
+    for operation in operations:
+        path = re.sub(r"\{[^}]+\}", "x_1", operation.removeprefix("PATCH "))
+        answer = await http.patch(path, json={})
+        if answer.status_code != 400 or answer.json().get("code") != "invalid_request":
+            wrong[operation] = (answer.status_code, answer.text[:200])
     assert not wrong, wrong

@@ -43,6 +43,7 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     timestamp,
@@ -365,8 +366,9 @@ async def update_customer(
     if_match: IfMatch = None,
 ) -> Customer:
     """Only the fields sent change (an empty string clears one; null is a 400 naming the
-    field, nothing changed). Send `If-Match: "<version>"` to update only the version you saw;
-    a stale one is a 412."""
+    field, and a body with no field a 400, nothing changed). Send `If-Match: "<version>"` to
+    update only the version you saw; a stale one is a 412."""
+    patched(body)
     request = customer_pb2.UpdateCustomerRequest(
         request_id=request_id(),
         id=customer_id,

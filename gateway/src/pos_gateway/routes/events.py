@@ -39,6 +39,7 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     success,
@@ -401,7 +402,9 @@ async def update_webhook_subscription(
 ) -> WebhookSubscription:
     """Only the fields sent change; one sent as null is a 400 naming it, nothing changed.
     Enabling a subscription that was disabled (by you, by a 410 or by days of failures)
-    resumes its deliveries, pending ones included."""
+    resumes its deliveries, pending ones included. A body with no field is a 400, nothing
+    changed."""
+    patched(body)
     request = pb.UpdateSubscriptionRequest(
         request_id=request_id(), id=subscription_id, expected_version=expected_version(if_match)
     )

@@ -34,6 +34,7 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     timestamp,
@@ -375,12 +376,12 @@ async def update_promotion(
     null is a 400 naming it, nothing changed. Send
     `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
     product, location or customer group id the offer names that is not yours is a 404 naming
-    the field."""
+    the field. A body with no field is a 400, nothing changed."""
+    sent = patched(body)
     await _check_ids(svc, body.rule, body.conditions)
     request = pb.UpdatePromotionRequest(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
-    sent = body.model_dump(exclude_unset=True)
     for name in sent:  # never null: a PromotionPatch refuses it
         request.update_mask.append(name)
         if name == "rule" and body.rule is not None:

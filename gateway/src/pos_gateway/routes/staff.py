@@ -33,6 +33,7 @@ from pos_gateway.routes.common import (
     expected_version,
     next_change,
     op,
+    patched,
     request_id,
     services,
     since_time,
@@ -196,7 +197,8 @@ async def update_staff(
     each change bumps `version`. Send `If-Match:
     "<version>"` to change only the version you saw: a stale one is a 412 `version_mismatch`
     with `current_version`, and nothing changes. A deactivated member is a 409
-    `staff_deactivated`."""
+    `staff_deactivated`. A body with no field is a 400, nothing changed."""
+    patched(body)
     actor = _manager(request)
     version = expected_version(if_match)
     fields: dict[str, Any] = {}
