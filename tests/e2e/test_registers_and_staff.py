@@ -32,8 +32,10 @@ def _device(platform: Running, credential: str) -> httpx.Client:
     )
 
 
-def _paired_register(platform: Running, location: str) -> tuple[dict[str, Any], httpx.Client]:
-    http = platform.http
+def _paired_register(
+    platform: Running, location: str, http: httpx.Client | None = None
+) -> tuple[dict[str, Any], httpx.Client]:
+    http = http or platform.http
     made = _post(http, "/v1/registers", {"location_id": location, "name": "Till"})
     assert made.status_code == 201, made.text
     register = made.json()
@@ -1417,3 +1419,73 @@ def test_an_audit_window_that_ends_before_it_starts_is_a_400(platform: Running) 
         assert answer.json()["errors"] == [{"field": "until", "reason": "must be after since"}]
     both = {"since": "2026-12-01T00:00:00Z", "until": "2026-12-05T00:00:00Z"}
     assert http.get("/v1/audit-log", params=both).status_code == 200
+
+
+def test_a_closed_shifts_report_stays_as_closed_when_its_sales_are_captured_later(
+    platform: Running,
+) -> None:
+    """An order at the till with goods taken now and a pickup collected later: the card is
+    authorised at the till, its in-store share captured there, the pickup's at hand-over.
+    Handed over (and part refunded) after the shift closed, the closed shift's report stays
+    as it was closed: the later capture counts in the shift open then, here none. It used to
+    raise the closed shift's card total."""
+    with platform.new_merchant("Late Pickup") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        # A pickup waits at most an hour, its authorisation lasts two: captured at hand-over.
+        settings = http.patch(
+            "/v1/order-settings",
+            json={"pickup_expiry_seconds": 3600, "authorization_window_seconds": 7200},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert settings.status_code == 200, settings.text
+        here = _locations(http)[0]
+        sku = f"PICK-{uuid.uuid4().hex[:8].upper()}"
+        product = {"sku": sku, "name": "Pickup probe", "price": {"amount": 1000, "currency": "USD"}}
+        assert _post(http, "/v1/products", product).status_code == 201
+        stock = {"sku": sku, "location_id": here, "delta": 5, "reason": "received"}
+        assert _post(http, "/v1/inventory/adjustments", stock).status_code == 201
+        cashier = _member(http, "Late Pickup", "manager", here, "7391")
+        _, device = _paired_register(platform, here, http)
+        signed_in = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "7391"})
+        assert signed_in.is_success, signed_in.text
+        opened = _post(device, "/v1/shifts", {"opening_float": {"amount": 0, "currency": "USD"}})
+        assert opened.status_code == 201, opened.text
+        shift = opened.json()["id"]
+
+        body = {"location_id": here,
+                "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0},
+                          {"sku": sku, "quantity": 2, "fulfillment": 1}],
+                "fulfillments": [{"type": "in_store", "location_id": here},
+                                 {"type": "pickup", "location_id": here}]}  # fmt: skip
+        made = _post(device, "/v1/orders", body)
+        assert made.status_code == 201, made.text
+        order = made.json()
+        paid = _post(device, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"})  # fmt: skip
+        assert paid.status_code == 201, paid.text
+        payment = paid.json()["payment"]["id"]
+        confirmed = _post(device, f"/v1/orders/{order['id']}/confirm")
+        assert confirmed.status_code == 200, confirmed.text
+        in_store, pickup = confirmed.json()["fulfillments"]
+        taken = http.get(f"/v1/payments/{payment}").json()["captured"]["amount"]
+        assert taken == in_store["amount"]["amount"] > 0  # the pickup's share waits
+
+        closed = _post(device, f"/v1/shifts/{shift}/close",
+                       {"counted_cash": {"amount": 0, "currency": "USD"}})  # fmt: skip
+        assert closed.status_code == 200, closed.text
+        at_close = closed.json()["report"]
+        assert {t["name"]: t["captured"]["amount"] for t in at_close["tenders"]} == {"card": taken}
+
+        step = f"/v1/orders/{order['id']}/fulfillments/{pickup['id']}/steps"
+        assert _post(http, step, {"status": "ready_for_pickup"}).status_code == 200
+        handed = _post(http, step, {"status": "picked_up"})
+        assert handed.status_code == 200, handed.text
+        captured = http.get(f"/v1/payments/{payment}").json()["captured"]["amount"]
+        assert captured == confirmed.json()["total"]["amount"] > taken
+        back = {"amount": {"amount": 500, "currency": "USD"}, "reason": "scuffed"}
+        refunded = _post(http, f"/v1/payments/{payment}/refunds", back)
+        assert refunded.status_code == 201, refunded.text
+
+        read = http.get(f"/v1/shifts/{shift}")
+        assert read.status_code == 200, read.text
+        assert read.json()["report"] == at_close

@@ -417,3 +417,64 @@ async def test_a_cash_refund_through_the_payments_api_needs_a_registers_open_shi
     ).shift.report
     assert report.cash_refunds.amount == 500
     assert report.expected_cash.amount == 10_000 + 3000 - 500
+
+
+async def test_a_closed_shifts_report_does_not_move_with_later_captures_and_refunds(
+    running: Running,
+) -> None:
+    """A card authorised at the till and captured in parts (a pickup beside in-store goods,
+    a split shipment): each capture counts in the shift open at the payment's register when
+    it is captured. The closed shift's report stays as it was closed; a capture after the
+    close counts in the register's next shift (or in none while no shift is open there),
+    and a refund, a void or another capture of it never rewrites the closed one."""
+    r = running
+    till = new_id("reg")
+    first = await open_shift(r, till, 1000)
+    authorised = await r.payments.CreatePayment(
+        P.CreatePaymentRequest(
+            request_id=new_id("req"), order_id=new_id("ord"), tender_type=P.TENDER_TYPE_CARD,
+            amount=usd(9000), card_token="tok_visa", capture=False,
+        ),
+        metadata=at(till),
+        timeout=10,
+    )  # fmt: skip
+    payment = authorised.payment.id
+
+    async def capture(amount: int, register: str = "") -> None:
+        await r.payments.CapturePayment(
+            P.CapturePaymentRequest(request_id=new_id("req"), payment_id=payment,
+                                    amount=usd(amount)),
+            metadata=at(register),
+            timeout=10,
+        )  # fmt: skip
+
+    async def tenders(shift: str) -> dict[str, tuple[int, int, int, int]]:
+        got = await r.shifts.GetShift(S.GetShiftRequest(id=shift), metadata=at(), timeout=10)
+        return {
+            t.name: (t.captured.amount, t.captured_count, t.refunded.amount, t.refunded_count)
+            for t in got.shift.report.tenders
+        }
+
+    await capture(2000)  # the in-store goods, at the till
+    closed = await close(r, till, first.id, 1000)
+    at_close = {t.name: (t.captured.amount, t.refunded.amount) for t in closed.report.tenders}
+    assert at_close == {"card": (2000, 0)}
+    assert await tenders(first.id) == {"card": (2000, 1, 0, 0)}
+
+    await capture(3000)  # handed over from the back office while no shift is open there
+    assert await tenders(first.id) == {"card": (2000, 1, 0, 0)}
+    second = await open_shift(r, till, 1000)
+    await capture(1000, till)  # handed over at the till during its next shift
+    await refund(r, "", payment, 500)  # given back from the back office: in no drawer
+    assert await tenders(first.id) == {"card": (2000, 1, 0, 0)}
+    assert await tenders(second.id) == {"card": (1000, 1, 0, 0)}
+    await refund(r, till, payment, 700)
+    await r.payments.VoidPayment(
+        P.VoidPaymentRequest(request_id=new_id("req"), payment_id=payment),
+        metadata=at(till),
+        timeout=10,
+    )
+    assert await tenders(first.id) == {"card": (2000, 1, 0, 0)}
+    assert await tenders(second.id) == {"card": (1000, 1, 700, 1)}
+    done = await close(r, till, second.id, 1000)
+    assert done.over_short == 0

@@ -194,7 +194,10 @@ class ShiftReport(Answer):
     pay_outs: Money
     no_sale_count: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     tenders: list[TenderTotals] = Field(
-        max_length=16, description="What each tender took and gave back at the register"
+        max_length=16,
+        description="What each tender took and gave back at the register while the shift was "
+        "open, each capture and refund when it succeeded: one after the close (a pickup "
+        "captured at hand-over) counts in the shift open then, never in a closed one",
     )
     discounts: Money | None = Field(
         None,

@@ -2,8 +2,9 @@
 
 The register and the member come from the call's metadata (the gateway sets them from a
 register's credential; pos_kit.context) and are kept on the row. The shift is attached when the
-money moves (a payment's first capture, a refund's success), in that same transaction: it is
-the shift open at the row's register then, read with a share lock on the shift's row. A close
+money moves (a payment's first capture, each capture operation's success, a refund's success),
+in that same transaction: it is the shift open at the row's register (a capture's: its
+payment's) then, read with a share lock on the shift's row. A close
 locks that row for update, so it waits for every transaction that attached money to the shift
 to commit before it sums them, and money that moves after the close finds no open shift. So a
 shift's totals never miss a movement nor count one twice, however sales, captures recorded

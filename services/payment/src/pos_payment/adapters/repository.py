@@ -335,6 +335,16 @@ class SqlOperationRepository:
             .where(operations.c.merchant_id == self._merchant, operations.c.id == op.id)
             .values(status=op.status.value, updated_at=func.now())
         )
+        if op.kind is OperationKind.CAPTURE and op.status is OperationStatus.SUCCEEDED:
+            # Each capture counts in the shift open at its payment's register now, not in the
+            # one its first capture joined: that one may be closed, its report final.
+            register = await self._conn.scalar(
+                select(payments.c.register_id).where(
+                    payments.c.merchant_id == self._merchant, payments.c.id == op.payment_id
+                )
+            )
+            if register:
+                await at_register.attach_at(self._conn, operations, self._merchant, op.id, register)
 
     async def forget(self, op: Operation) -> None:
         await self._conn.execute(

@@ -1,12 +1,12 @@
 """Shift storage (PostgreSQL): shifts, drawer movements, and the totals read from the
-payments and refunds attributed to a shift (adapters/at_register.py)."""
+payments, captures and refunds attributed to a shift (adapters/at_register.py)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, Select, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,7 @@ from pos_kit.uow import UnitOfWork
 from pos_payment.adapters.shift_messages import REGISTRY
 from pos_payment.adapters.tables import (
     drawer_movements,
+    operations,
     payments,
     refunds,
     register_activity,
@@ -132,14 +133,9 @@ class SqlShiftRepository:
 
     async def _filled(self, shift: Shift) -> Shift:
         """The shift with what its payments, refunds and movements add up to."""
-        p, r, d = payments, refunds, drawer_movements
+        r, d = refunds, drawer_movements
         mine = self._merchant
-        taken = await self._conn.execute(
-            select(p.c.tender_type, func.sum(p.c.captured), func.count())
-            .where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0,
-                   p.c.currency == shift.currency)
-            .group_by(p.c.tender_type)
-        )  # fmt: skip
+        taken = await self._conn.execute(self._taken(shift))
         given = await self._conn.execute(
             select(r.c.tender_type, func.sum(r.c.amount), func.count())
             .where(r.c.merchant_id == mine, r.c.shift_id == shift.id,
@@ -180,6 +176,39 @@ class SqlShiftRepository:
             for t in sorted({*sales, *back})
         ]
         return shift
+
+    def _taken(self, shift: Shift) -> Select[Any]:
+        """Per tender, what was captured while the shift was open, and of how many payments.
+        A capture operation counts in the shift it joined when it succeeded (at_register.py);
+        what a payment captured without one (captured at once, at its authorisation) counts
+        in the payment's own shift. So a later capture of a payment taken in this shift, the
+        shift closed meanwhile, counts in the shift open then and never changes this one."""
+        p, o, mine = payments, operations, self._merchant
+        by_operations = (
+            select(func.coalesce(func.sum(o.c.amount), 0))
+            .where(o.c.merchant_id == mine, o.c.payment_id == p.c.id,
+                   o.c.kind == "capture", o.c.status == "succeeded")
+            .scalar_subquery()
+        )  # fmt: skip
+        at_once = select(
+            p.c.id.label("payment_id"),
+            p.c.tender_type,
+            (p.c.captured - by_operations).label("amount"),
+        ).where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0,
+                p.c.currency == shift.currency)  # fmt: skip
+        captures = (
+            select(o.c.payment_id, p.c.tender_type, o.c.amount)
+            .join(p, (p.c.merchant_id == o.c.merchant_id) & (p.c.id == o.c.payment_id))
+            .where(o.c.merchant_id == mine, o.c.shift_id == shift.id, o.c.kind == "capture",
+                   o.c.status == "succeeded", p.c.currency == shift.currency)
+        )  # fmt: skip
+        moved = union_all(at_once, captures).subquery()
+        return (
+            select(moved.c.tender_type, func.sum(moved.c.amount),
+                   func.count(moved.c.payment_id.distinct()))
+            .where(moved.c.amount > 0)
+            .group_by(moved.c.tender_type)
+        )  # fmt: skip
 
     async def note_activity(
         self, kind: str, resource_id: str, register_id: str, amount: int = 0, currency: str = ""

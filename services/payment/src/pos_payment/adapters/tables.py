@@ -101,8 +101,17 @@ operations = Table(
     Column("request_key", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A capture's: the shift open at its payment's register when it succeeded (at_register.py).
+    Column("shift_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="payment_operations_pkey"),
     UniqueConstraint("merchant_id", "request_key", name="payment_operations_request_key"),
+    Index(
+        "payment_operations_shift",
+        "merchant_id",
+        "shift_id",
+        postgresql_where=text("shift_id <> ''"),
+    ),
+    Index("payment_operations_payment", "merchant_id", "payment_id"),
     Index("payment_operations_pending", "updated_at", postgresql_where=text("status = 'pending'")),
 )
 

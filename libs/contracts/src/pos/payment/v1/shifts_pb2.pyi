@@ -90,7 +90,10 @@ class ShiftReport(_message.Message):
     def pay_outs(self) -> _money_pb2.Money: ...
     @_builtins.property
     def tenders(self) -> _containers.RepeatedCompositeFieldContainer[_settlement_pb2.TenderTotals]:
-        """What each tender took and gave back at the register during the shift."""
+        """What each tender took and gave back at the register during the shift, each capture and
+        refund when it succeeded: one after the close counts in the shift open then, never in a
+        closed one.
+        """
 
     @_builtins.property
     def discounts(self) -> _money_pb2.Money:
