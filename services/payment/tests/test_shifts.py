@@ -478,3 +478,42 @@ async def test_a_closed_shifts_report_does_not_move_with_later_captures_and_refu
     assert await tenders(second.id) == {"card": (1000, 1, 700, 1)}
     done = await close(r, till, second.id, 1000)
     assert done.over_short == 0
+
+
+async def test_a_refund_of_a_sale_from_a_closed_shift_counts_in_the_shift_giving_it_back(
+    running: Running,
+) -> None:
+    """Tenders of every kind taken in one shift (a card with a tip, a gift card, cash) and
+    given back in part in the register's next shift: the refunds count in the shift that
+    gave them back, the cash one out of its drawer, and the closed shift's report stays as it
+    was closed, the tip in its card total."""
+    r = running
+    till = new_id("reg")
+    first = await open_shift(r, till, 500)
+
+    async def sale(tender: int, **fields: Any) -> Any:
+        answer = await r.payments.CreatePayment(
+            P.CreatePaymentRequest(request_id=new_id("req"), order_id=new_id("ord"),
+                                   tender_type=tender, capture=True, **fields),
+            metadata=at(till),
+            timeout=10,
+        )  # fmt: skip
+        return answer.payment
+
+    card = await sale(P.TENDER_TYPE_CARD, amount=usd(5000), tip=usd(500), card_token="tok_visa")
+    gift = await sale(P.TENDER_TYPE_GIFT_CARD, amount=usd(2000), gift_card_code="gc_probe")
+    cash = await cash_sale(r, till, 3000)
+    closed = await close(r, till, first.id, 3500)
+    as_closed = closed.report
+    tenders = {t.name: (t.captured.amount, t.refunded.amount) for t in as_closed.tenders}
+    assert tenders == {"card": (5500, 0), "gift_card": (2000, 0), "cash": (3000, 0)}
+
+    second = await open_shift(r, till, 500)
+    for paid, amount in ((card, 700), (gift, 500), (cash, 1000)):
+        await refund(r, till, paid.id, amount)
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=first.id), metadata=at(till), timeout=10)
+    assert got.shift.report == as_closed
+    done = await close(r, till, second.id, 0)
+    tenders = {t.name: (t.captured.amount, t.refunded.amount) for t in done.report.tenders}
+    assert tenders == {"card": (0, 700), "gift_card": (0, 500), "cash": (0, 1000)}
+    assert (done.report.expected_cash.amount, done.over_short) == (500 - 1000, 500)
