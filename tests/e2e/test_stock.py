@@ -236,3 +236,51 @@ def test_a_variant_sku_is_received_sold_and_ordered_for_pickup(platform: Running
     )
     assert missing.status_code == 404, missing.text
     assert missing.json()["code"] == "resource_missing" and made_up in missing.json()["detail"]
+
+
+def test_sourcing_gives_no_distance_where_none_is_known(platform: Running) -> None:
+    """A location without a position, or a pickup (no destination), is at no known distance:
+    its allocation says so (`distance_km` null), never 0 km, which read as "at the door"."""
+    http = platform.new_merchant("Sourcing distances")
+    tag = uuid.uuid4().hex[:6].upper()
+    vase = f"VASE-{tag}"
+    _product(http, vase)
+    placed = _shop(http, f"placed-{tag}", 41.88, -87.63, {vase: 2})
+    unplaced = _post(
+        http,
+        "/v1/locations",
+        {"name": f"unplaced-{tag}", "currency": "USD", "tax_rate_bps": 0, "ship_enabled": True},
+    ).json()["id"]
+    received = {"sku": vase, "location_id": unplaced, "delta": 5, "reason": "received"}
+    got = _post(http, "/v1/inventory/adjustments", received)
+    assert got.status_code == 201, got.text
+    to = {"latitude": 41.9, "longitude": -87.6}
+
+    # Only the location without a position has every unit: it ships, at no known distance.
+    single = _post(
+        http, "/v1/sourcing",
+        {"lines": [{"sku": vase, "quantity": 4}], "destination": to, "dry_run": True},
+    ).json()  # fmt: skip
+    assert single["strategy"] == "single", single
+    assert [(a["location_id"], a["distance_km"]) for a in single["allocations"]] == [
+        (unplaced, None)
+    ]
+    assert "nearest" not in single["reason"], single["reason"]
+
+    # A split: the placed store first with its distance, the unplaced one last without one.
+    split = _post(
+        http, "/v1/sourcing",
+        {"lines": [{"sku": vase, "quantity": 7}], "destination": to, "dry_run": True},
+    ).json()  # fmt: skip
+    assert split["strategy"] == "split", split
+    distances = [(a["location_id"], a["distance_km"]) for a in split["allocations"]]
+    assert distances[0][0] == placed and 0 < distances[0][1] < 10
+    assert distances[1] == (unplaced, None)
+
+    # A pickup has no destination to measure from.
+    pickup = _post(
+        http, "/v1/sourcing",
+        {"lines": [{"sku": vase, "quantity": 1}], "pickup_location_id": placed, "dry_run": True},
+    ).json()  # fmt: skip
+    assert pickup["strategy"] == "pickup", pickup
+    assert pickup["allocations"][0]["distance_km"] is None

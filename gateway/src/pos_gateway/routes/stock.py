@@ -421,4 +421,9 @@ async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
     )
     if body.destination is not None:
         request.destination.CopyFrom(body.destination.pb())
-    return to_model(SourcingProposal, await svc.stock.ProposeSourcing(request))
+    proposal = to_json(await svc.stock.ProposeSourcing(request))
+    for allocation in proposal["allocations"]:
+        # No position, or a pickup with no destination: no distance, rather than a false 0 km.
+        if allocation.pop("distance_unknown"):
+            allocation["distance_km"] = None
+    return SourcingProposal.model_validate(proposal)

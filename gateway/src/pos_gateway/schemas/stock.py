@@ -189,7 +189,10 @@ class NearbyLocation(Answer):
 
 class SourcingAllocation(Answer):
     location_id: Id
-    distance_km: Kilometres
+    distance_km: Kilometres | None = Field(
+        description="From the destination; null when unknown: the location has no `geo`, or "
+        "a pickup has no destination"
+    )
     lines: list[StockLine] = Field(max_length=100)
     reservation_id: OptionalId
 

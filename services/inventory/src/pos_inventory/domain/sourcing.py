@@ -102,11 +102,17 @@ def propose_shipping(lines: list[Line], candidates: list[Candidate]) -> Proposal
     ordered = by_distance([c for c in candidates if c.location.ship_enabled])
     for rank, candidate in enumerate(ordered):
         if candidate.covers(lines):
-            why = "the nearest" if rank == 0 else f"the nearest of {rank + 1} that"
+            if candidate.distance_km is None:
+                # Ranked after every location with a position: "nearest" would be a guess.
+                why = "ships and has every line; its distance is unknown (it has no position)"
+            elif rank == 0:
+                why = "is the nearest that ships and has every line"
+            else:
+                why = f"is the nearest of {rank + 1} that ships and has every line"
             return Proposal(
                 Strategy.SINGLE,
                 "nearest_with_all_lines",
-                f"{candidate.location.name} is {why} ships and has every line",
+                f"{candidate.location.name} {why}",
                 [Allocation(candidate.location.id, candidate.distance_km, list(lines))],
             )
     remaining = dict(lines)

@@ -248,6 +248,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
                 S.SourcingAllocation(
                     location_id=a.location_id,
                     distance_km=round(a.distance_km or 0.0, 3),
+                    distance_unknown=a.distance_km is None,
                     lines=lines_to_proto(a.lines),
                     reservation_id=sourced.reservation_ids.get(a.location_id, ""),
                 )

@@ -734,10 +734,16 @@ class SourcingAllocation(_message.Message):
     DISTANCE_KM_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    DISTANCE_UNKNOWN_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     distance_km: _builtins.float
+    """From the destination; 0 and meaningless when distance_unknown."""
     reservation_id: _builtins.str
     """The hold at this location (empty on a dry run)."""
+    distance_unknown: _builtins.bool
+    """No distance can be measured: the location has no position, or a pickup has no
+    destination (REST: `distance_km` null).
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLine]: ...
     def __init__(
@@ -747,10 +753,11 @@ class SourcingAllocation(_message.Message):
         distance_km: _builtins.float = ...,
         lines: _abc.Iterable[Global___StockLine] | None = ...,
         reservation_id: _builtins.str = ...,
+        distance_unknown: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "lines", b"lines", "location_id", b"location_id", "reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "distance_unknown", b"distance_unknown", "lines", b"lines", "location_id", b"location_id", "reservation_id", b"reservation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
