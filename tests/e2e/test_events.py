@@ -410,3 +410,38 @@ def test_a_delivery_window_that_ends_before_it_starts_is_a_400(platform: Running
     fine = {"created_after": "2026-12-01T00:00:00Z", "created_before": "2026-12-05T00:00:00Z"}
     assert http.get(f"{one}/deliveries", params=fine).status_code == 200
     assert http.delete(one).status_code == 200
+
+
+def test_a_location_created_and_changed_reaches_the_feed_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """Locations are a change feed (`updated_since`) and their taxes and flags decide sales:
+    a partner following the feed hears of a new store and of each change, as GET answers it."""
+    with platform.new_merchant(f"Locations {uuid.uuid4().hex[:6]}") as http:
+
+        def write(method: str, path: str, body: dict[str, Any]) -> Any:
+            answer = http.request(
+                method, path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+            )
+            assert answer.status_code in (200, 201), answer.text
+            return answer.json()
+
+        store = write("POST", "/v1/locations",
+                      {"name": "Dock store", "currency": "USD", "tax_rate_bps": 500})  # fmt: skip
+        changed = write("PATCH", f"/v1/locations/{store['id']}", {"pickup_enabled": True})
+        assert changed["version"] == 2
+        # Sent as it already is: no change, so no event.
+        write("PATCH", f"/v1/locations/{store['id']}", {"pickup_enabled": True})
+        # A later change of the same service: once it is in the feed, so is everything before.
+        price = {"amount": 100, "currency": "USD"}
+        write("POST", "/v1/products", {"sku": "DOCK-1", "name": "Dock", "price": price})
+
+        def all_in() -> Any:
+            events = http.get("/v1/events", params={"limit": 100}).json()["data"]
+            return events if any(e["type"] == "product.created" for e in events) else None
+
+        events = _eventually(all_in)
+        located = [(e["type"], e["data"]["object"]) for e in events
+                   if e["type"].startswith("location.")]  # fmt: skip
+        now = http.get(f"/v1/locations/{store['id']}").json()
+        assert located == [("location.created", store), ("location.updated", now)]

@@ -13,6 +13,7 @@ from pos_gateway.schemas.base import Answer, Id, Page, Timestamp, Version
 # named in the document so a partner knows them before the first event, and the one list the
 # dispatcher checks subscriptions against.
 _NAMES = """
+    location.created location.updated
     product.created product.updated product.archived inventory.changed inventory.low_stock
     reservation.created reservation.committed reservation.released reservation.expired
     order.created order.confirmed order.cancelled order.completed order.fulfillment_updated

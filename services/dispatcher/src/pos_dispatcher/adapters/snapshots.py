@@ -35,7 +35,7 @@ from pos_gateway.schemas.people import Customer, PointsEntry
 from pos_gateway.schemas.promotions import Coupon, Promotion
 from pos_gateway.schemas.registers import Override, Register, Shift, StaffMember
 from pos_gateway.schemas.returns import Return
-from pos_gateway.schemas.stock import Reservation, StockLevel
+from pos_gateway.schemas.stock import Location, Reservation, StockLevel
 from pos_kit.ids import derived_id
 
 
@@ -161,6 +161,12 @@ CUSTOMER_SNAPSHOTS = ("customer.created", "customer.updated", "customer.merged")
 
 
 MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
+    inventory_events.LocationCreated: lambda m: [
+        ("location.created", m.location.id, _object(Location, m.location))
+    ],
+    inventory_events.LocationUpdated: lambda m: [
+        ("location.updated", m.location.id, _object(Location, m.location))
+    ],
     inventory_events.ProductCreated: _product("created"),
     inventory_events.ProductUpdated: _product("updated"),
     inventory_events.ProductArchived: _product("archived"),

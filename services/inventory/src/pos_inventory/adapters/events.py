@@ -10,11 +10,14 @@ from pos.inventory.v1 import events_pb2, stock_events_pb2
 from pos_inventory.adapters.messages import (
     entry_to_proto,
     level_to_proto,
+    location_to_proto,
     product_to_proto,
     reason_to_proto,
     reservation_to_proto,
 )
 from pos_inventory.domain.model import (
+    LocationCreated,
+    LocationUpdated,
     LowStock,
     ProductArchived,
     ProductCreated,
@@ -29,6 +32,16 @@ from pos_inventory.domain.model import (
 from pos_kit.events import EventRegistry
 
 REGISTRY = EventRegistry()
+
+
+@REGISTRY.maps(LocationCreated)
+def _location_created(event: LocationCreated) -> events_pb2.LocationCreated:
+    return events_pb2.LocationCreated(location=location_to_proto(event.location))
+
+
+@REGISTRY.maps(LocationUpdated)
+def _location_updated(event: LocationUpdated) -> events_pb2.LocationUpdated:
+    return events_pb2.LocationUpdated(location=location_to_proto(event.location))
 
 
 @REGISTRY.maps(ProductCreated)

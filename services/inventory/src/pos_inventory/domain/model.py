@@ -259,6 +259,16 @@ def validate_sku_list(skus: list[str]) -> None:
 
 
 @dataclass(frozen=True)
+class LocationCreated:
+    location: Location
+
+
+@dataclass(frozen=True)
+class LocationUpdated:
+    location: Location
+
+
+@dataclass(frozen=True)
 class ProductCreated:
     product: Product
 
@@ -311,6 +321,8 @@ class ReservationExpired(ReservationChanged):
 
 # Every domain event this service raises; each has an integration event (adapters/events.py).
 EVENTS = (
+    LocationCreated,
+    LocationUpdated,
     ProductCreated,
     ProductUpdated,
     ProductArchived,

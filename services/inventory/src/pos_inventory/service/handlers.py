@@ -17,6 +17,8 @@ from pos_inventory.domain.ledger import (
 from pos_inventory.domain.model import (
     Adjustment,
     Location,
+    LocationCreated,
+    LocationUpdated,
     LowStock,
     Reason,
     StockChanged,
@@ -49,6 +51,7 @@ async def create_location(uow: InventoryUnitOfWork, draft: Location) -> Location
     draft.id = new_id("loc")
     draft.name = draft.name.strip()
     await uow.locations.add(draft)
+    uow.publish(LocationCreated(draft))
     return draft
 
 
@@ -101,6 +104,7 @@ async def update_location(
         return location
     changed.version += 1
     await uow.locations.save(changed)
+    uow.publish(LocationUpdated(changed))
     return changed
 
 

@@ -26,7 +26,7 @@ from pos.common.v1 import event_pb2 as pos_dot_common_dot_v1_dot_event__pb2
 from pos.inventory.v1 import inventory_pb2 as pos_dot_inventory_dot_v1_dot_inventory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/inventory/v1/events.proto\x12\x10pos.inventory.v1\x1a\x19pos/common/v1/event.proto\x1a pos/inventory/v1/inventory.proto\"d\n\x0eProductCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\xd4\x01\n\x0cStockChanged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05level\x18\x02 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x03\x12\x32\n\x06reason\x18\x04 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\x12,\n\x05\x65ntry\x18\x05 \x01(\x0b\x32\x1d.pos.inventory.v1.LedgerEntry\"d\n\x0eProductUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"e\n\x0fProductArchived\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Productb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpos/inventory/v1/events.proto\x12\x10pos.inventory.v1\x1a\x19pos/common/v1/event.proto\x1a pos/inventory/v1/inventory.proto\"d\n\x0eProductCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"\xd4\x01\n\x0cStockChanged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05level\x18\x02 \x01(\x0b\x32\x1c.pos.inventory.v1.StockLevel\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x03\x12\x32\n\x06reason\x18\x04 \x01(\x0e\x32\".pos.inventory.v1.AdjustmentReason\x12,\n\x05\x65ntry\x18\x05 \x01(\x0b\x32\x1d.pos.inventory.v1.LedgerEntry\"d\n\x0eProductUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"e\n\x0fProductArchived\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.pos.inventory.v1.Product\"g\n\x0fLocationCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Location\"g\n\x0fLocationUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12,\n\x08location\x18\x02 \x01(\x0b\x32\x1a.pos.inventory.v1.Locationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,4 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCTUPDATED']._serialized_end=529
   _globals['_PRODUCTARCHIVED']._serialized_start=531
   _globals['_PRODUCTARCHIVED']._serialized_end=632
+  _globals['_LOCATIONCREATED']._serialized_start=634
+  _globals['_LOCATIONCREATED']._serialized_end=737
+  _globals['_LOCATIONUPDATED']._serialized_start=739
+  _globals['_LOCATIONUPDATED']._serialized_end=842
 # @@protoc_insertion_point(module_scope)
