@@ -284,3 +284,17 @@ def test_sourcing_gives_no_distance_where_none_is_known(platform: Running) -> No
     ).json()  # fmt: skip
     assert pickup["strategy"] == "pickup", pickup
     assert pickup["allocations"][0]["distance_km"] is None
+
+
+def test_an_empty_filter_is_a_400_naming_it_never_dropped(platform: Running) -> None:
+    """`location_id=` (a client's unset variable) filtered nothing: the history answered every
+    location's entries and the availability a 404 of location ''. Each is a 400 on the field."""
+    http = platform.http
+    for path, params, field in [
+        ("/v1/inventory/history", {"location_id": ""}, "location_id"),
+        ("/v1/inventory/history", {"sku": ""}, "sku"),
+        ("/v1/inventory/availability", {"sku": "TEE-BLK-M", "location_id": ""}, "location_id[0]"),
+    ]:
+        answer = http.get(path, params=params)
+        assert answer.status_code == 400, (path, params, answer.text)
+        assert [e["field"] for e in answer.json()["errors"]] == [field], answer.text

@@ -53,6 +53,8 @@ router = APIRouter(prefix="/v1", tags=["stock and reservations"])
 W = (404, *CREATE)
 Svc = Annotated[Services, Depends(services)]
 LocationId = Field(min_length=1, max_length=64, examples=["loc_01JD8X3M1Y0B9QK8V2T4N6P7RS"])
+# A location filter's value: empty names no location (a 400), it does not widen the answer.
+LocationIdIn = Annotated[QueryId, StringConstraints(min_length=1)]
 
 
 class LineIn(Body):
@@ -201,8 +203,11 @@ async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
 )
 async def stock_history(
     svc: Svc,
-    sku: Annotated[str | None, Query(max_length=64)] = None,
-    location_id: Annotated[str | None, Query(max_length=64, description=UNKNOWN_LOCATION)] = None,
+    # Empty is a 400, not "no filter": a client's unset variable would list every entry.
+    sku: Annotated[Sku | None, Query()] = None,
+    location_id: Annotated[
+        str | None, Query(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> LedgerEntryList:
@@ -238,7 +243,7 @@ async def availability(
     svc: Svc,
     sku: Annotated[list[Sku], Query(min_length=1, max_length=200)],
     location_id: Annotated[
-        list[QueryId] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
+        list[LocationIdIn] | None, Query(max_length=200, description=UNKNOWN_LOCATION)
     ] = None,
 ) -> SkuAvailabilityList:
     """Per SKU, its level at each location that has it: at most one entry for each of a
