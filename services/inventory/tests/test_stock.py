@@ -279,6 +279,8 @@ async def test_a_transfer_moves_every_line_or_none_and_never_held_units(db: Db) 
         async with db.tx() as uow:
             await stock.transfer_stock(uow, here, there, [(mug, 4), (cap, 1)], None)
     assert [(s.sku, s.wanted, s.available) for s in err.value.short] == [(mug, 4, 3)]
+    # The refusal says what was refused: a move, not a hold (nothing was being held).
+    assert str(err.value).startswith("not enough stock to move: "), str(err.value)
     assert (await on_hand(db, cap, here), await on_hand(db, cap, there)) == (1, 0)
     async with db.tx() as uow:
         transfer_id, levels, entries = await stock.transfer_stock(

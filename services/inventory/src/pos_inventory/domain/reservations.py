@@ -63,10 +63,12 @@ class Short:
 
 
 class OutOfStock(Conflict):
-    def __init__(self, short: list[Short]) -> None:
+    def __init__(self, short: list[Short], doing: str = "hold") -> None:
+        # `doing` names what was refused (a hold, a transfer's move): the detail is read by
+        # people, and a transfer refused "to hold" sent them looking for a hold.
         names = ", ".join(f"{s.sku} (wanted {s.wanted}, available {s.available})" for s in short)
         super().__init__(
-            f"not enough stock to hold: {names}",
+            f"not enough stock to {doing}: {names}",
             "insufficient_stock",
             {
                 "skus": ",".join(s.sku for s in short),

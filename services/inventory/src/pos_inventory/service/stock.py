@@ -113,7 +113,7 @@ async def transfer_stock(
         if (state := states[(sku, from_location_id)]).on_hand - state.reserved < quantity
     ]
     if short:
-        raise OutOfStock([Short(s.sku, s.wanted, max(0, s.available)) for s in short])
+        raise OutOfStock([Short(s.sku, s.wanted, max(0, s.available)) for s in short], "move")
     levels: list[StockLevel] = []
     entries: list[LedgerEntry] = []
     for sku, location_id in keys:
