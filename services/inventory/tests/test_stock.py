@@ -325,6 +325,30 @@ async def test_low_stock_is_announced_once_when_available_crosses_the_threshold(
             await stock.set_low_stock_threshold(uow, sku, -1)
 
 
+async def test_a_threshold_set_above_what_is_available_alerts_at_once(db: Db) -> None:
+    """A threshold that moves over a level is a crossing too: set at 5 where 2 are left, the
+    alert comes now, not after the stock has gone above 5 and fallen again (it never would
+    for a SKU that is not restocked). Once per crossing still: the same threshold set again,
+    or a lower one, announces nothing; a higher one only the levels it newly covers."""
+    sku = unique("jar")
+    low_here = (await db.shop(sku)).id
+    plenty = (await db.shop(sku)).id
+    await adjust(db, sku, low_here, 2)
+    await adjust(db, sku, plenty, 9)
+    start = len(db.published)
+    for threshold in (5, 5, 1, 3, 9):
+        async with db.tx() as uow:
+            await stock.set_low_stock_threshold(uow, sku, threshold)
+    lows = [
+        (e.level.location_id, e.level.available, e.threshold)
+        for e in db.published[start:]
+        if isinstance(e, LowStock)
+    ]
+    # 5 covers the 2 left here; 5 again covers nothing new, nor does 1; 3 covers the 2 again
+    # (1 had left them above it); 9 covers the other location's 9.
+    assert lows == [(low_here, 2, 5), (low_here, 2, 3), (plenty, 9, 9)]
+
+
 async def test_history_is_newest_first_filtered_and_paged(db: Db) -> None:
     sku = unique("pen")
     loc = (await db.shop(sku)).id

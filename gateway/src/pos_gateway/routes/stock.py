@@ -224,6 +224,9 @@ async def stock_history(
     **op("inventory:write", "Set or remove a low-stock alert", W, example=ex.THRESHOLD),
 )
 async def set_threshold(body: ThresholdIn, svc: Svc) -> Threshold:
+    """`inventory.low_stock` is announced for a location when its `available` falls to or
+    below the threshold, once per crossing, and at once for each location already at or below
+    a threshold set here (unless the threshold it replaced covered it already)."""
     request = stock_pb2.SetLowStockThresholdRequest(request_id=request_id(), sku=body.sku)
     if body.threshold is not None:
         request.threshold = body.threshold

@@ -49,7 +49,8 @@ LOW_STOCK_THRESHOLD = {
     "minimum": 0,
     "maximum": 1_000_000_000,
     "description": "`inventory.low_stock` only: the SKU's low-stock threshold (POST "
-    "/v1/inventory/low-stock-thresholds) that `object.available` fell to or below",
+    "/v1/inventory/low-stock-thresholds) that `object.available` fell to or below, or that "
+    "was set at or above it",
 }
 
 

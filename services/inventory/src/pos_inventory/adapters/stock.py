@@ -415,7 +415,18 @@ class SqlStock:
         rows = await self._conn.execute(newest_first.limit(page.fetch))
         return [entry_of(r) for r in rows]
 
-    async def set_threshold(self, sku: str, threshold: int | None) -> None:
+    async def set_threshold(self, sku: str, threshold: int | None) -> int | None:
+        # Locked: two changes of one SKU's threshold each compare with the other's result.
+        before = (
+            await self._conn.execute(
+                select(low_stock_thresholds.c.threshold)
+                .where(
+                    low_stock_thresholds.c.merchant_id == self._merchant,
+                    low_stock_thresholds.c.sku == sku,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
         if threshold is None:
             await self._conn.execute(
                 low_stock_thresholds.delete().where(
@@ -423,7 +434,7 @@ class SqlStock:
                     low_stock_thresholds.c.sku == sku,
                 )
             )
-            return
+            return before
         await self._conn.execute(
             pg_insert(low_stock_thresholds)
             .values(merchant_id=self._merchant, sku=sku, threshold=threshold)
@@ -431,3 +442,4 @@ class SqlStock:
                 constraint="low_stock_thresholds_pkey", set_={"threshold": threshold}
             )
         )
+        return before

@@ -82,7 +82,9 @@ class StockRepository(Protocol):
         """Newest first; `page.after` is the id of the last entry already seen."""
         ...
 
-    async def set_threshold(self, sku: str, threshold: int | None) -> None: ...
+    async def set_threshold(self, sku: str, threshold: int | None) -> int | None:
+        """Set (or with None remove) the SKU's threshold; answers the one it replaced."""
+        ...
 
 
 class ReservationRepository(Protocol):

@@ -15,7 +15,7 @@ from pos_inventory.domain.ledger import (
     validate_note,
     validate_occurred_at,
 )
-from pos_inventory.domain.model import SKU, StockLevel
+from pos_inventory.domain.model import SKU, LowStock, StockLevel
 from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
 from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
@@ -150,4 +150,18 @@ async def set_low_stock_threshold(
         )
     raise_if(violations)
     await require_items(uow, [sku], [], to_stock=True, sku_fields=["sku"])
-    await uow.stock.set_threshold(sku, threshold)
+    before = await uow.stock.set_threshold(sku, threshold)
+    if threshold is None:
+        return
+    # A threshold moved over a level is a crossing as much as a level falling below it: the
+    # merchant who sets 5 where 2 are left is told now, not after a restock and a fall that
+    # may never come. A level the old threshold already covered was told then.
+    # Its rows are locked (in location order, as every writer locks) before they are read:
+    # a change of the level waits, then reads this threshold (and alerts by it), or went
+    # first and is read here, so a crossing is announced once, never twice or not at all.
+    found = await uow.stock.levels([sku], None)
+    for location_id in sorted(level.location_id for level in found):
+        await uow.stock.lock(sku, location_id)
+    for level in await uow.stock.levels([sku], None):
+        if level.available <= threshold and (before is None or level.available > before):
+            uow.publish(LowStock(level, threshold))

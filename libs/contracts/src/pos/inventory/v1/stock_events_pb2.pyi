@@ -143,7 +143,9 @@ Global___ReservationExpired: _TypeAlias = ReservationExpired  # noqa: Y015
 
 @_typing.final
 class LowStock(_message.Message):
-    """Subject pos.inventory.v1.low_stock: available fell to or below the SKU's threshold."""
+    """Subject pos.inventory.v1.low_stock: available fell to or below the SKU's threshold, or a
+    threshold was set at or above it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
