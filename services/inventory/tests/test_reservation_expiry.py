@@ -142,3 +142,63 @@ async def test_a_release_of_a_swept_hold_answers_it_expired(svc: InProcessServic
     assert _invariants(svc, "SWEPT", loc) == (2, 0)
     assert _events(svc, "expired", made.reservation.id) == 1
     assert _events(svc, "released", made.reservation.id) == 0
+
+
+async def test_a_new_hold_is_not_refused_for_units_a_due_hold_still_holds(
+    svc: InProcessService,
+) -> None:
+    """A hold past its time holds nothing by its terms: a new hold (or a transfer) short only
+    because the sweep has not reached it ends it as expired, as the sweep would, and takes
+    the units. Before, the last unit of a SKU was refused for up to a sweep interval."""
+    loc = await _setup(svc, {"DUE-retake": 2}, "due-retake")
+    sku = "DUE-retake"
+    stub = stock_stub(svc.channel)
+    old = await stub.CreateReservation(_hold("rt-1", loc, [(sku, 2)]), metadata=MD, timeout=5)
+    rid = old.reservation.id
+    _due(svc, rid)
+    assert _invariants(svc, sku, loc) == (2, 2)  # not swept: still held
+
+    new = await stub.CreateReservation(_hold("rt-2", loc, [(sku, 2)]), metadata=MD, timeout=5)
+    assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
+    assert [(lv.on_hand, lv.reserved) for lv in new.levels] == [(2, 2)]
+    got = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert _invariants(svc, sku, loc) == (2, 2)  # the new hold's two, not four
+    assert _events(svc, "expired", rid) == 1
+    # Replayed, the new hold is the same answer; the sweep finds nothing left to give back.
+    again = await stub.CreateReservation(_hold("rt-2", loc, [(sku, 2)]), metadata=MD, timeout=5)
+    assert again == new
+    await sweep_once(svc.runtime.uow)
+    assert _invariants(svc, sku, loc) == (2, 2)
+    assert _events(svc, "expired", rid) == 1
+
+    # Short with no due hold behind it: refused as before.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateReservation(_hold("rt-3", loc, [(sku, 1)]), metadata=MD, timeout=5)
+    assert read_error(err.value).reason == "insufficient_stock"
+
+
+async def test_a_transfer_is_not_refused_for_units_a_due_hold_still_holds(
+    svc: InProcessService,
+) -> None:
+    here = await _setup(svc, {"DUE-move": 3}, "due-move-here")
+    there = await _setup(svc, {}, "due-move-there")
+    sku = "DUE-move"
+    stub = stock_stub(svc.channel)
+    old = await stub.CreateReservation(_hold("mv-1", here, [(sku, 3)]), metadata=MD, timeout=5)
+    _due(svc, old.reservation.id)
+    moved = await stub.TransferStock(
+        st.TransferStockRequest(
+            request_id="mv-2",
+            from_location_id=here,
+            to_location_id=there,
+            lines=[st.StockLine(sku=sku, quantity=3)],
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    assert sorted((lv.location_id == here, lv.on_hand, lv.reserved) for lv in moved.levels) == [
+        (False, 3, 0),
+        (True, 0, 0),
+    ]
+    assert _events(svc, "expired", old.reservation.id) == 1

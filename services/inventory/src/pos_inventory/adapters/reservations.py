@@ -88,6 +88,23 @@ class SqlReservations:
         ).first()
         return reservation_of(row) if row else None
 
+    async def due_holding(self, location_id: str, skus: list[str], limit: int) -> list[str]:
+        """Ids of active holds at the location past their time (by the database clock) that
+        hold any of `skus`, oldest due first: what the sweep has yet to give back there."""
+        rows = await self._conn.execute(
+            select(reservations.c.id, reservations.c.lines)
+            .where(
+                reservations.c.merchant_id == self._merchant,
+                reservations.c.location_id == location_id,
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+                reservations.c.expires_at <= func.now(),
+            )
+            .order_by(reservations.c.expires_at, reservations.c.id)
+            .limit(limit)
+        )
+        wanted = set(skus)
+        return [r.id for r in rows if any(sku in wanted for sku, _ in r.lines)]
+
     async def expire_if_due(self, reservation_id: str) -> Reservation | None:
         """Mark an active reservation expired when it is due by the database clock, as the
         sweep does; None when it is not active or not due."""

@@ -63,7 +63,12 @@ class Short:
 
 
 class OutOfStock(Conflict):
-    def __init__(self, short: list[Short], doing: str = "hold") -> None:
+    """`due_holds`: holds past their time that still hold some of the short SKUs there (the
+    sweep has not reached them): ended, they may leave enough."""
+
+    def __init__(
+        self, short: list[Short], doing: str = "hold", due_holds: list[str] | None = None
+    ) -> None:
         # `doing` names what was refused (a hold, a transfer's move): the detail is read by
         # people, and a transfer refused "to hold" sent them looking for a hold.
         names = ", ".join(f"{s.sku} (wanted {s.wanted}, available {s.available})" for s in short)
@@ -76,6 +81,7 @@ class OutOfStock(Conflict):
             },
         )
         self.short = short
+        self.due_holds = due_holds or []
 
 
 def line_violations(lines: list[Line], name: str = "lines") -> list[FieldViolation]:

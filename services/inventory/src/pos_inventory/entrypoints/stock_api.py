@@ -23,7 +23,7 @@ from pos_inventory.adapters.messages import (
 )
 from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import StockLevel
-from pos_inventory.domain.reservations import HoldDue, validate_hold
+from pos_inventory.domain.reservations import HoldDue, OutOfStock, validate_hold
 from pos_inventory.service import availability, reservations, stock
 from pos_kit.paging import page_of, page_request, page_size
 from pos_kit.servicer import GrpcMethod, Servicer, mutation, query
@@ -80,6 +80,33 @@ def ending_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]
     return rpc
 
 
+def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]:
+    """A write short of available units (`OutOfStock`) where holds past their time still
+    hold some of the short SKUs (the sweep runs every few seconds; the refusal names them)
+    ends those holds as expired, each in a transaction of its own as the sweep would (units
+    back once, `ReservationExpired`), and is tried once more. Its own transaction was rolled
+    back with its request id unclaimed, so the retry is the first answer. Due holds hold
+    nothing by their terms: the last unit of a SKU was refused for up to a sweep interval
+    while an abandoned cart's hold sat past its time."""
+
+    @functools.wraps(method)
+    async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except OutOfStock as short:
+            freed = 0
+            for reservation_id in short.due_holds:
+                async with self.bound_uow() as uow:
+                    if await reservations.expire_reservation(uow, reservation_id):
+                        await uow.commit()
+                        freed += 1
+            if not freed:
+                raise
+        return await method(self, request, context)
+
+    return rpc
+
+
 def _levels(levels: list[StockLevel]) -> list[inventory_pb2.StockLevel]:
     return [level_to_proto(x) for x in levels]
 
@@ -105,6 +132,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
         )
         return S.CountStockResponse(level=level_to_proto(level), entry=entry_to_proto(entry))
 
+    @freeing_due_holds
     @mutation(S.TransferStockResponse)
     async def TransferStock(
         self, request: S.TransferStockRequest, uow: InventoryUow
@@ -145,6 +173,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             answer.threshold = threshold
         return answer
 
+    @freeing_due_holds
     @mutation(S.CreateReservationResponse)
     async def CreateReservation(
         self, request: S.CreateReservationRequest, uow: InventoryUow

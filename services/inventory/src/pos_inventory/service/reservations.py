@@ -29,6 +29,10 @@ from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import Conflict, NotFound
 from pos_kit.ids import new_id
 
+# A short hold ends at most this many due holds of its SKUs before it is tried again; the
+# sweep (a batch at a time, every few seconds) ends any others.
+MAX_DUE_IN_THE_WAY = 100
+
 
 async def create_reservation(
     uow: InventoryUnitOfWork, hold: Hold
@@ -78,7 +82,7 @@ async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
         for sku, quantity in rest
         if sku == short_sku or (levels[sku].available if sku in levels else 0) < quantity
     ]
-    raise OutOfStock(short)
+    raise OutOfStock(short, due_holds=await due_holds_in_the_way(uow, hold.location_id, short))
 
 
 async def get_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
@@ -149,6 +153,17 @@ async def expire_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> b
     if reservation.status is not ReservationStatus.ACTIVE:
         return False
     return await _expire_locked(uow, reservation_id) is not None
+
+
+async def due_holds_in_the_way(
+    uow: InventoryUnitOfWork, location_id: str, short: list[Short]
+) -> list[str]:
+    """The holds at `location_id` past their time that still hold some of the `short` SKUs: a
+    hold or a move short there may be short only because the sweep has not reached them. Read
+    by the refused write itself (one indexed query, only when refused), so a refusal with
+    none costs no other transaction."""
+    skus = [s.sku for s in short]
+    return await uow.reservations.due_holding(location_id, skus, MAX_DUE_IN_THE_WAY)
 
 
 async def _expire_locked(

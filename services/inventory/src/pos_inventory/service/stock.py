@@ -19,6 +19,7 @@ from pos_inventory.domain.model import SKU, LowStock, StockLevel
 from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
 from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
+from pos_inventory.service.reservations import due_holds_in_the_way
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -113,7 +114,9 @@ async def transfer_stock(
         if (state := states[(sku, from_location_id)]).on_hand - state.reserved < quantity
     ]
     if short:
-        raise OutOfStock([Short(s.sku, s.wanted, max(0, s.available)) for s in short], "move")
+        short = [Short(s.sku, s.wanted, max(0, s.available)) for s in short]
+        due = await due_holds_in_the_way(uow, from_location_id, short)
+        raise OutOfStock(short, "move", due)
     levels: list[StockLevel] = []
     entries: list[LedgerEntry] = []
     for sku, location_id in keys:
