@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pos_devstack.http_checks import available, eventually, ok, post, stocked
+from pos_devstack.http_checks import available, eventually, ok, open_till, post, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -202,20 +202,7 @@ def test_a_cancelled_order_releases_its_holds_and_voids_its_authorisation(
 
 def _till(platform: Running, http: httpx.Client, store: str) -> httpx.Client:
     """A paired register of `store` with a manager signed in and a shift open."""
-    register = ok(post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
-    code = ok(post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
-    url = platform.platform.gateway_url
-    paired = ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
-    device = httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15.0
-    )
-    pin = f"{uuid.uuid4().int % 10**6:06d}"
-    member = {"name": "Max", "role": "manager", "location_ids": [store], "pin": pin}
-    manager = ok(post(http, "/v1/staff", member), 201)["id"]
-    assert post(device, "/v1/register-sessions", {"staff_id": manager, "pin": pin}).is_success
-    float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
-    ok(post(device, "/v1/shifts", float_), 201)
-    return device
+    return open_till(platform.platform.gateway_url, http, store).device
 
 
 def test_cash_given_back_before_the_confirmation_is_due_again(platform: Running) -> None:

@@ -7,12 +7,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import httpx
 import pytest
 
-from pos_devstack.http_checks import ok, post, stocked
+from pos_devstack.http_checks import ok, open_till, post, stocked
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -368,19 +369,9 @@ def test_a_cash_refund_is_made_at_a_register_with_an_open_shift_only(platform: R
     with platform.new_merchant(f"Cash Back {uuid.uuid4().hex[:8]}") as http:
         ok(post(http, "/v1/locations", {"name": "Till St", "currency": "USD"}), 201)
         sku, (store, *_) = stocked(http, "CASHBACK")
-        manager = ok(post(http, "/v1/staff", {"name": "Mo", "role": "manager",
-                     "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
-        register = ok(post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
-        code = ok(post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
-        url = platform.platform.gateway_url
-        paired = ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
-        ) as device:
-            signed_in = {"staff_id": manager, "pin": "8642"}
-            assert post(device, "/v1/register-sessions", signed_in).is_success
-            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
-            shift = ok(post(device, "/v1/shifts", float_), 201)
+        till = open_till(platform.platform.gateway_url, http, store)
+        shift = till.shift
+        with closing(till.device) as device:
             sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
                     "tender_type": "cash",
                     "cash_tendered": {"amount": 5000, "currency": "USD"}}  # fmt: skip

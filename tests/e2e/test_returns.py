@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from pos_devstack.http_checks import stocked
+from pos_devstack.http_checks import open_till, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -505,19 +506,9 @@ def test_a_cash_refund_is_taken_at_a_register_with_an_open_shift_only(
     with platform.new_merchant("Cash Refund Drawer") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         store, (tee,) = _products(http, 2500)
-        manager = _ok(_post(http, "/v1/staff", {"name": "Mo", "role": "manager",
-                      "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
-        register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
-        code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
-        url = platform.platform.gateway_url
-        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
-        ) as device:
-            signed_in = {"staff_id": manager, "pin": "8642"}
-            assert _post(device, "/v1/register-sessions", signed_in).is_success
-            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
-            shift = _ok(_post(device, "/v1/shifts", float_), 201)
+        till = open_till(platform.platform.gateway_url, http, store)
+        shift = till.shift
+        with closing(till.device) as device:
             sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
                     "tender_type": "cash",
                     "cash_tendered": {"amount": 10_000, "currency": "USD"}}  # fmt: skip
@@ -540,7 +531,7 @@ def test_a_cash_refund_is_taken_at_a_register_with_an_open_shift_only(
             ret = _ok(_post(device, returns, _ask("L1", 1)), 201)
             assert ret["status"] == "completed"
             assert (ret["register_id"], ret["staff_id"], ret["shift_id"]) == (
-                register["id"], manager, shift["id"],
+                till.register_id, till.staff_id, shift["id"],
             )  # fmt: skip
             assert _ok(http.get(f"/v1/returns/{ret['id']}"))["shift_id"] == shift["id"]
             assert _on_hand(http, tee, store) == on_hand + 1
@@ -562,19 +553,9 @@ def test_an_exchange_giving_cash_back_is_made_at_a_register_with_an_open_shift_o
     with platform.new_merchant("Cash Exchange Drawer") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         store, (tee, mug) = _products(http, 2500, 1000)
-        manager = _ok(_post(http, "/v1/staff", {"name": "Mo", "role": "manager",
-                      "location_ids": [store], "pin": "8642"}), 201)["id"]  # fmt: skip
-        register = _ok(_post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
-        code = _ok(_post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
-        url = platform.platform.gateway_url
-        paired = _ok(httpx.post(url + "/v1/registers/pair", json={"code": code}), 201)
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {paired['credential']}"}, timeout=15
-        ) as device:
-            signed_in = {"staff_id": manager, "pin": "8642"}
-            assert _post(device, "/v1/register-sessions", signed_in).is_success
-            float_ = {"opening_float": {"amount": 10_000, "currency": "USD"}}
-            shift = _ok(_post(device, "/v1/shifts", float_), 201)
+        till = open_till(platform.platform.gateway_url, http, store)
+        shift = till.shift
+        with closing(till.device) as device:
             sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
                     "tender_type": "cash",
                     "cash_tendered": {"amount": 10_000, "currency": "USD"}}  # fmt: skip
@@ -603,7 +584,7 @@ def test_an_exchange_giving_cash_back_is_made_at_a_register_with_an_open_shift_o
             assert owed > 0 and made["refunded"]["amount"] == owed
             assert ret["status"] == "completed" and new["exchange_of"] == order["id"]
             assert (ret["register_id"], ret["staff_id"], ret["shift_id"]) == (
-                register["id"], manager, shift["id"],
+                till.register_id, till.staff_id, shift["id"],
             )  # fmt: skip
             report = _ok(device.get(f"/v1/shifts/{shift['id']}"))["report"]
             assert report["cash_refunds"] == {"amount": owed, "currency": "USD"}

@@ -1,12 +1,13 @@
 """What end-to-end tests through the gateway write over and over: a mutation with an
 Idempotency-Key of its own, an answer of the status expected, a state reached in time, and a
-product of its own with stock in two stores."""
+product of its own with stock in two stores, and a register ready to sell."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -49,3 +50,41 @@ def stocked(http: httpx.Client, prefix: str, units: int = 10) -> tuple[str, list
 def available(http: httpx.Client, sku: str, location: str) -> int:
     levels = http.get("/v1/inventory", params={"sku": sku, "location_id": location}).json()
     return int(levels["data"][0]["available"])
+
+
+@dataclass
+class Till:
+    """A paired register of a store, with a member signed in and a shift open: `device` speaks
+    as the register (close it when done)."""
+
+    device: httpx.Client
+    register_id: str
+    staff_id: str
+    shift: dict[str, Any]
+
+
+def open_till(
+    gateway_url: str,
+    http: httpx.Client,
+    store: str,
+    role: str = "manager",
+    opening_float: int = 10_000,
+    currency: str = "USD",
+) -> Till:
+    """Pair a new register of `store` (through the merchant's `http`), sign a new member of
+    `role` in there and open its shift with `opening_float`."""
+    register = ok(post(http, "/v1/registers", {"location_id": store, "name": "Till"}), 201)
+    code = ok(post(http, f"/v1/registers/{register['id']}/pairing-codes", {}), 201)["code"]
+    paired = ok(httpx.post(gateway_url + "/v1/registers/pair", json={"code": code}), 201)
+    device = httpx.Client(
+        base_url=gateway_url,
+        headers={"Authorization": f"Bearer {paired['credential']}"},
+        timeout=15.0,
+    )
+    pin = f"{uuid.uuid4().int % 10**6:06d}"
+    member = {"name": "Mo", "role": role, "location_ids": [store], "pin": pin}
+    staff_id = ok(post(http, "/v1/staff", member), 201)["id"]
+    assert post(device, "/v1/register-sessions", {"staff_id": staff_id, "pin": pin}).is_success
+    float_ = {"opening_float": {"amount": opening_float, "currency": currency}}
+    shift = ok(post(device, "/v1/shifts", float_), 201)
+    return Till(device, register["id"], staff_id, shift)
