@@ -28,8 +28,8 @@ pytestmark = pytest.mark.e2e
 DEFAULT_ACCEPTANCE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 IDEMPOTENT_POSTS = "|".join(
     ("locations", "products", "inventory/adjustments", "customers", "promotions", "api-keys",
-     "oauth-clients", "products/batch-upsert", "products/[^/]+/archive", "inventory/counts",
-     "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
+     "oauth-clients", "products/batch-upsert", "products/[^/]+/(archive|unarchive)",
+     "inventory/counts", "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
      "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
      "orders/[^/]+/refunds", "orders/[^/]+/fulfillments/[^/]+/cancel", "terminal-checkouts",
      "terminal-checkouts/[^/]+/cancel",
@@ -153,7 +153,7 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 # on a live product, location or customer, a well-formed but stale one is a 412
 # `version_mismatch`; a location's change that sends no field (all are optional) is a 400.
 [[operations]]
-include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/archive)$"
+include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/(archive|unarchive))$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^PATCH /v1/locations/[^/]+$"

@@ -226,6 +226,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/locations/{location_id}": _location,
     "/v1/products/{product_id}": _product,
     "/v1/products/{product_id}/archive": _product,
+    "/v1/products/{product_id}/unarchive": _product,
     "/v1/reservations/{reservation_id}": _reservation,
     "/v1/reservations/{reservation_id}/commit": _reservation,
     "/v1/reservations/{reservation_id}/release": _reservation,

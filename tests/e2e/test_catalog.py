@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -145,3 +146,44 @@ def test_batch_upsert_answers_per_item_and_replays_once(platform: Running) -> No
     )
     assert len(http.get("/v1/products").json()["data"]) == 2
     assert errors
+
+
+def test_an_archived_product_is_put_back_on_sale_by_unarchiving_it(platform: Running) -> None:
+    """Archived, a product's units are not held (409 `product_archived`); unarchived, its status
+    is `active` again, a new version announced as `product.updated`, and they are. Unarchiving
+    an active product changes nothing; a stale If-Match is a 412; another merchant's is a
+    404."""
+    http = platform.new_merchant("Catalog unarchive")
+    store = http.post(
+        "/v1/locations", json={"name": "Back St", "currency": "USD"}, headers=_key()
+    ).json()["id"]
+    made = http.post("/v1/products", json=_tee("BACK-TEE", variants=[]), headers=_key()).json()
+    pid = made["id"]
+    stock = {"location_id": store, "sku": "BACK-TEE", "delta": 5, "reason": "received"}
+    assert http.post("/v1/inventory/adjustments", json=stock, headers=_key()).status_code == 201
+    hold = {"location_id": store, "lines": [{"sku": "BACK-TEE", "quantity": 1}]}
+
+    archived = http.post(f"/v1/products/{pid}/archive", headers=_key()).json()
+    _problem(http.post("/v1/reservations", json=hold, headers=_key()), 409, "product_archived")
+    stale = http.post(f"/v1/products/{pid}/unarchive", headers={**_key(), "If-Match": '"1"'})
+    assert _problem(stale, 412, "version_mismatch")["current_version"] == archived["version"]
+    other = platform.new_merchant("Catalog unarchive other")
+    _problem(other.post(f"/v1/products/{pid}/unarchive", headers=_key()), 404, "resource_missing")
+
+    back = http.post(f"/v1/products/{pid}/unarchive", headers=_key())
+    assert (back.status_code, back.json()["status"]) == (200, "active"), back.text
+    assert back.json()["version"] == archived["version"] + 1
+    assert back.headers["ETag"] == f'"{archived["version"] + 1}"'
+    assert http.post("/v1/reservations", json=hold, headers=_key()).status_code == 201
+    again = http.post(f"/v1/products/{pid}/unarchive", headers=_key()).json()
+    assert again["version"] == back.json()["version"]
+
+    def announced() -> list[dict[str, Any]]:
+        listed = http.get("/v1/events", params={"types": "product.updated"}).json()["data"]
+        return [e for e in listed if e["data"]["object"]["id"] == pid]
+
+    deadline = time.monotonic() + 30
+    while not announced():
+        assert time.monotonic() < deadline, "product.updated never reached the feed"
+        time.sleep(0.1)
+    assert [e["data"]["object"]["status"] for e in announced()] == ["active"]

@@ -70,7 +70,7 @@ TAGS = {
 
 SCOPES = {
     "catalog:read": "Read products",
-    "catalog:write": "Create, change and archive products",
+    "catalog:write": "Create, change, archive and unarchive products",
     "inventory:read": "Read locations, stock, availability and reservations",
     "inventory:write": "Create locations; adjust, count and move stock; hold and source it",
     "customers:read": "Read customers and their loyalty",
@@ -270,7 +270,8 @@ RESPONSES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # The operations whose success answer carries the resource's version as an ETag.
 ETAG_OPERATIONS = frozenset(
-    {"get_product", "update_product", "create_product", "archive_product", "get_customer",
+    {"get_product", "update_product", "create_product", "archive_product", "unarchive_product",
+     "get_customer",
      "create_customer", "update_customer", "upsert_customer", "get_program", "set_program",
      "get_staff", "update_staff", "deactivate_staff", "get_order_settings", "update_order_settings",
      "get_payment_settings", "put_payment_settings", "get_gift_card_settings",

@@ -11,8 +11,11 @@ from contextlib import AsyncExitStack
 import grpc
 import psycopg
 import pytest
+from google.protobuf import field_mask_pb2
 from order_shop import serve_order, tee_shop
 
+from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra, serve_in_process, until
@@ -83,4 +86,73 @@ async def test_inventory_down_register_sales_go_on_and_holds_are_refused(infra: 
             )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert read_error(err.value).reason == "inventory_unavailable"
+    server.stop()
+
+
+async def test_an_archived_product_changed_is_not_priced_and_unarchived_is_again(
+    infra: Infra,
+) -> None:
+    """The read model a register sale is priced from while inventory is down holds only what
+    is on sale: an archived product leaves it, a change to it while archived (its name) does
+    not bring it back, and unarchiving it does."""
+    server = infra.new_nats()
+    merchant = (("x-merchant-id", "mer_archived_prices"),)
+    async with AsyncExitStack() as stack:
+        payment = await stack.enter_async_context(serve_in_process("payment", infra, server.url))
+        inventory = await stack.enter_async_context(
+            serve_in_process("inventory", infra, server.url)
+        )
+        order = await stack.enter_async_context(
+            serve_order(infra, server.url, inventory.port, payment.port)
+        )
+        await tee_shop(inventory.channel, "mer_archived_prices")
+        catalog = inventory_pb2_grpc.InventoryServiceStub(inventory.channel)
+
+        def known(sku: str) -> bool:
+            with psycopg.connect(order.database_url) as conn:
+                row = conn.execute("SELECT 1 FROM catalog_prices WHERE sku = %s", (sku,))
+                return row.fetchone() is not None
+
+        await until(lambda: known("TEE"))
+        found = await catalog.SearchProducts(
+            inventory_pb2.SearchProductsRequest(sku="TEE"), metadata=merchant, timeout=5
+        )
+        tee = found.products[0].id
+        await catalog.ArchiveProduct(
+            inventory_pb2.ArchiveProductRequest(request_id=str(uuid.uuid4()), id=tee),
+            metadata=merchant,
+            timeout=5,
+        )
+        await until(lambda: not known("TEE"))
+        await catalog.UpdateProduct(
+            inventory_pb2.UpdateProductRequest(
+                request_id=str(uuid.uuid4()),
+                id=tee,
+                product=inventory_pb2.ProductInput(name="T-shirt (old)"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            ),
+            metadata=merchant,
+            timeout=5,
+        )
+        # A product made after the change: once its price is known, the change was heard.
+        await catalog.CreateProduct(
+            inventory_pb2.CreateProductRequest(
+                request_id=str(uuid.uuid4()),
+                sku="MARK",
+                name="Marker",
+                price=money_pb2.Money(amount=100, currency="USD"),
+            ),
+            metadata=merchant,
+            timeout=5,
+        )
+        await until(lambda: known("MARK"))
+        assert not known("TEE")
+
+        back = await catalog.UnarchiveProduct(
+            inventory_pb2.UnarchiveProductRequest(request_id=str(uuid.uuid4()), id=tee),
+            metadata=merchant,
+            timeout=5,
+        )
+        assert back.product.status == inventory_pb2.PRODUCT_STATUS_ACTIVE
+        await until(lambda: known("TEE"))
     server.stop()

@@ -307,6 +307,25 @@ async def archive_product(
 
 
 @router.post(
+    "/products/{product_id}/unarchive",
+    **op("catalog:write", "Put an archived product back on sale", (404, 412, *CREATE),
+         example=ex.PRODUCT),
+)  # fmt: skip
+async def unarchive_product(
+    product_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+) -> Product:
+    """Its status is `active` again and its SKUs sell as before (they stayed its own while it
+    was archived), announced as `product.updated`. A product that is not archived is answered
+    as it is, nothing changed. Send `If-Match: "<version>"` to change only the version you saw:
+    a stale one is a 412."""
+    request = inventory_pb2.UnarchiveProductRequest(
+        request_id=request_id(), id=product_id, expected_version=expected_version(if_match)
+    )
+    answer = await version_checked(svc.inventory.UnarchiveProduct(request))
+    return _product(response, answer.product)
+
+
+@router.post(
     "/products/batch-upsert",
     **op("catalog:write", "Create or replace up to 1000 products", CREATE, example=ex.UPSERTED),
 )

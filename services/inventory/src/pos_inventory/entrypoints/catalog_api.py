@@ -79,6 +79,13 @@ class CatalogRpcs(Servicer[InventoryUow]):
         product = await catalog.archive_product(uow, request.id, request.expected_version)
         return I.ArchiveProductResponse(product=product_to_proto(product))
 
+    @mutation(I.UnarchiveProductResponse)
+    async def UnarchiveProduct(
+        self, request: I.UnarchiveProductRequest, uow: InventoryUow
+    ) -> I.UnarchiveProductResponse:
+        product = await catalog.unarchive_product(uow, request.id, request.expected_version)
+        return I.UnarchiveProductResponse(product=product_to_proto(product))
+
     @mutation(I.UpsertProductsResponse)
     async def UpsertProducts(
         self, request: I.UpsertProductsRequest, uow: InventoryUow

@@ -208,6 +208,19 @@ async def archive_product(
     return await store(uow, product, ProductArchived(product))
 
 
+async def unarchive_product(
+    uow: InventoryUnitOfWork, product_id: str, expected_version: int
+) -> Product:
+    """Back on sale: announced as a change (`ProductUpdated`), so every copy of the catalog
+    (the order service's prices) takes its SKUs again. Its SKUs and barcodes stayed its own
+    while archived, so nothing can collide."""
+    product = await current(uow, product_id, expected_version)
+    if not product.archived:
+        return product
+    product.status = ProductStatus.ACTIVE
+    return await store(uow, product, ProductUpdated(product))
+
+
 async def price_snapshot(
     uow: InventoryUnitOfWork, skus: list[str], location_id: str
 ) -> tuple[list[Product], Location | None]:

@@ -95,6 +95,11 @@ async def on_product_changed(
     product = message.product
     if not product.price.currency:
         raise PoisonMessage(f"{message.DESCRIPTOR.name} without a price")
+    if product.status == inventory_pb2.PRODUCT_STATUS_ARCHIVED:
+        # A change to an archived product (its name, say) does not put it back on sale: only
+        # unarchiving it does, announced with the status active.
+        await uow.prices.forget_prices([item.sku for item in _priced_skus(product)])
+        return
     version = int(product.version)
     await uow.prices.remember_prices([(item, version) for item in _priced_skus(product)])
 

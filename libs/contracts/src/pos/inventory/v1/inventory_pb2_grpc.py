@@ -90,6 +90,11 @@ class InventoryServiceStub:
                 request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.SerializeToString,
                 response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.FromString,
                 _registered_method=True)
+        self.UnarchiveProduct = channel.unary_unary(
+                '/pos.inventory.v1.InventoryService/UnarchiveProduct',
+                request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductResponse.FromString,
+                _registered_method=True)
         self.UpsertProducts = channel.unary_unary(
                 '/pos.inventory.v1.InventoryService/UpsertProducts',
                 request_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UpsertProductsRequest.SerializeToString,
@@ -180,6 +185,14 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnarchiveProduct(self, request, context):
+        """An archived product back on sale (active), announced as ProductUpdated; one not archived
+        is answered as it is, nothing changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpsertProducts(self, request, context):
         """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
         item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
@@ -253,6 +266,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ArchiveProduct,
                     request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.FromString,
                     response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.SerializeToString,
+            ),
+            'UnarchiveProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnarchiveProduct,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductResponse.SerializeToString,
             ),
             'UpsertProducts': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertProducts,
@@ -563,6 +581,33 @@ class InventoryService:
             '/pos.inventory.v1.InventoryService/ArchiveProduct',
             pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductRequest.SerializeToString,
             pos_dot_inventory_dot_v1_dot_inventory__pb2.ArchiveProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnarchiveProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.InventoryService/UnarchiveProduct',
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_inventory__pb2.UnarchiveProductResponse.FromString,
             options,
             channel_credentials,
             insecure,

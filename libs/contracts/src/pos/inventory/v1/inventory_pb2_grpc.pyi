@@ -55,6 +55,10 @@ class InventoryServiceStub:
     """Archived products stay readable and searchable but GetPrices refuses them
     (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
     """
+    UnarchiveProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UnarchiveProductRequest, _inventory_pb2.UnarchiveProductResponse]
+    """An archived product back on sale (active), announced as ProductUpdated; one not archived
+    is answered as it is, nothing changed.
+    """
     UpsertProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpsertProductsRequest, _inventory_pb2.UpsertProductsResponse]
     """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
     item is a per-item error and the others still apply. More than 1000 is INVALID_ARGUMENT
@@ -89,6 +93,10 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     ArchiveProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ArchiveProductRequest, _inventory_pb2.ArchiveProductResponse]  # type: ignore[assignment]
     """Archived products stay readable and searchable but GetPrices refuses them
     (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+    """
+    UnarchiveProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UnarchiveProductRequest, _inventory_pb2.UnarchiveProductResponse]  # type: ignore[assignment]
+    """An archived product back on sale (active), announced as ProductUpdated; one not archived
+    is answered as it is, nothing changed.
     """
     UpsertProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpsertProductsRequest, _inventory_pb2.UpsertProductsResponse]  # type: ignore[assignment]
     """Create or replace up to 1000 products keyed by external_id, each item on its own: one bad
@@ -187,6 +195,16 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_inventory_pb2.ArchiveProductResponse, _abc.Awaitable[_inventory_pb2.ArchiveProductResponse]]:
         """Archived products stay readable and searchable but GetPrices refuses them
         (FAILED_PRECONDITION `product_archived`), so they can no longer be sold.
+        """
+
+    @_abc_1.abstractmethod
+    def UnarchiveProduct(
+        self,
+        request: _inventory_pb2.UnarchiveProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.UnarchiveProductResponse, _abc.Awaitable[_inventory_pb2.UnarchiveProductResponse]]:
+        """An archived product back on sale (active), announced as ProductUpdated; one not archived
+        is answered as it is, nothing changed.
         """
 
     @_abc_1.abstractmethod
