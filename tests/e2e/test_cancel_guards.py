@@ -196,3 +196,37 @@ def test_a_cancel_giving_nothing_back_needs_no_permission_and_leaves_the_overrid
         till.manager,
         override,
     )
+
+
+def test_a_cancel_giving_cash_back_is_made_at_a_register_with_an_open_shift_only(
+    platform: Running, shop: httpx.Client
+) -> None:
+    """Two pickups rung up and paid in cash at a till: cancelling the order, or one pickup,
+    gives cash back out of a drawer. From the back office it is a 409
+    `cash_refund_needs_open_shift` naming `order_id` or `fulfillment_id`, and nothing is done
+    (before, the cash went back and counted in no shift). At the till, its shift open, the
+    pickup's cancel is made and the shift's drawer expects its cash gone."""
+    till = Till(platform, shop, ("3579", "9375"))
+    order, payment_id = till.cash_order(["pickup", "pickup"])
+    oid, (first, _) = order["id"], order["fulfillments"]
+    share = first["captured"]["amount"]
+    assert share > 0
+
+    for path, field in ((f"/v1/orders/{oid}/cancel", "order_id"),
+                        (f"/v1/orders/{oid}/fulfillments/{first['id']}/cancel",
+                         "fulfillment_id")):  # fmt: skip
+        answer = post(shop, path, {})
+        assert answer.status_code == 409, answer.text
+        problem = answer.json()
+        assert problem["code"] == "cash_refund_needs_open_shift"
+        assert [e["field"] for e in problem["errors"]] == [field]
+        assert payment_id in problem["errors"][0]["reason"]
+    kept = ok(shop.get(f"/v1/orders/{oid}"))
+    assert (kept["status"], kept["version"]) == ("confirmed", order["version"])
+    assert till.refunded(payment_id) == 0 and till.cash_refunds() == 0
+
+    till.override()  # the cashier gives money back with a manager's override
+    cancelled = ok(post(till.device, f"/v1/orders/{oid}/fulfillments/{first['id']}/cancel", {}))
+    assert [f["status"] for f in cancelled["fulfillments"]] == ["cancelled", "reserved"]
+    assert till.refunded(payment_id) == share
+    eventually(lambda: till.cash_refunds() == share)

@@ -574,6 +574,30 @@ REFUND_CASH_NEEDS_OPEN_SHIFT = {
         }
     ],
 }
+# And of a cancel of an order paid in cash, asked from the back office
+# (POST /v1/orders/{id}/cancel; a fulfilment's cancel names `fulfillment_id`).
+CANCEL_CASH_NEEDS_OPEN_SHIFT = {
+    **CASH_REFUND_NEEDS_OPEN_SHIFT,
+    "errors": [
+        {
+            "field": "order_id",
+            "reason": f"this order was paid in cash ({PAYMENT_ID}) and its cancel gives that "
+            "cash back, which needs a register with an open shift: it is made from the back "
+            "office; cancel it at a register with an open shift",
+        }
+    ],
+}
+FULFILLMENT_CANCEL_CASH_NEEDS_OPEN_SHIFT = {
+    **CASH_REFUND_NEEDS_OPEN_SHIFT,
+    "errors": [
+        {
+            "field": "fulfillment_id",
+            "reason": f"this fulfilment was paid in cash ({PAYMENT_ID}) and its cancel gives "
+            "that cash back, which needs a register with an open shift: it is made from the "
+            "back office; cancel it at a register with an open shift",
+        }
+    ],
+}
 # A return whose card refund the processor refused (the card was closed), settled by the member
 # at the register with cash from the till.
 RETURN_SETTLED = {

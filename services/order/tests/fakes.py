@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from pos_kit.context import register_var
 from pos_kit.errors import (
     Conflict,
     FieldViolation,
@@ -370,6 +371,9 @@ class FakePayments:
         self.replay_first_answer = False
         self._first: dict[str, PaymentResult] = {}
         self._ids = itertools.count(1)
+        # The shift open at each register, and the register each refund was asked from.
+        self.open_shifts: dict[str, str] = {}
+        self.refunded_at: dict[str, str] = {}
 
     def _result(self, p: FakePayment) -> PaymentResult:
         return PaymentResult(
@@ -488,7 +492,11 @@ class FakePayments:
             if p.refunded + amount.amount > p.captured:
                 raise Conflict("more than was captured", "amount_exceeds_refundable")
             p.refunded += amount.amount
+            self.refunded_at[request_id] = register_var.get() or ""
             self._answer(request_id, body, True)
+
+    async def open_shift_at(self, register_id: str) -> str:
+        return self.open_shifts.get(register_id, "")
 
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         if self.down:

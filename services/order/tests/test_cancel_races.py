@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import pytest_asyncio
 from order_shop import serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 
@@ -89,6 +90,8 @@ class Shop:
     payments: payment_pb2_grpc.PaymentServiceStub
     relay: Relay
     location: str
+    shifts: shifts_pb2_grpc.ShiftServiceStub
+    order_db: str
 
     async def order(self, order_id: str) -> order_pb2.Order:
         got = await self.orders.GetOrder(
@@ -132,10 +135,10 @@ class Shop:
         assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
         return answer.order
 
-    async def cancel(self, order_id: str) -> order_pb2.Order:
+    async def cancel(self, order_id: str, at: Any = MERCHANT) -> order_pb2.Order:
         answer = await self.orders.CancelOrder(
             order_pb2.CancelOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
-            metadata=MERCHANT,
+            metadata=at,
             timeout=10,
         )
         return answer.order
@@ -233,6 +236,8 @@ async def relayed_shop(infra: Infra, **order_settings: Any) -> AsyncIterator[Sho
                 payment_pb2_grpc.PaymentServiceStub(payment.channel),
                 relay,
                 location,
+                shifts_pb2_grpc.ShiftServiceStub(payment.channel),
+                order.database_url,
             )
     finally:
         server.stop()
@@ -413,8 +418,11 @@ async def test_a_cancelled_orders_fulfilment_shows_its_capture_given_back(shop: 
     )
     (kept,) = confirmed.order.fulfillments
     assert (kept.captured.amount, kept.refunded.amount) == (2500, 0)
+    till = _till("reg_cancel_shows")
+    await _open_shift(shop, till)
 
-    cancelled = await shop.cancel(order.id)
+    # The cash goes back out of a drawer: cancelled at a register with a shift open.
+    cancelled = await shop.cancel(order.id, till)
 
     assert await shop.money_held(order.id) == 0
     for seen in (cancelled, await shop.order(order.id)):
@@ -552,3 +560,136 @@ async def test_a_cancel_beside_a_tender_whose_payment_is_made_but_unanswered_is_
     after = await shop.order(order.id)
     assert after.status == order_pb2.ORDER_STATUS_CANCELLED
     assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+
+
+def _till(register: str) -> tuple[tuple[str, str], ...]:
+    """A register's calls, a member signed in at it (as the gateway sends them)."""
+    return (*MERCHANT, ("x-register-id", register), ("x-staff-id", "stf_cashier"))
+
+
+async def _open_shift(shop: Shop, till: Any) -> str:
+    opened = await shop.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=shop.location,
+            opening_float=money_pb2.Money(amount=10_000, currency="USD"),
+        ),
+        metadata=till,
+        timeout=10,
+    )
+    return str(opened.shift.id)
+
+
+async def _cash_refunds(shop: Shop, shift_id: str) -> int:
+    found = await shop.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=shift_id), metadata=MERCHANT, timeout=5
+    )
+    return int(found.shift.report.cash_refunds.amount)
+
+
+async def _paid_in_cash(shop: Shop, at: Any = MERCHANT, confirm: bool = True) -> order_pb2.Order:
+    """A pickup of one tee (25.00) paid in cash (captured when taken), confirmed or not."""
+    fulfillment = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+            fulfillments=[fulfillment],
+        ),
+        metadata=at,
+        timeout=10,
+    )
+    order = created.order
+    await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(request_id=str(uuid.uuid4()), order_id=order.id,
+                                   **TENDERS["cash"]),
+        metadata=at,
+        timeout=10,
+    )  # fmt: skip
+    if not confirm:
+        return await shop.order(order.id)
+    answer = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=at,
+        timeout=10,
+    )
+    assert answer.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    return answer.order
+
+
+async def test_a_cancel_giving_cash_back_is_made_at_a_register_with_an_open_shift_only(
+    shop: Shop,
+) -> None:
+    """A pickup paid in cash: cancelling it (the order, or its fulfilment) gives the cash back
+    out of a drawer. From the back office, or at a register with no shift open, it is refused
+    before anything is written (409 `cash_refund_needs_open_shift` naming `order_id` or
+    `fulfillment_id`, as a return refunding cash is): the order as it was, the cash kept. At a
+    register with a shift open the cancel is made, and that shift's drawer expects the cash
+    gone. A card's cancel from the back office needs no drawer."""
+    order = await _paid_in_cash(shop)
+    (f,) = order.fulfillments
+    till = _till("reg_cancels")
+
+    async def cancel_fulfillment(at: Any) -> order_pb2.Order:
+        answer = await shop.orders.CancelFulfillment(
+            order_pb2.CancelFulfillmentRequest(
+                request_id=str(uuid.uuid4()), order_id=order.id, fulfillment_id=f.id
+            ),
+            metadata=at,
+            timeout=10,
+        )
+        return answer.order
+
+    async def cancel_order(at: Any) -> order_pb2.Order:
+        return await shop.cancel(order.id, at)
+
+    for at, register in ((MERCHANT, ""), (till, "reg_cancels")):
+        for cancel, named in ((cancel_order, "order_id"), (cancel_fulfillment, "fulfillment_id")):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await cancel(at)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            problem = read_error(err.value)
+            assert problem.reason == "cash_refund_needs_open_shift"
+            assert [v.field for v in problem.violations] == [named]
+            assert order.payment_ids[0] in problem.violations[0].description
+            assert register in problem.violations[0].description
+            after = await shop.order(order.id)
+            assert (after.status, after.version) == (order.status, order.version)
+            assert await shop.money_held(order.id) == 2500
+
+    shift = await _open_shift(shop, till)
+    cancelled = await cancel_fulfillment(till)
+
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert await shop.money_held(order.id) == 0
+    (payment,) = await shop.payments_of(order.id)
+    assert payment.refunded.amount == 2500
+    assert await _cash_refunds(shop, shift) == 2500
+
+    card = await shop.confirmed(KINDS["pickup"])
+    assert (await shop.cancel(card.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+
+
+async def test_cash_a_cancel_the_service_makes_gives_back_counts_at_the_sales_register(
+    shop: Shop,
+) -> None:
+    """A sale nobody came back for is cancelled by the service itself (its expiry, moved to
+    now rather than waited for): never refused for want of a drawer, its cash goes back as
+    from the register the sale was made at, and counts in the shift open there (it counted in
+    no shift before)."""
+    till = _till("reg_sold_at")
+    shift = await _open_shift(shop, till)
+    order = await _paid_in_cash(shop, till, confirm=False)
+    assert order.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    with psycopg.connect(shop.order_db) as conn:
+        conn.execute("UPDATE orders SET due_at = now() WHERE id = %s", (order.id,))
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await shop.order(order.id)).status != order_pb2.ORDER_STATUS_CANCELLED:
+        assert asyncio.get_running_loop().time() < deadline, "not cancelled by the resumer"
+        await asyncio.sleep(0.1)
+
+    assert await shop.money_held(order.id) == 0
+    assert await _cash_refunds(shop, shift) == 2500

@@ -12,7 +12,8 @@ and the resumer passing by. After every step, money and stock are checked:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pos_kit.context import register_var, staff_var
 from pos_kit.errors import DomainError
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
@@ -51,6 +53,18 @@ NEXT = {
     FulfillmentType.SHIPMENT: {F.RESERVED: [F.PICKED], F.PICKED: [F.SHIPPED],
                                F.SHIPPED: [F.DELIVERED]},
 }  # fmt: skip
+
+
+@contextmanager
+def at_till(payments: FakePayments) -> Iterator[None]:
+    """Calls made at a register whose shift is open (its metadata, as the gateway sends it)."""
+    payments.open_shifts["reg_till"] = "shf_till"
+    register, staff = register_var.set("reg_till"), staff_var.set("stf_cashier")
+    try:
+        yield
+    finally:
+        staff_var.reset(staff)
+        register_var.reset(register)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -85,6 +99,9 @@ class OrderLifecycle(RuleBasedStateMachine):
         return f"req-{self.requests}"
 
     async def _steps(self, steps: Any) -> Any:
+        prepare = getattr(steps, "prepare", None)
+        if prepare is not None:  # before the claim, as the kit runs it
+            await prepare()
         async with self.new_uow() as uow:
             read = await steps.read(uow)
             await uow.commit()
@@ -240,11 +257,13 @@ class OrderLifecycle(RuleBasedStateMachine):
             f.status in (F.FULFILLED, F.PICKED_UP, F.SHIPPED, F.DELIVERED)
             for f in order.fulfillments
         )
-        answer = self._attempt(
-            lambda: handlers.CancelOrder(
-                order.id, self.ports, self.new_uow, self.policy, lambda o, _: o
+        # Asked at a register with a shift open: a cancel giving cash back needs a drawer.
+        with at_till(self.payments):
+            answer = self._attempt(
+                lambda: handlers.CancelOrder(
+                    order.id, self.ports, self.new_uow, self.policy, lambda o, _: o
+                )
             )
-        )
         if left:
             assert isinstance(answer, DomainError) and answer.code == "order_fulfilled"
             return

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fakes import FakePayments
 from test_coupons_saga import CouponDiscount, FakeCoupons
-from test_lifecycle_machine import UNITS, OrderLifecycle
+from test_lifecycle_machine import UNITS, OrderLifecycle, at_till
 
 from pos_kit.errors import Conflict, DomainError, ErrorKind, InvalidArgument, Unavailable
 from pos_kit.idempotency import Claim
@@ -350,6 +350,46 @@ def test_a_pickup_paid_in_cash_is_captured_when_taken_and_each_fulfilment_shows_
     m.expire(Pick(m.order(order_id)))
     assert m.order(order_id).status is OrderStatus.CANCELLED
     assert m.payments.kept(order_id) == 0  # the cash went back
+    _check(m)
+
+
+def test_a_cancel_finished_by_the_resumer_gives_cash_back_at_the_register_it_was_asked_at() -> None:
+    """A pickup paid in cash, its cancel asked at a register with a shift open and stopped
+    once marked (its driver gone): the resumer, at no register of its own, asks the refund as
+    from that register, so the cash counts in its shift. The same cancel from the back office
+    is refused before it is marked (`cash_refund_needs_open_shift`)."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    _cash_tender(m, order_id)
+    m.confirm(Pick(m.order(order_id)))
+    (f,) = m.order(order_id).fulfillments
+
+    def cancel() -> Any:
+        return handlers.CancelFulfillment(
+            order_id, f.id, m.ports, m.new_uow, m.policy, lambda o, _: o
+        )
+
+    refused = m._attempt(cancel)
+    assert isinstance(refused, Conflict) and refused.code == "cash_refund_needs_open_shift"
+    assert [v.field for v in refused.violations] == ["fulfillment_id"]
+    assert f.id not in m.order(order_id).saga.cancelling
+
+    async def marked_only() -> None:
+        steps = cancel()
+        await steps.prepare()
+        async with m.new_uow() as uow:
+            await steps.read(uow)
+            await uow.commit()
+
+    with at_till(m.payments):
+        asyncio.run(marked_only())
+    assert m.order(order_id).saga.cancelled_at == {f.id: ("reg_till", "stf_cashier")}
+    after = asyncio.run(saga.resume(m.new_uow, m.ports, order_id, m.policy))
+
+    assert after.status is OrderStatus.CANCELLED
+    assert m.payments.kept(order_id) == 0
+    assert set(m.payments.refunded_at.values()) == {"reg_till"}
     _check(m)
 
 

@@ -38,6 +38,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     UpdatedSince,
+    conflict_shown,
     created_window,
     example,
     expected_version,
@@ -886,9 +887,21 @@ async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
     return ConfirmedOrder.model_validate(result)
 
 
+# The conflict a till meets first when a cancel gives cash back: said on both cancel routes.
+_CASH_CANCEL_CONFLICT = (
+    "Conflict with the current state, or the same Idempotency-Key still running; among them "
+    "`cash_refund_needs_open_shift`: the cancel gives cash back, and it is asked from the "
+    "back office or at a register with no shift open (nothing is done)"
+)
+
+
 @router.post(
     "/orders/{order_id}/cancel",
-    **op("orders:write", "Cancel an order", (404, *CREATE), example=ex.ORDER),
+    **conflict_shown(
+        op("orders:write", "Cancel an order", (404, *CREATE), example=ex.ORDER),
+        _CASH_CANCEL_CONFLICT,
+        ex.CANCEL_CASH_NEEDS_OPEN_SHIFT,
+    ),
 )
 async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
     """Before any of it left the store: releases the holds, voids the authorisations, refunds
@@ -908,7 +921,17 @@ async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
     permission or a manager's override (403 `permission_required`, nothing changed); one that
     only voids authorisations and releases holds does not, and leaves a manager's waiting
     override for the action it was given for. Every cancel is in the audit log
-    (`order.cancelled`) with who made it and what went back to each payment."""
+    (`order.cancelled`) with who made it and what went back to each payment.
+
+    Cash given back leaves a register's drawer, as a return's cash refund does: a cancel of
+    an order holding cash is made at a register with a shift open, and the cash counts in
+    that shift (its drawer then expects it gone). From the back office (a key that is no
+    register's), or at a register with no shift open, it is a 409
+    `cash_refund_needs_open_shift` naming `order_id`, and nothing is done. A cancel giving
+    back only cards, gift cards or other tenders needs no register. A cancel the service
+    makes itself (an unpaid order's holds running out, a pickup not collected, a sale nobody
+    finished) is never refused: its cash goes back at the register the sale was made at, and
+    counts in the shift open there then (in none for a back-office sale)."""
     async with guarded(request, "order.cancelled", "refund", required=False) as done:
         answer = await svc.order.CancelOrder(
             order_pb2.CancelOrderRequest(
@@ -985,7 +1008,11 @@ async def step_fulfillment(
 
 @router.post(
     "/orders/{order_id}/fulfillments/{fulfillment_id}/cancel",
-    **op("orders:write", "Cancel one fulfilment", (404, *CREATE), example=ex.ORDER),
+    **conflict_shown(
+        op("orders:write", "Cancel one fulfilment", (404, *CREATE), example=ex.ORDER),
+        _CASH_CANCEL_CONFLICT,
+        ex.FULFILLMENT_CANCEL_CASH_NEEDS_OPEN_SHIFT,
+    ),
 )
 async def cancel_fulfillment(
     order_id: PathId, fulfillment_id: PathId, request: Request, svc: Svc
@@ -1014,7 +1041,15 @@ async def cancel_fulfillment(
     changed); one whose share was never captured does not, and leaves a manager's waiting
     override for the action it was given for. Every cancel is in the audit log
     (`fulfillment.cancelled`) with who made it, the fulfilment and what went back to each
-    payment."""
+    payment.
+
+    Cash given back leaves a register's drawer: a cancel whose refund reaches a cash payment
+    (the fulfilment's share captured in cash; for the last live one, whatever cash the order
+    holds) is made at a register with a shift open, and the cash counts in that shift. From
+    the back office, or at a register with no shift open, it is a 409
+    `cash_refund_needs_open_shift` naming `fulfillment_id`, and nothing is done. A pickup's
+    expiry (the service's own) is never refused: its cash goes back at the register the sale
+    was made at, counted in the shift open there then."""
     async with guarded(request, "fulfillment.cancelled", "refund", required=False) as done:
         answer = await svc.order.CancelFulfillment(
             order_pb2.CancelFulfillmentRequest(

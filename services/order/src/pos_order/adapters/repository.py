@@ -171,6 +171,11 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         **({"cancelling": saga.cancelling} if saga.cancelling else {}),
         **({"stepping": saga.stepping} if saga.stepping else {}),
         **({"expiring": saga.expiring} if saga.expiring else {}),
+        **(
+            {"cancelled_at": {k: list(v) for k, v in saga.cancelled_at.items()}}
+            if saga.cancelled_at
+            else {}
+        ),
         **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
         **({"draft": _draft_json(saga.draft)} if saga.draft is not None else {}),
         **({"submits": saga.submits} if saga.submits else {}),
@@ -311,6 +316,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         cancelling=list(found.get("cancelling", [])),
         stepping=list(found.get("stepping", [])),
         expiring=list(found.get("expiring", [])),
+        cancelled_at={k: (v[0], v[1]) for k, v in found.get("cancelled_at", {}).items()},
         refunds=[Capture(**r) for r in found.get("refunds", [])],
         draft=_draft(found.get("draft")),
         submits=found.get("submits", 0),

@@ -390,6 +390,13 @@ class Saga:
     # Those of `cancelling` ended by their pickup's expiry rather than a caller's cancel: the
     # same steps under the same ids, ending `expired` (the resumer marks them when due).
     expiring: list[str] = field(default_factory=list)
+    # Where each cancel a caller asked was made: the register and member (empty from the back
+    # office), keyed by the fulfilment cancelled, "" for the whole order. Its refunds are asked
+    # as from there whoever drives them (the request, its retry, the resumer), so cash given
+    # back counts in that register's open shift. A cancel the service made itself (an expiry,
+    # an abandoned sale, a failed saga's compensation) has none: it gives back at the register
+    # the sale was made at (`saga.giving_back_at`).
+    cancelled_at: dict[str, tuple[str, str]] = field(default_factory=dict)
     # A cancelled fulfilment's captured share given back, planned per payment (from what the
     # payment service said was left to refund) and stored before it is asked for, so a re-run
     # asks the same amounts under the same ids (`<order>/refund/<fulfilment>/<payment>`).
@@ -543,6 +550,39 @@ class Order:
                 if held > 0
                 else "a tender's answer is not known yet: this cancel may give money back"
             )
+
+    def cash_a_cancel_gives_back(
+        self, fulfillment_id: str = "", payments_held: dict[str, int] | None = None
+    ) -> list[str]:
+        """The cash payments a cancel marked now would refund (in the order taken): for the
+        whole order (`fulfillment_id` empty) what any cash tender holds captured and not
+        refunded, by this order's count or the payment service's (`payments_held`); for one
+        fulfilment marked `cancelling`, the cash its share was captured from, and, its last
+        live one of an order of which nothing left the store, what the order holds too."""
+        held = payments_held or {}
+        whole = [
+            t.payment_id
+            for t in self.saga.tenders
+            if t.tender is Tender.CASH
+            and t.payment_id
+            and max(t.captured - t.refunded_now, held.get(t.payment_id, 0)) > 0
+        ]
+        if not fulfillment_id:
+            return whole
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
+        cash = {t.payment_id for t in self.saga.tenders if t.tender is Tender.CASH}
+        share = [
+            c.payment_id
+            for c in self.saga.captures
+            if c.fulfillment_id == f.id and c.done and c.amount > 0 and c.payment_id in cash
+        ]
+        last = not any(
+            x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
+        ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
+        if f.captured - f.refunded <= 0:
+            share = []
+        return list(dict.fromkeys([*share, *(whole if last else [])]))
 
     def fulfillment_refund_needs_permission(self, fulfillment_id: str) -> None:
         """As `refund_needs_permission`, for one fulfilment marked `cancelling`: its captured
@@ -1349,6 +1389,10 @@ class Order:
             and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
         ):
             self.begin_cancel(reason)
+            if fulfillment_id in self.saga.cancelled_at:
+                # The order goes with its last fulfilment: what it gives back is the cancel's,
+                # at the register that cancel was asked at.
+                self.saga.cancelled_at[""] = self.saga.cancelled_at[fulfillment_id]
 
     def steps_settled(self) -> None:
         """Nothing of a confirmed order under way any more (no capture planned, no step or

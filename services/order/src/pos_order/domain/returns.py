@@ -305,11 +305,7 @@ def refuse_cash_without_drawer(
     ]
     if not to_cash or (register_id and shift_id):
         return bool(to_cash)
-    why = (
-        "a register with an open shift: it is made from the back office"
-        if not register_id
-        else f"a shift open at register {register_id}, which has none"
-    )
+    why = _drawer_wanted(register_id)
     if exchange:
         violations = [
             FieldViolation(
@@ -337,13 +333,52 @@ def refuse_cash_without_drawer(
                 "tender_amounts on the order's other payments",
             )
         ]
+    raise _no_drawer(why, register_id, violations)
+
+
+def refuse_cancel_cash_without_drawer(
+    to_cash: list[str], field: str, register_id: str, shift_id: str
+) -> None:
+    """The returns' rule for a cancel a caller asks (the whole order, `field` "order_id", or
+    one fulfilment, "fulfillment_id"): one whose refund gives cash back (`to_cash`, the cash
+    payments it reaches) is made at a register with a shift open, whose drawer's count then
+    expects the cash gone; from the back office or at a register with no shift open it is
+    refused (409 `cash_refund_needs_open_shift`) before the cancel is marked. A cancel the
+    service makes itself (an expiry, an abandoned sale, a compensation) is never asked this:
+    the money is owed back whoever is at a till."""
+    if not to_cash or (register_id and shift_id):
+        return
+    why = _drawer_wanted(register_id)
+    what = "order" if field == "order_id" else "fulfilment"
+    raise _no_drawer(
+        why,
+        register_id,
+        [
+            FieldViolation(
+                field,
+                f"this {what} was paid in cash ({to_cash[0]}) and its cancel gives that cash "
+                f"back, which needs {why}; cancel it at a register with an open shift",
+            )
+        ],
+    )
+
+
+def _drawer_wanted(register_id: str) -> str:
+    return (
+        "a register with an open shift: it is made from the back office"
+        if not register_id
+        else f"a shift open at register {register_id}, which has none"
+    )
+
+
+def _no_drawer(why: str, register_id: str, violations: list[FieldViolation]) -> Conflict:
     refused = Conflict(
         f"a cash refund is paid out of a register's drawer and needs {why}",
         CASH_NEEDS_SHIFT,
         {"register_id": register_id} if register_id else {},
     )
     refused.violations = violations
-    raise refused
+    return refused
 
 
 def validate_request(req: ReturnRequest) -> None:

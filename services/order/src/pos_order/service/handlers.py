@@ -62,6 +62,7 @@ from pos_order.domain.returns import (
     UnitsRefund,
     price_given_back,
     receiptless_limit_violations,
+    refuse_cancel_cash_without_drawer,
 )
 from pos_order.service import pricing, saga
 from pos_order.service.ports import (
@@ -1390,6 +1391,7 @@ class CancelOrder(Generic[R]):
         self.refunded: dict[str, int] = {}
         self.payments_held = 0  # see `prepare`
         self.payments_now: list[PaymentResult] = []  # see `prepare`
+        self.shift_id = ""  # see `prepare`
 
     async def prepare(self) -> None:
         """Before the claim, with no connection held, for an order with tenders: the payment
@@ -1413,6 +1415,7 @@ class CancelOrder(Generic[R]):
             self.payments_held = sum(
                 max(0, p.captured_amount - p.refunded_amount) for p in payments
             )
+        self.shift_id = await shift_for_cash(self.ports, seen)
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         payments_held = self.payments_held
@@ -1451,6 +1454,8 @@ class CancelOrder(Generic[R]):
             # Asked under the lock, after the cancel's own refusals and before it is saved:
             # refused, nothing is written.
             order.refund_needs_permission(payments_held)
+        held = {p.payment_id: p.captured_amount - p.refunded_amount for p in self.payments_now}
+        cancelled_at_drawer(order, "", order.cash_a_cancel_gives_back("", held), self.shift_id)
         order.touched(now())
         await uow.orders.save(order)
         return order
@@ -1644,6 +1649,15 @@ class CancelFulfillment(Generic[R]):
         self.answer = answer
         self.refund_not_permitted = refund_not_permitted
         self.refunded: dict[str, int] = {}
+        self.shift_id = ""  # see `prepare`
+
+    async def prepare(self) -> None:
+        """Before the claim, with no connection held: the shift open at the asking register,
+        for an order that took cash (see `cancelled_at_drawer`)."""
+        async with self.new_uow() as uow:
+            seen = await uow.orders.get(self.order_id)
+        if seen is not None:
+            self.shift_id = await shift_for_cash(self.ports, seen)
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
@@ -1653,6 +1667,8 @@ class CancelFulfillment(Generic[R]):
             if self.refund_not_permitted:
                 # Refused before the mark is saved: the transaction ends with nothing written.
                 order.fulfillment_refund_needs_permission(self.fulfillment_id)
+            fid = self.fulfillment_id
+            cancelled_at_drawer(order, fid, order.cash_a_cancel_gives_back(fid), self.shift_id)
             order.touched(now())
             await uow.orders.save(order)
         return order
@@ -1675,6 +1691,29 @@ class CancelFulfillment(Generic[R]):
             if r.fulfillment_id == self.fulfillment_id and r.done:
                 refunded[r.payment_id] = refunded.get(r.payment_id, 0) + r.amount
         return self.answer(order, refunded)
+
+
+async def shift_for_cash(ports: CheckoutPorts, order: Order) -> str:
+    """The shift open at the asking register, read before a cancel's claim with no connection
+    held, when the order took cash (a cancel may give it back); "" otherwise."""
+    register_id, _ = at_register()
+    if not register_id or not any(t.tender is Tender.CASH for t in order.saga.tenders):
+        return ""
+    return await ports.payments.open_shift_at(register_id)
+
+
+def cancelled_at_drawer(order: Order, key: str, to_cash: list[str], shift_id: str) -> None:
+    """A cancel a caller asks, being marked (`key`: the fulfilment, "" for the whole order):
+    cash it gives back leaves a drawer, so it follows the returns' rule (refused from the back
+    office or at a register with no shift open, before anything is written), and the
+    register and member it is asked at are kept with the order, so its refunds are asked as
+    from there whoever finishes them (`saga.giving_back_at`): the cash counts in that
+    register's open shift."""
+    register_id, staff_id = at_register()
+    refuse_cancel_cash_without_drawer(
+        to_cash, "fulfillment_id" if key else "order_id", register_id, shift_id
+    )
+    order.saga.cancelled_at[key] = (register_id, staff_id)
 
 
 def _points_may_discount(cart: pricing.PricedCart) -> Money:

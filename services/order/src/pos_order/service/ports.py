@@ -351,6 +351,10 @@ class Payments(Protocol):
         """Every payment taken for the order, in the order taken: the truth about its money."""
         ...
 
+    async def open_shift_at(self, register_id: str) -> str:
+        """The id of the shift open at the register, or "" for none."""
+        ...
+
 
 @dataclass(frozen=True)
 class Short:

@@ -515,6 +515,26 @@ def at_register_of(order: Order) -> Iterator[None]:
         register_var.reset(register)
 
 
+@contextmanager
+def giving_back_at(order: Order, key: str = "") -> Iterator[None]:
+    """A cancel's refunds (`key`: the fulfilment cancelled, "" for the whole order) asked as
+    from the register the cancel was asked at (`Saga.cancelled_at`, none from the back office),
+    whoever drives them: the request, its retry, or the resumer after a crash. A cancel the
+    service made itself (a pickup's or a pending sale's expiry, an abandoned sale, a failed
+    saga's compensation) was asked at no register: it gives back at the register the sale was
+    made at, so the cash it owes counts in the shift open there when the refund is paid (the
+    rule for cash recorded late, a late cash sale's too), or in none when none is open or the
+    sale was made from the back office. Never refused for it: the money is owed back."""
+    register, staff = order.saga.cancelled_at.get(key, (order.register_id, order.staff_id))
+    registered = register_var.set(register or None)
+    member = staff_var.set(staff or None if register else None)
+    try:
+        yield
+    finally:
+        staff_var.reset(member)
+        register_var.reset(registered)
+
+
 async def record_taken(
     new_uow: NewUow, ports: CheckoutPorts, order: Order, quietly: bool = False
 ) -> Order:
@@ -901,9 +921,10 @@ async def compensate(
             await _quietly(ports.payments.void(f"{order.id}/void/{p.payment_id}", p.payment_id))
         left = p.captured_amount - p.refunded_amount
         if left > 0:
-            await ports.payments.refund(
-                f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
-            )
+            with giving_back_at(order):
+                await ports.payments.refund(
+                    f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
+                )
             if refunded is not None:
                 refunded[p.payment_id] = refunded.get(p.payment_id, 0) + left
     await deactivate_gift_cards(ports, order)
@@ -1181,7 +1202,8 @@ async def cancel_fulfillment(
     for r in order.saga.refunds:
         if r.fulfillment_id != f.id or r.done:
             continue
-        await ports.payments.refund(r.request_id, r.payment_id, Money(r.amount, order.currency))
+        with giving_back_at(order, f.id):
+            await ports.payments.refund(r.request_id, r.payment_id, Money(r.amount, order.currency))
         refunded.append(r.request_id)
     if ports.stock is not None:
         if f.hold is HoldState.HELD:
