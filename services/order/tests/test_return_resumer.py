@@ -311,17 +311,23 @@ async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: 
         metadata=md,
         timeout=10,
     )
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stack.orders.CreateReturn(
-            order_pb2.CreateReturnRequest(
-                request_id=str(uuid.uuid4()),
-                order_id=made.order.id,
-                lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=2, restock=True)],
-                reason="unwanted",
-            ),
-            metadata=md,
-            timeout=20,
-        )
+    asked = order_pb2.CreateReturnRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=made.order.id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=2, restock=True)],
+        reason="unwanted",
+    )
+    for _ in range(3):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.orders.CreateReturn(asked, metadata=md, timeout=20)
+        # On a loaded machine the call may pass its deadline: the same request id again
+        # finishes (or replays) the same return, as a till's retry does.
+        if err.value.code() not in (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.UNAVAILABLE,
+        ):
+            break
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value
     held = read_error(err.value).metadata["return_id"]
     assert stack.refunds_of(held) == 1
 
