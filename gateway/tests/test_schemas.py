@@ -62,6 +62,13 @@ PAIRS: list[tuple[type[BaseModel], type[Message]]] = [
 ]
 
 
+# Fields of a message its answer model says another way, on purpose.
+FOLDED: dict[type[BaseModel], set[str]] = {
+    # An unknown distance is `distance_km: null` in the answer, not a flag beside a false 0.
+    stock.SourcingAllocation: {"distance_unknown"},
+}
+
+
 def _words(annotation: Any) -> set[str]:
     """The strings a Literal or enum field (or a nullable one) allows."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -78,7 +85,7 @@ def test_an_answer_model_names_every_field_of_its_message(
     model: type[BaseModel], message: type[Message]
 ) -> None:
     fields: Any = message.DESCRIPTOR.fields
-    assert set(model.model_fields) == {f.name for f in fields}
+    assert set(model.model_fields) == {f.name for f in fields} - FOLDED.get(model, set())
     for field in fields:
         if field.type != FieldDescriptor.TYPE_ENUM:
             continue
