@@ -139,7 +139,10 @@ async def test_bad_input_is_refused_field_by_field_and_writes_nothing(catalog: C
         (tee("C", price=money_pb2.Money(amount=1, currency="usd")), bad, {"price.currency"}),
         (tee("D", variants=[inv.ProductVariant(sku="TEE-M")], barcodes=[]), "ALREADY_EXISTS",
          {"variants[0].sku"}),
-        (tee("E", variants=[], barcodes=["0" + UPC]), "ALREADY_EXISTS", {"barcodes"}),
+        (tee("E", variants=[], barcodes=["0" + UPC]), "ALREADY_EXISTS", {"barcodes[0]"}),
+        (tee("H", barcodes=[], variants=[inv.ProductVariant(sku="H-1"),
+                                         inv.ProductVariant(sku="H-2", barcodes=[EAN])]),
+         "ALREADY_EXISTS", {"variants[1].barcodes[0]"}),
         (tee("F", variants=[inv.ProductVariant(sku="F")], barcodes=[]), bad, {"variants"}),
         (tee("G", tax_category="Not A Code"), bad, {"tax_category"}),
     ]  # fmt: skip
@@ -393,3 +396,26 @@ async def test_a_thousand_item_upsert_creates_then_leaves_them_unchanged(catalog
     assert catalog.products_of("mer_1k") == 1000
     prices = await api.GetPrices(inv.GetPricesRequest(skus=["K999-B", "K0"]))
     assert [p.name for p in prices.products] == ["K999 / B", "K0"]
+
+
+async def test_a_barcode_taken_names_the_field_that_holds_it(catalog: Catalog) -> None:
+    """Another product's barcode, by create or by upsert: the refusal names the very field
+    (`barcodes[1]`, `variants[0].barcodes[0]`; a UPC-A and its EAN-13 are one barcode), not
+    the product's barcodes as a whole."""
+    api = catalog.call_for("mer_codes")
+    await api.CreateProduct(tee())  # EAN on the product, UPC on its variant TEE-M
+    error = await refused(
+        api.CreateProduct, tee("NEW", variants=[], barcodes=["12345670", "0" + UPC])
+    )
+    assert (error.status.name, [v.field for v in error.violations]) == (
+        "ALREADY_EXISTS", ["barcodes[1]"],
+    )  # fmt: skip
+    answer = await api.UpsertProducts(
+        inv.UpsertProductsRequest(
+            request_id=rid(),
+            products=[item("x1", "X1", variants=[inv.ProductVariant(sku="X1-A", barcodes=[EAN])])],
+        )
+    )
+    (result,) = answer.results
+    assert result.error.code == "barcode_taken"
+    assert [f.field for f in result.error.field_errors] == ["variants[0].barcodes[0]"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pos_inventory.domain.barcodes import barcode_key
 from pos_inventory.domain.catalog import (
     UPDATABLE,
     Product,
@@ -38,6 +39,19 @@ def sku_fields(product: Product, skus: set[str]) -> list[str]:
     return named + [f"variants[{i}].sku" for i, v in enumerate(product.variants) if v.sku in skus]
 
 
+def barcode_fields(product: Product, keys: set[str]) -> list[str]:
+    """The request fields holding barcodes whose keys are `keys` (a UPC-A and its EAN-13 are
+    one key), so an error names each one to fix."""
+    named = [f"barcodes[{i}]" for i, b in enumerate(product.barcodes) if barcode_key(b) in keys]
+    for i, v in enumerate(product.variants):
+        named += [
+            f"variants[{i}].barcodes[{j}]"
+            for j, b in enumerate(v.barcodes)
+            if barcode_key(b) in keys
+        ]
+    return named
+
+
 def with_variant_ids(product: Product) -> Product:
     for v in product.variants:
         v.id = v.id or new_id("var")
@@ -55,7 +69,8 @@ async def refuse_taken(uow: InventoryUnitOfWork, product: Product) -> None:
         owned = [p for p in await uow.products.by_barcodes(list(keys)) if p.id != product.id]
         clash = set(keys) & {k for p in owned for k in p.barcode_skus()}
         if clash:
-            raise taken("barcode_taken", f"barcode {', '.join(sorted(clash))}", ["barcodes"])
+            fields = barcode_fields(product, clash)
+            raise taken("barcode_taken", f"barcode {', '.join(sorted(clash))}", fields)
     if product.external_id:
         same = await uow.products.by_external_ids([product.external_id])
         if any(p.id != product.id for p in same):

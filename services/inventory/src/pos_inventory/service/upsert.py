@@ -17,6 +17,7 @@ from pos_inventory.domain.catalog import (
 )
 from pos_inventory.domain.model import ProductCreated, ProductUpdated
 from pos_inventory.service.catalog import (
+    barcode_fields,
     sku_fields,
     sku_has_stock,
     still_stocked,
@@ -157,10 +158,12 @@ async def upsert_products(
                 [FieldViolation(f, "already belongs to another product") for f in paths],
             )  # fmt: skip
             continue
-        if any(code_owner.get(k, own) != own for k in _keys(fields)):
+        taken_keys = {k for k in _keys(fields) if code_owner.get(k, own) != own}
+        if taken_keys:
+            paths = barcode_fields(Product.new("", fields), taken_keys)
             results[i] = _failed(
                 i, fields, "barcode_taken",
-                [FieldViolation("barcodes", "a barcode already belongs to another product")],
+                [FieldViolation(f, "already belongs to another product") for f in paths],
             )  # fmt: skip
             continue
         if product is None:
