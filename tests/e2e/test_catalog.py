@@ -187,3 +187,34 @@ def test_an_archived_product_is_put_back_on_sale_by_unarchiving_it(platform: Run
         assert time.monotonic() < deadline, "product.updated never reached the feed"
         time.sleep(0.1)
     assert [e["data"]["object"]["status"] for e in announced()] == ["active"]
+
+
+def test_the_product_list_is_filtered_by_status_without_a_search(platform: Running) -> None:
+    """`status` filters the plain list (by id, paged) as it filters a search; with
+    `updated_since` it is a 400 naming it: a feed of one status would never tell a poller that
+    a product left it."""
+    http = platform.new_merchant("Catalog by status")
+    made = [
+        http.post("/v1/products", json=_tee(f"ST-{n}", variants=[]), headers=_key()).json()["id"]
+        for n in range(3)
+    ]
+    http.post(f"/v1/products/{made[1]}/archive", headers=_key()).raise_for_status()
+
+    def listed(status: str) -> list[str]:
+        ids, cursor = [], None
+        while True:
+            params: dict[str, Any] = {"status": status, "limit": 1}
+            if cursor:
+                params["cursor"] = cursor
+            page = http.get("/v1/products", params=params)
+            assert page.status_code == 200, page.text
+            ids += [p["id"] for p in page.json()["data"]]
+            if not (cursor := page.json()["next_cursor"]):
+                return ids
+
+    assert listed("active") == sorted([made[0], made[2]])
+    assert listed("archived") == [made[1]]
+    feed = http.get(
+        "/v1/products", params={"status": "active", "updated_since": "2026-01-01T00:00:00Z"}
+    )
+    assert [e["field"] for e in _problem(feed, 400, "invalid_request")["errors"]] == ["status"]

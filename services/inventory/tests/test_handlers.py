@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pos_inventory.domain.catalog import Product
+from pos_inventory.domain.catalog import Product, ProductStatus
 from pos_inventory.domain.model import Address, Adjustment, GeoPoint, Location, ProductCreated
 from pos_inventory.service import catalog, handlers
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -73,9 +73,14 @@ class FakeProducts:
         mine = (p for (m, _), p in self._s.products.items() if m == self._m)
         return {sku for p in mine for sku in p.skus() if sku in skus}
 
-    async def list(self, page: PageRequest) -> list[Product]:
+    async def list(self, page: PageRequest, status: ProductStatus | None = None) -> list[Product]:
         mine = sorted(
-            (p for (m, _), p in self._s.products.items() if m == self._m), key=lambda p: p.id
+            (
+                p
+                for (m, _), p in self._s.products.items()
+                if m == self._m and status in (None, p.status)
+            ),
+            key=lambda p: p.id,
         )
         return [p for p in mine if page.after is None or p.id > page.after][: page.fetch]
 

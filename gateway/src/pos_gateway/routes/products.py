@@ -196,6 +196,12 @@ async def create_product(body: ProductIn, svc: Svc, response: Response) -> Produ
     return _product(response, answer.product)
 
 
+def _status(status: str | None) -> inventory_pb2.ProductStatus.ValueType:
+    if status is None:
+        return inventory_pb2.PRODUCT_STATUS_UNSPECIFIED
+    return inventory_pb2.ProductStatus.Value(f"PRODUCT_STATUS_{status.upper()}")
+
+
 @router.get(
     "/products", **op("catalog:read", "List or search products", example=ex.page(ex.PRODUCT))
 )
@@ -215,16 +221,20 @@ async def list_products(
         str | None, Query(max_length=48, description="Exact barcode; a UPC-A finds its EAN-13")
     ] = None,
     status: Annotated[
-        Literal["active", "archived"] | None, Query(description="Only this status (search)")
+        Literal["active", "archived"] | None,
+        Query(description="Only this status (not with `updated_since`)"),
     ] = None,
 ) -> ProductList:
-    """Without a search parameter: every product by id, or with `updated_since` the change feed
-    (oldest change first). With `query`, `sku` or `barcode` (combinable, not with
-    `updated_since`): the matching products by id."""
+    """Without a search parameter: every product by id (of one `status`, if given), or with
+    `updated_since` the change feed (oldest change first; every status: a feed of one would
+    never tell you a product left it, so `status` with `updated_since` is a 400). With `query`,
+    `sku` or `barcode` (combinable, not with `updated_since`): the matching products by id."""
     if query is None and sku is None and barcode is None:
-        if status is not None:
-            raise _bad("status", "filters a search: needs query, sku or barcode")
-        request = inventory_pb2.ListProductsRequest(page_size=limit, page_token=cursor or "")
+        if status is not None and updated_since is not None:
+            raise _bad("status", "cannot be combined with updated_since")
+        request = inventory_pb2.ListProductsRequest(
+            page_size=limit, page_token=cursor or "", status=_status(status)
+        )
         if updated_since is not None:
             request.updated_since.CopyFrom(timestamp(updated_since))
         answer = await svc.inventory.ListProducts(request)
@@ -237,9 +247,7 @@ async def list_products(
         barcode=barcode or "",
         page_size=limit,
         page_token=cursor or "",
-        status=inventory_pb2.ProductStatus.Value(f"PRODUCT_STATUS_{status.upper()}")
-        if status
-        else inventory_pb2.PRODUCT_STATUS_UNSPECIFIED,
+        status=_status(status),
     )
     found = await svc.inventory.SearchProducts(search)
     return to_page(ProductList, found.products, found.next_page_token)

@@ -344,7 +344,9 @@ class SqlProducts:
         rows = await self._conn.execute(stmt.order_by(products.c.id).limit(page.fetch))
         return [_product(r) for r in rows]
 
-    async def list(self, page: PageRequest) -> list[Product]:
+    async def list(self, page: PageRequest, status: ProductStatus | None = None) -> list[Product]:
         query = select(products).where(self._mine())
+        if status is not None:
+            query = query.where(products.c.status == status.value)
         rows = await list_page(self._conn, query, products.c.updated_at, products.c.id, page)
         return [_product(r) for r in rows]

@@ -41,7 +41,8 @@ class CatalogRpcs(Servicer[InventoryUow]):
         self, request: I.ListProductsRequest, uow: InventoryUow
     ) -> I.ListProductsResponse:
         page = page_request(request)
-        found, token = page_of(await catalog.list_products(uow, page), page)
+        status = STATUSES.optional(request.status, "status")
+        found, token = page_of(await catalog.list_products(uow, page, status), page)
         return I.ListProductsResponse(
             products=[product_to_proto(p) for p in found], next_page_token=token
         )

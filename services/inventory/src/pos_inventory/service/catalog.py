@@ -273,6 +273,12 @@ async def search_products(
     return await uow.products.search(query, page)
 
 
-async def list_products(uow: InventoryUnitOfWork, page: PageRequest) -> list[Product]:
-    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
-    return await uow.products.list(page)
+async def list_products(
+    uow: InventoryUnitOfWork, page: PageRequest, status: ProductStatus | None = None
+) -> list[Product]:
+    """By id (of one status, if given), or the change feed partners poll (oldest change
+    first, resumable by cursor). A feed of one status would never tell a poller a product left
+    it, so the two do not combine."""
+    if status is not None and page.since is not None:
+        raise_if([FieldViolation("status", "cannot be combined with updated_since")])
+    return await uow.products.list(page, status)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from pos_inventory.domain.catalog import Product
+from pos_inventory.domain.catalog import Product, ProductStatus
 from pos_inventory.domain.ledger import ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Location, StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
@@ -49,7 +49,7 @@ class ProductRepository(Protocol):
     async def by_barcodes(self, keys: list[str]) -> list[Product]: ...
     async def by_external_ids(self, ids: list[str], lock: bool = False) -> list[Product]: ...
     async def search(self, query: ProductQuery, page: PageRequest) -> list[Product]: ...
-    async def list(self, page: PageRequest) -> list[Product]:
+    async def list(self, page: PageRequest, status: ProductStatus | None = None) -> list[Product]:
         """By id, or with `page.since` the change feed (oldest change first)."""
         ...
 
