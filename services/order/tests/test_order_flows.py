@@ -218,6 +218,12 @@ def test_a_refusal_after_another_fulfilment_was_held_releases_it_and_a_retry_is_
     assert tee.status == "released" and m.stock.available("TEE") == UNITS
 
     m.stock.on_hand["MUG"] = 1
+    # An order's id is derived from its start's millisecond and the request id: a client's
+    # retry comes a round trip later at least, where this one, in process, may come within
+    # the same millisecond. So it waits for the next one (no sleep: until the clock moves).
+    refused_at = int(datetime.now(UTC).timestamp() * 1000)
+    while int(datetime.now(UTC).timestamp() * 1000) == refused_at:
+        pass
     order = _create(m, cmd)
     assert isinstance(order, Order), order
     assert order.status is OrderStatus.PENDING_PAYMENT
