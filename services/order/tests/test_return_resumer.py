@@ -135,6 +135,15 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
         server.stop()
 
 
+async def _completed_return(stack: Stack, order_id: str) -> Any:
+    """The order's completed return, or None while it has none."""
+    found = await stack.orders.ListReturns(
+        order_pb2.ListReturnsRequest(order_id=order_id), metadata=MERCHANT, timeout=5
+    )
+    done = [r for r in found.returns if r.status == "completed"]
+    return done[0] if done else None
+
+
 async def _eventually(check: Callable[[], Awaitable[Any]], within: float = 30.0) -> Any:
     deadline = time.monotonic() + within
     while not (value := await check()):
@@ -166,14 +175,7 @@ async def test_a_return_whose_refund_answer_was_lost_is_finished_once(stack: Sta
         await stack.orders.CreateReturn(request, metadata=MERCHANT, timeout=20)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    async def completed() -> Any:
-        found = await stack.orders.ListReturns(
-            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
-        )
-        done = [r for r in found.returns if r.status == "completed"]
-        return done[0] if done else None
-
-    ret = await _eventually(completed)
+    ret = await _eventually(lambda: _completed_return(stack, order.id))
     assert ret.amount.amount == 2500 and [r.amount.amount for r in ret.refunds] == [2500]
     assert stack.relay.refunds >= 2  # asked again by the resumer, under the same id
 
@@ -522,14 +524,7 @@ async def test_a_resumed_cash_refund_lands_in_the_registers_next_shift(stack: St
     finally:
         stack.relay.down = False
 
-    async def completed() -> Any:
-        found = await stack.orders.ListReturns(
-            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
-        )
-        done = [r for r in found.returns if r.status == "completed"]
-        return done[0] if done else None
-
-    ret = await _eventually(completed)
+    ret = await _eventually(lambda: _completed_return(stack, order.id))
     assert [r.status for r in ret.refunds] == ["succeeded"]
     assert (ret.register_id, ret.staff_id, ret.shift_id) == ("reg_resumed", "stf_cashier", first)
     now_open = (await _shift(stack, second)).report
@@ -584,14 +579,7 @@ async def test_a_resumed_exchange_gives_its_cash_back_in_the_registers_next_shif
     finally:
         stack.relay.down = False
 
-    async def completed() -> Any:
-        found = await stack.orders.ListReturns(
-            order_pb2.ListReturnsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
-        )
-        done = [r for r in found.returns if r.status == "completed"]
-        return done[0] if done else None
-
-    ret = await _eventually(completed)
+    ret = await _eventually(lambda: _completed_return(stack, order.id))
     assert ret.exchange_order_id and [r.amount for r in ret.refunds] == [_usd(2500)]
     assert [r.status for r in ret.refunds] == ["succeeded"]
     assert (ret.register_id, ret.staff_id, ret.shift_id) == (
