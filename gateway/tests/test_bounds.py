@@ -11,41 +11,22 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import gateway_alone
 import httpx
 import pytest
 import pytest_asyncio
 
 from pos_devstack.testing import Infra
-from pos_gateway.admin import create_merchant, issue_key
-from pos_gateway.app import create_app
 from pos_gateway.problems import DETAIL_MAX, ERRORS_MAX, Problem, problem_response
-from pos_gateway.settings import GatewaySettings
-from pos_kit.db import make_engine
 
 SECRET = "bounds-test-secret-0123456789abcdef"
-NOWHERE = "127.0.0.1:9"  # never dialled
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def http(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
     url = infra.service_database("gateway")
-    engine = make_engine(url, pool_size=1)
-    key = (await issue_key(engine, SECRET, await create_merchant(engine, "Bounds"), "admin")).key
-    await engine.dispose()
-    settings = GatewaySettings(
-        database_url=url, gateway_secret_key=SECRET, token_signing_keys=["bounds-" + SECRET],
-        inventory_addr=NOWHERE, promotion_addr=NOWHERE, customer_addr=NOWHERE,
-        payment_addr=NOWHERE, order_addr=NOWHERE, dispatcher_addr=NOWHERE,
-    )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as client,
-    ):
+    key = await gateway_alone.merchant_key(url, SECRET, "Bounds")
+    async with gateway_alone.serve(gateway_alone.settings(url, SECRET), key) as (_, client):
         yield client
 
 

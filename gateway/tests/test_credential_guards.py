@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import gateway_alone
 import httpx
 import psycopg
 import pytest_asyncio
@@ -21,11 +22,9 @@ from fastapi import FastAPI
 
 from pos_devstack.testing import Infra
 from pos_gateway import audit, registers
-from pos_gateway.admin import create_merchant, issue_key
-from pos_gateway.app import create_app
+from pos_gateway.admin import issue_key
 from pos_gateway.keys import ALL_SCOPES, REGISTER_SCOPES
 from pos_gateway.ratelimit import TokenBuckets
-from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
 SECRET = "credential-guards-secret-0123456789abcdef"
@@ -58,25 +57,12 @@ class Gateway:
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
-    engine = make_engine(url, pool_size=1)
-    merchant = await create_merchant(engine, "Guarded")
-    key = (await issue_key(engine, SECRET, merchant, "owner")).key
-    await engine.dispose()
-    never = "127.0.0.1:9"  # never dialled: these routes do not reach the services
-    settings = GatewaySettings(
-        database_url=url, gateway_secret_key=SECRET, token_signing_keys=[SIGNING],
-        platform_admin_token=ADMIN, inventory_addr=never, promotion_addr=never,
-        customer_addr=never, payment_addr=never, order_addr=never, dispatcher_addr=never,
-    )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as http,
-    ):
+    key = await gateway_alone.merchant_key(url, SECRET, "Guarded", role="owner")
+    # The services are never dialled: these routes do not reach them.
+    made = gateway_alone.settings(
+        url, SECRET, token_signing_keys=[SIGNING], platform_admin_token=ADMIN
+    )
+    async with gateway_alone.serve(made, key) as (app, http):
         yield Gateway(app, http, url)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import gateway_alone
 import httpx
 import pytest
 import pytest_asyncio
@@ -26,12 +27,8 @@ PROXY = ("10.4.0.9", 40000)  # an edge proxy's pod, in the trusted pod network
 
 
 def _settings(url: str, **changes: object) -> GatewaySettings:
-    never = "127.0.0.1:9"  # never dialled: no request here reaches the services
-    return GatewaySettings(
-        database_url=url, gateway_secret_key=SECRET, token_signing_keys=[SIGNING],
-        inventory_addr=never, promotion_addr=never, customer_addr=never, payment_addr=never,
-        order_addr=never, dispatcher_addr=never, **changes,  # type: ignore[arg-type]
-    )  # fmt: skip
+    # The services are never dialled: no request here reaches them.
+    return gateway_alone.settings(url, SECRET, token_signing_keys=[SIGNING], **changes)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

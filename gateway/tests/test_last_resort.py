@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import gateway_alone
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -89,14 +90,8 @@ def test_the_gateway_answers_defects_outside_every_other_middleware() -> None:
     """The gateway's app has it outermost, so the edge (idempotency, limits) sees an error as
     an error, as before, and only the framework's re-raise is gone."""
     from pos_gateway.app import create_app
-    from pos_gateway.settings import GatewaySettings
 
-    nowhere = "127.0.0.1:9"
-    settings = GatewaySettings(
-        database_url="postgresql+psycopg://nobody@127.0.0.1:9/none",
-        gateway_secret_key="s" * 32, token_signing_keys=["last-resort-" + "s" * 32],
-        inventory_addr=nowhere, promotion_addr=nowhere, customer_addr=nowhere,
-        payment_addr=nowhere, order_addr=nowhere, dispatcher_addr=nowhere,
-    )  # fmt: skip
+    # No database and no service is reached: the app is only built.
+    settings = gateway_alone.settings("postgresql+psycopg://nobody@127.0.0.1:9/none", "s" * 32)
     app = create_app(settings)
     assert app.user_middleware[0].cls is problems.LastResort

@@ -11,46 +11,23 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+import gateway_alone
 import httpx
 import pytest_asyncio
 from fastapi import FastAPI
 
 from pos_devstack.testing import Infra
-from pos_gateway.admin import create_merchant, issue_key
-from pos_gateway.app import create_app
 from pos_gateway.confinement import CONFINED_LISTS
-from pos_gateway.settings import GatewaySettings
-from pos_kit.db import make_engine
 
 SECRET = "query-declared-test-secret-0123456789ab"
-NOWHERE = "127.0.0.1:9"  # never dialled
-SETTINGS = {
-    name: NOWHERE
-    for name in ("inventory_addr", "promotion_addr", "customer_addr", "payment_addr",
-                 "order_addr", "dispatcher_addr")
-}  # fmt: skip
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gateway(infra: Infra) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     url = infra.service_database("gateway")
-    engine = make_engine(url, pool_size=1)
-    key = (await issue_key(engine, SECRET, await create_merchant(engine, "Query"), "admin")).key
-    await engine.dispose()
-    settings = GatewaySettings(
-        database_url=url, gateway_secret_key=SECRET, token_signing_keys=["query-" + SECRET],
-        **SETTINGS,
-    )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as client,
-    ):
-        yield app, client
+    key = await gateway_alone.merchant_key(url, SECRET, "Query")
+    async with gateway_alone.serve(gateway_alone.settings(url, SECRET), key) as served:
+        yield served
 
 
 def _operations(app: FastAPI) -> list[tuple[str, str]]:

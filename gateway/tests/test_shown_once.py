@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import gateway_alone
 import httpx
 import psycopg
 import pytest
@@ -27,12 +28,10 @@ from starlette.routing import Route
 from pos_devstack.testing import Infra
 from pos_gateway import tokens
 from pos_gateway.admin import create_merchant, issue_key
-from pos_gateway.app import create_app
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore, redact
 from pos_gateway.ratelimit import TokenBuckets
-from pos_gateway.settings import GatewaySettings
 from pos_kit.db import make_engine
 
 SECRET = "shown-once-test-secret-0123456789abcdef"
@@ -66,32 +65,12 @@ class Gateway:
 @pytest_asyncio.fixture(loop_scope="session")
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
-    engine = make_engine(url, pool_size=1)
-    merchant = await create_merchant(engine, "Shown Once")
     # Live: the tests make live keys, which only a live credential may.
-    key = (await issue_key(engine, SECRET, merchant, "admin", mode="live")).key
-    await engine.dispose()
-    settings = GatewaySettings(
-        database_url=url,
-        gateway_secret_key=SECRET,
-        token_signing_keys=[SIGNING],
-        # Never dialled: the credential routes do not reach the services.
-        inventory_addr="127.0.0.1:9",
-        promotion_addr="127.0.0.1:9",
-        customer_addr="127.0.0.1:9",
-        payment_addr="127.0.0.1:9",
-        order_addr="127.0.0.1:9",
-        dispatcher_addr="127.0.0.1:9",
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as http:
-            yield Gateway(http, url)
+    key = await gateway_alone.merchant_key(url, SECRET, "Shown Once", mode="live")
+    # The services are never dialled: the credential routes do not reach them.
+    made = gateway_alone.settings(url, SECRET, token_signing_keys=[SIGNING])
+    async with gateway_alone.serve(made, key) as (_, http):
+        yield Gateway(http, url)
 
 
 async def _names(gw: Gateway, path: str) -> list[str]:
