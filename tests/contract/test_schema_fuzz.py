@@ -87,13 +87,14 @@ PROMOTION_STATUSES = ["400", "409", "412", "422"]
 # date, a channel and a time when consent is granted, someone to be (an email, phone, name or
 # external_id), email and external_id unique (409), no merge of a customer into itself, a
 # non-zero adjustment that never overdraws (409), tier names that differ, a search with at
-# least one filter, a group name not taken (409), If-Match on the live version (412), and the
-# Idempotency-Key below (422).
+# least one filter, a group name not taken (409), a group's change sending a field (400),
+# If-Match on the live version (412), and the Idempotency-Key below (422).
 CUSTOMER_RULES = "|".join(
     ("POST /v1/customers", "PATCH /v1/customers/[^/]+", "POST /v1/customers/upsert",
      "POST /v1/customers/batch", "POST /v1/customers/[^/]+/merge", "GET /v1/customers/search",
      "POST /v1/customers/[^/]+/points/adjustments", "POST /v1/customer-groups",
-     "POST /v1/customer-groups/[^/]+/members(/remove)?", "PUT /v1/loyalty-program")
+     "PATCH /v1/customer-groups/[^/]+", "POST /v1/customer-groups/[^/]+/members(/remove)?",
+     "PUT /v1/loyalty-program")
 )  # fmt: skip
 PAGED_LISTS = "|".join(
     ("locations", "products", "customers", "orders", "orders/[^/]+/returns", "promotions",

@@ -296,6 +296,7 @@ FACTORIES: dict[str, Factory] = {
 # A valid body for operations that need one: the answer must be the 404, not a 400 about it.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/customers/{customer_id}"): {"given_name": "Mallory"},
+    ("patch", "/v1/customer-groups/{group_id}"): {"name": "Mallory"},
     ("post", "/v1/orders/{order_id}/submit"): {},
     # A made-up duplicate: the 404 must be about the customer in the path, whoever asks.
     ("post", "/v1/customers/{customer_id}/merge"): {"duplicate_id": "cus_made_up"},
@@ -436,6 +437,8 @@ REFERENCES = {
     "customer_id": "customer",
     "customer_ids": "customer",
     "duplicate_id": "customer",
+    # A customer group whose members a customer list is narrowed to.
+    "group_id": "group",
     "order_id": "order",
     "payment_id": "payment",
     # The register and staff member an order was sold at (`GET /v1/orders` filters).
@@ -546,6 +549,7 @@ class Tenant:
     sku: str
     order: str
     payment: str
+    group: str
 
 
 def _tenant(http: httpx.Client) -> Tenant:
@@ -558,6 +562,7 @@ def _tenant(http: httpx.Client) -> Tenant:
         DEMO_SKU,
         sale["order"]["id"],
         sale["payment"]["id"],
+        _group(http),
     )
 
 
@@ -579,6 +584,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "location_id": t.locations[0], "customer_id": t.customer,
         "lines": [{"sku": t.sku, "quantity": 1}],
         "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
+    ("get", "/v1/customers"): lambda t: {"group_id": t.group},
     ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
     ("patch", "/v1/orders/{order_id}"): lambda t: {
         "customer_id": t.customer, "lines": [{"sku": t.sku, "quantity": 1}],
@@ -702,6 +708,7 @@ def test_every_id_in_a_body_or_filter_answers_for_another_merchants_id_as_for_a_
         "product": owner.product,
         "order": owner.order,
         "payment": owner.payment,
+        "group": owner.group,
         "register": _register(demo_merchant.http),
         "staff": _staff(demo_merchant.http),
     }

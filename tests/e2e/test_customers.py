@@ -582,3 +582,65 @@ def test_erasing_a_customer_blanks_the_metadata_of_their_orders(platform: Runnin
     assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert not [p for p in personal.values() if p in again.text]
+
+
+def test_a_group_is_renamed_listed_and_deleted_and_its_offer_ends_with_it(
+    platform: Running,
+) -> None:
+    """A group's offer prices its members' carts (learnt from customer events, no call at
+    sale time). PATCH renames the group, `GET /v1/customers?group_id=` lists its members, and
+    DELETE makes every member leave it, so its offer prices their carts no more."""
+    http = platform.new_merchant("Group lifecycle e2e")
+    store = _post(http, "/v1/locations", {"name": "Group St", "currency": "USD"})
+    _post(http, "/v1/products", {"sku": "GRP-MUG", "name": "Mug",
+                                 "price": {"amount": 1000, "currency": "USD"}})  # fmt: skip
+    member = _post(http, "/v1/customers", {"email": "member@example.com"})
+    outsider = _post(http, "/v1/customers", {"email": "outsider@example.com"})
+    staff = _post(http, "/v1/customer-groups", {"name": "Staff"})
+    _post(http, "/v1/customer-groups", {"name": "Friends"})
+    _post(http, f"/v1/customer-groups/{staff['id']}/members", {"customer_ids": [member["id"]]}, 200)
+    _post(http, "/v1/promotions", {"name": "Staff price", "percent_off_bps": 2000,
+                                   "conditions": {"customer_groups": [staff["id"]]}})  # fmt: skip
+
+    def discount() -> int:
+        cart = {"location_id": store["id"], "customer_id": member["id"],
+                "lines": [{"sku": "GRP-MUG", "quantity": 1}]}  # fmt: skip
+        quote = http.post("/v1/carts/calculate", json=cart, headers=_key())
+        assert quote.status_code == 200, quote.text
+        return int(quote.json()["discount_total"]["amount"])
+
+    assert _eventually(discount) == 200
+
+    def patch(body: Any) -> httpx.Response:
+        return http.patch(f"/v1/customer-groups/{staff['id']}", json=body, headers=_key())
+
+    renamed = patch({"name": "Team"})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["member_count"]) == ("Team", 1)
+    assert http.get(f"/v1/customer-groups/{staff['id']}").json()["name"] == "Team"
+    taken = patch({"name": "Friends"})
+    assert (taken.status_code, taken.json()["code"]) == (409, "group_name_taken")
+    for bad, field in (({}, None), ({"name": None}, "name"), ({"name": ""}, "name")):
+        refused = patch(bad)
+        assert refused.status_code == 400, refused.text
+        if field:
+            assert [e["field"] for e in refused.json()["errors"]] == [field]
+
+    listed = http.get("/v1/customers", params={"group_id": staff["id"]})
+    assert listed.status_code == 200, listed.text
+    assert [c["id"] for c in listed.json()["data"]] == [member["id"]]
+    assert outsider["id"] in {c["id"] for c in http.get("/v1/customers").json()["data"]}
+    missing = http.get("/v1/customers", params={"group_id": "cgrp_missing"})
+    assert missing.status_code == 404, missing.text
+    foreign = platform.new_merchant("Group lifecycle other e2e")
+    assert foreign.get("/v1/customers", params={"group_id": staff["id"]}).status_code == 404
+    gone = foreign.delete(f"/v1/customer-groups/{staff['id']}", headers=_key())
+    assert gone.status_code == 404, gone.text
+    assert patch({"description": "still here"}).status_code == 200
+
+    deleted = http.delete(f"/v1/customer-groups/{staff['id']}", headers=_key())
+    assert deleted.status_code == 200, deleted.text
+    assert (deleted.json()["name"], deleted.json()["member_count"]) == ("Team", 1)
+    assert http.get(f"/v1/customer-groups/{staff['id']}").status_code == 404
+    assert http.get(f"/v1/customers/{member['id']}").json()["group_ids"] == []
+    assert _eventually(lambda: discount() == 0)

@@ -430,6 +430,90 @@ async def test_a_membership_change_is_a_change_of_the_customer(
     assert await updates() == [[vip.id], []]
 
 
+async def test_a_group_is_renamed_listed_by_members_and_deleted(
+    merchant: Caller, other: Caller, service: Service
+) -> None:
+    """A group's name and description change alone (its members keep their versions); the
+    customers list filters by group; deleting it makes every member leave it as removing them
+    would (a new version and CustomerUpdated each), and it is gone. Another merchant's group
+    is NOT_FOUND for each of these, and changes nothing."""
+    vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="Gold"))).group
+    await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="Silver"))
+    a = await merchant.create(given_name="A")
+    b = await merchant.create(given_name="B")
+    outside = await merchant.create(given_name="C")
+    await merchant(
+        "AddGroupMembers",
+        customer_pb2.AddGroupMembersRequest(group_id=vip.id, customer_ids=[a.id, b.id]),
+    )
+
+    async def versions() -> list[int]:
+        got = [
+            await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+            for c in (a, b, outside)
+        ]
+        return [int(g.customer.version) for g in got]
+
+    joined = await versions()
+    renamed = await merchant(
+        "UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, name="  Platinum ")
+    )
+    assert (renamed.group.name, renamed.group.description) == ("Platinum", "")
+    described = await merchant(
+        "UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, description="Top spenders")
+    )
+    assert (described.group.name, described.group.description) == ("Platinum", "Top spenders")
+    assert described.group.member_count == 2
+    assert await versions() == joined
+    taken = await _refused(
+        merchant("UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, name="Silver"))
+    )
+    assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
+    empty = await _refused(
+        merchant("UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, name=" "))
+    )
+    assert _fields(empty) == ["name"]
+
+    members = await merchant(
+        "ListCustomers", customer_pb2.ListCustomersRequest(group_id=vip.id, page_size=1)
+    )
+    after = await merchant(
+        "ListCustomers",
+        customer_pb2.ListCustomersRequest(
+            group_id=vip.id, page_size=1, page_token=members.next_page_token
+        ),
+    )
+    assert sorted(c.id for c in [*members.customers, *after.customers]) == sorted([a.id, b.id])
+    assert after.next_page_token == ""
+    for refused in (
+        other("UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, name="Mine")),
+        other("DeleteGroup", customer_pb2.DeleteGroupRequest(id=vip.id)),
+        other("ListCustomers", customer_pb2.ListCustomersRequest(group_id=vip.id)),
+    ):
+        assert (await _refused(refused)).code() == grpc.StatusCode.NOT_FOUND
+
+    deleted = await merchant("DeleteGroup", customer_pb2.DeleteGroupRequest(id=vip.id))
+    assert (deleted.group.name, deleted.group.member_count) == ("Platinum", 2)
+    assert await versions() == [joined[0] + 1, joined[1] + 1, joined[2]]
+    got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=a.id))
+    assert list(got.customer.group_ids) == []
+    rows = await service.sql(
+        "SELECT payload FROM outbox WHERE merchant_id = :m"
+        " AND event_type = 'pos.customer.v1.CustomerUpdated' ORDER BY seq DESC LIMIT 2",
+        m=merchant.merchant,
+    )
+    announced = [events_pb2.CustomerUpdated.FromString(bytes(r.payload)).customer for r in rows]
+    assert sorted((c.id, list(c.group_ids)) for c in announced) == sorted([(a.id, []), (b.id, [])])
+    for gone in (
+        merchant("GetGroup", customer_pb2.GetGroupRequest(id=vip.id)),
+        merchant("DeleteGroup", customer_pb2.DeleteGroupRequest(id=vip.id)),
+        merchant("ListCustomers", customer_pb2.ListCustomersRequest(group_id=vip.id)),
+    ):
+        assert (await _refused(gone)).code() == grpc.StatusCode.NOT_FOUND
+    listed = await merchant("ListGroups", customer_pb2.ListGroupsRequest())
+    assert [g.name for g in listed.groups] == ["Silver"]
+
+
 async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     merchant: Caller,
 ) -> None:

@@ -37,6 +37,7 @@ from pos_gateway.routes.common import (
     Limit,
     Patch,
     PathId,
+    QueryId,
     Rfc3339,
     UpdatedSince,
     any_version,
@@ -236,11 +237,28 @@ async def create_customer(body: CustomerIn, svc: Svc, response: Response) -> Cus
     return to_model(Customer, answer.customer)
 
 
-@router.get("/customers", **op("customers:read", "List customers", example=ex.page(ex.CUSTOMER)))
+@router.get(
+    "/customers", **op("customers:read", "List customers", (404,), example=ex.page(ex.CUSTOMER))
+)
 async def list_customers(
-    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    group_id: Annotated[
+        QueryId | None,
+        Query(
+            description="Only the members of this customer group; one you do not have is a "
+            "404 `resource_missing` problem"
+        ),
+    ] = None,
 ) -> CustomerList:
-    request = customer_pb2.ListCustomersRequest(page_size=limit, page_token=cursor or "")
+    """Your customers by id, or with `updated_since` the change feed (oldest change first).
+    `group_id` narrows either to the group's members; a cursor pages on only with the filters
+    it was given with."""
+    request = customer_pb2.ListCustomersRequest(
+        page_size=limit, page_token=cursor or "", group_id=group_id or ""
+    )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
     answer = await svc.customer.ListCustomers(request)

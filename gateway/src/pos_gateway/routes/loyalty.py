@@ -20,11 +20,13 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    Patch,
     PathId,
     Sku,
     example,
     expected_version,
     op,
+    patched,
     request_id,
     services,
     version_checked,
@@ -41,6 +43,13 @@ class GroupIn(Body):
 
     name: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=500)
+
+
+class GroupPatch(Patch):
+    model_config = example({"name": "Gold", "description": "Spent over 2,000 last year"})
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=500)
 
 
 class MembersIn(Body):
@@ -119,6 +128,37 @@ async def list_groups(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> Gro
 )
 async def get_group(group_id: PathId, svc: Svc) -> Group:
     answer = await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
+    return to_model(Group, answer.group)
+
+
+@router.patch(
+    "/customer-groups/{group_id}",
+    **op("customers:write", "Change a customer group", (404, 409), example=ex.GROUP),
+)
+async def update_group(group_id: PathId, body: GroupPatch, svc: Svc, request: Request) -> Group:
+    """Only the fields given change; a name another group has is a 409 `group_name_taken`.
+    Members keep their `version`: a customer's groups are ids, which do not change. Back
+    office only, as creating a group is."""
+    back_office_only(principal_of(request), "customer groups")
+    answer = await svc.customer.UpdateGroup(
+        customer_pb2.UpdateGroupRequest(request_id=request_id(), id=group_id, **patched(body))
+    )
+    return to_model(Group, answer.group)
+
+
+@router.delete(
+    "/customer-groups/{group_id}",
+    **op("customers:write", "Delete a customer group", (404,), example=ex.GROUP),
+)
+async def delete_group(group_id: PathId, svc: Svc, request: Request) -> Group:
+    """Its members leave it as removing them would (each gets a new `version` and a
+    `customer.updated` event), so promotions for the group apply to nobody from then on; the
+    promotions themselves stay (change their `conditions.customer_groups` or end them).
+    Answers the group as it was, with its `member_count` then. Back office only."""
+    back_office_only(principal_of(request), "customer groups")
+    answer = await svc.customer.DeleteGroup(
+        customer_pb2.DeleteGroupRequest(request_id=request_id(), id=group_id)
+    )
     return to_model(Group, answer.group)
 
 

@@ -417,8 +417,17 @@ class SqlCustomerRepository:
         row = (await NEW_VERSION.execute(self._conn, params)).one()
         return _customer(row, row.group_ids)
 
-    async def list(self, page: PageRequest) -> list[Customer]:
+    async def list(self, page: PageRequest, group_id: str = "") -> list[Customer]:
         query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
+        if group_id:
+            query = query.where(
+                customers.c.id.in_(
+                    select(group_members.c.customer_id).where(
+                        group_members.c.merchant_id == self._merchant,
+                        group_members.c.group_id == group_id,
+                    )
+                )
+            )
         rows = await list_page(self._conn, query, customers.c.updated_at, customers.c.id, page)
         return await self._with_groups(rows)
 
@@ -607,10 +616,21 @@ class SqlGroupRepository:
             )
         )
 
-    async def get(self, group_id: str) -> Row[Any] | None:
-        return (
-            await self._conn.execute(self._query().where(customer_groups.c.id == group_id))
-        ).first()
+    async def get(self, group_id: str, lock: str = "") -> Row[Any] | None:
+        """The group; `lock` "share" (its members change) or "update" (it changes)."""
+        query = self._query().where(customer_groups.c.id == group_id)
+        if lock:
+            query = query.with_for_update(read=lock == "share", of=customer_groups)
+        return (await self._conn.execute(query)).first()
+
+    async def member_ids(self, group_id: str) -> list[str]:
+        found = await self._conn.execute(
+            select(group_members.c.customer_id).where(
+                group_members.c.merchant_id == self._merchant,
+                group_members.c.group_id == group_id,
+            )
+        )
+        return list(found.scalars())
 
     async def get_by_name(self, name: str) -> Row[Any] | None:
         return (
@@ -624,6 +644,32 @@ class SqlGroupRepository:
         return (
             await self._conn.execute(query.order_by(customer_groups.c.id).limit(page.fetch))
         ).all()
+
+    async def change(self, group_id: str, name: str, description: str) -> None:
+        await self._conn.execute(
+            update(customer_groups)
+            .where(
+                customer_groups.c.merchant_id == self._merchant, customer_groups.c.id == group_id
+            )
+            .values(name=name, description=description)
+        )
+
+    async def remove(self, group_id: str) -> Sequence[str]:
+        """The group deleted; the customers who were its members."""
+        members = await self._conn.execute(
+            delete(group_members)
+            .where(
+                group_members.c.merchant_id == self._merchant, group_members.c.group_id == group_id
+            )
+            .returning(group_members.c.customer_id)
+        )
+        gone = list(members.scalars())
+        await self._conn.execute(
+            delete(customer_groups).where(
+                customer_groups.c.merchant_id == self._merchant, customer_groups.c.id == group_id
+            )
+        )
+        return gone
 
     async def add_members(self, group_id: str, customer_ids: Sequence[str]) -> Sequence[str]:
         """The customers who were not members yet."""

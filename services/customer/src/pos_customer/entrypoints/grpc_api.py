@@ -93,7 +93,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
         self, request: customer_pb2.ListCustomersRequest, uow: CustomerUow
     ) -> customer_pb2.ListCustomersResponse:
         page = page_request(request)
-        found, token = page_of(await handlers.list_customers(uow, page), page)
+        found, token = page_of(await handlers.list_customers(uow, page, request.group_id), page)
         return customer_pb2.ListCustomersResponse(
             customers=[customer_to_proto(c) for c in found], next_page_token=token
         )
@@ -175,6 +175,25 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     ) -> customer_pb2.AddGroupMembersResponse:
         group = await handlers.change_members(uow, request.group_id, request.customer_ids, True)
         return customer_pb2.AddGroupMembersResponse(group=messages.group_to_proto(group))
+
+    @mutation(customer_pb2.UpdateGroupResponse)
+    async def UpdateGroup(
+        self, request: customer_pb2.UpdateGroupRequest, uow: CustomerUow
+    ) -> customer_pb2.UpdateGroupResponse:
+        group = await handlers.update_group(
+            uow,
+            request.id,
+            request.name if request.HasField("name") else None,
+            request.description if request.HasField("description") else None,
+        )
+        return customer_pb2.UpdateGroupResponse(group=messages.group_to_proto(group))
+
+    @mutation(customer_pb2.DeleteGroupResponse)
+    async def DeleteGroup(
+        self, request: customer_pb2.DeleteGroupRequest, uow: CustomerUow
+    ) -> customer_pb2.DeleteGroupResponse:
+        group = await handlers.delete_group(uow, request.id)
+        return customer_pb2.DeleteGroupResponse(group=messages.group_to_proto(group))
 
     @mutation(customer_pb2.RemoveGroupMembersResponse)
     async def RemoveGroupMembers(

@@ -121,9 +121,14 @@ async def active_customer(
     return customer
 
 
-async def list_customers(uow: CustomerUnitOfWork, page: PageRequest) -> list[Customer]:
-    """By id, or the change feed partners poll (oldest change first, resumable by cursor)."""
-    return await uow.customers.list(page)
+async def list_customers(
+    uow: CustomerUnitOfWork, page: PageRequest, group_id: str = ""
+) -> list[Customer]:
+    """By id, or the change feed partners poll (oldest change first, resumable by cursor);
+    with `group_id`, only that group's members."""
+    if group_id:
+        await get_group(uow, group_id)
+    return await uow.customers.list(page, group_id)
 
 
 async def update_customer(
@@ -470,8 +475,8 @@ async def create_group(uow: CustomerUnitOfWork, name: str, description: str) -> 
     return await get_group(uow, group_id)
 
 
-async def get_group(uow: CustomerUnitOfWork, group_id: str) -> Group:
-    row = await uow.groups.get(group_id)
+async def get_group(uow: CustomerUnitOfWork, group_id: str, lock: str = "") -> Group:
+    row = await uow.groups.get(group_id, lock)
     if row is None:
         raise NotFound("group", group_id)
     return _group(row)
@@ -492,7 +497,8 @@ async def change_members(
             f"1 to {MAX_GROUP_CHANGE} customer ids",
         )
     )
-    await get_group(uow, group_id)
+    # Shared: members change while the group stays (a delete waits, or finds none after).
+    await get_group(uow, group_id, lock="share")
     # Locked in one order (no deadlock between two changes of overlapping lists): each
     # customer whose groups change gets a new version below.
     if add:
@@ -505,8 +511,14 @@ async def change_members(
             if await uow.customers.get(customer_id, for_update=True) is None:
                 raise NotFound("customer", customer_id)
         changed = await uow.groups.remove_members(group_id, ids)
-    # A customer's groups are part of the customer: promotions for a group are priced from
-    # the customer's events, and a partner's copy keyed on its version must see the change.
+    await _groups_changed(uow, changed)
+    return await get_group(uow, group_id)
+
+
+async def _groups_changed(uow: CustomerUnitOfWork, changed: Sequence[str]) -> None:
+    """A customer's groups are part of the customer: promotions for a group are priced from
+    the customer's events, and a partner's copy keyed on its version must see the change.
+    The customers are locked already."""
     for customer_id in sorted(changed):
         customer = await uow.customers.get(customer_id)
         if customer is None or customer.status != ACTIVE:
@@ -516,7 +528,36 @@ async def change_members(
         saved = await uow.customers.save(customer, seen)
         assert saved, "locked above"
         uow.publish(CustomerUpdated(customer))
+
+
+async def update_group(
+    uow: CustomerUnitOfWork, group_id: str, name: str | None, description: str | None
+) -> Group:
+    """Only what is given changes; the members keep their versions (their groups are ids)."""
+    group = await get_group(uow, group_id, lock="update")
+    new_name = group.name if name is None else name.strip()
+    new_description = group.description if description is None else description
+    raise_if(
+        require(0 < len(new_name) <= 100, "name", "1 to 100 characters")
+        + require(len(new_description) <= 500, "description", "at most 500 characters")
+    )
+    if new_name != group.name:
+        holder = await uow.groups.get_by_name(new_name)
+        if holder is not None:
+            raise AlreadyExists("a group with this name already exists", "group_name_taken")
+    if (new_name, new_description) != (group.name, group.description):
+        await uow.groups.change(group_id, new_name, new_description)
     return await get_group(uow, group_id)
+
+
+async def delete_group(uow: CustomerUnitOfWork, group_id: str) -> Group:
+    """The group as it was. Its members leave it as RemoveGroupMembers makes them leave."""
+    group = await get_group(uow, group_id, lock="update")
+    # The group first, then its members in id order: the order change_members locks in.
+    for customer_id in sorted(await uow.groups.member_ids(group_id)):
+        await uow.customers.get(customer_id, for_update=True)
+    await _groups_changed(uow, await uow.groups.remove(group_id))
+    return group
 
 
 async def groups_of(uow: CustomerUnitOfWork, customer_id: str) -> list[Group]:

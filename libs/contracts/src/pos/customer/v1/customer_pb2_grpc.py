@@ -111,6 +111,16 @@ class CustomerServiceStub:
                 request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.SerializeToString,
                 response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.FromString,
                 _registered_method=True)
+        self.UpdateGroup = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/UpdateGroup',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupResponse.FromString,
+                _registered_method=True)
+        self.DeleteGroup = channel.unary_unary(
+                '/pos.customer.v1.CustomerService/DeleteGroup',
+                request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupResponse.FromString,
+                _registered_method=True)
         self.ListCustomerOrders = channel.unary_unary(
                 '/pos.customer.v1.CustomerService/ListCustomerOrders',
                 request_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.ListCustomerOrdersRequest.SerializeToString,
@@ -266,6 +276,22 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateGroup(self, request, context):
+        """A group's name or description; only the fields that are set change. Its members and
+        their versions do not change (a customer's groups are ids).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGroup(self, request, context):
+        """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
+        as RemoveGroupMembers gives them. Answers the group as it was.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCustomerOrders(self, request, context):
         """Purchase history, from order events (no call to the order service).
         """
@@ -409,6 +435,16 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.RemoveGroupMembers,
                     request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.FromString,
                     response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.SerializeToString,
+            ),
+            'UpdateGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateGroup,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupResponse.SerializeToString,
+            ),
+            'DeleteGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGroup,
+                    request_deserializer=pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupRequest.FromString,
+                    response_serializer=pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupResponse.SerializeToString,
             ),
             'ListCustomerOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCustomerOrders,
@@ -867,6 +903,60 @@ class CustomerService:
             '/pos.customer.v1.CustomerService/RemoveGroupMembers',
             pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersRequest.SerializeToString,
             pos_dot_customer_dot_v1_dot_customer__pb2.RemoveGroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/UpdateGroup',
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.UpdateGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.customer.v1.CustomerService/DeleteGroup',
+            pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupRequest.SerializeToString,
+            pos_dot_customer_dot_v1_dot_customer__pb2.DeleteGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

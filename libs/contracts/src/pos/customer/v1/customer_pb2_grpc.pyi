@@ -59,6 +59,14 @@ class CustomerServiceStub:
     ListGroups: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListGroupsRequest, _customer_pb2.ListGroupsResponse]
     AddGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.AddGroupMembersRequest, _customer_pb2.AddGroupMembersResponse]
     RemoveGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_pb2.RemoveGroupMembersRequest, _customer_pb2.RemoveGroupMembersResponse]
+    UpdateGroup: _grpc.UnaryUnaryMultiCallable[_customer_pb2.UpdateGroupRequest, _customer_pb2.UpdateGroupResponse]
+    """A group's name or description; only the fields that are set change. Its members and
+    their versions do not change (a customer's groups are ids).
+    """
+    DeleteGroup: _grpc.UnaryUnaryMultiCallable[_customer_pb2.DeleteGroupRequest, _customer_pb2.DeleteGroupResponse]
+    """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
+    as RemoveGroupMembers gives them. Answers the group as it was.
+    """
     ListCustomerOrders: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]
     """Purchase history, from order events (no call to the order service)."""
     GetLoyaltyProgram: _grpc.UnaryUnaryMultiCallable[_loyalty_pb2.GetLoyaltyProgramRequest, _loyalty_pb2.GetLoyaltyProgramResponse]
@@ -107,6 +115,14 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     ListGroups: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListGroupsRequest, _customer_pb2.ListGroupsResponse]  # type: ignore[assignment]
     AddGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_pb2.AddGroupMembersRequest, _customer_pb2.AddGroupMembersResponse]  # type: ignore[assignment]
     RemoveGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_pb2.RemoveGroupMembersRequest, _customer_pb2.RemoveGroupMembersResponse]  # type: ignore[assignment]
+    UpdateGroup: _aio.UnaryUnaryMultiCallable[_customer_pb2.UpdateGroupRequest, _customer_pb2.UpdateGroupResponse]  # type: ignore[assignment]
+    """A group's name or description; only the fields that are set change. Its members and
+    their versions do not change (a customer's groups are ids).
+    """
+    DeleteGroup: _aio.UnaryUnaryMultiCallable[_customer_pb2.DeleteGroupRequest, _customer_pb2.DeleteGroupResponse]  # type: ignore[assignment]
+    """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
+    as RemoveGroupMembers gives them. Answers the group as it was.
+    """
     ListCustomerOrders: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]  # type: ignore[assignment]
     """Purchase history, from order events (no call to the order service)."""
     GetLoyaltyProgram: _aio.UnaryUnaryMultiCallable[_loyalty_pb2.GetLoyaltyProgramRequest, _loyalty_pb2.GetLoyaltyProgramResponse]  # type: ignore[assignment]
@@ -242,6 +258,26 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _customer_pb2.RemoveGroupMembersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.RemoveGroupMembersResponse, _abc.Awaitable[_customer_pb2.RemoveGroupMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateGroup(
+        self,
+        request: _customer_pb2.UpdateGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.UpdateGroupResponse, _abc.Awaitable[_customer_pb2.UpdateGroupResponse]]:
+        """A group's name or description; only the fields that are set change. Its members and
+        their versions do not change (a customer's groups are ids).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteGroup(
+        self,
+        request: _customer_pb2.DeleteGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_pb2.DeleteGroupResponse, _abc.Awaitable[_customer_pb2.DeleteGroupResponse]]:
+        """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
+        as RemoveGroupMembers gives them. Answers the group as it was.
+        """
 
     @_abc_1.abstractmethod
     def ListCustomerOrders(
