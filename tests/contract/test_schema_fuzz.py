@@ -97,7 +97,8 @@ CUSTOMER_RULES = "|".join(
      "PUT /v1/loyalty-program")
 )  # fmt: skip
 PAGED_LISTS = "|".join(
-    ("locations", "products", "customers", "orders", "orders/[^/]+/returns", "promotions",
+    ("locations", "products", "customers", "orders", "orders/[^/]+/returns", "returns",
+     "promotions",
      "promotions/[^/]+/coupons", "inventory/history",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
@@ -200,7 +201,8 @@ include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscri
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 
 # A cursor is opaque: any string fits the schema, only one the list gave out is valid, and
-# any other is a 400 (`cursor` in errors[]).
+# any other is a 400 (`cursor` in errors[]); a created window must not be empty (400 naming
+# `created_before`).
 [[operations]]
 include-name-regex = "^GET /v1/({PAGED_LISTS}|gift-cards/[^/]+/activities)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"]}

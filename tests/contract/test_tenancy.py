@@ -441,7 +441,8 @@ REFERENCES = {
     "group_id": "group",
     "order_id": "order",
     "payment_id": "payment",
-    # The register and staff member an order was sold at (`GET /v1/orders` filters).
+    # The register and staff member an order was sold or a return taken at (`GET /v1/orders`
+    # and `GET /v1/returns` filters).
     "register_id": "register",
     "staff_id": "staff",
     # A store an order's fulfilment leaves from (fulfillments[].location_id).
@@ -586,6 +587,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},
     ("get", "/v1/customers"): lambda t: {"group_id": t.group},
     ("get", "/v1/orders"): lambda t: {"location_id": t.locations[0], "customer_id": t.customer},
+    ("get", "/v1/returns"): lambda t: {},
     ("patch", "/v1/orders/{order_id}"): lambda t: {
         "customer_id": t.customer, "lines": [{"sku": t.sku, "quantity": 1}],
         "fulfillments": [{"type": "pickup", "location_id": t.locations[1]}]},

@@ -741,3 +741,56 @@ def test_a_receiptless_limit_caps_each_customers_store_credit(platform: Running)
         assert lifted["receiptless_limit"] is None
         _ok(back(customer, 3), 201)
         assert cards(customer) == 3
+
+
+def test_every_return_of_the_merchant_is_listed_and_filtered(platform: Running) -> None:
+    """`GET /v1/returns` lists the merchant's returns across orders (oldest first, paged),
+    narrowed by register, staff member, status and a created window; a register or staff
+    member of another merchant is a 404, a reversed window a 400, and a register's own
+    credential is refused the merchant-wide list (403)."""
+    with platform.new_merchant("Returns List") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store, (tee,) = _products(http, 2500)
+        till = open_till(platform.platform.gateway_url, http, store)
+        sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        with closing(till.device) as device:
+            at_till = _ok(_post(device, "/v1/checkouts", sale), 201)["order"]
+            back_office = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+            first = _ok(_post(device, f"/v1/orders/{at_till['id']}/returns", _ask("L1", 1)), 201)
+            second = _ok(_post(http, f"/v1/orders/{back_office['id']}/returns", _ask("L1", 1)), 201)
+            third = _ok(_post(device, f"/v1/orders/{at_till['id']}/returns", _ask("L1", 1)), 201)
+            refused = device.get("/v1/returns")
+            assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
+
+        def ids(**params: Any) -> list[str]:
+            return [r["id"] for r in _ok(http.get("/v1/returns", params=params))["data"]]
+
+        everything = [first["id"], second["id"], third["id"]]
+        assert ids() == everything
+        page = _ok(http.get("/v1/returns", params={"limit": 2}))
+        assert [r["id"] for r in page["data"]] == everything[:2]
+        rest = {"limit": 2, "cursor": page["next_cursor"]}
+        assert ids(**rest) == everything[2:]
+        assert ids(register_id=till.register_id) == [first["id"], third["id"]]
+        assert ids(staff_id=till.staff_id) == [first["id"], third["id"]]
+        assert ids(status="completed") == everything
+        assert ids(status="pending") == []
+        made = datetime.fromisoformat(second["created_at"].replace("Z", "+00:00"))
+        assert ids(created_since=second["created_at"]) == everything[1:]
+        assert ids(created_before=second["created_at"]) == everything[:1]
+        # A cursor pages on only with the filters it came with.
+        moved = http.get("/v1/returns", params={**rest, "status": "completed"})
+        assert moved.status_code == 400, moved.text
+        assert [e["field"] for e in moved.json()["errors"]] == ["cursor"]
+        reversed_window = http.get(
+            "/v1/returns",
+            params={"created_since": second["created_at"], "created_before": made.isoformat()},
+        )
+        assert reversed_window.status_code == 400, reversed_window.text
+        assert [e["field"] for e in reversed_window.json()["errors"]] == ["created_before"]
+        with platform.new_merchant("Returns List Other") as other:
+            assert other.get("/v1/returns").json()["data"] == []
+            for params in ({"register_id": till.register_id}, {"staff_id": till.staff_id}):
+                missing = other.get("/v1/returns", params=params)
+                assert missing.status_code == 404, missing.text

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from order_shop import serve_order
 
 from pos.common.v1 import money_pb2
@@ -331,6 +332,39 @@ async def test_bad_returns_are_refused_and_write_nothing(shop: Shop) -> None:
             metadata=MERCHANT,
             timeout=5,
         )
+
+
+async def test_a_list_of_returns_checks_its_filters(shop: Shop) -> None:
+    """A direct caller's filters are checked as the gateway's are: an unknown status and a
+    reversed window are INVALID_ARGUMENT naming the field; an order not the merchant's is
+    NOT_FOUND; with no order the merchant's returns across orders are listed."""
+    order = await shop.sale(2, 0)
+    made = await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20
+    )
+
+    async def listed(**fields: Any) -> list[str]:
+        found = await shop.orders.ListReturns(
+            order_pb2.ListReturnsRequest(**fields), metadata=MERCHANT, timeout=5
+        )
+        return [r.id for r in found.returns]
+
+    assert made.order_return.id in await listed(status="completed")
+    assert made.order_return.id not in await listed(status="pending")
+    assert await listed(order_id=order.id, register_id="reg_elsewhere") == []
+    later, earlier = Timestamp(seconds=2_000_000_000), Timestamp(seconds=1_000_000_000)
+    for fields, field in (
+        ({"status": "refunded"}, "status"),
+        ({"created_since": later, "created_before": earlier}, "created_before"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await listed(**fields)
+        assert [f.field for f in read_error(err.value).violations] == [field]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.ListReturns(
+            order_pb2.ListReturnsRequest(order_id=order.id), metadata=OTHER, timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_fifty_concurrent_returns_of_one_line_refund_at_most_what_it_paid(

@@ -26,7 +26,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from pos.common.v1 import money_pb2
-from pos_gateway import registers
+from pos_gateway import registers, staff
 from pos_gateway.actions import principal_of
 from pos_gateway.auth import require
 from pos_gateway.clients import Services
@@ -631,6 +631,14 @@ async def known_register(request: Request, register_id: str) -> None:
     found = await registers.get(request.app.state.engine, principal.merchant_id, register_id)
     if found is None or principal.location_id not in (None, found.location_id):
         raise register_missing(register_id)
+
+
+async def known_staff(request: Request, staff_id: str) -> None:
+    """A staff member a filter names is the caller's own, or the answer is a 404."""
+    principal = principal_of(request)
+    if await staff.get(request.app.state.engine, principal.merchant_id, staff_id) is None:
+        raise Problem(404, "resource_missing", f"staff member {staff_id!r} was not found",
+                      extra={"resource": "staff"})  # fmt: skip
 
 
 def register_missing(register_id: str) -> Problem:

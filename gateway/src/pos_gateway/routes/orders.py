@@ -43,6 +43,7 @@ from pos_gateway.routes.common import (
     example,
     expected_version,
     known_register,
+    known_staff,
     op,
     patched,
     request_id,
@@ -426,13 +427,6 @@ _TENDERS = {
 }
 
 
-async def _known_staff(request: Request, staff_id: str) -> None:
-    principal = principal_of(request)
-    if await staff.get(request.app.state.engine, principal.merchant_id, staff_id) is None:
-        raise Problem(404, "resource_missing", f"staff member {staff_id!r} was not found",
-                      extra={"resource": "staff"})  # fmt: skip
-
-
 @router.get("/orders", **op("orders:read", "List orders", (404,), example=ex.page(ex.ORDER)))
 async def list_orders(
     svc: Svc,
@@ -487,7 +481,7 @@ async def list_orders(
     if register_id:
         await known_register(request, register_id)
     if staff_id:
-        await _known_staff(request, staff_id)
+        await known_staff(request, staff_id)
     ask = order_pb2.ListOrdersRequest(
         page_size=limit,
         page_token=cursor or "",

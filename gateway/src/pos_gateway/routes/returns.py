@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from pos.order.v1 import order_pb2
@@ -19,13 +19,19 @@ from pos_gateway.routes.common import (
     CREATE,
     INT64,
     Body,
+    CreatedBefore,
+    CreatedSince,
     Cursor,
     Limit,
     MoneyIn,
     PathId,
+    QueryId,
     Sku,
     conflict_shown,
+    created_window,
     example,
+    known_register,
+    known_staff,
     op,
     request_id,
     services,
@@ -380,6 +386,56 @@ async def list_returns(
     answer = await svc.order.ListReturns(
         order_pb2.ListReturnsRequest(order_id=order_id, page_size=limit, page_token=cursor or "")
     )
+    return to_page(ReturnList, answer.returns, answer.next_page_token)
+
+
+@router.get(
+    "/returns",
+    **op("orders:read", "List returns", (404,), example=ex.page(ex.RETURN)),
+)
+async def list_all_returns(
+    svc: Svc,
+    request: Request,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[
+        Literal["pending", "completed"] | None, Query(description="Only returns in this status")
+    ] = None,
+    register_id: Annotated[
+        QueryId | None, Query(description="Only the returns taken at this register")
+    ] = None,
+    staff_id: Annotated[
+        QueryId | None, Query(description="Only the returns taken by this staff member")
+    ] = None,
+    created_since: CreatedSince = None,
+    created_before: CreatedBefore = None,
+) -> ReturnList:
+    """Every return of the merchant by id, oldest first: those of orders, exchanges' and those
+    without a receipt (`order_id` empty). Each filter narrows the list (`created_since` and
+    `created_before` together: a day's or a shift's returns, the second after the first, else
+    a 400); a cursor pages on only with the filters it was given with. A register or staff
+    member you do not have (another merchant's included) is a 404 `resource_missing` problem.
+    `pending` returns are still refunding or restocking, or wait for a person to settle a
+    refund refused for good (`refusal_code`). Back office only: a register's credential is
+    refused (403 `insufficient_scope`), as every store's returns are in it; a till reads an
+    order's returns through the order."""
+    if principal_of(request).register_id is not None:
+        raise Problem(
+            403, "insufficient_scope", "a register's credential cannot list every store's returns"
+        )
+    if register_id:
+        await known_register(request, register_id)
+    if staff_id:
+        await known_staff(request, staff_id)
+    ask = order_pb2.ListReturnsRequest(
+        page_size=limit,
+        page_token=cursor or "",
+        status=status or "",
+        register_id=register_id or "",
+        staff_id=staff_id or "",
+    )
+    created_window(ask, created_since, created_before)
+    answer = await svc.order.ListReturns(ask)
     return to_page(ReturnList, answer.returns, answer.next_page_token)
 
 

@@ -23,6 +23,7 @@ from pos_order.domain.returns import (
     TenderRefund,
     lowest_sold,
 )
+from pos_order.service.ports import ReturnFilters
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -366,12 +367,22 @@ class SqlReturns:
         )
         return [_return(row) for row in rows]
 
-    async def page_of_order(self, order_id: str, page: PageRequest) -> list[Return]:
+    async def page(self, f: ReturnFilters, page: PageRequest) -> list[Return]:
         # By id, as every list pages: a return's id starts with the time it was asked for, so
         # this is oldest first, and a cursor stays good while more returns are made.
-        query = select(order_returns).where(
-            order_returns.c.merchant_id == self._merchant, order_returns.c.order_id == order_id
-        )
+        query = select(order_returns).where(order_returns.c.merchant_id == self._merchant)
+        for column, wanted in (
+            (order_returns.c.order_id, f.order_id),
+            (order_returns.c.status, f.status),
+            (order_returns.c.register_id, f.register_id),
+            (order_returns.c.staff_id, f.staff_id),
+        ):
+            if wanted:
+                query = query.where(column == wanted)
+        if f.created_since is not None:
+            query = query.where(order_returns.c.created_at >= f.created_since)
+        if f.created_before is not None:
+            query = query.where(order_returns.c.created_at < f.created_before)
         if page.after:
             query = query.where(order_returns.c.id > page.after)
         rows = await self._conn.execute(query.order_by(order_returns.c.id).limit(page.fetch))

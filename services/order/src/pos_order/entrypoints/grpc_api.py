@@ -50,6 +50,7 @@ from pos_order.service.ports import (
     OrderFilters,
     OrderSettings,
     PaymentResult,
+    ReturnFilters,
 )
 from pos_order.service.saga import Policy, boundary
 
@@ -660,7 +661,21 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.ListReturnsRequest, uow: OrderUow
     ) -> order_pb2.ListReturnsResponse:
         page = page_request(request)
-        found, token = page_of(await returns.list_returns(uow, request.order_id, page), page)
+        filters = ReturnFilters(
+            order_id=request.order_id,
+            status=request.status,
+            register_id=request.register_id,
+            staff_id=request.staff_id,
+            created_since=(
+                request.created_since.ToDatetime(UTC) if request.HasField("created_since") else None
+            ),
+            created_before=(
+                request.created_before.ToDatetime(UTC)
+                if request.HasField("created_before")
+                else None
+            ),
+        )
+        found, token = page_of(await returns.list_returns(uow, filters, page), page)
         return order_pb2.ListReturnsResponse(
             returns=[return_to_proto(r) for r in found], next_page_token=token
         )

@@ -45,6 +45,19 @@ class OrderFilters:
 
 
 @dataclass(frozen=True)
+class ReturnFilters:
+    """What narrows a list of returns; each one set must hold."""
+
+    order_id: str = ""
+    status: str = ""
+    register_id: str = ""
+    staff_id: str = ""
+    # Created in [created_since, created_before): a day's or a shift's returns.
+    created_since: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
 class OrderSettings:
     capture_pickup_at_order: bool = False
     pickup_expiry_seconds: int = 7 * 24 * 3600

@@ -29,7 +29,15 @@ from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from pos_kit.context import register_var, staff_var
-from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
+from pos_kit.errors import (
+    Conflict,
+    DomainError,
+    ErrorKind,
+    NotFound,
+    Unavailable,
+    raise_if,
+    require,
+)
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -78,6 +86,7 @@ from pos_order.service.ports import (
     OrderSettings,
     OrderUnitOfWork,
     PaymentResult,
+    ReturnFilters,
 )
 from pos_order.service.saga import Policy, now
 
@@ -105,8 +114,9 @@ class ReturnRepository(Protocol):
     async def discard(self, return_id: str) -> None: ...
     async def touch(self, return_id: str) -> None: ...
     async def of_order(self, order_id: str) -> list[Return]: ...
-    async def page_of_order(self, order_id: str, page: PageRequest) -> list[Return]:
-        """A page of the order's returns by id (one more than the page, see `PageRequest`)."""
+    async def page(self, f: ReturnFilters, page: PageRequest) -> list[Return]:
+        """A page of the returns `f` lets through, by id (one more than the page, see
+        `PageRequest`)."""
         ...
 
     async def refund_hold(self, order_id: str) -> tuple[bool, int]:
@@ -1008,11 +1018,29 @@ async def get_return(uow: ReturnsUnitOfWork, return_id: str) -> Return:
     return found
 
 
-async def list_returns(uow: ReturnsUnitOfWork, order_id: str, page: PageRequest) -> list[Return]:
-    order = await uow.orders.get(order_id)
-    if order is None:
-        raise NotFound("order", order_id)
-    return await uow.returns.page_of_order(order_id, page)
+async def list_returns(uow: ReturnsUnitOfWork, f: ReturnFilters, page: PageRequest) -> list[Return]:
+    """An order's returns, or with no order every return of the merchant, by id."""
+    statuses = {s.value for s in ReturnStatus}
+    raise_if(
+        require(not f.status or f.status in statuses, "status", f"one of {sorted(statuses)}")
+        + require(
+            f.created_since is None
+            or f.created_before is None
+            or f.created_before > f.created_since,
+            "created_before",
+            "must be after created_since",
+        )
+    )
+    if f.order_id and await uow.orders.get(f.order_id) is None:
+        raise NotFound("order", f.order_id)
+    return await uow.returns.page(f, page)
 
 
-__all__ = ["CreateReturn", "NewUow", "ReturnPorts", "SettleReturn", "get_return", "list_returns"]
+__all__ = [
+    "CreateReturn",
+    "NewUow",
+    "ReturnPorts",
+    "SettleReturn",
+    "get_return",
+    "list_returns",
+]

@@ -2432,20 +2432,42 @@ class ListReturnsRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REGISTER_ID_FIELD_NUMBER: _builtins.int
+    STAFF_ID_FIELD_NUMBER: _builtins.int
+    CREATED_SINCE_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
+    """Empty: every return of the merchant (those without a receipt and exchanges' included)."""
     page_size: _builtins.int
     """By id (oldest first): an order of a large quantity can have thousands of returns."""
     page_token: _builtins.str
+    status: _builtins.str
+    """Each filter set narrows the list: "pending" or "completed"; taken at this register, by
+    this staff member; created in [created_since, created_before) (the second after the
+    first, else INVALID_ARGUMENT naming created_before).
+    """
+    register_id: _builtins.str
+    staff_id: _builtins.str
+    @_builtins.property
+    def created_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status: _builtins.str = ...,
+        register_id: _builtins.str = ...,
+        staff_id: _builtins.str = ...,
+        created_since: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

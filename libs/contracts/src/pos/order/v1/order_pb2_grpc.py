@@ -266,7 +266,7 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReturns(self, request, context):
-        """The returns of an order, oldest first.
+        """The returns of an order, or (no order_id) every return of the merchant, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

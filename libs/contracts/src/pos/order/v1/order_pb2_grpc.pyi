@@ -80,7 +80,7 @@ class OrderServiceStub:
     Concurrent returns of the same lines are serialized on the order.
     """
     ListReturns: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]
-    """The returns of an order, oldest first."""
+    """The returns of an order, or (no order_id) every return of the merchant, oldest first."""
     GetReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]
     """One return of the merchant by its id, a return without a receipt (no order) included."""
     HoldOrderForRefund: _grpc.UnaryUnaryMultiCallable[_order_pb2.HoldOrderForRefundRequest, _order_pb2.HoldOrderForRefundResponse]
@@ -161,7 +161,7 @@ class OrderServiceAsyncStub(OrderServiceStub):
     Concurrent returns of the same lines are serialized on the order.
     """
     ListReturns: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReturnsRequest, _order_pb2.ListReturnsResponse]  # type: ignore[assignment]
-    """The returns of an order, oldest first."""
+    """The returns of an order, or (no order_id) every return of the merchant, oldest first."""
     GetReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.GetReturnRequest, _order_pb2.GetReturnResponse]  # type: ignore[assignment]
     """One return of the merchant by its id, a return without a receipt (no order) included."""
     HoldOrderForRefund: _aio.UnaryUnaryMultiCallable[_order_pb2.HoldOrderForRefundRequest, _order_pb2.HoldOrderForRefundResponse]  # type: ignore[assignment]
@@ -335,7 +335,7 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.ListReturnsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListReturnsResponse, _abc.Awaitable[_order_pb2.ListReturnsResponse]]:
-        """The returns of an order, oldest first."""
+        """The returns of an order, or (no order_id) every return of the merchant, oldest first."""
 
     @_abc_1.abstractmethod
     def GetReturn(
