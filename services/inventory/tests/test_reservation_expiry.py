@@ -13,6 +13,8 @@ import pytest
 import pytest_asyncio
 from test_reservations import _db, _hold, _invariants, _setup, stock_stub
 
+from pos.inventory.v1 import inventory_pb2 as inv
+from pos.inventory.v1 import inventory_pb2_grpc
 from pos.inventory.v1 import stock_events_pb2 as inv_events
 from pos.inventory.v1 import stock_pb2 as st
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
@@ -202,3 +204,118 @@ async def test_a_transfer_is_not_refused_for_units_a_due_hold_still_holds(
         (True, 0, 0),
     ]
     assert _events(svc, "expired", old.reservation.id) == 1
+
+
+async def test_a_due_hold_not_yet_swept_reads_expired_and_holds_nothing_in_any_read(
+    svc: InProcessService,
+) -> None:
+    """A hold past its time holds nothing by its terms, swept or not: read, it is `expired`
+    (as the sweep will write it), and availability, stock levels, nearby stock and sourcing
+    promise its units. Before, it read `active` and its units stayed out of every read for up
+    to a sweep interval (only a new hold or a transfer took them back). The sweep still ends
+    it: its state and its event are written once."""
+    sku = "DUE-read"
+    stub = stock_stub(svc.channel)
+    inventory = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    made_loc = await inventory.CreateLocation(
+        inv.CreateLocationRequest(
+            request_id="loc-due-read",
+            name="Due store",
+            currency="USD",
+            geo=inv.GeoPoint(latitude=-33.9, longitude=18.4),
+            pickup_enabled=True,
+            ship_enabled=True,
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    loc = made_loc.location.id
+    await inventory.CreateProduct(
+        inv.CreateProductRequest(
+            request_id=f"p-{sku}", sku=sku, name=sku, price={"amount": 100, "currency": "USD"}
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    await inventory.AdjustStock(
+        inv.AdjustStockRequest(
+            request_id="r-due-read",
+            sku=sku,
+            location_id=loc,
+            delta=3,
+            reason=inv.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    made = await stub.CreateReservation(_hold("dr-1", loc, [(sku, 2)]), metadata=MD, timeout=5)
+    rid = made.reservation.id
+    _due(svc, rid)
+    assert _db(svc, "SELECT status FROM reservations WHERE id = %s", rid) == [("active",)]
+
+    got = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
+
+    available = await stub.GetAvailability(
+        st.GetAvailabilityRequest(skus=[sku]), metadata=MD, timeout=5
+    )
+    ((item,),) = [list(available.skus)]
+    assert (item.on_hand, item.reserved, item.available) == (3, 0, 3)
+    assert [(lv.reserved, lv.available) for lv in item.locations] == [(0, 3)]
+
+    levels = await inventory.GetStockLevels(
+        inv.GetStockLevelsRequest(skus=[sku], location_id=loc), metadata=MD, timeout=5
+    )
+    assert [(lv.on_hand, lv.reserved, lv.available) for lv in levels.levels] == [(3, 0, 3)]
+
+    lines = [st.StockLine(sku=sku, quantity=3)]
+    nearby = await stub.FindNearbyStock(
+        st.FindNearbyStockRequest(lines=lines, near=inv.GeoPoint(latitude=-33.9, longitude=18.5)),
+        metadata=MD,
+        timeout=5,
+    )
+    assert [x.location.id for x in nearby.locations] == [loc]
+
+    destination = inv.GeoPoint(latitude=-33.9, longitude=18.5)
+    dry = await stub.ProposeSourcing(
+        st.ProposeSourcingRequest(lines=lines, destination=destination, dry_run=True),
+        metadata=MD,
+        timeout=5,
+    )
+    assert [(a.location_id, [(x.sku, x.quantity) for x in a.lines]) for a in dry.allocations] == [
+        (loc, [(sku, 3)])
+    ]
+    # Sourced for real, the proposal holds: the due hold ends as expired, as the sweep would.
+    sourced = await stub.ProposeSourcing(
+        st.ProposeSourcingRequest(request_id="dr-2", lines=lines, destination=destination),
+        metadata=MD,
+        timeout=5,
+    )
+    assert [a.location_id for a in sourced.allocations] == [loc]
+    assert sourced.allocations[0].reservation_id
+    assert _invariants(svc, sku, loc) == (3, 3)
+    assert _events(svc, "expired", rid) == 1
+    await sweep_once(svc.runtime.uow)
+    assert _db(svc, "SELECT status FROM reservations WHERE id = %s", rid) == [("expired",)]
+    assert _invariants(svc, sku, loc) == (3, 3)
+    assert _events(svc, "expired", rid) == 1
+
+
+async def test_the_sweep_still_ends_a_due_hold_that_was_only_read(
+    svc: InProcessService,
+) -> None:
+    loc = await _setup(svc, {"DUE-sweep": 4}, "due-sweep")
+    sku = "DUE-sweep"
+    stub = stock_stub(svc.channel)
+    made = await stub.CreateReservation(_hold("ds-1", loc, [(sku, 4)]), metadata=MD, timeout=5)
+    rid = made.reservation.id
+    _due(svc, rid)
+    got = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
+    assert got.reservation.updated_at.ToDatetime() >= made.reservation.updated_at.ToDatetime()
+    assert _invariants(svc, sku, loc) == (4, 4)  # a read writes nothing
+    await sweep_once(svc.runtime.uow)
+    assert _invariants(svc, sku, loc) == (4, 0)
+    assert _events(svc, "expired", rid) == 1
+    swept = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
+    assert swept.reservation.status == st.RESERVATION_STATUS_EXPIRED

@@ -279,14 +279,15 @@ async def test_the_service_expires_holds_on_its_own(svc: InProcessService) -> No
         _hold("s-1", loc, [("SWEEP", 1)], ttl=1), metadata=MD, timeout=5
     )
     deadline = time.monotonic() + 30
-    status = made.reservation.status
-    while status != st.RESERVATION_STATUS_EXPIRED:
+    # What the sweep wrote: a read answers a hold past its time `expired` before it is swept.
+    stored = "SELECT status FROM reservations WHERE id = %s"
+    while _db(svc, stored, made.reservation.id) != [("expired",)]:
         assert time.monotonic() < deadline, "the hold never expired"
         await asyncio.sleep(0.1)  # polling the outcome, bounded by the deadline
-        got = await stub.GetReservation(
-            st.GetReservationRequest(id=made.reservation.id), metadata=MD, timeout=5
-        )
-        status = got.reservation.status
+    got = await stub.GetReservation(
+        st.GetReservationRequest(id=made.reservation.id), metadata=MD, timeout=5
+    )
+    assert got.reservation.status == st.RESERVATION_STATUS_EXPIRED
     assert _invariants(svc, "SWEEP", loc) == (1, 0)
 
 

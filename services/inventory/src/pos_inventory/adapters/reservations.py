@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters.stock import LEVEL, level_of
@@ -29,6 +29,25 @@ def reservation_of(row: Row[Any]) -> Reservation:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
     )
+
+
+def as_read() -> list[Any]:
+    """The columns of a reservation as a reader sees it. A hold past its time (by the database
+    clock) holds nothing by its terms: it reads `expired` before the sweep writes it so, and
+    its `updated_at` is then no earlier than the moment it ran out (the sweep's stamp, later
+    still, replaces it). Before, it read `active` for up to a sweep interval."""
+    due = and_(
+        reservations.c.status == ReservationStatus.ACTIVE.value,
+        reservations.c.expires_at <= func.now(),
+    )
+    return [
+        *(c for c in reservations.c if c.name not in ("status", "updated_at")),
+        case((due, ReservationStatus.EXPIRED.value), else_=reservations.c.status).label("status"),
+        case(
+            (due, func.greatest(reservations.c.updated_at, reservations.c.expires_at)),
+            else_=reservations.c.updated_at,
+        ).label("updated_at"),
+    ]
 
 
 class SqlReservations:
@@ -66,10 +85,13 @@ class SqlReservations:
         reservation.updated_at = row.updated_at
 
     async def get(self, reservation_id: str, lock: bool = False) -> Reservation | None:
-        query = select(reservations).where(self._key(reservation_id))
+        """The reservation as stored, locked until commit (`lock`, for a change of it); else
+        as a reader sees it (`as_read`): a hold past its time is expired, swept or not."""
         if lock:
             # Commit, release and the sweep all lock the reservation first: one of them wins.
-            query = query.with_for_update()
+            query = select(reservations).where(self._key(reservation_id)).with_for_update()
+        else:
+            query = select(*as_read()).where(self._key(reservation_id))
         row = (await self._conn.execute(query)).first()
         return reservation_of(row) if row else None
 

@@ -257,6 +257,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             ]
         )
 
+    @freeing_due_holds
     @mutation_unless(_dry_run, S.ProposeSourcingResponse)
     async def ProposeSourcing(
         self, request: S.ProposeSourcingRequest, uow: InventoryUow
