@@ -168,6 +168,31 @@ def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running
     assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
 
 
+def test_nearby_stock_of_an_archived_product_is_a_409(platform: Running) -> None:
+    """An archived product is not for sale: nearby stock (where to buy) refuses its SKU as
+    sourcing does, though its units are still on the shelf; before, their stores were listed."""
+    http = platform.http
+    tag = uuid.uuid4().hex[:6].upper()
+    gone, kept = f"GONE-{tag}", f"KEPT-{tag}"
+    made = _post(
+        http,
+        "/v1/products",
+        {"sku": gone, "name": gone, "price": {"amount": 500, "currency": "USD"}},
+    )
+    assert made.status_code == 201, made.text
+    _product(http, kept)
+    shop = _shop(http, f"{tag} archive", 44.98, -93.27, {gone: 3, kept: 3})
+    archived = http.post(f"/v1/products/{made.json()['id']}/archive")
+    assert archived.status_code == 200, archived.text
+    near = {"latitude": 44.98, "longitude": -93.26}
+    answer = http.get("/v1/inventory/nearby", params={"sku": [kept, f"{gone}:2"], **near})
+    assert answer.status_code == 409, answer.text
+    assert (answer.json()["code"], answer.json()["skus"]) == ("product_archived", [gone])
+    listed = http.get("/v1/inventory/nearby", params={"sku": kept, **near})
+    assert listed.status_code == 200, listed.text
+    assert shop in [x["location"]["id"] for x in listed.json()["data"]]
+
+
 def test_a_variant_sku_is_received_sold_and_ordered_for_pickup(platform: Running) -> None:
     """A variant's SKU is stock like any other: received, counted down by a sale, held by an
     order for pickup; a SKU no product or variant has is still a 404 naming it."""

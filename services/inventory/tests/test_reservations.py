@@ -451,3 +451,38 @@ async def test_sourcing_an_archived_product_is_refused_dry_run_or_not(
     assert (await stub.ProposeSourcing(live, metadata=MD, timeout=5)).strategy == (
         st.SOURCING_STRATEGY_PICKUP
     )
+
+
+async def test_nearby_stock_of_an_archived_product_is_refused(svc: InProcessService) -> None:
+    """Nearby stock is where a customer can buy: an archived product is not for sale, so its
+    SKU is refused (409 `product_archived`, naming it), as a sourcing's dry run is, with
+    stock or without; before, the locations holding its units were listed."""
+    loc = await _setup(svc, {"ARCH-N": 4, "LIVE-N": 4}, "arch-n")
+    _db(
+        svc,
+        "UPDATE locations SET latitude = 52.37, longitude = 4.89 WHERE id = %s RETURNING id",
+        loc,
+    )
+    catalog = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    found = await catalog.SearchProducts(
+        inv.SearchProductsRequest(sku="ARCH-N"), metadata=MD, timeout=5
+    )
+    await catalog.ArchiveProduct(
+        inv.ArchiveProductRequest(request_id="arch-n", id=found.products[0].id),
+        metadata=MD,
+        timeout=5,
+    )
+    stub = stock_stub(svc.channel)
+    near = inv.GeoPoint(latitude=52.37, longitude=4.9)
+    for lines in ([("ARCH-N", 1)], [("ARCH-N", 9), ("LIVE-N", 1)]):
+        ask = st.FindNearbyStockRequest(
+            lines=[st.StockLine(sku=s, quantity=q) for s, q in lines], near=near
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.FindNearbyStock(ask, metadata=MD, timeout=5)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, lines
+        error = read_error(err.value)
+        assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-N")
+    live = st.FindNearbyStockRequest(lines=[st.StockLine(sku="LIVE-N", quantity=1)], near=near)
+    listed = await stub.FindNearbyStock(live, metadata=MD, timeout=5)
+    assert loc in [x.location.id for x in listed.locations]

@@ -292,7 +292,12 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
 
 @router.get(
     "/inventory/nearby",
-    **op("inventory:read", "Locations with stock near a point", example=ex.listed(ex.NEARBY)),
+    **op(
+        "inventory:read",
+        "Locations with stock near a point",
+        (409,),
+        example=ex.listed(ex.NEARBY),
+    ),
 )
 async def nearby(
     svc: Svc,
@@ -305,7 +310,9 @@ async def nearby(
     pickup_only: bool = False,
     limit: Limit = 10,
 ) -> NearbyLocationList:
-    """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400."""
+    """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400.
+    An archived product is not for sale: its SKU is a 409 `product_archived` naming `skus`,
+    with stock or without, as in sourcing."""
     answer = await svc.stock.FindNearbyStock(
         stock_pb2.FindNearbyStockRequest(
             lines=_lines_from_query(sku),

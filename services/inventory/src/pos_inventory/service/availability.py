@@ -116,12 +116,16 @@ async def nearby_stock(
     pickup_only: bool,
     limit: int,
 ) -> list[Nearby]:
-    """Locations with a known position that have every line available, nearest first."""
+    """Locations with a known position that have every line available, nearest first. It
+    says where a customer can buy the lines: an archived product is not for sale, so its SKU
+    is a 409 `product_archived`, with stock or without, as a sourcing's dry run is (before,
+    the locations holding its units were listed)."""
     violations = line_violations(lines)
     violations += _geo_violations(near, "near")
     violations += require(radius_km >= 0, "radius_km", "must be zero (no limit) or more")
     raise_if(violations)
     assert near is not None
+    await refuse_archived(uow, [sku for sku, _ in lines])
     places = [
         loc
         for loc in await uow.locations.all()
