@@ -168,6 +168,33 @@ def test_a_nearby_search_with_a_quantity_out_of_range_is_a_400(platform: Running
     assert [e["field"] for e in answer.json()["errors"]] == ["sku"]
 
 
+def test_a_position_that_is_not_a_finite_number_is_a_400_saying_so(platform: Running) -> None:
+    """NaN fails every comparison: it was refused as "less than or equal to 90", which it
+    is not, nor is it more; the reason now says what is wrong, naming the field."""
+    http = platform.http
+    for latitude, longitude, field in (("nan", "4.9", "latitude"), ("52.4", "NaN", "longitude"),
+                                       ("inf", "4.9", "latitude")):  # fmt: skip
+        answer = http.get(
+            "/v1/inventory/nearby",
+            params={"sku": "MUG-LOGO", "latitude": latitude, "longitude": longitude},
+        )
+        assert answer.status_code == 400, answer.text
+        errors = answer.json()["errors"]
+        assert [e["field"] for e in errors] == [field], errors
+        assert "finite number" in errors[0]["reason"], errors
+    # In a body too (JSON has no NaN, but Python's reader takes one).
+    made = http.post(
+        "/v1/locations",
+        content=b'{"name": "Nowhere", "currency": "USD",'
+        b' "geo": {"latitude": NaN, "longitude": 4.9}}',
+        headers={"Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"},
+    )
+    assert made.status_code == 400, made.text
+    errors = made.json()["errors"]
+    assert [e["field"] for e in errors] == ["geo.latitude"], errors
+    assert "finite number" in errors[0]["reason"], errors
+
+
 def test_nearby_stock_of_an_archived_product_is_a_409(platform: Running) -> None:
     """An archived product is not for sale: nearby stock (where to buy) refuses its SKU as
     sourcing does, though its units are still on the shelf; before, their stores were listed."""

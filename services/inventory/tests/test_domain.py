@@ -15,6 +15,7 @@ from pos_inventory.domain.model import (
     Location,
     Reason,
     StockLevel,
+    geo_violations,
     validate_adjustment,
     validate_location,
     validate_sku_list,
@@ -61,6 +62,22 @@ def test_a_location_in_detail_is_checked_field_by_field() -> None:
     }
     good = Location("", "Depot", "USD", 825, tax_rates_bps={"food": 200})
     assert (good.tax_rate_for("food"), good.tax_rate_for("clothing")) == (200, 825)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_position_that_is_not_a_finite_number_is_named_as_such(bad: float) -> None:
+    """NaN fails every comparison, so a range check alone told the caller a NaN latitude
+    "must be between -90 and 90": true, but not what was wrong with it."""
+    for point, field in ((GeoPoint(bad, 4.9), "latitude"), (GeoPoint(52.4, bad), "longitude")):
+        assert [(v.field, v.description) for v in geo_violations(point, "near")] == [
+            (f"near.{field}", "must be a finite number")
+        ]
+        with pytest.raises(InvalidArgument) as err:
+            validate_location(Location("", "Depot", "USD", 0, geo=point))
+        assert [(v.field, v.description) for v in err.value.violations] == [
+            (f"geo.{field}", "must be a finite number")
+        ]
+    assert geo_violations(GeoPoint(52.4, 4.9), "near") == []
 
 
 def test_a_product_needs_a_sku_a_name_and_a_price_that_is_not_negative() -> None:

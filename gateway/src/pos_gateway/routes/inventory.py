@@ -65,8 +65,10 @@ class AddressIn(Body):
 
 
 class GeoIn(Body):
-    latitude: float = Field(ge=-90, le=90, examples=[39.7817])
-    longitude: float = Field(ge=-180, le=180, examples=[-89.6501])
+    # A finite number (Python's JSON reader takes NaN and Infinity): NaN fails every
+    # comparison, and was told it must be at most 90 rather than what is wrong with it.
+    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False, examples=[39.7817])
+    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False, examples=[-89.6501])
 
     def pb(self) -> inventory_pb2.GeoPoint:
         return inventory_pb2.GeoPoint(latitude=self.latitude, longitude=self.longitude)

@@ -304,9 +304,11 @@ async def nearby(
     sku: Annotated[
         list[SkuLine], Query(min_length=1, max_length=100, description="SKU or SKU:quantity")
     ],
-    latitude: Annotated[float, Query(ge=-90, le=90)],
-    longitude: Annotated[float, Query(ge=-180, le=180)],
-    radius_km: Annotated[float, Query(ge=0, le=20_000)] = 0,
+    # NaN fails every comparison: without allow_inf_nan a NaN latitude was told it must be
+    # at most 90 (and an infinite one the same), not that it is no finite number.
+    latitude: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    longitude: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+    radius_km: Annotated[float, Query(ge=0, le=20_000, allow_inf_nan=False)] = 0,
     pickup_only: bool = False,
     limit: Limit = 10,
 ) -> NearbyLocationList:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,24 @@ class Address:
 class GeoPoint:
     latitude: float
     longitude: float
+
+
+def geo_violations(point: GeoPoint, name: str) -> list[FieldViolation]:
+    """A position's problems, each field named under `name`. NaN fails every comparison, so
+    a range check alone told a NaN latitude it "must be between -90 and 90": true, but not
+    what was wrong with it; it is not a number to place, and nor is an infinity."""
+    violations: list[FieldViolation] = []
+    for part, value, bound in (
+        ("latitude", point.latitude, 90),
+        ("longitude", point.longitude, 180),
+    ):
+        if not math.isfinite(value):
+            violations.append(FieldViolation(f"{name}.{part}", "must be a finite number"))
+        elif not -bound <= value <= bound:
+            violations.append(
+                FieldViolation(f"{name}.{part}", f"must be between -{bound} and {bound}")
+            )
+    return violations
 
 
 @dataclass(frozen=True)
@@ -190,12 +209,7 @@ def validate_location(location: Location) -> None:
         "must be an IANA time zone, e.g. Europe/Paris",
     )
     if location.geo is not None:
-        violations += require(
-            -90 <= location.geo.latitude <= 90, "geo.latitude", "must be between -90 and 90"
-        )
-        violations += require(
-            -180 <= location.geo.longitude <= 180, "geo.longitude", "must be between -180 and 180"
-        )
+        violations += geo_violations(location.geo, "geo")
     for name, value in vars(location.address).items():
         violations += require(
             len(value) <= 200, f"address.{name}", "must be at most 200 characters"

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from pos_inventory.domain.model import GeoPoint, Location, StockLevel, validate_sku_list
+from pos_inventory.domain.model import (
+    GeoPoint,
+    Location,
+    StockLevel,
+    geo_violations,
+    validate_sku_list,
+)
 from pos_inventory.domain.reservations import (
     DEFAULT_TTL_SECONDS,
     MAX_REFERENCE,
@@ -73,12 +80,7 @@ async def availability(
 def _geo_violations(point: GeoPoint | None, name: str) -> list[FieldViolation]:
     if point is None:
         return [FieldViolation(name, "is required")]
-    return [
-        *require(-90 <= point.latitude <= 90, f"{name}.latitude", "must be between -90 and 90"),
-        *require(
-            -180 <= point.longitude <= 180, f"{name}.longitude", "must be between -180 and 180"
-        ),
-    ]
+    return geo_violations(point, name)
 
 
 async def _candidates(
@@ -122,7 +124,12 @@ async def nearby_stock(
     the locations holding its units were listed)."""
     violations = line_violations(lines)
     violations += _geo_violations(near, "near")
-    violations += require(radius_km >= 0, "radius_km", "must be zero (no limit) or more")
+    # NaN is not "zero or more" either: `>=` is false for it.
+    violations += require(
+        math.isfinite(radius_km) and radius_km >= 0,
+        "radius_km",
+        "must be a finite number, zero (no limit) or more",
+    )
     raise_if(violations)
     assert near is not None
     await refuse_archived(uow, [sku for sku, _ in lines])
