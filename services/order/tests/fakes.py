@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -22,6 +23,7 @@ from pos_kit.errors import (
     RequestIdReused,
     Unavailable,
 )
+from pos_kit.ids import new_nonce
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.model import (
@@ -40,6 +42,7 @@ from pos_order.service.ports import (
     OrderFilters,
     OrderSettings,
     PaymentResult,
+    Start,
     TenderAsk,
 )
 
@@ -52,7 +55,9 @@ class Store:
 
     orders: dict[tuple[str, str], Order] = field(default_factory=dict)
     customers: dict[tuple[str, str], int] = field(default_factory=dict)
-    starts: dict[tuple[str, str], tuple[datetime, bytes]] = field(default_factory=dict)
+    starts: dict[tuple[str, str], tuple[datetime, bytes, str]] = field(default_factory=dict)
+    # What stamps a request's start (`now()` in the database's transaction).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     settings: dict[str, OrderSettings] = field(default_factory=dict)
     prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
@@ -168,16 +173,14 @@ class FakeCheckoutStarts:
     def __init__(self, uow: FakeUow) -> None:
         self._uow = uow
 
-    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
-        return (await self.start(request_id, fingerprint))[0]
-
-    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
+    async def start(self, request_id: str, fingerprint: bytes) -> Start:
         key = (self._uow.merchant_id, request_id)
         fresh = key not in self._uow.store.starts
-        at, first = self._uow.store.starts.setdefault(key, (datetime.now(UTC), fingerprint))
+        made = (self._uow.store.clock(), fingerprint, new_nonce())
+        at, first, nonce = self._uow.store.starts.setdefault(key, made)
         if first != fingerprint:
             raise RequestIdReused()
-        return at, fresh
+        return Start(at, nonce, fresh)
 
     async def forget(self, request_id: str) -> None:
         self._uow.store.starts.pop((self._uow.merchant_id, request_id), None)

@@ -86,11 +86,18 @@ class Claim:
     request_id: str
     # When the request was first claimed; a re-run after an expired claim sees the same time.
     claimed_at: datetime
+    # A random value stored with the start the ids derive from (read back by every re-run of
+    # it), so that a start made anew under the same request id (its first one withdrawn) derives
+    # new ids even within the same millisecond. Empty: a start kept from before nonces, whose
+    # ids derive from its time and the request id alone, as they did then.
+    nonce: str = ""
 
     def derived_id(self, prefix: str) -> str:
         """The operation's own id (an order id, ...), the same on every run of this request, so
         a re-run hands the other services the same ids and they replay instead of refusing."""
         millis = int(self.claimed_at.timestamp() * 1000)
+        if self.nonce:
+            return derived_id(prefix, millis, self.merchant_id, self.request_id, self.nonce)
         return derived_id(prefix, millis, self.merchant_id, self.request_id)
 
 

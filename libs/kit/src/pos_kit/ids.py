@@ -36,5 +36,11 @@ def derived_id(prefix: str, millis: int, *seed: str) -> str:
     return f"{prefix}_{body}"
 
 
+def new_nonce() -> str:
+    """A random value kept with a start that ids are derived from (`derived_id`'s seed): a new
+    start under the same seed then derives new ids, even within the same millisecond."""
+    return os.urandom(8).hex()
+
+
 def has_prefix(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and len(value) == len(prefix) + 27

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_kit.changes import list_page
 from pos_kit.direct import Prepared, bound, keyed
 from pos_kit.errors import RequestIdReused
+from pos_kit.ids import new_nonce
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -70,7 +71,7 @@ from pos_order.domain.model import (
 from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer, LineDiscount, Manual
 from pos_order.domain.returns import ReceiptlessLimit
 from pos_order.domain.tax import LocationTax
-from pos_order.service.ports import OrderFilters, OrderSettings
+from pos_order.service.ports import OrderFilters, OrderSettings, Start
 
 
 def _when(value: str | None) -> datetime | None:
@@ -829,9 +830,10 @@ def _start_checkout() -> Any:
             merchant_id=bindparam("merchant_id"),
             request_id=bindparam("request_id"),
             fingerprint=bindparam("fingerprint", type_=LargeBinary),
+            nonce=bindparam("nonce"),
         )
         .on_conflict_do_nothing()
-        .returning(t.c.started_at)
+        .returning(t.c.started_at, t.c.nonce)
     )
 
 
@@ -847,23 +849,20 @@ class SqlCheckoutStarts:
         self._conn = conn
         self._merchant = merchant_id
 
-    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
-        return (await self.start(request_id, fingerprint))[0]
-
-    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
+    async def start(self, request_id: str, fingerprint: bytes) -> Start:
         t = checkout_starts
         # The first claim's transaction stamps it (`now()`, the claim's own time) with the
-        # request's fingerprint; a retry, serialised behind the kit's claim on the same request
-        # id, finds it. One round trip on a first attempt, two on a retry.
+        # request's fingerprint and a nonce of its own; a retry, serialised behind the kit's
+        # claim on the same request id, finds it. One round trip on a first attempt, two on a
+        # retry.
         params = {"merchant_id": self._merchant, "request_id": request_id,
-                  "fingerprint": fingerprint}  # fmt: skip
+                  "fingerprint": fingerprint, "nonce": new_nonce()}  # fmt: skip
         first = (await START_CHECKOUT.execute(self._conn, params)).first()
         if first is not None:
-            started: datetime = first.started_at
-            return started, True
+            return Start(first.started_at, first.nonce, fresh=True)
         earlier = (
             await self._conn.execute(
-                select(t.c.started_at, t.c.fingerprint).where(
+                select(t.c.started_at, t.c.fingerprint, t.c.nonce).where(
                     t.c.merchant_id == self._merchant, t.c.request_id == request_id
                 )
             )
@@ -872,8 +871,8 @@ class SqlCheckoutStarts:
         # same id sent with another body; NULL: started before fingerprints were kept.
         if earlier.fingerprint is not None and bytes(earlier.fingerprint) != fingerprint:
             raise RequestIdReused()
-        at: datetime = earlier.started_at
-        return at, False
+        # NULL nonce: started before nonces were kept (its ids derive as they did then).
+        return Start(earlier.started_at, earlier.nonce or "")
 
     async def forget(self, request_id: str) -> None:
         t = checkout_starts

@@ -130,6 +130,10 @@ known_customers = Table(
 # the same reason: once the claim is dropped it is all that tells a retry from the same request id
 # sent with another body, which must not go on with the first body's order (or return). NULL:
 # started before it was kept (migration 0013), told apart by nothing, as then.
+# `nonce`: random, made with the start; the ids derive from it too, so a start made anew under
+# the same request id (its order withdrawn) derives a new order id even within the millisecond
+# (under the first one's, inventory would answer a hold with the one released). NULL: started
+# before it was kept (migration 0018): its ids derive from the time and request id, as then.
 checkout_starts = Table(
     "checkout_starts",
     metadata,
@@ -137,6 +141,7 @@ checkout_starts = Table(
     Column("request_id", Text, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("fingerprint", LargeBinary, nullable=True),
+    Column("nonce", Text, nullable=True),
     PrimaryKeyConstraint("merchant_id", "request_id", name="checkout_starts_pkey"),
 )
 

@@ -266,7 +266,7 @@ class ReturnRequest:
     reason: str
     override_reason: str = ""
     tender_amounts: list[TenderRefund] = field(default_factory=list)
-    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.start).
     fingerprint: bytes = b""
     # Where it is asked: the register and the member signed in there (the call's metadata),
     # empty from the back office.
@@ -1040,7 +1040,7 @@ class ReceiptlessRequest:
     customer_id: str
     lines: list[ReceiptlessLine]
     reason: str
-    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.start).
     fingerprint: bytes = b""
 
 

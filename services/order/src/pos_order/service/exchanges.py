@@ -162,7 +162,7 @@ class ExchangeRequest:
     location_id: str = ""
     # The caller may not give money back: an exchange owing a refund is refused.
     refund_not_permitted: bool = False
-    # The request's fingerprint, kept with its start (ports.CheckoutStarts.started_at).
+    # The request's fingerprint, kept with its start (ports.CheckoutStarts.start).
     fingerprint: bytes = b""
 
     @property
@@ -337,8 +337,8 @@ class CreateExchange(Generic[R]):
             raise NotFound("order", req.order_id)
         # Another body under the request id of an exchange begun already is refused: it would
         # go on with the first body's return and new order, and pay with this body's tenders.
-        at = await uow.checkouts.started_at(req.request_id, req.fingerprint)
-        claim = Claim(uow.merchant_id, req.request_id, at)
+        start = await uow.checkouts.start(req.request_id, req.fingerprint)
+        claim = start.claim(uow.merchant_id, req.request_id)
         return_id, order_id = claim.derived_id("ret"), claim.derived_id("ord")
         found = await uow.returns.get(return_id)
         made = await uow.orders.get(order_id)

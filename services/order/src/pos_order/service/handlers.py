@@ -92,7 +92,7 @@ log = logging.getLogger(__name__)
 class Started:
     """What a new order's request reads in its claiming transaction."""
 
-    at: datetime  # when the request was first claimed: its order id derives from it
+    at: datetime  # when the request was first claimed (with a nonce, its order id's seed)
     known_customer: bool  # no customer, or one the read model has: no call needed
     order_id: str
     existing: Order | None  # a re-run finds the order its first run saved
@@ -123,10 +123,10 @@ async def _start(
 ) -> Started:
     # Another body under a request id whose start is kept is refused here, before its order is
     # read: it would go on with the first body's order (charge this body's card for that cart).
-    at, fresh = await uow.checkouts.start(request_id, fingerprint)
-    order_id = Claim(uow.merchant_id, request_id, at).derived_id("ord")
+    start = await uow.checkouts.start(request_id, fingerprint)
+    order_id = start.claim(uow.merchant_id, request_id).derived_id("ord")
     # A start made just now names an order id no run has used: nothing to look for.
-    existing = None if fresh else await uow.orders.get(order_id)
+    existing = None if start.fresh else await uow.orders.get(order_id)
     if existing is not None:
         await uow.orders.touch(order_id)
     # One read tells whether the customer is known here, who they are now (a duplicate merged
@@ -137,7 +137,7 @@ async def _start(
     found = await uow.settings.get() if need_settings else None
     settings = found or policy.defaults
     buyer, resolved = (who.buyer, who.id) if who is not None else (Buyer(), customer_id)
-    return Started(at, known, order_id, existing, settings, buyer, resolved)
+    return Started(start.at, known, order_id, existing, settings, buyer, resolved)
 
 
 def at_register() -> tuple[str, str]:
@@ -288,8 +288,9 @@ class Checkout(Generic[R]):
     """The register's one-call sale: the saga in one request, confirmed at once.
 
     The order is saved (`pending_payment`, its one tender's step `<order>/payment/1`) before
-    the card is charged. The order id derives from the request and the moment it was *first*
-    claimed, so a retry (after a crash, a failed call, a lost answer) finds the same order and
+    the card is charged. The order id derives from the request and its stored start (the moment
+    it was *first* claimed and the start's nonce), so a retry (after a crash, a failed call, a
+    lost answer) finds the same order and
     takes it from where it stopped; the payment service replays the same payment request.
     """
 
@@ -331,7 +332,7 @@ class Checkout(Generic[R]):
         assert cmd.tender is not None  # validated when the checkout was built
         order = started.existing
         if order is None:
-            order_id = replace(claim, claimed_at=started.at).derived_id("ord")
+            order_id = started.order_id  # derived from the request's stored start
             async with _nothing_kept_if_refused(self.new_uow, cmd.request_id):
                 priced = await _priced_order(
                     ports,
@@ -756,7 +757,7 @@ class CreateOrder(Generic[R]):
         cmd = self.cmd
         order = started.existing
         if order is None:
-            order_id = replace(claim, claimed_at=started.at).derived_id("ord")
+            order_id = started.order_id  # derived from the request's stored start
             async with _nothing_kept_if_refused(self.new_uow, cmd.request_id):
                 priced = await _priced_order(
                     self.ports,

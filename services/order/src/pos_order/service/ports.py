@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
+from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_order.domain.coupons import CouponUse
@@ -112,17 +113,30 @@ class KnownCustomers(Protocol):
     async def forget(self, customer_id: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class Start:
+    """A checkout (order, return, exchange) request's start, as stored: its order or return
+    ids derive from it (`claim`), the same on every run of it (a retry, the resumer's)."""
+
+    at: datetime  # when the request was first claimed
+    # Random, made with the start and read back by every run of it: a start made anew under
+    # the same request id (its order withdrawn) derives new ids, even within the millisecond.
+    # Empty: a start kept from before nonces, whose ids derive as they did then.
+    nonce: str
+    # Whether this call made the start (the request's first run, or its first since its order
+    # was withdrawn): then nothing derived from it exists yet.
+    fresh: bool = False
+
+    def claim(self, merchant_id: str, request_id: str) -> Claim:
+        return Claim(merchant_id, request_id, self.at, self.nonce)
+
+
 class CheckoutStarts(Protocol):
-    async def started_at(self, request_id: str, fingerprint: bytes) -> datetime:
-        """When this checkout request was first claimed: the same on every retry of it.
+    async def start(self, request_id: str, fingerprint: bytes) -> Start:
+        """The request's start, made now if there is none: the same on every retry of it.
         `fingerprint`: the request's (`pos_kit.idempotency.request_fingerprint_of`, bearer codes
         keyed), kept with the start; the same request id with another fingerprint is refused
         (`RequestIdReused`): its order or return is the first body's, never this one's."""
-        ...
-
-    async def start(self, request_id: str, fingerprint: bytes) -> tuple[datetime, bool]:
-        """As `started_at`, and whether this call made the start (the request's first run, or
-        its first since its order was withdrawn): then nothing derived from it exists yet."""
         ...
 
     async def forget(self, request_id: str) -> None:

@@ -278,8 +278,8 @@ class CreateReturn(Generic[R]):
         order = await uow.orders.get(req.order_id, lock=True)
         if order is None:
             raise NotFound("order", req.order_id)
-        at = await uow.checkouts.started_at(req.request_id, req.fingerprint)
-        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        start = await uow.checkouts.start(req.request_id, req.fingerprint)
+        return_id = start.claim(uow.merchant_id, req.request_id).derived_id("ret")
         found = await uow.returns.get(return_id)
         if found is not None:  # a retry of a return whose refund or restock did not finish
             return found
@@ -580,8 +580,8 @@ class CreateReceiptlessReturn(Generic[R]):
 
     async def read(self, uow: ReturnsUnitOfWork) -> Return:
         req = self.req
-        at = await uow.checkouts.started_at(req.request_id, req.fingerprint)
-        return_id = Claim(uow.merchant_id, req.request_id, at).derived_id("ret")
+        start = await uow.checkouts.start(req.request_id, req.fingerprint)
+        return_id = start.claim(uow.merchant_id, req.request_id).derived_id("ret")
         found = await uow.returns.get(return_id)
         if found is not None:
             return found
