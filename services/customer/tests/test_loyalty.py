@@ -873,6 +873,67 @@ async def test_a_sale_earns_at_the_tier_the_customer_holds_when_it_is_heard(
     assert got.customer.tier == ""
 
 
+async def test_a_program_change_re_tiers_its_customers_at_once(
+    merchant: Caller, service: Service
+) -> None:
+    """New thresholds (PUT /v1/loyalty-program): the tier a customer is shown is the new
+    program's at once, not at their next earn or reversal. Each customer whose tier moves is a
+    new version, announced (`customer_updated`, `loyalty_tier_changed`); the others are not."""
+    from pos.customer.v1 import events_pb2
+
+    gold100 = loyalty_pb2.Tier(name="gold", threshold_points=100, multiplier_bps=20_000)
+    await _set_program(merchant, tiers=[gold100])
+    c = await merchant.create(given_name="Earner")
+    idle = await merchant.create(given_name="Idle")
+    await _sale(service, merchant.merchant, "ord_rt1", c.id, 10_000)  # 100 points: gold
+
+    async def shown(customer_id: str) -> tuple[str, int]:
+        got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=customer_id))
+        return got.customer.tier, got.customer.version
+
+    tier, version = await shown(c.id)
+    idle_version = (await shown(idle.id))[1]
+    assert tier == "gold"
+
+    await _set_program(
+        merchant,
+        tiers=[
+            loyalty_pb2.Tier(name="gold", threshold_points=500, multiplier_bps=20_000),
+            loyalty_pb2.Tier(name="silver", threshold_points=50, multiplier_bps=15_000),
+        ],
+    )
+    assert await shown(c.id) == ("silver", version + 1)
+    assert await shown(idle.id) == ("", idle_version)  # nothing moved: no new version
+    listed = await merchant("ListCustomers", customer_pb2.ListCustomersRequest())
+    assert {x.id: x.tier for x in listed.customers}[c.id] == "silver"
+
+    # A tier every customer holds from the start: theirs at once, earned or not.
+    await _set_program(
+        merchant,
+        tiers=[loyalty_pb2.Tier(name="member", threshold_points=0, multiplier_bps=10_000)],
+    )
+    assert (await shown(c.id))[0] == "member" and (await shown(idle.id))[0] == "member"
+    await _set_program(merchant)  # no tiers any more
+    assert (await shown(c.id))[0] == "" and (await shown(idle.id))[0] == ""
+
+    rows = await service.sql(
+        "SELECT payload FROM outbox WHERE merchant_id = :m AND event_type = :t ORDER BY seq",
+        m=merchant.merchant,
+        t=events_pb2.LoyaltyTierChanged.DESCRIPTOR.full_name,
+    )
+    changes = []
+    for (payload,) in rows:
+        event = events_pb2.LoyaltyTierChanged()
+        event.ParseFromString(bytes(payload))
+        changes.append((event.customer_id, event.previous_tier, event.tier))
+    assert changes == [
+        (c.id, "", "gold"),
+        (c.id, "gold", "silver"),
+        *sorted([(c.id, "silver", "member"), (idle.id, "", "member")]),
+        *sorted([(c.id, "member", ""), (idle.id, "member", "")]),
+    ]
+
+
 async def test_taking_back_a_recent_earn_leaves_old_points_to_expire(
     merchant: Caller, service: Service
 ) -> None:

@@ -417,6 +417,25 @@ class SqlCustomerRepository:
         row = (await NEW_VERSION.execute(self._conn, params)).one()
         return _customer(row, row.group_ids)
 
+    async def tier_candidates(self, *, everyone: bool) -> list[str]:
+        """The active customers whose tier a new program can move, by id: every one (`everyone`:
+        a tier at threshold 0 is every customer's), else those holding a tier, those whose
+        ledger has an earn or reversal, and those another customer was merged into (whose
+        earns count towards theirs)."""
+        query = select(customers.c.id).where(self._mine(), customers.c.status == ACTIVE)
+        if not everyone:
+            earned = select(points_ledger.c.customer_id).where(
+                points_ledger.c.merchant_id == self._merchant,
+                points_ledger.c.kind.in_([loyalty.EARNED, loyalty.REVERSED]),
+            )
+            merged = select(customers.c.merged_into).where(
+                self._mine(), customers.c.merged_into.is_not(None)
+            )
+            query = query.where(
+                (customers.c.tier != "") | customers.c.id.in_(earned) | customers.c.id.in_(merged)
+            )
+        return [r[0] for r in await self._conn.execute(query.order_by(customers.c.id))]
+
     async def list(self, page: PageRequest, group_id: str = "") -> list[Customer]:
         query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
         if group_id:

@@ -21,7 +21,7 @@ from pos_customer.domain import loyalty
 from pos_customer.domain.model import MERGED, Customer, CustomerUpdated
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
-from pos_customer.service.tiers import retier, tier_now
+from pos_customer.service.tiers import moves_tiers, retier, tier_now
 from pos_kit.errors import Conflict, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
@@ -50,10 +50,26 @@ async def set_program(
             return current, current
         saved = replace(program, version=current.version + 1)
         if await uow.loyalty.save_program(saved, current.version):
+            if moves_tiers(current, saved):
+                await _retier_all(uow, saved)
             return current, saved
         if expected_version or attempt == 2:
             raise _program_changed((await uow.loyalty.program()).version)
     raise AssertionError("unreachable")
+
+
+async def _retier_all(uow: CustomerUnitOfWork, program: loyalty.Program) -> None:
+    """The program's tiers or period changed: every customer whose tier that moves is re-tiered
+    in the change's transaction, each a new version announced with `loyalty_tier_changed`, so a
+    customer read (and the change feed) shows the new program's tier at once, not at their next
+    earn or reversal. Rows are locked one by one in id order, as an earn or a merge locks them."""
+    everyone = any(t.threshold_points <= 0 for t in program.tiers)
+    for customer_id in await uow.customers.tier_candidates(everyone=everyone):
+        customer = await uow.customers.get(customer_id, for_update=True)
+        if customer is None or customer.status != "active":
+            continue
+        if await retier(uow, customer, program):
+            await _announce(uow, customer.id)
 
 
 def _program_changed(current_version: int) -> Conflict:

@@ -22,11 +22,18 @@ async def tier_now(uow: CustomerUnitOfWork, customer: Customer, program: loyalty
     return tier.name if tier else ""
 
 
-async def retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> None:
+async def retier(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> bool:
     """Set the tier from the ledger (none when the program has no tiers any more); a change is
-    saved and announced. The customer's row must be locked."""
+    saved and announced (True). The customer's row must be locked."""
     name = await tier_now(uow, customer, program)
-    if name != customer.tier:
-        previous, customer.tier = customer.tier, name
-        await uow.customers.save_points(customer)
-        uow.publish(loyalty.TierChanged(customer.id, previous, name))
+    if name == customer.tier:
+        return False
+    previous, customer.tier = customer.tier, name
+    await uow.customers.save_points(customer)
+    uow.publish(loyalty.TierChanged(customer.id, previous, name))
+    return True
+
+
+def moves_tiers(before: loyalty.Program, after: loyalty.Program) -> bool:
+    """Whether a change of the program can move a customer's tier."""
+    return (before.tiers, before.tier_period_days) != (after.tiers, after.tier_period_days)
