@@ -473,6 +473,34 @@ def test_erasing_a_customer_withdraws_the_answers_of_its_merged_duplicates(
     assert not [p for p in ("dupe.m@", "4155550123", "Dupington") if p in again.text]
 
 
+def test_erasing_a_merged_duplicate_keeps_the_merges_answer(platform: Running) -> None:
+    """The duplicate's erasure withdraws the answer that created it (410 `customer_erased`),
+    not the merge's: a retry of the merge under its Idempotency-Key replays it, the survivor as
+    it was and the duplicate without personal data. Its request never runs again."""
+    http = platform.new_merchant("Merged duplicate erasure e2e")
+    dupe_body = {"email": "dupe.k@example.com", "phone": "+14155550155", "given_name": "Dupekept"}
+    dupe_key, merge_key = _key(), _key()
+    keep = http.post("/v1/customers", json={"given_name": "Keepkept"}, headers=_key())
+    dupe = http.post("/v1/customers", json=dupe_body, headers=dupe_key)
+    assert (keep.status_code, dupe.status_code) == (201, 201), dupe.text
+    keep_id, dupe_id = keep.json()["id"], dupe.json()["id"]
+    merge = f"/v1/customers/{keep_id}/merge"
+    merged = http.post(merge, json={"duplicate_id": dupe_id}, headers=merge_key)
+    assert merged.status_code == 200, merged.text
+
+    erased = http.delete(f"/v1/customers/{dupe_id}")
+    assert erased.status_code == 200, erased.text
+    again = http.post(merge, json={"duplicate_id": dupe_id}, headers=merge_key)
+    assert again.status_code == 200, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["winner"] == merged.json()["winner"]
+    loser = again.json()["loser"]
+    assert (loser["id"], loser["status"], loser["merged_into"]) == (dupe_id, "merged", keep_id)
+    assert not [p for p in ("dupe.k@", "4155550155", "Dupekept") if p in again.text]
+    created = http.post("/v1/customers", json=dupe_body, headers=dupe_key)
+    assert (created.status_code, created.json().get("code")) == (410, "customer_erased")
+
+
 def test_a_retried_erasure_withdraws_what_a_lost_first_one_did_not(platform: Running) -> None:
     """An erasure that committed at the customer service but never got its answer back to
     the gateway (the gateway stopped, the call timed out) withdrew nothing from the

@@ -17,13 +17,13 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement, Executable
@@ -218,29 +218,45 @@ class IdempotencyStore:
             return bool(cursor.rowcount and cursor.rowcount > 0)
 
     async def withdraw_answers_naming(
-        self, merchant_id: str, resource_id: str, instead: Stored
+        self,
+        merchant_id: str,
+        resource_id: str,
+        instead: Stored,
+        keep: Callable[[int, bytes], bytes | None] | None = None,
     ) -> int:
         """Replace every stored answer that holds this resource by `instead` (a problem):
         an erased customer's personal data must not wait out the replay window here, and the
         key stays spent, so a retry under it (a partner's queued one) is answered `instead`,
         as a replay, and never runs again to bring the customer back. The key's fingerprint
-        (keyed, see `fingerprint`) stays: the same key with another request is still a 422."""
+        (keyed, see `fingerprint`) stays: the same key with another request is still a 422.
+        `keep`: given an answer's status and body, the body to keep replaying in its place
+        (none of the resource's personal data left), or None to withdraw it."""
         t = keys_table
+        naming = and_(
+            t.c.merchant_id == merchant_id,
+            t.c.state == "done",
+            func.strpos(func.encode(t.c.body, "escape"), resource_id) > 0,
+        )
+        withdrawn = update(t).values(
+            status_code=instead.status_code, content_type=instead.content_type, body=instead.body
+        )
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(t)
-                .where(
-                    t.c.merchant_id == merchant_id,
-                    t.c.state == "done",
-                    func.strpos(func.encode(t.c.body, "escape"), resource_id) > 0,
-                )
-                .values(
-                    status_code=instead.status_code,
-                    content_type=instead.content_type,
-                    body=instead.body,
-                )
+            if keep is None:
+                result = await conn.execute(withdrawn.where(naming))
+                return int(result.rowcount or 0)
+            held = await conn.execute(
+                select(t.c.key, t.c.status_code, t.c.body).where(naming).with_for_update()
             )
-        return int(result.rowcount or 0)
+            changed = 0
+            for key, status_code, body in held.all():
+                kept = keep(int(status_code or 0), bytes(body))
+                this = and_(t.c.merchant_id == merchant_id, t.c.key == key)
+                if kept is None:
+                    await conn.execute(withdrawn.where(this))
+                else:
+                    await conn.execute(update(t).where(this).values(body=kept))
+                changed += 1
+        return changed
 
     async def claim(self, merchant_id: str, key: str, prints: Sequence[bytes]) -> Claim:
         """`prints`: the request's fingerprints (`fingerprints`); a new key keeps the first,

@@ -635,6 +635,38 @@ async def test_erasure_leaves_no_personal_data_and_answers_404(
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_erasing_a_merged_duplicate_keeps_the_merges_answer(
+    merchant: Caller, service: Service
+) -> None:
+    """The duplicate's erasure leaves the merge's stored answer in place: a retry of the merge
+    replays it (the survivor, and the duplicate with no personal data, as the erasure leaves
+    it), not `customer_erased`. The survivor's erasure withdraws it: it holds their profile."""
+    winner = await merchant.create(email="stays.m@example.com", given_name="Staysmerged")
+    loser = await merchant.create(
+        email="dupe.m@example.com", phone="+14155550166", given_name="Dupemerged"
+    )
+    merge = customer_pb2.MergeCustomersRequest(
+        request_id="k-merge", winner_id=winner.id, loser_id=loser.id
+    )
+    first = await merchant("MergeCustomers", merge)
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=loser.id))
+
+    again = await merchant("MergeCustomers", merge)
+    assert again.winner == first.winner
+    assert (again.loser.id, again.loser.email, again.loser.phone) == (loser.id, "", "")
+    assert again.loser.given_name == "" and again.loser.merged_into == winner.id
+    (stored,) = await service.sql(
+        "SELECT response FROM processed_requests WHERE merchant_id = :m AND request_id = :r",
+        m=merchant.merchant,
+        r="k-merge",
+    )
+    assert b"Dupemerged" not in bytes(stored[0]) and b"dupe.m@" not in bytes(stored[0])
+
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=winner.id))
+    err = await _refused(merchant("MergeCustomers", merge))
+    assert read_error(err).reason == "customer_erased"
+
+
 async def test_a_retry_after_erasure_never_brings_the_customer_back(
     merchant: Caller, service: Service
 ) -> None:

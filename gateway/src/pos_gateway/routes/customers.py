@@ -4,6 +4,7 @@ and purchase history of one customer)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
 import grpc
@@ -410,7 +411,9 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
     purchases stay, with no personal data in them. The erasure is recorded (when, by which
     credential). Every answer stored under an Idempotency-Key that held the customer is
     replaced by a 410 `customer_erased` problem: a retry of such a request (a create, an
-    upsert, an import holding the customer) never runs again and never brings it back.
+    upsert, an import holding the customer) never runs again and never brings it back. A
+    merge's answer naming the customer as the duplicate merged away is kept, with the
+    duplicate's personal fields emptied: a retry of that merge replays it.
 
     While an open order holds the customer's points (a sale redeeming them, not yet confirmed
     or cancelled) the erasure is refused, 409 `points_held` with that order's `order_id`: the
@@ -444,11 +447,53 @@ async def erase_customer(customer_id: PathId, svc: Svc, request: Request) -> Era
 
 async def _withdraw(request: Request, merchant_id: str, erased: list[str]) -> None:
     """The answers stored under Idempotency-Keys that hold these erased customers become a 410
-    `customer_erased`: their keys stay spent, so a retry cannot create a customer again."""
+    `customer_erased`: their keys stay spent, so a retry cannot create a customer again. A
+    merge's answer naming one as the duplicate merged away is kept (its retry replays it),
+    the duplicate's personal fields emptied: it holds the survivor's profile, not theirs."""
     for customer_id in erased:
         await request.app.state.idempotency.withdraw_answers_naming(
-            merchant_id, customer_id, ERASED_ANSWER
+            merchant_id,
+            customer_id,
+            ERASED_ANSWER,
+            keep=lambda status, body, gone=customer_id: _merge_kept(status, body, gone),
         )
+
+
+# What a merged duplicate keeps in a merge's answer once erased: no personal data.
+_KEPT_OF_DUPLICATE = frozenset(
+    {"id", "loyalty_points", "version", "created_at", "updated_at", "status", "merged_into",
+     "points_held", "tier"}
+)  # fmt: skip
+
+
+def _merge_kept(status: int, body: bytes, erased_id: str) -> bytes | None:
+    """A merge's stored answer as the erasure of its duplicate leaves it (its personal fields
+    emptied); None for any other answer, or when the erased customer is the survivor."""
+    if status != 200:
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or set(answer) != {"winner", "loser"}:
+        return None
+    loser, winner = answer["loser"], answer["winner"]
+    if not isinstance(loser, dict) or not isinstance(winner, dict):
+        return None
+    if loser.get("id") != erased_id or winner.get("id") == erased_id:
+        return None
+    for field, value in loser.items():
+        if field in _KEPT_OF_DUPLICATE:
+            continue
+        if isinstance(value, str):
+            loser[field] = ""
+        elif isinstance(value, list):
+            loser[field] = []
+        elif field == "marketing_consent" and value is not None:
+            loser[field] = {"granted": False, "given_at": None, "channel": ""}
+        else:
+            loser[field] = None
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 @router.post(

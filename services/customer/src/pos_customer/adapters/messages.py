@@ -52,14 +52,28 @@ def customer_to_proto(c: Customer) -> customer_pb2.Customer:
 _KEPT_WHEN_ERASED = ("id", "loyalty_points", "version", "merged_into", "points_held", "tier")
 
 
-def erased_snapshot(c: customer_pb2.Customer) -> customer_pb2.Customer:
-    """A snapshot as an erasure leaves it, for an event written before the erasure."""
-    kept = customer_pb2.Customer(status=ERASED, **{n: getattr(c, n) for n in _KEPT_WHEN_ERASED})
+def erased_snapshot(c: customer_pb2.Customer, status: str = ERASED) -> customer_pb2.Customer:
+    """A snapshot as an erasure leaves it, for an event written before the erasure (`status`:
+    erased, unless an answer replayed as it was given keeps its own)."""
+    kept = customer_pb2.Customer(status=status, **{n: getattr(c, n) for n in _KEPT_WHEN_ERASED})
     kept.marketing_consent.SetInParent()
     if c.HasField("created_at"):
         kept.created_at.CopyFrom(c.created_at)
     if c.HasField("updated_at"):
         kept.updated_at.CopyFrom(c.updated_at)
+    return kept
+
+
+def erased_in_merge_answer(response: bytes, customer_id: str) -> bytes | None:
+    """A merge's stored answer as an erasure of `customer_id` leaves it. The duplicate merged
+    away: the answer is kept, and replayed to a retry of the merge, with the duplicate's
+    snapshot holding no personal data (it held none once merged; emptied all the same). The
+    survivor (whose profile the answer holds): None, the answer is withdrawn."""
+    answer = customer_pb2.MergeCustomersResponse.FromString(response)
+    if answer.loser.id != customer_id or answer.winner.id == customer_id:
+        return None
+    answer.loser.CopyFrom(erased_snapshot(answer.loser, status=answer.loser.status))
+    kept: bytes = answer.SerializeToString()
     return kept
 
 

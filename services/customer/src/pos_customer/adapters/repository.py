@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pos_customer.adapters import events
+from pos_customer.adapters import events, messages
 from pos_customer.adapters.tables import (
     customer_groups,
     customer_terms,
@@ -547,7 +547,10 @@ class SqlCustomerRepository:
         A stored answer is withdrawn, not deleted: its request id stays spent, so a retry
         under it (a partner's queued one) is refused with `customer_erased` instead of running
         again and bringing the customer back. The request's fingerprint (a plain hash of a
-        request that held the personal data) goes with the answer."""
+        request that held the personal data) goes with the answer. A merge's answer naming the
+        customer as the duplicate merged away holds the survivor, not the customer's profile:
+        it is kept, the duplicate's snapshot emptied, and a retry of the merge replays it
+        (until 2026-12-04 it was withdrawn, and the retry refused `customer_erased`)."""
         # Only answers and events that carry a profile: loyalty's hold no personal data, and
         # its events must still reach their readers.
         params = {
@@ -557,13 +560,35 @@ class SqlCustomerRepository:
             "types": list(events.PROFILE_EVENT_TYPES),
             "withdrawn": ERASED_ANSWER.stored(),
         }
+        merges = await self._conn.execute(
+            sql_text(
+                "SELECT request_id, response FROM processed_requests"
+                " WHERE merchant_id = :m AND operation = 'MergeCustomers'"
+                " AND position(convert_to(:c, 'UTF8') IN response) > 0 FOR UPDATE"
+            ),
+            params,
+        )
+        kept = []
+        for request_id, response in merges.all():
+            rewritten = messages.erased_in_merge_answer(bytes(response), customer_id)
+            if rewritten is None:
+                continue
+            kept.append(request_id)
+            await self._conn.execute(
+                sql_text(
+                    "UPDATE processed_requests SET response = :r"
+                    " WHERE merchant_id = :m AND request_id = :i"
+                ),
+                {"r": rewritten, "m": self._merchant, "i": request_id},
+            )
         await self._conn.execute(
             sql_text(
                 "UPDATE processed_requests SET response = :withdrawn, fingerprint = ''::bytea"
                 " WHERE merchant_id = :m AND operation = ANY(:ops)"
                 " AND position(convert_to(:c, 'UTF8') IN response) > 0"
+                " AND NOT (request_id = ANY(:kept))"
             ),
-            params,
+            {**params, "kept": kept},
         )
         holding = (
             " FROM outbox WHERE merchant_id = :m AND event_type = ANY(:types)"
