@@ -45,6 +45,11 @@ HAPPY_HOUR = offer(
         hours_until=time(2),
     ),
 )
+HAPPY_HOUR_ANYWHERE = offer(
+    "happy_anywhere",
+    Rule(Kind.PERCENT_OFF, Level.ITEM, Selector(skus=frozenset({"BEER"})), percent_bps=5000),
+    conditions=Conditions(days=frozenset({4}), hours_from=time(22), hours_until=time(2)),
+)
 SPEND_50 = offer(
     "spend50", Rule(Kind.AMOUNT_OFF, amount=1000), conditions=Conditions(min_amount=5000)
 )
@@ -138,10 +143,27 @@ WORKED = [
         [0],
     ),
     (
-        "happy hour in the location's zone: 23:00 in New York is 04:00 Saturday UTC",
+        "the offer's own zone wins over the location's: 23:00 Friday in New York is 05:00"
+        " Saturday in Berlin, after its happy hour",
         [HAPPY_HOUR],
         [Line("BEER", 1, 450)],
         Context(at=datetime(2026, 12, 5, 4, 0, tzinfo=UTC), time_zone="America/New_York"),
+        0,
+        [0],
+    ),
+    (
+        "an offer without a zone reads the location's: 23:00 in New York is 04:00 Saturday UTC",
+        [HAPPY_HOUR_ANYWHERE],
+        [Line("BEER", 1, 450)],
+        Context(at=datetime(2026, 12, 5, 4, 0, tzinfo=UTC), time_zone="America/New_York"),
+        225,
+        [225],
+    ),
+    (
+        "an offer without a zone, at a location without one: UTC",
+        [HAPPY_HOUR_ANYWHERE],
+        [Line("BEER", 1, 450)],
+        Context(at=datetime(2026, 12, 4, 23, 0, tzinfo=UTC)),
         225,
         [225],
     ),

@@ -140,6 +140,43 @@ async def test_conditions_come_from_the_request_and_the_locations_time_zone(
     assert la.total_discount == usd(0)  # Friday 16:30 there
 
 
+async def test_an_offers_own_time_zone_wins_over_the_locations(running: Running) -> None:
+    """An offer that names its `time_zone` is read there wherever the cart is; one that names
+    none reads the location's (and answers no zone of its own, not UTC)."""
+    merchant = "mer_zones"
+    berlin_nights = await create(
+        running,
+        "z-1",
+        merchant=merchant,
+        name="Berlin happy hour",
+        rule=pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=5000),
+        conditions=pb.Conditions(
+            days_of_week=[5], hours_from="22:00", hours_until="02:00", time_zone="Europe/Berlin"
+        ),
+    )
+    assert berlin_nights.conditions.time_zone == "Europe/Berlin"
+    friday_night = Timestamp()
+    friday_night.FromDatetime(datetime(2026, 12, 5, 0, 30, tzinfo=UTC))  # Sat 01:30 in Berlin
+    la = {"location_time_zone": "America/Los_Angeles", "at": friday_night}  # Fri 16:30 there
+    hit = await calc(running, line("X", 1, 1000), merchant=merchant, **la)
+    assert hit.total_discount == usd(500)
+
+    anywhere = await create(
+        running,
+        "z-2",
+        merchant="mer_zones2",
+        name="Local happy hour",
+        rule=pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=5000),
+        conditions=pb.Conditions(days_of_week=[5], hours_from="22:00", hours_until="02:00"),
+    )
+    assert anywhere.conditions.time_zone == ""
+    missed = await calc(running, line("X", 1, 1000), merchant="mer_zones2", **la)
+    assert missed.total_discount == usd(0)
+    berlin = {"location_time_zone": "Europe/Berlin", "at": friday_night}
+    local = await calc(running, line("X", 1, 1000), merchant="mer_zones2", **berlin)
+    assert local.total_discount == usd(500)
+
+
 async def test_bad_offers_are_refused_field_by_field_and_store_nothing(running: Running) -> None:
     err = await refused(
         create(

@@ -286,7 +286,8 @@ async def update_location(
     """Only the fields sent change; an address, a geo point, rates or taxes are replaced whole
     (`geo: null` clears the point; null on any other field is a 400 naming it). The tax
     fields price every sale from the change on (an order priced before keeps its tax);
-    `time_zone` is the day of the location's settlement report and its offers' hours. A
+    `time_zone` is the day of the location's settlement report and the hours of the offers
+    that name no `time_zone` of their own (an offer's own zone wins). A
     location's `currency` and `kind` never change.
     `pickup_enabled` and `ship_enabled` decide what online orders may do here: an order's
     pickup at a location without `pickup_enabled`, or its shipment from a named location

@@ -135,7 +135,10 @@ class ConditionsIn(Body):
         None, pattern=LOCAL, max_length=19, description="Local wall-clock time, exclusive"
     )
     time_zone: str | None = Field(
-        None, max_length=64, description="IANA zone when the cart gives none; default UTC"
+        None,
+        max_length=64,
+        description="IANA zone the window and hours are read in, wherever the sale happens;"
+        " none: the location's zone, else UTC",
     )
     days_of_week: list[Annotated[StrictInt, Field(ge=1, le=7, json_schema_extra=INT32)]] = Field(
         default=[], max_length=7, description="1 = Monday .. 7 = Sunday"
@@ -315,10 +318,11 @@ def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
 async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> Promotion:
     """An offer: a `rule` (percent or amount off items or the order, buy X get Y, bundles,
     quantity tiers, a sale price, free items) and its `conditions` (a window and hours in the
-    location's time zone, days, channels, locations, customer groups, a minimum quantity or
-    amount). Without a rule, `percent_off_bps` off the order from `minimum_subtotal` (or
-    `conditions.min_amount`, not both), under the same `conditions`. A product, location or
-    customer group id the offer names that is not yours is a 404 naming the field."""
+    offer's own `time_zone`, or, when it names none, in the location's time zone; days,
+    channels, locations, customer groups, a minimum quantity or amount). Without a rule,
+    `percent_off_bps` off the order from `minimum_subtotal` (or `conditions.min_amount`, not
+    both), under the same `conditions`. A product, location or customer group id the offer
+    names that is not yours is a 404 naming the field."""
     await _check_ids(svc, body.rule, body.conditions)
     request = pb.CreatePromotionRequest(
         request_id=request_id(),

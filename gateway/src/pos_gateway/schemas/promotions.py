@@ -47,7 +47,10 @@ class Rule(Answer):
 class Conditions(Answer):
     starts_at: str = Field(max_length=32, description="Local wall-clock time; empty: no start")
     ends_at: str = Field(max_length=32, description="Local wall-clock time, exclusive")
-    time_zone: str = Field(max_length=64)
+    time_zone: str = Field(
+        max_length=64,
+        description="IANA zone of the window and hours; empty: the location's, else UTC",
+    )
     days_of_week: list[Annotated[int, Field(ge=1, le=7, json_schema_extra=INT32)]] = Field(
         max_length=7, description="1 = Monday .. 7 = Sunday"
     )

@@ -125,7 +125,7 @@ def _conditions(c: pb.Conditions, p: _Parse) -> Conditions:
     return Conditions(
         p.local("conditions.starts_at", c.starts_at),
         p.local("conditions.ends_at", c.ends_at),
-        c.time_zone or "UTC",
+        c.time_zone,
         frozenset(d - 1 for d in c.days_of_week if 1 <= d <= 7),
         p.clock("conditions.hours_from", c.hours_from),
         p.clock("conditions.hours_until", c.hours_until),

@@ -81,7 +81,7 @@ class Context:
     """Everything about the sale that conditions look at; the caller knows it, we ask nothing."""
 
     at: datetime | None = None  # aware; None: offers with a window or hours do not apply
-    time_zone: str = ""  # the location's IANA zone; empty: each offer's own
+    time_zone: str = ""  # the location's IANA zone, for offers without their own; empty: UTC
     channel: str = ""
     location_id: str = ""
     customer_groups: frozenset[str] = frozenset()
@@ -183,7 +183,9 @@ def in_time(c: Conditions, ctx: Context) -> bool:
         return True
     if ctx.at is None:
         return False
-    local = ctx.at.astimezone(_zone(ctx.time_zone or c.time_zone)).replace(tzinfo=None)
+    # The offer's own zone wins; one without reads the location's (until 2026-12-04 the
+    # location's always won, and an offer's zone only counted for a cart with none).
+    local = ctx.at.astimezone(_zone(c.time_zone or ctx.time_zone or "UTC")).replace(tzinfo=None)
     if c.starts_at is not None and local < c.starts_at:
         return False
     if c.ends_at is not None and local >= c.ends_at:

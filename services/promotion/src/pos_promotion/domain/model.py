@@ -245,7 +245,9 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
 
 def _conditions_violations(c: Conditions, currency: str) -> list[FieldViolation]:
     v: list[FieldViolation] = []
-    v += require(is_zone(c.time_zone), "conditions.time_zone", "is not an IANA time zone")
+    v += require(
+        not c.time_zone or is_zone(c.time_zone), "conditions.time_zone", "is not an IANA time zone"
+    )
     if c.starts_at and c.ends_at:
         v += require(c.ends_at > c.starts_at, "conditions.ends_at", "must be after starts_at")
     v += require(

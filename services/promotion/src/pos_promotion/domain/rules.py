@@ -96,11 +96,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Conditions:
-    # The window, as wall-clock times where the sale happens: at each location in its own time
-    # zone (passed in with the cart), else in `time_zone`.
+    # The window, as wall-clock times: in the offer's own `time_zone` when it names one (the
+    # same moment at every location), else at each location in its own time zone (passed in
+    # with the cart), else in UTC.
     starts_at: datetime | None = None  # naive local
     ends_at: datetime | None = None  # naive local, exclusive
-    time_zone: str = "UTC"
+    time_zone: str = ""  # an IANA zone; empty: the location's
     days: frozenset[int] = frozenset()  # 0 = Monday; empty: every day
     # Hours of the day, [from, until); until <= from runs across midnight and belongs to the
     # day it starts on (Friday 22:00-02:00 covers Saturday 01:00).

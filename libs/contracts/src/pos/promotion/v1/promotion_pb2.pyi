@@ -235,7 +235,9 @@ class Conditions(_message.Message):
     """Local wall-clock times "YYYY-MM-DDTHH:MM[:SS]" where the sale happens; ends_at exclusive."""
     ends_at: _builtins.str
     time_zone: _builtins.str
-    """IANA zone used when the cart does not give its location's zone; default UTC."""
+    """IANA zone the window and hours are read in, wherever the sale happens; empty: the cart's
+    location's zone (`location_time_zone`), else UTC.
+    """
     hours_from: _builtins.str
     """"HH:MM"; hours_until <= hours_from runs across midnight."""
     hours_until: _builtins.str
@@ -1236,7 +1238,9 @@ class CalculateDiscountsRequest(_message.Message):
     currency: _builtins.str
     location_id: _builtins.str
     location_time_zone: _builtins.str
-    """The location's IANA time zone: windows and hours are its wall-clock time."""
+    """The location's IANA time zone: the windows and hours of offers that name no zone of
+    their own are its wall-clock time.
+    """
     channel: _builtins.str
     customer_id: _builtins.str
     @_builtins.property
