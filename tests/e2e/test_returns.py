@@ -794,3 +794,47 @@ def test_every_return_of_the_merchant_is_listed_and_filtered(platform: Running) 
             for params in ({"register_id": till.register_id}, {"staff_id": till.staff_id}):
                 missing = other.get("/v1/returns", params=params)
                 assert missing.status_code == 404, missing.text
+
+
+def test_a_register_reads_only_its_own_locations_returns(platform: Running) -> None:
+    """A return is a record of money: a register's credential reads, by id, only the returns
+    of its own location (of an order sold or fulfilled there, or units restocked there); one
+    of another store, a receiptless one included, is the same 404 as a made-up id."""
+    with platform.new_merchant("Returns Confined") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        here, there = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+        tag = uuid.uuid4().hex[:8].upper()
+        sku = f"RC-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": "Confined",
+            "price": {"amount": 1200, "currency": "USD"}}), 201)  # fmt: skip
+        for at in (here, there):
+            _ok(_post(http, "/v1/inventory/adjustments", {"sku": sku, "location_id": at,
+                "delta": 5, "reason": "received"}), 201)  # fmt: skip
+        till = open_till(platform.platform.gateway_url, http, here)
+
+        def returned_at(store: str) -> dict[str, Any]:
+            sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+                    "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+            order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+            path = f"/v1/orders/{order['id']}/returns"
+            return dict(_ok(_post(http, path, _ask("L1", 1)), 201))
+
+        ours, theirs = returned_at(here), returned_at(there)
+        customer = _ok(_post(http, "/v1/customers", {"email": f"{tag.lower()}@rc.example"}), 201)
+        body = {"location_id": there, "customer_id": customer["id"],
+                "lines": [{"sku": sku, "quantity": 1}], "reason": "no_receipt"}  # fmt: skip
+        receiptless = _ok(_post(http, "/v1/returns", body), 201)["order_return"]
+        with closing(till.device) as device:
+            assert _ok(device.get(f"/v1/returns/{ours['id']}"))["id"] == ours["id"]
+            made_up = device.get("/v1/returns/ret_" + "q" * 20)
+            assert made_up.status_code == 404, made_up.text
+            for other in (theirs, receiptless):
+                answer = device.get(f"/v1/returns/{other['id']}")
+                assert answer.status_code == 404, answer.text
+                assert (
+                    answer.json()["detail"].replace(other["id"], "ret_" + "q" * 20)
+                    == (made_up.json()["detail"])
+                )
+        # The merchant's own credential reads them all.
+        for each in (ours, theirs, receiptless):
+            assert _ok(http.get(f"/v1/returns/{each['id']}"))["id"] == each["id"]

@@ -9,7 +9,8 @@ elsewhere answers the same 404 as a made-up id, so a till learns nothing of othe
 
 A location's order is one sold there or fulfilled from there (a web order picked up at this
 store is handed over by its register). A payment, a terminal checkout and a refund (through
-its payment) are where the payment was taken.
+its payment) are where the payment was taken. A return is where its order is and where its
+units went back to stock (one without a receipt: only the latter).
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from pos_gateway.problems import Problem
 # Lists that hold another location's sales and money unless narrowed.
 CONFINED_LISTS = frozenset({"/v1/payments", "/v1/orders", "/v1/refunds", "/v1/gift-cards"})
 
-_BY_ID = re.compile(r"^/v1/(payments|orders|refunds|terminal-checkouts)/([^/]+)")
+_BY_ID = re.compile(r"^/v1/(payments|orders|refunds|terminal-checkouts|returns)/([^/]+)")
 _RESOURCE = {
     "payments": "payment",
     "orders": "order",
     "refunds": "refund",
     "terminal-checkouts": "terminal checkout",
+    "returns": "return",
 }
 _BODY_REFERENCES = {"order_id": "orders", "payment_id": "payments"}
 
@@ -60,11 +62,19 @@ async def _checkout_at(svc: Services, checkout_id: str) -> set[str]:
     return {answer.checkout.location_id}
 
 
+async def _return_at(svc: Services, return_id: str) -> set[str]:
+    answer = await svc.order.GetReturn(order_pb2.GetReturnRequest(id=return_id))
+    found = answer.order_return
+    restocked = {line.location_id for line in found.lines if line.location_id}
+    return restocked | (await _order_at(svc, found.order_id) if found.order_id else set())
+
+
 _WHERE: dict[str, Callable[[Services, str], Awaitable[set[str]]]] = {
     "payments": _payment_at,
     "orders": _order_at,
     "refunds": _refund_at,
     "terminal-checkouts": _checkout_at,
+    "returns": _return_at,
 }
 
 

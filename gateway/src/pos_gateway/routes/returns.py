@@ -447,7 +447,9 @@ async def get_return(return_id: PathId, svc: Svc) -> Return:
     """Any return of the merchant by its id: an order's (as its list has it), an exchange's,
     or one without a receipt (`POST /v1/returns`: `order_id` empty, `customer_id` and
     `store_credit_gift_card_id` set; its card's code is never shown again). Another
-    merchant's return is a 404, the same as one that does not exist."""
+    merchant's return is a 404, the same as one that does not exist; so is, for a register's
+    credential, a return of another store (of an order neither sold nor fulfilled at the
+    register's location, with no units restocked there)."""
     answer = await svc.order.GetReturn(order_pb2.GetReturnRequest(id=return_id))
     return to_model(Return, answer.order_return)
 
