@@ -350,3 +350,49 @@ def test_an_empty_filter_is_a_400_naming_it_never_dropped(platform: Running) -> 
         answer = http.get(path, params=params)
         assert answer.status_code == 400, (path, params, answer.text)
         assert [e["field"] for e in answer.json()["errors"]] == [field], answer.text
+
+
+def test_the_stock_ledger_is_narrowed_by_kind_reason_and_period(platform: Running) -> None:
+    """A stock report over REST: `kind`, `reason` and a created window narrow the ledger;
+    a cursor pages on with its own filters only; a reversed window is a 400."""
+    http = platform.new_merchant("Ledger filters")
+    sku = f"LF-{uuid.uuid4().hex[:8].upper()}"
+    made = _post(http, "/v1/products", {"sku": sku, "name": "Ledger",
+                                         "price": {"amount": 100, "currency": "USD"}})  # fmt: skip
+    assert made.status_code == 201, made.text
+    store = _shop(http, "Ledger", 41.0, -87.0, {sku: 10})
+    for delta, reason in ((-2, "damaged"), (-1, "lost"), (4, "received")):
+        change = {"sku": sku, "location_id": store, "delta": delta, "reason": reason}
+        moved = _post(http, "/v1/inventory/adjustments", change)
+        assert moved.status_code == 201, moved.text
+
+    def listed(**params: Any) -> list[dict[str, Any]]:
+        answer = http.get("/v1/inventory/history", params={"sku": sku, **params})
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["data"])
+
+    everything = listed()
+    assert [(e["reason"], e["delta"]) for e in everything] == [
+        ("received", 4), ("lost", -1), ("damaged", -2), ("received", 10)
+    ]  # fmt: skip
+    assert [e["id"] for e in listed(reason="received")] == [
+        everything[0]["id"], everything[3]["id"]
+    ]  # fmt: skip
+    assert listed(kind="sale") == []
+    assert [e["id"] for e in listed(kind="adjustment")] == [e["id"] for e in everything]
+    since = everything[2]["recorded_at"]
+    assert [e["id"] for e in listed(recorded_since=since)] == [e["id"] for e in everything[:3]]
+    first = http.get(
+        "/v1/inventory/history", params={"sku": sku, "reason": "received", "limit": 1}
+    ).json()
+    moved_cursor = http.get(
+        "/v1/inventory/history", params={"sku": sku, "limit": 1, "cursor": first["next_cursor"]}
+    )
+    assert moved_cursor.status_code == 400, moved_cursor.text
+    for params, field in (
+        ({"recorded_since": since, "recorded_before": since}, "recorded_before"),
+        ({"kind": "theft"}, "kind"),
+    ):
+        refused = http.get("/v1/inventory/history", params={"sku": sku, **params})
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text

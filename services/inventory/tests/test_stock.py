@@ -25,6 +25,7 @@ from pos_inventory.domain.reservations import (
     validate_hold,
 )
 from pos_inventory.service import availability, catalog, handlers, reservations, stock, upsert
+from pos_inventory.service.ports import HistoryFilters
 from pos_kit.errors import Conflict, InvalidArgument, NotFound
 from pos_kit.ids import has_prefix
 from pos_kit.money import Money
@@ -140,13 +141,16 @@ async def test_a_location_filter_of_another_merchant_is_not_found_like_a_made_up
     async with db.uow() as uow:
         # The owner's own filter answers.
         assert [lv.location_id for lv in await handlers.stock_levels(uow, [sku], loc)] == [loc]
-        assert await stock.stock_history(uow, sku, loc, PageRequest()) == []
+        assert (
+            await stock.stock_history(uow, HistoryFilters(sku=sku, location_id=loc), PageRequest())
+            == []
+        )
         assert len(await availability.availability(uow, [sku], [loc])) == 1
     for merchant, place in (("mer_a", "loc_nope"), ("mer_b", loc)):
         async with db.uow(merchant) as uow:
             for read in (
                 handlers.stock_levels(uow, [sku], place),
-                stock.stock_history(uow, sku, place, PageRequest()),
+                stock.stock_history(uow, HistoryFilters(sku=sku, location_id=place), PageRequest()),
                 availability.availability(uow, [sku], [place]),
             ):
                 with pytest.raises(NotFound) as err:
@@ -356,14 +360,66 @@ async def test_history_is_newest_first_filtered_and_paged(db: Db) -> None:
         await adjust(db, sku, loc, delta)
     async with db.uow() as uow:
         page = PageRequest(limit=3)
-        first, _ = page_of(await stock.stock_history(uow, sku, loc, page), page)
+        first, _ = page_of(
+            await stock.stock_history(uow, HistoryFilters(sku=sku, location_id=loc), page), page
+        )
         after = PageRequest(limit=3, after=first[-1].id)
-        rest = await stock.stock_history(uow, sku, "", after)
+        rest = await stock.stock_history(uow, HistoryFilters(sku=sku), after)
     async with db.uow("mer_b") as other:
-        foreign = await stock.stock_history(other, sku, "", page)
+        foreign = await stock.stock_history(other, HistoryFilters(sku=sku), page)
     assert [e.quantity for e in first] == [4, 3, 2]
     assert [e.quantity for e in rest] == [1]
     assert foreign == []
+
+
+async def test_history_is_narrowed_by_kind_reason_and_when_it_was_recorded(db: Db) -> None:
+    """A stock report asks for one kind of movement, one reason, or one period: each filter
+    narrows the ledger, and an unknown kind or reason, or an empty period, is refused naming
+    the field rather than answered as an empty list."""
+    sku = unique("ledger")
+    loc = (await db.shop(sku)).id
+    async with db.tx() as uow:
+        await handlers.adjust_stock(uow, Adjustment(sku, loc, 5, Reason.RECEIVED))
+    async with db.tx() as uow:
+        await handlers.adjust_stock(uow, Adjustment(sku, loc, -1, Reason.DAMAGED))
+    await count(db, sku, loc, 3, datetime.now(UTC), unique("count"))
+
+    async def found(**filters: Any) -> list[tuple[str, str, int]]:
+        async with db.uow() as uow:
+            entries = await stock.stock_history(
+                uow, HistoryFilters(sku=sku, **filters), PageRequest()
+            )
+        return [(e.kind.value, e.reason.value if e.reason else "", e.quantity) for e in entries]
+
+    everything = await found()
+    assert [(k, q) for k, _, q in everything] == [("count", 3), ("adjustment", -1),
+                                                  ("adjustment", 5)]  # fmt: skip
+    assert await found(kind="count") == everything[:1]
+    assert await found(reason="damaged") == everything[1:2]
+    assert await found(kind="sale") == []
+    async with db.uow() as uow:
+        recorded = (
+            (
+                await uow.conn.execute(
+                    select(stock_ledger.c.created_at)
+                    .where(stock_ledger.c.sku == sku)
+                    .order_by(stock_ledger.c.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert await found(recorded_since=recorded[1]) == everything[:2]
+    assert await found(recorded_before=recorded[1]) == everything[2:]
+    assert await found(recorded_since=recorded[1], recorded_before=recorded[2]) == everything[1:2]
+    for filters, field in (
+        ({"kind": "theft"}, "kind"),
+        ({"reason": "stolen"}, "reason"),
+        ({"recorded_since": recorded[1], "recorded_before": recorded[1]}, "recorded_before"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            await found(**filters)
+        assert [v.field for v in refused.value.violations] == [field]
 
 
 async def test_ledger_ids_say_nothing_of_other_merchants_entries(db: Db) -> None:
@@ -374,7 +430,9 @@ async def test_ledger_ids_say_nothing_of_other_merchants_entries(db: Db) -> None
     await adjust(db, sku, loc, 1)
     await adjust(db, sku, loc, 2)
     async with db.uow() as uow:
-        entries = await stock.stock_history(uow, sku, loc, PageRequest())
+        entries = await stock.stock_history(
+            uow, HistoryFilters(sku=sku, location_id=loc), PageRequest()
+        )
         seqs = (
             await uow.conn.execute(
                 select(stock_ledger.c.seq).where(stock_ledger.c.sku == sku).order_by("seq")
@@ -384,7 +442,9 @@ async def test_ledger_ids_say_nothing_of_other_merchants_entries(db: Db) -> None
         assert all(has_prefix(e.id, "led") for e in entries)
         assert len({e.id for e in entries}) == 2
     async with db.uow("mer_b") as other:
-        theirs = await stock.stock_history(other, sku, "", PageRequest(after=entries[0].id))
+        theirs = await stock.stock_history(
+            other, HistoryFilters(sku=sku), PageRequest(after=entries[0].id)
+        )
     assert theirs == []
 
 

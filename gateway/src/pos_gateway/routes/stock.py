@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, Query
@@ -21,13 +22,16 @@ from pos_gateway.routes.common import (
     INT64,
     INT64_MAX,
     INT64_MIN,
+    TIME_SCHEMA,
     UNKNOWN_LOCATION,
     Body,
     BodyTime,
     Cursor,
+    InRange,
     Limit,
     PathId,
     QueryId,
+    Rfc3339,
     Sku,
     example,
     op,
@@ -210,12 +214,51 @@ async def stock_history(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    kind: Annotated[
+        Literal["adjustment", "count", "transfer_out", "transfer_in", "sale"] | None,
+        Query(description="Only entries of this kind"),
+    ] = None,
+    reason: Annotated[
+        Literal["received", "sold", "returned", "damaged", "correction", "lost"] | None,
+        Query(description="Only adjustments made for this reason"),
+    ] = None,
+    recorded_since: Annotated[
+        datetime | None,
+        Rfc3339,
+        InRange,
+        Query(
+            description="Only entries recorded at or after this RFC 3339 time",
+            json_schema_extra=TIME_SCHEMA,
+        ),
+    ] = None,
+    recorded_before: Annotated[
+        datetime | None,
+        Rfc3339,
+        InRange,
+        Query(
+            description="Only entries recorded before this RFC 3339 time",
+            json_schema_extra=TIME_SCHEMA,
+        ),
+    ] = None,
 ) -> LedgerEntryList:
-    answer = await svc.stock.ListStockHistory(
-        stock_pb2.ListStockHistoryRequest(
-            sku=sku or "", location_id=location_id or "", page_size=limit, page_token=cursor or ""
-        )
+    """Every movement of stock, newest first. Each filter narrows the list: a SKU, a location
+    (one you do not have is a 404), an entry's `kind`, an adjustment's `reason`, and when it
+    was recorded (`recorded_since` and `recorded_before`, on each entry's `recorded_at`;
+    together a day's or a month's movements, the second after the first, else a 400). A
+    cursor pages on only with the filters it was given with."""
+    ask = stock_pb2.ListStockHistoryRequest(
+        sku=sku or "",
+        location_id=location_id or "",
+        page_size=limit,
+        page_token=cursor or "",
+        kind=kind or "",
+        reason=reason or "",
     )
+    if recorded_since is not None:
+        ask.recorded_since.CopyFrom(timestamp(recorded_since, "recorded_since"))
+    if recorded_before is not None:
+        ask.recorded_before.CopyFrom(timestamp(recorded_before, "recorded_before"))
+    answer = await svc.stock.ListStockHistory(ask)
     return to_page(LedgerEntryList, answer.entries, answer.next_page_token)
 
 

@@ -38,6 +38,7 @@ from pos_inventory.adapters.tables import low_stock_thresholds, reservations, st
 from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
 from pos_inventory.domain.model import Reason, StockLevel
 from pos_inventory.domain.reservations import ReservationStatus
+from pos_inventory.service.ports import HistoryFilters
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 from pos_kit.uow import compiled_sql
@@ -454,12 +455,20 @@ class SqlStock:
         rows = await self._conn.execute(query.order_by(stock.c.sku).limit(fetch))
         return [level_of(r._mapping) for r in rows]
 
-    async def history(self, sku: str, location_id: str, page: PageRequest) -> list[LedgerEntry]:
+    async def history(self, f: HistoryFilters, page: PageRequest) -> list[LedgerEntry]:
         query = select(stock_ledger).where(stock_ledger.c.merchant_id == self._merchant)
-        if sku:
-            query = query.where(stock_ledger.c.sku == sku)
-        if location_id:
-            query = query.where(stock_ledger.c.location_id == location_id)
+        for column, wanted in (
+            (stock_ledger.c.sku, f.sku),
+            (stock_ledger.c.location_id, f.location_id),
+            (stock_ledger.c.kind, f.kind),
+            (stock_ledger.c.reason, f.reason),
+        ):
+            if wanted:
+                query = query.where(column == wanted)
+        if f.recorded_since is not None:
+            query = query.where(stock_ledger.c.created_at >= f.recorded_since)
+        if f.recorded_before is not None:
+            query = query.where(stock_ledger.c.created_at < f.recorded_before)
         if page.after:
             # The entry the last page ended with, by its id (never by `seq`, which a token
             # would show); an id of no entry of the merchant's ends the list.

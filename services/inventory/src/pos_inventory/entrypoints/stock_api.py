@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -25,6 +26,7 @@ from pos_inventory.adapters.repository import InventoryUow
 from pos_inventory.domain.model import StockLevel
 from pos_inventory.domain.reservations import HoldDue, OutOfStock, validate_hold
 from pos_inventory.service import availability, reservations, stock
+from pos_inventory.service.ports import HistoryFilters
 from pos_kit.paging import page_of, page_request, page_size
 from pos_kit.servicer import GrpcMethod, Servicer, mutation, query
 
@@ -156,7 +158,23 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
         self, request: S.ListStockHistoryRequest, uow: InventoryUow
     ) -> S.ListStockHistoryResponse:
         page = page_request(request)
-        found = await stock.stock_history(uow, request.sku, request.location_id, page)
+        filters = HistoryFilters(
+            sku=request.sku,
+            location_id=request.location_id,
+            kind=request.kind,
+            reason=request.reason,
+            recorded_since=(
+                request.recorded_since.ToDatetime(UTC)
+                if request.HasField("recorded_since")
+                else None
+            ),
+            recorded_before=(
+                request.recorded_before.ToDatetime(UTC)
+                if request.HasField("recorded_before")
+                else None
+            ),
+        )
+        found = await stock.stock_history(uow, filters, page)
         entries, token = page_of(found, page)
         return S.ListStockHistoryResponse(
             entries=[entry_to_proto(x) for x in entries], next_page_token=token

@@ -4,6 +4,7 @@ other's rows; the expiry sweep's repository is the one exception (see ExpiryRepo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -13,6 +14,19 @@ from pos_inventory.domain.model import Location, StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
 from pos_inventory.domain.search import ProductQuery
 from pos_kit.paging import PageRequest
+
+
+@dataclass(frozen=True)
+class HistoryFilters:
+    """What narrows the stock ledger; each one set must hold."""
+
+    sku: str = ""
+    location_id: str = ""
+    kind: str = ""
+    reason: str = ""
+    # Recorded in [recorded_since, recorded_before).
+    recorded_since: datetime | None = None
+    recorded_before: datetime | None = None
 
 
 class LocationRepository(Protocol):
@@ -78,7 +92,7 @@ class StockRepository(Protocol):
         """Up to `fetch` levels at the location by SKU, those after the SKU `after` only."""
         ...
 
-    async def history(self, sku: str, location_id: str, page: PageRequest) -> list[LedgerEntry]:
+    async def history(self, f: HistoryFilters, page: PageRequest) -> list[LedgerEntry]:
         """Newest first; `page.after` is the id of the last entry already seen."""
         ...
 

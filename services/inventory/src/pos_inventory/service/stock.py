@@ -15,10 +15,10 @@ from pos_inventory.domain.ledger import (
     validate_note,
     validate_occurred_at,
 )
-from pos_inventory.domain.model import SKU, LowStock, StockLevel
+from pos_inventory.domain.model import SKU, LowStock, Reason, StockLevel
 from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
 from pos_inventory.service.handlers import announce, now, require_items
-from pos_inventory.service.ports import InventoryUnitOfWork
+from pos_inventory.service.ports import HistoryFilters, InventoryUnitOfWork
 from pos_inventory.service.reservations import due_holds_in_the_way
 from pos_kit.errors import Conflict, FieldViolation, raise_if, require
 from pos_kit.ids import new_id
@@ -135,12 +135,25 @@ async def transfer_stock(
 
 
 async def stock_history(
-    uow: InventoryUnitOfWork, sku: str, location_id: str, page: PageRequest
+    uow: InventoryUnitOfWork, f: HistoryFilters, page: PageRequest
 ) -> list[LedgerEntry]:
-    if location_id:
+    kinds = sorted(k.value for k in EntryKind)
+    reasons = sorted(r.value for r in Reason)
+    raise_if(
+        require(not f.kind or f.kind in kinds, "kind", f"one of {', '.join(kinds)}")
+        + require(not f.reason or f.reason in reasons, "reason", f"one of {', '.join(reasons)}")
+        + require(
+            f.recorded_since is None
+            or f.recorded_before is None
+            or f.recorded_before > f.recorded_since,
+            "recorded_before",
+            "must be after recorded_since",
+        )
+    )
+    if f.location_id:
         # Filtering by a location the merchant does not have is a 404, as everywhere else.
-        await require_items(uow, [], [location_id])
-    return await uow.stock.history(sku, location_id, page)
+        await require_items(uow, [], [f.location_id])
+    return await uow.stock.history(f, page)
 
 
 async def set_low_stock_threshold(

@@ -235,11 +235,30 @@ class ListStockHistoryRequest(_message.Message):
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RECORDED_SINCE_FIELD_NUMBER: _builtins.int
+    RECORDED_BEFORE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
-    """Both optional filters; without them, the merchant's whole ledger."""
+    """Every filter is optional; without them, the merchant's whole ledger."""
     location_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    kind: _builtins.str
+    """An entry's kind (adjustment, count, transfer_out, transfer_in, sale) and an adjustment's
+    reason (received, sold, returned, damaged, correction, lost): anything else is
+    INVALID_ARGUMENT naming the field.
+    """
+    reason: _builtins.str
+    @_builtins.property
+    def recorded_since(self) -> _timestamp_pb2.Timestamp:
+        """Recorded (LedgerEntry.recorded_at) in [recorded_since, recorded_before) (the second
+        after the first, else INVALID_ARGUMENT naming recorded_before): a day's or a month's
+        movements.
+        """
+
+    @_builtins.property
+    def recorded_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -247,10 +266,14 @@ class ListStockHistoryRequest(_message.Message):
         location_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        recorded_since: _timestamp_pb2.Timestamp | None = ...,
+        recorded_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_before", b"recorded_before", "recorded_since", b"recorded_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "reason", b"reason", "recorded_before", b"recorded_before", "recorded_since", b"recorded_since", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
