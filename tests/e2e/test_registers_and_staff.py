@@ -797,6 +797,30 @@ def test_register_staff_and_override_changes_reach_the_event_feed(platform: Runn
     assert grants == [granted.json()["id"]]  # the wrong PIN granted nothing, published nothing
 
 
+def test_a_new_register_reaches_the_event_feed_once(platform: Running) -> None:
+    """A register made at a location is announced as `register.created` with the register as
+    GET answers it, as staff are when made; a retry of the same request (the same
+    Idempotency-Key, past the stored answer too) announces nothing again."""
+    http = platform.http
+    here = _locations(http)[0]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"location_id": here, "name": "Announced Till"}
+    made = http.post("/v1/registers", json=body, headers=key)
+    assert made.status_code == 201, made.text
+    again = http.post("/v1/registers", json=body, headers=key)
+    assert again.json()["id"] == made.json()["id"]
+    with psycopg.connect(_gateway_db(platform)) as conn:  # the stored answer gone: run again
+        conn.execute("DELETE FROM idempotency_keys WHERE key = %s", (key["Idempotency-Key"],))
+    rerun = http.post("/v1/registers", json=body, headers=key)
+    assert (rerun.status_code, rerun.json()["id"]) == (201, made.json()["id"]), rerun.text
+    register = made.json()["id"]
+    # Retired: once that is in the feed, so is everything the gateway published before it.
+    assert _post(http, f"/v1/registers/{register}/retire").status_code == 200
+    _event_of(http, "register.retired", register)
+    created = _events_of(http, "register.created", register)
+    assert [e["data"]["object"] for e in created] == [made.json()]
+
+
 def test_a_pay_out_takes_no_more_than_the_drawer_holds(platform: Running) -> None:
     """A pay-out past the cash the drawer is expected to hold is a 409
     `insufficient_cash_in_drawer` naming the amount, and nothing is recorded: it was taken,

@@ -115,6 +115,7 @@ async def create(
             .returning(registers.c.id)
         )
         ident = made.scalar()
+        fresh = ident is not None
         if ident is None:
             row = (
                 await conn.execute(
@@ -133,6 +134,8 @@ async def create(
             conn, merchant_id, "register.created", actor, ("register", ident),
             {"register": found.snapshot()}, request_id,
         )  # fmt: skip
+        if fresh:  # a retry of the same request announces nothing twice
+            await outbox.publish(conn, merchant_id, pb.RegisterCreated(register=found.message()))
         return found
 
 

@@ -112,7 +112,8 @@ class RegisterIn(Body):
          example=ex.NEW_REGISTER, status=201),
 )  # fmt: skip
 async def create_register(body: RegisterIn, request: Request, svc: Svc) -> Register:
-    """The register is `unpaired` until a device exchanges a pairing code for it."""
+    """The register is `unpaired` until a device exchanges a pairing code for it. Announced
+    as `register.created` (a retry of the same request announces nothing again)."""
     principal = principal_of(request)
     _merchant_only(principal)
     await location_of(svc, body.location_id, "location_id")

@@ -221,6 +221,13 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     shift_messages.ShiftClosed: lambda m: [
         ("shift.closed", m.shift.id, _object(Shift, _stamped(m.shift, *_SHIFT_TIMES)))
     ],
+    gateway_events.RegisterCreated: lambda m: [
+        (
+            "register.created",
+            m.register.id,
+            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+        )
+    ],
     gateway_events.RegisterPaired: lambda m: [
         (
             "register.paired",

@@ -169,6 +169,34 @@ class Override(_message.Message):
 Global___Override: _TypeAlias = Override  # noqa: Y015
 
 @_typing.final
+class RegisterCreated(_message.Message):
+    """Subject pos.gateway.v1.register_created (public: register.created): a register was made at
+    a location, `unpaired`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def register(self) -> Global___Register: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        register: Global___Register | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "register", b"register"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "register", b"register"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCreated: _TypeAlias = RegisterCreated  # noqa: Y015
+
+@_typing.final
 class RegisterPaired(_message.Message):
     """Subject pos.gateway.v1.register_paired (public: register.paired): a device exchanged a
     pairing code for the register's credential (a new device replaces the old one).
