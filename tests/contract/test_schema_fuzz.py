@@ -72,11 +72,11 @@ ORDER_RULES = "|".join(
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
      "POST /v1/orders/[^/]+/returns/[^/]+/settle")
 )  # fmt: skip
-# A staff member (its change and its deactivation) and the settings take If-Match (412 when
-# stale).
+# A staff member (its change and its deactivation), a role (its change and its deletion) and
+# the settings take If-Match (412 when stale).
 VERSIONED_SETTINGS = "|".join(
     ("PATCH /v1/staff/[^/]+", "POST /v1/staff/[^/]+/deactivate", "PATCH /v1/order-settings",
-     "PUT /v1/(payment|gift-card|audit)-settings")
+     "PUT /v1/(payment|gift-card|audit)-settings", "(PATCH|DELETE) /v1/roles/[^/]+")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",

@@ -199,6 +199,11 @@ def _staff(http: httpx.Client) -> str:
     return str(_post(http, "/v1/staff", body)["id"])
 
 
+def _role(http: httpx.Client) -> str:
+    body = {"name": f"probe {uuid.uuid4().hex}", "permissions": []}
+    return str(_post(http, "/v1/roles", body)["id"])
+
+
 def _shift(http: httpx.Client) -> str:
     """A shift of merchant A: a paired register, a member signed in at it, a float."""
     location = http.get("/v1/locations").json()["data"][0]["id"]
@@ -280,6 +285,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/registers/{register_id}/pairing-codes": _register,
     "/v1/staff/{staff_id}": _staff,
     "/v1/staff/{staff_id}/deactivate": _staff,
+    "/v1/roles/{role_id}": _role,
     "/v1/shifts/{shift_id}": _shift,
     "/v1/shifts/{shift_id}/drawer-movements": _shift,
     "/v1/shifts/{shift_id}/close": _shift,
@@ -304,6 +310,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/customer-groups/{group_id}/members"): {"customer_ids": ["cus_made_up"]},
     ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
     ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
+    ("patch", "/v1/roles/{role_id}"): {"name": "Mallory's"},
     ("patch", "/v1/orders/{order_id}"): {"notes": "Mallory's"},
     ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
         "kind": "pay_in",

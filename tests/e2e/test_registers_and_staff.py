@@ -1432,6 +1432,74 @@ def test_roles_are_listed_in_pages_however_many_there_are(platform: Running) -> 
         assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "cursor")
 
 
+def test_a_role_is_read_changed_and_deleted_by_id(platform: Running) -> None:
+    """A role is read by id (a built-in one too), changed by PATCH (name, permissions; by
+    version with If-Match; `{}` a 400) and deleted once no active member has it (a 409
+    `role_in_use` before); another merchant's role is a 404 to all three; a built-in role is
+    neither changed nor deleted."""
+    http = platform.http
+    here = _locations(http)[0]
+    made = _post(http, "/v1/roles", {"name": f"lead {uuid.uuid4().hex[:6]}",
+                                      "permissions": ["refund"]})  # fmt: skip
+    assert made.status_code == 201, made.text
+    role = made.json()
+    assert role["version"] == 1
+    one = f"/v1/roles/{role['id']}"
+    read = http.get(one)
+    assert (read.status_code, read.json(), read.headers["ETag"]) == (200, role, '"1"')
+    cashier = http.get("/v1/roles/cashier")
+    assert (cashier.status_code, cashier.json()["built_in"]) == (200, True)
+    assert http.get("/v1/roles/role_nope").status_code == 404
+
+    empty = http.patch(one, json={})
+    assert (empty.status_code, empty.json()["code"]) == (400, "invalid_request")
+    null = http.patch(one, json={"name": None})
+    assert (null.status_code, null.json()["errors"][0]["field"]) == (400, "name")
+    new_name = f"senior {uuid.uuid4().hex[:6]}"
+    change = {"name": new_name, "permissions": ["void", "refund"]}
+    changed = http.patch(one, json=change, headers={"If-Match": '"1"'})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["name"], changed.json()["permissions"], changed.json()["version"]) == (
+        new_name, ["refund", "void"], 2
+    )  # fmt: skip
+    assert changed.headers["ETag"] == '"2"'
+    stale = http.patch(one, json={"permissions": []}, headers={"If-Match": '"1"'})
+    assert (stale.status_code, stale.json()["code"]) == (412, "version_mismatch")
+    assert stale.json()["current_version"] == 2
+    same = http.patch(one, json=change)  # what it is already: no new version
+    assert (same.status_code, same.json()["version"]) == (200, 2), same.text
+    other = _post(http, "/v1/roles", {"name": f"other {uuid.uuid4().hex[:6]}", "permissions": []})
+    taken = http.patch(one, json={"name": " " + other.json()["name"].upper()})
+    assert (taken.status_code, taken.json()["code"]) == (409, "role_name_taken")
+    assert [e["field"] for e in taken.json()["errors"]] == ["name"]
+    assert http.patch(one, json={"name": "Manager"}).json()["code"] == "role_name_taken"
+    for built_in in (http.patch("/v1/roles/manager", json={"permissions": []}),
+                     http.delete("/v1/roles/manager")):  # fmt: skip
+        assert (built_in.status_code, built_in.json()["code"]) == (409, "role_built_in")
+    with platform.new_merchant("Role Borrower") as stranger:
+        assert stranger.get(one).status_code == 404
+        assert stranger.patch(one, json={"name": "mine"}).status_code == 404
+        assert stranger.delete(one).status_code == 404
+    assert http.get(one).json()["name"] == new_name
+
+    member = _member(http, "Role Holder", role["id"], here, "5791")
+    held = http.delete(one)
+    assert (held.status_code, held.json()["code"]) == (409, "role_in_use"), held.text
+    assert held.json()["staff_count"] == 1
+    assert http.get(one).status_code == 200
+    assert http.patch(f"/v1/staff/{member}", json={"role": "cashier"}).status_code == 200
+    assert http.delete(one, headers={"If-Match": '"1"'}).status_code == 412
+    gone = http.delete(one, headers={"If-Match": '"2"'})
+    assert (gone.status_code, gone.json()["id"], gone.json()["name"]) == (200, role["id"],
+                                                                          new_name)  # fmt: skip
+    assert http.get(one).status_code == 404
+    assert http.delete(one).status_code == 404
+    listed = [r["id"] for r in http.get("/v1/roles", params={"limit": 200}).json()["data"]]
+    assert role["id"] not in listed and other.json()["id"] in listed
+    actions = [e["action"] for e in _audit(http, resource_id=role["id"])]
+    assert sorted(actions) == ["role.created", "role.deleted", "role.updated"]
+
+
 def test_an_audit_window_that_ends_before_it_starts_is_a_400(platform: Running) -> None:
     """`until` before (or at) `since` is a mistake, the two swapped: a 400 naming `until`, as
     the payments' and orders' lists answer, never an empty page that reads as no activity."""

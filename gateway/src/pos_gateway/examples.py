@@ -934,6 +934,7 @@ ROLE = {
     "permissions": ["refund", "no_sale"],
     "discount_limit_bps": 2000,
     "built_in": False,
+    "version": 1,
 }
 REGISTER_SESSION = {
     "id": SESSION_ID,

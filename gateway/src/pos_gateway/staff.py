@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pos.gateway.v1 import events_pb2 as pb
@@ -147,8 +148,12 @@ async def changed(
 async def _role_exists(conn: AsyncConnection, merchant_id: str, role: str) -> bool:
     if built_in(role) is not None:
         return True
+    # Held (FOR SHARE) until the member's change commits: a deletion of the role waits for it
+    # and then finds the member, or goes first and the member's change finds no role.
     found = await conn.scalar(
-        select(roles.c.id).where(roles.c.merchant_id == merchant_id, roles.c.id == role)
+        select(roles.c.id)
+        .where(roles.c.merchant_id == merchant_id, roles.c.id == role)
+        .with_for_update(read=True)
     )
     return found is not None
 
@@ -316,6 +321,20 @@ class Role:
     permissions: list[str]
     discount_limit_bps: int
     built_in: bool
+    version: int = 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "permissions": self.permissions,
+                "discount_limit_bps": self.discount_limit_bps, "version": self.version}  # fmt: skip
+
+
+_ROLE_COLUMNS = (roles.c.id, roles.c.name, roles.c.permissions, roles.c.discount_limit_bps,
+                 roles.c.version)  # fmt: skip
+
+
+def _own_role(row: Any) -> Role:
+    return Role(row.id, row.name, list(row.permissions), row.discount_limit_bps, False,
+                row.version)  # fmt: skip
 
 
 def built_in_roles() -> list[Role]:
@@ -324,6 +343,134 @@ def built_in_roles() -> list[Role]:
         granted, limit = built_in(name) or (frozenset(), 0)
         found.append(Role(name, name, [p for p in PERMISSIONS if p in granted], limit, True))
     return found
+
+
+async def _role(
+    conn: AsyncConnection, merchant_id: str, role_id: str, lock: bool = False
+) -> Role | None:
+    query = select(*_ROLE_COLUMNS).where(roles.c.merchant_id == merchant_id, roles.c.id == role_id)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    return None if row is None else _own_role(row)
+
+
+async def get_role(engine: AsyncEngine, merchant_id: str, role_id: str) -> Role | None:
+    """A built-in role, or the merchant's own; None: no such role (another merchant's
+    included)."""
+    for fixed in built_in_roles():
+        if fixed.id == role_id:
+            return fixed
+    async with engine.connect() as conn:
+        return await _role(conn, merchant_id, role_id)
+
+
+def _changeable(role_id: str) -> None:
+    if built_in(role_id) is not None:
+        raise Refused("role_built_in", f"the built-in role {role_id!r} cannot be changed")
+
+
+def _current(before: Role, expected_version: int) -> None:
+    if expected_version and expected_version != before.version:
+        raise Refused("version_mismatch", "the role changed since the version you sent",
+                      current_version=before.version)  # fmt: skip
+
+
+async def update_role(
+    engine: AsyncEngine,
+    merchant_id: str,
+    role_id: str,
+    fields: dict[str, Any],
+    actor: audit.Actor,
+    request_id: str,
+    expected_version: int = 0,
+) -> Role | None:
+    """Change what is given (`name`, `permissions`, `discount_limit_bps`); None: no such
+    role. Refused: a built-in role (`role_built_in`), a name another role has in any case
+    (`role_name_taken`), another version than `expected_version` (`version_mismatch`). What
+    the role already is changes nothing (no new version, no audit entry). Its members hold
+    the new permissions from their next action on (an override their manager approved is
+    checked against the role when it is used)."""
+    _changeable(role_id)
+    if "name" in fields and fields["name"].strip().casefold() in BUILT_IN_ROLES:
+        name = fields["name"]
+        raise Refused("role_name_taken", f"{name!r} is a built-in role", field="name")
+    async with engine.begin() as conn:
+        before = await _role(conn, merchant_id, role_id, lock=True)
+        if before is None:
+            return None
+        _current(before, expected_version)
+        if all(getattr(before, k) == v for k, v in fields.items()):
+            return before
+        if "name" in fields:
+            taken = await conn.scalar(
+                select(roles.c.id).where(
+                    roles.c.merchant_id == merchant_id,
+                    roles.c.id != role_id,
+                    func.lower(func.btrim(roles.c.name)) == fields["name"].strip().lower(),
+                )
+            )
+            if taken is not None:
+                name = fields["name"]
+                raise Refused("role_name_taken", f"a role named {name!r} exists", field="name")
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    update(roles)
+                    .where(roles.c.merchant_id == merchant_id, roles.c.id == role_id)
+                    .values(**fields, version=roles.c.version + 1)
+                )
+        except IntegrityError:  # the same name, committed by another change just now
+            name = fields["name"]
+            raise Refused(
+                "role_name_taken", f"a role named {name!r} exists", field="name"
+            ) from None
+        after = await _role(conn, merchant_id, role_id)
+        assert after is not None
+        await audit.record(
+            conn, merchant_id, "role.updated", actor, ("role", role_id),
+            {"changed": sorted(fields), "before": before.snapshot(), "role": after.snapshot()},
+            request_id,
+        )  # fmt: skip
+        return after
+
+
+async def delete_role(
+    engine: AsyncEngine,
+    merchant_id: str,
+    role_id: str,
+    actor: audit.Actor,
+    request_id: str,
+    expected_version: int = 0,
+) -> Role | None:
+    """The role as it was, deleted; None: no such role. Refused: a built-in role
+    (`role_built_in`), a role an active member still has (`role_in_use`, with how many:
+    give them another role first), another version than `expected_version`
+    (`version_mismatch`). A deactivated member keeps the role's id as it was."""
+    _changeable(role_id)
+    async with engine.begin() as conn:
+        before = await _role(conn, merchant_id, role_id, lock=True)
+        if before is None:
+            return None
+        _current(before, expected_version)
+        holding = await conn.scalar(
+            select(func.count())
+            .select_from(_T)
+            .where(_T.c.merchant_id == merchant_id, _T.c.role == role_id,
+                   _T.c.status == "active")
+        )  # fmt: skip
+        if holding:
+            raise Refused(
+                "role_in_use",
+                f"{holding} active staff member(s) still have this role: give them another first",
+                staff_count=int(holding),
+            )
+        await conn.execute(
+            roles.delete().where(roles.c.merchant_id == merchant_id, roles.c.id == role_id)
+        )
+        await audit.record(
+            conn, merchant_id, "role.deleted", actor, ("role", role_id),
+            {"role": before.snapshot()}, request_id,
+        )  # fmt: skip
+        return before
 
 
 async def list_roles(engine: AsyncEngine, merchant_id: str, after: str, limit: int) -> list[Role]:
@@ -343,12 +490,12 @@ async def list_roles(engine: AsyncEngine, merchant_id: str, after: str, limit: i
         return found
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(roles.c.id, roles.c.name, roles.c.permissions, roles.c.discount_limit_bps)
+            select(*_ROLE_COLUMNS)
             .where(roles.c.merchant_id == merchant_id, roles.c.id > own_after)
             .order_by(roles.c.id)
             .limit(limit - len(found))
         )
-        own = [Role(r.id, r.name, list(r.permissions), r.discount_limit_bps, False) for r in rows]
+        own = [_own_role(r) for r in rows]
     return [*found, *own]
 
 
@@ -393,7 +540,8 @@ async def create_role(
             ):  # fmt: skip
                 raise RequestReused()
             ident = row.id
-        role = Role(ident, name, permissions, discount_limit_bps, False)
+        role = await _role(conn, merchant_id, ident)
+        assert role is not None
         await audit.record(
             conn, merchant_id, "role.created", actor, ("role", ident),
             {"role": {"id": ident, "name": name, "permissions": permissions,

@@ -165,6 +165,8 @@ roles = Table(
     Column("discount_limit_bps", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("request_id", Text),
+    # Bumped by every change (If-Match); a role is changed as a whole, never partly.
+    Column("version", Integer, nullable=False, server_default=text("1")),
     # "Supervisor" beside "supervisor " would read as one role on every screen.
     Index("staff_roles_name", "merchant_id", func.lower(func.btrim(text("name"))), unique=True),
     Index("staff_roles_request", "merchant_id", "request_id", unique=True),

@@ -323,6 +323,7 @@ def _at_register(request: Request) -> Principal:
 
 def refusal(exc: staff.Refused) -> Problem:
     status = {"resource_missing": 404, "staff_deactivated": 409, "role_name_taken": 409,
+              "role_built_in": 409, "role_in_use": 409,
               "version_mismatch": 412}.get(exc.reason, 403)  # fmt: skip
     extra = {k: (ts(v) if isinstance(v, datetime) else v) for k, v in exc.extra.items()
              if k != "field"}  # fmt: skip

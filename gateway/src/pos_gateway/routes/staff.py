@@ -263,7 +263,8 @@ class RoleIn(Body):
 
 def _role_json(r: staff.Role) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "permissions": r.permissions,
-            "discount_limit_bps": r.discount_limit_bps, "built_in": r.built_in}  # fmt: skip
+            "discount_limit_bps": r.discount_limit_bps, "built_in": r.built_in,
+            "version": r.version}  # fmt: skip
 
 
 @router.post(
@@ -302,3 +303,101 @@ async def list_roles(request: Request, limit: Limit = 50, cursor: Cursor = None)
     return RoleList.model_validate(
         {"data": data, "next_cursor": encode_token(data[-1]["id"], ROLES_SCOPE) if more else None}
     )
+
+
+def _role_missing(role_id: str) -> Problem:
+    return Problem(404, "resource_missing", f"role {role_id!r} was not found",
+                   extra={"resource": "role"})  # fmt: skip
+
+
+def _role_etag(response: Response, r: staff.Role) -> Role:
+    response.headers["ETag"] = f'"{r.version}"'
+    return Role.model_validate(_role_json(r))
+
+
+@router.get("/roles/{role_id}", **op("staff:manage", "Get a role", (404,), example=ex.ROLE))
+async def get_role(role_id: PathId, request: Request, response: Response) -> Role:
+    """A built-in role (its id is its name) or one of yours. The ETag is the version, for
+    `If-Match` on a change."""
+    _manager(request)
+    found = await staff.get_role(
+        request.app.state.engine, principal_of(request).merchant_id, role_id
+    )
+    if found is None:
+        raise _role_missing(role_id)
+    return _role_etag(response, found)
+
+
+class RolePatch(Patch):
+    model_config = example({"name": "senior shift lead", "permissions": ["refund", "void"]})
+
+    name: Name | None = None
+    permissions: list[PermissionName] | None = Field(None, max_length=len(PERMISSIONS))
+    discount_limit_bps: int | None = Field(
+        None, ge=0, le=10_000, json_schema_extra=INT32,
+        description="The largest discount given without an override (1000 = 10 %)",
+    )  # fmt: skip
+
+
+@router.patch(
+    "/roles/{role_id}",
+    **op("staff:manage", "Change a role", (404, 409, 412), example={**ex.ROLE, "version": 2}),
+)
+async def update_role(
+    role_id: PathId,
+    body: RolePatch,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Role:
+    """Only the fields given change (one sent as null is a 400 naming it, nothing changed);
+    `permissions` replaces the list. Each change bumps `version`; what the role already is
+    changes nothing. Send `If-Match: "<version>"` to change only the version you saw: a stale
+    one is a 412 `version_mismatch` with `current_version`, and nothing changes. A name
+    another role has, in any case, outer spaces aside (the built-in ones included), is a 409
+    `role_name_taken`; a built-in role is a 409 `role_built_in`. Members with the role act
+    with its new permissions from their next action on. A body with no field is a 400."""
+    patched(body)
+    actor = _manager(request)
+    version = expected_version(if_match)
+    fields: dict[str, Any] = {}
+    if body.name is not None:
+        fields["name"] = body.name
+    if body.permissions is not None:
+        fields["permissions"] = [p for p in PERMISSIONS if p in body.permissions]
+    if body.discount_limit_bps is not None:
+        fields["discount_limit_bps"] = body.discount_limit_bps
+    try:
+        changed = await staff.update_role(
+            request.app.state.engine, principal_of(request).merchant_id, role_id, fields,
+            actor, request_id(), version,
+        )  # fmt: skip
+    except staff.Refused as exc:
+        raise refusal(exc) from None
+    if changed is None:
+        raise _role_missing(role_id)
+    return _role_etag(response, changed)
+
+
+@router.delete(
+    "/roles/{role_id}",
+    **op("staff:manage", "Delete a role no active member has", (404, 409, 412),
+         example=ex.ROLE),
+)  # fmt: skip
+async def delete_role(role_id: PathId, request: Request, if_match: IfMatch = None) -> Role:
+    """Answers the role as it was. While an active staff member has it, a 409 `role_in_use`
+    with `staff_count` (give them another role first); a built-in role is a 409
+    `role_built_in`. Send `If-Match: "<version>"` to delete only the version you saw: a stale
+    one is a 412 `version_mismatch`. A deactivated member keeps the role's id as it was."""
+    actor = _manager(request)
+    version = expected_version(if_match)
+    try:
+        gone = await staff.delete_role(
+            request.app.state.engine, principal_of(request).merchant_id, role_id, actor,
+            request_id(), version,
+        )  # fmt: skip
+    except staff.Refused as exc:
+        raise refusal(exc) from None
+    if gone is None:
+        raise _role_missing(role_id)
+    return Role.model_validate(_role_json(gone))

@@ -125,6 +125,8 @@ class Role(Answer):
         description="The largest discount given without an override (1000 = 10 %)",
     )  # fmt: skip
     built_in: bool
+    version: Version = Field(description="Bumped by every change; send it back in If-Match "
+                             "(a built-in role stays at 1)")  # fmt: skip
 
 
 class RoleList(Page[Role]):
