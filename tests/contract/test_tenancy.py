@@ -625,6 +625,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
     ("get", "/v1/staff"): lambda t: {"location_id": t.locations[0]},
     ("patch", "/v1/staff/{staff_id}"): lambda t: {"location_ids": [t.locations[0]]},
     ("get", "/v1/payments"): lambda t: {"order_id": t.order, "location_id": t.locations[0]},
+    ("get", "/v1/shifts"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/refunds"): lambda t: {"order_id": t.order, "payment_id": t.payment},
     ("post", "/v1/terminal-checkouts"): lambda t: {
         "location_id": t.locations[0], "device_id": "sandbox_reader_timeout",

@@ -902,6 +902,58 @@ def test_a_drawer_that_gave_out_more_than_it_held_reports_below_zero(platform: R
     assert event["data"]["object"]["report"]["expected_cash"]["amount"] == -1
 
 
+def test_shifts_are_listed_by_location_status_and_opening_time(platform: Running) -> None:
+    """The shift list narrows by location, register, status (open or closed) and a window of
+    opening times (`opened_since`, `opened_before`), each filter with the others; a window
+    that ends before (or as) it starts is a 400 naming `opened_before`, and a location the
+    merchant does not have a 404."""
+    http = platform.http
+    here, there = _locations(http)[:2]
+    usd = {"amount": 1000, "currency": "USD"}
+    opened = []
+    for location, pin in ((here, "3579"), (there, "9753")):
+        member = _member(http, f"Shift Filter {pin}", "manager", location, pin)
+        register, device = _paired_register(platform, location)
+        signed = _post(device, "/v1/register-sessions", {"staff_id": member, "pin": pin})
+        assert signed.is_success, signed.text
+        shift = _post(device, "/v1/shifts", {"opening_float": usd})
+        assert shift.status_code == 201, shift.text
+        opened.append((register["id"], device, shift.json()))
+    (first_register, first_device, first), (_, _, second) = opened
+    closed = _post(first_device, f"/v1/shifts/{first['id']}/close", {"counted_cash": usd})
+    assert closed.status_code == 200, closed.text
+    ours = {first["id"], second["id"]}
+
+    def listed(**params: str) -> list[str]:
+        answer = http.get("/v1/shifts", params={"limit": 200, **params})
+        assert answer.status_code == 200, answer.text
+        return [s["id"] for s in answer.json()["data"] if s["id"] in ours]
+
+    assert listed(location_id=here) == [first["id"]]
+    assert listed(location_id=there) == [second["id"]]
+    assert listed(status="closed") == [first["id"]]
+    assert listed(status="open") == [second["id"]]
+    assert listed(location_id=here, status="open") == []
+    assert listed(register_id=first_register, status="closed") == [first["id"]]
+    since, before = first["opened_at"], second["opened_at"]
+    assert since < before
+    assert listed(opened_since=since) == [second["id"], first["id"]]
+    assert listed(opened_since=since, opened_before=before) == [first["id"]]
+    assert listed(opened_since=before) == [second["id"]]
+    assert listed(opened_before=since) == []
+    for wrong in (since, before):  # ends before it starts, or as it starts
+        answer = http.get("/v1/shifts", params={"opened_since": before, "opened_before": wrong})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"] == [
+            {"field": "opened_before", "reason": "must be after opened_since"}
+        ]
+    bad = http.get("/v1/shifts", params={"status": "paused"})
+    assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "status")
+    unknown = http.get("/v1/shifts", params={"location_id": "loc_nope"})
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["errors"][0]["field"] == "location_id"
+
+
 def test_a_cashier_gives_no_stored_value_without_a_managers_pin(platform: Running) -> None:
     """Gift-card value and loyalty points handed out with no sale paying for them (a card
     issued, loaded, refunded to or adjusted; points credited) take the `refund` permission at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,12 +16,16 @@ from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    TIME_SCHEMA,
+    UNKNOWN_LOCATION,
     Body,
     Cursor,
+    InRange,
     Limit,
     MoneyIn,
     PathId,
     QueryId,
+    Rfc3339,
     UpdatedSince,
     example,
     known_register,
@@ -36,6 +41,24 @@ from pos_gateway.schemas.registers import DrawerMovementMade, Shift, ShiftList
 router = APIRouter(prefix="/v1", tags=["registers"])
 Svc = Annotated[Services, Depends(services)]
 
+OpenedSince = Annotated[
+    datetime | None,
+    Rfc3339,
+    InRange,
+    Query(
+        description="Only shifts opened at or after this RFC 3339 time",
+        json_schema_extra=TIME_SCHEMA,
+    ),
+]
+OpenedBefore = Annotated[
+    datetime | None,
+    Rfc3339,
+    InRange,
+    Query(
+        description="Only shifts opened before this RFC 3339 time", json_schema_extra=TIME_SCHEMA
+    ),
+]
+_STATUSES = {"open": shifts_pb2.SHIFT_STATUS_OPEN, "closed": shifts_pb2.SHIFT_STATUS_CLOSED}
 _KINDS = {
     "pay_in": shifts_pb2.DRAWER_MOVEMENT_KIND_PAY_IN,
     "pay_out": shifts_pb2.DRAWER_MOVEMENT_KIND_PAY_OUT,
@@ -91,12 +114,22 @@ async def list_shifts(
             "have is a 404 problem"
         ),
     ] = None,
+    location_id: Annotated[QueryId | None, Query(description=UNKNOWN_LOCATION)] = None,
+    status: Annotated[
+        Literal["open", "closed"] | None, Query(description="Only shifts in this status")
+    ] = None,
+    opened_since: OpenedSince = None,
+    opened_before: OpenedBefore = None,
     limit: Limit = 50,
     cursor: Cursor = None,
     updated_since: UpdatedSince = None,
 ) -> ShiftList:
     """Newest first, or with `updated_since` the change feed (oldest change first: a shift
-    moves in it when it is opened or closed); each with its report as it stands."""
+    moves in it when it is opened or closed); each with its report as it stands. Each filter
+    narrows the list (`opened_since` and `opened_before` together: a day's shifts, the second
+    after the first, else a 400 naming `opened_before`)."""
+    if location_id:
+        await location_of(svc, location_id, "location_id")
     if register_id:
         await known_register(request, register_id)
         own = principal_of(request).register_id
@@ -105,10 +138,16 @@ async def list_shifts(
             # not the register's to read (GetShift answers them 404 too).
             raise register_missing(register_id)
     ask = shifts_pb2.ListShiftsRequest(
-        page_size=limit, page_token=cursor or "", register_id=register_id or ""
-    )
+        page_size=limit, page_token=cursor or "", register_id=register_id or "",
+        location_id=location_id or "",
+        status=_STATUSES[status] if status else shifts_pb2.SHIFT_STATUS_UNSPECIFIED,
+    )  # fmt: skip
     if updated_since is not None:
         ask.updated_since.CopyFrom(timestamp(updated_since))
+    if opened_since is not None:
+        ask.opened_since.CopyFrom(timestamp(opened_since, "opened_since"))
+    if opened_before is not None:
+        ask.opened_before.CopyFrom(timestamp(opened_before, "opened_before"))
     answer = await svc.shifts.ListShifts(ask)
     return to_page(ShiftList, answer.shifts, answer.next_page_token)
 

@@ -27,6 +27,7 @@ from pos_payment.domain.shifts import (
     Movement,
     MovementKind,
     Shift,
+    ShiftFilter,
     ShiftStatus,
     TenderLine,
 )
@@ -89,11 +90,21 @@ class SqlShiftRepository:
         row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return None if row is None else await self._filled(_shift(row))
 
-    async def list(self, page: PageRequest, register_id: str) -> list[Shift]:
-        """Newest first, or with `page.since` the change feed (oldest change first)."""
-        query = select(shifts).where(shifts.c.merchant_id == self._merchant)
-        if register_id:
-            query = query.where(shifts.c.register_id == register_id)
+    async def list(self, page: PageRequest, filters: ShiftFilter) -> list[Shift]:
+        """Newest first, or with `page.since` the change feed (oldest change first); each
+        filter given narrows it."""
+        t = shifts
+        query = select(t).where(t.c.merchant_id == self._merchant)
+        if filters.register_id:
+            query = query.where(t.c.register_id == filters.register_id)
+        if filters.location_id:
+            query = query.where(t.c.location_id == filters.location_id)
+        if filters.status is not None:
+            query = query.where(t.c.status == filters.status.value)
+        if filters.opened_since is not None:
+            query = query.where(t.c.opened_at >= filters.opened_since)
+        if filters.opened_before is not None:
+            query = query.where(t.c.opened_at < filters.opened_before)
         if page.since is not None:
             changed = await list_page(self._conn, query, shifts.c.updated_at, shifts.c.id, page)
             return [await self._filled(_shift(row)) for row in changed]

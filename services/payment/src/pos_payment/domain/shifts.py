@@ -29,6 +29,18 @@ class ShiftStatus(Enum):
     CLOSED = "closed"
 
 
+@dataclass(frozen=True)
+class ShiftFilter:
+    """What a shift list is narrowed to (each optional): a register, a location, a status,
+    opened in [opened_since, opened_before)."""
+
+    register_id: str = ""
+    location_id: str = ""
+    status: ShiftStatus | None = None
+    opened_since: datetime | None = None
+    opened_before: datetime | None = None
+
+
 class MovementKind(Enum):
     PAY_IN = "pay_in"
     PAY_OUT = "pay_out"
@@ -203,3 +215,13 @@ class ShiftClosed:
 
 
 EVENTS = (ShiftOpened, ShiftClosed)
+
+
+def validate_filter(filters: ShiftFilter) -> None:
+    """An opened-at window that ends before (or as) it starts is the two swapped: refused,
+    never a silent empty list."""
+    if filters.opened_since is not None and filters.opened_before is not None:
+        raise_if(
+            require(filters.opened_before > filters.opened_since, "opened_before",
+                    "must be after opened_since")
+        )  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
 
 import grpc
 
@@ -11,13 +13,25 @@ from pos.payment.v1 import shifts_pb2_grpc
 from pos_kit.context import register_var, staff_var
 from pos_kit.paging import page_of, page_request
 from pos_kit.servicer import Servicer, mutation, query
-from pos_payment.adapters.shift_messages import KINDS, movement_to_proto, shift_to_proto
+from pos_payment.adapters.shift_messages import (
+    KINDS,
+    SHIFT_STATUSES,
+    movement_to_proto,
+    shift_to_proto,
+)
 from pos_payment.adapters.shifts import ShiftUow
+from pos_payment.domain.shifts import ShiftFilter
 from pos_payment.service import shifts as handlers
 
 
 def _actor() -> tuple[str, str]:
     return register_var.get() or "", staff_var.get() or ""
+
+
+def _time(
+    request: S.ListShiftsRequest, name: Literal["opened_since", "opened_before"]
+) -> datetime | None:
+    return getattr(request, name).ToDatetime(UTC) if request.HasField(name) else None
 
 
 class ShiftApi(Servicer[ShiftUow], shifts_pb2_grpc.ShiftServiceServicer):
@@ -42,7 +56,14 @@ class ShiftApi(Servicer[ShiftUow], shifts_pb2_grpc.ShiftServiceServicer):
         if register and request.register_id not in ("", register):
             # A register reads its own shifts only: another's are none of its own.
             return S.ListShiftsResponse()
-        found, token = page_of(await uow.shifts.list(page, register or request.register_id), page)
+        filters = ShiftFilter(
+            register_id=register or request.register_id,
+            location_id=request.location_id,
+            status=SHIFT_STATUSES.optional(request.status, "status"),
+            opened_since=_time(request, "opened_since"),
+            opened_before=_time(request, "opened_before"),
+        )
+        found, token = page_of(await handlers.list_shifts(uow, page, filters), page)
         return S.ListShiftsResponse(
             shifts=[shift_to_proto(s) for s in found], next_page_token=token
         )

@@ -15,11 +15,13 @@ from pos_payment.domain.shifts import (
     MovementKind,
     Shift,
     ShiftClosed,
+    ShiftFilter,
     ShiftOpened,
     ShiftStatus,
     check_currency_of,
     check_pay_out,
     money_violations,
+    validate_filter,
     validate_movement,
     validate_open,
 )
@@ -29,7 +31,7 @@ class ShiftRepository(Protocol):
     async def add(self, shift: Shift) -> None: ...
     async def open_at(self, register_id: str) -> Shift | None: ...
     async def get(self, shift_id: str, *, lock: bool = False) -> Shift | None: ...
-    async def list(self, page: PageRequest, register_id: str) -> list[Shift]: ...
+    async def list(self, page: PageRequest, filters: ShiftFilter) -> list[Shift]: ...
     async def save(self, shift: Shift) -> None: ...
     async def add_movement(self, movement: Movement) -> Movement: ...
 
@@ -38,6 +40,12 @@ class Uow(Protocol):
     @property
     def shifts(self) -> ShiftRepository: ...
     def publish(self, event: object) -> None: ...
+
+
+async def list_shifts(uow: Uow, page: PageRequest, filters: ShiftFilter) -> list[Shift]:
+    """Newest first, or with `page.since` the change feed; each filter narrows it."""
+    validate_filter(filters)
+    return await uow.shifts.list(page, filters)
 
 
 def _already_open() -> Conflict:

@@ -331,15 +331,30 @@ class ListShiftsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     REGISTER_ID_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OPENED_SINCE_FIELD_NUMBER: _builtins.int
+    OPENED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     register_id: _builtins.str
+    location_id: _builtins.str
+    """Each filter narrows the list; unset: none."""
+    status: Global___ShiftStatus.ValueType
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """Only what changed at or after this time, oldest change first (then by id): a partner
         polls with the last updated_at it saw and misses nothing.
         """
 
+    @_builtins.property
+    def opened_since(self) -> _timestamp_pb2.Timestamp:
+        """Opened in [opened_since, opened_before): a day's shifts. Both given, the second must be
+        after the first (an empty window is a mistake, refused naming opened_before).
+        """
+
+    @_builtins.property
+    def opened_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -347,10 +362,14 @@ class ListShiftsRequest(_message.Message):
         page_token: _builtins.str = ...,
         register_id: _builtins.str = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
+        location_id: _builtins.str = ...,
+        status: Global___ShiftStatus.ValueType = ...,
+        opened_since: _timestamp_pb2.Timestamp | None = ...,
+        opened_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_before", b"opened_before", "opened_since", b"opened_since", "updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "opened_before", b"opened_before", "opened_since", b"opened_since", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
