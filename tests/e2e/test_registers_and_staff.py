@@ -297,6 +297,34 @@ def test_pin_guessing_locks_the_member_and_the_lock_is_audited(platform: Running
     assert len(stored[0]) == 32 and b"8642" not in stored[0] + stored[1]
 
 
+def test_a_member_locked_by_wrong_pins_is_signed_out_of_their_till(platform: Running) -> None:
+    """Five wrong PINs for a member signed in at this very till lock them and sign them out
+    there (and everywhere): the till acts as no one until they sign in again, which takes the
+    lock lifted; the sign-out is audited with the reason `locked`."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Locked Out", "cashier", here, "1357")
+    _, device = _paired_register(platform, here)
+    signed = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"})
+    assert signed.status_code == 201, signed.text
+    assert device.get("/v1/register-sessions/current").json()["staff_id"] == cashier
+    for _ in range(5):
+        wrong = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "0000"})
+        assert wrong.json()["code"] == "pin_incorrect"
+    current = device.get("/v1/register-sessions/current")
+    assert (current.status_code, current.json()["code"]) == (404, "resource_missing")
+    usd = {"amount": 100, "currency": "USD"}
+    acting = _post(device, "/v1/shifts", {"opening_float": usd})
+    assert (acting.status_code, acting.json()["code"]) == (403, "staff_sign_in_required")
+    ends = _audit(http, action="staff.signed_out", resource_id=signed.json()["id"])
+    assert [e["details"]["reason"] for e in ends] == ["locked"]
+    # The lock lifted by a new PIN: signed in again, the till acts as them.
+    assert http.patch(f"/v1/staff/{cashier}", json={"pin": "2468"}).status_code == 200
+    again = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2468"})
+    assert again.status_code == 201, again.text
+    assert device.get("/v1/register-sessions/current").json()["staff_id"] == cashier
+
+
 def test_a_register_that_spends_its_pin_budget_signs_no_one_in(platform: Running) -> None:
     """Four wrong PINs on each of five members lock none of them, but spend the register's
     budget of twenty: then even a right PIN is refused there (and the PIN is not checked), once

@@ -1,9 +1,10 @@
 """Ending register sessions, each end in the audit log.
 
 A member is signed out by signing out, and also when someone else signs in at the register,
-when the member is deactivated or taken off the register's location, and when the register is
-retired or paired with a new device. Each of those ends a session as surely as a sign-out, so
-each is recorded as one (`staff.signed_out` with the `reason`), in the transaction that ends it.
+when the member is deactivated, locked by wrong PINs or taken off the register's location, and
+when the register is retired or paired with a new device. Each of those ends a session as
+surely as a sign-out, so each is recorded as one (`staff.signed_out` with the `reason`), in the
+transaction that ends it.
 """
 
 from __future__ import annotations

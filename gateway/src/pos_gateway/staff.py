@@ -651,6 +651,12 @@ async def _check_pin(
             )
             await audit.record(conn, merchant_id, "staff.locked", actor, ("staff", staff_id),
                                {"lock_seconds": LOCK_SECONDS})  # fmt: skip
+            # Locked: signed out everywhere at once (a till where they are signed in would
+            # otherwise keep acting as them through the lock, the guesser's own included).
+            # Once the lock is over or lifted, they sign in again with the right PIN.
+            await end_sessions(
+                conn, merchant_id, register_sessions.c.staff_id == staff_id, "locked", actor
+            )
         if (
             actor.register_id
             and await _register_failures(conn, merchant_id, actor.register_id)
