@@ -517,3 +517,90 @@ async def test_a_refund_of_a_sale_from_a_closed_shift_counts_in_the_shift_giving
     tenders = {t.name: (t.captured.amount, t.refunded.amount) for t in done.report.tenders}
     assert tenders == {"card": (0, 700), "gift_card": (0, 500), "cash": (0, 1000)}
     assert (done.report.expected_cash.amount, done.over_short) == (500 - 1000, 500)
+
+
+async def test_cash_in_another_currency_than_the_open_shifts_is_refused_and_cards_are_listed_apart(
+    running: Running,
+) -> None:
+    """A drawer holds its shift's currency only: a cash payment, or a cash refund, at a
+    register whose open shift counts another currency is refused (409
+    `shift_currency_mismatch` naming `amount.currency`), and nothing is written. A card taken
+    there in another currency moves no drawer: the report lists it on a tender line of its own
+    currency, never in the shift's totals and never dropped."""
+    r = running
+    till = new_id("reg")
+    elsewhere = await cash_sale(r, "", 2500)  # a USD cash sale from the back office
+    shift = (
+        await r.shifts.OpenShift(
+            S.OpenShiftRequest(
+                request_id=new_id("req"), location_id="loc_1",
+                opening_float=money_pb2.Money(amount=10_000, currency="EUR"),
+            ),
+            metadata=at(till),
+            timeout=10,
+        )
+    ).shift  # fmt: skip
+
+    order = new_id("ord")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await r.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=new_id("req"), order_id=order, tender_type=P.TENDER_TYPE_CASH,
+                amount=usd(1000), cash_tendered=usd(1000), capture=True,
+            ),
+            metadata=at(till),
+            timeout=10,
+        )  # fmt: skip
+    refusal = read_error(err.value)
+    assert (err.value.code(), refusal.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "shift_currency_mismatch",
+    )
+    assert [v.field for v in refusal.violations] == ["amount.currency"]
+    assert refusal.metadata["shift_currency"] == "EUR"
+    listed = r.payments.ListPayments(
+        P.ListPaymentsRequest(order_id=order), metadata=at(), timeout=10
+    )
+    assert (await refused(listed))[0] == grpc.StatusCode.NOT_FOUND  # no payment of it
+
+    for flagged in (True, False):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await r.payments.CreateRefund(
+                P.CreateRefundRequest(
+                    request_id=new_id("req"), payment_id=elsewhere.id, amount=usd(500),
+                    cash_needs_open_shift=flagged,
+                ),
+                metadata=at(till),
+                timeout=10,
+            )  # fmt: skip
+        refusal = read_error(err.value)
+        assert (err.value.code(), refusal.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "shift_currency_mismatch",
+        )
+        assert [v.field for v in refusal.violations] == ["amount.currency"]
+    got = await r.payments.GetPayment(
+        P.GetPaymentRequest(id=elsewhere.id), metadata=at(), timeout=10
+    )
+    assert got.payment.refunded.amount == 0
+
+    card = await card_sale(r, till, 4000)
+    await refund(r, till, card.id, 1000)
+    closed = (
+        await r.shifts.CloseShift(
+            S.CloseShiftRequest(
+                request_id=new_id("req"), shift_id=shift.id,
+                counted_cash=money_pb2.Money(amount=10_000, currency="EUR"),
+            ),
+            metadata=at(till),
+            timeout=10,
+        )
+    ).shift  # fmt: skip
+    report = closed.report
+    assert (report.expected_cash.amount, report.expected_cash.currency) == (10_000, "EUR")
+    assert (report.cash_sales.amount, report.cash_refunds.amount) == (0, 0)
+    lines = [
+        (t.name, t.captured.currency, t.captured.amount, t.refunded.amount, t.net.amount)
+        for t in report.tenders
+    ]
+    assert lines == [("card", "USD", 4000, 1000, 3000)]

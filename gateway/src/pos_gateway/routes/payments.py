@@ -360,7 +360,9 @@ async def refund_payment(
     a register with a shift open, and counts in that shift (its drawer then expects the cash
     gone). From the back office (a key that is no register's), or at a register with no
     shift open, it is a 409 `cash_refund_needs_open_shift` naming `amount`, and nothing is
-    refunded. Refunds to cards, gift cards and other tenders need no register."""
+    refunded; at a register whose open shift counts another currency than the payment's, a
+    409 `shift_currency_mismatch` naming `amount.currency` (a drawer holds its shift's
+    currency only). Refunds to cards, gift cards and other tenders need no register."""
     async with guarded(request, "refund", "refund") as done:
         order_id = ""
         if body.lines:
@@ -403,7 +405,9 @@ async def refund_order(
     a register with a shift open, and counts in that shift (its drawer then expects the cash
     gone). From the back office (a key that is no register's), or at a register with no
     shift open, it is a 409 `cash_refund_needs_open_shift` naming `amount`, and nothing is
-    refunded. Refunds to cards, gift cards and other tenders need no register."""
+    refunded; at a register whose open shift counts another currency than the payment's, a
+    409 `shift_currency_mismatch` naming `amount.currency` (a drawer holds its shift's
+    currency only). Refunds to cards, gift cards and other tenders need no register."""
     async with guarded(request, "refund", "refund") as done:
         try:
             async with _units_held(svc, order_id if body.lines else ""):

@@ -196,10 +196,13 @@ class ShiftReport(Answer):
     pay_outs: Money
     no_sale_count: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     tenders: list[TenderTotals] = Field(
-        max_length=16,
+        max_length=64,
         description="What each tender took and gave back at the register while the shift was "
         "open, each capture and refund when it succeeded: one after the close (a pickup "
-        "captured at hand-over) counts in the shift open then, never in a closed one",
+        "captured at hand-over) counts in the shift open then, never in a closed one. One "
+        "line per tender and currency: the shift's currency first; a card taken in another "
+        "currency has a line of its own (cash in another currency is refused at the register, "
+        "409 `shift_currency_mismatch`)",
     )
     discounts: Money | None = Field(
         None,

@@ -47,11 +47,11 @@ def shift_to_proto(shift: Shift) -> S.Shift:
             tenders=[
                 settlement_pb2.TenderTotals(
                     name=line.tender,
-                    captured=money(line.taken, c),
+                    captured=money(line.taken, line.currency or c),
                     captured_count=line.taken_count,
-                    refunded=money(line.refunded, c),
+                    refunded=money(line.refunded, line.currency or c),
                     refunded_count=line.refunded_count,
-                    net=money(line.taken - line.refunded, c),
+                    net=money(line.taken - line.refunded, line.currency or c),
                 )
                 for line in shift.tenders
             ],

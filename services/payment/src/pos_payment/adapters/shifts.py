@@ -148,22 +148,26 @@ class SqlShiftRepository:
         mine = self._merchant
         taken = await self._conn.execute(self._taken(shift))
         given = await self._conn.execute(
-            select(r.c.tender_type, func.sum(r.c.amount), func.count())
+            select(r.c.tender_type, r.c.currency, func.sum(r.c.amount), func.count())
             .where(r.c.merchant_id == mine, r.c.shift_id == shift.id,
-                   r.c.status == "succeeded", r.c.currency == shift.currency)
-            .group_by(r.c.tender_type)
+                   r.c.status == "succeeded")
+            .group_by(r.c.tender_type, r.c.currency)
         )  # fmt: skip
         moved = await self._conn.execute(
             select(d.c.kind, func.sum(d.c.amount), func.count())
             .where(d.c.merchant_id == mine, d.c.shift_id == shift.id)
             .group_by(d.c.kind)
         )
-        sales = {row[0]: (int(row[1]), int(row[2])) for row in taken}
-        back = {row[0]: (int(row[1]), int(row[2])) for row in given}
+        # Per tender and currency: cash is always the shift's (cash in another is refused at
+        # the register, service/handlers.py); a card in another currency moves no drawer and
+        # is listed on a line of its own currency.
+        sales = {(row[0], row[1]): (int(row[2]), int(row[3])) for row in taken}
+        back = {(row[0], row[1]): (int(row[2]), int(row[3])) for row in given}
         drawer = {row[0]: (int(row[1]), int(row[2])) for row in moved}
+        cash = ("cash", shift.currency)
         shift.totals = CashTotals(
-            cash_sales=sales.get("cash", (0, 0))[0],
-            cash_refunds=back.get("cash", (0, 0))[0],
+            cash_sales=sales.get(cash, (0, 0))[0],
+            cash_refunds=back.get(cash, (0, 0))[0],
             pay_ins=drawer.get(MovementKind.PAY_IN.value, (0, 0))[0],
             pay_outs=drawer.get(MovementKind.PAY_OUT.value, (0, 0))[0],
             no_sales=drawer.get(MovementKind.NO_SALE.value, (0, 0))[1],
@@ -182,9 +186,10 @@ class SqlShiftRepository:
             discounted_orders=activity.get("discount", (0, 0))[1],
             overrides=activity.get("override", (0, 0))[1],
         )
+        # The shift's currency first, each tender in name order; then the other currencies.
         shift.tenders = [
-            TenderLine(t, *sales.get(t, (0, 0)), *back.get(t, (0, 0)))
-            for t in sorted({*sales, *back})
+            TenderLine(t[0], *sales.get(t, (0, 0)), *back.get(t, (0, 0)), currency=t[1])
+            for t in sorted({*sales, *back}, key=lambda t: (t[1] != shift.currency, t[1], t[0]))
         ]
         return shift
 
@@ -204,21 +209,21 @@ class SqlShiftRepository:
         at_once = select(
             p.c.id.label("payment_id"),
             p.c.tender_type,
+            p.c.currency,
             (p.c.captured - by_operations).label("amount"),
-        ).where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0,
-                p.c.currency == shift.currency)  # fmt: skip
+        ).where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0)
         captures = (
-            select(o.c.payment_id, p.c.tender_type, o.c.amount)
+            select(o.c.payment_id, p.c.tender_type, p.c.currency, o.c.amount)
             .join(p, (p.c.merchant_id == o.c.merchant_id) & (p.c.id == o.c.payment_id))
             .where(o.c.merchant_id == mine, o.c.shift_id == shift.id, o.c.kind == "capture",
-                   o.c.status == "succeeded", p.c.currency == shift.currency)
+                   o.c.status == "succeeded")
         )  # fmt: skip
         moved = union_all(at_once, captures).subquery()
         return (
-            select(moved.c.tender_type, func.sum(moved.c.amount),
+            select(moved.c.tender_type, moved.c.currency, func.sum(moved.c.amount),
                    func.count(moved.c.payment_id.distinct()))
             .where(moved.c.amount > 0)
-            .group_by(moved.c.tender_type)
+            .group_by(moved.c.tender_type, moved.c.currency)
         )  # fmt: skip
 
     async def note_activity(

@@ -787,6 +787,29 @@ def cash_refund_needs_open_shift(cash: list[str], register_id: str, named: list[
     return refused
 
 
+SHIFT_CURRENCY_MISMATCH = "shift_currency_mismatch"
+
+
+def shift_currency_mismatch(
+    register_id: str, shift_currency: str, currency: str, fields: list[str]
+) -> Conflict:
+    """Cash in `currency` taken or given back at a register whose open shift counts
+    `shift_currency`: the drawer holds its shift's currency only, and its expected cash is
+    counted in it, so that cash would be in no report. Refused before anything is written;
+    `fields` are the request's fields that carry the currency."""
+    refused = Conflict(
+        f"the shift open at register {register_id} counts {shift_currency}; cash in "
+        f"{currency} does not go in its drawer",
+        SHIFT_CURRENCY_MISMATCH,
+        {"register_id": register_id, "shift_currency": shift_currency, "currency": currency},
+    )
+    refused.violations = [
+        FieldViolation(name, f"must be {shift_currency}, the currency of the register's open shift")
+        for name in fields
+    ]
+    return refused
+
+
 def plan_refund(
     payments: list[Payment],
     amount: int | None,

@@ -70,11 +70,16 @@ def expected_cash(opening_float: int, totals: CashTotals) -> int:
 
 @dataclass(frozen=True)
 class TenderLine:
+    """What one tender took and gave back in one currency. Cash is always in the shift's
+    currency (cash in another is refused at the register); a card taken in another currency
+    moves no drawer and has a line of its own, after the shift's currency's lines."""
+
     tender: str
     taken: int
     taken_count: int
     refunded: int
     refunded_count: int
+    currency: str = ""
 
 
 @dataclass

@@ -178,7 +178,12 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
         # refused card number must not reach the database even as a hash.
         charge = validate_charge(charge_request(request))
         return handlers.TakePayment(
-            charge, request.request_id, self.processors, self.bound_uow, self.policy
+            charge,
+            request.request_id,
+            self.processors,
+            self.bound_uow,
+            self.policy,
+            register_var.get() or "",
         )
 
     @across_calls(payment_pb2.AuthorizeAndCaptureResponse)

@@ -64,6 +64,7 @@ from pos_payment.domain.model import (
     plan_refund,
     release,
     set_aside,
+    shift_currency_mismatch,
     validate_amount,
     validate_credit_request,
     validate_out_of_band,
@@ -149,12 +150,15 @@ class TakePayment:
         processors: Processors,
         new_uow: NewUow,
         policy: Policy,
+        register_id: str = "",
     ) -> None:
         self.charge = charge
         self.request_id = request_id
         self.processors = processors
         self.new_uow = new_uow
         self.policy = policy
+        # The register taking it (the call's; empty from the back office).
+        self.register_id = register_id
         # The payment this request added, as it wrote it (`settle_payment`'s `known`).
         self.known: Payment | None = None
 
@@ -164,6 +168,15 @@ class TakePayment:
         existing = await uow.payments.by_request_key(key)
         if existing is not None:
             return existing
+        if self.charge.tender is TenderType.CASH and self.register_id:
+            # Cash goes in the drawer of the register's open shift (read with its share
+            # lock, held until the payment joins it): only in that shift's currency.
+            shift = await uow.out_of_band.open_shift_at(self.register_id)
+            currency = self.charge.amount.currency
+            if shift is not None and shift[1] != currency:
+                raise shift_currency_mismatch(
+                    self.register_id, shift[1], currency, ["amount.currency"]
+                )
         payment = self.charge.new_payment(new_id("pay"), key)
         await uow.payments.add(payment)
         self.known = payment
@@ -511,8 +524,7 @@ class RefundPayments:
             ):
                 raise NotFound("exchange credit", self.ask.exchange_order_id)
         plans = plan_refund(payments, wanted, named, credit)
-        if self.ask.cash_needs_open_shift:
-            await self._drawer_for_cash(uow, plans)
+        await self._drawer_for_cash(uow, plans, currency)
         pairs = []
         for n, plan in enumerate(plans):
             payment = plan.payment
@@ -542,18 +554,29 @@ class RefundPayments:
             await uow.credits.save(credit)
         return pairs
 
-    async def _drawer_for_cash(self, uow: PaymentUnitOfWork, plans: list[RefundPlan]) -> None:
-        """Cash given back through the payments API comes out of the asking register's drawer:
-        with no register, or none open there, it would count in no shift (refused before
-        anything is written). The shift read here is held until the claim commits."""
+    async def _drawer_for_cash(
+        self, uow: PaymentUnitOfWork, plans: list[RefundPlan], currency: str
+    ) -> None:
+        """Cash given back comes out of the asking register's drawer. Through the payments
+        API (`cash_needs_open_shift`) with no register, or none open there, it would count in
+        no shift; at a register whose open shift counts another currency (whoever asks) it
+        would be in no report either. Both are refused before anything is written. The shift
+        read here is held until the claim commits."""
         cash = [p.payment.id for p in plans if p.payment.tender_type is TenderType.CASH]
         if not cash:
             return
         register = self.ask.register_id
-        if register and await uow.out_of_band.open_shift_at(register) is not None:
-            return
         named = [payment_id for payment_id, _ in self.ask.named]
-        raise cash_refund_needs_open_shift(cash, register, named)
+        shift = await uow.out_of_band.open_shift_at(register) if register else None
+        if shift is not None and shift[1] != currency:
+            fields = [
+                f"amounts[{i}].amount.currency"
+                for i, payment_id in enumerate(named)
+                if payment_id in cash
+            ] or ["amount.currency" if self.ask.amount is not None else "amount"]
+            raise shift_currency_mismatch(register, shift[1], currency, fields)
+        if self.ask.cash_needs_open_shift and shift is None:
+            raise cash_refund_needs_open_shift(cash, register, named)
 
     async def _payments(self, uow: PaymentUnitOfWork) -> list[Payment]:
         if self.ask.payment_id:
