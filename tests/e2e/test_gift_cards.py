@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pos_devstack.http_checks import ok, open_till, post
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -371,3 +373,33 @@ def test_a_gift_card_at_an_unknown_location_names_the_field(platform: Running) -
     assert (issued.status_code, issued.json()["code"]) == (404, "resource_missing")
     assert issued.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
     assert http.get("/v1/gift-cards", params={"limit": 200}).json()["data"] == before
+
+
+def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
+    platform: Running,
+) -> None:
+    """A card sold on its own and a load, each paid in cash at a register (`paid_in_cash`, no
+    permission needed: it is a sale), and a redemption there: all in the register's open
+    shift, the cash in its expected cash. From the back office cash paid for a card is a 409
+    `cash_needs_open_shift` naming `paid_in_cash`."""
+    with platform.new_merchant(f"Card Till {uuid.uuid4().hex[:8]}") as http:
+        store = ok(post(http, "/v1/locations", {"name": "Card St", "currency": "USD"}), 201)["id"]
+        till = open_till(platform.platform.gateway_url, http, store, role="cashier")
+        with closing(till.device) as device:
+            sold = ok(post(device, "/v1/gift-cards", {"amount": _usd(5000),
+                                                      "location_id": store,
+                                                      "paid_in_cash": True}), 201)  # fmt: skip
+            card = sold["gift_card"]["id"]
+            ok(post(device, f"/v1/gift-cards/{card}/loads",
+                    {"amount": _usd(1000), "paid_in_cash": True}), 201)  # fmt: skip
+            ok(post(device, "/v1/gift-cards/redeem", {"code": sold["code"], "amount": _usd(700)}))
+            report = ok(device.get(f"/v1/shifts/{till.shift['id']}"))["report"]
+        assert report["gift_cards_sold"] == _usd(6000)
+        assert report["gift_cards_sold_cash"] == _usd(6000)
+        assert report["gift_cards_redeemed"] == _usd(700)
+        assert report["expected_cash"] == _usd(10_000 + 6000)
+        office = post(http, "/v1/gift-cards", {"amount": _usd(100), "paid_in_cash": True})
+        assert office.status_code == 409, office.text
+        problem = office.json()
+        assert problem["code"] == "cash_needs_open_shift"
+        assert [e["field"] for e in problem["errors"]] == ["paid_in_cash"]

@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pos.common.v1 import money_pb2
-from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2,
+    gift_cards_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    shifts_pb2,
+    shifts_pb2_grpc,
+)
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
@@ -33,6 +40,7 @@ class Running:
     payments: payment_pb2_grpc.PaymentServiceStub
     shifts: shifts_pb2_grpc.ShiftServiceStub
     database_url: str
+    cards: gift_cards_pb2_grpc.GiftCardServiceStub
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -42,6 +50,7 @@ async def running(infra: Infra) -> AsyncIterator[Running]:
             payment_pb2_grpc.PaymentServiceStub(svc.channel),
             shifts_pb2_grpc.ShiftServiceStub(svc.channel),
             svc.database_url,
+            gift_cards_pb2_grpc.GiftCardServiceStub(svc.channel),
         )
 
 
@@ -604,3 +613,75 @@ async def test_cash_in_another_currency_than_the_open_shifts_is_refused_and_card
         for t in report.tenders
     ]
     assert lines == [("card", "USD", 4000, 1000, 3000)]
+
+
+async def test_gift_card_value_moved_at_a_register_outside_a_payment_counts_in_its_shift(
+    running: Running,
+) -> None:
+    """A card sold on its own and loads at a register count in its open shift as gift cards
+    sold, those paid in cash also in the expected cash; redemptions less refunds to cards as
+    gift cards redeemed. Cash paid with no shift open (the back office, a bare register) is
+    refused (409 `cash_needs_open_shift` naming `paid_in_cash`) and writes nothing; store
+    credit is no sale; value moved from the back office is in no shift."""
+    r = running
+    G = gift_cards_pb2
+    till, bare = new_id("reg"), new_id("reg")
+    shift = await open_shift(r, till, 1000)
+
+    async def issue(register: str, amount: int, **fields: Any) -> Any:
+        return await r.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(request_id=new_id("req"), amount=usd(amount), **fields),
+            metadata=at(register),
+            timeout=10,
+        )
+
+    async def load(register: str, card: str, amount: int, cash: bool) -> Any:
+        return await r.cards.LoadGiftCard(
+            G.LoadGiftCardRequest(
+                request_id=new_id("req"), id=card, amount=usd(amount), paid_in_cash=cash
+            ),
+            metadata=at(register),
+            timeout=10,
+        )
+
+    sold = await issue(till, 5000, paid_in_cash=True)
+    await load(till, sold.gift_card.id, 2000, False)
+    await load(till, sold.gift_card.id, 1000, True)
+    await r.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(request_id=new_id("req"), code=sold.code, amount=usd(1500)),
+        metadata=at(till),
+        timeout=10,
+    )
+    await r.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(request_id=new_id("req"), id=sold.gift_card.id,
+                                  amount=usd(500)),
+        metadata=at(till),
+        timeout=10,
+    )  # fmt: skip
+    await issue(till, 3000, reason="store_credit")  # no sale: not in the shift
+    await load("", sold.gift_card.id, 700, False)  # the back office: in no shift
+    for register in ("", bare):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await issue(register, 900, paid_in_cash=True)
+        refusal = read_error(err.value)
+        assert (err.value.code(), refusal.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "cash_needs_open_shift",
+        )
+        assert [v.field for v in refusal.violations] == ["paid_in_cash"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await load(register, sold.gift_card.id, 900, True)
+        assert read_error(err.value).reason == "cash_needs_open_shift"
+    card = await r.cards.GetGiftCard(
+        G.GetGiftCardRequest(id=sold.gift_card.id), metadata=at(), timeout=10
+    )
+    assert card.gift_card.balance.amount == 5000 + 2000 + 1000 - 1500 + 500 + 700
+
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    report = got.shift.report
+    assert report.gift_cards_sold.amount == 5000 + 2000 + 1000
+    assert report.gift_cards_sold_cash.amount == 5000 + 1000
+    assert report.gift_cards_redeemed.amount == 1500 - 500
+    assert report.expected_cash.amount == 1000 + 6000
+    closed = await close(r, till, shift.id, 7000)
+    assert (closed.report.expected_cash.amount, closed.over_short) == (7000, 0)

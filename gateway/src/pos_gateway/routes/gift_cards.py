@@ -144,6 +144,13 @@ class GiftCardIn(Body):
     order_line_id: QueryId = ""
     reason: Literal["sale", "store_credit", "promotional"] = "sale"
     location_id: QueryId = Field("", description="Where it was sold; yours, or a 404")
+    paid_in_cash: bool = Field(
+        False,
+        description="The customer paid the opening balance in cash at this register: it "
+        "counts in the open shift's expected cash. Only a card sold on its own (reason "
+        "`sale`, no order), from a register with a shift open (409 `cash_needs_open_shift` "
+        "otherwise)",
+    )
 
 
 def _audited(done: Done, answer: Any, **details: str) -> None:
@@ -177,15 +184,18 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
 
     At a register it gives value no sale paid for (a card sold at the till is an order line):
     it takes the `refund` permission or a manager's override (403 `permission_required`), and
-    is in the audit log (`gift_card.issued`, with the amount). A pre-printed code spends the
-    credential's code look-ups as `/v1/gift-cards/lookup` does (429 `code_lookups_limited`):
-    its 409 says whether a card holds that code."""
+    is in the audit log (`gift_card.issued`, with the amount); one sold for cash there
+    (`paid_in_cash`) needs no permission. A card sold on its own at a register counts in
+    the shift open there (`gift_cards_sold`; for cash, in its expected cash too). A
+    pre-printed code spends the credential's code look-ups as `/v1/gift-cards/lookup` does
+    (429 `code_lookups_limited`): its 409 says whether a card holds that code."""
     if body.code:
         await spend_code_budget(request)
     customer_id = await _known(
         svc, body.location_id, body.customer_id, body.order_id, body.amount.currency
     )
-    async with guarded(request, "gift_card.issued", "refund") as done:
+    permission = None if body.paid_in_cash else "refund"
+    async with guarded(request, "gift_card.issued", permission) as done:
         answer = await svc.gift_cards.IssueGiftCard(
             G.IssueGiftCardRequest(
                 request_id=request_id(),
@@ -196,6 +206,7 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
                 order_line_id=body.order_line_id,
                 reason=body.reason,
                 location_id=body.location_id,
+                paid_in_cash=body.paid_in_cash,
             )
         )
         _audited(done, answer)
@@ -318,7 +329,8 @@ async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardR
     """Never below zero, also when redemptions race. Without `allow_partial`, more than the
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
     amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
-    pay with `tender_type: gift_card` and its code instead."""
+    pay with `tender_type: gift_card` and its code instead. At a register it counts in the
+    shift open there (`gift_cards_redeemed`)."""
     await _known(svc, body.location_id, currency=body.amount.currency)
     answer = await svc.gift_cards.RedeemGiftCard(
         G.RedeemGiftCardRequest(
@@ -339,7 +351,7 @@ async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardR
     )
 
 
-class LoadIn(Body):
+class ValueIn(Body):
     model_config = example({"amount": ex.usd(2000), "location_id": ex.LOCATION_ID})
 
     amount: PositiveMoneyIn
@@ -348,6 +360,14 @@ class LoadIn(Body):
         "",
         description="Where; yours, or a 404. In that location's settlement report a load "
         "counts in `gift_cards_sold`, a refund to the card comes off `gift_cards_redeemed`",
+    )
+
+
+class LoadIn(ValueIn):
+    paid_in_cash: bool = Field(
+        False,
+        description="The customer paid the load in cash at this register: it counts in the "
+        "open shift's expected cash (409 `cash_needs_open_shift` with no shift open there)",
     )
 
 
@@ -362,7 +382,9 @@ async def load_gift_card(
     """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
     card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`. At a
     register (value no sale paid for) it takes the `refund` permission or a manager's override
-    and is in the audit log (`gift_card.loaded`)."""
+    and is in the audit log (`gift_card.loaded`); one paid for in cash there (`paid_in_cash`)
+    needs no permission. At a register it counts in the shift open there (`gift_cards_sold`;
+    for cash, in its expected cash too)."""
     return await _value_in(
         request, svc, "gift_card.loaded", svc.gift_cards.LoadGiftCard,
         G.LoadGiftCardRequest, gift_card_id, body,
@@ -375,7 +397,7 @@ async def load_gift_card(
          example=ex.GIFT_CARD_MOVED, status=201),
 )  # fmt: skip
 async def refund_to_gift_card(
-    gift_card_id: PathId, body: LoadIn, request: Request, svc: Svc
+    gift_card_id: PathId, body: ValueIn, request: Request, svc: Svc
 ) -> GiftCardMoved:
     """A return to the card it was paid with (a refund of a gift card payment does this by
     itself): never more than the card has spent and not been given back (a 409
@@ -395,21 +417,24 @@ async def _value_in(
     call: Any,
     message: Any,
     gift_card_id: str,
-    body: LoadIn,
+    body: ValueIn,
 ) -> GiftCardMoved:
     """Value onto a card (a load, a refund to it): at a register value no sale paid for, so
-    it takes the `refund` permission or an override, and is audited as `action`."""
+    it takes the `refund` permission or an override (a load paid in cash: none), and is
+    audited as `action`."""
     await _known(svc, body.location_id, currency=body.amount.currency)
-    async with guarded(request, action, "refund") as done:
-        answer = await call(
-            message(
-                request_id=request_id(),
-                id=gift_card_id,
-                amount=body.amount.pb(),
-                reference=body.reference,
-                location_id=body.location_id,
-            )
+    cash = isinstance(body, LoadIn) and body.paid_in_cash
+    async with guarded(request, action, None if cash else "refund") as done:
+        ask = message(
+            request_id=request_id(),
+            id=gift_card_id,
+            amount=body.amount.pb(),
+            reference=body.reference,
+            location_id=body.location_id,
         )
+        if cash:
+            ask.paid_in_cash = True
+        answer = await call(ask)
         _audited(done, answer)
     return GiftCardMoved.model_validate(_moved(answer))
 

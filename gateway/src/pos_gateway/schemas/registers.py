@@ -186,7 +186,8 @@ class ShiftStatus(StrEnum):
 
 class ShiftReport(Answer):
     expected_cash: SignedMoney = Field(
-        description="float + cash sales - cash refunds + pay-ins - pay-outs: below zero when "
+        description="float + cash sales - cash refunds + pay-ins - pay-outs + gift cards sold "
+        "for cash: below zero when "
         "more cash was recorded going out than the drawer held (a cash refund of another "
         "register's sale, say), which the count at the close then shows"
     )
@@ -215,6 +216,23 @@ class ShiftReport(Answer):
         0, ge=0, le=INT64_MAX, json_schema_extra=INT64,
         description="Managers' overrides granted at the register during the shift",
     )  # fmt: skip
+    gift_cards_sold: Money | None = Field(
+        None,
+        description="Gift cards sold on their own (`POST /v1/gift-cards`, reason `sale`) and "
+        "loaded at the register during the shift; a card sold as an order line is in the "
+        "order's tenders instead",
+    )
+    gift_cards_sold_cash: Money | None = Field(
+        None,
+        description="Of `gift_cards_sold`, what was paid in cash (`paid_in_cash`): in the "
+        "expected cash",
+    )
+    gift_cards_redeemed: SignedMoney | None = Field(
+        None,
+        description="Value taken off gift cards at the register during the shift outside a "
+        "payment (`POST /v1/gift-cards/redeem`) less value given back to cards there; a gift "
+        "card taken as a payment tender is in the tenders instead",
+    )
 
 
 class Shift(Answer):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -108,9 +109,21 @@ gift_card_activities = Table(
     Column("reference", Text, nullable=False, server_default=""),
     Column("location_id", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Value moved at a register outside a payment (a sale's issue, a load, a redemption, a
+    # refund to the card): the register and the shift open there then (migration 0018), and
+    # whether the customer paid it in cash (then in that shift's expected cash).
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("shift_id", Text, nullable=False, server_default=""),
+    Column("paid_in_cash", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("merchant_id", "id", name="gift_card_activities_pkey"),
     Index("gift_card_activities_card", "merchant_id", "gift_card_id", "created_at", "id"),
     Index("gift_card_activities_day", "merchant_id", "location_id", "created_at"),
+    Index(
+        "gift_card_activities_shift",
+        "merchant_id",
+        "shift_id",
+        postgresql_where=text("shift_id <> ''"),
+    ),
 )
 
 # What the gift card tender answered each processor idempotency key (approvals and declines),

@@ -24,6 +24,7 @@ from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
+from pos_payment.adapters import at_register
 from pos_payment.adapters.gift_card_messages import REGISTRY
 from pos_payment.adapters.gift_card_tables import (
     gift_card_activities,
@@ -214,8 +215,20 @@ class SqlGiftCardRepository:
         )
         return len(ended.all())
 
-    async def record(self, card: GiftCard, activity: Activity) -> None:
-        """The activity and the card's new balance, in the caller's transaction."""
+    async def open_shift_at(self, register_id: str) -> tuple[str, str] | None:
+        return await at_register.open_shift(self._conn, self._merchant, register_id)
+
+    async def record(
+        self,
+        card: GiftCard,
+        activity: Activity,
+        register_id: str = "",
+        shift_id: str = "",
+        paid_in_cash: bool = False,
+    ) -> None:
+        """The activity and the card's new balance, in the caller's transaction; with the
+        register and its open shift it moved at outside a payment (the tender's own entries
+        have none: its payment counts in the shift)."""
         stamp = (
             await self._conn.execute(
                 update(gift_cards)
@@ -243,6 +256,9 @@ class SqlGiftCardRepository:
                 reference=activity.reference,
                 location_id=activity.location_id,
                 created_at=activity.created_at,
+                register_id=register_id,
+                shift_id=shift_id,
+                paid_in_cash=paid_in_cash,
             )
         )
 

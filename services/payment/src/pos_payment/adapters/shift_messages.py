@@ -44,6 +44,9 @@ def shift_to_proto(shift: Shift) -> S.Shift:
             discounts=money(t.discounts, c),
             discounted_orders=t.discounted_orders,
             override_count=t.overrides,
+            gift_cards_sold=money(t.gift_cards_sold, c),
+            gift_cards_sold_cash=money(t.gift_cards_sold_cash, c),
+            gift_cards_redeemed=money(t.gift_cards_redeemed, c),
             tenders=[
                 settlement_pb2.TenderTotals(
                     name=line.tender,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
+from pos_payment.adapters.gift_card_tables import gift_card_activities
 from pos_payment.adapters.shift_messages import REGISTRY
 from pos_payment.adapters.tables import (
     drawer_movements,
@@ -180,11 +181,27 @@ class SqlShiftRepository:
             .group_by(a.c.kind)
         )  # fmt: skip
         activity = {row[0]: (int(row[1]), int(row[2])) for row in noted}
+        g = gift_card_activities
+        cards = await self._conn.execute(
+            select(g.c.kind, g.c.paid_in_cash, func.sum(g.c.amount))
+            .where(g.c.merchant_id == mine, g.c.shift_id == shift.id)
+            .group_by(g.c.kind, g.c.paid_in_cash)
+        )
+        sold = sold_cash = redeemed = 0
+        for kind, cash, amount in cards:
+            if kind in ("activate", "load"):
+                sold += int(amount)
+                sold_cash += int(amount) if cash else 0
+            elif kind in ("redeem", "refund"):
+                redeemed -= int(amount)
         shift.totals = replace(
             shift.totals,
             discounts=activity.get("discount", (0, 0))[0],
             discounted_orders=activity.get("discount", (0, 0))[1],
             overrides=activity.get("override", (0, 0))[1],
+            gift_cards_sold=sold,
+            gift_cards_sold_cash=sold_cash,
+            gift_cards_redeemed=redeemed,
         )
         # The shift's currency first, each tender in name order; then the other currencies.
         shift.tenders = [

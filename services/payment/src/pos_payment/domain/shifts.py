@@ -6,6 +6,7 @@ pay-outs recorded on it, move it; at the close the counted cash is compared with
 hold:
 
     expected = float + cash sales - cash refunds + pay-ins - pay-outs
+               + gift cards sold for cash (activated or loaded outside a payment)
     over/short = counted - expected   (negative: short)
 
 A no-sale open moves no money, but is recorded (who, when, why).
@@ -60,11 +61,21 @@ class CashTotals:
     discounts: int = 0
     discounted_orders: int = 0
     overrides: int = 0
+    # Gift card value moved at the register outside a payment: cards sold on their own and
+    # loads (of which paid in cash: in the drawer), and redemptions less refunds to cards.
+    gift_cards_sold: int = 0
+    gift_cards_sold_cash: int = 0
+    gift_cards_redeemed: int = 0
 
 
 def expected_cash(opening_float: int, totals: CashTotals) -> int:
     return (
-        opening_float + totals.cash_sales - totals.cash_refunds + totals.pay_ins - totals.pay_outs
+        opening_float
+        + totals.cash_sales
+        - totals.cash_refunds
+        + totals.pay_ins
+        - totals.pay_outs
+        + totals.gift_cards_sold_cash
     )
 
 

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc
-from pos_kit.context import current_merchant
+from pos_kit.context import current_merchant, register_var
 from pos_kit.errors import DomainError
 from pos_kit.idempotency import once
 from pos_kit.paging import page_of, page_request
@@ -102,6 +102,7 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
             order_line_id=request.order_line_id,
             reason=request.reason,
             location_id=request.location_id,
+            paid_in_cash=request.paid_in_cash,
         )
         # Refused before anything is claimed: a bad request leaves no trace.
         code, reason = handlers.validate_issue(ask)
@@ -121,7 +122,7 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         issued: _Issued,
         uow: GiftCardUow,
     ) -> G.IssueGiftCardResponse:
-        moved = await handlers.issue(uow, ask, code, reason)
+        moved = await handlers.issue(uow, ask, code, reason, register_var.get() or "")
         issued.shown = True
         return G.IssueGiftCardResponse(
             gift_card=card_to_proto(moved.card),
@@ -174,6 +175,7 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
             request.allow_partial,
             request.reference,
             request.location_id,
+            register_var.get() or "",
         )
         currency = done.moved.card.currency
         return G.RedeemGiftCardResponse(
@@ -188,7 +190,12 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         self, request: G.LoadGiftCardRequest, uow: GiftCardUow
     ) -> G.LoadGiftCardResponse:
         moved = await handlers.load(
-            uow, request.id, _amount(request), request.reference, request.location_id
+            uow,
+            request.id,
+            _amount(request),
+            request.reference,
+            request.location_id,
+            handlers.AtRegister(register_var.get() or "", request.paid_in_cash),
         )
         return G.LoadGiftCardResponse(
             gift_card=card_to_proto(moved.card), activity=activity_to_proto(moved.activity)
@@ -199,7 +206,12 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         self, request: G.RefundToGiftCardRequest, uow: GiftCardUow
     ) -> G.RefundToGiftCardResponse:
         moved = await handlers.refund_to(
-            uow, request.id, _amount(request), request.reference, request.location_id
+            uow,
+            request.id,
+            _amount(request),
+            request.reference,
+            request.location_id,
+            register_var.get() or "",
         )
         return G.RefundToGiftCardResponse(
             gift_card=card_to_proto(moved.card), activity=activity_to_proto(moved.activity)

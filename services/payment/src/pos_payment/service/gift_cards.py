@@ -42,15 +42,40 @@ from pos_payment.domain.gift_cards import (
     validate_supplied_code,
     validate_text,
 )
+from pos_payment.domain.model import shift_currency_mismatch
 
 Amount = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class AtRegister:
+    """Where value moves outside a payment: the calling register (empty: the back office),
+    and whether the customer paid it in cash there (a card sold or loaded for cash)."""
+
+    register_id: str = ""
+    paid_in_cash: bool = False
+
+
+BACK_OFFICE = AtRegister()
 
 
 class CardRepository(Protocol):
     async def add(self, card: GiftCard, normalized_code: str) -> bool: ...
     async def get(self, card_id: str, *, lock: bool = False) -> GiftCard | None: ...
     async def by_code(self, normalized_code: str, *, lock: bool = False) -> GiftCard | None: ...
-    async def record(self, card: GiftCard, activity: Activity) -> None: ...
+    async def record(
+        self,
+        card: GiftCard,
+        activity: Activity,
+        register_id: str = "",
+        shift_id: str = "",
+        paid_in_cash: bool = False,
+    ) -> None: ...
+
+    async def open_shift_at(self, register_id: str) -> tuple[str, str] | None:
+        """The register's open shift (id, currency), read with a share lock."""
+        ...
+
     async def activities(self, card_id: str, page: PageRequest) -> list[Activity]: ...
 
     async def refundable(self, card_id: str) -> int:
@@ -112,6 +137,7 @@ class Issue:
     order_line_id: str = ""
     reason: str = ""
     location_id: str = ""
+    paid_in_cash: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,18 +173,57 @@ def validate_issue(ask: Issue) -> tuple[str, IssueReason]:
     )
     raise_if(violations)
     reason = _reason(ask.reason)
+    raise_if(
+        require(
+            not ask.paid_in_cash or (reason is IssueReason.SALE and not ask.order_id),
+            "paid_in_cash",
+            "only a card sold on its own is paid in cash (an order's card is paid by its "
+            "tenders; store credit and promotional cards are not paid for)",
+        )
+    )
     code = validate_supplied_code(ask.code) if ask.code else normalize_code(generate_code())
     return code, reason
 
 
-async def _apply(uow: GiftCardUnitOfWork, card: GiftCard, activity: Activity) -> Moved:
-    await uow.cards.record(card, activity)
+async def _apply(
+    uow: GiftCardUnitOfWork, card: GiftCard, activity: Activity, at: AtRegister = BACK_OFFICE
+) -> Moved:
+    shift_id = await _shift_of(uow, at, card.currency)
+    await uow.cards.record(card, activity, at.register_id, shift_id, at.paid_in_cash)
     uow.publish(GiftCardActivityCreated(card, activity))
     return Moved(card, activity)
 
 
-async def issue(uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueReason) -> Moved:
-    """A new active card holding `ask.amount`. `code` is already normalised."""
+async def _shift_of(uow: GiftCardUnitOfWork, at: AtRegister, currency: str) -> str:
+    """The shift value moved at a register counts in: the one open there (read with its share
+    lock, as payments attach to it, so its close waits for this transaction), or none. Cash
+    paid for it needs that shift, and a drawer holds its shift's currency only: refused
+    otherwise, before anything is written."""
+    shift = await uow.cards.open_shift_at(at.register_id) if at.register_id else None
+    if shift is not None and shift[1] != currency:
+        raise shift_currency_mismatch(at.register_id, shift[1], currency, ["amount.currency"])
+    if at.paid_in_cash and shift is None:
+        why = (
+            "a register with an open shift: it is made from the back office"
+            if not at.register_id
+            else f"a shift open at register {at.register_id}, which has none"
+        )
+        refused = Conflict(
+            f"cash paid for a gift card goes in a register's drawer and needs {why}",
+            "cash_needs_open_shift",
+            {"register_id": at.register_id} if at.register_id else {},
+        )
+        refused.violations = [FieldViolation("paid_in_cash", f"needs {why}")]
+        raise refused
+    return shift[0] if shift is not None else ""
+
+
+async def issue(
+    uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueReason, register_id: str = ""
+) -> Moved:
+    """A new active card holding `ask.amount`. `code` is already normalised. A card sold on
+    its own at a register (not an order's line, not store credit nor promotional) counts in
+    the shift open there."""
     amount, currency = ask.amount
     settings = await uow.card_settings.get()
     card = GiftCard(
@@ -185,7 +250,9 @@ async def issue(uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueRea
     if not await uow.cards.add(card, code):
         raise _code_taken("this merchant already has a gift card with that code")
     card.balance = activity.balance_after
-    return await _apply(uow, card, activity)
+    sold_alone = reason is IssueReason.SALE and not ask.order_id
+    at = AtRegister(register_id, ask.paid_in_cash) if sold_alone else BACK_OFFICE
+    return await _apply(uow, card, activity, at)
 
 
 def _code_taken(message: str) -> DomainError:
@@ -270,14 +337,19 @@ def _texts(reference: str, location_id: str) -> None:
 
 
 async def load(
-    uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reference: str, location_id: str
+    uow: GiftCardUnitOfWork,
+    card_id: str,
+    amount: Amount,
+    reference: str,
+    location_id: str,
+    at: AtRegister = BACK_OFFICE,
 ) -> Moved:
     validate_money("amount", *amount)
     _texts(reference, location_id)
     card = await _card(uow, card_id, lock=True)
     settings = await uow.card_settings.get()
     activity = card.load(new_id("gca"), *amount, settings.max_balance, reference, location_id)
-    return await _apply(uow, card, activity)
+    return await _apply(uow, card, activity, at)
 
 
 @dataclass(frozen=True)
@@ -294,17 +366,24 @@ async def redeem(
     partial: bool,
     reference: str,
     location_id: str,
+    register_id: str = "",
 ) -> Redeemed:
     validate_money("amount", *amount)
     _texts(reference, location_id)
     card = await _by_code(uow, code, lock=True)
     activity = card.redeem(new_id("gca"), *amount, partial, reference, location_id)
     taken = -activity.amount
-    return Redeemed(await _apply(uow, card, activity), taken, amount[0] - taken)
+    moved = await _apply(uow, card, activity, AtRegister(register_id))
+    return Redeemed(moved, taken, amount[0] - taken)
 
 
 async def refund_to(
-    uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reference: str, location_id: str
+    uow: GiftCardUnitOfWork,
+    card_id: str,
+    amount: Amount,
+    reference: str,
+    location_id: str,
+    register_id: str = "",
 ) -> Moved:
     validate_money("amount", *amount)
     _texts(reference, location_id)
@@ -325,7 +404,7 @@ async def refund_to(
     activity = card.refund(
         new_id("gca"), *amount, reference, location_id, max_balance=settings.max_balance
     )
-    return await _apply(uow, card, activity)
+    return await _apply(uow, card, activity, AtRegister(register_id))
 
 
 async def adjust(uow: GiftCardUnitOfWork, card_id: str, amount: Amount, reason: str) -> Moved:

@@ -180,6 +180,7 @@ class IssueGiftCardRequest(_message.Message):
     ORDER_LINE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    PAID_IN_CASH_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     code: _builtins.str
     """Empty: one is generated. Otherwise the pre-printed card's code (8 to 64 letters, digits,
@@ -190,6 +191,11 @@ class IssueGiftCardRequest(_message.Message):
     order_line_id: _builtins.str
     reason: _builtins.str
     location_id: _builtins.str
+    paid_in_cash: _builtins.bool
+    """The customer paid the opening balance in cash at the calling register (x-register-id):
+    it goes in the drawer of the shift open there (refused with no shift open, or one in
+    another currency).
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     def __init__(
@@ -203,10 +209,11 @@ class IssueGiftCardRequest(_message.Message):
         order_line_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         location_id: _builtins.str = ...,
+        paid_in_cash: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "code", b"code", "customer_id", b"customer_id", "location_id", b"location_id", "order_id", b"order_id", "order_line_id", b"order_line_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "code", b"code", "customer_id", b"customer_id", "location_id", b"location_id", "order_id", b"order_id", "order_line_id", b"order_line_id", "paid_in_cash", b"paid_in_cash", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -252,10 +259,16 @@ class LoadGiftCardRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    PAID_IN_CASH_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     id: _builtins.str
     reference: _builtins.str
     location_id: _builtins.str
+    paid_in_cash: _builtins.bool
+    """The customer paid the load in cash at the calling register (x-register-id): it goes in
+    the drawer of the shift open there (refused with no shift open, or one in another
+    currency).
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     def __init__(
@@ -266,10 +279,11 @@ class LoadGiftCardRequest(_message.Message):
         amount: _money_pb2.Money | None = ...,
         reference: _builtins.str = ...,
         location_id: _builtins.str = ...,
+        paid_in_cash: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "id", b"id", "location_id", b"location_id", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "id", b"id", "location_id", b"location_id", "paid_in_cash", b"paid_in_cash", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

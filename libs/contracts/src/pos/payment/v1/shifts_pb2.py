@@ -28,47 +28,47 @@ from pos.common.v1 import money_pb2 as pos_dot_common_dot_v1_dot_money__pb2
 from pos.payment.v1 import settlement_pb2 as pos_dot_payment_dot_v1_dot_settlement__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/payment/v1/shifts.proto\x12\x0epos.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x1fpos/payment/v1/settlement.proto\"\x81\x03\n\x0bShiftReport\x12+\n\rexpected_cash\x18\x01 \x01(\x0b\x32\x14.pos.common.v1.Money\x12(\n\ncash_sales\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12*\n\x0c\x63\x61sh_refunds\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12%\n\x07pay_ins\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08pay_outs\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x15\n\rno_sale_count\x18\x06 \x01(\x03\x12-\n\x07tenders\x18\x07 \x03(\x0b\x32\x1c.pos.payment.v1.TenderTotals\x12\'\n\tdiscounts\x18\x08 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x19\n\x11\x64iscounted_orders\x18\t \x01(\x03\x12\x16\n\x0eoverride_count\x18\n \x01(\x03\"\xc9\x03\n\x05Shift\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x13\n\x0bregister_id\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.pos.payment.v1.ShiftStatus\x12\x11\n\topened_by\x18\x05 \x01(\t\x12\x11\n\tclosed_by\x18\x06 \x01(\t\x12+\n\ropening_float\x18\x07 \x01(\x0b\x32\x14.pos.common.v1.Money\x12*\n\x0c\x63ounted_cash\x18\x08 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x12\n\nover_short\x18\t \x01(\x03\x12+\n\x06report\x18\n \x01(\x0b\x32\x1b.pos.payment.v1.ShiftReport\x12-\n\topened_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\r \x01(\x03\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xed\x01\n\x0e\x44rawerMovement\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".pos.payment.v1.DrawerMovementKind\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08staff_id\x18\x06 \x01(\t\x12\x13\n\x0bregister_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x10OpenShiftRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12+\n\ropening_float\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"9\n\x11OpenShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"\x1d\n\x0fGetShiftRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x10GetShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"\xa9\x02\n\x11ListShiftsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bregister_id\x18\x03 \x01(\t\x12\x31\n\rupdated_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blocation_id\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.pos.payment.v1.ShiftStatus\x12\x30\n\x0copened_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ropened_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x12ListShiftsResponse\x12%\n\x06shifts\x18\x01 \x03(\x0b\x32\x15.pos.payment.v1.Shift\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xab\x01\n\x1bRecordDrawerMovementRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".pos.payment.v1.DrawerMovementKind\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x05 \x01(\t\"v\n\x1cRecordDrawerMovementResponse\x12\x30\n\x08movement\x18\x01 \x01(\x0b\x32\x1e.pos.payment.v1.DrawerMovement\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"e\n\x11\x43loseShiftRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12*\n\x0c\x63ounted_cash\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\":\n\x12\x43loseShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"[\n\x0bShiftOpened\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"[\n\x0bShiftClosed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift*[\n\x0bShiftStatus\x12\x1c\n\x18SHIFT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11SHIFT_STATUS_OPEN\x10\x01\x12\x17\n\x13SHIFT_STATUS_CLOSED\x10\x02*\x9f\x01\n\x12\x44rawerMovementKind\x12$\n DRAWER_MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44RAWER_MOVEMENT_KIND_PAY_IN\x10\x01\x12 \n\x1c\x44RAWER_MOVEMENT_KIND_PAY_OUT\x10\x02\x12 \n\x1c\x44RAWER_MOVEMENT_KIND_NO_SALE\x10\x03\x32\xcc\x03\n\x0cShiftService\x12P\n\tOpenShift\x12 .pos.payment.v1.OpenShiftRequest\x1a!.pos.payment.v1.OpenShiftResponse\x12M\n\x08GetShift\x12\x1f.pos.payment.v1.GetShiftRequest\x1a .pos.payment.v1.GetShiftResponse\x12S\n\nListShifts\x12!.pos.payment.v1.ListShiftsRequest\x1a\".pos.payment.v1.ListShiftsResponse\x12q\n\x14RecordDrawerMovement\x12+.pos.payment.v1.RecordDrawerMovementRequest\x1a,.pos.payment.v1.RecordDrawerMovementResponse\x12S\n\nCloseShift\x12!.pos.payment.v1.CloseShiftRequest\x1a\".pos.payment.v1.CloseShiftResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/payment/v1/shifts.proto\x12\x0epos.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/event.proto\x1a\x19pos/common/v1/money.proto\x1a\x1fpos/payment/v1/settlement.proto\"\x97\x04\n\x0bShiftReport\x12+\n\rexpected_cash\x18\x01 \x01(\x0b\x32\x14.pos.common.v1.Money\x12(\n\ncash_sales\x18\x02 \x01(\x0b\x32\x14.pos.common.v1.Money\x12*\n\x0c\x63\x61sh_refunds\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\x12%\n\x07pay_ins\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12&\n\x08pay_outs\x18\x05 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x15\n\rno_sale_count\x18\x06 \x01(\x03\x12-\n\x07tenders\x18\x07 \x03(\x0b\x32\x1c.pos.payment.v1.TenderTotals\x12\'\n\tdiscounts\x18\x08 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x19\n\x11\x64iscounted_orders\x18\t \x01(\x03\x12\x16\n\x0eoverride_count\x18\n \x01(\x03\x12-\n\x0fgift_cards_sold\x18\x0b \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x32\n\x14gift_cards_sold_cash\x18\x0c \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x31\n\x13gift_cards_redeemed\x18\r \x01(\x0b\x32\x14.pos.common.v1.Money\"\xc9\x03\n\x05Shift\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x13\n\x0bregister_id\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.pos.payment.v1.ShiftStatus\x12\x11\n\topened_by\x18\x05 \x01(\t\x12\x11\n\tclosed_by\x18\x06 \x01(\t\x12+\n\ropening_float\x18\x07 \x01(\x0b\x32\x14.pos.common.v1.Money\x12*\n\x0c\x63ounted_cash\x18\x08 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x12\n\nover_short\x18\t \x01(\x03\x12+\n\x06report\x18\n \x01(\x0b\x32\x1b.pos.payment.v1.ShiftReport\x12-\n\topened_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\r \x01(\x03\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xed\x01\n\x0e\x44rawerMovement\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".pos.payment.v1.DrawerMovementKind\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08staff_id\x18\x06 \x01(\t\x12\x13\n\x0bregister_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x10OpenShiftRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12+\n\ropening_float\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\"9\n\x11OpenShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"\x1d\n\x0fGetShiftRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x10GetShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"\xa9\x02\n\x11ListShiftsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bregister_id\x18\x03 \x01(\t\x12\x31\n\rupdated_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blocation_id\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.pos.payment.v1.ShiftStatus\x12\x30\n\x0copened_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ropened_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x12ListShiftsResponse\x12%\n\x06shifts\x18\x01 \x03(\x0b\x32\x15.pos.payment.v1.Shift\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xab\x01\n\x1bRecordDrawerMovementRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".pos.payment.v1.DrawerMovementKind\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.pos.common.v1.Money\x12\x0e\n\x06reason\x18\x05 \x01(\t\"v\n\x1cRecordDrawerMovementResponse\x12\x30\n\x08movement\x18\x01 \x01(\x0b\x32\x1e.pos.payment.v1.DrawerMovement\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"e\n\x11\x43loseShiftRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08shift_id\x18\x02 \x01(\t\x12*\n\x0c\x63ounted_cash\x18\x03 \x01(\x0b\x32\x14.pos.common.v1.Money\":\n\x12\x43loseShiftResponse\x12$\n\x05shift\x18\x01 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"[\n\x0bShiftOpened\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift\"[\n\x0bShiftClosed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12$\n\x05shift\x18\x02 \x01(\x0b\x32\x15.pos.payment.v1.Shift*[\n\x0bShiftStatus\x12\x1c\n\x18SHIFT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11SHIFT_STATUS_OPEN\x10\x01\x12\x17\n\x13SHIFT_STATUS_CLOSED\x10\x02*\x9f\x01\n\x12\x44rawerMovementKind\x12$\n DRAWER_MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44RAWER_MOVEMENT_KIND_PAY_IN\x10\x01\x12 \n\x1c\x44RAWER_MOVEMENT_KIND_PAY_OUT\x10\x02\x12 \n\x1c\x44RAWER_MOVEMENT_KIND_NO_SALE\x10\x03\x32\xcc\x03\n\x0cShiftService\x12P\n\tOpenShift\x12 .pos.payment.v1.OpenShiftRequest\x1a!.pos.payment.v1.OpenShiftResponse\x12M\n\x08GetShift\x12\x1f.pos.payment.v1.GetShiftRequest\x1a .pos.payment.v1.GetShiftResponse\x12S\n\nListShifts\x12!.pos.payment.v1.ListShiftsRequest\x1a\".pos.payment.v1.ListShiftsResponse\x12q\n\x14RecordDrawerMovement\x12+.pos.payment.v1.RecordDrawerMovementRequest\x1a,.pos.payment.v1.RecordDrawerMovementResponse\x12S\n\nCloseShift\x12!.pos.payment.v1.CloseShiftRequest\x1a\".pos.payment.v1.CloseShiftResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.payment.v1.shifts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHIFTSTATUS']._serialized_start=2538
-  _globals['_SHIFTSTATUS']._serialized_end=2629
-  _globals['_DRAWERMOVEMENTKIND']._serialized_start=2632
-  _globals['_DRAWERMOVEMENTKIND']._serialized_end=2791
+  _globals['_SHIFTSTATUS']._serialized_start=2688
+  _globals['_SHIFTSTATUS']._serialized_end=2779
+  _globals['_DRAWERMOVEMENTKIND']._serialized_start=2782
+  _globals['_DRAWERMOVEMENTKIND']._serialized_end=2941
   _globals['_SHIFTREPORT']._serialized_start=168
-  _globals['_SHIFTREPORT']._serialized_end=553
-  _globals['_SHIFT']._serialized_start=556
-  _globals['_SHIFT']._serialized_end=1013
-  _globals['_DRAWERMOVEMENT']._serialized_start=1016
-  _globals['_DRAWERMOVEMENT']._serialized_end=1253
-  _globals['_OPENSHIFTREQUEST']._serialized_start=1255
-  _globals['_OPENSHIFTREQUEST']._serialized_end=1359
-  _globals['_OPENSHIFTRESPONSE']._serialized_start=1361
-  _globals['_OPENSHIFTRESPONSE']._serialized_end=1418
-  _globals['_GETSHIFTREQUEST']._serialized_start=1420
-  _globals['_GETSHIFTREQUEST']._serialized_end=1449
-  _globals['_GETSHIFTRESPONSE']._serialized_start=1451
-  _globals['_GETSHIFTRESPONSE']._serialized_end=1507
-  _globals['_LISTSHIFTSREQUEST']._serialized_start=1510
-  _globals['_LISTSHIFTSREQUEST']._serialized_end=1807
-  _globals['_LISTSHIFTSRESPONSE']._serialized_start=1809
-  _globals['_LISTSHIFTSRESPONSE']._serialized_end=1893
-  _globals['_RECORDDRAWERMOVEMENTREQUEST']._serialized_start=1896
-  _globals['_RECORDDRAWERMOVEMENTREQUEST']._serialized_end=2067
-  _globals['_RECORDDRAWERMOVEMENTRESPONSE']._serialized_start=2069
-  _globals['_RECORDDRAWERMOVEMENTRESPONSE']._serialized_end=2187
-  _globals['_CLOSESHIFTREQUEST']._serialized_start=2189
-  _globals['_CLOSESHIFTREQUEST']._serialized_end=2290
-  _globals['_CLOSESHIFTRESPONSE']._serialized_start=2292
-  _globals['_CLOSESHIFTRESPONSE']._serialized_end=2350
-  _globals['_SHIFTOPENED']._serialized_start=2352
-  _globals['_SHIFTOPENED']._serialized_end=2443
-  _globals['_SHIFTCLOSED']._serialized_start=2445
-  _globals['_SHIFTCLOSED']._serialized_end=2536
-  _globals['_SHIFTSERVICE']._serialized_start=2794
-  _globals['_SHIFTSERVICE']._serialized_end=3254
+  _globals['_SHIFTREPORT']._serialized_end=703
+  _globals['_SHIFT']._serialized_start=706
+  _globals['_SHIFT']._serialized_end=1163
+  _globals['_DRAWERMOVEMENT']._serialized_start=1166
+  _globals['_DRAWERMOVEMENT']._serialized_end=1403
+  _globals['_OPENSHIFTREQUEST']._serialized_start=1405
+  _globals['_OPENSHIFTREQUEST']._serialized_end=1509
+  _globals['_OPENSHIFTRESPONSE']._serialized_start=1511
+  _globals['_OPENSHIFTRESPONSE']._serialized_end=1568
+  _globals['_GETSHIFTREQUEST']._serialized_start=1570
+  _globals['_GETSHIFTREQUEST']._serialized_end=1599
+  _globals['_GETSHIFTRESPONSE']._serialized_start=1601
+  _globals['_GETSHIFTRESPONSE']._serialized_end=1657
+  _globals['_LISTSHIFTSREQUEST']._serialized_start=1660
+  _globals['_LISTSHIFTSREQUEST']._serialized_end=1957
+  _globals['_LISTSHIFTSRESPONSE']._serialized_start=1959
+  _globals['_LISTSHIFTSRESPONSE']._serialized_end=2043
+  _globals['_RECORDDRAWERMOVEMENTREQUEST']._serialized_start=2046
+  _globals['_RECORDDRAWERMOVEMENTREQUEST']._serialized_end=2217
+  _globals['_RECORDDRAWERMOVEMENTRESPONSE']._serialized_start=2219
+  _globals['_RECORDDRAWERMOVEMENTRESPONSE']._serialized_end=2337
+  _globals['_CLOSESHIFTREQUEST']._serialized_start=2339
+  _globals['_CLOSESHIFTREQUEST']._serialized_end=2440
+  _globals['_CLOSESHIFTRESPONSE']._serialized_start=2442
+  _globals['_CLOSESHIFTRESPONSE']._serialized_end=2500
+  _globals['_SHIFTOPENED']._serialized_start=2502
+  _globals['_SHIFTOPENED']._serialized_end=2593
+  _globals['_SHIFTCLOSED']._serialized_start=2595
+  _globals['_SHIFTCLOSED']._serialized_end=2686
+  _globals['_SHIFTSERVICE']._serialized_start=2944
+  _globals['_SHIFTSERVICE']._serialized_end=3404
 # @@protoc_insertion_point(module_scope)

@@ -73,12 +73,17 @@ class ShiftReport(_message.Message):
     DISCOUNTS_FIELD_NUMBER: _builtins.int
     DISCOUNTED_ORDERS_FIELD_NUMBER: _builtins.int
     OVERRIDE_COUNT_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_SOLD_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_SOLD_CASH_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_REDEEMED_FIELD_NUMBER: _builtins.int
     no_sale_count: _builtins.int
     discounted_orders: _builtins.int
     override_count: _builtins.int
     @_builtins.property
     def expected_cash(self) -> _money_pb2.Money:
-        """Cash the drawer should hold: float + cash sales - cash refunds + pay-ins - pay-outs."""
+        """Cash the drawer should hold: float + cash sales - cash refunds + pay-ins - pay-outs +
+        gift cards sold for cash.
+        """
 
     @_builtins.property
     def cash_sales(self) -> _money_pb2.Money: ...
@@ -103,6 +108,19 @@ class ShiftReport(_message.Message):
         the close is not counted.
         """
 
+    @_builtins.property
+    def gift_cards_sold(self) -> _money_pb2.Money:
+        """Gift card value moved at the register outside a payment while the shift was open: cards
+        activated for sale and loads (`gift_cards_sold`; of it, paid in cash and so in the
+        expected cash: `gift_cards_sold_cash`), and value taken off cards by redemptions less
+        refunds to cards (`gift_cards_redeemed`). A card sold as an order line, and a gift card
+        taken as a payment tender, are in the tenders instead.
+        """
+
+    @_builtins.property
+    def gift_cards_sold_cash(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def gift_cards_redeemed(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -116,10 +134,13 @@ class ShiftReport(_message.Message):
         discounts: _money_pb2.Money | None = ...,
         discounted_orders: _builtins.int = ...,
         override_count: _builtins.int = ...,
+        gift_cards_sold: _money_pb2.Money | None = ...,
+        gift_cards_sold_cash: _money_pb2.Money | None = ...,
+        gift_cards_redeemed: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounts", b"discounts", "expected_cash", b"expected_cash", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounts", b"discounts", "expected_cash", b"expected_cash", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_cash", b"gift_cards_sold_cash", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounted_orders", b"discounted_orders", "discounts", b"discounts", "expected_cash", b"expected_cash", "no_sale_count", b"no_sale_count", "override_count", b"override_count", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs", "tenders", b"tenders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_refunds", b"cash_refunds", "cash_sales", b"cash_sales", "discounted_orders", b"discounted_orders", "discounts", b"discounts", "expected_cash", b"expected_cash", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_cash", b"gift_cards_sold_cash", "no_sale_count", b"no_sale_count", "override_count", b"override_count", "pay_ins", b"pay_ins", "pay_outs", b"pay_outs", "tenders", b"tenders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
