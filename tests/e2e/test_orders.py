@@ -10,9 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import httpx
+import psycopg
 import pytest
 
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_devstack.http_checks import available, eventually, ok, open_till, post, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
@@ -583,13 +586,31 @@ def test_a_confirmed_order_whose_authorisation_was_voided_takes_a_tender_and_shi
     assert len(payments) == 3  # the voided, the declined and the new one: nothing more taken
 
 
+def _void_in_the_payment_service(platform: Running, payment_id: str) -> None:
+    """Void what is left of a payment straight at the payment service, as its sweep voids an
+    authorisation past its window."""
+    url = platform.platform.env_for("payment")["DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT merchant_id FROM payments WHERE id = %s", (payment_id,))
+        (merchant,) = row.fetchone() or ("",)
+    address = f"127.0.0.1:{platform.platform.ports.services['payment']}"
+    with grpc.insecure_channel(address) as channel:
+        payment_pb2_grpc.PaymentServiceStub(channel).VoidPayment(
+            payment_pb2.VoidPaymentRequest(request_id=uuid.uuid4().hex, payment_id=payment_id),
+            metadata=(("x-merchant-id", merchant),),
+            timeout=10,
+        )
+
+
 def test_a_second_shipment_whose_share_was_voided_takes_a_tender_for_that_share(
     platform: Running,
 ) -> None:
     """Two shipments on one card: the first shipped (its share captured), then what the card
-    had left voided through the payments API. The second is refused as unpaid for its own
-    share only; a tender for the balance takes exactly that, and the second shipment captures
-    it from the new card (the first card keeps the first share)."""
+    had left voided (the payments API refuses a captured payment's void, 409
+    `payment_captured`: voided here as the payment service voids a lapsed authorisation). The
+    second is refused as unpaid for its own share only; a tender for the balance takes
+    exactly that, and the second shipment captures it from the new card (the first card
+    keeps the first share)."""
     http = platform.http
     sku, (store, _) = stocked(http, "ORD")
     where = {"type": "shipment", "location_id": store, "ship_to": "1 Main St, Springfield"}
@@ -606,7 +627,9 @@ def test_a_second_shipment_whose_share_was_voided_takes_a_tender_for_that_share(
                        (steps[1], {"status": "picked"})):  # fmt: skip
         ok(post(http, path, step))
     old = first_card["payment"]["id"]
-    ok(post(http, f"/v1/payments/{old}/void", {}))
+    by_api = post(http, f"/v1/payments/{old}/void", {})
+    assert (by_api.status_code, by_api.json()["code"]) == (409, "payment_captured")
+    _void_in_the_payment_service(platform, old)
     refused = post(http, steps[1], SHIP)
     assert refused.status_code == 409 and refused.json()["code"] == "payment_required"
     share = second["amount"]["amount"]

@@ -401,3 +401,35 @@ def test_a_cash_refund_is_made_at_a_register_with_an_open_shift_only(platform: R
                 "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
         carded = ok(post(http, "/v1/checkouts", card), 201)
         ok(post(http, f"/v1/orders/{carded['order']['id']}/refunds", part), 201)
+
+
+def test_a_payment_captured_in_part_is_not_voided_through_the_api(platform: Running) -> None:
+    """`POST /v1/payments/{id}/void` releases an authorisation nothing was captured of. A
+    payment captured in part (a shipment's share: its status `captured`) is a 409
+    `payment_captured` (refund it instead; the order voids the rest when it ends), and is
+    left as it was. Until 2026-12-04 it voided the rest under the order shipping it."""
+    http = platform.http
+    sku, (first, second) = stocked(http, "VOID")
+    ship = {"ship_to": "1 Main St, Springfield"}
+    body = {
+        "location_id": first,
+        "channel": "web",
+        "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0},
+                  {"sku": sku, "quantity": 1, "fulfillment": 1}],
+        "fulfillments": [{"type": "shipment", "location_id": first, **ship},
+                         {"type": "shipment", "location_id": second, **ship}],
+    }  # fmt: skip
+    order = ok(post(http, "/v1/orders", body), 201)
+    card = {"tender_type": "card", "card_token": "tok_visa"}
+    paid = ok(post(http, f"/v1/orders/{order['id']}/tenders", card), 201)["payment"]
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+
+    step = f"/v1/orders/{order['id']}/fulfillments/{order['fulfillments'][0]['id']}/steps"
+    ok(post(http, step, {"status": "picked"}))
+    ok(post(http, step, {"status": "shipped", "carrier": "UPS", "tracking_number": "1Z9"}))
+    part = ok(http.get(f"/v1/payments/{paid['id']}"))
+    assert 0 < part["captured"]["amount"] < part["authorized"]["amount"]
+    captured = post(http, f"/v1/payments/{paid['id']}/void", {})
+    assert (captured.status_code, captured.json()["code"]) == (409, "payment_captured")
+    after = ok(http.get(f"/v1/payments/{paid['id']}"))
+    assert (after["status"], after["voided"]["amount"]) == ("captured", 0)

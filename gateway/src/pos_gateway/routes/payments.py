@@ -180,10 +180,23 @@ async def capture_payment(
                   "voided": ex.usd(6040)}),
 )  # fmt: skip
 async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Payment:
-    """Releases everything not captured: the whole authorisation (the payment is then
-    `voided`), or the rest after partial captures (it stays `captured`). A payment captured in
-    full is a 409 `payment_captured`: refund it instead. At a register it takes the `void`
+    """Releases an authorisation nothing was captured of (the payment is then `voided`).
+    A payment captured in full or in part (`captured`) is a 409 `payment_captured`: refund it
+    instead; what an order never captures of it is voided by the order when the order ends.
+    An order's tender only authorised may be voided, before or after the order's
+    confirmation: the order then asks for another tender before its goods leave (409
+    `payment_required` at the fulfilment's step). At a register it takes the `void`
     permission or a manager's override, and is in the audit log."""
+    paid = (await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))).payment
+    if paid.captured.amount > 0:
+        # The payment service voids the rest after a partial capture for the order (its end)
+        # and its sweep; through the API a captured payment is refunded, never voided.
+        raise Problem(
+            409,
+            "payment_captured",
+            "the payment is captured: refund it instead (what its order never captures is "
+            "voided when the order ends)",
+        )
     async with guarded(request, "payment.voided", "void") as done:
         answer = await svc.payment.VoidPayment(
             payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
