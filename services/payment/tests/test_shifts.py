@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import (
@@ -685,3 +687,46 @@ async def test_gift_card_value_moved_at_a_register_outside_a_payment_counts_in_i
     assert report.expected_cash.amount == 1000 + 6000
     closed = await close(r, till, shift.id, 7000)
     assert (closed.report.expected_cash.amount, closed.over_short) == (7000, 0)
+
+
+async def test_a_page_of_shifts_is_reported_in_as_many_queries_as_one_shift(
+    running: Running,
+) -> None:
+    """ListShifts reads the reports of a whole page in a fixed number of queries: a page of
+    six shifts (each with cash, a card and a drawer movement) costs what a page of one does,
+    and each report is the one GetShift answers."""
+    r = running
+    few, many = new_id("reg"), new_id("reg")
+    for register, count in ((few, 1), (many, 6)):
+        for _ in range(count):
+            shift = await open_shift(r, register, 1000)
+            sale = await cash_sale(r, register, 500)
+            await card_sale(r, register, 700)
+            await refund(r, register, sale.id, 100)
+            await move(r, register, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, 50, "change")
+            await close(r, register, shift.id, 1450)
+
+    statements: list[str] = []
+
+    def counted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    async def listed(register: str) -> tuple[int, Any]:
+        statements.clear()
+        event.listen(Engine, "before_cursor_execute", counted)
+        try:
+            answer = await r.shifts.ListShifts(
+                S.ListShiftsRequest(page_size=50, register_id=register), metadata=at(), timeout=10
+            )
+        finally:
+            event.remove(Engine, "before_cursor_execute", counted)
+        return len(statements), answer.shifts
+
+    one, (only,) = await listed(few)
+    six, page = await listed(many)
+    assert len(page) == 6
+    assert six == one, (one, six)
+    for shift in (only, *page):
+        got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(), timeout=10)
+        assert got.shift.report == shift.report
+        assert shift.report.expected_cash.amount == 1000 + 500 - 100 + 50

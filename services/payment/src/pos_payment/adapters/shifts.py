@@ -3,7 +3,7 @@ payments, captures and refunds attributed to a shift (adapters/at_register.py)."
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, Select, func, insert, select, union_all, update
@@ -52,6 +52,50 @@ def _shift(row: Row[Any]) -> Shift:
         closed_at=m["closed_at"],
         updated_at=m["updated_at"],
     )
+
+
+def _report(
+    shift: Shift,
+    sales: dict[tuple[str, str], tuple[int, int]],
+    back: dict[tuple[str, str], tuple[int, int]],
+    drawer: dict[str, tuple[int, int]],
+    noted: list[tuple[str, str, int, int]],
+    cards: list[tuple[str, bool, int]],
+) -> None:
+    """Set the shift's totals and tender lines from its grouped rows: taken and given back
+    per (tender, currency), drawer movements per kind, register activity per (kind,
+    currency), gift card activity per (kind, paid in cash)."""
+    cash = ("cash", shift.currency)
+    activity: dict[str, tuple[int, int]] = {}
+    for kind, currency, amount, count in noted:
+        if currency in ("", shift.currency):
+            total, n = activity.get(kind, (0, 0))
+            activity[kind] = (total + amount, n + count)
+    sold = sold_cash = redeemed = 0
+    for kind, in_cash, amount in cards:
+        if kind in ("activate", "load"):
+            sold += amount
+            sold_cash += amount if in_cash else 0
+        elif kind in ("redeem", "refund"):
+            redeemed -= amount
+    shift.totals = CashTotals(
+        cash_sales=sales.get(cash, (0, 0))[0],
+        cash_refunds=back.get(cash, (0, 0))[0],
+        pay_ins=drawer.get(MovementKind.PAY_IN.value, (0, 0))[0],
+        pay_outs=drawer.get(MovementKind.PAY_OUT.value, (0, 0))[0],
+        no_sales=drawer.get(MovementKind.NO_SALE.value, (0, 0))[1],
+        discounts=activity.get("discount", (0, 0))[0],
+        discounted_orders=activity.get("discount", (0, 0))[1],
+        overrides=activity.get("override", (0, 0))[1],
+        gift_cards_sold=sold,
+        gift_cards_sold_cash=sold_cash,
+        gift_cards_redeemed=redeemed,
+    )
+    # The shift's currency first, each tender in name order; then the other currencies.
+    shift.tenders = [
+        TenderLine(t[0], *sales.get(t, (0, 0)), *back.get(t, (0, 0)), currency=t[1])
+        for t in sorted({*sales, *back}, key=lambda t: (t[1] != shift.currency, t[1], t[0]))
+    ]
 
 
 class SqlShiftRepository:
@@ -108,11 +152,11 @@ class SqlShiftRepository:
             query = query.where(t.c.opened_at < filters.opened_before)
         if page.since is not None:
             changed = await list_page(self._conn, query, shifts.c.updated_at, shifts.c.id, page)
-            return [await self._filled(_shift(row)) for row in changed]
+            return [*await self._all_filled([_shift(row) for row in changed])]
         if page.after:
             query = query.where(shifts.c.id < page.after)
         rows = await self._conn.execute(query.order_by(shifts.c.id.desc()).limit(page.fetch))
-        return [await self._filled(_shift(row)) for row in rows]
+        return [*await self._all_filled([_shift(row) for row in rows])]
 
     async def save(self, shift: Shift) -> None:
         closed = await self._conn.execute(
@@ -145,77 +189,68 @@ class SqlShiftRepository:
 
     async def _filled(self, shift: Shift) -> Shift:
         """The shift with what its payments, refunds and movements add up to."""
-        r, d = refunds, drawer_movements
+        return (await self._all_filled([shift]))[0]
+
+    async def _all_filled(self, found: Sequence[Shift]) -> Sequence[Shift]:
+        """The shifts, each with what its payments, refunds, movements, register activity and
+        gift cards add up to: five grouped queries for the whole page, whatever its size."""
+        if not found:
+            return found
+        ids = [shift.id for shift in found]
+        r, d, a, g = refunds, drawer_movements, register_activity, gift_card_activities
         mine = self._merchant
-        taken = await self._conn.execute(self._taken(shift))
+        taken = await self._conn.execute(self._taken(ids))
         given = await self._conn.execute(
-            select(r.c.tender_type, r.c.currency, func.sum(r.c.amount), func.count())
-            .where(r.c.merchant_id == mine, r.c.shift_id == shift.id,
-                   r.c.status == "succeeded")
-            .group_by(r.c.tender_type, r.c.currency)
+            select(r.c.shift_id, r.c.tender_type, r.c.currency, func.sum(r.c.amount),
+                   func.count())
+            .where(r.c.merchant_id == mine, r.c.shift_id.in_(ids), r.c.status == "succeeded")
+            .group_by(r.c.shift_id, r.c.tender_type, r.c.currency)
         )  # fmt: skip
         moved = await self._conn.execute(
-            select(d.c.kind, func.sum(d.c.amount), func.count())
-            .where(d.c.merchant_id == mine, d.c.shift_id == shift.id)
-            .group_by(d.c.kind)
+            select(d.c.shift_id, d.c.kind, func.sum(d.c.amount), func.count())
+            .where(d.c.merchant_id == mine, d.c.shift_id.in_(ids))
+            .group_by(d.c.shift_id, d.c.kind)
         )
-        # Per tender and currency: cash is always the shift's (cash in another is refused at
-        # the register, service/handlers.py); a card in another currency moves no drawer and
-        # is listed on a line of its own currency.
-        sales = {(row[0], row[1]): (int(row[2]), int(row[3])) for row in taken}
-        back = {(row[0], row[1]): (int(row[2]), int(row[3])) for row in given}
-        drawer = {row[0]: (int(row[1]), int(row[2])) for row in moved}
-        cash = ("cash", shift.currency)
-        shift.totals = CashTotals(
-            cash_sales=sales.get(cash, (0, 0))[0],
-            cash_refunds=back.get(cash, (0, 0))[0],
-            pay_ins=drawer.get(MovementKind.PAY_IN.value, (0, 0))[0],
-            pay_outs=drawer.get(MovementKind.PAY_OUT.value, (0, 0))[0],
-            no_sales=drawer.get(MovementKind.NO_SALE.value, (0, 0))[1],
-        )
-        a = register_activity
         noted = await self._conn.execute(
-            select(a.c.kind, func.sum(a.c.amount), func.count())
-            .where(a.c.merchant_id == mine, a.c.shift_id == shift.id,
-                   a.c.currency.in_(("", shift.currency)))
-            .group_by(a.c.kind)
-        )  # fmt: skip
-        activity = {row[0]: (int(row[1]), int(row[2])) for row in noted}
-        g = gift_card_activities
+            select(a.c.shift_id, a.c.kind, a.c.currency, func.sum(a.c.amount), func.count())
+            .where(a.c.merchant_id == mine, a.c.shift_id.in_(ids))
+            .group_by(a.c.shift_id, a.c.kind, a.c.currency)
+        )
         cards = await self._conn.execute(
-            select(g.c.kind, g.c.paid_in_cash, func.sum(g.c.amount))
-            .where(g.c.merchant_id == mine, g.c.shift_id == shift.id)
-            .group_by(g.c.kind, g.c.paid_in_cash)
+            select(g.c.shift_id, g.c.kind, g.c.paid_in_cash, func.sum(g.c.amount))
+            .where(g.c.merchant_id == mine, g.c.shift_id.in_(ids))
+            .group_by(g.c.shift_id, g.c.kind, g.c.paid_in_cash)
         )
-        sold = sold_cash = redeemed = 0
-        for kind, cash, amount in cards:
-            if kind in ("activate", "load"):
-                sold += int(amount)
-                sold_cash += int(amount) if cash else 0
-            elif kind in ("redeem", "refund"):
-                redeemed -= int(amount)
-        shift.totals = replace(
-            shift.totals,
-            discounts=activity.get("discount", (0, 0))[0],
-            discounted_orders=activity.get("discount", (0, 0))[1],
-            overrides=activity.get("override", (0, 0))[1],
-            gift_cards_sold=sold,
-            gift_cards_sold_cash=sold_cash,
-            gift_cards_redeemed=redeemed,
-        )
-        # The shift's currency first, each tender in name order; then the other currencies.
-        shift.tenders = [
-            TenderLine(t[0], *sales.get(t, (0, 0)), *back.get(t, (0, 0)), currency=t[1])
-            for t in sorted({*sales, *back}, key=lambda t: (t[1] != shift.currency, t[1], t[0]))
-        ]
-        return shift
+        # Per shift, then per tender and currency: cash is always the shift's (cash in another
+        # is refused at the register, service/handlers.py); a card in another currency moves
+        # no drawer and is listed on a line of its own currency.
+        sales: dict[str, dict[tuple[str, str], tuple[int, int]]] = {i: {} for i in ids}
+        back: dict[str, dict[tuple[str, str], tuple[int, int]]] = {i: {} for i in ids}
+        drawer: dict[str, dict[str, tuple[int, int]]] = {i: {} for i in ids}
+        noted_by: dict[str, list[tuple[str, str, int, int]]] = {i: [] for i in ids}
+        cards_by: dict[str, list[tuple[str, bool, int]]] = {i: [] for i in ids}
+        for row in taken:
+            sales[row[0]][(row[1], row[2])] = (int(row[3]), int(row[4]))
+        for row in given:
+            back[row[0]][(row[1], row[2])] = (int(row[3]), int(row[4]))
+        for row in moved:
+            drawer[row[0]][row[1]] = (int(row[2]), int(row[3]))
+        for row in noted:
+            noted_by[row[0]].append((row[1], row[2], int(row[3]), int(row[4])))
+        for row in cards:
+            cards_by[row[0]].append((row[1], bool(row[2]), int(row[3])))
+        for shift in found:
+            _report(shift, sales[shift.id], back[shift.id], drawer[shift.id],
+                    noted_by[shift.id], cards_by[shift.id])  # fmt: skip
+        return found
 
-    def _taken(self, shift: Shift) -> Select[Any]:
-        """Per tender, what was captured while the shift was open, and of how many payments.
-        A capture operation counts in the shift it joined when it succeeded (at_register.py);
-        what a payment captured without one (captured at once, at its authorisation) counts
-        in the payment's own shift. So a later capture of a payment taken in this shift, the
-        shift closed meanwhile, counts in the shift open then and never changes this one."""
+    def _taken(self, shift_ids: Sequence[str]) -> Select[Any]:
+        """Per shift and tender, what was captured while the shift was open, and of how many
+        payments. A capture operation counts in the shift it joined when it succeeded
+        (at_register.py); what a payment captured without one (captured at once, at its
+        authorisation) counts in the payment's own shift. So a later capture of a payment
+        taken in this shift, the shift closed meanwhile, counts in the shift open then and
+        never changes this one."""
         p, o, mine = payments, operations, self._merchant
         by_operations = (
             select(func.coalesce(func.sum(o.c.amount), 0))
@@ -224,23 +259,24 @@ class SqlShiftRepository:
             .scalar_subquery()
         )  # fmt: skip
         at_once = select(
+            p.c.shift_id,
             p.c.id.label("payment_id"),
             p.c.tender_type,
             p.c.currency,
             (p.c.captured - by_operations).label("amount"),
-        ).where(p.c.merchant_id == mine, p.c.shift_id == shift.id, p.c.captured > 0)
+        ).where(p.c.merchant_id == mine, p.c.shift_id.in_(shift_ids), p.c.captured > 0)
         captures = (
-            select(o.c.payment_id, p.c.tender_type, p.c.currency, o.c.amount)
+            select(o.c.shift_id, o.c.payment_id, p.c.tender_type, p.c.currency, o.c.amount)
             .join(p, (p.c.merchant_id == o.c.merchant_id) & (p.c.id == o.c.payment_id))
-            .where(o.c.merchant_id == mine, o.c.shift_id == shift.id, o.c.kind == "capture",
-                   o.c.status == "succeeded")
+            .where(o.c.merchant_id == mine, o.c.shift_id.in_(shift_ids),
+                   o.c.kind == "capture", o.c.status == "succeeded")
         )  # fmt: skip
         moved = union_all(at_once, captures).subquery()
         return (
-            select(moved.c.tender_type, moved.c.currency, func.sum(moved.c.amount),
-                   func.count(moved.c.payment_id.distinct()))
+            select(moved.c.shift_id, moved.c.tender_type, moved.c.currency,
+                   func.sum(moved.c.amount), func.count(moved.c.payment_id.distinct()))
             .where(moved.c.amount > 0)
-            .group_by(moved.c.tender_type, moved.c.currency)
+            .group_by(moved.c.shift_id, moved.c.tender_type, moved.c.currency)
         )  # fmt: skip
 
     async def note_activity(
