@@ -327,8 +327,9 @@ class CreateReturn(Generic[R]):
 
 
 # The payment service's refusals of a return's refund that no retry changes: the tenders have
-# less left than planned (refunded outside a return, say), or the processor refused it. It
-# refuses before any refund is made.
+# less left than planned (refunded outside a return, say), or the processor refused it, or
+# cash would come out of a register's drawer whose shift counts another currency. It refuses
+# before any refund is made.
 REFUSED_FOR_GOOD = frozenset(
     {
         "amount_exceeds_refundable",
@@ -336,6 +337,7 @@ REFUSED_FOR_GOOD = frozenset(
         "refund_failed",
         "refund_partly_failed",
         "exchange_credit_released",
+        "shift_currency_mismatch",
     }
 )
 
