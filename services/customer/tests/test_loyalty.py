@@ -1068,3 +1068,33 @@ async def test_a_hold_naming_a_duplicate_merged_away_holds_the_survivors_points(
     await merchant("FinalizePoints", loyalty_pb2.FinalizePointsRequest(order_id="ord_hm1"))
     assert await _balance(service, merchant, survivor.id) == (20, 20, 0)
     assert await _balance(service, merchant, duplicate.id) == (0, 0, 0)
+
+
+async def test_a_customer_made_under_a_tier_everyone_holds_holds_it_from_the_start(
+    merchant: Caller,
+) -> None:
+    """A tier at threshold 0 is every customer's: one created (one by one, by upsert or in a
+    batch) after it was set holds it at once, not from their first earn; without one, none."""
+    member = loyalty_pb2.Tier(name="member", threshold_points=0, multiplier_bps=10_000)
+    gold = loyalty_pb2.Tier(name="gold", threshold_points=500, multiplier_bps=20_000)
+    await _set_program(merchant, tiers=[member, gold])
+    one = await merchant.create(given_name="One")
+    upserted = await merchant(
+        "UpsertCustomer",
+        customer_pb2.UpsertCustomerRequest(
+            profile=customer_pb2.ProfileFields(external_id="tier-up", given_name="Up")
+        ),
+    )
+    batch = await merchant(
+        "BatchUpsertCustomers",
+        customer_pb2.BatchUpsertCustomersRequest(
+            customers=[customer_pb2.ProfileFields(external_id=f"tier-{i}") for i in range(2)]
+        ),
+    )
+    made = [one, upserted.customer, *batch.customers]
+    assert [c.tier for c in made] == ["member"] * 4
+    for c in made:
+        got = await merchant("GetCustomer", customer_pb2.GetCustomerRequest(id=c.id))
+        assert got.customer.tier == "member"
+    await _set_program(merchant, tiers=[gold])
+    assert (await merchant.create(given_name="Later")).tier == ""

@@ -121,8 +121,9 @@ def _profile_values(c: Customer) -> dict[str, Any]:
 
 
 def customer_row(merchant_id: str, c: Customer) -> dict[str, Any]:
-    """The `customers` row of a new customer (the stamps, balance and tier are the defaults)."""
-    return {"merchant_id": merchant_id, "id": c.id, **_profile_values(c)}
+    """The `customers` row of a new customer (the stamps and balance are the defaults; the
+    tier is the one every customer holds from the start, if any)."""
+    return {"merchant_id": merchant_id, "id": c.id, **_profile_values(c), "tier": c.tier}
 
 
 def term_rows(merchant_id: str, batch: Sequence[Customer]) -> list[dict[str, Any]]:

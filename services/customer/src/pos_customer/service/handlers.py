@@ -25,7 +25,7 @@ from pos_customer.domain.model import (
     require_identity,
 )
 from pos_customer.service.ports import CustomerUnitOfWork
-from pos_customer.service.tiers import retier
+from pos_customer.service.tiers import retier, starting_tier
 from pos_kit.errors import (
     AlreadyExists,
     Conflict,
@@ -94,6 +94,7 @@ async def create_customer(uow: CustomerUnitOfWork, profile: Profile) -> Customer
     customer.apply(profile)
     require_identity(customer)
     await _unique_keys(uow, customer)
+    customer.tier = starting_tier(await uow.loyalty.program())
     try:
         async with uow.customers.claiming_keys():
             await uow.customers.add(customer)
@@ -270,6 +271,10 @@ async def _write_batch(
             violations.append(FieldViolation(f"customers[{i}].email", "is another customer's"))
         result.append(customer)
     raise_if(violations)
+    if new:
+        tier = starting_tier(await uow.loyalty.program())
+        for customer in new:
+            customer.tier = tier
     await uow.customers.add_many(new)
     await uow.customers.save_many(changed)
     for c in new:

@@ -10,6 +10,13 @@ from pos_customer.domain.model import Customer
 from pos_customer.service.ports import CustomerUnitOfWork
 
 
+def starting_tier(program: loyalty.Program) -> str:
+    """The tier a new customer holds from the start: one at threshold 0, if the program has
+    one (every customer's, earned or not)."""
+    tier = program.tier_for(0)
+    return tier.name if tier else ""
+
+
 async def tier_now(uow: CustomerUnitOfWork, customer: Customer, program: loyalty.Program) -> str:
     """The tier the ledger gives the customer under the program now. The stored tier is the one
     of their last earn or reversal: a period passed since, or a program changed, can have
