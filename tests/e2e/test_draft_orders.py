@@ -108,7 +108,9 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     assert submitted["status"] == "pending_payment"
     assert submitted["fulfillments"][0]["reservation_id"]
     assert available(http, sku, store) == 7
-    not_draft = _patch(http, draft["id"], {"notes": "late"}, submitted["version"])
+    # Its cart is no longer edited (its notes and metadata still are: see below).
+    late = {"lines": [{"sku": sku, "quantity": 1}]}
+    not_draft = _patch(http, draft["id"], late, submitted["version"])
     assert not_draft.status_code == 409 and not_draft.json()["code"] == "order_not_draft"
 
     ok(post(http, f"/v1/orders/{draft['id']}/tenders",
@@ -231,3 +233,41 @@ def test_a_drafts_coupon_is_given_with_its_submit_and_never_stored(platform: Run
             "SELECT count(*) FROM orders o WHERE o::text ILIKE %s", (f"%{code}%",)
         ).fetchone()
     assert holding == (0,)
+
+
+def test_a_placed_orders_notes_and_metadata_change_and_nothing_else(platform: Running) -> None:
+    """After the sale, PATCH changes an order's `notes` and `metadata` (a partner keeps its
+    own ids on it), nothing priced, held or paid again: a new version with its ETag, stale
+    If-Match a 412, announced as `order.updated`. Any other field is the 409 `order_not_draft`
+    and bad metadata a 400 naming it, nothing changed."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "ANN")
+    sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    order = ok(post(http, "/v1/checkouts", sale), 201)["order"]
+    feed = _Feed(http, order["id"])
+    changed = _patch(http, order["id"], {"metadata": {"erp_id": "SO-42"}}, order["version"])
+    assert changed.status_code == 200, changed.text
+    after = changed.json()
+    assert after["metadata"] == {"erp_id": "SO-42"} and after["version"] == order["version"] + 1
+    assert changed.headers["ETag"] == f'"{after["version"]}"'
+    for kept in ("status", "total", "lines", "paid", "fulfillments"):
+        assert after[kept] == order[kept], kept
+    noted = _patch(http, order["id"], {"notes": "left at reception"}, after["version"])
+    assert noted.status_code == 200, noted.text
+    assert (noted.json()["notes"], noted.json()["metadata"]) == (
+        "left at reception", {"erp_id": "SO-42"}
+    )  # fmt: skip
+    stale = _patch(http, order["id"], {"notes": "again"}, after["version"])
+    assert stale.status_code == 412, stale.text
+    latest = noted.json()["version"]
+    not_draft = _patch(http, order["id"], {"notes": "x", "redeem_points": 0}, latest)
+    assert (not_draft.status_code, not_draft.json()["code"]) == (409, "order_not_draft")
+    bad = _patch(http, order["id"], {"metadata": {"k" * 41: "v"}}, latest)
+    assert bad.status_code == 400, bad.text
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["version"] == latest
+
+    def updates() -> list[int]:
+        return [version for kind, _, version in feed.read() if kind == "order.updated"]
+
+    assert eventually(lambda: (told := updates())[1:] and told) == [after["version"], latest]

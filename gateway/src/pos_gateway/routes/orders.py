@@ -692,7 +692,12 @@ class OrderPatch(Patch):
 
 @router.patch(
     "/orders/{order_id}",
-    **op("orders:write", "Edit a draft order", (404, 409, 412), example=ex.ORDER),
+    **op(
+        "orders:write",
+        "Edit an order's notes and metadata, or a draft",
+        (404, 409, 412),
+        example=ex.ORDER,
+    ),
 )
 async def update_draft_order(
     order_id: PathId,
@@ -713,7 +718,12 @@ async def update_draft_order(
     as is a change that came in while this one was priced. An order that is no longer a draft
     is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. Each edit
     is announced as `order.updated` (the draft as GET answers it at its new version); what is
-    refused announces nothing."""
+    refused announces nothing.
+
+    `notes` and `metadata` alone change on any order, whatever its status (a packing note,
+    your own ids kept on a placed, paid or completed order): nothing is priced again, held or
+    paid; a new `version`, `If-Match` as above, announced as `order.updated`. Any other field
+    on an order that is not a draft is the 409 `order_not_draft`, nothing changed."""
     # Named in the mask and left unset, order_manual is removed (the service's FieldMask reading).
     sent = patched(body)
     ask = order_pb2.UpdateDraftOrderRequest(

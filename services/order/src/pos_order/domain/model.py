@@ -1532,6 +1532,16 @@ class Order:
         self.version += 1
         self.updated_at = at
 
+    def annotated(self, notes: str | None, metadata: dict[str, str] | None, at: datetime) -> None:
+        """What is kept on the order beside the sale (a packing note, a partner's own ids)
+        changed, in any status: nothing is priced, held or paid; a new version, announced."""
+        if notes is not None:
+            self.notes = notes
+        if metadata is not None:
+            self.metadata = dict(metadata)
+        self.touched(at)
+        self.events.append(OrderUpdated(self))
+
 
 def refund_refused(what: str) -> DomainError:
     return DomainError(
@@ -1587,7 +1597,8 @@ class OrderConfirmed:
 
 @dataclass(frozen=True)
 class OrderUpdated:
-    """A draft changed with no other event of it: edited, or put back after a refused submit."""
+    """An order changed with no other event of it: a draft edited, or put back after a refused
+    submit; any order's notes or metadata changed."""
 
     order: Order
 
@@ -1850,7 +1861,14 @@ def validate_order(
     used = {line.fulfillment for line in lines}
     for i in range(len(fulfillments)):
         violations += require(i in used, f"fulfillments[{i}]", "has no line")
-    violations += require(
+    violations += metadata_violations(metadata)
+    raise_if(violations)
+
+
+def metadata_violations(metadata: dict[str, str]) -> list[FieldViolation]:
+    """An order's metadata: at most MAX_METADATA keys of 1 to 40 characters, values at most
+    500."""
+    violations = require(
         len(metadata) <= MAX_METADATA, "metadata", f"must have at most {MAX_METADATA} keys"
     )
     for key, value in metadata.items():
@@ -1859,7 +1877,7 @@ def validate_order(
             f"metadata.{key[:40]}",
             "keys are 1 to 40 characters, values at most 500",
         )
-    raise_if(violations)
+    return violations
 
 
 def price_lines(

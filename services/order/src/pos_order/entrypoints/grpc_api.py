@@ -336,14 +336,19 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.UpdateDraftOrderResponse)
     def UpdateDraftOrder(
         self, request: order_pb2.UpdateDraftOrderRequest
-    ) -> handlers.UpdateDraftOrder[order_pb2.UpdateDraftOrderResponse]:
-        return handlers.UpdateDraftOrder(
-            _draft_change(request),
-            self.ports,
-            self.bound_uow,
-            self.policy,
-            lambda o: order_pb2.UpdateDraftOrderResponse(order=order_to_proto(o)),
-        )
+    ) -> (
+        handlers.UpdateDraftOrder[order_pb2.UpdateDraftOrderResponse]
+        | handlers.AnnotateOrder[order_pb2.UpdateDraftOrderResponse]
+    ):
+        change = _draft_change(request)
+
+        def answer(o: Order) -> order_pb2.UpdateDraftOrderResponse:
+            return order_pb2.UpdateDraftOrderResponse(order=order_to_proto(o))
+
+        if set(request.update_mask.paths) <= handlers.ANNOTATIONS:
+            # Notes and metadata alone: any order's, nothing priced again.
+            return handlers.AnnotateOrder(change, self.bound_uow, answer)
+        return handlers.UpdateDraftOrder(change, self.ports, self.bound_uow, self.policy, answer)
 
     @across_calls(
         order_pb2.SubmitOrderResponse, fingerprint_of=lambda self, r: self.codes.submit(r)

@@ -49,6 +49,7 @@ from pos_order.domain.model import (
     TenderRecord,
     TenderState,
     build_fulfillments,
+    metadata_violations,
     price_points,
     validate_checkout,
     validate_order,
@@ -937,6 +938,61 @@ async def _change_draft(
         order.events.clear()
         await uow.commit()
     return order
+
+
+# What is kept on an order beside the sale: changed in any status, nothing priced again.
+ANNOTATIONS = frozenset({"notes", "metadata"})
+MAX_NOTES = 2000
+
+
+class AnnotateOrder(Generic[R]):
+    """An order's notes or metadata changed, whatever its status: a packing note, a partner's
+    own ids kept on the order after it is placed (a draft's too, without pricing it again).
+    Nothing is priced, held or paid: a new version, announced (`order_updated`).
+    `expected_version` (0: any) not the order's is a 409 `version_mismatch` with
+    `current_version`, nothing written."""
+
+    def __init__(self, cmd: DraftChange, new_uow: NewUow, answer: Callable[[Order], R]) -> None:
+        violations: list[FieldViolation] = []
+        if cmd.notes is not None:
+            violations += require(len(cmd.notes) <= MAX_NOTES, "notes", "at most 2,000 characters")
+        if cmd.metadata is not None:
+            violations += metadata_violations(dict(cmd.metadata))
+        raise_if(violations)
+        self.cmd = cmd
+        self.new_uow = new_uow
+        self.answer = answer
+
+    def _check(self, order: Order | None) -> Order:
+        if order is None:
+            raise NotFound("order", self.cmd.order_id)
+        if self.cmd.expected_version and self.cmd.expected_version != order.version:
+            raise _order_changed(order.version)
+        return order
+
+    async def read(self, uow: OrderUnitOfWork) -> None:
+        self._check(await uow.orders.get(self.cmd.order_id))
+
+    async def call(self, claim: Claim, read: None) -> Order:
+        async with self.new_uow() as uow:
+            order = self._check(await uow.orders.get(self.cmd.order_id, lock=True))
+            order.annotated(self.cmd.notes, self.cmd.metadata, now())
+            await uow.orders.save(order)
+            for event in order.events:
+                uow.publish(event)
+            order.events.clear()
+            await uow.commit()
+        return order
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
+def _order_changed(current: int) -> Conflict:
+    return Conflict(
+        "the order changed since the version you sent", "version_mismatch",
+        {"current_version": str(current)},
+    )  # fmt: skip
 
 
 class UpdateDraftOrder(Generic[R]):

@@ -181,7 +181,9 @@ class OrderServiceServicer:
     def UpdateDraftOrder(self, request, context):
         """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
         and it is priced again, a new version; nothing held. FAILED_PRECONDITION
-        `version_mismatch` (a stale expected_version) or `order_not_draft`.
+        `version_mismatch` (a stale expected_version) or `order_not_draft`. A mask naming only
+        `notes` and `metadata` changes them on any order, whatever its status, pricing nothing.
+        (A new version and OrderUpdated either way.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

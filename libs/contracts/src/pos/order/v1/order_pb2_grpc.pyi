@@ -44,7 +44,9 @@ class OrderServiceStub:
     UpdateDraftOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateDraftOrderRequest, _order_pb2.UpdateDraftOrderResponse]
     """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
     and it is priced again, a new version; nothing held. FAILED_PRECONDITION
-    `version_mismatch` (a stale expected_version) or `order_not_draft`.
+    `version_mismatch` (a stale expected_version) or `order_not_draft`. A mask naming only
+    `notes` and `metadata` changes them on any order, whatever its status, pricing nothing.
+    (A new version and OrderUpdated either way.)
     """
     SubmitOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.SubmitOrderRequest, _order_pb2.SubmitOrderResponse]
     """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
@@ -125,7 +127,9 @@ class OrderServiceAsyncStub(OrderServiceStub):
     UpdateDraftOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateDraftOrderRequest, _order_pb2.UpdateDraftOrderResponse]  # type: ignore[assignment]
     """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
     and it is priced again, a new version; nothing held. FAILED_PRECONDITION
-    `version_mismatch` (a stale expected_version) or `order_not_draft`.
+    `version_mismatch` (a stale expected_version) or `order_not_draft`. A mask naming only
+    `notes` and `metadata` changes them on any order, whatever its status, pricing nothing.
+    (A new version and OrderUpdated either way.)
     """
     SubmitOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.SubmitOrderRequest, _order_pb2.SubmitOrderResponse]  # type: ignore[assignment]
     """A draft priced again and made `pending_payment`, its pickup and shipment lines held (all
@@ -233,7 +237,9 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.UpdateDraftOrderResponse, _abc.Awaitable[_order_pb2.UpdateDraftOrderResponse]]:
         """A draft's cart edited (CreateOrderRequest.draft): the fields named replace the draft's,
         and it is priced again, a new version; nothing held. FAILED_PRECONDITION
-        `version_mismatch` (a stale expected_version) or `order_not_draft`.
+        `version_mismatch` (a stale expected_version) or `order_not_draft`. A mask naming only
+        `notes` and `metadata` changes them on any order, whatever its status, pricing nothing.
+        (A new version and OrderUpdated either way.)
         """
 
     @_abc_1.abstractmethod
