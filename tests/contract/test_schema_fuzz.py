@@ -155,7 +155,7 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 # on a live product, location or customer, a well-formed but stale one is a 412
 # `version_mismatch`; a location's change that sends no field (all are optional) is a 400.
 [[operations]]
-include-name-regex = "^(PATCH /v1/products/[^/]+|POST /v1/products/[^/]+/(archive|unarchive))$"
+include-name-regex = "^((PATCH|DELETE) /v1/products/[^/]+|POST /v1/products/[^/]+/(un)?archive)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
 [[operations]]
 include-name-regex = "^PATCH /v1/locations/[^/]+$"

@@ -218,3 +218,36 @@ def test_the_product_list_is_filtered_by_status_without_a_search(platform: Runni
         "/v1/products", params={"status": "active", "updated_since": "2026-01-01T00:00:00Z"}
     )
     assert [e["field"] for e in _problem(feed, 400, "invalid_request")["errors"]] == ["status"]
+
+
+def test_deleting_a_product_archives_it(platform: Running) -> None:
+    """`DELETE /v1/products/{id}` archives (a product is never erased: sales and stock
+    history name it): answered archived, its units no longer held (409 `product_archived`),
+    still readable; deleting it again changes nothing; a stale If-Match is a 412 and another
+    merchant's is a 404, nothing changed; unarchiving puts it back on sale."""
+    http = platform.new_merchant("Catalog delete")
+    store = http.post(
+        "/v1/locations", json={"name": "Gone St", "currency": "USD"}, headers=_key()
+    ).json()["id"]
+    made = http.post("/v1/products", json=_tee("GONE-TEE", variants=[]), headers=_key()).json()
+    pid = made["id"]
+    stock = {"location_id": store, "sku": "GONE-TEE", "delta": 5, "reason": "received"}
+    assert http.post("/v1/inventory/adjustments", json=stock, headers=_key()).status_code == 201
+    hold = {"location_id": store, "lines": [{"sku": "GONE-TEE", "quantity": 1}]}
+
+    stale = http.delete(f"/v1/products/{pid}", headers={**_key(), "If-Match": '"99"'})
+    _problem(stale, 412, "version_mismatch")
+    other = platform.new_merchant("Catalog delete other")
+    _problem(other.delete(f"/v1/products/{pid}", headers=_key()), 404, "resource_missing")
+    assert http.get(f"/v1/products/{pid}").json()["status"] == "active"
+
+    deleted = http.delete(f"/v1/products/{pid}", headers=_key())
+    assert (deleted.status_code, deleted.json()["status"]) == (200, "archived"), deleted.text
+    assert deleted.json()["version"] == made["version"] + 1
+    _problem(http.post("/v1/reservations", json=hold, headers=_key()), 409, "product_archived")
+    assert http.get(f"/v1/products/{pid}").json()["status"] == "archived"
+    again = http.delete(f"/v1/products/{pid}", headers=_key())
+    assert (again.status_code, again.json()["version"]) == (200, deleted.json()["version"])
+    back = http.post(f"/v1/products/{pid}/unarchive", headers=_key())
+    assert back.json()["status"] == "active"
+    assert http.post("/v1/reservations", json=hold, headers=_key()).status_code == 201

@@ -314,6 +314,21 @@ async def archive_product(
     return _product(response, answer.product)
 
 
+@router.delete(
+    "/products/{product_id}",
+    **op("catalog:write", "Delete (archive) a product", (404, 412, *CREATE), example=ex.PRODUCT),
+)
+async def delete_product(
+    product_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+) -> Product:
+    """A product is never erased: its sales, returns and stock history name it. Deleting it
+    archives it, exactly as `POST /v1/products/{id}/archive` does (no longer sold: checkouts of
+    its SKUs answer 409 `product_archived`; still readable, listed with `status=archived`), and
+    answers it archived; `POST /v1/products/{id}/unarchive` puts it back on sale. Deleting an
+    archived product changes nothing. `If-Match` as for a change."""
+    return await archive_product(product_id, svc, response, if_match)
+
+
 @router.post(
     "/products/{product_id}/unarchive",
     **op("catalog:write", "Put an archived product back on sale", (404, 412, *CREATE),
