@@ -311,6 +311,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/customer-groups/{group_id}/members/remove"): {"customer_ids": ["cus_made_up"]},
     ("patch", "/v1/staff/{staff_id}"): {"name": "Mallory"},
     ("patch", "/v1/roles/{role_id}"): {"name": "Mallory's"},
+    ("patch", "/v1/registers/{register_id}"): {"name": "Mallory's till"},
     ("patch", "/v1/orders/{order_id}"): {"notes": "Mallory's"},
     ("post", "/v1/shifts/{shift_id}/drawer-movements"): {
         "kind": "pay_in",

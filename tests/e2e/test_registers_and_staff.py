@@ -849,6 +849,49 @@ def test_a_new_register_reaches_the_event_feed_once(platform: Running) -> None:
     assert [e["data"]["object"] for e in created] == [made.json()]
 
 
+def test_a_register_is_renamed_by_patch_and_announced(platform: Running) -> None:
+    """A register's name is changed by PATCH (what it already is changes nothing), announced
+    as `register.updated` with the register as GET answers it and kept in the audit log; `{}`
+    and a null name are a 400; another merchant's register is a 404; a retired register is a
+    409 `register_retired`; a register's own credential is refused (403 `insufficient_scope`)."""
+    http = platform.http
+    here = _locations(http)[0]
+    register, device = _paired_register(platform, here)
+    one = f"/v1/registers/{register['id']}"
+
+    empty = http.patch(one, json={})
+    assert (empty.status_code, empty.json()["code"]) == (400, "invalid_request"), empty.text
+    null = http.patch(one, json={"name": None})
+    assert (null.status_code, null.json()["errors"][0]["field"]) == (400, "name"), null.text
+    blank = http.patch(one, json={"name": "   "})
+    assert (blank.status_code, blank.json()["errors"][0]["field"]) == (400, "name"), blank.text
+    own = device.patch(one, json={"name": "Mine now"})
+    assert (own.status_code, own.json()["code"]) == (403, "insufficient_scope"), own.text
+    with platform.new_merchant("Register Renamer") as stranger:
+        assert stranger.patch(one, json={"name": "Theirs"}).status_code == 404
+    assert http.patch("/v1/registers/reg_made_up", json={"name": "x"}).status_code == 404
+    assert http.get(one).json()["name"] == "Till"
+
+    renamed = http.patch(one, json={"name": "Front Till"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Front Till" and renamed.json()["status"] == "paired"
+    assert renamed.json()["updated_at"] > register["updated_at"]
+    assert http.get(one).json() == renamed.json()
+    assert device.get(one).json()["name"] == "Front Till"  # the device keeps working
+    same = http.patch(one, json={"name": "Front Till"})  # what it is already: nothing new
+    assert same.json() == renamed.json()
+    actions = [e["action"] for e in _audit(http, resource_id=register["id"])]
+    assert actions.count("register.updated") == 1, actions
+
+    assert _post(http, f"{one}/retire").status_code == 200
+    retired = http.patch(one, json={"name": "Back Till"})
+    assert (retired.status_code, retired.json()["code"]) == (409, "register_retired"), retired.text
+    assert http.get(one).json()["name"] == "Front Till"
+    _event_of(http, "register.retired", register["id"])  # everything before it is in the feed
+    updated = _events_of(http, "register.updated", register["id"])
+    assert [e["data"]["object"] for e in updated] == [renamed.json()]
+
+
 def test_a_pay_out_takes_no_more_than_the_drawer_holds(platform: Running) -> None:
     """A pay-out past the cash the drawer is expected to hold is a 409
     `insufficient_cash_in_drawer` naming the amount, and nothing is recorded: it was taken,

@@ -1,5 +1,5 @@
-"""The gateway's integration events: registers created, paired and retired, staff created,
-updated and deactivated, overrides granted.
+"""The gateway's integration events: registers created, renamed, paired and retired, staff
+created, updated and deactivated, overrides granted.
 
 Registers, staff and overrides are the gateway's own data (gateway/README.md), so their events
 are the gateway's to publish, the way every service publishes its own: an outbox row written in

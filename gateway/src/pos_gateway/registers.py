@@ -1,10 +1,11 @@
 """Registers (tills) and their pairing with a device.
 
-A register is made at a location, unpaired. A manager asks for a pairing code (shown once,
-valid ten minutes, stored as a keyed hash); the device sends the code, once, and gets the
-register's credential (shown once, stored as a keyed hash) scoped to that location and the
-register scopes. Pairing again (a new device) replaces the credential: the old device stops.
-Retiring a register drops its credential and ends its session: it stops at once.
+A register is made at a location, unpaired, and may be renamed until it is retired. A manager
+asks for a pairing code (shown once, valid ten minutes, stored as a keyed hash); the device
+sends the code, once, and gets the register's credential (shown once, stored as a keyed hash)
+scoped to that location and the register scopes. Pairing again (a new device) replaces the
+credential: the old device stops. Retiring a register drops its credential and ends its
+session: it stops at once.
 """
 
 from __future__ import annotations
@@ -175,6 +176,48 @@ async def changed(
     async with engine.connect() as conn:
         rows = await list_changed(conn, query, t.c.updated_at, t.c.id, since, after, limit)
         return [Register(*tuple(row)) for row in rows]
+
+
+async def rename(
+    engine: AsyncEngine,
+    merchant_id: str,
+    register_id: str,
+    name: str,
+    actor: audit.Actor,
+    request_id: str,
+) -> Register | None:
+    """The register under its new name; None: no such register. Refused (`register_retired`)
+    for a retired one. The name it already has changes nothing (no audit entry, no event).
+    Its device and whoever is signed in at it go on as before."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(*_COLUMNS)
+                .where(registers.c.merchant_id == merchant_id, registers.c.id == register_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return None
+        before = Register(*row)
+        if before.status == "retired":
+            raise Refused("register_retired")
+        if before.name == name:
+            return before
+        await conn.execute(
+            update(registers)
+            .where(registers.c.merchant_id == merchant_id, registers.c.id == register_id)
+            .values(name=name)  # updated_at: its trigger's
+        )
+        after = await _get(conn, merchant_id, register_id)
+        assert after is not None
+        await audit.record(
+            conn, merchant_id, "register.updated", actor, ("register", register_id),
+            {"changed": ["name"], "before": before.snapshot(), "register": after.snapshot()},
+            request_id,
+        )  # fmt: skip
+        await outbox.publish(conn, merchant_id, pb.RegisterUpdated(register=after.message()))
+        return after
 
 
 async def retire(

@@ -205,6 +205,7 @@ def test_the_gateways_register_staff_and_override_events_are_public_events() -> 
         stamped.FromDatetime(at)
     messages = [
         gateway_events_pb2.RegisterCreated(register=register),
+        gateway_events_pb2.RegisterUpdated(register=register),
         gateway_events_pb2.RegisterPaired(register=register),
         gateway_events_pb2.RegisterRetired(register=register),
         gateway_events_pb2.StaffCreated(staff=member),
@@ -220,13 +221,14 @@ def test_the_gateways_register_staff_and_override_events_are_public_events() -> 
         assert event.type in EVENT_TYPES and type(message) in SOURCES["gateway"]
         seen.append((event.type, event.resource_id))
     assert seen == [
-        ("register.created", "reg_1"), ("register.paired", "reg_1"), ("register.retired", "reg_1"),
+        ("register.created", "reg_1"), ("register.updated", "reg_1"), ("register.paired", "reg_1"),
+        ("register.retired", "reg_1"),
         ("staff.created", "stf_1"),
         ("staff.updated", "stf_1"), ("staff.deactivated", "stf_1"),
         ("override.granted", "ovr_1"),
     ]  # fmt: skip
     # A register sent without updated_at (by an older gateway) changed last at its latest time.
-    (retired,) = public_events(messages[2])
+    (retired,) = public_events(messages[3])
     assert retired.data["object"]["updated_at"] == retired.data["object"]["retired_at"]
     (granted,) = public_events(messages[-1])
     assert granted.data["object"]["used_at"] is None  # unset: null, as GET answers

@@ -26,6 +26,7 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    Patch,
     PathId,
     QueryId,
     UpdatedSince,
@@ -35,6 +36,7 @@ from pos_gateway.routes.common import (
     example,
     next_change,
     op,
+    patched,
     problems,
     request_id,
     services,
@@ -184,6 +186,40 @@ async def _register(request: Request, register_id: str) -> registers.Register:
 )
 async def get_register(register_id: PathId, request: Request) -> Register:
     return Register.model_validate(_register_json(await _register(request, register_id)))
+
+
+class RegisterPatch(Patch):
+    model_config = example({"name": "Front Till"})
+
+    name: Name | None = None
+
+
+@router.patch(
+    "/registers/{register_id}",
+    **op("registers:manage", "Change a register", (404, 409),
+         example={**ex.REGISTER, "name": "Front Till"}),
+)  # fmt: skip
+async def update_register(register_id: PathId, body: RegisterPatch, request: Request) -> Register:
+    """Renames the register (the name on receipts, in shift reports and in the audit log).
+    Only the fields given change (one sent as null is a 400 naming it, nothing changed); a
+    body with no field is a 400. Its device and whoever is signed in at it go on as before. A
+    retired register is a 409 `register_retired`; the name it already has changes nothing.
+    Announced as `register.updated` and kept in the audit log. A register's own credential
+    cannot change registers (403)."""
+    patched(body)
+    principal = principal_of(request)
+    _merchant_only(principal)
+    assert body.name is not None  # the only field, and not null: patched() saw one
+    try:
+        changed = await registers.rename(
+            request.app.state.engine, principal.merchant_id, register_id, body.name,
+            audit.actor_of(principal), request_id(),
+        )  # fmt: skip
+    except registers.Refused:
+        raise Problem(409, "register_retired", "a retired register cannot be changed") from None
+    if changed is None:
+        raise _missing(register_id)
+    return Register.model_validate(_register_json(changed))
 
 
 @router.post(

@@ -21,9 +21,9 @@ _NAMES = """
     payment.updated
     refund.created refund.succeeded refund.failed terminal_checkout.updated
     gift_card.activity_created
-    shift.opened shift.closed register.created register.paired register.retired staff.created
-    staff.updated staff.deactivated override.granted promotion.created promotion.updated
-    promotion.ended promotion.deleted
+    shift.opened shift.closed register.created register.updated register.paired
+    register.retired staff.created staff.updated staff.deactivated override.granted
+    promotion.created promotion.updated promotion.ended promotion.deleted
     coupon.redeemed coupon.released customer.created customer.updated customer.merged
     customer.erased loyalty.points_earned loyalty.points_redeemed loyalty.points_adjusted
     loyalty.points_expired loyalty.tier_changed webhook_subscription.disabled

@@ -228,6 +228,13 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
             _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
         )
     ],
+    gateway_events.RegisterUpdated: lambda m: [
+        (
+            "register.updated",
+            m.register.id,
+            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+        )
+    ],
     gateway_events.RegisterPaired: lambda m: [
         (
             "register.paired",

@@ -225,6 +225,34 @@ class RegisterPaired(_message.Message):
 Global___RegisterPaired: _TypeAlias = RegisterPaired  # noqa: Y015
 
 @_typing.final
+class RegisterUpdated(_message.Message):
+    """Subject pos.gateway.v1.register_updated (public: register.updated): a register's name was
+    changed (the register as it is now).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def register(self) -> Global___Register: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        register: Global___Register | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "register", b"register"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "register", b"register"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterUpdated: _TypeAlias = RegisterUpdated  # noqa: Y015
+
+@_typing.final
 class RegisterRetired(_message.Message):
     """Subject pos.gateway.v1.register_retired (public: register.retired)."""
 
