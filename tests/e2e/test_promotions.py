@@ -205,3 +205,43 @@ def test_a_percent_off_without_a_rule_keeps_its_conditions(shop: httpx.Client) -
     )
     assert bad.status_code == 400, bad.text
     assert [e["field"] for e in bad.json()["errors"]] == ["conditions.time_zone"]
+
+
+def test_promotions_are_listed_by_status_with_cursors_bound_to_it(platform: Running) -> None:
+    """`status` narrows the list to the promotions the API shows in that status (active,
+    paused, ended), in pages whose cursor is good for that status only; an unknown status is
+    a 400 naming `status`."""
+    with platform.new_merchant(f"Promotion states {uuid.uuid4().hex[:8]}") as http:
+        made = {}
+        for name in ("on one", "held", "over", "on two"):
+            answer = _post(http, "/v1/promotions", {"name": name, "percent_off_bps": 500})
+            assert answer.status_code == 201, answer.text
+            made[name] = answer.json()["id"]
+        assert _post(http, f"/v1/promotions/{made['held']}/pause").status_code == 200
+        assert _post(http, f"/v1/promotions/{made['over']}/end").status_code == 200
+
+        def listed(**params: Any) -> dict[str, Any]:
+            answer = http.get("/v1/promotions", params=params)
+            assert answer.status_code == 200, answer.text
+            page: dict[str, Any] = answer.json()
+            return page
+
+        everything = {p["id"] for p in listed(limit=200)["data"]}
+        assert everything == set(made.values())
+        first = listed(status="active", limit=1)
+        assert [p["status"] for p in first["data"]] == ["active"] and first["next_cursor"]
+        second = listed(status="active", limit=1, cursor=first["next_cursor"])
+        assert second["next_cursor"] is None
+        active = {p["id"] for p in first["data"] + second["data"]}
+        assert active == {made["on one"], made["on two"]}
+        assert [p["id"] for p in listed(status="paused")["data"]] == [made["held"]]
+        assert [p["id"] for p in listed(status="ended")["data"]] == [made["over"]]
+        feed = listed(status="ended", updated_since="2000-01-01T00:00:00Z")["data"]
+        assert [p["id"] for p in feed] == [made["over"]]
+        # The active list's cursor positions the active list only.
+        for other in ({"status": "paused"}, {}):
+            moved = http.get("/v1/promotions", params={**other, "cursor": first["next_cursor"]})
+            assert (moved.status_code, moved.json()["errors"][0]["field"]) == (400, "cursor")
+        unknown = http.get("/v1/promotions", params={"status": "scheduled"})
+        assert unknown.status_code == 400, unknown.text
+        assert [e["field"] for e in unknown.json()["errors"]] == ["status"]

@@ -183,6 +183,35 @@ async def test_list_pages_by_cursor(running: Running) -> None:
     assert [v.field for v in read_error(err).violations] == ["page_size"]
 
 
+async def test_list_narrows_by_status_and_binds_its_cursor_to_it(running: Running) -> None:
+    created = [await create(running.stub, f"r-state-{i}", name=f"S{i}") for i in range(3)]
+    await running.stub.PausePromotion(
+        promotion_pb2.PausePromotionRequest(request_id="r-state-pause", id=created[1].id),
+        metadata=md(),
+        timeout=5,
+    )
+
+    async def listed(**fields: Any) -> promotion_pb2.ListPromotionsResponse:
+        answer: promotion_pb2.ListPromotionsResponse = await running.stub.ListPromotions(
+            promotion_pb2.ListPromotionsRequest(**fields), metadata=md(), timeout=5
+        )
+        return answer
+
+    active = promotion_pb2.PROMOTION_STATUS_ACTIVE
+    first = await listed(status=active, page_size=1)
+    assert [p.id for p in first.promotions] == [created[0].id] and first.next_page_token
+    second = await listed(status=active, page_size=1, page_token=first.next_page_token)
+    assert [p.id for p in second.promotions] == [created[2].id]
+    paused = await listed(status=promotion_pb2.PROMOTION_STATUS_PAUSED)
+    assert [p.id for p in paused.promotions] == [created[1].id]
+    assert list((await listed(status=promotion_pb2.PROMOTION_STATUS_ENDED)).promotions) == []
+    err = await refused(listed(page_token=first.next_page_token))  # the active list's only
+    assert [v.field for v in read_error(err).violations] == ["page_token"]
+    err = await refused(listed(status=9))  # type: ignore[arg-type]
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err).violations] == ["status"]
+
+
 async def test_discounts_stack_with_reasons_for_the_callers_merchant_only(
     running: Running,
 ) -> None:

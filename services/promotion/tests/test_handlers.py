@@ -65,8 +65,9 @@ class FakePromotions:
     async def active(self) -> list[Promotion]:
         return [replace(p) for p in self.rows.values() if p.status is Status.ACTIVE]
 
-    async def list(self, page: PageRequest) -> list[Promotion]:
-        return sorted(self.rows.values(), key=lambda p: p.id)[: page.fetch]
+    async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
+        kept = [p for p in self.rows.values() if status is None or p.status is status]
+        return sorted(kept, key=lambda p: p.id)[: page.fetch]
 
 
 class FakeCoupons:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field, StrictBool, StrictInt
 
 from pos.customer.v1 import customer_pb2
@@ -343,13 +343,33 @@ async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> P
     return _etag(response, answer.promotion)
 
 
+_LIST_STATUSES = {
+    "": pb.PROMOTION_STATUS_UNSPECIFIED,
+    "active": pb.PROMOTION_STATUS_ACTIVE,
+    "paused": pb.PROMOTION_STATUS_PAUSED,
+    "ended": pb.PROMOTION_STATUS_ENDED,
+}
+
+
 @router.get(
     "/promotions", **op("promotions:read", "List promotions", example=ex.page(ex.PROMOTION))
 )
 async def list_promotions(
-    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+    svc: Svc,
+    status: Annotated[
+        Literal["active", "paused", "ended"] | None,
+        Query(description="Only promotions in this status (as each one's `status` reads)"),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> PromotionList:
-    request = pb.ListPromotionsRequest(page_size=limit, page_token=cursor or "")
+    """By id, or with `updated_since` the change feed (oldest change first). `status`
+    narrows either to the promotions in that status; a cursor is good only with the status
+    it was given for (another is a 400 naming `cursor`)."""
+    request = pb.ListPromotionsRequest(
+        page_size=limit, page_token=cursor or "", status=_LIST_STATUSES[status or ""]
+    )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
     answer = await svc.promotion.ListPromotions(request)

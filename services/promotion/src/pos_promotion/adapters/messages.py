@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 
 from pos.common.v1 import money_pb2
 from pos.promotion.v1 import promotion_pb2 as pb
+from pos_kit.enums import ProtoEnum
 from pos_kit.errors import FieldViolation
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
@@ -41,6 +42,8 @@ STATUSES_PB = {
     Status.PAUSED: pb.PROMOTION_STATUS_PAUSED,
     Status.ENDED: pb.PROMOTION_STATUS_ENDED,
 }
+# A list's status filter: unset is none, a number not in the enum is refused naming it.
+STATUSES = ProtoEnum(Status, pb.PromotionStatus)
 MANUAL_KINDS = {
     pb.MANUAL_KIND_PERCENT: ManualKind.PERCENT,
     pb.MANUAL_KIND_AMOUNT: ManualKind.AMOUNT,

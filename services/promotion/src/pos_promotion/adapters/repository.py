@@ -140,10 +140,11 @@ class SqlPromotionRepository:
         query = _select(self._merchant).where(promotions.c.status == Status.ACTIVE.value)
         return [_promotion(r) for r in (await self._conn.execute(query)).all()]
 
-    async def list(self, page: PageRequest) -> list[Promotion]:
-        rows = await list_page(
-            self._conn, _select(self._merchant), promotions.c.updated_at, promotions.c.id, page
-        )
+    async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
+        query = _select(self._merchant)
+        if status is not None:
+            query = query.where(promotions.c.status == status.value)
+        rows = await list_page(self._conn, query, promotions.c.updated_at, promotions.c.id, page)
         return [_promotion(r) for r in rows]
 
     async def mark_used(self, promotion_ids: set[str]) -> set[str]:

@@ -102,8 +102,9 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     async def ListPromotions(
         self, request: pb.ListPromotionsRequest, uow: PromotionUow
     ) -> pb.ListPromotionsResponse:
-        page = page_request(request)
-        found, token = page_of(await handlers.list_promotions(uow, page), page)
+        page = page_request(request)  # its tokens are bound to the status filter too
+        status = messages.STATUSES.optional(request.status, "status")
+        found, token = page_of(await handlers.list_promotions(uow, page, status), page)
         return pb.ListPromotionsResponse(
             promotions=[messages.promotion_to_proto(p) for p in found], next_page_token=token
         )

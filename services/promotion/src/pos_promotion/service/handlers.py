@@ -62,8 +62,11 @@ async def get_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> Promotio
     return promotion
 
 
-async def list_promotions(uow: PromotionUnitOfWork, page: PageRequest) -> list[Promotion]:
-    return await uow.promotions.list(page)
+async def list_promotions(
+    uow: PromotionUnitOfWork, page: PageRequest, status: Status | None = None
+) -> list[Promotion]:
+    """A page of the merchant's promotions, only those in `status` when one is given."""
+    return await uow.promotions.list(page, status)
 
 
 async def _save(uow: PromotionUnitOfWork, promotion: Promotion, seen: int) -> None:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pos_kit.paging import PageRequest
 from pos_promotion.domain.coupons import Coupon, Reservation
-from pos_promotion.domain.model import Promotion
+from pos_promotion.domain.model import Promotion, Status
 
 
 class PromotionRepository(Protocol):
@@ -24,8 +24,9 @@ class PromotionRepository(Protocol):
         """Every active promotion, as this unit of work sees them."""
         ...
 
-    async def list(self, page: PageRequest) -> list[Promotion]:
-        """By id after `page.after`, or changed since `page.since`: up to `page.fetch`."""
+    async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
+        """By id after `page.after`, or changed since `page.since`: up to `page.fetch`; only
+        those in `status` when one is given."""
         ...
 
 

@@ -1040,8 +1040,13 @@ class ListPromotionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
+    status: Global___PromotionStatus.ValueType
+    """Only promotions in this status (unset: every one); a value not in the enum is
+    INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
+    """
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """A change feed: promotions changed at or after this instant, oldest change first."""
@@ -1052,10 +1057,11 @@ class ListPromotionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___PromotionStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
