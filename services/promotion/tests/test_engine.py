@@ -425,6 +425,40 @@ def test_an_amount_off_each_unit_after_a_partial_set_is_capped_unit_by_unit() ->
     assert list(priced.line_discounts) == [1000 + 800, 500 + 500 + 800]
 
 
+def test_an_amount_off_each_unit_with_a_limit_takes_the_units_it_is_worth_most_on() -> None:
+    """10.00 off each shirt, at most two: a 3.00 sock-shirt, a 25.00 shirt and a 40.00 one. A
+    unit's discount is capped at its price, so on the 3.00 shirt the offer is worth 3.00 only:
+    the two units it discounts are the 25.00 and 40.00 ones, 20.00 off as the offer says.
+    Taking the cheapest units first gave 3.00 + 10.00 = 13.00."""
+    two = offer("two10", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=1000, limit_per_order=2))
+    lines = [shirt("CHEAP", 300), shirt("MID", 2500), shirt("DEAR", 4000)]
+    priced = price([two], lines, USD)
+    assert priced.total_discount == 2000
+    assert list(priced.line_discounts) == [0, 1000, 1000]
+    # Each unit worth the whole amount: the dearest units take it, whatever the order sent.
+    priced = price([two], [shirt("A", 2500, 2), shirt("B", 4000, 2), shirt("C", 300, 3)], USD)
+    assert list(priced.line_discounts) == [0, 2000, 0]
+    # Three units of a 6.00 line and one 30.00 unit, at most three units: the 30.00 unit's
+    # 10.00, then two of the 6.00 units at 6.00 each (never the 6.00 units first).
+    three = offer(
+        "three10", Rule(Kind.AMOUNT_OFF, Level.ITEM, SHIRTS, amount=1000, limit_per_order=3)
+    )
+    priced = price([three], [shirt("S", 600, 3), shirt("L", 3000)], USD)
+    assert list(priced.line_discounts) == [1200, 1000]
+    # A unit a set discounted counts at what the set left it: buy one get one half price on
+    # two 12.00 shirts leaves one at 6.00; with a 20.00 shirt, the two units 10.00 off is
+    # worth most on are the 20.00 one and the 12.00 one bought in full.
+    half = offer(
+        "half",
+        Rule(
+            Kind.BUY_X_GET_Y, Level.ITEM, Selector(skus=frozenset({"T"})), percent_bps=5000,
+            buy_quantity=1, get_quantity=1,
+        ),
+    )  # fmt: skip
+    priced = price([half, two], [shirt("T", 1200, 2), shirt("U", 2000)], USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("half", 600), ("two10", 2000)]
+
+
 def test_buy_a_get_b_discounts_only_b() -> None:
     rule = Rule(
         Kind.BUY_X_GET_Y,

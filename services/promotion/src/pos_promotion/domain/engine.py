@@ -293,6 +293,33 @@ class _Cart:
         self.remaining[p] -= total
         return total, counted
 
+    def worth_most(self, positions: Iterable[int], amount: int, most: int) -> dict[int, int]:
+        """How many units of each line an `amount` off each unit takes, up to `most` units
+        (0: every unit with something left): the units it is worth most on first, a unit's
+        share capped at what it has left, so a 3.00 unit is never taken for 10.00 off while a
+        25.00 one goes without; among units it is worth as much on, the dearest first, then
+        the canonical order. Within a line, take_each takes the units with the most left, the
+        same ones counted here."""
+        found: list[tuple[int, int, int, int]] = []  # (-worth, -left, position, units)
+        for p in positions:
+            for units, left in self.groups[p]:
+                if units == 0 or left == 0:
+                    continue
+                each, odd = divmod(left, units)  # as take_each shares a group's left
+                for n, value in ((odd, each + 1), (units - odd, each)):
+                    if n and value:
+                        found.append((-min(amount, value), -value, p, n))
+        found.sort()
+        picked: dict[int, int] = {}
+        left_to_take = most or sum(n for *_, n in found)
+        for *_, p, n in found:
+            if left_to_take <= 0:
+                break
+            n = min(n, left_to_take)
+            picked[p] = picked.get(p, 0) + n
+            left_to_take -= n
+        return picked
+
     def cheapest(
         self, positions: Iterable[int], units: int, held: dict[int, int]
     ) -> dict[int, int]:
@@ -494,13 +521,9 @@ def _item(rule: Rule, cart: _Cart) -> list[int]:
         return cart.take({p: round_half_away(cart.remaining[p] * bps, BPS) for p in positions})
     if rule.kind is Kind.AMOUNT_OFF:
         # A unit a free item or a set at 100 % gave away has nothing left and is not counted.
-        units = rule.limit_per_order or sum(cart.lines[p].quantity for p in positions)
         out = [0] * len(cart.lines)
-        for p in sorted(positions, key=lambda p: (cart.unit[p], p)):
-            if units <= 0:
-                break
-            out[p], counted = cart.take_each(p, rule.amount, units)
-            units -= counted
+        for p, units in cart.worth_most(positions, rule.amount, rule.limit_per_order).items():
+            out[p], _ = cart.take_each(p, rule.amount, units)
         return out
     if rule.kind is Kind.FREE_ITEM:
         picked = cart.cheapest(positions, rule.get_quantity, {})
