@@ -596,7 +596,9 @@ def _void_in_the_payment_service(platform: Running, payment_id: str) -> None:
     address = f"127.0.0.1:{platform.platform.ports.services['payment']}"
     with grpc.insecure_channel(address) as channel:
         payment_pb2_grpc.PaymentServiceStub(channel).VoidPayment(
-            payment_pb2.VoidPaymentRequest(request_id=uuid.uuid4().hex, payment_id=payment_id),
+            payment_pb2.VoidPaymentRequest(
+                request_id=uuid.uuid4().hex, payment_id=payment_id, release_uncaptured_rest=True
+            ),
             metadata=(("x-merchant-id", merchant),),
             timeout=10,
         )

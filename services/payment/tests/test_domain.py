@@ -176,7 +176,10 @@ def test_a_capture_past_the_window_is_refused() -> None:
 def test_a_void_after_partial_captures_releases_the_rest_and_keeps_the_captures() -> None:
     payment = authorized(1000)
     payment.settle_capture(payment.reserve_capture(300, NOW), APPROVED)
-    left = payment.reserve_void()
+    with pytest.raises(Conflict) as err:
+        payment.reserve_void()  # not unless the rest is asked for: refunded instead
+    assert err.value.code == "payment_captured" and not payment.voiding
+    left = payment.reserve_void(uncaptured_rest=True)
     events = payment.settle_void(left, APPROVED, "requested")
     assert [type(e) for e in events] == [PaymentVoided]
     assert (payment.status, payment.captured, payment.voided) == (PaymentStatus.CAPTURED, 300, 700)

@@ -228,7 +228,9 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
         timeout=30,
     )
     await running.payments.VoidPayment(
-        P.VoidPaymentRequest(request_id=rid(), payment_id=held.id), metadata=md(m), timeout=30
+        P.VoidPaymentRequest(request_id=rid(), payment_id=held.id, release_uncaptured_rest=True),
+        metadata=md(m),
+        timeout=30,
     )
     assert balance(running, m, card_id) == 5500
 

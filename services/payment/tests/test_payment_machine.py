@@ -103,9 +103,10 @@ class Model:
             and 0 < amount <= self.authorized - self.captured - self.capturing
         )
 
-    def can_void(self) -> bool:
+    def can_void(self, rest: bool) -> bool:
         return (
-            self.status in ("authorized", "captured")
+            (rest or not self.captured)
+            and self.status in ("authorized", "captured")
             and not self.voided
             and not self.voiding
             and not self.capturing
@@ -226,13 +227,13 @@ class PaymentMachine(RuleBasedStateMachine):
         else:
             model.apply("capture", wanted)
 
-    @rule(payment=paid, lost=st.booleans())
-    def void(self, payment: str, lost: bool) -> None:
+    @rule(payment=paid, lost=st.booleans(), rest=st.booleans())
+    def void(self, payment: str, lost: bool, rest: bool) -> None:
         model = self.models[payment]
         steps = handlers.VoidPayment(
-            payment, self.rid(), self.processors, self.new_uow, self.policy
+            payment, self.rid(), self.processors, self.new_uow, self.policy, uncaptured_rest=rest
         )
-        if not model.can_void():
+        if not model.can_void(rest):
             self.refused(steps)
             return
         self.card.lose_next = lost
@@ -278,7 +279,7 @@ class PaymentMachine(RuleBasedStateMachine):
         self.run(
             handlers.expire_authorization(self.new_uow, self.processors, payment, self.policy)  # type: ignore[arg-type]
         )
-        if model.can_void():
+        if model.can_void(rest=True):  # the sweep voids the rest of a partial capture too
             model.apply("void", model.authorized - model.captured)
 
     @rule()

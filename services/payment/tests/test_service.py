@@ -157,7 +157,9 @@ async def test_authorise_then_capture_in_parts_then_void_the_rest(running: Runni
     )
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "amount_exceeds_authorization")
     voided = await running.stub.VoidPayment(
-        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id), metadata=md(), timeout=10
+        P.VoidPaymentRequest(request_id=rid(), payment_id=payment.id, release_uncaptured_rest=True),
+        metadata=md(),
+        timeout=10,
     )
     assert voided.payment.voided.amount == 4500
     assert voided.payment.status == P.PAYMENT_STATUS_CAPTURED  # what was captured stays so
@@ -169,6 +171,59 @@ async def test_authorise_then_capture_in_parts_then_void_the_rest(running: Runni
         )
     )
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_captured_payment_is_not_voided_unless_its_rest_is_asked_for(
+    running: Running,
+) -> None:
+    """A void of a payment with anything captured, in full or in part, is refused
+    (`payment_captured`) by the payment service itself, under the payment's lock in the
+    transaction that would void it, and changes nothing: no void asked of the processor, no
+    operation kept. The callers that release the rest on purpose (an order ending, the expiry
+    sweep) say so (`release_uncaptured_rest`)."""
+    part = await pay(running, card(rid(), "ord_part_void", 5000, capture=False))
+    await running.stub.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=part.id, amount=usd(2000)),
+        metadata=md(),
+        timeout=10,
+    )
+    whole = await pay(running, card(rid(), "ord_whole_void", 3000))
+    for payment in (part, whole):
+        before = (
+            await running.stub.GetPayment(
+                P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+            )
+        ).payment
+        key = rid()
+        code, reason = await code_of(
+            running.stub.VoidPayment(
+                P.VoidPaymentRequest(request_id=key, payment_id=payment.id),
+                metadata=md(),
+                timeout=10,
+            )
+        )
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "payment_captured")
+        after = (
+            await running.stub.GetPayment(
+                P.GetPaymentRequest(id=payment.id), metadata=md(), timeout=10
+            )
+        ).payment
+        assert after == before
+        assert (after.status, after.voided.amount) == (P.PAYMENT_STATUS_CAPTURED, 0)
+        assert running.calls(f"mer_a/{key}") == 0
+        kept = f"SELECT count(*) FROM payment_operations WHERE request_key = 'mer_a/{key}'"  # noqa: S608
+        assert running.sql(kept) == [(0,)]
+    # The rest of the one captured in part, asked for on purpose: released, the capture kept.
+    rest = await running.stub.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=part.id, release_uncaptured_rest=True),
+        metadata=md(),
+        timeout=10,
+    )
+    assert (rest.payment.status, rest.payment.captured.amount, rest.payment.voided.amount) == (
+        P.PAYMENT_STATUS_CAPTURED,
+        2000,
+        3000,
+    )
 
 
 async def test_a_voided_authorisation_is_final(running: Running) -> None:

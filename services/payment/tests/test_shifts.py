@@ -481,7 +481,9 @@ async def test_a_closed_shifts_report_does_not_move_with_later_captures_and_refu
     assert await tenders(second.id) == {"card": (1000, 1, 0, 0)}
     await refund(r, till, payment, 700)
     await r.payments.VoidPayment(
-        P.VoidPaymentRequest(request_id=new_id("req"), payment_id=payment),
+        P.VoidPaymentRequest(
+            request_id=new_id("req"), payment_id=payment, release_uncaptured_rest=True
+        ),
         metadata=at(till),
         timeout=10,
     )

@@ -187,17 +187,11 @@ async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Paymen
     confirmation: the order then asks for another tender before its goods leave (409
     `payment_required` at the fulfilment's step). At a register it takes the `void`
     permission or a manager's override, and is in the audit log."""
-    paid = (await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))).payment
-    if paid.captured.amount > 0:
-        # The payment service voids the rest after a partial capture for the order (its end)
-        # and its sweep; through the API a captured payment is refunded, never voided.
-        raise Problem(
-            409,
-            "payment_captured",
-            "the payment is captured: refund it instead (what its order never captures is "
-            "voided when the order ends)",
-        )
     async with guarded(request, "payment.voided", "void") as done:
+        # The payment service refuses a captured payment's void itself (409 payment_captured),
+        # under the payment's lock in the transaction that would void it, so a capture landing
+        # meanwhile is seen. Only the order (its end) and the expiry sweep release the rest of
+        # a payment captured in part (release_uncaptured_rest); the API never does.
         answer = await svc.payment.VoidPayment(
             payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
         )

@@ -529,7 +529,11 @@ class PaymentService(_Client):
     async def void(self, request_id: str, payment_id: str) -> PaymentResult:
         answer = await self._call(
             self._stub.VoidPayment,
-            payment_pb2.VoidPaymentRequest(request_id=request_id, payment_id=payment_id),
+            # The order voids what nothing of it will capture any more: the rest of a payment
+            # its fulfilments captured in part included.
+            payment_pb2.VoidPaymentRequest(
+                request_id=request_id, payment_id=payment_id, release_uncaptured_rest=True
+            ),
         )
         return _result(answer.payment)
 

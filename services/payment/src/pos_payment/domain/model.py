@@ -235,8 +235,18 @@ class Payment:
         self.status = PaymentStatus.CAPTURED
         return [PaymentCaptured(self, amount)]
 
-    def reserve_void(self) -> int:
-        """What a void releases: everything not captured."""
+    def reserve_void(self, uncaptured_rest: bool = False) -> int:
+        """What a void releases: everything not captured. A payment with anything captured is
+        refused (`payment_captured`: refund it instead) unless `uncaptured_rest`: the rest of
+        a payment captured in part, released on purpose (an order ending, the expiry sweep).
+        Checked on the payment as read under its lock, so a capture that landed just before
+        is seen."""
+        if self.captured and not uncaptured_rest:
+            raise Conflict(
+                "the payment is captured: refund it instead (what its order never captures "
+                "is voided when the order ends)",
+                "payment_captured",
+            )
         if self.status is PaymentStatus.PENDING:
             raise Conflict("the payment's authorisation is not settled yet", "payment_pending")
         if self.status in (PaymentStatus.VOIDED, PaymentStatus.FAILED) or self.voided:

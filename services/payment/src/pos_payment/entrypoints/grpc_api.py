@@ -209,7 +209,12 @@ class PaymentApi(Servicer[PaymentUow], payment_pb2_grpc.PaymentServiceServicer):
     @across_calls(payment_pb2.VoidPaymentResponse)
     def VoidPayment(self, request: payment_pb2.VoidPaymentRequest) -> Any:
         steps = handlers.VoidPayment(
-            request.payment_id, request.request_id, self.processors, self.bound_uow, self.policy
+            request.payment_id,
+            request.request_id,
+            self.processors,
+            self.bound_uow,
+            self.policy,
+            uncaptured_rest=request.release_uncaptured_rest,
         )
         return Answering(steps, _voided)
 

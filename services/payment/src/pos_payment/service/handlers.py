@@ -396,12 +396,21 @@ class CapturePayment(_PaymentOperation):
 class VoidPayment(_PaymentOperation):
     kind = OperationKind.VOID
 
-    def __init__(self, payment_id: str, *args: Any, reason: str = "requested") -> None:
+    def __init__(
+        self,
+        payment_id: str,
+        *args: Any,
+        reason: str = "requested",
+        uncaptured_rest: bool = False,
+    ) -> None:
         super().__init__(payment_id, *args)
         self.reason = reason
+        # The rest of a payment captured in part may be voided (see `Payment.reserve_void`).
+        self.uncaptured_rest = uncaptured_rest
 
     def reserve(self, payment: Payment) -> int:
-        return payment.reserve_void()
+        # Under the payment's row lock, in the transaction that writes the void (`read`).
+        return payment.reserve_void(self.uncaptured_rest)
 
     def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
         return self.processors[payment.tender_type].void(
@@ -1113,9 +1122,16 @@ async def reconcile_refund(
 async def expire_authorization(
     new_uow: NewUow, processors: Processors, payment_id: str, policy: Policy
 ) -> None:
-    """Void what is left of an authorisation past its window (PaymentVoided, reason expired)."""
+    """Void what is left of an authorisation past its window (PaymentVoided, reason expired),
+    the uncaptured rest of one captured in part included."""
     steps = VoidPayment(
-        payment_id, f"~expiry/{payment_id}", processors, new_uow, policy, reason="expired"
+        payment_id,
+        f"~expiry/{payment_id}",
+        processors,
+        new_uow,
+        policy,
+        reason="expired",
+        uncaptured_rest=True,
     )
     try:
         await run_steps(new_uow, steps)

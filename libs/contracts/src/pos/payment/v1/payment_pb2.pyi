@@ -518,21 +518,33 @@ Global___CapturePaymentResponse: _TypeAlias = CapturePaymentResponse  # noqa: Y0
 
 @_typing.final
 class VoidPaymentRequest(_message.Message):
+    """Releases what is left of an authorisation. A payment with anything captured (in full or in
+    part) is refused (FAILED_PRECONDITION payment_captured: refund it instead), checked under the
+    payment's lock in the transaction that voids it, unless release_uncaptured_rest is set.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    RELEASE_UNCAPTURED_REST_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     payment_id: _builtins.str
+    release_uncaptured_rest: _builtins.bool
+    """Void the uncaptured rest of a payment captured in part, keeping what was captured. For
+    the callers that release what nothing will capture any more on purpose (an order ending,
+    the expiry sweep); the payments API never sets it.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
+        release_uncaptured_rest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "release_uncaptured_rest", b"release_uncaptured_rest", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -162,7 +162,7 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VoidPayment(self, request, context):
-        """Release what is left of an authorisation (all of it when nothing was captured).
+        """Release what is left of an authorisation nothing was captured of (see VoidPaymentRequest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

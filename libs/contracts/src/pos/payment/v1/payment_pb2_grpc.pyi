@@ -49,7 +49,7 @@ class PaymentServiceStub:
     CapturePayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.CapturePaymentRequest, _payment_pb2.CapturePaymentResponse]
     """Capture all or part of what is left of an authorisation; several captures may follow."""
     VoidPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.VoidPaymentRequest, _payment_pb2.VoidPaymentResponse]
-    """Release what is left of an authorisation (all of it when nothing was captured)."""
+    """Release what is left of an authorisation nothing was captured of (see VoidPaymentRequest)."""
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListPaymentsRequest, _payment_pb2.ListPaymentsResponse]
     GetOrderPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]
@@ -114,7 +114,7 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     CapturePayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.CapturePaymentRequest, _payment_pb2.CapturePaymentResponse]  # type: ignore[assignment]
     """Capture all or part of what is left of an authorisation; several captures may follow."""
     VoidPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.VoidPaymentRequest, _payment_pb2.VoidPaymentResponse]  # type: ignore[assignment]
-    """Release what is left of an authorisation (all of it when nothing was captured)."""
+    """Release what is left of an authorisation nothing was captured of (see VoidPaymentRequest)."""
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]  # type: ignore[assignment]
     ListPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListPaymentsRequest, _payment_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     GetOrderPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetOrderPaymentsRequest, _payment_pb2.GetOrderPaymentsResponse]  # type: ignore[assignment]
@@ -200,7 +200,7 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.VoidPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.VoidPaymentResponse, _abc.Awaitable[_payment_pb2.VoidPaymentResponse]]:
-        """Release what is left of an authorisation (all of it when nothing was captured)."""
+        """Release what is left of an authorisation nothing was captured of (see VoidPaymentRequest)."""
 
     @_abc_1.abstractmethod
     def GetPayment(
