@@ -381,7 +381,8 @@ def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
     """A card sold on its own and a load, each paid in cash at a register (`paid_in_cash`, no
     permission needed: it is a sale), and a redemption there: all in the register's open
     shift, the cash in its expected cash. From the back office cash paid for a card is a 409
-    `cash_needs_open_shift` naming `paid_in_cash`."""
+    `cash_needs_open_shift` naming `paid_in_cash`. The store's settlement report shows that
+    cash (`gift_cards_sold_cash`), in no tender."""
     with platform.new_merchant(f"Card Till {uuid.uuid4().hex[:8]}") as http:
         store = ok(post(http, "/v1/locations", {"name": "Card St", "currency": "USD"}), 201)["id"]
         till = open_till(platform.platform.gateway_url, http, store, role="cashier")
@@ -391,13 +392,20 @@ def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
                                                       "paid_in_cash": True}), 201)  # fmt: skip
             card = sold["gift_card"]["id"]
             ok(post(device, f"/v1/gift-cards/{card}/loads",
-                    {"amount": _usd(1000), "paid_in_cash": True}), 201)  # fmt: skip
+                    {"amount": _usd(1000), "paid_in_cash": True, "location_id": store}),
+               201)  # fmt: skip
             ok(post(device, "/v1/gift-cards/redeem", {"code": sold["code"], "amount": _usd(700)}))
             report = ok(device.get(f"/v1/shifts/{till.shift['id']}"))["report"]
         assert report["gift_cards_sold"] == _usd(6000)
         assert report["gift_cards_sold_cash"] == _usd(6000)
         assert report["gift_cards_redeemed"] == _usd(700)
         assert report["expected_cash"] == _usd(10_000 + 6000)
+        # The store's day shows the same cash, apart from the tenders (no payment took it).
+        today = datetime.now(UTC).date().isoformat()
+        day = ok(http.get("/v1/settlement-reports", params={"location_id": store, "date": today}))
+        assert (day["gift_cards_sold"], day["gift_cards_sold_cash"]) == (_usd(6000), _usd(6000))
+        cash = next(t for t in day["tenders"] if t["name"] == "cash")
+        assert (cash["net"], day["net"]) == (_usd(0), _usd(0))
         office = post(http, "/v1/gift-cards", {"amount": _usd(100), "paid_in_cash": True})
         assert office.status_code == 409, office.text
         problem = office.json()

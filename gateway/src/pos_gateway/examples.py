@@ -880,6 +880,7 @@ SETTLEMENT_REPORT = {
     "card_brands": [_tender("mastercard", 80990, 22, 0, 0), _tender("visa", 135000, 42, 6040, 2)],
     "gift_cards_sold": usd(15000),
     "gift_cards_sold_count": 3,
+    "gift_cards_sold_cash": usd(5000),
     "store_credit_issued": usd(2400),
     "store_credit_issued_count": 1,
     "gift_card_sales_undone": usd(0),

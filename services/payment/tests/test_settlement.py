@@ -19,7 +19,14 @@ import pytest_asyncio
 
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc, settlement_pb2_grpc
+from pos.payment.v1 import (
+    gift_cards_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    settlement_pb2_grpc,
+    shifts_pb2,
+    shifts_pb2_grpc,
+)
 from pos.payment.v1 import settlement_pb2 as S
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
@@ -43,6 +50,7 @@ class Running:
     cards: gift_cards_pb2_grpc.GiftCardServiceStub
     settlement: settlement_pb2_grpc.SettlementServiceStub
     database_url: str
+    shifts: shifts_pb2_grpc.ShiftServiceStub
 
     def execute(self, query: str, *args: Any) -> None:
         with psycopg.connect(self.database_url) as conn:
@@ -57,6 +65,7 @@ async def running(infra: Infra) -> AsyncIterator[Running]:
             gift_cards_pb2_grpc.GiftCardServiceStub(svc.channel),
             settlement_pb2_grpc.SettlementServiceStub(svc.channel),
             svc.database_url,
+            shifts_pb2_grpc.ShiftServiceStub(svc.channel),
         )
 
 
@@ -594,3 +603,75 @@ async def test_cards_redeemed_count_the_gift_card_api_at_the_location_as_the_ten
     assert (tender.captured.amount, tender.net.amount) == (1_000, 1_000)
     assert report.gift_cards_redeemed.amount == 1_000 + 700 - 100
     assert report.net.amount == 1_000  # no tender of ours took the API's redemptions
+
+
+async def test_gift_cards_sold_for_cash_are_in_the_days_cash(running: Running) -> None:
+    """A card sold on its own and a load, paid in cash at a register (`paid_in_cash`), put
+    cash in the drawer with no payment: the report shows it (`gift_cards_sold_cash`, of
+    `gift_cards_sold`), so the day's cash is the cash tender's net and it, as the shift's
+    expected cash counts it. A card sold or loaded by card is not cash. Before, such cash was
+    in `gift_cards_sold` only, in none of the report's cash figures."""
+    m = new_id("mer")
+    till = new_id("reg")
+    noon = START + timedelta(hours=12)
+
+    def at(register: str = "") -> tuple[tuple[str, str], ...]:
+        found = [("x-merchant-id", m)]
+        if register:
+            found += [("x-register-id", register), ("x-staff-id", "stf_1")]
+        return tuple(found)
+
+    def at_noon(table: str, row_id: str) -> None:
+        running.execute(
+            f"UPDATE {table} SET created_at = %s WHERE merchant_id = %s AND id = %s",  # noqa: S608
+            noon,
+            m,
+            row_id,
+        )
+
+    await running.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(request_id=rid(), location_id=HERE, opening_float=usd(1_000)),
+        metadata=at(till),
+        timeout=30,
+    )
+    sold = await running.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=rid(), amount=usd(5_000), location_id=HERE, paid_in_cash=True
+        ),
+        metadata=at(till),
+        timeout=30,
+    )
+    at_noon("gift_card_activities", sold.activity.id)
+    for amount, cash in ((1_000, True), (2_000, False)):
+        loaded = await running.cards.LoadGiftCard(
+            G.LoadGiftCardRequest(
+                request_id=rid(),
+                id=sold.gift_card.id,
+                amount=usd(amount),
+                location_id=HERE,
+                paid_in_cash=cash,
+            ),
+            metadata=at(till),
+            timeout=30,
+        )
+        at_noon("gift_card_activities", loaded.activity.id)
+    sale = await running.payments.CreatePayment(
+        P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id="ord_cash",
+            tender_type=P.TENDER_TYPE_CASH,
+            amount=usd(700),
+            cash_tendered=usd(700),
+            location_id=HERE,
+            capture=True,
+        ),
+        metadata=at(till),
+        timeout=30,
+    )
+    at_noon("payments", sale.payment.id)
+    report = await report_of(running, at())
+    assert (report.gift_cards_sold.amount, report.gift_cards_sold_count) == (8_000, 3)
+    assert report.gift_cards_sold_cash == usd(5_000 + 1_000)
+    cash = next(t for t in report.tenders if t.name == "cash")
+    assert (cash.captured.amount, cash.net.amount) == (700, 700)  # the payments' only
+    assert report.net.amount == 700

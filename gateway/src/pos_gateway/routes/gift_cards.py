@@ -367,7 +367,8 @@ class LoadIn(ValueIn):
     paid_in_cash: bool = Field(
         False,
         description="The customer paid the load in cash at this register: it counts in the "
-        "open shift's expected cash (409 `cash_needs_open_shift` with no shift open there)",
+        "open shift's expected cash (409 `cash_needs_open_shift` with no shift open there), "
+        "and in `gift_cards_sold_cash` of the settlement report of `location_id`",
     )
 
 

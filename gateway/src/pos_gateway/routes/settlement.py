@@ -91,10 +91,13 @@ async def get_settlement_report(
     """The day is the location's calendar day in its own time zone, in its currency. Per
     tender: captured, refunded and net amounts and counts; card totals by brand; gift cards
     sold (issued and loaded there) against redeemed there (as a tender, or through
-    `/v1/gift-cards/redeem` naming the location); store credit issued there (returns
-    without a receipt), apart from the cards sold; tips. A movement counts on the day it
-    was asked for; the same sales split into different payments give the same totals. A
-    report of a day not yet over changes as it goes on: `computed_at` says when it was made."""
+    `/v1/gift-cards/redeem` naming the location); of the cards sold, those paid in cash at a
+    register (`gift_cards_sold_cash`: cash in the drawers that no payment took, so in no
+    tender; the day's cash is the `cash` tender's net and it, as a shift's expected cash
+    counts it); store credit issued there (returns without a receipt), apart from the cards
+    sold; tips. A movement counts on the day it was asked for; the same sales split into
+    different payments give the same totals. A report of a day not yet over changes as it
+    goes on: `computed_at` says when it was made."""
     location = await location_of(svc, location_id)
     answer = await svc.settlement.GetSettlementReport(
         S.GetSettlementReportRequest(

@@ -113,6 +113,12 @@ class SettlementReport(Answer):
         "undone are in `gift_card_sales_undone`"
     )
     gift_cards_sold_count: Count
+    gift_cards_sold_cash: Money = Field(
+        description="Of `gift_cards_sold`, what the customers paid in cash at a register "
+        "(`paid_in_cash` on a card sold on its own or a load): cash in the drawers that no "
+        "payment took, so in no tender. The day's cash is the `cash` tender's net and this, as "
+        "a shift's `expected_cash` counts it"
+    )
     gift_card_sales_undone: Money = Field(
         description="Cards sold here with an order and deactivated that day because the order "
         "was cancelled or the line returned: what was taken off them. Apart from the day's "

@@ -1,6 +1,6 @@
-"""The settlement report's reads: one location's captures, refunds, tips, and gift cards sold,
-issued without a sale (store credit, promotions) and undone, between two instants, summed by
-PostgreSQL (a day of 100,000 payments arrives as a few rows).
+"""The settlement report's reads: one location's captures, refunds, tips, and gift cards sold
+(of them, for cash), issued without a sale (store credit, promotions) and undone, between two
+instants, summed by PostgreSQL (a day of 100,000 payments arrives as a few rows).
 
 Each movement counts at the time it was asked for (its row's created_at): a sale captured at
 once, a later capture operation, a refund. Those times never change, so a closed day's report
@@ -143,12 +143,24 @@ class SqlSettlementLedger:
         card issued as store credit (money given back: `store_credit_issued`) or as a
         promotion (value given away: `promotional_issued`) was not sold; value loaded on it
         later was."""
+        return await self._card_activities(day, *self._sold_here(day))
+
+    async def gift_cards_sold_cash(self, day: Day) -> int:
+        """Of the cards sold at the location that day, the value paid for in cash at a
+        register (`paid_in_cash`): cash in the drawer that no payment took."""
+        a = gift_card_activities
+        paid, _ = await self._card_activities(
+            day, *self._sold_here(day), a.c.paid_in_cash.is_(True)
+        )
+        return paid
+
+    @staticmethod
+    def _sold_here(day: Day) -> list[ColumnElement[bool]]:
         a, g = gift_card_activities, gift_cards
-        return await self._card_activities(
-            day,
+        return [
             a.c.location_id == day.location_id,
             or_(a.c.kind == "load", and_(a.c.kind == "activate", g.c.reason.not_in(NOT_SOLD))),
-        )
+        ]
 
     async def gift_card_sales_undone(self, day: Day) -> tuple[int, int]:
         """Sales undone that day: cards sold with an order and deactivated because the order

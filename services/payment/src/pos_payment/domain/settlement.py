@@ -125,6 +125,9 @@ class SettlementReport:
     # Cards given away as a promotion: value no one paid for.
     promotional_issued: int = 0
     promotional_issued_count: int = 0
+    # Of the cards sold, the value paid for in cash at a register (`paid_in_cash`): cash in
+    # the drawer no payment took, so in no tender.
+    gift_cards_sold_cash: int = 0
     # Value taken off cards at the location through the gift card API rather than as a
     # payment's tender, net of what the API gave back to cards there: no payment of ours, so
     # in no tender, but value redeemed at the store all the same.
@@ -153,6 +156,7 @@ def build_report(
     undone: tuple[int, int] = (0, 0),
     promotional: tuple[int, int] = (0, 0),
     redeemed_directly: int = 0,
+    sold_cash: int = 0,
 ) -> SettlementReport:
     """Every tender appears (zeros included), so a report always has the same shape."""
     tenders = {name: Totals(name) for name in TENDERS}
@@ -177,5 +181,6 @@ def build_report(
         undone[1],
         promotional[0],
         promotional[1],
-        redeemed_directly,
+        gift_cards_sold_cash=sold_cash,
+        redeemed_directly=redeemed_directly,
     )

@@ -38,6 +38,7 @@ def report_to_proto(report: SettlementReport) -> S.SettlementReport:
         card_brands=[_totals(t, c) for t in report.card_brands],
         gift_cards_sold=money(report.gift_cards_sold, c),
         gift_cards_sold_count=report.gift_cards_sold_count,
+        gift_cards_sold_cash=money(report.gift_cards_sold_cash, c),
         store_credit_issued=money(report.store_credit_issued, c),
         store_credit_issued_count=report.store_credit_issued_count,
         gift_card_sales_undone=money(report.gift_card_sales_undone, c),

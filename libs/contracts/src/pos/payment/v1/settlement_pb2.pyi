@@ -112,6 +112,7 @@ class SettlementReport(_message.Message):
     GIFT_CARD_SALES_UNDONE_COUNT_FIELD_NUMBER: _builtins.int
     PROMOTIONAL_ISSUED_FIELD_NUMBER: _builtins.int
     PROMOTIONAL_ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    GIFT_CARDS_SOLD_CASH_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     date: _builtins.str
     time_zone: _builtins.str
@@ -169,6 +170,13 @@ class SettlementReport(_message.Message):
         their value, and how many.
         """
 
+    @_builtins.property
+    def gift_cards_sold_cash(self) -> _money_pb2.Money:
+        """Of gift_cards_sold, what the customers paid in cash (paid_in_cash on a card sold on its own
+        or a load, at a register): cash in the drawer that no payment took, so in no tender. The
+        day's cash is the cash tender's net and this, as a shift's expected cash counts it.
+        """
+
     def __init__(
         self,
         *,
@@ -191,10 +199,11 @@ class SettlementReport(_message.Message):
         gift_card_sales_undone_count: _builtins.int = ...,
         promotional_issued: _money_pb2.Money | None = ...,
         promotional_issued_count: _builtins.int = ...,
+        gift_cards_sold_cash: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "net", b"net", "promotional_issued", b"promotional_issued", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_cash", b"gift_cards_sold_cash", "net", b"net", "promotional_issued", b"promotional_issued", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "tips", b"tips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_card_sales_undone_count", b"gift_card_sales_undone_count", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "promotional_issued", b"promotional_issued", "promotional_issued_count", b"promotional_issued_count", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_brands", b"card_brands", "computed_at", b"computed_at", "date", b"date", "ends_at", b"ends_at", "gift_card_sales_undone", b"gift_card_sales_undone", "gift_card_sales_undone_count", b"gift_card_sales_undone_count", "gift_cards_redeemed", b"gift_cards_redeemed", "gift_cards_sold", b"gift_cards_sold", "gift_cards_sold_cash", b"gift_cards_sold_cash", "gift_cards_sold_count", b"gift_cards_sold_count", "location_id", b"location_id", "net", b"net", "promotional_issued", b"promotional_issued", "promotional_issued_count", b"promotional_issued_count", "starts_at", b"starts_at", "store_credit_issued", b"store_credit_issued", "store_credit_issued_count", b"store_credit_issued_count", "tenders", b"tenders", "time_zone", b"time_zone", "tips", b"tips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
