@@ -76,6 +76,7 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
                     "amount": {"amount": 3000, "currency": USD},
                     "cash_tendered": {"amount": 5000, "currency": USD},
                     "change_due": {"amount": 2000, "currency": USD},
+                    "refusal": "",  # waiting for the payment service, not refused
                 }
             ]
             # Stock goes down from the order's event, as for any sale.

@@ -43,6 +43,9 @@ class SwitchedRelay(grpc.GenericRpcHandler):
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
         self.down = False
+        # The methods passed through, in order (what the order service asked of payment).
+        self.passed: list[str] = []
+        self.bodies: list[bytes] = []
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
         method: str = details.method  # type: ignore[attr-defined]
@@ -51,10 +54,17 @@ class SwitchedRelay(grpc.GenericRpcHandler):
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> Any:
             if self.down:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "connection refused")
+            self.passed.append(method.rsplit("/", 1)[-1])
+            self.bodies.append(request)
             metadata = [
                 (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
             ]
-            return await forward(request, metadata=metadata, timeout=10)
+            try:
+                return await forward(request, metadata=metadata, timeout=10)
+            except grpc.aio.AioRpcError as err:  # the service's refusal, as it gave it
+                await context.abort(
+                    err.code(), err.details() or "", tuple(err.trailing_metadata() or ())
+                )
 
         return grpc.unary_unary_rpc_method_handler(handle)  # type: ignore[arg-type]
 
@@ -305,3 +315,77 @@ async def test_cash_recorded_after_its_shift_closed_counts_in_the_shift_open_the
     ).shift
     assert shift.report.cash_sales == usd(5000)
     assert payments_for(stack.payment_db, sold.order.id) == 1
+
+
+async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
+    stack: Stack,
+) -> None:
+    """Cash sold while the payment service was away, and by the time it is back the register's
+    open shift counts another currency: the payment service refuses to put the sale's cash in
+    that drawer (`shift_currency_mismatch`). The order holds the tender for a person, with the
+    refusal shown on it, and the resumer stops asking (before, it asked again on every pass,
+    for ever, and a return was told to retry shortly). A return says why it cannot be made.
+    Nothing is lost: the sale stands, its cash counted in `paid`."""
+    at_side = (("x-merchant-id", MERCHANT_ID), ("x-register-id", "reg_side"), ("x-staff-id", "s"))
+
+    async def open_shift(money: money_pb2.Money) -> str:
+        opened = await stack.shifts.OpenShift(
+            shifts_pb2.OpenShiftRequest(
+                request_id=str(uuid.uuid4()), location_id=stack.location_id, opening_float=money
+            ),
+            metadata=at_side,
+            timeout=10,
+        )
+        return str(opened.shift.id)
+
+    async def close(shift: str, counted: money_pb2.Money) -> None:
+        await stack.shifts.CloseShift(
+            shifts_pb2.CloseShiftRequest(
+                request_id=str(uuid.uuid4()), shift_id=shift, counted_cash=counted
+            ),
+            metadata=at_side,
+            timeout=10,
+        )
+
+    first = await open_shift(usd(0))
+    stack.relay.down = True
+    request = cash_sale(stack, quantity=1)
+    sold = await stack.orders.Checkout(request, metadata=at_side, timeout=10)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    await close(first, usd(2500))
+    await open_shift(money_pb2.Money(amount=0, currency="EUR"))  # the currency changed
+    stack.relay.passed.clear()
+    stack.relay.bodies.clear()
+    stack.relay.down = False
+
+    async def held() -> bool:
+        found = await get_order(stack, sold.order.id)
+        return any(t.refusal for t in found.tenders_to_record)
+
+    await until_async(held)
+    order = await get_order(stack, sold.order.id)
+    (taken,) = order.tenders_to_record
+    assert taken.refusal == "shift_currency_mismatch"
+    assert list(order.payment_ids) == [] and order.paid == usd(2500)
+
+    def ours() -> list[str]:  # the calls naming this sale (others' orders have their own)
+        named = zip(stack.relay.passed, stack.relay.bodies, strict=True)
+        return [m for m, body in named if sold.order.id.encode() in body]
+
+    asked = ours()
+    assert asked and asked[-1] == "AuthorizeAndCapture"
+    await asyncio.sleep(2.0)  # ten resumer passes, past the abandon window twice
+    assert ours() == asked
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.orders.CreateReturn(
+            order_pb2.CreateReturnRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=sold.order.id,
+                lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+                reason="unwanted",
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    assert read_error(err.value).reason == "payment_record_refused"
+    assert payments_for(stack.payment_db, sold.order.id) == 0

@@ -325,7 +325,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     drawer): it is answered as any cash sale, with `payment: null` and the cash in the order's
     `tenders_to_record` (amount, cash tendered, change due); the order service records the
     payment once that service is back, and the sale's returns wait for it (409
-    `payment_not_recorded`). A card sale is a 503 then.
+    `payment_not_recorded`; `payment_record_refused` when it refuses the record for good, the
+    tender's `refusal` saying why: the cash is then held for a person). A card sale is a 503
+    then.
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
     (`payment_pending` when the card's answer was lost, or a service unavailable) is retried

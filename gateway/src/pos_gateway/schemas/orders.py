@@ -193,6 +193,15 @@ class TenderToRecord(Answer):
     amount: Money
     cash_tendered: Money | None = Field(None, description="Cash: what the customer handed over")
     change_due: Money | None = Field(None, description="Cash: tendered minus the amount")
+    refusal: str = Field(
+        "",
+        max_length=64,
+        description="Set when the payment service refused for good to record it "
+        "(`shift_currency_mismatch`: the register's open shift counts another currency): held "
+        "for a person, no longer asked, and a return of the sale is a 409 "
+        "`payment_record_refused`. Empty while it waits for that service",
+        examples=[""],
+    )
 
 
 class Order(Answer):
@@ -252,7 +261,8 @@ class Order(Answer):
         "`paid`, in no payment yet (nor in payment_ids). The order service records it there "
         "as soon as that service is back (once, under the sale's own request), then it is in "
         "payment_ids and no longer here; until then a return of the sale is a 409 "
-        "`payment_not_recorded` to retry",
+        "`payment_not_recorded` to retry (`payment_record_refused` when the record was refused "
+        "for good: see `refusal`)",
     )
     cancelled_total: Money | None = Field(
         None,

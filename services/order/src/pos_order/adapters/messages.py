@@ -98,7 +98,9 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         msg.exchange_credit.CopyFrom(to_proto(Money(o.saga.credit, cur)))
     for t in o.tenders_to_record:
         taken = msg.tenders_to_record.add(
-            tender_type=t.tender.value, amount=to_proto(Money(t.amount, cur))
+            tender_type=t.tender.value,
+            amount=to_proto(Money(t.amount, cur)),
+            refusal=t.record_refused,
         )
         if t.cash_tendered is not None:
             taken.cash_tendered.CopyFrom(to_proto(Money(t.cash_tendered, cur)))

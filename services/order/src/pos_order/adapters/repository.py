@@ -147,6 +147,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 **({"voided": t.voided} if t.voided else {}),
                 **({"to_record": True} if t.to_record else {}),
                 **({"cash_tendered": t.cash_tendered} if t.cash_tendered is not None else {}),
+                **({"record_refused": t.record_refused} if t.record_refused else {}),
             }
             for t in saga.tenders
         ],
@@ -298,6 +299,7 @@ def _saga(found: dict[str, Any]) -> Saga:
                 voided=t.get("voided", 0),
                 to_record=t.get("to_record", False),
                 cash_tendered=t.get("cash_tendered"),
+                record_refused=t.get("record_refused", ""),
             )
             for t in found["tenders"]
         ],
@@ -400,10 +402,11 @@ def _due_at(order: Order) -> datetime | None:
     run out; a pickup waits no longer."""
     if order.status is OrderStatus.PENDING_PAYMENT and order.saga.state is SagaState.RUNNING:
         return order.expires_at
-    if order.saga.state is SagaState.DONE and (order.coupons_due or order.tenders_to_record):
+    if order.saga.state is SagaState.DONE and (order.coupons_due or order.tenders_to_record_now):
         # A redemption (confirmed) or a release (cancelled) that could not be asked yet, or
         # cash taken while the payment service was away: the resumer asks it on its next pass
-        # (and on each pass after while that service is still away).
+        # (and on each pass after while that service is still away). Cash whose record was
+        # refused for good waits for a person, not for the resumer.
         return order.updated_at
     if order.status is OrderStatus.CONFIRMED:
         waits = [

@@ -315,6 +315,9 @@ class TenderRecord:
     to_record: bool = False
     # The cash handed over (minor units), kept so the payment is recorded as the till took it.
     cash_tendered: int | None = None
+    # The payment service refused for good to record it (`RECORD_REFUSED_FOR_GOOD`): held for
+    # a person, no longer asked by the resumer.
+    record_refused: str = ""
 
     @property
     def refunded_now(self) -> int:
@@ -880,7 +883,17 @@ class Order:
 
     def refuse_while_unrecorded(self, what: str) -> None:
         """Money cannot go back through a payment that is not recorded yet: a 409 to retry
-        once the resumer has recorded it (seconds after the payment service is back)."""
+        once the resumer has recorded it (seconds after the payment service is back), or, the
+        record refused for good, once a person has settled it."""
+        held = [t for t in self.tenders_to_record if t.record_refused]
+        if held:
+            raise Conflict(
+                f"{what}: the payment service refused to record this sale's "
+                f"{held[0].tender.value} ({held[0].record_refused}): it is held for a person "
+                "to settle",
+                "payment_record_refused",
+                {"order_id": self.id, "refusal": held[0].record_refused},
+            )
         if self.tenders_to_record:
             raise Conflict(
                 f"{what}: this sale's {self.tenders_to_record[0].tender.value} is not recorded "
@@ -908,8 +921,21 @@ class Order:
             return
         record.payment_id = payment_id
         record.to_record = False
+        record.record_refused = ""
         record.refunded_seen = max(record.refunded_seen, refunded)
         self.attribute_taken()
+
+    def tender_record_refused(self, n: int, code: str) -> None:
+        """The payment service refused for good to record tender `n` taken in hand: it is held
+        for a person (the money is in hand, the sale made), no longer asked by the resumer."""
+        record = self.saga.tenders[n - 1]
+        if record.to_record:
+            record.record_refused = code
+
+    @property
+    def tenders_to_record_now(self) -> list[TenderRecord]:
+        """The tenders taken in hand the resumer still asks the payment service to record."""
+        return [t for t in self.tenders_to_record if not t.record_refused]
 
     def tender_answered(
         self, n: int, payment_id: str, state: TenderState, captured: int = 0

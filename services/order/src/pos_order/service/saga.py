@@ -535,6 +535,12 @@ def giving_back_at(order: Order, key: str = "") -> Iterator[None]:
         register_var.reset(registered)
 
 
+# The payment service's refusals of cash recorded late that no retry of the resumer changes:
+# the register's open shift counts another currency than the sale's (a shift opened since in
+# another currency). The tender is held for a person (`TenderRecord.record_refused`).
+RECORD_REFUSED_FOR_GOOD = frozenset({"shift_currency_mismatch"})
+
+
 async def record_taken(
     new_uow: NewUow, ports: CheckoutPorts, order: Order, quietly: bool = False
 ) -> Order:
@@ -542,8 +548,10 @@ async def record_taken(
     recorded there now, under the request id the sale used (`<order>/payment/<n>`) and as the
     till asked it, so a sale that reached it after all, a retry and the resumer all find the
     one payment. `quietly`: a record that fails (the payment service still away) is left for
-    the resumer's next pass instead of failing the caller."""
-    for t in order.tenders_to_record:
+    the resumer's next pass instead of failing the caller. A refusal for good
+    (`RECORD_REFUSED_FOR_GOOD`) holds the tender for a person, shown on the order with the
+    refusal: it is no longer asked (the resumer asked it on every pass, for ever)."""
+    for t in order.tenders_to_record_now:
         cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
         try:
             with at_register_of(order):
@@ -557,6 +565,14 @@ async def record_taken(
                     "",
                 )
         except DomainError as exc:
+            if exc.code in RECORD_REFUSED_FOR_GOOD:
+                log.warning("cash of order %s held for a person: %s", order.id, exc.code)
+
+                def held(o: Order, n: int = t.n, code: str = exc.code) -> None:
+                    o.tender_record_refused(n, code)
+
+                order, _ = await change(new_uow, order.id, held)
+                continue
             if quietly:  # the sale is made: what the record met is the resumer's to retry
                 log.info("cash of order %s left to the resumer: %s", order.id, exc.code)
                 return order

@@ -672,8 +672,15 @@ class TenderToRecord(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     CHANGE_DUE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     tender_type: _builtins.str
     """"cash" (or "external")"""
+    refusal: _builtins.str
+    """Set when the payment service refused for good to record it (shift_currency_mismatch: the
+    register's open shift counts another currency): held for a person, no longer asked by the
+    resumer (a return is refused, payment_record_refused). Empty while it is simply waiting
+    for that service.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -689,10 +696,11 @@ class TenderToRecord(_message.Message):
         amount: _money_pb2.Money | None = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         change_due: _money_pb2.Money | None = ...,
+        refusal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "change_due", b"change_due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "change_due", b"change_due", "refusal", b"refusal", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
