@@ -184,3 +184,12 @@ def page_of(found: Sequence[T], page: PageRequest) -> tuple[list[T], str]:
     if page.since is not None:
         return items, encode_change(last.updated_at, last.id, page.scope)
     return items, encode_token(last.id, page.scope)
+
+
+def time_field(request: Any, name: str) -> datetime | None:
+    """A request's optional Timestamp field (a list's window, `created_since` say) as an aware
+    time, None when it is unset."""
+    if not request.HasField(name):
+        return None
+    value: datetime = getattr(request, name).ToDatetime(UTC)
+    return value

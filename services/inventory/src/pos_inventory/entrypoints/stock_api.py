@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -27,7 +26,7 @@ from pos_inventory.domain.model import StockLevel
 from pos_inventory.domain.reservations import HoldDue, OutOfStock, validate_hold
 from pos_inventory.service import availability, reservations, stock
 from pos_inventory.service.ports import HistoryFilters
-from pos_kit.paging import page_of, page_request, page_size
+from pos_kit.paging import page_of, page_request, page_size, time_field
 from pos_kit.servicer import GrpcMethod, Servicer, mutation, query
 
 S = stock_pb2
@@ -163,16 +162,8 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             location_id=request.location_id,
             kind=request.kind,
             reason=request.reason,
-            recorded_since=(
-                request.recorded_since.ToDatetime(UTC)
-                if request.HasField("recorded_since")
-                else None
-            ),
-            recorded_before=(
-                request.recorded_before.ToDatetime(UTC)
-                if request.HasField("recorded_before")
-                else None
-            ),
+            recorded_since=time_field(request, "recorded_since"),
+            recorded_before=time_field(request, "recorded_before"),
         )
         found = await stock.stock_history(uow, filters, page)
         entries, token = page_of(found, page)

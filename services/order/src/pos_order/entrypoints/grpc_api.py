@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC
 
 import grpc
 
@@ -13,7 +12,7 @@ from pos.payment.v1 import payment_pb2
 from pos_kit.errors import FieldViolation, InvalidArgument, raise_if, require
 from pos_kit.idempotency import once_across_calls, request_fingerprint_of
 from pos_kit.money import Money
-from pos_kit.paging import page_of, page_request
+from pos_kit.paging import page_of, page_request, time_field
 from pos_kit.proto_money import from_proto, to_proto
 from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_order.adapters.messages import (
@@ -671,14 +670,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             status=request.status,
             register_id=request.register_id,
             staff_id=request.staff_id,
-            created_since=(
-                request.created_since.ToDatetime(UTC) if request.HasField("created_since") else None
-            ),
-            created_before=(
-                request.created_before.ToDatetime(UTC)
-                if request.HasField("created_before")
-                else None
-            ),
+            created_since=time_field(request, "created_since"),
+            created_before=time_field(request, "created_before"),
         )
         found, token = page_of(await returns.list_returns(uow, filters, page), page)
         return order_pb2.ListReturnsResponse(
@@ -731,14 +724,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             ),
             register_id=request.register_id,
             staff_id=request.staff_id,
-            created_since=(
-                request.created_since.ToDatetime(UTC) if request.HasField("created_since") else None
-            ),
-            created_before=(
-                request.created_before.ToDatetime(UTC)
-                if request.HasField("created_before")
-                else None
-            ),
+            created_since=time_field(request, "created_since"),
+            created_before=time_field(request, "created_before"),
         )
         found, token = page_of(await handlers.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(

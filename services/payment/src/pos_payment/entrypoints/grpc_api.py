@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -13,7 +12,7 @@ from google.protobuf.message import Message
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_kit.context import current_merchant, register_var, staff_var
-from pos_kit.paging import page_of, page_request
+from pos_kit.paging import page_of, page_request, time_field
 from pos_kit.servicer import Servicer, across_calls, mutation, query
 from pos_payment.adapters import messages
 from pos_payment.adapters.gift_cards import CodeHasher
@@ -75,11 +74,9 @@ def _amount(message: Any, name: str) -> Amount | None:
 
 def _created_window(request: Any) -> CreatedWindow:
     """A list request's `created_since` and `created_before`, each unset for none."""
-
-    def at(name: str) -> datetime | None:
-        return getattr(request, name).ToDatetime(UTC) if request.HasField(name) else None
-
-    return CreatedWindow(at("created_since"), at("created_before"))
+    return CreatedWindow(
+        time_field(request, "created_since"), time_field(request, "created_before")
+    )
 
 
 def charge_request(request: payment_pb2.CreatePaymentRequest) -> ChargeRequest:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Literal
 
 import grpc
 
 from pos.payment.v1 import shifts_pb2 as S
 from pos.payment.v1 import shifts_pb2_grpc
 from pos_kit.context import register_var, staff_var
-from pos_kit.paging import page_of, page_request
+from pos_kit.paging import page_of, page_request, time_field
 from pos_kit.servicer import Servicer, mutation, query
 from pos_payment.adapters.shift_messages import (
     KINDS,
@@ -26,12 +24,6 @@ from pos_payment.service import shifts as handlers
 
 def _actor() -> tuple[str, str]:
     return register_var.get() or "", staff_var.get() or ""
-
-
-def _time(
-    request: S.ListShiftsRequest, name: Literal["opened_since", "opened_before"]
-) -> datetime | None:
-    return getattr(request, name).ToDatetime(UTC) if request.HasField(name) else None
 
 
 class ShiftApi(Servicer[ShiftUow], shifts_pb2_grpc.ShiftServiceServicer):
@@ -60,8 +52,8 @@ class ShiftApi(Servicer[ShiftUow], shifts_pb2_grpc.ShiftServiceServicer):
             register_id=register or request.register_id,
             location_id=request.location_id,
             status=SHIFT_STATUSES.optional(request.status, "status"),
-            opened_since=_time(request, "opened_since"),
-            opened_before=_time(request, "opened_before"),
+            opened_since=time_field(request, "opened_since"),
+            opened_before=time_field(request, "opened_before"),
         )
         found, token = page_of(await handlers.list_shifts(uow, page, filters), page)
         return S.ListShiftsResponse(
