@@ -17,7 +17,7 @@ from pos.customer.v1 import customer_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos_gateway import examples as ex
-from pos_gateway.actions import Done, guarded, settings_changed
+from pos_gateway.actions import Done, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
@@ -143,7 +143,9 @@ class GiftCardIn(Body):
     )
     order_line_id: QueryId = ""
     reason: Literal["sale", "store_credit", "promotional"] = "sale"
-    location_id: QueryId = Field("", description="Where it was sold; yours, or a 404")
+    location_id: QueryId = Field(
+        "", description="Where it was sold; yours, or a 404. Empty: at a register its own store"
+    )
     paid_in_cash: bool = Field(
         False,
         description="The customer paid the opening balance in cash at this register: it "
@@ -191,9 +193,8 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     (429 `code_lookups_limited`): its 409 says whether a card holds that code."""
     if body.code:
         await spend_code_budget(request)
-    customer_id = await _known(
-        svc, body.location_id, body.customer_id, body.order_id, body.amount.currency
-    )
+    where = _where(request, body.location_id)
+    customer_id = await _known(svc, where, body.customer_id, body.order_id, body.amount.currency)
     permission = None if body.paid_in_cash else "refund"
     async with guarded(request, "gift_card.issued", permission) as done:
         answer = await svc.gift_cards.IssueGiftCard(
@@ -205,7 +206,7 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
                 order_id=body.order_id,
                 order_line_id=body.order_line_id,
                 reason=body.reason,
-                location_id=body.location_id,
+                location_id=where,
                 paid_in_cash=body.paid_in_cash,
             )
         )
@@ -316,7 +317,8 @@ class RedeemIn(Body):
     location_id: QueryId = Field(
         "",
         description="Where the value was taken; yours, or a 404. Counted in that location's "
-        "settlement report (`gift_cards_redeemed`); empty: in no location's",
+        "settlement report (`gift_cards_redeemed`); empty: at a register its own store, else "
+        "in no location's",
     )
 
 
@@ -325,13 +327,16 @@ class RedeemIn(Body):
     **op("payments:write", "Redeem value from a gift card", (404, 429, *CREATE),
          example=ex.GIFT_CARD_REDEEMED),
 )  # fmt: skip
-async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardRedeemed:
+async def redeem_gift_card(
+    body: RedeemIn, request: Request, svc: Svc, _: CodeBudget
+) -> GiftCardRedeemed:
     """Never below zero, also when redemptions race. Without `allow_partial`, more than the
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
     amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
     pay with `tender_type: gift_card` and its code instead. At a register it counts in the
     shift open there (`gift_cards_redeemed`)."""
-    await _known(svc, body.location_id, currency=body.amount.currency)
+    where = _where(request, body.location_id)
+    await _known(svc, where, currency=body.amount.currency)
     answer = await svc.gift_cards.RedeemGiftCard(
         G.RedeemGiftCardRequest(
             request_id=request_id(),
@@ -339,7 +344,7 @@ async def redeem_gift_card(body: RedeemIn, svc: Svc, _: CodeBudget) -> GiftCardR
             amount=body.amount.pb(),
             allow_partial=body.allow_partial,
             reference=body.reference,
-            location_id=body.location_id,
+            location_id=where,
         )
     )
     return GiftCardRedeemed.model_validate(
@@ -359,7 +364,8 @@ class ValueIn(Body):
     location_id: QueryId = Field(
         "",
         description="Where; yours, or a 404. In that location's settlement report a load "
-        "counts in `gift_cards_sold`, a refund to the card comes off `gift_cards_redeemed`",
+        "counts in `gift_cards_sold`, a refund to the card comes off `gift_cards_redeemed`. "
+        "Empty: at a register its own store",
     )
 
 
@@ -411,6 +417,16 @@ async def refund_to_gift_card(
     )  # fmt: skip
 
 
+def _where(request: Request, given: str) -> str:
+    """Where value moves: the location named, else at a register its own store, so a till's
+    card sold, loaded or redeemed without one counts in that store's settlement report as it
+    counts in the register's shift; from the back office, empty (in no location's)."""
+    if given:
+        return given
+    principal = principal_of(request)
+    return (principal.location_id or "") if principal.register_id else ""
+
+
 async def _value_in(
     request: Request,
     svc: Svc,
@@ -423,7 +439,8 @@ async def _value_in(
     """Value onto a card (a load, a refund to it): at a register value no sale paid for, so
     it takes the `refund` permission or an override (a load paid in cash: none), and is
     audited as `action`."""
-    await _known(svc, body.location_id, currency=body.amount.currency)
+    where = _where(request, body.location_id)
+    await _known(svc, where, currency=body.amount.currency)
     cash = isinstance(body, LoadIn) and body.paid_in_cash
     async with guarded(request, action, None if cash else "refund") as done:
         ask = message(
@@ -431,7 +448,7 @@ async def _value_in(
             id=gift_card_id,
             amount=body.amount.pb(),
             reference=body.reference,
-            location_id=body.location_id,
+            location_id=where,
         )
         if cash:
             ask.paid_in_cash = True
