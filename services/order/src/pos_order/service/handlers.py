@@ -278,9 +278,7 @@ async def _save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> O
             found = await uow.orders.get(order.id)
             assert found is not None
             return found
-        for event in order.events:
-            uow.publish(event)
-        order.events.clear()
+        _announce(uow, order)
         await uow.commit()
     return order
 
@@ -913,6 +911,13 @@ def _draft_changed(current: int) -> Conflict:
     )
 
 
+def _announce(uow: OrderUnitOfWork, order: Order) -> None:
+    """The order's events, written to the outbox with the unit of work, and forgotten."""
+    for event in order.events:
+        uow.publish(event)
+    order.events.clear()
+
+
 async def _change_draft(
     new_uow: NewUow, priced: Priced, seen: int, apply: Callable[[Order], None]
 ) -> Order:
@@ -933,9 +938,7 @@ async def _change_draft(
         order.touched(now())
         apply(order)
         await uow.orders.save(order)
-        for event in order.events:
-            uow.publish(event)
-        order.events.clear()
+        _announce(uow, order)
         await uow.commit()
     return order
 
@@ -978,9 +981,7 @@ class AnnotateOrder(Generic[R]):
             order = self._check(await uow.orders.get(self.cmd.order_id, lock=True))
             order.annotated(self.cmd.notes, self.cmd.metadata, now())
             await uow.orders.save(order)
-            for event in order.events:
-                uow.publish(event)
-            order.events.clear()
+            _announce(uow, order)
             await uow.commit()
         return order
 
@@ -1672,9 +1673,7 @@ class UpdateFulfillment(Generic[R]):
             order.steps_settled()
             order.fulfillment_moved(f, step.to, now(), step.carrier, step.tracking_number)
             await uow.orders.save(order)
-            for event in order.events:
-                uow.publish(event)
-            order.events.clear()
+            _announce(uow, order)
         return self.answer(order)
 
 
