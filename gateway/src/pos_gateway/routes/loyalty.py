@@ -220,9 +220,11 @@ async def set_program(
     version (a stale one is a 412 with `current_version`); without it the program is replaced
     whatever its version. Each change bumps `version` and is in the audit log
     (`settings.loyalty_changed`, each field from and to); the same program again changes
-    nothing. A change of the tiers or `tier_period_days` re-tiers the customers at once: each
-    one whose tier moves is a new version (`customer.updated`, `loyalty.tier_changed`), and a
-    customer read shows the new program's tier, not the one of their last earn. A register's
+    nothing. A change of the tiers or `tier_period_days` re-tiers the customers: each one whose
+    tier moves is a new version (`customer.updated`, `loyalty.tier_changed`), and a customer
+    read shows the new program's tier, not the one of their last earn. The first 500 customers
+    are re-tiered with the change itself (every customer of most merchants); past that, the rest
+    within seconds in the background, reading their previous tier until then. A register's
     credential is refused (403 `insufficient_scope`), whoever is signed in at it: the program
     is every store's, and what a point is worth is money."""
     program = loyalty_pb2.LoyaltyProgram(

@@ -9,7 +9,7 @@ from pos_customer.adapters import events
 from pos_customer.adapters.repository import CustomerUow
 from pos_customer.adapters.tables import kit, metadata
 from pos_customer.domain import model
-from pos_customer.entrypoints import consumers, expiry, grpc_api
+from pos_customer.entrypoints import consumers, expiry, grpc_api, retier
 from pos_customer.entrypoints.stream_erasure import stream_erasure
 from pos_kit import migrate as kit_migrate
 from pos_kit import service as kit_service
@@ -27,6 +27,9 @@ class Settings(GrpcServiceSettings):
     # How often erased customers' profile messages are looked for in the stream and deleted
     # (STREAM_ERASURE_SECONDS).
     stream_erasure_seconds: float = 5.0
+    # How often a tier change's re-tiering left past its first batch is looked for
+    # (RETIER_SECONDS).
+    retier_seconds: float = 2.0
 
 
 def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]:
@@ -52,6 +55,7 @@ def build(settings: Settings) -> tuple[ServiceRuntime[CustomerUow], GrpcService]
     )
     runtime.background.append(expiry.points_expiry(runtime.uow, settings.points_expiry_seconds))
     runtime.background.append(stream_erasure(runtime, settings.stream_erasure_seconds))
+    runtime.background.append(retier.retiering(runtime.uow, settings.retier_seconds))
     service = kit_service.grpc_service(
         NAME, settings, grpc_api.registrar(runtime.uow), grpc_api.SERVICE_NAME
     )

@@ -418,12 +418,14 @@ class SqlCustomerRepository:
         row = (await NEW_VERSION.execute(self._conn, params)).one()
         return _customer(row, row.group_ids)
 
-    async def tier_candidates(self, *, everyone: bool) -> list[str]:
-        """The active customers whose tier a new program can move, by id: every one (`everyone`:
-        a tier at threshold 0 is every customer's), else those holding a tier, those whose
-        ledger has an earn or reversal, and those another customer was merged into (whose
-        earns count towards theirs)."""
-        query = select(customers.c.id).where(self._mine(), customers.c.status == ACTIVE)
+    async def tier_candidates(self, *, everyone: bool, after: str = "", limit: int) -> list[str]:
+        """The active customers whose tier a new program can move, by id, the first `limit`
+        past `after`: every one (`everyone`: a tier at threshold 0 is every customer's), else
+        those holding a tier, those whose ledger has an earn or reversal, and those another
+        customer was merged into (whose earns count towards theirs)."""
+        query = select(customers.c.id).where(
+            self._mine(), customers.c.status == ACTIVE, customers.c.id > after
+        )
         if not everyone:
             earned = select(points_ledger.c.customer_id).where(
                 points_ledger.c.merchant_id == self._merchant,
@@ -435,7 +437,8 @@ class SqlCustomerRepository:
             query = query.where(
                 (customers.c.tier != "") | customers.c.id.in_(earned) | customers.c.id.in_(merged)
             )
-        return [r[0] for r in await self._conn.execute(query.order_by(customers.c.id))]
+        query = query.order_by(customers.c.id).limit(limit)
+        return [r[0] for r in await self._conn.execute(query)]
 
     async def list(self, page: PageRequest, group_id: str = "") -> list[Customer]:
         query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
@@ -829,6 +832,25 @@ class SqlLoyaltyRepository:
             query = query.with_for_update()
         row = (await self._conn.execute(query)).first()
         return loyalty.DEFAULT_PROGRAM if row is None else _program(row.program, row.version)
+
+    async def retier_after(self) -> str | None:
+        """Where the re-tiering of the last tier change has got to (the last customer id done,
+        '' for none yet); None when nothing is left to do. Read under the program's lock."""
+        row = (
+            await self._conn.execute(
+                select(loyalty_programs.c.retier_after).where(
+                    loyalty_programs.c.merchant_id == self._merchant
+                )
+            )
+        ).first()
+        return None if row is None else row[0]
+
+    async def set_retier_after(self, after: str | None) -> None:
+        await self._conn.execute(
+            update(loyalty_programs)
+            .where(loyalty_programs.c.merchant_id == self._merchant)
+            .values(retier_after=after)
+        )
 
     async def program_at(self, when: datetime) -> loyalty.Program:
         """The program in force at `when`: the last version that took effect by then, or the one
@@ -1272,6 +1294,17 @@ class SqlPurchaseRepository:
                 .order_by(purchases.c.ordered_at, purchases.c.order_id)
             )
         ).all()
+
+
+async def merchants_retiering(conn: AsyncConnection) -> list[str]:
+    """The merchants with a tier change's re-tiering left to do (the background pass's only
+    unbound read)."""
+    rows = await conn.execute(
+        select(loyalty_programs.c.merchant_id)
+        .where(loyalty_programs.c.retier_after.is_not(None))
+        .order_by(loyalty_programs.c.merchant_id)
+    )
+    return [r[0] for r in rows]
 
 
 async def merchants_with_expiry(conn: AsyncConnection) -> list[str]:

@@ -126,6 +126,9 @@ loyalty_programs = Table(
     Column("merchant_id", Text, nullable=False),
     Column("program", JSONB, nullable=False),
     Column("version", BigInteger, nullable=False, server_default="1"),
+    # A tier change's re-tiering still under way: the last customer id done ('' for none yet);
+    # NULL when none is (service/points.py).
+    Column("retier_after", Text, nullable=True),
     PrimaryKeyConstraint("merchant_id", name="loyalty_programs_pkey"),
 )
 

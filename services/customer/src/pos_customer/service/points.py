@@ -51,25 +51,51 @@ async def set_program(
         saved = replace(program, version=current.version + 1)
         if await uow.loyalty.save_program(saved, current.version):
             if moves_tiers(current, saved):
-                await _retier_all(uow, saved)
+                # The first batch at once (every customer of most merchants); the rest, if any,
+                # by the background pass (`retier_next`), from the start under this program.
+                await uow.loyalty.set_retier_after(await _retier_batch(uow, saved, ""))
             return current, saved
         if expected_version or attempt == 2:
             raise _program_changed((await uow.loyalty.program()).version)
     raise AssertionError("unreachable")
 
 
-async def _retier_all(uow: CustomerUnitOfWork, program: loyalty.Program) -> None:
-    """The program's tiers or period changed: every customer whose tier that moves is re-tiered
-    in the change's transaction, each a new version announced with `loyalty_tier_changed`, so a
-    customer read (and the change feed) shows the new program's tier at once, not at their next
-    earn or reversal. Rows are locked one by one in id order, as an earn or a merge locks them."""
+# How many customers a tier change re-tiers in one transaction: the change's own, then each
+# of the background pass's, so no transaction of a merchant with a million customers locks
+# them all (or runs for minutes).
+RETIER_BATCH = 500
+
+
+async def _retier_batch(
+    uow: CustomerUnitOfWork, program: loyalty.Program, after: str
+) -> str | None:
+    """The program's tiers or period changed: the next `RETIER_BATCH` customers past `after`
+    whose tier that can move are re-tiered, each whose tier moves a new version announced with
+    `loyalty_tier_changed`, so a customer read (and the change feed) shows the new program's
+    tier, not the one of their next earn or reversal. Rows are locked one by one in id order,
+    as an earn or a merge locks them. The id to go on from; None when none is left."""
     everyone = any(t.threshold_points <= 0 for t in program.tiers)
-    for customer_id in await uow.customers.tier_candidates(everyone=everyone):
+    ids = await uow.customers.tier_candidates(everyone=everyone, after=after, limit=RETIER_BATCH)
+    for customer_id in ids:
         customer = await uow.customers.get(customer_id, for_update=True)
         if customer is None or customer.status != "active":
             continue
         if await retier(uow, customer, program):
             await _announce(uow, customer.id)
+    return ids[-1] if len(ids) == RETIER_BATCH else None
+
+
+async def retier_next(uow: CustomerUnitOfWork) -> bool:
+    """One more batch of the re-tiering a tier change left to the background, under the
+    program's lock (a program change meanwhile starts it over; two passes at once take turns);
+    True when some is still left."""
+    program = await uow.loyalty.program(lock=True)
+    after = await uow.loyalty.retier_after()
+    if after is None:
+        return False
+    after = await _retier_batch(uow, program, after)
+    await uow.loyalty.set_retier_after(after)
+    return after is not None
 
 
 def _program_changed(current_version: int) -> Conflict:
