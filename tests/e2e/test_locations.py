@@ -81,3 +81,84 @@ def test_a_location_changes_its_name_address_time_zone_and_taxes(platform: Runni
             theirs = other.patch(path, json={"name": "Mine now"})
             assert theirs.status_code == 404, theirs.text
         assert _ok(http.get(path))["name"] == "Harbor Store"
+
+
+def _store(http: httpx.Client, name: str, lat: float, stock: dict[str, int]) -> str:
+    body = {"name": name, "currency": "USD", "geo": {"latitude": lat, "longitude": -87.6},
+            "pickup_enabled": True, "ship_enabled": True}  # fmt: skip
+    store = str(_ok(_post(http, "/v1/locations", body), 201)["id"])
+    for sku, units in stock.items():
+        adjustment = {"sku": sku, "location_id": store, "delta": units, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", adjustment), 201)
+    return store
+
+
+def _closed(answer: httpx.Response, field: str) -> None:
+    """A 409 `location_inactive` naming the request field that chose the closed store."""
+    assert answer.status_code == 409, answer.text
+    problem = answer.json()
+    assert problem["code"] == "location_inactive", problem
+    assert [e["field"] for e in problem["errors"]] == [field], problem
+
+
+def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running) -> None:
+    """A store closed for good (`status: inactive`): a checkout, an order, a cart, a hold or a
+    transfer into it is a 409 naming the field that chose it, an order's pickup there a 400;
+    nearby stock and sourcing pass it by. Its stock can still be moved out and written off;
+    reopened, it sells again."""
+    with platform.new_merchant(f"Closing {uuid.uuid4().hex[:8]}") as http:
+        _ok(_post(http, "/v1/products", {"sku": "CL-MUG", "name": "Mug",
+            "price": {"amount": 900, "currency": "USD"}}), 201)  # fmt: skip
+        closing = _store(http, "Closing St", 41.90, {"CL-MUG": 5})
+        open_ = _store(http, "Open St", 41.00, {"CL-MUG": 5})
+        path = f"/v1/locations/{closing}"
+        assert _ok(http.get(path))["status"] == "active"
+        closed = http.patch(path, json={"status": "inactive"}, headers={"If-Match": '"1"'})
+        assert (_ok(closed)["status"], closed.json()["version"]) == ("inactive", 2)
+        assert _ok(http.get(path))["status"] == "inactive"
+
+        line = [{"sku": "CL-MUG", "quantity": 1}]
+        checkout = {"location_id": closing, "lines": line, "tender_type": "card",
+                    "card_token": "tok_visa"}  # fmt: skip
+        _closed(_post(http, "/v1/checkouts", checkout), "location_id")
+        _closed(_post(http, "/v1/carts/calculate", {"location_id": closing, "lines": line}),
+                "location_id")  # fmt: skip
+        web = {"channel": "web", "location_id": closing, "lines": line,
+               "fulfillments": [{"type": "pickup", "location_id": closing}]}  # fmt: skip
+        _closed(_post(http, "/v1/orders", web), "location_id")
+        pickup = {**web, "location_id": open_}
+        refused = _post(http, "/v1/orders", pickup)
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["fulfillments[0].location_id"]
+        _closed(_post(http, "/v1/reservations", {"location_id": closing, "lines": line}),
+                "location_id")  # fmt: skip
+        till = {"location_id": closing, "name": "Till 9"}
+        _closed(_post(http, "/v1/registers", till), "location_id")
+        into = {"from_location_id": open_, "to_location_id": closing, "lines": line}
+        _closed(_post(http, "/v1/inventory/transfers", into), "to_location_id")
+        at = {"lines": line, "pickup_location_id": closing, "dry_run": True}
+        _closed(_post(http, "/v1/sourcing", at), "pickup_location_id")
+        near = {"sku": "CL-MUG:1", "latitude": 41.9, "longitude": -87.6}
+        listed = _ok(http.get("/v1/inventory/nearby", params=near))["data"]
+        assert [x["location"]["id"] for x in listed] == [open_]
+        shipped = {"lines": line, "destination": {"latitude": 41.9, "longitude": -87.6},
+                   "dry_run": True}  # fmt: skip
+        proposal = _ok(_post(http, "/v1/sourcing", shipped))
+        assert [a["location_id"] for a in proposal["allocations"]] == [open_]
+        # Nothing was held or moved by the refusals; its stock can still go out.
+        levels = {"sku": "CL-MUG", "location_id": closing}
+        (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
+        assert (level["on_hand"], level["reserved"]) == (5, 0)
+        out = {"from_location_id": closing, "to_location_id": open_, "lines": line}
+        _ok(_post(http, "/v1/inventory/transfers", out), 201)
+        loss = {"sku": "CL-MUG", "location_id": closing, "delta": -1, "reason": "damaged"}
+        _ok(_post(http, "/v1/inventory/adjustments", loss), 201)
+        (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
+        assert level["on_hand"] == 3
+
+        reopened = _ok(http.patch(path, json={"status": "active"}))
+        assert (reopened["status"], reopened["version"]) == ("active", 3)
+        _ok(_post(http, "/v1/checkouts", checkout), 201)
+        _ok(_post(http, "/v1/registers", till), 201)
+        bad = http.patch(path, json={"status": "closed"})
+        assert bad.status_code == 400 and [e["field"] for e in bad.json()["errors"]] == ["status"]

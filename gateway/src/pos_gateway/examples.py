@@ -56,6 +56,7 @@ LOCATION = {
     "ship_enabled": True,
     "prices_include_tax": False,
     "taxes": [],
+    "status": "active",
 }
 PRODUCT = {
     "id": "prod_01j9x6q5k6m7n8p9q0r1s2t3uv",

@@ -232,6 +232,13 @@ async def create_location(body: LocationIn, svc: Svc) -> Location:
     return to_model(Location, answer.location)
 
 
+_LOCATION_STATUSES = {
+    "": inventory_pb2.LOCATION_STATUS_UNSPECIFIED,
+    "active": inventory_pb2.LOCATION_STATUS_ACTIVE,
+    "inactive": inventory_pb2.LOCATION_STATUS_INACTIVE,
+}
+
+
 class LocationPatch(Patch):
     model_config = example({"pickup_enabled": True, "tax_rate_bps": 875})
     CLEARABLE = frozenset({"geo"})
@@ -256,6 +263,9 @@ class LocationPatch(Patch):
         None, description="Customers may collect online orders here"
     )
     ship_enabled: StrictBool | None = Field(None, description="Online orders may ship from here")
+    status: Literal["active", "inactive"] | None = Field(
+        None, description="`inactive` closes the location; `active` reopens it"
+    )
 
     def pb(self) -> inventory_pb2.UpdateLocationRequest:
         request = inventory_pb2.UpdateLocationRequest(
@@ -267,6 +277,7 @@ class LocationPatch(Patch):
             taxes=[t.pb() for t in self.taxes or []],
             pickup_enabled=bool(self.pickup_enabled),
             ship_enabled=bool(self.ship_enabled),
+            status=_LOCATION_STATUSES[self.status or ""],
         )
         if self.address is not None:
             request.address.CopyFrom(inventory_pb2.Address(**self.address.model_dump()))
@@ -292,9 +303,14 @@ async def update_location(
     `pickup_enabled` and `ship_enabled` decide what online orders may do here: an order's
     pickup at a location without `pickup_enabled`, or its shipment from a named location
     without `ship_enabled`, is refused (400), and sourcing ships only from locations with
-    `ship_enabled`. Send `If-Match: "<version>"` to change only the version you saw: a stale
-    one is a 412 with `current_version`. Each change bumps `version`; fields sent as they
-    already are change nothing."""
+    `ship_enabled`. `status: inactive` closes the location (a store shut for good): a sale,
+    an order or a cart selling there, a reservation or a transfer into it is a 409
+    `location_inactive` naming the field that chose it, an order's pickup at it or shipment
+    from it a 400; it is never sourced nor listed by `/v1/inventory/nearby`. Its stock can
+    still be counted, written off and transferred out, its orders fulfilled and returned;
+    `status: active` reopens it. Send `If-Match: "<version>"` to change only the version you
+    saw: a stale one is a 412 with `current_version`. Each change bumps `version`; fields
+    sent as they already are change nothing."""
     sent = patched(body)
     request = body.pb()
     request.request_id = request_id()

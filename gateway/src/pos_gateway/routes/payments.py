@@ -47,7 +47,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
-from pos_gateway.routes.settlement import in_its_currency, location_of
+from pos_gateway.routes.settlement import in_its_currency, location_of, open_location_of
 from pos_gateway.schemas.payments import (
     OrderPayments,
     Payment,
@@ -565,8 +565,9 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     `terminal_checkout.updated` event, and the payment's own `payment.captured` or
     `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`).
     The amount is in the location's currency (else a 400 `currency_mismatch`: the location's
-    settlement report, in its currency, would leave the payment out)."""
-    location = await location_of(svc, body.location_id, "location_id")
+    settlement report, in its currency, would leave the payment out). A location the merchant
+    closed (`status: inactive`) is a 409 `location_inactive`."""
+    location = await open_location_of(svc, body.location_id, "location_id")
     in_its_currency(location, body.amount.currency)
     request = payment_pb2.CreateTerminalCheckoutRequest(
         request_id=request_id(),

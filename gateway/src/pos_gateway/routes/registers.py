@@ -44,7 +44,7 @@ from pos_gateway.routes.common import (
     success,
 )
 from pos_gateway.routes.credentials import not_grantable
-from pos_gateway.routes.settlement import location_of
+from pos_gateway.routes.settlement import location_of, open_location_of
 from pos_gateway.schemas.registers import (
     Override,
     PairedRegister,
@@ -115,10 +115,11 @@ class RegisterIn(Body):
 )  # fmt: skip
 async def create_register(body: RegisterIn, request: Request, svc: Svc) -> Register:
     """The register is `unpaired` until a device exchanges a pairing code for it. Announced
-    as `register.created` (a retry of the same request announces nothing again)."""
+    as `register.created` (a retry of the same request announces nothing again). A location
+    the merchant closed (`status: inactive`) is a 409 `location_inactive`."""
     principal = principal_of(request)
     _merchant_only(principal)
-    await location_of(svc, body.location_id, "location_id")
+    await open_location_of(svc, body.location_id, "location_id")
     try:
         made = await registers.create(
             request.app.state.engine, principal.merchant_id, body.location_id, body.name,

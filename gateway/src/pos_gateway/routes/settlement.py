@@ -63,6 +63,21 @@ async def location_of(svc: Services, location_id: str, field: str = "") -> inven
     return location
 
 
+async def open_location_of(svc: Services, location_id: str, field: str) -> inventory_pb2.Location:
+    """As `location_of`, for something new at the location (a register, a shift, a card
+    payment): a location the merchant closed is a 409 `location_inactive` naming `field`."""
+    location = await location_of(svc, location_id, field)
+    if location.status == inventory_pb2.LOCATION_STATUS_INACTIVE:
+        raise Problem(
+            409,
+            "location_inactive",
+            f"location {location_id!r} is inactive: nothing new is opened there",
+            [{"field": field, "reason": "the location is inactive"}] if field else None,
+            extra={"location_id": location_id},
+        )
+    return location
+
+
 def in_its_currency(location: inventory_pb2.Location, currency: str) -> None:
     """Value moved at a location is in its currency: the location's settlement report, in that
     currency, counts it (another currency would leave it out of every report). 400

@@ -35,7 +35,7 @@ from pos_gateway.routes.common import (
     services,
     timestamp,
 )
-from pos_gateway.routes.settlement import location_of
+from pos_gateway.routes.settlement import location_of, open_location_of
 from pos_gateway.schemas.registers import DrawerMovementMade, Shift, ShiftList
 
 router = APIRouter(prefix="/v1", tags=["registers"])
@@ -81,12 +81,13 @@ async def open_shift(body: ShiftIn, request: Request, svc: Svc) -> Shift:
     """With a paired register's own credential and a member signed in. From now until the
     close, the cash payments and cash refunds taken at this register count towards the
     shift. A register with a shift open already is a 409 `shift_already_open`; a float in
-    another currency than the location's a 400."""
+    another currency than the location's a 400; at a location the merchant closed (`status:
+    inactive`) a 409 `location_inactive`."""
     principal = signed_in(principal_of(request))
     if principal.register_id is None or principal.location_id is None:
         raise Problem(403, "register_credential_required",
                       "a shift is opened from the register's own credential")  # fmt: skip
-    location = await location_of(svc, principal.location_id)
+    location = await open_location_of(svc, principal.location_id, "")
     if body.opening_float.currency != location.currency:
         raise Problem(400, "invalid_request", "the float must be in the location's currency",
                       [{"field": "opening_float.currency",

@@ -87,6 +87,11 @@ class Location(Answer):
         description="Several taxes (a state's and a city's); when set they replace "
         "tax_rate_bps and tax_rates_bps",
     )
+    status: Literal["active", "inactive"] = Field(
+        description="`inactive`: closed by the merchant; it sells, holds and receives stock no "
+        "more and is never sourced or offered nearby (its stock can still be counted, written "
+        "off and moved out)"
+    )
 
 
 class StockLevel(Answer):

@@ -16,6 +16,7 @@ from pos_inventory.domain.model import (
     GeoPoint,
     Location,
     LocationKind,
+    LocationStatus,
     LocationTax,
     Reason,
     StockLevel,
@@ -27,6 +28,7 @@ from pos_kit.proto_money import to_proto
 
 REASONS = ProtoEnum(Reason, inventory_pb2.AdjustmentReason)
 KINDS = ProtoEnum(LocationKind, inventory_pb2.LocationKind)
+LOCATION_STATUSES = ProtoEnum(LocationStatus, inventory_pb2.LocationStatus)
 ENTRY_KINDS = ProtoEnum(EntryKind, inventory_pb2.LedgerEntryKind)
 RESERVATION_STATUSES = ProtoEnum(ReservationStatus, stock_pb2.ReservationStatus)
 STRATEGIES = ProtoEnum(Strategy, stock_pb2.SourcingStrategy)
@@ -69,6 +71,7 @@ def location_to_proto(x: Location) -> inventory_pb2.Location:
             )
             for t in x.taxes
         ],
+        status=LOCATION_STATUSES.to_proto(x.status),
     )
     if x.geo is not None:
         msg.geo.CopyFrom(geo_to_proto(x.geo))
@@ -92,6 +95,8 @@ def location_changes(request: inventory_pb2.UpdateLocationRequest) -> dict[str, 
     """The fields the request's mask names, as the domain holds them; a name that is no
     changeable field is kept (valued None), for the handler to refuse."""
     values = _settings(request)
+    if "status" in request.update_mask.paths:
+        values["status"] = LOCATION_STATUSES.from_proto(request.status, "status")
     return {name: values.get(name) for name in request.update_mask.paths}
 
 

@@ -13,7 +13,14 @@ from pos_inventory.adapters.products import SqlProducts
 from pos_inventory.adapters.reservations import SqlExpiry, SqlReservations
 from pos_inventory.adapters.stock import SqlStock
 from pos_inventory.adapters.tables import locations
-from pos_inventory.domain.model import Address, GeoPoint, Location, LocationKind, LocationTax
+from pos_inventory.domain.model import (
+    Address,
+    GeoPoint,
+    Location,
+    LocationKind,
+    LocationStatus,
+    LocationTax,
+)
 from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_kit.uow import UnitOfWork
@@ -42,6 +49,7 @@ def _location(row: Row[Any]) -> Location:
             for t in m["taxes"]
         ],
         updated_at=m["updated_at"],
+        status=LocationStatus(m["status"]),
     )
 
 
@@ -113,6 +121,7 @@ class SqlLocations:
                 ship_enabled=location.ship_enabled,
                 prices_include_tax=location.prices_include_tax,
                 taxes=[asdict(t) for t in location.taxes],
+                status=location.status.value,
                 version=location.version,
             )
             .returning(locations.c.updated_at)

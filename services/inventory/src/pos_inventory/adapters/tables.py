@@ -51,6 +51,7 @@ locations = Table(
     Column("taxes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     # Stamped by a trigger at the moment of each change of `version` (pos_kit.changes).
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("status", Text, nullable=False, server_default="active"),
     PrimaryKeyConstraint("merchant_id", "id", name="locations_pkey"),
     Index("locations_changed", "merchant_id", "updated_at", "id"),
 )

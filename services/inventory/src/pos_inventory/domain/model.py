@@ -10,7 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.errors import DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
 
 if TYPE_CHECKING:  # the events below carry these; their modules build on this one
@@ -38,6 +38,13 @@ class Reason(Enum):
 class LocationKind(Enum):
     STORE = "store"
     WAREHOUSE = "warehouse"
+
+
+class LocationStatus(Enum):
+    ACTIVE = "active"
+    # Closed by the merchant: it sells, holds and receives no more, and is never sourced or
+    # offered nearby; its stock can still be counted, written off and moved out.
+    INACTIVE = "inactive"
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,22 @@ class Location:
     taxes: list[LocationTax] = field(default_factory=list)
     # The moment of its last change (the database stamps it): its place in the change feed.
     updated_at: datetime | None = None
+    status: LocationStatus = LocationStatus.ACTIVE
+
+    @property
+    def inactive(self) -> bool:
+        return self.status is LocationStatus.INACTIVE
+
+    def refuse_if_inactive(self, field_name: str) -> None:
+        """409 `location_inactive`, naming the request field that chose it."""
+        if self.inactive:
+            raise DomainError(
+                f"location {self.id!r} is inactive: it no longer sells, holds or receives stock",
+                "location_inactive",
+                [FieldViolation(field_name, "the location is inactive")],
+                {"location_id": self.id},
+                ErrorKind.CONFLICT,
+            )
 
     def tax_rate_for(self, tax_category: str) -> int:
         return self.tax_rates_bps.get(tax_category, self.tax_rate_bps)

@@ -136,7 +136,7 @@ async def nearby_stock(
     places = [
         loc
         for loc in await uow.locations.all()
-        if loc.geo is not None and (loc.pickup_enabled or not pickup_only)
+        if loc.geo is not None and not loc.inactive and (loc.pickup_enabled or not pickup_only)
     ]
     candidates, levels = await _candidates(uow, lines, places, near)
     found = []
@@ -196,10 +196,11 @@ async def propose_sourcing(
         at = await uow.locations.get(pickup_location_id)
         if at is None:
             raise NotFound("location", pickup_location_id)
+        at.refuse_if_inactive("pickup_location_id")
         (candidate,), _ = await _candidates(uow, lines, [at], None)
         proposal = propose_pickup(lines, candidate)
     else:
-        places = [loc for loc in await uow.locations.all() if loc.ship_enabled]
+        places = [loc for loc in await uow.locations.all() if loc.ship_enabled and not loc.inactive]
         candidates, _ = await _candidates(uow, lines, places, destination)
         proposal = propose_shipping(lines, candidates)
     held: dict[str, str] = {}

@@ -68,6 +68,7 @@ LOCATION_FIELDS = (
     "prices_include_tax",
     "pickup_enabled",
     "ship_enabled",
+    "status",
 )
 
 

@@ -40,8 +40,12 @@ async def create_reservation(
     """Hold every line or none. The hot path is a read of the lines' products, one insert and
     one conditional update a line; the reasons for a short line are looked up only when there
     is one. A hold is a sale in waiting: an archived product's units are not held (409
-    `product_archived`, as a checkout's), though they can still be counted and moved."""
+    `product_archived`, as a checkout's), though they can still be counted and moved; nor
+    are an inactive location's (409 `location_inactive`)."""
     await refuse_archived(uow, [sku for sku, _ in hold.lines])
+    at = await uow.locations.get(hold.location_id)
+    if at is not None:  # an unknown one is refused below, as a short line's reason
+        at.refuse_if_inactive("location_id")
     reservation = Reservation(new_id("res"), hold.location_id, hold.lines, hold.reference)
     await uow.reservations.add(reservation, hold.ttl_seconds)
     held, short_sku = await uow.stock.hold(hold.location_id, hold.lines)

@@ -103,6 +103,10 @@ async def transfer_stock(
         sku_fields=[f"lines[{i}].sku" for i in range(len(lines))],
         location_fields=["from_location_id", "to_location_id"],
     )
+    # A closed store's stock can move out (to be sold elsewhere), never in.
+    destination = await uow.locations.get(to_location_id)
+    assert destination is not None  # found just above
+    destination.refuse_if_inactive("to_location_id")
     transfer_id = new_id("trf")
     wanted = dict(lines)
     # Lock every row first, in (sku, location) order like every other writer, then check.

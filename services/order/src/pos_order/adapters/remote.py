@@ -154,6 +154,7 @@ class InventoryCatalog(_Client):
             ),
             pickup_enabled=loc.pickup_enabled,
             ship_enabled=loc.ship_enabled,
+            inactive=loc.status == inventory_pb2.LOCATION_STATUS_INACTIVE,
         )
         return location, items
 
@@ -174,6 +175,7 @@ class InventoryCatalog(_Client):
                         loc.tax_rate_bps,
                         pickup_enabled=loc.pickup_enabled,
                         ship_enabled=loc.ship_enabled,
+                        inactive=loc.status == inventory_pb2.LOCATION_STATUS_INACTIVE,
                     )
             token = page.next_page_token
             if not token:

@@ -201,6 +201,9 @@ class SellingLocation:
     # price: the read model's copy (in-store sales only) does not keep them.
     pickup_enabled: bool = field(default=False, compare=False)
     ship_enabled: bool = field(default=False, compare=False)
+    # Closed by the merchant: it sells, hands over and ships no more (nor does the read model
+    # know it: an in-store sale priced from it while inventory is away is not refused).
+    inactive: bool = field(default=False, compare=False)
 
     @property
     def tax_table(self) -> TaxTable:

@@ -95,6 +95,14 @@ async def price_cart(
         )
     except DomainError as exc:
         raise _named_in_request(exc, lines) from None
+    if location.inactive:
+        raise DomainError(
+            f"location {location.id!r} is inactive: it no longer sells",
+            "location_inactive",
+            [FieldViolation("location_id", "the location is inactive")],
+            {"location_id": location.id},
+            ErrorKind.CONFLICT,
+        )
     priced = price_lines(lines, items, location)
     # Every other store named to fulfil from must be the merchant's: another merchant's is
     # refused (404) like a made-up one, before anything is saved or held. Its tax rules are
@@ -210,7 +218,11 @@ def _offered(
                 )
             )
             continue
-        if f.type is FulfillmentType.PICKUP and not store.pickup_enabled:
+        if store.inactive:
+            violations.append(
+                FieldViolation(f"fulfillments[{i}].location_id", f"location {store.id} is inactive")
+            )
+        elif f.type is FulfillmentType.PICKUP and not store.pickup_enabled:
             violations.append(
                 FieldViolation(
                     f"fulfillments[{i}].location_id",

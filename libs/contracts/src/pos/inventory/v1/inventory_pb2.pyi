@@ -22,6 +22,23 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _LocationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LocationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LocationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOCATION_STATUS_UNSPECIFIED: _LocationStatus.ValueType  # 0
+    LOCATION_STATUS_ACTIVE: _LocationStatus.ValueType  # 1
+    LOCATION_STATUS_INACTIVE: _LocationStatus.ValueType  # 2
+
+class LocationStatus(_LocationStatus, metaclass=_LocationStatusEnumTypeWrapper): ...
+
+LOCATION_STATUS_UNSPECIFIED: LocationStatus.ValueType  # 0
+LOCATION_STATUS_ACTIVE: LocationStatus.ValueType  # 1
+LOCATION_STATUS_INACTIVE: LocationStatus.ValueType  # 2
+Global___LocationStatus: _TypeAlias = LocationStatus  # noqa: Y015
+
 class _LocationKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -168,6 +185,7 @@ class Location(_message.Message):
     PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
     TAXES_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     currency: _builtins.str
@@ -184,6 +202,11 @@ class Location(_message.Message):
     prices_include_tax: _builtins.bool
     """Shelf prices here include their tax (VAT): a sale shows the tax contained in the price
     rather than adding it.
+    """
+    status: Global___LocationStatus.ValueType
+    """INACTIVE: closed by the merchant (a store shut for good): it sells, holds stock and
+    receives transfers no more, and is never sourced or offered nearby; its history and its
+    stock stay (counted, written off, moved out). ACTIVE again when reopened.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -228,10 +251,11 @@ class Location(_message.Message):
         prices_include_tax: _builtins.bool = ...,
         taxes: _abc.Iterable[Global___LocationTax] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___LocationStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "geo", b"geo", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "created_at", b"created_at", "currency", b"currency", "geo", b"geo", "id", b"id", "kind", b"kind", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "ship_enabled", b"ship_enabled", "status", b"status", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -605,6 +629,7 @@ class UpdateLocationRequest(_message.Message):
     TAX_RATES_BPS_FIELD_NUMBER: _builtins.int
     PRICES_INCLUDE_TAX_FIELD_NUMBER: _builtins.int
     TAXES_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     id: _builtins.str
     expected_version: _builtins.int
@@ -615,11 +640,12 @@ class UpdateLocationRequest(_message.Message):
     time_zone: _builtins.str
     tax_rate_bps: _builtins.int
     prices_include_tax: _builtins.bool
+    status: Global___LocationStatus.ValueType
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to change, at least one: pickup_enabled, ship_enabled, name, address, geo
         (named and unset: cleared), time_zone, tax_rate_bps, tax_rates_bps, prices_include_tax,
-        taxes. A location's currency and kind never change.
+        taxes, status. A location's currency and kind never change.
         """
 
     @_builtins.property
@@ -647,10 +673,11 @@ class UpdateLocationRequest(_message.Message):
         tax_rates_bps: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         prices_include_tax: _builtins.bool = ...,
         taxes: _abc.Iterable[Global___LocationTax] | None = ...,
+        status: Global___LocationStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "geo", b"geo", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "expected_version", b"expected_version", "geo", b"geo", "id", b"id", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "expected_version", b"expected_version", "geo", b"geo", "id", b"id", "name", b"name", "pickup_enabled", b"pickup_enabled", "prices_include_tax", b"prices_include_tax", "request_id", b"request_id", "ship_enabled", b"ship_enabled", "status", b"status", "tax_rate_bps", b"tax_rate_bps", "tax_rates_bps", b"tax_rates_bps", "taxes", b"taxes", "time_zone", b"time_zone", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
