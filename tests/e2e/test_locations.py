@@ -116,6 +116,9 @@ def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running
         closed = http.patch(path, json={"status": "inactive"}, headers={"If-Match": '"1"'})
         assert (_ok(closed)["status"], closed.json()["version"]) == ("inactive", 2)
         assert _ok(http.get(path))["status"] == "inactive"
+        for status, ids in (("inactive", [closing]), ("active", [open_])):
+            listed = _ok(http.get("/v1/locations", params={"status": status}))["data"]
+            assert [x["id"] for x in listed] == ids, status
 
         line = [{"sku": "CL-MUG", "quantity": 1}]
         checkout = {"location_id": closing, "lines": line, "tender_type": "card",

@@ -47,8 +47,9 @@ class FakeLocations:
     async def all(self) -> list[Location]:
         return [x for (m, _), x in self._s.locations.items() if m == self._m]
 
-    async def list(self, page: PageRequest) -> list[Location]:
+    async def list(self, page: PageRequest, status: object = None) -> list[Location]:
         mine = sorted(await self.all(), key=lambda x: x.id)
+        mine = [x for x in mine if status is None or x.status is status]
         return [x for x in mine if page.after is None or x.id > page.after][: page.fetch]
 
 

@@ -335,10 +335,20 @@ async def get_location(location_id: PathId, svc: Svc, response: Response) -> Loc
 
 @router.get("/locations", **op("inventory:read", "List locations", example=ex.page(ex.LOCATION)))
 async def list_locations(
-    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
+    status: Annotated[
+        Literal["active", "inactive"] | None,
+        Query(description="Only the locations in this status"),
+    ] = None,
 ) -> LocationList:
-    """By id, or with `updated_since` the change feed (oldest change first)."""
-    request = inventory_pb2.ListLocationsRequest(page_size=limit, page_token=cursor or "")
+    """By id, or with `updated_since` the change feed (oldest change first). `status` narrows
+    either; a cursor is good only with the status it was made with."""
+    request = inventory_pb2.ListLocationsRequest(
+        page_size=limit, page_token=cursor or "", status=_LOCATION_STATUSES[status or ""]
+    )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))
     answer = await svc.inventory.ListLocations(request)

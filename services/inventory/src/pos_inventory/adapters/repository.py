@@ -143,9 +143,12 @@ class SqlLocations:
         )
         return [_location(r) for r in rows]
 
-    async def list(self, page: PageRequest) -> list[Location]:
-        """By id, or with `page.since` the change feed (oldest change first)."""
+    async def list(self, page: PageRequest, status: LocationStatus | None = None) -> list[Location]:
+        """By id, or with `page.since` the change feed (oldest change first); only those in
+        `status` when given."""
         query = select(locations).where(locations.c.merchant_id == self._merchant)
+        if status is not None:
+            query = query.where(locations.c.status == status.value)
         rows = await list_page(self._conn, query, locations.c.updated_at, locations.c.id, page)
         return [_location(r) for r in rows]
 

@@ -12,6 +12,7 @@ import grpc
 
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_inventory.adapters.messages import (
+    LOCATION_STATUSES,
     REASONS,
     entry_to_proto,
     level_to_proto,
@@ -51,8 +52,9 @@ class InventoryApi(CatalogRpcs, inventory_pb2_grpc.InventoryServiceServicer):
     async def ListLocations(
         self, request: I.ListLocationsRequest, uow: InventoryUow
     ) -> I.ListLocationsResponse:
-        page = page_request(request)
-        found, token = page_of(await handlers.list_locations(uow, page), page)
+        page = page_request(request)  # its tokens are bound to the status filter too
+        status = LOCATION_STATUSES.optional(request.status, "status")
+        found, token = page_of(await handlers.list_locations(uow, page, status), page)
         return I.ListLocationsResponse(
             locations=[location_to_proto(x) for x in found], next_page_token=token
         )

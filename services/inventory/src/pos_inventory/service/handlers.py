@@ -18,6 +18,7 @@ from pos_inventory.domain.model import (
     Adjustment,
     Location,
     LocationCreated,
+    LocationStatus,
     LocationUpdated,
     LowStock,
     Reason,
@@ -109,8 +110,10 @@ async def update_location(
     return changed
 
 
-async def list_locations(uow: InventoryUnitOfWork, page: PageRequest) -> list[Location]:
-    return await uow.locations.list(page)
+async def list_locations(
+    uow: InventoryUnitOfWork, page: PageRequest, status: LocationStatus | None = None
+) -> list[Location]:
+    return await uow.locations.list(page, status)
 
 
 async def require_items(

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pos_inventory.domain.catalog import Product, ProductStatus
 from pos_inventory.domain.ledger import ItemState, LedgerEntry, NewEntry
-from pos_inventory.domain.model import Location, StockLevel
+from pos_inventory.domain.model import Location, LocationStatus, StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
 from pos_inventory.domain.search import ProductQuery
 from pos_kit.paging import PageRequest
@@ -39,7 +39,9 @@ class LocationRepository(Protocol):
 
     async def many(self, location_ids: list[str]) -> list[Location]: ...
     async def all(self) -> list[Location]: ...
-    async def list(self, page: PageRequest) -> list[Location]: ...
+    async def list(
+        self, page: PageRequest, status: LocationStatus | None = None
+    ) -> list[Location]: ...
 
 
 class ProductRepository(Protocol):
