@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pos_devstack.http_checks import polled
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +47,12 @@ def _feed(http: httpx.Client, path: str, since: str, **params: Any) -> list[str]
     raise AssertionError(f"{path} did not end")
 
 
+def _fed(http: httpx.Client, path: str, since: str, count: int, **params: Any) -> list[str]:
+    """`_feed`, once it shows `count` changes or more: the feed stops at the oldest transaction
+    open in the database (a background task's), so a change just made may not show yet."""
+    return polled(lambda: _feed(http, path, since, **params), lambda seen: len(seen) >= count)
+
+
 def _after(stamp: str) -> str:
     """A time past `stamp` (shown to the millisecond, cut short): after the change it tells."""
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(milliseconds=1)
@@ -71,12 +78,15 @@ def _check_feed(
     assert first["updated_at"] >= second["updated_at"]
     ids = [m["id"] for m in made]
 
-    assert _feed(http, path, made[0]["updated_at"], **params) == [ids[2], ids[1], ids[0]]
-    assert _feed(http, path, mark, **params) == [ids[1], ids[0]]
+    assert _fed(http, path, made[0]["updated_at"], 3, **params) == [ids[2], ids[1], ids[0]]
+    assert _fed(http, path, mark, 2, **params) == [ids[1], ids[0]]
     # Polling again from the last updated_at seen finds the last change (inclusive), only.
-    assert _feed(http, path, first["updated_at"], **params) == [ids[0]]
+    assert _fed(http, path, first["updated_at"], 1, **params) == [ids[0]]
     # The feed is one page of what changed, with their new state.
-    page = http.get(path, params={**params, "updated_since": mark}).json()
+    page = polled(
+        lambda: http.get(path, params={**params, "updated_since": mark}).json(),
+        lambda page: len(page["data"]) >= 2,
+    )
     assert [x["id"] for x in page["data"]] == [ids[1], ids[0]]
     assert page["data"][-1]["updated_at"] == first["updated_at"]
     assert page["next_cursor"] is None
@@ -87,7 +97,10 @@ def _check_feed(
     assert [e["field"] for e in naive.json()["errors"]] == ["updated_since"]
     # The feed's cursor and the list's by id are not each other's.
     by_id = http.get(path, params={**params, "limit": 1}).json()["next_cursor"]
-    fed = http.get(path, params={**params, "updated_since": mark, "limit": 1}).json()
+    fed = polled(
+        lambda: http.get(path, params={**params, "updated_since": mark, "limit": 1}).json(),
+        lambda page: page["next_cursor"] is not None,
+    )
     assert by_id and fed["next_cursor"]
     for cursor, since in ((by_id, mark), (fed["next_cursor"], None)):
         query = {**params, "cursor": cursor, **({"updated_since": since} if since else {})}
@@ -168,7 +181,7 @@ def test_staff_take_updated_since(platform: Running) -> None:
         # With a filter the feed is the filter's: here, all of them; elsewhere, none.
         since = made[0]["updated_at"]
         ids = [made[i]["id"] for i in (2, 1, 0)]
-        assert _feed(http, "/v1/staff", since, location_id=here) == ids
+        assert _fed(http, "/v1/staff", since, 3, location_id=here) == ids
         there = _post(http, "/v1/locations", {"name": "Other", "currency": "USD"})["id"]
         assert _feed(http, "/v1/staff", since, location_id=there) == []
 
@@ -188,13 +201,13 @@ def test_registers_take_updated_since(platform: Running) -> None:
         # With a filter the feed is the filter's: here, all of them; elsewhere, none.
         since = made[0]["updated_at"]
         ids = [made[i]["id"] for i in (2, 1, 0)]
-        assert _feed(http, "/v1/registers", since, location_id=here) == ids
+        assert _fed(http, "/v1/registers", since, 3, location_id=here) == ids
         there = _post(http, "/v1/locations", {"name": "Other", "currency": "USD"})["id"]
         assert _feed(http, "/v1/registers", since, location_id=there) == []
         # Retiring a retired register changes nothing: it does not move in the feed.
         last = made[0]["id"]
         again = _post(http, f"/v1/registers/{last}/retire")
-        assert _feed(http, "/v1/registers", again["updated_at"]) == [last]
+        assert _fed(http, "/v1/registers", again["updated_at"], 1) == [last]
 
 
 def test_shifts_take_updated_since(platform: Running) -> None:

@@ -17,6 +17,7 @@ from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos_customer.domain.loyalty import Sale
 from pos_customer.service import points
+from pos_devstack.testing import polled
 from pos_kit.grpc_client import read_error
 
 from .conftest import Caller, Service
@@ -759,14 +760,12 @@ async def test_every_change_of_points_is_a_new_version_of_the_customer(
         # transaction open in the database when it was written (the outbox relay's, say) is
         # over, as the feed stops at the oldest one (pos_kit/changes.py).
         feed = customer_pb2.ListCustomersRequest(updated_since=last.updated_at)
-        seen: list[int] = []
-        for _ in range(200):
+
+        async def seen(feed: customer_pb2.ListCustomersRequest = feed) -> list[int]:
             listed = (await merchant("ListCustomers", feed)).customers
-            seen = [x.version for x in listed if x.id == c.id]
-            if seen:
-                break
-            await asyncio.sleep(0.05)
-        assert seen == [got.version]
+            return [x.version for x in listed if x.id == c.id]
+
+        assert await polled(seen) == [got.version]
         assert (await announced())[-1] == (got.version, balance, held, tier)
         last = got
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2
-from pos_devstack.testing import Infra, serve_in_process, until
+from pos_devstack.testing import Infra, polled, serve_in_process, until
 from pos_kit.grpc_client import read_error
 
 from .conftest import Caller, Service
@@ -360,13 +360,11 @@ async def test_list_by_change_time(merchant: Caller) -> None:
     request = customer_pb2.ListCustomersRequest(updated_since=since)
     # The feed stops at the oldest transaction open in the database (the outbox relay's, say,
     # begun before B was written: pos_kit/changes.py); it shows B once that one is over.
-    listed: list[str] = []
-    for _ in range(200):
-        listed = [c.id for c in (await merchant("ListCustomers", request)).customers]
-        if len(listed) >= 2:
-            break
-        await asyncio.sleep(0.05)
-    assert listed == [a.id, b.id]
+
+    async def listed() -> list[str]:
+        return [c.id for c in (await merchant("ListCustomers", request)).customers]
+
+    assert await polled(listed, lambda ids: len(ids) >= 2) == [a.id, b.id]
 
 
 async def test_groups_and_the_customers_answer(merchant: Caller, other: Caller) -> None:

@@ -19,7 +19,7 @@ from pos.customer.v1 import customer_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc
-from pos_devstack.testing import Infra, publish_as_relay, serve_in_process
+from pos_devstack.testing import Infra, polled, publish_as_relay, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 
@@ -70,12 +70,9 @@ async def caught_up(
     """The change feed walked to its end, once it shows at least `count` cards: a feed stops at
     the oldest transaction still open in the database (a background task's, on a loaded
     machine), so a change just made joins it when that one ends. Fails after 20 seconds."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        seen = await walk(cards, m, page_size, **filters)
-        if len(seen) >= count or asyncio.get_running_loop().time() > deadline:
-            return seen
-        await asyncio.sleep(0.05)
+    return await polled(
+        lambda: walk(cards, m, page_size, **filters), lambda seen: len(seen) >= count
+    )
 
 
 def stamp(moment: datetime) -> Timestamp:

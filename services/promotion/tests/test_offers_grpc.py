@@ -22,7 +22,7 @@ from pos.customer.v1 import customer_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.promotion.v1 import events_pb2, promotion_pb2_grpc
 from pos.promotion.v1 import promotion_pb2 as pb
-from pos_devstack.testing import Infra, publish_as_relay, serve_in_process, until
+from pos_devstack.testing import Infra, polled, publish_as_relay, serve_in_process, until
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 from pos_kit.streams import ensure_service_streams
@@ -264,16 +264,14 @@ async def test_lifecycle_update_with_version_pause_resume_end_and_the_feed(
     # moment after may not show the end yet; it shows it once that transaction is over.
     since = Timestamp()
     since.FromDatetime(datetime(2000, 1, 1, tzinfo=UTC))
-    fed: list[tuple[str, int]] = []
-    for _ in range(200):
+
+    async def fed() -> list[tuple[str, int]]:
         feed = await running.stub.ListPromotions(
             pb.ListPromotionsRequest(updated_since=since), metadata=md(), timeout=10
         )
-        fed = [(p.id, p.version) for p in feed.promotions]
-        if fed:
-            break
-        await asyncio.sleep(0.05)
-    assert fed == [(promo.id, ended.promotion.version)]
+        return [(p.id, p.version) for p in feed.promotions]
+
+    assert await polled(fed) == [(promo.id, ended.promotion.version)]
     # Another merchant's promotion is a NOT_FOUND for every change.
     theirs = await refused(
         running.stub.EndPromotion(

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -30,6 +30,22 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, "the expected state was not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+T = TypeVar("T")
+
+
+def polled(read: Callable[[], T], done: Callable[[T], bool] = bool, timeout: float = 30.0) -> T:
+    """`read()` asked again every 0.1 s until `done` says its answer is complete, or `timeout`
+    seconds have passed: the last answer either way, for the test to assert on (a miss then
+    fails showing what was read). For a change feed (`updated_since`): it stops at the start of
+    the oldest transaction open in the service's database (a background task's), so a change
+    just made may be missing from it, at the first read or a later one; read it through this
+    every time it must show something (see pos_devstack.testing.polled)."""
+    deadline = time.monotonic() + timeout
+    while not done(value := read()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return value
 

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -61,6 +61,30 @@ async def until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")
         await asyncio.sleep(0.02)
+
+
+T = TypeVar("T")
+
+
+async def polled(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool] = bool, limit: float = 20.0
+) -> T:
+    """`read()` asked again every 50 ms until `done` says its answer is complete, or `limit`
+    seconds have passed: the last answer either way, for the test to assert on (a miss then
+    fails showing what was read).
+
+    For what a background task or a change feed shows a moment after a write: a feed stops at
+    the start of the oldest transaction still open in its database (pos_kit/changes.py; the
+    outbox relay's, a consumer's, a sweeper's), so a change just committed may be missing from
+    it, and may be missing again from a later read (a transaction begun earlier that writes
+    only now holds the feed back to its start). Read a feed through this every time it must
+    show something: it then shows a prefix of the changes, complete once that one ends."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = await read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
 
 
 @dataclass
