@@ -62,13 +62,18 @@ class Received:
         return json.loads(self.body)
 
 
+# A receiver's reply: status, headers, and seconds to wait first or an event to wait for.
+Reply = tuple[int, dict[str, str], float | asyncio.Event]
+
+
 @dataclass
 class Receiver:
-    """A real HTTP server. `answer` decides each reply: (status, headers, seconds to wait)."""
+    """A real HTTP server. `answer` decides each reply: (status, headers, seconds to wait), or
+    an event to wait for instead of seconds (an answer held until the test lets it go)."""
 
     port: int = 0
     got: list[Received] = field(default_factory=list)
-    answer: Callable[[Received], tuple[int, dict[str, str], float]] = lambda r: (204, {}, 0.0)
+    answer: Callable[[Received], Reply] = lambda r: (204, {}, 0.0)
     # The body of each reply other than a 204 (an endpoint may answer any bytes).
     reply: bytes = b"thanks"
 
@@ -96,7 +101,9 @@ class Receiver:
         )
         self.got.append(heard)
         status, headers, wait = self.answer(heard)
-        if wait:
+        if isinstance(wait, asyncio.Event):
+            await wait.wait()
+        elif wait:
             await asyncio.sleep(wait)
         await send(
             {

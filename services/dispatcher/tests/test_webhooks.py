@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from datetime import UTC, timedelta
 
 import grpc
@@ -61,15 +60,15 @@ def customer_created(n: int) -> customer_events.CustomerCreated:
     )
 
 
-async def test_each_event_arrives_signed_within_a_second(dispatcher, receiver) -> None:
+async def test_each_event_arrives_signed(dispatcher, receiver) -> None:
+    # How soon is measured by tools/bench_dispatcher.py: on a loaded machine a second and a
+    # half can pass with nothing wrong, so here the events only arrive (within the deadline).
     made = await dispatcher.subscribe(receiver.url, ["product.*"])
     assert made.secret.startswith("whsec_")
-    started = time.monotonic()
     for n in range(3):
         await dispatcher.publish(product_created(n))
     await dispatcher.publish(customer_created(1))  # not subscribed to
     await dispatcher.eventually(lambda: _have(receiver, 3))
-    assert time.monotonic() - started < 1.5
     hook = Webhook(made.secret)
     bodies = [hook.verify(r.body, r.headers) for r in receiver.got]
     assert {b["type"] for b in bodies} == {"product.created"}
@@ -253,17 +252,22 @@ async def test_a_receiver_down_for_days_is_retried_on_schedule_then_disabled(dis
 
 
 async def test_a_slow_receiver_does_not_hold_up_another(dispatcher, receiver) -> None:
-    receiver.answer = lambda r: (200, {}, 3.0) if r.path == "/slow" else (204, {}, 0.0)
+    # The slow endpoint answers nothing until the fast one has had every event: held up
+    # behind it, the fast one would wait for ever (a failure at the deadline), whatever the
+    # machine's load; a time limit instead failed a loaded run that was merely slow.
+    slow_answers = asyncio.Event()
+    receiver.answer = lambda r: (200, {}, slow_answers) if r.path == "/slow" else (204, {}, 0.0)
     await dispatcher.subscribe(receiver.at("/slow"), ["product.*"])
     await dispatcher.subscribe(receiver.at("/fast"), ["product.*"])
-    started = time.monotonic()
     for n in range(20):
         await dispatcher.publish(product_created(n))
-    await dispatcher.eventually(lambda: _heard_at(receiver, "/fast", 20))
-    assert time.monotonic() - started < 2.5  # the slow one has answered at most once by now
-    # The slow endpoint gets no more than its share of requests at once (8 by default).
-    await asyncio.sleep(0.5)
-    assert len([r for r in receiver.got if r.path == "/slow"]) <= 8
+    try:
+        await dispatcher.eventually(lambda: _heard_at(receiver, "/fast", 20))
+        # The slow endpoint gets no more than its share of requests at once (8 by default).
+        await asyncio.sleep(0.5)
+        assert len([r for r in receiver.got if r.path == "/slow"]) <= 8
+    finally:
+        slow_answers.set()
 
 
 async def test_subscriptions_and_events_stay_with_their_merchant(dispatcher, receiver) -> None:
@@ -428,9 +432,15 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     dispatcher, receiver
 ) -> None:
     """Many deliveries of a slow endpoint wait in the worker's queue; once the subscription is
-    disabled, they stay pending instead of going out (within a second), and go out once each
-    when it is enabled again."""
-    receiver.answer = lambda r: (200, {}, 0.5) if r.path == "/queued" else (204, {}, 0.0)
+    disabled, they stay pending instead of going out (once RECHECK_SECONDS have passed), and
+    go out once each when it is enabled again."""
+    from pos_dispatcher.service.delivery import RECHECK_SECONDS
+
+    # The endpoint answers nothing until let go: the deliveries out when it is disabled (one
+    # per slot, 8) stay the only ones out, however loaded the machine. With answers of half a
+    # second instead, how many went out before the disable depended on how soon it came.
+    answers = asyncio.Event()
+    receiver.answer = lambda r: (200, {}, answers) if r.path == "/queued" else (204, {}, 0.0)
     made = await dispatcher.subscribe(receiver.at("/queued"), ["product.*"])
     events = 40
     for n in range(events):
@@ -440,31 +450,43 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     async def all_made() -> bool:
         return len(await dispatcher.deliveries(made.subscription.id)) == events
 
-    await dispatcher.eventually(all_made)
-    await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", 1))
-    changed = pb.UpdateSubscriptionRequest(
-        request_id="off-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
-    )
-    first = await dispatcher.call("UpdateSubscription", changed)
-    disabled_at = time.monotonic()
-    # Disabled again, or sent what it already is: no new version.
-    for again in (
-        pb.UpdateSubscriptionRequest(
-            request_id="off-q2", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
-        ),
-        pb.UpdateSubscriptionRequest(
-            request_id="same-q", id=made.subscription.id, url=receiver.at("/queued"),
-            event_types=["product.*", "product.*"], replace_event_types=True,
-        ),
-    ):  # fmt: skip
-        kept = await dispatcher.call("UpdateSubscription", again)
-        assert kept.subscription.version == first.subscription.version
-    await asyncio.sleep(3.0)
+    try:
+        await dispatcher.eventually(all_made)
+        await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", 1))
+        changed = pb.UpdateSubscriptionRequest(
+            request_id="off-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
+        )
+        first = await dispatcher.call("UpdateSubscription", changed)
+        # Disabled again, or sent what it already is: no new version.
+        for again in (
+            pb.UpdateSubscriptionRequest(
+                request_id="off-q2", id=made.subscription.id,
+                status=pb.SUBSCRIPTION_STATUS_DISABLED,
+            ),
+            pb.UpdateSubscriptionRequest(
+                request_id="same-q", id=made.subscription.id, url=receiver.at("/queued"),
+                event_types=["product.*", "product.*"], replace_event_types=True,
+            ),
+        ):  # fmt: skip
+            kept = await dispatcher.call("UpdateSubscription", again)
+            assert kept.subscription.version == first.subscription.version
+        # The worker's read of the subscription (made before the first went out) is now older
+        # than it may be: the next delivery to go out reads it again. At least this long, so a
+        # loaded machine only waits longer.
+        await asyncio.sleep(RECHECK_SECONDS + 0.1)
+    finally:
+        answers.set()
+
+    # The slots free up; what waited in the queue finds the subscription disabled.
+    async def answers_recorded() -> bool:
+        found = await dispatcher.deliveries(made.subscription.id)
+        tried = [d for d in found if d.attempt_count >= 1]
+        return len(tried) >= len([r for r in receiver.got if r.path == "/queued"])
+
+    await dispatcher.eventually(answers_recorded)
+    await asyncio.sleep(1.0)  # time enough for a wrong delivery to arrive too
     sent = [r for r in receiver.got if r.path == "/queued"]
-    # Those already out, and at most a second's worth more (8 slots, half a second each).
-    assert len(sent) <= 8 + 2 * 8, len(sent)
-    assert not [r for r in sent if r.at > disabled_at + 1.6]
-    assert len(sent) < events
+    assert 1 <= len(sent) <= 8, len(sent)  # those out when it was disabled, one per slot
 
     receiver.answer = lambda r: (204, {}, 0.0)
     enabled = pb.UpdateSubscriptionRequest(
