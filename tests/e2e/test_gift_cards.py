@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pos_devstack.http_checks import ok, open_till, polled, post
+from pos_devstack.http_checks import day_with_time_to_spare, ok, open_till, polled, post
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -329,6 +329,8 @@ def test_a_gift_card_line_that_cannot_be_activated_is_refused_before_the_card_is
         assert store.status_code == 201, store.text
         location = store.json()["id"]
         printed = "QUAY-" + uuid.uuid4().hex[:12].upper()
+        # The day of the sale below, and of the report read after it (the store's, in UTC).
+        today = day_with_time_to_spare("UTC")
 
         def sale(*cards: dict[str, Any]) -> httpx.Response:
             lines = [{"quantity": 1, "gift_card": card} for card in cards]
@@ -359,7 +361,6 @@ def test_a_gift_card_line_that_cannot_be_activated_is_refused_before_the_card_is
         assert [c["status"] for c in cards] == ["active"]
         payments = http.get(f"/v1/orders/{orders[0]['id']}/payments")
         assert payments.status_code == 200, payments.text
-        today = datetime.now(UTC).date().isoformat()
         report = http.get("/v1/settlement-reports", params={"location_id": location, "date": today})
         assert report.status_code == 200, report.text
         assert (report.json()["gift_cards_sold"], report.json()["gift_cards_sold_count"]) == (
@@ -391,6 +392,7 @@ def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
     cash (`gift_cards_sold_cash`), in no tender."""
     with platform.new_merchant(f"Card Till {uuid.uuid4().hex[:8]}") as http:
         store = ok(post(http, "/v1/locations", {"name": "Card St", "currency": "USD"}), 201)["id"]
+        today = day_with_time_to_spare("UTC")  # the store's day (UTC): of the sales and report
         till = open_till(platform.platform.gateway_url, http, store, role="cashier")
         with closing(till.device) as device:
             sold = ok(post(device, "/v1/gift-cards", {"amount": _usd(5000),
@@ -407,7 +409,6 @@ def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
         assert report["gift_cards_redeemed"] == _usd(700)
         assert report["expected_cash"] == _usd(10_000 + 6000)
         # The store's day shows the same cash, apart from the tenders (no payment took it).
-        today = datetime.now(UTC).date().isoformat()
         day = ok(http.get("/v1/settlement-reports", params={"location_id": store, "date": today}))
         assert (day["gift_cards_sold"], day["gift_cards_sold_cash"]) == (_usd(6000), _usd(6000))
         assert day["gift_cards_redeemed"] == _usd(700)

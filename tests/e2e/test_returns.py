@@ -12,12 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from pos_devstack.http_checks import open_till, stocked
+from pos_devstack.http_checks import day_with_time_to_spare, open_till, stocked
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -204,6 +203,8 @@ def test_store_credit_of_a_return_is_not_a_gift_card_sold_in_the_settlement(
     with platform.new_merchant("Store Credit Settlement") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         store = http.get("/v1/locations").json()["data"][0]
+        # The store's day of the sale, the return and the report read after them.
+        today = day_with_time_to_spare(store["time_zone"])
         customer = http.get("/v1/customers").json()["data"][0]["id"]
         gift_card = {"amount": {"amount": 2500, "currency": "USD"}}
         sale = {"location_id": store["id"], "tender_type": "card", "card_token": "tok_visa",
@@ -216,7 +217,6 @@ def test_store_credit_of_a_return_is_not_a_gift_card_sold_in_the_settlement(
         credit = credited["order_return"]["amount"]
         assert credit["amount"] > 0 and credited["store_credit"]["gift_card_id"]
 
-        today = datetime.now(ZoneInfo(store["time_zone"])).date().isoformat()
         asked = {"location_id": store["id"], "date": today}
         report = _ok(http.get("/v1/settlement-reports", params=asked))
         assert (report["gift_cards_sold"], report["gift_cards_sold_count"]) == (

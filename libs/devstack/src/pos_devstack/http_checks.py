@@ -8,7 +8,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -48,6 +50,22 @@ def polled(read: Callable[[], T], done: Callable[[T], bool] = bool, timeout: flo
     while not done(value := read()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return value
+
+
+def day_with_time_to_spare(time_zone: str = "UTC", spare: float = 180.0) -> str:
+    """Today's date in `time_zone` (YYYY-MM-DD), once at least `spare` seconds of the day are
+    left: waits for the next day first when fewer are. A test that does something, then reads
+    the day's report (of a store, in its time zone) calls this first: a sale a moment before
+    midnight and the report read after it would otherwise be of two days."""
+    zone = ZoneInfo(time_zone)
+    while True:
+        now = datetime.now(UTC)
+        local = now.astimezone(zone)
+        next_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+        left = (next_day - now).total_seconds()
+        if left >= spare:
+            return local.date().isoformat()
+        time.sleep(left + 0.01)  # until the day changes: a wait on the clock, not on a guess
 
 
 def stocked(http: httpx.Client, prefix: str, units: int = 10) -> tuple[str, list[str]]:
