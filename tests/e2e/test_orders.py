@@ -16,7 +16,16 @@ import psycopg
 import pytest
 
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
-from pos_devstack.http_checks import available, eventually, ok, open_till, polled, post, stocked
+from pos_devstack.http_checks import (
+    available,
+    eventually,
+    ok,
+    open_till,
+    polled,
+    post,
+    post_answered,
+    stocked,
+)
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -377,14 +386,16 @@ def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
     }
 
     def buy(_: int) -> tuple[int, Any]:
+        # Sixteen at once on a busy machine: a step may answer 503 (a deadline, the pool's
+        # wait), which a shop retries with the same key (post_answered), as here.
         with httpx.Client(base_url=str(http.base_url), headers=http.headers, timeout=60) as c:
-            answer = post(c, "/v1/orders", body)
+            answer = post_answered(c, "/v1/orders", body)
             if answer.status_code != 201:
                 return answer.status_code, answer.json()
             order = answer.json()
-            ok(post(c, f"/v1/orders/{order['id']}/tenders",
-                      {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
-            return 200, ok(post(c, f"/v1/orders/{order['id']}/confirm", {}))
+            ok(post_answered(c, f"/v1/orders/{order['id']}/tenders",
+                             {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+            return 200, ok(post_answered(c, f"/v1/orders/{order['id']}/confirm", {}))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(buy, range(120)))

@@ -20,6 +20,27 @@ def post(http: httpx.Client, path: str, body: dict[str, Any], key: str | None = 
     return http.post(path, json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())})
 
 
+def post_answered(
+    http: httpx.Client, path: str, body: dict[str, Any], key: str | None = None,
+    timeout: float = 60.0,
+) -> httpx.Response:  # fmt: skip
+    """POST as a till does on a busy machine: with one Idempotency-Key (`key`, or one of its
+    own), sent again while the answer is a 503 (a deadline passed, a pool kept it waiting:
+    nothing is kept under the key) or a 409 `idempotency_request_in_progress` (the first is
+    still running), until `timeout` seconds have passed. The answer that says what happened."""
+    headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = http.post(path, json=body, headers=headers)
+        busy = answer.status_code == 503 or (
+            answer.status_code == 409
+            and answer.json().get("code") == "idempotency_request_in_progress"
+        )
+        if not busy or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
 def ok(answer: httpx.Response, status: int = 200) -> Any:
     """The answer's JSON, once its status is the one expected (else the body, to read)."""
     assert answer.status_code == status, answer.text
