@@ -25,8 +25,9 @@ from pos_dispatcher.entrypoints import grpc_api
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.dispatcher.v1 import dispatcher_pb2_grpc
 from pos_devstack.natsd import LocalNats
-from pos_devstack.testing import Infra, publish_as_relay, until
+from pos_devstack.testing import Infra, publish_as_relay, publish_made_event, until
 from pos_kit import service as kit_service
+from pos_kit.events import OutgoingEvent
 from pos_kit.grpc_server import GrpcService
 
 
@@ -167,6 +168,10 @@ class Running:
     async def publish(self, message: Message, merchant: str = "mer_a") -> str:
         """As a service's outbox relay publishes an integration event."""
         return await publish_as_relay(self.nats.url, message, merchant)
+
+    async def publish_made(self, event: OutgoingEvent) -> str:
+        """As the relay publishes an outbox row, again after a failure: the same event."""
+        return await publish_made_event(self.nats.url, event)
 
     async def call(self, method: str, request: Message, merchant: str = "mer_a") -> Any:
         return await getattr(self.stub, method)(
