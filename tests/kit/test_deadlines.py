@@ -4,7 +4,6 @@ server still answers in its own words when the service it called never does."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -76,12 +75,12 @@ async def test_a_server_answers_before_its_callers_deadline_when_its_own_call_ha
     call = relay.unary_unary(
         CALL, request_serializer=S.SerializeToString, response_deserializer=S.FromString
     )
-    started = time.monotonic()
     answer = await call(S(value="sale"), timeout=2.0, metadata=((MERCHANT_HEADER, "m_1"),))
     # Without the margin the front's call ends with the client's deadline, and the client hears
-    # DEADLINE_EXCEEDED instead of the front's answer.
+    # DEADLINE_EXCEEDED instead of the front's answer. An answer at all came before the client's
+    # deadline (past it the call raises); a clock read after it could be later on a loaded
+    # machine with nothing wrong, so none is asserted on.
     assert answer.value == "gave up: DEADLINE_EXCEEDED"
-    assert time.monotonic() - started < 2.0
 
 
 def test_the_margin_is_a_share_of_the_time_left_and_at_most_a_second() -> None:
