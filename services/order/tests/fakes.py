@@ -6,9 +6,11 @@ the server tests use the real services."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -35,6 +37,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer
+from pos_order.service import saga
 from pos_order.service.ports import (
     CartContext,
     CustomerFound,
@@ -634,3 +637,23 @@ class FakeStock:
         for s, q in lines:
             self.on_hand[s] = self.on_hand.get(s, 0) + q
         self.requests[request_id] = True
+
+
+async def stopped_at(boundary: str, work: Awaitable[Any], limit: float = 20.0) -> None:
+    """`work` (a coroutine, or a task already running) until it stops at the saga boundary
+    `boundary` (`Policy.pause_at`: it waits there for ever, as a process killed there), then
+    cancelled. Fails if it ends first or is not there within `limit` seconds. A fixed time
+    instead (`wait_for(work, 0.5)`) stopped it wherever it was when a loaded machine was slow
+    to get it there."""
+    seen = len(saga.PAUSED)  # before `work` can run: a boundary of an earlier test is not it
+    task = asyncio.ensure_future(work)
+    deadline = time.monotonic() + limit
+    try:
+        while boundary not in saga.PAUSED[seen:]:
+            if task.done():
+                raise AssertionError(f"ended before {boundary}: {task.exception()!r}")
+            assert time.monotonic() < deadline, f"never stopped at {boundary}"
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

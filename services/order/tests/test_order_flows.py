@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import FakePayments
+from fakes import FakePayments, stopped_at
 from test_coupons_saga import CouponDiscount, FakeCoupons
 from test_lifecycle_machine import UNITS, OrderLifecycle, at_till
 
@@ -265,8 +265,7 @@ def test_a_crash_while_a_refused_order_is_withdrawn_leaves_it_to_the_resumer() -
             read = await steps.read(uow)
             await uow.commit()
         claim = Claim("mer_a", cmd.request_id, datetime.now(UTC))
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(steps.call(claim, read), 0.5)
+        await stopped_at("compensating", steps.call(claim, read))
 
     asyncio.run(dies())
     (order,) = m.store.orders.values()
@@ -533,9 +532,8 @@ def test_a_cancel_beside_a_tender_whose_driver_died_is_done_and_the_resumer_void
     dying = replace(m.policy, pause_at=frozenset({"after_authorization"}))
 
     async def dies() -> None:
-        with pytest.raises(TimeoutError):
-            tender = _card_for_the_balance(m, order_id, "tok_timeout", dying)
-            await asyncio.wait_for(m._steps(tender), 0.5)
+        tender = _card_for_the_balance(m, order_id, "tok_timeout", dying)
+        await stopped_at("after_authorization", m._steps(tender))
 
     asyncio.run(dies())
     assert m.order(order_id).saga.tenders[0].state is TenderState.SENT
@@ -596,9 +594,7 @@ def test_a_cancel_before_a_tenders_payment_exists_voids_it_though_its_driver_die
         finally:
             slow.gate.set()
         # The payment is made; the driver stops at the boundary after it, as if killed.
-        await asyncio.wait([tendering], timeout=0.5)
-        assert saga.PAUSED[-1:] == ["after_authorization"] and not tendering.done()
-        tendering.cancel()
+        await stopped_at("after_authorization", tendering)
         return cancelled
 
     saga.PAUSED.clear()
@@ -625,9 +621,15 @@ def test_a_cancel_beside_a_tender_that_never_reached_the_payment_service_ends() 
     order_id = m.order_ids[-1]
 
     async def dies() -> None:
-        tender = _card_for_the_balance(m, order_id, "tok_visa", m.policy)
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(m._steps(tender), 0.2)
+        # Killed once its call is on its way (not after a fixed 0.2 s, which a loaded machine
+        # could spend before the call left, or before the tender was even saved).
+        tendering = asyncio.ensure_future(
+            m._steps(_card_for_the_balance(m, order_id, "tok_visa", m.policy))
+        )
+        await asyncio.wait_for(slow.waiting.wait(), 20)
+        assert not tendering.done()
+        tendering.cancel()
+        await asyncio.gather(tendering, return_exceptions=True)
 
     asyncio.run(dies())
     cancelled = m._attempt(lambda: _cancel(m, order_id))

@@ -4,13 +4,12 @@ with request ids derived from the order."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import FakeStock, uow_factory
+from fakes import FakeStock, stopped_at, uow_factory
 from test_checkout import Shop, _cmd, checkout
 
 from pos_kit.errors import Conflict, DomainError, NotFound, RequestIdReused, Unavailable
@@ -220,8 +219,7 @@ async def test_a_confirmation_failing_after_its_holds_were_committed_restocks_th
     confirm = handlers.ConfirmOrder(order.id, shop.ports, new_uow, policy, _same)
 
     if interrupted == "at_the_compensation":  # the process dies there (the test hook)
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(_run(confirm, shop, "req-confirm"), 0.5)
+        await stopped_at("compensating", _run(confirm, shop, "req-confirm"))
     else:
         with pytest.raises(DomainError) as err:
             await _run(confirm, shop, "req-confirm")
