@@ -26,10 +26,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def shop(infra: Infra) -> AsyncIterator[Shop]:
+    # One connection, waited for at most 5 s: a cancel holding it while it waits at the relay
+    # (until the test opens the gate) fails the other order whatever this wait, and 5 s leaves
+    # the service's own tasks (relay, resumer) room to use it first on a loaded machine, which
+    # 1.5 s did not always.
     pool_of_one = {
         "database_pool_size": 1,
         "database_pool_overflow": 0,
-        "database_pool_timeout_seconds": 1.5,
+        "database_pool_timeout_seconds": 5.0,
     }
     async with relayed_shop(infra, **pool_of_one) as found:
         yield found

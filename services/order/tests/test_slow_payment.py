@@ -88,7 +88,11 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                     payment.port,
                     database_pool_size=1,
                     database_pool_overflow=0,
-                    database_pool_timeout_seconds=1.5,
+                    # Below the payment's 4 s, so a checkout holding the one connection
+                    # through its payment fails the others; above 1.5 s, which a loaded
+                    # machine's turns at the connection (four checkouts, the service's own
+                    # tasks) could pass with nothing held.
+                    database_pool_timeout_seconds=3.0,
                 )
             )
             location_id = await tee_shop(inventory.channel, MERCHANT_ID)
