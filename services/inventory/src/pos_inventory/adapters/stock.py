@@ -44,8 +44,60 @@ from pos_kit.paging import PageRequest
 from pos_kit.uow import compiled_sql
 
 ENTRY_PREFIX = "led"
-# What a changed stock row answers with, to become a StockLevel.
-LEVEL = (stock.c.sku, stock.c.location_id, stock.c.on_hand, stock.c.reserved, stock.c.updated_at)
+
+
+def _due() -> Any:
+    """A hold past its time (by the database clock) that the sweep has not reached: it holds
+    nothing by its terms, though its units are still counted in the row's `reserved`."""
+    # Literals, not parameters: `record_all` runs a statement compiled once (`compiled_sql`)
+    # with only the parameters it names.
+    return and_(
+        reservations.c.status == literal_column(f"'{ReservationStatus.ACTIVE.value}'"),
+        reservations.c.expires_at <= func.now(),
+    )
+
+
+def due_units(table: Table) -> Any:
+    """The units of due holds (`_due`) still counted in `reserved` of the `table` row the
+    enclosing statement reads or changes: correlated to its merchant, SKU and location, and
+    found through the partial index of due holds, which the sweep keeps short."""
+    line = (
+        func.jsonb_array_elements(reservations.c.lines)
+        .table_valued("value")
+        .render_derived(name="due_line")
+    )
+    units = cast(line.c.value.op("->>")(literal_column("1")), BigInteger)
+    return (
+        # sum() of bigint is numeric: back to a whole number of units.
+        select(cast(func.coalesce(func.sum(units), literal_column("0")), BigInteger))
+        .select_from(reservations)
+        .join(line, true())
+        .where(
+            reservations.c.merchant_id == table.c.merchant_id,
+            reservations.c.location_id == table.c.location_id,
+            _due(),
+            line.c.value.op("->>")(literal_column("0")) == table.c.sku,
+        )
+        .correlate(table)
+        .scalar_subquery()
+    )
+
+
+def level_columns(table: Table = stock) -> tuple[Any, ...]:
+    """What a changed stock row answers with, to become a StockLevel: the level as a reader
+    sees it (`reserved` without the units of due holds not yet swept, as `_levels_as_read`
+    counts it), so a write's answer and its events agree with every read. Before, a write
+    answered the row as written, and its due holds still held their units there."""
+    return (
+        table.c.sku,
+        table.c.location_id,
+        table.c.on_hand,
+        (table.c.reserved - due_units(table)).label("reserved"),
+        table.c.updated_at,
+    )
+
+
+LEVEL = level_columns()
 
 
 # The arrays a batch of ledger entries is sent as (`SqlStock.record_all`), one row per SKU.
@@ -142,7 +194,7 @@ def _record_all(table: Table) -> ClauseElement:
         )
         # `updated_at` is stamped by the table's trigger when on_hand moves (migration 0008).
         .values(on_hand=table.c.on_hand + given.c.delta)
-        .returning(*(table.c[name] for name in _RECORDED_LEVEL))
+        .returning(*level_columns(table))
         .cte("changed")
     )
     written = (
@@ -217,11 +269,7 @@ def _due_held(merchant_id: str, skus: list[str] | None, location_ids: list[str] 
         )
         .select_from(reservations)
         .join(line, true())
-        .where(
-            reservations.c.merchant_id == merchant_id,
-            reservations.c.status == ReservationStatus.ACTIVE.value,
-            reservations.c.expires_at <= func.now(),
-        )
+        .where(reservations.c.merchant_id == merchant_id, _due())
         .group_by(reservations.c.location_id, sku)
     )
     if skus is not None:
