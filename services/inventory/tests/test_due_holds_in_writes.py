@@ -19,6 +19,7 @@ from sqlalchemy import func, update
 from pos_inventory.adapters.tables import reservations as reservations_table
 from pos_inventory.domain.model import (
     Adjustment,
+    LowStock,
     Reason,
     ReservationCommitted,
     ReservationCreated,
@@ -206,3 +207,63 @@ async def test_the_sweep_announces_levels_without_the_due_holds_it_has_yet_to_re
     (expired,) = [e for e in swept if isinstance(e, ReservationExpired)]
     assert expired.reservation.id == older
     assert [_figures(x) for x in expired.levels] == [(10, 0, 10)]
+
+
+async def _threshold(db: Db, sku: str, threshold: int) -> None:
+    async with db.tx() as uow:
+        await stock.set_low_stock_threshold(uow, sku, threshold)
+
+
+def _lows(db: Db, start: int) -> list[tuple[int, int, int]]:
+    return [(*_figures(e.level)[1:], e.threshold) for e in _published(db, start, LowStock)]
+
+
+async def test_low_stock_is_announced_when_a_write_takes_what_reads_promised_below_it(
+    db: Db,
+) -> None:
+    """Reads promise the units of a due hold; a decrease that takes that promise to the
+    threshold is a crossing. Before, the crossing was judged from the row with the due hold
+    counted, already below the threshold, so no alert came at all."""
+    sku, loc = await _stocked(db, 10, "due-low")
+    await _threshold(db, sku, 3)
+    await _due_hold(db, sku, loc, 8)  # made: 2 left, announced then; due: 10 promised again
+    start = len(db.published)
+    async with db.tx() as uow:
+        await handlers.adjust_stock(uow, Adjustment(sku, loc, -8, Reason.DAMAGED))
+    assert _lows(db, start) == [(0, 2, 3)]
+
+
+async def test_low_stock_is_announced_when_a_sale_or_a_move_takes_what_reads_promised_below_it(
+    db: Db,
+) -> None:
+    sold, here = await _stocked(db, 10, "due-low-sale")
+    await _threshold(db, sold, 3)
+    await _due_hold(db, sold, here, 8)
+    start = len(db.published)
+    async with db.tx() as uow:  # 10 promised: 2 after the sale
+        await handlers.record_sale(uow, "ord_due_low", here, [(sold, 8)])
+    assert _lows(db, start) == [(0, 2, 3)]
+
+    moved, here = await _stocked(db, 5, "due-low-move")
+    there = (await db.shop(moved)).id
+    await _threshold(db, moved, 3)
+    await _due_hold(db, moved, here, 2)
+    start = len(db.published)
+    async with db.tx() as uow:  # 5 promised: 2 after the move
+        await stock.transfer_stock(uow, here, there, [(moved, 3)], None)
+    assert _lows(db, start) == [(0, 2, 3)]
+
+
+async def test_no_low_stock_is_announced_while_reads_promise_more_than_the_threshold(
+    db: Db,
+) -> None:
+    """A due hold's units are promised: a decrease that leaves more than the threshold as
+    read is no crossing, though the row with the due hold counted would be below it."""
+    sku, loc = await _stocked(db, 10, "due-no-low")
+    await _threshold(db, sku, 3)
+    await _due_hold(db, sku, loc, 5)
+    start = len(db.published)
+    async with db.tx() as uow:
+        level, _ = await handlers.adjust_stock(uow, Adjustment(sku, loc, -3, Reason.DAMAGED))
+    assert _figures(level) == (7, 0, 7)
+    assert _lows(db, start) == []

@@ -161,13 +161,22 @@ def announce(
     uow: InventoryUnitOfWork,
     level: StockLevel,
     entry: LedgerEntry | None,
-    available_before: int,
     threshold: int | None,
+    reserved_change: int = 0,
 ) -> None:
-    """The events of one changed level: the change itself and, when it crossed, low stock."""
+    """The events of one changed level: the change itself and, when it crossed, low stock.
+
+    `level` is the level after the change as a reader sees it (without the units of holds
+    past their time not yet swept); what was available before is that level without the
+    change (`entry`'s delta of on_hand, `reserved_change` of reserved), so a crossing is
+    judged by the figures the reads showed on both sides. Before, it was judged from the
+    row as locked, due holds counted: a fall from what the reads promised to the threshold
+    was no crossing if the due holds had already taken the row below it."""
     if entry is not None:
         uow.publish(StockChanged(level, entry))
-    if threshold is not None and crossed_low(available_before, level, threshold):
+    on_hand_change = entry.delta if entry is not None else 0
+    before = max(0, level.on_hand - on_hand_change - (level.reserved - reserved_change))
+    if threshold is not None and crossed_low(before, level, threshold):
         uow.publish(LowStock(level, threshold))
 
 
@@ -214,7 +223,7 @@ async def adjust_stock(
             adjustment.note,
         ),
     )
-    announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+    announce(uow, level, entry, threshold)
     return level, entry
 
 
@@ -260,9 +269,8 @@ async def record_sale(
         for sku in skus
     ]
     recorded = await uow.stock.record_all(location_id, entries)
-    for sku, (level, entry, threshold) in zip(skus, recorded, strict=True):
-        state = states[sku]
-        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+    for level, entry, threshold in recorded:
+        announce(uow, level, entry, threshold)
 
 
 async def stock_at(

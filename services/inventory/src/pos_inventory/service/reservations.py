@@ -55,7 +55,7 @@ async def create_reservation(
     levels = [level for level, _ in held]
     uow.publish(ReservationCreated(reservation, levels))
     for level, threshold in held:
-        announce(uow, level, None, level.available + wanted[level.sku], threshold)
+        announce(uow, level, None, threshold, reserved_change=wanted[level.sku])
     return reservation, levels
 
 
@@ -119,7 +119,7 @@ async def commit_reservation(
             NewEntry(EntryKind.SALE, Reason.SOLD, -quantity, applied, occurred_at, finished.id),
             reserved_delta=-quantity,
         )
-        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+        announce(uow, level, entry, threshold, reserved_change=-quantity)
         levels.append(level)
     uow.publish(ReservationCommitted(finished, levels))
     return finished, levels

@@ -68,7 +68,7 @@ async def count_stock(
         NewEntry(EntryKind.COUNT, None, counted, applied, when, note=note),
         count_key=count_key,
     )
-    announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+    announce(uow, level, entry, threshold)
     return level, entry
 
 
@@ -132,7 +132,7 @@ async def transfer_stock(
         level, entry, threshold = await uow.stock.record(
             sku, location_id, NewEntry(kind, None, quantity, applied, when, transfer_id, note)
         )
-        announce(uow, level, entry, max(0, state.on_hand - state.reserved), threshold)
+        announce(uow, level, entry, threshold)
         levels.append(level)
         entries.append(entry)
     return transfer_id, levels, entries
