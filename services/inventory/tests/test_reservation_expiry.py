@@ -319,3 +319,81 @@ async def test_the_sweep_still_ends_a_due_hold_that_was_only_read(
     assert _events(svc, "expired", rid) == 1
     swept = await stub.GetReservation(st.GetReservationRequest(id=rid), metadata=MD, timeout=5)
     assert swept.reservation.status == st.RESERVATION_STATUS_EXPIRED
+
+
+async def _due_holds(
+    svc: InProcessService, loc: str, sku: str, count: int, tag: str, seconds_ago: int
+) -> list[str]:
+    """`count` holds of one unit each, all past their time by `seconds_ago`."""
+    stub = stock_stub(svc.channel)
+    ids = []
+    for i in range(count):
+        made = await stub.CreateReservation(
+            _hold(f"{tag}-{i}", loc, [(sku, 1)]), metadata=MD, timeout=5
+        )
+        ids.append(made.reservation.id)
+    _db(
+        svc,
+        "UPDATE reservations SET expires_at = now() - make_interval(secs => %s)"
+        " WHERE id = ANY(%s) RETURNING id",
+        seconds_ago,
+        ids,
+    )
+    return ids
+
+
+async def test_due_holds_of_other_skus_do_not_hide_the_one_in_the_way(
+    svc: InProcessService,
+) -> None:
+    """A hold or a move short only because of a due hold finds it however many due holds of
+    other SKUs at the location are older. Before, the oldest 100 due holds there were read and
+    then narrowed to the short SKUs: 100 due holds of other SKUs hid it, and the write was
+    refused `insufficient_stock` for units nothing held by its terms."""
+    loc = await _setup(svc, {"HIDE-other": 100, "HIDE-held": 1, "HIDE-moved": 1}, "hide")
+    there = await _setup(svc, {}, "hide-there")
+    stub = stock_stub(svc.channel)
+    await _due_holds(svc, loc, "HIDE-other", 100, "hide-o", seconds_ago=60)
+    (held,) = await _due_holds(svc, loc, "HIDE-held", 1, "hide-h", seconds_ago=1)
+    (moved,) = await _due_holds(svc, loc, "HIDE-moved", 1, "hide-m", seconds_ago=1)
+
+    new = await stub.CreateReservation(
+        _hold("hide-new", loc, [("HIDE-held", 1)]), metadata=MD, timeout=5
+    )
+    assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
+    assert _invariants(svc, "HIDE-held", loc) == (1, 1)
+    assert _events(svc, "expired", held) == 1
+
+    await stub.TransferStock(
+        st.TransferStockRequest(
+            request_id="hide-move",
+            from_location_id=loc,
+            to_location_id=there,
+            lines=[st.StockLine(sku="HIDE-moved", quantity=1)],
+        ),
+        metadata=MD,
+        timeout=5,
+    )
+    assert _invariants(svc, "HIDE-moved", loc) == (0, 0)
+    assert _events(svc, "expired", moved) == 1
+    # Only the holds in the way were ended; the sweep ends the others.
+    assert _invariants(svc, "HIDE-other", loc) == (100, 100)
+
+
+async def test_a_hold_short_by_more_due_holds_than_one_refusal_names_is_not_refused(
+    svc: InProcessService,
+) -> None:
+    """A refusal names at most 100 due holds in the way; the hold ends them and is tried
+    again as long as due holds are in the way. Before, it was tried once more only: short by
+    101 due holds' units, it was refused though every unit it wanted was free by its terms."""
+    loc = await _setup(svc, {"MANY-due": 101}, "many-due")
+    stub = stock_stub(svc.channel)
+    due = await _due_holds(svc, loc, "MANY-due", 101, "many", seconds_ago=1)
+    assert _invariants(svc, "MANY-due", loc) == (101, 101)
+
+    new = await stub.CreateReservation(
+        _hold("many-new", loc, [("MANY-due", 101)]), metadata=MD, timeout=30
+    )
+    assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
+    assert [(lv.on_hand, lv.reserved) for lv in new.levels] == [(101, 101)]
+    assert _invariants(svc, "MANY-due", loc) == (101, 101)  # the new hold's, not twice
+    assert sum(_events(svc, "expired", rid) for rid in due) == 101

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, select, update
+from sqlalchemy import Row, and_, case, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters.stock import LEVEL, level_of
@@ -111,21 +111,35 @@ class SqlReservations:
         return reservation_of(row) if row else None
 
     async def due_holding(self, location_id: str, skus: list[str], limit: int) -> list[str]:
-        """Ids of active holds at the location past their time (by the database clock) that
-        hold any of `skus`, oldest due first: what the sweep has yet to give back there."""
+        """Ids of up to `limit` active holds at the location past their time (by the database
+        clock) that hold any of `skus`, oldest due first: what the sweep has yet to give back
+        there. The SKUs are matched in the query, before the limit: matched after it, `limit`
+        due holds of other SKUs hid every one in the way."""
+        line = (
+            func.jsonb_array_elements(reservations.c.lines)
+            .table_valued("value")
+            .render_derived(name="line")
+        )
+        holds_one = (
+            select(literal_column("1"))
+            .select_from(line)
+            .where(line.c.value.op("->>")(0).in_(skus))
+            .correlate(reservations)
+            .exists()
+        )
         rows = await self._conn.execute(
-            select(reservations.c.id, reservations.c.lines)
+            select(reservations.c.id)
             .where(
                 reservations.c.merchant_id == self._merchant,
                 reservations.c.location_id == location_id,
                 reservations.c.status == ReservationStatus.ACTIVE.value,
                 reservations.c.expires_at <= func.now(),
+                holds_one,
             )
             .order_by(reservations.c.expires_at, reservations.c.id)
             .limit(limit)
         )
-        wanted = set(skus)
-        return [r.id for r in rows if any(sku in wanted for sku, _ in r.lines)]
+        return [r.id for r in rows]
 
     async def expire_if_due(self, reservation_id: str) -> Reservation | None:
         """Mark an active reservation expired when it is due by the database clock, as the

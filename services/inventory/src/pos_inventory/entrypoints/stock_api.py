@@ -81,6 +81,12 @@ def ending_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]
     return rpc
 
 
+# How many times a write short of units held by due holds ends the ones its refusal names and
+# is tried again (each refusal names up to `reservations.MAX_DUE_IN_THE_WAY`): a bound on one
+# request's work; the sweep ends any others.
+MAX_FREEING_ROUNDS = 20
+
+
 def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R]:
     """A write short of available units (`OutOfStock`) where holds past their time still
     hold some of the short SKUs (the sweep runs every few seconds; the refusal names them)
@@ -88,21 +94,27 @@ def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R
     back once, `ReservationExpired`), and is tried once more. Its own transaction was rolled
     back with its request id unclaimed, so the retry is the first answer. Due holds hold
     nothing by their terms: the last unit of a SKU was refused for up to a sweep interval
-    while an abandoned cart's hold sat past its time."""
+    while an abandoned cart's hold sat past its time.
+
+    Tried again as long as the refusal names due holds it can end (a refusal names at most
+    `MAX_DUE_IN_THE_WAY`), up to `MAX_FREEING_ROUNDS` times: tried once more only, a write
+    short by more than that many due holds' units was refused though every unit it wanted
+    was held by holds past their time."""
 
     @functools.wraps(method)
     async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await method(self, request, context)
-        except OutOfStock as short:
-            freed = 0
-            for reservation_id in short.due_holds:
-                async with self.bound_uow() as uow:
-                    if await reservations.expire_reservation(uow, reservation_id):
-                        await uow.commit()
-                        freed += 1
-            if not freed:
-                raise
+        for _ in range(MAX_FREEING_ROUNDS):
+            try:
+                return await method(self, request, context)
+            except OutOfStock as short:
+                freed = 0
+                for reservation_id in short.due_holds:
+                    async with self.bound_uow() as uow:
+                        if await reservations.expire_reservation(uow, reservation_id):
+                            await uow.commit()
+                            freed += 1
+                if not freed:
+                    raise
         return await method(self, request, context)
 
     return rpc
