@@ -397,3 +397,24 @@ async def test_a_hold_short_by_more_due_holds_than_one_refusal_names_is_not_refu
     assert [(lv.on_hand, lv.reserved) for lv in new.levels] == [(101, 101)]
     assert _invariants(svc, "MANY-due", loc) == (101, 101)  # the new hold's, not twice
     assert sum(_events(svc, "expired", rid) for rid in due) == 101
+
+
+async def test_a_hold_of_many_lines_each_short_only_by_a_due_hold_is_not_refused(
+    svc: InProcessService,
+) -> None:
+    """A hold stops at its first short line; its refusal names the due holds in the way of
+    that line and of every line after it, so one round ends them all. Before, it named only
+    those of the lines short as read, which leaves due holds out: the next line short only by
+    a due hold was not among them, and each such line cost a refusal and a retry of its own
+    (a hold of more lines than the retries allow was refused)."""
+    skus = [f"LINES-{i:02}" for i in range(25)]
+    loc = await _setup(svc, dict.fromkeys(skus, 1), "lines")
+    stub = stock_stub(svc.channel)
+    due = [(await _due_holds(svc, loc, sku, 1, f"lines-{sku}", seconds_ago=1))[0] for sku in skus]
+
+    new = await stub.CreateReservation(
+        _hold("lines-new", loc, [(sku, 1) for sku in skus]), metadata=MD, timeout=30
+    )
+    assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
+    assert [(lv.sku, lv.on_hand, lv.reserved) for lv in new.levels] == [(sku, 1, 1) for sku in skus]
+    assert sum(_events(svc, "expired", rid) for rid in due) == len(skus)

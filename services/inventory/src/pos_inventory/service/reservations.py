@@ -86,7 +86,11 @@ async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
         for sku, quantity in rest
         if sku == short_sku or (levels[sku].available if sku in levels else 0) < quantity
     ]
-    raise OutOfStock(short, due_holds=await due_holds_in_the_way(uow, hold.location_id, short))
+    # The due holds in the way of every line not yet held, not only of those short as read:
+    # a read leaves due holds out, so a line short only by one reads as covered, and was left
+    # for a refusal (and a retry) of its own.
+    due = await due_holds_in_the_way(uow, hold.location_id, [sku for sku, _ in rest])
+    raise OutOfStock(short, due_holds=due)
 
 
 async def get_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:
@@ -160,13 +164,12 @@ async def expire_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> b
 
 
 async def due_holds_in_the_way(
-    uow: InventoryUnitOfWork, location_id: str, short: list[Short]
+    uow: InventoryUnitOfWork, location_id: str, skus: list[str]
 ) -> list[str]:
-    """The holds at `location_id` past their time that still hold some of the `short` SKUs: a
-    hold or a move short there may be short only because the sweep has not reached them. Read
-    by the refused write itself (one indexed query, only when refused), so a refusal with
-    none costs no other transaction."""
-    skus = [s.sku for s in short]
+    """The holds at `location_id` past their time that still hold some of `skus`: a hold or a
+    move short there may be short only because the sweep has not reached them. Read by the
+    refused write itself (one indexed query, only when refused), so a refusal with none costs
+    no other transaction."""
     return await uow.reservations.due_holding(location_id, skus, MAX_DUE_IN_THE_WAY)
 
 

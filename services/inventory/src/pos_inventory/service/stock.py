@@ -119,7 +119,7 @@ async def transfer_stock(
     ]
     if short:
         short = [Short(s.sku, s.wanted, max(0, s.available)) for s in short]
-        due = await due_holds_in_the_way(uow, from_location_id, short)
+        due = await due_holds_in_the_way(uow, from_location_id, [s.sku for s in short])
         raise OutOfStock(short, "move", due)
     levels: list[StockLevel] = []
     entries: list[LedgerEntry] = []
