@@ -9,7 +9,7 @@ setting its time in the past, never by waiting."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
@@ -30,10 +30,13 @@ from pos_inventory.domain.model import (
 )
 from pos_inventory.domain.reservations import validate_hold
 from pos_inventory.service import handlers, reservations, stock
+from pos_kit.paging import PageRequest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 E = TypeVar("E")
+# Before any count a test takes: a change stamped then is superseded by it.
+T_PAST = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def _stocked(db: Db, units: int, tag: str) -> tuple[str, str]:
@@ -267,3 +270,50 @@ async def test_no_low_stock_is_announced_while_reads_promise_more_than_the_thres
         level, _ = await handlers.adjust_stock(uow, Adjustment(sku, loc, -3, Reason.DAMAGED))
     assert _figures(level) == (7, 0, 7)
     assert _lows(db, start) == []
+
+
+async def _due_now(db: Db, reservation_id: str) -> datetime:
+    """Its time is up at this moment (after the hold was made and its level stamped)."""
+    async with db.tx() as uow:
+        return (
+            await uow.conn.execute(
+                update(reservations_table)
+                .where(reservations_table.c.id == reservation_id)
+                .values(expires_at=func.now())
+                .returning(reservations_table.c.expires_at)
+            )
+        ).scalar_one()
+
+
+async def test_a_level_is_stamped_no_earlier_than_a_due_hold_left_out_of_it(db: Db) -> None:
+    """A level's `updated_at` is when `reserved` (so `available`) last changed: a due hold's
+    units left `reserved` when its time ran out, so a level read (or answered by a write
+    that changed nothing) without them is stamped no earlier than that, as a due hold reads
+    `updated_at` no earlier than its `expires_at`. Before, it kept the stamp of the hold,
+    from when those units were still held."""
+    sku, loc = await _stocked(db, 10, "due-stamp")
+    async with db.tx() as uow:
+        await stock.count_stock(uow, "due-stamp-count", sku, loc, 10, None, None)
+    held = await _hold(db, sku, loc, 4)
+    async with db.uow() as uow:
+        ((stamped,),) = [[x.updated_at for x in await handlers.stock_levels(uow, [sku], loc)]]
+    ran_out = await _due_now(db, held)
+    assert stamped is not None and stamped < ran_out
+
+    async with db.uow() as uow:
+        (read,) = await handlers.stock_levels(uow, [sku], loc)
+        (everywhere,) = await handlers.stock_levels(uow, [sku], None)
+        (listed,) = (await handlers.stock_at(uow, loc, PageRequest(limit=500)))[0]
+    for level in (read, everywhere, listed):
+        assert _figures(level) == (10, 0, 10)
+        assert level.updated_at is not None and level.updated_at >= ran_out
+
+    # A change from before the latest count changes nothing (and stamps nothing): its answer
+    # is the level as read, stamp included.
+    async with db.tx() as uow:
+        level, entry = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, 1, Reason.RECEIVED, occurred_at=T_PAST)
+        )
+    assert entry.superseded
+    assert _figures(level) == (10, 0, 10)
+    assert level.updated_at is not None and level.updated_at >= ran_out

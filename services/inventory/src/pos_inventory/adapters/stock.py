@@ -57,8 +57,8 @@ def _due() -> Any:
     )
 
 
-def due_units(table: Table) -> Any:
-    """The units of due holds (`_due`) still counted in `reserved` of the `table` row the
+def _due_of_row(table: Table, *columns: Any) -> Any:
+    """`columns` over the lines of due holds (`_due`) holding the SKU of the `table` row the
     enclosing statement reads or changes: correlated to its merchant, SKU and location, and
     found through the partial index of due holds, which the sweep keeps short."""
     line = (
@@ -66,10 +66,8 @@ def due_units(table: Table) -> Any:
         .table_valued("value")
         .render_derived(name="due_line")
     )
-    units = cast(line.c.value.op("->>")(literal_column("1")), BigInteger)
     return (
-        # sum() of bigint is numeric: back to a whole number of units.
-        select(cast(func.coalesce(func.sum(units), literal_column("0")), BigInteger))
+        select(*(column(line.c.value) for column in columns))
         .select_from(reservations)
         .join(line, true())
         .where(
@@ -83,17 +81,43 @@ def due_units(table: Table) -> Any:
     )
 
 
+def due_units(table: Table) -> Any:
+    """The units of due holds still counted in `reserved` of the `table` row."""
+    # sum() of bigint is numeric: back to a whole number of units.
+    return _due_of_row(
+        table,
+        lambda value: cast(
+            func.coalesce(
+                func.sum(cast(value.op("->>")(literal_column("1")), BigInteger)),
+                literal_column("0"),
+            ),
+            BigInteger,
+        ),
+    )
+
+
+def due_since(table: Table) -> Any:
+    """When the last of the due holds of the `table` row ran out (NULL without one): the
+    moment its units left `reserved` as read."""
+    return _due_of_row(table, lambda _: func.max(reservations.c.expires_at))
+
+
 def level_columns(table: Table = stock) -> tuple[Any, ...]:
     """What a changed stock row answers with, to become a StockLevel: the level as a reader
     sees it (`reserved` without the units of due holds not yet swept, as `_levels_as_read`
     counts it), so a write's answer and its events agree with every read. Before, a write
-    answered the row as written, and its due holds still held their units there."""
+    answered the row as written, and its due holds still held their units there.
+
+    `updated_at` likewise is no earlier than the moment a due hold's units left `reserved`
+    (its `expires_at`): a write that changed the row stamps it later anyway, but one that
+    changed nothing (a change from before the latest count) left the stamp of the hold."""
     return (
         table.c.sku,
         table.c.location_id,
         table.c.on_hand,
         (table.c.reserved - due_units(table)).label("reserved"),
-        table.c.updated_at,
+        # greatest() skips a NULL: without a due hold, the row's own stamp.
+        func.greatest(table.c.updated_at, due_since(table)).label("updated_at"),
     )
 
 
@@ -266,6 +290,7 @@ def _due_held(merchant_id: str, skus: list[str] | None, location_ids: list[str] 
             sku.label("sku"),
             # sum() of bigint is numeric: back to a whole number of units.
             cast(func.sum(cast(line.c.value.op("->>")(1), BigInteger)), BigInteger).label("units"),
+            func.max(reservations.c.expires_at).label("since"),
         )
         .select_from(reservations)
         .join(line, true())
@@ -283,14 +308,17 @@ def _levels_as_read(
     merchant_id: str, skus: list[str] | None, location_ids: list[str] | None
 ) -> Any:
     """Levels as a reader sees them: `reserved` without the units of due holds not yet swept
-    (`_due_held`), so `available` promises them, one statement with the levels."""
+    (`_due_held`), so `available` promises them, one statement with the levels; `updated_at`
+    no earlier than the moment the last of them ran out, when their units left `reserved`
+    (as a due hold reads `updated_at` no earlier than its `expires_at`)."""
     due = _due_held(merchant_id, skus, location_ids)
     return select(
         stock.c.sku,
         stock.c.location_id,
         stock.c.on_hand,
         (stock.c.reserved - func.coalesce(due.c.units, 0)).label("reserved"),
-        stock.c.updated_at,
+        # greatest() skips a NULL: without a due hold, the row's own stamp.
+        func.greatest(stock.c.updated_at, due.c.since).label("updated_at"),
     ).select_from(
         stock.outerjoin(
             due, and_(due.c.location_id == stock.c.location_id, due.c.sku == stock.c.sku)
