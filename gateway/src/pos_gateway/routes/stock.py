@@ -402,7 +402,8 @@ async def create_reservation(body: ReservationIn, svc: Svc) -> HeldReservation:
 )
 async def get_reservation(reservation_id: PathId, svc: Svc) -> Reservation:
     """A hold past its `expires_at` (by the inventory's clock) reads `expired`, swept or not,
-    and its units are no longer `reserved` in any read of stock."""
+    and its units are no longer `reserved` in any read of stock, nor in the levels a write
+    answers or announces (`inventory.changed`, `inventory.low_stock`)."""
     answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
     return to_model(Reservation, answer.reservation)
 
