@@ -6,11 +6,15 @@ way. The sweep then finds nothing to give back again."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
+import psycopg
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 from test_reservations import _db, _hold, _invariants, _setup, stock_stub
 
 from pos.inventory.v1 import inventory_pb2 as inv
@@ -19,6 +23,7 @@ from pos.inventory.v1 import stock_events_pb2 as inv_events
 from pos.inventory.v1 import stock_pb2 as st
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
 from pos_inventory.entrypoints.sweeper import sweep_once
+from pos_inventory.service import reservations
 from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -418,3 +423,42 @@ async def test_a_hold_of_many_lines_each_short_only_by_a_due_hold_is_not_refused
     assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
     assert [(lv.sku, lv.on_hand, lv.reserved) for lv in new.levels] == [(sku, 1, 1) for sku in skus]
     assert sum(_events(svc, "expired", rid) for rid in due) == len(skus)
+
+
+async def test_a_hold_is_not_refused_when_another_ends_the_due_hold_in_its_way_first(
+    svc: InProcessService,
+) -> None:
+    """A refused hold ends the due holds in its way and is tried again; one of them may have
+    been ended meanwhile by the sweep or another write (whose refusal named it too), its
+    units given back all the same. Before, only a hold this request ended itself counted: it
+    found every one ended already and stood by its refusal, `insufficient_stock` for units
+    nothing held any more. The interleaving is forced: the other party holds the due hold's
+    lock until the refused hold waits for it, then ends it as the sweep would, and commits."""
+    sku = "RACE-due"
+    loc = await _setup(svc, {sku: 1}, "race-due")
+    stub = stock_stub(svc.channel)
+    (old,) = await _due_holds(svc, loc, sku, 1, "race-old", seconds_ago=1)
+    async with (
+        await psycopg.AsyncConnection.connect(svc.database_url, autocommit=True) as watcher,
+        svc.runtime.uow().bind("mer_a") as other,
+    ):
+        assert (await other.reservations.get(old, lock=True)) is not None
+        pid = await other.conn.scalar(text("SELECT pg_backend_pid()"))
+        call = asyncio.ensure_future(
+            stub.CreateReservation(_hold("race-new", loc, [(sku, 1)]), metadata=MD, timeout=30)
+        )
+        deadline = time.monotonic() + 20
+        while not await (
+            await watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+            )
+        ).fetchone():
+            assert not call.done(), "the hold answered without ending the due hold"
+            assert time.monotonic() < deadline, "the refused hold never waited for the due one"
+            await asyncio.sleep(0.01)
+        assert await reservations.expire_reservation(other, old)
+        await other.commit()
+    new = await call
+    assert new.reservation.status == st.RESERVATION_STATUS_ACTIVE
+    assert _invariants(svc, sku, loc) == (1, 1)
+    assert _events(svc, "expired", old) == 1

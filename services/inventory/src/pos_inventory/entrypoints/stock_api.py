@@ -91,15 +91,19 @@ def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R
     """A write short of available units (`OutOfStock`) where holds past their time still
     hold some of the short SKUs (the sweep runs every few seconds; the refusal names them)
     ends those holds as expired, each in a transaction of its own as the sweep would (units
-    back once, `ReservationExpired`), and is tried once more. Its own transaction was rolled
+    back once, `ReservationExpired`), and is tried again. Its own transaction was rolled
     back with its request id unclaimed, so the retry is the first answer. Due holds hold
     nothing by their terms: the last unit of a SKU was refused for up to a sweep interval
     while an abandoned cart's hold sat past its time.
 
-    Tried again as long as the refusal names due holds it can end (a refusal names at most
+    Tried again as long as the refusal names due holds (a refusal names at most
     `MAX_DUE_IN_THE_WAY`), up to `MAX_FREEING_ROUNDS` times: tried once more only, a write
     short by more than that many due holds' units was refused though every unit it wanted
-    was held by holds past their time."""
+    was held by holds past their time. Every hold named is ended once this loop has been
+    through it, by this request or by whoever got there first (the sweep, another write
+    refused for it), its units given back either way, so the retry is due whoever ended it:
+    counting only those this request ended, a write that lost that race stood by a refusal
+    for units nothing held any more. The next refusal names other holds, so the rounds end."""
 
     @functools.wraps(method)
     async def rpc(self: Api, request: Req, context: grpc.aio.ServicerContext) -> R:
@@ -107,14 +111,12 @@ def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R
             try:
                 return await method(self, request, context)
             except OutOfStock as short:
-                freed = 0
+                if not short.due_holds:
+                    raise
                 for reservation_id in short.due_holds:
                     async with self.bound_uow() as uow:
                         if await reservations.expire_reservation(uow, reservation_id):
                             await uow.commit()
-                            freed += 1
-                if not freed:
-                    raise
         return await method(self, request, context)
 
     return rpc
