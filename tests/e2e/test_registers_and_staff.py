@@ -1704,3 +1704,60 @@ def test_a_closed_shifts_report_stays_as_closed_when_its_sales_are_captured_late
         read = http.get(f"/v1/shifts/{shift}")
         assert read.status_code == 200, read.text
         assert read.json()["report"] == at_close
+
+
+def test_a_register_with_no_one_signed_in_sells_nothing_through_orders(
+    platform: Running,
+) -> None:
+    """A till whose member signed out (its shift still open) takes no order, tender,
+    confirmation, hand-over, card-reader payment or gift card redemption: each is a 403
+    `staff_sign_in_required`, as its one-call checkout is, and nothing is written. Before, a
+    cash tender went into the open shift's drawer with no one on record, and the order's sale
+    named no member."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Gone Home", "cashier", here, "4826")
+    register, device = _paired_register(platform, here)
+    assert _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "4826"}).is_success
+    usd = {"amount": 10_000, "currency": "USD"}
+    shift = _post(device, "/v1/shifts", {"opening_float": usd}).json()
+    assert _post(device, "/v1/register-sessions/current/end").status_code == 200
+    expected = device.get(f"/v1/shifts/{shift['id']}").json()["report"]["expected_cash"]
+
+    line = {"sku": "MUG-LOGO", "quantity": 1}
+    pickup = {"location_id": here, "lines": [line],
+              "fulfillments": [{"type": "pickup", "location_id": here}]}  # fmt: skip
+    draft = _post(http, "/v1/orders", {**pickup, "status": "draft"}).json()
+    web = _post(http, "/v1/orders", pickup).json()
+    paid = _post(http, "/v1/orders", pickup).json()
+    tender = {"tender_type": "card", "card_token": "tok_visa"}
+    assert _post(http, f"/v1/orders/{paid['id']}/tenders", tender).status_code == 201
+    assert _post(http, f"/v1/orders/{paid['id']}/confirm").status_code == 200
+    card = _post(http, "/v1/gift-cards", {"amount": usd}).json()
+    cash = {"tender_type": "cash", "cash_tendered": usd}
+    reader = {"location_id": here, "device_id": "sandbox_reader_approve",
+              "amount": {"amount": 500, "currency": "USD"}, "reference": "nobody"}  # fmt: skip
+    step = f"/v1/orders/{paid['id']}/fulfillments/{paid['fulfillments'][0]['id']}/steps"
+    refused = {
+        "order": _post(device, "/v1/orders", pickup),
+        "edit": device.patch(f"/v1/orders/{draft['id']}", json={"notes": "nobody"}),
+        "submit": _post(device, f"/v1/orders/{draft['id']}/submit"),
+        "tender": _post(device, f"/v1/orders/{web['id']}/tenders", cash),
+        "confirm": _post(device, f"/v1/orders/{web['id']}/confirm"),
+        "step": _post(device, step, {"status": "ready_for_pickup"}),
+        "reader": _post(device, "/v1/terminal-checkouts", reader),
+        "redeem": _post(device, "/v1/gift-cards/redeem", {"code": card["code"], "amount": usd}),
+    }
+    answers = {k: (r.status_code, r.json().get("code")) for k, r in refused.items()}
+    assert answers == {k: (403, "staff_sign_in_required") for k in refused}
+
+    # Nothing happened: no sale on the register, no cash in its drawer, each order as it was.
+    listed = http.get("/v1/orders", params={"register_id": register["id"]}).json()["data"]
+    assert listed == []
+    assert device.get(f"/v1/shifts/{shift['id']}").json()["report"]["expected_cash"] == expected
+    assert http.get(f"/v1/orders/{web['id']}/payments").json()["payments"] == []
+    assert http.get(f"/v1/orders/{web['id']}").json()["status"] == "pending_payment"
+    assert http.get(f"/v1/orders/{draft['id']}").json()["status"] == "draft"
+    assert http.get(f"/v1/orders/{draft['id']}").json()["notes"] == ""
+    assert http.get(f"/v1/orders/{paid['id']}").json()["fulfillments"][0]["status"] == "reserved"
+    assert http.get(f"/v1/gift-cards/{card['gift_card']['id']}").json()["balance"] == usd

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 import grpc
-from fastapi import Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -27,7 +27,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from pos.common.v1 import money_pb2
 from pos_gateway import registers, staff
-from pos_gateway.actions import principal_of
+from pos_gateway.actions import principal_of, signed_in
 from pos_gateway.auth import require
 from pos_gateway.clients import Services
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
@@ -527,6 +527,13 @@ def shown_once_text(fields: tuple[str, ...]) -> str:
     )
 
 
+async def member_signed_in(request: Request) -> None:
+    """A register's request that sells or moves money is someone's: with no member signed in
+    it is a 403 `staff_sign_in_required` before anything is asked of a service, as a
+    checkout's is, so no tender lands in a drawer and no sale is made with no one on record."""
+    signed_in(principal_of(request))
+
+
 def op(
     scope: str,
     summary: str,
@@ -536,13 +543,19 @@ def op(
     status: int = 200,
     shown_once: tuple[str, ...] = (),
     also: tuple[str, ...] = (),
+    sells: bool = False,
 ) -> dict[str, Any]:
     """Everything a /v1 route declares besides its path: scope check, docs, its success answer
     (`status`, with an `example`) and its error answers (`errors`: the statuses it may answer
     besides the EDGE ones). `shown_once` names the answer's secret fields: the edge reads them
     here (idempotency.shown_once), never stores them, and a replay has them null. `also`: the
-    scopes of other resources the answer holds, required as well."""
+    scopes of other resources the answer holds, required as well. `sells`: the route sells,
+    takes money or hands goods over, so at a register a member must be signed in (a route
+    guarded by `actions.guarded` is held to that there already)."""
     scopes = [scope, *also]
+    dependencies = [require(s) for s in scopes]
+    if sells:
+        dependencies.append(Depends(member_signed_in))
     extra: dict[str, Any] = {"security": [{"apiKey": scopes}], "x-required-scopes": scopes}
     if shown_once:
         extra[SHOWN_ONCE] = list(shown_once)
@@ -551,7 +564,7 @@ def op(
         # No description here: FastAPI then takes the route's docstring (its rules), and
         # openapi.build puts the scope in front of it.
         "status_code": status,
-        "dependencies": [require(s) for s in scopes],
+        "dependencies": dependencies,
         "responses": {status: success(example), **problems(*EDGE, *errors)},
         "openapi_extra": extra,
     }

@@ -325,7 +325,7 @@ class RedeemIn(Body):
 @router.post(
     "/gift-cards/redeem",
     **op("payments:write", "Redeem value from a gift card", (404, 429, *CREATE),
-         example=ex.GIFT_CARD_REDEEMED),
+         example=ex.GIFT_CARD_REDEEMED, sells=True),
 )  # fmt: skip
 async def redeem_gift_card(
     body: RedeemIn, request: Request, svc: Svc, _: CodeBudget

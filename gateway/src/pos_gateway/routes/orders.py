@@ -621,7 +621,9 @@ def _fulfillment_pb(f: FulfillmentIn) -> order_pb2.FulfillmentRequest:
 
 @router.post(
     "/orders",
-    **op("orders:write", "Create an order", (404, *CREATE), example=ex.ORDER, status=201),
+    **op(
+        "orders:write", "Create an order", (404, *CREATE), example=ex.ORDER, status=201, sells=True
+    ),
 )
 async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     """Prices the lines (the price snapshot, promotions, tax), saves the order
@@ -699,6 +701,7 @@ class OrderPatch(Patch):
         "Edit an order's notes and metadata, or a draft",
         (404, 409, 412),
         example=ex.ORDER,
+        sells=True,
     ),
 )
 async def update_draft_order(
@@ -766,7 +769,7 @@ class SubmitIn(Body):
 
 @router.post(
     "/orders/{order_id}/submit",
-    **op("orders:write", "Submit a draft order", (404, *CREATE), example=ex.ORDER),
+    **op("orders:write", "Submit a draft order", (404, *CREATE), example=ex.ORDER, sells=True),
 )
 async def submit_order(
     order_id: PathId,
@@ -831,6 +834,7 @@ def tender_into(
         (402, 404, *CREATE),
         example=ex.CHECKOUT,
         status=201,
+        sells=True,
     ),
 )
 async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Request) -> Checkout:
@@ -875,6 +879,7 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
         (404, *CREATE),
         example=ex.ORDER,
         shown_once=("gift_cards",),
+        sells=True,
     ),
 )
 async def confirm_order(order_id: PathId, svc: Svc) -> ConfirmedOrder:
@@ -975,7 +980,13 @@ class FulfillmentStepIn(Body):
 
 @router.post(
     "/orders/{order_id}/fulfillments/{fulfillment_id}/steps",
-    **op("orders:write", "Move a fulfilment to its next step", (404, *CREATE), example=ex.ORDER),
+    **op(
+        "orders:write",
+        "Move a fulfilment to its next step",
+        (404, *CREATE),
+        example=ex.ORDER,
+        sells=True,
+    ),
 )
 async def step_fulfillment(
     order_id: PathId, fulfillment_id: PathId, body: FulfillmentStepIn, svc: Svc

@@ -557,7 +557,7 @@ class TerminalCheckoutIn(Body):
 @router.post(
     "/terminal-checkouts",
     **op("payments:write", "Send a payment to a card reader", (404, *CREATE),
-         example=ex.TERMINAL_CHECKOUT, status=201),
+         example=ex.TERMINAL_CHECKOUT, status=201, sells=True),
 )  # fmt: skip
 async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> TerminalCheckout:
     """The card-present flow: the checkout is `pending` until the reader answers, which takes
@@ -596,7 +596,7 @@ async def get_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalChecko
 @router.post(
     "/terminal-checkouts/{checkout_id}/cancel",
     **op("payments:write", "Cancel a pending terminal checkout", (404, *CREATE),
-         example={**ex.TERMINAL_CHECKOUT, "status": "cancelled", "payment_id": ""}),
+         example={**ex.TERMINAL_CHECKOUT, "status": "cancelled", "payment_id": ""}, sells=True),
 )  # fmt: skip
 async def cancel_terminal_checkout(checkout_id: PathId, svc: Svc) -> TerminalCheckout:
     """From the register, while the checkout is `pending`. The reader has the last word: a
