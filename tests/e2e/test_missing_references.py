@@ -133,3 +133,55 @@ def test_stock_routes_name_the_missing_sku_or_store_in_the_body(platform: Runnin
     missing_line = _missing(post(http, "/v1/inventory/transfers", move))
     assert _fields(missing_line) == ["lines[1].sku"]
     assert available(http, sku, here) == 10 and available(http, sku, there) == 10
+
+
+def test_returns_and_gift_cards_name_the_missing_store_customer_or_order_in_the_body(
+    platform: Running,
+) -> None:
+    """A return's or an exchange's line taking units back at a store, a return without a
+    receipt's store, and a gift card's customer or order: each a 404 naming the field that
+    named it, made up or another merchant's alike, with nothing returned, refunded or issued.
+    Before, these 404s named no field (an order's, a checkout's and a cart's did)."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "RET")
+    with platform.new_merchant("Return reference shop") as other:
+        theirs_store = ok(post(other, "/v1/locations", {"name": "Theirs", "currency": "USD"}),
+                          201)["id"]  # fmt: skip
+        theirs_customer = ok(post(other, "/v1/customers", {"email": "r@example.com"}), 201)["id"]
+        theirs_sku, _ = stocked(other, "THEIRS")
+        theirs_order = ok(post(other, "/v1/orders", {"location_id": theirs_store,
+                          "lines": [{"sku": theirs_sku, "quantity": 1}]}), 201)["id"]  # fmt: skip
+    sale = ok(post(http, "/v1/checkouts", {"location_id": store, "tender_type": "card",
+              "card_token": "tok_visa", "lines": [{"sku": sku, "quantity": 2}]}), 201)  # fmt: skip
+    order = sale["order"]["id"]
+    customer = ok(post(http, "/v1/customers", {"email": "ret@example.com"}), 201)["id"]
+    back = {"line_id": "L1", "quantity": 1, "location_id": "{store}"}
+    usd = {"amount": 500, "currency": "USD"}
+    cases = [
+        (f"/v1/orders/{order}/returns", {"lines": [back], "reason": "unwanted"},
+         ["lines[0].location_id"]),
+        (f"/v1/orders/{order}/exchanges", {"lines": [back], "reason": "unwanted",
+         "new_lines": [{"sku": sku, "quantity": 1}]}, ["lines[0].location_id"]),
+        ("/v1/returns", {"location_id": "{store}", "customer_id": customer, "reason": "unwanted",
+         "lines": [{"sku": sku, "quantity": 1}]}, ["location_id"]),
+        ("/v1/gift-cards", {"amount": usd, "customer_id": "{customer}"}, ["customer_id"]),
+        ("/v1/gift-cards", {"amount": usd, "order_id": "{order}"}, ["order_id"]),
+    ]  # fmt: skip
+    made_up = {"store": "loc_nosuchstore", "customer": "cus_nosuchone", "order": "ord_nosuch"}
+    theirs = {"store": theirs_store, "customer": theirs_customer, "order": theirs_order}
+    for path, template, fields in cases:
+        answers = []
+        for ids in (made_up, theirs):
+            text = json.dumps(template)
+            for what, value in ids.items():
+                text = text.replace("{" + what + "}", value)
+            problem = _missing(post(http, path, json.loads(text)))
+            assert _fields(problem) == fields, (path, problem)
+            answers.append(json.dumps(problem).replace(theirs_store, made_up["store"])
+                           .replace(theirs_customer, made_up["customer"])
+                           .replace(theirs_order, made_up["order"]))  # fmt: skip
+        assert answers[0] == answers[1], path  # whose it is, is not told
+    assert ok(http.get(f"/v1/orders/{order}/returns"))["data"] == []
+    assert ok(http.get(f"/v1/orders/{order}/payments"))["refunded"]["amount"] == 0
+    assert ok(http.get("/v1/gift-cards", params={"customer_id": customer}))["data"] == []
+    assert available(http, sku, store) == 8

@@ -8,8 +8,10 @@ look-ups per credential, far smaller than the general rate limit, against guessi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
+import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
@@ -20,7 +22,7 @@ from pos_gateway import examples as ex
 from pos_gateway.actions import Done, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.problems import Problem
+from pos_gateway.problems import Problem, from_rpc_error
 from pos_gateway.ratelimit import Limiter
 from pos_gateway.routes.common import (
     CREATE,
@@ -54,6 +56,7 @@ from pos_gateway.schemas.gift_cards import (
 )
 
 router = APIRouter(prefix="/v1", tags=["gift cards"])
+_T = TypeVar("_T")
 Svc = Annotated[Services, Depends(services)]
 
 # Code look-ups per credential: a burst of 20, then one a second. A till uses a few a sale; a
@@ -95,10 +98,26 @@ async def _known(
     if location_id:
         in_its_currency(await location_of(svc, location_id, "location_id"), currency)
     if customer_id:
-        customer_id = await _survivor(svc, customer_id)
+        customer_id = await _named(_survivor(svc, customer_id), "customer_id", "customer")
     if order_id:
-        await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+        await _named(svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id)), "order_id",
+                     "order")  # fmt: skip
     return customer_id
+
+
+async def _named(found: Awaitable[_T], field: str, resource: str) -> _T:
+    """An id the body names, looked up: missing, its 404 names `field` (`no such <resource>`),
+    as an order's or a cart's does, and reads the same for another merchant's."""
+    try:
+        return await found
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        problem = from_rpc_error(exc)
+        if problem.status != 404:  # an erased customer's 410 stays as it is
+            raise problem from None
+        named = [{"field": field, "reason": f"no such {resource}"}]
+        raise Problem(404, problem.code, problem.detail, named, extra=problem.extra) from None
 
 
 # Merges chain (a survivor merged away in turn); a longer chain than this is not followed.

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import grpc
 
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
-from pos_kit.errors import FieldViolation, InvalidArgument, raise_if, require
+from pos_kit.errors import (
+    DomainError,
+    ErrorKind,
+    FieldViolation,
+    InvalidArgument,
+    named_by,
+    raise_if,
+    require,
+)
 from pos_kit.idempotency import once_across_calls, request_fingerprint_of
 from pos_kit.money import Money
 from pos_kit.paging import page_of, page_request, time_field
@@ -52,6 +61,19 @@ from pos_order.service.ports import (
     ReturnFilters,
 )
 from pos_order.service.saga import Policy, boundary
+
+_T = TypeVar("_T")
+
+
+async def _named(found: Awaitable[_T], fields: list[str]) -> _T:
+    """A store (or other resource) a request's body names, looked up: missing, its 404 names
+    the request's fields that named it, as an order's or a cart's does."""
+    try:
+        return await found
+    except DomainError as exc:
+        if exc.kind is not ErrorKind.NOT_FOUND:
+            raise
+        raise named_by(exc, fields) from None
 
 
 def _tender(number: int) -> Tender | None:
@@ -538,9 +560,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
 
     async def _stores_taking_back(self, lines: list[ReturnLineRequest]) -> None:
         """A store named to take units back must be the merchant's: checked before anything is
-        claimed, so a return naming another merchant's store writes nothing (404)."""
+        claimed, so a return naming another merchant's store writes nothing (404, naming each
+        line that named it: `lines[i].location_id`)."""
         for location_id in sorted({ln.location_id for ln in lines} - {""}):
-            await self.ports.catalog.location(location_id)  # type: ignore[attr-defined]
+            fields = [f"lines[{i}].location_id" for i, ln in enumerate(lines)
+                      if ln.location_id == location_id]  # fmt: skip
+            await _named(self.ports.catalog.location(location_id), fields)  # type: ignore[attr-defined]
 
     async def CreateReceiptlessReturn(
         self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
@@ -562,7 +587,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.bound_uow, self.ports.customers, req.customer_id
         )
         req = replace(req, customer_id=survivor)
-        store = await self.ports.catalog.location(req.location_id)  # type: ignore[attr-defined]
+        store = await _named(
+            self.ports.catalog.location(req.location_id),  # type: ignore[attr-defined]
+            ["location_id"],
+        )
         steps = returns.CreateReceiptlessReturn(
             req,
             store.currency,
