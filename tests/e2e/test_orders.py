@@ -832,3 +832,44 @@ def test_orders_are_listed_by_when_they_were_created(platform: Running) -> None:
             refused = http.get("/v1/orders", params=window)
             assert refused.status_code == 400, refused.text
             assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+
+
+def test_a_shipment_needs_an_address_carrier_and_tracking_number_that_are_not_blank(
+    platform: Running,
+) -> None:
+    """A shipment's `ship_to`, and the `carrier` and `tracking_number` of its `shipped` step,
+    are required: spaces alone are a 400 naming each, with nothing held, captured or moved,
+    and what is sent is kept trimmed. Before, a blank tracking number shipped the goods for
+    good (captured), and the real one was then refused as `fulfillment_already_shipped`."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "SHIP")
+    shipment = {"type": "shipment", "location_id": store, "ship_to": "  "}
+    blank = {"location_id": store, "lines": [{"sku": sku, "quantity": 1}],
+             "fulfillments": [shipment]}  # fmt: skip
+    nowhere = post(http, "/v1/orders", blank)
+    assert nowhere.status_code == 400, nowhere.text
+    assert [e["field"] for e in nowhere.json()["errors"]] == ["fulfillments[0].ship_to"]
+    assert available(http, sku, store) == 10
+
+    body = {**blank, "fulfillments": [{**shipment, "ship_to": " 1 Main St "}]}
+    order = ok(post(http, "/v1/orders", body), 201)
+    assert order["fulfillments"][0]["ship_to"] == "1 Main St"
+    ok(post(http, f"/v1/orders/{order['id']}/tenders",
+            {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    ok(post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    step = f"/v1/orders/{order['id']}/fulfillments/{order['fulfillments'][0]['id']}/steps"
+    ok(post(http, step, {"status": "picked"}))
+    refused = post(http, step, {"status": "shipped", "carrier": " ", "tracking_number": "\t"})
+    assert refused.status_code == 400, refused.text
+    fields = [e["field"] for e in refused.json()["errors"]]
+    assert fields == ["carrier", "tracking_number"]
+    after = ok(http.get(f"/v1/orders/{order['id']}"))["fulfillments"][0]
+    assert (after["status"], after["captured"]["amount"]) == ("picked", 0)
+
+    shipped = ok(post(http, step, {"status": "shipped", "carrier": " UPS",
+                                   "tracking_number": "1Z999 "}))["fulfillments"][0]  # fmt: skip
+    assert (shipped["status"], shipped["carrier"], shipped["tracking_number"]) == (
+        "shipped", "UPS", "1Z999")  # fmt: skip
+    # Asked again as it was sent, it is the step it is at: the order unchanged.
+    again = post(http, step, {"status": "shipped", "carrier": "UPS ", "tracking_number": "1Z999"})
+    assert ok(again)["fulfillments"][0]["tracking_number"] == "1Z999"

@@ -184,7 +184,8 @@ def _fulfillment_requests(
         FulfillmentRequest(
             FULFILLMENT_TYPES.from_proto(f.type, f"fulfillments[{i}].type"),
             f.location_id,
-            f.ship_to,
+            # Kept trimmed: spaces alone are no address (required for a shipment).
+            f.ship_to.strip(),
             (f.destination.latitude, f.destination.longitude)
             if f.HasField("destination")
             else None,
@@ -456,8 +457,14 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             to = FULFILLMENT_STATUSES.optional(request.status, "status")
         except InvalidArgument:
             to = None
+        # Kept trimmed: spaces alone are no carrier or tracking number (required at shipped),
+        # and a retry padded otherwise is the same step.
         step = handlers.FulfillmentStep(
-            request.order_id, request.fulfillment_id, to, request.carrier, request.tracking_number
+            request.order_id,
+            request.fulfillment_id,
+            to,
+            request.carrier.strip(),
+            request.tracking_number.strip(),
         )
         steps = handlers.UpdateFulfillment(
             step,
