@@ -148,3 +148,32 @@ def test_store_credit_for_a_merged_duplicate_is_the_survivors(platform: Running)
     assert http.get(f"/v1/returns/{ret['id']}").json()["customer_id"] == survivor
     cards = http.get("/v1/gift-cards", params={"customer_id": survivor}).json()["data"]
     assert card["gift_card_id"] in [c["id"] for c in cards]
+
+
+def test_more_points_than_the_customer_has_is_a_409_naming_redeem_points(
+    platform: Running,
+) -> None:
+    """A checkout, an order and a cart preview redeeming more points than the customer has
+    available: the 409 `insufficient_points` names `redeem_points` in `errors[]` (as its 400s
+    do), with `available`, and charges or holds nothing. Before, it named no field."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    made = _post(http, "/v1/customers", {"email": f"{uuid.uuid4().hex[:10]}@example.com"})
+    customer = made.json()["id"]
+    gift = {"points": 100, "reason": "gift"}
+    assert _post(http, f"/v1/customers/{customer}/points/adjustments", gift).status_code == 201
+    lines = [{"sku": "MUG-LOGO", "quantity": 1}]
+    ask = {"location_id": location, "customer_id": customer, "lines": lines, "redeem_points": 500}
+    sale = {**ask, "tender_type": "card", "card_token": "tok_visa"}
+    payments = len(http.get("/v1/payments", params={"limit": 200}).json()["data"])
+    for path, body in (("/v1/checkouts", sale), ("/v1/orders", ask), ("/v1/carts/calculate", ask)):
+        short = _post(http, path, body)
+        assert (short.status_code, short.json()["code"]) == (409, "insufficient_points"), path
+        assert [e["field"] for e in short.json()["errors"]] == ["redeem_points"], short.text
+        assert short.json()["available"] == 100, short.text
+    assert len(http.get("/v1/payments", params={"limit": 200}).json()["data"]) == payments
+    # Nothing sold: an order announced before its points were refused is cancelled.
+    orders = http.get("/v1/orders", params={"customer_id": customer}).json()["data"]
+    assert {(o["status"], o["cancel_reason"]) for o in orders} <= {
+        ("cancelled", "insufficient_points")
+    }, orders

@@ -377,7 +377,10 @@ class Checkout(Generic[R]):
                 self.new_uow, self.ports, order, cart, False, cmd.request_id
             )
         # Not announced before its end: points refused withdraw the sale.
-        order = await saga.hold_points(self.new_uow, self.ports, order, policy, self._withdraw)
+        try:
+            order = await saga.hold_points(self.new_uow, self.ports, order, policy, self._withdraw)
+        except DomainError as exc:
+            raise points_named(exc) from None
         if not order.saga.tenders:  # nothing to pay: a zero total
             order = await saga.finish_confirmation(
                 self.new_uow, self.ports, order, policy, codes=self.codes, shown=self.shown
@@ -802,9 +805,12 @@ class CreateOrder(Generic[R]):
             # Points refused: an order waiting for its holds was never announced, and is
             # withdrawn as for short stock; one announced already is cancelled.
             unannounced = self._withdraw if order.saga.announce_when_held else None
-            order = await saga.hold_points(
-                self.new_uow, self.ports, order, self.policy, unannounced
-            )
+            try:
+                order = await saga.hold_points(
+                    self.new_uow, self.ports, order, self.policy, unannounced
+                )
+            except DomainError as exc:
+                raise points_named(exc) from None
             order = await saga.hold_stock(
                 self.new_uow, self.ports, order, self.policy, self._withdraw
             )
@@ -2052,10 +2058,12 @@ async def calculate_cart(
         available = await ports.loyalty.available(customer_id)
         if available is not None and cmd.redeem_points > available:
             # As the sale's hold would refuse them: a preview shows no discount no sale gets.
-            raise Conflict(
-                "the customer does not have that many points available",
-                "insufficient_points",
-                {"available": str(max(available, 0))},
+            raise points_named(
+                Conflict(
+                    "the customer does not have that many points available",
+                    "insufficient_points",
+                    {"available": str(max(available, 0))},
+                )
             )
         worth = price_points(
             cmd.redeem_points, await ports.loyalty.point_value(), _points_may_discount(cart)
@@ -2070,3 +2078,17 @@ async def calculate_cart(
         quote = replace(cart.quote, discounts=(*cart.quote.discounts, redeemed))
         cart = replace(cart, totals=pricing.apply_points(cart, worth.amount), quote=quote)
     return cart
+
+
+def points_named(exc: DomainError) -> DomainError:
+    """More points than the customer has available is the request's `redeem_points` at
+    fault: the 409 `insufficient_points` names it, with what is available, as its 400s do
+    (the customer service, refusing the hold, names no field of the order's request)."""
+    if exc.code == "insufficient_points" and not exc.violations:
+        available = exc.metadata.get("available", "")
+        exc.violations = [
+            FieldViolation(
+                "redeem_points", f"must be at most {available}, the points the customer has"
+            )
+        ]
+    return exc
