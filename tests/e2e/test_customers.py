@@ -683,3 +683,53 @@ def test_a_group_is_renamed_listed_and_deleted_and_its_offer_ends_with_it(
     assert http.get(f"/v1/customer-groups/{staff['id']}").status_code == 404
     assert http.get(f"/v1/customers/{member['id']}").json()["group_ids"] == []
     assert _eventually(lambda: discount() == 0)
+
+
+def test_a_merged_customer_is_refused_as_merged_not_as_missing(platform: Running) -> None:
+    """A duplicate merged away still reads (`status: merged`, `merged_into`). A change naming
+    it, by path or in the body, is a 409 `customer_merged` saying where it went, not the 404
+    of a customer who never existed (which sent a client looking for a typo while the read
+    of the same id answered it); nothing of the request is applied. A customer who does not
+    exist is still a 404, naming the body field that named it."""
+    http = platform.new_merchant(f"Merged writes {uuid.uuid4().hex[:8]}")
+    keep = _post(http, "/v1/customers", {"given_name": "Keep"})
+    dup = _post(http, "/v1/customers", {"given_name": "Dup"})
+    other = _post(http, "/v1/customers", {"given_name": "Other"})
+    group = _post(http, "/v1/customer-groups", {"name": "Regulars"})
+    _post(http, f"/v1/customers/{keep['id']}/merge", {"duplicate_id": dup["id"]}, 200)
+    assert http.get(f"/v1/customers/{dup['id']}").json()["merged_into"] == keep["id"]
+
+    def refused(answer: httpx.Response, field: str | None) -> None:
+        assert answer.status_code == 409, answer.text
+        problem = answer.json()
+        assert (problem["code"], problem["merged_into"]) == ("customer_merged", keep["id"])
+        assert [e["field"] for e in problem.get("errors", [])] == ([field] if field else [])
+
+    refused(http.patch(f"/v1/customers/{dup['id']}", json={"given_name": "X"}), None)
+    merge = f"/v1/customers/{other['id']}/merge"
+    refused(http.post(merge, json={"duplicate_id": dup["id"]}, headers=_key()), "duplicate_id")
+    refused(
+        http.post(
+            f"/v1/customers/{dup['id']}/merge", json={"duplicate_id": other["id"]}, headers=_key()
+        ),
+        None,
+    )
+    members = f"/v1/customer-groups/{group['id']}/members"
+    both = {"customer_ids": [other["id"], dup["id"]]}
+    refused(http.post(members, json=both, headers=_key()), "customer_ids[1]")
+    adjust = {"points": 5, "reason": "goodwill"}
+    refused(
+        http.post(f"/v1/customers/{dup['id']}/points/adjustments", json=adjust, headers=_key()),
+        None,
+    )
+    # Nothing half-done: the other customer did not join, nor was anything merged into it.
+    assert http.get(f"/v1/customer-groups/{group['id']}").json()["member_count"] == 0
+    assert http.get(f"/v1/customers/{other['id']}").json()["version"] == other["version"]
+
+    for answer, field in (
+        (http.post(members, json={"customer_ids": [other["id"], "cus_nope"]}, headers=_key()),
+         "customer_ids[1]"),
+        (http.post(merge, json={"duplicate_id": "cus_nope"}, headers=_key()), "duplicate_id"),
+    ):  # fmt: skip
+        assert answer.status_code == 404, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == [field]

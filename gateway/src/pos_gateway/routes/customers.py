@@ -25,6 +25,7 @@ from pos_gateway.problems import (
     PROBLEM_JSON,
     Problem,
     customer_erased,
+    from_rpc_error,
     problem_response,
 )
 from pos_gateway.routes.common import (
@@ -386,7 +387,10 @@ async def update_customer(
 ) -> Customer:
     """Only the fields sent change (an empty string clears one; null is a 400 naming the
     field, and a body with no field a 400, nothing changed). Send `If-Match: "<version>"` to
-    update only the version you saw; a stale one is a 412."""
+    update only the version you saw; a stale one is a 412. A customer merged into another
+    still reads, but changes no more: a 409 `customer_merged` with `merged_into` (change that
+    one; the same for its merges, points adjustments, group memberships, export and purchase
+    history)."""
     patched(body)
     request = customer_pb2.UpdateCustomerRequest(
         request_id=request_id(),
@@ -510,7 +514,9 @@ async def merge_customers(
     order names this id; the order service learns the merge from its event, within moments).
     The gift cards issued to the duplicate (store credit, cards bought for them) become this
     customer's the same way: `GET /v1/gift-cards?customer_id=` lists them here, each at a new
-    version. A customer is not merged into itself (a 400 naming `duplicate_id`).
+    version. A customer is not merged into itself (a 400 naming `duplicate_id`); one merged
+    away already, on either side, is a 409 `customer_merged` with `merged_into` (naming
+    `duplicate_id` when it is the duplicate), and an unknown duplicate a 404 naming it.
 
     At a register, as an erasure, it cannot be undone by anyone, so someone must be signed in
     (403 `staff_sign_in_required`), and it is in the audit log with the member
@@ -520,15 +526,25 @@ async def merge_customers(
     if body.duplicate_id == customer_id:
         why = {"field": "duplicate_id", "reason": "cannot merge a customer into itself"}
         raise Problem(400, "invalid_request", "the request is not valid", [why])
-    async with guarded(request, "customer.merged", "refund", always=False, required=False) as done:
-        answer = await svc.customer.MergeCustomers(
-            customer_pb2.MergeCustomersRequest(
-                request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id,
-                points_not_permitted=not done.permitted,
-            )
-        )  # fmt: skip
-        done.resource = ("customer", customer_id)
-        done.details = {"duplicate_id": body.duplicate_id}
+    try:
+        async with guarded(
+            request, "customer.merged", "refund", always=False, required=False
+        ) as done:
+            answer = await svc.customer.MergeCustomers(
+                customer_pb2.MergeCustomersRequest(
+                    request_id=request_id(), winner_id=customer_id, loser_id=body.duplicate_id,
+                    points_not_permitted=not done.permitted,
+                )
+            )  # fmt: skip
+            done.resource = ("customer", customer_id)
+            done.details = {"duplicate_id": body.duplicate_id}
+    except grpc.aio.AioRpcError as exc:
+        # The service names the duplicate `loser_id`; the caller wrote `duplicate_id`.
+        problem = from_rpc_error(exc)
+        for error in problem.errors:
+            if error["field"] == "loser_id":
+                error["field"] = "duplicate_id"
+        raise problem from None
     return MergedCustomers.model_validate(
         {
             "winner": to_model(Customer, answer.winner).model_dump(),
@@ -539,7 +555,7 @@ async def merge_customers(
 
 @router.get(
     "/customers/{customer_id}/export",
-    **op("customers:read", "Export everything held about a customer", (404,),
+    **op("customers:read", "Export everything held about a customer", (404, 409),
          example={"customer": ex.CUSTOMER, "groups": [ex.GROUP],
                   "points_history": [ex.POINTS_ENTRY], "orders": [ex.PURCHASE],
                   "sales": [ex.ORDER], "gift_cards": [ex.GIFT_CARD],
@@ -551,7 +567,8 @@ async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
     purchase history (customer service), the orders with their addresses and notes (order
     service) and the gift cards issued to them (payment service): so it takes the scopes that
     read orders and gift cards too. An erased customer is a 404: nothing of them is left to
-    export."""
+    export. One merged into another is a 409 `customer_merged` with `merged_into`: what it
+    held moved there, and that customer's export has it."""
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
     # The duplicates merged into it are the same person: their orders and cards are theirs.
     ids = [customer_id, *answer.merged_customer_ids]
@@ -594,13 +611,15 @@ async def _cards_of(svc: Services, customer_id: str) -> list[gift_cards_pb2.Gift
 
 @router.get(
     "/customers/{customer_id}/orders",
-    **op("customers:read", "A customer's purchase history", (404,),
+    **op("customers:read", "A customer's purchase history", (404, 409),
          example=ex.PURCHASE_HISTORY),
 )  # fmt: skip
 async def customer_orders(
     customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
 ) -> PurchaseHistory:
-    """Newest first, with lifetime spend, visits, last visit and favourite location."""
+    """Newest first, with lifetime spend, visits, last visit and favourite location. A
+    customer merged into another is a 409 `customer_merged` with `merged_into`: its purchases
+    moved there."""
     answer = await svc.customer.ListCustomerOrders(
         customer_pb2.ListCustomerOrdersRequest(
             customer_id=customer_id, page_size=limit, page_token=cursor or ""

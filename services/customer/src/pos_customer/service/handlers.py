@@ -114,11 +114,23 @@ async def get_customer(uow: CustomerUnitOfWork, customer_id: str) -> Customer:
 
 
 async def active_customer(
-    uow: CustomerUnitOfWork, customer_id: str, *, for_update: bool = False
+    uow: CustomerUnitOfWork, customer_id: str, *, for_update: bool = False, field: str = ""
 ) -> Customer:
+    """A customer that can change. One merged away is a conflict naming where it went (its
+    read answers it, so "not found" would send the caller looking for a typo); one erased, or
+    none, is a 404. `field`: the request field that named it, when a body did."""
     customer = await uow.customers.get(customer_id, for_update=for_update)
+    fields = [field] if field else []
+    if customer is not None and customer.status == MERGED and customer.merged_into:
+        raise DomainError(
+            f"customer {customer_id!r} was merged into {customer.merged_into!r}: change that one",
+            "customer_merged",
+            [FieldViolation(f, f"was merged into {customer.merged_into}") for f in fields],
+            {"merged_into": customer.merged_into},
+            ErrorKind.CONFLICT,
+        )
     if customer is None or customer.status != ACTIVE:
-        raise NotFound("customer", customer_id)
+        raise NotFound("customer", customer_id, fields)
     return customer
 
 
@@ -381,12 +393,13 @@ async def merge_customers(
     )
     # The customer the caller names first is the one a 404 names; then both are locked in id
     # order, so two merges of the same pair never deadlock.
+    named = {winner_id: "", loser_id: "loser_id"}
     await active_customer(uow, winner_id)
-    await active_customer(uow, loser_id)
+    await active_customer(uow, loser_id, field="loser_id")
     first, second = sorted((winner_id, loser_id))
     locked = {
-        first: await active_customer(uow, first, for_update=True),
-        second: await active_customer(uow, second, for_update=True),
+        first: await active_customer(uow, first, for_update=True, field=named[first]),
+        second: await active_customer(uow, second, for_update=True, field=named[second]),
     }
     winner, loser = locked[winner_id], locked[loser_id]
     if points_not_permitted and (loser.loyalty_points or loser.points_held):
@@ -509,7 +522,8 @@ async def change_members(
     if add:
         # Another merchant's customer is one that does not exist: a 404 names it.
         for customer_id in sorted(ids):
-            await active_customer(uow, customer_id, for_update=True)
+            field = f"customer_ids[{list(customer_ids).index(customer_id)}]"
+            await active_customer(uow, customer_id, for_update=True, field=field)
         changed = await uow.groups.add_members(group_id, ids)
     else:
         for customer_id in sorted(ids):
