@@ -253,3 +253,30 @@ def test_promotions_are_listed_by_status_with_cursors_bound_to_it(platform: Runn
         unknown = http.get("/v1/promotions", params={"status": "scheduled"})
         assert unknown.status_code == 400, unknown.text
         assert [e["field"] for e in unknown.json()["errors"]] == ["status"]
+
+
+def test_a_refused_coupon_code_is_named_by_its_field(shop: httpx.Client) -> None:
+    """A code another coupon of the merchant has (any promotion, any case), or one the batch
+    repeats, is named as `codes[i]`, so a client importing a list knows which line to fix;
+    a batch with neither codes nor a count says so. Nothing of a refused batch is made."""
+    first, second = (
+        _post(shop, "/v1/promotions", {"name": n, "percent_off_bps": 500, "requires_coupon": True})
+        for n in ("Taken codes", "Importing codes")
+    )
+    one, two = first.json(), second.json()
+    made = _post(shop, f"/v1/promotions/{one['id']}/coupons", {"codes": ["TAKEN-1"]})
+    assert made.status_code == 201, made.text
+    path = f"/v1/promotions/{two['id']}/coupons"
+
+    taken = _post(shop, path, {"codes": ["FRESH-1", "taken-1"]})
+    assert (taken.status_code, taken.json()["code"]) == (409, "coupon_code_taken"), taken.text
+    assert [e["field"] for e in taken.json()["errors"]] == ["codes[1]"]
+    assert shop.get(path).json()["data"] == []  # FRESH-1 was not kept either
+
+    twice = _post(shop, path, {"codes": ["DUP-1", "OK-1", "dup-1"]})
+    assert twice.status_code == 400, twice.text
+    assert [e["field"] for e in twice.json()["errors"]] == ["codes[2]"]
+
+    neither = _post(shop, path, {})
+    assert neither.status_code == 400, neither.text
+    assert [e["reason"] for e in neither.json()["errors"]] == ["give codes, or a count to generate"]

@@ -516,7 +516,10 @@ async def delete_promotion(promotion_id: PathId, svc: Svc) -> Promotion:
 )
 async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> CouponBatch:
     """Your `codes`, or `generate` that many (12 characters, no look-alike letters). The
-    promotion must have `requires_coupon`. Codes are stored as keyed hashes only."""
+    promotion must have `requires_coupon`. Codes are stored as keyed hashes only. Codes ignore
+    case: one the batch repeats is a 400 naming the later `codes[i]`, and one another coupon
+    of yours has (of any promotion) a 409 `coupon_code_taken` naming its `codes[i]`; a batch
+    refused so makes no coupon."""
     request = pb.CreateCouponsRequest(
         request_id=request_id(),
         promotion_id=promotion_id,

@@ -142,8 +142,9 @@ def validate_batch(
         # Coupons no sale could ever use are a mistake in the request, not a batch to keep.
         v += require(expires_at > at, "expires_at", "must be in the future")
     v += require(
-        bool(codes) != bool(generate_count), "codes", "give codes or a count to generate, not both"
+        not (codes and generate_count), "codes", "give codes or a count to generate, not both"
     )
+    v += require(bool(codes or generate_count), "codes", "give codes, or a count to generate")
     v += require(0 <= generate_count <= MAX_BATCH, "generate", f"must be between 1 and {MAX_BATCH}")
     v += require(len(codes) <= MAX_BATCH, "codes", f"at most {MAX_BATCH} at once")
     v += require(max_uses >= 0, "max_uses", "must not be negative (0: no limit)")
@@ -155,8 +156,10 @@ def validate_batch(
             f"codes[{i}]",
             "3 to 40 letters, digits or dashes, starting with a letter or digit",
         )
-    v += require(
-        len(set(normalized)) == len(normalized), "codes", "the same code twice (codes ignore case)"
-    )
+    # The later of two equal codes is the one to fix (codes ignore case).
+    seen: set[str] = set()
+    for i, code in enumerate(normalized[:MAX_BATCH]):
+        v += require(code not in seen, f"codes[{i}]", "repeats an earlier code (codes ignore case)")
+        seen.add(code)
     raise_if(v)
     return normalized

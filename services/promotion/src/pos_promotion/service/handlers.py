@@ -251,7 +251,9 @@ async def create_coupons(
                     "coupon_code_collision",
                 )
             raise AlreadyExists(
-                f"codes[{i}] is already a coupon of this merchant", "coupon_code_taken"
+                f"codes[{i}] is already a coupon of this merchant",
+                "coupon_code_taken",
+                [FieldViolation(f"codes[{i}]", "is already a coupon of this merchant")],
             )
         made.append(coupon)
     return made
