@@ -102,7 +102,8 @@ class ProgramIn(Body):
     **op("customers:write", "Create a customer group", CREATE, example=ex.GROUP, status=201),
 )
 async def create_group(body: GroupIn, svc: Svc, request: Request) -> Group:
-    """Back office only: a group's members get its promotions' prices (see the members route)."""
+    """Back office only: a group's members get its promotions' prices (see the members route).
+    A name another group has is a 409 `group_name_taken` naming `name`."""
     back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.CreateGroup(
         customer_pb2.CreateGroupRequest(
@@ -136,7 +137,8 @@ async def get_group(group_id: PathId, svc: Svc) -> Group:
     **op("customers:write", "Change a customer group", (404, 409), example=ex.GROUP),
 )
 async def update_group(group_id: PathId, body: GroupPatch, svc: Svc, request: Request) -> Group:
-    """Only the fields given change; a name another group has is a 409 `group_name_taken`.
+    """Only the fields given change; a name another group has is a 409 `group_name_taken`
+    naming `name`.
     Members keep their `version`: a customer's groups are ids, which do not change. Back
     office only, as creating a group is."""
     back_office_only(principal_of(request), "customer groups")

@@ -480,6 +480,14 @@ def _group(row: Any) -> Group:
     return Group(row.id, row.name, row.description, int(row.member_count), row.created_at)
 
 
+def _group_name_taken() -> AlreadyExists:
+    return AlreadyExists(
+        "a group with this name already exists",
+        "group_name_taken",
+        [FieldViolation("name", "is another group's")],
+    )
+
+
 async def create_group(uow: CustomerUnitOfWork, name: str, description: str) -> Group:
     name = name.strip()
     raise_if(
@@ -487,7 +495,7 @@ async def create_group(uow: CustomerUnitOfWork, name: str, description: str) -> 
         + require(len(description) <= 500, "description", "at most 500 characters")
     )
     if await uow.groups.get_by_name(name) is not None:
-        raise AlreadyExists("a group with this name already exists", "group_name_taken")
+        raise _group_name_taken()
     group_id = new_id("cgrp")
     await uow.groups.add(group_id, name, description)
     return await get_group(uow, group_id)
@@ -563,7 +571,7 @@ async def update_group(
     if new_name != group.name:
         holder = await uow.groups.get_by_name(new_name)
         if holder is not None:
-            raise AlreadyExists("a group with this name already exists", "group_name_taken")
+            raise _group_name_taken()
     if (new_name, new_description) != (group.name, group.description):
         await uow.groups.change(group_id, new_name, new_description)
     return await get_group(uow, group_id)
