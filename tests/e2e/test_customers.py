@@ -623,12 +623,15 @@ def test_erasing_a_customer_blanks_the_metadata_of_their_orders(platform: Runnin
     assert not [p for p in personal.values() if p in again.text]
 
 
-def test_a_group_is_renamed_listed_and_deleted_and_its_offer_ends_with_it(
+def test_a_group_is_renamed_listed_and_deleted_once_no_live_offer_names_it(
     platform: Running,
 ) -> None:
     """A group's offer prices its members' carts (learnt from customer events, no call at
-    sale time). PATCH renames the group, `GET /v1/customers?group_id=` lists its members, and
-    DELETE makes every member leave it, so its offer prices their carts no more."""
+    sale time). PATCH renames the group, `GET /v1/customers?group_id=` lists its members.
+    DELETE is refused while an offer that is not ended names the group (409 `group_in_use`
+    with the offers' ids): deleted under it, the offer would silently price nobody's cart
+    while still reading as active. Ended offers do not count. Once none names it, DELETE makes
+    every member leave it."""
     http = platform.new_merchant("Group lifecycle e2e")
     store = _post(http, "/v1/locations", {"name": "Group St", "currency": "USD"})
     _post(http, "/v1/products", {"sku": "GRP-MUG", "name": "Mug",
@@ -638,8 +641,16 @@ def test_a_group_is_renamed_listed_and_deleted_and_its_offer_ends_with_it(
     staff = _post(http, "/v1/customer-groups", {"name": "Staff"})
     _post(http, "/v1/customer-groups", {"name": "Friends"})
     _post(http, f"/v1/customer-groups/{staff['id']}/members", {"customer_ids": [member["id"]]}, 200)
-    _post(http, "/v1/promotions", {"name": "Staff price", "percent_off_bps": 2000,
-                                   "conditions": {"customer_groups": [staff["id"]]}})  # fmt: skip
+    for_staff = {"customer_groups": [staff["id"]]}
+    offer = _post(http, "/v1/promotions", {"name": "Staff price", "percent_off_bps": 2000,
+                                           "conditions": for_staff})  # fmt: skip
+    paused, ended = (
+        _post(http, "/v1/promotions", {"name": name, "percent_off_bps": 100,
+                                       "conditions": for_staff, "requires_coupon": True})
+        for name in ("Staff later", "Staff before")
+    )  # fmt: skip
+    _post(http, f"/v1/promotions/{paused['id']}/pause", {}, 200)
+    _post(http, f"/v1/promotions/{ended['id']}/end", {}, 200)
 
     def discount() -> int:
         cart = {"location_id": store["id"], "customer_id": member["id"],
@@ -677,12 +688,24 @@ def test_a_group_is_renamed_listed_and_deleted_and_its_offer_ends_with_it(
     assert gone.status_code == 404, gone.text
     assert patch({"description": "still here"}).status_code == 200
 
+    in_use = http.delete(f"/v1/customer-groups/{staff['id']}", headers=_key())
+    assert (in_use.status_code, in_use.json()["code"]) == (409, "group_in_use"), in_use.text
+    assert sorted(in_use.json()["promotion_ids"]) == sorted([offer["id"], paused["id"]])
+    assert http.get(f"/v1/customers/{member['id']}").json()["group_ids"] == [staff["id"]]
+    assert discount() == 200  # nothing changed
+    unnamed = http.patch(f"/v1/promotions/{offer['id']}", json={"conditions": {}})
+    assert unnamed.status_code == 200, unnamed.text
+    _post(http, f"/v1/promotions/{paused['id']}/end", {}, 200)
+
     deleted = http.delete(f"/v1/customer-groups/{staff['id']}", headers=_key())
     assert deleted.status_code == 200, deleted.text
     assert (deleted.json()["name"], deleted.json()["member_count"]) == ("Team", 1)
     assert http.get(f"/v1/customer-groups/{staff['id']}").status_code == 404
     assert http.get(f"/v1/customers/{member['id']}").json()["group_ids"] == []
-    assert _eventually(lambda: discount() == 0)
+    # The ended offer still reads as it was, naming the group it was for.
+    assert http.get(f"/v1/promotions/{ended['id']}").json()["conditions"]["customer_groups"] == [
+        staff["id"]
+    ]
 
 
 def test_a_merged_customer_is_refused_as_merged_not_as_missing(platform: Running) -> None:

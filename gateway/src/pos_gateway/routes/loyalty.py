@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, StrictBool
 
 from pos.customer.v1 import customer_pb2, loyalty_pb2
+from pos.promotion.v1 import promotion_pb2
 from pos_gateway import examples as ex
 from pos_gateway.actions import back_office_only, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
+from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
@@ -150,18 +152,50 @@ async def update_group(group_id: PathId, body: GroupPatch, svc: Svc, request: Re
 
 @router.delete(
     "/customer-groups/{group_id}",
-    **op("customers:write", "Delete a customer group", (404,), example=ex.GROUP),
+    **op("customers:write", "Delete a customer group", (404, 409), example=ex.GROUP),
 )
 async def delete_group(group_id: PathId, svc: Svc, request: Request) -> Group:
     """Its members leave it as removing them would (each gets a new `version` and a
-    `customer.updated` event), so promotions for the group apply to nobody from then on; the
-    promotions themselves stay (change their `conditions.customer_groups` or end them).
-    Answers the group as it was, with its `member_count` then. Back office only."""
+    `customer.updated` event). Refused while a promotion that is not ended names the group in
+    its `conditions.customer_groups`: a 409 `group_in_use` with their `promotion_ids` (change
+    their conditions or end them first), since deleted under it such a promotion would read
+    as active and price nobody's cart. Ended promotions do not count, and keep naming the
+    group as they ran. Answers the group as it was, with its `member_count` then. Back office
+    only."""
     back_office_only(principal_of(request), "customer groups")
+    # Another merchant's group, or none, is the 404 before anything of the promotions is read.
+    await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
+    naming = await _live_promotions_naming(svc, group_id)
+    if naming:
+        raise Problem(
+            409,
+            "group_in_use",
+            f"{len(naming)} promotion(s) not ended name this group: change their "
+            "conditions.customer_groups or end them first",
+            extra={"promotion_ids": naming},
+        )
     answer = await svc.customer.DeleteGroup(
         customer_pb2.DeleteGroupRequest(request_id=request_id(), id=group_id)
     )
     return to_model(Group, answer.group)
+
+
+async def _live_promotions_naming(svc: Services, group_id: str) -> list[str]:
+    """The ids of the promotions, active or paused, whose conditions name the group. The
+    promotion service keeps no index by group (it prices carts and calls no one), so its
+    lists are read through: a delete of a group is rare, and bounded by the live offers."""
+    found: list[str] = []
+    for status in (promotion_pb2.PROMOTION_STATUS_ACTIVE, promotion_pb2.PROMOTION_STATUS_PAUSED):
+        token = ""
+        while True:
+            page = await svc.promotion.ListPromotions(
+                promotion_pb2.ListPromotionsRequest(page_size=200, page_token=token, status=status)
+            )
+            found += [p.id for p in page.promotions if group_id in p.conditions.customer_groups]
+            token = page.next_page_token
+            if not token:
+                break
+    return found
 
 
 @router.post(
