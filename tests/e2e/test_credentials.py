@@ -107,3 +107,16 @@ def test_the_admin_api_needs_the_platform_credential(platform: Running) -> None:
     key = made.json()["api_key"]
     products = httpx.get(base + "/v1/products", headers={"Authorization": f"Bearer {key}"})
     assert products.status_code == 200 and products.json()["data"] == []
+
+
+def test_a_credential_named_only_by_spaces_is_refused(platform: Running) -> None:
+    """An API key's or an OAuth client's name is what the merchant tells them apart by (the
+    list, the audit log): spaces only are a 400 naming `name`, as for a register, a member
+    or a role, and nothing is made."""
+    with platform.new_merchant(f"Blank names {uuid.uuid4().hex[:8]}") as http:
+        for path, blank in (("/v1/api-keys", "   "), ("/v1/oauth-clients", "\t \u3000")):
+            before = http.get(path).json()["data"]
+            refused = _post(http, path, {"name": blank, "scopes": ["catalog:read"]})
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["name"]
+            assert http.get(path).json()["data"] == before

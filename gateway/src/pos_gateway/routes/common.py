@@ -182,6 +182,17 @@ INT32 = _integer_format("int32")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 SKU = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must hold more than spaces")
+    return value
+
+
+# A name a person reads on a receipt, in a list or in the audit log: not spaces only.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+
 # Said of every filter that names a location: another merchant's id is one you do not have.
 UNKNOWN_LOCATION = (
     "A location of yours to limit the answer to; one you do not have is a 404 "

@@ -23,6 +23,7 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    Name,
     PathId,
     cursor_after,
     example,
@@ -54,7 +55,7 @@ class KeyIn(Body):
         {"name": "till 3", "scopes": ["catalog:read", "orders:write"], "mode": "test"}
     )
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
     mode: Literal["test", "live"] = "test"
 
@@ -62,7 +63,7 @@ class KeyIn(Body):
 class ClientIn(Body):
     model_config = example({"name": "accounting sync", "scopes": ["orders:read"]})
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
 
 

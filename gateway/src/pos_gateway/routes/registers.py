@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from pos_gateway import audit, registers, staff
 from pos_gateway import examples as ex
@@ -26,6 +25,7 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    Name,
     Patch,
     PathId,
     QueryId,
@@ -89,16 +89,6 @@ def _merchant_only(principal: Principal) -> None:
     """Managing registers takes the merchant's credential, never a register's own."""
     if principal.register_id is not None:
         raise Problem(403, "insufficient_scope", "a register's credential cannot manage registers")
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank", "must hold more than spaces")
-    return value
-
-
-# A name a person reads on a receipt or in the audit log: not spaces only.
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
 
 
 class RegisterIn(Body):

@@ -22,6 +22,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    Name,
     Patch,
     PathId,
     QueryId,
@@ -38,7 +39,7 @@ from pos_gateway.routes.common import (
     services,
     since_time,
 )
-from pos_gateway.routes.registers import Name, refusal, ts
+from pos_gateway.routes.registers import refusal, ts
 from pos_gateway.routes.settlement import location_of, locations_of
 from pos_gateway.schemas.registers import Role, RoleList, StaffList, StaffMember
 from pos_kit.paging import encode_token
