@@ -396,3 +396,50 @@ def test_the_stock_ledger_is_narrowed_by_kind_reason_and_period(platform: Runnin
         refused = http.get("/v1/inventory/history", params={"sku": sku, **params})
         assert refused.status_code == 400, refused.text
         assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+
+
+def test_a_hold_referencing_one_of_the_merchants_orders_is_refused_not_stranded(
+    platform: Running,
+) -> None:
+    """A hold whose `reference` is an order's id is taken for that order's own (commit and
+    release answer 409 `reservation_managed_by_order`), and the order never sells or gives
+    back a hold it did not make: one made through `/v1/reservations` (or sourcing) naming an
+    order stayed held, by no one, until it expired (up to 7 days). So such a reference is
+    refused as the hold is asked (400 naming `reference`), nothing held; a reference that only
+    looks like an order id is the caller's own, as before."""
+    with platform.new_merchant(f"Order refs {uuid.uuid4().hex[:8]}") as http:
+        sku = f"REF-{uuid.uuid4().hex[:6].upper()}"
+        _product(http, sku)
+        store = _shop(http, "Ref", 39.78, -89.65, {sku: 5})
+        sale = {"location_id": store, "tender_type": "card", "card_token": "tok_visa",
+                "lines": [{"sku": sku, "quantity": 1}]}  # fmt: skip
+        made = _post(http, "/v1/checkouts", sale)
+        assert made.status_code == 201, made.text
+        order = made.json()["order"]["id"]
+
+        def available() -> int:
+            levels = http.get("/v1/inventory", params={"sku": sku, "location_id": store})
+            return int(levels.json()["data"][0]["available"])
+
+        assert available() == 4
+        lines = [{"sku": sku, "quantity": 2}]
+        for path, body in (
+            ("/v1/reservations", {"location_id": store, "lines": lines, "reference": order}),
+            ("/v1/sourcing", {"lines": lines, "pickup_location_id": store, "reference": order}),
+            ("/v1/sourcing", {"lines": lines, "pickup_location_id": store, "reference": order,
+                              "dry_run": True}),
+        ):  # fmt: skip
+            refused = _post(http, path, body)
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["reference"]
+            assert available() == 4  # nothing held
+
+        own = _post(
+            http,
+            "/v1/reservations",
+            {"location_id": store, "lines": lines, "reference": "ord_of_my_own_shop"},
+        )
+        assert own.status_code == 201, own.text
+        released = _post(http, f"/v1/reservations/{own.json()['id']}/release", {})
+        assert (released.status_code, released.json()["status"]) == (200, "released")
+        assert available() == 4

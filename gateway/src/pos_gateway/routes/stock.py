@@ -380,10 +380,35 @@ def _held(
     return HeldReservation.model_validate({**to_json(answer.reservation), "levels": levels})
 
 
+async def _reference_not_an_order(svc: Services, reference: str) -> None:
+    """Refuse a hold of the caller's whose reference names one of the merchant's orders: a
+    hold so referenced is taken for the order's own (`_not_an_orders`), so the caller could
+    neither sell nor release it, and the order, which did not make it, never does either: it
+    would stay held until it expired."""
+    if not reference.startswith("ord_"):
+        return
+    try:
+        await svc.order.GetOrder(order_pb2.GetOrderRequest(id=reference))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return  # a reference of the caller's own that only looks like an order's
+        raise
+    reason = f"names order {reference}, whose holds are the order's own: use a reference of yours"
+    raise Problem(
+        400,
+        "invalid_request",
+        "the request is not valid",
+        [{"field": "reference", "reason": reason}],
+    )
+
+
 @router.post("/reservations", **op("inventory:write", "Hold stock", W, example=ex.HELD, status=201))
 async def create_reservation(body: ReservationIn, svc: Svc) -> HeldReservation:
     """Every line or none; each SKU appears once (400); 409 `insufficient_stock` names the SKUs
-    short and what is available."""
+    short and what is available. A `reference` that is the id of one of your orders is a 400
+    naming it: a hold so referenced is the order's to sell or release (409
+    `reservation_managed_by_order`), and the order sells or releases only the holds it made."""
+    await _reference_not_an_order(svc, body.reference)
     answer = await svc.stock.CreateReservation(
         stock_pb2.CreateReservationRequest(
             request_id=request_id(),
@@ -473,7 +498,10 @@ async def propose_sourcing(body: SourcingIn, svc: Svc) -> SourcingProposal:
     exactly one of `destination` (ship there) and `pickup_location_id` (collect there), else a
     400; each SKU appears once. A split has an allocation per location shipping a part, of a
     merchant's 1,000 locations at most. An archived product's SKU is a 409 `product_archived`,
-    dry run or not, with stock or without: a dry run answers what the real call would."""
+    dry run or not, with stock or without: a dry run answers what the real call would. A
+    `reference` that is the id of one of your orders is a 400 naming it, dry run or not, as
+    for a reservation."""
+    await _reference_not_an_order(svc, body.reference)
     request = stock_pb2.ProposeSourcingRequest(
         request_id=request_id(),
         lines=[line.pb() for line in body.lines],
