@@ -772,3 +772,20 @@ def test_a_group_name_taken_is_named_by_its_field(platform: Running) -> None:
         assert [e["field"] for e in refused.json()["errors"]] == ["name"], refused.text
     names = sorted(g["name"] for g in http.get("/v1/customer-groups").json()["data"])
     assert names == ["Staff", "VIP"]
+
+
+def test_a_loyalty_tier_needs_a_name_of_its_own(platform: Running) -> None:
+    """A tier's name is what a customer's `tier` reads (on the till, a receipt, an event):
+    spaces only, or a name another tier has in another case (`Gold`, `gold`), tell the
+    customer nothing, so each is a 400 naming that tier's `name`, and the program stays."""
+    http = platform.new_merchant(f"Tier names {uuid.uuid4().hex[:8]}")
+    before = http.get("/v1/loyalty-program").json()
+    for tiers, field in (
+        ([{"name": "  ", "threshold_points": 5}], "tiers[0].name"),
+        ([{"name": "Gold", "threshold_points": 5}, {"name": "gold", "threshold_points": 9}],
+         "tiers[1].name"),
+    ):  # fmt: skip
+        refused = http.put("/v1/loyalty-program", json={"tiers": tiers})
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert http.get("/v1/loyalty-program").json() == before

@@ -309,10 +309,17 @@ def validate_program(p: Program) -> None:
         first = first_of.setdefault(sku, i)
         v += require(first == i, f"excluded_skus[{i}]", f"repeats excluded_skus[{first}]")
     v += require(len(p.tiers) <= 20, "tiers", "at most 20 tiers")
-    names = [t.name for t in p.tiers]
-    v += require(len(set(names)) == len(names), "tiers", "tier names must differ")
+    # A customer's `tier` reads the name: spaces only, or another tier's name in another
+    # case, would tell them nothing.
+    first_name: dict[str, int] = {}
     for i, t in enumerate(p.tiers):
-        v += require(0 < len(t.name) <= 50, f"tiers[{i}].name", "1 to 50 characters")
+        v += require(
+            len(t.name.strip()) > 0 and len(t.name) <= 50,
+            f"tiers[{i}].name",
+            "1 to 50 characters, not spaces only",
+        )
+        first = first_name.setdefault(t.name.strip().casefold(), i)
+        v += require(first == i, f"tiers[{i}].name", f"repeats tiers[{first}].name (any case)")
         v += require(
             0 <= t.threshold_points <= MAX_POINTS, f"tiers[{i}].threshold_points", "0 to 10^12"
         )
