@@ -37,7 +37,7 @@ IDEMPOTENT_POSTS = "|".join(
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",
      "gift-cards", "gift-cards/(lookup|redeem)",
      "gift-cards/[^/]+/(loads|refunds|adjustments|deactivate)",
-     "promotions/[^/]+/(pause|resume|end|coupons)",
+     "promotions/[^/]+/(pause|resume|end|coupons)", "promotions/[^/]+/coupons/[^/]+/deactivate",
      "registers", "registers/[^/]+/(retire|pairing-codes)", "staff", "staff/[^/]+/deactivate",
      "roles", "register-sessions", "register-sessions/current/end", "overrides", "shifts",
      "shifts/[^/]+/(drawer-movements|close)")
@@ -82,7 +82,8 @@ VERSIONED_SETTINGS = "|".join(
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",
-     "POST /v1/promotions/[^/]+/(pause|resume|end|coupons)", "DELETE /v1/promotions/[^/]+")
+     "POST /v1/promotions/[^/]+/(pause|resume|end|coupons)",
+     "POST /v1/promotions/[^/]+/coupons/[^/]+/deactivate", "DELETE /v1/promotions/[^/]+")
 )  # fmt: skip
 PROMOTION_STATUSES = ["400", "409", "412", "422"]
 # Customer and loyalty rules JSON Schema can't state: a phone with its country code, a real

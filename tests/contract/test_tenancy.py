@@ -9,6 +9,7 @@ it from its first day.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
@@ -24,7 +25,10 @@ from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
 
-Factory = Callable[[httpx.Client], str]
+# The id for every placeholder of the path, or one id per placeholder in their order (a
+# coupon is reached through its own promotion: both must be A's for A to reach it).
+Ids = str | tuple[str, ...]
+Factory = Callable[[httpx.Client], Ids]
 METHODS = ("get", "put", "patch", "post", "delete")
 
 
@@ -69,6 +73,12 @@ def _promotion(http: httpx.Client) -> str:
 def _coupon_promotion(http: httpx.Client) -> str:
     body = {"name": "Tenancy coupons", "percent_off_bps": 500, "requires_coupon": True}
     return str(_post(http, "/v1/promotions", body)["id"])
+
+
+def _coupon(http: httpx.Client) -> tuple[str, str]:
+    promotion = _coupon_promotion(http)
+    made = _post(http, f"/v1/promotions/{promotion}/coupons", {"generate": 1})
+    return promotion, str(made["coupons"][0]["id"])
 
 
 def _sale(http: httpx.Client, card: bool = False) -> dict[str, Any]:
@@ -249,6 +259,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/promotions/{promotion_id}/resume": _promotion,
     "/v1/promotions/{promotion_id}/end": _promotion,
     "/v1/promotions/{promotion_id}/coupons": _coupon_promotion,
+    "/v1/promotions/{promotion_id}/coupons/{coupon_id}": _coupon,
+    "/v1/promotions/{promotion_id}/coupons/{coupon_id}/deactivate": _coupon,
     # A draft: the order a PATCH changes (and any order reads as one).
     "/v1/orders/{order_id}": _draft_order,
     "/v1/orders/{order_id}/submit": _draft_order,
@@ -366,9 +378,10 @@ def _id_operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[st
 
 
 def _call(
-    http: httpx.Client, method: str, template: str, value: str, body: dict[str, Any] | None
+    http: httpx.Client, method: str, template: str, value: Ids, body: dict[str, Any] | None
 ) -> httpx.Response:
-    path = re.sub(r"\{[^}]+\}", value, template)
+    ids = iter(value) if isinstance(value, tuple) else itertools.repeat(value)
+    path = re.sub(r"\{[^}]+\}", lambda _: next(ids), template)
     headers = {"Idempotency-Key": str(uuid.uuid4())} if method == "post" else {}
     return http.request(method.upper(), path, json=body, headers=headers)
 
@@ -394,7 +407,9 @@ def test_every_id_operation_answers_404_for_another_merchants_resource(
             # The owner reaches it: the id is real, so a 404 below is the tenancy rule at work.
             if method == "get":
                 assert _call(owner, method, path, resource, None).status_code == 200
-            made_up = made_up_id()
+            made_up: Ids = made_up_id()
+            if isinstance(resource, tuple):
+                made_up = tuple(made_up_id() for _ in resource)
             missing = _call(other, method, path, made_up, body)
             foreign = _call(other, method, path, resource, body)
             label = f"{method.upper()} {path}"
@@ -403,8 +418,12 @@ def test_every_id_operation_answers_404_for_another_merchants_resource(
             assert foreign.headers["content-type"] == "application/problem+json", label
             assert foreign.json()["code"] == missing.json()["code"], label
             # Word for word the same answer, but for the id the caller sent itself.
-            said = foreign.json()["detail"].replace(resource, "ID")
-            assert said == missing.json()["detail"].replace(made_up, "ID"), label
+            said, expected = foreign.json()["detail"], missing.json()["detail"]
+            for mine in resource if isinstance(resource, tuple) else (resource,):
+                said = said.replace(mine, "ID")
+            for theirs in made_up if isinstance(made_up, tuple) else (made_up,):
+                expected = expected.replace(theirs, "ID")
+            assert said == expected, label
             checked.append(label)
     assert len(checked) == len(operations)
 

@@ -380,3 +380,96 @@ def test_a_code_of_an_offer_edited_to_need_none_is_refused_and_not_used_up(
     assert _uses(http, promo["id"]) == [0]
     sold = _ok(_post(http, "/v1/checkouts", _sale(store, "") | {"coupon_codes": []}))
     assert sold["order"]["discount_total"]["amount"] == 200
+
+
+def test_a_leaked_code_is_deactivated_alone_and_an_order_holding_it_still_redeems(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """A code posted on a deals site: the merchant deactivates that one code, not the whole
+    promotion. Sales naming it are a 409 `coupon_deactivated` naming its place in
+    `coupon_codes` (a reason in the preview), the promotion's other code still sells, and a
+    web order that reserved the code before still redeems it on confirmation. Before there was
+    no way to read or stop a single coupon: ending the promotion was the only answer."""
+    http, store = shop
+    promotion_id, [leaked, kept] = _promotion_with_codes(http, names=["LEAK", "KEEP"], max_uses=5)
+    listed = http.get(f"/v1/promotions/{promotion_id}/coupons").json()["data"]
+    ids = {c["code_hint"]: c["id"] for c in listed}
+    leaked_id, kept_id = ids[leaked[-4:]], ids[kept[-4:]]
+    base = f"/v1/promotions/{promotion_id}/coupons/{leaked_id}"
+    read = _ok(http.get(base), 200)
+    assert (read["id"], read["status"], read["deactivated_at"]) == (leaked_id, "active", None)
+    assert "code" not in read
+
+    web = {
+        "channel": "web",
+        "location_id": store,
+        "lines": [{"sku": "CPN-TEE", "quantity": 1}],
+        "coupon_codes": [leaked],
+    }
+    held = _ok(_post(http, "/v1/orders", web))
+    assert held["coupons"][0]["status"] == "reserved"
+
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = http.post(f"{base}/deactivate", headers=key)
+    done = _ok(first, 200)
+    assert (done["id"], done["status"]) == (leaked_id, "deactivated")
+    assert done["deactivated_at"] is not None
+    replay = http.post(f"{base}/deactivate", headers=key)
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert replay.content == first.content
+    # Again under another key: answered unchanged (the first deactivation's time stays).
+    assert _ok(_post(http, f"{base}/deactivate", {}), 200) == done
+    assert _ok(http.get(base), 200) == done
+
+    # Only through its own promotion, and only its merchant's: a 404, nothing changed.
+    other_id, _ = _promotion_with_codes(http, names=["ELSE"])
+    assert http.get(f"/v1/promotions/{other_id}/coupons/{kept_id}").status_code == 404
+    wrong = _post(http, f"/v1/promotions/{other_id}/coupons/{kept_id}/deactivate", {})
+    assert wrong.status_code == 404 and wrong.json()["code"] == "resource_missing"
+    assert (
+        _ok(http.get(f"/v1/promotions/{promotion_id}/coupons/{kept_id}"), 200)["status"] == "active"
+    )
+
+    sale = _sale(store, "")
+    sale["coupon_codes"] = [kept, leaked.lower()]
+    refused = _post(http, "/v1/checkouts", sale)
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert (problem["code"], problem["code_index"]) == ("coupon_deactivated", 1)
+    assert problem["detail"].startswith("coupon_codes[1]: "), problem
+    order = _post(http, "/v1/orders", {**web, "coupon_codes": [kept, leaked]})
+    assert order.status_code == 409 and order.json()["code"] == "coupon_deactivated"
+    cart = {"location_id": store, "lines": web["lines"], "coupon_codes": [leaked]}
+    quote = _ok(_post(http, "/v1/carts/calculate", cart), 200)
+    assert [(r["code_index"], r["reason"]) for r in quote["rejected_coupons"]] == [
+        (0, "coupon_deactivated")
+    ]
+    assert quote["discount_total"]["amount"] == 0
+
+    # The order that reserved it before still gets its discount and redeems the use.
+    _ok(
+        _post(
+            http,
+            f"/v1/orders/{held['id']}/tenders",
+            {"tender_type": "card", "card_token": "tok_visa"},
+        )
+    )
+    confirmed = _ok(_post(http, f"/v1/orders/{held['id']}/confirm", {}), 200)
+    assert confirmed["coupons"][0]["status"] == "redeemed"
+    assert confirmed["discount_total"]["amount"] == 200
+    assert _ok(http.get(base), 200)["redeemed_count"] == 1
+
+    # The promotion goes on with its other code.
+    sold = _ok(_post(http, "/v1/checkouts", _sale(store, kept)))
+    assert sold["order"]["discount_total"]["amount"] == 200
+    promotion = _ok(http.get(f"/v1/promotions/{promotion_id}"), 200)
+    assert promotion["status"] == "active"
+
+    coupons = f"/v1/promotions/{promotion_id}/coupons"
+    by_status = {
+        status: [c["id"] for c in _ok(http.get(coupons, params={"status": status}), 200)["data"]]
+        for status in ("active", "deactivated")
+    }
+    assert by_status == {"active": [kept_id], "deactivated": [leaked_id]}
+    bad = http.get(coupons, params={"status": "leaked"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"

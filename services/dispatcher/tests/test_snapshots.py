@@ -135,6 +135,19 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
     assert (event.type, event.resource_id) == ("coupon.released", "cpn_1")
     assert event.data["object"]["redeemed_count"] == 0 and "code" not in event.data["object"]
     assert (event.data["order_id"], event.data["customer_id"]) == ("ord_1", "")
+    # Sent without a status (a producer from before coupons had one): active, as every coupon
+    # was then; a deactivated one's use given back says so, with when.
+    assert (event.data["object"]["status"], event.data["object"]["deactivated_at"]) == (
+        "active",
+        None,
+    )
+    released.coupon.status = promotion_pb2.COUPON_STATUS_DEACTIVATED
+    released.coupon.deactivated_at.FromSeconds(1_768_469_400)
+    (event,) = public_events(released)
+    assert (event.data["object"]["status"], event.data["object"]["deactivated_at"]) == (
+        "deactivated",
+        "2026-01-15T09:30:00.000Z",
+    )
     assert "coupon.released" in EVENT_TYPES
     # Deleted (never used): a tombstone, so a partner mirroring promotions drops it.
     deleted = promotion_events_pb2.PromotionDeleted(promotion_id="promo_1")

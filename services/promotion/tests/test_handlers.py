@@ -16,6 +16,7 @@ from pos_promotion.domain.coupons import (
     CouponRedeemed,
     CouponRefused,
     CouponReleased,
+    CouponStatus,
     Reservation,
 )
 from pos_promotion.domain.model import (
@@ -87,8 +88,21 @@ class FakeCoupons:
     async def by_ids(self, coupon_ids: list[str], lock: bool = False) -> dict[str, Coupon]:
         return {c.id: replace(c) for c in self.rows.values() if c.id in coupon_ids}
 
-    async def of_promotion(self, promotion_id: str, page: PageRequest) -> list[Coupon]:
-        return [c for c in self.rows.values() if c.promotion_id == promotion_id]
+    async def get(self, coupon_id: str, lock: bool = False) -> Coupon | None:
+        found = [replace(c) for c in self.rows.values() if c.id == coupon_id]
+        return found[0] if found else None
+
+    async def save_status(self, coupon: Coupon) -> None:
+        await self.count(coupon)
+
+    async def of_promotion(
+        self, promotion_id: str, page: PageRequest, status: CouponStatus | None = None
+    ) -> list[Coupon]:
+        return [
+            replace(c)
+            for c in self.rows.values()
+            if c.promotion_id == promotion_id and (status is None or c.status is status)
+        ]
 
     async def count(self, coupon: Coupon) -> None:
         for h, c in self.rows.items():
@@ -483,3 +497,49 @@ def test_a_code_of_an_offer_that_no_longer_needs_one_is_not_used_up() -> None:
         run(handlers.reserve_coupons(uow, HASH, "ord_1", ["was-code"], "", cart(3000), NOW))  # type: ignore[arg-type]
     assert err.value.code == "coupon_not_applicable"
     assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
+
+
+def test_a_deactivated_code_no_longer_reserves_but_a_use_reserved_before_redeems() -> None:
+    """A code that leaked is deactivated on its own: new sales are refused
+    (`coupon_deactivated`, naming its place; a reason in a preview), the promotion and its other
+    codes go on, and an order that reserved it before still redeems its use, as after the
+    promotion ends. Deactivating it again changes nothing."""
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    leaked, kept = run(  # type: ignore[misc]
+        handlers.create_coupons(uow, HASH, "promo_2", ["LEAKED-1", "KEPT-1"], 0, 0, 0, None)
+    )
+    run(handlers.reserve_coupons(uow, HASH, "ord_1", ["leaked-1"], "", None, NOW))
+    done = run(handlers.deactivate_coupon(uow, "promo_2", leaked.id, NOW))
+    assert isinstance(done, Coupon)
+    assert (done.status, done.deactivated_at) == (CouponStatus.DEACTIVATED, NOW)
+    again = run(handlers.deactivate_coupon(uow, "promo_2", leaked.id, NOW + timedelta(hours=1)))
+    assert isinstance(again, Coupon) and again.deactivated_at == NOW
+    with pytest.raises(CouponRefused) as err:
+        run(handlers.reserve_coupons(uow, HASH, "ord_2", ["kept-1", "leaked-1"], "", None, NOW))
+    assert (err.value.code, err.value.metadata) == ("coupon_deactivated", {"code_index": "1"})
+    assert err.value.message.startswith("codes[1]: ")
+    assert preview(uow, ["leaked-1"]) == (0, ["leaked-1:coupon_deactivated"])
+    assert preview(uow, ["kept-1"]) == (500, [])
+    [(r, c)] = run(handlers.redeem_coupons(uow, "ord_1"))  # type: ignore[misc]
+    assert (r.status, c.redeemed_count, c.status) == ("redeemed", 1, CouponStatus.DEACTIVATED)
+    run(handlers.reserve_coupons(uow, HASH, "ord_3", ["kept-1"], "", None, NOW))
+    listed = run(handlers.list_coupons(uow, "promo_2", PageRequest(50), CouponStatus.ACTIVE))
+    assert [c.id for c in listed] == [kept.id]  # type: ignore[attr-defined]
+
+
+def test_a_coupon_is_found_only_through_its_own_promotion() -> None:
+    uow = FakeUow()
+    run(handlers.create_promotion(uow, FIVE_OFF))
+    run(handlers.create_promotion(uow, replace(FIVE_OFF, id="promo_3")))
+    [coupon] = run(  # type: ignore[misc]
+        handlers.create_coupons(uow, HASH, "promo_2", ["MINE-1"], 0, 0, 0, None)
+    )
+    found = run(handlers.get_coupon(uow, "promo_2", coupon.id))
+    assert isinstance(found, Coupon) and found.status is CouponStatus.ACTIVE
+    for promotion_id, coupon_id in (("promo_3", coupon.id), ("promo_2", "cpn_missing")):
+        with pytest.raises(NotFound):
+            run(handlers.get_coupon(uow, promotion_id, coupon_id))
+        with pytest.raises(NotFound):
+            run(handlers.deactivate_coupon(uow, promotion_id, coupon_id))
+    assert uow.coupons.rows[HASH("mer_a", "MINE-1")].status is CouponStatus.ACTIVE

@@ -911,3 +911,79 @@ async def test_one_orders_coupons_redeemed_twice_at_once_count_once(running: Run
     refusals = {read_error(a).reason for a in answers if isinstance(a, grpc.aio.AioRpcError)}
     assert refusals <= {"coupons_already_released"}
     assert await counts() == (0, 1)  # ord_rd_2's use came back whichever order they ran in
+
+
+async def test_one_code_is_deactivated_on_its_own_and_a_use_held_before_redeems(
+    running: Running,
+) -> None:
+    """A leaked code: deactivated, it reserves no more (`coupon_deactivated`, a reason in a
+    preview), its promotion and other code go on, and an order that reserved it before still
+    redeems. Read and deactivated only through its own promotion and merchant; deactivating
+    again (another request id) answers it unchanged; a replay answers the first answer."""
+    promo, [leaked, kept] = await coupon_offer(
+        running, "c-90", codes=["LEAK-90", "KEEP-90"], max_uses=10
+    )
+    other, _ = await coupon_offer(running, "c-91", codes=["OTHER-91"])
+    assert leaked.status == pb.COUPON_STATUS_ACTIVE and not leaked.HasField("deactivated_at")
+    await reserve(running, "c-92", "ord_90", ["leak-90"])
+
+    def deactivate(rid: str, promotion_id: str, coupon_id: str, merchant: str = "mer_a") -> Any:
+        return running.stub.DeactivateCoupon(
+            pb.DeactivateCouponRequest(request_id=rid, promotion_id=promotion_id, id=coupon_id),
+            metadata=md(merchant),
+            timeout=10,
+        )
+
+    def get(promotion_id: str, coupon_id: str, merchant: str = "mer_a") -> Any:
+        return running.stub.GetCoupon(
+            pb.GetCouponRequest(promotion_id=promotion_id, id=coupon_id),
+            metadata=md(merchant),
+            timeout=10,
+        )
+
+    # Another promotion's path, another merchant, a made-up id: NOT_FOUND, nothing changed.
+    for call in (
+        deactivate("c-93", other.id, leaked.id),
+        deactivate("c-94", promo.id, leaked.id, merchant="mer_b"),
+        deactivate("c-95", promo.id, "cpn_missing"),
+        get(other.id, leaked.id),
+        get(promo.id, leaked.id, merchant="mer_b"),
+    ):
+        assert (await refused(call)).code() == grpc.StatusCode.NOT_FOUND
+    assert (await get(promo.id, leaked.id)).coupon.status == pb.COUPON_STATUS_ACTIVE
+
+    done = (await deactivate("c-96", promo.id, leaked.id)).coupon
+    assert done.status == pb.COUPON_STATUS_DEACTIVATED and done.HasField("deactivated_at")
+    again = (await deactivate("c-97", promo.id, leaked.id)).coupon
+    assert again == done
+    assert (await deactivate("c-96", promo.id, leaked.id)).coupon == done
+    assert (await get(promo.id, leaked.id)).coupon == done
+
+    err = await refused(reserve(running, "c-98", "ord_91", ["KEEP-90", "LEAK-90"]))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (read_error(err).reason, read_error(err).metadata.get("code_index")) == (
+        "coupon_deactivated",
+        "1",
+    )
+    quote = await calc(running, line("X", 1, 2500), coupon_codes=["leak-90"])
+    assert [r.reason for r in quote.rejected_coupons] == ["coupon_deactivated"]
+    assert quote.total_discount.amount == 0
+    # The promotion and its other code go on.
+    await reserve(running, "c-99", "ord_92", ["keep-90"])
+    # The use held before the deactivation redeems, as one held before an end does.
+    redeemed = await running.stub.RedeemCoupons(
+        pb.RedeemCouponsRequest(request_id="c-100", order_id="ord_90"), metadata=md(), timeout=10
+    )
+    assert [r.status for r in redeemed.reservations] == ["redeemed"]
+
+    def listed(status: int) -> Any:
+        return running.stub.ListCoupons(
+            pb.ListCouponsRequest(promotion_id=promo.id, status=status), metadata=md(), timeout=10
+        )
+
+    everything = (await listed(pb.COUPON_STATUS_UNSPECIFIED)).coupons
+    assert [(c.id, c.redeemed_count) for c in everything] == sorted([(leaked.id, 1), (kept.id, 0)])
+    assert [c.id for c in (await listed(pb.COUPON_STATUS_ACTIVE)).coupons] == [kept.id]
+    assert [c.id for c in (await listed(pb.COUPON_STATUS_DEACTIVATED)).coupons] == [leaked.id]
+    bad = await refused(listed(7))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -85,9 +85,10 @@ Svc = Annotated[Services, Depends(services)]
 CouponCode = Annotated[str, Field(min_length=3, max_length=40)]
 COUPONS = (
     "Coupon codes (case-insensitive). Each must apply: one that cannot (unknown, expired, "
-    "exhausted, not for this cart) is a 409 problem whose `code` says why and `code_index` "
-    "which, and nothing is sold; while promotions cannot be reached, a 503. A use is reserved "
-    "for the order before any payment, redeemed when it is confirmed, given back if cancelled"
+    "deactivated, exhausted, not for this cart) is a 409 problem whose `code` says why and "
+    "`code_index` which, and nothing is sold; while promotions cannot be reached, a 503. A use "
+    "is reserved for the order before any payment, redeemed when it is confirmed, given back if "
+    "cancelled"
 )
 
 

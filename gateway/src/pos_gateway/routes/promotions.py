@@ -547,10 +547,59 @@ async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> Cou
     **op("promotions:read", "List a promotion's coupons", (404,), example=ex.page(ex.COUPON)),
 )
 async def list_coupons(
-    promotion_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+    promotion_id: PathId,
+    svc: Svc,
+    status: Annotated[
+        Literal["active", "deactivated"] | None,
+        Query(description="Only coupons in this status (as each one's `status` reads)"),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> CouponList:
-    """Never the codes: each shows its last characters (a third of it, four at most)."""
+    """Never the codes: each shows its last characters (a third of it, four at most). By id;
+    a cursor is good only with the `status` it was given for (another is a 400 naming
+    `cursor`)."""
     answer = await svc.promotion.ListCoupons(
-        pb.ListCouponsRequest(promotion_id=promotion_id, page_size=limit, page_token=cursor or "")
+        pb.ListCouponsRequest(
+            promotion_id=promotion_id,
+            page_size=limit,
+            page_token=cursor or "",
+            status=_COUPON_STATUSES[status or ""],
+        )
     )
     return to_page(CouponList, answer.coupons, answer.next_page_token)
+
+
+_COUPON_STATUSES = {
+    "": pb.COUPON_STATUS_UNSPECIFIED,
+    "active": pb.COUPON_STATUS_ACTIVE,
+    "deactivated": pb.COUPON_STATUS_DEACTIVATED,
+}
+
+
+@router.get(
+    "/promotions/{promotion_id}/coupons/{coupon_id}",
+    **op("promotions:read", "Get a coupon", (404,), example=ex.COUPON),
+)
+async def get_coupon(promotion_id: PathId, coupon_id: PathId, svc: Svc) -> Coupon:
+    """Never its code. A coupon of another promotion is a 404, as a missing one."""
+    answer = await svc.promotion.GetCoupon(
+        pb.GetCouponRequest(promotion_id=promotion_id, id=coupon_id)
+    )
+    return to_model(Coupon, answer.coupon)
+
+
+@router.post(
+    "/promotions/{promotion_id}/coupons/{coupon_id}/deactivate",
+    **op("promotions:write", "Deactivate a coupon", (404, 409, 422), example=ex.COUPON_DEACTIVATED),
+)
+async def deactivate_coupon(promotion_id: PathId, coupon_id: PathId, svc: Svc) -> Coupon:
+    """This one code stops applying (a code that leaked, say): a cart naming it gets it back
+    as a rejected coupon and a checkout or order naming it is a 409 `coupon_deactivated`
+    naming its place in `coupon_codes`. Its promotion and its other codes go on. A use
+    reserved before (an order awaiting payment) still redeems on confirmation, as after the
+    promotion ends. Final; deactivating a deactivated coupon answers it unchanged."""
+    answer = await svc.promotion.DeactivateCoupon(
+        pb.DeactivateCouponRequest(request_id=request_id(), promotion_id=promotion_id, id=coupon_id)
+    )
+    return to_model(Coupon, answer.coupon)

@@ -409,7 +409,8 @@ class RejectedCoupon(Answer):
     reason: str = Field(
         max_length=64,
         description="coupon_unknown, coupon_expired, coupon_exhausted, coupon_inactive, "
-        "coupon_not_applicable, coupon_customer_limit, coupon_customer_required",
+        "coupon_deactivated, coupon_not_applicable, coupon_customer_limit, "
+        "coupon_customer_required",
     )
     message: str = Field(max_length=500)
 

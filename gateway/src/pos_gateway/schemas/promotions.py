@@ -107,6 +107,10 @@ class Coupon(Answer):
     reserved_count: int = Field(ge=0, le=2**31 - 1, json_schema_extra=INT32)
     expires_at: Timestamp | None
     created_at: Timestamp
+    status: Literal["active", "deactivated"] = Field(
+        description="deactivated: this code no longer reserves (its promotion goes on); final"
+    )
+    deactivated_at: Timestamp | None
 
 
 class CouponList(Page[Coupon]):

@@ -26,6 +26,7 @@ from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as gift_card_messages
 from pos.payment.v1 import shifts_pb2 as shift_messages
 from pos.promotion.v1 import events_pb2 as promotion_events
+from pos.promotion.v1 import promotion_pb2
 from pos_gateway.convert import to_json, to_model
 from pos_gateway.schemas.catalog import Product
 from pos_gateway.schemas.gift_cards import GiftCardMoved
@@ -74,7 +75,14 @@ _REGISTER_TIMES = ("retired_at", "paired_at", "created_at")
 def _use(m: Any) -> dict[str, Any]:
     """A coupon's use: the coupon, and beside it the order and customer ("" when the sale named
     none) it was redeemed or given back by."""
-    return {**_object(Coupon, m.coupon), "order_id": m.order_id, "customer_id": m.customer_id}
+    coupon = m.coupon
+    if coupon.status == promotion_pb2.COUPON_STATUS_UNSPECIFIED:
+        # An older producer's event (in the stream from before coupons had a status): no
+        # coupon could be deactivated then, so it was active.
+        coupon = type(coupon)()
+        coupon.CopyFrom(m.coupon)
+        coupon.status = promotion_pb2.COUPON_STATUS_ACTIVE
+    return {**_object(Coupon, coupon), "order_id": m.order_id, "customer_id": m.customer_id}
 
 
 def _level_id(level: Any) -> str:

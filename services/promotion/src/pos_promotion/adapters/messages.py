@@ -11,7 +11,7 @@ from pos_kit.enums import ProtoEnum
 from pos_kit.errors import FieldViolation
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
-from pos_promotion.domain.coupons import Coupon, Reservation
+from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
 from pos_promotion.domain.engine import Context, Manual, ManualKind, Priced
 from pos_promotion.domain.model import CartLineInput, MoneyInput, Promotion, Status
 from pos_promotion.domain.rules import (
@@ -44,6 +44,7 @@ STATUSES_PB = {
 }
 # A list's status filter: unset is none, a number not in the enum is refused naming it.
 STATUSES = ProtoEnum(Status, pb.PromotionStatus)
+COUPON_STATUSES = ProtoEnum(CouponStatus, pb.CouponStatus)
 MANUAL_KINDS = {
     pb.MANUAL_KIND_PERCENT: ManualKind.PERCENT,
     pb.MANUAL_KIND_AMOUNT: ManualKind.AMOUNT,
@@ -328,11 +329,14 @@ def coupon_to_proto(c: Coupon) -> pb.Coupon:
         max_uses_per_customer=c.max_uses_per_customer,
         redeemed_count=c.redeemed_count,
         reserved_count=c.reserved_count,
+        status=COUPON_STATUSES.to_proto(c.status),
     )
     if c.expires_at is not None:
         msg.expires_at.FromDatetime(c.expires_at)
     if c.created_at is not None:
         msg.created_at.FromDatetime(c.created_at)
+    if c.deactivated_at is not None:
+        msg.deactivated_at.FromDatetime(c.deactivated_at)
     return msg
 
 

@@ -18,7 +18,7 @@ from pos_promotion.adapters.tables import (
     customer_merges,
     promotions,
 )
-from pos_promotion.domain.coupons import Coupon, Reservation
+from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
 from pos_promotion.domain.model import MoneyInput, Promotion, Status, first_kind_offer
 from pos_promotion.domain.rules import Kind, Level
 
@@ -173,6 +173,8 @@ def _coupon(row: Any) -> Coupon:
         m["reserved_count"],
         m["expires_at"],
         m["created_at"],
+        status=CouponStatus(m["status"]),
+        deactivated_at=m["deactivated_at"],
     )
 
 
@@ -186,6 +188,8 @@ _COUPON_COLUMNS = (
     coupons.c.reserved_count,
     coupons.c.expires_at,
     coupons.c.created_at,
+    coupons.c.status,
+    coupons.c.deactivated_at,
 )
 
 
@@ -239,8 +243,26 @@ class SqlCouponRepository:
         rows = (await self._conn.execute(query)).all()
         return {r.id: _coupon(r) for r in rows}
 
-    async def of_promotion(self, promotion_id: str, page: PageRequest) -> list[Coupon]:
+    async def get(self, coupon_id: str, lock: bool = False) -> Coupon | None:
+        query = self._select().where(coupons.c.id == coupon_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return _coupon(row) if row else None
+
+    async def save_status(self, coupon: Coupon) -> None:
+        await self._conn.execute(
+            update(coupons)
+            .where(coupons.c.merchant_id == self._merchant, coupons.c.id == coupon.id)
+            .values(status=coupon.status.value, deactivated_at=coupon.deactivated_at)
+        )
+
+    async def of_promotion(
+        self, promotion_id: str, page: PageRequest, status: CouponStatus | None = None
+    ) -> list[Coupon]:
         query = self._select().where(coupons.c.promotion_id == promotion_id)
+        if status is not None:
+            query = query.where(coupons.c.status == status.value)
         if page.after:
             query = query.where(coupons.c.id > page.after)
         rows = (await self._conn.execute(query.order_by(coupons.c.id).limit(page.fetch))).all()

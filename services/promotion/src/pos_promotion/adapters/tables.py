@@ -62,6 +62,9 @@ coupons = Table(
     Column("reserved_count", Integer, nullable=False, server_default="0"),
     Column("expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # active or deactivated (one code stopped, its promotion untouched; migration 0005).
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("deactivated_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("merchant_id", "id", name="coupons_pkey"),
     UniqueConstraint("merchant_id", "code_hash", name="coupons_code_key"),
     ForeignKeyConstraint(

@@ -37,6 +37,13 @@ def hint(code: str) -> str:
     return code[len(code) - min(4, len(code) // 3) :]
 
 
+class CouponStatus(StrEnum):
+    ACTIVE = "active"
+    # Deactivated on its own, its promotion and other codes untouched (a code that leaked):
+    # final, as ending a promotion is.
+    DEACTIVATED = "deactivated"
+
+
 class ReservationStatus(StrEnum):
     RESERVED = "reserved"
     REDEEMED = "redeemed"
@@ -52,6 +59,7 @@ class Refusal(StrEnum):
     CUSTOMER_LIMIT = "coupon_customer_limit"
     CUSTOMER_REQUIRED = "coupon_customer_required"  # limited per customer; the sale names none
     INACTIVE = "coupon_inactive"  # its promotion is paused or ended
+    DEACTIVATED = "coupon_deactivated"  # the code itself was deactivated
     NOT_APPLICABLE = "coupon_not_applicable"  # gives this cart nothing
 
 
@@ -62,6 +70,7 @@ MESSAGES = {
     Refusal.CUSTOMER_LIMIT: "this customer has used the coupon as often as it allows",
     Refusal.CUSTOMER_REQUIRED: "the coupon is limited per customer: name the customer_id",
     Refusal.INACTIVE: "the coupon's promotion is not running",
+    Refusal.DEACTIVATED: "the coupon was deactivated",
     Refusal.NOT_APPLICABLE: "the coupon gives this cart no discount",
 }
 
@@ -85,9 +94,22 @@ class Coupon:
     expires_at: datetime | None = None
     created_at: datetime | None = None
     code: str = ""  # only on the answer that created it
+    status: CouponStatus = CouponStatus.ACTIVE
+    deactivated_at: datetime | None = None
+
+    def deactivate(self, at: datetime) -> bool:
+        """False when it already was: the first deactivation's time stays."""
+        if self.status is CouponStatus.DEACTIVATED:
+            return False
+        self.status, self.deactivated_at = CouponStatus.DEACTIVATED, at
+        return True
 
     def refusal(self, at: datetime, customer_uses: int | None, customer_id: str) -> Refusal | None:
-        """Why it cannot be reserved now, if it cannot (the promotion's state aside)."""
+        """Why it cannot be reserved now, if it cannot (the promotion's state aside). Only new
+        reservations: a use reserved before a deactivation still redeems, as one reserved
+        before its promotion ended does."""
+        if self.status is CouponStatus.DEACTIVATED:
+            return Refusal.DEACTIVATED
         if self.expires_at is not None and at >= self.expires_at:
             return Refusal.EXPIRED
         if self.max_uses and self.redeemed_count + self.reserved_count >= self.max_uses:

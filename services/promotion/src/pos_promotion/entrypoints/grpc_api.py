@@ -249,11 +249,30 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     async def ListCoupons(
         self, request: pb.ListCouponsRequest, uow: PromotionUow
     ) -> pb.ListCouponsResponse:
-        page = page_request(request)
-        found, token = page_of(await handlers.list_coupons(uow, request.promotion_id, page), page)
+        page = page_request(request)  # its tokens are bound to the status filter too
+        status = messages.COUPON_STATUSES.optional(request.status, "status")
+        found, token = page_of(
+            await handlers.list_coupons(uow, request.promotion_id, page, status), page
+        )
         return pb.ListCouponsResponse(
             coupons=[messages.coupon_to_proto(c) for c in found], next_page_token=token
         )
+
+    @query
+    async def GetCoupon(
+        self, request: pb.GetCouponRequest, uow: PromotionUow
+    ) -> pb.GetCouponResponse:
+        coupon = await handlers.get_coupon(uow, request.promotion_id, request.id)
+        return pb.GetCouponResponse(coupon=messages.coupon_to_proto(coupon))
+
+    @mutation(pb.DeactivateCouponResponse)
+    async def DeactivateCoupon(
+        self, request: pb.DeactivateCouponRequest, uow: PromotionUow
+    ) -> pb.DeactivateCouponResponse:
+        # No cache to forget: the offers cached are the promotions; a coupon is read by its
+        # hash on every calculation that names it.
+        coupon = await handlers.deactivate_coupon(uow, request.promotion_id, request.id)
+        return pb.DeactivateCouponResponse(coupon=messages.coupon_to_proto(coupon))
 
     async def ReserveCoupons(
         self, request: pb.ReserveCouponsRequest, context: grpc.aio.ServicerContext

@@ -14,6 +14,7 @@ from pos_promotion.domain.coupons import (
     CouponRedeemed,
     CouponRefused,
     CouponReleased,
+    CouponStatus,
     Refusal,
     Reservation,
     ReservationStatus,
@@ -260,10 +261,39 @@ async def create_coupons(
 
 
 async def list_coupons(
-    uow: PromotionUnitOfWork, promotion_id: str, page: PageRequest
+    uow: PromotionUnitOfWork,
+    promotion_id: str,
+    page: PageRequest,
+    status: CouponStatus | None = None,
 ) -> list[Coupon]:
+    """A page of the promotion's coupons, only those in `status` when one is given."""
     await get_promotion(uow, promotion_id)
-    return await uow.coupons.of_promotion(promotion_id, page)
+    return await uow.coupons.of_promotion(promotion_id, page, status)
+
+
+async def get_coupon(
+    uow: PromotionUnitOfWork, promotion_id: str, coupon_id: str, lock: bool = False
+) -> Coupon:
+    """The promotion's coupon: one of another promotion is NOT_FOUND like a missing one, so a
+    path never reaches a coupon through a promotion it is not of."""
+    await get_promotion(uow, promotion_id)
+    coupon = await uow.coupons.get(coupon_id, lock=lock)
+    if coupon is None or coupon.promotion_id != promotion_id:
+        raise NotFound("coupon", coupon_id)
+    return coupon
+
+
+async def deactivate_coupon(
+    uow: PromotionUnitOfWork, promotion_id: str, coupon_id: str, at: datetime | None = None
+) -> Coupon:
+    """The code stops reserving; its promotion and other codes go on. Under the coupon row's
+    lock, the one a reservation takes: a checkout reserving at the same moment either
+    reserved first (that use stands, and redeems) or sees the deactivation. A deactivated
+    coupon answers as it is (the first deactivation's time stays)."""
+    coupon = await get_coupon(uow, promotion_id, coupon_id, lock=True)
+    if coupon.deactivate(at or datetime.now(UTC)):
+        await uow.coupons.save_status(coupon)
+    return coupon
 
 
 async def reserve_coupons(

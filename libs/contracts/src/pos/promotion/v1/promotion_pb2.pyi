@@ -84,6 +84,25 @@ PROMOTION_STATUS_PAUSED: PromotionStatus.ValueType  # 2
 PROMOTION_STATUS_ENDED: PromotionStatus.ValueType  # 3
 Global___PromotionStatus: _TypeAlias = PromotionStatus  # noqa: Y015
 
+class _CouponStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CouponStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COUPON_STATUS_UNSPECIFIED: _CouponStatus.ValueType  # 0
+    COUPON_STATUS_ACTIVE: _CouponStatus.ValueType  # 1
+    COUPON_STATUS_DEACTIVATED: _CouponStatus.ValueType  # 2
+    """Deactivated on its own (a leaked code): it no longer reserves."""
+
+class CouponStatus(_CouponStatus, metaclass=_CouponStatusEnumTypeWrapper): ...
+
+COUPON_STATUS_UNSPECIFIED: CouponStatus.ValueType  # 0
+COUPON_STATUS_ACTIVE: CouponStatus.ValueType  # 1
+COUPON_STATUS_DEACTIVATED: CouponStatus.ValueType  # 2
+"""Deactivated on its own (a leaked code): it no longer reserves."""
+Global___CouponStatus: _TypeAlias = CouponStatus  # noqa: Y015
+
 class _ManualKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -698,6 +717,8 @@ class Coupon(_message.Message):
     RESERVED_COUNT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DEACTIVATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     promotion_id: _builtins.str
     code: _builtins.str
@@ -709,10 +730,15 @@ class Coupon(_message.Message):
     max_uses_per_customer: _builtins.int
     redeemed_count: _builtins.int
     reserved_count: _builtins.int
+    status: Global___CouponStatus.ValueType
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deactivated_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once, when it was deactivated."""
+
     def __init__(
         self,
         *,
@@ -726,10 +752,12 @@ class Coupon(_message.Message):
         reserved_count: _builtins.int = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___CouponStatus.ValueType = ...,
+        deactivated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_hint", b"code_hint", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "redeemed_count", b"redeemed_count", "reserved_count", b"reserved_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_hint", b"code_hint", "created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at", "id", b"id", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "redeemed_count", b"redeemed_count", "reserved_count", b"reserved_count", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -804,19 +832,25 @@ class ListCouponsRequest(_message.Message):
     PROMOTION_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     promotion_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    status: Global___CouponStatus.ValueType
+    """Only coupons in this status (unset: every one); a value not in the enum is
+    INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
+    """
     def __init__(
         self,
         *,
         promotion_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status: Global___CouponStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "promotion_id", b"promotion_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "promotion_id", b"promotion_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -844,6 +878,93 @@ class ListCouponsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCouponsResponse: _TypeAlias = ListCouponsResponse  # noqa: Y015
+
+@_typing.final
+class GetCouponRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "promotion_id", b"promotion_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCouponRequest: _TypeAlias = GetCouponRequest  # noqa: Y015
+
+@_typing.final
+class GetCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: Global___Coupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCouponResponse: _TypeAlias = GetCouponResponse  # noqa: Y015
+
+@_typing.final
+class DeactivateCouponRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    promotion_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        promotion_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "promotion_id", b"promotion_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateCouponRequest: _TypeAlias = DeactivateCouponRequest  # noqa: Y015
+
+@_typing.final
+class DeactivateCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: Global___Coupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateCouponResponse: _TypeAlias = DeactivateCouponResponse  # noqa: Y015
 
 @_typing.final
 class CouponReservation(_message.Message):

@@ -90,6 +90,16 @@ class PromotionServiceStub:
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.SerializeToString,
                 response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.FromString,
                 _registered_method=True)
+        self.GetCoupon = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/GetCoupon',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponResponse.FromString,
+                _registered_method=True)
+        self.DeactivateCoupon = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/DeactivateCoupon',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponResponse.FromString,
+                _registered_method=True)
         self.ReserveCoupons = channel.unary_unary(
                 '/pos.promotion.v1.PromotionService/ReserveCoupons',
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReserveCouponsRequest.SerializeToString,
@@ -178,7 +188,25 @@ class PromotionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCoupons(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """status narrows the list to active or deactivated coupons (unset: every one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCoupon(self, request, context):
+        """One coupon of the promotion: another merchant's, another promotion's or a missing one
+        is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateCoupon(self, request, context):
+        """The one code stops reserving (coupon_deactivated), its promotion and other codes
+        untouched; a use reserved before still redeems or releases. Final, and idempotent: a
+        deactivated coupon answers as it is.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -263,6 +291,16 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.ListCoupons,
                     request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.FromString,
                     response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.SerializeToString,
+            ),
+            'GetCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCoupon,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponResponse.SerializeToString,
+            ),
+            'DeactivateCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateCoupon,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponResponse.SerializeToString,
             ),
             'ReserveCoupons': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveCoupons,
@@ -578,6 +616,60 @@ class PromotionService:
             '/pos.promotion.v1.PromotionService/ListCoupons',
             pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsRequest.SerializeToString,
             pos_dot_promotion_dot_v1_dot_promotion__pb2.ListCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/GetCoupon',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.GetCouponResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/DeactivateCoupon',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.DeactivateCouponResponse.FromString,
             options,
             channel_credentials,
             insecure,

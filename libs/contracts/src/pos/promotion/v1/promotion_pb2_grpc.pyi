@@ -50,6 +50,16 @@ class PromotionServiceStub:
     CreateCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]
     """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
     ListCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]
+    """status narrows the list to active or deactivated coupons (unset: every one)."""
+    GetCoupon: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.GetCouponRequest, _promotion_pb2.GetCouponResponse]
+    """One coupon of the promotion: another merchant's, another promotion's or a missing one
+    is NOT_FOUND.
+    """
+    DeactivateCoupon: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.DeactivateCouponRequest, _promotion_pb2.DeactivateCouponResponse]
+    """The one code stops reserving (coupon_deactivated), its promotion and other codes
+    untouched; a use reserved before still redeems or releases. Final, and idempotent: a
+    deactivated coupon answers as it is.
+    """
     ReserveCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]
     """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
     a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
@@ -82,6 +92,16 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     CreateCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]  # type: ignore[assignment]
     """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
     ListCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]  # type: ignore[assignment]
+    """status narrows the list to active or deactivated coupons (unset: every one)."""
+    GetCoupon: _aio.UnaryUnaryMultiCallable[_promotion_pb2.GetCouponRequest, _promotion_pb2.GetCouponResponse]  # type: ignore[assignment]
+    """One coupon of the promotion: another merchant's, another promotion's or a missing one
+    is NOT_FOUND.
+    """
+    DeactivateCoupon: _aio.UnaryUnaryMultiCallable[_promotion_pb2.DeactivateCouponRequest, _promotion_pb2.DeactivateCouponResponse]  # type: ignore[assignment]
+    """The one code stops reserving (coupon_deactivated), its promotion and other codes
+    untouched; a use reserved before still redeems or releases. Final, and idempotent: a
+    deactivated coupon answers as it is.
+    """
     ReserveCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReserveCouponsRequest, _promotion_pb2.ReserveCouponsResponse]  # type: ignore[assignment]
     """The order saga's calls, keyed by the order id: reserve at checkout (FAILED_PRECONDITION with
     a coupon_* reason when a code cannot apply), redeem on confirmation, release on cancel
@@ -176,7 +196,29 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _promotion_pb2.ListCouponsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_promotion_pb2.ListCouponsResponse, _abc.Awaitable[_promotion_pb2.ListCouponsResponse]]: ...
+    ) -> _typing.Union[_promotion_pb2.ListCouponsResponse, _abc.Awaitable[_promotion_pb2.ListCouponsResponse]]:
+        """status narrows the list to active or deactivated coupons (unset: every one)."""
+
+    @_abc_1.abstractmethod
+    def GetCoupon(
+        self,
+        request: _promotion_pb2.GetCouponRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.GetCouponResponse, _abc.Awaitable[_promotion_pb2.GetCouponResponse]]:
+        """One coupon of the promotion: another merchant's, another promotion's or a missing one
+        is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def DeactivateCoupon(
+        self,
+        request: _promotion_pb2.DeactivateCouponRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.DeactivateCouponResponse, _abc.Awaitable[_promotion_pb2.DeactivateCouponResponse]]:
+        """The one code stops reserving (coupon_deactivated), its promotion and other codes
+        untouched; a use reserved before still redeems or releases. Final, and idempotent: a
+        deactivated coupon answers as it is.
+        """
 
     @_abc_1.abstractmethod
     def ReserveCoupons(
