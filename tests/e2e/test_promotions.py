@@ -280,3 +280,47 @@ def test_a_refused_coupon_code_is_named_by_its_field(shop: httpx.Client) -> None
     neither = _post(shop, path, {})
     assert neither.status_code == 400, neither.text
     assert [e["reason"] for e in neither.json()["errors"]] == ["give codes, or a count to generate"]
+
+
+def test_a_promotion_not_yet_started_or_already_over_says_so_and_lists_by_it(
+    platform: Running,
+) -> None:
+    """A promotion whose window starts next year, or closed last year, read `status: active`
+    and nothing else, though it did not apply. `status` is still the merchant's (active,
+    paused, ended); `schedule_state` says where now is against the window (`scheduled`,
+    `running`, `finished`), and `?schedule_state=` lists by it, with `status` too."""
+    with platform.new_merchant(f"Promotion windows {uuid.uuid4().hex[:8]}") as http:
+        windows = {
+            "next year": {"starts_at": "2099-01-01T00:00", "time_zone": "Europe/Paris"},
+            "last year": {"starts_at": "2000-01-01T00:00", "ends_at": "2001-01-01T00:00"},
+            "this year": {"starts_at": "2000-01-01T00:00", "ends_at": "2099-01-01T00:00"},
+            "no window": {},
+        }
+        made = {}
+        for name, window in windows.items():
+            body = {"name": name, "percent_off_bps": 500, "conditions": window}
+            answer = _post(http, "/v1/promotions", body)
+            assert answer.status_code == 201, answer.text
+            made[name] = answer.json()
+        assert {n: (p["status"], p["schedule_state"]) for n, p in made.items()} == {
+            "next year": ("active", "scheduled"),
+            "last year": ("active", "finished"),
+            "this year": ("active", "running"),
+            "no window": ("active", "running"),
+        }
+        got = http.get(f"/v1/promotions/{made['last year']['id']}")
+        assert got.status_code == 200 and got.json()["schedule_state"] == "finished"
+
+        def listed(**params: Any) -> set[str]:
+            answer = http.get("/v1/promotions", params=params)
+            assert answer.status_code == 200, answer.text
+            return {p["name"] for p in answer.json()["data"]}
+
+        assert listed(schedule_state="scheduled") == {"next year"}
+        assert listed(schedule_state="finished") == {"last year"}
+        assert listed(schedule_state="running") == {"this year", "no window"}
+        assert _post(http, f"/v1/promotions/{made['no window']['id']}/pause").status_code == 200
+        assert listed(status="active", schedule_state="running") == {"this year"}
+        unknown = http.get("/v1/promotions", params={"schedule_state": "expired"})
+        assert unknown.status_code == 400, unknown.text
+        assert [e["field"] for e in unknown.json()["errors"]] == ["schedule_state"]

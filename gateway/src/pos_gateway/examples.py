@@ -283,6 +283,7 @@ PROMOTION = {
     "updated_at": CREATED,
     "ended_at": None,
     "used": False,
+    "schedule_state": "running",
 }
 COUPON = {
     "id": "cpn_01j9x6qa1b2c3d4e5f6g7h8j9k",

@@ -108,6 +108,14 @@ def test_promotion_and_coupon_events_are_public_with_their_snapshots() -> None:
         shown = event.data["object"]
         assert shown["status"] == "ended" and shown["rule"]["kind"] == "buy_x_get_y"
         assert kind in SOURCES["promotion"] and event.type in EVENT_TYPES
+    # A producer from before `schedule_state` sent none: null, never a guess; one that sends it
+    # is shown as sent (the state when the event was published).
+    assert shown["schedule_state"] is None
+    promotion.schedule_state = promotion_pb2.SCHEDULE_STATE_FINISHED
+    ended = promotion_events_pb2.PromotionEnded(promotion=promotion)
+    _stamped(ended, ended.promotion.created_at, ended.promotion.updated_at)
+    (event,) = public_events(ended)
+    assert event.data["object"]["schedule_state"] == "finished"
     redeemed = promotion_events_pb2.CouponRedeemed(
         coupon=promotion_pb2.Coupon(
             id="cpn_1", promotion_id="promo_1", code_hint="-26", max_uses=5, redeemed_count=1

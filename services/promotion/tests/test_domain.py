@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 import pytest
 
@@ -13,8 +13,10 @@ from pos_promotion.domain.engine import Manual, ManualKind
 from pos_promotion.domain.model import (
     CartLineInput,
     MoneyInput,
+    Schedule,
     first_kind_offer,
     new_cart,
+    schedule_of,
     validate_offer,
 )
 from pos_promotion.domain.rules import Conditions, Kind, Level, Offer, Rule, Tier
@@ -133,3 +135,31 @@ def test_a_limit_per_order_is_kept_where_it_counts() -> None:
         ),
     ):
         assert validate_offer(Offer("p", "Limited", rule, currency="USD")).rule == rule
+
+
+def test_the_schedule_is_where_now_is_against_the_window() -> None:
+    """In the offer's own zone the window opens and closes at one instant everywhere: 09:00 in
+    New York is 14:00 UTC in December. Without a zone it is read at each sale's location, so it
+    is scheduled until it opened at the first location anywhere (UTC+14) and finished once it
+    closed at the last (UTC-12)."""
+    new_york = Conditions(
+        starts_at=datetime(2026, 12, 5, 9),
+        ends_at=datetime(2026, 12, 6, 9),
+        time_zone="America/New_York",
+    )
+    at = lambda *t: datetime(*t, tzinfo=UTC)  # noqa: E731
+    assert schedule_of(new_york, at(2026, 12, 5, 13, 59)) is Schedule.SCHEDULED
+    assert schedule_of(new_york, at(2026, 12, 5, 14)) is Schedule.RUNNING
+    assert schedule_of(new_york, at(2026, 12, 6, 13, 59)) is Schedule.RUNNING
+    assert schedule_of(new_york, at(2026, 12, 6, 14)) is Schedule.FINISHED  # the end is exclusive
+    anywhere = Conditions(starts_at=datetime(2026, 12, 5), ends_at=datetime(2026, 12, 6))
+    assert schedule_of(anywhere, at(2026, 12, 4, 9, 59)) is Schedule.SCHEDULED
+    assert schedule_of(anywhere, at(2026, 12, 4, 10)) is Schedule.RUNNING  # midnight at UTC+14
+    assert schedule_of(anywhere, at(2026, 12, 6, 11, 59)) is Schedule.RUNNING  # 23:59 at UTC-12
+    assert schedule_of(anywhere, at(2026, 12, 6, 12)) is Schedule.FINISHED
+    # One side open, or no window at all: never scheduled or never finished.
+    assert schedule_of(Conditions(), at(1999, 1, 1)) is Schedule.RUNNING
+    assert schedule_of(Conditions(ends_at=datetime(2026, 1, 1)), at(1999, 1, 1)) is Schedule.RUNNING
+    assert (
+        schedule_of(Conditions(starts_at=datetime(2026, 1, 1)), at(2099, 1, 1)) is Schedule.RUNNING
+    )

@@ -987,3 +987,83 @@ async def test_one_code_is_deactivated_on_its_own_and_a_use_held_before_redeems(
     assert [c.id for c in (await listed(pb.COUPON_STATUS_DEACTIVATED)).coupons] == [leaked.id]
     bad = await refused(listed(7))
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_schedule_state_reads_the_window_and_the_list_filters_on_it(
+    running: Running,
+) -> None:
+    """`status` stays the merchant's (active, paused, ended); `schedule_state` says whether the
+    window has opened or closed, read from the clock: a promotion starting next year or one
+    that ended last year no longer reads as simply `active`. The list filters on it, alone or
+    with `status`, and an edit of the window moves it."""
+    merchant = "mer_schedule"
+    ten = pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=1000)
+    windows = {
+        "soon": pb.Conditions(starts_at="2099-01-01T00:00", time_zone="Europe/Berlin"),
+        "over": pb.Conditions(starts_at="2000-01-01T00:00", ends_at="2001-01-01T00:00"),
+        "open": pb.Conditions(starts_at="2000-01-01T00:00", ends_at="2099-01-01T00:00"),
+        "always": pb.Conditions(),
+        "held": pb.Conditions(ends_at="2001-01-01T00:00", time_zone="Asia/Tokyo"),
+    }
+    made = {
+        name: await create(
+            running, f"c-s-{name}", name=name, rule=ten, conditions=c, merchant=merchant
+        )
+        for name, c in windows.items()
+    }
+    await running.stub.PausePromotion(
+        pb.PausePromotionRequest(request_id="c-s-pause", id=made["held"].id, expected_version=1),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    states = {name: p.schedule_state for name, p in made.items()}
+    assert states == {
+        "soon": pb.SCHEDULE_STATE_SCHEDULED,
+        "over": pb.SCHEDULE_STATE_FINISHED,
+        "open": pb.SCHEDULE_STATE_RUNNING,
+        "always": pb.SCHEDULE_STATE_RUNNING,
+        "held": pb.SCHEDULE_STATE_FINISHED,
+    }
+    # The status a merchant set is unchanged: every one of them reads active but the paused one.
+    assert made["soon"].status == made["over"].status == pb.PROMOTION_STATUS_ACTIVE
+
+    async def listed(**filters: Any) -> set[str]:
+        answer = await running.stub.ListPromotions(
+            pb.ListPromotionsRequest(page_size=50, **filters), metadata=md(merchant), timeout=10
+        )
+        names = set()
+        for p in answer.promotions:
+            if "schedule_state" in filters:
+                assert p.schedule_state == filters["schedule_state"]
+            names.add(p.name)
+        return names
+
+    assert await listed(schedule_state=pb.SCHEDULE_STATE_SCHEDULED) == {"soon"}
+    assert await listed(schedule_state=pb.SCHEDULE_STATE_RUNNING) == {"open", "always"}
+    assert await listed(schedule_state=pb.SCHEDULE_STATE_FINISHED) == {"over", "held"}
+    finished_active = await listed(
+        schedule_state=pb.SCHEDULE_STATE_FINISHED, status=pb.PROMOTION_STATUS_ACTIVE
+    )
+    assert finished_active == {"over"}
+    assert len(await listed()) == 5
+    err = await refused(listed(schedule_state=9))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err).violations] == ["schedule_state"]
+    # The window edited away: running from then on, in the answer and in the list.
+    edited = await running.stub.UpdatePromotion(
+        pb.UpdatePromotionRequest(
+            request_id="c-s-edit",
+            id=made["soon"].id,
+            expected_version=1,
+            update_mask=["conditions"],
+            conditions=pb.Conditions(),
+        ),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    assert edited.promotion.schedule_state == pb.SCHEDULE_STATE_RUNNING
+    assert await listed(schedule_state=pb.SCHEDULE_STATE_SCHEDULED) == set()
+    got = await running.stub.GetPromotion(
+        pb.GetPromotionRequest(id=made["over"].id), metadata=md(merchant), timeout=10
+    )
+    assert got.promotion.schedule_state == pb.SCHEDULE_STATE_FINISHED

@@ -351,6 +351,14 @@ _LIST_STATUSES = {
 }
 
 
+_SCHEDULES = {
+    "": pb.SCHEDULE_STATE_UNSPECIFIED,
+    "scheduled": pb.SCHEDULE_STATE_SCHEDULED,
+    "running": pb.SCHEDULE_STATE_RUNNING,
+    "finished": pb.SCHEDULE_STATE_FINISHED,
+}
+
+
 @router.get(
     "/promotions", **op("promotions:read", "List promotions", example=ex.page(ex.PROMOTION))
 )
@@ -360,15 +368,25 @@ async def list_promotions(
         Literal["active", "paused", "ended"] | None,
         Query(description="Only promotions in this status (as each one's `status` reads)"),
     ] = None,
+    schedule_state: Annotated[
+        Literal["scheduled", "running", "finished"] | None,
+        Query(description="Only promotions whose window is in this state now"),
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
     updated_since: UpdatedSince = None,
 ) -> PromotionList:
     """By id, or with `updated_since` the change feed (oldest change first). `status`
-    narrows either to the promotions in that status; a cursor is good only with the status
-    it was given for (another is a 400 naming `cursor`)."""
+    narrows either to the promotions in that status, `schedule_state` to those whose window
+    has not opened (`scheduled`), is open or absent (`running`) or has closed (`finished`)
+    now; both together: both hold (`status=active&schedule_state=running`: what may apply
+    now). A cursor is good only with the filters it was given for (another is a 400 naming
+    `cursor`)."""
     request = pb.ListPromotionsRequest(
-        page_size=limit, page_token=cursor or "", status=_LIST_STATUSES[status or ""]
+        page_size=limit,
+        page_token=cursor or "",
+        status=_LIST_STATUSES[status or ""],
+        schedule_state=_SCHEDULES[schedule_state or ""],
     )
     if updated_since is not None:
         request.updated_since.CopyFrom(timestamp(updated_since))

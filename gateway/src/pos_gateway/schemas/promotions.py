@@ -87,6 +87,15 @@ class Promotion(Answer):
     updated_at: Timestamp
     ended_at: Timestamp | None
     used: bool = Field(description="A coupon of it was reserved: it can be ended, not deleted")
+    # Null only in events published before the field.
+    schedule_state: Literal["scheduled", "running", "finished"] | None = Field(
+        description="Where now is against its window (`conditions.starts_at`/`ends_at`), read "
+        "from the clock at each read: `scheduled` before it opens, `running` inside it (or with "
+        "no window), `finished` once it closed; apart from `status`, the merchant's pause and "
+        "end. It applies when `status` is `active`, this is `running` and its other conditions "
+        "hold. A window without `time_zone` opens at the first location anywhere (UTC+14) and "
+        "closes at the last (UTC-12). It moves on with no new `version` and no event"
+    )
 
 
 class PromotionList(Page[Promotion]):

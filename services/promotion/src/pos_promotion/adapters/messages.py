@@ -13,7 +13,7 @@ from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
 from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
 from pos_promotion.domain.engine import Context, Manual, ManualKind, Priced
-from pos_promotion.domain.model import CartLineInput, MoneyInput, Promotion, Status
+from pos_promotion.domain.model import CartLineInput, MoneyInput, Promotion, Schedule, Status
 from pos_promotion.domain.rules import (
     MONEY_KINDS,
     Conditions,
@@ -45,6 +45,7 @@ STATUSES_PB = {
 # A list's status filter: unset is none, a number not in the enum is refused naming it.
 STATUSES = ProtoEnum(Status, pb.PromotionStatus)
 COUPON_STATUSES = ProtoEnum(CouponStatus, pb.CouponStatus)
+SCHEDULES = ProtoEnum(Schedule, pb.ScheduleState)
 MANUAL_KINDS = {
     pb.MANUAL_KIND_PERCENT: ManualKind.PERCENT,
     pb.MANUAL_KIND_AMOUNT: ManualKind.AMOUNT,
@@ -204,7 +205,8 @@ def _clock(value: time | None) -> str:
     return "" if value is None else value.isoformat(timespec="minutes")
 
 
-def promotion_to_proto(p: Promotion) -> pb.Promotion:
+def promotion_to_proto(p: Promotion, at: datetime | None = None) -> pb.Promotion:
+    """As it is at `at` (now by default): its schedule_state is read from the clock."""
     o, r, c = p.offer, p.offer.rule, p.offer.conditions
     first_kind = r.kind is Kind.PERCENT_OFF and r.level is Level.ORDER
     msg = pb.Promotion(
@@ -219,6 +221,7 @@ def promotion_to_proto(p: Promotion) -> pb.Promotion:
         status=STATUSES_PB[p.status],
         version=p.version,
         used=p.used,
+        schedule_state=SCHEDULES.to_proto(p.schedule(at)),
     )
     rule = msg.rule
     rule.kind = KINDS_PB[r.kind]

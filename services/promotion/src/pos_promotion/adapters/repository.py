@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, delete, func, insert, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,7 +32,14 @@ from pos_promotion.adapters.tables import (
     promotions,
 )
 from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
-from pos_promotion.domain.model import MoneyInput, Promotion, Status, first_kind_offer
+from pos_promotion.domain.model import (
+    MoneyInput,
+    Promotion,
+    Schedule,
+    Status,
+    first_kind_offer,
+    window,
+)
 from pos_promotion.domain.rules import Kind, Level
 
 _COLUMNS = (
@@ -68,6 +88,7 @@ def _values(p: Promotion) -> dict[str, Any]:
     offer = p.offer
     first_kind = offer.rule.kind is Kind.PERCENT_OFF and offer.rule.level is Level.ORDER
     minimum = offer.conditions.min_amount
+    opens, closes = window(offer.conditions)
     return {
         "name": offer.name,
         "percent_off_bps": offer.rule.percent_bps if first_kind else 0,
@@ -79,6 +100,8 @@ def _values(p: Promotion) -> dict[str, Any]:
         "version": p.version,
         "used": p.used,
         "ended_at": p.ended_at,
+        "opens_at": opens,
+        "closes_at": closes,
     }
 
 
@@ -140,10 +163,18 @@ class SqlPromotionRepository:
         query = _select(self._merchant).where(promotions.c.status == Status.ACTIVE.value)
         return [_promotion(r) for r in (await self._conn.execute(query)).all()]
 
-    async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
+    async def list(
+        self,
+        page: PageRequest,
+        status: Status | None = None,
+        schedule: Schedule | None = None,
+        at: datetime | None = None,
+    ) -> list[Promotion]:
         query = _select(self._merchant)
         if status is not None:
             query = query.where(promotions.c.status == status.value)
+        if schedule is not None:
+            query = query.where(_in_schedule(schedule, at or datetime.now(UTC)))
         rows = await list_page(self._conn, query, promotions.c.updated_at, promotions.c.id, page)
         return [_promotion(r) for r in rows]
 
@@ -159,6 +190,16 @@ class SqlPromotionRepository:
             .returning(promotions.c.id)
         )
         return set(rows.scalars())
+
+
+def _in_schedule(schedule: Schedule, at: datetime) -> ColumnElement[bool]:
+    """model.schedule_of as SQL, on the stored window."""
+    opens, closes = promotions.c.opens_at, promotions.c.closes_at
+    if schedule is Schedule.SCHEDULED:
+        return opens > at
+    if schedule is Schedule.FINISHED:
+        return and_(or_(opens.is_(None), opens <= at), closes <= at)
+    return and_(or_(opens.is_(None), opens <= at), or_(closes.is_(None), closes > at))
 
 
 def _coupon(row: Any) -> Coupon:

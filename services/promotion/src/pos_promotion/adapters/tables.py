@@ -44,6 +44,10 @@ promotions = Table(
     Column("used", Boolean, nullable=False, server_default="false"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("ended_at", DateTime(timezone=True)),
+    # The window as instants (model.window), kept beside the definition so a list can filter
+    # on where now is against it (migration 0006); null: open on that side.
+    Column("opens_at", DateTime(timezone=True)),
+    Column("closes_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("merchant_id", "id", name="promotions_pkey"),
 )
 

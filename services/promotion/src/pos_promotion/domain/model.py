@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +55,49 @@ class Status(StrEnum):
     ENDED = "ended"
 
 
+class Schedule(StrEnum):
+    """Where now is against the offer's window (`starts_at`/`ends_at`), read only: derived at
+    each read from the clock, not a state anyone sets, and apart from `status` (the merchant's
+    pause and end). It applies to a sale when `status` is active, this is running, and the
+    other conditions (days, hours, channels, ...) hold."""
+
+    SCHEDULED = "scheduled"  # its window has not opened yet
+    RUNNING = "running"  # inside its window, or it has none
+    FINISHED = "finished"  # its window has closed
+
+
+# An offer naming no time zone reads its window at each sale's location, in that location's
+# zone: it opens first where clocks are furthest ahead and closes last where they are
+# furthest behind. The extremes of the offsets in use (Pacific/Kiritimati, Etc/GMT+12).
+AHEAD_MOST = timedelta(hours=14)
+BEHIND_MOST = timedelta(hours=-12)
+
+
+def _instant(local: datetime, zone: str, offset: timedelta) -> datetime:
+    if zone:
+        return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    return (local - offset).replace(tzinfo=UTC)
+
+
+def window(c: Conditions) -> tuple[datetime | None, datetime | None]:
+    """The instants (UTC) the window opens and closes, None for an open end: exact in the
+    offer's own zone; with none, when it opens at the first location anywhere and closes at
+    the last, so `scheduled` means no sale anywhere could get it yet and `finished` none ever
+    again."""
+    opens = None if c.starts_at is None else _instant(c.starts_at, c.time_zone, AHEAD_MOST)
+    closes = None if c.ends_at is None else _instant(c.ends_at, c.time_zone, BEHIND_MOST)
+    return opens, closes
+
+
+def schedule_of(c: Conditions, at: datetime) -> Schedule:
+    opens, closes = window(c)
+    if opens is not None and at < opens:
+        return Schedule.SCHEDULED
+    if closes is not None and at >= closes:
+        return Schedule.FINISHED
+    return Schedule.RUNNING
+
+
 @dataclass
 class Promotion:
     offer: Offer
@@ -76,6 +119,9 @@ class Promotion:
     @property
     def active(self) -> bool:
         return self.status is Status.ACTIVE
+
+    def schedule(self, at: datetime | None = None) -> Schedule:
+        return schedule_of(self.offer.conditions, at or datetime.now(UTC))
 
     def check_version(self, expected: int) -> None:
         if expected and expected != self.version:

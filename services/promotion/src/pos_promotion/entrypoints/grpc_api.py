@@ -104,9 +104,14 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     ) -> pb.ListPromotionsResponse:
         page = page_request(request)  # its tokens are bound to the status filter too
         status = messages.STATUSES.optional(request.status, "status")
-        found, token = page_of(await handlers.list_promotions(uow, page, status), page)
+        schedule = messages.SCHEDULES.optional(request.schedule_state, "schedule_state")
+        # One instant for the filter and the answer: each promotion listed reads as filtered.
+        at = datetime.now(UTC)
+        found, token = page_of(
+            await handlers.list_promotions(uow, page, status, schedule, at), page
+        )
         return pb.ListPromotionsResponse(
-            promotions=[messages.promotion_to_proto(p) for p in found], next_page_token=token
+            promotions=[messages.promotion_to_proto(p, at) for p in found], next_page_token=token
         )
 
     @mutation(pb.UpdatePromotionResponse)

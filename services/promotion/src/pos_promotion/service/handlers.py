@@ -27,6 +27,7 @@ from pos_promotion.domain.model import (
     PromotionDeleted,
     PromotionEnded,
     PromotionUpdated,
+    Schedule,
     Status,
     edited_currency,
     new_promotion,
@@ -64,10 +65,15 @@ async def get_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> Promotio
 
 
 async def list_promotions(
-    uow: PromotionUnitOfWork, page: PageRequest, status: Status | None = None
+    uow: PromotionUnitOfWork,
+    page: PageRequest,
+    status: Status | None = None,
+    schedule: Schedule | None = None,
+    at: datetime | None = None,
 ) -> list[Promotion]:
-    """A page of the merchant's promotions, only those in `status` when one is given."""
-    return await uow.promotions.list(page, status)
+    """A page of the merchant's promotions, only those in `status` and whose window is in
+    `schedule` now (or at `at`) when given."""
+    return await uow.promotions.list(page, status, schedule, at)
 
 
 async def _save(uow: PromotionUnitOfWork, promotion: Promotion, seen: int) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from pos_kit.paging import PageRequest
 from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
-from pos_promotion.domain.model import Promotion, Status
+from pos_promotion.domain.model import Promotion, Schedule, Status
 
 
 class PromotionRepository(Protocol):
@@ -24,9 +25,15 @@ class PromotionRepository(Protocol):
         """Every active promotion, as this unit of work sees them."""
         ...
 
-    async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
+    async def list(
+        self,
+        page: PageRequest,
+        status: Status | None = None,
+        schedule: Schedule | None = None,
+        at: datetime | None = None,
+    ) -> list[Promotion]:
         """By id after `page.after`, or changed since `page.since`: up to `page.fetch`; only
-        those in `status` when one is given."""
+        those in `status`, and whose window is in `schedule` at `at`, when given."""
         ...
 
 

@@ -84,6 +84,34 @@ PROMOTION_STATUS_PAUSED: PromotionStatus.ValueType  # 2
 PROMOTION_STATUS_ENDED: PromotionStatus.ValueType  # 3
 Global___PromotionStatus: _TypeAlias = PromotionStatus  # noqa: Y015
 
+class _ScheduleState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScheduleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScheduleState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCHEDULE_STATE_UNSPECIFIED: _ScheduleState.ValueType  # 0
+    SCHEDULE_STATE_SCHEDULED: _ScheduleState.ValueType  # 1
+    """Its window has not opened yet."""
+    SCHEDULE_STATE_RUNNING: _ScheduleState.ValueType  # 2
+    """Inside its window, or it has none."""
+    SCHEDULE_STATE_FINISHED: _ScheduleState.ValueType  # 3
+    """Its window has closed."""
+
+class ScheduleState(_ScheduleState, metaclass=_ScheduleStateEnumTypeWrapper):
+    """Where now is against the offer's window (conditions.starts_at/ends_at), derived at each
+    read: apart from status, which is the merchant's pause and end.
+    """
+
+SCHEDULE_STATE_UNSPECIFIED: ScheduleState.ValueType  # 0
+SCHEDULE_STATE_SCHEDULED: ScheduleState.ValueType  # 1
+"""Its window has not opened yet."""
+SCHEDULE_STATE_RUNNING: ScheduleState.ValueType  # 2
+"""Inside its window, or it has none."""
+SCHEDULE_STATE_FINISHED: ScheduleState.ValueType  # 3
+"""Its window has closed."""
+Global___ScheduleState: _TypeAlias = ScheduleState  # noqa: Y015
+
 class _CouponStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -345,6 +373,7 @@ class Promotion(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
     USED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_STATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     percent_off_bps: _builtins.int
@@ -358,6 +387,11 @@ class Promotion(_message.Message):
     version: _builtins.int
     used: _builtins.bool
     """Some coupon of it was reserved: it can be ended but not deleted."""
+    schedule_state: Global___ScheduleState.ValueType
+    """Derived from the window and the clock at each read (no new version when it moves on).
+    An offer naming no time_zone opens at the first location anywhere (UTC+14) and closes at
+    the last (UTC-12).
+    """
     @_builtins.property
     def minimum_subtotal(self) -> _money_pb2.Money:
         """Applies only when the cart subtotal reaches this amount; zero means always."""
@@ -392,10 +426,11 @@ class Promotion(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         used: _builtins.bool = ...,
+        schedule_state: Global___ScheduleState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "created_at", b"created_at", "ended_at", b"ended_at", "minimum_subtotal", b"minimum_subtotal", "rule", b"rule", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "conditions", b"conditions", "created_at", b"created_at", "ended_at", b"ended_at", "exclusive", b"exclusive", "id", b"id", "minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps", "priority", b"priority", "requires_coupon", b"requires_coupon", "rule", b"rule", "stackable", b"stackable", "status", b"status", "updated_at", b"updated_at", "used", b"used", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "conditions", b"conditions", "created_at", b"created_at", "ended_at", b"ended_at", "exclusive", b"exclusive", "id", b"id", "minimum_subtotal", b"minimum_subtotal", "name", b"name", "percent_off_bps", b"percent_off_bps", "priority", b"priority", "requires_coupon", b"requires_coupon", "rule", b"rule", "schedule_state", b"schedule_state", "stackable", b"stackable", "status", b"status", "updated_at", b"updated_at", "used", b"used", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1162,11 +1197,16 @@ class ListPromotionsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    SCHEDULE_STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___PromotionStatus.ValueType
     """Only promotions in this status (unset: every one); a value not in the enum is
     INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
+    """
+    schedule_state: Global___ScheduleState.ValueType
+    """Only promotions whose window is in this state now (unset: every one); with status, both
+    must hold. A value not in the enum is INVALID_ARGUMENT naming schedule_state.
     """
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
@@ -1179,10 +1219,11 @@ class ListPromotionsRequest(_message.Message):
         page_token: _builtins.str = ...,
         updated_since: _timestamp_pb2.Timestamp | None = ...,
         status: Global___PromotionStatus.ValueType = ...,
+        schedule_state: Global___ScheduleState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "schedule_state", b"schedule_state", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
