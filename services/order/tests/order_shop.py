@@ -16,13 +16,15 @@ from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos_devstack.natsd import free_port
 from pos_devstack.testing import Infra, InProcessService, serve_in_process
 
-# Short windows, so a crash test heals in seconds: an idle saga is the resumer's after 1.5 s,
-# an unconfirmed order's holds last 4 s.
+# Short windows, so a crash test heals in seconds: an idle saga is the resumer's after 3 s,
+# an unconfirmed order's holds last 6 s. Not shorter: a payment call answered in more than
+# its 2.5 s on a loaded machine failed a sale the test needed whole (a 1 s timeout did, at a
+# load of 11 on 2 cores), and the order it left was then resumed by the next case's process.
 CRASH_SETTINGS: dict[str, Any] = {
-    "saga_abandon_seconds": 1.5,
+    "saga_abandon_seconds": 3.0,
     "saga_sweep_seconds": 0.2,
-    "payment_timeout_seconds": 1.0,
-    "hold_seconds": 4,
+    "payment_timeout_seconds": 2.5,
+    "hold_seconds": 6,
     "shutdown_grace_seconds": 0.05,
 }
 
