@@ -72,13 +72,14 @@ ORDER_RULES = "|".join(
      "POST /v1/orders/[^/]+/fulfillments/[^/]+/steps",
      "POST /v1/orders/[^/]+/returns/[^/]+/settle")
 )  # fmt: skip
-# A staff member (its change and its deactivation), a role (its change and its deletion) and
-# the settings take If-Match (412 when stale); a register's change, like every PATCH, is a 400
-# when it sends no field (all are optional) or a name of spaces only.
+# A staff member (its change and its deactivation), a role (its change and its deletion), a
+# register (its change and its retirement) and the settings take If-Match (412 when stale); a
+# register's change, like every PATCH, is a 400 when it sends no field (all are optional) or a
+# name of spaces only.
 VERSIONED_SETTINGS = "|".join(
     ("PATCH /v1/staff/[^/]+", "POST /v1/staff/[^/]+/deactivate", "PATCH /v1/order-settings",
      "PUT /v1/(payment|gift-card|audit)-settings", "(PATCH|DELETE) /v1/roles/[^/]+",
-     "PATCH /v1/registers/[^/]+")
+     "PATCH /v1/registers/[^/]+", "POST /v1/registers/[^/]+/retire")
 )  # fmt: skip
 PROMOTION_RULES = "|".join(
     ("POST /v1/promotions", "PATCH /v1/promotions/[^/]+",

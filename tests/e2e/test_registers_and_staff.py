@@ -892,6 +892,55 @@ def test_a_register_is_renamed_by_patch_and_announced(platform: Running) -> None
     assert [e["data"]["object"] for e in updated] == [renamed.json()]
 
 
+def test_a_register_change_honours_if_match_and_its_events_carry_the_version(
+    platform: Running,
+) -> None:
+    """A register's `version` (its ETag) is bumped by each change: made at 1, paired, renamed,
+    retired. A rename or retirement under a stale `If-Match` is the 412 `version_mismatch`
+    with `current_version` a staff member's is, nothing changed and nothing announced; each
+    event carries the register at its version, as GET answered it then."""
+    http = platform.http
+    here = _locations(http)[0]
+    made = _post(http, "/v1/registers", {"location_id": here, "name": "Versioned Till"})
+    assert (made.status_code, made.json()["version"]) == (201, 1), made.text
+    register, _ = _paired_register(platform, here)
+    one = f"/v1/registers/{register['id']}"
+    read = http.get(one)
+    assert (read.json()["version"], read.headers["ETag"]) == (2, '"2"'), read.text
+    assert read.json() == register
+
+    stale = http.patch(one, json={"name": "Lost"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (stale.json()["code"], stale.json()["current_version"]) == ("version_mismatch", 2)
+    assert http.get(one).json() == read.json()
+    assert _audit(http, action="register.updated", resource_id=register["id"]) == []
+
+    renamed = http.patch(one, json={"name": "Checked Till"}, headers={"If-Match": '"2"'})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["version"], renamed.headers["ETag"]) == (3, '"3"')
+    retire = f"{one}/retire"
+    late = http.post(retire, headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": '"2"'})
+    assert (late.status_code, late.json()["current_version"]) == (412, 3), late.text
+    assert http.get(one).json()["status"] == "paired"
+    retired = http.post(retire, headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": '"3"'})
+    assert (retired.status_code, retired.json()["version"]) == (200, 4), retired.text
+
+    # Retired: once that is in the feed, so is everything the gateway published before it.
+    _event_of(http, "register.retired", register["id"])
+    shown = {
+        kind: [e["data"]["object"] for e in _events_of(http, f"register.{kind}", register["id"])]
+        for kind in ("created", "paired", "updated", "retired")
+    }
+    assert [o["version"] for o in shown["created"]] == [1]
+    assert shown["paired"] == [register]
+    assert shown["updated"] == [renamed.json()]
+    assert shown["retired"] == [retired.json()] == [http.get(one).json()]
+    assert _events_of(http, "register.created", made.json()["id"])[0]["data"]["object"] == (
+        made.json()
+    )
+
+
 def test_a_pay_out_takes_no_more_than_the_drawer_holds(platform: Running) -> None:
     """A pay-out past the cash the drawer is expected to hold is a 409
     `insufficient_cash_in_drawer` naming the amount, and nothing is recorded: it was taken,

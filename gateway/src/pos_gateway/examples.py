@@ -909,9 +909,11 @@ REGISTER = {
     "paired_at": UPDATED,
     "retired_at": None,
     "updated_at": UPDATED,
+    "version": 2,
 }
-NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None, "updated_at": CREATED}
-RETIRED_REGISTER = {**REGISTER, "status": "retired", "retired_at": UPDATED}
+NEW_REGISTER = {**REGISTER, "status": "unpaired", "paired_at": None, "updated_at": CREATED,
+                "version": 1}  # fmt: skip
+RETIRED_REGISTER = {**REGISTER, "status": "retired", "retired_at": UPDATED, "version": 3}
 PAIRING_CODE = {
     "register_id": REGISTER_ID,
     "code": "K7QM2XDT4P",

@@ -45,6 +45,14 @@ class Refused(Exception):
         self.reason = reason
 
 
+class VersionMismatch(Exception):
+    """The register is at another version than the one the change was decided on."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__("the register changed since the version you sent")
+        self.current_version = current_version
+
+
 _COLUMNS = (
     registers.c.id,
     registers.c.location_id,
@@ -54,6 +62,7 @@ _COLUMNS = (
     registers.c.paired_at,
     registers.c.retired_at,
     registers.c.updated_at,
+    registers.c.version,
 )
 
 
@@ -67,10 +76,11 @@ class Register:
     paired_at: datetime | None
     retired_at: datetime | None
     updated_at: datetime
+    version: int
 
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.id, "location_id": self.location_id, "name": self.name,
-                "status": self.status}  # fmt: skip
+                "status": self.status, "version": self.version}  # fmt: skip
 
     def message(self) -> pb.Register:
         """As the register's events carry it: the whole resource, as GET answers it."""
@@ -78,6 +88,7 @@ class Register:
             id=self.id, location_id=self.location_id, name=self.name, status=self.status,
             created_at=stamp(self.created_at), paired_at=stamp(self.paired_at),
             retired_at=stamp(self.retired_at), updated_at=stamp(self.updated_at),
+            version=self.version,
         )  # fmt: skip
 
 
@@ -185,10 +196,13 @@ async def rename(
     name: str,
     actor: audit.Actor,
     request_id: str,
+    expected_version: int = 0,
 ) -> Register | None:
-    """The register under its new name; None: no such register. Refused (`register_retired`)
-    for a retired one. The name it already has changes nothing (no audit entry, no event).
-    Its device and whoever is signed in at it go on as before."""
+    """The register under its new name; None: no such register. With `expected_version`, a
+    register at another version is refused (VersionMismatch) and nothing changes; then
+    Refused (`register_retired`) for a retired one. The name it already has changes nothing
+    (no new version, no audit entry, no event). Its device and whoever is signed in at it go
+    on as before."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(
@@ -200,6 +214,8 @@ async def rename(
         if row is None:
             return None
         before = Register(*row)
+        if expected_version and expected_version != before.version:
+            raise VersionMismatch(before.version)
         if before.status == "retired":
             raise Refused("register_retired")
         if before.name == name:
@@ -207,7 +223,7 @@ async def rename(
         await conn.execute(
             update(registers)
             .where(registers.c.merchant_id == merchant_id, registers.c.id == register_id)
-            .values(name=name)  # updated_at: its trigger's
+            .values(name=name, version=registers.c.version + 1)  # updated_at: its trigger's
         )
         after = await _get(conn, merchant_id, register_id)
         assert after is not None
@@ -221,10 +237,30 @@ async def rename(
 
 
 async def retire(
-    engine: AsyncEngine, merchant_id: str, register_id: str, actor: audit.Actor, request_id: str
+    engine: AsyncEngine,
+    merchant_id: str,
+    register_id: str,
+    actor: audit.Actor,
+    request_id: str,
+    expected_version: int = 0,
 ) -> Register | None:
-    """Retired for good: its credential is dropped and its session ended, in one transaction."""
+    """Retired for good: its credential is dropped and its session ended, in one transaction.
+    With `expected_version`, a register at another version is refused (VersionMismatch) and
+    nothing changes, as in rename: a retirement decided on what the register was is not
+    applied to one changed since (paired with another device, say)."""
     async with engine.begin() as conn:
+        if expected_version:
+            current = (
+                await conn.execute(
+                    select(registers.c.version)
+                    .where(registers.c.merchant_id == merchant_id, registers.c.id == register_id)
+                    .with_for_update()
+                )
+            ).scalar()
+            if current is None:
+                return None
+            if current != expected_version:
+                raise VersionMismatch(current)
         changed = await conn.execute(
             update(registers)
             .where(
@@ -232,7 +268,12 @@ async def retire(
                 registers.c.id == register_id,
                 registers.c.status != "retired",
             )
-            .values(status="retired", credential_hash=None, retired_at=func.now())
+            .values(
+                status="retired",
+                credential_hash=None,
+                retired_at=func.now(),
+                version=registers.c.version + 1,
+            )
             .returning(registers.c.id)
         )
         if changed.first() is not None:
@@ -351,6 +392,7 @@ async def pair(engine: AsyncEngine, secret: str, code: str) -> Paired:
                 status="paired",
                 credential_hash=keys.keyed_hash(secret, credential),
                 paired_at=func.now(),
+                version=registers.c.version + 1,
             )
             .returning(registers.c.id)
         )

@@ -134,6 +134,8 @@ registers = Table(
     Column("request_id", Text),
     # Stamped by a trigger at the moment of each write (pos_kit.changes): the change feed.
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every change of the register (renamed, paired, retired): If-Match.
+    Column("version", BigInteger, nullable=False, server_default=text("1")),
     Index("registers_credential", "credential_hash", unique=True),
     Index("registers_request", "merchant_id", "request_id", unique=True),
     Index("registers_location", "merchant_id", "location_id"),

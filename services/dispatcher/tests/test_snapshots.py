@@ -251,6 +251,14 @@ def test_the_gateways_register_staff_and_override_events_are_public_events() -> 
     # A register sent without updated_at (by an older gateway) changed last at its latest time.
     (retired,) = public_events(messages[3])
     assert retired.data["object"]["updated_at"] == retired.data["object"]["retired_at"]
+    # ... and, sent without a version, is at the version the gateway's migration gave it.
+    assert retired.data["object"]["version"] == 1
+    counted = gateway_events_pb2.RegisterUpdated(register=register)
+    counted.register.version = 4
+    counted.meta.event_id = "evt_counted"
+    counted.meta.occurred_at.FromDatetime(at)
+    (updated,) = public_events(counted)
+    assert updated.data["object"]["version"] == 4
     (granted,) = public_events(messages[-1])
     assert granted.data["object"]["used_at"] is None  # unset: null, as GET answers
     assert granted.data["object"]["approved_by"] == "stf_2"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from pos_gateway import audit, registers, staff
@@ -24,6 +24,7 @@ from pos_gateway.routes.common import (
     UNKNOWN_LOCATION,
     Body,
     Cursor,
+    IfMatch,
     Limit,
     Name,
     Patch,
@@ -34,6 +35,7 @@ from pos_gateway.routes.common import (
     change_after,
     cursor_after,
     example,
+    expected_version,
     next_change,
     op,
     patched,
@@ -71,7 +73,20 @@ def ts(value: datetime | None) -> str | None:
 def _register_json(r: registers.Register) -> dict[str, Any]:
     return {"id": r.id, "location_id": r.location_id, "name": r.name, "status": r.status,
             "created_at": ts(r.created_at), "paired_at": ts(r.paired_at),
-            "retired_at": ts(r.retired_at), "updated_at": ts(r.updated_at)}  # fmt: skip
+            "retired_at": ts(r.retired_at), "updated_at": ts(r.updated_at),
+            "version": r.version}  # fmt: skip
+
+
+def _etag(response: Response, r: registers.Register) -> Register:
+    """The answer, with its version as the ETag for the next change's If-Match."""
+    response.headers["ETag"] = f'"{r.version}"'
+    return Register.model_validate(_register_json(r))
+
+
+def _stale(exc: registers.VersionMismatch) -> Problem:
+    """As every resource answers a stale If-Match: a 412 carrying the current version."""
+    return Problem(412, "version_mismatch", str(exc),
+                   extra={"current_version": exc.current_version})  # fmt: skip
 
 
 def _missing(register_id: str) -> Problem:
@@ -103,10 +118,13 @@ class RegisterIn(Body):
     **op("registers:manage", "Create a register at a location", (404, *CREATE),
          example=ex.NEW_REGISTER, status=201),
 )  # fmt: skip
-async def create_register(body: RegisterIn, request: Request, svc: Svc) -> Register:
-    """The register is `unpaired` until a device exchanges a pairing code for it. Announced
-    as `register.created` (a retry of the same request announces nothing again). A location
-    the merchant closed (`status: inactive`) is a 409 `location_inactive`."""
+async def create_register(
+    body: RegisterIn, request: Request, svc: Svc, response: Response
+) -> Register:
+    """The register is `unpaired` until a device exchanges a pairing code for it, at
+    `version` 1 (also the ETag). Announced as `register.created` (a retry of the same request
+    announces nothing again). A location the merchant closed (`status: inactive`) is a 409
+    `location_inactive`."""
     principal = principal_of(request)
     _merchant_only(principal)
     await open_location_of(svc, body.location_id, "location_id")
@@ -117,7 +135,7 @@ async def create_register(body: RegisterIn, request: Request, svc: Svc) -> Regis
         )  # fmt: skip
     except registers.RequestReused:
         raise _reused() from None
-    return Register.model_validate(_register_json(made))
+    return _etag(response, made)
 
 
 @router.get(
@@ -175,8 +193,9 @@ async def _register(request: Request, register_id: str) -> registers.Register:
     "/registers/{register_id}",
     **op("registers:read", "Get a register", (404,), example=ex.REGISTER),
 )
-async def get_register(register_id: PathId, request: Request) -> Register:
-    return Register.model_validate(_register_json(await _register(request, register_id)))
+async def get_register(register_id: PathId, request: Request, response: Response) -> Register:
+    """The ETag is the version, for `If-Match` on a change."""
+    return _etag(response, await _register(request, register_id))
 
 
 class RegisterPatch(Patch):
@@ -187,48 +206,67 @@ class RegisterPatch(Patch):
 
 @router.patch(
     "/registers/{register_id}",
-    **op("registers:manage", "Change a register", (404, 409),
-         example={**ex.REGISTER, "name": "Front Till"}),
+    **op("registers:manage", "Change a register", (404, 409, 412),
+         example={**ex.REGISTER, "name": "Front Till", "version": 3}),
 )  # fmt: skip
-async def update_register(register_id: PathId, body: RegisterPatch, request: Request) -> Register:
+async def update_register(
+    register_id: PathId,
+    body: RegisterPatch,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Register:
     """Renames the register (the name on receipts, in shift reports and in the audit log).
     Only the fields given change (one sent as null is a 400 naming it, nothing changed); a
-    body with no field is a 400. Its device and whoever is signed in at it go on as before. A
-    retired register is a 409 `register_retired`; the name it already has changes nothing.
-    Announced as `register.updated` and kept in the audit log. A register's own credential
-    cannot change registers (403)."""
+    body with no field is a 400. Each change bumps `version`; the name it already has changes
+    nothing. Send `If-Match: "<version>"` to change only the version you saw: a stale one is
+    a 412 `version_mismatch` with `current_version`, and nothing changes. Its device and
+    whoever is signed in at it go on as before. A retired register is a 409
+    `register_retired`. Announced as `register.updated` and kept in the audit log. A
+    register's own credential cannot change registers (403)."""
     patched(body)
     principal = principal_of(request)
     _merchant_only(principal)
+    version = expected_version(if_match)
     assert body.name is not None  # the only field, and not null: patched() saw one
     try:
         changed = await registers.rename(
             request.app.state.engine, principal.merchant_id, register_id, body.name,
-            audit.actor_of(principal), request_id(),
+            audit.actor_of(principal), request_id(), version,
         )  # fmt: skip
+    except registers.VersionMismatch as exc:
+        raise _stale(exc) from None
     except registers.Refused:
         raise Problem(409, "register_retired", "a retired register cannot be changed") from None
     if changed is None:
         raise _missing(register_id)
-    return Register.model_validate(_register_json(changed))
+    return _etag(response, changed)
 
 
 @router.post(
     "/registers/{register_id}/retire",
-    **op("registers:manage", "Retire a register", (404, *CREATE), example=ex.RETIRED_REGISTER),
-)
-async def retire_register(register_id: PathId, request: Request) -> Register:
+    **op("registers:manage", "Retire a register", (404, 412, *CREATE),
+         example=ex.RETIRED_REGISTER),
+)  # fmt: skip
+async def retire_register(
+    register_id: PathId, request: Request, response: Response, if_match: IfMatch = None
+) -> Register:
     """For good: its device's credential stops at once and whoever was signed in at it is
-    signed out. Retiring a retired register changes nothing."""
+    signed out; bumps `version`. Send `If-Match: "<version>"` to retire only the version you
+    saw (as on a change): a stale one is a 412 `version_mismatch` with `current_version`, and
+    nothing changes. Retiring a retired register changes nothing."""
     principal = principal_of(request)
     _merchant_only(principal)
-    retired = await registers.retire(
-        request.app.state.engine, principal.merchant_id, register_id, audit.actor_of(principal),
-        request_id(),
-    )  # fmt: skip
+    try:
+        retired = await registers.retire(
+            request.app.state.engine, principal.merchant_id, register_id,
+            audit.actor_of(principal), request_id(), expected_version(if_match),
+        )  # fmt: skip
+    except registers.VersionMismatch as exc:
+        raise _stale(exc) from None
     if retired is None:
         raise _missing(register_id)
-    return Register.model_validate(_register_json(retired))
+    return _etag(response, retired)
 
 
 @router.post(

@@ -48,6 +48,9 @@ class Register(Answer):
     updated_at: Timestamp = Field(
         description="The moment of its last change: its place in the list's `updated_since` feed"
     )
+    version: Version = Field(
+        description="Bumped by every change (renamed, paired, retired); send it back in If-Match"
+    )
 
 
 class RegisterList(Page[Register]):

@@ -72,6 +72,19 @@ _SHIFT_TIMES = ("closed_at", "opened_at")
 _REGISTER_TIMES = ("retired_at", "paired_at", "created_at")
 
 
+def _register(message: Any) -> dict[str, Any]:
+    """A register as GET answers it. One an older gateway sent without a version (an event in
+    the stream from before registers counted them) is at version 1, where the gateway's
+    migration started every register made until then."""
+    register = _stamped(message, *_REGISTER_TIMES)
+    if register.version == 0:
+        filled = type(register)()
+        filled.CopyFrom(register)
+        filled.version = 1
+        register = filled
+    return _object(Register, register)
+
+
 def _use(m: Any) -> dict[str, Any]:
     """A coupon's use: the coupon, and beside it the order and customer ("" when the sale named
     none) it was redeemed or given back by."""
@@ -233,28 +246,28 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
         (
             "register.created",
             m.register.id,
-            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+            _register(m.register),
         )
     ],
     gateway_events.RegisterUpdated: lambda m: [
         (
             "register.updated",
             m.register.id,
-            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+            _register(m.register),
         )
     ],
     gateway_events.RegisterPaired: lambda m: [
         (
             "register.paired",
             m.register.id,
-            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+            _register(m.register),
         )
     ],
     gateway_events.RegisterRetired: lambda m: [
         (
             "register.retired",
             m.register.id,
-            _object(Register, _stamped(m.register, *_REGISTER_TIMES)),
+            _register(m.register),
         )
     ],
     gateway_events.StaffCreated: lambda m: [

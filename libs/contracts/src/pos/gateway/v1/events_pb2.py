@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pos.common.v1 import event_pb2 as pos_dot_common_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/gateway/v1/events.proto\x12\x0epos.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/event.proto\"\x88\x02\n\x08Register\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tpaired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nretired_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x0bStaffMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x14\n\x0clocation_ids\x18\x04 \x03(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x30\n\x0clocked_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x05\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x01\n\x08Override\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npermission\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x04 \x01(\t\x12\x13\n\x0bregister_id\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x0fRegisterCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"d\n\x0eRegisterPaired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"e\n\x0fRegisterUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"e\n\x0fRegisterRetired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"b\n\x0cStaffCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"b\n\x0cStaffUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"f\n\x10StaffDeactivated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"e\n\x0fOverrideGranted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08override\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Overrideb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpos/gateway/v1/events.proto\x12\x0epos.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pos/common/v1/event.proto\"\x99\x02\n\x08Register\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tpaired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nretired_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\t \x01(\x03\"\xfe\x01\n\x0bStaffMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x14\n\x0clocation_ids\x18\x04 \x03(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x30\n\x0clocked_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x05\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x01\n\x08Override\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npermission\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x04 \x01(\t\x12\x13\n\x0bregister_id\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x0fRegisterCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"d\n\x0eRegisterPaired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"e\n\x0fRegisterUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"e\n\x0fRegisterRetired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08register\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Register\"b\n\x0cStaffCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"b\n\x0cStaffUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"f\n\x10StaffDeactivated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x05staff\x18\x02 \x01(\x0b\x32\x1b.pos.gateway.v1.StaffMember\"e\n\x0fOverrideGranted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12*\n\x08override\x18\x02 \x01(\x0b\x32\x18.pos.gateway.v1.Overrideb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pos.gateway.v1.events_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTER']._serialized_start=108
-  _globals['_REGISTER']._serialized_end=372
-  _globals['_STAFFMEMBER']._serialized_start=375
-  _globals['_STAFFMEMBER']._serialized_end=629
-  _globals['_OVERRIDE']._serialized_start=632
-  _globals['_OVERRIDE']._serialized_end=879
-  _globals['_REGISTERCREATED']._serialized_start=881
-  _globals['_REGISTERCREATED']._serialized_end=982
-  _globals['_REGISTERPAIRED']._serialized_start=984
-  _globals['_REGISTERPAIRED']._serialized_end=1084
-  _globals['_REGISTERUPDATED']._serialized_start=1086
-  _globals['_REGISTERUPDATED']._serialized_end=1187
-  _globals['_REGISTERRETIRED']._serialized_start=1189
-  _globals['_REGISTERRETIRED']._serialized_end=1290
-  _globals['_STAFFCREATED']._serialized_start=1292
-  _globals['_STAFFCREATED']._serialized_end=1390
-  _globals['_STAFFUPDATED']._serialized_start=1392
-  _globals['_STAFFUPDATED']._serialized_end=1490
-  _globals['_STAFFDEACTIVATED']._serialized_start=1492
-  _globals['_STAFFDEACTIVATED']._serialized_end=1594
-  _globals['_OVERRIDEGRANTED']._serialized_start=1596
-  _globals['_OVERRIDEGRANTED']._serialized_end=1697
+  _globals['_REGISTER']._serialized_end=389
+  _globals['_STAFFMEMBER']._serialized_start=392
+  _globals['_STAFFMEMBER']._serialized_end=646
+  _globals['_OVERRIDE']._serialized_start=649
+  _globals['_OVERRIDE']._serialized_end=896
+  _globals['_REGISTERCREATED']._serialized_start=898
+  _globals['_REGISTERCREATED']._serialized_end=999
+  _globals['_REGISTERPAIRED']._serialized_start=1001
+  _globals['_REGISTERPAIRED']._serialized_end=1101
+  _globals['_REGISTERUPDATED']._serialized_start=1103
+  _globals['_REGISTERUPDATED']._serialized_end=1204
+  _globals['_REGISTERRETIRED']._serialized_start=1206
+  _globals['_REGISTERRETIRED']._serialized_end=1307
+  _globals['_STAFFCREATED']._serialized_start=1309
+  _globals['_STAFFCREATED']._serialized_end=1407
+  _globals['_STAFFUPDATED']._serialized_start=1409
+  _globals['_STAFFUPDATED']._serialized_end=1507
+  _globals['_STAFFDEACTIVATED']._serialized_start=1509
+  _globals['_STAFFDEACTIVATED']._serialized_end=1611
+  _globals['_OVERRIDEGRANTED']._serialized_start=1613
+  _globals['_OVERRIDEGRANTED']._serialized_end=1714
 # @@protoc_insertion_point(module_scope)

@@ -39,10 +39,15 @@ class Register(_message.Message):
     PAIRED_AT_FIELD_NUMBER: _builtins.int
     RETIRED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     location_id: _builtins.str
     name: _builtins.str
     status: _builtins.str
+    version: _builtins.int
+    """Bumped by every change (created at 1): the REST `version`, sent back in If-Match. 0 only in
+    an event from a gateway that did not count versions yet.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -64,10 +69,11 @@ class Register(_message.Message):
         paired_at: _timestamp_pb2.Timestamp | None = ...,
         retired_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "paired_at", b"paired_at", "retired_at", b"retired_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "location_id", b"location_id", "name", b"name", "paired_at", b"paired_at", "retired_at", b"retired_at", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "location_id", b"location_id", "name", b"name", "paired_at", b"paired_at", "retired_at", b"retired_at", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,216 @@
+"""A register carries a `version`, bumped by each change of it, answered as the ETag; a change
+under a stale `If-Match` is the 412 `version_mismatch` every other resource answers, and
+changes nothing.
+
+The real gateway application (its routes, edge and stores) against its real database; the
+services are never called by these routes (registers are made directly, as `POST /v1/registers`
+would ask the inventory service for their location).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gateway_alone
+import httpx
+import psycopg
+import pytest_asyncio
+
+import pos_gateway
+from pos.gateway.v1 import events_pb2 as pb
+from pos_devstack.testing import Infra
+from pos_gateway import audit, registers
+from pos_kit import migrate as kit_migrate
+from pos_kit.db import make_engine
+
+SECRET = "register-versions-secret-0123456789abcdef"
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    database_url: str
+
+    def rows(self, query: str, *args: object) -> list[Any]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(query, args).fetchall()
+
+    async def register(self, name: str = "Till") -> str:
+        merchant = self.rows("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")[0][0]
+        engine = make_engine(self.database_url, pool_size=1)
+        try:
+            made = await registers.create(
+                engine, merchant, "loc_versions", name, audit.Actor(), str(uuid.uuid4())
+            )
+        finally:
+            await engine.dispose()
+        return made.id
+
+    async def post(self, path: str, body: dict[str, Any] | None = None, **headers: str) -> Any:
+        headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
+        return await self.http.post(path, json=body, headers=headers)
+
+    def published(self, register_id: str) -> list[tuple[str, int]]:
+        """The register's events in the gateway's outbox, oldest first: (type, version)."""
+        kinds = {
+            m.DESCRIPTOR.full_name: m
+            for m in (pb.RegisterCreated, pb.RegisterUpdated, pb.RegisterPaired, pb.RegisterRetired)
+        }
+        found = []
+        for event_type, payload in self.rows("SELECT event_type, payload FROM outbox ORDER BY seq"):
+            if event_type in kinds:
+                event = kinds[event_type].FromString(bytes(payload))
+                if event.register.id == register_id:
+                    found.append((kinds[event_type].__name__, event.register.version))
+        return found
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
+    url = infra.service_database("gateway")
+    key = await gateway_alone.merchant_key(url, SECRET, "Versioned Tills", role="owner")
+    async with gateway_alone.serve(gateway_alone.settings(url, SECRET), key) as (_, http):
+        yield Gateway(http, url)
+
+
+async def test_a_register_answers_its_version_as_the_etag(gateway: Gateway) -> None:
+    register = await gateway.register("Counted Till")
+    one = f"/v1/registers/{register}"
+    read = await gateway.http.get(one)
+    assert read.status_code == 200, read.text
+    assert (read.json()["version"], read.headers["ETag"]) == (1, '"1"')
+    # (Filtered by location, the list would ask the inventory service, which is not running.)
+    listed = await gateway.http.get("/v1/registers")
+    mine = [r for r in listed.json()["data"] if r["id"] == register]
+    assert mine == [read.json()]
+    feed = await gateway.http.get("/v1/registers", params={"updated_since": "2020-01-01T00:00:00Z"})
+    assert [r for r in feed.json()["data"] if r["id"] == register] == [read.json()]
+
+
+async def test_each_change_bumps_the_version_and_a_stale_if_match_changes_nothing(
+    gateway: Gateway,
+) -> None:
+    register = await gateway.register("Front")
+    one = f"/v1/registers/{register}"
+
+    renamed = await gateway.http.patch(one, json={"name": "Front 2"}, headers={"If-Match": '"1"'})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["version"], renamed.headers["ETag"]) == (2, '"2"')
+    assert (await gateway.http.get(one)).json() == renamed.json()
+
+    # The version read before that change is stale now, in each form an ETag may take.
+    for stale in ('"1"', 'W/"1"', "1"):
+        refused = await gateway.http.patch(
+            one, json={"name": "Lost update"}, headers={"If-Match": stale}
+        )
+        assert refused.status_code == 412, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        problem = refused.json()
+        assert (problem["code"], problem["current_version"]) == ("version_mismatch", 2)
+    # One ahead of the register is as stale.
+    ahead = await gateway.http.patch(one, json={"name": "Ahead"}, headers={"If-Match": '"9"'})
+    assert (ahead.status_code, ahead.json()["current_version"]) == (412, 2)
+    assert (await gateway.http.get(one)).json() == renamed.json()  # nothing changed
+
+    # `*` is any current version; without If-Match a change applies as before.
+    starred = await gateway.http.patch(one, json={"name": "Front 3"}, headers={"If-Match": "*"})
+    assert (starred.status_code, starred.json()["version"]) == (200, 3), starred.text
+    plain = await gateway.http.patch(one, json={"name": "Front 4"})
+    assert (plain.status_code, plain.json()["version"]) == (200, 4), plain.text
+    # What it already is: no new version.
+    same = await gateway.http.patch(one, json={"name": "Front 4"}, headers={"If-Match": '"4"'})
+    assert (same.status_code, same.json()["version"]) == (200, 4), same.text
+
+    bad = await gateway.http.patch(one, json={"name": "x"}, headers={"If-Match": '"abc"'})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_if_match"), bad.text
+    assert bad.json()["errors"] == [
+        {"field": "If-Match", "reason": "must be a positive version number"}
+    ]
+    missing = await gateway.http.patch(
+        "/v1/registers/reg_made_up", json={"name": "x"}, headers={"If-Match": '"1"'}
+    )
+    assert missing.status_code == 404, missing.text
+
+    # Each change went out with its version; the refused ones and the no-op published nothing.
+    assert gateway.published(register) == [
+        ("RegisterCreated", 1), ("RegisterUpdated", 2), ("RegisterUpdated", 3),
+        ("RegisterUpdated", 4),
+    ]  # fmt: skip
+
+
+async def test_the_stale_version_problem_is_the_one_other_resources_answer(
+    gateway: Gateway,
+) -> None:
+    """The same type, title, status and members as a role's (a resource of the gateway's own)."""
+    role = await gateway.post("/v1/roles", {"name": f"lead {uuid.uuid4().hex[:8]}",
+                                             "permissions": ["refund"]})  # fmt: skip
+    assert role.status_code == 201, role.text
+    await gateway.http.patch(f"/v1/roles/{role.json()['id']}", json={"discount_limit_bps": 5})
+    theirs = await gateway.http.patch(
+        f"/v1/roles/{role.json()['id']}", json={"discount_limit_bps": 6}, headers={"If-Match": "1"}
+    )
+    register = await gateway.register()
+    await gateway.http.patch(f"/v1/registers/{register}", json={"name": "Renamed"})
+    ours = await gateway.http.patch(
+        f"/v1/registers/{register}", json={"name": "Stale"}, headers={"If-Match": "1"}
+    )
+    assert theirs.status_code == ours.status_code == 412
+    assert theirs.headers["content-type"] == ours.headers["content-type"]
+    same = ("type", "title", "status", "code", "current_version")
+    assert {k: ours.json()[k] for k in same} == {k: theirs.json()[k] for k in same}
+    assert set(ours.json()) == set(theirs.json())
+
+
+async def test_pairing_and_retiring_are_changes_and_retiring_honours_if_match(
+    gateway: Gateway,
+) -> None:
+    register = await gateway.register("Paired")
+    one = f"/v1/registers/{register}"
+    issued = await gateway.post(f"{one}/pairing-codes")
+    assert issued.status_code == 201, issued.text
+    assert (await gateway.http.get(one)).json()["version"] == 1  # a code changes no register
+    paired = await gateway.http.post(
+        "/v1/registers/pair", json={"code": issued.json()["code"]}, headers={"Authorization": ""}
+    )
+    assert paired.status_code == 201, paired.text
+    assert paired.json()["register"]["version"] == 2
+    assert (await gateway.http.get(one)).json() == paired.json()["register"]
+
+    stale = await gateway.post(f"{one}/retire", **{"If-Match": '"1"'})
+    assert (stale.status_code, stale.json()["code"]) == (412, "version_mismatch"), stale.text
+    assert stale.json()["current_version"] == 2
+    assert (await gateway.http.get(one)).json()["status"] == "paired"  # not retired
+
+    retired = await gateway.post(f"{one}/retire", **{"If-Match": '"2"'})
+    assert retired.status_code == 200, retired.text
+    assert (retired.json()["status"], retired.json()["version"]) == ("retired", 3)
+    assert retired.headers["ETag"] == '"3"'
+    again = await gateway.post(f"{one}/retire")  # retired already: nothing new
+    assert (again.status_code, again.json()["version"]) == (200, 3)
+    # A stale version is named before the register's state, as for a staff member.
+    late = await gateway.http.patch(one, json={"name": "Gone"}, headers={"If-Match": '"2"'})
+    assert (late.status_code, late.json()["current_version"]) == (412, 3)
+    current = await gateway.http.patch(one, json={"name": "Gone"}, headers={"If-Match": '"3"'})
+    assert (current.status_code, current.json()["code"]) == (409, "register_retired")
+    assert gateway.published(register) == [
+        ("RegisterCreated", 1), ("RegisterPaired", 2), ("RegisterRetired", 3),
+    ]  # fmt: skip
+
+
+def test_registers_made_before_versions_start_at_one(infra: Infra) -> None:
+    url = infra.create_database("gateway")
+    path = Path(pos_gateway.__file__).parent / "migrations"
+    kit_migrate.upgrade(path, url, "0016")
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO merchants (id, name) VALUES ('mer_old', 'Old')")
+        conn.execute(
+            "INSERT INTO registers (id, merchant_id, location_id, name, status) VALUES "
+            "('reg_old', 'mer_old', 'loc_1', 'Old Till', 'paired')"
+        )
+    kit_migrate.upgrade(path, url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM registers").fetchall() == [(1,)]
