@@ -97,7 +97,8 @@ CUSTOMER_RULES = "|".join(
     ("POST /v1/customers", "PATCH /v1/customers/[^/]+", "POST /v1/customers/upsert",
      "POST /v1/customers/batch", "POST /v1/customers/[^/]+/merge", "GET /v1/customers/search",
      "POST /v1/customers/[^/]+/points/adjustments", "POST /v1/customer-groups",
-     "PATCH /v1/customer-groups/[^/]+", "POST /v1/customer-groups/[^/]+/members(/remove)?",
+     "(PATCH|DELETE) /v1/customer-groups/[^/]+",
+     "POST /v1/customer-groups/[^/]+/members(/remove)?",
      "PUT /v1/loyalty-program")
 )  # fmt: skip
 PAGED_LISTS = "|".join(

@@ -789,3 +789,41 @@ def test_a_loyalty_tier_needs_a_name_of_its_own(platform: Running) -> None:
         assert refused.status_code == 400, refused.text
         assert [e["field"] for e in refused.json()["errors"]] == [field]
     assert http.get("/v1/loyalty-program").json() == before
+
+
+def test_a_group_change_honours_if_match(platform: Running) -> None:
+    """A group answers its `version` as the ETag; a rename or deletion under a stale If-Match
+    is the 412 `version_mismatch` with `current_version` a customer's is, and nothing
+    changes; members joining do not move the version."""
+    http = platform.new_merchant("Group versions e2e")
+    group = _post(http, "/v1/customer-groups", {"name": "Regulars"})
+    assert group["version"] == 1
+    one = f"/v1/customer-groups/{group['id']}"
+    read = http.get(one)
+    assert (read.json()["version"], read.headers["ETag"]) == (1, '"1"'), read.text
+
+    renamed = http.patch(one, json={"name": "Locals"}, headers={**_key(), "If-Match": '"1"'})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["version"], renamed.headers["ETag"]) == (2, '"2"')
+    member = _post(http, "/v1/customers", {"email": "local@example.com"})
+    joined = _post(http, f"{one}/members", {"customer_ids": [member["id"]]}, 200)
+    assert (joined["member_count"], joined["version"]) == (1, 2)
+
+    stale = http.patch(one, json={"name": "Lost"}, headers={**_key(), "If-Match": 'W/"1"'})
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (stale.json()["code"], stale.json()["current_version"]) == ("version_mismatch", 2)
+    customer = http.patch(
+        f"/v1/customers/{member['id']}", json={"given_name": "L"}, headers={"If-Match": '"1"'}
+    )
+    assert customer.status_code == 412, customer.text
+    same = ("type", "title", "status", "code")
+    assert {k: stale.json()[k] for k in same} == {k: customer.json()[k] for k in same}
+    assert http.get(one).json() == joined
+
+    late = http.delete(one, headers={**_key(), "If-Match": '"1"'})
+    assert (late.status_code, late.json()["current_version"]) == (412, 2), late.text
+    assert http.get(one).status_code == 200
+    deleted = http.delete(one, headers={**_key(), "If-Match": '"2"'})
+    assert (deleted.status_code, deleted.json()["version"]) == (200, 2), deleted.text
+    assert http.get(one).status_code == 404

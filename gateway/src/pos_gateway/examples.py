@@ -198,6 +198,7 @@ GROUP = {
     "description": "Spent over 1,000 last year",
     "member_count": 42,
     "created_at": CREATED,
+    "version": 1,
 }
 POINTS_ENTRY = {
     "id": "pte_01j9x6r4c5d6e7f8g9h0j1k2mp",

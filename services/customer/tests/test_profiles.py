@@ -519,6 +519,53 @@ async def test_a_group_is_renamed_listed_by_members_and_deleted(
     assert [g.name for g in listed.groups] == ["Silver"]
 
 
+async def test_a_group_carries_a_version_and_a_stale_one_changes_nothing(
+    merchant: Caller,
+) -> None:
+    """A group is made at version 1; a change of its name or description bumps it (what it
+    already is, or members joining and leaving, do not); a change or deletion naming another
+    version is FAILED_PRECONDITION `version_mismatch` with `current_version`, and nothing
+    changes."""
+    made = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="Versioned"))).group
+    assert made.version == 1
+    renamed = await merchant(
+        "UpdateGroup",
+        customer_pb2.UpdateGroupRequest(id=made.id, name="Versioned 2", expected_version=1),
+    )
+    assert (renamed.group.name, renamed.group.version) == ("Versioned 2", 2)
+    same = await merchant(
+        "UpdateGroup", customer_pb2.UpdateGroupRequest(id=made.id, name="Versioned 2")
+    )
+    assert same.group.version == 2
+    a = await merchant.create(given_name="Member")
+    joined = await merchant(
+        "AddGroupMembers",
+        customer_pb2.AddGroupMembersRequest(group_id=made.id, customer_ids=[a.id]),
+    )
+    assert (joined.group.member_count, joined.group.version) == (1, 2)
+
+    for refused in (
+        merchant("UpdateGroup", customer_pb2.UpdateGroupRequest(
+            id=made.id, description="lost", expected_version=1)),
+        merchant("DeleteGroup", customer_pb2.DeleteGroupRequest(id=made.id, expected_version=3)),
+    ):  # fmt: skip
+        err = await _refused(refused)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert read_error(err).reason == "version_mismatch"
+        assert read_error(err).metadata["current_version"] == "2"
+    got = (await merchant("GetGroup", customer_pb2.GetGroupRequest(id=made.id))).group
+    assert (got.description, got.version, got.member_count) == ("", 2, 1)
+    listed = await merchant("ListGroups", customer_pb2.ListGroupsRequest())
+    assert [g.version for g in listed.groups if g.id == made.id] == [2]
+
+    deleted = await merchant(
+        "DeleteGroup", customer_pb2.DeleteGroupRequest(id=made.id, expected_version=2)
+    )
+    assert deleted.group.version == 2
+    gone = await _refused(merchant("GetGroup", customer_pb2.GetGroupRequest(id=made.id)))
+    assert gone.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     merchant: Caller,
 ) -> None:

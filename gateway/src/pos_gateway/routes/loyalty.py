@@ -103,16 +103,23 @@ class ProgramIn(Body):
     "/customer-groups",
     **op("customers:write", "Create a customer group", CREATE, example=ex.GROUP, status=201),
 )
-async def create_group(body: GroupIn, svc: Svc, request: Request) -> Group:
+async def create_group(body: GroupIn, svc: Svc, request: Request, response: Response) -> Group:
     """Back office only: a group's members get its promotions' prices (see the members route).
-    A name another group has is a 409 `group_name_taken` naming `name`."""
+    Made at `version` 1 (also the ETag). A name another group has is a 409
+    `group_name_taken` naming `name`."""
     back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.CreateGroup(
         customer_pb2.CreateGroupRequest(
             request_id=request_id(), name=body.name, description=body.description
         )
     )
-    return to_model(Group, answer.group)
+    return _etag(response, answer.group)
+
+
+def _etag(response: Response, group: customer_pb2.Group) -> Group:
+    """The answer, with its version as the ETag for the next change's If-Match."""
+    response.headers["ETag"] = f'"{group.version}"'
+    return to_model(Group, group)
 
 
 @router.get(
@@ -129,40 +136,61 @@ async def list_groups(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> Gro
     "/customer-groups/{group_id}",
     **op("customers:read", "Get a customer group", (404,), example=ex.GROUP),
 )
-async def get_group(group_id: PathId, svc: Svc) -> Group:
+async def get_group(group_id: PathId, svc: Svc, response: Response) -> Group:
+    """The ETag is the version, for `If-Match` on a change."""
     answer = await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
-    return to_model(Group, answer.group)
+    return _etag(response, answer.group)
 
 
 @router.patch(
     "/customer-groups/{group_id}",
-    **op("customers:write", "Change a customer group", (404, 409), example=ex.GROUP),
-)
-async def update_group(group_id: PathId, body: GroupPatch, svc: Svc, request: Request) -> Group:
+    **op("customers:write", "Change a customer group", (404, 409, 412),
+         example={**ex.GROUP, "name": "Gold", "version": 2}),
+)  # fmt: skip
+async def update_group(
+    group_id: PathId,
+    body: GroupPatch,
+    svc: Svc,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Group:
     """Only the fields given change; a name another group has is a 409 `group_name_taken`
     naming `name`.
-    Members keep their `version`: a customer's groups are ids, which do not change. Back
-    office only, as creating a group is."""
+    Each change bumps the group's `version` (what it already is changes nothing); send
+    `If-Match: "<version>"` to change only the version you saw: a stale one is a 412
+    `version_mismatch` with `current_version`, and nothing changes. Members keep their
+    `version`: a customer's groups are ids, which do not change. Back office only, as
+    creating a group is."""
     back_office_only(principal_of(request), "customer groups")
-    answer = await svc.customer.UpdateGroup(
-        customer_pb2.UpdateGroupRequest(request_id=request_id(), id=group_id, **patched(body))
+    version = expected_version(if_match)
+    answer = await version_checked(
+        svc.customer.UpdateGroup(
+            customer_pb2.UpdateGroupRequest(
+                request_id=request_id(), id=group_id, expected_version=version, **patched(body)
+            )
+        )
     )
-    return to_model(Group, answer.group)
+    return _etag(response, answer.group)
 
 
 @router.delete(
     "/customer-groups/{group_id}",
-    **op("customers:write", "Delete a customer group", (404, 409), example=ex.GROUP),
+    **op("customers:write", "Delete a customer group", (404, 409, 412), example=ex.GROUP),
 )
-async def delete_group(group_id: PathId, svc: Svc, request: Request) -> Group:
+async def delete_group(
+    group_id: PathId, svc: Svc, request: Request, if_match: IfMatch = None
+) -> Group:
     """Its members leave it as removing them would (each gets a new `version` and a
     `customer.updated` event). Refused while a promotion that is not ended names the group in
     its `conditions.customer_groups`: a 409 `group_in_use` with their `promotion_ids` (change
     their conditions or end them first), since deleted under it such a promotion would read
     as active and price nobody's cart. Ended promotions do not count, and keep naming the
-    group as they ran. Answers the group as it was, with its `member_count` then. Back office
-    only."""
+    group as they ran. Answers the group as it was, with its `member_count` then. Send
+    `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412
+    `version_mismatch` with `current_version`, and nothing is deleted. Back office only."""
     back_office_only(principal_of(request), "customer groups")
+    version = expected_version(if_match)
     # Another merchant's group, or none, is the 404 before anything of the promotions is read.
     await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
     naming = await _live_promotions_naming(svc, group_id)
@@ -174,8 +202,12 @@ async def delete_group(group_id: PathId, svc: Svc, request: Request) -> Group:
             "conditions.customer_groups or end them first",
             extra={"promotion_ids": naming},
         )
-    answer = await svc.customer.DeleteGroup(
-        customer_pb2.DeleteGroupRequest(request_id=request_id(), id=group_id)
+    answer = await version_checked(
+        svc.customer.DeleteGroup(
+            customer_pb2.DeleteGroupRequest(
+                request_id=request_id(), id=group_id, expected_version=version
+            )
+        )
     )
     return to_model(Group, answer.group)
 

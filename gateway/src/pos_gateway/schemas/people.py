@@ -92,6 +92,10 @@ class Group(Answer):
     description: str = Field(max_length=500)
     member_count: int = Field(ge=0, le=INT64_MAX, json_schema_extra=INT64)
     created_at: Timestamp
+    version: Version = Field(
+        description="Bumped by a change of its name or description (not by members joining or "
+        "leaving); send it back in If-Match"
+    )
 
 
 class GroupList(Page[Group]):

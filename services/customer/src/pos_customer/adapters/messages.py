@@ -188,7 +188,11 @@ def purchase_to_proto(row: Any) -> loyalty_pb2.Purchase:
 
 def group_to_proto(g: Any) -> customer_pb2.Group:
     msg = customer_pb2.Group(
-        id=g.id, name=g.name, description=g.description, member_count=g.member_count
+        id=g.id,
+        name=g.name,
+        description=g.description,
+        member_count=g.member_count,
+        version=g.version,
     )
     if g.created_at is not None:
         msg.created_at.FromDatetime(g.created_at)

@@ -699,7 +699,7 @@ class SqlGroupRepository:
             .where(
                 customer_groups.c.merchant_id == self._merchant, customer_groups.c.id == group_id
             )
-            .values(name=name, description=description)
+            .values(name=name, description=description, version=customer_groups.c.version + 1)
         )
 
     async def remove(self, group_id: str) -> Sequence[str]:

@@ -99,6 +99,8 @@ customer_groups = Table(
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by a change of its name or description (If-Match); its members are theirs.
+    Column("version", BigInteger, nullable=False, server_default="1"),
     PrimaryKeyConstraint("merchant_id", "id", name="customer_groups_pkey"),
     Index("customer_groups_name", "merchant_id", "name", unique=True),
 )

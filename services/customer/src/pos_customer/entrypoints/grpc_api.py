@@ -185,6 +185,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
             request.id,
             request.name if request.HasField("name") else None,
             request.description if request.HasField("description") else None,
+            request.expected_version,
         )
         return customer_pb2.UpdateGroupResponse(group=messages.group_to_proto(group))
 
@@ -192,7 +193,7 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     async def DeleteGroup(
         self, request: customer_pb2.DeleteGroupRequest, uow: CustomerUow
     ) -> customer_pb2.DeleteGroupResponse:
-        group = await handlers.delete_group(uow, request.id)
+        group = await handlers.delete_group(uow, request.id, request.expected_version)
         return customer_pb2.DeleteGroupResponse(group=messages.group_to_proto(group))
 
     @mutation(customer_pb2.RemoveGroupMembersResponse)

@@ -474,10 +474,24 @@ class Group:
     description: str
     member_count: int
     created_at: Any
+    version: int
 
 
 def _group(row: Any) -> Group:
-    return Group(row.id, row.name, row.description, int(row.member_count), row.created_at)
+    return Group(
+        row.id, row.name, row.description, int(row.member_count), row.created_at, row.version
+    )
+
+
+def _stale_group(group: Group, expected_version: int) -> None:
+    """A group at another version than `expected_version` (0: any) is refused, as a customer
+    is: the change was decided on what the group was."""
+    if expected_version and expected_version != group.version:
+        raise Conflict(
+            "the group changed since the version you sent",
+            "version_mismatch",
+            {"current_version": str(group.version)},
+        )
 
 
 def _group_name_taken() -> AlreadyExists:
@@ -558,10 +572,17 @@ async def _groups_changed(uow: CustomerUnitOfWork, changed: Sequence[str]) -> No
 
 
 async def update_group(
-    uow: CustomerUnitOfWork, group_id: str, name: str | None, description: str | None
+    uow: CustomerUnitOfWork,
+    group_id: str,
+    name: str | None,
+    description: str | None,
+    expected_version: int = 0,
 ) -> Group:
-    """Only what is given changes; the members keep their versions (their groups are ids)."""
+    """Only what is given changes, and bumps the group's version (what it already is changes
+    nothing); the members keep their versions (their groups are ids). With
+    `expected_version`, a group at another version is refused (`version_mismatch`)."""
     group = await get_group(uow, group_id, lock="update")
+    _stale_group(group, expected_version)
     new_name = group.name if name is None else name.strip()
     new_description = group.description if description is None else description
     raise_if(
@@ -577,9 +598,11 @@ async def update_group(
     return await get_group(uow, group_id)
 
 
-async def delete_group(uow: CustomerUnitOfWork, group_id: str) -> Group:
-    """The group as it was. Its members leave it as RemoveGroupMembers makes them leave."""
+async def delete_group(uow: CustomerUnitOfWork, group_id: str, expected_version: int = 0) -> Group:
+    """The group as it was. Its members leave it as RemoveGroupMembers makes them leave. With
+    `expected_version`, a group at another version is refused (`version_mismatch`)."""
     group = await get_group(uow, group_id, lock="update")
+    _stale_group(group, expected_version)
     # The group first, then its members in id order: the order change_members locks in.
     for customer_id in sorted(await uow.groups.member_ids(group_id)):
         await uow.customers.get(customer_id, for_update=True)
