@@ -204,6 +204,10 @@ checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400"
 [[operations]]
 include-name-regex = "^(POST /v1/webhook-subscriptions|PATCH /v1/webhook-subscriptions/[^/]+)$"
 checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "400", "412", "422"]}
+# A deletion takes If-Match as a change does (412 when stale).
+[[operations]]
+include-name-regex = "^DELETE /v1/webhook-subscriptions/[^/]+$"
+checks.positive_data_acceptance.expected-statuses = {[*DEFAULT_ACCEPTANCE, "412"]}
 
 # A cursor is opaque: any string fits the schema, only one the list gave out is valid, and
 # any other is a 400 (`cursor` in errors[]); a created window must not be empty (400 naming

@@ -415,6 +415,38 @@ def test_a_delivery_window_that_ends_before_it_starts_is_a_400(platform: Running
     assert http.delete(one).status_code == 200
 
 
+def test_a_subscription_is_deleted_only_at_the_version_named(platform: Running) -> None:
+    """DELETE takes If-Match as PATCH does: once the subscription changed since it was read,
+    the deletion is the 412 `version_mismatch` with `current_version` and it stays; at the
+    version read it goes, answered as it was."""
+    http = platform.http
+    made = http.post(
+        "/v1/webhook-subscriptions",
+        json={"url": "http://127.0.0.1:9/versioned", "event_types": ["order.*"]},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert made.status_code == 201, made.text
+    one = f"/v1/webhook-subscriptions/{made.json()['subscription']['id']}"
+    read = http.get(one)
+    changed = http.patch(
+        one, json={"description": "moved"}, headers={"If-Match": read.headers["ETag"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] != read.headers["ETag"]
+
+    stale = http.delete(one, headers={"If-Match": read.headers["ETag"]})
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (stale.json()["code"], stale.json()["current_version"]) == (
+        "version_mismatch", changed.json()["version"],
+    )  # fmt: skip
+    assert http.get(one).json() == changed.json()
+    gone = http.delete(one, headers={"If-Match": changed.headers["ETag"]})
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == changed.json()
+    assert http.get(one).status_code == 404
+
+
 def test_a_location_created_and_changed_reaches_the_feed_as_get_answers_it(
     platform: Running,
 ) -> None:

@@ -293,6 +293,42 @@ async def test_subscriptions_and_events_stay_with_their_merchant(dispatcher, rec
     assert [r.json()["merchant_id"] for r in receiver.got] == ["mer_a"]
 
 
+async def test_a_deletion_naming_a_stale_version_leaves_the_subscription(
+    dispatcher, receiver
+) -> None:
+    """As a change does: a deletion decided on the version read is refused once the
+    subscription changed since (FAILED_PRECONDITION `version_mismatch`, `current_version`),
+    and it stays; on the current version, or naming none, it goes."""
+    made = await dispatcher.subscribe(receiver.url, ["order.*"])
+    sub_id = made.subscription.id
+    changed = await dispatcher.call(
+        "UpdateSubscription",
+        pb.UpdateSubscriptionRequest(request_id="v-1", id=sub_id, description="moved"),
+    )
+    assert changed.subscription.version == made.subscription.version + 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.call(
+            "DeleteSubscription",
+            pb.DeleteSubscriptionRequest(
+                request_id="v-2", id=sub_id, expected_version=made.subscription.version
+            ),
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    refusal = read_error(err.value)
+    assert refusal.reason == "version_mismatch"
+    assert refusal.metadata["current_version"] == str(changed.subscription.version)
+    assert (await dispatcher.subscription(sub_id)).description == "moved"
+    await dispatcher.call(
+        "DeleteSubscription",
+        pb.DeleteSubscriptionRequest(
+            request_id="v-3", id=sub_id, expected_version=changed.subscription.version
+        ),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await dispatcher.subscription(sub_id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_test_event_reaches_only_that_subscription(dispatcher, receiver) -> None:
     made = await dispatcher.subscribe(receiver.url, ["order.*"])
     sent = await dispatcher.call(

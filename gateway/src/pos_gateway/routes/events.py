@@ -427,13 +427,23 @@ async def update_webhook_subscription(
 
 @router.delete(
     ONE,
-    **op("webhooks:manage", "Delete a webhook subscription", (404,), example=ex.SUBSCRIPTION),
-)
-async def delete_webhook_subscription(subscription_id: PathId, svc: Svc) -> WebhookSubscription:
-    """Answers the subscription as it was; its pending deliveries are dropped with it."""
+    **op("webhooks:manage", "Delete a webhook subscription", (404, 412),
+         example=ex.SUBSCRIPTION),
+)  # fmt: skip
+async def delete_webhook_subscription(
+    subscription_id: PathId, svc: Svc, if_match: IfMatch = None
+) -> WebhookSubscription:
+    """Answers the subscription as it was; its pending deliveries are dropped with it. Send
+    `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412
+    `version_mismatch` with `current_version`, and the subscription stays."""
+    version = expected_version(if_match)
     found = await svc.dispatcher.GetSubscription(pb.GetSubscriptionRequest(id=subscription_id))
-    await svc.dispatcher.DeleteSubscription(
-        pb.DeleteSubscriptionRequest(request_id=request_id(), id=subscription_id)
+    await version_checked(
+        svc.dispatcher.DeleteSubscription(
+            pb.DeleteSubscriptionRequest(
+                request_id=request_id(), id=subscription_id, expected_version=version
+            )
+        )
     )
     return to_model(WebhookSubscription, found.subscription)
 

@@ -144,7 +144,7 @@ class DispatcherApi(Servicer[DispatcherUow], dispatcher_pb2_grpc.DispatcherServi
     async def DeleteSubscription(
         self, request: pb.DeleteSubscriptionRequest, uow: DispatcherUow
     ) -> pb.DeleteSubscriptionResponse:
-        await handlers.delete_subscription(uow, request.id)
+        await handlers.delete_subscription(uow, request.id, request.expected_version)
         return pb.DeleteSubscriptionResponse()
 
     @mutation(pb.SendTestEventResponse)

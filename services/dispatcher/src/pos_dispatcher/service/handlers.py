@@ -170,6 +170,17 @@ async def list_subscriptions(uow: DispatcherUow, page: PageRequest) -> list[Subs
     return await uow.subscriptions.page(page)
 
 
+def _stale(sub: Subscription, expected_version: int) -> None:
+    """A subscription at another version than `expected_version` (0: any) is refused: the
+    change was decided on what it was."""
+    if expected_version and expected_version != sub.version:
+        raise Conflict(
+            "the subscription changed since you read it",
+            "version_mismatch",
+            {"current_version": str(sub.version)},
+        )
+
+
 async def update_subscription(
     uow: DispatcherUow,
     subscription_id: str,
@@ -186,12 +197,7 @@ async def update_subscription(
         + (check_description(description) if description is not None else [])
     )
     sub = await get_subscription(uow, subscription_id, lock=True)
-    if expected_version and expected_version != sub.version:
-        raise Conflict(
-            "the subscription changed since you read it",
-            "version_mismatch",
-            {"current_version": str(sub.version)},
-        )
+    _stale(sub, expected_version)
     before = (sub.url, tuple(sub.event_types), sub.description, sub.status)
     if url is not None:
         await _reachable(uow, url)
@@ -211,7 +217,13 @@ async def update_subscription(
     return await uow.subscriptions.save(sub)
 
 
-async def delete_subscription(uow: DispatcherUow, subscription_id: str) -> None:
+async def delete_subscription(
+    uow: DispatcherUow, subscription_id: str, expected_version: int = 0
+) -> None:
+    """With `expected_version`, one at another version is refused (`version_mismatch`) and
+    stays, as a change would be: a deletion decided on what it was (its URL, its types)."""
+    if expected_version:
+        _stale(await get_subscription(uow, subscription_id, lock=True), expected_version)
     if not await uow.subscriptions.remove(subscription_id):
         raise NotFound("webhook subscription", subscription_id)
 
