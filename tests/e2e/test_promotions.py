@@ -122,7 +122,12 @@ def test_coupon_codes_are_shown_once_and_an_unused_promotion_is_deleted(
     assert sorted(c["id"] for c in listed) == sorted(c["id"] for c in batch["coupons"])
     assert all("code" not in c for c in listed)
     unused = _post(shop, "/v1/promotions", {"name": "Never used", "percent_off_bps": 100}).json()
-    deleted = shop.delete(f"/v1/promotions/{unused['id']}")
+    # A deletion under a stale If-Match is refused as a change is, and the promotion stays.
+    stale = shop.delete(f"/v1/promotions/{unused['id']}", headers={"If-Match": '"2"'})
+    assert stale.status_code == 412, stale.text
+    assert (stale.json()["code"], stale.json()["current_version"]) == ("version_mismatch", 1)
+    assert shop.get(f"/v1/promotions/{unused['id']}").status_code == 200
+    deleted = shop.delete(f"/v1/promotions/{unused['id']}", headers={"If-Match": '"1"'})
     assert deleted.status_code == 200 and deleted.json()["id"] == unused["id"]
     assert shop.get(f"/v1/promotions/{unused['id']}").status_code == 404
     # A partner mirroring promotions hears of it: a tombstone in the feed.

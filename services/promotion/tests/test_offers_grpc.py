@@ -320,8 +320,23 @@ async def test_a_calculation_reads_nothing_while_the_cache_holds_and_events_inva
 
 async def test_delete_only_while_unused(running: Running) -> None:
     unused = await create(running, "c-13", name="Never used", percent_off_bps=1000)
+    # A deletion naming another version than the promotion's is refused, as a change is.
+    stale = await refused(
+        running.stub.DeletePromotion(
+            pb.DeletePromotionRequest(request_id="c-14-s", id=unused.id, expected_version=2),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (read_error(stale).reason, read_error(stale).metadata["current_version"]) == (
+        "version_mismatch", "1",
+    )  # fmt: skip
+    assert await running.count(promotions) == 1
     await running.stub.DeletePromotion(
-        pb.DeletePromotionRequest(request_id="c-14", id=unused.id), metadata=md(), timeout=10
+        pb.DeletePromotionRequest(request_id="c-14", id=unused.id, expected_version=1),
+        metadata=md(),
+        timeout=10,
     )
     assert await running.count(promotions) == 0
     coupon_promo = await create(

@@ -509,14 +509,22 @@ async def end_promotion(
 
 @router.delete(
     "/promotions/{promotion_id}",
-    **op("promotions:write", "Delete a promotion never used", (404, 409), example=ex.PROMOTION),
-)
-async def delete_promotion(promotion_id: PathId, svc: Svc) -> Promotion:
+    **op("promotions:write", "Delete a promotion never used", (404, 409, 412),
+         example=ex.PROMOTION),
+)  # fmt: skip
+async def delete_promotion(promotion_id: PathId, svc: Svc, if_match: IfMatch = None) -> Promotion:
     """Only while no coupon of it was ever reserved (409 `promotion_used`): end it instead.
-    Answers the promotion as it was."""
+    Answers the promotion as it was. Send `If-Match: "<version>"` to delete only the version
+    you saw: a stale one is a 412 `version_mismatch` with `current_version`, and the promotion
+    stays."""
+    version = expected_version(if_match)
     found = await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))
-    await svc.promotion.DeletePromotion(
-        pb.DeletePromotionRequest(request_id=request_id(), id=promotion_id)
+    await version_checked(
+        svc.promotion.DeletePromotion(
+            pb.DeletePromotionRequest(
+                request_id=request_id(), id=promotion_id, expected_version=version
+            )
+        )
     )
     return to_model(Promotion, found.promotion)
 

@@ -174,7 +174,7 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     async def DeletePromotion(
         self, request: pb.DeletePromotionRequest, uow: PromotionUow
     ) -> pb.DeletePromotionResponse:
-        await handlers.delete_promotion(uow, request.id)
+        await handlers.delete_promotion(uow, request.id, request.expected_version)
         self._changed()
         return pb.DeletePromotionResponse()
 

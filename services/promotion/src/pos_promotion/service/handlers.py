@@ -145,10 +145,15 @@ async def change_status(
     return promotion
 
 
-async def delete_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> None:
+async def delete_promotion(
+    uow: PromotionUnitOfWork, promotion_id: str, expected_version: int = 0
+) -> None:
+    """With `expected_version`, a promotion at another version is refused (`version_mismatch`)
+    and stays, as a change would be: a deletion decided on what it was."""
     promotion = await uow.promotions.get(promotion_id, lock=True)
     if promotion is None:
         raise NotFound("promotion", promotion_id)
+    promotion.check_version(expected_version)
     if promotion.used:
         raise Conflict("a promotion with used coupons cannot be deleted; end it", "promotion_used")
     await uow.promotions.remove(promotion_id)

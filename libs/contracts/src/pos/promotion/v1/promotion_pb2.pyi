@@ -707,17 +707,23 @@ class DeletePromotionRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     id: _builtins.str
+    expected_version: _builtins.int
+    """0: whatever the current version is; otherwise another version is FAILED_PRECONDITION
+    `version_mismatch` with `current_version`, and the promotion stays.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
