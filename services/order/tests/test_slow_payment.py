@@ -93,6 +93,9 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                     # machine's turns at the connection (four checkouts, the service's own
                     # tasks) could pass with nothing held.
                     database_pool_timeout_seconds=3.0,
+                    # The 4 s payment, answered late on a loaded machine (all three services
+                    # share the test's one event loop), is not a payment service away.
+                    payment_timeout_seconds=20.0,
                 )
             )
             location_id = await tee_shop(inventory.channel, MERCHANT_ID)
