@@ -127,6 +127,27 @@ async def register_checkout(http: httpx.AsyncClient) -> tuple[Callable[[], Await
     return via_gateway, body["location_id"]
 
 
+async def web_pickup(http: httpx.AsyncClient) -> tuple[Callable[[], Awaitable[None]], str]:
+    """One web order with pickup at the checkout's store as a callable: create (its units
+    held), card tender, confirm, each with a new key, as `PICKUP_LUA` drives it with wrk."""
+    body = await stock_for_checkouts(http)
+    order = pickup_order(body)
+
+    async def post(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = await http.post(path, json=payload, headers={"Idempotency-Key": str(uuid.uuid4())})
+        if answer.status_code >= 300:
+            raise RuntimeError(f"{path}: {answer.status_code} {answer.text}")
+        return dict(answer.json())
+
+    async def flow() -> None:
+        created = await post("/v1/orders", order)
+        tender = {"tender_type": "card", "card_token": "tok_visa"}
+        await post(f"/v1/orders/{created['id']}/tenders", tender)
+        await post(f"/v1/orders/{created['id']}/confirm", {})
+
+    return flow, body["location_id"]
+
+
 def analyze(platform: Platform) -> None:
     """Planner statistics in every database, as a database in service has them. Tables made by
     the migrations a minute ago have none until autovacuum's first pass (its naptime is a
@@ -303,15 +324,20 @@ end
 """
 
 
-def pickup_script(folder: Path, key: str, checkout: dict[str, Any]) -> Path:
-    """A wrk script for web orders with pickup at the checkout's store (its lines, a customer)."""
-    order = {
+def pickup_order(checkout: dict[str, Any]) -> dict[str, Any]:
+    """A web order with pickup at the checkout's store (its lines, a customer)."""
+    return {
         "channel": "web",
         "location_id": checkout["location_id"],
         "customer_id": checkout["customer_id"],
         "lines": checkout["lines"],
         "fulfillments": [{"type": "pickup", "location_id": checkout["location_id"]}],
     }
+
+
+def pickup_script(folder: Path, key: str, checkout: dict[str, Any]) -> Path:
+    """A wrk script for web orders with pickup at the checkout's store (its lines, a customer)."""
+    order = pickup_order(checkout)
     script = folder / "pickup.lua"
     script.write_text(
         PICKUP_LUA

@@ -2,7 +2,8 @@
 
 Starts the whole platform on free ports with temporary data (as tools/bench_checkout.py does,
 with its helpers), runs N register checkouts (2 lines, card) through the gateway at a fixed
-concurrency and prints, per checkout:
+concurrency (or, with `--flow pickup`, N web orders with pickup: create, card tender,
+confirm) and prints, per checkout:
 
 - ms of CPU of every process (utime + stime from /proc/<pid>/stat, before and after): the
   gateway, each service, PostgreSQL's backends per database (its whole process tree, exited
@@ -41,7 +42,7 @@ from pathlib import Path
 import grpc
 import httpx
 import psycopg
-from bench_checkout import _run, analyze, on_platform, register_checkout
+from bench_checkout import _run, analyze, on_platform, register_checkout, web_pickup
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from pos_devstack.natsd import free_port
@@ -405,6 +406,7 @@ async def profile(
     py_spy: bool,
     spans: SpanCounter | None,
     receiver_port: int | None,
+    flow: str = "register",
 ) -> None:
     server = None
     if spans is not None:
@@ -418,7 +420,7 @@ async def profile(
     async with httpx.AsyncClient(
         base_url=platform.gateway_url, headers=headers, limits=limits, timeout=30
     ) as http:
-        one, _ = await register_checkout(http)
+        one, _ = await (web_pickup(http) if flow == "pickup" else register_checkout(http))
         await _run(40, 4, one)  # warm-up: connections, pools, caches, the known-stock rows
         await asyncio.sleep(2)  # let the warm-up's relays and consumers finish
         analyze(platform)
@@ -522,6 +524,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--py-spy", action="store_true", help="sample every Python process")
     parser.add_argument("--spans", action="store_true", help="count gRPC calls and SQL spans")
+    parser.add_argument(
+        "--flow",
+        choices=["register", "pickup"],
+        default="register",
+        help="register checkouts, or web orders with pickup (create, card tender, confirm:"
+        " figures are per order)",
+    )
     args = parser.parse_args()
     spans = SpanCounter() if args.spans else None
     receiver_port = free_port() if args.spans else None
@@ -533,8 +542,10 @@ def main() -> None:
             "OTEL_BSP_MAX_QUEUE_SIZE": "100000",
         }
     on_platform(
-        f"checkout profile: {args.requests} register checkouts through the gateway, 2 lines,"
-        f" card, {args.concurrency} concurrent{', tracing on' if args.spans else ''}",
+        f"checkout profile: {args.requests}"
+        f" {'web orders with pickup' if args.flow == 'pickup' else 'register checkouts'}"
+        f" through the gateway, 2 lines, card, {args.concurrency} concurrent"
+        f"{', tracing on' if args.spans else ''}",
         lambda platform, key: profile(
             platform,
             key,
@@ -543,6 +554,7 @@ def main() -> None:
             args.py_spy,
             spans,
             receiver_port,
+            args.flow,
         ),
         prepare=preload_pg_stat_statements,
         env_extra=env_extra,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_customer.adapters.tables import kit
 from pos_devstack.testing import Infra
-from pos_kit.db import make_engine
+from pos_kit.db import make_engine, reads
 from pos_kit.errors import RequestIdReused
 from pos_kit.events import OutgoingEvent
 from pos_kit.uow import UnitOfWork
@@ -131,6 +131,23 @@ async def test_a_reading_unit_of_work_refuses_writes_and_keeps_prepared_statemen
             kit.inbox.insert().values(consumer="w", event_id=str(uuid.uuid4()))
         )
         await writer.commit()
+    await pooled_connection_is_as_psycopg_makes_it(engine)
+
+
+async def test_reads_outside_a_unit_of_work_keep_prepared_statements(engine: AsyncEngine) -> None:
+    """`pos_kit.db.reads` (a background pass's or a route's lookups): each statement its own
+    transaction, so nothing is rolled back at the end, and the statement psycopg prepared on its
+    fifth run is still there for the units of work that take the connection next. Through a
+    plain `engine.connect()` the ROLLBACK at its end dropped it (DEALLOCATE ALL)."""
+    probe = select(func.count()).select_from(kit.outbox).where(kit.outbox.c.merchant_id == "r")
+    for _ in range(6):
+        async with reads(engine) as conn:
+            assert await conn.scalar(probe) == 0
+    async with reads(engine) as conn:
+        prepared = await conn.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+        # Nothing holds a transaction open between statements.
+        assert await conn.scalar(text("SELECT now() = statement_timestamp()")) is True
+    assert prepared and prepared > 0
     await pooled_connection_is_as_psycopg_makes_it(engine)
 
 

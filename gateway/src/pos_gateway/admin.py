@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pos_gateway import keys
 from pos_gateway.tables import api_keys, merchants, oauth_clients
+from pos_kit.db import reads
 from pos_kit.ids import new_id
 
 
@@ -128,7 +129,7 @@ async def _insert_once(
 
 
 async def merchant_exists(engine: AsyncEngine, merchant_id: str) -> bool:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         found = await conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id))
         return found.first() is not None
 
@@ -180,7 +181,7 @@ async def list_keys(
     """The merchant's keys, revoked ones too, newest first (ids are time-ordered): the
     `limit` next after id `before`, or the newest."""
     t = api_keys
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
                    t.c.last_used_at, t.c.revoked_at)
@@ -196,7 +197,7 @@ async def get_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo
     columns = (t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
                t.c.last_used_at, t.c.revoked_at)  # fmt: skip
     query = select(*columns).where(t.c.merchant_id == merchant_id, t.c.id == key_id)
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         row = (await conn.execute(query)).first()
         return None if row is None else KeyInfo(*row)
 
@@ -260,7 +261,7 @@ async def list_clients(
     """The merchant's clients, revoked ones too, newest first (ids are time-ordered): the
     `limit` next after id `before`, or the newest."""
     t = oauth_clients
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at)
             .where(t.c.merchant_id == merchant_id, t.c.id < before if before else true())
@@ -272,7 +273,7 @@ async def list_clients(
 
 async def get_client(engine: AsyncEngine, merchant_id: str, client_id: str) -> ClientInfo | None:
     t = oauth_clients
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         row = (
             await conn.execute(
                 select(t.c.id, t.c.name, t.c.scopes, t.c.created_at, t.c.revoked_at).where(
@@ -306,7 +307,7 @@ async def client_for_secret(
 ) -> tuple[str, list[str]] | None:
     """(merchant, scopes) of a live client whose secret matches, else None."""
     t = oauth_clients
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         row = (
             await conn.execute(
                 select(t.c.merchant_id, t.c.scopes, t.c.secret_hash).where(

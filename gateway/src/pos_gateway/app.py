@@ -68,7 +68,7 @@ from pos_gateway.routes.gift_cards import CODE_LOOKUP_BURST, CODE_LOOKUP_RATE
 from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
 from pos_gateway.shared_ratelimit import SharedBuckets
-from pos_kit.db import make_engine
+from pos_kit.db import make_engine, reads
 
 DESCRIPTION = """
 Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>` (or an OAuth
@@ -298,7 +298,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Any] = {}
         try:
-            async with request.app.state.engine.connect() as conn:
+            async with reads(request.app.state.engine) as conn:
                 await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception:

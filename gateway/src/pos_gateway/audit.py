@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pos_gateway.auth import Principal
 from pos_gateway.tables import audit_log, merchant_settings
+from pos_kit.db import reads
 from pos_kit.ids import new_id
 
 DEFAULT_RETENTION_DAYS = 365
@@ -105,7 +106,7 @@ async def entries(
         conditions.append(t.c.occurred_at >= filters.since)
     if filters.until:
         conditions.append(t.c.occurred_at < filters.until)
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await conn.execute(
             select(t).where(and_(*conditions)).order_by(t.c.id.desc()).limit(limit)
         )
@@ -142,7 +143,7 @@ async def _retention(conn: AsyncConnection, merchant_id: str, lock: bool = False
 
 
 async def retention_days(engine: AsyncEngine, merchant_id: str) -> Retention:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return await _retention(conn, merchant_id)
 
 

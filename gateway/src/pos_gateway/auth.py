@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pos_gateway import keys, tokens
 from pos_gateway.problems import Problem
 from pos_gateway.tables import api_keys, oauth_clients, register_sessions, registers
+from pos_kit.db import reads
 
 # A looked-up key (or OAuth client) is trusted this long before it is read again, so a
 # revocation takes effect within this time; it spares the database one query per request.
@@ -62,7 +63,7 @@ class KeyStore:
         hit = self._clients.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             found = await conn.scalar(
                 select(oauth_clients.c.id).where(
                     oauth_clients.c.id == client_id, oauth_clients.c.revoked_at.is_(None)
@@ -113,7 +114,7 @@ class KeyStore:
             .where(r.c.credential_hash == keys.keyed_hash(self._secret, credential),
                    r.c.status == "paired")
         )  # fmt: skip
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None

@@ -25,6 +25,7 @@ from pos_gateway.outbox import stamp
 from pos_gateway.sessions import end_sessions
 from pos_gateway.tables import pairing_codes, register_sessions, registers
 from pos_kit.changes import list_changed
+from pos_kit.db import reads
 from pos_kit.ids import new_id
 from pos_kit.paging import ChangeCursor
 
@@ -104,7 +105,7 @@ async def _get(conn: AsyncConnection, merchant_id: str, register_id: str) -> Reg
 
 
 async def get(engine: AsyncEngine, merchant_id: str, register_id: str) -> Register | None:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return await _get(conn, merchant_id, register_id)
 
 
@@ -165,7 +166,7 @@ async def listed(
         .order_by(t.c.id.desc())
         .limit(limit)
     )
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return [Register(*row) for row in await conn.execute(query)]
 
 
@@ -184,7 +185,7 @@ async def changed(
         t.c.merchant_id == merchant_id,
         t.c.location_id == location_id if location_id else true(),
     )
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await list_changed(conn, query, t.c.updated_at, t.c.id, since, after, limit)
         return [Register(*tuple(row)) for row in rows]
 

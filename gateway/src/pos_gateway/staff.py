@@ -31,6 +31,7 @@ from pos_gateway.tables import (
     staff_members,
 )
 from pos_kit.changes import list_changed
+from pos_kit.db import reads
 from pos_kit.ids import new_id
 from pos_kit.paging import ChangeCursor
 
@@ -99,7 +100,7 @@ async def _member(
 
 
 async def get(engine: AsyncEngine, merchant_id: str, staff_id: str) -> Member | None:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return await _member(conn, merchant_id, staff_id)
 
 
@@ -122,7 +123,7 @@ async def listed(
         .order_by(_T.c.id.desc())
         .limit(limit)
     )
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return [Member(*row) for row in await conn.execute(query)]
 
 
@@ -140,7 +141,7 @@ async def changed(
         _T.c.merchant_id == merchant_id,
         _T.c.location_ids.any(location_id) if location_id else true(),
     )
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await list_changed(conn, query, _T.c.updated_at, _T.c.id, since, after, limit)
         return [Member(*tuple(row)) for row in rows]
 
@@ -359,7 +360,7 @@ async def get_role(engine: AsyncEngine, merchant_id: str, role_id: str) -> Role 
     for fixed in built_in_roles():
         if fixed.id == role_id:
             return fixed
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         return await _role(conn, merchant_id, role_id)
 
 
@@ -488,7 +489,7 @@ async def list_roles(engine: AsyncEngine, merchant_id: str, after: str, limit: i
     found = fixed[:limit]
     if len(found) == limit:
         return found
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         rows = await conn.execute(
             select(*_ROLE_COLUMNS)
             .where(roles.c.merchant_id == merchant_id, roles.c.id > own_after)
@@ -562,7 +563,7 @@ async def _permissions(conn: AsyncConnection, merchant_id: str, role: str) -> fr
 
 
 async def may(engine: AsyncEngine, merchant_id: str, staff_id: str, permission: str) -> bool:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         member = await _member(conn, merchant_id, staff_id)
         if member is None or member.status != "active":
             return False
@@ -571,7 +572,7 @@ async def may(engine: AsyncEngine, merchant_id: str, staff_id: str, permission: 
 
 async def discount_limit(engine: AsyncEngine, merchant_id: str, staff_id: str) -> int:
     """The discount (basis points) the member's role may give without an override."""
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         member = await _member(conn, merchant_id, staff_id)
         if member is None or member.status != "active":
             return 0
@@ -757,7 +758,7 @@ async def sign_in(
 
 
 async def current_session(engine: AsyncEngine, session_id: str) -> Session | None:
-    async with engine.connect() as conn:
+    async with reads(engine) as conn:
         row = (
             await conn.execute(
                 select(register_sessions).where(register_sessions.c.id == session_id)

@@ -280,6 +280,9 @@ class FakeUow:
         self.store.published.extend(self.events)
         self.staged, self.events = {}, []
 
+    def reading(self) -> Self:
+        return self
+
     async def __aenter__(self) -> Self:
         return self
 

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
 from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
 from order_shop import CrashStack as Stack
+from psycopg.pq import TransactionStatus
 
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
@@ -385,3 +387,31 @@ async def test_a_pickup_only_order_expires_whole(shop: Shop) -> None:
     assert _payment(shop, order.id) == (5000, 0, 5000, 0)
     assert _on_hand(shop, merchant, here) == 10
     assert _expired_events(shop, merchant, order.id, 0) == 1
+
+
+async def test_a_pickup_sold_ends_no_transaction_of_the_order_service_in_a_rollback(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads that change nothing end with COMMIT (`UnitOfWork.reading`): psycopg answers every
+    ROLLBACK by dropping the connection's prepared statements (DEALLOCATE ALL), so each web
+    order (create, tender, confirm) made the order service's connections parse and plan again
+    (three a web order until 2026-12-05: the order read before a tender's claim, and the order
+    and settings reads of the confirmation). Counted at the driver, for the order database."""
+    merchant = f"m-{uuid.uuid4().hex[:8]}"
+    here, _ = await _stores(shop, merchant)
+    order_db = shop.service.database_url.rsplit("/", 1)[1]
+    rollbacks: list[str] = []
+    IDLE = TransactionStatus.IDLE
+    rollback = psycopg.AsyncConnection.rollback
+
+    async def counted(conn: psycopg.AsyncConnection[Any]) -> None:
+        # One with no transaction open sends nothing (the pool's reset of a connection).
+        if conn.info.dbname == order_db and conn.info.transaction_status != IDLE:
+            rollbacks.append(conn.info.dbname)
+        await rollback(conn)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "rollback", counted)
+    order = await _sold(shop, merchant, [F.FulfillmentRequest(type=PICKUP, location_id=here)],
+                        [1], capture_at_order=False)  # fmt: skip
+    assert order.status == F.ORDER_STATUS_CONFIRMED
+    assert rollbacks == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pos_kit.direct import DirectEngine
 
@@ -37,6 +39,18 @@ def make_engine(
     if os.environ.get("SQL_DIRECT", "1") != "0":
         return DirectEngine(engine.sync_engine)
     return engine
+
+
+@asynccontextmanager
+async def reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for reads outside a unit of work, each statement a transaction of
+    its own. A plain `engine.connect()` begins a transaction at the first statement and rolls
+    it back at the end, and psycopg answers every ROLLBACK by dropping all of the connection's
+    prepared statements (DEALLOCATE ALL): the units of work that use it next parse and plan
+    everything again. A background pass reading every second did that to a pool's connections
+    all day (docs/performance.md, "Reads that end in a rollback")."""
+    async with engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 # PostgreSQL's answers to a transaction that lost to another one (deadlock_detected,

@@ -35,7 +35,7 @@ def points_expiry(uow: Callable[[], CustomerUow], interval_seconds: float) -> Ba
 
 async def expire_all(uow: Callable[[], CustomerUow], now: datetime) -> int:
     """Expire what is due at `now` for every merchant, one transaction each; the points."""
-    async with uow() as reader:
+    async with uow().reading() as reader:
         merchants = await merchants_with_expiry(reader.conn)
     total = 0
     for merchant in merchants:

@@ -33,7 +33,7 @@ def retiering(uow: Callable[[], CustomerUow], interval_seconds: float) -> Backgr
 
 async def retier_all(uow: Callable[[], CustomerUow], stop: asyncio.Event | None = None) -> int:
     """Finish every merchant's re-tiering left to do, one transaction a batch; the batches."""
-    async with uow() as reader:
+    async with uow().reading() as reader:
         merchants = await merchants_retiering(reader.conn)
     batches = 0
     for merchant in merchants:

@@ -104,7 +104,7 @@ def stream_erasure(runtime: ServiceRuntime[CustomerUow], interval_seconds: float
 
 async def purge_erased(uow: Callable[[], CustomerUow], js: JetStreamContext) -> int:
     """Delete the stream's profile messages of every erasure not purged yet; the count."""
-    async with uow() as reader:
+    async with uow().reading() as reader:
         rows = (
             await reader.conn.execute(
                 select(erasures.c.merchant_id, erasures.c.customer_id)

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_kit.context import merchant_var
+from pos_kit.db import reads
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import order_returns, orders
 from pos_order.service import returns, saga
@@ -55,7 +56,7 @@ class Resumer:
             .order_by(orders.c.touched_at)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             rows = (await conn.execute(query)).all()
         return [(r.merchant_id, r.id) for r in rows]
 
@@ -72,7 +73,7 @@ class Resumer:
             .order_by(order_returns.c.updated_at)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             rows = (await conn.execute(query)).all()
         return [(r.merchant_id, r.id) for r in rows]
 

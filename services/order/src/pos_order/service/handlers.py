@@ -1255,7 +1255,7 @@ class AddTender(Generic[R]):
         one; the order hears of the void by its event, which may not have arrived yet, and the
         new tender must not be refused as covered meanwhile (nor after a refund made there).
         A confirmed order's tender is for what such a void left due."""
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             order = await uow.orders.get(self.cmd.order_id)
         if order is None or not order.payment_ids:
             return

@@ -111,7 +111,7 @@ TRANSIENT = {ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.RETRY}
 
 
 async def load(new_uow: NewUow, order_id: str) -> Order:
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         order = await uow.orders.get(order_id)
     if order is None:
         raise NotFound("order", order_id)
@@ -167,7 +167,7 @@ async def _publish(uow: OrderUnitOfWork, order: Order) -> None:
 
 
 async def settings_of(new_uow: NewUow, policy: Policy) -> OrderSettings:
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         found = await uow.settings.get()
     return found or policy.defaults
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos_kit.db import reads
 from pos_kit.direct import Prepared, bound
 from pos_kit.money import Money
 from pos_payment.adapters.tables import sandbox_calls
@@ -115,7 +116,7 @@ class SandboxProcessor:
         return await self.remember(key, "refund", amount, ProcessorAnswer(True, _reference(key)))
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             row = (
                 await conn.execute(select(sandbox_calls).where(sandbox_calls.c.key == key))
             ).first()

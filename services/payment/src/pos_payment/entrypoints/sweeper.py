@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pos_kit.db import reads
 from pos_payment.adapters.repository import OpenWork, PaymentUow, open_work
 from pos_payment.service import handlers
 from pos_payment.service.handlers import Policy
@@ -48,7 +49,7 @@ class Sweeper:
 
     async def sweep(self) -> int:
         """One pass; how many items it looked at."""
-        async with self._engine.connect() as conn:
+        async with reads(self._engine) as conn:
             work = await open_work(conn, self._grace)
         for item in work:
             try:
