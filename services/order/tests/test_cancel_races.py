@@ -693,3 +693,42 @@ async def test_cash_a_cancel_the_service_makes_gives_back_counts_at_the_sales_re
 
     assert await shop.money_held(order.id) == 0
     assert await _cash_refunds(shop, shift) == 2500
+
+
+async def _expected_cash(shop: Shop, shift_id: str) -> int:
+    found = await shop.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=shift_id), metadata=MERCHANT, timeout=5
+    )
+    return int(found.shift.report.expected_cash.amount)
+
+
+@pytest.mark.parametrize("held", ["call", "answer"])
+async def test_cash_taken_at_a_register_beside_a_back_office_cancel_goes_back_at_that_drawer(
+    shop: Shop, held: str
+) -> None:
+    """Cash tendered at a register with a shift open (its payment at the relay) while the back
+    office cancels the order: the cancel wins, and the tender, a 409 `order_not_pending`,
+    gives the cash back at the register it was taken at, so that shift's drawer expects what
+    it held before (the cashier hands the money back). Given back as from the back office,
+    the refund counted in no shift while the sale counted in this one: the drawer was
+    expected to hold cash it never kept."""
+    till = _till(f"reg_race_{held}")
+    shift = await _open_shift(shop, till)
+    order = await shop.create(KINDS["pickup"])
+    gate = shop.relay.gate("CreatePayment", after=held == "answer")
+    tender = order_pb2.AddTenderRequest(
+        request_id=str(uuid.uuid4()), order_id=order.id, **TENDERS["cash"]
+    )
+
+    tendered, cancelled = await _beside(
+        gate,
+        shop.orders.AddTender(tender, metadata=till, timeout=10),
+        lambda: shop.cancel(order.id),
+    )
+
+    assert isinstance(cancelled, order_pb2.Order), cancelled
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    _refused(tendered, "order_not_pending")
+    assert await shop.money_held(order.id) == 0
+    assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+    assert await _expected_cash(shop, shift) == 10_000

@@ -148,6 +148,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
                 **({"to_record": True} if t.to_record else {}),
                 **({"cash_tendered": t.cash_tendered} if t.cash_tendered is not None else {}),
                 **({"record_refused": t.record_refused} if t.record_refused else {}),
+                **({"register_id": t.register_id, "staff_id": t.staff_id} if t.register_id else {}),
             }
             for t in saga.tenders
         ],
@@ -300,6 +301,8 @@ def _saga(found: dict[str, Any]) -> Saga:
                 to_record=t.get("to_record", False),
                 cash_tendered=t.get("cash_tendered"),
                 record_refused=t.get("record_refused", ""),
+                register_id=t.get("register_id", ""),
+                staff_id=t.get("staff_id", ""),
             )
             for t in found["tenders"]
         ],

@@ -321,6 +321,12 @@ class TenderRecord:
     # The payment service refused for good to record it (`RECORD_REFUSED_FOR_GOOD`): held for
     # a person, no longer asked by the resumer.
     record_refused: str = ""
+    # The register and member it was asked at (the call's metadata; empty from the back office
+    # or before this was kept). A cancel that meets it still being taken gives its payment back
+    # as from there (`saga.giving_back_at`): that till is told the order was cancelled and hands
+    # the money back, so cash comes out of the drawer it went into.
+    register_id: str = ""
+    staff_id: str = ""
 
     @property
     def refunded_now(self) -> int:

@@ -706,7 +706,16 @@ async def _discard(new_uow: NewUow, order_id: str, request_id: str = "") -> None
 
 def _tender_record(order: Order, tender: Tender, amount: int, asked_by: str) -> TenderRecord:
     n = len(order.saga.tenders) + 1
-    return TenderRecord(n, tender, amount, f"{order.id}/payment/{n}", asked_by)
+    register_id, staff_id = at_register()
+    return TenderRecord(
+        n,
+        tender,
+        amount,
+        f"{order.id}/payment/{n}",
+        asked_by,
+        register_id=register_id,
+        staff_id=staff_id,
+    )
 
 
 async def _last_payment(ports: CheckoutPorts, order: Order) -> PaymentResult | None:
@@ -1291,6 +1300,7 @@ class AddTender(Generic[R]):
             assert isinstance(cmd.tender, Tender)
             record = order.add_tender(cmd.tender, amount, cmd.request_id)
             record.fingerprint = cmd.fingerprint.hex()
+            record.register_id, record.staff_id = at_register()
             order.touched(now())
             await uow.orders.save(order)
         return order, record.n

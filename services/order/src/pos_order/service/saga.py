@@ -459,6 +459,23 @@ async def touch(new_uow: NewUow, order_id: str, idle_for: timedelta = timedelta(
         await uow.commit()
 
 
+def taken_beside(order: Order, payments: list[PaymentResult]) -> dict[str, TenderRecord]:
+    """The order's tenders still being taken (their answer not recorded), by the payment each
+    made: the one its driver named, or, as `sync_tenders` matches them, the next payment no
+    tender names."""
+    known = {t.payment_id for t in order.saga.tenders if t.payment_id}
+    unmatched = [p.payment_id for p in payments if p.payment_id not in known]
+    found: dict[str, TenderRecord] = {}
+    for t in order.saga.tenders:
+        if not t.payment_id and t.to_record and unmatched:
+            unmatched.pop(0)
+        elif t.state is TenderState.SENT and (t.payment_id or unmatched):
+            found[t.payment_id or unmatched.pop(0)] = t
+        elif not t.payment_id and t.state is TenderState.PENDING and unmatched:
+            unmatched.pop(0)
+    return found
+
+
 def sync_tenders(order: Order, payments: list[PaymentResult], give_up_sent: bool) -> None:
     """Bring the recorded tenders in line with the payments the payment service has for the
     order. A tender whose answer was lost finds its payment among those not yet matched (they
@@ -516,7 +533,9 @@ def at_register_of(order: Order) -> Iterator[None]:
 
 
 @contextmanager
-def giving_back_at(order: Order, key: str = "") -> Iterator[None]:
+def giving_back_at(
+    order: Order, key: str = "", tender: TenderRecord | None = None
+) -> Iterator[None]:
     """A cancel's refunds (`key`: the fulfilment cancelled, "" for the whole order) asked as
     from the register the cancel was asked at (`Saga.cancelled_at`, none from the back office),
     whoever drives them: the request, its retry, or the resumer after a crash. A cancel the
@@ -524,8 +543,14 @@ def giving_back_at(order: Order, key: str = "") -> Iterator[None]:
     saga's compensation) was asked at no register: it gives back at the register the sale was
     made at, so the cash it owes counts in the shift open there when the refund is paid (the
     rule for cash recorded late, a late cash sale's too), or in none when none is open or the
-    sale was made from the back office. Never refused for it: the money is owed back."""
+    sale was made from the back office. Never refused for it: the money is owed back.
+    `tender`: a tender the cancel met still being taken (`taken_beside`), taken at a register:
+    its payment is given back as from that register, whose till is told the order was
+    cancelled and hands the money back (given back as from the back office, its cash counted
+    in that register's shift and its refund in none)."""
     register, staff = order.saga.cancelled_at.get(key, (order.register_id, order.staff_id))
+    if tender is not None and tender.register_id:
+        register, staff = tender.register_id, tender.staff_id
     registered = register_var.set(register or None)
     member = staff_var.set(staff or None if register else None)
     try:
@@ -932,12 +957,13 @@ async def compensate(
             "a payment's answer is not known yet; the order is cancelled once it is",
             "payment_pending",
         )
+    beside = taken_beside(order, payments)
     for p in payments:
         if p.status == "authorized" or (p.status == "captured" and p.captured_amount < p.amount):
             await _quietly(ports.payments.void(f"{order.id}/void/{p.payment_id}", p.payment_id))
         left = p.captured_amount - p.refunded_amount
         if left > 0:
-            with giving_back_at(order):
+            with giving_back_at(order, tender=beside.get(p.payment_id)):
                 await ports.payments.refund(
                     f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
                 )
