@@ -732,3 +732,41 @@ async def test_cash_taken_at_a_register_beside_a_back_office_cancel_goes_back_at
     assert await shop.money_held(order.id) == 0
     assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
     assert await _expected_cash(shop, shift) == 10_000
+
+
+@pytest.mark.parametrize("held", ["call", "answer"])
+async def test_a_back_office_cancel_beside_a_register_cash_sale_is_refused(
+    shop: Shop, held: str
+) -> None:
+    """A one-call register sale in cash whose payment is at the relay while the back office
+    cancels its order (found in the order list): the sale is being confirmed, so the cancel
+    is a 409 `order_confirming` that writes nothing, and the sale completes with its cash in
+    that register's shift. Never both: a cancelled order confirmed by the sale's answer."""
+    till = _till(f"reg_sale_{held}")
+    shift = await _open_shift(shop, till)
+    sale = order_pb2.CheckoutRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.location,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+        tender_type=CASH,
+        cash_tendered=money_pb2.Money(amount=3000, currency="USD"),
+    )
+    gate = shop.relay.gate("AuthorizeAndCapture", after=held == "answer")
+
+    async def cancel_it() -> order_pb2.Order:
+        with psycopg.connect(shop.order_db) as conn:
+            row = conn.execute("SELECT id FROM orders ORDER BY created_at DESC LIMIT 1")
+            (order_id,) = row.fetchone() or ("",)
+        return await shop.cancel(order_id)
+
+    sold, cancelled = await _beside(
+        gate, shop.orders.Checkout(sale, metadata=till, timeout=10), cancel_it
+    )
+
+    _refused(cancelled, "order_confirming")
+    assert isinstance(sold, order_pb2.CheckoutResponse), sold
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    after = await shop.order(sold.order.id)
+    assert after.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert await shop.money_held(after.id) == 2500
+    assert await _expected_cash(shop, shift) == 12_500
