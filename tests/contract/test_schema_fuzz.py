@@ -32,6 +32,7 @@ IDEMPOTENT_POSTS = "|".join(
      "inventory/counts", "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
      "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
      "orders/[^/]+/refunds", "orders/[^/]+/fulfillments/[^/]+/cancel", "terminal-checkouts",
+     "orders/[^/]+/tenders-to-record/settle",
      "terminal-checkouts/[^/]+/cancel",
      "webhook-subscriptions/[^/]+/(rotate-secret|test|replay-failed)",
      "webhook-subscriptions/[^/]+/deliveries/[^/]+/replay",

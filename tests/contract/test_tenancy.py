@@ -280,6 +280,7 @@ FACTORIES: dict[str, Factory] = {
     # Both ids are A's order's: B is refused on the order before the return.
     "/v1/orders/{order_id}/returns/{return_id}/settle": _sold_order,
     "/v1/orders/{order_id}/exchanges": lambda http: str(_sale(http)["order"]["id"]),
+    "/v1/orders/{order_id}/tenders-to-record/settle": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/orders/{order_id}/receipt": lambda http: str(_sale(http)["order"]["id"]),
     "/v1/refunds/{refund_id}": _refund,
     "/v1/returns/{return_id}": _return,

@@ -100,6 +100,11 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
             assert refused.json()["code"] == "payment_not_recorded"
             cancel = post(http, f"/v1/orders/{order['id']}/cancel", {"reason": "requested"})
             assert cancel.status_code == 409, cancel.text
+            # Settling held cash touches only cash refused for good: this one waits for the
+            # resumer, and the order answers as it is.
+            settle = f"/v1/orders/{order['id']}/tenders-to-record/settle"
+            waiting = ok(post(http, settle, {}))
+            assert waiting["tenders_to_record"] == order["tenders_to_record"]
             # A card is refused while the payment service is away, and nothing of it is sold.
             assert post(device, "/v1/checkouts", card).status_code == 503
         finally:
@@ -121,6 +126,8 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
         # A retry after: the same sale (replayed), still one payment; the return goes through.
         late = post(device, "/v1/checkouts", sale, key)
         assert late.status_code == 201 and late.json()["order"]["id"] == order["id"]
+        assert len(ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]) == 1
+        assert ok(post(http, settle, {}))["payment_ids"] == settled["payment_ids"]
         assert len(ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]) == 1
         # Its cash goes back out of the drawer: at the register, while its shift is open (a
         # manager signed in, who may refund), not from the back office.

@@ -353,7 +353,7 @@ async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
     sold = await stack.orders.Checkout(request, metadata=at_side, timeout=10)
     assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
     await close(first, usd(2500))
-    await open_shift(money_pb2.Money(amount=0, currency="EUR"))  # the currency changed
+    euros = await open_shift(money_pb2.Money(amount=0, currency="EUR"))  # the currency changed
     stack.relay.passed.clear()
     stack.relay.bodies.clear()
     stack.relay.down = False
@@ -389,3 +389,33 @@ async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
         )
     assert read_error(err.value).reason == "payment_record_refused"
     assert payments_for(stack.payment_db, sold.order.id) == 0
+
+    # A person settles it (before, nothing could: the sale read as held for ever): the cash is
+    # recorded as from the back office, in no shift (the closed one counted it as over), once.
+    async def settle(key: str) -> order_pb2.Order:
+        answer = await stack.orders.RecordHeldTenders(
+            order_pb2.RecordHeldTendersRequest(request_id=key, order_id=sold.order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return answer.order
+
+    key = str(uuid.uuid4())
+    settled = await settle(key)
+    assert list(settled.tenders_to_record) == []
+    assert len(settled.payment_ids) == 1 and settled.paid == usd(2500)
+    assert (await settle(key)).payment_ids == settled.payment_ids  # its retry
+    again = await settle(str(uuid.uuid4()))  # nothing held any more: the order as it is
+    assert again.payment_ids == settled.payment_ids and again.version == settled.version
+    assert payments_for(stack.payment_db, sold.order.id) == 1
+    shift = await stack.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=euros), metadata=MERCHANT, timeout=5
+    )
+    assert shift.shift.report.cash_sales.amount == 0
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stack.orders.RecordHeldTenders(
+            order_pb2.RecordHeldTendersRequest(request_id=key + "x", order_id="ord_nope"),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -327,7 +327,8 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     `tenders_to_record` (amount, cash tendered, change due); the order service records the
     payment once that service is back, and the sale's returns wait for it (409
     `payment_not_recorded`; `payment_record_refused` when it refuses the record for good, the
-    tender's `refusal` saying why: the cash is then held for a person). A card sale is a 503
+    tender's `refusal` saying why: the cash is then held for a person, who records it with
+    `POST /v1/orders/{id}/tenders-to-record/settle`). A card sale is a 503
     then.
     A declined card is a 402 whose problem carries the recorded `order` (cancelled, reason
     `payment_declined`) and `payment`. The order is saved before the card is charged: a 503
@@ -957,6 +958,30 @@ async def cancel_order(order_id: PathId, request: Request, svc: Svc) -> Order:
         done.needed = any(r.amount.amount > 0 for r in answer.refunds)
         done.resource = ("order", order_id)
         done.details = _cancel_audited(answer.refunds)
+    return to_model(Order, answer.order)
+
+
+@router.post(
+    "/orders/{order_id}/tenders-to-record/settle",
+    **op("orders:write", "Record a sale's held cash", (404, *CREATE), example=ex.ORDER),
+)
+async def settle_tenders_to_record(order_id: PathId, request: Request, svc: Svc) -> Order:
+    """A register sale's cash that the payment service refused for good to record late
+    (`tenders_to_record[].refusal`, e.g. `shift_currency_mismatch`: the register's open shift
+    counts another currency by then) is held for a person: returns and exchanges of the sale
+    are a 409 `payment_record_refused`, and nothing asks again. This records it now as taken
+    from the back office: in no register's shift (the shift it was taken in counted it as
+    over when it closed), in the day's settlement report. The order then has its payment
+    (`payment_ids`, `tenders_to_record` empty), and returns go through it. An order with
+    nothing held answers as it is; retried, nothing is recorded twice (the sale's own payment
+    request is answered again). The payment service away is a 503; another refusal passes
+    through, nothing written. In the audit log (`order.tenders_recorded`) with who did it.
+    Another merchant's order is a 404."""
+    async with guarded(request, "order.tenders_recorded") as done:
+        answer = await svc.order.RecordHeldTenders(
+            order_pb2.RecordHeldTendersRequest(request_id=request_id(), order_id=order_id)
+        )
+        done.resource = ("order", order_id)
     return to_model(Order, answer.order)
 
 

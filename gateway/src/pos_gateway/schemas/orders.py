@@ -199,7 +199,9 @@ class TenderToRecord(Answer):
         description="Set when the payment service refused for good to record it "
         "(`shift_currency_mismatch`: the register's open shift counts another currency): held "
         "for a person, no longer asked, and a return of the sale is a 409 "
-        "`payment_record_refused`. Empty while it waits for that service",
+        "`payment_record_refused` until a person records it "
+        "(`POST /v1/orders/{id}/tenders-to-record/settle`). Empty while it waits for that "
+        "service",
         examples=[""],
     )
 

@@ -450,6 +450,17 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             refund_not_permitted=request.refund_not_permitted,
         )
 
+    @across_calls(order_pb2.RecordHeldTendersResponse)
+    def RecordHeldTenders(
+        self, request: order_pb2.RecordHeldTendersRequest
+    ) -> handlers.RecordHeldTenders[order_pb2.RecordHeldTendersResponse]:
+        return handlers.RecordHeldTenders(
+            request.order_id,
+            self.ports,
+            self.bound_uow,
+            lambda o: order_pb2.RecordHeldTendersResponse(order=order_to_proto(o)),
+        )
+
     async def UpdateFulfillment(
         self, request: order_pb2.UpdateFulfillmentRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.UpdateFulfillmentResponse:

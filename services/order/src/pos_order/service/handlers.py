@@ -1344,6 +1344,33 @@ class AddTender(Generic[R]):
         return self.answer(order, payment)
 
 
+class RecordHeldTenders(Generic[R]):
+    """A person settles a register sale whose cash the payment service refused for good to
+    record late (`TenderRecord.record_refused`: the register's open shift counting another
+    currency by then): recorded now from the back office (`saga.record_held`). Nothing held:
+    the order as it is."""
+
+    def __init__(
+        self, order_id: str, ports: CheckoutPorts, new_uow: NewUow, answer: Callable[[Order], R]
+    ) -> None:
+        self.order_id = order_id
+        self.ports = ports
+        self.new_uow = new_uow
+        self.answer = answer
+
+    async def read(self, uow: OrderUnitOfWork) -> Order:
+        order = await uow.orders.get(self.order_id)
+        if order is None:
+            raise NotFound("order", self.order_id)
+        return order
+
+    async def call(self, claim: Claim, order: Order) -> Order:
+        return await saga.record_held(self.new_uow, self.ports, order)
+
+    async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
+        return self.answer(order)
+
+
 def learn_payments(order: Order, payments: list[PaymentResult]) -> None:
     """What the payment service said of the order's payments (read before the claim): voids
     (the payments API, what a partial capture left, an authorisation's window), refunds in

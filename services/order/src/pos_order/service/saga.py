@@ -610,6 +610,36 @@ async def record_taken(
     return order
 
 
+async def record_held(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Order:
+    """A person settles the tenders held for a person (`record_refused`): each recorded now as
+    taken from the back office (no register: the payment counts in no shift, the shift it was
+    taken in having counted it when it closed; the day's settlement has it), under the sale's
+    own request id, so one recorded meanwhile is answered again, never doubled. A refusal
+    passes through and writes nothing."""
+    for t in [t for t in order.tenders_to_record if t.record_refused]:
+        cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
+        registered, member = register_var.set(None), staff_var.set(None)
+        try:
+            payment = await ports.payments.charge(
+                t.request_id,
+                order.id,
+                order.location_id,
+                t.tender,
+                Money(t.amount, order.currency),
+                cash,
+                "",
+            )
+        finally:
+            staff_var.reset(member)
+            register_var.reset(registered)
+
+        def recorded(o: Order, n: int = t.n, p: PaymentResult = payment) -> None:
+            o.tender_recorded(n, p.payment_id, p.refunded_amount)
+
+        order, _ = await change(new_uow, order.id, recorded)
+    return order
+
+
 # --- confirming ------------------------------------------------------------------------------
 
 

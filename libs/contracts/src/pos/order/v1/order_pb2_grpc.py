@@ -145,6 +145,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.FromString,
                 _registered_method=True)
+        self.RecordHeldTenders = channel.unary_unary(
+                '/pos.order.v1.OrderService/RecordHeldTenders',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -327,6 +332,17 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordHeldTenders(self, request, context):
+        """A person settles a register sale whose cash the payment service refused for good to record
+        late (`tenders_to_record[].refusal`): recorded now as taken from the back office, in no
+        shift (the shift it was taken in counted it when it closed), under the sale's own request
+        id, so it is recorded once. The order then has its payment, and returns go through it. An
+        order with nothing held answers as it is; a refusal again passes through, nothing written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -439,6 +455,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.SettleReturn,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.SerializeToString,
+            ),
+            'RecordHeldTenders': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordHeldTenders,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1036,6 +1057,33 @@ class OrderService:
             '/pos.order.v1.OrderService/SettleReturn',
             pos_dot_order_dot_v1_dot_order__pb2.SettleReturnRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.SettleReturnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordHeldTenders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/RecordHeldTenders',
+            pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.RecordHeldTendersResponse.FromString,
             options,
             channel_credentials,
             insecure,

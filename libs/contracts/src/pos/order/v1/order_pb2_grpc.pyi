@@ -110,6 +110,13 @@ class OrderServiceStub:
     asked, and `order_returned` published. A return still under way, or completed, is
     FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
     """
+    RecordHeldTenders: _grpc.UnaryUnaryMultiCallable[_order_pb2.RecordHeldTendersRequest, _order_pb2.RecordHeldTendersResponse]
+    """A person settles a register sale whose cash the payment service refused for good to record
+    late (`tenders_to_record[].refusal`): recorded now as taken from the back office, in no
+    shift (the shift it was taken in counted it when it closed), under the sale's own request
+    id, so it is recorded once. The order then has its payment, and returns go through it. An
+    order with nothing held answers as it is; a refusal again passes through, nothing written.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -192,6 +199,13 @@ class OrderServiceAsyncStub(OrderServiceStub):
     completed with its `settlement` (who, why, how much, how), its units restocked as it
     asked, and `order_returned` published. A return still under way, or completed, is
     FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
+    """
+    RecordHeldTenders: _aio.UnaryUnaryMultiCallable[_order_pb2.RecordHeldTendersRequest, _order_pb2.RecordHeldTendersResponse]  # type: ignore[assignment]
+    """A person settles a register sale whose cash the payment service refused for good to record
+    late (`tenders_to_record[].refusal`): recorded now as taken from the back office, in no
+    shift (the shift it was taken in counted it when it closed), under the sale's own request
+    id, so it is recorded once. The order then has its payment, and returns go through it. An
+    order with nothing held answers as it is; a refusal again passes through, nothing written.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -404,6 +418,19 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         completed with its `settlement` (who, why, how much, how), its units restocked as it
         asked, and `order_returned` published. A return still under way, or completed, is
         FAILED_PRECONDITION (`return_not_refused`, `return_completed`).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordHeldTenders(
+        self,
+        request: _order_pb2.RecordHeldTendersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.RecordHeldTendersResponse, _abc.Awaitable[_order_pb2.RecordHeldTendersResponse]]:
+        """A person settles a register sale whose cash the payment service refused for good to record
+        late (`tenders_to_record[].refusal`): recorded now as taken from the back office, in no
+        shift (the shift it was taken in counted it when it closed), under the sale's own request
+        id, so it is recorded once. The order then has its payment, and returns go through it. An
+        order with nothing held answers as it is; a refusal again passes through, nothing written.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
