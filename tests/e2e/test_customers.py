@@ -761,17 +761,26 @@ def test_a_merged_customer_is_refused_as_merged_not_as_missing(platform: Running
 def test_a_group_name_taken_is_named_by_its_field(platform: Running) -> None:
     """A name another group has is a 409 `group_name_taken` naming `name`, as every other
     taken field of the API is named (`email_taken`, `sku_taken`, `role_name_taken`), whether
-    the group is made or renamed; nothing is made or renamed."""
+    the group is made or renamed; nothing is made or renamed. In any case, as a role's or a
+    tier's name: `vip` beside `VIP` would read as the same group on every screen."""
     http = platform.new_merchant(f"Group names {uuid.uuid4().hex[:8]}")
-    _post(http, "/v1/customer-groups", {"name": "VIP"})
+    vip = _post(http, "/v1/customer-groups", {"name": "VIP"})
     other = _post(http, "/v1/customer-groups", {"name": "Staff"})
-    made = http.post("/v1/customer-groups", json={"name": "VIP"}, headers=_key())
-    renamed = http.patch(f"/v1/customer-groups/{other['id']}", json={"name": " VIP "})
-    for refused in (made, renamed):
+    refusals = [
+        http.post("/v1/customer-groups", json={"name": name}, headers=_key())
+        for name in ("VIP", "vip", " Vip ")
+    ]
+    refusals += [
+        http.patch(f"/v1/customer-groups/{other['id']}", json={"name": name})
+        for name in (" VIP ", "vIP")
+    ]
+    for refused in refusals:
         assert (refused.status_code, refused.json()["code"]) == (409, "group_name_taken")
         assert [e["field"] for e in refused.json()["errors"]] == ["name"], refused.text
     names = sorted(g["name"] for g in http.get("/v1/customer-groups").json()["data"])
     assert names == ["Staff", "VIP"]
+    recased = http.patch(f"/v1/customer-groups/{vip['id']}", json={"name": "Vip"})
+    assert (recased.status_code, recased.json()["name"]) == (200, "Vip"), recased.text
 
 
 def test_a_loyalty_tier_needs_a_name_of_its_own(platform: Running) -> None:

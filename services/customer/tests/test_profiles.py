@@ -435,6 +435,46 @@ async def test_a_membership_change_is_a_change_of_the_customer(
     assert await updates() == [[vip.id], []]
 
 
+async def test_a_group_name_is_taken_in_any_case(merchant: Caller, other: Caller) -> None:
+    """`VIP` beside `vip` would read as one group on every screen, as role and tier names
+    would: a name another group of the merchant has, in any case and outer spaces aside, is
+    ALREADY_EXISTS `group_name_taken` naming `name`, on a create or a rename, and nothing is
+    made or renamed. A group renamed to its own name in another case is renamed; another
+    merchant's names are its own. Creates at once: one is made, the others refused alike."""
+    vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP"))).group
+    staff = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="Staff"))).group
+    for method, request in (
+        ("CreateGroup", customer_pb2.CreateGroupRequest(name="vip")),
+        ("UpdateGroup", customer_pb2.UpdateGroupRequest(id=staff.id, name=" Vip ")),
+    ):
+        err = await _refused(merchant(method, request))
+        assert (err.code(), read_error(err).reason) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "group_name_taken",
+        )
+        assert _fields(err) == ["name"]
+    listed = await merchant("ListGroups", customer_pb2.ListGroupsRequest())
+    assert sorted(g.name for g in listed.groups) == ["Staff", "VIP"]
+    recased = await merchant("UpdateGroup", customer_pb2.UpdateGroupRequest(id=vip.id, name="Vip"))
+    assert (recased.group.name, recased.group.version) == ("Vip", vip.version + 1)
+    await other("CreateGroup", customer_pb2.CreateGroupRequest(name="vip"))
+
+    names = ["Ops", "ops", "OPS", " oPs "]
+    answers = await asyncio.gather(
+        *(merchant("CreateGroup", customer_pb2.CreateGroupRequest(name=n)) for n in names),
+        return_exceptions=True,
+    )
+    made = [a for a in answers if not isinstance(a, BaseException)]
+    assert len(made) == 1, answers
+    for err in answers:
+        if isinstance(err, grpc.aio.AioRpcError):
+            assert (err.code(), read_error(err).reason) == (
+                grpc.StatusCode.ALREADY_EXISTS,
+                "group_name_taken",
+            )
+            assert _fields(err) == ["name"]
+
+
 async def test_a_group_is_renamed_listed_by_members_and_deleted(
     merchant: Caller, other: Caller, service: Service
 ) -> None:

@@ -105,8 +105,8 @@ class ProgramIn(Body):
 )
 async def create_group(body: GroupIn, svc: Svc, request: Request, response: Response) -> Group:
     """Back office only: a group's members get its promotions' prices (see the members route).
-    Made at `version` 1 (also the ETag). A name another group has is a 409
-    `group_name_taken` naming `name`."""
+    Made at `version` 1 (also the ETag). A name another group has, in any case and outer
+    spaces aside (`VIP`, `vip `), is a 409 `group_name_taken` naming `name`."""
     back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.CreateGroup(
         customer_pb2.CreateGroupRequest(
@@ -155,8 +155,9 @@ async def update_group(
     response: Response,
     if_match: IfMatch = None,
 ) -> Group:
-    """Only the fields given change; a name another group has is a 409 `group_name_taken`
-    naming `name`.
+    """Only the fields given change; a name another group has, in any case and outer spaces
+    aside, is a 409 `group_name_taken` naming `name` (the group's own in another case is a
+    rename).
     Each change bumps the group's `version` (what it already is changes nothing); send
     `If-Match: "<version>"` to change only the version you saw: a stale one is a 412
     `version_mismatch` with `current_version`, and nothing changes. Members keep their

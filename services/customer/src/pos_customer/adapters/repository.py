@@ -657,12 +657,29 @@ class SqlGroupRepository:
             customer_groups.c.merchant_id == self._merchant
         )
 
+    @asynccontextmanager
+    async def _claiming_name(self) -> AsyncIterator[None]:
+        """A write of a name another group took after it was looked for: the unique index
+        (any case, outer spaces aside) refuses it, and KeyTaken names `name`, the write undone
+        in its savepoint."""
+        await self._conn.execute(sql_text("SAVEPOINT claiming_group_name"))
+        try:
+            yield
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "")
+            if constraint != "customer_groups_name":
+                raise
+            await self._conn.execute(sql_text("ROLLBACK TO SAVEPOINT claiming_group_name"))
+            raise KeyTaken("name") from None
+        await self._conn.execute(sql_text("RELEASE SAVEPOINT claiming_group_name"))
+
     async def add(self, group_id: str, name: str, description: str) -> None:
-        await self._conn.execute(
-            insert(customer_groups).values(
-                merchant_id=self._merchant, id=group_id, name=name, description=description
+        async with self._claiming_name():
+            await self._conn.execute(
+                insert(customer_groups).values(
+                    merchant_id=self._merchant, id=group_id, name=name, description=description
+                )
             )
-        )
 
     async def get(self, group_id: str, lock: str = "") -> Row[Any] | None:
         """The group; `lock` "share" (its members change) or "update" (it changes)."""
@@ -681,8 +698,10 @@ class SqlGroupRepository:
         return list(found.scalars())
 
     async def get_by_name(self, name: str) -> Row[Any] | None:
+        """The group holding `name` in any case, outer spaces aside (the unique index's key)."""
+        key = func.lower(func.btrim(customer_groups.c.name))
         return (
-            await self._conn.execute(self._query().where(customer_groups.c.name == name))
+            await self._conn.execute(self._query().where(key == func.lower(func.btrim(name))))
         ).first()
 
     async def list(self, page: PageRequest) -> Sequence[Row[Any]]:
@@ -694,13 +713,15 @@ class SqlGroupRepository:
         ).all()
 
     async def change(self, group_id: str, name: str, description: str) -> None:
-        await self._conn.execute(
-            update(customer_groups)
-            .where(
-                customer_groups.c.merchant_id == self._merchant, customer_groups.c.id == group_id
+        async with self._claiming_name():
+            await self._conn.execute(
+                update(customer_groups)
+                .where(
+                    customer_groups.c.merchant_id == self._merchant,
+                    customer_groups.c.id == group_id,
+                )
+                .values(name=name, description=description, version=customer_groups.c.version + 1)
             )
-            .values(name=name, description=description, version=customer_groups.c.version + 1)
-        )
 
     async def remove(self, group_id: str) -> Sequence[str]:
         """The group deleted; the customers who were its members."""

@@ -102,7 +102,8 @@ customer_groups = Table(
     # Bumped by a change of its name or description (If-Match); its members are theirs.
     Column("version", BigInteger, nullable=False, server_default="1"),
     PrimaryKeyConstraint("merchant_id", "id", name="customer_groups_pkey"),
-    Index("customer_groups_name", "merchant_id", "name", unique=True),
+    # "VIP" beside "vip " would read as one group on every screen (migration 0013).
+    Index("customer_groups_name", "merchant_id", func.lower(func.btrim(text("name"))), unique=True),
 )
 
 group_members = Table(

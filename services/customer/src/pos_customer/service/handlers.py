@@ -508,10 +508,14 @@ async def create_group(uow: CustomerUnitOfWork, name: str, description: str) -> 
         require(0 < len(name) <= 100, "name", "1 to 100 characters")
         + require(len(description) <= 500, "description", "at most 500 characters")
     )
+    # Any case: `VIP` beside `vip` would read as one group, as role and tier names would.
     if await uow.groups.get_by_name(name) is not None:
         raise _group_name_taken()
     group_id = new_id("cgrp")
-    await uow.groups.add(group_id, name, description)
+    try:
+        await uow.groups.add(group_id, name, description)
+    except KeyTaken:  # taken by a create at the same moment: the index decided
+        raise _group_name_taken() from None
     return await get_group(uow, group_id)
 
 
@@ -590,11 +594,15 @@ async def update_group(
         + require(len(new_description) <= 500, "description", "at most 500 characters")
     )
     if new_name != group.name:
+        # Any case; its own name in another case is a rename.
         holder = await uow.groups.get_by_name(new_name)
-        if holder is not None:
+        if holder is not None and holder.id != group_id:
             raise _group_name_taken()
     if (new_name, new_description) != (group.name, group.description):
-        await uow.groups.change(group_id, new_name, new_description)
+        try:
+            await uow.groups.change(group_id, new_name, new_description)
+        except KeyTaken:  # taken by a change at the same moment: the index decided
+            raise _group_name_taken() from None
     return await get_group(uow, group_id)
 
 
