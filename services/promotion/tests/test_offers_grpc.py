@@ -26,6 +26,7 @@ from pos_devstack.testing import Infra, polled, publish_as_relay, serve_in_proce
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 from pos_kit.streams import ensure_service_streams
+from pos_promotion.adapters.repository import SqlActivePromotions
 from pos_promotion.adapters.tables import coupon_reservations, coupons, kit, promotions
 from pos_promotion.domain.model import Status
 from pos_promotion.service import handlers
@@ -316,6 +317,81 @@ async def test_a_calculation_reads_nothing_while_the_cache_holds_and_events_inva
     await until(lambda: offers._entries.get("mer_a") is None)
     assert (await calc(running, line("X", 1, 1000))).total_discount == usd(0)
     assert offers.loads == before + 1
+
+
+async def test_a_finished_promotion_is_not_read_for_pricing_and_prices_as_before(
+    running: Running,
+) -> None:
+    """The offers read for a checkout (the cache's load, and the reservation's read in its
+    unit of work) leave out active promotions whose window closed (`closes_at`, migration
+    0006): pricing would drop them anyway. Those running, without a window or not opened
+    yet are read. The answer is the one it was: the finished offer gives nothing, and its
+    code is `coupon_not_applicable` in a preview, as at the checkout, not `coupon_inactive`."""
+    merchant = f"mer_{new_id('fin')}"
+    ten = pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=1000)
+    always = await create(running, "fin-1", merchant=merchant, name="Always", rule=ten)
+    window = {"starts_at": "2026-01-01T00:00", "time_zone": "UTC"}
+    finished = await create(
+        running, "fin-2", merchant=merchant, name="January", rule=ten, requires_coupon=True,
+        conditions=pb.Conditions(**window, ends_at="2026-02-01T00:00"),
+    )  # fmt: skip
+    zoneless = await create(
+        running, "fin-3", merchant=merchant, name="February", rule=ten,
+        conditions=pb.Conditions(starts_at="2026-02-01T00:00", ends_at="2026-03-01T00:00"),
+    )  # fmt: skip
+    until_later = await create(
+        running, "fin-4", merchant=merchant, name="This year", rule=ten,
+        conditions=pb.Conditions(**window, ends_at="2099-01-01T00:00"),
+    )  # fmt: skip
+    later = await create(
+        running, "fin-5", merchant=merchant, name="Later", rule=ten,
+        conditions=pb.Conditions(starts_at="2098-01-01T00:00", time_zone="UTC"),
+    )  # fmt: skip
+    assert finished.schedule_state == zoneless.schedule_state == pb.SCHEDULE_STATE_FINISHED
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="fin-c", promotion_id=finished.id, codes=["JAN-26"]),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    paused = await create(
+        running, "fin-6", merchant=merchant, name="Paused", rule=ten, requires_coupon=True
+    )
+    await running.stub.CreateCoupons(
+        pb.CreateCouponsRequest(request_id="fin-c2", promotion_id=paused.id, codes=["HELD-1"]),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    await running.stub.PausePromotion(
+        pb.PausePromotionRequest(request_id="fin-p", id=paused.id),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    read = {always.id, until_later.id, later.id}
+    offers = await SqlActivePromotions(running.runtime.engine).active(merchant)
+    assert {p.id for p in offers} == read
+    uow = running.runtime.uow().bind(merchant)
+    async with uow:
+        assert {p.id for p in await uow.promotions.active()} == read
+
+    codes = ["jan-26", "held-1"]
+    answer = await calc(running, line("X", 1, 1000), merchant=merchant, coupon_codes=codes)
+    assert sorted(d.promotion_id for d in answer.discounts) == sorted([always.id, until_later.id])
+    assert answer.total_discount == usd(190)  # 10 % then 10 % of the rest
+    assert [(r.code, r.reason) for r in answer.rejected_coupons] == [
+        ("held-1", "coupon_inactive"),
+        ("jan-26", "coupon_not_applicable"),
+    ]
+    err = await refused(
+        running.stub.ReserveCoupons(
+            pb.ReserveCouponsRequest(
+                request_id="fin-r", order_id="ord_fin", codes=["jan-26"],
+                cart=pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 1000)]),
+            ),
+            metadata=md(merchant),
+            timeout=10,
+        )
+    )  # fmt: skip
+    assert read_error(err).reason == "coupon_not_applicable"
 
 
 async def test_delete_only_while_unused(running: Running) -> None:

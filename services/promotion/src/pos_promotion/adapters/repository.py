@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -160,7 +160,9 @@ class SqlPromotionRepository:
         )
 
     async def active(self) -> list[Promotion]:
-        query = _select(self._merchant).where(promotions.c.status == Status.ACTIVE.value)
+        query = _select(self._merchant).where(
+            promotions.c.status == Status.ACTIVE.value, _not_finished(datetime.now(UTC))
+        )
         return [_promotion(r) for r in (await self._conn.execute(query)).all()]
 
     async def list(
@@ -190,6 +192,21 @@ class SqlPromotionRepository:
             .returning(promotions.c.id)
         )
         return set(rows.scalars())
+
+
+# How long before a read an active promotion's window must have closed for the checkout's
+# reads of offers to leave it out: pricing gives it nothing from then on (model.schedule_of:
+# `finished` is for every location). A day rather than none, so the answer is the one the
+# whole list gave: a wall clock going back at a change of daylight saving time repeats the
+# hour a window closed in, and a calculation may name a moment (`at`) just before the read.
+FINISHED_BEFORE = timedelta(days=1)
+
+
+def _not_finished(at: datetime) -> ColumnElement[bool]:
+    """Not closed FINISHED_BEFORE `at` (a window with no end never closes; one not opened
+    yet is kept: it opens while it is cached)."""
+    closes = promotions.c.closes_at
+    return or_(closes.is_(None), closes > at - FINISHED_BEFORE)
 
 
 def _in_schedule(schedule: Schedule, at: datetime) -> ColumnElement[bool]:
@@ -437,11 +454,25 @@ class SqlActivePromotions:
         self._engine = engine
 
     async def active(self, merchant_id: str) -> list[Promotion]:
-        query = _select(merchant_id).where(promotions.c.status == Status.ACTIVE.value)
+        """The active promotions but those whose window closed (a merchant's past campaigns
+        never ended by hand): pricing drops them, so they are neither read nor cached."""
+        query = _select(merchant_id).where(
+            promotions.c.status == Status.ACTIVE.value, _not_finished(datetime.now(UTC))
+        )
         async with self._engine.connect() as conn:
             reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = (await reader.execute(query)).all()
         return [_promotion(r) for r in rows]
+
+    async def is_active(self, merchant_id: str, promotion_id: str) -> bool:
+        query = select(promotions.c.id).where(
+            promotions.c.merchant_id == merchant_id,
+            promotions.c.id == promotion_id,
+            promotions.c.status == Status.ACTIVE.value,
+        )
+        async with self._engine.connect() as conn:
+            reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await reader.execute(query)).first() is not None
 
     async def coupons(self, merchant_id: str, hashes: list[bytes]) -> dict[bytes, Coupon]:
         async with self._engine.connect() as conn:

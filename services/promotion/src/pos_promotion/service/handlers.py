@@ -190,7 +190,11 @@ async def calculate_discounts(
             coupon = found.get(h)
             if coupon is None:
                 refused.append((code, Refusal.UNKNOWN))
-            elif coupon.promotion_id not in by_id:
+            elif coupon.promotion_id not in by_id and not await lookup.is_active(
+                merchant_id, coupon.promotion_id
+            ):
+                # Not among the offers read: paused, ended or gone. One whose window closed
+                # is left out of them too, and goes on as an offer that gives nothing.
                 refused.append((code, Refusal.INACTIVE))
             elif (
                 why := coupon.refusal(

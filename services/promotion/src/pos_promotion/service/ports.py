@@ -98,6 +98,11 @@ class CouponLookup(Protocol):
 
     async def uses_by(self, merchant_id: str, coupon_id: str, customer_id: str) -> int: ...
 
+    async def is_active(self, merchant_id: str, promotion_id: str) -> bool:
+        """Its status is active, whatever its window: the offers read leaves out those whose
+        window closed, and a code of one is not applicable, not inactive."""
+        ...
+
 
 class CodeHasher(Protocol):
     def __call__(self, merchant_id: str, normalized_code: str) -> bytes: ...
