@@ -329,3 +329,64 @@ def test_a_promotion_not_yet_started_or_already_over_says_so_and_lists_by_it(
         unknown = http.get("/v1/promotions", params={"schedule_state": "expired"})
         assert unknown.status_code == 400, unknown.text
         assert [e["field"] for e in unknown.json()["errors"]] == ["schedule_state"]
+
+
+def test_promotion_and_coupon_changes_are_in_the_audit_log(platform: Running) -> None:
+    """Each change of a promotion (made, edited, paused, resumed, ended, deleted) and of its
+    coupons (made, deactivated) is an entry naming the credential that made it, as a
+    credential's or a setting's change is; one that changes nothing (pausing a paused
+    promotion, deactivating a deactivated coupon) and a retry of a request add none. Coupon
+    entries name the codes by their hints only."""
+    with platform.new_merchant(f"Promotion audit {uuid.uuid4().hex[:8]}") as http:
+
+        def entries(resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+            answer = http.get("/v1/audit-log", params={"resource_id": resource_id})
+            assert answer.status_code == 200, answer.text
+            found = answer.json()["data"]
+            assert all(e["credential_id"] and e["staff_id"] is None for e in found), found
+            return [(e["action"], e["details"]) for e in reversed(found)]
+
+        key = str(uuid.uuid4())
+        body = {"name": "Audited", "percent_off_bps": 1000, "requires_coupon": True}
+        made = http.post("/v1/promotions", json=body, headers={"Idempotency-Key": key})
+        assert made.status_code == 201, made.text
+        again = http.post("/v1/promotions", json=body, headers={"Idempotency-Key": key})
+        assert again.json()["id"] == made.json()["id"]
+        promo = made.json()["id"]
+        path = f"/v1/promotions/{promo}"
+        assert http.patch(path, json={"name": "Audited 2", "priority": 5}).status_code == 200
+        for change in ("pause", "pause", "resume"):
+            assert _post(http, f"{path}/{change}").status_code == 200
+        coupons = _post(http, f"{path}/coupons", {"codes": ["AUDIT-1", "AUDIT-22"]})
+        assert coupons.status_code == 201, coupons.text
+        first, second = coupons.json()["coupons"]
+        for _ in range(2):
+            gone = _post(http, f"{path}/coupons/{first['id']}/deactivate")
+            assert gone.status_code == 200, gone.text
+        assert _post(http, f"{path}/end").status_code == 200
+        assert entries(promo) == [
+            ("promotion.created", {"name": "Audited", "version": 1}),
+            ("promotion.updated", {"changed": ["name", "priority"], "name": "Audited 2",
+                                   "version": 2}),
+            ("promotion.paused", {"from": "active", "to": "paused", "version": 3}),
+            ("promotion.resumed", {"from": "paused", "to": "active", "version": 4}),
+            ("coupon.created", {"coupon_ids": [first["id"], second["id"]],
+                                "code_hints": [first["code_hint"], second["code_hint"]]}),
+            ("promotion.ended", {"from": "active", "to": "ended", "version": 5}),
+        ]  # fmt: skip
+        assert entries(first["id"]) == [
+            ("coupon.deactivated", {"promotion_id": promo, "code_hint": first["code_hint"]})
+        ]
+        text = str(http.get("/v1/audit-log").json())
+        assert "AUDIT-1" not in text and "AUDIT-22" not in text
+
+        spare = _post(http, "/v1/promotions", {"name": "Spare", "percent_off_bps": 500})
+        assert spare.status_code == 201, spare.text
+        deleted = http.delete(f"/v1/promotions/{spare.json()['id']}")
+        assert deleted.status_code == 200, deleted.text
+        assert entries(spare.json()["id"]) == [
+            ("promotion.created", {"name": "Spare", "version": 1}),
+            ("promotion.deleted", {"name": "Spare", "version": 1}),
+        ]
+        listed = http.get("/v1/audit-log", params={"action": "promotion.*"}).json()["data"]
+        assert len(listed) == 7

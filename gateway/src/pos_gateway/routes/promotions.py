@@ -7,13 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field, StrictBool, StrictInt
 
 from pos.customer.v1 import customer_pb2
 from pos.inventory.v1 import inventory_pb2
 from pos.promotion.v1 import promotion_pb2 as pb
 from pos_gateway import examples as ex
+from pos_gateway.actions import Done, guarded
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
 from pos_gateway.problems import Problem
@@ -315,16 +316,19 @@ def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
         status=201,
     ),
 )
-async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> Promotion:
+async def create_promotion(
+    body: PromotionIn, svc: Svc, request: Request, response: Response
+) -> Promotion:
     """An offer: a `rule` (percent or amount off items or the order, buy X get Y, bundles,
     quantity tiers, a sale price, free items) and its `conditions` (a window and hours in the
     offer's own `time_zone`, or, when it names none, in the location's time zone; days,
     channels, locations, customer groups, a minimum quantity or amount). Without a rule,
     `percent_off_bps` off the order from `minimum_subtotal` (or `conditions.min_amount`, not
     both), under the same `conditions`. A product, location or customer group id the offer
-    names that is not yours is a 404 naming the field."""
+    names that is not yours is a 404 naming the field. In the audit log as
+    `promotion.created` (its name and version), with the credential that made it."""
     await _check_ids(svc, body.rule, body.conditions)
-    request = pb.CreatePromotionRequest(
+    made = pb.CreatePromotionRequest(
         request_id=request_id(),
         name=body.name,
         percent_off_bps=body.percent_off_bps or 0,
@@ -334,12 +338,14 @@ async def create_promotion(body: PromotionIn, svc: Svc, response: Response) -> P
         requires_coupon=body.requires_coupon,
     )
     if body.minimum_subtotal is not None:
-        request.minimum_subtotal.CopyFrom(body.minimum_subtotal.pb())
+        made.minimum_subtotal.CopyFrom(body.minimum_subtotal.pb())
     if body.rule is not None:
-        request.rule.CopyFrom(body.rule.pb())
+        made.rule.CopyFrom(body.rule.pb())
     if body.conditions is not None:
-        request.conditions.CopyFrom(body.conditions.pb())
-    answer = await svc.promotion.CreatePromotion(request)
+        made.conditions.CopyFrom(body.conditions.pb())
+    async with guarded(request, "promotion.created") as done:
+        answer = await svc.promotion.CreatePromotion(made)
+        _audited(done, answer.promotion)
     return _etag(response, answer.promotion)
 
 
@@ -411,6 +417,7 @@ async def update_promotion(
     promotion_id: PathId,
     body: PromotionPatch,
     svc: Svc,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> Promotion:
@@ -418,25 +425,54 @@ async def update_promotion(
     null is a 400 naming it, nothing changed. Send
     `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
     product, location or customer group id the offer names that is not yours is a 404 naming
-    the field. A body with no field is a 400, nothing changed."""
+    the field. A body with no field is a 400, nothing changed. In the audit log as
+    `promotion.updated` (the fields sent, its name and new version)."""
     sent = patched(body)
     await _check_ids(svc, body.rule, body.conditions)
-    request = pb.UpdatePromotionRequest(
+    change = pb.UpdatePromotionRequest(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
     for name in sent:  # never null: a PromotionPatch refuses it
-        request.update_mask.append(name)
+        change.update_mask.append(name)
         if name == "rule" and body.rule is not None:
-            request.rule.CopyFrom(body.rule.pb())
+            change.rule.CopyFrom(body.rule.pb())
         elif name == "conditions" and body.conditions is not None:
-            request.conditions.CopyFrom(body.conditions.pb())
+            change.conditions.CopyFrom(body.conditions.pb())
         else:
-            setattr(request, name, sent[name])
-    answer = await version_checked(svc.promotion.UpdatePromotion(request))
+            setattr(change, name, sent[name])
+    async with guarded(request, "promotion.updated") as done:
+        answer = await version_checked(svc.promotion.UpdatePromotion(change))
+        _audited(done, answer.promotion, changed=sorted(sent))
     return _etag(response, answer.promotion)
 
 
 Change = Literal["pause", "resume", "end"]
+_CHANGED = {"pause": "promotion.paused", "resume": "promotion.resumed", "end": "promotion.ended"}
+
+
+def _audited(done: Done, promotion: pb.Promotion, **details: Any) -> None:
+    """A promotion's audit entry: its name and the version the change made."""
+    done.resource = ("promotion", promotion.id)
+    done.details = {**details, "name": promotion.name, "version": promotion.version}
+
+
+def _status(promotion: pb.Promotion) -> str:
+    return to_model(Promotion, promotion).status
+
+
+async def _audited_change(
+    request: Request, svc: Services, change: Change, promotion_id: str, if_match: str | None
+) -> pb.Promotion:
+    """The change, audited as `promotion.paused|resumed|ended` with the status it moved
+    `from` and `to`; one that found the promotion there already changed nothing (no new
+    version) and adds no entry."""
+    before = (await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))).promotion
+    async with guarded(request, _CHANGED[change]) as done:
+        after = await _change(svc, change, promotion_id, if_match)
+        done.resource = ("promotion", promotion_id)
+        done.details = {"from": _status(before), "to": _status(after), "version": after.version}
+        done.changed = after.version != before.version
+    return after
 
 
 async def _change(
@@ -479,10 +515,11 @@ async def _change(
     **op("promotions:write", "Pause a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
 )
 async def pause_promotion(
-    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+    promotion_id: PathId, svc: Svc, request: Request, response: Response, if_match: IfMatch = None
 ) -> Promotion:
-    """It stops applying until resumed; pausing a paused one changes nothing."""
-    return _etag(response, await _change(svc, "pause", promotion_id, if_match))
+    """It stops applying until resumed; pausing a paused one changes nothing. In the audit
+    log as `promotion.paused` (status `from` and `to`, the new version)."""
+    return _etag(response, await _audited_change(request, svc, "pause", promotion_id, if_match))
 
 
 @router.post(
@@ -490,10 +527,11 @@ async def pause_promotion(
     **op("promotions:write", "Resume a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
 )
 async def resume_promotion(
-    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+    promotion_id: PathId, svc: Svc, request: Request, response: Response, if_match: IfMatch = None
 ) -> Promotion:
-    """A paused promotion applies again; an ended one cannot (409 `promotion_ended`)."""
-    return _etag(response, await _change(svc, "resume", promotion_id, if_match))
+    """A paused promotion applies again; an ended one cannot (409 `promotion_ended`). In the
+    audit log as `promotion.resumed`."""
+    return _etag(response, await _audited_change(request, svc, "resume", promotion_id, if_match))
 
 
 @router.post(
@@ -501,10 +539,11 @@ async def resume_promotion(
     **op("promotions:write", "End a promotion", (404, 409, 412, 422), example=ex.PROMOTION),
 )
 async def end_promotion(
-    promotion_id: PathId, svc: Svc, response: Response, if_match: IfMatch = None
+    promotion_id: PathId, svc: Svc, request: Request, response: Response, if_match: IfMatch = None
 ) -> Promotion:
-    """Final: it never applies again, and its coupons no longer reserve."""
-    return _etag(response, await _change(svc, "end", promotion_id, if_match))
+    """Final: it never applies again, and its coupons no longer reserve. In the audit log as
+    `promotion.ended`."""
+    return _etag(response, await _audited_change(request, svc, "end", promotion_id, if_match))
 
 
 @router.delete(
@@ -512,20 +551,24 @@ async def end_promotion(
     **op("promotions:write", "Delete a promotion never used", (404, 409, 412),
          example=ex.PROMOTION),
 )  # fmt: skip
-async def delete_promotion(promotion_id: PathId, svc: Svc, if_match: IfMatch = None) -> Promotion:
+async def delete_promotion(
+    promotion_id: PathId, svc: Svc, request: Request, if_match: IfMatch = None
+) -> Promotion:
     """Only while no coupon of it was ever reserved (409 `promotion_used`): end it instead.
     Answers the promotion as it was. Send `If-Match: "<version>"` to delete only the version
     you saw: a stale one is a 412 `version_mismatch` with `current_version`, and the promotion
-    stays."""
+    stays. In the audit log as `promotion.deleted` (its name and last version)."""
     version = expected_version(if_match)
     found = await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))
-    await version_checked(
-        svc.promotion.DeletePromotion(
-            pb.DeletePromotionRequest(
-                request_id=request_id(), id=promotion_id, expected_version=version
+    async with guarded(request, "promotion.deleted") as done:
+        await version_checked(
+            svc.promotion.DeletePromotion(
+                pb.DeletePromotionRequest(
+                    request_id=request_id(), id=promotion_id, expected_version=version
+                )
             )
         )
-    )
+        _audited(done, found.promotion)
     return to_model(Promotion, found.promotion)
 
 
@@ -540,13 +583,16 @@ async def delete_promotion(promotion_id: PathId, svc: Svc, if_match: IfMatch = N
         shown_once=("codes",),
     ),
 )
-async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> CouponBatch:
+async def create_coupons(
+    promotion_id: PathId, body: CouponsIn, svc: Svc, request: Request
+) -> CouponBatch:
     """Your `codes`, or `generate` that many (12 characters, no look-alike letters). The
     promotion must have `requires_coupon`. Codes are stored as keyed hashes only. Codes ignore
     case: one the batch repeats is a 400 naming the later `codes[i]`, and one another coupon
     of yours has (of any promotion) a 409 `coupon_code_taken` naming its `codes[i]`; a batch
-    refused so makes no coupon."""
-    request = pb.CreateCouponsRequest(
+    refused so makes no coupon. In the audit log as `coupon.created` on the promotion (the
+    coupons' ids and `code_hint`s, never the codes)."""
+    batch = pb.CreateCouponsRequest(
         request_id=request_id(),
         promotion_id=promotion_id,
         codes=body.codes,
@@ -555,8 +601,14 @@ async def create_coupons(promotion_id: PathId, body: CouponsIn, svc: Svc) -> Cou
         max_uses_per_customer=body.max_uses_per_customer,
     )
     if body.expires_at is not None:
-        request.expires_at.CopyFrom(timestamp(body.expires_at, "expires_at"))
-    answer = await svc.promotion.CreateCoupons(request)
+        batch.expires_at.CopyFrom(timestamp(body.expires_at, "expires_at"))
+    async with guarded(request, "coupon.created") as done:
+        answer = await svc.promotion.CreateCoupons(batch)
+        done.resource = ("promotion", promotion_id)
+        done.details = {
+            "coupon_ids": [c.id for c in answer.coupons],
+            "code_hints": [c.code_hint for c in answer.coupons],
+        }
     codes = [c.code for c in answer.coupons]
     shown = all(codes)
     return CouponBatch.model_validate(
@@ -619,13 +671,25 @@ async def get_coupon(promotion_id: PathId, coupon_id: PathId, svc: Svc) -> Coupo
     "/promotions/{promotion_id}/coupons/{coupon_id}/deactivate",
     **op("promotions:write", "Deactivate a coupon", (404, 409, 422), example=ex.COUPON_DEACTIVATED),
 )
-async def deactivate_coupon(promotion_id: PathId, coupon_id: PathId, svc: Svc) -> Coupon:
+async def deactivate_coupon(
+    promotion_id: PathId, coupon_id: PathId, svc: Svc, request: Request
+) -> Coupon:
     """This one code stops applying (a code that leaked, say): a cart naming it gets it back
     as a rejected coupon and a checkout or order naming it is a 409 `coupon_deactivated`
     naming its place in `coupon_codes`. Its promotion and its other codes go on. A use
     reserved before (an order awaiting payment) still redeems on confirmation, as after the
-    promotion ends. Final; deactivating a deactivated coupon answers it unchanged."""
-    answer = await svc.promotion.DeactivateCoupon(
-        pb.DeactivateCouponRequest(request_id=request_id(), promotion_id=promotion_id, id=coupon_id)
+    promotion ends. Final; deactivating a deactivated coupon answers it unchanged. In the audit
+    log as `coupon.deactivated` (its promotion and `code_hint`), once."""
+    before = await svc.promotion.GetCoupon(
+        pb.GetCouponRequest(promotion_id=promotion_id, id=coupon_id)
     )
+    async with guarded(request, "coupon.deactivated") as done:
+        answer = await svc.promotion.DeactivateCoupon(
+            pb.DeactivateCouponRequest(
+                request_id=request_id(), promotion_id=promotion_id, id=coupon_id
+            )
+        )
+        done.resource = ("coupon", coupon_id)
+        done.details = {"promotion_id": promotion_id, "code_hint": answer.coupon.code_hint}
+        done.changed = before.coupon.status != pb.COUPON_STATUS_DEACTIVATED
     return to_model(Coupon, answer.coupon)
