@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import psycopg
@@ -212,6 +213,51 @@ async def test_commit_sells_release_gives_back_and_each_applies_once(
             st.GetReservationRequest(id=rid), metadata=(("x-merchant-id", "mer_b"),), timeout=5
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_commit_sells_every_line_in_two_statements_on_the_stock(
+    svc: InProcessService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit changes its lines' rows as a sale does: the rows locked in one statement,
+    then changed with their ledger entries in another, the levels answered in the hold's line
+    order. Three statements a line (until 2026-12-05) kept the first row locked through all of
+    them, and every other hold and sale of that SKU at the store queued behind it (the web
+    pickup flow's profile: 30 ms a web order waiting on those rows)."""
+    loc = await _setup(svc, {"TWO-A": 10, "TWO-B": 10, "TWO-C": 10}, "two")
+    stub = stock_stub(svc.channel)
+    lines = [("TWO-A", 1), ("TWO-B", 2), ("TWO-C", 3)]
+    made = await stub.CreateReservation(_hold("two-1", loc, lines), metadata=MD, timeout=5)
+    database = svc.database_url.rsplit("/", 1)[1]
+    on_stock: list[str] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counted(cursor: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        text = query if isinstance(query, str) else str(query)
+        if cursor.connection.info.dbname == database and " stock " in f" {text} ".replace("(", " "):
+            on_stock.append(text)
+        return await execute(cursor, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    committed = await stub.CommitReservation(
+        st.CommitReservationRequest(request_id="two-2", id=made.reservation.id),
+        metadata=MD,
+        timeout=5,
+    )
+    monkeypatch.undo()
+    assert len(on_stock) == 2, on_stock
+    assert [(lv.sku, lv.on_hand, lv.reserved) for lv in committed.levels] == [
+        ("TWO-A", 9, 0),
+        ("TWO-B", 8, 0),
+        ("TWO-C", 7, 0),
+    ]
+    for sku, quantity in lines:
+        assert _invariants(svc, sku, loc) == (10 - quantity, 0)
+    ledger = _db(
+        svc,
+        "SELECT sku, quantity, on_hand_after FROM stock_ledger WHERE reference = %s ORDER BY sku",
+        made.reservation.id,
+    )
+    assert ledger == [("TWO-A", -1, 9), ("TWO-B", -2, 8), ("TWO-C", -3, 7)]
 
 
 async def test_bad_holds_are_refused_field_by_field_and_hold_nothing(

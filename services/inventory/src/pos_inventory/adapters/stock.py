@@ -136,6 +136,7 @@ _ENTRY_ARRAYS = (
     ("reference", Text),
     ("note", Text),
     ("entry_id", Text),
+    ("reserved", BigInteger),
 )
 
 
@@ -217,7 +218,9 @@ def _record_all(table: Table) -> ClauseElement:
             table.c.sku == given.c.sku,
         )
         # `updated_at` is stamped by the table's trigger when on_hand moves (migration 0008).
-        .values(on_hand=table.c.on_hand + given.c.delta)
+        .values(
+            on_hand=table.c.on_hand + given.c.delta, reserved=table.c.reserved + given.c.reserved
+        )
         .returning(*level_columns(table))
         .cte("changed")
     )
@@ -377,11 +380,15 @@ class SqlStock:
         return {r[0]: ItemState(r[1], r[2], r[3], r[4]) for r in rows}
 
     async def record_all(
-        self, location_id: str, entries: list[tuple[str, NewEntry]]
+        self,
+        location_id: str,
+        entries: list[tuple[str, NewEntry]],
+        reserved_deltas: list[int] | None = None,
     ) -> list[tuple[StockLevel, LedgerEntry, int | None]]:
-        """`record` (without reservations or counts) for several locked rows of one location,
-        in one statement: the rows changed, their ledger entries written from the changed rows,
-        and each SKU's threshold read, in the order of `entries` (one per SKU)."""
+        """`record` (without counts) for several locked rows of one location, in one
+        statement: the rows changed (`reserved_deltas[i]` moves the reserved units of
+        `entries[i]`), their ledger entries written from the changed rows, and each SKU's
+        threshold read, in the order of `entries` (one per SKU)."""
         rows = await self._rows(
             compiled_sql(stock, "record_all", _record_all),
             {
@@ -397,6 +404,7 @@ class SqlStock:
                 "entry_reference": [e.reference for _, e in entries],
                 "entry_note": [e.note for _, e in entries],
                 "entry_entry_id": [new_entry_id() for _ in entries],
+                "entry_reserved": reserved_deltas or [0] * len(entries),
             },
         )
         by_sku = {r[0]: r for r in rows}

@@ -113,16 +113,30 @@ async def commit_reservation(
     if finished is None:  # its time is up: it ends as expired (`expire_reservation`)
         raise HoldDue(reservation_id, "committed")
     occurred_at = now()
-    levels: list[StockLevel] = []
-    for sku, quantity in finished.lines:
-        state = await uow.stock.lock(sku, finished.location_id)
-        applied = sequence_change(state, -quantity, occurred_at)
-        level, entry, threshold = await uow.stock.record(
+    # Every line in two statements, as a sale's (`handlers.record_sale`): the rows locked in
+    # SKU order (a hold's lines are unique and sorted), then changed with their ledger entries.
+    # Three round trips a line kept the first line's row locked through all of them, and every
+    # other hold and sale of that SKU at the store waited behind it.
+    states = await uow.stock.lock_all(finished.location_id, [sku for sku, _ in finished.lines])
+    entries = [
+        (
             sku,
-            finished.location_id,
-            NewEntry(EntryKind.SALE, Reason.SOLD, -quantity, applied, occurred_at, finished.id),
-            reserved_delta=-quantity,
+            NewEntry(
+                EntryKind.SALE,
+                Reason.SOLD,
+                -quantity,
+                sequence_change(states[sku], -quantity, occurred_at),
+                occurred_at,
+                finished.id,
+            ),
         )
+        for sku, quantity in finished.lines
+    ]
+    recorded = await uow.stock.record_all(
+        finished.location_id, entries, [-quantity for _, quantity in finished.lines]
+    )
+    levels: list[StockLevel] = []
+    for (_, quantity), (level, entry, threshold) in zip(finished.lines, recorded, strict=True):
         announce(uow, level, entry, threshold, reserved_change=-quantity)
         levels.append(level)
     uow.publish(ReservationCommitted(finished, levels))
