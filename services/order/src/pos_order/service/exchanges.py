@@ -272,7 +272,7 @@ class CreateExchange(Generic[R]):
         returned are read, and the new lines are priced as a checkout prices them (an unknown
         SKU is a 400 naming the line). Nothing is written."""
         req = self.req
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             order = await uow.orders.get(req.order_id)
             # The original's customer as they are now: a duplicate merged away since is the
             # survivor, whom the new sale is for.

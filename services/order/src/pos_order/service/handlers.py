@@ -1503,7 +1503,7 @@ class CancelOrder(Generic[R]):
         made through the payments API is refunded by the compensation though this order never
         heard of it (asked inside the claiming transaction until 2026-12-04, which kept a
         pooled connection through the call)."""
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             seen = await uow.orders.get(self.order_id)
         if seen is None or seen.status is OrderStatus.CANCELLED or not seen.saga.tenders:
             return
@@ -1637,7 +1637,7 @@ class UpdateFulfillment(Generic[R]):
         its event yet, and must still keep the goods in the store."""
         if self.step.to not in CAPTURES_AT:
             return
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             order = await uow.orders.get(self.step.order_id)
         if order is None or not order.payment_ids:
             return  # the claim's read answers the 404; nothing to refund without payments
@@ -1753,7 +1753,7 @@ class CancelFulfillment(Generic[R]):
     async def prepare(self) -> None:
         """Before the claim, with no connection held: the shift open at the asking register,
         for an order that took cash (see `cancelled_at_drawer`)."""
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             seen = await uow.orders.get(self.order_id)
         if seen is not None:
             self.shift_id = await shift_for_cash(self.ports, seen)
@@ -1857,7 +1857,7 @@ async def current_customer(
     survivor a duplicate was merged into. The read model answers for an id it knows; only one
     it does not is asked of the customer service (`resolve_customer`: an id the merchant does
     not have, an erased one included, is a 404)."""
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         found = await uow.customers.resolve(customer_id)
     if found is not None:
         return found.id, found.buyer

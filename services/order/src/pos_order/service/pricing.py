@@ -56,7 +56,7 @@ async def price_snapshot(
     except Unavailable:
         if any(f.type is not FulfillmentType.IN_STORE for f in fulfillments):
             raise
-        async with new_uow() as uow:
+        async with new_uow().reading() as uow:
             known, items = await uow.prices.snapshot(location_id, skus)
         if known is None or set(items) != set(skus):
             raise  # never sold there, or a SKU not known here: no price to sell at

@@ -254,7 +254,7 @@ class CreateReturn(Generic[R]):
         """Before the claim, no connection held: the balance of each gift card line asked to be
         returned. A card spent between this read and its deactivation is the one race left
         (milliseconds); the deactivation's own answer is logged."""
-        async with self.new_uow() as uow:
+        async with self.new_uow().reading() as uow:
             order = await uow.orders.get(self.req.order_id)
             self.holds = await refunds_settled(uow, self.req.order_id)
         if order is None:
@@ -898,7 +898,7 @@ async def resume(
     """A return left pending (its request failed after the plan, or its process died): the
     same steps again under the same ids, then completed. Its store credit's code, if one was
     issued, is not shown again (a code is answered once)."""
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         ret = await uow.returns.get(return_id)
     if ret is None or ret.status is ReturnStatus.COMPLETED or ret.refusal:
         return  # a refusal waits for a person, not for another try
@@ -932,7 +932,7 @@ async def exchange_sold(
     that order is pending, its own saga (or the resumer's pass over it) decides; once it is
     cancelled, the return is dropped (nothing was refunded or restocked for it) after its
     credit's money is made refundable again."""
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         order = await uow.orders.get(ret.exchange_order_id)
     if order is None or order.status is OrderStatus.CANCELLED:
         await release_credit(ports, ret)

@@ -388,7 +388,7 @@ class GiftCardTender:
         self._new_uow = new_uow
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
-        async with self._new_uow() as uow:
+        async with self._new_uow().reading() as uow:
             return await _remembered(uow, key)
 
     async def authorize(

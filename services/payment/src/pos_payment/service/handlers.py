@@ -1020,7 +1020,7 @@ async def settle_terminal(
     new_uow: NewUow, reader: TerminalReader, checkout_id: str, policy: Policy
 ) -> None:
     """Ask the reader; past the deadline with no answer, cancel it there: timed out."""
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         checkout = await uow.terminals.get(checkout_id)
     if checkout is None or checkout.status is not TerminalStatus.PENDING:
         return
@@ -1071,7 +1071,7 @@ async def _look_up(processor: Any, key: str, limit: float) -> Outcome | None:
 async def reconcile_payment(
     new_uow: NewUow, processors: Processors, payment_id: str, policy: Policy
 ) -> None:
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         payment = await uow.payments.get(payment_id)
     if payment is None or payment.status is not PaymentStatus.PENDING:
         return
@@ -1087,7 +1087,7 @@ async def reconcile_payment(
 async def reconcile_operation(
     new_uow: NewUow, processors: Processors, op_id: str, policy: Policy
 ) -> None:
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         op = await uow.operations.get(op_id)
         payment = None if op is None else await uow.payments.get(op.payment_id)
     if op is None or payment is None or op.status is not OperationStatus.PENDING:
@@ -1105,7 +1105,7 @@ async def reconcile_operation(
 async def reconcile_refund(
     new_uow: NewUow, processors: Processors, refund_id: str, policy: Policy
 ) -> None:
-    async with new_uow() as uow:
+    async with new_uow().reading() as uow:
         refund = await uow.refunds.get(refund_id)
     if refund is None or refund.status is not OperationStatus.PENDING:
         return

@@ -144,6 +144,10 @@ class PaymentUnitOfWork(Protocol):
 class UowContext(PaymentUnitOfWork, AbstractAsyncContextManager["UowContext"], Protocol):
     """A unit of work used as `async with new_uow() as uow:` (one short transaction)."""
 
+    def reading(self) -> UowContext:
+        """Only reads: ends with COMMIT, not ROLLBACK (`pos_kit.uow.UnitOfWork.reading`)."""
+        ...
+
 
 # A fresh unit of work bound to the caller's merchant, one per transaction.
 NewUow = Callable[[], UowContext]
