@@ -120,3 +120,15 @@ async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient,
     assert seen[:5] == created[::-1]  # newest first
     assert len(seen) >= 5 and pages == (len(seen) + 1) // 2
     assert _fields(await http.get(path, params={"limit": 201})) == ["limit"]
+
+
+async def test_a_terminal_checkout_reference_of_spaces_only_is_a_400(
+    http: httpx.AsyncClient,
+) -> None:
+    # As a name of spaces only is: the reader's checkout is found by it at the register.
+    for blank in ("   ", "\t \u3000"):
+        body = {"location_id": "loc_1", "device_id": "sandbox_reader_approve",
+                "amount": {"amount": 100, "currency": "USD"}, "reference": blank}  # fmt: skip
+        refused = await http.post("/v1/terminal-checkouts", json=body)
+        assert _fields(refused) == ["reference"]
+        assert "spaces" in refused.json()["errors"][0]["reason"]

@@ -190,6 +190,30 @@ def test_a_terminal_checkout_in_another_currency_than_its_locations_is_refused(
     assert after.json()["data"] == before.json()["data"]
 
 
+def test_a_terminal_checkout_past_the_money_ceiling_is_a_400_naming_the_tip(
+    platform: Running,
+) -> None:
+    """An amount and a tip each within 10^12 minor units whose sum, what the reader charges,
+    is past it: a 400 naming `tip.amount`, never a 500, and nothing sent to the reader."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {
+        "location_id": location,
+        "device_id": "sandbox_reader_approve",
+        "amount": {"amount": 10**12, "currency": "USD"},
+        "tip": {"amount": 1, "currency": "USD"},
+        "reference": f"ceiling {uuid.uuid4().hex[:8]}",
+    }
+    before = http.get("/v1/payments", params={"location_id": location, "limit": 200})
+
+    refused = _post(http, "/v1/terminal-checkouts", body)
+
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_request"), refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["tip.amount"]
+    after = http.get("/v1/payments", params={"location_id": location, "limit": 200})
+    assert after.json()["data"] == before.json()["data"]
+
+
 def test_cancels_of_one_terminal_checkout_all_answer_it_cancelled(platform: Running) -> None:
     """Five cancels at once, then another: each answers 200 with the checkout cancelled,
     whether it cancelled it or found it so; under one Idempotency-Key the ones sent while the

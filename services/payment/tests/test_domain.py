@@ -85,6 +85,26 @@ def test_bad_charges_are_field_errors(
     assert field in [v.field for v in err.value.violations]
 
 
+@pytest.mark.parametrize(
+    ("amount", "tip", "field"),
+    [(10**12 + 1, None, "amount.amount"), (10**12, (1, USD), "tip.amount"),
+     (6 * 10**11, (5 * 10**11, USD), "tip.amount")],
+)  # fmt: skip
+def test_a_charge_past_the_money_ceiling_is_a_field_error(
+    amount: int, tip: tuple[int, str] | None, field: str
+) -> None:
+    """The amount, and the amount with its tip (what the card is charged), are at most 10^12
+    minor units, as a terminal checkout's are."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_charge(ChargeRequest("ord_1", TenderType.CARD, amount, USD, None, "tok_visa",
+                                      tip=tip))  # fmt: skip
+    assert [v.field for v in err.value.violations] == [field]
+    charge = validate_charge(
+        ChargeRequest("ord_1", TenderType.CARD, 10**12 - 5, USD, None, "tok_visa", tip=(5, USD))
+    )
+    assert (charge.amount.amount, charge.tip) == (10**12 - 5, 5)
+
+
 def test_every_violation_is_reported_at_once() -> None:
     with pytest.raises(InvalidArgument) as err:
         validate_charge(ChargeRequest("", None, -5, "usd", None, ""))

@@ -1176,6 +1176,51 @@ async def test_an_unknown_reader_is_a_field_error(running: Running) -> None:
     assert [v.field for v in read_error(err.value).violations] == ["device_id"]
 
 
+async def test_a_terminal_checkout_past_the_ceiling_or_with_a_blank_reference_is_refused(
+    running: Running,
+) -> None:
+    """The amount and the tip are each at most 10^12 minor units, and so is what the reader
+    charges, their sum: past it, INVALID_ARGUMENT naming the field that took it past (the tip
+    when there is one). A reference of spaces only is no reference. Nothing is written."""
+    before = running.sql("SELECT count(*) FROM terminal_checkouts")[0][0]
+    ceiling = 10**12
+
+    async def refused_fields(**given: Any) -> list[str]:
+        fields = {
+            "request_id": rid(),
+            "order_id": new_id("ord"),
+            "location_id": "loc_front",
+            "device_id": "sandbox_reader_approve",
+            "amount": usd(1500),
+            **given,
+        }
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.stub.CreateTerminalCheckout(
+                P.CreateTerminalCheckoutRequest(**fields), metadata=md(), timeout=10
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return [v.field for v in read_error(err.value).violations]
+
+    assert await refused_fields(amount=usd(ceiling), tip=usd(1)) == ["tip.amount"]
+    assert await refused_fields(amount=usd(ceiling // 2 + 1), tip=usd(ceiling // 2)) == [
+        "tip.amount"
+    ]
+    assert await refused_fields(amount=usd(ceiling + 1)) == ["amount.amount"]
+    assert await refused_fields(order_id="", reference="   ") == ["reference"]
+    assert await refused_fields(reference=" \t ") == ["reference"]
+    assert running.sql("SELECT count(*) FROM terminal_checkouts")[0][0] == before
+    # Up to the ceiling, it is sent.
+    answer = await running.stub.CreateTerminalCheckout(
+        P.CreateTerminalCheckoutRequest(
+            request_id=rid(), reference="lane 3", location_id="loc_front",
+            device_id="sandbox_reader_decline", amount=usd(ceiling - 5), tip=usd(5),
+        ),
+        metadata=md(),
+        timeout=10,
+    )  # fmt: skip
+    assert answer.checkout.status == P.TERMINAL_CHECKOUT_STATUS_PENDING
+
+
 # --- two replicas, one database --------------------------------------------------------------
 
 

@@ -243,6 +243,36 @@ async def test_a_pay_out_takes_no_more_than_the_drawer_holds(running: Running) -
     await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_OUT, 200, "back to the bank")
 
 
+async def test_pay_ins_never_take_the_drawer_past_the_money_ceiling(running: Running) -> None:
+    """Each pay-in is at most 10^12 minor units, the ceiling of every amount of the API; so is
+    the cash a drawer is expected to hold. A pay-in that would take it past is refused
+    (INVALID_ARGUMENT naming `amount.amount`, saying how much it may still take) and records
+    nothing: repeated pay-ins took the drawer past it, and its expected cash past what a
+    close could count."""
+    r = running
+    till = new_id("reg")
+    ceiling = 10**12
+    shift = await open_shift(r, till, 1000)
+    half = ceiling // 2
+    await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, half, "from the bank")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, half, "from the bank")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    refusal = read_error(err.value)
+    assert [v.field for v in refusal.violations] == ["amount.amount"]
+    assert str(half - 1000) in refusal.violations[0].description
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    assert got.shift.report.pay_ins.amount == half
+    assert got.shift.report.expected_cash.amount == half + 1000
+    # Up to the ceiling it is taken, and the drawer then closes counted to the cent.
+    made = await move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, half - 1000, "bank")
+    assert made.shift.report.expected_cash.amount == ceiling
+    refusal_code = await refused(move(r, till, shift.id, S.DRAWER_MOVEMENT_KIND_PAY_IN, 1, "x"))
+    assert refusal_code[0] == grpc.StatusCode.INVALID_ARGUMENT
+    closed = await close(r, till, shift.id, ceiling)
+    assert closed.over_short == 0
+
+
 async def _work(
     r: Running, register: str, shift: str, ops: list[tuple[str, int, int]], float_: int
 ) -> int:

@@ -190,8 +190,10 @@ def _not_blank(value: str) -> str:
     return value
 
 
+# A text a field requires: not spaces only (the 400 names the field).
+NotBlank = AfterValidator(_not_blank)
 # A name a person reads on a receipt, in a list or in the audit log: not spaces only.
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=100), NotBlank]
 
 # Said of every filter that names a location: another merchant's id is one you do not have.
 UNKNOWN_LOCATION = (

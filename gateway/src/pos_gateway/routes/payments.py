@@ -33,6 +33,7 @@ from pos_gateway.routes.common import (
     IfMatch,
     Limit,
     MoneyIn,
+    NotBlank,
     PathId,
     QueryId,
     Sku,
@@ -551,7 +552,7 @@ class TerminalCheckoutIn(Body):
     )
     amount: AmountIn
     tip: MoneyIn | None = Field(None, description="In the amount's currency")
-    reference: str = Field(min_length=1, max_length=128)
+    reference: Annotated[str, Field(min_length=1, max_length=128), NotBlank]
 
 
 @router.post(
@@ -565,8 +566,10 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     `terminal_checkout.updated` event, and the payment's own `payment.captured` or
     `payment.failed`. A reader that has not answered by `deadline` is cancelled (`timed_out`).
     The amount is in the location's currency (else a 400 `currency_mismatch`: the location's
-    settlement report, in its currency, would leave the payment out). A location the merchant
-    closed (`status: inactive`) is a 409 `location_inactive`."""
+    settlement report, in its currency, would leave the payment out). The amount and the tip
+    together, what the reader charges, are at most 10^12 minor units like any amount (else a
+    400 naming `tip.amount`), and a `reference` of spaces only is a 400 naming it. A location
+    the merchant closed (`status: inactive`) is a 409 `location_inactive`."""
     location = await open_location_of(svc, body.location_id, "location_id")
     in_its_currency(location, body.amount.currency)
     request = payment_pb2.CreateTerminalCheckoutRequest(

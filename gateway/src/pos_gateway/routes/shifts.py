@@ -184,10 +184,12 @@ async def record_drawer_movement(
     permission or a manager's override (403 `permission_required`) and moves no money; a
     pay-in or pay-out needs an amount in the shift's currency; a pay-out past the cash the
     drawer is expected to hold is a 409 `insufficient_cash_in_drawer` naming `amount.amount`
-    (with `expected_cash`), and nothing is recorded. A closed shift is a 409
-    `shift_closed`. Each is in the audit log. Cash moves at the drawer: only the register's
-    own credential records a movement (403 `register_credential_required`), as it opens the
-    shift; the back office may close a shift left open."""
+    (with `expected_cash`), and a pay-in that would take it past 10^12 minor units (the
+    ceiling of every amount) a 400 naming `amount.amount`; either way nothing is recorded.
+    A closed shift is a 409 `shift_closed`. Each is in the audit log. Cash moves at the
+    drawer: only the register's own credential records a movement (403
+    `register_credential_required`), as it opens the shift; the back office may close a
+    shift left open."""
     if principal_of(request).register_id is None:
         # Another merchant's shift (or none) is still the 404 any id of theirs is.
         await svc.shifts.GetShift(shifts_pb2.GetShiftRequest(id=shift_id))

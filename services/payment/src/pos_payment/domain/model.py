@@ -43,6 +43,8 @@ MAX_ID = 64
 MAX_REFERENCE = 128
 MAX_REASON = 500
 MAX_REFUND_LINES = 200
+# The most any amount of the API may be, in minor units (a sum of an amount and its tip too).
+MAX_AMOUNT = 10**12
 
 CARD_NUMBER_REFUSED = (
     "card numbers are never accepted: send the token the tokenizer returned (tok_...)"
@@ -643,6 +645,9 @@ def validate_charge(req: ChargeRequest) -> Charge:
     amount, bad = _money("amount", req.amount, req.currency)
     violations += bad
     violations += require(req.amount > 0, "amount.amount", "must be greater than zero")
+    violations += require(
+        req.amount <= MAX_AMOUNT, "amount.amount", f"must be at most {MAX_AMOUNT}"
+    )
     tip = 0
     if req.tip is not None:
         tip_money, bad = _money("tip", *req.tip)
@@ -652,6 +657,13 @@ def validate_charge(req: ChargeRequest) -> Charge:
             req.tip[1] == req.currency, "tip.currency", "must be the currency of the amount"
         )
         tip = tip_money.amount if tip_money is not None else 0
+        # What the tender is charged is the sum (`Payment.total`), held to the same ceiling.
+        violations += require(
+            req.amount > MAX_AMOUNT or req.amount + tip <= MAX_AMOUNT,
+            "tip.amount",
+            f"must be at most {MAX_AMOUNT - req.amount}: the amount and the tip together "
+            f"are at most {MAX_AMOUNT}",
+        )
     cash: Money | None = None
     if req.cash_tendered is not None and req.tender is TenderType.CASH:
         cash, bad = _money("cash_tendered", *req.cash_tendered)
@@ -703,9 +715,25 @@ def validate_terminal_checkout(
     violations += require(bool(device_id), "device_id", "is required")
     violations += require(len(device_id) <= MAX_ID, "device_id", f"is at most {MAX_ID} characters")
     violations += require(
+        reference == "" or bool(reference.strip()), "reference", "must hold more than spaces"
+    )
+    violations += require(
         amount is not None and amount.amount > 0, "amount.amount", "must be greater than zero"
     )
+    violations += require(
+        amount is None or amount.amount <= MAX_AMOUNT,
+        "amount.amount",
+        f"must be at most {MAX_AMOUNT}",
+    )
     violations += require(tip >= 0, "tip.amount", "must not be negative")
+    if amount is not None and amount.amount <= MAX_AMOUNT:
+        # What the reader charges is the sum: the amount alone is within the ceiling here.
+        violations += require(
+            amount.amount + tip <= MAX_AMOUNT,
+            "tip.amount",
+            f"must be at most {MAX_AMOUNT - amount.amount}: the amount and the tip together "
+            f"are at most {MAX_AMOUNT}",
+        )
     raise_if(violations)
 
 

@@ -208,6 +208,25 @@ def check_pay_out(shift: Shift, amount: int) -> None:
         raise refused
 
 
+def check_pay_in(shift: Shift, amount: int) -> None:
+    """A pay-in brings cash into the drawer: never past the ceiling of every amount
+    (`MAX_AMOUNT`), which the drawer's expected cash is held to as each pay-in is (else
+    repeated pay-ins take it past what a close can count). Checked, as a pay-out is, on the
+    shift's row locked and its totals read after the lock."""
+    room = MAX_AMOUNT - shift.expected
+    if amount > room:
+        raise InvalidArgument(
+            f"the drawer would hold more than {MAX_AMOUNT} ({shift.currency} minor units)",
+            [
+                FieldViolation(
+                    "amount.amount",
+                    f"must be at most {max(room, 0)}: the drawer is expected to hold "
+                    f"{shift.expected}, and at most {MAX_AMOUNT}",
+                )
+            ],
+        )
+
+
 def check_currency_of(shift: Shift, currency: str, name: str) -> None:
     if currency != shift.currency:
         raise InvalidArgument(

@@ -19,6 +19,7 @@ from pos_payment.domain.shifts import (
     ShiftOpened,
     ShiftStatus,
     check_currency_of,
+    check_pay_in,
     check_pay_out,
     money_violations,
     validate_filter,
@@ -96,6 +97,8 @@ async def record_movement(
         check_currency_of(shift, currency, "amount")
     if kind is MovementKind.PAY_OUT:
         check_pay_out(shift, amount)
+    if kind is MovementKind.PAY_IN:
+        check_pay_in(shift, amount)
     movement = await uow.shifts.add_movement(
         Movement(new_id("drw"), shift.id, kind, amount, shift.currency, reason.strip(),
                  staff_id, register_id or shift.register_id)
