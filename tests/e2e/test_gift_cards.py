@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pos_devstack.http_checks import day_with_time_to_spare, ok, open_till, polled, post
+from pos_devstack.http_checks import day_with_time_to_spare, ok, open_till, polled, post, stocked
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -448,3 +448,32 @@ def test_a_gift_card_sold_and_loaded_for_cash_at_a_register_is_in_its_shift(
         problem = office.json()
         assert problem["code"] == "cash_needs_open_shift"
         assert [e["field"] for e in problem["errors"]] == ["paid_in_cash"]
+
+
+def test_a_gift_card_in_another_currency_than_the_sale_is_a_400_naming_it(
+    platform: Running,
+) -> None:
+    """A euro card (issued where no store sells in euros) tendered for a dollar sale: a 400
+    `currency_mismatch` naming `gift_card_code`, as a redemption in another currency is, not
+    a 402 decline. Nothing is taken off the card, no payment is kept, and the order takes
+    another tender."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "GCFX")
+    card = ok(_post(http, "/v1/gift-cards", {"amount": {"amount": 5000, "currency": "EUR"}}), 201)
+    order = ok(_post(http, "/v1/orders", {"location_id": store,
+               "lines": [{"sku": sku, "quantity": 1}]}), 201)  # fmt: skip
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    refused = _post(http, tenders, {"tender_type": "gift_card", "gift_card_code": card["code"]})
+    assert (refused.status_code, refused.json()["code"]) == (400, "currency_mismatch"), refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["gift_card_code"]
+    assert "EUR" in refused.json()["errors"][0]["reason"] and card["code"] not in refused.text
+    held = ok(http.get(f"/v1/gift-cards/{card['gift_card']['id']}"))
+    assert held["balance"] == {"amount": 5000, "currency": "EUR"}
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["status"] == "pending_payment"
+
+    paid = ok(_post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    assert paid["payment"]["status"] == "authorized"
+    confirmed = ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert [p["tender_type"] for p in
+            ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]] == ["card"]  # fmt: skip
+    assert confirmed["status"] in ("confirmed", "completed")

@@ -905,3 +905,51 @@ async def test_an_authorisation_on_a_card_deactivated_since_is_still_voided(
     )
     assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
     assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 0
+
+
+async def test_a_card_in_another_currency_than_the_payment_is_a_field_error_not_a_decline(
+    running: Running,
+) -> None:
+    """A euro card tendered for a dollar payment is the request's mistake, as a redemption in
+    another currency is: INVALID_ARGUMENT `currency_mismatch` naming `gift_card_code`, with
+    both currencies. No payment is kept (it was a failed one, a 402 at the gateway), nothing
+    is taken off the card and no answer is remembered under the key, so the request id may
+    be used again with a card in the payment's currency."""
+    m = merchant()
+    issued = await running.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=rid(), amount=usd(5000, "EUR")),
+        metadata=md(m),
+        timeout=10,
+    )
+    before = running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m)
+
+    def tender(request_id: str, currency: str, code: str) -> Any:
+        return running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=request_id, order_id="ord_abroad", tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(1000, currency), gift_card_code=code, capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )  # fmt: skip
+
+    again = rid()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tender(again, "USD", issued.code)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problem = read_error(err.value)
+    assert problem.reason == "currency_mismatch"
+    assert [v.field for v in problem.violations] == ["gift_card_code"]
+    assert "EUR" in problem.violations[0].description
+    assert issued.code not in str(err.value.details())
+    assert running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m) == before
+    assert running.one("SELECT count(*) FROM gift_card_tender_calls WHERE merchant_id = %s", m) == 0
+    card_id = issued.gift_card.id
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 5000
+
+    dollars = await issue(running, m, 2000)
+    paid = (await tender(again, "USD", dollars.code)).payment
+    assert (paid.status, paid.amount.amount) == (P.PAYMENT_STATUS_CAPTURED, 1000)
+    euros = (await tender(rid(), "EUR", issued.code)).payment
+    assert euros.status == P.PAYMENT_STATUS_CAPTURED
+    assert balance(running, m, card_id) == 4000

@@ -352,8 +352,9 @@ async def redeem_gift_card(
     """Never below zero, also when redemptions race. Without `allow_partial`, more than the
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
     amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
-    pay with `tender_type: gift_card` and its code instead. At a register it counts in the
-    shift open there (`gift_cards_redeemed`)."""
+    pay with `tender_type: gift_card` and its code instead (a card in another currency than
+    the order's is the same 400 `currency_mismatch` there, naming `gift_card_code`). At a
+    register it counts in the shift open there (`gift_cards_redeemed`)."""
     where = _where(request, body.location_id)
     await _known(svc, where, currency=body.amount.currency)
     answer = await svc.gift_cards.RedeemGiftCard(

@@ -847,7 +847,9 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     paying its amount until it is declined); an order not waiting for payment a 409, and so are
     a tender while the awaited ones would cover the balance (`payment_pending`) and one when
     the tenders already cover it (`balance_covered`). A tender the payment service refuses (a
-    400: a missing or unknown card token, say) takes nothing and holds up no other tender. One
+    400: a missing or unknown card token, say, or a gift card in another currency than the
+    order's, `currency_mismatch` naming `gift_card_code`) takes nothing and holds up no other
+    tender. One
     whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
     or refunded. A gift card's code spends the credential's code look-ups as
     `/v1/gift-cards/lookup` does (429 `code_lookups_limited`). To replace a tender before the

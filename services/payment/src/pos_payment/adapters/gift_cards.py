@@ -45,7 +45,12 @@ from pos_payment.domain.gift_cards import (
     IssueReason,
     normalize_code,
 )
-from pos_payment.domain.processor import ProcessorAnswer, TenderProcessor, UnknownSource
+from pos_payment.domain.processor import (
+    ProcessorAnswer,
+    SourceCurrencyMismatch,
+    TenderProcessor,
+    UnknownSource,
+)
 
 
 class CodeHasher:
@@ -407,11 +412,13 @@ class GiftCardTender:
             known = await _remembered(uow, key)
             if known is not None:
                 return known
+            if card.currency != amount.currency:
+                # The wrong card for this sale, as a redemption in another currency is: a
+                # field error of the request (nothing taken or remembered), not a decline.
+                raise SourceCurrencyMismatch(card.currency)
             decline = ""
             if card.status is not GiftCardStatus.ACTIVE:
                 decline = "gift_card_inactive"
-            elif card.currency != amount.currency:
-                decline = "currency_mismatch"
             elif card.balance < amount.amount:
                 decline = "insufficient_funds"
             reference = new_id("gca")

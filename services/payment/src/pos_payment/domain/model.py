@@ -825,6 +825,25 @@ def cash_refund_needs_open_shift(cash: list[str], register_id: str, named: list[
     return refused
 
 
+def source_currency_mismatch(source_currency: str, currency: str) -> InvalidArgument:
+    """A gift card tendered for a payment in another currency than its own: the request's
+    mistake, answered as a redemption in another currency is (`currency_mismatch`), naming
+    the card's field, before anything is taken. A decline (402) would say the card was
+    refused, when a card in the payment's currency is all it takes."""
+    refused = InvalidArgument(
+        f"the gift card holds {source_currency}; the payment is in {currency}",
+        [
+            FieldViolation(
+                "gift_card_code",
+                f"is a {source_currency} gift card; the payment is in {currency}",
+            )
+        ],
+        "currency_mismatch",
+    )
+    refused.metadata = {"gift_card_currency": source_currency, "currency": currency}
+    return refused
+
+
 SHIFT_CURRENCY_MISMATCH = "shift_currency_mismatch"
 
 

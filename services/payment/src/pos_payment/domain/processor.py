@@ -29,6 +29,16 @@ class UnknownSource(Exception):
     """The processor never issued this token or code. Carries no copy of it on purpose."""
 
 
+class SourceCurrencyMismatch(Exception):
+    """The source holds value in another currency than the payment's (a gift card in euros
+    for a sale in dollars): the request's mistake, refused before anything is taken, never a
+    decline. Carries the source's currency, never the source."""
+
+    def __init__(self, currency: str) -> None:
+        super().__init__(currency)
+        self.currency = currency
+
+
 class ProcessorUnavailable(Exception):
     """The processor was not reached: nothing happened there, the call may be made again."""
 

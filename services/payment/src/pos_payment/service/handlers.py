@@ -65,6 +65,7 @@ from pos_payment.domain.model import (
     release,
     set_aside,
     shift_currency_mismatch,
+    source_currency_mismatch,
     validate_amount,
     validate_credit_request,
     validate_out_of_band,
@@ -76,6 +77,7 @@ from pos_payment.domain.processor import (
     ProcessorAnswer,
     ProcessorTimeout,
     ProcessorUnavailable,
+    SourceCurrencyMismatch,
     UnknownSource,
 )
 from pos_payment.domain.shifts import Movement, MovementKind
@@ -203,6 +205,11 @@ class TakePayment:
                 f"the {field.replace('_', ' ')} is not valid",
                 [FieldViolation(field, "is not one the processor issued")],
             ) from None
+        except SourceCurrencyMismatch as exc:
+            # A gift card in another currency: nothing was taken, and the same request id may
+            # be sent again with a card in the payment's currency.
+            await self._forget(payment)
+            raise source_currency_mismatch(exc.currency, payment.currency) from None
         except ProcessorUnavailable:
             # Nothing happened at the processor: the request may simply be sent again.
             await self._forget(payment)
